@@ -1,0 +1,49 @@
+# Two entry points on a fresh machine: `make demo` and `make test` (both create .venv and build the core).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) setup.py pyproject.toml
+export HANDOFFD_REQUIRE_CYTHON ?= 1
+
+.PHONY: install build test lint typecheck unit demo bench bench-peers clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(VENV)/bin/python $(CORE_SRC)
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -c "import handoffd._core.binpack as b; assert b.__file__.endswith(('.so', '.pyd')), 'compiled core missing: ' + b.__file__; print('compiled core:', b.__file__)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+build: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check handoffd tests bench examples _core
+	$(VENV)/bin/ruff format --check handoffd tests bench examples _core
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy handoffd
+
+# pytest's exit code 5 (no tests collected) is a failure, said plainly.
+unit: $(STAMP)
+	$(VENV)/bin/pytest -n 2 --timeout 180 -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+bench: $(STAMP)
+	$(PY) bench/bench_placement.py
+
+bench-peers: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) bench/bench_vs_peers.py
+
+clean:
+	rm -rf build *.egg-info _core/*.c _core/*.so handoffd/_core

@@ -1,0 +1,1 @@
+"""The wire protocol: message types (``messages``) and the codec (``codec``)."""

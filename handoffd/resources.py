@@ -1,0 +1,115 @@
+"""Resource vectors: a dict of kind -> non-negative quantity (cpu, memory in MB, gpu, custom kinds).
+
+Pure functions only; the placement adapter turns these dicts into dense arrays for the core.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+Resources = dict[str, float]
+
+#: The kinds every node reports, in the order the placement arrays use first.
+STANDARD_KINDS: tuple[str, ...] = ("cpu", "memory", "gpu")
+DEFAULT_COST: Mapping[str, float] = {"cpu": 1.0}
+_KIND = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+# Quantities larger than this are certainly a unit mistake (and would overflow float sums).
+MAX_QUANTITY = 1e15
+
+
+class ResourceError(ValueError):
+    """A resource map is malformed; the message says which entry and why."""
+
+
+def parse(value: Mapping[str, object] | None, *, what: str = "cost") -> Resources:
+    """Validate and normalise a resource map; raise ResourceError saying which entry is wrong."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ResourceError(
+            f"{what} must be a dict such as {{'cpu': 2, 'memory': 1000}}, got {type(value).__name__}"
+        )
+    out: Resources = {}
+    for kind, qty in value.items():
+        if not isinstance(kind, str) or not _KIND.match(kind):
+            raise ResourceError(
+                f"{what}: resource kind {kind!r} is not a name (letters, digits, _ . -; e.g. 'cpu', 'gpu', 'fpga')"
+            )
+        if isinstance(qty, bool) or not isinstance(qty, (int, float)):
+            raise ResourceError(
+                f"{what}: {kind} = {qty!r} is not a number; give a plain number"
+                + (" in MB" if kind == "memory" else "")
+            )
+        q = float(qty)
+        if math.isnan(q) or math.isinf(q):
+            raise ResourceError(f"{what}: {kind} = {qty!r} is not a finite number")
+        if q < 0:
+            raise ResourceError(f"{what}: {kind} = {qty!r} is negative; quantities are >= 0")
+        if q > MAX_QUANTITY:
+            raise ResourceError(f"{what}: {kind} = {qty!r} is implausibly large")
+        if q > 0:
+            out[kind] = q
+    return out
+
+
+def parse_flag(text: str) -> tuple[str, float]:
+    """Parse a ``--resource NAME=QTY`` flag value."""
+    name, sep, qty = text.partition("=")
+    if not sep:
+        raise ResourceError(f"--resource {text!r}: expected NAME=QTY, e.g. --resource fpga=2")
+    try:
+        number = float(qty)
+    except ValueError:
+        raise ResourceError(f"--resource {text!r}: {qty!r} is not a number") from None
+    parsed = parse({name.strip(): number}, what="--resource")
+    return name.strip(), parsed.get(name.strip(), 0.0)
+
+
+def add(a: Mapping[str, float], b: Mapping[str, float]) -> Resources:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def subtract(a: Mapping[str, float], b: Mapping[str, float]) -> Resources:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) - v
+    return out
+
+
+def fits(demand: Mapping[str, float], free: Mapping[str, float], eps: float = 1e-9) -> bool:
+    """True when every kind of ``demand`` is available in ``free``."""
+    return all(free.get(k, 0.0) + eps >= v for k, v in demand.items() if v > 0)
+
+
+def kinds(maps: Iterable[Mapping[str, float]]) -> list[str]:
+    """All kinds present, standard ones first, then custom ones sorted (a stable array layout)."""
+    seen: set[str] = set()
+    for m in maps:
+        seen.update(m.keys())
+    custom = sorted(seen.difference(STANDARD_KINDS))
+    return [k for k in STANDARD_KINDS if k in seen] + custom
+
+
+def probe_local() -> Resources:
+    """Defaults for ``handoffd start``: logical cores, physical memory in MB, GPUs when detected."""
+    cpu = float(os.cpu_count() or 1)
+    memory = 1024.0
+    try:
+        memory = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024))
+    except (ValueError, OSError, AttributeError):
+        pass
+    return {"cpu": cpu, "memory": memory, "gpu": float(detect_gpus())}
+
+
+def detect_gpus() -> int:
+    """Count NVIDIA GPUs from /proc (no driver call); 0 when none or unknown."""
+    try:
+        return len([d for d in os.listdir("/proc/driver/nvidia/gpus") if d])
+    except OSError:
+        return 0

@@ -1,0 +1,32 @@
+"""The daemon's view of a DAG: task metadata in plain types plus one opaque payload per task.
+
+The payload is the cloudpickled ``(code, extra_args, kwargs)`` of a function. Daemons never unpickle
+it; only worker processes do. Everything else here travels as msgpack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: str
+    deps: tuple[str, ...]  # dependency ids, in the order their results are passed
+    cost: dict[str, float]  # claimed on the executing node while the task runs
+    payload: bytes = field(repr=False)  # cloudpickle((code, extra_args, kwargs)); opaque here
+    argument_inclusion: str = "variadic"  # or "as_list"
+    node: str | None = None  # pinned node name
+    collocate_with: str | None = None
+    inline: bool = False  # not scheduled; re-run on each consumer's node
+    max_retries: int | None = None  # None: the run-level value
+    timeout: float | None = None  # seconds per attempt
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    max_retries: int = 3
+    timeout: float | None = None  # whole-run deadline in seconds (None: none)
+    policy: str = "binpack"  # binpack | spread | first_fit
+    outputs: tuple[str, ...] | None = None  # ids whose values the client wants (None: all)

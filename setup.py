@@ -1,0 +1,44 @@
+"""Extension modules only; all metadata is in pyproject.toml.
+
+The compiled placement core lives in top-level ``_core/`` and installs as ``handoffd._core``.
+With HANDOFFD_REQUIRE_CYTHON=1 (CI and ``make``) a missing Cython is a build error, never a
+silent fall-back to the pure-Python twin.
+"""
+
+import os
+
+from setuptools import setup
+
+try:
+    import numpy
+    from Cython.Build import cythonize
+except ImportError as exc:  # pragma: no cover - exercised only on broken build environments
+    if os.environ.get("HANDOFFD_REQUIRE_CYTHON", "0") == "1":
+        raise SystemExit(
+            f"handoffd: the compiled core needs Cython and numpy at build time ({exc}); "
+            "install them or unset HANDOFFD_REQUIRE_CYTHON to build the pure-Python core only"
+        ) from exc
+    ext_modules = []
+else:
+    from setuptools import Extension
+
+    ext_modules = cythonize(
+        [
+            Extension(
+                "handoffd._core.binpack",
+                ["_core/binpack.pyx"],
+                include_dirs=[numpy.get_include()],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                extra_compile_args=["-O3"],
+            )
+        ],
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+
+setup(ext_modules=ext_modules)
