@@ -128,3 +128,254 @@ class ErrorReply:
     request_id: int
     code: str
     message: str
+
+
+@struct
+class TaskMeta:
+    """One function of a submitted DAG, without its code (the code is the frame at the same index)."""
+
+    id: str
+    deps: tuple[str, ...]
+    cost: dict[str, float]
+    argument_inclusion: str
+    node: str | None
+    collocate_with: str | None
+    inline: bool
+    max_retries: int | None
+    timeout: float | None
+    priority: int
+
+
+@struct
+class ErrorInfo:
+    """A HandoffError in plain fields, so the client can raise the same exception type."""
+
+    kind: str  # the exception class name: TaskFailed, Unschedulable, ValidationError, RunCancelled, ...
+    function_id: str | None
+    message: str
+    exc_type: str
+    traceback: str
+    attempts: int
+    need: dict[str, float]
+    largest: dict[str, float]
+    validation_kind: str
+
+
+@message(23)
+class SubmitRun:
+    """Frames: one cloudpickled payload per task, in ``tasks`` order."""
+
+    request_id: int
+    run_id: str
+    tasks: tuple[TaskMeta, ...]
+    max_retries: int
+    policy: str
+    outputs: tuple[str, ...] | None
+
+
+@message(24)
+class RunAccepted:
+    request_id: int
+    run_id: str
+    owner: str
+
+
+@message(25)
+class RunRejected:
+    request_id: int
+    run_id: str
+    error: ErrorInfo
+
+
+@message(26)
+class GetRunStatus:
+    """``wait`` > 0: long poll, answered when the run ends or after ``wait`` seconds."""
+
+    request_id: int
+    run_id: str
+    wait: float
+
+
+@message(27)
+class RunStatusReply:
+    request_id: int
+    run_id: str
+    state: str  # RUNNING | DONE | FAILED | CANCELLED | UNKNOWN
+    counts: dict[str, int]
+    placement: dict[str, str]
+    owner: str
+    term: int
+    standbys: tuple[str, ...]
+    error: ErrorInfo | None
+
+
+@message(28)
+class FetchResults:
+    request_id: int
+    run_id: str
+    task_ids: tuple[str, ...]
+
+
+@message(29)
+class Results:
+    """Frames: one serialised value per entry of ``task_ids`` (only ids that are found)."""
+
+    request_id: int
+    run_id: str
+    task_ids: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+@message(30)
+class CancelRun:
+    request_id: int
+    run_id: str
+
+
+@message(31)
+class ListRuns:
+    request_id: int
+
+
+@struct
+class RunSummary:
+    run_id: str
+    state: str
+    owner: str
+    counts: dict[str, int]
+
+
+@message(32)
+class RunList:
+    request_id: int
+    runs: tuple[RunSummary, ...]
+
+
+@message(33)
+class StopNode:
+    """Ask the daemon to drain and leave (``handoffd stop``)."""
+
+    request_id: int
+
+
+@message(34)
+class Ok:
+    request_id: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution, owner <-> executing node and node <-> node: 40-59
+# ---------------------------------------------------------------------------------------------
+
+
+@struct
+class InputRef:
+    """One input of a dispatched task, flattened: ``parent`` -1 = a direct argument (in order),
+    else the index (in the same list) of the inline input this one feeds.
+
+    kind "value": a dependency's result, in frame ``frame`` (>= 0) or fetched from ``locations``.
+    kind "inline": an inline function re-run here; its payload is frame ``frame``.
+    """
+
+    kind: str
+    task_id: str
+    locations: tuple[str, ...]  # node addresses ("host:port") holding a copy
+    frame: int
+    argument_inclusion: str
+    parent: int
+
+
+@struct
+class DispatchItem:
+    task_id: str
+    attempt: int
+    cost: dict[str, float]
+    argument_inclusion: str
+    timeout: float | None
+    payload_frame: int
+    inputs: tuple[InputRef, ...]
+
+
+@message(40)
+class DispatchTasks:
+    run_id: str
+    owner_address: str
+    items: tuple[DispatchItem, ...]
+
+
+@struct
+class TaskAttempt:
+    task_id: str
+    attempt: int
+
+
+@struct
+class Refusal:
+    task_id: str
+    attempt: int
+    reason: str
+
+
+@message(41)
+class DispatchReplied:
+    run_id: str
+    accepted: tuple[TaskAttempt, ...]
+    refused: tuple[Refusal, ...]
+    free: dict[str, float]
+    resource_version: int
+
+
+@struct
+class TaskReport:
+    """state: RUNNING | DONE | FAILED. ``frame`` >= 0: the value travels inline in that frame."""
+
+    task_id: str
+    attempt: int
+    state: str
+    size: int
+    frame: int
+    kind: str  # for FAILED: error | timeout | crash | cancelled
+    exc_type: str
+    message: str
+    traceback: str
+
+
+@message(42)
+class TasksReported:
+    run_id: str
+    reports: tuple[TaskReport, ...]
+    free: dict[str, float]
+    resource_version: int
+
+
+@message(43)
+class FetchValues:
+    """Peer to peer: send the values of these tasks to ``reply_to``."""
+
+    request_id: int
+    run_id: str
+    task_ids: tuple[str, ...]
+    reply_to: str
+
+
+@message(44)
+class ValuesFetched:
+    """Frames: one per id in ``task_ids`` (those found); ``missing`` lists the others."""
+
+    request_id: int
+    run_id: str
+    task_ids: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+@message(45)
+class CancelTasks:
+    run_id: str
+    items: tuple[TaskAttempt, ...]
+
+
+@message(46)
+class FreeRun:
+    """The run is over and its results were collected: drop its values everywhere."""
+
+    run_id: str

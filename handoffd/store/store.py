@@ -1,0 +1,124 @@
+"""Result store of one node: values kept in memory, spilled to disk past a byte budget.
+
+Values are opaque bytes (serialised by workers). Keys are (run_id, task_id). A run's values are
+dropped together (``drop_run``) when the run is over and its results were collected, or when the
+retention time passes. Spilling moves the oldest values to one file each under ``spill_dir``;
+reading a spilled value loads it back without re-admitting it to memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+
+Key = tuple[str, str]
+
+
+@dataclass
+class StoreStats:
+    in_memory_bytes: int = 0
+    spilled_bytes: int = 0
+    spills: int = 0
+    values: int = 0
+
+
+class ResultStore:
+    def __init__(self, memory_limit: int, spill_dir: str | None = None) -> None:
+        self.memory_limit = memory_limit
+        self._spill_root = spill_dir
+        self._spill_dir: str | None = None  # created on first spill
+        self._memory: OrderedDict[Key, bytes] = OrderedDict()  # insertion order = spill order
+        self._spilled: dict[Key, tuple[str, int]] = {}  # key -> (path, size)
+        self._by_run: dict[str, set[str]] = {}
+        self.stats = StoreStats()
+
+    def put(self, run_id: str, task_id: str, value: bytes) -> None:
+        key = (run_id, task_id)
+        self._discard(key)
+        self._memory[key] = value
+        self._by_run.setdefault(run_id, set()).add(task_id)
+        self.stats.in_memory_bytes += len(value)
+        self.stats.values += 1
+        if self.stats.in_memory_bytes > self.memory_limit:
+            self._spill()
+
+    def get(self, run_id: str, task_id: str) -> bytes | None:
+        key = (run_id, task_id)
+        value = self._memory.get(key)
+        if value is not None:
+            return value
+        spilled = self._spilled.get(key)
+        if spilled is None:
+            return None
+        try:
+            with open(spilled[0], "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def has(self, run_id: str, task_id: str) -> bool:
+        key = (run_id, task_id)
+        return key in self._memory or key in self._spilled
+
+    def size(self, run_id: str, task_id: str) -> int:
+        key = (run_id, task_id)
+        if key in self._memory:
+            return len(self._memory[key])
+        return self._spilled.get(key, ("", 0))[1]
+
+    def runs(self) -> list[str]:
+        return list(self._by_run)
+
+    def tasks_of(self, run_id: str) -> set[str]:
+        return set(self._by_run.get(run_id, ()))
+
+    def drop_run(self, run_id: str) -> int:
+        """Forget every value of a run; returns how many were dropped."""
+        tasks = self._by_run.pop(run_id, set())
+        for task_id in tasks:
+            self._discard((run_id, task_id), forget_run=False)
+        return len(tasks)
+
+    def close(self) -> None:
+        self._memory.clear()
+        self._spilled.clear()
+        self._by_run.clear()
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+            self._spill_dir = None
+
+    def _discard(self, key: Key, forget_run: bool = True) -> None:
+        value = self._memory.pop(key, None)
+        if value is not None:
+            self.stats.in_memory_bytes -= len(value)
+            self.stats.values -= 1
+        spilled = self._spilled.pop(key, None)
+        if spilled is not None:
+            self.stats.spilled_bytes -= spilled[1]
+            self.stats.values -= 1
+            try:
+                os.unlink(spilled[0])
+            except OSError:
+                pass
+        if forget_run and (value is not None or spilled is not None):
+            tasks = self._by_run.get(key[0])
+            if tasks is not None:
+                tasks.discard(key[1])
+                if not tasks:
+                    del self._by_run[key[0]]
+
+    def _spill(self) -> None:
+        if self._spill_dir is None:
+            self._spill_dir = tempfile.mkdtemp(prefix="handoffd-spill-", dir=self._spill_root)
+        while self.stats.in_memory_bytes > self.memory_limit and self._memory:
+            key, value = self._memory.popitem(last=False)
+            fd, path = tempfile.mkstemp(dir=self._spill_dir)
+            with os.fdopen(fd, "wb") as f:
+                f.write(value)
+            self._spilled[key] = (path, len(value))
+            self.stats.in_memory_bytes -= len(value)
+            self.stats.spilled_bytes += len(value)
+            self.stats.spills += 1
