@@ -105,6 +105,13 @@ class IndirectAck:
     updates: tuple[MemberState, ...]
 
 
+@message(6)
+class Gossip:
+    """One-way dissemination of recent membership/resource updates (memberlist's gossip round)."""
+
+    updates: tuple[MemberState, ...]
+
+
 # ---------------------------------------------------------------------------------------------
 # Client <-> daemon control: 20-39 (every request carries a request_id echoed in its reply)
 # ---------------------------------------------------------------------------------------------
