@@ -1,0 +1,173 @@
+"""``handoffd start`` (foreground daemon) and ``handoffd stop`` (graceful: drain, leave, exit)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+from handoffd import resources
+from handoffd.cli.common import (
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    fail,
+    runtime_dir,
+    setup_logging,
+    write_runtime_file,
+)
+from handoffd.config import DEFAULT_CLUSTER, DEFAULT_HOST, DEFAULT_PORT, NodeConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="handoffd", description="handoffd cluster daemon")
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="run a daemon in the foreground")
+    start.add_argument("--cpu", type=float, help="cpu capacity (default: logical cores)")
+    start.add_argument("--memory", type=float, help="memory capacity in MB (default: physical memory)")
+    start.add_argument("--gpu", type=float, help="GPUs (default: detected, else 0)")
+    start.add_argument("--resource", action="append", default=[], metavar="NAME=QTY",
+                       help="a custom resource kind, e.g. --resource fpga=2 (repeatable)")
+    start.add_argument("--name", help="unique node name (default: HOSTNAME-HOST-PORT)")
+    start.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1)")
+    start.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7788; 0 = any free port)")
+    start.add_argument("--seed", action="append", default=[], metavar="HOST:PORT",
+                       help="a peer to join (repeatable; also HANDOFF_SEEDS, comma-separated)")
+    start.add_argument("--no-mdns", action="store_true", help="do not use mDNS discovery")
+    start.add_argument("--cluster", default=DEFAULT_CLUSTER, help="cluster name; nodes of other clusters are ignored")
+    start.add_argument("--key-file", help="cluster key (handoffctl keygen): encrypt and authenticate every socket")
+    start.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback --host without a key (anyone who can connect can run code)")
+    start.add_argument("--replicas", type=int, default=2, help="standby owners per run (default 2)")
+    start.add_argument("--max-workers", type=int, help="worker processes (default: the cpu capacity)")
+    start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    start.add_argument("--log-format", default="text", choices=["text", "json"])
+    stop = sub.add_parser("stop", help="drain and stop a daemon started on this machine")
+    stop.add_argument("--name", help="the daemon's node name (default: the only one running)")
+    stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")
+    return parser
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def build_config(args: argparse.Namespace) -> NodeConfig:
+    """Turn flags into a NodeConfig; raises ValueError with a message for the user."""
+    probed = resources.probe_local()
+    capacity = {
+        "cpu": args.cpu if args.cpu is not None else probed["cpu"],
+        "memory": args.memory if args.memory is not None else probed["memory"],
+        "gpu": args.gpu if args.gpu is not None else probed["gpu"],
+    }
+    for text in args.resource:
+        name, qty = resources.parse_flag(text)
+        capacity[name] = qty
+    capacity = resources.parse(capacity, what="capacity")  # drops zero kinds, checks the rest
+    if not args.key_file and not _is_loopback(args.host) and not args.insecure:
+        raise ValueError(
+            f"--host {args.host} is not a loopback address and no --key-file was given: anyone who can "
+            "reach that port could run code on this machine. Create a key with `handoffctl keygen KEY` and "
+            "pass --key-file KEY to every node and client, or pass --insecure if the network is trusted."
+        )
+    if args.key_file and not os.path.exists(args.key_file):
+        raise ValueError(f"--key-file {args.key_file}: no such file (create one with `handoffctl keygen PATH`)")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} is not a port number (0-65535)")
+    seeds = list(args.seed)
+    env_seeds = os.environ.get("HANDOFF_SEEDS", "")
+    seeds += [s.strip() for s in env_seeds.split(",") if s.strip()]
+    from handoffd.discovery.seeds import parse_seed
+
+    seeds = [parse_seed(s) for s in seeds]
+    name = args.name or f"{socket.gethostname()}-{args.host.replace(':', '-').replace('.', '-')}-{args.port}"
+    if args.replicas < 0:
+        raise ValueError("--replicas must be >= 0")
+    if args.max_workers is not None and args.max_workers < 1:
+        raise ValueError("--max-workers must be >= 1")
+    return NodeConfig(
+        name=name, host=args.host, port=args.port, cluster=args.cluster, capacity=capacity,
+        seeds=tuple(seeds), mdns=not args.no_mdns, key_file=args.key_file, insecure=args.insecure,
+        replicas=args.replicas, max_workers=args.max_workers,
+    )
+
+
+async def _serve(config: NodeConfig) -> int:
+    from handoffd.node import Node
+
+    node = Node(config)
+    try:
+        await node.start()
+    except Exception as exc:  # noqa: BLE001 - a start-up failure is the user's to read
+        await node.stop(drain=False)
+        return fail(EXIT_USAGE, f"could not start node {config.name} on {config.host}:{config.port}: {exc}")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, node.request_stop)
+    path = write_runtime_file(config.name, node.address)
+    print(f"handoffd {config.name} listening on {node.address} (cluster {config.cluster})", flush=True)
+    try:
+        await node.wait_stopped()
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return EXIT_OK
+
+
+def _stop(args: argparse.Namespace) -> int:
+    directory = runtime_dir()
+    files = sorted(f for f in os.listdir(directory) if f.endswith(".json"))
+    if args.name:
+        files = [f for f in files if f == f"{args.name}.json"]
+        if not files:
+            return fail(EXIT_UNREACHABLE, f"no running daemon named {args.name!r} on this machine ({directory})")
+    elif len(files) != 1:
+        if not files:
+            return fail(EXIT_UNREACHABLE, f"no running daemon found on this machine ({directory})")
+        names = ", ".join(f[:-5] for f in files)
+        return fail(EXIT_USAGE, f"several daemons run here ({names}); say which with --name")
+    path = os.path.join(directory, files[0])
+    with open(path) as f:
+        info = json.load(f)
+    pid = int(info["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        os.unlink(path)
+        return fail(EXIT_UNREACHABLE, f"daemon {info['name']} (pid {pid}) is not running; removed its stale file")
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"stopped {info['name']}")
+            return EXIT_OK
+        time.sleep(0.05)
+    return fail(EXIT_UNREACHABLE, f"daemon {info['name']} (pid {pid}) did not exit within {args.timeout}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "stop":
+        return _stop(args)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        config = build_config(args)
+    except (ValueError, resources.ResourceError) as exc:
+        return fail(EXIT_USAGE, str(exc))
+    return asyncio.run(_serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

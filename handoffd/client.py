@@ -1,0 +1,328 @@
+"""Client and Run: the synchronous API users call (``handoffd.connect()``).
+
+A Client talks to one daemon's control endpoint (request/reply over a ZeroMQ DEALER). The daemon
+that receives a submission owns the run. Waiting is a long poll (``GetRunStatus`` with ``wait``), so
+a finished run is noticed at once without polling churn. The client remembers every address the
+cluster told it about, so when its daemon dies it reconnects to another and follows the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffd import errors, values
+from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
+from handoffd.protocol import codec
+from handoffd.protocol import messages as m
+from handoffd.transport.client import ControlClient
+
+TERMINAL = ("DONE", "FAILED", "CANCELLED")
+_POLL = 2.0  # seconds per long-poll request
+_CHUNK = 256  # results fetched per request
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    capacity: dict[str, float]
+    free: dict[str, float]
+    status: str
+    address: str
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+    state: str  # RUNNING | DONE | FAILED | CANCELLED | UNKNOWN
+    counts: dict[str, int]
+    placement: dict[str, str]
+    owner: str
+    term: int
+    standbys: tuple[str, ...]
+    error: errors.HandoffError | None = field(default=None, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+
+def error_from_info(info: m.ErrorInfo) -> errors.HandoffError:
+    """Rebuild the exception a daemon described."""
+    if info.kind == "TaskFailed":
+        return errors.TaskFailed(info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback)
+    if info.kind == "Unschedulable":
+        return errors.Unschedulable(info.function_id or "?", info.need, info.largest or None, info.message)
+    if info.kind == "ValidationError":
+        return errors.ValidationError(info.validation_kind or "invalid", info.function_id, info.message)
+    if info.kind == "RunCancelled":
+        return errors.RunCancelled(info.message or "the run was cancelled")
+    return errors.HandoffError(info.message)
+
+
+def resolve_address(address: str | None) -> str:
+    address = address or os.environ.get("HANDOFF_ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    if address.startswith("tcp://"):
+        address = address[len("tcp://") :]
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise errors.HandoffError(f"bad daemon address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:7788")
+    return address
+
+
+class Client:
+    """A connection to a handoffd cluster through one daemon (failing over to others it knows)."""
+
+    def __init__(self, address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0) -> None:
+        self.address = resolve_address(address)
+        self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
+        self._curve = None
+        if self._key_file:
+            from handoffd.transport.keys import load_key_file
+
+            self._curve = load_key_file(self._key_file)
+        self.timeout = timeout
+        self._name = f"client-{uuid.uuid4().hex[:12]}"
+        self._ids = itertools.count(1)
+        self._known: list[str] = [self.address]
+        self._conn: ControlClient | None = None
+        self._connect(self.address)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _connect(self, address: str) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._conn = ControlClient(address, curve=self._curve, connect_timeout=self.timeout)
+        self.address = address
+
+    def _request(self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None) -> tuple[Any, list[bytes]]:
+        assert self._conn is not None
+        wire = codec.encode(msg, sender=self._name, frames=list(frames))
+        deadline = time.monotonic() + (timeout or self.timeout)
+        self._conn.send(wire)
+        while True:
+            remaining = deadline - time.monotonic()
+            reply = self._conn.recv(max(remaining, 0.0)) if remaining > 0 else None
+            if reply is None:
+                raise errors.ConnectionError(
+                    f"the handoffd daemon at {self.address} did not answer within "
+                    f"{timeout or self.timeout:.1f}s; is it running? (`handoffd start`)"
+                )
+            decoded = codec.decode(reply)
+            if decoded is None:
+                continue
+            got = decoded.msg
+            if getattr(got, "request_id", None) != msg.request_id:
+                continue  # a late reply to an earlier request
+            if isinstance(got, m.ErrorReply):
+                raise errors.HandoffError(f"{got.code}: {got.message}")
+            return got, list(decoded.frames)
+
+    def _failover_request(self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None) -> tuple[Any, list[bytes]]:
+        """Send to the current daemon; if it is gone, try every other known address once."""
+        frames = list(frames)
+        try:
+            return self._request(make(next(self._ids)), frames, timeout)
+        except errors.AuthenticationError:
+            raise
+        except errors.ConnectionError as first:
+            for address in [a for a in self._known if a != self.address]:
+                try:
+                    self._connect(address)
+                    return self._request(make(next(self._ids)), frames, timeout)
+                except errors.AuthenticationError:
+                    raise
+                except errors.ConnectionError:
+                    continue
+            raise first
+
+    # -- API -------------------------------------------------------------------------------------
+
+    def nodes(self) -> dict[str, NodeInfo]:
+        """Every node this daemon knows: {name: NodeInfo(capacity, free, status, address)}."""
+        reply, _ = self._failover_request(lambda rid: m.ListNodes(rid))
+        out: dict[str, NodeInfo] = {}
+        for member in reply.members:
+            out[member.name] = NodeInfo(
+                dict(member.capacity), dict(member.free), m.STATUS_NAMES[member.status], member.address
+            )
+            if member.status == m.ALIVE and member.address not in self._known:
+                self._known.append(member.address)
+        return out
+
+    def submit(
+        self,
+        dag: Any,
+        *,
+        max_retries: int = 3,
+        timeout: float | None = None,
+        policy: str = "binpack",
+        outputs: Iterable[str] | None = None,
+    ) -> Run:
+        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to."""
+        from handoffd.dag import DAG
+
+        if not isinstance(dag, DAG):
+            raise errors.ValidationError("invalid_dag", None, f"expected a handoffd.DAG, got {type(dag).__name__}")
+        if policy not in ("binpack", "spread", "first_fit"):
+            raise errors.ValidationError(
+                "invalid_policy", None, f"policy {policy!r} is not one of binpack, spread, first_fit"
+            )
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise errors.ValidationError("invalid_option", None, f"max_retries must be an int >= 0, got {max_retries!r}")
+        dag.validate()
+        specs = dag.to_specs()
+        output_ids = tuple(outputs) if outputs is not None else None
+        if output_ids is not None:
+            unknown = [o for o in output_ids if o not in dag.functions]
+            if unknown:
+                raise errors.ValidationError("missing_dependency", unknown[0], "outputs= names a function that is not in the DAG")
+        if not self._known[1:]:
+            try:
+                self.nodes()  # learn the cluster's addresses for failover
+            except errors.HandoffError:
+                pass
+        tasks = tuple(
+            m.TaskMeta(s.id, tuple(s.deps), dict(s.cost), s.argument_inclusion, s.node, s.collocate_with,
+                       s.inline, s.max_retries, s.timeout, s.priority)
+            for s in specs
+        )
+        run_id = uuid.uuid4().hex[:16]
+        reply, _ = self._request(
+            m.SubmitRun(next(self._ids), run_id, tasks, max_retries, policy, output_ids),
+            [s.payload for s in specs],
+            timeout=max(self.timeout, 30.0),
+        )
+        if isinstance(reply, m.RunRejected):
+            raise error_from_info(reply.error)
+        run = Run(self, run_id, reply.owner, [s.id for s in specs if not s.inline], output_ids)
+        run._deadline = None if timeout is None else time.monotonic() + timeout
+        return run
+
+    def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
+        """Submit, wait, and return {function id: value} for every non-inline function."""
+        timeout = options.get("timeout")
+        run = self.submit(dag, **options)
+        run.wait(timeout)
+        results = run.results()
+        run.release()
+        return results
+
+    def run(self, run_id: str) -> Run:
+        """A handle on an existing run (for ``handoffctl status``/``results``)."""
+        status = self._status(run_id, 0.0)
+        return Run(self, run_id, status.owner, list(status.placement) or None, None)
+
+    def runs(self) -> list[m.RunSummary]:
+        reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
+        return list(reply.runs)
+
+    def _status(self, run_id: str, wait: float) -> RunStatus:
+        reply, _ = self._failover_request(lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout)
+        error = error_from_info(reply.error) if reply.error is not None else None
+        return RunStatus(reply.run_id, reply.state, dict(reply.counts), dict(reply.placement), reply.owner,
+                         reply.term, tuple(reply.standbys), error)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Run:
+    """A submitted run. Methods block; values are fetched from wherever they live."""
+
+    def __init__(self, client: Client, run_id: str, owner: str, function_ids: list[str] | None,
+                 outputs: tuple[str, ...] | None) -> None:
+        self._client = client
+        self.id = run_id
+        self.owner = owner
+        self._ids = function_ids
+        self._outputs = outputs
+        self._deadline: float | None = None
+        self._last: RunStatus | None = None
+
+    def status(self) -> RunStatus:
+        self._last = self._client._status(self.id, 0.0)
+        return self._last
+
+    def wait(self, timeout: float | None = None) -> RunStatus:
+        """Block until the run ends; raise its error (TaskFailed, RunCancelled, ...) if it failed."""
+        deadline = time.monotonic() + timeout if timeout is not None else self._deadline
+        while True:
+            wait = _POLL
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise errors.Timeout(f"run {self.id} did not finish within {timeout}s (it goes on)")
+            status = self._client._status(self.id, wait)
+            self._last = status
+            if status.state == "UNKNOWN":
+                raise errors.HandoffError(f"run {self.id} is not known to the cluster (results may have been freed)")
+            if status.done:
+                if status.error is not None:
+                    raise status.error
+                return status
+
+    def results(self) -> dict[str, Any]:
+        """{function id: value} of every non-inline function (or the submission's ``outputs``)."""
+        status = self._last if self._last is not None and self._last.done else self.wait()
+        ids = list(self._outputs) if self._outputs is not None else self._ids
+        if ids is None:
+            ids = list(status.placement)
+        return self._fetch(ids)
+
+    def result(self, function_id: str) -> Any:
+        if self._last is None or not self._last.done:
+            self.wait()
+        return self._fetch([function_id])[function_id]
+
+    def placement(self) -> dict[str, str]:
+        """{function id: node name} of the final attempts."""
+        return dict(self.status().placement)
+
+    def cancel(self) -> None:
+        self._client._failover_request(lambda rid: m.CancelRun(rid, self.id))
+
+    def release(self) -> None:
+        """Tell the owner the results were collected, so every node frees them now."""
+        try:
+            self._client._failover_request(lambda rid: m.FreeRunRequest(rid, self.id))
+        except errors.HandoffError:
+            pass
+
+    def _fetch(self, ids: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = tuple(ids[start : start + _CHUNK])
+            reply, frames = self._client._failover_request(
+                lambda rid, c=chunk: m.FetchResults(rid, self.id, c), timeout=max(self._client.timeout, 60.0)
+            )
+            if reply.missing:
+                raise errors.HandoffError(
+                    f"results of {list(reply.missing)[:5]} of run {self.id} are not available "
+                    "(unknown function id, or freed after retention)"
+                )
+            for task_id, frame in zip(reply.task_ids, frames):
+                out[task_id] = values.loads(frame)
+        return out
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, owner={self.owner!r})"
+
+
+def connect(address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0) -> Client:
+    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788."""
+    return Client(address, key_file=key_file, timeout=timeout)

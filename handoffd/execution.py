@@ -1,0 +1,332 @@
+"""The executing side of a node: accept dispatches against the local ledger, gather inputs peer to
+peer, run tasks in the worker pool, store results, and report to each run's owner.
+
+I/O goes through two callbacks (``send`` and ``call_later``) so the logic stays testable with the
+in-memory transport. Reports are batched per owner and flushed once per loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
+from handoffd.worker.ledger import Ledger
+from handoffd.worker.pool import Job, Outcome, WorkerPool
+
+log = logging.getLogger("handoffd.execution")
+
+Key = tuple[str, str, int]  # run_id, task_id, attempt
+SendFn = Callable[[str, Any, list[Any]], None]
+
+
+@dataclass
+class _Task:
+    run_id: str
+    task_id: str
+    attempt: int
+    owner_address: str
+    cost: dict[str, float]
+    gpus: list[int]
+    argument_inclusion: str
+    timeout: float | None
+    payload: bytes
+    inputs: tuple[m.InputRef, ...]
+    frames: dict[int, bytes]  # frame index -> bytes, for the frames this task refers to
+    missing: set[str] = field(default_factory=set)  # dependency ids still being fetched
+    running: bool = False
+
+
+@dataclass
+class _Fetch:
+    run_id: str
+    task_ids: tuple[str, ...]
+    address: str
+    timer: asyncio.TimerHandle | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        address: str,
+        ledger: Ledger,
+        store: ResultStore,
+        send: SendFn,
+        inline_result_bytes: int,
+        on_resources_changed: Callable[[], None],
+        fetch_timeout: float = 5.0,
+    ) -> None:
+        self.address = address
+        self.ledger = ledger
+        self.store = store
+        self._send = send
+        self._inline_limit = inline_result_bytes
+        self._on_resources_changed = on_resources_changed
+        self._fetch_timeout = fetch_timeout
+        self.pool: WorkerPool | None = None
+        self._tasks: dict[Key, _Task] = {}
+        # (run_id, dep_id) -> keys of tasks waiting for that value
+        self._waiting: dict[tuple[str, str], set[Key]] = {}
+        # (run_id, dep_id) -> locations not tried yet
+        self._candidates: dict[tuple[str, str], list[str]] = {}
+        self._fetches: dict[int, _Fetch] = {}
+        self._request_ids = itertools.count(1)
+        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None]]] = {}
+        self._flush_scheduled = False
+        self.draining = False
+        self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes]) -> None:
+        accepted: list[m.TaskAttempt] = []
+        refused: list[m.Refusal] = []
+        started: list[_Task] = []
+        for item in msg.items:
+            key = (msg.run_id, item.task_id, item.attempt)
+            if key in self._tasks:  # a duplicate delivery: already ours
+                accepted.append(m.TaskAttempt(item.task_id, item.attempt))
+                continue
+            reason = self._check_item(item, frames)
+            gpus = None if reason else self.ledger.try_claim(item.cost)
+            if reason or gpus is None:
+                refused.append(m.Refusal(item.task_id, item.attempt, reason or "no room"))
+                continue
+            needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
+            task = _Task(
+                run_id=msg.run_id,
+                task_id=item.task_id,
+                attempt=item.attempt,
+                owner_address=msg.owner_address,
+                cost=dict(item.cost),
+                gpus=gpus,
+                argument_inclusion=item.argument_inclusion,
+                timeout=item.timeout,
+                payload=frames[item.payload_frame],
+                inputs=item.inputs,
+                frames={i: frames[i] for i in needed},
+            )
+            self._tasks[key] = task
+            accepted.append(m.TaskAttempt(item.task_id, item.attempt))
+            started.append(task)
+        self.counters["accepted"] += len(accepted)
+        self.counters["refused"] += len(refused)
+        self._send(
+            msg.owner_address,
+            m.DispatchReplied(
+                msg.run_id, tuple(accepted), tuple(refused), dict(self.ledger.free), self.ledger.version
+            ),
+            [],
+        )
+        if started:
+            self._on_resources_changed()
+        for task in started:
+            self._gather(task)
+
+    def _check_item(self, item: m.DispatchItem, frames: list[bytes]) -> str:
+        if self.draining:
+            return "draining"
+        if not 0 <= item.payload_frame < len(frames):
+            return "bad payload frame"
+        for ref in item.inputs:
+            if ref.frame >= len(frames) or ref.kind not in ("value", "inline"):
+                return "bad input reference"
+            if ref.kind == "inline" and ref.frame < 0:
+                return "inline input without payload"
+        return ""
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def _gather(self, task: _Task) -> None:
+        for ref in task.inputs:
+            if ref.kind != "value" or ref.frame >= 0:
+                continue
+            if self.store.has(task.run_id, ref.task_id):
+                continue
+            task.missing.add(ref.task_id)
+            wkey = (task.run_id, ref.task_id)
+            waiting = self._waiting.setdefault(wkey, set())
+            waiting.add((task.run_id, task.task_id, task.attempt))
+            if wkey not in self._candidates:
+                self._candidates[wkey] = [a for a in ref.locations if a != self.address]
+                self._fetch_next(wkey)
+        if not task.missing:
+            self._start(task)
+
+    def _fetch_next(self, wkey: tuple[str, str]) -> None:
+        candidates = self._candidates.get(wkey)
+        if not candidates:
+            self._candidates.pop(wkey, None)
+            self._fail_waiters(wkey, f"input {wkey[1]!r} could not be fetched from any holder")
+            return
+        address = candidates.pop(0)
+        request_id = next(self._request_ids)
+        fetch = _Fetch(wkey[0], (wkey[1],), address)
+        loop = asyncio.get_running_loop()
+        fetch.timer = loop.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
+        self._fetches[request_id] = fetch
+        self._send(address, m.FetchValues(request_id, wkey[0], (wkey[1],), self.address), [])
+
+    def _fetch_timed_out(self, request_id: int) -> None:
+        fetch = self._fetches.pop(request_id, None)
+        if fetch is None:
+            return
+        log.info("fetch of %s from %s timed out", fetch.task_ids, fetch.address)
+        for task_id in fetch.task_ids:
+            self._fetch_next((fetch.run_id, task_id))
+
+    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
+        fetch = self._fetches.pop(msg.request_id, None)
+        if fetch is None:
+            return
+        if fetch.timer is not None:
+            fetch.timer.cancel()
+        for task_id, value in zip(msg.task_ids, frames):
+            self.store.put(msg.run_id, task_id, bytes(value))
+            self.counters["fetched"] += 1
+            self._value_arrived((msg.run_id, task_id))
+        for task_id in msg.missing:
+            self._fetch_next((msg.run_id, task_id))
+
+    def _value_arrived(self, wkey: tuple[str, str]) -> None:
+        self._candidates.pop(wkey, None)
+        for key in self._waiting.pop(wkey, ()):
+            task = self._tasks.get(key)
+            if task is None:
+                continue
+            task.missing.discard(wkey[1])
+            if not task.missing and not task.running:
+                self._start(task)
+
+    def _fail_waiters(self, wkey: tuple[str, str], why: str) -> None:
+        for key in self._waiting.pop(wkey, ()):
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                self._finish(task, m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1,
+                                                "input_lost", "InputLost", why, ""), None)
+
+    def on_fetch(self, msg: m.FetchValues) -> None:
+        """A peer asks for values we hold: answer with one frame per value found."""
+        found: list[str] = []
+        missing: list[str] = []
+        frames: list[bytes] = []
+        for task_id in msg.task_ids:
+            value = self.store.get(msg.run_id, task_id)
+            if value is None:
+                missing.append(task_id)
+            else:
+                found.append(task_id)
+                frames.append(value)
+        self._send(msg.reply_to, m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)), frames)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _build_inputs(self, task: _Task) -> list[Any]:
+        children: dict[int, list[int]] = {}
+        for index, ref in enumerate(task.inputs):
+            children.setdefault(ref.parent, []).append(index)
+
+        def convert(index: int) -> Any:
+            ref = task.inputs[index]
+            if ref.kind == "inline":
+                nested = [convert(c) for c in children.get(index, ())]
+                return ("inline", task.frames[ref.frame], ref.argument_inclusion, nested)
+            if ref.frame >= 0:
+                return ("value", task.frames[ref.frame])
+            value = self.store.get(task.run_id, ref.task_id)
+            if value is None:
+                raise LookupError(f"input {ref.task_id!r} vanished from the store")
+            return ("value", value)
+
+        return [convert(i) for i in children.get(-1, ())]
+
+    def _start(self, task: _Task) -> None:
+        assert self.pool is not None
+        try:
+            inputs = self._build_inputs(task)
+        except LookupError as exc:
+            self._tasks.pop((task.run_id, task.task_id, task.attempt), None)
+            self._finish(task, m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1,
+                                            "input_lost", "InputLost", str(exc), ""), None)
+            return
+        task.running = True
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
+        self.pool.submit(
+            Job(
+                key=(task.run_id, task.task_id, task.attempt),
+                payload=task.payload,
+                inputs=inputs,
+                argument_inclusion=task.argument_inclusion,
+                timeout=task.timeout,
+                env=env,
+            )
+        )
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        key = outcome.key
+        task = self._tasks.pop(key, None)  # type: ignore[arg-type]
+        if task is None:
+            return
+        if outcome.ok and outcome.value is not None:
+            value = outcome.value
+            self.store.put(task.run_id, task.task_id, value)
+            inline = value if len(value) <= self._inline_limit else None
+            report = m.TaskReport(task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", "")
+            self.counters["done"] += 1
+            self._finish(task, report, inline)
+        else:
+            report = m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1, outcome.kind or "error",
+                                  outcome.exc_type, outcome.message, outcome.traceback)
+            self.counters["failed"] += 1
+            self._finish(task, report, None)
+
+    def _finish(self, task: _Task, report: m.TaskReport, value: bytes | None) -> None:
+        self.ledger.release(task.cost, task.gpus)
+        self._on_resources_changed()
+        self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, {}
+        for (owner, run_id), entries in outbox.items():
+            reports: list[m.TaskReport] = []
+            frames: list[bytes] = []
+            for report, value in entries:
+                if value is not None:
+                    report = m.TaskReport(report.task_id, report.attempt, report.state, report.size,
+                                          len(frames), report.kind, report.exc_type, report.message,
+                                          report.traceback)
+                    frames.append(value)
+                reports.append(report)
+            self._send(owner, m.TasksReported(run_id, tuple(reports), dict(self.ledger.free),
+                                              self.ledger.version), frames)
+
+    # -- control -------------------------------------------------------------------------------
+
+    def on_cancel(self, msg: m.CancelTasks) -> None:
+        for item in msg.items:
+            key = (msg.run_id, item.task_id, item.attempt)
+            task = self._tasks.get(key)
+            if task is None:
+                continue
+            if task.running and self.pool is not None:
+                self.pool.cancel(key)  # its outcome (kind "cancelled") releases the claim
+            else:
+                self._tasks.pop(key, None)
+                self._finish(task, m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1,
+                                                "cancelled", "RunCancelled", "cancelled", ""), None)
+
+    def on_free_run(self, msg: m.FreeRun) -> None:
+        self.store.drop_run(msg.run_id)
+
+    def running_count(self) -> int:
+        return len(self._tasks)

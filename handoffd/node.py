@@ -1,0 +1,301 @@
+"""The daemon: wires transport, codec, membership, discovery, executor and owner scheduler onto one
+asyncio loop. Every part is a state machine or a callback sink; this module only moves messages.
+
+Inbound frames are decoded once and routed by message type. Membership and the owner scheduler
+return instructions, which ``_run_membership`` and ``OwnerIO`` execute. User code never runs here:
+it runs in the worker pool's processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from handoffd import __version__
+from handoffd.config import NodeConfig
+from handoffd.execution import Executor
+from handoffd.membership import swim
+from handoffd.owner_io import OwnerIO
+from handoffd.protocol import codec
+from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
+from handoffd.transport.base import Transport, join_address
+from handoffd.worker.ledger import Ledger
+from handoffd.worker.pool import WorkerPool
+
+log = logging.getLogger("handoffd.node")
+
+_PEER_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
+
+
+class Node:
+    def __init__(self, config: NodeConfig, *, transport: Transport | None = None,
+                 clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._transport = transport
+        self.address = ""
+        self.membership: swim.Membership | None = None
+        self.ledger = Ledger(config.capacity)
+        self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        self.executor: Executor | None = None
+        self.owner: OwnerIO | None = None
+        self.pool: WorkerPool | None = None
+        self._discovery: list[Any] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._resources_dirty = False
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self.dropped = 0
+        self.started_at = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        if self._transport is None:
+            from handoffd.transport.zmq_transport import ZmqTransport
+
+            curve = None
+            if cfg.key_file:
+                from handoffd.transport.keys import load_key_file
+
+                curve = load_key_file(cfg.key_file)
+            self._transport = ZmqTransport(cfg.host, cfg.port, curve=curve, limits=cfg.limits)
+        await self._transport.start(self._on_frames)
+        self.address = self._transport.address
+        now = self._clock()
+        self.membership = swim.Membership(
+            name=self.name, address=self.address, cluster=cfg.cluster, capacity=dict(cfg.capacity),
+            config=cfg.membership, rng=self._rng, now=now,
+        )
+        self.executor = Executor(
+            address=self.address, ledger=self.ledger, store=self.store, send=self.send,
+            inline_result_bytes=cfg.inline_result_bytes, on_resources_changed=self._resources_changed,
+        )
+        workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
+        self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
+        await self.pool.start()
+        self.executor.pool = self.pool
+        self.owner = OwnerIO(self)
+        self.started_at = now
+        self._schedule_tick()
+        await self._start_discovery()
+        log.info("node %s up at %s (cluster %s, capacity %s, handoffd %s)",
+                 self.name, self.address, cfg.cluster, cfg.capacity, __version__)
+
+    async def _start_discovery(self) -> None:
+        from handoffd.discovery.seeds import SeedDiscovery
+
+        cfg = self.config
+        if cfg.seeds:
+            seeds = SeedDiscovery(list(cfg.seeds), self._on_discovery, known=self._address_known)
+            await seeds.start()
+            self._discovery.append(seeds)
+        if cfg.mdns:
+            from handoffd.discovery.mdns import MdnsDiscovery
+
+            port = int(self.address.rpartition(":")[2])
+            mdns = MdnsDiscovery(self.name, cfg.cluster, cfg.host, port, self._on_discovery)
+            await mdns.start()
+            self._discovery.append(mdns)
+
+    def _address_known(self, address: str) -> bool:
+        if self.membership is None:
+            return False
+        return any(s.address == address and s.status == m.ALIVE for s in self.membership.members()
+                   if s.name != self.name)
+
+    async def stop(self, drain: bool = True) -> None:
+        """Drain (no new tasks; running ones get the grace period), leave, close everything."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        try:
+            if self.executor is not None:
+                self.executor.draining = True
+                self._resources_changed()
+                if drain:
+                    deadline = self._clock() + self.config.drain_grace_s
+                    while self.executor.running_count() and self._clock() < deadline:
+                        await asyncio.sleep(0.02)
+            if self.owner is not None:
+                self.owner.close()
+            if self.membership is not None and drain:
+                self._run_membership(swim.Leave())
+                await asyncio.sleep(min(0.2, self.config.membership.probe_interval))
+            for d in self._discovery:
+                try:
+                    await d.close()
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    log.exception("closing discovery")
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+            if self.pool is not None:
+                await self.pool.close()
+            if self._transport is not None:
+                await self._transport.close()
+            self.store.close()
+        finally:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        if not self._stopping:
+            asyncio.get_running_loop().create_task(self.stop())
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def encode(self, msg: Any, frames: list[Any] | None = None, term: int = 0) -> list[Any]:
+        return codec.encode(msg, sender=self.name, incarnation=self._incarnation(), term=term,
+                            frames=frames or ())
+
+    def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
+        if address == self.address:
+            # Our own node: skip the network, keep the same code path (decode-free).
+            asyncio.get_running_loop().call_soon(self._deliver_local, msg, list(frames or []))
+            return True
+        assert self._transport is not None
+        return self._transport.send(address, self.encode(msg, frames, term))
+
+    def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
+        assert self._transport is not None
+        self._transport.reply(conn, self.encode(msg, frames))
+
+    def _incarnation(self) -> int:
+        if self.membership is None:
+            return 0
+        me = self.membership.get(self.name)
+        return me.incarnation if me is not None else 0
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _on_frames(self, conn: bytes, frames: list[bytes]) -> None:
+        decoded = codec.decode(frames)
+        if decoded is None:
+            self.dropped += 1
+            return
+        msg = decoded.msg
+        try:
+            if isinstance(msg, _PEER_TYPES):
+                self._run_membership(swim.Received(decoded.envelope.sender, None, msg))
+            else:
+                self._route(msg, list(decoded.frames), conn, decoded.envelope)
+        except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
+            self.dropped += 1
+            log.exception("handling %s from %s failed", type(msg).__name__, decoded.envelope.sender)
+
+    def _deliver_local(self, msg: Any, frames: list[Any]) -> None:
+        try:
+            self._route(msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", None)
+        except Exception:  # noqa: BLE001
+            log.exception("handling local %s failed", type(msg).__name__)
+
+    def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        assert self.executor is not None and self.owner is not None
+        if isinstance(msg, m.DispatchTasks):
+            self.executor.on_dispatch(msg, frames)
+        elif isinstance(msg, m.FetchValues):
+            self.executor.on_fetch(msg)
+        elif isinstance(msg, m.ValuesFetched):
+            if not self.owner.on_values(msg, frames):
+                self.executor.on_values(msg, frames)
+        elif isinstance(msg, m.CancelTasks):
+            self.executor.on_cancel(msg)
+        elif isinstance(msg, m.FreeRun):
+            self.executor.on_free_run(msg)
+        elif isinstance(msg, m.ListNodes):
+            assert self.membership is not None
+            self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, m.StopNode):
+            self.reply(conn, m.Ok(msg.request_id))
+            self.request_stop()
+        else:
+            self.owner.handle(msg, frames, conn, envelope)
+
+    # -- membership ----------------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        interval = self.config.membership.probe_interval / 4
+        self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            self._run_membership(swim.Tick())
+            if self.owner is not None:
+                self.owner.tick(self._clock())
+        except Exception:  # noqa: BLE001
+            log.exception("tick failed")
+        if not self._stopping or self.membership is not None:
+            self._schedule_tick()
+
+    def _on_discovery(self, event: Any) -> None:
+        name = getattr(event, "name", None)
+        address = getattr(event, "address", None)
+        if address is not None:
+            if address != self.address:
+                self._run_membership(swim.Discovered(address, name))
+        elif name is not None:
+            self._run_membership(swim.Undiscovered(name))
+
+    def _resources_changed(self) -> None:
+        if not self._resources_dirty:
+            self._resources_dirty = True
+            asyncio.get_running_loop().call_soon(self._publish_resources)
+
+    def _publish_resources(self) -> None:
+        self._resources_dirty = False
+        free = dict(self.ledger.free)
+        if self.executor is not None and self.executor.draining:
+            free = {k: 0.0 for k in free}
+        self._run_membership(swim.LocalResources(free))
+
+    def _run_membership(self, event: Any) -> None:
+        if self.membership is None:
+            return
+        for instruction in self.membership.handle(event, self._clock()):
+            if isinstance(instruction, swim.Send):
+                if instruction.address != self.address:
+                    assert self._transport is not None
+                    self._transport.send(instruction.address, self.encode(instruction.msg))
+            elif isinstance(instruction, swim.MemberChanged):
+                self._member_changed(instruction)
+            elif isinstance(instruction, swim.ResourcesChanged):
+                if self.owner is not None:
+                    self.owner.member_update(instruction.member)
+
+    def _member_changed(self, change: Any) -> None:
+        member = change.member
+        log.info("member %s %s -> %s (%s)", change.name,
+                 m.STATUS_NAMES[change.old] if change.old is not None else "NEW",
+                 m.STATUS_NAMES[change.new], member.address)
+        if change.new in (m.DEAD, m.LEFT) and self._transport is not None and member.name != self.name:
+            self._transport.forget(member.address)
+        if self.owner is not None:
+            self.owner.member_update(member)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def address_of(self, name: str) -> str | None:
+        if name == self.name:
+            return self.address
+        if self.membership is None:
+            return None
+        member = self.membership.get(name)
+        return member.address if member is not None else None
+
+    def members(self) -> list[m.MemberState]:
+        return self.membership.members() if self.membership is not None else []
+
+
+def default_address(host: str, port: int) -> str:
+    return join_address(host, port)

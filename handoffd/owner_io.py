@@ -1,0 +1,380 @@
+"""The owner's I/O shell: client control requests in, scheduler instructions out.
+
+``OwnerScheduler`` (pure) decides; this class turns its instructions into wire messages (batched
+per node), answers clients (submission, long-poll status, results, cancel), fetches results that
+live on other nodes for the client, and frees a run's values everywhere once they were collected
+or the retention time passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from handoffd import errors, resources
+from handoffd.protocol import messages as m
+from handoffd.scheduler import events as ev
+from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.spec import RunOptions, TaskSpec
+
+if TYPE_CHECKING:
+    from handoffd.node import Node
+
+log = logging.getLogger("handoffd.owner")
+
+TERMINAL = ("DONE", "FAILED", "CANCELLED")
+
+
+def error_info(error: BaseException | None) -> m.ErrorInfo | None:
+    if error is None:
+        return None
+    kind = type(error).__name__
+    if isinstance(error, errors.TaskFailed):
+        return m.ErrorInfo(kind, error.function_id, error.exc_message, error.exc_type, error.traceback,
+                           error.attempts, {}, {}, "")
+    if isinstance(error, errors.Unschedulable):
+        return m.ErrorInfo(kind, error.function_id, error.message, "", "", 0, dict(error.need),
+                           dict(error.largest or {}), "")
+    if isinstance(error, errors.ValidationError):
+        return m.ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
+    if isinstance(error, errors.HandoffError):
+        return m.ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
+    return m.ErrorInfo("HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, "")
+
+
+@dataclass
+class _ResultFetch:
+    conn: bytes
+    request_id: int
+    run_id: str
+    task_ids: tuple[str, ...]
+    values: dict[str, bytes] = field(default_factory=dict)
+    pending: dict[int, tuple[str, list[str]]] = field(default_factory=dict)  # request -> (task, other locations)
+
+
+class OwnerIO:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.scheduler = OwnerScheduler(node.name, now=node._clock())
+        self._submits: dict[str, tuple[bytes, int]] = {}  # run_id -> (conn, request_id)
+        self._waiters: dict[str, list[tuple[bytes, int, asyncio.TimerHandle]]] = {}
+        self._finished_at: dict[str, float] = {}
+        self._fetches: dict[int, _ResultFetch] = {}
+        self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
+        self._timers: dict[Any, asyncio.TimerHandle] = {}
+        # seed the scheduler with ourselves
+        self._apply(self.scheduler.handle(
+            ev.NodeUpdate(node.name, node.address, True, dict(node.ledger.capacity),
+                          dict(node.ledger.free), node.ledger.version), node._clock()))
+
+    def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for waiters in self._waiters.values():
+            for _, _, handle in waiters:
+                handle.cancel()
+
+    # -- events into the scheduler --------------------------------------------------------------
+
+    def _feed(self, event: Any) -> None:
+        self._apply(self.scheduler.handle(event, self.node._clock()))
+
+    def member_update(self, member: m.MemberState) -> None:
+        alive = member.status == m.ALIVE or member.status == m.SUSPECT
+        if member.name == self.node.name:
+            return  # our own free resources come straight from the ledger
+        self._feed(ev.NodeUpdate(member.name, member.address, alive, dict(member.capacity),
+                                 dict(member.free), member.resource_version))
+
+    def tick(self, now: float) -> None:
+        retention = self.node.config.result_retention_s
+        for run_id, at in list(self._finished_at.items()):
+            if now - at >= retention:
+                del self._finished_at[run_id]
+                self._feed(ev.ResultsReleased(run_id))
+
+    def _node_name_for(self, envelope: Any) -> str:
+        return envelope.sender if envelope is not None else self.node.name
+
+    def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        if isinstance(msg, m.DispatchReplied):
+            node = self._node_name_for(envelope)
+            self._feed(ev.NodeUpdate(node, self.node.address_of(node) or "", True,
+                                     self._capacity_of(node), dict(msg.free), msg.resource_version))
+            self._feed(ev.DispatchReplied(node, msg.run_id,
+                                          [(a.task_id, a.attempt) for a in msg.accepted],
+                                          [(r.task_id, r.attempt, r.reason) for r in msg.refused]))
+        elif isinstance(msg, m.TasksReported):
+            node = self._node_name_for(envelope)
+            self._feed(ev.NodeUpdate(node, self.node.address_of(node) or "", True,
+                                     self._capacity_of(node), dict(msg.free), msg.resource_version))
+            for report in msg.reports:
+                if report.state == "DONE":
+                    value = frames[report.frame] if 0 <= report.frame < len(frames) else None
+                    self._feed(ev.TaskSucceeded(msg.run_id, report.task_id, report.attempt, node,
+                                                report.size, bytes(value) if value is not None else None))
+                elif report.state == "FAILED":
+                    self._feed(ev.TaskErrored(msg.run_id, report.task_id, report.attempt, node, report.kind,
+                                              report.exc_type, report.message, report.traceback))
+        elif isinstance(msg, m.SubmitRun):
+            self._on_submit(msg, frames, conn)
+        elif isinstance(msg, m.GetRunStatus):
+            self._on_status(msg, conn)
+        elif isinstance(msg, m.FetchResults):
+            self._on_fetch_results(msg, conn)
+        elif isinstance(msg, m.CancelRun):
+            self._feed(ev.CancelRun(msg.run_id))
+            self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
+        elif isinstance(msg, m.FreeRunRequest):
+            self._finished_at.pop(msg.run_id, None)
+            self._feed(ev.ResultsReleased(msg.run_id))
+            self.node.reply(conn, m.Ok(msg.request_id))
+        elif isinstance(msg, m.ListRuns):
+            runs = []
+            for run_id in self.scheduler.runs():
+                st = self.scheduler.run_status(run_id)
+                runs.append(m.RunSummary(run_id, st.state, self.node.name, dict(st.counts)))
+            self.node.reply(conn, m.RunList(msg.request_id, tuple(runs)))
+        else:
+            log.debug("unexpected %s", type(msg).__name__)
+
+    def _capacity_of(self, name: str) -> dict[str, float]:
+        if name == self.node.name:
+            return dict(self.node.ledger.capacity)
+        member = self.node.membership.get(name) if self.node.membership is not None else None
+        return dict(member.capacity) if member is not None else {}
+
+    # -- client requests ------------------------------------------------------------------------
+
+    def _on_submit(self, msg: m.SubmitRun, frames: list[bytes], conn: bytes) -> None:
+        try:
+            specs = self._specs(msg, frames)
+            if msg.policy not in ("binpack", "spread", "first_fit"):
+                raise errors.ValidationError("invalid_policy", None,
+                                             f"policy {msg.policy!r} is not one of binpack, spread, first_fit")
+        except errors.HandoffError as exc:
+            info = error_info(exc)
+            assert info is not None
+            self.node.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
+            return
+        if msg.run_id in self.scheduler.runs():
+            self.node.reply(conn, m.RunAccepted(msg.request_id, msg.run_id, self.node.name))
+            return
+        self._submits[msg.run_id] = (conn, msg.request_id)
+        options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
+        self._feed(ev.SubmitRun(msg.run_id, specs, options))
+
+    def _specs(self, msg: m.SubmitRun, frames: list[bytes]) -> list[TaskSpec]:
+        """Re-check what the client checked: a daemon never trusts a submission."""
+        if len(frames) != len(msg.tasks):
+            raise errors.ValidationError("malformed", None,
+                                         f"{len(msg.tasks)} functions but {len(frames)} code frames")
+        if not msg.tasks:
+            raise errors.ValidationError("empty_dag", None, "the DAG has no functions; add some with add_function")
+        ids: set[str] = set()
+        specs = []
+        for meta, payload in zip(msg.tasks, frames):
+            if meta.id in ids:
+                raise errors.ValidationError("duplicate_id", meta.id, "two functions share this id")
+            ids.add(meta.id)
+            try:
+                cost = resources.parse(meta.cost)
+            except resources.ResourceError as exc:
+                raise errors.ValidationError("invalid_cost", meta.id, str(exc)) from None
+            if meta.argument_inclusion not in ("variadic", "as_list"):
+                raise errors.ValidationError("invalid_argument_inclusion", meta.id,
+                                             "argument_inclusion must be 'variadic' or 'as_list'")
+            specs.append(TaskSpec(id=meta.id, deps=tuple(meta.deps), cost=cost, payload=bytes(payload),
+                                  argument_inclusion=meta.argument_inclusion, node=meta.node,
+                                  collocate_with=meta.collocate_with, inline=meta.inline,
+                                  max_retries=meta.max_retries, timeout=meta.timeout, priority=meta.priority))
+        for spec in specs:
+            for dep in spec.deps:
+                if dep not in ids:
+                    raise errors.ValidationError("missing_dependency", spec.id, f"depends on unknown function {dep!r}")
+            if spec.collocate_with is not None and spec.collocate_with not in ids:
+                raise errors.ValidationError("missing_dependency", spec.id,
+                                             f"collocate_with names unknown function {spec.collocate_with!r}")
+        return specs
+
+    def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
+        if run_id not in self.scheduler.runs():
+            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None)
+        st = self.scheduler.run_status(run_id)
+        return m.RunStatusReply(request_id, run_id, st.state, dict(st.counts), dict(st.placement),
+                                self.node.name, self.scheduler.term, (), error_info(st.error))
+
+    def _on_status(self, msg: m.GetRunStatus, conn: bytes) -> None:
+        known = msg.run_id in self.scheduler.runs()
+        state = self.scheduler.run_status(msg.run_id).state if known else "UNKNOWN"
+        if msg.wait <= 0 or not known or state in TERMINAL:
+            self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
+            return
+        loop = asyncio.get_running_loop()
+        wait = min(msg.wait, 60.0)
+        handle = loop.call_later(wait, self._answer_waiter, msg.run_id, conn, msg.request_id)
+        self._waiters.setdefault(msg.run_id, []).append((conn, msg.request_id, handle))
+
+    def _answer_waiter(self, run_id: str, conn: bytes, request_id: int) -> None:
+        waiters = self._waiters.get(run_id, [])
+        self._waiters[run_id] = [w for w in waiters if w[1] != request_id or w[0] != conn]
+        self.node.reply(conn, self._status_reply(request_id, run_id))
+
+    def _run_finished(self, run_id: str) -> None:
+        self._finished_at[run_id] = self.node._clock()
+        for conn, request_id, handle in self._waiters.pop(run_id, []):
+            handle.cancel()
+            self.node.reply(conn, self._status_reply(request_id, run_id))
+
+    def _on_fetch_results(self, msg: m.FetchResults, conn: bytes) -> None:
+        job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
+        known = msg.run_id in self.scheduler.runs()
+        missing: list[str] = []
+        for task_id in msg.task_ids:
+            located = self.scheduler.result_location(msg.run_id, task_id) if known else None
+            if located is None:
+                missing.append(task_id)
+                continue
+            value, locations = located
+            if value is None and self.node.name in locations:
+                value = self.node.store.get(msg.run_id, task_id)
+            if value is not None:
+                job.values[task_id] = value
+                continue
+            addresses = [a for a in (self.node.address_of(n) for n in locations) if a]
+            if not addresses:
+                missing.append(task_id)
+                continue
+            self._fetch_one(job, task_id, addresses)
+        if missing:
+            self.node.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
+            for rid in job.pending:
+                self._fetches.pop(rid, None)
+            return
+        self._maybe_answer(job)
+
+    def _fetch_one(self, job: _ResultFetch, task_id: str, addresses: list[str]) -> None:
+        request_id = next(self._request_ids)
+        job.pending[request_id] = (task_id, addresses[1:])
+        self._fetches[request_id] = job
+        self.node.send(addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self.node.address))
+        loop = asyncio.get_running_loop()
+        loop.call_later(10.0, self._fetch_timed_out, request_id)
+
+    def _fetch_timed_out(self, request_id: int) -> None:
+        job = self._fetches.pop(request_id, None)
+        if job is None:
+            return
+        task_id, rest = job.pending.pop(request_id)
+        self._retry_or_fail(job, task_id, rest)
+
+    def _retry_or_fail(self, job: _ResultFetch, task_id: str, rest: list[str]) -> None:
+        if rest:
+            self._fetch_one(job, task_id, rest)
+            return
+        for rid in list(job.pending):
+            self._fetches.pop(rid, None)
+        job.pending.clear()
+        self.node.reply(job.conn, m.Results(job.request_id, job.run_id, (), (task_id,)))
+
+    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
+        """A peer answered one of our result fetches; False if it was not ours."""
+        job = self._fetches.pop(msg.request_id, None)
+        if job is None:
+            return False
+        task_id, rest = job.pending.pop(msg.request_id)
+        if msg.task_ids and frames:
+            job.values[task_id] = bytes(frames[0])
+            self._maybe_answer(job)
+        else:
+            self._retry_or_fail(job, task_id, rest)
+        return True
+
+    def _maybe_answer(self, job: _ResultFetch) -> None:
+        if job.pending:
+            return
+        ids = tuple(t for t in job.task_ids if t in job.values)
+        self.node.reply(job.conn, m.Results(job.request_id, job.run_id, ids, ()),
+                        [job.values[t] for t in ids])
+
+    # -- scheduler instructions out -------------------------------------------------------------
+
+    def _apply(self, instructions: list[Any]) -> None:
+        for ins in instructions:
+            if isinstance(ins, ev.Dispatch):
+                self._dispatch(ins)
+            elif isinstance(ins, ev.CancelTasks):
+                address = self.node.address_of(ins.node)
+                if address:
+                    self.node.send(address, m.CancelTasks(
+                        ins.run_id, tuple(m.TaskAttempt(t, a) for t, a in ins.items)))
+            elif isinstance(ins, ev.StartTimer):
+                self._start_timer(ins.key, ins.delay)
+            elif isinstance(ins, ev.RunAccepted):
+                pending = self._submits.pop(ins.run_id, None)
+                if pending is not None:
+                    self.node.reply(pending[0], m.RunAccepted(pending[1], ins.run_id, self.node.name))
+            elif isinstance(ins, ev.RunRejected):
+                pending = self._submits.pop(ins.run_id, None)
+                info = error_info(ins.error)
+                if pending is not None and info is not None:
+                    self.node.reply(pending[0], m.RunRejected(pending[1], ins.run_id, info))
+            elif isinstance(ins, ev.RunFinished):
+                log.info("run %s %s%s", ins.run_id, ins.state, f": {ins.error}" if ins.error else "")
+                self._run_finished(ins.run_id)
+            elif isinstance(ins, ev.FreeResults):
+                for name in ins.nodes:
+                    address = self.node.address_of(name)
+                    if address:
+                        self.node.send(address, m.FreeRun(ins.run_id))
+
+    def _start_timer(self, key: Any, delay: float) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._timer_fired, key)
+
+    def _timer_fired(self, key: Any) -> None:
+        self._timers.pop(key, None)
+        self._feed(ev.TimerFired(key))
+
+    def _dispatch(self, ins: Any) -> None:
+        address = self.node.address_of(ins.node)
+        if not address:
+            log.warning("dispatch to unknown node %s dropped", ins.node)
+            return
+        frames: list[bytes] = []
+        frame_of: dict[int, int] = {}
+
+        def add_frame(data: bytes) -> int:
+            index = frame_of.get(id(data))
+            if index is None:
+                index = len(frames)
+                frames.append(data)
+                frame_of[id(data)] = index
+            return index
+
+        items = []
+        for item in ins.items:
+            flat: list[m.InputRef] = []
+            self._flatten(item.inputs, -1, flat, add_frame)
+            items.append(m.DispatchItem(item.task_id, item.attempt, dict(item.cost), item.argument_inclusion,
+                                        item.timeout, add_frame(item.payload), tuple(flat)))
+        self.node.send(address, m.DispatchTasks(ins.run_id, self.node.address, tuple(items)), frames,
+                       term=self.scheduler.term)
+
+    def _flatten(self, refs: list[Any], parent: int, out: list[m.InputRef], add_frame: Callable[[bytes], int]) -> None:
+        for ref in refs:
+            if isinstance(ref, ev.InlineRef):
+                index = len(out)
+                out.append(m.InputRef("inline", ref.task_id, (), add_frame(ref.payload), ref.argument_inclusion, parent))
+                self._flatten(ref.inputs, index, out, add_frame)
+            else:
+                addresses = tuple(a for a in (self.node.address_of(n) for n in ref.locations) if a)
+                frame = add_frame(ref.value) if ref.value is not None else -1
+                out.append(m.InputRef("value", ref.task_id, addresses, frame, "variadic", parent))

@@ -1,0 +1,53 @@
+"""The executing node's own resource ledger: the last word on what this node can accept.
+
+Several owners dispatch to the same node from their own (possibly stale) views; the ledger refuses
+what does not fit right now, and the owner re-places. GPUs are whole devices: a task costing
+``gpu: 2`` is given two device indices, exported to it as CUDA_VISIBLE_DEVICES. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from handoffd import resources
+
+EPS = 1e-9
+
+
+class Ledger:
+    def __init__(self, capacity: Mapping[str, float]) -> None:
+        self.capacity: dict[str, float] = dict(capacity)
+        self.free: dict[str, float] = dict(capacity)  # invariant: 0 <= free[k] <= capacity[k]
+        self.version = 1  # bumped on every change; gossiped with ``free``
+        gpus = int(capacity.get("gpu", 0))
+        self._gpus_free: list[int] = list(range(gpus))  # device indices not given to any task
+
+    def try_claim(self, cost: Mapping[str, float]) -> list[int] | None:
+        """Claim ``cost``; returns the GPU indices given (maybe empty), or None if it does not fit."""
+        if not resources.fits(cost, self.free):
+            return None
+        need_gpus = int(math.ceil(cost.get("gpu", 0.0) - EPS)) if cost.get("gpu", 0.0) > 0 else 0
+        if need_gpus > len(self._gpus_free):
+            return None
+        gpus = self._gpus_free[:need_gpus]
+        del self._gpus_free[:need_gpus]
+        for kind, qty in cost.items():
+            self.free[kind] = self.free.get(kind, 0.0) - qty
+        self.version += 1
+        return gpus
+
+    def release(self, cost: Mapping[str, float], gpus: list[int]) -> None:
+        for kind, qty in cost.items():
+            self.free[kind] = min(self.capacity.get(kind, 0.0), self.free.get(kind, 0.0) + qty)
+        self._gpus_free.extend(gpus)
+        self._gpus_free.sort()
+        self.version += 1
+
+    def idle(self) -> bool:
+        return all(abs(self.free.get(k, 0.0) - v) < EPS for k, v in self.capacity.items())
+
+    def validate(self) -> None:
+        for kind, cap in self.capacity.items():
+            assert -EPS <= self.free.get(kind, 0.0) <= cap + EPS, (kind, self.free, self.capacity)
+        assert len(set(self._gpus_free)) == len(self._gpus_free)
