@@ -1,5 +1,6 @@
 """handoffd: run DAGs of Python functions across a peer-to-peer cluster."""
 
+from handoffd.dag import DAG, Function, new
 from handoffd.errors import (
     AuthenticationError,
     ConnectionError,
@@ -10,10 +11,15 @@ from handoffd.errors import (
     Unschedulable,
     ValidationError,
 )
+from handoffd.local import run_local
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DAG",
+    "Function",
+    "new",
+    "run_local",
     "AuthenticationError",
     "ConnectionError",
     "HandoffError",
