@@ -1,8 +1,8 @@
 """run_local: execute a DAG on this machine with a WorkerPool, no daemon.
 
 Design note: a private asyncio loop drives one WorkerPool. Ready functions wait in a heap ordered by
-priority, then upward rank (longest chain still ahead), then insertion order; the pool is fed only as
-many jobs as it has workers so that order holds. Inline functions are never jobs: each consumer's job
+priority, then upward rank (longest chain still ahead), then insertion order; the pool is fed at most
+one spare job per worker, so that order holds for everything else. Inline functions are never jobs: each consumer's job
 carries them as "inline" inputs and re-runs them in its own process. A function is ready when every
 regular function it needs, directly or through inline functions, has a result. Failed attempts are
 retried after an exponential backoff; a final failure cancels the running siblings, starts nothing
@@ -88,6 +88,9 @@ class _LocalRun:
             for dep in waits[fid]:
                 self.consumers[dep].append(fid)
         self.workers = max(1, min(max_workers, len(self.regular)))
+        # Jobs handed to the pool at once: one spare per worker, so a worker's next job is sent the
+        # moment its result arrives (no idle round trip), while the rest wait here in priority order.
+        self.depth = 2 * self.workers
         self.results: dict[str, bytes] = {}
         self.attempts: dict[str, int] = dict.fromkeys(self.regular, 0)
         self.running: set[str] = set()
@@ -127,7 +130,7 @@ class _LocalRun:
     def _fill(self) -> None:
         pool = self.pool
         assert pool is not None
-        while self.ready and self.failure is None and pool.busy + pool.queued < self.workers:
+        while self.ready and self.failure is None and pool.busy + pool.queued < self.depth:
             fid = heapq.heappop(self.ready)[3]
             spec = self.specs[fid]
             self.attempts[fid] += 1
