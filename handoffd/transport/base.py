@@ -1,0 +1,72 @@
+"""The transport seam: the daemon talks to peers and clients only through this interface.
+
+Two implementations share it: ``ZmqTransport`` (ROUTER to receive, one DEALER per peer to send,
+optional CURVE) and ``MemoryTransport`` (in-process, with fault injection, for cluster tests).
+Sends never block and never raise: a message that cannot be queued is dropped, counted and
+reported as ``False`` -- SWIM and the scheduler already retry, and a blocked loop would stall gossip.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+#: (connection id, frames); called on the event loop, in batches per wake-up
+Handler = Callable[[bytes, list[bytes]], None]
+Frames = Sequence["bytes | memoryview"]
+
+
+@dataclass
+class TransportStats:
+    sent: int = 0  # messages handed to the network
+    received: int = 0  # messages delivered to the handler
+    dropped: int = 0  # inbound messages dropped (limits, rate, faults)
+    send_failures: int = 0  # outbound messages that could not be queued
+    handler_errors: int = 0  # exceptions raised by the handler (logged, never fatal)
+    reasons: dict[str, int] = field(default_factory=dict)  # drop/failure reason -> count
+
+    def count(self, reason: str) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+class Transport(ABC):
+    """Peer-to-peer messaging: ``send`` to a peer's address, ``reply`` to a connection."""
+
+    address: str  # "host:port" actually bound (port 0 -> the chosen port)
+    stats: TransportStats
+
+    @abstractmethod
+    async def start(self, handler: Handler) -> None:
+        """Start receiving; ``handler(conn, frames)`` runs on the event loop for each message."""
+
+    @abstractmethod
+    def send(self, address: str, frames: Frames) -> bool:
+        """Queue ``frames`` to the peer at ``address``; never blocks or raises; False if dropped."""
+
+    @abstractmethod
+    def reply(self, conn: bytes, frames: Frames) -> bool:
+        """Send ``frames`` back to connection ``conn`` (as given to the handler); False if dropped."""
+
+    @abstractmethod
+    def forget(self, address: str) -> None:
+        """Close the connection to a peer (dead or left); a later send reconnects."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop receiving and close every socket; idempotent."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); raises ValueError if malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"not a host:port address: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    """(host, port) -> ``"host:port"``, with IPv6 literals bracketed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,167 @@
+"""In-process transport for whole-cluster tests in milliseconds (memberlist's mock network).
+
+A ``MemoryNetwork`` connects ``MemoryTransport``s by arbitrary address strings. Delivery is
+``loop.call_soon`` (or ``call_later`` with an injected delay), frames are copied to ``bytes`` on
+send like the wire would, and faults come from a seeded ``random.Random`` so a failing test
+replays. ``conn`` given to a handler is the sender's address (as bytes); ``reply(conn)`` reaches
+that transport's handler, with ``conn`` = the replier's address, as ``ZmqTransport`` does for peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+
+from handoffd.transport.base import Frames, Handler, Transport, TransportStats
+
+log = logging.getLogger("handoffd.transport")
+
+
+class MemoryNetwork:
+    """The shared medium, with fault injection; every fault is per directed link (a -> b)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+        self.nodes: dict[str, MemoryTransport] = {}
+        self._drop: dict[tuple[str, str], float] = {}
+        self._delay: dict[tuple[str, str], float] = {}
+        self._group_of: dict[str, int] | None = None  # address -> partition group; None: healed
+        self._killed: set[str] = set()
+        self.dropped = 0  # messages lost to faults
+
+    def transport(self, address: str) -> MemoryTransport:
+        """A new transport attached at ``address``."""
+        return MemoryTransport(self, address)
+
+    def drop(self, a: str, b: str, prob: float, *, both: bool = True) -> None:
+        """Lose each message a -> b (and b -> a if ``both``) with probability ``prob``."""
+        self._drop[(a, b)] = prob
+        if both:
+            self._drop[(b, a)] = prob
+
+    def delay(self, a: str, b: str, seconds: float, *, both: bool = True) -> None:
+        """Deliver messages a -> b (and b -> a if ``both``) ``seconds`` late."""
+        self._delay[(a, b)] = seconds
+        if both:
+            self._delay[(b, a)] = seconds
+
+    def partition(self, groups: Iterable[Iterable[str]]) -> None:
+        """Only addresses in the same group can talk; unlisted addresses form one more group."""
+        group_of: dict[str, int] = {}
+        for index, group in enumerate(groups):
+            for address in group:
+                group_of[address] = index
+        self._group_of = group_of
+
+    def heal(self) -> None:
+        """Remove partitions, drops and delays (killed nodes stay dead; see ``revive``)."""
+        self._group_of = None
+        self._drop.clear()
+        self._delay.clear()
+
+    def kill(self, address: str) -> None:
+        """The node at ``address`` stops sending and receiving, as if its process died."""
+        self._killed.add(address)
+
+    def revive(self, address: str) -> None:
+        self._killed.discard(address)
+
+    def is_killed(self, address: str) -> bool:
+        return address in self._killed
+
+    def _route(self, source: str, target: str) -> tuple[MemoryTransport | None, float]:
+        """The receiving transport (None: unreachable) and the delivery delay."""
+        if source in self._killed or target in self._killed:
+            return None, 0.0
+        node = self.nodes.get(target)
+        if node is None or node._handler is None:
+            return None, 0.0
+        if self._group_of is not None and self._group_of.get(source, -1) != self._group_of.get(
+            target, -1
+        ):
+            return None, 0.0
+        return node, self._delay.get((source, target), 0.0)
+
+    def _lost(self, source: str, target: str) -> bool:
+        prob = self._drop.get((source, target))
+        if prob and self.rng.random() < prob:
+            self.dropped += 1
+            return True
+        return False
+
+
+class MemoryTransport(Transport):
+    """Same contract as ``ZmqTransport``; unreachable means ``send`` returns False at once."""
+
+    def __init__(self, network: MemoryNetwork, address: str) -> None:
+        if address in network.nodes:
+            raise ValueError(f"address {address!r} is already attached to this network")
+        self.network = network
+        self.address = address
+        self.stats = TransportStats()
+        self._handler: Handler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn = address.encode()
+        network.nodes[address] = self
+
+    async def start(self, handler: Handler) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._handler = handler
+
+    def send(self, address: str, frames: Frames) -> bool:
+        return self._transmit(address, frames)
+
+    def reply(self, conn: bytes, frames: Frames) -> bool:
+        try:
+            address = conn.decode()
+        except UnicodeDecodeError:
+            return self._fail("reply_unroutable")
+        return self._transmit(address, frames)
+
+    def forget(self, address: str) -> None:
+        """Nothing is cached per peer in memory; kept for the interface."""
+
+    async def close(self) -> None:
+        self._handler = None
+        if self.network.nodes.get(self.address) is self:
+            del self.network.nodes[self.address]
+
+    def _transmit(self, address: str, frames: Frames) -> bool:
+        if self._handler is None or self._loop is None:
+            return self._fail("not_running")
+        target, delay = self.network._route(self.address, address)
+        if target is None:
+            return self._fail("unreachable")
+        self.stats.sent += 1
+        if self.network._lost(self.address, address):
+            return True  # lost in flight: the sender cannot know
+        copied = [bytes(frame) for frame in frames]
+        if delay > 0:
+            self._loop.call_later(delay, target._deliver, self.address, self._conn, copied)
+        else:
+            self._loop.call_soon(target._deliver, self.address, self._conn, copied)
+        return True
+
+    def _deliver(self, source: str, conn: bytes, frames: list[bytes]) -> None:
+        # Re-checked at delivery: a kill or partition applies to messages already in flight.
+        handler = self._handler
+        if handler is None or self.network._route(source, self.address)[0] is not self:
+            self.stats.dropped += 1
+            self.stats.count("lost_in_flight")
+            return
+        self.stats.received += 1
+        try:
+            handler(conn, frames)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("handler failed on a message from %r", conn)
+
+    def _fail(self, reason: str) -> bool:
+        self.stats.send_failures += 1
+        self.stats.count(reason)
+        return False
+
+
+__all__ = ["MemoryNetwork", "MemoryTransport"]

@@ -1,0 +1,416 @@
+"""ZeroMQ transport: one ROUTER to receive, one DEALER per peer to send, optional CURVE.
+
+Why plain (sync) sockets driven by ``loop.add_reader(sock.FD)`` instead of ``zmq.asyncio``: every
+wake-up drains a socket with NOBLOCK until EAGAIN (capped for fairness), so there is no Future per
+message (DESIGN.md section 5: ~4x less CPU unbatched), and no socket call can ever block the loop.
+
+The ZeroMQ FD is edge-triggered and any operation on a socket (a send included) may consume the
+edge. So after a send on a socket we also read from (the ROUTER after ``reply``, a DEALER after
+``send``), the socket is marked dirty and re-drained on the next loop iteration; a capped drain
+re-schedules itself the same way.
+
+DEALERs use ``IMMEDIATE=1`` so nothing is queued for a dead peer and delivered stale after it
+comes back. The price is that the first messages to a new peer (before its TCP and CURVE handshake
+completes) would fail; they wait in a small per-peer queue, retried with backoff until
+``connect_timeout``, then dropped and counted. Replies that reach our DEALERs (a peer used
+``reply``) are delivered with ``conn`` = the peer's address, and ``reply`` to such a conn sends
+through that DEALER, matching ``MemoryTransport``.
+
+With CURVE, the ROUTER is a CURVE server and a ZAP handler on the same loop admits only clients
+presenting the cluster public key, so a peer or client without the key is refused during the
+handshake, before any message is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from zmq.utils import z85
+
+from handoffd.config import Limits
+from handoffd.transport.base import (
+    Frames,
+    Handler,
+    Transport,
+    TransportStats,
+    join_address,
+    split_address,
+)
+from handoffd.transport.keys import CurveKeys
+
+log = logging.getLogger("handoffd.transport")
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+DRAIN_CAP = 512  # messages per socket per wake-up, so one busy peer cannot starve the rest
+
+
+def tcp_endpoint(host: str, port: int | str) -> str:
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+class _Peer:
+    __slots__ = ("address", "sock", "pending", "deadline", "delivered", "retry_delay", "conn")
+
+    def __init__(self, address: str, sock: zmq.Socket[Any], deadline: float) -> None:
+        self.address = address
+        self.conn = address.encode()
+        self.sock = sock
+        self.pending: deque[Frames] = deque()  # waiting for the first connection to complete
+        self.deadline = deadline  # give up on ``pending`` after this loop time
+        self.delivered = False  # a send succeeded once: later EAGAINs mean dead or full, not new
+        self.retry_delay = 0.001
+
+
+class ZmqTransport(Transport):
+    """ROUTER bound on ``host:port`` (port 0 picks one) plus a cached DEALER per peer."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        curve: CurveKeys | None = None,
+        limits: Limits | None = None,
+        connect_timeout: float = 1.0,
+        reconnect_ivl: float = 0.1,
+        reconnect_ivl_max: float = 2.0,
+    ) -> None:
+        self.limits = limits if limits is not None else Limits()
+        self.stats = TransportStats()
+        self.curve = curve
+        self._cluster_public = z85.decode(curve.public) if curve is not None else b""
+        self.connect_timeout = connect_timeout
+        self._reconnect_ms = (int(reconnect_ivl * 1000), int(reconnect_ivl_max * 1000))
+        self._ctx: zmq.Context[Any] = zmq.Context()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handler: Handler | None = None
+        self._peers: dict[str, _Peer] = {}
+        self._peers_by_conn: dict[bytes, _Peer] = {}
+        self._drains: dict[zmq.Socket[Any], Callable[[], None]] = {}
+        self._dirty: set[zmq.Socket[Any]] = set()
+        self._check_scheduled = False
+        self._rate_counts: dict[bytes, int] = {}
+        self._rate_window = 0.0
+        self._closed = False
+        self._zap: zmq.Socket[Any] | None = None
+        try:
+            if curve is not None:
+                self._zap = self._ctx.socket(zmq.REP)
+                self._zap.linger = 0
+                self._zap.bind(ZAP_ENDPOINT)  # before the ROUTER accepts anyone
+            self._router = self._make_router(host, port)
+        except BaseException:
+            self._ctx.destroy(linger=0)
+            raise
+        self.host = host
+        endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.port = int(endpoint.rsplit(":", 1)[1])
+        self.address = join_address(host, self.port)
+
+    def _make_router(self, host: str, port: int) -> zmq.Socket[Any]:
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.linger = 0
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable replies raise EHOSTUNREACH (caught)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        sock.rcvhwm = self.limits.max_queue
+        sock.sndhwm = self.limits.max_queue
+        sock.setsockopt(
+            zmq.MAXMSGSIZE, max(self.limits.max_frame_bytes, self.limits.max_body_bytes)
+        )
+        if ":" in host:
+            sock.setsockopt(zmq.IPV6, 1)
+        if self.curve is not None:
+            sock.curve_secretkey = self.curve.secret
+            sock.curve_publickey = self.curve.public
+            sock.curve_server = True
+        try:
+            sock.bind(tcp_endpoint(host, port if port else "*"))
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
+        return sock
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, handler: Handler) -> None:
+        if self._closed:
+            raise RuntimeError("transport is closed")
+        self._loop = asyncio.get_running_loop()
+        self._handler = handler
+        if self._zap is not None:
+            self._watch(self._zap, self._drain_zap)
+        self._watch(self._router, self._drain_router)
+
+    def _watch(self, sock: zmq.Socket[Any], drain: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._drains[sock] = drain
+        self._loop.add_reader(sock.FD, drain)
+        self._mark_dirty(sock)  # anything that arrived before the reader was added
+
+    def _unwatch(self, sock: zmq.Socket[Any]) -> None:
+        if self._drains.pop(sock, None) is not None and self._loop is not None:
+            self._loop.remove_reader(sock.FD)
+        self._dirty.discard(sock)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for address in list(self._peers):
+            self.forget(address)
+        for sock in (self._router, self._zap):
+            if sock is not None:
+                self._unwatch(sock)
+                sock.close(linger=0)
+        self._ctx.term()
+
+    # -- edge-triggered FD bookkeeping -------------------------------------------------------
+
+    def _mark_dirty(self, sock: zmq.Socket[Any]) -> None:
+        self._dirty.add(sock)
+        if not self._check_scheduled and self._loop is not None:
+            self._check_scheduled = True
+            self._loop.call_soon(self._check_dirty)
+
+    def _check_dirty(self) -> None:
+        self._check_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for sock in dirty:
+            drain = self._drains.get(sock)
+            if drain is not None:
+                drain()
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _read_batch(self, sock: zmq.Socket[Any]) -> list[list[bytes]]:
+        batch: list[list[bytes]] = []
+        recv = sock.recv_multipart
+        try:
+            for _ in range(DRAIN_CAP):
+                batch.append(recv(zmq.NOBLOCK))
+            self._mark_dirty(sock)  # capped: come back on the next iteration (no edge will fire)
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as exc:
+            log.warning("receive failed on %s: %s", self.address, exc)
+        return batch
+
+    def _drain_router(self) -> None:
+        if self._closed:
+            return
+        batch = self._read_batch(self._router)
+        if not batch:
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        if now - self._rate_window >= 1.0:
+            self._rate_window = now
+            self._rate_counts.clear()
+        counts, max_rate = self._rate_counts, self.limits.max_messages_per_s_per_peer
+        max_parts = self.limits.max_frames + 2  # routing id + body + opaque frames
+        for frames in batch:
+            conn = frames[0]
+            seen = counts.get(conn, 0) + 1
+            counts[conn] = seen
+            if seen > max_rate:
+                self._drop("rate_limited")
+            elif len(frames) < 2 or len(frames) > max_parts:
+                self._drop("frame_count")
+            else:
+                self._deliver(conn, frames[1:])
+
+    def _drain_dealer(self, peer: _Peer) -> None:
+        if self._closed or self._peers.get(peer.address) is not peer:
+            return
+        max_parts = self.limits.max_frames + 1
+        for frames in self._read_batch(peer.sock):
+            if not frames or len(frames) > max_parts:
+                self._drop("frame_count")
+            else:
+                self._deliver(peer.conn, frames)
+
+    def _deliver(self, conn: bytes, frames: list[bytes]) -> None:
+        self.stats.received += 1
+        try:
+            self._handler(conn, frames)  # type: ignore[misc]
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("transport handler failed on a message from %r", conn)
+
+    def _drop(self, reason: str) -> None:
+        self.stats.dropped += 1
+        self.stats.count(reason)
+
+    def _drain_zap(self) -> None:
+        """Answer ZAP requests: admit CURVE clients whose public key is the cluster key."""
+        zap, curve = self._zap, self.curve
+        if zap is None or curve is None or self._closed:
+            return
+        cluster_public = self._cluster_public
+        while True:
+            try:
+                request = zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(request) < 6:
+                continue  # not a ZAP request; only libzmq talks on this endpoint
+            version, request_id, mechanism = request[0], request[1], request[5]
+            credentials = request[6:]
+            if mechanism == b"CURVE" and credentials and credentials[0] == cluster_public:
+                status, text = b"200", b"OK"
+            else:
+                status, text = b"400", b"not a member of this cluster"
+                self._drop("auth_refused")
+                log.warning(
+                    "refused a %s connection from %s: %s",
+                    mechanism.decode(errors="replace"),
+                    request[3].decode(errors="replace"),
+                    text.decode(),
+                )
+            try:
+                zap.send_multipart([version, request_id, status, text, b"", b""], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.warning("ZAP reply failed: %s", exc)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, address: str, frames: Frames) -> bool:
+        if self._closed or self._loop is None:
+            return self._fail("not_running")
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._connect(address)
+            if peer is None:
+                return self._fail("bad_address")
+        if peer.pending:
+            return self._queue(peer, frames)
+        try:
+            peer.sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            if not peer.delivered and self._loop.time() < peer.deadline:
+                return self._queue(peer, frames)
+            return self._fail("unreachable_or_full")
+        except (zmq.ZMQError, TypeError, ValueError) as exc:
+            log.warning("send to %s failed: %s", address, exc)
+            return self._fail("send_error")
+        peer.delivered = True
+        self.stats.sent += 1
+        self._mark_dirty(peer.sock)
+        return True
+
+    def reply(self, conn: bytes, frames: Frames) -> bool:
+        if self._closed or self._loop is None:
+            return self._fail("not_running")
+        peer = self._peers_by_conn.get(conn)
+        if peer is not None:  # a reply that reached our DEALER to that peer
+            return self.send(peer.address, frames)
+        try:
+            self._router.send_multipart([conn, *frames], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (client gone) or EAGAIN (its queue is full)
+            log.debug("reply to %r dropped: %s", conn, exc)
+            return self._fail("reply_unroutable")
+        except (TypeError, ValueError) as exc:
+            log.warning("reply to %r failed: %s", conn, exc)
+            return self._fail("send_error")
+        self.stats.sent += 1
+        self._mark_dirty(self._router)
+        return True
+
+    def forget(self, address: str) -> None:
+        peer = self._peers.pop(address, None)
+        if peer is None:
+            return
+        self._peers_by_conn.pop(peer.conn, None)
+        if peer.pending:
+            self.stats.send_failures += len(peer.pending)
+            self.stats.count("forgotten")
+            peer.pending.clear()
+        self._unwatch(peer.sock)
+        peer.sock.close(linger=0)
+
+    def _fail(self, reason: str) -> bool:
+        self.stats.send_failures += 1
+        self.stats.count(reason)
+        return False
+
+    def _connect(self, address: str) -> _Peer | None:
+        assert self._loop is not None
+        try:
+            host, port = split_address(address)
+        except ValueError:
+            return None
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.CONNECT_TIMEOUT, int(self.connect_timeout * 1000))
+        sock.setsockopt(zmq.RECONNECT_IVL, self._reconnect_ms[0])
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, self._reconnect_ms[1])
+        sock.setsockopt(zmq.IPV6, 1)
+        sock.sndhwm = self.limits.max_queue
+        sock.rcvhwm = self.limits.max_queue
+        sock.setsockopt(
+            zmq.MAXMSGSIZE, max(self.limits.max_frame_bytes, self.limits.max_body_bytes)
+        )
+        if self.curve is not None:
+            sock.curve_secretkey = self.curve.secret
+            sock.curve_publickey = self.curve.public
+            sock.curve_serverkey = self.curve.public
+        try:
+            sock.connect(tcp_endpoint(host, port))
+        except zmq.ZMQError as exc:
+            log.warning("cannot connect to %s: %s", address, exc)
+            sock.close(linger=0)
+            return None
+        peer = _Peer(address, sock, self._loop.time() + self.connect_timeout)
+        self._peers[address] = peer
+        self._peers_by_conn[peer.conn] = peer
+        self._watch(sock, lambda: self._drain_dealer(peer))
+        return peer
+
+    def _queue(self, peer: _Peer, frames: Frames) -> bool:
+        if len(peer.pending) >= self.limits.max_queue:
+            return self._fail("pending_full")
+        if not peer.pending:
+            assert self._loop is not None
+            self._loop.call_later(peer.retry_delay, self._flush, peer)
+        peer.pending.append(list(frames))
+        return True
+
+    def _flush(self, peer: _Peer) -> None:
+        if self._closed or self._peers.get(peer.address) is not peer or not peer.pending:
+            return
+        sock, pending = peer.sock, peer.pending
+        try:
+            while pending:
+                sock.send_multipart(pending[0], zmq.NOBLOCK, copy=False)
+                pending.popleft()
+                peer.delivered = True
+                self.stats.sent += 1
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as exc:
+            log.warning("send to %s failed: %s", peer.address, exc)
+            pending.popleft()
+            self._fail("send_error")
+        self._mark_dirty(sock)
+        if not pending:
+            return
+        assert self._loop is not None
+        if peer.delivered or self._loop.time() >= peer.deadline:
+            log.debug(
+                "peer %s unreachable: dropping %d queued messages", peer.address, len(pending)
+            )
+            self.stats.send_failures += len(pending)
+            self.stats.count("connect_timeout")
+            pending.clear()
+            return
+        peer.retry_delay = min(peer.retry_delay * 2, 0.05)
+        self._loop.call_later(peer.retry_delay, self._flush, peer)
+
+
+__all__ = ["ZmqTransport", "tcp_endpoint", "ZAP_ENDPOINT", "DRAIN_CAP"]

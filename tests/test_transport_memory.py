@@ -1,0 +1,160 @@
+"""MemoryTransport: delivery, copies, and fault injection (drop, delay, partition, heal, kill)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from handoffd.transport.memory import MemoryNetwork, MemoryTransport
+
+
+async def settle(rounds: int = 5) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+class Cluster:
+    def __init__(self, seed: int = 1) -> None:
+        self.network = MemoryNetwork(seed)
+        self.inbox: dict[str, list[tuple[bytes, list[bytes]]]] = {}
+        self.nodes: dict[str, MemoryTransport] = {}
+
+    async def add(self, address: str) -> MemoryTransport:
+        transport = self.network.transport(address)
+        inbox = self.inbox.setdefault(address, [])
+        await transport.start(lambda conn, frames: inbox.append((conn, frames)))
+        self.nodes[address] = transport
+        return transport
+
+
+def run(body: Callable[[Cluster], Awaitable[None]], seed: int = 1) -> None:
+    async def main() -> None:
+        cluster = Cluster(seed)
+        try:
+            await asyncio.wait_for(body(cluster), 30)
+        finally:
+            for transport in cluster.nodes.values():
+                await transport.close()
+
+    asyncio.run(main())
+
+
+def test_delivery_copies_frames_and_reply_reaches_sender() -> None:
+    async def body(c: Cluster) -> None:
+        a, b = await c.add("a"), await c.add("b")
+        buffer = bytearray(b"mutable")
+        assert a.send("b", [memoryview(buffer)])
+        buffer[:] = b"changed"
+        await settle()
+        conn, frames = c.inbox["b"][0]
+        assert frames == [b"mutable"] and type(frames[0]) is bytes and conn == b"a"
+        assert b.reply(conn, [b"pong"])
+        await settle()
+        assert c.inbox["a"] == [(b"b", [b"pong"])]
+        assert a.send("nobody", [b"x"]) is False
+
+    run(body)
+
+
+def test_drop_is_seeded_and_counted() -> None:
+    def lost(seed: int) -> int:
+        result: list[int] = []
+
+        async def body(c: Cluster) -> None:
+            a, _ = await c.add("a"), await c.add("b")
+            c.network.drop("a", "b", 0.5)
+            for _ in range(200):
+                a.send("b", [b"x"])
+            await settle()
+            result.append(c.network.dropped)
+            assert len(c.inbox["b"]) == 200 - c.network.dropped
+
+        run(body, seed)
+        return result[0]
+
+    assert lost(7) == lost(7)
+    assert 50 < lost(7) < 150
+
+
+def test_delay() -> None:
+    async def body(c: Cluster) -> None:
+        a, _ = await c.add("a"), await c.add("b")
+        c.network.delay("a", "b", 0.05)
+        a.send("b", [b"late"])
+        await settle()
+        assert c.inbox["b"] == []
+        await asyncio.sleep(0.2)  # a delay must have elapsed; only a lower bound is asserted
+        assert c.inbox["b"] == [(b"a", [b"late"])]
+
+    run(body)
+
+
+def test_partition_and_heal() -> None:
+    async def body(c: Cluster) -> None:
+        a, _, x = await c.add("a"), await c.add("b"), await c.add("x")
+        c.network.partition([["a", "b"], ["x"]])
+        assert a.send("b", [b"1"])
+        assert a.send("x", [b"2"]) is False
+        assert x.send("a", [b"3"]) is False
+        await settle()
+        assert (
+            [f for _, f in c.inbox["b"]] == [[b"1"]] and c.inbox["x"] == [] and c.inbox["a"] == []
+        )
+        c.network.heal()
+        assert a.send("x", [b"4"]) and x.send("a", [b"5"])
+        await settle()
+        assert c.inbox["x"] == [(b"a", [b"4"])] and c.inbox["a"] == [(b"x", [b"5"])]
+
+    run(body)
+
+
+def test_partition_applies_to_messages_in_flight() -> None:
+    async def body(c: Cluster) -> None:
+        a, _ = await c.add("a"), await c.add("b")
+        a.send("b", [b"in flight"])
+        c.network.partition([["a"], ["b"]])
+        await settle()
+        assert c.inbox["b"] == []
+        assert c.nodes["b"].stats.dropped == 1
+
+    run(body)
+
+
+def test_kill_and_revive() -> None:
+    async def body(c: Cluster) -> None:
+        a, b = await c.add("a"), await c.add("b")
+        c.network.kill("b")
+        assert a.send("b", [b"x"]) is False
+        assert b.send("a", [b"y"]) is False
+        await settle()
+        assert c.inbox["a"] == [] and c.inbox["b"] == []
+        c.network.revive("b")
+        assert a.send("b", [b"z"])
+        await settle()
+        assert c.inbox["b"] == [(b"a", [b"z"])]
+
+    run(body)
+
+
+def test_handler_errors_are_contained_and_addresses_unique() -> None:
+    async def body(c: Cluster) -> None:
+        a = await c.add("a")
+        b = c.network.transport("b")
+        c.nodes["b"] = b
+        calls: list[bytes] = []
+
+        def handler(conn: bytes, frames: list[bytes]) -> None:
+            calls.append(frames[0])
+            raise RuntimeError("bug")
+
+        await b.start(handler)
+        a.send("b", [b"1"])
+        a.send("b", [b"2"])
+        await settle()
+        assert calls == [b"1", b"2"] and b.stats.handler_errors == 2
+        with pytest.raises(ValueError):
+            c.network.transport("a")
+
+    run(body)

@@ -1,0 +1,241 @@
+"""ZmqTransport over 127.0.0.1 with random ports: round trips, batching, dead peers, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import zmq
+
+from handoffd.config import Limits
+from handoffd.transport.client import ControlClient
+from handoffd.transport.zmq_transport import ZmqTransport
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the loop until ``predicate()`` holds; fail the test after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.002)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Nodes:
+    """Tracks every transport and client a test makes, and closes them all."""
+
+    def __init__(self) -> None:
+        self.transports: list[ZmqTransport] = []
+        self.inbox: dict[str, list[tuple[bytes, list[bytes]]]] = {}
+
+    async def start(self, handler: Any = None, **kwargs: Any) -> ZmqTransport:
+        transport = ZmqTransport("127.0.0.1", 0, **kwargs)
+        self.transports.append(transport)
+        inbox = self.inbox.setdefault(transport.address, [])
+        await transport.start(handler or (lambda conn, frames: inbox.append((conn, frames))))
+        return transport
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            await transport.close()
+
+
+def run(body: Callable[[Nodes], Awaitable[None]]) -> None:
+    async def main() -> None:
+        nodes = Nodes()
+        try:
+            await asyncio.wait_for(body(nodes), 60)
+        finally:
+            await nodes.close()
+
+    asyncio.run(main())
+
+
+def test_round_trip_and_peer_reply() -> None:
+    async def body(nodes: Nodes) -> None:
+        a = await nodes.start()
+        b = await nodes.start(lambda conn, frames: b.reply(conn, [b"re:" + frames[0]]))
+        assert a.send(b.address, [b"hello", b"opaque"])
+        await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
+        conn, frames = nodes.inbox[a.address][0]
+        assert frames == [b"re:hello"]
+        assert conn == b.address.encode()  # a reply to a peer arrives with the replier's address
+        assert a.stats.sent == 1 and b.stats.received == 1 and a.stats.received == 1
+
+    run(body)
+
+
+def test_many_messages_arrive_in_order() -> None:
+    count = 20_000
+
+    async def body(nodes: Nodes) -> None:
+        a = await nodes.start()
+        b = await nodes.start()
+        for i in range(count):
+            assert a.send(b.address, [i.to_bytes(4, "big")])
+            if i % 2000 == 0:
+                await asyncio.sleep(0)
+        await wait_for(lambda: len(nodes.inbox[b.address]) == count)
+        got = [int.from_bytes(frames[0], "big") for _, frames in nodes.inbox[b.address]]
+        assert got == list(range(count))
+
+    run(body)
+
+
+def test_first_messages_to_a_new_peer_are_not_lost() -> None:
+    async def body(nodes: Nodes) -> None:
+        a = await nodes.start()
+        b = await nodes.start()
+        for i in range(50):  # sent before the TCP handshake can have completed
+            assert a.send(b.address, [b"%d" % i])
+        await wait_for(lambda: len(nodes.inbox[b.address]) == 50)
+        assert [f[0] for _, f in nodes.inbox[b.address]] == [b"%d" % i for i in range(50)]
+
+    run(body)
+
+
+def test_send_to_a_dead_address_neither_blocks_nor_breaks_the_sender() -> None:
+    async def body(nodes: Nodes) -> None:
+        a = await nodes.start(connect_timeout=0.2)
+        b = await nodes.start()
+        dead = f"127.0.0.1:{free_port()}"
+        a.send(dead, [b"lost"])  # queued while connecting, then dropped after connect_timeout
+        await wait_for(lambda: a.stats.reasons.get("connect_timeout", 0) == 1)
+        assert a.send(dead, [b"lost"]) is False
+        assert a.send("not an address", [b"x"]) is False
+        assert a.send(b.address, [b"alive"])
+        await wait_for(lambda: len(nodes.inbox[b.address]) == 1)
+        a.forget(dead)
+        assert dead not in a._peers
+
+    run(body)
+
+
+def test_reply_to_a_vanished_client_does_not_kill_the_reader() -> None:
+    async def body(nodes: Nodes) -> None:
+        conns: list[bytes] = []
+        server = await nodes.start(lambda conn, frames: conns.append(conn))
+        client = await asyncio.to_thread(ControlClient, server.address)
+        await asyncio.to_thread(client.send, [b"hi"])
+        await wait_for(lambda: len(conns) == 1)
+        client.close()
+        await wait_for(lambda: server.reply(conns[0], [b"late"]) is False)
+        assert server.reply(b"\x00nobody", [b"x"]) is False
+        assert server.stats.reasons["reply_unroutable"] >= 2
+        other = await nodes.start()
+        assert other.send(server.address, [b"still serving"])
+        await wait_for(lambda: len(conns) == 2)
+
+    run(body)
+
+
+def test_control_client_request_reply() -> None:
+    async def body(nodes: Nodes) -> None:
+        server = await nodes.start(lambda conn, frames: server.reply(conn, frames[::-1]))
+
+        def talk() -> list[bytes]:
+            with ControlClient(server.address) as client:
+                return client.request([b"a", b"b"], timeout=5.0)
+
+        assert await asyncio.to_thread(talk) == [b"b", b"a"]
+
+    run(body)
+
+
+def test_control_client_reports_no_daemon() -> None:
+    from handoffd.errors import ConnectionError
+
+    with pytest.raises(
+        ConnectionError, match="no handoffd daemon answered at 127.0.0.1:.* within 0.3s"
+    ):
+        ControlClient(f"127.0.0.1:{free_port()}", connect_timeout=0.3)
+
+
+def test_large_frames_arrive_intact() -> None:
+    payload = bytes(range(256)) * (8 * 4096)  # 8 MiB
+
+    async def body(nodes: Nodes) -> None:
+        a = await nodes.start()
+        b = await nodes.start()
+        assert a.send(b.address, [b"head", memoryview(payload)])
+        await wait_for(lambda: len(nodes.inbox[b.address]) == 1)
+        assert nodes.inbox[b.address][0][1] == [b"head", payload]
+
+    run(body)
+
+
+def test_handler_exceptions_are_contained() -> None:
+    async def body(nodes: Nodes) -> None:
+        seen: list[bytes] = []
+
+        def handler(conn: bytes, frames: list[bytes]) -> None:
+            seen.append(frames[0])
+            if frames[0] == b"boom":
+                raise RuntimeError("handler bug")
+
+        b = await nodes.start(handler)
+        a = await nodes.start()
+        a.send(b.address, [b"boom"])
+        a.send(b.address, [b"after"])
+        await wait_for(lambda: seen == [b"boom", b"after"])
+        assert b.stats.handler_errors == 1
+
+    run(body)
+
+
+def test_rate_and_frame_limits_drop_and_count() -> None:
+    async def body(nodes: Nodes) -> None:
+        b = await nodes.start(limits=Limits(max_messages_per_s_per_peer=5, max_frames=2))
+        a = await nodes.start()
+        a.send(b.address, [b"1", b"2", b"3", b"4"])  # body + 3 opaque frames > max_frames
+        for _ in range(20):
+            a.send(b.address, [b"m"])
+        await wait_for(lambda: b.stats.received + b.stats.dropped == 21)
+        assert b.stats.reasons["frame_count"] == 1
+        assert b.stats.received <= 5 and b.stats.reasons["rate_limited"] >= 15
+
+    run(body)
+
+
+def test_explicit_port_and_address() -> None:
+    async def body(nodes: Nodes) -> None:
+        port = free_port()
+        t = ZmqTransport("127.0.0.1", port)
+        nodes.transports.append(t)
+        assert t.address == f"127.0.0.1:{port}"
+        with pytest.raises(zmq.ZMQError):
+            ZmqTransport("127.0.0.1", port)  # already bound: a clear error, nothing leaked
+
+    run(body)
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 not available")
+
+    async def body(nodes: Nodes) -> None:
+        got: list[list[bytes]] = []
+        b = ZmqTransport("::1", 0)
+        nodes.transports.append(b)
+        await b.start(lambda conn, frames: got.append(frames))
+        a = await nodes.start()
+        assert b.address.startswith("[::1]:")
+        assert a.send(b.address, [b"v6"])
+        await wait_for(lambda: got == [[b"v6"]])
+
+    run(body)
