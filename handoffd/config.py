@@ -1,10 +1,13 @@
 """Node configuration and its presets.
 
-``lan()`` aims at crash detection in about one second on a busy 2-core machine with no false DEAD:
-a probe every ``probe_interval`` to one random peer, ``probe_timeout`` for the direct ack, then
-``indirect_probes`` relays, then SUSPECT for ``suspicion_timeout`` before DEAD (a live node refutes
-with a higher incarnation). Expected detection ~= probe_interval * (1 + 1/n) + probe_timeout * 2
-+ suspicion_timeout. ``for_tests()`` shrinks everything so in-process clusters converge in ms.
+Membership (``MembershipConfig``): a probe every ``probe_interval`` to the next peer of a shuffled
+round robin; ``probe_timeout`` for the direct ack, then ``indirect_probes`` relays get
+``indirect_timeout`` more; then SUSPECT for ``suspicion_timeout`` before DEAD (a live node refutes
+with a higher incarnation). A node that misses acks itself (Lifeguard local health) stretches its
+own probe timings up to 9x, so an overloaded node does not accuse healthy peers.
+Expected crash detection ~= wait until some peer probes the dead node (<= probe_interval; about
+probe_interval / 2 with several probers) + probe_timeout + indirect_timeout + suspicion_timeout.
+``for_tests()`` shrinks everything so in-process clusters converge in tens of ms.
 """
 
 from __future__ import annotations
@@ -20,16 +23,29 @@ PROTOCOL_VERSION = 1
 
 @dataclass(frozen=True)
 class MembershipConfig:
-    probe_interval: float = 0.2  # seconds between probes of one random peer
-    probe_timeout: float = 0.15  # direct ack deadline before indirect probes
-    indirect_probes: int = 2  # k relays asked to probe a silent peer
-    indirect_timeout: float = 0.25  # deadline for any ack after indirect probes were sent
-    suspicion_timeout: float = 0.5  # SUSPECT -> DEAD unless refuted
-    push_pull_interval: float = 2.0  # full-state anti-entropy with one random peer
-    gossip_fanout: int = 3  # how many piggybacked updates per message (x log n)
-    gossip_retransmit_mult: int = 3  # each update piggybacked retransmit_mult * ceil(log2(n+1)) times
+    # lan(): crash detection ~= 0.1 + 0.1 + 0.2 + 0.6 = ~1.0 s (bench/bench_membership.py measures
+    # it in the simulator). Why these numbers on a busy 2-core machine with Python daemons:
+    # - a loopback round trip through two asyncio ZeroMQ loops is ~0.1-0.2 ms idle, but a loop can
+    #   stall for tens of ms under CPU contention or a GC pass: probe_timeout 0.1 s is ~500x the
+    #   idle RTT, and a 3-relay indirect probe (0.2 s) must fail on every path before SUSPECT;
+    # - SUSPECT is not DEAD: the suspect is told directly and refutes with one message, so a false
+    #   DEAD needs the suspect to stay deaf for the whole suspicion_timeout (0.6 s) after already
+    #   missing 0.3 s of probes - ~0.9 s without running its loop, which a daemon that never runs
+    #   user code on its loop (DESIGN 3) should not see;
+    # - 10 % random loss: a probe turns into a suspicion with p ~ 0.19 * (1 - 0.9^4)^3 ~ 0.3 %,
+    #   and a refutation has several gossip rounds (0.1 s each, fanout 3) inside 0.6 s; the
+    #   simulator checks no false DEAD over minutes of virtual time at 10 % loss.
+    probe_interval: float = 0.2  # seconds between probes of one peer (shuffled round robin)
+    probe_timeout: float = 0.1  # direct ack deadline before indirect probes
+    indirect_probes: int = 3  # k relays asked to probe a silent peer
+    indirect_timeout: float = 0.2  # extra deadline for any ack once the relays were asked
+    suspicion_timeout: float = 0.6  # SUSPECT -> DEAD unless refuted
+    push_pull_interval: float = 3.0  # full-state anti-entropy with one random peer
+    gossip_fanout: int = 3  # peers sent a Gossip message each gossip round while there is news
+    gossip_retransmit_mult: int = 4  # each update sent retransmit_mult * ceil(log2(n+1)) times
     dead_reap_after: float = 60.0  # forget DEAD/LEFT members after this long
     max_piggyback: int = 16  # updates per message at most
+    gossip_interval: float = 0.1  # seconds between gossip rounds (free-resource news rides these)
 
     @staticmethod
     def lan() -> MembershipConfig:
@@ -37,12 +53,15 @@ class MembershipConfig:
 
     @staticmethod
     def for_tests() -> MembershipConfig:
+        # Same ratios as lan(), 4x faster: detection ~= 0.025 + 0.025 + 0.05 + 0.15 = ~0.25 s.
+        # In-process clusters share one loop, so the timeouts keep the same headroom over stalls.
         return MembershipConfig(
             probe_interval=0.05,
-            probe_timeout=0.04,
-            indirect_timeout=0.06,
+            probe_timeout=0.025,
+            indirect_timeout=0.05,
             suspicion_timeout=0.15,
-            push_pull_interval=0.3,
+            push_pull_interval=0.5,
+            gossip_interval=0.025,
             dead_reap_after=5.0,
         )
 

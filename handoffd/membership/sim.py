@@ -1,0 +1,273 @@
+"""A deterministic discrete-event simulator for Membership state machines.
+
+Routes ``Send`` instructions between N ``Membership`` instances on a virtual clock, with seeded
+latency jitter, random loss, partitions and crashes. Each node is ticked exactly at its
+``next_deadline()``, as a daemon would with a timer. No sockets, no threads, no wall clock: the
+same seed gives the same run, so a failing seed is a reproducible bug report. Used by the tests,
+``bench/bench_membership.py`` and ``handoffd.testing``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffd.config import MembershipConfig
+from handoffd.membership.swim import (
+    Discovered,
+    Event,
+    Instruction,
+    LocalResources,
+    MemberChanged,
+    Membership,
+    Received,
+    ResourcesChanged,
+    Send,
+    Tick,
+)
+from handoffd.protocol.messages import ALIVE
+
+_MIN_STEP = 1e-6
+SEED_RETRY = 0.5  # virtual seconds between join attempts to a seed not yet known  # a tick is never scheduled at the current instant twice in a row
+
+
+class SimTimeout(AssertionError):
+    """A run_until condition did not hold within its virtual deadline."""
+
+
+@dataclass
+class SimNode:
+    name: str
+    address: str
+    membership: Membership
+    crashed: bool = False
+    tick_generation: int = 0  # heap entries of older generations are stale
+    tick_at: float = float("inf")
+    seeds: list[str] = field(default_factory=list)  # addresses retried like SeedDiscovery does
+
+
+@dataclass
+class SimStats:
+    sent: int = 0
+    delivered: int = 0
+    lost: int = 0  # random loss
+    blocked: int = 0  # partition or crashed endpoint
+    events: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class Simulation:
+    """N membership state machines, one virtual clock, a lossy configurable network."""
+
+    def __init__(
+        self,
+        config: MembershipConfig,
+        *,
+        seed: int = 0,
+        cluster: str = "sim",
+        latency: float = 0.0003,
+        jitter: float = 0.0004,
+        loss: float = 0.0,
+        validate: bool = False,
+    ) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.latency = latency
+        self.jitter = jitter
+        self.loss = loss
+        self.validate = validate
+        self.now = 0.0
+        self.rng = random.Random(seed)
+        self.nodes: dict[str, SimNode] = {}
+        self.stats = SimStats()
+        #: (virtual time, node, MemberChanged | ResourcesChanged) in order
+        self.changes: list[tuple[float, str, Instruction]] = []
+        self._by_address: dict[str, str] = {}
+        self._blocked: set[tuple[str, str]] = set()  # (from, to) pairs that cannot talk
+        self._heap: list[tuple[float, int, str, Any]] = []
+        self._seq = 0
+
+    # ---------------------------------------------------------------------------- topology
+
+    def add_node(
+        self,
+        name: str,
+        capacity: dict[str, float] | None = None,
+        *,
+        join: Iterable[str] = (),
+        incarnation: int = 0,
+    ) -> Membership:
+        """Start a node now and join it via ``join`` (names of running nodes) like --seed does."""
+        address = f"{name}.sim:7788"
+        membership = Membership(
+            name=name,
+            address=address,
+            cluster=self.cluster,
+            capacity=dict(capacity or {"cpu": 4.0}),
+            config=self.config,
+            rng=random.Random(self.rng.getrandbits(64)),
+            now=self.now,
+            incarnation=incarnation,
+        )
+        self.nodes[name] = node = SimNode(name, address, membership)
+        self._by_address[address] = name
+        node.seeds = [self.nodes[seed].address for seed in join]
+        self._retry_seeds(node)
+        self._reschedule(node)
+        return membership
+
+    def crash(self, name: str) -> None:
+        """Stop the node dead: no ticks, nothing delivered to or from it."""
+        self.nodes[name].crashed = True
+
+    def restart(self, name: str, *, join: Iterable[str] = ()) -> Membership:
+        """A fresh process under the same name and address (incarnation 0, state forgotten)."""
+        old = self.nodes[name].membership
+        return self.add_node(name, dict(old.me.capacity), join=join)
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Nodes in different groups cannot talk (in either direction) until heal()."""
+        sets = [set(g) for g in groups]
+        for i, a_group in enumerate(sets):
+            for b_group in sets[i + 1 :]:
+                for a in a_group:
+                    for b in b_group:
+                        self._blocked.add((a, b))
+                        self._blocked.add((b, a))
+
+    def heal(self) -> None:
+        self._blocked.clear()
+
+    # ------------------------------------------------------------------------------ driving
+
+    def inject(self, name: str, event: Event) -> None:
+        """Deliver a local event (LocalResources, Leave, Discovered...) to ``name`` now."""
+        self._handle(self.nodes[name], event)
+
+    def local_resources(self, name: str, free: dict[str, float]) -> None:
+        self.inject(name, LocalResources(dict(free)))
+
+    def run_for(self, duration: float, *, max_events: int = 10_000_000) -> None:
+        self._run(self.now + duration, lambda: False, max_events)
+
+    def run_until(
+        self, condition: Callable[[], bool], timeout: float, *, max_events: int = 10_000_000
+    ) -> float:
+        """Advance until ``condition()`` holds; returns the virtual time it took."""
+        start = self.now
+        if self._run(start + timeout, condition, max_events):
+            return self.now - start
+        raise SimTimeout(f"condition not met within {timeout} virtual seconds (t={self.now:.3f})")
+
+    def _run(self, until: float, condition: Callable[[], bool], max_events: int) -> bool:
+        if condition():
+            return True
+        for _ in range(max_events):
+            if not self._heap or self._heap[0][0] > until:
+                self.now = until
+                return condition()
+            at, _, kind, payload = heapq.heappop(self._heap)
+            self.now = max(self.now, at)
+            if kind == "seeds":
+                node = self.nodes[payload]
+                if not node.crashed:
+                    self._retry_seeds(node)
+            elif kind == "tick":
+                name, generation = payload
+                node = self.nodes[name]
+                if node.crashed or generation != node.tick_generation:
+                    continue
+                node.tick_at = float("inf")
+                self._handle(node, Tick())
+            else:
+                src, dst, msg = payload
+                receiver = self.nodes.get(dst)
+                if receiver is None or receiver.crashed or (src, dst) in self._blocked:
+                    self.stats.blocked += 1
+                    continue
+                self.stats.delivered += 1
+                self._handle(receiver, Received(src, self.nodes[src].address, msg))
+            if condition():
+                return True
+        raise SimTimeout(f"more than {max_events} events before t={until}")
+
+    def _retry_seeds(self, node: SimNode) -> None:
+        """Join via each seed until it is known, like discovery.seeds.SeedDiscovery."""
+        pending = [a for a in node.seeds if not node.membership.known_address(a)]
+        for address in pending:
+            self._handle(node, Discovered(address, self._by_address.get(address)))
+        if pending:
+            self._push(self.now + SEED_RETRY, "seeds", node.name)
+
+    def _handle(self, node: SimNode, event: Event) -> None:
+        if node.crashed:
+            return
+        self.stats.events += 1
+        for instruction in node.membership.handle(event, self.now):
+            if isinstance(instruction, Send):
+                self._send(node, instruction)
+            elif isinstance(instruction, MemberChanged | ResourcesChanged):
+                self.changes.append((self.now, node.name, instruction))
+        if self.validate:
+            node.membership.validate()
+        self._reschedule(node)
+
+    def _send(self, node: SimNode, send: Send) -> None:
+        self.stats.sent += 1
+        kind = type(send.msg).__name__
+        self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+        dst = self._by_address.get(send.address)
+        if dst is None or (node.name, dst) in self._blocked:
+            self.stats.blocked += 1
+            return
+        if self.loss and self.rng.random() < self.loss:
+            self.stats.lost += 1
+            return
+        delay = self.latency + self.rng.uniform(0, self.jitter)
+        self._push(self.now + delay, "msg", (node.name, dst, send.msg))
+
+    def _reschedule(self, node: SimNode) -> None:
+        at = max(node.membership.next_deadline(), self.now + _MIN_STEP)
+        if at < node.tick_at:
+            node.tick_generation += 1
+            node.tick_at = at
+            self._push(at, "tick", (node.name, node.tick_generation))
+
+    def _push(self, at: float, kind: str, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, kind, payload))
+
+    # ----------------------------------------------------------------------------- queries
+
+    def live(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if not node.crashed]
+
+    def status(self, observer: str, subject: str) -> int | None:
+        state = self.nodes[observer].membership.get(subject)
+        return state.status if state else None
+
+    def converged(self, names: Iterable[str] | None = None) -> bool:
+        """Every live node sees every node in ``names`` ALIVE with that node's own resources."""
+        subjects = list(names) if names is not None else self.live()
+        truth = {n: self.nodes[n].membership.me for n in subjects}
+        for observer in self.live():
+            view = self.nodes[observer].membership
+            for name, own in truth.items():
+                seen = view.get(name)
+                if (
+                    seen is None
+                    or seen.status != ALIVE
+                    or seen.incarnation != own.incarnation
+                    or seen.resource_version != own.resource_version
+                    or seen.free != own.free
+                    or seen.capacity != own.capacity
+                ):
+                    return False
+        return True
+
+    def all_see(self, subject: str, status: int) -> bool:
+        """Every live node other than ``subject`` holds ``subject`` in ``status``."""
+        return all(self.status(o, subject) == status for o in self.live() if o != subject)

@@ -1,0 +1,647 @@
+"""SWIM-style membership and resource gossip as a pure state machine.
+
+Protocol: SWIM (Das, Gupta, Motivala 2002) with the Lifeguard refinements that matter on a busy
+machine (Dadgar et al. 2018; hashicorp/memberlist): randomized round-robin probing, direct ping
+then ``indirect_probes`` PingReq relays, SUSPECT with a timeout before DEAD, refutation by a higher
+incarnation, piggybacked gossip with a retransmit limit, periodic push-pull anti-entropy, and a
+local-health score that stretches our own probe timeouts while we are the slow one (so an
+overloaded node does not accuse healthy peers).
+
+Additions for handoffd:
+- Each ``MemberState`` carries the member's capacity and free resources with ``resource_version``;
+  resources are ordered by that version alone (the member is their only author; a restarted node
+  jumps its version above any it hears for itself), independently of the status ordering.
+- A one-way ``Gossip`` round every ``gossip_interval`` to ``gossip_fanout`` random peers while
+  there is news, so free-resource changes reach 50 nodes in a few rounds, not a few probe periods.
+- Every message carries the sender's own state first (peers learn addresses from any message),
+  and our view of the receiver when it is not ALIVE (it learns it must refute at once).
+- DEAD (not LEFT) members stay push-pull candidates until reaped, so both sides of a healed
+  partition find each other again (serf's reconnect) and refute.
+
+Structure (distributed's worker state machine): ``handle(event, now) -> instructions``; no I/O,
+no clock, no global randomness. Every status move goes through ``_set`` and is checked against
+one table, logged with its cause and kept in a short history for error reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
+
+from handoffd.config import MembershipConfig
+from handoffd.protocol.messages import (
+    ALIVE,
+    DEAD,
+    LEFT,
+    STATUS_NAMES,
+    SUSPECT,
+    Ack,
+    Gossip,
+    IndirectAck,
+    MemberState,
+    Ping,
+    PingReq,
+    PushPull,
+)
+
+log = logging.getLogger("handoffd.membership")
+
+# Status precedence at equal incarnation: LEFT > DEAD > SUSPECT > ALIVE (LEFT is final for its
+# incarnation: it is the member's own word, DEAD is only others' opinion).
+_RANK = {ALIVE: 0, SUSPECT: 1, DEAD: 2, LEFT: 3}
+# The transition table: status moves legal without an incarnation change. Any move is legal with a
+# higher incarnation (refutation, rejoin); a lower incarnation is never accepted.
+_SAME_INCARNATION_MOVES = frozenset(
+    {(ALIVE, SUSPECT), (ALIVE, DEAD), (ALIVE, LEFT), (SUSPECT, DEAD), (SUSPECT, LEFT), (DEAD, LEFT)}
+)
+_MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
+
+
+# ----------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: run due timers (the node calls this at ``next_deadline()`` or periodically)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A membership message arrived; ``sender`` is the envelope's node name."""
+
+    sender: str
+    sender_address: str | None
+    msg: Ping | Ack | PingReq | IndirectAck | PushPull | Gossip
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """mDNS or a seed named an address: join it with a push-pull."""
+
+    address: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Undiscovered:
+    """mDNS goodbye: a hint to probe ``name`` soon, never DEAD by itself."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResources:
+    """Our free resources changed."""
+
+    free: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Graceful departure: mark self LEFT and tell everyone directly."""
+
+
+Event = Union[Tick, Received, Discovered, Undiscovered, LocalResources, Leave]
+
+# ----------------------------------------------------------------------------- instructions
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Fire and forget ``msg`` to ``address``."""
+
+    address: str
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """``name`` moved from status ``old`` (None: newly joined) to ``new``."""
+
+    name: str
+    old: int | None
+    new: int
+    member: MemberState
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesChanged:
+    """Our view of a peer's capacity/free resources changed (not emitted on join or for self)."""
+
+    name: str
+    member: MemberState
+
+
+Instruction = Union[Send, MemberChanged, ResourcesChanged]
+
+
+class MembershipError(RuntimeError):
+    """An illegal state move: a bug, reported with the member's recent history."""
+
+
+def supersedes(new: MemberState, old: MemberState) -> bool:
+    """True if ``new``'s (incarnation, status) beats ``old``'s."""
+    if new.incarnation != old.incarnation:
+        return new.incarnation > old.incarnation
+    return _RANK[new.status] > _RANK[old.status]
+
+
+# ---------------------------------------------------------------------------- internal state
+
+
+@dataclass(slots=True)
+class _Member:
+    state: MemberState
+    changed_at: float  # when the status last changed: DEAD/LEFT are reaped dead_reap_after later
+    suspect_deadline: float | None = None  # set iff status is SUSPECT: DEAD then unless refuted
+
+
+@dataclass(slots=True)
+class _Probe:
+    probe_id: int
+    target: str
+    direct_deadline: float  # PingReq to relays after this
+    final_deadline: float  # SUSPECT after this
+    indirect_sent: bool = False
+
+
+@dataclass(slots=True)
+class _Relay:
+    origin_address: str
+    origin_name: str
+    origin_probe_id: int
+    target: str
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Counters:
+    dropped_other_cluster: int = 0
+    refutations: int = 0
+    probes: int = 0
+    probes_failed: int = 0
+    messages_sent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Membership:
+    """One node's view of the cluster: feed events, execute the returned instructions."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        address: str,
+        cluster: str,
+        capacity: dict[str, float],
+        config: MembershipConfig,
+        rng: random.Random,
+        now: float,
+        incarnation: int = 0,
+    ) -> None:
+        self.name = name
+        self.cluster = cluster
+        self.config = config
+        self._rng = rng
+        me = MemberState(
+            name=name,
+            address=address,
+            cluster=cluster,
+            incarnation=incarnation,
+            status=ALIVE,
+            capacity=dict(capacity),
+            free=dict(capacity),
+            resource_version=0,
+        )
+        self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
+        self._queue: dict[str, int] = {}  # name -> times its current state was piggybacked
+        self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
+        self._probe_index = 0
+        self._probe: _Probe | None = None  # at most one probe of ours in flight
+        self._relays: dict[int, _Relay] = {}  # our probe id -> PingReq we serve for someone
+        self._next_id = 1
+        # Spread the first timers so a cluster started at once does not probe in lockstep.
+        self._next_probe_at = now + rng.uniform(0, config.probe_interval)
+        self._next_gossip_at = now
+        self._next_push_pull_at = now + rng.uniform(0.5, 1.0) * config.push_pull_interval
+        self._health = 0  # Lifeguard local health: 0 healthy .. _MAX_HEALTH; scales our timeouts
+        self._left = False
+        self.history: deque[tuple[float, str, int | None, int, int, str]] = deque(maxlen=512)
+        self.counters = _Counters()
+
+    # ------------------------------------------------------------------------------- queries
+
+    def members(self) -> list[MemberState]:
+        """Every known member including self (DEAD/LEFT until reaped)."""
+        return [m.state for m in self._members.values()]
+
+    def get(self, name: str) -> MemberState | None:
+        record = self._members.get(name)
+        return record.state if record else None
+
+    def alive(self) -> list[MemberState]:
+        """Members not (yet) declared failed: ALIVE and SUSPECT (standby choice, fencing)."""
+        return [m.state for m in self._members.values() if m.state.status in (ALIVE, SUSPECT)]
+
+    def schedulable(self) -> list[MemberState]:
+        """ALIVE members only: the scheduler places work here (DESIGN 3.3), never on suspects."""
+        return [m.state for m in self._members.values() if m.state.status == ALIVE]
+
+    def known_address(self, address: str) -> bool:
+        """True if an ALIVE or SUSPECT peer (not self) listens at ``address`` (seed retry stop)."""
+        return any(
+            m.state.address == address and m.state.status in (ALIVE, SUSPECT)
+            for n, m in self._members.items()
+            if n != self.name
+        )
+
+    @property
+    def me(self) -> MemberState:
+        return self._members[self.name].state
+
+    @property
+    def health(self) -> int:
+        return self._health
+
+    def next_deadline(self) -> float:
+        """The earliest time a Tick has work to do (the node may also tick periodically)."""
+        times = [self._next_push_pull_at]
+        if not self._left:
+            times.append(self._next_probe_at if self._probe is None else self._probe_deadline())
+        if self._queue:
+            times.append(self._next_gossip_at)
+        times.extend(r.deadline for r in self._relays.values())
+        reap = self.config.dead_reap_after
+        for m in self._members.values():
+            if m.suspect_deadline is not None:
+                times.append(m.suspect_deadline)
+            elif m.state.status in (DEAD, LEFT) and m.state.name != self.name:
+                times.append(m.changed_at + reap)
+        return min(times)
+
+    def validate(self) -> None:
+        """Check invariants (tests call this after every step)."""
+        assert self.name in self._members, "self missing"
+        me = self.me
+        assert me.status == (LEFT if self._left else ALIVE), f"self is {STATUS_NAMES[me.status]}"
+        for name, m in self._members.items():
+            assert m.state.name == name, (name, m.state)
+            assert m.state.cluster == self.cluster, f"foreign member {m.state}"
+            assert (m.state.status == SUSPECT) == (m.suspect_deadline is not None), m
+        assert set(self._queue) <= set(self._members), "gossip queue names an unknown member"
+        assert 0 <= self._health <= _MAX_HEALTH
+
+    # -------------------------------------------------------------------------------- events
+
+    def handle(self, event: Event, now: float) -> list[Instruction]:
+        out: list[Instruction] = []
+        if isinstance(event, Tick):
+            self._tick(now, out)
+        elif isinstance(event, Received):
+            self._received(event, now, out)
+        elif isinstance(event, Discovered):
+            self._discovered(event, out)
+        elif isinstance(event, Undiscovered):
+            self._undiscovered(event)
+        elif isinstance(event, LocalResources):
+            me = self.me
+            self._members[self.name].state = replace(
+                me, free=dict(event.free), resource_version=me.resource_version + 1
+            )
+            self._enqueue(self.name)
+        elif isinstance(event, Leave):
+            self._leave(now, out)
+        else:  # pragma: no cover - typing guards this
+            raise TypeError(f"unknown membership event {event!r}")
+        self.counters.messages_sent += sum(1 for i in out if isinstance(i, Send))
+        return out
+
+    def _tick(self, now: float, out: list[Instruction]) -> None:
+        if not self._left:
+            self._advance_probe(now, out)
+            if self._probe is None and now >= self._next_probe_at:
+                self._start_probe(now, out)
+        for probe_id in [i for i, r in self._relays.items() if now >= r.deadline]:
+            del self._relays[probe_id]
+        for name, m in list(self._members.items()):
+            if m.suspect_deadline is not None and now >= m.suspect_deadline:
+                self._set(replace(m.state, status=DEAD), now, out, "suspicion timeout")
+            elif (
+                m.state.status in (DEAD, LEFT)
+                and name != self.name
+                and now >= m.changed_at + self.config.dead_reap_after
+            ):
+                del self._members[name]
+                self._queue.pop(name, None)
+        if now >= self._next_gossip_at:
+            self._next_gossip_at = now + self.config.gossip_interval
+            if self._queue:
+                peers = self._peers(include_dead=False)
+                for peer in self._rng.sample(peers, min(self.config.gossip_fanout, len(peers))):
+                    out.append(Send(peer.address, Gossip(self._piggyback(peer.name))))
+        if now >= self._next_push_pull_at:
+            self._next_push_pull_at = now + self.config.push_pull_interval
+            target = self._push_pull_target()
+            if target is not None:
+                out.append(Send(target.address, PushPull(self._full_state(), True)))
+
+    def _received(self, event: Received, now: float, out: list[Instruction]) -> None:
+        msg = event.msg
+        updates: tuple[MemberState, ...] = msg.members if isinstance(msg, PushPull) else msg.updates
+        for u in updates:
+            if u.name == event.sender and u.cluster != self.cluster:
+                self.counters.dropped_other_cluster += 1
+                return  # a node of another cluster: no answer, nothing learned
+        cause = f"{type(msg).__name__} from {event.sender}"
+        if self._merge(updates, now, out, cause):
+            # We refuted a claim about us: tell the claimant now rather than at the next round.
+            address = self._address_of(event.sender, event.sender_address)
+            if address is not None and not isinstance(msg, Ping | PushPull):
+                out.append(Send(address, Gossip(self._piggyback(event.sender))))
+        reply_to = self._address_of(event.sender, event.sender_address)
+        if isinstance(msg, Ping):
+            if reply_to is not None:
+                out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(event.sender))))
+        elif isinstance(msg, Ack):
+            probe = self._probe
+            if (
+                probe is not None
+                and probe.probe_id == msg.probe_id
+                and event.sender == probe.target
+            ):
+                self._probe_succeeded()
+            relay = self._relays.get(msg.probe_id)
+            if relay is not None and event.sender == relay.target:
+                del self._relays[msg.probe_id]
+                ack = IndirectAck(
+                    relay.origin_probe_id, relay.target, self._piggyback(relay.origin_name)
+                )
+                out.append(Send(relay.origin_address, ack))
+        elif isinstance(msg, PingReq):
+            if reply_to is not None and msg.target != self.name:
+                probe_id = self._new_id()
+                deadline = now + self.config.indirect_timeout * (1 + self._health)
+                self._relays[probe_id] = _Relay(
+                    reply_to, event.sender, msg.probe_id, msg.target, deadline
+                )
+                out.append(Send(msg.target_address, Ping(probe_id, self._piggyback(msg.target))))
+        elif isinstance(msg, IndirectAck):
+            probe = self._probe
+            if probe is not None and probe.probe_id == msg.probe_id and msg.target == probe.target:
+                self._probe_succeeded()
+        elif isinstance(msg, PushPull):
+            if msg.reply_wanted and reply_to is not None:
+                out.append(Send(reply_to, PushPull(self._full_state(), False)))
+
+    def _discovered(self, event: Discovered, out: list[Instruction]) -> None:
+        if self._left or event.address == self.me.address or event.name == self.name:
+            return
+        if event.name is not None:
+            known = self.get(event.name)
+            if known and known.status in (ALIVE, SUSPECT) and known.address == event.address:
+                return
+        out.append(Send(event.address, PushPull(self._full_state(), True)))
+
+    def _undiscovered(self, event: Undiscovered) -> None:
+        state = self.get(event.name)
+        if state is None or state.status not in (ALIVE, SUSPECT) or event.name == self.name:
+            return
+        self._probe_order.insert(self._probe_index, event.name)  # probed next
+
+    def _leave(self, now: float, out: list[Instruction]) -> None:
+        if self._left:
+            return
+        self._left = True
+        self._probe = None
+        self._set(replace(self.me, status=LEFT), now, out, "leave")
+        for peer in self._peers(include_dead=False):
+            out.append(Send(peer.address, Gossip((self.me,))))
+
+    # ---------------------------------------------------------------------------- probing
+
+    def _probe_deadline(self) -> float:
+        assert self._probe is not None
+        probe = self._probe
+        return probe.final_deadline if probe.indirect_sent else probe.direct_deadline
+
+    def _start_probe(self, now: float, out: list[Instruction]) -> None:
+        scale = 1 + self._health
+        self._next_probe_at = now + self.config.probe_interval * scale
+        target = self._next_probe_target()
+        if target is None:
+            return
+        probe_id = self._new_id()
+        direct = now + self.config.probe_timeout * scale
+        final = direct + self.config.indirect_timeout * scale
+        self._probe = _Probe(probe_id, target.name, direct, final)
+        self.counters.probes += 1
+        out.append(Send(target.address, Ping(probe_id, self._piggyback(target.name))))
+
+    def _advance_probe(self, now: float, out: list[Instruction]) -> None:
+        probe = self._probe
+        if probe is None:
+            return
+        target = self._members.get(probe.target)
+        if target is None or target.state.status not in (ALIVE, SUSPECT):
+            self._probe = None  # learned meanwhile that it is gone
+            return
+        if not probe.indirect_sent and now >= probe.direct_deadline:
+            probe.indirect_sent = True
+            relays = [p for p in self._peers(include_dead=False) if p.name != probe.target]
+            chosen = self._rng.sample(relays, min(self.config.indirect_probes, len(relays)))
+            for relay in chosen:
+                req = PingReq(
+                    probe.probe_id, probe.target, target.state.address, self._piggyback(relay.name)
+                )
+                out.append(Send(relay.address, req))
+        if probe.indirect_sent and now >= probe.final_deadline:
+            self._probe = None
+            self.counters.probes_failed += 1
+            self._health = min(_MAX_HEALTH, self._health + 1)
+            if target.state.status == ALIVE:
+                self._suspect(target, now, out)
+
+    def _probe_succeeded(self) -> None:
+        self._probe = None
+        self._health = max(0, self._health - 1)
+
+    def _next_probe_target(self) -> MemberState | None:
+        for _ in range(2):
+            while self._probe_index < len(self._probe_order):
+                name = self._probe_order[self._probe_index]
+                self._probe_index += 1
+                record = self._members.get(name)
+                if record and name != self.name and record.state.status in (ALIVE, SUSPECT):
+                    return record.state
+            self._probe_order = [p.name for p in self._peers(include_dead=False)]
+            self._rng.shuffle(self._probe_order)
+            self._probe_index = 0
+        return None
+
+    def _suspect(self, record: _Member, now: float, out: list[Instruction]) -> None:
+        self._set(replace(record.state, status=SUSPECT), now, out, "probe failed")
+        # Tell the suspect directly so it can refute before our timer runs out.
+        out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name))))
+
+    # ---------------------------------------------------------------------------- merging
+
+    def _merge(
+        self, updates: tuple[MemberState, ...], now: float, out: list[Instruction], cause: str
+    ) -> bool:
+        """Apply gossiped states; returns True if we had to refute a claim about ourselves."""
+        refuted = False
+        for u in updates:
+            if u.cluster != self.cluster:
+                self.counters.dropped_other_cluster += 1
+            elif u.name == self.name:
+                refuted |= self._merge_self(u, now, out)
+            else:
+                self._merge_other(u, now, out, cause)
+        return refuted
+
+    def _merge_self(self, u: MemberState, now: float, out: list[Instruction]) -> bool:
+        me = self.me
+        if u.resource_version > me.resource_version:  # an earlier life of ours: jump above it
+            me = replace(me, resource_version=u.resource_version + 1)
+            self._members[self.name].state = me
+            self._enqueue(self.name)
+        if not supersedes(u, me):
+            return False
+        # Someone holds a claim about us at least as new as our own: only we speak for us.
+        status = LEFT if self._left else ALIVE
+        if u.status in (SUSPECT, DEAD) and not self._left:
+            self._health = min(_MAX_HEALTH, self._health + 1)
+        self._members[self.name].state = replace(me, incarnation=u.incarnation + 1, status=status)
+        self.counters.refutations += 1
+        self._enqueue(self.name)
+        log.debug(
+            "%s refutes %s at incarnation %d", self.name, STATUS_NAMES[u.status], u.incarnation
+        )
+        return True
+
+    def _merge_other(self, u: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+        record = self._members.get(u.name)
+        if record is None:
+            if u.status in (DEAD, LEFT):
+                return  # never learn a member from its obituary (it would resurrect reaped ones)
+            self._set(u, now, out, cause)
+            return
+        cur = record.state
+        state_newer = supersedes(u, cur)
+        resources_newer = u.resource_version > cur.resource_version
+        if not state_newer and not resources_newer:
+            return
+        new = cur
+        if state_newer:
+            new = replace(new, incarnation=u.incarnation, status=u.status, address=u.address)
+        if resources_newer:
+            new = replace(
+                new, capacity=u.capacity, free=u.free, resource_version=u.resource_version
+            )
+        self._set(new, now, out, cause)
+
+    def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+        """The only place a member's state changes: checks the table, logs, emits, gossips."""
+        record = self._members.get(new.name)
+        old = record.state if record else None
+        if old is not None and new.status != old.status:
+            if new.incarnation < old.incarnation or (
+                new.incarnation == old.incarnation
+                and (old.status, new.status) not in _SAME_INCARNATION_MOVES
+            ):
+                trail = [h for h in self.history if h[1] == new.name]
+                raise MembershipError(
+                    f"{self.name}: illegal move of {new.name} {STATUS_NAMES[old.status]}"
+                    f"@{old.incarnation} -> {STATUS_NAMES[new.status]}@{new.incarnation}"
+                    f" ({cause}); history {trail}"
+                )
+        if record is None:
+            record = self._members[new.name] = _Member(new, now)
+            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), new.name)
+        else:
+            record.state = new
+        if old is None or old.status != new.status:
+            record.changed_at = now
+            record.suspect_deadline = (
+                now + self.config.suspicion_timeout if new.status == SUSPECT else None
+            )
+            old_status = old.status if old else None
+            self.history.append((now, new.name, old_status, new.status, new.incarnation, cause))
+            log.debug(
+                "%s: %s %s -> %s@%d (%s)",
+                self.name,
+                new.name,
+                STATUS_NAMES[old_status] if old_status is not None else "new",
+                STATUS_NAMES[new.status],
+                new.incarnation,
+                cause,
+            )
+            out.append(MemberChanged(new.name, old_status, new.status, new))
+        if (
+            old is not None
+            and new.name != self.name
+            and new.resource_version != old.resource_version
+        ):
+            out.append(ResourcesChanged(new.name, new))
+        self._enqueue(new.name)
+
+    # ----------------------------------------------------------------------------- gossip
+
+    def _enqueue(self, name: str) -> None:
+        self._queue[name] = 0  # its newest state restarts the retransmit budget
+
+    def _retransmit_limit(self) -> int:
+        live = sum(1 for m in self._members.values() if m.state.status in (ALIVE, SUSPECT))
+        return self.config.gossip_retransmit_mult * max(1, math.ceil(math.log2(live + 1)))
+
+    def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
+        """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""
+        chosen = [self.me]
+        seen = {self.name}
+        view = self._members.get(receiver) if receiver else None
+        if view is not None and view.state.status != ALIVE and receiver not in seen:
+            chosen.append(view.state)
+            seen.add(view.state.name)
+        if self._queue:
+            limit = self._retransmit_limit()
+            for name in sorted(self._queue, key=self._queue.__getitem__):
+                if name not in seen:
+                    if len(chosen) >= self.config.max_piggyback:
+                        break
+                    chosen.append(self._members[name].state)
+                    seen.add(name)
+                count = self._queue[name] + 1
+                if count >= limit:
+                    del self._queue[name]
+                else:
+                    self._queue[name] = count
+        return tuple(chosen)
+
+    def _full_state(self) -> tuple[MemberState, ...]:
+        return tuple(m.state for m in self._members.values())
+
+    def _peers(self, *, include_dead: bool) -> list[MemberState]:
+        wanted = (ALIVE, SUSPECT, DEAD) if include_dead else (ALIVE, SUSPECT)
+        return [
+            m.state for n, m in self._members.items() if n != self.name and m.state.status in wanted
+        ]
+
+    def _push_pull_target(self) -> MemberState | None:
+        live = self._peers(include_dead=False)
+        dead = [m.state for m in self._members.values() if m.state.status == DEAD]
+        # Reconnect (serf): now and then sync with a DEAD member, so a healed partition merges.
+        if dead and (not live or self._rng.random() < 0.25):
+            return self._rng.choice(dead)
+        return self._rng.choice(live) if live else None
+
+    def _address_of(self, name: str, fallback: str | None) -> str | None:
+        record = self._members.get(name)
+        return record.state.address if record and name != self.name else fallback
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id

@@ -1,0 +1,275 @@
+"""Membership state machine, one event at a time: injected clock, seeded rng, no sockets."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from handoffd.config import MembershipConfig
+from handoffd.membership.swim import (
+    Discovered,
+    Instruction,
+    Leave,
+    LocalResources,
+    MemberChanged,
+    Membership,
+    Received,
+    ResourcesChanged,
+    Send,
+    Tick,
+    supersedes,
+)
+from handoffd.protocol.messages import (
+    ALIVE,
+    DEAD,
+    LEFT,
+    SUSPECT,
+    Ack,
+    Gossip,
+    IndirectAck,
+    MemberState,
+    Ping,
+    PingReq,
+    PushPull,
+)
+
+CFG = MembershipConfig.for_tests()
+
+
+def node(name: str, cluster: str = "c", seed: int = 0) -> Membership:
+    return Membership(
+        name=name,
+        address=f"{name}:1",
+        cluster=cluster,
+        capacity={"cpu": 4.0},
+        config=CFG,
+        rng=random.Random(seed),
+        now=0.0,
+    )
+
+
+def state(
+    name: str, inc: int = 0, status: int = ALIVE, rv: int = 0, cluster: str = "c", free: float = 4.0
+) -> MemberState:
+    return MemberState(name, f"{name}:1", cluster, inc, status, {"cpu": 4.0}, {"cpu": free}, rv)
+
+
+def feed(m: Membership, sender: str, msg: object, now: float = 0.0) -> list[Instruction]:
+    out = m.handle(Received(sender, f"{sender}:1", msg), now)  # type: ignore[arg-type]
+    m.validate()
+    return out
+
+
+def sends(out: list[Instruction], kind: type | None = None) -> list[Send]:
+    return [i for i in out if isinstance(i, Send) and (kind is None or isinstance(i.msg, kind))]
+
+
+def changes(out: list[Instruction]) -> list[tuple[str, int | None, int]]:
+    return [(i.name, i.old, i.new) for i in out if isinstance(i, MemberChanged)]
+
+
+def with_peers(*names: str, me: str = "a") -> Membership:
+    m = node(me)
+    feed(m, names[0], PushPull(tuple(state(n) for n in names), False))
+    return m
+
+
+def tick_until(m: Membership, now: float, end: float) -> tuple[list[Instruction], float]:
+    """Tick at every deadline up to ``end``; returns all instructions and the final time."""
+    out: list[Instruction] = []
+    while True:
+        now = max(now, m.next_deadline())
+        if now > end:
+            return out, end
+        out += m.handle(Tick(), now)
+        m.validate()
+
+
+def test_join_by_discovery_and_unknown_ping_is_answered_and_learned() -> None:
+    a = node("a")
+    out = a.handle(Discovered("b:1", "b"), 0.0)
+    (send,) = sends(out, PushPull)
+    assert send.address == "b:1" and send.msg.reply_wanted and send.msg.members[0].name == "a"
+    out = feed(a, "x", Ping(7, (state("x"),)))
+    (ack,) = sends(out, Ack)
+    assert ack.address == "x:1" and ack.msg.probe_id == 7 and ack.msg.updates[0] == a.me
+    assert changes(out) == [("x", None, ALIVE)]
+
+
+def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
+    a = with_peers("b", "c", "d")
+    out, now = tick_until(a, 0.0, 0.2)
+    pings = sends(out, Ping)
+    assert pings, "a probes someone"
+    target = pings[0].address.split(":")[0]
+    reqs = [s for s in sends(out, PingReq) if s.msg.target == target]
+    assert len(reqs) == min(CFG.indirect_probes, 2)  # the other two peers relay
+    assert (target, ALIVE, SUSPECT) in changes(out)
+    assert sends(out, Gossip), "the suspect is told so it can refute"
+    out, now = tick_until(a, now, now + CFG.suspicion_timeout + 0.01)
+    assert (target, SUSPECT, DEAD) in changes(out)
+    assert a.health > 0  # our own missed probes stretch our timeouts (Lifeguard)
+
+
+def test_direct_ack_and_indirect_ack_keep_the_peer_alive() -> None:
+    for indirect in (False, True):
+        a = with_peers("b", "c")
+        pings: list[Send] = []
+        while not pings:
+            now = a.next_deadline()
+            pings = sends(a.handle(Tick(), now), Ping)
+        (ping,) = pings
+        target, started = ping.address.split(":")[0], now
+        if indirect:
+            now += CFG.probe_timeout
+            reqs = sends(a.handle(Tick(), now), PingReq)
+            assert reqs
+            feed(a, reqs[0].address.split(":")[0], IndirectAck(ping.msg.probe_id, target, ()), now)
+        else:
+            feed(a, target, Ack(ping.msg.probe_id, (state(target),)), now)
+        # Past the probe's final deadline (later probes, unanswered here, would fail on their own).
+        out, _ = tick_until(a, now, started + CFG.probe_timeout + CFG.indirect_timeout + 0.001)
+        assert changes(out) == [] and a.health == 0
+
+
+def test_relay_forwards_the_targets_ack_as_indirect_ack() -> None:
+    c = with_peers("a", "b")
+    (ping,) = sends(feed(c, "a", PingReq(41, "b", "b:1", (state("a"),))), Ping)
+    assert ping.address == "b:1"
+    out = feed(c, "b", Ack(ping.msg.probe_id, (state("b"),)))
+    (ind,) = sends(out, IndirectAck)
+    assert ind.address == "a:1" and ind.msg.probe_id == 41 and ind.msg.target == "b"
+
+
+def test_suspicion_about_self_is_refuted_with_higher_incarnation() -> None:
+    a = with_peers("b")
+    for claim in (SUSPECT, DEAD, LEFT):
+        inc = a.me.incarnation
+        out = feed(a, "b", Gossip((state("b"), replace(a.me, status=claim))))
+        assert a.me.status == ALIVE and a.me.incarnation == inc + 1
+        (reply,) = sends(out, Gossip)  # told the claimant at once
+        assert reply.address == "b:1" and reply.msg.updates[0] == a.me
+    stale = feed(a, "b", Gossip((replace(a.me, incarnation=0, status=DEAD),)))
+    assert sends(stale) == [] and a.me.incarnation == 3
+
+
+def test_self_is_never_declared_dead_even_alone_for_long() -> None:
+    a = node("a")
+    out, _ = tick_until(a, 0.0, 30.0)
+    assert changes(out) == [] and a.me.status == ALIVE
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "wins"),
+    [
+        ((1, ALIVE), (0, DEAD), True),  # higher incarnation beats anything: rejoin
+        ((1, ALIVE), (0, LEFT), True),
+        ((0, ALIVE), (0, SUSPECT), False),
+        ((0, SUSPECT), (0, ALIVE), True),
+        ((0, DEAD), (0, SUSPECT), True),
+        ((0, LEFT), (0, DEAD), True),  # LEFT is the member's own word
+        ((0, DEAD), (0, LEFT), False),  # LEFT is final for its incarnation
+        ((0, ALIVE), (0, LEFT), False),
+        ((0, DEAD), (1, ALIVE), False),  # stale obituary
+        ((2, SUSPECT), (1, DEAD), True),
+        ((0, ALIVE), (0, ALIVE), False),
+    ],
+)
+def test_precedence_table(new: tuple[int, int], old: tuple[int, int], wins: bool) -> None:
+    assert supersedes(state("b", *new), state("b", *old)) is wins
+    m = with_peers("b")
+    feed(m, "c", Gossip((state("c"), state("b", *old))))
+    before = m.get("b")
+    feed(m, "c", Gossip((state("b", *new),)))
+    after = m.get("b")
+    assert before is not None and after is not None
+    assert (after.incarnation, after.status) == (
+        new if wins else (before.incarnation, before.status)
+    )
+
+
+def test_dead_member_rejoins_with_higher_incarnation() -> None:
+    m = with_peers("b")
+    assert changes(feed(m, "c", Gossip((state("b", 0, DEAD),)))) == [("b", ALIVE, DEAD)]
+    assert changes(feed(m, "b", Ping(1, (state("b", 0, ALIVE),)))) == []  # same incarnation
+    assert changes(feed(m, "b", Ping(2, (state("b", 1, ALIVE),)))) == [("b", DEAD, ALIVE)]
+
+
+def test_left_then_rejoin_and_leave_tells_everyone() -> None:
+    a = with_peers("b", "c")
+    out = a.handle(Leave(), 1.0)
+    a.validate()
+    assert a.me.status == LEFT and ("a", ALIVE, LEFT) in changes(out)
+    assert sorted(s.address for s in sends(out, Gossip)) == ["b:1", "c:1"]
+    assert not sends(tick_until(a, 1.0, 3.0)[0], Ping)  # a departed node stops probing
+    b = with_peers("a", me="b")
+    feed(b, "a", Gossip((replace(a.me),)))
+    assert b.get("a").status == LEFT  # type: ignore[union-attr]
+    feed(b, "c", Gossip((state("a", a.me.incarnation, ALIVE),)))
+    assert b.get("a").status == LEFT  # type: ignore[union-attr]
+    feed(b, "a", Gossip((state("a", a.me.incarnation + 1, ALIVE),)))
+    assert b.get("a").status == ALIVE  # type: ignore[union-attr]
+
+
+def test_resource_version_wins_for_resources_independently_of_status() -> None:
+    m = with_peers("b")
+    out = feed(m, "c", Gossip((state("b", 0, SUSPECT, rv=1, free=3.0),)))
+    assert m.get("b").status == SUSPECT and m.get("b").free == {"cpu": 3.0}  # type: ignore[union-attr]
+    assert [i.name for i in out if isinstance(i, ResourcesChanged)] == ["b"]
+    # A stale resource view riding a newer status keeps our newer resources.
+    feed(m, "c", Gossip((state("b", 0, DEAD, rv=0, free=4.0),)))
+    assert m.get("b").status == DEAD and m.get("b").free == {"cpu": 3.0}  # type: ignore[union-attr]
+    # A newer resource view riding an older status updates resources only.
+    out = feed(m, "c", Gossip((state("b", 0, ALIVE, rv=5, free=1.0),)))
+    assert m.get("b").status == DEAD and m.get("b").free == {"cpu": 1.0}  # type: ignore[union-attr]
+    assert changes(out) == []
+
+
+def test_local_resources_bump_version_and_are_gossiped() -> None:
+    a = with_peers("b", "c", "d")
+    a.handle(LocalResources({"cpu": 1.0}), 0.0)
+    assert a.me.resource_version == 1 and a.me.free == {"cpu": 1.0}
+    out = a.handle(Tick(), a.next_deadline())
+    gossip = sends(out, Gossip)
+    assert len(gossip) == CFG.gossip_fanout
+    assert all(g.msg.updates[0].free == {"cpu": 1.0} for g in gossip)
+
+
+def test_restarted_node_jumps_above_its_previous_life() -> None:
+    a = node("a")
+    feed(a, "b", PushPull((state("b"), state("a", inc=5, status=DEAD, rv=40)), False))
+    assert a.me.incarnation == 6 and a.me.status == ALIVE and a.me.resource_version == 41
+
+
+def test_other_clusters_are_ignored_and_never_gossiped() -> None:
+    m = with_peers("b")
+    out = feed(m, "x", Ping(3, (state("x", cluster="other"),)))
+    assert out == [] and m.get("x") is None
+    feed(m, "b", Gossip((state("b"), state("y", cluster="other"))))
+    assert m.get("y") is None
+    feed(m, "b", PushPull((state("b"),), True))
+    everything = [
+        u
+        for i in tick_until(m, 0.0, 3.0)[0]
+        if isinstance(i, Send)
+        for u in getattr(i.msg, "updates", getattr(i.msg, "members", ()))
+    ]
+    assert everything and all(u.cluster == "c" for u in everything)
+
+
+def test_unknown_obituary_is_not_learned_and_dead_are_reaped() -> None:
+    m = with_peers("b")
+    feed(m, "b", Gossip((state("z", 0, DEAD),)))
+    assert m.get("z") is None
+    feed(m, "c", Gossip((state("b", 0, DEAD),)))
+    tick_until(m, 0.0, CFG.dead_reap_after + 1)
+    assert m.get("b") is None
+
+
+def test_ping_to_a_node_we_think_dead_carries_its_obituary() -> None:
+    m = with_peers("b")
+    feed(m, "c", Gossip((state("b", 0, DEAD),)))
+    (ack,) = sends(feed(m, "b", Ping(9, (state("b"),))), Ack)
+    assert state("b", 0, DEAD) in ack.msg.updates  # so b refutes at once
