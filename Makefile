@@ -46,4 +46,4 @@ bench-peers: $(STAMP)
 	$(PY) bench/bench_vs_peers.py
 
 clean:
-	rm -rf build *.egg-info _core/*.c _core/*.so handoffd/_core
+	rm -rf build *.egg-info _core/*.c _core/*.so

@@ -1,6 +1,12 @@
 """Extension modules only; all metadata is in pyproject.toml.
 
 The compiled placement core lives in top-level ``_core/`` and installs as ``handoffd._core``.
+``handoffd/_core`` is a committed symlink to ``../_core``, for two reasons: setuptools' editable
+finder maps only top-level packages (``handoffd`` -> ``handoffd/``) and ignores the nested
+``package-dir`` entry, so without it ``import handoffd._core`` fails in ``pip install -e``; and
+Cython looks up ``binpack.pxd`` for the module ``handoffd._core.binpack`` at
+``<package root>/handoffd/_core/binpack.pxd``. Wheels still take the sources from ``_core/`` through
+``package-dir``.
 With HANDOFFD_REQUIRE_CYTHON=1 (CI and ``make``) a missing Cython is a build error, never a
 silent fall-back to the pure-Python twin.
 """

@@ -1,0 +1,178 @@
+"""Pure-Python twin of the compiled placement core: same signatures, same results, naive algorithm.
+
+Design note: this module is the oracle the compiled kernels are tested against, so it does the
+obvious thing -- a full scan of every node for every task, and a recursion-free Kahn pass for upward
+ranks -- using exactly the same floating-point operations in the same order as ``binpack.pyx``
+(feasibility ``free + EPS >= demand``, node key ``sum_d free[n, d] * inv_scale[d]`` summed in dim
+order), so the two backends agree bit for bit. It is also the fall-back when the compiled module is
+missing. See ``binpack.pyx`` for what the policies mean and why keys are normalised by the largest
+capacity of each dim.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._checks import (
+    BINPACK,
+    EPS,
+    FIRST_FIT,
+    POLICIES,
+    SPREAD,
+    CycleError,
+    check_graph,
+    check_order_keys,
+    check_place,
+    cycle_error,
+)
+
+__all__ = [
+    "BACKEND",
+    "EPS",
+    "POLICIES",
+    "CycleError",
+    "order_tasks",
+    "place_batch",
+    "upward_ranks",
+]
+
+BACKEND = "python"
+
+
+def _inverse_scale(capacity: np.ndarray) -> list[float]:
+    """1 / (largest capacity of each dim), 0 for dims no node has (never divides by zero)."""
+    n_nodes, n_dims = capacity.shape
+    cap = capacity.tolist()
+    inv = []
+    for d in range(n_dims):
+        top = 0.0
+        for n in range(n_nodes):
+            if cap[n][d] > top:
+                top = cap[n][d]
+        inv.append(1.0 / top if top > 0.0 else 0.0)
+    return inv
+
+
+def place_batch(
+    demand: Any,
+    free: np.ndarray,
+    capacity: Any,
+    order: Any,
+    pinned: Any,
+    preferred: Any,
+    policy: str = "binpack",
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """Place tasks in ``order``; update ``free`` in place; return (node per task or -1, placed count)."""
+    dem_a, free_a, cap_a, order_a, pin_a, pref_a, code, out_a = check_place(
+        demand, free, capacity, order, pinned, preferred, policy, out
+    )
+    n_nodes, n_dims = free_a.shape
+    inv = _inverse_scale(cap_a)
+    dem = dem_a.tolist()
+    fr = free_a.tolist()
+    pins = pin_a.tolist()
+    prefs = pref_a.tolist()
+    result = [-1] * dem_a.shape[0]
+    dims = range(n_dims)
+
+    def fits(node: int, need: list[float]) -> bool:
+        row = fr[node]
+        for d in dims:
+            if row[d] + EPS < need[d]:
+                return False
+        return True
+
+    def key(node: int) -> float:
+        row = fr[node]
+        s = 0.0
+        for d in dims:
+            s = s + row[d] * inv[d]
+        return s
+
+    placed = 0
+    for t in order_a.tolist():
+        need = dem[t]
+        chosen = -1
+        if pins[t] >= 0:
+            if fits(pins[t], need):
+                chosen = pins[t]
+        elif prefs[t] >= 0 and fits(prefs[t], need):
+            chosen = prefs[t]
+        else:
+            best_key = 0.0
+            for n in range(n_nodes):
+                if not fits(n, need):
+                    continue
+                if code == FIRST_FIT:
+                    chosen = n
+                    break
+                k = key(n)
+                if (
+                    chosen < 0
+                    or (code == BINPACK and k < best_key)
+                    or (code == SPREAD and k > best_key)
+                ):
+                    chosen, best_key = n, k
+        if chosen >= 0:
+            row = fr[chosen]
+            for d in dims:
+                left = row[d] - need[d]
+                row[d] = left if left > 0.0 else 0.0
+            result[t] = chosen
+            placed += 1
+    if n_nodes and n_dims:
+        free_a[...] = fr
+    out_a[...] = result
+    return out_a, placed
+
+
+def upward_ranks(indptr: Any, indices: Any, estimate: Any) -> np.ndarray:
+    """rank[t] = estimate[t] + max(rank[c] for c consuming t's output), 0 for no consumers."""
+    indptr_a, indices_a, est_a = check_graph(indptr, indices, estimate)
+    return np.array(_ranks(indptr_a, indices_a, est_a), dtype=np.float64)
+
+
+def _ranks(indptr_a: np.ndarray, indices_a: np.ndarray, est_a: np.ndarray) -> list[float]:
+    n_tasks = est_a.shape[0]
+    ptr = indptr_a.tolist()
+    cons = indices_a.tolist()
+    est = est_a.tolist()
+    producers: list[list[int]] = [[] for _ in range(n_tasks)]
+    remaining = [0] * n_tasks
+    for t in range(n_tasks):
+        remaining[t] = ptr[t + 1] - ptr[t]
+        for c in cons[ptr[t] : ptr[t + 1]]:
+            producers[c].append(t)
+    best_consumer = [0.0] * n_tasks
+    rank = [0.0] * n_tasks
+    ready = [t for t in range(n_tasks) if remaining[t] == 0]
+    done = 0
+    while ready:
+        c = ready.pop()
+        done += 1
+        rank[c] = est[c] + best_consumer[c]
+        for p in producers[c]:
+            if rank[c] > best_consumer[p]:
+                best_consumer[p] = rank[c]
+            remaining[p] -= 1
+            if remaining[p] == 0:
+                ready.append(p)
+    if done != n_tasks:
+        raise cycle_error(np.array(remaining))
+    return rank
+
+
+def order_tasks(
+    priority: Any, indptr: Any, indices: Any, estimate: Any, size: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Order tasks by priority desc, upward rank desc, size desc, index asc; return (order, ranks)."""
+    indptr_a, indices_a, est_a = check_graph(indptr, indices, estimate)
+    prio_a, size_a = check_order_keys(priority, size, est_a.shape[0])
+    rank = _ranks(indptr_a, indices_a, est_a)
+    prio = prio_a.tolist()
+    size_l = size_a.tolist()
+    idx = sorted(range(len(rank)), key=lambda i: (-prio[i], -rank[i], -size_l[i], i))
+    return np.array(idx, dtype=np.int64), np.array(rank, dtype=np.float64)
