@@ -1,0 +1,256 @@
+"""Placement adapter: resource dicts in, node names out, over the compiled core (or its twin).
+
+The scheduler thinks in ``{"cpu": 2, "memory": 512}`` dicts and node names; the core thinks in dense
+float64 arrays. This module converts one to the other (dims in ``resources.kinds()`` order, a kind a
+node lacks counts as 0 available), picks the backend, and converts the answer back. It is pure: no
+clock, no I/O, inputs never mutated.
+
+Backend choice: the ``backend`` argument, else ``HANDOFFD_CORE`` (``cython`` or ``python``). Asking
+for ``cython`` explicitly when the compiled module is missing is an error (``CoreUnavailable``); when
+nothing is asked for, a missing compiled module falls back to the Python twin with one warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from handoffd import resources
+from handoffd._core import EPS, POLICIES, CycleError
+from handoffd.errors import ValidationError
+
+__all__ = [
+    "POLICIES",
+    "CoreUnavailable",
+    "NodeView",
+    "TaskRequest",
+    "backend_name",
+    "fits_some_capacity",
+    "largest_node",
+    "order",
+    "place",
+    "task_sizes",
+]
+
+log = logging.getLogger("handoffd.scheduler")
+
+_MODULES = {"cython": "handoffd._core.binpack", "python": "handoffd._core.binpack_py"}
+_warned_fallback = False
+
+
+class CoreUnavailable(ImportError):
+    """The compiled core was asked for explicitly but cannot be imported."""
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """A node as placement sees it: total capacity and currently free resources per kind."""
+
+    name: str
+    capacity: dict[str, float]
+    free: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One task to place: its demand, an optional required node, an optional preferred node."""
+
+    demand: dict[str, float]
+    pin: str | None = None
+    prefer: str | None = None
+
+
+def _requested(backend: str | None) -> tuple[str, bool]:
+    """(backend name, whether it was asked for explicitly)."""
+    explicit = backend if backend is not None else os.environ.get("HANDOFFD_CORE") or None
+    if explicit is None:
+        return "cython", False
+    if explicit not in _MODULES:
+        source = "backend" if backend is not None else "HANDOFFD_CORE"
+        raise ValueError(f"{source}={explicit!r}: valid core backends are 'cython' and 'python'")
+    return explicit, True
+
+
+def _module(backend: str | None) -> ModuleType:
+    global _warned_fallback
+    name, explicit = _requested(backend)
+    if name == "python":
+        return importlib.import_module(_MODULES["python"])
+    try:
+        return importlib.import_module(_MODULES["cython"])
+    except ImportError as exc:
+        if explicit:
+            raise CoreUnavailable(
+                f"the compiled placement core (handoffd._core.binpack) was requested but cannot be "
+                f"imported ({exc}); rebuild it with `make install` (needs Cython and a C compiler) "
+                f"or set HANDOFFD_CORE=python"
+            ) from exc
+        if not _warned_fallback:
+            _warned_fallback = True
+            log.warning(
+                "compiled placement core not importable (%s); using the pure-Python twin, which "
+                "is much slower. Rebuild with `make install`.",
+                exc,
+            )
+        return importlib.import_module(_MODULES["python"])
+
+
+def backend_name(backend: str | None = None) -> str:
+    """The backend a call with this ``backend`` argument would use: "cython" or "python"."""
+    return str(_module(backend).BACKEND)
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise ValueError(
+            f"unknown placement policy {policy!r}; valid policies are {', '.join(POLICIES)}"
+        )
+
+
+def _row(amounts: Mapping[str, float], dims: Sequence[str], what: str) -> list[float]:
+    """One array row in ``dims`` order; missing kinds are 0; malformed amounts raise ValueError."""
+    for kind, qty in amounts.items():
+        if isinstance(qty, bool) or not isinstance(qty, (int, float)) or math.isnan(qty):
+            raise ValueError(f"{what}: {kind} = {qty!r} is not a number")
+    return [float(amounts.get(kind, 0.0)) for kind in dims]
+
+
+def _node_arrays(
+    nodes: Sequence[NodeView], dims: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    index: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.name in index:
+            raise ValueError(
+                f"node name {node.name!r} appears twice (nodes {index[node.name]} and {i})"
+            )
+        index[node.name] = i
+    shape = (len(nodes), len(dims))
+    capacity = np.array([_row(n.capacity, dims, f"node {n.name!r} capacity") for n in nodes])
+    free = np.array([_row(n.free, dims, f"node {n.name!r} free") for n in nodes])
+    capacity = capacity.reshape(shape)
+    # Gossip can briefly report a ledger below zero (a claim raced a release): that node is full.
+    free = np.maximum(free.reshape(shape), 0.0)
+    return capacity, free, index
+
+
+def place(
+    requests: Sequence[TaskRequest],
+    nodes: Sequence[NodeView],
+    policy: str = "binpack",
+    backend: str | None = None,
+) -> list[str | None]:
+    """Node name (or None) per request, in request order; earlier requests consume free first."""
+    _check_policy(policy)
+    core = _module(backend)
+    dims = resources.kinds(
+        [r.demand for r in requests] + [n.capacity for n in nodes] + [n.free for n in nodes]
+    )
+    capacity, free, index = _node_arrays(nodes, dims)
+    demand = np.array(
+        [_row(r.demand, dims, f"request {i} demand") for i, r in enumerate(requests)]
+    ).reshape(len(requests), len(dims))
+    if demand.size and (demand < 0).any():
+        i, d = (int(x) for x in np.argwhere(demand < 0)[0])
+        raise ValueError(f"request {i} demand: {dims[d]} = {demand[i, d]} is negative")
+    pinned = np.full(len(requests), -1, dtype=np.int64)
+    preferred = np.full(len(requests), -1, dtype=np.int64)
+    ordered = []
+    for i, request in enumerate(requests):
+        if request.pin is not None:
+            if request.pin not in index:
+                continue  # pinned to a node that is not (or no longer) here: unplaceable now
+            pinned[i] = index[request.pin]
+        if request.prefer is not None and request.prefer in index:
+            preferred[i] = index[request.prefer]
+        ordered.append(i)
+    assignment, _ = core.place_batch(
+        demand, free, capacity, np.array(ordered, dtype=np.int64), pinned, preferred, policy
+    )
+    return [nodes[n].name if n >= 0 else None for n in assignment.tolist()]
+
+
+def order(
+    priority: Sequence[int],
+    consumers: Sequence[Sequence[int]],
+    estimate: Sequence[float],
+    size: Sequence[float],
+    backend: str | None = None,
+) -> tuple[list[int], list[float]]:
+    """(task indices by priority, upward rank, size, index; upward rank per task)."""
+    n_tasks = len(consumers)
+    for name, seq in (("priority", priority), ("estimate", estimate), ("size", size)):
+        if len(seq) != n_tasks:
+            raise ValueError(f"{name} has {len(seq)} entries but consumers has {n_tasks}")
+    for p in priority:
+        if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
+            raise ValueError(f"priority {p!r} is not an integer")
+        if not -(2**63) <= int(p) < 2**63:
+            raise ValueError(f"priority {p} does not fit in 64 bits")
+    core = _module(backend)
+    lengths = np.fromiter((len(c) for c in consumers), dtype=np.int64, count=n_tasks)
+    indptr = np.zeros(n_tasks + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = np.fromiter(
+        (c for cs in consumers for c in cs), dtype=np.int64, count=int(indptr[-1])
+    )
+    try:
+        task_order, ranks = core.order_tasks(
+            np.array(priority, dtype=np.int64), indptr, indices, estimate, size
+        )
+    except CycleError as exc:
+        raise ValidationError("cycle", None, str(exc)) from exc
+    return task_order.tolist(), ranks.tolist()
+
+
+def task_sizes(demands: Sequence[Mapping[str, float]], nodes: Sequence[NodeView]) -> list[float]:
+    """Size of each demand for ``order``: sum over kinds of demand / largest capacity of that kind.
+
+    The same normalisation the core uses for its node keys (kinds no node has count 0).
+    """
+    dims = resources.kinds(list(demands) + [n.capacity for n in nodes])
+    top = {k: max((float(n.capacity.get(k, 0.0)) for n in nodes), default=0.0) for k in dims}
+    return [sum(float(d.get(k, 0.0)) / top[k] for k in dims if top[k] > 0.0) for d in demands]
+
+
+def fits_some_capacity(demand: dict[str, float], nodes: Sequence[NodeView]) -> bool:
+    """True if some node's *capacity* (idle) holds demand: used for Unschedulable."""
+    return any(resources.fits(demand, node.capacity, EPS) for node in nodes)
+
+
+def largest_node(demand: dict[str, float], nodes: Sequence[NodeView]) -> NodeView | None:
+    """The node whose capacity comes closest to holding ``demand`` (None when there are no nodes).
+
+    Closeness is the smallest capacity/demand ratio over the demanded kinds (>= 1 means it fits);
+    with no positive demand, the node with the largest total capacity normalised per kind. Ties go
+    to the first node. Meant for the ``Unschedulable`` message ("the largest node has ...").
+    """
+    if not nodes:
+        return None
+    wanted = {k: float(v) for k, v in demand.items() if v > 0}
+    if wanted:
+
+        def closeness(node: NodeView) -> float:
+            return min(float(node.capacity.get(k, 0.0)) / v for k, v in wanted.items())
+
+    else:
+        dims = resources.kinds(n.capacity for n in nodes)
+        top = {k: max(float(n.capacity.get(k, 0.0)) for n in nodes) for k in dims}
+
+        def closeness(node: NodeView) -> float:
+            return sum(float(node.capacity.get(k, 0.0)) / top[k] for k in dims if top[k] > 0.0)
+
+    best = nodes[0]
+    best_score = closeness(best)
+    for node in nodes[1:]:
+        score = closeness(node)
+        if score > best_score:
+            best, best_score = node, score
+    return best
