@@ -1,0 +1,254 @@
+"""Events into and instructions out of the owner's scheduler (``OwnerScheduler.handle``).
+
+Events are facts, past tense (``TaskSucceeded``) or requests the daemon relays (``SubmitRun``,
+``CancelRun``); instructions are commands, imperative (``Dispatch``). All are frozen dataclasses of plain
+values, so the daemon can log them and tests can compare them. Node identity is always the node *name*;
+the daemon maps names to addresses from membership.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from handoffd.errors import HandoffError
+from handoffd.spec import RunOptions, TaskSpec
+
+TimerKey = tuple[Union[str, int], ...]
+RunEnd = Literal["DONE", "FAILED", "CANCELLED"]
+
+# ---------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRun:
+    """A client handed us a DAG: we own it from now on."""
+
+    run_id: str
+    specs: Sequence[TaskSpec]
+    options: RunOptions = field(default_factory=RunOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUpdate:
+    """What we know of one node, from gossip or from a message it sent us.
+
+    ``free`` replaces our view only when ``resource_version`` is newer (or the node just came back);
+    ``alive=False`` (DEAD or LEFT) means every task and result copy there is lost. When a reply
+    (``DispatchReplied``) or report carries the node's free resources, feed this event first.
+    """
+
+    name: str
+    address: str
+    alive: bool
+    capacity: dict[str, float]
+    free: dict[str, float]
+    resource_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchReplied:
+    """The executing node's ledger decided: ``accepted`` (task_id, attempt), ``refused`` (+ reason)."""
+
+    node: str
+    run_id: str
+    accepted: Sequence[tuple[str, int]] = ()
+    refused: Sequence[tuple[str, int, str]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted:
+    """The task's inputs are gathered and its function is running (inputs no longer needed)."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSucceeded:
+    """``node`` stored the result (``size`` bytes); ``value`` is set when it travelled with the report."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    node: str
+    size: int
+    value: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskErrored:
+    """An attempt ended without a result; ``kind`` says why (only ``cancelled`` is not the task's fault)."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    node: str
+    kind: str  # error | timeout | crash | cancelled
+    exc_type: str = ""
+    message: str = ""
+    traceback: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A ``StartTimer`` ran out."""
+
+    key: TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsReleased:
+    """The client fetched everything (or retention passed): free the run's results everywhere."""
+
+    run_id: str
+
+
+Event = Union[
+    SubmitRun,
+    NodeUpdate,
+    DispatchReplied,
+    TaskStarted,
+    TaskSucceeded,
+    TaskErrored,
+    TimerFired,
+    CancelRun,
+    ResultsReleased,
+]
+
+# ---------------------------------------------------------------------------------------------
+# Instructions
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRef:
+    """A regular dependency's result: inline ``value`` when the owner holds it, else fetch it from one
+    of ``locations`` (node names), peer to peer."""
+
+    task_id: str
+    locations: tuple[str, ...]
+    value: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InlineRef:
+    """An inline function, re-run inside the consumer's job on ``inputs`` (nested refs, args order)."""
+
+    task_id: str
+    payload: bytes = field(repr=False)
+    argument_inclusion: str
+    inputs: tuple[InputRef, ...]
+
+
+InputRef = Union[ValueRef, InlineRef]
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchItem:
+    task_id: str
+    attempt: int
+    payload: bytes = field(repr=False)
+    cost: dict[str, float]
+    argument_inclusion: str
+    timeout: float | None
+    inputs: tuple[InputRef, ...]  # one per dependency, in args order
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Run ``items`` of ``run_id`` on ``node``; at most one per (node, run) per ``handle`` call."""
+
+    node: str
+    run_id: str
+    term: int
+    items: tuple[DispatchItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTasks:
+    """Stop these (task_id, attempt) on ``node`` and drop their claims; a late report is ignored."""
+
+    node: str
+    run_id: str
+    items: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Feed ``TimerFired(key)`` back after ``delay`` seconds (a key may be started again)."""
+
+    key: TimerKey
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunAccepted:
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunRejected:
+    """Nothing of the run was kept."""
+
+    run_id: str
+    error: HandoffError
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    """The run ended. After a lineage recompute of a lost, not yet released output a DONE run is
+    reopened and finishes again: the daemon answers waiters on the latest one."""
+
+    run_id: str
+    state: RunEnd
+    error: HandoffError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FreeResults:
+    """Delete the run's stored results on ``nodes``."""
+
+    run_id: str
+    nodes: tuple[str, ...]
+
+
+Instruction = Union[
+    Dispatch, CancelTasks, StartTimer, RunAccepted, RunRejected, RunFinished, FreeResults
+]
+
+__all__ = [
+    "SubmitRun",
+    "NodeUpdate",
+    "DispatchReplied",
+    "TaskStarted",
+    "TaskSucceeded",
+    "TaskErrored",
+    "TimerFired",
+    "CancelRun",
+    "ResultsReleased",
+    "Event",
+    "ValueRef",
+    "InlineRef",
+    "InputRef",
+    "DispatchItem",
+    "Dispatch",
+    "CancelTasks",
+    "StartTimer",
+    "RunAccepted",
+    "RunRejected",
+    "RunFinished",
+    "FreeResults",
+    "Instruction",
+    "TimerKey",
+]

@@ -1,0 +1,741 @@
+"""The owner's scheduler: every run this node owns, its view of the cluster, and placement.
+
+Pure state machine (STYLE.md principle 1): ``handle(event, now)`` returns instructions and never awaits,
+sends or reads a clock. The daemon turns instructions into messages and feeds replies back as events.
+
+Resource view (DESIGN.md 3.3): for each ALIVE node, *effective free* = the free resources it last
+reported (newest ``resource_version`` wins) minus the cost of our dispatches it has not acknowledged yet;
+once its ``DispatchReplied`` arrives its own report accounts for them. The executing node's ledger has
+the last word: a refused task goes back to READY, held until the view changes or a short timer fires, so
+a refusal never spins. ``claims`` (cost of our ASSIGNED/RUNNING tasks per node) is kept in step with task
+moves through the run's listener and checked by ``validate()``.
+
+Placement: once per ``handle``/``handle_batch`` call, one batch of ready tasks across all runs, in order
+(priority, upward rank, older run, position), goes through ``placement.place``. Batches are cut short
+where nothing more can fit (aggregate free, consecutive misses), so a deep queue costs little per call.
+Collocation: the first member placed takes a request for the whole group's remaining cost and fixes the
+group's node; members ready in the same batch ride along; later members are pinned there.
+
+Decisions: a task pinned to a node that is lost (DEAD or LEFT) fails its run with ``Unschedulable``
+rather than waiting for a rejoin that may never come (the client can resubmit); likewise when a ready
+task no longer fits any live node's capacity. Reports with a stale attempt, from the wrong node, or for
+unknown runs are ignored (at-least-once execution, exactly-once acceptance).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffd import resources
+from handoffd.errors import (
+    HandoffError,
+    RunCancelled,
+    TaskFailed,
+    Timeout,
+    Unschedulable,
+    ValidationError,
+)
+from handoffd.scheduler import placement
+from handoffd.scheduler.events import (
+    CancelRun,
+    CancelTasks,
+    Dispatch,
+    DispatchItem,
+    DispatchReplied,
+    Event,
+    FreeResults,
+    Instruction,
+    NodeUpdate,
+    ResultsReleased,
+    RunAccepted,
+    RunFinished,
+    RunRejected,
+    StartTimer,
+    SubmitRun,
+    TaskErrored,
+    TaskStarted,
+    TaskSucceeded,
+    TimerFired,
+)
+from handoffd.scheduler.run import (
+    ACTIVE,
+    ASSIGNED,
+    DONE,
+    EXTRA_LOSSES,
+    READY,
+    RUN_CANCELLED,
+    RUN_DONE,
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUNNING,
+    RunState,
+    TaskRecord,
+    backoff,
+)
+
+log = logging.getLogger("handoffd.scheduler")
+
+REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the view has not changed
+MAX_BATCH = 4096  # ready tasks offered to placement per call
+MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
+EPS = 1e-6
+
+
+@dataclass
+class NodeState:
+    """Our view of one node."""
+
+    name: str
+    address: str
+    alive: bool
+    capacity: dict[str, float]
+    free: dict[str, float]  # as last reported (newest resource_version)
+    version: int
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: str  # RUNNING | DONE | FAILED | CANCELLED
+    counts: dict[str, int]  # task state name -> number of regular tasks
+    placement: dict[str, str]  # task id -> node of its latest attempt
+    error: HandoffError | None
+    term: int = 0
+
+
+@dataclass
+class _Out:
+    """Instructions collected during one ``handle`` call; dispatches and cancels batched per node."""
+
+    direct: list[Instruction] = field(default_factory=list)
+    cancels: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
+    dispatches: dict[tuple[str, str], list[DispatchItem]] = field(default_factory=dict)
+
+
+class OwnerScheduler:
+    """Schedules every run this node owns over its view of the cluster."""
+
+    def __init__(
+        self, node_name: str, *, now: float, term: int = 0, backend: str | None = None
+    ) -> None:
+        self.node_name = node_name
+        self.term = term  # ownership term: nodes fence dispatches from a lower one
+        self._now = now
+        self._backend = backend
+        self._nodes: dict[str, NodeState] = {}
+        self._runs: dict[str, RunState] = {}
+        self._seq = 0
+        # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there.
+        self._claims: dict[str, dict[str, float]] = {}
+        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> cost.
+        self._unacked: dict[str, dict[tuple[str, str, int], dict[str, float]]] = {}
+        # Invariant: exactly the READY, not delayed tasks of RUNNING runs, sorted by placement order.
+        self._queue: list[tuple[Any, ...]] = []
+        self._queued: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._refused: dict[tuple[str, str], int] = {}  # held after a refusal: -> attempt refused
+        self._refusal_timer = False
+        self._dirty = False  # something changed that may let a ready task fit
+        self._out = _Out()
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Instruction]:
+        """Apply one event; return the instructions it causes."""
+        return self.handle_batch((event,), now)
+
+    def handle_batch(self, events: Iterable[Event], now: float) -> list[Instruction]:
+        """Apply events in order, then place once: a daemon that drains its sockets batches for free."""
+        self._now = max(self._now, now)
+        self._out = _Out()
+        for event in events:
+            self._apply(event)
+        self._place()
+        return self._flush()
+
+    def _flush(self) -> list[Instruction]:
+        out = self._out
+        self._out = _Out()
+        result = list(out.direct)
+        result += [CancelTasks(n, r, tuple(items)) for (n, r), items in out.cancels.items()]
+        result += [
+            Dispatch(n, r, self.term, tuple(items)) for (n, r), items in out.dispatches.items()
+        ]
+        return result
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event, NodeUpdate):
+            self._on_node_update(event)
+        elif isinstance(event, TaskSucceeded):
+            self._on_succeeded(event)
+        elif isinstance(event, TaskStarted):
+            self._on_started(event)
+        elif isinstance(event, DispatchReplied):
+            self._on_replied(event)
+        elif isinstance(event, TaskErrored):
+            self._on_errored(event)
+        elif isinstance(event, TimerFired):
+            self._on_timer(event)
+        elif isinstance(event, SubmitRun):
+            self._on_submit(event)
+        elif isinstance(event, CancelRun):
+            self._on_cancel(event)
+        elif isinstance(event, ResultsReleased):
+            self._on_released(event)
+        else:
+            raise TypeError(f"not a scheduler event: {event!r}")
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def runs(self) -> list[str]:
+        return list(self._runs)
+
+    def run_status(self, run_id: str) -> RunStatus | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        return RunStatus(run.state, run.counts(), run.placement(), run.error, self.term)
+
+    def result_location(self, run_id: str, task_id: str) -> tuple[bytes | None, tuple[str, ...]]:
+        """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task."""
+        rec = self._runs[run_id].tasks[task_id]
+        if rec.state != DONE:
+            return None, ()
+        return rec.value, tuple(sorted(rec.locations))
+
+    def nodes(self) -> dict[str, NodeState]:
+        return dict(self._nodes)
+
+    def effective_free(self, node: str) -> dict[str, float]:
+        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
+        free = dict(self._nodes[node].free)
+        for cost in self._unacked.get(node, {}).values():
+            free = resources.subtract(free, cost)
+        return free
+
+    def claims(self, node: str) -> dict[str, float]:
+        return dict(self._claims.get(node, {}))
+
+    def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
+        return list(self._runs[run_id].tasks[task_id].history)
+
+    def snapshot(self, run_id: str) -> dict[str, Any]:
+        """The run as plain data, for standby owners."""
+        data = self._runs[run_id].snapshot()
+        data["term"] = self.term
+        return data
+
+    def restore_run(self, data: dict[str, Any], now: float) -> list[Instruction]:
+        """Adopt a replicated run (takeover); tasks on nodes we do not see alive are treated as lost."""
+        self._now = max(self._now, now)
+        run = RunState.from_snapshot(data, order=self._order)
+        run.term = self.term
+        run.seq = self._seq = self._seq + 1
+        self._runs[run.run_id] = run
+        run.listener = self._on_move
+        for rec in run.tasks.values():
+            if rec.state in ACTIVE and rec.node is not None:
+                self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+            if rec.state == READY:
+                rec.delayed = False
+                self._enqueue(run, rec)
+        self._out = _Out()
+        lost = {r.node for r in run.tasks.values() if r.state in ACTIVE and r.node is not None}
+        lost |= {n for r in run.tasks.values() for n in r.locations}
+        for node in sorted(lost):
+            if node not in self._nodes or not self._nodes[node].alive:
+                self._lose_in_run(run, node)
+        self._dirty = True
+        self._place()
+        return self._flush()
+
+    def forget(self, run_id: str) -> None:
+        """Drop a finished run entirely (after retention)."""
+        run = self._runs.get(run_id)
+        if run is not None and run.state != RUN_RUNNING:
+            del self._runs[run_id]
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def _order(
+        self, priority: Any, consumers: Any, estimate: Any, size: Any
+    ) -> tuple[list[int], list[float]]:
+        return placement.order(priority, consumers, estimate, size, backend=self._backend)
+
+    def _on_submit(self, ev: SubmitRun) -> None:
+        if ev.run_id in self._runs:
+            self._out.direct.append(RunAccepted(ev.run_id))  # a retried submission: idempotent
+            return
+        try:
+            if ev.options.policy not in placement.POLICIES:
+                raise ValidationError(
+                    "invalid_policy",
+                    None,
+                    f"policy {ev.options.policy!r} is not one of {placement.POLICIES}",
+                )
+            run = RunState(
+                ev.run_id,
+                ev.specs,
+                ev.options,
+                seq=self._seq + 1,
+                term=self.term,
+                order=self._order,
+            )
+            for rec in run.tasks.values():
+                pin = rec.spec.node
+                if pin is not None and not (pin in self._nodes and self._nodes[pin].alive):
+                    raise ValidationError(
+                        "unknown_node", rec.id, f"pinned to {pin!r}, which is not a live node"
+                    )
+            error = self._misfit(run)
+            if error is not None:
+                raise error
+        except HandoffError as error:
+            self._out.direct.append(RunRejected(ev.run_id, error))
+            return
+        self._seq += 1
+        self._runs[ev.run_id] = run
+        run.listener = self._on_move
+        self._out.direct.append(RunAccepted(ev.run_id))
+        run.start(self._now)
+        if run.state == RUN_DONE:
+            self._out.direct.append(RunFinished(ev.run_id, "DONE"))
+        elif ev.options.timeout is not None:
+            self._out.direct.append(StartTimer(("deadline", ev.run_id), float(ev.options.timeout)))
+
+    def _on_node_update(self, ev: NodeUpdate) -> None:
+        node = self._nodes.get(ev.name)
+        if not ev.alive:
+            if node is None:
+                self._nodes[ev.name] = NodeState(
+                    ev.name, ev.address, False, dict(ev.capacity), {}, ev.resource_version
+                )
+            elif node.alive:
+                node.alive = False
+                self._lose(ev.name)
+            return
+        if node is None or not node.alive:
+            # New, or back from the dead (its version counter may have restarted): take it all.
+            self._nodes[ev.name] = NodeState(
+                ev.name, ev.address, True, dict(ev.capacity), dict(ev.free), ev.resource_version
+            )
+            self._unacked.pop(ev.name, None)
+            self._view_changed()
+            return
+        node.address = ev.address
+        shrunk = not resources.fits(node.capacity, ev.capacity)
+        node.capacity = dict(ev.capacity)
+        if ev.resource_version > node.version:
+            node.version = ev.resource_version
+            node.free = dict(ev.free)
+            self._view_changed()
+        if shrunk:
+            self._check_all_fit()
+
+    def _on_replied(self, ev: DispatchReplied) -> None:
+        pending = self._unacked.get(ev.node, {})
+        for task_id, attempt in ev.accepted:
+            pending.pop((ev.run_id, task_id, attempt), None)
+        for task_id, attempt, _ in ev.refused:
+            pending.pop((ev.run_id, task_id, attempt), None)
+        self._dirty = True
+        run = self._runs.get(ev.run_id)
+        if run is None or run.state != RUN_RUNNING:
+            return
+        for task_id, attempt, reason in ev.refused:
+            rec = run.tasks.get(task_id)
+            if (
+                rec is None
+                or rec.state != ASSIGNED
+                or rec.attempt != attempt
+                or rec.node != ev.node
+            ):
+                continue
+            self._cancel(
+                run.make_ready(rec, self._now, f"refused by {ev.node}: {reason}", delayed=True), run
+            )
+            if rec.state == READY:
+                self._refused[(run.run_id, rec.id)] = rec.attempt
+                if not self._refusal_timer:
+                    self._refusal_timer = True
+                    self._out.direct.append(StartTimer(("refused",), REFUSAL_BACKOFF))
+
+    def _current(
+        self, run_id: str, task_id: str, attempt: int, node: str
+    ) -> tuple[RunState, TaskRecord] | None:
+        """The run and task a report is about, or None when it is stale or unknown."""
+        run = self._runs.get(run_id)
+        if run is None or run.state != RUN_RUNNING:
+            return None
+        rec = run.tasks.get(task_id)
+        if rec is None or rec.state not in ACTIVE or rec.attempt != attempt or rec.node != node:
+            return None
+        return run, rec
+
+    def _on_started(self, ev: TaskStarted) -> None:
+        found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
+        if found is not None and found[1].state == ASSIGNED:
+            found[0].move(found[1], RUNNING, self._now, f"started on {ev.node}")
+
+    def _on_succeeded(self, ev: TaskSucceeded) -> None:
+        run = self._runs.get(ev.run_id)
+        if run is None:
+            return
+        alive = ev.node in self._nodes and self._nodes[ev.node].alive
+        if run.released:
+            self._out.direct.append(FreeResults(run.run_id, (ev.node,)))  # a late copy: drop it
+            return
+        if alive:
+            run.holders.add(ev.node)
+        found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
+        if found is None or not alive:
+            return
+        self._cancel(run.succeeded(found[1], ev.node, ev.size, ev.value, self._now), run)
+        if run.state == RUN_DONE:
+            self._out.direct.append(RunFinished(run.run_id, "DONE"))
+
+    def _on_errored(self, ev: TaskErrored) -> None:
+        found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
+        if found is None:
+            return
+        run, rec = found
+        if ev.kind == "cancelled":
+            rec.losses += 1
+            self._cancel(run.make_ready(rec, self._now, f"cancelled by {ev.node}"), run)
+            self._check_losses(run, rec)
+            return
+        rec.failures += 1
+        rec.last_error = (ev.exc_type, ev.message, ev.traceback)
+        if rec.failures > run.max_retries(rec):
+            error = TaskFailed(rec.id, rec.failures, ev.exc_type, ev.message, ev.traceback)
+            self._end_run(run, RUN_FAILED, error, culprit=rec.id)
+            return
+        cause = f"{ev.kind} on {ev.node} ({ev.exc_type}): retry {rec.failures}"
+        self._cancel(run.make_ready(rec, self._now, cause, delayed=True), run)
+        if rec.delayed:
+            key = ("retry", run.run_id, rec.id, rec.attempt)
+            self._out.direct.append(StartTimer(key, backoff(rec.failures)))
+
+    def _on_timer(self, ev: TimerFired) -> None:
+        key = ev.key
+        if key == ("refused",):
+            self._refusal_timer = False
+            self._release_refused()
+        elif len(key) == 4 and key[0] == "retry":
+            run = self._runs.get(str(key[1]))
+            rec = run.tasks.get(str(key[2])) if run is not None else None
+            if (
+                run is not None
+                and rec is not None
+                and rec.state == READY
+                and rec.delayed
+                and rec.attempt == key[3]
+            ):
+                rec.delayed = False
+                self._enqueue(run, rec)
+        elif len(key) == 2 and key[0] == "deadline":
+            run = self._runs.get(str(key[1]))
+            if run is not None and run.state == RUN_RUNNING:
+                error = Timeout(
+                    f"run {run.run_id!r} did not finish within its deadline of {run.options.timeout} s"
+                )
+                self._end_run(run, RUN_FAILED, error)
+
+    def _on_cancel(self, ev: CancelRun) -> None:
+        run = self._runs.get(ev.run_id)
+        if run is not None and run.state == RUN_RUNNING:
+            self._end_run(run, RUN_CANCELLED, RunCancelled(f"run {ev.run_id!r} was cancelled"))
+
+    def _on_released(self, ev: ResultsReleased) -> None:
+        run = self._runs.get(ev.run_id)
+        if run is None or run.state == RUN_RUNNING or run.released:
+            return
+        run.released = True
+        holders = tuple(sorted(n for n in run.holders if n in self._nodes and self._nodes[n].alive))
+        run.holders.clear()
+        for rec in run.tasks.values():
+            rec.value = None
+            rec.locations.clear()
+        if holders:
+            self._out.direct.append(FreeResults(run.run_id, holders))
+
+    # -- failures ----------------------------------------------------------------------------------
+
+    def _lose(self, node: str) -> None:
+        """``node`` is DEAD or LEFT: its dispatches, tasks and result copies are gone."""
+        self._unacked.pop(node, None)
+        for run in list(self._runs.values()):
+            self._lose_in_run(run, node)
+        self._check_all_fit()
+        self._dirty = True
+
+    def _lose_in_run(self, run: RunState, node: str) -> None:
+        was = run.state
+        cancels, gave_up = run.node_lost(node, self._now)
+        self._cancel(cancels, run)
+        if gave_up is not None:
+            self._check_losses(run, gave_up)
+        elif was == RUN_DONE and run.state == RUN_RUNNING:
+            log.info(
+                "run %s reopened: an unreleased result was lost with node %s", run.run_id, node
+            )
+
+    def _check_losses(self, run: RunState, rec: TaskRecord) -> None:
+        if (
+            run.state == RUN_RUNNING
+            and rec.failures + rec.losses > run.max_retries(rec) + EXTRA_LOSSES
+        ):
+            message = f"lost {rec.losses} time(s) to node failures or cancellations; giving up"
+            error = TaskFailed(rec.id, rec.failures + rec.losses, "NodeLost", message)
+            self._end_run(run, RUN_FAILED, error, culprit=rec.id)
+
+    def _check_all_fit(self) -> None:
+        for run in list(self._runs.values()):
+            if run.state == RUN_RUNNING:
+                error = self._misfit(run)
+                if error is not None:
+                    self._end_run(run, RUN_FAILED, error, culprit=error.function_id)
+
+    def _misfit(self, run: RunState) -> Unschedulable | None:
+        """The first unfinished task (or collocation group) no live node can hold even when idle."""
+        views = [
+            placement.NodeView(n.name, n.capacity, n.capacity)
+            for n in self._nodes.values()
+            if n.alive
+        ]
+        seen: set[str] = set()
+        for rec in run.tasks.values():
+            if rec.state == DONE:
+                continue
+            gid = run.group_of.get(rec.id)
+            members = [rec.id]
+            if gid is not None:
+                if gid in seen:
+                    continue
+                seen.add(gid)
+                members = [m for m in run.group_members[gid] if run.tasks[m].state != DONE]
+            need: dict[str, float] = {}
+            for m in members:
+                need = resources.add(need, run.tasks[m].spec.cost)
+            where = run.pin_of(rec.id)
+            together = (
+                f"functions {members} are collocated and together need" if len(members) > 1 else ""
+            )
+            if where is not None:
+                node = self._nodes.get(where)
+                if node is None or not node.alive:
+                    message = f"function {members[0]!r} is pinned to node {where!r}, which is no longer alive"
+                    return Unschedulable(members[0], need, None, message)
+                if not resources.fits(need, node.capacity):
+                    message = (
+                        f"{together or f'function {members[0]!r} needs'} {need}, but its node "
+                        f"{where!r} has only {node.capacity}"
+                    )
+                    return Unschedulable(members[0], need, node.capacity, message)
+                continue
+            if not placement.fits_some_capacity(need, views):
+                largest = placement.largest_node(need, views)
+                cap = dict(largest.capacity) if largest is not None else None
+                message = ""
+                if together:
+                    message = f"{together} {need}, which no live node can ever hold; " + (
+                        f"the largest node has {cap}" if cap else "no live node"
+                    )
+                return Unschedulable(members[0], need, cap, message)
+        return None
+
+    def _end_run(
+        self, run: RunState, state: str, error: HandoffError, culprit: str | None = None
+    ) -> None:
+        self._cancel(run.end(state, error, self._now, culprit), run)
+        self._out.direct.append(RunFinished(run.run_id, state, error))  # type: ignore[arg-type]
+
+    def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None:
+        for node, task_id, attempt in cancels:
+            if node in self._nodes and self._nodes[node].alive:
+                self._out.cancels.setdefault((node, run.run_id), []).append((task_id, attempt))
+
+    # -- bookkeeping through task moves --------------------------------------------------------------
+
+    def _on_move(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        if old in ACTIVE and new not in ACTIVE and rec.node is not None:
+            self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, -1)
+        if new in ACTIVE and old not in ACTIVE and rec.node is not None:
+            self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+        if old == READY:
+            self._unqueue(run, rec)
+        if new == READY and not rec.delayed:
+            self._enqueue(run, rec)
+
+    @staticmethod
+    def _add(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
+        for kind, qty in cost.items():
+            left = total.get(kind, 0.0) + sign * qty
+            if abs(left) <= EPS:
+                total.pop(kind, None)
+            else:
+                total[kind] = left
+
+    def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
+        if run.state != RUN_RUNNING or (run.run_id, rec.id) in self._queued:
+            return
+        key = (-rec.spec.priority, -rec.upward_rank, run.seq, rec.position, run.run_id, rec.id)
+        self._queued[(run.run_id, rec.id)] = key
+        bisect.insort(self._queue, key)
+        self._dirty = True
+
+    def _unqueue(self, run: RunState, rec: TaskRecord) -> None:
+        key = self._queued.pop((run.run_id, rec.id), None)
+        if key is not None:
+            del self._queue[bisect.bisect_left(self._queue, key)]
+
+    def _view_changed(self) -> None:
+        self._dirty = True
+        self._release_refused()
+
+    def _release_refused(self) -> None:
+        for (run_id, task_id), attempt in self._refused.items():
+            run = self._runs.get(run_id)
+            rec = run.tasks.get(task_id) if run is not None else None
+            if (
+                run is not None
+                and rec is not None
+                and rec.state == READY
+                and rec.delayed
+                and rec.attempt == attempt
+            ):
+                rec.delayed = False
+                self._enqueue(run, rec)
+        self._refused.clear()
+
+    # -- placement ---------------------------------------------------------------------------------
+
+    def _place(self) -> None:
+        if not self._dirty or not self._queue:
+            return
+        self._dirty = False
+        alive = [n for n in self._nodes.values() if n.alive]
+        if not alive:
+            return
+        free = {n.name: self.effective_free(n.name) for n in alive}
+        total: dict[str, float] = {}
+        most: dict[str, float] = {}
+        for f in free.values():
+            for kind, qty in f.items():
+                total[kind] = total.get(kind, 0.0) + max(qty, 0.0)
+                most[kind] = max(most.get(kind, 0.0), qty)
+        # (run, rec, request) for leaders and singles; riders follow their group's leader.
+        batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
+        leaders: dict[tuple[str, str], int] = {}
+        riders: list[tuple[int, RunState, TaskRecord]] = []
+        misses = 0
+        for key in self._queue:
+            run = self._runs[key[4]]
+            rec = run.tasks[key[5]]
+            gid = run.group_of.get(rec.id)
+            pin = run.pin_of(rec.id)
+            if gid is not None and pin is None and (run.run_id, gid) in leaders:
+                riders.append((leaders[(run.run_id, gid)], run, rec))
+                continue
+            need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
+            room = free.get(pin) if pin is not None else most
+            if room is None or not resources.fits(need, room) or not resources.fits(need, total):
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
+            misses = 0
+            for kind, qty in need.items():
+                total[kind] = total.get(kind, 0.0) - qty
+            if gid is not None and pin is None:
+                leaders[(run.run_id, gid)] = len(batch)
+            prefer = run.preferred_node(rec.id, lambda n: n in free)
+            batch.append((run, rec, placement.TaskRequest(need, pin, prefer)))
+            if len(batch) >= MAX_BATCH:
+                break
+        if not batch:
+            return
+        chosen: list[str | None] = [None] * len(batch)
+        policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
+        for policy in policies:
+            picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
+            views = self._views(free, [batch[i][2].demand for i in picks])
+            if not views:
+                continue
+            answer = placement.place([batch[i][2] for i in picks], views, policy, self._backend)
+            for i, node in zip(picks, answer, strict=True):
+                chosen[i] = node
+                if node is not None:
+                    free[node] = resources.subtract(free[node], batch[i][2].demand)
+        for i, (run, rec, _) in enumerate(batch):
+            if chosen[i] is not None:
+                self._dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
+        for leader, run, rec in riders:
+            node = chosen[leader]
+            if node is not None and rec.state == READY and run.state == RUN_RUNNING:
+                self._dispatch(run, rec, node)
+
+    def _views(
+        self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]
+    ) -> list[placement.NodeView]:
+        """Live nodes that could hold at least the smallest demand of each kind."""
+        kinds = set.intersection(*(set(d) for d in demands)) if demands else set()
+        least = {k: min(d[k] for d in demands) for k in kinds}
+        return [
+            placement.NodeView(name, self._nodes[name].capacity, f)
+            for name, f in free.items()
+            if resources.fits(least, f)
+        ]
+
+    def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
+        run.assign(rec, node, self._now)
+        self._unacked.setdefault(node, {})[(run.run_id, rec.id, rec.attempt)] = dict(rec.spec.cost)
+        spec = rec.spec
+        item = DispatchItem(
+            spec.id,
+            rec.attempt,
+            spec.payload,
+            dict(spec.cost),
+            spec.argument_inclusion,
+            spec.timeout,
+            run.input_refs(spec.id),
+        )
+        self._out.dispatches.setdefault((node, run.run_id), []).append(item)
+
+    # -- invariants --------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise AssertionError when an invariant is broken (tests call it after every event)."""
+        claims: dict[str, dict[str, float]] = {}
+        queued: set[tuple[str, str]] = set()
+        for run in self._runs.values():
+            run.validate()
+            for rec in run.tasks.values():
+                if rec.state in ACTIVE:
+                    assert rec.node is not None
+                    where = self._nodes.get(rec.node)
+                    assert where is not None and where.alive, f"{rec.id} active on lost {rec.node}"
+                    self._add(claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+                if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
+                    queued.add((run.run_id, rec.id))
+                if rec.state == DONE:
+                    bad = [
+                        n for n in rec.locations if not (n in self._nodes and self._nodes[n].alive)
+                    ]
+                    assert not bad, f"{rec.id} has copies on lost nodes {bad}"
+        for node in set(claims) | set(self._claims):
+            mine, want = self._claims.get(node, {}), claims.get(node, {})
+            for kind in set(mine) | set(want):
+                assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= 1e-6, (
+                    f"claims on {node}: recorded {mine}, tasks hold {want}"
+                )
+        assert queued == set(self._queued), (
+            f"ready queue {sorted(self._queued)} != {sorted(queued)}"
+        )
+        assert self._queue == sorted(self._queued.values()), "ready queue out of order"
+        for node in self._unacked:
+            assert node in self._nodes and self._nodes[node].alive, (
+                f"unacked dispatches on lost {node}"
+            )

@@ -1,0 +1,617 @@
+"""One run's task graph and the task state machine (section 3.5 of DESIGN.md).
+
+Design (distributed's worker_state_machine): every task state change goes through ``RunState.move``,
+which checks the one table of legal moves (``TRANSITIONS``), appends to the task's history and tells a
+listener (the owner keeps its resource claims and ready queue in step with it). An illegal move raises
+``InvalidTransition`` carrying the task's history. Nothing here does I/O or reads a clock: ``now`` is an
+argument and only ends up in histories.
+
+Inline functions are not tasks: a regular task depends on the regular tasks reachable through its inline
+dependencies (``effective_deps``); the dispatch carries nested ``InlineRef``s so the consumer re-runs them.
+
+Attempts: ``attempt`` numbers dispatches (1 for the first), so a report names exactly one dispatch and a
+stale one is ignored. ``failures`` counts the task's own errors (retries), ``losses`` the attempts lost
+to the cluster (node lost, cancelled by the node, result copy lost); both are capped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffd import errors
+from handoffd.errors import HandoffError, ValidationError
+from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
+from handoffd.spec import RunOptions, TaskSpec
+
+PENDING, READY, ASSIGNED, RUNNING = "PENDING", "READY", "ASSIGNED", "RUNNING"
+DONE, FAILED, CANCELLED = "DONE", "FAILED", "CANCELLED"
+TASK_STATES = (PENDING, READY, ASSIGNED, RUNNING, DONE, FAILED, CANCELLED)
+ACTIVE = (ASSIGNED, RUNNING)  # holding a claim on a node
+TERMINAL = (FAILED, CANCELLED)
+
+#: The one table of legal moves: state -> states it may move to.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({READY, FAILED, CANCELLED}),
+    # READY -> PENDING: a dependency's only result copy was lost (lineage recompute).
+    READY: frozenset({ASSIGNED, PENDING, FAILED, CANCELLED}),
+    # ASSIGNED -> READY: refused, node lost, retry; -> PENDING: an input was lost before it started;
+    # -> DONE: the success report overtook the start report.
+    ASSIGNED: frozenset({RUNNING, READY, PENDING, DONE, FAILED, CANCELLED}),
+    # RUNNING -> PENDING: lost or failed while an input is being recomputed.
+    RUNNING: frozenset({DONE, READY, PENDING, FAILED, CANCELLED}),
+    # DONE -> READY/PENDING: its only result copy was lost while still needed.
+    DONE: frozenset({READY, PENDING}),
+    FAILED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED = "RUNNING", "DONE", "FAILED", "CANCELLED"
+#: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
+EXTRA_LOSSES = 20
+HISTORY_LIMIT = 64
+
+
+class InvalidTransition(RuntimeError):
+    """A task was asked to make a move the transition table forbids."""
+
+    def __init__(self, run_id: str, task_id: str, old: str, new: str, history: list[Any]) -> None:
+        self.history = list(history)
+        lines = "\n".join(f"  t={t:.3f} {a} -> {b} ({cause})" for t, a, b, cause in self.history)
+        super().__init__(
+            f"run {run_id!r} task {task_id!r}: illegal move {old} -> {new}; history:\n{lines}"
+        )
+
+
+def backoff(failures: int) -> float:
+    """Delay before retry number ``failures`` (1-based): 50 ms doubling, capped at 2 s."""
+    return float(min(0.05 * (2 ** max(0, failures - 1)), 2.0))
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    spec: TaskSpec
+    position: int  # rank in the run's ready order (priority, upward rank, size)
+    upward_rank: float
+    state: str = PENDING
+    attempt: int = 0  # number of the latest dispatch; 0 = never dispatched
+    node: str | None = None  # node of the latest dispatch (the holder of its claim while ACTIVE)
+    failures: int = 0  # own errors so far (each consumes a retry)
+    losses: int = 0  # attempts lost to the cluster
+    completions: int = 0  # times it reached DONE (> 1 after a lineage recompute)
+    size: int = 0  # bytes of the result
+    value: bytes | None = None  # the owner's own copy of a small result
+    locations: set[str] = field(default_factory=set)  # live nodes holding a copy (DONE only)
+    delayed: bool = False  # READY but held back (retry backoff or refused dispatch)
+    last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
+    history: list[tuple[float, str, str, str]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def has_copy(self) -> bool:
+        return self.value is not None or bool(self.locations)
+
+
+Listener = Callable[["RunState", TaskRecord, str, str], None]
+
+
+class RunState:
+    """The graph and task states of one run; the owner drives it and mirrors claims via ``listener``."""
+
+    def __init__(
+        self,
+        run_id: str,
+        specs: Iterable[TaskSpec],
+        options: RunOptions,
+        *,
+        seq: int = 0,
+        term: int = 0,
+        order: Callable[..., tuple[list[int], list[float]]] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.options = options
+        self.seq = seq  # submission order on this owner: ties between runs go to the older
+        self.term = term
+        self.state = RUN_RUNNING
+        self.error: HandoffError | None = None
+        self.released = False  # the client has all it wants: lost copies are no longer recomputed
+        self.holders: set[str] = set()  # live nodes whose store may hold results of this run
+        self.listener: Listener | None = None
+        self.specs: list[TaskSpec] = list(specs)
+        self.inline: dict[str, TaskSpec] = {}
+        self.tasks: dict[str, TaskRecord] = {}
+        self._build(order)
+
+    # -- graph ---------------------------------------------------------------------------------
+
+    def _build(self, order: Callable[..., tuple[list[int], list[float]]] | None) -> None:
+        by_id: dict[str, TaskSpec] = {}
+        for spec in self.specs:
+            if spec.id in by_id:
+                raise ValidationError("duplicate_id", spec.id, "two functions share this id")
+            by_id[spec.id] = spec
+        for spec in self.specs:
+            for dep in spec.deps:
+                if dep not in by_id:
+                    raise ValidationError(
+                        "missing_dependency", spec.id, f"depends on unknown {dep!r}"
+                    )
+            target = spec.collocate_with
+            if target is not None and target not in by_id:
+                raise ValidationError(
+                    "missing_dependency", spec.id, f"collocated with unknown {target!r}"
+                )
+            if spec.inline and (spec.node is not None or target is not None):
+                raise ValidationError(
+                    "invalid_inline", spec.id, "an inline function cannot be pinned"
+                )
+            if target is not None and by_id[target].inline:
+                raise ValidationError(
+                    "invalid_inline", spec.id, f"collocated with inline {target!r}"
+                )
+        self.inline = {s.id: s for s in self.specs if s.inline}
+        regular = [s for s in self.specs if not s.inline]
+        topo = _topological(self.specs)
+        # Regular tasks reachable through inline dependencies, in first-seen order.
+        reach: dict[str, tuple[str, ...]] = {}
+        for tid in topo:
+            found: dict[str, None] = {}
+            for dep in by_id[tid].deps:
+                if dep in self.inline:
+                    found.update(dict.fromkeys(reach[dep]))
+                else:
+                    found[dep] = None
+            reach[tid] = tuple(found)
+        self.effective_deps: dict[str, tuple[str, ...]] = {s.id: reach[s.id] for s in regular}
+        self.consumers: dict[str, list[str]] = {s.id: [] for s in regular}
+        for s in regular:
+            for dep in self.effective_deps[s.id]:
+                self.consumers[dep].append(s.id)
+        # Collocation groups: connected components of collocate_with links (union-find).
+        parent = {s.id: s.id for s in regular}
+
+        def root(x: str) -> str:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for s in regular:
+            if s.collocate_with is not None:
+                parent[root(s.id)] = root(s.collocate_with)
+        self.group_members: dict[str, list[str]] = {}
+        for s in regular:
+            self.group_members.setdefault(root(s.id), []).append(s.id)
+        self.group_of: dict[str, str] = {}
+        self.group_pin: dict[str, str | None] = {}
+        self.group_node: dict[str, str | None] = {}  # where the group runs once a member is placed
+        for gid, members in self.group_members.items():
+            if len(members) < 2:
+                continue
+            pins = {by_id[m].node for m in members} - {None}
+            if len(pins) > 1:
+                raise ValidationError(
+                    "invalid_collocation",
+                    members[0],
+                    f"collocated functions are pinned to {sorted(str(p) for p in pins)}",
+                )
+            for m in members:
+                self.group_of[m] = gid
+            self.group_pin[gid] = next(iter(pins)) if pins else None
+            self.group_node[gid] = self.group_pin[gid]
+        wanted = self.options.outputs
+        self.wanted: set[str] = {s.id for s in regular if wanted is None or s.id in set(wanted)}
+        index = {s.id: i for i, s in enumerate(regular)}
+        sizes = [float(sum(s.cost.values())) for s in regular]
+        if order is None:
+            from handoffd.scheduler import placement
+
+            order = placement.order
+        ranked, ranks = order(
+            [s.priority for s in regular],
+            [[index[c] for c in self.consumers[s.id]] for s in regular],
+            [1.0] * len(regular),
+            sizes,
+        )
+        position = {task_index: pos for pos, task_index in enumerate(ranked)}
+        for i, s in enumerate(regular):
+            rank = float(ranks[i]) if i < len(ranks) else 0.0
+            self.tasks[s.id] = TaskRecord(s, position.get(i, i), rank)
+        self.remaining = len(self.tasks)  # regular tasks not DONE
+
+    def group_cost(
+        self, task_id: str, states: tuple[str, ...] = (PENDING, READY)
+    ) -> dict[str, float]:
+        """Summed cost of the task's collocation group members in ``states`` (the task itself always)."""
+        gid = self.group_of.get(task_id)
+        members = self.group_members[gid] if gid is not None else [task_id]
+        total: dict[str, float] = {}
+        for m in members:
+            rec = self.tasks[m]
+            if m == task_id or rec.state in states:
+                for kind, qty in rec.spec.cost.items():
+                    total[kind] = total.get(kind, 0.0) + qty
+        return total
+
+    def pin_of(self, task_id: str) -> str | None:
+        """The node this task must run on: its own pin, its group's pin or its group's chosen node."""
+        pin = self.tasks[task_id].spec.node
+        if pin is not None:
+            return pin
+        gid = self.group_of.get(task_id)
+        return self.group_node.get(gid) if gid is not None else None
+
+    def max_retries(self, rec: TaskRecord) -> int:
+        r = rec.spec.max_retries
+        return self.options.max_retries if r is None else r
+
+    # -- moves ---------------------------------------------------------------------------------
+
+    def move(
+        self, rec: TaskRecord, new: str, now: float, cause: str, *, delayed: bool = False
+    ) -> None:
+        old = rec.state
+        if new not in TRANSITIONS[old]:
+            raise InvalidTransition(self.run_id, rec.id, old, new, rec.history)
+        rec.state = new
+        rec.delayed = delayed and new == READY
+        rec.history.append((now, old, new, cause))
+        if len(rec.history) > HISTORY_LIMIT:
+            del rec.history[: len(rec.history) - HISTORY_LIMIT]
+        if old == DONE:
+            self.remaining += 1
+        if new == DONE:
+            self.remaining -= 1
+        if self.listener is not None:
+            self.listener(self, rec, old, new)
+
+    def start(self, now: float) -> None:
+        """Move the tasks without dependencies to READY (the run was just accepted)."""
+        for rec in self.tasks.values():
+            if not self.effective_deps[rec.id]:
+                self.move(rec, READY, now, "submitted")
+        if self.remaining == 0:
+            self.state = RUN_DONE
+
+    def inputs_ready(self, task_id: str) -> bool:
+        return all(
+            self.tasks[d].state == DONE and self.tasks[d].has_copy()
+            for d in self.effective_deps[task_id]
+        )
+
+    def make_ready(
+        self, rec: TaskRecord, now: float, cause: str, *, delayed: bool = False
+    ) -> list[tuple[str, str, int]]:
+        """Move ``rec`` to READY (PENDING while an input is unfinished) and recompute any input whose
+        copies were all lost, which sends ``rec`` back to PENDING.
+
+        Returns the (node, task_id, attempt) dispatches to cancel as a side effect.
+        """
+        deps = [self.tasks[d] for d in self.effective_deps[rec.id]]
+        target = READY if all(d.state == DONE for d in deps) else PENDING
+        if rec.state != target:
+            self.move(rec, target, now, cause, delayed=delayed)
+        cancels: list[tuple[str, str, int]] = []
+        for drec in deps:
+            if drec.state == DONE and not drec.has_copy():
+                cancels.extend(self._recompute(drec, now))
+        return cancels
+
+    def assign(self, rec: TaskRecord, node: str, now: float) -> None:
+        rec.attempt += 1
+        rec.node = node
+        gid = self.group_of.get(rec.id)
+        if gid is not None:
+            self.group_node[gid] = node
+        self.move(rec, ASSIGNED, now, f"dispatched to {node} attempt {rec.attempt}")
+
+    def succeeded(
+        self, rec: TaskRecord, node: str, size: int, value: bytes | None, now: float
+    ) -> list[tuple[str, str, int]]:
+        rec.size = int(size)
+        rec.value = value
+        rec.locations = {node}
+        rec.completions += 1
+        self.move(rec, DONE, now, f"succeeded on {node} attempt {rec.attempt}")
+        cancels: list[tuple[str, str, int]] = []
+        for consumer in self.consumers[rec.id]:
+            crec = self.tasks[consumer]
+            if crec.state == PENDING and all(
+                self.tasks[d].state == DONE for d in self.effective_deps[consumer]
+            ):
+                cancels.extend(self.make_ready(crec, now, f"inputs ready ({rec.id} done)"))
+        if self.remaining == 0 and self.state == RUN_RUNNING:
+            self.state = RUN_DONE
+        return cancels
+
+    def end(
+        self, state: str, error: HandoffError | None, now: float, culprit: str | None = None
+    ) -> list[tuple[str, str, int]]:
+        """Fail or cancel the run: ``culprit`` FAILED, every unfinished task CANCELLED.
+
+        Returns the active dispatches to cancel on their nodes.
+        """
+        self.state = state
+        self.error = error
+        cancels: list[tuple[str, str, int]] = []
+        reason = f"run {state.lower()}" + (f" ({culprit})" if culprit else "")
+        for rec in self.tasks.values():
+            if rec.state in (DONE, FAILED, CANCELLED):
+                continue
+            if rec.state in ACTIVE and rec.node is not None:
+                cancels.append((rec.node, rec.id, rec.attempt))
+            self.move(rec, FAILED if rec.id == culprit else CANCELLED, now, reason)
+        return cancels
+
+    # -- losses --------------------------------------------------------------------------------
+
+    def node_lost(
+        self, node: str, now: float
+    ) -> tuple[list[tuple[str, str, int]], TaskRecord | None]:
+        """Handle the loss of ``node``: re-queue its tasks, drop its copies, recompute what is needed.
+
+        Returns (dispatches to cancel elsewhere, a task that exceeded its loss budget or None).
+        """
+        self.holders.discard(node)
+        if self.state in (RUN_FAILED, RUN_CANCELLED):
+            for rec in self.tasks.values():
+                rec.locations.discard(node)
+            return [], None
+        cancels: list[tuple[str, str, int]] = []
+        gave_up: TaskRecord | None = None
+        requeue = [r for r in self.tasks.values() if r.state in ACTIVE and r.node == node]
+        for rec in self.tasks.values():
+            rec.locations.discard(node)
+        for gid, where in self.group_node.items():
+            if where == node and self.group_pin.get(gid) is None:
+                self.group_node[gid] = None
+        for rec in requeue:
+            rec.losses += 1
+            cancels.extend(self.make_ready(rec, now, f"node {node} lost (attempt {rec.attempt})"))
+            if gave_up is None and rec.failures + rec.losses > self.max_retries(rec) + EXTRA_LOSSES:
+                gave_up = rec
+        for rec in list(self.tasks.values()):
+            if rec.state == DONE and not rec.has_copy() and self._needed(rec):
+                cancels.extend(self._recompute(rec, now))
+        return cancels, gave_up
+
+    def _needed(self, rec: TaskRecord) -> bool:
+        if rec.id in self.wanted and not self.released:
+            return True
+        return any(
+            self.tasks[c].state in (PENDING, READY, ASSIGNED) for c in self.consumers[rec.id]
+        )
+
+    def _recompute(self, rec: TaskRecord, now: float) -> list[tuple[str, str, int]]:
+        """Lineage: a DONE task lost its only copy while needed; run it again (and what it needs)."""
+        cancels: list[tuple[str, str, int]] = []
+        if self.state == RUN_DONE:
+            self.state = RUN_RUNNING  # an unreleased output was lost: the run reopens
+        rec.losses += 1
+        rec.locations.clear()
+        self.move(rec, PENDING, now, "result lost: recompute")
+        for consumer in self.consumers[rec.id]:
+            crec = self.tasks[consumer]
+            if crec.state == READY:
+                self.move(crec, PENDING, now, f"input {rec.id} lost")
+            elif crec.state == ASSIGNED and crec.node is not None:
+                cancels.append((crec.node, crec.id, crec.attempt))
+                self.move(crec, PENDING, now, f"input {rec.id} lost before start")
+        cancels.extend(self.make_ready(rec, now, "inputs ready for recompute"))
+        return cancels
+
+    # -- dispatch contents -----------------------------------------------------------------------
+
+    def input_refs(self, task_id: str) -> tuple[InputRef, ...]:
+        spec = self.tasks[task_id].spec if task_id in self.tasks else self.inline[task_id]
+        return tuple(self._ref(dep) for dep in spec.deps)
+
+    def _ref(self, dep: str) -> InputRef:
+        if dep in self.inline:
+            spec = self.inline[dep]
+            return InlineRef(dep, spec.payload, spec.argument_inclusion, self.input_refs(dep))
+        rec = self.tasks[dep]
+        return ValueRef(dep, tuple(sorted(rec.locations)), rec.value)
+
+    def preferred_node(self, task_id: str, alive: Callable[[str], bool]) -> str | None:
+        """The live node holding the most input bytes the consumer would otherwise fetch."""
+        held: dict[str, int] = {}
+        for dep in self.effective_deps[task_id]:
+            drec = self.tasks[dep]
+            if drec.value is not None or drec.size <= 0:
+                continue
+            for where in drec.locations:
+                held[where] = held.get(where, 0) + drec.size
+        best = max(((b, n) for n, b in held.items() if alive(n)), default=None)
+        return best[1] if best is not None else None
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(TASK_STATES, 0)
+        for rec in self.tasks.values():
+            out[rec.state] += 1
+        return out
+
+    def placement(self) -> dict[str, str]:
+        return {tid: rec.node for tid, rec in self.tasks.items() if rec.node is not None}
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise AssertionError when an invariant is broken (called by tests after every event)."""
+        where = f"run {self.run_id!r}"
+        assert self.remaining == sum(r.state != DONE for r in self.tasks.values()), where
+        if self.state == RUN_DONE:
+            assert self.remaining == 0, f"{where} DONE with unfinished tasks"
+        if self.state in (RUN_FAILED, RUN_CANCELLED):
+            bad = [r.id for r in self.tasks.values() if r.state not in (DONE, FAILED, CANCELLED)]
+            assert not bad, f"{where} ended but {bad} are unfinished"
+            return
+        for rec in self.tasks.values():
+            deps = [self.tasks[d] for d in self.effective_deps[rec.id]]
+            tag = f"{where} task {rec.id!r} ({rec.state}) history={rec.history}"
+            assert rec.state not in TERMINAL, f"{tag}: terminal in a live run"
+            if rec.state in (READY, ASSIGNED):
+                assert all(d.state == DONE and d.has_copy() for d in deps), (
+                    f"{tag}: inputs not ready"
+                )
+            if rec.state == PENDING:
+                assert not all(d.state == DONE for d in deps), f"{tag}: PENDING with inputs done"
+            if rec.state == RUNNING:
+                assert all(d.completions > 0 for d in deps), (
+                    f"{tag}: running before an input existed"
+                )
+            if rec.state in ACTIVE:
+                assert rec.node is not None and rec.attempt > 0, tag
+                pin = self.pin_of(rec.id)
+                assert pin is None or pin == rec.node, f"{tag}: on {rec.node}, pinned to {pin}"
+            if rec.state == DONE:
+                assert rec.completions > 0, tag
+                if not rec.has_copy():
+                    assert not self._needed(rec), f"{tag}: needed result has no copy"
+            if rec.state != READY:
+                assert not rec.delayed, f"{tag}: delayed outside READY"
+
+    # -- replication -------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The run as plain data (msgpack-able) for standby owners."""
+        o = self.options
+        return {
+            "version": 1,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "term": self.term,
+            "state": self.state,
+            "error": error_to_data(self.error),
+            "released": self.released,
+            "holders": sorted(self.holders),
+            "options": {
+                "max_retries": o.max_retries,
+                "timeout": o.timeout,
+                "policy": o.policy,
+                "outputs": list(o.outputs) if o.outputs is not None else None,
+            },
+            "specs": [_spec_to_data(s) for s in self.specs],
+            "group_node": dict(self.group_node),
+            "tasks": {
+                tid: {
+                    "state": r.state,
+                    "attempt": r.attempt,
+                    "node": r.node,
+                    "failures": r.failures,
+                    "losses": r.losses,
+                    "completions": r.completions,
+                    "size": r.size,
+                    "value": r.value,
+                    "locations": sorted(r.locations),
+                    "delayed": r.delayed,
+                    "last_error": list(r.last_error),
+                    "history": [list(h) for h in r.history],
+                }
+                for tid, r in self.tasks.items()
+            },
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        data: dict[str, Any],
+        *,
+        order: Callable[..., tuple[list[int], list[float]]] | None = None,
+    ) -> RunState:
+        opts = data["options"]
+        options = RunOptions(
+            max_retries=opts["max_retries"],
+            timeout=opts["timeout"],
+            policy=opts["policy"],
+            outputs=tuple(opts["outputs"]) if opts["outputs"] is not None else None,
+        )
+        specs = [_spec_from_data(s) for s in data["specs"]]
+        run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)
+        run.state = data["state"]
+        run.error = error_from_data(data["error"])
+        run.released = data["released"]
+        run.holders = set(data["holders"])
+        run.group_node.update(data["group_node"])
+        for tid, t in data["tasks"].items():
+            rec = run.tasks[tid]
+            rec.state, rec.attempt, rec.node = t["state"], t["attempt"], t["node"]
+            rec.failures, rec.losses, rec.completions = t["failures"], t["losses"], t["completions"]
+            rec.size, rec.value, rec.locations = t["size"], t["value"], set(t["locations"])
+            rec.delayed = t["delayed"]
+            rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
+            rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
+        run.remaining = sum(r.state != DONE for r in run.tasks.values())
+        return run
+
+
+def _topological(specs: list[TaskSpec]) -> list[str]:
+    """Kahn's order over all functions; raise ValidationError(cycle) naming the cycle's path."""
+    deps = {s.id: s.deps for s in specs}
+    users: dict[str, list[str]] = {s.id: [] for s in specs}
+    missing = {s.id: len(set(s.deps)) for s in specs}
+    for s in specs:
+        for d in set(s.deps):
+            users[d].append(s.id)
+    queue = [s.id for s in specs if missing[s.id] == 0]
+    out: list[str] = []
+    while queue:
+        tid = queue.pop()
+        out.append(tid)
+        for u in users[tid]:
+            missing[u] -= 1
+            if missing[u] == 0:
+                queue.append(u)
+    if len(out) == len(specs):
+        return out
+    # Walk dependencies among the unfinished until a function repeats: that is a cycle.
+    left = {tid for tid, n in missing.items() if n > 0}
+    path = [next(iter(sorted(left)))]
+    while True:
+        nxt = next(d for d in deps[path[-1]] if d in left)
+        if nxt in path:
+            cycle = path[path.index(nxt) :] + [nxt]
+            raise ValidationError("cycle", nxt, " -> ".join(cycle))
+        path.append(nxt)
+
+
+def _spec_to_data(s: TaskSpec) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "deps": list(s.deps),
+        "cost": dict(s.cost),
+        "payload": s.payload,
+        "argument_inclusion": s.argument_inclusion,
+        "node": s.node,
+        "collocate_with": s.collocate_with,
+        "inline": s.inline,
+        "max_retries": s.max_retries,
+        "timeout": s.timeout,
+        "priority": s.priority,
+    }
+
+
+def _spec_from_data(d: dict[str, Any]) -> TaskSpec:
+    return TaskSpec(**{**d, "deps": tuple(d["deps"]), "cost": dict(d["cost"])})
+
+
+def error_to_data(error: HandoffError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    reduced = error.__reduce__()
+    args: tuple[Any, ...] = reduced[1] if isinstance(reduced, tuple) else error.args
+    return {"type": type(error).__name__, "args": list(args)}
+
+
+def error_from_data(data: dict[str, Any] | None) -> HandoffError | None:
+    if data is None:
+        return None
+    cls = getattr(errors, data["type"], None)
+    if not (isinstance(cls, type) and issubclass(cls, HandoffError)):
+        return HandoffError(*data["args"])
+    return cls(*data["args"])
