@@ -227,11 +227,17 @@ def test_timeout_kills_a_hung_attempt_and_is_retried(tmp_path):
     counter = str(tmp_path / "calls")
 
     def hangs_first():
-        if record(counter) == 1:
+        # Self-contained (no test-module globals), so the worker need not import this module, and
+        # the first thing it does is count: the timeout cannot expire before the call is recorded.
+        with open(counter, "a+") as handle:
+            handle.write("call\n")
+            handle.seek(0)
+            first = len(handle.read().split()) == 1
+        if first:
             time.sleep(600)
         return "second try"
 
-    dag = dag_of(Function(id="slow", code=hangs_first, timeout=0.5, max_retries=1))
+    dag = dag_of(Function(id="slow", code=hangs_first, timeout=2.0, max_retries=1))
     assert handoffd.run_local(dag, max_workers=1) == {"slow": "second try"}
     assert calls(counter) == 2
 

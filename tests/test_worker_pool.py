@@ -32,7 +32,10 @@ def wait_for(path: str, limit: float = 60.0) -> None:
 
 
 def touch(path: str) -> None:
-    pathlib.Path(path).write_text(str(os.getpid()))
+    """Create ``path`` holding this pid, atomically: a reader never sees it empty."""
+    partial = f"{path}.{os.getpid()}.partial"
+    pathlib.Path(partial).write_text(str(os.getpid()))
+    os.replace(partial, path)
 
 
 def blocked(started: str, gate: str) -> int:
@@ -44,7 +47,7 @@ def blocked(started: str, gate: str) -> int:
 def barrier(directory: str, name: str, parties: int) -> int:
     touch(os.path.join(directory, name))
     deadline = time.monotonic() + 60
-    while len(os.listdir(directory)) < parties:
+    while len([n for n in os.listdir(directory) if not n.endswith(".partial")]) < parties:
         if time.monotonic() > deadline:
             raise TimeoutError("not all parties arrived: the jobs did not run concurrently")
         time.sleep(0.005)
@@ -227,12 +230,15 @@ def test_timeout_kills_the_process_and_replaces_it(tmp_path):
     started, gate = str(tmp_path / "started"), str(tmp_path / "never")
 
     async def body(pool: WorkerPool, got: Collector) -> None:
-        pool.submit(job("hung", blocked, started, gate, timeout=0.3))
-        (outcome,) = await got.wait(1)
+        # Warm up first: the worker imports this module once, outside the timed attempt.
+        pool.submit(job("warm", touch, str(tmp_path / "warm")))
+        await got.wait(1)
+        pool.submit(job("hung", blocked, started, gate, timeout=1.0))
+        _, outcome = await got.wait(2)
         assert outcome.kind == "timeout" and outcome.exc_type == "Timeout"
         hung_pid = int(pathlib.Path(started).read_text())
         pool.submit(job("next", os.getpid))
-        _, after = await got.wait(2)
+        _, _, after = await got.wait(3)
         assert after.ok and values.loads(after.value) != hung_pid
         assert pool.workers == 1
 
