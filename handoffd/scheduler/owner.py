@@ -66,6 +66,7 @@ from handoffd.scheduler.run import (
     ASSIGNED,
     DONE,
     EXTRA_LOSSES,
+    FAILED,
     READY,
     RUN_CANCELLED,
     RUN_DONE,
@@ -130,8 +131,9 @@ class OwnerScheduler:
         self._seq = 0
         # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there.
         self._claims: dict[str, dict[str, float]] = {}
-        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> cost.
-        self._unacked: dict[str, dict[tuple[str, str, int], dict[str, float]]] = {}
+        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
+        # resource_version when we sent it: a refusal after a newer report was made on a fresh view).
+        self._unacked: dict[str, dict[tuple[str, str, int], tuple[dict[str, float], int]]] = {}
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, sorted by placement order.
         self._queue: list[tuple[Any, ...]] = []
         self._queued: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -211,7 +213,7 @@ class OwnerScheduler:
     def effective_free(self, node: str) -> dict[str, float]:
         """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
         free = dict(self._nodes[node].free)
-        for cost in self._unacked.get(node, {}).values():
+        for cost, _ in self._unacked.get(node, {}).values():
             free = resources.subtract(free, cost)
         return free
 
@@ -338,9 +340,14 @@ class OwnerScheduler:
         pending = self._unacked.get(ev.node, {})
         for task_id, attempt in ev.accepted:
             pending.pop((ev.run_id, task_id, attempt), None)
+        seen_at: dict[str, int] = {}
         for task_id, attempt, _ in ev.refused:
-            pending.pop((ev.run_id, task_id, attempt), None)
+            sent = pending.pop((ev.run_id, task_id, attempt), None)
+            if sent is not None:
+                seen_at[task_id] = sent[1]
         self._dirty = True
+        node = self._nodes.get(ev.node)
+        version_now = node.version if node is not None else -1
         run = self._runs.get(ev.run_id)
         if run is None or run.state != RUN_RUNNING:
             return
@@ -353,10 +360,12 @@ class OwnerScheduler:
                 or rec.node != ev.node
             ):
                 continue
-            self._cancel(
-                run.make_ready(rec, self._now, f"refused by {ev.node}: {reason}", delayed=True), run
-            )
-            if rec.state == READY:
+            # Refused on a view the node has since refreshed: re-place now. Otherwise hold the task
+            # until the view changes or a short timer fires, so a refusal never spins.
+            fresh = version_now > seen_at.get(task_id, version_now)
+            cause = f"refused by {ev.node}: {reason}"
+            self._cancel(run.make_ready(rec, self._now, cause, delayed=not fresh), run)
+            if rec.state == READY and rec.delayed:
                 self._refused[(run.run_id, rec.id)] = rec.attempt
                 if not self._refusal_timer:
                     self._refusal_timer = True
@@ -410,6 +419,7 @@ class OwnerScheduler:
         rec.last_error = (ev.exc_type, ev.message, ev.traceback)
         if rec.failures > run.max_retries(rec):
             error = TaskFailed(rec.id, rec.failures, ev.exc_type, ev.message, ev.traceback)
+            run.move(rec, FAILED, self._now, f"{ev.kind} on {ev.node}: no retries left")
             self._end_run(run, RUN_FAILED, error, culprit=rec.id)
             return
         cause = f"{ev.kind} on {ev.node} ({ev.exc_type}): retry {rec.failures}"
@@ -691,7 +701,8 @@ class OwnerScheduler:
 
     def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
         run.assign(rec, node, self._now)
-        self._unacked.setdefault(node, {})[(run.run_id, rec.id, rec.attempt)] = dict(rec.spec.cost)
+        sent = (dict(rec.spec.cost), self._nodes[node].version)
+        self._unacked.setdefault(node, {})[(run.run_id, rec.id, rec.attempt)] = sent
         spec = rec.spec
         item = DispatchItem(
             spec.id,
