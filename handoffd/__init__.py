@@ -1,5 +1,6 @@
 """handoffd: run DAGs of Python functions across a peer-to-peer cluster."""
 
+from handoffd.client import Client, NodeInfo, Run, RunStatus, connect
 from handoffd.dag import DAG, Function, new
 from handoffd.errors import (
     AuthenticationError,
@@ -20,6 +21,11 @@ __all__ = [
     "Function",
     "new",
     "run_local",
+    "connect",
+    "Client",
+    "Run",
+    "RunStatus",
+    "NodeInfo",
     "AuthenticationError",
     "ConnectionError",
     "HandoffError",

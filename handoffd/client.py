@@ -54,11 +54,17 @@ class RunStatus:
 def error_from_info(info: m.ErrorInfo) -> errors.HandoffError:
     """Rebuild the exception a daemon described."""
     if info.kind == "TaskFailed":
-        return errors.TaskFailed(info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback)
+        return errors.TaskFailed(
+            info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback
+        )
     if info.kind == "Unschedulable":
-        return errors.Unschedulable(info.function_id or "?", info.need, info.largest or None, info.message)
+        return errors.Unschedulable(
+            info.function_id or "?", info.need, info.largest or None, info.message
+        )
     if info.kind == "ValidationError":
-        return errors.ValidationError(info.validation_kind or "invalid", info.function_id, info.message)
+        return errors.ValidationError(
+            info.validation_kind or "invalid", info.function_id, info.message
+        )
     if info.kind == "RunCancelled":
         return errors.RunCancelled(info.message or "the run was cancelled")
     return errors.HandoffError(info.message)
@@ -70,14 +76,18 @@ def resolve_address(address: str | None) -> str:
         address = address[len("tcp://") :]
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise errors.HandoffError(f"bad daemon address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:7788")
+        raise errors.HandoffError(
+            f"bad daemon address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:7788"
+        )
     return address
 
 
 class Client:
     """A connection to a handoffd cluster through one daemon (failing over to others it knows)."""
 
-    def __init__(self, address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self, address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0
+    ) -> None:
         self.address = resolve_address(address)
         self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
         self._curve = None
@@ -101,7 +111,9 @@ class Client:
         self._conn = ControlClient(address, curve=self._curve, connect_timeout=self.timeout)
         self.address = address
 
-    def _request(self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None) -> tuple[Any, list[bytes]]:
+    def _request(
+        self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None
+    ) -> tuple[Any, list[bytes]]:
         assert self._conn is not None
         wire = codec.encode(msg, sender=self._name, frames=list(frames))
         deadline = time.monotonic() + (timeout or self.timeout)
@@ -124,7 +136,9 @@ class Client:
                 raise errors.HandoffError(f"{got.code}: {got.message}")
             return got, list(decoded.frames)
 
-    def _failover_request(self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None) -> tuple[Any, list[bytes]]:
+    def _failover_request(
+        self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None
+    ) -> tuple[Any, list[bytes]]:
         """Send to the current daemon; if it is gone, try every other known address once."""
         frames = list(frames)
         try:
@@ -150,7 +164,10 @@ class Client:
         out: dict[str, NodeInfo] = {}
         for member in reply.members:
             out[member.name] = NodeInfo(
-                dict(member.capacity), dict(member.free), m.STATUS_NAMES[member.status], member.address
+                dict(member.capacity),
+                dict(member.free),
+                m.STATUS_NAMES[member.status],
+                member.address,
             )
             if member.status == m.ALIVE and member.address not in self._known:
                 self._known.append(member.address)
@@ -169,28 +186,48 @@ class Client:
         from handoffd.dag import DAG
 
         if not isinstance(dag, DAG):
-            raise errors.ValidationError("invalid_dag", None, f"expected a handoffd.DAG, got {type(dag).__name__}")
+            raise errors.ValidationError(
+                "invalid_dag", None, f"expected a handoffd.DAG, got {type(dag).__name__}"
+            )
         if policy not in ("binpack", "spread", "first_fit"):
             raise errors.ValidationError(
-                "invalid_policy", None, f"policy {policy!r} is not one of binpack, spread, first_fit"
+                "invalid_policy",
+                None,
+                f"policy {policy!r} is not one of binpack, spread, first_fit",
             )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise errors.ValidationError("invalid_option", None, f"max_retries must be an int >= 0, got {max_retries!r}")
+            raise errors.ValidationError(
+                "invalid_option", None, f"max_retries must be an int >= 0, got {max_retries!r}"
+            )
         dag.validate()
         specs = dag.to_specs()
         output_ids = tuple(outputs) if outputs is not None else None
         if output_ids is not None:
             unknown = [o for o in output_ids if o not in dag.functions]
             if unknown:
-                raise errors.ValidationError("missing_dependency", unknown[0], "outputs= names a function that is not in the DAG")
+                raise errors.ValidationError(
+                    "missing_dependency",
+                    unknown[0],
+                    "outputs= names a function that is not in the DAG",
+                )
         if not self._known[1:]:
             try:
                 self.nodes()  # learn the cluster's addresses for failover
             except errors.HandoffError:
                 pass
         tasks = tuple(
-            m.TaskMeta(s.id, tuple(s.deps), dict(s.cost), s.argument_inclusion, s.node, s.collocate_with,
-                       s.inline, s.max_retries, s.timeout, s.priority)
+            m.TaskMeta(
+                s.id,
+                tuple(s.deps),
+                dict(s.cost),
+                s.argument_inclusion,
+                s.node,
+                s.collocate_with,
+                s.inline,
+                s.max_retries,
+                s.timeout,
+                s.priority,
+            )
             for s in specs
         )
         run_id = uuid.uuid4().hex[:16]
@@ -224,10 +261,20 @@ class Client:
         return list(reply.runs)
 
     def _status(self, run_id: str, wait: float) -> RunStatus:
-        reply, _ = self._failover_request(lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout)
+        reply, _ = self._failover_request(
+            lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout
+        )
         error = error_from_info(reply.error) if reply.error is not None else None
-        return RunStatus(reply.run_id, reply.state, dict(reply.counts), dict(reply.placement), reply.owner,
-                         reply.term, tuple(reply.standbys), error)
+        return RunStatus(
+            reply.run_id,
+            reply.state,
+            dict(reply.counts),
+            dict(reply.placement),
+            reply.owner,
+            reply.term,
+            tuple(reply.standbys),
+            error,
+        )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -244,8 +291,14 @@ class Client:
 class Run:
     """A submitted run. Methods block; values are fetched from wherever they live."""
 
-    def __init__(self, client: Client, run_id: str, owner: str, function_ids: list[str] | None,
-                 outputs: tuple[str, ...] | None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        run_id: str,
+        owner: str,
+        function_ids: list[str] | None,
+        outputs: tuple[str, ...] | None,
+    ) -> None:
         self._client = client
         self.id = run_id
         self.owner = owner
@@ -266,11 +319,15 @@ class Run:
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
-                    raise errors.Timeout(f"run {self.id} did not finish within {timeout}s (it goes on)")
+                    raise errors.Timeout(
+                        f"run {self.id} did not finish within {timeout}s (it goes on)"
+                    )
             status = self._client._status(self.id, wait)
             self._last = status
             if status.state == "UNKNOWN":
-                raise errors.HandoffError(f"run {self.id} is not known to the cluster (results may have been freed)")
+                raise errors.HandoffError(
+                    f"run {self.id} is not known to the cluster (results may have been freed)"
+                )
             if status.done:
                 if status.error is not None:
                     raise status.error
@@ -308,14 +365,15 @@ class Run:
         for start in range(0, len(ids), _CHUNK):
             chunk = tuple(ids[start : start + _CHUNK])
             reply, frames = self._client._failover_request(
-                lambda rid, c=chunk: m.FetchResults(rid, self.id, c), timeout=max(self._client.timeout, 60.0)
+                lambda rid, c=chunk: m.FetchResults(rid, self.id, c),
+                timeout=max(self._client.timeout, 60.0),
             )
             if reply.missing:
                 raise errors.HandoffError(
                     f"results of {list(reply.missing)[:5]} of run {self.id} are not available "
                     "(unknown function id, or freed after retention)"
                 )
-            for task_id, frame in zip(reply.task_ids, frames):
+            for task_id, frame in zip(reply.task_ids, frames, strict=False):
                 out[task_id] = values.loads(frame)
         return out
 
@@ -323,6 +381,8 @@ class Run:
         return f"Run({self.id!r}, owner={self.owner!r})"
 
 
-def connect(address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0) -> Client:
+def connect(
+    address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0
+) -> Client:
     """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788."""
     return Client(address, key_file=key_file, timeout=timeout)

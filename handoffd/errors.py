@@ -27,7 +27,11 @@ class Unschedulable(HandoffError):
     """A task's cost fits no live node even when that node is idle."""
 
     def __init__(
-        self, function_id: str, need: dict[str, float], largest: dict[str, float] | None, message: str = ""
+        self,
+        function_id: str,
+        need: dict[str, float],
+        largest: dict[str, float] | None,
+        message: str = "",
     ) -> None:
         self.function_id = function_id
         self.need = dict(need)

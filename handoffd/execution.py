@@ -22,7 +22,7 @@ from handoffd.worker.pool import Job, Outcome, WorkerPool
 log = logging.getLogger("handoffd.execution")
 
 Key = tuple[str, str, int]  # run_id, task_id, attempt
-SendFn = Callable[[str, Any, list[Any]], None]
+SendFn = Callable[..., Any]  # (address, message, frames)
 
 
 @dataclass
@@ -120,7 +120,11 @@ class Executor:
         self._send(
             msg.owner_address,
             m.DispatchReplied(
-                msg.run_id, tuple(accepted), tuple(refused), dict(self.ledger.free), self.ledger.version
+                msg.run_id,
+                tuple(accepted),
+                tuple(refused),
+                dict(self.ledger.free),
+                self.ledger.version,
             ),
             [],
         )
@@ -187,7 +191,7 @@ class Executor:
             return
         if fetch.timer is not None:
             fetch.timer.cancel()
-        for task_id, value in zip(msg.task_ids, frames):
+        for task_id, value in zip(msg.task_ids, frames, strict=False):
             self.store.put(msg.run_id, task_id, bytes(value))
             self.counters["fetched"] += 1
             self._value_arrived((msg.run_id, task_id))
@@ -208,8 +212,21 @@ class Executor:
         for key in self._waiting.pop(wkey, ()):
             task = self._tasks.pop(key, None)
             if task is not None:
-                self._finish(task, m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1,
-                                                "input_lost", "InputLost", why, ""), None)
+                self._finish(
+                    task,
+                    m.TaskReport(
+                        task.task_id,
+                        task.attempt,
+                        "FAILED",
+                        0,
+                        -1,
+                        "input_lost",
+                        "InputLost",
+                        why,
+                        "",
+                    ),
+                    None,
+                )
 
     def on_fetch(self, msg: m.FetchValues) -> None:
         """A peer asks for values we hold: answer with one frame per value found."""
@@ -223,7 +240,11 @@ class Executor:
             else:
                 found.append(task_id)
                 frames.append(value)
-        self._send(msg.reply_to, m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)), frames)
+        self._send(
+            msg.reply_to,
+            m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)),
+            frames,
+        )
 
     # -- running -------------------------------------------------------------------------------
 
@@ -252,8 +273,21 @@ class Executor:
             inputs = self._build_inputs(task)
         except LookupError as exc:
             self._tasks.pop((task.run_id, task.task_id, task.attempt), None)
-            self._finish(task, m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1,
-                                            "input_lost", "InputLost", str(exc), ""), None)
+            self._finish(
+                task,
+                m.TaskReport(
+                    task.task_id,
+                    task.attempt,
+                    "FAILED",
+                    0,
+                    -1,
+                    "input_lost",
+                    "InputLost",
+                    str(exc),
+                    "",
+                ),
+                None,
+            )
             return
         task.running = True
         env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
@@ -269,20 +303,31 @@ class Executor:
         )
 
     def on_outcome(self, outcome: Outcome) -> None:
-        key = outcome.key
-        task = self._tasks.pop(key, None)  # type: ignore[arg-type]
+        key: Key = outcome.key  # type: ignore[assignment]
+        task = self._tasks.pop(key, None)
         if task is None:
             return
         if outcome.ok and outcome.value is not None:
             value = outcome.value
             self.store.put(task.run_id, task.task_id, value)
             inline = value if len(value) <= self._inline_limit else None
-            report = m.TaskReport(task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", "")
+            report = m.TaskReport(
+                task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", ""
+            )
             self.counters["done"] += 1
             self._finish(task, report, inline)
         else:
-            report = m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1, outcome.kind or "error",
-                                  outcome.exc_type, outcome.message, outcome.traceback)
+            report = m.TaskReport(
+                task.task_id,
+                task.attempt,
+                "FAILED",
+                0,
+                -1,
+                outcome.kind or "error",
+                outcome.exc_type,
+                outcome.message,
+                outcome.traceback,
+            )
             self.counters["failed"] += 1
             self._finish(task, report, None)
 
@@ -302,13 +347,26 @@ class Executor:
             frames: list[bytes] = []
             for report, value in entries:
                 if value is not None:
-                    report = m.TaskReport(report.task_id, report.attempt, report.state, report.size,
-                                          len(frames), report.kind, report.exc_type, report.message,
-                                          report.traceback)
+                    report = m.TaskReport(
+                        report.task_id,
+                        report.attempt,
+                        report.state,
+                        report.size,
+                        len(frames),
+                        report.kind,
+                        report.exc_type,
+                        report.message,
+                        report.traceback,
+                    )
                     frames.append(value)
                 reports.append(report)
-            self._send(owner, m.TasksReported(run_id, tuple(reports), dict(self.ledger.free),
-                                              self.ledger.version), frames)
+            self._send(
+                owner,
+                m.TasksReported(
+                    run_id, tuple(reports), dict(self.ledger.free), self.ledger.version
+                ),
+                frames,
+            )
 
     # -- control -------------------------------------------------------------------------------
 
@@ -322,8 +380,21 @@ class Executor:
                 self.pool.cancel(key)  # its outcome (kind "cancelled") releases the claim
             else:
                 self._tasks.pop(key, None)
-                self._finish(task, m.TaskReport(task.task_id, task.attempt, "FAILED", 0, -1,
-                                                "cancelled", "RunCancelled", "cancelled", ""), None)
+                self._finish(
+                    task,
+                    m.TaskReport(
+                        task.task_id,
+                        task.attempt,
+                        "FAILED",
+                        0,
+                        -1,
+                        "cancelled",
+                        "RunCancelled",
+                        "cancelled",
+                        "",
+                    ),
+                    None,
+                )
 
     def on_free_run(self, msg: m.FreeRun) -> None:
         self.store.drop_run(msg.run_id)

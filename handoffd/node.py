@@ -33,8 +33,14 @@ _PEER_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
 
 
 class Node:
-    def __init__(self, config: NodeConfig, *, transport: Transport | None = None,
-                 clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         self._clock = clock
@@ -72,12 +78,21 @@ class Node:
         self.address = self._transport.address
         now = self._clock()
         self.membership = swim.Membership(
-            name=self.name, address=self.address, cluster=cfg.cluster, capacity=dict(cfg.capacity),
-            config=cfg.membership, rng=self._rng, now=now,
+            name=self.name,
+            address=self.address,
+            cluster=cfg.cluster,
+            capacity=dict(cfg.capacity),
+            config=cfg.membership,
+            rng=self._rng,
+            now=now,
         )
         self.executor = Executor(
-            address=self.address, ledger=self.ledger, store=self.store, send=self.send,
-            inline_result_bytes=cfg.inline_result_bytes, on_resources_changed=self._resources_changed,
+            address=self.address,
+            ledger=self.ledger,
+            store=self.store,
+            send=self.send,
+            inline_result_bytes=cfg.inline_result_bytes,
+            on_resources_changed=self._resources_changed,
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
         self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
@@ -87,8 +102,14 @@ class Node:
         self.started_at = now
         self._schedule_tick()
         await self._start_discovery()
-        log.info("node %s up at %s (cluster %s, capacity %s, handoffd %s)",
-                 self.name, self.address, cfg.cluster, cfg.capacity, __version__)
+        log.info(
+            "node %s up at %s (cluster %s, capacity %s, handoffd %s)",
+            self.name,
+            self.address,
+            cfg.cluster,
+            cfg.capacity,
+            __version__,
+        )
 
     async def _start_discovery(self) -> None:
         from handoffd.discovery.seeds import SeedDiscovery
@@ -109,8 +130,11 @@ class Node:
     def _address_known(self, address: str) -> bool:
         if self.membership is None:
             return False
-        return any(s.address == address and s.status == m.ALIVE for s in self.membership.members()
-                   if s.name != self.name)
+        return any(
+            s.address == address and s.status == m.ALIVE
+            for s in self.membership.members()
+            if s.name != self.name
+        )
 
     async def stop(self, drain: bool = True) -> None:
         """Drain (no new tasks; running ones get the grace period), leave, close everything."""
@@ -156,8 +180,9 @@ class Node:
     # -- sending -------------------------------------------------------------------------------
 
     def encode(self, msg: Any, frames: list[Any] | None = None, term: int = 0) -> list[Any]:
-        return codec.encode(msg, sender=self.name, incarnation=self._incarnation(), term=term,
-                            frames=frames or ())
+        return codec.encode(
+            msg, sender=self.name, incarnation=self._incarnation(), term=term, frames=frames or ()
+        )
 
     def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
         if address == self.address:
@@ -196,7 +221,9 @@ class Node:
 
     def _deliver_local(self, msg: Any, frames: list[Any]) -> None:
         try:
-            self._route(msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", None)
+            self._route(
+                msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", None
+            )
         except Exception:  # noqa: BLE001
             log.exception("handling local %s failed", type(msg).__name__)
 
@@ -275,10 +302,18 @@ class Node:
 
     def _member_changed(self, change: Any) -> None:
         member = change.member
-        log.info("member %s %s -> %s (%s)", change.name,
-                 m.STATUS_NAMES[change.old] if change.old is not None else "NEW",
-                 m.STATUS_NAMES[change.new], member.address)
-        if change.new in (m.DEAD, m.LEFT) and self._transport is not None and member.name != self.name:
+        log.info(
+            "member %s %s -> %s (%s)",
+            change.name,
+            m.STATUS_NAMES[change.old] if change.old is not None else "NEW",
+            m.STATUS_NAMES[change.new],
+            member.address,
+        )
+        if (
+            change.new in (m.DEAD, m.LEFT)
+            and self._transport is not None
+            and member.name != self.name
+        ):
             self._transport.forget(member.address)
         if self.owner is not None:
             self.owner.member_update(member)

@@ -34,16 +34,36 @@ def error_info(error: BaseException | None) -> m.ErrorInfo | None:
         return None
     kind = type(error).__name__
     if isinstance(error, errors.TaskFailed):
-        return m.ErrorInfo(kind, error.function_id, error.exc_message, error.exc_type, error.traceback,
-                           error.attempts, {}, {}, "")
+        return m.ErrorInfo(
+            kind,
+            error.function_id,
+            error.exc_message,
+            error.exc_type,
+            error.traceback,
+            error.attempts,
+            {},
+            {},
+            "",
+        )
     if isinstance(error, errors.Unschedulable):
-        return m.ErrorInfo(kind, error.function_id, error.message, "", "", 0, dict(error.need),
-                           dict(error.largest or {}), "")
+        return m.ErrorInfo(
+            kind,
+            error.function_id,
+            error.message,
+            "",
+            "",
+            0,
+            dict(error.need),
+            dict(error.largest or {}),
+            "",
+        )
     if isinstance(error, errors.ValidationError):
         return m.ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
     if isinstance(error, errors.HandoffError):
         return m.ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
-    return m.ErrorInfo("HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, "")
+    return m.ErrorInfo(
+        "HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, ""
+    )
 
 
 @dataclass
@@ -53,7 +73,9 @@ class _ResultFetch:
     run_id: str
     task_ids: tuple[str, ...]
     values: dict[str, bytes] = field(default_factory=dict)
-    pending: dict[int, tuple[str, list[str]]] = field(default_factory=dict)  # request -> (task, other locations)
+    pending: dict[int, tuple[str, list[str]]] = field(
+        default_factory=dict
+    )  # request -> (task, other locations)
 
 
 class OwnerIO:
@@ -67,9 +89,19 @@ class OwnerIO:
         self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         # seed the scheduler with ourselves
-        self._apply(self.scheduler.handle(
-            ev.NodeUpdate(node.name, node.address, True, dict(node.ledger.capacity),
-                          dict(node.ledger.free), node.ledger.version), node._clock()))
+        self._apply(
+            self.scheduler.handle(
+                ev.NodeUpdate(
+                    node.name,
+                    node.address,
+                    True,
+                    dict(node.ledger.capacity),
+                    dict(node.ledger.free),
+                    node.ledger.version,
+                ),
+                node._clock(),
+            )
+        )
 
     def close(self) -> None:
         for handle in self._timers.values():
@@ -88,8 +120,16 @@ class OwnerIO:
         alive = member.status == m.ALIVE or member.status == m.SUSPECT
         if member.name == self.node.name:
             return  # our own free resources come straight from the ledger
-        self._feed(ev.NodeUpdate(member.name, member.address, alive, dict(member.capacity),
-                                 dict(member.free), member.resource_version))
+        self._feed(
+            ev.NodeUpdate(
+                member.name,
+                member.address,
+                alive,
+                dict(member.capacity),
+                dict(member.free),
+                member.resource_version,
+            )
+        )
 
     def tick(self, now: float) -> None:
         retention = self.node.config.result_retention_s
@@ -104,23 +144,62 @@ class OwnerIO:
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         if isinstance(msg, m.DispatchReplied):
             node = self._node_name_for(envelope)
-            self._feed(ev.NodeUpdate(node, self.node.address_of(node) or "", True,
-                                     self._capacity_of(node), dict(msg.free), msg.resource_version))
-            self._feed(ev.DispatchReplied(node, msg.run_id,
-                                          [(a.task_id, a.attempt) for a in msg.accepted],
-                                          [(r.task_id, r.attempt, r.reason) for r in msg.refused]))
+            self._feed(
+                ev.NodeUpdate(
+                    node,
+                    self.node.address_of(node) or "",
+                    True,
+                    self._capacity_of(node),
+                    dict(msg.free),
+                    msg.resource_version,
+                )
+            )
+            self._feed(
+                ev.DispatchReplied(
+                    node,
+                    msg.run_id,
+                    tuple((a.task_id, a.attempt) for a in msg.accepted),
+                    tuple((r.task_id, r.attempt, r.reason) for r in msg.refused),
+                )
+            )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
-            self._feed(ev.NodeUpdate(node, self.node.address_of(node) or "", True,
-                                     self._capacity_of(node), dict(msg.free), msg.resource_version))
+            self._feed(
+                ev.NodeUpdate(
+                    node,
+                    self.node.address_of(node) or "",
+                    True,
+                    self._capacity_of(node),
+                    dict(msg.free),
+                    msg.resource_version,
+                )
+            )
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
-                    self._feed(ev.TaskSucceeded(msg.run_id, report.task_id, report.attempt, node,
-                                                report.size, bytes(value) if value is not None else None))
+                    self._feed(
+                        ev.TaskSucceeded(
+                            msg.run_id,
+                            report.task_id,
+                            report.attempt,
+                            node,
+                            report.size,
+                            bytes(value) if value is not None else None,
+                        )
+                    )
                 elif report.state == "FAILED":
-                    self._feed(ev.TaskErrored(msg.run_id, report.task_id, report.attempt, node, report.kind,
-                                              report.exc_type, report.message, report.traceback))
+                    self._feed(
+                        ev.TaskErrored(
+                            msg.run_id,
+                            report.task_id,
+                            report.attempt,
+                            node,
+                            report.kind,
+                            report.exc_type,
+                            report.message,
+                            report.traceback,
+                        )
+                    )
         elif isinstance(msg, m.SubmitRun):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
@@ -138,6 +217,8 @@ class OwnerIO:
             runs = []
             for run_id in self.scheduler.runs():
                 st = self.scheduler.run_status(run_id)
+                if st is None:
+                    continue
                 runs.append(m.RunSummary(run_id, st.state, self.node.name, dict(st.counts)))
             self.node.reply(conn, m.RunList(msg.request_id, tuple(runs)))
         else:
@@ -155,8 +236,11 @@ class OwnerIO:
         try:
             specs = self._specs(msg, frames)
             if msg.policy not in ("binpack", "spread", "first_fit"):
-                raise errors.ValidationError("invalid_policy", None,
-                                             f"policy {msg.policy!r} is not one of binpack, spread, first_fit")
+                raise errors.ValidationError(
+                    "invalid_policy",
+                    None,
+                    f"policy {msg.policy!r} is not one of binpack, spread, first_fit",
+                )
         except errors.HandoffError as exc:
             info = error_info(exc)
             assert info is not None
@@ -167,18 +251,21 @@ class OwnerIO:
             return
         self._submits[msg.run_id] = (conn, msg.request_id)
         options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
-        self._feed(ev.SubmitRun(msg.run_id, specs, options))
+        self._feed(ev.SubmitRun(msg.run_id, tuple(specs), options))
 
     def _specs(self, msg: m.SubmitRun, frames: list[bytes]) -> list[TaskSpec]:
         """Re-check what the client checked: a daemon never trusts a submission."""
         if len(frames) != len(msg.tasks):
-            raise errors.ValidationError("malformed", None,
-                                         f"{len(msg.tasks)} functions but {len(frames)} code frames")
+            raise errors.ValidationError(
+                "malformed", None, f"{len(msg.tasks)} functions but {len(frames)} code frames"
+            )
         if not msg.tasks:
-            raise errors.ValidationError("empty_dag", None, "the DAG has no functions; add some with add_function")
+            raise errors.ValidationError(
+                "empty_dag", None, "the DAG has no functions; add some with add_function"
+            )
         ids: set[str] = set()
         specs = []
-        for meta, payload in zip(msg.tasks, frames):
+        for meta, payload in zip(msg.tasks, frames, strict=False):
             if meta.id in ids:
                 raise errors.ValidationError("duplicate_id", meta.id, "two functions share this id")
             ids.add(meta.id)
@@ -187,32 +274,59 @@ class OwnerIO:
             except resources.ResourceError as exc:
                 raise errors.ValidationError("invalid_cost", meta.id, str(exc)) from None
             if meta.argument_inclusion not in ("variadic", "as_list"):
-                raise errors.ValidationError("invalid_argument_inclusion", meta.id,
-                                             "argument_inclusion must be 'variadic' or 'as_list'")
-            specs.append(TaskSpec(id=meta.id, deps=tuple(meta.deps), cost=cost, payload=bytes(payload),
-                                  argument_inclusion=meta.argument_inclusion, node=meta.node,
-                                  collocate_with=meta.collocate_with, inline=meta.inline,
-                                  max_retries=meta.max_retries, timeout=meta.timeout, priority=meta.priority))
+                raise errors.ValidationError(
+                    "invalid_argument_inclusion",
+                    meta.id,
+                    "argument_inclusion must be 'variadic' or 'as_list'",
+                )
+            specs.append(
+                TaskSpec(
+                    id=meta.id,
+                    deps=tuple(meta.deps),
+                    cost=cost,
+                    payload=bytes(payload),
+                    argument_inclusion=meta.argument_inclusion,
+                    node=meta.node,
+                    collocate_with=meta.collocate_with,
+                    inline=meta.inline,
+                    max_retries=meta.max_retries,
+                    timeout=meta.timeout,
+                    priority=meta.priority,
+                )
+            )
         for spec in specs:
             for dep in spec.deps:
                 if dep not in ids:
-                    raise errors.ValidationError("missing_dependency", spec.id, f"depends on unknown function {dep!r}")
+                    raise errors.ValidationError(
+                        "missing_dependency", spec.id, f"depends on unknown function {dep!r}"
+                    )
             if spec.collocate_with is not None and spec.collocate_with not in ids:
-                raise errors.ValidationError("missing_dependency", spec.id,
-                                             f"collocate_with names unknown function {spec.collocate_with!r}")
+                raise errors.ValidationError(
+                    "missing_dependency",
+                    spec.id,
+                    f"collocate_with names unknown function {spec.collocate_with!r}",
+                )
         return specs
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
-        if run_id not in self.scheduler.runs():
-            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None)
         st = self.scheduler.run_status(run_id)
-        return m.RunStatusReply(request_id, run_id, st.state, dict(st.counts), dict(st.placement),
-                                self.node.name, self.scheduler.term, (), error_info(st.error))
+        if st is None:
+            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None)
+        return m.RunStatusReply(
+            request_id,
+            run_id,
+            st.state,
+            dict(st.counts),
+            dict(st.placement),
+            self.node.name,
+            self.scheduler.term,
+            (),
+            error_info(st.error),
+        )
 
     def _on_status(self, msg: m.GetRunStatus, conn: bytes) -> None:
-        known = msg.run_id in self.scheduler.runs()
-        state = self.scheduler.run_status(msg.run_id).state if known else "UNKNOWN"
-        if msg.wait <= 0 or not known or state in TERMINAL:
+        st = self.scheduler.run_status(msg.run_id)
+        if msg.wait <= 0 or st is None or st.state in TERMINAL:
             self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
             return
         loop = asyncio.get_running_loop()
@@ -233,11 +347,11 @@ class OwnerIO:
 
     def _on_fetch_results(self, msg: m.FetchResults, conn: bytes) -> None:
         job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
-        known = msg.run_id in self.scheduler.runs()
         missing: list[str] = []
         for task_id in msg.task_ids:
-            located = self.scheduler.result_location(msg.run_id, task_id) if known else None
-            if located is None:
+            try:
+                located = self.scheduler.result_location(msg.run_id, task_id)
+            except KeyError:
                 missing.append(task_id)
                 continue
             value, locations = located
@@ -262,7 +376,9 @@ class OwnerIO:
         request_id = next(self._request_ids)
         job.pending[request_id] = (task_id, addresses[1:])
         self._fetches[request_id] = job
-        self.node.send(addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self.node.address))
+        self.node.send(
+            addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self.node.address)
+        )
         loop = asyncio.get_running_loop()
         loop.call_later(10.0, self._fetch_timed_out, request_id)
 
@@ -299,8 +415,9 @@ class OwnerIO:
         if job.pending:
             return
         ids = tuple(t for t in job.task_ids if t in job.values)
-        self.node.reply(job.conn, m.Results(job.request_id, job.run_id, ids, ()),
-                        [job.values[t] for t in ids])
+        self.node.reply(
+            job.conn, m.Results(job.request_id, job.run_id, ids, ()), [job.values[t] for t in ids]
+        )
 
     # -- scheduler instructions out -------------------------------------------------------------
 
@@ -311,21 +428,27 @@ class OwnerIO:
             elif isinstance(ins, ev.CancelTasks):
                 address = self.node.address_of(ins.node)
                 if address:
-                    self.node.send(address, m.CancelTasks(
-                        ins.run_id, tuple(m.TaskAttempt(t, a) for t, a in ins.items)))
+                    self.node.send(
+                        address,
+                        m.CancelTasks(ins.run_id, tuple(m.TaskAttempt(t, a) for t, a in ins.items)),
+                    )
             elif isinstance(ins, ev.StartTimer):
                 self._start_timer(ins.key, ins.delay)
             elif isinstance(ins, ev.RunAccepted):
                 pending = self._submits.pop(ins.run_id, None)
                 if pending is not None:
-                    self.node.reply(pending[0], m.RunAccepted(pending[1], ins.run_id, self.node.name))
+                    self.node.reply(
+                        pending[0], m.RunAccepted(pending[1], ins.run_id, self.node.name)
+                    )
             elif isinstance(ins, ev.RunRejected):
                 pending = self._submits.pop(ins.run_id, None)
                 info = error_info(ins.error)
                 if pending is not None and info is not None:
                     self.node.reply(pending[0], m.RunRejected(pending[1], ins.run_id, info))
             elif isinstance(ins, ev.RunFinished):
-                log.info("run %s %s%s", ins.run_id, ins.state, f": {ins.error}" if ins.error else "")
+                log.info(
+                    "run %s %s%s", ins.run_id, ins.state, f": {ins.error}" if ins.error else ""
+                )
                 self._run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeResults):
                 for name in ins.nodes:
@@ -363,16 +486,40 @@ class OwnerIO:
         for item in ins.items:
             flat: list[m.InputRef] = []
             self._flatten(item.inputs, -1, flat, add_frame)
-            items.append(m.DispatchItem(item.task_id, item.attempt, dict(item.cost), item.argument_inclusion,
-                                        item.timeout, add_frame(item.payload), tuple(flat)))
-        self.node.send(address, m.DispatchTasks(ins.run_id, self.node.address, tuple(items)), frames,
-                       term=self.scheduler.term)
+            items.append(
+                m.DispatchItem(
+                    item.task_id,
+                    item.attempt,
+                    dict(item.cost),
+                    item.argument_inclusion,
+                    item.timeout,
+                    add_frame(item.payload),
+                    tuple(flat),
+                )
+            )
+        self.node.send(
+            address,
+            m.DispatchTasks(ins.run_id, self.node.address, tuple(items)),
+            frames,
+            term=self.scheduler.term,
+        )
 
-    def _flatten(self, refs: list[Any], parent: int, out: list[m.InputRef], add_frame: Callable[[bytes], int]) -> None:
+    def _flatten(
+        self, refs: Any, parent: int, out: list[m.InputRef], add_frame: Callable[[bytes], int]
+    ) -> None:
         for ref in refs:
             if isinstance(ref, ev.InlineRef):
                 index = len(out)
-                out.append(m.InputRef("inline", ref.task_id, (), add_frame(ref.payload), ref.argument_inclusion, parent))
+                out.append(
+                    m.InputRef(
+                        "inline",
+                        ref.task_id,
+                        (),
+                        add_frame(ref.payload),
+                        ref.argument_inclusion,
+                        parent,
+                    )
+                )
                 self._flatten(ref.inputs, index, out, add_frame)
             else:
                 addresses = tuple(a for a in (self.node.address_of(n) for n in ref.locations) if a)

@@ -23,16 +23,24 @@ from handoffd.cli.common import EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREACHABLE, EXIT
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handoffctl", description="control a handoffd cluster")
-    parser.add_argument("--address", help="daemon HOST:PORT (default: HANDOFF_ADDRESS, else 127.0.0.1:7788)")
+    parser.add_argument(
+        "--address", help="daemon HOST:PORT (default: HANDOFF_ADDRESS, else 127.0.0.1:7788)"
+    )
     parser.add_argument("--key-file", help="cluster key file (when the cluster uses one)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the daemon to answer")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for the daemon to answer"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     submit = sub.add_parser("submit", help="run the DAG defined in a Python file")
     submit.add_argument("file", help="a .py file defining `dag` or `build_dag()`")
-    submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
+    submit.add_argument(
+        "--no-wait", action="store_true", help="print the run id and return at once"
+    )
     submit.add_argument("--max-retries", type=int, default=3)
     submit.add_argument("--policy", default="binpack", choices=["binpack", "spread", "first_fit"])
-    submit.add_argument("--output", help="write the results to FILE (.json: JSON, otherwise a pickle)")
+    submit.add_argument(
+        "--output", help="write the results to FILE (.json: JSON, otherwise a pickle)"
+    )
     submit.add_argument("--json", action="store_true", help="print one JSON document")
     nodes = sub.add_parser("nodes", help="list the cluster's nodes")
     nodes.add_argument("--json", action="store_true")
@@ -69,10 +77,14 @@ def load_dag(path: str) -> Any:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise errors.ValidationError("bad_dag_file", None, f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        raise errors.ValidationError(
+            "bad_dag_file", None, f"{path}:{exc.lineno}: syntax error: {exc.msg}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any error in user code is reported, not raised
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
-        raise errors.ValidationError("bad_dag_file", None, f"{path} raised while loading: {type(exc).__name__}: {exc}\n{tb}") from None
+        raise errors.ValidationError(
+            "bad_dag_file", None, f"{path} raised while loading: {type(exc).__name__}: {exc}\n{tb}"
+        ) from None
     finally:
         sys.path.remove(directory)
     # Functions defined in the file travel by value: workers have no copy of it.
@@ -82,12 +94,19 @@ def load_dag(path: str) -> Any:
         try:
             dag = module.build_dag()
         except Exception as exc:  # noqa: BLE001
-            raise errors.ValidationError("bad_dag_file", None, f"{path}: build_dag() raised {type(exc).__name__}: {exc}") from None
+            raise errors.ValidationError(
+                "bad_dag_file", None, f"{path}: build_dag() raised {type(exc).__name__}: {exc}"
+            ) from None
     if dag is None:
-        raise errors.ValidationError("bad_dag_file", None,
-                                     f"{path} defines neither a module-level `dag` nor a function `build_dag()`")
+        raise errors.ValidationError(
+            "bad_dag_file",
+            None,
+            f"{path} defines neither a module-level `dag` nor a function `build_dag()`",
+        )
     if not isinstance(dag, DAG):
-        raise errors.ValidationError("bad_dag_file", None, f"{path}: `dag` is a {type(dag).__name__}, not a handoffd.DAG")
+        raise errors.ValidationError(
+            "bad_dag_file", None, f"{path}: `dag` is a {type(dag).__name__}, not a handoffd.DAG"
+        )
     return dag
 
 
@@ -99,13 +118,21 @@ def _progress_line(status: Any, total: int) -> str:
     queued = max(0, total - done - running - failed - counts.get("CANCELLED", 0))
     width = 30
     filled = int(width * done / total) if total else width
-    return (f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, {running} running, "
-            f"{queued} queued, {failed} failed")
+    return (
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, {running} running, "
+        f"{queued} queued, {failed} failed"
+    )
 
 
 def _status_doc(status: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"run_id": status.run_id, "state": status.state, "counts": status.counts,
-                           "owner": status.owner, "term": status.term, "standbys": list(status.standbys)}
+    doc: dict[str, Any] = {
+        "run_id": status.run_id,
+        "state": status.state,
+        "counts": status.counts,
+        "owner": status.owner,
+        "term": status.term,
+        "standbys": list(status.standbys),
+    }
     if status.done:
         doc["placement"] = status.placement
     if status.error is not None:
@@ -155,8 +182,8 @@ def _submit(client: Any, args: argparse.Namespace) -> int:
             with open(args.output, "w") as f:
                 json.dump({k: _jsonable(v) for k, v in results.items()}, f, indent=1)
         else:
-            with open(args.output, "wb") as f:
-                pickle.dump(results, f)
+            with open(args.output, "wb") as binary:
+                pickle.dump(results, binary)
     if args.json:
         doc = _status_doc(status)
         doc["elapsed_s"] = round(elapsed, 3)
@@ -170,8 +197,13 @@ def _submit(client: Any, args: argparse.Namespace) -> int:
     return EXIT_RUN_FAILED if failed is not None else EXIT_OK
 
 
-def _print_summary(status: Any, results: dict[str, Any], failed: Exception | None, elapsed: float,
-                   show_values: bool) -> None:
+def _print_summary(
+    status: Any,
+    results: dict[str, Any],
+    failed: Exception | None,
+    elapsed: float,
+    show_values: bool,
+) -> None:
     counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(status.counts.items()) if v)
     print(f"run {status.run_id}: {status.state} in {elapsed:.2f}s ({counts}); owner {status.owner}")
     if failed is not None:
@@ -191,13 +223,25 @@ def _print_summary(status: Any, results: dict[str, Any], failed: Exception | Non
 def _nodes(client: Any, args: argparse.Namespace) -> int:
     nodes = client.nodes()
     if args.json:
-        doc = {"nodes": [{"name": n, "address": i.address, "status": i.status, "capacity": i.capacity,
-                          "free": i.free} for n, i in sorted(nodes.items())]}
+        doc = {
+            "nodes": [
+                {
+                    "name": n,
+                    "address": i.address,
+                    "status": i.status,
+                    "capacity": i.capacity,
+                    "free": i.free,
+                }
+                for n, i in sorted(nodes.items())
+            ]
+        }
         print(json.dumps(doc, indent=1))
         return EXIT_OK
     print(f"{'NAME':<28} {'STATUS':<8} {'ADDRESS':<22} CAPACITY / FREE")
     for name, info in sorted(nodes.items()):
-        cap = " ".join(f"{k}={info.free.get(k, 0):g}/{v:g}" for k, v in sorted(info.capacity.items()))
+        cap = " ".join(
+            f"{k}={info.free.get(k, 0):g}/{v:g}" for k, v in sorted(info.capacity.items())
+        )
         print(f"{name:<28} {info.status:<8} {info.address:<22} {cap}")
     return EXIT_OK
 
@@ -206,8 +250,22 @@ def _status(client: Any, args: argparse.Namespace) -> int:
     if args.run_id is None:
         runs = client.runs()
         if args.json:
-            print(json.dumps({"runs": [{"run_id": r.run_id, "state": r.state, "owner": r.owner,
-                                        "counts": dict(r.counts)} for r in runs]}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        "runs": [
+                            {
+                                "run_id": r.run_id,
+                                "state": r.state,
+                                "owner": r.owner,
+                                "counts": dict(r.counts),
+                            }
+                            for r in runs
+                        ]
+                    },
+                    indent=1,
+                )
+            )
         else:
             for r in runs:
                 print(f"{r.run_id}  {r.state:<10} owner {r.owner}  {dict(r.counts)}")
@@ -218,8 +276,10 @@ def _status(client: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_status_doc(status), indent=1))
     else:
-        print(f"run {status.run_id}: {status.state}; owner {status.owner} (term {status.term}); "
-              f"standbys {', '.join(status.standbys) or '-'}")
+        print(
+            f"run {status.run_id}: {status.state}; owner {status.owner} (term {status.term}); "
+            f"standbys {', '.join(status.standbys) or '-'}"
+        )
         print("  " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(status.counts.items())))
         if status.error is not None:
             print(f"  {type(status.error).__name__}: {status.error}")
@@ -233,7 +293,12 @@ def _results(client: Any, args: argparse.Namespace) -> int:
     except (errors.TaskFailed, errors.RunCancelled) as exc:
         return fail(EXIT_RUN_FAILED, str(exc))
     if args.json:
-        print(json.dumps({"run_id": run.id, "results": {k: _jsonable(v) for k, v in results.items()}}, indent=1))
+        print(
+            json.dumps(
+                {"run_id": run.id, "results": {k: _jsonable(v) for k, v in results.items()}},
+                indent=1,
+            )
+        )
     else:
         for key in sorted(results):
             print(f"{key}: {results[key]!r}")
@@ -249,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             generate_key_file(args.path, force=args.force)
         except (OSError, ValueError) as exc:
             return fail(EXIT_USAGE, str(exc))
-        print(f"wrote cluster key {args.path}: pass --key-file {args.path} to every node and client")
+        print(
+            f"wrote cluster key {args.path}: pass --key-file {args.path} to every node and client"
+        )
         return EXIT_OK
     from handoffd.client import Client
 

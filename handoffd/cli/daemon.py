@@ -30,22 +30,49 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="run a daemon in the foreground")
     start.add_argument("--cpu", type=float, help="cpu capacity (default: logical cores)")
-    start.add_argument("--memory", type=float, help="memory capacity in MB (default: physical memory)")
+    start.add_argument(
+        "--memory", type=float, help="memory capacity in MB (default: physical memory)"
+    )
     start.add_argument("--gpu", type=float, help="GPUs (default: detected, else 0)")
-    start.add_argument("--resource", action="append", default=[], metavar="NAME=QTY",
-                       help="a custom resource kind, e.g. --resource fpga=2 (repeatable)")
+    start.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        metavar="NAME=QTY",
+        help="a custom resource kind, e.g. --resource fpga=2 (repeatable)",
+    )
     start.add_argument("--name", help="unique node name (default: HOSTNAME-HOST-PORT)")
-    start.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1)")
-    start.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7788; 0 = any free port)")
-    start.add_argument("--seed", action="append", default=[], metavar="HOST:PORT",
-                       help="a peer to join (repeatable; also HANDOFF_SEEDS, comma-separated)")
+    start.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to listen on (default 127.0.0.1)"
+    )
+    start.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (default 7788; 0 = any free port)"
+    )
+    start.add_argument(
+        "--seed",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a peer to join (repeatable; also HANDOFF_SEEDS, comma-separated)",
+    )
     start.add_argument("--no-mdns", action="store_true", help="do not use mDNS discovery")
-    start.add_argument("--cluster", default=DEFAULT_CLUSTER, help="cluster name; nodes of other clusters are ignored")
-    start.add_argument("--key-file", help="cluster key (handoffctl keygen): encrypt and authenticate every socket")
-    start.add_argument("--insecure", action="store_true",
-                       help="allow a non-loopback --host without a key (anyone who can connect can run code)")
+    start.add_argument(
+        "--cluster",
+        default=DEFAULT_CLUSTER,
+        help="cluster name; nodes of other clusters are ignored",
+    )
+    start.add_argument(
+        "--key-file", help="cluster key (handoffctl keygen): encrypt and authenticate every socket"
+    )
+    start.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without a key (anyone who can connect can run code)",
+    )
     start.add_argument("--replicas", type=int, default=2, help="standby owners per run (default 2)")
-    start.add_argument("--max-workers", type=int, help="worker processes (default: the cpu capacity)")
+    start.add_argument(
+        "--max-workers", type=int, help="worker processes (default: the cpu capacity)"
+    )
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="text", choices=["text", "json"])
     stop = sub.add_parser("stop", help="drain and stop a daemon started on this machine")
@@ -80,7 +107,9 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
             "pass --key-file KEY to every node and client, or pass --insecure if the network is trusted."
         )
     if args.key_file and not os.path.exists(args.key_file):
-        raise ValueError(f"--key-file {args.key_file}: no such file (create one with `handoffctl keygen PATH`)")
+        raise ValueError(
+            f"--key-file {args.key_file}: no such file (create one with `handoffctl keygen PATH`)"
+        )
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a port number (0-65535)")
     seeds = list(args.seed)
@@ -89,15 +118,26 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     from handoffd.discovery.seeds import parse_seed
 
     seeds = [parse_seed(s) for s in seeds]
-    name = args.name or f"{socket.gethostname()}-{args.host.replace(':', '-').replace('.', '-')}-{args.port}"
+    name = (
+        args.name
+        or f"{socket.gethostname()}-{args.host.replace(':', '-').replace('.', '-')}-{args.port}"
+    )
     if args.replicas < 0:
         raise ValueError("--replicas must be >= 0")
     if args.max_workers is not None and args.max_workers < 1:
         raise ValueError("--max-workers must be >= 1")
     return NodeConfig(
-        name=name, host=args.host, port=args.port, cluster=args.cluster, capacity=capacity,
-        seeds=tuple(seeds), mdns=not args.no_mdns, key_file=args.key_file, insecure=args.insecure,
-        replicas=args.replicas, max_workers=args.max_workers,
+        name=name,
+        host=args.host,
+        port=args.port,
+        cluster=args.cluster,
+        capacity=capacity,
+        seeds=tuple(seeds),
+        mdns=not args.no_mdns,
+        key_file=args.key_file,
+        insecure=args.insecure,
+        replicas=args.replicas,
+        max_workers=args.max_workers,
     )
 
 
@@ -109,12 +149,16 @@ async def _serve(config: NodeConfig) -> int:
         await node.start()
     except Exception as exc:  # noqa: BLE001 - a start-up failure is the user's to read
         await node.stop(drain=False)
-        return fail(EXIT_USAGE, f"could not start node {config.name} on {config.host}:{config.port}: {exc}")
+        return fail(
+            EXIT_USAGE, f"could not start node {config.name} on {config.host}:{config.port}: {exc}"
+        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.request_stop)
     path = write_runtime_file(config.name, node.address)
-    print(f"handoffd {config.name} listening on {node.address} (cluster {config.cluster})", flush=True)
+    print(
+        f"handoffd {config.name} listening on {node.address} (cluster {config.cluster})", flush=True
+    )
     try:
         await node.wait_stopped()
     finally:
@@ -131,7 +175,10 @@ def _stop(args: argparse.Namespace) -> int:
     if args.name:
         files = [f for f in files if f == f"{args.name}.json"]
         if not files:
-            return fail(EXIT_UNREACHABLE, f"no running daemon named {args.name!r} on this machine ({directory})")
+            return fail(
+                EXIT_UNREACHABLE,
+                f"no running daemon named {args.name!r} on this machine ({directory})",
+            )
     elif len(files) != 1:
         if not files:
             return fail(EXIT_UNREACHABLE, f"no running daemon found on this machine ({directory})")
@@ -145,7 +192,10 @@ def _stop(args: argparse.Namespace) -> int:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         os.unlink(path)
-        return fail(EXIT_UNREACHABLE, f"daemon {info['name']} (pid {pid}) is not running; removed its stale file")
+        return fail(
+            EXIT_UNREACHABLE,
+            f"daemon {info['name']} (pid {pid}) is not running; removed its stale file",
+        )
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         try:
@@ -154,7 +204,9 @@ def _stop(args: argparse.Namespace) -> int:
             print(f"stopped {info['name']}")
             return EXIT_OK
         time.sleep(0.05)
-    return fail(EXIT_UNREACHABLE, f"daemon {info['name']} (pid {pid}) did not exit within {args.timeout}s")
+    return fail(
+        EXIT_UNREACHABLE, f"daemon {info['name']} (pid {pid}) did not exit within {args.timeout}s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

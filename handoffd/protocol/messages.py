@@ -12,7 +12,7 @@ Field annotations are the schema: the codec validates every decoded field agains
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
 
@@ -22,6 +22,7 @@ MESSAGES: dict[int, type[Any]] = {}
 STRUCTS: dict[str, type[Any]] = {}
 
 
+@dataclass_transform(frozen_default=True)
 def message(type_id: int):  # type: ignore[no-untyped-def]
     """Register a frozen dataclass as wire message ``type_id``."""
 
@@ -36,6 +37,7 @@ def message(type_id: int):  # type: ignore[no-untyped-def]
     return wrap
 
 
+@dataclass_transform(frozen_default=True)
 def struct(cls: type[T]) -> type[T]:
     """Register a frozen dataclass as a nested record."""
     cls = dataclass(frozen=True, slots=True)(cls)
@@ -385,4 +387,12 @@ class CancelTasks:
 class FreeRun:
     """The run is over and its results were collected: drop its values everywhere."""
 
+    run_id: str
+
+
+@message(35)
+class FreeRunRequest:
+    """A client collected a run's results: the owner frees them on every node now."""
+
+    request_id: int
     run_id: str

@@ -410,7 +410,7 @@ class OwnerScheduler:
         if found is None:
             return
         run, rec = found
-        if ev.kind == "cancelled":
+        if ev.kind in ("cancelled", "input_lost"):  # not the task's fault: no retry used
             rec.losses += 1
             self._cancel(run.make_ready(rec, self._now, f"cancelled by {ev.node}"), run)
             self._check_losses(run, rec)

@@ -1,0 +1,399 @@
+"""Test helpers (public, documented): wait-for-condition, free loopback ports, in-process clusters
+and real daemons as subprocesses that are always killed by PID.
+
+Every helper is bounded: waits take a timeout and raise with a description of what never became
+true; subprocess daemons are killed with SIGKILL in ``close()`` even if the test failed midway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffd.config import MembershipConfig, NodeConfig
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    what: str = "condition",
+) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"{what} not true within {timeout}s"
+                + (f" (last error: {last_exc!r})" if last_exc else "")
+            )
+        time.sleep(interval)
+
+
+async def async_wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.005,
+    what: str = "condition",
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not true within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently free TCP port on ``host`` (loopback only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def loopback_hosts(count: int, rng: random.Random | None = None) -> list[str]:
+    """``count`` distinct 127.0.0.N addresses (N random in 2..250), so parallel tests don't collide."""
+    rng = rng or random.Random()
+    picks = rng.sample(range(2, 251), count)
+    return [f"127.0.0.{n}" for n in picks]
+
+
+def unique_cluster() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process clusters (one asyncio loop, real worker processes, ZeroMQ or in-memory transport)
+# ---------------------------------------------------------------------------------------------
+
+
+class LocalCluster:
+    """N nodes in this process on 127.0.0.1 random ports, joined by seeds. Use as an async context."""
+
+    def __init__(
+        self,
+        capacities: list[dict[str, float]],
+        *,
+        names: list[str] | None = None,
+        membership: MembershipConfig | None = None,
+        **config: Any,
+    ) -> None:
+        self.capacities = capacities
+        self.cluster = unique_cluster()
+        self.names = names or [f"n{i}-{self.cluster}" for i in range(len(capacities))]
+        self.membership = membership or MembershipConfig.for_tests()
+        self.config = config
+        self.nodes: list[Any] = []
+
+    async def __aenter__(self) -> LocalCluster:
+        from handoffd.node import Node
+
+        first: str | None = None
+        try:
+            for name, capacity in zip(self.names, self.capacities, strict=False):
+                cfg = NodeConfig(
+                    name=name,
+                    host="127.0.0.1",
+                    port=0,
+                    cluster=self.cluster,
+                    capacity=dict(capacity),
+                    seeds=(first,) if first else (),
+                    mdns=False,
+                    membership=self.membership,
+                    **self.config,
+                )
+                node = Node(cfg)
+                self.nodes.append(node)
+                await node.start()
+                first = first or node.address
+            await self.converged()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def converged(self, timeout: float = 15.0) -> None:
+        want = {n.name for n in self.nodes if not n._stopping}
+
+        def ok() -> bool:
+            for node in self.nodes:
+                if node._stopping:
+                    continue
+                alive = {s.name for s in node.members() if s.status == 0}
+                if not want <= alive:
+                    return False
+            return True
+
+        await async_wait_for(ok, timeout, what="cluster membership convergence")
+
+    @property
+    def address(self) -> str:
+        return str(self.nodes[0].address)
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                await node.stop(drain=False)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking client call off the loop (the client is synchronous)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real daemons as subprocesses
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    name: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash)."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM (graceful drain and leave); returns the exit code."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+@dataclass
+class DaemonCluster:
+    """Start real ``handoffd start`` processes on loopback; ``close()`` kills every one by PID."""
+
+    cluster: str = field(default_factory=unique_cluster)
+    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="handoffd-test-"))
+    daemons: list[Daemon] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        cpu: float = 1,
+        memory: float = 1000,
+        gpu: float = 0,
+        name: str | None = None,
+        seeds: list[str] | None = None,
+        mdns: bool = False,
+        extra: list[str] | None = None,
+        wait: bool = True,
+        timeout: float = 30.0,
+    ) -> Daemon:
+        port = free_port(host)
+        name = name or f"d{len(self.daemons)}-{self.cluster}"
+        args = [
+            sys.executable,
+            "-m",
+            "handoffd.cli.daemon",
+            "start",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--cpu",
+            str(cpu),
+            "--memory",
+            str(memory),
+            "--gpu",
+            str(gpu),
+            "--name",
+            name,
+            "--cluster",
+            self.cluster,
+            "--log-level",
+            "info",
+        ]
+        for seed in seeds or []:
+            args += ["--seed", seed]
+        if not mdns:
+            args.append("--no-mdns")
+        args += extra or []
+        log_path = os.path.join(self.workdir, f"{name}.log")
+        env = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env)
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        daemon = Daemon(name, host, port, process, log_path)
+        self.daemons.append(daemon)
+        if wait:
+            wait_for(
+                lambda: "listening on" in daemon.log() or not daemon.alive(),
+                timeout,
+                what=f"daemon {name} start",
+            )
+            if not daemon.alive():
+                raise RuntimeError(f"daemon {name} exited at start:\n{daemon.log()}")
+        return daemon
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            with contextlib.suppress(Exception):
+                if daemon.alive():
+                    os.killpg(daemon.process.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                daemon.process.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {d.name}\n{d.log()[-4000:]}" for d in self.daemons)
+
+    def __enter__(self) -> DaemonCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_async(factory: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
+    """Run a coroutine with a deadline (for sync tests)."""
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(factory(), timeout)
+
+    return asyncio.run(bounded())
+
+
+@contextlib.contextmanager
+def env_var(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+class ThreadedCluster:
+    """A LocalCluster running on its own event loop in a background thread, so synchronous code
+    (the Client, pytest tests) can use it directly. ``close()`` stops every node and the loop."""
+
+    def __init__(self, capacities: list[dict[str, float]], **kwargs: Any) -> None:
+        import threading
+
+        self._local = LocalCluster(capacities, **kwargs)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="cluster-loop", daemon=True
+        )
+
+    def __enter__(self) -> ThreadedCluster:
+        self._thread.start()
+        try:
+            self.call(self._local.__aenter__, timeout=60)
+        except BaseException:
+            self._stop_loop()
+            raise
+        return self
+
+    def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float = 30.0) -> Any:
+        """Run ``await fn(*args)`` on the cluster's loop and return its result."""
+
+        async def bounded() -> Any:
+            return await fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(bounded(), self._loop).result(timeout)
+
+    def run(self, fn: Callable[..., Any], *args: Any, timeout: float = 30.0) -> Any:
+        """Run a plain function on the cluster's loop (to read node state safely)."""
+
+        async def wrapper() -> Any:
+            return fn(*args)
+
+        return self.call(wrapper, timeout=timeout)
+
+    @property
+    def nodes(self) -> list[Any]:
+        return self._local.nodes
+
+    @property
+    def address(self) -> str:
+        return self._local.address
+
+    def addresses(self) -> list[str]:
+        return [n.address for n in self._local.nodes]
+
+    def names(self) -> list[str]:
+        return [n.name for n in self._local.nodes]
+
+    def crash(self, index: int) -> None:
+        """Stop a node abruptly: no drain, no leave; peers must detect it as DEAD."""
+        self.call(self._local.nodes[index].stop, False)
+
+    def wait_status(self, observer: int, name: str, status: int, timeout: float = 15.0) -> None:
+        def check() -> bool:
+            member = self.run(self._local.nodes[observer].membership.get, name)
+            return member is not None and member.status == status
+
+        wait_for(
+            check, timeout, interval=0.02, what=f"{name} status {status} seen by node {observer}"
+        )
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def close(self) -> None:
+        try:
+            self.call(self._local.close, timeout=60)
+        finally:
+            self._stop_loop()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
