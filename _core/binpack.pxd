@@ -3,7 +3,7 @@
 from libc.stdint cimport int64_t
 
 cdef struct NodeKey:
-    double key          # sort key: normalised free (binpack), its negation (spread), 0 (first_fit)
+    double key          # sort key: normalised free (binpack), -free fraction (spread), 0 (first_fit)
     Py_ssize_t node     # node index: the tie-break, lowest first
 
 cdef struct TaskKey:

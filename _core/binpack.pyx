@@ -3,16 +3,32 @@
 
 Design note
 -----------
-*Placement.* Each node's free vector is scored by ``key[n] = sum_d free[n, d] / scale[d]`` where
-``scale[d]`` is the largest capacity of dim ``d`` across the nodes (dims no node has get weight 0:
-no division by zero). Normalising by the cluster-wide maximum rather than by each node's own
-capacity is deliberate: (1) free amounts stay comparable across nodes of different sizes, so best
-fit really leaves the *big* node free for a big task later (per-node normalisation calls a half-empty
-small node and a half-empty huge node equally "full"); (2) the score after placing task ``t`` on ``n``
-is ``key[n] - size(t)`` with ``size(t)`` independent of ``n``, so the ranking of nodes by
-after-placement free capacity is the same for every task. Best fit (``binpack``) is therefore "the
-feasible node with the smallest key", ``spread`` "the feasible node with the largest key", ties to the
-lowest index, and ``first_fit`` "the feasible node with the lowest index".
+*Placement.* Each node gets a key computed from its free vector before any placement; the kernel
+keeps the nodes sorted by (key, index) and takes the first feasible one. The key depends on the
+policy, because the policies answer different questions:
+
+  * ``binpack`` (best fit): ``key[n] = sum_d free[n, d] / scale[d]`` where ``scale[d]`` is the
+    largest capacity of dim ``d`` across the nodes (dims no node has get weight 0: no division by
+    zero); the feasible node with the *smallest* key wins. Best fit means "smallest leftover in
+    absolute terms", so the cluster-wide normalisation is deliberate: (1) free amounts stay
+    comparable across nodes of different sizes, so best fit really leaves the *big* node free for a
+    big task later (per-node normalisation calls a half-empty small node and a half-empty huge node
+    equally "full"); (2) the score after placing task ``t`` on ``n`` is ``key[n] - size(t)`` with
+    ``size(t)`` independent of ``n``, so the ranking of nodes by after-placement free capacity is
+    the same for every task.
+  * ``spread`` (balance the load): ``key[n]`` = the node's free *fraction*, the mean over the dims
+    the node has (``capacity[n, d] > 0``) of ``free[n, d] / capacity[n, d]`` (summed in dim order,
+    then divided by the count of such dims; 0 for a node with no capacity at all); the feasible node
+    with the *largest* key wins, i.e. the least loaded node relative to its own size. This is what a
+    Ray/Dask user means by spread: with the global normalisation above, spread ranked nodes by
+    absolute free capacity and sent every small task to the biggest node. The key is still
+    task-independent, so the same sorted list works (it stores ``-key``). Every dim the node has
+    counts, including ones the batch does not ask for: cpu-only tasks on {cpu 2, mem 2000} x 2 +
+    {cpu 4, mem 8000} land 1 per node, then 2 per node for 6 (the idle memory keeps the small nodes'
+    fraction at 0.5 even when their cpu is full).
+  * ``first_fit``: key 0 for every node, so the feasible node with the lowest index wins.
+
+Ties go to the lowest index under every policy.
 
 That turns a per-task full scan (O(nodes x dims), 1e8 dim-ops for 1e5 tasks on 1e3 nodes) into a scan
 of a list of live nodes kept sorted by (key, index): the first feasible node in the list is the
@@ -83,14 +99,24 @@ cdef inline bint _fits(const double* need, const double* row, Py_ssize_t n_dims)
     return True
 
 
-cdef inline double _key(const double* row, const double* inv, Py_ssize_t n_dims, int policy) noexcept nogil:
+cdef inline double _key(
+    const double* row, const double* cap, const double* inv, Py_ssize_t n_dims, int policy
+) noexcept nogil:
+    """Sort key of a node (free ``row``, capacity ``cap``): ascending = preferred first."""
     cdef double s = 0.0
-    cdef Py_ssize_t d
+    cdef Py_ssize_t d, k = 0
     if policy == _FIRST_FIT:
         return 0.0
+    if policy == _SPREAD:
+        # Free fraction: mean over the dims the node has of free / capacity; the largest goes first.
+        for d in range(n_dims):
+            if cap[d] > 0.0:
+                s = s + row[d] / cap[d]
+                k += 1
+        return -(s / <double>k) if k > 0 else 0.0
     for d in range(n_dims):
         s = s + row[d] * inv[d]
-    return -s if policy == _SPREAD else s
+    return s
 
 
 cdef inline bint _before(double ka, Py_ssize_t na, double kb, Py_ssize_t nb) noexcept nogil:
@@ -136,7 +162,7 @@ cdef Py_ssize_t place_kernel(
     """Place ``order``'s tasks; ``scratch`` holds 3 x dims doubles. Returns the count placed."""
     cdef Py_ssize_t n_tasks = demand.shape[0], n_dims = demand.shape[1]
     cdef Py_ssize_t n_nodes = free.shape[0], n_order = order.shape[0]
-    cdef double* inv = scratch                   # 1 / largest capacity per dim (0: no capacity)
+    cdef double* inv = scratch                   # 1 / largest capacity per dim (0: no capacity; binpack)
     cdef double* min_need = scratch + n_dims     # smallest demand per dim among unpinned tasks
     cdef double* bound = scratch + 2 * n_dims    # >= max free per dim over the live list
     cdef Py_ssize_t m = 0                        # live list length: sorted_nodes[:m]
@@ -144,6 +170,7 @@ cdef Py_ssize_t place_kernel(
     cdef double top, k_old, k_new, left
     cdef const double* need
     cdef double* row
+    cdef const double* cap_row
     cdef bint hopeless, dead
     cdef NodeKey moved
 
@@ -165,7 +192,13 @@ cdef Py_ssize_t place_kernel(
                     min_need[d] = demand[t, d]
     # Live list: every node that could take some unpinned task, sorted by (key, index).
     for n in range(n_nodes):
-        node_key[n] = _key(&free[n, 0] if n_dims else NULL, inv, n_dims, policy)
+        node_key[n] = _key(
+            &free[n, 0] if n_dims else NULL,
+            &capacity[n, 0] if n_dims else NULL,
+            inv,
+            n_dims,
+            policy,
+        )
         dead = False
         for d in range(n_dims):
             if free[n, d] + _EPS < min_need[d]:
@@ -214,6 +247,7 @@ cdef Py_ssize_t place_kernel(
         out[t] = chosen
         placed += 1
         row = &free[chosen, 0] if n_dims else NULL
+        cap_row = &capacity[chosen, 0] if n_dims else NULL
         dead = False
         for d in range(n_dims):
             left = row[d] - need[d]
@@ -225,16 +259,16 @@ cdef Py_ssize_t place_kernel(
             # Placed by pin or preference: find it in the live list, if it is there.
             p = _find(sorted_nodes, m, k_old, chosen)
             if p >= m or sorted_nodes[p].node != chosen:
-                node_key[chosen] = _key(row, inv, n_dims, policy)
+                node_key[chosen] = _key(row, cap_row, inv, n_dims, policy)
                 continue
         if dead:
             memmove(&sorted_nodes[p], &sorted_nodes[p + 1], (m - p - 1) * sizeof(NodeKey))
             m -= 1
-            node_key[chosen] = _key(row, inv, n_dims, policy)
+            node_key[chosen] = _key(row, cap_row, inv, n_dims, policy)
             continue
         if policy == _FIRST_FIT:
             continue
-        k_new = _key(row, inv, n_dims, policy)
+        k_new = _key(row, cap_row, inv, n_dims, policy)
         node_key[chosen] = k_new
         moved.key = k_new
         moved.node = chosen

@@ -3,10 +3,11 @@
 Design note: this module is the oracle the compiled kernels are tested against, so it does the
 obvious thing -- a full scan of every node for every task, and a recursion-free Kahn pass for upward
 ranks -- using exactly the same floating-point operations in the same order as ``binpack.pyx``
-(feasibility ``free + EPS >= demand``, node key ``sum_d free[n, d] * inv_scale[d]`` summed in dim
+(feasibility ``free + EPS >= demand``; binpack's node key ``sum_d free[n, d] * inv_scale[d]`` and
+spread's ``(sum_d free[n, d] / capacity[n, d] over dims with capacity > 0) / count`` summed in dim
 order), so the two backends agree bit for bit. It is also the fall-back when the compiled module is
-missing. See ``binpack.pyx`` for what the policies mean and why keys are normalised by the largest
-capacity of each dim.
+missing. See ``binpack.pyx`` for what the policies mean, why binpack normalises by the largest
+capacity of each dim and why spread uses each node's own capacity (its free fraction).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def place_batch(
     inv = _inverse_scale(cap_a)
     dem = dem_a.tolist()
     fr = free_a.tolist()
+    cap = cap_a.tolist()
     pins = pin_a.tolist()
     prefs = pref_a.tolist()
     result = [-1] * dem_a.shape[0]
@@ -88,6 +90,15 @@ def place_batch(
     def key(node: int) -> float:
         row = fr[node]
         s = 0.0
+        if code == SPREAD:
+            # Free fraction: mean over the dims the node has of free / capacity (0: no capacity).
+            cap_row = cap[node]
+            k = 0
+            for d in dims:
+                if cap_row[d] > 0.0:
+                    s = s + row[d] / cap_row[d]
+                    k += 1
+            return s / k if k > 0 else 0.0
         for d in dims:
             s = s + row[d] * inv[d]
         return s

@@ -60,7 +60,14 @@ def batches(draw):
 
 
 def _key(free_row, inv):
+    """binpack's key: free normalised by the largest capacity of each dim, summed."""
     return sum(f * i for f, i in zip(free_row, inv, strict=True))
+
+
+def _free_fraction(free_row, cap_row):
+    """spread's key: mean over the dims the node has of free / its own capacity (0: none)."""
+    shares = [f / c for f, c in zip(free_row, cap_row, strict=True) if c > 0]
+    return sum(shares) / len(shares) if shares else 0.0
 
 
 def replay_and_check(demand, free0, capacity, order, pinned, preferred, policy, assignment, placed):
@@ -89,12 +96,13 @@ def replay_and_check(demand, free0, capacity, order, pinned, preferred, policy, 
             assert chosen >= 0, "a task that fits some node was left unplaced"
             assert fits[chosen]
             feasible = [n for n in range(n_nodes) if fits[n]]
-            keys = {n: _key(free[n], inv) for n in feasible}
             if policy == "first_fit":
                 assert chosen == feasible[0]
             elif policy == "binpack":
+                keys = {n: _key(free[n], inv) for n in feasible}
                 assert keys[chosen] <= min(keys.values()) + 1e-12
             else:
+                keys = {n: _free_fraction(free[n], capacity[n]) for n in feasible}
                 assert keys[chosen] >= max(keys.values()) - 1e-12
         if chosen >= 0:
             count += 1
@@ -182,6 +190,23 @@ def test_spread_balances(core):
 
 
 @pytest.mark.parametrize("core", BACKENDS)
+def test_spread_balances_load_fraction_on_unequal_nodes(core):
+    # Keys are each node's own free fraction, mean over cpu and memory: all start at 1.0.
+    capacity = [[2, 2000], [2, 2000], [4, 8000]]
+    assignment, placed, free = _place(core, [[1, 0]] * 3, capacity, "spread")
+    # 0 (tie, lowest index) -> 0.75; 1 (tie with 2) -> 0.75; 2 (1.0 > 0.75): one task per node.
+    assert assignment == [0, 1, 2] and placed == 3
+    np.testing.assert_array_equal(free[:, 0], [1, 1, 3])
+    assignment, placed, free = _place(core, [[1, 0]] * 6, capacity, "spread")
+    # Then: 2 (0.875) -> 0.75; three-way tie at 0.75 -> 0 -> 0.5; 1 (0.75 vs 2's 0.75) -> 0.5.
+    assert assignment == [0, 1, 2, 2, 0, 1] and placed == 6
+    np.testing.assert_array_equal(free[:, 0], [0, 0, 2])
+    # The old rule (free normalised by the largest capacity) sent all 3 to node 2; binpack still
+    # uses it and fills one node first.
+    assert _place(core, [[1, 0]] * 3, capacity, "binpack")[0] == [0, 0, 1]
+
+
+@pytest.mark.parametrize("core", BACKENDS)
 def test_best_fit_fills_one_node_then_the_next(core):
     assignment, _, _ = _place(core, [[1]] * 6, [[3]] * 3, "binpack")
     assert assignment == [0, 0, 0, 1, 1, 1]
@@ -205,8 +230,9 @@ def test_ties_go_to_the_lowest_index(core, policy):
 def test_feasible_preference_wins_over_policy(core, policy):
     capacity = [[4], [8], [16]]
     assert _place(core, [[2]], capacity, policy, preferred=[1])[0] == [1]
-    # An infeasible preference leaves the decision to the policy.
-    expected = {"binpack": 1, "spread": 2, "first_fit": 1}[policy]
+    # An infeasible preference leaves the decision to the policy (spread: nodes 1 and 2 are both
+    # fully free, free fraction 1.0, so the lower index wins).
+    expected = {"binpack": 1, "spread": 1, "first_fit": 1}[policy]
     assert _place(core, [[6]], capacity, policy, free=[[4], [8], [16]], preferred=[0])[0] == [
         expected
     ]
@@ -226,7 +252,14 @@ def test_pin_only_to_its_node(core):
 @pytest.mark.parametrize("core", BACKENDS)
 def test_dims_without_capacity_do_not_divide_by_zero(core):
     capacity = [[4, 0], [8, 0]]
-    assert _place(core, [[1, 0], [1, 1]], capacity, "spread")[0] == [1, -1]
+    # spread averages over the dims a node has (cpu only): both are fully free, the lower index wins.
+    assert _place(core, [[1, 0], [1, 1]], capacity, "spread")[0] == [0, -1]
+    assert _place(core, [[1, 0], [1, 0]], capacity, "spread")[0] == [0, 1]
+    # A node with no capacity at all has free fraction 0: it loses to any node with something free
+    # and wins ties by index.
+    no_cap = [[0, 0], [4, 4]]
+    assert _place(core, [[0, 0]], no_cap, "spread", free=[[0, 0], [1, 1]])[0] == [1]
+    assert _place(core, [[0, 0]], no_cap, "spread", free=[[0, 0], [0, 0]])[0] == [0]
     assert _place(core, [[1, 0]], capacity, "binpack")[0] == [0]
     assert _place(core, [[0, 0]], np.zeros((2, 2)), "binpack")[0] == [0]
 
