@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             generate_key_file(args.path, force=args.force)
-        except (OSError, ValueError) as exc:
-            return fail(EXIT_USAGE, str(exc))
+        except (OSError, ValueError, errors.HandoffError) as exc:
+            return fail(EXIT_USAGE, str(exc).replace("force=True", "--force"))
         print(
             f"wrote cluster key {args.path}: pass --key-file {args.path} to every node and client"
         )

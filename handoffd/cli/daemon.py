@@ -169,6 +169,19 @@ async def _serve(config: NodeConfig) -> int:
     return EXIT_OK
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (exited, waiting for its parent to reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def _stop(args: argparse.Namespace) -> int:
     directory = runtime_dir()
     files = sorted(f for f in os.listdir(directory) if f.endswith(".json"))
@@ -198,9 +211,7 @@ def _stop(args: argparse.Namespace) -> int:
         )
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             print(f"stopped {info['name']}")
             return EXIT_OK
         time.sleep(0.05)

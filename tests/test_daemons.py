@@ -1,0 +1,183 @@
+"""Real daemons as subprocesses on loopback: discovery (mDNS and seeds), failure detection,
+graceful leave, security. Every daemon is killed by PID in teardown (the ``daemons`` fixture)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from handoffd.testing import loopback_hosts, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+CTL = [sys.executable, "-m", "handoffd.cli.ctl"]
+
+
+def ctl(
+    address: str, *args: str, key_file: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    argv = CTL + ["--address", address]
+    if key_file:
+        argv += ["--key-file", key_file]
+    return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def nodes_json(address: str, key_file: str | None = None) -> dict[str, dict]:
+    out = ctl(address, "nodes", "--json", key_file=key_file)
+    if out.returncode != 0:
+        return {}
+    return {n["name"]: n for n in json.loads(out.stdout)["nodes"]}
+
+
+def statuses(address: str) -> dict[str, str]:
+    return {name: n["status"] for name, n in nodes_json(address).items()}
+
+
+def test_three_daemons_find_each_other_by_mdns_alone(daemons):
+    hosts = loopback_hosts(3)
+    specs = [(2, 2000, 0), (4, 4000, 0), (1, 1000, 1)]
+    started = [
+        daemons.start(host=h, cpu=c, memory=mem, gpu=g, mdns=True)
+        for h, (c, mem, g) in zip(hosts, specs)
+    ]
+
+    def all_three_everywhere() -> bool:
+        return all(
+            sorted(statuses(d.address).values()) == ["ALIVE", "ALIVE", "ALIVE"] for d in started
+        )
+
+    wait_for(
+        all_three_everywhere,
+        timeout=60,
+        interval=0.25,
+        what="3 daemons ALIVE in every view via mDNS",
+    )
+    view = nodes_json(started[0].address)
+    for daemon, (cpu, memory, gpu) in zip(started, specs):
+        entry = view[daemon.name]
+        assert entry["address"] == daemon.address
+        assert entry["capacity"]["cpu"] == cpu and entry["capacity"]["memory"] == memory
+        assert entry["capacity"].get("gpu", 0) == gpu
+        assert entry["free"]["cpu"] == cpu
+
+
+def test_seeds_join_kill9_is_dead_everywhere_and_sigterm_is_left(daemons):
+    first = daemons.start(cpu=1)
+    others = [daemons.start(cpu=1, seeds=[first.address]) for _ in range(3)]
+    everyone = [first, *others]
+    wait_for(
+        lambda: all(list(statuses(d.address).values()).count("ALIVE") == 4 for d in everyone),
+        timeout=30,
+        interval=0.1,
+        what="4 daemons joined by seed",
+    )
+
+    victim = others[0]
+    killed_at = time.monotonic()
+    victim.kill()
+    survivors = [d for d in everyone if d is not victim]
+    wait_for(
+        lambda: all(statuses(d.address).get(victim.name) == "DEAD" for d in survivors),
+        timeout=20,
+        interval=0.05,
+        what="kill -9 seen as DEAD by all",
+    )
+    detection = time.monotonic() - killed_at
+    print(f"kill -9 detected by all survivors in {detection:.2f}s")
+
+    leaver = others[1]
+    assert leaver.terminate(timeout=30) == 0, leaver.log()
+    remaining = [d for d in survivors if d is not leaver]
+    wait_for(
+        lambda: all(statuses(d.address).get(leaver.name) == "LEFT" for d in remaining),
+        timeout=20,
+        interval=0.05,
+        what="SIGTERM seen as LEFT",
+    )
+
+
+def test_stop_command_drains_and_exits(daemons):
+    daemon = daemons.start(cpu=1, name=f"stopme-{os.getpid()}")
+    env = dict(os.environ, HANDOFFD_RUNTIME_DIR=daemons.workdir)
+    out = subprocess.run(
+        [sys.executable, "-m", "handoffd.cli.daemon", "stop", "--name", daemon.name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert daemon.process.wait(10) == 0
+    out = subprocess.run(
+        [sys.executable, "-m", "handoffd.cli.daemon", "stop", "--name", "nobody"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 3 and "no running daemon named" in out.stderr
+
+
+def test_curve_key_required_and_wrong_key_refused(daemons, tmp_path):
+    key = str(tmp_path / "cluster.key")
+    other = str(tmp_path / "other.key")
+    assert subprocess.run(CTL + ["keygen", key], capture_output=True, timeout=30).returncode == 0
+    assert subprocess.run(CTL + ["keygen", other], capture_output=True, timeout=30).returncode == 0
+    again = subprocess.run(CTL + ["keygen", key], capture_output=True, text=True, timeout=30)
+    assert again.returncode == 2  # never overwrites a key silently
+    a = daemons.start(cpu=1, extra=["--key-file", key])
+    b = daemons.start(cpu=1, seeds=[a.address], extra=["--key-file", key])
+    wait_for(
+        lambda: len(nodes_json(a.address, key)) == 2,
+        timeout=30,
+        interval=0.1,
+        what="two keyed daemons joined",
+    )
+    assert sorted(n["status"] for n in nodes_json(b.address, key).values()) == ["ALIVE", "ALIVE"]
+    no_key = ctl(a.address, "nodes")
+    assert no_key.returncode == 3, no_key.stderr
+    wrong = ctl(a.address, "nodes", key_file=other)
+    assert wrong.returncode == 3 and "key" in wrong.stderr.lower(), wrong.stderr
+    # a daemon with the wrong key cannot join
+    intruder = daemons.start(cpu=1, seeds=[a.address], extra=["--key-file", other])
+    time.sleep(1.5)  # give it several join attempts; nothing may change
+    assert intruder.name not in nodes_json(a.address, key)
+
+
+def test_non_loopback_host_without_key_is_refused():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handoffd.cli.daemon",
+            "start",
+            "--host",
+            "10.77.200.1",
+            "--no-mdns",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "--key-file" in out.stderr and "--insecure" in out.stderr
+
+
+def test_unreachable_daemon_exit_code_3():
+    from handoffd.testing import free_port
+
+    out = subprocess.run(
+        CTL + ["--address", f"127.0.0.1:{free_port()}", "--timeout", "0.5", "nodes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 3
+    assert "handoffd start" in out.stderr
