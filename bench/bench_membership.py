@@ -3,10 +3,11 @@
 Part 1 (here): gossip convergence and failure detection of N in-process SWIM state machines on
 the deterministic simulator (handoffd.membership.sim) with lan() settings: virtual time (what a
 real cluster would see, network latency ~0.3-0.7 ms) and the wall time the simulation took.
-Part 2 (``bench_daemon_kill``): SIGKILL of a real daemon -> DEAD everywhere, wall clock; the lead
-adds it on top of node.py.
+Part 2 (``bench_daemon_kill``): SIGKILL of a real daemon (subprocess on loopback, lan() settings)
+-> DEAD in every survivor's view, wall clock, median of ``--kills`` (default 5).
+Part 3 (``bench_codec``): membership messages per second through the codec (encode + decode).
 
-    .venv/bin/python bench/bench_membership.py [--nodes 5,20,50] [--seeds 3] [--loss 0.0]
+    .venv/bin/python bench/bench_membership.py [--nodes 5,20,50] [--seeds 3] [--loss 0.0] [--kills 5]
 """
 
 from __future__ import annotations
@@ -91,9 +92,62 @@ def bench_gossip(nodes: list[int], seeds: int, loss: float) -> None:
         )
 
 
-def bench_daemon_kill() -> None:
-    """SIGKILL a real daemon and time DEAD on the others (wall clock): added with node.py."""
-    raise NotImplementedError("the daemon-kill benchmark comes with the daemon (lead)")
+def bench_daemon_kill(kills: int) -> None:
+    """SIGKILL a real daemon and time DEAD on every survivor (wall clock, polled every 5 ms)."""
+    import handoffd
+    from handoffd.testing import DaemonCluster, wait_for
+
+    times: list[float] = []
+    with DaemonCluster() as cluster:
+        first = cluster.start(cpu=1)
+        survivors = [first, cluster.start(cpu=1, seeds=[first.address])]
+        clients = [handoffd.connect(d.address) for d in survivors]
+        try:
+            for _ in range(kills):
+                victim = cluster.start(cpu=1, seeds=[first.address])
+                wait_for(
+                    lambda v=victim: all(
+                        c.nodes().get(v.name) is not None and c.nodes()[v.name].status == "ALIVE"
+                        for c in clients
+                    ),
+                    timeout=30,
+                    what="victim joined",
+                )
+                start = time.monotonic()
+                victim.kill()
+                wait_for(
+                    lambda v=victim: all(c.nodes()[v.name].status == "DEAD" for c in clients),
+                    timeout=30,
+                    interval=0.005,
+                    what="victim DEAD everywhere",
+                )
+                times.append(time.monotonic() - start)
+        finally:
+            for c in clients:
+                c.close()
+    print(f"\nkill -9 of a real daemon -> DEAD on both survivors (lan(), loopback, {kills} kills)")
+    print(
+        f"  median {statistics.median(times):.3f} s, min {min(times):.3f} s, max {max(times):.3f} s"
+    )
+
+
+def bench_codec(count: int = 20000) -> None:
+    """Ping with 3 piggybacked MemberStates: encode + decode per second."""
+    from handoffd.protocol import codec
+    from handoffd.protocol.messages import MemberState, Ping
+
+    states = tuple(
+        MemberState(
+            f"node{i}", f"127.0.0.{i + 2}:7788", "default", 3, 0, {"cpu": 8.0}, {"cpu": 4.0}, 9
+        )
+        for i in range(3)
+    )
+    msg = Ping(1, states)
+    start = time.perf_counter()
+    for _ in range(count):
+        codec.decode(codec.encode(msg, sender="node0"))
+    elapsed = time.perf_counter() - start
+    print(f"\ncodec: Ping + 3 MemberStates encode+decode: {count / elapsed:,.0f} messages/s")
 
 
 def main() -> None:
@@ -101,8 +155,12 @@ def main() -> None:
     parser.add_argument("--nodes", default="5,20,50")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--loss", type=float, default=0.0)
+    parser.add_argument("--kills", type=int, default=5, help="real-daemon kills (0 to skip)")
     args = parser.parse_args()
     bench_gossip([int(x) for x in args.nodes.split(",")], args.seeds, args.loss)
+    if args.kills:
+        bench_daemon_kill(args.kills)
+    bench_codec()
 
 
 if __name__ == "__main__":
