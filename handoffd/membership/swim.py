@@ -218,6 +218,7 @@ class Membership:
             resource_version=0,
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
+        self._name_clashes: set[str] = set()  # addresses seen claiming our name (warned once)
         self._queue: dict[str, int] = {}  # name -> times its current state was piggybacked
         self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
         self._probe_index = 0
@@ -505,6 +506,17 @@ class Membership:
 
     def _merge_self(self, u: MemberState, now: float, out: list[Instruction]) -> bool:
         me = self.me
+        if u.address != me.address and u.status == ALIVE and u.address not in self._name_clashes:
+            # Either an earlier life of ours (it will be refuted and declared DEAD) or another
+            # daemon started with the same --name: say so once, loudly; names must be unique.
+            self._name_clashes.add(u.address)
+            log.warning(
+                "another node claims our name %r from %s (we are %s): node names must be unique; "
+                "start the other daemon with a different --name",
+                self.name,
+                u.address,
+                me.address,
+            )
         if u.resource_version > me.resource_version:  # an earlier life of ours: jump above it
             me = replace(me, resource_version=u.resource_version + 1)
             self._members[self.name].state = me
