@@ -191,10 +191,19 @@ def _submit(client: Any, args: argparse.Namespace) -> int:
             doc["results"] = {k: _jsonable(v) for k, v in results.items()}
         print(json.dumps(doc, indent=1))
     else:
-        _print_summary(status, results, failed, elapsed, show_values=not args.output)
+        sinks = _sinks(dag)
+        _print_summary(status, results, failed, elapsed, show_values=not args.output, sinks=sinks)
     if failed is None:
         run.release()
     return EXIT_RUN_FAILED if failed is not None else EXIT_OK
+
+
+_LIST_LIMIT = 24
+
+
+def _sinks(dag: Any) -> list[str]:
+    consumed = {dep for f in dag.functions.values() for dep in f.args}
+    return sorted(i for i in dag.functions if i not in consumed)
 
 
 def _print_summary(
@@ -203,6 +212,7 @@ def _print_summary(
     failed: Exception | None,
     elapsed: float,
     show_values: bool,
+    sinks: list[str] | None = None,
 ) -> None:
     counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(status.counts.items()) if v)
     print(f"run {status.run_id}: {status.state} in {elapsed:.2f}s ({counts}); owner {status.owner}")
@@ -212,7 +222,16 @@ def _print_summary(
         if tb:
             print("  remote traceback:\n    " + tb.rstrip().replace("\n", "\n    "))
         return
-    for function_id in sorted(status.placement):
+    per_node: dict[str, int] = {}
+    for node in status.placement.values():
+        per_node[node] = per_node.get(node, 0) + 1
+    print("  tasks per node: " + ", ".join(f"{n} {c}" for n, c in sorted(per_node.items())))
+    shown = sorted(status.placement)
+    if len(shown) > _LIST_LIMIT:
+        # A big DAG: list its sinks (what nobody consumes), the run's real outputs.
+        shown = [f for f in (sinks or []) if f in status.placement][:_LIST_LIMIT]
+        print(f"  {len(status.placement)} functions; showing {len(shown)} sink(s):")
+    for function_id in shown:
         line = f"  {function_id:<24} on {status.placement[function_id]}"
         if show_values and function_id in results:
             text = repr(results[function_id])
@@ -270,7 +289,7 @@ def _status(client: Any, args: argparse.Namespace) -> int:
             for r in runs:
                 print(f"{r.run_id}  {r.state:<10} owner {r.owner}  {dict(r.counts)}")
         return EXIT_OK
-    status = client._status(args.run_id, 0.0)
+    status = client.run(args.run_id).status()  # follows the run to its current owner
     if status.state == "UNKNOWN":
         return fail(EXIT_USAGE, f"run {args.run_id} is not known to this cluster")
     if args.json:
