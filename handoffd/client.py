@@ -25,6 +25,7 @@ from handoffd.transport.client import ControlClient
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 _POLL = 2.0  # seconds per long-poll request
 _CHUNK = 256  # results fetched per request
+_FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,58 @@ class Client:
                     continue
             raise first
 
+    def _rotate(self) -> None:
+        """Connect to the next known address after the current one (skipping unreachable ones)."""
+        start = self._known.index(self.address) if self.address in self._known else -1
+        for step in range(1, len(self._known) + 1):
+            address = self._known[(start + step) % len(self._known)]
+            try:
+                self._connect(address)
+                return
+            except errors.AuthenticationError:
+                raise
+            except errors.ConnectionError:
+                continue
+
+    def _run_request(
+        self, make: Any, timeout: float | None = None, grace: float = _FOLLOW_GRACE
+    ) -> tuple[Any, list[bytes]]:
+        """A request about one run, sent to whichever node owns it now: follows ``RunMoved``
+        redirects, fails over when the daemon dies, and while no node it asks knows the run (an
+        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds."""
+        deadline = time.monotonic() + grace
+        asked = 0
+        while True:
+            try:
+                reply, frames = self._failover_request(make, timeout=timeout)
+            except errors.ConnectionError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+                self._rotate()
+                continue
+            if isinstance(reply, m.RunMoved):
+                if reply.owner_address not in self._known:
+                    self._known.append(reply.owner_address)
+                try:
+                    self._connect(reply.owner_address)
+                except errors.ConnectionError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.1)
+                    self._rotate()
+                continue
+            lost = (isinstance(reply, m.RunStatusReply) and reply.state == "UNKNOWN") or (
+                isinstance(reply, m.Results) and reply.missing
+            )
+            asked += 1
+            if lost and (asked < len(self._known) or time.monotonic() < deadline):
+                if asked >= len(self._known):
+                    time.sleep(0.1)
+                self._rotate()
+                continue
+            return reply, frames
+
     # -- API -------------------------------------------------------------------------------------
 
     def nodes(self) -> dict[str, NodeInfo]:
@@ -253,16 +306,25 @@ class Client:
 
     def run(self, run_id: str) -> Run:
         """A handle on an existing run (for ``handoffctl status``/``results``)."""
-        status = self._status(run_id, 0.0)
-        return Run(self, run_id, status.owner, list(status.placement) or None, None)
+        if not self._known[1:]:
+            try:
+                self.nodes()  # learn the cluster's addresses: the run may be owned elsewhere
+            except errors.HandoffError:
+                pass
+        status = self._status(run_id, 0.0, grace=0.0)
+        # Function ids come from the finished run's placement (now it may list only a few).
+        run = Run(self, run_id, status.owner, None, None)
+        run._last = status
+        run._exists = status.state != "UNKNOWN"
+        return run
 
     def runs(self) -> list[m.RunSummary]:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
 
-    def _status(self, run_id: str, wait: float) -> RunStatus:
-        reply, _ = self._failover_request(
-            lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout
+    def _status(self, run_id: str, wait: float, grace: float = _FOLLOW_GRACE) -> RunStatus:
+        reply, _ = self._run_request(
+            lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
         )
         error = error_from_info(reply.error) if reply.error is not None else None
         return RunStatus(
@@ -306,9 +368,11 @@ class Run:
         self._outputs = outputs
         self._deadline: float | None = None
         self._last: RunStatus | None = None
+        self._exists = True  # known to exist: while no node knows it, an owner is taking over
 
     def status(self) -> RunStatus:
-        self._last = self._client._status(self.id, 0.0)
+        grace = _FOLLOW_GRACE if self._exists else 0.0
+        self._last = self._client._status(self.id, 0.0, grace=grace)
         return self._last
 
     def wait(self, timeout: float | None = None) -> RunStatus:
@@ -351,12 +415,12 @@ class Run:
         return dict(self.status().placement)
 
     def cancel(self) -> None:
-        self._client._failover_request(lambda rid: m.CancelRun(rid, self.id))
+        self._client._run_request(lambda rid: m.CancelRun(rid, self.id))
 
     def release(self) -> None:
         """Tell the owner the results were collected, so every node frees them now."""
         try:
-            self._client._failover_request(lambda rid: m.FreeRunRequest(rid, self.id))
+            self._client._run_request(lambda rid: m.FreeRunRequest(rid, self.id), grace=0.0)
         except errors.HandoffError:
             pass
 
@@ -364,9 +428,10 @@ class Run:
         out: dict[str, Any] = {}
         for start in range(0, len(ids), _CHUNK):
             chunk = tuple(ids[start : start + _CHUNK])
-            reply, frames = self._client._failover_request(
+            reply, frames = self._client._run_request(
                 lambda rid, c=chunk: m.FetchResults(rid, self.id, c),
                 timeout=max(self._client.timeout, 60.0),
+                grace=10.0,
             )
             if reply.missing:
                 raise errors.HandoffError(

@@ -81,13 +81,67 @@ class Executor:
         self._flush_scheduled = False
         self.draining = False
         self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
+        # Fencing (DESIGN 3.5): run -> (highest owner term seen, that owner's address, name).
+        # Dispatches and owner commands from a lower term are refused or ignored; reports go to
+        # the owner of the highest term.
+        self.run_owners: dict[str, tuple[int, str, str]] = {}
+        # Told (run_id, term, owner name) when a run's owner changes to a higher term.
+        self.on_new_owner: Callable[[str, int, str], None] | None = None
+
+    # -- fencing -------------------------------------------------------------------------------
+
+    def learn_owner(self, run_id: str, term: int, address: str, name: str = "") -> bool:
+        """Record the run's owner at ``term``; False when ``term`` is stale (lower than seen)."""
+        known = self.run_owners.get(run_id)
+        if known is not None and term < known[0]:
+            return False
+        if known is None or term > known[0] or address != known[1]:
+            self.run_owners[run_id] = (term, address, name or (known[2] if known else ""))
+            for task in self._tasks.values():
+                if task.run_id == run_id:
+                    task.owner_address = address
+            if known is not None and term > known[0] and self.on_new_owner is not None:
+                self.on_new_owner(run_id, term, name)
+        return True
+
+    def term_of(self, run_id: str) -> int:
+        known = self.run_owners.get(run_id)
+        return known[0] if known is not None else 0
+
+    def on_reconcile(self, msg: m.ReconcileRun) -> m.RunHoldings | None:
+        """A new owner asks what we hold and run for the run; None if its term is stale."""
+        if not self.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner):
+            return None
+        held = tuple(
+            m.HeldValue(t, self.store.size(msg.run_id, t))
+            for t in sorted(self.store.tasks_of(msg.run_id))
+        )
+        running = tuple(
+            m.TaskAttempt(t.task_id, t.attempt)
+            for t in self._tasks.values()
+            if t.run_id == msg.run_id
+        )
+        return m.RunHoldings(msg.request_id, msg.run_id, msg.term, held, running)
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes]) -> None:
+    def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
         accepted: list[m.TaskAttempt] = []
         refused: list[m.Refusal] = []
         started: list[_Task] = []
+        if not self.learn_owner(msg.run_id, term, msg.owner_address):
+            stale = f"stale term {term}: the run's owner is at term {self.term_of(msg.run_id)}"
+            refused = [m.Refusal(i.task_id, i.attempt, stale) for i in msg.items]
+            self.counters["refused"] += len(refused)
+            self._send(
+                msg.owner_address,
+                m.DispatchReplied(
+                    msg.run_id, (), tuple(refused), dict(self.ledger.free), self.ledger.version
+                ),
+                [],
+                term=self.term_of(msg.run_id),
+            )
+            return
         for item in msg.items:
             key = (msg.run_id, item.task_id, item.attempt)
             if key in self._tasks:  # a duplicate delivery: already ours
@@ -127,6 +181,7 @@ class Executor:
                 self.ledger.version,
             ),
             [],
+            term=self.term_of(msg.run_id),
         )
         if started:
             self._on_resources_changed()
@@ -343,6 +398,9 @@ class Executor:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, {}
         for (owner, run_id), entries in outbox.items():
+            known = self.run_owners.get(run_id)
+            if known is not None:
+                owner = known[1]  # the run changed owner since the task was dispatched
             reports: list[m.TaskReport] = []
             frames: list[bytes] = []
             for report, value in entries:
@@ -366,11 +424,14 @@ class Executor:
                     run_id, tuple(reports), dict(self.ledger.free), self.ledger.version
                 ),
                 frames,
+                term=self.term_of(run_id),
             )
 
     # -- control -------------------------------------------------------------------------------
 
-    def on_cancel(self, msg: m.CancelTasks) -> None:
+    def on_cancel(self, msg: m.CancelTasks, term: int = 0) -> None:
+        if term < self.term_of(msg.run_id):
+            return  # a deposed owner: the attempts belong to the new one
         for item in msg.items:
             key = (msg.run_id, item.task_id, item.attempt)
             task = self._tasks.get(key)
@@ -396,8 +457,11 @@ class Executor:
                     None,
                 )
 
-    def on_free_run(self, msg: m.FreeRun) -> None:
+    def on_free_run(self, msg: m.FreeRun, term: int = 0) -> None:
+        if term < self.term_of(msg.run_id):
+            return
         self.store.drop_run(msg.run_id)
+        self.run_owners.pop(msg.run_id, None)
 
     def running_count(self) -> int:
         return len(self._tasks)

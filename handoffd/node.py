@@ -22,6 +22,7 @@ from handoffd.membership import swim
 from handoffd.owner_io import OwnerIO
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
+from handoffd.replication_io import ReplicationIO
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
 from handoffd.worker.ledger import Ledger
@@ -30,6 +31,14 @@ from handoffd.worker.pool import WorkerPool
 log = logging.getLogger("handoffd.node")
 
 _PEER_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
+_REPLICATION_TYPES = (
+    m.ReplicateRun,
+    m.ReplicateLog,
+    m.ReplicaAcked,
+    m.DropReplica,
+    m.ReconcileRun,
+    m.RunHoldings,
+)
 
 
 class Node:
@@ -52,6 +61,7 @@ class Node:
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
         self.executor: Executor | None = None
         self.owner: OwnerIO | None = None
+        self.replication: ReplicationIO | None = None
         self.pool: WorkerPool | None = None
         self._discovery: list[Any] = []
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -99,6 +109,8 @@ class Node:
         await self.pool.start()
         self.executor.pool = self.pool
         self.owner = OwnerIO(self)
+        self.replication = ReplicationIO(self)
+        self.executor.on_new_owner = self._run_owner_changed
         self.started_at = now
         self._schedule_tick()
         await self._start_discovery()
@@ -187,7 +199,7 @@ class Node:
     def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
         if address == self.address:
             # Our own node: skip the network, keep the same code path (decode-free).
-            asyncio.get_running_loop().call_soon(self._deliver_local, msg, list(frames or []))
+            asyncio.get_running_loop().call_soon(self._deliver_local, msg, list(frames or []), term)
             return True
         assert self._transport is not None
         return self._transport.send(address, self.encode(msg, frames, term))
@@ -219,27 +231,34 @@ class Node:
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, decoded.envelope.sender)
 
-    def _deliver_local(self, msg: Any, frames: list[Any]) -> None:
+    def _deliver_local(self, msg: Any, frames: list[Any], term: int = 0) -> None:
+        envelope = codec.Envelope(
+            codec.PROTOCOL_VERSION, msg.TYPE, self.name, self._incarnation(), term, 0
+        )
         try:
             self._route(
-                msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", None
+                msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", envelope
             )
         except Exception:  # noqa: BLE001
             log.exception("handling local %s failed", type(msg).__name__)
 
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         assert self.executor is not None and self.owner is not None
+        term = envelope.term if envelope is not None else 0
         if isinstance(msg, m.DispatchTasks):
-            self.executor.on_dispatch(msg, frames)
+            self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, m.FetchValues):
             self.executor.on_fetch(msg)
         elif isinstance(msg, m.ValuesFetched):
             if not self.owner.on_values(msg, frames):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
-            self.executor.on_cancel(msg)
+            self.executor.on_cancel(msg, term)
         elif isinstance(msg, m.FreeRun):
-            self.executor.on_free_run(msg)
+            self.executor.on_free_run(msg, term)
+        elif isinstance(msg, _REPLICATION_TYPES):
+            assert self.replication is not None
+            self.replication.handle(msg, frames, envelope)
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
@@ -260,6 +279,8 @@ class Node:
             self._run_membership(swim.Tick())
             if self.owner is not None:
                 self.owner.tick(self._clock())
+            if self.replication is not None:
+                self.replication.tick(self._clock())
         except Exception:  # noqa: BLE001
             log.exception("tick failed")
         if not self._stopping or self.membership is not None:
@@ -317,6 +338,13 @@ class Node:
             self._transport.forget(member.address)
         if self.owner is not None:
             self.owner.member_update(member)
+        if self.replication is not None and member.name != self.name:
+            self.replication.member_changed(change)
+
+    def _run_owner_changed(self, run_id: str, term: int, owner: str) -> None:
+        # Our executor learned a higher term for a run: if we owned it, we were deposed.
+        if self.replication is not None and owner != self.name:
+            self.replication.step_down(run_id, term)
 
     # -- queries -------------------------------------------------------------------------------
 

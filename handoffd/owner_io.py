@@ -9,6 +9,7 @@ or the retention time passed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -142,6 +143,13 @@ class OwnerIO:
         return envelope.sender if envelope is not None else self.node.name
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        replication = self.node.replication
+        if replication is not None:
+            if isinstance(msg, (m.DispatchReplied, m.TasksReported)):
+                if replication.fenced(msg.run_id, envelope):
+                    return  # another owner holds the run at a higher term: we stepped down
+            elif replication.redirect(msg, conn):
+                return  # a client asked about a run another node owns
         if isinstance(msg, m.DispatchReplied):
             node = self._node_name_for(envelope)
             self._feed(
@@ -212,6 +220,8 @@ class OwnerIO:
         elif isinstance(msg, m.FreeRunRequest):
             self._finished_at.pop(msg.run_id, None)
             self._feed(ev.ResultsReleased(msg.run_id))
+            if self.node.replication is not None:
+                self.node.replication.run_changed(msg.run_id)
             self.node.reply(conn, m.Ok(msg.request_id))
         elif isinstance(msg, m.ListRuns):
             runs = []
@@ -319,14 +329,16 @@ class OwnerIO:
             dict(st.counts),
             dict(st.placement),
             self.node.name,
-            self.scheduler.term,
-            (),
+            st.term,
+            self.node.replication.standbys(run_id) if self.node.replication is not None else (),
             error_info(st.error),
         )
 
     def _on_status(self, msg: m.GetRunStatus, conn: bytes) -> None:
         st = self.scheduler.run_status(msg.run_id)
-        if msg.wait <= 0 or st is None or st.state in TERMINAL:
+        replication = self.node.replication
+        taking_over = replication is not None and replication.taking_over(msg.run_id)
+        if msg.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
             self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
             return
         loop = asyncio.get_running_loop()
@@ -437,9 +449,15 @@ class OwnerIO:
             elif isinstance(ins, ev.RunAccepted):
                 pending = self._submits.pop(ins.run_id, None)
                 if pending is not None:
-                    self.node.reply(
-                        pending[0], m.RunAccepted(pending[1], ins.run_id, self.node.name)
-                    )
+                    accepted = m.RunAccepted(pending[1], ins.run_id, self.node.name)
+                    conn = pending[0]
+                    if self.node.replication is not None:
+                        # Answer once the standbys hold the run (DESIGN 3.5), bounded.
+                        self.node.replication.run_accepted(
+                            ins.run_id, functools.partial(self.node.reply, conn, accepted)
+                        )
+                    else:
+                        self.node.reply(conn, accepted)
             elif isinstance(ins, ev.RunRejected):
                 pending = self._submits.pop(ins.run_id, None)
                 info = error_info(ins.error)
@@ -451,6 +469,8 @@ class OwnerIO:
                 )
                 self._run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeResults):
+                if self.node.replication is not None:
+                    self.node.replication.run_changed(ins.run_id)
                 for name in ins.nodes:
                     address = self.node.address_of(name)
                     if address:
@@ -501,7 +521,7 @@ class OwnerIO:
             address,
             m.DispatchTasks(ins.run_id, self.node.address, tuple(items)),
             frames,
-            term=self.scheduler.term,
+            term=ins.term,
         )
 
     def _flatten(

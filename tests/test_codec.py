@@ -45,6 +45,8 @@ PINNED_TYPES = {
     29: "Results", 30: "CancelRun", 31: "ListRuns", 32: "RunList", 33: "StopNode", 34: "Ok",
     35: "FreeRunRequest", 40: "DispatchTasks", 41: "DispatchReplied", 42: "TasksReported",
     43: "FetchValues", 44: "ValuesFetched", 45: "CancelTasks", 46: "FreeRun",
+    60: "ReplicateRun", 61: "ReplicateLog", 62: "ReplicaAcked", 63: "DropReplica",
+    64: "ReconcileRun", 65: "RunHoldings", 66: "RunMoved",
 }  # fmt: skip
 
 

@@ -396,3 +396,112 @@ class FreeRunRequest:
 
     request_id: int
     run_id: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Owner replication, takeover and fencing: 60-79 (DESIGN.md 3.5; handoffd/replication)
+# The envelope's ``term`` is the sender's term for the run; every message here also names it.
+# ---------------------------------------------------------------------------------------------
+
+
+@message(60)
+class ReplicateRun:
+    """Owner -> standby: the whole run as of log ``seq``. Frame 0: the msgpack-encoded snapshot
+    (``RunState.snapshot`` without histories; task payloads inside as bytes)."""
+
+    run_id: str
+    term: int
+    seq: int
+    owner: str
+    owner_address: str
+    standbys: tuple[str, ...]  # takeover order
+
+
+@struct
+class TaskDelta:
+    """The replicated part of one task's record, as of the batch (state-based: re-applying is safe).
+    ``frame`` >= 0: the owner's inline copy of the value travels in that frame."""
+
+    task_id: str
+    state: str
+    attempt: int
+    node: str | None
+    size: int
+    locations: tuple[str, ...]
+    failures: int
+    losses: int
+    completions: int
+    frame: int
+
+
+@message(61)
+class ReplicateLog:
+    """Owner -> standby: batch ``seq`` of the run's replication log (one per loop iteration)."""
+
+    run_id: str
+    term: int
+    seq: int
+    standbys: tuple[str, ...]
+    tasks: tuple[TaskDelta, ...]
+    run_state: str
+    released: bool
+    error: bytes  # msgpack of the run's error as data, b"" for none
+
+
+@message(62)
+class ReplicaAcked:
+    """Standby -> owner: applied up to ``seq`` (``need_snapshot``: it saw a gap). ``term`` is the
+    highest term the standby knows for the run: above the owner's, the owner steps down."""
+
+    run_id: str
+    term: int
+    seq: int
+    need_snapshot: bool
+
+
+@message(63)
+class DropReplica:
+    """Owner -> a node that is no longer one of the run's standbys."""
+
+    run_id: str
+    term: int
+
+
+@message(64)
+class ReconcileRun:
+    """A new owner (``term``) asks a node what it holds and runs for ``run_id``; the node points the
+    run's reports to ``owner_address`` from now on and fences lower terms."""
+
+    request_id: int
+    run_id: str
+    term: int
+    owner: str
+    owner_address: str
+
+
+@struct
+class HeldValue:
+    task_id: str
+    size: int
+
+
+@message(65)
+class RunHoldings:
+    """A node's answer to ReconcileRun: values stored here and attempts still running here."""
+
+    request_id: int
+    run_id: str
+    term: int
+    held: tuple[HeldValue, ...]
+    running: tuple[TaskAttempt, ...]
+
+
+@message(66)
+class RunMoved:
+    """Reply to a client request about a run this node does not own: ask ``owner_address``."""
+
+    request_id: int
+    run_id: str
+    owner: str
+    owner_address: str
+    term: int

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,8 @@ from handoffd.scheduler.events import (
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
+    ATTEMPT_STRIDE,
+    CANCELLED,
     DONE,
     EXTRA_LOSSES,
     FAILED,
@@ -84,6 +86,7 @@ REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the vi
 MAX_BATCH = 4096  # ready tasks offered to placement per call
 MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
 EPS = 1e-6
+_REPLICATED = (DONE, FAILED, CANCELLED)
 
 
 @dataclass
@@ -141,6 +144,9 @@ class OwnerScheduler:
         self._refusal_timer = False
         self._dirty = False  # something changed that may let a ready task fit
         self._out = _Out()
+        # Told (run_id, task_id) of every move that a standby owner must know (into or out of
+        # DONE, into FAILED/CANCELLED): the replication log's feed.
+        self.on_change: Callable[[str, str], None] | None = None
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -163,9 +169,14 @@ class OwnerScheduler:
         result = list(out.direct)
         result += [CancelTasks(n, r, tuple(items)) for (n, r), items in out.cancels.items()]
         result += [
-            Dispatch(n, r, self.term, tuple(items)) for (n, r), items in out.dispatches.items()
+            Dispatch(n, r, self._term_of(r), tuple(items))
+            for (n, r), items in out.dispatches.items()
         ]
         return result
+
+    def _term_of(self, run_id: str) -> int:
+        run = self._runs.get(run_id)
+        return run.term if run is not None else self.term
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, NodeUpdate):
@@ -198,7 +209,7 @@ class OwnerScheduler:
         run = self._runs.get(run_id)
         if run is None:
             return None
-        return RunStatus(run.state, run.counts(), run.placement(), run.error, self.term)
+        return RunStatus(run.state, run.counts(), run.placement(), run.error, run.term)
 
     def result_location(self, run_id: str, task_id: str) -> tuple[bytes | None, tuple[str, ...]]:
         """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task."""
@@ -225,15 +236,27 @@ class OwnerScheduler:
 
     def snapshot(self, run_id: str) -> dict[str, Any]:
         """The run as plain data, for standby owners."""
-        data = self._runs[run_id].snapshot()
-        data["term"] = self.term
-        return data
+        return self._runs[run_id].snapshot()
 
-    def restore_run(self, data: dict[str, Any], now: float) -> list[Instruction]:
-        """Adopt a replicated run (takeover); tasks on nodes we do not see alive are treated as lost."""
+    def run_state(self, run_id: str) -> RunState | None:
+        """The run's live state (read-only use: the replication log reads task records)."""
+        return self._runs.get(run_id)
+
+    def term_of(self, run_id: str) -> int | None:
+        """The run's ownership term, or None when we do not own it."""
+        run = self._runs.get(run_id)
+        return run.term if run is not None else None
+
+    def restore_run(
+        self, data: dict[str, Any], now: float, term: int | None = None
+    ) -> list[Instruction]:
+        """Adopt a replicated run (takeover, at ``term``: default the scheduler's); tasks on nodes
+        we do not see alive are treated as lost. New attempts start above ``term * ATTEMPT_STRIDE``
+        so they never collide with the previous owner's."""
         self._now = max(self._now, now)
         run = RunState.from_snapshot(data, order=self._order)
-        run.term = self.term
+        run.term = self.term if term is None else term
+        run.attempt_floor = run.term * ATTEMPT_STRIDE
         run.seq = self._seq = self._seq + 1
         self._runs[run.run_id] = run
         run.listener = self._on_move
@@ -252,6 +275,26 @@ class OwnerScheduler:
         self._dirty = True
         self._place()
         return self._flush()
+
+    def step_down(self, run_id: str) -> bool:
+        """Drop a run another owner took over (higher term): no cancels, its attempts are the new
+        owner's now. False if we did not own it."""
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return False
+        run.listener = None
+        for rec in run.tasks.values():
+            if rec.state in ACTIVE and rec.node is not None:
+                self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, -1)
+            key = self._queued.pop((run_id, rec.id), None)
+            if key is not None:
+                del self._queue[bisect.bisect_left(self._queue, key)]
+            self._refused.pop((run_id, rec.id), None)
+        for pending in self._unacked.values():
+            for key3 in [k for k in pending if k[0] == run_id]:
+                del pending[key3]
+        self._dirty = True
+        return True
 
     def forget(self, run_id: str) -> None:
         """Drop a finished run entirely (after retention)."""
@@ -570,6 +613,8 @@ class OwnerScheduler:
     # -- bookkeeping through task moves --------------------------------------------------------------
 
     def _on_move(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        if self.on_change is not None and (new in _REPLICATED or old == DONE):
+            self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
             self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, -1)
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:

@@ -51,6 +51,9 @@ RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED = "RUNNING", "DONE", "FAILED", 
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
+#: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
+#: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
+ATTEMPT_STRIDE = 1_000_000
 
 
 class InvalidTransition(RuntimeError):
@@ -118,6 +121,7 @@ class RunState:
         self.state = RUN_RUNNING
         self.error: HandoffError | None = None
         self.released = False  # the client has all it wants: lost copies are no longer recomputed
+        self.attempt_floor = 0  # new attempts are numbered above this (term * ATTEMPT_STRIDE)
         self.holders: set[str] = set()  # live nodes whose store may hold results of this run
         self.listener: Listener | None = None
         self.specs: list[TaskSpec] = list(specs)
@@ -301,7 +305,7 @@ class RunState:
         return cancels
 
     def assign(self, rec: TaskRecord, node: str, now: float) -> None:
-        rec.attempt += 1
+        rec.attempt = max(rec.attempt, self.attempt_floor) + 1
         rec.node = node
         gid = self.group_of.get(rec.id)
         if gid is not None:

@@ -55,6 +55,7 @@ class ControlClient:
         self._poller.register(self._sock, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
         self.connected = False
+        self.disconnected = False  # the daemon hung up after the handshake
         try:
             self._sock.connect(tcp_endpoint(host, port))
             self._await_handshake(connect_timeout)
@@ -124,10 +125,15 @@ class ControlClient:
         while True:
             left = deadline - time.monotonic()
             ready = dict(self._poller.poll(max(0, int(left * 1000))))
-            if self._monitor in ready:
-                self._monitor.recv_multipart()  # connection events; reconnects are automatic
             if self._sock in ready:
                 return self._sock.recv_multipart(zmq.NOBLOCK)
+            if self._monitor in ready:
+                event = parse_monitor_message(self._monitor.recv_multipart())["event"]
+                if event == zmq.EVENT_DISCONNECTED:
+                    # The daemon went away (crash: seen in ms): no reply is coming on this
+                    # connection, so let the caller fail over now rather than at its deadline.
+                    self.disconnected = True
+                    return None
             if time.monotonic() >= deadline:
                 return None
 

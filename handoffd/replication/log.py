@@ -1,0 +1,224 @@
+"""The owner's side of replication: which nodes stand by for each run, and the log sent to them.
+
+Design (DESIGN.md 3.5, primary-backup with a per-run log): before the client hears "accepted", the
+owner sends each standby a snapshot of the run and waits for their acks, bounded by
+``accept_timeout`` (a standby that does not ack in time is dropped from the set, never a blocker;
+with no live peer the run proceeds unreplicated). Afterwards every state change a takeover needs
+(a task into or out of DONE, into FAILED/CANCELLED; the run's end and release) is marked dirty and
+sent once per loop iteration as one numbered batch. Batches carry the *current* state of the dirty
+tasks, not operations, so applying a batch twice is harmless and a snapshot at ``seq`` followed by
+batch ``seq + 1`` is always consistent. A standby that sees a gap asks for a snapshot; one that
+stays behind for ``resend_after`` gets one unasked.
+
+Standbys are chosen by rendezvous hashing of (run id, node name) over the live nodes: every node
+computes the same order from the same membership view, and a node joining or leaving moves only the
+runs it ranks first for. Pure: no I/O, ``now`` passed in; the shell (``replication_io``) executes
+the instructions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+def standby_order(run_id: str, names: Iterable[str]) -> list[str]:
+    """``names`` in the run's deterministic rendezvous order (highest hash first)."""
+
+    def score(name: str) -> bytes:
+        return hashlib.blake2b(f"{run_id}\x00{name}".encode(), digest_size=8).digest()
+
+    return sorted(set(names), key=lambda n: (score(n), n), reverse=True)
+
+
+@dataclass(frozen=True)
+class SendSnapshot:
+    """Send ``node`` the run's full state as of log ``seq``."""
+
+    run_id: str
+    node: str
+    seq: int
+    standbys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SendLog:
+    """Send batch ``seq`` (the current state of ``task_ids`` and of the run) to ``nodes``."""
+
+    run_id: str
+    seq: int
+    nodes: tuple[str, ...]
+    standbys: tuple[str, ...]
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Drop:
+    """``node`` is no longer a standby of the run: it should forget its replica."""
+
+    run_id: str
+    node: str
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Every standby acked the initial snapshot or was dropped: answer the client now."""
+
+    run_id: str
+    standbys: tuple[str, ...]
+
+
+@dataclass
+class _Primary:
+    run_id: str
+    standbys: list[str]  # takeover order
+    seq: int = 0  # last batch sent
+    acked: dict[str, int] = field(default_factory=dict)  # standby -> highest seq applied
+    sent_at: dict[str, float] = field(default_factory=dict)  # standby -> last snapshot sent
+    # standby -> (a seq it had not acked, since when): still short of it after resend_after: resend
+    awaiting: dict[str, tuple[int, float]] = field(default_factory=dict)
+    accepting_until: float | None = None  # waiting for initial acks until then
+    dirty: set[str] = field(default_factory=set)
+    run_dirty: bool = False
+
+
+class ReplicationLog:
+    """Standby sets and replication logs of the runs this node owns."""
+
+    def __init__(
+        self,
+        node_name: str,
+        replicas: int,
+        *,
+        accept_timeout: float = 2.0,
+        resend_after: float = 1.0,
+    ) -> None:
+        self.node_name = node_name
+        self.replicas = replicas
+        self.accept_timeout = accept_timeout
+        self.resend_after = resend_after
+        self._runs: dict[str, _Primary] = {}
+
+    def standbys(self, run_id: str) -> tuple[str, ...]:
+        primary = self._runs.get(run_id)
+        return tuple(primary.standbys) if primary is not None else ()
+
+    def tracked(self, run_id: str) -> bool:
+        return run_id in self._runs
+
+    def choose(self, run_id: str, alive: Iterable[str]) -> list[str]:
+        peers = [n for n in alive if n != self.node_name]
+        return standby_order(run_id, peers)[: self.replicas]
+
+    def track(self, run_id: str, alive: Iterable[str], now: float, *, accept: bool) -> list[object]:
+        """Start replicating a run we now own; with ``accept`` an ``Accept`` follows the acks."""
+        primary = _Primary(run_id, self.choose(run_id, alive))
+        self._runs[run_id] = primary
+        out: list[object] = [self._snapshot(primary, n, now) for n in primary.standbys]
+        if accept:
+            if primary.standbys:
+                primary.accepting_until = now + self.accept_timeout
+            else:
+                out.append(Accept(run_id, ()))
+        return out
+
+    def untrack(self, run_id: str) -> list[object]:
+        primary = self._runs.pop(run_id, None)
+        if primary is None:
+            return []
+        return [Drop(run_id, n) for n in primary.standbys]
+
+    def changed(self, run_id: str, task_id: str | None = None) -> None:
+        """A task (or, with None, the run itself) changed in a way standbys must learn."""
+        primary = self._runs.get(run_id)
+        if primary is None:
+            return
+        if task_id is None:
+            primary.run_dirty = True
+        else:
+            primary.dirty.add(task_id)
+
+    def flush(self) -> list[object]:
+        """One batch per run with changes since the last flush."""
+        out: list[object] = []
+        for primary in self._runs.values():
+            if not primary.dirty and not primary.run_dirty:
+                continue
+            primary.seq += 1
+            tasks = tuple(sorted(primary.dirty))
+            primary.dirty.clear()
+            primary.run_dirty = False
+            if primary.standbys:
+                standbys = tuple(primary.standbys)
+                out.append(SendLog(primary.run_id, primary.seq, standbys, standbys, tasks))
+        return out
+
+    def on_ack(
+        self, run_id: str, node: str, seq: int, need_snapshot: bool, now: float
+    ) -> list[object]:
+        primary = self._runs.get(run_id)
+        if primary is None or node not in primary.standbys:
+            return []
+        if need_snapshot:
+            return [self._snapshot(primary, node, now)]
+        primary.acked[node] = max(primary.acked.get(node, -1), seq)
+        return self._maybe_accept(primary)
+
+    def members_changed(self, alive: Iterable[str], now: float) -> list[object]:
+        """Re-choose standbys: newcomers get a snapshot, those left out are told to drop."""
+        alive = list(alive)
+        out: list[object] = []
+        for primary in self._runs.values():
+            wanted = self.choose(primary.run_id, alive)
+            if wanted == primary.standbys:
+                continue
+            live = set(alive)
+            for gone in primary.standbys:
+                if gone not in wanted:
+                    primary.acked.pop(gone, None)
+                    primary.sent_at.pop(gone, None)
+                    primary.awaiting.pop(gone, None)
+                    if gone in live:
+                        out.append(Drop(primary.run_id, gone))
+            new = [n for n in wanted if n not in primary.standbys]
+            primary.standbys = wanted
+            out += [self._snapshot(primary, n, now) for n in new]
+            out += self._maybe_accept(primary)
+        return out
+
+    def tick(self, now: float) -> list[object]:
+        """Drop standbys that missed the accept deadline; resend snapshots to laggards."""
+        out: list[object] = []
+        for primary in self._runs.values():
+            if primary.accepting_until is not None and now >= primary.accepting_until:
+                primary.standbys = [n for n in primary.standbys if n in primary.acked]
+                out += self._maybe_accept(primary)
+                continue
+            for node in primary.standbys:
+                acked = primary.acked.get(node, -1)
+                mark = primary.awaiting.get(node)
+                if mark is not None and acked >= mark[0]:
+                    mark = None  # it caught up with what it was missing
+                if mark is None and acked < primary.seq:
+                    mark = (primary.seq, now)
+                if mark is None:
+                    primary.awaiting.pop(node, None)
+                elif now - mark[1] >= self.resend_after:
+                    primary.awaiting.pop(node, None)
+                    out.append(self._snapshot(primary, node, now))
+                else:
+                    primary.awaiting[node] = mark
+        return out
+
+    def _snapshot(self, primary: _Primary, node: str, now: float) -> SendSnapshot:
+        primary.sent_at[node] = now
+        return SendSnapshot(primary.run_id, node, primary.seq, tuple(primary.standbys))
+
+    def _maybe_accept(self, primary: _Primary) -> list[object]:
+        if primary.accepting_until is None:
+            return []
+        if all(primary.acked.get(n, -1) >= 0 for n in primary.standbys):
+            primary.accepting_until = None
+            return [Accept(primary.run_id, tuple(primary.standbys))]
+        return []

@@ -1,0 +1,433 @@
+"""Replication and takeover I/O shell: runs the pure ``ReplicationLog`` (runs we own),
+``StandbyStore`` (runs we stand by for) and ``takeover.merge`` on the daemon's loop.
+
+Owner side: a submission is answered only after the standbys acked the snapshot (bounded); task moves
+the scheduler reports through ``on_change`` are flushed as one log batch per loop iteration.
+Standby side: replicas are kept as plain data; when membership declares the owner DEAD and we are the
+first live standby, we take over at term + 1: ask every live node (ourselves included) what it holds
+and runs for the run (``ReconcileRun``; that also points their reports to us and fences the old term),
+merge, restore into our scheduler, and start replicating to our own standbys.
+Fencing: a higher term seen in any reply about a run we own makes us step down (DESIGN.md 3.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from handoffd.protocol import messages as m
+from handoffd.replication import log as rlog
+from handoffd.replication import takeover
+from handoffd.replication.standby import Ack, Replica, StandbyStore
+from handoffd.scheduler.run import error_to_data
+
+if TYPE_CHECKING:
+    from handoffd.node import Node
+
+log = logging.getLogger("handoffd.replication")
+
+RECONCILE_TIMEOUT = 1.0  # seconds a new owner waits for nodes' holdings before it carries on
+_CLIENT_REQUESTS = (m.GetRunStatus, m.FetchResults, m.CancelRun, m.FreeRunRequest)
+
+
+def _pack(data: Any) -> bytes:
+    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
+
+
+@dataclass
+class _Takeover:
+    replica: Replica
+    term: int
+    request_id: int
+    started: float  # monotonic
+    waiting: set[str]
+    holdings: dict[str, takeover.Holdings] = field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+
+
+class ReplicationIO:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        assert node.owner is not None
+        self.owner = node.owner
+        self.scheduler = node.owner.scheduler
+        self.log = rlog.ReplicationLog(node.name, node.config.replicas)
+        self.standby = StandbyStore(node.name)
+        self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
+        self._takeovers: dict[str, _Takeover] = {}
+        self._moved: dict[str, tuple[int, str, str]] = {}  # run -> (term, owner, address) we know
+        self._request_ids = itertools.count(1 << 50)
+        self._flush_scheduled = False
+        self.takeover_seconds: dict[str, float] = {}  # run -> DEAD verdict to first dispatch
+        self.scheduler.on_change = self._changed
+
+    # -- owner side ----------------------------------------------------------------------------
+
+    def _alive(self) -> list[str]:
+        return [s.name for s in self.node.members() if s.status == m.ALIVE]
+
+    def run_accepted(self, run_id: str, answer: Callable[[], None]) -> None:
+        """The scheduler accepted a run: replicate it, then ``answer`` the client."""
+        self._accepts[run_id] = answer
+        self._execute(self.log.track(run_id, self._alive(), self.node._clock(), accept=True))
+
+    def standbys(self, run_id: str) -> tuple[str, ...]:
+        return self.log.standbys(run_id)
+
+    def run_changed(self, run_id: str) -> None:
+        self.log.changed(run_id, None)
+        self._schedule_flush()
+
+    def _changed(self, run_id: str, task_id: str) -> None:
+        self.log.changed(run_id, task_id)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._execute(self.log.flush())
+
+    def _execute(self, instructions: list[object]) -> None:
+        for ins in instructions:
+            if isinstance(ins, rlog.SendSnapshot):
+                self._send_snapshot(ins)
+            elif isinstance(ins, rlog.SendLog):
+                self._send_log(ins)
+            elif isinstance(ins, rlog.Drop):
+                address = self.node.address_of(ins.node)
+                term = self.scheduler.term_of(ins.run_id) or 0
+                if address:
+                    self.node.send(address, m.DropReplica(ins.run_id, term), term=term)
+            elif isinstance(ins, rlog.Accept):
+                answer = self._accepts.pop(ins.run_id, None)
+                if answer is not None:
+                    answer()
+
+    def _send_snapshot(self, ins: rlog.SendSnapshot) -> None:
+        run = self.scheduler.run_state(ins.run_id)
+        address = self.node.address_of(ins.node)
+        if run is None or not address:
+            return
+        data = run.snapshot()
+        for rec in data["tasks"].values():
+            rec["history"] = []
+        msg = m.ReplicateRun(
+            ins.run_id, run.term, ins.seq, self.node.name, self.node.address, ins.standbys
+        )
+        self.node.send(address, msg, [_pack(data)], term=run.term)
+
+    def _send_log(self, ins: rlog.SendLog) -> None:
+        run = self.scheduler.run_state(ins.run_id)
+        if run is None:
+            return
+        frames: list[bytes] = []
+        deltas = []
+        for task_id in ins.task_ids:
+            rec = run.tasks.get(task_id)
+            if rec is None:
+                continue
+            frame = -1
+            if rec.value is not None and rec.state == "DONE":
+                frame = len(frames)
+                frames.append(rec.value)
+            deltas.append(
+                m.TaskDelta(
+                    task_id,
+                    rec.state,
+                    rec.attempt,
+                    rec.node,
+                    rec.size,
+                    tuple(sorted(rec.locations)),
+                    rec.failures,
+                    rec.losses,
+                    rec.completions,
+                    frame,
+                )
+            )
+        error = error_to_data(run.error)
+        msg = m.ReplicateLog(
+            ins.run_id,
+            run.term,
+            ins.seq,
+            ins.standbys,
+            tuple(deltas),
+            run.state,
+            run.released,
+            _pack(error) if error is not None else b"",
+        )
+        for name in ins.nodes:
+            address = self.node.address_of(name)
+            if address:
+                self.node.send(address, msg, frames, term=run.term)
+
+    def step_down(self, run_id: str, term: int, owner: str = "", address: str = "") -> None:
+        """Another owner holds the run at a higher ``term``: stop scheduling it, forward clients."""
+        mine = self.scheduler.term_of(run_id)
+        if address:
+            self._note_owner(run_id, term, owner, address)
+        if mine is None or mine >= term:
+            return
+        log.warning("run %s: stepping down (our term %d, seen term %d)", run_id, mine, term)
+        self.scheduler.step_down(run_id)
+        self._accepts.pop(run_id, None)
+        self._execute(self.log.untrack(run_id))
+
+    def _note_owner(self, run_id: str, term: int, owner: str, address: str) -> None:
+        known = self._moved.get(run_id)
+        if known is None or term >= known[0]:
+            self._moved[run_id] = (term, owner, address)
+
+    def fenced(self, run_id: str, envelope: Any) -> bool:
+        """A message about a run we own came with a higher term: step down; True if so."""
+        term = envelope.term if envelope is not None else 0
+        mine = self.scheduler.term_of(run_id)
+        if mine is None or term <= mine:
+            return False
+        self.step_down(run_id, term)
+        return True
+
+    def member_changed(self, change: Any) -> None:
+        now = self.node._clock()
+        self._execute(self.log.members_changed(self._alive(), now))
+        if change.new in (m.DEAD, m.LEFT):
+            self._check_takeovers()
+            for job in self._takeovers.values():
+                if change.name in job.waiting:
+                    job.waiting.discard(change.name)
+                    if not job.waiting:
+                        self._finish_takeover(job.replica.run_id)
+                        break
+        elif change.new == m.ALIVE and change.old in (m.DEAD, m.LEFT):
+            # Back from the dead (a healed partition): tell it which runs we own at a higher
+            # term, so a deposed owner there steps down and its executor reports to us.
+            for run_id in self.scheduler.runs():
+                term = self.scheduler.term_of(run_id) or 0
+                if term > 0:
+                    self.node.send(
+                        change.member.address,
+                        m.ReconcileRun(0, run_id, term, self.node.name, self.node.address),
+                        term=term,
+                    )
+
+    def tick(self, now: float) -> None:
+        self._execute(self.log.tick(now))
+
+    # -- standby side --------------------------------------------------------------------------
+
+    def handle(self, msg: Any, frames: list[bytes], envelope: Any) -> None:
+        sender = envelope.sender if envelope is not None else self.node.name
+        if isinstance(msg, m.ReplicateRun):
+            if not frames:
+                return
+            data = _unpack(bytes(frames[0]))
+            ack = self.standby.on_snapshot(
+                msg.run_id, msg.term, msg.seq, msg.owner, msg.owner_address, msg.standbys, data
+            )
+            assert self.node.executor is not None
+            self.node.executor.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
+            self._ack(ack)
+        elif isinstance(msg, m.ReplicateLog):
+            tasks = []
+            for d in msg.tasks:
+                value = bytes(frames[d.frame]) if 0 <= d.frame < len(frames) else None
+                tasks.append(
+                    {
+                        "task_id": d.task_id,
+                        "state": d.state,
+                        "attempt": d.attempt,
+                        "node": d.node,
+                        "size": d.size,
+                        "locations": list(d.locations),
+                        "failures": d.failures,
+                        "losses": d.losses,
+                        "completions": d.completions,
+                        "value": value,
+                    }
+                )
+            run_fields = {
+                "state": msg.run_state,
+                "released": msg.released,
+                "error": _unpack(msg.error) if msg.error else None,
+            }
+            replica = self.standby.replicas.get(msg.run_id)
+            owner_address = replica.owner_address if replica else self.node.address_of(sender)
+            ack2 = self.standby.on_log(
+                msg.run_id, msg.term, msg.seq, owner_address or "", msg.standbys, tasks, run_fields
+            )
+            if ack2 is not None:
+                self._ack(ack2)
+        elif isinstance(msg, m.ReplicaAcked):
+            if self.fenced(msg.run_id, envelope):
+                return
+            self._execute(
+                self.log.on_ack(msg.run_id, sender, msg.seq, msg.need_snapshot, self.node._clock())
+            )
+        elif isinstance(msg, m.DropReplica):
+            self.standby.drop(msg.run_id, msg.term)
+        elif isinstance(msg, m.ReconcileRun):
+            self._on_reconcile(msg)
+        elif isinstance(msg, m.RunHoldings):
+            self._on_holdings(msg, sender)
+
+    def _ack(self, ack: Ack) -> None:
+        if ack.owner_address:
+            self.node.send(
+                ack.owner_address,
+                m.ReplicaAcked(ack.run_id, ack.term, ack.seq, ack.need_snapshot),
+                term=ack.term,
+            )
+
+    def _on_reconcile(self, msg: m.ReconcileRun) -> None:
+        assert self.node.executor is not None
+        if not self.standby.new_owner(msg.run_id, msg.term, msg.owner):
+            return
+        job = self._takeovers.get(msg.run_id)
+        if job is not None and msg.owner != self.node.name and msg.term >= job.term:
+            log.warning(
+                "run %s: %s took over at term %d; we stand back", msg.run_id, msg.owner, msg.term
+            )
+            self._cancel_takeover(msg.run_id)
+        if msg.owner != self.node.name:
+            self.step_down(msg.run_id, msg.term, msg.owner, msg.owner_address)
+            self._note_owner(msg.run_id, msg.term, msg.owner, msg.owner_address)
+        holdings = self.node.executor.on_reconcile(msg)
+        if holdings is not None and msg.request_id:
+            self.node.send(msg.owner_address, holdings, term=msg.term)
+
+    # -- takeover ------------------------------------------------------------------------------
+
+    def _status_of(self, name: str) -> int | None:
+        if name == self.node.name:
+            return m.ALIVE
+        member = self.node.membership.get(name) if self.node.membership is not None else None
+        return member.status if member is not None else None
+
+    def taking_over(self, run_id: str) -> bool:
+        return run_id in self._takeovers
+
+    def _check_takeovers(self) -> None:
+        for run_id in self.standby.takeover_due(self._status_of):
+            if run_id in self._takeovers or self.scheduler.term_of(run_id) is not None:
+                continue
+            replica = self.standby.take(run_id)
+            if replica is not None:
+                self._start_takeover(replica)
+
+    def _start_takeover(self, replica: Replica) -> None:
+        run_id = replica.run_id
+        term = replica.term + 1
+        targets = {
+            s.name: s.address
+            for s in self.node.members()
+            if s.status in (m.ALIVE, m.SUSPECT) and s.name != self.node.name
+        }
+        targets[self.node.name] = self.node.address
+        job = _Takeover(replica, term, next(self._request_ids), time.monotonic(), set(targets))
+        self._takeovers[run_id] = job
+        log.warning(
+            "run %s: owner %s is dead; taking over at term %d (asking %d nodes what they hold)",
+            run_id,
+            replica.owner,
+            term,
+            len(targets),
+        )
+        self.standby.seen_term(run_id, term)
+        for address in targets.values():
+            self.node.send(
+                address,
+                m.ReconcileRun(job.request_id, run_id, term, self.node.name, self.node.address),
+                term=term,
+            )
+        job.timer = asyncio.get_running_loop().call_later(
+            RECONCILE_TIMEOUT, self._finish_takeover, run_id
+        )
+
+    def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
+        job = self._takeovers.get(msg.run_id)
+        if job is None or msg.request_id != job.request_id:
+            return
+        job.holdings[sender] = takeover.Holdings(
+            {h.task_id: h.size for h in msg.held}, {a.task_id: a.attempt for a in msg.running}
+        )
+        job.waiting.discard(sender)
+        if not job.waiting:
+            self._finish_takeover(msg.run_id)
+
+    def _cancel_takeover(self, run_id: str) -> None:
+        job = self._takeovers.pop(run_id, None)
+        if job is not None and job.timer is not None:
+            job.timer.cancel()
+
+    def _finish_takeover(self, run_id: str) -> None:
+        job = self._takeovers.pop(run_id, None)
+        if job is None:
+            return
+        if job.timer is not None:
+            job.timer.cancel()
+        # Only answers from nodes still alive count: a copy on a node that died meanwhile is lost.
+        holdings = {
+            n: h for n, h in job.holdings.items() if self._status_of(n) in (m.ALIVE, m.SUSPECT)
+        }
+        merged = takeover.merge(job.replica.data, holdings)
+        instructions = self.scheduler.restore_run(merged, self.node._clock(), term=job.term)
+        dispatches = sum(1 for i in instructions if type(i).__name__ == "Dispatch")
+        self.owner._apply(instructions)
+        elapsed = time.monotonic() - job.started
+        self.takeover_seconds[run_id] = elapsed
+        status = self.scheduler.run_status(run_id)
+        log.warning(
+            "run %s: took over at term %d in %.3f s (%d nodes answered; %s); "
+            "first dispatch to %d nodes at wall %.6f",
+            run_id,
+            job.term,
+            elapsed,
+            len(holdings),
+            dict(status.counts) if status is not None else {},
+            dispatches,
+            time.time(),
+        )
+        self._note_owner(run_id, job.term, self.node.name, self.node.address)
+        self._execute(self.log.track(run_id, self._alive(), self.node._clock(), accept=False))
+        if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
+            self.owner._run_finished(run_id)
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def redirect(self, msg: Any, conn: bytes) -> bool:
+        """Answer a client's request about a run we do not own with the owner we know; False when we
+        know no live owner (the caller answers as for an unknown run)."""
+        if not isinstance(msg, _CLIENT_REQUESTS) or self.scheduler.term_of(msg.run_id) is not None:
+            return False
+        if msg.run_id in self._takeovers:
+            return False
+        best = self._moved.get(msg.run_id)
+        assert self.node.executor is not None
+        known = self.node.executor.run_owners.get(msg.run_id)
+        if known is not None and (best is None or known[0] > best[0]):
+            best = (known[0], known[2], known[1])
+        replica = self.standby.replicas.get(msg.run_id)
+        if replica is not None and (best is None or replica.term > best[0]):
+            best = (replica.term, replica.owner, replica.owner_address)
+        if best is None or best[2] == self.node.address:
+            return False
+        term, owner, address = best
+        member = next((s for s in self.node.members() if s.address == address), None)
+        if member is not None and member.status in (m.DEAD, m.LEFT):
+            return False
+        self.node.reply(conn, m.RunMoved(msg.request_id, msg.run_id, owner, address, term))
+        return True
