@@ -73,6 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--max-workers", type=int, help="worker processes (default: the cpu capacity)"
     )
+    start.add_argument(
+        "--store-memory",
+        type=float,
+        default=1024.0,
+        metavar="MB",
+        help="result store memory before values spill to disk (default 1024 MB)",
+    )
+    start.add_argument("--spill-dir", help="where spilled values go (default: the system temp dir)")
+    start.add_argument(
+        "--result-retention",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="free a finished run's values after this long if no client collected them",
+    )
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="text", choices=["text", "json"])
     stop = sub.add_parser("stop", help="drain and stop a daemon started on this machine")
@@ -126,6 +141,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         raise ValueError("--replicas must be >= 0")
     if args.max_workers is not None and args.max_workers < 1:
         raise ValueError("--max-workers must be >= 1")
+    if args.store_memory < 0 or args.result_retention <= 0:
+        raise ValueError("--store-memory must be >= 0 and --result-retention > 0")
     return NodeConfig(
         name=name,
         host=args.host,
@@ -138,6 +155,9 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         insecure=args.insecure,
         replicas=args.replicas,
         max_workers=args.max_workers,
+        spill_bytes=int(args.store_memory * 1024 * 1024),
+        spill_dir=args.spill_dir,
+        result_retention_s=args.result_retention,
     )
 
 
