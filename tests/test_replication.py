@@ -1,0 +1,234 @@
+"""Pure tests of owner replication and takeover (handoffd/replication): standby order, the log with
+acks and catch-up snapshots, stale terms ignored, one takeover per side, and the takeover merge
+restored into a real OwnerScheduler."""
+
+from __future__ import annotations
+
+import copy
+
+from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT
+from handoffd.replication import log as rlog
+from handoffd.replication.standby import StandbyStore
+from handoffd.replication.takeover import Holdings, merge
+from handoffd.scheduler import events as ev
+from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.scheduler.run import ATTEMPT_STRIDE
+from handoffd.spec import RunOptions, TaskSpec
+
+NODES = ["a", "b", "c", "d", "e"]
+
+
+def spec(task_id: str, *deps: str) -> TaskSpec:
+    return TaskSpec(
+        id=task_id, deps=tuple(deps), cost={"cpu": 1.0}, payload=b"code-" + task_id.encode()
+    )
+
+
+def owner_with_chain(name: str = "a") -> OwnerScheduler:
+    """Owner ``name`` of run r1: x -> y -> z, plus w independent; workers b and c, 4 cpus each."""
+    sched = OwnerScheduler(name, now=0.0)
+    for n in ["b", "c"]:
+        sched.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
+    sched.handle(
+        ev.SubmitRun("r1", (spec("x"), spec("y", "x"), spec("z", "y"), spec("w")), RunOptions()),
+        0.0,
+    )
+    return sched
+
+
+def test_standby_order_is_deterministic_and_excludes_the_owner() -> None:
+    order = rlog.standby_order("run-1", NODES)
+    assert order == rlog.standby_order("run-1", list(reversed(NODES)))  # input order irrelevant
+    assert sorted(order) == NODES
+    log_a = rlog.ReplicationLog("a", 2)
+    chosen = log_a.choose("run-1", NODES)
+    assert chosen == [n for n in order if n != "a"][:2]
+    # A node leaving only removes it from the order; the others keep their relative order.
+    rest = [n for n in order if n != order[0]]
+    assert rlog.standby_order("run-1", rest) == rest
+    # Different runs spread over different standbys.
+    firsts = {rlog.standby_order(f"run-{i}", NODES)[0] for i in range(50)}
+    assert len(firsts) >= 4
+
+
+def test_accept_waits_for_snapshot_acks_and_drops_a_silent_standby() -> None:
+    log_a = rlog.ReplicationLog("a", 2, accept_timeout=2.0)
+    out = log_a.track("r", ["a", "b", "c"], 0.0, accept=True)
+    snaps = [i for i in out if isinstance(i, rlog.SendSnapshot)]
+    assert {s.node for s in snaps} == {"b", "c"} and not any(
+        isinstance(i, rlog.Accept) for i in out
+    )
+    first, second = log_a.standbys("r")
+    assert log_a.on_ack("r", first, 0, False, 0.1) == []  # one of two: keep waiting
+    assert log_a.tick(1.0) == []
+    out = log_a.tick(2.5)  # the other never answered: dropped, not a blocker
+    assert out == [rlog.Accept("r", (first,))]
+    assert log_a.standbys("r") == (first,)
+
+
+def test_no_live_peer_accepts_at_once_unreplicated() -> None:
+    log_a = rlog.ReplicationLog("a", 2)
+    assert log_a.track("r", ["a"], 0.0, accept=True) == [rlog.Accept("r", ())]
+
+
+def test_log_batches_per_flush_and_standby_applies_in_order() -> None:
+    sched = owner_with_chain()
+    data = sched.snapshot("r1")
+    log_a = rlog.ReplicationLog("a", 2)
+    log_a.track("r1", ["a", "b", "c"], 0.0, accept=False)
+    standby = StandbyStore("b")
+    ack = standby.on_snapshot("r1", 0, 0, "a", "a:1", ("b", "c"), copy.deepcopy(data))
+    assert (ack.seq, ack.need_snapshot) == (0, False)
+    log_a.changed("r1", "x")
+    log_a.changed("r1", "w")
+    log_a.changed("r1", "x")
+    (batch,) = log_a.flush()
+    assert isinstance(batch, rlog.SendLog) and batch.seq == 1 and batch.task_ids == ("w", "x")
+    assert log_a.flush() == []  # nothing new: no batch
+    x_done = {"task_id": "x", "state": "DONE", "attempt": 1, "node": "b", "size": 3,
+              "locations": ["b"], "failures": 0, "losses": 0, "completions": 1, "value": b"v"}  # fmt: skip
+    ack = standby.on_log("r1", 0, 1, "a:1", ("b", "c"), [x_done], {"state": "RUNNING"})
+    assert ack is not None and (ack.seq, ack.need_snapshot) == (1, False)
+    assert standby.replicas["r1"].data["tasks"]["x"]["state"] == "DONE"
+    assert standby.replicas["r1"].data["tasks"]["x"]["value"] == b"v"
+    # A duplicate batch is harmless; the owner learns how far the standby got.
+    ack = standby.on_log("r1", 0, 1, "a:1", ("b", "c"), [x_done], {"state": "RUNNING"})
+    assert ack is not None and ack.seq == 1 and not ack.need_snapshot
+    assert log_a.on_ack("r1", "b", 1, False, 0.2) == []
+
+
+def test_gap_asks_for_a_snapshot_and_catches_up() -> None:
+    sched = owner_with_chain()
+    standby = StandbyStore("b")
+    standby.on_snapshot("r1", 0, 0, "a", "a:1", ("b",), sched.snapshot("r1"))
+    ack = standby.on_log("r1", 0, 3, "a:1", ("b",), [], {"state": "RUNNING"})  # 1 and 2 lost
+    assert ack is not None and ack.need_snapshot and ack.seq == 0
+    log_a = rlog.ReplicationLog("a", 1)
+    log_a.track("r1", ["a", "b"], 0.0, accept=False)
+    for _ in range(3):
+        log_a.changed("r1", "x")
+        log_a.flush()
+    out = log_a.on_ack("r1", "b", ack.seq, ack.need_snapshot, 1.0)
+    assert out == [rlog.SendSnapshot("r1", "b", 3, ("b",))]
+    later = sched.snapshot("r1")
+    later["state"] = "DONE"
+    ack = standby.on_snapshot("r1", 0, 3, "a", "a:1", ("b",), later)
+    assert ack.seq == 3 and standby.replicas["r1"].data["state"] == "DONE"
+    ack2 = standby.on_log("r1", 0, 4, "a:1", ("b",), [], {"state": "DONE"})
+    assert ack2 is not None and ack2.seq == 4 and not ack2.need_snapshot
+
+
+def test_laggard_gets_a_snapshot_unasked() -> None:
+    log_a = rlog.ReplicationLog("a", 1, resend_after=1.0)
+    log_a.track("r", ["a", "b"], 0.0, accept=False)
+    log_a.on_ack("r", "b", 0, False, 0.0)
+    log_a.changed("r", "t")
+    log_a.flush()  # seq 1, never acked
+    assert log_a.tick(0.5) == []
+    assert log_a.tick(1.6) == [rlog.SendSnapshot("r", "b", 1, ("b",))]
+    log_a.on_ack("r", "b", 1, False, 1.7)
+    assert log_a.tick(5.0) == []
+
+
+def test_stale_term_is_ignored_and_answered_with_the_higher_term() -> None:
+    sched = owner_with_chain()
+    standby = StandbyStore("c")
+    standby.on_snapshot("r1", 1, 5, "b", "b:1", ("c",), sched.snapshot("r1"))
+    ack = standby.on_snapshot("r1", 0, 9, "a", "a:1", ("c",), sched.snapshot("r1"))
+    assert ack.term == 1  # the deposed owner hears of term 1 and steps down
+    assert standby.replicas["r1"].owner == "b" and standby.replicas["r1"].seq == 5
+    ack2 = standby.on_log("r1", 0, 6, "a:1", ("c",), [], {"state": "FAILED"})
+    assert ack2 is not None and ack2.term == 1
+    assert standby.replicas["r1"].data["state"] == "RUNNING"
+    assert not standby.new_owner("r1", 0, "a")
+    # A higher term from another owner drops our (now stale) replica.
+    assert standby.new_owner("r1", 2, "d")
+    assert "r1" not in standby.replicas
+
+
+def test_takeover_order_and_no_double_takeover_within_one_side() -> None:
+    data = owner_with_chain().snapshot("r1")
+    b, c = StandbyStore("b"), StandbyStore("c")
+    for store in (b, c):
+        store.on_snapshot("r1", 0, 0, "a", "a:1", ("b", "c"), copy.deepcopy(data))
+    view = {"a": ALIVE, "b": ALIVE, "c": ALIVE}
+    assert b.takeover_due(view.get) == [] and c.takeover_due(view.get) == []
+    view["a"] = SUSPECT  # not dead yet: nobody moves
+    assert b.takeover_due(view.get) == [] and c.takeover_due(view.get) == []
+    view["a"] = DEAD
+    assert b.takeover_due(view.get) == ["r1"]
+    assert c.takeover_due(view.get) == []  # b is ahead of c and alive: c waits
+    view["b"] = SUSPECT
+    assert c.takeover_due(view.get) == []  # a suspect is not dead
+    replica = b.take("r1")
+    assert replica is not None and b.term("r1") == 1 and b.takeover_due(view.get) == []
+    # b dies during or after its takeover: only now does c take over (term from b's view: c
+    # learned b's term 1 from b's ReconcileRun, dropping its replica unless b re-replicated).
+    view["b"] = DEAD
+    assert c.takeover_due(view.get) == ["r1"]
+
+
+def test_merge_keeps_survivors_adopts_running_and_requeues_the_rest() -> None:
+    sched = owner_with_chain()
+    run = sched.run_state("r1")
+    assert run is not None
+    x_node = run.tasks["x"].node
+    assert x_node is not None
+    sched.handle(ev.TaskSucceeded("r1", "x", 1, x_node, 10), 0.1)  # replicated
+    data = sched.snapshot("r1")  # what the standby holds when the owner dies
+    w_node, w_attempt = run.tasks["w"].node, run.tasks["w"].attempt
+    assert w_node is not None
+    # Since the last batch: y finished on b (its value is there); w is still running on w_node.
+    # b holds x too (fetched as y's input), so x survives even if x_node was the dead owner.
+    holdings = {"b": Holdings({"x": 10, "y": 7}, {}), "c": Holdings({}, {})}
+    holdings[w_node] = Holdings(dict(holdings[w_node].held), {"w": w_attempt})
+    merged = merge(data, holdings)
+    tasks = merged["tasks"]
+    assert tasks["x"]["state"] == "DONE" and "b" in tasks["x"]["locations"]
+    assert tasks["y"]["state"] == "DONE" and tasks["y"]["node"] == "b"
+    assert tasks["y"]["completions"] == 1 and tasks["y"]["size"] == 7
+    assert tasks["z"]["state"] == "READY"
+    assert (tasks["w"]["state"], tasks["w"]["node"], tasks["w"]["attempt"]) == (
+        "RUNNING", w_node, w_attempt)  # fmt: skip
+    # Restore into a standby's scheduler at term 1 (the old owner a is dead in its view).
+    new = OwnerScheduler("b", now=1.0)
+    for n in ["b", "c"]:
+        new.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 1.0)
+    new.handle(ev.NodeUpdate("a", "a:1", False, {"cpu": 4.0}, {}, 2), 1.0)
+    out = new.restore_run(merged, 1.0, term=1)
+    new.validate()
+    dispatches = [i for i in out if isinstance(i, ev.Dispatch)]
+    assert [(item.task_id, d.term) for d in dispatches for item in d.items] == [("z", 1)]
+    # New attempts never collide with the old owner's; the adopted attempt still reports here.
+    assert dispatches[0].items[0].attempt == ATTEMPT_STRIDE + 1
+    new.handle(ev.TaskSucceeded("r1", "w", w_attempt, w_node, 4), 1.1)
+    status = new.run_status("r1")
+    assert status is not None and status.term == 1 and status.counts["DONE"] == 3
+    # A report of an old-term attempt of z (dispatched by the dead owner, not replicated) is stale.
+    new.handle(ev.TaskSucceeded("r1", "z", 1, "c", 4), 1.2)
+    assert new.run_status("r1").counts["DONE"] == 3  # type: ignore[union-attr]
+    new.validate()
+
+
+def test_merge_recomputes_a_done_task_whose_copies_died() -> None:
+    sched = owner_with_chain()
+    run = sched.run_state("r1")
+    assert run is not None
+    x_node = run.tasks["x"].node
+    assert x_node is not None
+    sched.handle(ev.TaskSucceeded("r1", "x", 1, x_node, 10), 0.1)
+    data = sched.snapshot("r1")
+    merged = merge(data, {})  # nobody holds x any more, and it was not inline
+    assert merged["tasks"]["x"]["state"] == "READY"
+    assert merged["tasks"]["y"]["state"] == "PENDING"
+    assert merged["tasks"]["x"]["losses"] == 1
+
+
+def test_step_down_drops_the_run_without_cancels() -> None:
+    sched = owner_with_chain()
+    assert sched.step_down("r1")
+    assert sched.run_status("r1") is None and sched.runs() == []
+    for n in ["a", "b", "c"]:
+        assert sched.claims(n) == {}
+    sched.validate()
+    assert not sched.step_down("r1")
