@@ -43,7 +43,7 @@ def test_three_daemons_find_each_other_by_mdns_alone(daemons):
     specs = [(2, 2000, 0), (4, 4000, 0), (1, 1000, 1)]
     started = [
         daemons.start(host=h, cpu=c, memory=mem, gpu=g, mdns=True)
-        for h, (c, mem, g) in zip(hosts, specs)
+        for h, (c, mem, g) in zip(hosts, specs, strict=False)
     ]
 
     def all_three_everywhere() -> bool:
@@ -58,7 +58,7 @@ def test_three_daemons_find_each_other_by_mdns_alone(daemons):
         what="3 daemons ALIVE in every view via mDNS",
     )
     view = nodes_json(started[0].address)
-    for daemon, (cpu, memory, gpu) in zip(started, specs):
+    for daemon, (cpu, memory, gpu) in zip(started, specs, strict=False):
         entry = view[daemon.name]
         assert entry["address"] == daemon.address
         assert entry["capacity"]["cpu"] == cpu and entry["capacity"]["memory"] == memory

@@ -142,9 +142,10 @@ def test_node_killed_mid_run_the_run_completes(daemons, tmp_path):
         victim.kill()
         run.wait(120)
         results = run.results()
+        placement = run.placement()
     assert results["sum"] == sum(i * i for i in range(12))
     assert all(results[f"w{i}"] == i * i for i in range(12))
-    assert victim.name not in set(run.placement().values())
+    assert victim.name not in set(placement.values())
 
 
 def _running_on(run) -> list[str]:
@@ -239,5 +240,5 @@ def test_four_whole_node_runs_on_two_nodes_run_two_per_node(pair, tmp_path):
         spans.setdefault(placements[int(tag)], []).append((float(start), float(end)))
     for node, intervals in spans.items():
         intervals.sort()
-        for (s1, e1), (s2, e2) in zip(intervals, intervals[1:]):
+        for (_s1, e1), (s2, _e2) in zip(intervals, intervals[1:], strict=False):
             assert s2 >= e1 - 0.01, (node, intervals)
