@@ -72,15 +72,21 @@ class _Invalid(Exception):
 
 
 class _Schema:
-    __slots__ = ("name", "to_wire", "from_wire", "scalar")
+    __slots__ = ("name", "to_wire", "from_wire", "scalar", "record")
 
     def __init__(
-        self, name: str, to_wire: Convert, from_wire: Convert, scalar: type | None
+        self,
+        name: str,
+        to_wire: Convert,
+        from_wire: Convert,
+        scalar: type | None,
+        record: _Record | None = None,
     ) -> None:
         self.name = name
         self.to_wire = to_wire
         self.from_wire = from_wire
         self.scalar = scalar  # the exact Python type for scalars (fast paths), else None
+        self.record = record  # for structs: its compiled converters (tuples of structs inline them)
 
 
 def _describe(value: Any) -> str:
@@ -146,7 +152,34 @@ _SCALARS: dict[Any, _Schema] = {
 }
 
 
+def _struct_tuple_schema(item: _Schema, record: _Record) -> _Schema:
+    """tuple[Struct, ...]: the struct's compiled converters called straight from one loop (the
+    dispatch and gossip hot path: no per-element closure in between)."""
+    cls, count, name = record.cls, record.count, item.name
+    rec_to, build = record.to_wire, record.from_values
+
+    def to_wire(v: Any) -> Any:
+        if type(v) is not tuple:
+            raise TypeError(f"expected tuple[{name}, ...], got {_describe(v)}")
+        for x in v:
+            if type(x) is not cls:
+                raise TypeError(f"expected {name}, got {_describe(x)}")
+        return [rec_to(x) for x in v]
+
+    def from_wire(v: Any) -> Any:
+        if type(v) is not tuple:
+            raise _Invalid("tuple")
+        for x in v:
+            if type(x) is not tuple or len(x) != count:
+                raise _Invalid(name)
+        return tuple([build(x) for x in v])
+
+    return _Schema(f"tuple[{name}, ...]", to_wire, from_wire, None)
+
+
 def _tuple_schema(item: _Schema) -> _Schema:
+    if item.record is not None:
+        return _struct_tuple_schema(item, item.record)
     item_to, item_from, scalar = item.to_wire, item.from_wire, item.scalar
 
     def to_wire(v: Any) -> Any:
@@ -282,7 +315,12 @@ class _Record:
         self.from_values: Callable[[Sequence[Any]], Any] = self._compile_from_values()
 
     def _compile_from_values(self) -> Callable[[Sequence[Any]], Any]:
-        env: dict[str, Any] = {"_cls": self.cls, "_Invalid": _Invalid, "_float_from": _float_from}
+        env: dict[str, Any] = {
+            "_cls": self.cls,
+            "_Invalid": _Invalid,
+            "_float_from": _float_from,
+            "_new": object.__new__,
+        }
         lines = ["def from_values(v):"]
         for i, (name, schema) in enumerate(zip(self.names, self.schemas, strict=True)):
             where = f"{self.cls.__name__}.{name}"
@@ -296,18 +334,53 @@ class _Record:
             else:
                 env[f"_c{i}"] = schema.from_wire
                 lines.append(f"    f{i} = _c{i}(v[{i}])")
-        args = ", ".join(f"f{i}" for i in range(self.count))
-        lines.append(f"    return _cls({args})")
+        setters = self._slot_setters()
+        if setters is None:
+            args = ", ".join(f"f{i}" for i in range(self.count))
+            lines.append(f"    return _cls({args})")
+        else:
+            # Frozen dataclasses set each field through object.__setattr__ in a Python __init__;
+            # the slots' own descriptors do the same store from C (~2.7x faster per struct, and
+            # decoding a dispatch builds hundreds of them). Values were validated above.
+            lines.append("    o = _new(_cls)")
+            for i, setter in enumerate(setters):
+                env[f"_s{i}"] = setter
+                lines.append(f"    _s{i}(o, f{i})")
+            lines.append("    return o")
         exec("\n".join(lines), env)  # noqa: S102 - generated from our own annotations only
         return env["from_values"]  # type: ignore[no-any-return]
 
+    def _slot_setters(self) -> list[Callable[[Any, Any], None]] | None:
+        """Each field's slot descriptor ``__set__`` when the class is a plain slotted dataclass
+        (no ``__post_init__``, no custom ``__new__``); None means: call the constructor."""
+        cls = self.cls
+        if getattr(cls, "__post_init__", None) is not None or cls.__new__ is not object.__new__:
+            return None
+        setters = []
+        for name in self.names:
+            descriptor = cls.__dict__.get(name)
+            if type(descriptor) is not types.MemberDescriptorType:
+                return None
+            setters.append(descriptor.__set__)
+        return setters
+
     def _compile_to_wire(self) -> Callable[[Any], list[Any]]:
-        env: dict[str, Any] = {"_int_to": _int_to, "_float_to": _float_to, "_fail": _field_error}
+        env: dict[str, Any] = {
+            "_int_to": _int_to,
+            "_float_to": _float_to,
+            "_fail": _field_error,
+            "_int": int,
+            "_MIN": _INT_MIN,
+            "_MAX": _INT_MAX,
+        }
         lines = ["def to_wire(obj):", "    try:", "        i = 0"]
         for i, (name, schema) in enumerate(zip(self.names, self.schemas, strict=True)):
             lines.append(f"        i = {i}")
             if schema.scalar is int:
-                lines.append(f"        f{i} = _int_to(obj.{name})")
+                lines.append(f"        f{i} = obj.{name}")
+                lines.append(
+                    f"        if type(f{i}) is not _int or not _MIN <= f{i} <= _MAX: _int_to(f{i})"
+                )
             elif schema.scalar is float:
                 lines.append(f"        f{i} = obj.{name}")
                 lines.append(f"        if type(f{i}) is not float: f{i} = _float_to(f{i})")
@@ -352,7 +425,7 @@ def _struct_schema(cls: type) -> _Schema:
             raise _Invalid(name)
         return build(v)
 
-    schema = _Schema(name, to_wire, from_wire, None)
+    schema = _Schema(name, to_wire, from_wire, None, record)
     _STRUCT_SCHEMAS[cls] = schema
     return schema
 
