@@ -2,7 +2,9 @@
 
 Wire format on the duplex pipe (plain pickle, protocol 5, one message per job each way):
   parent -> child: (token, payload, inputs, argument_inclusion, env)
-  child -> parent: b"ready" once at start-up, then (token, ok, value, exc_type, message, traceback, duration)
+  child -> parent: b"ready" once at start-up, then per job
+                   (token, ok, has_value, exc_type, message, traceback, duration)
+                   followed, when has_value, by the value's bytes as one raw message
 This module is imported in a freshly spawned interpreter, so it must stay light and import nothing that
 starts threads or opens sockets.
 """
@@ -96,8 +98,12 @@ def main(conn: Connection) -> None:
         token, payload, inputs, inclusion, env = loads(data)
         started = clock()
         ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
-        reply = (token, ok, value, exc_type, message, tb_text, clock() - started)
+        # The value follows as its own raw message: pickling it inside the reply tuple would copy
+        # it once more here and once more in the parent (~0.5 ms per MiB each way).
+        reply = (token, ok, value is not None, exc_type, message, tb_text, clock() - started)
         try:
             send(dumps(reply, protocol=5))
+            if value is not None:
+                send(value)
         except (BrokenPipeError, OSError):
             return

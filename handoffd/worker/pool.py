@@ -314,7 +314,15 @@ class WorkerPool:
                 return  # start() pumps once every worker is up
             self._pump()
             return
-        token, ok, value, exc_type, message, tb_text, duration = pickle.loads(data)
+        token, ok, has_value, exc_type, message, tb_text, duration = pickle.loads(data)
+        value: bytes | None = None
+        if has_value:
+            # Sent right behind the reply (see _process.main), so this read does not wait.
+            try:
+                value = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                self._lost(worker)
+                return
         job = worker.job
         if job is None or token != worker.token:
             log.warning("dropping a stale reply from %s", worker.process.name)
