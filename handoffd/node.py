@@ -109,6 +109,10 @@ class Node:
         await self.pool.start()
         self.executor.pool = self.pool
         self.owner = OwnerIO(self)
+        # Peers that joined while the worker pool was starting were seen before the owner existed.
+        for member in self.membership.members():
+            if member.name != self.name:
+                self.owner.member_update(member)
         self.replication = ReplicationIO(self)
         self.executor.on_new_owner = self._run_owner_changed
         self.started_at = now
