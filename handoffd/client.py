@@ -26,6 +26,8 @@ TERMINAL = ("DONE", "FAILED", "CANCELLED")
 _POLL = 2.0  # seconds per long-poll request
 _CHUNK = 256  # results fetched per request
 _FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
+_FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
+_SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
 
 
 @dataclass(frozen=True)
@@ -100,16 +102,24 @@ class Client:
         self._name = f"client-{uuid.uuid4().hex[:12]}"
         self._ids = itertools.count(1)
         self._known: list[str] = [self.address]
+        self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._conn: ControlClient | None = None
         self._connect(self.address)
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _connect(self, address: str) -> None:
+    def _connect(self, address: str, timeout: float | None = None) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self._conn = ControlClient(address, curve=self._curve, connect_timeout=self.timeout)
+        try:
+            self._conn = ControlClient(
+                address, curve=self._curve, connect_timeout=timeout or self.timeout
+            )
+        except errors.ConnectionError:
+            self._unreachable[address] = time.monotonic()
+            raise
+        self._unreachable.pop(address, None)
         self.address = address
 
     def _request(
@@ -149,7 +159,7 @@ class Client:
         except errors.ConnectionError as first:
             for address in [a for a in self._known if a != self.address]:
                 try:
-                    self._connect(address)
+                    self._connect(address, _FOLLOW_CONNECT)
                     return self._request(make(next(self._ids)), frames, timeout)
                 except errors.AuthenticationError:
                     raise
@@ -160,10 +170,13 @@ class Client:
     def _rotate(self) -> None:
         """Connect to the next known address after the current one (skipping unreachable ones)."""
         start = self._known.index(self.address) if self.address in self._known else -1
+        now = time.monotonic()
         for step in range(1, len(self._known) + 1):
             address = self._known[(start + step) % len(self._known)]
+            if now - self._unreachable.get(address, -1e9) < _SKIP_UNREACHABLE:
+                continue  # it just failed (a dead owner): don't wait on it again
             try:
-                self._connect(address)
+                self._connect(address, _FOLLOW_CONNECT)
                 return
             except errors.AuthenticationError:
                 raise
@@ -191,7 +204,7 @@ class Client:
                 if reply.owner_address not in self._known:
                     self._known.append(reply.owner_address)
                 try:
-                    self._connect(reply.owner_address)
+                    self._connect(reply.owner_address, _FOLLOW_CONNECT)
                 except errors.ConnectionError:
                     if time.monotonic() >= deadline:
                         raise
