@@ -287,7 +287,7 @@ class Node:
                 self.replication.tick(self._clock())
         except Exception:  # noqa: BLE001
             log.exception("tick failed")
-        if not self._stopping or self.membership is not None:
+        if not self._stopped.is_set():
             self._schedule_tick()
 
     def _on_discovery(self, event: Any) -> None:
