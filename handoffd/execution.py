@@ -3,6 +3,12 @@ peer, run tasks in the worker pool, store results, and report to each run's owne
 
 I/O goes through two callbacks (``send`` and ``call_later``) so the logic stays testable with the
 in-memory transport. Reports are batched per owner and flushed once per loop iteration.
+
+Local queue (pipelining): a dispatched task the ledger cannot claim right now is still accepted when
+it fits the node's capacity and the queue holds less than ``queue_factor`` x capacity of demand. Its
+inputs are fetched at once; it claims its cost from the ledger only when it starts, which happens here,
+without asking the owner, as soon as a finishing task releases enough (in arrival order, skipping what
+does not fit yet). The ledger stays the truth: resources are never over-committed.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from handoffd import resources
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -40,6 +47,7 @@ class _Task:
     frames: dict[int, bytes]  # frame index -> bytes, for the frames this task refers to
     missing: set[str] = field(default_factory=set)  # dependency ids still being fetched
     running: bool = False
+    claimed: bool = True  # False while in the local queue: holds no ledger claim yet
 
 
 @dataclass
@@ -61,6 +69,7 @@ class Executor:
         inline_result_bytes: int,
         on_resources_changed: Callable[[], None],
         fetch_timeout: float = 5.0,
+        queue_factor: float = 64.0,
     ) -> None:
         self.address = address
         self.ledger = ledger
@@ -71,6 +80,9 @@ class Executor:
         self._fetch_timeout = fetch_timeout
         self.pool: WorkerPool | None = None
         self._tasks: dict[Key, _Task] = {}
+        self._queue_factor = queue_factor
+        self._local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
+        self._local_cost: dict[str, float] = {}  # summed cost of the local queue
         # (run_id, dep_id) -> keys of tasks waiting for that value
         self._waiting: dict[tuple[str, str], set[Key]] = {}
         # (run_id, dep_id) -> locations not tried yet
@@ -148,9 +160,11 @@ class Executor:
                 accepted.append(m.TaskAttempt(item.task_id, item.attempt))
                 continue
             reason = self._check_item(item, frames)
-            gpus = None if reason else self.ledger.try_claim(item.cost)
-            if reason or gpus is None:
-                refused.append(m.Refusal(item.task_id, item.attempt, reason or "no room"))
+            gpus = None if reason or self._local else self.ledger.try_claim(item.cost)
+            if not reason and gpus is None:
+                reason = self._queue_refusal(item.cost)
+            if reason:
+                refused.append(m.Refusal(item.task_id, item.attempt, reason))
                 continue
             needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
             task = _Task(
@@ -159,14 +173,18 @@ class Executor:
                 attempt=item.attempt,
                 owner_address=msg.owner_address,
                 cost=dict(item.cost),
-                gpus=gpus,
                 argument_inclusion=item.argument_inclusion,
                 timeout=item.timeout,
                 payload=frames[item.payload_frame],
                 inputs=item.inputs,
                 frames={i: frames[i] for i in needed},
+                gpus=gpus or [],
+                claimed=gpus is not None,
             )
             self._tasks[key] = task
+            if gpus is None:
+                self._local[key] = None
+                self._local_cost = resources.add(self._local_cost, task.cost)
             accepted.append(m.TaskAttempt(item.task_id, item.attempt))
             started.append(task)
         self.counters["accepted"] += len(accepted)
@@ -187,6 +205,50 @@ class Executor:
             self._on_resources_changed()
         for task in started:
             self._gather(task)
+        if self._local:
+            self._pump_local()
+
+    def _queue_refusal(self, cost: dict[str, float]) -> str:
+        """Why a task that cannot start now may not wait in the local queue ("" if it may)."""
+        capacity = self.ledger.capacity
+        if not resources.fits(cost, capacity):
+            return "no room: exceeds the node's capacity"
+        limit = {k: q * self._queue_factor for k, q in capacity.items()}
+        if not resources.fits(resources.add(self._local_cost, cost), limit):
+            return "no room: queue full"
+        return ""
+
+    def _pump_local(self) -> None:
+        """Start queued tasks the ledger can claim now, in arrival order."""
+        started: list[_Task] = []
+        free = self.ledger.free
+        for key in list(self._local):
+            if not any(q > 1e-9 for q in free.values()):
+                break
+            task = self._tasks.get(key)
+            if task is None:
+                self._unqueue_local(key, None)
+                continue
+            gpus = self.ledger.try_claim(task.cost)
+            if gpus is None:
+                continue
+            self._unqueue_local(key, task)
+            task.claimed = True
+            task.gpus = gpus
+            started.append(task)
+        if started:
+            self._on_resources_changed()
+        for task in started:
+            if not task.missing:
+                self._start(task)
+
+    def _unqueue_local(self, key: Key, task: _Task | None) -> None:
+        if key in self._local:
+            del self._local[key]
+            if task is not None:
+                self._local_cost = resources.subtract(self._local_cost, task.cost)
+            if not self._local:
+                self._local_cost = {}
 
     def _check_item(self, item: m.DispatchItem, frames: list[bytes]) -> str:
         if self.draining:
@@ -215,7 +277,7 @@ class Executor:
             if wkey not in self._candidates:
                 self._candidates[wkey] = [a for a in ref.locations if a != self.address]
                 self._fetch_next(wkey)
-        if not task.missing:
+        if not task.missing and task.claimed:
             self._start(task)
 
     def _fetch_next(self, wkey: tuple[str, str]) -> None:
@@ -260,7 +322,7 @@ class Executor:
             if task is None:
                 continue
             task.missing.discard(wkey[1])
-            if not task.missing and not task.running:
+            if not task.missing and not task.running and task.claimed:
                 self._start(task)
 
     def _fail_waiters(self, wkey: tuple[str, str], why: str) -> None:
@@ -387,8 +449,13 @@ class Executor:
             self._finish(task, report, None)
 
     def _finish(self, task: _Task, report: m.TaskReport, value: bytes | None) -> None:
-        self.ledger.release(task.cost, task.gpus)
-        self._on_resources_changed()
+        if task.claimed:
+            self.ledger.release(task.cost, task.gpus)
+            self._on_resources_changed()
+        else:
+            self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
+        if self._local:
+            self._pump_local()
         self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
         if not self._flush_scheduled:
             self._flush_scheduled = True

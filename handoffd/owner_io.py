@@ -117,6 +117,9 @@ class OwnerIO:
     def _feed(self, event: Any) -> None:
         self._apply(self.scheduler.handle(event, self.node._clock()))
 
+    def _feed_all(self, *events: Any) -> None:
+        self._apply(self.scheduler.handle_batch(events, self.node._clock()))
+
     def member_update(self, member: m.MemberState) -> None:
         alive = member.status == m.ALIVE or member.status == m.SUSPECT
         if member.name == self.node.name:
@@ -152,7 +155,8 @@ class OwnerIO:
                 return  # a client asked about a run another node owns
         if isinstance(msg, m.DispatchReplied):
             node = self._node_name_for(envelope)
-            self._feed(
+            # One message, one scheduler batch: placement runs once for all of its events.
+            self._feed_all(
                 ev.NodeUpdate(
                     node,
                     self.node.address_of(node) or "",
@@ -160,19 +164,17 @@ class OwnerIO:
                     self._capacity_of(node),
                     dict(msg.free),
                     msg.resource_version,
-                )
-            )
-            self._feed(
+                ),
                 ev.DispatchReplied(
                     node,
                     msg.run_id,
                     tuple((a.task_id, a.attempt) for a in msg.accepted),
                     tuple((r.task_id, r.attempt, r.reason) for r in msg.refused),
-                )
+                ),
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
-            self._feed(
+            events: list[Any] = [
                 ev.NodeUpdate(
                     node,
                     self.node.address_of(node) or "",
@@ -181,11 +183,11 @@ class OwnerIO:
                     dict(msg.free),
                     msg.resource_version,
                 )
-            )
+            ]
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
-                    self._feed(
+                    events.append(
                         ev.TaskSucceeded(
                             msg.run_id,
                             report.task_id,
@@ -196,7 +198,7 @@ class OwnerIO:
                         )
                     )
                 elif report.state == "FAILED":
-                    self._feed(
+                    events.append(
                         ev.TaskErrored(
                             msg.run_id,
                             report.task_id,
@@ -208,6 +210,7 @@ class OwnerIO:
                             report.traceback,
                         )
                     )
+            self._feed_all(*events)
         elif isinstance(msg, m.SubmitRun):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):

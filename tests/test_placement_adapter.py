@@ -199,3 +199,35 @@ def test_missing_compiled_core(monkeypatch, caplog):
         assert placement.backend_name() == "python"
         assert placement.place([TaskRequest({"cpu": 1})], [node("a", cpu=1)]) == ["a"]
     assert sum("pure-Python twin" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_place_small_matches_the_core_on_random_batches() -> None:
+    import random as _random
+
+    rng = _random.Random(7)
+    kinds = ["cpu", "memory", "gpu", "x"]
+    for _ in range(1500):
+        nodes = []
+        for i in range(rng.randint(1, 5)):
+            cap = {
+                k: float(rng.choice([0, 1, 2, 4, 8])) for k in rng.sample(kinds, rng.randint(1, 4))
+            }
+            free = {
+                k: v * rng.choice([0, 0.5, 1]) - rng.choice([0, 0, 0.5]) for k, v in cap.items()
+            }
+            nodes.append(placement.NodeView(f"n{i}", cap, free))
+        requests = [
+            placement.TaskRequest(
+                {
+                    k: float(rng.choice([0, 0.5, 1, 2]))
+                    for k in rng.sample(kinds, rng.randint(0, 3))
+                },
+                rng.choice([None, None, None, "n0", "nX"]),
+                rng.choice([None, None, "n1", "n0"]),
+            )
+            for _ in range(rng.randint(0, 10))
+        ]
+        for policy in placement.POLICIES:
+            assert placement.place_small(requests, nodes, policy) == placement.place(
+                requests, nodes, policy
+            )

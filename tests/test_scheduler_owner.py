@@ -27,10 +27,20 @@ def spec(tid: str, *deps: str, cpu: float = 1.0, **kw: Any) -> TaskSpec:
 
 
 class Cluster:
+    """Simulated nodes around one scheduler. ``window=1`` (the default here) turns pipelining off:
+    what is dispatched is what the policy placed on free resources, and a node refuses what its
+    ledger cannot claim at once. With ``window > 1`` a node queues what fits its capacity (``queue``)
+    and claims a queued task from its ledger only when it starts (``start_queued``)."""
+
     def __init__(
-        self, nodes: dict[str, float | dict[str, float]], free: dict[str, float] | None = None
+        self,
+        nodes: dict[str, float | dict[str, float]],
+        free: dict[str, float] | None = None,
+        window: int = 1,
     ):
-        self.sched = OwnerScheduler("owner", now=0.0)
+        self.sched = OwnerScheduler("owner", now=0.0, window=window)
+        self.window = window
+        self.queue: dict[str, list[tuple[str, str, int, dict[str, float]]]] = {n: [] for n in nodes}
         self.t = 0.0
         self.capacity = {
             n: (c if isinstance(c, dict) else {CPU: float(c)}) for n, c in nodes.items()
@@ -65,9 +75,12 @@ class Cluster:
         """The node's answer to a dispatch: its fresh free first, then the reply."""
         accepted, refused = [], []
         for item in d.items:
-            if not refuse and fits(item.cost, self.free(d.node)):
+            if not refuse and fits(item.cost, self.free(d.node)) and not self.queue[d.node]:
                 self.used[d.node] = add(self.used[d.node], item.cost)
                 self.costs[(d.run_id, item.task_id, item.attempt)] = item.cost
+                accepted.append((item.task_id, item.attempt))
+            elif not refuse and self.window > 1 and fits(item.cost, self.capacity[d.node]):
+                self.queue[d.node].append((d.run_id, item.task_id, item.attempt, item.cost))
                 accepted.append((item.task_id, item.attempt))
             else:
                 refused.append((item.task_id, item.attempt, "no room"))
@@ -76,6 +89,17 @@ class Cluster:
     def release(self, node: str, run_id: str, task_id: str, attempt: int) -> None:
         cost = self.costs.pop((run_id, task_id, attempt))
         self.used[node] = subtract(self.used[node], cost)
+
+    def start_queued(self, node: str) -> list[tuple[str, str, int]]:
+        """The node starts queued tasks (in order) while its ledger can claim them."""
+        started = []
+        queue = self.queue[node]
+        while queue and fits(queue[0][3], self.free(node)):
+            run_id, task_id, attempt, cost = queue.pop(0)
+            self.used[node] = add(self.used[node], cost)
+            self.costs[(run_id, task_id, attempt)] = cost
+            started.append((run_id, task_id, attempt))
+        return started
 
     def succeed(
         self,
@@ -579,15 +603,15 @@ def _random_dag(rng: random.Random, n: int, prefix: str) -> list[TaskSpec]:
     return specs
 
 
-@pytest.mark.parametrize(("seed", "kills"), [(1, 0), (2, 3)])
+@pytest.mark.parametrize(("seed", "kills", "window"), [(1, 0, 1), (2, 3, 1), (3, 0, 4), (4, 3, 4)])
 def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
-    seed: int, kills: int
+    seed: int, kills: int, window: int
 ) -> None:
     rng = random.Random(seed)
     nodes = {
         f"n{i:03d}": {CPU: float(rng.choice([4, 8, 16])), "memory": 4000.0} for i in range(200)
     }
-    c = Cluster(nodes)  # type: ignore[arg-type]
+    c = Cluster(nodes, window=window)  # type: ignore[arg-type]
     runs = {f"run{k}": _random_dag(rng, 1250, f"r{k}t") for k in range(4)}
     total = sum(len(s) for s in runs.values())
     out: list[ev.Instruction] = []
@@ -598,6 +622,7 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
     running: list[tuple[str, str, str, int]] = []  # (node, run, task, attempt)
     finished: dict[str, str] = {}
     kill_at = sorted(rng.sample(range(5, 60), kills))
+    foreign: dict[str, int] = {}  # 0.5-cpu pieces of other owners' work per node
     steps = 0
     while len(finished) < len(runs):
         steps += 1
@@ -611,9 +636,15 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
                 continue
             if rng.random() < 0.05:
                 c.used[d.node] = add(c.used[d.node], {CPU: 0.5})  # another owner's work squeezes in
+                foreign[d.node] = foreign.get(d.node, 0) + 1
             replies = c.reply(d)
             events += replies
-            running += [(d.node, d.run_id, t, a) for t, a in replies[1].accepted]  # type: ignore[union-attr]
+            queued = {(r, t, a) for r, t, a, _ in c.queue[d.node]}
+            running += [
+                (d.node, d.run_id, t, a)
+                for t, a in replies[1].accepted  # type: ignore[union-attr]
+                if (d.run_id, t, a) not in queued  # started at once, not queued
+            ]
         pending = []
         # Finish a random subset of running tasks in random order: a few fail, a few report twice.
         rng.shuffle(running)
@@ -628,9 +659,16 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
             report = ev.TaskSucceeded(run_id, task, attempt, node, 100, value)
             events += [report, report] if rng.random() < 0.05 else [report]
         running = running[cut:]
+        for name in nodes:  # queued tasks start as the ledger frees up, without the owner
+            if c.alive[name] and c.queue[name]:
+                started = c.start_queued(name)
+                if started:
+                    events.append(c.update(name))
+                    running += [(name, r, t, a) for r, t, a in started]
         if steps % 7 == 0:  # foreign work ends now and then so nothing starves
             for name in nodes:
-                if c.alive[name] and c.used[name].get(CPU, 0.0) % 1:
+                if c.alive[name] and foreign.get(name):
+                    foreign[name] -= 1
                     c.used[name] = subtract(c.used[name], {CPU: 0.5})
                     events.append(c.update(name))
         if kill_at and steps == kill_at[0]:
@@ -641,6 +679,7 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
                 ev.NodeUpdate(victim, victim, False, nodes[victim], {}, c.version[victim])
             )
             running = [r for r in running if r[0] != victim]
+            c.queue[victim] = []
         out = c.feed(*events)
         timers = of_type(out, ev.StartTimer)
         pending = dispatches(out)
@@ -649,9 +688,10 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
         for f in of_type(out, ev.RunFinished):
             assert f.state == "DONE", f
             finished[f.run_id] = f.state
-        for name in nodes:
+        for name in nodes:  # outstanding demand stays within the window
             if c.alive[name]:
-                assert c.sched.claims(name) == {} or fits(c.sched.claims(name), nodes[name])
+                bound = {k: q * window for k, q in nodes[name].items()}
+                assert c.sched.claims(name) == {} or fits(c.sched.claims(name), bound)
     recomputed = 0
     for run_id, specs in runs.items():
         status = c.sched.run_status(run_id)
@@ -666,3 +706,52 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
         assert recomputed == 0
     assert all(c.sched.claims(n) == {} for n in nodes)
     assert total == 5000
+
+
+# -- the dispatch window (pipelining) ---------------------------------------------------------------
+
+
+def test_window_dispatches_beyond_free_up_to_window_times_capacity() -> None:
+    c = Cluster({"n1": 1}, window=4)
+    out = c.submit("r", [spec(f"t{i}") for i in range(10)])
+    assert sorted(placed(out)) == ["t0", "t1", "t2", "t3"]  # 1 running + 3 queued on the node
+    assert c.sched.claims("n1") == {CPU: 4.0}  # outstanding demand, not the node's ledger
+    more = c.accept_all(out)
+    assert placed(more) == {}  # the window is full
+    more = c.succeed("n1", "r", "t0", 1)
+    assert sorted(placed(more)) == ["t4"]  # one finished: one more joins the queue
+
+
+def test_window_spreads_queued_demand_by_policy_and_never_past_capacity() -> None:
+    c = Cluster({"n1": 2, "n2": 1}, window=2)
+    out = c.submit("r", [spec(f"t{i}") for i in range(8)], policy="spread")
+    where = placed(out)
+    assert sum(n == "n1" for n, _ in where.values()) == 4  # window 2 x capacity 2
+    assert sum(n == "n2" for n, _ in where.values()) == 2
+    # Both busy (other owners' work): a 2-cpu task queues only where its capacity allows.
+    c = Cluster({"n1": 1, "n2": 2}, free={"n1": 0, "n2": 0}, window=4)
+    assert placed(c.submit("r", [spec("big", cpu=2)])) == {"big": ("n2", 1)}
+
+
+def test_window_keeps_pins_and_collocation_groups_honest() -> None:
+    c = Cluster({"n1": 1, "n2": 1}, window=3)
+    specs = [spec(f"p{i}", node="n2") for i in range(5)]
+    specs += [spec("a"), spec("b", collocate_with="a")]
+    out = c.submit("r", specs)
+    where = placed(out)
+    assert all(where[f"p{i}"][0] == "n2" for i in range(5) if f"p{i}" in where)
+    assert sum(n == "n2" for n, _ in where.values()) <= 3
+    # the group needs 2 cpu together: no node can hold it at once, so it never queues
+    assert "a" not in where and "b" not in where
+
+
+def test_node_lost_returns_queued_tasks_to_ready_and_they_are_redispatched() -> None:
+    c = Cluster({"n1": 1, "n2": 1}, window=3)
+    out = c.submit("r", [spec(f"t{i}") for i in range(6)])
+    c.accept_all(out)
+    on_n1 = [t for t, (n, _) in placed(out).items() if n == "n1"]
+    assert len(on_n1) == 3
+    again = placed(c.kill("n1"))
+    assert c.sched.claims("n1") == {}
+    assert not set(again) - set(on_n1)  # only lost ones come back, on n2, within its window
+    assert all(n == "n2" for n, _ in again.values())

@@ -10,6 +10,15 @@ the last word: a refused task goes back to READY, held until the view changes or
 a refusal never spins. ``claims`` (cost of our ASSIGNED/RUNNING tasks per node) is kept in step with task
 moves through the run's listener and checked by ``validate()``.
 
+Pipelining (the dispatch window): a node runs what its ledger admits and keeps a local queue of the
+rest, starting the next queued task itself as soon as one finishes (claiming it from its ledger then,
+so resources are never over-committed) and reporting completions in batches. The owner therefore
+dispatches beyond a node's free resources: after the tasks that fit free resources now (placed by the
+run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``claims``, the cost of
+our ASSIGNED/RUNNING tasks there, queued or running -- stays within ``window`` x their capacity, chosen
+by the same policy treating outstanding demand as load. Such a task stays ASSIGNED until it reports.
+Collocation groups never go to a window: they wait for free resources. ``window <= 1`` disables it.
+
 Placement: once per ``handle``/``handle_batch`` call, one batch of ready tasks across all runs, in order
 (priority, upward rank, older run, position), goes through ``placement.place``. Batches are cut short
 where nothing more can fit (aggregate free, consecutive misses), so a deep queue costs little per call.
@@ -85,6 +94,7 @@ log = logging.getLogger("handoffd.scheduler")
 REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the view has not changed
 MAX_BATCH = 4096  # ready tasks offered to placement per call
 MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
+WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
 EPS = 1e-6
 _REPLICATED = (DONE, FAILED, CANCELLED)
 
@@ -123,16 +133,24 @@ class OwnerScheduler:
     """Schedules every run this node owns over its view of the cluster."""
 
     def __init__(
-        self, node_name: str, *, now: float, term: int = 0, backend: str | None = None
+        self,
+        node_name: str,
+        *,
+        now: float,
+        term: int = 0,
+        backend: str | None = None,
+        window: int = WINDOW,
     ) -> None:
         self.node_name = node_name
+        self.window = window
         self.term = term  # ownership term: nodes fence dispatches from a lower one
         self._now = now
         self._backend = backend
         self._nodes: dict[str, NodeState] = {}
         self._runs: dict[str, RunState] = {}
         self._seq = 0
-        # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there.
+        # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there (running or in
+        # the node's queue: the outstanding demand the dispatch window bounds).
         self._claims: dict[str, dict[str, float]] = {}
         # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
         # resource_version when we sent it: a refusal after a newer report was made on a fresh view).
@@ -617,6 +635,7 @@ class OwnerScheduler:
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
             self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, -1)
+            self._dirty = True  # window room opened
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
             self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, 1)
         if old == READY:
@@ -675,16 +694,27 @@ class OwnerScheduler:
         if not alive:
             return
         free = {n.name: self.effective_free(n.name) for n in alive}
+        if self.window > 1:  # outstanding demand never exceeds the window, queued or not
+            for n in alive:
+                load = self._claims.get(n.name, {})
+                f = free[n.name]
+                for k, q in n.capacity.items():
+                    f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
         total: dict[str, float] = {}
         most: dict[str, float] = {}
         for f in free.values():
             for kind, qty in f.items():
                 total[kind] = total.get(kind, 0.0) + max(qty, 0.0)
                 most[kind] = max(most.get(kind, 0.0), qty)
+        if self.window > 1 and all(q <= EPS for q in most.values()):
+            # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
+            self._fill_windows(alive)
+            return
         # (run, rec, request) for leaders and singles; riders follow their group's leader.
         batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
         leaders: dict[tuple[str, str], int] = {}
         riders: list[tuple[int, RunState, TaskRecord]] = []
+        missed: set[tuple[Any, ...]] = set()
         misses = 0
         for key in self._queue:
             run = self._runs[key[4]]
@@ -695,8 +725,16 @@ class OwnerScheduler:
                 riders.append((leaders[(run.run_id, gid)], run, rec))
                 continue
             need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
+            # Free only shrinks during a pass: a demand that missed once misses again.
+            shape = (pin, tuple(need.items()))
+            if shape in missed:
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
             room = free.get(pin) if pin is not None else most
             if room is None or not resources.fits(need, room) or not resources.fits(need, total):
+                missed.add(shape)
                 misses += 1
                 if misses >= MAX_MISSES:
                     break
@@ -719,7 +757,11 @@ class OwnerScheduler:
             views = self._views(free, [batch[i][2].demand for i in picks])
             if not views:
                 continue
-            answer = placement.place([batch[i][2] for i in picks], views, policy, self._backend)
+            requests = [batch[i][2] for i in picks]
+            if len(requests) <= placement.SMALL_BATCH and self._backend is None:
+                answer = placement.place_small(requests, views, policy)
+            else:
+                answer = placement.place(requests, views, policy, self._backend)
             for i, node in zip(picks, answer, strict=True):
                 chosen[i] = node
                 if node is not None:
@@ -731,6 +773,80 @@ class OwnerScheduler:
             node = chosen[leader]
             if node is not None and rec.state == READY and run.state == RUN_RUNNING:
                 self._dispatch(run, rec, node)
+        if self.window > 1:
+            self._fill_windows(alive)
+
+    def _fill_windows(self, alive: list[NodeState]) -> None:
+        """Dispatch ready tasks to node queues while each node's outstanding demand stays within
+        ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
+        left fullest, spread: most room as a fraction, first_fit: first); a pinned task only to its
+        node; never a task the node's capacity cannot hold; collocation groups are skipped."""
+        window = float(self.window)
+        room: dict[str, dict[str, float]] = {}
+        for n in alive:
+            load = self._claims.get(n.name, {})
+            room[n.name] = {k: q * window - load.get(k, 0.0) for k, q in n.capacity.items()}
+        if not any(q > EPS for r in room.values() for q in r.values()):
+            return
+        top: dict[str, float] = {}
+        for n in alive:
+            for k, q in n.capacity.items():
+                top[k] = max(top.get(k, 0.0), q * window)
+        misses = 0
+        missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
+        for key in list(self._queue):
+            run = self._runs[key[4]]
+            rec = run.tasks[key[5]]
+            if (
+                rec.state != READY
+                or run.state != RUN_RUNNING
+                or run.group_of.get(rec.id) is not None
+            ):
+                continue
+            need = rec.spec.cost
+            pin = run.pin_of(rec.id)
+            shape = (pin, tuple(need.items()))
+            if shape in missed:
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
+            policy = run.options.policy
+            chosen: NodeState | None = None
+            best = 0.0
+            for n in alive if pin is None else [self._nodes[pin]] if pin in room else []:
+                r = room[n.name]
+                if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
+                    continue
+                if policy == "first_fit" or pin is not None:
+                    chosen = n
+                    break
+                if policy == "spread":
+                    fractions = [
+                        (r.get(k, 0.0) - need.get(k, 0.0)) / (q * window)
+                        for k, q in n.capacity.items()
+                        if q > 0.0
+                    ]
+                    score = -sum(fractions) / len(fractions) if fractions else 0.0
+                else:  # binpack: the node left fullest
+                    score = sum(
+                        (r.get(k, 0.0) - need.get(k, 0.0)) / top[k] for k in r if top[k] > 0.0
+                    )
+                if chosen is None or score < best:
+                    chosen, best = n, score
+            if chosen is None:
+                missed.add(shape)
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
+            misses = 0
+            r = room[chosen.name]
+            for k, q in need.items():
+                r[k] = r.get(k, 0.0) - q
+            self._dispatch(run, rec, chosen.name)
+            if not any(q > EPS for r2 in room.values() for q in r2.values()):
+                break
 
     def _views(
         self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]
