@@ -168,6 +168,8 @@ class Node:
                         await asyncio.sleep(0.02)
             if self.owner is not None:
                 self.owner.close()
+            if self.replication is not None:
+                self.replication.close()
             if self.membership is not None and drain:
                 self._run_membership(swim.Leave())
                 await asyncio.sleep(min(0.2, self.config.membership.probe_interval))

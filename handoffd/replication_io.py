@@ -66,6 +66,7 @@ class ReplicationIO:
         self.standby = StandbyStore(node.name)
         self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
         self._takeovers: dict[str, _Takeover] = {}
+        self._confirm_handle: asyncio.TimerHandle | None = None  # pending takeover confirmation
         self._moved: dict[str, tuple[int, str, str]] = {}  # run -> (term, owner, address) we know
         self._request_ids = itertools.count(1 << 50)
         self._flush_scheduled = False
@@ -224,6 +225,11 @@ class ReplicationIO:
                         term=term,
                     )
 
+    def close(self) -> None:
+        if self._confirm_handle is not None:
+            self._confirm_handle.cancel()
+            self._confirm_handle = None
+
     def tick(self, now: float) -> None:
         self._execute(self.log.tick(now))
 
@@ -321,6 +327,16 @@ class ReplicationIO:
         return run_id in self._takeovers
 
     def _check_takeovers(self) -> None:
+        """Take over only if the owner's death outlives a short grace: a healed partition can
+        carry stale DEAD verdicts that the accused refutes within milliseconds, and a takeover
+        on such a flap would depose a healthy owner (seen in the namespace partition test)."""
+        if self._confirm_handle is not None or not self.standby.takeover_due(self._status_of):
+            return
+        grace = max(0.05, self.node.config.membership.probe_interval)
+        self._confirm_handle = asyncio.get_running_loop().call_later(grace, self._confirm_takeovers)
+
+    def _confirm_takeovers(self) -> None:
+        self._confirm_handle = None
         for run_id in self.standby.takeover_due(self._status_of):
             if run_id in self._takeovers or self.scheduler.term_of(run_id) is not None:
                 continue
