@@ -1,29 +1,13 @@
-"""The owner's scheduler: every run this node owns, its view of the cluster, and placement.
+"""The owner's scheduler: every run this node owns, the task moves its nodes report, and placement.
 
 Pure state machine (STYLE.md principle 1): ``handle(event, now)`` returns instructions and never awaits,
 sends or reads a clock. The daemon turns instructions into messages and feeds replies back as events.
 
-Resource view (DESIGN.md 3.3): for each ALIVE node, *effective free* = the free resources it last
-reported (newest ``resource_version`` wins) minus the cost of our dispatches it has not acknowledged yet;
-once its ``DispatchReplied`` arrives its own report accounts for them. The executing node's ledger has
-the last word: a refused task goes back to READY, held until the view changes or a short timer fires, so
-a refusal never spins. ``claims`` (cost of our ASSIGNED/RUNNING tasks per node) is kept in step with task
-moves through the run's listener and checked by ``validate()``.
-
-Pipelining (the dispatch window): a node runs what its ledger admits and keeps a local queue of the
-rest, starting the next queued task itself as soon as one finishes (claiming it from its ledger then,
-so resources are never over-committed) and reporting completions in batches. The owner therefore
-dispatches beyond a node's free resources: after the tasks that fit free resources now (placed by the
-run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``claims``, the cost of
-our ASSIGNED/RUNNING tasks there, queued or running -- stays within ``window`` x their capacity, chosen
-by the same policy treating outstanding demand as load. Such a task stays ASSIGNED until it reports.
-Collocation groups never go to a window: they wait for free resources. ``window <= 1`` disables it.
-
-Placement: once per ``handle``/``handle_batch`` call, one batch of ready tasks across all runs, in order
-(priority, upward rank, older run, position), goes through ``placement.place``. Batches are cut short
-where nothing more can fit (aggregate free, consecutive misses), so a deep queue costs little per call.
-Collocation: the first member placed takes a request for the whole group's remaining cost and fixes the
-group's node; members ready in the same batch ride along; later members are pinned there.
+The cluster view (reported free resources, our claims, our unanswered dispatches) and the placement
+pass over it, with the dispatch window, live in ``cluster_view``; this module keeps the runs, the ready
+queue and every decision about a task. The executing node's ledger has the last word: a refused task
+goes back to READY, held until the view changes or a short timer fires, so a refusal never spins.
+``claims`` is kept in step with task moves through the run's listener and checked by ``validate()``.
 
 Decisions: a task pinned to a node that is lost (DEAD or LEFT) fails its run with ``Unschedulable``
 rather than waiting for a rejoin that may never come (the client can resubmit); likewise when a ready
@@ -45,10 +29,10 @@ from handoffd.errors import (
     RunCancelled,
     TaskFailed,
     Timeout,
-    Unschedulable,
     ValidationError,
 )
 from handoffd.scheduler import placement
+from handoffd.scheduler.cluster_view import WINDOW, ClusterView, NodeState, add_into
 from handoffd.scheduler.events import (
     CancelRun,
     CancelTasks,
@@ -92,23 +76,7 @@ from handoffd.scheduler.run import (
 log = logging.getLogger("handoffd.scheduler")
 
 REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the view has not changed
-MAX_BATCH = 4096  # ready tasks offered to placement per call
-MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
-WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
-EPS = 1e-6
 _REPLICATED = (DONE, FAILED, CANCELLED)
-
-
-@dataclass
-class NodeState:
-    """Our view of one node."""
-
-    name: str
-    address: str
-    alive: bool
-    capacity: dict[str, float]
-    free: dict[str, float]  # as last reported (newest resource_version)
-    version: int
 
 
 @dataclass(frozen=True)
@@ -142,19 +110,13 @@ class OwnerScheduler:
         window: int = WINDOW,
     ) -> None:
         self.node_name = node_name
-        self.window = window
         self.term = term  # ownership term: nodes fence dispatches from a lower one
         self._now = now
         self._backend = backend
-        self._nodes: dict[str, NodeState] = {}
+        # Nodes, claims (kept in step with task moves by _on_move) and unanswered dispatches.
+        self._view = ClusterView(window=window, backend=backend)
         self._runs: dict[str, RunState] = {}
         self._seq = 0
-        # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there (running or in
-        # the node's queue: the outstanding demand the dispatch window bounds).
-        self._claims: dict[str, dict[str, float]] = {}
-        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
-        # resource_version when we sent it: a refusal after a newer report was made on a fresh view).
-        self._unacked: dict[str, dict[tuple[str, str, int], tuple[dict[str, float], int]]] = {}
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, sorted by placement order.
         self._queue: list[tuple[Any, ...]] = []
         self._queued: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -236,18 +198,24 @@ class OwnerScheduler:
             return None, ()
         return rec.value, tuple(sorted(rec.locations))
 
+    @property
+    def window(self) -> int:
+        """Outstanding demand allowed per node, in multiples of its capacity (1: no pipelining)."""
+        return self._view.window
+
+    @window.setter
+    def window(self, value: int) -> None:
+        self._view.window = value
+
     def nodes(self) -> dict[str, NodeState]:
-        return dict(self._nodes)
+        return dict(self._view.nodes)
 
     def effective_free(self, node: str) -> dict[str, float]:
         """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
-        free = dict(self._nodes[node].free)
-        for cost, _ in self._unacked.get(node, {}).values():
-            free = resources.subtract(free, cost)
-        return free
+        return self._view.effective_free(node)
 
     def claims(self, node: str) -> dict[str, float]:
-        return dict(self._claims.get(node, {}))
+        return dict(self._view.claims.get(node, {}))
 
     def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
         return list(self._runs[run_id].tasks[task_id].history)
@@ -280,7 +248,7 @@ class OwnerScheduler:
         run.listener = self._on_move
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+                self._view.claim(rec.node, rec.spec.cost, 1)
             if rec.state == READY:
                 rec.delayed = False
                 self._enqueue(run, rec)
@@ -288,7 +256,7 @@ class OwnerScheduler:
         lost = {r.node for r in run.tasks.values() if r.state in ACTIVE and r.node is not None}
         lost |= {n for r in run.tasks.values() for n in r.locations}
         for node in sorted(lost):
-            if node not in self._nodes or not self._nodes[node].alive:
+            if not self._view.alive(node):
                 self._lose_in_run(run, node)
         self._dirty = True
         self._place()
@@ -303,14 +271,12 @@ class OwnerScheduler:
         run.listener = None
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, -1)
+                self._view.claim(rec.node, rec.spec.cost, -1)
             key = self._queued.pop((run_id, rec.id), None)
             if key is not None:
                 del self._queue[bisect.bisect_left(self._queue, key)]
             self._refused.pop((run_id, rec.id), None)
-        for pending in self._unacked.values():
-            for key3 in [k for k in pending if k[0] == run_id]:
-                del pending[key3]
+        self._view.forget_run(run_id)
         self._dirty = True
         return True
 
@@ -348,11 +314,11 @@ class OwnerScheduler:
             )
             for rec in run.tasks.values():
                 pin = rec.spec.node
-                if pin is not None and not (pin in self._nodes and self._nodes[pin].alive):
+                if pin is not None and not self._view.alive(pin):
                     raise ValidationError(
                         "unknown_node", rec.id, f"pinned to {pin!r}, which is not a live node"
                     )
-            error = self._misfit(run)
+            error = self._view.misfit(run)
             if error is not None:
                 raise error
         except HandoffError as error:
@@ -369,10 +335,10 @@ class OwnerScheduler:
             self._out.direct.append(StartTimer(("deadline", ev.run_id), float(ev.options.timeout)))
 
     def _on_node_update(self, ev: NodeUpdate) -> None:
-        node = self._nodes.get(ev.name)
+        node = self._view.nodes.get(ev.name)
         if not ev.alive:
             if node is None:
-                self._nodes[ev.name] = NodeState(
+                self._view.nodes[ev.name] = NodeState(
                     ev.name, ev.address, False, dict(ev.capacity), {}, ev.resource_version
                 )
             elif node.alive:
@@ -381,10 +347,10 @@ class OwnerScheduler:
             return
         if node is None or not node.alive:
             # New, or back from the dead (its version counter may have restarted): take it all.
-            self._nodes[ev.name] = NodeState(
+            self._view.nodes[ev.name] = NodeState(
                 ev.name, ev.address, True, dict(ev.capacity), dict(ev.free), ev.resource_version
             )
-            self._unacked.pop(ev.name, None)
+            self._view.forget_unacked(ev.name)
             self._view_changed()
             return
         node.address = ev.address
@@ -398,16 +364,15 @@ class OwnerScheduler:
             self._check_all_fit()
 
     def _on_replied(self, ev: DispatchReplied) -> None:
-        pending = self._unacked.get(ev.node, {})
         for task_id, attempt in ev.accepted:
-            pending.pop((ev.run_id, task_id, attempt), None)
+            self._view.answered(ev.node, (ev.run_id, task_id, attempt))
         seen_at: dict[str, int] = {}
         for task_id, attempt, _ in ev.refused:
-            sent = pending.pop((ev.run_id, task_id, attempt), None)
+            sent = self._view.answered(ev.node, (ev.run_id, task_id, attempt))
             if sent is not None:
                 seen_at[task_id] = sent[1]
         self._dirty = True
-        node = self._nodes.get(ev.node)
+        node = self._view.nodes.get(ev.node)
         version_now = node.version if node is not None else -1
         run = self._runs.get(ev.run_id)
         if run is None or run.state != RUN_RUNNING:
@@ -453,7 +418,7 @@ class OwnerScheduler:
         run = self._runs.get(ev.run_id)
         if run is None:
             return
-        alive = ev.node in self._nodes and self._nodes[ev.node].alive
+        alive = self._view.alive(ev.node)
         if run.released:
             self._out.direct.append(FreeResults(run.run_id, (ev.node,)))  # a late copy: drop it
             return
@@ -524,7 +489,7 @@ class OwnerScheduler:
         if run is None or run.state == RUN_RUNNING or run.released:
             return
         run.released = True
-        holders = tuple(sorted(n for n in run.holders if n in self._nodes and self._nodes[n].alive))
+        holders = tuple(sorted(n for n in run.holders if self._view.alive(n)))
         run.holders.clear()
         for rec in run.tasks.values():
             rec.value = None
@@ -536,7 +501,7 @@ class OwnerScheduler:
 
     def _lose(self, node: str) -> None:
         """``node`` is DEAD or LEFT: its dispatches, tasks and result copies are gone."""
-        self._unacked.pop(node, None)
+        self._view.forget_unacked(node)
         for run in list(self._runs.values()):
             self._lose_in_run(run, node)
         self._check_all_fit()
@@ -565,57 +530,9 @@ class OwnerScheduler:
     def _check_all_fit(self) -> None:
         for run in list(self._runs.values()):
             if run.state == RUN_RUNNING:
-                error = self._misfit(run)
+                error = self._view.misfit(run)
                 if error is not None:
                     self._end_run(run, RUN_FAILED, error, culprit=error.function_id)
-
-    def _misfit(self, run: RunState) -> Unschedulable | None:
-        """The first unfinished task (or collocation group) no live node can hold even when idle."""
-        views = [
-            placement.NodeView(n.name, n.capacity, n.capacity)
-            for n in self._nodes.values()
-            if n.alive
-        ]
-        seen: set[str] = set()
-        for rec in run.tasks.values():
-            if rec.state == DONE:
-                continue
-            gid = run.group_of.get(rec.id)
-            members = [rec.id]
-            if gid is not None:
-                if gid in seen:
-                    continue
-                seen.add(gid)
-                members = [m for m in run.group_members[gid] if run.tasks[m].state != DONE]
-            need: dict[str, float] = {}
-            for m in members:
-                need = resources.add(need, run.tasks[m].spec.cost)
-            where = run.pin_of(rec.id)
-            together = (
-                f"functions {members} are collocated and together need" if len(members) > 1 else ""
-            )
-            if where is not None:
-                node = self._nodes.get(where)
-                if node is None or not node.alive:
-                    message = f"function {members[0]!r} is pinned to node {where!r}, which is no longer alive"
-                    return Unschedulable(members[0], need, None, message)
-                if not resources.fits(need, node.capacity):
-                    message = (
-                        f"{together or f'function {members[0]!r} needs'} {need}, but its node "
-                        f"{where!r} has only {node.capacity}"
-                    )
-                    return Unschedulable(members[0], need, node.capacity, message)
-                continue
-            if not placement.fits_some_capacity(need, views):
-                largest = placement.largest_node(need, views)
-                cap = dict(largest.capacity) if largest is not None else None
-                message = ""
-                if together:
-                    message = f"{together} {need}, which no live node can ever hold; " + (
-                        f"the largest node has {cap}" if cap else "no live node"
-                    )
-                return Unschedulable(members[0], need, cap, message)
-        return None
 
     def _end_run(
         self, run: RunState, state: str, error: HandoffError, culprit: str | None = None
@@ -625,7 +542,7 @@ class OwnerScheduler:
 
     def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None:
         for node, task_id, attempt in cancels:
-            if node in self._nodes and self._nodes[node].alive:
+            if self._view.alive(node):
                 self._out.cancels.setdefault((node, run.run_id), []).append((task_id, attempt))
 
     # -- bookkeeping through task moves --------------------------------------------------------------
@@ -634,23 +551,14 @@ class OwnerScheduler:
         if self.on_change is not None and (new in _REPLICATED or old == DONE):
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
-            self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, -1)
+            self._view.claim(rec.node, rec.spec.cost, -1)
             self._dirty = True  # window room opened
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
-            self._add(self._claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+            self._view.claim(rec.node, rec.spec.cost, 1)
         if old == READY:
             self._unqueue(run, rec)
         if new == READY and not rec.delayed:
             self._enqueue(run, rec)
-
-    @staticmethod
-    def _add(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
-        for kind, qty in cost.items():
-            left = total.get(kind, 0.0) + sign * qty
-            if abs(left) <= EPS:
-                total.pop(kind, None)
-            else:
-                total[kind] = left
 
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
         if run.state != RUN_RUNNING or (run.run_id, rec.id) in self._queued:
@@ -690,180 +598,11 @@ class OwnerScheduler:
         if not self._dirty or not self._queue:
             return
         self._dirty = False
-        alive = [n for n in self._nodes.values() if n.alive]
-        if not alive:
-            return
-        free = {n.name: self.effective_free(n.name) for n in alive}
-        if self.window > 1:  # outstanding demand never exceeds the window, queued or not
-            for n in alive:
-                load = self._claims.get(n.name, {})
-                f = free[n.name]
-                for k, q in n.capacity.items():
-                    f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
-        total: dict[str, float] = {}
-        most: dict[str, float] = {}
-        for f in free.values():
-            for kind, qty in f.items():
-                total[kind] = total.get(kind, 0.0) + max(qty, 0.0)
-                most[kind] = max(most.get(kind, 0.0), qty)
-        if self.window > 1 and all(q <= EPS for q in most.values()):
-            # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
-            self._fill_windows(alive)
-            return
-        # (run, rec, request) for leaders and singles; riders follow their group's leader.
-        batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
-        leaders: dict[tuple[str, str], int] = {}
-        riders: list[tuple[int, RunState, TaskRecord]] = []
-        missed: set[tuple[Any, ...]] = set()
-        misses = 0
-        for key in self._queue:
-            run = self._runs[key[4]]
-            rec = run.tasks[key[5]]
-            gid = run.group_of.get(rec.id)
-            pin = run.pin_of(rec.id)
-            if gid is not None and pin is None and (run.run_id, gid) in leaders:
-                riders.append((leaders[(run.run_id, gid)], run, rec))
-                continue
-            need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
-            # Free only shrinks during a pass: a demand that missed once misses again.
-            shape = (pin, tuple(need.items()))
-            if shape in missed:
-                misses += 1
-                if misses >= MAX_MISSES:
-                    break
-                continue
-            room = free.get(pin) if pin is not None else most
-            if room is None or not resources.fits(need, room) or not resources.fits(need, total):
-                missed.add(shape)
-                misses += 1
-                if misses >= MAX_MISSES:
-                    break
-                continue
-            misses = 0
-            for kind, qty in need.items():
-                total[kind] = total.get(kind, 0.0) - qty
-            if gid is not None and pin is None:
-                leaders[(run.run_id, gid)] = len(batch)
-            prefer = run.preferred_node(rec.id, lambda n: n in free)
-            batch.append((run, rec, placement.TaskRequest(need, pin, prefer)))
-            if len(batch) >= MAX_BATCH:
-                break
-        if not batch:
-            return
-        chosen: list[str | None] = [None] * len(batch)
-        policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
-        for policy in policies:
-            picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
-            views = self._views(free, [batch[i][2].demand for i in picks])
-            if not views:
-                continue
-            requests = [batch[i][2] for i in picks]
-            if len(requests) <= placement.SMALL_BATCH and self._backend is None:
-                answer = placement.place_small(requests, views, policy)
-            else:
-                answer = placement.place(requests, views, policy, self._backend)
-            for i, node in zip(picks, answer, strict=True):
-                chosen[i] = node
-                if node is not None:
-                    free[node] = resources.subtract(free[node], batch[i][2].demand)
-        for i, (run, rec, _) in enumerate(batch):
-            if chosen[i] is not None:
-                self._dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
-        for leader, run, rec in riders:
-            node = chosen[leader]
-            if node is not None and rec.state == READY and run.state == RUN_RUNNING:
-                self._dispatch(run, rec, node)
-        if self.window > 1:
-            self._fill_windows(alive)
-
-    def _fill_windows(self, alive: list[NodeState]) -> None:
-        """Dispatch ready tasks to node queues while each node's outstanding demand stays within
-        ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
-        left fullest, spread: most room as a fraction, first_fit: first); a pinned task only to its
-        node; never a task the node's capacity cannot hold; collocation groups are skipped."""
-        window = float(self.window)
-        room: dict[str, dict[str, float]] = {}
-        for n in alive:
-            load = self._claims.get(n.name, {})
-            room[n.name] = {k: q * window - load.get(k, 0.0) for k, q in n.capacity.items()}
-        if not any(q > EPS for r in room.values() for q in r.values()):
-            return
-        top: dict[str, float] = {}
-        for n in alive:
-            for k, q in n.capacity.items():
-                top[k] = max(top.get(k, 0.0), q * window)
-        misses = 0
-        missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
-        for key in list(self._queue):
-            run = self._runs[key[4]]
-            rec = run.tasks[key[5]]
-            if (
-                rec.state != READY
-                or run.state != RUN_RUNNING
-                or run.group_of.get(rec.id) is not None
-            ):
-                continue
-            need = rec.spec.cost
-            pin = run.pin_of(rec.id)
-            shape = (pin, tuple(need.items()))
-            if shape in missed:
-                misses += 1
-                if misses >= MAX_MISSES:
-                    break
-                continue
-            policy = run.options.policy
-            chosen: NodeState | None = None
-            best = 0.0
-            for n in alive if pin is None else [self._nodes[pin]] if pin in room else []:
-                r = room[n.name]
-                if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
-                    continue
-                if policy == "first_fit" or pin is not None:
-                    chosen = n
-                    break
-                if policy == "spread":
-                    fractions = [
-                        (r.get(k, 0.0) - need.get(k, 0.0)) / (q * window)
-                        for k, q in n.capacity.items()
-                        if q > 0.0
-                    ]
-                    score = -sum(fractions) / len(fractions) if fractions else 0.0
-                else:  # binpack: the node left fullest
-                    score = sum(
-                        (r.get(k, 0.0) - need.get(k, 0.0)) / top[k] for k in r if top[k] > 0.0
-                    )
-                if chosen is None or score < best:
-                    chosen, best = n, score
-            if chosen is None:
-                missed.add(shape)
-                misses += 1
-                if misses >= MAX_MISSES:
-                    break
-                continue
-            misses = 0
-            r = room[chosen.name]
-            for k, q in need.items():
-                r[k] = r.get(k, 0.0) - q
-            self._dispatch(run, rec, chosen.name)
-            if not any(q > EPS for r2 in room.values() for q in r2.values()):
-                break
-
-    def _views(
-        self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]
-    ) -> list[placement.NodeView]:
-        """Live nodes that could hold at least the smallest demand of each kind."""
-        kinds = set.intersection(*(set(d) for d in demands)) if demands else set()
-        least = {k: min(d[k] for d in demands) for k in kinds}
-        return [
-            placement.NodeView(name, self._nodes[name].capacity, f)
-            for name, f in free.items()
-            if resources.fits(least, f)
-        ]
+        self._view.place(self._queue, self._runs, self._dispatch)
 
     def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
         run.assign(rec, node, self._now)
-        sent = (dict(rec.spec.cost), self._nodes[node].version)
-        self._unacked.setdefault(node, {})[(run.run_id, rec.id, rec.attempt)] = sent
+        self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost)
         spec = rec.spec
         item = DispatchItem(
             spec.id,
@@ -887,27 +626,15 @@ class OwnerScheduler:
             for rec in run.tasks.values():
                 if rec.state in ACTIVE:
                     assert rec.node is not None
-                    where = self._nodes.get(rec.node)
-                    assert where is not None and where.alive, f"{rec.id} active on lost {rec.node}"
-                    self._add(claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+                    assert self._view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
+                    add_into(claims.setdefault(rec.node, {}), rec.spec.cost, 1)
                 if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
                     queued.add((run.run_id, rec.id))
                 if rec.state == DONE:
-                    bad = [
-                        n for n in rec.locations if not (n in self._nodes and self._nodes[n].alive)
-                    ]
+                    bad = [n for n in rec.locations if not self._view.alive(n)]
                     assert not bad, f"{rec.id} has copies on lost nodes {bad}"
-        for node in set(claims) | set(self._claims):
-            mine, want = self._claims.get(node, {}), claims.get(node, {})
-            for kind in set(mine) | set(want):
-                assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= 1e-6, (
-                    f"claims on {node}: recorded {mine}, tasks hold {want}"
-                )
+        self._view.validate(claims)
         assert queued == set(self._queued), (
             f"ready queue {sorted(self._queued)} != {sorted(queued)}"
         )
         assert self._queue == sorted(self._queued.values()), "ready queue out of order"
-        for node in self._unacked:
-            assert node in self._nodes and self._nodes[node].alive, (
-                f"unacked dispatches on lost {node}"
-            )

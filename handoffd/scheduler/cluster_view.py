@@ -1,0 +1,364 @@
+"""The owner's view of the cluster and the placement pass over it (DESIGN.md 3.3).
+
+Pure state, like the scheduler that owns it: no clock, no I/O. ``OwnerScheduler`` decides *what* is
+ready and *what* a dispatch carries; this module keeps *where* things can go:
+
+Resource view: for each ALIVE node, *effective free* = the free resources it last reported (newest
+``resource_version`` wins) minus the cost of our dispatches it has not acknowledged yet (``unacked``);
+once its ``DispatchReplied`` arrives its own report accounts for them. ``claims`` (cost of our
+ASSIGNED/RUNNING tasks per node) is kept in step with task moves by the scheduler's run listener.
+
+Pipelining (the dispatch window): a node runs what its ledger admits and keeps a local queue of the
+rest, starting the next queued task itself as soon as one finishes (claiming it from its ledger then,
+so resources are never over-committed) and reporting completions in batches. The owner therefore
+dispatches beyond a node's free resources: after the tasks that fit free resources now (placed by the
+run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``claims``, queued or
+running -- stays within ``window`` x their capacity, chosen by the same policy treating outstanding
+demand as load. Such a task stays ASSIGNED until it reports. Collocation groups never go to a window:
+they wait for free resources. ``window <= 1`` disables it.
+
+Placement: one batch of ready tasks across all runs, in queue order (priority, upward rank, older run,
+position), goes through ``placement.place``. Batches are cut short where nothing more can fit
+(aggregate free, consecutive misses), so a deep queue costs little per call. Collocation: the first
+member placed takes a request for the whole group's remaining cost and fixes the group's node;
+members ready in the same batch ride along; later members are pinned there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from handoffd import resources
+from handoffd.errors import Unschedulable
+from handoffd.scheduler import placement
+from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
+
+MAX_BATCH = 4096  # ready tasks offered to placement per call
+MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
+WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
+EPS = 1e-6
+
+#: (run_id, task_id, attempt): one dispatch.
+DispatchKey = tuple[str, str, int]
+#: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision).
+DispatchFn = Callable[[RunState, TaskRecord, str], None]
+
+
+@dataclass
+class NodeState:
+    """Our view of one node."""
+
+    name: str
+    address: str
+    alive: bool
+    capacity: dict[str, float]
+    free: dict[str, float]  # as last reported (newest resource_version)
+    version: int
+
+
+def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
+    """``total += sign * cost`` in place, dropping kinds that reach zero."""
+    for kind, qty in cost.items():
+        left = total.get(kind, 0.0) + sign * qty
+        if abs(left) <= EPS:
+            total.pop(kind, None)
+        else:
+            total[kind] = left
+
+
+class ClusterView:
+    """Nodes as we see them, our claims on them, our unanswered dispatches; places ready tasks."""
+
+    def __init__(self, *, window: int = WINDOW, backend: str | None = None) -> None:
+        self.window = window
+        self.backend = backend
+        self.nodes: dict[str, NodeState] = {}
+        # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there (running or in
+        # the node's queue: the outstanding demand the dispatch window bounds).
+        self.claims: dict[str, dict[str, float]] = {}
+        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
+        # resource_version when we sent it: a refusal after a newer report was made on a fresh view).
+        self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int]]] = {}
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    def alive(self, name: str) -> bool:
+        node = self.nodes.get(name)
+        return node is not None and node.alive
+
+    def effective_free(self, node: str) -> dict[str, float]:
+        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
+        free = dict(self.nodes[node].free)
+        for cost, _ in self.unacked.get(node, {}).values():
+            free = resources.subtract(free, cost)
+        return free
+
+    def claim(self, node: str, cost: dict[str, float], sign: int) -> None:
+        add_into(self.claims.setdefault(node, {}), cost, sign)
+
+    def sent(self, node: str, key: DispatchKey, cost: dict[str, float]) -> None:
+        """Record a dispatch to ``node`` until it answers."""
+        self.unacked.setdefault(node, {})[key] = (dict(cost), self.nodes[node].version)
+
+    def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int] | None:
+        """Forget an answered dispatch; (its cost, the version it was sent at) or None."""
+        pending = self.unacked.get(node)
+        return pending.pop(key, None) if pending is not None else None
+
+    def forget_unacked(self, node: str) -> None:
+        """``node`` was lost or came back: its answers are not coming / its report is fresh."""
+        self.unacked.pop(node, None)
+
+    def forget_run(self, run_id: str) -> None:
+        for pending in self.unacked.values():
+            for key in [k for k in pending if k[0] == run_id]:
+                del pending[key]
+
+    # -- placement ---------------------------------------------------------------------------------
+
+    def place(
+        self, queue: list[tuple[Any, ...]], runs: dict[str, RunState], dispatch: DispatchFn
+    ) -> None:
+        """Place ready tasks of ``queue`` (sorted keys ending in run id, task id) and ``dispatch``
+        each one placed."""
+        alive = [n for n in self.nodes.values() if n.alive]
+        if not alive:
+            return
+        free = {n.name: self.effective_free(n.name) for n in alive}
+        if self.window > 1:  # outstanding demand never exceeds the window, queued or not
+            for n in alive:
+                load = self.claims.get(n.name, {})
+                f = free[n.name]
+                for k, q in n.capacity.items():
+                    f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
+        total: dict[str, float] = {}
+        most: dict[str, float] = {}
+        for f in free.values():
+            for kind, qty in f.items():
+                total[kind] = total.get(kind, 0.0) + max(qty, 0.0)
+                most[kind] = max(most.get(kind, 0.0), qty)
+        if self.window > 1 and all(q <= EPS for q in most.values()):
+            # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
+            self._fill_windows(alive, queue, runs, dispatch)
+            return
+        # (run, rec, request) for leaders and singles; riders follow their group's leader.
+        batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
+        leaders: dict[tuple[str, str], int] = {}
+        riders: list[tuple[int, RunState, TaskRecord]] = []
+        missed: set[tuple[Any, ...]] = set()
+        misses = 0
+        for key in queue:
+            run = runs[key[4]]
+            rec = run.tasks[key[5]]
+            gid = run.group_of.get(rec.id)
+            pin = run.pin_of(rec.id)
+            if gid is not None and pin is None and (run.run_id, gid) in leaders:
+                riders.append((leaders[(run.run_id, gid)], run, rec))
+                continue
+            need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
+            # Free only shrinks during a pass: a demand that missed once misses again.
+            shape = (pin, tuple(need.items()))
+            if shape in missed:
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
+            room = free.get(pin) if pin is not None else most
+            if room is None or not resources.fits(need, room) or not resources.fits(need, total):
+                missed.add(shape)
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
+            misses = 0
+            for kind, qty in need.items():
+                total[kind] = total.get(kind, 0.0) - qty
+            if gid is not None and pin is None:
+                leaders[(run.run_id, gid)] = len(batch)
+            prefer = run.preferred_node(rec.id, lambda n: n in free)
+            batch.append((run, rec, placement.TaskRequest(need, pin, prefer)))
+            if len(batch) >= MAX_BATCH:
+                break
+        if not batch:
+            return
+        chosen: list[str | None] = [None] * len(batch)
+        policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
+        for policy in policies:
+            picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
+            views = self._views(free, [batch[i][2].demand for i in picks])
+            if not views:
+                continue
+            requests = [batch[i][2] for i in picks]
+            if len(requests) <= placement.SMALL_BATCH and self.backend is None:
+                answer = placement.place_small(requests, views, policy)
+            else:
+                answer = placement.place(requests, views, policy, self.backend)
+            for i, node in zip(picks, answer, strict=True):
+                chosen[i] = node
+                if node is not None:
+                    free[node] = resources.subtract(free[node], batch[i][2].demand)
+        for i, (run, rec, _) in enumerate(batch):
+            if chosen[i] is not None:
+                dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
+        for leader, run, rec in riders:
+            node = chosen[leader]
+            if node is not None and rec.state == READY and run.state == RUN_RUNNING:
+                dispatch(run, rec, node)
+        if self.window > 1:
+            self._fill_windows(alive, queue, runs, dispatch)
+
+    def _fill_windows(
+        self,
+        alive: list[NodeState],
+        queue: list[tuple[Any, ...]],
+        runs: dict[str, RunState],
+        dispatch: DispatchFn,
+    ) -> None:
+        """Dispatch ready tasks to node queues while each node's outstanding demand stays within
+        ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
+        left fullest, spread: most room as a fraction, first_fit: first); a pinned task only to its
+        node; never a task the node's capacity cannot hold; collocation groups are skipped."""
+        window = float(self.window)
+        room: dict[str, dict[str, float]] = {}
+        for n in alive:
+            load = self.claims.get(n.name, {})
+            room[n.name] = {k: q * window - load.get(k, 0.0) for k, q in n.capacity.items()}
+        if not any(q > EPS for r in room.values() for q in r.values()):
+            return
+        top: dict[str, float] = {}
+        for n in alive:
+            for k, q in n.capacity.items():
+                top[k] = max(top.get(k, 0.0), q * window)
+        misses = 0
+        missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
+        for key in list(queue):
+            run = runs[key[4]]
+            rec = run.tasks[key[5]]
+            if (
+                rec.state != READY
+                or run.state != RUN_RUNNING
+                or run.group_of.get(rec.id) is not None
+            ):
+                continue
+            need = rec.spec.cost
+            pin = run.pin_of(rec.id)
+            shape = (pin, tuple(need.items()))
+            if shape in missed:
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
+            policy = run.options.policy
+            chosen: NodeState | None = None
+            best = 0.0
+            for n in alive if pin is None else [self.nodes[pin]] if pin in room else []:
+                r = room[n.name]
+                if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
+                    continue
+                if policy == "first_fit" or pin is not None:
+                    chosen = n
+                    break
+                if policy == "spread":
+                    fractions = [
+                        (r.get(k, 0.0) - need.get(k, 0.0)) / (q * window)
+                        for k, q in n.capacity.items()
+                        if q > 0.0
+                    ]
+                    score = -sum(fractions) / len(fractions) if fractions else 0.0
+                else:  # binpack: the node left fullest
+                    score = sum(
+                        (r.get(k, 0.0) - need.get(k, 0.0)) / top[k] for k in r if top[k] > 0.0
+                    )
+                if chosen is None or score < best:
+                    chosen, best = n, score
+            if chosen is None:
+                missed.add(shape)
+                misses += 1
+                if misses >= MAX_MISSES:
+                    break
+                continue
+            misses = 0
+            r = room[chosen.name]
+            for k, q in need.items():
+                r[k] = r.get(k, 0.0) - q
+            dispatch(run, rec, chosen.name)
+            if not any(q > EPS for r2 in room.values() for q in r2.values()):
+                break
+
+    def _views(
+        self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]
+    ) -> list[placement.NodeView]:
+        """Live nodes that could hold at least the smallest demand of each kind."""
+        kinds = set.intersection(*(set(d) for d in demands)) if demands else set()
+        least = {k: min(d[k] for d in demands) for k in kinds}
+        return [
+            placement.NodeView(name, self.nodes[name].capacity, f)
+            for name, f in free.items()
+            if resources.fits(least, f)
+        ]
+
+    # -- fitness ---------------------------------------------------------------------------------
+
+    def misfit(self, run: RunState) -> Unschedulable | None:
+        """The first unfinished task (or collocation group) no live node can hold even when idle."""
+        views = [
+            placement.NodeView(n.name, n.capacity, n.capacity)
+            for n in self.nodes.values()
+            if n.alive
+        ]
+        seen: set[str] = set()
+        for rec in run.tasks.values():
+            if rec.state == DONE:
+                continue
+            gid = run.group_of.get(rec.id)
+            members = [rec.id]
+            if gid is not None:
+                if gid in seen:
+                    continue
+                seen.add(gid)
+                members = [m for m in run.group_members[gid] if run.tasks[m].state != DONE]
+            need: dict[str, float] = {}
+            for m in members:
+                need = resources.add(need, run.tasks[m].spec.cost)
+            where = run.pin_of(rec.id)
+            together = (
+                f"functions {members} are collocated and together need" if len(members) > 1 else ""
+            )
+            if where is not None:
+                node = self.nodes.get(where)
+                if node is None or not node.alive:
+                    message = f"function {members[0]!r} is pinned to node {where!r}, which is no longer alive"
+                    return Unschedulable(members[0], need, None, message)
+                if not resources.fits(need, node.capacity):
+                    message = (
+                        f"{together or f'function {members[0]!r} needs'} {need}, but its node "
+                        f"{where!r} has only {node.capacity}"
+                    )
+                    return Unschedulable(members[0], need, node.capacity, message)
+                continue
+            if not placement.fits_some_capacity(need, views):
+                largest = placement.largest_node(need, views)
+                cap = dict(largest.capacity) if largest is not None else None
+                message = ""
+                if together:
+                    message = f"{together} {need}, which no live node can ever hold; " + (
+                        f"the largest node has {cap}" if cap else "no live node"
+                    )
+                return Unschedulable(members[0], need, cap, message)
+        return None
+
+    # -- invariants --------------------------------------------------------------------------------
+
+    def validate(self, claims: dict[str, dict[str, float]]) -> None:
+        """Raise AssertionError unless our claims equal ``claims`` (recomputed from the tasks) and
+        no unanswered dispatch is on a lost node."""
+        for node in set(claims) | set(self.claims):
+            mine, want = self.claims.get(node, {}), claims.get(node, {})
+            for kind in set(mine) | set(want):
+                assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= 1e-6, (
+                    f"claims on {node}: recorded {mine}, tasks hold {want}"
+                )
+        for node in self.unacked:
+            assert self.alive(node), f"unacked dispatches on lost {node}"
