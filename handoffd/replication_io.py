@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("handoffd.replication")
 
 RECONCILE_TIMEOUT = 1.0  # seconds a new owner waits for nodes' holdings before it carries on
+# While changes keep coming, log batches go out at most this often (the first change after a quiet
+# spell goes out at once, on the next loop iteration): one batch per loop iteration was one message,
+# one decode and one ack per few tasks on a busy owner. A takeover re-runs what the standby did not
+# hear of yet, so this only widens what a takeover may redo, never what it may lose.
+FLUSH_INTERVAL = 0.01
 _CLIENT_REQUESTS = (m.GetRunStatus, m.FetchResults, m.CancelRun, m.FreeRunRequest)
 
 
@@ -70,6 +75,11 @@ class ReplicationIO:
         self._moved: dict[str, tuple[int, str, str]] = {}  # run -> (term, owner, address) we know
         self._request_ids = itertools.count(1 << 50)
         self._flush_scheduled = False
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")  # loop time of the last flush
+        # standby side: the newest ack per (owner address, run), sent once per loop iteration
+        self._acks: dict[tuple[str, str], Ack] = {}
+        self._acks_scheduled = False
         self.takeover_seconds: dict[str, float] = {}  # run -> DEAD verdict to first dispatch
         self.scheduler.on_change = self._changed
 
@@ -95,12 +105,20 @@ class ReplicationIO:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        loop = asyncio.get_running_loop()
+        delay = self._last_flush + FLUSH_INTERVAL - loop.time()
+        if delay <= 0:
+            loop.call_soon(self._flush)
+        else:
+            self._flush_handle = loop.call_later(delay, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._flush_handle = None
+        self._last_flush = asyncio.get_running_loop().time()
         self._execute(self.log.flush())
 
     def _execute(self, instructions: list[object]) -> None:
@@ -226,6 +244,9 @@ class ReplicationIO:
                     )
 
     def close(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if self._confirm_handle is not None:
             self._confirm_handle.cancel()
             self._confirm_handle = None
@@ -291,7 +312,19 @@ class ReplicationIO:
             self._on_holdings(msg, sender)
 
     def _ack(self, ack: Ack) -> None:
-        if ack.owner_address:
+        """Acks are cumulative: only the newest per owner and run goes out, once per loop
+        iteration (a drained socket can hold many log batches of the same run)."""
+        if not ack.owner_address:
+            return
+        self._acks[(ack.owner_address, ack.run_id)] = ack
+        if not self._acks_scheduled:
+            self._acks_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_acks)
+
+    def _send_acks(self) -> None:
+        self._acks_scheduled = False
+        acks, self._acks = self._acks, {}
+        for ack in acks.values():
             self.node.send(
                 ack.owner_address,
                 m.ReplicaAcked(ack.run_id, ack.term, ack.seq, ack.need_snapshot),
