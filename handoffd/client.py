@@ -265,8 +265,7 @@ class Client:
             raise errors.ValidationError(
                 "invalid_option", None, f"max_retries must be an int >= 0, got {max_retries!r}"
             )
-        dag.validate()
-        specs = dag.to_specs()
+        specs = dag.to_specs()  # validates first
         output_ids = tuple(outputs) if outputs is not None else None
         if output_ids is not None:
             unknown = [o for o in output_ids if o not in dag.functions]

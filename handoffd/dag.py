@@ -275,8 +275,10 @@ class DAG:
         """Validate, then give one TaskSpec per function in topological order."""
         order = self.topological_order()
         specs: list[TaskSpec] = []
-        # Many functions share one callable with no literals: pickle it once (and workers then
-        # decode it once, since their payload cache is keyed by these bytes).
+        # Many functions share one callable: cloudpickle it once per DAG and wrap it with each
+        # function's literals (values.dumps_call; workers decode the callable once per process).
+        # Functions with no literals share one payload outright (the workers' payload cache).
+        codes: dict[int, bytes] = {}
         shared: dict[int, bytes] = {}
         for fid in order:
             fn = self._functions[fid]
@@ -284,7 +286,10 @@ class DAG:
                 bare = not fn.extra_args and not fn.kwargs
                 payload = shared.get(id(fn.code)) if bare else None
                 if payload is None:
-                    payload = values.dumps_code((fn.code, list(fn.extra_args), dict(fn.kwargs)))
+                    code = codes.get(id(fn.code))
+                    if code is None:
+                        code = codes[id(fn.code)] = values.dumps_code(fn.code)
+                    payload = values.dumps_call(code, list(fn.extra_args), dict(fn.kwargs))
                     if bare:
                         shared[id(fn.code)] = payload
             except Exception as exc:
@@ -300,7 +305,7 @@ class DAG:
                 TaskSpec(
                     id=fid,
                     deps=tuple(fn.args),
-                    cost={} if inline else resources.parse(fn.cost),
+                    cost={} if inline else resources.parse_cached(fn.cost),
                     payload=payload,
                     argument_inclusion=fn.argument_inclusion,
                     node=fn.node,
@@ -366,7 +371,7 @@ def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> No
             "invalid_type", fid, f"type is {fn.type!r}; use 'regular' or 'inline'"
         )
     try:
-        cost = resources.parse(fn.cost, what="cost")
+        cost = resources.parse_cached(fn.cost, what="cost")
     except resources.ResourceError as exc:
         raise ValidationError(
             "invalid_cost", fid, f"{exc} (memory is a number of MB, e.g. 2000, not '2GB')"

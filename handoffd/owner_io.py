@@ -283,7 +283,7 @@ class OwnerIO:
                 raise errors.ValidationError("duplicate_id", meta.id, "two functions share this id")
             ids.add(meta.id)
             try:
-                cost = resources.parse(meta.cost)
+                cost = resources.parse_cached(meta.cost)
             except resources.ResourceError as exc:
                 raise errors.ValidationError("invalid_cost", meta.id, str(exc)) from None
             if meta.argument_inclusion not in ("variadic", "as_list"):

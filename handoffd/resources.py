@@ -55,6 +55,29 @@ def parse(value: Mapping[str, object] | None, *, what: str = "cost") -> Resource
     return out
 
 
+_parsed: dict[tuple[tuple[object, object], ...], Resources] = {}
+
+
+def parse_cached(value: Mapping[str, object] | None, *, what: str = "cost") -> Resources:
+    """``parse`` for the many identical small maps of one submission (``{'cpu': 1}`` 10,000 times):
+    a valid map is parsed once per process (the result is a fresh dict every call); invalid ones
+    raise exactly as ``parse`` does."""
+    if type(value) is not dict:
+        return parse(value, what=what)
+    try:
+        key = tuple((k, v) for k, v in value.items() if type(v) is not bool)
+        hit = _parsed.get(key) if len(key) == len(value) else None
+    except TypeError:  # an unhashable quantity: parse reports it
+        return parse(value, what=what)
+    if hit is None:
+        hit = parse(value, what=what)
+        if len(key) == len(value):
+            if len(_parsed) >= 1024:
+                _parsed.clear()
+            _parsed[key] = hit
+    return dict(hit)
+
+
 def parse_flag(text: str) -> tuple[str, float]:
     """Parse a ``--resource NAME=QTY`` flag value."""
     name, sep, qty = text.partition("=")

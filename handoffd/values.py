@@ -29,5 +29,66 @@ def dumps_code(obj: Any) -> bytes:
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
 
 
+# -- call payloads: (code, extra_args, kwargs) with the code pickled once per DAG ------------------
+
+_PLAIN_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
+_PLAIN_CONTAINERS = frozenset({list, tuple, dict})
+_code_cache: dict[bytes, Any] = {}
+_CODE_CACHE_LIMIT = 256
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Built-in scalars in built-in containers only (exact types): what plain ``pickle`` ships
+    faithfully. A user class (say, a dataclass from the submitted ``__main__``) would pickle by a
+    reference the worker cannot resolve, so it keeps going through cloudpickle."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind not in _PLAIN_CONTAINERS or depth > 8:
+        return False
+    if kind is dict:
+        if not value:
+            return True
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    for item in value:
+        if type(item) not in _PLAIN_SCALARS and not _plain(item, depth + 1):
+            return False
+    return True
+
+
+def load_code(data: bytes) -> Any:
+    """The code object pickled in ``data``, decoded once per process (cached by its bytes)."""
+    code = _code_cache.get(data)
+    if code is None:
+        code = pickle.loads(data)
+        if len(_code_cache) >= _CODE_CACHE_LIMIT:
+            _code_cache.clear()
+        _code_cache[data] = code
+    return code
+
+
+class CodeRef:
+    """Already-pickled code inside a payload: unpickles to the code itself via ``load_code``."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return (load_code, (self.data,))
+
+
+def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> bytes:
+    """A call payload around ``code`` (from ``dumps_code(fn)``): it loads like
+    ``dumps_code((fn, extra_args, kwargs))``, but a DAG pickles each callable once instead of once
+    per function (cloudpickle of a function costs ~30 us), and plain literal arguments go through
+    plain ``pickle``."""
+    obj = (CodeRef(code), extra_args, kwargs)
+    if _plain(extra_args) and _plain(kwargs):
+        return pickle.dumps(obj, protocol=PROTOCOL)
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
 def loads(data: bytes | memoryview) -> Any:
     return pickle.loads(data)

@@ -1,0 +1,55 @@
+"""Call payloads pickle each callable once per DAG; literals go through plain pickle when plain."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+
+import pytest
+
+from handoffd import DAG, Function, invoke, resources, values
+
+
+@dataclass
+class Box:
+    v: int
+
+
+def add(a, b=0):
+    return a + b
+
+
+def test_payloads_round_trip_and_share_the_callable():
+    dag = DAG()
+    for i in range(5):
+        dag.add_function(Function(id=f"f{i}", code=add, extra_args=[i], kwargs={"b": 10}))
+    dag.add_function(Function(id="bare1", code=add, args=["f0"]))
+    dag.add_function(Function(id="bare2", code=add, args=["f1"]))
+    specs = {s.id: s for s in dag.to_specs()}
+    assert [invoke.call(specs[f"f{i}"].payload, []) for i in range(5)] == [10, 11, 12, 13, 14]
+    assert specs["bare1"].payload is specs["bare2"].payload
+    assert invoke.call(specs["bare1"].payload, [4]) == 4
+    # each payload loads like the old (code, extra_args, kwargs) triple
+    code, extra, kwargs = pickle.loads(specs["f3"].payload)
+    assert code is add and extra == [3] and kwargs == {"b": 10}
+
+
+def test_non_plain_literals_still_ship_by_value():
+    lam = lambda x: x + 1  # noqa: E731 - a lambda on purpose: only cloudpickle ships it
+    payload = values.dumps_call(values.dumps_code(add), [Box(2)], {"b": lam})
+    code, extra, kwargs = pickle.loads(payload)
+    assert extra == [Box(2)] and kwargs["b"](1) == 2
+    assert values._plain([1, "a", (2.0, None, b"x"), {"k": [True]}])
+    assert not values._plain([Box(1)])
+
+
+def test_parse_cached_matches_parse():
+    assert resources.parse_cached({"cpu": 1}) == resources.parse({"cpu": 1}) == {"cpu": 1.0}
+    first = resources.parse_cached({"cpu": 2, "memory": 10})
+    first["cpu"] = 99.0  # callers get their own dict
+    assert resources.parse_cached({"cpu": 2, "memory": 10}) == {"cpu": 2.0, "memory": 10.0}
+    for bad in ({"cpu": True}, {"cpu": "1"}, {"cpu": -1}, {"cpu": [1]}, {1: 1}, "cpu"):
+        with pytest.raises(resources.ResourceError):
+            resources.parse(bad)  # type: ignore[arg-type]
+        with pytest.raises(resources.ResourceError):
+            resources.parse_cached(bad)  # type: ignore[arg-type]
