@@ -64,6 +64,7 @@ class Node:
         self.replication: ReplicationIO | None = None
         self.pool: WorkerPool | None = None
         self._discovery: list[Any] = []
+        self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._resources_dirty = False
         self._stopped = asyncio.Event()
@@ -106,7 +107,10 @@ class Node:
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
         self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
-        await self.pool.start()
+        # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
+        # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
+        self._pool_start = asyncio.get_running_loop().create_task(self.pool.start())
+        self._pool_start.add_done_callback(self._pool_started)
         self.executor.pool = self.pool
         self.owner = OwnerIO(self)
         # Peers that joined while the worker pool was starting were seen before the owner existed.
@@ -126,6 +130,14 @@ class Node:
             cfg.capacity,
             __version__,
         )
+
+    def _pool_started(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stopping:
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("node %s: worker pool failed to start (%s); stopping", self.name, exc)
+            self.request_stop()
 
     async def _start_discovery(self) -> None:
         from handoffd.discovery.seeds import SeedDiscovery
