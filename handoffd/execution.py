@@ -88,6 +88,10 @@ class Executor:
         # (run_id, dep_id) -> locations not tried yet
         self._candidates: dict[tuple[str, str], list[str]] = {}
         self._fetches: dict[int, _Fetch] = {}
+        # Memory: a copy fetched for local consumers is dropped once every local task that
+        # needed it has started (the producer keeps its own copy; a later consumer fetches again).
+        self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
+        self._fetched: set[tuple[str, str]] = set()  # copies in our store that came from peers
         self._request_ids = itertools.count(1)
         self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None]]] = {}
         self._flush_scheduled = False
@@ -268,6 +272,8 @@ class Executor:
         for ref in task.inputs:
             if ref.kind != "value" or ref.frame >= 0:
                 continue
+            need = (task.run_id, ref.task_id)
+            self._needs[need] = self._needs.get(need, 0) + 1
             if self.store.has(task.run_id, ref.task_id):
                 continue
             task.missing.add(ref.task_id)
@@ -310,6 +316,7 @@ class Executor:
             fetch.timer.cancel()
         for task_id, value in zip(msg.task_ids, frames, strict=False):
             self.store.put(msg.run_id, task_id, bytes(value))
+            self._fetched.add((msg.run_id, task_id))
             self.counters["fetched"] += 1
             self._value_arrived((msg.run_id, task_id))
         for task_id in msg.missing:
@@ -407,6 +414,7 @@ class Executor:
             )
             return
         task.running = True
+        self._release_inputs(task)
         env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
         self.pool.submit(
             Job(
@@ -419,6 +427,23 @@ class Executor:
             )
         )
 
+    def _release_inputs(self, task: _Task) -> None:
+        """``task`` started (its job holds its inputs): drop fetched copies no other local task
+        waits for. Reconciliation reports only what the store holds, so a dropped copy is never
+        reported; a fetch for it from a peer is answered 'missing' and tries another holder."""
+        for ref in task.inputs:
+            if ref.kind != "value" or ref.frame >= 0:
+                continue
+            need = (task.run_id, ref.task_id)
+            left = self._needs.get(need, 0) - 1
+            if left > 0:
+                self._needs[need] = left
+                continue
+            self._needs.pop(need, None)
+            if need in self._fetched:
+                self._fetched.discard(need)
+                self.store.drop(task.run_id, ref.task_id)
+
     def on_outcome(self, outcome: Outcome) -> None:
         key: Key = outcome.key  # type: ignore[assignment]
         task = self._tasks.pop(key, None)
@@ -427,6 +452,7 @@ class Executor:
         if outcome.ok and outcome.value is not None:
             value = outcome.value
             self.store.put(task.run_id, task.task_id, value)
+            self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             report = m.TaskReport(
                 task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", ""
@@ -529,6 +555,9 @@ class Executor:
             return
         self.store.drop_run(msg.run_id)
         self.run_owners.pop(msg.run_id, None)
+        run_id = msg.run_id
+        self._fetched = {k for k in self._fetched if k[0] != run_id}
+        self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
 
     def running_count(self) -> int:
         return len(self._tasks)

@@ -75,6 +75,10 @@ class ResultStore:
     def tasks_of(self, run_id: str) -> set[str]:
         return set(self._by_run.get(run_id, ()))
 
+    def drop(self, run_id: str, task_id: str) -> None:
+        """Forget one value (a fetched copy nobody here needs any more)."""
+        self._discard((run_id, task_id))
+
     def drop_run(self, run_id: str) -> int:
         """Forget every value of a run; returns how many were dropped."""
         tasks = self._by_run.pop(run_id, set())
