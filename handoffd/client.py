@@ -25,6 +25,7 @@ from handoffd.transport.client import ControlClient
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 _POLL = 2.0  # seconds per long-poll request
 _CHUNK = 256  # results fetched per request
+_CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
 _FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
 _FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
 _SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
@@ -104,6 +105,7 @@ class Client:
         self._known: list[str] = [self.address]
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._conn: ControlClient | None = None
+        self._unanswered = False  # a request went out without waiting for its reply
         self._connect(self.address)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -112,6 +114,7 @@ class Client:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._unanswered = False
         try:
             self._conn = ControlClient(
                 address, curve=self._curve, connect_timeout=timeout or self.timeout
@@ -143,6 +146,7 @@ class Client:
             got = decoded.msg
             if getattr(got, "request_id", None) != msg.request_id:
                 continue  # a late reply to an earlier request
+            self._unanswered = False  # anything sent before this request has left too
             if isinstance(got, m.ErrorReply):
                 raise errors.HandoffError(f"{got.code}: {got.message}")
             return got, list(decoded.frames)
@@ -313,7 +317,7 @@ class Client:
         run = self.submit(dag, **options)
         run.wait(timeout)
         results = run.results()
-        run.release()
+        run._release_nowait()
         return results
 
     def run(self, run_id: str) -> Run:
@@ -352,6 +356,11 @@ class Client:
 
     def close(self) -> None:
         if self._conn is not None:
+            if self._unanswered:
+                # A request sent without waiting (execute's release) may still be queued: give it
+                # a moment to leave, since closing drops whatever is unsent (LINGER=0).
+                self._unanswered = False
+                self._conn.recv(_CLOSE_DRAIN)
             self._conn.close()
             self._conn = None
 
@@ -435,6 +444,21 @@ class Run:
             self._client._run_request(lambda rid: m.FreeRunRequest(rid, self.id), grace=0.0)
         except errors.HandoffError:
             pass
+
+    def _release_nowait(self) -> None:
+        """``release`` without waiting for the answer (``execute``'s last step, one round trip
+        less per run): the owner frees the values when it reads the request, and its reply is
+        skipped as a late one by our next request (or drained by ``close``). If the request is
+        lost (the owner just died), result retention frees them."""
+        client = self._client
+        if client._conn is None:
+            return
+        request = m.FreeRunRequest(next(client._ids), self.id)
+        try:
+            client._conn.send(codec.encode(request, sender=client._name))
+        except errors.ConnectionError:
+            return
+        client._unanswered = True
 
     def _fetch(self, ids: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
