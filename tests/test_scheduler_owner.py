@@ -15,7 +15,8 @@ import pytest
 from handoffd.errors import RunCancelled, TaskFailed, Timeout, Unschedulable, ValidationError
 from handoffd.resources import add, fits, subtract
 from handoffd.scheduler import events as ev
-from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.scheduler.owner import ACK_TIMEOUT, REFUSAL_BACKOFF, OwnerScheduler
+from handoffd.scheduler.run import EXTRA_LOSSES
 from handoffd.spec import RunOptions, TaskSpec
 
 CPU = "cpu"
@@ -755,3 +756,98 @@ def test_node_lost_returns_queued_tasks_to_ready_and_they_are_redispatched() -> 
     assert c.sched.claims("n1") == {}
     assert not set(again) - set(on_n1)  # only lost ones come back, on n2, within its window
     assert all(n == "n2" for n, _ in again.values())
+
+
+# -- lost dispatches and lost replies (the ack timer) -----------------------------------------------
+
+
+def _ack_fired(c: Cluster, node: str, after: float = ACK_TIMEOUT) -> list[ev.Instruction]:
+    c.t += after
+    return c.feed(ev.TimerFired(("ack", node)))
+
+
+def _cancelled(out: Iterable[ev.Instruction]) -> set[tuple[str, str, int]]:
+    return {(i.node, t, a) for i in of_type(out, ev.CancelTasks) for t, a in i.items}
+
+
+def test_unanswered_dispatch_is_lost_after_the_ack_timer_and_a_late_yes_is_cancelled() -> None:
+    c = Cluster({"n1": 4})
+    out = c.submit("r", [spec("t")])
+    (first,) = dispatches(out)
+    assert ev.StartTimer(("ack", "n1"), ACK_TIMEOUT) in out  # one timer per node, not per task
+    # The DispatchTasks (or its reply) is lost; an early firing only re-arms.
+    out = _ack_fired(c, "n1", after=1.0)
+    assert placed(out) == {} and of_type(out, ev.StartTimer)[0].key == ("ack", "n1")
+    assert c.sched.claims("n1") == {CPU: 1.0}
+    out = _ack_fired(c, "n1")
+    assert placed(out) == {"t": ("n1", 2)}  # counted lost, re-placed with a new attempt
+    assert _cancelled(out) == {("n1", "t", 1)}  # in case only the reply was lost
+    rec = c.sched.run_state("r").tasks["t"]  # type: ignore[union-attr]
+    assert (rec.losses, rec.failures) == (1, 0)
+    assert c.sched.claims("n1") == {CPU: 1.0}  # the new attempt only
+    # The late yes for attempt 1: ignored for claims, and the node is told to drop it.
+    out = c.feed(*c.reply(first))
+    assert _cancelled(out) == {("n1", "t", 1)} and placed(out) == {}
+    assert c.sched.claims("n1") == {CPU: 1.0}
+    # The node ran attempt 1 anyway (at-least-once execution): its report is stale.
+    out = c.succeed("n1", "r", "t", 1, value=b"old")
+    assert c.sched.run_status("r").counts["DONE"] == 0  # type: ignore[union-attr]
+    assert c.sched.claims("n1") == {CPU: 1.0}
+    c.accept_all(c.log)
+    out = c.succeed("n1", "r", "t", 2, value=b"new")
+    assert of_type(out, ev.RunFinished) == [ev.RunFinished("r", "DONE", None)]
+    assert c.sched.result_location("r", "t") == (b"new", ("n1",))
+    assert c.sched.claims("n1") == {}
+    assert _cancelled(_ack_fired(c, "n1")) == set()  # everything answered: nothing to do
+
+
+def test_a_report_answers_a_dispatch_whose_reply_was_lost() -> None:
+    c = Cluster({"n1": 4})
+    out = c.submit("r", [spec("t"), spec("u")])
+    assert set(placed(out)) == {"t", "u"}
+    assert c.sched.effective_free("n1") == {CPU: 2.0}
+    c.used["n1"] = {CPU: 2.0}  # the node runs both; its reply never arrives
+    c.costs.update({("r", "t", 1): {CPU: 1.0}, ("r", "u", 1): {CPU: 1.0}})
+    c.succeed("n1", "r", "t", 1)
+    # Reported 3 free; only u's dispatch is still unanswered (t's was answered by its report).
+    assert c.sched.effective_free("n1") == {CPU: 2.0}
+    out = _ack_fired(c, "n1")
+    assert placed(out) == {"u": ("n1", 2)} and _cancelled(out) == {("n1", "u", 1)}
+    assert c.sched.run_status("r").counts["DONE"] == 1  # type: ignore[union-attr]
+
+
+def test_refusal_before_the_ack_timer_and_the_timer_before_a_refusal() -> None:
+    # Refused first: the timer finds nothing unanswered; no loss is counted.
+    c = Cluster({"n1": 4})
+    out = c.submit("r", [spec("t")])
+    out = c.feed(c.reply(dispatches(out)[0], refuse=True)[1])  # on an unchanged view: held
+    assert ev.StartTimer(("refused",), REFUSAL_BACKOFF) in out
+    out = _ack_fired(c, "n1")
+    assert placed(out) == {} and _cancelled(out) == set()
+    rec = c.sched.run_state("r").tasks["t"]  # type: ignore[union-attr]
+    assert rec.losses == 0 and rec.state == "READY" and rec.delayed
+    assert placed(c.feed(ev.TimerFired(("refused",)))) == {"t": ("n1", 2)}
+    # Timer first: attempt 2 is lost and re-placed as attempt 3; attempt 2's late refusal is stale.
+    c.used["n1"] = {CPU: 4.0}  # other owners' work fills the node meanwhile
+    c.feed(c.update("n1"))
+    out = _ack_fired(c, "n1")
+    assert placed(out) == {} and rec.state == "READY" and rec.losses == 1  # no room now
+    late = ev.DispatchReplied("n1", "r", (), (("t", 2, "no room"),))
+    assert c.feed(late) == [] and rec.state == "READY" and not rec.delayed
+    c.used["n1"] = {}
+    out = c.feed(c.update("n1"))
+    assert placed(out) == {"t": ("n1", 3)}
+    assert c.feed(late) == [] and rec.state == "ASSIGNED" and rec.attempt == 3
+    assert c.sched.claims("n1") == {CPU: 1.0}
+
+
+def test_dispatches_that_are_never_answered_are_capped_like_other_losses() -> None:
+    c = Cluster({"n1": 4})
+    c.submit("r", [spec("t")], max_retries=0)
+    for _ in range(EXTRA_LOSSES):
+        assert len(placed(_ack_fired(c, "n1"))) == 1
+    out = _ack_fired(c, "n1")
+    (finished,) = of_type(out, ev.RunFinished)
+    assert finished.state == "FAILED" and isinstance(finished.error, TaskFailed)
+    assert finished.error.exc_type == "NodeLost"
+    assert c.sched.claims("n1") == {}

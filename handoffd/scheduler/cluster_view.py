@@ -79,8 +79,9 @@ class ClusterView:
         # the node's queue: the outstanding demand the dispatch window bounds).
         self.claims: dict[str, dict[str, float]] = {}
         # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
-        # resource_version when we sent it: a refusal after a newer report was made on a fresh view).
-        self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int]]] = {}
+        # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
+        # when we sent it). Insertion order is sending order, so the oldest come first.
+        self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -91,21 +92,40 @@ class ClusterView:
     def effective_free(self, node: str) -> dict[str, float]:
         """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
         free = dict(self.nodes[node].free)
-        for cost, _ in self.unacked.get(node, {}).values():
+        for cost, _, _ in self.unacked.get(node, {}).values():
             free = resources.subtract(free, cost)
         return free
 
     def claim(self, node: str, cost: dict[str, float], sign: int) -> None:
         add_into(self.claims.setdefault(node, {}), cost, sign)
 
-    def sent(self, node: str, key: DispatchKey, cost: dict[str, float]) -> None:
-        """Record a dispatch to ``node`` until it answers."""
-        self.unacked.setdefault(node, {})[key] = (dict(cost), self.nodes[node].version)
+    def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
+        """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
+        self.unacked.setdefault(node, {})[key] = (dict(cost), self.nodes[node].version, now)
 
-    def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int] | None:
-        """Forget an answered dispatch; (its cost, the version it was sent at) or None."""
+    def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
+        """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
         pending = self.unacked.get(node)
         return pending.pop(key, None) if pending is not None else None
+
+    def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
+        """Forget and return the dispatches to ``node`` sent at or before ``cutoff``, oldest first."""
+        pending = self.unacked.get(node)
+        late: list[DispatchKey] = []
+        if pending:
+            for key, (_, _, at) in pending.items():
+                if at > cutoff:
+                    break
+                late.append(key)
+            for key in late:
+                del pending[key]
+        return late
+
+    def oldest_unacked(self, node: str) -> float | None:
+        """When the oldest dispatch to ``node`` still unanswered was sent, or None."""
+        for _, _, at in self.unacked.get(node, {}).values():
+            return at
+        return None
 
     def forget_unacked(self, node: str) -> None:
         """``node`` was lost or came back: its answers are not coming / its report is fresh."""

@@ -76,6 +76,10 @@ from handoffd.scheduler.run import (
 log = logging.getLogger("handoffd.scheduler")
 
 REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the view has not changed
+#: Seconds a dispatch may go unanswered (no DispatchReplied, no report) before it counts as lost: the
+#: transport may drop a DispatchTasks or its reply (a reconnect queue after a partition heal) while the
+#: node stays ALIVE. A node answers at once, queued tasks included, so this is only transit time.
+ACK_TIMEOUT = 3.0
 _REPLICATED = (DONE, FAILED, CANCELLED)
 
 
@@ -122,6 +126,7 @@ class OwnerScheduler:
         self._queued: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._refused: dict[tuple[str, str], int] = {}  # held after a refusal: -> attempt refused
         self._refusal_timer = False
+        self._ack_timers: set[str] = set()  # nodes with an ("ack", node) timer running
         self._dirty = False  # something changed that may let a ready task fit
         self._out = _Out()
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
@@ -364,8 +369,17 @@ class OwnerScheduler:
             self._check_all_fit()
 
     def _on_replied(self, ev: DispatchReplied) -> None:
+        run = self._runs.get(ev.run_id)
         for task_id, attempt in ev.accepted:
             self._view.answered(ev.node, (ev.run_id, task_id, attempt))
+            if run is not None and run.state == RUN_RUNNING:
+                rec = run.tasks.get(task_id)
+                if rec is not None and self._superseded(rec, attempt, ev.node):
+                    # A late yes to an attempt we gave up on (its answer timed out): the node would
+                    # run it for nothing; its report would be stale. Claims never counted it.
+                    self._out.cancels.setdefault((ev.node, ev.run_id), []).append(
+                        (task_id, attempt)
+                    )
         seen_at: dict[str, int] = {}
         for task_id, attempt, _ in ev.refused:
             sent = self._view.answered(ev.node, (ev.run_id, task_id, attempt))
@@ -374,7 +388,6 @@ class OwnerScheduler:
         self._dirty = True
         node = self._view.nodes.get(ev.node)
         version_now = node.version if node is not None else -1
-        run = self._runs.get(ev.run_id)
         if run is None or run.state != RUN_RUNNING:
             return
         for task_id, attempt, reason in ev.refused:
@@ -397,10 +410,19 @@ class OwnerScheduler:
                     self._refusal_timer = True
                     self._out.direct.append(StartTimer(("refused",), REFUSAL_BACKOFF))
 
+    @staticmethod
+    def _superseded(rec: TaskRecord, attempt: int, node: str) -> bool:
+        """``attempt`` on ``node`` is neither the task's active attempt nor the one that finished it."""
+        if rec.attempt == attempt and rec.node == node:
+            return rec.state not in ACTIVE and rec.state != DONE
+        return True
+
     def _current(
         self, run_id: str, task_id: str, attempt: int, node: str
     ) -> tuple[RunState, TaskRecord] | None:
-        """The run and task a report is about, or None when it is stale or unknown."""
+        """The run and task a report is about, or None when it is stale or unknown. A report also
+        answers its dispatch (the node got it, even if its reply was lost)."""
+        self._view.answered(node, (run_id, task_id, attempt))
         run = self._runs.get(run_id)
         if run is None or run.state != RUN_RUNNING:
             return None
@@ -459,6 +481,8 @@ class OwnerScheduler:
         if key == ("refused",):
             self._refusal_timer = False
             self._release_refused()
+        elif len(key) == 2 and key[0] == "ack":
+            self._check_answers(str(key[1]))
         elif len(key) == 4 and key[0] == "retry":
             run = self._runs.get(str(key[1]))
             rec = run.tasks.get(str(key[2])) if run is not None else None
@@ -478,6 +502,39 @@ class OwnerScheduler:
                     f"run {run.run_id!r} did not finish within its deadline of {run.options.timeout} s"
                 )
                 self._end_run(run, RUN_FAILED, error)
+
+    def _check_answers(self, node: str) -> None:
+        """The node's ack timer fired: dispatches unanswered for ACK_TIMEOUT are lost; re-arm for
+        the rest (an early or repeated firing only re-arms)."""
+        self._ack_timers.discard(node)
+        for run_id, task_id, attempt in self._view.unanswered(node, self._now - ACK_TIMEOUT):
+            run = self._runs.get(run_id)
+            rec = run.tasks.get(task_id) if run is not None else None
+            if run is None or rec is None or run.state != RUN_RUNNING:
+                continue
+            if rec.state != ASSIGNED or rec.attempt != attempt or rec.node != node:
+                continue  # a report overtook it or it moved on
+            log.warning(
+                "run %s task %s attempt %d: no answer from %s in %.1f s; dispatch counted lost",
+                run_id,
+                task_id,
+                attempt,
+                node,
+                ACK_TIMEOUT,
+            )
+            # If only the reply was lost the node has it: stop it (its report would be stale).
+            self._out.cancels.setdefault((node, run_id), []).append((task_id, attempt))
+            rec.losses += 1
+            cause = f"no answer from {node} in {ACK_TIMEOUT} s (attempt {attempt})"
+            self._cancel(run.make_ready(rec, self._now, cause), run)
+            self._check_losses(run, rec)
+        oldest = self._view.oldest_unacked(node)
+        if oldest is not None:
+            self._arm_ack_timer(node, max(oldest + ACK_TIMEOUT - self._now, REFUSAL_BACKOFF))
+
+    def _arm_ack_timer(self, node: str, delay: float) -> None:
+        self._ack_timers.add(node)
+        self._out.direct.append(StartTimer(("ack", node), delay))
 
     def _on_cancel(self, ev: CancelRun) -> None:
         run = self._runs.get(ev.run_id)
@@ -602,7 +659,9 @@ class OwnerScheduler:
 
     def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
         run.assign(rec, node, self._now)
-        self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost)
+        self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost, self._now)
+        if node not in self._ack_timers:
+            self._arm_ack_timer(node, ACK_TIMEOUT)
         spec = rec.spec
         item = DispatchItem(
             spec.id,
@@ -634,6 +693,8 @@ class OwnerScheduler:
                     bad = [n for n in rec.locations if not self._view.alive(n)]
                     assert not bad, f"{rec.id} has copies on lost nodes {bad}"
         self._view.validate(claims)
+        for node, pending in self._view.unacked.items():
+            assert not pending or node in self._ack_timers, f"unacked on {node} without a timer"
         assert queued == set(self._queued), (
             f"ready queue {sorted(self._queued)} != {sorted(queued)}"
         )
