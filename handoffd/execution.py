@@ -58,6 +58,15 @@ class _Fetch:
     timer: asyncio.TimerHandle | None = None
 
 
+def _failed(
+    task: _Task, kind: str, exc_type: str, message: str, traceback: str = ""
+) -> m.TaskReport:
+    """The report of an attempt that ended without a value."""
+    return m.TaskReport(
+        task.task_id, task.attempt, "FAILED", 0, -1, kind, exc_type, message, traceback
+    )
+
+
 class Executor:
     def __init__(
         self,
@@ -338,17 +347,7 @@ class Executor:
             if task is not None:
                 self._finish(
                     task,
-                    m.TaskReport(
-                        task.task_id,
-                        task.attempt,
-                        "FAILED",
-                        0,
-                        -1,
-                        "input_lost",
-                        "InputLost",
-                        why,
-                        "",
-                    ),
+                    _failed(task, "input_lost", "InputLost", why),
                     None,
                 )
 
@@ -399,17 +398,7 @@ class Executor:
             self._tasks.pop((task.run_id, task.task_id, task.attempt), None)
             self._finish(
                 task,
-                m.TaskReport(
-                    task.task_id,
-                    task.attempt,
-                    "FAILED",
-                    0,
-                    -1,
-                    "input_lost",
-                    "InputLost",
-                    str(exc),
-                    "",
-                ),
+                _failed(task, "input_lost", "InputLost", str(exc)),
                 None,
             )
             return
@@ -460,16 +449,8 @@ class Executor:
             self.counters["done"] += 1
             self._finish(task, report, inline)
         else:
-            report = m.TaskReport(
-                task.task_id,
-                task.attempt,
-                "FAILED",
-                0,
-                -1,
-                outcome.kind or "error",
-                outcome.exc_type,
-                outcome.message,
-                outcome.traceback,
+            report = _failed(
+                task, outcome.kind or "error", outcome.exc_type, outcome.message, outcome.traceback
             )
             self.counters["failed"] += 1
             self._finish(task, report, None)
@@ -536,17 +517,7 @@ class Executor:
                 self._tasks.pop(key, None)
                 self._finish(
                     task,
-                    m.TaskReport(
-                        task.task_id,
-                        task.attempt,
-                        "FAILED",
-                        0,
-                        -1,
-                        "cancelled",
-                        "RunCancelled",
-                        "cancelled",
-                        "",
-                    ),
+                    _failed(task, "cancelled", "RunCancelled", "cancelled"),
                     None,
                 )
 
