@@ -4,6 +4,10 @@
 per node), answers clients (submission, long-poll status, results, cancel), fetches results that
 live on other nodes for the client, and frees a run's values everywhere once they were collected
 or the retention time passed.
+
+Probes (a report lost while its node stays ALIVE): a ``ProbeRun`` goes out as ``ReconcileRun`` at the
+run's current term, which changes nothing on the node (it already follows us at that term); the
+node's ``RunHoldings`` comes back through ``on_holdings`` as ``RunProbed``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("handoffd.owner")
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
+# A probe's ReconcileRun carries request id PROBE_IDS + the scheduler's probe number: apart from
+# the executor's ids (from 1), our result fetches' (from 1 << 40) and takeovers' (from 1 << 50).
+PROBE_IDS = 1 << 45
+
+
+def is_probe(request_id: int) -> bool:
+    """Whether a ReconcileRun / RunHoldings request id is an owner's probe (not a takeover's)."""
+    return PROBE_IDS <= request_id < PROBE_IDS + (1 << 44)
 
 
 def error_info(error: BaseException | None) -> m.ErrorInfo | None:
@@ -426,6 +438,23 @@ class OwnerIO:
             self._retry_or_fail(job, task_id, rest)
         return True
 
+    def on_holdings(self, msg: m.RunHoldings, sender: str) -> bool:
+        """A node answered one of our probes; False if the answer was not to a probe."""
+        if not is_probe(msg.request_id):
+            return False
+        if self.scheduler.term_of(msg.run_id) != msg.term:
+            return True  # we no longer own the run at that term
+        self._feed(
+            ev.RunProbed(
+                sender,
+                msg.run_id,
+                msg.request_id - PROBE_IDS,
+                tuple((a.task_id, a.attempt) for a in msg.running),
+                tuple((h.task_id, h.size) for h in msg.held),
+            )
+        )
+        return True
+
     def _maybe_answer(self, job: _ResultFetch) -> None:
         if job.pending:
             return
@@ -447,6 +476,17 @@ class OwnerIO:
                         address,
                         m.CancelTasks(ins.run_id, tuple(m.TaskAttempt(t, a) for t, a in ins.items)),
                     )
+            elif isinstance(ins, ev.ProbeRun):
+                address = self.node.address_of(ins.node)
+                if address:
+                    probe = m.ReconcileRun(
+                        PROBE_IDS + ins.probe,
+                        ins.run_id,
+                        ins.term,
+                        self.node.name,
+                        self.node.address,
+                    )
+                    self.node.send(address, probe, term=ins.term)
             elif isinstance(ins, ev.StartTimer):
                 self._start_timer(ins.key, ins.delay)
             elif isinstance(ins, ev.RunAccepted):

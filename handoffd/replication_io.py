@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from handoffd.owner_io import is_probe
 from handoffd.protocol import messages as m
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
@@ -333,6 +334,18 @@ class ReplicationIO:
 
     def _on_reconcile(self, msg: m.ReconcileRun) -> None:
         assert self.node.executor is not None
+        known = self.node.executor.run_owners.get(msg.run_id)
+        if (
+            is_probe(msg.request_id)
+            and known is not None
+            and known[:2] == (msg.term, msg.owner_address)
+        ):
+            # The owner we follow probes for a lost report: nothing to learn, just answer (no
+            # standby or redirect entries for every run we ever ran a task of).
+            holdings = self.node.executor.on_reconcile(msg)
+            if holdings is not None:
+                self.node.send(msg.owner_address, holdings, term=msg.term)
+            return
         if not self.standby.new_owner(msg.run_id, msg.term, msg.owner):
             return
         job = self._takeovers.get(msg.run_id)
@@ -409,6 +422,7 @@ class ReplicationIO:
     def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
         job = self._takeovers.get(msg.run_id)
         if job is None or msg.request_id != job.request_id:
+            self.owner.on_holdings(msg, sender)  # the answer to a probe for a lost report, maybe
             return
         job.holdings[sender] = takeover.Holdings(
             {h.task_id: h.size for h in msg.held}, {a.task_id: a.attempt for a in msg.running}

@@ -96,6 +96,18 @@ class TaskErrored:
 
 
 @dataclass(frozen=True, slots=True)
+class RunProbed:
+    """``node``'s answer to ``ProbeRun`` number ``probe``: the attempts of the run it runs or queues
+    (task_id, attempt) and the results of the run its store holds (task_id, size in bytes)."""
+
+    node: str
+    run_id: str
+    probe: int
+    running: Sequence[tuple[str, int]] = ()
+    held: Sequence[tuple[str, int]] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """A ``StartTimer`` ran out."""
 
@@ -121,6 +133,7 @@ Event = Union[
     TaskStarted,
     TaskSucceeded,
     TaskErrored,
+    RunProbed,
     TimerFired,
     CancelRun,
     ResultsReleased,
@@ -185,6 +198,17 @@ class CancelTasks:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeRun:
+    """Ask ``node`` what it runs and holds for ``run_id`` (answer: ``RunProbed`` with ``probe``);
+    at the run's current ``term`` the question changes nothing on the node."""
+
+    node: str
+    run_id: str
+    term: int
+    probe: int
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     """Feed ``TimerFired(key)`` back after ``delay`` seconds (a key may be started again)."""
 
@@ -224,7 +248,14 @@ class FreeResults:
 
 
 Instruction = Union[
-    Dispatch, CancelTasks, StartTimer, RunAccepted, RunRejected, RunFinished, FreeResults
+    Dispatch,
+    CancelTasks,
+    ProbeRun,
+    StartTimer,
+    RunAccepted,
+    RunRejected,
+    RunFinished,
+    FreeResults,
 ]
 
 __all__ = [
@@ -234,6 +265,7 @@ __all__ = [
     "TaskStarted",
     "TaskSucceeded",
     "TaskErrored",
+    "RunProbed",
     "TimerFired",
     "CancelRun",
     "ResultsReleased",
@@ -244,6 +276,7 @@ __all__ = [
     "DispatchItem",
     "Dispatch",
     "CancelTasks",
+    "ProbeRun",
     "StartTimer",
     "RunAccepted",
     "RunRejected",

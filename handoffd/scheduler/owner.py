@@ -13,6 +13,15 @@ Decisions: a task pinned to a node that is lost (DEAD or LEFT) fails its run wit
 rather than waiting for a rejoin that may never come (the client can resubmit); likewise when a ready
 task no longer fits any live node's capacity. Reports with a stale attempt, from the wrong node, or for
 unknown runs are ignored (at-least-once execution, exactly-once acceptance).
+
+Lost messages while the node stays ALIVE (the transport may drop a peer's reconnect queue around a
+partition heal): an unanswered dispatch counts as lost after ACK_TIMEOUT (the ``("ack", node)``
+timer). An answered task whose report is lost is found by probing: every PROBE_INTERVAL the
+``("probe",)`` timer asks each node that has had an answered task of a run for longer than that what
+it runs and holds for the run (``ProbeRun``; the answer is ``RunProbed``). An attempt missing from
+two answers in a row is resolved (one is not enough: a node answers at once but batches its reports,
+so a report can be in flight behind the answer): adopted as succeeded at that node when its store
+holds the result, otherwise counted as a capped loss and placed again.
 """
 
 from __future__ import annotations
@@ -43,9 +52,11 @@ from handoffd.scheduler.events import (
     FreeResults,
     Instruction,
     NodeUpdate,
+    ProbeRun,
     ResultsReleased,
     RunAccepted,
     RunFinished,
+    RunProbed,
     RunRejected,
     StartTimer,
     SubmitRun,
@@ -80,6 +91,9 @@ REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the vi
 #: transport may drop a DispatchTasks or its reply (a reconnect queue after a partition heal) while the
 #: node stays ALIVE. A node answers at once, queued tasks included, so this is only transit time.
 ACK_TIMEOUT = 3.0
+#: Seconds between probes of the nodes running our answered tasks, and how long a task must have
+#: been out before its node is probed about it: a lost report is found after two to three of these.
+PROBE_INTERVAL = 5.0
 _REPLICATED = (DONE, FAILED, CANCELLED)
 
 
@@ -90,6 +104,16 @@ class RunStatus:
     placement: dict[str, str]  # task id -> node of its latest attempt
     error: HandoffError | None
     term: int = 0
+
+
+@dataclass
+class _Probe:
+    """One ``ProbeRun`` to a (node, run): what its answer will judge."""
+
+    seq: int  # the probe's number: an answer to any other is stale
+    covered: dict[str, int]  # task id -> attempt out on the node (answered) when the probe went
+    suspects: dict[str, int]  # task id -> attempt missing from the previous answer
+    answered: bool = False  # a duplicate answer must not count as a second probe
 
 
 @dataclass
@@ -112,8 +136,10 @@ class OwnerScheduler:
         term: int = 0,
         backend: str | None = None,
         window: int = WINDOW,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.node_name = node_name
+        self.probe_interval = probe_interval
         self.term = term  # ownership term: nodes fence dispatches from a lower one
         self._now = now
         self._backend = backend
@@ -127,6 +153,13 @@ class OwnerScheduler:
         self._refused: dict[tuple[str, str], int] = {}  # held after a refusal: -> attempt refused
         self._refusal_timer = False
         self._ack_timers: set[str] = set()  # nodes with an ("ack", node) timer running
+        # Invariant: exactly the ASSIGNED/RUNNING (run, task) -> when they became so (dispatched).
+        self._active: dict[tuple[str, str], float] = {}
+        # Invariant: the ("probe",) timer runs (due at _probe_due) whenever _active is not empty.
+        self._probe_timer = False
+        self._probe_due = 0.0
+        self._probes: dict[tuple[str, str], _Probe] = {}  # (node, run) -> the latest probe there
+        self._probe_seq = 0
         self._dirty = False  # something changed that may let a ready task fit
         self._out = _Out()
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
@@ -172,6 +205,8 @@ class OwnerScheduler:
             self._on_started(event)
         elif isinstance(event, DispatchReplied):
             self._on_replied(event)
+        elif isinstance(event, RunProbed):
+            self._on_probed(event)
         elif isinstance(event, TaskErrored):
             self._on_errored(event)
         elif isinstance(event, TimerFired):
@@ -254,10 +289,13 @@ class OwnerScheduler:
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
                 self._view.claim(rec.node, rec.spec.cost, 1)
+                self._active[(run.run_id, rec.id)] = self._now
             if rec.state == READY:
                 rec.delayed = False
                 self._enqueue(run, rec)
         self._out = _Out()
+        if self._active and not self._probe_timer:
+            self._arm_probe_timer(self.probe_interval)
         lost = {r.node for r in run.tasks.values() if r.state in ACTIVE and r.node is not None}
         lost |= {n for r in run.tasks.values() for n in r.locations}
         for node in sorted(lost):
@@ -277,11 +315,13 @@ class OwnerScheduler:
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
                 self._view.claim(rec.node, rec.spec.cost, -1)
+            self._active.pop((run_id, rec.id), None)
             key = self._queued.pop((run_id, rec.id), None)
             if key is not None:
                 del self._queue[bisect.bisect_left(self._queue, key)]
             self._refused.pop((run_id, rec.id), None)
         self._view.forget_run(run_id)
+        self._probes = {k: p for k, p in self._probes.items() if k[1] != run_id}
         self._dirty = True
         return True
 
@@ -483,6 +523,8 @@ class OwnerScheduler:
             self._release_refused()
         elif len(key) == 2 and key[0] == "ack":
             self._check_answers(str(key[1]))
+        elif key == ("probe",):
+            self._probe_nodes()
         elif len(key) == 4 and key[0] == "retry":
             run = self._runs.get(str(key[1]))
             rec = run.tasks.get(str(key[2])) if run is not None else None
@@ -536,6 +578,94 @@ class OwnerScheduler:
         self._ack_timers.add(node)
         self._out.direct.append(StartTimer(("ack", node), delay))
 
+    def _probe_nodes(self) -> None:
+        """The probe timer fired: probe each (node, run) with an answered task out for longer than
+        the probe interval; re-arm while tasks are out (an early firing only re-arms)."""
+        self._probe_timer = False
+        if not self._active:
+            self._probes.clear()
+            return
+        if self._now < self._probe_due - REFUSAL_BACKOFF:
+            self._arm_probe_timer(self._probe_due - self._now)
+            return
+        cutoff = self._now - self.probe_interval
+        covered: dict[tuple[str, str], dict[str, int]] = {}
+        for (run_id, task_id), since in self._active.items():
+            if since > cutoff:
+                continue
+            rec = self._runs[run_id].tasks[task_id]
+            node = rec.node
+            assert node is not None
+            if (run_id, task_id, rec.attempt) in self._view.unacked.get(node, {}):
+                continue  # not answered yet: the ack timer's business
+            covered.setdefault((node, run_id), {})[task_id] = rec.attempt
+        probes: dict[tuple[str, str], _Probe] = {}
+        for (node, run_id), tasks in covered.items():
+            old = self._probes.get((node, run_id))
+            self._probe_seq += 1
+            probes[(node, run_id)] = _Probe(self._probe_seq, tasks, old.suspects if old else {})
+            self._out.direct.append(ProbeRun(node, run_id, self._term_of(run_id), self._probe_seq))
+        self._probes = probes  # pairs no longer covered are forgotten; their answers are stale
+        self._arm_probe_timer(self.probe_interval)
+
+    def _arm_probe_timer(self, delay: float) -> None:
+        self._probe_timer = True
+        self._probe_due = self._now + delay
+        self._out.direct.append(StartTimer(("probe",), delay))
+
+    def _on_probed(self, ev: RunProbed) -> None:
+        """A node answered a probe: an attempt it neither runs nor queues on two answers in a row
+        lost its report; adopt the result if the node holds it, else count a loss and re-place."""
+        probe = self._probes.get((ev.node, ev.run_id))
+        if probe is None or probe.seq != ev.probe or probe.answered:
+            return  # superseded, forgotten or a duplicate
+        probe.answered = True
+        run = self._runs.get(ev.run_id)
+        if run is None or run.state != RUN_RUNNING:
+            return
+        running = {(task_id, attempt) for task_id, attempt in ev.running}
+        held = {task_id: size for task_id, size in ev.held}
+        suspects: dict[str, int] = {}
+        for task_id, attempt in probe.covered.items():
+            rec = run.tasks.get(task_id)
+            if rec is None or rec.state not in ACTIVE or rec.attempt != attempt:
+                continue  # its report came meanwhile
+            if rec.node != ev.node or (task_id, attempt) in running:
+                continue
+            if probe.suspects.get(task_id) != attempt:
+                suspects[task_id] = attempt  # its report may be in flight behind this answer
+                continue
+            if task_id in held:
+                log.warning(
+                    "run %s task %s attempt %d: %s holds its result but the report never came; "
+                    "adopted",
+                    run.run_id,
+                    task_id,
+                    attempt,
+                    ev.node,
+                )
+                run.holders.add(ev.node)
+                self._cancel(run.succeeded(rec, ev.node, held[task_id], None, self._now), run)
+                if run.state == RUN_DONE:
+                    self._out.direct.append(RunFinished(run.run_id, "DONE"))
+                    return
+            else:
+                log.warning(
+                    "run %s task %s attempt %d: %s neither runs nor holds it on two probes; "
+                    "report counted lost",
+                    run.run_id,
+                    task_id,
+                    attempt,
+                    ev.node,
+                )
+                rec.losses += 1
+                cause = f"report from {ev.node} lost (attempt {attempt})"
+                self._cancel(run.make_ready(rec, self._now, cause), run)
+                self._check_losses(run, rec)
+                if run.state != RUN_RUNNING:
+                    return
+        probe.suspects = suspects
+
     def _on_cancel(self, ev: CancelRun) -> None:
         run = self._runs.get(ev.run_id)
         if run is not None and run.state == RUN_RUNNING:
@@ -559,6 +689,7 @@ class OwnerScheduler:
     def _lose(self, node: str) -> None:
         """``node`` is DEAD or LEFT: its dispatches, tasks and result copies are gone."""
         self._view.forget_unacked(node)
+        self._probes = {k: p for k, p in self._probes.items() if k[0] != node}
         for run in list(self._runs.values()):
             self._lose_in_run(run, node)
         self._check_all_fit()
@@ -612,6 +743,11 @@ class OwnerScheduler:
             self._dirty = True  # window room opened
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
             self._view.claim(rec.node, rec.spec.cost, 1)
+            self._active[(run.run_id, rec.id)] = self._now
+            if not self._probe_timer:
+                self._arm_probe_timer(self.probe_interval)
+        elif old in ACTIVE and new not in ACTIVE:
+            self._active.pop((run.run_id, rec.id), None)
         if old == READY:
             self._unqueue(run, rec)
         if new == READY and not rec.delayed:
@@ -680,6 +816,7 @@ class OwnerScheduler:
         """Raise AssertionError when an invariant is broken (tests call it after every event)."""
         claims: dict[str, dict[str, float]] = {}
         queued: set[tuple[str, str]] = set()
+        active: set[tuple[str, str]] = set()
         for run in self._runs.values():
             run.validate()
             for rec in run.tasks.values():
@@ -687,6 +824,7 @@ class OwnerScheduler:
                     assert rec.node is not None
                     assert self._view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
                     add_into(claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+                    active.add((run.run_id, rec.id))
                 if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
                     queued.add((run.run_id, rec.id))
                 if rec.state == DONE:
@@ -695,6 +833,8 @@ class OwnerScheduler:
         self._view.validate(claims)
         for node, pending in self._view.unacked.items():
             assert not pending or node in self._ack_timers, f"unacked on {node} without a timer"
+        assert active == set(self._active), f"active {sorted(self._active)} != {sorted(active)}"
+        assert not active or self._probe_timer, "tasks out without a probe timer"
         assert queued == set(self._queued), (
             f"ready queue {sorted(self._queued)} != {sorted(queued)}"
         )
