@@ -235,7 +235,7 @@ def _print_summary(
         line = f"  {function_id:<24} on {status.placement[function_id]}"
         if show_values and function_id in results:
             text = repr(results[function_id])
-            line += f"  = {text if len(text) <= 60 else text[:57] + '...'}"
+            line += f"  = {text if len(text) <= 100 else text[:97] + '...'}"
         print(line)
 
 
