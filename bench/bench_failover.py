@@ -20,36 +20,17 @@ import statistics
 import time
 
 import handoffd
-from handoffd.testing import DaemonCluster, wait_for
+from handoffd.testing import DaemonCluster, layered_dag, layered_expected, wait_for
 
-LAYERS, WIDTH, SLEEP, MOD = 20, 100, 0.005, 1_000_003
-
-
-def work(*inputs, k=0):
-    time.sleep(SLEEP)
-    return (sum(inputs) * 31 + k) % MOD
+LAYERS, WIDTH, SLEEP = 20, 100, 0.005
 
 
 def build_dag() -> handoffd.DAG:
-    dag = handoffd.DAG()
-    for layer in range(LAYERS):
-        for i in range(WIDTH):
-            deps = [] if layer == 0 else [f"t{layer - 1}_{i}", f"t{layer - 1}_{(i + 1) % WIDTH}"]
-            dag.add_function(
-                handoffd.Function(
-                    id=f"t{layer}_{i}", code=work, args=deps, kwargs={"k": layer * WIDTH + i}
-                )
-            )
-    return dag
+    return layered_dag(LAYERS, WIDTH, SLEEP)
 
 
 def expected() -> dict[str, int]:
-    out: dict[str, int] = {}
-    for layer in range(LAYERS):
-        for i in range(WIDTH):
-            deps = [] if layer == 0 else [f"t{layer - 1}_{i}", f"t{layer - 1}_{(i + 1) % WIDTH}"]
-            out[f"t{layer}_{i}"] = (sum(out[d] for d in deps) * 31 + layer * WIDTH + i) % MOD
-    return out
+    return layered_expected(LAYERS, WIDTH)
 
 
 _FIRST_DISPATCH = re.compile(r"took over at term \d+ in ([\d.]+) s .* at wall ([\d.]+)")

@@ -397,3 +397,51 @@ class ThreadedCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# A checksummed layered DAG (failover tests and benchmarks)
+# ---------------------------------------------------------------------------------------------
+
+CHECKSUM_MOD = 1_000_003
+
+
+def _layered_work(*inputs: int, k: int = 0, sleep: float = 0.0) -> int:
+    if sleep:
+        time.sleep(sleep)
+    return (sum(inputs) * 31 + k) % CHECKSUM_MOD
+
+
+def _layered_deps(layer: int, i: int, width: int) -> list[str]:
+    return [] if layer == 0 else [f"t{layer - 1}_{i}", f"t{layer - 1}_{(i + 1) % width}"]
+
+
+def layered_dag(layers: int = 20, width: int = 100, sleep: float = 0.005) -> Any:
+    """``layers`` x ``width`` tasks of ``sleep`` seconds; task (l, i) adds the values of (l-1, i)
+    and (l-1, i+1) to its own constant, so a wrong, lost or doubled result changes the checksum."""
+    import handoffd
+
+    dag = handoffd.DAG()
+    for layer in range(layers):
+        for i in range(width):
+            dag.add_function(
+                handoffd.Function(
+                    id=f"t{layer}_{i}",
+                    code=_layered_work,
+                    args=_layered_deps(layer, i, width),
+                    kwargs={"k": layer * width + i, "sleep": sleep},
+                )
+            )
+    return dag
+
+
+def layered_expected(layers: int = 20, width: int = 100) -> dict[str, int]:
+    """Every task's value in ``layered_dag(layers, width)``."""
+    out: dict[str, int] = {}
+    for layer in range(layers):
+        for i in range(width):
+            deps = _layered_deps(layer, i, width)
+            out[f"t{layer}_{i}"] = (
+                sum(out[d] for d in deps) * 31 + layer * width + i
+            ) % CHECKSUM_MOD
+    return out

@@ -9,47 +9,26 @@ killed by PID in teardown). The DAG: 20 layers of 100 tasks of 5 ms; task (l, i)
 from __future__ import annotations
 
 import sys
-import time
 
 import cloudpickle
 import pytest
 
 import handoffd
-from handoffd.testing import DaemonCluster, wait_for
+from handoffd.testing import DaemonCluster, layered_dag, layered_expected, wait_for
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 pytestmark = pytest.mark.timeout(300)
 
 LAYERS, WIDTH, SLEEP = 20, 100, 0.005
-MOD = 1_000_003
-
-
-def work(*inputs, k=0):
-    time.sleep(SLEEP)
-    return (sum(inputs) * 31 + k) % MOD
 
 
 def build_dag(layers: int = LAYERS, width: int = WIDTH) -> handoffd.DAG:
-    dag = handoffd.DAG()
-    for layer in range(layers):
-        for i in range(width):
-            deps = [] if layer == 0 else [f"t{layer - 1}_{i}", f"t{layer - 1}_{(i + 1) % width}"]
-            dag.add_function(
-                handoffd.Function(
-                    id=f"t{layer}_{i}", code=work, args=deps, kwargs={"k": layer * width + i}
-                )
-            )
-    return dag
+    return layered_dag(layers, width, SLEEP)
 
 
 def expected(layers: int = LAYERS, width: int = WIDTH) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for layer in range(layers):
-        for i in range(width):
-            deps = [] if layer == 0 else [f"t{layer - 1}_{i}", f"t{layer - 1}_{(i + 1) % width}"]
-            out[f"t{layer}_{i}"] = (sum(out[d] for d in deps) * 31 + layer * width + i) % MOD
-    return out
+    return layered_expected(layers, width)
 
 
 def start_cluster(cluster: DaemonCluster, count: int) -> list:
