@@ -5,6 +5,6 @@ Both modules export the same names (``BACKEND``, ``EPS``, ``POLICIES``, ``CycleE
 through ``handoffd.scheduler.placement``; importing this package loads neither.
 """
 
-from ._checks import EPS, POLICIES, CycleError
+from ._consts import EPS, POLICIES, CycleError
 
 __all__ = ["EPS", "POLICIES", "CycleError"]

@@ -11,15 +11,12 @@ from typing import Any
 
 import numpy as np
 
-#: Placement policies, in the order of their integer codes in the kernels.
-POLICIES: tuple[str, ...] = ("binpack", "spread", "first_fit")
-BINPACK, SPREAD, FIRST_FIT = 0, 1, 2
-#: Absolute tolerance of the feasibility test (free + EPS >= demand), as in handoffd.resources.fits.
-EPS = 1e-9
-
-
-class CycleError(ValueError):
-    """The consumers graph given to the ordering kernel is not a DAG."""
+from ._consts import BINPACK as BINPACK
+from ._consts import EPS as EPS
+from ._consts import FIRST_FIT as FIRST_FIT
+from ._consts import POLICIES as POLICIES
+from ._consts import SPREAD as SPREAD
+from ._consts import CycleError as CycleError
 
 
 def policy_code(policy: str) -> int:

@@ -231,3 +231,48 @@ def test_place_small_matches_the_core_on_random_batches() -> None:
             assert placement.place_small(requests, nodes, policy) == placement.place(
                 requests, nodes, policy
             )
+
+
+def test_order_small_graphs_match_the_core() -> None:
+    """``order`` with no backend named takes a plain-Python path for small graphs (no numpy): the
+    same order and ranks as the core, and the core's errors for bad input."""
+    import random as _random
+
+    rng = _random.Random(11)
+    for _ in range(500):
+        n = rng.randint(0, placement.SMALL_BATCH)
+        # a DAG: consumers only later in a random permutation
+        perm = list(range(n))
+        rng.shuffle(perm)
+        consumers = [
+            [perm[j] for j in range(perm.index(t) + 1, n) if rng.random() < 0.3] for t in range(n)
+        ]
+        priority = [rng.choice([0, 0, 1, -2]) for _ in range(n)]
+        estimate = [rng.choice([1.0, 0.5, 2.0]) for _ in range(n)]
+        size = [rng.choice([0.0, 1.0, 0.25]) for _ in range(n)]
+        small = placement.order(priority, consumers, estimate, size)
+        assert small == placement.order(priority, consumers, estimate, size, "python")
+    assert placement.order([0, 0, 1], [[1], [], []], [1.0, 2.0, 1.0], [0.0, 0.0, 0.0]) == (
+        [2, 0, 1],
+        [3.0, 2.0, 1.0],
+    )
+    with pytest.raises(ValidationError, match="cycle"):
+        placement.order([0, 0], [[1], [0]], [1.0, 1.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="out of range"):
+        placement.order([0], [[5]], [1.0], [0.0])
+    with pytest.raises(ValueError, match="finite"):
+        placement.order([0], [[]], [float("nan")], [0.0])
+
+
+def test_daemon_imports_without_numpy() -> None:
+    """numpy loads on the first large placement, not at daemon start-up."""
+    import subprocess
+
+    code = (
+        "import sys, handoffd.node, handoffd.cli.daemon; "
+        "from handoffd.scheduler import placement; "
+        "placement.order([0, 0], [[1], []], [1.0, 1.0], [0.0, 0.0]); "
+        "print('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -19,12 +19,17 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from handoffd import resources
 from handoffd._core import EPS, POLICIES, CycleError
 from handoffd.errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy (~0.1 s to import) and the compiled core load on the first call that needs arrays: small
+# batches (``place_small``, ``order`` of a small graph) never do, so a daemon starts without them.
 
 __all__ = [
     "POLICIES",
@@ -126,6 +131,8 @@ def _row(amounts: Mapping[str, float], dims: Sequence[str], what: str) -> list[f
 def _node_arrays(
     nodes: Sequence[NodeView], dims: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    import numpy as np
+
     index: dict[str, int] = {}
     for i, node in enumerate(nodes):
         if node.name in index:
@@ -149,6 +156,8 @@ def place(
     backend: str | None = None,
 ) -> list[str | None]:
     """Node name (or None) per request, in request order; earlier requests consume free first."""
+    import numpy as np
+
     _check_policy(policy)
     core = _module(backend)
     dims = resources.kinds(
@@ -274,10 +283,16 @@ def order(
         if len(seq) != n_tasks:
             raise ValueError(f"{name} has {len(seq)} entries but consumers has {n_tasks}")
     for p in priority:
-        if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
+        if isinstance(p, bool) or not _is_integer(p):
             raise ValueError(f"priority {p!r} is not an integer")
         if not -(2**63) <= int(p) < 2**63:
             raise ValueError(f"priority {p} does not fit in 64 bits")
+    if n_tasks <= SMALL_BATCH and backend is None:
+        small = _order_small(priority, consumers, estimate, size)
+        if small is not None:
+            return small
+    import numpy as np
+
     core = _module(backend)
     lengths = np.fromiter((len(c) for c in consumers), dtype=np.int64, count=n_tasks)
     indptr = np.zeros(n_tasks + 1, dtype=np.int64)
@@ -292,6 +307,64 @@ def order(
     except CycleError as exc:
         raise ValidationError("cycle", None, str(exc)) from exc
     return task_order.tolist(), ranks.tolist()
+
+
+def _is_integer(p: object) -> bool:
+    if isinstance(p, int):
+        return True
+    if type(p).__module__ == "numpy":  # numpy is loaded if the caller holds a numpy integer
+        import numpy as np
+
+        return isinstance(p, np.integer)
+    return False
+
+
+def _order_small(
+    priority: Sequence[int],
+    consumers: Sequence[Sequence[int]],
+    estimate: Sequence[float],
+    size: Sequence[float],
+) -> tuple[list[int], list[float]] | None:
+    """``order`` in plain Python for a small graph: the same ranks (the same Kahn pass and float
+    additions as ``_core/binpack_py.py``) and the same sort key. None when the input is anything but
+    well-formed (a consumer index out of range, a non-finite number, a cycle): the core then raises
+    its usual error."""
+    n_tasks = len(consumers)
+    try:
+        est = [float(e) for e in estimate]
+        size_l = [float(x) for x in size]
+        prio = [int(p) for p in priority]
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(x) for x in est) or not all(math.isfinite(x) for x in size_l):
+        return None
+    producers: list[list[int]] = [[] for _ in range(n_tasks)]
+    remaining = [0] * n_tasks
+    for t in range(n_tasks):
+        cs = consumers[t]
+        remaining[t] = len(cs)
+        for c in cs:
+            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n_tasks:
+                return None
+            producers[c].append(t)
+    best_consumer = [0.0] * n_tasks
+    rank = [0.0] * n_tasks
+    ready = [t for t in range(n_tasks) if remaining[t] == 0]
+    done = 0
+    while ready:
+        c = ready.pop()
+        done += 1
+        rank[c] = est[c] + best_consumer[c]
+        for p in producers[c]:
+            if rank[c] > best_consumer[p]:
+                best_consumer[p] = rank[c]
+            remaining[p] -= 1
+            if remaining[p] == 0:
+                ready.append(p)
+    if done != n_tasks:
+        return None
+    idx = sorted(range(n_tasks), key=lambda i: (-prio[i], -rank[i], -size_l[i], i))
+    return idx, rank
 
 
 def task_sizes(demands: Sequence[Mapping[str, float]], nodes: Sequence[NodeView]) -> list[float]:
