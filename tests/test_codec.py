@@ -221,3 +221,10 @@ def test_mutated_frames_never_raise(msg: Any, data: st.DataObject) -> None:
     result = local.decode([bytes(body[:cut])])
     assert result is not None or sum(local.stats.dropped.values()) == 1
     assert "internal_error" not in local.stats.dropped
+
+
+def test_every_message_schema_builds() -> None:
+    """The codec builds each type's converters on first use; build them all here so a message
+    whose annotations are not wire types fails the suite, not the first daemon that sends it."""
+    codec.build_all()
+    assert set(codec._RECORDS) == set(MESSAGES)

@@ -469,7 +469,9 @@ def build_all() -> None:
         _record_for_type(type_id)
 
 
-build_all()
+# Converters are built on a type's first use (``_record_for_type``), not here: building all of them
+# cost ~20 ms of every process's start-up (daemons and clients). tests/test_codec.py calls
+# ``build_all`` so a bad schema still fails the suite.
 assert _messages.MESSAGES is MESSAGES
 
 
