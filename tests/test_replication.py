@@ -130,6 +130,26 @@ def test_laggard_gets_a_snapshot_unasked() -> None:
     assert log_a.tick(5.0) == []
 
 
+def test_caught_up_runs_leave_tick_and_flush_until_they_change() -> None:
+    """Finished runs stay tracked, so tick() and flush() walk only runs with work: a caught-up run
+    drops out and comes back on its next change, with the laggard resend as before."""
+    log_a = rlog.ReplicationLog("a", 1, resend_after=1.0)
+    for i in range(50):
+        log_a.track(f"r{i}", ["a", "b"], 0.0, accept=True)
+        log_a.on_ack(f"r{i}", "b", 0, False, 0.0)
+    assert log_a.tick(0.1) == [] and not log_a._watch
+    assert log_a.flush() == []
+    log_a.changed("r7", "t")
+    out = log_a.flush()
+    assert [(o.run_id, o.seq) for o in out] == [("r7", 1)]
+    assert list(log_a._watch) == ["r7"] and not log_a._dirty
+    assert log_a.tick(1.0) == []  # b is short of seq 1 since now
+    resent = log_a.tick(2.0)
+    assert [(type(o).__name__, o.run_id, o.node) for o in resent] == [("SendSnapshot", "r7", "b")]
+    log_a.on_ack("r7", "b", 1, False, 2.0)
+    assert log_a.tick(2.1) == [] and not log_a._watch
+
+
 def test_stale_term_is_ignored_and_answered_with_the_higher_term() -> None:
     sched = owner_with_chain()
     standby = StandbyStore("c")

@@ -99,6 +99,12 @@ class ReplicationLog:
         self.accept_timeout = accept_timeout
         self.resend_after = resend_after
         self._runs: dict[str, _Primary] = {}
+        # Runs stay tracked after they end, so flush() and tick() walk only these (insertion-ordered
+        # sets), not every run ever owned: runs with unsent changes, and runs tick() must look at
+        # (accepting, or some standby short of the last seq or awaited). Outside ``_watch`` tick()
+        # would do nothing for a run.
+        self._dirty: dict[str, None] = {}
+        self._watch: dict[str, None] = {}
 
     def standbys(self, run_id: str) -> tuple[str, ...]:
         primary = self._runs.get(run_id)
@@ -115,6 +121,7 @@ class ReplicationLog:
         """Start replicating a run we now own; with ``accept`` an ``Accept`` follows the acks."""
         primary = _Primary(run_id, self.choose(run_id, alive))
         self._runs[run_id] = primary
+        self._watch[run_id] = None
         out: list[object] = [self._snapshot(primary, n, now) for n in primary.standbys]
         if accept:
             if primary.standbys:
@@ -125,6 +132,8 @@ class ReplicationLog:
 
     def untrack(self, run_id: str) -> list[object]:
         primary = self._runs.pop(run_id, None)
+        self._dirty.pop(run_id, None)
+        self._watch.pop(run_id, None)
         if primary is None:
             return []
         return [Drop(run_id, n) for n in primary.standbys]
@@ -138,14 +147,18 @@ class ReplicationLog:
             primary.run_dirty = True
         else:
             primary.dirty.add(task_id)
+        self._dirty[run_id] = None
 
     def flush(self) -> list[object]:
         """One batch per run with changes since the last flush."""
         out: list[object] = []
-        for primary in self._runs.values():
+        dirty, self._dirty = self._dirty, {}
+        for run_id in dirty:
+            primary = self._runs[run_id]
             if not primary.dirty and not primary.run_dirty:
                 continue
             primary.seq += 1
+            self._watch[run_id] = None
             tasks = tuple(sorted(primary.dirty))
             primary.dirty.clear()
             primary.run_dirty = False
@@ -183,6 +196,7 @@ class ReplicationLog:
                         out.append(Drop(primary.run_id, gone))
             new = [n for n in wanted if n not in primary.standbys]
             primary.standbys = wanted
+            self._watch[primary.run_id] = None
             out += [self._snapshot(primary, n, now) for n in new]
             out += self._maybe_accept(primary)
         return out
@@ -190,7 +204,8 @@ class ReplicationLog:
     def tick(self, now: float) -> list[object]:
         """Drop standbys that missed the accept deadline; resend snapshots to laggards."""
         out: list[object] = []
-        for primary in self._runs.values():
+        for run_id in list(self._watch):
+            primary = self._runs[run_id]
             if primary.accepting_until is not None and now >= primary.accepting_until:
                 primary.standbys = [n for n in primary.standbys if n in primary.acked]
                 out += self._maybe_accept(primary)
@@ -209,6 +224,12 @@ class ReplicationLog:
                     out.append(self._snapshot(primary, node, now))
                 else:
                     primary.awaiting[node] = mark
+            if (
+                primary.accepting_until is None
+                and not primary.awaiting
+                and all(primary.acked.get(n, -1) >= primary.seq for n in primary.standbys)
+            ):
+                del self._watch[run_id]  # caught up: nothing for tick() until the next change
         return out
 
     def _snapshot(self, primary: _Primary, node: str, now: float) -> SendSnapshot:

@@ -47,6 +47,8 @@ log = logging.getLogger("handoffd.transport")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DRAIN_CAP = 512  # messages per socket per wake-up, so one busy peer cannot starve the rest
+# Plain ints: zmq.EVENTS and zmq.POLLIN are enums, and enum arithmetic costs a call per drain.
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 def tcp_endpoint(host: str, port: int | str) -> str:
@@ -195,7 +197,7 @@ class ZmqTransport(Transport):
         events = sock.getsockopt
         try:
             for _ in range(DRAIN_CAP):
-                if not int(events(zmq.EVENTS)) & zmq.POLLIN:
+                if not int(events(_EVENTS)) & _POLLIN:
                     return batch
                 batch.append(recv(zmq.NOBLOCK))
             self._mark_dirty(sock)  # capped: come back on the next iteration (no edge will fire)
