@@ -185,3 +185,30 @@ def test_seed_discovery_retries_until_membership_knows_the_seed() -> None:
             await seeds.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_every_sending_socket_is_bound_to_the_node_address_only() -> None:
+    """The network rule, checked on the sockets themselves: zeroconf sends only from our 127.0.0.N
+    (bound there, multicast interface set there); the one other socket is the 0.0.0.0:5353 listener
+    that multicast reception needs, and zeroconf never sends from it."""
+    import socket
+
+    async def scenario() -> None:
+        (node,) = await start_nodes([(unique("s"), unique("sock"))])
+        try:
+            engine = node.discovery._zc.zeroconf.engine  # type: ignore[union-attr]
+            host = node.address.rpartition(":")[0]
+            assert engine.senders, "zeroconf has no sending socket"
+            for wrapped in engine.senders:
+                sock = wrapped.sock
+                assert sock.getsockname()[0] == host
+                interface = sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, 4)
+                assert socket.inet_ntoa(interface) == host
+            sender_fds = {w.sock.fileno() for w in engine.senders}
+            for wrapped in engine.readers:
+                if wrapped.sock.fileno() not in sender_fds:
+                    assert wrapped.sock.getsockname() == ("0.0.0.0", 5353)
+        finally:
+            await close_all([node])
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
