@@ -70,3 +70,7 @@ def split_address(address: str) -> tuple[str, int]:
 def join_address(host: str, port: int) -> str:
     """(host, port) -> ``"host:port"``, with IPv6 literals bracketed."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def tcp_endpoint(host: str, port: int | str) -> str:
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"

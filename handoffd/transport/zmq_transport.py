@@ -40,6 +40,7 @@ from handoffd.transport.base import (
     TransportStats,
     join_address,
     split_address,
+    tcp_endpoint,
 )
 from handoffd.transport.keys import CurveKeys
 
@@ -49,10 +50,6 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DRAIN_CAP = 512  # messages per socket per wake-up, so one busy peer cannot starve the rest
 # Plain ints: zmq.EVENTS and zmq.POLLIN are enums, and enum arithmetic costs a call per drain.
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
-
-
-def tcp_endpoint(host: str, port: int | str) -> str:
-    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
 class _Peer:
