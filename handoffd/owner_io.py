@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("handoffd.owner")
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
+FORGET_AFTER_S = 60.0  # a released run's status stays answerable this long
 # A probe's ReconcileRun carries request id PROBE_IDS + the scheduler's probe number: apart from
 # the executor's ids (from 1), our result fetches' (from 1 << 40) and takeovers' (from 1 << 50).
 PROBE_IDS = 1 << 45
@@ -98,6 +99,9 @@ class OwnerIO:
         self._submits: dict[str, tuple[bytes, int]] = {}  # run_id -> (conn, request_id)
         self._waiters: dict[str, list[tuple[bytes, int, asyncio.TimerHandle]]] = {}
         self._finished_at: dict[str, float] = {}
+        # Released runs stay answerable (status) for FORGET_AFTER_S, then every trace is dropped
+        # here, in the scheduler and at the standbys: a long-lived daemon must not grow per run.
+        self._released_at: dict[str, float] = {}
         self._fetches: dict[int, _ResultFetch] = {}
         self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
         self._timers: dict[Any, asyncio.TimerHandle] = {}
@@ -152,7 +156,23 @@ class OwnerIO:
         for run_id, at in list(self._finished_at.items()):
             if now - at >= retention:
                 del self._finished_at[run_id]
-                self._feed(ev.ResultsReleased(run_id))
+                self._release(run_id)
+        for run_id, at in list(self._released_at.items()):
+            if now - at >= FORGET_AFTER_S:
+                del self._released_at[run_id]
+                self.forget(run_id)
+
+    def _release(self, run_id: str) -> None:
+        self._feed(ev.ResultsReleased(run_id))
+        status = self.scheduler.run_status(run_id)
+        if status is not None and status.state in TERMINAL:
+            self._released_at[run_id] = self.node._clock()
+
+    def forget(self, run_id: str) -> None:
+        """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
+        self.scheduler.forget(run_id)
+        if self.scheduler.run_status(run_id) is None and self.node.replication is not None:
+            self.node.replication.forget(run_id)
 
     def _node_name_for(self, envelope: Any) -> str:
         return envelope.sender if envelope is not None else self.node.name
@@ -234,7 +254,7 @@ class OwnerIO:
             self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
         elif isinstance(msg, m.FreeRunRequest):
             self._finished_at.pop(msg.run_id, None)
-            self._feed(ev.ResultsReleased(msg.run_id))
+            self._release(msg.run_id)
             if self.node.replication is not None:
                 self.node.replication.run_changed(msg.run_id)
             self.node.reply(conn, m.Ok(msg.request_id))

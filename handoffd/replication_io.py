@@ -195,6 +195,11 @@ class ReplicationIO:
             if address:
                 self.node.send(address, msg, frames, term=run.term)
 
+    def forget(self, run_id: str) -> None:
+        """The run was released and aged out: stop tracking it and tell its standbys to drop it."""
+        self._execute(self.log.untrack(run_id))
+        self._moved.pop(run_id, None)
+
     def step_down(self, run_id: str, term: int, owner: str = "", address: str = "") -> None:
         """Another owner holds the run at a higher ``term``: stop scheduling it, forward clients."""
         mine = self.scheduler.term_of(run_id)
