@@ -28,6 +28,7 @@ from ._checks import (
     check_place,
     cycle_error,
 )
+from ._ranks import upward_ranks_lists
 
 __all__ = [
     "BACKEND",
@@ -147,31 +148,11 @@ def upward_ranks(indptr: Any, indices: Any, estimate: Any) -> np.ndarray:
 
 
 def _ranks(indptr_a: np.ndarray, indices_a: np.ndarray, est_a: np.ndarray) -> list[float]:
-    n_tasks = est_a.shape[0]
     ptr = indptr_a.tolist()
     cons = indices_a.tolist()
-    est = est_a.tolist()
-    producers: list[list[int]] = [[] for _ in range(n_tasks)]
-    remaining = [0] * n_tasks
-    for t in range(n_tasks):
-        remaining[t] = ptr[t + 1] - ptr[t]
-        for c in cons[ptr[t] : ptr[t + 1]]:
-            producers[c].append(t)
-    best_consumer = [0.0] * n_tasks
-    rank = [0.0] * n_tasks
-    ready = [t for t in range(n_tasks) if remaining[t] == 0]
-    done = 0
-    while ready:
-        c = ready.pop()
-        done += 1
-        rank[c] = est[c] + best_consumer[c]
-        for p in producers[c]:
-            if rank[c] > best_consumer[p]:
-                best_consumer[p] = rank[c]
-            remaining[p] -= 1
-            if remaining[p] == 0:
-                ready.append(p)
-    if done != n_tasks:
+    consumers = [cons[ptr[t] : ptr[t + 1]] for t in range(est_a.shape[0])]
+    rank, remaining = upward_ranks_lists(consumers, est_a.tolist())
+    if any(remaining):
         raise cycle_error(np.array(remaining))
     return rank
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from handoffd import resources
 from handoffd._core import EPS, POLICIES, CycleError
+from handoffd._core._ranks import upward_ranks_lists
 from handoffd.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -338,30 +339,12 @@ def _order_small(
         return None
     if not all(math.isfinite(x) for x in est) or not all(math.isfinite(x) for x in size_l):
         return None
-    producers: list[list[int]] = [[] for _ in range(n_tasks)]
-    remaining = [0] * n_tasks
-    for t in range(n_tasks):
-        cs = consumers[t]
-        remaining[t] = len(cs)
+    for cs in consumers:
         for c in cs:
             if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n_tasks:
                 return None
-            producers[c].append(t)
-    best_consumer = [0.0] * n_tasks
-    rank = [0.0] * n_tasks
-    ready = [t for t in range(n_tasks) if remaining[t] == 0]
-    done = 0
-    while ready:
-        c = ready.pop()
-        done += 1
-        rank[c] = est[c] + best_consumer[c]
-        for p in producers[c]:
-            if rank[c] > best_consumer[p]:
-                best_consumer[p] = rank[c]
-            remaining[p] -= 1
-            if remaining[p] == 0:
-                ready.append(p)
-    if done != n_tasks:
+    rank, remaining = upward_ranks_lists(consumers, est)
+    if any(remaining):
         return None
     idx = sorted(range(n_tasks), key=lambda i: (-prio[i], -rank[i], -size_l[i], i))
     return idx, rank
