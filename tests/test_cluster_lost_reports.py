@@ -10,6 +10,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from test_cluster_exec import fail_until  # shipped by value: that module registers itself
 
 import handoffd
 from handoffd.protocol import messages as m
@@ -18,16 +19,6 @@ from handoffd.testing import ThreadedCluster
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def fail_until(path, succeed_after):
-    with open(path, "a") as f:
-        f.write("x\n")
-    with open(path) as f:
-        n = len(f.read().splitlines())
-    if n <= succeed_after:
-        raise RuntimeError(f"planned failure {n}")
-    return n
 
 
 @pytest.fixture(scope="module")
