@@ -1,0 +1,185 @@
+"""The owner's scheduler CPU per task, without sockets, workers or a second process.
+
+Drives ``OwnerScheduler`` the way ``owner_io`` does: one ``handle_batch`` per message (a
+``DispatchReplied`` or a ``TasksReported``, each preceded by the node's ``NodeUpdate``), with
+simulated nodes that accept every dispatch into a local queue, run ``capacity`` tasks at a time and
+report completions in batches of up to ``--report-batch`` (a node flushes its reports once per loop
+iteration, so a batch is what finished meanwhile). Only the time inside the scheduler is counted.
+
+Workloads: ``w1`` (10,000 independent no-op tasks, as the peer benchmark's W1) and ``w2`` (the
+50 x 100 layered DAG of W2, three parents per task, small values kept by the owner). Prints owner
+microseconds per task for the submit and for the rest of the run, the number of scheduler calls
+and dispatch messages, and tasks per dispatch. ``--profile`` prints the top of a cProfile of the
+run phase instead. Usage::
+
+    .venv/bin/python bench/bench_owner.py            # both workloads, 5 repetitions each
+    .venv/bin/python bench/bench_owner.py --only w1 --repeat 9 --nodes 2 --window 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import statistics
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from handoffd.scheduler import events as ev
+from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.spec import RunOptions, TaskSpec
+
+CPU = "cpu"
+
+
+def w1_specs(n: int) -> list[TaskSpec]:
+    return [TaskSpec(f"t{i}", (), {CPU: 1.0}, b"payload") for i in range(n)]
+
+
+def w2_specs(layers: int, width: int, seed: int = 7) -> list[TaskSpec]:
+    rng = random.Random(seed)
+    specs = [TaskSpec(f"l0-{i}", (), {CPU: 1.0}, b"payload") for i in range(width)]
+    for layer in range(1, layers):
+        for i in range(width):
+            deps = tuple(f"l{layer - 1}-{j}" for j in rng.sample(range(width), 3))
+            specs.append(TaskSpec(f"l{layer}-{i}", deps, {CPU: 1.0}, b"payload"))
+    return specs
+
+
+class SimNode:
+    def __init__(self, name: str, cpus: float) -> None:
+        self.name = name
+        self.capacity = {CPU: cpus}
+        self.version = 0
+        self.queue: deque[tuple[str, str, int]] = deque()
+
+    def update(self) -> ev.NodeUpdate:
+        self.version += 1
+        running = min(len(self.queue), int(self.capacity[CPU]))
+        free = {CPU: self.capacity[CPU] - running} if running < self.capacity[CPU] else {}
+        return ev.NodeUpdate(self.name, self.name, True, self.capacity, free, self.version)
+
+
+class Sim:
+    def __init__(self, nodes: int, cpus: float, window: int, report_batch: int) -> None:
+        self.sched = OwnerScheduler("n0", now=0.0, window=window)
+        self.nodes = {f"n{i}": SimNode(f"n{i}", cpus) for i in range(nodes)}
+        self.report_batch = report_batch
+        self.now = 0.0
+        self.busy = 0.0  # seconds inside the scheduler
+        self.calls = 0
+        self.dispatches = 0
+        self.dispatched = 0
+        self.finished: set[str] = set()
+        self.inbox: deque[tuple[str, list[Any]]] = deque()  # (node, events of one message)
+        self.feed([n.update() for n in self.nodes.values()])
+
+    def feed(self, events: list[Any]) -> None:
+        self.now += 1e-4
+        start = time.perf_counter()
+        out = self.sched.handle_batch(events, self.now)
+        self.busy += time.perf_counter() - start
+        self.calls += 1
+        for instr in out:
+            if isinstance(instr, ev.Dispatch):
+                self.dispatches += 1
+                self.dispatched += len(instr.items)
+                node = self.nodes[instr.node]
+                accepted = []
+                for item in instr.items:
+                    node.queue.append((instr.run_id, item.task_id, item.attempt))
+                    accepted.append((item.task_id, item.attempt))
+                reply = ev.DispatchReplied(node.name, instr.run_id, tuple(accepted), ())
+                self.inbox.append((node.name, [node.update(), reply]))
+            elif isinstance(instr, ev.RunFinished):
+                self.finished.add(instr.run_id)
+
+    def step(self) -> bool:
+        """Deliver one pending message, else let every node report a batch; False when idle."""
+        if self.inbox:
+            _, events = self.inbox.popleft()
+            self.feed(events)
+            return True
+        progressed = False
+        for node in self.nodes.values():
+            if not node.queue:
+                continue
+            done = [node.queue.popleft() for _ in range(min(self.report_batch, len(node.queue)))]
+            reports = [
+                ev.TaskSucceeded(run_id, task_id, attempt, node.name, 9, b"\x92\x01\x02")
+                for run_id, task_id, attempt in done
+            ]
+            self.feed([node.update(), *reports])
+            progressed = True
+        return progressed
+
+
+def run_once(
+    specs: list[TaskSpec], nodes: int, cpus: float, window: int, report_batch: int, prof: Any = None
+) -> dict[str, float]:
+    sim = Sim(nodes, cpus, window, report_batch)
+    sim.busy = 0.0
+    start = time.perf_counter()
+    sim.feed([ev.SubmitRun("run", specs, RunOptions())])
+    submit = time.perf_counter() - start
+    sim.busy = 0.0
+    calls0 = sim.calls
+    if prof is not None:
+        prof.enable()
+    while "run" not in sim.finished:
+        if not sim.step():
+            raise RuntimeError("the simulation stalled with the run unfinished")
+    if prof is not None:
+        prof.disable()
+    n = len(specs)
+    return {
+        "submit_us": submit / n * 1e6,
+        "run_us": sim.busy / n * 1e6,
+        "calls": sim.calls - calls0,
+        "dispatches": sim.dispatches,
+        "per_dispatch": sim.dispatched / max(sim.dispatches, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", default="w1,w2")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--nodes", type=int, default=2)
+    p.add_argument("--cpus", type=float, default=1.0)
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--report-batch", type=int, default=4)
+    p.add_argument("--tasks", type=int, default=10_000, help="w1 size")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args(argv)
+    workloads = {"w1": lambda: w1_specs(args.tasks), "w2": lambda: w2_specs(50, 100)}
+    for name in args.only.split(","):
+        specs = workloads[name]()
+        if args.profile:
+            prof = cProfile.Profile()
+            run_once(specs, args.nodes, args.cpus, args.window, args.report_batch, prof)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            continue
+        rows = [
+            run_once(specs, args.nodes, args.cpus, args.window, args.report_batch)
+            for _ in range(args.repeat)
+        ]
+        sub = [r["submit_us"] for r in rows]
+        run = [r["run_us"] for r in rows]
+        last = rows[-1]
+        print(
+            f"{name}: {len(specs)} tasks, {args.nodes} nodes x {args.cpus:g} cpu, window "
+            f"{args.window}, reports of <= {args.report_batch}: owner us/task submit "
+            f"{statistics.median(sub):.1f} (min {min(sub):.1f}), run {statistics.median(run):.1f} "
+            f"(min {min(run):.1f}, max {max(run):.1f}); {last['calls']:.0f} calls, "
+            f"{last['dispatches']:.0f} dispatches, {last['per_dispatch']:.1f} tasks/dispatch"
+        )
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
