@@ -33,11 +33,14 @@ from typing import Any
 from handoffd import resources
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
+from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
 MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
 WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
+#: A node's window is topped up only once its outstanding demand fell to this fraction of it.
+LOW_WATER = 0.5
 EPS = 1e-6
 
 #: (run_id, task_id, attempt): one dispatch.
@@ -82,6 +85,8 @@ class ClusterView:
         # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
         # when we sent it). Insertion order is sending order, so the oldest come first.
         self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
+        # Invariant: pending[node] == summed cost of unacked[node] (kinds at zero dropped).
+        self.pending: dict[str, dict[str, float]] = {}
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -92,8 +97,8 @@ class ClusterView:
     def effective_free(self, node: str) -> dict[str, float]:
         """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
         free = dict(self.nodes[node].free)
-        for cost, _, _ in self.unacked.get(node, {}).values():
-            free = resources.subtract(free, cost)
+        for kind, qty in self.pending.get(node, {}).items():
+            free[kind] = free.get(kind, 0.0) - qty
         return free
 
     def claim(self, node: str, cost: dict[str, float], sign: int) -> None:
@@ -101,12 +106,17 @@ class ClusterView:
 
     def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
         """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
-        self.unacked.setdefault(node, {})[key] = (dict(cost), self.nodes[node].version, now)
+        self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
+        if cost:
+            add_into(self.pending.setdefault(node, {}), cost, 1)
 
     def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
         """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
         pending = self.unacked.get(node)
-        return pending.pop(key, None) if pending is not None else None
+        sent = pending.pop(key, None) if pending is not None else None
+        if sent is not None and sent[0]:
+            add_into(self.pending[node], sent[0], -1)
+        return sent
 
     def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
         """Forget and return the dispatches to ``node`` sent at or before ``cutoff``, oldest first."""
@@ -118,7 +128,9 @@ class ClusterView:
                     break
                 late.append(key)
             for key in late:
-                del pending[key]
+                cost = pending.pop(key)[0]
+                if cost:
+                    add_into(self.pending[node], cost, -1)
         return late
 
     def oldest_unacked(self, node: str) -> float | None:
@@ -130,21 +142,22 @@ class ClusterView:
     def forget_unacked(self, node: str) -> None:
         """``node`` was lost or came back: its answers are not coming / its report is fresh."""
         self.unacked.pop(node, None)
+        self.pending.pop(node, None)
 
     def forget_run(self, run_id: str) -> None:
-        for pending in self.unacked.values():
+        for node, pending in self.unacked.items():
             for key in [k for k in pending if k[0] == run_id]:
-                del pending[key]
+                cost = pending.pop(key)[0]
+                if cost:
+                    add_into(self.pending[node], cost, -1)
 
     # -- placement ---------------------------------------------------------------------------------
 
-    def place(
-        self, queue: list[tuple[Any, ...]], runs: dict[str, RunState], dispatch: DispatchFn
-    ) -> None:
-        """Place ready tasks of ``queue`` (sorted keys ending in run id, task id) and ``dispatch``
-        each one placed."""
+    def place(self, ready: ReadyQueue, dispatch: DispatchFn) -> None:
+        """Place ready tasks (walked in queue order) and ``dispatch`` each one placed: first what
+        fits free resources now, then (``window > 1``) node windows below their low-water mark."""
         alive = [n for n in self.nodes.values() if n.alive]
-        if not alive:
+        if not alive or not ready:
             return
         free = {n.name: self.effective_free(n.name) for n in alive}
         if self.window > 1:  # outstanding demand never exceeds the window, queued or not
@@ -153,159 +166,186 @@ class ClusterView:
                 f = free[n.name]
                 for k, q in n.capacity.items():
                     f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
-        total: dict[str, float] = {}
         most: dict[str, float] = {}
         for f in free.values():
             for kind, qty in f.items():
-                total[kind] = total.get(kind, 0.0) + max(qty, 0.0)
-                most[kind] = max(most.get(kind, 0.0), qty)
-        if self.window > 1 and all(q <= EPS for q in most.values()):
-            # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
-            self._fill_windows(alive, queue, runs, dispatch)
-            return
+                if qty > most.get(kind, 0.0):
+                    most[kind] = qty
+        if not self.window > 1 or any(q > EPS for q in most.values()):
+            self._place_free(free, most, ready, dispatch)
+        if self.window > 1 and ready:
+            self._fill_windows(alive, ready, dispatch)
+
+    def _place_free(
+        self,
+        free: dict[str, dict[str, float]],
+        most: dict[str, float],
+        ready: ReadyQueue,
+        dispatch: DispatchFn,
+    ) -> None:
+        """The policy's placement of ready tasks on free resources (cut short where nothing more
+        can fit: aggregate free, consecutive misses)."""
+        total = {k: sum(max(f.get(k, 0.0), 0.0) for f in free.values()) for k in most}
         # (run, rec, request) for leaders and singles; riders follow their group's leader.
         batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
         leaders: dict[tuple[str, str], int] = {}
         riders: list[tuple[int, RunState, TaskRecord]] = []
         missed: set[tuple[Any, ...]] = set()
         misses = 0
-        for key in queue:
-            run = runs[key[4]]
-            rec = run.tasks[key[5]]
-            gid = run.group_of.get(rec.id)
-            pin = run.pin_of(rec.id)
-            if gid is not None and pin is None and (run.run_id, gid) in leaders:
-                riders.append((leaders[(run.run_id, gid)], run, rec))
-                continue
-            need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
-            # Free only shrinks during a pass: a demand that missed once misses again.
-            shape = (pin, tuple(need.items()))
-            if shape in missed:
-                misses += 1
-                if misses >= MAX_MISSES:
+        exhausted = not any(q > EPS for q in total.values())
+        try:
+            for run, rec in ready.walk():
+                gid = run.group_of.get(rec.id)
+                pin = run.pin_of(rec.id)
+                if gid is not None and pin is None and (run.run_id, gid) in leaders:
+                    riders.append((leaders[(run.run_id, gid)], run, rec))
+                    continue
+                need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
+                if exhausted and need and not ready.weightless:
+                    break  # nothing left anywhere and nothing queued that needs nothing
+                # Free only shrinks during a pass: a demand that missed once misses again.
+                shape = (pin, tuple(need.items()))
+                if shape in missed:
+                    misses += 1
+                    if misses >= MAX_MISSES:
+                        break
+                    continue
+                room = free.get(pin) if pin is not None else most
+                if (
+                    room is None
+                    or not resources.fits(need, room)
+                    or not resources.fits(need, total)
+                ):
+                    missed.add(shape)
+                    misses += 1
+                    if misses >= MAX_MISSES:
+                        break
+                    continue
+                misses = 0
+                if need:
+                    for kind, qty in need.items():
+                        total[kind] = total.get(kind, 0.0) - qty
+                    exhausted = not any(q > EPS for q in total.values())
+                if gid is not None and pin is None:
+                    leaders[(run.run_id, gid)] = len(batch)
+                prefer = run.preferred_node(rec.id, lambda n: n in free)
+                batch.append((run, rec, placement.TaskRequest(need, pin, prefer)))
+                if len(batch) >= MAX_BATCH:
                     break
-                continue
-            room = free.get(pin) if pin is not None else most
-            if room is None or not resources.fits(need, room) or not resources.fits(need, total):
-                missed.add(shape)
-                misses += 1
-                if misses >= MAX_MISSES:
-                    break
-                continue
-            misses = 0
-            for kind, qty in need.items():
-                total[kind] = total.get(kind, 0.0) - qty
-            if gid is not None and pin is None:
-                leaders[(run.run_id, gid)] = len(batch)
-            prefer = run.preferred_node(rec.id, lambda n: n in free)
-            batch.append((run, rec, placement.TaskRequest(need, pin, prefer)))
-            if len(batch) >= MAX_BATCH:
-                break
-        if not batch:
-            return
-        chosen: list[str | None] = [None] * len(batch)
-        policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
-        for policy in policies:
-            picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
-            views = self._views(free, [batch[i][2].demand for i in picks])
-            if not views:
-                continue
-            requests = [batch[i][2] for i in picks]
-            if len(requests) <= placement.SMALL_BATCH and self.backend is None:
-                answer = placement.place_small(requests, views, policy)
-            else:
-                answer = placement.place(requests, views, policy, self.backend)
-            for i, node in zip(picks, answer, strict=True):
-                chosen[i] = node
-                if node is not None:
-                    free[node] = resources.subtract(free[node], batch[i][2].demand)
-        for i, (run, rec, _) in enumerate(batch):
-            if chosen[i] is not None:
-                dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
-        for leader, run, rec in riders:
-            node = chosen[leader]
-            if node is not None and rec.state == READY and run.state == RUN_RUNNING:
-                dispatch(run, rec, node)
-        if self.window > 1:
-            self._fill_windows(alive, queue, runs, dispatch)
+            if not batch:
+                return
+            chosen: list[str | None] = [None] * len(batch)
+            policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
+            for policy in policies:
+                picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
+                views = self._views(free, [batch[i][2].demand for i in picks])
+                if not views:
+                    continue
+                requests = [batch[i][2] for i in picks]
+                if len(requests) <= placement.SMALL_BATCH and self.backend is None:
+                    answer = placement.place_small(requests, views, policy)
+                else:
+                    answer = placement.place(requests, views, policy, self.backend)
+                for i, node in zip(picks, answer, strict=True):
+                    chosen[i] = node
+                    if node is not None:
+                        free[node] = resources.subtract(free[node], batch[i][2].demand)
+            for i, (run, rec, _) in enumerate(batch):
+                if chosen[i] is not None:
+                    dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
+            for leader, run, rec in riders:
+                node = chosen[leader]
+                if node is not None and rec.state == READY and run.state == RUN_RUNNING:
+                    dispatch(run, rec, node)
+        finally:
+            ready.restore()
 
     def _fill_windows(
-        self,
-        alive: list[NodeState],
-        queue: list[tuple[Any, ...]],
-        runs: dict[str, RunState],
-        dispatch: DispatchFn,
+        self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn
     ) -> None:
         """Dispatch ready tasks to node queues while each node's outstanding demand stays within
         ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
         left fullest, spread: most room as a fraction, first_fit: first); a pinned task only to its
-        node; never a task the node's capacity cannot hold; collocation groups are skipped."""
+        node; never a task the node's capacity cannot hold; collocation groups are skipped.
+
+        Hysteresis: only a node whose outstanding demand is at most ``LOW_WATER`` of its window
+        (on its fullest kind) is topped up, and then to the full window, so one dispatch message
+        carries many tasks and placement runs rarely. A node passed over still has more than
+        ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot idle on
+        our account (and tasks that fit its free resources went in ``_place_free`` regardless)."""
         window = float(self.window)
         room: dict[str, dict[str, float]] = {}
         for n in alive:
             load = self.claims.get(n.name, {})
-            room[n.name] = {k: q * window - load.get(k, 0.0) for k, q in n.capacity.items()}
+            level = max(
+                (load.get(k, 0.0) / (q * window) for k, q in n.capacity.items() if q > 0.0),
+                default=0.0,
+            )
+            if level <= LOW_WATER + EPS:
+                room[n.name] = {k: q * window - load.get(k, 0.0) for k, q in n.capacity.items()}
         if not any(q > EPS for r in room.values() for q in r.values()):
             return
+        fill = [n for n in alive if n.name in room]
         top: dict[str, float] = {}
         for n in alive:
             for k, q in n.capacity.items():
                 top[k] = max(top.get(k, 0.0), q * window)
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
-        for key in list(queue):
-            run = runs[key[4]]
-            rec = run.tasks[key[5]]
-            if (
-                rec.state != READY
-                or run.state != RUN_RUNNING
-                or run.group_of.get(rec.id) is not None
-            ):
-                continue
-            need = rec.spec.cost
-            pin = run.pin_of(rec.id)
-            shape = (pin, tuple(need.items()))
-            if shape in missed:
-                misses += 1
-                if misses >= MAX_MISSES:
-                    break
-                continue
-            policy = run.options.policy
-            chosen: NodeState | None = None
-            best = 0.0
-            for n in alive if pin is None else [self.nodes[pin]] if pin in room else []:
-                r = room[n.name]
-                if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
+        try:
+            for run, rec in ready.walk():
+                if run.group_of and run.group_of.get(rec.id) is not None:
                     continue
-                if policy == "first_fit" or pin is not None:
-                    chosen = n
+                need = rec.spec.cost
+                pin = run.pin_of(rec.id)
+                shape = (pin, tuple(need.items()))
+                if shape in missed:
+                    misses += 1
+                    if misses >= MAX_MISSES:
+                        break
+                    continue
+                policy = run.options.policy
+                chosen: NodeState | None = None
+                best = 0.0
+                for n in fill if pin is None else [self.nodes[pin]] if pin in room else []:
+                    r = room[n.name]
+                    if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
+                        continue
+                    if policy == "first_fit" or pin is not None or len(fill) == 1:
+                        chosen = n
+                        break
+                    if policy == "spread":
+                        fractions = [
+                            (r.get(k, 0.0) - need.get(k, 0.0)) / (q * window)
+                            for k, q in n.capacity.items()
+                            if q > 0.0
+                        ]
+                        score = -sum(fractions) / len(fractions) if fractions else 0.0
+                    else:  # binpack: the node left fullest
+                        score = sum(
+                            (r.get(k, 0.0) - need.get(k, 0.0)) / top[k] for k in r if top[k] > 0.0
+                        )
+                    if chosen is None or score < best:
+                        chosen, best = n, score
+                if chosen is None:
+                    missed.add(shape)
+                    misses += 1
+                    if misses >= MAX_MISSES:
+                        break
+                    continue
+                misses = 0
+                if need:
+                    r = room[chosen.name]
+                    for k, q in need.items():
+                        r[k] = r.get(k, 0.0) - q
+                    if not any(q > EPS for q in r.values()):
+                        del room[chosen.name]
+                        fill.remove(chosen)
+                dispatch(run, rec, chosen.name)  # discards it from the queue: the walk goes on
+                if not room:
                     break
-                if policy == "spread":
-                    fractions = [
-                        (r.get(k, 0.0) - need.get(k, 0.0)) / (q * window)
-                        for k, q in n.capacity.items()
-                        if q > 0.0
-                    ]
-                    score = -sum(fractions) / len(fractions) if fractions else 0.0
-                else:  # binpack: the node left fullest
-                    score = sum(
-                        (r.get(k, 0.0) - need.get(k, 0.0)) / top[k] for k in r if top[k] > 0.0
-                    )
-                if chosen is None or score < best:
-                    chosen, best = n, score
-            if chosen is None:
-                missed.add(shape)
-                misses += 1
-                if misses >= MAX_MISSES:
-                    break
-                continue
-            misses = 0
-            r = room[chosen.name]
-            for k, q in need.items():
-                r[k] = r.get(k, 0.0) - q
-            dispatch(run, rec, chosen.name)
-            if not any(q > EPS for r2 in room.values() for q in r2.values()):
-                break
+        finally:
+            ready.restore()
 
     def _views(
         self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]
@@ -380,5 +420,13 @@ class ClusterView:
                 assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= 1e-6, (
                     f"claims on {node}: recorded {mine}, tasks hold {want}"
                 )
-        for node in self.unacked:
+        for node, sent in self.unacked.items():
             assert self.alive(node), f"unacked dispatches on lost {node}"
+            summed: dict[str, float] = {}
+            for cost, _, _ in sent.values():
+                add_into(summed, cost, 1)
+            have = self.pending.get(node, {})
+            for kind in set(summed) | set(have):
+                assert abs(have.get(kind, 0.0) - summed.get(kind, 0.0)) <= 1e-6, (
+                    f"pending on {node}: recorded {have}, unanswered dispatches hold {summed}"
+                )

@@ -26,7 +26,6 @@ holds the result, otherwise counted as a capped loss and placed again.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ from handoffd.scheduler.events import (
     TaskSucceeded,
     TimerFired,
 )
+from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
@@ -147,9 +147,8 @@ class OwnerScheduler:
         self._view = ClusterView(window=window, backend=backend)
         self._runs: dict[str, RunState] = {}
         self._seq = 0
-        # Invariant: exactly the READY, not delayed tasks of RUNNING runs, sorted by placement order.
-        self._queue: list[tuple[Any, ...]] = []
-        self._queued: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
+        self._ready = ReadyQueue()
         self._refused: dict[tuple[str, str], int] = {}  # held after a refusal: -> attempt refused
         self._refusal_timer = False
         self._ack_timers: set[str] = set()  # nodes with an ("ack", node) timer running
@@ -316,10 +315,8 @@ class OwnerScheduler:
             if rec.state in ACTIVE and rec.node is not None:
                 self._view.claim(rec.node, rec.spec.cost, -1)
             self._active.pop((run_id, rec.id), None)
-            key = self._queued.pop((run_id, rec.id), None)
-            if key is not None:
-                del self._queue[bisect.bisect_left(self._queue, key)]
             self._refused.pop((run_id, rec.id), None)
+        self._ready.drop_run(run)
         self._view.forget_run(run_id)
         self._probes = {k: p for k, p in self._probes.items() if k[1] != run_id}
         self._dirty = True
@@ -330,6 +327,7 @@ class OwnerScheduler:
         run = self._runs.get(run_id)
         if run is not None and run.state != RUN_RUNNING:
             del self._runs[run_id]
+            self._ready.drop_run(run)
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -749,22 +747,13 @@ class OwnerScheduler:
         elif old in ACTIVE and new not in ACTIVE:
             self._active.pop((run.run_id, rec.id), None)
         if old == READY:
-            self._unqueue(run, rec)
+            self._ready.discard(rec)
         if new == READY and not rec.delayed:
             self._enqueue(run, rec)
 
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
-        if run.state != RUN_RUNNING or (run.run_id, rec.id) in self._queued:
-            return
-        key = (-rec.spec.priority, -rec.upward_rank, run.seq, rec.position, run.run_id, rec.id)
-        self._queued[(run.run_id, rec.id)] = key
-        bisect.insort(self._queue, key)
-        self._dirty = True
-
-    def _unqueue(self, run: RunState, rec: TaskRecord) -> None:
-        key = self._queued.pop((run.run_id, rec.id), None)
-        if key is not None:
-            del self._queue[bisect.bisect_left(self._queue, key)]
+        if run.state == RUN_RUNNING and self._ready.push(run, rec):
+            self._dirty = True
 
     def _view_changed(self) -> None:
         self._dirty = True
@@ -788,10 +777,10 @@ class OwnerScheduler:
     # -- placement ---------------------------------------------------------------------------------
 
     def _place(self) -> None:
-        if not self._dirty or not self._queue:
+        if not self._dirty or not self._ready:
             return
         self._dirty = False
-        self._view.place(self._queue, self._runs, self._dispatch)
+        self._view.place(self._ready, self._dispatch)
 
     def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
         run.assign(rec, node, self._now)
@@ -803,7 +792,7 @@ class OwnerScheduler:
             spec.id,
             rec.attempt,
             spec.payload,
-            dict(spec.cost),
+            spec.cost,
             spec.argument_inclusion,
             spec.timeout,
             run.input_refs(spec.id),
@@ -835,7 +824,5 @@ class OwnerScheduler:
             assert not pending or node in self._ack_timers, f"unacked on {node} without a timer"
         assert active == set(self._active), f"active {sorted(self._active)} != {sorted(active)}"
         assert not active or self._probe_timer, "tasks out without a probe timer"
-        assert queued == set(self._queued), (
-            f"ready queue {sorted(self._queued)} != {sorted(queued)}"
-        )
-        assert self._queue == sorted(self._queued.values()), "ready queue out of order"
+        in_queue = self._ready.validate(self._runs)
+        assert queued == in_queue, f"ready queue {sorted(in_queue)} != {sorted(queued)}"

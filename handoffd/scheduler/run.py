@@ -16,6 +16,7 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,7 @@ def backoff(failures: int) -> float:
     return float(min(0.05 * (2 ** max(0, failures - 1)), 2.0))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TaskRecord:
     spec: TaskSpec
     position: int  # rank in the run's ready order (priority, upward rank, size)
@@ -89,6 +90,11 @@ class TaskRecord:
     delayed: bool = False  # READY but held back (retry backoff or refused dispatch)
     last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
     history: list[tuple[float, str, str, str]] = field(default_factory=list)
+    # The owner's ready queue (``ready.ReadyQueue``): the index of this record in ``RunState.ordered``
+    # (the run's placement order), whether it is queued, whether its index is in the run's heap.
+    order: int = 0
+    queued: bool = False
+    in_heap: bool = False
 
     @property
     def id(self) -> str:
@@ -225,6 +231,15 @@ class RunState:
             rank = float(ranks[i]) if i < len(ranks) else 0.0
             self.tasks[s.id] = TaskRecord(s, position.get(i, i), rank)
         self.remaining = len(self.tasks)  # regular tasks not DONE
+        # The tasks in placement order (priority, upward rank, position); the owner's ready queue
+        # keeps a heap of indices into it (``ready_heap``), so comparing two tasks is comparing ints.
+        ordered = sorted(self.tasks.values(), key=lambda r: r.position)
+        if any(_order_key(a) > _order_key(b) for a, b in itertools.pairwise(ordered)):
+            ordered.sort(key=_order_key)  # a ranking that disagrees with the rank it returned
+        for at, rec in enumerate(ordered):
+            rec.order = at
+        self.ordered: list[TaskRecord] = ordered
+        self.ready_heap: list[int] = []
 
     def group_cost(
         self, task_id: str, states: tuple[str, ...] = (PENDING, READY)
@@ -552,6 +567,10 @@ class RunState:
             rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
         run.remaining = sum(r.state != DONE for r in run.tasks.values())
         return run
+
+
+def _order_key(rec: TaskRecord) -> tuple[int, float, int]:
+    return (-rec.spec.priority, -rec.upward_rank, rec.position)
 
 
 def _topological(specs: list[TaskSpec]) -> list[str]:

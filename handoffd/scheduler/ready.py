@@ -1,0 +1,149 @@
+"""The owner's ready queue: READY, not delayed tasks of running runs, in placement order.
+
+Order: priority, upward rank, older run, position (the key the scheduler always used). Each run keeps
+a heap of indices into ``RunState.ordered`` (its tasks sorted by that key within the run), so pushing
+and popping compare ints; a walk merges the runs' heads. Deletion is lazy: ``discard`` clears the
+record's ``queued`` flag and the heap entry is dropped when a walk reaches it (a record is at most
+once in its heap: ``in_heap``), so taking a task out costs O(1) instead of a sorted list's memmove.
+
+A walk (``walk``) pops the entries it yields; whoever walks dispatches what it placed (which discards
+them) and then calls ``restore`` to put back the ones still queued. Nothing else may push or pop
+between the two. Pure bookkeeping: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from handoffd.scheduler.run import RUN_RUNNING, RunState, TaskRecord
+
+
+def _key(run: RunState, rec: TaskRecord) -> tuple[int, float, int, int]:
+    return (-rec.spec.priority, -rec.upward_rank, run.seq, rec.order)
+
+
+class ReadyQueue:
+    def __init__(self) -> None:
+        self.size = 0  # records queued (``queued`` set)
+        self.weightless = 0  # of which cost nothing (they fit anywhere, even a full cluster)
+        self.runs: dict[str, RunState] = {}  # runs whose heap may hold entries
+        self._taken: list[tuple[RunState, TaskRecord]] = []
+
+    def __len__(self) -> int:
+        return self.size
+
+    def push(self, run: RunState, rec: TaskRecord) -> bool:
+        """Queue ``rec``; False if it already was."""
+        if rec.queued:
+            return False
+        rec.queued = True
+        self.size += 1
+        if not rec.spec.cost:
+            self.weightless += 1
+        if not rec.in_heap:
+            rec.in_heap = True
+            heapq.heappush(run.ready_heap, rec.order)
+            self.runs[run.run_id] = run
+        return True
+
+    def discard(self, rec: TaskRecord) -> None:
+        if rec.queued:
+            rec.queued = False
+            self.size -= 1
+            if not rec.spec.cost:
+                self.weightless -= 1
+
+    def drop_run(self, run: RunState) -> None:
+        """Forget every entry of ``run`` (stepped down, forgotten)."""
+        for rec in run.ordered:
+            rec.in_heap = False
+            self.discard(rec)
+        run.ready_heap.clear()
+        self.runs.pop(run.run_id, None)
+
+    def _head(self, run: RunState) -> TaskRecord | None:
+        """The run's first queued record, dropping stale entries on the way (all of them when the
+        run no longer runs)."""
+        heap = run.ready_heap
+        live = run.state == RUN_RUNNING
+        while heap:
+            rec = run.ordered[heap[0]]
+            if rec.queued and live:
+                return rec
+            heapq.heappop(heap)
+            rec.in_heap = False
+            if not live:
+                self.discard(rec)
+        self.runs.pop(run.run_id, None)
+        return None
+
+    def walk(self) -> Iterator[tuple[RunState, TaskRecord]]:
+        """Queued tasks in order, each popped from its heap as it is yielded (``restore`` after)."""
+        taken = self._taken
+        heads: list[tuple[tuple[int, float, int, int], RunState]] = []
+        for run in list(self.runs.values()):
+            rec = self._head(run)
+            if rec is not None:
+                heads.append((_key(run, rec), run))
+        if len(heads) == 1:
+            run = heads[0][1]
+            heap, ordered = run.ready_heap, run.ordered
+            head: TaskRecord | None = ordered[heap[0]]
+            while head is not None:
+                heapq.heappop(heap)
+                head.in_heap = False
+                taken.append((run, head))
+                yield run, head
+                head = self._head(run)
+            return
+        heapq.heapify(heads)  # keys differ in run.seq: runs are never compared
+        while heads:
+            key, run = heads[0]
+            rec = self._head(run)  # the head seen when it was keyed, unless discarded since
+            if rec is None:
+                heapq.heappop(heads)
+                continue
+            if _key(run, rec) != key:
+                heapq.heapreplace(heads, (_key(run, rec), run))
+                continue
+            heapq.heappop(run.ready_heap)
+            rec.in_heap = False
+            taken.append((run, rec))
+            yield run, rec
+            nxt = self._head(run)
+            if nxt is None:
+                heapq.heappop(heads)
+            else:
+                heapq.heapreplace(heads, (_key(run, nxt), run))
+
+    def restore(self) -> None:
+        """Put back what the last walk took and left queued."""
+        for run, rec in self._taken:
+            if rec.queued and not rec.in_heap and run.state == RUN_RUNNING:
+                rec.in_heap = True
+                heapq.heappush(run.ready_heap, rec.order)
+                self.runs[run.run_id] = run
+            elif rec.queued and not rec.in_heap:
+                self.discard(rec)
+        self._taken.clear()
+
+    def validate(self, runs: dict[str, RunState]) -> set[tuple[str, str]]:
+        """Check the heaps against the flags; return the queued (run, task) pairs."""
+        queued: set[tuple[str, str]] = set()
+        for run in runs.values():
+            heap = run.ready_heap
+            assert all(heap[(i - 1) // 2] <= heap[i] for i in range(1, len(heap))), "not a heap"
+            assert len(set(heap)) == len(heap), f"run {run.run_id}: an entry twice"
+            in_heap = {run.ordered[i].id for i in heap}
+            assert not heap or run.run_id in self.runs, f"run {run.run_id}: heap not listed"
+            for i, rec in enumerate(run.ordered):
+                assert rec.order == i, f"{rec.id}: order {rec.order} at {i}"
+                assert rec.in_heap == (rec.id in in_heap), f"{rec.id}: in_heap {rec.in_heap}"
+                if rec.queued:
+                    assert rec.in_heap, f"{rec.id} queued but not in its run's heap"
+                    queued.add((run.run_id, rec.id))
+        assert self.size == len(queued), f"size {self.size} != {len(queued)}"
+        weightless = sum(not runs[r].tasks[t].spec.cost for r, t in queued)
+        assert self.weightless == weightless, f"weightless {self.weightless} != {weightless}"
+        return queued
