@@ -9,13 +9,22 @@ import subprocess
 import sys
 import time
 
+import cloudpickle
 import pytest
 
+import handoffd
 from handoffd.testing import loopback_hosts, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 CTL = [sys.executable, "-m", "handoffd.cli.ctl"]
+
+# The daemons' workers have no copy of this file: ship its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+# What a worker must not load: multiprocessing re-runs the daemon's main module in every spawned
+# worker, so handoffd.cli.daemon imports these only inside the functions that need them.
+DAEMON_ONLY_MODULES = ("asyncio", "argparse", "handoffd.config", "handoffd.node", "zmq")
 
 
 def ctl(
@@ -64,6 +73,55 @@ def test_three_daemons_find_each_other_by_mdns_alone(daemons):
         assert entry["capacity"]["cpu"] == cpu and entry["capacity"]["memory"] == memory
         assert entry["capacity"].get("gpu", 0) == gpu
         assert entry["free"]["cpu"] == cpu
+
+
+def _worker_facts(_i: int) -> tuple[int, list[str]]:
+    import os as _os
+    import sys as _sys
+
+    return _os.getpid(), [name for name in DAEMON_ONLY_MODULES if name in _sys.modules]
+
+
+def test_daemons_started_at_once_run_tasks_pinned_to_each_other(daemons):
+    """Both daemons start at the same moment, the second with the first as its seed (the peer
+    benchmark's start-up), so a daemon may hear of its peer before its owner side exists. Each
+    owner must still learn the peer: a task pinned to a peer the owner never heard of is refused
+    as 'unknown_node', and stayed so until that peer's free resources changed (an idle peer's
+    never do). Submitting to each daemon checks both directions. The workers that ran the tasks
+    must not have loaded the daemon's own modules (they re-run its main module when spawned)."""
+    d0 = daemons.start(cpu=1, memory=1000, wait=False)
+    d1 = daemons.start(cpu=1, memory=1000, seeds=[d0.address], wait=False)
+    wait_for(
+        lambda: all("listening on" in d.log() or not d.alive() for d in (d0, d1)),
+        timeout=60,
+        what="both daemons listening",
+    )
+    assert d0.alive() and d1.alive(), daemons.logs()
+    dag = handoffd.DAG()
+    for i, d in enumerate((d0, d1)):
+        dag.add_function(
+            handoffd.Function(id=f"on{i}", code=_worker_facts, extra_args=[i], node=d.name)
+        )
+
+    def pinned_run(client: handoffd.Client) -> dict | None:
+        try:
+            return client.execute(dag, timeout=30)
+        except handoffd.ValidationError as exc:  # the owner has not heard of the peer yet
+            if exc.kind != "unknown_node":
+                raise
+            return None
+
+    for owner in (d0, d1):
+        with handoffd.connect(owner.address, timeout=30) as client:
+            out = wait_for(
+                lambda client=client: pinned_run(client),
+                timeout=30,
+                interval=0.05,
+                what=f"a task pinned to each daemon, submitted to {owner.name}",
+            )
+        (pid0, loaded0), (pid1, loaded1) = out["on0"], out["on1"]
+        assert pid0 != pid1, out
+        assert loaded0 == [] and loaded1 == [], (loaded0, loaded1)
 
 
 def test_seeds_join_kill9_is_dead_everywhere_and_sigterm_is_left(daemons):
