@@ -48,28 +48,24 @@ class HandoffdRunner:
 
         t0 = time.perf_counter()
         self.cluster = DaemonCluster(env=peer_env())
-        # d1 starts once d0 listens: a daemon that hears of a peer before its owner side exists
-        # never tells that owner (node.py: OwnerIO is not seeded with existing members), and a
-        # task pinned to that peer then stays 'unknown_node' until the peer's resources change.
-        d0 = d1 = None
-        for i in range(2):
-            d = self.cluster.start(
-                cpu=1,
-                memory=4000,
-                gpu=i,
-                seeds=[d0.address] if d0 is not None else None,
-                wait=False,
-            )
-            wait_for(
-                lambda d=d: "listening on" in d.log() or not d.alive(),
-                30,
-                0.002,
-                what=f"daemon {d.name} start",
-            )
+        # Both daemons start at once: d1's seed (d0) may not listen yet; its join retries until d0
+        # answers, and a daemon hands its owner side every peer it heard of before that side
+        # existed (node.py), so a task pinned to either node runs as soon as both joined.
+        d0 = self.cluster.start(cpu=1, memory=4000, gpu=0, wait=False)
+        d1 = self.cluster.start(cpu=1, memory=4000, gpu=1, seeds=[d0.address], wait=False)
+        # While they boot: the client's own imports (a connect right away would hit ZeroMQ's
+        # 100 ms reconnect interval, as d0 does not listen yet).
+        import handoffd.client  # noqa: F401
+
+        wait_for(
+            lambda: "listening on" in d0.log() or not d0.alive(),
+            30,
+            0.002,
+            what=f"daemon {d0.name} start",
+        )
+        for d in (d0, d1):
             if not d.alive():
                 raise RuntimeError(f"daemon {d.name} exited:\n{d.log()}")
-            d0, d1 = (d, None) if i == 0 else (d0, d)
-        assert d0 is not None and d1 is not None
         self.d0, self.d1 = d0, d1
         self.client = handoffd.connect(d0.address, timeout=10)
         wait_for(
