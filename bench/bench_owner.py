@@ -51,23 +51,27 @@ def w2_specs(layers: int, width: int, seed: int = 7) -> list[TaskSpec]:
 
 
 class SimNode:
-    def __init__(self, name: str, cpus: float) -> None:
+    def __init__(self, name: str, cpus: float, memory: float) -> None:
         self.name = name
-        self.capacity = {CPU: cpus}
+        self.capacity = {CPU: cpus, "memory": memory} if memory > 0 else {CPU: cpus}
         self.version = 0
         self.queue: deque[tuple[str, str, int]] = deque()
 
     def update(self) -> ev.NodeUpdate:
         self.version += 1
         running = min(len(self.queue), int(self.capacity[CPU]))
-        free = {CPU: self.capacity[CPU] - running} if running < self.capacity[CPU] else {}
+        free = {k: q for k, q in self.capacity.items() if k != CPU}  # tasks cost cpu only
+        if running < self.capacity[CPU]:
+            free[CPU] = self.capacity[CPU] - running
         return ev.NodeUpdate(self.name, self.name, True, self.capacity, free, self.version)
 
 
 class Sim:
-    def __init__(self, nodes: int, cpus: float, window: int, report_batch: int) -> None:
+    def __init__(
+        self, nodes: int, cpus: float, window: int, report_batch: int, memory: float = 0.0
+    ) -> None:
         self.sched = OwnerScheduler("n0", now=0.0, window=window)
-        self.nodes = {f"n{i}": SimNode(f"n{i}", cpus) for i in range(nodes)}
+        self.nodes = {f"n{i}": SimNode(f"n{i}", cpus, memory) for i in range(nodes)}
         self.report_batch = report_batch
         self.now = 0.0
         self.busy = 0.0  # seconds inside the scheduler
@@ -119,9 +123,15 @@ class Sim:
 
 
 def run_once(
-    specs: list[TaskSpec], nodes: int, cpus: float, window: int, report_batch: int, prof: Any = None
+    specs: list[TaskSpec],
+    nodes: int,
+    cpus: float,
+    window: int,
+    report_batch: int,
+    prof: Any = None,
+    memory: float = 0.0,
 ) -> dict[str, float]:
-    sim = Sim(nodes, cpus, window, report_batch)
+    sim = Sim(nodes, cpus, window, report_batch, memory)
     sim.busy = 0.0
     start = time.process_time()
     sim.feed([ev.SubmitRun("run", specs, RunOptions())])
@@ -151,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--cpus", type=float, default=1.0)
+    p.add_argument("--memory", type=float, default=0.0, help="node memory MB (a 2nd kind)")
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--report-batch", type=int, default=4)
     p.add_argument("--tasks", type=int, default=10_000, help="w1 size")
@@ -161,18 +172,23 @@ def main(argv: list[str] | None = None) -> int:
         specs = workloads[name]()
         if args.profile:
             prof = cProfile.Profile()
-            run_once(specs, args.nodes, args.cpus, args.window, args.report_batch, prof)
+            run_once(
+                specs, args.nodes, args.cpus, args.window, args.report_batch, prof, args.memory
+            )
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
             continue
         rows = [
-            run_once(specs, args.nodes, args.cpus, args.window, args.report_batch)
+            run_once(
+                specs, args.nodes, args.cpus, args.window, args.report_batch, memory=args.memory
+            )
             for _ in range(args.repeat)
         ]
         sub = [r["submit_us"] for r in rows]
         run = [r["run_us"] for r in rows]
         last = rows[-1]
         print(
-            f"{name}: {len(specs)} tasks, {args.nodes} nodes x {args.cpus:g} cpu, window "
+            f"{name}: {len(specs)} tasks, {args.nodes} nodes x {args.cpus:g} cpu"
+            f"{f' + {args.memory:g} MB' if args.memory else ''}, window "
             f"{args.window}, reports of <= {args.report_batch}: owner us/task submit "
             f"{statistics.median(sub):.1f} (min {min(sub):.1f}), run {statistics.median(run):.1f} "
             f"(min {min(run):.1f}, max {max(run):.1f}); {last['calls']:.0f} calls, "

@@ -65,10 +65,18 @@ def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None
     """``total += sign * cost`` in place, dropping kinds that reach zero."""
     for kind, qty in cost.items():
         left = total.get(kind, 0.0) + sign * qty
-        if abs(left) <= EPS:
+        if -EPS <= left <= EPS:
             total.pop(kind, None)
         else:
             total[kind] = left
+
+
+def _fits(need: dict[str, float], room: dict[str, float]) -> bool:
+    """``resources.fits(need, room, EPS)`` without a generator (the per-task hot path)."""
+    for kind, qty in need.items():
+        if qty > 0 and room.get(kind, 0.0) + EPS < qty:
+            return False
+    return True
 
 
 class ClusterView:
@@ -156,24 +164,38 @@ class ClusterView:
     def place(self, ready: ReadyQueue, dispatch: DispatchFn) -> None:
         """Place ready tasks (walked in queue order) and ``dispatch`` each one placed: first what
         fits free resources now, then (``window > 1``) node windows below their low-water mark."""
-        alive = [n for n in self.nodes.values() if n.alive]
-        if not alive or not ready:
+        if not ready:
             return
-        free = {n.name: self.effective_free(n.name) for n in alive}
-        if self.window > 1:  # outstanding demand never exceeds the window, queued or not
-            for n in alive:
+        alive = [n for n in self.nodes.values() if n.alive]
+        window = self.window
+        free: dict[str, dict[str, float]] = {}
+        anything = False
+        for n in alive:
+            f = dict(n.free)
+            pending = self.pending.get(n.name)
+            if pending:
+                for k, q in pending.items():
+                    f[k] = f.get(k, 0.0) - q
+            if window > 1:  # outstanding demand never exceeds the window, queued or not
                 load = self.claims.get(n.name, {})
-                f = free[n.name]
                 for k, q in n.capacity.items():
-                    f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
-        most: dict[str, float] = {}
-        for f in free.values():
-            for kind, qty in f.items():
-                if qty > most.get(kind, 0.0):
-                    most[kind] = qty
-        if not self.window > 1 or any(q > EPS for q in most.values()):
+                    f[k] = min(f.get(k, 0.0), q * window - load.get(k, 0.0))
+            free[n.name] = f
+            if not anything:
+                for q in f.values():
+                    if q > EPS:
+                        anything = True
+                        break
+        if not alive:
+            return
+        if anything or window <= 1:
+            most: dict[str, float] = {}
+            for f in free.values():
+                for kind, qty in f.items():
+                    if qty > most.get(kind, 0.0):
+                        most[kind] = qty
             self._place_free(free, most, ready, dispatch)
-        if self.window > 1 and ready:
+        if window > 1 and ready:
             self._fill_windows(alive, ready, dispatch)
 
     def _place_free(
@@ -204,8 +226,8 @@ class ClusterView:
                 if exhausted and need and not ready.weightless:
                     break  # nothing left anywhere and nothing queued that needs nothing
                 # Free only shrinks during a pass: a demand that missed once misses again.
-                shape = (pin, tuple(need.items()))
-                if shape in missed:
+                shape = (pin, rec.cost_items if need is rec.spec.cost else tuple(need.items()))
+                if missed and shape in missed:
                     misses += 1
                     if misses >= MAX_MISSES:
                         break
@@ -218,8 +240,8 @@ class ClusterView:
                 ):
                     missed.add(shape)
                     misses += 1
-                    if misses >= MAX_MISSES:
-                        break
+                    if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
+                        break  # (every shape queued missed: the rest would too)
                     continue
                 misses = 0
                 if need:
@@ -277,13 +299,15 @@ class ClusterView:
         room: dict[str, dict[str, float]] = {}
         for n in alive:
             load = self.claims.get(n.name, {})
-            level = max(
-                (load.get(k, 0.0) / (q * window) for k, q in n.capacity.items() if q > 0.0),
-                default=0.0,
-            )
-            if level <= LOW_WATER + EPS:
-                room[n.name] = {k: q * window - load.get(k, 0.0) for k, q in n.capacity.items()}
-        if not any(q > EPS for r in room.values() for q in r.values()):
+            r = {}
+            for k, q in n.capacity.items():
+                if q > 0.0 and load.get(k, 0.0) > q * window * LOW_WATER + EPS:
+                    break  # above the low-water mark on this kind
+                r[k] = q * window - load.get(k, 0.0)
+            else:
+                if any(q > EPS for q in r.values()):  # (a node without room takes nothing)
+                    room[n.name] = r
+        if not room:
             return
         fill = [n for n in alive if n.name in room]
         top: dict[str, float] = {}
@@ -297,9 +321,9 @@ class ClusterView:
                 if run.group_of and run.group_of.get(rec.id) is not None:
                     continue
                 need = rec.spec.cost
-                pin = run.pin_of(rec.id)
-                shape = (pin, tuple(need.items()))
-                if shape in missed:
+                pin = rec.spec.node  # not in a group: its own pin only
+                shape = (pin, rec.cost_items)
+                if missed and shape in missed:
                     misses += 1
                     if misses >= MAX_MISSES:
                         break
@@ -309,7 +333,7 @@ class ClusterView:
                 best = 0.0
                 for n in fill if pin is None else [self.nodes[pin]] if pin in room else []:
                     r = room[n.name]
-                    if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
+                    if not (_fits(need, r) and _fits(need, n.capacity)):
                         continue
                     if policy == "first_fit" or pin is not None or len(fill) == 1:
                         chosen = n
@@ -330,8 +354,8 @@ class ClusterView:
                 if chosen is None:
                     missed.add(shape)
                     misses += 1
-                    if misses >= MAX_MISSES:
-                        break
+                    if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
+                        break  # (every shape queued missed: the rest would too)
                     continue
                 misses = 0
                 if need:

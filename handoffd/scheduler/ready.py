@@ -27,6 +27,9 @@ class ReadyQueue:
     def __init__(self) -> None:
         self.size = 0  # records queued (``queued`` set)
         self.weightless = 0  # of which cost nothing (they fit anywhere, even a full cluster)
+        # (pin, cost items) -> queued records of that shape: a walk that missed every shape queued
+        # can stop at once instead of after MAX_MISSES.
+        self.shapes: dict[tuple[str | None, tuple[tuple[str, float], ...]], int] = {}
         self.runs: dict[str, RunState] = {}  # runs whose heap may hold entries
         self._taken: list[tuple[RunState, TaskRecord]] = []
 
@@ -41,6 +44,8 @@ class ReadyQueue:
         self.size += 1
         if not rec.spec.cost:
             self.weightless += 1
+        shape = (rec.spec.node, rec.cost_items)
+        self.shapes[shape] = self.shapes.get(shape, 0) + 1
         if not rec.in_heap:
             rec.in_heap = True
             heapq.heappush(run.ready_heap, rec.order)
@@ -53,6 +58,12 @@ class ReadyQueue:
             self.size -= 1
             if not rec.spec.cost:
                 self.weightless -= 1
+            shape = (rec.spec.node, rec.cost_items)
+            left = self.shapes[shape] - 1
+            if left:
+                self.shapes[shape] = left
+            else:
+                del self.shapes[shape]
 
     def drop_run(self, run: RunState) -> None:
         """Forget every entry of ``run`` (stepped down, forgotten)."""
@@ -146,4 +157,10 @@ class ReadyQueue:
         assert self.size == len(queued), f"size {self.size} != {len(queued)}"
         weightless = sum(not runs[r].tasks[t].spec.cost for r, t in queued)
         assert self.weightless == weightless, f"weightless {self.weightless} != {weightless}"
+        shapes: dict[tuple[str | None, tuple[tuple[str, float], ...]], int] = {}
+        for r, t in queued:
+            rec = runs[r].tasks[t]
+            shape = (rec.spec.node, rec.cost_items)
+            shapes[shape] = shapes.get(shape, 0) + 1
+        assert self.shapes == shapes, f"shapes {self.shapes} != {shapes}"
         return queued

@@ -95,6 +95,7 @@ class TaskRecord:
     order: int = 0
     queued: bool = False
     in_heap: bool = False
+    cost_items: tuple[tuple[str, float], ...] = ()  # the spec's cost as a hashable shape
 
     @property
     def id(self) -> str:
@@ -229,7 +230,9 @@ class RunState:
         position = {task_index: pos for pos, task_index in enumerate(ranked)}
         for i, s in enumerate(regular):
             rank = float(ranks[i]) if i < len(ranks) else 0.0
-            self.tasks[s.id] = TaskRecord(s, position.get(i, i), rank)
+            self.tasks[s.id] = TaskRecord(
+                s, position.get(i, i), rank, cost_items=tuple(s.cost.items())
+            )
         self.remaining = len(self.tasks)  # regular tasks not DONE
         # The tasks in placement order (priority, upward rank, position); the owner's ready queue
         # keeps a heap of indices into it (``ready_heap``), so comparing two tasks is comparing ints.
