@@ -1,10 +1,15 @@
-"""The child side of a WorkerPool process: receive a job, run it, send the outcome, repeat.
+"""The child side of a WorkerPool process: receive jobs, run them in order, send each outcome, repeat.
 
-Wire format on the duplex pipe (plain pickle, protocol 5, one message per job each way):
-  parent -> child: (token, payload, inputs, argument_inclusion, env)
-  child -> parent: b"ready" once at start-up, then per job
-                   (token, ok, has_value, exc_type, message, traceback, duration)
-                   followed, when has_value, by the value's bytes as one raw message
+Wire format on the duplex pipe (plain pickle, protocol 5):
+  parent -> child: one or more pickles back to back in one message, each either a job
+                   (token, payload, inputs, argument_inclusion, env) or a cancel (token,)
+  child -> parent: b"ready" once at start-up, then lists of replies
+                   [(token, status, has_value, exc_type, message, traceback, duration), ...]
+                   each followed, when has_value, by the value's bytes as one raw message
+The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
+parent sent meanwhile: a cancel of a job not started drops it and is answered at once with status
+SKIPPED (a cancel of a job already ended is ignored; the parent kills the process of a job that
+started). The outcome of each job is sent as soon as it ends, never held behind the next job.
 This module is imported in a freshly spawned interpreter, so it must stay light and import nothing that
 starts threads or opens sockets.
 """
@@ -12,11 +17,14 @@ starts threads or opens sockets.
 from __future__ import annotations
 
 import gc
+import io
 import os
 import pickle
+import select
 import signal
 import time
 import traceback
+from collections import deque
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
@@ -24,6 +32,7 @@ from typing import Any
 from handoffd import invoke, values
 
 READY = b"ready"
+ERROR, OK, SKIPPED = 0, 1, 2  # reply status
 _INTERNAL_FILES = {__file__, invoke.__file__}
 
 
@@ -88,21 +97,50 @@ def main(conn: Connection) -> None:
     gc.freeze()  # start-up objects never need scanning again
     conn.send_bytes(READY)
     recv, send = conn.recv_bytes, conn.send_bytes
-    loads, dumps = pickle.loads, pickle.dumps
+    load, dumps = pickle.load, pickle.dumps
     clock = time.perf_counter
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    pending: deque[tuple] = deque()
+
+    def absorb(data: bytes) -> list[tuple]:
+        """Take in one message from the parent; returns the replies for the jobs it cancels."""
+        stream, size = io.BytesIO(data), len(data)
+        skipped: list[tuple] = []
+        while stream.tell() < size:
+            item = load(stream)
+            if len(item) > 1:
+                pending.append(item)
+                continue
+            for job in pending:
+                if job[0] == item[0]:
+                    pending.remove(job)
+                    skipped.append((item[0], SKIPPED, False, "", "", "", 0.0))
+                    break
+        return skipped
+
     while True:
         try:
-            data = recv()
+            if not pending:
+                skipped = absorb(recv())
+            else:
+                skipped = []
+            while poller.poll(0):
+                skipped += absorb(recv())
+            if skipped:
+                send(dumps(skipped, protocol=5))
         except (EOFError, OSError):
             return
-        token, payload, inputs, inclusion, env = loads(data)
+        if not pending:
+            continue
+        token, payload, inputs, inclusion, env = pending.popleft()
         started = clock()
         ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
         # The value follows as its own raw message: pickling it inside the reply tuple would copy
         # it once more here and once more in the parent (~0.5 ms per MiB each way).
-        reply = (token, ok, value is not None, exc_type, message, tb_text, clock() - started)
+        reply = (token, OK if ok else ERROR, value is not None, exc_type, message, tb_text)
         try:
-            send(dumps(reply, protocol=5))
+            send(dumps([(*reply, clock() - started)], protocol=5))
             if value is not None:
                 send(value)
         except (BrokenPipeError, OSError):

@@ -2,14 +2,33 @@
 
 Design note: each worker is a ``spawn``-ed process (no inherited sockets, threads or zeroconf state)
 connected by one duplex pipe. The pool registers every pipe with ``loop.add_reader``: one loop wake-up
-serves every worker whose result is ready, and no thread, Future or Task exists per job. A worker holds
-at most one job, so a crash, timeout or cancel loses exactly that job. Jobs and results travel with plain
-``pickle`` (the payload is already cloudpickled bytes). A dead worker is noticed by EOF on its pipe; its
-exit code comes from the process sentinel, also watched by the loop, so nothing here ever blocks.
+serves every worker whose results are ready (each pipe is drained while data is ready), and no thread,
+Future or Task exists per job. Jobs and results travel with plain ``pickle`` (the payload is already
+cloudpickled bytes). A dead worker is noticed by EOF on its pipe; its exit code comes from the process
+sentinel, also watched by the loop, so nothing here ever blocks.
+
+Chains (pipelining): every job belongs to a chain (``submit(job, chain=id)``; without an id it is a
+chain of its own). The jobs of one chain run one after another, in submission order, on one worker,
+never two at once: the caller may let a chain share one resource claim. A chain holds one worker
+while it has jobs; besides the one running, up to ``ahead`` of its jobs (at most ``AHEAD_BYTES``
+pickled) are sent ahead on the worker's pipe, so the worker starts the next one as soon as the
+previous one ends, without waiting for this process. A chain ends when its last job has ended; the
+same id may start a new chain later.
+
+Which job is running: the worker runs its sent jobs in order; the pool calls the oldest sent job whose
+outcome it has not read "the head" and treats it as running. Its timeout clock starts when it becomes
+the head (when the previous job's outcome was read, or when it was sent to an idle worker), so it never
+gets less than its timeout. Losing a worker (crash, timeout, cancel of the head) loses exactly the
+head: the jobs sent behind it never started and go back, with the rest of their chain, to the front of
+the queue. Cancelling a job sent ahead sends the worker a cancel; the worker drops the job unless it
+already started it (it reads its pipe before starting each job), and says so; the pool reports the
+cancel only once the job cannot run any more (dropped by the worker, or its process killed when it
+became the head first).
 
 Invariants: every submitted job gets exactly one Outcome through ``on_done`` (called on the loop, never
 from inside ``submit``/``cancel``) unless ``close()`` runs first; ``close()`` reports nothing. A job key
-is unique among queued and running jobs.
+is unique among live (queued, sent or running) jobs. A cancelled job's Outcome has kind "cancelled",
+and it is reported only when the job cannot start any more. No two jobs of a chain ever run at once.
 """
 
 from __future__ import annotations
@@ -19,9 +38,10 @@ import itertools
 import logging
 import multiprocessing
 import pickle
+import select
 import signal
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -36,6 +56,13 @@ log = logging.getLogger("handoffd.worker")
 MAX_STARTUP_FAILURES = 3
 # After EOF on a worker's pipe, how long its process may linger before we kill it.
 EXIT_GRACE = 1.0
+# Jobs of a chain sent to its worker besides the running one, and the pickled bytes on a worker's
+# pipe when sending ahead (a full pipe would block send_bytes, and with it the loop; Linux gives a
+# socketpair far more than this).
+AHEAD = 32
+AHEAD_BYTES = 48 * 1024
+
+_SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
 
 @dataclass
@@ -60,18 +87,56 @@ class Outcome:
     duration: float = 0.0  # seconds the attempt ran (measured in the worker when it finished)
 
 
+class _Sent:
+    """A job on a worker's pipe (running when it is the worker's head)."""
+
+    __slots__ = ("job", "token", "size", "cancelling")
+
+    def __init__(self, job: Job, token: int, size: int) -> None:
+        self.job = job
+        self.token = token
+        self.size = size
+        self.cancelling = False  # a cancel was sent to the worker; not reported yet
+
+
+class _Chain:
+    __slots__ = ("id", "jobs", "worker", "held", "next")
+
+    def __init__(self, chain_id: Hashable) -> None:
+        self.id = chain_id
+        self.jobs: deque[Job] = deque()  # not sent to a worker yet, in order
+        self.worker: _Worker | None = None  # the worker it holds
+        self.held = False  # its last worker died and is not reaped yet: do not start it elsewhere
+        self.next: tuple[Job, int, bytes] | None = None  # jobs[0] pickled (kept if it must wait)
+
+
 class _Worker:
-    __slots__ = ("process", "conn", "fd", "ready", "job", "token", "started", "timer")
+    __slots__ = (
+        "process",
+        "conn",
+        "fd",
+        "ready",
+        "chain",
+        "sent",
+        "order",
+        "bytes",
+        "head",
+        "started",
+        "timer",
+    )
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
         self.fd = conn.fileno()
         self.ready = False  # said "ready" at least once
-        self.job: Job | None = None  # the job it is running; None when idle or starting
-        self.token = 0  # matches a reply to the dispatch that caused it
-        self.started = 0.0  # loop time when the current job was sent
-        self.timer: asyncio.TimerHandle | None = None  # the current job's timeout
+        self.chain: _Chain | None = None  # the chain it serves; None when idle or starting
+        self.sent: dict[int, _Sent] = {}  # token -> job on its pipe whose outcome is not read
+        self.order: deque[int] = deque()  # tokens in the order sent (may hold answered ones)
+        self.bytes = 0  # pickled size of the jobs in ``sent``
+        self.head: _Sent | None = None  # the job it runs, as far as we know
+        self.started = 0.0  # loop time when ``head`` became the head
+        self.timer: asyncio.TimerHandle | None = None  # the head's timeout
 
 
 def _exit_description(code: int | None) -> str:
@@ -85,27 +150,45 @@ def _exit_description(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def _cancelled(key: Hashable, duration: float) -> Outcome:
+    return Outcome(
+        key, False, None, "Cancelled", "the job was cancelled", kind="cancelled", duration=duration
+    )
+
+
+def _ready(fd: int) -> bool:
+    return bool(select.select((fd,), (), (), 0)[0])
+
+
 class WorkerPool:
     """Runs Jobs in up to ``max_workers`` reused processes; results come back through ``on_done``."""
 
     def __init__(
-        self, max_workers: int, on_done: Callable[[Outcome], None], *, name: str = "worker"
+        self,
+        max_workers: int,
+        on_done: Callable[[Outcome], None],
+        *,
+        name: str = "worker",
+        ahead: int = AHEAD,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
         self.max_workers = max_workers
+        self.ahead = ahead
         self._on_done = on_done
         self._name = name
         self._ctx = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[_Worker] = set()  # alive (starting, idle or busy)
-        self._idle: list[_Worker] = []  # ready and without a job (a stack: reuse warm workers)
-        self._queue: deque[Job] = deque()  # FIFO; may hold cancelled jobs (skipped lazily)
-        self._queued: dict[Hashable, Job] = {}  # key -> job still waiting (the truth for the queue)
-        self._running: dict[Hashable, _Worker] = {}  # key -> worker running it
+        self._idle: list[_Worker] = []  # ready and without a chain (a stack: reuse warm workers)
+        self._queue: deque[_Chain] = deque()  # chains waiting for a worker (may hold dead ones)
+        self._chains: dict[Hashable, _Chain] = {}  # id -> live chain (has a job not ended)
+        self._queued: dict[Hashable, _Chain] = {}  # key -> chain of a job not sent yet
+        self._running: dict[Hashable, tuple[_Worker, _Sent]] = {}  # key -> job on a worker's pipe
         self._exiting: dict[BaseProcess, asyncio.TimerHandle | None] = {}  # being reaped
         self._tokens = itertools.count(1)
         self._names = itertools.count(1)
+        self._solo = itertools.count(1)
         self._startup_failures = 0
         self._broken: str | None = None  # why no more workers are started
         self._started: asyncio.Future[None] | None = None
@@ -115,12 +198,12 @@ class WorkerPool:
     @property
     def busy(self) -> int:
         """Jobs running now."""
-        return len(self._running)
+        return sum(1 for w in self._workers if w.head is not None)
 
     @property
     def queued(self) -> int:
-        """Jobs waiting for a free worker."""
-        return len(self._queued)
+        """Jobs waiting to start (for a worker, or sent ahead behind a running one)."""
+        return len(self._queued) + len(self._running) - self.busy
 
     @property
     def workers(self) -> int:
@@ -142,48 +225,66 @@ class WorkerPool:
             raise
         self._pump()
 
-    def submit(self, job: Job) -> None:
-        """Queue a job (runs at once if a worker is idle). Never blocks."""
+    def submit(self, job: Job, chain: Hashable = None) -> None:
+        """Queue a job at the end of chain ``chain`` (a chain of its own when None). Never blocks."""
+        self.submit_all((job,), chain)
+
+    def submit_all(self, jobs: Iterable[Job], chain: Hashable = None) -> None:
+        """Queue jobs, in order, at the end of one chain; sends them ahead in one pipe message."""
         if self._closed:
             raise RuntimeError("WorkerPool is closed")
-        key = job.key
-        if key in self._queued or key in self._running:
-            raise ValueError(f"a job with key {key!r} is already queued or running")
+        jobs = list(jobs)
+        keys = {job.key for job in jobs}
+        if len(keys) < len(jobs) or any(k in self._queued or k in self._running for k in keys):
+            raise ValueError(f"a job with one of the keys {keys!r} is already queued or running")
         if self._broken is not None:
-            self._soon(self._crash_outcome(job, self._broken, 0.0))
+            for job in jobs:
+                self._soon(self._crash_outcome(job, self._broken, 0.0))
             return
-        if self._idle and not self._queued:
-            self._dispatch(self._idle.pop(), job)
-        else:
-            self._queue.append(job)
-            self._queued[key] = job
-            if self._idle:
-                self._pump()
+        if chain is None:
+            chain = (_SOLO, next(self._solo))
+        c = self._chains.get(chain)
+        new = c is None
+        if c is None:
+            c = self._chains[chain] = _Chain(chain)
+        for job in jobs:
+            c.jobs.append(job)
+            self._queued[job.key] = c
+        if c.worker is not None:
+            self._feed(c.worker)
+        elif new:
+            self._queue.append(c)
+            self._pump()
 
     def cancel(self, key: Hashable) -> bool:
-        """Drop a queued job or kill the process running it; its Outcome has kind "cancelled"."""
-        job = self._queued.pop(key, None)
-        duration = 0.0
-        if job is None:
-            worker = self._running.get(key)
-            if worker is None:
-                return False
-            job = worker.job
-            assert job is not None
-            assert self._loop is not None
-            duration = self._loop.time() - worker.started
-            self._retire(worker)
-        self._soon(
-            Outcome(
-                job.key,
-                False,
-                None,
-                "Cancelled",
-                "the job was cancelled",
-                kind="cancelled",
-                duration=duration,
-            )
-        )
+        """Drop a job not started or kill the process running it; its Outcome has kind "cancelled".
+        A job sent ahead is dropped by its worker (reported when the worker says so) unless it
+        became the head first, in which case its process is killed like a running one's."""
+        c = self._queued.pop(key, None)
+        if c is not None:
+            for job in c.jobs:
+                if job.key == key:
+                    c.jobs.remove(job)
+                    break
+            if c.next is not None and c.next[0].key == key:
+                c.next = None
+            self._chain_maybe_over(c)
+            self._soon(_cancelled(key, 0.0))
+            return True
+        entry = self._running.get(key)
+        if entry is None:
+            return False
+        worker, sent = entry
+        if sent.cancelling:
+            return True
+        if worker.head is sent:
+            self._cancel_head(worker)
+            return True
+        sent.cancelling = True
+        try:
+            worker.conn.send_bytes(pickle.dumps((sent.token,), protocol=5))
+        except OSError:
+            pass  # the worker died: EOF on its pipe resolves the cancel
         return True
 
     async def close(self) -> None:
@@ -194,6 +295,7 @@ class WorkerPool:
         self._queue.clear()
         self._queued.clear()
         self._running.clear()
+        self._chains.clear()
         self._idle.clear()
         if self._started is not None and not self._started.done():
             self._started.cancel()
@@ -235,30 +337,72 @@ class WorkerPool:
         assert self._loop is not None
         self._loop.add_reader(worker.fd, self._on_readable, worker)
 
-    def _detach(self, worker: _Worker) -> None:
-        """Forget a worker: no more reads, no timer, not idle; its job (if any) is the caller's."""
+    def _detach(self, worker: _Worker) -> tuple[_Sent | None, list[_Sent], _Chain | None]:
+        """Forget a worker: no more reads, no timer, not idle. Returns its head, the other jobs on
+        its pipe (in order; none of them started) and its chain, now without a worker."""
         if worker not in self._workers:
-            return
+            return None, [], None
         self._workers.discard(worker)
         assert self._loop is not None
         self._loop.remove_reader(worker.fd)
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
-        if worker.job is not None and self._running.get(worker.job.key) is worker:
-            del self._running[worker.job.key]
         try:
             self._idle.remove(worker)
         except ValueError:
             pass
         worker.conn.close()
+        head = worker.head
+        behind = [worker.sent[t] for t in worker.order if t in worker.sent]
+        if head is not None:
+            behind.remove(head)
+        for sent in worker.sent.values():
+            self._running.pop(sent.job.key, None)
+        worker.sent.clear()
+        worker.order.clear()
+        worker.head = None
+        chain, worker.chain = worker.chain, None
+        if chain is not None:
+            chain.worker = None
+            chain.next = None
+        return head, behind, chain
 
-    def _retire(self, worker: _Worker) -> None:
-        """Kill a worker whose job we give up on (timeout, cancel) and start a replacement."""
-        self._detach(worker)
-        worker.process.kill()
+    def _salvage(self, behind: list[_Sent], chain: _Chain | None, held: bool) -> list[Outcome]:
+        """Jobs that were behind a lost head go back to the front of their chain, and the chain to
+        the front of the queue (``held``: only once the dead process is reaped). Those being
+        cancelled are not requeued: their cancelled Outcomes are returned."""
+        cancelled = [_cancelled(s.job.key, 0.0) for s in behind if s.cancelling]
+        if chain is None:
+            return cancelled
+        back = [s.job for s in behind if not s.cancelling]
+        chain.jobs.extendleft(reversed(back))
+        for job in back:
+            self._queued[job.key] = chain
+        chain.held = held
+        if not held:
+            self._requeue(chain)
+        return cancelled
+
+    def _requeue(self, chain: _Chain) -> None:
+        chain.held = False
+        if self._chains.get(chain.id) is not chain:
+            return
+        if not chain.jobs:
+            del self._chains[chain.id]
+            return
+        self._queue.appendleft(chain)
+        self._pump()
+
+    def _retire(self, worker: _Worker) -> tuple[_Sent | None, list[Outcome]]:
+        """Kill a worker whose head we give up on (timeout, cancel) and start a replacement.
+        Returns the head and the Outcomes of jobs behind it whose cancel was pending."""
+        head, behind, chain = self._detach(worker)
+        worker.process.kill()  # SIGKILL: nothing of it runs any more
         self._when_exited(worker.process, None)
+        cancelled = self._salvage(behind, chain, held=False)
         self._replace()
+        return head, cancelled
 
     def _replace(self) -> None:
         if not self._closed and self._broken is None:
@@ -298,65 +442,144 @@ class WorkerPool:
 
     # -- events from the loop -----------------------------------------------------------------
     def _on_readable(self, worker: _Worker) -> None:
-        try:
-            data = worker.conn.recv_bytes()
-        except (EOFError, OSError):
-            self._lost(worker)
-            return
-        if data == _process.READY:
-            worker.ready = True
-            self._startup_failures = 0
-            self._idle.append(worker)
-            started = self._started
-            if started is not None and not started.done():
-                if len(self._idle) == len(self._workers):
-                    started.set_result(None)
-                return  # start() pumps once every worker is up
-            self._pump()
-            return
-        token, ok, has_value, exc_type, message, tb_text, duration = pickle.loads(data)
-        value: bytes | None = None
-        if has_value:
-            # Sent right behind the reply (see _process.main), so this read does not wait.
+        outcomes: list[Outcome] = []
+        conn = worker.conn
+        lost = False
+        while True:
             try:
-                value = worker.conn.recv_bytes()
+                data = conn.recv_bytes()
+                if data == _process.READY:
+                    self._on_ready(worker)
+                    return
+                replies = pickle.loads(data)
+                for token, status, has_value, exc_type, message, tb_text, duration in replies:
+                    # Values follow their reply as raw messages (see _process.main): no wait.
+                    value = conn.recv_bytes() if has_value else None
+                    sent = worker.sent.pop(token, None)
+                    if sent is None:
+                        log.warning("dropping a stale reply from %s", worker.process.name)
+                        continue
+                    worker.bytes -= sent.size
+                    key = sent.job.key
+                    del self._running[key]
+                    if worker.head is sent:
+                        worker.head = None
+                    if sent.cancelling or status == _process.SKIPPED:
+                        outcomes.append(_cancelled(key, duration))
+                    elif status == _process.OK:
+                        outcomes.append(Outcome(key, True, value, "", "", "", "", duration))
+                    else:
+                        outcomes.append(
+                            Outcome(key, False, None, exc_type, message, tb_text, "error", duration)
+                        )
             except (EOFError, OSError):
-                self._lost(worker)
-                return
-        job = worker.job
-        if job is None or token != worker.token:
-            log.warning("dropping a stale reply from %s", worker.process.name)
-            return
+                lost = True
+                break
+            if not _ready(worker.fd):
+                break
+        if lost:
+            self._lost(worker)
+        elif worker.head is None:
+            self._next_head(worker)
+        elif worker.chain is not None and worker.chain.jobs:
+            self._feed(worker)  # skipped jobs made room ahead
+        for outcome in outcomes:
+            self._on_done(outcome)
+
+    def _on_ready(self, worker: _Worker) -> None:
+        worker.ready = True
+        self._startup_failures = 0
+        self._idle.append(worker)
+        started = self._started
+        if started is not None and not started.done():
+            if len(self._idle) == len(self._workers):
+                started.set_result(None)
+            return  # start() pumps once every worker is up
+        self._pump()
+
+    def _next_head(self, worker: _Worker) -> None:
+        """The head's outcome was read: the next job sent is running now (or is sent now)."""
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
-        worker.job = None
-        del self._running[job.key]
+        order, sent = worker.order, worker.sent
+        while order and order[0] not in sent:
+            order.popleft()
+        if order:
+            self._make_head(worker, sent[order[0]])
+            if worker.head is not None and worker.head.cancelling:
+                self._cancel_head(worker)  # it started before the worker read our cancel
+                return
+            self._feed(worker)
+            return
+        chain = worker.chain
+        if chain is not None and chain.jobs and not self._others_wait():
+            self._feed(worker)
+            return
+        if chain is not None:  # over, or it yields the worker to chains waiting for one
+            worker.chain = None
+            chain.worker = None
+            if chain.jobs:
+                self._queue.append(chain)
+            self._chain_maybe_over(chain)
         self._idle.append(worker)
-        outcome = Outcome(
-            job.key, ok, value, exc_type, message, tb_text, "" if ok else "error", duration
-        )
-        self._pump()  # the next job starts before the callback runs
-        self._on_done(outcome)
+        self._pump()
+
+    def _others_wait(self) -> bool:
+        """Chains wait for a worker: no chain keeps its worker for more than its running job."""
+        queue, chains = self._queue, self._chains
+        while queue:
+            chain = queue[0]
+            if chains.get(chain.id) is chain and chain.worker is None and not chain.held:
+                if chain.jobs:
+                    return True
+                del chains[chain.id]
+            queue.popleft()  # over, or queued twice
+        return False
+
+    def _make_head(self, worker: _Worker, sent: _Sent) -> None:
+        assert self._loop is not None
+        worker.head = sent
+        worker.started = self._loop.time()
+        timeout = sent.job.timeout
+        if timeout is not None:
+            worker.timer = self._loop.call_later(timeout, self._expire, worker, sent)
+
+    def _chain_maybe_over(self, chain: _Chain) -> None:
+        if chain.worker is None and not chain.jobs and not chain.held:
+            if self._chains.get(chain.id) is chain:
+                del self._chains[chain.id]
+
+    def _cancel_head(self, worker: _Worker) -> None:
+        assert self._loop is not None
+        duration = self._loop.time() - worker.started
+        head, cancelled = self._retire(worker)
+        assert head is not None
+        for outcome in [_cancelled(head.job.key, duration), *cancelled]:
+            self._soon(outcome)
 
     def _lost(self, worker: _Worker) -> None:
         """The worker's pipe hit EOF: it died (crash, os._exit, SIGKILL, OOM)."""
-        job = worker.job
         was_ready = worker.ready
         started = worker.started
-        self._detach(worker)
+        head, behind, chain = self._detach(worker)
         if not was_ready:
             self._startup_failures += 1
+        cancelled = self._salvage(behind, chain, held=True)
 
         def report(code: int | None) -> None:
             what = _exit_description(code)
+            if chain is not None:
+                self._requeue(chain)
+            for outcome in cancelled:
+                self._on_done(outcome)
             if not was_ready:
                 self._startup_failed(what)
                 return
             self._replace()
-            if job is not None:
+            if head is not None:
                 assert self._loop is not None
-                self._on_done(self._crash_outcome(job, what, self._loop.time() - started))
+                self._on_done(self._crash_outcome(head.job, what, self._loop.time() - started))
 
         self._when_exited(worker.process, report)
 
@@ -375,19 +598,20 @@ class WorkerPool:
         log.error("worker pool broken: %s", reason)
         if self._workers:
             return  # the remaining workers drain the queue
-        jobs = [job for job in self._queue if self._queued.get(job.key) is job]
+        jobs = [job for chain in self._queue for job in chain.jobs]
         self._queue.clear()
         self._queued.clear()
+        self._chains = {i: c for i, c in self._chains.items() if c.worker is not None}
         for job in jobs:
             self._on_done(self._crash_outcome(job, reason, 0.0))
 
-    def _expire(self, worker: _Worker, token: int) -> None:
-        job = worker.job
-        if job is None or worker.token != token or worker not in self._workers:
+    def _expire(self, worker: _Worker, sent: _Sent) -> None:
+        if worker.head is not sent or worker not in self._workers:
             return
         assert self._loop is not None
         duration = self._loop.time() - worker.started
-        self._retire(worker)
+        job = sent.job
+        _, cancelled = self._retire(worker)
         self._on_done(
             Outcome(
                 job.key,
@@ -399,53 +623,90 @@ class WorkerPool:
                 duration=duration,
             )
         )
+        for outcome in cancelled:
+            self._on_done(outcome)
 
     # -- dispatch -----------------------------------------------------------------------------
     def _pump(self) -> None:
-        queue, queued, idle = self._queue, self._queued, self._idle
+        queue, idle, chains = self._queue, self._idle, self._chains
         while idle and queue:
-            job = queue.popleft()
-            if queued.get(job.key) is not job:
-                continue  # cancelled while queued
-            del queued[job.key]
-            self._dispatch(idle.pop(), job)
+            chain = queue.popleft()
+            if chains.get(chain.id) is not chain or chain.worker is not None or chain.held:
+                continue  # over, or queued twice
+            if not chain.jobs:
+                del chains[chain.id]
+                continue
+            worker = idle.pop()
+            worker.chain = chain
+            chain.worker = worker
+            self._feed(worker)
 
-    def _dispatch(self, worker: _Worker, job: Job) -> None:
-        token = next(self._tokens)
-        try:
-            message = pickle.dumps(
-                (token, job.payload, job.inputs, job.argument_inclusion, job.env), protocol=5
-            )
-        except Exception as exc:
-            self._idle.append(worker)
-            self._soon(
-                Outcome(
-                    job.key,
-                    False,
-                    None,
-                    type(exc).__name__,
-                    f"the job's inputs could not be pickled: {exc}",
-                    kind="error",
-                )
-            )
+    def _feed(self, worker: _Worker) -> None:
+        """Send the worker the next jobs of its chain: one to start if it has none, and more
+        behind it within ``ahead`` and AHEAD_BYTES. All in one pipe message."""
+        chain = worker.chain
+        assert chain is not None
+        batch: list[bytes] = []
+        fresh: list[_Sent] = []
+        count, size = len(worker.sent), worker.bytes
+        while chain.jobs:
+            job = chain.jobs[0]
+            if chain.next is not None and chain.next[0] is job:
+                _, token, data = chain.next
+            else:
+                token = next(self._tokens)
+                try:
+                    data = pickle.dumps(
+                        (token, job.payload, job.inputs, job.argument_inclusion, job.env),
+                        protocol=5,
+                    )
+                except Exception as exc:
+                    chain.jobs.popleft()
+                    del self._queued[job.key]
+                    self._soon(
+                        Outcome(
+                            job.key,
+                            False,
+                            None,
+                            type(exc).__name__,
+                            f"the job's inputs could not be pickled: {exc}",
+                            kind="error",
+                        )
+                    )
+                    continue
+            if count and (
+                count > self.ahead or size + len(data) > AHEAD_BYTES or self._others_wait()
+            ):
+                chain.next = (job, token, data)
+                break
+            chain.next = None
+            chain.jobs.popleft()
+            del self._queued[job.key]
+            sent = _Sent(job, token, len(data))
+            worker.sent[token] = sent
+            worker.order.append(token)
+            self._running[job.key] = (worker, sent)
+            batch.append(data)
+            fresh.append(sent)
+            count += 1
+            size += len(data)
+        worker.bytes = size
+        if not batch:
+            if not worker.sent:  # every job left failed to pickle
+                self._next_head(worker)
             return
-        assert self._loop is not None
-        worker.token = token
-        worker.job = job
-        worker.started = self._loop.time()
-        self._running[job.key] = worker
+        if worker.head is None:
+            self._make_head(worker, fresh[0])
         try:
-            worker.conn.send_bytes(message)
+            worker.conn.send_bytes(batch[0] if len(batch) == 1 else b"".join(batch))
         except OSError:
-            # Died while idle: the job never started, so it goes back to the front of the queue.
-            worker.job = None
-            del self._running[job.key]
-            self._queue.appendleft(job)
-            self._queued[job.key] = job
-            self._lost(worker)
-            return
-        if job.timeout is not None:
-            worker.timer = self._loop.call_later(job.timeout, self._expire, worker, token)
+            # It died. If it had nothing before, none of these started. EOF on the pipe (next loop
+            # iteration) reports it: never from inside submit().
+            if worker.head is fresh[0]:
+                worker.head = None
+                if worker.timer is not None:
+                    worker.timer.cancel()
+                    worker.timer = None
 
     def _crash_outcome(self, job: Job, what: str, duration: float) -> Outcome:
         return Outcome(
