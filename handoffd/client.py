@@ -1,8 +1,11 @@
 """Client and Run: the synchronous API users call (``handoffd.connect()``).
 
 A Client talks to one daemon's control endpoint (request/reply over a ZeroMQ DEALER). The daemon
-that receives a submission owns the run. Waiting is a long poll (``GetRunStatus`` with ``wait``), so
-a finished run is noticed at once without polling churn. The client remembers every address the
+that receives a submission owns the run. Waiting is a long poll (``WaitRun``), so a finished run is
+noticed at once without polling churn, and its answer (``RunOutcome``) carries the results the owner
+holds, so ``Run.wait()`` + ``results()`` is usually one round trip. ``execute`` is one exchange for a
+short run: ``SubmitAndWait`` is answered with the outcome and the results, which the owner then frees
+(no release request); what the outcome does not carry is fetched as before (``FetchResults``). The client remembers every address the
 cluster told it about, so when its daemon dies it reconnects to another and follows the run.
 """
 
@@ -25,6 +28,8 @@ from handoffd.transport.client import ControlClient
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 _POLL = 2.0  # seconds per long-poll request
 _CHUNK = 256  # results fetched per request
+_EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's outcome
+_WAIT_BYTES = 1 << 20  # ... and Run.wait() (results() may never be called)
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
 _FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
 _FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
@@ -86,6 +91,20 @@ def resolve_address(address: str | None) -> str:
     return address
 
 
+def _run_status(reply: m.RunStatusReply | m.RunOutcome) -> RunStatus:
+    error = error_from_info(reply.error) if reply.error is not None else None
+    return RunStatus(
+        reply.run_id,
+        reply.state,
+        dict(reply.counts),
+        dict(reply.placement),
+        reply.owner,
+        reply.term,
+        tuple(reply.standbys),
+        error,
+    )
+
+
 class Client:
     """A connection to a handoffd cluster through one daemon (failing over to others it knows)."""
 
@@ -129,22 +148,26 @@ class Client:
         self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None
     ) -> tuple[Any, list[bytes]]:
         assert self._conn is not None
-        wire = codec.encode(msg, sender=self._name, frames=list(frames))
-        deadline = time.monotonic() + (timeout or self.timeout)
-        self._conn.send(wire)
+        self._conn.send(codec.encode(msg, sender=self._name, frames=list(frames)))
+        return self._receive(msg.request_id, timeout or self.timeout)
+
+    def _receive(self, request_id: int, timeout: float) -> tuple[Any, list[bytes]]:
+        """The next reply to ``request_id`` (others are late replies: skipped)."""
+        assert self._conn is not None
+        deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             reply = self._conn.recv(max(remaining, 0.0)) if remaining > 0 else None
             if reply is None:
                 raise errors.ConnectionError(
                     f"the handoffd daemon at {self.address} did not answer within "
-                    f"{timeout or self.timeout:.1f}s; is it running? (`handoffd start`)"
+                    f"{timeout:.1f}s; is it running? (`handoffd start`)"
                 )
             decoded = codec.decode(reply)
             if decoded is None:
                 continue
             got = decoded.msg
-            if getattr(got, "request_id", None) != msg.request_id:
+            if getattr(got, "request_id", None) != request_id:
                 continue  # a late reply to an earlier request
             self._unanswered = False  # anything sent before this request has left too
             if isinstance(got, m.ErrorReply):
@@ -215,9 +238,9 @@ class Client:
                     time.sleep(0.1)
                     self._rotate()
                 continue
-            lost = (isinstance(reply, m.RunStatusReply) and reply.state == "UNKNOWN") or (
-                isinstance(reply, m.Results) and reply.missing
-            )
+            lost = (
+                isinstance(reply, (m.RunStatusReply, m.RunOutcome)) and reply.state == "UNKNOWN"
+            ) or (isinstance(reply, m.Results) and reply.missing)
             asked += 1
             if lost and (asked < len(self._known) or time.monotonic() < deadline):
                 if asked >= len(self._known):
@@ -253,6 +276,33 @@ class Client:
         outputs: Iterable[str] | None = None,
     ) -> Run:
         """Submit a DAG; returns at once with a Run owned by the daemon we are connected to."""
+        return self._submit(dag, False, max_retries, timeout, policy, outputs)
+
+    def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
+        """Submit, wait, and return {function id: value} for every non-inline function."""
+        timeout = options.get("timeout")
+        run = self._submit(dag, True, **options)
+        if run._last is None or not run._last.done:
+            # Still running after the first wait, or the owner died (we follow the run).
+            run._wait_until(run._deadline, timeout)
+        status = run._last
+        assert status is not None
+        if status.error is not None:
+            raise status.error
+        results = run.results()
+        if not run._released:
+            run._release_nowait()
+        return results
+
+    def _submit(
+        self,
+        dag: Any,
+        wait: bool,
+        max_retries: int = 3,
+        timeout: float | None = None,
+        policy: str = "binpack",
+        outputs: Iterable[str] | None = None,
+    ) -> Run:
         from handoffd.dag import DAG
 
         if not isinstance(dag, DAG):
@@ -300,25 +350,45 @@ class Client:
             for s in specs
         )
         run_id = uuid.uuid4().hex[:16]
-        reply, _ = self._request(
-            m.SubmitRun(next(self._ids), run_id, tasks, max_retries, policy, output_ids),
-            [s.payload for s in specs],
-            timeout=max(self.timeout, 30.0),
-        )
-        if isinstance(reply, m.RunRejected):
-            raise error_from_info(reply.error)
-        run = Run(self, run_id, reply.owner, [s.id for s in specs if not s.inline], output_ids)
+        run = Run(self, run_id, "", [s.id for s in specs if not s.inline], output_ids)
         run._deadline = None if timeout is None else time.monotonic() + timeout
-        return run
-
-    def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
-        """Submit, wait, and return {function id: value} for every non-inline function."""
-        timeout = options.get("timeout")
-        run = self.submit(dag, **options)
-        run.wait(timeout)
-        results = run.results()
-        run._release_nowait()
-        return results
+        payloads = [s.payload for s in specs]
+        if not wait:
+            reply, _ = self._request(
+                m.SubmitRun(next(self._ids), run_id, tasks, max_retries, policy, output_ids),
+                payloads,
+                timeout=max(self.timeout, 30.0),
+            )
+            if isinstance(reply, m.RunRejected):
+                raise error_from_info(reply.error)
+            run.owner = reply.owner
+            return run
+        # One exchange: the owner answers with the outcome (after a RunAccepted if the run is
+        # still going once its standbys hold it). If the owner dies before it accepted the run
+        # we were promised nothing: ConnectionError, as for submit(); after, we follow the run.
+        poll = _POLL if timeout is None else max(0.0, min(_POLL, timeout))
+        request_id = next(self._ids)
+        request = m.SubmitAndWait(
+            request_id, run_id, tasks, max_retries, policy, output_ids, poll, _EXECUTE_BYTES, True
+        )
+        assert self._conn is not None
+        self._conn.send(codec.encode(request, sender=self._name, frames=payloads))
+        limit = time.monotonic() + poll + max(self.timeout, 30.0)
+        while True:
+            try:
+                reply, frames = self._receive(request_id, limit - time.monotonic())
+            except errors.ConnectionError:
+                if not run.owner:
+                    raise
+                return run  # accepted: the caller follows the run (owner death, or no answer)
+            if isinstance(reply, m.RunRejected):
+                raise error_from_info(reply.error)
+            if isinstance(reply, m.RunAccepted):
+                run.owner = reply.owner
+                continue
+            run.owner = run.owner or reply.owner
+            run._take(reply, frames)
+            return run
 
     def run(self, run_id: str) -> Run:
         """A handle on an existing run (for ``handoffctl status``/``results``)."""
@@ -342,17 +412,7 @@ class Client:
         reply, _ = self._run_request(
             lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
         )
-        error = error_from_info(reply.error) if reply.error is not None else None
-        return RunStatus(
-            reply.run_id,
-            reply.state,
-            dict(reply.counts),
-            dict(reply.placement),
-            reply.owner,
-            reply.term,
-            tuple(reply.standbys),
-            error,
-        )
+        return _run_status(reply)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -390,6 +450,8 @@ class Run:
         self._deadline: float | None = None
         self._last: RunStatus | None = None
         self._exists = True  # known to exist: while no node knows it, an owner is taking over
+        self._values: dict[str, bytes] = {}  # serialised results an outcome carried
+        self._released = False  # the owner freed the results after sending them all to us
 
     def status(self) -> RunStatus:
         grace = _FOLLOW_GRACE if self._exists else 0.0
@@ -399,6 +461,9 @@ class Run:
     def wait(self, timeout: float | None = None) -> RunStatus:
         """Block until the run ends; raise its error (TaskFailed, RunCancelled, ...) if it failed."""
         deadline = time.monotonic() + timeout if timeout is not None else self._deadline
+        return self._wait_until(deadline, timeout)
+
+    def _wait_until(self, deadline: float | None, timeout: float | None) -> RunStatus:
         while True:
             wait = _POLL
             if deadline is not None:
@@ -407,8 +472,13 @@ class Run:
                     raise errors.Timeout(
                         f"run {self.id} did not finish within {timeout}s (it goes on)"
                     )
-            status = self._client._status(self.id, wait)
-            self._last = status
+            reply, frames = self._client._run_request(
+                lambda rid, w=wait: m.WaitRun(rid, self.id, w, _WAIT_BYTES, False),
+                timeout=wait + self._client.timeout,
+            )
+            self._take(reply, frames)
+            status = self._last
+            assert status is not None
             if status.state == "UNKNOWN":
                 raise errors.HandoffError(
                     f"run {self.id} is not known to the cluster (results may have been freed)"
@@ -418,18 +488,30 @@ class Run:
                     raise status.error
                 return status
 
+    def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:
+        """Keep an outcome: the status, and the results it carried."""
+        self._last = _run_status(reply)
+        self._values.update(zip(reply.task_ids, frames, strict=False))
+        self._released = self._released or reply.released
+
     def results(self) -> dict[str, Any]:
         """{function id: value} of every non-inline function (or the submission's ``outputs``)."""
         status = self._last if self._last is not None and self._last.done else self.wait()
         ids = list(self._outputs) if self._outputs is not None else self._ids
         if ids is None:
             ids = list(status.placement)
-        return self._fetch(ids)
+        return self._collect(ids)
 
     def result(self, function_id: str) -> Any:
         if self._last is None or not self._last.done:
             self.wait()
-        return self._fetch([function_id])[function_id]
+        return self._collect([function_id])[function_id]
+
+    def _collect(self, ids: list[str]) -> dict[str, Any]:
+        """Values from the outcome we hold, the rest fetched, in ``ids`` order."""
+        held = self._values
+        fetched = self._fetch([i for i in ids if i not in held])
+        return {i: values.loads(held[i]) if i in held else fetched[i] for i in ids}
 
     def placement(self) -> dict[str, str]:
         """{function id: node name} of the final attempts."""

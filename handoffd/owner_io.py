@@ -5,6 +5,17 @@ per node), answers clients (submission, long-poll status, results, cancel), fetc
 live on other nodes for the client, and frees a run's values everywhere once they were collected
 or the retention time passed.
 
+One exchange per run: ``SubmitAndWait`` (``Client.execute``) is answered once the run ends, with a
+``RunOutcome`` that carries the status and the results this node holds (inline values kept by the
+scheduler, values in our store), and with ``release`` frees them right after that reply; ``WaitRun``
+(``Run.wait``) is the same long poll for a run already submitted. Results held elsewhere or past the
+client's byte budget are listed as ``pending`` and fetched with ``FetchResults`` as before.
+Safety (DESIGN 3.5): no client hears "accepted" or an outcome before the standbys acked the run's
+snapshot (``ReplicationIO.run_accepted``; a run that ends first waits for that ack). Dispatch does
+not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
+ConnectionError, as for a SubmitRun; tasks that ran meanwhile were executions nobody was promised
+(at-least-once), and a standby that did get the snapshot takes the run over as usual.
+
 Probes (a report lost while its node stays ALIVE): a ``ProbeRun`` goes out as ``ReconcileRun`` at the
 run's current term, which changes nothing on the node (it already follows us at that term); the
 node's ``RunHoldings`` comes back through ``on_holdings`` as ``RunProbed``.
@@ -36,6 +47,15 @@ FORGET_AFTER_S = 60.0  # a released run's status stays answerable this long
 # A probe's ReconcileRun carries request id PROBE_IDS + the scheduler's probe number: apart from
 # the executor's ids (from 1), our result fetches' (from 1 << 40) and takeovers' (from 1 << 50).
 PROBE_IDS = 1 << 45
+# A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
+# run has not ended this much later: a short run's exchange stays two messages. (A client that
+# loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
+# died just before answering a SubmitRun; this widens that window by at most this much.)
+ACCEPT_NOTICE_DELAY = 0.02
+# A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
+# are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
+OUTCOME_MAX_BYTES = 256 << 20
+OUTCOME_MAX_VALUES = 50_000
 
 
 def is_probe(request_id: int) -> bool:
@@ -80,6 +100,20 @@ def error_info(error: BaseException | None) -> m.ErrorInfo | None:
     )
 
 
+@dataclass(eq=False)
+class _Waiter:
+    """A client long-polling a run: answered when it ends, or by ``handle`` after its wait."""
+
+    conn: bytes
+    request_id: int
+    outcome: bool = False  # answer with a RunOutcome (WaitRun, SubmitAndWait), else RunStatusReply
+    max_bytes: int = 0  # results the outcome may carry
+    release: bool = False  # free the results the outcome carried in full
+    wait: float = 0.0
+    handle: asyncio.TimerHandle | None = None
+    notice: asyncio.TimerHandle | None = None  # a SubmitAndWait's delayed RunAccepted
+
+
 @dataclass
 class _ResultFetch:
     conn: bytes
@@ -96,8 +130,8 @@ class OwnerIO:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.scheduler = OwnerScheduler(node.name, now=node._clock())
-        self._submits: dict[str, tuple[bytes, int]] = {}  # run_id -> (conn, request_id)
-        self._waiters: dict[str, list[tuple[bytes, int, asyncio.TimerHandle]]] = {}
+        self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
+        self._waiters: dict[str, list[_Waiter]] = {}
         self._finished_at: dict[str, float] = {}
         # Released runs stay answerable (status) for FORGET_AFTER_S, then every trace is dropped
         # here, in the scheduler and at the standbys: a long-lived daemon must not grow per run.
@@ -125,8 +159,10 @@ class OwnerIO:
             handle.cancel()
         self._timers.clear()
         for waiters in self._waiters.values():
-            for _, _, handle in waiters:
-                handle.cancel()
+            for waiter in waiters:
+                for timer in (waiter.handle, waiter.notice):
+                    if timer is not None:
+                        timer.cancel()
 
     # -- events into the scheduler --------------------------------------------------------------
 
@@ -243,10 +279,13 @@ class OwnerIO:
                         )
                     )
             self._feed_all(*events)
-        elif isinstance(msg, m.SubmitRun):
+        elif isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
-            self._on_status(msg, conn)
+            self._on_wait(msg.run_id, _Waiter(conn, msg.request_id, wait=msg.wait))
+        elif isinstance(msg, m.WaitRun):
+            waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
+            self._on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self._on_fetch_results(msg, conn)
         elif isinstance(msg, m.CancelRun):
@@ -277,7 +316,9 @@ class OwnerIO:
 
     # -- client requests ------------------------------------------------------------------------
 
-    def _on_submit(self, msg: m.SubmitRun, frames: list[bytes], conn: bytes) -> None:
+    def _on_submit(
+        self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
+    ) -> None:
         try:
             specs = self._specs(msg, frames)
             if msg.policy not in ("binpack", "spread", "first_fit"):
@@ -291,14 +332,18 @@ class OwnerIO:
             assert info is not None
             self.node.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
             return
+        if isinstance(msg, m.SubmitAndWait):
+            waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
+        else:
+            waiter = _Waiter(conn, msg.request_id)
         if msg.run_id in self.scheduler.runs():
-            self.node.reply(conn, m.RunAccepted(msg.request_id, msg.run_id, self.node.name))
+            self._accepted(msg.run_id, waiter)  # a retried submission
             return
-        self._submits[msg.run_id] = (conn, msg.request_id)
+        self._submits[msg.run_id] = waiter
         options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
         self._feed(ev.SubmitRun(msg.run_id, tuple(specs), options))
 
-    def _specs(self, msg: m.SubmitRun, frames: list[bytes]) -> list[TaskSpec]:
+    def _specs(self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes]) -> list[TaskSpec]:
         """Re-check what the client checked: a daemon never trusts a submission."""
         if len(frames) != len(msg.tasks):
             raise errors.ValidationError(
@@ -369,28 +414,124 @@ class OwnerIO:
             error_info(st.error),
         )
 
-    def _on_status(self, msg: m.GetRunStatus, conn: bytes) -> None:
-        st = self.scheduler.run_status(msg.run_id)
+    def _accepted(self, run_id: str, waiter: _Waiter) -> None:
+        """The standbys hold the run (or were given up on): tell the submitting client. A
+        SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
+        the outcome when it ends."""
+        if not waiter.outcome:
+            self.node.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.node.name))
+            return
+        st = self.scheduler.run_status(run_id)
+        if st is not None and st.state not in TERMINAL and waiter.wait > 0:
+            waiter.notice = asyncio.get_running_loop().call_later(
+                min(ACCEPT_NOTICE_DELAY, waiter.wait / 2), self._notice, run_id, waiter
+            )
+        self._on_wait(run_id, waiter)
+
+    def _notice(self, run_id: str, waiter: _Waiter) -> None:
+        waiter.notice = None
+        self.node.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.node.name))
+
+    def _on_wait(self, run_id: str, waiter: _Waiter) -> None:
+        st = self.scheduler.run_status(run_id)
         replication = self.node.replication
-        taking_over = replication is not None and replication.taking_over(msg.run_id)
-        if msg.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
-            self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
+        taking_over = replication is not None and replication.taking_over(run_id)
+        if waiter.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
+            self._answer(run_id, waiter)
             return
         loop = asyncio.get_running_loop()
-        wait = min(msg.wait, 60.0)
-        handle = loop.call_later(wait, self._answer_waiter, msg.run_id, conn, msg.request_id)
-        self._waiters.setdefault(msg.run_id, []).append((conn, msg.request_id, handle))
+        waiter.handle = loop.call_later(min(waiter.wait, 60.0), self._wait_over, run_id, waiter)
+        self._waiters.setdefault(run_id, []).append(waiter)
 
-    def _answer_waiter(self, run_id: str, conn: bytes, request_id: int) -> None:
+    def _wait_over(self, run_id: str, waiter: _Waiter) -> None:
         waiters = self._waiters.get(run_id, [])
-        self._waiters[run_id] = [w for w in waiters if w[1] != request_id or w[0] != conn]
-        self.node.reply(conn, self._status_reply(request_id, run_id))
+        if waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[run_id]
+        self._answer(run_id, waiter)
+
+    def _answer(self, run_id: str, waiter: _Waiter) -> None:
+        if waiter.notice is not None:
+            waiter.notice.cancel()  # the outcome says more
+            waiter.notice = None
+        if not waiter.outcome:
+            self.node.reply(waiter.conn, self._status_reply(waiter.request_id, run_id))
+            return
+        st = self.scheduler.run_status(run_id)
+        if st is None:
+            empty = m.RunOutcome(
+                waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
+            )
+            self.node.reply(waiter.conn, empty)
+            return
+        ids: list[str] = []
+        values: list[bytes] = []
+        pending: list[str] = []
+        if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
+            self._outcome_values(run_id, waiter.max_bytes, ids, values, pending)
+        released = waiter.release and st.state == "DONE" and not pending
+        replication = self.node.replication
+        outcome = m.RunOutcome(
+            waiter.request_id,
+            run_id,
+            st.state,
+            dict(st.counts),
+            dict(st.placement),
+            self.node.name,
+            st.term,
+            replication.standbys(run_id) if replication is not None else (),
+            error_info(st.error),
+            tuple(ids),
+            tuple(pending),
+            released,
+        )
+        self.node.reply(waiter.conn, outcome, values)
+        if released:
+            # The client holds every value it wants (the reply is queued on its connection; a
+            # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
+            self._finished_at.pop(run_id, None)
+            self._release(run_id)
+            if replication is not None:
+                replication.run_changed(run_id)
+
+    def _outcome_values(
+        self, run_id: str, max_bytes: int, ids: list[str], values: list[bytes], pending: list[str]
+    ) -> None:
+        """The wanted results (the submission's outputs, else every regular function's) this node
+        holds, up to ``max_bytes``; ``pending`` gets the others (owner-held first, then our store)."""
+        run = self.scheduler.run_state(run_id)
+        if run is None:
+            return
+        outputs = run.options.outputs
+        wanted = (
+            outputs
+            if outputs is not None
+            else [t for t, r in run.tasks.items() if not r.spec.inline]
+        )
+        budget = min(max_bytes, OUTCOME_MAX_BYTES)
+        store = self.node.store
+        me = self.node.name
+        for task_id in wanted:
+            try:
+                value, locations = self.scheduler.result_location(run_id, task_id)
+            except KeyError:
+                value, locations = None, ()
+            if value is None and me in locations:
+                value = store.get(run_id, task_id)
+            if value is None or len(value) > budget or len(values) >= OUTCOME_MAX_VALUES:
+                pending.append(task_id)
+                continue
+            budget -= len(value)
+            ids.append(task_id)
+            values.append(value)
 
     def _run_finished(self, run_id: str) -> None:
         self._finished_at[run_id] = self.node._clock()
-        for conn, request_id, handle in self._waiters.pop(run_id, []):
-            handle.cancel()
-            self.node.reply(conn, self._status_reply(request_id, run_id))
+        for waiter in self._waiters.pop(run_id, []):
+            if waiter.handle is not None:
+                waiter.handle.cancel()
+            self._answer(run_id, waiter)
 
     def _on_fetch_results(self, msg: m.FetchResults, conn: bytes) -> None:
         job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
@@ -486,6 +627,7 @@ class OwnerIO:
     # -- scheduler instructions out -------------------------------------------------------------
 
     def _apply(self, instructions: list[Any]) -> None:
+        accepted: list[str] = []
         for ins in instructions:
             if isinstance(ins, ev.Dispatch):
                 self._dispatch(ins)
@@ -510,26 +652,17 @@ class OwnerIO:
             elif isinstance(ins, ev.StartTimer):
                 self._start_timer(ins.key, ins.delay)
             elif isinstance(ins, ev.RunAccepted):
-                pending = self._submits.pop(ins.run_id, None)
-                if pending is not None:
-                    accepted = m.RunAccepted(pending[1], ins.run_id, self.node.name)
-                    conn = pending[0]
-                    if self.node.replication is not None:
-                        # Answer once the standbys hold the run (DESIGN 3.5), bounded.
-                        self.node.replication.run_accepted(
-                            ins.run_id, functools.partial(self.node.reply, conn, accepted)
-                        )
-                    else:
-                        self.node.reply(conn, accepted)
+                accepted.append(ins.run_id)
             elif isinstance(ins, ev.RunRejected):
-                pending = self._submits.pop(ins.run_id, None)
+                waiter = self._submits.pop(ins.run_id, None)
                 info = error_info(ins.error)
-                if pending is not None and info is not None:
-                    self.node.reply(pending[0], m.RunRejected(pending[1], ins.run_id, info))
+                if waiter is not None and info is not None:
+                    self.node.reply(waiter.conn, m.RunRejected(waiter.request_id, ins.run_id, info))
             elif isinstance(ins, ev.RunFinished):
-                log.info(
-                    "run %s %s%s", ins.run_id, ins.state, f": {ins.error}" if ins.error else ""
-                )
+                if ins.error is not None:
+                    log.info("run %s %s: %s", ins.run_id, ins.state, ins.error)
+                else:  # one line per successful run was a noticeable cost at 500 runs/s
+                    log.debug("run %s %s", ins.run_id, ins.state)
                 self._run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeResults):
                 if self.node.replication is not None:
@@ -538,6 +671,22 @@ class OwnerIO:
                     address = self.node.address_of(name)
                     if address:
                         self.node.send(address, m.FreeRun(ins.run_id))
+        if accepted:
+            # On the next loop turn, after the batch's dispatches (ours are delivered by
+            # call_soon too): snapshotting the run for the standbys is off the first task's path.
+            # The client still hears nothing before their acks (module doc).
+            asyncio.get_running_loop().call_soon(self._replicate_accepted, accepted)
+
+    def _replicate_accepted(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            waiter = self._submits.pop(run_id, None)
+            if waiter is None:
+                continue
+            answer = functools.partial(self._accepted, run_id, waiter)
+            if self.node.replication is not None:
+                self.node.replication.run_accepted(run_id, answer)  # DESIGN 3.5, bounded
+            else:
+                answer()
 
     def _start_timer(self, key: Any, delay: float) -> None:
         old = self._timers.pop(key, None)

@@ -40,7 +40,7 @@ RECONCILE_TIMEOUT = 1.0  # seconds a new owner waits for nodes' holdings before 
 # one decode and one ack per few tasks on a busy owner. A takeover re-runs what the standby did not
 # hear of yet, so this only widens what a takeover may redo, never what it may lose.
 FLUSH_INTERVAL = 0.01
-_CLIENT_REQUESTS = (m.GetRunStatus, m.FetchResults, m.CancelRun, m.FreeRunRequest)
+_CLIENT_REQUESTS = (m.GetRunStatus, m.WaitRun, m.FetchResults, m.CancelRun, m.FreeRunRequest)
 
 
 def _pack(data: Any) -> bytes:

@@ -398,6 +398,61 @@ class FreeRunRequest:
     run_id: str
 
 
+# One exchange per run (``Client.execute``, ``Run.wait``): the owner answers when the run ends with
+# a ``RunOutcome`` that carries the status and the results it holds itself (owner-held inline values
+# and its own store's, up to ``max_bytes``); the client fetches the rest with ``FetchResults``.
+
+
+@message(36)
+class SubmitAndWait:
+    """``SubmitRun`` answered by a ``RunOutcome`` once the run ends (or after ``wait`` seconds,
+    state RUNNING), never before the standbys hold the run. A run still going when they do gets a
+    ``RunAccepted`` first (same request id). With ``release``, results the outcome carries in full
+    are freed at once (``released`` in the outcome). Frames: one payload per task, as SubmitRun."""
+
+    request_id: int
+    run_id: str
+    tasks: tuple[TaskMeta, ...]
+    max_retries: int
+    policy: str
+    outputs: tuple[str, ...] | None
+    wait: float
+    max_bytes: int
+    release: bool
+
+
+@message(37)
+class WaitRun:
+    """Long poll answered by a ``RunOutcome`` when the run ends or after ``wait`` seconds; with
+    ``max_bytes`` > 0 a DONE outcome carries results up to that many bytes."""
+
+    request_id: int
+    run_id: str
+    wait: float
+    max_bytes: int
+    release: bool
+
+
+@message(38)
+class RunOutcome:
+    """A run's status (as ``RunStatusReply``) and, when DONE, the values of ``task_ids`` (frames, in
+    order); ``pending`` are the wanted ids not carried (fetch them with ``FetchResults``);
+    ``released``: the owner freed the run's results after this reply."""
+
+    request_id: int
+    run_id: str
+    state: str  # RUNNING | DONE | FAILED | CANCELLED | UNKNOWN
+    counts: dict[str, int]
+    placement: dict[str, str]
+    owner: str
+    term: int
+    standbys: tuple[str, ...]
+    error: ErrorInfo | None
+    task_ids: tuple[str, ...]
+    pending: tuple[str, ...]
+    released: bool
+
+
 # ---------------------------------------------------------------------------------------------
 # Owner replication, takeover and fencing: 60-79 (DESIGN.md 3.5; handoffd/replication)
 # The envelope's ``term`` is the sender's term for the run; every message here also names it.
