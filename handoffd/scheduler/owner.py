@@ -14,21 +14,14 @@ rather than waiting for a rejoin that may never come (the client can resubmit); 
 task no longer fits any live node's capacity. Reports with a stale attempt, from the wrong node, or for
 unknown runs are ignored (at-least-once execution, exactly-once acceptance).
 
-Lost messages while the node stays ALIVE (the transport may drop a peer's reconnect queue around a
-partition heal): an unanswered dispatch counts as lost after ACK_TIMEOUT (the ``("ack", node)``
-timer). An answered task whose report is lost is found by probing: every PROBE_INTERVAL the
-``("probe",)`` timer asks each node that has had an answered task of a run for longer than that what
-it runs and holds for the run (``ProbeRun``; the answer is ``RunProbed``). An attempt missing from
-two answers in a row is resolved (one is not enough: a node answers at once but batches its reports,
-so a report can be in flight behind the answer): adopted as succeeded at that node when its store
-holds the result, otherwise counted as a capped loss and placed again.
+Lost messages while the node stays ALIVE (unanswered dispatches, lost reports): ``lost``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from handoffd import resources
@@ -51,7 +44,6 @@ from handoffd.scheduler.events import (
     FreeResults,
     Instruction,
     NodeUpdate,
-    ProbeRun,
     ResultsReleased,
     RunAccepted,
     RunFinished,
@@ -64,11 +56,17 @@ from handoffd.scheduler.events import (
     TaskSucceeded,
     TimerFired,
 )
+from handoffd.scheduler.lost import (
+    ACK_TIMEOUT,
+    PROBE_INTERVAL,
+    REFUSAL_BACKOFF,
+    Outbox,
+    Probe,
+)
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
-    ATTEMPT_STRIDE,
     CANCELLED,
     DONE,
     EXTRA_LOSSES,
@@ -83,17 +81,10 @@ from handoffd.scheduler.run import (
     TaskRecord,
     backoff,
 )
+from handoffd.scheduler.takeover import Takeover
 
 log = logging.getLogger("handoffd.scheduler")
 
-REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the view has not changed
-#: Seconds a dispatch may go unanswered (no DispatchReplied, no report) before it counts as lost: the
-#: transport may drop a DispatchTasks or its reply (a reconnect queue after a partition heal) while the
-#: node stays ALIVE. A node answers at once, queued tasks included, so this is only transit time.
-ACK_TIMEOUT = 3.0
-#: Seconds between probes of the nodes running our answered tasks, and how long a task must have
-#: been out before its node is probed about it: a lost report is found after two to three of these.
-PROBE_INTERVAL = 5.0
 _REPLICATED = (DONE, FAILED, CANCELLED)
 
 
@@ -106,26 +97,7 @@ class RunStatus:
     term: int = 0
 
 
-@dataclass
-class _Probe:
-    """One ``ProbeRun`` to a (node, run): what its answer will judge."""
-
-    seq: int  # the probe's number: an answer to any other is stale
-    covered: dict[str, int]  # task id -> attempt out on the node (answered) when the probe went
-    suspects: dict[str, int]  # task id -> attempt missing from the previous answer
-    answered: bool = False  # a duplicate answer must not count as a second probe
-
-
-@dataclass
-class _Out:
-    """Instructions collected during one ``handle`` call; dispatches and cancels batched per node."""
-
-    direct: list[Instruction] = field(default_factory=list)
-    cancels: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
-    dispatches: dict[tuple[str, str], list[DispatchItem]] = field(default_factory=dict)
-
-
-class OwnerScheduler:
+class OwnerScheduler(Takeover):
     """Schedules every run this node owns over its view of the cluster."""
 
     def __init__(
@@ -157,10 +129,10 @@ class OwnerScheduler:
         # Invariant: the ("probe",) timer runs (due at _probe_due) whenever _active is not empty.
         self._probe_timer = False
         self._probe_due = 0.0
-        self._probes: dict[tuple[str, str], _Probe] = {}  # (node, run) -> the latest probe there
+        self._probes: dict[tuple[str, str], Probe] = {}  # (node, run) -> the latest probe there
         self._probe_seq = 0
         self._dirty = False  # something changed that may let a ready task fit
-        self._out = _Out()
+        self._out = Outbox()
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
         # DONE, into FAILED/CANCELLED): the replication log's feed.
         self.on_change: Callable[[str, str], None] | None = None
@@ -174,7 +146,7 @@ class OwnerScheduler:
     def handle_batch(self, events: Iterable[Event], now: float) -> list[Instruction]:
         """Apply events in order, then place once: a daemon that drains its sockets batches for free."""
         self._now = max(self._now, now)
-        self._out = _Out()
+        self._out = Outbox()
         for event in events:
             self._apply(event)
         self._place()
@@ -182,7 +154,7 @@ class OwnerScheduler:
 
     def _flush(self) -> list[Instruction]:
         out = self._out
-        self._out = _Out()
+        self._out = Outbox()
         result = list(out.direct)
         result += [CancelTasks(n, r, tuple(items)) for (n, r), items in out.cancels.items()]
         result += [
@@ -271,56 +243,6 @@ class OwnerScheduler:
         """The run's ownership term, or None when we do not own it."""
         run = self._runs.get(run_id)
         return run.term if run is not None else None
-
-    def restore_run(
-        self, data: dict[str, Any], now: float, term: int | None = None
-    ) -> list[Instruction]:
-        """Adopt a replicated run (takeover, at ``term``: default the scheduler's); tasks on nodes
-        we do not see alive are treated as lost. New attempts start above ``term * ATTEMPT_STRIDE``
-        so they never collide with the previous owner's."""
-        self._now = max(self._now, now)
-        run = RunState.from_snapshot(data, order=self._order)
-        run.term = self.term if term is None else term
-        run.attempt_floor = run.term * ATTEMPT_STRIDE
-        run.seq = self._seq = self._seq + 1
-        self._runs[run.run_id] = run
-        run.listener = self._on_move
-        for rec in run.tasks.values():
-            if rec.state in ACTIVE and rec.node is not None:
-                self._view.claim(rec.node, rec.spec.cost, 1)
-                self._active[(run.run_id, rec.id)] = self._now
-            if rec.state == READY:
-                rec.delayed = False
-                self._enqueue(run, rec)
-        self._out = _Out()
-        if self._active and not self._probe_timer:
-            self._arm_probe_timer(self.probe_interval)
-        lost = {r.node for r in run.tasks.values() if r.state in ACTIVE and r.node is not None}
-        lost |= {n for r in run.tasks.values() for n in r.locations}
-        for node in sorted(lost):
-            if not self._view.alive(node):
-                self._lose_in_run(run, node)
-        self._dirty = True
-        self._place()
-        return self._flush()
-
-    def step_down(self, run_id: str) -> bool:
-        """Drop a run another owner took over (higher term): no cancels, its attempts are the new
-        owner's now. False if we did not own it."""
-        run = self._runs.pop(run_id, None)
-        if run is None:
-            return False
-        run.listener = None
-        for rec in run.tasks.values():
-            if rec.state in ACTIVE and rec.node is not None:
-                self._view.claim(rec.node, rec.spec.cost, -1)
-            self._active.pop((run_id, rec.id), None)
-            self._refused.pop((run_id, rec.id), None)
-        self._ready.drop_run(run)
-        self._view.forget_run(run_id)
-        self._probes = {k: p for k, p in self._probes.items() if k[1] != run_id}
-        self._dirty = True
-        return True
 
     def forget(self, run_id: str) -> None:
         """Drop a finished run entirely (after retention)."""
@@ -542,127 +464,6 @@ class OwnerScheduler:
                     f"run {run.run_id!r} did not finish within its deadline of {run.options.timeout} s"
                 )
                 self._end_run(run, RUN_FAILED, error)
-
-    def _check_answers(self, node: str) -> None:
-        """The node's ack timer fired: dispatches unanswered for ACK_TIMEOUT are lost; re-arm for
-        the rest (an early or repeated firing only re-arms)."""
-        self._ack_timers.discard(node)
-        for run_id, task_id, attempt in self._view.unanswered(node, self._now - ACK_TIMEOUT):
-            run = self._runs.get(run_id)
-            rec = run.tasks.get(task_id) if run is not None else None
-            if run is None or rec is None or run.state != RUN_RUNNING:
-                continue
-            if rec.state != ASSIGNED or rec.attempt != attempt or rec.node != node:
-                continue  # a report overtook it or it moved on
-            log.warning(
-                "run %s task %s attempt %d: no answer from %s in %.1f s; dispatch counted lost",
-                run_id,
-                task_id,
-                attempt,
-                node,
-                ACK_TIMEOUT,
-            )
-            # If only the reply was lost the node has it: stop it (its report would be stale).
-            self._out.cancels.setdefault((node, run_id), []).append((task_id, attempt))
-            rec.losses += 1
-            cause = f"no answer from {node} in {ACK_TIMEOUT} s (attempt {attempt})"
-            self._cancel(run.make_ready(rec, self._now, cause), run)
-            self._check_losses(run, rec)
-        oldest = self._view.oldest_unacked(node)
-        if oldest is not None:
-            self._arm_ack_timer(node, max(oldest + ACK_TIMEOUT - self._now, REFUSAL_BACKOFF))
-
-    def _arm_ack_timer(self, node: str, delay: float) -> None:
-        self._ack_timers.add(node)
-        self._out.direct.append(StartTimer(("ack", node), delay))
-
-    def _probe_nodes(self) -> None:
-        """The probe timer fired: probe each (node, run) with an answered task out for longer than
-        the probe interval; re-arm while tasks are out (an early firing only re-arms)."""
-        self._probe_timer = False
-        if not self._active:
-            self._probes.clear()
-            return
-        if self._now < self._probe_due - REFUSAL_BACKOFF:
-            self._arm_probe_timer(self._probe_due - self._now)
-            return
-        cutoff = self._now - self.probe_interval
-        covered: dict[tuple[str, str], dict[str, int]] = {}
-        for (run_id, task_id), since in self._active.items():
-            if since > cutoff:
-                continue
-            rec = self._runs[run_id].tasks[task_id]
-            node = rec.node
-            assert node is not None
-            if (run_id, task_id, rec.attempt) in self._view.unacked.get(node, {}):
-                continue  # not answered yet: the ack timer's business
-            covered.setdefault((node, run_id), {})[task_id] = rec.attempt
-        probes: dict[tuple[str, str], _Probe] = {}
-        for (node, run_id), tasks in covered.items():
-            old = self._probes.get((node, run_id))
-            self._probe_seq += 1
-            probes[(node, run_id)] = _Probe(self._probe_seq, tasks, old.suspects if old else {})
-            self._out.direct.append(ProbeRun(node, run_id, self._term_of(run_id), self._probe_seq))
-        self._probes = probes  # pairs no longer covered are forgotten; their answers are stale
-        self._arm_probe_timer(self.probe_interval)
-
-    def _arm_probe_timer(self, delay: float) -> None:
-        self._probe_timer = True
-        self._probe_due = self._now + delay
-        self._out.direct.append(StartTimer(("probe",), delay))
-
-    def _on_probed(self, ev: RunProbed) -> None:
-        """A node answered a probe: an attempt it neither runs nor queues on two answers in a row
-        lost its report; adopt the result if the node holds it, else count a loss and re-place."""
-        probe = self._probes.get((ev.node, ev.run_id))
-        if probe is None or probe.seq != ev.probe or probe.answered:
-            return  # superseded, forgotten or a duplicate
-        probe.answered = True
-        run = self._runs.get(ev.run_id)
-        if run is None or run.state != RUN_RUNNING:
-            return
-        running = {(task_id, attempt) for task_id, attempt in ev.running}
-        held = {task_id: size for task_id, size in ev.held}
-        suspects: dict[str, int] = {}
-        for task_id, attempt in probe.covered.items():
-            rec = run.tasks.get(task_id)
-            if rec is None or rec.state not in ACTIVE or rec.attempt != attempt:
-                continue  # its report came meanwhile
-            if rec.node != ev.node or (task_id, attempt) in running:
-                continue
-            if probe.suspects.get(task_id) != attempt:
-                suspects[task_id] = attempt  # its report may be in flight behind this answer
-                continue
-            if task_id in held:
-                log.warning(
-                    "run %s task %s attempt %d: %s holds its result but the report never came; "
-                    "adopted",
-                    run.run_id,
-                    task_id,
-                    attempt,
-                    ev.node,
-                )
-                run.holders.add(ev.node)
-                self._cancel(run.succeeded(rec, ev.node, held[task_id], None, self._now), run)
-                if run.state == RUN_DONE:
-                    self._out.direct.append(RunFinished(run.run_id, "DONE"))
-                    return
-            else:
-                log.warning(
-                    "run %s task %s attempt %d: %s neither runs nor holds it on two probes; "
-                    "report counted lost",
-                    run.run_id,
-                    task_id,
-                    attempt,
-                    ev.node,
-                )
-                rec.losses += 1
-                cause = f"report from {ev.node} lost (attempt {attempt})"
-                self._cancel(run.make_ready(rec, self._now, cause), run)
-                self._check_losses(run, rec)
-                if run.state != RUN_RUNNING:
-                    return
-        probe.suspects = suspects
 
     def _on_cancel(self, ev: CancelRun) -> None:
         run = self._runs.get(ev.run_id)
