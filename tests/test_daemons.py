@@ -124,6 +124,47 @@ def test_daemons_started_at_once_run_tasks_pinned_to_each_other(daemons):
         assert loaded0 == [] and loaded1 == [], (loaded0, loaded1)
 
 
+def _megabyte(i: int) -> bytes:
+    return bytes([i % 256]) * (1 << 20)
+
+
+def _pss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no Pss line for {pid}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc, /proc")
+def test_daemon_gives_back_the_memory_of_released_values(daemons):
+    """64 values of 1 MiB pass through the daemon's store; once the run is released, the store
+    drops them and the daemon's resident memory comes back near where it was."""
+    d = daemons.start(cpu=1, memory=1000)
+    count = 64
+    with handoffd.connect(d.address, timeout=30) as client:
+        one = handoffd.DAG().add_function(handoffd.Function(id="w", code=_megabyte, extra_args=[0]))
+        assert len(client.execute(one, timeout=60)["w"]) == 1 << 20  # warm: imports, buffers
+        base = _pss_mib(d.pid)
+        dag = handoffd.DAG()
+        for i in range(count):
+            dag.add_function(handoffd.Function(id=f"v{i}", code=_megabyte, extra_args=[i]))
+        run = client.submit(dag)
+        run.wait(timeout=120)
+        held = _pss_mib(d.pid) - base
+        out = run.results()
+        assert all(out[f"v{i}"] == _megabyte(i) for i in range(count))
+        del out
+        run.release()
+        assert held >= count / 2, f"the store held only {held:.1f} MiB of {count} MiB of values"
+        wait_for(
+            lambda: _pss_mib(d.pid) < base + count / 4,
+            timeout=30,
+            interval=0.05,
+            what=f"daemon PSS back within {count / 4} MiB of {base:.1f} MiB after the release",
+        )
+
+
 def test_seeds_join_kill9_is_dead_everywhere_and_sigterm_is_left(daemons):
     first = daemons.start(cpu=1)
     others = [daemons.start(cpu=1, seeds=[first.address]) for _ in range(3)]
