@@ -671,14 +671,10 @@ class OwnerIO:
                     address = self.node.address_of(name)
                     if address:
                         self.node.send(address, m.FreeRun(ins.run_id))
-        if accepted:
-            # On the next loop turn, after the batch's dispatches (ours are delivered by
-            # call_soon too): snapshotting the run for the standbys is off the first task's path.
-            # The client still hears nothing before their acks (module doc).
-            asyncio.get_running_loop().call_soon(self._replicate_accepted, accepted)
-
-    def _replicate_accepted(self, run_ids: list[str]) -> None:
-        for run_id in run_ids:
+        for run_id in accepted:
+            # After the batch's dispatches went out (ours is delivered on the next loop turn):
+            # the standbys' round trip, which the client's answer waits for (module doc),
+            # overlaps the first tasks instead of delaying or following them.
             waiter = self._submits.pop(run_id, None)
             if waiter is None:
                 continue
