@@ -30,6 +30,12 @@ from handoffd.worker.pool import WorkerPool
 
 log = logging.getLogger("handoffd.node")
 
+# ZeroMQ's reconnect interval to a peer that refused the connection: first retry, then doubling up
+# to the cap. A seed that does not listen yet (daemons started together) is joined within one cap
+# of it coming up; with ZeroMQ's 0.1 s doubling to 2 s the join came 0.15-0.26 s after the seed was
+# up. Only down seeds keep being retried at the cap: dead members' sockets are closed.
+PEER_RECONNECT_S = (0.02, 0.1)
+
 _PEER_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
 _REPLICATION_TYPES = (
     m.ReplicateRun,
@@ -84,7 +90,14 @@ class Node:
                 from handoffd.transport.keys import load_key_file
 
                 curve = load_key_file(cfg.key_file)
-            self._transport = ZmqTransport(cfg.host, cfg.port, curve=curve, limits=cfg.limits)
+            self._transport = ZmqTransport(
+                cfg.host,
+                cfg.port,
+                curve=curve,
+                limits=cfg.limits,
+                reconnect_ivl=PEER_RECONNECT_S[0],
+                reconnect_ivl_max=PEER_RECONNECT_S[1],
+            )
         await self._transport.start(self._on_frames)
         self.address = self._transport.address
         now = self._clock()
@@ -113,7 +126,10 @@ class Node:
         self._pool_start.add_done_callback(self._pool_started)
         self.executor.pool = self.pool
         self.owner = OwnerIO(self)
-        # Peers that joined while the worker pool was starting were seen before the owner existed.
+        # The owner side learns every member membership already knows, then each later change
+        # (_member_changed, ResourcesChanged): a peer it never heard of makes a task pinned there
+        # 'unknown_node'. Nothing awaits between creating the membership and the owner today, but
+        # start() awaited the worker pool here once, and peers joining meanwhile were never told.
         for member in self.membership.members():
             if member.name != self.name:
                 self.owner.member_update(member)
