@@ -38,6 +38,7 @@ from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecor
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
 MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
+MAX_SHAPES = 16  # distinct (pin, cost) shapes queued beyond which placement does not pre-check them
 WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
 #: A node's window is topped up only once its outstanding demand fell to this fraction of it.
 LOW_WATER = 0.5
@@ -159,6 +160,46 @@ class ClusterView:
                 if cost:
                     add_into(self.pending[node], cost, -1)
 
+    def could_take(self, pin: str | None, cost: dict[str, float]) -> bool:
+        """Whether a newly ready task (pinned to ``pin`` or not) may be placed now: some node it
+        may go to is at or below its window's low-water mark or has room for it free."""
+        if self.window <= 1:
+            return True
+        for n in (
+            self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
+        ):
+            if n.alive and (self._below_low_water(n) or _fits(cost, self._room(n))):
+                return True
+        return False
+
+    def _below_low_water(self, n: NodeState) -> bool:
+        load = self.claims.get(n.name, {})
+        limit = self.window * LOW_WATER
+        for k, q in n.capacity.items():
+            if q > 0.0 and load.get(k, 0.0) > q * limit + EPS:
+                return False
+        return True
+
+    def _room(self, n: NodeState) -> dict[str, float]:
+        """Effective free on ``n`` capped by its window room (what the free pass may use)."""
+        f = self.effective_free(n.name)
+        load = self.claims.get(n.name, {})
+        for k, q in n.capacity.items():
+            f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
+        return f
+
+    def room_opened(self, node: str, ready: ReadyQueue) -> bool:
+        """Whether a claim released on ``node`` may let placement do something there: the node is
+        at or below its window's low-water mark, or some ready shape fits what it has free (both
+        what the two passes of ``place`` look at; nothing else changed)."""
+        n = self.nodes.get(node)
+        if n is None or not n.alive or not ready:
+            return False
+        if self.window <= 1 or len(ready.shapes) > MAX_SHAPES or self._below_low_water(n):
+            return True
+        f = self._room(n)
+        return any(_fits(dict(cost), f) for pin, cost in ready.shapes if pin is None or pin == node)
+
     # -- placement ---------------------------------------------------------------------------------
 
     def place(self, ready: ReadyQueue, dispatch: DispatchFn) -> None:
@@ -194,7 +235,11 @@ class ClusterView:
                 for kind, qty in f.items():
                     if qty > most.get(kind, 0.0):
                         most[kind] = qty
-            self._place_free(free, most, ready, dispatch)
+            if len(ready.shapes) > MAX_SHAPES or any(
+                _fits(dict(cost), most if pin is None else free.get(pin, {}))
+                for pin, cost in ready.shapes
+            ):  # (a group needs at least what its member needs: no shape fits, no group does)
+                self._place_free(free, most, ready, dispatch)
         if window > 1 and ready:
             self._fill_windows(alive, ready, dispatch)
 

@@ -323,8 +323,9 @@ class OwnerScheduler(Takeover):
         node.capacity = dict(ev.capacity)
         if ev.resource_version > node.version:
             node.version = ev.resource_version
-            node.free = dict(ev.free)
-            self._view_changed()
+            if ev.free != node.free:  # (a report with the same free changes nothing here)
+                node.free = dict(ev.free)
+                self._view_changed()
         if shrunk:
             self._check_all_fit()
 
@@ -539,7 +540,8 @@ class OwnerScheduler(Takeover):
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
             self._view.claim(rec.node, rec.spec.cost, -1)
-            self._dirty = True  # window room opened
+            if not self._dirty and self._view.room_opened(rec.node, self._ready):
+                self._dirty = True
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
             self._view.claim(rec.node, rec.spec.cost, 1)
             self._active[(run.run_id, rec.id)] = self._now
@@ -553,8 +555,8 @@ class OwnerScheduler(Takeover):
             self._enqueue(run, rec)
 
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
-        if run.state == RUN_RUNNING and self._ready.push(run, rec):
-            self._dirty = True
+        if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
+            self._dirty = self._view.could_take(run.pin_of(rec.id), rec.spec.cost)
 
     def _view_changed(self) -> None:
         self._dirty = True
