@@ -10,6 +10,7 @@ One exchange per run: ``SubmitAndWait`` (``Client.execute``) is answered once th
 scheduler, values in our store), and with ``release`` frees them right after that reply; ``WaitRun``
 (``Run.wait``) is the same long poll for a run already submitted. Results held elsewhere or past the
 client's byte budget are listed as ``pending`` and fetched with ``FetchResults`` as before.
+(Building outcomes' values and serving ``FetchResults`` live in ``owner_results``.)
 Safety (DESIGN 3.5): no client hears "accepted" or an outcome before the standbys acked the run's
 snapshot (``ReplicationIO.run_accepted``; a run that ends first waits for that ack). Dispatch does
 not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
@@ -25,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from handoffd import errors, resources
+from handoffd.owner_results import ResultFetcher, error_info, outcome_values
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
@@ -52,52 +53,11 @@ PROBE_IDS = 1 << 45
 # loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
 # died just before answering a SubmitRun; this widens that window by at most this much.)
 ACCEPT_NOTICE_DELAY = 0.02
-# A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
-# are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
-OUTCOME_MAX_BYTES = 256 << 20
-OUTCOME_MAX_VALUES = 50_000
 
 
 def is_probe(request_id: int) -> bool:
     """Whether a ReconcileRun / RunHoldings request id is an owner's probe (not a takeover's)."""
     return PROBE_IDS <= request_id < PROBE_IDS + (1 << 44)
-
-
-def error_info(error: BaseException | None) -> m.ErrorInfo | None:
-    if error is None:
-        return None
-    kind = type(error).__name__
-    if isinstance(error, errors.TaskFailed):
-        return m.ErrorInfo(
-            kind,
-            error.function_id,
-            error.exc_message,
-            error.exc_type,
-            error.traceback,
-            error.attempts,
-            {},
-            {},
-            "",
-        )
-    if isinstance(error, errors.Unschedulable):
-        return m.ErrorInfo(
-            kind,
-            error.function_id,
-            error.message,
-            "",
-            "",
-            0,
-            dict(error.need),
-            dict(error.largest or {}),
-            "",
-        )
-    if isinstance(error, errors.ValidationError):
-        return m.ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
-    if isinstance(error, errors.HandoffError):
-        return m.ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
-    return m.ErrorInfo(
-        "HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, ""
-    )
 
 
 @dataclass(eq=False)
@@ -114,18 +74,6 @@ class _Waiter:
     notice: asyncio.TimerHandle | None = None  # a SubmitAndWait's delayed RunAccepted
 
 
-@dataclass
-class _ResultFetch:
-    conn: bytes
-    request_id: int
-    run_id: str
-    task_ids: tuple[str, ...]
-    values: dict[str, bytes] = field(default_factory=dict)
-    pending: dict[int, tuple[str, list[str]]] = field(
-        default_factory=dict
-    )  # request -> (task, other locations)
-
-
 class OwnerIO:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -136,8 +84,7 @@ class OwnerIO:
         # Released runs stay answerable (status) for FORGET_AFTER_S, then every trace is dropped
         # here, in the scheduler and at the standbys: a long-lived daemon must not grow per run.
         self._released_at: dict[str, float] = {}
-        self._fetches: dict[int, _ResultFetch] = {}
-        self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
+        self.results = ResultFetcher(node, self.scheduler)
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         # seed the scheduler with ourselves
         self._apply(
@@ -287,7 +234,7 @@ class OwnerIO:
             waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
             self._on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
-            self._on_fetch_results(msg, conn)
+            self.results.on_fetch(msg, conn)
         elif isinstance(msg, m.CancelRun):
             self._feed(ev.CancelRun(msg.run_id))
             self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
@@ -469,7 +416,9 @@ class OwnerIO:
         values: list[bytes] = []
         pending: list[str] = []
         if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
-            self._outcome_values(run_id, waiter.max_bytes, ids, values, pending)
+            ids, values, pending = outcome_values(
+                self.node, self.scheduler, run_id, waiter.max_bytes
+            )
         released = waiter.release and st.state == "DONE" and not pending
         replication = self.node.replication
         outcome = m.RunOutcome(
@@ -495,37 +444,6 @@ class OwnerIO:
             if replication is not None:
                 replication.run_changed(run_id)
 
-    def _outcome_values(
-        self, run_id: str, max_bytes: int, ids: list[str], values: list[bytes], pending: list[str]
-    ) -> None:
-        """The wanted results (the submission's outputs, else every regular function's) this node
-        holds, up to ``max_bytes``; ``pending`` gets the others (owner-held first, then our store)."""
-        run = self.scheduler.run_state(run_id)
-        if run is None:
-            return
-        outputs = run.options.outputs
-        wanted = (
-            outputs
-            if outputs is not None
-            else [t for t, r in run.tasks.items() if not r.spec.inline]
-        )
-        budget = min(max_bytes, OUTCOME_MAX_BYTES)
-        store = self.node.store
-        me = self.node.name
-        for task_id in wanted:
-            try:
-                value, locations = self.scheduler.result_location(run_id, task_id)
-            except KeyError:
-                value, locations = None, ()
-            if value is None and me in locations:
-                value = store.get(run_id, task_id)
-            if value is None or len(value) > budget or len(values) >= OUTCOME_MAX_VALUES:
-                pending.append(task_id)
-                continue
-            budget -= len(value)
-            ids.append(task_id)
-            values.append(value)
-
     def _run_finished(self, run_id: str) -> None:
         self._finished_at[run_id] = self.node._clock()
         for waiter in self._waiters.pop(run_id, []):
@@ -533,71 +451,9 @@ class OwnerIO:
                 waiter.handle.cancel()
             self._answer(run_id, waiter)
 
-    def _on_fetch_results(self, msg: m.FetchResults, conn: bytes) -> None:
-        job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
-        missing: list[str] = []
-        for task_id in msg.task_ids:
-            try:
-                located = self.scheduler.result_location(msg.run_id, task_id)
-            except KeyError:
-                missing.append(task_id)
-                continue
-            value, locations = located
-            if value is None and self.node.name in locations:
-                value = self.node.store.get(msg.run_id, task_id)
-            if value is not None:
-                job.values[task_id] = value
-                continue
-            addresses = [a for a in (self.node.address_of(n) for n in locations) if a]
-            if not addresses:
-                missing.append(task_id)
-                continue
-            self._fetch_one(job, task_id, addresses)
-        if missing:
-            self.node.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
-            for rid in job.pending:
-                self._fetches.pop(rid, None)
-            return
-        self._maybe_answer(job)
-
-    def _fetch_one(self, job: _ResultFetch, task_id: str, addresses: list[str]) -> None:
-        request_id = next(self._request_ids)
-        job.pending[request_id] = (task_id, addresses[1:])
-        self._fetches[request_id] = job
-        self.node.send(
-            addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self.node.address)
-        )
-        loop = asyncio.get_running_loop()
-        loop.call_later(10.0, self._fetch_timed_out, request_id)
-
-    def _fetch_timed_out(self, request_id: int) -> None:
-        job = self._fetches.pop(request_id, None)
-        if job is None:
-            return
-        task_id, rest = job.pending.pop(request_id)
-        self._retry_or_fail(job, task_id, rest)
-
-    def _retry_or_fail(self, job: _ResultFetch, task_id: str, rest: list[str]) -> None:
-        if rest:
-            self._fetch_one(job, task_id, rest)
-            return
-        for rid in list(job.pending):
-            self._fetches.pop(rid, None)
-        job.pending.clear()
-        self.node.reply(job.conn, m.Results(job.request_id, job.run_id, (), (task_id,)))
-
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
         """A peer answered one of our result fetches; False if it was not ours."""
-        job = self._fetches.pop(msg.request_id, None)
-        if job is None:
-            return False
-        task_id, rest = job.pending.pop(msg.request_id)
-        if msg.task_ids and frames:
-            job.values[task_id] = bytes(frames[0])
-            self._maybe_answer(job)
-        else:
-            self._retry_or_fail(job, task_id, rest)
-        return True
+        return self.results.on_values(msg, frames)
 
     def on_holdings(self, msg: m.RunHoldings, sender: str) -> bool:
         """A node answered one of our probes; False if the answer was not to a probe."""
@@ -615,14 +471,6 @@ class OwnerIO:
             )
         )
         return True
-
-    def _maybe_answer(self, job: _ResultFetch) -> None:
-        if job.pending:
-            return
-        ids = tuple(t for t in job.task_ids if t in job.values)
-        self.node.reply(
-            job.conn, m.Results(job.request_id, job.run_id, ids, ()), [job.values[t] for t in ids]
-        )
 
     # -- scheduler instructions out -------------------------------------------------------------
 

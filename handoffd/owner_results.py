@@ -1,0 +1,191 @@
+"""The owner's answers that carry results: a run's outcome (``RunOutcome``) and ``FetchResults``,
+plus ``error_info`` (a HandoffError in wire fields). Split from ``owner_io``, which calls these."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from handoffd import errors
+from handoffd.protocol import messages as m
+
+if TYPE_CHECKING:
+    from handoffd.node import Node
+    from handoffd.scheduler.owner import OwnerScheduler
+
+# A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
+# are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
+OUTCOME_MAX_BYTES = 256 << 20
+OUTCOME_MAX_VALUES = 50_000
+FETCH_TIMEOUT = 10.0  # seconds a peer has to answer one value fetch
+
+
+def error_info(error: BaseException | None) -> m.ErrorInfo | None:
+    if error is None:
+        return None
+    kind = type(error).__name__
+    if isinstance(error, errors.TaskFailed):
+        return m.ErrorInfo(
+            kind,
+            error.function_id,
+            error.exc_message,
+            error.exc_type,
+            error.traceback,
+            error.attempts,
+            {},
+            {},
+            "",
+        )
+    if isinstance(error, errors.Unschedulable):
+        return m.ErrorInfo(
+            kind,
+            error.function_id,
+            error.message,
+            "",
+            "",
+            0,
+            dict(error.need),
+            dict(error.largest or {}),
+            "",
+        )
+    if isinstance(error, errors.ValidationError):
+        return m.ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
+    if isinstance(error, errors.HandoffError):
+        return m.ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
+    return m.ErrorInfo(
+        "HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, ""
+    )
+
+
+@dataclass
+class _ResultFetch:
+    conn: bytes
+    request_id: int
+    run_id: str
+    task_ids: tuple[str, ...]
+    values: dict[str, bytes] = field(default_factory=dict)
+    pending: dict[int, tuple[str, list[str]]] = field(
+        default_factory=dict
+    )  # request -> (task, other locations)
+
+
+def outcome_values(
+    node: Node, scheduler: OwnerScheduler, run_id: str, max_bytes: int
+) -> tuple[list[str], list[bytes], list[str]]:
+    """(ids, values, pending) for a DONE run's outcome: the wanted results (the submission's
+    outputs, else every regular function's) this node holds (kept by the scheduler or in our
+    store), up to ``max_bytes``; ``pending`` lists the others, for ``FetchResults``."""
+    ids: list[str] = []
+    values: list[bytes] = []
+    pending: list[str] = []
+    run = scheduler.run_state(run_id)
+    if run is None:
+        return ids, values, pending
+    outputs = run.options.outputs
+    wanted = (
+        outputs if outputs is not None else [t for t, r in run.tasks.items() if not r.spec.inline]
+    )
+    budget = min(max_bytes, OUTCOME_MAX_BYTES)
+    store = node.store
+    me = node.name
+    for task_id in wanted:
+        try:
+            value, locations = scheduler.result_location(run_id, task_id)
+        except KeyError:
+            value, locations = None, ()
+        if value is None and me in locations:
+            value = store.get(run_id, task_id)
+        if value is None or len(value) > budget or len(values) >= OUTCOME_MAX_VALUES:
+            pending.append(task_id)
+            continue
+        budget -= len(value)
+        ids.append(task_id)
+        values.append(value)
+    return ids, values, pending
+
+
+class ResultFetcher:
+    """Serves ``FetchResults``: values the owner holds at once, others fetched from a node that
+    holds them (trying the next holder on a miss or after FETCH_TIMEOUT)."""
+
+    def __init__(self, node: Node, scheduler: OwnerScheduler) -> None:
+        self._node = node
+        self._scheduler = scheduler
+        self._fetches: dict[int, _ResultFetch] = {}
+        self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
+
+    def on_fetch(self, msg: m.FetchResults, conn: bytes) -> None:
+        job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
+        missing: list[str] = []
+        for task_id in msg.task_ids:
+            try:
+                located = self._scheduler.result_location(msg.run_id, task_id)
+            except KeyError:
+                missing.append(task_id)
+                continue
+            value, locations = located
+            if value is None and self._node.name in locations:
+                value = self._node.store.get(msg.run_id, task_id)
+            if value is not None:
+                job.values[task_id] = value
+                continue
+            addresses = [a for a in (self._node.address_of(n) for n in locations) if a]
+            if not addresses:
+                missing.append(task_id)
+                continue
+            self._fetch_one(job, task_id, addresses)
+        if missing:
+            self._node.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
+            for rid in job.pending:
+                self._fetches.pop(rid, None)
+            return
+        self._maybe_answer(job)
+
+    def _fetch_one(self, job: _ResultFetch, task_id: str, addresses: list[str]) -> None:
+        request_id = next(self._request_ids)
+        job.pending[request_id] = (task_id, addresses[1:])
+        self._fetches[request_id] = job
+        self._node.send(
+            addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self._node.address)
+        )
+        loop = asyncio.get_running_loop()
+        loop.call_later(FETCH_TIMEOUT, self._fetch_timed_out, request_id)
+
+    def _fetch_timed_out(self, request_id: int) -> None:
+        job = self._fetches.pop(request_id, None)
+        if job is None:
+            return
+        task_id, rest = job.pending.pop(request_id)
+        self._retry_or_fail(job, task_id, rest)
+
+    def _retry_or_fail(self, job: _ResultFetch, task_id: str, rest: list[str]) -> None:
+        if rest:
+            self._fetch_one(job, task_id, rest)
+            return
+        for rid in list(job.pending):
+            self._fetches.pop(rid, None)
+        job.pending.clear()
+        self._node.reply(job.conn, m.Results(job.request_id, job.run_id, (), (task_id,)))
+
+    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
+        """A peer answered one of our result fetches; False if it was not ours."""
+        job = self._fetches.pop(msg.request_id, None)
+        if job is None:
+            return False
+        task_id, rest = job.pending.pop(msg.request_id)
+        if msg.task_ids and frames:
+            job.values[task_id] = bytes(frames[0])
+            self._maybe_answer(job)
+        else:
+            self._retry_or_fail(job, task_id, rest)
+        return True
+
+    def _maybe_answer(self, job: _ResultFetch) -> None:
+        if job.pending:
+            return
+        ids = tuple(t for t in job.task_ids if t in job.values)
+        self._node.reply(
+            job.conn, m.Results(job.request_id, job.run_id, ids, ()), [job.values[t] for t in ids]
+        )
