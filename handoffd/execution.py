@@ -9,6 +9,16 @@ it fits the node's capacity and the queue holds less than ``queue_factor`` x cap
 inputs are fetched at once; it claims its cost from the ledger only when it starts, which happens here,
 without asking the owner, as soon as a finishing task releases enough (in arrival order, skipping what
 does not fit yet). The ledger stays the truth: resources are never over-committed.
+
+Chains: a started task holds its claim through a Slot, and the slot is one chain of the worker pool
+(its jobs run one after another on one worker, never two at once). Queued tasks of the same cost
+whose inputs are here join a running slot's chain instead of waiting for a claim: they inherit the
+claim (and its GPU indices, so CUDA_VISIBLE_DEVICES stays right) without a round through the ledger,
+which thus holds exactly one claim per slot; the claim is released when the slot's last task ends.
+The pool sends chained jobs ahead to the worker, so it runs them back to back. Chaining takes queued
+tasks in arrival order, skips those still fetching inputs and stops at the first one of another cost
+(it then gets the claims as the slots drain); a slot holds about CHAIN_SECONDS of work (measured
+durations), at most 1 + CHAIN_AHEAD tasks, so slow tasks are not bunched behind one worker.
 """
 
 from __future__ import annotations
@@ -17,10 +27,19 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoffd import resources
+from handoffd.execution_tasks import (
+    CHAIN_AHEAD,
+    CHAIN_SCAN,
+    CHAIN_SECONDS,
+    Fetch,
+    Key,
+    Slot,
+    Task,
+    failed,
+)
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -28,43 +47,7 @@ from handoffd.worker.pool import Job, Outcome, WorkerPool
 
 log = logging.getLogger("handoffd.execution")
 
-Key = tuple[str, str, int]  # run_id, task_id, attempt
 SendFn = Callable[..., Any]  # (address, message, frames)
-
-
-@dataclass
-class _Task:
-    run_id: str
-    task_id: str
-    attempt: int
-    owner_address: str
-    cost: dict[str, float]
-    gpus: list[int]
-    argument_inclusion: str
-    timeout: float | None
-    payload: bytes
-    inputs: tuple[m.InputRef, ...]
-    frames: dict[int, bytes]  # frame index -> bytes, for the frames this task refers to
-    missing: set[str] = field(default_factory=set)  # dependency ids still being fetched
-    running: bool = False
-    claimed: bool = True  # False while in the local queue: holds no ledger claim yet
-
-
-@dataclass
-class _Fetch:
-    run_id: str
-    task_ids: tuple[str, ...]
-    address: str
-    timer: asyncio.TimerHandle | None = None
-
-
-def _failed(
-    task: _Task, kind: str, exc_type: str, message: str, traceback: str = ""
-) -> m.TaskReport:
-    """The report of an attempt that ended without a value."""
-    return m.TaskReport(
-        task.task_id, task.attempt, "FAILED", 0, -1, kind, exc_type, message, traceback
-    )
 
 
 class Executor:
@@ -88,7 +71,7 @@ class Executor:
         self._on_resources_changed = on_resources_changed
         self._fetch_timeout = fetch_timeout
         self.pool: WorkerPool | None = None
-        self._tasks: dict[Key, _Task] = {}
+        self._tasks: dict[Key, Task] = {}
         self._queue_factor = queue_factor
         self._local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
         self._local_cost: dict[str, float] = {}  # summed cost of the local queue
@@ -96,7 +79,7 @@ class Executor:
         self._waiting: dict[tuple[str, str], set[Key]] = {}
         # (run_id, dep_id) -> locations not tried yet
         self._candidates: dict[tuple[str, str], list[str]] = {}
-        self._fetches: dict[int, _Fetch] = {}
+        self._fetches: dict[int, Fetch] = {}
         # Memory: a copy fetched for local consumers is dropped once every local task that
         # needed it has started (the producer keeps its own copy; a later consumer fetches again).
         self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
@@ -106,6 +89,10 @@ class Executor:
         self._flush_scheduled = False
         self.draining = False
         self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
+        self._slots: dict[int, Slot] = {}
+        self._slot_ids = itertools.count(1)
+        self._mean_duration = 0.001  # of recent attempts (seconds), sizes chains
+        self._refill_scheduled = False
         # Fencing (DESIGN 3.5): run -> (highest owner term seen, that owner's address, name).
         # Dispatches and owner commands from a lower term are refused or ignored; reports go to
         # the owner of the highest term.
@@ -153,7 +140,7 @@ class Executor:
     def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
         accepted: list[m.TaskAttempt] = []
         refused: list[m.Refusal] = []
-        started: list[_Task] = []
+        started: list[Task] = []
         if not self.learn_owner(msg.run_id, term, msg.owner_address):
             stale = f"stale term {term}: the run's owner is at term {self.term_of(msg.run_id)}"
             refused = [m.Refusal(i.task_id, i.attempt, stale) for i in msg.items]
@@ -180,7 +167,7 @@ class Executor:
                 refused.append(m.Refusal(item.task_id, item.attempt, reason))
                 continue
             needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
-            task = _Task(
+            task = Task(
                 run_id=msg.run_id,
                 task_id=item.task_id,
                 attempt=item.attempt,
@@ -220,6 +207,7 @@ class Executor:
             self._gather(task)
         if self._local:
             self._pump_local()
+            self._refill()
 
     def _queue_refusal(self, cost: dict[str, float]) -> str:
         """Why a task that cannot start now may not wait in the local queue ("" if it may)."""
@@ -233,7 +221,7 @@ class Executor:
 
     def _pump_local(self) -> None:
         """Start queued tasks the ledger can claim now, in arrival order."""
-        started: list[_Task] = []
+        started: list[Task] = []
         free = self.ledger.free
         for key in list(self._local):
             if not any(q > 1e-9 for q in free.values()):
@@ -255,7 +243,7 @@ class Executor:
             if not task.missing:
                 self._start(task)
 
-    def _unqueue_local(self, key: Key, task: _Task | None) -> None:
+    def _unqueue_local(self, key: Key, task: Task | None) -> None:
         if key in self._local:
             del self._local[key]
             if task is not None:
@@ -277,7 +265,7 @@ class Executor:
 
     # -- inputs --------------------------------------------------------------------------------
 
-    def _gather(self, task: _Task) -> None:
+    def _gather(self, task: Task) -> None:
         for ref in task.inputs:
             if ref.kind != "value" or ref.frame >= 0:
                 continue
@@ -303,7 +291,7 @@ class Executor:
             return
         address = candidates.pop(0)
         request_id = next(self._request_ids)
-        fetch = _Fetch(wkey[0], (wkey[1],), address)
+        fetch = Fetch(wkey[0], (wkey[1],), address)
         loop = asyncio.get_running_loop()
         fetch.timer = loop.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
         self._fetches[request_id] = fetch
@@ -338,8 +326,11 @@ class Executor:
             if task is None:
                 continue
             task.missing.discard(wkey[1])
-            if not task.missing and not task.running and task.claimed:
-                self._start(task)
+            if not task.missing and not task.running:
+                if task.claimed:
+                    self._start(task)
+                else:
+                    self._schedule_refill()  # it may join a chain now
 
     def _fail_waiters(self, wkey: tuple[str, str], why: str) -> None:
         for key in self._waiting.pop(wkey, ()):
@@ -347,7 +338,7 @@ class Executor:
             if task is not None:
                 self._finish(
                     task,
-                    _failed(task, "input_lost", "InputLost", why),
+                    failed(task, "input_lost", "InputLost", why),
                     None,
                 )
 
@@ -371,7 +362,7 @@ class Executor:
 
     # -- running -------------------------------------------------------------------------------
 
-    def _build_inputs(self, task: _Task) -> list[Any]:
+    def _build_inputs(self, task: Task) -> list[Any]:
         children: dict[int, list[int]] = {}
         for index, ref in enumerate(task.inputs):
             children.setdefault(ref.parent, []).append(index)
@@ -390,7 +381,7 @@ class Executor:
 
         return [convert(i) for i in children.get(-1, ())]
 
-    def _start(self, task: _Task) -> None:
+    def _start(self, task: Task) -> None:
         assert self.pool is not None
         try:
             inputs = self._build_inputs(task)
@@ -398,25 +389,83 @@ class Executor:
             self._tasks.pop((task.run_id, task.task_id, task.attempt), None)
             self._finish(
                 task,
-                _failed(task, "input_lost", "InputLost", str(exc)),
+                failed(task, "input_lost", "InputLost", str(exc)),
                 None,
             )
             return
-        task.running = True
-        self._release_inputs(task)
         env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
-        self.pool.submit(
-            Job(
-                key=(task.run_id, task.task_id, task.attempt),
-                payload=task.payload,
-                inputs=inputs,
-                argument_inclusion=task.argument_inclusion,
-                timeout=task.timeout,
-                env=env,
-            )
-        )
+        slot = Slot(next(self._slot_ids), task.cost, task.gpus, env)
+        self._slots[slot.id] = slot
+        self.pool.submit(self._enter(task, slot, inputs), slot.id)
 
-    def _release_inputs(self, task: _Task) -> None:
+    def _enter(self, task: Task, slot: Slot, inputs: list[Any]) -> Job:
+        """``task`` starts under ``slot``'s claim: its Job for the slot's chain."""
+        key = (task.run_id, task.task_id, task.attempt)
+        task.running = True
+        task.claimed = True
+        task.slot = slot
+        task.gpus = slot.gpus
+        slot.keys[key] = None
+        self._release_inputs(task)
+        return Job(key, task.payload, inputs, task.argument_inclusion, task.timeout, slot.env)
+
+    def _chain_target(self) -> int:
+        """Tasks a slot should hold (the running one included)."""
+        return 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / max(self._mean_duration, 1e-6))))
+
+    def _schedule_refill(self) -> None:
+        if not self._refill_scheduled:
+            self._refill_scheduled = True
+            asyncio.get_running_loop().call_soon(self._refill_soon)
+
+    def _refill_soon(self) -> None:
+        self._refill_scheduled = False
+        if self._local:
+            self._pump_local()
+            self._refill()
+
+    def _refill(self) -> None:
+        """Chain queued tasks behind running slots of the same cost (see the module docstring)."""
+        if not self._slots or self.pool is None:
+            return
+        target = self._chain_target()
+        room = {s.id: target - len(s.keys) for s in self._slots.values() if len(s.keys) < target}
+        if not room:
+            return
+        slots = [self._slots[i] for i in room]
+        picks: list[tuple[Task, Slot]] = []
+        for scanned, key in enumerate(self._local):
+            if scanned >= CHAIN_SCAN:
+                break
+            task = self._tasks.get(key)
+            if task is None or task.missing:
+                continue
+            best: Slot | None = None
+            for slot in slots:
+                if slot.cost == task.cost and room[slot.id] > 0:
+                    if best is None or room[slot.id] > room[best.id]:
+                        best = slot
+            if best is None:
+                break  # another cost (or all full) at the front: the claims drain to it
+            room[best.id] -= 1
+            picks.append((task, best))
+        chains: dict[int, list[Job]] = {}
+        for task, slot in picks:
+            key = (task.run_id, task.task_id, task.attempt)
+            try:
+                inputs = self._build_inputs(task)
+            except LookupError as exc:
+                self._unqueue_local(key, task)
+                self._tasks.pop(key, None)
+                task.claimed = False
+                self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
+                continue
+            self._unqueue_local(key, task)
+            chains.setdefault(slot.id, []).append(self._enter(task, slot, inputs))
+        for slot_id, jobs in chains.items():
+            self.pool.submit_all(jobs, slot_id)
+
+    def _release_inputs(self, task: Task) -> None:
         """``task`` started (its job holds its inputs): drop fetched copies no other local task
         waits for. Reconciliation reports only what the store holds, so a dropped copy is never
         reported; a fetch for it from a peer is answered 'missing' and tries another holder."""
@@ -438,6 +487,8 @@ class Executor:
         task = self._tasks.pop(key, None)
         if task is None:
             return
+        if outcome.kind in ("", "error"):
+            self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
         if outcome.ok and outcome.value is not None:
             value = outcome.value
             self.store.put(task.run_id, task.task_id, value)
@@ -449,20 +500,29 @@ class Executor:
             self.counters["done"] += 1
             self._finish(task, report, inline)
         else:
-            report = _failed(
+            report = failed(
                 task, outcome.kind or "error", outcome.exc_type, outcome.message, outcome.traceback
             )
             self.counters["failed"] += 1
             self._finish(task, report, None)
 
-    def _finish(self, task: _Task, report: m.TaskReport, value: bytes | None) -> None:
-        if task.claimed:
+    def _finish(self, task: Task, report: m.TaskReport, value: bytes | None) -> None:
+        slot = task.slot
+        if slot is not None:
+            del slot.keys[(task.run_id, task.task_id, task.attempt)]
+            if not slot.keys:  # the chain is over: nothing of it runs any more
+                del self._slots[slot.id]
+                self.ledger.release(slot.cost, slot.gpus)
+                self._on_resources_changed()
+            if self._local and len(slot.keys) <= self._chain_target() // 2:
+                self._schedule_refill()
+        elif task.claimed:
             self.ledger.release(task.cost, task.gpus)
             self._on_resources_changed()
+            if self._local:
+                self._schedule_refill()
         else:
             self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
-        if self._local:
-            self._pump_local()
         self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -517,7 +577,7 @@ class Executor:
                 self._tasks.pop(key, None)
                 self._finish(
                     task,
-                    _failed(task, "cancelled", "RunCancelled", "cancelled"),
+                    failed(task, "cancelled", "RunCancelled", "cancelled"),
                     None,
                 )
 
