@@ -438,12 +438,17 @@ class ClusterView:
             if n.alive
         ]
         seen: set[str] = set()
+        fine: set[tuple[str | None, tuple[tuple[str, float], ...]]] = set()  # shapes that fit
         for rec in run.tasks.values():
             if rec.state == DONE:
                 continue
             gid = run.group_of.get(rec.id)
             members = [rec.id]
-            if gid is not None:
+            if gid is None:
+                shape = (rec.spec.node, rec.cost_items)
+                if shape in fine:
+                    continue  # (10,000 tasks of one shape: one check)
+            else:
                 if gid in seen:
                     continue
                 seen.add(gid)
@@ -466,6 +471,8 @@ class ClusterView:
                         f"{where!r} has only {node.capacity}"
                     )
                     return Unschedulable(members[0], need, node.capacity, message)
+                if gid is None:
+                    fine.add((where, rec.cost_items))
                 continue
             if not placement.fits_some_capacity(need, views):
                 largest = placement.largest_node(need, views)
@@ -476,6 +483,8 @@ class ClusterView:
                         f"the largest node has {cap}" if cap else "no live node"
                     )
                 return Unschedulable(members[0], need, cap, message)
+            if gid is None:
+                fine.add((None, rec.cost_items))
         return None
 
     # -- invariants --------------------------------------------------------------------------------

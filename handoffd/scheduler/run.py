@@ -168,7 +168,9 @@ class RunState:
         topo = _topological(self.specs)
         # Regular tasks reachable through inline dependencies, in first-seen order.
         reach: dict[str, tuple[str, ...]] = {}
-        for tid in topo:
+        if not self.inline:  # (the common case: the dependencies themselves, once each)
+            reach = {s.id: tuple(dict.fromkeys(s.deps)) if s.deps else () for s in regular}
+        for tid in topo if self.inline else ():
             found: dict[str, None] = {}
             for dep in by_id[tid].deps:
                 if dep in self.inline:
@@ -182,7 +184,8 @@ class RunState:
             for dep in self.effective_deps[s.id]:
                 self.consumers[dep].append(s.id)
         # Collocation groups: connected components of collocate_with links (union-find).
-        parent = {s.id: s.id for s in regular}
+        linked = [s for s in regular if s.collocate_with is not None]
+        parent = {s.id: s.id for s in regular} if linked else {}
 
         def root(x: str) -> str:
             while parent[x] != x:
@@ -190,17 +193,17 @@ class RunState:
                 x = parent[x]
             return x
 
-        for s in regular:
-            if s.collocate_with is not None:
-                parent[root(s.id)] = root(s.collocate_with)
-        self.group_members: dict[str, list[str]] = {}
-        for s in regular:
+        self.group_members: dict[str, list[str]] = {}  # groups of two or more
+        for s in linked:
+            parent[root(s.id)] = root(s.collocate_with)  # type: ignore[arg-type]
+        for s in regular if linked else ():
             self.group_members.setdefault(root(s.id), []).append(s.id)
         self.group_of: dict[str, str] = {}
         self.group_pin: dict[str, str | None] = {}
         self.group_node: dict[str, str | None] = {}  # where the group runs once a member is placed
-        for gid, members in self.group_members.items():
+        for gid, members in list(self.group_members.items()):
             if len(members) < 2:
+                del self.group_members[gid]
                 continue
             pins = {by_id[m].node for m in members} - {None}
             if len(pins) > 1:
