@@ -190,7 +190,6 @@ async def _serve(config: NodeConfig) -> int:
     print(
         f"handoffd {config.name} listening on {node.address} (cluster {config.cluster})", flush=True
     )
-    _return_large_frees()
     try:
         await node.wait_stopped()
     finally:
@@ -199,32 +198,6 @@ async def _serve(config: NodeConfig) -> int:
         except OSError:
             pass
     return EXIT_OK
-
-
-# glibc's mallopt parameter (malloc.h) and its default starting value
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD = 128 * 1024
-
-
-def _return_large_frees() -> bool:
-    """Have glibc give every large freed block back to the system at once; False if it can't.
-
-    glibc serves blocks past its mmap threshold from their own mappings, unmapped when freed, but
-    by default it raises that threshold to the size of any such block freed: after the first
-    1 MiB value came and went, later values are carved from the heap, and freeing them keeps the
-    pages resident (a daemon that had moved 100 MiB of values kept ~100 MiB more). Setting the
-    threshold explicitly (to its default starting value) turns that adjustment off. Only this
-    process (the daemon) is changed: worker processes run user code with the system's defaults.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
 
 
 def _running(pid: int) -> bool:

@@ -4,17 +4,27 @@ Values are opaque bytes (serialised by workers). Keys are (run_id, task_id). A r
 dropped together (``drop_run``) when the run is over and its results were collected, or when the
 retention time passes. Spilling moves the oldest values to one file each under ``spill_dir``;
 reading a spilled value loads it back without re-admitting it to memory.
+
+Dropping a run that held at least ``TRIM_AFTER_BYTES`` in memory also asks the C allocator to give
+free memory back to the system (glibc's ``malloc_trim``): values are ordinary heap blocks, reused
+while a run goes on, but once its values are gone an idle daemon would otherwise keep their pages
+(a daemon that moved 100 MiB of values stayed ~100 MiB larger). It is done per run, not per value:
+returned pages are faulted in again by the next values, which costs more than reusing them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 Key = tuple[str, str]
+
+TRIM_AFTER_BYTES = 32 << 20  # in-memory bytes a dropped run must have held to trim the heap
 
 
 @dataclass
@@ -34,6 +44,7 @@ class ResultStore:
         self._spilled: dict[Key, tuple[str, int]] = {}  # key -> (path, size)
         self._by_run: dict[str, set[str]] = {}
         self.stats = StoreStats()
+        self.trims = 0  # times a dropped run's memory was handed back to the system
 
     def put(self, run_id: str, task_id: str, value: bytes) -> None:
         key = (run_id, task_id)
@@ -82,8 +93,11 @@ class ResultStore:
     def drop_run(self, run_id: str) -> int:
         """Forget every value of a run; returns how many were dropped."""
         tasks = self._by_run.pop(run_id, set())
+        before = self.stats.in_memory_bytes
         for task_id in tasks:
             self._discard((run_id, task_id), forget_run=False)
+        if before - self.stats.in_memory_bytes >= TRIM_AFTER_BYTES:
+            self.trims += release_free_memory()
         return len(tasks)
 
     def close(self) -> None:
@@ -126,3 +140,28 @@ class ResultStore:
             self.stats.in_memory_bytes -= len(value)
             self.stats.spilled_bytes += len(value)
             self.stats.spills += 1
+
+
+def release_free_memory() -> int:
+    """Return the C heap's free pages to the system; 1 if done, 0 where glibc is not available."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        _malloc_trim = _find_malloc_trim()
+    if _malloc_trim is False:
+        return 0
+    _malloc_trim(0)
+    return 1
+
+
+def _find_malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no malloc_trim)
+        return False
+
+
+_malloc_trim: Any = None  # the libc function, False if unavailable, None until first needed
