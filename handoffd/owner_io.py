@@ -150,6 +150,8 @@ class OwnerIO:
         status = self.scheduler.run_status(run_id)
         if status is not None and status.state in TERMINAL:
             self._released_at[run_id] = self.node._clock()
+            if self.node.replication is not None:
+                self.node.replication.released(run_id)
 
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""

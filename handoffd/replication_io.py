@@ -195,6 +195,14 @@ class ReplicationIO:
             if address:
                 self.node.send(address, msg, frames, term=run.term)
 
+    def released(self, run_id: str) -> None:
+        """A finished run's results were released: a takeover would have nothing left to do (the
+        client has what it wanted), so the standbys drop their replicas now, not after the owner's
+        FORGET_AFTER_S: no log batch and ack for the release, no DropReplica later. Our status
+        answers stay; a client asking a standby finds us by rotating through the nodes it knows."""
+        if run_id not in self._accepts:  # else the client has not heard 'accepted' yet: later
+            self._execute(self.log.untrack(run_id))
+
     def forget(self, run_id: str) -> None:
         """The run was released and aged out: stop tracking it and tell its standbys to drop it."""
         self._execute(self.log.untrack(run_id))
