@@ -281,7 +281,11 @@ class ReplicationIO:
             )
             assert self.node.executor is not None
             self.node.executor.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
-            self._ack(ack)
+            if ack.owner_address:
+                # At once, not with the loop turn's batch of acks: the owner's answer to the client
+                # waits for it (acks are cumulative, so a later batched one is harmless).
+                self._acks.pop((ack.owner_address, ack.run_id), None)
+                self._send_ack(ack)
         elif isinstance(msg, m.ReplicateLog):
             tasks = []
             for d in msg.tasks:
@@ -339,11 +343,14 @@ class ReplicationIO:
         self._acks_scheduled = False
         acks, self._acks = self._acks, {}
         for ack in acks.values():
-            self.node.send(
-                ack.owner_address,
-                m.ReplicaAcked(ack.run_id, ack.term, ack.seq, ack.need_snapshot),
-                term=ack.term,
-            )
+            self._send_ack(ack)
+
+    def _send_ack(self, ack: Ack) -> None:
+        self.node.send(
+            ack.owner_address,
+            m.ReplicaAcked(ack.run_id, ack.term, ack.seq, ack.need_snapshot),
+            term=ack.term,
+        )
 
     def _on_reconcile(self, msg: m.ReconcileRun) -> None:
         assert self.node.executor is not None
