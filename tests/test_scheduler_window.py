@@ -85,3 +85,20 @@ def test_nodes_never_idle_while_tasks_are_ready() -> None:
         pending = dispatches(_report(c, node, done))
     assert c.sched.run_status("r").counts["DONE"] == 300  # type: ignore[union-attr]
     assert sum(sent) == 300 and len(sent) < 300 // 3  # many tasks per dispatch message
+
+
+def test_windows_wait_while_another_kind_is_free_then_fill_up_behind_a_placement() -> None:
+    # The node reports free memory all along: a pass finds something free but no queued task
+    # fitting it, so windows are left alone (as when several owners share the nodes, where a long
+    # task queued behind a busy node unbalances them); the next task that fits free resources
+    # brings the window back up to full in the same pass.
+    c = Cluster({"n1": {CPU: 1.0, "memory": 1000.0}}, window=4)
+    out = c.submit("r", [spec(f"t{i}") for i in range(12)])
+    assert sorted(placed(out)) == ["t0", "t1", "t2", "t3"]
+    c.accept_all(out)
+    for task in ("t0", "t1", "t2"):  # the node starts the next queued task itself each time
+        out = _report(c, "n1", [("r", task, 1)])
+        assert placed(out) == {}, f"topped up after {task} with memory free and no cpu"
+    assert c.sched.claims("n1") == {CPU: 1.0}
+    out = _report(c, "n1", [("r", "t3", 1)])  # idle: its cpu is free again
+    assert sorted(placed(out)) == ["t4", "t5", "t6", "t7"]

@@ -15,7 +15,12 @@ dispatches beyond a node's free resources: after the tasks that fit free resourc
 run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``claims``, queued or
 running -- stays within ``window`` x their capacity, chosen by the same policy treating outstanding
 demand as load. Such a task stays ASSIGNED until it reports. Collocation groups never go to a window:
-they wait for free resources. ``window <= 1`` disables it.
+they wait for free resources. ``window <= 1`` disables it. Windows are filled in a pass that placed
+something on free resources (every node, up to its window) and in every pass that finds nothing free
+anywhere, in any kind; then only nodes whose outstanding demand fell to ``LOW_WATER`` of the window
+are topped up (hysteresis: one dispatch carries half a window, passes run rarely). A pass that finds
+something free (say memory) but no queued task fitting it leaves the windows alone: with several
+owners, queueing a long task behind a busy node while another frees up unbalances them.
 
 Placement: one batch of ready tasks across all runs, in queue order (priority, upward rank, older run,
 position), goes through ``placement.place``. Batches are cut short where nothing more can fit
@@ -96,6 +101,8 @@ class ClusterView:
         self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
         # Invariant: pending[node] == summed cost of unacked[node] (kinds at zero dropped).
         self.pending: dict[str, dict[str, float]] = {}
+        # The last placement pass found nothing free anywhere (only windows could take tasks).
+        self.saturated = True
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -168,7 +175,9 @@ class ClusterView:
         for n in (
             self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
         ):
-            if n.alive and (self._below_low_water(n) or _fits(cost, self._room(n))):
+            if n.alive and (
+                (self.saturated and self._below_low_water(n)) or _fits(cost, self._room(n))
+            ):
                 return True
         return False
 
@@ -195,7 +204,9 @@ class ClusterView:
         n = self.nodes.get(node)
         if n is None or not n.alive or not ready:
             return False
-        if self.window <= 1 or len(ready.shapes) > MAX_SHAPES or self._below_low_water(n):
+        if self.window <= 1 or len(ready.shapes) > MAX_SHAPES:
+            return True
+        if self.saturated and self._below_low_water(n):
             return True
         f = self._room(n)
         return any(_fits(dict(cost), f) for pin, cost in ready.shapes if pin is None or pin == node)
@@ -229,19 +240,23 @@ class ClusterView:
                         break
         if not alive:
             return
-        if anything or window <= 1:
-            most: dict[str, float] = {}
-            for f in free.values():
-                for kind, qty in f.items():
-                    if qty > most.get(kind, 0.0):
-                        most[kind] = qty
-            if len(ready.shapes) > MAX_SHAPES or any(
-                _fits(dict(cost), most if pin is None else free.get(pin, {}))
-                for pin, cost in ready.shapes
-            ):  # (a group needs at least what its member needs: no shape fits, no group does)
-                self._place_free(free, most, ready, dispatch)
-        if window > 1 and ready:
-            self._fill_windows(alive, ready, dispatch)
+        self.saturated = not anything
+        if window > 1 and not anything:
+            # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
+            self._fill_windows(alive, ready, dispatch, low_water=True)
+            return
+        most: dict[str, float] = {}
+        for f in free.values():
+            for kind, qty in f.items():
+                if qty > most.get(kind, 0.0):
+                    most[kind] = qty
+        if len(ready.shapes) <= MAX_SHAPES and not any(
+            _fits(dict(cost), most if pin is None else free.get(pin, {}))
+            for pin, cost in ready.shapes
+        ):  # (a group needs at least what its member needs: no shape fits, no group does)
+            return
+        if self._place_free(free, most, ready, dispatch) and window > 1 and ready:
+            self._fill_windows(alive, ready, dispatch, low_water=False)
 
     def _place_free(
         self,
@@ -249,9 +264,9 @@ class ClusterView:
         most: dict[str, float],
         ready: ReadyQueue,
         dispatch: DispatchFn,
-    ) -> None:
+    ) -> int:
         """The policy's placement of ready tasks on free resources (cut short where nothing more
-        can fit: aggregate free, consecutive misses)."""
+        can fit: aggregate free, consecutive misses); returns how many were dispatched."""
         total = {k: sum(max(f.get(k, 0.0), 0.0) for f in free.values()) for k in most}
         # (run, rec, request) for leaders and singles; riders follow their group's leader.
         batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
@@ -300,7 +315,7 @@ class ClusterView:
                 if len(batch) >= MAX_BATCH:
                     break
             if not batch:
-                return
+                return 0
             chosen: list[str | None] = [None] * len(batch)
             policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
             for policy in policies:
@@ -317,36 +332,42 @@ class ClusterView:
                     chosen[i] = node
                     if node is not None:
                         free[node] = resources.subtract(free[node], batch[i][2].demand)
+            sent = 0
             for i, (run, rec, _) in enumerate(batch):
                 if chosen[i] is not None:
                     dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
+                    sent += 1
             for leader, run, rec in riders:
                 node = chosen[leader]
                 if node is not None and rec.state == READY and run.state == RUN_RUNNING:
                     dispatch(run, rec, node)
+                    sent += 1
+            return sent
         finally:
             ready.restore()
 
     def _fill_windows(
-        self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn
+        self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn, *, low_water: bool
     ) -> None:
         """Dispatch ready tasks to node queues while each node's outstanding demand stays within
         ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
         left fullest, spread: most room as a fraction, first_fit: first); a pinned task only to its
         node; never a task the node's capacity cannot hold; collocation groups are skipped.
 
-        Hysteresis: only a node whose outstanding demand is at most ``LOW_WATER`` of its window
-        (on its fullest kind) is topped up, and then to the full window, so one dispatch message
-        carries many tasks and placement runs rarely. A node passed over still has more than
-        ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot idle on
-        our account (and tasks that fit its free resources went in ``_place_free`` regardless)."""
+        When it runs (``place``): in a pass that placed something on free resources, every node is
+        topped up; when nothing is free anywhere (every pass while the cluster is saturated),
+        ``low_water``: only a node whose outstanding demand fell to ``LOW_WATER`` of its window (on
+        its fullest kind) is topped up, to the full window, so one dispatch message carries many
+        tasks and a pass runs rarely instead of on every report. A node passed over still has more
+        than ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot
+        idle on our account."""
         window = float(self.window)
         room: dict[str, dict[str, float]] = {}
         for n in alive:
             load = self.claims.get(n.name, {})
             r = {}
             for k, q in n.capacity.items():
-                if q > 0.0 and load.get(k, 0.0) > q * window * LOW_WATER + EPS:
+                if low_water and q > 0.0 and load.get(k, 0.0) > q * window * LOW_WATER + EPS:
                     break  # above the low-water mark on this kind
                 r[k] = q * window - load.get(k, 0.0)
             else:
