@@ -1,0 +1,97 @@
+"""The executing side alone: an Executor with its real WorkerPool runs N no-op tasks dispatched in
+batches (as an owner would), reports collected in memory; no network, no owner.
+
+    .venv/bin/python bench/bench_exec.py [--tasks 10000] [--batch 64] [--cpus 1] [--repeat 3]
+
+Prints tasks/s per repeat and the TasksReported messages sent (fewer = more reports per message).
+Run it with PYTHONPATH=<another checkout> to compare builds on the same machine at the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from handoffd import values
+from handoffd.execution import Executor
+from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
+from handoffd.worker.ledger import Ledger
+from handoffd.worker.pool import WorkerPool
+
+
+def noop(i: int) -> int:
+    return i
+
+
+async def one(tasks: int, batch: int, cpus: int, run: int) -> tuple[float, int]:
+    ledger = Ledger({"cpu": cpus})
+    reports = 0
+    messages = 0
+    done = asyncio.Event()
+    pending: list[int] = list(range(tasks))
+    run_id = f"run-{run}"
+    payload = values.dumps_code((noop, [1], {}))
+    executor: Executor
+
+    def send(address: str, msg: object, frames: list[bytes], term: int = 0) -> None:
+        nonlocal reports, messages
+        if isinstance(msg, m.DispatchReplied):  # the owner re-places what was refused
+            pending.extend(int(r.task_id[1:]) for r in msg.refused)
+        if isinstance(msg, m.TasksReported):
+            messages += 1
+            reports += len(msg.reports)
+            top_up()
+            if reports >= tasks:
+                done.set()
+
+    def top_up() -> None:
+        # The owner keeps the node's queue full: like the local queue's limit, 64 x capacity.
+        in_flight = len(executor._tasks)
+        room = 64 * cpus + cpus - in_flight
+        while pending and room > 0:
+            n = min(batch, room, len(pending))
+            ids, pending[:n] = pending[:n], []
+            items = tuple(
+                m.DispatchItem(f"t{i}", 1, {"cpu": 1.0}, "variadic", None, 0, ()) for i in ids
+            )
+            executor.on_dispatch(m.DispatchTasks(run_id, "owner:1", items), [payload], 1)
+            room -= n
+
+    executor = Executor(
+        address="node:1",
+        ledger=ledger,
+        store=ResultStore(memory_limit=1 << 30),
+        send=send,
+        inline_result_bytes=1 << 16,
+        on_resources_changed=lambda: None,
+    )
+    pool = WorkerPool(cpus, executor.on_outcome, name="bench-exec")
+    executor.pool = pool
+    await pool.start()
+    try:
+        started = time.perf_counter()
+        top_up()
+        await done.wait()
+        elapsed = time.perf_counter() - started
+    finally:
+        await pool.close()
+    executor.store.drop_run(run_id)
+    return tasks / elapsed, messages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--cpus", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    for run in range(args.repeat):
+        rate, messages = asyncio.run(one(args.tasks, args.batch, args.cpus, run))
+        print(f"{rate:,.0f} tasks/s  ({messages} TasksReported for {args.tasks} tasks)")
+
+
+if __name__ == "__main__":
+    main()
