@@ -144,11 +144,18 @@ class Client:
         self._unreachable.pop(address, None)
         self.address = address
 
+    def _connection(self) -> ControlClient:
+        """The current connection; after a failover that reached nobody there is none, so
+        connect again (ConnectionError if the daemon is still unreachable)."""
+        if self._conn is None:
+            self._connect(self.address)
+        assert self._conn is not None
+        return self._conn
+
     def _request(
         self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None
     ) -> tuple[Any, list[bytes]]:
-        assert self._conn is not None
-        self._conn.send(codec.encode(msg, sender=self._name, frames=list(frames)))
+        self._connection().send(codec.encode(msg, sender=self._name, frames=list(frames)))
         return self._receive(msg.request_id, timeout or self.timeout)
 
     def _receive(self, request_id: int, timeout: float) -> tuple[Any, list[bytes]]:
@@ -371,8 +378,7 @@ class Client:
         request = m.SubmitAndWait(
             request_id, run_id, tasks, max_retries, policy, output_ids, poll, _EXECUTE_BYTES, True
         )
-        assert self._conn is not None
-        self._conn.send(codec.encode(request, sender=self._name, frames=payloads))
+        self._connection().send(codec.encode(request, sender=self._name, frames=payloads))
         limit = time.monotonic() + poll + max(self.timeout, 30.0)
         while True:
             try:

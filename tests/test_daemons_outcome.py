@@ -231,3 +231,17 @@ def test_owner_killed_while_execute_waits() -> None:
         except BaseException:
             print(cluster.logs())
             raise
+
+
+def test_every_daemon_gone_raises_connection_error_each_time(pair):
+    a, b = pair
+    with handoffd.connect(a.address, timeout=1) as client:
+        assert len(client.nodes()) == 2  # the client now knows both addresses
+        a.kill()
+        b.kill()
+        dag = handoffd.DAG().add_function(handoffd.Function(id="x", code=square, extra_args=[2]))
+        for _ in range(2):  # the second call once failed on an assertion (no connection left)
+            with pytest.raises(handoffd.ConnectionError):
+                client.nodes()
+            with pytest.raises(handoffd.ConnectionError):
+                client.execute(dag)
