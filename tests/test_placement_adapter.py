@@ -264,6 +264,33 @@ def test_order_small_graphs_match_the_core() -> None:
         placement.order([0], [[]], [float("nan")], [0.0])
 
 
+def test_order_of_larger_graphs_without_numpy_matches_the_core() -> None:
+    """Up to PY_ORDER_MAX tasks, ``order`` stays in plain Python while numpy is not loaded (a
+    daemon's first large submission no longer imports it); the answer is the core's."""
+    import random as _random
+    import subprocess
+
+    rng = _random.Random(5)
+    for n, fan in ((2_000, 0), (1_500, 3)):
+        width = 100
+        consumers: list[list[int]] = [[] for _ in range(n)]
+        for t in range(width if fan else n, n):
+            for d in rng.sample(range(width), fan):
+                consumers[(t // width - 1) * width + d].append(t)
+        priority = [rng.choice([0, 0, 0, 1]) for _ in range(n)]
+        estimate = [1.0] * n
+        size = [rng.choice([1.0, 0.5]) for _ in range(n)]
+        plain = placement._order_small(priority, consumers, estimate, size)
+        assert plain == placement.order(priority, consumers, estimate, size)  # numpy is loaded
+    code = (
+        "import sys; from handoffd.scheduler import placement; "
+        "n = 10_000; placement.order([0] * n, [[] for _ in range(n)], [1.0] * n, [1.0] * n); "
+        "print('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_daemon_imports_without_numpy() -> None:
     """numpy loads on the first large placement, not at daemon start-up."""
     import subprocess
