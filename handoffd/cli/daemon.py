@@ -190,6 +190,7 @@ async def _serve(config: NodeConfig) -> int:
     print(
         f"handoffd {config.name} listening on {node.address} (cluster {config.cluster})", flush=True
     )
+    _tune_gc()
     try:
         await node.wait_stopped()
     finally:
@@ -198,6 +199,24 @@ async def _serve(config: NodeConfig) -> int:
         except OSError:
             pass
     return EXIT_OK
+
+
+# The collector's thresholds in the daemon: young generations as in CPython (a collection of at
+# most ~7,000 young objects stays well under a millisecond, so single-task latency is unchanged),
+# the oldest collected up to 10x less often. A full collection scans every run the owner and its
+# standbys still hold (a released run stays 60 s), and CPython's (700, 10, 10) ran several per
+# 10,000-task W1 run; with these settings (and the freeze) the daemons used ~10 % less CPU in W1
+# (1.52 -> 1.37 s per run, 9 runs each way, loaded machine).
+GC_THRESHOLDS = (700, 10, 100)
+
+
+def _tune_gc() -> None:
+    """Freeze what start-up created (modules, classes: never garbage, never scanned again) and
+    collect the oldest generation less often. Only this process (the daemon) is changed."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _running(pid: int) -> bool:
