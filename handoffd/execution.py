@@ -363,23 +363,26 @@ class Executor:
     # -- running -------------------------------------------------------------------------------
 
     def _build_inputs(self, task: Task) -> list[Any]:
+        if not task.inputs:
+            return []
         children: dict[int, list[int]] = {}
         for index, ref in enumerate(task.inputs):
             children.setdefault(ref.parent, []).append(index)
+        return [self._convert(task, children, i) for i in children.get(-1, ())]
 
-        def convert(index: int) -> Any:
-            ref = task.inputs[index]
-            if ref.kind == "inline":
-                nested = [convert(c) for c in children.get(index, ())]
-                return ("inline", task.frames[ref.frame], ref.argument_inclusion, nested)
-            if ref.frame >= 0:
-                return ("value", task.frames[ref.frame])
-            value = self.store.get(task.run_id, ref.task_id)
-            if value is None:
-                raise LookupError(f"input {ref.task_id!r} vanished from the store")
-            return ("value", value)
-
-        return [convert(i) for i in children.get(-1, ())]
+    def _convert(self, task: Task, children: dict[int, list[int]], index: int) -> Any:
+        # A method, not a closure: a self-referencing closure made a reference cycle per task,
+        # left to the cyclic garbage collector.
+        ref = task.inputs[index]
+        if ref.kind == "inline":
+            nested = [self._convert(task, children, c) for c in children.get(index, ())]
+            return ("inline", task.frames[ref.frame], ref.argument_inclusion, nested)
+        if ref.frame >= 0:
+            return ("value", task.frames[ref.frame])
+        value = self.store.get(task.run_id, ref.task_id)
+        if value is None:
+            raise LookupError(f"input {ref.task_id!r} vanished from the store")
+        return ("value", value)
 
     def _start(self, task: Task) -> None:
         assert self.pool is not None
