@@ -175,6 +175,36 @@ def test_crash_of_the_running_job_requeues_the_chained_ones(tmp_path):
     run_pool(1, body)
 
 
+def log_and_die(path: str) -> None:
+    log_line(path, "ran")
+    os.kill(os.getpid(), 9)
+
+
+def test_a_job_that_crashes_right_after_the_one_before_it_is_the_one_failed(tmp_path):
+    """The previous job's outcome and the EOF arrive in one wake-up: the job that started after it
+    is the one that crashed (not a job that never started, run again for free)."""
+    runs = str(tmp_path / "runs")
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        for round_ in range(3):
+            keys = [f"ok{round_}", f"dies{round_}", f"after{round_}"]
+            pool.submit_all(
+                [job(keys[0], os.getpid), job(keys[1], log_and_die, runs), job(keys[2], os.getpid)],
+                chain="c",
+            )
+            time.sleep(0.5)  # block the loop: the reply and the EOF are then read in one wake-up
+            await got.wait(3 * (round_ + 1))
+        await asyncio.sleep(0.2)
+        out = {o.key: o for o in got.outcomes}
+        assert len(got.outcomes) == 9
+        for round_ in range(3):
+            assert out[f"ok{round_}"].ok and out[f"after{round_}"].ok
+            assert out[f"dies{round_}"].kind == "crash"
+        assert len(pathlib.Path(runs).read_text().splitlines()) == 3  # each ran once
+
+    run_pool(1, body)
+
+
 def test_a_chained_jobs_timeout_counts_from_its_start(tmp_path):
     started, gate = str(tmp_path / "started"), str(tmp_path / "never")
 

@@ -123,6 +123,7 @@ class _Worker:
         "head",
         "started",
         "timer",
+        "unsent",
     )
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
@@ -137,6 +138,7 @@ class _Worker:
         self.head: _Sent | None = None  # the job it runs, as far as we know
         self.started = 0.0  # loop time when ``head`` became the head
         self.timer: asyncio.TimerHandle | None = None  # the head's timeout
+        self.unsent = False  # a send to it failed while it had no job: none of its jobs started
 
 
 def _exit_description(code: int | None) -> str:
@@ -478,6 +480,14 @@ class WorkerPool:
             if not _ready(worker.fd):
                 break
         if lost:
+            if worker.head is None and not worker.unsent:
+                # The head's outcome came with the EOF: the job after it started and died.
+                order, on_pipe = worker.order, worker.sent
+                while order and order[0] not in on_pipe:
+                    order.popleft()
+                if order:
+                    assert self._loop is not None
+                    worker.head, worker.started = on_pipe[order[0]], self._loop.time()
             self._lost(worker)
         elif worker.head is None:
             self._next_head(worker)
@@ -579,7 +589,11 @@ class WorkerPool:
             self._replace()
             if head is not None:
                 assert self._loop is not None
-                self._on_done(self._crash_outcome(head.job, what, self._loop.time() - started))
+                duration = self._loop.time() - started
+                if head.cancelling:  # its cancel was asked for: that is its outcome
+                    self._on_done(_cancelled(head.job.key, duration))
+                else:
+                    self._on_done(self._crash_outcome(head.job, what, duration))
 
         self._when_exited(worker.process, report)
 
@@ -704,6 +718,7 @@ class WorkerPool:
             # iteration) reports it: never from inside submit().
             if worker.head is fresh[0]:
                 worker.head = None
+                worker.unsent = True
                 if worker.timer is not None:
                     worker.timer.cancel()
                     worker.timer = None
