@@ -428,7 +428,10 @@ class ClusterView:
                     r = room[chosen.name]
                     for k, q in need.items():
                         r[k] = r.get(k, 0.0) - q
-                    if not any(q > EPS for q in r.values()):
+                    for q in r.values():
+                        if q > EPS:
+                            break
+                    else:  # (no generator per task: this runs once per dispatch)
                         del room[chosen.name]
                         fill.remove(chosen)
                 dispatch(run, rec, chosen.name)  # discards it from the queue: the walk goes on
