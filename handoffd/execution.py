@@ -18,7 +18,8 @@ which thus holds exactly one claim per slot; the claim is released when the slot
 The pool sends chained jobs ahead to the worker, so it runs them back to back. Chaining takes queued
 tasks in arrival order, skips those still fetching inputs and stops at the first one of another cost
 (it then gets the claims as the slots drain); a slot holds about CHAIN_SECONDS of work (measured
-durations), at most 1 + CHAIN_AHEAD tasks, so slow tasks are not bunched behind one worker.
+durations), at most 1 + CHAIN_AHEAD tasks, so slow tasks are not bunched behind one worker; it is
+refilled (once per loop iteration, in one pipe message) when down to half.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ class Executor:
             self._gather(task)
         if self._local:
             self._pump_local()
-            self._refill()
+            self._schedule_refill()
 
     def _queue_refusal(self, cost: dict[str, float]) -> str:
         """Why a task that cannot start now may not wait in the local queue ("" if it may)."""
@@ -432,7 +433,10 @@ class Executor:
         if not self._slots or self.pool is None:
             return
         target = self._chain_target()
-        room = {s.id: target - len(s.keys) for s in self._slots.values() if len(s.keys) < target}
+        # Only slots down to half: each refill then sends a worker at least half a chain in one
+        # pipe message (a refill per dispatch or per outcome cost a pipe write each).
+        low = target // 2
+        room = {s.id: target - len(s.keys) for s in self._slots.values() if len(s.keys) <= low}
         if not room:
             return
         slots = [self._slots[i] for i in room]
