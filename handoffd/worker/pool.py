@@ -38,16 +38,22 @@ import itertools
 import logging
 import multiprocessing
 import pickle
-import select
-import signal
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from handoffd.worker import _process
+from handoffd.worker._records import (
+    Chain,
+    Job,
+    Outcome,
+    Sent,
+    Worker,
+    cancelled_outcome,
+    exit_description,
+)
+
+__all__ = ["AHEAD", "AHEAD_BYTES", "Job", "Outcome", "WorkerPool"]
 
 log = logging.getLogger("handoffd.worker")
 
@@ -63,103 +69,6 @@ AHEAD = 32
 AHEAD_BYTES = 48 * 1024
 
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
-
-
-@dataclass
-class Job:
-    key: Hashable  # caller's id for the job
-    payload: bytes  # TaskSpec.payload
-    inputs: list[Any]  # invoke.resolve() input descriptors
-    argument_inclusion: str = "variadic"
-    timeout: float | None = None  # seconds; the process running it is killed when it expires
-    env: dict[str, str] | None = None  # set for this call only, e.g. {"CUDA_VISIBLE_DEVICES": "0"}
-
-
-@dataclass
-class Outcome:
-    key: Hashable
-    ok: bool
-    value: bytes | None  # values.dumps(result) when ok
-    exc_type: str = ""
-    message: str = ""
-    traceback: str = ""
-    kind: str = ""  # "" when ok, else "error" | "timeout" | "crash" | "cancelled"
-    duration: float = 0.0  # seconds the attempt ran (measured in the worker when it finished)
-
-
-class _Sent:
-    """A job on a worker's pipe (running when it is the worker's head)."""
-
-    __slots__ = ("job", "token", "size", "cancelling")
-
-    def __init__(self, job: Job, token: int, size: int) -> None:
-        self.job = job
-        self.token = token
-        self.size = size
-        self.cancelling = False  # a cancel was sent to the worker; not reported yet
-
-
-class _Chain:
-    __slots__ = ("id", "jobs", "worker", "held", "next")
-
-    def __init__(self, chain_id: Hashable) -> None:
-        self.id = chain_id
-        self.jobs: deque[Job] = deque()  # not sent to a worker yet, in order
-        self.worker: _Worker | None = None  # the worker it holds
-        self.held = False  # its last worker died and is not reaped yet: do not start it elsewhere
-        self.next: tuple[Job, int, bytes] | None = None  # jobs[0] pickled (kept if it must wait)
-
-
-class _Worker:
-    __slots__ = (
-        "process",
-        "conn",
-        "fd",
-        "ready",
-        "chain",
-        "sent",
-        "order",
-        "bytes",
-        "head",
-        "started",
-        "timer",
-        "unsent",
-    )
-
-    def __init__(self, process: BaseProcess, conn: Connection) -> None:
-        self.process = process
-        self.conn = conn
-        self.fd = conn.fileno()
-        self.ready = False  # said "ready" at least once
-        self.chain: _Chain | None = None  # the chain it serves; None when idle or starting
-        self.sent: dict[int, _Sent] = {}  # token -> job on its pipe whose outcome is not read
-        self.order: deque[int] = deque()  # tokens in the order sent (may hold answered ones)
-        self.bytes = 0  # pickled size of the jobs in ``sent``
-        self.head: _Sent | None = None  # the job it runs, as far as we know
-        self.started = 0.0  # loop time when ``head`` became the head
-        self.timer: asyncio.TimerHandle | None = None  # the head's timeout
-        self.unsent = False  # a send to it failed while it had no job: none of its jobs started
-
-
-def _exit_description(code: int | None) -> str:
-    if code is None:
-        return "exit code unknown"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _cancelled(key: Hashable, duration: float) -> Outcome:
-    return Outcome(
-        key, False, None, "Cancelled", "the job was cancelled", kind="cancelled", duration=duration
-    )
-
-
-def _ready(fd: int) -> bool:
-    return bool(select.select((fd,), (), (), 0)[0])
 
 
 class WorkerPool:
@@ -181,12 +90,12 @@ class WorkerPool:
         self._name = name
         self._ctx = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: set[_Worker] = set()  # alive (starting, idle or busy)
-        self._idle: list[_Worker] = []  # ready and without a chain (a stack: reuse warm workers)
-        self._queue: deque[_Chain] = deque()  # chains waiting for a worker (may hold dead ones)
-        self._chains: dict[Hashable, _Chain] = {}  # id -> live chain (has a job not ended)
-        self._queued: dict[Hashable, _Chain] = {}  # key -> chain of a job not sent yet
-        self._running: dict[Hashable, tuple[_Worker, _Sent]] = {}  # key -> job on a worker's pipe
+        self._workers: set[Worker] = set()  # alive (starting, idle or busy)
+        self._idle: list[Worker] = []  # ready and without a chain (a stack: reuse warm workers)
+        self._queue: deque[Chain] = deque()  # chains waiting for a worker (may hold dead ones)
+        self._chains: dict[Hashable, Chain] = {}  # id -> live chain (has a job not ended)
+        self._queued: dict[Hashable, Chain] = {}  # key -> chain of a job not sent yet
+        self._running: dict[Hashable, tuple[Worker, Sent]] = {}  # key -> job on a worker's pipe
         self._exiting: dict[BaseProcess, asyncio.TimerHandle | None] = {}  # being reaped
         self._tokens = itertools.count(1)
         self._names = itertools.count(1)
@@ -248,7 +157,7 @@ class WorkerPool:
         c = self._chains.get(chain)
         new = c is None
         if c is None:
-            c = self._chains[chain] = _Chain(chain)
+            c = self._chains[chain] = Chain(chain)
         for job in jobs:
             c.jobs.append(job)
             self._queued[job.key] = c
@@ -271,7 +180,7 @@ class WorkerPool:
             if c.next is not None and c.next[0].key == key:
                 c.next = None
             self._chain_maybe_over(c)
-            self._soon(_cancelled(key, 0.0))
+            self._soon(cancelled_outcome(key, 0.0))
             return True
         entry = self._running.get(key)
         if entry is None:
@@ -334,12 +243,12 @@ class WorkerPool:
         )
         process.start()
         child_conn.close()
-        worker = _Worker(process, parent_conn)
+        worker = Worker(process, parent_conn)
         self._workers.add(worker)
         assert self._loop is not None
         self._loop.add_reader(worker.fd, self._on_readable, worker)
 
-    def _detach(self, worker: _Worker) -> tuple[_Sent | None, list[_Sent], _Chain | None]:
+    def _detach(self, worker: Worker) -> tuple[Sent | None, list[Sent], Chain | None]:
         """Forget a worker: no more reads, no timer, not idle. Returns its head, the other jobs on
         its pipe (in order; none of them started) and its chain, now without a worker."""
         if worker not in self._workers:
@@ -355,6 +264,7 @@ class WorkerPool:
         except ValueError:
             pass
         worker.conn.close()
+        worker.reader.close()
         head = worker.head
         behind = [worker.sent[t] for t in worker.order if t in worker.sent]
         if head is not None:
@@ -370,11 +280,11 @@ class WorkerPool:
             chain.next = None
         return head, behind, chain
 
-    def _salvage(self, behind: list[_Sent], chain: _Chain | None, held: bool) -> list[Outcome]:
+    def _salvage(self, behind: list[Sent], chain: Chain | None, held: bool) -> list[Outcome]:
         """Jobs that were behind a lost head go back to the front of their chain, and the chain to
         the front of the queue (``held``: only once the dead process is reaped). Those being
         cancelled are not requeued: their cancelled Outcomes are returned."""
-        cancelled = [_cancelled(s.job.key, 0.0) for s in behind if s.cancelling]
+        cancelled = [cancelled_outcome(s.job.key, 0.0) for s in behind if s.cancelling]
         if chain is None:
             return cancelled
         back = [s.job for s in behind if not s.cancelling]
@@ -386,7 +296,7 @@ class WorkerPool:
             self._requeue(chain)
         return cancelled
 
-    def _requeue(self, chain: _Chain) -> None:
+    def _requeue(self, chain: Chain) -> None:
         chain.held = False
         if self._chains.get(chain.id) is not chain:
             return
@@ -396,7 +306,7 @@ class WorkerPool:
         self._queue.appendleft(chain)
         self._pump()
 
-    def _retire(self, worker: _Worker) -> tuple[_Sent | None, list[Outcome]]:
+    def _retire(self, worker: Worker) -> tuple[Sent | None, list[Outcome]]:
         """Kill a worker whose head we give up on (timeout, cancel) and start a replacement.
         Returns the head and the Outcomes of jobs behind it whose cancel was pending."""
         head, behind, chain = self._detach(worker)
@@ -443,20 +353,25 @@ class WorkerPool:
         loop.add_reader(process.sentinel, exited)
 
     # -- events from the loop -----------------------------------------------------------------
-    def _on_readable(self, worker: _Worker) -> None:
+    def _on_readable(self, worker: Worker) -> None:
         outcomes: list[Outcome] = []
-        conn = worker.conn
-        lost = False
+        reader = worker.reader
+        reader.fill()
+        lost = answered = False
         while True:
             try:
-                data = conn.recv_bytes()
+                data = reader.next()
+                if data is None:
+                    lost = reader.eof
+                    break
                 if data == _process.READY:
                     self._on_ready(worker)
-                    return
+                    continue
                 replies = pickle.loads(data)
+                answered = True
                 for token, status, has_value, exc_type, message, tb_text, duration in replies:
                     # Values follow their reply as raw messages (see _process.main): no wait.
-                    value = conn.recv_bytes() if has_value else None
+                    value = reader.next(wait=True) if has_value else None
                     sent = worker.sent.pop(token, None)
                     if sent is None:
                         log.warning("dropping a stale reply from %s", worker.process.name)
@@ -467,7 +382,7 @@ class WorkerPool:
                     if worker.head is sent:
                         worker.head = None
                     if sent.cancelling or status == _process.SKIPPED:
-                        outcomes.append(_cancelled(key, duration))
+                        outcomes.append(cancelled_outcome(key, duration))
                     elif status == _process.OK:
                         outcomes.append(Outcome(key, True, value, "", "", "", "", duration))
                     else:
@@ -477,10 +392,8 @@ class WorkerPool:
             except (EOFError, OSError):
                 lost = True
                 break
-            if not _ready(worker.fd):
-                break
         if lost:
-            if worker.head is None and not worker.unsent:
+            if answered and worker.head is None and not worker.unsent:
                 # The head's outcome came with the EOF: the job after it started and died.
                 order, on_pipe = worker.order, worker.sent
                 while order and order[0] not in on_pipe:
@@ -489,6 +402,8 @@ class WorkerPool:
                     assert self._loop is not None
                     worker.head, worker.started = on_pipe[order[0]], self._loop.time()
             self._lost(worker)
+        elif not answered:
+            return
         elif worker.head is None:
             self._next_head(worker)
         elif worker.chain is not None and worker.chain.jobs:
@@ -496,7 +411,7 @@ class WorkerPool:
         for outcome in outcomes:
             self._on_done(outcome)
 
-    def _on_ready(self, worker: _Worker) -> None:
+    def _on_ready(self, worker: Worker) -> None:
         worker.ready = True
         self._startup_failures = 0
         self._idle.append(worker)
@@ -507,7 +422,7 @@ class WorkerPool:
             return  # start() pumps once every worker is up
         self._pump()
 
-    def _next_head(self, worker: _Worker) -> None:
+    def _next_head(self, worker: Worker) -> None:
         """The head's outcome was read: the next job sent is running now (or is sent now)."""
         if worker.timer is not None:
             worker.timer.cancel()
@@ -547,7 +462,7 @@ class WorkerPool:
             queue.popleft()  # over, or queued twice
         return False
 
-    def _make_head(self, worker: _Worker, sent: _Sent) -> None:
+    def _make_head(self, worker: Worker, sent: Sent) -> None:
         assert self._loop is not None
         worker.head = sent
         worker.started = self._loop.time()
@@ -555,20 +470,20 @@ class WorkerPool:
         if timeout is not None:
             worker.timer = self._loop.call_later(timeout, self._expire, worker, sent)
 
-    def _chain_maybe_over(self, chain: _Chain) -> None:
+    def _chain_maybe_over(self, chain: Chain) -> None:
         if chain.worker is None and not chain.jobs and not chain.held:
             if self._chains.get(chain.id) is chain:
                 del self._chains[chain.id]
 
-    def _cancel_head(self, worker: _Worker) -> None:
+    def _cancel_head(self, worker: Worker) -> None:
         assert self._loop is not None
         duration = self._loop.time() - worker.started
         head, cancelled = self._retire(worker)
         assert head is not None
-        for outcome in [_cancelled(head.job.key, duration), *cancelled]:
+        for outcome in [cancelled_outcome(head.job.key, duration), *cancelled]:
             self._soon(outcome)
 
-    def _lost(self, worker: _Worker) -> None:
+    def _lost(self, worker: Worker) -> None:
         """The worker's pipe hit EOF: it died (crash, os._exit, SIGKILL, OOM)."""
         was_ready = worker.ready
         started = worker.started
@@ -578,7 +493,7 @@ class WorkerPool:
         cancelled = self._salvage(behind, chain, held=True)
 
         def report(code: int | None) -> None:
-            what = _exit_description(code)
+            what = exit_description(code)
             if chain is not None:
                 self._requeue(chain)
             for outcome in cancelled:
@@ -591,7 +506,7 @@ class WorkerPool:
                 assert self._loop is not None
                 duration = self._loop.time() - started
                 if head.cancelling:  # its cancel was asked for: that is its outcome
-                    self._on_done(_cancelled(head.job.key, duration))
+                    self._on_done(cancelled_outcome(head.job.key, duration))
                 else:
                     self._on_done(self._crash_outcome(head.job, what, duration))
 
@@ -619,7 +534,7 @@ class WorkerPool:
         for job in jobs:
             self._on_done(self._crash_outcome(job, reason, 0.0))
 
-    def _expire(self, worker: _Worker, sent: _Sent) -> None:
+    def _expire(self, worker: Worker, sent: Sent) -> None:
         if worker.head is not sent or worker not in self._workers:
             return
         assert self._loop is not None
@@ -655,13 +570,13 @@ class WorkerPool:
             chain.worker = worker
             self._feed(worker)
 
-    def _feed(self, worker: _Worker) -> None:
+    def _feed(self, worker: Worker) -> None:
         """Send the worker the next jobs of its chain: one to start if it has none, and more
         behind it within ``ahead`` and AHEAD_BYTES. All in one pipe message."""
         chain = worker.chain
         assert chain is not None
         batch: list[bytes] = []
-        fresh: list[_Sent] = []
+        fresh: list[Sent] = []
         count, size = len(worker.sent), worker.bytes
         while chain.jobs:
             job = chain.jobs[0]
@@ -696,7 +611,7 @@ class WorkerPool:
             chain.next = None
             chain.jobs.popleft()
             del self._queued[job.key]
-            sent = _Sent(job, token, len(data))
+            sent = Sent(job, token, len(data))
             worker.sent[token] = sent
             worker.order.append(token)
             self._running[job.key] = (worker, sent)

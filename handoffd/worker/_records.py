@@ -1,0 +1,109 @@
+"""The records a WorkerPool keeps: the caller's Job and Outcome, and per worker, chain and job sent."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from handoffd.worker import _pipe
+
+
+@dataclass
+class Job:
+    key: Hashable  # caller's id for the job
+    payload: bytes  # TaskSpec.payload
+    inputs: list[Any]  # invoke.resolve() input descriptors
+    argument_inclusion: str = "variadic"
+    timeout: float | None = None  # seconds; the process running it is killed when it expires
+    env: dict[str, str] | None = None  # set for this call only, e.g. {"CUDA_VISIBLE_DEVICES": "0"}
+
+
+@dataclass
+class Outcome:
+    key: Hashable
+    ok: bool
+    value: bytes | None  # values.dumps(result) when ok
+    exc_type: str = ""
+    message: str = ""
+    traceback: str = ""
+    kind: str = ""  # "" when ok, else "error" | "timeout" | "crash" | "cancelled"
+    duration: float = 0.0  # seconds the attempt ran (measured in the worker when it finished)
+
+
+class Sent:
+    """A job on a worker's pipe (running when it is the worker's head)."""
+
+    __slots__ = ("job", "token", "size", "cancelling")
+
+    def __init__(self, job: Job, token: int, size: int) -> None:
+        self.job = job
+        self.token = token
+        self.size = size
+        self.cancelling = False  # a cancel was sent to the worker; not reported yet
+
+
+class Chain:
+    __slots__ = ("id", "jobs", "worker", "held", "next")
+
+    def __init__(self, chain_id: Hashable) -> None:
+        self.id = chain_id
+        self.jobs: deque[Job] = deque()  # not sent to a worker yet, in order
+        self.worker: Worker | None = None  # the worker it holds
+        self.held = False  # its last worker died and is not reaped yet: do not start it elsewhere
+        self.next: tuple[Job, int, bytes] | None = None  # jobs[0] pickled (kept if it must wait)
+
+
+class Worker:
+    __slots__ = (
+        "process",
+        "conn",
+        "fd",
+        "ready",
+        "chain",
+        "sent",
+        "order",
+        "bytes",
+        "head",
+        "started",
+        "timer",
+        "unsent",
+        "reader",
+    )
+
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.fd = conn.fileno()
+        self.ready = False  # said "ready" at least once
+        self.chain: Chain | None = None  # the chain it serves; None when idle or starting
+        self.sent: dict[int, Sent] = {}  # token -> job on its pipe whose outcome is not read
+        self.order: deque[int] = deque()  # tokens in the order sent (may hold answered ones)
+        self.bytes = 0  # pickled size of the jobs in ``sent``
+        self.head: Sent | None = None  # the job it runs, as far as we know
+        self.started = 0.0  # loop time when ``head`` became the head
+        self.timer: asyncio.TimerHandle | None = None  # the head's timeout
+        self.unsent = False  # a send to it failed while it had no job: none of its jobs started
+        self.reader = _pipe.Reader(self.fd)
+
+
+def exit_description(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def cancelled_outcome(key: Hashable, duration: float) -> Outcome:
+    return Outcome(
+        key, False, None, "Cancelled", "the job was cancelled", kind="cancelled", duration=duration
+    )
