@@ -597,5 +597,15 @@ class Executor:
         self._fetched = {k for k in self._fetched if k[0] != run_id}
         self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
 
+    def on_free_values(self, msg: m.FreeValues, term: int = 0) -> None:
+        """The owner says no task needs these values any more (every consumer finished): drop
+        them. A queued task here that still lists one is a superseded attempt; it fails with
+        input_lost, a report the owner ignores as stale."""
+        if term < self.term_of(msg.run_id):
+            return
+        for task_id in msg.task_ids:
+            self._fetched.discard((msg.run_id, task_id))
+        self.store.drop_values(msg.run_id, msg.task_ids)
+
     def running_count(self) -> int:
         return len(self._tasks)

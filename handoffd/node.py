@@ -290,6 +290,8 @@ class Node:
             self.executor.on_cancel(msg, term)
         elif isinstance(msg, m.FreeRun):
             self.executor.on_free_run(msg, term)
+        elif isinstance(msg, m.FreeValues):
+            self.executor.on_free_values(msg, term)
         elif isinstance(msg, _REPLICATION_TYPES):
             assert self.replication is not None
             self.replication.handle(msg, frames, envelope)

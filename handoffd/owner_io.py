@@ -524,6 +524,10 @@ class OwnerIO:
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
                     log.debug("run %s %s", ins.run_id, ins.state)
                 self._run_finished(ins.run_id)
+            elif isinstance(ins, ev.FreeValues):
+                address = self.node.address_of(ins.node)
+                if address:
+                    self.node.send(address, m.FreeValues(ins.run_id, ins.task_ids), term=ins.term)
             elif isinstance(ins, ev.FreeResults):
                 if self.node.replication is not None:
                     self.node.replication.run_changed(ins.run_id)

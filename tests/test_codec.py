@@ -46,6 +46,7 @@ PINNED_TYPES = {
     35: "FreeRunRequest", 36: "SubmitAndWait", 37: "WaitRun", 38: "RunOutcome",
     40: "DispatchTasks", 41: "DispatchReplied", 42: "TasksReported",
     43: "FetchValues", 44: "ValuesFetched", 45: "CancelTasks", 46: "FreeRun",
+    47: "FreeValues",
     60: "ReplicateRun", 61: "ReplicateLog", 62: "ReplicaAcked", 63: "DropReplica",
     64: "ReconcileRun", 65: "RunHoldings", 66: "RunMoved",
 }  # fmt: skip

@@ -390,6 +390,15 @@ class FreeRun:
     run_id: str
 
 
+@message(47)
+class FreeValues:
+    """No task of the run needs these values any more (every consumer finished and none is an
+    output the client asked for): drop them. Sent at the run's term, fenced like ``FreeRun``."""
+
+    run_id: str
+    task_ids: tuple[str, ...]
+
+
 @message(35)
 class FreeRunRequest:
     """A client collected a run's results: the owner frees them on every node now."""

@@ -247,6 +247,17 @@ class FreeResults:
     nodes: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class FreeValues:
+    """Delete these values of the run on ``node`` (no task needs them any more); at most one per
+    (node, run) per ``handle`` call, at the run's ``term`` (a deposed owner's is ignored)."""
+
+    node: str
+    run_id: str
+    term: int
+    task_ids: tuple[str, ...]
+
+
 Instruction = Union[
     Dispatch,
     CancelTasks,
@@ -256,6 +267,7 @@ Instruction = Union[
     RunRejected,
     RunFinished,
     FreeResults,
+    FreeValues,
 ]
 
 __all__ = [
@@ -282,6 +294,7 @@ __all__ = [
     "RunRejected",
     "RunFinished",
     "FreeResults",
+    "FreeValues",
     "Instruction",
     "TimerKey",
 ]

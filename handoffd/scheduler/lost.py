@@ -48,6 +48,7 @@ class Outbox:
     direct: list[Instruction] = field(default_factory=list)
     cancels: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
     dispatches: dict[tuple[str, str], list[DispatchItem]] = field(default_factory=dict)
+    frees: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # values to delete
 
 
 @dataclass
@@ -79,6 +80,7 @@ class LostMessages:
 
         def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None: ...
         def _check_losses(self, run: RunState, rec: TaskRecord) -> None: ...
+        def _free(self, run: RunState) -> None: ...
         def _term_of(self, run_id: str) -> int: ...
 
     def _check_answers(self, node: str) -> None:
@@ -182,6 +184,7 @@ class LostMessages:
                 )
                 run.holders.add(ev.node)
                 self._cancel(run.succeeded(rec, ev.node, held[task_id], None, self._now), run)
+                self._free(run)
                 if run.state == RUN_DONE:
                     self._out.direct.append(RunFinished(run.run_id, "DONE"))
                     return

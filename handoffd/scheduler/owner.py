@@ -42,6 +42,7 @@ from handoffd.scheduler.events import (
     DispatchReplied,
     Event,
     FreeResults,
+    FreeValues,
     Instruction,
     NodeUpdate,
     ResultsReleased,
@@ -160,6 +161,9 @@ class OwnerScheduler(Takeover):
         result += [
             Dispatch(n, r, self._term_of(r), tuple(items))
             for (n, r), items in out.dispatches.items()
+        ]
+        result += [
+            FreeValues(n, r, self._term_of(r), tuple(ids)) for (n, r), ids in out.frees.items()
         ]
         return result
 
@@ -411,6 +415,7 @@ class OwnerScheduler(Takeover):
         if found is None or not alive:
             return
         self._cancel(run.succeeded(found[1], ev.node, ev.size, ev.value, self._now), run)
+        self._free(run)
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(run.run_id, "DONE"))
 
@@ -532,6 +537,13 @@ class OwnerScheduler(Takeover):
         for node, task_id, attempt in cancels:
             if self._view.alive(node):
                 self._out.cancels.setdefault((node, run.run_id), []).append((task_id, attempt))
+
+    def _free(self, run: RunState) -> None:
+        """Delete the values the run no longer needs on their live holders (batched per node)."""
+        for task_id, holders in run.take_freed():
+            for node in holders:
+                if self._view.alive(node):
+                    self._out.frees.setdefault((node, run.run_id), []).append(task_id)
 
     # -- bookkeeping through task moves --------------------------------------------------------------
 

@@ -134,6 +134,8 @@ class RunState:
         self.specs: list[TaskSpec] = list(specs)
         self.inline: dict[str, TaskSpec] = {}
         self.tasks: dict[str, TaskRecord] = {}
+        # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
+        self.freed: list[tuple[str, tuple[str, ...]]] = []
         self._build(order)
 
     # -- graph ---------------------------------------------------------------------------------
@@ -341,6 +343,8 @@ class RunState:
         rec.locations = {node}
         rec.completions += 1
         self.move(rec, DONE, now, f"succeeded on {node} attempt {rec.attempt}")
+        if self.options.outputs is not None:  # (else every task is an output: nothing is freed)
+            self._free_unneeded(rec)
         cancels: list[tuple[str, str, int]] = []
         for consumer in self.consumers[rec.id]:
             crec = self.tasks[consumer]
@@ -351,6 +355,27 @@ class RunState:
         if self.remaining == 0 and self.state == RUN_RUNNING:
             self.state = RUN_DONE
         return cancels
+
+    def _free_unneeded(self, rec: TaskRecord) -> None:
+        """``rec`` just finished: each input (and ``rec`` itself) that is no requested output and
+        whose consumers are all DONE is needed by nobody any more. Its copies are dropped here and
+        queued in ``freed`` for the owner to delete on their holders. ``_needed`` is then False;
+        should a consumer be sent back (lineage recompute of its own lost value), ``make_ready``
+        recomputes the freed input first."""
+        for tid in (*self.effective_deps[rec.id], rec.id):
+            drec = self.tasks[tid]
+            if tid in self.wanted or drec.state != DONE or not drec.has_copy():
+                continue
+            if all(self.tasks[c].state == DONE for c in self.consumers[tid]):
+                if drec.locations:
+                    self.freed.append((tid, tuple(sorted(drec.locations))))
+                drec.locations = set()
+                drec.value = None
+
+    def take_freed(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The (task id, holders) freed since the last call (see ``_free_unneeded``)."""
+        freed, self.freed = self.freed, []
+        return freed
 
     def end(
         self, state: str, error: HandoffError | None, now: float, culprit: str | None = None
@@ -398,10 +423,16 @@ class RunState:
             cancels.extend(self.make_ready(rec, now, f"node {node} lost (attempt {rec.attempt})"))
             if gave_up is None and rec.failures + rec.losses > self.max_retries(rec) + EXTRA_LOSSES:
                 gave_up = rec
+        return cancels + self.recompute_needed(now), gave_up
+
+    def recompute_needed(self, now: float) -> list[tuple[str, str, int]]:
+        """Recompute every DONE task with no copy left that is still needed, and (``make_ready``)
+        the inputs without copies each of those needs in turn. Returns dispatches to cancel."""
+        cancels: list[tuple[str, str, int]] = []
         for rec in list(self.tasks.values()):
             if rec.state == DONE and not rec.has_copy() and self._needed(rec):
                 cancels.extend(self._recompute(rec, now))
-        return cancels, gave_up
+        return cancels
 
     def _needed(self, rec: TaskRecord) -> bool:
         if rec.id in self.wanted and not self.released:

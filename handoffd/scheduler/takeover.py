@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 from handoffd.scheduler.events import Instruction
 from handoffd.scheduler.lost import LostMessages, Outbox
 from handoffd.scheduler.ready import ReadyQueue
-from handoffd.scheduler.run import ACTIVE, ATTEMPT_STRIDE, READY, RunState, TaskRecord
+from handoffd.scheduler.run import (
+    ACTIVE,
+    ATTEMPT_STRIDE,
+    READY,
+    RUN_RUNNING,
+    RunState,
+    TaskRecord,
+)
 
 
 class Takeover(LostMessages):
@@ -28,6 +35,7 @@ class Takeover(LostMessages):
         def _on_move(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None: ...
         def _enqueue(self, run: RunState, rec: TaskRecord) -> None: ...
         def _lose_in_run(self, run: RunState, node: str) -> None: ...
+        def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None: ...
         def _place(self) -> None: ...
         def _flush(self) -> list[Instruction]: ...
 
@@ -59,6 +67,10 @@ class Takeover(LostMessages):
         for node in sorted(lost):
             if not self._view.alive(node):
                 self._lose_in_run(run, node)
+        if run.state == RUN_RUNNING:
+            # A value freed (no consumer needed it) whose consumer must now run again: the
+            # replica marks only that consumer, the chain behind it is recomputed here.
+            self._cancel(run.recompute_needed(self._now), run)
         self._dirty = True
         self._place()
         return self._flush()

@@ -10,6 +10,8 @@ free memory back to the system (glibc's ``malloc_trim``): values are ordinary he
 while a run goes on, but once its values are gone an idle daemon would otherwise keep their pages
 (a daemon that moved 100 MiB of values stayed ~100 MiB larger). It is done per run, not per value:
 returned pages are faulted in again by the next values, which costs more than reusing them.
+Values freed one by one while their run goes on (``drop_values``: no task needs them any more) count
+towards their run's trim.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +48,7 @@ class ResultStore:
         self._by_run: dict[str, set[str]] = {}
         self.stats = StoreStats()
         self.trims = 0  # times a dropped run's memory was handed back to the system
+        self._freed: dict[str, int] = {}  # run -> in-memory bytes drop_values freed
 
     def put(self, run_id: str, task_id: str, value: bytes) -> None:
         key = (run_id, task_id)
@@ -90,13 +94,26 @@ class ResultStore:
         """Forget one value (a fetched copy nobody here needs any more)."""
         self._discard((run_id, task_id))
 
+    def drop_values(self, run_id: str, task_ids: Iterable[str]) -> int:
+        """Forget these values of a run (no task needs them any more); returns the in-memory
+        bytes freed. No trim here (the run's next values reuse the blocks); the bytes count
+        towards the run's trim when it is dropped."""
+        before = self.stats.in_memory_bytes
+        for task_id in task_ids:
+            self._discard((run_id, task_id))
+        freed = before - self.stats.in_memory_bytes
+        if freed:
+            self._freed[run_id] = self._freed.get(run_id, 0) + freed
+        return freed
+
     def drop_run(self, run_id: str) -> int:
         """Forget every value of a run; returns how many were dropped."""
         tasks = self._by_run.pop(run_id, set())
         before = self.stats.in_memory_bytes
         for task_id in tasks:
             self._discard((run_id, task_id), forget_run=False)
-        if before - self.stats.in_memory_bytes >= TRIM_AFTER_BYTES:
+        held = before - self.stats.in_memory_bytes + self._freed.pop(run_id, 0)
+        if held >= TRIM_AFTER_BYTES:
             self.trims += release_free_memory()
         return len(tasks)
 
@@ -104,6 +121,7 @@ class ResultStore:
         self._memory.clear()
         self._spilled.clear()
         self._by_run.clear()
+        self._freed.clear()
         if self._spill_dir is not None:
             shutil.rmtree(self._spill_dir, ignore_errors=True)
             self._spill_dir = None
