@@ -326,7 +326,7 @@ class Client:
             raise errors.ValidationError(
                 "invalid_option", None, f"max_retries must be an int >= 0, got {max_retries!r}"
             )
-        specs = dag.to_specs()  # validates first
+        rows, payloads = dag.wire_tasks()  # validates first
         output_ids = tuple(outputs) if outputs is not None else None
         if output_ids is not None:
             unknown = [o for o in output_ids if o not in dag.functions]
@@ -341,25 +341,11 @@ class Client:
                 self.nodes()  # learn the cluster's addresses for failover
             except errors.HandoffError:
                 pass
-        tasks = tuple(
-            m.TaskMeta(
-                s.id,
-                tuple(s.deps),
-                dict(s.cost),
-                s.argument_inclusion,
-                s.node,
-                s.collocate_with,
-                s.inline,
-                s.max_retries,
-                s.timeout,
-                s.priority,
-            )
-            for s in specs
-        )
+        # The rows are TaskMeta's fields: the codec checks and packs them as they are.
+        tasks = codec.Rows(rows)
         run_id = uuid.uuid4().hex[:16]
-        run = Run(self, run_id, "", [s.id for s in specs if not s.inline], output_ids)
+        run = Run(self, run_id, "", [r[0] for r in rows if not r[6]], output_ids)
         run._deadline = None if timeout is None else time.monotonic() + timeout
-        payloads = [s.payload for s in specs]
         if not wait:
             reply, _ = self._request(
                 m.SubmitRun(next(self._ids), run_id, tasks, max_retries, policy, output_ids),

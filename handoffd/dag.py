@@ -4,8 +4,11 @@ Design note: a DAG is an insertion-ordered dict of id -> Function. Every graph a
 iterative (Kahn's algorithm for the order, an explicit-stack DFS for cycle paths), so a 10,000-function
 chain validates in milliseconds and never meets Python's recursion limit. ``validate`` checks each
 function on its own first (in insertion order, so the first error reported is stable), then the
-references between functions, then cycles. ``to_specs`` turns the DAG into the daemon's wire view:
-plain metadata plus one cloudpickled payload per function, which only worker processes unpickle.
+references between functions, then cycles (one pass over the functions does the common checks and
+Kahn's in-degrees; the other passes run only when it saw something they could report).
+``wire_tasks`` turns the DAG into what a submission sends: per function a row of plain metadata
+(``messages.TaskMeta``'s fields) plus one cloudpickled payload, which only worker processes
+unpickle; ``to_specs`` gives the same as TaskSpecs (local runs).
 Edges run from a dependency to its consumer ("a -> b": a's result is passed to b).
 """
 
@@ -26,6 +29,11 @@ ARGUMENT_INCLUSIONS = ("variadic", "as_list")
 FUNCTION_TYPES = ("regular", "inline")
 
 Estimate = Callable[["Function"], float] | Mapping[str, float] | None
+#: one function as a submission sends it: the fields of ``messages.TaskMeta``, in order
+TaskRow = tuple[
+    str, tuple[str, ...], dict[str, float], str, str | None, str | None, bool, int | None,
+    float | None, int,
+]  # fmt: skip
 
 
 def _default_cost() -> dict[str, Any]:
@@ -114,17 +122,84 @@ class DAG:
         ``nodes``: the cluster's node names; when given, a pin to any other name is ``unknown_node``.
         ``collocate_with`` naming a missing function is reported as ``missing_dependency``.
         """
+        self._validated_order(nodes)
+
+    def _validated_order(self, nodes: set[str] | frozenset[str] | None = None) -> list[str]:
+        """``validate``, and the topological order (as ``_kahn``) built in the same pass.
+
+        One loop checks each function (the full ``_check_function`` only for functions that set
+        anything beyond ids, args and plain literals) and builds Kahn's in-degrees; the reference,
+        collocation and cycle checks run only when that loop saw something for them to find, so
+        the first error reported is the one the separate passes would report."""
         functions = self._functions
+        consumers: dict[str, list[str]] = {}
+        indegree: dict[str, int] = {}
+        order: list[str] = []  # the roots first (insertion order), then Kahn's queue
+        references = False  # a dependency not in the DAG, or a collocate_with, was seen
+        pins = False  # a node pin or a collocate_with was seen
         for key, fn in functions.items():
-            if fn.id != key:
+            fid = fn.id
+            if fid != key:
                 # The id was changed after add_function; the DAG's index no longer matches.
-                kind = "duplicate_id" if fn.id in functions else "invalid_id"
+                kind = "duplicate_id" if fid in functions else "invalid_id"
                 raise ValidationError(
                     kind,
-                    fn.id if isinstance(fn.id, str) else key,
-                    f"function added as {key!r} now has id {fn.id!r}; do not change ids after add_function",
+                    fid if isinstance(fid, str) else key,
+                    f"function added as {key!r} now has id {fid!r}; do not change ids after add_function",
                 )
-            _check_function(fn, nodes)
+            args = fn.args
+            if not (
+                type(args) is list
+                and type(fn.extra_args) is list
+                and type(fn.kwargs) is dict
+                and not fn.kwargs
+                and fn.node is None
+                and fn.collocate_with is None
+                and fn.max_retries is None
+                and fn.timeout is None
+                and type(fn.priority) is int
+                and fn.type == "regular"
+                and (fn.argument_inclusion == "variadic" or fn.argument_inclusion == "as_list")
+                and _default_cost_given(fn.cost)
+                and callable(fn.code)
+                and all(type(a) is str for a in args)
+            ):
+                _check_function(fn, nodes)
+                if fn.node is not None:
+                    pins = True
+                if fn.collocate_with is not None:
+                    pins = references = True
+            if not args:
+                order.append(key)
+                continue
+            deps = dict.fromkeys(args) if len(args) > 1 else args
+            indegree[key] = len(deps)
+            for dep in deps:
+                outs = consumers.get(dep)
+                if outs is None:
+                    if dep not in functions:
+                        references = True
+                    consumers[dep] = [key]
+                else:
+                    outs.append(key)
+        if references:
+            self._check_references()
+        if pins:
+            self._check_collocation_pins()
+        for fid in order:  # grows while it is read: the queue of Kahn's algorithm
+            outs = consumers.get(fid)
+            if outs is not None:
+                for out in outs:
+                    left = indegree[out] - 1
+                    indegree[out] = left
+                    if left == 0:
+                        order.append(out)
+        if len(order) != len(functions):
+            self._check_cycles()
+        return order
+
+    def _check_references(self) -> None:
+        functions = self._functions
         for fn in functions.values():
             for dep in fn.args:
                 if dep not in functions:
@@ -149,8 +224,6 @@ class DAG:
                         f"collocate_with names inline function {other!r}, which has no node of its own; "
                         f"collocate with a regular function instead",
                     )
-        self._check_collocation_pins()
-        self._check_cycles()
 
     def _check_collocation_pins(self) -> None:
         """Functions collocated together (transitively) must not be pinned to different nodes."""
@@ -252,8 +325,7 @@ class DAG:
 
     def topological_order(self) -> list[str]:
         """Function ids, every dependency before its consumers (ties in insertion order)."""
-        self.validate()
-        return self._kahn()
+        return self._validated_order()
 
     def upward_ranks(self, estimate: Estimate = None) -> dict[str, float]:
         """Per function: its estimate plus the longest chain of consumers after it (HEFT rank)."""
@@ -273,25 +345,42 @@ class DAG:
     # -- wire view ----------------------------------------------------------------------------
     def to_specs(self) -> list[TaskSpec]:
         """Validate, then give one TaskSpec per function in topological order."""
-        order = self.topological_order()
-        specs: list[TaskSpec] = []
+        rows, payloads = self.wire_tasks()
+        return [
+            TaskSpec(r[0], r[1], dict(r[2]), p, r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            for r, p in zip(rows, payloads, strict=True)
+        ]
+
+    def wire_tasks(self) -> tuple[list[TaskRow], list[bytes]]:
+        """Validate, then one row per function in topological order, and its payload.
+
+        A row holds the fields of ``messages.TaskMeta`` in their order (what a submission sends;
+        ``codec.Rows`` packs the rows as they are), so a submission builds no TaskSpec or TaskMeta
+        objects. Rows may share their ``cost`` dict: copy it before changing it."""
+        order = self._validated_order()
+        functions = self._functions
+        rows: list[TaskRow] = []
+        payloads: list[bytes] = []
         # Many functions share one callable: cloudpickle it once per DAG and wrap it with each
         # function's literals (values.dumps_call; workers decode the callable once per process).
         # Functions with no literals share one payload outright (the workers' payload cache).
         codes: dict[int, bytes] = {}
         shared: dict[int, bytes] = {}
+        default_cost = {"cpu": 1.0}
+        no_cost: dict[str, float] = {}
         for fid in order:
-            fn = self._functions[fid]
+            fn = functions[fid]
+            code_key = id(fn.code)
             try:
                 bare = not fn.extra_args and not fn.kwargs
-                payload = shared.get(id(fn.code)) if bare else None
+                payload = shared.get(code_key) if bare else None
                 if payload is None:
-                    code = codes.get(id(fn.code))
+                    code = codes.get(code_key)
                     if code is None:
-                        code = codes[id(fn.code)] = values.dumps_code(fn.code)
+                        code = codes[code_key] = values.dumps_code(fn.code)
                     payload = values.dumps_call(code, list(fn.extra_args), dict(fn.kwargs))
                     if bare:
-                        shared[id(fn.code)] = payload
+                        shared[code_key] = payload
             except Exception as exc:
                 raise ValidationError(
                     "unpicklable",
@@ -300,28 +389,43 @@ class DAG:
                     f"({type(exc).__name__}: {exc}); pass plain data and functions, "
                     f"not open files, locks, sockets or generators",
                 ) from exc
+            payloads.append(payload)
             inline = fn.type == "inline"
-            specs.append(
-                TaskSpec(
-                    id=fid,
-                    deps=tuple(fn.args),
-                    cost={} if inline else resources.parse_cached(fn.cost),
-                    payload=payload,
-                    argument_inclusion=fn.argument_inclusion,
-                    node=fn.node,
-                    collocate_with=fn.collocate_with,
-                    inline=inline,
-                    max_retries=fn.max_retries,
-                    timeout=None if fn.timeout is None else float(fn.timeout),
-                    priority=fn.priority,
+            if inline:
+                cost = no_cost
+            elif _default_cost_given(fn.cost):
+                cost = default_cost
+            else:
+                cost = resources.parse_cached(fn.cost)
+            timeout = fn.timeout
+            rows.append(
+                (
+                    fid,
+                    tuple(fn.args),
+                    cost,
+                    fn.argument_inclusion,
+                    fn.node,
+                    fn.collocate_with,
+                    inline,
+                    fn.max_retries,
+                    None if timeout is None else float(timeout),
+                    fn.priority,
                 )
             )
-        return specs
+        return rows, payloads
 
 
 def new() -> DAG:
     """An empty DAG (same as ``DAG()``)."""
     return DAG()
+
+
+def _default_cost_given(cost: Any) -> bool:
+    """``cost`` is ``{"cpu": 1}`` (or ``1.0``), the default: parsed without a look-up."""
+    if type(cost) is not dict or len(cost) != 1:
+        return False
+    cpu = cost.get("cpu")
+    return (type(cpu) is int or type(cpu) is float) and cpu == 1
 
 
 def _estimator(estimate: Estimate) -> Callable[[Function], float]:

@@ -63,6 +63,15 @@ class _Invalid(Exception):
     """Internal: a decoded value does not match the schema (never escapes ``decode``)."""
 
 
+class Rows(tuple):  # type: ignore[type-arg]
+    """Structs given as tuples of their fields, in declaration order, for a ``tuple[Struct, ...]``
+    field of a message to encode: each row is checked (and converted) exactly as the struct's
+    fields would be, and packs to the same bytes, without building the struct objects first (a
+    submission's ``TaskMeta`` list). Decoding always gives the structs."""
+
+    __slots__ = ()
+
+
 # ---------------------------------------------------------------------------------------------
 # Converters built from annotations. Each schema type yields a pair: ``to_wire`` (validate a Python
 # value, raise TypeError, return what msgpack packs) and ``from_wire`` (validate an unpacked value,
@@ -72,7 +81,7 @@ class _Invalid(Exception):
 
 
 class _Schema:
-    __slots__ = ("name", "to_wire", "from_wire", "scalar", "record")
+    __slots__ = ("name", "to_wire", "from_wire", "scalar", "record", "passes_to", "passes_from")
 
     def __init__(
         self,
@@ -87,6 +96,10 @@ class _Schema:
         self.from_wire = from_wire
         self.scalar = scalar  # the exact Python type for scalars (fast paths), else None
         self.record = record  # for structs: its compiled converters (tuples of structs inline them)
+        #: unions of scalars (``str | None``): the exact types ``to_wire`` / ``from_wire`` return
+        #: unchanged, so the compiled record converters test them inline and call only for others
+        self.passes_to: frozenset[type] | None = None
+        self.passes_from: frozenset[type] | None = None
 
 
 def _describe(value: Any) -> str:
@@ -156,10 +169,12 @@ def _struct_tuple_schema(item: _Schema, record: _Record) -> _Schema:
     """tuple[Struct, ...]: the struct's compiled converters called straight from one loop (the
     dispatch and gossip hot path: no per-element closure in between)."""
     cls, count, name = record.cls, record.count, item.name
-    rec_to, build = record.to_wire, record.from_values
+    rec_to, row_to, build = record.to_wire, record.row_to_wire, record.from_values
 
     def to_wire(v: Any) -> Any:
         if type(v) is not tuple:
+            if type(v) is Rows:
+                return [row_to(x) for x in v]
             raise TypeError(f"expected tuple[{name}, ...], got {_describe(v)}")
         for x in v:
             if type(x) is not cls:
@@ -182,10 +197,22 @@ def _tuple_schema(item: _Schema) -> _Schema:
         return _struct_tuple_schema(item, item.record)
     item_to, item_from, scalar = item.to_wire, item.from_wire, item.scalar
 
-    def to_wire(v: Any) -> Any:
-        if type(v) is not tuple:
-            raise TypeError(f"expected tuple[{item.name}, ...], got {_describe(v)}")
-        return [item_to(x) for x in v]
+    if scalar is not None and scalar is not float and scalar is not int:
+        # Elements need no conversion (ints do: a range check): check and pack the tuple itself.
+        def to_wire(v: Any) -> Any:
+            if type(v) is not tuple:
+                raise TypeError(f"expected tuple[{item.name}, ...], got {_describe(v)}")
+            for x in v:
+                if type(x) is not scalar:
+                    item_to(x)  # raises the TypeError
+            return v
+
+    else:
+
+        def to_wire(v: Any) -> Any:
+            if type(v) is not tuple:
+                raise TypeError(f"expected tuple[{item.name}, ...], got {_describe(v)}")
+            return [item_to(x) for x in v]
 
     if scalar is not None and scalar is not float:
         # Elements need no conversion: check and return the unpacked tuple itself.
@@ -238,6 +265,12 @@ def _dict_schema(key: _Schema, value: _Schema) -> _Schema:
     def to_wire(v: Any) -> Any:
         if type(v) is not dict:
             raise TypeError(f"expected {name}, got {_describe(v)}")
+        if value_scalar is not None and value_scalar is not int:
+            for k, x in v.items():
+                if type(k) is not key_type or type(x) is not value_scalar:
+                    break
+            else:
+                return v  # the common case: nothing to convert, no copy
         out = {}
         for k, x in v.items():
             if type(k) is not key_type:
@@ -294,7 +327,12 @@ def _union_schema(options: list[_Schema]) -> _Schema:
                 continue
         raise _Invalid(name)
 
-    return _Schema(name, to_wire, from_wire, None)
+    schema = _Schema(name, to_wire, from_wire, None)
+    if not others:
+        # An int is range-checked on the way out, and converted on the way in by a float option.
+        schema.passes_to = frozenset(by_type) - {int}
+        schema.passes_from = frozenset(t for t, o in by_type.items() if o.scalar is t)
+    return schema
 
 
 class _Record:
@@ -302,7 +340,7 @@ class _Record:
     compiled into one straight-line function each (scalar checks inlined): ~3x faster than a
     chain of per-field closures on the gossip path."""
 
-    __slots__ = ("cls", "names", "schemas", "count", "to_wire", "from_values")
+    __slots__ = ("cls", "names", "schemas", "count", "to_wire", "row_to_wire", "from_values")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -311,6 +349,8 @@ class _Record:
         self.schemas = tuple(_schema_for(hints[n], f"{cls.__name__}.{n}") for n in self.names)
         self.count = len(self.names)
         self.to_wire: Callable[[Any], list[Any]] = self._compile_to_wire()
+        #: ``to_wire`` of the struct given as a tuple of its field values (``Rows``)
+        self.row_to_wire: Callable[[Any], list[Any]] = self._compile_to_wire(rows=True)
         #: build the dataclass from exactly ``count`` wire values (raises _Invalid)
         self.from_values: Callable[[Sequence[Any]], Any] = self._compile_from_values()
 
@@ -331,6 +371,11 @@ class _Record:
                 env[f"_t{i}"] = schema.scalar
                 lines.append(f"    f{i} = v[{i}]")
                 lines.append(f"    if type(f{i}) is not _t{i}: raise _Invalid({where!r})")
+            elif schema.passes_from is not None:
+                env[f"_p{i}"] = schema.passes_from
+                env[f"_c{i}"] = schema.from_wire
+                lines.append(f"    f{i} = v[{i}]")
+                lines.append(f"    if type(f{i}) not in _p{i}: f{i} = _c{i}(f{i})")
             else:
                 env[f"_c{i}"] = schema.from_wire
                 lines.append(f"    f{i} = _c{i}(v[{i}])")
@@ -364,7 +409,9 @@ class _Record:
             setters.append(descriptor.__set__)
         return setters
 
-    def _compile_to_wire(self) -> Callable[[Any], list[Any]]:
+    def _compile_to_wire(self, rows: bool = False) -> Callable[[Any], list[Any]]:
+        """``to_wire(obj)`` reading ``obj.<field>``, or with ``rows`` ``obj[<index>]`` from a tuple
+        of exactly ``count`` values (TypeError otherwise); the checks and the result are the same."""
         env: dict[str, Any] = {
             "_int_to": _int_to,
             "_float_to": _float_to,
@@ -373,25 +420,39 @@ class _Record:
             "_MIN": _INT_MIN,
             "_MAX": _INT_MAX,
         }
-        lines = ["def to_wire(obj):", "    try:", "        i = 0"]
+        lines = ["def to_wire(obj):"]
+        if rows:
+            env.update(_tuple=tuple, _describe=_describe)
+            lines.append(f"    if type(obj) is not _tuple or len(obj) != {self.count}:")
+            lines.append(
+                f"        raise TypeError(f'expected a row of {self.count} "
+                f"{self.cls.__name__} fields, got {{_describe(obj)}}')"
+            )
+        lines += ["    try:", "        i = 0"]
         for i, (name, schema) in enumerate(zip(self.names, self.schemas, strict=True)):
             lines.append(f"        i = {i}")
+            get = f"obj[{i}]" if rows else f"obj.{name}"
             if schema.scalar is int:
-                lines.append(f"        f{i} = obj.{name}")
+                lines.append(f"        f{i} = {get}")
                 lines.append(
                     f"        if type(f{i}) is not _int or not _MIN <= f{i} <= _MAX: _int_to(f{i})"
                 )
             elif schema.scalar is float:
-                lines.append(f"        f{i} = obj.{name}")
+                lines.append(f"        f{i} = {get}")
                 lines.append(f"        if type(f{i}) is not float: f{i} = _float_to(f{i})")
             elif schema.scalar is not None:
                 env[f"_t{i}"] = schema.scalar
                 env[f"_c{i}"] = schema.to_wire
-                lines.append(f"        f{i} = obj.{name}")
+                lines.append(f"        f{i} = {get}")
                 lines.append(f"        if type(f{i}) is not _t{i}: _c{i}(f{i})")
+            elif schema.passes_to is not None:
+                env[f"_p{i}"] = schema.passes_to
+                env[f"_c{i}"] = schema.to_wire
+                lines.append(f"        f{i} = {get}")
+                lines.append(f"        if type(f{i}) not in _p{i}: f{i} = _c{i}(f{i})")
             else:
                 env[f"_c{i}"] = schema.to_wire
-                lines.append(f"        f{i} = _c{i}(obj.{name})")
+                lines.append(f"        f{i} = _c{i}({get})")
         lines.append("    except TypeError as exc:")
         lines.append(f"        _fail({self.cls.__name__!r}, {self.names!r}[i], exc)")
         lines.append(f"    return [{', '.join(f'f{i}' for i in range(self.count))}]")
@@ -606,6 +667,7 @@ __all__ = [
     "CodecStats",
     "Decoded",
     "Envelope",
+    "Rows",
     "SUPPORTED_VERSIONS",
     "build_all",
     "decode",
