@@ -172,9 +172,10 @@ class DAG:
             if not args:
                 order.append(key)
                 continue
-            deps = dict.fromkeys(args) if len(args) > 1 else args
-            indegree[key] = len(deps)
-            for dep in deps:
+            # A dependency named twice counts twice here and in its consumer list, so the count
+            # reaches 0 in the same step as with the edge counted once (``_consumers``).
+            indegree[key] = len(args)
+            for dep in args:
                 outs = consumers.get(dep)
                 if outs is None:
                     if dep not in functions:

@@ -85,7 +85,14 @@ def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> by
     per function (cloudpickle of a function costs ~30 us), and plain literal arguments go through
     plain ``pickle``."""
     obj = (CodeRef(code), extra_args, kwargs)
-    if _plain(extra_args) and _plain(kwargs):
+    plain = _PLAIN_SCALARS
+    if type(kwargs) is dict and not kwargs and type(extra_args) is list:
+        for item in extra_args:  # the common case, checked without a call per literal
+            if type(item) not in plain and not _plain(item, 1):
+                break
+        else:
+            return pickle.dumps(obj, protocol=PROTOCOL)
+    elif _plain(extra_args) and _plain(kwargs):
         return pickle.dumps(obj, protocol=PROTOCOL)
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
 

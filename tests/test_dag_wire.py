@@ -91,3 +91,18 @@ def test_changes_after_a_submission_show_in_the_next() -> None:
     with pytest.raises(handoffd.ValidationError) as info:
         dag.wire_tasks()
     assert info.value.kind == "cycle"
+
+
+def test_payload_literals_load_as_given_plain_or_not() -> None:
+    local = 3
+    literals = [[1, (2.5, "x")], lambda: local, {"k": [None]}]
+    dag = handoffd.DAG()
+    dag.add_function(Function(id="plain", code=f, extra_args=[1, [2, {"a": b"b"}]]))
+    dag.add_function(Function(id="closure", code=f, extra_args=literals))
+    dag.add_function(Function(id="kw", code=f, kwargs={"n": 1}))
+    _, payloads = dag.wire_tasks()
+    code, extra, kwargs = handoffd.values.loads(payloads[0])
+    assert code(*extra) == ((1, [2, {"a": b"b"}]), {}) and kwargs == {}
+    _, extra, _ = handoffd.values.loads(payloads[1])
+    assert extra[0] == [1, (2.5, "x")] and extra[1]() == 3 and extra[2] == {"k": [None]}
+    assert handoffd.values.loads(payloads[2])[2] == {"n": 1}
