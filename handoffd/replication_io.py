@@ -3,7 +3,8 @@
 
 Owner side: a submission is answered only after the standbys acked the snapshot (bounded); task moves
 the scheduler reports through ``on_change`` are flushed as one log batch per loop iteration.
-Standby side: replicas are kept as plain data; when membership declares the owner DEAD and we are the
+Standby side: replicas are kept as received (snapshot bytes and the newest delta per task), and the
+run is rebuilt from them only on a takeover; when membership declares the owner DEAD and we are the
 first live standby, we take over at term + 1: ask every live node (ourselves included) what it holds
 and runs for the run (``ReconcileRun``; that also points their reports to us and fences the old term),
 merge, restore into our scheduler, and start replicating to our own standbys.
@@ -45,10 +46,6 @@ _CLIENT_REQUESTS = (m.GetRunStatus, m.WaitRun, m.FetchResults, m.CancelRun, m.Fr
 
 def _pack(data: Any) -> bytes:
     return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def _unpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
 
 
 @dataclass
@@ -275,9 +272,14 @@ class ReplicationIO:
         if isinstance(msg, m.ReplicateRun):
             if not frames:
                 return
-            data = _unpack(bytes(frames[0]))
             ack = self.standby.on_snapshot(
-                msg.run_id, msg.term, msg.seq, msg.owner, msg.owner_address, msg.standbys, data
+                msg.run_id,
+                msg.term,
+                msg.seq,
+                msg.owner,
+                msg.owner_address,
+                msg.standbys,
+                bytes(frames[0]),  # kept packed: unpacked only if we ever take over
             )
             assert self.node.executor is not None
             self.node.executor.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
@@ -287,33 +289,9 @@ class ReplicationIO:
                 self._acks.pop((ack.owner_address, ack.run_id), None)
                 self._send_ack(ack)
         elif isinstance(msg, m.ReplicateLog):
-            tasks = []
-            for d in msg.tasks:
-                value = bytes(frames[d.frame]) if 0 <= d.frame < len(frames) else None
-                tasks.append(
-                    {
-                        "task_id": d.task_id,
-                        "state": d.state,
-                        "attempt": d.attempt,
-                        "node": d.node,
-                        "size": d.size,
-                        "locations": list(d.locations),
-                        "failures": d.failures,
-                        "losses": d.losses,
-                        "completions": d.completions,
-                        "value": value,
-                    }
-                )
-            run_fields = {
-                "state": msg.run_state,
-                "released": msg.released,
-                "error": _unpack(msg.error) if msg.error else None,
-            }
             replica = self.standby.replicas.get(msg.run_id)
             owner_address = replica.owner_address if replica else self.node.address_of(sender)
-            ack2 = self.standby.on_log(
-                msg.run_id, msg.term, msg.seq, owner_address or "", msg.standbys, tasks, run_fields
-            )
+            ack2 = self.standby.on_log(msg, owner_address or "", frames)
             if ack2 is not None:
                 self._ack(ack2)
         elif isinstance(msg, m.ReplicaAcked):
@@ -466,7 +444,7 @@ class ReplicationIO:
         holdings = {
             n: h for n, h in job.holdings.items() if self._status_of(n) in (m.ALIVE, m.SUSPECT)
         }
-        merged = takeover.merge(job.replica.data, holdings)
+        merged = takeover.merge(job.replica.run_data(), holdings)
         instructions = self.scheduler.restore_run(merged, self.node._clock(), term=job.term)
         dispatches = sum(1 for i in instructions if type(i).__name__ == "Dispatch")
         self.owner._apply(instructions)

@@ -5,8 +5,13 @@ restored into a real OwnerScheduler."""
 from __future__ import annotations
 
 import copy
+import random
+from typing import Any
 
-from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT
+import msgpack
+import pytest
+
+from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, ReplicateLog, TaskDelta
 from handoffd.replication import log as rlog
 from handoffd.replication.standby import StandbyStore
 from handoffd.replication.takeover import Holdings, merge
@@ -34,6 +39,21 @@ def owner_with_chain(name: str = "a") -> OwnerScheduler:
         0.0,
     )
     return sched
+
+
+def packed(data: dict[str, Any]) -> bytes:
+    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def log_batch(
+    seq: int,
+    deltas: tuple[TaskDelta, ...] = (),
+    run_state: str = "RUNNING",
+    term: int = 0,
+    standbys: tuple[str, ...] = ("b", "c"),
+    error: bytes = b"",
+) -> ReplicateLog:
+    return ReplicateLog("r1", term, seq, standbys, deltas, run_state, False, error)
 
 
 def test_standby_order_is_deterministic_and_excludes_the_owner() -> None:
@@ -77,7 +97,7 @@ def test_log_batches_per_flush_and_standby_applies_in_order() -> None:
     log_a = rlog.ReplicationLog("a", 2)
     log_a.track("r1", ["a", "b", "c"], 0.0, accept=False)
     standby = StandbyStore("b")
-    ack = standby.on_snapshot("r1", 0, 0, "a", "a:1", ("b", "c"), copy.deepcopy(data))
+    ack = standby.on_snapshot("r1", 0, 0, "a", "a:1", ("b", "c"), packed(data))
     assert (ack.seq, ack.need_snapshot) == (0, False)
     log_a.changed("r1", "x")
     log_a.changed("r1", "w")
@@ -85,14 +105,14 @@ def test_log_batches_per_flush_and_standby_applies_in_order() -> None:
     (batch,) = log_a.flush()
     assert isinstance(batch, rlog.SendLog) and batch.seq == 1 and batch.task_ids == ("w", "x")
     assert log_a.flush() == []  # nothing new: no batch
-    x_done = {"task_id": "x", "state": "DONE", "attempt": 1, "node": "b", "size": 3,
-              "locations": ["b"], "failures": 0, "losses": 0, "completions": 1, "value": b"v"}  # fmt: skip
-    ack = standby.on_log("r1", 0, 1, "a:1", ("b", "c"), [x_done], {"state": "RUNNING"})
+    x_done = TaskDelta("x", "DONE", 1, "b", 3, ("b",), 0, 0, 1, 0)
+    ack = standby.on_log(log_batch(1, (x_done,)), "a:1", [b"v"])
     assert ack is not None and (ack.seq, ack.need_snapshot) == (1, False)
-    assert standby.replicas["r1"].data["tasks"]["x"]["state"] == "DONE"
-    assert standby.replicas["r1"].data["tasks"]["x"]["value"] == b"v"
+    assert standby.replicas["r1"].run_data()["tasks"]["x"]["state"] == "DONE"
+    assert standby.replicas["r1"].run_data()["tasks"]["x"]["value"] == b"v"
+    assert standby.replicas["r1"].run_data()["tasks"]["x"]["locations"] == ["b"]
     # A duplicate batch is harmless; the owner learns how far the standby got.
-    ack = standby.on_log("r1", 0, 1, "a:1", ("b", "c"), [x_done], {"state": "RUNNING"})
+    ack = standby.on_log(log_batch(1, (x_done,)), "a:1", [b"v"])
     assert ack is not None and ack.seq == 1 and not ack.need_snapshot
     assert log_a.on_ack("r1", "b", 1, False, 0.2) == []
 
@@ -100,8 +120,8 @@ def test_log_batches_per_flush_and_standby_applies_in_order() -> None:
 def test_gap_asks_for_a_snapshot_and_catches_up() -> None:
     sched = owner_with_chain()
     standby = StandbyStore("b")
-    standby.on_snapshot("r1", 0, 0, "a", "a:1", ("b",), sched.snapshot("r1"))
-    ack = standby.on_log("r1", 0, 3, "a:1", ("b",), [], {"state": "RUNNING"})  # 1 and 2 lost
+    standby.on_snapshot("r1", 0, 0, "a", "a:1", ("b",), packed(sched.snapshot("r1")))
+    ack = standby.on_log(log_batch(3, standbys=("b",)), "a:1", [])  # 1 and 2 lost
     assert ack is not None and ack.need_snapshot and ack.seq == 0
     log_a = rlog.ReplicationLog("a", 1)
     log_a.track("r1", ["a", "b"], 0.0, accept=False)
@@ -112,9 +132,9 @@ def test_gap_asks_for_a_snapshot_and_catches_up() -> None:
     assert out == [rlog.SendSnapshot("r1", "b", 3, ("b",))]
     later = sched.snapshot("r1")
     later["state"] = "DONE"
-    ack = standby.on_snapshot("r1", 0, 3, "a", "a:1", ("b",), later)
-    assert ack.seq == 3 and standby.replicas["r1"].data["state"] == "DONE"
-    ack2 = standby.on_log("r1", 0, 4, "a:1", ("b",), [], {"state": "DONE"})
+    ack = standby.on_snapshot("r1", 0, 3, "a", "a:1", ("b",), packed(later))
+    assert ack.seq == 3 and standby.replicas["r1"].run_data()["state"] == "DONE"
+    ack2 = standby.on_log(log_batch(4, (), "DONE", standbys=("b",)), "a:1", [])
     assert ack2 is not None and ack2.seq == 4 and not ack2.need_snapshot
 
 
@@ -153,13 +173,13 @@ def test_caught_up_runs_leave_tick_and_flush_until_they_change() -> None:
 def test_stale_term_is_ignored_and_answered_with_the_higher_term() -> None:
     sched = owner_with_chain()
     standby = StandbyStore("c")
-    standby.on_snapshot("r1", 1, 5, "b", "b:1", ("c",), sched.snapshot("r1"))
-    ack = standby.on_snapshot("r1", 0, 9, "a", "a:1", ("c",), sched.snapshot("r1"))
+    standby.on_snapshot("r1", 1, 5, "b", "b:1", ("c",), packed(sched.snapshot("r1")))
+    ack = standby.on_snapshot("r1", 0, 9, "a", "a:1", ("c",), packed(sched.snapshot("r1")))
     assert ack.term == 1  # the deposed owner hears of term 1 and steps down
     assert standby.replicas["r1"].owner == "b" and standby.replicas["r1"].seq == 5
-    ack2 = standby.on_log("r1", 0, 6, "a:1", ("c",), [], {"state": "FAILED"})
+    ack2 = standby.on_log(log_batch(6, (), "FAILED", standbys=("c",)), "a:1", [])
     assert ack2 is not None and ack2.term == 1
-    assert standby.replicas["r1"].data["state"] == "RUNNING"
+    assert standby.replicas["r1"].run_data()["state"] == "RUNNING"
     assert not standby.new_owner("r1", 0, "a")
     # A higher term from another owner drops our (now stale) replica.
     assert standby.new_owner("r1", 2, "d")
@@ -170,7 +190,7 @@ def test_takeover_order_and_no_double_takeover_within_one_side() -> None:
     data = owner_with_chain().snapshot("r1")
     b, c = StandbyStore("b"), StandbyStore("c")
     for store in (b, c):
-        store.on_snapshot("r1", 0, 0, "a", "a:1", ("b", "c"), copy.deepcopy(data))
+        store.on_snapshot("r1", 0, 0, "a", "a:1", ("b", "c"), packed(data))
     view = {"a": ALIVE, "b": ALIVE, "c": ALIVE}
     assert b.takeover_due(view.get) == [] and c.takeover_due(view.get) == []
     view["a"] = SUSPECT  # not dead yet: nobody moves
@@ -252,3 +272,147 @@ def test_step_down_drops_the_run_without_cancels() -> None:
         assert sched.claims(n) == {}
     sched.validate()
     assert not sched.step_down("r1")
+
+
+class EagerStandby:
+    """The standby as it was before replicas stayed packed (reference for the lazy one): unpack
+    each snapshot on arrival, apply each log batch to it at once (one run, one term)."""
+
+    def __init__(self) -> None:
+        self.seq = -1
+        self.data: dict[str, Any] | None = None
+
+    def on_snapshot(self, seq: int, raw: bytes) -> int:
+        if self.data is not None and self.seq > seq:
+            return self.seq
+        self.seq = seq
+        self.data = msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
+        return seq
+
+    def on_log(self, msg: ReplicateLog, frames: list[bytes]) -> tuple[int, bool]:
+        if self.data is None or msg.seq > self.seq + 1:
+            return (self.seq if self.data is not None else -1), True
+        if msg.seq <= self.seq:
+            return self.seq, False
+        records = self.data["tasks"]
+        for d in msg.tasks:
+            fields = {
+                "task_id": d.task_id,
+                "state": d.state,
+                "attempt": d.attempt,
+                "node": d.node,
+                "size": d.size,
+                "locations": list(d.locations),
+                "failures": d.failures,
+                "losses": d.losses,
+                "completions": d.completions,
+                "value": bytes(frames[d.frame]) if 0 <= d.frame < len(frames) else None,
+            }
+            rec = records.get(d.task_id)
+            if rec is None:
+                continue
+            for key, value in fields.items():
+                if key != "task_id" and (key != "value" or value is not None):
+                    rec[key] = value
+            if fields["state"] != "DONE":
+                rec["value"] = None
+        error = msgpack.unpackb(msg.error, raw=False) if msg.error else None
+        self.data.update({"state": msg.run_state, "released": msg.released, "error": error})
+        self.seq = msg.seq
+        return msg.seq, False
+
+
+def random_batch(
+    rng: random.Random, seq: int, task_ids: list[str]
+) -> tuple[ReplicateLog, list[bytes]]:
+    frames: list[bytes] = []
+    deltas = []
+    for _ in range(rng.randint(0, 6)):
+        task_id = rng.choice([*task_ids, "ghost"])  # a task the snapshot does not have, too
+        state = rng.choice(["READY", "RUNNING", "DONE", "DONE", "DONE", "FAILED"])
+        frame = -1
+        if rng.random() < 0.5:  # a value (also on a state that is not DONE: cleared anyway)
+            frame = len(frames)
+            frames.append(rng.randbytes(rng.randint(0, 4)))
+        elif rng.random() < 0.2:
+            frame = 7  # out of range: no value
+        locations = tuple(sorted(rng.sample(["b", "c", "d"], rng.randint(0, 2))))
+        deltas.append(
+            TaskDelta(
+                task_id,
+                state,
+                rng.randint(1, 4),
+                rng.choice([None, "b", "c"]),
+                rng.randint(0, 9),
+                locations,
+                rng.randint(0, 2),
+                rng.randint(0, 2),
+                rng.randint(0, 3),
+                frame,
+            )
+        )
+    error = packed({"type": "HandoffError", "args": [str(seq)]}) if rng.random() < 0.2 else b""
+    state = rng.choice(["RUNNING", "RUNNING", "DONE", "FAILED"])
+    msg = ReplicateLog("r1", 0, seq, ("b", "c"), tuple(deltas), state, rng.random() < 0.3, error)
+    return msg, frames
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_packed_replica_rebuilds_the_run_the_eager_standby_had(seed: int) -> None:
+    """Same snapshots and log batches (duplicates, gaps, lost and out-of-order snapshots,
+    several deltas of one task in one batch and across batches, values kept by a DONE delta without
+    one): the run rebuilt at takeover equals what the eager standby held, and so does every ack;
+    restored into a scheduler, both give the same run."""
+    rng = random.Random(seed)
+    base = owner_with_chain().snapshot("r1")
+    task_ids = sorted(base["tasks"])
+    lazy, eager = StandbyStore("b"), EagerStandby()
+
+    def snapshot_at(seq: int) -> None:
+        data = copy.deepcopy(base)
+        for rec in data["tasks"].values():
+            rec["history"] = []
+            if rng.random() < 0.4:
+                rec["state"], rec["value"] = "DONE", rng.randbytes(3)
+        raw = packed(data)
+        ack = lazy.on_snapshot("r1", 0, seq, "a", "a:1", ("b", "c"), raw)
+        assert ack.seq == eager.on_snapshot(seq, raw)
+
+    snapshot_at(0)
+    seq = 0
+    sent: list[tuple[ReplicateLog, list[bytes]]] = []
+    for _ in range(rng.randint(5, 40)):
+        roll = rng.random()
+        if roll < 0.08:
+            snapshot_at(rng.randint(max(0, seq - 3), seq + 1))  # catch-up, maybe late or early
+            continue
+        if roll < 0.2 and sent:
+            msg, frames = rng.choice(sent)  # a duplicate or a stale batch
+        else:
+            seq += 1
+            msg, frames = random_batch(rng, seq, task_ids)
+            sent.append((msg, frames))
+            if rng.random() < 0.1:
+                continue  # lost: a gap for the next one
+        ack = lazy.on_log(msg, "a:1", frames)
+        assert ack is not None
+        assert (ack.seq, ack.need_snapshot) == eager.on_log(msg, frames)
+        if ack.need_snapshot:
+            snapshot_at(seq)  # the owner answers a gap with a snapshot at its newest seq
+    replica = lazy.replicas["r1"]
+    assert replica.seq == eager.seq
+    assert eager.data is not None
+    assert replica.run_data() == eager.data
+    assert replica.run_data() == eager.data  # rebuilding is repeatable (a fresh copy each time)
+
+    taken = lazy.take("r1")
+    assert taken is not None
+    holdings = {"b": Holdings({}, {}), "c": Holdings({}, {})}
+    restored = []
+    for data in (taken.run_data(), eager.data):
+        new = OwnerScheduler("b", now=0.0)
+        for n in ["b", "c"]:
+            new.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
+        out = new.restore_run(merge(copy.deepcopy(data), holdings), 1.0, term=1)
+        restored.append((repr(out), new.snapshot("r1")))
+    assert restored[0] == restored[1]

@@ -1,8 +1,13 @@
 """The standby's side: replicas of other owners' runs, the terms seen, and when to take over.
 
-A replica is the run as plain data (``RunState.snapshot`` format, what ``OwnerScheduler.restore_run``
-takes), the log position ``seq`` it reflects, the owner and the takeover order of standbys. Log
-batches apply in order; a batch after a gap is refused with a request for a snapshot (catch-up).
+A replica is the run's snapshot as received (the packed ``RunState.snapshot`` format), the newest
+log delta per task since then, the log position ``seq`` it reflects, the owner and the takeover
+order of standbys. The standby needs the run's content only to take over, so nothing is unpacked or
+applied on arrival: ``Replica.run_data`` rebuilds the run as plain data (what
+``OwnerScheduler.restore_run`` takes) when it is needed, equal to applying every batch in order to
+the unpacked snapshot (task fields are state-based: the newest delta per task wins, except a DONE
+delta without a value, which keeps the value before it). Log batches apply in order; a batch after
+a gap is refused with a request for a snapshot (catch-up).
 
 Terms and fencing: ``terms[run]`` is the highest term this node has seen for the run from anyone.
 Anything from a lower term is ignored (and answered with the higher term, so a deposed owner steps
@@ -18,9 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from handoffd.protocol.messages import ALIVE, SUSPECT
+import msgpack
+
+from handoffd.protocol.messages import ALIVE, SUSPECT, ReplicateLog, TaskDelta
+
+KEEP: Final = object()  # a delta's value effect: leave the value as it was before the delta
 
 
 @dataclass
@@ -31,7 +40,40 @@ class Replica:
     owner: str
     owner_address: str
     standbys: tuple[str, ...]  # takeover order (we are one of them)
-    data: dict[str, Any] = field(repr=False)  # RunState.snapshot() format, histories stripped
+    snapshot: bytes = field(repr=False)  # packed RunState.snapshot(), histories stripped
+    # since the snapshot: task id -> (its newest delta, the value after it: bytes, None or KEEP)
+    deltas: dict[str, tuple[TaskDelta, Any]] = field(default_factory=dict, repr=False)
+    run_fields: tuple[str, bool, bytes] | None = None  # newest (state, released, packed error)
+
+    def run_data(self) -> dict[str, Any]:
+        """The run as plain data (``RunState.snapshot`` format): the snapshot with the log
+        applied. A fresh copy on each call (unpacks the snapshot: for takeovers, not per message)."""
+        data: dict[str, Any] = unpack(self.snapshot)
+        records = data["tasks"]
+        for task_id, (d, value) in self.deltas.items():
+            rec = records.get(task_id)
+            if rec is None:
+                continue
+            rec["state"] = d.state
+            rec["attempt"] = d.attempt
+            rec["node"] = d.node
+            rec["size"] = d.size
+            rec["locations"] = list(d.locations)
+            rec["failures"] = d.failures
+            rec["losses"] = d.losses
+            rec["completions"] = d.completions
+            if value is not KEEP:
+                rec["value"] = value
+        if self.run_fields is not None:
+            state, released, error = self.run_fields
+            data["state"] = state
+            data["released"] = released
+            data["error"] = unpack(error) if error else None
+        return data
+
+
+def unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
 
 
 @dataclass(frozen=True)
@@ -69,29 +111,22 @@ class StandbyStore:
         owner: str,
         owner_address: str,
         standbys: Sequence[str],
-        data: dict[str, Any],
+        snapshot: bytes,
     ) -> Ack:
+        """Keep ``snapshot`` (the packed run, as received) as the replica at log position ``seq``."""
         if not self.seen_term(run_id, term):
             return Ack(run_id, owner_address, self.term(run_id), seq, False)  # stale owner
         old = self.replicas.get(run_id)
         if old is not None and old.term == term and old.seq > seq:
             return Ack(run_id, owner_address, term, old.seq, False)  # an older snapshot overtook
         self.replicas[run_id] = Replica(
-            run_id, term, seq, owner, owner_address, tuple(standbys), data
+            run_id, term, seq, owner, owner_address, tuple(standbys), snapshot
         )
         return Ack(run_id, owner_address, term, seq, False)
 
-    def on_log(
-        self,
-        run_id: str,
-        term: int,
-        seq: int,
-        owner_address: str,
-        standbys: Sequence[str],
-        tasks: Sequence[dict[str, Any]],
-        run_fields: dict[str, Any],
-    ) -> Ack | None:
-        """Apply batch ``seq``; ``tasks`` are task-record fields by task id (``task_id`` key)."""
+    def on_log(self, msg: ReplicateLog, owner_address: str, frames: Sequence[Any]) -> Ack | None:
+        """Apply batch ``msg.seq``; a delta's value travels in ``frames[delta.frame]``."""
+        run_id, term, seq = msg.run_id, msg.term, msg.seq
         if not self.seen_term(run_id, term):
             return Ack(run_id, owner_address, self.term(run_id), seq, False)
         replica = self.replicas.get(run_id)
@@ -100,19 +135,20 @@ class StandbyStore:
             return Ack(run_id, owner_address, term, have, True)
         if seq <= replica.seq:
             return Ack(run_id, owner_address, term, replica.seq, False)  # a duplicate
-        records = replica.data["tasks"]
-        for fields in tasks:
-            rec = records.get(fields["task_id"])
-            if rec is None:
-                continue
-            for key, value in fields.items():
-                if key != "task_id" and (key != "value" or value is not None):
-                    rec[key] = value
-            if fields["state"] != "DONE":
-                rec["value"] = None
-        replica.data.update(run_fields)
+        deltas = replica.deltas
+        nframes = len(frames)
+        for d in msg.tasks:
+            if d.state != "DONE":
+                value: Any = None
+            elif 0 <= d.frame < nframes:
+                value = bytes(frames[d.frame])
+            else:
+                before = deltas.get(d.task_id)
+                value = KEEP if before is None else before[1]
+            deltas[d.task_id] = (d, value)
+        replica.run_fields = (msg.run_state, msg.released, msg.error)
         replica.seq = seq
-        replica.standbys = tuple(standbys)
+        replica.standbys = tuple(msg.standbys)
         return Ack(run_id, owner_address, term, seq, False)
 
     def drop(self, run_id: str, term: int) -> None:

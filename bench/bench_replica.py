@@ -1,0 +1,159 @@
+"""Standby-side cost of replication: CPU per ReplicateRun snapshot and per ReplicateLog batch on the
+standby, the bytes its replicas keep, and what a takeover then pays to rebuild the run.
+
+Drives ``ReplicationIO.handle`` (the standby's real path: decode of the frames it was handed, the
+``StandbyStore``, the ack) with real snapshots from an ``OwnerScheduler``; the node around it is a
+minimal stand-in that drops what the standby sends (acks). Works on older trees too (``PYTHONPATH``).
+
+    .venv/bin/python bench/bench_replica.py [--tasks 10000] [--small 500] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import time
+import tracemalloc
+from types import SimpleNamespace
+from typing import Any
+
+import msgpack
+
+from handoffd.protocol import messages as m
+from handoffd.replication_io import ReplicationIO
+from handoffd.scheduler import events as ev
+from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.spec import RunOptions, TaskSpec
+
+
+def _pack(data: Any) -> bytes:
+    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def snapshot_frame(run_id: str, tasks: int) -> bytes:
+    """A packed run snapshot as the owner sends it (histories stripped)."""
+    sched = OwnerScheduler("a", now=0.0)
+    sched.handle(ev.NodeUpdate("b", "b:1", True, {"cpu": 1.0}, {"cpu": 1.0}, 1), 0.0)
+    specs = tuple(
+        TaskSpec(id=f"t{i}", deps=(), cost={"cpu": 1.0}, payload=b"p" * 40) for i in range(tasks)
+    )
+    sched.handle(ev.SubmitRun(run_id, specs, RunOptions()), 0.0)
+    data = sched.snapshot(run_id)
+    for rec in data["tasks"].values():
+        rec["history"] = []
+    return _pack(data)
+
+
+def log_batches(tasks: int, per_batch: int) -> list[tuple[m.ReplicateLog, list[bytes]]]:
+    """W1-like log: every task goes RUNNING, then DONE with an inline value, ``per_batch`` deltas a
+    batch (wire round trip, so the standby gets decoded messages as from the transport)."""
+    out = []
+    seq = 0
+    deltas: list[tuple[m.TaskDelta, bytes | None]] = []
+    for i in range(tasks):
+        deltas.append((m.TaskDelta(f"t{i}", "RUNNING", 1, "b", 0, (), 0, 0, 0, -1), None))
+        deltas.append((m.TaskDelta(f"t{i}", "DONE", 1, "b", 5, ("b",), 0, 0, 1, 0), b"\x91\x00"))
+    for start in range(0, len(deltas), per_batch):
+        chunk = deltas[start : start + per_batch]
+        frames: list[bytes] = []
+        tds = []
+        for d, value in chunk:
+            if value is not None:
+                d = m.TaskDelta(*[getattr(d, f) for f in d.__dataclass_fields__][:-1], len(frames))
+                frames.append(value)
+            tds.append(d)
+        seq += 1
+        out.append(
+            (m.ReplicateLog("big", 0, seq, ("s",), tuple(tds), "RUNNING", False, b""), frames)
+        )
+    return out
+
+
+def standby() -> ReplicationIO:
+    scheduler = SimpleNamespace(on_change=None)
+    executor = SimpleNamespace(learn_owner=lambda *a: None, run_owners={})
+    node = SimpleNamespace(
+        name="s",
+        address="s:1",
+        owner=SimpleNamespace(scheduler=scheduler),
+        executor=executor,
+        config=SimpleNamespace(replicas=1),
+        send=lambda *a, **k: True,
+        address_of=lambda name: f"{name}:1",
+    )
+    return ReplicationIO(node)  # type: ignore[arg-type]
+
+
+def replica_data(rio: ReplicationIO, run_id: str) -> dict[str, Any]:
+    replica = rio.standby.replicas[run_id]
+    build = getattr(replica, "run_data", None)
+    return build() if build is not None else replica.data  # type: ignore[no-any-return]
+
+
+async def one_round(
+    big: bytes, small: bytes, nsmall: int, batches: list, trace: bool
+) -> dict[str, float]:
+    """Times without ``trace``; with it, the bytes kept (tracemalloc slows allocation down)."""
+    envelope = SimpleNamespace(sender="a", term=0)
+    res: dict[str, float] = {}
+    gc.collect()
+    if trace:
+        tracemalloc.start()
+    rio = standby()
+    base = tracemalloc.get_traced_memory()[0]
+    frame = [bytes(bytearray(big))]  # as from the transport: a fresh buffer, nobody else keeps it
+    t0 = time.perf_counter()
+    rio.handle(m.ReplicateRun("big", 0, 0, "a", "a:1", ("s",)), frame, envelope)
+    res["big_snapshot_us"] = (time.perf_counter() - t0) * 1e6
+    del frame
+    res["big_snapshot_kib"] = (tracemalloc.get_traced_memory()[0] - base) / 1024
+    t0 = time.perf_counter()
+    for msg, frames in batches:
+        rio.handle(msg, frames, envelope)
+    res["log_batch_us"] = (time.perf_counter() - t0) * 1e6 / len(batches)
+    await asyncio.sleep(0)  # the batched acks go out
+    res["big_after_log_kib"] = (tracemalloc.get_traced_memory()[0] - base) / 1024
+    t0 = time.perf_counter()
+    data = replica_data(rio, "big")
+    res["takeover_build_us"] = (time.perf_counter() - t0) * 1e6
+    assert sum(1 for r in data["tasks"].values() if r["state"] == "DONE") == len(data["tasks"])
+    del data
+    base = tracemalloc.get_traced_memory()[0]
+    frames = [bytes(bytearray(small)) for _ in range(nsmall)]
+    t0 = time.perf_counter()
+    for i in range(nsmall):
+        rio.handle(m.ReplicateRun(f"s{i}", 0, 0, "a", "a:1", ("s",)), [frames.pop()], envelope)
+    res["small_snapshot_us"] = (time.perf_counter() - t0) * 1e6 / nsmall
+    res["small_kib_each"] = (tracemalloc.get_traced_memory()[0] - base) / 1024 / nsmall
+    tracemalloc.stop()
+    if trace:
+        return {k: v for k, v in res.items() if k.endswith("kib") or k.endswith("each")}
+    return {k: v for k, v in res.items() if k.endswith("us")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--small", type=int, default=500)
+    parser.add_argument("--per-batch", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    big = snapshot_frame("big", args.tasks)
+    small = snapshot_frame("small", 1)
+    batches = log_batches(args.tasks, args.per_batch)
+    print(f"snapshot {len(big)} bytes ({args.tasks} tasks), one-task snapshot {len(small)} bytes")
+    rounds = [
+        asyncio.run(one_round(big, small, args.small, batches, False)) for _ in range(args.repeat)
+    ]
+    (memory,) = [asyncio.run(one_round(big, small, args.small, batches, True))]
+    for key, value in memory.items():
+        print(f"{key:20s} {value:10.1f}")
+    for key in rounds[0]:
+        values = sorted(r[key] for r in rounds)
+        print(f"{key:20s} median {statistics.median(values):10.1f}  min {values[0]:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
