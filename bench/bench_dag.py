@@ -2,8 +2,10 @@
 
   python bench/bench_dag.py [--functions 10000] [--tasks 2000] [--jobs 20000]
 
-Prints: validation time of a 10,000-function DAG (a chain, and a layered fan-out/fan-in), no-op jobs/s
-straight through a WorkerPool with one and with two workers, and no-op functions/s through run_local.
+Prints: validation time of a 10,000-function DAG (a chain, and a layered fan-out/fan-in), the client's
+CPU per task to turn a DAG into its submission (validate, order, payloads, encode: what the cluster waits
+for before it sees anything), no-op jobs/s straight through a WorkerPool with one and with two workers,
+and no-op functions/s through run_local.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import sys
 import time
 
@@ -18,6 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import handoffd  # noqa: E402
 from handoffd import values  # noqa: E402
+from handoffd.protocol import codec  # noqa: E402
+from handoffd.protocol import messages as m  # noqa: E402
 from handoffd.worker.pool import Job, Outcome, WorkerPool  # noqa: E402
 
 
@@ -50,6 +55,42 @@ def independent_dag(n: int) -> handoffd.DAG:
     for i in range(n):
         dag.add_function(handoffd.Function(id=f"t{i}", code=noop))
     return dag
+
+
+def w1_dag(n: int) -> handoffd.DAG:
+    """bench_vs_peers' W1: independent no-op functions, each with its own literal."""
+    dag = handoffd.DAG()
+    for i in range(n):
+        dag.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i]))
+    return dag
+
+
+def add3(a: int, b: int, c: int) -> int:
+    return a + b + c
+
+
+def w2_dag(layers: int = 50, width: int = 100) -> handoffd.DAG:
+    """bench_vs_peers' W2 shape: a seeded layer-0 literal per function, then three random parents."""
+    rng = random.Random(2)
+    dag = handoffd.DAG()
+    for j in range(width):
+        dag.add_function(handoffd.Function(id=f"l0-{j}", code=noop, extra_args=[j]))
+    for layer in range(1, layers):
+        for j in range(width):
+            args = [f"l{layer - 1}-{p}" for p in rng.sample(range(width), 3)]
+            dag.add_function(handoffd.Function(id=f"l{layer}-{j}", code=add3, args=args))
+    return dag
+
+
+def submission_us(dag: handoffd.DAG, repeats: int = 5) -> float:
+    """Best-of µs per function for what ``Client.execute`` does before anything is sent."""
+
+    def submit() -> None:
+        rows, payloads = dag.wire_tasks()
+        msg = m.SubmitAndWait(1, "run", codec.Rows(rows), 3, "binpack", None, 2.0, 1 << 26, True)
+        codec.encode(msg, sender="client", frames=payloads)
+
+    return best_of(repeats, submit) * 1e6 / len(dag)
 
 
 def best_of(repeats: int, fn: object) -> float:
@@ -106,6 +147,10 @@ def main() -> None:
         print(f"critical path {len(dag):>6} ({label:<10}):        {seconds * 1000:8.1f} ms")
         seconds = best_of(1, dag.to_specs)
         print(f"to_specs {len(dag):>6} functions ({label:<10}): {seconds * 1000:8.1f} ms")
+
+    for label, dag in (("W1 independent", w1_dag(opts.functions)), ("W2 50x100", w2_dag())):
+        us = submission_us(dag)
+        print(f"submission {len(dag):>6} functions ({label:<14}): {us:6.2f} us/function")
 
     for workers in (1, 2):
         rate = asyncio.run(pool_rate(workers, opts.jobs))
