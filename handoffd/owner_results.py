@@ -81,8 +81,9 @@ def outcome_values(
     values: list[bytes] = []
     pending: list[str] = []
     run = scheduler.run_state(run_id)
-    if run is None:
-        return ids, values, pending
+    if run is None:  # released (only its status is kept): every result is gone
+        status = scheduler.run_status(run_id)
+        return ids, values, list(status.placement) if status is not None else pending
     outputs = run.options.outputs
     wanted = (
         outputs if outputs is not None else [t for t, r in run.tasks.items() if not r.spec.inline]

@@ -119,6 +119,9 @@ class OwnerScheduler(Takeover):
         # Nodes, claims (kept in step with task moves by _on_move) and unanswered dispatches.
         self._view = ClusterView(window=window, backend=backend)
         self._runs: dict[str, RunState] = {}
+        # Released runs: only what status queries answer (state, counts, placement, error, term);
+        # their task records, specs and payloads are dropped at release (forget() drops the rest).
+        self._released: dict[str, RunStatus] = {}
         self._seq = 0
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
         self._ready = ReadyQueue()
@@ -198,16 +201,19 @@ class OwnerScheduler(Takeover):
     # -- queries -----------------------------------------------------------------------------------
 
     def runs(self) -> list[str]:
-        return list(self._runs)
+        return [*self._runs, *self._released]
 
     def run_status(self, run_id: str) -> RunStatus | None:
         run = self._runs.get(run_id)
         if run is None:
-            return None
+            return self._released.get(run_id)
         return RunStatus(run.state, run.counts(), run.placement(), run.error, run.term)
 
     def result_location(self, run_id: str, task_id: str) -> tuple[bytes | None, tuple[str, ...]]:
-        """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task."""
+        """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task
+        (a released run has no copies left)."""
+        if run_id in self._released:
+            return None, ()
         rec = self._runs[run_id].tasks[task_id]
         if rec.state != DONE:
             return None, ()
@@ -246,10 +252,14 @@ class OwnerScheduler(Takeover):
     def term_of(self, run_id: str) -> int | None:
         """The run's ownership term, or None when we do not own it."""
         run = self._runs.get(run_id)
-        return run.term if run is not None else None
+        if run is None:
+            summary = self._released.get(run_id)
+            return summary.term if summary is not None else None
+        return run.term
 
     def forget(self, run_id: str) -> None:
         """Drop a finished run entirely (after retention)."""
+        self._released.pop(run_id, None)
         run = self._runs.get(run_id)
         if run is not None and run.state != RUN_RUNNING:
             del self._runs[run_id]
@@ -263,7 +273,7 @@ class OwnerScheduler(Takeover):
         return placement.order(priority, consumers, estimate, size, backend=self._backend)
 
     def _on_submit(self, ev: SubmitRun) -> None:
-        if ev.run_id in self._runs:
+        if ev.run_id in self._runs or ev.run_id in self._released:
             self._out.direct.append(RunAccepted(ev.run_id))  # a retried submission: idempotent
             return
         try:
@@ -404,11 +414,10 @@ class OwnerScheduler(Takeover):
     def _on_succeeded(self, ev: TaskSucceeded) -> None:
         run = self._runs.get(ev.run_id)
         if run is None:
+            if ev.run_id in self._released:  # a late copy: drop it
+                self._out.direct.append(FreeResults(ev.run_id, (ev.node,)))
             return
         alive = self._view.alive(ev.node)
-        if run.released:
-            self._out.direct.append(FreeResults(run.run_id, (ev.node,)))  # a late copy: drop it
-            return
         if alive:
             run.holders.add(ev.node)
         found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
@@ -482,12 +491,17 @@ class OwnerScheduler(Takeover):
             return
         run.released = True
         holders = tuple(sorted(n for n in run.holders if self._view.alive(n)))
-        run.holders.clear()
-        for rec in run.tasks.values():
-            rec.value = None
-            rec.locations.clear()
         if holders:
             self._out.direct.append(FreeResults(run.run_id, holders))
+        # Keep only what status queries answer: a released run's tasks are never looked at again
+        # (no copies, nothing recomputed), and during a busy minute they were tens of thousands
+        # of records that every full garbage collection scanned.
+        self._released[run.run_id] = RunStatus(
+            run.state, run.counts(), run.placement(), run.error, run.term
+        )
+        del self._runs[run.run_id]
+        self._ready.drop_run(run)
+        run.listener = None
 
     # -- failures ----------------------------------------------------------------------------------
 

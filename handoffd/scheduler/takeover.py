@@ -26,6 +26,7 @@ class Takeover(LostMessages):
     _ready: ReadyQueue
     _refused: dict[tuple[str, str], int]
     _dirty: bool
+    _released: dict[str, Any]  # run -> what status queries answer (a RunStatus)
 
     if TYPE_CHECKING:  # the scheduler's own bookkeeping
 
@@ -80,7 +81,7 @@ class Takeover(LostMessages):
         owner's now. False if we did not own it."""
         run = self._runs.pop(run_id, None)
         if run is None:
-            return False
+            return self._released.pop(run_id, None) is not None
         run.listener = None
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
