@@ -106,3 +106,17 @@ def test_payload_literals_load_as_given_plain_or_not() -> None:
     _, extra, _ = handoffd.values.loads(payloads[1])
     assert extra[0] == [1, (2.5, "x")] and extra[1]() == 3 and extra[2] == {"k": [None]}
     assert handoffd.values.loads(payloads[2])[2] == {"n": 1}
+
+
+@pytest.mark.parametrize("size", [0, 255, 256, 70_000])
+def test_payload_of_any_code_and_literal_size_loads(size: int) -> None:
+    blob = b"x" * size
+
+    def closure(*args):  # pickled by value: its code is large, beside small by-reference code
+        return blob, args
+
+    for code in (f, closure):
+        payload = handoffd.values.dumps_call(handoffd.values.dumps_code(code), [blob], {"k": 1})
+        loaded, extra, kwargs = handoffd.values.loads(payload)
+        assert extra == [blob] and kwargs == {"k": 1}
+        assert loaded(1) == (((1,), {}) if code is f else (blob, (1,)))
