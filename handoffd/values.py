@@ -68,18 +68,6 @@ def load_code(data: bytes) -> Any:
     return code
 
 
-class CodeRef:
-    """Already-pickled code inside a payload: unpickles to the code itself via ``load_code``."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return (load_code, (self.data,))
-
-
 def _call(code: bytes, literals: bytes) -> tuple[Any, Any, Any]:
     """What a call payload unpickles to: (code, extra_args, kwargs)."""
     extra_args, kwargs = pickle.loads(literals)
