@@ -162,7 +162,6 @@ class DAG:
                 and (fn.argument_inclusion == "variadic" or fn.argument_inclusion == "as_list")
                 and _default_cost_given(fn.cost)
                 and callable(fn.code)
-                and all(type(a) is str for a in args)
             ):
                 _check_function(fn, nodes)
                 if fn.node is not None:
@@ -176,6 +175,8 @@ class DAG:
             # reaches 0 in the same step as with the edge counted once (``_consumers``).
             indegree[key] = len(args)
             for dep in args:
+                if type(dep) is not str:
+                    _check_function(fn, nodes)  # invalid_args, or this function's earlier error
                 outs = consumers.get(dep)
                 if outs is None:
                     if dep not in functions:

@@ -120,3 +120,13 @@ def test_payload_of_any_code_and_literal_size_loads(size: int) -> None:
         loaded, extra, kwargs = handoffd.values.loads(payload)
         assert extra == [blob] and kwargs == {"k": 1}
         assert loaded(1) == (((1,), {}) if code is f else (blob, (1,)))
+
+
+@pytest.mark.parametrize("args", [[1], ["a", None], [["a"]], "a", ("a", 2)])
+def test_bad_args_are_reported_before_references(args: object) -> None:
+    dag = handoffd.DAG()
+    dag.add_function(Function(id="a", code=f, args=["nowhere"]))
+    dag.add_function(Function(id="b", code=f, args=args))  # type: ignore[arg-type]
+    with pytest.raises(handoffd.ValidationError) as info:
+        dag.validate()
+    assert (info.value.kind, info.value.function_id) == ("invalid_args", "b")
