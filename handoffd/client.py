@@ -179,7 +179,7 @@ class Client:
             self._unanswered = False  # anything sent before this request has left too
             if isinstance(got, m.ErrorReply):
                 raise errors.HandoffError(f"{got.code}: {got.message}")
-            return got, list(decoded.frames)
+            return got, decoded.frames  # a list of its own already
 
     def _failover_request(
         self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None
@@ -502,8 +502,12 @@ class Run:
     def _collect(self, ids: list[str]) -> dict[str, Any]:
         """Values from the outcome we hold, the rest fetched, in ``ids`` order."""
         held = self._values
-        fetched = self._fetch([i for i in ids if i not in held])
-        return {i: values.loads(held[i]) if i in held else fetched[i] for i in ids}
+        loads = values.loads
+        missing = [i for i in ids if i not in held]
+        if not missing:  # the usual case: the outcome carried every value
+            return {i: loads(held[i]) for i in ids}
+        fetched = self._fetch(missing)
+        return {i: loads(held[i]) if i in held else fetched[i] for i in ids}
 
     def placement(self) -> dict[str, str]:
         """{function id: node name} of the final attempts."""
