@@ -239,6 +239,12 @@ class RunState:
                 s, position.get(i, i), rank, cost_items=tuple(s.cost.items())
             )
         self.remaining = len(self.tasks)  # regular tasks not DONE
+        # Consumers not DONE per task, kept only when values may be freed (outputs given).
+        self.unfinished: dict[str, int] = (
+            {tid: len(users) for tid, users in self.consumers.items()}
+            if self.options.outputs is not None
+            else {}
+        )
         # The tasks in placement order (priority, upward rank, position); the owner's ready queue
         # keeps a heap of indices into it (``ready_heap``), so comparing two tasks is comparing ints.
         ordered = sorted(self.tasks.values(), key=lambda r: r.position)
@@ -290,8 +296,14 @@ class RunState:
             del rec.history[: len(rec.history) - HISTORY_LIMIT]
         if old == DONE:
             self.remaining += 1
+            if self.unfinished:
+                for dep in self.effective_deps[rec.id]:
+                    self.unfinished[dep] += 1
         if new == DONE:
             self.remaining -= 1
+            if self.unfinished:
+                for dep in self.effective_deps[rec.id]:
+                    self.unfinished[dep] -= 1
         if self.listener is not None:
             self.listener(self, rec, old, new)
 
@@ -366,7 +378,7 @@ class RunState:
             drec = self.tasks[tid]
             if tid in self.wanted or drec.state != DONE or not drec.has_copy():
                 continue
-            if all(self.tasks[c].state == DONE for c in self.consumers[tid]):
+            if self.unfinished[tid] == 0:
                 if drec.locations:
                     self.freed.append((tid, tuple(sorted(drec.locations))))
                 drec.locations = set()
@@ -501,6 +513,9 @@ class RunState:
         """Raise AssertionError when an invariant is broken (called by tests after every event)."""
         where = f"run {self.run_id!r}"
         assert self.remaining == sum(r.state != DONE for r in self.tasks.values()), where
+        for tid, left in self.unfinished.items():
+            users = self.consumers[tid]
+            assert left == sum(self.tasks[c].state != DONE for c in users), f"{where} {tid}"
         if self.state == RUN_DONE:
             assert self.remaining == 0, f"{where} DONE with unfinished tasks"
         if self.state in (RUN_FAILED, RUN_CANCELLED):
@@ -603,6 +618,9 @@ class RunState:
             rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
             rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
         run.remaining = sum(r.state != DONE for r in run.tasks.values())
+        if run.unfinished:
+            for tid, users in run.consumers.items():
+                run.unfinished[tid] = sum(run.tasks[c].state != DONE for c in users)
         return run
 
 
