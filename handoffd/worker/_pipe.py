@@ -1,36 +1,84 @@
-"""Reading a worker's pipe in the parent: every message ready, in as few system calls as possible.
+"""A worker's pipe: reading it in the parent in as few system calls and copies as possible, and the
+raw large messages both sides exchange.
 
 ``multiprocessing.Connection.recv_bytes`` reads a 4-byte length and then the message, two reads per
 message, and a readiness check is one more call per message. Once the loop says the pipe is
 readable, ``Reader.fill`` takes whatever is there in one non-blocking read (more while reads come
-back full) and ``Reader.next`` cuts messages out of it. The framing is Connection's own (the worker
-side still uses ``send_bytes``): a signed big-endian 4-byte length, or -1 and an 8-byte length.
+back full) and ``Reader.next`` cuts messages out of it. The framing is Connection's own (both sides
+still send with ``send_bytes``): a signed big-endian 4-byte length, or -1 and an 8-byte length.
+
+Large messages (``LARGE`` bytes or more: values, and job inputs sent out of band) are not gathered
+in the buffer: ``fill`` stops reading once the buffer ends inside one, and ``next`` reads its rest
+straight into a bytearray of its size (the kernel's copy and the few bytes ``fill`` had already read
+are the only copies; through the buffer it was three). They come back as ``bytearray``; smaller
+messages as ``bytes``. ``read_message`` is the same for a blocking reader (the worker side).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import struct
+from typing import Any
 
 CHUNK = 256 * 1024
+LARGE = 64 * 1024  # messages of this size or more are read into a buffer of their own
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
 
 
+def _header(buf: bytearray, at: int) -> tuple[int, int] | None:
+    """(header length, message size) of the message starting at ``at``; None if incomplete."""
+    if len(buf) < at + 4:
+        return None
+    (size,) = _SHORT.unpack_from(buf, at)
+    if size != -1:
+        return 4, size
+    if len(buf) < at + 12:
+        return None
+    return 12, _LONG.unpack_from(buf, at + 4)[0]
+
+
+def _read_rest(sock: socket.socket, out: bytearray, have: int) -> None:
+    """Fill ``out[have:]`` from a blocking socket; EOFError if the pipe ends first."""
+    view = memoryview(out)
+    while have < len(out):
+        n = sock.recv_into(view[have:], 0, socket.MSG_WAITALL)
+        if not n:
+            raise EOFError
+        have += n
+
+
+def read_message(sock: socket.socket) -> bytes | bytearray:
+    """One whole message from a blocking socket (EOFError if the pipe ends first)."""
+    head = bytearray(4)
+    _read_rest(sock, head, 0)
+    (size,) = _SHORT.unpack_from(head, 0)
+    if size == -1:
+        long = bytearray(8)
+        _read_rest(sock, long, 0)
+        (size,) = _LONG.unpack_from(long, 0)
+    out = bytearray(size)
+    _read_rest(sock, out, 0)
+    return out if size >= LARGE else bytes(out)
+
+
 class Reader:
-    __slots__ = ("sock", "buf", "eof")
+    __slots__ = ("sock", "buf", "eof", "edge")
 
     def __init__(self, fd: int) -> None:
         self.sock = socket.socket(fileno=os.dup(fd))  # the pipe's end stays blocking for writes
         self.buf = bytearray()
         self.eof = False
+        self.edge = 0  # offset in buf of the first message fill() has not seen whole
 
     def close(self) -> None:
         self.sock.close()
 
     def fill(self) -> None:
-        """Read what is ready without blocking; ``eof`` once the other end closed."""
+        """Read what is ready without blocking (up to the start of a large message still
+        arriving); ``eof`` once the other end closed."""
         try:
             while True:
                 chunk = self.sock.recv(CHUNK, socket.MSG_DONTWAIT)
@@ -38,28 +86,58 @@ class Reader:
                     self.eof = True
                     return
                 self.buf += chunk
-                if len(chunk) < CHUNK:
+                if len(chunk) < CHUNK or self._in_large():
                     return
         except BlockingIOError:
             return
         except OSError:
             self.eof = True
 
-    def next(self, wait: bool = False) -> bytes | None:
+    def _in_large(self) -> bool:
+        """Whether the buffer ends inside a large message (``next`` reads its rest directly)."""
+        buf, at = self.buf, self.edge
+        while True:
+            header = _header(buf, at)
+            if header is None:
+                self.edge = at
+                return False
+            end = at + header[0] + header[1]
+            if end > len(buf):
+                self.edge = at
+                return header[1] >= LARGE
+            at = end
+
+    def next(self, wait: bool = False) -> bytes | bytearray | None:
         """The next whole message, or None if it is not all here (``wait``: block until it is;
         EOFError if the pipe ends first)."""
         buf = self.buf
         while True:
-            if len(buf) >= 4:
-                (size,) = _SHORT.unpack_from(buf, 0)
-                head = 4
-                if size == -1 and len(buf) >= 12:
-                    (size,) = _LONG.unpack_from(buf, 4)
-                    head = 12
-                if size >= 0 and len(buf) >= head + size:
-                    message = bytes(memoryview(buf)[head : head + size])  # one copy
-                    del buf[: head + size]
+            header = _header(buf, 0)
+            if header is not None:
+                head, size = header
+                end = head + size
+                if len(buf) >= end:
+                    if size >= LARGE:
+                        message: bytes | bytearray = buf[head:end]
+                    else:
+                        message = bytes(memoryview(buf)[head:end])  # one copy
+                    del buf[:end]
+                    self.edge = max(0, self.edge - end)
                     return message
+                if size >= LARGE:
+                    # Its rest goes straight into a buffer of its own: the worker is writing it
+                    # right now (it writes a message whole; fill() stopped reading at it).
+                    out = bytearray(size)
+                    have = len(buf) - head
+                    out[:have] = memoryview(buf)[head:]
+                    del buf[:]
+                    self.edge = 0
+                    try:
+                        _read_rest(self.sock, out, have)
+                    except (EOFError, OSError):
+                        self.eof = True
+                        raise EOFError from None
+                    return out
             if not wait:
                 return None
             if self.eof:
@@ -69,3 +147,52 @@ class Reader:
                 self.eof = True
                 raise EOFError
             buf += chunk
+
+
+def widen(fd: int, size: int) -> None:
+    """Give one end of a worker's pipe ``size`` bytes of socket buffer each way."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return  # not a socket (another platform's pipe): its default buffers do
+    try:
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+    except OSError:
+        pass
+    finally:
+        sock.detach()  # the fd stays the Connection's
+
+
+def pickle_job(token: int, job: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """A job as the worker reads it, and its large input values, which travel out of band (the
+    pickle refers to them) as raw messages instead of being copied into the pickle."""
+    buffers: list[pickle.PickleBuffer] = []
+    inputs = _out_of_band(job.inputs) if job.inputs else job.inputs
+    data = pickle.dumps(
+        (token, job.payload, inputs, job.argument_inclusion, job.env),
+        protocol=5,
+        buffer_callback=buffers.append,
+    )
+    return data, buffers
+
+
+def _out_of_band(inputs: list[Any]) -> list[Any]:
+    """``inputs`` with each value of LARGE bytes or more wrapped for out-of-band pickling
+    (the same list when there is none)."""
+    out: list[Any] | None = None
+    for index, item in enumerate(inputs):
+        tag = item[0]
+        if tag == "value" and len(item[1]) >= LARGE:
+            new: tuple[Any, ...] = ("value", pickle.PickleBuffer(item[1]))
+        elif tag == "inline" and len(item) > 3 and item[3]:
+            nested = _out_of_band(item[3])
+            if nested is item[3]:
+                continue
+            new = (*item[:3], nested)
+        else:
+            continue
+        if out is None:
+            out = list(inputs)
+        out[index] = new
+    return inputs if out is None else out

@@ -2,7 +2,11 @@
 
 Wire format on the duplex pipe (plain pickle, protocol 5):
   parent -> child: one or more pickles back to back in one message, each either a job
-                   (token, payload, inputs, argument_inclusion, env) or a cancel (token,)
+                   (token, payload, inputs, argument_inclusion, env) or a cancel (token,);
+                   when the jobs have large input values (_pipe.LARGE bytes or more), the message
+                   starts with OUT_OF_BAND and a 4-byte count, and that many raw messages follow
+                   it: the values, pickled out of band (protocol 5 buffers) instead of copied into
+                   the jobs' pickles
   child -> parent: b"ready" once at start-up, then lists of replies
                    [(token, status, has_value, exc_type, message, traceback, duration), ...]
                    each followed, when has_value, by the value's bytes as one raw message
@@ -22,6 +26,8 @@ import os
 import pickle
 import select
 import signal
+import socket
+import struct
 import time
 import traceback
 from collections import deque
@@ -30,8 +36,13 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import invoke, values
+from handoffd.worker import _pipe
 
 READY = b"ready"
+OUT_OF_BAND = (
+    b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
+)
+_COUNT = struct.Struct("!I")
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
 _INTERNAL_FILES = {__file__, invoke.__file__}
 
@@ -102,13 +113,20 @@ def main(conn: Connection) -> None:
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)
     pending: deque[tuple] = deque()
+    raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
 
     def absorb(data: bytes) -> list[tuple]:
-        """Take in one message from the parent; returns the replies for the jobs it cancels."""
+        """Take in one message from the parent (and the raw messages that follow it); returns the
+        replies for the jobs it cancels."""
         stream, size = io.BytesIO(data), len(data)
+        buffers = None
+        if data[:1] == OUT_OF_BAND:
+            (count,) = _COUNT.unpack_from(data, 1)
+            buffers = iter([_pipe.read_message(raw) for _ in range(count)])
+            stream.seek(1 + _COUNT.size)
         skipped: list[tuple] = []
         while stream.tell() < size:
-            item = load(stream)
+            item = load(stream, buffers=buffers)
             if len(item) > 1:
                 pending.append(item)
                 continue

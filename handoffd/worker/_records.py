@@ -28,7 +28,9 @@ class Job:
 class Outcome:
     key: Hashable
     ok: bool
-    value: bytes | None  # values.dumps(result) when ok
+    # values.dumps(result) when ok; a bytearray from _pipe.LARGE bytes on (read straight into it),
+    # which the store, zmq and pickle take like bytes
+    value: bytes | None
     exc_type: str = ""
     message: str = ""
     traceback: str = ""
@@ -56,7 +58,8 @@ class Chain:
         self.jobs: deque[Job] = deque()  # not sent to a worker yet, in order
         self.worker: Worker | None = None  # the worker it holds
         self.held = False  # its last worker died and is not reaped yet: do not start it elsewhere
-        self.next: tuple[Job, int, bytes] | None = None  # jobs[0] pickled (kept if it must wait)
+        # jobs[0] pickled, with its out-of-band inputs (kept if it must wait)
+        self.next: tuple[Job, int, bytes, list[Any]] | None = None
 
 
 class Worker:

@@ -38,11 +38,13 @@ import itertools
 import logging
 import multiprocessing
 import pickle
+import struct
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from multiprocessing.process import BaseProcess
+from typing import cast
 
-from handoffd.worker import _process
+from handoffd.worker import _pipe, _process
 from handoffd.worker._records import (
     Chain,
     Job,
@@ -67,6 +69,11 @@ EXIT_GRACE = 1.0
 # socketpair far more than this).
 AHEAD = 32
 AHEAD_BYTES = 48 * 1024
+
+# Socket buffers of a worker's pipe, each way: a job with a 1 MiB input, or a 1 MiB value, is
+# written whole without waiting for the other side to read it (the kernel caps this at wmem_max).
+PIPE_BUFFER = 4 << 20
+_COUNT = struct.Struct("!I")
 
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
@@ -241,6 +248,8 @@ class WorkerPool:
             name=f"{self._name}-{next(self._names)}",
             daemon=True,  # multiprocessing kills it at interpreter exit if close() never ran
         )
+        for conn in (parent_conn, child_conn):
+            _pipe.widen(conn.fileno(), PIPE_BUFFER)
         process.start()
         child_conn.close()
         worker = Worker(process, parent_conn)
@@ -371,7 +380,7 @@ class WorkerPool:
                 answered = True
                 for token, status, has_value, exc_type, message, tb_text, duration in replies:
                     # Values follow their reply as raw messages (see _process.main): no wait.
-                    value = reader.next(wait=True) if has_value else None
+                    value = cast(bytes, reader.next(wait=True)) if has_value else None
                     sent = worker.sent.pop(token, None)
                     if sent is None:
                         log.warning("dropping a stale reply from %s", worker.process.name)
@@ -572,23 +581,22 @@ class WorkerPool:
 
     def _feed(self, worker: Worker) -> None:
         """Send the worker the next jobs of its chain: one to start if it has none, and more
-        behind it within ``ahead`` and AHEAD_BYTES. All in one pipe message."""
+        behind it within ``ahead`` and AHEAD_BYTES. All in one pipe message, followed by the large
+        inputs of those jobs as raw messages (see ``_process``)."""
         chain = worker.chain
         assert chain is not None
         batch: list[bytes] = []
+        raw: list[pickle.PickleBuffer] = []
         fresh: list[Sent] = []
         count, size = len(worker.sent), worker.bytes
         while chain.jobs:
             job = chain.jobs[0]
             if chain.next is not None and chain.next[0] is job:
-                _, token, data = chain.next
+                _, token, data, buffers = chain.next
             else:
                 token = next(self._tokens)
                 try:
-                    data = pickle.dumps(
-                        (token, job.payload, job.inputs, job.argument_inclusion, job.env),
-                        protocol=5,
-                    )
+                    data, buffers = _pipe.pickle_job(token, job)
                 except Exception as exc:
                     chain.jobs.popleft()
                     del self._queued[job.key]
@@ -603,22 +611,26 @@ class WorkerPool:
                         )
                     )
                     continue
+            job_size = (
+                len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
+            )
             if count and (
-                count > self.ahead or size + len(data) > AHEAD_BYTES or self._others_wait()
+                count > self.ahead or size + job_size > AHEAD_BYTES or self._others_wait()
             ):
-                chain.next = (job, token, data)
+                chain.next = (job, token, data, buffers)
                 break
             chain.next = None
             chain.jobs.popleft()
             del self._queued[job.key]
-            sent = Sent(job, token, len(data))
+            sent = Sent(job, token, job_size)
             worker.sent[token] = sent
             worker.order.append(token)
             self._running[job.key] = (worker, sent)
             batch.append(data)
+            raw += buffers
             fresh.append(sent)
             count += 1
-            size += len(data)
+            size += job_size
         worker.bytes = size
         if not batch:
             if not worker.sent:  # every job left failed to pickle
@@ -626,8 +638,14 @@ class WorkerPool:
             return
         if worker.head is None:
             self._make_head(worker, fresh[0])
+        send = worker.conn.send_bytes
         try:
-            worker.conn.send_bytes(batch[0] if len(batch) == 1 else b"".join(batch))
+            if raw:
+                send(b"".join([_process.OUT_OF_BAND, _COUNT.pack(len(raw)), *batch]))
+                for buf in raw:
+                    send(buf)
+            else:
+                send(batch[0] if len(batch) == 1 else b"".join(batch))
         except OSError:
             # It died. If it had nothing before, none of these started. EOF on the pipe (next loop
             # iteration) reports it: never from inside submit().
