@@ -57,6 +57,7 @@ class _Takeover:
     waiting: set[str]
     holdings: dict[str, takeover.Holdings] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # the replica rebuilt (run_data)
 
 
 class ReplicationIO:
@@ -416,6 +417,8 @@ class ReplicationIO:
         job.timer = asyncio.get_running_loop().call_later(
             RECONCILE_TIMEOUT, self._finish_takeover, run_id
         )
+        # The replica is kept packed until now: rebuild it while the nodes work on their answers.
+        job.data = replica.run_data()
 
     def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
         job = self._takeovers.get(msg.run_id)
@@ -444,7 +447,7 @@ class ReplicationIO:
         holdings = {
             n: h for n, h in job.holdings.items() if self._status_of(n) in (m.ALIVE, m.SUSPECT)
         }
-        merged = takeover.merge(job.replica.run_data(), holdings)
+        merged = takeover.merge(job.data, holdings)
         instructions = self.scheduler.restore_run(merged, self.node._clock(), term=job.term)
         dispatches = sum(1 for i in instructions if type(i).__name__ == "Dispatch")
         self.owner._apply(instructions)
