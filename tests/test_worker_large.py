@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_worker_pool import Collector, job, run_pool
 
 from handoffd import values
 from handoffd.store.store import ResultStore
 from handoffd.worker import _pipe
 from handoffd.worker.pool import Job, WorkerPool
-from tests.test_worker_pool import Collector, job, run_pool
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -240,3 +240,30 @@ def test_pipe_buffers_are_widened():
     finally:
         left.close()
         right.close()
+
+
+def with_pad(*items: Any) -> list[tuple[str, int, int]]:
+    """describe() of the inputs; the last argument is the (large) literal padding the payload."""
+    return describe(*items[:-1])
+
+
+def test_payloads_and_values_received_as_memoryviews_run():
+    """What a daemon holds after zmq kept a large frame: read-only memoryviews as a job's payload,
+    an inline input's payload and a value input."""
+    pad = b"p" * LARGE
+    payload = memoryview(values.dumps_code((with_pad, [pad], {}))).toreadonly()
+    inline_payload = memoryview(values.dumps_code((make_bytes, [LARGE + 3, 9], {}))).toreadonly()
+    assert len(payload) >= LARGE and len(inline_payload) < LARGE
+    value = memoryview(values.dumps(make_bytes(2 * LARGE, 6))).toreadonly()
+    inputs = [("inline", inline_payload, "variadic", []), ("value", value)]
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        pool.submit(Job("views", payload, inputs))
+        (outcome,) = await got.wait(1)
+        assert outcome.ok, outcome
+        assert values.loads(outcome.value) == [  # type: ignore[arg-type]
+            ("bytes", LARGE + 3, checksum(make_bytes(LARGE + 3, 9))),
+            ("bytes", 2 * LARGE, checksum(make_bytes(2 * LARGE, 6))),
+        ]
+
+    run_pool(1, body)
