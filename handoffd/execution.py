@@ -313,7 +313,7 @@ class Executor:
         if fetch.timer is not None:
             fetch.timer.cancel()
         for task_id, value in zip(msg.task_ids, frames, strict=False):
-            self.store.put(msg.run_id, task_id, bytes(value))
+            self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
             self._fetched.add((msg.run_id, task_id))
             self.counters["fetched"] += 1
             self._value_arrived((msg.run_id, task_id))

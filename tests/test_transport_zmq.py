@@ -250,3 +250,35 @@ def test_client_import_skips_asyncio() -> None:
     code = "import sys, handoffd.client; print('asyncio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_large_opaque_frames_are_kept_as_read_only_views_and_forward_intact() -> None:
+    """Opaque frames of KEEP_BYTES or more arrive as read-only memoryviews over the received
+    message (no copy), smaller ones and the body (even a large one) as bytes; both ways (router
+    and dealer side); a view sent on to a third node arrives intact."""
+    from handoffd.transport.zmq_transport import KEEP_BYTES
+
+    big = bytes(range(256)) * (KEEP_BYTES // 256)
+    under = big[:-1]
+    body_frame = b"b" * (KEEP_BYTES + 5)
+
+    async def body(nodes: Nodes) -> None:
+        a = await nodes.start()
+        c = await nodes.start()
+        b = await nodes.start(lambda conn, frames: b.reply(conn, [b"re", *frames[1:]]))
+        assert a.send(b.address, [body_frame, under, big, b"x"])
+        await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
+        for frames in (nodes.inbox[a.address][0][1],):
+            assert frames == [b"re", under, big, b"x"]
+            assert [type(f) for f in frames] == [bytes, bytes, memoryview, bytes]
+            assert frames[2].readonly
+        view = nodes.inbox[a.address][0][1][2]
+        nodes.inbox[a.address].clear()
+        assert a.send(c.address, [body_frame, view])
+        del view
+        await wait_for(lambda: len(nodes.inbox[c.address]) == 1)
+        frames = nodes.inbox[c.address][0][1]
+        assert type(frames[0]) is bytes and frames[0] == body_frame  # the body is never a view
+        assert type(frames[1]) is memoryview and bytes(frames[1]) == big
+
+    run(body)

@@ -49,7 +49,8 @@ log = logging.getLogger("handoffd.transport")
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DRAIN_CAP = 512  # messages per socket per wake-up, so one busy peer cannot starve the rest
 # Plain ints: zmq.EVENTS and zmq.POLLIN are enums, and enum arithmetic costs a call per drain.
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+_EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
+KEEP_BYTES = 64 * 1024  # opaque frames this large are received without a copy (see _read_batch)
 
 
 class _Peer:
@@ -186,9 +187,13 @@ class ZmqTransport(Transport):
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _read_batch(self, sock: zmq.Socket[Any]) -> list[list[bytes]]:
-        batch: list[list[bytes]] = []
-        recv = sock.recv_multipart
+    def _read_batch(self, sock: zmq.Socket[Any], opaque: int) -> list[list[Any]]:
+        """Messages ready on ``sock``. Frames from index ``opaque`` on (the opaque frames after the
+        body) of KEEP_BYTES or more are kept where libzmq received them, as read-only memoryviews
+        over the message (a 1 MiB value is not copied once more into a bytes object); the rest
+        come as bytes."""
+        batch: list[list[Any]] = []
+        recv = sock.recv
         # Ask ZMQ_EVENTS before each receive instead of reading until zmq.Again: building that
         # exception cost more than the receive itself (several per request on a quiet socket).
         events = sock.getsockopt
@@ -196,7 +201,17 @@ class ZmqTransport(Transport):
             for _ in range(DRAIN_CAP):
                 if not int(events(_EVENTS)) & _POLLIN:
                     return batch
-                batch.append(recv(zmq.NOBLOCK))
+                parts: list[Any] = [recv(zmq.NOBLOCK)]
+                while events(_RCVMORE):  # the other parts arrived with the first
+                    if len(parts) < opaque:
+                        parts.append(recv(zmq.NOBLOCK))
+                        continue
+                    frame = recv(zmq.NOBLOCK, copy=False)
+                    if len(frame) >= KEEP_BYTES:
+                        parts.append(frame.buffer.toreadonly())
+                    else:
+                        parts.append(frame.bytes)
+                batch.append(parts)
             self._mark_dirty(sock)  # capped: come back on the next iteration (no edge will fire)
         except zmq.Again:
             pass
@@ -207,7 +222,7 @@ class ZmqTransport(Transport):
     def _drain_router(self) -> None:
         if self._closed:
             return
-        batch = self._read_batch(self._router)
+        batch = self._read_batch(self._router, 2)  # routing id, body
         if not batch:
             return
         assert self._loop is not None
@@ -232,7 +247,7 @@ class ZmqTransport(Transport):
         if self._closed or self._peers.get(peer.address) is not peer:
             return
         max_parts = self.limits.max_frames + 1
-        for frames in self._read_batch(peer.sock):
+        for frames in self._read_batch(peer.sock, 1):  # body
             if not frames or len(frames) > max_parts:
                 self._drop("frame_count")
             else:

@@ -166,11 +166,14 @@ def widen(fd: int, size: int) -> None:
 
 def pickle_job(token: int, job: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     """A job as the worker reads it, and its large input values, which travel out of band (the
-    pickle refers to them) as raw messages instead of being copied into the pickle."""
+    pickle refers to them) as raw messages instead of being copied into the pickle. Payloads may
+    come as memoryviews (a large frame as received): they go as bytes (the worker caches them by
+    value)."""
     buffers: list[pickle.PickleBuffer] = []
     inputs = _out_of_band(job.inputs) if job.inputs else job.inputs
+    payload = job.payload if type(job.payload) is bytes else bytes(job.payload)
     data = pickle.dumps(
-        (token, job.payload, inputs, job.argument_inclusion, job.env),
+        (token, payload, inputs, job.argument_inclusion, job.env),
         protocol=5,
         buffer_callback=buffers.append,
     )
@@ -185,11 +188,11 @@ def _out_of_band(inputs: list[Any]) -> list[Any]:
         tag = item[0]
         if tag == "value" and len(item[1]) >= LARGE:
             new: tuple[Any, ...] = ("value", pickle.PickleBuffer(item[1]))
-        elif tag == "inline" and len(item) > 3 and item[3]:
-            nested = _out_of_band(item[3])
-            if nested is item[3]:
+        elif tag == "inline" and len(item) > 3:
+            nested = _out_of_band(item[3]) if item[3] else item[3]
+            if nested is item[3] and type(item[1]) is bytes:
                 continue
-            new = (*item[:3], nested)
+            new = (tag, bytes(item[1]), item[2], nested)
         else:
             continue
         if out is None:
