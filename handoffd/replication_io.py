@@ -71,6 +71,8 @@ class ReplicationIO:
         self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
         self._takeovers: dict[str, _Takeover] = {}
         self._confirm_handle: asyncio.TimerHandle | None = None  # pending takeover confirmation
+        # run -> (term, seq, Replica.run_data()) rebuilt while the takeover's grace runs
+        self._prebuilt: dict[str, tuple[int, int, dict[str, Any]]] = {}
         self._moved: dict[str, tuple[int, str, str]] = {}  # run -> (term, owner, address) we know
         self._request_ids = itertools.count(1 << 50)
         self._flush_scheduled = False
@@ -262,6 +264,7 @@ class ReplicationIO:
         if self._confirm_handle is not None:
             self._confirm_handle.cancel()
             self._confirm_handle = None
+        self._prebuilt.clear()
 
     def tick(self, now: float) -> None:
         self._execute(self.log.tick(now))
@@ -375,21 +378,38 @@ class ReplicationIO:
         """Take over only if the owner's death outlives a short grace: a healed partition can
         carry stale DEAD verdicts that the accused refutes within milliseconds, and a takeover
         on such a flap would depose a healthy owner (seen in the namespace partition test)."""
-        if self._confirm_handle is not None or not self.standby.takeover_due(self._status_of):
+        if self._confirm_handle is not None:
+            return
+        due = self.standby.takeover_due(self._status_of)
+        if not due:
             return
         grace = max(0.05, self.node.config.membership.probe_interval)
         self._confirm_handle = asyncio.get_running_loop().call_later(grace, self._confirm_takeovers)
+        # Replicas are kept packed: rebuild them now, within the grace that is waited out anyway,
+        # not after it on the takeover's path. Wasted only if the verdict is refuted.
+        for run_id in due:
+            replica = self.standby.replicas[run_id]
+            if run_id in self._takeovers or self.scheduler.term_of(run_id) is not None:
+                continue
+            try:
+                self._prebuilt[run_id] = (replica.term, replica.seq, replica.run_data())
+            except Exception:  # a bad snapshot must not break membership handling; retried later
+                log.exception("run %s: cannot rebuild the replica", run_id)
 
     def _confirm_takeovers(self) -> None:
         self._confirm_handle = None
+        prebuilt, self._prebuilt = self._prebuilt, {}
         for run_id in self.standby.takeover_due(self._status_of):
             if run_id in self._takeovers or self.scheduler.term_of(run_id) is not None:
                 continue
             replica = self.standby.take(run_id)
             if replica is not None:
-                self._start_takeover(replica)
+                built = prebuilt.get(run_id)
+                if built is None or built[:2] != (replica.term, replica.seq):
+                    built = None  # none, or the replica moved on since (a log batch, a snapshot)
+                self._start_takeover(replica, built[2] if built is not None else None)
 
-    def _start_takeover(self, replica: Replica) -> None:
+    def _start_takeover(self, replica: Replica, data: dict[str, Any] | None = None) -> None:
         run_id = replica.run_id
         term = replica.term + 1
         targets = {
@@ -417,8 +437,8 @@ class ReplicationIO:
         job.timer = asyncio.get_running_loop().call_later(
             RECONCILE_TIMEOUT, self._finish_takeover, run_id
         )
-        # The replica is kept packed until now: rebuild it while the nodes work on their answers.
-        job.data = replica.run_data()
+        # Rebuilt during the grace, or now, while the nodes work on their answers.
+        job.data = data if data is not None else replica.run_data()
 
     def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
         job = self._takeovers.get(msg.run_id)
