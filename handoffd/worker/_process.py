@@ -11,9 +11,11 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
                    [(token, status, has_value, exc_type, message, traceback, duration), ...]
                    each followed, when has_value, by the value's bytes as one raw message
 The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
-parent sent meanwhile: a cancel of a job not started drops it and is answered at once with status
-SKIPPED (a cancel of a job already ended is ignored; the parent kills the process of a job that
-started). The outcome of each job is sent as soon as it ends, never held behind the next job.
+parent sent meanwhile: a cancel of a job not started drops it and is answered with status SKIPPED
+(a cancel of a job already ended is ignored; the parent kills the process of a job that started).
+The outcome of each job is sent as soon as it ends, never held behind the next job, in one message
+with the SKIPPED replies of the cancels read just before it, so the parent can tell from that message
+alone whether the next job it sent has started.
 This module is imported in a freshly spawned interpreter, so it must stay light and import nothing that
 starts threads or opens sockets.
 """
@@ -157,9 +159,17 @@ def main(conn: Connection) -> None:
         # The value follows as its own raw message: pickling it inside the reply tuple would copy
         # it once more here and once more in the parent (~0.5 ms per MiB each way).
         reply = (token, OK if ok else ERROR, value is not None, exc_type, message, tb_text)
+        duration = clock() - started
         try:
-            send(dumps([(*reply, clock() - started)], protocol=5))
+            # Cancels that came in while the job ran go out in the same message as its outcome:
+            # the parent then knows the next job it sent started exactly when its cancel is not in
+            # that message (a separate SKIPPED reply read after the outcome made it kill a worker
+            # whose next job had been dropped).
+            skipped = []
+            while poller.poll(0):
+                skipped += absorb(recv())
+            send(dumps([*skipped, (*reply, duration)], protocol=5))
             if value is not None:
                 send(value)
-        except (BrokenPipeError, OSError):
+        except (EOFError, BrokenPipeError, OSError):
             return
