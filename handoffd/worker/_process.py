@@ -140,19 +140,20 @@ def main(conn: Connection) -> None:
         return skipped
 
     while True:
-        try:
-            if not pending:
-                skipped = absorb(recv())
-            else:
-                skipped = []
-            while poller.poll(0):
-                skipped += absorb(recv())
-            if skipped:
-                send(dumps(skipped, protocol=5))
-        except (EOFError, OSError):
-            return
         if not pending:
-            continue
+            # Idle: wait for jobs. Cancels of jobs sent ahead that come in later are read right
+            # before the running job's outcome is sent (below); the next job then starts at
+            # once, without another look at the pipe: a cancel that arrives after that look is
+            # for a job the parent will see started (the outcome message does not drop it), and
+            # it kills the process. One system call less per job.
+            try:
+                skipped = absorb(recv())
+                if skipped:
+                    send(dumps(skipped, protocol=5))
+            except (EOFError, OSError):
+                return
+            if not pending:
+                continue
         token, payload, inputs, inclusion, env = pending.popleft()
         started = clock()
         ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
