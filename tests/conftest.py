@@ -24,5 +24,22 @@ def daemons():
 
 
 @pytest.fixture
+def pair(daemons):
+    """Two real daemons with 2 cpu each, the second seeded with the first, both ALIVE."""
+    import handoffd
+    from handoffd.testing import wait_for
+
+    a = daemons.start(cpu=2, memory=2000)
+    b = daemons.start(cpu=2, memory=2000, seeds=[a.address])
+    with handoffd.connect(a.address) as client:
+        wait_for(
+            lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
+            timeout=30,
+            what="two daemons joined",
+        )
+    return a, b
+
+
+@pytest.fixture
 def is_root() -> bool:
     return os.geteuid() == 0

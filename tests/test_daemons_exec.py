@@ -39,19 +39,6 @@ def write(tmp_path, name: str, body: str) -> str:
     return str(path)
 
 
-@pytest.fixture
-def pair(daemons):
-    a = daemons.start(cpu=2, memory=2000)
-    b = daemons.start(cpu=2, memory=2000, seeds=[a.address])
-    with handoffd.connect(a.address) as client:
-        wait_for(
-            lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
-            timeout=30,
-            what="two daemons joined",
-        )
-    return a, b
-
-
 def test_submit_exit_codes_0_1_2(pair, tmp_path):
     a, _ = pair
     ok = write(

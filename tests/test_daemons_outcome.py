@@ -55,19 +55,6 @@ def small_dag() -> handoffd.DAG:
     return dag
 
 
-@pytest.fixture
-def pair(daemons):
-    a = daemons.start(cpu=2, memory=2000)
-    b = daemons.start(cpu=2, memory=2000, seeds=[a.address])
-    with handoffd.connect(a.address) as client:
-        wait_for(
-            lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
-            timeout=30,
-            what="two daemons joined",
-        )
-    return a, b
-
-
 def freed(client: handoffd.Client, run_id: str) -> bool:
     """Whether the owner no longer serves the run's results (released, values dropped)."""
     try:
