@@ -183,14 +183,7 @@ class OwnerIO:
             node = self._node_name_for(envelope)
             # One message, one scheduler batch: placement runs once for all of its events.
             self._feed_all(
-                ev.NodeUpdate(
-                    node,
-                    self.node.address_of(node) or "",
-                    True,
-                    self._capacity_of(node),
-                    dict(msg.free),
-                    msg.resource_version,
-                ),
+                self._reported(node, msg),
                 ev.DispatchReplied(
                     node,
                     msg.run_id,
@@ -200,16 +193,7 @@ class OwnerIO:
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
-            events: list[Any] = [
-                ev.NodeUpdate(
-                    node,
-                    self.node.address_of(node) or "",
-                    True,
-                    self._capacity_of(node),
-                    dict(msg.free),
-                    msg.resource_version,
-                )
-            ]
+            events: list[Any] = [self._reported(node, msg)]
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -265,6 +249,17 @@ class OwnerIO:
             self.node.reply(conn, m.RunList(msg.request_id, tuple(runs)))
         else:
             log.debug("unexpected %s", type(msg).__name__)
+
+    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> ev.NodeUpdate:
+        """The free resources a node's reply or report carries, as a scheduler event."""
+        return ev.NodeUpdate(
+            node,
+            self.node.address_of(node) or "",
+            True,
+            self._capacity_of(node),
+            dict(msg.free),
+            msg.resource_version,
+        )
 
     def _capacity_of(self, name: str) -> dict[str, float]:
         if name == self.node.name:
