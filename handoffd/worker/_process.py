@@ -44,7 +44,7 @@ READY = b"ready"
 OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
-_COUNT = struct.Struct("!I")
+OUT_OF_BAND_COUNT = struct.Struct("!I")  # after OUT_OF_BAND: how many raw messages follow
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
 _INTERNAL_FILES = {__file__, invoke.__file__}
 
@@ -123,9 +123,9 @@ def main(conn: Connection) -> None:
         stream, size = io.BytesIO(data), len(data)
         buffers = None
         if data[:1] == OUT_OF_BAND:
-            (count,) = _COUNT.unpack_from(data, 1)
+            (count,) = OUT_OF_BAND_COUNT.unpack_from(data, 1)
             buffers = iter([_pipe.read_message(raw) for _ in range(count)])
-            stream.seek(1 + _COUNT.size)
+            stream.seek(1 + OUT_OF_BAND_COUNT.size)
         skipped: list[tuple] = []
         while stream.tell() < size:
             item = load(stream, buffers=buffers)

@@ -38,7 +38,6 @@ import itertools
 import logging
 import multiprocessing
 import pickle
-import struct
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from multiprocessing.process import BaseProcess
@@ -73,7 +72,6 @@ AHEAD_BYTES = 48 * 1024
 # Socket buffers of a worker's pipe, each way: a job with a 1 MiB input, or a 1 MiB value, is
 # written whole without waiting for the other side to read it (the kernel caps this at wmem_max).
 PIPE_BUFFER = 4 << 20
-_COUNT = struct.Struct("!I")
 
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
@@ -641,7 +639,8 @@ class WorkerPool:
         send = worker.conn.send_bytes
         try:
             if raw:
-                send(b"".join([_process.OUT_OF_BAND, _COUNT.pack(len(raw)), *batch]))
+                count_bytes = _process.OUT_OF_BAND_COUNT.pack(len(raw))
+                send(b"".join([_process.OUT_OF_BAND, count_bytes, *batch]))
                 for buf in raw:
                     send(buf)
             else:
