@@ -146,11 +146,13 @@ class Reader:
                 return None
             if self.eof:
                 raise EOFError
-            chunk = self.sock.recv(CHUNK)  # blocking: the worker is writing the rest right now
-            if not chunk:
+            # Blocking: the worker is writing the rest right now. Into the scratch buffer, as in
+            # fill(): recv(CHUNK) allocated a fresh 256 KiB object per call.
+            n = self.sock.recv_into(self.scratch, CHUNK)
+            if not n:
                 self.eof = True
                 raise EOFError
-            buf += chunk
+            buf += self.scratch[:n]
 
 
 def widen(fd: int, size: int) -> None:
