@@ -228,22 +228,16 @@ class Client:
         while True:
             try:
                 reply, frames = self._failover_request(make, timeout=timeout)
-            except errors.ConnectionError:
+                if isinstance(reply, m.RunMoved):
+                    if reply.owner_address not in self._known:
+                        self._known.append(reply.owner_address)
+                    self._connect(reply.owner_address, _FOLLOW_CONNECT)
+                    continue
+            except errors.ConnectionError:  # the daemon, or the owner it named, is unreachable
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
                 self._rotate()
-                continue
-            if isinstance(reply, m.RunMoved):
-                if reply.owner_address not in self._known:
-                    self._known.append(reply.owner_address)
-                try:
-                    self._connect(reply.owner_address, _FOLLOW_CONNECT)
-                except errors.ConnectionError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(0.1)
-                    self._rotate()
                 continue
             lost = (
                 isinstance(reply, (m.RunStatusReply, m.RunOutcome)) and reply.state == "UNKNOWN"
