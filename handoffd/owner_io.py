@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,18 @@ ACCEPT_NOTICE_DELAY = 0.02
 def is_probe(request_id: int) -> bool:
     """Whether a ReconcileRun / RunHoldings request id is an owner's probe (not a takeover's)."""
     return PROBE_IDS <= request_id < PROBE_IDS + (1 << 44)
+
+
+def _pop_due(entries: dict[str, float], now: float, age: float) -> Iterator[str]:
+    """Remove and yield the run ids stamped at least ``age`` before ``now``. ``entries`` is in time
+    order (an entry is re-inserted, never updated in place), so only its due head is visited: at
+    hundreds of runs a second, a minute of released runs was tens of thousands of entries."""
+    while entries:
+        run_id, at = next(iter(entries.items()))
+        if now - at < age:
+            return
+        del entries[run_id]
+        yield run_id
 
 
 @dataclass(eq=False)
@@ -135,22 +147,9 @@ class OwnerIO:
         )
 
     def tick(self, now: float) -> None:
-        # Both dicts are in time order (an entry is re-inserted, never updated in place), so only
-        # their due heads are visited: at hundreds of runs a second, a minute of released runs
-        # was tens of thousands of entries walked on every tick.
-        retention = self.node.config.result_retention_s
-        finished, released = self._finished_at, self._released_at
-        while finished:
-            run_id, at = next(iter(finished.items()))
-            if now - at < retention:
-                break
-            del finished[run_id]
+        for run_id in _pop_due(self._finished_at, now, self.node.config.result_retention_s):
             self._release(run_id)
-        while released:
-            run_id, at = next(iter(released.items()))
-            if now - at < FORGET_AFTER_S:
-                break
-            del released[run_id]
+        for run_id in _pop_due(self._released_at, now, FORGET_AFTER_S):
             self.forget(run_id)
 
     def _release(self, run_id: str) -> None:
