@@ -17,17 +17,15 @@ from typing import Any
 import numpy as np
 
 from ._checks import (
-    BINPACK,
     EPS,
-    FIRST_FIT,
     POLICIES,
-    SPREAD,
     CycleError,
     check_graph,
     check_order_keys,
     check_place,
     cycle_error,
 )
+from ._place import place_lists
 from ._ranks import upward_ranks_lists
 
 __all__ = [
@@ -41,20 +39,6 @@ __all__ = [
 ]
 
 BACKEND = "python"
-
-
-def _inverse_scale(capacity: np.ndarray) -> list[float]:
-    """1 / (largest capacity of each dim), 0 for dims no node has (never divides by zero)."""
-    n_nodes, n_dims = capacity.shape
-    cap = capacity.tolist()
-    inv = []
-    for d in range(n_dims):
-        top = 0.0
-        for n in range(n_nodes):
-            if cap[n][d] > top:
-                top = cap[n][d]
-        inv.append(1.0 / top if top > 0.0 else 0.0)
-    return inv
 
 
 def place_batch(
@@ -72,69 +56,10 @@ def place_batch(
         demand, free, capacity, order, pinned, preferred, policy, out
     )
     n_nodes, n_dims = free_a.shape
-    inv = _inverse_scale(cap_a)
-    dem = dem_a.tolist()
     fr = free_a.tolist()
-    cap = cap_a.tolist()
-    pins = pin_a.tolist()
-    prefs = pref_a.tolist()
-    result = [-1] * dem_a.shape[0]
-    dims = range(n_dims)
-
-    def fits(node: int, need: list[float]) -> bool:
-        row = fr[node]
-        for d in dims:
-            if row[d] + EPS < need[d]:
-                return False
-        return True
-
-    def key(node: int) -> float:
-        row = fr[node]
-        s = 0.0
-        if code == SPREAD:
-            # Free fraction: mean over the dims the node has of free / capacity (0: no capacity).
-            cap_row = cap[node]
-            k = 0
-            for d in dims:
-                if cap_row[d] > 0.0:
-                    s = s + row[d] / cap_row[d]
-                    k += 1
-            return s / k if k > 0 else 0.0
-        for d in dims:
-            s = s + row[d] * inv[d]
-        return s
-
-    placed = 0
-    for t in order_a.tolist():
-        need = dem[t]
-        chosen = -1
-        if pins[t] >= 0:
-            if fits(pins[t], need):
-                chosen = pins[t]
-        elif prefs[t] >= 0 and fits(prefs[t], need):
-            chosen = prefs[t]
-        else:
-            best_key = 0.0
-            for n in range(n_nodes):
-                if not fits(n, need):
-                    continue
-                if code == FIRST_FIT:
-                    chosen = n
-                    break
-                k = key(n)
-                if (
-                    chosen < 0
-                    or (code == BINPACK and k < best_key)
-                    or (code == SPREAD and k > best_key)
-                ):
-                    chosen, best_key = n, k
-        if chosen >= 0:
-            row = fr[chosen]
-            for d in dims:
-                left = row[d] - need[d]
-                row[d] = left if left > 0.0 else 0.0
-            result[t] = chosen
-            placed += 1
+    result, placed = place_lists(
+        dem_a.tolist(), fr, cap_a.tolist(), order_a.tolist(), pin_a.tolist(), pref_a.tolist(), code
+    )
     if n_nodes and n_dims:
         free_a[...] = fr
     out_a[...] = result

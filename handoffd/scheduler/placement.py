@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from handoffd import resources
 from handoffd._core import EPS, POLICIES, CycleError
+from handoffd._core._place import place_lists
 from handoffd._core._ranks import upward_ranks_lists
 from handoffd.errors import ValidationError
 
@@ -201,79 +202,34 @@ PY_ORDER_MAX = 50_000
 def place_small(
     requests: Sequence[TaskRequest], nodes: Sequence[NodeView], policy: str = "binpack"
 ) -> list[str | None]:
-    """``place`` in plain Python over dicts: the same answer as the core (the same float operations
-    in the same order as ``_core/binpack_py.py``), for small batches of well-formed requests."""
+    """``place`` in plain Python over dicts: the same answer as the core (the Python twin's own list
+    kernel, ``_core/_place.py``), for small batches of well-formed requests."""
     _check_policy(policy)
     dims = resources.kinds(
         [r.demand for r in requests] + [n.capacity for n in nodes] + [n.free for n in nodes]
     )
     index = {node.name: i for i, node in enumerate(nodes)}
-    cap = [[float(n.capacity.get(k, 0.0)) for k in dims] for n in nodes]
-    fr = [[max(float(n.free.get(k, 0.0)), 0.0) for k in dims] for n in nodes]
-    inv = []
-    for d in range(len(dims)):
-        top = 0.0
-        for row in cap:
-            if row[d] > top:
-                top = row[d]
-        inv.append(1.0 / top if top > 0.0 else 0.0)
-    spread = policy == "spread"
-    first = policy == "first_fit"
-    span = range(len(dims))
-
-    def fits(node: int, need: list[float]) -> bool:
-        row = fr[node]
-        return all(row[d] + EPS >= need[d] for d in span)
-
-    def key(node: int) -> float:
-        row = fr[node]
-        s = 0.0
-        if spread:
-            cap_row = cap[node]
-            k = 0
-            for d in span:
-                if cap_row[d] > 0.0:
-                    s = s + row[d] / cap_row[d]
-                    k += 1
-            return s / k if k > 0 else 0.0
-        for d in span:
-            s = s + row[d] * inv[d]
-        return s
-
-    out: list[str | None] = []
-    for request in requests:
-        need = [float(request.demand.get(k, 0.0)) for k in dims]
-        chosen = -1
+    pins = [-1] * len(requests)
+    prefs = [-1] * len(requests)
+    todo = []
+    for i, request in enumerate(requests):
         if request.pin is not None:
-            pin = index.get(request.pin, -1)
-            if pin >= 0 and fits(pin, need):
-                chosen = pin
-        elif (
-            request.prefer is not None
-            and request.prefer in index
-            and fits(index[request.prefer], need)
-        ):
-            chosen = index[request.prefer]
-        else:
-            best = 0.0
-            for n in range(len(nodes)):
-                if not fits(n, need):
-                    continue
-                if first:
-                    chosen = n
-                    break
-                k = key(n)
-                if chosen < 0 or (not spread and k < best) or (spread and k > best):
-                    chosen, best = n, k
-        if chosen >= 0:
-            row = fr[chosen]
-            for d in span:
-                left = row[d] - need[d]
-                row[d] = left if left > 0.0 else 0.0
-            out.append(nodes[chosen].name)
-        else:
-            out.append(None)
-    return out
+            if request.pin not in index:
+                continue  # pinned to a node that is not here: unplaceable
+            pins[i] = index[request.pin]
+        elif request.prefer is not None and request.prefer in index:
+            prefs[i] = index[request.prefer]
+        todo.append(i)
+    result, _ = place_lists(
+        [[float(r.demand.get(k, 0.0)) for k in dims] for r in requests],
+        [[max(float(n.free.get(k, 0.0)), 0.0) for k in dims] for n in nodes],
+        [[float(n.capacity.get(k, 0.0)) for k in dims] for n in nodes],
+        todo,
+        pins,
+        prefs,
+        POLICIES.index(policy),
+    )
+    return [nodes[n].name if n >= 0 else None for n in result]
 
 
 def order(
