@@ -130,7 +130,7 @@ class _LocalRun:
     def _fill(self) -> None:
         pool = self.pool
         assert pool is not None
-        while self.ready and self.failure is None and pool.busy + pool.queued < self.depth:
+        while self.ready and self.failure is None and pool.pending < self.depth:
             fid = heapq.heappop(self.ready)[3]
             spec = self.specs[fid]
             self.attempts[fid] += 1

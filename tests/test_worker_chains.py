@@ -91,7 +91,7 @@ def test_jobs_are_sent_ahead_and_a_chain_can_be_extended_while_it_runs(tmp_path)
         pool.submit_all([job(i, log_line, log, str(i)) for i in range(3)], chain=7)
         await until(lambda: os.path.exists(started))
         assert all(sent_ahead(pool, i) for i in range(3))
-        assert pool.busy == 1 and pool.queued == 3
+        assert pool.busy == 1 and pool.queued == 3 and pool.pending == 4
         pool.submit(job(3, log_line, log, "3"), chain=7)  # appended behind the ones sent
         touch(gate)
         outcomes = await got.wait(5)

@@ -122,6 +122,12 @@ class WorkerPool:
         return len(self._queued) + len(self._running) - self.busy
 
     @property
+    def pending(self) -> int:
+        """Jobs not ended: queued, sent ahead or running (``busy + queued``, without counting the
+        running ones)."""
+        return len(self._queued) + len(self._running)
+
+    @property
     def workers(self) -> int:
         """Worker processes alive (starting, idle or busy)."""
         return len(self._workers)
