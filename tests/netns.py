@@ -16,7 +16,9 @@ it started, then every PID still inside the lab's namespaces (``ip netns pids``:
 processes this lab started, or their children), then deletes the namespaces. Setup takes ~0.1 s.
 
 Use as a context manager; ``NetnsLab.unavailable()`` returns a skip reason (not root, no ``ip``,
-no netns support) or None.
+no netns support) or None. ``checked_lab(n)`` builds one and asserts on exit that none of its
+namespaces is left behind; ``NsDaemons`` starts handoffd daemons in a lab's hosts and reads their
+logs; ``wait`` polls a predicate with a bound.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 IP = "ip"
+PORT = 7788  # every daemon's port (each host has its own address)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -228,3 +233,107 @@ class NetnsLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def checked_lab(hosts: int) -> Iterator[NetnsLab]:
+    """A started lab of ``hosts`` hosts; on exit it is closed and none of its namespaces may remain."""
+    before = list_namespaces()
+    lab = NetnsLab(hosts)
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.close()
+        after = list_namespaces()
+        leaked = after & {lab.switch, *lab.namespaces}
+        # Under xdist other tests create and delete their own labs concurrently: compare only ours,
+        # and report (not fail on) foreign differences.
+        print(f"netns before: {sorted(before)}\nnetns after: {sorted(after)}")
+        assert not leaked, f"namespaces left behind: {sorted(leaked)}"
+
+
+def wait(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
+    """Poll until truthy; return the value. AssertionError ends it at once."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except AssertionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not true within {timeout}s (last error: {last!r})")
+        time.sleep(poll)
+
+
+class NsDaemons:
+    """handoffd daemons, one per host namespace of a lab, on PORT; logs and runtime dirs in
+    ``workdir``. ``prefix`` starts the random cluster name."""
+
+    def __init__(
+        self, lab: NetnsLab, workdir: str, prefix: str, *, cpu: int = 1, memory: int = 1000
+    ) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.cpu, self.memory = cpu, memory
+        self.cluster = f"{prefix}{uuid.uuid4().hex[:10]}"
+        self.names = [f"h{i}-{self.cluster}" for i in range(lab.hosts)]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.env = dict(os.environ, HANDOFFD_RUNTIME_DIR=workdir, PYTHONUNBUFFERED="1")
+
+    def addr(self, i: int) -> str:
+        return f"{self.lab.address(i)}:{PORT}"
+
+    def log_path(self, i: int) -> str:
+        return os.path.join(self.workdir, f"{self.names[i]}.log")
+
+    def log(self, i: int) -> str:
+        try:
+            with open(self.log_path(i), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def logs(self, tail: int = 8000) -> str:
+        """The last ``tail`` characters of every started daemon's log, each under a header."""
+        return "\n".join(
+            f"===== {self.names[i]} ({self.addr(i)})\n{self.log(i)[-tail:]}" for i in self.procs
+        )
+
+    def start(self, i: int, *extra: str) -> None:
+        """Start the daemon of host ``i`` (``extra``: more ``handoffd.cli.daemon start`` flags)."""
+        argv = [
+            sys.executable, "-m", "handoffd.cli.daemon", "start",
+            "--host", self.lab.address(i), "--port", str(PORT), "--insecure",
+            "--cluster", self.cluster, "--name", self.names[i],
+            "--cpu", str(self.cpu), "--memory", str(self.memory), *extra,
+        ]  # fmt: skip
+        with open(self.log_path(i), "wb") as log:
+            self.procs[i] = self.lab.run(
+                i, argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
+
+    def wait_started(self, timeout: float = 30.0) -> None:
+        """Until every started daemon logged that it listens (one that exited fails at once)."""
+
+        def started() -> bool:
+            self.check_alive()
+            return all("listening on" in self.log(i) for i in self.procs)
+
+        wait(started, timeout, "every daemon listening")
+
+    def handoffctl(
+        self, host: int, address: int, *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """``handoffctl --address <daemon of host ``address``> ARGS`` run inside host ``host``."""
+        argv = [sys.executable, "-m", "handoffd.cli.ctl", "--address", self.addr(address), *args]
+        return self.lab.exec(host, argv, timeout=timeout, env=self.env)
+
+    def check_alive(self) -> None:
+        for i, p in self.procs.items():
+            assert p.poll() is None, f"daemon {self.names[i]} exited with {p.returncode}"

@@ -17,12 +17,12 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from netns import NetnsLab, list_namespaces
+from netns import PORT, NetnsLab, NsDaemons, checked_lab, wait
 
 _REASON = NetnsLab.unavailable()
 
@@ -32,35 +32,20 @@ pytestmark = [
     pytest.mark.skipif(_REASON is not None, reason=f"netns tests skipped: {_REASON}"),
 ]
 
-PORT = 7788
 WAIT_S = 30.0  # bound on every convergence wait
 CPU, MEMORY = 1, 1000
 
 
-def _lab(hosts: int) -> Iterator[NetnsLab]:
-    before = list_namespaces()
-    lab = NetnsLab(hosts)
-    try:
-        lab.start()
-        yield lab
-    finally:
-        lab.close()
-        after = list_namespaces()
-        leaked = after & set([lab.switch, *lab.namespaces])
-        # Under xdist other tests create and delete their own labs concurrently: compare only ours,
-        # and report (not fail on) foreign differences.
-        print(f"netns before: {sorted(before)}\nnetns after: {sorted(after)}")
-        assert not leaked, f"namespaces left behind: {sorted(leaked)}"
-
-
 @pytest.fixture
 def lab3() -> Iterator[NetnsLab]:
-    yield from _lab(3)
+    with checked_lab(3) as lab:
+        yield lab
 
 
 @pytest.fixture
 def lab1() -> Iterator[NetnsLab]:
-    yield from _lab(1)
+    with checked_lab(1) as lab:
+        yield lab
 
 
 _TRANSITION = re.compile(
@@ -70,32 +55,11 @@ _TRANSITION = re.compile(
 )
 
 
-class NsCluster:
+class NsCluster(NsDaemons):
     """handoffd daemons, one per host namespace of a lab, joined by mDNS only."""
 
     def __init__(self, lab: NetnsLab, workdir: str) -> None:
-        self.lab = lab
-        self.workdir = workdir
-        self.cluster = f"nx{uuid.uuid4().hex[:10]}"
-        self.names = [f"h{i}-{self.cluster}" for i in range(lab.hosts)]
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.env = dict(os.environ, HANDOFFD_RUNTIME_DIR=workdir, PYTHONUNBUFFERED="1")
-
-    def log_path(self, i: int) -> str:
-        return os.path.join(self.workdir, f"{self.names[i]}.log")
-
-    def log(self, i: int) -> str:
-        try:
-            with open(self.log_path(i), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"===== {self.names[i]} ({self.lab.address(i)})\n{self.log(i)[-6000:]}"
-            for i in self.procs
-        )
+        super().__init__(lab, workdir, "nx", cpu=CPU, memory=MEMORY)
 
     def transitions(self, i: int) -> list[tuple[float, str, str, str]]:
         """(wall time, member, old, new) for every membership change host ``i`` logged."""
@@ -116,36 +80,9 @@ class NsCluster:
         ]
         return max(times) - since if times else float("nan")
 
-    def start(self, i: int) -> None:
-        argv = [
-            sys.executable, "-m", "handoffd.cli.daemon", "start",
-            "--host", self.lab.address(i), "--port", str(PORT), "--insecure",
-            "--cluster", self.cluster, "--name", self.names[i],
-            "--cpu", str(CPU), "--memory", str(MEMORY),
-        ]  # fmt: skip
-        with open(self.log_path(i), "wb") as log:
-            self.procs[i] = self.lab.run(
-                i, argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
-            )
-
-    def wait_started(self, timeout: float = WAIT_S) -> None:
-        def started() -> bool:
-            for i, p in self.procs.items():
-                if p.poll() is not None:
-                    raise AssertionError(f"daemon {self.names[i]} exited with {p.returncode}")
-                if "listening on" not in self.log(i):
-                    return False
-            return True
-
-        wait(started, timeout, "every daemon listening")
-
     def ctl(self, host: int, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """``handoffctl --address <host's daemon> ARGS`` run inside host ``host``'s namespace."""
-        argv = [
-            sys.executable, "-m", "handoffd.cli.ctl",
-            "--address", f"{self.lab.address(host)}:{PORT}", *args,
-        ]  # fmt: skip
-        return self.lab.exec(host, argv, timeout=timeout, env=self.env)
+        return self.handoffctl(host, host, *args, timeout=timeout)
 
     def view(self, host: int) -> dict[str, dict[str, Any]]:
         """``nodes --json`` as seen by the daemon of ``host`` (from inside its namespace)."""
@@ -158,23 +95,6 @@ class NsCluster:
         return {name: n["status"] for name, n in self.view(host).items()}
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str) -> float:
-    """Poll until truthy; return the seconds it took. AssertionError ends it at once."""
-    started = time.monotonic()
-    last: BaseException | None = None
-    while True:
-        try:
-            if predicate():
-                return time.monotonic() - started
-        except AssertionError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            last = exc
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what}: not true within {timeout}s (last error: {last!r})")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def cluster3(lab3: NetnsLab, tmp_path: Any) -> Iterator[NsCluster]:
     cluster = NsCluster(lab3, str(tmp_path))
@@ -182,7 +102,7 @@ def cluster3(lab3: NetnsLab, tmp_path: Any) -> Iterator[NsCluster]:
         yield cluster
     finally:
         # Logs go to the captured teardown output: pytest shows them when the test failed.
-        print(cluster.logs())
+        print(cluster.logs(6000))
         # lab3's teardown then kills every daemon (and its workers) by process group and PID.
 
 
@@ -200,11 +120,12 @@ def _start_and_converge(cluster: NsCluster) -> tuple[float, float, float]:
         cluster.start(i)
     cluster.wait_started()
     listening = time.monotonic() - started
-    discovered = wait(
+    wait(
         lambda: all(_all_alive(cluster, h) for h in range(cluster.lab.hosts)),
         WAIT_S,
         "every daemon sees all three ALIVE (mDNS discovery)",
     )
+    discovered = time.monotonic() - started - listening
     up = [
         t
         for i in range(cluster.lab.hosts)

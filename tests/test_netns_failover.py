@@ -32,12 +32,11 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from netns import NetnsLab, list_namespaces
+from netns import NetnsLab, NsDaemons, checked_lab, wait
 
 _REASON = NetnsLab.unavailable()
 
@@ -47,7 +46,6 @@ pytestmark = [
     pytest.mark.skipif(_REASON is not None, reason=f"netns tests skipped: {_REASON}"),
 ]
 
-PORT = 7788
 HOSTS = 3
 CPU, MEMORY = 1, 1000
 LAYERS, WIDTH, SLEEP = 10, 30, 0.02
@@ -142,80 +140,29 @@ def nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {state: n for state, n in counts.items() if n}
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll until truthy; return the value. AssertionError ends it at once."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except AssertionError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not true within {timeout}s (last error: {last!r})")
-        time.sleep(0.05)
-
-
-class Cluster:
+class Cluster(NsDaemons):
     """One daemon per host namespace: host 0 first, the others seeded with it (and mDNS)."""
 
     def __init__(self, lab: NetnsLab, workdir: str) -> None:
-        self.lab = lab
-        self.workdir = workdir
-        self.cluster = f"nf{uuid.uuid4().hex[:10]}"
-        self.names = [f"h{i}-{self.cluster}" for i in range(lab.hosts)]
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.env = dict(os.environ, HANDOFFD_RUNTIME_DIR=workdir, PYTHONUNBUFFERED="1")
+        super().__init__(lab, workdir, "nf", cpu=CPU, memory=MEMORY)
         self.client_err = os.path.join(workdir, "client.err")
 
-    def addr(self, i: int) -> str:
-        return f"{self.lab.address(i)}:{PORT}"
-
-    def log_path(self, i: int) -> str:
-        return os.path.join(self.workdir, f"{self.names[i]}.log")
-
-    def log(self, i: int) -> str:
-        try:
-            with open(self.log_path(i), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def logs(self) -> str:
-        out = [f"===== {self.names[i]} ({self.addr(i)})\n{self.log(i)[-8000:]}" for i in self.procs]
+    def logs(self, tail: int = 8000) -> str:
+        out = [super().logs(tail)]
         try:
             with open(self.client_err, errors="replace") as f:
-                out.append(f"===== client stderr\n{f.read()[-8000:]}")
+                out.append(f"===== client stderr\n{f.read()[-tail:]}")
         except OSError:
             pass
         return "\n".join(out)
 
-    def start(self, i: int) -> None:
-        argv = [
-            sys.executable, "-m", "handoffd.cli.daemon", "start",
-            "--host", self.lab.address(i), "--port", str(PORT), "--insecure",
-            "--cluster", self.cluster, "--name", self.names[i],
-            "--cpu", str(CPU), "--memory", str(MEMORY),
-        ]  # fmt: skip
-        if i:
-            argv += ["--seed", self.addr(0)]
-        with open(self.log_path(i), "wb") as log:
-            self.procs[i] = self.lab.run(
-                i, argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
-            )
+    def start(self, i: int, *extra: str) -> None:
+        super().start(i, *extra, *(["--seed", self.addr(0)] if i else []))
 
     def ctl(self, host: int, address: int, *args: str) -> Any:
         """``handoffctl --address <daemon of host ``address``> ARGS --json`` run inside host
         ``host``'s namespace; the parsed JSON."""
-        argv = [
-            sys.executable, "-m", "handoffd.cli.ctl", "--address", self.addr(address), *args,
-            "--json",
-        ]  # fmt: skip
-        result = self.lab.exec(host, argv, timeout=60, env=self.env)
+        result = self.handoffctl(host, address, *args, "--json")
         if result.returncode != 0:
             raise RuntimeError(f"handoffctl {args} exited {result.returncode}: {result.stderr}")
         return json.loads(result.stdout)
@@ -223,10 +170,6 @@ class Cluster:
     def statuses(self, host: int) -> dict[str, str]:
         nodes = self.ctl(host, host, "nodes")["nodes"]
         return {n["name"]: n["status"] for n in nodes}
-
-    def check_alive(self) -> None:
-        for i, p in self.procs.items():
-            assert p.poll() is None, f"daemon {self.names[i]} exited with {p.returncode}"
 
 
 class Lines:
@@ -268,16 +211,12 @@ class Lines:
 
 @pytest.fixture
 def cluster(tmp_path: Any) -> Iterator[Cluster]:
-    lab = NetnsLab(HOSTS)
-    c = Cluster(lab, str(tmp_path))
-    try:
-        lab.start()
-        yield c
-    finally:
-        print(c.logs())  # captured teardown output: shown when the test failed
-        lab.close()
-        leaked = list_namespaces() & {lab.switch, *lab.namespaces}
-        assert not leaked, f"namespaces left behind: {sorted(leaked)}"
+    with checked_lab(HOSTS) as lab:
+        c = Cluster(lab, str(tmp_path))
+        try:
+            yield c
+        finally:
+            print(c.logs())  # captured teardown output: shown when the test failed
 
 
 def client_done(cluster: Cluster, events: Lines, run_id: str) -> dict[str, Any]:
@@ -312,13 +251,7 @@ def test_partitioned_owner_steps_down_and_results_are_accepted_once(
     t0 = time.monotonic()
     for i in range(HOSTS):
         cluster.start(i)
-    wait(
-        lambda: (
-            all("listening on" in cluster.log(i) for i in range(HOSTS)) or cluster.check_alive()
-        ),
-        WAIT_S,
-        "every daemon listening",
-    )
+    cluster.wait_started(WAIT_S)
     wait(
         lambda: all(
             set(cluster.statuses(h).values()) == {"ALIVE"} and len(cluster.statuses(h)) == HOSTS
