@@ -161,6 +161,14 @@ class OwnerIO:
             if self.node.replication is not None:
                 self.node.replication.released(run_id)
 
+    def _free_now(self, run_id: str) -> None:
+        """The client collected the results (FreeRunRequest, or an outcome that carried them all
+        with ``release``): free them before the retention time is up."""
+        self._finished_at.pop(run_id, None)
+        self._release(run_id)
+        if self.node.replication is not None:
+            self.node.replication.run_changed(run_id)
+
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
         self.scheduler.forget(run_id)
@@ -233,10 +241,7 @@ class OwnerIO:
             self._feed(ev.CancelRun(msg.run_id))
             self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
         elif isinstance(msg, m.FreeRunRequest):
-            self._finished_at.pop(msg.run_id, None)
-            self._release(msg.run_id)
-            if self.node.replication is not None:
-                self.node.replication.run_changed(msg.run_id)
+            self._free_now(msg.run_id)
             self.node.reply(conn, m.Ok(msg.request_id))
         elif isinstance(msg, m.ListRuns):
             runs = []
@@ -444,10 +449,7 @@ class OwnerIO:
         if released:
             # The client holds every value it wants (the reply is queued on its connection; a
             # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
-            self._finished_at.pop(run_id, None)
-            self._release(run_id)
-            if replication is not None:
-                replication.run_changed(run_id)
+            self._free_now(run_id)
 
     def _run_finished(self, run_id: str) -> None:
         self._finished_at.pop(run_id, None)  # keep the dict in time order (tick)
