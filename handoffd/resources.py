@@ -106,8 +106,12 @@ def subtract(a: Mapping[str, float], b: Mapping[str, float]) -> Resources:
 
 
 def fits(demand: Mapping[str, float], free: Mapping[str, float], eps: float = 1e-9) -> bool:
-    """True when every kind of ``demand`` is available in ``free``."""
-    return all(free.get(k, 0.0) + eps >= v for k, v in demand.items() if v > 0)
+    """True when every kind of ``demand`` is available in ``free``. A plain loop, not ``all()``
+    over a generator: the owner calls this per ready task while placing."""
+    for kind, qty in demand.items():
+        if qty > 0 and free.get(kind, 0.0) + eps < qty:
+            return False
+    return True
 
 
 def kinds(maps: Iterable[Mapping[str, float]]) -> list[str]:

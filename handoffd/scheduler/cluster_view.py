@@ -77,14 +77,6 @@ def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None
             total[kind] = left
 
 
-def _fits(need: dict[str, float], room: dict[str, float]) -> bool:
-    """``resources.fits(need, room, EPS)`` without a generator (the per-task hot path)."""
-    for kind, qty in need.items():
-        if qty > 0 and room.get(kind, 0.0) + EPS < qty:
-            return False
-    return True
-
-
 class ClusterView:
     """Nodes as we see them, our claims on them, our unanswered dispatches; places ready tasks."""
 
@@ -176,7 +168,8 @@ class ClusterView:
             self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
         ):
             if n.alive and (
-                (self.saturated and self._below_low_water(n)) or _fits(cost, self._room(n))
+                (self.saturated and self._below_low_water(n))
+                or resources.fits(cost, self._room(n), EPS)
             ):
                 return True
         return False
@@ -209,7 +202,11 @@ class ClusterView:
         if self.saturated and self._below_low_water(n):
             return True
         f = self._room(n)
-        return any(_fits(dict(cost), f) for pin, cost in ready.shapes if pin is None or pin == node)
+        return any(
+            resources.fits(dict(cost), f, EPS)
+            for pin, cost in ready.shapes
+            if pin is None or pin == node
+        )
 
     # -- placement ---------------------------------------------------------------------------------
 
@@ -251,7 +248,7 @@ class ClusterView:
                 if qty > most.get(kind, 0.0):
                     most[kind] = qty
         if len(ready.shapes) <= MAX_SHAPES and not any(
-            _fits(dict(cost), most if pin is None else free.get(pin, {}))
+            resources.fits(dict(cost), most if pin is None else free.get(pin, {}), EPS)
             for pin, cost in ready.shapes
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
             return
@@ -399,7 +396,7 @@ class ClusterView:
                 best = 0.0
                 for n in fill if pin is None else [self.nodes[pin]] if pin in room else []:
                     r = room[n.name]
-                    if not (_fits(need, r) and _fits(need, n.capacity)):
+                    if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
                         continue
                     if policy == "first_fit" or pin is not None or len(fill) == 1:
                         chosen = n
