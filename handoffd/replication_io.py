@@ -143,9 +143,7 @@ class ReplicationIO:
         address = self.node.address_of(ins.node)
         if run is None or not address:
             return
-        data = run.snapshot()
-        for rec in data["tasks"].values():
-            rec["history"] = []
+        data = run.snapshot(history=False)
         msg = m.ReplicateRun(
             ins.run_id, run.term, ins.seq, self.node.name, self.node.address, ins.standbys
         )

@@ -549,8 +549,9 @@ class RunState:
 
     # -- replication -------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """The run as plain data (msgpack-able) for standby owners."""
+    def snapshot(self, history: bool = True) -> dict[str, Any]:
+        """The run as plain data (msgpack-able) for standby owners; ``history=False`` leaves
+        every task's history empty (what a standby is sent) instead of building it."""
         o = self.options
         return {
             "version": 1,
@@ -582,7 +583,7 @@ class RunState:
                     "locations": sorted(r.locations),
                     "delayed": r.delayed,
                     "last_error": list(r.last_error),
-                    "history": [list(h) for h in r.history],
+                    "history": [list(h) for h in r.history] if history else [],
                 }
                 for tid, r in self.tasks.items()
             },
