@@ -109,15 +109,28 @@ class Client:
     """A connection to a handoffd cluster through one daemon (failing over to others it knows)."""
 
     def __init__(
-        self, address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0
+        self,
+        address: str | None = None,
+        *,
+        key_file: str | None = None,
+        timeout: float = 5.0,
+        allow_local_users: bool = False,
+        insecure: bool = False,
     ) -> None:
+        from handoffd.transport.auth import client_curve
+
         self.address = resolve_address(address)
         self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
-        self._curve = None
-        if self._key_file:
-            from handoffd.transport.keys import load_key_file
-
-            self._curve = load_key_file(self._key_file)
+        # The cluster key; else this user's local key (a keyless daemon of ours holds the same);
+        # no key only when told (allow_local_users): see handoffd/transport/auth.py.
+        auth = client_curve(
+            self.address,
+            key_file=self._key_file,
+            insecure=insecure,
+            allow_local_users=allow_local_users,
+        )
+        self._curve = auth.curve
+        self._local_key = auth.local_key
         self.timeout = timeout
         self._name = f"client-{uuid.uuid4().hex[:12]}"
         self._ids = itertools.count(1)
@@ -136,7 +149,10 @@ class Client:
         self._unanswered = False
         try:
             self._conn = ControlClient(
-                address, curve=self._curve, connect_timeout=timeout or self.timeout
+                address,
+                curve=self._curve,
+                connect_timeout=timeout or self.timeout,
+                local_key=self._local_key,
             )
         except errors.ConnectionError:
             self._unreachable[address] = time.monotonic()
@@ -555,7 +571,24 @@ class Run:
 
 
 def connect(
-    address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0
+    address: str | None = None,
+    *,
+    key_file: str | None = None,
+    timeout: float = 5.0,
+    allow_local_users: bool = False,
+    insecure: bool = False,
 ) -> Client:
-    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788."""
-    return Client(address, key_file=key_file, timeout=timeout)
+    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788.
+
+    Authentication: ``key_file`` (else HANDOFF_KEY_FILE) for a cluster with a key (``insecure``
+    accepts a key file other users can read, with a warning); without one, this user's local key,
+    which the keyless daemons of this user hold too. ``allow_local_users=True`` (or
+    HANDOFFD_ALLOW_LOCAL_USERS=1) connects without authentication, to a daemon started with
+    ``--allow-local-users`` or a keyless ``--insecure`` one; nothing then proves who answers."""
+    return Client(
+        address,
+        key_file=key_file,
+        timeout=timeout,
+        allow_local_users=allow_local_users,
+        insecure=insecure,
+    )

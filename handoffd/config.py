@@ -84,8 +84,10 @@ class NodeConfig:
     capacity: dict[str, float] = field(default_factory=dict)
     seeds: tuple[str, ...] = ()
     mdns: bool = True
-    key_file: str | None = None
-    insecure: bool = False
+    key_file: str | None = None  # cluster key; without one, the user's local key (transport/auth)
+    insecure: bool = False  # a non-loopback host without a key; a key file others can read
+    allow_local_users: bool = False  # keyless and no local key: any local user may connect
+    runtime_dir: str | None = None  # where the local key is (default: handoffd.runtime)
     membership: MembershipConfig = field(default_factory=MembershipConfig.lan)
     limits: Limits = field(default_factory=Limits)
     replicas: int = 2  # standbys per run

@@ -83,13 +83,18 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         if self._transport is None:
+            from handoffd.transport.auth import daemon_curve
             from handoffd.transport.zmq_transport import ZmqTransport
 
-            curve = None
-            if cfg.key_file:
-                from handoffd.transport.keys import load_key_file
-
-                curve = load_key_file(cfg.key_file)
+            # The cluster key, else the user's local key (only the user's own clients and
+            # daemons hold it); none only with allow_local_users or a keyless --insecure host.
+            curve = daemon_curve(
+                key_file=cfg.key_file,
+                insecure=cfg.insecure,
+                allow_local_users=cfg.allow_local_users,
+                host=cfg.host,
+                runtime_dir=cfg.runtime_dir,
+            )
             self._transport = ZmqTransport(
                 cfg.host,
                 cfg.port,

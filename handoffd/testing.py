@@ -89,7 +89,9 @@ def unique_cluster() -> str:
 
 
 class LocalCluster:
-    """N nodes in this process on 127.0.0.1 random ports, joined by seeds. Use as an async context."""
+    """N nodes in this process on 127.0.0.1 random ports, joined by seeds. Use as an async context.
+    Without a key_file they authenticate with this user's local key (in this process's runtime
+    dir), as a client of this process does."""
 
     def __init__(
         self,
@@ -261,6 +263,7 @@ class DaemonCluster:
         if not mdns:
             args.append("--no-mdns")
         args += extra or []
+        self._share_local_key()
         log_path = os.path.join(self.workdir, f"{name}.log")
         env = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env)
         with open(log_path, "wb") as log:
@@ -278,6 +281,18 @@ class DaemonCluster:
             if not daemon.alive():
                 raise RuntimeError(f"daemon {name} exited at start:\n{daemon.log()}")
         return daemon
+
+    def _share_local_key(self) -> None:
+        """The daemons' runtime dir is ``workdir`` (their pid files stay apart from other
+        clusters'), while a client of this process, or a handoffctl it starts, looks for the
+        local key in this process's runtime dir: a keyless daemon would make a key of its own that
+        no client holds. So ``workdir`` gets this user's local key (created if there is none yet),
+        as every keyless daemon of one user shares one."""
+        from handoffd.runtime import runtime_dir
+        from handoffd.transport.keys import ensure_local_key
+
+        if os.path.realpath(self.workdir) != os.path.realpath(runtime_dir(create=False)):
+            ensure_local_key(self.workdir, ensure_local_key(runtime_dir()))
 
     def close(self) -> None:
         for daemon in self.daemons:
