@@ -84,9 +84,11 @@ def daemon_curve(
             _whoami(),
         )
         return None
+    from handoffd.runtime import check_dir
     from handoffd.runtime import runtime_dir as default_dir
 
-    directory = runtime_dir or default_dir()
+    directory = runtime_dir or default_dir()  # the default one is created and checked
+    check_dir(directory)
     keys = ensure_local_key(directory)
     log.info("no --key-file: only holders of the local key %s/local.key may connect", directory)
     return keys
