@@ -219,6 +219,7 @@ class DaemonCluster:
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="handoffd-test-"))
     daemons: list[Daemon] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    _key_copied: bool = field(default=False, init=False, repr=False)
 
     def start(
         self,
@@ -293,6 +294,7 @@ class DaemonCluster:
 
         if os.path.realpath(self.workdir) != os.path.realpath(runtime_dir(create=False)):
             ensure_local_key(self.workdir, ensure_local_key(runtime_dir()))
+            self._key_copied = True
 
     def close(self) -> None:
         for daemon in self.daemons:
@@ -301,6 +303,10 @@ class DaemonCluster:
                     os.killpg(daemon.process.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 daemon.process.wait(10)
+        if self._key_copied:  # the logs stay; no copy of the key does
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.workdir, "local.key"))
+            self._key_copied = False
 
     def logs(self) -> str:
         return "\n".join(f"===== {d.name}\n{d.log()[-4000:]}" for d in self.daemons)

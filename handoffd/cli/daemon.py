@@ -265,7 +265,12 @@ def _daemon_check(pid: int) -> str | None:
     if len(uids) < 2 or int(uids[0]) != me or int(uids[1]) != me:
         return f"it runs as uid {uids[1] if len(uids) > 1 else '?'}, not as you (uid {me})"
     for i, arg in enumerate(argv):
-        if arg == "handoffd.cli.daemon" or os.path.basename(arg) == "handoffd":
+        script = arg.replace(os.sep, "/")
+        if (
+            arg == "handoffd.cli.daemon"
+            or script.rpartition("/")[2] == "handoffd"
+            or script.endswith("handoffd/cli/daemon.py")
+        ):
             if "start" in argv[i + 1 :]:
                 return None
     return f"it is not a handoffd daemon (command line: {' '.join(argv)[:160]!r})"

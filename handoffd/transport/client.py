@@ -118,7 +118,8 @@ class ControlClient:
                 f"({self.local_key}): it is not a handoffd daemon of yours (another user's "
                 "daemon, or not handoffd at all), or it runs with --key-file (pass --key-file) or "
                 "with --allow-local-users (pass --allow-local-users, or set "
-                "HANDOFFD_ALLOW_LOCAL_USERS=1, to connect without authentication)"
+                "HANDOFFD_ALLOW_LOCAL_USERS=1, to connect without authentication), or it was "
+                "started before that key file was replaced (restart it)"
             )
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             return (
