@@ -169,10 +169,17 @@ class Node:
             await seeds.start()
             self._discovery.append(seeds)
         if cfg.mdns:
-            from handoffd.discovery.mdns import MdnsDiscovery
+            from handoffd.discovery.mdns import MdnsDiscovery, mdns_refusal
 
+            keyed = cfg.key_file is not None
+            refusal = mdns_refusal(cfg.host, keyed=keyed)
+            if refusal is not None:
+                log.warning("node %s: %s", self.name, refusal)
+                return
             port = int(self.address.rpartition(":")[2])
-            mdns = MdnsDiscovery(self.name, cfg.cluster, cfg.host, port, self._on_discovery)
+            mdns = MdnsDiscovery(
+                self.name, cfg.cluster, cfg.host, port, self._on_discovery, keyed=keyed
+            )
             await mdns.start()
             self._discovery.append(mdns)
 
