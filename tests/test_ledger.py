@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scheduler_harness import Cluster, placed, spec
 
 from handoffd import resources
 from handoffd.scheduler import events as ev
-from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.spec import RunOptions, TaskSpec
 from handoffd.worker.ledger import EPS, Ledger
 
 
@@ -76,14 +75,10 @@ def test_the_owner_dispatches_exactly_what_the_ledger_accepts(data):
         q = ledger.free[kind] + data.draw(st.sampled_from(_EDGE))
         if q > EPS:  # (below that, parse refuses the quantity)
             cost[kind] = q
-    sched = OwnerScheduler("owner", now=0.0, window=1)
-    update = ev.NodeUpdate("n1", "n1", True, dict(ledger.capacity), dict(ledger.free), 1)
-    sched.handle_batch([update], 0.0)
-    out = sched.handle_batch(
-        [ev.SubmitRun("r", [TaskSpec("t", (), cost, b"x")], RunOptions())], 0.1
-    )
-    dispatched = [i for i in out if isinstance(i, ev.Dispatch)]
-    assert bool(dispatched) == (ledger.try_claim(cost) is not None), (ledger.free, cost, out)
+    owner = Cluster({"n1": dict(ledger.capacity)})  # window 1: only onto free resources
+    owner.feed(ev.NodeUpdate("n1", "n1", True, dict(ledger.capacity), dict(ledger.free), 2))
+    out = owner.submit("r", [spec("t", cost=cost)])
+    assert bool(placed(out)) == (ledger.try_claim(cost) is not None), (ledger.free, cost, out)
 
 
 def test_a_quantity_within_the_tolerance_is_refused_by_parse():
