@@ -14,7 +14,7 @@ import asyncio
 import time
 
 from handoffd import values
-from handoffd.execution import Executor
+from handoffd.daemon.executor_state import Executor
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger

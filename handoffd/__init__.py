@@ -1,6 +1,6 @@
 """handoffd: run DAGs of Python functions across a peer-to-peer cluster.
 
-The public names are loaded on first use (PEP 562): a worker process imports ``handoffd.invoke``
+The public names are loaded on first use (PEP 562): a worker process imports ``handoffd.worker.invoke``
 and must not pay for the client, ZeroMQ and the wire protocol it never uses (~0.25 s per spawn).
 """
 

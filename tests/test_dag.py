@@ -7,8 +7,8 @@ import threading
 import pytest
 
 import handoffd
-from handoffd import invoke
 from handoffd.dag import Function
+from handoffd.worker import invoke
 
 
 def f(*args, **kwargs):

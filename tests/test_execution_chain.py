@@ -18,7 +18,7 @@ from test_worker_chains import sent_ahead, until
 from test_worker_pool import blocked, touch
 
 from handoffd import values
-from handoffd.execution import Executor
+from handoffd.daemon.executor_state import Executor
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from handoffd import DAG, Function, invoke, resources, values
+from handoffd import DAG, Function, resources, values
+from handoffd.worker import invoke
 
 
 @dataclass

@@ -37,8 +37,8 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
-from handoffd import invoke, values
-from handoffd.worker import _pipe
+from handoffd import values
+from handoffd.worker import _pipe, invoke
 
 READY = b"ready"
 OUT_OF_BAND = (

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd import resources
-from handoffd.execution_tasks import (
+from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
     CHAIN_SECONDS,

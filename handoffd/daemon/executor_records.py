@@ -1,4 +1,4 @@
-"""What the executor (handoffd.execution) keeps per accepted task, per claim and per fetch."""
+"""What the executor (handoffd.daemon.executor) keeps per accepted task, per claim and per fetch."""
 
 from __future__ import annotations
 
