@@ -14,7 +14,7 @@ import asyncio
 import time
 
 from handoffd import values
-from handoffd.daemon.executor_state import Executor
+from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -48,7 +48,7 @@ async def one(tasks: int, batch: int, cpus: int, run: int) -> tuple[float, int]:
 
     def top_up() -> None:
         # The owner keeps the node's queue full: like the local queue's limit, 64 x capacity.
-        in_flight = len(executor._tasks)
+        in_flight = executor.running_count()
         room = 64 * cpus + cpus - in_flight
         while pending and room > 0:
             n = min(batch, room, len(pending))

@@ -17,7 +17,7 @@ from typing import Any
 
 from handoffd import __version__
 from handoffd.config import NodeConfig
-from handoffd.daemon.executor_state import Executor
+from handoffd.daemon.executor import Executor
 from handoffd.membership import swim
 from handoffd.owner_io import OwnerIO
 from handoffd.protocol import codec

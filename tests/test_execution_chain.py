@@ -18,7 +18,7 @@ from test_worker_chains import sent_ahead, until
 from test_worker_pool import blocked, touch
 
 from handoffd import values
-from handoffd.daemon.executor_state import Executor
+from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -199,7 +199,7 @@ def test_free_is_gossiped_and_reported_whole_once_a_chain_drains(tmp_path):
         await until(lambda: h.gossip and h.gossip[-1] == {"cpu": 1.0})
         last = [msg for _, msg, _ in h.sent if isinstance(msg, m.TasksReported)][-1]
         assert last.free == {"cpu": 1.0}
-        assert h.executor.running_count() == 0 and not h.executor._slots
+        assert h.executor.running_count() == 0 and not h.executor.state.slots
 
     run_executor({"cpu": 1}, 1, body)
 

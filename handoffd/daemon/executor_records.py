@@ -1,11 +1,13 @@
-"""What the executor (handoffd.daemon.executor) keeps per accepted task, per claim and per fetch."""
+"""What the executor's state machine (handoffd.daemon.executor_state) keeps per accepted task, per
+claim and per fetch."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
 
 Key = tuple[str, str, int]  # run_id, task_id, attempt
 
@@ -49,7 +51,7 @@ class Fetch:
     run_id: str
     task_ids: tuple[str, ...]
     address: str
-    timer: asyncio.TimerHandle | None = None
+    deadline: float  # the clock's time the fetch is given up (then the next holder is asked)
 
 
 def failed(task: Task, kind: str, exc_type: str, message: str, traceback: str = "") -> m.TaskReport:
@@ -57,3 +59,41 @@ def failed(task: Task, kind: str, exc_type: str, message: str, traceback: str = 
     return m.TaskReport(
         task.task_id, task.attempt, "FAILED", 0, -1, kind, exc_type, message, traceback
     )
+
+
+def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:
+    """Why a dispatched item's frame references are unusable ("" if they are fine)."""
+    if not 0 <= item.payload_frame < len(frames):
+        return "bad payload frame"
+    for ref in item.inputs:
+        if ref.frame >= len(frames) or ref.kind not in ("value", "inline"):
+            return "bad input reference"
+        if ref.kind == "inline" and ref.frame < 0:
+            return "inline input without payload"
+    return ""
+
+
+def job_inputs(task: Task, store: ResultStore) -> list[Any]:
+    """The task's input descriptors for its Job (``worker.invoke.resolve``); LookupError when a
+    value it needs is no longer in ``store``."""
+    if not task.inputs:
+        return []
+    children: dict[int, list[int]] = {}
+    for index, ref in enumerate(task.inputs):
+        children.setdefault(ref.parent, []).append(index)
+    return [_convert(task, store, children, i) for i in children.get(-1, ())]
+
+
+def _convert(task: Task, store: ResultStore, children: dict[int, list[int]], index: int) -> Any:
+    # A function, not a closure: a self-referencing closure made a reference cycle per task,
+    # left to the cyclic garbage collector.
+    ref = task.inputs[index]
+    if ref.kind == "inline":
+        nested = [_convert(task, store, children, c) for c in children.get(index, ())]
+        return ("inline", task.frames[ref.frame], ref.argument_inclusion, nested)
+    if ref.frame >= 0:
+        return ("value", task.frames[ref.frame])
+    value = store.get(task.run_id, ref.task_id)
+    if value is None:
+        raise LookupError(f"input {ref.task_id!r} vanished from the store")
+    return ("value", value)

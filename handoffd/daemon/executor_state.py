@@ -1,8 +1,14 @@
-"""The executing side of a node: accept dispatches against the local ledger, gather inputs peer to
-peer, run tasks in the worker pool, store results, and report to each run's owner.
+"""The executing side's decisions, as a pure state machine: accept dispatches against the local
+ledger, gather inputs peer to peer, run tasks in the worker pool, store results, and report to each
+run's owner.
 
-I/O goes through two callbacks (``send`` and ``call_later``) so the logic stays testable with the
-in-memory transport. Reports are batched per owner and flushed once per loop iteration.
+``ExecutorState.handle(event, now)`` takes one event (``executor_events``: a dispatch, a value
+fetched, a job's outcome, a cancel, a timer) and returns instructions (send, submit jobs to a pool
+chain, cancel a job, set a timer, call me back soon, resources changed, a run's owner changed). It
+calls nothing itself: no loop, no socket, no pool; the clock is the ``now`` it is given. It holds the
+node's ledger and result store (pure containers; the store may spill to a file, synchronously).
+``handoffd.daemon.executor`` is the I/O shell that feeds it and carries its instructions out. Reports
+are batched per owner and flushed once per loop iteration (``Soon(FLUSH)``).
 
 Local queue (pipelining): a dispatched task the ledger cannot claim right now is still accepted when
 it fits the node's capacity and the queue holds less than ``queue_factor`` x capacity of demand. Its
@@ -24,13 +30,38 @@ refilled (once per loop iteration, in one pipe message) when down to half.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from handoffd import resources
+from handoffd._core.api import EPS
+from handoffd.daemon.executor_events import (
+    FLUSH,
+    REFILL,
+    RESOURCES_CHANGED,
+    CancelAsked,
+    CancelJob,
+    CancelTimer,
+    Dispatched,
+    Event,
+    Execute,
+    FetchTimedOut,
+    Flush,
+    Instruction,
+    NewOwner,
+    OwnerSeen,
+    Refill,
+    RunFreed,
+    Send,
+    SetTimer,
+    Soon,
+    TaskEnded,
+    ValuesArrived,
+    ValuesAsked,
+    ValuesFreed,
+)
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
@@ -39,48 +70,45 @@ from handoffd.daemon.executor_records import (
     Key,
     Slot,
     Task,
+    check_item,
     failed,
+    job_inputs,
 )
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import Job
 from handoffd.worker.ledger import Ledger
-from handoffd.worker.pool import Job, Outcome, WorkerPool
 
 log = logging.getLogger("handoffd.execution")
 
-SendFn = Callable[..., Any]  # (address, message, frames)
+MIN_DURATION = 1e-6  # seconds: a floor under the mean task duration that sizes chains
 
 
-class Executor:
+class ExecutorState:
     def __init__(
         self,
         *,
         address: str,
         ledger: Ledger,
         store: ResultStore,
-        send: SendFn,
         inline_result_bytes: int,
-        on_resources_changed: Callable[[], None],
         fetch_timeout: float = 5.0,
         queue_factor: float = 64.0,
     ) -> None:
         self.address = address
         self.ledger = ledger
         self.store = store
-        self._send = send
         self._inline_limit = inline_result_bytes
-        self._on_resources_changed = on_resources_changed
         self._fetch_timeout = fetch_timeout
-        self.pool: WorkerPool | None = None
-        self._tasks: dict[Key, Task] = {}
+        self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
         self._queue_factor = queue_factor
-        self._local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
+        self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
         self._local_cost: dict[str, float] = {}  # summed cost of the local queue
         # (run_id, dep_id) -> keys of tasks waiting for that value
         self._waiting: dict[tuple[str, str], set[Key]] = {}
         # (run_id, dep_id) -> locations not tried yet
         self._candidates: dict[tuple[str, str], list[str]] = {}
-        self._fetches: dict[int, Fetch] = {}
+        self.fetches: dict[int, Fetch] = {}  # request id -> fetch under way
         # Memory: a copy fetched for local consumers is dropped once every local task that
         # needed it has started (the producer keeps its own copy; a later consumer fetches again).
         self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
@@ -88,9 +116,9 @@ class Executor:
         self._request_ids = itertools.count(1)
         self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None]]] = {}
         self._flush_scheduled = False
-        self.draining = False
+        self.draining = False  # refuse every dispatch (the node is stopping)
         self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
-        self._slots: dict[int, Slot] = {}
+        self.slots: dict[int, Slot] = {}  # one per ledger claim held by a running chain
         self._slot_ids = itertools.count(1)
         self._mean_duration = 0.001  # of recent attempts (seconds), sizes chains
         self._refill_scheduled = False
@@ -98,70 +126,99 @@ class Executor:
         # Dispatches and owner commands from a lower term are refused or ignored; reports go to
         # the owner of the highest term.
         self.run_owners: dict[str, tuple[int, str, str]] = {}
-        # Told (run_id, term, owner name) when a run's owner changes to a higher term.
-        self.on_new_owner: Callable[[str, int, str], None] | None = None
+        self._now = 0.0
+        self._out: list[Instruction] = []
+        self._changed = False  # the ledger changed during this event: gossip once, at the end
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Dispatched: self._on_dispatch,
+            TaskEnded: self._on_task_ended,
+            Flush: self._on_flush,
+            Refill: self._on_refill,
+            ValuesAsked: self._on_values_asked,
+            ValuesArrived: self._on_values_arrived,
+            FetchTimedOut: self._on_fetch_timed_out,
+            CancelAsked: self._on_cancel,
+            RunFreed: self._on_run_freed,
+            ValuesFreed: self._on_values_freed,
+            OwnerSeen: self._on_owner_seen,
+        }
+
+    def handle(self, event: Event, now: float) -> list[Instruction]:
+        """Apply one event at time ``now``; the instructions to carry out, in order."""
+        self._now = now
+        out = self._out = []
+        self._changed = False
+        self._handlers[type(event)](event)
+        if self._changed:
+            out.append(RESOURCES_CHANGED)
+        self._out = []
+        return out
+
+    def _send(self, address: str, msg: Any, frames: list[bytes], term: int = 0) -> None:
+        self._out.append(Send(address, msg, frames, term))
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def term_of(self, run_id: str) -> int:
+        known = self.run_owners.get(run_id)
+        return known[0] if known is not None else 0
+
+    def is_stale(self, run_id: str, term: int) -> bool:
+        """A message of the run's owner at ``term`` comes from a deposed owner."""
+        known = self.run_owners.get(run_id)
+        return known is not None and term < known[0]
+
+    def holdings(self, request_id: int, run_id: str, term: int) -> m.RunHoldings:
+        """What we hold and run for the run (a new owner's reconciliation, or a probe)."""
+        held = tuple(
+            m.HeldValue(t, self.store.size(run_id, t)) for t in sorted(self.store.tasks_of(run_id))
+        )
+        running = tuple(
+            m.TaskAttempt(t.task_id, t.attempt) for t in self.tasks.values() if t.run_id == run_id
+        )
+        return m.RunHoldings(request_id, run_id, term, held, running)
+
+    def running_count(self) -> int:
+        return len(self.tasks)
 
     # -- fencing -------------------------------------------------------------------------------
 
-    def learn_owner(self, run_id: str, term: int, address: str, name: str = "") -> bool:
+    def _on_owner_seen(self, ev: OwnerSeen) -> None:
+        self._learn_owner(ev.run_id, ev.term, ev.address, ev.name)
+
+    def _learn_owner(self, run_id: str, term: int, address: str, name: str = "") -> bool:
         """Record the run's owner at ``term``; False when ``term`` is stale (lower than seen)."""
         known = self.run_owners.get(run_id)
         if known is not None and term < known[0]:
             return False
         if known is None or term > known[0] or address != known[1]:
             self.run_owners[run_id] = (term, address, name or (known[2] if known else ""))
-            for task in self._tasks.values():
+            for task in self.tasks.values():
                 if task.run_id == run_id:
                     task.owner_address = address
-            if known is not None and term > known[0] and self.on_new_owner is not None:
-                self.on_new_owner(run_id, term, name)
+            if known is not None and term > known[0]:
+                self._out.append(NewOwner(run_id, term, name))
         return True
-
-    def term_of(self, run_id: str) -> int:
-        known = self.run_owners.get(run_id)
-        return known[0] if known is not None else 0
-
-    def on_reconcile(self, msg: m.ReconcileRun) -> m.RunHoldings | None:
-        """A new owner asks what we hold and run for the run; None if its term is stale."""
-        if not self.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner):
-            return None
-        held = tuple(
-            m.HeldValue(t, self.store.size(msg.run_id, t))
-            for t in sorted(self.store.tasks_of(msg.run_id))
-        )
-        running = tuple(
-            m.TaskAttempt(t.task_id, t.attempt)
-            for t in self._tasks.values()
-            if t.run_id == msg.run_id
-        )
-        return m.RunHoldings(msg.request_id, msg.run_id, msg.term, held, running)
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
+    def _on_dispatch(self, ev: Dispatched) -> None:
+        msg, frames, term = ev.msg, ev.frames, ev.term
         accepted: list[m.TaskAttempt] = []
         refused: list[m.Refusal] = []
         started: list[Task] = []
-        if not self.learn_owner(msg.run_id, term, msg.owner_address):
+        if not self._learn_owner(msg.run_id, term, msg.owner_address):
             stale = f"stale term {term}: the run's owner is at term {self.term_of(msg.run_id)}"
             refused = [m.Refusal(i.task_id, i.attempt, stale) for i in msg.items]
-            self.counters["refused"] += len(refused)
-            self._send(
-                msg.owner_address,
-                m.DispatchReplied(
-                    msg.run_id, (), tuple(refused), dict(self.ledger.free), self.ledger.version
-                ),
-                [],
-                term=self.term_of(msg.run_id),
-            )
+            self._reply(msg, accepted, refused)
             return
         for item in msg.items:
             key = (msg.run_id, item.task_id, item.attempt)
-            if key in self._tasks:  # a duplicate delivery: already ours
+            if key in self.tasks:  # a duplicate delivery: already ours
                 accepted.append(m.TaskAttempt(item.task_id, item.attempt))
                 continue
-            reason = self._check_item(item, frames)
-            gpus = None if reason or self._local else self.ledger.try_claim(item.cost)
+            reason = "draining" if self.draining else check_item(item, frames)
+            gpus = None if reason or self.local else self.ledger.try_claim(item.cost)
             if not reason and gpus is None:
                 reason = self._queue_refusal(item.cost)
             if reason:
@@ -182,33 +239,32 @@ class Executor:
                 gpus=gpus or [],
                 claimed=gpus is not None,
             )
-            self._tasks[key] = task
+            self.tasks[key] = task
             if gpus is None:
-                self._local[key] = None
+                self.local[key] = None
                 self._local_cost = resources.add(self._local_cost, task.cost)
             accepted.append(m.TaskAttempt(item.task_id, item.attempt))
             started.append(task)
-        self.counters["accepted"] += len(accepted)
-        self.counters["refused"] += len(refused)
-        self._send(
-            msg.owner_address,
-            m.DispatchReplied(
-                msg.run_id,
-                tuple(accepted),
-                tuple(refused),
-                dict(self.ledger.free),
-                self.ledger.version,
-            ),
-            [],
-            term=self.term_of(msg.run_id),
-        )
+        self._reply(msg, accepted, refused)
         if started:
-            self._on_resources_changed()
+            self._changed = True
         for task in started:
             self._gather(task)
-        if self._local:
+        if self.local:
             self._pump_local()
             self._schedule_refill()
+
+    def _reply(
+        self, msg: m.DispatchTasks, accepted: list[m.TaskAttempt], refused: list[m.Refusal]
+    ) -> None:
+        """Answer a dispatch at once, queued tasks included: the owner counts silence as loss."""
+        self.counters["accepted"] += len(accepted)
+        self.counters["refused"] += len(refused)
+        free = dict(self.ledger.free)
+        reply = m.DispatchReplied(
+            msg.run_id, tuple(accepted), tuple(refused), free, self.ledger.version
+        )
+        self._send(msg.owner_address, reply, [], self.term_of(msg.run_id))
 
     def _queue_refusal(self, cost: dict[str, float]) -> str:
         """Why a task that cannot start now may not wait in the local queue ("" if it may)."""
@@ -224,10 +280,10 @@ class Executor:
         """Start queued tasks the ledger can claim now, in arrival order."""
         started: list[Task] = []
         free = self.ledger.free
-        for key in list(self._local):
-            if not any(q > 1e-9 for q in free.values()):
+        for key in list(self.local):
+            if not any(q > EPS for q in free.values()):
                 break
-            task = self._tasks.get(key)
+            task = self.tasks.get(key)
             if task is None:
                 self._unqueue_local(key, None)
                 continue
@@ -239,30 +295,18 @@ class Executor:
             task.gpus = gpus
             started.append(task)
         if started:
-            self._on_resources_changed()
+            self._changed = True
         for task in started:
             if not task.missing:
                 self._start(task)
 
     def _unqueue_local(self, key: Key, task: Task | None) -> None:
-        if key in self._local:
-            del self._local[key]
+        if key in self.local:
+            del self.local[key]
             if task is not None:
                 self._local_cost = resources.subtract(self._local_cost, task.cost)
-            if not self._local:
+            if not self.local:
                 self._local_cost = {}
-
-    def _check_item(self, item: m.DispatchItem, frames: list[bytes]) -> str:
-        if self.draining:
-            return "draining"
-        if not 0 <= item.payload_frame < len(frames):
-            return "bad payload frame"
-        for ref in item.inputs:
-            if ref.frame >= len(frames) or ref.kind not in ("value", "inline"):
-                return "bad input reference"
-            if ref.kind == "inline" and ref.frame < 0:
-                return "inline input without payload"
-        return ""
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -292,26 +336,25 @@ class Executor:
             return
         address = candidates.pop(0)
         request_id = next(self._request_ids)
-        fetch = Fetch(wkey[0], (wkey[1],), address)
-        loop = asyncio.get_running_loop()
-        fetch.timer = loop.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
-        self._fetches[request_id] = fetch
+        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + self._fetch_timeout)
+        self.fetches[request_id] = fetch
+        self._out.append(SetTimer(request_id, fetch.deadline, FetchTimedOut(request_id)))
         self._send(address, m.FetchValues(request_id, wkey[0], (wkey[1],), self.address), [])
 
-    def _fetch_timed_out(self, request_id: int) -> None:
-        fetch = self._fetches.pop(request_id, None)
+    def _on_fetch_timed_out(self, ev: FetchTimedOut) -> None:
+        fetch = self.fetches.pop(ev.request_id, None)
         if fetch is None:
             return
         log.info("fetch of %s from %s timed out", fetch.task_ids, fetch.address)
         for task_id in fetch.task_ids:
             self._fetch_next((fetch.run_id, task_id))
 
-    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
-        fetch = self._fetches.pop(msg.request_id, None)
+    def _on_values_arrived(self, ev: ValuesArrived) -> None:
+        msg, frames = ev.msg, ev.frames
+        fetch = self.fetches.pop(msg.request_id, None)
         if fetch is None:
             return
-        if fetch.timer is not None:
-            fetch.timer.cancel()
+        self._out.append(CancelTimer(msg.request_id))
         for task_id, value in zip(msg.task_ids, frames, strict=False):
             self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
             self._fetched.add((msg.run_id, task_id))
@@ -323,7 +366,7 @@ class Executor:
     def _value_arrived(self, wkey: tuple[str, str]) -> None:
         self._candidates.pop(wkey, None)
         for key in self._waiting.pop(wkey, ()):
-            task = self._tasks.get(key)
+            task = self.tasks.get(key)
             if task is None:
                 continue
             task.missing.discard(wkey[1])
@@ -335,16 +378,13 @@ class Executor:
 
     def _fail_waiters(self, wkey: tuple[str, str], why: str) -> None:
         for key in self._waiting.pop(wkey, ()):
-            task = self._tasks.pop(key, None)
+            task = self.tasks.pop(key, None)
             if task is not None:
-                self._finish(
-                    task,
-                    failed(task, "input_lost", "InputLost", why),
-                    None,
-                )
+                self._finish(task, failed(task, "input_lost", "InputLost", why), None)
 
-    def on_fetch(self, msg: m.FetchValues) -> None:
+    def _on_values_asked(self, ev: ValuesAsked) -> None:
         """A peer asks for values we hold: answer with one frame per value found."""
+        msg = ev.msg
         found: list[str] = []
         missing: list[str] = []
         frames: list[bytes] = []
@@ -363,44 +403,17 @@ class Executor:
 
     # -- running -------------------------------------------------------------------------------
 
-    def _build_inputs(self, task: Task) -> list[Any]:
-        if not task.inputs:
-            return []
-        children: dict[int, list[int]] = {}
-        for index, ref in enumerate(task.inputs):
-            children.setdefault(ref.parent, []).append(index)
-        return [self._convert(task, children, i) for i in children.get(-1, ())]
-
-    def _convert(self, task: Task, children: dict[int, list[int]], index: int) -> Any:
-        # A method, not a closure: a self-referencing closure made a reference cycle per task,
-        # left to the cyclic garbage collector.
-        ref = task.inputs[index]
-        if ref.kind == "inline":
-            nested = [self._convert(task, children, c) for c in children.get(index, ())]
-            return ("inline", task.frames[ref.frame], ref.argument_inclusion, nested)
-        if ref.frame >= 0:
-            return ("value", task.frames[ref.frame])
-        value = self.store.get(task.run_id, ref.task_id)
-        if value is None:
-            raise LookupError(f"input {ref.task_id!r} vanished from the store")
-        return ("value", value)
-
     def _start(self, task: Task) -> None:
-        assert self.pool is not None
         try:
-            inputs = self._build_inputs(task)
+            inputs = job_inputs(task, self.store)
         except LookupError as exc:
-            self._tasks.pop((task.run_id, task.task_id, task.attempt), None)
-            self._finish(
-                task,
-                failed(task, "input_lost", "InputLost", str(exc)),
-                None,
-            )
+            self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
+            self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
             return
         env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
         slot = Slot(next(self._slot_ids), task.cost, task.gpus, env)
-        self._slots[slot.id] = slot
-        self.pool.submit(self._enter(task, slot, inputs), slot.id)
+        self.slots[slot.id] = slot
+        self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
 
     def _enter(self, task: Task, slot: Slot, inputs: list[Any]) -> Job:
         """``task`` starts under ``slot``'s claim: its Job for the slot's chain."""
@@ -415,36 +428,37 @@ class Executor:
 
     def _chain_target(self) -> int:
         """Tasks a slot should hold (the running one included)."""
-        return 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / max(self._mean_duration, 1e-6))))
+        per_task = max(self._mean_duration, MIN_DURATION)
+        return 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / per_task)))
 
     def _schedule_refill(self) -> None:
         if not self._refill_scheduled:
             self._refill_scheduled = True
-            asyncio.get_running_loop().call_soon(self._refill_soon)
+            self._out.append(Soon(REFILL))
 
-    def _refill_soon(self) -> None:
+    def _on_refill(self, ev: Refill) -> None:
         self._refill_scheduled = False
-        if self._local:
+        if self.local:
             self._pump_local()
             self._refill()
 
     def _refill(self) -> None:
         """Chain queued tasks behind running slots of the same cost (see the module docstring)."""
-        if not self._slots or self.pool is None:
+        if not self.slots:
             return
         target = self._chain_target()
         # Only slots down to half: each refill then sends a worker at least half a chain in one
         # pipe message (a refill per dispatch or per outcome cost a pipe write each).
         low = target // 2
-        room = {s.id: target - len(s.keys) for s in self._slots.values() if len(s.keys) <= low}
+        room = {s.id: target - len(s.keys) for s in self.slots.values() if len(s.keys) <= low}
         if not room:
             return
-        slots = [self._slots[i] for i in room]
+        slots = [self.slots[i] for i in room]
         picks: list[tuple[Task, Slot]] = []
-        for scanned, key in enumerate(self._local):
+        for scanned, key in enumerate(self.local):
             if scanned >= CHAIN_SCAN:
                 break
-            task = self._tasks.get(key)
+            task = self.tasks.get(key)
             if task is None or task.missing:
                 continue
             best: Slot | None = None
@@ -460,17 +474,17 @@ class Executor:
         for task, slot in picks:
             key = (task.run_id, task.task_id, task.attempt)
             try:
-                inputs = self._build_inputs(task)
+                inputs = job_inputs(task, self.store)
             except LookupError as exc:
                 self._unqueue_local(key, task)
-                self._tasks.pop(key, None)
+                self.tasks.pop(key, None)
                 task.claimed = False
                 self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                 continue
             self._unqueue_local(key, task)
             chains.setdefault(slot.id, []).append(self._enter(task, slot, inputs))
         for slot_id, jobs in chains.items():
-            self.pool.submit_all(jobs, slot_id)
+            self._out.append(Execute(slot_id, jobs))
 
     def _release_inputs(self, task: Task) -> None:
         """``task`` started (its job holds its inputs): drop fetched copies no other local task
@@ -489,9 +503,10 @@ class Executor:
                 self._fetched.discard(need)
                 self.store.drop(task.run_id, ref.task_id)
 
-    def on_outcome(self, outcome: Outcome) -> None:
+    def _on_task_ended(self, ev: TaskEnded) -> None:
+        outcome = ev.outcome
         key: Key = outcome.key  # type: ignore[assignment]
-        task = self._tasks.pop(key, None)
+        task = self.tasks.pop(key, None)
         if task is None:
             return
         if outcome.kind in ("", "error"):
@@ -518,24 +533,24 @@ class Executor:
         if slot is not None:
             del slot.keys[(task.run_id, task.task_id, task.attempt)]
             if not slot.keys:  # the chain is over: nothing of it runs any more
-                del self._slots[slot.id]
+                del self.slots[slot.id]
                 self.ledger.release(slot.cost, slot.gpus)
-                self._on_resources_changed()
-            if self._local and len(slot.keys) <= self._chain_target() // 2:
+                self._changed = True
+            if self.local and len(slot.keys) <= self._chain_target() // 2:
                 self._schedule_refill()
         elif task.claimed:
             self.ledger.release(task.cost, task.gpus)
-            self._on_resources_changed()
-            if self._local:
+            self._changed = True
+            if self.local:
                 self._schedule_refill()
         else:
             self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
         self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._out.append(Soon(FLUSH))
 
-    def _flush(self) -> None:
+    def _on_flush(self, ev: Flush) -> None:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, {}
         for (owner, run_id), entries in outbox.items():
@@ -570,25 +585,23 @@ class Executor:
 
     # -- control -------------------------------------------------------------------------------
 
-    def on_cancel(self, msg: m.CancelTasks, term: int = 0) -> None:
+    def _on_cancel(self, ev: CancelAsked) -> None:
+        msg, term = ev.msg, ev.term
         if term < self.term_of(msg.run_id):
             return  # a deposed owner: the attempts belong to the new one
         for item in msg.items:
             key = (msg.run_id, item.task_id, item.attempt)
-            task = self._tasks.get(key)
+            task = self.tasks.get(key)
             if task is None:
                 continue
-            if task.running and self.pool is not None:
-                self.pool.cancel(key)  # its outcome (kind "cancelled") releases the claim
+            if task.running:  # its outcome (kind "cancelled") releases the claim
+                self._out.append(CancelJob(key))
             else:
-                self._tasks.pop(key, None)
-                self._finish(
-                    task,
-                    failed(task, "cancelled", "RunCancelled", "cancelled"),
-                    None,
-                )
+                self.tasks.pop(key, None)
+                self._finish(task, failed(task, "cancelled", "RunCancelled", "cancelled"), None)
 
-    def on_free_run(self, msg: m.FreeRun, term: int = 0) -> None:
+    def _on_run_freed(self, ev: RunFreed) -> None:
+        msg, term = ev.msg, ev.term
         if term < self.term_of(msg.run_id):
             return
         self.store.drop_run(msg.run_id)
@@ -597,15 +610,13 @@ class Executor:
         self._fetched = {k for k in self._fetched if k[0] != run_id}
         self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
 
-    def on_free_values(self, msg: m.FreeValues, term: int = 0) -> None:
+    def _on_values_freed(self, ev: ValuesFreed) -> None:
         """The owner says no task needs these values any more (every consumer finished): drop
         them. A queued task here that still lists one is a superseded attempt; it fails with
         input_lost, a report the owner ignores as stale."""
+        msg, term = ev.msg, ev.term
         if term < self.term_of(msg.run_id):
             return
         for task_id in msg.task_ids:
             self._fetched.discard((msg.run_id, task_id))
         self.store.drop_values(msg.run_id, msg.task_ids)
-
-    def running_count(self) -> int:
-        return len(self._tasks)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoffd.worker import _pipe
+
+if TYPE_CHECKING:  # Job and Outcome are built by the executor's state machine, which runs no loop
+    import asyncio
 
 
 @dataclass

@@ -1,0 +1,174 @@
+"""The executor's I/O shell: feeds ``ExecutorState`` its events and carries out its instructions.
+
+Everything the executing side decides (admission against the ledger, the local queue, chains,
+fencing, fetches, reports) is in ``executor_state``; this class only moves things between it and
+the world: messages in (the node's router calls ``on_*``), job outcomes in (the worker pool's
+``on_done``), timers and "soon" callbacks in (the asyncio loop), and sends, pool submits and cancels,
+timers and resource gossip out. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from handoffd.daemon.executor_events import (
+    CancelAsked,
+    CancelJob,
+    CancelTimer,
+    Dispatched,
+    Event,
+    Execute,
+    Instruction,
+    NewOwner,
+    OwnerSeen,
+    ResourcesChanged,
+    RunFreed,
+    Send,
+    SetTimer,
+    Soon,
+    TaskEnded,
+    ValuesArrived,
+    ValuesAsked,
+    ValuesFreed,
+)
+from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
+from handoffd.worker.ledger import Ledger
+from handoffd.worker.pool import Outcome, WorkerPool
+
+SendFn = Callable[..., Any]  # (address, message, frames, term=0)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        address: str,
+        ledger: Ledger,
+        store: ResultStore,
+        send: SendFn,
+        inline_result_bytes: int,
+        on_resources_changed: Callable[[], None],
+        fetch_timeout: float = 5.0,
+        queue_factor: float = 64.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = ExecutorState(
+            address=address,
+            ledger=ledger,
+            store=store,
+            inline_result_bytes=inline_result_bytes,
+            fetch_timeout=fetch_timeout,
+            queue_factor=queue_factor,
+        )
+        self.address = address
+        self.ledger = ledger
+        self.store = store
+        self._send = send
+        self._on_resources_changed = on_resources_changed
+        self._clock = clock
+        self.pool: WorkerPool | None = None  # set by the node before any dispatch arrives
+        # Told (run_id, term, owner name) when a run's owner changes to a higher term.
+        self.on_new_owner: Callable[[str, int, str], None] | None = None
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+
+    # -- state, as the node and the replication shell read it ---------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self.state.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.state.draining = value
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.state.counters
+
+    @property
+    def run_owners(self) -> dict[str, tuple[int, str, str]]:
+        return self.state.run_owners
+
+    def running_count(self) -> int:
+        return self.state.running_count()
+
+    def term_of(self, run_id: str) -> int:
+        return self.state.term_of(run_id)
+
+    # -- events in ------------------------------------------------------------------------------
+
+    def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
+        self._handle(Dispatched(msg, frames, term))
+
+    def on_fetch(self, msg: m.FetchValues) -> None:
+        self._handle(ValuesAsked(msg))
+
+    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
+        self._handle(ValuesArrived(msg, frames))
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        self._handle(TaskEnded(outcome))
+
+    def on_cancel(self, msg: m.CancelTasks, term: int = 0) -> None:
+        self._handle(CancelAsked(msg, term))
+
+    def on_free_run(self, msg: m.FreeRun, term: int = 0) -> None:
+        self._handle(RunFreed(msg, term))
+
+    def on_free_values(self, msg: m.FreeValues, term: int = 0) -> None:
+        self._handle(ValuesFreed(msg, term))
+
+    def learn_owner(self, run_id: str, term: int, address: str, name: str = "") -> bool:
+        """Record the run's owner at ``term``; False when ``term`` is stale (lower than seen)."""
+        if self.state.is_stale(run_id, term):
+            return False
+        self._handle(OwnerSeen(run_id, term, address, name))
+        return True
+
+    def on_reconcile(self, msg: m.ReconcileRun) -> m.RunHoldings | None:
+        """A new owner asks what we hold and run for the run; None if its term is stale."""
+        if not self.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner):
+            return None
+        return self.state.holdings(msg.request_id, msg.run_id, msg.term)
+
+    # -- instructions out -----------------------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        self._run(self.state.handle(event, self._clock()))
+
+    def _run(self, instructions: list[Instruction]) -> None:
+        for ins in instructions:  # the most frequent first
+            if isinstance(ins, Execute):
+                assert self.pool is not None
+                self.pool.submit_all(ins.jobs, ins.chain)
+            elif isinstance(ins, Send):
+                self._send(ins.address, ins.msg, ins.frames, term=ins.term)
+            elif isinstance(ins, Soon):
+                asyncio.get_running_loop().call_soon(self._handle, ins.event)
+            elif isinstance(ins, ResourcesChanged):
+                self._on_resources_changed()
+            elif isinstance(ins, SetTimer):
+                delay = max(0.0, ins.at - self._clock())
+                loop = asyncio.get_running_loop()
+                self._timers[ins.key] = loop.call_later(delay, self._fire, ins.key, ins.event)
+            elif isinstance(ins, CancelTimer):
+                handle = self._timers.pop(ins.key, None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(ins, CancelJob):
+                if self.pool is not None:
+                    self.pool.cancel(ins.key)
+            elif isinstance(ins, NewOwner):
+                if self.on_new_owner is not None:
+                    self.on_new_owner(ins.run_id, ins.term, ins.owner)
+            else:
+                raise TypeError(f"unknown executor instruction {ins!r}")
+
+    def _fire(self, key: int, event: Event) -> None:
+        self._timers.pop(key, None)
+        self._handle(event)

@@ -1,0 +1,170 @@
+"""What goes into the executor's state machine (events) and what comes out (instructions).
+
+``ExecutorState.handle(event, now)`` returns a list of instructions; ``Executor`` (the I/O shell)
+carries them out in order: sends, worker-pool submits and cancels, timers. Events and instructions
+are plain records: no loop, no sockets, so the machine runs in a test without either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from handoffd.protocol import messages as m
+from handoffd.worker._records import Job, Outcome
+
+# -- events (into ExecutorState.handle) ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Dispatched:
+    """An owner at ``term`` dispatched tasks to us (``msg.items``; payloads and inputs in ``frames``)."""
+
+    msg: m.DispatchTasks
+    frames: list[bytes]
+    term: int = 0
+
+
+@dataclass(slots=True)
+class ValuesAsked:
+    """A peer asks for values we may hold."""
+
+    msg: m.FetchValues
+
+
+@dataclass(slots=True)
+class ValuesArrived:
+    """A peer answered one of our fetches: one frame per value in ``msg.task_ids``."""
+
+    msg: m.ValuesFetched
+    frames: list[bytes]
+
+
+@dataclass(slots=True)
+class FetchTimedOut:
+    """The timer set by ``SetTimer(request_id, ...)`` for a fetch fired."""
+
+    request_id: int
+
+
+@dataclass(slots=True)
+class TaskEnded:
+    """The worker pool's outcome of a job submitted by ``Execute``."""
+
+    outcome: Outcome
+
+
+@dataclass(slots=True)
+class CancelAsked:
+    msg: m.CancelTasks
+    term: int = 0
+
+
+@dataclass(slots=True)
+class RunFreed:
+    msg: m.FreeRun
+    term: int = 0
+
+
+@dataclass(slots=True)
+class ValuesFreed:
+    msg: m.FreeValues
+    term: int = 0
+
+
+@dataclass(slots=True)
+class OwnerSeen:
+    """The run's owner is ``address`` (node ``name``) at ``term`` (a takeover or a probe says so)."""
+
+    run_id: str
+    term: int
+    address: str
+    name: str = ""
+
+
+@dataclass(slots=True)
+class Refill:
+    """Asked for by ``Soon``: chain queued tasks behind running slots, start what the ledger allows."""
+
+
+@dataclass(slots=True)
+class Flush:
+    """Asked for by ``Soon``: send the reports gathered since the last flush, one message per run."""
+
+
+REFILL = Refill()
+FLUSH = Flush()
+
+Event = (
+    Dispatched | ValuesAsked | ValuesArrived | FetchTimedOut | TaskEnded | CancelAsked | RunFreed
+    | ValuesFreed | OwnerSeen | Refill | Flush
+)  # fmt: skip
+
+# -- instructions (out of ExecutorState.handle) ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class Send:
+    address: str
+    msg: Any
+    frames: list[bytes]
+    term: int = 0
+
+
+@dataclass(slots=True)
+class Execute:
+    """Submit ``jobs``, in order, at the end of worker-pool chain ``chain`` (one slot's claim)."""
+
+    chain: int
+    jobs: list[Job]
+
+
+@dataclass(slots=True)
+class CancelJob:
+    """Cancel the job ``key`` in the worker pool; its outcome (kind "cancelled") comes as TaskEnded."""
+
+    key: Hashable
+
+
+@dataclass(slots=True)
+class ResourcesChanged:
+    """The ledger's free resources changed: gossip them (the shell coalesces)."""
+
+
+@dataclass(slots=True)
+class NewOwner:
+    """A run's owner changed to a higher term: if we owned the run, we were deposed."""
+
+    run_id: str
+    term: int
+    owner: str
+
+
+@dataclass(slots=True)
+class SetTimer:
+    """Feed ``event`` back at time ``at`` (the clock ``now`` comes from), unless cancelled first."""
+
+    key: int
+    at: float
+    event: Event
+
+
+@dataclass(slots=True)
+class CancelTimer:
+    key: int
+
+
+@dataclass(slots=True)
+class Soon:
+    """Feed ``event`` back once the events already queued have been handled (next loop iteration):
+    several dispatches or outcomes in one wake-up then share one refill, one report message."""
+
+    event: Event
+
+
+RESOURCES_CHANGED = ResourcesChanged()
+
+Instruction = (
+    Send | Execute | CancelJob | ResourcesChanged | NewOwner | SetTimer | CancelTimer | Soon
+)
