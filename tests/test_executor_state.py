@@ -1,0 +1,648 @@
+"""The executor's state machine alone: events in, instructions out, no loop, no pool, no sockets.
+
+Admission against the ledger, the local queue's bound, chains (join, claim inheritance, leave by
+cancel, release with the last task), fencing by term, cancels of queued / running / chained tasks,
+fetches and their timers, frees; then a hypothesis state machine drives random event sequences
+through it with a model worker pool and checks the ledger never over-commits, no attempt is started
+twice, and once everything settles every accepted task was reported exactly once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from handoffd._core.api import EPS
+from handoffd.daemon.executor_events import (
+    FLUSH,
+    REFILL,
+    CancelAsked,
+    CancelJob,
+    CancelTimer,
+    Dispatched,
+    Execute,
+    FetchTimedOut,
+    Instruction,
+    NewOwner,
+    OwnerSeen,
+    ResourcesChanged,
+    RunFreed,
+    Send,
+    SetTimer,
+    Soon,
+    TaskEnded,
+    ValuesArrived,
+    ValuesAsked,
+    ValuesFreed,
+)
+from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
+from handoffd.worker.ledger import Ledger
+from handoffd.worker.pool import Job, Outcome
+
+RUN = "run-1"
+OWNER = "owner:1"
+ME = "me:1"
+PEER, PEER2 = "peer:1", "peer:2"
+CPU = {"cpu": 1.0}
+
+
+def make(capacity: dict[str, float] | None = None, **kw: Any) -> ExecutorState:
+    return ExecutorState(
+        address=ME,
+        ledger=Ledger(capacity or {"cpu": 2.0}),
+        store=ResultStore(memory_limit=1 << 30),
+        inline_result_bytes=kw.pop("inline_result_bytes", 1 << 10),
+        **kw,
+    )
+
+
+def item(
+    task_id: str, cost: dict[str, float] | None = None, attempt: int = 1, inputs: tuple = ()
+) -> m.DispatchItem:
+    return m.DispatchItem(task_id, attempt, cost or CPU, "variadic", None, 0, inputs)
+
+
+def from_peer(dep: str, *holders: str) -> m.InputRef:
+    return m.InputRef("value", dep, holders or (PEER,), -1, "variadic", -1)
+
+
+def dispatch(
+    st: ExecutorState,
+    items: Iterable[m.DispatchItem],
+    term: int = 1,
+    owner: str = OWNER,
+    run: str = RUN,
+    now: float = 0.0,
+) -> list[Instruction]:
+    msg = m.DispatchTasks(run, owner, tuple(items))
+    return st.handle(Dispatched(msg, [b"payload"], term), now)
+
+
+def of(out: list[Instruction], kind: type) -> list[Any]:
+    return [i for i in out if isinstance(i, kind)]
+
+
+def sent(out: list[Instruction], kind: type) -> list[Any]:
+    return [i.msg for i in of(out, Send) if isinstance(i.msg, kind)]
+
+
+def replied(out: list[Instruction]) -> m.DispatchReplied:
+    (reply,) = sent(out, m.DispatchReplied)
+    return reply
+
+
+def accepted(out: list[Instruction]) -> list[str]:
+    return [a.task_id for a in replied(out).accepted]
+
+
+def refused(out: list[Instruction]) -> dict[str, str]:
+    return {r.task_id: r.reason for r in replied(out).refused}
+
+
+def jobs(out: list[Instruction]) -> list[tuple[int, Job]]:
+    return [(ex.chain, job) for ex in of(out, Execute) for job in ex.jobs]
+
+
+def started(out: list[Instruction]) -> list[str]:
+    return [job.key[1] for _, job in jobs(out)]
+
+
+def settle(st: ExecutorState, out: list[Instruction], now: float = 0.0) -> list[Instruction]:
+    """``out`` plus what the Soon events it asked for produce, until none is left."""
+    everything = list(out)
+    pending = [i.event for i in of(out, Soon)]
+    while pending:
+        more = st.handle(pending.pop(0), now)
+        everything += more
+        pending += [i.event for i in of(more, Soon)]
+    return everything
+
+
+def ended(
+    st: ExecutorState, task_id: str, value: bytes | None = b"v", kind: str = "", attempt: int = 1
+) -> list[Instruction]:
+    key = (RUN, task_id, attempt)
+    if value is not None and not kind:
+        outcome = Outcome(key, True, value, duration=0.001)
+    else:
+        outcome = Outcome(key, False, None, "Boom", "it failed", kind=kind or "error")
+    return settle(st, st.handle(TaskEnded(outcome), 0.0))
+
+
+def reports(out: list[Instruction]) -> dict[str, m.TaskReport]:
+    return {r.task_id: r for msg in sent(out, m.TasksReported) for r in msg.reports}
+
+
+# -- admission ------------------------------------------------------------------------------------
+
+
+def test_dispatch_claims_what_fits_and_queues_the_rest_until_a_claim_is_released() -> None:
+    st = make({"cpu": 2.0})
+    out = dispatch(st, [item("big", {"cpu": 2.0}), item("small")])
+    assert accepted(out) == ["big", "small"] and not refused(out)
+    assert started(out) == ["big"] and st.ledger.free == {"cpu": 0.0}
+    assert replied(out).free == {"cpu": 0.0}  # the owner learns what is left at once
+    assert of(out, ResourcesChanged)
+    out = settle(st, out)
+    assert started(out) == ["big"]  # "small" cannot chain behind a task of another cost
+    assert list(st.local) == [(RUN, "small", 1)]
+    out = ended(st, "big")
+    assert started(out) == ["small"] and st.ledger.free == {"cpu": 1.0}
+    assert reports(out)["big"].state == "DONE"
+    out = ended(st, "small")
+    assert st.ledger.idle() and not st.tasks and not st.slots
+
+
+def test_refusals_say_why() -> None:
+    st = make({"cpu": 2.0})
+    out = dispatch(st, [item("huge", {"cpu": 3.0}), item("nogpu", {"gpu": 1.0})])
+    assert refused(out) == {
+        "huge": "no room: exceeds the node's capacity",
+        "nogpu": "no room: exceeds the node's capacity",
+    }
+    bad = m.DispatchItem("bad", 1, CPU, "variadic", None, 5, ())
+    out = dispatch(st, [bad])
+    assert refused(out) == {"bad": "bad payload frame"}
+    st.draining = True
+    out = dispatch(st, [item("late")])
+    assert refused(out) == {"late": "draining"} and not of(out, Execute)
+    assert st.counters["refused"] == 4 and st.ledger.idle()
+
+
+def test_a_duplicate_delivery_is_accepted_again_but_started_once() -> None:
+    st = make()
+    out = dispatch(st, [item("a")])
+    again = dispatch(st, [item("a")])
+    assert accepted(again) == ["a"] and not of(again, Execute)
+    assert started(out) == ["a"] and st.ledger.free == {"cpu": 1.0}
+
+
+def test_the_local_queue_holds_at_most_queue_factor_times_capacity() -> None:
+    st = make({"cpu": 1.0}, queue_factor=2.0)
+    out = dispatch(st, [item(f"t{i}") for i in range(4)])
+    assert accepted(out) == ["t0", "t1", "t2"]
+    assert refused(out) == {"t3": "no room: queue full"}
+    out = settle(st, out)
+    # The queued two chained behind t0 (same cost): the queue is empty and takes two more.
+    assert started(out) == ["t0", "t1", "t2"] and not st.local
+    out = dispatch(st, [item(f"u{i}") for i in range(3)])
+    assert accepted(out) == ["u0", "u1"] and refused(out) == {"u2": "no room: queue full"}
+
+
+# -- chains ---------------------------------------------------------------------------------------
+
+
+def test_queued_tasks_of_the_same_cost_join_a_slot_and_inherit_its_claim() -> None:
+    cost = {"cpu": 1.0, "gpu": 1.0}
+    st = make({"cpu": 2.0, "gpu": 2.0})
+    out = dispatch(st, [item("a", cost), item("b", cost), item("c", cost), item("d", cost)])
+    first = jobs(out)
+    assert [j.key[1] for _, j in first] == ["a", "b"]  # one claim each, then the queue
+    assert {j.env["CUDA_VISIBLE_DEVICES"] for _, j in first} == {"0", "1"}  # type: ignore[index]
+    out = settle(st, out)
+    chained = jobs(out)[2:]
+    assert sorted(j.key[1] for _, j in chained) == ["c", "d"]
+    slot_env = {chain: j.env for chain, j in first}
+    for chain, job in chained:  # the slot's claim and GPU index, no round through the ledger
+        assert chain in slot_env and job.env == slot_env[chain]
+    assert st.ledger.free == {"cpu": 0.0, "gpu": 0.0} and len(st.slots) == 2
+    (slot_c,) = [c for c, j in chained if j.key[1] == "c"]
+    head = next(j.key[1] for c, j in first if c == slot_c)
+    out = ended(st, head)
+    assert not of(out, ResourcesChanged) and st.ledger.free == {"cpu": 0.0, "gpu": 0.0}
+    out = ended(st, "c")  # the slot's last task: its claim goes back
+    assert of(out, ResourcesChanged)
+    assert st.ledger.free == {"cpu": 1.0, "gpu": 1.0} and slot_c not in st.slots
+    assert sorted(st.ledger._gpus_free) == [int(slot_env[slot_c]["CUDA_VISIBLE_DEVICES"])]  # type: ignore[index]
+
+
+def test_a_task_still_fetching_inputs_is_not_chained_until_they_arrive() -> None:
+    st = make({"cpu": 1.0})
+    out = dispatch(st, [item("head"), item("needs", inputs=(from_peer("dep"),)), item("free")])
+    (fetch,) = sent(out, m.FetchValues)
+    out = settle(st, out)
+    assert started(out) == ["head", "free"]
+    arrived = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
+    out = settle(st, st.handle(ValuesArrived(arrived, [b"dep-value"]), 0.0))
+    assert of(out, CancelTimer) == [CancelTimer(fetch.request_id)]
+    ((chain, job),) = jobs(out)
+    assert job.key == (RUN, "needs", 1) and job.inputs == [("value", b"dep-value")]
+    assert chain in st.slots and len(st.slots) == 1  # behind "head", under its claim
+
+
+def test_cancels_of_a_queued_a_running_and_a_chained_task() -> None:
+    st = make({"cpu": 1.0})
+    out = settle(st, dispatch(st, [item("run"), item("chained"), item("other", {"cpu": 0.5})]))
+    assert started(out) == ["run", "chained"] and list(st.local) == [(RUN, "other", 1)]
+    cancel = m.CancelTasks(
+        RUN, (m.TaskAttempt("other", 1), m.TaskAttempt("chained", 1), m.TaskAttempt("run", 1))
+    )
+    out = settle(st, st.handle(CancelAsked(cancel, 1), 0.0))
+    # queued: reported at once; started (running or chained): the pool is told, the claim held
+    assert [c.key[1] for c in of(out, CancelJob)] == ["chained", "run"]
+    assert reports(out)["other"].kind == "cancelled" and not st.local
+    assert st.ledger.free == {"cpu": 0.0}
+    out = ended(st, "run", None, kind="cancelled")
+    assert st.ledger.free == {"cpu": 0.0}  # "chained" still holds the slot
+    out = ended(st, "chained", None, kind="cancelled")
+    assert reports(out)["chained"].kind == "cancelled" and st.ledger.idle() and not st.slots
+
+
+def test_a_cancelled_task_waiting_for_inputs_releases_its_claim_and_is_never_started() -> None:
+    st = make({"cpu": 1.0})
+    out = dispatch(st, [item("w", inputs=(from_peer("dep"),))])
+    (fetch,) = sent(out, m.FetchValues)
+    assert st.ledger.free == {"cpu": 0.0} and not of(out, Execute)
+    out = settle(st, st.handle(CancelAsked(m.CancelTasks(RUN, (m.TaskAttempt("w", 1),)), 1), 0))
+    assert reports(out)["w"].kind == "cancelled" and st.ledger.idle()
+    arrived = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
+    assert not of(settle(st, st.handle(ValuesArrived(arrived, [b"x"]), 0.0)), Execute)
+
+
+# -- fencing --------------------------------------------------------------------------------------
+
+
+def test_a_lower_term_is_refused_and_a_higher_one_takes_the_run_over() -> None:
+    st = make({"cpu": 2.0})
+    out = dispatch(st, [item("a")], term=2)
+    assert accepted(out) == ["a"] and of(out, Send)[0].term == 2
+    out = dispatch(st, [item("b")], term=1, owner="old:1")
+    assert refused(out) == {"b": "stale term 1: the run's owner is at term 2"}
+    assert of(out, Send)[0].address == "old:1" and of(out, Send)[0].term == 2
+    # a deposed owner's commands are ignored
+    cancel = m.CancelTasks(RUN, (m.TaskAttempt("a", 1),))
+    assert st.handle(CancelAsked(cancel, 1), 0.0) == [] and (RUN, "a", 1) in st.tasks
+    assert st.handle(RunFreed(m.FreeRun(RUN), 1), 0.0) == [] and st.term_of(RUN) == 2
+    # a higher term (a takeover) is accepted and reported, and gets the reports
+    out = st.handle(OwnerSeen(RUN, 3, "new:1", "n2"), 0.0)
+    assert of(out, NewOwner) == [NewOwner(RUN, 3, "n2")] and st.run_owners[RUN] == (
+        3,
+        "new:1",
+        "n2",
+    )
+    out = ended(st, "a")
+    (report,) = of(out, Send)
+    assert report.address == "new:1" and report.term == 3
+    out = dispatch(st, [item("c")], term=4, owner="newer:1")
+    assert accepted(out) == ["c"] and of(out, NewOwner) == [NewOwner(RUN, 4, "")]
+    assert st.run_owners[RUN] == (4, "newer:1", "n2")
+
+
+def test_holdings_list_stored_values_and_live_attempts() -> None:
+    st = make({"cpu": 1.0})
+    settle(st, dispatch(st, [item("a"), item("b")]))
+    ended(st, "a", b"value-a")
+    holdings = st.holdings(7, RUN, 1)
+    assert holdings.held == (m.HeldValue("a", len(b"value-a")),)
+    assert holdings.running == (m.TaskAttempt("b", 1),) and holdings.request_id == 7
+
+
+# -- inputs, fetches and frees --------------------------------------------------------------------
+
+
+def test_a_fetch_times_out_at_now_plus_the_timeout_then_asks_the_next_holder() -> None:
+    st = make({"cpu": 1.0}, fetch_timeout=5.0)
+    out = dispatch(st, [item("w", inputs=(from_peer("dep", PEER, ME, PEER2),))], now=100.0)
+    (fetch,) = sent(out, m.FetchValues)
+    (timer,) = of(out, SetTimer)
+    assert (timer.key, timer.at, timer.event) == (fetch.request_id, 105.0, FetchTimedOut(1))
+    assert of(out, Send)[1].address == PEER
+    out = st.handle(FetchTimedOut(fetch.request_id), 105.0)
+    (again,) = sent(out, m.FetchValues)
+    assert of(out, Send)[0].address == PEER2  # never ourselves
+    assert of(out, SetTimer)[0].at == 110.0
+    nothing = m.ValuesFetched(again.request_id, RUN, (), ("dep",))
+    out = settle(st, st.handle(ValuesArrived(nothing, []), 106.0))
+    report = reports(out)["w"]
+    assert report.kind == "input_lost" and "could not be fetched from any holder" in report.message
+    assert st.ledger.idle() and not st.fetches
+    # a late answer to a fetch already given up changes nothing
+    late = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
+    assert st.handle(ValuesArrived(late, [b"x"]), 107.0) == []
+
+
+def test_a_fetched_copy_is_dropped_once_every_local_consumer_started() -> None:
+    st = make({"cpu": 2.0})
+    ref = from_peer("dep")
+    out = dispatch(st, [item("a", inputs=(ref,)), item("b", inputs=(ref,))])
+    (fetch,) = sent(out, m.FetchValues)  # one fetch for both consumers
+    arrived = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
+    out = settle(st, st.handle(ValuesArrived(arrived, [b"copy"]), 0.0))
+    assert sorted(started(out)) == ["a", "b"]
+    assert not st.store.has(RUN, "dep")  # both jobs carry it; the copy is gone
+
+
+def test_free_values_and_free_run_drop_what_the_owner_no_longer_needs() -> None:
+    st = make({"cpu": 2.0})
+    settle(st, dispatch(st, [item("a"), item("b")]))
+    ended(st, "a", b"A")
+    ended(st, "b", b"B")
+    assert st.handle(ValuesFreed(m.FreeValues(RUN, ("a",)), 1), 0.0) == []
+    assert not st.store.has(RUN, "a") and st.store.has(RUN, "b")
+    # a queued consumer of a freed value is a superseded attempt: it fails input_lost
+    out = settle(st, dispatch(st, [item("c", inputs=(from_peer("a", ME),))]))
+    assert reports(out)["c"].kind == "input_lost" and st.ledger.idle()
+    st.handle(RunFreed(m.FreeRun(RUN), 1), 0.0)
+    assert not st.store.has(RUN, "b") and RUN not in st.run_owners and st.term_of(RUN) == 0
+
+
+def test_reports_are_batched_per_flush_and_small_values_travel_inline() -> None:
+    st = make({"cpu": 2.0}, inline_result_bytes=4)
+    settle(st, dispatch(st, [item("small"), item("large", {"cpu": 0.5})]))
+    out = st.handle(TaskEnded(Outcome((RUN, "small", 1), True, b"abc", duration=0.01)), 0.0)
+    out += st.handle(TaskEnded(Outcome((RUN, "large", 1), True, b"abcdef", duration=0.01)), 0.0)
+    assert of(out, Soon) == [Soon(FLUSH)] and not sent(out, m.TasksReported)  # one flush
+    (send,) = of(st.handle(FLUSH, 0.0), Send)
+    msg = send.msg
+    assert [r.task_id for r in msg.reports] == ["small", "large"]
+    assert msg.reports[0].frame == 0 and send.frames == [b"abc"]
+    assert msg.reports[1].frame == -1 and msg.reports[1].size == 6
+    assert msg.free == {"cpu": 2.0} and st.counters["done"] == 2
+
+
+def test_the_state_machine_imports_no_event_loop() -> None:
+    code = (
+        "import sys, handoffd.daemon.executor_state, handoffd.daemon.executor_events;"
+        "assert 'asyncio' not in sys.modules, 'asyncio imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- random event sequences -----------------------------------------------------------------------
+
+COSTS = [
+    {"cpu": 1.0},
+    {"cpu": 1.0},
+    {"cpu": 0.5},
+    {"cpu": 1.0, "gpu": 1.0},
+    {"cpu": 2.0},
+    {"cpu": 9.0},
+]
+RUNS = ["r0", "r1"]
+DEPS = ["d0", "d1", "d2"]
+
+
+class ExecutorMachine(RuleBasedStateMachine):
+    """Random dispatches, outcomes, cancels, fetch answers and time-outs, frees and takeovers,
+    against a model worker pool (chains run their jobs in order; outcomes arrive later)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.capacity = {"cpu": 2.0, "gpu": 1.0}
+        self.st = ExecutorState(
+            address=ME,
+            ledger=Ledger(self.capacity),
+            store=ResultStore(memory_limit=1 << 30),
+            inline_result_bytes=8,
+            fetch_timeout=1.0,
+            queue_factor=3.0,
+        )
+        self.now = 0.0
+        self.attempts = 0
+        self.terms = dict.fromkeys(RUNS, 1)
+        self.owners = dict.fromkeys(RUNS, OWNER)
+        self.chains: dict[int, list[Hashable]] = {}  # the model pool: chain -> keys not ended
+        self.outcomes: list[Outcome] = []  # ended in the pool, not delivered yet
+        self.soon: list[Any] = []
+        self.timers: dict[int, tuple[float, Any]] = {}
+        self.executed: set[Hashable] = set()
+        self.accepted: set[tuple[str, str, int]] = set()
+        self.refused: set[tuple[str, str, int]] = set()
+        self.reported: dict[tuple[str, str, int], int] = {}
+
+    # -- carrying instructions out, as the shell would ------------------------------------------
+    def apply(self, out: list[Instruction]) -> None:
+        for ins in out:
+            if isinstance(ins, Execute):
+                chain = self.chains.setdefault(ins.chain, [])
+                for job in ins.jobs:
+                    assert job.key not in self.executed, f"{job.key} started twice"
+                    assert job.key in self.accepted, f"{job.key} started but never accepted"
+                    self.executed.add(job.key)
+                    chain.append(job.key)
+            elif isinstance(ins, Send):
+                self.sent(ins.msg)
+            elif isinstance(ins, Soon):
+                self.soon.append(ins.event)
+            elif isinstance(ins, SetTimer):
+                self.timers[ins.key] = (ins.at, ins.event)
+            elif isinstance(ins, CancelTimer):
+                self.timers.pop(ins.key, None)
+            elif isinstance(ins, CancelJob):
+                for keys in self.chains.values():
+                    if ins.key in keys:
+                        keys.remove(ins.key)
+                        self.outcomes.append(
+                            Outcome(ins.key, False, None, "Cancelled", "", kind="cancelled")
+                        )
+            else:
+                assert isinstance(ins, (ResourcesChanged, NewOwner)), ins
+
+    def sent(self, msg: Any) -> None:
+        if isinstance(msg, m.DispatchReplied):
+            for a in msg.accepted:
+                self.accepted.add((msg.run_id, a.task_id, a.attempt))
+            for r in msg.refused:
+                key = (msg.run_id, r.task_id, r.attempt)
+                assert key not in self.executed
+                self.refused.add(key)
+        elif isinstance(msg, m.TasksReported):
+            for r in msg.reports:
+                key = (msg.run_id, r.task_id, r.attempt)
+                assert key in self.accepted, f"{key} reported but never accepted"
+                self.reported[key] = self.reported.get(key, 0) + 1
+                assert self.reported[key] == 1, f"{key} reported twice"
+
+    def handle(self, event: Any) -> None:
+        self.apply(self.st.handle(event, self.now))
+
+    # -- rules -------------------------------------------------------------------------------------
+    @rule(
+        run=st.sampled_from(RUNS),
+        costs=st.lists(st.sampled_from(COSTS), min_size=1, max_size=5),
+        deps=st.lists(st.sampled_from([None, *DEPS, "local", "inline"]), min_size=5, max_size=5),
+        term_change=st.sampled_from([0, 0, 0, -1, 1]),
+    )
+    def dispatch(self, run: str, costs: list, deps: list, term_change: int) -> None:
+        term = self.terms[run] + term_change
+        owner = self.owners[run]
+        if term_change > 0:
+            self.terms[run] = term
+            owner = self.owners[run] = f"owner{term}:1"
+        items = []
+        for cost, dep in zip(costs, deps, strict=False):
+            self.attempts += 1
+            inputs: tuple[m.InputRef, ...] = ()
+            if dep == "local":  # a value this node produced (or once did)
+                inputs = (from_peer(f"t{self.attempts - 1}", ME, PEER),)
+            elif dep == "inline":  # an inline function (frame 0) fed by a fetched value
+                inline = m.InputRef("inline", "i", (), 0, "variadic", -1)
+                inputs = (inline, m.InputRef("value", DEPS[0], (PEER,), -1, "variadic", 0))
+            elif dep is not None:
+                inputs = (from_peer(dep, PEER, PEER2),)
+            items.append(item(f"t{self.attempts}", cost, self.attempts, inputs))
+        stale = run in self.st.run_owners and term < self.st.term_of(run)
+        self.handle(Dispatched(m.DispatchTasks(run, owner, tuple(items)), [b"p"], term))
+        if stale:  # fenced: a deposed owner's dispatch is refused whole
+            assert not any((run, i.task_id, i.attempt) in self.accepted for i in items)
+
+    @precondition(lambda self: self.st.tasks)
+    @rule(data=st.data())
+    def redeliver(self, data: st.DataObject) -> None:
+        """A dispatch delivered twice while its task is still here."""
+        run, task_id, attempt = data.draw(st.sampled_from(sorted(self.st.tasks)))
+        task = self.st.tasks[(run, task_id, attempt)]
+        again = item(task_id, task.cost, attempt, task.inputs)
+        term = self.terms[run]
+        self.handle(Dispatched(m.DispatchTasks(run, self.owners[run], (again,)), [b"p"], term))
+
+    @precondition(lambda self: any(self.chains.values()))
+    @rule(data=st.data(), kind=st.sampled_from(["", "", "", "big", "error", "crash", "timeout"]))
+    def job_ends(self, data: st.DataObject, kind: str) -> None:
+        chain = data.draw(st.sampled_from(sorted(c for c, keys in self.chains.items() if keys)))
+        key = self.chains[chain].pop(0)  # the head: a chain's jobs run in order
+        if not self.chains[chain]:
+            del self.chains[chain]
+        if kind in ("", "big"):
+            value = b"v" * (100 if kind else 4)
+            self.outcomes.append(Outcome(key, True, value, duration=0.002))
+        else:
+            self.outcomes.append(Outcome(key, False, None, "E", "m", kind=kind, duration=0.001))
+
+    @precondition(lambda self: self.outcomes)
+    @rule()
+    def outcome_arrives(self) -> None:
+        self.handle(TaskEnded(self.outcomes.pop(0)))
+
+    @precondition(lambda self: self.soon)
+    @rule()
+    def soon_runs(self) -> None:
+        self.handle(self.soon.pop(0))
+
+    @precondition(lambda self: self.st.tasks)
+    @rule(data=st.data(), stale=st.booleans())
+    def cancel(self, data: st.DataObject, stale: bool) -> None:
+        run, task_id, attempt = data.draw(st.sampled_from(sorted(self.st.tasks)))
+        msg = m.CancelTasks(run, (m.TaskAttempt(task_id, attempt),))
+        term = self.terms[run] - stale
+        fenced = term < self.st.term_of(run)
+        out = self.st.handle(CancelAsked(msg, term), self.now)
+        if fenced:  # a deposed owner's cancel is ignored
+            assert out == [] and (run, task_id, attempt) in self.st.tasks
+        self.apply(out)
+
+    @precondition(lambda self: self.st.fetches)
+    @rule(data=st.data(), found=st.booleans())
+    def fetch_answered(self, data: st.DataObject, found: bool) -> None:
+        request_id = data.draw(st.sampled_from(sorted(self.st.fetches)))
+        fetch = self.st.fetches[request_id]
+        if found:
+            msg = m.ValuesFetched(request_id, fetch.run_id, fetch.task_ids, ())
+            self.handle(ValuesArrived(msg, [b"value"] * len(fetch.task_ids)))
+        else:
+            self.handle(
+                ValuesArrived(m.ValuesFetched(request_id, fetch.run_id, (), fetch.task_ids), [])
+            )
+
+    @precondition(lambda self: self.timers)
+    @rule()
+    def time_passes(self) -> None:
+        key = min(self.timers, key=lambda k: self.timers[k][0])
+        at, event = self.timers.pop(key)
+        self.now = max(self.now, at)
+        self.handle(event)
+
+    @rule(
+        run=st.sampled_from(RUNS),
+        what=st.sampled_from(["values", "run"]),
+        back=st.integers(0, 3),
+        stale=st.booleans(),
+    )
+    def free(self, run: str, what: str, back: int, stale: bool) -> None:
+        term = self.terms[run] - stale
+        if what == "run":
+            self.handle(RunFreed(m.FreeRun(run), term))
+        else:
+            ids = (*DEPS[:2], f"t{self.attempts - back}")  # fetched copies and a local value
+            self.handle(ValuesFreed(m.FreeValues(run, ids), term))
+
+    @rule(run=st.sampled_from(RUNS), back=st.integers(0, 3))
+    def peer_asks(self, run: str, back: int) -> None:
+        ids = (DEPS[0], f"t{self.attempts - back}")
+        out = self.st.handle(ValuesAsked(m.FetchValues(99, run, ids, PEER)), self.now)
+        ((send,),) = [of(out, Send)]
+        assert send.address == PEER and len(send.frames) == len(send.msg.task_ids)
+        assert set(send.msg.task_ids) | set(send.msg.missing) == set(ids)
+        for task_id, frame in zip(send.msg.task_ids, send.frames, strict=True):
+            assert self.st.store.get(run, task_id) == frame
+
+    @rule(run=st.sampled_from(RUNS))
+    def takeover(self, run: str) -> None:
+        self.terms[run] += 1
+        self.owners[run] = f"owner{self.terms[run]}:1"
+        self.handle(OwnerSeen(run, self.terms[run], self.owners[run], f"n{self.terms[run]}"))
+
+    # -- invariants --------------------------------------------------------------------------------
+    @invariant()
+    def the_ledger_never_over_commits(self) -> None:
+        ledger = self.st.ledger
+        ledger.validate()
+        held: dict[str, float] = {}
+        for slot in self.st.slots.values():  # one claim per slot
+            for kind, q in slot.cost.items():
+                held[kind] = held.get(kind, 0.0) + q
+        for task in self.st.tasks.values():  # claimed, not started yet (inputs on their way)
+            if task.claimed and task.slot is None:
+                for kind, q in task.cost.items():
+                    held[kind] = held.get(kind, 0.0) + q
+        for kind, cap in self.capacity.items():
+            assert held.get(kind, 0.0) <= cap + EPS, (held, self.capacity)
+            assert abs(ledger.free[kind] - (cap - held.get(kind, 0.0))) < EPS, (ledger.free, held)
+        for chain, keys in self.chains.items():  # a job still in the pool runs under its claim
+            assert not keys or chain in self.st.slots, f"slot {chain} released, {keys} still run"
+        gpus = [g for slot in self.st.slots.values() for g in slot.gpus]
+        assert len(gpus) == len(set(gpus)) and len(gpus) + len(ledger._gpus_free) <= 1
+
+    def teardown(self) -> None:
+        """Let everything settle: every accepted attempt is reported once, nothing stays held."""
+        for _ in range(10_000):
+            if self.soon:
+                self.soon_runs()
+            elif self.outcomes:
+                self.outcome_arrives()
+            elif any(self.chains.values()):
+                chain = next(c for c, keys in self.chains.items() if keys)
+                key = self.chains[chain].pop(0)
+                self.outcomes.append(Outcome(key, True, b"v", duration=0.001))
+            elif self.timers:
+                self.time_passes()
+            else:
+                break
+        self.the_ledger_never_over_commits()
+        assert not self.st.tasks and not self.st.slots and not self.st.local
+        assert self.st.ledger.idle()
+        assert set(self.reported) == self.accepted, self.accepted ^ set(self.reported)
+        assert not self.accepted & self.refused
+
+
+TestExecutorMachine = ExecutorMachine.TestCase
+TestExecutorMachine.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("event", [REFILL, FLUSH])
+def test_a_tick_with_nothing_to_do_does_nothing(event: Any) -> None:
+    assert make().handle(event, 0.0) == []
