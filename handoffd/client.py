@@ -326,26 +326,12 @@ class Client:
             raise errors.ValidationError(
                 "invalid_dag", None, f"expected a handoffd.DAG, got {type(dag).__name__}"
             )
-        if policy not in ("binpack", "spread", "first_fit"):
-            raise errors.ValidationError(
-                "invalid_policy",
-                None,
-                f"policy {policy!r} is not one of binpack, spread, first_fit",
-            )
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise errors.ValidationError(
-                "invalid_option", None, f"max_retries must be an int >= 0, got {max_retries!r}"
-            )
-        rows, payloads = dag.wire_tasks()  # validates first
-        output_ids = tuple(outputs) if outputs is not None else None
-        if output_ids is not None:
-            unknown = [o for o in output_ids if o not in dag.functions]
-            if unknown:
-                raise errors.ValidationError(
-                    "missing_dependency",
-                    unknown[0],
-                    "outputs= names a function that is not in the DAG",
-                )
+        listed = outputs if outputs is None or isinstance(outputs, str) else tuple(outputs)
+        # The owner checks the same rules again (handoffd.validation): it never trusts a client.
+        rows, payloads = dag.wire_tasks(
+            policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False
+        )
+        output_ids = None if listed is None else tuple(listed)  # (a str was refused)
         if not self._known[1:]:
             try:
                 self.nodes()  # learn the cluster's addresses for failover

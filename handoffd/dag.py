@@ -2,7 +2,9 @@
 
 Design note: a DAG is an insertion-ordered dict of id -> Function. Every graph algorithm here is
 iterative (Kahn's algorithm for the order, an explicit-stack DFS for cycle paths), so a 10,000-function
-chain validates in milliseconds and never meets Python's recursion limit. ``validate`` checks each
+chain validates in milliseconds and never meets Python's recursion limit. The rules are
+``handoffd.validation``'s, shared with the owner's check of the wire form; the DAG is the view of a
+submission that run_local and the client hand to ``validation.check_submission``. It checks each
 function on its own first (in insertion order, so the first error reported is stable), then the
 references between functions, then cycles (one pass over the functions does the common checks and
 Kahn's in-degrees; the other passes run only when it saw something they could report).
@@ -14,19 +16,15 @@ Edges run from a dependency to its consumer ("a -> b": a's result is passed to b
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from handoffd import resources, values
+from handoffd import resources, validation, values
 from handoffd.errors import ValidationError
 from handoffd.spec import TaskSpec
-
-ARGUMENT_INCLUSIONS = ("variadic", "as_list")
-FUNCTION_TYPES = ("regular", "inline")
+from handoffd.validation import ARGUMENT_INCLUSIONS, FUNCTION_TYPES
 
 Estimate = Callable[["Function"], float] | Mapping[str, float] | None
 #: one function as a submission sends it: the fields of ``messages.TaskMeta``, in order
@@ -77,16 +75,9 @@ class DAG:
                 f"add_function expects a handoffd.Function, got {type(function).__name__}"
             )
         fid = function.id
-        if not isinstance(fid, str) or not fid:
-            raise ValidationError(
-                "invalid_id", None, f"function id must be a non-empty string, got {fid!r}"
-            )
+        validation.check_id(fid)
         if fid in self._functions:
-            raise ValidationError(
-                "duplicate_id",
-                fid,
-                f"a function with id {fid!r} is already in the DAG; give each function a unique id",
-            )
+            raise validation.duplicate_id(fid)
         self._functions[fid] = function
         return self
 
@@ -122,9 +113,9 @@ class DAG:
         ``nodes``: the cluster's node names; when given, a pin to any other name is ``unknown_node``.
         ``collocate_with`` naming a missing function is reported as ``missing_dependency``.
         """
-        self._validated_order(nodes)
+        self.validated_order(nodes)
 
-    def _validated_order(self, nodes: set[str] | frozenset[str] | None = None) -> list[str]:
+    def validated_order(self, nodes: set[str] | frozenset[str] | None = None) -> list[str]:
         """``validate``, and the topological order (as ``_kahn``) built in the same pass.
 
         One loop checks each function (the full ``_check_function`` only for functions that set
@@ -185,9 +176,9 @@ class DAG:
                 else:
                     outs.append(key)
         if references:
-            self._check_references()
+            validation.check_references(self._links())
         if pins:
-            self._check_collocation_pins()
+            validation.check_collocation_pins(self._links())
         for fid in order:  # grows while it is read: the queue of Kahn's algorithm
             outs = consumers.get(fid)
             if outs is not None:
@@ -197,107 +188,15 @@ class DAG:
                     if left == 0:
                         order.append(out)
         if len(order) != len(functions):
-            self._check_cycles()
+            links = self._links()
+            raise validation.cycle_error(links, validation.topological(links))
         return order
 
-    def _check_references(self) -> None:
-        functions = self._functions
-        for fn in functions.values():
-            for dep in fn.args:
-                if dep not in functions:
-                    raise ValidationError(
-                        "missing_dependency",
-                        fn.id,
-                        f"args names {dep!r}, which is not in the DAG; add a function with id {dep!r} "
-                        f"or remove it from args",
-                    )
-            other = fn.collocate_with
-            if other is not None:
-                if other not in functions:
-                    raise ValidationError(
-                        "missing_dependency",
-                        fn.id,
-                        f"collocate_with names {other!r}, which is not in the DAG; add it or drop collocate_with",
-                    )
-                if functions[other].type == "inline":
-                    raise ValidationError(
-                        "invalid_inline",
-                        fn.id,
-                        f"collocate_with names inline function {other!r}, which has no node of its own; "
-                        f"collocate with a regular function instead",
-                    )
-
-    def _check_collocation_pins(self) -> None:
-        """Functions collocated together (transitively) must not be pinned to different nodes."""
-        parent: dict[str, str] = {}
-
-        def find(x: str) -> str:
-            root = x
-            while parent.get(root, root) != root:
-                root = parent[root]
-            while parent.get(x, x) != root:  # path compression
-                parent[x], x = root, parent[x]
-            return root
-
-        for fn in self._functions.values():
-            if fn.collocate_with is not None:
-                a, b = find(fn.id), find(fn.collocate_with)
-                if a != b:
-                    parent[a] = b
-        pinned: dict[str, tuple[str, str]] = {}  # group root -> (node, function that pins it)
-        for fn in self._functions.values():
-            if fn.node is None:
-                continue
-            root = find(fn.id)
-            seen = pinned.get(root)
-            if seen is None:
-                pinned[root] = (fn.node, fn.id)
-            elif seen[0] != fn.node:
-                raise ValidationError(
-                    "invalid_collocation",
-                    fn.id,
-                    f"pinned to node {fn.node!r} but collocated (via collocate_with) with {seen[1]!r}, "
-                    f"which is pinned to {seen[0]!r}; pin them to the same node or drop one pin",
-                )
-
-    def _check_cycles(self) -> None:
-        order = self._kahn()
-        if len(order) == len(self._functions):
-            return
-        path = self._find_cycle(set(self._functions).difference(order))
-        raise ValidationError(
-            "cycle",
-            path[0],
-            f"the functions form a cycle: {' -> '.join(path)} (each arrow: result passed to); "
-            f"remove one of these dependencies",
-        )
-
-    def _find_cycle(self, candidates: set[str]) -> list[str]:
-        """Return one cycle as a path in data-flow order, first id repeated at the end."""
-        consumers = self._consumers()
-        state: dict[str, int] = {}  # 1: on the DFS stack, 2: finished
-        for start in self._functions:
-            if start not in candidates or start in state:
-                continue
-            stack: list[tuple[str, Iterator[str]]] = [(start, iter(consumers[start]))]
-            state[start] = 1
-            while stack:
-                node, children = stack[-1]
-                for child in children:
-                    if child not in candidates:
-                        continue
-                    if state.get(child) == 1:
-                        ids = [n for n, _ in stack]
-                        cycle = ids[ids.index(child) :]
-                        return cycle + [child]
-                    if child not in state:
-                        state[child] = 1
-                        stack.append((child, iter(consumers[child])))
-                        break
-                else:
-                    state[node] = 2
-                    stack.pop()
-        raise AssertionError("Kahn's algorithm left functions but no cycle was found")
+    def _links(self) -> dict[str, validation.Links]:
+        return {
+            fid: (fn.args, fn.collocate_with, fn.node, fn.type == "inline")
+            for fid, fn in self._functions.items()
+        }
 
     # -- order and critical path --------------------------------------------------------------
     def _consumers(self) -> dict[str, list[str]]:
@@ -309,25 +208,11 @@ class DAG:
         return consumers
 
     def _kahn(self) -> list[str]:
-        consumers = self._consumers()
-        indegree = {fid: 0 for fid in self._functions}
-        for outs in consumers.values():
-            for out in outs:
-                indegree[out] += 1
-        ready = deque(fid for fid, d in indegree.items() if d == 0)
-        order: list[str] = []
-        while ready:
-            fid = ready.popleft()
-            order.append(fid)
-            for out in consumers[fid]:
-                indegree[out] -= 1
-                if indegree[out] == 0:
-                    ready.append(out)
-        return order
+        return validation.topological(self._links())
 
     def topological_order(self) -> list[str]:
         """Function ids, every dependency before its consumers (ties in insertion order)."""
-        return self._validated_order()
+        return self.validated_order()
 
     def upward_ranks(self, estimate: Estimate = None) -> dict[str, float]:
         """Per function: its estimate plus the longest chain of consumers after it (HEFT rank)."""
@@ -345,21 +230,36 @@ class DAG:
         return max(self.upward_ranks(estimate).values(), default=0.0)
 
     # -- wire view ----------------------------------------------------------------------------
-    def to_specs(self) -> list[TaskSpec]:
-        """Validate, then give one TaskSpec per function in topological order."""
-        rows, payloads = self.wire_tasks()
+    def to_specs(self, **submission: Any) -> list[TaskSpec]:
+        """Validate, then give one TaskSpec per function in topological order (``submission``:
+        the run's options, as ``wire_tasks`` takes them)."""
+        rows, payloads = self.wire_tasks(**submission)
         return [
             TaskSpec(r[0], r[1], dict(r[2]), p, r[3], r[4], r[5], r[6], r[7], r[8], r[9])
             for r, p in zip(rows, payloads, strict=True)
         ]
 
-    def wire_tasks(self) -> tuple[list[TaskRow], list[bytes]]:
-        """Validate, then one row per function in topological order, and its payload.
+    def wire_tasks(
+        self,
+        *,
+        policy: str | None = None,
+        max_retries: int | None = None,
+        outputs: Iterable[str] | None = None,
+        allow_empty: bool = True,
+    ) -> tuple[list[TaskRow], list[bytes]]:
+        """Validate the submission (``validation.check_submission`` with these run options), then
+        one row per function in topological order, and its payload.
 
         A row holds the fields of ``messages.TaskMeta`` in their order (what a submission sends;
         ``codec.Rows`` packs the rows as they are), so a submission builds no TaskSpec or TaskMeta
         objects. Rows may share their ``cost`` dict: copy it before changing it."""
-        order = self._validated_order()
+        order = validation.check_submission(
+            self,
+            policy=policy,
+            max_retries=max_retries,
+            outputs=outputs,
+            allow_empty=allow_empty,
+        )
         functions = self._functions
         rows: list[TaskRow] = []
         payloads: list[bytes] = []
@@ -440,7 +340,8 @@ def _estimator(estimate: Estimate) -> Callable[[Function], float]:
 
 
 def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> None:
-    """Checks that need only this function (no references to others)."""
+    """Checks that need only this function (no references to others): its Python objects here,
+    the rules every submission follows in ``validation``."""
     fid = fn.id
     if not callable(fn.code):
         raise ValidationError(
@@ -449,12 +350,7 @@ def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> No
             f"code must be a callable (a function, lambda or object with __call__), "
             f"got {type(fn.code).__name__} {fn.code!r:.60}",
         )
-    if not isinstance(fn.args, (list, tuple)) or not all(isinstance(a, str) for a in fn.args):
-        raise ValidationError(
-            "invalid_args",
-            fid,
-            f"args must be a list of function ids such as ['load'], got {fn.args!r:.80}",
-        )
+    validation.check_deps(fid, fn.args)
     if not isinstance(fn.extra_args, (list, tuple)):
         raise ValidationError(
             "invalid_args",
@@ -465,87 +361,18 @@ def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> No
         raise ValidationError(
             "invalid_args", fid, f"kwargs must be a dict with string keys, got {fn.kwargs!r:.80}"
         )
-    if fn.argument_inclusion not in ARGUMENT_INCLUSIONS:
-        raise ValidationError(
-            "invalid_argument_inclusion",
-            fid,
-            f"argument_inclusion is {fn.argument_inclusion!r}; use 'variadic' (one positional "
-            f"per dependency) or 'as_list' (one list of all dependency results)",
-        )
-    if fn.type not in FUNCTION_TYPES:
-        raise ValidationError(
-            "invalid_type", fid, f"type is {fn.type!r}; use 'regular' or 'inline'"
-        )
-    try:
-        cost = resources.parse_cached(fn.cost, what="cost")
-    except resources.ResourceError as exc:
-        raise ValidationError(
-            "invalid_cost", fid, f"{exc} (memory is a number of MB, e.g. 2000, not '2GB')"
-        ) from None
-    if fn.type == "inline":
-        problems = []
-        if fn.node is not None:
-            problems.append(f"node={fn.node!r}")
-        if fn.collocate_with is not None:
-            problems.append(f"collocate_with={fn.collocate_with!r}")
-        if cost != {"cpu": 1.0}:
-            problems.append(f"cost={fn.cost!r}")
-        if problems:
-            raise ValidationError(
-                "invalid_inline",
-                fid,
-                f"inline functions are re-run inside each consumer's job and have no placement of "
-                f"their own, but this one sets {', '.join(problems)}; drop them or make it regular",
-            )
-    if fn.node is not None:
-        if not isinstance(fn.node, str) or not fn.node:
-            raise ValidationError(
-                "invalid_option", fid, f"node must be a node name (str) or None, got {fn.node!r}"
-            )
-        if nodes is not None and fn.node not in nodes:
-            known = ", ".join(sorted(nodes)[:10]) or "none"
-            raise ValidationError(
-                "unknown_node",
-                fid,
-                f"pinned to node {fn.node!r}, which is not in the cluster (known: {known}); "
-                f"fix the name or drop the pin",
-            )
-    if fn.collocate_with is not None:
-        if not isinstance(fn.collocate_with, str):
-            raise ValidationError(
-                "invalid_option",
-                fid,
-                f"collocate_with must be a function id or None, got {fn.collocate_with!r}",
-            )
-        if fn.collocate_with == fid:
-            raise ValidationError(
-                "invalid_collocation", fid, "collocate_with names the function itself; drop it"
-            )
-    if fn.max_retries is not None and (
-        isinstance(fn.max_retries, bool)
-        or not isinstance(fn.max_retries, int)
-        or fn.max_retries < 0
-    ):
-        raise ValidationError(
-            "invalid_option",
-            fid,
-            f"max_retries must be an integer >= 0 or None, got {fn.max_retries!r}",
-        )
-    if fn.timeout is not None and (
-        isinstance(fn.timeout, bool)
-        or not isinstance(fn.timeout, (int, float))
-        or math.isnan(fn.timeout)
-        or fn.timeout <= 0
-    ):
-        raise ValidationError(
-            "invalid_option",
-            fid,
-            f"timeout must be a number of seconds > 0 or None, got {fn.timeout!r}",
-        )
-    if isinstance(fn.priority, bool) or not isinstance(fn.priority, int):
-        raise ValidationError(
-            "invalid_option", fid, f"priority must be an integer, got {fn.priority!r}"
-        )
+    validation.check_fields(
+        fid,
+        fn.argument_inclusion,
+        fn.type,
+        fn.cost,
+        fn.node,
+        fn.collocate_with,
+        fn.max_retries,
+        fn.timeout,
+        fn.priority,
+        nodes,
+    )
 
 
 __all__ = ["DAG", "Function", "new", "ARGUMENT_INCLUSIONS", "FUNCTION_TYPES"]

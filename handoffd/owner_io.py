@@ -31,12 +31,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from handoffd import errors, resources
+from handoffd import errors, validation
 from handoffd.owner_results import ResultFetcher, error_info, outcome_values
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.spec import RunOptions, TaskSpec
+from handoffd.spec import RunOptions
 
 if TYPE_CHECKING:
     from handoffd.node import Node
@@ -277,13 +277,7 @@ class OwnerIO:
         self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
     ) -> None:
         try:
-            specs = self._specs(msg, frames)
-            if msg.policy not in ("binpack", "spread", "first_fit"):
-                raise errors.ValidationError(
-                    "invalid_policy",
-                    None,
-                    f"policy {msg.policy!r} is not one of binpack, spread, first_fit",
-                )
+            specs = validation.wire_specs(msg, frames)  # a daemon never trusts a submission
         except errors.HandoffError as exc:
             info = error_info(exc)
             assert info is not None
@@ -299,61 +293,6 @@ class OwnerIO:
         self._submits[msg.run_id] = waiter
         options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
         self._feed(ev.SubmitRun(msg.run_id, tuple(specs), options))
-
-    def _specs(self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes]) -> list[TaskSpec]:
-        """Re-check what the client checked: a daemon never trusts a submission."""
-        if len(frames) != len(msg.tasks):
-            raise errors.ValidationError(
-                "malformed", None, f"{len(msg.tasks)} functions but {len(frames)} code frames"
-            )
-        if not msg.tasks:
-            raise errors.ValidationError(
-                "empty_dag", None, "the DAG has no functions; add some with add_function"
-            )
-        ids: set[str] = set()
-        specs = []
-        for meta, payload in zip(msg.tasks, frames, strict=False):
-            if meta.id in ids:
-                raise errors.ValidationError("duplicate_id", meta.id, "two functions share this id")
-            ids.add(meta.id)
-            try:
-                cost = resources.parse_cached(meta.cost)
-            except resources.ResourceError as exc:
-                raise errors.ValidationError("invalid_cost", meta.id, str(exc)) from None
-            if meta.argument_inclusion not in ("variadic", "as_list"):
-                raise errors.ValidationError(
-                    "invalid_argument_inclusion",
-                    meta.id,
-                    "argument_inclusion must be 'variadic' or 'as_list'",
-                )
-            specs.append(
-                TaskSpec(
-                    id=meta.id,
-                    deps=tuple(meta.deps),
-                    cost=cost,
-                    payload=bytes(payload),
-                    argument_inclusion=meta.argument_inclusion,
-                    node=meta.node,
-                    collocate_with=meta.collocate_with,
-                    inline=meta.inline,
-                    max_retries=meta.max_retries,
-                    timeout=meta.timeout,
-                    priority=meta.priority,
-                )
-            )
-        for spec in specs:
-            for dep in spec.deps:
-                if dep not in ids:
-                    raise errors.ValidationError(
-                        "missing_dependency", spec.id, f"depends on unknown function {dep!r}"
-                    )
-            if spec.collocate_with is not None and spec.collocate_with not in ids:
-                raise errors.ValidationError(
-                    "missing_dependency",
-                    spec.id,
-                    f"collocate_with names unknown function {spec.collocate_with!r}",
-                )
-        return specs
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
