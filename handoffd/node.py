@@ -1,9 +1,11 @@
 """The daemon: wires transport, codec, membership, discovery, executor and owner scheduler onto one
 asyncio loop. Every part is a state machine or a callback sink; this module only moves messages.
 
-Inbound frames are decoded once and routed by message type. Membership and the owner scheduler
-return instructions, which ``_run_membership`` and ``OwnerIO`` execute. User code never runs here:
-it runs in the worker pool's processes.
+Inbound frames are decoded once, checked against their sender and the socket they came on
+(``admission``: client requests only on the listening socket, peer messages only from live members)
+and routed by message type. Membership and the owner scheduler return instructions, which
+``_run_membership`` and ``OwnerIO`` execute. User code never runs here: it runs in the worker
+pool's processes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__
+from handoffd import __version__, admission
 from handoffd.config import NodeConfig
 from handoffd.execution import Executor
 from handoffd.membership import swim
@@ -35,16 +37,11 @@ log = logging.getLogger("handoffd.node")
 # of it coming up; with ZeroMQ's 0.1 s doubling to 2 s the join came 0.15-0.26 s after the seed was
 # up. Only down seeds keep being retried at the cap: dead members' sockets are closed.
 PEER_RECONNECT_S = (0.02, 0.1)
+# Outbound connections unused for Limits.peer_idle_s are looked for this often.
+IDLE_SWEEP_S = 5.0
 
-_PEER_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
-_REPLICATION_TYPES = (
-    m.ReplicateRun,
-    m.ReplicateLog,
-    m.ReplicaAcked,
-    m.DropReplica,
-    m.ReconcileRun,
-    m.RunHoldings,
-)
+_MEMBERSHIP_TYPES = admission.MEMBERSHIP_TYPES
+_REPLICATION_TYPES = admission.REPLICATION_TYPES
 
 
 class Node:
@@ -75,7 +72,9 @@ class Node:
         self._resources_dirty = False
         self._stopped = asyncio.Event()
         self._stopping = False
-        self.dropped = 0
+        self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
+        self.drops = admission.Drops()  # refused by admission.check, by reason
+        self._next_sweep = 0.0
         self.started_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -250,20 +249,28 @@ class Node:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def _on_frames(self, conn: bytes, frames: list[bytes]) -> None:
+    def _on_frames(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
         decoded = codec.decode(frames)
         if decoded is None:
             self.dropped += 1
             return
         msg = decoded.msg
+        sender = decoded.envelope.sender
+        membership = self.membership
+        member = membership.get(sender) if membership is not None else None
+        refused = admission.check(msg, sender, listening, member, self.name)
+        if refused:
+            self.dropped += 1
+            self.drops.count(refused, msg, sender)
+            return
         try:
-            if isinstance(msg, _PEER_TYPES):
-                self._run_membership(swim.Received(decoded.envelope.sender, None, msg))
+            if isinstance(msg, _MEMBERSHIP_TYPES):
+                self._run_membership(swim.Received(sender, None, msg))
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
-            log.exception("handling %s from %s failed", type(msg).__name__, decoded.envelope.sender)
+            log.exception("handling %s from %s failed", type(msg).__name__, sender)
 
     def _deliver_local(self, msg: Any, frames: list[Any], term: int = 0) -> None:
         envelope = codec.Envelope(
@@ -317,6 +324,12 @@ class Node:
                 self.owner.tick(self._clock())
             if self.replication is not None:
                 self.replication.tick(self._clock())
+            now = self._clock()
+            if now >= self._next_sweep and self._transport is not None:
+                self._next_sweep = now + IDLE_SWEEP_S
+                self._transport.close_idle(
+                    {s.address for s in self.members() if s.status == m.ALIVE}
+                )
         except Exception:  # noqa: BLE001
             log.exception("tick failed")
         if not self._stopped.is_set():

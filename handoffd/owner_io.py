@@ -190,7 +190,7 @@ class OwnerIO:
             node = self._node_name_for(envelope)
             # One message, one scheduler batch: placement runs once for all of its events.
             self._feed_all(
-                self._reported(node, msg),
+                *self._reported(node, msg),
                 ev.DispatchReplied(
                     node,
                     msg.run_id,
@@ -200,7 +200,7 @@ class OwnerIO:
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
-            events: list[Any] = [self._reported(node, msg)]
+            events: list[Any] = self._reported(node, msg)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -254,16 +254,24 @@ class OwnerIO:
         else:
             log.debug("unexpected %s", type(msg).__name__)
 
-    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> ev.NodeUpdate:
-        """The free resources a node's reply or report carries, as a scheduler event."""
-        return ev.NodeUpdate(
-            node,
-            self.node.address_of(node) or "",
-            True,
-            self._capacity_of(node),
-            dict(msg.free),
-            msg.resource_version,
-        )
+    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> list[Any]:
+        """The free resources a node's reply or report carries, as a scheduler event; none unless
+        the node is ourselves or a live member: the scheduler's view holds members only, and a
+        report must never add a node to it (issue 11: a forged report made a phantom node)."""
+        if node != self.node.name:
+            member = self.node.membership.get(node) if self.node.membership is not None else None
+            if member is None or member.status not in (m.ALIVE, m.SUSPECT):
+                return []
+        return [
+            ev.NodeUpdate(
+                node,
+                self.node.address_of(node) or "",
+                True,
+                self._capacity_of(node),
+                dict(msg.free),
+                msg.resource_version,
+            )
+        ]
 
     def _capacity_of(self, name: str) -> dict[str, float]:
         if name == self.node.name:

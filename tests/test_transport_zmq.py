@@ -37,12 +37,19 @@ class Nodes:
     def __init__(self) -> None:
         self.transports: list[ZmqTransport] = []
         self.inbox: dict[str, list[tuple[bytes, list[bytes]]]] = {}
+        self.listening: dict[str, list[bool]] = {}  # per message: came in on the ROUTER
 
     async def start(self, handler: Any = None, **kwargs: Any) -> ZmqTransport:
         transport = ZmqTransport("127.0.0.1", 0, **kwargs)
         self.transports.append(transport)
         inbox = self.inbox.setdefault(transport.address, [])
-        await transport.start(handler or (lambda conn, frames: inbox.append((conn, frames))))
+        directions = self.listening.setdefault(transport.address, [])
+
+        def record(conn: bytes, frames: list[bytes], listening: bool) -> None:
+            inbox.append((conn, frames))
+            directions.append(listening)
+
+        await transport.start(handler or record)
         return transport
 
     async def close(self) -> None:
@@ -64,12 +71,13 @@ def run(body: Callable[[Nodes], Awaitable[None]]) -> None:
 def test_round_trip_and_peer_reply() -> None:
     async def body(nodes: Nodes) -> None:
         a = await nodes.start()
-        b = await nodes.start(lambda conn, frames: b.reply(conn, [b"re:" + frames[0]]))
+        b = await nodes.start(lambda conn, frames, listening: b.reply(conn, [b"re:" + frames[0]]))
         assert a.send(b.address, [b"hello", b"opaque"])
         await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
         conn, frames = nodes.inbox[a.address][0]
         assert frames == [b"re:hello"]
         assert conn == b.address.encode()  # a reply to a peer arrives with the replier's address
+        assert nodes.listening[a.address] == [False]  # ... on the DEALER we opened to it
         assert a.stats.sent == 1 and b.stats.received == 1 and a.stats.received == 1
 
     run(body)
@@ -124,7 +132,7 @@ def test_send_to_a_dead_address_neither_blocks_nor_breaks_the_sender() -> None:
 def test_reply_to_a_vanished_client_does_not_kill_the_reader() -> None:
     async def body(nodes: Nodes) -> None:
         conns: list[bytes] = []
-        server = await nodes.start(lambda conn, frames: conns.append(conn))
+        server = await nodes.start(lambda conn, frames, listening: conns.append(conn))
         client = await asyncio.to_thread(ControlClient, server.address)
         await asyncio.to_thread(client.send, [b"hi"])
         await wait_for(lambda: len(conns) == 1)
@@ -141,7 +149,7 @@ def test_reply_to_a_vanished_client_does_not_kill_the_reader() -> None:
 
 def test_control_client_request_reply() -> None:
     async def body(nodes: Nodes) -> None:
-        server = await nodes.start(lambda conn, frames: server.reply(conn, frames[::-1]))
+        server = await nodes.start(lambda conn, frames, listening: server.reply(conn, frames[::-1]))
 
         def talk() -> list[bytes]:
             with ControlClient(server.address) as client:
@@ -178,7 +186,7 @@ def test_handler_exceptions_are_contained() -> None:
     async def body(nodes: Nodes) -> None:
         seen: list[bytes] = []
 
-        def handler(conn: bytes, frames: list[bytes]) -> None:
+        def handler(conn: bytes, frames: list[bytes], listening: bool) -> None:
             seen.append(frames[0])
             if frames[0] == b"boom":
                 raise RuntimeError("handler bug")
@@ -232,7 +240,7 @@ def test_ipv6_loopback() -> None:
         got: list[list[bytes]] = []
         b = ZmqTransport("::1", 0)
         nodes.transports.append(b)
-        await b.start(lambda conn, frames: got.append(frames))
+        await b.start(lambda conn, frames, listening: got.append(frames))
         a = await nodes.start()
         assert b.address.startswith("[::1]:")
         assert a.send(b.address, [b"v6"])
@@ -265,7 +273,7 @@ def test_large_opaque_frames_are_kept_as_read_only_views_and_forward_intact() ->
     async def body(nodes: Nodes) -> None:
         a = await nodes.start()
         c = await nodes.start()
-        b = await nodes.start(lambda conn, frames: b.reply(conn, [b"re", *frames[1:]]))
+        b = await nodes.start(lambda conn, frames, listening: b.reply(conn, [b"re", *frames[1:]]))
         assert a.send(b.address, [body_frame, under, big, b"x"])
         await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
         for frames in (nodes.inbox[a.address][0][1],):
