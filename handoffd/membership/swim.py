@@ -18,6 +18,23 @@ Additions for handoffd:
 - DEAD (not LEFT) members stay push-pull candidates until reaped, so both sides of a healed
   partition find each other again (serf's reconnect) and refute.
 
+What a sender may claim (issue 11; anyone who reaches us can send membership messages, since that
+is how a node joins, so claims are weighed by who makes them):
+- A sender that is not a live member of ours (a stranger: unknown, DEAD or LEFT here) is heard only
+  about itself (its own state: that is a join, or a rejoin at a higher incarnation) and about us
+  (so we refute); everything else it says is ignored, except in the answer to a push-pull we asked
+  for from its address (a seed or a discovered node telling us the cluster, or the other side of a
+  healed partition). So one message from a stranger cannot fill our view with thousands of members
+  or declare our members DEAD. (Once it is a member it gossips like any member: with a key, only
+  key holders get this far.)
+- A member's address changes only with a higher incarnation, and while we hold it ALIVE or SUSPECT
+  only when the member says so itself (its own state in its own message): a third party cannot
+  redirect our traffic for a member to another address (memberlist refuses such "conflicting
+  address" updates outright; we let the member move, since a restarted node may get a new port).
+- A PingReq is served only for a member, and its target is pinged at the address we know for it.
+- Incarnations and resource versions beyond 2**62 are refused: refuting one would overflow the
+  wire's integers and make every message of ours unencodable.
+
 Structure (distributed's worker state machine): ``handle(event, now) -> instructions``; no I/O,
 no clock, no global randomness. Every status move goes through ``_set`` and is checked against
 one table, logged with its cause and kept in a short history for error reports.
@@ -30,9 +47,23 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 from handoffd.config import MembershipConfig
+from handoffd.membership.events import (
+    Discovered,
+    Event,
+    Instruction,
+    Leave,
+    LocalResources,
+    MemberChanged,
+    MembershipError,
+    Received,
+    ResourcesChanged,
+    Send,
+    Tick,
+    Undiscovered,
+)
 from handoffd.protocol.messages import (
     ALIVE,
     DEAD,
@@ -59,88 +90,8 @@ _SAME_INCARNATION_MOVES = frozenset(
     {(ALIVE, SUSPECT), (ALIVE, DEAD), (ALIVE, LEFT), (SUSPECT, DEAD), (SUSPECT, LEFT), (DEAD, LEFT)}
 )
 _MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
-
-
-# ----------------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passed: run due timers (the node calls this at ``next_deadline()`` or periodically)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A membership message arrived; ``sender`` is the envelope's node name."""
-
-    sender: str
-    sender_address: str | None
-    msg: Ping | Ack | PingReq | IndirectAck | PushPull | Gossip
-
-
-@dataclass(frozen=True, slots=True)
-class Discovered:
-    """mDNS or a seed named an address: join it with a push-pull."""
-
-    address: str
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Undiscovered:
-    """mDNS goodbye: a hint to probe ``name`` soon, never DEAD by itself."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class LocalResources:
-    """Our free resources changed."""
-
-    free: dict[str, float]
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    """Graceful departure: mark self LEFT and tell everyone directly."""
-
-
-Event = Union[Tick, Received, Discovered, Undiscovered, LocalResources, Leave]
-
-# ----------------------------------------------------------------------------- instructions
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Fire and forget ``msg`` to ``address``."""
-
-    address: str
-    msg: Any
-
-
-@dataclass(frozen=True, slots=True)
-class MemberChanged:
-    """``name`` moved from status ``old`` (None: newly joined) to ``new``."""
-
-    name: str
-    old: int | None
-    new: int
-    member: MemberState
-
-
-@dataclass(frozen=True, slots=True)
-class ResourcesChanged:
-    """Our view of a peer's capacity/free resources changed (not emitted on join or for self)."""
-
-    name: str
-    member: MemberState
-
-
-Instruction = Union[Send, MemberChanged, ResourcesChanged]
-
-
-class MembershipError(RuntimeError):
-    """An illegal state move: a bug, reported with the member's recent history."""
+MAX_COUNTER = 1 << 62  # incarnations and resource versions above this are refused (module doc)
+_MAX_CLASHES = 64  # addresses remembered as claiming our name (each is warned about once)
 
 
 def supersedes(new: MemberState, old: MemberState) -> bool:
@@ -225,6 +176,8 @@ class Membership:
         self._probe: _Probe | None = None  # at most one probe of ours in flight
         self._relays: dict[int, _Relay] = {}  # our probe id -> PingReq we serve for someone
         self._next_id = 1
+        # address -> until when its push-pull answer is trusted as a whole (we asked it)
+        self._asked: dict[str, float] = {}
         # Spread the first timers so a cluster started at once does not probe in lockstep.
         self._next_probe_at = now + rng.uniform(0, config.probe_interval)
         self._next_gossip_at = now
@@ -305,7 +258,7 @@ class Membership:
         elif isinstance(event, Received):
             self._received(event, now, out)
         elif isinstance(event, Discovered):
-            self._discovered(event, out)
+            self._discovered(event, now, out)
         elif isinstance(event, Undiscovered):
             self._undiscovered(event)
         elif isinstance(event, LocalResources):
@@ -328,6 +281,8 @@ class Membership:
                 self._start_probe(now, out)
         for probe_id in [i for i, r in self._relays.items() if now >= r.deadline]:
             del self._relays[probe_id]
+        for address in [a for a, until in self._asked.items() if now >= until]:
+            del self._asked[address]
         for name, m in list(self._members.items()):
             if m.suspect_deadline is not None and now >= m.suspect_deadline:
                 self._set(replace(m.state, status=DEAD), now, out, "suspicion timeout")
@@ -348,17 +303,32 @@ class Membership:
             self._next_push_pull_at = now + self.config.push_pull_interval
             target = self._push_pull_target()
             if target is not None:
-                out.append(Send(target.address, PushPull(self._full_state(), True)))
+                self._ask(target.address, now, out)
 
     def _received(self, event: Received, now: float, out: list[Instruction]) -> None:
         msg = event.msg
         updates: tuple[MemberState, ...] = msg.members if isinstance(msg, PushPull) else msg.updates
+        own: MemberState | None = None
         for u in updates:
-            if u.name == event.sender and u.cluster != self.cluster:
-                self.counters.dropped_other_cluster += 1
-                return  # a node of another cluster: no answer, nothing learned
+            if u.name == event.sender:
+                if u.cluster != self.cluster:
+                    self.counters.dropped_other_cluster += 1
+                    return  # a node of another cluster: no answer, nothing learned
+                own = own or u
+        sender = self._members.get(event.sender)
+        member = (
+            sender is not None
+            and sender.state.status in (ALIVE, SUSPECT)
+            and event.sender != self.name
+        )
+        if not member and not self._asked_for(msg, own, now):
+            # A stranger speaks for itself and hears our refutation; the rest is not its to say.
+            heard = tuple(u for u in updates if u.name in (event.sender, self.name))
+            if len(heard) < len(updates):
+                self._count("stranger_claims_ignored", len(updates) - len(heard))
+            updates = heard
         cause = f"{type(msg).__name__} from {event.sender}"
-        if self._merge(updates, now, out, cause):
+        if self._merge(updates, now, out, cause, event.sender):
             # We refuted a claim about us: tell the claimant now rather than at the next round.
             address = self._address_of(event.sender, event.sender_address)
             if address is not None and not isinstance(msg, Ping | PushPull):
@@ -383,13 +353,25 @@ class Membership:
                 )
                 out.append(Send(relay.origin_address, ack))
         elif isinstance(msg, PingReq):
-            if reply_to is not None and msg.target != self.name:
+            # Only for a member, and only to the address we know the target by: a PingReq must
+            # not make us connect to an address of the sender's choosing.
+            target = self._members.get(msg.target)
+            if (
+                not member
+                or reply_to is None
+                or target is None
+                or target.state.status not in (ALIVE, SUSPECT)
+                or msg.target == self.name
+            ):
+                self._count("ping_req_refused")
+            else:
                 probe_id = self._new_id()
                 deadline = now + self.config.indirect_timeout * (1 + self._health)
                 self._relays[probe_id] = _Relay(
                     reply_to, event.sender, msg.probe_id, msg.target, deadline
                 )
-                out.append(Send(msg.target_address, Ping(probe_id, self._piggyback(msg.target))))
+                ping = Ping(probe_id, self._piggyback(msg.target))
+                out.append(Send(target.state.address, ping))
         elif isinstance(msg, IndirectAck):
             probe = self._probe
             if probe is not None and probe.probe_id == msg.probe_id and msg.target == probe.target:
@@ -398,14 +380,30 @@ class Membership:
             if msg.reply_wanted and reply_to is not None:
                 out.append(Send(reply_to, PushPull(self._full_state(), False)))
 
-    def _discovered(self, event: Discovered, out: list[Instruction]) -> None:
+    def _discovered(self, event: Discovered, now: float, out: list[Instruction]) -> None:
         if self._left or event.address == self.me.address or event.name == self.name:
             return
         if event.name is not None:
             known = self.get(event.name)
             if known and known.status in (ALIVE, SUSPECT) and known.address == event.address:
                 return
-        out.append(Send(event.address, PushPull(self._full_state(), True)))
+        self._ask(event.address, now, out)
+
+    def _ask(self, address: str, now: float, out: list[Instruction]) -> None:
+        """Push-pull with ``address``; its answer is trusted as a whole for a while (module doc)."""
+        self._asked[address] = now + 2 * self.config.push_pull_interval
+        out.append(Send(address, PushPull(self._full_state(), True)))
+
+    def _asked_for(self, msg: Any, own: MemberState | None, now: float) -> bool:
+        """``msg`` is the answer to a push-pull we sent to its sender's address (consumed)."""
+        if not isinstance(msg, PushPull) or msg.reply_wanted or own is None:
+            return False
+        until = self._asked.pop(own.address, None)
+        return until is not None and now < until
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        extra = self.counters.extra
+        extra[reason] = extra.get(reason, 0) + n
 
     def _undiscovered(self, event: Undiscovered) -> None:
         state = self.get(event.name)
@@ -491,22 +489,35 @@ class Membership:
     # ---------------------------------------------------------------------------- merging
 
     def _merge(
-        self, updates: tuple[MemberState, ...], now: float, out: list[Instruction], cause: str
+        self,
+        updates: tuple[MemberState, ...],
+        now: float,
+        out: list[Instruction],
+        cause: str,
+        sender: str | None = None,
     ) -> bool:
-        """Apply gossiped states; returns True if we had to refute a claim about ourselves."""
+        """Apply gossiped states (from ``sender``, None: no one in particular); returns True if we
+        had to refute a claim about ourselves."""
         refuted = False
         for u in updates:
             if u.cluster != self.cluster:
                 self.counters.dropped_other_cluster += 1
+            elif u.incarnation > MAX_COUNTER or u.resource_version > MAX_COUNTER:
+                self._count("implausible_counter")
             elif u.name == self.name:
                 refuted |= self._merge_self(u, now, out)
             else:
-                self._merge_other(u, now, out, cause)
+                self._merge_other(u, now, out, cause, u.name == sender)
         return refuted
 
     def _merge_self(self, u: MemberState, now: float, out: list[Instruction]) -> bool:
         me = self.me
-        if u.address != me.address and u.status == ALIVE and u.address not in self._name_clashes:
+        if (
+            u.address != me.address
+            and u.status == ALIVE
+            and u.address not in self._name_clashes
+            and len(self._name_clashes) < _MAX_CLASHES
+        ):
             # Either an earlier life of ours (it will be refuted and declared DEAD) or another
             # daemon started with the same --name: say so once, loudly; names must be unique.
             self._name_clashes.add(u.address)
@@ -535,7 +546,10 @@ class Membership:
         )
         return True
 
-    def _merge_other(self, u: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+    def _merge_other(
+        self, u: MemberState, now: float, out: list[Instruction], cause: str, firsthand: bool
+    ) -> None:
+        """``firsthand``: ``u`` is the sender's own state, in its own message."""
         record = self._members.get(u.name)
         if record is None:
             if u.status in (DEAD, LEFT):
@@ -543,6 +557,12 @@ class Membership:
             self._set(u, now, out, cause)
             return
         cur = record.state
+        if u.address != cur.address and (
+            u.incarnation <= cur.incarnation or (cur.status in (ALIVE, SUSPECT) and not firsthand)
+        ):
+            # One incarnation, one address; a live member moves only on its own word (module doc).
+            self._count("address_conflict")
+            return
         state_newer = supersedes(u, cur)
         resources_newer = u.resource_version > cur.resource_version
         if not state_newer and not resources_newer:
@@ -657,3 +677,22 @@ class Membership:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
+
+
+__all__ = [
+    "MAX_COUNTER",
+    "Discovered",
+    "Event",
+    "Instruction",
+    "Leave",
+    "LocalResources",
+    "MemberChanged",
+    "Membership",
+    "MembershipError",
+    "Received",
+    "ResourcesChanged",
+    "Send",
+    "Tick",
+    "Undiscovered",
+    "supersedes",
+]
