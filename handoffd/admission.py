@@ -100,33 +100,38 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
 
 
 class Drops:
-    """Dropped messages by reason: ``counts`` for tests and status, a log line per reason at the
-    first drop and then at most every ``every`` seconds (a flood must not flood the log too)."""
+    """Dropped messages by reason: ``counts`` for tests and status, a log line per reason and
+    message type at the first drop and then at most every ``every`` seconds (a flood must not flood
+    the log too)."""
 
     def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.counts: dict[str, int] = {}
         self.total = 0
         self._every = every
         self._clock = clock
-        self._logged: dict[str, tuple[float, int]] = {}  # reason -> (when, count then)
+        # (reason, message type) -> (when logged, drops of that kind then, drops of that kind)
+        self._logged: dict[tuple[str, str], list[float]] = {}
 
     def count(self, reason: str, msg: Any, sender: str) -> None:
         self.total += 1
-        n = self.counts.get(reason, 0) + 1
-        self.counts[reason] = n
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        kind = type(msg).__name__
         now = self._clock()
-        last = self._logged.get(reason)
-        if last is not None and now - last[0] < self._every:
+        entry = self._logged.get((reason, kind))
+        if entry is None:
+            entry = self._logged[(reason, kind)] = [now - self._every, 0.0, 0.0]
+        entry[2] += 1
+        if now - entry[0] < self._every:
             return
-        self._logged[reason] = (now, n)
-        since = n - (last[1] if last is not None else 0)
+        since = int(entry[2] - entry[1])
+        entry[0], entry[1] = now, entry[2]
         log.warning(
-            "dropped %s from %r: %s (%d dropped for this reason%s)",
-            type(msg).__name__,
+            "dropped %s from %r: %s (%d so far%s)",
+            kind,
             sender,
             _EXPLAIN.get(reason, reason),
-            n,
-            f", {since} since the last report" if last is not None else "",
+            int(entry[2]),
+            f", {since} since the last report" if since > 1 else "",
         )
 
 

@@ -39,6 +39,8 @@ log = logging.getLogger("handoffd.node")
 PEER_RECONNECT_S = (0.02, 0.1)
 # Outbound connections unused for Limits.peer_idle_s are looked for this often.
 IDLE_SWEEP_S = 5.0
+# A line of drop counters in the log at most this often, when something was dropped meanwhile.
+STATS_LOG_S = 60.0
 
 _MEMBERSHIP_TYPES = admission.MEMBERSHIP_TYPES
 _REPLICATION_TYPES = admission.REPLICATION_TYPES
@@ -75,6 +77,8 @@ class Node:
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
+        self._next_stats = 0.0
+        self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -272,6 +276,29 @@ class Node:
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
 
+    def stats(self) -> dict[str, Any]:
+        """What was dropped or refused, by reason: messages (admission), the transport's inbound
+        drops and send failures, and membership claims ignored."""
+        transport = self._transport.stats if self._transport is not None else None
+        return {
+            "dropped": self.dropped,
+            "refused": dict(self.drops.counts),
+            "codec": dict(codec.stats.dropped),
+            "transport": dict(transport.reasons) if transport is not None else {},
+            "membership": dict(self.membership.counters.extra) if self.membership else {},
+        }
+
+    def _log_stats(self) -> None:
+        transport = self._transport.stats if self._transport is not None else None
+        now = (
+            self.dropped,
+            transport.dropped if transport is not None else 0,
+            transport.send_failures if transport is not None else 0,
+        )
+        if now != self._stats_logged:
+            self._stats_logged = now
+            log.info("node %s drop counters: %s", self.name, self.stats())
+
     def _deliver_local(self, msg: Any, frames: list[Any], term: int = 0) -> None:
         envelope = codec.Envelope(
             codec.PROTOCOL_VERSION, msg.TYPE, self.name, self._incarnation(), term, 0
@@ -330,6 +357,9 @@ class Node:
                 self._transport.close_idle(
                     {s.address for s in self.members() if s.status == m.ALIVE}
                 )
+            if now >= self._next_stats:
+                self._next_stats = now + STATS_LOG_S
+                self._log_stats()
         except Exception:  # noqa: BLE001
             log.exception("tick failed")
         if not self._stopped.is_set():
@@ -359,18 +389,30 @@ class Node:
     def _run_membership(self, event: Any) -> None:
         if self.membership is None:
             return
+        changes: list[swim.MemberChanged] = []
+        updates: list[m.MemberState] = []
         for instruction in self.membership.handle(event, self._clock()):
             if isinstance(instruction, swim.Send):
                 if instruction.address != self.address:
                     assert self._transport is not None
                     self._transport.send(instruction.address, self.encode(instruction.msg))
             elif isinstance(instruction, swim.MemberChanged):
-                self._member_changed(instruction)
+                changes.append(instruction)
+                updates.append(instruction.member)
             elif isinstance(instruction, swim.ResourcesChanged):
-                if self.owner is not None:
-                    self.owner.member_update(instruction.member)
+                updates.append(instruction.member)
+        # One scheduler batch and one standby re-choice per event, not per change: a push-pull
+        # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
+        # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
+        # hears every change before replication acts on any (a takeover sees the dead as dead).
+        if updates and self.owner is not None:
+            self.owner.member_updates(updates)
+        for change in changes:
+            self._member_changed(change)
+        if changes and self.replication is not None:
+            self.replication.members_changed()
 
-    def _member_changed(self, change: Any) -> None:
+    def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member
         log.info(
             "member %s %s -> %s (%s)",
@@ -385,10 +427,8 @@ class Node:
             and member.name != self.name
         ):
             self._transport.forget(member.address)
-        if self.owner is not None:
-            self.owner.member_update(member)
         if self.replication is not None and member.name != self.name:
-            self.replication.member_changed(change)
+            self.replication.member_changed(change, rechoose=False)
 
     def _run_owner_changed(self, run_id: str, term: int, owner: str) -> None:
         # Our executor learned a higher term for a run: if we owned it, we were deposed.

@@ -132,19 +132,25 @@ class OwnerIO:
         self._apply(self.scheduler.handle_batch(events, self.node._clock()))
 
     def member_update(self, member: m.MemberState) -> None:
-        alive = member.status == m.ALIVE or member.status == m.SUSPECT
-        if member.name == self.node.name:
-            return  # our own free resources come straight from the ledger
-        self._feed(
+        self.member_updates([member])
+
+    def member_updates(self, members: list[m.MemberState]) -> None:
+        """What membership says of these members (in order), as one scheduler batch: the only
+        source of nodes in the scheduler's view besides ourselves."""
+        events = [
             ev.NodeUpdate(
                 member.name,
                 member.address,
-                alive,
+                member.status == m.ALIVE or member.status == m.SUSPECT,
                 dict(member.capacity),
                 dict(member.free),
                 member.resource_version,
             )
-        )
+            for member in members
+            if member.name != self.node.name  # our own free resources come from the ledger
+        ]
+        if events:
+            self._feed_all(*events)
 
     def tick(self, now: float) -> None:
         for run_id in _pop_due(self._finished_at, now, self.node.config.result_retention_s):

@@ -9,6 +9,7 @@ import pytest
 
 from handoffd.config import MembershipConfig
 from handoffd.membership.swim import (
+    MAX_NEW_PER_MESSAGE,
     Discovered,
     Instruction,
     Leave,
@@ -290,9 +291,13 @@ def test_a_stranger_is_heard_about_itself_and_us_only() -> None:
     feed(a, "y", PushPull((state("y"), *fakes), True))  # a join request carrying 5,000 others
     assert a.get("y") is not None and not any(a.get(f.name) for f in fakes[:50])
     assert len(a.members()) == 5 and a.counters.extra["stranger_claims_ignored"] == 5001
-    # The same 5,000 from a member are gossip like any other (bounded elsewhere: the transport).
+    # The same 5,000 from a member are gossip like any other, at most MAX_NEW_PER_MESSAGE new
+    # members per message (the sockets they cost are bounded by the transport's LRU).
     feed(a, "b", PushPull((state("b"), *fakes), False))
-    assert len(a.members()) == 5005
+    assert len(a.members()) == 5 + MAX_NEW_PER_MESSAGE
+    assert a.counters.extra["new_members_capped"] == 5000 - MAX_NEW_PER_MESSAGE
+    feed(a, "b", PushPull((state("b"), *fakes), False))
+    assert len(a.members()) == 5 + 2 * MAX_NEW_PER_MESSAGE
 
 
 def test_a_push_pull_we_asked_for_is_learned_whole_and_only_once() -> None:

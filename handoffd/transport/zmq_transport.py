@@ -409,7 +409,11 @@ class ZmqTransport(Transport):
             # The least recently used goes: a live peer's is reopened on its next send.
             self._close_peer(next(iter(self._peers)), "evicted_unsent")
             self.stats.count("evicted")
-        sock = self._ctx.socket(zmq.DEALER)
+        try:
+            sock = self._ctx.socket(zmq.DEALER)
+        except zmq.ZMQError as exc:  # EMFILE: out of fds or of libzmq's socket slots
+            log.warning("cannot open a socket to %s: %s", address, exc)
+            return None
         sock.linger = 0
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.CONNECT_TIMEOUT, int(self.connect_timeout * 1000))
