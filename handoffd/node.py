@@ -266,6 +266,8 @@ class Node:
         if refused:
             self.dropped += 1
             self.drops.count(refused, msg, sender)
+            if member is not None and member.status == m.DEAD:
+                self._run_membership(swim.HeardFrom(sender))
             return
         try:
             if isinstance(msg, _MEMBERSHIP_TYPES):

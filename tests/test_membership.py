@@ -360,3 +360,16 @@ def test_counters_that_would_overflow_the_wire_are_refused() -> None:
     assert a.me.incarnation == 0 and a.get("b").incarnation == 0  # type: ignore[union-attr]
     assert a.counters.extra["implausible_counter"] == 3
     codec.encode(Gossip((a.me,)), sender="a")  # still encodable
+
+
+def test_a_member_we_hold_dead_that_talks_to_us_is_told_so_once_per_probe_interval() -> None:
+    from handoffd.membership.swim import HeardFrom
+
+    a = with_peers("b", "c")
+    assert a.handle(HeardFrom("b"), 0.0) == []  # alive: nothing to say
+    feed(a, "c", Gossip((state("b", 0, DEAD),)))
+    (told,) = sends(a.handle(HeardFrom("b"), 1.0), Gossip)
+    assert told.address == "b:1" and state("b", 0, DEAD) in told.msg.updates  # so b refutes
+    assert a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval / 2) == []
+    assert sends(a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval), Gossip)
+    assert a.handle(HeardFrom("nobody"), 2.0) == []  # never to an address we do not know

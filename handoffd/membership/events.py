@@ -63,7 +63,16 @@ class Leave:
     """Graceful departure: mark self LEFT and tell everyone directly."""
 
 
-Event = Union[Tick, Received, Discovered, Undiscovered, LocalResources, Leave]
+@dataclass(frozen=True, slots=True)
+class HeardFrom:
+    """A message other than membership's came from ``name`` (and was refused: it is not a live
+    member here). If we hold it DEAD, tell it, so it refutes now rather than at the next
+    push-pull (a healed partition: its reports and takeover messages get through sooner)."""
+
+    name: str
+
+
+Event = Union[Tick, Received, Discovered, Undiscovered, LocalResources, Leave, HeardFrom]
 
 # ----------------------------------------------------------------------------- instructions
 

@@ -56,6 +56,7 @@ from handoffd.config import MembershipConfig
 from handoffd.membership.events import (
     Discovered,
     Event,
+    HeardFrom,
     Instruction,
     Leave,
     LocalResources,
@@ -182,6 +183,7 @@ class Membership:
         self._next_id = 1
         # address -> until when its push-pull answer is trusted as a whole (we asked it)
         self._asked: dict[str, float] = {}
+        self._told_dead: dict[str, float] = {}  # name -> when we last told it it is DEAD
         # Spread the first timers so a cluster started at once does not probe in lockstep.
         self._next_probe_at = now + rng.uniform(0, config.probe_interval)
         self._next_gossip_at = now
@@ -273,6 +275,8 @@ class Membership:
             self._enqueue(self.name)
         elif isinstance(event, Leave):
             self._leave(now, out)
+        elif isinstance(event, HeardFrom):
+            self._heard_from(event.name, now, out)
         else:  # pragma: no cover - typing guards this
             raise TypeError(f"unknown membership event {event!r}")
         self.counters.messages_sent += sum(1 for i in out if isinstance(i, Send))
@@ -297,6 +301,7 @@ class Membership:
             ):
                 del self._members[name]
                 self._queue.pop(name, None)
+                self._told_dead.pop(name, None)
         if now >= self._next_gossip_at:
             self._next_gossip_at = now + self.config.gossip_interval
             if self._queue:
@@ -408,6 +413,15 @@ class Membership:
     def _count(self, reason: str, n: int = 1) -> None:
         extra = self.counters.extra
         extra[reason] = extra.get(reason, 0) + n
+
+    def _heard_from(self, name: str, now: float, out: list[Instruction]) -> None:
+        record = self._members.get(name)
+        if record is None or record.state.status != DEAD or self._left:
+            return
+        if now - self._told_dead.get(name, float("-inf")) < self.config.probe_interval:
+            return  # once per probe interval: a stream of its messages is one obituary
+        self._told_dead[name] = now
+        out.append(Send(record.state.address, Gossip(self._piggyback(name))))
 
     def _undiscovered(self, event: Undiscovered) -> None:
         state = self.get(event.name)
@@ -694,6 +708,7 @@ __all__ = [
     "MAX_NEW_PER_MESSAGE",
     "Discovered",
     "Event",
+    "HeardFrom",
     "Instruction",
     "Leave",
     "LocalResources",
