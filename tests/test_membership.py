@@ -10,6 +10,7 @@ import pytest
 from handoffd.config import MembershipConfig
 from handoffd.membership.swim import (
     MAX_NEW_PER_MESSAGE,
+    MAX_RELAYS,
     Discovered,
     Instruction,
     Leave,
@@ -347,6 +348,14 @@ def test_ping_req_only_for_members_and_to_the_address_we_know() -> None:
     assert sends(feed(c, "x", PingReq(42, "b", "b:1", (state("x"),))), Ping) == []  # a stranger
     assert sends(feed(c, "a", PingReq(43, "nobody", "evil:1", (state("a"),))), Ping) == []
     assert c.counters.extra["ping_req_refused"] == 2
+    # At most MAX_RELAYS at a time, whoever asks: PingReqs must not become a ping flood.
+    many = with_peers("a", *(f"p{i}" for i in range(100)), me="c")
+    pings = [
+        p
+        for i in range(100)
+        for p in sends(feed(many, "a", PingReq(i, f"p{i}", f"p{i}:1", ())), Ping)
+    ]
+    assert len(pings) == MAX_RELAYS
 
 
 def test_counters_that_would_overflow_the_wire_are_refused() -> None:

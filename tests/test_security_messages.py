@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -276,14 +277,18 @@ def test_5000_forged_addresses_leave_the_fd_count_bounded(tmp_path: Path) -> Non
             for _ in range(len(fakes) // MAX_NEW_PER_MESSAGE + 1):
                 sock.send_multipart(codec.encode(m.PushPull(tuple(fakes), False), sender=b.name))
                 barrier(sock, 1)
-            for i, fake in enumerate(fakes):  # "please probe each of them for me"
-                ping_req = m.PingReq(i, fake.name, fake.address, ())
-                sock.send_multipart(codec.encode(ping_req, sender=b.name))
             listed = barrier(sock, 1)
             assert len(listed.members) >= 5000  # membership may hold them ...
-            # ... and costs sockets: probes, gossip and the 5,000 relayed pings go out now.
-            for _ in range(50):
+            # ... and they cost sockets: probes and gossip reach them (~35 a second), and PingReqs
+            # ("probe this one for me") make the daemon ping them, at most swim.MAX_RELAYS at a
+            # time. Asked to probe each of the 5,000 in turn, it contacts far more addresses than
+            # its LRU holds within a few seconds; the sampler watches its fds meanwhile.
+            for start in range(0, len(fakes), 50):
+                for i, fake in enumerate(fakes[start : start + 50], start):
+                    ping_req = m.PingReq(i, fake.name, fake.address, ())
+                    sock.send_multipart(codec.encode(ping_req, sender=b.name))
                 barrier(sock, 2)  # still answering while it churns through them
+                time.sleep(0.05)  # the scenario's pace, not a wait for a result
         finally:
             done.set()
             sampler.join(10)
@@ -300,5 +305,8 @@ def test_5000_forged_addresses_leave_the_fd_count_bounded(tmp_path: Path) -> Non
         with handoffd.connect(b.address, key_file=str(key), timeout=10) as client:
             assert client.nodes()[a.name].status == "ALIVE"
         seen = re.findall(rf"member {re.escape(a.name)} (\w+) -> (\w+)", b.log())
-        assert seen == [("NEW", "ALIVE")], seen  # never SUSPECT, let alone DEAD
+        # Never DEAD. (SUSPECT, refuted, is allowed: B's pings wait on A's listening socket
+        # behind the 5,000 PingReqs, which A turns into 5,000 pings; on a loaded machine that
+        # can take longer than B's probe timeout.)
+        assert seen[0] == ("NEW", "ALIVE") and ("SUSPECT", "DEAD") not in seen, seen
         assert a.alive() and b.alive()

@@ -34,7 +34,9 @@ is how a node joins, so claims are weighed by who makes them):
 - One message adds at most MAX_NEW_PER_MESSAGE members we did not know (the rest come with later
   push-pulls): learning a member costs the daemon ~0.1-0.2 ms (scheduler, replication, log), and
   5,000 at once stalled the loop long enough for peers to suspect us.
-- A PingReq is served only for a member, and its target is pinged at the address we know for it.
+- A PingReq is served only for a member, and its target is pinged at the address we know for it;
+  at most MAX_RELAYS at a time (each member has one probe in flight and asks ``indirect_probes``
+  relays, so a relay serves a few; 5,000 PingReqs were 5,000 pings to as many addresses).
 - Incarnations and resource versions beyond 2**62 are refused: refuting one would overflow the
   wire's integers and make every message of ours unencodable.
 
@@ -97,6 +99,7 @@ _MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
 MAX_COUNTER = 1 << 62  # incarnations and resource versions above this are refused (module doc)
 _MAX_CLASHES = 64  # addresses remembered as claiming our name (each is warned about once)
 MAX_NEW_PER_MESSAGE = 256  # members one message may add (module doc)
+MAX_RELAYS = 64  # PingReqs served at once (module doc)
 
 
 def supersedes(new: MemberState, old: MemberState) -> bool:
@@ -371,6 +374,7 @@ class Membership:
                 or target is None
                 or target.state.status not in (ALIVE, SUSPECT)
                 or msg.target == self.name
+                or len(self._relays) >= MAX_RELAYS
             ):
                 self._count("ping_req_refused")
             else:
@@ -706,6 +710,7 @@ class Membership:
 __all__ = [
     "MAX_COUNTER",
     "MAX_NEW_PER_MESSAGE",
+    "MAX_RELAYS",
     "Discovered",
     "Event",
     "HeardFrom",
