@@ -18,27 +18,8 @@ Additions for handoffd:
 - DEAD (not LEFT) members stay push-pull candidates until reaped, so both sides of a healed
   partition find each other again (serf's reconnect) and refute.
 
-What a sender may claim (issue 11; anyone who reaches us can send membership messages, since that
-is how a node joins, so claims are weighed by who makes them):
-- A sender that is not a live member of ours (a stranger: unknown, DEAD or LEFT here) is heard only
-  about itself (its own state: that is a join, or a rejoin at a higher incarnation) and about us
-  (so we refute); everything else it says is ignored, except in the answer to a push-pull we asked
-  for from its address (a seed or a discovered node telling us the cluster, or the other side of a
-  healed partition). So one message from a stranger cannot fill our view with thousands of members
-  or declare our members DEAD. (Once it is a member it gossips like any member: with a key, only
-  key holders get this far.)
-- A member's address changes only with a higher incarnation, and while we hold it ALIVE or SUSPECT
-  only when the member says so itself (its own state in its own message): a third party cannot
-  redirect our traffic for a member to another address (memberlist refuses such "conflicting
-  address" updates outright; we let the member move, since a restarted node may get a new port).
-- One message adds at most MAX_NEW_PER_MESSAGE members we did not know (the rest come with later
-  push-pulls): learning a member costs the daemon ~0.1-0.2 ms (scheduler, replication, log), and
-  5,000 at once stalled the loop long enough for peers to suspect us.
-- A PingReq is served only for a member, and its target is pinged at the address we know for it;
-  at most MAX_RELAYS at a time (each member has one probe in flight and asks ``indirect_probes``
-  relays, so a relay serves a few; 5,000 PingReqs were 5,000 pings to as many addresses).
-- Incarnations and resource versions beyond 2**62 are refused: refuting one would overflow the
-  wire's integers and make every message of ours unencodable.
+What a sender may claim is weighed by who makes it (``claims``: strangers, addresses, counters,
+relays; issue 11).
 
 Structure (distributed's worker state machine): ``handle(event, now) -> instructions``; no I/O,
 no clock, no global randomness. Every status move goes through ``_set`` and is checked against
@@ -55,21 +36,25 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership.events import (
-    Discovered,
-    Event,
-    HeardFrom,
-    Instruction,
-    Leave,
-    LocalResources,
-    MemberChanged,
-    MembershipError,
-    Received,
-    ResourcesChanged,
-    Send,
-    Tick,
-    Undiscovered,
-)
+from handoffd.membership import claims
+
+# Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
+from handoffd.membership.claims import MAX_COUNTER as MAX_COUNTER
+from handoffd.membership.claims import MAX_NEW_PER_MESSAGE as MAX_NEW_PER_MESSAGE
+from handoffd.membership.claims import MAX_RELAYS as MAX_RELAYS
+from handoffd.membership.events import Discovered as Discovered
+from handoffd.membership.events import Event as Event
+from handoffd.membership.events import HeardFrom as HeardFrom
+from handoffd.membership.events import Instruction as Instruction
+from handoffd.membership.events import Leave as Leave
+from handoffd.membership.events import LocalResources as LocalResources
+from handoffd.membership.events import MemberChanged as MemberChanged
+from handoffd.membership.events import MembershipError as MembershipError
+from handoffd.membership.events import Received as Received
+from handoffd.membership.events import ResourcesChanged as ResourcesChanged
+from handoffd.membership.events import Send as Send
+from handoffd.membership.events import Tick as Tick
+from handoffd.membership.events import Undiscovered as Undiscovered
 from handoffd.protocol.messages import (
     ALIVE,
     DEAD,
@@ -96,10 +81,7 @@ _SAME_INCARNATION_MOVES = frozenset(
     {(ALIVE, SUSPECT), (ALIVE, DEAD), (ALIVE, LEFT), (SUSPECT, DEAD), (SUSPECT, LEFT), (DEAD, LEFT)}
 )
 _MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
-MAX_COUNTER = 1 << 62  # incarnations and resource versions above this are refused (module doc)
 _MAX_CLASHES = 64  # addresses remembered as claiming our name (each is warned about once)
-MAX_NEW_PER_MESSAGE = 256  # members one message may add (module doc)
-MAX_RELAYS = 64  # PingReqs served at once (module doc)
 
 
 def supersedes(new: MemberState, old: MemberState) -> bool:
@@ -334,8 +316,7 @@ class Membership:
             and event.sender != self.name
         )
         if not member and not self._asked_for(msg, own, now):
-            # A stranger speaks for itself and hears our refutation; the rest is not its to say.
-            heard = tuple(u for u in updates if u.name in (event.sender, self.name))
+            heard = claims.from_stranger(updates, event.sender, self.name)
             if len(heard) < len(updates):
                 self._count("stranger_claims_ignored", len(updates) - len(heard))
             updates = heard
@@ -525,7 +506,7 @@ class Membership:
         for u in updates:
             if u.cluster != self.cluster:
                 self.counters.dropped_other_cluster += 1
-            elif u.incarnation > MAX_COUNTER or u.resource_version > MAX_COUNTER:
+            elif claims.implausible(u):
                 self._count("implausible_counter")
             elif u.name == self.name:
                 refuted |= self._merge_self(u, now, out)
@@ -585,10 +566,7 @@ class Membership:
             self._set(u, now, out, cause)
             return
         cur = record.state
-        if u.address != cur.address and (
-            u.incarnation <= cur.incarnation or (cur.status in (ALIVE, SUSPECT) and not firsthand)
-        ):
-            # One incarnation, one address; a live member moves only on its own word (module doc).
+        if claims.address_conflict(u, cur, firsthand):
             self._count("address_conflict")
             return
         state_newer = supersedes(u, cur)
@@ -705,25 +683,3 @@ class Membership:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
-
-
-__all__ = [
-    "MAX_COUNTER",
-    "MAX_NEW_PER_MESSAGE",
-    "MAX_RELAYS",
-    "Discovered",
-    "Event",
-    "HeardFrom",
-    "Instruction",
-    "Leave",
-    "LocalResources",
-    "MemberChanged",
-    "Membership",
-    "MembershipError",
-    "Received",
-    "ResourcesChanged",
-    "Send",
-    "Tick",
-    "Undiscovered",
-    "supersedes",
-]
