@@ -73,6 +73,13 @@ class Limits:
     max_frames: int = 100_000  # frames in one message
     max_messages_per_s_per_peer: int = 200_000
     max_queue: int = 100_000  # pending inbound messages before shedding
+    # Outbound connections (one DEALER per peer address, ~2 fds each: its mailbox and its TCP
+    # socket) are an LRU of at most this many: the least recently used is closed to open another.
+    # Keep it above the cluster size; a peer whose socket was closed is reconnected on next use.
+    max_peer_sockets: int = 256
+    # An outbound connection unused this long is closed unless it leads to an ALIVE member
+    # (addresses named by gossip, probes of fake members, ...); DEAD/LEFT members' at once.
+    peer_idle_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -344,7 +344,9 @@ class Executor:
                 )
 
     def on_fetch(self, msg: m.FetchValues) -> None:
-        """A peer asks for values we hold: answer with one frame per value found."""
+        """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
+        the asking member's own address (``admission.check`` drops any other), so a forged
+        request cannot make us connect to an address of its choosing."""
         found: list[str] = []
         missing: list[str] = []
         frames: list[bytes] = []

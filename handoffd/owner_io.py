@@ -132,19 +132,25 @@ class OwnerIO:
         self._apply(self.scheduler.handle_batch(events, self.node._clock()))
 
     def member_update(self, member: m.MemberState) -> None:
-        alive = member.status == m.ALIVE or member.status == m.SUSPECT
-        if member.name == self.node.name:
-            return  # our own free resources come straight from the ledger
-        self._feed(
+        self.member_updates([member])
+
+    def member_updates(self, members: list[m.MemberState]) -> None:
+        """What membership says of these members (in order), as one scheduler batch: the only
+        source of nodes in the scheduler's view besides ourselves."""
+        events = [
             ev.NodeUpdate(
                 member.name,
                 member.address,
-                alive,
+                member.status == m.ALIVE or member.status == m.SUSPECT,
                 dict(member.capacity),
                 dict(member.free),
                 member.resource_version,
             )
-        )
+            for member in members
+            if member.name != self.node.name  # our own free resources come from the ledger
+        ]
+        if events:
+            self._feed_all(*events)
 
     def tick(self, now: float) -> None:
         for run_id in _pop_due(self._finished_at, now, self.node.config.result_retention_s):
@@ -190,7 +196,7 @@ class OwnerIO:
             node = self._node_name_for(envelope)
             # One message, one scheduler batch: placement runs once for all of its events.
             self._feed_all(
-                self._reported(node, msg),
+                *self._reported(node, msg),
                 ev.DispatchReplied(
                     node,
                     msg.run_id,
@@ -200,7 +206,7 @@ class OwnerIO:
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
-            events: list[Any] = [self._reported(node, msg)]
+            events: list[Any] = self._reported(node, msg)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -254,16 +260,24 @@ class OwnerIO:
         else:
             log.debug("unexpected %s", type(msg).__name__)
 
-    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> ev.NodeUpdate:
-        """The free resources a node's reply or report carries, as a scheduler event."""
-        return ev.NodeUpdate(
-            node,
-            self.node.address_of(node) or "",
-            True,
-            self._capacity_of(node),
-            dict(msg.free),
-            msg.resource_version,
-        )
+    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> list[Any]:
+        """The free resources a node's reply or report carries, as a scheduler event; none unless
+        the node is ourselves or a live member: the scheduler's view holds members only, and a
+        report must never add a node to it (issue 11: a forged report made a phantom node)."""
+        if node != self.node.name:
+            member = self.node.membership.get(node) if self.node.membership is not None else None
+            if member is None or member.status not in (m.ALIVE, m.SUSPECT):
+                return []
+        return [
+            ev.NodeUpdate(
+                node,
+                self.node.address_of(node) or "",
+                True,
+                self._capacity_of(node),
+                dict(msg.free),
+                msg.resource_version,
+            )
+        ]
 
     def _capacity_of(self, name: str) -> dict[str, float]:
         if name == self.node.name:

@@ -232,9 +232,12 @@ class ReplicationIO:
         self.step_down(run_id, term)
         return True
 
-    def member_changed(self, change: Any) -> None:
-        now = self.node._clock()
-        self._execute(self.log.members_changed(self._alive(), now))
+    def member_changed(self, change: Any, rechoose: bool = True) -> None:
+        """``rechoose`` False: the caller calls ``members_changed`` once after a batch of changes
+        (re-choosing standbys scans every member: once per change was O(members^2) for a
+        push-pull that brought thousands)."""
+        if rechoose:
+            self.members_changed()
         if change.new in (m.DEAD, m.LEFT):
             self._check_takeovers()
             for job in self._takeovers.values():
@@ -254,6 +257,10 @@ class ReplicationIO:
                         m.ReconcileRun(0, run_id, term, self.node.name, self.node.address),
                         term=term,
                     )
+
+    def members_changed(self) -> None:
+        """Re-choose the standbys of the runs we own among the members alive now."""
+        self._execute(self.log.members_changed(self._alive(), self.node._clock()))
 
     def close(self) -> None:
         if self._flush_handle is not None:
