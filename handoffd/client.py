@@ -21,7 +21,7 @@ from typing import Any
 
 from handoffd import errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
-from handoffd.protocol import codec
+from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.transport.client import ControlClient
 
@@ -174,6 +174,10 @@ class Client:
             if decoded is None:
                 continue
             got = decoded.msg
+            if type(got) is codec.Mismatch:
+                # The daemon speaks a protocol range we do not: it answered in the frozen format
+                # every version reads. Say so now; asking another node would not help.
+                raise versions.client_error(self.address, got.lo, got.hi)
             if getattr(got, "request_id", None) != request_id:
                 continue  # a late reply to an earlier request
             self._unanswered = False  # anything sent before this request has left too

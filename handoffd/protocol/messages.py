@@ -7,12 +7,19 @@ facts are past tense (``TasksFinished``). User values and code never appear here
 opaque frames beside the message, and only worker processes unpickle them.
 
 Field annotations are the schema: the codec validates every decoded field against them.
+
+Evolution (docs/architecture.md, "Protocol"): within a protocol version a message or struct may only
+gain trailing fields with defaults (older decoders ignore them, newer ones fill them in when an
+older sender left them out); anything else is a new protocol version (``config.PROTOCOL_MAX``). Every
+type's bytes are pinned by tests/golden/messages.json.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, TypeVar, dataclass_transform
+
+from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
 
 T = TypeVar("T")
 
@@ -66,6 +73,9 @@ class MemberState:
     capacity: dict[str, float]
     free: dict[str, float]
     resource_version: int  # bumped by the member each time its free resources change
+    # the member's protocol range: a node admits only members whose range overlaps its own
+    protocol_min: int = PROTOCOL_MIN
+    protocol_max: int = PROTOCOL_MAX
 
 
 @message(1)
