@@ -44,6 +44,9 @@ _REPLICATION_TYPES = (
     m.DropReplica,
     m.ReconcileRun,
     m.RunHoldings,
+    m.FollowOwner,
+    m.ProbeHoldings,
+    m.HoldingsProbed,
 )
 
 

@@ -39,7 +39,8 @@ PINNED_TYPES = {
     43: "FetchValues", 44: "ValuesFetched", 45: "CancelTasks", 46: "FreeRun",
     47: "FreeValues",
     60: "ReplicateRun", 61: "ReplicateLog", 62: "ReplicaAcked", 63: "DropReplica",
-    64: "ReconcileRun", 65: "RunHoldings", 66: "RunMoved",
+    64: "ReconcileRun", 65: "RunHoldings", 66: "RunMoved", 67: "FollowOwner",
+    68: "ProbeHoldings", 69: "HoldingsProbed",
 }  # fmt: skip
 
 

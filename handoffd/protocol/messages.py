@@ -543,8 +543,9 @@ class DropReplica:
 
 @message(64)
 class ReconcileRun:
-    """A new owner (``term``) asks a node what it holds and runs for ``run_id``; the node points the
-    run's reports to ``owner_address`` from now on and fences lower terms."""
+    """A standby taking a run over at ``term`` asks a node what it holds and runs for ``run_id``
+    (answered by ``RunHoldings``); the node points the run's reports to ``owner_address`` from now
+    on and fences lower terms."""
 
     request_id: int
     run_id: str
@@ -561,7 +562,7 @@ class HeldValue:
 
 @message(65)
 class RunHoldings:
-    """A node's answer to ReconcileRun: values stored here and attempts still running here."""
+    """A node's answer to ``ReconcileRun``: values stored here and attempts still running here."""
 
     request_id: int
     run_id: str
@@ -579,3 +580,38 @@ class RunMoved:
     owner: str
     owner_address: str
     term: int
+
+
+@message(67)
+class FollowOwner:
+    """The sender owns ``run_id`` at ``term`` (sent to a node back from the dead after a healed
+    partition): point the run's reports to ``owner_address``, fence lower terms. No answer."""
+
+    run_id: str
+    term: int
+    owner: str
+    owner_address: str
+
+
+@message(68)
+class ProbeHoldings:
+    """The run's owner asks a node, whose report it may have lost, what it holds and runs for the
+    run (answered by ``HoldingsProbed``); ``request_id`` is the owner's probe number. A node that
+    followed another owner follows this one, as for ``ReconcileRun``."""
+
+    request_id: int
+    run_id: str
+    term: int
+    owner: str
+    owner_address: str
+
+
+@message(69)
+class HoldingsProbed:
+    """A node's answer to ``ProbeHoldings``: as ``RunHoldings``."""
+
+    request_id: int
+    run_id: str
+    term: int
+    held: tuple[HeldValue, ...]
+    running: tuple[TaskAttempt, ...]
