@@ -23,13 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
 from handoffd.protocol import messages as m
+from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
 from handoffd.replication.standby import Ack, Replica, StandbyStore
-from handoffd.scheduler.run import error_to_data
 
 if TYPE_CHECKING:
     from handoffd.node import Node
@@ -43,10 +41,6 @@ RECONCILE_TIMEOUT = 1.0  # seconds a new owner waits for nodes' holdings before 
 # hear of yet, so this only widens what a takeover may redo, never what it may lose.
 FLUSH_INTERVAL = 0.01
 _CLIENT_REQUESTS = (m.GetRunStatus, m.WaitRun, m.FetchResults, m.CancelRun, m.FreeRunRequest)
-
-
-def _pack(data: Any) -> bytes:
-    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -144,11 +138,10 @@ class ReplicationIO:
         address = self.node.address_of(ins.node)
         if run is None or not address:
             return
-        data = run.snapshot(history=False)
         msg = m.ReplicateRun(
             ins.run_id, run.term, ins.seq, self.node.name, self.node.address, ins.standbys
         )
-        self.node.send(address, msg, [_pack(data)], term=run.term)
+        self.node.send(address, msg, [encode_run(run)], term=run.term)
 
     def _send_log(self, ins: rlog.SendLog) -> None:
         run = self.scheduler.run_state(ins.run_id)
@@ -178,7 +171,6 @@ class ReplicationIO:
                     frame,
                 )
             )
-        error = error_to_data(run.error)
         msg = m.ReplicateLog(
             ins.run_id,
             run.term,
@@ -187,7 +179,7 @@ class ReplicationIO:
             tuple(deltas),
             run.state,
             run.released,
-            _pack(error) if error is not None else b"",
+            error_to_info(run.error),
         )
         for name in ins.nodes:
             address = self.node.address_of(name)

@@ -1,6 +1,6 @@
 """Protocol evolution: trailing optional fields between builds, version ranges refused with a clear
 error on both sides (a client and a daemon, two daemons, gossip about a member), the frozen
-``ProtocolMismatch``."""
+``ProtocolMismatch``, and run snapshots and errors through the codec."""
 
 from __future__ import annotations
 
@@ -24,6 +24,19 @@ from handoffd.membership import swim
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol.codec import Codec, Mismatch
+from handoffd.protocol.snapshot import (
+    SnapshotError,
+    decode_run,
+    encode_run,
+    encode_run_data,
+    error_from_data,
+    error_from_info,
+    error_to_data,
+    error_to_info,
+)
+from handoffd.scheduler import events as ev
+from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.spec import RunOptions, TaskSpec
 from handoffd.testing import async_wait_for, wait_for
 from handoffd.transport.memory import MemoryNetwork
 
@@ -305,3 +318,79 @@ def test_daemons_of_different_versions_refuse_each_other_membership(daemons) -> 
     assert out.returncode == 0, out
     assert [n["name"] for n in json.loads(out.stdout)["nodes"]] == [b.name]
     assert a.log().count(f"peer {b.name} ") == 1 and b.log().count(f"peer {a.name} ") == 1
+
+
+# -- run snapshots and errors go through the codec ---------------------------------------------
+
+
+def _run_state(seed: int) -> Any:
+    rng = random.Random(seed)
+    sched = OwnerScheduler("a", now=0.0)
+    for n in ("b", "c"):
+        sched.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
+    specs = []
+    for i in range(rng.randint(1, 12)):
+        deps = (
+            tuple(sorted({f"t{rng.randrange(i)}" for _ in range(rng.randint(0, 2))})) if i else ()
+        )
+        specs.append(
+            TaskSpec(
+                f"t{i}",
+                deps,
+                {"cpu": float(rng.choice([0.5, 1.0]))},
+                rng.randbytes(rng.randint(0, 5)),
+                timeout=rng.choice([None, 2.5]),
+                priority=rng.randint(0, 2),
+                collocate_with=f"t{i - 1}" if i and rng.random() < 0.2 else None,
+            )
+        )
+    options = RunOptions(max_retries=2, timeout=rng.choice([None, 9.0]), outputs=None)
+    sched.handle(ev.SubmitRun("r", tuple(specs), options), 0.0)
+    run = sched.run_state("r")
+    assert run is not None
+    run.holders.update(rng.sample(["b", "c"], rng.randint(0, 2)))
+    if rng.random() < 0.5:
+        run.error = errors.TaskFailed("t0", 3, "KeyError", "'x'", "tb")
+    return run
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_snapshot_frame_round_trips_the_runs_plain_data(seed: int) -> None:
+    run = _run_state(seed)
+    frame = encode_run(run)
+    assert frame == encode_run_data(run.snapshot(history=False))  # the owner's fast path
+    assert decode_run(frame) == run.snapshot(history=False)
+    full = run.snapshot()  # with histories
+    assert decode_run(encode_run_data(full)) == full
+
+
+def test_a_bad_snapshot_frame_is_refused_with_a_reason() -> None:
+    frame = encode_run(_run_state(1))
+    with pytest.raises(SnapshotError, match="not msgpack"):
+        decode_run(frame[:-1])
+    values = list(msgpack.unpackb(frame))
+    values[2] = "term-as-text"
+    with pytest.raises(SnapshotError, match="invalid run snapshot"):
+        decode_run(msgpack.packb(values))
+    with pytest.raises(SnapshotError, match="invalid run snapshot"):
+        decode_run(msgpack.packb(values[:3]))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.TaskFailed("f", 3, "KeyError", "'x'", "tb"),
+        errors.Unschedulable("f", {"gpu": 2.0}, {"gpu": 1.0}, "too big"),
+        errors.ValidationError("cycle", "a", "a -> b -> a"),
+        errors.RunCancelled("run 'r' was cancelled"),
+        errors.Timeout("late"),
+        errors.HandoffError("plain"),
+    ],
+)
+def test_run_errors_round_trip_as_error_info(error: errors.HandoffError) -> None:
+    info = error_to_info(error)
+    assert info is not None
+    back = error_from_info(info)
+    assert type(back) is type(error) and str(back) == str(error)
+    assert error_to_info(back) == info
+    assert error_to_info(error_from_data(error_to_data(error))) == info

@@ -480,8 +480,9 @@ class RunOutcome:
 
 @message(60)
 class ReplicateRun:
-    """Owner -> standby: the whole run as of log ``seq``. Frame 0: the msgpack-encoded snapshot
-    (``RunState.snapshot`` without histories; task payloads inside as bytes)."""
+    """Owner -> standby: the whole run as of log ``seq``. Frame 0: the run as a ``RunSnapshot``
+    (``protocol.snapshot.encode_run``: ``RunState.snapshot`` without histories, task payloads
+    inside), kept packed by the standby until it takes over."""
 
     run_id: str
     term: int
@@ -519,7 +520,7 @@ class ReplicateLog:
     tasks: tuple[TaskDelta, ...]
     run_state: str
     released: bool
-    error: bytes  # msgpack of the run's error as data, b"" for none
+    error: ErrorInfo | None  # the run's error
 
 
 @message(62)
@@ -615,3 +616,65 @@ class HoldingsProbed:
     term: int
     held: tuple[HeldValue, ...]
     running: tuple[TaskAttempt, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Run snapshots (frame 0 of ReplicateRun; ``protocol.snapshot``): the plain-data form of
+# ``RunState.snapshot`` as structs, so a standby's copy is checked like any message.
+# ---------------------------------------------------------------------------------------------
+
+
+@struct
+class SnapshotSpec:
+    """A task's spec in a snapshot (``spec.TaskSpec``, with its cloudpickled payload)."""
+
+    id: str
+    deps: tuple[str, ...]
+    cost: dict[str, float]
+    payload: bytes
+    argument_inclusion: str
+    node: str | None
+    collocate_with: str | None
+    inline: bool
+    max_retries: int | None
+    timeout: float | None
+    priority: int
+
+
+@struct
+class SnapshotTask:
+    """A task's record in a snapshot (``scheduler.run.TaskRecord``)."""
+
+    task_id: str
+    state: str
+    attempt: int
+    node: str | None
+    failures: int
+    losses: int
+    completions: int
+    size: int
+    value: bytes | None
+    locations: tuple[str, ...]
+    delayed: bool
+    last_error: tuple[str, str, str]  # exc_type, message, traceback
+    history: tuple[tuple[float, str, str, str], ...]  # (time, old, new, cause)
+
+
+@struct
+class RunSnapshot:
+    """A whole run as an owner replicates it to its standbys."""
+
+    run_id: str
+    seq: int
+    term: int
+    state: str
+    error: ErrorInfo | None
+    released: bool
+    holders: tuple[str, ...]
+    max_retries: int
+    timeout: float | None
+    policy: str
+    outputs: tuple[str, ...] | None
+    specs: tuple[SnapshotSpec, ...]
+    group_node: dict[str, str | None]
+    tasks: tuple[SnapshotTask, ...]
