@@ -38,6 +38,9 @@ REPLICATION_TYPES = (
     m.DropReplica,
     m.ReconcileRun,
     m.RunHoldings,
+    m.FollowOwner,
+    m.ProbeHoldings,
+    m.HoldingsProbed,
 )
 PEER_TYPES = (
     m.DispatchTasks,
@@ -93,7 +96,7 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
     if isinstance(msg, m.DispatchTasks):
         return "" if msg.owner_address == member.address else "owner_not_sender"
-    if isinstance(msg, (m.ReplicateRun, m.ReconcileRun)):
+    if isinstance(msg, (m.ReplicateRun, m.ReconcileRun, m.FollowOwner, m.ProbeHoldings)):
         if msg.owner != sender or msg.owner_address != member.address:
             return "owner_not_sender"
     return ""

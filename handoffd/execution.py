@@ -121,7 +121,7 @@ class Executor:
         known = self.run_owners.get(run_id)
         return known[0] if known is not None else 0
 
-    def on_reconcile(self, msg: m.ReconcileRun) -> m.RunHoldings | None:
+    def on_reconcile(self, msg: m.ReconcileRun | m.ProbeHoldings) -> m.RunHoldings | None:
         """A new owner asks what we hold and run for the run; None if its term is stale."""
         if not self.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner):
             return None

@@ -22,7 +22,7 @@ from handoffd.config import NodeConfig
 from handoffd.execution import Executor
 from handoffd.membership import swim
 from handoffd.owner_io import OwnerIO
-from handoffd.protocol import codec
+from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.replication_io import ReplicationIO
 from handoffd.store.store import ResultStore
@@ -60,6 +60,8 @@ class Node:
         self._clock = clock
         self._rng = random.Random(seed)
         self._transport = transport
+        self.codec = codec.Codec(config.limits)  # the configured limits bound every decode
+        self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity)
@@ -241,7 +243,7 @@ class Node:
     # -- sending -------------------------------------------------------------------------------
 
     def encode(self, msg: Any, frames: list[Any] | None = None, term: int = 0) -> list[Any]:
-        return codec.encode(
+        return self.codec.encode(
             msg, sender=self.name, incarnation=self._incarnation(), term=term, frames=frames or ()
         )
 
@@ -266,11 +268,14 @@ class Node:
     # -- receiving -----------------------------------------------------------------------------
 
     def _on_frames(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
-        decoded = codec.decode(frames)
+        decoded = self.codec.decode(frames)
         if decoded is None:
             self.dropped += 1
             return
         msg = decoded.msg
+        if type(msg) is codec.Mismatch:
+            self._refuse(conn, msg)
+            return
         sender = decoded.envelope.sender
         membership = self.membership
         member = membership.get(sender) if membership is not None else None
@@ -297,7 +302,7 @@ class Node:
         return {
             "dropped": self.dropped,
             "refused": dict(self.drops.counts),
-            "codec": dict(codec.stats.dropped),
+            "codec": dict(self.codec.stats.dropped),
             "transport": dict(transport.reasons) if transport is not None else {},
             "membership": dict(self.membership.counters.extra) if self.membership else {},
         }
@@ -314,15 +319,24 @@ class Node:
             log.info("node %s drop counters: %s", self.name, self.stats())
 
     def _deliver_local(self, msg: Any, frames: list[Any], term: int = 0) -> None:
-        envelope = codec.Envelope(
-            codec.PROTOCOL_VERSION, msg.TYPE, self.name, self._incarnation(), term, 0
-        )
+        envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
         try:
             self._route(
                 msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", envelope
             )
         except Exception:  # noqa: BLE001
             log.exception("handling local %s failed", type(msg).__name__)
+
+    def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
+        """A client or peer of an incompatible protocol range: log it once, and answer in the
+        frozen format every version reads, so a client fails at once (never a mismatch answered
+        with one). Its messages are never read: such a peer never enters our membership."""
+        kind = versions.sender_kind(mismatch.type_id)
+        self._refusals.note(kind, mismatch.sender, mismatch.lo, mismatch.hi, mismatch.told)
+        if not mismatch.told and self._transport is not None:
+            ours = versions.describe(*self.codec.versions)
+            text = f"{self.name} speaks protocol {ours}"
+            self._transport.reply(conn, self.codec.encode_mismatch(self.name, text))
 
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         assert self.executor is not None and self.owner is not None

@@ -17,9 +17,9 @@ not wait for it: if we die before the standbys hold the run, the client was told
 ConnectionError, as for a SubmitRun; tasks that ran meanwhile were executions nobody was promised
 (at-least-once), and a standby that did get the snapshot takes the run over as usual.
 
-Probes (a report lost while its node stays ALIVE): a ``ProbeRun`` goes out as ``ReconcileRun`` at the
-run's current term, which changes nothing on the node (it already follows us at that term); the
-node's ``RunHoldings`` comes back through ``on_holdings`` as ``RunProbed``.
+Probes (a report lost while its node stays ALIVE): a ``ProbeRun`` goes out as ``ProbeHoldings`` at
+the run's current term, which changes nothing on the node (it already follows us at that term); the
+node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 """
 
 from __future__ import annotations
@@ -45,19 +45,11 @@ log = logging.getLogger("handoffd.owner")
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 FORGET_AFTER_S = 60.0  # a released run's status stays answerable this long
-# A probe's ReconcileRun carries request id PROBE_IDS + the scheduler's probe number: apart from
-# the executor's ids (from 1), our result fetches' (from 1 << 40) and takeovers' (from 1 << 50).
-PROBE_IDS = 1 << 45
 # A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
 # run has not ended this much later: a short run's exchange stays two messages. (A client that
 # loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
 # died just before answering a SubmitRun; this widens that window by at most this much.)
 ACCEPT_NOTICE_DELAY = 0.02
-
-
-def is_probe(request_id: int) -> bool:
-    """Whether a ReconcileRun / RunHoldings request id is an owner's probe (not a takeover's)."""
-    return PROBE_IDS <= request_id < PROBE_IDS + (1 << 44)
 
 
 def _pop_due(entries: dict[str, float], now: float, age: float) -> Iterator[str]:
@@ -477,22 +469,19 @@ class OwnerIO:
         """A peer answered one of our result fetches; False if it was not ours."""
         return self.results.on_values(msg, frames)
 
-    def on_holdings(self, msg: m.RunHoldings, sender: str) -> bool:
-        """A node answered one of our probes; False if the answer was not to a probe."""
-        if not is_probe(msg.request_id):
-            return False
+    def on_holdings(self, msg: m.HoldingsProbed, sender: str) -> None:
+        """A node answered one of our probes."""
         if self.scheduler.term_of(msg.run_id) != msg.term:
-            return True  # we no longer own the run at that term
+            return  # we no longer own the run at that term
         self._feed(
             ev.RunProbed(
                 sender,
                 msg.run_id,
-                msg.request_id - PROBE_IDS,
+                msg.request_id,
                 tuple((a.task_id, a.attempt) for a in msg.running),
                 tuple((h.task_id, h.size) for h in msg.held),
             )
         )
-        return True
 
     # -- scheduler instructions out -------------------------------------------------------------
 
@@ -511,8 +500,8 @@ class OwnerIO:
             elif isinstance(ins, ev.ProbeRun):
                 address = self.node.address_of(ins.node)
                 if address:
-                    probe = m.ReconcileRun(
-                        PROBE_IDS + ins.probe,
+                    probe = m.ProbeHoldings(
+                        ins.probe,
                         ins.run_id,
                         ins.term,
                         self.node.name,

@@ -69,6 +69,7 @@ from handoffd.protocol.messages import (
     PingReq,
     PushPull,
 )
+from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
 
@@ -122,6 +123,7 @@ class _Relay:
 @dataclass(slots=True)
 class _Counters:
     dropped_other_cluster: int = 0
+    dropped_incompatible: int = 0  # gossip about members of a protocol range we cannot speak
     refutations: int = 0
     probes: int = 0
     probes_failed: int = 0
@@ -160,6 +162,9 @@ class Membership:
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen claiming our name (warned once)
+        self._incompatible: set[str] = (
+            set()
+        )  # members refused for their protocol range (warned once)
         self._queue: dict[str, int] = {}  # name -> times its current state was piggybacked
         self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
         self._probe_index = 0
@@ -508,6 +513,14 @@ class Membership:
                 self.counters.dropped_other_cluster += 1
             elif claims.implausible(u):
                 self._count("implausible_counter")
+            elif not compatible(u.protocol_min, u.protocol_max) and u.name != self.name:
+                # A member we could not talk to (heard of through a peer that can): admitting it
+                # would only have it suspected and refuted forever.
+                self.counters.dropped_incompatible += 1
+                if u.name not in self._incompatible:
+                    self._incompatible.add(u.name)
+                    text = refusal_text("peer", u.name, u.protocol_min, u.protocol_max)
+                    log.warning("%s: %s (heard of from %s)", self.name, text, cause)
             elif u.name == self.name:
                 refuted |= self._merge_self(u, now, out)
             elif u.name in self._members:
