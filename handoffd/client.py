@@ -21,8 +21,9 @@ from typing import Any
 
 from handoffd import errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
-from handoffd.protocol import codec
+from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol.snapshot import error_from_info
 from handoffd.transport.client import ControlClient
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
@@ -58,25 +59,6 @@ class RunStatus:
     @property
     def done(self) -> bool:
         return self.state in TERMINAL
-
-
-def error_from_info(info: m.ErrorInfo) -> errors.HandoffError:
-    """Rebuild the exception a daemon described."""
-    if info.kind == "TaskFailed":
-        return errors.TaskFailed(
-            info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback
-        )
-    if info.kind == "Unschedulable":
-        return errors.Unschedulable(
-            info.function_id or "?", info.need, info.largest or None, info.message
-        )
-    if info.kind == "ValidationError":
-        return errors.ValidationError(
-            info.validation_kind or "invalid", info.function_id, info.message
-        )
-    if info.kind == "RunCancelled":
-        return errors.RunCancelled(info.message or "the run was cancelled")
-    return errors.HandoffError(info.message)
 
 
 def resolve_address(address: str | None) -> str:
@@ -190,6 +172,10 @@ class Client:
             if decoded is None:
                 continue
             got = decoded.msg
+            if type(got) is codec.Mismatch:
+                # The daemon speaks a protocol range we do not: it answered in the frozen format
+                # every version reads. Say so now; asking another node would not help.
+                raise versions.client_error(self.address, got.lo, got.hi)
             if getattr(got, "request_id", None) != request_id:
                 continue  # a late reply to an earlier request
             self._unanswered = False  # anything sent before this request has left too

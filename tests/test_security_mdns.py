@@ -211,6 +211,9 @@ class Daemon:
         ]  # fmt: skip
         if "--host" in extra:
             self.address = f"{extra[extra.index('--host') + 1]}:{DAEMON_PORT}"
+        if "--insecure" in extra and "--key-file" not in extra:
+            # A keyless LAN daemon has no authentication; its clients must opt in to that.
+            self.env["HANDOFFD_ALLOW_LOCAL_USERS"] = "1"
         if "--key-file" in extra:
             self.key_file = extra[extra.index("--key-file") + 1]
         with open(self.log_path, "wb") as log:

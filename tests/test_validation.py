@@ -15,10 +15,10 @@ import pytest
 
 import handoffd
 from handoffd import values
-from handoffd.client import error_from_info
 from handoffd.dag import Function
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
+from handoffd.protocol.snapshot import error_from_info
 from handoffd.testing import ThreadedCluster
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

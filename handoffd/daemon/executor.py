@@ -130,7 +130,7 @@ class Executor:
         self._handle(OwnerSeen(run_id, term, address, name))
         return True
 
-    def on_reconcile(self, msg: m.ReconcileRun) -> m.RunHoldings | None:
+    def on_reconcile(self, msg: m.ReconcileRun | m.ProbeHoldings) -> m.RunHoldings | None:
         """A new owner asks what we hold and run for the run; None if its term is stale."""
         if not self.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner):
             return None

@@ -383,7 +383,9 @@ class ExecutorState:
                 self._finish(task, failed(task, "input_lost", "InputLost", why), None)
 
     def _on_values_asked(self, ev: ValuesAsked) -> None:
-        """A peer asks for values we hold: answer with one frame per value found."""
+        """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
+        the asking member's own address (``admission.check`` drops any other), so a forged
+        request cannot make us connect to an address of its choosing."""
         msg = ev.msg
         found: list[str] = []
         missing: list[str] = []

@@ -27,9 +27,9 @@ from typing import Any
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from handoffd.config import PROTOCOL_VERSION
 from handoffd.discovery import OnDiscovery, PeerGone, PeerSeen
 from handoffd.discovery.mdns_gate import GatedZeroconf, own_network
+from handoffd.protocol.versions import RANGE, compatible, describe
 
 log = logging.getLogger("handoffd.discovery")
 
@@ -135,7 +135,7 @@ class MdnsDiscovery:
             properties={
                 "name": name,
                 "cluster": cluster,
-                "version": str(PROTOCOL_VERSION),
+                "version": describe(*RANGE),  # the protocol range, "2" or "2-3"
                 "port": str(port),
             },
             server=f"{self._instance}.local.",
@@ -253,14 +253,15 @@ class MdnsDiscovery:
         if not peer or peer == self.name:
             return
         version = txt.get("version", "")
-        if version != str(PROTOCOL_VERSION):
+        if not _compatible_text(version):
             if version not in self._warned_versions:
                 self._warned_versions.add(version)
                 log.warning(
-                    "mDNS: ignoring %s: protocol version %s, ours is %s",
+                    "mDNS: ignoring %s: it speaks protocol %s, this node %s (upgrade handoffd "
+                    "on the older one)",
                     peer,
                     version,
-                    PROTOCOL_VERSION,
+                    describe(*RANGE),
                 )
             return
         addresses = info.parsed_addresses(IPVersion.V4Only)
@@ -316,3 +317,12 @@ class MdnsDiscovery:
             self._on_event(event)
         except Exception:  # noqa: BLE001 - a callback bug must not kill zeroconf's handler
             log.exception("mDNS discovery callback failed on %s", event)
+
+
+def _compatible_text(version: str) -> bool:
+    """Whether a TXT ``version`` ("2", or a range "2-3") overlaps our protocol range."""
+    lo, _, hi = version.partition("-")
+    try:
+        return compatible(int(lo), int(hi or lo))
+    except ValueError:
+        return False
