@@ -29,7 +29,6 @@ from handoffd.daemon.executor_events import (
     Send,
     SetTimer,
     Soon,
-    TaskEnded,
     ValuesArrived,
     ValuesAsked,
     ValuesFreed,
@@ -112,7 +111,9 @@ class Executor:
         self._handle(ValuesArrived(msg, frames))
 
     def on_outcome(self, outcome: Outcome) -> None:
-        self._handle(TaskEnded(outcome))
+        instructions = self.state.task_ended(outcome, self._clock())  # once per task: no event
+        if instructions:
+            self._run(instructions)
 
     def on_cancel(self, msg: m.CancelTasks, term: int = 0) -> None:
         self._handle(CancelAsked(msg, term))

@@ -76,12 +76,14 @@ from handoffd.daemon.executor_records import (
 )
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Job
+from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
 
 log = logging.getLogger("handoffd.execution")
 
 MIN_DURATION = 1e-6  # seconds: a floor under the mean task duration that sizes chains
+_SOON_REFILL = Soon(REFILL)
+_SOON_FLUSH = Soon(FLUSH)
 
 
 class ExecutorState:
@@ -145,13 +147,19 @@ class ExecutorState:
 
     def handle(self, event: Event, now: float) -> list[Instruction]:
         """Apply one event at time ``now``; the instructions to carry out, in order."""
+        return self._apply(self._handlers[type(event)], event, now)
+
+    def task_ended(self, outcome: Outcome, now: float) -> list[Instruction]:
+        """``handle(TaskEnded(outcome), now)`` without building the event: it comes once per task."""
+        return self._apply(self._ended, outcome, now)
+
+    def _apply(self, handler: Callable[[Any], None], arg: Any, now: float) -> list[Instruction]:
         self._now = now
         out = self._out = []
         self._changed = False
-        self._handlers[type(event)](event)
+        handler(arg)
         if self._changed:
             out.append(RESOURCES_CHANGED)
-        self._out = []
         return out
 
     def _send(self, address: str, msg: Any, frames: list[bytes], term: int = 0) -> None:
@@ -436,7 +444,7 @@ class ExecutorState:
     def _schedule_refill(self) -> None:
         if not self._refill_scheduled:
             self._refill_scheduled = True
-            self._out.append(Soon(REFILL))
+            self._out.append(_SOON_REFILL)
 
     def _on_refill(self, ev: Refill) -> None:
         self._refill_scheduled = False
@@ -506,7 +514,9 @@ class ExecutorState:
                 self.store.drop(task.run_id, ref.task_id)
 
     def _on_task_ended(self, ev: TaskEnded) -> None:
-        outcome = ev.outcome
+        self._ended(ev.outcome)
+
+    def _ended(self, outcome: Outcome) -> None:
         key: Key = outcome.key  # type: ignore[assignment]
         task = self.tasks.pop(key, None)
         if task is None:
@@ -550,7 +560,7 @@ class ExecutorState:
         self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._out.append(Soon(FLUSH))
+            self._out.append(_SOON_FLUSH)
 
     def _on_flush(self, ev: Flush) -> None:
         self._flush_scheduled = False
