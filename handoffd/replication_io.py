@@ -27,7 +27,7 @@ from handoffd.owner_io import is_probe
 from handoffd.protocol import messages as m
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
-from handoffd.replication.standby import Ack, Replica, StandbyStore
+from handoffd.replication.standby import Replica, StandbyAck, StandbyStore
 from handoffd.scheduler.run import error_to_data
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class ReplicationIO:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")  # loop time of the last flush
         # standby side: the newest ack per (owner address, run), sent once per loop iteration
-        self._acks: dict[tuple[str, str], Ack] = {}
+        self._acks: dict[tuple[str, str], StandbyAck] = {}
         self._acks_scheduled = False
         self.takeover_seconds: dict[str, float] = {}  # run -> DEAD verdict to first dispatch
         self.scheduler.on_change = self._changed
@@ -309,7 +309,7 @@ class ReplicationIO:
         elif isinstance(msg, m.RunHoldings):
             self._on_holdings(msg, sender)
 
-    def _ack(self, ack: Ack) -> None:
+    def _ack(self, ack: StandbyAck) -> None:
         """Acks are cumulative: only the newest per owner and run goes out, once per loop
         iteration (a drained socket can hold many log batches of the same run)."""
         if not ack.owner_address:
@@ -325,7 +325,7 @@ class ReplicationIO:
         for ack in acks.values():
             self._send_ack(ack)
 
-    def _send_ack(self, ack: Ack) -> None:
+    def _send_ack(self, ack: StandbyAck) -> None:
         self.node.send(
             ack.owner_address,
             m.ReplicaAcked(ack.run_id, ack.term, ack.seq, ack.need_snapshot),

@@ -35,7 +35,7 @@ def owner_with_chain(name: str = "a") -> OwnerScheduler:
     for n in ["b", "c"]:
         sched.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
     sched.handle(
-        ev.SubmitRun("r1", (spec("x"), spec("y", "x"), spec("z", "y"), spec("w")), RunOptions()),
+        ev.RunSubmitted("r1", (spec("x"), spec("y", "x"), spec("z", "y"), spec("w")), RunOptions()),
         0.0,
     )
     return sched

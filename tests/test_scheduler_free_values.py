@@ -14,7 +14,7 @@ from handoffd.scheduler import events as ev
 
 
 def frees(out: list[ev.Instruction]) -> list[tuple[str, str, tuple[str, ...]]]:
-    return [(f.node, f.run_id, f.task_ids) for f in of_type(out, ev.FreeValues)]
+    return [(f.node, f.run_id, f.task_ids) for f in of_type(out, ev.FreeUnneededValues)]
 
 
 def test_a_value_is_freed_when_its_last_consumer_is_done() -> None:
@@ -50,7 +50,7 @@ def test_frees_of_one_batch_go_out_once_per_node_and_run() -> None:
     c.accept_all(c.succeed("n1", "r", "b", 1))
     out = c.succeed("n1", "r", "c", 1)
     assert frees(out) == [("n1", "r", ("a", "b"))]
-    assert of_type(out, ev.FreeValues)[0].term == c.sched.term_of("r")
+    assert of_type(out, ev.FreeUnneededValues)[0].term == c.sched.term_of("r")
 
 
 def test_a_leaf_that_is_no_output_is_freed_at_once() -> None:
@@ -180,7 +180,7 @@ def _simulate(seed: int) -> None:
         pending = list(out)
         while pending:
             ins = pending.pop(0)
-            if isinstance(ins, ev.FreeValues):
+            if isinstance(ins, ev.FreeUnneededValues):
                 run = c.sched.run_state("r")
                 assert run is not None
                 for tid in ins.task_ids:
@@ -188,7 +188,7 @@ def _simulate(seed: int) -> None:
                     assert tid not in outputs
                     assert all(run.tasks[x].state == "DONE" for x in run.consumers[tid])
                     stores[ins.node].discard(tid)
-            elif isinstance(ins, ev.CancelTasks):
+            elif isinstance(ins, ev.CancelAttempts):
                 for tid, attempt in ins.items:
                     if running.pop((tid, attempt), None) is not None:
                         c.release(ins.node, "r", tid, attempt)

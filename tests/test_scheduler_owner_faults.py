@@ -19,7 +19,7 @@ def _ack_fired(c: Cluster, node: str, after: float = ACK_TIMEOUT) -> list[ev.Ins
 
 
 def _cancelled(out: Iterable[ev.Instruction]) -> set[tuple[str, str, int]]:
-    return {(i.node, t, a) for i in of_type(out, ev.CancelTasks) for t, a in i.items}
+    return {(i.node, t, a) for i in of_type(out, ev.CancelAttempts) for t, a in i.items}
 
 
 def test_unanswered_dispatch_is_lost_after_the_ack_timer_and_a_late_yes_is_cancelled() -> None:
@@ -84,7 +84,7 @@ def test_refusal_before_the_ack_timer_and_the_timer_before_a_refusal() -> None:
     c.feed(c.update("n1"))
     out = _ack_fired(c, "n1")
     assert placed(out) == {} and rec.state == "READY" and rec.losses == 1  # no room now
-    late = ev.DispatchReplied("n1", "r", (), (("t", 2, "no room"),))
+    late = ev.DispatchAnswered("n1", "r", (), (("t", 2, "no room"),))
     assert c.feed(late) == [] and rec.state == "READY" and not rec.delayed
     c.used["n1"] = {}
     out = c.feed(c.update("n1"))

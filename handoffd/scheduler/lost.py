@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from handoffd.scheduler.cluster_view import ClusterView
 from handoffd.scheduler.events import (
-    DispatchItem,
+    DispatchedTask,
     Instruction,
     ProbeRun,
     RunFinished,
@@ -31,7 +31,7 @@ from handoffd.scheduler.run import ACTIVE, ASSIGNED, RUN_DONE, RUN_RUNNING, RunS
 
 log = logging.getLogger("handoffd.scheduler")
 
-#: Seconds a dispatch may go unanswered (no DispatchReplied, no report) before it counts as lost: the
+#: Seconds a dispatch may go unanswered (no DispatchAnswered, no report) before it counts as lost: the
 #: transport may drop a DispatchTasks or its reply (a reconnect queue after a partition heal) while the
 #: node stays ALIVE. A node answers at once, queued tasks included, so this is only transit time.
 ACK_TIMEOUT = 3.0
@@ -47,7 +47,7 @@ class Outbox:
 
     direct: list[Instruction] = field(default_factory=list)
     cancels: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
-    dispatches: dict[tuple[str, str], list[DispatchItem]] = field(default_factory=dict)
+    dispatches: dict[tuple[str, str], list[DispatchedTask]] = field(default_factory=dict)
     frees: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # values to delete
 
 

@@ -35,23 +35,23 @@ from handoffd.errors import (
 from handoffd.scheduler import placement
 from handoffd.scheduler.cluster_view import WINDOW, ClusterView, NodeState, add_into
 from handoffd.scheduler.events import (
-    CancelRun,
-    CancelTasks,
+    CancelAttempts,
+    CancelRequested,
     Dispatch,
-    DispatchItem,
-    DispatchReplied,
+    DispatchAnswered,
+    DispatchedTask,
     Event,
     FreeResults,
-    FreeValues,
+    FreeUnneededValues,
     Instruction,
     NodeUpdate,
     ResultsReleased,
-    RunAccepted,
     RunFinished,
     RunProbed,
-    RunRejected,
+    RunSubmitted,
     StartTimer,
-    SubmitRun,
+    SubmissionAccepted,
+    SubmissionRejected,
     TaskErrored,
     TaskStarted,
     TaskSucceeded,
@@ -90,7 +90,7 @@ _REPLICATED = (DONE, FAILED, CANCELLED)
 
 
 @dataclass(frozen=True)
-class RunStatus:
+class OwnedRunStatus:
     state: str  # RUNNING | DONE | FAILED | CANCELLED
     counts: dict[str, int]  # task state name -> number of regular tasks
     placement: dict[str, str]  # task id -> node of its latest attempt
@@ -121,7 +121,7 @@ class OwnerScheduler(Takeover):
         self._runs: dict[str, RunState] = {}
         # Released runs: only what status queries answer (state, counts, placement, error, term);
         # their task records, specs and payloads are dropped at release (forget() drops the rest).
-        self._released: dict[str, RunStatus] = {}
+        self._released: dict[str, OwnedRunStatus] = {}
         self._seq = 0
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
         self._ready = ReadyQueue()
@@ -160,13 +160,14 @@ class OwnerScheduler(Takeover):
         out = self._out
         self._out = Outbox()
         result = list(out.direct)
-        result += [CancelTasks(n, r, tuple(items)) for (n, r), items in out.cancels.items()]
+        result += [CancelAttempts(n, r, tuple(items)) for (n, r), items in out.cancels.items()]
         result += [
             Dispatch(n, r, self._term_of(r), tuple(items))
             for (n, r), items in out.dispatches.items()
         ]
         result += [
-            FreeValues(n, r, self._term_of(r), tuple(ids)) for (n, r), ids in out.frees.items()
+            FreeUnneededValues(n, r, self._term_of(r), tuple(ids))
+            for (n, r), ids in out.frees.items()
         ]
         return result
 
@@ -181,7 +182,7 @@ class OwnerScheduler(Takeover):
             self._on_succeeded(event)
         elif isinstance(event, TaskStarted):
             self._on_started(event)
-        elif isinstance(event, DispatchReplied):
+        elif isinstance(event, DispatchAnswered):
             self._on_replied(event)
         elif isinstance(event, RunProbed):
             self._on_probed(event)
@@ -189,9 +190,9 @@ class OwnerScheduler(Takeover):
             self._on_errored(event)
         elif isinstance(event, TimerFired):
             self._on_timer(event)
-        elif isinstance(event, SubmitRun):
+        elif isinstance(event, RunSubmitted):
             self._on_submit(event)
-        elif isinstance(event, CancelRun):
+        elif isinstance(event, CancelRequested):
             self._on_cancel(event)
         elif isinstance(event, ResultsReleased):
             self._on_released(event)
@@ -203,11 +204,11 @@ class OwnerScheduler(Takeover):
     def runs(self) -> list[str]:
         return [*self._runs, *self._released]
 
-    def run_status(self, run_id: str) -> RunStatus | None:
+    def run_status(self, run_id: str) -> OwnedRunStatus | None:
         run = self._runs.get(run_id)
         if run is None:
             return self._released.get(run_id)
-        return RunStatus(run.state, run.counts(), run.placement(), run.error, run.term)
+        return OwnedRunStatus(run.state, run.counts(), run.placement(), run.error, run.term)
 
     def result_location(self, run_id: str, task_id: str) -> tuple[bytes | None, tuple[str, ...]]:
         """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task
@@ -272,9 +273,11 @@ class OwnerScheduler(Takeover):
     ) -> tuple[list[int], list[float]]:
         return placement.order(priority, consumers, estimate, size, backend=self._backend)
 
-    def _on_submit(self, ev: SubmitRun) -> None:
+    def _on_submit(self, ev: RunSubmitted) -> None:
         if ev.run_id in self._runs or ev.run_id in self._released:
-            self._out.direct.append(RunAccepted(ev.run_id))  # a retried submission: idempotent
+            self._out.direct.append(
+                SubmissionAccepted(ev.run_id)
+            )  # a retried submission: idempotent
             return
         try:
             if ev.options.policy not in placement.POLICIES:
@@ -301,12 +304,12 @@ class OwnerScheduler(Takeover):
             if error is not None:
                 raise error
         except HandoffError as error:
-            self._out.direct.append(RunRejected(ev.run_id, error))
+            self._out.direct.append(SubmissionRejected(ev.run_id, error))
             return
         self._seq += 1
         self._runs[ev.run_id] = run
         run.listener = self._on_move
-        self._out.direct.append(RunAccepted(ev.run_id))
+        self._out.direct.append(SubmissionAccepted(ev.run_id))
         run.start(self._now)
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(ev.run_id, "DONE"))
@@ -343,7 +346,7 @@ class OwnerScheduler(Takeover):
         if shrunk:
             self._check_all_fit()
 
-    def _on_replied(self, ev: DispatchReplied) -> None:
+    def _on_replied(self, ev: DispatchAnswered) -> None:
         run = self._runs.get(ev.run_id)
         for task_id, attempt in ev.accepted:
             self._view.answered(ev.node, (ev.run_id, task_id, attempt))
@@ -480,7 +483,7 @@ class OwnerScheduler(Takeover):
                 )
                 self._end_run(run, RUN_FAILED, error)
 
-    def _on_cancel(self, ev: CancelRun) -> None:
+    def _on_cancel(self, ev: CancelRequested) -> None:
         run = self._runs.get(ev.run_id)
         if run is not None and run.state == RUN_RUNNING:
             self._end_run(run, RUN_CANCELLED, RunCancelled(f"run {ev.run_id!r} was cancelled"))
@@ -496,7 +499,7 @@ class OwnerScheduler(Takeover):
         # Keep only what status queries answer: a released run's tasks are never looked at again
         # (no copies, nothing recomputed), and during a busy minute they were tens of thousands
         # of records that every full garbage collection scanned.
-        self._released[run.run_id] = RunStatus(
+        self._released[run.run_id] = OwnedRunStatus(
             run.state, run.counts(), run.placement(), run.error, run.term
         )
         del self._runs[run.run_id]
@@ -617,7 +620,7 @@ class OwnerScheduler(Takeover):
         if node not in self._ack_timers:
             self._arm_ack_timer(node, ACK_TIMEOUT)
         spec = rec.spec
-        item = DispatchItem(
+        item = DispatchedTask(
             spec.id,
             rec.attempt,
             spec.payload,

@@ -26,7 +26,7 @@ class Takeover(LostMessages):
     _ready: ReadyQueue
     _refused: dict[tuple[str, str], int]
     _dirty: bool
-    _released: dict[str, Any]  # run -> what status queries answer (a RunStatus)
+    _released: dict[str, Any]  # run -> what status queries answer (a OwnedRunStatus)
 
     if TYPE_CHECKING:  # the scheduler's own bookkeeping
 
