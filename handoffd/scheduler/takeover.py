@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from handoffd.scheduler.graph import Order
 from handoffd.scheduler.run import ACTIVE, ATTEMPT_STRIDE, READY, RUN_RUNNING, RunState
-
-#: The run ranking ``RunState`` is built with (``placement.order`` with the scheduler's backend).
-Order = Callable[..., tuple[list[int], list[float]]]
 
 
 class Takeover:
