@@ -269,7 +269,7 @@ def test_step_down_drops_the_run_without_cancels() -> None:
     assert sched.step_down("r1")
     assert sched.run_status("r1") is None and sched.runs() == []
     for n in ["a", "b", "c"]:
-        assert sched.claims(n) == {}
+        assert sched.outstanding(n) == {}
     sched.validate()
     assert not sched.step_down("r1")
 

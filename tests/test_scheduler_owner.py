@@ -139,7 +139,10 @@ def test_unschedulable_at_submit_names_task_need_and_largest_and_leaks_nothing()
     assert error.largest == {CPU: 8, "memory": 100}
     assert "'huge'" in str(error) and "16" in str(error) and "8" in str(error)
     assert c.sched.runs() == [] and c.sched.run_status("r") is None
-    assert c.sched.claims("n1") == {} and c.sched.effective_free("n2") == {CPU: 8, "memory": 100}
+    assert c.sched.outstanding("n1") == {} and c.sched.effective_free("n2") == {
+        CPU: 8,
+        "memory": 100,
+    }
     # The same id can be submitted again once fixed.
     out = c.submit("r", [spec("ok")])
     assert of_type(out, ev.SubmissionAccepted) and placed(out) == {"ok": ("n1", 1)}
@@ -237,7 +240,7 @@ def test_max_retries_one_means_two_attempts_then_fail_fast() -> None:
     assert "after" not in {i.task_id for d in dispatches(c.log) for i in d.items}
     status = c.sched.run_status("r")
     assert status is not None and status.state == "FAILED" and status.counts["FAILED"] == 1
-    assert c.sched.claims("n1") == {}
+    assert c.sched.outstanding("n1") == {}
 
 
 def test_task_level_zero_retries_overrides_run_level_five() -> None:
@@ -287,7 +290,7 @@ def test_node_lost_mid_run_redispatches_with_next_attempt_elsewhere() -> None:
     c.feed(ev.TaskStarted("r", "t", 1, "n1"))
     out = c.kill("n1")
     assert placed(out) == {"t": ("n2", 2), "s": ("n2", 2)}
-    assert c.sched.claims("n1") == {} and c.sched.claims("n2") == {CPU: 2}
+    assert c.sched.outstanding("n1") == {} and c.sched.outstanding("n2") == {CPU: 2}
     assert of_type(out, ev.CancelAttempts) == []  # never to a dead node
     assert c.feed(ev.TaskSucceeded("r", "t", 1, "n1", 1)) == []  # the dead node's late report
 
@@ -382,7 +385,7 @@ def test_cancel_stops_everything_and_reports_cancelled() -> None:
     (finished,) = of_type(out, ev.RunFinished)
     assert finished.state == "CANCELLED" and isinstance(finished.error, RunCancelled)
     assert c.sched.run_status("r").counts["CANCELLED"] == 3  # type: ignore[union-attr]
-    assert c.sched.claims("n1") == {} and c.sched.claims("n2") == {}
+    assert c.sched.outstanding("n1") == {} and c.sched.outstanding("n2") == {}
     assert c.feed(ev.CancelRequested("r")) == []
     node = c.sched.run_status("r").placement["a"]  # type: ignore[union-attr]
     out = c.feed(ev.TaskSucceeded("r", "a", 1, node, 1))
@@ -552,7 +555,7 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
         for name in nodes:  # outstanding demand stays within the window
             if c.alive[name]:
                 bound = {k: q * window for k, q in nodes[name].items()}
-                assert c.sched.claims(name) == {} or fits(c.sched.claims(name), bound)
+                assert c.sched.outstanding(name) == {} or fits(c.sched.outstanding(name), bound)
     recomputed = 0
     for run_id, specs in runs.items():
         status = c.sched.run_status(run_id)
@@ -565,7 +568,7 @@ def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
             recomputed += lost
     if kills == 0:
         assert recomputed == 0
-    assert all(c.sched.claims(n) == {} for n in nodes)
+    assert all(c.sched.outstanding(n) == {} for n in nodes)
     assert total == 5000
 
 
@@ -576,7 +579,7 @@ def test_window_dispatches_beyond_free_up_to_window_times_capacity() -> None:
     c = Cluster({"n1": 1}, window=4)
     out = c.submit("r", [spec(f"t{i}") for i in range(10)])
     assert sorted(placed(out)) == ["t0", "t1", "t2", "t3"]  # 1 running + 3 queued on the node
-    assert c.sched.claims("n1") == {CPU: 4.0}  # outstanding demand, not the node's ledger
+    assert c.sched.outstanding("n1") == {CPU: 4.0}  # outstanding demand, not the node's ledger
     more = c.accept_all(out)
     assert placed(more) == {}  # the window is full
     more = c.succeed("n1", "r", "t0", 1)
@@ -613,7 +616,7 @@ def test_node_lost_returns_queued_tasks_to_ready_and_they_are_redispatched() -> 
     on_n1 = [t for t, (n, _) in placed(out).items() if n == "n1"]
     assert len(on_n1) == 3
     again = placed(c.kill("n1"))
-    assert c.sched.claims("n1") == {}
+    assert c.sched.outstanding("n1") == {}
     assert not set(again) - set(on_n1)  # only lost ones come back, on n2, within its window
     assert all(n == "n2" for n, _ in again.values())
 

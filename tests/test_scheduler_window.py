@@ -34,13 +34,13 @@ def test_a_node_is_topped_up_only_below_low_water_and_then_to_the_full_window() 
     c.accept_all(out)
     sizes = []
     for _ in range(32):
-        claims = c.sched.claims("n1").get(CPU, 0.0)
+        claims = c.sched.outstanding("n1").get(CPU, 0.0)
         out = _report(c, "n1", _running(c, "n1"))
         items = placed(out)
         if items:
             # topped up only once outstanding demand fell to half the window, then filled up
             assert claims - 1 <= 4
-            assert c.sched.claims("n1") == {CPU: 8.0}
+            assert c.sched.outstanding("n1") == {CPU: 8.0}
             assert c.queue["n1"], "the node ran dry before it was topped up"
             sizes.append(len(items))
         c.accept_all(out)
@@ -52,7 +52,7 @@ def test_a_task_that_fits_free_resources_goes_in_the_same_call_above_low_water()
     c = Cluster({"n1": 4}, window=2)
     out = c.submit("a", [spec(f"t{i}") for i in range(7)])
     c.accept_all(out)
-    assert c.sched.claims("n1") == {CPU: 7.0}  # 4 running + 3 queued: above low water (4 of 8)
+    assert c.sched.outstanding("n1") == {CPU: 7.0}  # 4 running + 3 queued: above low water (4 of 8)
     first = next(k for k in c.costs if k[0] == "a")
     c.release("n1", *first)  # it finished; the node has 1 cpu free and reports it
     out = c.feed(c.update("n1"), ev.TaskSucceeded(*first, "n1", 10, None))
@@ -99,6 +99,6 @@ def test_windows_wait_while_another_kind_is_free_then_fill_up_behind_a_placement
     for task in ("t0", "t1", "t2"):  # the node starts the next queued task itself each time
         out = _report(c, "n1", [("r", task, 1)])
         assert placed(out) == {}, f"topped up after {task} with memory free and no cpu"
-    assert c.sched.claims("n1") == {CPU: 1.0}
+    assert c.sched.outstanding("n1") == {CPU: 1.0}
     out = _report(c, "n1", [("r", "t3", 1)])  # idle: its cpu is free again
     assert sorted(placed(out)) == ["t4", "t5", "t6", "t7"]

@@ -101,7 +101,8 @@ class OwnerScheduler:
         self.term = term  # ownership term: nodes fence dispatches from a lower one
         self._now = now
         self._backend = backend
-        # Nodes, claims (kept in step with task moves by _on_move) and unanswered dispatches.
+        # Nodes, their outstanding demand (kept in step with task moves by _on_move) and our
+        # unanswered dispatches.
         self._view = ClusterView(window=window, backend=backend)
         self._owned = OwnedRuns()
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
@@ -224,7 +225,9 @@ class OwnerScheduler:
         """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
         return self._view.effective_free(node)
 
-    def claims(self, node: str) -> dict[str, float]:
+    def outstanding(self, node: str) -> dict[str, float]:
+        """Summed cost of our ASSIGNED/RUNNING tasks on ``node`` (running or in its queue): the
+        demand the dispatch window bounds (not the node's ledger, which other owners share)."""
         return dict(self._view.claims.get(node, {}))
 
     def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
@@ -365,7 +368,7 @@ class OwnerScheduler:
                 rec = run.tasks.get(task_id)
                 if rec is not None and self._superseded(rec, attempt, ev.node):
                     # A late yes to an attempt we gave up on (its answer timed out): the node would
-                    # run it for nothing; its report would be stale. Claims never counted it.
+                    # run it for nothing; its report would be stale. Outstanding demand never counted it.
                     self._out.cancels.setdefault((ev.node, ev.run_id), []).append(
                         (task_id, attempt)
                     )
@@ -625,7 +628,7 @@ class OwnerScheduler:
 
     def validate(self) -> None:
         """Raise AssertionError when an invariant is broken (tests call it after every event)."""
-        claims: dict[str, dict[str, float]] = {}
+        outstanding: dict[str, dict[str, float]] = {}
         queued: set[tuple[str, str]] = set()
         active: set[tuple[str, str]] = set()
         for run in self._owned.live.values():
@@ -634,14 +637,14 @@ class OwnerScheduler:
                 if rec.state in ACTIVE:
                     assert rec.node is not None
                     assert self._view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
-                    add_into(claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+                    add_into(outstanding.setdefault(rec.node, {}), rec.spec.cost, 1)
                     active.add((run.run_id, rec.id))
                 if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
                     queued.add((run.run_id, rec.id))
                 if rec.state == DONE:
                     bad = [n for n in rec.locations if not self._view.alive(n)]
                     assert not bad, f"{rec.id} has copies on lost nodes {bad}"
-        self._view.validate(claims)
+        self._view.validate(outstanding)
         self._lost.validate(active)
         in_queue = self._ready.validate(self._owned.live)
         assert queued == in_queue, f"ready queue {sorted(in_queue)} != {sorted(queued)}"

@@ -30,7 +30,7 @@ from handoffd.spec import RunOptions, TaskSpec
 PENDING, READY, ASSIGNED, RUNNING = "PENDING", "READY", "ASSIGNED", "RUNNING"
 DONE, FAILED, CANCELLED = "DONE", "FAILED", "CANCELLED"
 TASK_STATES = (PENDING, READY, ASSIGNED, RUNNING, DONE, FAILED, CANCELLED)
-ACTIVE = (ASSIGNED, RUNNING)  # holding a claim on a node
+ACTIVE = (ASSIGNED, RUNNING)  # counted in the outstanding demand on its node
 TERMINAL = (FAILED, CANCELLED)
 
 #: The one table of legal moves: state -> states it may move to.
@@ -81,7 +81,7 @@ class TaskRecord:
     upward_rank: float
     state: str = PENDING
     attempt: int = 0  # number of the latest dispatch; 0 = never dispatched
-    node: str | None = None  # node of the latest dispatch (the holder of its claim while ACTIVE)
+    node: str | None = None  # node of the latest dispatch (where it is outstanding while ACTIVE)
     failures: int = 0  # own errors so far (each consumes a retry)
     losses: int = 0  # attempts lost to the cluster
     completions: int = 0  # times it reached DONE (> 1 after a lineage recompute)
@@ -110,7 +110,8 @@ Listener = Callable[["RunState", TaskRecord, str, str], None]
 
 
 class RunState:
-    """The graph and task states of one run; the owner drives it and mirrors claims via ``listener``."""
+    """The task states of one run over its graph; the owner drives it and keeps its books in step
+    through ``listener``."""
 
     def __init__(
         self,
