@@ -227,3 +227,29 @@ def test_unanswered_dispatches_are_left_to_the_ack_timer_and_early_firings_only_
     assert _probes(out) == {}  # unanswered: the ack timer's business
     c.accept_all(dispatches(c.log))
     assert _probes(_probe_fired(c)) == {("n1", "r"): 1}
+
+
+# -- room given back by forgetting a dispatch places what waits for it -------------------------------
+# (found by the state machine in test_scheduler_machine.py: a READY task waited forever on an idle
+# node, because only forgetting a still-current dispatch used to trigger placement)
+
+
+def test_an_ack_timeout_that_frees_room_places_a_waiting_task_of_another_run() -> None:
+    c = Cluster({"n1": 1})
+    assert placed(c.submit("r0", [spec("a")])) == {"a": ("n1", 1)}  # never answered
+    c.feed(ev.CancelRequested("r0"))  # the run ends; the dispatch still holds the cpu in our view
+    assert placed(c.submit("r1", [spec("b")])) == {}  # no room while it is unanswered
+    out = _ack_fired(c, "n1")
+    assert placed(out) == {"b": ("n1", 1)}  # the idle node's free never changes: nothing else
+    assert c.sched.outstanding("n1") == {CPU: 1.0}  # would have placed b
+
+
+def test_a_stale_report_that_answers_a_dispatch_places_a_waiting_task() -> None:
+    c = Cluster({"n1": 1})
+    out = c.submit("r0", [spec("a")])  # its reply is lost
+    c.feed(ev.CancelRequested("r0"))
+    assert placed(c.submit("r1", [spec("b")])) == {}
+    # The node ran a anyway and reports it (the same free as before: no view change on its own).
+    c.reply(dispatches(out)[0])  # (the node's side only: takes the cpu, then releases it)
+    out = c.succeed("n1", "r0", "a", 1)
+    assert placed(out) == {"b": ("n1", 1)}

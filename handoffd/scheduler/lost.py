@@ -106,11 +106,13 @@ class LostMessages:
 
     # -- timers and answers ------------------------------------------------------------------------
 
-    def check_answers(self, node: str, now: float) -> None:
+    def check_answers(self, node: str, now: float) -> bool:
         """The node's ack timer fired: dispatches unanswered for ACK_TIMEOUT are lost; re-arm for
-        the rest (an early or repeated firing only re-arms)."""
+        the rest (an early or repeated firing only re-arms). True when some were given up: their
+        cost no longer holds the node's resources in our view, so placement may find room."""
         self._ack_timers.discard(node)
-        for run_id, task_id, attempt in self._view.unanswered(node, now - ACK_TIMEOUT):
+        late = self._view.unanswered(node, now - ACK_TIMEOUT)
+        for run_id, task_id, attempt in late:
             run = self._run_of(run_id)
             rec = run.tasks.get(task_id) if run is not None else None
             if run is None or rec is None or run.state != RUN_RUNNING:
@@ -133,6 +135,7 @@ class LostMessages:
         oldest = self._view.oldest_unacked(node)
         if oldest is not None:
             self._arm_ack_timer(node, max(oldest + ACK_TIMEOUT - now, REFUSAL_BACKOFF))
+        return bool(late)
 
     def _arm_ack_timer(self, node: str, delay: float) -> None:
         self._ack_timers.add(node)

@@ -411,7 +411,8 @@ class OwnerScheduler:
     ) -> tuple[RunState, TaskRecord] | None:
         """The run and task a report is about, or None when it is stale or unknown. A report also
         answers its dispatch (the node got it, even if its reply was lost)."""
-        self._view.answered(node, (run_id, task_id, attempt))
+        if self._view.answered(node, (run_id, task_id, attempt)) is not None:
+            self._dirty = True  # its cost no longer holds the node in our view (the reply's job)
         run = self._owned.live.get(run_id)
         if run is None or run.state != RUN_RUNNING:
             return None
@@ -484,7 +485,10 @@ class OwnerScheduler:
         if key == ("refused",):
             self._delays.refusal_timer_fired()
         elif len(key) == 2 and key[0] == "ack":
-            self._lost.check_answers(str(key[1]), self._now)
+            if self._lost.check_answers(str(key[1]), self._now):
+                # Given-up dispatches held the node's resources in our view; when none of them
+                # was a task still waiting (a cancelled run's), nothing else would place again.
+                self._dirty = True
         elif key == ("probe",):
             self._lost.probe_nodes(self._now)
         elif len(key) == 4 and key[0] == "retry":
