@@ -123,6 +123,7 @@ class OwnerScheduler:
             own_as_is=self._own_as_is,
             lose_in_run=self._lose_in_run,
             recompute=self._recompute,
+            count_loss=self._count_loss,
             order=self._order,
         )
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of

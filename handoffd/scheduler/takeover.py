@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.scheduler.graph import Order
-from handoffd.scheduler.run import ACTIVE, ATTEMPT_STRIDE, READY, RUN_RUNNING, RunState
+from handoffd.scheduler.run import ACTIVE, ATTEMPT_STRIDE, READY, RUN_RUNNING, RunState, TaskRecord
 
 
 class Takeover:
@@ -28,16 +28,18 @@ class Takeover:
         own_as_is: Callable[[RunState], None],
         lose_in_run: Callable[[RunState, str], None],
         recompute: Callable[[RunState], None],
+        count_loss: Callable[[RunState, TaskRecord, str], None],
         order: Order,
     ) -> None:
         # What a takeover needs from the scheduler that owns it: whether a node is ALIVE; to own a
         # run with its tasks as they are (ASSIGNED/RUNNING ones out, READY ones queued); to treat a
-        # node as lost for one run; to recompute what a run needs and has no copy of; and the run
-        # ranking.
+        # node as lost for one run; to recompute what a run needs and has no copy of; to count an
+        # attempt lost and place the task again; and the run ranking.
         self._alive = alive
         self._own_as_is = own_as_is
         self._lose_in_run = lose_in_run
         self._recompute = recompute
+        self._count_loss = count_loss
         self._order = order
 
     def restore(self, data: dict[str, Any], term: int) -> RunState:
@@ -50,9 +52,15 @@ class Takeover:
         for rec in run.tasks.values():
             if rec.state == READY:
                 rec.delayed = False  # its retry or refusal timer went with the previous owner
+        strays = _regroup(run)
         self._own_as_is(run)
+        for rec in strays:
+            if rec.state in ACTIVE:  # (a node lost above may have taken it back already)
+                where = run.pin_of(rec.id)
+                self._count_loss(run, rec, f"out on {rec.node}, apart from its group on {where}")
         lost = {r.node for r in run.tasks.values() if r.state in ACTIVE and r.node is not None}
         lost |= {n for r in run.tasks.values() for n in r.locations}
+        lost |= {n for n in run.group_node.values() if n is not None}
         for node in sorted(lost):
             if not self._alive(node):
                 self._lose_in_run(run, node)
@@ -61,3 +69,21 @@ class Takeover:
             # replica marks only that consumer, the chain behind it is recomputed here.
             self._recompute(run)
         return run
+
+
+def _regroup(run: RunState) -> list[TaskRecord]:
+    """Put each collocation group where its members are out, and return the members out apart
+    from it. The nodes' answers merged into a replica may show a member running where the
+    replica's group is not, or members on two nodes: an attempt that reached a node long after
+    the run had moved on (the node had restarted and forgotten the run's term). The group follows
+    its pin, else its first member out; a member out elsewhere runs for nothing."""
+    strays: list[TaskRecord] = []
+    for gid, members in run.group_members.items():
+        out = [run.tasks[m] for m in members if run.tasks[m].state in ACTIVE]
+        if not out:
+            continue
+        pin = run.group_pin.get(gid)
+        where = pin if pin is not None else out[0].node
+        run.group_node[gid] = where
+        strays += [rec for rec in out if rec.node != where]
+    return strays
