@@ -451,7 +451,7 @@ def test_four_whole_node_runs_on_two_nodes_take_turns() -> None:
         assert of_type(c.succeed(node, run_id, "t", 1), ev.RunFinished)
 
 
-# -- randomized simulation --------------------------------------------------------------------------
+# -- at scale --------------------------------------------------------------------------------------
 
 
 def _random_dag(rng: random.Random, n: int, prefix: str) -> list[TaskSpec]:
@@ -467,10 +467,11 @@ def _random_dag(rng: random.Random, n: int, prefix: str) -> list[TaskSpec]:
     return specs
 
 
-@pytest.mark.parametrize(("seed", "kills", "window"), [(1, 0, 1), (2, 3, 1), (3, 0, 4), (4, 3, 4)])
-def test_randomized_cluster_simulation_every_task_finishes_exactly_once(
-    seed: int, kills: int, window: int
-) -> None:
+def test_at_scale_every_task_finishes_exactly_once() -> None:
+    """5000 tasks over 200 nodes in one fixed sequence: the batch limits of placement (a batch,
+    consecutive misses, many shapes) only come into play at this size. Random event sequences at
+    small scale, which shrink to a minimal failing one, are test_scheduler_machine.py's."""
+    seed, kills, window = 4, 3, 4
     rng = random.Random(seed)
     nodes = {
         f"n{i:03d}": {CPU: float(rng.choice([4, 8, 16])), "memory": 4000.0} for i in range(200)
