@@ -14,7 +14,7 @@ $(VENV)/bin/python:
 
 $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -c "import handoffd._core.binpack as b; assert b.__file__.endswith(('.so', '.pyd')), 'compiled core missing: ' + b.__file__; print('compiled core:', b.__file__)"
+	$(PY) -c "import handoffd._core.binpack as b, handoffd._core.sched as s; assert all(m.__file__.endswith(('.so', '.pyd')) for m in (b, s)), 'compiled core missing: ' + b.__file__ + ' ' + s.__file__; print('compiled core:', b.__file__, s.__file__)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,12 +31,14 @@ else:
     ext_modules = cythonize(
         [
             Extension(
-                "handoffd._core.binpack",
-                ["_core/binpack.pyx"],
+                f"handoffd._core.{name}",
+                [f"_core/{name}.pyx"],
                 include_dirs=[numpy.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=["-O3"],
             )
+            # binpack: the array kernels; sched: the scheduler's kernels over dicts (cimports binpack)
+            for name in ("binpack", "sched")
         ],
         compiler_directives={
             "language_level": "3",

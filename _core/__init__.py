@@ -1,8 +1,9 @@
-"""handoffd._core: the placement kernels, compiled (``binpack``) and the pure-Python twin (``binpack_py``).
+"""handoffd._core: the placement kernels and the one entry point to them (``handoffd._core.api``).
 
-Both modules export the same names (``BACKEND``, ``EPS``, ``POLICIES``, ``CycleError``,
-``place_batch``, ``order_tasks``, ``upward_ranks``) with the same signatures and results. Choose one
-through ``handoffd.scheduler.placement``; importing this package loads neither.
+``api`` picks the backend once -- the compiled ``sched`` (over ``binpack``'s C kernels) or the
+pure-Python twin ``sched_py`` -- and exposes the scheduler's kernels and the one tolerance ``EPS``.
+``binpack`` / ``binpack_py`` are the array kernels (numpy in) for bulk callers and benchmarks.
+Importing this package loads no backend and no numpy.
 """
 
 from ._consts import EPS, POLICIES, CycleError

@@ -1,4 +1,6 @@
-"""Input validation shared by the compiled core and its Python twin.
+"""Input validation of the array kernels (``place_batch``, ``order_tasks``, ``upward_ranks``),
+shared by the compiled core and its Python twin; it needs numpy, so the kernels import it on their
+first array call.
 
 Both backends call these before touching the data, so bad input is a ValueError that says what is
 wrong (which array, which index, which value) instead of a crash inside a nogil loop, and both
@@ -11,22 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ._consts import BINPACK as BINPACK
-from ._consts import EPS as EPS
-from ._consts import FIRST_FIT as FIRST_FIT
-from ._consts import POLICIES as POLICIES
-from ._consts import SPREAD as SPREAD
-from ._consts import CycleError as CycleError
-
-
-def policy_code(policy: str) -> int:
-    """Map a policy name to its kernel code; unknown names raise ValueError naming the valid ones."""
-    try:
-        return POLICIES.index(policy)
-    except ValueError:
-        raise ValueError(
-            f"unknown placement policy {policy!r}; valid policies are {', '.join(POLICIES)}"
-        ) from None
+from . import _consts
+from ._consts import CycleError, policy_code
 
 
 def _float_matrix(name: str, value: Any, *, writable: bool = False) -> np.ndarray:
@@ -171,8 +159,4 @@ def check_order_keys(priority: Any, size: Any, n_tasks: int) -> tuple[np.ndarray
 
 def cycle_error(remaining: np.ndarray) -> CycleError:
     """Build the error for a graph where the tasks with remaining > 0 lie on or behind a cycle."""
-    stuck = np.flatnonzero(remaining > 0)
-    return CycleError(
-        f"the consumers graph has a cycle: {stuck.size} task(s) never become ready, "
-        f"e.g. task(s) {stuck[:5].tolist()}"
-    )
+    return _consts.cycle_error(np.flatnonzero(remaining > 0).tolist())

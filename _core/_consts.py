@@ -1,15 +1,65 @@
-"""Constants and the error type shared by both placement backends, with no numpy import (so
-``handoffd._core`` and the scheduler can be imported without loading numpy; it loads on the first
-placement or ordering call that needs arrays)."""
+"""What both placement backends share, with no numpy import (so ``handoffd._core``, the scheduler
+and a daemon load without numpy): the policies, the one tolerance, the resource dims' order, the
+error type and the wording of the errors both backends raise for the same bad input."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 #: Placement policies, in the order of their integer codes in the kernels.
 POLICIES: tuple[str, ...] = ("binpack", "spread", "first_fit")
 BINPACK, SPREAD, FIRST_FIT = 0, 1, 2
-#: Absolute tolerance of the feasibility test (free + EPS >= demand), as in handoffd.resources.fits.
-EPS = 1e-9
+
+#: The one tolerance of every "does it fit" test (``free + EPS >= demand``): the owner's view,
+#: both backends' kernels and the executing node's ledger use this constant and nothing else, so
+#: they cannot disagree about what fits. Absolute, and large enough to absorb the rounding of
+#: thousands of claims and releases on memory in MB (~1e6, where one ulp is ~1e-10); a positive
+#: quantity at or below it is refused by ``resources.parse`` (it would fit anywhere).
+EPS = 1e-6
+
+#: The kernels whose decisions are counted per backend (``handoffd._core.api.decisions``).
+KERNELS: tuple[str, ...] = ("place", "order", "window", "fits")
+PLACE, ORDER, WINDOW, FITS = 0, 1, 2, 3
+
+#: The kinds every node reports, first in this order in the dense rows; custom kinds follow sorted.
+STANDARD_KINDS: tuple[str, ...] = ("cpu", "memory", "gpu")
 
 
 class CycleError(ValueError):
     """The consumers graph given to the ordering kernel is not a DAG."""
+
+
+def policy_code(policy: str) -> int:
+    """A policy name's kernel code; an unknown name raises ValueError naming the valid ones."""
+    try:
+        return POLICIES.index(policy)
+    except ValueError:
+        raise ValueError(
+            f"unknown placement policy {policy!r}; valid policies are {', '.join(POLICIES)}"
+        ) from None
+
+
+def kinds(maps: Iterable[Mapping[str, object]]) -> list[str]:
+    """All kinds present, standard ones first, then custom ones sorted: the dims of the dense rows.
+    The order is part of the result (binpack sums its key over the dims in this order)."""
+    seen: set[str] = set().union(*maps)  # (one call: 3x faster than an update per map)
+    custom = sorted(seen.difference(STANDARD_KINDS))
+    return [k for k in STANDARD_KINDS if k in seen] + custom
+
+
+def quantity_error(what: str, i: int, kind: object, value: object, problem: str) -> ValueError:
+    """The error for entry ``kind`` of the ``i``-th map of ``what`` (demand, free, capacity)."""
+    return ValueError(f"{what}[{i}]: {kind} = {value!r} {problem}")
+
+
+def item_error(name: str, i: int, value: object, problem: str) -> ValueError:
+    """The error for entry ``i`` of the sequence ``name`` (priority, estimate, size, pins, ...)."""
+    return ValueError(f"{name}[{i}] = {value!r} {problem}")
+
+
+def cycle_error(stuck: list[int]) -> CycleError:
+    """The error for a graph where the tasks ``stuck`` lie on or behind a cycle."""
+    return CycleError(
+        f"the consumers graph has a cycle: {len(stuck)} task(s) never become ready, "
+        f"e.g. task(s) {stuck[:5]}"
+    )

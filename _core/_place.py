@@ -1,7 +1,7 @@
-"""Placement over plain lists, with no numpy import: the one implementation shared by the pure-Python
-twin (``binpack_py.place_batch``, over its arrays' ``tolist()``) and the scheduler's small-batch path
-(``placement.place_small``), so both do the same float operations in the same order as
-``binpack.pyx`` (see ``binpack_py`` for which)."""
+"""Placement over plain lists, with no numpy import: the pure-Python twins' one placement algorithm
+(``binpack_py.place_batch`` over its arrays' ``tolist()``, ``sched_py.place`` over the scheduler's
+dicts), doing the same float operations in the same order as ``binpack.pyx`` (see ``binpack_py``
+for which)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Upward ranks over plain lists, with no numpy import: the one implementation shared by the
-pure-Python twin (``binpack_py``) and the scheduler's small-graph path (``placement.order``)."""
+pure-Python twins (``binpack_py`` and ``sched_py``)."""
 
 from __future__ import annotations
 

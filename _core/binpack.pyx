@@ -50,7 +50,10 @@ from the sinks over the transposed consumers graph (iterative: 1e5+ tasks, no re
 never reached lie on or behind a cycle, which is an error. The order is a ``qsort`` on
 (priority desc, rank desc, size desc, index asc): keys are unique, so the order is deterministic.
 
-Every argument is validated in Python (``_checks``) before the ``nogil`` loops run.
+The C kernels take raw pointers to row-major buffers, so two front ends share them: this module's
+array functions (numpy in, validated by ``_checks``) and ``sched.pyx``'s scheduler-facing ones
+(dicts and lists in, validated while copied, no numpy). This module imports numpy and ``_checks``
+only on its first array call: importing it (``sched`` does) leaves a daemon numpy-free.
 """
 
 from libc.stdint cimport int64_t
@@ -59,17 +62,7 @@ from libc.stdlib cimport malloc, qsort
 from libc.string cimport memmove
 from libc.math cimport INFINITY
 
-import numpy as np
-
-from ._checks import (
-    EPS,
-    POLICIES,
-    CycleError,
-    check_graph,
-    check_order_keys,
-    check_place,
-    cycle_error,
-)
+from ._consts import EPS, POLICIES, CycleError
 
 __all__ = [
     "BACKEND",
@@ -89,6 +82,9 @@ cdef enum:
     _FIRST_FIT = 2
 
 cdef double _EPS = EPS
+# Stands in for the data pointer of an empty buffer (never read: every loop over it is empty).
+cdef double _NO_DOUBLES[1]
+cdef int64_t _NO_INTS[1]
 
 
 cdef inline bint _fits(const double* need, const double* row, Py_ssize_t n_dims) noexcept nogil:
@@ -147,21 +143,23 @@ cdef int _cmp_node(const void* a, const void* b) noexcept nogil:
 
 
 cdef Py_ssize_t place_kernel(
-    const double[:, ::1] demand,
-    double[:, ::1] free,
-    const double[:, ::1] capacity,
-    const int64_t[::1] order,
-    const int64_t[::1] pinned,
-    const int64_t[::1] preferred,
+    const double* demand,
+    double* free,
+    const double* capacity,
+    Py_ssize_t n_tasks,
+    Py_ssize_t n_nodes,
+    Py_ssize_t n_dims,
+    const int64_t* order,
+    Py_ssize_t n_order,
+    const int64_t* pinned,
+    const int64_t* preferred,
     int policy,
-    int64_t[::1] out,
+    int64_t* out,
     NodeKey* sorted_nodes,
     double* node_key,
     double* scratch,
 ) noexcept nogil:
     """Place ``order``'s tasks; ``scratch`` holds 3 x dims doubles. Returns the count placed."""
-    cdef Py_ssize_t n_tasks = demand.shape[0], n_dims = demand.shape[1]
-    cdef Py_ssize_t n_nodes = free.shape[0], n_order = order.shape[0]
     cdef double* inv = scratch                   # 1 / largest capacity per dim (0: no capacity; binpack)
     cdef double* min_need = scratch + n_dims     # smallest demand per dim among unpinned tasks
     cdef double* bound = scratch + 2 * n_dims    # >= max free per dim over the live list
@@ -179,8 +177,8 @@ cdef Py_ssize_t place_kernel(
     for d in range(n_dims):
         top = 0.0
         for n in range(n_nodes):
-            if capacity[n, d] > top:
-                top = capacity[n, d]
+            if capacity[n * n_dims + d] > top:
+                top = capacity[n * n_dims + d]
         inv[d] = 1.0 / top if top > 0.0 else 0.0
         min_need[d] = INFINITY
         bound[d] = INFINITY
@@ -188,20 +186,15 @@ cdef Py_ssize_t place_kernel(
         t = order[i]
         if pinned[t] < 0:
             for d in range(n_dims):
-                if demand[t, d] < min_need[d]:
-                    min_need[d] = demand[t, d]
+                if demand[t * n_dims + d] < min_need[d]:
+                    min_need[d] = demand[t * n_dims + d]
     # Live list: every node that could take some unpinned task, sorted by (key, index).
     for n in range(n_nodes):
-        node_key[n] = _key(
-            &free[n, 0] if n_dims else NULL,
-            &capacity[n, 0] if n_dims else NULL,
-            inv,
-            n_dims,
-            policy,
-        )
+        row = free + n * n_dims
+        node_key[n] = _key(row, capacity + n * n_dims, inv, n_dims, policy)
         dead = False
         for d in range(n_dims):
-            if free[n, d] + _EPS < min_need[d]:
+            if row[d] + _EPS < min_need[d]:
                 dead = True
                 break
         if not dead:
@@ -212,16 +205,14 @@ cdef Py_ssize_t place_kernel(
 
     for i in range(n_order):
         t = order[i]
-        need = &demand[t, 0] if n_dims else NULL
+        need = demand + t * n_dims
         chosen = -1
         p = -1                                   # position of chosen in the live list, if known
         if pinned[t] >= 0:
             n = pinned[t]
-            if _fits(need, &free[n, 0] if n_dims else NULL, n_dims):
+            if _fits(need, free + n * n_dims, n_dims):
                 chosen = n
-        elif preferred[t] >= 0 and _fits(
-            need, &free[preferred[t], 0] if n_dims else NULL, n_dims
-        ):
+        elif preferred[t] >= 0 and _fits(need, free + preferred[t] * n_dims, n_dims):
             chosen = preferred[t]
         else:
             hopeless = False
@@ -232,7 +223,7 @@ cdef Py_ssize_t place_kernel(
             if not hopeless:
                 for j in range(m):
                     n = sorted_nodes[j].node
-                    if _fits(need, &free[n, 0] if n_dims else NULL, n_dims):
+                    if _fits(need, free + n * n_dims, n_dims):
                         chosen = n
                         p = j
                         break
@@ -240,14 +231,14 @@ cdef Py_ssize_t place_kernel(
                     for d in range(n_dims):
                         bound[d] = -INFINITY
                         for j in range(m):
-                            if free[sorted_nodes[j].node, d] > bound[d]:
-                                bound[d] = free[sorted_nodes[j].node, d]
+                            if free[sorted_nodes[j].node * n_dims + d] > bound[d]:
+                                bound[d] = free[sorted_nodes[j].node * n_dims + d]
         if chosen < 0:
             continue
         out[t] = chosen
         placed += 1
-        row = &free[chosen, 0] if n_dims else NULL
-        cap_row = &capacity[chosen, 0] if n_dims else NULL
+        row = free + chosen * n_dims
+        cap_row = capacity + chosen * n_dims
         dead = False
         for d in range(n_dims):
             left = row[d] - need[d]
@@ -287,12 +278,56 @@ cdef Py_ssize_t place_kernel(
     return placed
 
 
+cdef Py_ssize_t place_buffers(
+    const double* demand,
+    double* free,
+    const double* capacity,
+    Py_ssize_t n_tasks,
+    Py_ssize_t n_nodes,
+    Py_ssize_t n_dims,
+    const int64_t* order,
+    Py_ssize_t n_order,
+    const int64_t* pinned,
+    const int64_t* preferred,
+    int policy,
+    int64_t* out,
+) except -1 nogil:
+    """``place_kernel`` with its scratch allocated here; -1 (MemoryError) when that fails."""
+    cdef NodeKey* sorted_nodes = <NodeKey*>malloc((n_nodes + 1) * sizeof(NodeKey))
+    cdef double* node_key = <double*>malloc((n_nodes + 1) * sizeof(double))
+    cdef double* scratch = <double*>malloc((3 * n_dims + 1) * sizeof(double))
+    cdef Py_ssize_t placed = -1
+    if sorted_nodes != NULL and node_key != NULL and scratch != NULL:
+        placed = place_kernel(
+            demand, free, capacity, n_tasks, n_nodes, n_dims, order, n_order, pinned, preferred,
+            policy, out, sorted_nodes, node_key, scratch,
+        )
+    c_free(sorted_nodes)
+    c_free(node_key)
+    c_free(scratch)
+    if placed < 0:
+        with gil:
+            raise MemoryError(f"placement scratch for {n_nodes} nodes x {n_dims} dims")
+    return placed
+
+
+cdef inline const double* _doubles(const double[:, ::1] a) noexcept:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else _NO_DOUBLES
+
+
+cdef inline const int64_t* _ints(const int64_t[::1] a) noexcept:
+    return &a[0] if a.shape[0] > 0 else _NO_INTS
+
+
 def place_batch(demand, free, capacity, order, pinned, preferred, policy="binpack", out=None):
     """Place tasks in ``order``; update ``free`` in place; return (node per task or -1, placed count)."""
+    from ._checks import check_place
+
     dem_a, free_a, cap_a, order_a, pin_a, pref_a, code, out_a = check_place(
         demand, free, capacity, order, pinned, preferred, policy, out
     )
     cdef Py_ssize_t n_nodes = free_a.shape[0], n_dims = free_a.shape[1], placed
+    cdef Py_ssize_t n_tasks = dem_a.shape[0], n_order = order_a.shape[0]
     cdef const double[:, ::1] dem_v = dem_a
     cdef double[:, ::1] free_v = free_a
     cdef const double[:, ::1] cap_v = cap_a
@@ -301,41 +336,41 @@ def place_batch(demand, free, capacity, order, pinned, preferred, policy="binpac
     cdef const int64_t[::1] pref_v = pref_a
     cdef int64_t[::1] out_v = out_a
     cdef int policy_code = code
-    cdef NodeKey* sorted_nodes = <NodeKey*>malloc((n_nodes + 1) * sizeof(NodeKey))
-    cdef double* node_key = <double*>malloc((n_nodes + 1) * sizeof(double))
-    cdef double* scratch = <double*>malloc((3 * n_dims + 1) * sizeof(double))
-    try:
-        if sorted_nodes == NULL or node_key == NULL or scratch == NULL:
-            raise MemoryError(f"placement scratch for {n_nodes} nodes x {n_dims} dims")
-        with nogil:
-            placed = place_kernel(
-                dem_v, free_v, cap_v, order_v, pin_v, pref_v, policy_code, out_v,
-                sorted_nodes, node_key, scratch,
-            )
-    finally:
-        c_free(sorted_nodes)
-        c_free(node_key)
-        c_free(scratch)
+    cdef const double* dem_p = _doubles(dem_v)
+    cdef double* free_p = <double*>_doubles(free_v)
+    cdef const double* cap_p = _doubles(cap_v)
+    cdef const int64_t* order_p = _ints(order_v)
+    cdef const int64_t* pin_p = _ints(pin_v)
+    cdef const int64_t* pref_p = _ints(pref_v)
+    cdef int64_t* out_p = <int64_t*>_ints(out_v)
+    with nogil:
+        placed = place_buffers(
+            dem_p, free_p, cap_p, n_tasks, n_nodes, n_dims, order_p, n_order, pin_p, pref_p,
+            policy_code, out_p,
+        )
     return out_a, placed
 
 
 cdef Py_ssize_t rank_kernel(
-    const int64_t[::1] indptr,
-    const int64_t[::1] indices,
-    const double[::1] estimate,
-    double[::1] rank,
-    int64_t[::1] remaining,
-    int64_t[::1] producer_ptr,
-    int64_t[::1] producers,
-    int64_t[::1] ready,
+    const int64_t* indptr,
+    const int64_t* indices,
+    const double* estimate,
+    Py_ssize_t n_tasks,
+    double* rank,
+    int64_t* remaining,
+    int64_t* producer_ptr,
+    int64_t* producers,
+    int64_t* ready,
 ) noexcept nogil:
-    """Upward ranks into ``rank``; returns how many tasks were ranked (< n_tasks: a cycle)."""
-    cdef Py_ssize_t n_tasks = estimate.shape[0], t, c, e, top = 0, done = 0
-    cdef double best, r
+    """Upward ranks into ``rank``; returns how many tasks were ranked (< n_tasks: a cycle).
+    Scratch: ``remaining`` and ``ready`` n_tasks, ``producer_ptr`` n_tasks + 1, ``producers``
+    one per edge."""
+    cdef Py_ssize_t t, c, e, top = 0, done = 0
+    cdef double r
     # Transpose consumers -> producers (counting sort), and count each task's unranked consumers.
     for t in range(n_tasks + 1):
         producer_ptr[t] = 0
-    for e in range(indices.shape[0]):
+    for e in range(indptr[n_tasks]):
         producer_ptr[indices[e] + 1] += 1
     for t in range(n_tasks):
         producer_ptr[t + 1] += producer_ptr[t]
@@ -370,33 +405,6 @@ cdef Py_ssize_t rank_kernel(
     return done
 
 
-def _ranks(indptr_a, indices_a, est_a):
-    cdef Py_ssize_t n_tasks = est_a.shape[0], done
-    rank = np.empty(n_tasks, dtype=np.float64)
-    remaining = np.empty(n_tasks, dtype=np.int64)
-    producer_ptr = np.empty(n_tasks + 1, dtype=np.int64)
-    producers = np.empty(indices_a.shape[0], dtype=np.int64)
-    ready = np.empty(n_tasks, dtype=np.int64)
-    cdef const int64_t[::1] ptr_v = indptr_a
-    cdef const int64_t[::1] idx_v = indices_a
-    cdef const double[::1] est_v = est_a
-    cdef double[::1] rank_v = rank
-    cdef int64_t[::1] rem_v = remaining
-    cdef int64_t[::1] pp_v = producer_ptr
-    cdef int64_t[::1] prod_v = producers
-    cdef int64_t[::1] ready_v = ready
-    with nogil:
-        done = rank_kernel(ptr_v, idx_v, est_v, rank_v, rem_v, pp_v, prod_v, ready_v)
-    if done != n_tasks:
-        raise cycle_error(remaining)
-    return rank
-
-
-def upward_ranks(indptr, indices, estimate):
-    """rank[t] = estimate[t] + max(rank[c] for c consuming t's output), 0 for no consumers."""
-    return _ranks(*check_graph(indptr, indices, estimate))
-
-
 cdef int _cmp_task(const void* a, const void* b) noexcept nogil:
     cdef const TaskKey* x = <const TaskKey*>a
     cdef const TaskKey* y = <const TaskKey*>b
@@ -411,8 +419,56 @@ cdef int _cmp_task(const void* a, const void* b) noexcept nogil:
     return 0
 
 
+cdef void sort_tasks(TaskKey* keys, Py_ssize_t n_tasks) noexcept nogil:
+    """Sort by (priority desc, rank desc, size desc, index asc): unique keys, a deterministic order."""
+    qsort(keys, n_tasks, sizeof(TaskKey), _cmp_task)
+
+
+def _ranks(indptr_a, indices_a, est_a):
+    import numpy as np
+
+    from ._checks import cycle_error
+
+    cdef Py_ssize_t n_tasks = est_a.shape[0], done
+    rank = np.empty(n_tasks, dtype=np.float64)
+    remaining = np.empty(n_tasks + 1, dtype=np.int64)
+    producer_ptr = np.empty(n_tasks + 1, dtype=np.int64)
+    producers = np.empty(indices_a.shape[0] + 1, dtype=np.int64)
+    ready = np.empty(n_tasks + 1, dtype=np.int64)
+    cdef const int64_t[::1] ptr_v = indptr_a
+    cdef const int64_t[::1] idx_v = indices_a
+    cdef const double[::1] est_v = est_a
+    cdef double[::1] rank_v = rank
+    cdef int64_t[::1] rem_v = remaining
+    cdef int64_t[::1] pp_v = producer_ptr
+    cdef int64_t[::1] prod_v = producers
+    cdef int64_t[::1] ready_v = ready
+    cdef const double* est_p = &est_v[0] if n_tasks > 0 else _NO_DOUBLES
+    cdef double* rank_p = &rank_v[0] if n_tasks > 0 else _NO_DOUBLES
+    cdef const int64_t* idx_p = _ints(idx_v)
+    with nogil:
+        done = rank_kernel(
+            &ptr_v[0], idx_p, est_p, n_tasks, rank_p, &rem_v[0], &pp_v[0], &prod_v[0],
+            &ready_v[0],
+        )
+    if done != n_tasks:
+        raise cycle_error(remaining[:n_tasks])
+    return rank
+
+
+def upward_ranks(indptr, indices, estimate):
+    """rank[t] = estimate[t] + max(rank[c] for c consuming t's output), 0 for no consumers."""
+    from ._checks import check_graph
+
+    return _ranks(*check_graph(indptr, indices, estimate))
+
+
 def order_tasks(priority, indptr, indices, estimate, size):
     """Order tasks by priority desc, upward rank desc, size desc, index asc; return (order, ranks)."""
+    import numpy as np
+
+    from ._checks import check_graph, check_order_keys
+
     indptr_a, indices_a, est_a = check_graph(indptr, indices, estimate)
     prio_a, size_a = check_order_keys(priority, size, est_a.shape[0])
     rank = _ranks(indptr_a, indices_a, est_a)
@@ -432,7 +488,7 @@ def order_tasks(priority, indptr, indices, estimate, size):
                 keys[t].rank = rank_v[t]
                 keys[t].size = size_v[t]
                 keys[t].index = t
-            qsort(keys, n_tasks, sizeof(TaskKey), _cmp_task)
+            sort_tasks(keys, n_tasks)
             for t in range(n_tasks):
                 order_v[t] = keys[t].index
     finally:

@@ -5,8 +5,8 @@ obvious thing -- a full scan of every node for every task, and a recursion-free 
 ranks -- using exactly the same floating-point operations in the same order as ``binpack.pyx``
 (feasibility ``free + EPS >= demand``; binpack's node key ``sum_d free[n, d] * inv_scale[d]`` and
 spread's ``(sum_d free[n, d] / capacity[n, d] over dims with capacity > 0) / count`` summed in dim
-order), so the two backends agree bit for bit. It is also the fall-back when the compiled module is
-missing. See ``binpack.pyx`` for what the policies mean, why binpack normalises by the largest
+order), so the two backends agree bit for bit. ``sched_py`` is the twin of the scheduler-facing
+kernels, over the same list kernel. See ``binpack.pyx`` for what the policies mean, why binpack normalises by the largest
 capacity of each dim and why spread uses each node's own capacity (its free fraction).
 """
 
@@ -16,15 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import (
-    EPS,
-    POLICIES,
-    CycleError,
-    check_graph,
-    check_order_keys,
-    check_place,
-    cycle_error,
-)
+from ._checks import check_graph, check_order_keys, check_place, cycle_error
+from ._consts import EPS, POLICIES, CycleError
 from ._place import place_lists
 from ._ranks import upward_ranks_lists
 

@@ -19,6 +19,8 @@ from handoffd.protocol.messages import (
     InputRef,
     MemberState,
     Ping,
+    TaskReport,
+    TasksReported,
 )
 from handoffd.transport.zmq_transport import ZmqTransport
 
@@ -41,8 +43,15 @@ def bench_codec() -> None:
     )
     large = DispatchTasks("run-1", "127.0.0.1:7788", items)
     payloads = [b"p" * 200] * 100
+    reports = TasksReported(
+        "run-1",
+        tuple(TaskReport(f"task-{i}", 1, "DONE", 8, i, "", "", "", "") for i in range(10)),
+        {"cpu": 3.0, "memory": 9000.0},
+        12,
+    )
     for label, msg, frames, count in (
         ("Ping + 3 MemberStates", ping, (), 50_000),
+        ("TasksReported, 10 reports (+10 frames)", reports, [b"v" * 8] * 10, 20_000),
         ("DispatchTasks, 100 items x 3 inputs (+100 frames)", large, payloads, 300),
     ):
         encoded = codec.encode(msg, sender="node-1", frames=frames)

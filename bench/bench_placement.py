@@ -1,11 +1,17 @@
 """Placement kernel throughput: compiled core vs its pure-Python twin.
 
-Places 100,000 tasks (4 resource kinds, mixed sizes, fixed seed) on 10, 100 and 1,000 nodes with
-each policy and each backend, and prints placements per second, the placed fraction and the
-compiled/Python ratio measured in the same run. The Python twin is a naive full scan (it is the
+Array kernels: places 100,000 tasks (4 resource kinds, mixed sizes, fixed seed) on 10, 100 and 1,000
+nodes with each policy and each backend, and prints placements per second, the placed fraction and
+the compiled/Python ratio measured in the same run. The Python twin is a naive full scan (it is the
 test oracle), so it runs on the first 2,000 tasks of the same sequence and its rate is scaled to
-per-second. ``--json`` prints one JSON document: a list of
-``{"policy", "nodes", "backend", "placements_per_s", ...}`` records.
+per-second.
+
+Entry point (what the owner calls, ``handoffd._core.api``): microseconds per call of ``place`` on
+resource dicts for batches of 1 to 4,096 tasks on 2 to 100 nodes (the owner places up to 4,096 per
+call), and of one dispatch-window ``pick`` on 2 to 100 nodes, per backend (best of 5).
+
+``--json`` prints one JSON document: ``{"arrays": [{"policy", "nodes", "backend",
+"placements_per_s", ...}], "entry": [{"kernel", "nodes", "tasks", "backend", "us_per_call"}]}``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import time
 
 import numpy as np
 
-from handoffd._core import binpack_py
+from handoffd._core import api, binpack_py
 
 try:
     from handoffd._core import binpack as binpack_c
@@ -82,6 +88,66 @@ def run_one(module, demand, capacity, policy: str, repeats: int) -> tuple[float,
     return n_tasks / best, placed / n_tasks
 
 
+def _best_us(fn, repeats: int) -> float:
+    """Best of 5 timings of ``repeats`` calls, in microseconds per call."""
+    fn()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best * 1e6
+
+
+def entry_records(backends: list[str]) -> list[dict]:
+    """The entry point's ``place`` and window ``pick`` on resource dicts, per call."""
+    rng = np.random.default_rng(SEED)
+    demand = make_tasks(4096, rng)
+    records = []
+    for n_nodes in (2, 16, 100):
+        capacity = make_nodes(n_nodes, demand, np.random.default_rng(SEED + n_nodes))
+        caps = [dict(zip(KINDS, row.tolist(), strict=True)) for row in capacity]
+        frees = [
+            {k: v * f for k, v in c.items()} for c, f in zip(caps, rng.random(n_nodes), strict=True)
+        ]
+        needs = [{k: v for k, v in zip(KINDS, row.tolist(), strict=True) if v} for row in demand]
+        for backend in backends:
+            core = api.kernels(backend)
+            for n_tasks in (1, 16, 256, 4096):
+                if backend == "python" and n_tasks > 256:
+                    continue
+                batch = needs[:n_tasks]
+                none = [-1] * n_tasks
+                us = _best_us(
+                    lambda: core.place(batch, frees, caps, none, none, "binpack"),  # noqa: B023
+                    max(3, 20_000 // (n_tasks + n_nodes)),
+                )
+                records.append(
+                    {
+                        "kernel": "place",
+                        "nodes": n_nodes,
+                        "tasks": n_tasks,
+                        "backend": backend,
+                        "us_per_call": round(us, 2),
+                    }
+                )
+            loads = [{k: v * 16 for k, v in f.items()} for f in frees]
+            fill = core.window_fill(caps, loads, 32)
+            need = needs[0]
+            us = _best_us(lambda: fill.pick(need, -1, "binpack"), 2_000)  # noqa: B023
+            records.append(
+                {
+                    "kernel": "window pick",
+                    "nodes": n_nodes,
+                    "tasks": 1,
+                    "backend": backend,
+                    "us_per_call": round(us, 2),
+                }
+            )
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -115,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if "cython" in rates:
                 records[-2]["ratio_vs_python"] = round(rates["cython"] / rates["python"], 1)
+    entry = entry_records(["cython", "python"] if binpack_c is not None else ["python"])
     if args.json:
-        json.dump(records, sys.stdout, indent=1)
+        json.dump({"arrays": records, "entry": entry}, sys.stdout, indent=1)
         print()
         return 0
     print(
@@ -132,6 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{r['policy']:<10} {r['nodes']:>6} {r['backend']:<7} {r['tasks']:>8,} "
             f"{r['placed_fraction']:>7.1%} {r['placements_per_s']:>14,} {ratio:>8}"
+        )
+    print(
+        f"\nentry point (handoffd._core.api, resource dicts, binpack; chosen backend: {api.BACKEND})"
+    )
+    print(f"{'kernel':<12} {'nodes':>6} {'tasks':>6} {'backend':<7} {'us/call':>10} {'us/task':>8}")
+    for r in entry:
+        print(
+            f"{r['kernel']:<12} {r['nodes']:>6} {r['tasks']:>6} {r['backend']:<7} "
+            f"{r['us_per_call']:>10,.2f} {r['us_per_call'] / r['tasks']:>8.2f}"
         )
     if binpack_c is None:
         print("compiled core not importable: only the Python twin was measured")

@@ -27,9 +27,16 @@ from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec
 
+try:  # snapshots and errors as codec structs (protocol 2)
+    from handoffd.protocol.snapshot import encode_run_data as _pack
 
-def _pack(data: Any) -> bytes:
-    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+    _NO_ERROR: Any = None
+except ImportError:  # an older tree: the snapshot was a msgpack map, the error packed bytes
+
+    def _pack(data: Any) -> bytes:
+        return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+
+    _NO_ERROR = b""
 
 
 def snapshot_frame(run_id: str, tasks: int) -> bytes:
@@ -66,7 +73,7 @@ def log_batches(tasks: int, per_batch: int) -> list[tuple[m.ReplicateLog, list[b
             tds.append(d)
         seq += 1
         out.append(
-            (m.ReplicateLog("big", 0, seq, ("s",), tuple(tds), "RUNNING", False, b""), frames)
+            (m.ReplicateLog("big", 0, seq, ("s",), tuple(tds), "RUNNING", False, _NO_ERROR), frames)
         )
     return out
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from handoffd import errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
-from handoffd.protocol import codec
+from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol.snapshot import error_from_info
 from handoffd.transport.client import ControlClient
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
@@ -60,25 +61,6 @@ class RunStatus:
         return self.state in TERMINAL
 
 
-def error_from_info(info: m.ErrorInfo) -> errors.HandoffError:
-    """Rebuild the exception a daemon described."""
-    if info.kind == "TaskFailed":
-        return errors.TaskFailed(
-            info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback
-        )
-    if info.kind == "Unschedulable":
-        return errors.Unschedulable(
-            info.function_id or "?", info.need, info.largest or None, info.message
-        )
-    if info.kind == "ValidationError":
-        return errors.ValidationError(
-            info.validation_kind or "invalid", info.function_id, info.message
-        )
-    if info.kind == "RunCancelled":
-        return errors.RunCancelled(info.message or "the run was cancelled")
-    return errors.HandoffError(info.message)
-
-
 def resolve_address(address: str | None) -> str:
     address = address or os.environ.get("HANDOFF_ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
     if address.startswith("tcp://"):
@@ -109,15 +91,28 @@ class Client:
     """A connection to a handoffd cluster through one daemon (failing over to others it knows)."""
 
     def __init__(
-        self, address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0
+        self,
+        address: str | None = None,
+        *,
+        key_file: str | None = None,
+        timeout: float = 5.0,
+        allow_local_users: bool = False,
+        insecure: bool = False,
     ) -> None:
+        from handoffd.transport.auth import client_curve
+
         self.address = resolve_address(address)
         self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
-        self._curve = None
-        if self._key_file:
-            from handoffd.transport.keys import load_key_file
-
-            self._curve = load_key_file(self._key_file)
+        # The cluster key; else this user's local key (a keyless daemon of ours holds the same);
+        # no key only when told (allow_local_users): see handoffd/transport/auth.py.
+        auth = client_curve(
+            self.address,
+            key_file=self._key_file,
+            insecure=insecure,
+            allow_local_users=allow_local_users,
+        )
+        self._curve = auth.curve
+        self._local_key = auth.local_key
         self.timeout = timeout
         self._name = f"client-{uuid.uuid4().hex[:12]}"
         self._ids = itertools.count(1)
@@ -136,7 +131,10 @@ class Client:
         self._unanswered = False
         try:
             self._conn = ControlClient(
-                address, curve=self._curve, connect_timeout=timeout or self.timeout
+                address,
+                curve=self._curve,
+                connect_timeout=timeout or self.timeout,
+                local_key=self._local_key,
             )
         except errors.ConnectionError:
             self._unreachable[address] = time.monotonic()
@@ -174,6 +172,10 @@ class Client:
             if decoded is None:
                 continue
             got = decoded.msg
+            if type(got) is codec.Mismatch:
+                # The daemon speaks a protocol range we do not: it answered in the frozen format
+                # every version reads. Say so now; asking another node would not help.
+                raise versions.client_error(self.address, got.lo, got.hi)
             if getattr(got, "request_id", None) != request_id:
                 continue  # a late reply to an earlier request
             self._unanswered = False  # anything sent before this request has left too
@@ -555,7 +557,24 @@ class Run:
 
 
 def connect(
-    address: str | None = None, *, key_file: str | None = None, timeout: float = 5.0
+    address: str | None = None,
+    *,
+    key_file: str | None = None,
+    timeout: float = 5.0,
+    allow_local_users: bool = False,
+    insecure: bool = False,
 ) -> Client:
-    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788."""
-    return Client(address, key_file=key_file, timeout=timeout)
+    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788.
+
+    Authentication: ``key_file`` (else HANDOFF_KEY_FILE) for a cluster with a key (``insecure``
+    accepts a key file other users can read, with a warning); without one, this user's local key,
+    which the keyless daemons of this user hold too. ``allow_local_users=True`` (or
+    HANDOFFD_ALLOW_LOCAL_USERS=1) connects without authentication, to a daemon started with
+    ``--allow-local-users`` or a keyless ``--insecure`` one; nothing then proves who answers."""
+    return Client(
+        address,
+        key_file=key_file,
+        timeout=timeout,
+        allow_local_users=allow_local_users,
+        insecure=insecure,
+    )

@@ -13,12 +13,41 @@ probe_interval / 2 with several probers) + probe_timeout + indirect_timeout + su
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 DEFAULT_PORT = 7788
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_CLUSTER = "default"
-PROTOCOL_VERSION = 1
+
+#: The wire protocol versions this build speaks: it talks to any client or peer whose range
+#: overlaps this one and refuses the others with a ``ProtocolMismatch`` (handoffd/protocol/codec.py;
+#: the rule for changing the wire is in docs/architecture.md, "Protocol"). 2: ranges in envelopes
+#: and member states, trailing optional fields, typed run snapshots and errors, dedicated probe and
+#: follow-owner messages instead of ReconcileRun request-id ranges.
+PROTOCOL_MIN = 2
+PROTOCOL_MAX = 2
+
+
+def _test_protocol_range() -> tuple[int, int] | None:
+    """``HANDOFFD_TEST_PROTOCOL=LO-HI`` makes this process claim another range: only so tests can
+    start a daemon of "another version" (it still speaks this build's wire format)."""
+    text = os.environ.get("HANDOFFD_TEST_PROTOCOL", "")
+    if not text:
+        return None
+    lo, _, hi = text.partition("-")
+    try:
+        low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise ValueError(
+            f"HANDOFFD_TEST_PROTOCOL={text!r}: expected LO-HI protocol versions, e.g. 3-4"
+        ) from None
+    return low, high
+
+
+_override = _test_protocol_range()
+if _override is not None:
+    PROTOCOL_MIN, PROTOCOL_MAX = _override
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,13 @@ class Limits:
     max_frames: int = 100_000  # frames in one message
     max_messages_per_s_per_peer: int = 200_000
     max_queue: int = 100_000  # pending inbound messages before shedding
+    # Outbound connections (one DEALER per peer address, ~2 fds each: its mailbox and its TCP
+    # socket) are an LRU of at most this many: the least recently used is closed to open another.
+    # Keep it above the cluster size; a peer whose socket was closed is reconnected on next use.
+    max_peer_sockets: int = 256
+    # An outbound connection unused this long is closed unless it leads to an ALIVE member
+    # (addresses named by gossip, probes of fake members, ...); DEAD/LEFT members' at once.
+    peer_idle_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -84,8 +120,10 @@ class NodeConfig:
     capacity: dict[str, float] = field(default_factory=dict)
     seeds: tuple[str, ...] = ()
     mdns: bool = True
-    key_file: str | None = None
-    insecure: bool = False
+    key_file: str | None = None  # cluster key; without one, the user's local key (transport/auth)
+    insecure: bool = False  # a non-loopback host without a key; a key file others can read
+    allow_local_users: bool = False  # keyless and no local key: any local user may connect
+    runtime_dir: str | None = None  # where the local key is (default: handoffd.runtime)
     membership: MembershipConfig = field(default_factory=MembershipConfig.lan)
     limits: Limits = field(default_factory=Limits)
     replicas: int = 2  # standbys per run

@@ -121,7 +121,7 @@ class Executor:
         known = self.run_owners.get(run_id)
         return known[0] if known is not None else 0
 
-    def on_reconcile(self, msg: m.ReconcileRun) -> m.RunHoldings | None:
+    def on_reconcile(self, msg: m.ReconcileRun | m.ProbeHoldings) -> m.RunHoldings | None:
         """A new owner asks what we hold and run for the run; None if its term is stale."""
         if not self.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner):
             return None
@@ -344,7 +344,9 @@ class Executor:
                 )
 
     def on_fetch(self, msg: m.FetchValues) -> None:
-        """A peer asks for values we hold: answer with one frame per value found."""
+        """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
+        the asking member's own address (``admission.check`` drops any other), so a forged
+        request cannot make us connect to an address of its choosing."""
         found: list[str] = []
         missing: list[str] = []
         frames: list[bytes] = []

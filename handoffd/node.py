@@ -1,9 +1,11 @@
 """The daemon: wires transport, codec, membership, discovery, executor and owner scheduler onto one
 asyncio loop. Every part is a state machine or a callback sink; this module only moves messages.
 
-Inbound frames are decoded once and routed by message type. Membership and the owner scheduler
-return instructions, which ``_run_membership`` and ``OwnerIO`` execute. User code never runs here:
-it runs in the worker pool's processes.
+Inbound frames are decoded once, checked against their sender and the socket they came on
+(``admission``: client requests only on the listening socket, peer messages only from live members)
+and routed by message type. Membership and the owner scheduler return instructions, which
+``_run_membership`` and ``OwnerIO`` execute. User code never runs here: it runs in the worker
+pool's processes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__
+from handoffd import __version__, admission
 from handoffd.config import NodeConfig
 from handoffd.execution import Executor
 from handoffd.membership import swim
 from handoffd.owner_io import OwnerIO
-from handoffd.protocol import codec
+from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.replication_io import ReplicationIO
 from handoffd.store.store import ResultStore
@@ -35,16 +37,13 @@ log = logging.getLogger("handoffd.node")
 # of it coming up; with ZeroMQ's 0.1 s doubling to 2 s the join came 0.15-0.26 s after the seed was
 # up. Only down seeds keep being retried at the cap: dead members' sockets are closed.
 PEER_RECONNECT_S = (0.02, 0.1)
+# Outbound connections unused for Limits.peer_idle_s are looked for this often.
+IDLE_SWEEP_S = 5.0
+# A line of drop counters in the log at most this often, when something was dropped meanwhile.
+STATS_LOG_S = 60.0
 
-_PEER_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
-_REPLICATION_TYPES = (
-    m.ReplicateRun,
-    m.ReplicateLog,
-    m.ReplicaAcked,
-    m.DropReplica,
-    m.ReconcileRun,
-    m.RunHoldings,
-)
+_MEMBERSHIP_TYPES = admission.MEMBERSHIP_TYPES
+_REPLICATION_TYPES = admission.REPLICATION_TYPES
 
 
 class Node:
@@ -61,6 +60,8 @@ class Node:
         self._clock = clock
         self._rng = random.Random(seed)
         self._transport = transport
+        self.codec = codec.Codec(config.limits)  # the configured limits bound every decode
+        self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity)
@@ -75,7 +76,11 @@ class Node:
         self._resources_dirty = False
         self._stopped = asyncio.Event()
         self._stopping = False
-        self.dropped = 0
+        self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
+        self.drops = admission.Drops()  # refused by admission.check, by reason
+        self._next_sweep = 0.0
+        self._next_stats = 0.0
+        self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -83,13 +88,18 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         if self._transport is None:
+            from handoffd.transport.auth import daemon_curve
             from handoffd.transport.zmq_transport import ZmqTransport
 
-            curve = None
-            if cfg.key_file:
-                from handoffd.transport.keys import load_key_file
-
-                curve = load_key_file(cfg.key_file)
+            # The cluster key, else the user's local key (only the user's own clients and
+            # daemons hold it); none only with allow_local_users or a keyless --insecure host.
+            curve = daemon_curve(
+                key_file=cfg.key_file,
+                insecure=cfg.insecure,
+                allow_local_users=cfg.allow_local_users,
+                host=cfg.host,
+                runtime_dir=cfg.runtime_dir,
+            )
             self._transport = ZmqTransport(
                 cfg.host,
                 cfg.port,
@@ -164,10 +174,17 @@ class Node:
             await seeds.start()
             self._discovery.append(seeds)
         if cfg.mdns:
-            from handoffd.discovery.mdns import MdnsDiscovery
+            from handoffd.discovery.mdns import MdnsDiscovery, mdns_refusal
 
+            keyed = cfg.key_file is not None
+            refusal = mdns_refusal(cfg.host, keyed=keyed)
+            if refusal is not None:
+                log.warning("node %s: %s", self.name, refusal)
+                return
             port = int(self.address.rpartition(":")[2])
-            mdns = MdnsDiscovery(self.name, cfg.cluster, cfg.host, port, self._on_discovery)
+            mdns = MdnsDiscovery(
+                self.name, cfg.cluster, cfg.host, port, self._on_discovery, keyed=keyed
+            )
             await mdns.start()
             self._discovery.append(mdns)
 
@@ -226,7 +243,7 @@ class Node:
     # -- sending -------------------------------------------------------------------------------
 
     def encode(self, msg: Any, frames: list[Any] | None = None, term: int = 0) -> list[Any]:
-        return codec.encode(
+        return self.codec.encode(
             msg, sender=self.name, incarnation=self._incarnation(), term=term, frames=frames or ()
         )
 
@@ -250,31 +267,76 @@ class Node:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def _on_frames(self, conn: bytes, frames: list[bytes]) -> None:
-        decoded = codec.decode(frames)
+    def _on_frames(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
+        decoded = self.codec.decode(frames)
         if decoded is None:
             self.dropped += 1
             return
         msg = decoded.msg
+        if type(msg) is codec.Mismatch:
+            self._refuse(conn, msg)
+            return
+        sender = decoded.envelope.sender
+        membership = self.membership
+        member = membership.get(sender) if membership is not None else None
+        refused = admission.check(msg, sender, listening, member, self.name)
+        if refused:
+            self.dropped += 1
+            self.drops.count(refused, msg, sender)
+            if member is not None and member.status == m.DEAD:
+                self._run_membership(swim.HeardFrom(sender))
+            return
         try:
-            if isinstance(msg, _PEER_TYPES):
-                self._run_membership(swim.Received(decoded.envelope.sender, None, msg))
+            if isinstance(msg, _MEMBERSHIP_TYPES):
+                self._run_membership(swim.Received(sender, None, msg))
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
-            log.exception("handling %s from %s failed", type(msg).__name__, decoded.envelope.sender)
+            log.exception("handling %s from %s failed", type(msg).__name__, sender)
+
+    def stats(self) -> dict[str, Any]:
+        """What was dropped or refused, by reason: messages (admission), the transport's inbound
+        drops and send failures, and membership claims ignored."""
+        transport = self._transport.stats if self._transport is not None else None
+        return {
+            "dropped": self.dropped,
+            "refused": dict(self.drops.counts),
+            "codec": dict(self.codec.stats.dropped),
+            "transport": dict(transport.reasons) if transport is not None else {},
+            "membership": dict(self.membership.counters.extra) if self.membership else {},
+        }
+
+    def _log_stats(self) -> None:
+        transport = self._transport.stats if self._transport is not None else None
+        now = (
+            self.dropped,
+            transport.dropped if transport is not None else 0,
+            transport.send_failures if transport is not None else 0,
+        )
+        if now != self._stats_logged:
+            self._stats_logged = now
+            log.info("node %s drop counters: %s", self.name, self.stats())
 
     def _deliver_local(self, msg: Any, frames: list[Any], term: int = 0) -> None:
-        envelope = codec.Envelope(
-            codec.PROTOCOL_VERSION, msg.TYPE, self.name, self._incarnation(), term, 0
-        )
+        envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
         try:
             self._route(
                 msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", envelope
             )
         except Exception:  # noqa: BLE001
             log.exception("handling local %s failed", type(msg).__name__)
+
+    def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
+        """A client or peer of an incompatible protocol range: log it once, and answer in the
+        frozen format every version reads, so a client fails at once (never a mismatch answered
+        with one). Its messages are never read: such a peer never enters our membership."""
+        kind = versions.sender_kind(mismatch.type_id)
+        self._refusals.note(kind, mismatch.sender, mismatch.lo, mismatch.hi, mismatch.told)
+        if not mismatch.told and self._transport is not None:
+            ours = versions.describe(*self.codec.versions)
+            text = f"{self.name} speaks protocol {ours}"
+            self._transport.reply(conn, self.codec.encode_mismatch(self.name, text))
 
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         assert self.executor is not None and self.owner is not None
@@ -317,6 +379,15 @@ class Node:
                 self.owner.tick(self._clock())
             if self.replication is not None:
                 self.replication.tick(self._clock())
+            now = self._clock()
+            if now >= self._next_sweep and self._transport is not None:
+                self._next_sweep = now + IDLE_SWEEP_S
+                self._transport.close_idle(
+                    {s.address for s in self.members() if s.status == m.ALIVE}
+                )
+            if now >= self._next_stats:
+                self._next_stats = now + STATS_LOG_S
+                self._log_stats()
         except Exception:  # noqa: BLE001
             log.exception("tick failed")
         if not self._stopped.is_set():
@@ -346,18 +417,30 @@ class Node:
     def _run_membership(self, event: Any) -> None:
         if self.membership is None:
             return
+        changes: list[swim.MemberChanged] = []
+        updates: list[m.MemberState] = []
         for instruction in self.membership.handle(event, self._clock()):
             if isinstance(instruction, swim.Send):
                 if instruction.address != self.address:
                     assert self._transport is not None
                     self._transport.send(instruction.address, self.encode(instruction.msg))
             elif isinstance(instruction, swim.MemberChanged):
-                self._member_changed(instruction)
+                changes.append(instruction)
+                updates.append(instruction.member)
             elif isinstance(instruction, swim.ResourcesChanged):
-                if self.owner is not None:
-                    self.owner.member_update(instruction.member)
+                updates.append(instruction.member)
+        # One scheduler batch and one standby re-choice per event, not per change: a push-pull
+        # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
+        # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
+        # hears every change before replication acts on any (a takeover sees the dead as dead).
+        if updates and self.owner is not None:
+            self.owner.member_updates(updates)
+        for change in changes:
+            self._member_changed(change)
+        if changes and self.replication is not None:
+            self.replication.members_changed()
 
-    def _member_changed(self, change: Any) -> None:
+    def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member
         log.info(
             "member %s %s -> %s (%s)",
@@ -372,10 +455,8 @@ class Node:
             and member.name != self.name
         ):
             self._transport.forget(member.address)
-        if self.owner is not None:
-            self.owner.member_update(member)
         if self.replication is not None and member.name != self.name:
-            self.replication.member_changed(change)
+            self.replication.member_changed(change, rechoose=False)
 
     def _run_owner_changed(self, run_id: str, term: int, owner: str) -> None:
         # Our executor learned a higher term for a run: if we owned it, we were deposed.

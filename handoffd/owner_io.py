@@ -17,9 +17,9 @@ not wait for it: if we die before the standbys hold the run, the client was told
 ConnectionError, as for a SubmitRun; tasks that ran meanwhile were executions nobody was promised
 (at-least-once), and a standby that did get the snapshot takes the run over as usual.
 
-Probes (a report lost while its node stays ALIVE): a ``ProbeRun`` goes out as ``ReconcileRun`` at the
-run's current term, which changes nothing on the node (it already follows us at that term); the
-node's ``RunHoldings`` comes back through ``on_holdings`` as ``RunProbed``.
+Probes (a report lost while its node stays ALIVE): a ``ProbeRun`` goes out as ``ProbeHoldings`` at
+the run's current term, which changes nothing on the node (it already follows us at that term); the
+node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 """
 
 from __future__ import annotations
@@ -45,19 +45,11 @@ log = logging.getLogger("handoffd.owner")
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 FORGET_AFTER_S = 60.0  # a released run's status stays answerable this long
-# A probe's ReconcileRun carries request id PROBE_IDS + the scheduler's probe number: apart from
-# the executor's ids (from 1), our result fetches' (from 1 << 40) and takeovers' (from 1 << 50).
-PROBE_IDS = 1 << 45
 # A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
 # run has not ended this much later: a short run's exchange stays two messages. (A client that
 # loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
 # died just before answering a SubmitRun; this widens that window by at most this much.)
 ACCEPT_NOTICE_DELAY = 0.02
-
-
-def is_probe(request_id: int) -> bool:
-    """Whether a ReconcileRun / RunHoldings request id is an owner's probe (not a takeover's)."""
-    return PROBE_IDS <= request_id < PROBE_IDS + (1 << 44)
 
 
 def _pop_due(entries: dict[str, float], now: float, age: float) -> Iterator[str]:
@@ -132,19 +124,25 @@ class OwnerIO:
         self._apply(self.scheduler.handle_batch(events, self.node._clock()))
 
     def member_update(self, member: m.MemberState) -> None:
-        alive = member.status == m.ALIVE or member.status == m.SUSPECT
-        if member.name == self.node.name:
-            return  # our own free resources come straight from the ledger
-        self._feed(
+        self.member_updates([member])
+
+    def member_updates(self, members: list[m.MemberState]) -> None:
+        """What membership says of these members (in order), as one scheduler batch: the only
+        source of nodes in the scheduler's view besides ourselves."""
+        events = [
             ev.NodeUpdate(
                 member.name,
                 member.address,
-                alive,
+                member.status == m.ALIVE or member.status == m.SUSPECT,
                 dict(member.capacity),
                 dict(member.free),
                 member.resource_version,
             )
-        )
+            for member in members
+            if member.name != self.node.name  # our own free resources come from the ledger
+        ]
+        if events:
+            self._feed_all(*events)
 
     def tick(self, now: float) -> None:
         for run_id in _pop_due(self._finished_at, now, self.node.config.result_retention_s):
@@ -190,7 +188,7 @@ class OwnerIO:
             node = self._node_name_for(envelope)
             # One message, one scheduler batch: placement runs once for all of its events.
             self._feed_all(
-                self._reported(node, msg),
+                *self._reported(node, msg),
                 ev.DispatchAnswered(
                     node,
                     msg.run_id,
@@ -200,7 +198,7 @@ class OwnerIO:
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
-            events: list[Any] = [self._reported(node, msg)]
+            events: list[Any] = self._reported(node, msg)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -254,16 +252,24 @@ class OwnerIO:
         else:
             log.debug("unexpected %s", type(msg).__name__)
 
-    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> ev.NodeUpdate:
-        """The free resources a node's reply or report carries, as a scheduler event."""
-        return ev.NodeUpdate(
-            node,
-            self.node.address_of(node) or "",
-            True,
-            self._capacity_of(node),
-            dict(msg.free),
-            msg.resource_version,
-        )
+    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> list[Any]:
+        """The free resources a node's reply or report carries, as a scheduler event; none unless
+        the node is ourselves or a live member: the scheduler's view holds members only, and a
+        report must never add a node to it (issue 11: a forged report made a phantom node)."""
+        if node != self.node.name:
+            member = self.node.membership.get(node) if self.node.membership is not None else None
+            if member is None or member.status not in (m.ALIVE, m.SUSPECT):
+                return []
+        return [
+            ev.NodeUpdate(
+                node,
+                self.node.address_of(node) or "",
+                True,
+                self._capacity_of(node),
+                dict(msg.free),
+                msg.resource_version,
+            )
+        ]
 
     def _capacity_of(self, name: str) -> dict[str, float]:
         if name == self.node.name:
@@ -463,22 +469,19 @@ class OwnerIO:
         """A peer answered one of our result fetches; False if it was not ours."""
         return self.results.on_values(msg, frames)
 
-    def on_holdings(self, msg: m.RunHoldings, sender: str) -> bool:
-        """A node answered one of our probes; False if the answer was not to a probe."""
-        if not is_probe(msg.request_id):
-            return False
+    def on_holdings(self, msg: m.HoldingsProbed, sender: str) -> None:
+        """A node answered one of our probes."""
         if self.scheduler.term_of(msg.run_id) != msg.term:
-            return True  # we no longer own the run at that term
+            return  # we no longer own the run at that term
         self._feed(
             ev.RunProbed(
                 sender,
                 msg.run_id,
-                msg.request_id - PROBE_IDS,
+                msg.request_id,
                 tuple((a.task_id, a.attempt) for a in msg.running),
                 tuple((h.task_id, h.size) for h in msg.held),
             )
         )
-        return True
 
     # -- scheduler instructions out -------------------------------------------------------------
 
@@ -497,8 +500,8 @@ class OwnerIO:
             elif isinstance(ins, ev.ProbeRun):
                 address = self.node.address_of(ins.node)
                 if address:
-                    probe = m.ReconcileRun(
-                        PROBE_IDS + ins.probe,
+                    probe = m.ProbeHoldings(
+                        ins.probe,
                         ins.run_id,
                         ins.term,
                         self.node.name,

@@ -7,7 +7,9 @@ Standby side: replicas are kept as received (snapshot bytes and the newest delta
 run is rebuilt from them only on a takeover; when membership declares the owner DEAD and we are the
 first live standby, we take over at term + 1: ask every live node (ourselves included) what it holds
 and runs for the run (``ReconcileRun``; that also points their reports to us and fences the old term),
-merge, restore into our scheduler, and start replicating to our own standbys.
+merge, restore into our scheduler, and start replicating to our own standbys. An owner's probe for a
+lost report (``ProbeHoldings``) and its word to a node back from the dead (``FollowOwner``) are
+handled here too: all three make the node follow the sender at its term.
 Fencing: a higher term seen in any reply about a run we own makes us step down (DESIGN.md 3.5).
 """
 
@@ -21,14 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
-from handoffd.owner_io import is_probe
 from handoffd.protocol import messages as m
+from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
 from handoffd.replication.standby import Replica, StandbyAck, StandbyStore
-from handoffd.scheduler.run import error_to_data
 
 if TYPE_CHECKING:
     from handoffd.node import Node
@@ -42,10 +41,6 @@ RECONCILE_TIMEOUT = 1.0  # seconds a new owner waits for nodes' holdings before 
 # hear of yet, so this only widens what a takeover may redo, never what it may lose.
 FLUSH_INTERVAL = 0.01
 _CLIENT_REQUESTS = (m.GetRunStatus, m.WaitRun, m.FetchResults, m.CancelRun, m.FreeRunRequest)
-
-
-def _pack(data: Any) -> bytes:
-    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -74,7 +69,7 @@ class ReplicationIO:
         # run -> (term, seq, Replica.run_data()) rebuilt while the takeover's grace runs
         self._prebuilt: dict[str, tuple[int, int, dict[str, Any]]] = {}
         self._moved: dict[str, tuple[int, str, str]] = {}  # run -> (term, owner, address) we know
-        self._request_ids = itertools.count(1 << 50)
+        self._request_ids = itertools.count(1)  # our takeovers' ReconcileRun
         self._flush_scheduled = False
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")  # loop time of the last flush
@@ -143,11 +138,10 @@ class ReplicationIO:
         address = self.node.address_of(ins.node)
         if run is None or not address:
             return
-        data = run.snapshot(history=False)
         msg = m.ReplicateRun(
             ins.run_id, run.term, ins.seq, self.node.name, self.node.address, ins.standbys
         )
-        self.node.send(address, msg, [_pack(data)], term=run.term)
+        self.node.send(address, msg, [encode_run(run)], term=run.term)
 
     def _send_log(self, ins: rlog.SendLog) -> None:
         run = self.scheduler.run_state(ins.run_id)
@@ -177,7 +171,6 @@ class ReplicationIO:
                     frame,
                 )
             )
-        error = error_to_data(run.error)
         msg = m.ReplicateLog(
             ins.run_id,
             run.term,
@@ -186,7 +179,7 @@ class ReplicationIO:
             tuple(deltas),
             run.state,
             run.released,
-            _pack(error) if error is not None else b"",
+            error_to_info(run.error),
         )
         for name in ins.nodes:
             address = self.node.address_of(name)
@@ -232,9 +225,12 @@ class ReplicationIO:
         self.step_down(run_id, term)
         return True
 
-    def member_changed(self, change: Any) -> None:
-        now = self.node._clock()
-        self._execute(self.log.members_changed(self._alive(), now))
+    def member_changed(self, change: Any, rechoose: bool = True) -> None:
+        """``rechoose`` False: the caller calls ``members_changed`` once after a batch of changes
+        (re-choosing standbys scans every member: once per change was O(members^2) for a
+        push-pull that brought thousands)."""
+        if rechoose:
+            self.members_changed()
         if change.new in (m.DEAD, m.LEFT):
             self._check_takeovers()
             for job in self._takeovers.values():
@@ -251,9 +247,13 @@ class ReplicationIO:
                 if term > 0:
                     self.node.send(
                         change.member.address,
-                        m.ReconcileRun(0, run_id, term, self.node.name, self.node.address),
+                        m.FollowOwner(run_id, term, self.node.name, self.node.address),
                         term=term,
                     )
+
+    def members_changed(self) -> None:
+        """Re-choose the standbys of the runs we own among the members alive now."""
+        self._execute(self.log.members_changed(self._alive(), self.node._clock()))
 
     def close(self) -> None:
         if self._flush_handle is not None:
@@ -308,6 +308,14 @@ class ReplicationIO:
             self._on_reconcile(msg)
         elif isinstance(msg, m.RunHoldings):
             self._on_holdings(msg, sender)
+        elif isinstance(msg, m.ProbeHoldings):
+            self._on_probe(msg)
+        elif isinstance(msg, m.HoldingsProbed):
+            self.owner.on_holdings(msg, sender)
+        elif isinstance(msg, m.FollowOwner):
+            if self._follow(msg.run_id, msg.term, msg.owner, msg.owner_address):
+                assert self.node.executor is not None
+                self.node.executor.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
 
     def _ack(self, ack: StandbyAck) -> None:
         """Acks are cumulative: only the newest per owner and run goes out, once per loop
@@ -332,34 +340,43 @@ class ReplicationIO:
             term=ack.term,
         )
 
+    def _follow(self, run_id: str, term: int, owner: str, owner_address: str) -> bool:
+        """``owner`` claims the run at ``term``: fence lower terms, stand back from our own
+        takeover or ownership, remember where the run is now; False if the claim is stale."""
+        if not self.standby.new_owner(run_id, term, owner):
+            return False
+        job = self._takeovers.get(run_id)
+        if job is not None and owner != self.node.name and term >= job.term:
+            log.warning("run %s: %s took over at term %d; we stand back", run_id, owner, term)
+            self._cancel_takeover(run_id)
+        if owner != self.node.name:
+            self.step_down(run_id, term, owner, owner_address)
+            self._note_owner(run_id, term, owner, owner_address)
+        return True
+
     def _on_reconcile(self, msg: m.ReconcileRun) -> None:
         assert self.node.executor is not None
-        known = self.node.executor.run_owners.get(msg.run_id)
-        if (
-            is_probe(msg.request_id)
-            and known is not None
-            and known[:2] == (msg.term, msg.owner_address)
-        ):
-            # The owner we follow probes for a lost report: nothing to learn, just answer (no
-            # standby or redirect entries for every run we ever ran a task of).
-            holdings = self.node.executor.on_reconcile(msg)
-            if holdings is not None:
-                self.node.send(msg.owner_address, holdings, term=msg.term)
+        if not self._follow(msg.run_id, msg.term, msg.owner, msg.owner_address):
             return
-        if not self.standby.new_owner(msg.run_id, msg.term, msg.owner):
-            return
-        job = self._takeovers.get(msg.run_id)
-        if job is not None and msg.owner != self.node.name and msg.term >= job.term:
-            log.warning(
-                "run %s: %s took over at term %d; we stand back", msg.run_id, msg.owner, msg.term
-            )
-            self._cancel_takeover(msg.run_id)
-        if msg.owner != self.node.name:
-            self.step_down(msg.run_id, msg.term, msg.owner, msg.owner_address)
-            self._note_owner(msg.run_id, msg.term, msg.owner, msg.owner_address)
         holdings = self.node.executor.on_reconcile(msg)
-        if holdings is not None and msg.request_id:
+        if holdings is not None:
             self.node.send(msg.owner_address, holdings, term=msg.term)
+
+    def _on_probe(self, msg: m.ProbeHoldings) -> None:
+        assert self.node.executor is not None
+        known = self.node.executor.run_owners.get(msg.run_id)
+        if known is None or known[:2] != (msg.term, msg.owner_address):
+            # Not the owner we follow: learn it as from a takeover's ReconcileRun. The owner we
+            # do follow has nothing to teach us (no standby or redirect entries for every run we
+            # ever ran a task of): just answer.
+            if not self._follow(msg.run_id, msg.term, msg.owner, msg.owner_address):
+                return
+        holdings = self.node.executor.on_reconcile(msg)
+        if holdings is not None:
+            answer = m.HoldingsProbed(
+                msg.request_id, msg.run_id, msg.term, holdings.held, holdings.running
+            )
+            self.node.send(msg.owner_address, answer, term=msg.term)
 
     # -- takeover ------------------------------------------------------------------------------
 
@@ -441,8 +458,7 @@ class ReplicationIO:
     def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
         job = self._takeovers.get(msg.run_id)
         if job is None or msg.request_id != job.request_id:
-            self.owner.on_holdings(msg, sender)  # the answer to a probe for a lost report, maybe
-            return
+            return  # a late answer to a takeover that finished or was given up
         job.holdings[sender] = takeover.Holdings(
             {h.task_id: h.size for h in msg.held}, {a.task_id: a.attempt for a in msg.running}
         )

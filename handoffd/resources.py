@@ -1,6 +1,8 @@
 """Resource vectors: a dict of kind -> non-negative quantity (cpu, memory in MB, gpu, custom kinds).
 
-Pure functions only; the placement adapter turns these dicts into dense arrays for the core.
+Pure functions only. ``fits`` and ``kinds`` are the placement core's own (``handoffd._core.api``),
+so the owner, the core and the executing node's ledger share one test of "it fits" and its one
+tolerance ``EPS``.
 """
 
 from __future__ import annotations
@@ -8,12 +10,20 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+
+from handoffd._core import api as _core
 
 Resources = dict[str, float]
 
-#: The kinds every node reports, in the order the placement arrays use first.
-STANDARD_KINDS: tuple[str, ...] = ("cpu", "memory", "gpu")
+#: The one tolerance of "it fits" (``free + EPS >= demand``).
+EPS = _core.EPS
+#: The kinds every node reports, in the order the placement rows use first.
+STANDARD_KINDS: tuple[str, ...] = _core.STANDARD_KINDS
+#: True when every kind of ``demand`` (> 0) is available in ``free``, within ``EPS``.
+fits = _core.fits
+#: All kinds present, standard ones first, then custom ones sorted (a stable dims order).
+kinds = _core.kinds
 DEFAULT_COST: Mapping[str, float] = {"cpu": 1.0}
 _KIND = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 # Quantities larger than this are certainly a unit mistake (and would overflow float sums).
@@ -50,6 +60,12 @@ def parse(value: Mapping[str, object] | None, *, what: str = "cost") -> Resource
             raise ResourceError(f"{what}: {kind} = {qty!r} is negative; quantities are >= 0")
         if q > MAX_QUANTITY:
             raise ResourceError(f"{what}: {kind} = {qty!r} is implausibly large")
+        if 0 < q <= EPS:
+            # It would fit anywhere, even on a full node: within the tolerance of "it fits", it is 0.
+            raise ResourceError(
+                f"{what}: {kind} = {qty!r} is below the scheduler's resolution ({EPS:g}); "
+                "give 0 or a larger quantity"
+            )
         if q > 0:
             out[kind] = q
     return out
@@ -103,24 +119,6 @@ def subtract(a: Mapping[str, float], b: Mapping[str, float]) -> Resources:
     for k, v in b.items():
         out[k] = out.get(k, 0.0) - v
     return out
-
-
-def fits(demand: Mapping[str, float], free: Mapping[str, float], eps: float = 1e-9) -> bool:
-    """True when every kind of ``demand`` is available in ``free``. A plain loop, not ``all()``
-    over a generator: the owner calls this per ready task while placing."""
-    for kind, qty in demand.items():
-        if qty > 0 and free.get(kind, 0.0) + eps < qty:
-            return False
-    return True
-
-
-def kinds(maps: Iterable[Mapping[str, float]]) -> list[str]:
-    """All kinds present, standard ones first, then custom ones sorted (a stable array layout)."""
-    seen: set[str] = set()
-    for m in maps:
-        seen.update(m.keys())
-    custom = sorted(seen.difference(STANDARD_KINDS))
-    return [k for k in STANDARD_KINDS if k in seen] + custom
 
 
 def probe_local() -> Resources:

@@ -89,7 +89,9 @@ def unique_cluster() -> str:
 
 
 class LocalCluster:
-    """N nodes in this process on 127.0.0.1 random ports, joined by seeds. Use as an async context."""
+    """N nodes in this process on 127.0.0.1 random ports, joined by seeds. Use as an async context.
+    Without a key_file they authenticate with this user's local key (in this process's runtime
+    dir), as a client of this process does."""
 
     def __init__(
         self,
@@ -217,6 +219,7 @@ class DaemonCluster:
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="handoffd-test-"))
     daemons: list[Daemon] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    _key_copied: bool = field(default=False, init=False, repr=False)
 
     def start(
         self,
@@ -261,6 +264,7 @@ class DaemonCluster:
         if not mdns:
             args.append("--no-mdns")
         args += extra or []
+        self._share_local_key()
         log_path = os.path.join(self.workdir, f"{name}.log")
         env = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env)
         with open(log_path, "wb") as log:
@@ -279,6 +283,19 @@ class DaemonCluster:
                 raise RuntimeError(f"daemon {name} exited at start:\n{daemon.log()}")
         return daemon
 
+    def _share_local_key(self) -> None:
+        """The daemons' runtime dir is ``workdir`` (their pid files stay apart from other
+        clusters'), while a client of this process, or a handoffctl it starts, looks for the
+        local key in this process's runtime dir: a keyless daemon would make a key of its own that
+        no client holds. So ``workdir`` gets this user's local key (created if there is none yet),
+        as every keyless daemon of one user shares one."""
+        from handoffd.runtime import runtime_dir
+        from handoffd.transport.keys import ensure_local_key
+
+        if os.path.realpath(self.workdir) != os.path.realpath(runtime_dir(create=False)):
+            ensure_local_key(self.workdir, ensure_local_key(runtime_dir()))
+            self._key_copied = True
+
     def close(self) -> None:
         for daemon in self.daemons:
             with contextlib.suppress(Exception):
@@ -286,6 +303,10 @@ class DaemonCluster:
                     os.killpg(daemon.process.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 daemon.process.wait(10)
+        if self._key_copied:  # the logs stay; no copy of the key does
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.workdir, "local.key"))
+            self._key_copied = False
 
     def logs(self) -> str:
         return "\n".join(f"===== {d.name}\n{d.log()[-4000:]}" for d in self.daemons)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 # Tests import helper functions from each other's modules only by value: worker processes of
 # subprocess daemons have no copy of the tests directory.
 sys.path.insert(0, os.path.dirname(__file__))
+
+# Keyless daemons and clients authenticate with the local key of the runtime dir: each test
+# process gets a private one (inherited by the daemons and handoffctl it starts), so the suite
+# neither uses nor leaves a key in the user's own /tmp/handoffd-<uid>.
+_RUNTIME_DIR = tempfile.mkdtemp(prefix="handoffd-tests-rt-")
+os.environ["HANDOFFD_RUNTIME_DIR"] = _RUNTIME_DIR
+atexit.register(shutil.rmtree, _RUNTIME_DIR, True)
 
 
 @pytest.fixture

@@ -284,7 +284,14 @@ class NsDaemons:
         self.cluster = f"{prefix}{uuid.uuid4().hex[:10]}"
         self.names = [f"h{i}-{self.cluster}" for i in range(lab.hosts)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.env = dict(os.environ, HANDOFFD_RUNTIME_DIR=workdir, PYTHONUNBUFFERED="1")
+        # The daemons run keyless on non-loopback hosts (--insecure): unauthenticated, so their
+        # clients must say they accept that (HANDOFFD_ALLOW_LOCAL_USERS; a key file still wins).
+        self.env = dict(
+            os.environ,
+            HANDOFFD_RUNTIME_DIR=workdir,
+            PYTHONUNBUFFERED="1",
+            HANDOFFD_ALLOW_LOCAL_USERS="1",
+        )
 
     def addr(self, i: int) -> str:
         return f"{self.lab.address(i)}:{PORT}"

@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from handoffd._core import api
 from handoffd._core import binpack as compiled
 from handoffd._core import binpack_py as twin
 
 BACKENDS = [pytest.param(compiled, id="cython"), pytest.param(twin, id="python")]
-EPS = 1e-9
+EPS = api.EPS
 
 
 def test_backends_are_what_they_claim():

@@ -121,7 +121,7 @@ def test_control_client_with_the_key(tmp_path: Path) -> None:
     async def body(nodes: Nodes) -> None:
         server = ZmqTransport("127.0.0.1", 0, curve=keys)
         nodes.transports.append(server)
-        await server.start(lambda conn, frames: server.reply(conn, [b"ok"] + frames))
+        await server.start(lambda conn, frames, listening: server.reply(conn, [b"ok"] + frames))
 
         def talk() -> list[bytes]:
             with ControlClient(server.address, curve=keys) as client:

@@ -187,11 +187,14 @@ def test_seed_discovery_retries_until_membership_knows_the_seed() -> None:
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
-def test_every_sending_socket_is_bound_to_the_node_address_only() -> None:
+def test_every_socket_is_bound_to_the_node_address_or_the_group_only() -> None:
     """The network rule, checked on the sockets themselves: zeroconf sends only from our 127.0.0.N
-    (bound there, multicast interface set there); the one other socket is the 0.0.0.0:5353 listener
-    that multicast reception needs, and zeroconf never sends from it."""
+    (bound there, multicast interface set there); the one other socket is bound to the mDNS group
+    address (so no unicast to any address reaches it), a member on loopback only, with
+    IP_MULTICAST_ALL off (no group traffic from another interface). No 0.0.0.0 socket."""
     import socket
+
+    from handoffd.discovery.mdns_gate import IP_MULTICAST_ALL
 
     async def scenario() -> None:
         (node,) = await start_nodes([(unique("s"), unique("sock"))])
@@ -201,13 +204,14 @@ def test_every_sending_socket_is_bound_to_the_node_address_only() -> None:
             assert engine.senders, "zeroconf has no sending socket"
             for wrapped in engine.senders:
                 sock = wrapped.sock
-                assert sock.getsockname()[0] == host
+                assert sock.getsockname() == (host, 5353)
                 interface = sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, 4)
                 assert socket.inet_ntoa(interface) == host
             sender_fds = {w.sock.fileno() for w in engine.senders}
-            for wrapped in engine.readers:
-                if wrapped.sock.fileno() not in sender_fds:
-                    assert wrapped.sock.getsockname() == ("0.0.0.0", 5353)
+            others = [w.sock for w in engine.readers if w.sock.fileno() not in sender_fds]
+            assert len(others) == 1, others
+            assert others[0].getsockname() == ("224.0.0.251", 5353)
+            assert others[0].getsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL) == 0
         finally:
             await close_all([node])
 

@@ -9,6 +9,8 @@ import pytest
 
 from handoffd.config import MembershipConfig
 from handoffd.membership.swim import (
+    MAX_NEW_PER_MESSAGE,
+    MAX_RELAYS,
     Discovered,
     Instruction,
     Leave,
@@ -71,7 +73,9 @@ def changes(out: list[Instruction]) -> list[tuple[str, int | None, int]]:
 
 
 def with_peers(*names: str, me: str = "a") -> Membership:
+    """``me`` joined through ``names[0]``, which answered our push-pull with all of ``names``."""
     m = node(me)
+    m.handle(Discovered(f"{names[0]}:1", names[0]), 0.0)
     feed(m, names[0], PushPull(tuple(state(n) for n in names), False))
     return m
 
@@ -135,7 +139,7 @@ def test_direct_ack_and_indirect_ack_keep_the_peer_alive() -> None:
 
 
 def test_relay_forwards_the_targets_ack_as_indirect_ack() -> None:
-    c = with_peers("a", "b")
+    c = with_peers("a", "b", me="c")
     (ping,) = sends(feed(c, "a", PingReq(41, "b", "b:1", (state("a"),))), Ping)
     assert ping.address == "b:1"
     out = feed(c, "b", Ack(ping.msg.probe_id, (state("b"),)))
@@ -179,7 +183,7 @@ def test_self_is_never_declared_dead_even_alone_for_long() -> None:
 )
 def test_precedence_table(new: tuple[int, int], old: tuple[int, int], wins: bool) -> None:
     assert supersedes(state("b", *new), state("b", *old)) is wins
-    m = with_peers("b")
+    m = with_peers("b", "c")
     feed(m, "c", Gossip((state("c"), state("b", *old))))
     before = m.get("b")
     feed(m, "c", Gossip((state("b", *new),)))
@@ -191,7 +195,7 @@ def test_precedence_table(new: tuple[int, int], old: tuple[int, int], wins: bool
 
 
 def test_dead_member_rejoins_with_higher_incarnation() -> None:
-    m = with_peers("b")
+    m = with_peers("b", "c")
     assert changes(feed(m, "c", Gossip((state("b", 0, DEAD),)))) == [("b", ALIVE, DEAD)]
     assert changes(feed(m, "b", Ping(1, (state("b", 0, ALIVE),)))) == []  # same incarnation
     assert changes(feed(m, "b", Ping(2, (state("b", 1, ALIVE),)))) == [("b", DEAD, ALIVE)]
@@ -204,7 +208,7 @@ def test_left_then_rejoin_and_leave_tells_everyone() -> None:
     assert a.me.status == LEFT and ("a", ALIVE, LEFT) in changes(out)
     assert sorted(s.address for s in sends(out, Gossip)) == ["b:1", "c:1"]
     assert not sends(tick_until(a, 1.0, 3.0)[0], Ping)  # a departed node stops probing
-    b = with_peers("a", me="b")
+    b = with_peers("a", "c", me="b")
     feed(b, "a", Gossip((replace(a.me),)))
     assert b.get("a").status == LEFT  # type: ignore[union-attr]
     feed(b, "c", Gossip((state("a", a.me.incarnation, ALIVE),)))
@@ -214,7 +218,7 @@ def test_left_then_rejoin_and_leave_tells_everyone() -> None:
 
 
 def test_resource_version_wins_for_resources_independently_of_status() -> None:
-    m = with_peers("b")
+    m = with_peers("b", "c")
     out = feed(m, "c", Gossip((state("b", 0, SUSPECT, rv=1, free=3.0),)))
     assert m.get("b").status == SUSPECT and m.get("b").free == {"cpu": 3.0}  # type: ignore[union-attr]
     assert [i.name for i in out if isinstance(i, ResourcesChanged)] == ["b"]
@@ -260,7 +264,7 @@ def test_other_clusters_are_ignored_and_never_gossiped() -> None:
 
 
 def test_unknown_obituary_is_not_learned_and_dead_are_reaped() -> None:
-    m = with_peers("b")
+    m = with_peers("b", "c")
     feed(m, "b", Gossip((state("z", 0, DEAD),)))
     assert m.get("z") is None
     feed(m, "c", Gossip((state("b", 0, DEAD),)))
@@ -269,7 +273,112 @@ def test_unknown_obituary_is_not_learned_and_dead_are_reaped() -> None:
 
 
 def test_ping_to_a_node_we_think_dead_carries_its_obituary() -> None:
-    m = with_peers("b")
+    m = with_peers("b", "c")
     feed(m, "c", Gossip((state("b", 0, DEAD),)))
     (ack,) = sends(feed(m, "b", Ping(9, (state("b"),))), Ack)
     assert state("b", 0, DEAD) in ack.msg.updates  # so b refutes at once
+
+
+# -- what a sender may claim (issue 11; swim's module doc) ----------------------------------------
+
+
+def test_a_stranger_is_heard_about_itself_and_us_only() -> None:
+    a = with_peers("b", "c")
+    fakes = tuple(state(f"fake{i}") for i in range(5000))
+    out = feed(a, "x", Gossip((state("x"), state("b", 0, DEAD), replace(a.me, status=SUSPECT))))
+    assert changes(out) == [("x", None, ALIVE)]  # its own state: a join
+    assert a.get("b").status == ALIVE  # type: ignore[union-attr]  # not its to declare
+    assert a.me.incarnation == 1  # a claim about us is refuted
+    feed(a, "y", PushPull((state("y"), *fakes), True))  # a join request carrying 5,000 others
+    assert a.get("y") is not None and not any(a.get(f.name) for f in fakes[:50])
+    assert len(a.members()) == 5 and a.counters.extra["stranger_claims_ignored"] == 5001
+    # The same 5,000 from a member are gossip like any other, at most MAX_NEW_PER_MESSAGE new
+    # members per message (the sockets they cost are bounded by the transport's LRU).
+    feed(a, "b", PushPull((state("b"), *fakes), False))
+    assert len(a.members()) == 5 + MAX_NEW_PER_MESSAGE
+    assert a.counters.extra["new_members_capped"] == 5000 - MAX_NEW_PER_MESSAGE
+    feed(a, "b", PushPull((state("b"), *fakes), False))
+    assert len(a.members()) == 5 + 2 * MAX_NEW_PER_MESSAGE
+
+
+def test_a_push_pull_we_asked_for_is_learned_whole_and_only_once() -> None:
+    a = node("a")
+    a.handle(Discovered("seed:1", None), 0.0)
+    answer = PushPull((state("seed"), state("b"), state("c")), False)
+    feed(a, "seed", answer)
+    assert {s.name for s in a.members()} == {"a", "seed", "b", "c"}
+    # An answer from an address we never asked, or a second one, is a stranger's (or a member's).
+    other = node("o")
+    feed(other, "seed", answer)
+    assert {s.name for s in other.members()} == {"o", "seed"}
+    # An answer whose sender claims another address than the one we asked is not the answer.
+    late = node("l")
+    late.handle(Discovered("seed:1", None), 0.0)
+    moved = replace(state("seed"), address="elsewhere:1")
+    feed(late, "seed", PushPull((moved, state("b")), False))
+    assert {s.name for s in late.members()} == {"l", "seed"}
+    # And the asking expires.
+    slow = node("s")
+    slow.handle(Discovered("seed:1", None), 0.0)
+    tick_until(slow, 0.0, 2 * CFG.push_pull_interval + 0.01)
+    feed(slow, "seed", answer, 2 * CFG.push_pull_interval + 0.01)
+    assert {s.name for s in slow.members()} == {"s", "seed"}
+
+
+def test_a_live_member_moves_only_on_its_own_word_and_with_a_new_incarnation() -> None:
+    a = with_peers("b", "c")
+    moved = replace(state("b", 1), address="evil:1")
+    feed(a, "c", Gossip((state("c"), moved)))  # a third party redirects b: refused
+    assert a.get("b").address == "b:1"  # type: ignore[union-attr]
+    feed(a, "b", Gossip((replace(state("b", 0), address="evil:1"),)))  # same incarnation: refused
+    assert a.get("b").address == "b:1"  # type: ignore[union-attr]
+    assert a.counters.extra["address_conflict"] == 2
+    feed(a, "b", Gossip((replace(state("b", 1), address="new:1"),)))  # restarted on a new port
+    assert a.get("b").address == "new:1"  # type: ignore[union-attr]
+    # A DEAD member may come back anywhere, whoever brings the news (a restart elsewhere).
+    feed(a, "b", Gossip((state("c", 0, DEAD),)))
+    feed(a, "b", Gossip((replace(state("c", 1), address="c2:1"),)))
+    assert a.get("c").address == "c2:1" and a.get("c").status == ALIVE  # type: ignore[union-attr]
+
+
+def test_ping_req_only_for_members_and_to_the_address_we_know() -> None:
+    c = with_peers("a", "b", me="c")
+    (ping,) = sends(feed(c, "a", PingReq(41, "b", "evil:1", (state("a"),))), Ping)
+    assert ping.address == "b:1"  # not where the request said
+    assert sends(feed(c, "x", PingReq(42, "b", "b:1", (state("x"),))), Ping) == []  # a stranger
+    assert sends(feed(c, "a", PingReq(43, "nobody", "evil:1", (state("a"),))), Ping) == []
+    assert c.counters.extra["ping_req_refused"] == 2
+    # At most MAX_RELAYS at a time, whoever asks: PingReqs must not become a ping flood.
+    many = with_peers("a", *(f"p{i}" for i in range(100)), me="c")
+    pings = [
+        p
+        for i in range(100)
+        for p in sends(feed(many, "a", PingReq(i, f"p{i}", f"p{i}:1", ())), Ping)
+    ]
+    assert len(pings) == MAX_RELAYS
+
+
+def test_counters_that_would_overflow_the_wire_are_refused() -> None:
+    from handoffd.membership.swim import MAX_COUNTER
+    from handoffd.protocol import codec
+
+    a = with_peers("b")
+    huge = (1 << 64) - 1
+    feed(a, "b", Gossip((replace(a.me, incarnation=huge, status=DEAD),)))
+    feed(a, "b", Gossip((state("b", rv=huge), state("b", inc=MAX_COUNTER + 1))))
+    assert a.me.incarnation == 0 and a.get("b").incarnation == 0  # type: ignore[union-attr]
+    assert a.counters.extra["implausible_counter"] == 3
+    codec.encode(Gossip((a.me,)), sender="a")  # still encodable
+
+
+def test_a_member_we_hold_dead_that_talks_to_us_is_told_so_once_per_probe_interval() -> None:
+    from handoffd.membership.swim import HeardFrom
+
+    a = with_peers("b", "c")
+    assert a.handle(HeardFrom("b"), 0.0) == []  # alive: nothing to say
+    feed(a, "c", Gossip((state("b", 0, DEAD),)))
+    (told,) = sends(a.handle(HeardFrom("b"), 1.0), Gossip)
+    assert told.address == "b:1" and state("b", 0, DEAD) in told.msg.updates  # so b refutes
+    assert a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval / 2) == []
+    assert sends(a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval), Gossip)
+    assert a.handle(HeardFrom("nobody"), 2.0) == []  # never to an address we do not know

@@ -2,7 +2,8 @@
 
 Each test builds a private L2 segment (tests/netns.py) on a random 10.77.N.0/24 with namespace
 names unique per test, so tests can run in parallel under xdist. Daemons discover each other by
-mDNS only (no --seed), bound to their own namespace address; no packet leaves the namespaces.
+mDNS only (no --seed), bound to their own namespace address; no packet leaves the namespaces. The
+cluster has a key: without one, mDNS runs on loopback only (security issue 11).
 Every namespace and process is removed in the fixture's teardown, and daemon logs are printed
 there (pytest shows them for a failing test).
 """
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 from netns import PORT, NetnsLab, NsDaemons, checked_lab, wait
+
+from handoffd.transport.keys import generate_key_file
 
 _REASON = NetnsLab.unavailable()
 
@@ -60,6 +63,18 @@ class NsCluster(NsDaemons):
 
     def __init__(self, lab: NetnsLab, workdir: str) -> None:
         super().__init__(lab, workdir, "nx", cpu=CPU, memory=MEMORY)
+        self.key_file = os.path.join(workdir, "cluster.key")
+        generate_key_file(self.key_file)
+
+    def start(self, i: int, *extra: str) -> None:
+        super().start(i, "--key-file", self.key_file, *extra)
+
+    def handoffctl(
+        self, host: int, address: int, *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        return super().handoffctl(
+            host, address, "--key-file", self.key_file, *args, timeout=timeout
+        )
 
     def transitions(self, i: int) -> list[tuple[float, str, str, str]]:
         """(wall time, member, old, new) for every membership change host ``i`` logged."""

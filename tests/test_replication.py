@@ -8,10 +8,10 @@ import copy
 import random
 from typing import Any
 
-import msgpack
 import pytest
 
-from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, ReplicateLog, TaskDelta
+from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
+from handoffd.protocol.snapshot import decode_run, encode_run_data, info_to_data
 from handoffd.replication import log as rlog
 from handoffd.replication.standby import StandbyStore
 from handoffd.replication.takeover import Holdings, merge
@@ -42,7 +42,7 @@ def owner_with_chain(name: str = "a") -> OwnerScheduler:
 
 
 def packed(data: dict[str, Any]) -> bytes:
-    return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+    return encode_run_data(data)
 
 
 def log_batch(
@@ -51,7 +51,7 @@ def log_batch(
     run_state: str = "RUNNING",
     term: int = 0,
     standbys: tuple[str, ...] = ("b", "c"),
-    error: bytes = b"",
+    error: ErrorInfo | None = None,
 ) -> ReplicateLog:
     return ReplicateLog("r1", term, seq, standbys, deltas, run_state, False, error)
 
@@ -286,7 +286,7 @@ class EagerStandby:
         if self.data is not None and self.seq > seq:
             return self.seq
         self.seq = seq
-        self.data = msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
+        self.data = decode_run(raw)
         return seq
 
     def on_log(self, msg: ReplicateLog, frames: list[bytes]) -> tuple[int, bool]:
@@ -316,7 +316,7 @@ class EagerStandby:
                     rec[key] = value
             if fields["state"] != "DONE":
                 rec["value"] = None
-        error = msgpack.unpackb(msg.error, raw=False) if msg.error else None
+        error = info_to_data(msg.error)
         self.data.update({"state": msg.run_state, "released": msg.released, "error": error})
         self.seq = msg.seq
         return msg.seq, False
@@ -351,7 +351,9 @@ def random_batch(
                 frame,
             )
         )
-    error = packed({"type": "HandoffError", "args": [str(seq)]}) if rng.random() < 0.2 else b""
+    error = None
+    if rng.random() < 0.2:
+        error = ErrorInfo("HandoffError", None, str(seq), "", "", 0, {}, {}, "")
     state = rng.choice(["RUNNING", "RUNNING", "DONE", "FAILED"])
     msg = ReplicateLog("r1", 0, seq, ("b", "c"), tuple(deltas), state, rng.random() < 0.3, error)
     return msg, frames

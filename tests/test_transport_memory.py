@@ -19,12 +19,19 @@ class Cluster:
     def __init__(self, seed: int = 1) -> None:
         self.network = MemoryNetwork(seed)
         self.inbox: dict[str, list[tuple[bytes, list[bytes]]]] = {}
+        self.listening: dict[str, list[bool]] = {}  # per message: came in as a send (not a reply)
         self.nodes: dict[str, MemoryTransport] = {}
 
     async def add(self, address: str) -> MemoryTransport:
         transport = self.network.transport(address)
         inbox = self.inbox.setdefault(address, [])
-        await transport.start(lambda conn, frames: inbox.append((conn, frames)))
+        listening = self.listening.setdefault(address, [])
+
+        def handler(conn: bytes, frames: list[bytes], on_listening: bool) -> None:
+            inbox.append((conn, frames))
+            listening.append(on_listening)
+
+        await transport.start(handler)
         self.nodes[address] = transport
         return transport
 
@@ -49,10 +56,16 @@ def test_delivery_copies_frames_and_reply_reaches_sender() -> None:
         buffer[:] = b"changed"
         await settle()
         conn, frames = c.inbox["b"][0]
-        assert frames == [b"mutable"] and type(frames[0]) is bytes and conn == b"a"
+        # A send arrives as on a listening socket, from a routing id (not a peer address) ...
+        assert frames == [b"mutable"] and type(frames[0]) is bytes and conn == b"\0a"
+        assert c.listening["b"] == [True]
         assert b.reply(conn, [b"pong"])
         await settle()
-        assert c.inbox["a"] == [(b"b", [b"pong"])]
+        # ... and its reply on the sender's outbound connection, from the replier's address.
+        assert c.inbox["a"] == [(b"b", [b"pong"])] and c.listening["a"] == [False]
+        assert a.reply(b"b", [b"again"])  # a reply to a reply goes as a send would
+        await settle()
+        assert c.inbox["b"][1] == (b"\0a", [b"again"]) and c.listening["b"] == [True, True]
         assert a.send("nobody", [b"x"]) is False
 
     run(body)
@@ -86,7 +99,7 @@ def test_delay() -> None:
         await settle()
         assert c.inbox["b"] == []
         await asyncio.sleep(0.2)  # a delay must have elapsed; only a lower bound is asserted
-        assert c.inbox["b"] == [(b"a", [b"late"])]
+        assert c.inbox["b"] == [(b"\0a", [b"late"])]
 
     run(body)
 
@@ -105,7 +118,7 @@ def test_partition_and_heal() -> None:
         c.network.heal()
         assert a.send("x", [b"4"]) and x.send("a", [b"5"])
         await settle()
-        assert c.inbox["x"] == [(b"a", [b"4"])] and c.inbox["a"] == [(b"x", [b"5"])]
+        assert c.inbox["x"] == [(b"\0a", [b"4"])] and c.inbox["a"] == [(b"\0x", [b"5"])]
 
     run(body)
 
@@ -133,7 +146,7 @@ def test_kill_and_revive() -> None:
         c.network.revive("b")
         assert a.send("b", [b"z"])
         await settle()
-        assert c.inbox["b"] == [(b"a", [b"z"])]
+        assert c.inbox["b"] == [(b"\0a", [b"z"])]
 
     run(body)
 
@@ -145,7 +158,7 @@ def test_handler_errors_are_contained_and_addresses_unique() -> None:
         c.nodes["b"] = b
         calls: list[bytes] = []
 
-        def handler(conn: bytes, frames: list[bytes]) -> None:
+        def handler(conn: bytes, frames: list[bytes], listening: bool) -> None:
             calls.append(frames[0])
             raise RuntimeError("bug")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,12 +38,19 @@ class Nodes:
     def __init__(self) -> None:
         self.transports: list[ZmqTransport] = []
         self.inbox: dict[str, list[tuple[bytes, list[bytes]]]] = {}
+        self.listening: dict[str, list[bool]] = {}  # per message: came in on the ROUTER
 
     async def start(self, handler: Any = None, **kwargs: Any) -> ZmqTransport:
         transport = ZmqTransport("127.0.0.1", 0, **kwargs)
         self.transports.append(transport)
         inbox = self.inbox.setdefault(transport.address, [])
-        await transport.start(handler or (lambda conn, frames: inbox.append((conn, frames))))
+        directions = self.listening.setdefault(transport.address, [])
+
+        def record(conn: bytes, frames: list[bytes], listening: bool) -> None:
+            inbox.append((conn, frames))
+            directions.append(listening)
+
+        await transport.start(handler or record)
         return transport
 
     async def close(self) -> None:
@@ -64,12 +72,13 @@ def run(body: Callable[[Nodes], Awaitable[None]]) -> None:
 def test_round_trip_and_peer_reply() -> None:
     async def body(nodes: Nodes) -> None:
         a = await nodes.start()
-        b = await nodes.start(lambda conn, frames: b.reply(conn, [b"re:" + frames[0]]))
+        b = await nodes.start(lambda conn, frames, listening: b.reply(conn, [b"re:" + frames[0]]))
         assert a.send(b.address, [b"hello", b"opaque"])
         await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
         conn, frames = nodes.inbox[a.address][0]
         assert frames == [b"re:hello"]
         assert conn == b.address.encode()  # a reply to a peer arrives with the replier's address
+        assert nodes.listening[a.address] == [False]  # ... on the DEALER we opened to it
         assert a.stats.sent == 1 and b.stats.received == 1 and a.stats.received == 1
 
     run(body)
@@ -124,7 +133,7 @@ def test_send_to_a_dead_address_neither_blocks_nor_breaks_the_sender() -> None:
 def test_reply_to_a_vanished_client_does_not_kill_the_reader() -> None:
     async def body(nodes: Nodes) -> None:
         conns: list[bytes] = []
-        server = await nodes.start(lambda conn, frames: conns.append(conn))
+        server = await nodes.start(lambda conn, frames, listening: conns.append(conn))
         client = await asyncio.to_thread(ControlClient, server.address)
         await asyncio.to_thread(client.send, [b"hi"])
         await wait_for(lambda: len(conns) == 1)
@@ -141,7 +150,7 @@ def test_reply_to_a_vanished_client_does_not_kill_the_reader() -> None:
 
 def test_control_client_request_reply() -> None:
     async def body(nodes: Nodes) -> None:
-        server = await nodes.start(lambda conn, frames: server.reply(conn, frames[::-1]))
+        server = await nodes.start(lambda conn, frames, listening: server.reply(conn, frames[::-1]))
 
         def talk() -> list[bytes]:
             with ControlClient(server.address) as client:
@@ -178,7 +187,7 @@ def test_handler_exceptions_are_contained() -> None:
     async def body(nodes: Nodes) -> None:
         seen: list[bytes] = []
 
-        def handler(conn: bytes, frames: list[bytes]) -> None:
+        def handler(conn: bytes, frames: list[bytes], listening: bool) -> None:
             seen.append(frames[0])
             if frames[0] == b"boom":
                 raise RuntimeError("handler bug")
@@ -232,7 +241,7 @@ def test_ipv6_loopback() -> None:
         got: list[list[bytes]] = []
         b = ZmqTransport("::1", 0)
         nodes.transports.append(b)
-        await b.start(lambda conn, frames: got.append(frames))
+        await b.start(lambda conn, frames, listening: got.append(frames))
         a = await nodes.start()
         assert b.address.startswith("[::1]:")
         assert a.send(b.address, [b"v6"])
@@ -265,7 +274,7 @@ def test_large_opaque_frames_are_kept_as_read_only_views_and_forward_intact() ->
     async def body(nodes: Nodes) -> None:
         a = await nodes.start()
         c = await nodes.start()
-        b = await nodes.start(lambda conn, frames: b.reply(conn, [b"re", *frames[1:]]))
+        b = await nodes.start(lambda conn, frames, listening: b.reply(conn, [b"re", *frames[1:]]))
         assert a.send(b.address, [body_frame, under, big, b"x"])
         await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
         for frames in (nodes.inbox[a.address][0][1],):
@@ -280,5 +289,81 @@ def test_large_opaque_frames_are_kept_as_read_only_views_and_forward_intact() ->
         frames = nodes.inbox[c.address][0][1]
         assert type(frames[0]) is bytes and frames[0] == body_frame  # the body is never a view
         assert type(frames[1]) is memoryview and bytes(frames[1]) == big
+
+    run(body)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_messages_say_which_socket_they_came_on() -> None:
+    """A client's request and a peer's send arrive on the ROUTER (listening); what comes back on
+    a DEALER we opened does not, whatever routing id the far end chose."""
+
+    async def body(nodes: Nodes) -> None:
+        seen: list[tuple[bytes, bool]] = []
+        server = await nodes.start(
+            lambda conn, frames, listening: seen.append((frames[0], listening))
+        )
+        peer = await nodes.start()
+        assert peer.send(server.address, [b"from a peer"])
+        client = await asyncio.to_thread(ControlClient, server.address)
+        try:
+            await asyncio.to_thread(client.send, [b"from a client"])
+            await wait_for(lambda: len(seen) == 2)
+        finally:
+            client.close()
+        assert sorted(seen) == [(b"from a client", True), (b"from a peer", True)]
+        # A ROUTER we connect to, whose owner picked a routing id that looks like a peer address
+        # and talks back on our DEALER.
+        ctx = zmq.Context.instance()
+        rogue = ctx.socket(zmq.ROUTER)
+        rogue.linger = 0
+        try:
+            port = rogue.bind_to_random_port("tcp://127.0.0.1")
+            assert server.send(f"127.0.0.1:{port}", [b"hello"])
+            rid, _ = await asyncio.to_thread(rogue.recv_multipart)
+            rogue.send_multipart([rid, b"back on your dealer"])
+            await wait_for(lambda: len(seen) == 3)
+            assert seen[2] == (b"back on your dealer", False)
+        finally:
+            rogue.close(0)
+
+    run(body)
+
+
+def test_outbound_sockets_are_an_lru_and_fds_stay_bounded() -> None:
+    """1,000 destinations (nobody listens: loopback ports just closed) through a transport that
+    keeps 16 DEALERs: at most 16 open, the oldest evicted, fds bounded; an address used again
+    moves to the back; close_idle closes what is idle except what we keep."""
+
+    async def body(nodes: Nodes) -> None:
+        limits = Limits(max_peer_sockets=16, peer_idle_s=3600.0)
+        a = await nodes.start(limits=limits, connect_timeout=0.2)
+        b = await nodes.start()
+        before = open_fds()
+        peak = 0
+        port = free_port()  # free on 127.0.0.1, so nothing listens on it on any 127/8 address
+        for i in range(1000):
+            a.send(f"127.3.{i // 250}.{1 + i % 250}:{port}", [b"x"])
+            assert a.send(b.address, [b"%d" % i])  # b stays the most recently used: never evicted
+            assert a.peer_sockets <= 16
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)  # let libzmq connect (and be refused) meanwhile
+                peak = max(peak, open_fds() - before)
+        await wait_for(lambda: len(nodes.inbox[b.address]) == 1000)
+        peak = max(peak, open_fds() - before)
+        # Each DEALER holds at most its mailbox and one TCP socket; closed ones are reaped by
+        # libzmq's reaper thread, a little later.
+        print(f"fds above the start: peak {peak} with 16 DEALERs")
+        assert peak <= 2 * 16 + 16, peak
+        assert a.stats.reasons["evicted"] == 1000 - 15
+        assert list(a._peers)[-1] == b.address
+        a.limits = Limits(max_peer_sockets=16, peer_idle_s=0.0)
+        assert a.close_idle({b.address}) == 15 and list(a._peers) == [b.address]
+        assert a.stats.reasons["idle_closed"] == 15
+        assert a.send(b.address, [b"still"])
+        await wait_for(lambda: len(nodes.inbox[b.address]) == 1001)
 
     run(body)

@@ -41,20 +41,20 @@ def setup_logging(level: str, fmt: str) -> None:
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
-def runtime_dir() -> str:
-    """Where running daemons leave a small file (pid, address) so `handoffd stop` can find them."""
-    path = os.environ.get("HANDOFFD_RUNTIME_DIR")
-    if not path:
-        base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-        path = os.path.join(base, f"handoffd-{os.getuid()}")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
+def runtime_dir(create: bool = True) -> str:
+    """Where running daemons leave a small file (pid, address) so `handoffd stop` can find them,
+    and where the local key is: checked private (handoffd.runtime; RuntimeDirError if not)."""
+    from handoffd.runtime import runtime_dir as checked
+
+    return checked(create)
 
 
 def write_runtime_file(name: str, address: str) -> str:
+    from handoffd.runtime import write_private
+
     path = os.path.join(runtime_dir(), f"{name}.json")
-    with open(path, "w") as f:
-        json.dump({"name": name, "pid": os.getpid(), "address": address, "started": time.time()}, f)
+    doc = {"name": name, "pid": os.getpid(), "address": address, "started": time.time()}
+    write_private(path, json.dumps(doc).encode())
     return path
 
 

@@ -26,7 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--address", help="daemon HOST:PORT (default: HANDOFF_ADDRESS, else 127.0.0.1:7788)"
     )
-    parser.add_argument("--key-file", help="cluster key file (when the cluster uses one)")
+    parser.add_argument(
+        "--key-file",
+        help="cluster key file (when the cluster uses one; default HANDOFF_KEY_FILE, else your "
+        "local key, which your keyless daemons hold)",
+    )
+    parser.add_argument(
+        "--allow-local-users",
+        action="store_true",
+        help="connect without authentication (also HANDOFFD_ALLOW_LOCAL_USERS=1): to a daemon "
+        "started with --allow-local-users; nothing proves who answers",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="use a key file other users can read (with a warning)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for the daemon to answer"
     )
@@ -340,7 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     from handoffd.client import Client
 
     try:
-        client = Client(args.address, key_file=args.key_file, timeout=args.timeout)
+        client = Client(
+            args.address,
+            key_file=args.key_file,
+            timeout=args.timeout,
+            allow_local_users=args.allow_local_users,
+            insecure=args.insecure,
+        )
     except errors.ConnectionError as exc:
         return fail(EXIT_UNREACHABLE, str(exc))
     except (errors.HandoffError, OSError, ValueError) as exc:

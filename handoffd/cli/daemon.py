@@ -60,12 +60,21 @@ def _parser() -> argparse.ArgumentParser:
         help="cluster name; nodes of other clusters are ignored",
     )
     start.add_argument(
-        "--key-file", help="cluster key (handoffctl keygen): encrypt and authenticate every socket"
+        "--key-file",
+        help="cluster key (handoffctl keygen): encrypt and authenticate every socket (without "
+        "one: your local key, in the runtime dir, so only you can connect)",
     )
     start.add_argument(
         "--insecure",
         action="store_true",
-        help="allow a non-loopback --host without a key (anyone who can connect can run code)",
+        help="allow a non-loopback --host without a key (anyone who can connect can run code), "
+        "and a key file other users can read (with a warning)",
+    )
+    start.add_argument(
+        "--allow-local-users",
+        action="store_true",
+        help="no key and no local key: ANY user of this machine can connect, run code as you, "
+        "stop the daemon or impersonate it (clients must pass --allow-local-users too)",
     )
     start.add_argument("--replicas", type=int, default=2, help="standby owners per run (default 2)")
     start.add_argument(
@@ -94,15 +103,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def build_config(args: argparse.Namespace) -> NodeConfig:
     """Turn flags into a NodeConfig; raises ValueError with a message for the user."""
     import os
@@ -121,7 +121,14 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         name, qty = resources.parse_flag(text)
         capacity[name] = qty
     capacity = resources.parse(capacity, what="capacity")  # drops zero kinds, checks the rest
-    if not args.key_file and not _is_loopback(args.host) and not args.insecure:
+    from handoffd.transport.auth import is_loopback
+
+    if args.key_file and args.allow_local_users:
+        raise ValueError(
+            "--allow-local-users does nothing with --key-file (the cluster key decides who may "
+            "connect); drop one of them"
+        )
+    if not args.key_file and not is_loopback(args.host) and not args.insecure:
         raise ValueError(
             f"--host {args.host} is not a loopback address and no --key-file was given: anyone who can "
             "reach that port could run code on this machine. Create a key with `handoffctl keygen KEY` and "
@@ -159,6 +166,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         mdns=not args.no_mdns,
         key_file=args.key_file,
         insecure=args.insecure,
+        allow_local_users=args.allow_local_users,
         replicas=args.replicas,
         max_workers=args.max_workers,
         spill_bytes=int(args.store_memory * 1024 * 1024),
@@ -234,6 +242,40 @@ def _running(pid: int) -> bool:
         return True
 
 
+def _daemon_check(pid: int) -> str | None:
+    """None if ``pid`` is a live ``handoffd start`` process of our user; "" if there is no such
+    process; else why it must not be signalled. A pid file is only a claim: the daemon may have
+    died and its pid been reused, so /proc decides what the process is and whose it is."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as binary:
+            argv = [a.decode(errors="replace") for a in binary.read().split(b"\0") if a]
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    except OSError as exc:
+        return f"cannot inspect it ({exc.strerror})"
+    fields = {k: v.split() for k, _, v in (line.partition(":") for line in status.splitlines())}
+    if fields.get("State", ["?"])[0] == "Z":
+        return ""
+    me = os.geteuid()
+    uids = fields.get("Uid", [])
+    if len(uids) < 2 or int(uids[0]) != me or int(uids[1]) != me:
+        return f"it runs as uid {uids[1] if len(uids) > 1 else '?'}, not as you (uid {me})"
+    for i, arg in enumerate(argv):
+        script = arg.replace(os.sep, "/")
+        if (
+            arg == "handoffd.cli.daemon"
+            or script.rpartition("/")[2] == "handoffd"
+            or script.endswith("handoffd/cli/daemon.py")
+        ):
+            if "start" in argv[i + 1 :]:
+                return None
+    return f"it is not a handoffd daemon (command line: {' '.join(argv)[:160]!r})"
+
+
 def _stop(args: argparse.Namespace) -> int:
     import json
     import os
@@ -241,9 +283,16 @@ def _stop(args: argparse.Namespace) -> int:
     import time
 
     from handoffd.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, fail, runtime_dir
+    from handoffd.runtime import RuntimeDirError, read_private
 
-    directory = runtime_dir()
-    files = sorted(f for f in os.listdir(directory) if f.endswith(".json"))
+    try:
+        directory = runtime_dir(create=False)
+    except RuntimeDirError as exc:
+        return fail(EXIT_USAGE, str(exc))
+    try:
+        files = sorted(f for f in os.listdir(directory) if f.endswith(".json"))
+    except FileNotFoundError:
+        files = []
     if args.name:
         files = [f for f in files if f == f"{args.name}.json"]
         if not files:
@@ -257,33 +306,49 @@ def _stop(args: argparse.Namespace) -> int:
         names = ", ".join(f[:-5] for f in files)
         return fail(EXIT_USAGE, f"several daemons run here ({names}); say which with --name")
     path = os.path.join(directory, files[0])
-    with open(path) as f:
-        info = json.load(f)
-    pid = int(info["pid"])
+    try:
+        info = json.loads(read_private(path, "the daemon's pid file", secret=False))
+        pid, name = int(info["pid"]), str(info["name"])
+    except RuntimeDirError as exc:
+        return fail(EXIT_USAGE, str(exc))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return fail(EXIT_USAGE, f"the daemon's pid file {path} is unreadable ({exc}); remove it")
+    why = _daemon_check(pid) if pid > 1 else "it is not a daemon's pid"
+    if why is not None:
+        os.unlink(path)
+        if not why:
+            return fail(
+                EXIT_UNREACHABLE,
+                f"daemon {name} (pid {pid}) is not running; removed its stale file",
+            )
+        return fail(
+            EXIT_UNREACHABLE,
+            f"daemon {name}: not signalling pid {pid}, {why}. The daemon is gone (its pid was "
+            f"reused, or the file was not written by it); removed the stale file {path}",
+        )
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         os.unlink(path)
         return fail(
             EXIT_UNREACHABLE,
-            f"daemon {info['name']} (pid {pid}) is not running; removed its stale file",
+            f"daemon {name} (pid {pid}) is not running; removed its stale file",
         )
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if not _running(pid):
-            print(f"stopped {info['name']}")
+            print(f"stopped {name}")
             return EXIT_OK
         time.sleep(0.05)
-    return fail(
-        EXIT_UNREACHABLE, f"daemon {info['name']} (pid {pid}) did not exit within {args.timeout}s"
-    )
+    return fail(EXIT_UNREACHABLE, f"daemon {name} (pid {pid}) did not exit within {args.timeout}s")
 
 
 def main(argv: list[str] | None = None) -> int:
     import asyncio
 
     from handoffd import resources
-    from handoffd.cli.common import EXIT_USAGE, fail, setup_logging
+    from handoffd.cli.common import EXIT_USAGE, fail, runtime_dir, setup_logging
+    from handoffd.runtime import RuntimeDirError
 
     args = _parser().parse_args(argv)
     if args.command == "stop":
@@ -291,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         config = build_config(args)
-    except (ValueError, resources.ResourceError) as exc:
+        runtime_dir()  # refused before anything starts if it is not ours alone
+    except (ValueError, resources.ResourceError, RuntimeDirError) as exc:
         return fail(EXIT_USAGE, str(exc))
     return asyncio.run(_serve(config))
 

@@ -1,4 +1,5 @@
-"""Discovery only bootstraps membership: mDNS on the LAN, static seeds anywhere.
+"""Discovery only bootstraps membership: mDNS (on loopback; on the LAN only for a keyed cluster),
+static seeds anywhere.
 
 Both sources emit the same two events to one callback: ``PeerSeen(name, address)`` (join it;
 ``name`` is None for a seed) and ``PeerGone(name)`` (an mDNS goodbye: a hint, never a death).

@@ -18,6 +18,9 @@ Additions for handoffd:
 - DEAD (not LEFT) members stay push-pull candidates until reaped, so both sides of a healed
   partition find each other again (serf's reconnect) and refute.
 
+What a sender may claim is weighed by who makes it (``claims``: strangers, addresses, counters,
+relays; issue 11).
+
 Structure (distributed's worker state machine): ``handle(event, now) -> instructions``; no I/O,
 no clock, no global randomness. Every status move goes through ``_set`` and is checked against
 one table, logged with its cause and kept in a short history for error reports.
@@ -30,9 +33,28 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 from handoffd.config import MembershipConfig
+from handoffd.membership import claims
+
+# Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
+from handoffd.membership.claims import MAX_COUNTER as MAX_COUNTER
+from handoffd.membership.claims import MAX_NEW_PER_MESSAGE as MAX_NEW_PER_MESSAGE
+from handoffd.membership.claims import MAX_RELAYS as MAX_RELAYS
+from handoffd.membership.events import Discovered as Discovered
+from handoffd.membership.events import Event as Event
+from handoffd.membership.events import HeardFrom as HeardFrom
+from handoffd.membership.events import Instruction as Instruction
+from handoffd.membership.events import Leave as Leave
+from handoffd.membership.events import LocalResources as LocalResources
+from handoffd.membership.events import MemberChanged as MemberChanged
+from handoffd.membership.events import MembershipError as MembershipError
+from handoffd.membership.events import Received as Received
+from handoffd.membership.events import ResourcesChanged as ResourcesChanged
+from handoffd.membership.events import Send as Send
+from handoffd.membership.events import Tick as Tick
+from handoffd.membership.events import Undiscovered as Undiscovered
 from handoffd.protocol.messages import (
     ALIVE,
     DEAD,
@@ -47,6 +69,7 @@ from handoffd.protocol.messages import (
     PingReq,
     PushPull,
 )
+from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
 
@@ -59,88 +82,7 @@ _SAME_INCARNATION_MOVES = frozenset(
     {(ALIVE, SUSPECT), (ALIVE, DEAD), (ALIVE, LEFT), (SUSPECT, DEAD), (SUSPECT, LEFT), (DEAD, LEFT)}
 )
 _MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
-
-
-# ----------------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passed: run due timers (the node calls this at ``next_deadline()`` or periodically)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A membership message arrived; ``sender`` is the envelope's node name."""
-
-    sender: str
-    sender_address: str | None
-    msg: Ping | Ack | PingReq | IndirectAck | PushPull | Gossip
-
-
-@dataclass(frozen=True, slots=True)
-class Discovered:
-    """mDNS or a seed named an address: join it with a push-pull."""
-
-    address: str
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Undiscovered:
-    """mDNS goodbye: a hint to probe ``name`` soon, never DEAD by itself."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class LocalResources:
-    """Our free resources changed."""
-
-    free: dict[str, float]
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    """Graceful departure: mark self LEFT and tell everyone directly."""
-
-
-Event = Union[Tick, Received, Discovered, Undiscovered, LocalResources, Leave]
-
-# ----------------------------------------------------------------------------- instructions
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Fire and forget ``msg`` to ``address``."""
-
-    address: str
-    msg: Any
-
-
-@dataclass(frozen=True, slots=True)
-class MemberChanged:
-    """``name`` moved from status ``old`` (None: newly joined) to ``new``."""
-
-    name: str
-    old: int | None
-    new: int
-    member: MemberState
-
-
-@dataclass(frozen=True, slots=True)
-class ResourcesChanged:
-    """Our view of a peer's capacity/free resources changed (not emitted on join or for self)."""
-
-    name: str
-    member: MemberState
-
-
-Instruction = Union[Send, MemberChanged, ResourcesChanged]
-
-
-class MembershipError(RuntimeError):
-    """An illegal state move: a bug, reported with the member's recent history."""
+_MAX_CLASHES = 64  # addresses remembered as claiming our name (each is warned about once)
 
 
 def supersedes(new: MemberState, old: MemberState) -> bool:
@@ -181,6 +123,7 @@ class _Relay:
 @dataclass(slots=True)
 class _Counters:
     dropped_other_cluster: int = 0
+    dropped_incompatible: int = 0  # gossip about members of a protocol range we cannot speak
     refutations: int = 0
     probes: int = 0
     probes_failed: int = 0
@@ -219,12 +162,18 @@ class Membership:
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen claiming our name (warned once)
+        self._incompatible: set[str] = (
+            set()
+        )  # members refused for their protocol range (warned once)
         self._queue: dict[str, int] = {}  # name -> times its current state was piggybacked
         self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
         self._probe_index = 0
         self._probe: _Probe | None = None  # at most one probe of ours in flight
         self._relays: dict[int, _Relay] = {}  # our probe id -> PingReq we serve for someone
         self._next_id = 1
+        # address -> until when its push-pull answer is trusted as a whole (we asked it)
+        self._asked: dict[str, float] = {}
+        self._told_dead: dict[str, float] = {}  # name -> when we last told it it is DEAD
         # Spread the first timers so a cluster started at once does not probe in lockstep.
         self._next_probe_at = now + rng.uniform(0, config.probe_interval)
         self._next_gossip_at = now
@@ -305,7 +254,7 @@ class Membership:
         elif isinstance(event, Received):
             self._received(event, now, out)
         elif isinstance(event, Discovered):
-            self._discovered(event, out)
+            self._discovered(event, now, out)
         elif isinstance(event, Undiscovered):
             self._undiscovered(event)
         elif isinstance(event, LocalResources):
@@ -316,6 +265,8 @@ class Membership:
             self._enqueue(self.name)
         elif isinstance(event, Leave):
             self._leave(now, out)
+        elif isinstance(event, HeardFrom):
+            self._heard_from(event.name, now, out)
         else:  # pragma: no cover - typing guards this
             raise TypeError(f"unknown membership event {event!r}")
         self.counters.messages_sent += sum(1 for i in out if isinstance(i, Send))
@@ -328,6 +279,8 @@ class Membership:
                 self._start_probe(now, out)
         for probe_id in [i for i, r in self._relays.items() if now >= r.deadline]:
             del self._relays[probe_id]
+        for address in [a for a, until in self._asked.items() if now >= until]:
+            del self._asked[address]
         for name, m in list(self._members.items()):
             if m.suspect_deadline is not None and now >= m.suspect_deadline:
                 self._set(replace(m.state, status=DEAD), now, out, "suspicion timeout")
@@ -338,6 +291,7 @@ class Membership:
             ):
                 del self._members[name]
                 self._queue.pop(name, None)
+                self._told_dead.pop(name, None)
         if now >= self._next_gossip_at:
             self._next_gossip_at = now + self.config.gossip_interval
             if self._queue:
@@ -348,17 +302,31 @@ class Membership:
             self._next_push_pull_at = now + self.config.push_pull_interval
             target = self._push_pull_target()
             if target is not None:
-                out.append(Send(target.address, PushPull(self._full_state(), True)))
+                self._ask(target.address, now, out)
 
     def _received(self, event: Received, now: float, out: list[Instruction]) -> None:
         msg = event.msg
         updates: tuple[MemberState, ...] = msg.members if isinstance(msg, PushPull) else msg.updates
+        own: MemberState | None = None
         for u in updates:
-            if u.name == event.sender and u.cluster != self.cluster:
-                self.counters.dropped_other_cluster += 1
-                return  # a node of another cluster: no answer, nothing learned
+            if u.name == event.sender:
+                if u.cluster != self.cluster:
+                    self.counters.dropped_other_cluster += 1
+                    return  # a node of another cluster: no answer, nothing learned
+                own = own or u
+        sender = self._members.get(event.sender)
+        member = (
+            sender is not None
+            and sender.state.status in (ALIVE, SUSPECT)
+            and event.sender != self.name
+        )
+        if not member and not self._asked_for(msg, own, now):
+            heard = claims.from_stranger(updates, event.sender, self.name)
+            if len(heard) < len(updates):
+                self._count("stranger_claims_ignored", len(updates) - len(heard))
+            updates = heard
         cause = f"{type(msg).__name__} from {event.sender}"
-        if self._merge(updates, now, out, cause):
+        if self._merge(updates, now, out, cause, event.sender):
             # We refuted a claim about us: tell the claimant now rather than at the next round.
             address = self._address_of(event.sender, event.sender_address)
             if address is not None and not isinstance(msg, Ping | PushPull):
@@ -383,13 +351,26 @@ class Membership:
                 )
                 out.append(Send(relay.origin_address, ack))
         elif isinstance(msg, PingReq):
-            if reply_to is not None and msg.target != self.name:
+            # Only for a member, and only to the address we know the target by: a PingReq must
+            # not make us connect to an address of the sender's choosing.
+            target = self._members.get(msg.target)
+            if (
+                not member
+                or reply_to is None
+                or target is None
+                or target.state.status not in (ALIVE, SUSPECT)
+                or msg.target == self.name
+                or len(self._relays) >= MAX_RELAYS
+            ):
+                self._count("ping_req_refused")
+            else:
                 probe_id = self._new_id()
                 deadline = now + self.config.indirect_timeout * (1 + self._health)
                 self._relays[probe_id] = _Relay(
                     reply_to, event.sender, msg.probe_id, msg.target, deadline
                 )
-                out.append(Send(msg.target_address, Ping(probe_id, self._piggyback(msg.target))))
+                ping = Ping(probe_id, self._piggyback(msg.target))
+                out.append(Send(target.state.address, ping))
         elif isinstance(msg, IndirectAck):
             probe = self._probe
             if probe is not None and probe.probe_id == msg.probe_id and msg.target == probe.target:
@@ -398,14 +379,39 @@ class Membership:
             if msg.reply_wanted and reply_to is not None:
                 out.append(Send(reply_to, PushPull(self._full_state(), False)))
 
-    def _discovered(self, event: Discovered, out: list[Instruction]) -> None:
+    def _discovered(self, event: Discovered, now: float, out: list[Instruction]) -> None:
         if self._left or event.address == self.me.address or event.name == self.name:
             return
         if event.name is not None:
             known = self.get(event.name)
             if known and known.status in (ALIVE, SUSPECT) and known.address == event.address:
                 return
-        out.append(Send(event.address, PushPull(self._full_state(), True)))
+        self._ask(event.address, now, out)
+
+    def _ask(self, address: str, now: float, out: list[Instruction]) -> None:
+        """Push-pull with ``address``; its answer is trusted as a whole for a while (module doc)."""
+        self._asked[address] = now + 2 * self.config.push_pull_interval
+        out.append(Send(address, PushPull(self._full_state(), True)))
+
+    def _asked_for(self, msg: Any, own: MemberState | None, now: float) -> bool:
+        """``msg`` is the answer to a push-pull we sent to its sender's address (consumed)."""
+        if not isinstance(msg, PushPull) or msg.reply_wanted or own is None:
+            return False
+        until = self._asked.pop(own.address, None)
+        return until is not None and now < until
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        extra = self.counters.extra
+        extra[reason] = extra.get(reason, 0) + n
+
+    def _heard_from(self, name: str, now: float, out: list[Instruction]) -> None:
+        record = self._members.get(name)
+        if record is None or record.state.status != DEAD or self._left:
+            return
+        if now - self._told_dead.get(name, float("-inf")) < self.config.probe_interval:
+            return  # once per probe interval: a stream of its messages is one obituary
+        self._told_dead[name] = now
+        out.append(Send(record.state.address, Gossip(self._piggyback(name))))
 
     def _undiscovered(self, event: Undiscovered) -> None:
         state = self.get(event.name)
@@ -491,22 +497,49 @@ class Membership:
     # ---------------------------------------------------------------------------- merging
 
     def _merge(
-        self, updates: tuple[MemberState, ...], now: float, out: list[Instruction], cause: str
+        self,
+        updates: tuple[MemberState, ...],
+        now: float,
+        out: list[Instruction],
+        cause: str,
+        sender: str | None = None,
     ) -> bool:
-        """Apply gossiped states; returns True if we had to refute a claim about ourselves."""
+        """Apply gossiped states (from ``sender``, None: no one in particular); returns True if we
+        had to refute a claim about ourselves."""
         refuted = False
+        room = MAX_NEW_PER_MESSAGE
         for u in updates:
             if u.cluster != self.cluster:
                 self.counters.dropped_other_cluster += 1
+            elif claims.implausible(u):
+                self._count("implausible_counter")
+            elif not compatible(u.protocol_min, u.protocol_max) and u.name != self.name:
+                # A member we could not talk to (heard of through a peer that can): admitting it
+                # would only have it suspected and refuted forever.
+                self.counters.dropped_incompatible += 1
+                if u.name not in self._incompatible:
+                    self._incompatible.add(u.name)
+                    text = refusal_text("peer", u.name, u.protocol_min, u.protocol_max)
+                    log.warning("%s: %s (heard of from %s)", self.name, text, cause)
             elif u.name == self.name:
                 refuted |= self._merge_self(u, now, out)
+            elif u.name in self._members:
+                self._merge_other(u, now, out, cause, u.name == sender)
+            elif room > 0 or u.name == sender:
+                room -= 1
+                self._merge_other(u, now, out, cause, u.name == sender)
             else:
-                self._merge_other(u, now, out, cause)
+                self._count("new_members_capped")
         return refuted
 
     def _merge_self(self, u: MemberState, now: float, out: list[Instruction]) -> bool:
         me = self.me
-        if u.address != me.address and u.status == ALIVE and u.address not in self._name_clashes:
+        if (
+            u.address != me.address
+            and u.status == ALIVE
+            and u.address not in self._name_clashes
+            and len(self._name_clashes) < _MAX_CLASHES
+        ):
             # Either an earlier life of ours (it will be refuted and declared DEAD) or another
             # daemon started with the same --name: say so once, loudly; names must be unique.
             self._name_clashes.add(u.address)
@@ -535,7 +568,10 @@ class Membership:
         )
         return True
 
-    def _merge_other(self, u: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+    def _merge_other(
+        self, u: MemberState, now: float, out: list[Instruction], cause: str, firsthand: bool
+    ) -> None:
+        """``firsthand``: ``u`` is the sender's own state, in its own message."""
         record = self._members.get(u.name)
         if record is None:
             if u.status in (DEAD, LEFT):
@@ -543,6 +579,9 @@ class Membership:
             self._set(u, now, out, cause)
             return
         cur = record.state
+        if claims.address_conflict(u, cur, firsthand):
+            self._count("address_conflict")
+            return
         state_newer = supersedes(u, cur)
         resources_newer = u.resource_version > cur.resource_version
         if not state_newer and not resources_newer:

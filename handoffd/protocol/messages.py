@@ -7,12 +7,19 @@ facts are past tense (``TasksFinished``). User values and code never appear here
 opaque frames beside the message, and only worker processes unpickle them.
 
 Field annotations are the schema: the codec validates every decoded field against them.
+
+Evolution (docs/architecture.md, "Protocol"): within a protocol version a message or struct may only
+gain trailing fields with defaults (older decoders ignore them, newer ones fill them in when an
+older sender left them out); anything else is a new protocol version (``config.PROTOCOL_MAX``). Every
+type's bytes are pinned by tests/golden/messages.json.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, TypeVar, dataclass_transform
+
+from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
 
 T = TypeVar("T")
 
@@ -66,6 +73,9 @@ class MemberState:
     capacity: dict[str, float]
     free: dict[str, float]
     resource_version: int  # bumped by the member each time its free resources change
+    # the member's protocol range: a node admits only members whose range overlaps its own
+    protocol_min: int = PROTOCOL_MIN
+    protocol_max: int = PROTOCOL_MAX
 
 
 @message(1)
@@ -470,8 +480,9 @@ class RunOutcome:
 
 @message(60)
 class ReplicateRun:
-    """Owner -> standby: the whole run as of log ``seq``. Frame 0: the msgpack-encoded snapshot
-    (``RunState.snapshot`` without histories; task payloads inside as bytes)."""
+    """Owner -> standby: the whole run as of log ``seq``. Frame 0: the run as a ``RunSnapshot``
+    (``protocol.snapshot.encode_run``: ``RunState.snapshot`` without histories, task payloads
+    inside), kept packed by the standby until it takes over."""
 
     run_id: str
     term: int
@@ -509,7 +520,7 @@ class ReplicateLog:
     tasks: tuple[TaskDelta, ...]
     run_state: str
     released: bool
-    error: bytes  # msgpack of the run's error as data, b"" for none
+    error: ErrorInfo | None  # the run's error
 
 
 @message(62)
@@ -533,8 +544,9 @@ class DropReplica:
 
 @message(64)
 class ReconcileRun:
-    """A new owner (``term``) asks a node what it holds and runs for ``run_id``; the node points the
-    run's reports to ``owner_address`` from now on and fences lower terms."""
+    """A standby taking a run over at ``term`` asks a node what it holds and runs for ``run_id``
+    (answered by ``RunHoldings``); the node points the run's reports to ``owner_address`` from now
+    on and fences lower terms."""
 
     request_id: int
     run_id: str
@@ -551,7 +563,7 @@ class HeldValue:
 
 @message(65)
 class RunHoldings:
-    """A node's answer to ReconcileRun: values stored here and attempts still running here."""
+    """A node's answer to ``ReconcileRun``: values stored here and attempts still running here."""
 
     request_id: int
     run_id: str
@@ -569,3 +581,100 @@ class RunMoved:
     owner: str
     owner_address: str
     term: int
+
+
+@message(67)
+class FollowOwner:
+    """The sender owns ``run_id`` at ``term`` (sent to a node back from the dead after a healed
+    partition): point the run's reports to ``owner_address``, fence lower terms. No answer."""
+
+    run_id: str
+    term: int
+    owner: str
+    owner_address: str
+
+
+@message(68)
+class ProbeHoldings:
+    """The run's owner asks a node, whose report it may have lost, what it holds and runs for the
+    run (answered by ``HoldingsProbed``); ``request_id`` is the owner's probe number. A node that
+    followed another owner follows this one, as for ``ReconcileRun``."""
+
+    request_id: int
+    run_id: str
+    term: int
+    owner: str
+    owner_address: str
+
+
+@message(69)
+class HoldingsProbed:
+    """A node's answer to ``ProbeHoldings``: as ``RunHoldings``."""
+
+    request_id: int
+    run_id: str
+    term: int
+    held: tuple[HeldValue, ...]
+    running: tuple[TaskAttempt, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Run snapshots (frame 0 of ReplicateRun; ``protocol.snapshot``): the plain-data form of
+# ``RunState.snapshot`` as structs, so a standby's copy is checked like any message.
+# ---------------------------------------------------------------------------------------------
+
+
+@struct
+class SnapshotSpec:
+    """A task's spec in a snapshot (``spec.TaskSpec``, with its cloudpickled payload)."""
+
+    id: str
+    deps: tuple[str, ...]
+    cost: dict[str, float]
+    payload: bytes
+    argument_inclusion: str
+    node: str | None
+    collocate_with: str | None
+    inline: bool
+    max_retries: int | None
+    timeout: float | None
+    priority: int
+
+
+@struct
+class SnapshotTask:
+    """A task's record in a snapshot (``scheduler.run.TaskRecord``)."""
+
+    task_id: str
+    state: str
+    attempt: int
+    node: str | None
+    failures: int
+    losses: int
+    completions: int
+    size: int
+    value: bytes | None
+    locations: tuple[str, ...]
+    delayed: bool
+    last_error: tuple[str, str, str]  # exc_type, message, traceback
+    history: tuple[tuple[float, str, str, str], ...]  # (time, old, new, cause)
+
+
+@struct
+class RunSnapshot:
+    """A whole run as an owner replicates it to its standbys."""
+
+    run_id: str
+    seq: int
+    term: int
+    state: str
+    error: ErrorInfo | None
+    released: bool
+    holders: tuple[str, ...]
+    max_retries: int
+    timeout: float | None
+    policy: str
+    outputs: tuple[str, ...] | None
+    specs: tuple[SnapshotSpec, ...]
+    group_node: dict[str, str | None]
+    tasks: tuple[SnapshotTask, ...]

@@ -1,6 +1,6 @@
 """The standby's side: replicas of other owners' runs, the terms seen, and when to take over.
 
-A replica is the run's snapshot as received (the packed ``RunState.snapshot`` format), the newest
+A replica is the run's snapshot as received (the ``RunSnapshot`` frame), the newest
 log delta per task since then, the log position ``seq`` it reflects, the owner and the takeover
 order of standbys. The standby needs the run's content only to take over, so nothing is unpacked or
 applied on arrival: ``Replica.run_data`` rebuilds the run as plain data (what
@@ -25,9 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import msgpack
-
-from handoffd.protocol.messages import ALIVE, SUSPECT, ReplicateLog, TaskDelta
+from handoffd.protocol.messages import ALIVE, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
+from handoffd.protocol.snapshot import decode_run, info_to_data
 
 KEEP: Final = object()  # a delta's value effect: leave the value as it was before the delta
 
@@ -40,15 +39,16 @@ class Replica:
     owner: str
     owner_address: str
     standbys: tuple[str, ...]  # takeover order (we are one of them)
-    snapshot: bytes = field(repr=False)  # packed RunState.snapshot(), histories stripped
+    snapshot: bytes = field(repr=False)  # RunState.snapshot() as encoded, histories stripped
     # since the snapshot: task id -> (its newest delta, the value after it: bytes, None or KEEP)
     deltas: dict[str, tuple[TaskDelta, Any]] = field(default_factory=dict, repr=False)
-    run_fields: tuple[str, bool, bytes] | None = None  # newest (state, released, packed error)
+    run_fields: tuple[str, bool, ErrorInfo | None] | None = None  # newest (state, released, error)
 
     def run_data(self) -> dict[str, Any]:
         """The run as plain data (``RunState.snapshot`` format): the snapshot with the log
-        applied. A fresh copy on each call (unpacks the snapshot: for takeovers, not per message)."""
-        data: dict[str, Any] = unpack(self.snapshot)
+        applied. A fresh copy on each call (decodes the snapshot: for takeovers, not per message);
+        raises ``SnapshotError`` if the owner sent an invalid one."""
+        data: dict[str, Any] = decode_run(self.snapshot)
         records = data["tasks"]
         for task_id, (d, value) in self.deltas.items():
             rec = records.get(task_id)
@@ -68,12 +68,8 @@ class Replica:
             state, released, error = self.run_fields
             data["state"] = state
             data["released"] = released
-            data["error"] = unpack(error) if error else None
+            data["error"] = info_to_data(error)
         return data
-
-
-def unpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
 
 
 @dataclass(frozen=True)

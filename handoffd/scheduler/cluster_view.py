@@ -27,6 +27,11 @@ position), goes through ``placement.place``. Batches are cut short where nothing
 (aggregate free, consecutive misses), so a deep queue costs little per call. Collocation: the first
 member placed takes a request for the whole group's remaining cost and fixes the group's node;
 members ready in the same batch ride along; later members are pinned there.
+
+The placement core (``handoffd._core.api``) takes every decision: what fits (its ``fits`` and its
+one tolerance ``EPS``, the ledger's too), where a batch goes (through ``placement.place``), whether
+a node's window is due (``below_low_water``) and which node a window task goes to
+(``window_fill``). This module keeps the state those decisions are taken on and walks the queue.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd import resources
+from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
 from handoffd.scheduler.ready import ReadyQueue
@@ -47,7 +53,7 @@ MAX_SHAPES = 16  # distinct (pin, cost) shapes queued beyond which placement doe
 WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
 #: A node's window is topped up only once its outstanding demand fell to this fraction of it.
 LOW_WATER = 0.5
-EPS = 1e-6
+EPS = core.EPS
 
 #: (run_id, task_id, attempt): one dispatch.
 DispatchKey = tuple[str, str, int]
@@ -83,6 +89,7 @@ class ClusterView:
     def __init__(self, *, window: int = WINDOW, backend: str | None = None) -> None:
         self.window = window
         self.backend = backend
+        self._core = core.kernels(backend)
         self.nodes: dict[str, NodeState] = {}
         # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there (running or in
         # the node's queue: the outstanding demand the dispatch window bounds).
@@ -164,23 +171,20 @@ class ClusterView:
         may go to is at or below its window's low-water mark or has room for it free."""
         if self.window <= 1:
             return True
+        fits = self._core.fits
         for n in (
             self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
         ):
             if n.alive and (
-                (self.saturated and self._below_low_water(n))
-                or resources.fits(cost, self._room(n), EPS)
+                (self.saturated and self._below_low_water(n)) or fits(cost, self._room(n))
             ):
                 return True
         return False
 
     def _below_low_water(self, n: NodeState) -> bool:
-        load = self.claims.get(n.name, {})
-        limit = self.window * LOW_WATER
-        for k, q in n.capacity.items():
-            if q > 0.0 and load.get(k, 0.0) > q * limit + EPS:
-                return False
-        return True
+        return self._core.below_low_water(
+            n.capacity, self.claims.get(n.name, {}), self.window, LOW_WATER
+        )
 
     def _room(self, n: NodeState) -> dict[str, float]:
         """Effective free on ``n`` capped by its window room (what the free pass may use)."""
@@ -202,11 +206,8 @@ class ClusterView:
         if self.saturated and self._below_low_water(n):
             return True
         f = self._room(n)
-        return any(
-            resources.fits(dict(cost), f, EPS)
-            for pin, cost in ready.shapes
-            if pin is None or pin == node
-        )
+        fits = self._core.fits
+        return any(fits(dict(cost), f) for pin, cost in ready.shapes if pin is None or pin == node)
 
     # -- placement ---------------------------------------------------------------------------------
 
@@ -247,8 +248,9 @@ class ClusterView:
             for kind, qty in f.items():
                 if qty > most.get(kind, 0.0):
                     most[kind] = qty
+        fits = self._core.fits
         if len(ready.shapes) <= MAX_SHAPES and not any(
-            resources.fits(dict(cost), most if pin is None else free.get(pin, {}), EPS)
+            fits(dict(cost), most if pin is None else free.get(pin, {}))
             for pin, cost in ready.shapes
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
             return
@@ -271,7 +273,11 @@ class ClusterView:
         riders: list[tuple[int, RunState, TaskRecord]] = []
         missed: set[tuple[Any, ...]] = set()
         misses = 0
-        exhausted = not any(q > EPS for q in total.values())
+        fits = self._core.fits
+        # Nothing positive is left anywhere. Not "<= EPS": a quantity is 0 or above EPS (parse
+        # refuses the rest), and it fits free + EPS, so only free <= 0 everywhere holds it back,
+        # just as the core and the ledger would.
+        exhausted = not any(q > 0.0 for q in total.values())
         try:
             for run, rec in ready.walk():
                 gid = run.group_of.get(rec.id)
@@ -290,11 +296,7 @@ class ClusterView:
                         break
                     continue
                 room = free.get(pin) if pin is not None else most
-                if (
-                    room is None
-                    or not resources.fits(need, room)
-                    or not resources.fits(need, total)
-                ):
+                if room is None or not fits(need, room) or not fits(need, total):
                     missed.add(shape)
                     misses += 1
                     if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
@@ -304,7 +306,7 @@ class ClusterView:
                 if need:
                     for kind, qty in need.items():
                         total[kind] = total.get(kind, 0.0) - qty
-                    exhausted = not any(q > EPS for q in total.values())
+                    exhausted = not any(q > 0.0 for q in total.values())
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
                 prefer = run.preferred_node(rec.id, lambda n: n in free)
@@ -321,10 +323,7 @@ class ClusterView:
                 if not views:
                     continue
                 requests = [batch[i][2] for i in picks]
-                if len(requests) <= placement.SMALL_BATCH and self.backend is None:
-                    answer = placement.place_small(requests, views, policy)
-                else:
-                    answer = placement.place(requests, views, policy, self.backend)
+                answer = placement.place(requests, views, policy, self.backend)
                 for i, node in zip(picks, answer, strict=True):
                     chosen[i] = node
                     if node is not None:
@@ -358,32 +357,21 @@ class ClusterView:
         tasks and a pass runs rarely instead of on every report. A node passed over still has more
         than ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot
         idle on our account."""
-        window = float(self.window)
-        room: dict[str, dict[str, float]] = {}
-        for n in alive:
-            load = self.claims.get(n.name, {})
-            r = {}
-            for k, q in n.capacity.items():
-                if low_water and q > 0.0 and load.get(k, 0.0) > q * window * LOW_WATER + EPS:
-                    break  # above the low-water mark on this kind
-                r[k] = q * window - load.get(k, 0.0)
-            else:
-                if any(q > EPS for q in r.values()):  # (a node without room takes nothing)
-                    room[n.name] = r
-        if not room:
+        fill = self._core.window_fill(
+            [n.capacity for n in alive],
+            [self.claims.get(n.name, {}) for n in alive],
+            self.window,
+            LOW_WATER if low_water else None,
+        )
+        if not fill.left:
             return
-        fill = [n for n in alive if n.name in room]
-        top: dict[str, float] = {}
-        for n in alive:
-            for k, q in n.capacity.items():
-                top[k] = max(top.get(k, 0.0), q * window)
+        index = {n.name: i for i, n in enumerate(alive)}
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
         try:
             for run, rec in ready.walk():
                 if run.group_of and run.group_of.get(rec.id) is not None:
                     continue
-                need = rec.spec.cost
                 pin = rec.spec.node  # not in a group: its own pin only
                 shape = (pin, rec.cost_items)
                 if missed and shape in missed:
@@ -391,48 +379,22 @@ class ClusterView:
                     if misses >= MAX_MISSES:
                         break
                     continue
-                policy = run.options.policy
-                chosen: NodeState | None = None
-                best = 0.0
-                for n in fill if pin is None else [self.nodes[pin]] if pin in room else []:
-                    r = room[n.name]
-                    if not (resources.fits(need, r, EPS) and resources.fits(need, n.capacity, EPS)):
-                        continue
-                    if policy == "first_fit" or pin is not None or len(fill) == 1:
-                        chosen = n
-                        break
-                    if policy == "spread":
-                        fractions = [
-                            (r.get(k, 0.0) - need.get(k, 0.0)) / (q * window)
-                            for k, q in n.capacity.items()
-                            if q > 0.0
-                        ]
-                        score = -sum(fractions) / len(fractions) if fractions else 0.0
-                    else:  # binpack: the node left fullest
-                        score = sum(
-                            (r.get(k, 0.0) - need.get(k, 0.0)) / top[k] for k in r if top[k] > 0.0
-                        )
-                    if chosen is None or score < best:
-                        chosen, best = n, score
-                if chosen is None:
+                if pin is None:
+                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy)
+                else:  # (pinned to a node not alive: no room anywhere for it)
+                    at = index.get(pin)
+                    chosen = -1 if at is None else fill.pick(rec.spec.cost, at, run.options.policy)
+                if chosen < 0:
                     missed.add(shape)
                     misses += 1
                     if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
                         break  # (every shape queued missed: the rest would too)
                     continue
                 misses = 0
-                if need:
-                    r = room[chosen.name]
-                    for k, q in need.items():
-                        r[k] = r.get(k, 0.0) - q
-                    for q in r.values():
-                        if q > EPS:
-                            break
-                    else:  # (no generator per task: this runs once per dispatch)
-                        del room[chosen.name]
-                        fill.remove(chosen)
-                dispatch(run, rec, chosen.name)  # discards it from the queue: the walk goes on
-                if not room:
+                dispatch(
+                    run, rec, alive[chosen].name
+                )  # discards it from the queue: the walk goes on
+                if not fill.left:
                     break
         finally:
             ready.restore()
@@ -443,10 +405,11 @@ class ClusterView:
         """Live nodes that could hold at least the smallest demand of each kind."""
         kinds = set.intersection(*(set(d) for d in demands)) if demands else set()
         least = {k: min(d[k] for d in demands) for k in kinds}
+        fits = self._core.fits
         return [
             placement.NodeView(name, self.nodes[name].capacity, f)
             for name, f in free.items()
-            if resources.fits(least, f)
+            if fits(least, f)
         ]
 
     # -- fitness ---------------------------------------------------------------------------------
@@ -486,7 +449,7 @@ class ClusterView:
                 if node is None or not node.alive:
                     message = f"function {members[0]!r} is pinned to node {where!r}, which is no longer alive"
                     return Unschedulable(members[0], need, None, message)
-                if not resources.fits(need, node.capacity):
+                if not self._core.fits(need, node.capacity):
                     message = (
                         f"{together or f'function {members[0]!r} needs'} {need}, but its node "
                         f"{where!r} has only {node.capacity}"
@@ -495,7 +458,7 @@ class ClusterView:
                 if gid is None:
                     fine.add((where, rec.cost_items))
                 continue
-            if not placement.fits_some_capacity(need, views):
+            if not placement.fits_some_capacity(need, views, self.backend):
                 largest = placement.largest_node(need, views)
                 cap = dict(largest.capacity) if largest is not None else None
                 message = ""
@@ -516,7 +479,7 @@ class ClusterView:
         for node in set(claims) | set(self.claims):
             mine, want = self.claims.get(node, {}), claims.get(node, {})
             for kind in set(mine) | set(want):
-                assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= 1e-6, (
+                assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= EPS, (
                     f"claims on {node}: recorded {mine}, tasks hold {want}"
                 )
         for node, sent in self.unacked.items():
@@ -526,6 +489,6 @@ class ClusterView:
                 add_into(summed, cost, 1)
             have = self.pending.get(node, {})
             for kind in set(summed) | set(have):
-                assert abs(have.get(kind, 0.0) - summed.get(kind, 0.0)) <= 1e-6, (
+                assert abs(have.get(kind, 0.0) - summed.get(kind, 0.0)) <= EPS, (
                     f"pending on {node}: recorded {have}, unanswered dispatches hold {summed}"
                 )

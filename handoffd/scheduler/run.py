@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from handoffd import errors
 from handoffd.errors import HandoffError
+from handoffd.protocol.snapshot import error_from_data, error_to_data, spec_from_data, spec_to_data
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, build_graph
 from handoffd.spec import RunOptions, TaskSpec
@@ -465,7 +465,6 @@ class RunState:
         every task's history empty (what a standby is sent) instead of building it."""
         o = self.options
         return {
-            "version": 1,
             "run_id": self.run_id,
             "seq": self.seq,
             "term": self.term,
@@ -479,7 +478,7 @@ class RunState:
                 "policy": o.policy,
                 "outputs": list(o.outputs) if o.outputs is not None else None,
             },
-            "specs": [_spec_to_data(s) for s in self.specs],
+            "specs": [spec_to_data(s) for s in self.specs],
             "group_node": dict(self.group_node),
             "tasks": {
                 tid: {
@@ -514,7 +513,7 @@ class RunState:
             policy=opts["policy"],
             outputs=tuple(opts["outputs"]) if opts["outputs"] is not None else None,
         )
-        specs = [_spec_from_data(s) for s in data["specs"]]
+        specs = [spec_from_data(s) for s in data["specs"]]
         run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)
         run.state = data["state"]
         run.error = error_from_data(data["error"])
@@ -534,40 +533,3 @@ class RunState:
             for tid, users in run.consumers.items():
                 run.unfinished[tid] = sum(run.tasks[c].state != DONE for c in users)
         return run
-
-
-def _spec_to_data(s: TaskSpec) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "deps": list(s.deps),
-        "cost": dict(s.cost),
-        "payload": s.payload,
-        "argument_inclusion": s.argument_inclusion,
-        "node": s.node,
-        "collocate_with": s.collocate_with,
-        "inline": s.inline,
-        "max_retries": s.max_retries,
-        "timeout": s.timeout,
-        "priority": s.priority,
-    }
-
-
-def _spec_from_data(d: dict[str, Any]) -> TaskSpec:
-    return TaskSpec(**{**d, "deps": tuple(d["deps"]), "cost": dict(d["cost"])})
-
-
-def error_to_data(error: HandoffError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    reduced = error.__reduce__()
-    args: tuple[Any, ...] = reduced[1] if isinstance(reduced, tuple) else error.args
-    return {"type": type(error).__name__, "args": list(args)}
-
-
-def error_from_data(data: dict[str, Any] | None) -> HandoffError | None:
-    if data is None:
-        return None
-    cls = getattr(errors, data["type"], None)
-    if not (isinstance(cls, type) and issubclass(cls, HandoffError)):
-        return HandoffError(*data["args"])
-    return cls(*data["args"])

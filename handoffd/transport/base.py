@@ -9,11 +9,15 @@ reported as ``False`` -- SWIM and the scheduler already retry, and a blocked loo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-#: (connection id, frames); called on the event loop, in batches per wake-up
-Handler = Callable[[bytes, list[bytes]], None]
+#: (connection id, frames, listening); called on the event loop, in batches per wake-up.
+#: ``listening`` is True for a message that came in on our listening socket (a connection someone
+#: opened to us: a client, or a peer sending to us) and False for one that came back on a connection
+#: we opened to a peer. The daemon admits client requests only on the former (docs/security.md): a
+#: peer we merely connected to (a seed, an mDNS find) has proved nothing about itself.
+Handler = Callable[[bytes, list[bytes], bool], None]
 Frames = Sequence["bytes | memoryview"]
 
 
@@ -24,7 +28,9 @@ class TransportStats:
     dropped: int = 0  # inbound messages dropped (limits, rate, faults)
     send_failures: int = 0  # outbound messages that could not be queued
     handler_errors: int = 0  # exceptions raised by the handler (logged, never fatal)
-    reasons: dict[str, int] = field(default_factory=dict)  # drop/failure reason -> count
+    # drop/failure reason -> count; also "evicted" / "idle_closed": outbound connections closed
+    # to stay within Limits.max_peer_sockets / unused for Limits.peer_idle_s
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def count(self, reason: str) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
@@ -51,6 +57,11 @@ class Transport(ABC):
     @abstractmethod
     def forget(self, address: str) -> None:
         """Close the connection to a peer (dead or left); a later send reconnects."""
+
+    def close_idle(self, keep: Collection[str]) -> int:
+        """Close outbound connections unused for ``Limits.peer_idle_s``, except those to addresses
+        in ``keep`` (live members); returns how many were closed. Nothing to do by default."""
+        return 0
 
     @abstractmethod
     async def close(self) -> None:

@@ -3,7 +3,9 @@
 One DEALER to one daemon's ROUTER. The constructor waits for the ZMTP handshake, watched through
 the socket monitor, so failures are told apart and reported as the contract's exceptions:
 nobody listening -> ``ConnectionError``; CURVE refused, or a key on one side only (a mechanism
-mismatch) -> ``AuthenticationError``. Replies are returned as raw frames: the caller decodes them
+mismatch) -> ``AuthenticationError``. With a key, the server must prove it holds that key (it is
+the CURVE server key) before any of its messages is delivered, so an impostor on the address (a
+local user who bound the port first) is never read from. Replies are returned as raw frames: the caller decodes them
 and matches its request_id.
 """
 
@@ -33,10 +35,16 @@ class ControlClient:
     """A blocking DEALER to the daemon at ``address``; raises on connect failure (see module doc)."""
 
     def __init__(
-        self, address: str, *, curve: CurveKeys | None = None, connect_timeout: float = 2.0
+        self,
+        address: str,
+        *,
+        curve: CurveKeys | None = None,
+        connect_timeout: float = 2.0,
+        local_key: str | None = None,
     ) -> None:
         self.address = address
         self.curve = curve
+        self.local_key = local_key  # the local key's path when ``curve`` is the local key
         host, port = split_address(address)
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
@@ -98,8 +106,20 @@ class ControlClient:
     def _auth_message(self, event: int) -> str:
         if self.curve is None:
             return (
-                f"the daemon at {self.address} refused the connection: it requires the cluster key; "
-                "pass --key-file (or key_file=) with the cluster's key file"
+                f"the daemon at {self.address} refused an unauthenticated connection: it requires "
+                "a key. For a cluster started with --key-file pass --key-file (or key_file=) with "
+                "its key file; for a keyless daemon of yours, connect without --allow-local-users "
+                "(and HANDOFFD_ALLOW_LOCAL_USERS unset) to use your local key"
+            )
+        if self.local_key is not None:
+            # Whatever answered could not prove it holds our local key: nothing it sent was read.
+            return (
+                f"the process at {self.address} did not prove it holds your local key "
+                f"({self.local_key}): it is not a handoffd daemon of yours (another user's "
+                "daemon, or not handoffd at all), or it runs with --key-file (pass --key-file) or "
+                "with --allow-local-users (pass --allow-local-users, or set "
+                "HANDOFFD_ALLOW_LOCAL_USERS=1, to connect without authentication), or it was "
+                "started before that key file was replaced (restart it)"
             )
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             return (

@@ -3,8 +3,11 @@
 A ``MemoryNetwork`` connects ``MemoryTransport``s by arbitrary address strings. Delivery is
 ``loop.call_soon`` (or ``call_later`` with an injected delay), frames are copied to ``bytes`` on
 send like the wire would, and faults come from a seeded ``random.Random`` so a failing test
-replays. ``conn`` given to a handler is the sender's address (as bytes); ``reply(conn)`` reaches
-that transport's handler, with ``conn`` = the replier's address, as ``ZmqTransport`` does for peers.
+replays. Direction is kept as on ZeroMQ: ``send`` arrives on the receiver's "listening socket"
+(``listening`` True, ``conn`` = ``b"\\0"`` + the sender's address, like a libzmq routing id) and a
+``reply`` to such a conn arrives on the sender's "outbound connection" (``listening`` False, ``conn``
+= the replier's address, as ``ZmqTransport`` gives a DEALER's peer); a reply to that goes back as a
+``send`` would.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ class MemoryTransport(Transport):
         self.stats = TransportStats()
         self._handler: Handler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn = address.encode()
+        self._conn = address.encode()  # how receivers of our replies see us
+        self._routing_id = b"\0" + self._conn  # how receivers of our sends see us
         network.nodes[address] = self
 
     async def start(self, handler: Handler) -> None:
@@ -111,14 +115,17 @@ class MemoryTransport(Transport):
         self._handler = handler
 
     def send(self, address: str, frames: Frames) -> bool:
-        return self._transmit(address, frames)
+        return self._transmit(address, frames, True)
 
     def reply(self, conn: bytes, frames: Frames) -> bool:
+        # A conn from our listening side is the peer's routing id: the answer goes back on the
+        # connection it opened (its outbound side); one from our outbound side is a peer address.
+        listening = not conn.startswith(b"\0")
         try:
-            address = conn.decode()
+            address = (conn if listening else conn[1:]).decode()
         except UnicodeDecodeError:
             return self._fail("reply_unroutable")
-        return self._transmit(address, frames)
+        return self._transmit(address, frames, listening)
 
     def forget(self, address: str) -> None:
         """Nothing is cached per peer in memory; kept for the interface."""
@@ -128,7 +135,7 @@ class MemoryTransport(Transport):
         if self.network.nodes.get(self.address) is self:
             del self.network.nodes[self.address]
 
-    def _transmit(self, address: str, frames: Frames) -> bool:
+    def _transmit(self, address: str, frames: Frames, listening: bool) -> bool:
         if self._handler is None or self._loop is None:
             return self._fail("not_running")
         target, delay = self.network._route(self.address, address)
@@ -138,13 +145,14 @@ class MemoryTransport(Transport):
         if self.network._lost(self.address, address):
             return True  # lost in flight: the sender cannot know
         copied = [bytes(frame) for frame in frames]
+        conn = self._routing_id if listening else self._conn
         if delay > 0:
-            self._loop.call_later(delay, target._deliver, self.address, self._conn, copied)
+            self._loop.call_later(delay, target._deliver, self.address, conn, copied, listening)
         else:
-            self._loop.call_soon(target._deliver, self.address, self._conn, copied)
+            self._loop.call_soon(target._deliver, self.address, conn, copied, listening)
         return True
 
-    def _deliver(self, source: str, conn: bytes, frames: list[bytes]) -> None:
+    def _deliver(self, source: str, conn: bytes, frames: list[bytes], listening: bool) -> None:
         # Re-checked at delivery: a kill or partition applies to messages already in flight.
         handler = self._handler
         if handler is None or self.network._route(source, self.address)[0] is not self:
@@ -153,7 +161,7 @@ class MemoryTransport(Transport):
             return
         self.stats.received += 1
         try:
-            handler(conn, frames)
+            handler(conn, frames, listening)
         except Exception:
             self.stats.handler_errors += 1
             log.exception("handler failed on a message from %r", conn)

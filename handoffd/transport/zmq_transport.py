@@ -13,8 +13,12 @@ DEALERs use ``IMMEDIATE=1`` so nothing is queued for a dead peer and delivered s
 comes back. The price is that the first messages to a new peer (before its TCP and CURVE handshake
 completes) would fail; they wait in a small per-peer queue, retried with backoff until
 ``connect_timeout``, then dropped and counted. Replies that reach our DEALERs (a peer used
-``reply``) are delivered with ``conn`` = the peer's address, and ``reply`` to such a conn sends
-through that DEALER, matching ``MemoryTransport``.
+``reply``) are delivered with ``conn`` = the peer's address and ``listening`` False, and ``reply`` to
+such a conn sends through that DEALER, matching ``MemoryTransport``.
+
+Outbound DEALERs are bounded (an attacker who can name addresses must not exhaust our fds): an LRU
+of at most ``Limits.max_peer_sockets`` (the least recently used is closed to open another), and
+``close_idle`` closes those unused for ``Limits.peer_idle_s`` unless they lead to a live member.
 
 With CURVE, the ROUTER is a CURVE server and a ZAP handler on the same loop admits only clients
 presenting the cluster public key, so a peer or client without the key is refused during the
@@ -25,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection
 from typing import Any
 
 import zmq
@@ -54,9 +58,18 @@ KEEP_BYTES = 64 * 1024  # opaque frames this large are received without a copy (
 
 
 class _Peer:
-    __slots__ = ("address", "sock", "pending", "deadline", "delivered", "retry_delay", "conn")
+    __slots__ = (
+        "address",
+        "sock",
+        "pending",
+        "deadline",
+        "delivered",
+        "retry_delay",
+        "conn",
+        "last_used",
+    )
 
-    def __init__(self, address: str, sock: zmq.Socket[Any], deadline: float) -> None:
+    def __init__(self, address: str, sock: zmq.Socket[Any], deadline: float, now: float) -> None:
         self.address = address
         self.conn = address.encode()
         self.sock = sock
@@ -64,6 +77,7 @@ class _Peer:
         self.deadline = deadline  # give up on ``pending`` after this loop time
         self.delivered = False  # a send succeeded once: later EAGAINs mean dead or full, not new
         self.retry_delay = 0.001
+        self.last_used = now  # loop time of our last send through it (close_idle)
 
 
 class ZmqTransport(Transport):
@@ -89,7 +103,7 @@ class ZmqTransport(Transport):
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handler: Handler | None = None
-        self._peers: dict[str, _Peer] = {}
+        self._peers: OrderedDict[str, _Peer] = OrderedDict()  # least recently used first
         self._peers_by_conn: dict[bytes, _Peer] = {}
         self._drains: dict[zmq.Socket[Any], Callable[[], None]] = {}
         self._dirty: set[zmq.Socket[Any]] = set()
@@ -115,8 +129,9 @@ class ZmqTransport(Transport):
     def _make_router(self, host: str, port: int) -> zmq.Socket[Any]:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.linger = 0
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable replies raise EHOSTUNREACH (caught)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # Unroutable replies raise EHOSTUNREACH (caught). No ROUTER_HANDOVER: nothing of ours sets
+        # a routing id, and with it a connection presenting another's id would take its replies.
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.rcvhwm = self.limits.max_queue
         sock.sndhwm = self.limits.max_queue
         sock.setsockopt(
@@ -241,7 +256,7 @@ class ZmqTransport(Transport):
             elif len(frames) < 2 or len(frames) > max_parts:
                 self._drop("frame_count")
             else:
-                self._deliver(conn, frames[1:])
+                self._deliver(conn, frames[1:], True)
 
     def _drain_dealer(self, peer: _Peer) -> None:
         if self._closed or self._peers.get(peer.address) is not peer:
@@ -251,12 +266,12 @@ class ZmqTransport(Transport):
             if not frames or len(frames) > max_parts:
                 self._drop("frame_count")
             else:
-                self._deliver(peer.conn, frames)
+                self._deliver(peer.conn, frames, False)
 
-    def _deliver(self, conn: bytes, frames: list[bytes]) -> None:
+    def _deliver(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
         self.stats.received += 1
         try:
-            self._handler(conn, frames)  # type: ignore[misc]
+            self._handler(conn, frames, listening)  # type: ignore[misc]
         except Exception:
             self.stats.handler_errors += 1
             log.exception("transport handler failed on a message from %r", conn)
@@ -306,6 +321,9 @@ class ZmqTransport(Transport):
             peer = self._connect(address)
             if peer is None:
                 return self._fail("bad_address")
+        else:
+            self._peers.move_to_end(address)
+            peer.last_used = self._loop.time()
         if peer.pending:
             return self._queue(peer, frames)
         try:
@@ -341,16 +359,40 @@ class ZmqTransport(Transport):
         return True
 
     def forget(self, address: str) -> None:
+        self._close_peer(address, "forgotten")
+
+    def _close_peer(self, address: str, reason: str) -> None:
+        """Close the DEALER to ``address``; messages still waiting for it count as ``reason``."""
         peer = self._peers.pop(address, None)
         if peer is None:
             return
         self._peers_by_conn.pop(peer.conn, None)
         if peer.pending:
             self.stats.send_failures += len(peer.pending)
-            self.stats.count("forgotten")
+            self.stats.count(reason)
             peer.pending.clear()
         self._unwatch(peer.sock)
         peer.sock.close(linger=0)
+
+    def close_idle(self, keep: Collection[str]) -> int:
+        if self._loop is None:
+            return 0
+        horizon = self._loop.time() - self.limits.peer_idle_s
+        idle = []
+        for address, peer in self._peers.items():  # least recently used first
+            if peer.last_used > horizon:
+                break
+            if address not in keep:
+                idle.append(address)
+        for address in idle:
+            self._close_peer(address, "forgotten")
+            self.stats.count("idle_closed")
+        return len(idle)
+
+    @property
+    def peer_sockets(self) -> int:
+        """Outbound connections open now (at most ``Limits.max_peer_sockets``)."""
+        return len(self._peers)
 
     def _fail(self, reason: str) -> bool:
         self.stats.send_failures += 1
@@ -363,7 +405,15 @@ class ZmqTransport(Transport):
             host, port = split_address(address)
         except ValueError:
             return None
-        sock = self._ctx.socket(zmq.DEALER)
+        while len(self._peers) >= max(1, self.limits.max_peer_sockets):
+            # The least recently used goes: a live peer's is reopened on its next send.
+            self._close_peer(next(iter(self._peers)), "evicted_unsent")
+            self.stats.count("evicted")
+        try:
+            sock = self._ctx.socket(zmq.DEALER)
+        except zmq.ZMQError as exc:  # EMFILE: out of fds or of libzmq's socket slots
+            log.warning("cannot open a socket to %s: %s", address, exc)
+            return None
         sock.linger = 0
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.CONNECT_TIMEOUT, int(self.connect_timeout * 1000))
@@ -385,7 +435,8 @@ class ZmqTransport(Transport):
             log.warning("cannot connect to %s: %s", address, exc)
             sock.close(linger=0)
             return None
-        peer = _Peer(address, sock, self._loop.time() + self.connect_timeout)
+        now = self._loop.time()
+        peer = _Peer(address, sock, now + self.connect_timeout, now)
         self._peers[address] = peer
         self._peers_by_conn[peer.conn] = peer
         self._watch(sock, lambda: self._drain_dealer(peer))

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 
 from handoffd import resources
 
-EPS = 1e-9
+# The one tolerance of "it fits", the owner's and the placement core's: what the owner thinks fits
+# here, the ledger accepts (``resources.fits`` is the core's test).
+EPS = resources.EPS
 
 
 class Ledger:

@@ -1,0 +1,43 @@
+# Type stubs for the compiled scheduler-facing kernels; sched_py.py has the same signatures.
+from collections.abc import Mapping, Sequence
+
+BACKEND: str
+
+def decisions() -> dict[str, int]: ...
+def place(
+    demands: Sequence[Mapping[str, float]],
+    frees: Sequence[Mapping[str, float]],
+    capacities: Sequence[Mapping[str, float]],
+    pins: Sequence[int],
+    prefs: Sequence[int],
+    policy: str = "binpack",
+) -> list[int]: ...
+def order(
+    priority: Sequence[int],
+    consumers: Sequence[Sequence[int]],
+    estimate: Sequence[float],
+    size: Sequence[float],
+) -> tuple[list[int], list[float]]: ...
+def fits(demand: Mapping[str, float], free: Mapping[str, float]) -> bool: ...
+def below_low_water(
+    capacity: Mapping[str, float], load: Mapping[str, float], window: float, low_water: float
+) -> bool: ...
+
+class WindowFill:
+    @property
+    def left(self) -> int: ...
+    def __init__(
+        self,
+        capacities: Sequence[Mapping[str, float]],
+        loads: Sequence[Mapping[str, float]],
+        window: float,
+        low_water: float | None = None,
+    ) -> None: ...
+    def pick(self, need: Mapping[str, float], pin: int, policy: str) -> int: ...
+
+def window_fill(
+    capacities: Sequence[Mapping[str, float]],
+    loads: Sequence[Mapping[str, float]],
+    window: float,
+    low_water: float | None = None,
+) -> WindowFill: ...

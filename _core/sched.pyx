@@ -1,0 +1,432 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled scheduler-facing kernels: resource dicts and lists in, answers out, no numpy.
+
+The same names, signatures and answers as the pure-Python twin ``sched_py`` (read its docstring
+for what each kernel decides). The dicts are copied into C buffers while they are validated, then
+``place`` runs ``binpack.pyx``'s placement kernel and ``order`` its ranking kernel and sort, so one
+algorithm serves every batch size: a one-task batch costs a few microseconds and never builds an
+array. ``fits``, ``below_low_water`` and ``WindowFill`` work on the dicts (or dense copies of them)
+with the float operations of the twin, in the same order.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport PyObject
+from libc.math cimport isfinite
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
+from libc.stdlib cimport calloc, malloc
+from libc.stdlib cimport free as c_free
+from libc.string cimport memset
+
+from .binpack cimport TaskKey, place_buffers, rank_kernel, sort_tasks
+
+from operator import index as as_index
+
+from ._consts import (
+    EPS,
+    KERNELS,
+    cycle_error,
+    item_error,
+    kinds,
+    policy_code,
+    quantity_error,
+)
+
+__all__ = [
+    "BACKEND",
+    "WindowFill",
+    "below_low_water",
+    "decisions",
+    "fits",
+    "order",
+    "place",
+    "window_fill",
+]
+
+BACKEND = "cython"
+
+cdef enum:
+    _SPREAD = 1
+    _FIRST_FIT = 2
+    _PLACE = 0
+    _ORDER = 1
+    _WINDOW = 2
+    _FITS = 3
+
+cdef double _EPS = EPS
+cdef unsigned long long _counts[4]
+
+
+def decisions():
+    """Decisions taken by this backend so far, per kernel."""
+    return {KERNELS[i]: _counts[i] for i in range(4)}
+
+
+cdef double _quantity(object value, str what, Py_ssize_t i, object kind) except? -1.0:
+    cdef double q
+    if type(value) is float:
+        q = value
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise quantity_error(what, i, kind, value, "is not a number")
+    else:
+        try:
+            q = float(value)
+        except OverflowError:
+            raise quantity_error(what, i, kind, value, "is not a finite number") from None
+    if not isfinite(q):
+        raise quantity_error(what, i, kind, value, "is not a finite number")
+    return q
+
+
+cdef int _fill(object maps, dict index, Py_ssize_t n_dims, double* out, str what, bint clamp) except -1:
+    """Dense rows of ``maps`` into ``out`` (zeroed by the caller); see ``sched_py._rows``."""
+    cdef Py_ssize_t i = 0
+    cdef double q
+    for m in maps:
+        for kind, value in m.items():
+            q = _quantity(value, what, i, kind)
+            if q < 0.0:
+                if not clamp:
+                    raise quantity_error(what, i, kind, value, "is negative; quantities are >= 0")
+                q = 0.0
+            out[i * n_dims + <Py_ssize_t>index[kind]] = q
+        i += 1
+    return 0
+
+
+cdef object _integer(object value, str name, Py_ssize_t i):
+    if isinstance(value, bool):
+        raise item_error(name, i, value, "is not an integer")
+    try:
+        return as_index(value)
+    except TypeError:
+        raise item_error(name, i, value, "is not an integer") from None
+
+
+cdef int _node_indices(object values, Py_ssize_t n_nodes, str name, int64_t* out) except -1:
+    cdef Py_ssize_t i = 0
+    for value in values:
+        v = _integer(value, name, i)
+        if not -1 <= v < n_nodes:
+            raise item_error(
+                name, i, v, f"is out of range: -1 (none) or a node index 0..{n_nodes - 1}"
+            )
+        out[i] = v
+        i += 1
+    return 0
+
+
+def place(demands, frees, capacities, pins, prefs, policy="binpack"):
+    """Node index per demand (-1: none), placed in list order; see ``sched_py.place``."""
+    cdef int code = policy_code(policy)
+    cdef Py_ssize_t n_tasks = len(demands), n_nodes = len(frees), n_dims, t
+    if len(capacities) != n_nodes:
+        raise ValueError(f"capacities has {len(capacities)} entries but frees has {n_nodes}")
+    if len(pins) != n_tasks or len(prefs) != n_tasks:
+        raise ValueError(
+            f"pins and prefs need one entry per demand ({n_tasks}), got {len(pins)} and {len(prefs)}"
+        )
+    dims = kinds([*demands, *frees, *capacities])
+    cdef dict index = {kind: d for d, kind in enumerate(dims)}
+    n_dims = len(dims)
+    cdef Py_ssize_t n_d = n_tasks * n_dims, n_f = n_nodes * n_dims
+    cdef double* buf = <double*>calloc(n_d + 2 * n_f + 1, sizeof(double))
+    cdef int64_t* ibuf = <int64_t*>malloc((4 * n_tasks + 1) * sizeof(int64_t))
+    try:
+        if buf == NULL or ibuf == NULL:
+            raise MemoryError(f"placement buffers for {n_tasks} tasks on {n_nodes} nodes")
+        _fill(demands, index, n_dims, buf, "demand", False)
+        _fill(frees, index, n_dims, buf + n_d, "free", True)
+        _fill(capacities, index, n_dims, buf + n_d + n_f, "capacity", False)
+        _node_indices(pins, n_nodes, "pins", ibuf + n_tasks)
+        _node_indices(prefs, n_nodes, "prefs", ibuf + 2 * n_tasks)
+        for t in range(n_tasks):
+            ibuf[t] = t
+        with nogil:
+            place_buffers(
+                buf, buf + n_d, buf + n_d + n_f, n_tasks, n_nodes, n_dims, ibuf, n_tasks,
+                ibuf + n_tasks, ibuf + 2 * n_tasks, code, ibuf + 3 * n_tasks,
+            )
+        result = [ibuf[3 * n_tasks + t] for t in range(n_tasks)]
+    finally:
+        c_free(buf)
+        c_free(ibuf)
+    _counts[_PLACE] += n_tasks
+    return result
+
+
+cdef double _number(object value, str name, Py_ssize_t i, bint negative) except? -1.0:
+    cdef double q
+    if type(value) is float:
+        q = value
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise item_error(name, i, value, "is not a number")
+    else:
+        try:
+            q = float(value)
+        except OverflowError:
+            raise item_error(name, i, value, "is not a finite number") from None
+    if not isfinite(q):
+        raise item_error(name, i, value, "is not a finite number")
+    if q < 0.0 and not negative:
+        raise item_error(name, i, value, "is negative")
+    return q
+
+
+def order(priority, consumers, estimate, size):
+    """(task order, upward rank per task); see ``sched_py.order``."""
+    cdef Py_ssize_t n = len(consumers), i, t, j, n_edges = 0, done
+    for name, seq in (("priority", priority), ("estimate", estimate), ("size", size)):
+        if len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} entries but consumers has {n}")
+    for cs in consumers:
+        n_edges += len(cs)
+    # int64: priority, indptr, indices, remaining, producer_ptr, producers, ready
+    cdef int64_t* ibuf = <int64_t*>malloc((5 * (n + 1) + 2 * (n_edges + 1)) * sizeof(int64_t))
+    cdef double* dbuf = <double*>malloc(3 * (n + 1) * sizeof(double))
+    cdef TaskKey* keys = <TaskKey*>malloc((n + 1) * sizeof(TaskKey))
+    cdef int64_t* prio = ibuf
+    cdef int64_t* indptr = ibuf + (n + 1)
+    cdef int64_t* remaining = ibuf + 2 * (n + 1)
+    cdef int64_t* producer_ptr = ibuf + 3 * (n + 1)
+    cdef int64_t* ready = ibuf + 4 * (n + 1)
+    cdef int64_t* indices = ibuf + 5 * (n + 1)
+    cdef int64_t* producers = indices + (n_edges + 1)
+    cdef double* est = dbuf
+    cdef double* sizes = dbuf + (n + 1)
+    cdef double* rank = dbuf + 2 * (n + 1)
+    try:
+        if ibuf == NULL or dbuf == NULL or keys == NULL:
+            raise MemoryError(f"ordering buffers for {n} tasks")
+        i = 0
+        for p in priority:
+            v = _integer(p, "priority", i)
+            if not INT64_MIN <= v <= INT64_MAX:
+                raise item_error("priority", i, v, "does not fit in 64 bits")
+            prio[i] = v
+            i += 1
+        i = 0
+        for e in estimate:
+            est[i] = _number(e, "estimate", i, False)
+            i += 1
+        i = 0
+        for s in size:
+            sizes[i] = _number(s, "size", i, True)
+            i += 1
+        indptr[0] = 0
+        t = 0
+        for cs in consumers:
+            j = 0
+            name = None
+            for value in cs:
+                if name is None:
+                    name = f"consumers[{t}]"
+                v = _integer(value, name, j)
+                if not 0 <= v < n:
+                    raise item_error(name, j, v, f"is out of range: task indices are 0..{n - 1}")
+                indices[indptr[t] + j] = v
+                j += 1
+            indptr[t + 1] = indptr[t] + j
+            t += 1
+        if indptr[n] != n_edges:
+            raise ValueError("consumers changed while it was read")
+        with nogil:
+            done = rank_kernel(
+                indptr, indices, est, n, rank, remaining, producer_ptr, producers, ready
+            )
+        if done != n:
+            raise cycle_error([t for t in range(n) if remaining[t] > 0])
+        with nogil:
+            for t in range(n):
+                keys[t].priority = prio[t]
+                keys[t].rank = rank[t]
+                keys[t].size = sizes[t]
+                keys[t].index = t
+            sort_tasks(keys, n)
+        result = ([keys[t].index for t in range(n)], [rank[t] for t in range(n)])
+    finally:
+        c_free(ibuf)
+        c_free(dbuf)
+        c_free(keys)
+    _counts[_ORDER] += n
+    return result
+
+
+def fits(demand, free):
+    """True when every kind ``demand`` asks for (> 0) is in ``free`` within ``EPS``."""
+    cdef double q, have
+    cdef PyObject* p
+    cdef bint plain = type(free) is dict
+    _counts[_FITS] += 1
+    for kind, qty in demand.items():
+        q = qty
+        if q > 0.0:
+            if plain:
+                p = PyDict_GetItem(free, kind)
+                have = 0.0 if p is NULL else <double>(<object>p)
+            else:
+                have = free.get(kind, 0.0)
+            if have + _EPS < q:
+                return False
+    return True
+
+
+cdef int _below(object capacity, object load, double limit) except -1:
+    cdef double q, have
+    for kind, qty in capacity.items():
+        q = qty
+        if q > 0.0:
+            have = load.get(kind, 0.0)
+            if have > q * limit + _EPS:
+                return False
+    return True
+
+
+def below_low_water(capacity, load, double window, double low_water):
+    """Whether a node's window is due for a top-up; see ``sched_py.below_low_water``."""
+    _counts[_WINDOW] += 1
+    return bool(_below(capacity, load, window * low_water))
+
+
+cdef class WindowFill:
+    """One top-up pass over the nodes' dispatch windows; see ``sched_py.WindowFill``."""
+
+    cdef readonly Py_ssize_t left
+    cdef Py_ssize_t n_nodes, n_dims
+    cdef dict index
+    cdef double* cap          # n_nodes x n_dims, row-major
+    cdef double* capw         # cap x window
+    cdef double* room
+    cdef double* top          # n_dims: the largest capw
+    cdef double* want         # n_dims: scratch for pick
+    cdef char* open_          # n_nodes: still taking part
+
+    def __cinit__(self, capacities, loads, window, low_water=None):
+        cdef Py_ssize_t n, d, n_nodes = len(capacities), n_dims
+        cdef double w, lim = 0.0
+        cdef bint has_room
+        if len(loads) != n_nodes:
+            raise ValueError(f"loads has {len(loads)} entries but capacities has {n_nodes}")
+        w = float(window)
+        if not w > 0.0:
+            raise ValueError(f"window = {w!r}: it must be > 0")
+        if low_water is not None:
+            lim = w * <double>low_water
+        dims = kinds(capacities)
+        n_dims = len(dims)
+        self.n_nodes = n_nodes
+        self.n_dims = n_dims
+        self.index = {kind: d for d, kind in enumerate(dims)}
+        self.cap = <double*>calloc(n_nodes * n_dims + 1, sizeof(double))
+        self.capw = <double*>calloc(n_nodes * n_dims + 1, sizeof(double))
+        self.room = <double*>calloc(n_nodes * n_dims + 1, sizeof(double))
+        self.top = <double*>calloc(n_dims + 1, sizeof(double))
+        self.want = <double*>calloc(n_dims + 1, sizeof(double))
+        self.open_ = <char*>calloc(n_nodes + 1, sizeof(char))
+        if (
+            self.cap == NULL or self.capw == NULL or self.room == NULL or self.top == NULL
+            or self.want == NULL or self.open_ == NULL
+        ):
+            raise MemoryError(f"window buffers for {n_nodes} nodes x {n_dims} kinds")
+        _fill(capacities, self.index, n_dims, self.cap, "capacity", False)
+        for n in range(n_nodes * n_dims):
+            self.capw[n] = self.cap[n] * w
+        for n in range(n_nodes):
+            for d in range(n_dims):
+                if self.capw[n * n_dims + d] > self.top[d]:
+                    self.top[d] = self.capw[n * n_dims + d]
+        self.left = 0
+        for n in range(n_nodes):
+            load = loads[n]
+            has_room = False
+            for d in range(n_dims):
+                if self.cap[n * n_dims + d] > 0.0:
+                    self.room[n * n_dims + d] = (
+                        self.capw[n * n_dims + d] - <double>float(load.get(dims[d], 0.0))
+                    )
+                    if self.room[n * n_dims + d] > _EPS:
+                        has_room = True
+            if has_room and (low_water is None or _below(capacities[n], load, lim)):
+                self.open_[n] = 1
+                self.left += 1
+
+    def __dealloc__(self):
+        c_free(self.cap)
+        c_free(self.capw)
+        c_free(self.room)
+        c_free(self.top)
+        c_free(self.want)
+        c_free(self.open_)
+
+    def pick(self, need, Py_ssize_t pin, policy):
+        """The node for one task (-1: none); see ``sched_py.WindowFill.pick``."""
+        cdef int code = policy_code(policy)
+        cdef Py_ssize_t n, d, k, chosen = -1, n_dims = self.n_dims
+        cdef double q, w, s, score, best = 0.0
+        cdef double* room
+        cdef double* cap
+        cdef double* want = self.want
+        cdef bint first, ok, has_room
+        cdef PyObject* p
+        if not -1 <= pin < self.n_nodes:
+            raise ValueError(f"pin = {pin!r}: -1 (any node) or a node index 0..{self.n_nodes - 1}")
+        _counts[_WINDOW] += 1
+        memset(want, 0, n_dims * sizeof(double))
+        for kind, value in need.items():
+            q = _quantity(value, "need", 0, kind)
+            p = PyDict_GetItem(self.index, kind)
+            if p is NULL:
+                if q > _EPS:
+                    return -1  # a kind no node has
+            else:
+                want[<Py_ssize_t>(<object>p)] = q
+        first = code == _FIRST_FIT or pin >= 0 or self.left == 1
+        for n in range(self.n_nodes):
+            if (pin >= 0 and n != pin) or not self.open_[n]:
+                continue
+            room = self.room + n * n_dims
+            cap = self.cap + n * n_dims
+            ok = True
+            for d in range(n_dims):
+                w = want[d]
+                if w > 0.0 and (room[d] + _EPS < w or cap[d] + _EPS < w):
+                    ok = False
+                    break
+            if not ok:
+                continue
+            if first:
+                chosen = n
+                break
+            s = 0.0
+            if code == _SPREAD:
+                k = 0
+                for d in range(n_dims):
+                    if cap[d] > 0.0:
+                        s = s + (room[d] - want[d]) / self.capw[n * n_dims + d]
+                        k += 1
+                score = -(s / <double>k) if k > 0 else 0.0
+            else:
+                for d in range(n_dims):
+                    if cap[d] > 0.0:
+                        s = s + (room[d] - want[d]) / self.top[d]
+                score = s
+            if chosen < 0 or score < best:
+                chosen = n
+                best = score
+        if chosen >= 0:
+            room = self.room + chosen * n_dims
+            cap = self.cap + chosen * n_dims
+            has_room = False
+            for d in range(n_dims):
+                if cap[d] > 0.0:
+                    room[d] = room[d] - want[d]
+                    if room[d] > _EPS:
+                        has_room = True
+            if not has_room:
+                self.open_[chosen] = 0
+                self.left -= 1
+        return chosen
+
+
+def window_fill(capacities, loads, window, low_water=None):
+    """A top-up pass over these nodes; see ``sched_py.WindowFill``."""
+    return WindowFill(capacities, loads, window, low_water)

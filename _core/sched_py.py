@@ -1,0 +1,369 @@
+"""Pure-Python twin of the scheduler-facing kernels (``sched.pyx``): same names, same answers.
+
+These are the kernels the owner calls, over what it holds: resource dicts (kind -> quantity) and
+plain lists, never numpy. ``handoffd._core.api`` picks this module or the compiled one once; the
+tests run both on the same random input and compare every answer, including the errors.
+
+  * ``place``: a batch of demands on nodes (free, capacity), with pins and preferences, by policy.
+    The dicts become dense rows over ``kinds()`` (standard kinds first, then custom ones sorted; a
+    kind a map lacks is 0; free below zero counts as 0), placed by ``_place.place_lists`` (the naive
+    scan; the compiled module runs ``binpack.pyx``'s kernel, which gives the same answer).
+  * ``order``: the run's task order (priority, upward rank, size, index) and the upward ranks.
+  * ``window_fill``: one top-up pass over the nodes' dispatch windows (``WindowFill.pick`` per task).
+  * ``below_low_water``: whether a node's window is due for a top-up.
+  * ``fits``: ``free + EPS >= demand`` in every demanded kind, the one test of "it fits".
+
+Every float operation happens in the same order as in ``sched.pyx`` so both agree bit for bit.
+Each module counts its decisions per kernel (``decisions()``): tasks placed or ordered, window picks
+and low-water tests, fits tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from operator import index as as_index
+
+from ._consts import (
+    EPS,
+    FIRST_FIT,
+    FITS,
+    KERNELS,
+    ORDER,
+    PLACE,
+    SPREAD,
+    WINDOW,
+    cycle_error,
+    item_error,
+    kinds,
+    policy_code,
+    quantity_error,
+)
+from ._place import place_lists
+from ._ranks import upward_ranks_lists
+
+__all__ = [
+    "BACKEND",
+    "WindowFill",
+    "below_low_water",
+    "decisions",
+    "fits",
+    "order",
+    "place",
+    "window_fill",
+]
+
+BACKEND = "python"
+_counts = [0] * len(KERNELS)
+INT64 = 2**63
+
+
+def decisions() -> dict[str, int]:
+    """Decisions taken by this backend so far, per kernel."""
+    return dict(zip(KERNELS, _counts, strict=True))
+
+
+def _quantity(value: object, what: str, i: int, kind: object) -> float:
+    if type(value) is float:
+        q = value
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise quantity_error(what, i, kind, value, "is not a number")
+    else:
+        try:
+            q = float(value)
+        except OverflowError:
+            raise quantity_error(what, i, kind, value, "is not a finite number") from None
+    if not math.isfinite(q):
+        raise quantity_error(what, i, kind, value, "is not a finite number")
+    return q
+
+
+def _rows(
+    maps: Iterable[Mapping[str, object]], index: dict[str, int], what: str, clamp: bool
+) -> list[list[float]]:
+    """Dense rows; a negative quantity is an error, or 0 with ``clamp`` (a ledger briefly below
+    zero, as gossip can report when a claim raced a release, is a full node)."""
+    rows = []
+    n_dims = len(index)
+    for i, m in enumerate(maps):
+        row = [0.0] * n_dims
+        for kind, value in m.items():
+            q = _quantity(value, what, i, kind)
+            if q < 0.0:
+                if not clamp:
+                    raise quantity_error(what, i, kind, value, "is negative; quantities are >= 0")
+                q = 0.0
+            row[index[kind]] = q
+        rows.append(row)
+    return rows
+
+
+def _integer(value: object, name: str, i: int) -> int:
+    if isinstance(value, bool):
+        raise item_error(name, i, value, "is not an integer")
+    try:
+        return as_index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise item_error(name, i, value, "is not an integer") from None
+
+
+def _node_indices(values: Sequence[object], n_nodes: int, name: str) -> list[int]:
+    out = []
+    for i, value in enumerate(values):
+        v = _integer(value, name, i)
+        if not -1 <= v < n_nodes:
+            raise item_error(
+                name, i, v, f"is out of range: -1 (none) or a node index 0..{n_nodes - 1}"
+            )
+        out.append(v)
+    return out
+
+
+def place(
+    demands: Sequence[Mapping[str, float]],
+    frees: Sequence[Mapping[str, float]],
+    capacities: Sequence[Mapping[str, float]],
+    pins: Sequence[int],
+    prefs: Sequence[int],
+    policy: str = "binpack",
+) -> list[int]:
+    """Node index per demand (-1: none), placed in list order, each consuming free as it goes.
+    ``pins[t]``: the only node task t may go to (-1: any); ``prefs[t]``: a node it goes to when
+    it fits there (-1: none), else the policy chooses."""
+    code = policy_code(policy)
+    n_tasks, n_nodes = len(demands), len(frees)
+    if len(capacities) != n_nodes:
+        raise ValueError(f"capacities has {len(capacities)} entries but frees has {n_nodes}")
+    if len(pins) != n_tasks or len(prefs) != n_tasks:
+        raise ValueError(
+            f"pins and prefs need one entry per demand ({n_tasks}), got {len(pins)} and {len(prefs)}"
+        )
+    dims = kinds([*demands, *frees, *capacities])
+    index = {kind: d for d, kind in enumerate(dims)}
+    demand = _rows(demands, index, "demand", False)
+    free = _rows(frees, index, "free", True)
+    capacity = _rows(capacities, index, "capacity", False)
+    pin = _node_indices(pins, n_nodes, "pins")
+    pref = _node_indices(prefs, n_nodes, "prefs")
+    result, _ = place_lists(demand, free, capacity, range(n_tasks), pin, pref, code)
+    _counts[PLACE] += n_tasks
+    return result
+
+
+def _number(value: object, name: str, i: int, negative: bool) -> float:
+    if type(value) is float:
+        q = value
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise item_error(name, i, value, "is not a number")
+    else:
+        try:
+            q = float(value)
+        except OverflowError:
+            raise item_error(name, i, value, "is not a finite number") from None
+    if not math.isfinite(q):
+        raise item_error(name, i, value, "is not a finite number")
+    if q < 0.0 and not negative:
+        raise item_error(name, i, value, "is negative")
+    return q
+
+
+def order(
+    priority: Sequence[int],
+    consumers: Sequence[Sequence[int]],
+    estimate: Sequence[float],
+    size: Sequence[float],
+) -> tuple[list[int], list[float]]:
+    """(task indices by priority desc, upward rank desc, size desc, index asc; rank per task).
+    rank[t] = estimate[t] + max(rank[c] for c in consumers[t]) (0 without consumers); a cycle
+    raises CycleError."""
+    n = len(consumers)
+    for name, seq in (("priority", priority), ("estimate", estimate), ("size", size)):
+        if len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} entries but consumers has {n}")
+    prio = []
+    for i, p in enumerate(priority):
+        v = _integer(p, "priority", i)
+        if not -INT64 <= v < INT64:
+            raise item_error("priority", i, v, "does not fit in 64 bits")
+        prio.append(v)
+    est = [_number(e, "estimate", i, False) for i, e in enumerate(estimate)]
+    sizes = [_number(s, "size", i, True) for i, s in enumerate(size)]
+    cons: list[list[int]] = []
+    for t, cs in enumerate(consumers):
+        row = []
+        for j, c in enumerate(cs):
+            v = _integer(c, f"consumers[{t}]", j)
+            if not 0 <= v < n:
+                raise item_error(
+                    f"consumers[{t}]", j, v, f"is out of range: task indices are 0..{n - 1}"
+                )
+            row.append(v)
+        cons.append(row)
+    rank, remaining = upward_ranks_lists(cons, est)
+    if any(remaining):
+        raise cycle_error([t for t in range(n) if remaining[t] > 0])
+    idx = sorted(range(n), key=lambda i: (-prio[i], -rank[i], -sizes[i], i))
+    _counts[ORDER] += n
+    return idx, rank
+
+
+def fits(demand: Mapping[str, float], free: Mapping[str, float]) -> bool:
+    """True when every kind ``demand`` asks for (> 0) is in ``free`` within ``EPS``. A plain
+    loop: the owner calls this for every ready task it looks at."""
+    _counts[FITS] += 1
+    for kind, qty in demand.items():
+        if qty > 0 and free.get(kind, 0.0) + EPS < qty:
+            return False
+    return True
+
+
+def _below(capacity: Mapping[str, float], load: Mapping[str, float], limit: float) -> bool:
+    for kind, q in capacity.items():
+        if q > 0.0 and load.get(kind, 0.0) > q * limit + EPS:
+            return False
+    return True
+
+
+def below_low_water(
+    capacity: Mapping[str, float], load: Mapping[str, float], window: float, low_water: float
+) -> bool:
+    """Whether a node's outstanding demand ``load`` is at or below ``low_water`` x ``window`` x
+    its capacity in every kind it has: its window is due for a top-up."""
+    _counts[WINDOW] += 1
+    return _below(capacity, load, window * low_water)
+
+
+class WindowFill:
+    """One top-up pass over the nodes' dispatch windows.
+
+    A node's *room* in a kind it has is ``capacity x window - load`` (load: the outstanding demand
+    already sent to it). A node takes part when it has room in some kind and (with ``low_water``)
+    is at or below its low-water mark; ``left`` counts the nodes still taking part. ``pick``
+    chooses a node for one task and takes the task's demand out of that node's room.
+    """
+
+    def __init__(
+        self,
+        capacities: Sequence[Mapping[str, float]],
+        loads: Sequence[Mapping[str, float]],
+        window: float,
+        low_water: float | None = None,
+    ) -> None:
+        n_nodes = len(capacities)
+        if len(loads) != n_nodes:
+            raise ValueError(f"loads has {len(loads)} entries but capacities has {n_nodes}")
+        window = float(window)
+        if not window > 0.0:
+            raise ValueError(f"window = {window!r}: it must be > 0")
+        dims = kinds(capacities)
+        n_dims = len(dims)
+        self._index = {kind: d for d, kind in enumerate(dims)}
+        self._cap = _rows(capacities, self._index, "capacity", False)
+        self._capw = [[c * window for c in row] for row in self._cap]
+        self._top = [0.0] * n_dims
+        for row in self._capw:
+            for d in range(n_dims):
+                if row[d] > self._top[d]:
+                    self._top[d] = row[d]
+        self._room: list[list[float]] = []
+        self._open: list[bool] = []
+        self.left = 0
+        for n in range(n_nodes):
+            load = loads[n]
+            cap, capw = self._cap[n], self._capw[n]
+            room = [0.0] * n_dims
+            has_room = False
+            for d in range(n_dims):
+                if cap[d] > 0.0:
+                    room[d] = capw[d] - float(load.get(dims[d], 0.0))
+                    if room[d] > EPS:
+                        has_room = True
+            is_open = has_room and (
+                low_water is None or _below(capacities[n], load, window * low_water)
+            )
+            self._room.append(room)
+            self._open.append(is_open)
+            self.left += is_open
+
+    def pick(self, need: Mapping[str, float], pin: int, policy: str) -> int:
+        """The node (index) for a task needing ``need`` (-1: none), among the nodes taking part
+        (``pin`` >= 0: only that one) where ``need`` fits both the room and the capacity.
+
+        The first such node under ``first_fit``, for a pinned task or when one node is left;
+        else binpack: the smallest sum over the node's kinds of room left / the largest window
+        (capacity x window) of that kind (the node left fullest); spread: the largest mean over
+        its kinds of room left / its own window (the node left least loaded, as a fraction).
+        Ties go to the lowest index."""
+        code = policy_code(policy)
+        if not -1 <= pin < len(self._open):
+            raise ValueError(
+                f"pin = {pin!r}: -1 (any node) or a node index 0..{len(self._open) - 1}"
+            )
+        _counts[WINDOW] += 1
+        n_dims = len(self._index)
+        want = [0.0] * n_dims
+        for kind, value in need.items():
+            q = _quantity(value, "need", 0, kind)
+            d = self._index.get(kind)
+            if d is None:
+                if q > EPS:
+                    return -1  # a kind no node has
+            else:
+                want[d] = q
+        first = code == FIRST_FIT or pin >= 0 or self.left == 1
+        chosen = -1
+        best = 0.0
+        for n in range(len(self._open)):
+            if (pin >= 0 and n != pin) or not self._open[n]:
+                continue
+            room, cap = self._room[n], self._cap[n]
+            ok = True
+            for d in range(n_dims):
+                w = want[d]
+                if w > 0.0 and (room[d] + EPS < w or cap[d] + EPS < w):
+                    ok = False
+                    break
+            if not ok:
+                continue
+            if first:
+                chosen = n
+                break
+            s = 0.0
+            if code == SPREAD:
+                capw = self._capw[n]
+                k = 0
+                for d in range(n_dims):
+                    if cap[d] > 0.0:
+                        s = s + (room[d] - want[d]) / capw[d]
+                        k += 1
+                score = -(s / k) if k > 0 else 0.0
+            else:
+                top = self._top
+                for d in range(n_dims):
+                    if cap[d] > 0.0:
+                        s = s + (room[d] - want[d]) / top[d]
+                score = s
+            if chosen < 0 or score < best:
+                chosen, best = n, score
+        if chosen >= 0:
+            room, cap = self._room[chosen], self._cap[chosen]
+            has_room = False
+            for d in range(n_dims):
+                if cap[d] > 0.0:
+                    room[d] = room[d] - want[d]
+                    if room[d] > EPS:
+                        has_room = True
+            if not has_room:
+                self._open[chosen] = False
+                self.left -= 1
+        return chosen
+
+
+def window_fill(
+    capacities: Sequence[Mapping[str, float]],
+    loads: Sequence[Mapping[str, float]],
+    window: float,
+    low_water: float | None = None,
+) -> WindowFill:
+    """A top-up pass over these nodes (capacity, outstanding demand each); see ``WindowFill``."""
+    return WindowFill(capacities, loads, window, low_water)

@@ -1,0 +1,54 @@
+"""What a membership message may claim, by who claims it (issue 11). Anyone who reaches us can
+send membership messages (that is how a node joins), so claims are weighed by who makes them:
+- A sender that is not a live member of ours (a stranger: unknown, DEAD or LEFT here) is heard only
+  about itself (its own state: that is a join, or a rejoin at a higher incarnation) and about us
+  (so we refute); everything else it says is ignored, except in the answer to a push-pull we asked
+  for from its address (a seed or a discovered node telling us the cluster, or the other side of a
+  healed partition). So one message from a stranger cannot fill our view with thousands of members
+  or declare our members DEAD. (Once it is a member it gossips like any member: with a key, only
+  key holders get this far.)
+- A member's address changes only with a higher incarnation, and while we hold it ALIVE or SUSPECT
+  only when the member says so itself (its own state in its own message): a third party cannot
+  redirect our traffic for a member to another address (memberlist refuses such "conflicting
+  address" updates outright; we let the member move, since a restarted node may get a new port).
+- One message adds at most MAX_NEW_PER_MESSAGE members we did not know (the rest come with later
+  push-pulls): learning a member costs the daemon ~0.1-0.2 ms (scheduler, replication, log), and
+  5,000 at once stalled the loop long enough for peers to suspect us.
+- A PingReq is served only for a member, and its target is pinged at the address we know for it;
+  at most MAX_RELAYS at a time (each member has one probe in flight and asks ``indirect_probes``
+  relays, so a relay serves a few; 5,000 PingReqs were 5,000 pings to as many addresses).
+- Incarnations and resource versions beyond 2**62 are refused: refuting one would overflow the
+  wire's integers and make every message of ours unencodable.
+
+The checks are here as pure functions; ``swim.Membership`` applies them.
+"""
+
+from __future__ import annotations
+
+from handoffd.protocol.messages import ALIVE, SUSPECT, MemberState
+
+MAX_COUNTER = 1 << 62  # incarnations and resource versions above this are refused
+MAX_NEW_PER_MESSAGE = 256  # members one message may add
+MAX_RELAYS = 64  # PingReqs served at once
+
+
+def from_stranger(
+    updates: tuple[MemberState, ...], sender: str, me: str
+) -> tuple[MemberState, ...]:
+    """What a stranger may say: its own state and its view of us (which we refute)."""
+    return tuple(u for u in updates if u.name == sender or u.name == me)
+
+
+def implausible(u: MemberState) -> bool:
+    """Counters no member reaches (a refutation of one would not fit the wire's integers)."""
+    return u.incarnation > MAX_COUNTER or u.resource_version > MAX_COUNTER
+
+
+def address_conflict(u: MemberState, current: MemberState, firsthand: bool) -> bool:
+    """``u`` would move a member to another address without the right to: one incarnation, one
+    address; a live member moves only on its own word (``firsthand``: its state in its message)."""
+    if u.address == current.address:
+        return False
+    return u.incarnation <= current.incarnation or (
+        current.status in (ALIVE, SUSPECT) and not firsthand
+    )

@@ -1,0 +1,369 @@
+"""Run snapshots and run errors on the wire.
+
+A run's plain-data form (``RunState.snapshot``: dicts and lists, what the standby patches and the
+takeover merges) travels as a ``RunSnapshot`` struct (frame 0 of ``ReplicateRun``), encoded and
+checked by the same schemas as every message, so a standby never trusts an unchecked blob and the
+bytes are pinned like a message's. Errors travel as ``ErrorInfo``: the same fields a client gets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from handoffd import errors
+from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, SnapshotTask
+from handoffd.protocol.schema import Invalid, Rows, struct_record
+from handoffd.spec import TaskSpec
+
+_ERROR_FIELDS = (
+    "kind",
+    "function_id",
+    "message",
+    "exc_type",
+    "traceback",
+    "attempts",
+    "need",
+    "largest",
+    "validation_kind",
+)
+# Errors rebuilt from their message alone (the kind names the class).
+_BY_MESSAGE: dict[str, type[errors.HandoffError]] = {
+    "HandoffError": errors.HandoffError,
+    "ConnectionError": errors.ConnectionError,
+    "AuthenticationError": errors.AuthenticationError,
+    "Timeout": errors.Timeout,
+}
+
+
+_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+class SnapshotError(ValueError):
+    """A snapshot frame that is not a valid ``RunSnapshot``."""
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def error_to_info(error: BaseException | None) -> ErrorInfo | None:
+    """A HandoffError in wire fields (any other exception becomes a HandoffError's text)."""
+    if error is None:
+        return None
+    kind = type(error).__name__
+    if isinstance(error, errors.TaskFailed):
+        return ErrorInfo(
+            kind,
+            error.function_id,
+            error.exc_message,
+            error.exc_type,
+            error.traceback,
+            error.attempts,
+            {},
+            {},
+            "",
+        )
+    if isinstance(error, errors.Unschedulable):
+        return ErrorInfo(
+            kind,
+            error.function_id,
+            error.message,
+            "",
+            "",
+            0,
+            dict(error.need),
+            dict(error.largest or {}),
+            "",
+        )
+    if isinstance(error, errors.ValidationError):
+        return ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
+    if isinstance(error, errors.HandoffError):
+        return ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
+    return ErrorInfo(
+        "HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, ""
+    )
+
+
+def error_from_info(info: ErrorInfo) -> errors.HandoffError:
+    """Rebuild the exception an ``ErrorInfo`` describes (a HandoffError for unknown kinds)."""
+    if info.kind == "TaskFailed":
+        return errors.TaskFailed(
+            info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback
+        )
+    if info.kind == "Unschedulable":
+        return errors.Unschedulable(
+            info.function_id or "?", info.need, info.largest or None, info.message
+        )
+    if info.kind == "ValidationError":
+        return errors.ValidationError(
+            info.validation_kind or "invalid", info.function_id, info.message
+        )
+    if info.kind == "RunCancelled":
+        return errors.RunCancelled(info.message or "the run was cancelled")
+    return _BY_MESSAGE.get(info.kind, errors.HandoffError)(info.message)
+
+
+def info_to_data(info: ErrorInfo | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    data = {name: getattr(info, name) for name in _ERROR_FIELDS}
+    data["need"], data["largest"] = dict(info.need), dict(info.largest)
+    return data
+
+
+def error_to_data(error: BaseException | None) -> dict[str, Any] | None:
+    """A run's error as plain data (in ``RunState.snapshot``): its ``ErrorInfo`` fields."""
+    return info_to_data(error_to_info(error))
+
+
+def error_from_data(data: dict[str, Any] | None) -> errors.HandoffError | None:
+    if data is None:
+        return None
+    return error_from_info(_info_from_data(data))
+
+
+def _info_from_data(data: dict[str, Any]) -> ErrorInfo:
+    return ErrorInfo(*[data[name] for name in _ERROR_FIELDS])
+
+
+# -- task specs --------------------------------------------------------------------------------
+
+
+def spec_to_data(s: TaskSpec) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "deps": list(s.deps),
+        "cost": dict(s.cost),
+        "payload": s.payload,
+        "argument_inclusion": s.argument_inclusion,
+        "node": s.node,
+        "collocate_with": s.collocate_with,
+        "inline": s.inline,
+        "max_retries": s.max_retries,
+        "timeout": s.timeout,
+        "priority": s.priority,
+    }
+
+
+def spec_from_data(d: dict[str, Any]) -> TaskSpec:
+    return TaskSpec(**{**d, "deps": tuple(d["deps"]), "cost": dict(d["cost"])})
+
+
+# -- run snapshots -----------------------------------------------------------------------------
+
+
+def encode_run(run: Any) -> bytes:
+    """The frame for a live ``scheduler.run.RunState`` as a standby gets it (no histories): what
+    ``encode_run_data(run.snapshot(history=False))`` gives, without building that plain data.
+
+    Packed as the run's own fields, without the per-field checks of ``encode_run_data``: an owner
+    sends one per standby and run (the checks tripled the cost of a small run's snapshot), the
+    fields are the scheduler's own, and the standby checks every one when it decodes."""
+    o = run.options
+    error = error_to_info(run.error)
+    tasks = [
+        (
+            task_id,
+            r.state,
+            r.attempt,
+            r.node,
+            r.failures,
+            r.losses,
+            r.completions,
+            r.size,
+            r.value,
+            tuple(sorted(r.locations)) if r.locations else (),
+            r.delayed,
+            r.last_error,
+            (),
+        )
+        for task_id, r in run.tasks.items()
+    ]
+    specs = [
+        (
+            s.id,
+            s.deps,
+            s.cost,
+            s.payload,
+            s.argument_inclusion,
+            s.node,
+            s.collocate_with,
+            s.inline,
+            s.max_retries,
+            s.timeout,
+            s.priority,
+        )
+        for s in run.specs
+    ]
+    row = (
+        run.run_id,
+        run.seq,
+        run.term,
+        run.state,
+        _error_record().to_wire(error) if error is not None else None,
+        run.released,
+        tuple(sorted(run.holders)),
+        o.max_retries,
+        o.timeout,
+        o.policy,
+        o.outputs,
+        specs,
+        run.group_node,
+        tasks,
+    )
+    return _packer.pack(row)  # type: ignore[no-any-return]
+
+
+def encode_run_data(data: dict[str, Any]) -> bytes:
+    """The frame for a run's plain data (``RunState.snapshot``); TypeError names a bad field."""
+    o = data["options"]
+    error = data["error"]
+    outputs = o["outputs"]
+    specs = Rows(
+        [
+            (
+                s["id"],
+                tuple(s["deps"]),
+                s["cost"],
+                s["payload"],
+                s["argument_inclusion"],
+                s["node"],
+                s["collocate_with"],
+                s["inline"],
+                s["max_retries"],
+                s["timeout"],
+                s["priority"],
+            )
+            for s in data["specs"]
+        ]
+    )
+    tasks = Rows(
+        [
+            (
+                task_id,
+                t["state"],
+                t["attempt"],
+                t["node"],
+                t["failures"],
+                t["losses"],
+                t["completions"],
+                t["size"],
+                t["value"],
+                tuple(t["locations"]),
+                t["delayed"],
+                tuple(t["last_error"]),
+                tuple([tuple(h) for h in t["history"]]),
+            )
+            for task_id, t in data["tasks"].items()
+        ]
+    )
+    row = (
+        data["run_id"],
+        data["seq"],
+        data["term"],
+        data["state"],
+        _info_from_data(error) if error is not None else None,
+        data["released"],
+        tuple(data["holders"]),
+        o["max_retries"],
+        o["timeout"],
+        o["policy"],
+        tuple(outputs) if outputs is not None else None,
+        specs,
+        data["group_node"],
+        tasks,
+    )
+    return _packer.pack(_record().row_to_wire(row))  # type: ignore[no-any-return]
+
+
+def decode_run(raw: bytes) -> dict[str, Any]:
+    """A snapshot frame back as plain data; raises ``SnapshotError`` saying what is wrong."""
+    try:
+        values = msgpack.unpackb(raw, raw=False, use_list=False, strict_map_key=True, max_ext_len=0)
+    except Exception as exc:
+        raise SnapshotError(f"run snapshot is not msgpack: {exc}") from None
+    record = _record()
+    if type(values) is not tuple:
+        raise SnapshotError("run snapshot is not an array of RunSnapshot fields")
+    try:
+        if len(values) == record.count:
+            snap: RunSnapshot = record.from_values(values)
+        else:
+            snap = record.from_other(values)
+    except Invalid as exc:
+        raise SnapshotError(f"invalid run snapshot: {exc}") from None
+    return {
+        "run_id": snap.run_id,
+        "seq": snap.seq,
+        "term": snap.term,
+        "state": snap.state,
+        "error": info_to_data(snap.error),
+        "released": snap.released,
+        "holders": list(snap.holders),
+        "options": {
+            "max_retries": snap.max_retries,
+            "timeout": snap.timeout,
+            "policy": snap.policy,
+            "outputs": list(snap.outputs) if snap.outputs is not None else None,
+        },
+        "specs": [_spec_data(s) for s in snap.specs],
+        "group_node": dict(snap.group_node),
+        "tasks": {t.task_id: _task_data(t) for t in snap.tasks},
+    }
+
+
+def _spec_data(s: SnapshotSpec) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "deps": list(s.deps),
+        "cost": dict(s.cost),
+        "payload": s.payload,
+        "argument_inclusion": s.argument_inclusion,
+        "node": s.node,
+        "collocate_with": s.collocate_with,
+        "inline": s.inline,
+        "max_retries": s.max_retries,
+        "timeout": s.timeout,
+        "priority": s.priority,
+    }
+
+
+def _task_data(t: SnapshotTask) -> dict[str, Any]:
+    return {
+        "state": t.state,
+        "attempt": t.attempt,
+        "node": t.node,
+        "failures": t.failures,
+        "losses": t.losses,
+        "completions": t.completions,
+        "size": t.size,
+        "value": t.value,
+        "locations": list(t.locations),
+        "delayed": t.delayed,
+        "last_error": list(t.last_error),
+        "history": [list(h) for h in t.history],
+    }
+
+
+def _record() -> Any:
+    return struct_record(RunSnapshot)
+
+
+def _error_record() -> Any:
+    return struct_record(ErrorInfo)
+
+
+__all__ = [
+    "SnapshotError",
+    "decode_run",
+    "encode_run",
+    "encode_run_data",
+    "error_from_data",
+    "error_from_info",
+    "error_to_data",
+    "error_to_info",
+    "info_to_data",
+    "spec_from_data",
+    "spec_to_data",
+]
