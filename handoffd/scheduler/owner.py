@@ -9,7 +9,7 @@ READY tasks held back after a refusal or an error (``delays``), messages lost wh
 ALIVE (``lost``), failover (``takeover``), and the outbox they write to (``outbox``). A part gets what
 it needs at construction (sibling parts, callables), never the scheduler. This module keeps every
 decision about a task. The executing node's ledger has the last word: a refused task goes back to
-READY. A node's outstanding demand (``ClusterView.claims``) follows task moves through the run's
+READY. A node's outstanding demand (``ClusterView.outstanding``) follows task moves through the run's
 listener (``_on_move``) and is checked by ``validate()``.
 
 Decisions: a task pinned to a node that is lost (DEAD or LEFT) fails its run with ``Unschedulable``
@@ -229,7 +229,7 @@ class OwnerScheduler:
     def outstanding(self, node: str) -> dict[str, float]:
         """Summed cost of our ASSIGNED/RUNNING tasks on ``node`` (running or in its queue): the
         demand the dispatch window bounds (not the node's ledger, which other owners share)."""
-        return dict(self._view.claims.get(node, {}))
+        return dict(self._view.outstanding.get(node, {}))
 
     def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
         return list(self._owned.live[run_id].tasks[task_id].history)
@@ -264,7 +264,7 @@ class OwnerScheduler:
         self._own(run)
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._view.claim(rec.node, rec.spec.cost, 1)
+                self._view.add_outstanding(rec.node, rec.spec.cost, 1)
                 self._lost.went_out(run.run_id, rec.id, self._now)
             if rec.state == READY and not rec.delayed:
                 self._enqueue(run, rec)
@@ -277,7 +277,7 @@ class OwnerScheduler:
         run.listener = None
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._view.claim(rec.node, rec.spec.cost, -1)
+                self._view.add_outstanding(rec.node, rec.spec.cost, -1)
         self._delays.drop_run(run_id, run.tasks)
         self._lost.drop_run(run_id, run.tasks)
         self._ready.drop_run(run)
@@ -584,11 +584,11 @@ class OwnerScheduler:
         if self.on_change is not None and (new in _REPLICATED or old == DONE):
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
-            self._view.claim(rec.node, rec.spec.cost, -1)
+            self._view.add_outstanding(rec.node, rec.spec.cost, -1)
             if not self._dirty and self._view.room_opened(rec.node, self._ready):
                 self._dirty = True
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
-            self._view.claim(rec.node, rec.spec.cost, 1)
+            self._view.add_outstanding(rec.node, rec.spec.cost, 1)
             self._lost.went_out(run.run_id, rec.id, self._now)
         elif old in ACTIVE and new not in ACTIVE:
             self._lost.came_back(run.run_id, rec.id)
