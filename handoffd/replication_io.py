@@ -341,8 +341,8 @@ class ReplicationIO:
         )
 
     def _follow(self, run_id: str, term: int, owner: str, owner_address: str) -> bool:
-        """``owner`` claims the run at ``term``: fence lower terms, stand back from our own
-        takeover or ownership, remember where the run is now; False if the claim is stale."""
+        """``owner`` says it owns the run at ``term``: fence lower terms, stand back from our own
+        takeover or ownership, remember where the run is now; False if that term is stale."""
         if not self.standby.new_owner(run_id, term, owner):
             return False
         job = self._takeovers.get(run_id)

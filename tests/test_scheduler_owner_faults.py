@@ -141,7 +141,7 @@ def test_lost_report_of_a_held_result_is_adopted_after_two_probes() -> None:
     (d,) = dispatches(out)
     assert d.items[0].task_id == "b" and d.items[0].inputs == (ev.ValueRef("a", ("n1",)),)
     assert d.node == "n1"  # next to its input
-    assert c.sched.outstanding("n1") == {CPU: 1.0} and _cancelled(out) == set()  # b's claim only
+    assert c.sched.outstanding("n1") == {CPU: 1.0} and _cancelled(out) == set()  # b's demand only
     # b was just dispatched: not probed yet; the timer keeps running while it is out.
     out = c.accept_all(out) + _probe_fired(c, after=1.0)
     assert _probes(out) == {} and of_type(out, ev.StartTimer)[-1].key == ("probe",)

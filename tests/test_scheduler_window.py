@@ -33,12 +33,12 @@ def test_a_node_is_topped_up_only_below_low_water_and_then_to_the_full_window() 
     c.accept_all(out)
     sizes = []
     for _ in range(32):
-        claims = c.sched.outstanding("n1").get(CPU, 0.0)
+        before = c.sched.outstanding("n1").get(CPU, 0.0)
         out = _report(c, "n1", _running(c, "n1"))
         items = placed(out)
         if items:
             # topped up only once outstanding demand fell to half the window, then filled up
-            assert claims - 1 <= 4
+            assert before - 1 <= 4
             assert c.sched.outstanding("n1") == {CPU: 8.0}
             assert c.queue["n1"], "the node ran dry before it was topped up"
             sizes.append(len(items))

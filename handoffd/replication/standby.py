@@ -157,7 +157,7 @@ class StandbyStore:
             del self.replicas[run_id]
 
     def new_owner(self, run_id: str, term: int, owner: str) -> bool:
-        """Another node claims the run at ``term``; False if that term is stale."""
+        """Another node says it owns the run at ``term``; False if that term is stale."""
         if not self.seen_term(run_id, term):
             return False
         replica = self.replicas.get(run_id)
