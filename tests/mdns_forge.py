@@ -18,8 +18,8 @@ from typing import Any
 
 from zeroconf import DNSIncoming, DNSOutgoing, DNSPointer, DNSQuestion, ServiceInfo
 
-from handoffd.config import PROTOCOL_VERSION
 from handoffd.discovery.mdns import SERVICE_TYPE
+from handoffd.protocol.versions import RANGE, describe
 
 MDNS_GROUP = "224.0.0.251"
 MDNS_PORT = 5353
@@ -34,7 +34,7 @@ def response_packet(
     port: int,
     *,
     instance: str | None = None,
-    version: int = PROTOCOL_VERSION,
+    version: str = describe(*RANGE),
     ttl: int | None = None,
 ) -> bytes:
     """An unsolicited announcement of service ``instance`` (PTR, SRV, TXT, A in one packet)
@@ -45,7 +45,7 @@ def response_packet(
         f"{label}.{SERVICE_TYPE}",
         addresses=[socket.inet_aton(address)],
         port=port,
-        properties={"name": name, "cluster": cluster, "version": str(version), "port": str(port)},
+        properties={"name": name, "cluster": cluster, "version": version, "port": str(port)},
         server=f"{label}.local.",
     )
     out = DNSOutgoing(_RESPONSE_FLAGS)

@@ -177,7 +177,9 @@ async def _node_and_stranger(network: MemoryNetwork, got: list[Any]) -> tuple[An
     )
     await node.start()
     stranger = network.transport("x:1")
-    await stranger.start(lambda conn, frames: got.append(Codec(versions=NEWER).decode(frames)))
+    await stranger.start(
+        lambda conn, frames, _listening: got.append(Codec(versions=NEWER).decode(frames))
+    )
     return node, stranger
 
 
@@ -246,6 +248,8 @@ def test_gossip_about_a_member_of_another_version_does_not_admit_it(caplog) -> N
     )
     n2 = m.MemberState("n2", "n2:1", "c", 1, m.ALIVE, {}, {}, 0)
     n3 = m.MemberState("n3", "n3:1", "c", 1, m.ALIVE, {}, {}, 0, *NEWER)
+    # n2 first becomes a member: a stranger is heard only about itself (membership.claims).
+    ms.handle(swim.Received("n2", "n2:1", m.Gossip((n2,))), 0.05)
     for now in (0.1, 0.2):
         ms.handle(swim.Received("n2", "n2:1", m.Gossip((n2, n3))), now)
     assert sorted(s.name for s in ms.members()) == ["n1", "n2"]
