@@ -97,7 +97,7 @@ class Sim:
                 for item in instr.items:
                     node.queue.append((instr.run_id, item.task_id, item.attempt))
                     accepted.append((item.task_id, item.attempt))
-                reply = ev.DispatchReplied(node.name, instr.run_id, tuple(accepted), ())
+                reply = ev.DispatchAnswered(node.name, instr.run_id, tuple(accepted), ())
                 self.inbox.append((node.name, [node.update(), reply]))
             elif isinstance(instr, ev.RunFinished):
                 self.finished.add(instr.run_id)
@@ -134,7 +134,7 @@ def run_once(
     sim = Sim(nodes, cpus, window, report_batch, memory)
     sim.busy = 0.0
     start = time.process_time()
-    sim.feed([ev.SubmitRun("run", specs, RunOptions())])
+    sim.feed([ev.RunSubmitted("run", specs, RunOptions())])
     submit = time.process_time() - start
     sim.busy = 0.0
     calls0 = sim.calls

@@ -46,7 +46,7 @@ def snapshot_frame(run_id: str, tasks: int) -> bytes:
     specs = tuple(
         TaskSpec(id=f"t{i}", deps=(), cost={"cpu": 1.0}, payload=b"p" * 40) for i in range(tasks)
     )
-    sched.handle(ev.SubmitRun(run_id, specs, RunOptions()), 0.0)
+    sched.handle(ev.RunSubmitted(run_id, specs, RunOptions()), 0.0)
     data = sched.snapshot(run_id)
     for rec in data["tasks"].values():
         rec["history"] = []

@@ -2,13 +2,13 @@
 
 Authentication happens before this: with a key, the transport admits on its listening socket only
 connections that proved the key (CURVE), so everything here is about what an admitted sender may
-*claim*. The envelope's sender is a claim too: it is checked against membership, not trusted.
+*assert*. The envelope's sender is an assertion too: it is checked against membership, not trusted.
 
 - Client requests (submit, status, results, cancel, list, StopNode...) only on the listening socket.
   A connection we opened (to a seed, to an address mDNS or gossip named) has proved nothing about
   the far end, which could otherwise make us run code or stop (issue 11, finding 1).
 - Membership messages (SWIM) from anyone on either socket: joining is how a node becomes a member.
-  What they may claim is checked in ``membership.swim`` (``Membership._received``).
+  What they may assert is checked in ``membership.swim`` (``Membership._received``).
 - Peer messages (dispatch, reports, fetches, values, cancels and frees, replication) only from a
   current member (ALIVE or SUSPECT) other than us, and every address they carry for a reply must
   be that member's own address: addresses we send to are learned through membership only, so a
@@ -142,7 +142,7 @@ _EXPLAIN = {
     "client_request_on_outbound": "a client request on a connection we opened to a peer "
     "(client requests are accepted only on the listening socket)",
     "unexpected_type": "not a message a daemon accepts",
-    "sender_is_us": "it claims to come from us (another daemon uses our --name, or a forgery)",
+    "sender_is_us": "it says it comes from us (another daemon uses our --name, or a forgery)",
     "not_a_member": "the sender is not a live member of the cluster",
     "reply_to_not_sender": "it asks for values to be sent to an address that is not the sender's",
     "owner_not_sender": "it names an owner other than the sender (or at another address)",

@@ -30,7 +30,7 @@ PROTOCOL_MAX = 2
 
 
 def _test_protocol_range() -> tuple[int, int] | None:
-    """``HANDOFFD_TEST_PROTOCOL=LO-HI`` makes this process claim another range: only so tests can
+    """``HANDOFFD_TEST_PROTOCOL=LO-HI`` makes this process advertise another range: only so tests can
     start a daemon of "another version" (it still speaks this build's wire format)."""
     text = os.environ.get("HANDOFFD_TEST_PROTOCOL", "")
     if not text:

@@ -297,7 +297,7 @@ class Node:
 
     def stats(self) -> dict[str, Any]:
         """What was dropped or refused, by reason: messages (admission), the transport's inbound
-        drops and send failures, and membership claims ignored."""
+        drops and send failures, and membership assertions ignored."""
         transport = self._transport.stats if self._transport is not None else None
         return {
             "dropped": self.dropped,

@@ -189,7 +189,7 @@ class OwnerIO:
             # One message, one scheduler batch: placement runs once for all of its events.
             self._feed_all(
                 *self._reported(node, msg),
-                ev.DispatchReplied(
+                ev.DispatchAnswered(
                     node,
                     msg.run_id,
                     tuple((a.task_id, a.attempt) for a in msg.accepted),
@@ -236,7 +236,7 @@ class OwnerIO:
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
         elif isinstance(msg, m.CancelRun):
-            self._feed(ev.CancelRun(msg.run_id))
+            self._feed(ev.CancelRequested(msg.run_id))
             self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
@@ -298,7 +298,7 @@ class OwnerIO:
             return
         self._submits[msg.run_id] = waiter
         options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
-        self._feed(ev.SubmitRun(msg.run_id, tuple(specs), options))
+        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
@@ -429,7 +429,7 @@ class OwnerIO:
         for ins in instructions:
             if isinstance(ins, ev.Dispatch):
                 self._dispatch(ins)
-            elif isinstance(ins, ev.CancelTasks):
+            elif isinstance(ins, ev.CancelAttempts):
                 address = self.node.address_of(ins.node)
                 if address:
                     self.node.send(
@@ -449,9 +449,9 @@ class OwnerIO:
                     self.node.send(address, probe, term=ins.term)
             elif isinstance(ins, ev.StartTimer):
                 self._start_timer(ins.key, ins.delay)
-            elif isinstance(ins, ev.RunAccepted):
+            elif isinstance(ins, ev.SubmissionAccepted):
                 accepted.append(ins.run_id)
-            elif isinstance(ins, ev.RunRejected):
+            elif isinstance(ins, ev.SubmissionRejected):
                 waiter = self._submits.pop(ins.run_id, None)
                 info = error_info(ins.error)
                 if waiter is not None and info is not None:
@@ -462,7 +462,7 @@ class OwnerIO:
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
                     log.debug("run %s %s", ins.run_id, ins.state)
                 self._run_finished(ins.run_id)
-            elif isinstance(ins, ev.FreeValues):
+            elif isinstance(ins, ev.FreeUnneededValues):
                 address = self.node.address_of(ins.node)
                 if address:
                     self.node.send(address, m.FreeValues(ins.run_id, ins.task_ids), term=ins.term)

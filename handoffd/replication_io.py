@@ -27,7 +27,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
-from handoffd.replication.standby import Ack, Replica, StandbyStore
+from handoffd.replication.standby import Replica, StandbyAck, StandbyStore
 
 if TYPE_CHECKING:
     from handoffd.node import Node
@@ -74,7 +74,7 @@ class ReplicationIO:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")  # loop time of the last flush
         # standby side: the newest ack per (owner address, run), sent once per loop iteration
-        self._acks: dict[tuple[str, str], Ack] = {}
+        self._acks: dict[tuple[str, str], StandbyAck] = {}
         self._acks_scheduled = False
         self.takeover_seconds: dict[str, float] = {}  # run -> DEAD verdict to first dispatch
         self.scheduler.on_change = self._changed
@@ -317,7 +317,7 @@ class ReplicationIO:
                 assert self.node.executor is not None
                 self.node.executor.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
 
-    def _ack(self, ack: Ack) -> None:
+    def _ack(self, ack: StandbyAck) -> None:
         """Acks are cumulative: only the newest per owner and run goes out, once per loop
         iteration (a drained socket can hold many log batches of the same run)."""
         if not ack.owner_address:
@@ -333,7 +333,7 @@ class ReplicationIO:
         for ack in acks.values():
             self._send_ack(ack)
 
-    def _send_ack(self, ack: Ack) -> None:
+    def _send_ack(self, ack: StandbyAck) -> None:
         self.node.send(
             ack.owner_address,
             m.ReplicaAcked(ack.run_id, ack.term, ack.seq, ack.need_snapshot),
@@ -341,8 +341,8 @@ class ReplicationIO:
         )
 
     def _follow(self, run_id: str, term: int, owner: str, owner_address: str) -> bool:
-        """``owner`` claims the run at ``term``: fence lower terms, stand back from our own
-        takeover or ownership, remember where the run is now; False if the claim is stale."""
+        """``owner`` says it owns the run at ``term``: fence lower terms, stand back from our own
+        takeover or ownership, remember where the run is now; False if that term is stale."""
         if not self.standby.new_owner(run_id, term, owner):
             return False
         job = self._takeovers.get(run_id)

@@ -76,7 +76,7 @@ class Cluster:
                 accepted.append((item.task_id, item.attempt))
             else:
                 refused.append((item.task_id, item.attempt, "no room"))
-        return [self.update(d.node), ev.DispatchReplied(d.node, d.run_id, accepted, refused)]
+        return [self.update(d.node), ev.DispatchAnswered(d.node, d.run_id, accepted, refused)]
 
     def release(self, node: str, run_id: str, task_id: str, attempt: int) -> None:
         cost = self.costs.pop((run_id, task_id, attempt))
@@ -123,7 +123,7 @@ class Cluster:
         )
 
     def submit(self, run_id: str, specs: list[TaskSpec], **options: Any) -> list[ev.Instruction]:
-        return self.feed(ev.SubmitRun(run_id, specs, RunOptions(**options)))
+        return self.feed(ev.RunSubmitted(run_id, specs, RunOptions(**options)))
 
     def accept_all(self, out: Iterable[ev.Instruction]) -> list[ev.Instruction]:
         more: list[ev.Instruction] = []

@@ -149,11 +149,11 @@ def test_relay_forwards_the_targets_ack_as_indirect_ack() -> None:
 
 def test_suspicion_about_self_is_refuted_with_higher_incarnation() -> None:
     a = with_peers("b")
-    for claim in (SUSPECT, DEAD, LEFT):
+    for status in (SUSPECT, DEAD, LEFT):
         inc = a.me.incarnation
-        out = feed(a, "b", Gossip((state("b"), replace(a.me, status=claim))))
+        out = feed(a, "b", Gossip((state("b"), replace(a.me, status=status))))
         assert a.me.status == ALIVE and a.me.incarnation == inc + 1
-        (reply,) = sends(out, Gossip)  # told the claimant at once
+        (reply,) = sends(out, Gossip)  # told its sender at once
         assert reply.address == "b:1" and reply.msg.updates[0] == a.me
     stale = feed(a, "b", Gossip((replace(a.me, incarnation=0, status=DEAD),)))
     assert sends(stale) == [] and a.me.incarnation == 3
@@ -279,7 +279,7 @@ def test_ping_to_a_node_we_think_dead_carries_its_obituary() -> None:
     assert state("b", 0, DEAD) in ack.msg.updates  # so b refutes at once
 
 
-# -- what a sender may claim (issue 11; swim's module doc) ----------------------------------------
+# -- what a sender may assert (issue 11; swim's module doc) ---------------------------------------
 
 
 def test_a_stranger_is_heard_about_itself_and_us_only() -> None:
@@ -288,10 +288,10 @@ def test_a_stranger_is_heard_about_itself_and_us_only() -> None:
     out = feed(a, "x", Gossip((state("x"), state("b", 0, DEAD), replace(a.me, status=SUSPECT))))
     assert changes(out) == [("x", None, ALIVE)]  # its own state: a join
     assert a.get("b").status == ALIVE  # type: ignore[union-attr]  # not its to declare
-    assert a.me.incarnation == 1  # a claim about us is refuted
+    assert a.me.incarnation == 1  # an assertion about us is refuted
     feed(a, "y", PushPull((state("y"), *fakes), True))  # a join request carrying 5,000 others
     assert a.get("y") is not None and not any(a.get(f.name) for f in fakes[:50])
-    assert len(a.members()) == 5 and a.counters.extra["stranger_claims_ignored"] == 5001
+    assert len(a.members()) == 5 and a.counters.extra["stranger_assertions_ignored"] == 5001
     # The same 5,000 from a member are gossip like any other, at most MAX_NEW_PER_MESSAGE new
     # members per message (the sockets they cost are bounded by the transport's LRU).
     feed(a, "b", PushPull((state("b"), *fakes), False))
@@ -311,7 +311,7 @@ def test_a_push_pull_we_asked_for_is_learned_whole_and_only_once() -> None:
     other = node("o")
     feed(other, "seed", answer)
     assert {s.name for s in other.members()} == {"o", "seed"}
-    # An answer whose sender claims another address than the one we asked is not the answer.
+    # An answer whose sender gives another address than the one we asked is not the answer.
     late = node("l")
     late.handle(Discovered("seed:1", None), 0.0)
     moved = replace(state("seed"), address="elsewhere:1")

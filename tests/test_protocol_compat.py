@@ -350,7 +350,7 @@ def _run_state(seed: int) -> Any:
             )
         )
     options = RunOptions(max_retries=2, timeout=rng.choice([None, 9.0]), outputs=None)
-    sched.handle(ev.SubmitRun("r", tuple(specs), options), 0.0)
+    sched.handle(ev.RunSubmitted("r", tuple(specs), options), 0.0)
     run = sched.run_state("r")
     assert run is not None
     run.holders.update(rng.sample(["b", "c"], rng.randint(0, 2)))

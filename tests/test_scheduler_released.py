@@ -29,7 +29,7 @@ def test_a_released_run_keeps_its_status_and_drops_its_tasks() -> None:
     assert c.sched.runs() == ["r"] and c.sched.term_of("r") == before.term
     assert c.sched.result_location("r", "c") == (None, ())
     assert c.feed(ev.ResultsReleased("r")) == []
-    assert c.submit("r", [spec("a")]) == [ev.RunAccepted("r")]  # a retried submission
+    assert c.submit("r", [spec("a")]) == [ev.SubmissionAccepted("r")]  # a retried submission
     # a late copy of a released run's value is dropped where it landed
     assert c.feed(ev.TaskSucceeded("r", "a", 1, "n2", 1)) == [ev.FreeResults("r", ("n2",))]
     c.sched.forget("r")

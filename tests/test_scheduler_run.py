@@ -6,6 +6,7 @@ import pytest
 
 from handoffd.errors import RunCancelled, TaskFailed, ValidationError
 from handoffd.scheduler import events as ev
+from handoffd.scheduler.graph import build_graph
 from handoffd.scheduler.run import (
     ASSIGNED,
     CANCELLED,
@@ -94,6 +95,26 @@ def test_graph_validation_errors() -> None:
     with pytest.raises(ValidationError) as e5:
         RunState("r", [spec("a", node="x"), spec("b", collocate_with="a", node="y")], RunOptions())
     assert e5.value.kind == "invalid_collocation"
+
+
+def test_graph_ranks_by_priority_then_upward_rank_even_when_the_ranking_disagrees() -> None:
+    specs = [spec("a"), spec("b", "a"), spec("c", "b"), spec("x", priority=1), spec("y")]
+    graph = build_graph(specs, outputs=("c",))
+    order = [graph.regular[i].id for i in graph.placement_order]
+    assert order[0] == "x"  # priority first
+    assert order.index("a") < order.index("b") < order.index("c")  # longest path first
+    assert graph.wanted == {"c"} and graph.consumers["a"] == ["b"]
+
+    def backwards(priority: list[int], *_: object) -> tuple[list[int], list[float]]:
+        n = len(priority)  # a ranking in reverse submission order, every rank 0
+        return list(reversed(range(n))), [0.0] * n
+
+    graph = build_graph(specs, None, order=backwards)
+    order = [graph.regular[i].id for i in graph.placement_order]
+    assert order == ["x", "y", "c", "b", "a"]  # priority still wins; ties keep the ranking's order
+    run = RunState("r", specs, RunOptions(), order=backwards)
+    assert [rec.id for rec in run.ordered] == order
+    assert [rec.order for rec in run.ordered] == list(range(5))
 
 
 def test_inline_dependencies_resolve_to_regular_tasks_and_refs_nest() -> None:

@@ -244,7 +244,7 @@ def _running(pid: int) -> bool:
 
 def _daemon_check(pid: int) -> str | None:
     """None if ``pid`` is a live ``handoffd start`` process of our user; "" if there is no such
-    process; else why it must not be signalled. A pid file is only a claim: the daemon may have
+    process; else why it must not be signalled. A pid file is only a hint: the daemon may have
     died and its pid been reused, so /proc decides what the process is and whose it is."""
     import os
 

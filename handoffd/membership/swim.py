@@ -18,7 +18,7 @@ Additions for handoffd:
 - DEAD (not LEFT) members stay push-pull candidates until reaped, so both sides of a healed
   partition find each other again (serf's reconnect) and refute.
 
-What a sender may claim is weighed by who makes it (``claims``: strangers, addresses, counters,
+What a sender may assert is weighed by who makes it (``assertions``: strangers, addresses, counters,
 relays; issue 11).
 
 Structure (distributed's worker state machine): ``handle(event, now) -> instructions``; no I/O,
@@ -36,12 +36,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import claims
+from handoffd.membership import assertions
 
 # Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
-from handoffd.membership.claims import MAX_COUNTER as MAX_COUNTER
-from handoffd.membership.claims import MAX_NEW_PER_MESSAGE as MAX_NEW_PER_MESSAGE
-from handoffd.membership.claims import MAX_RELAYS as MAX_RELAYS
+from handoffd.membership.assertions import MAX_COUNTER as MAX_COUNTER
+from handoffd.membership.assertions import MAX_NEW_PER_MESSAGE as MAX_NEW_PER_MESSAGE
+from handoffd.membership.assertions import MAX_RELAYS as MAX_RELAYS
 from handoffd.membership.events import Discovered as Discovered
 from handoffd.membership.events import Event as Event
 from handoffd.membership.events import HeardFrom as HeardFrom
@@ -82,7 +82,7 @@ _SAME_INCARNATION_MOVES = frozenset(
     {(ALIVE, SUSPECT), (ALIVE, DEAD), (ALIVE, LEFT), (SUSPECT, DEAD), (SUSPECT, LEFT), (DEAD, LEFT)}
 )
 _MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
-_MAX_CLASHES = 64  # addresses remembered as claiming our name (each is warned about once)
+_MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
 
 
 def supersedes(new: MemberState, old: MemberState) -> bool:
@@ -161,7 +161,7 @@ class Membership:
             resource_version=0,
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
-        self._name_clashes: set[str] = set()  # addresses seen claiming our name (warned once)
+        self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = (
             set()
         )  # members refused for their protocol range (warned once)
@@ -321,13 +321,13 @@ class Membership:
             and event.sender != self.name
         )
         if not member and not self._asked_for(msg, own, now):
-            heard = claims.from_stranger(updates, event.sender, self.name)
+            heard = assertions.from_stranger(updates, event.sender, self.name)
             if len(heard) < len(updates):
-                self._count("stranger_claims_ignored", len(updates) - len(heard))
+                self._count("stranger_assertions_ignored", len(updates) - len(heard))
             updates = heard
         cause = f"{type(msg).__name__} from {event.sender}"
         if self._merge(updates, now, out, cause, event.sender):
-            # We refuted a claim about us: tell the claimant now rather than at the next round.
+            # We refuted an assertion about us: tell its sender now rather than at the next round.
             address = self._address_of(event.sender, event.sender_address)
             if address is not None and not isinstance(msg, Ping | PushPull):
                 out.append(Send(address, Gossip(self._piggyback(event.sender))))
@@ -505,13 +505,13 @@ class Membership:
         sender: str | None = None,
     ) -> bool:
         """Apply gossiped states (from ``sender``, None: no one in particular); returns True if we
-        had to refute a claim about ourselves."""
+        had to refute an assertion about ourselves."""
         refuted = False
         room = MAX_NEW_PER_MESSAGE
         for u in updates:
             if u.cluster != self.cluster:
                 self.counters.dropped_other_cluster += 1
-            elif claims.implausible(u):
+            elif assertions.implausible(u):
                 self._count("implausible_counter")
             elif not compatible(u.protocol_min, u.protocol_max) and u.name != self.name:
                 # A member we could not talk to (heard of through a peer that can): admitting it
@@ -544,7 +544,7 @@ class Membership:
             # daemon started with the same --name: say so once, loudly; names must be unique.
             self._name_clashes.add(u.address)
             log.warning(
-                "another node claims our name %r from %s (we are %s): node names must be unique; "
+                "another node uses our name %r from %s (we are %s): node names must be unique; "
                 "start the other daemon with a different --name",
                 self.name,
                 u.address,
@@ -556,7 +556,7 @@ class Membership:
             self._enqueue(self.name)
         if not supersedes(u, me):
             return False
-        # Someone holds a claim about us at least as new as our own: only we speak for us.
+        # Someone holds an assertion about us at least as new as our own: only we speak for us.
         status = LEFT if self._left else ALIVE
         if u.status in (SUSPECT, DEAD) and not self._left:
             self._health = min(_MAX_HEALTH, self._health + 1)
@@ -579,7 +579,7 @@ class Membership:
             self._set(u, now, out, cause)
             return
         cur = record.state
-        if claims.address_conflict(u, cur, firsthand):
+        if assertions.address_conflict(u, cur, firsthand):
             self._count("address_conflict")
             return
         state_newer = supersedes(u, cur)

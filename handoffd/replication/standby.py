@@ -73,7 +73,7 @@ class Replica:
 
 
 @dataclass(frozen=True)
-class Ack:
+class StandbyAck:
     """Tell the owner we applied up to ``seq`` (``need_snapshot``: we saw a gap)."""
 
     run_id: str
@@ -108,29 +108,33 @@ class StandbyStore:
         owner_address: str,
         standbys: Sequence[str],
         snapshot: bytes,
-    ) -> Ack:
+    ) -> StandbyAck:
         """Keep ``snapshot`` (the packed run, as received) as the replica at log position ``seq``."""
         if not self.seen_term(run_id, term):
-            return Ack(run_id, owner_address, self.term(run_id), seq, False)  # stale owner
+            return StandbyAck(run_id, owner_address, self.term(run_id), seq, False)  # stale owner
         old = self.replicas.get(run_id)
         if old is not None and old.term == term and old.seq > seq:
-            return Ack(run_id, owner_address, term, old.seq, False)  # an older snapshot overtook
+            return StandbyAck(
+                run_id, owner_address, term, old.seq, False
+            )  # an older snapshot overtook
         self.replicas[run_id] = Replica(
             run_id, term, seq, owner, owner_address, tuple(standbys), snapshot
         )
-        return Ack(run_id, owner_address, term, seq, False)
+        return StandbyAck(run_id, owner_address, term, seq, False)
 
-    def on_log(self, msg: ReplicateLog, owner_address: str, frames: Sequence[Any]) -> Ack | None:
+    def on_log(
+        self, msg: ReplicateLog, owner_address: str, frames: Sequence[Any]
+    ) -> StandbyAck | None:
         """Apply batch ``msg.seq``; a delta's value travels in ``frames[delta.frame]``."""
         run_id, term, seq = msg.run_id, msg.term, msg.seq
         if not self.seen_term(run_id, term):
-            return Ack(run_id, owner_address, self.term(run_id), seq, False)
+            return StandbyAck(run_id, owner_address, self.term(run_id), seq, False)
         replica = self.replicas.get(run_id)
         if replica is None or replica.term != term or seq > replica.seq + 1:
             have = replica.seq if replica is not None and replica.term == term else -1
-            return Ack(run_id, owner_address, term, have, True)
+            return StandbyAck(run_id, owner_address, term, have, True)
         if seq <= replica.seq:
-            return Ack(run_id, owner_address, term, replica.seq, False)  # a duplicate
+            return StandbyAck(run_id, owner_address, term, replica.seq, False)  # a duplicate
         deltas = replica.deltas
         nframes = len(frames)
         for d in msg.tasks:
@@ -145,7 +149,7 @@ class StandbyStore:
         replica.run_fields = (msg.run_state, msg.released, msg.error)
         replica.seq = seq
         replica.standbys = tuple(msg.standbys)
-        return Ack(run_id, owner_address, term, seq, False)
+        return StandbyAck(run_id, owner_address, term, seq, False)
 
     def drop(self, run_id: str, term: int) -> None:
         replica = self.replicas.get(run_id)
@@ -153,7 +157,7 @@ class StandbyStore:
             del self.replicas[run_id]
 
     def new_owner(self, run_id: str, term: int, owner: str) -> bool:
-        """Another node claims the run at ``term``; False if that term is stale."""
+        """Another node says it owns the run at ``term``; False if that term is stale."""
         if not self.seen_term(run_id, term):
             return False
         replica = self.replicas.get(run_id)

@@ -5,15 +5,16 @@ ready and *what* a dispatch carries; this module keeps *where* things can go:
 
 Resource view: for each ALIVE node, *effective free* = the free resources it last reported (newest
 ``resource_version`` wins) minus the cost of our dispatches it has not acknowledged yet (``unacked``);
-once its ``DispatchReplied`` arrives its own report accounts for them. ``claims`` (cost of our
-ASSIGNED/RUNNING tasks per node) is kept in step with task moves by the scheduler's run listener.
+once its answer (``DispatchAnswered``) arrives its own report accounts for them. ``outstanding``
+(cost of our ASSIGNED/RUNNING tasks per node) is kept in step with task moves by the scheduler's run
+listener.
 
 Pipelining (the dispatch window): a node runs what its ledger admits and keeps a local queue of the
 rest, starting the next queued task itself as soon as one finishes (claiming it from its ledger then,
 so resources are never over-committed) and reporting completions in batches. The owner therefore
 dispatches beyond a node's free resources: after the tasks that fit free resources now (placed by the
-run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``claims``, queued or
-running -- stays within ``window`` x their capacity, chosen by the same policy treating outstanding
+run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``outstanding``, queued
+or running -- stays within ``window`` x their capacity, chosen by the same policy treating outstanding
 demand as load. Such a task stays ASSIGNED until it reports. Collocation groups never go to a window:
 they wait for free resources. ``window <= 1`` disables it. Windows are filled in a pass that placed
 something on free resources (every node, up to its window) and in every pass that finds nothing free
@@ -84,16 +85,17 @@ def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None
 
 
 class ClusterView:
-    """Nodes as we see them, our claims on them, our unanswered dispatches; places ready tasks."""
+    """Nodes as we see them, our outstanding demand on them, our unanswered dispatches; places
+    ready tasks."""
 
     def __init__(self, *, window: int = WINDOW, backend: str | None = None) -> None:
         self.window = window
         self.backend = backend
         self._core = core.kernels(backend)
         self.nodes: dict[str, NodeState] = {}
-        # Invariant: claims[node] == summed cost of our ASSIGNED/RUNNING tasks there (running or in
-        # the node's queue: the outstanding demand the dispatch window bounds).
-        self.claims: dict[str, dict[str, float]] = {}
+        # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
+        # or in the node's queue: the demand the dispatch window bounds).
+        self.outstanding: dict[str, dict[str, float]] = {}
         # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
         # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
         # when we sent it). Insertion order is sending order, so the oldest come first.
@@ -116,8 +118,8 @@ class ClusterView:
             free[kind] = free.get(kind, 0.0) - qty
         return free
 
-    def claim(self, node: str, cost: dict[str, float], sign: int) -> None:
-        add_into(self.claims.setdefault(node, {}), cost, sign)
+    def add_outstanding(self, node: str, cost: dict[str, float], sign: int) -> None:
+        add_into(self.outstanding.setdefault(node, {}), cost, sign)
 
     def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
         """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
@@ -183,19 +185,19 @@ class ClusterView:
 
     def _below_low_water(self, n: NodeState) -> bool:
         return self._core.below_low_water(
-            n.capacity, self.claims.get(n.name, {}), self.window, LOW_WATER
+            n.capacity, self.outstanding.get(n.name, {}), self.window, LOW_WATER
         )
 
     def _room(self, n: NodeState) -> dict[str, float]:
         """Effective free on ``n`` capped by its window room (what the free pass may use)."""
         f = self.effective_free(n.name)
-        load = self.claims.get(n.name, {})
+        load = self.outstanding.get(n.name, {})
         for k, q in n.capacity.items():
             f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
         return f
 
     def room_opened(self, node: str, ready: ReadyQueue) -> bool:
-        """Whether a claim released on ``node`` may let placement do something there: the node is
+        """Whether demand that left ``node`` may let placement do something there: the node is
         at or below its window's low-water mark, or some ready shape fits what it has free (both
         what the two passes of ``place`` look at; nothing else changed)."""
         n = self.nodes.get(node)
@@ -227,7 +229,7 @@ class ClusterView:
                 for k, q in pending.items():
                     f[k] = f.get(k, 0.0) - q
             if window > 1:  # outstanding demand never exceeds the window, queued or not
-                load = self.claims.get(n.name, {})
+                load = self.outstanding.get(n.name, {})
                 for k, q in n.capacity.items():
                     f[k] = min(f.get(k, 0.0), q * window - load.get(k, 0.0))
             free[n.name] = f
@@ -359,7 +361,7 @@ class ClusterView:
         idle on our account."""
         fill = self._core.window_fill(
             [n.capacity for n in alive],
-            [self.claims.get(n.name, {}) for n in alive],
+            [self.outstanding.get(n.name, {}) for n in alive],
             self.window,
             LOW_WATER if low_water else None,
         )
@@ -473,14 +475,14 @@ class ClusterView:
 
     # -- invariants --------------------------------------------------------------------------------
 
-    def validate(self, claims: dict[str, dict[str, float]]) -> None:
-        """Raise AssertionError unless our claims equal ``claims`` (recomputed from the tasks) and
-        no unanswered dispatch is on a lost node."""
-        for node in set(claims) | set(self.claims):
-            mine, want = self.claims.get(node, {}), claims.get(node, {})
+    def validate(self, outstanding: dict[str, dict[str, float]]) -> None:
+        """Raise AssertionError unless our outstanding demand equals ``outstanding`` (recomputed
+        from the tasks) and no unanswered dispatch is on a lost node."""
+        for node in set(outstanding) | set(self.outstanding):
+            mine, want = self.outstanding.get(node, {}), outstanding.get(node, {})
             for kind in set(mine) | set(want):
                 assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= EPS, (
-                    f"claims on {node}: recorded {mine}, tasks hold {want}"
+                    f"outstanding on {node}: recorded {mine}, tasks hold {want}"
                 )
         for node, sent in self.unacked.items():
             assert self.alive(node), f"unacked dispatches on lost {node}"

@@ -1,9 +1,11 @@
 """Events into and instructions out of the owner's scheduler (``OwnerScheduler.handle``).
 
-Events are facts, past tense (``TaskSucceeded``) or requests the daemon relays (``SubmitRun``,
-``CancelRun``); instructions are commands, imperative (``Dispatch``). All are frozen dataclasses of plain
-values, so the daemon can log them and tests can compare them. Node identity is always the node *name*;
-the daemon maps names to addresses from membership.
+Events are facts, past tense (``TaskSucceeded``; a client's request the daemon relays is the fact that
+it was made: ``RunSubmitted``, ``CancelRequested``); instructions are commands, imperative
+(``Dispatch``), or outcomes the daemon tells the client (``SubmissionAccepted``, ``RunFinished``). All are
+frozen dataclasses of plain values, so the daemon can log them and tests can compare them. Node identity
+is always the node *name*; the daemon maps names to addresses from membership. No name here is also a
+wire message's name (``protocol.messages``): the daemon translates between the two.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ RunEnd = Literal["DONE", "FAILED", "CANCELLED"]
 
 
 @dataclass(frozen=True, slots=True)
-class SubmitRun:
+class RunSubmitted:
     """A client handed us a DAG: we own it from now on."""
 
     run_id: str
@@ -38,7 +40,7 @@ class NodeUpdate:
 
     ``free`` replaces our view only when ``resource_version`` is newer (or the node just came back);
     ``alive=False`` (DEAD or LEFT) means every task and result copy there is lost. When a reply
-    (``DispatchReplied``) or report carries the node's free resources, feed this event first.
+    (``DispatchAnswered``) or report carries the node's free resources, feed this event first.
     """
 
     name: str
@@ -50,7 +52,7 @@ class NodeUpdate:
 
 
 @dataclass(frozen=True, slots=True)
-class DispatchReplied:
+class DispatchAnswered:
     """The executing node's ledger decided: ``accepted`` (task_id, attempt), ``refused`` (+ reason)."""
 
     node: str
@@ -115,7 +117,9 @@ class TimerFired:
 
 
 @dataclass(frozen=True, slots=True)
-class CancelRun:
+class CancelRequested:
+    """The client asked to cancel the run."""
+
     run_id: str
 
 
@@ -127,15 +131,15 @@ class ResultsReleased:
 
 
 Event = Union[
-    SubmitRun,
+    RunSubmitted,
     NodeUpdate,
-    DispatchReplied,
+    DispatchAnswered,
     TaskStarted,
     TaskSucceeded,
     TaskErrored,
     RunProbed,
     TimerFired,
-    CancelRun,
+    CancelRequested,
     ResultsReleased,
 ]
 
@@ -168,7 +172,9 @@ InputRef = Union[ValueRef, InlineRef]
 
 
 @dataclass(frozen=True, slots=True)
-class DispatchItem:
+class DispatchedTask:
+    """One attempt of one task in a ``Dispatch``: what the node needs to run it."""
+
     task_id: str
     attempt: int
     payload: bytes = field(repr=False)
@@ -185,11 +191,11 @@ class Dispatch:
     node: str
     run_id: str
     term: int
-    items: tuple[DispatchItem, ...]
+    items: tuple[DispatchedTask, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class CancelTasks:
+class CancelAttempts:
     """Stop these (task_id, attempt) on ``node`` and drop their claims; a late report is ignored."""
 
     node: str
@@ -217,12 +223,14 @@ class StartTimer:
 
 
 @dataclass(frozen=True, slots=True)
-class RunAccepted:
+class SubmissionAccepted:
+    """The run is ours (a retried submission of a known run is accepted again)."""
+
     run_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class RunRejected:
+class SubmissionRejected:
     """Nothing of the run was kept."""
 
     run_id: str
@@ -248,7 +256,7 @@ class FreeResults:
 
 
 @dataclass(frozen=True, slots=True)
-class FreeValues:
+class FreeUnneededValues:
     """Delete these values of the run on ``node`` (no task needs them any more); at most one per
     (node, run) per ``handle`` call, at the run's ``term`` (a deposed owner's is ignored)."""
 
@@ -260,41 +268,41 @@ class FreeValues:
 
 Instruction = Union[
     Dispatch,
-    CancelTasks,
+    CancelAttempts,
     ProbeRun,
     StartTimer,
-    RunAccepted,
-    RunRejected,
+    SubmissionAccepted,
+    SubmissionRejected,
     RunFinished,
     FreeResults,
-    FreeValues,
+    FreeUnneededValues,
 ]
 
 __all__ = [
-    "SubmitRun",
+    "RunSubmitted",
     "NodeUpdate",
-    "DispatchReplied",
+    "DispatchAnswered",
     "TaskStarted",
     "TaskSucceeded",
     "TaskErrored",
     "RunProbed",
     "TimerFired",
-    "CancelRun",
+    "CancelRequested",
     "ResultsReleased",
     "Event",
     "ValueRef",
     "InlineRef",
     "InputRef",
-    "DispatchItem",
+    "DispatchedTask",
     "Dispatch",
-    "CancelTasks",
+    "CancelAttempts",
     "ProbeRun",
     "StartTimer",
-    "RunAccepted",
-    "RunRejected",
+    "SubmissionAccepted",
+    "SubmissionRejected",
     "RunFinished",
     "FreeResults",
-    "FreeValues",
+    "FreeUnneededValues",
     "Instruction",
     "TimerKey",
 ]

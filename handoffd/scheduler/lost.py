@@ -1,4 +1,4 @@
-"""The owner's handling of messages lost while their node stays ALIVE (``OwnerScheduler`` mixin).
+"""Messages lost while their node stays ALIVE: a part of the owner's scheduler (``OwnerScheduler``).
 
 Lost messages while the node stays ALIVE (the transport may drop a peer's reconnect queue around a
 partition heal): an unanswered dispatch counts as lost after ACK_TIMEOUT (the ``("ack", node)``
@@ -15,40 +15,24 @@ Pure, like the scheduler it is part of: timers are instructions (``StartTimer``)
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from handoffd.scheduler.cluster_view import ClusterView
-from handoffd.scheduler.events import (
-    DispatchItem,
-    Instruction,
-    ProbeRun,
-    RunFinished,
-    RunProbed,
-    StartTimer,
-)
+from handoffd.scheduler.delays import REFUSAL_BACKOFF
+from handoffd.scheduler.events import ProbeRun, RunProbed, StartTimer
+from handoffd.scheduler.outbox import Outbox
 from handoffd.scheduler.run import ACTIVE, ASSIGNED, RUN_DONE, RUN_RUNNING, RunState, TaskRecord
 
 log = logging.getLogger("handoffd.scheduler")
 
-#: Seconds a dispatch may go unanswered (no DispatchReplied, no report) before it counts as lost: the
+#: Seconds a dispatch may go unanswered (no DispatchAnswered, no report) before it counts as lost: the
 #: transport may drop a DispatchTasks or its reply (a reconnect queue after a partition heal) while the
 #: node stays ALIVE. A node answers at once, queued tasks included, so this is only transit time.
 ACK_TIMEOUT = 3.0
 #: Seconds between probes of the nodes running our answered tasks, and how long a task must have
 #: been out before its node is probed about it: a lost report is found after two to three of these.
 PROBE_INTERVAL = 5.0
-REFUSAL_BACKOFF = 0.05  # seconds before refused tasks are re-placed when the view has not changed
-
-
-@dataclass
-class Outbox:
-    """Instructions collected during one ``handle`` call; dispatches and cancels batched per node."""
-
-    direct: list[Instruction] = field(default_factory=list)
-    cancels: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
-    dispatches: dict[tuple[str, str], list[DispatchItem]] = field(default_factory=dict)
-    frees: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # values to delete
 
 
 @dataclass
@@ -62,33 +46,74 @@ class Probe:
 
 
 class LostMessages:
-    """Ack timers per node and the probe timer; their state lives on the scheduler."""
+    """The ack timers (one per node with unanswered dispatches), the probe timer (while attempts are
+    out) and the probes in flight. A part of the scheduler: it reads the cluster view and writes the
+    outbox it shares, looks runs up through ``run_of`` and leaves each verdict's consequences to the
+    scheduler (``count_loss``: the attempt is lost, place it again; ``adopt``: its result is at the
+    node, as if it had reported)."""
 
-    probe_interval: float
-    _now: float
-    _view: ClusterView
-    _runs: dict[str, RunState]
-    _out: Outbox
-    _ack_timers: set[str]
-    _active: dict[tuple[str, str], float]
-    _probe_timer: bool
-    _probe_due: float
-    _probes: dict[tuple[str, str], Probe]
-    _probe_seq: int
+    def __init__(
+        self,
+        view: ClusterView,
+        out: Outbox,
+        *,
+        run_of: Callable[[str], RunState | None],
+        count_loss: Callable[[RunState, TaskRecord, str], None],
+        adopt: Callable[[RunState, TaskRecord, str, int], None],
+        probe_interval: float = PROBE_INTERVAL,
+    ) -> None:
+        self.probe_interval = probe_interval
+        self._view = view
+        self._out = out
+        self._run_of = run_of
+        self._count_loss = count_loss
+        self._adopt = adopt
+        self._ack_timers: set[str] = set()  # nodes with an ("ack", node) timer running
+        # Invariant: exactly the ASSIGNED/RUNNING (run, task) -> when they became so (dispatched).
+        self._out_since: dict[tuple[str, str], float] = {}
+        # Invariant: the ("probe",) timer runs (due at _probe_due) whenever _out_since is not empty.
+        self._probe_timer = False
+        self._probe_due = 0.0
+        self._probes: dict[tuple[str, str], Probe] = {}  # (node, run) -> the latest probe there
+        self._probe_seq = 0
 
-    if TYPE_CHECKING:  # the scheduler's own decisions
+    # -- what the scheduler tells us ---------------------------------------------------------------
 
-        def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None: ...
-        def _check_losses(self, run: RunState, rec: TaskRecord) -> None: ...
-        def _free(self, run: RunState) -> None: ...
-        def _term_of(self, run_id: str) -> int: ...
+    def went_out(self, run_id: str, task_id: str, now: float) -> None:
+        """The task became ASSIGNED/RUNNING (dispatched, or out on a node when we took the run over)."""
+        self._out_since[(run_id, task_id)] = now
+        if not self._probe_timer:
+            self._arm_probe_timer(self.probe_interval, now)
 
-    def _check_answers(self, node: str) -> None:
+    def came_back(self, run_id: str, task_id: str) -> None:
+        """The task is no longer ASSIGNED/RUNNING."""
+        self._out_since.pop((run_id, task_id), None)
+
+    def sent(self, node: str) -> None:
+        """A dispatch went to ``node`` (the cluster view records it until answered)."""
+        if node not in self._ack_timers:
+            self._arm_ack_timer(node, ACK_TIMEOUT)
+
+    def node_lost(self, node: str) -> None:
+        """``node`` is DEAD or LEFT: answers to our probes there are moot."""
+        self._probes = {k: p for k, p in self._probes.items() if k[0] != node}
+
+    def drop_run(self, run_id: str, task_ids: Iterable[str]) -> None:
+        """The run is no longer ours: forget its tasks and probes."""
+        for task_id in task_ids:
+            self._out_since.pop((run_id, task_id), None)
+        self._probes = {k: p for k, p in self._probes.items() if k[1] != run_id}
+
+    # -- timers and answers ------------------------------------------------------------------------
+
+    def check_answers(self, node: str, now: float) -> bool:
         """The node's ack timer fired: dispatches unanswered for ACK_TIMEOUT are lost; re-arm for
-        the rest (an early or repeated firing only re-arms)."""
+        the rest (an early or repeated firing only re-arms). True when some were given up: their
+        cost no longer holds the node's resources in our view, so placement may find room."""
         self._ack_timers.discard(node)
-        for run_id, task_id, attempt in self._view.unanswered(node, self._now - ACK_TIMEOUT):
-            run = self._runs.get(run_id)
+        late = self._view.unanswered(node, now - ACK_TIMEOUT)
+        for run_id, task_id, attempt in late:
+            run = self._run_of(run_id)
             rec = run.tasks.get(task_id) if run is not None else None
             if run is None or rec is None or run.state != RUN_RUNNING:
                 continue
@@ -104,61 +129,65 @@ class LostMessages:
             )
             # If only the reply was lost the node has it: stop it (its report would be stale).
             self._out.cancels.setdefault((node, run_id), []).append((task_id, attempt))
-            rec.losses += 1
-            cause = f"no answer from {node} in {ACK_TIMEOUT} s (attempt {attempt})"
-            self._cancel(run.make_ready(rec, self._now, cause), run)
-            self._check_losses(run, rec)
+            self._count_loss(
+                run, rec, f"no answer from {node} in {ACK_TIMEOUT} s (attempt {attempt})"
+            )
         oldest = self._view.oldest_unacked(node)
         if oldest is not None:
-            self._arm_ack_timer(node, max(oldest + ACK_TIMEOUT - self._now, REFUSAL_BACKOFF))
+            self._arm_ack_timer(node, max(oldest + ACK_TIMEOUT - now, REFUSAL_BACKOFF))
+        return bool(late)
 
     def _arm_ack_timer(self, node: str, delay: float) -> None:
         self._ack_timers.add(node)
         self._out.direct.append(StartTimer(("ack", node), delay))
 
-    def _probe_nodes(self) -> None:
+    def probe_nodes(self, now: float) -> None:
         """The probe timer fired: probe each (node, run) with an answered task out for longer than
         the probe interval; re-arm while tasks are out (an early firing only re-arms)."""
         self._probe_timer = False
-        if not self._active:
+        if not self._out_since:
             self._probes.clear()
             return
-        if self._now < self._probe_due - REFUSAL_BACKOFF:
-            self._arm_probe_timer(self._probe_due - self._now)
+        if now < self._probe_due - REFUSAL_BACKOFF:
+            self._arm_probe_timer(self._probe_due - now, now)
             return
-        cutoff = self._now - self.probe_interval
+        cutoff = now - self.probe_interval
         covered: dict[tuple[str, str], dict[str, int]] = {}
-        for (run_id, task_id), since in self._active.items():
+        terms: dict[str, int] = {}
+        for (run_id, task_id), since in self._out_since.items():
             if since > cutoff:
                 continue
-            rec = self._runs[run_id].tasks[task_id]
+            run = self._run_of(run_id)
+            assert run is not None, f"run {run_id} has tasks out but is not ours"
+            rec = run.tasks[task_id]
             node = rec.node
             assert node is not None
             if (run_id, task_id, rec.attempt) in self._view.unacked.get(node, {}):
                 continue  # not answered yet: the ack timer's business
             covered.setdefault((node, run_id), {})[task_id] = rec.attempt
+            terms[run_id] = run.term
         probes: dict[tuple[str, str], Probe] = {}
         for (node, run_id), tasks in covered.items():
             old = self._probes.get((node, run_id))
             self._probe_seq += 1
             probes[(node, run_id)] = Probe(self._probe_seq, tasks, old.suspects if old else {})
-            self._out.direct.append(ProbeRun(node, run_id, self._term_of(run_id), self._probe_seq))
+            self._out.direct.append(ProbeRun(node, run_id, terms[run_id], self._probe_seq))
         self._probes = probes  # pairs no longer covered are forgotten; their answers are stale
-        self._arm_probe_timer(self.probe_interval)
+        self._arm_probe_timer(self.probe_interval, now)
 
-    def _arm_probe_timer(self, delay: float) -> None:
+    def _arm_probe_timer(self, delay: float, now: float) -> None:
         self._probe_timer = True
-        self._probe_due = self._now + delay
+        self._probe_due = now + delay
         self._out.direct.append(StartTimer(("probe",), delay))
 
-    def _on_probed(self, ev: RunProbed) -> None:
+    def probed(self, ev: RunProbed) -> None:
         """A node answered a probe: an attempt it neither runs nor queues on two answers in a row
         lost its report; adopt the result if the node holds it, else count a loss and re-place."""
         probe = self._probes.get((ev.node, ev.run_id))
         if probe is None or probe.seq != ev.probe or probe.answered:
             return  # superseded, forgotten or a duplicate
         probe.answered = True
-        run = self._runs.get(ev.run_id)
+        run = self._run_of(ev.run_id)
         if run is None or run.state != RUN_RUNNING:
             return
         running = {(task_id, attempt) for task_id, attempt in ev.running}
@@ -182,11 +211,8 @@ class LostMessages:
                     attempt,
                     ev.node,
                 )
-                run.holders.add(ev.node)
-                self._cancel(run.succeeded(rec, ev.node, held[task_id], None, self._now), run)
-                self._free(run)
+                self._adopt(run, rec, ev.node, held[task_id])
                 if run.state == RUN_DONE:
-                    self._out.direct.append(RunFinished(run.run_id, "DONE"))
                     return
             else:
                 log.warning(
@@ -197,10 +223,18 @@ class LostMessages:
                     attempt,
                     ev.node,
                 )
-                rec.losses += 1
-                cause = f"report from {ev.node} lost (attempt {attempt})"
-                self._cancel(run.make_ready(rec, self._now, cause), run)
-                self._check_losses(run, rec)
+                self._count_loss(run, rec, f"report from {ev.node} lost (attempt {attempt})")
                 if run.state != RUN_RUNNING:
                     return
         probe.suspects = suspects
+
+    # -- invariants --------------------------------------------------------------------------------
+
+    def validate(self, out: set[tuple[str, str]]) -> None:
+        """Raise AssertionError unless ``out`` (the ASSIGNED/RUNNING (run, task) pairs recomputed
+        from the runs) is what we track, the probe timer runs while anything is out and every node
+        with unanswered dispatches has an ack timer."""
+        for node, pending in self._view.unacked.items():
+            assert not pending or node in self._ack_timers, f"unacked on {node} without a timer"
+        assert out == set(self._out_since), f"out {sorted(self._out_since)} != {sorted(out)}"
+        assert not out or self._probe_timer, "tasks out without a probe timer"

@@ -3,25 +3,25 @@
 Pure state machine (STYLE.md principle 1): ``handle(event, now)`` returns instructions and never awaits,
 sends or reads a clock. The daemon turns instructions into messages and feeds replies back as events.
 
-The cluster view (reported free resources, our claims, our unanswered dispatches) and the placement
-pass over it, with the dispatch window, live in ``cluster_view``; this module keeps the runs, the ready
-queue and every decision about a task. The executing node's ledger has the last word: a refused task
-goes back to READY, held until the view changes or a short timer fires, so a refusal never spins.
-``claims`` is kept in step with task moves through the run's listener and checked by ``validate()``.
+Parts composed here, each keeping its own state: the runs we own (``owned``), the cluster view and
+the placement pass over it with the dispatch window (``cluster_view``), the ready queue (``ready``),
+READY tasks held back after a refusal or an error (``delays``), messages lost while a node stays
+ALIVE (``lost``), failover (``takeover``), and the outbox they write to (``outbox``). A part gets what
+it needs at construction (sibling parts, callables), never the scheduler. This module keeps every
+decision about a task. The executing node's ledger has the last word: a refused task goes back to
+READY. A node's outstanding demand (``ClusterView.outstanding``) follows task moves through the run's
+listener (``_on_move``) and is checked by ``validate()``.
 
 Decisions: a task pinned to a node that is lost (DEAD or LEFT) fails its run with ``Unschedulable``
 rather than waiting for a rejoin that may never come (the client can resubmit); likewise when a ready
 task no longer fits any live node's capacity. Reports with a stale attempt, from the wrong node, or for
 unknown runs are ignored (at-least-once execution, exactly-once acceptance).
-
-Lost messages while the node stays ALIVE (unanswered dispatches, lost reports): ``lost``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from handoffd import resources
@@ -34,36 +34,30 @@ from handoffd.errors import (
 )
 from handoffd.scheduler import placement
 from handoffd.scheduler.cluster_view import WINDOW, ClusterView, NodeState, add_into
+from handoffd.scheduler.delays import REFUSAL_BACKOFF, DelayedTasks
 from handoffd.scheduler.events import (
-    CancelRun,
-    CancelTasks,
-    Dispatch,
-    DispatchItem,
-    DispatchReplied,
+    CancelRequested,
+    DispatchAnswered,
+    DispatchedTask,
     Event,
     FreeResults,
-    FreeValues,
     Instruction,
     NodeUpdate,
     ResultsReleased,
-    RunAccepted,
     RunFinished,
     RunProbed,
-    RunRejected,
+    RunSubmitted,
     StartTimer,
-    SubmitRun,
+    SubmissionAccepted,
+    SubmissionRejected,
     TaskErrored,
     TaskStarted,
     TaskSucceeded,
     TimerFired,
 )
-from handoffd.scheduler.lost import (
-    ACK_TIMEOUT,
-    PROBE_INTERVAL,
-    REFUSAL_BACKOFF,
-    Outbox,
-    Probe,
-)
+from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
+from handoffd.scheduler.outbox import Outbox
+from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import (
     ACTIVE,
@@ -80,25 +74,17 @@ from handoffd.scheduler.run import (
     RUNNING,
     RunState,
     TaskRecord,
-    backoff,
 )
 from handoffd.scheduler.takeover import Takeover
+
+__all__ = ["ACK_TIMEOUT", "PROBE_INTERVAL", "REFUSAL_BACKOFF", "OwnedRunStatus", "OwnerScheduler"]
 
 log = logging.getLogger("handoffd.scheduler")
 
 _REPLICATED = (DONE, FAILED, CANCELLED)
 
 
-@dataclass(frozen=True)
-class RunStatus:
-    state: str  # RUNNING | DONE | FAILED | CANCELLED
-    counts: dict[str, int]  # task state name -> number of regular tasks
-    placement: dict[str, str]  # task id -> node of its latest attempt
-    error: HandoffError | None
-    term: int = 0
-
-
-class OwnerScheduler(Takeover):
+class OwnerScheduler:
     """Schedules every run this node owns over its view of the cluster."""
 
     def __init__(
@@ -112,31 +98,34 @@ class OwnerScheduler(Takeover):
         probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.node_name = node_name
-        self.probe_interval = probe_interval
         self.term = term  # ownership term: nodes fence dispatches from a lower one
         self._now = now
         self._backend = backend
-        # Nodes, claims (kept in step with task moves by _on_move) and unanswered dispatches.
+        # Nodes, their outstanding demand (kept in step with task moves by _on_move) and our
+        # unanswered dispatches.
         self._view = ClusterView(window=window, backend=backend)
-        self._runs: dict[str, RunState] = {}
-        # Released runs: only what status queries answer (state, counts, placement, error, term);
-        # their task records, specs and payloads are dropped at release (forget() drops the rest).
-        self._released: dict[str, RunStatus] = {}
-        self._seq = 0
+        self._owned = OwnedRuns()
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
         self._ready = ReadyQueue()
-        self._refused: dict[tuple[str, str], int] = {}  # held after a refusal: -> attempt refused
-        self._refusal_timer = False
-        self._ack_timers: set[str] = set()  # nodes with an ("ack", node) timer running
-        # Invariant: exactly the ASSIGNED/RUNNING (run, task) -> when they became so (dispatched).
-        self._active: dict[tuple[str, str], float] = {}
-        # Invariant: the ("probe",) timer runs (due at _probe_due) whenever _active is not empty.
-        self._probe_timer = False
-        self._probe_due = 0.0
-        self._probes: dict[tuple[str, str], Probe] = {}  # (node, run) -> the latest probe there
-        self._probe_seq = 0
         self._dirty = False  # something changed that may let a ready task fit
         self._out = Outbox()
+        self._lost = LostMessages(
+            self._view,
+            self._out,
+            run_of=self._owned.live.get,
+            count_loss=self._count_loss,
+            adopt=self._adopt,
+            probe_interval=probe_interval,
+        )
+        self._delays = DelayedTasks(self._out, run_of=self._owned.live.get, enqueue=self._enqueue)
+        self._takeover = Takeover(
+            alive=self._view.alive,
+            own_as_is=self._own_as_is,
+            lose_in_run=self._lose_in_run,
+            recompute=self._recompute,
+            count_loss=self._count_loss,
+            order=self._order,
+        )
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
         # DONE, into FAILED/CANCELLED): the replication log's feed.
         self.on_change: Callable[[str, str], None] | None = None
@@ -150,28 +139,29 @@ class OwnerScheduler(Takeover):
     def handle_batch(self, events: Iterable[Event], now: float) -> list[Instruction]:
         """Apply events in order, then place once: a daemon that drains its sockets batches for free."""
         self._now = max(self._now, now)
-        self._out = Outbox()
         for event in events:
             self._apply(event)
         self._place()
-        return self._flush()
+        return self._out.take(self._term_of)
 
-    def _flush(self) -> list[Instruction]:
-        out = self._out
-        self._out = Outbox()
-        result = list(out.direct)
-        result += [CancelTasks(n, r, tuple(items)) for (n, r), items in out.cancels.items()]
-        result += [
-            Dispatch(n, r, self._term_of(r), tuple(items))
-            for (n, r), items in out.dispatches.items()
-        ]
-        result += [
-            FreeValues(n, r, self._term_of(r), tuple(ids)) for (n, r), ids in out.frees.items()
-        ]
-        return result
+    def restore_run(
+        self, data: dict[str, Any], now: float, term: int | None = None
+    ) -> list[Instruction]:
+        """Adopt a replicated run (takeover, at ``term``: default the scheduler's); tasks on nodes
+        we do not see alive are treated as lost (``Takeover.restore``)."""
+        self._now = max(self._now, now)
+        self._takeover.restore(data, self.term if term is None else term)
+        self._dirty = True
+        self._place()
+        return self._out.take(self._term_of)
+
+    def step_down(self, run_id: str) -> bool:
+        """Drop a run another owner took over (higher term): no cancels, its attempts are the new
+        owner's now. False if we did not own it."""
+        return self._drop(run_id)
 
     def _term_of(self, run_id: str) -> int:
-        run = self._runs.get(run_id)
+        run = self._owned.live.get(run_id)
         return run.term if run is not None else self.term
 
     def _apply(self, event: Event) -> None:
@@ -181,17 +171,17 @@ class OwnerScheduler(Takeover):
             self._on_succeeded(event)
         elif isinstance(event, TaskStarted):
             self._on_started(event)
-        elif isinstance(event, DispatchReplied):
+        elif isinstance(event, DispatchAnswered):
             self._on_replied(event)
         elif isinstance(event, RunProbed):
-            self._on_probed(event)
+            self._lost.probed(event)
         elif isinstance(event, TaskErrored):
             self._on_errored(event)
         elif isinstance(event, TimerFired):
             self._on_timer(event)
-        elif isinstance(event, SubmitRun):
+        elif isinstance(event, RunSubmitted):
             self._on_submit(event)
-        elif isinstance(event, CancelRun):
+        elif isinstance(event, CancelRequested):
             self._on_cancel(event)
         elif isinstance(event, ResultsReleased):
             self._on_released(event)
@@ -201,23 +191,24 @@ class OwnerScheduler(Takeover):
     # -- queries -----------------------------------------------------------------------------------
 
     def runs(self) -> list[str]:
-        return [*self._runs, *self._released]
+        return self._owned.ids()
 
-    def run_status(self, run_id: str) -> RunStatus | None:
-        run = self._runs.get(run_id)
-        if run is None:
-            return self._released.get(run_id)
-        return RunStatus(run.state, run.counts(), run.placement(), run.error, run.term)
+    def run_status(self, run_id: str) -> OwnedRunStatus | None:
+        return self._owned.status(run_id)
 
     def result_location(self, run_id: str, task_id: str) -> tuple[bytes | None, tuple[str, ...]]:
         """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task
         (a released run has no copies left)."""
-        if run_id in self._released:
-            return None, ()
-        rec = self._runs[run_id].tasks[task_id]
-        if rec.state != DONE:
-            return None, ()
-        return rec.value, tuple(sorted(rec.locations))
+        return self._owned.result_location(run_id, task_id)
+
+    @property
+    def probe_interval(self) -> float:
+        """Seconds between probes for lost reports (``lost.PROBE_INTERVAL`` unless configured)."""
+        return self._lost.probe_interval
+
+    @probe_interval.setter
+    def probe_interval(self, value: float) -> None:
+        self._lost.probe_interval = value
 
     @property
     def window(self) -> int:
@@ -235,35 +226,64 @@ class OwnerScheduler(Takeover):
         """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
         return self._view.effective_free(node)
 
-    def claims(self, node: str) -> dict[str, float]:
-        return dict(self._view.claims.get(node, {}))
+    def outstanding(self, node: str) -> dict[str, float]:
+        """Summed cost of our ASSIGNED/RUNNING tasks on ``node`` (running or in its queue): the
+        demand the dispatch window bounds (not the node's ledger, which other owners share)."""
+        return dict(self._view.outstanding.get(node, {}))
 
     def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
-        return list(self._runs[run_id].tasks[task_id].history)
+        return list(self._owned.live[run_id].tasks[task_id].history)
 
     def snapshot(self, run_id: str) -> dict[str, Any]:
         """The run as plain data, for standby owners."""
-        return self._runs[run_id].snapshot()
+        return self._owned.live[run_id].snapshot()
 
     def run_state(self, run_id: str) -> RunState | None:
         """The run's live state (read-only use: the replication log reads task records)."""
-        return self._runs.get(run_id)
+        return self._owned.live.get(run_id)
 
     def term_of(self, run_id: str) -> int | None:
         """The run's ownership term, or None when we do not own it."""
-        run = self._runs.get(run_id)
-        if run is None:
-            summary = self._released.get(run_id)
-            return summary.term if summary is not None else None
-        return run.term
+        return self._owned.term_of(run_id)
 
     def forget(self, run_id: str) -> None:
         """Drop a finished run entirely (after retention)."""
-        self._released.pop(run_id, None)
-        run = self._runs.get(run_id)
-        if run is not None and run.state != RUN_RUNNING:
-            del self._runs[run_id]
+        run = self._owned.forget(run_id)
+        if run is not None:
             self._ready.drop_run(run)
+
+    # -- owning runs (a submission, a takeover) ------------------------------------------------------
+
+    def _own(self, run: RunState) -> None:
+        self._owned.add(run)
+        run.listener = self._on_move
+
+    def _own_as_is(self, run: RunState) -> None:
+        """Own ``run`` with its tasks as they are (taken over): its ASSIGNED/RUNNING tasks are out
+        on their nodes, its READY, not delayed ones queued."""
+        self._own(run)
+        for rec in run.tasks.values():
+            if rec.state in ACTIVE and rec.node is not None:
+                self._view.add_outstanding(rec.node, rec.spec.cost, 1)
+                self._lost.went_out(run.run_id, rec.id, self._now)
+            if rec.state == READY and not rec.delayed:
+                self._enqueue(run, rec)
+
+    def _drop(self, run_id: str) -> bool:
+        """Forget a run we no longer own, without cancelling anything; False if it was not ours."""
+        run = self._owned.pop(run_id)
+        if run is None:
+            return self._owned.pop_released(run_id)
+        run.listener = None
+        for rec in run.tasks.values():
+            if rec.state in ACTIVE and rec.node is not None:
+                self._view.add_outstanding(rec.node, rec.spec.cost, -1)
+        self._delays.drop_run(run_id, run.tasks)
+        self._lost.drop_run(run_id, run.tasks)
+        self._ready.drop_run(run)
+        self._view.forget_run(run_id)
+        self._dirty = True
+        return True
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -272,9 +292,10 @@ class OwnerScheduler(Takeover):
     ) -> tuple[list[int], list[float]]:
         return placement.order(priority, consumers, estimate, size, backend=self._backend)
 
-    def _on_submit(self, ev: SubmitRun) -> None:
-        if ev.run_id in self._runs or ev.run_id in self._released:
-            self._out.direct.append(RunAccepted(ev.run_id))  # a retried submission: idempotent
+    def _on_submit(self, ev: RunSubmitted) -> None:
+        if ev.run_id in self._owned:
+            # A retried submission (its answer was lost): idempotent.
+            self._out.direct.append(SubmissionAccepted(ev.run_id))
             return
         try:
             if ev.options.policy not in placement.POLICIES:
@@ -287,7 +308,6 @@ class OwnerScheduler(Takeover):
                 ev.run_id,
                 ev.specs,
                 ev.options,
-                seq=self._seq + 1,
                 term=self.term,
                 order=self._order,
             )
@@ -301,12 +321,10 @@ class OwnerScheduler(Takeover):
             if error is not None:
                 raise error
         except HandoffError as error:
-            self._out.direct.append(RunRejected(ev.run_id, error))
+            self._out.direct.append(SubmissionRejected(ev.run_id, error))
             return
-        self._seq += 1
-        self._runs[ev.run_id] = run
-        run.listener = self._on_move
-        self._out.direct.append(RunAccepted(ev.run_id))
+        self._own(run)
+        self._out.direct.append(SubmissionAccepted(ev.run_id))
         run.start(self._now)
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(ev.run_id, "DONE"))
@@ -343,15 +361,15 @@ class OwnerScheduler(Takeover):
         if shrunk:
             self._check_all_fit()
 
-    def _on_replied(self, ev: DispatchReplied) -> None:
-        run = self._runs.get(ev.run_id)
+    def _on_replied(self, ev: DispatchAnswered) -> None:
+        run = self._owned.live.get(ev.run_id)
         for task_id, attempt in ev.accepted:
             self._view.answered(ev.node, (ev.run_id, task_id, attempt))
             if run is not None and run.state == RUN_RUNNING:
                 rec = run.tasks.get(task_id)
                 if rec is not None and self._superseded(rec, attempt, ev.node):
                     # A late yes to an attempt we gave up on (its answer timed out): the node would
-                    # run it for nothing; its report would be stale. Claims never counted it.
+                    # run it for nothing; its report would be stale. Outstanding demand never counted it.
                     self._out.cancels.setdefault((ev.node, ev.run_id), []).append(
                         (task_id, attempt)
                     )
@@ -380,10 +398,7 @@ class OwnerScheduler(Takeover):
             cause = f"refused by {ev.node}: {reason}"
             self._cancel(run.make_ready(rec, self._now, cause, delayed=not fresh), run)
             if rec.state == READY and rec.delayed:
-                self._refused[(run.run_id, rec.id)] = rec.attempt
-                if not self._refusal_timer:
-                    self._refusal_timer = True
-                    self._out.direct.append(StartTimer(("refused",), REFUSAL_BACKOFF))
+                self._delays.refused(run, rec)
 
     @staticmethod
     def _superseded(rec: TaskRecord, attempt: int, node: str) -> bool:
@@ -397,8 +412,9 @@ class OwnerScheduler(Takeover):
     ) -> tuple[RunState, TaskRecord] | None:
         """The run and task a report is about, or None when it is stale or unknown. A report also
         answers its dispatch (the node got it, even if its reply was lost)."""
-        self._view.answered(node, (run_id, task_id, attempt))
-        run = self._runs.get(run_id)
+        if self._view.answered(node, (run_id, task_id, attempt)) is not None:
+            self._dirty = True  # its cost no longer holds the node in our view (the reply's job)
+        run = self._owned.live.get(run_id)
         if run is None or run.state != RUN_RUNNING:
             return None
         rec = run.tasks.get(task_id)
@@ -412,9 +428,9 @@ class OwnerScheduler(Takeover):
             found[0].move(found[1], RUNNING, self._now, f"started on {ev.node}")
 
     def _on_succeeded(self, ev: TaskSucceeded) -> None:
-        run = self._runs.get(ev.run_id)
+        run = self._owned.live.get(ev.run_id)
         if run is None:
-            if ev.run_id in self._released:  # a late copy: drop it
+            if self._owned.is_released(ev.run_id):  # a late copy: drop it
                 self._out.direct.append(FreeResults(ev.run_id, (ev.node,)))
             return
         alive = self._view.alive(ev.node)
@@ -423,10 +439,27 @@ class OwnerScheduler(Takeover):
         found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
         if found is None or not alive:
             return
-        self._cancel(run.succeeded(found[1], ev.node, ev.size, ev.value, self._now), run)
+        self._accept_result(run, found[1], ev.node, ev.size, ev.value)
+
+    def _accept_result(
+        self, run: RunState, rec: TaskRecord, node: str, size: int, value: bytes | None
+    ) -> None:
+        self._cancel(run.succeeded(rec, node, size, value, self._now), run)
         self._free(run)
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(run.run_id, "DONE"))
+
+    def _adopt(self, run: RunState, rec: TaskRecord, node: str, size: int) -> None:
+        """A probe found the result of ``rec``'s attempt at ``node`` though its report was lost."""
+        run.holders.add(node)
+        self._accept_result(run, rec, node, size, None)
+
+    def _count_loss(self, run: RunState, rec: TaskRecord, cause: str) -> None:
+        """``rec``'s attempt was lost to the cluster, not by its own fault: place it again (no
+        retry used) unless the task has been lost too often."""
+        rec.losses += 1
+        self._cancel(run.make_ready(rec, self._now, cause), run)
+        self._check_losses(run, rec)
 
     def _on_errored(self, ev: TaskErrored) -> None:
         found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
@@ -434,9 +467,7 @@ class OwnerScheduler(Takeover):
             return
         run, rec = found
         if ev.kind in ("cancelled", "input_lost"):  # not the task's fault: no retry used
-            rec.losses += 1
-            self._cancel(run.make_ready(rec, self._now, f"cancelled by {ev.node}"), run)
-            self._check_losses(run, rec)
+            self._count_loss(run, rec, f"cancelled by {ev.node}")
             return
         rec.failures += 1
         rec.last_error = (ev.exc_type, ev.message, ev.traceback)
@@ -448,58 +479,43 @@ class OwnerScheduler(Takeover):
         cause = f"{ev.kind} on {ev.node} ({ev.exc_type}): retry {rec.failures}"
         self._cancel(run.make_ready(rec, self._now, cause, delayed=True), run)
         if rec.delayed:
-            key = ("retry", run.run_id, rec.id, rec.attempt)
-            self._out.direct.append(StartTimer(key, backoff(rec.failures)))
+            self._delays.failed(run, rec)
 
     def _on_timer(self, ev: TimerFired) -> None:
         key = ev.key
         if key == ("refused",):
-            self._refusal_timer = False
-            self._release_refused()
+            self._delays.refusal_timer_fired()
         elif len(key) == 2 and key[0] == "ack":
-            self._check_answers(str(key[1]))
+            if self._lost.check_answers(str(key[1]), self._now):
+                # Given-up dispatches held the node's resources in our view; when none of them
+                # was a task still waiting (a cancelled run's), nothing else would place again.
+                self._dirty = True
         elif key == ("probe",):
-            self._probe_nodes()
+            self._lost.probe_nodes(self._now)
         elif len(key) == 4 and key[0] == "retry":
-            run = self._runs.get(str(key[1]))
-            rec = run.tasks.get(str(key[2])) if run is not None else None
-            if (
-                run is not None
-                and rec is not None
-                and rec.state == READY
-                and rec.delayed
-                and rec.attempt == key[3]
-            ):
-                rec.delayed = False
-                self._enqueue(run, rec)
+            self._delays.retry_due(str(key[1]), str(key[2]), key[3])
         elif len(key) == 2 and key[0] == "deadline":
-            run = self._runs.get(str(key[1]))
+            run = self._owned.live.get(str(key[1]))
             if run is not None and run.state == RUN_RUNNING:
                 error = Timeout(
                     f"run {run.run_id!r} did not finish within its deadline of {run.options.timeout} s"
                 )
                 self._end_run(run, RUN_FAILED, error)
 
-    def _on_cancel(self, ev: CancelRun) -> None:
-        run = self._runs.get(ev.run_id)
+    def _on_cancel(self, ev: CancelRequested) -> None:
+        run = self._owned.live.get(ev.run_id)
         if run is not None and run.state == RUN_RUNNING:
             self._end_run(run, RUN_CANCELLED, RunCancelled(f"run {ev.run_id!r} was cancelled"))
 
     def _on_released(self, ev: ResultsReleased) -> None:
-        run = self._runs.get(ev.run_id)
+        run = self._owned.live.get(ev.run_id)
         if run is None or run.state == RUN_RUNNING or run.released:
             return
         run.released = True
         holders = tuple(sorted(n for n in run.holders if self._view.alive(n)))
         if holders:
             self._out.direct.append(FreeResults(run.run_id, holders))
-        # Keep only what status queries answer: a released run's tasks are never looked at again
-        # (no copies, nothing recomputed), and during a busy minute they were tens of thousands
-        # of records that every full garbage collection scanned.
-        self._released[run.run_id] = RunStatus(
-            run.state, run.counts(), run.placement(), run.error, run.term
-        )
-        del self._runs[run.run_id]
+        self._owned.release(run)
         self._ready.drop_run(run)
         run.listener = None
 
@@ -508,8 +524,8 @@ class OwnerScheduler(Takeover):
     def _lose(self, node: str) -> None:
         """``node`` is DEAD or LEFT: its dispatches, tasks and result copies are gone."""
         self._view.forget_unacked(node)
-        self._probes = {k: p for k, p in self._probes.items() if k[0] != node}
-        for run in list(self._runs.values()):
+        self._lost.node_lost(node)
+        for run in list(self._owned.live.values()):
             self._lose_in_run(run, node)
         self._check_all_fit()
         self._dirty = True
@@ -535,7 +551,7 @@ class OwnerScheduler(Takeover):
             self._end_run(run, RUN_FAILED, error, culprit=rec.id)
 
     def _check_all_fit(self) -> None:
-        for run in list(self._runs.values()):
+        for run in list(self._owned.live.values()):
             if run.state == RUN_RUNNING:
                 error = self._view.misfit(run)
                 if error is not None:
@@ -546,6 +562,9 @@ class OwnerScheduler(Takeover):
     ) -> None:
         self._cancel(run.end(state, error, self._now, culprit), run)
         self._out.direct.append(RunFinished(run.run_id, state, error))  # type: ignore[arg-type]
+
+    def _recompute(self, run: RunState) -> None:
+        self._cancel(run.recompute_needed(self._now), run)
 
     def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None:
         for node, task_id, attempt in cancels:
@@ -565,16 +584,14 @@ class OwnerScheduler(Takeover):
         if self.on_change is not None and (new in _REPLICATED or old == DONE):
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
-            self._view.claim(rec.node, rec.spec.cost, -1)
+            self._view.add_outstanding(rec.node, rec.spec.cost, -1)
             if not self._dirty and self._view.room_opened(rec.node, self._ready):
                 self._dirty = True
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
-            self._view.claim(rec.node, rec.spec.cost, 1)
-            self._active[(run.run_id, rec.id)] = self._now
-            if not self._probe_timer:
-                self._arm_probe_timer(self.probe_interval)
+            self._view.add_outstanding(rec.node, rec.spec.cost, 1)
+            self._lost.went_out(run.run_id, rec.id, self._now)
         elif old in ACTIVE and new not in ACTIVE:
-            self._active.pop((run.run_id, rec.id), None)
+            self._lost.came_back(run.run_id, rec.id)
         if old == READY:
             self._ready.discard(rec)
         if new == READY and not rec.delayed:
@@ -586,22 +603,7 @@ class OwnerScheduler(Takeover):
 
     def _view_changed(self) -> None:
         self._dirty = True
-        self._release_refused()
-
-    def _release_refused(self) -> None:
-        for (run_id, task_id), attempt in self._refused.items():
-            run = self._runs.get(run_id)
-            rec = run.tasks.get(task_id) if run is not None else None
-            if (
-                run is not None
-                and rec is not None
-                and rec.state == READY
-                and rec.delayed
-                and rec.attempt == attempt
-            ):
-                rec.delayed = False
-                self._enqueue(run, rec)
-        self._refused.clear()
+        self._delays.view_changed()
 
     # -- placement ---------------------------------------------------------------------------------
 
@@ -614,10 +616,9 @@ class OwnerScheduler(Takeover):
     def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
         run.assign(rec, node, self._now)
         self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost, self._now)
-        if node not in self._ack_timers:
-            self._arm_ack_timer(node, ACK_TIMEOUT)
+        self._lost.sent(node)
         spec = rec.spec
-        item = DispatchItem(
+        item = DispatchedTask(
             spec.id,
             rec.attempt,
             spec.payload,
@@ -632,26 +633,23 @@ class OwnerScheduler(Takeover):
 
     def validate(self) -> None:
         """Raise AssertionError when an invariant is broken (tests call it after every event)."""
-        claims: dict[str, dict[str, float]] = {}
+        outstanding: dict[str, dict[str, float]] = {}
         queued: set[tuple[str, str]] = set()
         active: set[tuple[str, str]] = set()
-        for run in self._runs.values():
+        for run in self._owned.live.values():
             run.validate()
             for rec in run.tasks.values():
                 if rec.state in ACTIVE:
                     assert rec.node is not None
                     assert self._view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
-                    add_into(claims.setdefault(rec.node, {}), rec.spec.cost, 1)
+                    add_into(outstanding.setdefault(rec.node, {}), rec.spec.cost, 1)
                     active.add((run.run_id, rec.id))
                 if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
                     queued.add((run.run_id, rec.id))
                 if rec.state == DONE:
                     bad = [n for n in rec.locations if not self._view.alive(n)]
                     assert not bad, f"{rec.id} has copies on lost nodes {bad}"
-        self._view.validate(claims)
-        for node, pending in self._view.unacked.items():
-            assert not pending or node in self._ack_timers, f"unacked on {node} without a timer"
-        assert active == set(self._active), f"active {sorted(self._active)} != {sorted(active)}"
-        assert not active or self._probe_timer, "tasks out without a probe timer"
-        in_queue = self._ready.validate(self._runs)
+        self._view.validate(outstanding)
+        self._lost.validate(active)
+        in_queue = self._ready.validate(self._owned.live)
         assert queued == in_queue, f"ready queue {sorted(in_queue)} != {sorted(queued)}"

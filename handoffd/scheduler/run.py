@@ -1,13 +1,14 @@
-"""One run's task graph and the task state machine (section 3.5 of DESIGN.md).
+"""One run's task states and the task state machine (section 3.5 of DESIGN.md).
 
 Design (distributed's worker_state_machine): every task state change goes through ``RunState.move``,
 which checks the one table of legal moves (``TRANSITIONS``), appends to the task's history and tells a
-listener (the owner keeps its resource claims and ready queue in step with it). An illegal move raises
-``InvalidTransition`` carrying the task's history. Nothing here does I/O or reads a clock: ``now`` is an
-argument and only ends up in histories.
+listener (the owner keeps its books on each node's outstanding demand and its ready queue in step with
+it). An illegal move raises ``InvalidTransition`` carrying the task's history. Nothing here does I/O or
+reads a clock: ``now`` is an argument and only ends up in histories.
 
-Inline functions are not tasks: a regular task depends on the regular tasks reachable through its inline
-dependencies (``effective_deps``); the dispatch carries nested ``InlineRef``s so the consumer re-runs them.
+The graph (checked dependencies, inline functions resolved to ``effective_deps``, collocation groups,
+ranks) is built once by ``graph.build_graph``; the dispatch carries nested ``InlineRef``s so the
+consumer re-runs inline functions.
 
 Attempts: ``attempt`` numbers dispatches (1 for the first), so a report names exactly one dispatch and a
 stale one is ignored. ``failures`` counts the task's own errors (retries), ``losses`` the attempts lost
@@ -16,20 +17,20 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from handoffd.errors import HandoffError, ValidationError
+from handoffd.errors import HandoffError
 from handoffd.protocol.snapshot import error_from_data, error_to_data, spec_from_data, spec_to_data
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
+from handoffd.scheduler.graph import Order, build_graph
 from handoffd.spec import RunOptions, TaskSpec
 
 PENDING, READY, ASSIGNED, RUNNING = "PENDING", "READY", "ASSIGNED", "RUNNING"
 DONE, FAILED, CANCELLED = "DONE", "FAILED", "CANCELLED"
 TASK_STATES = (PENDING, READY, ASSIGNED, RUNNING, DONE, FAILED, CANCELLED)
-ACTIVE = (ASSIGNED, RUNNING)  # holding a claim on a node
+ACTIVE = (ASSIGNED, RUNNING)  # counted in the outstanding demand on its node
 TERMINAL = (FAILED, CANCELLED)
 
 #: The one table of legal moves: state -> states it may move to.
@@ -80,7 +81,7 @@ class TaskRecord:
     upward_rank: float
     state: str = PENDING
     attempt: int = 0  # number of the latest dispatch; 0 = never dispatched
-    node: str | None = None  # node of the latest dispatch (the holder of its claim while ACTIVE)
+    node: str | None = None  # node of the latest dispatch (where it is outstanding while ACTIVE)
     failures: int = 0  # own errors so far (each consumes a retry)
     losses: int = 0  # attempts lost to the cluster
     completions: int = 0  # times it reached DONE (> 1 after a lineage recompute)
@@ -109,7 +110,8 @@ Listener = Callable[["RunState", TaskRecord, str, str], None]
 
 
 class RunState:
-    """The graph and task states of one run; the owner drives it and mirrors claims via ``listener``."""
+    """The task states of one run over its graph; the owner drives it and keeps its books in step
+    through ``listener``."""
 
     def __init__(
         self,
@@ -119,7 +121,7 @@ class RunState:
         *,
         seq: int = 0,
         term: int = 0,
-        order: Callable[..., tuple[list[int], list[float]]] | None = None,
+        order: Order | None = None,
     ) -> None:
         self.run_id = run_id
         self.options = options
@@ -132,128 +134,37 @@ class RunState:
         self.holders: set[str] = set()  # live nodes whose store may hold results of this run
         self.listener: Listener | None = None
         self.specs: list[TaskSpec] = list(specs)
-        self.inline: dict[str, TaskSpec] = {}
-        self.tasks: dict[str, TaskRecord] = {}
-        # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
-        self.freed: list[tuple[str, tuple[str, ...]]] = []
-        self._build(order)
-
-    # -- graph ---------------------------------------------------------------------------------
-
-    def _build(self, order: Callable[..., tuple[list[int], list[float]]] | None) -> None:
-        by_id: dict[str, TaskSpec] = {}
-        for spec in self.specs:
-            if spec.id in by_id:
-                raise ValidationError("duplicate_id", spec.id, "two functions share this id")
-            by_id[spec.id] = spec
-        for spec in self.specs:
-            for dep in spec.deps:
-                if dep not in by_id:
-                    raise ValidationError(
-                        "missing_dependency", spec.id, f"depends on unknown {dep!r}"
-                    )
-            target = spec.collocate_with
-            if target is not None and target not in by_id:
-                raise ValidationError(
-                    "missing_dependency", spec.id, f"collocated with unknown {target!r}"
-                )
-            if spec.inline and (spec.node is not None or target is not None):
-                raise ValidationError(
-                    "invalid_inline", spec.id, "an inline function cannot be pinned"
-                )
-            if target is not None and by_id[target].inline:
-                raise ValidationError(
-                    "invalid_inline", spec.id, f"collocated with inline {target!r}"
-                )
-        self.inline = {s.id: s for s in self.specs if s.inline}
-        regular = [s for s in self.specs if not s.inline]
-        topo = _topological(self.specs)
-        # Regular tasks reachable through inline dependencies, in first-seen order.
-        reach: dict[str, tuple[str, ...]] = {}
-        if not self.inline:  # (the common case: the dependencies themselves, once each)
-            reach = {s.id: tuple(dict.fromkeys(s.deps)) if s.deps else () for s in regular}
-        for tid in topo if self.inline else ():
-            found: dict[str, None] = {}
-            for dep in by_id[tid].deps:
-                if dep in self.inline:
-                    found.update(dict.fromkeys(reach[dep]))
-                else:
-                    found[dep] = None
-            reach[tid] = tuple(found)
-        self.effective_deps: dict[str, tuple[str, ...]] = {s.id: reach[s.id] for s in regular}
-        self.consumers: dict[str, list[str]] = {s.id: [] for s in regular}
-        for s in regular:
-            for dep in self.effective_deps[s.id]:
-                self.consumers[dep].append(s.id)
-        # Collocation groups: connected components of collocate_with links (union-find).
-        linked = [s for s in regular if s.collocate_with is not None]
-        parent = {s.id: s.id for s in regular} if linked else {}
-
-        def root(x: str) -> str:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        self.group_members: dict[str, list[str]] = {}  # groups of two or more
-        for s in linked:
-            parent[root(s.id)] = root(s.collocate_with)  # type: ignore[arg-type]
-        for s in regular if linked else ():
-            self.group_members.setdefault(root(s.id), []).append(s.id)
-        self.group_of: dict[str, str] = {}
-        self.group_pin: dict[str, str | None] = {}
-        self.group_node: dict[str, str | None] = {}  # where the group runs once a member is placed
-        for gid, members in list(self.group_members.items()):
-            if len(members) < 2:
-                del self.group_members[gid]
-                continue
-            pins = {by_id[m].node for m in members} - {None}
-            if len(pins) > 1:
-                raise ValidationError(
-                    "invalid_collocation",
-                    members[0],
-                    f"collocated functions are pinned to {sorted(str(p) for p in pins)}",
-                )
-            for m in members:
-                self.group_of[m] = gid
-            self.group_pin[gid] = next(iter(pins)) if pins else None
-            self.group_node[gid] = self.group_pin[gid]
-        wanted = self.options.outputs
-        self.wanted: set[str] = {s.id for s in regular if wanted is None or s.id in set(wanted)}
-        index = {s.id: i for i, s in enumerate(regular)}
-        sizes = [float(sum(s.cost.values())) for s in regular]
-        if order is None:
-            from handoffd.scheduler import placement
-
-            order = placement.order
-        ranked, ranks = order(
-            [s.priority for s in regular],
-            [[index[c] for c in self.consumers[s.id]] for s in regular],
-            [1.0] * len(regular),
-            sizes,
-        )
-        position = {task_index: pos for pos, task_index in enumerate(ranked)}
-        for i, s in enumerate(regular):
-            rank = float(ranks[i]) if i < len(ranks) else 0.0
-            self.tasks[s.id] = TaskRecord(
-                s, position.get(i, i), rank, cost_items=tuple(s.cost.items())
+        graph = build_graph(self.specs, options.outputs, order)
+        # The graph, fixed for the run's life (``graph.TaskGraph``).
+        self.inline = graph.inline
+        self.effective_deps = graph.effective_deps
+        self.consumers = graph.consumers
+        self.group_members = graph.group_members
+        self.group_of = graph.group_of
+        self.group_pin = graph.group_pin
+        self.wanted = graph.wanted
+        self.group_node: dict[str, str | None] = dict(graph.group_pin)  # where each group runs
+        self.tasks: dict[str, TaskRecord] = {
+            s.id: TaskRecord(
+                s, graph.position[i], graph.upward_rank[i], cost_items=tuple(s.cost.items())
             )
+            for i, s in enumerate(graph.regular)
+        }
         self.remaining = len(self.tasks)  # regular tasks not DONE
         # Consumers not DONE per task, kept only when values may be freed (outputs given).
         self.unfinished: dict[str, int] = (
             {tid: len(users) for tid, users in self.consumers.items()}
-            if self.options.outputs is not None
+            if options.outputs is not None
             else {}
         )
-        # The tasks in placement order (priority, upward rank, position); the owner's ready queue
-        # keeps a heap of indices into it (``ready_heap``), so comparing two tasks is comparing ints.
-        ordered = sorted(self.tasks.values(), key=lambda r: r.position)
-        if any(_order_key(a) > _order_key(b) for a, b in itertools.pairwise(ordered)):
-            ordered.sort(key=_order_key)  # a ranking that disagrees with the rank it returned
-        for at, rec in enumerate(ordered):
+        # The tasks in placement order; the owner's ready queue keeps a heap of indices into it
+        # (``ready_heap``), so comparing two tasks is comparing ints.
+        self.ordered = [self.tasks[graph.regular[i].id] for i in graph.placement_order]
+        for at, rec in enumerate(self.ordered):
             rec.order = at
-        self.ordered: list[TaskRecord] = ordered
         self.ready_heap: list[int] = []
+        # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
+        self.freed: list[tuple[str, tuple[str, ...]]] = []
 
     def group_cost(
         self, task_id: str, states: tuple[str, ...] = (PENDING, READY)
@@ -622,37 +533,3 @@ class RunState:
             for tid, users in run.consumers.items():
                 run.unfinished[tid] = sum(run.tasks[c].state != DONE for c in users)
         return run
-
-
-def _order_key(rec: TaskRecord) -> tuple[int, float, int]:
-    return (-rec.spec.priority, -rec.upward_rank, rec.position)
-
-
-def _topological(specs: list[TaskSpec]) -> list[str]:
-    """Kahn's order over all functions; raise ValidationError(cycle) naming the cycle's path."""
-    deps = {s.id: s.deps for s in specs}
-    users: dict[str, list[str]] = {s.id: [] for s in specs}
-    missing = {s.id: len(set(s.deps)) for s in specs}
-    for s in specs:
-        for d in set(s.deps):
-            users[d].append(s.id)
-    queue = [s.id for s in specs if missing[s.id] == 0]
-    out: list[str] = []
-    while queue:
-        tid = queue.pop()
-        out.append(tid)
-        for u in users[tid]:
-            missing[u] -= 1
-            if missing[u] == 0:
-                queue.append(u)
-    if len(out) == len(specs):
-        return out
-    # Walk dependencies among the unfinished until a function repeats: that is a cycle.
-    left = {tid for tid, n in missing.items() if n > 0}
-    path = [next(iter(sorted(left)))]
-    while True:
-        nxt = next(d for d in deps[path[-1]] if d in left)
-        if nxt in path:
-            cycle = path[path.index(nxt) :] + [nxt]
-            raise ValidationError("cycle", nxt, " -> ".join(cycle))
-        path.append(nxt)

@@ -1,95 +1,89 @@
-"""Failover entry points of the owner's scheduler (``OwnerScheduler`` mixin): adopt a replicated
-run at a new term (``restore_run``), or drop one another owner took over (``step_down``)."""
+"""Failover, a part of the owner's scheduler (``OwnerScheduler``): adopt a replicated run at a new
+term (``restore``). Giving a run up to a new owner is the scheduler's ``step_down``: forgetting a run
+without cancelling anything needs nothing particular to a takeover.
+
+What is particular to a takeover is decided here; the scheduler keeps the books through the narrow
+callables it passes in (the same bookkeeping a submitted or released run goes through). Pure: data
+in, decisions out, no clock (the scheduler's is the host's).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from handoffd.scheduler.events import Instruction
-from handoffd.scheduler.lost import LostMessages, Outbox
-from handoffd.scheduler.ready import ReadyQueue
-from handoffd.scheduler.run import (
-    ACTIVE,
-    ATTEMPT_STRIDE,
-    READY,
-    RUN_RUNNING,
-    RunState,
-    TaskRecord,
-)
+from handoffd.scheduler.graph import Order
+from handoffd.scheduler.run import ACTIVE, ATTEMPT_STRIDE, READY, RUN_RUNNING, RunState, TaskRecord
 
 
-class Takeover(LostMessages):
-    """Adopting and dropping whole runs; the state lives on the scheduler."""
+class Takeover:
+    """Adopting a whole run at a change of owner. It keeps no state between calls: a takeover is
+    one call, and what it leaves behind is the run's (its term and attempt floor) and the books the
+    scheduler keeps for every run it owns."""
 
-    term: int
-    _seq: int
-    _ready: ReadyQueue
-    _refused: dict[tuple[str, str], int]
-    _dirty: bool
-    _released: dict[str, Any]  # run -> what status queries answer (a RunStatus)
+    def __init__(
+        self,
+        *,
+        alive: Callable[[str], bool],
+        own_as_is: Callable[[RunState], None],
+        lose_in_run: Callable[[RunState, str], None],
+        recompute: Callable[[RunState], None],
+        count_loss: Callable[[RunState, TaskRecord, str], None],
+        order: Order,
+    ) -> None:
+        # What a takeover needs from the scheduler that owns it: whether a node is ALIVE; to own a
+        # run with its tasks as they are (ASSIGNED/RUNNING ones out, READY ones queued); to treat a
+        # node as lost for one run; to recompute what a run needs and has no copy of; to count an
+        # attempt lost and place the task again; and the run ranking.
+        self._alive = alive
+        self._own_as_is = own_as_is
+        self._lose_in_run = lose_in_run
+        self._recompute = recompute
+        self._count_loss = count_loss
+        self._order = order
 
-    if TYPE_CHECKING:  # the scheduler's own bookkeeping
-
-        def _order(
-            self, priority: Any, consumers: Any, estimate: Any, size: Any
-        ) -> tuple[list[int], list[float]]: ...
-        def _on_move(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None: ...
-        def _enqueue(self, run: RunState, rec: TaskRecord) -> None: ...
-        def _lose_in_run(self, run: RunState, node: str) -> None: ...
-        def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None: ...
-        def _place(self) -> None: ...
-        def _flush(self) -> list[Instruction]: ...
-
-    def restore_run(
-        self, data: dict[str, Any], now: float, term: int | None = None
-    ) -> list[Instruction]:
-        """Adopt a replicated run (takeover, at ``term``: default the scheduler's); tasks on nodes
-        we do not see alive are treated as lost. New attempts start above ``term * ATTEMPT_STRIDE``
-        so they never collide with the previous owner's."""
-        self._now = max(self._now, now)
+    def restore(self, data: dict[str, Any], term: int) -> RunState:
+        """Adopt a replicated run at ``term``; tasks on nodes we do not see alive are treated as
+        lost. New attempts start above ``term * ATTEMPT_STRIDE`` so they never collide with the
+        previous owner's."""
         run = RunState.from_snapshot(data, order=self._order)
-        run.term = self.term if term is None else term
-        run.attempt_floor = run.term * ATTEMPT_STRIDE
-        run.seq = self._seq = self._seq + 1
-        self._runs[run.run_id] = run
-        run.listener = self._on_move
+        run.term = term
+        run.attempt_floor = term * ATTEMPT_STRIDE
         for rec in run.tasks.values():
-            if rec.state in ACTIVE and rec.node is not None:
-                self._view.claim(rec.node, rec.spec.cost, 1)
-                self._active[(run.run_id, rec.id)] = self._now
             if rec.state == READY:
-                rec.delayed = False
-                self._enqueue(run, rec)
-        self._out = Outbox()
-        if self._active and not self._probe_timer:
-            self._arm_probe_timer(self.probe_interval)
+                rec.delayed = False  # its retry or refusal timer went with the previous owner
+        strays = _regroup(run)
+        self._own_as_is(run)
+        for rec in strays:
+            if rec.state in ACTIVE:  # (a node lost above may have taken it back already)
+                where = run.pin_of(rec.id)
+                self._count_loss(run, rec, f"out on {rec.node}, apart from its group on {where}")
         lost = {r.node for r in run.tasks.values() if r.state in ACTIVE and r.node is not None}
         lost |= {n for r in run.tasks.values() for n in r.locations}
+        lost |= {n for n in run.group_node.values() if n is not None}
         for node in sorted(lost):
-            if not self._view.alive(node):
+            if not self._alive(node):
                 self._lose_in_run(run, node)
         if run.state == RUN_RUNNING:
             # A value freed (no consumer needed it) whose consumer must now run again: the
             # replica marks only that consumer, the chain behind it is recomputed here.
-            self._cancel(run.recompute_needed(self._now), run)
-        self._dirty = True
-        self._place()
-        return self._flush()
+            self._recompute(run)
+        return run
 
-    def step_down(self, run_id: str) -> bool:
-        """Drop a run another owner took over (higher term): no cancels, its attempts are the new
-        owner's now. False if we did not own it."""
-        run = self._runs.pop(run_id, None)
-        if run is None:
-            return self._released.pop(run_id, None) is not None
-        run.listener = None
-        for rec in run.tasks.values():
-            if rec.state in ACTIVE and rec.node is not None:
-                self._view.claim(rec.node, rec.spec.cost, -1)
-            self._active.pop((run_id, rec.id), None)
-            self._refused.pop((run_id, rec.id), None)
-        self._ready.drop_run(run)
-        self._view.forget_run(run_id)
-        self._probes = {k: p for k, p in self._probes.items() if k[1] != run_id}
-        self._dirty = True
-        return True
+
+def _regroup(run: RunState) -> list[TaskRecord]:
+    """Put each collocation group where its members are out, and return the members out apart
+    from it. The nodes' answers merged into a replica may show a member running where the
+    replica's group is not, or members on two nodes: an attempt that reached a node long after
+    the run had moved on (the node had restarted and forgotten the run's term). The group follows
+    its pin, else its first member out; a member out elsewhere runs for nothing."""
+    strays: list[TaskRecord] = []
+    for gid, members in run.group_members.items():
+        out = [run.tasks[m] for m in members if run.tasks[m].state in ACTIVE]
+        if not out:
+            continue
+        pin = run.group_pin.get(gid)
+        where = pin if pin is not None else out[0].node
+        run.group_node[gid] = where
+        strays += [rec for rec in out if rec.node != where]
+    return strays

@@ -1,5 +1,5 @@
-"""What a membership message may claim, by who claims it (issue 11). Anyone who reaches us can
-send membership messages (that is how a node joins), so claims are weighed by who makes them:
+"""What a membership message may assert, by who asserts it (issue 11). Anyone who reaches us can
+send membership messages (that is how a node joins), so assertions are weighed by who makes them:
 - A sender that is not a live member of ours (a stranger: unknown, DEAD or LEFT here) is heard only
   about itself (its own state: that is a join, or a rejoin at a higher incarnation) and about us
   (so we refute); everything else it says is ignored, except in the answer to a push-pull we asked

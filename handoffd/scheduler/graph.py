@@ -1,0 +1,209 @@
+"""A run's task graph as the owner builds it at submission: checked, resolved and ranked.
+
+Everything here is fixed for the run's life; the task states that change live in ``run.RunState``,
+which builds its graph with ``build_graph``. Pure: specs in, a ``TaskGraph`` out (or a
+``ValidationError`` naming the function at fault and what is wrong with it).
+
+Inline functions are not tasks: a regular task depends on the regular tasks reachable through its
+inline dependencies (``effective_deps``). Collocation groups are the connected components of
+``collocate_with`` links (two members or more). Ranking: ``order`` (``placement.order``) returns the
+placement order and each task's upward rank (critical path first among equal priorities).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from handoffd.errors import ValidationError
+from handoffd.spec import TaskSpec
+
+#: The run ranking: (priorities, consumer indices, time estimates, sizes) -> (the task indices in
+#: placement order, each task's upward rank); ``placement.order`` with the scheduler's backend.
+Order = Callable[..., tuple[list[int], list[float]]]
+
+
+@dataclass(eq=False, slots=True)
+class TaskGraph:
+    inline: dict[str, TaskSpec]  # inline functions by id
+    regular: list[TaskSpec]  # the tasks, in submission order
+    effective_deps: dict[str, tuple[str, ...]]  # task -> regular tasks it needs, in args order
+    consumers: dict[str, list[str]]  # task -> regular tasks that need it
+    group_members: dict[str, list[str]]  # collocation group id -> members (two or more)
+    group_of: dict[str, str]  # member -> its group id
+    group_pin: dict[str, str | None]  # group id -> the node one of its members is pinned to
+    wanted: set[str]  # the regular tasks whose values the client wants
+    position: list[int]  # per task (index in ``regular``): its place in the ranking
+    upward_rank: list[float]  # per task: its upward rank
+    placement_order: list[int]  # the task indices sorted by (priority, upward rank, position)
+
+
+def build_graph(
+    specs: Sequence[TaskSpec], outputs: Sequence[str] | None, order: Order | None = None
+) -> TaskGraph:
+    """Check ``specs`` (ids, dependencies, inline and collocation rules, cycles) and rank them."""
+    by_id = _check(specs)
+    inline = {s.id: s for s in specs if s.inline}
+    regular = [s for s in specs if not s.inline]
+    topo = topological(specs)
+    # Regular tasks reachable through inline dependencies, in first-seen order.
+    reach: dict[str, tuple[str, ...]] = {}
+    if not inline:  # (the common case: the dependencies themselves, once each)
+        reach = {s.id: tuple(dict.fromkeys(s.deps)) if s.deps else () for s in regular}
+    for tid in topo if inline else ():
+        found: dict[str, None] = {}
+        for dep in by_id[tid].deps:
+            if dep in inline:
+                found.update(dict.fromkeys(reach[dep]))
+            else:
+                found[dep] = None
+        reach[tid] = tuple(found)
+    effective_deps = {s.id: reach[s.id] for s in regular}
+    consumers: dict[str, list[str]] = {s.id: [] for s in regular}
+    for s in regular:
+        for dep in effective_deps[s.id]:
+            consumers[dep].append(s.id)
+    group_members, group_of, group_pin = _groups(regular, by_id)
+    wanted_ids = set(outputs) if outputs is not None else None
+    wanted = {s.id for s in regular if wanted_ids is None or s.id in wanted_ids}
+    position, upward_rank = _rank(regular, consumers, order)
+    return TaskGraph(
+        inline,
+        regular,
+        effective_deps,
+        consumers,
+        group_members,
+        group_of,
+        group_pin,
+        wanted,
+        position,
+        upward_rank,
+        _placement_order(regular, position, upward_rank),
+    )
+
+
+def _check(specs: Sequence[TaskSpec]) -> dict[str, TaskSpec]:
+    by_id: dict[str, TaskSpec] = {}
+    for spec in specs:
+        if spec.id in by_id:
+            raise ValidationError("duplicate_id", spec.id, "two functions share this id")
+        by_id[spec.id] = spec
+    for spec in specs:
+        for dep in spec.deps:
+            if dep not in by_id:
+                raise ValidationError("missing_dependency", spec.id, f"depends on unknown {dep!r}")
+        target = spec.collocate_with
+        if target is not None and target not in by_id:
+            raise ValidationError(
+                "missing_dependency", spec.id, f"collocated with unknown {target!r}"
+            )
+        if spec.inline and (spec.node is not None or target is not None):
+            raise ValidationError("invalid_inline", spec.id, "an inline function cannot be pinned")
+        if target is not None and by_id[target].inline:
+            raise ValidationError("invalid_inline", spec.id, f"collocated with inline {target!r}")
+    return by_id
+
+
+def _groups(
+    regular: list[TaskSpec], by_id: dict[str, TaskSpec]
+) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str | None]]:
+    """Collocation groups: connected components of collocate_with links (union-find)."""
+    linked = [s for s in regular if s.collocate_with is not None]
+    parent = {s.id: s.id for s in regular} if linked else {}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    members_of: dict[str, list[str]] = {}
+    for s in linked:
+        parent[root(s.id)] = root(s.collocate_with)  # type: ignore[arg-type]
+    for s in regular if linked else ():
+        members_of.setdefault(root(s.id), []).append(s.id)
+    group_of: dict[str, str] = {}
+    group_pin: dict[str, str | None] = {}
+    for gid, members in list(members_of.items()):
+        if len(members) < 2:
+            del members_of[gid]
+            continue
+        pins = {by_id[m].node for m in members} - {None}
+        if len(pins) > 1:
+            raise ValidationError(
+                "invalid_collocation",
+                members[0],
+                f"collocated functions are pinned to {sorted(str(p) for p in pins)}",
+            )
+        for m in members:
+            group_of[m] = gid
+        group_pin[gid] = next(iter(pins)) if pins else None
+    return members_of, group_of, group_pin
+
+
+def _rank(
+    regular: list[TaskSpec], consumers: dict[str, list[str]], order: Order | None
+) -> tuple[list[int], list[float]]:
+    """Each task's place in the ranking and its upward rank."""
+    index = {s.id: i for i, s in enumerate(regular)}
+    sizes = [float(sum(s.cost.values())) for s in regular]
+    if order is None:
+        from handoffd.scheduler import placement
+
+        order = placement.order
+    ranked, ranks = order(
+        [s.priority for s in regular],
+        [[index[c] for c in consumers[s.id]] for s in regular],
+        [1.0] * len(regular),
+        sizes,
+    )
+    at = {task_index: pos for pos, task_index in enumerate(ranked)}
+    position = [at.get(i, i) for i in range(len(regular))]
+    upward_rank = [float(ranks[i]) if i < len(ranks) else 0.0 for i in range(len(regular))]
+    return position, upward_rank
+
+
+def _placement_order(
+    regular: list[TaskSpec], position: list[int], upward_rank: list[float]
+) -> list[int]:
+    """The task indices in placement order: priority, upward rank, position. The owner's ready
+    queue keeps a heap of places in it, so comparing two tasks is comparing ints."""
+
+    def key(i: int) -> tuple[int, float, int]:
+        return (-regular[i].priority, -upward_rank[i], position[i])
+
+    ordered = sorted(range(len(regular)), key=position.__getitem__)
+    if any(key(a) > key(b) for a, b in itertools.pairwise(ordered)):
+        ordered.sort(key=key)  # a ranking that disagrees with the rank it returned
+    return ordered
+
+
+def topological(specs: Sequence[TaskSpec]) -> list[str]:
+    """Kahn's order over all functions; raise ValidationError(cycle) naming the cycle's path."""
+    deps = {s.id: s.deps for s in specs}
+    users: dict[str, list[str]] = {s.id: [] for s in specs}
+    missing = {s.id: len(set(s.deps)) for s in specs}
+    for s in specs:
+        for d in set(s.deps):
+            users[d].append(s.id)
+    queue = [s.id for s in specs if missing[s.id] == 0]
+    out: list[str] = []
+    while queue:
+        tid = queue.pop()
+        out.append(tid)
+        for u in users[tid]:
+            missing[u] -= 1
+            if missing[u] == 0:
+                queue.append(u)
+    if len(out) == len(specs):
+        return out
+    # Walk dependencies among the unfinished until a function repeats: that is a cycle.
+    left = {tid for tid, n in missing.items() if n > 0}
+    path = [next(iter(sorted(left)))]
+    while True:
+        nxt = next(d for d in deps[path[-1]] if d in left)
+        if nxt in path:
+            cycle = path[path.index(nxt) :] + [nxt]
+            raise ValidationError("cycle", nxt, " -> ".join(cycle))
+        path.append(nxt)
