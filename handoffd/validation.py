@@ -345,10 +345,12 @@ def _find_cycle(links: Mapping[str, Links], candidates: set[str]) -> list[str]:
     raise AssertionError("Kahn's algorithm left functions but no cycle was found")
 
 
-def check_graph(links: Mapping[str, Links]) -> list[str]:
-    """References, collocation pins, cycles; the topological order."""
+def check_graph(links: Mapping[str, Links], pins: bool = True) -> list[str]:
+    """References, collocation pins (unless ``pins`` says none was seen), cycles; the
+    topological order."""
     check_references(links)
-    check_collocation_pins(links)
+    if pins:
+        check_collocation_pins(links)
     order = topological(links)
     if len(order) != len(links):
         raise cycle_error(links, order)
@@ -376,13 +378,33 @@ class WireTasks:
         ids = self.ids
         costs = self.costs
         links: dict[str, Links] = {}
+        pins = False  # a node pin or a collocate_with was seen
         for meta in self.tasks:
             fid = meta.id
-            check_id(fid)
+            if type(fid) is not str or not fid:
+                check_id(fid)
             if fid in ids:
                 raise duplicate_id(fid)
             ids[fid] = None
-            check_deps(fid, meta.deps)
+            deps = meta.deps
+            if deps and (type(deps) is not tuple or not all(type(d) is str for d in deps)):
+                check_deps(fid, deps)
+            if (  # the common function: only its cost can be wrong (one cached parse)
+                meta.node is None
+                and meta.collocate_with is None
+                and meta.inline is False
+                and meta.max_retries is None
+                and meta.timeout is None
+                and type(meta.priority) is int
+                and meta.argument_inclusion in ARGUMENT_INCLUSIONS
+            ):
+                try:
+                    costs.append(resources.parse_cached(meta.cost, what="cost"))
+                except resources.ResourceError:
+                    pass
+                else:
+                    links[fid] = (deps, None, None, False)
+                    continue
             kind = "inline" if meta.inline else "regular"
             costs.append(
                 check_fields(
@@ -398,8 +420,9 @@ class WireTasks:
                     nodes,
                 )
             )
-            links[fid] = (meta.deps, meta.collocate_with, meta.node, meta.inline)
-        return check_graph(links)
+            links[fid] = (deps, meta.collocate_with, meta.node, meta.inline)
+            pins = pins or meta.node is not None or meta.collocate_with is not None
+        return check_graph(links, pins=pins)
 
 
 def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:

@@ -22,11 +22,11 @@ from handoffd.daemon.executor_events import (
     Event,
     Execute,
     Instruction,
+    LedgerChanged,
     NewOwner,
     OwnerSeen,
-    ResourcesChanged,
     RunFreed,
-    Send,
+    SendMessage,
     SetTimer,
     Soon,
     ValuesArrived,
@@ -147,11 +147,11 @@ class Executor:
             if isinstance(ins, Execute):
                 assert self.pool is not None
                 self.pool.submit_all(ins.jobs, ins.chain)
-            elif isinstance(ins, Send):
+            elif isinstance(ins, SendMessage):
                 self._send(ins.address, ins.msg, ins.frames, term=ins.term)
             elif isinstance(ins, Soon):
                 asyncio.get_running_loop().call_soon(self._handle, ins.event)
-            elif isinstance(ins, ResourcesChanged):
+            elif isinstance(ins, LedgerChanged):
                 self._on_resources_changed()
             elif isinstance(ins, SetTimer):
                 delay = max(0.0, ins.at - self._clock())

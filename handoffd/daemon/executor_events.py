@@ -105,7 +105,7 @@ Event = (
 
 
 @dataclass(slots=True)
-class Send:
+class SendMessage:
     address: str
     msg: Any
     frames: list[bytes]
@@ -128,7 +128,7 @@ class CancelJob:
 
 
 @dataclass(slots=True)
-class ResourcesChanged:
+class LedgerChanged:
     """The ledger's free resources changed: gossip them (the shell coalesces)."""
 
 
@@ -163,8 +163,8 @@ class Soon:
     event: Event
 
 
-RESOURCES_CHANGED = ResourcesChanged()
+LEDGER_CHANGED = LedgerChanged()
 
 Instruction = (
-    Send | Execute | CancelJob | ResourcesChanged | NewOwner | SetTimer | CancelTimer | Soon
+    SendMessage | Execute | CancelJob | LedgerChanged | NewOwner | SetTimer | CancelTimer | Soon
 )

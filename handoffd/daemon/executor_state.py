@@ -39,8 +39,8 @@ from handoffd import resources
 from handoffd._core.api import EPS
 from handoffd.daemon.executor_events import (
     FLUSH,
+    LEDGER_CHANGED,
     REFILL,
-    RESOURCES_CHANGED,
     CancelAsked,
     CancelJob,
     CancelTimer,
@@ -54,7 +54,7 @@ from handoffd.daemon.executor_events import (
     OwnerSeen,
     Refill,
     RunFreed,
-    Send,
+    SendMessage,
     SetTimer,
     Soon,
     TaskEnded,
@@ -159,11 +159,11 @@ class ExecutorState:
         self._changed = False
         handler(arg)
         if self._changed:
-            out.append(RESOURCES_CHANGED)
+            out.append(LEDGER_CHANGED)
         return out
 
     def _send(self, address: str, msg: Any, frames: list[bytes], term: int = 0) -> None:
-        self._out.append(Send(address, msg, frames, term))
+        self._out.append(SendMessage(address, msg, frames, term))
 
     # -- queries -------------------------------------------------------------------------------
 
