@@ -30,11 +30,11 @@ from handoffd.daemon.executor_events import (
     Execute,
     FetchTimedOut,
     Instruction,
+    LedgerChanged,
     NewOwner,
     OwnerSeen,
-    ResourcesChanged,
     RunFreed,
-    Send,
+    SendMessage,
     SetTimer,
     Soon,
     TaskEnded,
@@ -92,7 +92,7 @@ def of(out: list[Instruction], kind: type) -> list[Any]:
 
 
 def sent(out: list[Instruction], kind: type) -> list[Any]:
-    return [i.msg for i in of(out, Send) if isinstance(i.msg, kind)]
+    return [i.msg for i in of(out, SendMessage) if isinstance(i.msg, kind)]
 
 
 def replied(out: list[Instruction]) -> m.DispatchReplied:
@@ -151,7 +151,7 @@ def test_dispatch_claims_what_fits_and_queues_the_rest_until_a_claim_is_released
     assert accepted(out) == ["big", "small"] and not refused(out)
     assert started(out) == ["big"] and st.ledger.free == {"cpu": 0.0}
     assert replied(out).free == {"cpu": 0.0}  # the owner learns what is left at once
-    assert of(out, ResourcesChanged)
+    assert of(out, LedgerChanged)
     out = settle(st, out)
     assert started(out) == ["big"]  # "small" cannot chain behind a task of another cost
     assert list(st.local) == [(RUN, "small", 1)]
@@ -218,9 +218,9 @@ def test_queued_tasks_of_the_same_cost_join_a_slot_and_inherit_its_claim() -> No
     (slot_c,) = [c for c, j in chained if j.key[1] == "c"]
     head = next(j.key[1] for c, j in first if c == slot_c)
     out = ended(st, head)
-    assert not of(out, ResourcesChanged) and st.ledger.free == {"cpu": 0.0, "gpu": 0.0}
+    assert not of(out, LedgerChanged) and st.ledger.free == {"cpu": 0.0, "gpu": 0.0}
     out = ended(st, "c")  # the slot's last task: its claim goes back
-    assert of(out, ResourcesChanged)
+    assert of(out, LedgerChanged)
     assert st.ledger.free == {"cpu": 1.0, "gpu": 1.0} and slot_c not in st.slots
     assert sorted(st.ledger._gpus_free) == [int(slot_env[slot_c]["CUDA_VISIBLE_DEVICES"])]  # type: ignore[index]
 
@@ -274,10 +274,10 @@ def test_a_cancelled_task_waiting_for_inputs_releases_its_claim_and_is_never_sta
 def test_a_lower_term_is_refused_and_a_higher_one_takes_the_run_over() -> None:
     st = make({"cpu": 2.0})
     out = dispatch(st, [item("a")], term=2)
-    assert accepted(out) == ["a"] and of(out, Send)[0].term == 2
+    assert accepted(out) == ["a"] and of(out, SendMessage)[0].term == 2
     out = dispatch(st, [item("b")], term=1, owner="old:1")
     assert refused(out) == {"b": "stale term 1: the run's owner is at term 2"}
-    assert of(out, Send)[0].address == "old:1" and of(out, Send)[0].term == 2
+    assert of(out, SendMessage)[0].address == "old:1" and of(out, SendMessage)[0].term == 2
     # a deposed owner's commands are ignored
     cancel = m.CancelTasks(RUN, (m.TaskAttempt("a", 1),))
     assert st.handle(CancelAsked(cancel, 1), 0.0) == [] and (RUN, "a", 1) in st.tasks
@@ -290,7 +290,7 @@ def test_a_lower_term_is_refused_and_a_higher_one_takes_the_run_over() -> None:
         "n2",
     )
     out = ended(st, "a")
-    (report,) = of(out, Send)
+    (report,) = of(out, SendMessage)
     assert report.address == "new:1" and report.term == 3
     out = dispatch(st, [item("c")], term=4, owner="newer:1")
     assert accepted(out) == ["c"] and of(out, NewOwner) == [NewOwner(RUN, 4, "")]
@@ -315,10 +315,10 @@ def test_a_fetch_times_out_at_now_plus_the_timeout_then_asks_the_next_holder() -
     (fetch,) = sent(out, m.FetchValues)
     (timer,) = of(out, SetTimer)
     assert (timer.key, timer.at, timer.event) == (fetch.request_id, 105.0, FetchTimedOut(1))
-    assert of(out, Send)[1].address == PEER
+    assert of(out, SendMessage)[1].address == PEER
     out = st.handle(FetchTimedOut(fetch.request_id), 105.0)
     (again,) = sent(out, m.FetchValues)
-    assert of(out, Send)[0].address == PEER2  # never ourselves
+    assert of(out, SendMessage)[0].address == PEER2  # never ourselves
     assert of(out, SetTimer)[0].at == 110.0
     nothing = m.ValuesFetched(again.request_id, RUN, (), ("dep",))
     out = settle(st, st.handle(ValuesArrived(nothing, []), 106.0))
@@ -361,7 +361,7 @@ def test_reports_are_batched_per_flush_and_small_values_travel_inline() -> None:
     out = st.handle(TaskEnded(Outcome((RUN, "small", 1), True, b"abc", duration=0.01)), 0.0)
     out += st.handle(TaskEnded(Outcome((RUN, "large", 1), True, b"abcdef", duration=0.01)), 0.0)
     assert of(out, Soon) == [Soon(FLUSH)] and not sent(out, m.TasksReported)  # one flush
-    (send,) = of(st.handle(FLUSH, 0.0), Send)
+    (send,) = of(st.handle(FLUSH, 0.0), SendMessage)
     msg = send.msg
     assert [r.task_id for r in msg.reports] == ["small", "large"]
     assert msg.reports[0].frame == 0 and send.frames == [b"abc"]
@@ -429,7 +429,7 @@ class ExecutorMachine(RuleBasedStateMachine):
                     assert job.key in self.accepted, f"{job.key} started but never accepted"
                     self.executed.add(job.key)
                     chain.append(job.key)
-            elif isinstance(ins, Send):
+            elif isinstance(ins, SendMessage):
                 self.sent(ins.msg)
             elif isinstance(ins, Soon):
                 self.soon.append(ins.event)
@@ -445,7 +445,7 @@ class ExecutorMachine(RuleBasedStateMachine):
                             Outcome(ins.key, False, None, "Cancelled", "", kind="cancelled")
                         )
             else:
-                assert isinstance(ins, (ResourcesChanged, NewOwner)), ins
+                assert isinstance(ins, (LedgerChanged, NewOwner)), ins
 
     def sent(self, msg: Any) -> None:
         if isinstance(msg, m.DispatchReplied):
@@ -579,7 +579,7 @@ class ExecutorMachine(RuleBasedStateMachine):
     def peer_asks(self, run: str, back: int) -> None:
         ids = (DEPS[0], f"t{self.attempts - back}")
         out = self.st.handle(ValuesAsked(m.FetchValues(99, run, ids, PEER)), self.now)
-        ((send,),) = [of(out, Send)]
+        ((send,),) = [of(out, SendMessage)]
         assert send.address == PEER and len(send.frames) == len(send.msg.task_ids)
         assert set(send.msg.task_ids) | set(send.msg.missing) == set(ids)
         for task_id, frame in zip(send.msg.task_ids, send.frames, strict=True):
