@@ -21,8 +21,8 @@ from typing import Any
 
 import msgpack
 
+from handoffd.daemon.replication import ReplicationIO
 from handoffd.protocol import messages as m
-from handoffd.replication_io import ReplicationIO
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec

@@ -19,12 +19,12 @@ from typing import Any
 
 from handoffd import __version__, admission
 from handoffd.config import NodeConfig
+from handoffd.daemon.owner import OwnerIO
+from handoffd.daemon.replication import ReplicationIO
 from handoffd.execution import Executor
 from handoffd.membership import swim
-from handoffd.owner_io import OwnerIO
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
-from handoffd.replication_io import ReplicationIO
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
 from handoffd.worker.ledger import Ledger

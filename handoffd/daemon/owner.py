@@ -10,7 +10,7 @@ One exchange per run: ``SubmitAndWait`` (``Client.execute``) is answered once th
 scheduler, values in our store), and with ``release`` frees them right after that reply; ``WaitRun``
 (``Run.wait``) is the same long poll for a run already submitted. Results held elsewhere or past the
 client's byte budget are listed as ``pending`` and fetched with ``FetchResults`` as before.
-(Building outcomes' values and serving ``FetchResults`` live in ``owner_results``.)
+(Building outcomes' values and serving ``FetchResults`` live in ``daemon.results``.)
 Safety (DESIGN 3.5): no client hears "accepted" or an outcome before the standbys acked the run's
 snapshot (``ReplicationIO.run_accepted``; a run that ends first waits for that ack). Dispatch does
 not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from handoffd import errors, resources
-from handoffd.owner_results import ResultFetcher, error_info, outcome_values
+from handoffd.daemon.results import ResultFetcher, error_info, outcome_values
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec
 
 if TYPE_CHECKING:
-    from handoffd.node import Node
+    from handoffd.daemon.node import Node
 
 log = logging.getLogger("handoffd.owner")
 

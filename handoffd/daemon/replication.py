@@ -30,7 +30,7 @@ from handoffd.replication import takeover
 from handoffd.replication.standby import Ack, Replica, StandbyStore
 
 if TYPE_CHECKING:
-    from handoffd.node import Node
+    from handoffd.daemon.node import Node
 
 log = logging.getLogger("handoffd.replication")
 

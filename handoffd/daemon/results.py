@@ -1,5 +1,5 @@
 """The owner's answers that carry results: a run's outcome (``RunOutcome``) and ``FetchResults``,
-plus ``error_info`` (a HandoffError in wire fields). Split from ``owner_io``, which calls these."""
+plus ``error_info`` (a HandoffError in wire fields). Split from ``daemon.owner``, which calls these."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from handoffd import errors
 from handoffd.protocol import messages as m
 
 if TYPE_CHECKING:
-    from handoffd.node import Node
+    from handoffd.daemon.node import Node
     from handoffd.scheduler.owner import OwnerScheduler
 
 # A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
