@@ -169,7 +169,7 @@ def test_messages_say_which_side_to_upgrade() -> None:
 
 
 async def _node_and_stranger(network: MemoryNetwork, got: list[Any]) -> tuple[Any, Any]:
-    from handoffd.node import Node
+    from handoffd.daemon.node import Node
 
     node = Node(
         NodeConfig.for_tests("n1", capacity={"cpu": 1.0}, max_workers=1),
@@ -177,7 +177,9 @@ async def _node_and_stranger(network: MemoryNetwork, got: list[Any]) -> tuple[An
     )
     await node.start()
     stranger = network.transport("x:1")
-    await stranger.start(lambda conn, frames: got.append(Codec(versions=NEWER).decode(frames)))
+    await stranger.start(
+        lambda conn, frames, listening: got.append(Codec(versions=NEWER).decode(frames))
+    )
     return node, stranger
 
 
