@@ -18,7 +18,7 @@ from typing import Any
 
 from zeroconf import DNSIncoming, DNSOutgoing, DNSPointer, DNSQuestion, ServiceInfo
 
-from handoffd.config import PROTOCOL_VERSION
+from handoffd.config import PROTOCOL_MAX
 from handoffd.discovery.mdns import SERVICE_TYPE
 
 MDNS_GROUP = "224.0.0.251"
@@ -34,7 +34,7 @@ def response_packet(
     port: int,
     *,
     instance: str | None = None,
-    version: int = PROTOCOL_VERSION,
+    version: int = PROTOCOL_MAX,
     ttl: int | None = None,
 ) -> bytes:
     """An unsolicited announcement of service ``instance`` (PTR, SRV, TXT, A in one packet)
