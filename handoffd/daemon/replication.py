@@ -490,16 +490,19 @@ class ReplicationIO:
         job = self._end_taking(run_id)
         if job is None:
             return
+        started = self.port.now()
         merged = takeover.merge(job.data, ins.holdings)
         dispatches = self.owner.restore_run(merged, ins.term)
-        self.takeover_seconds[run_id] = ins.seconds
+        # From asking the nodes to the first dispatches out (merge and restore included).
+        elapsed = ins.seconds + (self.port.now() - started)
+        self.takeover_seconds[run_id] = elapsed
         status = self.scheduler.run_status(run_id)
         log.warning(
             "run %s: took over at term %d in %.3f s (%d nodes answered; %s); "
             "first dispatch to %d nodes at wall %.6f",
             run_id,
             ins.term,
-            ins.seconds,
+            elapsed,
             len(ins.holdings),
             dict(status.counts) if status is not None else {},
             dispatches,
