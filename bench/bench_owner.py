@@ -1,6 +1,6 @@
 """The owner's scheduler CPU per task, without sockets, workers or a second process.
 
-Drives ``OwnerScheduler`` the way ``owner_io`` does: one ``handle_batch`` per message (a
+Drives ``OwnerScheduler`` the way ``daemon.owner`` does: one ``handle_batch`` per message (a
 ``DispatchReplied`` or a ``TasksReported``, each preceded by the node's ``NodeUpdate``), with
 simulated nodes that accept every dispatch into a local queue, run ``capacity`` tasks at a time and
 report completions in batches of up to ``--report-batch`` (a node flushes its reports once per loop

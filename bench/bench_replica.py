@@ -2,8 +2,8 @@
 standby, the bytes its replicas keep, and what a takeover then pays to rebuild the run.
 
 Drives ``ReplicationIO.handle`` (the standby's real path: decode of the frames it was handed, the
-``StandbyStore``, the ack) with real snapshots from an ``OwnerScheduler``; the node around it is a
-minimal stand-in that drops what the standby sends (acks). Works on older trees too (``PYTHONPATH``).
+``StandbyStore``, the ack) with real snapshots from an ``OwnerScheduler``; its port drops what the
+standby sends (acks). Works on older trees too (``PYTHONPATH``: a stand-in node before the ports).
 
     .venv/bin/python bench/bench_replica.py [--tasks 10000] [--small 500] [--repeat 5]
 """
@@ -22,10 +22,16 @@ from typing import Any
 import msgpack
 
 from handoffd.protocol import messages as m
-from handoffd.replication_io import ReplicationIO
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec
+
+try:  # the shells behind ports (handoffd.daemon)
+    from handoffd.daemon.ports import NodePort
+    from handoffd.daemon.replication import ReplicationIO
+except ImportError:  # an older tree: the shell took the whole node
+    NodePort = None  # type: ignore[assignment,misc]
+    from handoffd.replication_io import ReplicationIO  # type: ignore[no-redef]
 
 try:  # snapshots and errors as codec structs (protocol 2)
     from handoffd.protocol.snapshot import encode_run_data as _pack
@@ -79,6 +85,21 @@ def log_batches(tasks: int, per_batch: int) -> list[tuple[m.ReplicateLog, list[b
 
 
 def standby() -> ReplicationIO:
+    if NodePort is not None:
+        loop = asyncio.get_running_loop()
+        port = NodePort(
+            name="s",
+            address="s:1",
+            now=time.monotonic,
+            send=lambda *a, **k: True,
+            reply=lambda *a, **k: None,
+            address_of=lambda name: f"{name}:1",
+            call_later=loop.call_later,
+            call_soon=loop.call_soon,
+            member=lambda name: None,
+            members=list,
+        )
+        return ReplicationIO(port, OwnerScheduler("s", now=0.0), replicas=1, grace=0.1)
     scheduler = SimpleNamespace(on_change=None)
     executor = SimpleNamespace(learn_owner=lambda *a: None, run_owners={})
     node = SimpleNamespace(

@@ -109,7 +109,7 @@ class LocalCluster:
         self.nodes: list[Any] = []
 
     async def __aenter__(self) -> LocalCluster:
-        from handoffd.node import Node
+        from handoffd.daemon.node import Node
 
         first: str | None = None
         try:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 import handoffd
-import handoffd.owner_io
+import handoffd.scheduler.retention
 from handoffd.testing import ThreadedCluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_released_runs_leave_no_state_on_owner_or_standbys(monkeypatch):
-    monkeypatch.setattr(handoffd.owner_io, "FORGET_AFTER_S", 0.0)
+    monkeypatch.setattr(handoffd.scheduler.retention, "FORGET_AFTER_S", 0.0)
     with ThreadedCluster([{"cpu": 2}, {"cpu": 2}, {"cpu": 2}]) as cluster:
         with handoffd.connect(cluster.address) as client:
             run_ids = []

@@ -24,7 +24,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # What a worker must not load: multiprocessing re-runs the daemon's main module in every spawned
 # worker, so handoffd.cli.daemon imports these only inside the functions that need them.
-DAEMON_ONLY_MODULES = ("asyncio", "argparse", "handoffd.config", "handoffd.node", "zmq")
+DAEMON_ONLY_MODULES = ("asyncio", "argparse", "handoffd.config", "handoffd.daemon.node", "zmq")
 
 
 def ctl(

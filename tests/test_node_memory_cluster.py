@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from handoffd.config import NodeConfig
-from handoffd.node import Node
+from handoffd.daemon.node import Node
 from handoffd.protocol.messages import ALIVE, DEAD
 from handoffd.testing import async_wait_for
 from handoffd.transport.memory import MemoryNetwork

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import zmq
 
-from handoffd.node import PEER_RECONNECT_S
+from handoffd.daemon.node import PEER_RECONNECT_S
 from handoffd.testing import ThreadedCluster
 
 pytestmark = pytest.mark.timeout(120)

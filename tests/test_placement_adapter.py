@@ -251,7 +251,7 @@ def test_the_scheduler_path_never_loads_numpy() -> None:
 def test_daemon_imports_without_numpy() -> None:
     """numpy is not needed by the scheduler at all: a daemon never loads it for placement."""
     code = (
-        "import sys, handoffd.node, handoffd.cli.daemon; "
+        "import sys, handoffd.daemon.node, handoffd.cli.daemon; "
         "from handoffd.scheduler import placement; "
         "placement.order([0, 0], [[1], []], [1.0, 1.0], [0.0, 0.0]); "
         "print('numpy' in sys.modules)"

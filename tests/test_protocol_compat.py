@@ -169,7 +169,7 @@ def test_messages_say_which_side_to_upgrade() -> None:
 
 
 async def _node_and_stranger(network: MemoryNetwork, got: list[Any]) -> tuple[Any, Any]:
-    from handoffd.node import Node
+    from handoffd.daemon.node import Node
 
     node = Node(
         NodeConfig.for_tests("n1", capacity={"cpu": 1.0}, max_workers=1),

@@ -31,8 +31,8 @@ import zmq
 
 import handoffd
 from handoffd.config import Limits, NodeConfig
+from handoffd.daemon.node import Node
 from handoffd.membership.swim import MAX_NEW_PER_MESSAGE
-from handoffd.node import Node
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
 from handoffd.testing import DaemonCluster, ThreadedCluster, free_port, wait_for

@@ -181,7 +181,7 @@ async def _serve(config: NodeConfig) -> int:
     import signal
 
     from handoffd.cli.common import EXIT_OK, EXIT_USAGE, fail, write_runtime_file
-    from handoffd.node import Node
+    from handoffd.daemon.node import Node
 
     node = Node(config)
     try:

@@ -12,7 +12,7 @@ stays behind for ``resend_after`` gets one unasked.
 
 Standbys are chosen by rendezvous hashing of (run id, node name) over the live nodes: every node
 computes the same order from the same membership view, and a node joining or leaving moves only the
-runs it ranks first for. Pure: no I/O, ``now`` passed in; the shell (``replication_io``) executes
+runs it ranks first for. Pure: no I/O, ``now`` passed in; the shell (``daemon.replication``) executes
 the instructions.
 """
 

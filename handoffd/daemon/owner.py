@@ -3,16 +3,18 @@
 ``OwnerScheduler`` (pure) decides; this class turns its instructions into wire messages (batched
 per node), answers clients (submission, long-poll status, results, cancel), fetches results that
 live on other nodes for the client, and frees a run's values everywhere once they were collected
-or the retention time passed.
+or the retention time passed (``RetentionPolicy`` decides when; this shell feeds it and executes
+what it says). It sees the node only through its port (``daemon.ports``) and replication only as a
+``Replicator``, both given by ``daemon.node.wire``.
 
 One exchange per run: ``SubmitAndWait`` (``Client.execute``) is answered once the run ends, with a
 ``RunOutcome`` that carries the status and the results this node holds (inline values kept by the
 scheduler, values in our store), and with ``release`` frees them right after that reply; ``WaitRun``
 (``Run.wait``) is the same long poll for a run already submitted. Results held elsewhere or past the
 client's byte budget are listed as ``pending`` and fetched with ``FetchResults`` as before.
-(Building outcomes' values and serving ``FetchResults`` live in ``owner_results``.)
+(Building outcomes' values and serving ``FetchResults`` live in ``daemon.results``.)
 Safety (DESIGN 3.5): no client hears "accepted" or an outcome before the standbys acked the run's
-snapshot (``ReplicationIO.run_accepted``; a run that ends first waits for that ack). Dispatch does
+snapshot (``Replicator.run_accepted``; a run that ends first waits for that ack). Dispatch does
 not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
 ConnectionError, as for a SubmitRun; tasks that ran meanwhile were executions nobody was promised
 (at-least-once), and a standby that did get the snapshot takes the run over as usual.
@@ -24,44 +26,30 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from handoffd import errors, validation
-from handoffd.owner_results import ResultFetcher, error_info, outcome_values
+from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
+from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
+from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions
-
-if TYPE_CHECKING:
-    from handoffd.node import Node
 
 log = logging.getLogger("handoffd.owner")
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
-FORGET_AFTER_S = 60.0  # a released run's status stays answerable this long
 # A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
 # run has not ended this much later: a short run's exchange stays two messages. (A client that
 # loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
 # died just before answering a SubmitRun; this widens that window by at most this much.)
 ACCEPT_NOTICE_DELAY = 0.02
-
-
-def _pop_due(entries: dict[str, float], now: float, age: float) -> Iterator[str]:
-    """Remove and yield the run ids stamped at least ``age`` before ``now``. ``entries`` is in time
-    order (an entry is re-inserted, never updated in place), so only its due head is visited: at
-    hundreds of runs a second, a minute of released runs was tens of thousands of entries."""
-    while entries:
-        run_id, at = next(iter(entries.items()))
-        if now - at < age:
-            return
-        del entries[run_id]
-        yield run_id
 
 
 @dataclass(eq=False)
@@ -74,34 +62,50 @@ class _Waiter:
     max_bytes: int = 0  # results the outcome may carry
     release: bool = False  # free the results the outcome carried in full
     wait: float = 0.0
-    handle: asyncio.TimerHandle | None = None
-    notice: asyncio.TimerHandle | None = None  # a SubmitAndWait's delayed RunAccepted
+    handle: Timer | None = None
+    notice: Timer | None = None  # a SubmitAndWait's delayed RunAccepted
 
 
 class OwnerIO:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.scheduler = OwnerScheduler(node.name, now=node._clock())
+    """``scheduler``: the owner's pure state machine, shared with ``ReplicationIO`` (which reads it
+    and adopts or drops runs only through ``restore_run`` and ``step_down`` here). ``resources``:
+    this node's ledger; ``local_value``: a value in this node's result store, or None."""
+
+    def __init__(
+        self,
+        port: MembersPort,
+        scheduler: OwnerScheduler,
+        *,
+        resources: Resources,
+        local_value: Callable[[str, str], bytes | None],
+        keep_results_s: float,
+        keep_status_s: float | None = None,
+    ) -> None:
+        self.port = port
+        self.scheduler = scheduler
+        self._resources = resources
+        self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
         self._waiters: dict[str, list[_Waiter]] = {}
-        self._finished_at: dict[str, float] = {}
-        # Released runs stay answerable (status) for FORGET_AFTER_S, then every trace is dropped
+        # Released runs stay answerable (status) for keep_status_s, then every trace is dropped
         # here, in the scheduler and at the standbys: a long-lived daemon must not grow per run.
-        self._released_at: dict[str, float] = {}
-        self.results = ResultFetcher(node, self.scheduler)
-        self._timers: dict[Any, asyncio.TimerHandle] = {}
+        self.retention = rt.RetentionPolicy(
+            keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
+        )
+        self.results = ResultFetcher(port, scheduler, local_value)
+        self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
         self._apply(
             self.scheduler.handle(
                 ev.NodeUpdate(
-                    node.name,
-                    node.address,
+                    port.name,
+                    port.address,
                     True,
-                    dict(node.ledger.capacity),
-                    dict(node.ledger.free),
-                    node.ledger.version,
+                    dict(resources.capacity),
+                    dict(resources.free),
+                    resources.version,
                 ),
-                node._clock(),
+                port.now(),
             )
         )
 
@@ -118,10 +122,10 @@ class OwnerIO:
     # -- events into the scheduler --------------------------------------------------------------
 
     def _feed(self, event: Any) -> None:
-        self._apply(self.scheduler.handle(event, self.node._clock()))
+        self._apply(self.scheduler.handle(event, self.port.now()))
 
     def _feed_all(self, *events: Any) -> None:
-        self._apply(self.scheduler.handle_batch(events, self.node._clock()))
+        self._apply(self.scheduler.handle_batch(events, self.port.now()))
 
     def member_update(self, member: m.MemberState) -> None:
         self.member_updates([member])
@@ -139,51 +143,62 @@ class OwnerIO:
                 member.resource_version,
             )
             for member in members
-            if member.name != self.node.name  # our own free resources come from the ledger
+            if member.name != self.port.name  # our own free resources come from the ledger
         ]
         if events:
             self._feed_all(*events)
 
     def tick(self, now: float) -> None:
-        for run_id in _pop_due(self._finished_at, now, self.node.config.result_retention_s):
-            self._release(run_id)
-        for run_id in _pop_due(self._released_at, now, FORGET_AFTER_S):
-            self.forget(run_id)
+        self._retain(rt.TimePassed(), now)
 
-    def _release(self, run_id: str) -> None:
-        self._feed(ev.ResultsReleased(run_id))
-        status = self.scheduler.run_status(run_id)
-        if status is not None and status.state in TERMINAL:
-            self._released_at.pop(run_id, None)  # keep the dict in time order (tick)
-            self._released_at[run_id] = self.node._clock()
-            if self.node.replication is not None:
-                self.node.replication.released(run_id)
+    def _retain(self, event: rt.RetentionEvent, now: float) -> None:
+        for ins in self.retention.handle(event, now):
+            if isinstance(ins, rt.ReleaseResults):
+                self._feed(ev.ResultsReleased(ins.run_id))
+                if ins.ended:
+                    self.replication.released(ins.run_id)
+            else:
+                self.forget(ins.run_id)
 
     def _free_now(self, run_id: str) -> None:
         """The client collected the results (FreeRunRequest, or an outcome that carried them all
         with ``release``): free them before the retention time is up."""
-        self._finished_at.pop(run_id, None)
-        self._release(run_id)
-        if self.node.replication is not None:
-            self.node.replication.run_changed(run_id)
+        self._retain(rt.ResultsCollected(run_id), self.port.now())
+        self.replication.run_changed(run_id)
 
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
         self.scheduler.forget(run_id)
-        if self.scheduler.run_status(run_id) is None and self.node.replication is not None:
-            self.node.replication.forget(run_id)
+        if self.scheduler.run_status(run_id) is None:
+            self.replication.forget(run_id)
+
+    # -- replication's way in (RunOwner) ---------------------------------------------------------
+
+    def restore_run(self, data: dict[str, Any], term: int) -> int:
+        """Own a run taken over (snapshot format, merged with the nodes' holdings) at ``term``;
+        returns how many dispatches went out. The caller calls ``run_finished`` if it had ended."""
+        instructions = self.scheduler.restore_run(data, self.port.now(), term=term)
+        self._apply(instructions)
+        return sum(1 for i in instructions if isinstance(i, ev.Dispatch))
+
+    def step_down(self, run_id: str) -> bool:
+        """Another owner holds the run at a higher term: stop scheduling it, keep nothing of it."""
+        self._retain(rt.RunDropped(run_id), self.port.now())
+        return self.scheduler.step_down(run_id)
+
+    # -- messages in ------------------------------------------------------------------------------
 
     def _node_name_for(self, envelope: Any) -> str:
-        return envelope.sender if envelope is not None else self.node.name
+        return envelope.sender if envelope is not None else self.port.name
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
-        replication = self.node.replication
-        if replication is not None:
-            if isinstance(msg, (m.DispatchReplied, m.TasksReported)):
-                if replication.fenced(msg.run_id, envelope):
-                    return  # another owner holds the run at a higher term: we stepped down
-            elif replication.redirect(msg, conn):
-                return  # a client asked about a run another node owns
+        replication = self.replication
+        if isinstance(msg, (m.DispatchReplied, m.TasksReported)):
+            term = envelope.term if envelope is not None else 0
+            if replication.fenced(msg.run_id, term):
+                return  # another owner holds the run at a higher term: we stepped down
+        elif replication.redirect(msg, conn):
+            return  # a client asked about a run another node owns
         if isinstance(msg, m.DispatchReplied):
             node = self._node_name_for(envelope)
             # One message, one scheduler batch: placement runs once for all of its events.
@@ -237,18 +252,18 @@ class OwnerIO:
             self.results.on_fetch(msg, conn)
         elif isinstance(msg, m.CancelRun):
             self._feed(ev.CancelRequested(msg.run_id))
-            self.node.reply(conn, self._status_reply(msg.request_id, msg.run_id))
+            self.port.reply(conn, self._status_reply(msg.request_id, msg.run_id))
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
-            self.node.reply(conn, m.Ok(msg.request_id))
+            self.port.reply(conn, m.Ok(msg.request_id))
         elif isinstance(msg, m.ListRuns):
             runs = []
             for run_id in self.scheduler.runs():
                 st = self.scheduler.run_status(run_id)
                 if st is None:
                     continue
-                runs.append(m.RunSummary(run_id, st.state, self.node.name, dict(st.counts)))
-            self.node.reply(conn, m.RunList(msg.request_id, tuple(runs)))
+                runs.append(m.RunSummary(run_id, st.state, self.port.name, dict(st.counts)))
+            self.port.reply(conn, m.RunList(msg.request_id, tuple(runs)))
         else:
             log.debug("unexpected %s", type(msg).__name__)
 
@@ -256,14 +271,14 @@ class OwnerIO:
         """The free resources a node's reply or report carries, as a scheduler event; none unless
         the node is ourselves or a live member: the scheduler's view holds members only, and a
         report must never add a node to it (issue 11: a forged report made a phantom node)."""
-        if node != self.node.name:
-            member = self.node.membership.get(node) if self.node.membership is not None else None
+        if node != self.port.name:
+            member = self.port.member(node)
             if member is None or member.status not in (m.ALIVE, m.SUSPECT):
                 return []
         return [
             ev.NodeUpdate(
                 node,
-                self.node.address_of(node) or "",
+                self.port.address_of(node) or "",
                 True,
                 self._capacity_of(node),
                 dict(msg.free),
@@ -272,9 +287,9 @@ class OwnerIO:
         ]
 
     def _capacity_of(self, name: str) -> dict[str, float]:
-        if name == self.node.name:
-            return dict(self.node.ledger.capacity)
-        member = self.node.membership.get(name) if self.node.membership is not None else None
+        if name == self.port.name:
+            return dict(self._resources.capacity)
+        member = self.port.member(name)
         return dict(member.capacity) if member is not None else {}
 
     # -- client requests ------------------------------------------------------------------------
@@ -287,7 +302,7 @@ class OwnerIO:
         except errors.HandoffError as exc:
             info = error_info(exc)
             assert info is not None
-            self.node.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
+            self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
             return
         if isinstance(msg, m.SubmitAndWait):
             waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
@@ -310,9 +325,9 @@ class OwnerIO:
             st.state,
             dict(st.counts),
             dict(st.placement),
-            self.node.name,
+            self.port.name,
             st.term,
-            self.node.replication.standbys(run_id) if self.node.replication is not None else (),
+            self.replication.standbys(run_id),
             error_info(st.error),
         )
 
@@ -321,28 +336,28 @@ class OwnerIO:
         SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
         the outcome when it ends."""
         if not waiter.outcome:
-            self.node.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.node.name))
+            self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
             return
         st = self.scheduler.run_status(run_id)
         if st is not None and st.state not in TERMINAL and waiter.wait > 0:
-            waiter.notice = asyncio.get_running_loop().call_later(
+            waiter.notice = self.port.call_later(
                 min(ACCEPT_NOTICE_DELAY, waiter.wait / 2), self._notice, run_id, waiter
             )
         self._on_wait(run_id, waiter)
 
     def _notice(self, run_id: str, waiter: _Waiter) -> None:
         waiter.notice = None
-        self.node.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.node.name))
+        self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
 
     def _on_wait(self, run_id: str, waiter: _Waiter) -> None:
         st = self.scheduler.run_status(run_id)
-        replication = self.node.replication
-        taking_over = replication is not None and replication.taking_over(run_id)
+        taking_over = self.replication.taking_over(run_id)
         if waiter.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
             self._answer(run_id, waiter)
             return
-        loop = asyncio.get_running_loop()
-        waiter.handle = loop.call_later(min(waiter.wait, 60.0), self._wait_over, run_id, waiter)
+        waiter.handle = self.port.call_later(
+            min(waiter.wait, 60.0), self._wait_over, run_id, waiter
+        )
         self._waiters.setdefault(run_id, []).append(waiter)
 
     def _wait_over(self, run_id: str, waiter: _Waiter) -> None:
@@ -358,47 +373,45 @@ class OwnerIO:
             waiter.notice.cancel()  # the outcome says more
             waiter.notice = None
         if not waiter.outcome:
-            self.node.reply(waiter.conn, self._status_reply(waiter.request_id, run_id))
+            self.port.reply(waiter.conn, self._status_reply(waiter.request_id, run_id))
             return
         st = self.scheduler.run_status(run_id)
         if st is None:
             empty = m.RunOutcome(
                 waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
             )
-            self.node.reply(waiter.conn, empty)
+            self.port.reply(waiter.conn, empty)
             return
         ids: list[str] = []
         values: list[bytes] = []
         pending: list[str] = []
         if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
-            ids, values, pending = outcome_values(
-                self.node, self.scheduler, run_id, waiter.max_bytes
-            )
+            ids, values, pending = self.results.outcome_values(run_id, waiter.max_bytes)
         released = waiter.release and st.state == "DONE" and not pending
-        replication = self.node.replication
         outcome = m.RunOutcome(
             waiter.request_id,
             run_id,
             st.state,
             dict(st.counts),
             dict(st.placement),
-            self.node.name,
+            self.port.name,
             st.term,
-            replication.standbys(run_id) if replication is not None else (),
+            self.replication.standbys(run_id),
             error_info(st.error),
             tuple(ids),
             tuple(pending),
             released,
         )
-        self.node.reply(waiter.conn, outcome, values)
+        self.port.reply(waiter.conn, outcome, values)
         if released:
             # The client holds every value it wants (the reply is queued on its connection; a
             # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
             self._free_now(run_id)
 
-    def _run_finished(self, run_id: str) -> None:
-        self._finished_at.pop(run_id, None)  # keep the dict in time order (tick)
-        self._finished_at[run_id] = self.node._clock()
+    def run_finished(self, run_id: str) -> None:
+        """The run ended (here, or it had when a takeover restored it): answer its waiters; its
+        results are kept for the retention time from now."""
+        self._retain(rt.RunEnded(run_id), self.port.now())
         for waiter in self._waiters.pop(run_id, []):
             if waiter.handle is not None:
                 waiter.handle.cancel()
@@ -430,23 +443,23 @@ class OwnerIO:
             if isinstance(ins, ev.Dispatch):
                 self._dispatch(ins)
             elif isinstance(ins, ev.CancelAttempts):
-                address = self.node.address_of(ins.node)
+                address = self.port.address_of(ins.node)
                 if address:
-                    self.node.send(
+                    self.port.send(
                         address,
                         m.CancelTasks(ins.run_id, tuple(m.TaskAttempt(t, a) for t, a in ins.items)),
                     )
             elif isinstance(ins, ev.ProbeRun):
-                address = self.node.address_of(ins.node)
+                address = self.port.address_of(ins.node)
                 if address:
                     probe = m.ProbeHoldings(
                         ins.probe,
                         ins.run_id,
                         ins.term,
-                        self.node.name,
-                        self.node.address,
+                        self.port.name,
+                        self.port.address,
                     )
-                    self.node.send(address, probe, term=ins.term)
+                    self.port.send(address, probe, term=ins.term)
             elif isinstance(ins, ev.StartTimer):
                 self._start_timer(ins.key, ins.delay)
             elif isinstance(ins, ev.SubmissionAccepted):
@@ -455,24 +468,23 @@ class OwnerIO:
                 waiter = self._submits.pop(ins.run_id, None)
                 info = error_info(ins.error)
                 if waiter is not None and info is not None:
-                    self.node.reply(waiter.conn, m.RunRejected(waiter.request_id, ins.run_id, info))
+                    self.port.reply(waiter.conn, m.RunRejected(waiter.request_id, ins.run_id, info))
             elif isinstance(ins, ev.RunFinished):
                 if ins.error is not None:
                     log.info("run %s %s: %s", ins.run_id, ins.state, ins.error)
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
                     log.debug("run %s %s", ins.run_id, ins.state)
-                self._run_finished(ins.run_id)
+                self.run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeUnneededValues):
-                address = self.node.address_of(ins.node)
+                address = self.port.address_of(ins.node)
                 if address:
-                    self.node.send(address, m.FreeValues(ins.run_id, ins.task_ids), term=ins.term)
+                    self.port.send(address, m.FreeValues(ins.run_id, ins.task_ids), term=ins.term)
             elif isinstance(ins, ev.FreeResults):
-                if self.node.replication is not None:
-                    self.node.replication.run_changed(ins.run_id)
+                self.replication.run_changed(ins.run_id)
                 for name in ins.nodes:
-                    address = self.node.address_of(name)
+                    address = self.port.address_of(name)
                     if address:
-                        self.node.send(address, m.FreeRun(ins.run_id))
+                        self.port.send(address, m.FreeRun(ins.run_id))
         for run_id in accepted:
             # After the batch's dispatches went out (ours is delivered on the next loop turn):
             # the standbys' round trip, which the client's answer waits for (module doc),
@@ -481,77 +493,22 @@ class OwnerIO:
             if waiter is None:
                 continue
             answer = functools.partial(self._accepted, run_id, waiter)
-            if self.node.replication is not None:
-                self.node.replication.run_accepted(run_id, answer)  # DESIGN 3.5, bounded
-            else:
-                answer()
+            self.replication.run_accepted(run_id, answer)  # DESIGN 3.5, bounded
 
     def _start_timer(self, key: Any, delay: float) -> None:
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
-        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._timer_fired, key)
+        self._timers[key] = self.port.call_later(delay, self._timer_fired, key)
 
     def _timer_fired(self, key: Any) -> None:
         self._timers.pop(key, None)
         self._feed(ev.TimerFired(key))
 
-    def _dispatch(self, ins: Any) -> None:
-        address = self.node.address_of(ins.node)
+    def _dispatch(self, ins: ev.Dispatch) -> None:
+        address = self.port.address_of(ins.node)
         if not address:
             log.warning("dispatch to unknown node %s dropped", ins.node)
             return
-        frames: list[bytes] = []
-        frame_of: dict[int, int] = {}
-
-        def add_frame(data: bytes) -> int:
-            index = frame_of.get(id(data))
-            if index is None:
-                index = len(frames)
-                frames.append(data)
-                frame_of[id(data)] = index
-            return index
-
-        items = []
-        for item in ins.items:
-            flat: list[m.InputRef] = []
-            self._flatten(item.inputs, -1, flat, add_frame)
-            items.append(
-                m.DispatchItem(
-                    item.task_id,
-                    item.attempt,
-                    dict(item.cost),
-                    item.argument_inclusion,
-                    item.timeout,
-                    add_frame(item.payload),
-                    tuple(flat),
-                )
-            )
-        self.node.send(
-            address,
-            m.DispatchTasks(ins.run_id, self.node.address, tuple(items)),
-            frames,
-            term=ins.term,
-        )
-
-    def _flatten(
-        self, refs: Any, parent: int, out: list[m.InputRef], add_frame: Callable[[bytes], int]
-    ) -> None:
-        for ref in refs:
-            if isinstance(ref, ev.InlineRef):
-                index = len(out)
-                out.append(
-                    m.InputRef(
-                        "inline",
-                        ref.task_id,
-                        (),
-                        add_frame(ref.payload),
-                        ref.argument_inclusion,
-                        parent,
-                    )
-                )
-                self._flatten(ref.inputs, index, out, add_frame)
-            else:
-                addresses = tuple(a for a in (self.node.address_of(n) for n in ref.locations) if a)
-                frame = add_frame(ref.value) if ref.value is not None else -1
-                out.append(m.InputRef("value", ref.task_id, addresses, frame, "variadic", parent))
+        msg, frames = dispatch_message(ins, self.port.address, self.port.address_of)
+        self.port.send(address, msg, frames, term=ins.term)

@@ -1,18 +1,19 @@
 """The owner's answers that carry results: a run's outcome (``RunOutcome``) and ``FetchResults``,
-plus ``error_info`` (a HandoffError in wire fields). Split from ``owner_io``, which calls these."""
+plus ``error_info`` (a HandoffError in wire fields). Split from ``daemon.owner``, which calls
+these."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from handoffd import errors
+from handoffd.daemon.ports import Port
 from handoffd.protocol import messages as m
 
 if TYPE_CHECKING:
-    from handoffd.node import Node
     from handoffd.scheduler.owner import OwnerScheduler
 
 # A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
@@ -72,7 +73,11 @@ class _ResultFetch:
 
 
 def outcome_values(
-    node: Node, scheduler: OwnerScheduler, run_id: str, max_bytes: int
+    scheduler: OwnerScheduler,
+    me: str,
+    local_value: Callable[[str, str], bytes | None],
+    run_id: str,
+    max_bytes: int,
 ) -> tuple[list[str], list[bytes], list[str]]:
     """(ids, values, pending) for a DONE run's outcome: the wanted results (the submission's
     outputs, else every regular function's) this node holds (kept by the scheduler or in our
@@ -89,15 +94,13 @@ def outcome_values(
         outputs if outputs is not None else [t for t, r in run.tasks.items() if not r.spec.inline]
     )
     budget = min(max_bytes, OUTCOME_MAX_BYTES)
-    store = node.store
-    me = node.name
     for task_id in wanted:
         try:
             value, locations = scheduler.result_location(run_id, task_id)
         except KeyError:
             value, locations = None, ()
         if value is None and me in locations:
-            value = store.get(run_id, task_id)
+            value = local_value(run_id, task_id)
         if value is None or len(value) > budget or len(values) >= OUTCOME_MAX_VALUES:
             pending.append(task_id)
             continue
@@ -109,13 +112,28 @@ def outcome_values(
 
 class ResultFetcher:
     """Serves ``FetchResults``: values the owner holds at once, others fetched from a node that
-    holds them (trying the next holder on a miss or after FETCH_TIMEOUT)."""
+    holds them (trying the next holder on a miss or after FETCH_TIMEOUT). ``local_value``: a value
+    in this node's result store, or None."""
 
-    def __init__(self, node: Node, scheduler: OwnerScheduler) -> None:
-        self._node = node
+    def __init__(
+        self,
+        port: Port,
+        scheduler: OwnerScheduler,
+        local_value: Callable[[str, str], bytes | None],
+    ) -> None:
+        self._port = port
         self._scheduler = scheduler
+        self._local_value = local_value
         self._fetches: dict[int, _ResultFetch] = {}
         self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
+
+    def outcome_values(
+        self, run_id: str, max_bytes: int
+    ) -> tuple[list[str], list[bytes], list[str]]:
+        """``outcome_values`` for this node."""
+        return outcome_values(
+            self._scheduler, self._port.name, self._local_value, run_id, max_bytes
+        )
 
     def on_fetch(self, msg: m.FetchResults, conn: bytes) -> None:
         job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
@@ -127,18 +145,18 @@ class ResultFetcher:
                 missing.append(task_id)
                 continue
             value, locations = located
-            if value is None and self._node.name in locations:
-                value = self._node.store.get(msg.run_id, task_id)
+            if value is None and self._port.name in locations:
+                value = self._local_value(msg.run_id, task_id)
             if value is not None:
                 job.values[task_id] = value
                 continue
-            addresses = [a for a in (self._node.address_of(n) for n in locations) if a]
+            addresses = [a for a in (self._port.address_of(n) for n in locations) if a]
             if not addresses:
                 missing.append(task_id)
                 continue
             self._fetch_one(job, task_id, addresses)
         if missing:
-            self._node.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
+            self._port.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
             for rid in job.pending:
                 self._fetches.pop(rid, None)
             return
@@ -148,11 +166,10 @@ class ResultFetcher:
         request_id = next(self._request_ids)
         job.pending[request_id] = (task_id, addresses[1:])
         self._fetches[request_id] = job
-        self._node.send(
-            addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self._node.address)
+        self._port.send(
+            addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self._port.address)
         )
-        loop = asyncio.get_running_loop()
-        loop.call_later(FETCH_TIMEOUT, self._fetch_timed_out, request_id)
+        self._port.call_later(FETCH_TIMEOUT, self._fetch_timed_out, request_id)
 
     def _fetch_timed_out(self, request_id: int) -> None:
         job = self._fetches.pop(request_id, None)
@@ -168,7 +185,7 @@ class ResultFetcher:
         for rid in list(job.pending):
             self._fetches.pop(rid, None)
         job.pending.clear()
-        self._node.reply(job.conn, m.Results(job.request_id, job.run_id, (), (task_id,)))
+        self._port.reply(job.conn, m.Results(job.request_id, job.run_id, (), (task_id,)))
 
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
         """A peer answered one of our result fetches; False if it was not ours."""
@@ -187,6 +204,6 @@ class ResultFetcher:
         if job.pending:
             return
         ids = tuple(t for t in job.task_ids if t in job.values)
-        self._node.reply(
+        self._port.reply(
             job.conn, m.Results(job.request_id, job.run_id, ids, ()), [job.values[t] for t in ids]
         )

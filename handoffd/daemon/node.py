@@ -1,6 +1,11 @@
 """The daemon: wires transport, codec, membership, discovery, executor and owner scheduler onto one
 asyncio loop. Every part is a state machine or a callback sink; this module only moves messages.
 
+Wiring happens in one place (``start``, then ``wire``): each I/O shell (``OwnerIO``,
+``ReplicationIO``, and the ``ResultFetcher`` the owner's shell holds) is built from a ``NodePort``
+(our name, address, the one clock, send, reply, timers, membership queries) and the pure parts it
+drives, in any order; ``wire`` then links them through the narrow protocols of ``daemon.ports``.
+
 Inbound frames are decoded once, checked against their sender and the socket they came on
 (``admission``: client requests only on the listening socket, peer messages only from live members)
 and routed by message type. Membership and the owner scheduler return instructions, which
@@ -20,11 +25,13 @@ from typing import Any
 from handoffd import __version__, admission
 from handoffd.config import NodeConfig
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.owner import OwnerIO
+from handoffd.daemon.ports import Follower, NodePort
+from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
-from handoffd.owner_io import OwnerIO
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
-from handoffd.replication_io import ReplicationIO
+from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
 from handoffd.worker.ledger import Ledger
@@ -67,6 +74,7 @@ class Node:
         self.ledger = Ledger(config.capacity)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
         self.executor: Executor | None = None
+        self.scheduler: OwnerScheduler | None = None
         self.owner: OwnerIO | None = None
         self.replication: ReplicationIO | None = None
         self.pool: WorkerPool | None = None
@@ -120,6 +128,20 @@ class Node:
             rng=self._rng,
             now=now,
         )
+        loop = asyncio.get_running_loop()
+        port = NodePort(
+            name=self.name,
+            address=self.address,
+            now=self._clock,
+            send=self.send,
+            reply=self.reply,
+            address_of=self.address_of,
+            call_later=loop.call_later,
+            call_soon=loop.call_soon,
+            member=self.membership.get,
+            members=self.membership.members,
+        )
+        self.scheduler = OwnerScheduler(self.name, now=now)
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -132,10 +154,24 @@ class Node:
         self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
-        self._pool_start = asyncio.get_running_loop().create_task(self.pool.start())
+        self._pool_start = loop.create_task(self.pool.start())
         self._pool_start.add_done_callback(self._pool_started)
         self.executor.pool = self.pool
-        self.owner = OwnerIO(self)
+        self.owner = OwnerIO(
+            port,
+            self.scheduler,
+            resources=self.ledger,
+            local_value=self.store.get,
+            keep_results_s=cfg.result_retention_s,
+        )
+        self.replication = ReplicationIO(
+            port,
+            self.scheduler,
+            replicas=cfg.replicas,
+            grace=max(0.05, cfg.membership.probe_interval),
+        )
+        wire(self.scheduler, self.owner, self.replication, self.executor)
+        self.executor.on_new_owner = self._run_owner_changed
         # The owner side learns every member membership already knows, then each later change
         # (_member_changed, ResourcesChanged): a peer it never heard of makes a task pinned there
         # 'unknown_node'. Nothing awaits between creating the membership and the owner today, but
@@ -143,8 +179,6 @@ class Node:
         for member in self.membership.members():
             if member.name != self.name:
                 self.owner.member_update(member)
-        self.replication = ReplicationIO(self)
-        self.executor.on_new_owner = self._run_owner_changed
         self.started_at = now
         self._schedule_tick()
         await self._start_discovery()
@@ -354,6 +388,8 @@ class Node:
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
             self.executor.on_free_values(msg, term)
+        elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
+            self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
         elif isinstance(msg, _REPLICATION_TYPES):
             assert self.replication is not None
             self.replication.handle(msg, frames, envelope)
@@ -475,6 +511,18 @@ class Node:
 
     def members(self) -> list[m.MemberState]:
         return self.membership.members() if self.membership is not None else []
+
+
+def wire(
+    scheduler: OwnerScheduler, owner: OwnerIO, replication: ReplicationIO, follower: Follower
+) -> None:
+    """The links between the shells, all here: each was built from its port and the pure parts it
+    drives, in any order, and none reaches into another."""
+    owner.replication = replication  # accepted runs, releases, fencing, redirects
+    replication.owner = owner  # restore a run taken over, drop one another owner took
+    replication.follower = follower  # the owner this node's executor follows, per run
+    # The scheduler's one listener (task moves a standby must know): the replication log.
+    scheduler.on_change = replication.task_changed
 
 
 def default_address(host: str, port: int) -> str:
