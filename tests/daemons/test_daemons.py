@@ -15,7 +15,7 @@ import pytest
 import handoffd
 from handoffd.testing import loopback_hosts, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 CTL = [sys.executable, "-m", "handoffd.cli.ctl"]
 

@@ -16,7 +16,7 @@ import pytest
 import handoffd
 from handoffd.testing import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 CTL = [sys.executable, "-m", "handoffd.cli.ctl"]
 

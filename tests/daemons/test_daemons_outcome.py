@@ -17,7 +17,7 @@ import handoffd
 from handoffd import client as client_mod
 from handoffd.testing import DaemonCluster, layered_dag, layered_expected, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 # The daemons' workers have no copy of this file: ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -35,7 +35,7 @@ from handoffd.transport.keys import (
     load_local_key,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 NOBODY = 65534
 DAEMON = [sys.executable, "-m", "handoffd.cli.daemon"]
