@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
-from test_worker_chains import sent_ahead, until
-from test_worker_pool import blocked, touch
+from pool_harness import blocked, sent_ahead, touch, until
 
 from handoffd import values
 from handoffd.execution import Executor

@@ -16,7 +16,17 @@ import time
 from typing import Any
 
 import pytest
-from test_worker_pool import Collector, blocked, die_hard, job, pid_gone, run_pool, touch
+from pool_harness import (
+    Collector,
+    blocked,
+    die_hard,
+    job,
+    pid_gone,
+    run_pool,
+    sent_ahead,
+    touch,
+    until,
+)
 
 from handoffd import values
 from handoffd.worker.pool import WorkerPool
@@ -51,19 +61,6 @@ def exclusive(lock: str, ran: str, seconds: float, crash: bool) -> int:
     if crash:
         os.kill(os.getpid(), 9)
     return os.getpid()
-
-
-async def until(predicate: Any, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never came true"
-        await asyncio.sleep(0.005)
-
-
-def sent_ahead(pool: WorkerPool, key: Any) -> bool:
-    """The job is on a worker's pipe behind the one running (white box: the pool's own map)."""
-    entry = pool._running.get(key)
-    return entry is not None and entry[0].head is not entry[1]
 
 
 # -- tests ----------------------------------------------------------------------------------------

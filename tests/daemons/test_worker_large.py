@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_worker_pool import Collector, job, run_pool
+from pool_harness import Collector, job, run_pool
 
 from handoffd import values
 from handoffd.store.store import ResultStore
