@@ -12,10 +12,8 @@ forgery was malformed".
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
-import random
 import subprocess
 import sys
 import uuid
@@ -24,11 +22,12 @@ from typing import Any
 
 import mdns_forge
 import pytest
+from mdns_nodes import Node, close_all, started, unique, wait_for
 from netns import NetnsLab, checked_lab, wait
-from test_mdns import Node, close_all, loopback_hosts, unique, wait_for
 from zeroconf.asyncio import AsyncServiceInfo
 
 from handoffd.discovery.mdns import SERVICE_TYPE, instance_name
+from handoffd.testing import loopback_hosts
 
 _REASON = NetnsLab.unavailable()
 FORGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mdns_forge.py")
@@ -40,18 +39,6 @@ FAKE_PORT = 7799  # where the forged peer "listens" (a TCP listener that records
 
 
 # -------------------------------------------------------------------------------------- loopback
-
-
-async def started(*nodes: Node) -> list[Node]:
-    done: list[Node] = []
-    try:
-        for node in nodes:
-            await node.discovery.start()
-            done.append(node)
-    except BaseException:
-        await close_all(done)
-        raise
-    return list(nodes)
 
 
 async def announce_until(
@@ -80,8 +67,7 @@ def test_zeroconf_reads_and_answers_only_through_the_gate() -> None:
 
     async def scenario() -> None:
         host, querier = loopback_hosts(2)
-        port = random.randint(20000, 60000)
-        (node,) = await started(Node(unique("g"), unique("gate"), host, port))
+        (node,) = await started(Node(unique("g"), unique("gate"), host))
         try:
             zc = node.discovery._zc.zeroconf  # type: ignore[union-attr]
             assert isinstance(zc, GatedZeroconf) and type(zc.engine) is _GatedEngine
@@ -110,8 +96,8 @@ def test_packets_from_outside_the_network_never_reach_zeroconf() -> None:
     async def scenario() -> None:
         cluster = unique("net")
         h_wide, h_narrow, evil = loopback_hosts(3)
-        wide = Node(unique("w"), cluster, h_wide, random.randint(20000, 60000))
-        narrow = Node(unique("n"), cluster, h_narrow, random.randint(20000, 60000))
+        wide = Node(unique("w"), cluster, h_wide)
+        narrow = Node(unique("n"), cluster, h_narrow)
         narrow.discovery = type(narrow.discovery)(
             narrow.discovery.name, cluster, h_narrow, narrow.discovery.port,
             narrow.events.append, network=f"{h_narrow}/32",
@@ -136,7 +122,7 @@ def test_peer_announced_from_another_address_is_ignored() -> None:
     async def scenario() -> None:
         cluster = unique("src")
         host, liar_src, liar_addr, honest = loopback_hosts(4)
-        (node,) = await started(Node(unique("v"), cluster, host, random.randint(20000, 60000)))
+        (node,) = await started(Node(unique("v"), cluster, host))
         try:
             liar = unique("liar")
             packet = mdns_forge.response_packet(liar, cluster, liar_addr, 7799)
@@ -159,8 +145,8 @@ def test_goodbye_sent_from_another_address_is_not_a_peer_gone() -> None:
     async def scenario() -> None:
         cluster = unique("bye")
         h_a, h_b, forger = loopback_hosts(3)
-        a = Node(unique("a"), cluster, h_a, random.randint(20000, 60000))
-        b = Node(unique("b"), cluster, h_b, random.randint(20000, 60000))
+        a = Node(unique("a"), cluster, h_a)
+        b = Node(unique("b"), cluster, h_b)
         await started(a, b)
         try:
             name_b = b.discovery.name
@@ -173,19 +159,6 @@ def test_goodbye_sent_from_another_address_is_not_a_peer_gone() -> None:
             await close_all([a, b])
 
     asyncio.run(asyncio.wait_for(scenario(), 45))
-
-
-def test_without_a_key_mdns_stays_on_loopback() -> None:
-    from handoffd.discovery.mdns import mdns_refusal
-    from handoffd.discovery.mdns_gate import own_network
-
-    assert mdns_refusal("127.0.0.1", keyed=False) is None
-    assert mdns_refusal("10.1.2.3", keyed=True) is None
-    refusal = mdns_refusal("10.1.2.3", keyed=False)
-    assert refusal is not None and "mDNS off" in refusal and "--key-file" in refusal
-    assert own_network("127.0.0.77") == ipaddress.IPv4Network("127.0.0.0/8")
-    with pytest.raises(ValueError, match="not the address of any interface"):
-        own_network("192.0.2.250")
 
 
 # ------------------------------------------------------------------------------------ namespaces
