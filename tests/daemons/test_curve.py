@@ -1,57 +1,20 @@
-"""CURVE: key files, and that only holders of the cluster key get a message through."""
+"""CURVE on real sockets: only holders of the cluster key get a message through (the key files
+themselves: tests/unit/test_keys.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
 from pathlib import Path
 
 import pytest
 import zmq
-from test_transport_zmq import Nodes, run, wait_for
+from zmq_nodes import Nodes, run
 
 from handoffd.errors import AuthenticationError
+from handoffd.testing import async_wait_for
 from handoffd.transport.client import ControlClient
-from handoffd.transport.keys import KeyFileError, generate_key_file, load_key_file
+from handoffd.transport.keys import generate_key_file
 from handoffd.transport.zmq_transport import ZmqTransport
-
-
-def test_key_file_round_trip_and_mode(tmp_path: Path) -> None:
-    path = tmp_path / "cluster.key"
-    keys = generate_key_file(path)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert load_key_file(path) == keys
-    assert "secret" not in repr(keys).replace("secret=<hidden>", "")
-    with pytest.raises(KeyFileError, match="already exists"):
-        generate_key_file(path)
-    assert generate_key_file(path, force=True) != keys
-
-
-@pytest.mark.parametrize(
-    ("content", "match"),
-    [
-        ("garbage\n", "expected 'public: ...'"),
-        ("public: abc\nsecret: def\n", "40-character z85"),
-        ("public: " + "0" * 40 + "\n", "no secret key"),
-    ],
-)
-def test_malformed_key_files(tmp_path: Path, content: str, match: str) -> None:
-    path = tmp_path / "bad.key"
-    path.write_text(content)
-    with pytest.raises(KeyFileError, match=match):
-        load_key_file(path)
-
-
-def test_mismatched_pair_and_missing_file(tmp_path: Path) -> None:
-    one, two = generate_key_file(tmp_path / "1"), generate_key_file(tmp_path / "2")
-    (tmp_path / "mixed").write_text(
-        f"public: {one.public.decode()}\nsecret: {two.secret.decode()}\n"
-    )
-    with pytest.raises(KeyFileError, match="does not belong"):
-        load_key_file(tmp_path / "mixed")
-    with pytest.raises(KeyFileError, match="does not exist.*handoffctl keygen"):
-        load_key_file(tmp_path / "missing")
 
 
 def test_peers_with_the_key_talk_and_others_are_refused(tmp_path: Path) -> None:
@@ -65,10 +28,10 @@ def test_peers_with_the_key_talk_and_others_are_refused(tmp_path: Path) -> None:
         assert member.send(server.address, [b"member"])
         outsider.send(server.address, [b"outsider"])
         plain.send(server.address, [b"plain"])
-        await wait_for(lambda: len(nodes.inbox[server.address]) == 1)
+        await async_wait_for(lambda: len(nodes.inbox[server.address]) == 1)
         # Refused peers never complete a handshake: their queued messages time out, unread.
-        await wait_for(lambda: outsider.stats.reasons.get("connect_timeout") == 1)
-        await wait_for(lambda: plain.stats.reasons.get("connect_timeout") == 1)
+        await async_wait_for(lambda: outsider.stats.reasons.get("connect_timeout") == 1)
+        await async_wait_for(lambda: plain.stats.reasons.get("connect_timeout") == 1)
         assert [f for _, f in nodes.inbox[server.address]] == [[b"member"]]
 
     run(body)
@@ -88,7 +51,7 @@ def test_zap_refuses_a_client_key_that_is_not_the_cluster_key(tmp_path: Path) ->
             sock.curve_serverkey = cluster.public  # knows the server key, but is not a member
             sock.connect(f"tcp://{server.address}")
             sock.send(b"intruder")
-            await wait_for(lambda: server.stats.reasons.get("auth_refused", 0) >= 1)
+            await async_wait_for(lambda: server.stats.reasons.get("auth_refused", 0) >= 1)
             assert nodes.inbox[server.address] == []
         finally:
             ctx.destroy(linger=0)

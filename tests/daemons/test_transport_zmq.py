@@ -5,68 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 import zmq
+from zmq_nodes import Nodes, run
 
 from handoffd.config import Limits
+from handoffd.testing import async_wait_for, free_port
 from handoffd.transport.client import ControlClient
 from handoffd.transport.zmq_transport import ZmqTransport
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Yield to the loop until ``predicate()`` holds; fail the test after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.002)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Nodes:
-    """Tracks every transport and client a test makes, and closes them all."""
-
-    def __init__(self) -> None:
-        self.transports: list[ZmqTransport] = []
-        self.inbox: dict[str, list[tuple[bytes, list[bytes]]]] = {}
-        self.listening: dict[str, list[bool]] = {}  # per message: came in on the ROUTER
-
-    async def start(self, handler: Any = None, **kwargs: Any) -> ZmqTransport:
-        transport = ZmqTransport("127.0.0.1", 0, **kwargs)
-        self.transports.append(transport)
-        inbox = self.inbox.setdefault(transport.address, [])
-        directions = self.listening.setdefault(transport.address, [])
-
-        def record(conn: bytes, frames: list[bytes], listening: bool) -> None:
-            inbox.append((conn, frames))
-            directions.append(listening)
-
-        await transport.start(handler or record)
-        return transport
-
-    async def close(self) -> None:
-        for transport in self.transports:
-            await transport.close()
-
-
-def run(body: Callable[[Nodes], Awaitable[None]]) -> None:
-    async def main() -> None:
-        nodes = Nodes()
-        try:
-            await asyncio.wait_for(body(nodes), 60)
-        finally:
-            await nodes.close()
-
-    asyncio.run(main())
 
 
 def test_round_trip_and_peer_reply() -> None:
@@ -74,7 +21,7 @@ def test_round_trip_and_peer_reply() -> None:
         a = await nodes.start()
         b = await nodes.start(lambda conn, frames, listening: b.reply(conn, [b"re:" + frames[0]]))
         assert a.send(b.address, [b"hello", b"opaque"])
-        await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
+        await async_wait_for(lambda: len(nodes.inbox[a.address]) == 1)
         conn, frames = nodes.inbox[a.address][0]
         assert frames == [b"re:hello"]
         assert conn == b.address.encode()  # a reply to a peer arrives with the replier's address
@@ -94,7 +41,7 @@ def test_many_messages_arrive_in_order() -> None:
             assert a.send(b.address, [i.to_bytes(4, "big")])
             if i % 2000 == 0:
                 await asyncio.sleep(0)
-        await wait_for(lambda: len(nodes.inbox[b.address]) == count)
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == count)
         got = [int.from_bytes(frames[0], "big") for _, frames in nodes.inbox[b.address]]
         assert got == list(range(count))
 
@@ -107,7 +54,7 @@ def test_first_messages_to_a_new_peer_are_not_lost() -> None:
         b = await nodes.start()
         for i in range(50):  # sent before the TCP handshake can have completed
             assert a.send(b.address, [b"%d" % i])
-        await wait_for(lambda: len(nodes.inbox[b.address]) == 50)
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == 50)
         assert [f[0] for _, f in nodes.inbox[b.address]] == [b"%d" % i for i in range(50)]
 
     run(body)
@@ -119,11 +66,11 @@ def test_send_to_a_dead_address_neither_blocks_nor_breaks_the_sender() -> None:
         b = await nodes.start()
         dead = f"127.0.0.1:{free_port()}"
         a.send(dead, [b"lost"])  # queued while connecting, then dropped after connect_timeout
-        await wait_for(lambda: a.stats.reasons.get("connect_timeout", 0) == 1)
+        await async_wait_for(lambda: a.stats.reasons.get("connect_timeout", 0) == 1)
         assert a.send(dead, [b"lost"]) is False
         assert a.send("not an address", [b"x"]) is False
         assert a.send(b.address, [b"alive"])
-        await wait_for(lambda: len(nodes.inbox[b.address]) == 1)
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == 1)
         a.forget(dead)
         assert dead not in a._peers
 
@@ -136,14 +83,14 @@ def test_reply_to_a_vanished_client_does_not_kill_the_reader() -> None:
         server = await nodes.start(lambda conn, frames, listening: conns.append(conn))
         client = await asyncio.to_thread(ControlClient, server.address)
         await asyncio.to_thread(client.send, [b"hi"])
-        await wait_for(lambda: len(conns) == 1)
+        await async_wait_for(lambda: len(conns) == 1)
         client.close()
-        await wait_for(lambda: server.reply(conns[0], [b"late"]) is False)
+        await async_wait_for(lambda: server.reply(conns[0], [b"late"]) is False)
         assert server.reply(b"\x00nobody", [b"x"]) is False
         assert server.stats.reasons["reply_unroutable"] >= 2
         other = await nodes.start()
         assert other.send(server.address, [b"still serving"])
-        await wait_for(lambda: len(conns) == 2)
+        await async_wait_for(lambda: len(conns) == 2)
 
     run(body)
 
@@ -177,7 +124,7 @@ def test_large_frames_arrive_intact() -> None:
         a = await nodes.start()
         b = await nodes.start()
         assert a.send(b.address, [b"head", memoryview(payload)])
-        await wait_for(lambda: len(nodes.inbox[b.address]) == 1)
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == 1)
         assert nodes.inbox[b.address][0][1] == [b"head", payload]
 
     run(body)
@@ -196,7 +143,7 @@ def test_handler_exceptions_are_contained() -> None:
         a = await nodes.start()
         a.send(b.address, [b"boom"])
         a.send(b.address, [b"after"])
-        await wait_for(lambda: seen == [b"boom", b"after"])
+        await async_wait_for(lambda: seen == [b"boom", b"after"])
         assert b.stats.handler_errors == 1
 
     run(body)
@@ -209,7 +156,7 @@ def test_rate_and_frame_limits_drop_and_count() -> None:
         a.send(b.address, [b"1", b"2", b"3", b"4"])  # body + 3 opaque frames > max_frames
         for _ in range(20):
             a.send(b.address, [b"m"])
-        await wait_for(lambda: b.stats.received + b.stats.dropped == 21)
+        await async_wait_for(lambda: b.stats.received + b.stats.dropped == 21)
         assert b.stats.reasons["frame_count"] == 1
         assert b.stats.received <= 5 and b.stats.reasons["rate_limited"] >= 15
 
@@ -245,7 +192,7 @@ def test_ipv6_loopback() -> None:
         a = await nodes.start()
         assert b.address.startswith("[::1]:")
         assert a.send(b.address, [b"v6"])
-        await wait_for(lambda: got == [[b"v6"]])
+        await async_wait_for(lambda: got == [[b"v6"]])
 
     run(body)
 
@@ -276,7 +223,7 @@ def test_large_opaque_frames_are_kept_as_read_only_views_and_forward_intact() ->
         c = await nodes.start()
         b = await nodes.start(lambda conn, frames, listening: b.reply(conn, [b"re", *frames[1:]]))
         assert a.send(b.address, [body_frame, under, big, b"x"])
-        await wait_for(lambda: len(nodes.inbox[a.address]) == 1)
+        await async_wait_for(lambda: len(nodes.inbox[a.address]) == 1)
         for frames in (nodes.inbox[a.address][0][1],):
             assert frames == [b"re", under, big, b"x"]
             assert [type(f) for f in frames] == [bytes, bytes, memoryview, bytes]
@@ -285,7 +232,7 @@ def test_large_opaque_frames_are_kept_as_read_only_views_and_forward_intact() ->
         nodes.inbox[a.address].clear()
         assert a.send(c.address, [body_frame, view])
         del view
-        await wait_for(lambda: len(nodes.inbox[c.address]) == 1)
+        await async_wait_for(lambda: len(nodes.inbox[c.address]) == 1)
         frames = nodes.inbox[c.address][0][1]
         assert type(frames[0]) is bytes and frames[0] == body_frame  # the body is never a view
         assert type(frames[1]) is memoryview and bytes(frames[1]) == big
@@ -311,7 +258,7 @@ def test_messages_say_which_socket_they_came_on() -> None:
         client = await asyncio.to_thread(ControlClient, server.address)
         try:
             await asyncio.to_thread(client.send, [b"from a client"])
-            await wait_for(lambda: len(seen) == 2)
+            await async_wait_for(lambda: len(seen) == 2)
         finally:
             client.close()
         assert sorted(seen) == [(b"from a client", True), (b"from a peer", True)]
@@ -325,7 +272,7 @@ def test_messages_say_which_socket_they_came_on() -> None:
             assert server.send(f"127.0.0.1:{port}", [b"hello"])
             rid, _ = await asyncio.to_thread(rogue.recv_multipart)
             rogue.send_multipart([rid, b"back on your dealer"])
-            await wait_for(lambda: len(seen) == 3)
+            await async_wait_for(lambda: len(seen) == 3)
             assert seen[2] == (b"back on your dealer", False)
         finally:
             rogue.close(0)
@@ -352,7 +299,7 @@ def test_outbound_sockets_are_an_lru_and_fds_stay_bounded() -> None:
             if i % 50 == 0:
                 await asyncio.sleep(0.01)  # let libzmq connect (and be refused) meanwhile
                 peak = max(peak, open_fds() - before)
-        await wait_for(lambda: len(nodes.inbox[b.address]) == 1000)
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == 1000)
         peak = max(peak, open_fds() - before)
         # Each DEALER holds at most its mailbox and one TCP socket; closed ones are reaped by
         # libzmq's reaper thread, a little later.
@@ -364,6 +311,6 @@ def test_outbound_sockets_are_an_lru_and_fds_stay_bounded() -> None:
         assert a.close_idle({b.address}) == 15 and list(a._peers) == [b.address]
         assert a.stats.reasons["idle_closed"] == 15
         assert a.send(b.address, [b"still"])
-        await wait_for(lambda: len(nodes.inbox[b.address]) == 1001)
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == 1001)
 
     run(body)
