@@ -9,6 +9,7 @@ import sys
 import cloudpickle
 import numpy as np
 import pytest
+from cluster_jobs import fail_until
 
 import handoffd
 from handoffd.testing import ThreadedCluster
@@ -38,16 +39,6 @@ def calls(path) -> int:
             return len(f.read().splitlines())
     except FileNotFoundError:
         return 0
-
-
-def fail_until(path, succeed_after):
-    with open(path, "a") as f:
-        f.write("x\n")
-    with open(path) as f:
-        n = len(f.read().splitlines())
-    if n <= succeed_after:
-        raise RuntimeError(f"planned failure {n}")
-    return n
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from test_cluster_exec import fail_until  # shipped by value: that module registers itself
+from cluster_jobs import fail_until
 
 import handoffd
 from handoffd.protocol import messages as m
