@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from core_strategies import dags
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from handoffd._core import CycleError
 from handoffd._core import binpack as compiled
@@ -19,22 +19,6 @@ def csr(consumers):
     indptr[1:] = np.cumsum([len(c) for c in consumers])
     indices = np.array([c for cs in consumers for c in cs], dtype=np.int64)
     return indptr, indices
-
-
-@st.composite
-def dags(draw):
-    """A random DAG: edges go from lower to higher rank in a random topological labelling."""
-    n = draw(st.integers(0, 30))
-    labels = draw(st.permutations(range(n)))
-    consumers: list[list[int]] = [[] for _ in range(n)]
-    for a in range(n):
-        for b in range(a + 1, n):
-            if draw(st.integers(0, 9)) < 2:
-                consumers[labels[a]].append(labels[b])
-    priority = draw(st.lists(st.integers(-2, 2), min_size=n, max_size=n))
-    estimate = draw(st.lists(st.integers(0, 4).map(float), min_size=n, max_size=n))
-    size = draw(st.lists(st.integers(0, 3).map(lambda v: v / 2), min_size=n, max_size=n))
-    return priority, consumers, estimate, size
 
 
 @pytest.mark.parametrize("core", BACKENDS)
