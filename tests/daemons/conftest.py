@@ -10,6 +10,8 @@ import pytest
 
 @pytest.fixture
 def daemons() -> Iterator[Any]:
+    """A DaemonCluster; its daemons' logs go to the captured teardown output, which pytest shows
+    only for a test that failed."""
     from handoffd.testing import DaemonCluster
 
     cluster = DaemonCluster()
@@ -17,6 +19,7 @@ def daemons() -> Iterator[Any]:
         yield cluster
     finally:
         cluster.close()
+        print(cluster.logs())
 
 
 @pytest.fixture

@@ -47,6 +47,15 @@ def statuses(address: str) -> dict[str, str]:
     return {name: n["status"] for name, n in nodes_json(address).items()}
 
 
+def seen_by_all(observers: list, name: str, status: str, what: str) -> None:
+    wait_for(
+        lambda: all(statuses(d.address).get(name) == status for d in observers),
+        timeout=20,
+        interval=0.05,
+        what=what,
+    )
+
+
 def test_three_daemons_find_each_other_by_mdns_alone(daemons):
     hosts = loopback_hosts(3)
     specs = [(2, 2000, 0), (4, 4000, 0), (1, 1000, 1)]
@@ -180,24 +189,14 @@ def test_seeds_join_kill9_is_dead_everywhere_and_sigterm_is_left(daemons):
     killed_at = time.monotonic()
     victim.kill()
     survivors = [d for d in everyone if d is not victim]
-    wait_for(
-        lambda: all(statuses(d.address).get(victim.name) == "DEAD" for d in survivors),
-        timeout=20,
-        interval=0.05,
-        what="kill -9 seen as DEAD by all",
-    )
+    seen_by_all(survivors, victim.name, "DEAD", what="kill -9 seen as DEAD by all")
     detection = time.monotonic() - killed_at
     print(f"kill -9 detected by all survivors in {detection:.2f}s")
 
     leaver = others[1]
     assert leaver.terminate(timeout=30) == 0, leaver.log()
     remaining = [d for d in survivors if d is not leaver]
-    wait_for(
-        lambda: all(statuses(d.address).get(leaver.name) == "LEFT" for d in remaining),
-        timeout=20,
-        interval=0.05,
-        what="SIGTERM seen as LEFT",
-    )
+    seen_by_all(remaining, leaver.name, "LEFT", what="SIGTERM seen as LEFT")
 
 
 def test_stop_command_drains_and_exits(daemons):

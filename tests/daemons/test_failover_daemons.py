@@ -2,8 +2,9 @@
 2,000-task run at ~30 % progress; the client still gets every correct result under the same run id.
 
 Each test starts 3-4 ``handoffd start`` processes (``--seed``, ``--no-mdns``, random loopback ports,
-killed by PID in teardown). The DAG: 20 layers of 100 tasks of 5 ms; task (l, i) adds the values of
-(l-1, i) and (l-1, i+1) to its own constant, so a wrong, lost or doubled result changes the checksum.
+killed by PID in teardown, their logs shown when the test failed). The DAG: 20 layers of 100 tasks
+of 5 ms; task (l, i) adds the values of (l-1, i) and (l-1, i+1) to its own constant, so a wrong,
+lost or doubled result changes the checksum.
 """
 
 from __future__ import annotations
@@ -68,66 +69,51 @@ def owner_daemon(daemons: list, run) -> object:
 
 
 @pytest.mark.timeout(300)
-def test_owner_killed_client_on_owner_gets_every_result() -> None:
-    with DaemonCluster() as cluster:
-        daemons = start_cluster(cluster, 3)
-        try:
-            with handoffd.connect(daemons[0].address, timeout=5) as client:
-                run = client.submit(build_dag())
-                run_id = run.id
-                owner = owner_daemon(daemons, run)
-                assert owner is daemons[0]
-                status = run.status()
-                assert status.owner == owner.name and status.term == 0
-                assert len(status.standbys) == 2
-                kill_at(run, 0.3, [owner], LAYERS * WIDTH)
-                final = run.wait(timeout=120)
-                assert final.state == "DONE"
-                assert final.owner != owner.name and final.term == 1
-                assert final.owner in status.standbys
-                check(run.results(), run_id, run)
-        except BaseException:
-            print(cluster.logs())
-            raise
+def test_owner_killed_client_on_owner_gets_every_result(daemons: DaemonCluster) -> None:
+    nodes = start_cluster(daemons, 3)
+    with handoffd.connect(nodes[0].address, timeout=5) as client:
+        run = client.submit(build_dag())
+        run_id = run.id
+        owner = owner_daemon(nodes, run)
+        assert owner is nodes[0]
+        status = run.status()
+        assert status.owner == owner.name and status.term == 0
+        assert len(status.standbys) == 2
+        kill_at(run, 0.3, [owner], LAYERS * WIDTH)
+        final = run.wait(timeout=120)
+        assert final.state == "DONE"
+        assert final.owner != owner.name and final.term == 1
+        assert final.owner in status.standbys
+        check(run.results(), run_id, run)
 
 
 @pytest.mark.timeout(300)
-def test_owner_and_a_worker_killed_together() -> None:
-    with DaemonCluster() as cluster:
-        daemons = start_cluster(cluster, 4)
-        try:
-            with handoffd.connect(daemons[0].address, timeout=5) as client:
-                run = client.submit(build_dag())
-                status = run.status()
-                owner = owner_daemon(daemons, run)
-                # Kill the owner and its *first* standby: the second standby must take over.
-                first_standby = next(d for d in daemons if d.name == status.standbys[0])
-                kill_at(run, 0.3, [owner, first_standby], LAYERS * WIDTH)
-                final = run.wait(timeout=120)
-                assert final.state == "DONE"
-                assert final.owner == status.standbys[1]
-                check(run.results(), run.id, run)
-        except BaseException:
-            print(cluster.logs())
-            raise
+def test_owner_and_a_worker_killed_together(daemons: DaemonCluster) -> None:
+    nodes = start_cluster(daemons, 4)
+    with handoffd.connect(nodes[0].address, timeout=5) as client:
+        run = client.submit(build_dag())
+        status = run.status()
+        owner = owner_daemon(nodes, run)
+        # Kill the owner and its *first* standby: the second standby must take over.
+        first_standby = next(d for d in nodes if d.name == status.standbys[0])
+        kill_at(run, 0.3, [owner, first_standby], LAYERS * WIDTH)
+        final = run.wait(timeout=120)
+        assert final.state == "DONE"
+        assert final.owner == status.standbys[1]
+        check(run.results(), run.id, run)
 
 
 @pytest.mark.timeout(300)
-def test_client_on_another_node_follows_the_run() -> None:
-    with DaemonCluster() as cluster:
-        daemons = start_cluster(cluster, 3)
-        try:
-            with handoffd.connect(daemons[0].address, timeout=5) as submitter:
-                run = submitter.submit(build_dag())
-                owner = owner_daemon(daemons, run)
-                other = next(d for d in daemons if d is not owner)
-                with handoffd.connect(other.address, timeout=5) as follower:
-                    followed = follower.run(run.id)  # redirected to the owner
-                    assert followed.status().owner == owner.name
-                    kill_at(followed, 0.3, [owner], LAYERS * WIDTH)
-                    final = followed.wait(timeout=120)
-                    assert final.state == "DONE" and final.term == 1
-                    check(followed.results(), run.id, followed)
-        except BaseException:
-            print(cluster.logs())
-            raise
+def test_client_on_another_node_follows_the_run(daemons: DaemonCluster) -> None:
+    nodes = start_cluster(daemons, 3)
+    with handoffd.connect(nodes[0].address, timeout=5) as submitter:
+        run = submitter.submit(build_dag())
+        owner = owner_daemon(nodes, run)
+        other = next(d for d in nodes if d is not owner)
+        with handoffd.connect(other.address, timeout=5) as follower:
+            followed = follower.run(run.id)  # redirected to the owner
+            assert followed.status().owner == owner.name
+            kill_at(followed, 0.3, [owner], LAYERS * WIDTH)
+            final = followed.wait(timeout=120)
+            assert final.state == "DONE" and final.term == 1
+            check(followed.results(), run.id, followed)

@@ -6,6 +6,16 @@ import inspect
 
 import handoffd
 
+# Every error of the contract is a HandoffError.
+ERRORS = (
+    "ValidationError",
+    "Unschedulable",
+    "TaskFailed",
+    "RunCancelled",
+    "ConnectionError",
+    "AuthenticationError",
+    "Timeout",
+)
 # Grows as the contract lands (connect, Client, Run come with the client); never shrinks silently.
 EXPECTED = {
     "DAG",
@@ -18,13 +28,7 @@ EXPECTED = {
     "RunStatus",
     "NodeInfo",
     "HandoffError",
-    "ValidationError",
-    "Unschedulable",
-    "TaskFailed",
-    "RunCancelled",
-    "ConnectionError",
-    "AuthenticationError",
-    "Timeout",
+    *ERRORS,
     "__version__",
 }
 
@@ -37,15 +41,7 @@ def test_all_is_pinned():
 
 
 def test_errors_form_one_hierarchy():
-    for name in (
-        "ValidationError",
-        "Unschedulable",
-        "TaskFailed",
-        "RunCancelled",
-        "ConnectionError",
-        "AuthenticationError",
-        "Timeout",
-    ):
+    for name in ERRORS:
         assert issubclass(getattr(handoffd, name), handoffd.HandoffError), name
 
 
