@@ -5,10 +5,11 @@ restored into a real OwnerScheduler."""
 from __future__ import annotations
 
 import copy
-import random
 from typing import Any
 
-import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
 from handoffd.protocol.snapshot import decode_run, encode_run_data, info_to_data
@@ -322,99 +323,139 @@ class EagerStandby:
         return msg.seq, False
 
 
-def random_batch(
-    rng: random.Random, seq: int, task_ids: list[str]
-) -> tuple[ReplicateLog, list[bytes]]:
+# -- the packed replica against the eager standby, as a state machine ----------------------------
+
+TASKS = ("w", "x", "y", "z")  # owner_with_chain's run
+NO_VALUE, OUT_OF_RANGE = -1, 7  # a delta's frame: none, or past the batch's frames (at most 6)
+
+# One delta, as drawn: (task, state, attempt, node, size, locations, failures, losses, completions,
+# value), the value being a frame's bytes (also on a state that is not DONE: cleared anyway), or
+# NO_VALUE or OUT_OF_RANGE. A task the snapshot does not have ("ghost") is skipped by both.
+DELTAS = st.tuples(
+    st.sampled_from([*TASKS, "ghost"]),
+    st.sampled_from(["DONE", "READY", "RUNNING", "FAILED"]),
+    st.integers(1, 4),
+    st.sampled_from([None, "b", "c"]),
+    st.integers(0, 9),
+    st.lists(st.sampled_from(["b", "c", "d"]), max_size=2, unique=True).map(
+        lambda v: tuple(sorted(v))
+    ),
+    st.integers(0, 2),
+    st.integers(0, 2),
+    st.integers(0, 3),
+    st.one_of(st.binary(max_size=4), st.sampled_from([NO_VALUE, OUT_OF_RANGE])),
+)
+# A batch: several deltas (of one task, too), the run's state, released, whether it has an error.
+BATCHES = st.tuples(
+    st.lists(DELTAS, max_size=6),
+    st.sampled_from(["RUNNING", "DONE", "FAILED"]),
+    st.booleans(),
+    st.booleans(),
+)
+# The tasks a snapshot holds as DONE, with their values.
+DONE_VALUES = st.dictionaries(st.sampled_from(TASKS), st.binary(min_size=3, max_size=3))
+LOST = st.integers(0, 9).map(lambda roll: roll == 0)  # one batch in ten never arrives: a gap
+
+
+def build_batch(seq: int, drawn: tuple[Any, ...]) -> tuple[ReplicateLog, list[bytes]]:
+    deltas, run_state, released, with_error = drawn
     frames: list[bytes] = []
-    deltas = []
-    for _ in range(rng.randint(0, 6)):
-        task_id = rng.choice([*task_ids, "ghost"])  # a task the snapshot does not have, too
-        state = rng.choice(["READY", "RUNNING", "DONE", "DONE", "DONE", "FAILED"])
-        frame = -1
-        if rng.random() < 0.5:  # a value (also on a state that is not DONE: cleared anyway)
-            frame = len(frames)
-            frames.append(rng.randbytes(rng.randint(0, 4)))
-        elif rng.random() < 0.2:
-            frame = 7  # out of range: no value
-        locations = tuple(sorted(rng.sample(["b", "c", "d"], rng.randint(0, 2))))
-        deltas.append(
-            TaskDelta(
-                task_id,
-                state,
-                rng.randint(1, 4),
-                rng.choice([None, "b", "c"]),
-                rng.randint(0, 9),
-                locations,
-                rng.randint(0, 2),
-                rng.randint(0, 2),
-                rng.randint(0, 3),
-                frame,
-            )
-        )
-    error = None
-    if rng.random() < 0.2:
-        error = ErrorInfo("HandoffError", None, str(seq), "", "", 0, {}, {}, "")
-    state = rng.choice(["RUNNING", "RUNNING", "DONE", "FAILED"])
-    msg = ReplicateLog("r1", 0, seq, ("b", "c"), tuple(deltas), state, rng.random() < 0.3, error)
+    tasks = []
+    for *fields, value in deltas:
+        frame = value if isinstance(value, int) else len(frames)
+        if isinstance(value, bytes):
+            frames.append(value)
+        tasks.append(TaskDelta(*fields, frame))
+    error = ErrorInfo("HandoffError", None, str(seq), "", "", 0, {}, {}, "") if with_error else None
+    msg = ReplicateLog("r1", 0, seq, ("b", "c"), tuple(tasks), run_state, released, error)
     return msg, frames
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_packed_replica_rebuilds_the_run_the_eager_standby_had(seed: int) -> None:
-    """Same snapshots and log batches (duplicates, gaps, lost and out-of-order snapshots,
-    several deltas of one task in one batch and across batches, values kept by a DONE delta without
-    one): the run rebuilt at takeover equals what the eager standby held, and so does every ack;
-    restored into a scheduler, both give the same run."""
-    rng = random.Random(seed)
-    base = owner_with_chain().snapshot("r1")
-    task_ids = sorted(base["tasks"])
-    lazy, eager = StandbyStore("b"), EagerStandby()
-
-    def snapshot_at(seq: int) -> None:
-        data = copy.deepcopy(base)
-        for rec in data["tasks"].values():
-            rec["history"] = []
-            if rng.random() < 0.4:
-                rec["state"], rec["value"] = "DONE", rng.randbytes(3)
-        raw = packed(data)
-        ack = lazy.on_snapshot("r1", 0, seq, "a", "a:1", ("b", "c"), raw)
-        assert ack.seq == eager.on_snapshot(seq, raw)
-
-    snapshot_at(0)
-    seq = 0
-    sent: list[tuple[ReplicateLog, list[bytes]]] = []
-    for _ in range(rng.randint(5, 40)):
-        roll = rng.random()
-        if roll < 0.08:
-            snapshot_at(rng.randint(max(0, seq - 3), seq + 1))  # catch-up, maybe late or early
-            continue
-        if roll < 0.2 and sent:
-            msg, frames = rng.choice(sent)  # a duplicate or a stale batch
-        else:
-            seq += 1
-            msg, frames = random_batch(rng, seq, task_ids)
-            sent.append((msg, frames))
-            if rng.random() < 0.1:
-                continue  # lost: a gap for the next one
-        ack = lazy.on_log(msg, "a:1", frames)
-        assert ack is not None
-        assert (ack.seq, ack.need_snapshot) == eager.on_log(msg, frames)
-        if ack.need_snapshot:
-            snapshot_at(seq)  # the owner answers a gap with a snapshot at its newest seq
-    replica = lazy.replicas["r1"]
-    assert replica.seq == eager.seq
-    assert eager.data is not None
-    assert replica.run_data() == eager.data
-    assert replica.run_data() == eager.data  # rebuilding is repeatable (a fresh copy each time)
-
-    taken = lazy.take("r1")
-    assert taken is not None
+def restored(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """What a standby that takes the run over at term 1 starts with: the instructions and the run."""
+    new = OwnerScheduler("b", now=0.0)
+    for n in ["b", "c"]:
+        new.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
     holdings = {"b": Holdings({}, {}), "c": Holdings({}, {})}
-    restored = []
-    for data in (taken.run_data(), eager.data):
-        new = OwnerScheduler("b", now=0.0)
-        for n in ["b", "c"]:
-            new.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
-        out = new.restore_run(merge(copy.deepcopy(data), holdings), 1.0, term=1)
-        restored.append((repr(out), new.snapshot("r1")))
-    assert restored[0] == restored[1]
+    out = new.restore_run(merge(copy.deepcopy(data), holdings), 1.0, term=1)
+    return repr(out), new.snapshot("r1")
+
+
+class PackedReplicaMachine(RuleBasedStateMachine):
+    """Same snapshots and log batches to the packed replica (``StandbyStore``) and to the eager
+    standby: duplicates, gaps, lost and out-of-order snapshots, several deltas of one task in one
+    batch and across batches, values kept by a DONE delta without one. After every step the run
+    rebuilt from the replica equals what the eager standby holds (rebuilding is repeatable), and
+    so did every ack; taken over and restored into a scheduler, both give the same run (then a
+    new standby goes on from the owner's newest snapshot)."""
+
+    sent = Bundle("sent")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = owner_with_chain().snapshot("r1")
+        assert tuple(sorted(self.base["tasks"])) == TASKS
+        self.lazy, self.eager = StandbyStore("b"), EagerStandby()
+        self.seq = 0  # the owner's newest batch
+
+    def snapshot_at(self, seq: int, done: dict[str, bytes]) -> None:
+        data = copy.deepcopy(self.base)
+        for task_id, rec in data["tasks"].items():
+            rec["history"] = []
+            if task_id in done:
+                rec["state"], rec["value"] = "DONE", done[task_id]
+        raw = packed(data)
+        ack = self.lazy.on_snapshot("r1", 0, seq, "a", "a:1", ("b", "c"), raw)
+        assert ack.seq == self.eager.on_snapshot(seq, raw)
+
+    def deliver(self, batch: tuple[ReplicateLog, list[bytes]], answer: dict[str, bytes]) -> None:
+        msg, frames = batch
+        ack = self.lazy.on_log(msg, "a:1", frames)
+        assert ack is not None
+        assert (ack.seq, ack.need_snapshot) == self.eager.on_log(msg, frames)
+        if ack.need_snapshot:
+            self.snapshot_at(self.seq, answer)  # the owner answers a gap with its newest seq
+
+    @initialize(done=DONE_VALUES)
+    def first_snapshot(self, done: dict[str, bytes]) -> None:
+        self.snapshot_at(0, done)
+
+    @rule(target=sent, drawn=BATCHES, lost=LOST, answer=DONE_VALUES)
+    def next_batch(
+        self, drawn: tuple[Any, ...], lost: bool, answer: dict[str, bytes]
+    ) -> tuple[ReplicateLog, list[bytes]]:
+        self.seq += 1
+        batch = build_batch(self.seq, drawn)
+        if not lost:
+            self.deliver(batch, answer)
+        return batch
+
+    @rule(batch=sent, answer=DONE_VALUES)
+    def send_again(self, batch: tuple[ReplicateLog, list[bytes]], answer: dict[str, bytes]) -> None:
+        self.deliver(batch, answer)  # a duplicate, a stale batch, or a lost one arriving late
+
+    @rule(back=st.integers(-1, 3), done=DONE_VALUES)
+    def catch_up_snapshot(self, back: int, done: dict[str, bytes]) -> None:
+        self.snapshot_at(max(0, self.seq - back), done)  # maybe late, or one ahead
+
+    @rule(done=DONE_VALUES)
+    def take_over(self, done: dict[str, bytes]) -> None:
+        taken = self.lazy.take("r1")
+        assert taken is not None and self.lazy.term("r1") == 1 and self.eager.data is not None
+        assert restored(taken.run_data()) == restored(self.eager.data)
+        # Then a new standby: the owner sends it its newest state first.
+        self.lazy, self.eager = StandbyStore("b"), EagerStandby()
+        self.snapshot_at(self.seq, done)
+
+    @invariant()
+    def replica_is_the_eager_run(self) -> None:
+        replica = self.lazy.replicas["r1"]
+        assert replica.seq == self.eager.seq
+        assert replica.run_data() == self.eager.data
+        assert replica.run_data() == self.eager.data  # a fresh copy each time
+
+
+PackedReplicaMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None
+)
+test_packed_replica_rebuilds_the_run_the_eager_standby_had = PackedReplicaMachine.TestCase
