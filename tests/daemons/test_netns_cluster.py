@@ -1,6 +1,6 @@
 """Multi-host tests: real daemons in their own network namespaces (DESIGN 4, 5 "Namespaces").
 
-Each test builds a private L2 segment (tests/netns.py) on a random 10.77.N.0/24 with namespace
+Each test builds a private L2 segment (netns.py) on a random 10.77.N.0/24 with namespace
 names unique per test, so tests can run in parallel under xdist. Daemons discover each other by
 mDNS only (no --seed), bound to their own namespace address; no packet leaves the namespaces. The
 cluster has a key: without one, mDNS runs on loopback only (security issue 11).

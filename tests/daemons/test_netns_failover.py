@@ -1,6 +1,6 @@
 """Owner failover across a real partition (DESIGN 3.5, issue 6), as root in network namespaces.
 
-Three daemons, one per host namespace of a private 10.77.N.0/24 segment (tests/netns.py), joined by
+Three daemons, one per host namespace of a private 10.77.N.0/24 segment (netns.py), joined by
 ``--seed`` to host 0 plus mDNS. A client process inside host 1's namespace submits a layered DAG to
 host 0 over the bridge (so host 0 owns the run; hosts 1 and 2 are its standbys) and follows it. At
 ~30 % DONE the test cuts host 0 off the segment: the majority declares it DEAD and exactly one

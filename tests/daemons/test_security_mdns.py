@@ -1,12 +1,12 @@
 """Security issue 11, finding 1: mDNS discovery cannot be steered from outside.
 
 The loopback tests (no root needed) drive MdnsDiscovery in-process on 127.0.0.N with a unique
-cluster, and check the gate in front of zeroconf is really in place. The namespace tests run a
-real default daemon (``handoffd start``: host 127.0.0.1, cluster ``default``, no key) inside host
-namespace A of a two-host lab (tests/netns.py); host B is the attacker on the same L2 segment. Forged traffic comes from tests/mdns_forge.py, run inside a
-namespace with ``ip netns exec``. Each negative check is paired with a control that shows the same
-forged packet *is* acted on when it should be, so "nothing happened" means "refused", not "the
-forgery was malformed".
+cluster, and check the gate in front of zeroconf is really in place. The namespace tests run a real
+default daemon (``handoffd start``: host 127.0.0.1, cluster ``default``, no key) inside host
+namespace A of a two-host lab (tests/daemons/netns.py); host B is the attacker on the same L2
+segment. Forged traffic comes from tests/daemons/mdns_forge.py, run inside a namespace with ``ip
+netns exec``. Each negative check is paired with a control that shows the same forged packet *is*
+acted on when it should be, so "nothing happened" means "refused", not "the forgery was malformed".
 """
 
 from __future__ import annotations

@@ -372,7 +372,7 @@ def build_batch(seq: int, drawn: tuple[Any, ...]) -> tuple[ReplicateLog, list[by
 
 
 def restored(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """What a standby that takes the run over at term 1 starts with: the instructions and the run."""
+    """What a standby taking the run over at term 1 starts with: the instructions and the run."""
     new = OwnerScheduler("b", now=0.0)
     for n in ["b", "c"]:
         new.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
