@@ -1,25 +1,21 @@
 """Protocol evolution: trailing optional fields between builds, version ranges refused with a clear
-error on both sides (a client and a daemon, two daemons, gossip about a member), the frozen
-``ProtocolMismatch``, and run snapshots and errors through the codec."""
+error (the words, gossip about a member), the frozen ``ProtocolMismatch``, and run snapshots and
+errors through the codec. A node refusing a client or peer of another range:
+tests/cluster/test_protocol_compat_nodes.py; a client and a daemon, two daemons:
+tests/daemons/test_protocol_compat_daemons.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
 import random
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgpack
 import pytest
 
-import handoffd
 from handoffd import errors
-from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN, MembershipConfig, NodeConfig
+from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN, MembershipConfig
 from handoffd.membership import swim
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
@@ -37,8 +33,6 @@ from handoffd.protocol.snapshot import (
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec
-from handoffd.testing import async_wait_for, wait_for
-from handoffd.transport.memory import MemoryNetwork
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -165,74 +159,6 @@ def test_messages_say_which_side_to_upgrade() -> None:
     )
 
 
-# -- a node refuses clients and peers of another range -----------------------------------------
-
-
-async def _node_and_stranger(network: MemoryNetwork, got: list[Any]) -> tuple[Any, Any]:
-    from handoffd.node import Node
-
-    node = Node(
-        NodeConfig.for_tests("n1", capacity={"cpu": 1.0}, max_workers=1),
-        transport=network.transport("n1:1"),
-    )
-    await node.start()
-    stranger = network.transport("x:1")
-    await stranger.start(
-        lambda conn, frames, _listening: got.append(Codec(versions=NEWER).decode(frames))
-    )
-    return node, stranger
-
-
-def test_a_node_answers_a_client_of_another_version_at_once_and_logs_it_once(caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="handoffd.protocol")
-
-    async def scenario() -> None:
-        got: list[Any] = []
-        node, client = await _node_and_stranger(MemoryNetwork(), got)
-        try:
-            other = Codec(versions=NEWER)
-            for request_id in (1, 2):
-                client.send("n1:1", other.encode(m.ListNodes(request_id), sender="client-x"))
-            await async_wait_for(lambda: len(got) == 2, 10, what="two refusals")
-            assert [d.msg for d in got] == [
-                Mismatch("n1", *OURS, 0, True, f"n1 speaks protocol {versions.describe(*OURS)}")
-            ] * 2
-        finally:
-            await node.stop(drain=False)
-
-    asyncio.run(scenario())
-    lines = [r.getMessage() for r in caplog.records if "client-x" in r.getMessage()]
-    assert lines == [
-        f"client client-x speaks protocol {versions.describe(*NEWER)}, this daemon "
-        f"{versions.describe(*OURS)}: refusing its requests (upgrade handoffd on this node)"
-    ]
-
-
-def test_a_peer_of_another_version_is_refused_membership_and_logged(caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="handoffd.protocol")
-
-    async def scenario() -> None:
-        got: list[Any] = []
-        node, peer = await _node_and_stranger(MemoryNetwork(), got)
-        try:
-            state = m.MemberState("p", "x:1", "default", 1, m.ALIVE, {"cpu": 8.0}, {}, 0, *NEWER)
-            join = Codec(versions=NEWER).encode(m.PushPull((state,), True), sender="p")
-            peer.send("n1:1", join)
-            peer.send("n1:1", join)
-            await async_wait_for(lambda: len(got) == 2, 10, what="the join refused")
-            assert all(type(d.msg) is Mismatch and d.msg.told for d in got)
-            assert [s.name for s in node.members()] == ["n1"]
-        finally:
-            await node.stop(drain=False)
-
-    asyncio.run(scenario())
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("peer p ")]
-    assert lines == [
-        f"peer p speaks protocol {versions.describe(*NEWER)}, this daemon "
-        f"{versions.describe(*OURS)}: not admitted to membership (upgrade handoffd on this node)"
-    ]
-
-
 def test_gossip_about_a_member_of_another_version_does_not_admit_it(caplog) -> None:
     """n2 can talk to both n1 and n3, but n1 and n3 cannot talk to each other: n1 learns n2 from
     n2's gossip and never admits n3 (it would suspect it and have it refute forever)."""
@@ -256,72 +182,6 @@ def test_gossip_about_a_member_of_another_version_does_not_admit_it(caplog) -> N
     assert ms.counters.dropped_incompatible == 2
     warnings = [r.getMessage() for r in caplog.records if "peer n3" in r.getMessage()]
     assert len(warnings) == 1 and "not admitted to membership" in warnings[0]
-
-
-# -- real daemons of different versions ---------------------------------------------------------
-
-CTL = [sys.executable, "-m", "handoffd.cli.ctl"]
-
-
-@pytest.mark.slow
-def test_a_client_and_a_daemon_of_different_versions_fail_at_once_on_both_sides(daemons) -> None:
-    daemons.env["HANDOFFD_TEST_PROTOCOL"] = "3-4"
-    daemon = daemons.start()
-    # A long client timeout: the error must come from the daemon's answer, not from waiting.
-    with handoffd.connect(daemon.address, timeout=600) as client:
-        with pytest.raises(versions.IncompatibleVersion) as raised:
-            client.nodes()
-        with pytest.raises(versions.IncompatibleVersion):
-            client.submit(handoffd.new())
-        name = client._name
-    ours = versions.describe(*OURS)
-    assert str(raised.value) == (
-        f"the daemon at {daemon.address} speaks protocol 3-4, this client {ours}: "
-        "upgrade handoffd on the client"
-    )
-    assert isinstance(raised.value, errors.HandoffError)
-    line = (
-        f"client {name} speaks protocol {ours}, this daemon 3-4: refusing its requests "
-        "(upgrade handoffd on the client)"
-    )
-    wait_for(lambda: line in daemon.log(), 30, what=f"the daemon's log line\n{daemon.log()}")
-    assert daemon.log().count(f"client {name} ") == 1  # once per client, not per request
-    out = subprocess.run(
-        [*CTL, "--address", daemon.address, "nodes"], capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode != 0
-    assert "speaks protocol 3-4" in out.stderr + out.stdout, out
-
-
-@pytest.mark.slow
-def test_daemons_of_different_versions_refuse_each_other_membership(daemons) -> None:
-    a = daemons.start()
-    daemons.env["HANDOFFD_TEST_PROTOCOL"] = "3-4"
-    b = daemons.start(seeds=[a.address])
-    ours = versions.describe(*OURS)
-    a_line = (
-        f"peer {b.name} speaks protocol 3-4, this daemon {ours}: not admitted to membership "
-        "(upgrade handoffd on this node)"
-    )
-    b_line = (
-        f"peer {a.name} speaks protocol {ours}, this daemon 3-4: it refused us; not admitted "
-        "to membership (upgrade handoffd on the other node)"
-    )
-    wait_for(lambda: a_line in a.log(), 30, what=f"a's log line\n{daemons.logs()}")
-    wait_for(lambda: b_line in b.log(), 30, what=f"b's log line\n{daemons.logs()}")
-    with handoffd.connect(a.address) as client:
-        assert list(client.nodes()) == [a.name]
-    env = dict(os.environ, HANDOFFD_TEST_PROTOCOL="3-4")
-    out = subprocess.run(
-        [*CTL, "--address", b.address, "nodes", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert out.returncode == 0, out
-    assert [n["name"] for n in json.loads(out.stdout)["nodes"]] == [b.name]
-    assert a.log().count(f"peer {b.name} ") == 1 and b.log().count(f"peer {a.name} ") == 1
 
 
 # -- run snapshots and errors go through the codec ---------------------------------------------
