@@ -10,12 +10,12 @@ from import_graph import cycles, describe, graph, long_modules, modules, project
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 700  # the split limit; aim for about 600
+KNOWN = project_modules(ROOT)
 
 
 def test_no_import_cycle_among_handoffd_modules() -> None:
-    known = project_modules(ROOT)
-    assert "handoffd.scheduler.owner" in known and "handoffd._core.api" in known  # read the tree
-    edges = graph(known)
+    assert "handoffd.scheduler.owner" in KNOWN and "handoffd._core.api" in KNOWN  # read the tree
+    edges = graph(KNOWN)
     found = [describe(component, edges) for component in cycles(edges)]
     assert not found, "import cycles (break them; an import only for types goes under " + (
         "TYPE_CHECKING):\n" + "\n".join(found)
@@ -23,9 +23,8 @@ def test_no_import_cycle_among_handoffd_modules() -> None:
 
 
 def test_no_module_over_the_split_limit() -> None:
-    known = project_modules(ROOT)
-    assert known["handoffd._core.sched"].suffix == ".pyx"  # Cython sources count too
-    offenders = long_modules(known, MAX_LINES)
+    assert KNOWN["handoffd._core.sched"].suffix == ".pyx"  # Cython sources count too
+    offenders = long_modules(KNOWN, MAX_LINES)
     assert not offenders, f"modules over {MAX_LINES} lines (split them): {offenders}"
 
 
@@ -111,7 +110,6 @@ def test_long_modules_are_named_with_their_length(tmp_path: Path) -> None:
 
 
 def test_the_core_is_read_once_under_its_installed_name() -> None:
-    known = project_modules(ROOT)
     assert (ROOT / "handoffd" / "_core").is_symlink()  # to _core/, not walked twice
-    assert not [n for n in known if "._core._core" in n or n.startswith("handoffd.handoffd")]
-    assert known["handoffd._core.api"].resolve() == (ROOT / "_core" / "api.py").resolve()
+    assert not [n for n in KNOWN if "._core._core" in n or n.startswith("handoffd.handoffd")]
+    assert KNOWN["handoffd._core.api"].resolve() == (ROOT / "_core" / "api.py").resolve()

@@ -4,12 +4,18 @@ restored into a real OwnerScheduler."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
 from handoffd.protocol.snapshot import decode_run, encode_run_data, info_to_data
@@ -377,7 +383,7 @@ def restored(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     for n in ["b", "c"]:
         new.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 0.0)
     holdings = {"b": Holdings({}, {}), "c": Holdings({}, {})}
-    out = new.restore_run(merge(copy.deepcopy(data), holdings), 1.0, term=1)
+    out = new.restore_run(merge(data, holdings), 1.0, term=1)  # merge works on a copy
     return repr(out), new.snapshot("r1")
 
 
@@ -397,14 +403,15 @@ class PackedReplicaMachine(RuleBasedStateMachine):
         assert tuple(sorted(self.base["tasks"])) == TASKS
         self.lazy, self.eager = StandbyStore("b"), EagerStandby()
         self.seq = 0  # the owner's newest batch
+        self.taken_at = -1  # the owner's newest batch when the run was last taken over
 
     def snapshot_at(self, seq: int, done: dict[str, bytes]) -> None:
-        data = copy.deepcopy(self.base)
-        for task_id, rec in data["tasks"].items():
-            rec["history"] = []
+        tasks = {}
+        for task_id, rec in self.base["tasks"].items():  # copies of the records, then packed
+            tasks[task_id] = {**rec, "history": []}
             if task_id in done:
-                rec["state"], rec["value"] = "DONE", done[task_id]
-        raw = packed(data)
+                tasks[task_id].update(state="DONE", value=done[task_id])
+        raw = packed({**self.base, "tasks": tasks})
         ack = self.lazy.on_snapshot("r1", 0, seq, "a", "a:1", ("b", "c"), raw)
         assert ack.seq == self.eager.on_snapshot(seq, raw)
 
@@ -438,8 +445,10 @@ class PackedReplicaMachine(RuleBasedStateMachine):
     def catch_up_snapshot(self, back: int, done: dict[str, bytes]) -> None:
         self.snapshot_at(max(0, self.seq - back), done)  # maybe late, or one ahead
 
+    @precondition(lambda self: self.seq > self.taken_at)  # something new to take over
     @rule(done=DONE_VALUES)
     def take_over(self, done: dict[str, bytes]) -> None:
+        self.taken_at = self.seq
         taken = self.lazy.take("r1")
         assert taken is not None and self.lazy.term("r1") == 1 and self.eager.data is not None
         assert restored(taken.run_data()) == restored(self.eager.data)
