@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) setup.py pyproject.toml
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
-.PHONY: install build test lint typecheck unit demo bench bench-peers clean
+.PHONY: install build test lint typecheck suite fast unit demo bench bench-peers clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,20 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy handoffd
 
 # pytest's exit code 5 (no tests collected) is a failure, said plainly.
-unit: $(STAMP)
-	$(VENV)/bin/pytest -n 2 --timeout 180 -q tests; rc=$$?; \
+PYTEST = $(VENV)/bin/pytest -n 2 --timeout 180 -q $(1); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-test: lint typecheck unit
+# The tests are a pyramid (tests/conftest.py): unit/, cluster/, daemons/ (the last marked slow).
+suite: $(STAMP)
+	$(call PYTEST,tests)
+
+fast: $(STAMP)
+	$(call PYTEST,-m "not slow" tests)
+
+unit: $(STAMP)
+	$(call PYTEST,tests/unit)
+
+test: lint typecheck suite
 
 demo: $(STAMP)
 	$(PY) examples/demo.py

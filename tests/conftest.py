@@ -1,18 +1,28 @@
-"""Shared fixtures: every cluster is closed, every daemon killed by PID, even when a test fails."""
+"""The suite is a pyramid of three directories; a test file lives in the first that fits:
+
+- ``unit/``: pure code, no sockets and no child processes (an asyncio loop only where the code
+  under test is async, e.g. the in-memory transport). The fast loop, and most of the tests.
+- ``cluster/``: whole nodes in this process (``LocalCluster``, ``ThreadedCluster``, ``Node`` on a
+  ``MemoryNetwork``). Their worker processes are real, and a client reaches them over loopback.
+- ``daemons/``: real processes and real sockets are what is tested: ``handoffd start``
+  subprocesses, worker pools, ZeroMQ and mDNS sockets, network namespaces, fresh interpreters.
+  Every test there is marked ``slow`` (below), so ``pytest -m "not slow"`` is the fast loop.
+
+Helper modules sit next to the tests that use them (pytest puts a test file's directory on
+``sys.path`` before importing it), so file names must be unique across the three directories.
+"""
 
 from __future__ import annotations
 
 import atexit
 import os
 import shutil
-import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
-# Tests import helper functions from each other's modules only by value: worker processes of
-# subprocess daemons have no copy of the tests directory.
-sys.path.insert(0, os.path.dirname(__file__))
+_DAEMONS = Path(__file__).parent / "daemons"
 
 # Keyless daemons and clients authenticate with the local key of the runtime dir: each test
 # process gets a private one (inherited by the daemons and handoffctl it starts), so the suite
@@ -22,34 +32,13 @@ os.environ["HANDOFFD_RUNTIME_DIR"] = _RUNTIME_DIR
 atexit.register(shutil.rmtree, _RUNTIME_DIR, True)
 
 
-@pytest.fixture
-def daemons():
-    from handoffd.testing import DaemonCluster
-
-    cluster = DaemonCluster()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
-def pair(daemons):
-    """Two real daemons with 2 cpu each, the second seeded with the first, both ALIVE."""
-    import handoffd
-    from handoffd.testing import wait_for
-
-    a = daemons.start(cpu=2, memory=2000)
-    b = daemons.start(cpu=2, memory=2000, seeds=[a.address])
-    with handoffd.connect(a.address) as client:
-        wait_for(
-            lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
-            timeout=30,
-            what="two daemons joined",
-        )
-    return a, b
-
-
-@pytest.fixture
-def is_root() -> bool:
-    return os.geteuid() == 0
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # By directory, so a test added to daemons/ cannot forget the marker.
+    for item in items:
+        if _DAEMONS in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+    # The long tests first (a stable sort: each file's tests stay together, in order): under
+    # xdist the short unit tests then fill the workers' ends instead of a daemon test running
+    # alone at the end of the run.
+    items.sort(key=lambda item: _DAEMONS not in item.path.parents)

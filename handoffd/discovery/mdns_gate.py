@@ -23,7 +23,7 @@ discovery acts on a peer only when the records it resolved came from the address
 
 This relies on zeroconf internals (``AsyncEngine._async_wrap_socket`` and the listener it
 creates; ``Zeroconf.start`` creating the engine's transports), hence the version pin in
-pyproject.toml; tests/test_security_mdns.py checks the hook is really in place.
+pyproject.toml; tests/daemons/test_security_mdns.py checks the hook is really in place.
 """
 
 from __future__ import annotations

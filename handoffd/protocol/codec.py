@@ -1,6 +1,6 @@
 """The codec: message dataclasses <-> ZeroMQ frames.
 
-Wire format (every message type's bytes pinned by tests/golden/messages.json)::
+Wire format (every message type's bytes pinned by tests/unit/golden/messages.json)::
 
     frame 0   msgpack array [min, max, type, sender, incarnation, term, seq, field_1, ..., field_n]
     frame 1.. opaque frames (cloudpickled code, arguments, results), passed through untouched

@@ -11,7 +11,7 @@ Field annotations are the schema: the codec validates every decoded field agains
 Evolution (docs/architecture.md, "Protocol"): within a protocol version a message or struct may only
 gain trailing fields with defaults (older decoders ignore them, newer ones fill them in when an
 older sender left them out); anything else is a new protocol version (``config.PROTOCOL_MAX``). Every
-type's bytes are pinned by tests/golden/messages.json.
+type's bytes are pinned by tests/unit/golden/messages.json.
 """
 
 from __future__ import annotations

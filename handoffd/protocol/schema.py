@@ -624,7 +624,7 @@ def build_all() -> None:
 
 
 # Converters are built on a type's first use (``record_for_type``), not at import: building all of
-# them cost ~20 ms of every process's start-up (daemons and clients). tests/test_codec.py calls
+# them cost ~20 ms of every process's start-up (daemons and clients). tests/unit/test_codec.py calls
 # ``build_all`` so a bad schema still fails the suite.
 
 

@@ -1,0 +1,39 @@
+"""Fixtures for real daemons: every daemon a test starts is killed by PID, even when it fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def daemons() -> Iterator[Any]:
+    """A DaemonCluster; its daemons' logs go to the captured teardown output, which pytest shows
+    only for a test that failed."""
+    from handoffd.testing import DaemonCluster
+
+    cluster = DaemonCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        print(cluster.logs())
+
+
+@pytest.fixture
+def pair(daemons: Any) -> tuple[Any, Any]:
+    """Two real daemons with 2 cpu each, the second seeded with the first, both ALIVE."""
+    import handoffd
+    from handoffd.testing import wait_for
+
+    a = daemons.start(cpu=2, memory=2000)
+    b = daemons.start(cpu=2, memory=2000, seeds=[a.address])
+    with handoffd.connect(a.address) as client:
+        wait_for(
+            lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
+            timeout=30,
+            what="two daemons joined",
+        )
+    return a, b

@@ -1,0 +1,39 @@
+"""What a fresh interpreter loads: the scheduler's placement path and a daemon never import numpy
+(each probe is a new process, as this test process has long imported it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_scheduler_path_never_loads_numpy() -> None:
+    """Neither ordering a 10,000-task graph nor placing a 3,000-task batch imports numpy (a
+    daemon's first large submission used to pay its 0.1-0.2 s import), with either backend."""
+    code = (
+        "import sys; from handoffd.scheduler import placement as p; "
+        "n = 10_000; p.order([0] * n, [[t + 1] if t + 1 < n else [] for t in range(n)], "
+        "[1.0] * n, [1.0] * n); "
+        "nodes = [p.NodeView(f'n{i}', {'cpu': 8.0}, {'cpu': 8.0}) for i in range(100)]; "
+        "got = p.place([p.TaskRequest({'cpu': 1.0})] * 3000, nodes); "
+        "assert sum(g is not None for g in got) == 800, got; "
+        "print(p.order.__module__, 'numpy' in sys.modules)"
+    )
+    for backend in ("cython", "python"):
+        env = {"HANDOFFD_CORE": backend, "PATH": "/usr/bin:/bin"}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        assert out.stdout.strip() == "handoffd.scheduler.placement False", (backend, out)
+
+
+def test_daemon_imports_without_numpy() -> None:
+    """numpy is not needed by the scheduler at all: a daemon never loads it for placement."""
+    code = (
+        "import sys, handoffd.daemon.node, handoffd.cli.daemon; "
+        "from handoffd.scheduler import placement; "
+        "placement.order([0, 0], [[1], []], [1.0, 1.0], [0.0, 0.0]); "
+        "print('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

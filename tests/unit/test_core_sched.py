@@ -1,0 +1,301 @@
+"""The scheduler-facing kernels behind ``handoffd._core.api``: the compiled ``sched`` and its twin
+``sched_py`` give identical answers (and identical errors) on random input, ties and the tolerance
+edge included; the entry point's backend choice and its decision counters."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import pytest
+from core_strategies import dags
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handoffd._core import api
+from handoffd._core import sched as compiled
+from handoffd._core import sched_py as twin
+
+EPS = api.EPS
+KINDS = ["cpu", "memory", "gpu", "x", "y"]
+
+# Quantities on a coarse grid (ties are common), some nudged across the tolerance edge: a demand
+# within EPS of what is free fits, one beyond it does not.
+_NUDGES = [0.0, 0.0, 0.0, EPS / 2, -EPS / 2, EPS, -EPS, 1.5 * EPS, -1.5 * EPS, 2 * EPS, 1e-12]
+quantity = st.builds(
+    lambda base, nudge: max(base / 4 + nudge, 0.0),
+    st.integers(0, 16),
+    st.sampled_from(_NUDGES),
+)
+resource_map = st.dictionaries(st.sampled_from(KINDS), quantity, max_size=4)
+
+
+def test_both_backends_are_what_they_claim():
+    assert compiled.BACKEND == "cython" and compiled.__file__.endswith((".so", ".pyd"))
+    assert twin.BACKEND == "python" and twin.__file__.endswith(".py")
+    assert api.kernels("cython") is compiled and api.kernels("python") is twin
+    chosen = "python" if os.environ.get("HANDOFFD_CORE") == "python" else "cython"
+    assert api.BACKEND == chosen
+    assert api.place is api.kernels(chosen).place  # bound once: no wrapper frame per call
+    assert api.fits is api.kernels(chosen).fits
+
+
+@st.composite
+def batches(draw):
+    n_nodes = draw(st.integers(0, 6))
+    capacities = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
+    frees = []
+    for cap in capacities:
+        # Free is the capacity minus a little or a lot, sometimes below zero (a raced ledger).
+        frees.append(
+            {
+                k: v * draw(st.sampled_from([0.0, 0.5, 1.0])) + draw(st.sampled_from(_NUDGES))
+                for k, v in cap.items()
+            }
+        )
+    n_tasks = draw(st.integers(0, 20))
+    demands = draw(st.lists(resource_map, min_size=n_tasks, max_size=n_tasks))
+    node = st.integers(-1, n_nodes - 1) if n_nodes else st.just(-1)
+    sparse = st.one_of(st.just(-1), st.just(-1), node)
+    pins = draw(st.lists(sparse, min_size=n_tasks, max_size=n_tasks))
+    prefs = draw(st.lists(sparse, min_size=n_tasks, max_size=n_tasks))
+    policy = draw(st.sampled_from(api.POLICIES))
+    return demands, frees, capacities, pins, prefs, policy
+
+
+@settings(max_examples=400, deadline=None)
+@given(batch=batches())
+def test_place_is_identical(batch):
+    demands, frees, capacities, pins, prefs, policy = batch
+    got = compiled.place(demands, frees, capacities, pins, prefs, policy)
+    assert got == twin.place(demands, frees, capacities, pins, prefs, policy)
+    # The contract, checked independently: pins are obeyed and nothing is over-committed beyond
+    # the tolerance (each placed task may use up to EPS more than was free, per kind).
+    used: dict[int, dict[str, float]] = {}
+    for t, n in enumerate(got):
+        assert n == -1 or pins[t] in (-1, n)
+        if n >= 0:
+            for k, q in demands[t].items():
+                used.setdefault(n, {})[k] = used.get(n, {}).get(k, 0.0) + q
+    for n, load in used.items():
+        count = sum(1 for g in got if g == n)
+        for k, q in load.items():
+            assert q <= max(frees[n].get(k, 0.0), 0.0) + count * EPS + 1e-12
+
+
+@settings(max_examples=300, deadline=None)
+@given(dag=dags(min_size=-0.5))  # negative sizes: both kernels take them alike
+def test_order_is_identical(dag):
+    priority, consumers, estimate, size = dag
+    order, rank = compiled.order(priority, consumers, estimate, size)
+    assert (order, rank) == twin.order(priority, consumers, estimate, size)
+    assert sorted(order) == list(range(len(consumers)))
+    for t in range(len(consumers)):
+        assert rank[t] == estimate[t] + max((rank[c] for c in consumers[t]), default=0.0)
+    keys = [(-priority[t], -rank[t], -size[t], t) for t in order]
+    assert keys == sorted(keys)
+
+
+@settings(max_examples=500, deadline=None)
+@given(demand=resource_map, free=resource_map)
+def test_fits_is_identical(demand, free):
+    expected = all(q <= 0 or free.get(k, 0.0) + EPS >= q for k, q in demand.items())
+    assert compiled.fits(demand, free) == twin.fits(demand, free) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=resource_map,
+    load=resource_map,
+    window=st.sampled_from([1, 2, 8, 32, 2.5]),
+    low_water=st.sampled_from([0.5, 0.25, 1.0]),
+)
+def test_below_low_water_is_identical(capacity, load, window, low_water):
+    got = compiled.below_low_water(capacity, load, window, low_water)
+    assert got == twin.below_low_water(capacity, load, window, low_water)
+
+
+@st.composite
+def window_passes(draw):
+    n_nodes = draw(st.integers(0, 5))
+    capacities = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
+    loads = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
+    window = draw(st.sampled_from([1, 2, 4, 32]))
+    low_water = draw(st.sampled_from([None, None, 0.5]))
+    node = st.integers(-1, n_nodes - 1) if n_nodes else st.just(-1)
+    picks = draw(
+        st.lists(
+            st.tuples(
+                resource_map,
+                st.one_of(st.just(-1), st.just(-1), node),
+                st.sampled_from(api.POLICIES),
+            ),
+            max_size=30,
+        )
+    )
+    return capacities, loads, window, low_water, picks
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=window_passes())
+def test_window_fill_is_identical(case):
+    capacities, loads, window, low_water, picks = case
+    a = compiled.window_fill(capacities, loads, window, low_water)
+    b = twin.window_fill(capacities, loads, window, low_water)
+    assert a.left == b.left
+    for need, pin, policy in picks:
+        got = a.pick(need, pin, policy)
+        assert got == b.pick(need, pin, policy)
+        assert a.left == b.left
+        if got >= 0:
+            assert pin in (-1, got)
+            assert compiled.fits(need, capacities[got])  # never more than the node can ever hold
+
+
+def test_a_cost_within_the_tolerance_fits_everywhere_and_one_beyond_it_nowhere():
+    within, beyond = {"cpu": 1.0 - EPS / 2}, {"cpu": 1.0 - 2 * EPS}
+    for core in (compiled, twin):
+        assert core.fits({"cpu": 1.0}, within) and not core.fits({"cpu": 1.0}, beyond)
+        assert core.place(
+            [{"cpu": 1.0}] * 2, [within, beyond], [{"cpu": 1.0}] * 2, [-1] * 2, [-1] * 2
+        ) == [0, -1]
+        assert core.place([{"cpu": 1.0}], [beyond], [{"cpu": 1.0}], [-1], [-1]) == [-1]
+        # window room: 1 x 2 - (1 + EPS/2) left, a task of 1 still goes; with 2 EPS it does not
+        fill = core.window_fill(
+            [{"cpu": 1.0}] * 2, [{"cpu": 1.0 + EPS / 2}, {"cpu": 1.0 + 2 * EPS}], 2
+        )
+        assert fill.pick({"cpu": 1.0}, 1, "binpack") == -1
+        assert fill.pick({"cpu": 1.0}, -1, "binpack") == 0
+        assert fill.left == 1  # node 0's room is within EPS of empty now: it takes no more
+
+
+def test_window_pick_scores_by_policy():
+    capacities = [{"cpu": 4.0}, {"cpu": 16.0}, {"cpu": 4.0}]
+    loads = [{"cpu": 8.0}, {"cpu": 8.0}, {}]
+    for core in (compiled, twin):
+        # room: 0 -> 8 of 16, 1 -> 56 of 64, 2 -> 16 of 16
+        assert core.window_fill(capacities, loads, 4).pick({"cpu": 1}, -1, "binpack") == 0
+        assert core.window_fill(capacities, loads, 4).pick({"cpu": 1}, -1, "spread") == 2
+        assert core.window_fill(capacities, loads, 4).pick({"cpu": 1}, -1, "first_fit") == 0
+        assert core.window_fill(capacities, loads, 4).pick({"cpu": 5}, -1, "binpack") == 1
+        assert core.window_fill(capacities, loads, 4).pick({"cpu": 1}, 1, "binpack") == 1
+        assert core.window_fill(capacities, loads, 4).pick({"gpu": 1}, -1, "binpack") == -1
+        # low water 0.5: nodes 0 (8 of 16) and 2 (0) are due, node 1 (8 of 64) too
+        assert core.window_fill(capacities, loads, 4, 0.5).left == 3
+        assert core.window_fill(capacities, [{"cpu": 9.0}, {}, {}], 4, 0.5).left == 2
+
+
+# Bad input: both raise ValueError, with the same words.
+_BAD_PLACE = [
+    (([{"cpu": -1}], [{}], [{}], [-1], [-1]), r"demand\[0\]: cpu = -1 is negative"),
+    (([{"cpu": float("nan")}], [{}], [{}], [-1], [-1]), "is not a finite number"),
+    (([{"cpu": True}], [{}], [{}], [-1], [-1]), "is not a number"),
+    (([{}], [{"cpu": "1"}], [{}], [-1], [-1]), r"free\[0\]: cpu = '1' is not a number"),
+    (([{}], [{}], [{"cpu": float("inf")}], [-1], [-1]), r"capacity\[0\]: cpu = inf"),
+    (([{}], [{}], [{}], [1], [-1]), r"pins\[0\] = 1 is out of range"),
+    (([{}], [{}], [{}], [-1], [-2]), r"prefs\[0\] = -2 is out of range"),
+    (([{}], [{}], [{}], [-1], [0.0]), r"prefs\[0\] = 0.0 is not an integer"),
+    (([{}], [{}], [], [-1], [-1]), "capacities has 0 entries"),
+    (([{}], [], [], [], []), "pins and prefs need one entry per demand"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), _BAD_PLACE)
+def test_place_errors_are_identical(args, message):
+    errors = []
+    for core in (compiled, twin):
+        with pytest.raises(ValueError, match=message) as info:
+            core.place(*args)
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
+    for core in (compiled, twin):
+        with pytest.raises(ValueError, match="valid policies are binpack, spread, first_fit"):
+            core.place([], [], [], [], [], "worst_fit")
+
+
+_BAD_ORDER = [
+    (([0], [[]], [1.0], [0.0, 1.0]), "size has 2 entries but consumers has 1"),
+    (([2**63], [[]], [1.0], [0.0]), "does not fit in 64 bits"),
+    (([False], [[]], [1.0], [0.0]), r"priority\[0\] = False is not an integer"),
+    (([0], [[]], [-1.0], [0.0]), r"estimate\[0\] = -1.0 is negative"),
+    (([0], [[]], [1.0], [float("inf")]), r"size\[0\] = inf is not a finite number"),
+    (([0, 0], [[1], [2]], [1.0, 1.0], [0.0, 0.0]), r"consumers\[1\]\[0\] = 2 is out of range"),
+    (([0, 0], [[1], [0]], [1.0, 1.0], [0.0, 0.0]), "cycle: 2 task"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), _BAD_ORDER)
+def test_order_errors_are_identical(args, message):
+    errors = []
+    for core in (compiled, twin):
+        with pytest.raises(ValueError, match=message) as info:
+            core.order(*args)
+        errors.append((type(info.value), str(info.value)))
+    assert errors[0] == errors[1]
+
+
+def test_window_errors_are_identical():
+    for core in (compiled, twin):
+        with pytest.raises(ValueError, match="window = 0.0: it must be > 0"):
+            core.window_fill([{}], [{}], 0)
+        with pytest.raises(ValueError, match="loads has 0 entries"):
+            core.window_fill([{}], [], 2)
+        with pytest.raises(ValueError, match="pin = 3"):
+            core.window_fill([{"cpu": 1}], [{}], 2).pick({}, 3, "binpack")
+        with pytest.raises(ValueError, match=r"need\[0\]: cpu = 'a' is not a number"):
+            core.window_fill([{"cpu": 1}], [{}], 2).pick({"cpu": "a"}, -1, "binpack")
+
+
+# -- the entry point -----------------------------------------------------------------------------
+
+
+def test_select_follows_the_environment(monkeypatch, caplog):
+    assert api.select({}) is compiled
+    assert api.select({"HANDOFFD_CORE": "python"}) is twin
+    assert api.select({"HANDOFFD_CORE": "cython", "HANDOFFD_REQUIRE_CYTHON": "1"}) is compiled
+    with pytest.raises(ValueError, match="HANDOFFD_CORE='fortran'"):
+        api.select({"HANDOFFD_CORE": "fortran"})
+    with pytest.raises(ValueError, match="backend='c'"):
+        api.kernels("c")
+    # The compiled module missing (as after a build without Cython): its import now fails.
+    monkeypatch.setitem(sys.modules, "handoffd._core.sched", None)
+    with caplog.at_level(logging.WARNING, logger="handoffd.core"):
+        assert api.select({}) is twin
+    assert sum("pure-Python twin" in r.getMessage() for r in caplog.records) == 1
+    assert api.select({"HANDOFFD_CORE": "python", "HANDOFFD_REQUIRE_CYTHON": "1"}) is twin
+    with pytest.raises(api.CoreUnavailable, match="HANDOFFD_REQUIRE_CYTHON=1"):
+        api.select({"HANDOFFD_REQUIRE_CYTHON": "1"})
+    with pytest.raises(api.CoreUnavailable, match="HANDOFFD_CORE=cython.*HANDOFFD_CORE=python"):
+        api.select({"HANDOFFD_CORE": "cython"})
+    with pytest.raises(api.CoreUnavailable, match="backend='cython'"):
+        api.kernels("cython")
+
+
+def test_decisions_are_counted_per_kernel_and_backend():
+    before = api.decisions()
+    compiled.place([{"cpu": 1}] * 3, [{"cpu": 2}], [{"cpu": 2}], [-1] * 3, [-1] * 3)
+    twin.order([0, 0], [[1], []], [1.0, 1.0], [0.0, 0.0])
+    fill = compiled.window_fill([{"cpu": 1}], [{}], 2)
+    fill.pick({"cpu": 1}, -1, "binpack")
+    twin.below_low_water({"cpu": 1}, {}, 2, 0.5)
+    compiled.fits({"cpu": 1}, {})
+    after = api.decisions()
+
+    def grew(kernel: str, backend: str) -> int:
+        return after[(kernel, backend)] - before.get((kernel, backend), 0)
+
+    assert grew("place", "cython") == 3  # a decision per task
+    assert grew("order", "python") == 2
+    assert grew("window", "cython") == 1 and grew("window", "python") == 1
+    assert grew("fits", "cython") == 1
+    assert grew("place", "python") == grew("order", "cython") == grew("fits", "python") == 0
+    assert {k for k, _ in after} == set(api.KERNELS)
+
+
+def test_closest_names_the_node_nearest_to_holding_a_demand():
+    caps = [{"cpu": 4, "memory": 1000}, {"cpu": 16, "gpu": 1}]
+    assert api.closest({"cpu": 32}, caps) == 1
+    assert api.closest({"memory": 4000}, caps) == 0
+    assert api.closest({}, caps) == 1
+    assert api.closest({"cpu": 1}, []) == -1
