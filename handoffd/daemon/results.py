@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from handoffd import errors
 from handoffd.daemon.ports import Port
 from handoffd.protocol import messages as m
+from handoffd.protocol.snapshot import error_to_info
 
 if TYPE_CHECKING:
     from handoffd.scheduler.owner import OwnerScheduler
@@ -23,41 +23,8 @@ OUTCOME_MAX_VALUES = 50_000
 FETCH_TIMEOUT = 10.0  # seconds a peer has to answer one value fetch
 
 
-def error_info(error: BaseException | None) -> m.ErrorInfo | None:
-    if error is None:
-        return None
-    kind = type(error).__name__
-    if isinstance(error, errors.TaskFailed):
-        return m.ErrorInfo(
-            kind,
-            error.function_id,
-            error.exc_message,
-            error.exc_type,
-            error.traceback,
-            error.attempts,
-            {},
-            {},
-            "",
-        )
-    if isinstance(error, errors.Unschedulable):
-        return m.ErrorInfo(
-            kind,
-            error.function_id,
-            error.message,
-            "",
-            "",
-            0,
-            dict(error.need),
-            dict(error.largest or {}),
-            "",
-        )
-    if isinstance(error, errors.ValidationError):
-        return m.ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
-    if isinstance(error, errors.HandoffError):
-        return m.ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
-    return m.ErrorInfo(
-        "HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, ""
-    )
+# A HandoffError in wire fields: the codec's own conversion (protocol.snapshot).
+error_info = error_to_info
 
 
 @dataclass
