@@ -1,5 +1,6 @@
-"""What a fresh interpreter loads: the scheduler's placement path and a daemon never import numpy
-(each probe is a new process, as this test process has long imported it)."""
+"""What a fresh interpreter loads: the scheduler's placement path and a daemon never import numpy,
+the executor's state machine no event loop (each probe is a new process, as this test process has
+long imported both)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def test_daemon_imports_without_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_state_machine_imports_no_event_loop() -> None:
+    code = (
+        "import sys, handoffd.daemon.executor_state, handoffd.daemon.executor_events;"
+        "assert 'asyncio' not in sys.modules, 'asyncio imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
