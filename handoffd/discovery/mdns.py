@@ -159,8 +159,8 @@ class MdnsDiscovery:
 
     async def start(self) -> None:
         """Register (waiting for the announcements) and start browsing."""
-        self._gate = GatedZeroconf(self.host, self.network)
-        self._zc = AsyncZeroconf(zc=self._gate)
+        self._gate = GatedZeroconf(self.host, self.network)  # interfaces: host + group only
+        self._zc = AsyncZeroconf(zc=self._gate)  # interfaces: the gate's own sockets
         try:
             announced = await self._zc.async_register_service(
                 self._info, cooperating_responders=True

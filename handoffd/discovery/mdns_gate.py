@@ -148,7 +148,7 @@ def record_key(record: Any) -> tuple[str, ...] | None:
     return None
 
 
-class GatedZeroconf(Zeroconf):
+class GatedZeroconf(Zeroconf):  # interfaces=[]: zeroconf binds nothing itself
     """A Zeroconf that reads and sends only through ``open_sockets(host)``, behind the gate."""
 
     def __init__(self, host: str, network: ipaddress.IPv4Network) -> None:
