@@ -130,7 +130,8 @@ def _info_from_data(data: dict[str, Any]) -> ErrorInfo:
 # -- task specs --------------------------------------------------------------------------------
 
 
-def spec_to_data(s: TaskSpec) -> dict[str, Any]:
+def spec_to_data(s: TaskSpec | SnapshotSpec) -> dict[str, Any]:
+    """A task spec, or its wire form (the same fields), as the run's plain data."""
     return {
         "id": s.id,
         "deps": list(s.deps),
@@ -307,25 +308,9 @@ def decode_run(raw: bytes) -> dict[str, Any]:
             "policy": snap.policy,
             "outputs": list(snap.outputs) if snap.outputs is not None else None,
         },
-        "specs": [_spec_data(s) for s in snap.specs],
+        "specs": [spec_to_data(s) for s in snap.specs],
         "group_node": dict(snap.group_node),
         "tasks": {t.task_id: _task_data(t) for t in snap.tasks},
-    }
-
-
-def _spec_data(s: SnapshotSpec) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "deps": list(s.deps),
-        "cost": dict(s.cost),
-        "payload": s.payload,
-        "argument_inclusion": s.argument_inclusion,
-        "node": s.node,
-        "collocate_with": s.collocate_with,
-        "inline": s.inline,
-        "max_retries": s.max_retries,
-        "timeout": s.timeout,
-        "priority": s.priority,
     }
 
 
