@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
 
 log = logging.getLogger("handoffd.admission")
 
@@ -51,6 +52,8 @@ PEER_TYPES = (
     m.CancelTasks,
     m.FreeRun,
     m.FreeValues,
+    mc.FetchPackages,
+    mc.PackagesFetched,
     *REPLICATION_TYPES,
 )
 CLIENT_TYPES = (
@@ -92,7 +95,7 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return ""
     if member is None or member.status not in _LIVE:
         return "not_a_member"
-    if isinstance(msg, m.FetchValues):
+    if isinstance(msg, (m.FetchValues, mc.FetchPackages)):
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
     if isinstance(msg, m.DispatchTasks):
         return "" if msg.owner_address == member.address else "owner_not_sender"

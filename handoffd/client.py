@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from handoffd import errors, values
@@ -73,6 +74,10 @@ def resolve_address(address: str | None) -> str:
     return address
 
 
+def _missing_package(reply: Any) -> bool:
+    return isinstance(reply, m.RunRejected) and reply.error.validation_kind == "missing_package"
+
+
 def _run_status(reply: m.RunStatusReply | m.RunOutcome) -> RunStatus:
     error = error_from_info(reply.error) if reply.error is not None else None
     return RunStatus(
@@ -120,6 +125,7 @@ class Client:
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._conn: ControlClient | None = None
         self._unanswered = False  # a request went out without waiting for its reply
+        self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
         self._connect(self.address)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -277,9 +283,18 @@ class Client:
         timeout: float | None = None,
         policy: str = "binpack",
         outputs: Iterable[str] | None = None,
+        working_dir: str | None = None,
+        py_modules: Iterable[str | ModuleType] | None = None,
     ) -> Run:
-        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to."""
-        return self._submit(dag, False, max_retries, timeout, policy, outputs)
+        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to.
+
+        Code: the modules imported from under the current directory (and a dag.py's, for
+        ``handoffctl submit``) are shipped with the run; ``working_dir`` ships a directory and
+        ``py_modules`` packages or modules (paths, modules or names), each on ``sys.path`` in the
+        workers running this run's tasks (``handoffd.packages``)."""
+        return self._submit(
+            dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules
+        )
 
     def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
         """Submit, wait, and return {function id: value} for every non-inline function."""
@@ -305,7 +320,10 @@ class Client:
         timeout: float | None = None,
         policy: str = "binpack",
         outputs: Iterable[str] | None = None,
+        working_dir: str | None = None,
+        py_modules: Iterable[str | ModuleType] | None = None,
     ) -> Run:
+        from handoffd import packages as code_packages
         from handoffd.dag import DAG
 
         if not isinstance(dag, DAG):
@@ -313,9 +331,12 @@ class Client:
                 "invalid_dag", None, f"expected a handoffd.DAG, got {type(dag).__name__}"
             )
         listed = outputs if outputs is None or isinstance(outputs, str) else tuple(outputs)
+        roots = [os.getcwd(), getattr(dag, "_source_dir", None) or ""]
+        shipped = code_packages.build(working_dir, py_modules, roots)
+        shas = tuple(p.sha for p in shipped)
         # The owner checks the same rules again (handoffd.validation): it never trusts a client.
         rows, payloads = dag.wire_tasks(
-            policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False
+            policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False, packages=shas
         )
         output_ids = None if listed is None else tuple(listed)  # (a str was refused)
         if not self._known[1:]:
@@ -329,24 +350,66 @@ class Client:
         run = Run(self, run_id, "", [r[0] for r in rows if not r[6]], output_ids)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         if not wait:
-            reply, _ = self._request(
-                m.SubmitRun(next(self._ids), run_id, tasks, max_retries, policy, output_ids),
-                payloads,
-                timeout=max(self.timeout, 30.0),
-            )
+            for resend in (False, True):
+                reply, _ = self._request(
+                    m.SubmitRun(
+                        next(self._ids), run_id, tasks, max_retries, policy, output_ids, shas
+                    ),
+                    payloads + self._package_frames(shipped, resend),
+                    timeout=max(self.timeout, 30.0),
+                )
+                if not _missing_package(reply) or resend:
+                    break
             if isinstance(reply, m.RunRejected):
                 raise error_from_info(reply.error)
+            self._stored.update((self.address, sha) for sha in shas)
             run.owner = reply.owner
             return run
         # One exchange: the owner answers with the outcome (after a RunAccepted if the run is
         # still going once its standbys hold it). If the owner dies before it accepted the run
         # we were promised nothing: ConnectionError, as for submit(); after, we follow the run.
         poll = _POLL if timeout is None else max(0.0, min(_POLL, timeout))
+        options = (max_retries, policy, output_ids)
+        for resend in (False, True):
+            run._missing_package = False
+            run = self._submit_and_wait(run, tasks, payloads, shipped, resend, poll, options)
+            if not run._missing_package:
+                break
+        return run
+
+    def _package_frames(self, shipped: list[Any], resend: bool) -> list[bytes]:
+        """The zips of the run's packages the daemon is not known to hold (content-addressed: a
+        daemon that stored one keeps it, so a client sends its modules once, not once per run)."""
+        return [p.data for p in shipped if resend or (self.address, p.sha) not in self._stored]
+
+    def _submit_and_wait(
+        self,
+        run: Run,
+        tasks: Any,
+        payloads: list[bytes],
+        shipped: list[Any],
+        resend: bool,
+        poll: float,
+        options: tuple[Any, ...],
+    ) -> Run:
+        max_retries, policy, output_ids = options
+        shas = tuple(p.sha for p in shipped)
+        run_id = run.id
         request_id = next(self._ids)
         request = m.SubmitAndWait(
-            request_id, run_id, tasks, max_retries, policy, output_ids, poll, _EXECUTE_BYTES, True
+            request_id,
+            run_id,
+            tasks,
+            max_retries,
+            policy,
+            output_ids,
+            poll,
+            _EXECUTE_BYTES,
+            True,
+            shas,
         )
-        self._connection().send(codec.encode(request, sender=self._name, frames=payloads))
+        frames = payloads + self._package_frames(shipped, resend)
+        self._connection().send(codec.encode(request, sender=self._name, frames=frames))
         limit = time.monotonic() + poll + max(self.timeout, 30.0)
         while True:
             try:
@@ -356,7 +419,11 @@ class Client:
                     raise
                 return run  # accepted: the caller follows the run (owner death, or no answer)
             if isinstance(reply, m.RunRejected):
+                if _missing_package(reply) and not resend:
+                    run._missing_package = True
+                    return run
                 raise error_from_info(reply.error)
+            self._stored.update((self.address, sha) for sha in shas)
             if isinstance(reply, m.RunAccepted):
                 run.owner = reply.owner
                 continue
@@ -426,6 +493,7 @@ class Run:
         self._exists = True  # known to exist: while no node knows it, an owner is taking over
         self._values: dict[str, bytes] = {}  # serialised results an outcome carried
         self._released = False  # the owner freed the results after sending them all to us
+        self._missing_package = False  # the owner lacked a code package we did not resend
 
     def status(self) -> RunStatus:
         grace = _FOLLOW_GRACE if self._exists else 0.0

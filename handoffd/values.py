@@ -14,6 +14,8 @@ from typing import Any
 
 import cloudpickle
 
+from handoffd.worker import code_env
+
 PROTOCOL = 5
 
 
@@ -25,9 +27,16 @@ def dumps(value: Any) -> bytes:
         return cloudpickle.dumps(value, protocol=PROTOCOL)
 
 
-def dumps_code(obj: Any) -> bytes:
-    """Serialise code (functions and their literal arguments) by value where needed."""
-    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+_PACKAGED = b"HOFPKG1:"  # code shipped with packages: this, their sha256s, b"\n", the pickle
+
+
+def dumps_code(obj: Any, packages: tuple[str, ...] = ()) -> bytes:
+    """Serialise code (functions and their literal arguments) by value where needed; with
+    ``packages`` (sha256s of the run's code packages), loading it puts them on the path first."""
+    data = cloudpickle.dumps(obj, protocol=PROTOCOL)
+    if packages:
+        return _PACKAGED + ",".join(packages).encode() + b"\n" + data
+    return data
 
 
 # -- call payloads: (code, extra_args, kwargs) with the code pickled once per DAG ------------------
@@ -61,7 +70,14 @@ def load_code(data: bytes) -> Any:
     """The code object pickled in ``data``, decoded once per process (cached by its bytes)."""
     code = _code_cache.get(data)
     if code is None:
-        code = pickle.loads(data)
+        if data.startswith(_PACKAGED):
+            end = data.index(b"\n")
+            shas = tuple(data[len(_PACKAGED) : end].decode().split(","))
+            code_env.activate(shas)  # before unpickling: the code refers to their modules
+            code = code_env.Packaged(shas, pickle.loads(memoryview(data)[end + 1 :]))
+        else:
+            code_env.activate(())
+            code = pickle.loads(data)
         if len(_code_cache) >= _CODE_CACHE_LIMIT:
             _code_cache.clear()
         _code_cache[data] = code
@@ -70,8 +86,11 @@ def load_code(data: bytes) -> Any:
 
 def _call(code: bytes, literals: bytes) -> tuple[Any, Any, Any]:
     """What a call payload unpickles to: (code, extra_args, kwargs)."""
+    fn = load_code(
+        code
+    )  # first: it puts the run's shipped packages on the path (literals may need them)
     extra_args, kwargs = pickle.loads(literals)
-    return load_code(code), extra_args, kwargs
+    return fn, extra_args, kwargs
 
 
 def _bytes_op(data: bytes) -> bytes:

@@ -57,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
         "--output", help="write the results to FILE (.json: JSON, otherwise a pickle)"
     )
     submit.add_argument("--json", action="store_true", help="print one JSON document")
+    submit.add_argument(
+        "--working-dir",
+        help="ship this directory with the run (on sys.path in its workers); the modules "
+        "dag.py imports from beside it are shipped anyway",
+    )
+    submit.add_argument(
+        "--py-module",
+        action="append",
+        default=[],
+        metavar="PATH_OR_NAME",
+        help="ship this package, .py file or importable module with the run (repeatable)",
+    )
     nodes = sub.add_parser("nodes", help="list the cluster's nodes")
     nodes.add_argument("--json", action="store_true")
     status = sub.add_parser("status", help="a run's state (or every run of this daemon)")
@@ -101,7 +113,10 @@ def load_dag(path: str) -> Any:
             "bad_dag_file", None, f"{path} raised while loading: {type(exc).__name__}: {exc}\n{tb}"
         ) from None
     finally:
-        sys.path.remove(directory)
+        try:
+            sys.path.remove(directory)
+        except ValueError:
+            pass
     # Functions defined in the file travel by value: workers have no copy of it.
     cloudpickle.register_pickle_by_value(module)
     dag = getattr(module, "dag", None)
@@ -122,6 +137,8 @@ def load_dag(path: str) -> Any:
         raise errors.ValidationError(
             "bad_dag_file", None, f"{path}: `dag` is a {type(dag).__name__}, not a handoffd.DAG"
         )
+    # The modules the file imported from beside it are shipped with the run (handoffd.packages).
+    dag._source_dir = directory  # type: ignore[attr-defined]
     return dag
 
 
@@ -167,7 +184,13 @@ def _jsonable(value: Any) -> Any:
 
 def _submit(client: Any, args: argparse.Namespace) -> int:
     dag = load_dag(args.file)
-    run = client.submit(dag, max_retries=args.max_retries, policy=args.policy)
+    run = client.submit(
+        dag,
+        max_retries=args.max_retries,
+        policy=args.policy,
+        working_dir=args.working_dir,
+        py_modules=args.py_module or None,
+    )
     if args.no_wait:
         print(json.dumps({"run_id": run.id, "owner": run.owner}) if args.json else run.id)
         return EXIT_OK

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission
+from handoffd import __version__, admission, runtime
 from handoffd.config import NodeConfig
+from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
@@ -31,9 +34,11 @@ from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
+from handoffd.worker import code_env
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
 
@@ -73,6 +78,14 @@ class Node:
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        # This node's code packages (handoffd.packages): its own dir, made on the first package.
+        code_root = os.path.join(
+            config.runtime_dir or runtime.default_path(),
+            "code",
+            f"{config.name}-{uuid.uuid4().hex[:8]}",
+        )
+        self.code = CodeStore(code_root)
+        self.code_fetcher: PackageFetcher | None = None
         self.executor: Executor | None = None
         self.scheduler: OwnerScheduler | None = None
         self.owner: OwnerIO | None = None
@@ -151,7 +164,19 @@ class Node:
             on_resources_changed=self._resources_changed,
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
-        self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
+        self.pool = WorkerPool(
+            workers,
+            self.executor.on_outcome,
+            name=f"{self.name}-worker",
+            env={code_env.ENV_DIR: self.code.root, code_env.ENV_NODE: self.name},
+        )
+        self.code_fetcher = PackageFetcher(
+            self.code,
+            address=self.address,
+            send=self.send,
+            peers=self._live_addresses,
+            call_later=loop.call_later,
+        )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
         self._pool_start = loop.create_task(self.pool.start())
@@ -164,12 +189,14 @@ class Node:
             local_value=self.store.get,
             keep_results_s=cfg.result_retention_s,
         )
+        self.owner.code = self.code
         self.replication = ReplicationIO(
             port,
             self.scheduler,
             replicas=cfg.replicas,
             grace=max(0.05, cfg.membership.probe_interval),
         )
+        self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         # The owner side learns every member membership already knows, then each later change
@@ -264,6 +291,7 @@ class Node:
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
+            self.code.remove_all()
         finally:
             self._stopped.set()
 
@@ -376,7 +404,14 @@ class Node:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, m.DispatchTasks):
-            self.executor.on_dispatch(msg, frames, term)
+            if msg.packages and self.code_fetcher is not None:
+                # The run's code must be here before its tasks start (fetched from the owner).
+                on_dispatch = self.executor.on_dispatch
+                self.code_fetcher.when_present(
+                    msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+                )
+            else:
+                self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, m.FetchValues):
             self.executor.on_fetch(msg)
         elif isinstance(msg, m.ValuesFetched):
@@ -388,6 +423,13 @@ class Node:
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
             self.executor.on_free_values(msg, term)
+        elif isinstance(msg, mc.FetchPackages):
+            if self.code_fetcher is not None:
+                reply, data = self.code_fetcher.serve(msg)
+                self.send(msg.reply_to, reply, data)
+        elif isinstance(msg, mc.PackagesFetched):
+            if self.code_fetcher is not None:
+                self.code_fetcher.on_fetched(msg, frames)
         elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
             self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
         elif isinstance(msg, _REPLICATION_TYPES):
@@ -508,6 +550,9 @@ class Node:
             return None
         member = self.membership.get(name)
         return member.address if member is not None else None
+
+    def _live_addresses(self) -> list[str]:
+        return [s.address for s in self.members() if s.status == m.ALIVE and s.name != self.name]
 
     def members(self) -> list[m.MemberState]:
         return self.membership.members() if self.membership is not None else []

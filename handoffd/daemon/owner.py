@@ -26,6 +26,7 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd import errors, validation
+from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
@@ -93,6 +95,7 @@ class OwnerIO:
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
         self.results = ResultFetcher(port, scheduler, local_value)
+        self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
         self._apply(
@@ -311,9 +314,39 @@ class OwnerIO:
         if self.scheduler.term_of(msg.run_id) is not None:
             self._accepted(msg.run_id, waiter)  # a retried submission
             return
+        if msg.packages:
+            kind, problem = self._store_packages(msg.packages, frames[len(msg.tasks) :])
+            if problem:
+                error = errors.ValidationError(kind, None, problem)
+                info = error_info(error)
+                assert info is not None
+                self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
+                return
         self._submits[msg.run_id] = waiter
-        options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
+        options = RunOptions(
+            max_retries=msg.max_retries,
+            policy=msg.policy,
+            outputs=msg.outputs,
+            packages=tuple(msg.packages),
+        )
         self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
+
+    def _store_packages(self, shas: tuple[str, ...], frames: list[bytes]) -> tuple[str, str]:
+        """Keep a submission's code packages (the zips of those the client did not know we
+        hold); (kind, what is wrong) or ("", "")."""
+        if self.code is None:
+            return "bad_package", "this node cannot store code packages"
+        for data in frames:
+            try:
+                sha = self.code.put(bytes(data))
+            except OSError as exc:
+                return "bad_package", f"a code package could not be stored: {exc}"
+            if sha not in shas:
+                return "bad_package", f"code package {sha[:12]} is not one the run lists"
+        missing = [sha for sha in shas if not self.code.has(sha)]
+        if missing:  # the client thought we held them (we restarted): it sends them again
+            return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
+        return "", ""
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
@@ -511,4 +544,7 @@ class OwnerIO:
             log.warning("dispatch to unknown node %s dropped", ins.node)
             return
         msg, frames = dispatch_message(ins, self.port.address, self.port.address_of)
+        run = self.scheduler.run_state(ins.run_id)
+        if run is not None and run.options.packages:
+            msg = dataclasses.replace(msg, packages=run.options.packages)
         self.port.send(address, msg, frames, term=ins.term)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.protocol import messages as m
 from handoffd.protocol.snapshot import encode_run, error_to_info
@@ -72,6 +73,7 @@ class ReplicationIO:
         self.follower: Follower = NoFollower()  # daemon.node.wire sets the executor
         self.log = rlog.ReplicationLog(port.name, replicas)
         self.standby = StandbyStore(port.name)
+        self.code: CodeStore | None = None  # the node's code packages (set by the node)
         self.takeovers = tm.TakeoverMachine(port.name, grace, answer_timeout)
         self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
         self._taking: dict[str, _Taking] = {}
@@ -149,7 +151,10 @@ class ReplicationIO:
         msg = m.ReplicateRun(
             ins.run_id, run.term, ins.seq, self.port.name, self.port.address, ins.standbys
         )
-        self.port.send(address, msg, [encode_run(run)], term=run.term)
+        frames = [encode_run(run)]
+        if self.code is not None:  # the run's code packages, for when we are gone
+            frames += [d for d in map(self.code.get, run.options.packages) if d is not None]
+        self.port.send(address, msg, frames, term=run.term)
 
     def _send_log(self, ins: rlog.SendLog) -> None:
         run = self.scheduler.run_state(ins.run_id)
@@ -289,6 +294,12 @@ class ReplicationIO:
                 bytes(frames[0]),  # kept packed: unpacked only if we ever take over
             )
             self.follower.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
+            if self.code is not None:
+                for data in frames[1:]:  # the run's code packages (content-addressed)
+                    try:
+                        self.code.put(bytes(data))
+                    except OSError as exc:
+                        log.warning("code package of run %s not stored: %s", msg.run_id, exc)
             if ack.owner_address:
                 # At once, not with the loop turn's batch of acks: the owner's answer to the client
                 # waits for it (acks are cumulative, so a later batched one is harmless).

@@ -190,6 +190,8 @@ class SubmitRun:
     max_retries: int
     policy: str
     outputs: tuple[str, ...] | None
+    # sha256 of the code packages the run ships; their zips follow the payload frames
+    packages: tuple[str, ...] = ()
 
 
 @message(24)
@@ -320,6 +322,7 @@ class DispatchTasks:
     run_id: str
     owner_address: str
     items: tuple[DispatchItem, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
 
 
 @struct
@@ -438,6 +441,7 @@ class SubmitAndWait:
     wait: float
     max_bytes: int
     release: bool
+    packages: tuple[str, ...] = ()  # as SubmitRun's
 
 
 @message(37)
@@ -678,3 +682,4 @@ class RunSnapshot:
     specs: tuple[SnapshotSpec, ...]
     group_node: dict[str, str | None]
     tasks: tuple[SnapshotTask, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)

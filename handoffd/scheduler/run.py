@@ -477,6 +477,7 @@ class RunState:
                 "timeout": o.timeout,
                 "policy": o.policy,
                 "outputs": list(o.outputs) if o.outputs is not None else None,
+                "packages": list(o.packages),
             },
             "specs": [spec_to_data(s) for s in self.specs],
             "group_node": dict(self.group_node),
@@ -512,6 +513,7 @@ class RunState:
             timeout=opts["timeout"],
             policy=opts["policy"],
             outputs=tuple(opts["outputs"]) if opts["outputs"] is not None else None,
+            packages=tuple(opts.get("packages", ())),
         )
         specs = [spec_from_data(s) for s in data["specs"]]
         run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)

@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _pipe, invoke
+from handoffd.worker import _pipe, code_env, invoke
 
 READY = b"ready"
 OUT_OF_BAND = (
@@ -46,7 +46,7 @@ OUT_OF_BAND = (
 )
 OUT_OF_BAND_COUNT = struct.Struct("!I")  # after OUT_OF_BAND: how many raw messages follow
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
-_INTERNAL_FILES = {__file__, invoke.__file__}
+_INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -59,7 +59,10 @@ def _user_traceback(exc: BaseException) -> str:
 
 def _describe(exc: BaseException) -> tuple[str, str, str]:
     try:
-        message = str(exc)
+        if isinstance(exc, ModuleNotFoundError):
+            message = code_env.missing_module_hint(exc)
+        else:
+            message = str(exc)
     except Exception:
         message = f"<unprintable {type(exc).__name__}>"
     try:
@@ -78,7 +81,7 @@ def _run_one(
             saved[name] = os.environ.get(name)
             os.environ[name] = value
     try:
-        result = invoke.call(payload, invoke.resolve(inputs), inclusion)
+        result = invoke.run(payload, inputs, inclusion)
         try:
             data = values.dumps(result)
         except BaseException as exc:  # an unpicklable result is the user's error
@@ -103,8 +106,11 @@ def _run_one(
                 os.environ[name] = old
 
 
-def main(conn: Connection) -> None:
-    """Serve jobs until the parent closes the pipe."""
+def main(conn: Connection, env: dict[str, str] | None = None) -> None:
+    """Serve jobs until the parent closes the pipe; ``env``: variables the pool sets for its
+    workers (the node's name and code dir), not set in the parent's own environment."""
+    if env:
+        os.environ.update(env)
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()  # start-up objects never need scanning again

@@ -86,6 +86,7 @@ class WorkerPool:
         *,
         name: str = "worker",
         ahead: int = AHEAD,
+        env: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
@@ -93,6 +94,7 @@ class WorkerPool:
         self.ahead = ahead
         self._on_done = on_done
         self._name = name
+        self._env = dict(env) if env else None  # set in every worker at start-up
         self._ctx = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[Worker] = set()  # alive (starting, idle or busy)
@@ -248,7 +250,7 @@ class WorkerPool:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=_process.main,
-            args=(child_conn,),
+            args=(child_conn, self._env),
             name=f"{self._name}-{next(self._names)}",
             daemon=True,  # multiprocessing kills it at interpreter exit if close() never ran
         )
