@@ -54,6 +54,7 @@ PEER_TYPES = (
     m.FreeValues,
     mc.FetchPackages,
     mc.PackagesFetched,
+    mc.ReplicateOutput,
     *REPLICATION_TYPES,
 )
 CLIENT_TYPES = (
@@ -67,6 +68,7 @@ CLIENT_TYPES = (
     m.FreeRunRequest,
     m.ListRuns,
     m.StopNode,
+    mc.GetTaskOutput,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

@@ -15,7 +15,7 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -24,6 +24,7 @@ from handoffd import errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import GetTaskOutput, OutputEntry, TaskOutputReply
 from handoffd.protocol.snapshot import error_from_info
 from handoffd.transport.client import ControlClient
 
@@ -248,7 +249,8 @@ class Client:
                 self._rotate()
                 continue
             lost = (
-                isinstance(reply, (m.RunStatusReply, m.RunOutcome)) and reply.state == "UNKNOWN"
+                isinstance(reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply))
+                and reply.state == "UNKNOWN"
             ) or (isinstance(reply, m.Results) and reply.missing)
             asked += 1
             if lost and (asked < len(self._known) or time.monotonic() < deadline):
@@ -588,6 +590,37 @@ class Run:
             return
         client._unanswered = True
 
+    def logs(self, task: str | None = None) -> str:
+        """What the run's tasks (or ``task``) printed and logged so far, each line prefixed
+        ``[task@node]``, attempts in the order they ended (kept by the owner, bounded per task)."""
+        return "".join(format_output(e) for e in self.output(task, follow=False))
+
+    def output(self, task: str | None = None, follow: bool = True) -> Iterator[OutputEntry]:
+        """The run's output entries (one per attempt that printed or logged anything), as they
+        come while the run goes on when ``follow``, then those left once it ended."""
+        since = 0
+        grace = _FOLLOW_GRACE if self._exists else 0.0
+        while True:
+            wait = _POLL if follow else 0.0
+            reply, _ = self._client._run_request(
+                lambda rid, s=since, w=wait: GetTaskOutput(rid, self.id, task or "", s, w),
+                timeout=wait + self._client.timeout,
+                grace=grace,
+            )
+            if reply.state == "UNKNOWN":
+                raise errors.HandoffError(
+                    f"run {self.id} is not known to the cluster (never submitted, or forgotten "
+                    "after its retention time)"
+                )
+            yield from reply.entries
+            moved = reply.next != since
+            since = reply.next
+            if moved and reply.entries:
+                continue  # there may be more at once
+            if not follow or reply.state in TERMINAL:
+                if not moved:
+                    return
+
     def _fetch(self, ids: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for start in range(0, len(ids), _CHUNK):
@@ -608,6 +641,13 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, owner={self.owner!r})"
+
+
+def format_output(entry: OutputEntry) -> str:
+    """An output entry's lines, each prefixed ``[task@node]``."""
+    prefix = f"[{entry.task_id}@{entry.node}] "
+    text = entry.text if entry.text.endswith("\n") else entry.text + "\n"
+    return "".join(prefix + line for line in text.splitlines(keepends=True))
 
 
 def connect(

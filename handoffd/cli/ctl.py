@@ -69,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH_OR_NAME",
         help="ship this package, .py file or importable module with the run (repeatable)",
     )
+    submit.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="do not show what the tasks print and log (`handoffctl logs RUN` shows it later)",
+    )
+    logs = sub.add_parser("logs", help="what a run's tasks printed and logged")
+    logs.add_argument("run_id")
+    logs.add_argument("task", nargs="?", help="only this function's output")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new output until the run ends"
+    )
     nodes = sub.add_parser("nodes", help="list the cluster's nodes")
     nodes.add_argument("--json", action="store_true")
     status = sub.add_parser("status", help="a run's state (or every run of this daemon)")
@@ -198,6 +210,12 @@ def _submit(client: Any, args: argparse.Namespace) -> int:
     show_bar = sys.stderr.isatty() and not args.json
     started = time.monotonic()
     failed: errors.HandoffError | None = None
+    if not args.quiet:
+        from handoffd.cli.logs import stream_output
+
+        # Each attempt's output as it ends, prefixed [task@node], until the run ends (the output
+        # long poll is the wait); on stderr with --json, which keeps stdout one document.
+        stream_output(run, sys.stderr if args.json else sys.stdout, clear_line=show_bar)
     while True:
         try:
             status = run.wait(0.2 if show_bar else None)
@@ -398,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(client, args)
         if args.command == "results":
             return _results(client, args)
+        if args.command == "logs":
+            from handoffd.cli.logs import logs_command
+
+            return logs_command(client, args.run_id, args.task, args.follow)
         if args.command == "cancel":
             client.run(args.run_id).cancel()
             print(f"cancelled {args.run_id}")

@@ -427,6 +427,8 @@ class Node:
             if self.code_fetcher is not None:
                 reply, data = self.code_fetcher.serve(msg)
                 self.send(msg.reply_to, reply, data)
+        elif isinstance(msg, mc.ReplicateOutput):
+            self.owner.output.on_replicate(msg)
         elif isinstance(msg, mc.PackagesFetched):
             if self.code_fetcher is not None:
                 self.code_fetcher.on_fetched(msg, frames)
@@ -434,6 +436,9 @@ class Node:
             self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
         elif isinstance(msg, _REPLICATION_TYPES):
             assert self.replication is not None
+            if isinstance(msg, m.DropReplica) and self.scheduler is not None:
+                if self.scheduler.term_of(msg.run_id) is None:  # not ours: its output goes too
+                    self.owner.output.forget(msg.run_id)
             self.replication.handle(msg, frames, envelope)
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None

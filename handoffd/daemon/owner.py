@@ -38,7 +38,9 @@ from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
+from handoffd.daemon.task_output import TaskOutputIO
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import GetTaskOutput
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -86,6 +88,8 @@ class OwnerIO:
         self.port = port
         self.scheduler = scheduler
         self._resources = resources
+        # Task output kept with the runs (before self.replication: its setter shares it).
+        self.output = TaskOutputIO(port, self._state_of, scheduler.term_of)
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -112,7 +116,21 @@ class OwnerIO:
             )
         )
 
+    @property
+    def replication(self) -> Replicator:
+        return self._replication
+
+    @replication.setter
+    def replication(self, value: Replicator) -> None:
+        self._replication = value
+        self.output.replication = value
+
+    def _state_of(self, run_id: str) -> str | None:
+        st = self.scheduler.run_status(run_id)
+        return st.state if st is not None else None
+
     def close(self) -> None:
+        self.output.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -172,6 +190,7 @@ class OwnerIO:
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
         self.scheduler.forget(run_id)
+        self.output.forget(run_id)
         if self.scheduler.run_status(run_id) is None:
             self.replication.forget(run_id)
 
@@ -216,6 +235,8 @@ class OwnerIO:
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
+            if msg.outputs:
+                self.output.reported(msg.run_id, node, msg.reports, msg.outputs)
             events: list[Any] = self._reported(node, msg)
             for report in msg.reports:
                 if report.state == "DONE":
@@ -253,6 +274,8 @@ class OwnerIO:
             self._on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
+        elif isinstance(msg, GetTaskOutput):
+            self.output.on_get(msg, conn)
         elif isinstance(msg, m.CancelRun):
             self._feed(ev.CancelRequested(msg.run_id))
             self.port.reply(conn, self._status_reply(msg.request_id, msg.run_id))
@@ -445,6 +468,7 @@ class OwnerIO:
         """The run ended (here, or it had when a takeover restored it): answer its waiters; its
         results are kept for the retention time from now."""
         self._retain(rt.RunEnded(run_id), self.port.now())
+        self.output.run_ended(run_id)
         for waiter in self._waiters.pop(run_id, []):
             if waiter.handle is not None:
                 waiter.handle.cancel()

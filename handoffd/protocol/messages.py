@@ -368,6 +368,8 @@ class TasksReported:
     reports: tuple[TaskReport, ...]
     free: dict[str, float]
     resource_version: int
+    # what each report's attempt printed and logged, in report order (empty: nothing printed)
+    outputs: tuple[str, ...] = ()
 
 
 @message(43)

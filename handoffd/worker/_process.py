@@ -8,7 +8,8 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
                    the jobs' pickles
   child -> parent: b"ready" once at start-up, then lists of replies
-                   [(token, status, has_value, exc_type, message, traceback, duration), ...]
+                   [(token, status, has_value, exc_type, message, traceback, duration, output),
+                    ...] (output: what the job printed and logged, ``capture``)
                    each followed, when has_value, by the value's bytes as one raw message
 The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
 parent sent meanwhile: a cancel of a job not started drops it and is answered with status SKIPPED
@@ -38,7 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _pipe, code_env, invoke
+from handoffd.worker import _pipe, capture, code_env, invoke
 
 READY = b"ready"
 OUT_OF_BAND = (
@@ -141,7 +142,7 @@ def main(conn: Connection, env: dict[str, str] | None = None) -> None:
             for job in pending:
                 if job[0] == item[0]:
                     pending.remove(job)
-                    skipped.append((item[0], SKIPPED, False, "", "", "", 0.0))
+                    skipped.append((item[0], SKIPPED, False, "", "", "", 0.0, ""))
                     break
         return skipped
 
@@ -162,7 +163,8 @@ def main(conn: Connection, env: dict[str, str] | None = None) -> None:
                 continue
         token, payload, inputs, inclusion, env = pending.popleft()
         started = clock()
-        ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
+        with capture.capture() as captured:  # what the task prints and logs goes with its outcome
+            ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
         # The value follows as its own raw message: pickling it inside the reply tuple would copy
         # it once more here and once more in the parent (~0.5 ms per MiB each way).
         reply = (token, OK if ok else ERROR, value is not None, exc_type, message, tb_text)
@@ -175,7 +177,7 @@ def main(conn: Connection, env: dict[str, str] | None = None) -> None:
             skipped = []
             while poller.poll(0):
                 skipped += absorb(recv())
-            send(dumps([*skipped, (*reply, duration)], protocol=5))
+            send(dumps([*skipped, (*reply, duration, captured.text())], protocol=5))
             if value is not None:
                 send(value)
         except (EOFError, BrokenPipeError, OSError):

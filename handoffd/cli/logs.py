@@ -1,0 +1,45 @@
+"""``handoffctl logs RUN [TASK] [-f]`` and the live output of ``handoffctl submit``.
+
+A run's output is what its tasks printed and logged, one entry per attempt, kept by the run's owner
+(and its standbys: it survives a takeover); each line is shown prefixed ``[task@node]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from handoffd import errors
+from handoffd.cli.common import EXIT_OK, EXIT_USAGE, fail
+from handoffd.client import format_output
+
+
+def logs_command(client: Any, run_id: str, task: str | None, follow: bool) -> int:
+    """Print a run's output (and follow it until the run ends with ``follow``); exit code."""
+    run = client.run(run_id)
+    status = run._last
+    if status is not None and status.state == "UNKNOWN":
+        return fail(
+            EXIT_USAGE,
+            f"run {run_id} is not known to this cluster (never submitted, or forgotten after "
+            "its retention time)",
+        )
+    try:
+        for entry in run.output(task, follow=follow):
+            sys.stdout.write(format_output(entry))
+            sys.stdout.flush()
+    except errors.HandoffError as exc:
+        if "not known" in str(exc):
+            return fail(EXIT_USAGE, str(exc))
+        raise
+    return EXIT_OK
+
+
+def stream_output(run: Any, out: TextIO, clear_line: bool = False) -> None:
+    """Print a submitted run's output as its attempts end, until the run ends (the long poll
+    is the wait)."""
+    for entry in run.output(None, follow=True):
+        if clear_line:
+            out.write("\r\033[K")  # the progress bar's line
+        out.write(format_output(entry))
+        out.flush()
