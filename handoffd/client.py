@@ -15,16 +15,25 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from handoffd import errors, values
+from handoffd.client_run import (
+    FOLLOW_GRACE,
+    POLL,
+    RunReading,
+    RunStatus,
+    raise_if_failed,
+    run_status,
+    unknown_run,
+)
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_code import GetTaskOutput, OutputEntry, TaskOutputReply
+from handoffd.protocol.messages_code import TaskOutputReply
 from handoffd.protocol.snapshot import error_from_info
 from handoffd.transport.base import MEMORY_SCHEME
 from handoffd.transport.client import Connection, ControlClient
@@ -33,13 +42,12 @@ if TYPE_CHECKING:
     from handoffd.transport.keys import CurveKeys
     from handoffd.transport.memory import MemoryNetwork
 
-TERMINAL = ("DONE", "FAILED", "CANCELLED")
-_POLL = 2.0  # seconds per long-poll request
+_POLL = POLL
 _CHUNK = 256  # results fetched per request
 _EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's outcome
 _WAIT_BYTES = 1 << 20  # ... and Run.wait() (results() may never be called)
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
-_FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
+_FOLLOW_GRACE = FOLLOW_GRACE
 _FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
 _SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
 
@@ -50,22 +58,6 @@ class NodeInfo:
     free: dict[str, float]
     status: str
     address: str
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    run_id: str
-    state: str  # RUNNING | DONE | FAILED | CANCELLED | UNKNOWN
-    counts: dict[str, int]
-    placement: dict[str, str]
-    owner: str
-    term: int
-    standbys: tuple[str, ...]
-    error: errors.HandoffError | None = field(default=None, compare=False)
-
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL
 
 
 def resolve_address(address: str | None) -> str:
@@ -84,20 +76,6 @@ def resolve_address(address: str | None) -> str:
 
 def _missing_package(reply: Any) -> bool:
     return isinstance(reply, m.RunRejected) and reply.error.validation_kind == "missing_package"
-
-
-def _run_status(reply: m.RunStatusReply | m.RunOutcome) -> RunStatus:
-    error = error_from_info(reply.error) if reply.error is not None else None
-    return RunStatus(
-        reply.run_id,
-        reply.state,
-        dict(reply.counts),
-        dict(reply.placement),
-        reply.owner,
-        reply.term,
-        tuple(reply.standbys),
-        error,
-    )
 
 
 class Client:
@@ -464,10 +442,11 @@ class Client:
             except errors.HandoffError:
                 pass
         status = self._status(run_id, 0.0, grace=0.0)
+        if status.state == "UNKNOWN":
+            raise errors.UnknownRun(unknown_run(run_id, self._known))
         # Function ids come from the finished run's placement (now it may list only a few).
         run = Run(self, run_id, status.owner, None, None)
         run._last = status
-        run._exists = status.state != "UNKNOWN"
         return run
 
     def runs(self) -> list[m.RunSummary]:
@@ -478,7 +457,7 @@ class Client:
         reply, _ = self._run_request(
             lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
         )
-        return _run_status(reply)
+        return run_status(reply)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -497,7 +476,7 @@ class Client:
         self.close()
 
 
-class Run:
+class Run(RunReading):
     """A submitted run. Methods block; values are fetched from wherever they live."""
 
     def __init__(
@@ -547,9 +526,7 @@ class Run:
             status = self._last
             assert status is not None
             if status.state == "UNKNOWN":
-                raise errors.HandoffError(
-                    f"run {self.id} is not known to the cluster (results may have been freed)"
-                )
+                raise errors.UnknownRun(unknown_run(self.id, self._client._known))
             if status.done:
                 if status.error is not None:
                     raise status.error
@@ -557,13 +534,14 @@ class Run:
 
     def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:
         """Keep an outcome: the status, and the results it carried."""
-        self._last = _run_status(reply)
+        self._last = run_status(reply)
         self._values.update(zip(reply.task_ids, frames, strict=False))
         self._released = self._released or reply.released
 
     def results(self) -> dict[str, Any]:
         """{function id: value} of every non-inline function (or the submission's ``outputs``)."""
         status = self._last if self._last is not None and self._last.done else self.wait()
+        raise_if_failed(self.id, status)
         ids = list(self._outputs) if self._outputs is not None else self._ids
         if ids is None:
             ids = list(status.placement)
@@ -572,6 +550,8 @@ class Run:
     def result(self, function_id: str) -> Any:
         if self._last is None or not self._last.done:
             self.wait()
+        assert self._last is not None
+        raise_if_failed(self.id, self._last)
         return self._collect([function_id])[function_id]
 
     def _collect(self, ids: list[str]) -> dict[str, Any]:
@@ -588,8 +568,13 @@ class Run:
         """{function id: node name} of the final attempts."""
         return dict(self.status().placement)
 
-    def cancel(self) -> None:
-        self._client._run_request(lambda rid: m.CancelRun(rid, self.id))
+    def cancel(self) -> RunStatus:
+        """Cancel the run (a finished run stays as it ended); returns its status after that."""
+        reply, _ = self._client._run_request(lambda rid: m.CancelRun(rid, self.id))
+        if reply.state == "UNKNOWN":
+            raise errors.UnknownRun(unknown_run(self.id, self._client._known))
+        self._last = run_status(reply)
+        return self._last
 
     def release(self) -> None:
         """Tell the owner the results were collected, so every node frees them now."""
@@ -613,37 +598,6 @@ class Run:
             return
         client._unanswered = True
 
-    def logs(self, task: str | None = None) -> str:
-        """What the run's tasks (or ``task``) printed and logged so far, each line prefixed
-        ``[task@node]``, attempts in the order they ended (kept by the owner, bounded per task)."""
-        return "".join(format_output(e) for e in self.output(task, follow=False))
-
-    def output(self, task: str | None = None, follow: bool = True) -> Iterator[OutputEntry]:
-        """The run's output entries (one per attempt that printed or logged anything), as they
-        come while the run goes on when ``follow``, then those left once it ended."""
-        since = 0
-        grace = _FOLLOW_GRACE if self._exists else 0.0
-        while True:
-            wait = _POLL if follow else 0.0
-            reply, _ = self._client._run_request(
-                lambda rid, s=since, w=wait: GetTaskOutput(rid, self.id, task or "", s, w),
-                timeout=wait + self._client.timeout,
-                grace=grace,
-            )
-            if reply.state == "UNKNOWN":
-                raise errors.HandoffError(
-                    f"run {self.id} is not known to the cluster (never submitted, or forgotten "
-                    "after its retention time)"
-                )
-            yield from reply.entries
-            moved = reply.next != since
-            since = reply.next
-            if moved and reply.entries:
-                continue  # there may be more at once
-            if not follow or reply.state in TERMINAL:
-                if not moved:
-                    return
-
     def _fetch(self, ids: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for start in range(0, len(ids), _CHUNK):
@@ -654,23 +608,13 @@ class Run:
                 grace=10.0,
             )
             if reply.missing:
-                raise errors.HandoffError(
-                    f"results of {list(reply.missing)[:5]} of run {self.id} are not available "
-                    "(unknown function id, or freed after retention)"
-                )
+                reply, frames = self._refetch(chunk, reply, frames)
             for task_id, frame in zip(reply.task_ids, frames, strict=False):
                 out[task_id] = values.loads(frame)
         return out
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, owner={self.owner!r})"
-
-
-def format_output(entry: OutputEntry) -> str:
-    """An output entry's lines, each prefixed ``[task@node]``."""
-    prefix = f"[{entry.task_id}@{entry.node}] "
-    text = entry.text if entry.text.endswith("\n") else entry.text + "\n"
-    return "".join(prefix + line for line in text.splitlines(keepends=True))
 
 
 def connect(

@@ -346,8 +346,6 @@ def _status(client: Any, args: argparse.Namespace) -> int:
                 print(f"{r.run_id}  {r.state:<10} owner {r.owner}  {dict(r.counts)}")
         return EXIT_OK
     status = client.run(args.run_id).status()  # follows the run to its current owner
-    if status.state == "UNKNOWN":
-        return fail(EXIT_USAGE, f"run {args.run_id} is not known to this cluster")
     if args.json:
         print(json.dumps(_status_doc(status), indent=1))
     else:
@@ -421,11 +419,21 @@ def main(argv: list[str] | None = None) -> int:
 
             return logs_command(client, args.run_id, args.task, args.follow)
         if args.command == "cancel":
-            client.run(args.run_id).cancel()
-            print(f"cancelled {args.run_id}")
+            run = client.run(args.run_id)
+            was = run._last.state if run._last is not None else "RUNNING"
+            if was != "RUNNING":
+                print(f"run {args.run_id} had already ended ({was}): nothing to cancel")
+                return EXIT_OK
+            status = run.cancel()
+            if status.state == "CANCELLED":
+                print(f"cancelled {args.run_id}")
+                return EXIT_OK
+            print(f"run {args.run_id} ended ({status.state}) before the cancel reached it")
             return EXIT_OK
     except errors.ConnectionError as exc:  # includes AuthenticationError
         return fail(EXIT_UNREACHABLE, str(exc))
+    except errors.UnknownRun as exc:
+        return fail(EXIT_USAGE, str(exc))
     except (errors.ValidationError, errors.Unschedulable) as exc:
         return fail(EXIT_USAGE, str(exc))
     except (errors.TaskFailed, errors.RunCancelled) as exc:

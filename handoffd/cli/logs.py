@@ -11,27 +11,18 @@ from typing import Any, TextIO
 
 from handoffd import errors
 from handoffd.cli.common import EXIT_OK, EXIT_USAGE, fail
-from handoffd.client import format_output
+from handoffd.client_run import format_output
 
 
 def logs_command(client: Any, run_id: str, task: str | None, follow: bool) -> int:
     """Print a run's output (and follow it until the run ends with ``follow``); exit code."""
-    run = client.run(run_id)
-    status = run._last
-    if status is not None and status.state == "UNKNOWN":
-        return fail(
-            EXIT_USAGE,
-            f"run {run_id} is not known to this cluster (never submitted, or forgotten after "
-            "its retention time)",
-        )
     try:
+        run = client.run(run_id)
         for entry in run.output(task, follow=follow):
             sys.stdout.write(format_output(entry))
             sys.stdout.flush()
-    except errors.HandoffError as exc:
-        if "not known" in str(exc):
-            return fail(EXIT_USAGE, str(exc))
-        raise
+    except errors.UnknownRun as exc:
+        return fail(EXIT_USAGE, str(exc))
     return EXIT_OK
 
 

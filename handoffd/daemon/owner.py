@@ -99,6 +99,7 @@ class OwnerIO:
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
         self.results = ResultFetcher(port, scheduler, local_value)
+        self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
