@@ -12,14 +12,13 @@ cluster told it about, so when its daemon dies it reconnects to another and foll
 from __future__ import annotations
 
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from handoffd import errors, values
+from handoffd import envvars, errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
@@ -62,7 +61,7 @@ class RunStatus:
 
 
 def resolve_address(address: str | None) -> str:
-    address = address or os.environ.get("HANDOFF_ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    address = address or envvars.get("ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
     if address.startswith("tcp://"):
         address = address[len("tcp://") :]
     host, sep, port = address.rpartition(":")
@@ -102,7 +101,7 @@ class Client:
         from handoffd.transport.auth import client_curve
 
         self.address = resolve_address(address)
-        self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
+        self._key_file = key_file or envvars.get("KEY_FILE")
         # The cluster key; else this user's local key (a keyless daemon of ours holds the same);
         # no key only when told (allow_local_users): see handoffd/transport/auth.py.
         auth = client_curve(
@@ -550,9 +549,9 @@ def connect(
     allow_local_users: bool = False,
     insecure: bool = False,
 ) -> Client:
-    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788.
+    """Connect to a daemon: ``address`` argument, else HANDOFFD_ADDRESS, else 127.0.0.1:7788.
 
-    Authentication: ``key_file`` (else HANDOFF_KEY_FILE) for a cluster with a key (``insecure``
+    Authentication: ``key_file`` (else HANDOFFD_KEY_FILE) for a cluster with a key (``insecure``
     accepts a key file other users can read, with a warning); without one, this user's local key,
     which the keyless daemons of this user hold too. ``allow_local_users=True`` (or
     HANDOFFD_ALLOW_LOCAL_USERS=1) connects without authentication, to a daemon started with

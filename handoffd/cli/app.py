@@ -126,6 +126,11 @@ def run_cli(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> i
             code = exc.exit_code if exc.exit_code else EXIT_USAGE
         except click.Abort:  # click turns a KeyboardInterrupt into Abort
             code = EXIT_INTERRUPTED
+        except (StdoutClosed, BrokenPipeError):
+            raise
+        except Exception:  # a bug: its traceback (rich's, plain when not a terminal), exit 1
+            err_console().print_exception()
+            code = 1
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         code = EXIT_INTERRUPTED
@@ -136,15 +141,14 @@ def run_cli(group: click.Group, argv: Sequence[str] | None, prog_name: str) -> i
 
 
 def _terminal_width(stream: Any) -> int | None:
-    """None (rich asks the terminal) on a terminal; otherwise COLUMNS or wide enough for long
-    node names, so piped output is never cut."""
+    """None (rich asks the terminal) on a terminal; otherwise wide enough that piped output is
+    never cut or folded (COLUMNS is ignored then: it describes a terminal that is not there)."""
     try:
         if stream.isatty():
             return None
     except (AttributeError, ValueError):
         pass
-    columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() else 400
+    return 1000
 
 
 def _console(stderr: bool) -> Any:
@@ -175,6 +179,13 @@ def print_json(doc: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+
+
+def warn(message: str) -> None:
+    """``warning: MESSAGE`` on stderr (yellow on a terminal)."""
+    from rich.text import Text
+
+    err_console().print(Text("warning: ", style="bold yellow") + Text(message))
 
 
 def error(code: int, message: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from handoffd import __version__, errors
-from handoffd.cli import ctl_submit, ctl_views
+from handoffd.cli import ctl_submit, ctl_views, settings
 from handoffd.cli.app import (
     CONTEXT_SETTINGS,
     Group,
@@ -28,6 +28,7 @@ from handoffd.cli.app import (
     run_cli,
     setting,
     shared_option,
+    warn,
 )
 from handoffd.cli.common import EXIT_RUN_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 
@@ -36,20 +37,20 @@ connection_options = apply_options(
     shared_option(
         "--address",
         metavar="HOST:PORT",
-        help="the daemon to talk to (default: HANDOFF_ADDRESS, else 127.0.0.1:7788)",
+        help="the daemon to talk to (default 127.0.0.1:7788)",
     ),
     shared_option(
         "--key-file",
         metavar="PATH",
-        help="cluster key file (when the cluster uses one; default HANDOFF_KEY_FILE, else your "
-        "local key, which your keyless daemons hold)",
+        help="cluster key file (when the cluster uses one; default: your local key, which your "
+        "keyless daemons hold)",
     ),
     shared_option(
         "--allow-local-users",
         is_flag=True,
         default=False,
-        help="connect without authentication (also HANDOFFD_ALLOW_LOCAL_USERS=1): to a daemon "
-        "started with --allow-local-users; nothing proves who answers",
+        help="connect without authentication: to a daemon started with --allow-local-users; "
+        "nothing proves who answers",
     ),
     shared_option(
         "--insecure",
@@ -66,12 +67,14 @@ connection_options = apply_options(
         help="seconds to wait for the daemon to answer",
     ),
 )
+config_option = settings.config_option("client")
 json_option = shared_option(
     "--json", "as_json", is_flag=True, default=False, help="print one JSON document on stdout"
 )
 
 
 @click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
+@config_option
 @connection_options
 @json_option
 @click.version_option(__version__, "--version", "-V", prog_name="handoffctl")
@@ -135,7 +138,7 @@ def command(
 
         invoke.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
         cmd = click.command(name, context_settings=CONTEXT_SETTINGS, **attrs)(
-            connection_options(json_option(invoke))
+            config_option(connection_options(json_option(invoke)))
         )
         cli.add_command(cmd)
         return cmd
@@ -201,7 +204,17 @@ def _keygen(*, path: str, force: bool, as_json: bool) -> int:
     return ctl_views.keygen(path, force=force, as_json=as_json)
 
 
+def prepare() -> None:
+    """Read the deprecated HANDOFF_* names; name every option's HANDOFFD_* variable (after every
+    command was registered)."""
+    from handoffd import envvars
+
+    envvars.adopt_legacy(report=warn)
+    settings.name_envvars(cli)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    prepare()
     return run_cli(cli, argv, "handoffctl")
 
 

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from handoffd.cli.app import run_cli
+    from handoffd import envvars
+    from handoffd.cli.app import run_cli, warn
     from handoffd.cli.daemon_cli import cli
 
+    envvars.adopt_legacy(report=warn)
     return run_cli(cli, argv, "handoffd")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from handoffd import __version__
-from handoffd.cli import daemon_run
+from handoffd.cli import daemon_run, settings
 from handoffd.cli.app import CONTEXT_SETTINGS, Group, setting, shared_option
 from handoffd.config import DEFAULT_CLUSTER, DEFAULT_HOST, DEFAULT_PORT
 
@@ -22,8 +22,14 @@ json_option = shared_option(
     help="print JSON on stdout (start: one line when listening; stop: one document)",
 )
 
+# [daemon] stop-timeout in the config file is `handoffd stop --timeout` (HANDOFFD_STOP_TIMEOUT):
+# `timeout` alone would read as handoffctl's.
+config_option = settings.config_option("daemon", renames={"stop": {"stop_timeout": "timeout"}})
+ENV_RENAMES = {"stop.timeout": "HANDOFFD_STOP_TIMEOUT"}
+
 
 @click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
+@config_option
 @json_option
 @click.version_option(__version__, "--version", "-V", prog_name="handoffd")
 def cli() -> None:
@@ -40,6 +46,7 @@ def cli() -> None:
 @click.option("--gpu", type=float, help="GPUs (default: detected, else 0)")
 @click.option(
     "--resource",
+    "resources",
     multiple=True,
     metavar="NAME=QTY",
     help="a custom resource kind, e.g. --resource fpga=2 (repeatable)",
@@ -51,9 +58,10 @@ def cli() -> None:
 )
 @click.option(
     "--seed",
+    "seeds",
     multiple=True,
     metavar="HOST:PORT",
-    help="a peer to join (repeatable; also HANDOFF_SEEDS, comma-separated)",
+    help="a peer to join (repeatable; HOST:PORT,HOST:PORT also works)",
 )
 @click.option("--no-mdns", is_flag=True, help="do not use mDNS discovery")
 @click.option(
@@ -108,12 +116,13 @@ def cli() -> None:
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@config_option
 @json_option
 def _start(**kwargs: Any) -> int:
     """Run a daemon in the foreground (stop it with Ctrl-C, SIGTERM or `handoffd stop`)."""
     ctx = click.get_current_context()
-    kwargs["resource"] = list(kwargs["resource"])
-    kwargs["seed"] = list(kwargs["seed"])
+    kwargs["resources"] = list(kwargs["resources"])
+    kwargs["seeds"] = list(kwargs["seeds"])
     return daemon_run.start(SimpleNamespace(**kwargs), as_json=bool(setting(ctx, "as_json")))
 
 
@@ -127,6 +136,7 @@ def _start(**kwargs: Any) -> int:
     metavar="SECONDS",
     help="seconds to wait for it to exit",
 )
+@config_option
 @json_option
 def _stop(name: str | None, timeout: float) -> int:
     """Drain and stop a daemon started on this machine."""
@@ -134,3 +144,18 @@ def _stop(name: str | None, timeout: float) -> int:
     return daemon_run.stop(
         SimpleNamespace(name=name, timeout=timeout), as_json=bool(setting(ctx, "as_json"))
     )
+
+
+@cli.command("config", context_settings=CONTEXT_SETTINGS)
+@config_option
+@json_option
+def _config() -> int:
+    """Print the effective configuration and where each value comes from (flag, environment,
+    config file, default)."""
+    from handoffd.cli import config_view
+
+    ctx = click.get_current_context()
+    return config_view.show(ctx, cli.commands["start"], as_json=bool(setting(ctx, "as_json")))
+
+
+settings.name_envvars(cli, ENV_RENAMES)

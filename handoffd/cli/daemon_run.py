@@ -28,7 +28,7 @@ def build_config(args: Any) -> NodeConfig:
         "memory": args.memory if args.memory is not None else probed["memory"],
         "gpu": args.gpu if args.gpu is not None else probed["gpu"],
     }
-    for text in args.resource:
+    for text in args.resources:
         name, qty = resources.parse_flag(text)
         capacity[name] = qty
     capacity = resources.parse(capacity, what="capacity")  # drops zero kinds, checks the rest
@@ -51,9 +51,8 @@ def build_config(args: Any) -> NodeConfig:
         )
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a port number (0-65535)")
-    seeds = list(args.seed)
-    env_seeds = os.environ.get("HANDOFF_SEEDS", "")
-    seeds += [s.strip() for s in env_seeds.split(",") if s.strip()]
+    # Each --seed (or HANDOFFD_SEEDS item, whitespace-separated) may list several, comma-separated.
+    seeds = [s.strip() for value in args.seeds for s in value.split(",") if s.strip()]
     from handoffd.discovery.seeds import parse_seed
 
     seeds = [parse_seed(s) for s in seeds]

@@ -7,46 +7,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import cli_fakes
 import pytest
+from cli_fakes import RecordingClient
 
 from handoffd.cli import ctl, daemon
-from handoffd.client import NodeInfo
 
-pytestmark = pytest.mark.timeout(60)
+clean_env = cli_fakes.clean_env
+opened = cli_fakes.opened
 
-
-class RecordingClient:
-    """Answers ``nodes`` and ``runs`` with fixed data and remembers how it was opened."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.settings = settings
-        self.closed = False
-
-    def nodes(self) -> dict[str, NodeInfo]:
-        return {
-            "a-node-with-a-rather-long-name-" + "x" * 40: NodeInfo(
-                {"cpu": 4.0, "memory": 8192.0}, {"cpu": 3.0, "memory": 2048.0}, "ALIVE", "h:1"
-            )
-        }
-
-    def runs(self) -> list[Any]:
-        return []
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[RecordingClient]:
-    clients: list[RecordingClient] = []
-
-    def open_client(ctx: Any) -> RecordingClient:
-        names = ("address", "key_file", "timeout", "allow_local_users", "insecure")
-        clients.append(RecordingClient({n: ctl.setting(ctx, n) for n in names}))
-        return clients[-1]
-
-    monkeypatch.setattr(ctl, "_open_client", open_client)
-    return clients
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("clean_env")]
 
 
 @pytest.mark.parametrize(
