@@ -51,7 +51,26 @@ def effective(ctx: click.Context, start: click.Command) -> dict[str, Any]:
         "default_config_file": str(settings.default_path()),
         "daemon": daemon,
         "client": client,
+        "timings": _timings(daemon["timings"]["value"], sections.get("timings", {}), path),
     }
+
+
+def _timings(preset: str, overrides: dict[str, Any], path: str | None) -> dict[str, Any]:
+    """Each membership and dispatch timing, from the preset or the file's [timings]."""
+    import dataclasses
+
+    from handoffd.config import timings
+
+    try:
+        membership, dispatch = timings(preset, overrides)
+    except ValueError as exc:
+        raise settings.ConfigError(f"[timings] of {path}: {exc}") from None
+    out: dict[str, Any] = {}
+    for part in (membership, dispatch):
+        for f in dataclasses.fields(part):
+            source = f"file {path}" if f.name in overrides else f"preset {preset}"
+            out[f.name.replace("_", "-")] = {"value": getattr(part, f.name), "source": source}
+    return out
 
 
 def show(ctx: click.Context, start: click.Command, *, as_json: bool) -> int:
@@ -66,7 +85,7 @@ def show(ctx: click.Context, start: click.Command, *, as_json: bool) -> int:
     out.print(
         Text(f"config file: {doc['config_file'] or 'none'} (default {doc['default_config_file']})")
     )
-    for section in ("daemon", "client"):
+    for section in ("daemon", "client", "timings"):
         out.print(Text(f"\n[{section}]", style="bold"))
         table = Table(box=None, pad_edge=False)
         table.add_column("SETTING", no_wrap=True)

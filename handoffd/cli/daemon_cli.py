@@ -12,7 +12,7 @@ import click
 from handoffd import __version__
 from handoffd.cli import daemon_run, settings
 from handoffd.cli.app import CONTEXT_SETTINGS, Group, setting, shared_option
-from handoffd.config import DEFAULT_CLUSTER, DEFAULT_HOST, DEFAULT_PORT
+from handoffd.config import DEFAULT_CLUSTER, DEFAULT_HOST, DEFAULT_PORT, TIMING_PRESETS
 
 json_option = shared_option(
     "--json",
@@ -108,6 +108,14 @@ def cli() -> None:
     help="free a finished run's values after this long if no client collected them",
 )
 @click.option(
+    "--timings",
+    type=click.Choice(TIMING_PRESETS),
+    default="lan",
+    show_default=True,
+    help="membership and dispatch timings: lan (~1 s crash detection), wan (round trips up to "
+    "~300 ms), loaded (busy machines); single values in the config file's [timings]",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -123,6 +131,9 @@ def _start(**kwargs: Any) -> int:
     ctx = click.get_current_context()
     kwargs["resources"] = list(kwargs["resources"])
     kwargs["seeds"] = list(kwargs["seeds"])
+    sections, path = settings.loaded(ctx)
+    kwargs["timing_overrides"] = sections.get("timings", {})
+    kwargs["timing_source"] = f"[timings] of {path}"
     return daemon_run.start(SimpleNamespace(**kwargs), as_json=bool(setting(ctx, "as_json")))
 
 

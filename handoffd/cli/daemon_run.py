@@ -66,8 +66,18 @@ def build_config(args: Any) -> NodeConfig:
         raise ValueError("--max-workers must be >= 1")
     if args.store_memory < 0 or args.result_retention <= 0:
         raise ValueError("--store-memory must be >= 0 and --result-retention > 0")
+    from handoffd.config import timings
+
+    overrides = getattr(args, "timing_overrides", None) or {}
+    try:
+        membership, dispatch = timings(getattr(args, "timings", "lan"), overrides)
+    except ValueError as exc:
+        where = getattr(args, "timing_source", "--timings")
+        raise ValueError(f"{where}: {exc}") from None
     return NodeConfig(
         name=name,
+        membership=membership,
+        dispatch=dispatch,
         host=args.host,
         port=args.port,
         cluster=args.cluster,
