@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from handoffd import errors, values
+from handoffd import envvars, errors, values
 from handoffd.client_run import (
     FOLLOW_GRACE,
     POLL,
@@ -61,7 +61,7 @@ class NodeInfo:
 
 
 def resolve_address(address: str | None) -> str:
-    address = address or os.environ.get("HANDOFF_ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    address = address or envvars.get("ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
     if address.startswith(MEMORY_SCHEME):
         return address  # a node on an in-process network (handoffd.testing's clusters)
     if address.startswith("tcp://"):
@@ -91,7 +91,7 @@ class Client:
         insecure: bool = False,
     ) -> None:
         self.address = resolve_address(address)
-        self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
+        self._key_file = key_file or envvars.get("KEY_FILE")
         self._curve: CurveKeys | None = None
         self._local_key: str | None = None
         self._network: MemoryNetwork | None = None
@@ -625,9 +625,9 @@ def connect(
     allow_local_users: bool = False,
     insecure: bool = False,
 ) -> Client:
-    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788.
+    """Connect to a daemon: ``address`` argument, else HANDOFFD_ADDRESS, else 127.0.0.1:7788.
 
-    Authentication: ``key_file`` (else HANDOFF_KEY_FILE) for a cluster with a key (``insecure``
+    Authentication: ``key_file`` (else HANDOFFD_KEY_FILE) for a cluster with a key (``insecure``
     accepts a key file other users can read, with a warning); without one, this user's local key,
     which the keyless daemons of this user hold too. ``allow_local_users=True`` (or
     HANDOFFD_ALLOW_LOCAL_USERS=1) connects without authentication, to a daemon started with

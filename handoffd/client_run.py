@@ -120,9 +120,17 @@ class RunReading:
     def output(self, task: str | None = None, follow: bool = True) -> Iterator[OutputEntry]:
         """The run's output entries (one per attempt that printed or logged anything), as they
         come while the run goes on when ``follow``, then those left once it ended."""
+        for batch in self.output_polls(task, follow):
+            yield from batch
+
+    def output_polls(
+        self, task: str | None = None, follow: bool = True, poll: float = POLL
+    ) -> Iterator[tuple[OutputEntry, ...]]:
+        """``output``, one batch per long poll of at most ``poll`` seconds (empty when nothing
+        new came meanwhile: a caller showing progress gets its turn)."""
         since = 0
         while True:
-            wait = POLL if follow else 0.0
+            wait = poll if follow else 0.0
             reply, _ = self._client._run_request(
                 lambda rid, s=since, w=wait: GetTaskOutput(rid, self.id, task or "", s, w),
                 timeout=wait + self._client.timeout,
@@ -130,11 +138,11 @@ class RunReading:
             )
             if reply.state == "UNKNOWN":
                 raise errors.UnknownRun(unknown_run(self.id, self._client._known))
-            yield from reply.entries
             moved = reply.next != since
             since = reply.next
+            if reply.entries or (follow and reply.state not in TERMINAL):
+                yield tuple(reply.entries)
             if moved and reply.entries:
                 continue  # there may be more at once
-            if not follow or reply.state in TERMINAL:
-                if not moved:
-                    return
+            if (not follow or reply.state in TERMINAL) and not moved:
+                return

@@ -7,6 +7,7 @@ A run's output is what its tasks printed and logged, one entry per attempt, kept
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from handoffd import errors
@@ -26,11 +27,13 @@ def logs_command(client: Any, run_id: str, task: str | None, follow: bool) -> in
     return EXIT_OK
 
 
-def stream_output(run: Any, out: TextIO, clear_line: bool = False) -> None:
+def stream_output(run: Any, out: TextIO, on_idle: Callable[[], None] | None = None) -> None:
     """Print a submitted run's output as its attempts end, until the run ends (the long poll
-    is the wait)."""
-    for entry in run.output(None, follow=True):
-        if clear_line:
-            out.write("\r\033[K")  # the progress bar's line
-        out.write(format_output(entry))
+    is the wait); ``on_idle`` is called between polls (a progress display's turn)."""
+    poll = 0.3 if on_idle is not None else 2.0
+    for batch in run.output_polls(None, follow=True, poll=poll):
+        for entry in batch:
+            out.write(format_output(entry))
         out.flush()
+        if on_idle is not None:
+            on_idle()

@@ -154,7 +154,12 @@ class Node:
             member=self.membership.get,
             members=self.membership.members,
         )
-        self.scheduler = OwnerScheduler(self.name, now=now)
+        self.scheduler = OwnerScheduler(
+            self.name,
+            now=now,
+            probe_interval=cfg.dispatch.lost_probe_interval,
+            ack_timeout=cfg.dispatch.ack_timeout,
+        )
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -188,6 +193,7 @@ class Node:
             resources=self.ledger,
             local_value=self.store.get,
             keep_results_s=cfg.result_retention_s,
+            fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.owner.code = self.code
         self.replication = ReplicationIO(
@@ -195,6 +201,7 @@ class Node:
             self.scheduler,
             replicas=cfg.replicas,
             grace=max(0.05, cfg.membership.probe_interval),
+            answer_timeout=cfg.dispatch.takeover_answer_timeout,
         )
         self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
