@@ -11,8 +11,10 @@ cluster told it about, so when its daemon dies it reconnects to another and foll
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from handoffd import envvars, errors, values
+from handoffd import envvars, errors
 from handoffd.client_run import (
     FOLLOW_GRACE,
     POLL,
@@ -30,6 +32,7 @@ from handoffd.client_run import (
     run_status,
     unknown_run,
 )
+from handoffd.client_threads import ThreadConnections
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
@@ -90,7 +93,8 @@ class Client:
         allow_local_users: bool = False,
         insecure: bool = False,
     ) -> None:
-        self.address = resolve_address(address)
+        self._threads = ThreadConnections(resolve_address(address))
+        self._learned = threading.Lock()  # guards _known and _unreachable
         self._key_file = key_file or envvars.get("KEY_FILE")
         self._curve: CurveKeys | None = None
         self._local_key: str | None = None
@@ -100,7 +104,7 @@ class Client:
             from handoffd.transport.memory import find_network
 
             try:
-                self._network, self.address = find_network(self.address)
+                self._network, self._threads.home = find_network(self.address)
             except ValueError as exc:
                 raise errors.ConnectionError(str(exc)) from None
         else:
@@ -121,10 +125,41 @@ class Client:
         self._ids = itertools.count(1)
         self._known: list[str] = [self.address]
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
-        self._conn: Connection | None = None
-        self._unanswered = False  # a request went out without waiting for its reply
         self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
         self._connect(self.address)
+
+    # -- per-thread connection state (client_threads) -------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The daemon this thread's connection goes to."""
+        return self._threads.address
+
+    @address.setter
+    def address(self, address: str) -> None:
+        self._threads.address = address
+
+    @property
+    def _conn(self) -> Connection | None:
+        return self._threads.conn  # type: ignore[no-any-return]
+
+    @_conn.setter
+    def _conn(self, conn: Connection | None) -> None:
+        self._threads.conn = conn
+
+    @property
+    def _unanswered(self) -> bool:
+        """This thread sent a request without waiting for its reply."""
+        return self._threads.unanswered
+
+    @_unanswered.setter
+    def _unanswered(self, value: bool) -> None:
+        self._threads.unanswered = value
+
+    def _learn(self, address: str) -> None:
+        with self._learned:
+            if address not in self._known:
+                self._known.append(address)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -136,10 +171,13 @@ class Client:
         try:
             self._conn = self._dial(address, timeout or self.timeout)
         except errors.ConnectionError:
-            self._unreachable[address] = time.monotonic()
+            with self._learned:
+                self._unreachable[address] = time.monotonic()
             raise
-        self._unreachable.pop(address, None)
+        with self._learned:
+            self._unreachable.pop(address, None)
         self.address = address
+        self._threads.answered_at = None
 
     def _dial(self, address: str, timeout: float) -> Connection:
         if self._network is not None:
@@ -172,10 +210,8 @@ class Client:
             remaining = deadline - time.monotonic()
             reply = self._conn.recv(max(remaining, 0.0)) if remaining > 0 else None
             if reply is None:
-                raise errors.ConnectionError(
-                    f"the handoffd daemon at {self.address} did not answer within "
-                    f"{timeout:.1f}s; is it running? (`handoffd start`)"
-                )
+                raise errors.ConnectionError(self._silence(timeout))
+            self._threads.answered_at = time.monotonic()
             decoded = codec.decode(reply)
             if decoded is None:
                 continue
@@ -190,6 +226,22 @@ class Client:
             if isinstance(got, m.ErrorReply):
                 raise errors.HandoffError(f"{got.code}: {got.message}")
             return got, decoded.frames  # a list of its own already
+
+    def _silence(self, timeout: float) -> str:
+        """What a request without an answer means: a daemon that never answered may not run;
+        one that answered earlier requests is busy, or lost this one."""
+        answered = self._threads.answered_at
+        if answered is None:
+            return (
+                f"the handoffd daemon at {self.address} did not answer within {timeout:.1f}s; "
+                "is it running? (`handoffd start`)"
+            )
+        return (
+            f"the handoffd daemon at {self.address} answered this connection "
+            f"{time.monotonic() - answered:.1f}s ago but not this request within {timeout:.1f}s "
+            "(it is overloaded, or the request was lost); try again or raise the client's "
+            "timeout"
+        )
 
     def _failover_request(
         self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None
@@ -239,8 +291,7 @@ class Client:
             try:
                 reply, frames = self._failover_request(make, timeout=timeout)
                 if isinstance(reply, m.RunMoved):
-                    if reply.owner_address not in self._known:
-                        self._known.append(reply.owner_address)
+                    self._learn(reply.owner_address)
                     self._connect(reply.owner_address, _FOLLOW_CONNECT)
                     continue
             except errors.ConnectionError:  # the daemon, or the owner it named, is unreachable
@@ -274,8 +325,8 @@ class Client:
                 m.STATUS_NAMES[member.status],
                 member.address,
             )
-            if member.status == m.ALIVE and member.address not in self._known:
-                self._known.append(member.address)
+            if member.status == m.ALIVE:
+                self._learn(member.address)
         return out
 
     def submit(
@@ -314,6 +365,15 @@ class Client:
         if not run._released:
             run._release_nowait()
         return results
+
+    async def execute_async(self, dag: Any, **options: Any) -> dict[str, Any]:
+        """``execute`` for asyncio callers: awaits the results without blocking the event loop
+        (the exchange runs in a worker thread, on that thread's own connection)."""
+        return await asyncio.to_thread(self.execute, dag, **options)
+
+    async def submit_async(self, dag: Any, **options: Any) -> Run:
+        """``submit`` for asyncio callers; await ``run.wait_async()``/``run.results_async()``."""
+        return await asyncio.to_thread(self.submit, dag, **options)
 
     def _submit(
         self,
@@ -460,6 +520,9 @@ class Client:
         return run_status(reply)
 
     def close(self) -> None:
+        """Close every connection (other threads' too: call it once they are done)."""
+        for other in self._threads.others():
+            other.close()
         if self._conn is not None:
             if self._unanswered:
                 # A request sent without waiting (execute's release) may still be queued: give it
@@ -554,16 +617,6 @@ class Run(RunReading):
         raise_if_failed(self.id, self._last)
         return self._collect([function_id])[function_id]
 
-    def _collect(self, ids: list[str]) -> dict[str, Any]:
-        """Values from the outcome we hold, the rest fetched, in ``ids`` order."""
-        held = self._values
-        loads = values.loads
-        missing = [i for i in ids if i not in held]
-        if not missing:  # the usual case: the outcome carried every value
-            return {i: loads(held[i]) for i in ids}
-        fetched = self._fetch(missing)
-        return {i: loads(held[i]) if i in held else fetched[i] for i in ids}
-
     def placement(self) -> dict[str, str]:
         """{function id: node name} of the final attempts."""
         return dict(self.status().placement)
@@ -597,21 +650,6 @@ class Run(RunReading):
         except errors.ConnectionError:
             return
         client._unanswered = True
-
-    def _fetch(self, ids: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = tuple(ids[start : start + _CHUNK])
-            reply, frames = self._client._run_request(
-                lambda rid, c=chunk: m.FetchResults(rid, self.id, c),
-                timeout=max(self._client.timeout, 60.0),
-                grace=10.0,
-            )
-            if reply.missing:
-                reply, frames = self._refetch(chunk, reply, frames)
-            for task_id, frame in zip(reply.task_ids, frames, strict=False):
-                out[task_id] = values.loads(frame)
-        return out
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, owner={self.owner!r})"

@@ -4,11 +4,12 @@ with their nodes asked for again, and the status record and error helpers ``Run`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from handoffd import errors
+from handoffd import errors, values
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput, OutputEntry
 from handoffd.protocol.snapshot import error_from_info
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 POLL = 2.0  # seconds per long-poll request
+CHUNK = 256  # results fetched per request
 FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
 
 
@@ -81,12 +83,52 @@ class RunReading:
     id: str
     _client: Client
     _last: RunStatus | None
+    _values: dict[str, bytes]  # serialised results an outcome carried
+
+    def wait(self, timeout: float | None = None) -> RunStatus:
+        raise NotImplementedError
+
+    def results(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     def status(self) -> RunStatus:
         raise NotImplementedError
 
     def _wait_until(self, deadline: float | None, timeout: float | None) -> RunStatus:
         raise NotImplementedError
+
+    async def wait_async(self, timeout: float | None = None) -> RunStatus:
+        """``wait`` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait, timeout)
+
+    async def results_async(self) -> dict[str, Any]:
+        """``results`` without blocking the event loop."""
+        return await asyncio.to_thread(self.results)
+
+    def _collect(self, ids: list[str]) -> dict[str, Any]:
+        """Values from the outcome we hold, the rest fetched, in ``ids`` order."""
+        held = self._values
+        loads = values.loads
+        missing = [i for i in ids if i not in held]
+        if not missing:  # the usual case: the outcome carried every value
+            return {i: loads(held[i]) for i in ids}
+        fetched = self._fetch(missing)
+        return {i: loads(held[i]) if i in held else fetched[i] for i in ids}
+
+    def _fetch(self, ids: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for start in range(0, len(ids), CHUNK):
+            chunk = tuple(ids[start : start + CHUNK])
+            reply, frames = self._client._run_request(
+                lambda rid, c=chunk: m.FetchResults(rid, self.id, c),
+                timeout=max(self._client.timeout, 60.0),
+                grace=10.0,
+            )
+            if reply.missing:
+                reply, frames = self._refetch(chunk, reply, frames)
+            for task_id, frame in zip(reply.task_ids, frames, strict=False):
+                out[task_id] = values.loads(frame)
+        return out
 
     def _refetch(
         self, chunk: tuple[str, ...], reply: Any, frames: list[bytes]

@@ -429,11 +429,11 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
     """A ``SubmitRun`` / ``SubmitAndWait`` checked (``check_submission``) and turned into the
     scheduler's TaskSpecs, one code frame each; raises ValidationError."""
     if not len(msg.tasks) <= len(frames) <= len(msg.tasks) + len(msg.packages):
+        packages = f" and {len(msg.packages)} code packages" if msg.packages else ""
         raise ValidationError(
             "malformed",
             None,
-            f"{len(msg.tasks)} functions and {len(msg.packages)} code packages but "
-            f"{len(frames)} frames",
+            f"{len(msg.tasks)} functions{packages} but {len(frames)} code frames",
         )
     view = WireTasks(msg.tasks)
     check_submission(
