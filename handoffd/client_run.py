@@ -58,6 +58,12 @@ def raise_if_failed(run_id: str, status: RunStatus) -> None:
 
 def run_status(reply: m.RunStatusReply | m.RunOutcome) -> RunStatus:
     error = error_from_info(reply.error) if reply.error is not None else None
+    if isinstance(error, errors.TaskFailed) and error.traceback:
+        from handoffd.packages import localize_traceback
+
+        error.traceback = localize_traceback(error.traceback)
+        # An uncaught TaskFailed then shows where the task failed, under the local traceback.
+        error.add_note("remote traceback:\n" + error.traceback.rstrip())
     return RunStatus(
         reply.run_id,
         reply.state,

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import linecache
 import logging
 import os
+import re
 import sys
 import sysconfig
 import zipfile
@@ -86,9 +88,49 @@ def _zip(entries: Iterable[tuple[str, str]]) -> bytes:
     return buffer.getvalue()
 
 
+# sha -> {name in the archive: the file it came from}: where a remote traceback's frame really is
+_origins: dict[str, dict[str, str]] = {}
+
+
 def _package(entries: list[tuple[str, str]], source: str) -> Package:
     data = _zip(entries)
-    return Package(hashlib.sha256(data).hexdigest(), data, source)
+    sha = hashlib.sha256(data).hexdigest()
+    if len(_origins) > 256:
+        _origins.clear()
+    _origins[sha] = dict(entries)
+    return Package(sha, data, source)
+
+
+_SHIPPED_PATH = re.compile(r'File "[^"]*?[/\\]([0-9a-f]{64})[/\\]([^"]+)"')
+_FRAME = re.compile(r'^(\s*)File "([^"]+)", line (\d+)')
+
+
+def localize_traceback(text: str) -> str:
+    """A task's traceback as the user reads it: frames in shipped packages name the user's own
+    files (not the node's code dir), and frames without their source line (functions shipped by
+    value: the worker has no copy of the file) get it from this machine's copy."""
+    if not text:
+        return text
+
+    def original(match: re.Match[str]) -> str:
+        path = _origins.get(match.group(1), {}).get(match.group(2).replace("\\", "/"))
+        return f'File "{path}"' if path else match.group(0)
+
+    lines = _SHIPPED_PATH.sub(original, text).splitlines()
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        out.append(line)
+        frame = _FRAME.match(line)
+        if frame is None:
+            continue
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        indent = frame.group(1)
+        if following.startswith(indent + "  ") and not _FRAME.match(following):
+            continue  # the worker had the source
+        source = linecache.getline(frame.group(2), int(frame.group(3))).strip()
+        if source:
+            out.append(f"{indent}  {source}")
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 def _tree(root: str, prefix: str) -> list[tuple[str, str]]:

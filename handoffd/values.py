@@ -8,11 +8,16 @@ cloudpickle, which pickles by value.
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 import struct
+import types
+from collections import ChainMap
 from typing import Any
 
 import cloudpickle
+from cloudpickle.cloudpickle import _code_reduce as _cloudpickle_code_reduce
 
 from handoffd.worker import code_env
 
@@ -30,10 +35,33 @@ def dumps(value: Any) -> bytes:
 _PACKAGED = b"HOFPKG1:"  # code shipped with packages: this, their sha256s, b"\n", the pickle
 
 
+def _code_keeping_filename(code: types.CodeType) -> Any:
+    """cloudpickle's code reduction, but with the code's file name kept: cloudpickle writes
+    ``<dynamic-code>`` (for deterministic bytes), and remote tracebacks then named no file."""
+    rebuild, args = _cloudpickle_code_reduce(code)
+    args = tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+    return rebuild, args
+
+
+class _CodePickler(cloudpickle.Pickler):
+    """cloudpickle's Pickler keeping file names in code objects (tracebacks name the user's
+    files and lines; the client adds the source lines from its own copies)."""
+
+    _dispatch_table = dict(cloudpickle.Pickler._dispatch_table)
+    _dispatch_table[types.CodeType] = _code_keeping_filename
+    dispatch_table = ChainMap(_dispatch_table, copyreg.dispatch_table)  # type: ignore[assignment]
+
+
+def _dumps_code(obj: Any) -> bytes:
+    with io.BytesIO() as file:
+        _CodePickler(file, protocol=PROTOCOL).dump(obj)
+        return file.getvalue()
+
+
 def dumps_code(obj: Any, packages: tuple[str, ...] = ()) -> bytes:
     """Serialise code (functions and their literal arguments) by value where needed; with
     ``packages`` (sha256s of the run's code packages), loading it puts them on the path first."""
-    data = cloudpickle.dumps(obj, protocol=PROTOCOL)
+    data = _dumps_code(obj)
     if packages:
         return _PACKAGED + ",".join(packages).encode() + b"\n" + data
     return data

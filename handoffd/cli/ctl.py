@@ -169,6 +169,12 @@ def command(
     help="write the results to FILE (.json: JSON, otherwise a pickle)",
 )
 @click.option(
+    "--outputs",
+    metavar="ID,ID,...",
+    help="the functions whose values to fetch and show (default: the DAG's sinks; with "
+    "--output FILE, every function's)",
+)
+@click.option(
     "--working-dir",
     metavar="DIR",
     help="ship this directory with the run, on sys.path in its workers (the modules the "

@@ -170,12 +170,21 @@ def submit(
     working_dir: str | None = None,
     py_module: tuple[str, ...] = (),
     quiet: bool = False,
+    outputs: str | None = None,
 ) -> int:
     dag = load_dag(file)
+    wanted: list[str] | None = None
+    if outputs is not None:
+        wanted = [o.strip() for o in outputs.split(",") if o.strip()]
+    elif not no_wait and not output:
+        # The summary shows the sinks: fetching every intermediate value only to print one
+        # number moved 189 MiB once (issue 14). --output FILE keeps writing them all.
+        wanted = _sinks(dag) or None
     run = client.submit(
         dag,
         max_retries=max_retries,
         policy=policy,
+        outputs=wanted,
         working_dir=working_dir,
         py_modules=list(py_module) or None,
     )
@@ -247,8 +256,13 @@ _LIST_LIMIT = 24
 
 
 def _sinks(dag: Any) -> list[str]:
+    """The functions nobody consumes (inline ones have no value of their own to fetch)."""
     consumed = {dep for f in dag.functions.values() for dep in f.args}
-    return sorted(i for i in dag.functions if i not in consumed)
+    return sorted(
+        i
+        for i, f in dag.functions.items()
+        if i not in consumed and getattr(f, "type", "regular") != "inline"
+    )
 
 
 def _print_summary(

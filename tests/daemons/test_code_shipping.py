@@ -102,6 +102,8 @@ def test_handoffctl_submit_ships_the_dag_files_sibling_module_and_package(
             "--policy",
             "spread",
             "--json",
+            "--outputs",
+            "c0,c1,c2,c3,sum",
         ],
         cwd=tmp_path / "elsewhere",
     )

@@ -95,3 +95,34 @@ def test_a_workers_path_holds_only_the_running_runs_packages(
     finally:
         code_env.activate(())
         sys.path[:] = saved_path
+
+
+def test_a_remote_traceback_names_the_users_files_with_their_source(tmp_path: Path) -> None:
+    src = _write(tmp_path / "src", {"helpers_tb.py": "def f():\n    raise KeyError('k')\n"})
+    dag_file = _write(tmp_path, {"dag.py": "import x\n\ndef task():\n    return f()\n"})
+    package = packages.working_dir_package(str(src))
+    remote = (
+        "Traceback (most recent call last):\n"
+        f'  File "{dag_file / "dag.py"}", line 4, in task\n'
+        f'  File "/var/node/code/{package.sha}/helpers_tb.py", line 2, in f\n'
+        "    raise KeyError('k')\n"
+        "KeyError: 'k'\n"
+    )
+    assert packages.localize_traceback(remote) == (
+        "Traceback (most recent call last):\n"
+        f'  File "{dag_file / "dag.py"}", line 4, in task\n'
+        "    return f()\n"
+        f'  File "{src / "helpers_tb.py"}", line 2, in f\n'
+        "    raise KeyError('k')\n"
+        "KeyError: 'k'\n"
+    )
+
+
+def test_code_pickled_by_value_keeps_its_file_name() -> None:
+    import pickle
+
+    def local_fn() -> int:
+        return 1
+
+    loaded = pickle.loads(values.dumps_code(local_fn))
+    assert loaded.__code__.co_filename == __file__
