@@ -284,26 +284,37 @@ class Client:
     ) -> tuple[Any, list[bytes]]:
         """A request about one run, sent to whichever node owns it now: follows ``RunMoved``
         redirects, fails over when the daemon dies, and while no node it asks knows the run (an
-        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds."""
-        deadline = time.monotonic() + grace
-        asked = 0
+        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds.
+        Once a node says the run exists (a redirect, or "unknown here, but it exists") it keeps
+        following it for ``_FOLLOW_GRACE`` however small ``grace`` is: an unknown id is answered
+        at once, a run whose owner just died is followed to its new owner."""
+        started = time.monotonic()
+        exists = False
+        asked = failures = 0
         while True:
+            deadline = started + (max(grace, _FOLLOW_GRACE) if exists else grace)
             try:
                 reply, frames = self._failover_request(make, timeout=timeout)
                 if isinstance(reply, m.RunMoved):
+                    exists = True
                     self._learn(reply.owner_address)
                     self._connect(reply.owner_address, _FOLLOW_CONNECT)
                     continue
             except errors.ConnectionError:  # the daemon, or the owner it named, is unreachable
-                if time.monotonic() >= deadline:
+                failures += 1
+                if time.monotonic() >= deadline and failures >= len(self._known):
                     raise
                 time.sleep(0.1)
                 self._rotate()
                 continue
-            lost = (
+            unknown = (
                 isinstance(reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply))
                 and reply.state == "UNKNOWN"
-            ) or (isinstance(reply, m.Results) and reply.missing)
+            )
+            if unknown and getattr(reply, "known", False):
+                exists = True
+                deadline = started + max(grace, _FOLLOW_GRACE)
+            lost = unknown or (isinstance(reply, m.Results) and reply.missing)
             asked += 1
             if lost and (asked < len(self._known) or time.monotonic() < deadline):
                 if asked >= len(self._known):

@@ -376,7 +376,8 @@ class OwnerIO:
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
         if st is None:
-            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None)
+            known = self.replication.knows(run_id)
+            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
         return m.RunStatusReply(
             request_id,
             run_id,
