@@ -133,6 +133,15 @@ class NodeConfig:
     result_retention_s: float = 600.0  # results of a finished run freed after this if never fetched
     drain_grace_s: float = 10.0  # on stop: running tasks get this long before being handed back
     max_workers: int | None = None  # worker processes; default: the node's cpu capacity
+    # The ids tasks are given in CUDA_VISIBLE_DEVICES, one per GPU (None: 0..gpu-1); names where known
+    gpu_devices: tuple[str, ...] | None = None
+    gpu_names: tuple[str, ...] = ()
+    # kind -> where its capacity came from ("flag", "affinity", "cgroup v2 cpu.max", "NVML", ...)
+    resource_sources: dict[str, str] = field(default_factory=dict)
+    # "kill": a task holding more memory than it declared (or, undeclared, than the node has) is
+    # killed and fails with MemoryExceeded; "off": memory is bookkeeping only
+    memory_enforce: str = "kill"
+    recycle_gpu_workers: bool = False  # a fresh worker process after each chain of GPU tasks
 
     def replace(self, **changes: object) -> NodeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

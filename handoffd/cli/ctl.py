@@ -255,28 +255,13 @@ def _print_summary(
 
 
 def _nodes(client: Any, args: argparse.Namespace) -> int:
+    from handoffd.cli.nodes_view import nodes_doc, nodes_lines
+
     nodes = client.nodes()
     if args.json:
-        doc = {
-            "nodes": [
-                {
-                    "name": n,
-                    "address": i.address,
-                    "status": i.status,
-                    "capacity": i.capacity,
-                    "free": i.free,
-                }
-                for n, i in sorted(nodes.items())
-            ]
-        }
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(nodes_doc(nodes), indent=1))
         return EXIT_OK
-    print(f"{'NAME':<28} {'STATUS':<8} {'ADDRESS':<22} CAPACITY / FREE")
-    for name, info in sorted(nodes.items()):
-        cap = " ".join(
-            f"{k}={info.free.get(k, 0):g}/{v:g}" for k, v in sorted(info.capacity.items())
-        )
-        print(f"{name:<28} {info.status:<8} {info.address:<22} {cap}")
+    print("\n".join(nodes_lines(nodes)))
     return EXIT_OK
 
 

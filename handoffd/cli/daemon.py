@@ -31,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--memory", type=float, help="memory capacity in MB (default: physical memory)"
     )
-    start.add_argument("--gpu", type=float, help="GPUs (default: detected, else 0)")
+    start.add_argument(
+        "--gpu",
+        type=float,
+        help="GPUs (default: detected through NVML or /proc/driver/nvidia, else 0); with "
+        "CUDA_VISIBLE_DEVICES set, the devices it names are the ones handed out",
+    )
     start.add_argument(
         "--resource",
         action="append",
@@ -81,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
         "--max-workers", type=int, help="worker processes (default: the cpu capacity)"
     )
     start.add_argument(
+        "--memory-enforce",
+        default="kill",
+        choices=["kill", "off"],
+        help="kill: a task holding more memory than it declared (undeclared: than the node has) "
+        "is killed and fails with MemoryExceeded (default); off: memory is bookkeeping only",
+    )
+    start.add_argument(
+        "--recycle-gpu-workers",
+        action="store_true",
+        help="start a fresh worker process after each chain of GPU tasks",
+    )
+    start.add_argument(
         "--store-memory",
         type=float,
         default=1024.0,
@@ -108,18 +125,19 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     import os
     import socket
 
-    from handoffd import resources
+    from handoffd import probe, resources
     from handoffd.config import NodeConfig
 
-    probed = resources.probe_local()
-    capacity = {
-        "cpu": args.cpu if args.cpu is not None else probed["cpu"],
-        "memory": args.memory if args.memory is not None else probed["memory"],
-        "gpu": args.gpu if args.gpu is not None else probed["gpu"],
-    }
+    for flag, value in (("--cpu", args.cpu), ("--memory", args.memory), ("--gpu", args.gpu)):
+        if value is not None and not value >= 0:
+            raise ValueError(f"{flag} {value:g}: give a number >= 0")
+    found = probe.probe(cpu=args.cpu, memory=args.memory, gpu=args.gpu)
+    capacity = {"cpu": found.cpu.value, "memory": found.memory.value, "gpu": found.gpu.value}
+    sources = found.sources()
     for text in args.resource:
         name, qty = resources.parse_flag(text)
         capacity[name] = qty
+        sources[name] = "flag"
     capacity = resources.parse(capacity, what="capacity")  # drops zero kinds, checks the rest
     from handoffd.transport.auth import is_loopback
 
@@ -172,6 +190,11 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         spill_bytes=int(args.store_memory * 1024 * 1024),
         spill_dir=args.spill_dir,
         result_retention_s=args.result_retention,
+        gpu_devices=tuple(g.id for g in found.gpus),
+        gpu_names=tuple(g.name for g in found.gpus),
+        resource_sources={k: v for k, v in sources.items() if k in capacity},
+        memory_enforce=args.memory_enforce,
+        recycle_gpu_workers=args.recycle_gpu_workers,
     )
 
 

@@ -16,6 +16,7 @@ pool's processes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -71,7 +72,7 @@ class Node:
         self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None
-        self.ledger = Ledger(config.capacity)
+        self.ledger = Ledger(config.capacity, config.gpu_devices)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
         self.executor: Executor | None = None
         self.scheduler: OwnerScheduler | None = None
@@ -127,6 +128,11 @@ class Node:
             config=cfg.membership,
             rng=self._rng,
             now=now,
+            sources=cfg.resource_sources,
+            gpus=tuple(
+                f"{d} {n}".strip()
+                for d, n in itertools.zip_longest(self.ledger.devices, cfg.gpu_names, fillvalue="")
+            ),
         )
         loop = asyncio.get_running_loop()
         port = NodePort(
@@ -151,7 +157,16 @@ class Node:
             on_resources_changed=self._resources_changed,
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
-        self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
+        self.pool = WorkerPool(
+            workers,
+            self.executor.on_outcome,
+            name=f"{self.name}-worker",
+            node=self.name,
+            devices="",  # a task given no GPU sees none
+            memory_enforce=cfg.memory_enforce == "kill",
+            memory_bound=cfg.capacity.get("memory"),
+            recycle_gpu_workers=cfg.recycle_gpu_workers,
+        )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
         self._pool_start = loop.create_task(self.pool.start())
@@ -183,11 +198,12 @@ class Node:
         self._schedule_tick()
         await self._start_discovery()
         log.info(
-            "node %s up at %s (cluster %s, capacity %s, handoffd %s)",
+            "node %s up at %s (cluster %s, capacity %s from %s, handoffd %s)",
             self.name,
             self.address,
             cfg.cluster,
             cfg.capacity,
+            cfg.resource_sources or "the configuration",
             __version__,
         )
 
