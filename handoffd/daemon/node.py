@@ -83,6 +83,7 @@ class Node:
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._resources_dirty = False
+        self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
@@ -166,6 +167,7 @@ class Node:
             memory_enforce=cfg.memory_enforce == "kill",
             memory_bound=cfg.capacity.get("memory"),
             recycle_gpu_workers=cfg.recycle_gpu_workers,
+            on_memory=self._memory_used,
         )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
@@ -459,9 +461,17 @@ class Node:
             self._resources_dirty = True
             asyncio.get_running_loop().call_soon(self._publish_resources)
 
+    def _memory_used(self, beyond_claims: float) -> None:
+        """The worker pool measured what running tasks hold beyond the memory they declared."""
+        self._memory_beyond = beyond_claims
+        self._resources_changed()
+
     def _publish_resources(self) -> None:
         self._resources_dirty = False
         free = dict(self.ledger.free)
+        if self._memory_beyond and "memory" in free:
+            # What others place here by: the claims, and what tasks really hold beyond them.
+            free["memory"] = max(0.0, free["memory"] - self._memory_beyond)
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
         self._run_membership(swim.LocalResources(free))

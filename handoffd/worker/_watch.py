@@ -9,12 +9,19 @@ added. Linux only: elsewhere ``available()`` is False and the pool does not enfo
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from handoffd.worker._records import Worker
+    from handoffd.worker._records import Job, Worker
+
+# Seconds between looks at the memory of running jobs (one /proc scan each).
+INTERVAL = 0.1
+# ``on_memory`` is told of a change of at least this many MB (or to or from 0): gossip is not
+# re-sent for every page a task touches.
+REPORT_STEP = 32.0
 
 MB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -77,15 +84,76 @@ def tree_rss(pids: Iterable[int]) -> int:
     return sum(rss(pid) for pid in pids)
 
 
-def over_limit(workers: Sequence[Worker]) -> list[tuple[Worker, int]]:
-    """The workers whose head job holds more than its ceiling, with the bytes it holds."""
+def measure(workers: Sequence[Worker]) -> list[tuple[Worker, int]]:
+    """Each worker with the resident bytes its head job holds (its process tree's, less the
+    worker's own when the job became its head)."""
     children = parent_map()
     out = []
     for worker in workers:
-        pid, limit = worker.process.pid, worker.limit
-        if pid is None or limit is None or worker.head is None:
-            continue
-        used = tree_rss([pid, *descendants(pid, children)]) - worker.baseline
-        if used > limit * MB:
-            out.append((worker, used))
+        pid = worker.process.pid
+        if pid is not None and worker.head is not None:
+            used = tree_rss([pid, *descendants(pid, children)]) - worker.baseline
+            out.append((worker, max(0, used)))
     return out
+
+
+class MemoryWatch:
+    """While jobs run, look at them every ``INTERVAL``: call ``kill(worker, used)`` for one over its
+    ceiling (its ``Job.memory``, else ``bound``; no ``kill``: nothing is enforced) and tell
+    ``on_memory`` the MB running jobs hold beyond what they declared, when that changes."""
+
+    def __init__(
+        self,
+        busy: Callable[[], list[Worker]],
+        kill: Callable[[Worker, int], None] | None,
+        bound: float | None,
+        on_memory: Callable[[float], None] | None,
+    ) -> None:
+        self._busy, self._kill, self._bound, self._on_memory = busy, kill, bound, on_memory
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._beyond = 0.0  # MB last told to on_memory
+        self._closed = False
+
+    def started(self, worker: Worker, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        """``job`` became the worker's head: measure the worker alone now, and watch it."""
+        pid = worker.process.pid
+        if pid is None:
+            return
+        worker.limit = job.memory if job.memory is not None else self._bound
+        worker.baseline = rss(pid)
+        self._loop = loop
+        self._soon()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _soon(self) -> None:
+        if self._timer is None and self._loop is not None and not self._closed:
+            self._timer = self._loop.call_later(INTERVAL, self._look)
+
+    def _look(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        watched = self._busy()
+        beyond = 0
+        for worker, used in measure(watched) if watched else []:
+            limit, head = worker.limit, worker.head
+            assert head is not None
+            if self._kill is not None and limit is not None and used > limit * MB:
+                self._kill(worker, used)
+            else:
+                beyond += max(0, used - int((head.job.memory or 0) * MB))
+        mb = beyond / MB
+        told = self._beyond
+        if self._on_memory is not None and (
+            abs(mb - told) >= REPORT_STEP or (mb == 0) != (told == 0)
+        ):
+            self._beyond = mb
+            self._on_memory(mb)
+        if watched:
+            self._soon()

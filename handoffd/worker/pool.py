@@ -32,7 +32,7 @@ an idle worker of another set. The oldest waiting chain, whatever its set, is se
 ``recycle_gpu_workers`` a worker of a non-default set is replaced once its chain ends.
 
 Memory (``memory_enforce``): while a job with a ceiling (``Job.memory``, else ``memory_bound``) runs,
-the pool looks at its worker every ``WATCH_INTERVAL`` and kills it (with the processes it started)
+the pool looks at its worker every ``_watch.INTERVAL`` and kills it (with the processes it started)
 when the job holds more than its ceiling; the outcome's kind is "memory" (``MemoryExceeded``).
 
 Invariants: every submitted job gets exactly one Outcome through ``on_done`` (called on the loop, never
@@ -80,8 +80,6 @@ MAX_STARTUP_FAILURES = 3
 # socketpair far more than this).
 AHEAD = 32
 AHEAD_BYTES = 48 * 1024
-# Seconds between looks at the memory of running jobs (one /proc scan each).
-WATCH_INTERVAL = 0.1
 
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
@@ -101,6 +99,7 @@ class WorkerPool:
         memory_enforce: bool = False,
         memory_bound: float | None = None,
         recycle_gpu_workers: bool = False,
+        on_memory: Callable[[float], None] | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
@@ -110,8 +109,6 @@ class WorkerPool:
         self._name = name
         self._node = node
         self._devices = devices  # the default device set (jobs whose devices is None)
-        self._memory_enforce = memory_enforce and _watch.available()
-        self._memory_bound = memory_bound  # MB; the ceiling of a job that declared none
         self._recycle = recycle_gpu_workers
         self._ctx = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,7 +116,14 @@ class WorkerPool:
         self._workers: set[Worker] = set()  # alive (starting, idle or busy)
         # ready and without a chain, per device set (stacks: reuse warm workers)
         self._idle: dict[str | None, list[Worker]] = {}
-        self._watch: asyncio.TimerHandle | None = None
+        self._memory: _watch.MemoryWatch | None = None
+        if (memory_enforce or on_memory is not None) and _watch.available():
+            self._memory = _watch.MemoryWatch(
+                lambda: [w for w in self._workers if w.head is not None],
+                self._over_memory if memory_enforce else None,
+                memory_bound,
+                on_memory,
+            )
         self._chains: dict[Hashable, Chain] = {}  # id -> live chain (has a job not ended)
         self._waiting = WaitingChains(self._chains)  # chains waiting for a worker
         self._queued: dict[Hashable, Chain] = {}  # key -> chain of a job not sent yet
@@ -244,9 +248,8 @@ class WorkerPool:
         self._running.clear()
         self._chains.clear()
         self._idle.clear()
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+        if self._memory is not None:
+            self._memory.close()
         if self._started is not None and not self._started.done():
             self._started.cancel()
         alive = []
@@ -422,12 +425,8 @@ class WorkerPool:
         timeout = sent.job.timeout
         if timeout is not None:
             worker.timer = self._loop.call_later(timeout, self._expire, worker, sent)
-        if self._memory_enforce:
-            memory = sent.job.memory
-            worker.limit = memory if memory is not None else self._memory_bound
-            if worker.limit is not None and worker.process.pid is not None:
-                worker.baseline = _watch.rss(worker.process.pid)
-                self._watch_soon()
+        if self._memory is not None:
+            self._memory.started(worker, sent.job, self._loop)
 
     def _chain_maybe_over(self, chain: Chain) -> None:
         if chain.worker is None and not chain.jobs and not chain.held:
@@ -504,32 +503,21 @@ class WorkerPool:
         for outcome in cancelled:
             self._on_done(outcome)
 
-    def _look(self) -> None:
-        """The memory watchdog: kill the workers whose running job holds more than its ceiling."""
-        self._watch = None
-        watched = [w for w in self._workers if w.head is not None and w.limit is not None]
-        if not watched or self._closed:
-            return
-        assert self._loop is not None
-        for worker, used in _watch.over_limit(watched):
-            head, limit = worker.head, worker.limit
-            assert head is not None and limit is not None
-            duration = self._loop.time() - worker.started
-            _, cancelled = self._retire(worker)
-            log.warning(
-                "killed %s: job %r held %.0f MB, its ceiling is %g MB",
-                worker.process.name,
-                head.job.key,
-                used / _watch.MB,
-                limit,
-            )
-            for outcome in [memory_outcome(head.job, limit, used, duration), *cancelled]:
-                self._on_done(outcome)
-        self._watch_soon()
-
-    def _watch_soon(self) -> None:
-        if self._watch is None and self._loop is not None and not self._closed:
-            self._watch = self._loop.call_later(WATCH_INTERVAL, self._look)
+    def _over_memory(self, worker: Worker, used: int) -> None:
+        """The memory watch found the worker's job over its ceiling: kill it, report it."""
+        head, limit = worker.head, worker.limit
+        assert head is not None and limit is not None and self._loop is not None
+        duration = self._loop.time() - worker.started
+        _, cancelled = self._retire(worker)
+        log.warning(
+            "killed %s: job %r held %.0f MB, its ceiling is %g MB",
+            worker.process.name,
+            head.job.key,
+            used / _watch.MB,
+            limit,
+        )
+        for outcome in [memory_outcome(head.job, limit, used, duration), *cancelled]:
+            self._on_done(outcome)
 
     # -- dispatch -----------------------------------------------------------------------------
     def _pump(self) -> None:

@@ -292,3 +292,23 @@ def test_memory_enforce_off_lets_a_task_exceed_what_it_declared(daemons):
     )
     with handoffd.connect(d.address) as client:
         assert client.execute(dag, timeout=60) == {"hog": 200 << 20}
+
+
+def test_free_memory_in_gossip_counts_what_tasks_really_hold(daemons):
+    d = daemons.start(cpu=2, memory=4000)
+    dag = handoffd.DAG()
+    # It declared no memory (its claim holds none), so all it holds counts; under the node's bound.
+    dag.add_function(handoffd.Function(id="big", code=_hog, extra_args=[500, 4.0]))
+    with handoffd.connect(d.address) as client:
+        run = client.submit(dag)
+        wait_for(
+            lambda: client.nodes()[d.name].free["memory"] < 4000 - 400,
+            30,
+            what="free memory lowered by the 500 MB the task holds",
+        )
+        assert run.wait(60).state == "DONE"
+        wait_for(
+            lambda: client.nodes()[d.name].free["memory"] == 4000,
+            30,
+            what="free memory back once the task ended",
+        )
