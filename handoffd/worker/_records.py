@@ -91,6 +91,7 @@ class Worker:
         "devices",
         "limit",
         "baseline",
+        "statm",
     )
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
@@ -110,6 +111,7 @@ class Worker:
         self.devices: str | None = None  # its CUDA_VISIBLE_DEVICES, fixed when it started
         self.limit: float | None = None  # MB the head may add to ``baseline``; None: unwatched
         self.baseline = 0  # resident bytes of the worker alone when the head became the head
+        self.statm: int | None = None  # an open /proc/PID/statm of it (the memory watch's)
 
 
 def exit_description(code: int | None) -> str:

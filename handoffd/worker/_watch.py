@@ -121,9 +121,24 @@ class MemoryWatch:
         if pid is None:
             return
         worker.limit = job.memory if job.memory is not None else self._bound
-        worker.baseline = rss(pid)
+        if worker.statm is None:  # kept open: a pread per job instead of open, read, close
+            try:
+                worker.statm = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
+            except OSError:
+                return
+        try:
+            worker.baseline = int(os.pread(worker.statm, 128, 0).split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            worker.baseline = 0
         self._loop = loop
         self._soon()
+
+    @staticmethod
+    def forget(worker: Worker) -> None:
+        """The worker is leaving the pool."""
+        if worker.statm is not None:
+            os.close(worker.statm)
+            worker.statm = None
 
     def close(self) -> None:
         self._closed = True

@@ -287,6 +287,8 @@ class WorkerPool:
             pass
         worker.conn.close()
         worker.reader.close()
+        if self._memory is not None:
+            self._memory.forget(worker)
         head = worker.head
         behind = [worker.sent[t] for t in worker.order if t in worker.sent]
         if head is not None:
