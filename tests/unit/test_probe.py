@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from handoffd import probe
-from handoffd.cli.nodes_view import nodes_doc, nodes_lines
+from handoffd.cli.ctl_views import provenance_lines
 from handoffd.client import NodeInfo
 from handoffd.worker.ledger import Ledger
 
@@ -212,8 +212,8 @@ def test_handoffctl_nodes_shows_sources_and_gpu_names():
         {"cpu": "affinity", "gpu": "NVML, CUDA_VISIBLE_DEVICES"},
         ("3 Tesla T4", "5 Tesla T4"),
     )
-    lines = nodes_lines({"n1": info})
-    assert "cpu=1/1 gpu=1/2" in lines[1]
-    assert lines[2] == "    from: cpu affinity, gpu NVML, CUDA_VISIBLE_DEVICES"
-    assert lines[3] == "    gpus: 3 Tesla T4; 5 Tesla T4"
-    assert nodes_doc({"n1": info})["nodes"][0]["sources"]["cpu"] == "affinity"
+    assert provenance_lines(info) == [
+        "from: cpu affinity, gpu NVML, CUDA_VISIBLE_DEVICES",
+        "gpus: 3 Tesla T4; 5 Tesla T4",
+    ]
+    assert provenance_lines(NodeInfo({}, {}, "ALIVE", "a:1")) == []  # an older node says nothing
