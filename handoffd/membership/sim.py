@@ -36,7 +36,7 @@ from handoffd.membership.swim import (
     Tick,
 )
 from handoffd.protocol import codec
-from handoffd.protocol.messages import ALIVE
+from handoffd.protocol.messages import ALIVE, PushPull
 
 _MIN_STEP = 1e-6
 SEED_RETRY = 0.5  # virtual seconds between join attempts to a seed not yet known  # a tick is never scheduled at the current instant twice in a row
@@ -65,6 +65,7 @@ class SimStats:
     blocked: int = 0  # partition or crashed endpoint
     events: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
+    largest: dict[str, int] = field(default_factory=dict)  # type -> most member states in one
 
 
 class Simulation:
@@ -267,6 +268,10 @@ class Simulation:
         self.stats.sent += 1
         kind = type(send.msg).__name__
         self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+        msg = send.msg
+        states = len(msg.members if isinstance(msg, PushPull) else msg.updates)
+        if states > self.stats.largest.get(kind, 0):
+            self.stats.largest[kind] = states
         dst = self._by_address.get(send.address)
         if dst is None or (node.name, dst) in self._blocked:
             self.stats.blocked += 1

@@ -178,6 +178,11 @@ class Membership:
         return self._health
 
     @property
+    def news_pending(self) -> int:
+        """Members whose current state we still have to gossip (the backlog)."""
+        return len(self._queue)
+
+    @property
     def view_changes(self) -> int:
         """How many times our view (any member's state, ours included) changed: a cheap "did
         anything change" for simulators and tests."""
