@@ -16,9 +16,9 @@ CFG = MembershipConfig.lan()
 CHECK = 0.02  # virtual seconds between whole-cluster checks; reported times are exact
 
 
-def storm(n: int, *, seed: int = 3, config: MembershipConfig = CFG, **kw: float) -> Simulation:
+def storm(n: int, *, seed: int = 3, config: MembershipConfig = CFG) -> Simulation:
     """Every node starts at once and joins through n0."""
-    sim = Simulation(config, seed=seed, **kw)
+    sim = Simulation(config, seed=seed)
     sim.add_node("n0", {"cpu": 4.0})
     for i in range(1, n):
         sim.add_node(f"n{i}", {"cpu": float(1 + i % 8)}, join=["n0"])
