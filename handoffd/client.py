@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,9 @@ class NodeInfo:
     free: dict[str, float]
     status: str
     address: str
+    # kind -> where the capacity figure came from ("flag", "affinity", "cgroup v1 ...", "NVML")
+    sources: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()  # "ID NAME" of each GPU the node hands out (NAME when known)
 
 
 def resolve_address(address: str | None) -> str:
@@ -335,6 +338,8 @@ class Client:
                 dict(member.free),
                 m.STATUS_NAMES[member.status],
                 member.address,
+                dict(member.sources),
+                tuple(member.gpus),
             )
             if member.status == m.ALIVE:
                 self._learn(member.address)

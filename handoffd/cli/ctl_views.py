@@ -41,6 +41,16 @@ def _styled(text: str) -> Any:
     return Text(text, style=_STATE_STYLE.get(text, ""))
 
 
+def provenance_lines(info: Any) -> list[str]:
+    """Where a node's capacity figures came from, and the GPUs it hands out."""
+    lines = []
+    if info.sources:
+        lines.append("from: " + ", ".join(f"{k} {v}" for k, v in sorted(info.sources.items())))
+    if info.gpus:
+        lines.append("gpus: " + "; ".join(info.gpus))
+    return lines
+
+
 def nodes(client: Any, *, as_json: bool) -> int:
     found = client.nodes()
     if as_json:
@@ -53,6 +63,8 @@ def nodes(client: Any, *, as_json: bool) -> int:
                         "status": i.status,
                         "capacity": i.capacity,
                         "free": i.free,
+                        "sources": i.sources,
+                        "gpus": list(i.gpus),
                     }
                     for n, i in sorted(found.items())
                 ]
@@ -73,6 +85,8 @@ def nodes(client: Any, *, as_json: bool) -> int:
             for k, v in sorted(info.capacity.items())
         )
         table.add_row(Text(name), _styled(info.status), Text(info.address), Text(cap))
+        for line in provenance_lines(info):
+            table.add_row("", "", "", Text(line, style="dim"))
     out_console().print(table)
     return EXIT_OK
 

@@ -49,6 +49,14 @@ class Packaged:
         return self.fn(*args, **kwargs)
 
 
+def configure(node: str, code_dir: str) -> None:
+    """In a fresh worker: the node it serves and the node's code dir (set by the pool)."""
+    if node:
+        os.environ[ENV_NODE] = node
+    if code_dir:
+        os.environ[ENV_DIR] = code_dir
+
+
 def shas_of(code: Any) -> tuple[str, ...]:
     return code.shas if type(code) is Packaged else ()
 
