@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_observability import GetTaskHistory
 
 log = logging.getLogger("handoffd.admission")
 
@@ -64,6 +65,7 @@ CLIENT_TYPES = (
     m.FreeRunRequest,
     m.ListRuns,
     m.StopNode,
+    GetTaskHistory,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

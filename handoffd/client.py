@@ -23,7 +23,9 @@ from handoffd import errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_observability import GetTaskHistory, TaskHistoryReply
 from handoffd.protocol.snapshot import error_from_info
+from handoffd.scheduler.history import document as history_document
 from handoffd.transport.client import ControlClient
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
@@ -242,7 +244,8 @@ class Client:
                 self._rotate()
                 continue
             lost = (
-                isinstance(reply, (m.RunStatusReply, m.RunOutcome)) and reply.state == "UNKNOWN"
+                isinstance(reply, (m.RunStatusReply, m.RunOutcome, TaskHistoryReply))
+                and reply.state == "UNKNOWN"
             ) or (isinstance(reply, m.Results) and reply.missing)
             asked += 1
             if lost and (asked < len(self._known) or time.monotonic() < deadline):
@@ -382,6 +385,14 @@ class Client:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
 
+    def task_history(self, run_id: str) -> dict[str, Any]:
+        """The run's task history as ``handoffctl tasks --json`` prints it: {"run_id", "state",
+        "owner", "term", "submitted", "started", "finished", "tasks": [...]} (``Run.tasks``)."""
+        reply, _ = self._run_request(lambda rid: GetTaskHistory(rid, run_id))
+        if reply.state == "UNKNOWN":
+            raise errors.HandoffError(f"run {run_id} is not known to the cluster")
+        return history_document(reply)
+
     def _status(self, run_id: str, wait: float, grace: float = _FOLLOW_GRACE) -> RunStatus:
         reply, _ = self._run_request(
             lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
@@ -494,6 +505,12 @@ class Run:
     def placement(self) -> dict[str, str]:
         """{function id: node name} of the final attempts."""
         return dict(self.status().placement)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task's history, from the run's owner: id, state, node, attempts, started,
+        finished, duration_s, error, and each attempt (``history``: node, worker pid, times,
+        bytes, error) and state transition (``transitions``). Times are wall-clock seconds."""
+        return self._client.task_history(self.id)["tasks"]  # type: ignore[no-any-return]
 
     def cancel(self) -> None:
         self._client._run_request(lambda rid: m.CancelRun(rid, self.id))

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     results = sub.add_parser("results", help="a finished run's results")
     results.add_argument("run_id")
     results.add_argument("--json", action="store_true")
+    tasks = sub.add_parser("tasks", help="every task's attempts, nodes, times and errors")
+    tasks.add_argument("run_id")
+    tasks.add_argument("--json", action="store_true")
     cancel = sub.add_parser("cancel", help="cancel a run")
     cancel.add_argument("run_id")
     keygen = sub.add_parser("keygen", help="write a new cluster key file")
@@ -375,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(client, args)
         if args.command == "results":
             return _results(client, args)
+        if args.command == "tasks":
+            from handoffd.cli.tasks import tasks_command
+
+            return tasks_command(client, args.run_id, args.json)
         if args.command == "cancel":
             client.run(args.run_id).cancel()
             print(f"cancelled {args.run_id}")

@@ -142,6 +142,7 @@ class Node:
             members=self.membership.members,
         )
         self.scheduler = OwnerScheduler(self.name, now=now)
+        self.scheduler.wall_offset = time.time() - now  # task history is wall clock
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,

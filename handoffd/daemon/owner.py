@@ -34,9 +34,11 @@ from typing import Any
 
 from handoffd import errors, validation
 from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -214,6 +216,9 @@ class OwnerIO:
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
             events: list[Any] = self._reported(node, msg)
+            run = self.scheduler.run_state(msg.run_id)
+            if run is not None:
+                observe_reports(run, node, msg.reports)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -256,6 +261,8 @@ class OwnerIO:
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
             self.port.reply(conn, m.Ok(msg.request_id))
+        elif isinstance(msg, GetTaskHistory):
+            self.port.reply(conn, history_reply(self.scheduler, self.port.name, msg))
         elif isinstance(msg, m.ListRuns):
             runs = []
             for run_id in self.scheduler.runs():

@@ -26,6 +26,8 @@ from typing import Any
 
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_observability import GetTaskHistory
+from handoffd.protocol.schema import Rows
 from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
@@ -41,7 +43,14 @@ RECONCILE_TIMEOUT = tm.ANSWER_TIMEOUT  # seconds a new owner waits for nodes' ho
 # one decode and one ack per few tasks on a busy owner. A takeover re-runs what the standby did not
 # hear of yet, so this only widens what a takeover may redo, never what it may lose.
 FLUSH_INTERVAL = 0.01
-_CLIENT_REQUESTS = (m.GetRunStatus, m.WaitRun, m.FetchResults, m.CancelRun, m.FreeRunRequest)
+_CLIENT_REQUESTS = (
+    m.GetRunStatus,
+    m.WaitRun,
+    m.FetchResults,
+    m.CancelRun,
+    m.FreeRunRequest,
+    GetTaskHistory,
+)
 
 
 @dataclass
@@ -177,6 +186,7 @@ class ReplicationIO:
                     rec.losses,
                     rec.completions,
                     frame,
+                    Rows([a.row() for a in rec.attempts]),  # the structs' fields, not built
                 )
             )
         msg = m.ReplicateLog(

@@ -369,6 +369,7 @@ class WorkerPool:
     def _on_readable(self, worker: Worker) -> None:
         outcomes: list[Outcome] = []
         reader = worker.reader
+        pid = worker.process.pid or 0
         reader.fill()
         lost = answered = False
         while True:
@@ -397,10 +398,12 @@ class WorkerPool:
                     if sent.cancelling or status == _process.SKIPPED:
                         outcomes.append(cancelled_outcome(key, duration))
                     elif status == _process.OK:
-                        outcomes.append(Outcome(key, True, value, "", "", "", "", duration))
+                        outcomes.append(Outcome(key, True, value, "", "", "", "", duration, pid))
                     else:
                         outcomes.append(
-                            Outcome(key, False, None, exc_type, message, tb_text, "error", duration)
+                            Outcome(
+                                key, False, None, exc_type, message, tb_text, "error", duration, pid
+                            )
                         )
             except (EOFError, OSError):
                 lost = True
@@ -563,6 +566,7 @@ class WorkerPool:
                 f"the attempt ran longer than its timeout of {job.timeout} s and was killed",
                 kind="timeout",
                 duration=duration,
+                pid=worker.process.pid or 0,
             )
         )
         for outcome in cancelled:

@@ -1,0 +1,58 @@
+"""The owner shell's part of task history (issue 16): what a node's report adds to an attempt,
+and the answer to ``GetTaskHistory``. The history itself is scheduler state
+(``scheduler.history``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from handoffd.protocol import messages as m
+from handoffd.protocol.messages_observability import (
+    AttemptInfo,
+    GetTaskHistory,
+    TaskHistory,
+    TaskHistoryReply,
+)
+from handoffd.protocol.schema import Rows
+from handoffd.scheduler import history
+from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.scheduler.run import RunState
+
+
+def observe_reports(run: RunState, node: str, reports: Iterable[m.TaskReport]) -> None:
+    """Record what ``node`` reports of each attempt (pid, times, bytes, error) in its history."""
+    tasks = run.tasks
+    for r in reports:
+        rec = tasks.get(r.task_id)
+        if rec is None or r.state == "RUNNING":
+            continue
+        history.observe(
+            rec.attempts,
+            r.attempt,
+            node,
+            state="DONE" if r.state == "DONE" else r.kind,
+            pid=r.pid,
+            started=r.started,
+            ended=r.ended,
+            bytes_in=r.bytes_in,
+            bytes_out=r.size,
+            error=(r.exc_type, r.message, r.traceback) if r.state != "DONE" else ("", "", ""),
+        )
+
+
+def history_reply(scheduler: OwnerScheduler, me: str, msg: GetTaskHistory) -> TaskHistoryReply:
+    h = scheduler.run_history(msg.run_id)
+    if h is None:
+        return TaskHistoryReply(msg.request_id, msg.run_id, "UNKNOWN", "", 0, 0.0, 0.0, ())
+    tasks = tuple(
+        TaskHistory(tid, state, node, _rows(rows), transitions)
+        for tid, state, node, rows, transitions in h.tasks
+    )
+    return TaskHistoryReply(
+        msg.request_id, msg.run_id, h.state, me, h.term, h.submitted, h.finished, tasks
+    )
+
+
+def _rows(rows: tuple[tuple[Any, ...], ...]) -> tuple[AttemptInfo, ...]:
+    return Rows(rows)  # type: ignore[return-value]  # encoded as the structs' fields

@@ -1,0 +1,60 @@
+"""Wire messages of observability (issue 16): task history. Type ids 160-179.
+
+``AttemptInfo`` is one attempt of a task (``scheduler.history.Attempt``): it rides as a trailing
+field on ``TaskDelta`` and ``SnapshotTask`` so a standby holds every closed attempt and a takeover
+keeps them. ``GetTaskHistory`` asks a run's owner for every task's history (redirected like the
+other run requests when another node owns the run); ``TaskHistoryReply`` answers it.
+"""
+
+from __future__ import annotations
+
+from handoffd.protocol.registry import message, struct
+
+
+@struct
+class AttemptInfo:
+    attempt: int
+    node: str
+    state: str  # ASSIGNED | DONE | FAILED | TIMEOUT | CRASHED | CANCELLED | LOST
+    dispatched: float  # wall-clock seconds; 0.0: not known
+    started: float
+    ended: float
+    pid: int  # the worker process that ran it (0: not known)
+    bytes_in: int
+    bytes_out: int
+    exc_type: str
+    message: str
+    traceback: str
+    cause: str  # why the attempt ended, as the owner saw it
+
+
+@struct
+class TaskHistory:
+    task_id: str
+    state: str
+    node: str
+    attempts: tuple[AttemptInfo, ...]
+    transitions: tuple[tuple[float, str, str, str], ...]  # (wall time, old, new, cause)
+
+
+@message(160)
+class GetTaskHistory:
+    """Client -> owner: every task's attempts and transitions of a run."""
+
+    request_id: int
+    run_id: str
+
+
+@message(161)
+class TaskHistoryReply:
+    request_id: int
+    run_id: str
+    state: str  # RUNNING | DONE | FAILED | CANCELLED | UNKNOWN
+    owner: str
+    term: int
+    submitted: float  # wall-clock seconds; 0.0: not known
+    finished: float
+    tasks: tuple[TaskHistory, ...]
+
+
+__all__ = ["AttemptInfo", "GetTaskHistory", "TaskHistory", "TaskHistoryReply"]
