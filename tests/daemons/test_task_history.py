@@ -118,4 +118,3 @@ def test_tasks_json_after_an_owner_takeover(daemons: DaemonCluster) -> None:
     lost = [a for a in every if a["state"] == "LOST"]
     assert lost and all(a["node"] == first.name or a["cause"] for a in lost)
     assert all(a["state"] in ("DONE", "LOST") for a in every)
-
