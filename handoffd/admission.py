@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_observability import GetTaskHistory
+from handoffd.protocol.messages_observability import GetNodeInfo, GetTaskHistory
 
 log = logging.getLogger("handoffd.admission")
 
@@ -66,6 +66,7 @@ CLIENT_TYPES = (
     m.ListRuns,
     m.StopNode,
     GetTaskHistory,
+    GetNodeInfo,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

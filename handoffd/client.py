@@ -23,7 +23,12 @@ from handoffd import errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_observability import GetTaskHistory, TaskHistoryReply
+from handoffd.protocol.messages_observability import (
+    GetNodeInfo,
+    GetTaskHistory,
+    NodeInfoReply,
+    TaskHistoryReply,
+)
 from handoffd.protocol.snapshot import error_from_info
 from handoffd.scheduler.history import document as history_document
 from handoffd.transport.client import ControlClient
@@ -384,6 +389,11 @@ class Client:
     def runs(self) -> list[m.RunSummary]:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
+
+    def node_info(self) -> NodeInfoReply:
+        """The connected daemon's name, version, start time, HTTP port and the runs it owns."""
+        reply, _ = self._failover_request(lambda rid: GetNodeInfo(rid))
+        return reply  # type: ignore[no-any-return]
 
     def task_history(self, run_id: str) -> dict[str, Any]:
         """The run's task history as ``handoffctl tasks --json`` prints it: {"run_id", "state",

@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     tasks = sub.add_parser("tasks", help="every task's attempts, nodes, times and errors")
     tasks.add_argument("run_id")
     tasks.add_argument("--json", action="store_true")
+    dashboard = sub.add_parser("dashboard", help="print the daemon's dashboard URL (with token)")
+    dashboard.add_argument("--json", action="store_true")
     cancel = sub.add_parser("cancel", help="cancel a run")
     cancel.add_argument("run_id")
     keygen = sub.add_parser("keygen", help="write a new cluster key file")
@@ -378,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(client, args)
         if args.command == "results":
             return _results(client, args)
+        if args.command == "dashboard":
+            from handoffd.cli.tasks import dashboard_command
+
+            return dashboard_command(client, args.key_file, args.insecure, args.json)
         if args.command == "tasks":
             from handoffd.cli.tasks import tasks_command
 

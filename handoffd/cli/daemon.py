@@ -95,6 +95,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="free a finished run's values after this long if no client collected them",
     )
+    start.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="metrics (/metrics) and dashboard (/) on this port of --host (default: --port + 1, "
+        "skipped with a warning if taken; 0 = no HTTP)",
+    )
+    start.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="also write the log to PATH, rotated at --log-max-mb (keeps --log-backups files)",
+    )
+    start.add_argument(
+        "--log-max-mb", type=float, default=50.0, help="rotate the log file past this"
+    )
+    start.add_argument("--log-backups", type=int, default=5, help="rotated log files kept")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="text", choices=["text", "json"])
     stop = sub.add_parser("stop", help="drain and stop a daemon started on this machine")
@@ -156,6 +172,11 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         raise ValueError("--max-workers must be >= 1")
     if args.store_memory < 0 or args.result_retention <= 0:
         raise ValueError("--store-memory must be >= 0 and --result-retention > 0")
+    http_port = args.http_port
+    if http_port is None:
+        http_port = args.port + 1 if 0 < args.port < 65535 else 0
+    elif not 0 <= http_port <= 65535:
+        raise ValueError(f"--http-port must be 0 (off) or a port number, not {http_port}")
     return NodeConfig(
         name=name,
         host=args.host,
@@ -172,6 +193,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         spill_bytes=int(args.store_memory * 1024 * 1024),
         spill_dir=args.spill_dir,
         result_retention_s=args.result_retention,
+        http_port=http_port,
+        http_optional=args.http_port is None,
     )
 
 
@@ -353,7 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "stop":
         return _stop(args)
-    setup_logging(args.log_level, args.log_format)
+    try:
+        setup_logging(
+            args.log_level,
+            args.log_format,
+            log_file=args.log_file,
+            max_bytes=int(args.log_max_mb * 1024 * 1024),
+            backups=args.log_backups,
+        )
+    except OSError as exc:
+        return fail(EXIT_USAGE, f"cannot write the log file {args.log_file}: {exc}")
     try:
         config = build_config(args)
         runtime_dir()  # refused before anything starts if it is not ours alone

@@ -46,4 +46,33 @@ def tasks_command(client: Any, run_id: str, as_json: bool) -> int:
     return EXIT_OK
 
 
-__all__ = ["tasks_command"]
+def dashboard_command(client: Any, key_file: str | None, insecure: bool, as_json: bool) -> int:
+    """Print the connected daemon's dashboard URL, with the token its key gives."""
+    from handoffd.observability.tokens import http_token
+    from handoffd.transport.auth import client_curve
+    from handoffd.transport.base import split_address
+
+    info = client.node_info()
+    if not info.http_port:
+        return fail(EXIT_USAGE, f"{info.name} serves no HTTP (started with --http-port 0?)")
+    host, _ = split_address(client.address)
+    if ":" in host:
+        host = f"[{host}]"
+    curve = client_curve(client.address, key_file=key_file, insecure=insecure).curve
+    token = http_token(curve.secret) if curve is not None else None
+    base = f"http://{host}:{info.http_port}"
+    url = f"{base}/?token={token}" if token else f"{base}/"
+    if as_json:
+        print(
+            json.dumps(
+                {"node": info.name, "url": url, "metrics": f"{base}/metrics", "token": token}
+            )
+        )
+    else:
+        print(url)
+        if token:
+            print(f"(Prometheus: {base}/metrics with `Authorization: Bearer {token}`)")
+    return EXIT_OK
+
+
+__all__ = ["dashboard_command", "tasks_command"]

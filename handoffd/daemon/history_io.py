@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_observability import (
     AttemptInfo,
@@ -20,13 +21,20 @@ from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.run import RunState
 
 
-def observe_reports(run: RunState, node: str, reports: Iterable[m.TaskReport]) -> None:
-    """Record what ``node`` reports of each attempt (pid, times, bytes, error) in its history."""
+def observe_reports(
+    run: RunState, node: str, reports: Iterable[m.TaskReport], latency: Buckets
+) -> None:
+    """Record what ``node`` reports of each attempt (pid, times, bytes, error) in its history,
+    and in ``latency`` the time from its dispatch to its start."""
     tasks = run.tasks
     for r in reports:
         rec = tasks.get(r.task_id)
         if rec is None or r.state == "RUNNING":
             continue
+        if r.started and rec.attempts and rec.attempts[-1].attempt == r.attempt:
+            dispatched = rec.attempts[-1].dispatched
+            if dispatched:
+                latency.observe(max(0.0, r.started - dispatched))
         history.observe(
             rec.attempts,
             r.attempt,
@@ -46,8 +54,8 @@ def history_reply(scheduler: OwnerScheduler, me: str, msg: GetTaskHistory) -> Ta
     if h is None:
         return TaskHistoryReply(msg.request_id, msg.run_id, "UNKNOWN", "", 0, 0.0, 0.0, ())
     tasks = tuple(
-        TaskHistory(tid, state, node, _rows(rows), transitions)
-        for tid, state, node, rows, transitions in h.tasks
+        TaskHistory(tid, state, node, _rows(rows), transitions, deps)
+        for tid, state, node, rows, transitions, deps in h.tasks
     )
     return TaskHistoryReply(
         msg.request_id, msg.run_id, h.state, me, h.term, h.submitted, h.finished, tasks

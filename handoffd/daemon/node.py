@@ -29,8 +29,10 @@ from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
+from handoffd.observability.info import node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_observability import GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -90,6 +92,11 @@ class Node:
         self._next_stats = 0.0
         self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
+        self.started_wall = 0.0
+        self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
+        self.deaths = 0
+        self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
+        self.http: Any = None  # observability.http.HttpServer when config.http_port
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -108,6 +115,7 @@ class Node:
                 host=cfg.host,
                 runtime_dir=cfg.runtime_dir,
             )
+            self.curve = curve
             self._transport = ZmqTransport(
                 cfg.host,
                 cfg.port,
@@ -181,7 +189,12 @@ class Node:
             if member.name != self.name:
                 self.owner.member_update(member)
         self.started_at = now
+        self.started_wall = time.time()
         self._schedule_tick()
+        if cfg.http_port:
+            from handoffd.observability.serve import start_http
+
+            self.http = start_http(self, loop, optional=cfg.http_optional)
         await self._start_discovery()
         log.info(
             "node %s up at %s (cluster %s, capacity %s, handoffd %s)",
@@ -262,6 +275,8 @@ class Node:
                 self._tick_handle.cancel()
             if self.pool is not None:
                 await self.pool.close()
+            if self.http is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.http.close)
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
@@ -397,6 +412,8 @@ class Node:
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, GetNodeInfo):
+            self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -479,6 +496,10 @@ class Node:
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member
+        if change.new == m.SUSPECT:
+            self.suspicions += 1
+        elif change.new == m.DEAD:
+            self.deaths += 1
         log.info(
             "member %s %s -> %s (%s)",
             change.name,

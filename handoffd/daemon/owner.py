@@ -30,6 +30,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from handoffd import errors, validation
@@ -37,6 +38,7 @@ from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
+from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.scheduler import events as ev
@@ -95,6 +97,10 @@ class OwnerIO:
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
         self.results = ResultFetcher(port, scheduler, local_value)
+        # /metrics: the scheduler's time per batch of events (placement included), and from a
+        # dispatch to the attempt's start on its worker (from the reports).
+        self.placement_seconds = Buckets()
+        self.dispatch_seconds = Buckets()
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
         self._apply(
@@ -124,10 +130,13 @@ class OwnerIO:
     # -- events into the scheduler --------------------------------------------------------------
 
     def _feed(self, event: Any) -> None:
-        self._apply(self.scheduler.handle(event, self.port.now()))
+        self._feed_all(event)
 
     def _feed_all(self, *events: Any) -> None:
-        self._apply(self.scheduler.handle_batch(events, self.port.now()))
+        started = perf_counter()
+        instructions = self.scheduler.handle_batch(events, self.port.now())
+        self.placement_seconds.observe(perf_counter() - started)
+        self._apply(instructions)
 
     def member_update(self, member: m.MemberState) -> None:
         self.member_updates([member])
@@ -218,7 +227,7 @@ class OwnerIO:
             events: list[Any] = self._reported(node, msg)
             run = self.scheduler.run_state(msg.run_id)
             if run is not None:
-                observe_reports(run, node, msg.reports)
+                observe_reports(run, node, msg.reports, self.dispatch_seconds)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None

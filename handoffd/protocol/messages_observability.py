@@ -35,6 +35,7 @@ class TaskHistory:
     node: str
     attempts: tuple[AttemptInfo, ...]
     transitions: tuple[tuple[float, str, str, str], ...]  # (wall time, old, new, cause)
+    deps: tuple[str, ...]  # the tasks it waits for (inline functions resolved): the DAG's edges
 
 
 @message(160)
@@ -57,4 +58,39 @@ class TaskHistoryReply:
     tasks: tuple[TaskHistory, ...]
 
 
-__all__ = ["AttemptInfo", "GetTaskHistory", "TaskHistory", "TaskHistoryReply"]
+@struct
+class RunInfo:
+    run_id: str
+    state: str
+    counts: dict[str, int]
+    term: int
+    submitted: float  # wall-clock seconds; 0.0: not known
+    finished: float
+
+
+@message(162)
+class GetNodeInfo:
+    """Client (the dashboard) -> any node: its version, uptime and the runs it owns."""
+
+    request_id: int
+
+
+@message(163)
+class NodeInfoReply:
+    request_id: int
+    name: str
+    version: str
+    started: float  # wall-clock seconds the daemon started
+    http_port: int  # 0: no HTTP
+    runs: tuple[RunInfo, ...]
+
+
+__all__ = [
+    "GetNodeInfo",
+    "NodeInfoReply",
+    "RunInfo",
+    "AttemptInfo",
+    "GetTaskHistory",
+    "TaskHistory",
+    "TaskHistoryReply",
+]

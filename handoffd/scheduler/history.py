@@ -205,8 +205,15 @@ def restore(rows_: Iterable[Sequence[Any]]) -> list[Attempt]:
 
 # -- what the client is shown ------------------------------------------------------------------
 
-#: A frozen task history: (task id, state, node, attempt rows, transitions)
-Frozen = tuple[str, str, str, tuple[tuple[Any, ...], ...], tuple[tuple[float, str, str, str], ...]]
+#: A frozen task history: (task id, state, node, attempt rows, transitions, deps)
+Frozen = tuple[
+    str,
+    str,
+    str,
+    tuple[tuple[Any, ...], ...],
+    tuple[tuple[float, str, str, str], ...],
+    tuple[str, ...],
+]
 
 
 def freeze(
@@ -216,6 +223,7 @@ def freeze(
     attempts: Iterable[Attempt],
     history: Iterable[tuple[float, str, str, str]],
     wall_offset: float,
+    deps: Iterable[str] = (),
 ) -> Frozen:
     """One task's history as tuples of plain values (what a released run keeps: the garbage
     collector stops tracking tuples of atoms)."""
@@ -225,13 +233,14 @@ def freeze(
         node or "",
         tuple(a.row() for a in attempts),
         tuple((t + wall_offset, a, b, c) for t, a, b, c in history),
+        tuple(deps),
     )
 
 
 def summary(frozen: Frozen) -> dict[str, Any]:
     """The JSON shape of ``handoffctl tasks --json`` for one task (times are wall-clock seconds;
     ``started``/``finished``: the latest attempt's; None when unknown)."""
-    task_id, state, node, attempts, transitions = frozen
+    task_id, state, node, attempts, transitions, deps = frozen
     last = attempts[-1] if attempts else None
     started = (last[4] or last[3]) if last is not None else 0.0
     finished = last[5] if last is not None and last[2] not in _ACTIVE else 0.0
@@ -249,6 +258,7 @@ def summary(frozen: Frozen) -> dict[str, Any]:
         "finished": finished or None,
         "duration_s": (finished - started) if started and finished else None,
         "error": error,
+        "deps": list(deps),
         "history": [dict(zip(ATTEMPT_FIELDS, row, strict=True)) for row in attempts],
         "transitions": [{"time": t, "from": a, "to": b, "cause": c} for t, a, b, c in transitions],
     }
@@ -264,6 +274,7 @@ def document(reply: Any) -> dict[str, Any]:
                 t.node,
                 tuple(tuple(getattr(a, f) for f in a.__dataclass_fields__) for a in t.attempts),
                 t.transitions,
+                t.deps,
             )
         )
         for t in reply.tasks

@@ -41,7 +41,7 @@ class RunHistory:
 def history_of(run: RunState) -> RunHistory:
     off = run.wall_offset
     tasks = tuple(
-        history.freeze(tid, r.state, r.node, r.attempts, r.history, off)
+        history.freeze(tid, r.state, r.node, r.attempts, r.history, off, run.effective_deps[tid])
         for tid, r in run.tasks.items()
     )
     return RunHistory(run.state, run.term, run.submitted, run.finished, tasks)
@@ -104,6 +104,14 @@ class OwnedRuns:
         if run is None:
             return self._released.get(run_id)
         return status_of(run)
+
+    def times(self, run_id: str) -> tuple[float, float]:
+        """(submitted, finished), wall clock; 0.0 when not known."""
+        run = self.live.get(run_id)
+        if run is not None:
+            return run.submitted, run.finished
+        h = self._histories.get(run_id)
+        return (h.submitted, h.finished) if h is not None else (0.0, 0.0)
 
     def history(self, run_id: str) -> RunHistory | None:
         run = self.live.get(run_id)

@@ -21,6 +21,7 @@ unknown runs are ignored (at-least-once execution, exactly-once acceptance).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -130,6 +131,7 @@ class OwnerScheduler:
         # DONE, into FAILED/CANCELLED): the replication log's feed.
         self.on_change: Callable[[str, str], None] | None = None
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
+        self.counters: Counter[str] = Counter()  # task moves of every run we owned (/metrics)
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -243,6 +245,9 @@ class OwnerScheduler:
         """The run's live state (read-only use: the replication log reads task records)."""
         return self._owned.live.get(run_id)
 
+    def run_times(self, run_id: str) -> tuple[float, float]:
+        return self._owned.times(run_id)
+
     def run_history(self, run_id: str) -> RunHistory | None:
         """Every task's attempts and transitions (``handoffctl tasks``), None if not ours."""
         return self._owned.history(run_id)
@@ -261,6 +266,7 @@ class OwnerScheduler:
 
     def _own(self, run: RunState) -> None:
         run.wall_offset = self.wall_offset
+        run.counters = self.counters
         self._owned.add(run)
         run.listener = self._on_move
 

@@ -17,6 +17,7 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,10 @@ class RunState:
         self.wall_offset = 0.0
         self.submitted = 0.0
         self.finished = 0.0
+        # Moves by new state, plus retried/lost and dispatches per policy: the owner's counters
+        # (shared by its runs, read by /metrics); None outside an owner.
+        self.counters: Counter[str] | None = None
+        self._policy_key = "policy:" + options.policy
         self.specs: list[TaskSpec] = list(specs)
         graph = build_graph(self.specs, options.outputs, order)
         # The graph, fixed for the run's life (``graph.TaskGraph``).
@@ -211,8 +216,13 @@ class RunState:
         rec.history.append((now, old, new, cause))
         if len(rec.history) > HISTORY_LIMIT:
             del rec.history[: len(rec.history) - HISTORY_LIMIT]
+        c = self.counters
+        if c is not None:
+            c[new] += 1
         if old in ACTIVE or new == RUNNING:
             hist.moved(rec.attempts, rec.attempt, rec.node, old, new, now + self.wall_offset, cause)
+            if c is not None and old in ACTIVE and new in (READY, PENDING):
+                c["retried" if rec.delayed else "lost"] += 1
         if old == DONE:
             self.remaining += 1
             if self.unfinished:
@@ -267,6 +277,8 @@ class RunState:
         if gid is not None:
             self.group_node[gid] = node
         hist.opened(rec.attempts, rec.attempt, node, now + self.wall_offset)
+        if self.counters is not None:
+            self.counters[self._policy_key] += 1
         self.move(rec, ASSIGNED, now, f"dispatched to {node} attempt {rec.attempt}")
 
     def succeeded(

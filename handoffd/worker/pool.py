@@ -132,6 +132,9 @@ class WorkerPool:
         """Worker processes alive (starting, idle or busy)."""
         return len(self._workers)
 
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid or 0 for w in self._workers]
+
     async def start(self) -> None:
         """Spawn every worker and wait until each has started; raises RuntimeError if they cannot."""
         if self._loop is not None:

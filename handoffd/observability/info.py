@@ -1,0 +1,38 @@
+"""The answer to ``GetNodeInfo`` (the dashboard's cluster page): this daemon's version, start time,
+HTTP port and the runs it owns, with their times. Built on the daemon's loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handoffd import __version__
+from handoffd.protocol.messages_observability import NodeInfoReply, RunInfo
+
+if TYPE_CHECKING:
+    from handoffd.daemon.node import Node
+
+MAX_RUNS = 200  # the newest runs listed per node
+
+
+def node_info(node: Node, request_id: int) -> NodeInfoReply:
+    runs: list[RunInfo] = []
+    scheduler = node.scheduler
+    if scheduler is not None:
+        for run_id in scheduler.runs()[-MAX_RUNS:]:
+            st = scheduler.run_status(run_id)
+            if st is None:
+                continue
+            h = scheduler.run_times(run_id)
+            runs.append(RunInfo(run_id, st.state, dict(st.counts), st.term, h[0], h[1]))
+    http = node.http
+    return NodeInfoReply(
+        request_id,
+        node.name,
+        __version__,
+        node.started_wall,
+        http.port if http is not None else 0,
+        tuple(runs),
+    )
+
+
+__all__ = ["node_info"]
