@@ -4,6 +4,7 @@ and the answer to ``GetTaskHistory``. The history itself is scheduler state
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -50,7 +51,8 @@ def observe_reports(
 
 
 def history_reply(scheduler: OwnerScheduler, me: str, msg: GetTaskHistory) -> TaskHistoryReply:
-    h = scheduler.run_history(msg.run_id)
+    now = time.time()
+    h = scheduler.run_history(msg.run_id, msg.since)
     if h is None:
         return TaskHistoryReply(msg.request_id, msg.run_id, "UNKNOWN", "", 0, 0.0, 0.0, ())
     tasks = tuple(
@@ -58,7 +60,16 @@ def history_reply(scheduler: OwnerScheduler, me: str, msg: GetTaskHistory) -> Ta
         for tid, state, node, rows, transitions, deps in h.tasks
     )
     return TaskHistoryReply(
-        msg.request_id, msg.run_id, h.state, me, h.term, h.submitted, h.finished, tasks
+        msg.request_id,
+        msg.run_id,
+        h.state,
+        me,
+        h.term,
+        h.submitted,
+        h.finished,
+        tasks,
+        now,
+        h.total,
     )
 
 

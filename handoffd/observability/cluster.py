@@ -35,7 +35,7 @@ class ClusterFetcher:
         self._ids = iter(range(1, 1 << 62))
         self._lock = threading.Lock()  # one request at a time per connection: one for all
         self._cluster: tuple[float, dict[str, Any]] | None = None
-        self._runs: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._runs: dict[str, _RunView] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -141,28 +141,80 @@ class ClusterFetcher:
                     return reply
             return None
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
-        """The run's task history document (``Run.tasks`` format), None when nobody knows it."""
+    def run(self, run_id: str) -> _RunView | None:
+        """The run's task history (``Run.tasks`` format, merged from the owner's answers: after
+        the first, only the tasks that moved since the last one); None when nobody knows it."""
         with self._lock:
-            cached = self._runs.get(run_id)
-            if cached is not None and time.monotonic() - cached[0] < RUN_TTL:
-                return cached[1]
-        reply = self._to_owner(run_id, lambda rid: GetTaskHistory(rid, run_id))
-        doc = document(reply) if isinstance(reply, TaskHistoryReply) else None
+            view = self._runs.get(run_id)
+            if view is not None and time.monotonic() - view.fetched < RUN_TTL:
+                return view
+        since = max(0.0, view.now - OVERLAP_S) if view is not None else 0.0
+        reply = self._to_owner(run_id, lambda rid: GetTaskHistory(rid, run_id, since))
+        if not isinstance(reply, TaskHistoryReply):
+            return view  # the owner did not answer this time: what we had
         with self._lock:
-            if doc is not None:
-                self._runs[run_id] = (time.monotonic(), doc)
+            if view is None or (reply.owner, reply.term) != (view.owner, view.term):
+                if since:  # another owner now: its history from the start
+                    reply = self._to_owner(run_id, lambda rid: GetTaskHistory(rid, run_id, 0.0))
+                    if not isinstance(reply, TaskHistoryReply):
+                        return view
+                view = _RunView(reply.owner, reply.term)
+                self._runs[run_id] = view
                 if len(self._runs) > 64:
-                    oldest = min(self._runs, key=lambda k: self._runs[k][0])
+                    oldest = min(self._runs, key=lambda k: self._runs[k].fetched)
                     del self._runs[oldest]
-            return doc
+            view.merge(reply)
+            return view
 
 
-def compact(doc: dict[str, Any]) -> dict[str, Any]:
-    """The live part of a run document, for server-sent events: task states and attempts without
-    transitions, and the tracebacks of failed attempts only."""
+OVERLAP_S = 1.0  # asked again: tasks that moved within this long before the last answer
+
+
+class _RunView:
+    """One run as the dashboard knows it: the merged document, and per task the version at which
+    it last changed (an event stream sends each client only what changed since it last looked)."""
+
+    def __init__(self, owner: str, term: int) -> None:
+        self.owner, self.term = owner, term
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.changed: dict[str, int] = {}
+        self.version = 0
+        self.now = 0.0
+        self.fetched = 0.0
+        self.header: dict[str, Any] = {}
+
+    def merge(self, reply: TaskHistoryReply) -> None:
+        part = document(reply)
+        self.version += 1
+        for t in part["tasks"]:
+            old = self.tasks.get(t["id"])
+            if old != t:
+                self.tasks[t["id"]] = t
+                self.changed[t["id"]] = self.version
+        self.now = reply.now
+        self.fetched = time.monotonic()
+        started = min(
+            (a["dispatched"] for t in self.tasks.values() for a in t["history"] if a["dispatched"]),
+            default=0.0,
+        )
+        self.header = {k: v for k, v in part.items() if k != "tasks"} | {
+            "started": started or None,
+            "total": reply.total or len(self.tasks),
+        }
+
+    def document(self) -> dict[str, Any]:
+        return self.header | {"tasks": list(self.tasks.values())}
+
+    def since(self, version: int) -> list[dict[str, Any]]:
+        return [self.tasks[t] for t, v in self.changed.items() if v > version]
+
+
+def compact(header: dict[str, Any], changed: list[dict[str, Any]], full: bool) -> dict[str, Any]:
+    """The live part of a run document, for server-sent events: the run's header and the tasks
+    that changed (all of them when ``full``), without transitions, and the tracebacks of failed
+    attempts only."""
     tasks = []
-    for t in doc["tasks"]:
+    for t in changed:
         tasks.append(
             {
                 "id": t["id"],
@@ -194,7 +246,7 @@ def compact(doc: dict[str, Any]) -> dict[str, Any]:
                 ],
             }
         )
-    return {k: v for k, v in doc.items() if k != "tasks"} | {"tasks": tasks}
+    return header | {"full": full, "tasks": tasks}
 
 
 __all__ = ["ClusterFetcher", "compact"]

@@ -233,14 +233,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         last, quiet_since = b"", time.monotonic()
+        sent: tuple[int, int] | None = None  # (id of the run view, its version) last sent
         while not srv.closing.is_set():
+            data: dict[str, Any]
             try:
                 if run_id:
-                    doc = srv.fetcher.run(run_id)
-                    data = (
-                        compact(doc) if doc is not None else {"run_id": run_id, "state": "UNKNOWN"}
-                    )
+                    view = srv.fetcher.run(run_id)
                     kind = "run"
+                    if view is None:
+                        data = {"run_id": run_id, "state": "UNKNOWN"}
+                    elif sent is None or sent[0] != id(view):
+                        data = compact(view.header, list(view.tasks.values()), True)
+                    else:
+                        data = compact(view.header, view.since(sent[1]), False)
+                    if view is not None:
+                        sent = (id(view), view.version)
                 else:
                     data, kind = srv.fetcher.cluster(), "cluster"
             except errors.HandoffError as exc:

@@ -40,10 +40,12 @@ class TaskHistory:
 
 @message(160)
 class GetTaskHistory:
-    """Client -> owner: every task's attempts and transitions of a run."""
+    """Client -> owner: every task's attempts and transitions of a run; with ``since`` (the
+    owner's wall clock, a previous reply's ``now``) only the tasks that moved at or after it."""
 
     request_id: int
     run_id: str
+    since: float = 0.0
 
 
 @message(161)
@@ -56,6 +58,8 @@ class TaskHistoryReply:
     submitted: float  # wall-clock seconds; 0.0: not known
     finished: float
     tasks: tuple[TaskHistory, ...]
+    now: float = 0.0  # the owner's wall clock when it answered (the next ``since``)
+    total: int = 0  # tasks in the run (``tasks`` may hold only those that moved)
 
 
 @struct

@@ -36,15 +36,19 @@ class RunHistory:
     submitted: float  # wall clock; 0.0: not known
     finished: float
     tasks: tuple[history.Frozen, ...]
+    total: int = 0  # tasks in the run (``tasks`` may be only those that moved)
 
 
-def history_of(run: RunState) -> RunHistory:
+def history_of(run: RunState, since: float = 0.0) -> RunHistory:
+    """Every task's history; with ``since`` (wall clock) only of tasks that moved since."""
     off = run.wall_offset
+    after = since - off  # in the run's own clock
     tasks = tuple(
         history.freeze(tid, r.state, r.node, r.attempts, r.history, off, run.effective_deps[tid])
         for tid, r in run.tasks.items()
+        if not since or (r.history and r.history[-1][0] >= after)
     )
-    return RunHistory(run.state, run.term, run.submitted, run.finished, tasks)
+    return RunHistory(run.state, run.term, run.submitted, run.finished, tasks, len(run.tasks))
 
 
 class OwnedRuns:
@@ -113,9 +117,15 @@ class OwnedRuns:
         h = self._histories.get(run_id)
         return (h.submitted, h.finished) if h is not None else (0.0, 0.0)
 
-    def history(self, run_id: str) -> RunHistory | None:
+    def history(self, run_id: str, since: float = 0.0) -> RunHistory | None:
         run = self.live.get(run_id)
-        return history_of(run) if run is not None else self._histories.get(run_id)
+        if run is not None:
+            return history_of(run, since)
+        h = self._histories.get(run_id)
+        if h is None or not since:
+            return h
+        moved = tuple(t for t in h.tasks if t[4] and t[4][-1][0] >= since)
+        return RunHistory(h.state, h.term, h.submitted, h.finished, moved, h.total)
 
     def term_of(self, run_id: str) -> int | None:
         run = self.live.get(run_id)

@@ -248,9 +248,10 @@ class OwnerScheduler:
     def run_times(self, run_id: str) -> tuple[float, float]:
         return self._owned.times(run_id)
 
-    def run_history(self, run_id: str) -> RunHistory | None:
-        """Every task's attempts and transitions (``handoffctl tasks``), None if not ours."""
-        return self._owned.history(run_id)
+    def run_history(self, run_id: str, since: float = 0.0) -> RunHistory | None:
+        """Every task's attempts and transitions (``handoffctl tasks``; with ``since``, wall
+        clock: of the tasks that moved since), None if not ours."""
+        return self._owned.history(run_id, since)
 
     def term_of(self, run_id: str) -> int | None:
         """The run's ownership term, or None when we do not own it."""

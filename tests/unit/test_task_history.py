@@ -113,3 +113,16 @@ def test_a_released_run_keeps_its_frozen_history_until_forgotten() -> None:
     assert [t[0] for t in h.tasks] == ["a", "b"] and all(len(t[3]) == 1 for t in h.tasks)
     owned.forget("r")
     assert owned.history("r") is None
+
+
+def test_history_since_lists_only_tasks_that_moved() -> None:
+    owned = OwnedRuns()
+    run = _run()  # wall = now + 1000; both tasks moved at 0 (submitted: b stays PENDING)
+    owned.add(run)
+    run.assign(run.tasks["a"], "n1", 5.0)
+    h = owned.history("r", since=1004.0)
+    assert h is not None and [t[0] for t in h.tasks] == ["a"] and h.total == 2
+    assert owned.history("r", since=1006.0).tasks == ()  # type: ignore[union-attr]
+    run.succeeded(run.tasks["a"], "n1", 1, b"v", 7.0)  # b becomes READY at 7
+    assert [t[0] for t in owned.history("r", since=1006.0).tasks] == ["a", "b"]  # type: ignore[union-attr]
+    assert len(owned.history("r").tasks) == 2  # type: ignore[union-attr]

@@ -130,6 +130,7 @@ function levels(tasks) {
 }
 
 function renderDag(tasks) {
+  if (tasks.length > 2000) return el("p", { class: "muted", text: `${tasks.length} tasks: too many to draw (the table lists them)` });
   const level = levels(tasks);
   const columns = [];
   for (const t of tasks) (columns[level.get(t.id)] ??= []).push(t);
@@ -256,10 +257,30 @@ function renderRun(runId, doc) {
 
 // -- routing ------------------------------------------------------------------------------------
 
+// A run's events carry its header and the tasks that changed ("full": all of them); the page keeps
+// every task and redraws, at most every BIG_RUN_MS for runs of more than BIG_RUN tasks.
+const BIG_RUN = 1000, BIG_RUN_MS = 3000;
+
+function followRun(runId) {
+  const tasks = new Map();
+  let header = null, timer = null, drawn = 0;
+  const draw = () => {
+    timer = null;
+    drawn = Date.now();
+    renderRun(runId, { ...header, tasks: [...tasks.values()] });
+  };
+  stream("?run=" + encodeURIComponent(runId), "run", (doc) => {
+    if (doc.full || !doc.tasks) tasks.clear();
+    for (const t of doc.tasks || []) tasks.set(t.id, t);
+    header = doc;
+    if (tasks.size <= BIG_RUN) draw();
+    else if (!timer) timer = setTimeout(draw, Math.max(0, BIG_RUN_MS - (Date.now() - drawn)));
+  });
+}
+
 const match = location.pathname.match(/^\/runs\/([^/]+)$/);
 if (match) {
-  const runId = decodeURIComponent(match[1]);
-  stream("?run=" + encodeURIComponent(runId), "run", (doc) => renderRun(runId, doc));
+  followRun(decodeURIComponent(match[1]));
 } else {
   stream("", "cluster", renderCluster);
 }
