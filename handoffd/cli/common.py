@@ -38,11 +38,30 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        ids = " ".join(f"{k}={getattr(record, k)}" for k in _IDS if hasattr(record, k))
+        # (the node's name is in every JSON line; a text log is one node's already)
+        ids = " ".join(f"{k}={getattr(record, k)}" for k in _IDS[1:] if hasattr(record, k))
         return f"{line} [{ids}]" if ids else line
 
 
 _IDS = ("node", "run", "task", "attempt", "term")
+
+
+class NodeField(logging.Filter):
+    """Every log record of the daemon carries its node name (``node``)."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "node"):
+            record.node = self.node
+        return True
+
+
+def set_log_node(node: str) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(NodeField(node))
 
 
 def setup_logging(

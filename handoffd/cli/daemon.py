@@ -388,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_USAGE, f"cannot write the log file {args.log_file}: {exc}")
     try:
         config = build_config(args)
+        from handoffd.cli.common import set_log_node
+
+        set_log_node(config.name)
         runtime_dir()  # refused before anything starts if it is not ours alone
     except (ValueError, resources.ResourceError, RuntimeDirError) as exc:
         return fail(EXIT_USAGE, str(exc))

@@ -4,6 +4,7 @@ and the answer to ``GetTaskHistory``. The history itself is scheduler state
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +22,8 @@ from handoffd.scheduler import history
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.run import RunState
 
+log = logging.getLogger("handoffd.tasks")
+
 
 def observe_reports(
     run: RunState, node: str, reports: Iterable[m.TaskReport], latency: Buckets
@@ -36,6 +39,18 @@ def observe_reports(
             dispatched = rec.attempts[-1].dispatched
             if dispatched:
                 latency.observe(max(0.0, r.started - dispatched))
+        if r.state != "DONE":
+            log.info(
+                "run %s task %s attempt %d on %s: %s (%s: %s)",
+                run.run_id,
+                r.task_id,
+                r.attempt,
+                node,
+                r.kind,
+                r.exc_type,
+                r.message,
+                extra={"run": run.run_id, "task": r.task_id, "attempt": r.attempt},
+            )
         history.observe(
             rec.attempts,
             r.attempt,

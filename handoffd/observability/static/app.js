@@ -178,6 +178,11 @@ function renderGantt(doc, tasks) {
     }
   }
   if (!bars.length) return el("p", { class: "muted", text: "no attempt has started yet" });
+  if (bars.length > 3000) {  // the newest attempts only
+    bars.sort((a, b) => a.s - b.s);
+    bars.splice(0, bars.length - 3000);
+    lo = bars[0].s;
+  }
   const names = [...rows.keys()].sort();
   names.forEach((n, i) => rows.set(n, i));
   const left = 190, width = 900, RH = 18;
@@ -231,7 +236,11 @@ function renderRun(runId, doc) {
     cancel);
   const table = el("table", { id: "tasks" },
     el("tr", {}, ...["task", "state", "node", "attempts", "started", "duration"].map((h) => el("th", { text: h }))));
-  for (const t of tasks) {
+  // Past 2000 tasks the table lists only those not DONE (at most 500): the browser shares the
+  // machine with the daemons.
+  const huge = tasks.length > 2000;
+  const listed = huge ? tasks.filter((t) => t.state !== "DONE").slice(0, 500) : tasks;
+  for (const t of listed) {
     const last = t.attempts[t.attempts.length - 1];
     const started = last ? last[5] || last[4] : null;
     const ended = last && last[6] ? last[6] : null;
@@ -251,7 +260,7 @@ function renderRun(runId, doc) {
     section("DAG", legend(), renderDag(tasks)),
     section("Timeline (attempts per node and worker)", renderGantt(doc, tasks)),
     section(`Failures (${failures.length})`, ...(failures.length ? failures : [el("p", { class: "muted", text: "none" })])),
-    section("Tasks", table),
+    section(huge ? `Tasks (${listed.length} not done listed of ${tasks.length})` : "Tasks", table),
   );
 }
 
