@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_observability import GetNodeInfo, GetTaskHistory
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 
 log = logging.getLogger("handoffd.admission")
 
@@ -67,6 +67,7 @@ CLIENT_TYPES = (
     m.StopNode,
     GetTaskHistory,
     GetNodeInfo,
+    GetMetrics,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

@@ -29,10 +29,10 @@ from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
-from handoffd.observability.info import node_info
+from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_observability import GetNodeInfo
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -194,7 +194,7 @@ class Node:
         if cfg.http_port:
             from handoffd.observability.serve import start_http
 
-            self.http = start_http(self, loop, optional=cfg.http_optional)
+            self.http = start_http(self, optional=cfg.http_optional)
         await self._start_discovery()
         log.info(
             "node %s up at %s (cluster %s, capacity %s, handoffd %s)",
@@ -276,7 +276,7 @@ class Node:
             if self.pool is not None:
                 await self.pool.close()
             if self.http is not None:
-                await asyncio.get_running_loop().run_in_executor(None, self.http.close)
+                self.http.close()
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
@@ -414,6 +414,8 @@ class Node:
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
         elif isinstance(msg, GetNodeInfo):
             self.reply(conn, node_info(self, msg.request_id))
+        elif isinstance(msg, GetMetrics):
+            self.reply(conn, metrics_reply(self, msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()

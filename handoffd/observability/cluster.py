@@ -12,10 +12,18 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from handoffd import errors
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_observability import GetNodeInfo, GetTaskHistory, TaskHistoryReply
+from handoffd.protocol.messages_observability import (
+    GetMetrics,
+    GetNodeInfo,
+    GetTaskHistory,
+    MetricsReply,
+    TaskHistoryReply,
+)
 from handoffd.scheduler.history import document
 from handoffd.transport.client import ControlClient
 
@@ -25,10 +33,11 @@ ASK_TIMEOUT = 2.0
 
 
 class ClusterFetcher:
-    """``members``: the local membership's list (called on the daemon's loop by the caller)."""
+    """Asks ``home`` (the daemon this HTTP port belongs to) for its members and metrics, and every
+    member for what it owns; ``curve``: the daemon's key."""
 
-    def __init__(self, members: Callable[[], list[m.MemberState]], curve: Any) -> None:
-        self._members = members
+    def __init__(self, home: str, curve: Any) -> None:
+        self.home = home
         self._curve = curve
         self._name = f"dashboard-{uuid.uuid4().hex[:8]}"
         self._conns: dict[str, ControlClient] = {}
@@ -65,6 +74,18 @@ class ClusterFetcher:
         conn.close()
         self._conns.pop(address, None)
         raise errors.ConnectionError(f"{address} did not answer within {ASK_TIMEOUT}s")
+
+    def metrics(self) -> dict[str, Any]:
+        """The home daemon's /metrics snapshot (``observability.snapshot``)."""
+        with self._lock:
+            reply = self._ask(self.home, lambda rid: GetMetrics(rid))
+        if not isinstance(reply, MetricsReply):
+            raise errors.HandoffError(f"{self.home} sent no metrics")
+        return msgpack.unpackb(reply.snapshot, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+
+    def _members(self) -> list[m.MemberState]:
+        reply = self._ask(self.home, lambda rid: m.ListNodes(rid))
+        return list(reply.members) if isinstance(reply, m.NodeList) else []
 
     def cluster(self) -> dict[str, Any]:
         """{"nodes": [...], "runs": [...]} (see docs/observability.md)."""

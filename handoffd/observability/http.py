@@ -2,20 +2,20 @@
 its JSON API (``/api/cluster``, ``/api/runs/RUN``, ``POST /api/runs/RUN/cancel``) and live updates
 (``/api/events``, server-sent events).
 
-Off the daemon's loop: a ``ThreadingHTTPServer`` in daemon threads. The threads never read live
-state: metrics come from a snapshot the loop copies when asked (``on_loop``), and the dashboard's
-data from the daemons' own client requests (``cluster.ClusterFetcher``). Every request needs the
+Off the daemon's process: this runs in the daemon's HTTP process (``observability.process``), a
+``ThreadingHTTPServer`` whose threads ask the daemons as a client would (``cluster.ClusterFetcher``:
+metrics, members, runs, task histories), so the daemon's loop pays only for answering those
+requests and never shares its interpreter lock with HTTP work. Every request needs the
 token (``tokens``) when the daemon has a key: as ``Authorization: Bearer TOKEN``, as ``?token=``
 (then kept in a cookie for the page's own requests) or that cookie; a request without it gets 401.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -47,15 +47,12 @@ class HttpServer:
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        sock: socket.socket,
         *,
-        loop: asyncio.AbstractEventLoop,
         snapshot: Callable[[], dict[str, Any]],
         fetcher: ClusterFetcher,
         token: str | None,
     ) -> None:
-        self.loop = loop
         self.token = token
         self.fetcher = fetcher
         self._snapshot = snapshot
@@ -63,9 +60,12 @@ class HttpServer:
         self.closing = threading.Event()
         server = self
         handler = type("Handler", (_Handler,), {"server_ref": server})
-        self.httpd = ThreadingHTTPServer((host.strip("[]"), port), handler)
+        # The daemon bound and listens on ``sock``: the server only accepts on it.
+        self.httpd = ThreadingHTTPServer(sock.getsockname()[:2], handler, bind_and_activate=False)
+        self.httpd.socket.close()
+        self.httpd.socket = sock
         self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
+        self.port = sock.getsockname()[1]
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, name="handoffd-http", daemon=True
         )
@@ -74,7 +74,7 @@ class HttpServer:
         if self._exporter is None:
             from handoffd.observability.metrics import Exporter
 
-            self._exporter = Exporter(lambda: self.on_loop(self._snapshot))
+            self._exporter = Exporter(self._snapshot)
         return self._exporter.render(accept)  # type: ignore[no-any-return]
 
     def start(self) -> None:
@@ -85,19 +85,6 @@ class HttpServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.fetcher.close()
-
-    def on_loop(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
-        """``fn()`` run on the daemon's loop, its result here (the loop owns the state)."""
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                future.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return future.result(timeout)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgpack
+
 from handoffd import __version__
-from handoffd.protocol.messages_observability import NodeInfoReply, RunInfo
+from handoffd.observability.snapshot import node_snapshot
+from handoffd.protocol.messages_observability import MetricsReply, NodeInfoReply, RunInfo
 
 if TYPE_CHECKING:
     from handoffd.daemon.node import Node
@@ -35,4 +38,8 @@ def node_info(node: Node, request_id: int) -> NodeInfoReply:
     )
 
 
-__all__ = ["node_info"]
+def metrics_reply(node: Node, request_id: int) -> MetricsReply:
+    return MetricsReply(request_id, msgpack.packb(node_snapshot(node), use_bin_type=True))
+
+
+__all__ = ["metrics_reply", "node_info"]

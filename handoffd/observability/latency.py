@@ -4,6 +4,7 @@ additions per observation, no lock (only the loop observes; /metrics copies it o
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import Any
 
 #: Seconds: 50 us to 10 s.
 BOUNDS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0)
@@ -32,8 +33,16 @@ class Buckets:
         return out
 
     def copy(self) -> Buckets:
-        other = Buckets(self.bounds)
-        other.counts, other.sum, other.count = list(self.counts), self.sum, self.count
+        return Buckets.from_data(self.to_data())
+
+    def to_data(self) -> dict[str, Any]:
+        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Buckets:
+        other = cls(tuple(data["bounds"]))
+        other.counts, other.sum = list(data["counts"]), float(data["sum"])
+        other.count = sum(other.counts)
         return other
 
 

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from handoffd.observability.latency import Buckets
 from handoffd.observability.snapshot import rss_bytes
 
 P = "handoffd_"
@@ -171,8 +172,9 @@ class NodeCollector:
             ("dispatch_seconds", "dispatch_latency_seconds",
              "From an attempt's dispatch to its start on a worker."),
         ):  # fmt: skip
-            buckets = s.get(key)
-            if buckets is not None:
+            data = s.get(key)
+            if data is not None:
+                buckets = Buckets.from_data(data)
                 hist = HistogramMetricFamily(P + name, help_)
                 hist.add_metric([], buckets.cumulative(), buckets.sum)
                 yield hist

@@ -59,8 +59,8 @@ def node_snapshot(node: Node) -> dict[str, Any]:
                 states[state] = states.get(state, 0) + n
         snap["owner_tasks"] = states
     if node.owner is not None:
-        snap["placement_seconds"] = node.owner.placement_seconds.copy()
-        snap["dispatch_seconds"] = node.owner.dispatch_seconds.copy()
+        snap["placement_seconds"] = node.owner.placement_seconds.to_data()
+        snap["dispatch_seconds"] = node.owner.dispatch_seconds.to_data()
     if node.replication is not None:
         snap["takeovers"] = len(node.replication.takeover_seconds)
     executor = node.executor

@@ -89,7 +89,22 @@ class NodeInfoReply:
     runs: tuple[RunInfo, ...]
 
 
+@message(164)
+class GetMetrics:
+    """The HTTP process -> its daemon: what /metrics exports (``observability.snapshot``)."""
+
+    request_id: int
+
+
+@message(165)
+class MetricsReply:
+    request_id: int
+    snapshot: bytes  # msgpack of the snapshot dict
+
+
 __all__ = [
+    "GetMetrics",
+    "MetricsReply",
     "GetNodeInfo",
     "NodeInfoReply",
     "RunInfo",

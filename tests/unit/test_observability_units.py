@@ -54,8 +54,8 @@ def _snapshot(done: int) -> dict:
             "policy:binpack": done + 1,
         },
         "owner_tasks": {"DONE": done, "READY": 3},
-        "placement_seconds": hist,
-        "dispatch_seconds": hist,
+        "placement_seconds": hist.to_data(),
+        "dispatch_seconds": hist.to_data(),
         "takeovers": 1,
         "executor": {"accepted": done, "refused": 0, "done": done, "failed": 1},
         "executor_queued": 2,
@@ -95,3 +95,27 @@ def test_collector_exports_the_snapshot_and_every_name_is_prefixed() -> None:
     state["done"] = 9
     second = _samples(exporter.render("")[0].decode())
     assert second[("handoffd_owner_tasks_total", (("event", "done"),))] == 9
+
+
+def test_the_grafana_dashboard_uses_only_exported_metrics() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "handoffd.json"
+    dashboard = json.loads(path.read_text())
+    exported = {
+        family.name
+        for family in text_string_to_metric_families(
+            Exporter(lambda: _snapshot(1)).render("")[0].decode()
+        )
+    }
+    suffixes = ("_total", "_bucket", "_count", "_sum", "_info")
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"handoffd_[a-z_]+", target["expr"]))
+    assert used, "no metric in the dashboard"
+    for name in used:
+        base = next((name[: -len(s)] for s in suffixes if name.endswith(s)), name)
+        assert name in exported or base in exported, f"{name} is not exported"
