@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import msgpack
+
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_observability import (
@@ -67,13 +69,18 @@ def observe_reports(
 
 def history_reply(scheduler: OwnerScheduler, me: str, msg: GetTaskHistory) -> TaskHistoryReply:
     now = time.time()
-    h = scheduler.run_history(msg.run_id, msg.since)
+    h = scheduler.run_history(msg.run_id, msg.since, msg.brief)
     if h is None:
         return TaskHistoryReply(msg.request_id, msg.run_id, "UNKNOWN", "", 0, 0.0, 0.0, ())
-    tasks = tuple(
-        TaskHistory(tid, state, node, _rows(rows), transitions, deps)
-        for tid, state, node, rows, transitions, deps in h.tasks
-    )
+    if msg.brief:
+        tasks: tuple[TaskHistory, ...] = ()
+        packed = msgpack.packb(h.tasks, use_bin_type=True)
+    else:
+        packed = b""
+        tasks = tuple(
+            TaskHistory(tid, state, node, _rows(rows), transitions, deps)
+            for tid, state, node, rows, transitions, deps in h.tasks
+        )
     return TaskHistoryReply(
         msg.request_id,
         msg.run_id,
@@ -85,6 +92,7 @@ def history_reply(scheduler: OwnerScheduler, me: str, msg: GetTaskHistory) -> Ta
         tasks,
         now,
         h.total,
+        packed,
     )
 
 

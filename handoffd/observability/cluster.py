@@ -167,16 +167,19 @@ class ClusterFetcher:
         the first, only the tasks that moved since the last one); None when nobody knows it."""
         with self._lock:
             view = self._runs.get(run_id)
-            if view is not None and time.monotonic() - view.fetched < RUN_TTL:
+            # A large run is asked for less often: what moved in it costs its owner per task.
+            if view is not None and time.monotonic() - view.fetched < view.ttl():
                 return view
         since = max(0.0, view.now - OVERLAP_S) if view is not None else 0.0
-        reply = self._to_owner(run_id, lambda rid: GetTaskHistory(rid, run_id, since))
+        reply = self._to_owner(run_id, lambda rid: GetTaskHistory(rid, run_id, since, True))
         if not isinstance(reply, TaskHistoryReply):
             return view  # the owner did not answer this time: what we had
         with self._lock:
             if view is None or (reply.owner, reply.term) != (view.owner, view.term):
                 if since:  # another owner now: its history from the start
-                    reply = self._to_owner(run_id, lambda rid: GetTaskHistory(rid, run_id, 0.0))
+                    reply = self._to_owner(
+                        run_id, lambda rid: GetTaskHistory(rid, run_id, 0.0, True)
+                    )
                     if not isinstance(reply, TaskHistoryReply):
                         return view
                 view = _RunView(reply.owner, reply.term)
@@ -189,6 +192,7 @@ class ClusterFetcher:
 
 
 OVERLAP_S = 1.0  # asked again: tasks that moved within this long before the last answer
+TASKS_PER_S = 2000  # a run page is refreshed at most every len(tasks) / this seconds
 
 
 class _RunView:
@@ -222,6 +226,9 @@ class _RunView:
             "started": started or None,
             "total": reply.total or len(self.tasks),
         }
+
+    def ttl(self) -> float:
+        return max(RUN_TTL, len(self.tasks) / TASKS_PER_S)
 
     def document(self) -> dict[str, Any]:
         return self.header | {"tasks": list(self.tasks.values())}

@@ -46,6 +46,10 @@ class GetTaskHistory:
     request_id: int
     run_id: str
     since: float = 0.0
+    # The dashboard's form: no transitions, and the tasks packed in ``TaskHistoryReply.packed``
+    # as msgpack arrays (task id, state, node, attempt rows, [], deps) instead of structs: a tenth
+    # of the owner's time for a large run.
+    brief: bool = False
 
 
 @message(161)
@@ -60,6 +64,7 @@ class TaskHistoryReply:
     tasks: tuple[TaskHistory, ...]
     now: float = 0.0  # the owner's wall clock when it answered (the next ``since``)
     total: int = 0  # tasks in the run (``tasks`` may hold only those that moved)
+    packed: bytes = b""  # with ``brief``: the tasks, packed (see ``GetTaskHistory.brief``)
 
 
 @struct

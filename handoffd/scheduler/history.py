@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgpack
+
 #: Attempts kept per task (the first and the newest ones: a task lost over and over keeps its
 #: first attempt, and the ones that tell how it ended).
 ATTEMPTS_LIMIT = 16
@@ -279,6 +281,8 @@ def document(reply: Any) -> dict[str, Any]:
         )
         for t in reply.tasks
     ]
+    if reply.packed:
+        tasks += [summary(_unpacked(t)) for t in msgpack.unpackb(reply.packed, raw=False)]
     started = min(
         (a["dispatched"] for t in tasks for a in t["history"] if a["dispatched"]), default=0.0
     )
@@ -295,3 +299,14 @@ def document(reply: Any) -> dict[str, Any]:
 
 
 ATTEMPT_FIELDS = Attempt.__slots__
+
+
+def _unpacked(t: Any) -> Frozen:
+    """A packed task (``GetTaskHistory.brief``) checked back into its frozen form."""
+    task_id, state, node, rows, _transitions, deps = t
+    checked = []
+    for r in rows:
+        if len(r) != len(ATTEMPT_FIELDS):
+            raise ValueError(f"task {task_id!r}: an attempt row of {len(r)} fields")
+        checked.append(Attempt.from_row(r).row())
+    return (str(task_id), str(state), str(node), tuple(checked), (), tuple(str(d) for d in deps))

@@ -39,12 +39,21 @@ class RunHistory:
     total: int = 0  # tasks in the run (``tasks`` may be only those that moved)
 
 
-def history_of(run: RunState, since: float = 0.0) -> RunHistory:
-    """Every task's history; with ``since`` (wall clock) only of tasks that moved since."""
+def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHistory:
+    """Every task's history; with ``since`` (wall clock) only of tasks that moved since; ``brief``:
+    without their transitions."""
     off = run.wall_offset
     after = since - off  # in the run's own clock
     tasks = tuple(
-        history.freeze(tid, r.state, r.node, r.attempts, r.history, off, run.effective_deps[tid])
+        history.freeze(
+            tid,
+            r.state,
+            r.node,
+            r.attempts,
+            () if brief else r.history,
+            off,
+            run.effective_deps[tid],
+        )
         for tid, r in run.tasks.items()
         if not since or (r.history and r.history[-1][0] >= after)
     )
@@ -117,10 +126,10 @@ class OwnedRuns:
         h = self._histories.get(run_id)
         return (h.submitted, h.finished) if h is not None else (0.0, 0.0)
 
-    def history(self, run_id: str, since: float = 0.0) -> RunHistory | None:
+    def history(self, run_id: str, since: float = 0.0, brief: bool = False) -> RunHistory | None:
         run = self.live.get(run_id)
         if run is not None:
-            return history_of(run, since)
+            return history_of(run, since, brief)
         h = self._histories.get(run_id)
         if h is None or not since:
             return h

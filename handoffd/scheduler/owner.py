@@ -248,10 +248,12 @@ class OwnerScheduler:
     def run_times(self, run_id: str) -> tuple[float, float]:
         return self._owned.times(run_id)
 
-    def run_history(self, run_id: str, since: float = 0.0) -> RunHistory | None:
+    def run_history(
+        self, run_id: str, since: float = 0.0, brief: bool = False
+    ) -> RunHistory | None:
         """Every task's attempts and transitions (``handoffctl tasks``; with ``since``, wall
         clock: of the tasks that moved since), None if not ours."""
-        return self._owned.history(run_id, since)
+        return self._owned.history(run_id, since, brief)
 
     def term_of(self, run_id: str) -> int | None:
         """The run's ownership term, or None when we do not own it."""

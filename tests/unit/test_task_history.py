@@ -126,3 +126,32 @@ def test_history_since_lists_only_tasks_that_moved() -> None:
     run.succeeded(run.tasks["a"], "n1", 1, b"v", 7.0)  # b becomes READY at 7
     assert [t[0] for t in owned.history("r", since=1006.0).tasks] == ["a", "b"]  # type: ignore[union-attr]
     assert len(owned.history("r").tasks) == 2  # type: ignore[union-attr]
+
+
+def test_brief_packed_reply_decodes_to_the_same_document() -> None:
+    from handoffd.daemon.history_io import history_reply
+    from handoffd.protocol import codec
+    from handoffd.protocol.messages_observability import GetTaskHistory
+    from handoffd.scheduler.history import document
+    from handoffd.scheduler.owned import history_of
+
+    run = _run()
+    a = run.tasks["a"]
+    run.assign(a, "n1", 1.0)
+    run.succeeded(a, "n1", 3, b"v", 2.0)
+
+    class Owner:
+        def run_history(self, run_id: str, since: float, brief: bool) -> object:
+            return history_of(run, since, brief)
+
+    def doc(brief: bool) -> dict:
+        reply = history_reply(Owner(), "me", GetTaskHistory(1, "r", 0.0, brief))  # type: ignore[arg-type]
+        decoded = codec.decode(codec.encode(reply, sender="me"))
+        assert decoded is not None
+        return document(decoded.msg)
+
+    full, brief = doc(False), doc(True)
+    assert [t["transitions"] for t in brief["tasks"]] == [[], []]
+    for t in full["tasks"]:
+        t["transitions"] = []
+    assert brief == full and full["tasks"][1]["deps"] == ["a"]

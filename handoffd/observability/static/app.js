@@ -178,9 +178,9 @@ function renderGantt(doc, tasks) {
     }
   }
   if (!bars.length) return el("p", { class: "muted", text: "no attempt has started yet" });
-  if (bars.length > 3000) {  // the newest attempts only
+  if (bars.length > 1000) {  // the newest attempts only (the browser shares the machine)
     bars.sort((a, b) => a.s - b.s);
-    bars.splice(0, bars.length - 3000);
+    bars.splice(0, bars.length - 1000);
     lo = bars[0].s;
   }
   const names = [...rows.keys()].sort();
@@ -268,7 +268,7 @@ function renderRun(runId, doc) {
 
 // A run's events carry its header and the tasks that changed ("full": all of them); the page keeps
 // every task and redraws, at most every BIG_RUN_MS for runs of more than BIG_RUN tasks.
-const BIG_RUN = 1000, BIG_RUN_MS = 3000;
+const BIG_RUN = 1000, BIG_RUN_MS = 5000;
 
 function followRun(runId) {
   const tasks = new Map();
