@@ -192,7 +192,7 @@ class ClusterFetcher:
 
 
 OVERLAP_S = 1.0  # asked again: tasks that moved within this long before the last answer
-TASKS_PER_S = 2000  # a run page is refreshed at most every len(tasks) / this seconds
+TASKS_PER_S = 1000  # a run page is refreshed at most every len(tasks) / this seconds
 
 
 class _RunView:

@@ -22,11 +22,14 @@ def node_info(node: Node, request_id: int) -> NodeInfoReply:
     scheduler = node.scheduler
     if scheduler is not None:
         for run_id in scheduler.runs()[-MAX_RUNS:]:
-            st = scheduler.run_status(run_id)
-            if st is None:
-                continue
             h = scheduler.run_times(run_id)
-            runs.append(RunInfo(run_id, st.state, dict(st.counts), st.term, h[0], h[1]))
+            live = scheduler.run_state(run_id)
+            if live is not None:  # counts only: a status would build the placement too
+                runs.append(RunInfo(run_id, live.state, live.counts(), live.term, h[0], h[1]))
+                continue
+            st = scheduler.run_status(run_id)
+            if st is not None:
+                runs.append(RunInfo(run_id, st.state, dict(st.counts), st.term, h[0], h[1]))
     http = node.http
     return NodeInfoReply(
         request_id,

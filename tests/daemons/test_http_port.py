@@ -123,3 +123,41 @@ def test_keyed_daemon_refuses_http_requests_without_the_token(
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["url"] == f"{base}/?token={token}"
+
+
+def _wait_for_file(path: str) -> str:
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "opened"
+
+
+def test_cancel_over_http_needs_the_token_and_reaches_the_owner(
+    daemons: DaemonCluster, tmp_path
+) -> None:
+    ports = [free_port(), free_port()]
+    a = daemons.start(cpu=1, memory=500, extra=["--http-port", str(ports[0])])
+    b = daemons.start(cpu=1, memory=500, seeds=[a.address], extra=["--http-port", str(ports[1])])
+    token = http_token(load_local_key(os.path.join(daemons.workdir, "local.key")).secret)
+    dag = handoffd.DAG().add_function(
+        handoffd.Function(id="wait", code=_wait_for_file, extra_args=[str(tmp_path / "never")])
+    )
+    with handoffd.connect(a.address, timeout=10) as client:
+        from handoffd.testing import wait_for
+
+        wait_for(lambda: len(client.nodes()) == 2, 30, what="two nodes")
+        run = client.submit(dag)
+        base = f"http://127.0.0.1:{ports[1]}"  # b's port: the run is owned by a
+        assert _get(f"{base}/api/runs/{run.id}/cancel", method="POST")[0] == 401
+        assert run.status().state == "RUNNING"
+        status, body, _ = _get(f"{base}/api/runs/{run.id}/cancel", token, method="POST")
+        assert status == 200 and json.loads(body)["cancelled"] is True
+        with pytest.raises(handoffd.RunCancelled):
+            run.wait(timeout=30)
+        status, body, _ = _get(f"{base}/api/runs/{run.id}", token)
+        assert status == 200 and json.loads(body)["state"] == "CANCELLED"
+        assert json.loads(body)["owner"] == a.name and b.name != a.name
+        assert _get(f"{base}/api/runs/nope/cancel", token, method="POST")[0] == 404
