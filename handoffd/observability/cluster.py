@@ -24,7 +24,7 @@ from handoffd.protocol.messages_observability import (
     MetricsReply,
     TaskHistoryReply,
 )
-from handoffd.scheduler.history import document
+from handoffd.scheduler.history import Frozen, frozen_tasks, summary
 from handoffd.transport.client import ControlClient
 
 CLUSTER_TTL = 1.0  # seconds a cluster view is reused
@@ -196,12 +196,14 @@ TASKS_PER_S = 1000  # a run page is refreshed at most every len(tasks) / this se
 
 
 class _RunView:
-    """One run as the dashboard knows it: the merged document, and per task the version at which
-    it last changed (an event stream sends each client only what changed since it last looked)."""
+    """One run as the dashboard knows it: every task's frozen history (``scheduler.history``
+    tuples, as packed by the owner), and per task the version at which it last changed (an event
+    stream sends each client only what changed since it last looked). The JSON shapes are built
+    only when asked, from the tuples: a large run costs this process little per refresh."""
 
     def __init__(self, owner: str, term: int) -> None:
         self.owner, self.term = owner, term
-        self.tasks: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, Frozen] = {}
         self.changed: dict[str, int] = {}
         self.version = 0
         self.now = 0.0
@@ -209,21 +211,22 @@ class _RunView:
         self.header: dict[str, Any] = {}
 
     def merge(self, reply: TaskHistoryReply) -> None:
-        part = document(reply)
         self.version += 1
-        for t in part["tasks"]:
-            old = self.tasks.get(t["id"])
-            if old != t:
-                self.tasks[t["id"]] = t
-                self.changed[t["id"]] = self.version
+        for t in frozen_tasks(reply):
+            if self.tasks.get(t[0]) != t:
+                self.tasks[t[0]] = t
+                self.changed[t[0]] = self.version
         self.now = reply.now
         self.fetched = time.monotonic()
-        started = min(
-            (a["dispatched"] for t in self.tasks.values() for a in t["history"] if a["dispatched"]),
-            default=0.0,
-        )
-        self.header = {k: v for k, v in part.items() if k != "tasks"} | {
+        started = min((a[3] for t in self.tasks.values() for a in t[3] if a[3]), default=0.0)
+        self.header = {
+            "run_id": reply.run_id,
+            "state": reply.state,
+            "owner": reply.owner,
+            "term": reply.term,
+            "submitted": reply.submitted or None,
             "started": started or None,
+            "finished": reply.finished or None,
             "total": reply.total or len(self.tasks),
         }
 
@@ -231,49 +234,32 @@ class _RunView:
         return max(RUN_TTL, len(self.tasks) / TASKS_PER_S)
 
     def document(self) -> dict[str, Any]:
-        return self.header | {"tasks": list(self.tasks.values())}
+        """The ``Run.tasks`` document (``handoffctl tasks --json``)."""
+        return self.header | {"tasks": [summary(t) for t in self.tasks.values()]}
 
-    def since(self, version: int) -> list[dict[str, Any]]:
+    def since(self, version: int) -> list[Frozen]:
         return [self.tasks[t] for t, v in self.changed.items() if v > version]
 
 
-def compact(header: dict[str, Any], changed: list[dict[str, Any]], full: bool) -> dict[str, Any]:
-    """The live part of a run document, for server-sent events: the run's header and the tasks
-    that changed (all of them when ``full``), without transitions, and the tracebacks of failed
-    attempts only."""
-    tasks = []
-    for t in changed:
-        tasks.append(
-            {
-                "id": t["id"],
-                "state": t["state"],
-                "node": t["node"],
-                "deps": t["deps"],
-                "attempts": [
-                    [
-                        a["attempt"],
-                        a["node"],
-                        a["pid"],
-                        a["state"],
-                        a["dispatched"],
-                        a["started"],
-                        a["ended"],
-                    ]
-                    for a in t["history"]
-                ],
-                "errors": [
-                    {
-                        "attempt": a["attempt"],
-                        "node": a["node"],
-                        "type": a["exc_type"],
-                        "message": a["message"],
-                        "traceback": a["traceback"],
-                    }
-                    for a in t["history"]
-                    if a["exc_type"]
-                ],
-            }
-        )
+def compact(header: dict[str, Any], changed: list[Frozen], full: bool) -> dict[str, Any]:
+    """The live part of a run, for server-sent events: the run's header and the tasks that
+    changed (all of them when ``full``): state, node, deps, each attempt as [attempt, node, pid,
+    state, dispatched, started, ended], and the errors of failed attempts."""
+    tasks = [
+        {
+            "id": task_id,
+            "state": state,
+            "node": node or None,
+            "deps": deps,
+            "attempts": [[a[0], a[1], a[6], a[2], a[3], a[4], a[5]] for a in rows],
+            "errors": [
+                {"attempt": a[0], "node": a[1], "type": a[9], "message": a[10], "traceback": a[11]}
+                for a in rows
+                if a[9]
+            ],
+        }
+        for task_id, state, node, rows, _transitions, deps in changed
+    ]
     return header | {"full": full, "tasks": tasks}
 
 

@@ -266,23 +266,27 @@ def summary(frozen: Frozen) -> dict[str, Any]:
     }
 
 
-def document(reply: Any) -> dict[str, Any]:
-    """A ``TaskHistoryReply`` as the JSON document of ``handoffctl tasks --json`` (``Run.tasks``)."""
-    tasks = [
-        summary(
-            (
-                t.task_id,
-                t.state,
-                t.node,
-                tuple(tuple(getattr(a, f) for f in a.__dataclass_fields__) for a in t.attempts),
-                t.transitions,
-                t.deps,
-            )
+def frozen_tasks(reply: Any) -> list[Frozen]:
+    """A ``TaskHistoryReply``'s tasks as frozen tuples, whichever form they came in."""
+    tasks: list[Frozen] = [
+        (
+            t.task_id,
+            t.state,
+            t.node,
+            tuple(tuple(getattr(a, f) for f in a.__dataclass_fields__) for a in t.attempts),
+            t.transitions,
+            t.deps,
         )
         for t in reply.tasks
     ]
     if reply.packed:
-        tasks += [summary(_unpacked(t)) for t in msgpack.unpackb(reply.packed, raw=False)]
+        tasks += [_unpacked(t) for t in msgpack.unpackb(reply.packed, raw=False)]
+    return tasks
+
+
+def document(reply: Any) -> dict[str, Any]:
+    """A ``TaskHistoryReply`` as the JSON document of ``handoffctl tasks --json`` (``Run.tasks``)."""
+    tasks = [summary(t) for t in frozen_tasks(reply)]
     started = min(
         (a["dispatched"] for t in tasks for a in t["history"] if a["dispatched"]), default=0.0
     )

@@ -16,6 +16,11 @@ import pytest
 
 import handoffd
 from handoffd.observability.tokens import http_token
+
+try:
+    from selenium.common.exceptions import StaleElementReferenceException
+except ImportError:  # the test skips before it would need it
+    StaleElementReferenceException = RuntimeError  # type: ignore[misc,assignment]
 from handoffd.testing import DaemonCluster, free_port, wait_for
 from handoffd.transport.keys import load_local_key
 
@@ -138,11 +143,20 @@ def test_dashboard_cluster_and_run_pages_update_live(daemons: DaemonCluster, tmp
             # The same page (no reload) got the news through its event stream.
             assert browser.execute_script("return window.__handoffd.pageId") == page
             assert browser.execute_script("return window.__handoffd.updates") > updates
-            failure = browser.find_element("css selector", 'details.failure[data-task="flaky"]')
-            assert "KeyError" in failure.text
-            failure.click()
-            assert "the first attempt fails" in failure.find_element("css selector", "pre").text
-            assert "Traceback" in failure.find_element("css selector", "pre").text
+
+            def failure(part: str) -> str:
+                # (re-found each time: a redraw replaces the element)
+                try:
+                    return browser.find_element(
+                        "css selector", f'details.failure[data-task="flaky"] {part}'
+                    ).get_attribute("textContent")
+                except StaleElementReferenceException:
+                    return ""
+
+            wait_for(lambda: "KeyError" in failure("summary"), 10, what="the failure listed")
+            text = failure("pre")
+            assert "the first attempt fails" in text and "Traceback" in text
+            browser.execute_script('document.querySelector("details.failure").open = true')
             assert (
                 len(browser.find_elements("css selector", "#gantt rect.attempt")) >= len(want) + 1
             )

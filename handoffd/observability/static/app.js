@@ -249,11 +249,16 @@ function renderRun(runId, doc) {
       el("td", { text: String(t.attempts.length) }), el("td", { text: when(started) }),
       el("td", { text: started && ended ? seconds(ended - started) : "-" })));
   }
+  // A redraw keeps the tracebacks the user opened.
+  const opened = new Set([...document.querySelectorAll("details.failure[open]")].map((d) => d.dataset.key));
   const failures = [];
   for (const t of tasks) for (const e of t.errors) {
-    failures.push(el("details", { class: "failure", "data-task": t.id },
+    const key = `${t.id}#${e.attempt}`;
+    const box = el("details", { class: "failure", "data-task": t.id, "data-key": key },
       el("summary", { class: "error", text: `${t.id} attempt ${e.attempt} on ${e.node}: ${e.type}: ${e.message}` }),
-      el("pre", { text: e.traceback || "(no traceback)" })));
+      el("pre", { text: e.traceback || "(no traceback)" }));
+    if (opened.has(key)) box.open = true;
+    failures.push(box);
   }
   app.replaceChildren(
     section("Run " + runId, summary),
@@ -278,7 +283,11 @@ function followRun(runId) {
     drawn = Date.now();
     renderRun(runId, { ...header, tasks: [...tasks.values()] });
   };
+  let lastHeader = "";
   stream("?run=" + encodeURIComponent(runId), "run", (doc) => {
+    const headerKey = JSON.stringify({ ...doc, tasks: null, full: null });
+    if (!doc.full && doc.tasks && !doc.tasks.length && headerKey === lastHeader) return;
+    lastHeader = headerKey;
     if (doc.full || !doc.tasks) tasks.clear();
     for (const t of doc.tasks || []) tasks.set(t.id, t);
     header = doc;
