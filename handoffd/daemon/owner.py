@@ -84,6 +84,7 @@ class OwnerIO:
         local_value: Callable[[str, str], bytes | None],
         keep_results_s: float,
         keep_status_s: float | None = None,
+        fetch_timeout: float | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
@@ -96,11 +97,11 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
-        self.results = ResultFetcher(port, scheduler, local_value)
         # /metrics: the scheduler's time per batch of events (placement included), and from a
         # dispatch to the attempt's start on its worker (from the reports).
         self.placement_seconds = Buckets()
         self.dispatch_seconds = Buckets()
+        self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
         self._apply(
