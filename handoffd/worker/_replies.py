@@ -55,7 +55,9 @@ def read(
                     outcomes.append(Outcome(key, True, value, "", "", "", "", duration, pid))
                 else:
                     outcomes.append(
-                        Outcome(key, False, None, exc_type, message, tb_text, "error", duration, pid)
+                        Outcome(
+                            key, False, None, exc_type, message, tb_text, "error", duration, pid
+                        )
                     )
         except (EOFError, OSError):
             lost = True
