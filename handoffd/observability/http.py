@@ -199,11 +199,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/events":
             self._events(query["run"][0] if query.get("run") else None)
         elif (match := _RUN_PATH.match(path)) is not None and not match.group(2):
-            doc = srv.fetcher.run(match.group(1))
-            if doc is None:
+            view = srv.fetcher.run(match.group(1))
+            if view is None:
                 self._json(404, {"error": f"run {match.group(1)} is not known to the cluster"})
             else:
-                self._json(200, doc, extra)
+                self._json(200, view.document(), extra)
         else:
             self._json(404, {"error": f"no such page: {path}"})
 
