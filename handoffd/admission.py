@@ -28,6 +28,7 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 
 log = logging.getLogger("handoffd.admission")
 
@@ -69,6 +70,9 @@ CLIENT_TYPES = (
     m.ListRuns,
     m.StopNode,
     mc.GetTaskOutput,
+    GetTaskHistory,
+    GetNodeInfo,
+    GetMetrics,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

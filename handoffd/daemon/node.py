@@ -33,9 +33,11 @@ from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
+from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -104,6 +106,11 @@ class Node:
         self._next_stats = 0.0
         self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
+        self.started_wall = 0.0
+        self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
+        self.deaths = 0
+        self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
+        self.http: Any = None  # observability.http.HttpServer when config.http_port
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -122,6 +129,7 @@ class Node:
                 host=cfg.host,
                 runtime_dir=cfg.runtime_dir,
             )
+            self.curve = curve
             self._transport = ZmqTransport(
                 cfg.host,
                 cfg.port,
@@ -166,6 +174,7 @@ class Node:
             probe_interval=cfg.dispatch.lost_probe_interval,
             ack_timeout=cfg.dispatch.ack_timeout,
         )
+        self.scheduler.wall_offset = time.time() - now  # task history is wall clock
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -226,7 +235,12 @@ class Node:
             if member.name != self.name:
                 self.owner.member_update(member)
         self.started_at = now
+        self.started_wall = time.time()
         self._schedule_tick()
+        if cfg.http_port:
+            from handoffd.observability.serve import start_http
+
+            self.http = start_http(self, optional=cfg.http_optional)
         await self._start_discovery()
         log.info(
             "node %s up at %s (cluster %s, capacity %s from %s, handoffd %s)",
@@ -308,6 +322,8 @@ class Node:
                 self._tick_handle.cancel()
             if self.pool is not None:
                 await self.pool.close()
+            if self.http is not None:
+                self.http.close()
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
@@ -463,6 +479,10 @@ class Node:
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, GetNodeInfo):
+            self.reply(conn, node_info(self, msg.request_id))
+        elif isinstance(msg, GetMetrics):
+            self.reply(conn, metrics_reply(self, msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -553,6 +573,10 @@ class Node:
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member
+        if change.new == m.SUSPECT:
+            self.suspicions += 1
+        elif change.new == m.DEAD:
+            self.deaths += 1
         log.info(
             "member %s %s -> %s (%s)",
             change.name,
