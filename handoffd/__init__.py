@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from handoffd.client import Client, NodeInfo, Run, RunStatus, connect
     from handoffd.dag import DAG, Function, new
+    from handoffd.decorator import Ref, function
     from handoffd.errors import (
         AuthenticationError,
         ConnectionError,
@@ -30,6 +31,8 @@ __all__ = [
     "DAG",
     "Function",
     "new",
+    "function",
+    "Ref",
     "run_local",
     "connect",
     "Client",
@@ -57,6 +60,8 @@ _LAZY = {
     "DAG": "handoffd.dag",
     "Function": "handoffd.dag",
     "new": "handoffd.dag",
+    "function": "handoffd.decorator",
+    "Ref": "handoffd.decorator",
     "AuthenticationError": "handoffd.errors",
     "ConnectionError": "handoffd.errors",
     "HandoffError": "handoffd.errors",

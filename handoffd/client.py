@@ -15,6 +15,7 @@ import itertools
 import os
 import time
 import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,11 @@ class Client:
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._conn: ControlClient | None = None
         self._unanswered = False  # a request went out without waiting for its reply
+        # Per DAG this client ran or submitted: its results (execute) or its Run (submit), for
+        # get(ref); weak, so a DAG the user dropped takes its results with it.
+        self._ran: weakref.WeakKeyDictionary[Any, dict[str, Any] | Run] = (
+            weakref.WeakKeyDictionary()
+        )
         self._connect(self.address)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -279,7 +285,9 @@ class Client:
         outputs: Iterable[str] | None = None,
     ) -> Run:
         """Submit a DAG; returns at once with a Run owned by the daemon we are connected to."""
-        return self._submit(dag, False, max_retries, timeout, policy, outputs)
+        run = self._submit(dag, False, max_retries, timeout, policy, outputs)
+        self._ran[dag] = run
+        return run
 
     def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
         """Submit, wait, and return {function id: value} for every non-inline function."""
@@ -295,7 +303,33 @@ class Client:
         results = run.results()
         if not run._released:
             run._release_nowait()
+        self._ran[dag] = results
         return results
+
+    def get(self, ref: Any) -> Any:
+        """The value of a ``handoffd.Ref`` (or a list of values for a list of Refs): from the
+        results of the last ``execute`` of its DAG by this client, else from the Run of its last
+        ``submit`` (waiting for it), else the DAG is executed now."""
+        from handoffd.decorator import Ref
+
+        if isinstance(ref, (list, tuple)):
+            return [self.get(one) for one in ref]
+        if not isinstance(ref, Ref):
+            raise TypeError(
+                f"client.get expects a handoffd.Ref (what a decorated call returns inside a "
+                f"`with handoffd.DAG()` block), got {type(ref).__name__}"
+            )
+        ran = self._ran.get(ref.dag)
+        if ran is None:
+            ran = self.execute(ref.dag)
+        if isinstance(ran, Run):
+            return ran.result(ref.id)
+        if ref.id not in ran:
+            raise errors.HandoffError(
+                f"{ref!r} has no value in its DAG's last results: it is an inline function, or "
+                f"outputs= left it out; execute the DAG again with it among the outputs"
+            )
+        return ran[ref.id]
 
     def _submit(
         self,

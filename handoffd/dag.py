@@ -17,6 +17,7 @@ Edges run from a dependency to its consumer ("a -> b": a's result is passed to b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +33,16 @@ TaskRow = tuple[
     str, tuple[str, ...], dict[str, float], str, str | None, str | None, bool, int | None,
     float | None, int,
 ]  # fmt: skip
+
+
+#: the DAGs of the enclosing ``with DAG()`` blocks, innermost last (per thread and task)
+_BUILDING: ContextVar[tuple[DAG, ...]] = ContextVar("handoffd_building", default=())
+
+
+def active_dag() -> DAG | None:
+    """The DAG of the innermost ``with DAG()`` block, or None outside every block."""
+    building = _BUILDING.get()
+    return building[-1] if building else None
 
 
 def _default_cost() -> dict[str, Any]:
@@ -66,6 +77,23 @@ class DAG:
 
     def __init__(self) -> None:
         self._functions: dict[str, Function] = {}
+        # Set by decorated calls (handoffd.decorator): the user's line per function id, named in
+        # validation errors, and the next generated id per function name.
+        self.call_sites: dict[str, str] = {}
+        self.id_counters: dict[str, Iterator[int]] = {}
+
+    # -- the decorator API's block ----------------------------------------------------------------
+    def __enter__(self) -> DAG:
+        """Decorated functions (``@handoffd.function``) called in this block add to this DAG."""
+        _BUILDING.set((*_BUILDING.get(), self))
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        building = _BUILDING.get()
+        if building and building[-1] is self:
+            _BUILDING.set(building[:-1])
+        if kind is None:
+            self.validate()  # a mistake surfaces at the block, naming the call's line
 
     # -- building ---------------------------------------------------------------------------
     def add_function(self, function: Function) -> DAG:
@@ -122,6 +150,21 @@ class DAG:
         anything beyond ids, args and plain literals) and builds Kahn's in-degrees; the reference,
         collocation and cycle checks run only when that loop saw something for them to find, so
         the first error reported is the one the separate passes would report."""
+        if not self.call_sites:
+            return self._validated_order(nodes)
+        try:
+            return self._validated_order(nodes)
+        except ValidationError as exc:
+            raise self._at_call_site(exc) from None
+
+    def _at_call_site(self, exc: ValidationError) -> ValidationError:
+        """``exc`` naming the line of the decorated call that added its function, if any."""
+        site = self.call_sites.get(exc.function_id or "")
+        if site is None or site in exc.message:
+            return exc
+        return ValidationError(exc.kind, exc.function_id, f"{exc.message} (call at {site})")
+
+    def _validated_order(self, nodes: set[str] | frozenset[str] | None = None) -> list[str]:
         functions = self._functions
         consumers: dict[str, list[str]] = {}
         indegree: dict[str, int] = {}
@@ -284,12 +327,14 @@ class DAG:
                     if bare:
                         shared[code_key] = payload
             except Exception as exc:
-                raise ValidationError(
-                    "unpicklable",
-                    fid,
-                    f"its code, extra_args or kwargs cannot be shipped to workers "
-                    f"({type(exc).__name__}: {exc}); pass plain data and functions, "
-                    f"not open files, locks, sockets or generators",
+                raise self._at_call_site(
+                    ValidationError(
+                        "unpicklable",
+                        fid,
+                        f"its code, extra_args or kwargs cannot be shipped to workers "
+                        f"({type(exc).__name__}: {exc}); pass plain data and functions, "
+                        f"not open files, locks, sockets or generators",
+                    )
                 ) from exc
             payloads.append(payload)
             inline = fn.type == "inline"
@@ -375,4 +420,4 @@ def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> No
     )
 
 
-__all__ = ["DAG", "Function", "new", "ARGUMENT_INCLUSIONS", "FUNCTION_TYPES"]
+__all__ = ["DAG", "Function", "new", "active_dag", "ARGUMENT_INCLUSIONS", "FUNCTION_TYPES"]

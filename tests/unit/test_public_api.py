@@ -21,6 +21,8 @@ EXPECTED = {
     "DAG",
     "Function",
     "new",
+    "function",
+    "Ref",
     "run_local",
     "connect",
     "Client",

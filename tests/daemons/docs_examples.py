@@ -1,0 +1,39 @@
+"""Run a docs page's examples: its ```python blocks, in order, as one script in a fresh interpreter
+(so its functions are ``__main__``'s and ship by value, as a user's script would)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def python_blocks(page: str) -> str:
+    """The page's python blocks joined into one script."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = _BLOCK.findall(text)
+    assert blocks, f"docs/{page} has no ```python blocks"
+    return "\n\n".join(blocks)
+
+
+def run_page(page: str, tmp_path: Path, env: dict[str, str], timeout: float = 180) -> str:
+    """Run the page's examples; return their output, or fail with it."""
+    script = tmp_path / page.replace("/", "_").replace(".md", ".py")
+    script.write_text(python_blocks(page), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, (
+        f"docs/{page} examples failed (rc {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout

@@ -1,0 +1,14 @@
+"""The runnable examples of the user docs (docs/decorator.md, ...) run against real daemons."""
+
+from __future__ import annotations
+
+import pytest
+from docs_examples import run_page
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_decorator_page_examples_run(pair, tmp_path):
+    a, _ = pair
+    out = run_page("decorator.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
+    assert "13.5" in out and "6.0" in out
