@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from handoffd.arguments import Argument, HookFailed
     from handoffd.client import Client, NodeInfo, Run, RunStatus, connect
     from handoffd.dag import DAG, Function, new
     from handoffd.decorator import Ref, function
@@ -33,6 +34,8 @@ __all__ = [
     "new",
     "function",
     "Ref",
+    "Argument",
+    "HookFailed",
     "run_local",
     "connect",
     "Client",
@@ -61,6 +64,8 @@ _LAZY = {
     "Function": "handoffd.dag",
     "new": "handoffd.dag",
     "function": "handoffd.decorator",
+    "Argument": "handoffd.arguments",
+    "HookFailed": "handoffd.arguments",
     "Ref": "handoffd.decorator",
     "AuthenticationError": "handoffd.errors",
     "ConnectionError": "handoffd.errors",

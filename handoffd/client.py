@@ -299,7 +299,9 @@ class Client:
         status = run._last
         assert status is not None
         if status.error is not None:
-            raise status.error
+            from handoffd.arguments import as_consumer_failure
+
+            raise as_consumer_failure(status.error, dag.hook_consumers)
         results = run.results()
         if not run._released:
             run._release_nowait()
@@ -360,7 +362,8 @@ class Client:
         # The rows are TaskMeta's fields: the codec checks and packs them as they are.
         tasks = codec.Rows(rows)
         run_id = uuid.uuid4().hex[:16]
-        run = Run(self, run_id, "", [r[0] for r in rows if not r[6]], output_ids)
+        # The user's functions only: a hooked Argument adds serialize tasks (handoffd.arguments).
+        run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         if not wait:
             reply, _ = self._request(

@@ -22,10 +22,11 @@ import functools
 import itertools
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from handoffd import validation
+from handoffd.arguments import Argument
 from handoffd.dag import DAG, Function, active_dag
 from handoffd.errors import ValidationError
 
@@ -231,29 +232,27 @@ def _compile(
     dag: DAG,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    deps: list[str],
+    deps: list[Any],
     site: str,
 ) -> _Compiled:
-    """The Function fields of one call; fills ``deps`` with the dependency ids in order."""
+    """The Function fields of one call; fills ``deps`` with the dependencies in order."""
     leading = 0
-    while leading < len(args) and isinstance(args[leading], Ref):
+    while leading < len(args) and _is_dep(args[leading]):
         leading += 1
     rest = args[leading:]
     if not _has_ref(rest) and not _has_ref(kwargs):
         for ref in args[:leading]:
-            _check_same_dag(ref, dag, remote.name, site)
-            deps.append(ref.id)
+            deps.append(_dep(ref, dag, remote.name, site))
         return _Compiled(remote.fn, list(rest), dict(kwargs), "variadic")
     if (
         len(args) == 1
         and type(args[0]) in (list, tuple)
         and args[0]
-        and all(isinstance(item, Ref) for item in args[0])
+        and all(_is_dep(item) for item in args[0])
         and not _has_ref(kwargs)
     ):
         for ref in args[0]:
-            _check_same_dag(ref, dag, remote.name, site)
-            deps.append(ref.id)
+            deps.append(_dep(ref, dag, remote.name, site))
         if type(args[0]) is list:  # as_list passes a list: a tuple needs the template
             return _Compiled(remote.fn, [], dict(kwargs), "as_list")
     deps.clear()
@@ -262,10 +261,23 @@ def _compile(
     return _Compiled(remote._rebuild, [(positional, keywords)], {}, "variadic")
 
 
-def _template(value: Any, deps: list[str], dag: DAG, name: str, site: str) -> Any:
-    if isinstance(value, Ref):
-        _check_same_dag(value, dag, name, site)
-        deps.append(value.id)
+def _is_dep(value: Any) -> bool:
+    """A Ref, or an Argument naming a Ref: a dependency of the call."""
+    return isinstance(value, Ref) or (isinstance(value, Argument) and isinstance(value.id, Ref))
+
+
+def _dep(value: Ref | Argument, dag: DAG, name: str, site: str) -> Any:
+    """The dependency of the Function for a Ref (its id) or an Argument (with the Ref's id)."""
+    ref = value if isinstance(value, Ref) else value.id
+    _check_same_dag(ref, dag, name, site)
+    if isinstance(value, Argument):
+        return replace(value, id=ref.id)
+    return ref.id
+
+
+def _template(value: Any, deps: list[Any], dag: DAG, name: str, site: str) -> Any:
+    if _is_dep(value):
+        deps.append(_dep(value, dag, name, site))
         return RefSlot(len(deps) - 1)
     kind = type(value)
     if kind is list or kind is tuple:
@@ -276,7 +288,7 @@ def _template(value: Any, deps: list[str], dag: DAG, name: str, site: str) -> An
 
 
 def _has_ref(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, Ref):
+    if _is_dep(value):
         return True
     if depth > 16:
         return False

@@ -12,3 +12,10 @@ def test_decorator_page_examples_run(pair, tmp_path):
     a, _ = pair
     out = run_page("decorator.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
     assert "13.5" in out and "6.0" in out
+
+
+def test_arguments_page_examples_run(pair, tmp_path):
+    a, _ = pair
+    out = run_page("arguments.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
+    assert "bytes on the wire" in out and "mean: 249999.75" in out
+    assert "HookFailed: deserialize hook corrupt" in out

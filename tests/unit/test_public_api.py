@@ -23,6 +23,8 @@ EXPECTED = {
     "new",
     "function",
     "Ref",
+    "Argument",
+    "HookFailed",
     "run_local",
     "connect",
     "Client",
