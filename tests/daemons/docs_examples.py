@@ -10,23 +10,30 @@ import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
-def python_blocks(page: str) -> str:
-    """The page's python blocks joined into one script."""
+def python_blocks(page: str, fence: str = "python") -> str:
+    """The page's blocks fenced ```<fence> joined into one script (```py: Ray's, run apart)."""
     text = (DOCS / page).read_text(encoding="utf-8")
-    blocks = _BLOCK.findall(text)
-    assert blocks, f"docs/{page} has no ```python blocks"
+    blocks = re.findall(rf"^```{fence}\n(.*?)^```", text, re.S | re.M)
+    assert blocks, f"docs/{page} has no ```{fence} blocks"
     return "\n\n".join(blocks)
 
 
-def run_page(page: str, tmp_path: Path, env: dict[str, str], timeout: float = 180) -> str:
-    """Run the page's examples; return their output, or fail with it."""
-    script = tmp_path / page.replace("/", "_").replace(".md", ".py")
-    script.write_text(python_blocks(page), encoding="utf-8")
+def run_page(
+    page: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    timeout: float = 180,
+    fence: str = "python",
+    prefix: list[str] | None = None,
+) -> str:
+    """Run the page's examples (``prefix``: a command the interpreter runs under, e.g. a network
+    namespace); return their output, or fail with it."""
+    script = tmp_path / page.replace("/", "_").replace(".md", f"_{fence}.py")
+    script.write_text(python_blocks(page, fence), encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, str(script)],
+        [*(prefix or []), sys.executable, str(script)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -19,3 +19,9 @@ def test_arguments_page_examples_run(pair, tmp_path):
     out = run_page("arguments.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
     assert "bytes on the wire" in out and "mean: 249999.75" in out
     assert "HookFailed: deserialize hook corrupt" in out
+
+
+def test_engines_page_dask_examples_run(tmp_path):
+    pytest.importorskip("distributed")
+    out = run_page("engines.md", tmp_path, {})
+    assert out.splitlines()[-1] == "101"
