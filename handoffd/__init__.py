@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from handoffd.local import run_local
+    from handoffd.stream.state import ItemFailed
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "Ref",
     "Argument",
     "HookFailed",
+    "ItemFailed",
     "run_local",
     "connect",
     "Client",
@@ -66,6 +68,7 @@ _LAZY = {
     "function": "handoffd.decorator",
     "Argument": "handoffd.arguments",
     "HookFailed": "handoffd.arguments",
+    "ItemFailed": "handoffd.stream.state",
     "Ref": "handoffd.decorator",
     "AuthenticationError": "handoffd.errors",
     "ConnectionError": "handoffd.errors",

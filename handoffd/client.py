@@ -331,6 +331,14 @@ class Client:
         self._ran[dag] = results
         return results
 
+    def stream(self, dag: Any, *, max_in_flight: int = 1000, **options: Any) -> Any:
+        """Start a streaming pipeline (``handoffd.stream.pipeline.Pipeline``): its stages'
+        replicas are placed in the cluster now; ``push`` items, read ``results()`` in push order.
+        Use it as a context manager (the block's end stops the replicas)."""
+        from handoffd.stream.pipeline import Pipeline
+
+        return Pipeline(self, dag, max_in_flight=max_in_flight, **options)
+
     def get(self, ref: Any) -> Any:
         """The value of a ``handoffd.Ref`` (or a list of values for a list of Refs): from the
         results of the last ``execute`` of its DAG by this client, else from the Run of its last

@@ -62,7 +62,7 @@ class Function:
     """One node of a DAG: a callable, where its inputs come from, and how it may be run."""
 
     id: str
-    code: Callable[..., Any]
+    code: Callable[..., Any] = None  # type: ignore[assignment]  # None only for type="input"
     # dependency ids (or handoffd.Argument with serialization hooks), results passed in this order
     args: list[Any] = field(default_factory=list)
     extra_args: list[Any] = field(default_factory=list)  # literal positionals after the results
@@ -75,6 +75,13 @@ class Function:
     max_retries: int | None = None  # None: the run-level value
     timeout: float | None = None  # seconds per attempt
     priority: int = 0  # higher first among ready functions
+    # Streaming pipelines only (client.stream; a run ignores them): replicas of the stage, its
+    # micro-batches (the function then takes a list), and a per-replica init whose result is
+    # passed first to each call.
+    parallelism: int = 1
+    batch_size: int | None = None
+    batch_timeout: float | None = None
+    init: Callable[[], Any] | None = None
 
     @property
     def inline(self) -> bool:

@@ -25,6 +25,7 @@ EXPECTED = {
     "Ref",
     "Argument",
     "HookFailed",
+    "ItemFailed",
     "run_local",
     "connect",
     "Client",
@@ -66,6 +67,10 @@ def test_contract_signatures():
         "max_retries",
         "timeout",
         "priority",
+        "parallelism",
+        "batch_size",
+        "batch_timeout",
+        "init",
     ]
     run_local = inspect.signature(handoffd.run_local).parameters
     assert list(run_local) == ["dag", "max_workers", "max_retries"]
