@@ -62,7 +62,7 @@ class Stage:
 
 
 @dataclass
-class Replica:
+class StageReplica:
     stage: str
     index: int
     identity: bytes
@@ -107,7 +107,7 @@ class PipelineState:
         self.outputs: dict[int, Any] = {}
         self.pushed = 0
         self.finished = 0
-        self.replicas: dict[tuple[str, int], Replica] = {}
+        self.replicas: dict[tuple[str, int], StageReplica] = {}
         self.replayed = 0  # items sent again after their replica was dropped
         self._batch_ids = 0
         self._out: list[SendBatch] = []
@@ -129,7 +129,7 @@ class PipelineState:
         if old is not None and old.identity != identity:
             self._drop(old)  # a new attempt of this replica: the old one's batches are replayed
         if old is None or old.identity != identity:
-            self.replicas[(stage, index)] = Replica(stage, index, identity, now)
+            self.replicas[(stage, index)] = StageReplica(stage, index, identity, now)
         self._dirty.add(stage)
 
     def heard(self, stage: str, index: int, now: float) -> None:
@@ -209,7 +209,7 @@ class PipelineState:
         self.outputs[cid] = output
         self.finished += 1
 
-    def _drop(self, replica: Replica) -> None:
+    def _drop(self, replica: StageReplica) -> None:
         """A replica is gone: replay its batches in flight, first in their stage's queue."""
         if self.replicas.get((replica.stage, replica.index)) is replica:
             del self.replicas[(replica.stage, replica.index)]
@@ -257,8 +257,8 @@ class PipelineState:
                 replica.items += len(cids)
                 self._out.append(SendBatch(replica.identity, self._batch_ids, stage_id, cids, args))
 
-    def _pick(self, stage: str) -> Replica | None:
-        best: Replica | None = None
+    def _pick(self, stage: str) -> StageReplica | None:
+        best: StageReplica | None = None
         for replica in self.replicas.values():
             if replica.stage != stage or len(replica.batches) >= MAX_BATCHES_AHEAD:
                 continue
@@ -272,7 +272,7 @@ __all__ = [
     "PipelineFailed",
     "PipelineState",
     "Stage",
-    "Replica",
+    "StageReplica",
     "SendBatch",
     "TRANSPORT_BATCH",
     "MAX_BATCHES_AHEAD",
