@@ -5,8 +5,8 @@ every one of its arguments (pipeline inputs or other stages) has a value for tha
 by correlation id; fan-out sends one value to every consumer). Each stage has a queue; a batch goes
 to the live replica of the stage with the fewest items in flight, at most ``MAX_BATCHES_AHEAD``
 batches per replica. A stage with ``batch_size`` sends full micro-batches, or a partial one once its
-oldest item waited ``batch_timeout``; any other stage sends what is queued (up to
-``TRANSPORT_BATCH`` items), so items batch up naturally while the replicas are busy. A replica not
+oldest item waited ``batch_timeout``; any other stage sends what is queued, split over its replicas
+(up to ``TRANSPORT_BATCH`` items a message), so items batch up naturally while replicas are busy. A replica not
 heard from for ``dead_after`` seconds is dropped and its batches in flight go back to the front of
 their queue (replay); a late answer for an item already answered is ignored, so every item gets
 exactly one output. An item whose stage raised gets ``ItemFailed`` and goes no further.
@@ -236,7 +236,7 @@ class PipelineState:
                 replica = self._pick(stage_id)
                 if replica is None:
                     break
-                size = stage.batch_size or TRANSPORT_BATCH
+                size = stage.batch_size or self._share(stage_id, len(queue))
                 if (
                     stage.batch_size is not None
                     and len(queue) < size
@@ -256,6 +256,12 @@ class PipelineState:
                 replica.batches[self._batch_ids] = cids
                 replica.items += len(cids)
                 self._out.append(SendBatch(replica.identity, self._batch_ids, stage_id, cids, args))
+
+    def _share(self, stage: str, queued: int) -> int:
+        """Items per message for a stage without batch_size: the queue split over its replicas
+        (two messages each, so each has the next one while it works), at most TRANSPORT_BATCH."""
+        replicas = self.stage_replicas(stage) or 1
+        return max(1, min(TRANSPORT_BATCH, -(-queued // (2 * replicas))))
 
     def _pick(self, stage: str) -> StageReplica | None:
         best: StageReplica | None = None
