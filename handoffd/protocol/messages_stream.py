@@ -19,21 +19,20 @@ class StreamJoin:
 
 @message(181)
 class StreamItems:
-    """Run ``stage`` on these items (frame 0: the pickled list of argument tuples, in order)."""
+    """Run ``stage`` on a batch of items (frame 0: the pickled list of argument tuples, in
+    order). The client keeps which items a batch holds: none of their ids travel."""
 
     batch_id: int
     stage: str
-    correlation_ids: tuple[int, ...]
 
 
 @message(182)
 class StreamOutputs:
-    """The answer to ``StreamItems`` ``batch_id``. Frame 0: the pickled list, per item, of
-    (True, value) or (False, (exception type, message, traceback))."""
+    """The answer to ``StreamItems`` ``batch_id``. Frame 0: the pickled list, per item in the
+    batch's order, of (True, value) or (False, (exception type, message, traceback))."""
 
     batch_id: int
     stage: str
-    correlation_ids: tuple[int, ...]
 
 
 @message(183)

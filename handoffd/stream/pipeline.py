@@ -110,6 +110,7 @@ class Pipeline:
         self._lock = threading.Condition()
         self._failure: BaseException | None = None
         self._closed = False
+        self._woken = False  # a wake signal is pending for the loop thread
         self._next_output = 0
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -160,26 +161,30 @@ class Pipeline:
             if self._closed:
                 raise PipelineFailed("the pipeline is closed")
             cid = self._state.push(inputs, time.monotonic())
-        self._wake()
+            if not self._woken:
+                self._signal()
         return cid
 
     def results(self, timeout: float | None = None) -> Iterator[Any]:
         """Outputs in push order (a failed item: ``handoffd.ItemFailed``) until every item pushed
         so far was yielded. ``timeout``: seconds to wait for any one output."""
         while True:
+            ready: list[Any] = []
             with self._lock:
                 if self._next_output >= self._state.pushed:
                     return
                 deadline = None if timeout is None else time.monotonic() + timeout
-                while self._next_output not in self._state.outputs:
+                outputs = self._state.outputs
+                while self._next_output not in outputs:
                     self._raise_failure()
                     left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
                     if left <= 0:
                         raise Timeout(f"no output for item {self._next_output} within {timeout}s")
                     self._lock.wait(left)
-                output = self._state.outputs.pop(self._next_output)
-                self._next_output += 1
-            yield output
+                while self._next_output in outputs:  # every output ready in order, at once
+                    ready.append(outputs.pop(self._next_output))
+                    self._next_output += 1
+            yield from ready
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -219,8 +224,18 @@ class Pipeline:
     # -- the loop thread ---------------------------------------------------------------------------
 
     def _wake(self) -> None:
+        """Wake the loop thread (one signal pending at most: the loop takes everything queued)."""
         with self._lock:
+            if not self._woken:
+                self._signal()
+
+    def _signal(self) -> None:
+        """(Under the lock.)"""
+        self._woken = True
+        try:
             self._wake_in.send(b"", zmq.NOBLOCK)
+        except zmq.Again:  # signals are pending: the loop wakes anyway
+            pass
 
     def _wait_started(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -249,6 +264,8 @@ class Pipeline:
             while True:
                 events = dict(poller.poll(int(TICK * 1000)))
                 if self._wake_out in events:
+                    with self._lock:
+                        self._woken = False
                     while self._wake_out.poll(0):
                         self._wake_out.recv()
                 received = []
@@ -264,7 +281,7 @@ class Pipeline:
                     closed = self._closed
                     self._lock.notify_all()
                 for batch in batches:
-                    msg = ms.StreamItems(batch.batch_id, batch.stage, tuple(batch.correlation_ids))
+                    msg = ms.StreamItems(batch.batch_id, batch.stage)
                     self._send(batch.identity, msg, [values.dumps(batch.args)])
                 if closed:
                     self._stop_replicas()
@@ -285,7 +302,7 @@ class Pipeline:
 
     def _send(self, identity: bytes, msg: Any, frames: list[bytes] | None = None) -> None:
         self._router.send_multipart(
-            [identity, *codec.encode(msg, sender="pipeline", frames=frames or [])]
+            [identity, *codec.encode(msg, sender="pipeline", frames=frames or [])], copy=False
         )
 
     def _on_frames(self, frames: list[bytes], now: float) -> None:
@@ -299,7 +316,7 @@ class Pipeline:
             index = self._replica_index(identity)
             if index is not None:
                 results = values.loads(decoded.frames[0])
-                state.answered(msg.stage, index, msg.batch_id, msg.correlation_ids, results, now)
+                state.answered(msg.stage, index, msg.batch_id, results, now)
         elif isinstance(msg, ms.StreamHeartbeat):
             state.heard(msg.stage, msg.replica, now)
         elif isinstance(msg, ms.StreamJoin):

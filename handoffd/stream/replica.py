@@ -103,8 +103,24 @@ def _loop(sock: zmq.Socket[Any], name: str, config: dict[str, Any], state: Any) 
         args = values.loads(decoded.frames[0])
         results = _run(code, args, state, with_state, batched)
         answered += len(results)
-        _send(sock, name, ms.StreamOutputs(msg.batch_id, stage, msg.correlation_ids),
-              [values.dumps(results)])  # fmt: skip
+        _send(sock, name, ms.StreamOutputs(msg.batch_id, stage), [_dumps(results)])
+
+
+def _dumps(results: list[Any]) -> bytes:
+    """The outputs pickled; an output that cannot be pickled becomes that item's failure."""
+    try:
+        return values.dumps(results)
+    except Exception:
+        safe = []
+        for result in results:
+            try:
+                values.dumps(result)
+                safe.append(result)
+            except Exception as exc:
+                safe.append((False, (type(exc).__qualname__,
+                                     f"the stage returned a value that cannot be pickled: {exc}",
+                                     "")))  # fmt: skip
+        return values.dumps(safe)
 
 
 def _failure(exc: BaseException) -> tuple[bool, tuple[str, str, str]]:

@@ -8,8 +8,8 @@ batches per replica. A stage with ``batch_size`` sends full micro-batches, or a 
 oldest item waited ``batch_timeout``; any other stage sends what is queued, split over its replicas
 (up to ``TRANSPORT_BATCH`` items a message), so items batch up naturally while replicas are busy. A replica not
 heard from for ``dead_after`` seconds is dropped and its batches in flight go back to the front of
-their queue (replay); a late answer for an item already answered is ignored, so every item gets
-exactly one output. An item whose stage raised gets ``ItemFailed`` and goes no further.
+their queue (replay); a late answer from a dropped replica is ignored (its batches are no longer
+known), so every item gets exactly one output. An item whose stage raised gets ``ItemFailed`` and goes no further.
 """
 
 from __future__ import annotations
@@ -138,19 +138,24 @@ class PipelineState:
             replica.last_seen = now
 
     def answered(
-        self, stage: str, index: int, batch_id: int, cids: tuple[int, ...], results: list[Any],
-        now: float,
-    ) -> None:  # fmt: skip
-        """A replica's outputs: per item (True, value) or (False, (type, message, traceback))."""
+        self, stage: str, index: int, batch_id: int, results: list[Any], now: float
+    ) -> None:
+        """A replica's outputs for one batch, in its order: per item (True, value) or (False,
+        (type, message, traceback)). A batch no longer known (its replica was dropped and its
+        items replayed) is ignored."""
         replica = self.replicas.get((stage, index))
-        if replica is not None:
-            replica.last_seen = now
-            if replica.batches.pop(batch_id, None) is not None:
-                replica.items -= len(cids)
+        if replica is None:
+            return
+        replica.last_seen = now
+        cids = replica.batches.pop(batch_id, None)
+        if cids is None:
+            return
+        replica.items -= len(cids)
+        items = self.items
         for cid, (ok, value) in zip(cids, results, strict=False):
-            item = self.items.get(cid)
+            item = items.get(cid)
             if item is None or stage in item.values:
-                continue  # finished, failed, or answered already (a replay's twin)
+                continue  # finished or failed already
             if ok:
                 self._value(cid, item, stage, value, now)
             else:
@@ -187,20 +192,26 @@ class PipelineState:
     # -- internals -----------------------------------------------------------------------------
 
     def _value(self, cid: int, item: _Item, source: str, value: Any, now: float) -> None:
-        item.values[source] = value
-        if source in self.stages and not self.stages[source].consumers:
-            if all(sink in item.values for sink in self.sinks):
-                if len(self.sinks) == 1:
-                    self._finish(cid, item.values[self.sinks[0]])
-                else:
-                    self._finish(cid, {sink: item.values[sink] for sink in self.sinks})
-                return
-        for consumer in self.consumers[source]:
+        values = item.values
+        values[source] = value
+        consumers = self.consumers[source]
+        if not consumers and source in self.stages:  # a sink
+            sinks = self.sinks
+            if len(sinks) == 1:
+                self._finish(cid, value)
+            elif all(sink in values for sink in sinks):
+                self._finish(cid, {sink: values[sink] for sink in sinks})
+            return
+        for consumer in consumers:
             stage = self.stages[consumer]
-            if consumer in item.queued or not all(a in item.values for a in stage.args):
-                continue
-            item.queued.add(consumer)
-            stage.queue.append((cid, tuple(item.values[a] for a in stage.args), now))
+            args = stage.args
+            if len(args) == 1:  # the common chain: no join to wait for
+                stage.queue.append((cid, (value,), now))
+            else:
+                if consumer in item.queued or not all(a in values for a in args):
+                    continue
+                item.queued.add(consumer)
+                stage.queue.append((cid, tuple(values[a] for a in args), now))
             self._dirty.add(consumer)
 
     def _finish(self, cid: int, output: Any) -> None:
