@@ -32,6 +32,7 @@ from handoffd.stream.state import PipelineFailed, PipelineState, Stage
 
 TICK = 0.005  # seconds between the loop's timer checks (batch timeouts, dead replicas)
 KEEPALIVE = 1.0  # seconds between the client's keep-alives to idle replicas
+RUN_CHECK = 5.0  # seconds without an output before results() asks whether the run still goes
 
 
 def compile_stream(dag: DAG) -> tuple[list[str], list[Stage], dict[str, Function]]:
@@ -168,23 +169,48 @@ class Pipeline:
     def results(self, timeout: float | None = None) -> Iterator[Any]:
         """Outputs in push order (a failed item: ``handoffd.ItemFailed``) until every item pushed
         so far was yielded. ``timeout``: seconds to wait for any one output."""
+        deadline: float | None = None
         while True:
             ready: list[Any] = []
+            stalled = False
             with self._lock:
                 if self._next_output >= self._state.pushed:
                     return
-                deadline = None if timeout is None else time.monotonic() + timeout
+                now = time.monotonic()
+                if deadline is None and timeout is not None:
+                    deadline = now + timeout
+                quiet_until = now + RUN_CHECK
                 outputs = self._state.outputs
                 while self._next_output not in outputs:
                     self._raise_failure()
-                    left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-                    if left <= 0:
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline:
                         raise Timeout(f"no output for item {self._next_output} within {timeout}s")
-                    self._lock.wait(left)
+                    if now >= quiet_until:
+                        stalled = True
+                        break
+                    self._lock.wait(0.5 if deadline is None else min(0.5, deadline - now))
                 while self._next_output in outputs:  # every output ready in order, at once
                     ready.append(outputs.pop(self._next_output))
                     self._next_output += 1
+            if stalled:
+                self._check_run()  # no output for a while: is the replicas' run still going?
+                continue
+            deadline = None
             yield from ready
+
+    def _check_run(self) -> None:
+        """Raise PipelineFailed if the replicas' run ended while the pipeline is open (its
+        replicas failed more often than their retries, or it was cancelled)."""
+        status = self.run.status()
+        if status.done and not self._closed:
+            with self._lock:
+                self._failure = PipelineFailed(
+                    f"the pipeline's replicas (run {self.run.id}) ended {status.state}"
+                    + (f": {status.error}" if status.error is not None else "")
+                )
+                self._lock.notify_all()
+            raise self._failure
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -239,17 +265,24 @@ class Pipeline:
 
     def _wait_started(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with self._lock:
-            while not all(self._state.stage_replicas(s) >= n for s, n in self._expected.items()):
+        check = time.monotonic() + RUN_CHECK
+        while True:
+            with self._lock:
                 self._raise_failure()
+                state = self._state
+                if all(state.stage_replicas(s) >= n for s, n in self._expected.items()):
+                    return
                 if time.monotonic() > deadline:
-                    have = {s: self._state.stage_replicas(s) for s in self._expected}
+                    have = {s: state.stage_replicas(s) for s in self._expected}
                     raise Timeout(
                         f"the pipeline's replicas did not all start within {timeout}s (started: "
                         f"{have}, wanted: {self._expected}); is there room in the cluster for "
                         f"every replica's cost?"
                     )
                 self._lock.wait(0.2)
+            if time.monotonic() >= check:  # a replica that fails at once ends the run
+                check = time.monotonic() + RUN_CHECK
+                self._check_run()
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

@@ -39,6 +39,7 @@ def serve(config: dict[str, Any]) -> int:
             if config.get("init") is not None:
                 state = config["init"]()
         except Exception as exc:
+            sock.linger = 2000  # the failure must reach the client before the socket closes
             _send(sock, name, ms.StreamReplicaFailed(stage, index, type(exc).__qualname__,
                                                      str(exc), tb_module.format_exc()))  # fmt: skip
             raise
@@ -49,7 +50,7 @@ def serve(config: dict[str, Any]) -> int:
         beat.set()
         if beater.is_alive():
             beater.join(2 * HEARTBEAT)
-        sock.close(linger=0)
+        sock.close()
         ctx.term()
 
 

@@ -25,3 +25,9 @@ def test_engines_page_dask_examples_run(tmp_path):
     pytest.importorskip("distributed")
     out = run_page("engines.md", tmp_path, {})
     assert out.splitlines()[-1] == "101"
+
+
+def test_streaming_page_examples_run(pair, tmp_path):
+    a, _ = pair
+    out = run_page("streaming.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
+    assert "embed#1" in out and "ItemFailed(13" in out

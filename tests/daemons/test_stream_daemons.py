@@ -165,3 +165,30 @@ def test_a_node_killed_mid_stream_loses_no_item(cluster):
         # the lost replica was placed again on the surviving node and joined
         wait_for(lambda: pipe.stats()["replicas"]["double"] == 2, timeout=60, what="re-placed")
         assert set(pipe.run.placement().values()) == {a.name}
+
+
+def broken_init():
+    raise RuntimeError("model file missing")
+
+
+def test_a_failing_init_fails_the_pipeline_at_start(cluster):
+    _, _, client = cluster
+    dag = handoffd.DAG()
+    dag.add_function(Function(id="src", type="input"))
+    dag.add_function(Function(id="embed", code=embed, args=["src"], init=broken_init))
+    with pytest.raises(
+        handoffd.HandoffError, match="init failed: RuntimeError: model file missing"
+    ):
+        client.stream(dag, max_retries=0)
+
+
+def test_results_raise_when_the_replicas_run_ends(cluster, tmp_path):
+    _, _, client = cluster
+    dag = handoffd.DAG()
+    dag.add_function(Function(id="src", type="input"))
+    dag.add_function(Function(id="wait", code=gated(str(tmp_path / "never")), args=["src"]))
+    with client.stream(dag, max_retries=0) as pipe:
+        pipe.push(1)
+        pipe.run.cancel()
+        with pytest.raises(handoffd.HandoffError, match="ended CANCELLED"):
+            list(pipe.results(timeout=60))
