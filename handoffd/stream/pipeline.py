@@ -272,14 +272,21 @@ class Pipeline:
                 state = self._state
                 if all(state.stage_replicas(s) >= n for s, n in self._expected.items()):
                     return
-                if time.monotonic() > deadline:
-                    have = {s: state.stage_replicas(s) for s in self._expected}
-                    raise Timeout(
-                        f"the pipeline's replicas did not all start within {timeout}s (started: "
-                        f"{have}, wanted: {self._expected}); is there room in the cluster for "
-                        f"every replica's cost?"
-                    )
-                self._lock.wait(0.2)
+                have = {s: state.stage_replicas(s) for s in self._expected}
+                late = time.monotonic() > deadline
+                if not late:
+                    self._lock.wait(0.2)
+            if late:
+                try:
+                    status = self.run.status()
+                    seen = f"; the run is {status.state} {status.counts}, placed {status.placement}"
+                except Exception as exc:  # noqa: BLE001 - only for the message
+                    seen = f"; its status is unknown ({exc})"
+                raise Timeout(
+                    f"the pipeline's replicas did not all start within {timeout}s (joined: "
+                    f"{have}, wanted: {self._expected}){seen}; is there room in the cluster "
+                    f"for every replica's cost?"
+                )
             if time.monotonic() >= check:  # a replica that fails at once ends the run
                 check = time.monotonic() + RUN_CHECK
                 self._check_run()

@@ -192,3 +192,32 @@ def test_results_raise_when_the_replicas_run_ends(cluster, tmp_path):
         pipe.run.cancel()
         with pytest.raises(handoffd.HandoffError, match="ended CANCELLED"):
             list(pipe.results(timeout=60))
+
+
+def test_the_owner_of_the_replicas_killed_mid_stream_loses_no_item(daemons):
+    # Three nodes: the client talks to a (the replicas' run's owner); a dies mid-stream, a
+    # standby takes the run over and re-places a's replicas; the items go on.
+    a = daemons.start(cpu=4, memory=4000)
+    b = daemons.start(cpu=4, memory=4000, seeds=[a.address])
+    c = daemons.start(cpu=4, memory=4000, seeds=[a.address])
+    client = handoffd.connect(a.address, timeout=10)
+    try:
+        wait_for(lambda: len(client.nodes()) == 3, timeout=30, what="three daemons joined")
+        dag = handoffd.DAG()
+        dag.add_function(Function(id="src", type="input"))
+        dag.add_function(Function(id="double", code=slow_double, args=["src"], parallelism=3))
+        dag.add_function(Function(id="inc", code=lambda x: x + 1, args=["double"], parallelism=3))
+        with client.stream(dag, max_in_flight=400, dead_after=2.0) as pipe:
+            assert len(set(pipe.run.placement().values())) == 3
+            for i in range(300):
+                pipe.push(i)
+            wait_for(lambda: pipe.stats()["finished"] >= 20, timeout=30, what="items done")
+            a.kill()
+            outputs = list(pipe.results(timeout=120))
+            assert outputs == [2 * i + 1 for i in range(300)]
+            wait_for(lambda: pipe.stats()["replicas"] == {"double": 3, "inc": 3}, timeout=90,
+                     what="a's replicas re-placed by the new owner")  # fmt: skip
+            assert a.name not in set(pipe.run.placement().values())
+    finally:
+        client.close()
+        del b, c
