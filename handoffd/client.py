@@ -395,6 +395,7 @@ class Client:
         run_id = uuid.uuid4().hex[:16]
         # The user's functions only: a hooked Argument adds serialize tasks (handoffd.arguments).
         run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
+        run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         if not wait:
             reply, _ = self._request(
@@ -494,6 +495,8 @@ class Run:
         self._exists = True  # known to exist: while no node knows it, an owner is taking over
         self._values: dict[str, bytes] = {}  # serialised results an outcome carried
         self._released = False  # the owner freed the results after sending them all to us
+        # serialize task id -> its consumer (handoffd.Argument): such a failure is the consumer's
+        self._hook_consumers: dict[str, str] = {}
 
     def status(self) -> RunStatus:
         grace = _FOLLOW_GRACE if self._exists else 0.0
@@ -527,7 +530,9 @@ class Run:
                 )
             if status.done:
                 if status.error is not None:
-                    raise status.error
+                    from handoffd.arguments import as_consumer_failure
+
+                    raise as_consumer_failure(status.error, self._hook_consumers)
                 return status
 
     def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:

@@ -119,3 +119,6 @@ def test_a_failing_serialize_hook_is_reported_as_the_consumers_failure(cluster, 
     err = info.value
     assert err.function_id == "c" and err.exc_type == "HookFailed"
     assert "serialize hook test_cluster_arguments.broken_pack of argument 'p'" in err.exc_message
+    with pytest.raises(handoffd.TaskFailed) as info:
+        client.submit(dag, max_retries=0).wait(60)  # Run.wait names the consumer too
+    assert info.value.function_id == "c" and info.value.exc_type == "HookFailed"
