@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -136,6 +137,11 @@ class Client:
         self._known: list[str] = [self.address]
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
+        # Per DAG this client ran or submitted: its results (execute) or its Run (submit), for
+        # get(ref); weak, so a DAG the user dropped takes its results with it.
+        self._ran: weakref.WeakKeyDictionary[Any, dict[str, Any] | Run] = (
+            weakref.WeakKeyDictionary()
+        )
         self._connect(self.address)
 
     # -- per-thread connection state (client_threads) -------------------------------------------
@@ -371,9 +377,11 @@ class Client:
         ``handoffctl submit``) are shipped with the run; ``working_dir`` ships a directory and
         ``py_modules`` packages or modules (paths, modules or names), each on ``sys.path`` in the
         workers running this run's tasks (``handoffd.packages``)."""
-        return self._submit(
+        run = self._submit(
             dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules
         )
+        self._ran[dag] = run
+        return run
 
     def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
         """Submit, wait, and return {function id: value} for every non-inline function."""
@@ -385,10 +393,13 @@ class Client:
         status = run._last
         assert status is not None
         if status.error is not None:
-            raise status.error
+            from handoffd.arguments import as_consumer_failure
+
+            raise as_consumer_failure(status.error, dag.hook_consumers)
         results = run.results()
         if not run._released:
             run._release_nowait()
+        self._ran[dag] = results
         return results
 
     async def execute_async(self, dag: Any, **options: Any) -> dict[str, Any]:
@@ -399,6 +410,39 @@ class Client:
     async def submit_async(self, dag: Any, **options: Any) -> Run:
         """``submit`` for asyncio callers; await ``run.wait_async()``/``run.results_async()``."""
         return await asyncio.to_thread(self.submit, dag, **options)
+
+    def stream(self, dag: Any, *, max_in_flight: int = 1000, **options: Any) -> Any:
+        """Start a streaming pipeline (``handoffd.stream.pipeline.Pipeline``): its stages'
+        replicas are placed in the cluster now; ``push`` items, read ``results()`` in push order.
+        Use it as a context manager (the block's end stops the replicas)."""
+        from handoffd.stream.pipeline import Pipeline
+
+        return Pipeline(self, dag, max_in_flight=max_in_flight, **options)
+
+    def get(self, ref: Any) -> Any:
+        """The value of a ``handoffd.Ref`` (or a list of values for a list of Refs): from the
+        results of the last ``execute`` of its DAG by this client, else from the Run of its last
+        ``submit`` (waiting for it), else the DAG is executed now."""
+        from handoffd.decorator import Ref
+
+        if isinstance(ref, (list, tuple)):
+            return [self.get(one) for one in ref]
+        if not isinstance(ref, Ref):
+            raise TypeError(
+                f"client.get expects a handoffd.Ref (what a decorated call returns inside a "
+                f"`with handoffd.DAG()` block), got {type(ref).__name__}"
+            )
+        ran = self._ran.get(ref.dag)
+        if ran is None:
+            ran = self.execute(ref.dag)
+        if isinstance(ran, Run):
+            return ran.result(ref.id)
+        if ref.id not in ran:
+            raise errors.HandoffError(
+                f"{ref!r} has no value in its DAG's last results: it is an inline function, or "
+                f"outputs= left it out; execute the DAG again with it among the outputs"
+            )
+        return ran[ref.id]
 
     def _submit(
         self,
@@ -435,7 +479,9 @@ class Client:
         # The rows are TaskMeta's fields: the codec checks and packs them as they are.
         tasks = codec.Rows(rows)
         run_id = uuid.uuid4().hex[:16]
-        run = Run(self, run_id, "", [r[0] for r in rows if not r[6]], output_ids)
+        # The user's functions only: a hooked Argument adds serialize tasks (handoffd.arguments).
+        run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
+        run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         if not wait:
             for resend in (False, True):

@@ -221,6 +221,8 @@ class Run(RunReading):
         self._values: dict[str, bytes] = {}  # serialised results an outcome carried
         self._released = False  # the owner freed the results after sending them all to us
         self._missing_package = False  # the owner lacked a code package we did not resend
+        # serialize task id -> its consumer (handoffd.Argument): such a failure is the consumer's
+        self._hook_consumers: dict[str, str] = {}
 
     def status(self) -> RunStatus:
         grace = FOLLOW_GRACE if self._exists else 0.0
@@ -252,7 +254,9 @@ class Run(RunReading):
                 raise errors.UnknownRun(unknown_run(self.id, self._client._known))
             if status.done:
                 if status.error is not None:
-                    raise status.error
+                    from handoffd.arguments import as_consumer_failure
+
+                    raise as_consumer_failure(status.error, self._hook_consumers)
                 return status
 
     def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:

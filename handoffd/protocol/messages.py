@@ -679,3 +679,4 @@ class RunSnapshot:
 
 
 from handoffd.protocol import messages_observability as _messages_observability  # noqa: E402,F401,I001
+from handoffd.protocol import messages_stream as _messages_stream  # noqa: E402,F401,I001
