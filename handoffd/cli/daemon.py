@@ -95,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="free a finished run's values after this long if no client collected them",
     )
+    start.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="raise or lower a bound on what a client or peer can make this daemon hold, e.g. "
+        "max_body_bytes=8388608, max_tasks_per_run=1000000 (docs/limits.md)",
+    )
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="text", choices=["text", "json"])
     stop = sub.add_parser("stop", help="drain and stop a daemon started on this machine")
@@ -109,7 +117,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     import socket
 
     from handoffd import resources
-    from handoffd.config import NodeConfig
+    from handoffd.config import NodeConfig, parse_limits
 
     probed = resources.probe_local()
     capacity = {
@@ -172,6 +180,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         spill_bytes=int(args.store_memory * 1024 * 1024),
         spill_dir=args.spill_dir,
         result_retention_s=args.result_retention,
+        limits=parse_limits(getattr(args, "limit", None) or []),
     )
 
 

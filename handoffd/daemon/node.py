@@ -163,6 +163,7 @@ class Node:
             resources=self.ledger,
             local_value=self.store.get,
             keep_results_s=cfg.result_retention_s,
+            limits=cfg.limits,
         )
         self.replication = ReplicationIO(
             port,

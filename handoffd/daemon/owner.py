@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from handoffd import errors, validation
+from handoffd import errors, intake, validation
+from handoffd.config import Limits
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
@@ -80,9 +81,12 @@ class OwnerIO:
         local_value: Callable[[str, str], bytes | None],
         keep_results_s: float,
         keep_status_s: float | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
+        self.limits = limits if limits is not None else Limits()
+        self._client_runs = intake.ClientRuns(self.limits, self._unfinished)
         self._resources = resources
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
@@ -298,7 +302,12 @@ class OwnerIO:
         self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
     ) -> None:
         try:
-            specs = validation.wire_specs(msg, frames)  # a daemon never trusts a submission
+            # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
+            # trusts a submission.
+            intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
+            specs = validation.wire_specs(msg, frames)
+            if self.scheduler.term_of(msg.run_id) is None:
+                self._client_runs.admit(conn, msg.run_id)
         except errors.HandoffError as exc:
             info = error_info(exc)
             assert info is not None
@@ -314,6 +323,10 @@ class OwnerIO:
         self._submits[msg.run_id] = waiter
         options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
         self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
+
+    def _unfinished(self, run_id: str) -> bool:
+        st = self.scheduler.run_status(run_id)
+        return st is not None and st.state == "RUNNING"
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)

@@ -443,7 +443,7 @@ class ZmqTransport(Transport):
         return peer
 
     def _queue(self, peer: _Peer, frames: Frames) -> bool:
-        if len(peer.pending) >= self.limits.max_queue:
+        if len(peer.pending) >= self.limits.max_pending_per_peer:
             return self._fail("pending_full")
         if not peer.pending:
             assert self._loop is not None
