@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_reliability as mr
 
 log = logging.getLogger("handoffd.admission")
 
@@ -71,6 +72,7 @@ KIND: dict[type, str] = {
     **{t: CLIENT for t in CLIENT_TYPES},
     **{t: PEER for t in PEER_TYPES},
     **{t: MEMBERSHIP for t in MEMBERSHIP_TYPES},
+    mr.NodeLeaving: PEER,  # a member says it is leaving (issue 19)
 }
 _LIVE = (m.ALIVE, m.SUSPECT)
 

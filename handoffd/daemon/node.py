@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -25,12 +26,15 @@ from typing import Any
 from handoffd import __version__, admission
 from handoffd.config import NodeConfig
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.leaving import LeavingPeers
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
+from handoffd.membership.probes import ping_address
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_reliability as mr
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -90,6 +94,9 @@ class Node:
         self._next_stats = 0.0
         self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
+        self._responder: Any = None  # answers Pings off the loop (transport/responder.py)
+        self._published: m.MemberState | None = None
+        self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -118,6 +125,8 @@ class Node:
             )
         await self._transport.start(self._on_frames)
         self.address = self._transport.address
+        if os.environ.get("HANDOFFD_PROBE_THREAD", "1") != "0":  # "0": the bench's "before"
+            self._responder = self._transport.probe_responder(self.name, self._on_ping)
         now = self._clock()
         self.membership = swim.Membership(
             name=self.name,
@@ -127,7 +136,9 @@ class Node:
             config=cfg.membership,
             rng=self._rng,
             now=now,
+            probe_port=self._responder.port if self._responder is not None else 0,
         )
+        self._publish_me()
         loop = asyncio.get_running_loop()
         port = NodePort(
             name=self.name,
@@ -240,7 +251,20 @@ class Node:
         self._stopping = True
         try:
             if self.executor is not None:
-                self.executor.draining = True
+                if drain:  # a graceful leave: queued tasks go back to their owners now
+                    tasks = self.executor.state.tasks.values()
+                    queued = sum(1 for t in tasks if not t.running)
+                    log.info(
+                        "node %s leaving: %d queued tasks handed back, %d running get up to %.1f s",
+                        self.name,
+                        queued,
+                        self.executor.running_count(),
+                        self.config.drain_grace_s,
+                    )
+                    self.executor.leave()
+                    self._announce_leaving()
+                else:  # as abrupt as a crash, but take nothing new meanwhile
+                    self.executor.draining = True
                 self._resources_changed()
                 if drain:
                     deadline = self._clock() + self.config.drain_grace_s
@@ -267,6 +291,21 @@ class Node:
             self.store.close()
         finally:
             self._stopped.set()
+
+    def _announce_leaving(self) -> None:
+        """Tell every live member at once that we are leaving: they place nothing more here from
+        the moment they hear it (``LeavingPeers``), not when gossip says LEFT after the drain."""
+        msg = mr.NodeLeaving(self.config.drain_grace_s)
+        for member in self.members():
+            if member.name != self.name and member.status in (m.ALIVE, m.SUSPECT):
+                self.send(member.address, msg)
+
+    def _peer_leaving(self, name: str) -> None:
+        member = self.membership.get(name) if self.membership is not None else None
+        if member is None or self.owner is None or name == self.name:
+            return
+        log.info("member %s is leaving: no new work is placed there", name)
+        self.owner.member_updates([self._leaving.said(member)])
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -329,6 +368,31 @@ class Node:
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
+
+    def _on_ping(self, sender: str, ping: m.Ping) -> None:
+        """A Ping the probe responder already acked, off the loop: merge what it carries, checked
+        as any membership message (an Ack from the loop too would only be a duplicate)."""
+        membership = self.membership
+        if membership is None or self._stopping:
+            return
+        refused = admission.check(ping, sender, True, membership.get(sender), self.name)
+        if refused:
+            self.dropped += 1
+            self.drops.count(refused, ping, sender)
+            return
+        try:
+            self._run_membership(swim.Received(sender, None, m.Gossip(ping.updates)))
+        except Exception:  # noqa: BLE001 - as for any message: never take the daemon down
+            self.dropped += 1
+            log.exception("handling a Ping from %s failed", sender)
+
+    def _publish_me(self) -> None:
+        """Our own state, as the probe responder's Acks carry it (a reference swap)."""
+        if self._responder is not None and self.membership is not None:
+            me = self.membership.me
+            if me is not self._published:
+                self._published = me
+                self._responder.publish(me)
 
     def stats(self) -> dict[str, Any]:
         """What was dropped or refused, by reason: messages (admission), the transport's inbound
@@ -397,6 +461,8 @@ class Node:
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, mr.NodeLeaving):
+            self._peer_leaving(envelope.sender if envelope is not None else "")
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -419,9 +485,9 @@ class Node:
             now = self._clock()
             if now >= self._next_sweep and self._transport is not None:
                 self._next_sweep = now + IDLE_SWEEP_S
-                self._transport.close_idle(
-                    {s.address for s in self.members() if s.status == m.ALIVE}
-                )
+                alive = [s for s in self.members() if s.status == m.ALIVE]
+                keep = {s.address for s in alive} | {ping_address(s) for s in alive}
+                self._transport.close_idle(keep)
             if now >= self._next_stats:
                 self._next_stats = now + STATS_LOG_S
                 self._log_stats()
@@ -471,11 +537,12 @@ class Node:
         # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
         # hears every change before replication acts on any (a takeover sees the dead as dead).
         if updates and self.owner is not None:
-            self.owner.member_updates(updates)
+            self.owner.member_updates(self._leaving.masked(updates))
         for change in changes:
             self._member_changed(change)
         if changes and self.replication is not None:
             self.replication.members_changed()
+        self._publish_me()
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member

@@ -55,6 +55,7 @@ from handoffd.membership.events import ResourcesChanged as ResourcesChanged
 from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
+from handoffd.membership.probes import moved, ping_address
 from handoffd.protocol.messages import (
     ALIVE,
     DEAD,
@@ -145,6 +146,7 @@ class Membership:
         rng: random.Random,
         now: float,
         incarnation: int = 0,
+        probe_port: int = 0,
     ) -> None:
         self.name = name
         self.cluster = cluster
@@ -159,12 +161,11 @@ class Membership:
             capacity=dict(capacity),
             free=dict(capacity),
             resource_version=0,
+            probe_port=probe_port,
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
-        self._incompatible: set[str] = (
-            set()
-        )  # members refused for their protocol range (warned once)
+        self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue: dict[str, int] = {}  # name -> times its current state was piggybacked
         self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
         self._probe_index = 0
@@ -370,7 +371,7 @@ class Membership:
                     reply_to, event.sender, msg.probe_id, msg.target, deadline
                 )
                 ping = Ping(probe_id, self._piggyback(msg.target))
-                out.append(Send(target.state.address, ping))
+                out.append(Send(ping_address(target.state), ping))
         elif isinstance(msg, IndirectAck):
             probe = self._probe
             if probe is not None and probe.probe_id == msg.probe_id and msg.target == probe.target:
@@ -446,7 +447,7 @@ class Membership:
         final = direct + self.config.indirect_timeout * scale
         self._probe = _Probe(probe_id, target.name, direct, final)
         self.counters.probes += 1
-        out.append(Send(target.address, Ping(probe_id, self._piggyback(target.name))))
+        out.append(Send(ping_address(target), Ping(probe_id, self._piggyback(target.name))))
 
     def _advance_probe(self, now: float, out: list[Instruction]) -> None:
         probe = self._probe
@@ -588,7 +589,7 @@ class Membership:
             return
         new = cur
         if state_newer:
-            new = replace(new, incarnation=u.incarnation, status=u.status, address=u.address)
+            new = moved(new, u)
         if resources_newer:
             new = replace(
                 new, capacity=u.capacity, free=u.free, resource_version=u.resource_version

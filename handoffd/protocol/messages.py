@@ -16,41 +16,10 @@ type's bytes are pinned by tests/unit/golden/messages.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, TypeVar, dataclass_transform
-
 from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
-
-T = TypeVar("T")
-
-#: type number -> message class (append-only; a test pins it)
-MESSAGES: dict[int, type[Any]] = {}
-#: nested record types, encoded as msgpack arrays of their fields
-STRUCTS: dict[str, type[Any]] = {}
-
-
-@dataclass_transform(frozen_default=True)
-def message(type_id: int):  # type: ignore[no-untyped-def]
-    """Register a frozen dataclass as wire message ``type_id``."""
-
-    def wrap(cls: type[T]) -> type[T]:
-        if type_id in MESSAGES:
-            raise RuntimeError(f"message type {type_id} used twice ({MESSAGES[type_id].__name__})")
-        cls = dataclass(frozen=True, slots=True)(cls)
-        cls.TYPE = type_id  # type: ignore[attr-defined]
-        MESSAGES[type_id] = cls
-        return cls
-
-    return wrap
-
-
-@dataclass_transform(frozen_default=True)
-def struct(cls: type[T]) -> type[T]:
-    """Register a frozen dataclass as a nested record."""
-    cls = dataclass(frozen=True, slots=True)(cls)
-    STRUCTS[cls.__name__] = cls
-    return cls
-
+from handoffd.protocol.registry import MESSAGES as MESSAGES  # re-exported
+from handoffd.protocol.registry import STRUCTS as STRUCTS
+from handoffd.protocol.registry import message, struct
 
 # ---------------------------------------------------------------------------------------------
 # Membership (SWIM): 1-19
@@ -76,6 +45,9 @@ class MemberState:
     # the member's protocol range: a node admits only members whose range overlaps its own
     protocol_min: int = PROTOCOL_MIN
     protocol_max: int = PROTOCOL_MAX
+    # the port of the member's probe responder on its address's host (issue 19): Pings go there
+    # and are answered off its event loop; 0: ping ``address``
+    probe_port: int = 0
 
 
 @message(1)
@@ -678,3 +650,6 @@ class RunSnapshot:
     specs: tuple[SnapshotSpec, ...]
     group_node: dict[str, str | None]
     tasks: tuple[SnapshotTask, ...]
+
+
+from handoffd.protocol import messages_reliability as _messages_reliability  # noqa: E402,F401

@@ -122,6 +122,35 @@ def fuzz_listening(
         sock.close(0)
 
 
+def fuzz_probe_port(
+    fuzzer: FrameFuzzer, ctx: zmq.Context[Any], address: str, keys: CurveKeys, sent: Counter[str]
+) -> None:
+    """The probe responder's ROUTER (its thread answers Pings only): the same mix, then a Ping
+    from a stranger must still be acked."""
+    sock = fuzz_dealer(ctx, address, keys)
+    try:
+        for kind in fuzzer.kinds:
+            for _ in range(PER_KIND // 3):
+                sock.send_multipart(fuzzer.next(kind))
+                sent[f"probe/{kind}"] += 1
+    finally:
+        sock.close(0)
+    # A fresh connection: frames past the port's 64 KiB MAXMSGSIZE made ZeroMQ drop the old one.
+    sock = fuzz_dealer(ctx, address, keys)
+    try:
+        sock.send_multipart(codec.encode(m.Ping(77, ()), sender="prober-fuzzer"))
+        deadline = time.monotonic() + 30
+        while (left := deadline - time.monotonic()) > 0:
+            assert sock.poll(int(left * 1000) + 1), "the probe port did not ack a Ping"
+            decoded = codec.decode(sock.recv_multipart())
+            if decoded is not None and isinstance(decoded.msg, m.Ack):
+                assert decoded.msg.probe_id == 77
+                return
+        raise AssertionError("no Ack from the probe port")
+    finally:
+        sock.close(0)
+
+
 def fuzz_unauthenticated(address: str, rng: random.Random, sent: Counter[str]) -> None:
     """Raw TCP without the key: garbage, truncated ZMTP greetings, and connections left open."""
     host, port = split_address(address)
@@ -155,6 +184,14 @@ def fuzz_outbound(
         for _ in range(PER_KIND // 3):
             rogue.send_multipart([routing_id, *fuzzer.next(kind)])
             sent[f"outbound/{kind}"] += 1
+
+
+def client_probe_port(address: str, name: str, key_file: str) -> int:
+    from handoffd.client import Client
+
+    with Client(address, key_file=key_file, timeout=10) as client:
+        reply, _ = client._request(m.ListNodes(999))
+    return next(s.probe_port for s in reply.members if s.name == name)
 
 
 def test_malformed_frames_on_every_socket_leave_the_daemon_up_and_bounded(tmp_path: Path) -> None:
@@ -192,7 +229,12 @@ def test_malformed_frames_on_every_socket_leave_the_daemon_up_and_bounded(tmp_pa
             senders = ["fuzzer", b.name, "client", a.name, "", "é" * 300]
             fuzzer = FrameFuzzer(SEED, senders)
             fuzz_listening(fuzzer, ctx, a.address, keys, sent)
+            probe_port = client_probe_port(a.address, a.name, str(key))
+            assert probe_port > 0, "the daemon gossips no probe port"
+            probe_address = f"127.0.0.1:{probe_port}"
+            fuzz_probe_port(fuzzer, ctx, probe_address, keys, sent)
             fuzz_unauthenticated(a.address, random.Random(SEED), sent)
+            fuzz_unauthenticated(probe_address, random.Random(SEED + 1), sent)
             fuzz_outbound(fuzzer, rogue, routing_id, sent)
             sock = fuzz_dealer(ctx, a.address, keys)
             try:

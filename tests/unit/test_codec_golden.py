@@ -105,6 +105,21 @@ def _decode_struct(cls: type, body: bytes) -> Any:
     return record.from_values(values) if len(values) == record.count else record.from_other(values)
 
 
+def _same(got: Any, want: Any, pinned_structs: dict[str, Any]) -> bool:
+    """Equal in every field the pinned build knew: a struct nested in a message may have gained
+    trailing fields since (their defaults fill in when older bytes are decoded)."""
+    if type(want).__name__ in pinned_structs and type(got) is type(want):
+        return all(
+            _same(getattr(got, f), getattr(want, f), pinned_structs)
+            for f in pinned_structs[type(want).__name__]["fields"]
+        )
+    if isinstance(want, tuple) and isinstance(got, tuple):
+        return len(got) == len(want) and all(
+            _same(g, w, pinned_structs) for g, w in zip(got, want, strict=True)
+        )
+    return bool(got == want)
+
+
 def incompatible(pinned: dict[str, Any]) -> list[str]:
     """Pinned encodings this build can no longer read as it wrote them: a pinned message or struct
     that does not decode, or decodes to other values in the fields it had."""
@@ -120,7 +135,9 @@ def incompatible(pinned: dict[str, Any]) -> list[str]:
             continue
         expected = canonical(cls)
         for name in entry["fields"]:
-            if not hasattr(expected, name) or getattr(decoded.msg, name) != getattr(expected, name):
+            if not hasattr(expected, name) or not _same(
+                getattr(decoded.msg, name), getattr(expected, name), pinned["structs"]
+            ):
                 problems.append(f"{entry['name']}.{name}: decodes to another value")
     for name, entry in pinned["structs"].items():
         cls = STRUCTS.get(name)
@@ -134,7 +151,11 @@ def incompatible(pinned: dict[str, Any]) -> list[str]:
             continue
         expected = canonical(cls)
         for field_name in entry["fields"]:
-            if getattr(value, field_name, object()) != getattr(expected, field_name, None):
+            if not _same(
+                getattr(value, field_name, object()),
+                getattr(expected, field_name, None),
+                pinned["structs"],
+            ):
                 problems.append(f"{name}.{field_name}: decodes to another value")
     return problems
 
