@@ -89,9 +89,14 @@ def unique_cluster() -> str:
 
 
 class LocalCluster:
-    """N nodes in this process on 127.0.0.1 random ports, joined by seeds. Use as an async context.
-    Without a key_file they authenticate with this user's local key (in this process's runtime
-    dir), as a client of this process does."""
+    """N nodes in this process, joined by seeds. Use as an async context.
+
+    ``transport="memory"`` (the default): the nodes talk over an in-process ``MemoryNetwork``
+    (``self.network``, with its fault injection) and ``address`` is a ``mem://`` URL that a
+    ``Client`` in this process connects to; only the worker processes are real.
+    ``transport="zmq"``: ZeroMQ on 127.0.0.1 random ports, for what is about sockets; without a
+    key_file the nodes authenticate with this user's local key (in this process's runtime dir), as
+    a client of this process does."""
 
     def __init__(
         self,
@@ -99,21 +104,34 @@ class LocalCluster:
         *,
         names: list[str] | None = None,
         membership: MembershipConfig | None = None,
+        transport: str = "memory",
+        seed: int = 0,
         **config: Any,
     ) -> None:
+        if transport not in ("memory", "zmq"):
+            raise ValueError(f"transport must be 'memory' or 'zmq', not {transport!r}")
         self.capacities = capacities
         self.cluster = unique_cluster()
         self.names = names or [f"n{i}-{self.cluster}" for i in range(len(capacities))]
         self.membership = membership or MembershipConfig.for_tests()
+        self.transport = transport
+        self.seed = seed
         self.config = config
         self.nodes: list[Any] = []
+        self.network: Any = None  # the MemoryNetwork when transport == "memory"
 
     async def __aenter__(self) -> LocalCluster:
         from handoffd.daemon.node import Node
 
+        if self.transport == "memory":
+            from handoffd.transport.memory import MemoryNetwork
+
+            self.network = MemoryNetwork(self.seed)
         first: str | None = None
         try:
-            for name, capacity in zip(self.names, self.capacities, strict=False):
+            for index, (name, capacity) in enumerate(
+                zip(self.names, self.capacities, strict=False)
+            ):
                 cfg = NodeConfig(
                     name=name,
                     host="127.0.0.1",
@@ -125,7 +143,11 @@ class LocalCluster:
                     membership=self.membership,
                     **self.config,
                 )
-                node = Node(cfg)
+                if self.network is not None:
+                    transport = self.network.transport(f"{name}.mem:{index + 1}")
+                    node = Node(cfg, transport=transport, seed=self.seed + index)
+                else:
+                    node = Node(cfg)
                 self.nodes.append(node)
                 await node.start()
                 first = first or node.address
@@ -151,7 +173,13 @@ class LocalCluster:
 
     @property
     def address(self) -> str:
-        return str(self.nodes[0].address)
+        """What a ``Client`` in this process connects to: the first node."""
+        return self.url(0)
+
+    def url(self, index: int) -> str:
+        """The client address of node ``index``."""
+        address = str(self.nodes[index].address)
+        return self.network.url(address) if self.network is not None else address
 
     async def close(self) -> None:
         for node in self.nodes:
@@ -386,7 +414,17 @@ class ThreadedCluster:
     def address(self) -> str:
         return self._local.address
 
+    @property
+    def network(self) -> Any:
+        """The in-process ``MemoryNetwork`` (None for ``transport="zmq"``)."""
+        return self._local.network
+
+    def url(self, index: int) -> str:
+        """The client address of node ``index`` (a ``mem://`` URL on the in-memory network)."""
+        return self._local.url(index)
+
     def addresses(self) -> list[str]:
+        """The nodes' own addresses on their network (as members see each other)."""
         return [n.address for n in self._local.nodes]
 
     def names(self) -> list[str]:

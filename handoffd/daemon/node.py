@@ -152,7 +152,12 @@ class Node:
             member=self.membership.get,
             members=self.membership.members,
         )
-        self.scheduler = OwnerScheduler(self.name, now=now)
+        self.scheduler = OwnerScheduler(
+            self.name,
+            now=now,
+            probe_interval=cfg.dispatch.lost_probe_interval,
+            ack_timeout=cfg.dispatch.ack_timeout,
+        )
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -175,12 +180,14 @@ class Node:
             local_value=self.store.get,
             keep_results_s=cfg.result_retention_s,
             limits=cfg.limits,
+            fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.replication = ReplicationIO(
             port,
             self.scheduler,
             replicas=cfg.replicas,
             grace=max(0.05, cfg.membership.probe_interval),
+            answer_timeout=cfg.dispatch.takeover_answer_timeout,
         )
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed

@@ -96,6 +96,7 @@ class OwnerScheduler:
         backend: str | None = None,
         window: int = WINDOW,
         probe_interval: float = PROBE_INTERVAL,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.node_name = node_name
         self.term = term  # ownership term: nodes fence dispatches from a lower one
@@ -116,6 +117,7 @@ class OwnerScheduler:
             count_loss=self._count_loss,
             adopt=self._adopt,
             probe_interval=probe_interval,
+            ack_timeout=ack_timeout,
         )
         self._delays = DelayedTasks(self._out, run_of=self._owned.live.get, enqueue=self._enqueue)
         self._takeover = Takeover(
