@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from handoffd.protocol.messages import MemberState
+from handoffd.protocol.messages import DEAD, LEFT, MemberState
 
 
 def ping_address(state: MemberState) -> str:
@@ -27,3 +27,16 @@ def moved(current: MemberState, newer: MemberState) -> MemberState:
         address=newer.address,
         probe_port=newer.probe_port,
     )
+
+
+def reply_address(
+    known: MemberState | None, own: MemberState | None, fallback: str | None
+) -> str | None:
+    """Where an answer to a sender goes: the address we know it by. But a member we hold DEAD or
+    LEFT that speaks from another address (restarted elsewhere under the same name) is answered
+    there: at the old address nobody listens, and its rejoin would never complete."""
+    if known is None:
+        return fallback
+    if known.status in (DEAD, LEFT) and own is not None and own.address != known.address:
+        return own.address
+    return known.address

@@ -55,7 +55,7 @@ from handoffd.membership.events import ResourcesChanged as ResourcesChanged
 from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
-from handoffd.membership.probes import moved, ping_address
+from handoffd.membership.probes import moved, ping_address, reply_address
 from handoffd.protocol.messages import (
     ALIVE,
     DEAD,
@@ -329,10 +329,10 @@ class Membership:
         cause = f"{type(msg).__name__} from {event.sender}"
         if self._merge(updates, now, out, cause, event.sender):
             # We refuted an assertion about us: tell its sender now rather than at the next round.
-            address = self._address_of(event.sender, event.sender_address)
+            address = self._address_of(event.sender, event.sender_address, own)
             if address is not None and not isinstance(msg, Ping | PushPull):
                 out.append(Send(address, Gossip(self._piggyback(event.sender))))
-        reply_to = self._address_of(event.sender, event.sender_address)
+        reply_to = self._address_of(event.sender, event.sender_address, own)
         if isinstance(msg, Ping):
             if reply_to is not None:
                 out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(event.sender))))
@@ -690,9 +690,9 @@ class Membership:
             return self._rng.choice(dead)
         return self._rng.choice(live) if live else None
 
-    def _address_of(self, name: str, fallback: str | None) -> str | None:
+    def _address_of(self, name: str, fallback: str | None, own: Any = None) -> str | None:
         record = self._members.get(name)
-        return record.state.address if record and name != self.name else fallback
+        return reply_address(record.state if record and name != self.name else None, own, fallback)
 
     def _new_id(self) -> int:
         self._next_id += 1
