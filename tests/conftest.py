@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 _DAEMONS = Path(__file__).parent / "daemons"
+_CHAOS = Path(__file__).parent / "chaos"  # issue 19: seeded faults against daemons in namespaces
 
 # Keyless daemons and clients authenticate with the local key of the runtime dir: each test
 # process gets a private one (inherited by the daemons and handoffctl it starts), so the suite
@@ -37,7 +38,7 @@ atexit.register(shutil.rmtree, _RUNTIME_DIR, True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # By directory, so a test added to daemons/ cannot forget the marker.
     for item in items:
-        if _DAEMONS in item.path.parents:
+        if _DAEMONS in item.path.parents or _CHAOS in item.path.parents:
             item.add_marker(pytest.mark.slow)
     # Run order by file name across the tiers (a stable sort: each file's tests stay together),
     # as before the suite was split into directories. xdist hands each worker consecutive runs
