@@ -73,6 +73,7 @@ KIND: dict[type, str] = {
     **{t: PEER for t in PEER_TYPES},
     **{t: MEMBERSHIP for t in MEMBERSHIP_TYPES},
     mr.NodeLeaving: PEER,  # a member says it is leaving (issue 19)
+    mr.NameClash: MEMBERSHIP,  # from anyone: a newcomer with a taken name is no member yet
 }
 _LIVE = (m.ALIVE, m.SUSPECT)
 

@@ -134,7 +134,7 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
             os.unlink(path)
         except OSError:
             pass
-    return EXIT_OK
+    return EXIT_USAGE if node.clashed else EXIT_OK  # another daemon has our --name
 
 
 # The collector's thresholds in the daemon: young generations as in CPython (a collection of at

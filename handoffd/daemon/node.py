@@ -27,6 +27,7 @@ from handoffd import __version__, admission
 from handoffd.config import NodeConfig
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.leaving import LeavingPeers
+from handoffd.daemon.names import YOUNG_S, Names, clash_text
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
@@ -97,6 +98,8 @@ class Node:
         self._responder: Any = None  # answers Pings off the loop (transport/responder.py)
         self._published: m.MemberState | None = None
         self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
+        self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
+        self.clashed = False  # we stopped because our name was taken (exit code 2)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -369,6 +372,7 @@ class Node:
             return
         try:
             if isinstance(msg, _MEMBERSHIP_TYPES):
+                self._names_check(msg, sender, member)
                 self._run_membership(swim.Received(sender, None, msg))
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
@@ -392,6 +396,27 @@ class Node:
         except Exception:  # noqa: BLE001 - as for any message: never take the daemon down
             self.dropped += 1
             log.exception("handling a Ping from %s failed", sender)
+
+    def _names_check(self, msg: Any, sender: str, member: m.MemberState | None) -> None:
+        found = self._names.clash(msg, sender, member, self._clock())
+        if found is None:
+            return
+        known, claimed = found
+        log.warning("two live daemons use the name %r: at %s and at %s", sender, known, claimed)
+        self.send(claimed, mr.NameClash(sender, known, True))
+        self.send(known, mr.NameClash(sender, claimed, False))
+
+    def _name_clashed(self, msg: mr.NameClash) -> None:
+        if msg.name != self.name or msg.other_address == self.address:
+            return
+        stop = msg.stop and self._clock() - self.started_at < YOUNG_S
+        text = clash_text(self.name, self.address, msg.other_address, stop)
+        if stop and not self._stopping:
+            log.error("%s", text)
+            self.clashed = True
+            self.request_stop()
+        else:
+            log.warning("%s", text)
 
     def _publish_me(self) -> None:
         """Our own state, as the probe responder's Acks carry it (a reference swap)."""
@@ -468,6 +493,8 @@ class Node:
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, mr.NameClash):
+            self._name_clashed(msg)
         elif isinstance(msg, mr.NodeLeaving):
             self._peer_leaving(envelope.sender if envelope is not None else "")
         elif isinstance(msg, m.StopNode):

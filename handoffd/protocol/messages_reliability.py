@@ -16,3 +16,14 @@ class NodeLeaving:
     and report their values inline; then it leaves membership (LEFT)."""
 
     drain_s: float
+
+
+@message(201)
+class NameClash:
+    """A member saw two live daemons use node name ``name``: the one at ``other_address`` is the
+    other. Sent to both: the newcomer (``stop``: the cluster knows the other one) stops if it just
+    started (names must be unique); the established one logs it."""
+
+    name: str
+    other_address: str
+    stop: bool
