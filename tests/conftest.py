@@ -8,6 +8,8 @@
 - ``daemons/``: real processes and real sockets are what is tested: ``handoffd start``
   subprocesses, worker pools, ZeroMQ and mDNS sockets, network namespaces, fresh interpreters.
   Every test there is marked ``slow`` (below), so ``pytest -m "not slow"`` is the fast loop.
+- ``chaos/``: daemons in network namespaces under a seeded nemesis, judged by a checker (issue
+  19); marked ``slow`` too, and skipped with the reason when namespaces are unavailable.
 
 Helper modules sit next to the tests that use them (pytest puts a test file's directory on
 ``sys.path`` before importing it), so file names must be unique across the three directories.
