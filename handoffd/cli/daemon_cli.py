@@ -155,6 +155,14 @@ def cli() -> None:
 @click.option("--log-max-mb", type=float, default=50.0, show_default=True, help="rotate past this")
 @click.option("--log-backups", type=int, default=5, show_default=True, help="rotated files kept")
 @click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="a bound on what a client or peer can make this daemon hold, e.g. "
+    "max_tasks_per_run=1000000 (repeatable; docs/limits.md)",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -170,6 +178,7 @@ def _start(**kwargs: Any) -> int:
     ctx = click.get_current_context()
     kwargs["resources"] = list(kwargs["resources"])
     kwargs["seeds"] = list(kwargs["seeds"])
+    kwargs["limits"] = list(kwargs["limits"])
     sections, path = settings.loaded(ctx)
     kwargs["timing_overrides"] = sections.get("timings", {})
     kwargs["timing_source"] = f"[timings] of {path}"
