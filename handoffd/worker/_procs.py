@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
-from handoffd.worker import _pipe, _process
+from handoffd.worker import _pipe, _process, _watch
 
 # After EOF on a worker's pipe, how long its process may linger before we kill it.
 EXIT_GRACE = 1.0
@@ -26,11 +26,19 @@ PIPE_BUFFER = 4 << 20
 
 
 def kill_group(process: BaseProcess) -> None:
-    """SIGKILL the worker and every process left in its process group. Called before the worker
-    is reaped: until then its pid (the group's id) cannot be reused by another process."""
+    """SIGKILL the worker, its descendants and every process left in its process group. Called
+    before the worker is reaped: until then its pid (the group's id) cannot be reused by another
+    process. The descendants go first, while the worker (their subreaper) still holds them: a
+    process its task moved to a session of its own is found that way, not through the group."""
     pid = process.pid
     if pid is None:
         return
+    if process.exitcode is None:
+        for child in _watch.descendants(pid, _watch.parent_map()):
+            try:
+                os.kill(child, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -97,6 +105,13 @@ class Processes:
             timer = self.exiting.pop(process, None)
             if timer is not None:
                 timer.cancel()
+            if process.pid is not None:
+                # It died on its own (crash, OOM kill): what its task left in its process group
+                # goes too. Not reaped yet, so its pid still names only its group.
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             process.join()
             code = process.exitcode
             process.close()

@@ -262,8 +262,9 @@ def test_a_tasks_processes_are_gone_when_it_ends_or_times_out(daemons, tmp_path)
         with pytest.raises(TaskFailed) as failure:
             client.execute(dag, max_retries=0, timeout=60)
         assert failure.value.exc_type == "Timeout"
-        child = int((tmp_path / "child").read_text())
-        wait_for(lambda: not _pid_alive(child), 10, what="the timed-out task's child gone")
+        for child in map(int, (tmp_path / "child").read_text().split()):
+            # its child, and a grandchild in a session of its own (outside the process group)
+            wait_for(lambda c=child: not _pid_alive(c), 10, what=f"timed-out task's {child} gone")
         title = client.execute(_one(_title), timeout=60)["f"]
     pid, text = title
     assert text == f"handoffd-worker {d.name}: run" + text.split(": run", 1)[1]
@@ -274,8 +275,14 @@ def test_a_tasks_processes_are_gone_when_it_ends_or_times_out(daemons, tmp_path)
 
 def _sleep_with_child(directory: str) -> None:
     child = subprocess.Popen(["sleep", "120"])
+    out = subprocess.run(
+        ["sh", "-c", "setsid sleep 120 >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     with open(os.path.join(directory, "child.partial"), "w") as f:
-        f.write(str(child.pid))
+        f.write(f"{child.pid} {int(out.stdout)}")
     os.replace(os.path.join(directory, "child.partial"), os.path.join(directory, "child"))
     time.sleep(60)
 
