@@ -147,7 +147,16 @@ def _seen(tag: str, hold: float) -> tuple[int, str, str]:
     return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"), tag
 
 
-def test_gpu_tasks_see_the_daemons_devices_and_no_worker_changes_device_set(daemons):
+def _seen_together(directory: str, tag: str, parties: int) -> tuple[int, str, str]:
+    """Report the device once ``parties`` tasks run at once (bounded): both hold a device."""
+    open(os.path.join(directory, tag), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(directory)) < parties and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _seen("gpu", 0.0)
+
+
+def test_gpu_tasks_see_the_daemons_devices_and_no_worker_changes_device_set(daemons, tmp_path):
     d = daemons.start(cpu=2, memory=4000, gpu=2, env={"CUDA_VISIBLE_DEVICES": "3,5"})
     with handoffd.connect(d.address) as client:
         info = client.nodes()[d.name]
@@ -157,7 +166,10 @@ def test_gpu_tasks_see_the_daemons_devices_and_no_worker_changes_device_set(daem
         for i in range(2):
             dag.add_function(
                 handoffd.Function(
-                    id=f"g{i}", code=_seen, extra_args=["gpu", 1.0], cost={"cpu": 1, "gpu": 1}
+                    id=f"g{i}",
+                    code=_seen_together,
+                    extra_args=[str(tmp_path), f"g{i}", 2],
+                    cost={"cpu": 1, "gpu": 1},
                 )
             )
         pair = client.execute(dag, timeout=120)
