@@ -75,6 +75,9 @@ class MembershipConfig:
     dead_reap_after: float = 60.0  # forget DEAD/LEFT members after this long
     max_piggyback: int = 16  # updates per message at most
     gossip_interval: float = 0.1  # seconds between gossip rounds (free-resource news rides these)
+    # States in one periodic push-pull between members (a bounded share of the view, so its size and
+    # the bytes per second it costs do not grow with the cluster); a joiner still gets everything.
+    push_pull_page: int = 64
 
     @staticmethod
     def lan() -> MembershipConfig:

@@ -194,6 +194,8 @@ class SubmitRun:
     max_retries: int
     policy: str
     outputs: tuple[str, ...] | None
+    # sha256 of the code packages the run ships; their zips follow the payload frames
+    packages: tuple[str, ...] = ()
 
 
 @message(24)
@@ -230,6 +232,8 @@ class RunStatusReply:
     term: int
     standbys: tuple[str, ...]
     error: ErrorInfo | None
+    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
+    known: bool = False
 
 
 @message(28)
@@ -324,6 +328,7 @@ class DispatchTasks:
     run_id: str
     owner_address: str
     items: tuple[DispatchItem, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
 
 
 @struct
@@ -369,6 +374,8 @@ class TasksReported:
     reports: tuple[TaskReport, ...]
     free: dict[str, float]
     resource_version: int
+    # what each report's attempt printed and logged, in report order (empty: nothing printed)
+    outputs: tuple[str, ...] = ()
 
 
 @message(43)
@@ -442,6 +449,7 @@ class SubmitAndWait:
     wait: float
     max_bytes: int
     release: bool
+    packages: tuple[str, ...] = ()  # as SubmitRun's
 
 
 @message(37)
@@ -682,3 +690,4 @@ class RunSnapshot:
     specs: tuple[SnapshotSpec, ...]
     group_node: dict[str, str | None]
     tasks: tuple[SnapshotTask, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)
