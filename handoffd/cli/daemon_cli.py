@@ -25,7 +25,15 @@ json_option = shared_option(
 # [daemon] stop-timeout in the config file is `handoffd stop --timeout` (HANDOFFD_STOP_TIMEOUT):
 # `timeout` alone would read as handoffctl's.
 config_option = settings.config_option("daemon", renames={"stop": {"stop_timeout": "timeout"}})
-ENV_RENAMES = {"stop.timeout": "HANDOFFD_STOP_TIMEOUT"}
+# The daemon's two switches that lower its authentication never come from a variable a user sets
+# for their clients (HANDOFFD_ALLOW_LOCAL_USERS, HANDOFFD_INSECURE: "connect without a key"): a
+# shell that exports one to reach another daemon must not start its own daemon open to every local
+# user. Each has a daemon-only name.
+ENV_RENAMES = {
+    "stop.timeout": "HANDOFFD_STOP_TIMEOUT",
+    "start.allow_local_users": "HANDOFFD_DAEMON_ALLOW_LOCAL_USERS",
+    "start.insecure": "HANDOFFD_DAEMON_INSECURE",
+}
 
 
 @click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
