@@ -116,7 +116,8 @@ class ExecutorState:
         self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
         self._fetched: set[tuple[str, str]] = set()  # copies in our store that came from peers
         self._request_ids = itertools.count(1)
-        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None]]] = {}
+        # (owner, run) -> (report, inline value, output) to send
+        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]] = {}
         self._flush_scheduled = False
         self.draining = False  # refuse every dispatch (the node is stopping)
         self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
@@ -555,7 +556,7 @@ class ExecutorState:
                 task.bytes_in,
             )
             self.counters["done"] += 1
-            self._finish(task, report, inline)
+            self._finish(task, report, inline, outcome.output)
         else:
             report = failed(
                 task,
@@ -566,9 +567,11 @@ class ExecutorState:
                 timing=(outcome.pid, ended - outcome.duration, ended),
             )
             self.counters["failed"] += 1
-            self._finish(task, report, None)
+            self._finish(task, report, None, outcome.output)
 
-    def _finish(self, task: Task, report: m.TaskReport, value: bytes | None) -> None:
+    def _finish(
+        self, task: Task, report: m.TaskReport, value: bytes | None, output: str = ""
+    ) -> None:
         slot = task.slot
         if slot is not None:
             del slot.keys[(task.run_id, task.task_id, task.attempt)]
@@ -585,7 +588,8 @@ class ExecutorState:
                 self._schedule_refill()
         else:
             self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
-        self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
+        entry = (report, value, output)
+        self._outbox.setdefault((task.owner_address, task.run_id), []).append(entry)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._out.append(_SOON_FLUSH)
@@ -599,7 +603,8 @@ class ExecutorState:
                 owner = known[1]  # the run changed owner since the task was dispatched
             reports: list[m.TaskReport] = []
             frames: list[bytes] = []
-            for report, value in entries:
+            outputs = [output for _, _, output in entries]
+            for report, value, _ in entries:
                 if value is not None:
                     report = m.TaskReport(
                         report.task_id,
@@ -621,7 +626,11 @@ class ExecutorState:
             self._send(
                 owner,
                 m.TasksReported(
-                    run_id, tuple(reports), dict(self.ledger.free), self.ledger.version
+                    run_id,
+                    tuple(reports),
+                    dict(self.ledger.free),
+                    self.ledger.version,
+                    tuple(outputs) if any(outputs) else (),
                 ),
                 frames,
                 term=self.term_of(run_id),

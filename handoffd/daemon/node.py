@@ -18,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission
+from handoffd import __version__, admission, runtime
 from handoffd.config import NodeConfig
+from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
@@ -33,6 +36,7 @@ from handoffd.membership import swim
 from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
@@ -76,6 +80,14 @@ class Node:
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity, config.gpu_devices)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        # This node's code packages (handoffd.packages): its own dir, made on the first package.
+        code_root = os.path.join(
+            config.runtime_dir or runtime.default_path(),
+            "code",
+            f"{config.name}-{uuid.uuid4().hex[:8]}",
+        )
+        self.code = CodeStore(code_root)
+        self.code_fetcher: PackageFetcher | None = None
         self.executor: Executor | None = None
         self.scheduler: OwnerScheduler | None = None
         self.owner: OwnerIO | None = None
@@ -182,6 +194,14 @@ class Node:
             memory_bound=cfg.capacity.get("memory"),
             recycle_gpu_workers=cfg.recycle_gpu_workers,
             on_memory=self._memory_used,
+            code_dir=self.code.root,
+        )
+        self.code_fetcher = PackageFetcher(
+            self.code,
+            address=self.address,
+            send=self.send,
+            peers=self._live_addresses,
+            call_later=loop.call_later,
         )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
@@ -196,6 +216,7 @@ class Node:
             keep_results_s=cfg.result_retention_s,
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
+        self.owner.code = self.code
         self.replication = ReplicationIO(
             port,
             self.scheduler,
@@ -203,6 +224,7 @@ class Node:
             grace=max(0.05, cfg.membership.probe_interval),
             answer_timeout=cfg.dispatch.takeover_answer_timeout,
         )
+        self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         # The owner side learns every member membership already knows, then each later change
@@ -305,6 +327,7 @@ class Node:
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
+            self.code.remove_all()
         finally:
             self._stopped.set()
 
@@ -417,7 +440,14 @@ class Node:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, m.DispatchTasks):
-            self.executor.on_dispatch(msg, frames, term)
+            if msg.packages and self.code_fetcher is not None:
+                # The run's code must be here before its tasks start (fetched from the owner).
+                on_dispatch = self.executor.on_dispatch
+                self.code_fetcher.when_present(
+                    msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+                )
+            else:
+                self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, m.FetchValues):
             self.executor.on_fetch(msg)
         elif isinstance(msg, m.ValuesFetched):
@@ -429,10 +459,22 @@ class Node:
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
             self.executor.on_free_values(msg, term)
+        elif isinstance(msg, mc.FetchPackages):
+            if self.code_fetcher is not None:
+                reply, data = self.code_fetcher.serve(msg)
+                self.send(msg.reply_to, reply, data)
+        elif isinstance(msg, mc.ReplicateOutput):
+            self.owner.output.on_replicate(msg)
+        elif isinstance(msg, mc.PackagesFetched):
+            if self.code_fetcher is not None:
+                self.code_fetcher.on_fetched(msg, frames)
         elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
             self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
         elif isinstance(msg, _REPLICATION_TYPES):
             assert self.replication is not None
+            if isinstance(msg, m.DropReplica) and self.scheduler is not None:
+                if self.scheduler.term_of(msg.run_id) is None:  # not ours: its output goes too
+                    self.owner.output.forget(msg.run_id)
             self.replication.handle(msg, frames, envelope)
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
@@ -565,6 +607,9 @@ class Node:
             return None
         member = self.membership.get(name)
         return member.address if member is not None else None
+
+    def _live_addresses(self) -> list[str]:
+        return [s.address for s in self.members() if s.status == m.ALIVE and s.name != self.name]
 
     def members(self) -> list[m.MemberState]:
         return self.membership.members() if self.membership is not None else []

@@ -169,6 +169,8 @@ class SubmitRun:
     max_retries: int
     policy: str
     outputs: tuple[str, ...] | None
+    # sha256 of the code packages the run ships; their zips follow the payload frames
+    packages: tuple[str, ...] = ()
 
 
 @message(24)
@@ -205,6 +207,8 @@ class RunStatusReply:
     term: int
     standbys: tuple[str, ...]
     error: ErrorInfo | None
+    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
+    known: bool = False
 
 
 @message(28)
@@ -299,6 +303,7 @@ class DispatchTasks:
     run_id: str
     owner_address: str
     items: tuple[DispatchItem, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
 
 
 @struct
@@ -350,6 +355,8 @@ class TasksReported:
     reports: tuple[TaskReport, ...]
     free: dict[str, float]
     resource_version: int
+    # what each report's attempt printed and logged, in report order (empty: nothing printed)
+    outputs: tuple[str, ...] = ()
 
 
 @message(43)
@@ -423,6 +430,7 @@ class SubmitAndWait:
     wait: float
     max_bytes: int
     release: bool
+    packages: tuple[str, ...] = ()  # as SubmitRun's
 
 
 @message(37)
@@ -665,6 +673,7 @@ class RunSnapshot:
     specs: tuple[SnapshotSpec, ...]
     group_node: dict[str, str | None]
     tasks: tuple[SnapshotTask, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)
     submitted: float = 0.0  # issue 16: wall-clock times of the run
     finished: float = 0.0
 

@@ -214,6 +214,7 @@ def encode_run(run: Any) -> bytes:
         specs,
         run.group_node,
         tasks,
+        o.packages,
         run.submitted,
         run.finished,
     )
@@ -279,6 +280,7 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         specs,
         data["group_node"],
         tasks,
+        tuple(o.get("packages", ())),
         float(data.get("submitted", 0.0)),
         float(data.get("finished", 0.0)),
     )
@@ -314,6 +316,7 @@ def decode_run(raw: bytes) -> dict[str, Any]:
             "timeout": snap.timeout,
             "policy": snap.policy,
             "outputs": list(snap.outputs) if snap.outputs is not None else None,
+            "packages": list(snap.packages),
         },
         "specs": [spec_to_data(s) for s in snap.specs],
         "group_node": dict(snap.group_node),

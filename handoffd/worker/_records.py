@@ -45,6 +45,7 @@ class Outcome:
     traceback: str = ""
     kind: str = ""  # "" when ok, else "error" | "timeout" | "crash" | "cancelled"
     duration: float = 0.0  # seconds the attempt ran (measured in the worker when it finished)
+    output: str = ""  # what the attempt printed and logged (bounded: worker.capture)
     pid: int = 0  # the worker process that ran it (0: not known)
 
 

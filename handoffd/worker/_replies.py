@@ -37,7 +37,9 @@ def read(
             replies = pickle.loads(data)
             answered = True
             pid = worker.process.pid or 0  # the attempt's worker, in the task history
-            for token, status, has_value, exc_type, message, tb_text, duration in replies:
+            for reply in replies:
+                # (..., output): what the job printed and logged (worker.capture)
+                token, status, has_value, exc_type, message, tb_text, duration, output = reply
                 # Values follow their reply as raw messages (see _process.main): no wait.
                 value = cast(bytes, reader.next(wait=True)) if has_value else None
                 sent = worker.sent.pop(token, None)
@@ -52,11 +54,22 @@ def read(
                 if sent.cancelling or status == _process.SKIPPED:
                     outcomes.append(cancelled_outcome(key, duration))
                 elif status == _process.OK:
-                    outcomes.append(Outcome(key, True, value, "", "", "", "", duration, pid))
+                    outcomes.append(
+                        Outcome(key, True, value, "", "", "", "", duration, output, pid)
+                    )
                 else:
                     outcomes.append(
                         Outcome(
-                            key, False, None, exc_type, message, tb_text, "error", duration, pid
+                            key,
+                            False,
+                            None,
+                            exc_type,
+                            message,
+                            tb_text,
+                            "error",
+                            duration,
+                            output,
+                            pid,
                         )
                     )
         except (EOFError, OSError):
