@@ -164,7 +164,7 @@ class Node:
             probe_interval=cfg.dispatch.lost_probe_interval,
             ack_timeout=cfg.dispatch.ack_timeout,
         )
-        self.scheduler.wall_offset = time.time() - now  # task history is wall clock
+        self.scheduler.wall_offset = time.time() - self._clock()  # task history is wall clock
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
