@@ -67,7 +67,13 @@ def build_config(args: Any) -> NodeConfig:
         raise ValueError("--max-workers must be >= 1")
     if args.store_memory < 0 or args.result_retention <= 0:
         raise ValueError("--store-memory must be >= 0 and --result-retention > 0")
-    from handoffd.config import timings
+    http_port = getattr(args, "http_port", None)
+    http_optional = http_port is None
+    if http_port is None:
+        http_port = args.port + 1 if 0 < args.port < 65535 else 0
+    elif not 0 <= http_port <= 65535:
+        raise ValueError(f"--http-port must be 0 (off) or a port number, not {http_port}")
+    from handoffd.config import parse_limits, timings
 
     overrides = getattr(args, "timing_overrides", None) or {}
     try:
@@ -98,6 +104,9 @@ def build_config(args: Any) -> NodeConfig:
         resource_sources={k: v for k, v in sources.items() if k in capacity},
         memory_enforce=getattr(args, "memory_enforce", "kill"),
         recycle_gpu_workers=bool(getattr(args, "recycle_gpu_workers", False)),
+        http_port=http_port,
+        http_optional=http_optional,
+        limits=parse_limits(getattr(args, "limits", None) or []),
     )
 
 
@@ -139,7 +148,7 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
             os.unlink(path)
         except OSError:
             pass
-    return EXIT_OK
+    return EXIT_USAGE if node.clashed else EXIT_OK  # another daemon has our --name
 
 
 # The collector's thresholds in the daemon: young generations as in CPython (a collection of at
@@ -284,9 +293,22 @@ def start(args: Any, *, as_json: bool = False) -> int:
     from handoffd.cli.common import EXIT_USAGE, fail, runtime_dir, setup_logging
     from handoffd.runtime import RuntimeDirError
 
-    setup_logging(args.log_level, args.log_format)
+    log_file = getattr(args, "log_file", None)
+    try:
+        setup_logging(
+            args.log_level,
+            args.log_format,
+            log_file=log_file,
+            max_bytes=int(getattr(args, "log_max_mb", 50.0) * 1024 * 1024),
+            backups=getattr(args, "log_backups", 5),
+        )
+    except OSError as exc:
+        return fail(EXIT_USAGE, f"cannot write the log file {log_file}: {exc}")
     try:
         config = build_config(args)
+        from handoffd.cli.common import set_log_node
+
+        set_log_node(config.name)
         runtime_dir()  # refused before anything starts if it is not ours alone
     except (ValueError, resources.ResourceError, RuntimeDirError) as exc:
         return fail(EXIT_USAGE, str(exc))

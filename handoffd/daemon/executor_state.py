@@ -50,6 +50,7 @@ from handoffd.daemon.executor_events import (
     FetchTimedOut,
     Flush,
     Instruction,
+    Leaving,
     NewOwner,
     OwnerSeen,
     Refill,
@@ -130,6 +131,7 @@ class ExecutorState:
         # the owner of the highest term.
         self.run_owners: dict[str, tuple[int, str, str]] = {}
         self._now = 0.0
+        self.wall_offset = 0.0  # wall clock minus ``now`` (the shell sets it): report times
         self._out: list[Instruction] = []
         self._changed = False  # the ledger changed during this event: gossip once, at the end
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -141,6 +143,7 @@ class ExecutorState:
             ValuesArrived: self._on_values_arrived,
             FetchTimedOut: self._on_fetch_timed_out,
             CancelAsked: self._on_cancel,
+            Leaving: self._on_leaving,
             RunFreed: self._on_run_freed,
             ValuesFreed: self._on_values_freed,
             OwnerSeen: self._on_owner_seen,
@@ -434,6 +437,7 @@ class ExecutorState:
         task.gpus = slot.gpus
         slot.keys[key] = None
         self._release_inputs(task)
+        task.bytes_in = len(task.payload) + sum(len(v[1]) for v in inputs if v[0] == "value")
         return Job(
             key,
             task.payload,
@@ -532,19 +536,37 @@ class ExecutorState:
             return
         if outcome.kind in ("", "error"):
             self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
+        ended = self._now + self.wall_offset
         if outcome.ok and outcome.value is not None:
             value = outcome.value
             self.store.put(task.run_id, task.task_id, value)
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             report = m.TaskReport(
-                task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", ""
+                task.task_id,
+                task.attempt,
+                "DONE",
+                len(value),
+                -1,
+                "",
+                "",
+                "",
+                "",
+                outcome.pid,
+                ended - outcome.duration,
+                ended,
+                task.bytes_in,
             )
             self.counters["done"] += 1
             self._finish(task, report, inline, outcome.output)
         else:
             report = failed(
-                task, outcome.kind or "error", outcome.exc_type, outcome.message, outcome.traceback
+                task,
+                outcome.kind or "error",
+                outcome.exc_type,
+                outcome.message,
+                outcome.traceback,
+                timing=(outcome.pid, ended - outcome.duration, ended),
             )
             self.counters["failed"] += 1
             self._finish(task, report, None, outcome.output)
@@ -596,6 +618,10 @@ class ExecutorState:
                         report.exc_type,
                         report.message,
                         report.traceback,
+                        report.pid,
+                        report.started,
+                        report.ended,
+                        report.bytes_in,
                     )
                     frames.append(value)
                 reports.append(report)
@@ -628,6 +654,16 @@ class ExecutorState:
             else:
                 self.tasks.pop(key, None)
                 self._finish(task, failed(task, "cancelled", "RunCancelled", "cancelled"), None)
+
+    def _on_leaving(self, ev: Leaving) -> None:
+        """Queued tasks go back at once (a "cancelled" report: the owner re-places it without
+        using a retry); running ones finish here, their values reported inline so they outlive us."""
+        self.draining = True
+        self._inline_limit = max(self._inline_limit, ev.inline_bytes)
+        for key, task in list(self.tasks.items()):
+            if not task.running:
+                self.tasks.pop(key, None)
+                self._finish(task, failed(task, "cancelled", "NodeLeaving", "node leaving"), None)
 
     def _on_run_freed(self, ev: RunFreed) -> None:
         msg, term = ev.msg, ev.term

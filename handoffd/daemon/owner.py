@@ -31,16 +31,21 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
-from handoffd import errors, validation
+from handoffd import errors, intake, validation
+from handoffd.config import Limits
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
+from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -84,10 +89,13 @@ class OwnerIO:
         local_value: Callable[[str, str], bytes | None],
         keep_results_s: float,
         keep_status_s: float | None = None,
+        limits: Limits | None = None,
         fetch_timeout: float | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
+        self.limits = limits if limits is not None else Limits()
+        self._client_runs = intake.ClientRuns(self.limits, self._unfinished)
         self._resources = resources
         # Task output kept with the runs (before self.replication: its setter shares it).
         self.output = TaskOutputIO(port, self._state_of, scheduler.term_of)
@@ -99,6 +107,10 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
+        # /metrics: the scheduler's time per batch of events (placement included), and from a
+        # dispatch to the attempt's start on its worker (from the reports).
+        self.placement_seconds = Buckets()
+        self.dispatch_seconds = Buckets()
         self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
         self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
@@ -145,10 +157,13 @@ class OwnerIO:
     # -- events into the scheduler --------------------------------------------------------------
 
     def _feed(self, event: Any) -> None:
-        self._apply(self.scheduler.handle(event, self.port.now()))
+        self._feed_all(event)
 
     def _feed_all(self, *events: Any) -> None:
-        self._apply(self.scheduler.handle_batch(events, self.port.now()))
+        started = perf_counter()
+        instructions = self.scheduler.handle_batch(events, self.port.now())
+        self.placement_seconds.observe(perf_counter() - started)
+        self._apply(instructions)
 
     def member_update(self, member: m.MemberState) -> None:
         self.member_updates([member])
@@ -240,6 +255,9 @@ class OwnerIO:
             if msg.outputs:
                 self.output.reported(msg.run_id, node, msg.reports, msg.outputs)
             events: list[Any] = self._reported(node, msg)
+            run = self.scheduler.run_state(msg.run_id)
+            if run is not None:
+                observe_reports(run, node, msg.reports, self.dispatch_seconds)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -284,6 +302,8 @@ class OwnerIO:
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
             self.port.reply(conn, m.Ok(msg.request_id))
+        elif isinstance(msg, GetTaskHistory):
+            self.port.reply(conn, history_reply(self.scheduler, self.port.name, msg))
         elif isinstance(msg, m.ListRuns):
             runs = []
             for run_id in self.scheduler.runs():
@@ -326,7 +346,12 @@ class OwnerIO:
         self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
     ) -> None:
         try:
-            specs = validation.wire_specs(msg, frames)  # a daemon never trusts a submission
+            # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
+            # trusts a submission.
+            intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
+            specs = validation.wire_specs(msg, frames)
+            if self.scheduler.term_of(msg.run_id) is None:
+                self._client_runs.admit(conn, msg.run_id)
         except errors.HandoffError as exc:
             info = error_info(exc)
             assert info is not None
@@ -372,6 +397,10 @@ class OwnerIO:
         if missing:  # the client thought we held them (we restarted): it sends them again
             return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
         return "", ""
+
+    def _unfinished(self, run_id: str) -> bool:
+        st = self.scheduler.run_status(run_id)
+        return st is not None and st.state == "RUNNING"
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
@@ -531,9 +560,11 @@ class OwnerIO:
                     self.port.reply(waiter.conn, m.RunRejected(waiter.request_id, ins.run_id, info))
             elif isinstance(ins, ev.RunFinished):
                 if ins.error is not None:
-                    log.info("run %s %s: %s", ins.run_id, ins.state, ins.error)
+                    log.info(
+                        "run %s %s: %s", ins.run_id, ins.state, ins.error, extra={"run": ins.run_id}
+                    )
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
-                    log.debug("run %s %s", ins.run_id, ins.state)
+                    log.debug("run %s %s", ins.run_id, ins.state, extra={"run": ins.run_id})
                 self.run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeUnneededValues):
                 address = self.port.address_of(ins.node)
