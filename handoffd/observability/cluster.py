@@ -34,7 +34,7 @@ ASK_TIMEOUT = 2.0
 # Characters of task output in one answer to a page (the owner keeps up to 256 Ki per task, a
 # run page shows one task's at a time; the rest is asked for again from ``next``).
 OUTPUT_CHARS = 256 * 1024
-OUTPUT_CACHE = 64  # (run, task, since) answers kept for RUN_TTL
+OUTPUT_CACHE = 64  # (run, task, since, seen) answers kept for RUN_TTL
 
 
 class ClusterFetcher:
@@ -50,7 +50,7 @@ class ClusterFetcher:
         self._lock = threading.Lock()  # one request at a time per connection: one for all
         self._cluster: tuple[float, dict[str, Any]] | None = None
         self._runs: dict[str, _RunView] = {}
-        self._outputs: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
+        self._outputs: dict[tuple[str, str, int, str], tuple[float, dict[str, Any] | None]] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -168,12 +168,16 @@ class ClusterFetcher:
                     return reply
             return None
 
-    def output(self, run_id: str, task_id: str, since: int = 0) -> dict[str, Any] | None:
+    def output(
+        self, run_id: str, task_id: str, since: int = 0, seen: str = ""
+    ) -> dict[str, Any] | None:
         """The output entries of ``run_id``'s task ``task_id`` (every task's when "") numbered
         ``since`` or later, at most OUTPUT_CHARS of text, from the run's owner (docs/observability.md
-        has the document); None when nobody knows the run. Answers are reused for RUN_TTL: many
-        open pages cost the owner one request."""
-        key = (run_id, task_id, since)
+        has the document); None when nobody knows the run. Answers are reused for RUN_TTL (many
+        open pages cost the owner one request), per ``seen``: what the asker knew of the task (a
+        page sends its state and attempts), so that a page that saw the task move is never
+        answered from before the move (its output reaches the owner with that move)."""
+        key = (run_id, task_id, since, seen)
         with self._lock:
             cached = self._outputs.get(key)
             if cached is not None and time.monotonic() - cached[0] < RUN_TTL:

@@ -215,8 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such page: {path}"})
 
     def _output(self, run_id: str, query: dict[str, list[str]], extra: dict[str, str]) -> None:
-        """``/api/runs/RUN/output?task=T&since=N``: what the task's attempts printed and logged
-        (every task's without ``task``), as the run's owner keeps it."""
+        """``/api/runs/RUN/output?task=T&since=N&seen=S``: what the task's attempts printed and
+        logged (every task's without ``task``), as the run's owner keeps it (``seen``: see
+        ``ClusterFetcher.output``)."""
         task = query["task"][0] if query.get("task") else ""
         since_arg = query["since"][0] if query.get("since") else "0"
         if len(task) > MAX_TASK_ID:
@@ -229,7 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
                  "`next` of the previous answer, or 0"},
             )  # fmt: skip
             return
-        doc = self.server_ref.fetcher.output(run_id, task, int(since_arg))
+        seen = query["seen"][0][:MAX_TASK_ID] if query.get("seen") else ""
+        doc = self.server_ref.fetcher.output(run_id, task, int(since_arg), seen)
         if doc is None:
             self._json(404, {"error": f"run {run_id} is not known to the cluster"})
         else:

@@ -237,7 +237,9 @@ function fetchOutput(runId, task, sig, more) {
   const entry = more && prev ? { ...prev, loading: true } : { sig, entries: [], next: 0, more: false, loading: true };
   outputs.cache.set(task, entry);
   fillOutput(runId, task);
-  const url = `/api/runs/${encodeURIComponent(runId)}/output?task=${encodeURIComponent(task)}&since=${since}`;
+  // "seen": what this page knows of the task, so that the HTTP process's short-lived cache never
+  // answers with the output from before the change that made the page ask.
+  const url = `/api/runs/${encodeURIComponent(runId)}/output?task=${encodeURIComponent(task)}&since=${since}&seen=${encodeURIComponent(entry.sig)}`;
   fetch(url).then((r) => r.json().then((body) => ({ ok: r.ok, body }))).then(({ ok, body }) => {
     if (outputs.cache.get(task) !== entry) return;  // asked again meanwhile
     if (!ok) outputs.cache.set(task, { ...entry, loading: false, error: body.error || "no answer" });
