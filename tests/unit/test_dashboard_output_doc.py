@@ -3,8 +3,10 @@ page gets from ``/api/runs/RUN/output``, bounded in size whatever the owner kept
 
 from __future__ import annotations
 
-from handoffd.observability.cluster import OUTPUT_CHARS, output_document
-from handoffd.protocol.messages_code import OutputEntry, TaskOutputReply
+from typing import Any
+
+from handoffd.observability.cluster import OUTPUT_CHARS, ClusterFetcher, output_document
+from handoffd.protocol.messages_code import GetTaskOutput, OutputEntry, TaskOutputReply
 
 
 def _reply(*texts: str, next_seq: int | None = None) -> TaskOutputReply:
@@ -37,3 +39,33 @@ def test_one_entry_over_the_bound_keeps_its_newest_characters() -> None:
     assert entry["text"].endswith("b" * OUTPUT_CHARS) and "a" not in entry["text"].split("\n", 1)[1]
     assert entry["text"].startswith("[10 characters cut")
     assert len(entry["text"]) < OUTPUT_CHARS + 100 and doc["more"] is False
+
+
+class _CountingFetcher(ClusterFetcher):
+    """The fetcher's cache in front of an owner that answers from a list (no sockets)."""
+
+    def __init__(self) -> None:
+        super().__init__("tcp://127.0.0.1:1", None)
+        self.asked: list[GetTaskOutput] = []
+        self.texts: list[str] = []
+
+    def _to_owner(self, run_id: str, make: Any) -> Any:
+        msg = make(1)
+        self.asked.append(msg)
+        if run_id != "r1":
+            return None
+        return _reply(*self.texts)
+
+
+def test_answers_are_reused_until_the_asker_saw_the_task_move() -> None:
+    f = _CountingFetcher()
+    assert f.output("r1", "t", 0, "RUNNING|1|")["entries"] == []
+    f.texts.append("done now\n")  # the attempt ended: its output reached the owner
+    assert f.output("r1", "t", 0, "RUNNING|1|")["entries"] == []  # reused within RUN_TTL
+    assert len(f.asked) == 1
+    # A page that saw the task move asks with what it saw: the owner is asked again.
+    doc = f.output("r1", "t", 0, "DONE|1|12.5")
+    assert [e["text"] for e in doc["entries"]] == ["done now\n"] and len(f.asked) == 2
+    msg = f.asked[-1]
+    assert (msg.run_id, msg.task_id, msg.since, msg.wait) == ("r1", "t", 0, 0.0)
+    assert f.output("nope", "t") is None
