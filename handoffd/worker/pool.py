@@ -430,7 +430,10 @@ class WorkerPool:
         self._idle.append(worker)
         started = self._started
         if started is not None and not started.done():
-            if len(self._idle) == len(self._workers):
+            # Every worker said ready, idle or not: a job submitted while the others were still
+            # starting may hold one for good (a long-running task), and counting idle workers
+            # then never completed the start, so a chain queued meanwhile was never pumped.
+            if all(w.ready for w in self._workers):
                 started.set_result(None)
             return  # start() pumps once every worker is up
         self._pump()
