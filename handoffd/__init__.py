@@ -51,6 +51,7 @@ __all__ = [
     "TaskFailed",
     "Timeout",
     "Unschedulable",
+    "UnknownRun",
     "ValidationError",
     "__version__",
 ]
@@ -77,6 +78,7 @@ _LAZY = {
     "TaskFailed": "handoffd.errors",
     "Timeout": "handoffd.errors",
     "Unschedulable": "handoffd.errors",
+    "UnknownRun": "handoffd.errors",
     "ValidationError": "handoffd.errors",
     "run_local": "handoffd.local",
 }
