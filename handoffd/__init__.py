@@ -43,6 +43,7 @@ __all__ = [
     "TaskFailed",
     "Timeout",
     "Unschedulable",
+    "UnknownRun",
     "ValidationError",
     "__version__",
 ]
@@ -64,6 +65,7 @@ _LAZY = {
     "TaskFailed": "handoffd.errors",
     "Timeout": "handoffd.errors",
     "Unschedulable": "handoffd.errors",
+    "UnknownRun": "handoffd.errors",
     "ValidationError": "handoffd.errors",
     "run_local": "handoffd.local",
 }

@@ -246,9 +246,11 @@ class DAG:
         max_retries: int | None = None,
         outputs: Iterable[str] | None = None,
         allow_empty: bool = True,
+        packages: tuple[str, ...] = (),
     ) -> tuple[list[TaskRow], list[bytes]]:
         """Validate the submission (``validation.check_submission`` with these run options), then
-        one row per function in topological order, and its payload.
+        one row per function in topological order, and its payload. ``packages``: the sha256
+        of the code packages the run ships (each callable is wrapped to put them on the path).
 
         A row holds the fields of ``messages.TaskMeta`` in their order (what a submission sends;
         ``codec.Rows`` packs the rows as they are), so a submission builds no TaskSpec or TaskMeta
@@ -279,7 +281,7 @@ class DAG:
                 if payload is None:
                     code = codes.get(code_key)
                     if code is None:
-                        code = codes[code_key] = values.dumps_code(fn.code)
+                        code = codes[code_key] = values.dumps_code(fn.code, packages)
                     payload = values.dumps_call(code, list(fn.extra_args), dict(fn.kwargs))
                     if bare:
                         shared[code_key] = payload

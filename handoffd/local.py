@@ -15,6 +15,7 @@ import asyncio
 import heapq
 import itertools
 import os
+import sys
 import threading
 from typing import Any
 
@@ -158,6 +159,10 @@ class _LocalRun:
 
     def _on_done(self, outcome: Outcome) -> None:
         fid = outcome.key
+        if outcome.output:  # what the task printed and logged (captured in the worker)
+            prefix = f"[{fid}] "
+            text = outcome.output if outcome.output.endswith("\n") else outcome.output + "\n"
+            sys.stdout.write("".join(prefix + line for line in text.splitlines(keepends=True)))
         assert isinstance(fid, str)
         self.running.discard(fid)
         if self.failure is not None or outcome.kind == "cancelled":

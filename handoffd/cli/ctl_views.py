@@ -41,6 +41,16 @@ def _styled(text: str) -> Any:
     return Text(text, style=_STATE_STYLE.get(text, ""))
 
 
+def provenance_lines(info: Any) -> list[str]:
+    """Where a node's capacity figures came from, and the GPUs it hands out."""
+    lines = []
+    if info.sources:
+        lines.append("from: " + ", ".join(f"{k} {v}" for k, v in sorted(info.sources.items())))
+    if info.gpus:
+        lines.append("gpus: " + "; ".join(info.gpus))
+    return lines
+
+
 def nodes(client: Any, *, as_json: bool) -> int:
     found = client.nodes()
     if as_json:
@@ -53,6 +63,8 @@ def nodes(client: Any, *, as_json: bool) -> int:
                         "status": i.status,
                         "capacity": i.capacity,
                         "free": i.free,
+                        "sources": i.sources,
+                        "gpus": list(i.gpus),
                     }
                     for n, i in sorted(found.items())
                 ]
@@ -73,6 +85,8 @@ def nodes(client: Any, *, as_json: bool) -> int:
             for k, v in sorted(info.capacity.items())
         )
         table.add_row(Text(name), _styled(info.status), Text(info.address), Text(cap))
+        for line in provenance_lines(info):
+            table.add_row("", "", "", Text(line, style="dim"))
     out_console().print(table)
     return EXIT_OK
 
@@ -109,9 +123,7 @@ def run_list(client: Any, *, as_json: bool) -> int:
 
 
 def run_status(client: Any, run_id: str, *, as_json: bool) -> int:
-    status = client.run(run_id).status()  # follows the run to its current owner
-    if status.state == "UNKNOWN":
-        return error(EXIT_USAGE, f"run {run_id} is not known to this cluster")
+    status = client.run(run_id).status()  # follows the run to its current owner (UnknownRun: 2)
     if as_json:
         print_json(status_doc(status))
     else:
@@ -152,11 +164,18 @@ def results(client: Any, run_id: str, *, as_json: bool) -> int:
 
 
 def cancel(client: Any, run_id: str, *, as_json: bool) -> int:
-    client.run(run_id).cancel()
+    run = client.run(run_id)  # UnknownRun (exit 2) if no node knows it
+    was = run._last.state if run._last is not None else "RUNNING"
+    state = was if was != "RUNNING" else run.cancel().state
+    cancelled = was == "RUNNING" and state == "CANCELLED"
     if as_json:
-        print_json({"run_id": run_id, "cancelled": True})
-    else:
+        print_json({"run_id": run_id, "cancelled": cancelled, "state": state})
+    elif cancelled:
         print(f"cancelled {run_id}")
+    elif was != "RUNNING":
+        print(f"run {run_id} had already ended ({was}): nothing to cancel")
+    else:
+        print(f"run {run_id} ended ({state}) before the cancel reached it")
     return EXIT_OK
 
 

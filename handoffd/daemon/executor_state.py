@@ -117,7 +117,8 @@ class ExecutorState:
         self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
         self._fetched: set[tuple[str, str]] = set()  # copies in our store that came from peers
         self._request_ids = itertools.count(1)
-        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None]]] = {}
+        # (owner, run) -> (report, inline value, output) to send
+        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]] = {}
         self._flush_scheduled = False
         self.draining = False  # refuse every dispatch (the node is stopping)
         self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
@@ -422,8 +423,7 @@ class ExecutorState:
             self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
             self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
             return
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
-        slot = Slot(next(self._slot_ids), task.cost, task.gpus, env)
+        slot = Slot(next(self._slot_ids), task.cost, task.gpus, self.ledger.visible(task.gpus))
         self.slots[slot.id] = slot
         self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
 
@@ -436,7 +436,16 @@ class ExecutorState:
         task.gpus = slot.gpus
         slot.keys[key] = None
         self._release_inputs(task)
-        return Job(key, task.payload, inputs, task.argument_inclusion, task.timeout, slot.env)
+        return Job(
+            key,
+            task.payload,
+            inputs,
+            task.argument_inclusion,
+            task.timeout,
+            devices=slot.devices,
+            memory=task.cost.get("memory"),
+            title=f"run {task.run_id} task {task.task_id}",
+        )
 
     def _chain_target(self) -> int:
         """Tasks a slot should hold (the running one included)."""
@@ -534,15 +543,17 @@ class ExecutorState:
                 task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", ""
             )
             self.counters["done"] += 1
-            self._finish(task, report, inline)
+            self._finish(task, report, inline, outcome.output)
         else:
             report = failed(
                 task, outcome.kind or "error", outcome.exc_type, outcome.message, outcome.traceback
             )
             self.counters["failed"] += 1
-            self._finish(task, report, None)
+            self._finish(task, report, None, outcome.output)
 
-    def _finish(self, task: Task, report: m.TaskReport, value: bytes | None) -> None:
+    def _finish(
+        self, task: Task, report: m.TaskReport, value: bytes | None, output: str = ""
+    ) -> None:
         slot = task.slot
         if slot is not None:
             del slot.keys[(task.run_id, task.task_id, task.attempt)]
@@ -559,7 +570,8 @@ class ExecutorState:
                 self._schedule_refill()
         else:
             self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
-        self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
+        entry = (report, value, output)
+        self._outbox.setdefault((task.owner_address, task.run_id), []).append(entry)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._out.append(_SOON_FLUSH)
@@ -573,7 +585,8 @@ class ExecutorState:
                 owner = known[1]  # the run changed owner since the task was dispatched
             reports: list[m.TaskReport] = []
             frames: list[bytes] = []
-            for report, value in entries:
+            outputs = [output for _, _, output in entries]
+            for report, value, _ in entries:
                 if value is not None:
                     report = m.TaskReport(
                         report.task_id,
@@ -591,7 +604,11 @@ class ExecutorState:
             self._send(
                 owner,
                 m.TasksReported(
-                    run_id, tuple(reports), dict(self.ledger.free), self.ledger.version
+                    run_id,
+                    tuple(reports),
+                    dict(self.ledger.free),
+                    self.ledger.version,
+                    tuple(outputs) if any(outputs) else (),
                 ),
                 frames,
                 term=self.term_of(run_id),

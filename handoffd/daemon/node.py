@@ -16,17 +16,20 @@ pool's processes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission
+from handoffd import __version__, admission, runtime
 from handoffd.config import NodeConfig
+from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.executor import Executor
-from handoffd.daemon.leaving import LeavingPeers
+from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import YOUNG_S, Names, clash_text
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
@@ -35,6 +38,7 @@ from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_reliability as mr
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
@@ -76,8 +80,16 @@ class Node:
         self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None
-        self.ledger = Ledger(config.capacity)
+        self.ledger = Ledger(config.capacity, config.gpu_devices)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        # This node's code packages (handoffd.packages): its own dir, made on the first package.
+        code_root = os.path.join(
+            config.runtime_dir or runtime.default_path(),
+            "code",
+            f"{config.name}-{uuid.uuid4().hex[:8]}",
+        )
+        self.code = CodeStore(code_root)
+        self.code_fetcher: PackageFetcher | None = None
         self.executor: Executor | None = None
         self.scheduler: OwnerScheduler | None = None
         self.owner: OwnerIO | None = None
@@ -87,6 +99,7 @@ class Node:
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._resources_dirty = False
+        self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
@@ -140,6 +153,11 @@ class Node:
             rng=self._rng,
             now=now,
             probe_port=self._responder.port if self._responder is not None else 0,
+            sources=cfg.resource_sources,
+            gpus=tuple(
+                f"{d} {n}".strip()
+                for d, n in itertools.zip_longest(self.ledger.devices, cfg.gpu_names, fillvalue="")
+            ),
         )
         self._publish_me()
         loop = asyncio.get_running_loop()
@@ -170,7 +188,25 @@ class Node:
             on_resources_changed=self._resources_changed,
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
-        self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
+        self.pool = WorkerPool(
+            workers,
+            self.executor.on_outcome,
+            name=f"{self.name}-worker",
+            node=self.name,
+            devices="",  # a task given no GPU sees none
+            memory_enforce=cfg.memory_enforce == "kill",
+            memory_bound=cfg.capacity.get("memory"),
+            recycle_gpu_workers=cfg.recycle_gpu_workers,
+            on_memory=self._memory_used,
+            code_dir=self.code.root,
+        )
+        self.code_fetcher = PackageFetcher(
+            self.code,
+            address=self.address,
+            send=self.send,
+            peers=self._live_addresses,
+            call_later=loop.call_later,
+        )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
         self._pool_start = loop.create_task(self.pool.start())
@@ -185,6 +221,7 @@ class Node:
             limits=cfg.limits,
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
+        self.owner.code = self.code
         self.replication = ReplicationIO(
             port,
             self.scheduler,
@@ -192,6 +229,7 @@ class Node:
             grace=max(0.05, cfg.membership.probe_interval),
             answer_timeout=cfg.dispatch.takeover_answer_timeout,
         )
+        self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         # The owner side learns every member membership already knows, then each later change
@@ -205,11 +243,12 @@ class Node:
         self._schedule_tick()
         await self._start_discovery()
         log.info(
-            "node %s up at %s (cluster %s, capacity %s, handoffd %s)",
+            "node %s up at %s (cluster %s, capacity %s from %s, handoffd %s)",
             self.name,
             self.address,
             cfg.cluster,
             cfg.capacity,
+            cfg.resource_sources or "the configuration",
             __version__,
         )
 
@@ -262,14 +301,8 @@ class Node:
         try:
             if self.executor is not None:
                 if drain:  # a graceful leave: queued tasks go back to their owners now
-                    tasks = self.executor.state.tasks.values()
-                    queued = sum(1 for t in tasks if not t.running)
                     log.info(
-                        "node %s leaving: %d queued tasks handed back, %d running get up to %.1f s",
-                        self.name,
-                        queued,
-                        self.executor.running_count(),
-                        self.config.drain_grace_s,
+                        "%s", leave_notice(self.name, self.executor, self.config.drain_grace_s)
                     )
                     self.executor.leave()
                     self._announce_leaving()
@@ -299,6 +332,7 @@ class Node:
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
+            self.code.remove_all()
         finally:
             self._stopped.set()
 
@@ -473,7 +507,14 @@ class Node:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, m.DispatchTasks):
-            self.executor.on_dispatch(msg, frames, term)
+            if msg.packages and self.code_fetcher is not None:
+                # The run's code must be here before its tasks start (fetched from the owner).
+                on_dispatch = self.executor.on_dispatch
+                self.code_fetcher.when_present(
+                    msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+                )
+            else:
+                self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, m.FetchValues):
             self.executor.on_fetch(msg)
         elif isinstance(msg, m.ValuesFetched):
@@ -485,10 +526,22 @@ class Node:
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
             self.executor.on_free_values(msg, term)
+        elif isinstance(msg, mc.FetchPackages):
+            if self.code_fetcher is not None:
+                reply, data = self.code_fetcher.serve(msg)
+                self.send(msg.reply_to, reply, data)
+        elif isinstance(msg, mc.ReplicateOutput):
+            self.owner.output.on_replicate(msg)
+        elif isinstance(msg, mc.PackagesFetched):
+            if self.code_fetcher is not None:
+                self.code_fetcher.on_fetched(msg, frames)
         elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
             self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
         elif isinstance(msg, _REPLICATION_TYPES):
             assert self.replication is not None
+            if isinstance(msg, m.DropReplica) and self.scheduler is not None:
+                if self.scheduler.term_of(msg.run_id) is None:  # not ours: its output goes too
+                    self.owner.output.forget(msg.run_id)
             self.replication.handle(msg, frames, envelope)
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
@@ -544,9 +597,17 @@ class Node:
             self._resources_dirty = True
             asyncio.get_running_loop().call_soon(self._publish_resources)
 
+    def _memory_used(self, beyond_claims: float) -> None:
+        """The worker pool measured what running tasks hold beyond the memory they declared."""
+        self._memory_beyond = beyond_claims
+        self._resources_changed()
+
     def _publish_resources(self) -> None:
         self._resources_dirty = False
         free = dict(self.ledger.free)
+        if self._memory_beyond and "memory" in free:
+            # What others place here by: the claims, and what tasks really hold beyond them.
+            free["memory"] = max(0.0, free["memory"] - self._memory_beyond)
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
         self._run_membership(swim.LocalResources(free))
@@ -610,6 +671,9 @@ class Node:
             return None
         member = self.membership.get(name)
         return member.address if member is not None else None
+
+    def _live_addresses(self) -> list[str]:
+        return [s.address for s in self.members() if s.status == m.ALIVE and s.name != self.name]
 
     def members(self) -> list[m.MemberState]:
         return self.membership.members() if self.membership is not None else []

@@ -26,6 +26,7 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -34,10 +35,13 @@ from typing import Any
 
 from handoffd import errors, intake, validation
 from handoffd.config import Limits
+from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
+from handoffd.daemon.task_output import TaskOutputIO
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import GetTaskOutput
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -89,6 +93,8 @@ class OwnerIO:
         self.limits = limits if limits is not None else Limits()
         self._client_runs = intake.ClientRuns(self.limits, self._unfinished)
         self._resources = resources
+        # Task output kept with the runs (before self.replication: its setter shares it).
+        self.output = TaskOutputIO(port, self._state_of, scheduler.term_of)
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -98,6 +104,8 @@ class OwnerIO:
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
         self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
+        self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
+        self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
         self._apply(
@@ -114,7 +122,21 @@ class OwnerIO:
             )
         )
 
+    @property
+    def replication(self) -> Replicator:
+        return self._replication
+
+    @replication.setter
+    def replication(self, value: Replicator) -> None:
+        self._replication = value
+        self.output.replication = value
+
+    def _state_of(self, run_id: str) -> str | None:
+        st = self.scheduler.run_status(run_id)
+        return st.state if st is not None else None
+
     def close(self) -> None:
+        self.output.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -174,6 +196,7 @@ class OwnerIO:
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
         self.scheduler.forget(run_id)
+        self.output.forget(run_id)
         if self.scheduler.run_status(run_id) is None:
             self.replication.forget(run_id)
 
@@ -218,6 +241,8 @@ class OwnerIO:
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
+            if msg.outputs:
+                self.output.reported(msg.run_id, node, msg.reports, msg.outputs)
             events: list[Any] = self._reported(node, msg)
             for report in msg.reports:
                 if report.state == "DONE":
@@ -255,6 +280,8 @@ class OwnerIO:
             self._on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
+        elif isinstance(msg, GetTaskOutput):
+            self.output.on_get(msg, conn)
         elif isinstance(msg, m.CancelRun):
             self._feed(ev.CancelRequested(msg.run_id))
             self.port.reply(conn, self._status_reply(msg.request_id, msg.run_id))
@@ -321,18 +348,49 @@ class OwnerIO:
         if self.scheduler.term_of(msg.run_id) is not None:
             self._accepted(msg.run_id, waiter)  # a retried submission
             return
+        if msg.packages:
+            kind, problem = self._store_packages(msg.packages, frames[len(msg.tasks) :])
+            if problem:
+                error = errors.ValidationError(kind, None, problem)
+                info = error_info(error)
+                assert info is not None
+                self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
+                return
         self._submits[msg.run_id] = waiter
-        options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
+        options = RunOptions(
+            max_retries=msg.max_retries,
+            policy=msg.policy,
+            outputs=msg.outputs,
+            packages=tuple(msg.packages),
+        )
         self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
 
     def _unfinished(self, run_id: str) -> bool:
         st = self.scheduler.run_status(run_id)
         return st is not None and st.state == "RUNNING"
 
+    def _store_packages(self, shas: tuple[str, ...], frames: list[bytes]) -> tuple[str, str]:
+        """Keep a submission's code packages (the zips of those the client did not know we
+        hold); (kind, what is wrong) or ("", "")."""
+        if self.code is None:
+            return "bad_package", "this node cannot store code packages"
+        for data in frames:
+            try:
+                sha = self.code.put(bytes(data))
+            except OSError as exc:
+                return "bad_package", f"a code package could not be stored: {exc}"
+            if sha not in shas:
+                return "bad_package", f"code package {sha[:12]} is not one the run lists"
+        missing = [sha for sha in shas if not self.code.has(sha)]
+        if missing:  # the client thought we held them (we restarted): it sends them again
+            return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
+        return "", ""
+
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
         if st is None:
-            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None)
+            known = self.replication.knows(run_id)
+            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
         return m.RunStatusReply(
             request_id,
             run_id,
@@ -426,6 +484,7 @@ class OwnerIO:
         """The run ended (here, or it had when a takeover restored it): answer its waiters; its
         results are kept for the retention time from now."""
         self._retain(rt.RunEnded(run_id), self.port.now())
+        self.output.run_ended(run_id)
         for waiter in self._waiters.pop(run_id, []):
             if waiter.handle is not None:
                 waiter.handle.cancel()
@@ -525,4 +584,7 @@ class OwnerIO:
             log.warning("dispatch to unknown node %s dropped", ins.node)
             return
         msg, frames = dispatch_message(ins, self.port.address, self.port.address_of)
+        run = self.scheduler.run_state(ins.run_id)
+        if run is not None and run.options.packages:
+            msg = dataclasses.replace(msg, packages=run.options.packages)
         self.port.send(address, msg, frames, term=ins.term)

@@ -16,6 +16,8 @@ type's bytes are pinned by tests/unit/golden/messages.json.
 
 from __future__ import annotations
 
+from dataclasses import field
+
 from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
 from handoffd.protocol.registry import MESSAGES as MESSAGES  # re-exported
 from handoffd.protocol.registry import STRUCTS as STRUCTS
@@ -45,6 +47,10 @@ class MemberState:
     # the member's protocol range: a node admits only members whose range overlaps its own
     protocol_min: int = PROTOCOL_MIN
     protocol_max: int = PROTOCOL_MAX
+    # kind -> where the member's capacity figure came from ("flag", "affinity", "cgroup v2
+    # cpu.max", "NVML", ...), and "ID NAME" of each GPU it hands out: fixed for a daemon's life
+    sources: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()
     # the port of the member's probe responder on its address's host (issue 19): Pings go there
     # and are answered off its event loop; 0: ping ``address``
     probe_port: int = 0
@@ -162,6 +168,8 @@ class SubmitRun:
     max_retries: int
     policy: str
     outputs: tuple[str, ...] | None
+    # sha256 of the code packages the run ships; their zips follow the payload frames
+    packages: tuple[str, ...] = ()
 
 
 @message(24)
@@ -198,6 +206,8 @@ class RunStatusReply:
     term: int
     standbys: tuple[str, ...]
     error: ErrorInfo | None
+    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
+    known: bool = False
 
 
 @message(28)
@@ -292,6 +302,7 @@ class DispatchTasks:
     run_id: str
     owner_address: str
     items: tuple[DispatchItem, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
 
 
 @struct
@@ -337,6 +348,8 @@ class TasksReported:
     reports: tuple[TaskReport, ...]
     free: dict[str, float]
     resource_version: int
+    # what each report's attempt printed and logged, in report order (empty: nothing printed)
+    outputs: tuple[str, ...] = ()
 
 
 @message(43)
@@ -410,6 +423,7 @@ class SubmitAndWait:
     wait: float
     max_bytes: int
     release: bool
+    packages: tuple[str, ...] = ()  # as SubmitRun's
 
 
 @message(37)
@@ -650,6 +664,7 @@ class RunSnapshot:
     specs: tuple[SnapshotSpec, ...]
     group_node: dict[str, str | None]
     tasks: tuple[SnapshotTask, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)
 
 
 from handoffd.protocol import messages_reliability as _messages_reliability  # noqa: E402,F401

@@ -212,6 +212,7 @@ def encode_run(run: Any) -> bytes:
         specs,
         run.group_node,
         tasks,
+        o.packages,
     )
     return _packer.pack(row)  # type: ignore[no-any-return]
 
@@ -274,6 +275,7 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         specs,
         data["group_node"],
         tasks,
+        tuple(o.get("packages", ())),
     )
     return _packer.pack(_record().row_to_wire(row))  # type: ignore[no-any-return]
 
@@ -307,6 +309,7 @@ def decode_run(raw: bytes) -> dict[str, Any]:
             "timeout": snap.timeout,
             "policy": snap.policy,
             "outputs": list(snap.outputs) if snap.outputs is not None else None,
+            "packages": list(snap.packages),
         },
         "specs": [spec_to_data(s) for s in snap.specs],
         "group_node": dict(snap.group_node),

@@ -54,6 +54,7 @@ from handoffd.scheduler.events import (
     TaskStarted,
     TaskSucceeded,
     TimerFired,
+    ValuesWanted,
 )
 from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
 from handoffd.scheduler.outbox import Outbox
@@ -187,6 +188,8 @@ class OwnerScheduler:
             self._on_cancel(event)
         elif isinstance(event, ResultsReleased):
             self._on_released(event)
+        elif isinstance(event, ValuesWanted):
+            self._on_values_wanted(event)
         else:
             raise TypeError(f"not a scheduler event: {event!r}")
 
@@ -508,6 +511,15 @@ class OwnerScheduler:
         run = self._owned.live.get(ev.run_id)
         if run is not None and run.state == RUN_RUNNING:
             self._end_run(run, RUN_CANCELLED, RunCancelled(f"run {ev.run_id!r} was cancelled"))
+
+    def _on_values_wanted(self, ev: ValuesWanted) -> None:
+        run = self._owned.live.get(ev.run_id)
+        if run is None or run.state != RUN_DONE or run.released:
+            return
+        self._cancel(run.recompute_lost(ev.task_ids, self._now), run)
+        if run.state == RUN_RUNNING:
+            log.info("run %s reopened: a client asked for values lost since it ended", run.run_id)
+            self._dirty = True
 
     def _on_released(self, ev: ResultsReleased) -> None:
         run = self._owned.live.get(ev.run_id)

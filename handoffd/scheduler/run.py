@@ -358,11 +358,25 @@ class RunState:
         return cancels
 
     def _needed(self, rec: TaskRecord) -> bool:
+        if self.state == RUN_DONE:
+            # A finished run never runs a task again by itself: a lost value is recomputed only
+            # when a client asks for it (``recompute_lost``).
+            return False
         if rec.id in self.wanted and not self.released:
             return True
         return any(
             self.tasks[c].state in (PENDING, READY, ASSIGNED) for c in self.consumers[rec.id]
         )
+
+    def recompute_lost(self, task_ids: tuple[str, ...], now: float) -> list[tuple[str, str, int]]:
+        """A client asks for values of this finished run that no copy holds any more: run their
+        tasks again (lineage; the run reopens). Returns dispatches to cancel."""
+        cancels: list[tuple[str, str, int]] = []
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state == DONE and not rec.has_copy():
+                cancels.extend(self._recompute(rec, now))
+        return cancels
 
     def _recompute(self, rec: TaskRecord, now: float) -> list[tuple[str, str, int]]:
         """Lineage: a DONE task lost its only copy while needed; run it again (and what it needs)."""
@@ -477,6 +491,7 @@ class RunState:
                 "timeout": o.timeout,
                 "policy": o.policy,
                 "outputs": list(o.outputs) if o.outputs is not None else None,
+                "packages": list(o.packages),
             },
             "specs": [spec_to_data(s) for s in self.specs],
             "group_node": dict(self.group_node),
@@ -512,6 +527,7 @@ class RunState:
             timeout=opts["timeout"],
             policy=opts["policy"],
             outputs=tuple(opts["outputs"]) if opts["outputs"] is not None else None,
+            packages=tuple(opts.get("packages", ())),
         )
         specs = [spec_from_data(s) for s in data["specs"]]
         run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)

@@ -105,19 +105,17 @@ def _decode_struct(cls: type, body: bytes) -> Any:
     return record.from_values(values) if len(values) == record.count else record.from_other(values)
 
 
-def _same(got: Any, want: Any, pinned_structs: dict[str, Any]) -> bool:
-    """Equal in every field the pinned build knew: a struct nested in a message may have gained
-    trailing fields since (their defaults fill in when older bytes are decoded)."""
-    if type(want).__name__ in pinned_structs and type(got) is type(want):
-        return all(
-            _same(getattr(got, f), getattr(want, f), pinned_structs)
-            for f in pinned_structs[type(want).__name__]["fields"]
-        )
-    if isinstance(want, tuple) and isinstance(got, tuple):
-        return len(got) == len(want) and all(
-            _same(g, w, pinned_structs) for g, w in zip(got, want, strict=True)
-        )
-    return bool(got == want)
+def _same(a: Any, b: Any, pinned_structs: dict[str, Any]) -> bool:
+    """Equal in every field the pinned build knew: a nested struct that gained trailing fields
+    since (allowed without a version bump) is compared on its pinned fields only."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, tuple) and len(a) == len(b):
+        return all(_same(x, y, pinned_structs) for x, y in zip(a, b, strict=True))
+    entry = pinned_structs.get(type(a).__name__)
+    if entry is not None and STRUCTS.get(type(a).__name__) is type(a):
+        return all(_same(getattr(a, f), getattr(b, f), pinned_structs) for f in entry["fields"])
+    return bool(a == b)
 
 
 def incompatible(pinned: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ ERRORS = (
     "Unschedulable",
     "TaskFailed",
     "RunCancelled",
+    "UnknownRun",
     "ConnectionError",
     "AuthenticationError",
     "Timeout",
