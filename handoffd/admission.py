@@ -29,6 +29,7 @@ from typing import Any
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 
 log = logging.getLogger("handoffd.admission")
 
@@ -70,6 +71,9 @@ CLIENT_TYPES = (
     m.ListRuns,
     m.StopNode,
     mc.GetTaskOutput,
+    GetTaskHistory,
+    GetNodeInfo,
+    GetMetrics,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -26,9 +27,9 @@ from handoffd import envvars, errors
 from handoffd.client_run import (
     FOLLOW_GRACE,
     POLL,
-    RunReading,
+    WAIT_BYTES,
+    Run,
     RunStatus,
-    raise_if_failed,
     run_status,
     unknown_run,
 )
@@ -37,7 +38,14 @@ from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import TaskOutputReply
+from handoffd.protocol.messages_observability import (
+    GetNodeInfo,
+    GetTaskHistory,
+    NodeInfoReply,
+    TaskHistoryReply,
+)
 from handoffd.protocol.snapshot import error_from_info
+from handoffd.scheduler.history import document as history_document
 from handoffd.transport.base import MEMORY_SCHEME
 from handoffd.transport.client import Connection, ControlClient
 
@@ -48,7 +56,7 @@ if TYPE_CHECKING:
 _POLL = POLL
 _CHUNK = 256  # results fetched per request
 _EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's outcome
-_WAIT_BYTES = 1 << 20  # ... and Run.wait() (results() may never be called)
+_WAIT_BYTES = WAIT_BYTES
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
 _FOLLOW_GRACE = FOLLOW_GRACE
 _FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
@@ -129,6 +137,11 @@ class Client:
         self._known: list[str] = [self.address]
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
+        # Per DAG this client ran or submitted: its results (execute) or its Run (submit), for
+        # get(ref); weak, so a DAG the user dropped takes its results with it.
+        self._ran: weakref.WeakKeyDictionary[Any, dict[str, Any] | Run] = (
+            weakref.WeakKeyDictionary()
+        )
         self._connect(self.address)
 
     # -- per-thread connection state (client_threads) -------------------------------------------
@@ -311,7 +324,9 @@ class Client:
                 self._rotate()
                 continue
             unknown = (
-                isinstance(reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply))
+                isinstance(
+                    reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply, TaskHistoryReply)
+                )
                 and reply.state == "UNKNOWN"
             )
             if unknown and getattr(reply, "known", False):
@@ -362,9 +377,11 @@ class Client:
         ``handoffctl submit``) are shipped with the run; ``working_dir`` ships a directory and
         ``py_modules`` packages or modules (paths, modules or names), each on ``sys.path`` in the
         workers running this run's tasks (``handoffd.packages``)."""
-        return self._submit(
+        run = self._submit(
             dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules
         )
+        self._ran[dag] = run
+        return run
 
     def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
         """Submit, wait, and return {function id: value} for every non-inline function."""
@@ -376,10 +393,13 @@ class Client:
         status = run._last
         assert status is not None
         if status.error is not None:
-            raise status.error
+            from handoffd.arguments import as_consumer_failure
+
+            raise as_consumer_failure(status.error, dag.hook_consumers)
         results = run.results()
         if not run._released:
             run._release_nowait()
+        self._ran[dag] = results
         return results
 
     async def execute_async(self, dag: Any, **options: Any) -> dict[str, Any]:
@@ -390,6 +410,39 @@ class Client:
     async def submit_async(self, dag: Any, **options: Any) -> Run:
         """``submit`` for asyncio callers; await ``run.wait_async()``/``run.results_async()``."""
         return await asyncio.to_thread(self.submit, dag, **options)
+
+    def stream(self, dag: Any, *, max_in_flight: int = 1000, **options: Any) -> Any:
+        """Start a streaming pipeline (``handoffd.stream.pipeline.Pipeline``): its stages'
+        replicas are placed in the cluster now; ``push`` items, read ``results()`` in push order.
+        Use it as a context manager (the block's end stops the replicas)."""
+        from handoffd.stream.pipeline import Pipeline
+
+        return Pipeline(self, dag, max_in_flight=max_in_flight, **options)
+
+    def get(self, ref: Any) -> Any:
+        """The value of a ``handoffd.Ref`` (or a list of values for a list of Refs): from the
+        results of the last ``execute`` of its DAG by this client, else from the Run of its last
+        ``submit`` (waiting for it), else the DAG is executed now."""
+        from handoffd.decorator import Ref
+
+        if isinstance(ref, (list, tuple)):
+            return [self.get(one) for one in ref]
+        if not isinstance(ref, Ref):
+            raise TypeError(
+                f"client.get expects a handoffd.Ref (what a decorated call returns inside a "
+                f"`with handoffd.DAG()` block), got {type(ref).__name__}"
+            )
+        ran = self._ran.get(ref.dag)
+        if ran is None:
+            ran = self.execute(ref.dag)
+        if isinstance(ran, Run):
+            return ran.result(ref.id)
+        if ref.id not in ran:
+            raise errors.HandoffError(
+                f"{ref!r} has no value in its DAG's last results: it is an inline function, or "
+                f"outputs= left it out; execute the DAG again with it among the outputs"
+            )
+        return ran[ref.id]
 
     def _submit(
         self,
@@ -426,7 +479,9 @@ class Client:
         # The rows are TaskMeta's fields: the codec checks and packs them as they are.
         tasks = codec.Rows(rows)
         run_id = uuid.uuid4().hex[:16]
-        run = Run(self, run_id, "", [r[0] for r in rows if not r[6]], output_ids)
+        # The user's functions only: a hooked Argument adds serialize tasks (handoffd.arguments).
+        run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
+        run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         if not wait:
             for resend in (False, True):
@@ -529,6 +584,19 @@ class Client:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
 
+    def node_info(self) -> NodeInfoReply:
+        """The connected daemon's name, version, start time, HTTP port and the runs it owns."""
+        reply, _ = self._failover_request(lambda rid: GetNodeInfo(rid))
+        return reply  # type: ignore[no-any-return]
+
+    def task_history(self, run_id: str) -> dict[str, Any]:
+        """The run's task history as ``handoffctl tasks --json`` prints it: {"run_id", "state",
+        "owner", "term", "submitted", "started", "finished", "tasks": [...]} (``Run.tasks``)."""
+        reply, _ = self._run_request(lambda rid: GetTaskHistory(rid, run_id))
+        if reply.state == "UNKNOWN":
+            raise errors.HandoffError(f"run {run_id} is not known to the cluster")
+        return history_document(reply)
+
     def _status(self, run_id: str, wait: float, grace: float = _FOLLOW_GRACE) -> RunStatus:
         reply, _ = self._run_request(
             lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
@@ -553,122 +621,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class Run(RunReading):
-    """A submitted run. Methods block; values are fetched from wherever they live."""
-
-    def __init__(
-        self,
-        client: Client,
-        run_id: str,
-        owner: str,
-        function_ids: list[str] | None,
-        outputs: tuple[str, ...] | None,
-    ) -> None:
-        self._client = client
-        self.id = run_id
-        self.owner = owner
-        self._ids = function_ids
-        self._outputs = outputs
-        self._deadline: float | None = None
-        self._last: RunStatus | None = None
-        self._exists = True  # known to exist: while no node knows it, an owner is taking over
-        self._values: dict[str, bytes] = {}  # serialised results an outcome carried
-        self._released = False  # the owner freed the results after sending them all to us
-        self._missing_package = False  # the owner lacked a code package we did not resend
-
-    def status(self) -> RunStatus:
-        grace = _FOLLOW_GRACE if self._exists else 0.0
-        self._last = self._client._status(self.id, 0.0, grace=grace)
-        return self._last
-
-    def wait(self, timeout: float | None = None) -> RunStatus:
-        """Block until the run ends; raise its error (TaskFailed, RunCancelled, ...) if it failed."""
-        deadline = time.monotonic() + timeout if timeout is not None else self._deadline
-        return self._wait_until(deadline, timeout)
-
-    def _wait_until(self, deadline: float | None, timeout: float | None) -> RunStatus:
-        while True:
-            wait = _POLL
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    raise errors.Timeout(
-                        f"run {self.id} did not finish within {timeout}s (it goes on)"
-                    )
-            reply, frames = self._client._run_request(
-                lambda rid, w=wait: m.WaitRun(rid, self.id, w, _WAIT_BYTES, False),
-                timeout=wait + self._client.timeout,
-            )
-            self._take(reply, frames)
-            status = self._last
-            assert status is not None
-            if status.state == "UNKNOWN":
-                raise errors.UnknownRun(unknown_run(self.id, self._client._known))
-            if status.done:
-                if status.error is not None:
-                    raise status.error
-                return status
-
-    def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:
-        """Keep an outcome: the status, and the results it carried."""
-        self._last = run_status(reply)
-        self._values.update(zip(reply.task_ids, frames, strict=False))
-        self._released = self._released or reply.released
-
-    def results(self) -> dict[str, Any]:
-        """{function id: value} of every non-inline function (or the submission's ``outputs``)."""
-        status = self._last if self._last is not None and self._last.done else self.wait()
-        raise_if_failed(self.id, status)
-        ids = list(self._outputs) if self._outputs is not None else self._ids
-        if ids is None:
-            ids = list(status.placement)
-        return self._collect(ids)
-
-    def result(self, function_id: str) -> Any:
-        if self._last is None or not self._last.done:
-            self.wait()
-        assert self._last is not None
-        raise_if_failed(self.id, self._last)
-        return self._collect([function_id])[function_id]
-
-    def placement(self) -> dict[str, str]:
-        """{function id: node name} of the final attempts."""
-        return dict(self.status().placement)
-
-    def cancel(self) -> RunStatus:
-        """Cancel the run (a finished run stays as it ended); returns its status after that."""
-        reply, _ = self._client._run_request(lambda rid: m.CancelRun(rid, self.id))
-        if reply.state == "UNKNOWN":
-            raise errors.UnknownRun(unknown_run(self.id, self._client._known))
-        self._last = run_status(reply)
-        return self._last
-
-    def release(self) -> None:
-        """Tell the owner the results were collected, so every node frees them now."""
-        try:
-            self._client._run_request(lambda rid: m.FreeRunRequest(rid, self.id), grace=0.0)
-        except errors.HandoffError:
-            pass
-
-    def _release_nowait(self) -> None:
-        """``release`` without waiting for the answer (``execute``'s last step, one round trip
-        less per run): the owner frees the values when it reads the request, and its reply is
-        skipped as a late one by our next request (or drained by ``close``). If the request is
-        lost (the owner just died), result retention frees them."""
-        client = self._client
-        if client._conn is None:
-            return
-        request = m.FreeRunRequest(next(client._ids), self.id)
-        try:
-            client._conn.send(codec.encode(request, sender=client._name))
-        except errors.ConnectionError:
-            return
-        client._unanswered = True
-
-    def __repr__(self) -> str:
-        return f"Run({self.id!r}, owner={self.owner!r})"
 
 
 def connect(

@@ -5,11 +5,13 @@ with their nodes asked for again, and the status record and error helpers ``Run`
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from handoffd import errors, values
+from handoffd.protocol import codec
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput, OutputEntry
 from handoffd.protocol.snapshot import error_from_info
@@ -21,6 +23,7 @@ TERMINAL = ("DONE", "FAILED", "CANCELLED")
 POLL = 2.0  # seconds per long-poll request
 CHUNK = 256  # results fetched per request
 FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
+WAIT_BYTES = 1 << 20  # result bytes Run.wait() takes inline (results() may never be called)
 
 
 @dataclass(frozen=True)
@@ -194,3 +197,129 @@ class RunReading:
                 continue  # there may be more at once
             if (not follow or reply.state in TERMINAL) and not moved:
                 return
+
+
+class Run(RunReading):
+    """A submitted run. Methods block; values are fetched from wherever they live."""
+
+    def __init__(
+        self,
+        client: Client,
+        run_id: str,
+        owner: str,
+        function_ids: list[str] | None,
+        outputs: tuple[str, ...] | None,
+    ) -> None:
+        self._client = client
+        self.id = run_id
+        self.owner = owner
+        self._ids = function_ids
+        self._outputs = outputs
+        self._deadline: float | None = None
+        self._last: RunStatus | None = None
+        self._exists = True  # known to exist: while no node knows it, an owner is taking over
+        self._values: dict[str, bytes] = {}  # serialised results an outcome carried
+        self._released = False  # the owner freed the results after sending them all to us
+        self._missing_package = False  # the owner lacked a code package we did not resend
+        # serialize task id -> its consumer (handoffd.Argument): such a failure is the consumer's
+        self._hook_consumers: dict[str, str] = {}
+
+    def status(self) -> RunStatus:
+        grace = FOLLOW_GRACE if self._exists else 0.0
+        self._last = self._client._status(self.id, 0.0, grace=grace)
+        return self._last
+
+    def wait(self, timeout: float | None = None) -> RunStatus:
+        """Block until the run ends; raise its error (TaskFailed, RunCancelled, ...) if it failed."""
+        deadline = time.monotonic() + timeout if timeout is not None else self._deadline
+        return self._wait_until(deadline, timeout)
+
+    def _wait_until(self, deadline: float | None, timeout: float | None) -> RunStatus:
+        while True:
+            wait = POLL
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise errors.Timeout(
+                        f"run {self.id} did not finish within {timeout}s (it goes on)"
+                    )
+            reply, frames = self._client._run_request(
+                lambda rid, w=wait: m.WaitRun(rid, self.id, w, WAIT_BYTES, False),
+                timeout=wait + self._client.timeout,
+            )
+            self._take(reply, frames)
+            status = self._last
+            assert status is not None
+            if status.state == "UNKNOWN":
+                raise errors.UnknownRun(unknown_run(self.id, self._client._known))
+            if status.done:
+                if status.error is not None:
+                    from handoffd.arguments import as_consumer_failure
+
+                    raise as_consumer_failure(status.error, self._hook_consumers)
+                return status
+
+    def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:
+        """Keep an outcome: the status, and the results it carried."""
+        self._last = run_status(reply)
+        self._values.update(zip(reply.task_ids, frames, strict=False))
+        self._released = self._released or reply.released
+
+    def results(self) -> dict[str, Any]:
+        """{function id: value} of every non-inline function (or the submission's ``outputs``)."""
+        status = self._last if self._last is not None and self._last.done else self.wait()
+        raise_if_failed(self.id, status)
+        ids = list(self._outputs) if self._outputs is not None else self._ids
+        if ids is None:
+            ids = list(status.placement)
+        return self._collect(ids)
+
+    def result(self, function_id: str) -> Any:
+        if self._last is None or not self._last.done:
+            self.wait()
+        assert self._last is not None
+        raise_if_failed(self.id, self._last)
+        return self._collect([function_id])[function_id]
+
+    def placement(self) -> dict[str, str]:
+        """{function id: node name} of the final attempts."""
+        return dict(self.status().placement)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task's history, from the run's owner: id, state, node, attempts, started,
+        finished, duration_s, error, and each attempt (``history``: node, worker pid, times,
+        bytes, error) and state transition (``transitions``). Times are wall-clock seconds."""
+        return self._client.task_history(self.id)["tasks"]  # type: ignore[no-any-return]
+
+    def cancel(self) -> RunStatus:
+        """Cancel the run (a finished run stays as it ended); returns its status after that."""
+        reply, _ = self._client._run_request(lambda rid: m.CancelRun(rid, self.id))
+        if reply.state == "UNKNOWN":
+            raise errors.UnknownRun(unknown_run(self.id, self._client._known))
+        self._last = run_status(reply)
+        return self._last
+
+    def release(self) -> None:
+        """Tell the owner the results were collected, so every node frees them now."""
+        try:
+            self._client._run_request(lambda rid: m.FreeRunRequest(rid, self.id), grace=0.0)
+        except errors.HandoffError:
+            pass
+
+    def _release_nowait(self) -> None:
+        """``release`` without waiting for the answer (``execute``'s last step, one round trip
+        less per run): the owner frees the values when it reads the request, and its reply is
+        skipped as a late one by our next request (or drained by ``close``). If the request is
+        lost (the owner just died), result retention frees them."""
+        client = self._client
+        if client._conn is None:
+            return
+        request = m.FreeRunRequest(next(client._ids), self.id)
+        try:
+            client._conn.send(codec.encode(request, sender=client._name))
+        except errors.ConnectionError:
+            return
+        client._unanswered = True
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, owner={self.owner!r})"

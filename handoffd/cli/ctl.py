@@ -238,6 +238,24 @@ def _keygen(*, path: str, force: bool, as_json: bool) -> int:
     return ctl_views.keygen(path, force=force, as_json=as_json)
 
 
+@command("tasks", help="Every task's attempts: node, worker pid, times, errors (issue 16).")
+@click.argument("run_id")
+def _tasks(client: Any, *, run_id: str, as_json: bool) -> int:
+    from handoffd.cli.tasks import tasks_command
+
+    return tasks_command(client, run_id, as_json)
+
+
+@command("dashboard", help="Print the daemon's dashboard URL, with its token (/metrics too).")
+def _dashboard(client: Any, *, as_json: bool) -> int:
+    from handoffd.cli.tasks import dashboard_command
+
+    ctx = click.get_current_context()
+    return dashboard_command(
+        client, setting(ctx, "key_file"), bool(setting(ctx, "insecure")), as_json
+    )
+
+
 def prepare() -> None:
     """Read the deprecated HANDOFF_* names; name every option's HANDOFFD_* variable (after every
     command was registered)."""

@@ -131,6 +131,7 @@ class ExecutorState:
         # the owner of the highest term.
         self.run_owners: dict[str, tuple[int, str, str]] = {}
         self._now = 0.0
+        self.wall_offset = 0.0  # wall clock minus ``now`` (the shell sets it): report times
         self._out: list[Instruction] = []
         self._changed = False  # the ledger changed during this event: gossip once, at the end
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -436,6 +437,7 @@ class ExecutorState:
         task.gpus = slot.gpus
         slot.keys[key] = None
         self._release_inputs(task)
+        task.bytes_in = len(task.payload) + sum(len(v[1]) for v in inputs if v[0] == "value")
         return Job(
             key,
             task.payload,
@@ -534,19 +536,37 @@ class ExecutorState:
             return
         if outcome.kind in ("", "error"):
             self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
+        ended = self._now + self.wall_offset
         if outcome.ok and outcome.value is not None:
             value = outcome.value
             self.store.put(task.run_id, task.task_id, value)
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             report = m.TaskReport(
-                task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", ""
+                task.task_id,
+                task.attempt,
+                "DONE",
+                len(value),
+                -1,
+                "",
+                "",
+                "",
+                "",
+                outcome.pid,
+                ended - outcome.duration,
+                ended,
+                task.bytes_in,
             )
             self.counters["done"] += 1
             self._finish(task, report, inline, outcome.output)
         else:
             report = failed(
-                task, outcome.kind or "error", outcome.exc_type, outcome.message, outcome.traceback
+                task,
+                outcome.kind or "error",
+                outcome.exc_type,
+                outcome.message,
+                outcome.traceback,
+                timing=(outcome.pid, ended - outcome.duration, ended),
             )
             self.counters["failed"] += 1
             self._finish(task, report, None, outcome.output)
@@ -598,6 +618,10 @@ class ExecutorState:
                         report.exc_type,
                         report.message,
                         report.traceback,
+                        report.pid,
+                        report.started,
+                        report.ended,
+                        report.bytes_in,
                     )
                     frames.append(value)
                 reports.append(report)

@@ -30,16 +30,19 @@ from handoffd.config import NodeConfig
 from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
-from handoffd.daemon.names import YOUNG_S, Names, clash_text
+from handoffd.daemon.names import Names
+from handoffd.daemon.node_reliability import NodeReliability
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
+from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -62,7 +65,7 @@ _MEMBERSHIP_TYPES = admission.MEMBERSHIP_TYPES
 _REPLICATION_TYPES = admission.REPLICATION_TYPES
 
 
-class Node:
+class Node(NodeReliability):
     def __init__(
         self,
         config: NodeConfig,
@@ -113,6 +116,11 @@ class Node:
         self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
         self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
         self.clashed = False  # we stopped because our name was taken (exit code 2)
+        self.started_wall = 0.0
+        self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
+        self.deaths = 0
+        self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
+        self.http: Any = None  # observability.http.HttpServer when config.http_port
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -131,6 +139,7 @@ class Node:
                 host=cfg.host,
                 runtime_dir=cfg.runtime_dir,
             )
+            self.curve = curve
             self._transport = ZmqTransport(
                 cfg.host,
                 cfg.port,
@@ -179,6 +188,7 @@ class Node:
             probe_interval=cfg.dispatch.lost_probe_interval,
             ack_timeout=cfg.dispatch.ack_timeout,
         )
+        self.scheduler.wall_offset = time.time() - now  # task history is wall clock
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -240,7 +250,12 @@ class Node:
             if member.name != self.name:
                 self.owner.member_update(member)
         self.started_at = now
+        self.started_wall = time.time()
         self._schedule_tick()
+        if cfg.http_port:
+            from handoffd.observability.serve import start_http
+
+            self.http = start_http(self, optional=cfg.http_optional)
         await self._start_discovery()
         log.info(
             "node %s up at %s (cluster %s, capacity %s from %s, handoffd %s)",
@@ -329,27 +344,14 @@ class Node:
                 self._tick_handle.cancel()
             if self.pool is not None:
                 await self.pool.close()
+            if self.http is not None:
+                self.http.close()
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
             self.code.remove_all()
         finally:
             self._stopped.set()
-
-    def _announce_leaving(self) -> None:
-        """Tell every live member at once that we are leaving: they place nothing more here from
-        the moment they hear it (``LeavingPeers``), not when gossip says LEFT after the drain."""
-        msg = mr.NodeLeaving(self.config.drain_grace_s)
-        for member in self.members():
-            if member.name != self.name and member.status in (m.ALIVE, m.SUSPECT):
-                self.send(member.address, msg)
-
-    def _peer_leaving(self, name: str) -> None:
-        member = self.membership.get(name) if self.membership is not None else None
-        if member is None or self.owner is None or name == self.name:
-            return
-        log.info("member %s is leaving: no new work is placed there", name)
-        self.owner.member_updates([self._leaving.said(member)])
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -413,52 +415,6 @@ class Node:
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
-
-    def _on_ping(self, sender: str, ping: m.Ping) -> None:
-        """A Ping the probe responder already acked, off the loop: merge what it carries, checked
-        as any membership message (an Ack from the loop too would only be a duplicate)."""
-        membership = self.membership
-        if membership is None or self._stopping:
-            return
-        refused = admission.check(ping, sender, True, membership.get(sender), self.name)
-        if refused:
-            self.dropped += 1
-            self.drops.count(refused, ping, sender)
-            return
-        try:
-            self._run_membership(swim.Received(sender, None, m.Gossip(ping.updates)))
-        except Exception:  # noqa: BLE001 - as for any message: never take the daemon down
-            self.dropped += 1
-            log.exception("handling a Ping from %s failed", sender)
-
-    def _names_check(self, msg: Any, sender: str, member: m.MemberState | None) -> None:
-        found = self._names.clash(msg, sender, member, self._clock())
-        if found is None:
-            return
-        known, claimed = found
-        log.warning("two live daemons use the name %r: at %s and at %s", sender, known, claimed)
-        self.send(claimed, mr.NameClash(sender, known, True))
-        self.send(known, mr.NameClash(sender, claimed, False))
-
-    def _name_clashed(self, msg: mr.NameClash) -> None:
-        if msg.name != self.name or msg.other_address == self.address:
-            return
-        stop = msg.stop and self._clock() - self.started_at < YOUNG_S
-        text = clash_text(self.name, self.address, msg.other_address, stop)
-        if stop and not self._stopping:
-            log.error("%s", text)
-            self.clashed = True
-            self.request_stop()
-        else:
-            log.warning("%s", text)
-
-    def _publish_me(self) -> None:
-        """Our own state, as the probe responder's Acks carry it (a reference swap)."""
-        if self._responder is not None and self.membership is not None:
-            me = self.membership.me
-            if me is not self._published:
-                self._published = me
-                self._responder.publish(me)
 
     def stats(self) -> dict[str, Any]:
         """What was dropped or refused, by reason: messages (admission), the transport's inbound
@@ -550,6 +506,10 @@ class Node:
             self._name_clashed(msg)
         elif isinstance(msg, mr.NodeLeaving):
             self._peer_leaving(envelope.sender if envelope is not None else "")
+        elif isinstance(msg, GetNodeInfo):
+            self.reply(conn, node_info(self, msg.request_id))
+        elif isinstance(msg, GetMetrics):
+            self.reply(conn, metrics_reply(self, msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -641,6 +601,10 @@ class Node:
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member
+        if change.new == m.SUSPECT:
+            self.suspicions += 1
+        elif change.new == m.DEAD:
+            self.deaths += 1
         log.info(
             "member %s %s -> %s (%s)",
             change.name,

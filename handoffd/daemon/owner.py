@@ -31,17 +31,21 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from handoffd import errors, intake, validation
 from handoffd.config import Limits
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
+from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -103,6 +107,10 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
+        # /metrics: the scheduler's time per batch of events (placement included), and from a
+        # dispatch to the attempt's start on its worker (from the reports).
+        self.placement_seconds = Buckets()
+        self.dispatch_seconds = Buckets()
         self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
         self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
@@ -149,10 +157,13 @@ class OwnerIO:
     # -- events into the scheduler --------------------------------------------------------------
 
     def _feed(self, event: Any) -> None:
-        self._apply(self.scheduler.handle(event, self.port.now()))
+        self._feed_all(event)
 
     def _feed_all(self, *events: Any) -> None:
-        self._apply(self.scheduler.handle_batch(events, self.port.now()))
+        started = perf_counter()
+        instructions = self.scheduler.handle_batch(events, self.port.now())
+        self.placement_seconds.observe(perf_counter() - started)
+        self._apply(instructions)
 
     def member_update(self, member: m.MemberState) -> None:
         self.member_updates([member])
@@ -244,6 +255,9 @@ class OwnerIO:
             if msg.outputs:
                 self.output.reported(msg.run_id, node, msg.reports, msg.outputs)
             events: list[Any] = self._reported(node, msg)
+            run = self.scheduler.run_state(msg.run_id)
+            if run is not None:
+                observe_reports(run, node, msg.reports, self.dispatch_seconds)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -288,6 +302,8 @@ class OwnerIO:
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
             self.port.reply(conn, m.Ok(msg.request_id))
+        elif isinstance(msg, GetTaskHistory):
+            self.port.reply(conn, history_reply(self.scheduler, self.port.name, msg))
         elif isinstance(msg, m.ListRuns):
             runs = []
             for run_id in self.scheduler.runs():
@@ -544,9 +560,11 @@ class OwnerIO:
                     self.port.reply(waiter.conn, m.RunRejected(waiter.request_id, ins.run_id, info))
             elif isinstance(ins, ev.RunFinished):
                 if ins.error is not None:
-                    log.info("run %s %s: %s", ins.run_id, ins.state, ins.error)
+                    log.info(
+                        "run %s %s: %s", ins.run_id, ins.state, ins.error, extra={"run": ins.run_id}
+                    )
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
-                    log.debug("run %s %s", ins.run_id, ins.state)
+                    log.debug("run %s %s", ins.run_id, ins.state, extra={"run": ins.run_id})
                 self.run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeUnneededValues):
                 address = self.port.address_of(ins.node)

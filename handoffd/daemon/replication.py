@@ -28,6 +28,8 @@ from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_observability import GetTaskHistory
+from handoffd.protocol.schema import Rows
 from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
@@ -50,6 +52,7 @@ _CLIENT_REQUESTS = (
     m.CancelRun,
     m.FreeRunRequest,
     GetTaskOutput,
+    GetTaskHistory,
 )
 
 
@@ -190,6 +193,7 @@ class ReplicationIO:
                     rec.losses,
                     rec.completions,
                     frame,
+                    Rows([a.row() for a in rec.attempts]),  # the structs' fields, not built
                 )
             )
         msg = m.ReplicateLog(
@@ -227,7 +231,13 @@ class ReplicationIO:
             self._note_owner(run_id, term, owner, address)
         if mine is None or mine >= term:
             return
-        log.warning("run %s: stepping down (our term %d, seen term %d)", run_id, mine, term)
+        log.warning(
+            "run %s: stepping down (our term %d, seen term %d)",
+            run_id,
+            mine,
+            term,
+            extra={"run": run_id, "term": term},
+        )
         self.owner.step_down(run_id)
         self._accepts.pop(run_id, None)
         self._execute(self.log.untrack(run_id))
@@ -440,10 +450,16 @@ class ReplicationIO:
                     ins.run_id,
                     ins.owner,
                     ins.term,
+                    extra={"run": ins.run_id, "term": ins.term},
                 )
                 self._end_taking(ins.run_id)
             elif isinstance(ins, tm.GiveUp):
-                log.error("run %s: takeover given up: %s", ins.run_id, ins.reason)
+                log.error(
+                    "run %s: takeover given up: %s",
+                    ins.run_id,
+                    ins.reason,
+                    extra={"run": ins.run_id},
+                )
                 self._end_taking(ins.run_id)
 
     def _prebuild(self, run_ids: tuple[str, ...]) -> None:
@@ -483,6 +499,7 @@ class ReplicationIO:
             replica.owner,
             term,
             len(ins.targets),
+            extra={"run": run_id, "term": term},
         )
         self.standby.seen_term(run_id, term)
         job = _Taking({})
@@ -537,6 +554,7 @@ class ReplicationIO:
             dict(status.counts) if status is not None else {},
             dispatches,
             time.time(),  # wall clock for the log reader (bench_failover), not for any decision
+            extra={"run": run_id, "term": ins.term},
         )
         self._note_owner(run_id, ins.term, self.port.name, self.port.address)
         self._execute(self.log.track(run_id, self._alive(), self.port.now(), accept=False))

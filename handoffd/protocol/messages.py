@@ -17,11 +17,15 @@ type's bytes are pinned by tests/unit/golden/messages.json.
 from __future__ import annotations
 
 from dataclasses import field
+from typing import TYPE_CHECKING
 
 from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
 from handoffd.protocol.registry import MESSAGES as MESSAGES  # re-exported
 from handoffd.protocol.registry import STRUCTS as STRUCTS
 from handoffd.protocol.registry import message, struct
+
+if TYPE_CHECKING:  # registered at the end of this module; the codec resolves names via STRUCTS
+    from handoffd.protocol.messages_observability import AttemptInfo
 
 # ---------------------------------------------------------------------------------------------
 # Membership (SWIM): 1-19
@@ -340,6 +344,12 @@ class TaskReport:
     exc_type: str
     message: str
     traceback: str
+    # Issue 16 (task history), trailing: the worker's pid, the attempt's wall-clock start and end
+    # on the executing node, and the bytes handed to the function.
+    pid: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+    bytes_in: int = 0
 
 
 @message(42)
@@ -493,6 +503,7 @@ class TaskDelta:
     losses: int
     completions: int
     frame: int
+    attempts: tuple[AttemptInfo, ...] = ()  # issue 16: the task's attempt history
 
 
 @message(61)
@@ -644,6 +655,7 @@ class SnapshotTask:
     delayed: bool
     last_error: tuple[str, str, str]  # exc_type, message, traceback
     history: tuple[tuple[float, str, str, str], ...]  # (time, old, new, cause)
+    attempts: tuple[AttemptInfo, ...] = ()  # issue 16: the task's attempt history
 
 
 @struct
@@ -665,6 +677,10 @@ class RunSnapshot:
     group_node: dict[str, str | None]
     tasks: tuple[SnapshotTask, ...]
     packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)
+    submitted: float = 0.0  # issue 16: wall-clock times of the run
+    finished: float = 0.0
 
 
-from handoffd.protocol import messages_reliability as _messages_reliability  # noqa: E402,F401
+from handoffd.protocol import messages_observability as _messages_observability  # noqa: E402,F401,I001
+from handoffd.protocol import messages_stream as _messages_stream  # noqa: E402,F401,I001
+from handoffd.protocol import messages_reliability as _messages_reliability  # noqa: E402,F401,I001

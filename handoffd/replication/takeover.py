@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handoffd.scheduler import history as hist
 from handoffd.scheduler.run import RunState
 
 
@@ -55,16 +56,20 @@ def merge(data: dict[str, Any], holdings: Mapping[str, Holdings]) -> dict[str, A
                 recompute.add(task_id)
             continue
         rec.delayed = False
+        found_on: str | None = None
         if holders:  # finished after the last batch: the value survived
             rec.state = "DONE"
             rec.node = rec.node if rec.node in holders else min(holders)  # for placement()
             rec.size = max(holders.values())
             rec.completions += 1
+            found_on = rec.node
         elif task_id in running_on:
             rec.node, rec.attempt = running_on[task_id]  # keep it: it reports to us
             rec.state = "RUNNING"
+            found_on = rec.node
         else:
             rec.state = "PENDING"  # lost in flight, or never started: settled below
+        hist.settled(rec.attempts, rec.state, rec.attempt, found_on)
     for task_id in recompute:
         rec = run.tasks[task_id]
         if run.state == "DONE":

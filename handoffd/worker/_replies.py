@@ -36,6 +36,7 @@ def read(
                 continue
             replies = pickle.loads(data)
             answered = True
+            pid = worker.process.pid or 0  # the attempt's worker, in the task history
             for reply in replies:
                 # (..., output): what the job printed and logged (worker.capture)
                 token, status, has_value, exc_type, message, tb_text, duration, output = reply
@@ -53,11 +54,22 @@ def read(
                 if sent.cancelling or status == _process.SKIPPED:
                     outcomes.append(cancelled_outcome(key, duration))
                 elif status == _process.OK:
-                    outcomes.append(Outcome(key, True, value, "", "", "", "", duration, output))
+                    outcomes.append(
+                        Outcome(key, True, value, "", "", "", "", duration, output, pid)
+                    )
                 else:
                     outcomes.append(
                         Outcome(
-                            key, False, None, exc_type, message, tb_text, "error", duration, output
+                            key,
+                            False,
+                            None,
+                            exc_type,
+                            message,
+                            tb_text,
+                            "error",
+                            duration,
+                            output,
+                            pid,
                         )
                     )
         except (EOFError, OSError):

@@ -74,7 +74,7 @@ class Captured(io.TextIOBase):
         return head + tail
 
 
-class _Handler(logging.Handler):
+class _CaptureLogHandler(logging.Handler):
     def __init__(self, out: Captured) -> None:
         super().__init__(logging.NOTSET)
         self.out = out
@@ -94,7 +94,7 @@ class capture:
         self.out = Captured()
         self.saved = (sys.stdout, sys.stderr)
         sys.stdout = sys.stderr = self.out  # type: ignore[assignment]
-        self.handler = _Handler(self.out)
+        self.handler = _CaptureLogHandler(self.out)
         root = logging.getLogger()
         self.level = root.level
         if root.level > logging.INFO or root.level == logging.NOTSET:

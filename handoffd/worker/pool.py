@@ -160,6 +160,9 @@ class WorkerPool:
         """Worker processes alive (starting, idle or busy)."""
         return len(self._workers)
 
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid or 0 for w in self._workers]
+
     async def start(self) -> None:
         """Spawn every worker and wait until each has started; raises RuntimeError if they cannot."""
         if self._loop is not None:
@@ -504,7 +507,7 @@ class WorkerPool:
         assert self._loop is not None
         duration = self._loop.time() - worker.started
         _, cancelled = self._retire(worker)
-        self._on_done(timeout_outcome(sent.job, duration))
+        self._on_done(timeout_outcome(sent.job, duration, worker.process.pid or 0))
         for outcome in cancelled:
             self._on_done(outcome)
 
