@@ -181,13 +181,23 @@ def long_run(n: int, minutes: float, seed: int) -> None:
     end = minutes * 60.0
     rng = random.Random(seed)
     joined = sim.run_until(sim.converged, timeout=end, check_every=0.05)
-    print(f"{n} nodes: storm converged after {joined:.2f} virtual s", flush=True)
+    print(
+        f"{n} nodes: storm converged after {joined:.2f} virtual s"
+        f" ({time.process_time() - cpu:.0f} s CPU)",
+        flush=True,
+    )
     down: list[str] = []
     partitioned = False
     since = len(sim.changes)
     victims: set[str] = set()
     while sim.now < end:
         sim.run_for(min(10.0, end - sim.now))
+        if int(sim.now) % 60 < 10:  # progress, so a run cut short still tells its rate
+            print(
+                f"  t={sim.now:.0f} virtual s: {time.process_time() - cpu:.0f} s CPU,"
+                f" {time.perf_counter() - wall:.0f} s wall",
+                flush=True,
+            )
         if down:
             sim.restart(down.pop(), join=["n0"])
         victim = f"n{rng.randrange(1, n)}"

@@ -46,7 +46,7 @@ class Member:
 
 
 @dataclass(slots=True)
-class Probe:
+class ProbeInFlight:
     probe_id: int
     target: str
     direct_deadline: float  # PingReq to relays after this

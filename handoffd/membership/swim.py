@@ -81,7 +81,7 @@ _MAX_CLASHES = 64  # addresses remembered as using our name (each is warned abou
 
 # Internal records (``records``), under their old names.
 _Member = records.Member
-_Probe = records.Probe
+_Probe = records.ProbeInFlight
 _Relay = records.Relay
 _Counters = records.Counters
 
