@@ -243,7 +243,7 @@ def main() -> None:
         for n in nodes:
             rows.append(membership_row(n, args.seed, args.steady))
             spreads[n] = rows[-1]["free"]
-        print_membership(rows, args.steady)
+            print_membership(rows[-1:], args.steady)  # row by row: 1,000 nodes take a while
     if args.skip != "scheduling":
         scheduling(nodes, args.tasks, spreads)
 
