@@ -27,6 +27,8 @@ from handoffd.transport.base import MEMORY_SCHEME
 from handoffd.transport.client import Connection, ControlClient
 
 if TYPE_CHECKING:
+    from handoffd.dag import DAG
+    from handoffd.spec import Policy
     from handoffd.transport.keys import CurveKeys
     from handoffd.transport.memory import MemoryNetwork
 
@@ -293,20 +295,32 @@ class Client:
 
     def submit(
         self,
-        dag: Any,
+        dag: DAG,
         *,
         max_retries: int = 3,
         timeout: float | None = None,
-        policy: str = "binpack",
+        policy: Policy = "binpack",
         outputs: Iterable[str] | None = None,
     ) -> Run:
-        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to."""
+        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to.
+        ``max_retries``: times a failing function is run again; ``timeout``: seconds for the
+        whole run (None: no deadline); ``policy``: placement; ``outputs``: the function ids whose
+        values the client wants (default: every non-inline function)."""
         return self._submit(dag, False, max_retries, timeout, policy, outputs)
 
-    def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
-        """Submit, wait, and return {function id: value} for every non-inline function."""
-        timeout = options.get("timeout")
-        run = self._submit(dag, True, **options)
+    def execute(
+        self,
+        dag: DAG,
+        *,
+        max_retries: int = 3,
+        timeout: float | None = None,
+        policy: Policy = "binpack",
+        outputs: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Submit, wait, and return {function id: value} for every non-inline function (or the
+        ``outputs``); raise the run's error (TaskFailed, RunCancelled, Timeout, ...). Options as
+        for ``submit``."""
+        run = self._submit(dag, True, max_retries, timeout, policy, outputs)
         if run._last is None or not run._last.done:
             # Still running after the first wait, or the owner died (we follow the run).
             run._wait_until(run._deadline, timeout)
