@@ -27,10 +27,13 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_ops as ops
 
 log = logging.getLogger("handoffd.admission")
 
-MEMBERSHIP_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
+SWIM_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
+# ClusterMismatch comes from a node that is not (and will not be) a member: accepted like SWIM's.
+MEMBERSHIP_TYPES = (*SWIM_TYPES, *ops.NOTICE_TYPES)
 REPLICATION_TYPES = (
     m.ReplicateRun,
     m.ReplicateLog,
@@ -64,6 +67,7 @@ CLIENT_TYPES = (
     m.FreeRunRequest,
     m.ListRuns,
     m.StopNode,
+    *ops.CLIENT_TYPES,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

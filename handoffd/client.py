@@ -418,6 +418,23 @@ class Client:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
 
+    def _ask_node(self, address: str, make: Any, timeout: float | None = None) -> Any:
+        """One request to the daemon at ``address`` (``handoffctl nodes``/``runs``/``drain``/
+        ``stop NODE`` ask each member in turn); the next request goes to the daemon we were
+        connected to. ConnectionError if ``address`` does not answer."""
+        home = self.address
+        try:
+            self._connect(address, timeout)
+            reply, _ = self._request(make(next(self._ids)), timeout=timeout)
+        finally:
+            if self._conn is not None and self.address != home:
+                self._conn.close()
+                self._conn = None
+            self.address = home
+        if isinstance(reply, m.ErrorReply):
+            raise errors.HandoffError(f"{address}: {reply.message}")
+        return reply
+
     def _status(self, run_id: str, wait: float, grace: float = _FOLLOW_GRACE) -> RunStatus:
         reply, _ = self._run_request(
             lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace

@@ -35,7 +35,7 @@ def human_quantity(kind: str, value: float) -> str:
     return f"{value:g}"
 
 
-def _styled(text: str) -> Any:
+def styled(text: str) -> Any:
     from rich.text import Text
 
     return Text(text, style=_STATE_STYLE.get(text, ""))
@@ -72,7 +72,7 @@ def nodes(client: Any, *, as_json: bool) -> int:
             f"{k} {human_quantity(k, info.free.get(k, 0))} / {human_quantity(k, v)}"
             for k, v in sorted(info.capacity.items())
         )
-        table.add_row(Text(name), _styled(info.status), Text(info.address), Text(cap))
+        table.add_row(Text(name), styled(info.status), Text(info.address), Text(cap))
     out_console().print(table)
     return EXIT_OK
 
@@ -103,7 +103,7 @@ def run_list(client: Any, *, as_json: bool) -> int:
         table.add_column(column, overflow="fold")
     for r in runs:
         counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(r.counts.items()) if v)
-        table.add_row(Text(r.run_id), _styled(r.state), Text(r.owner), Text(counts))
+        table.add_row(Text(r.run_id), styled(r.state), Text(r.owner), Text(counts))
     out_console().print(table)
     return EXIT_OK
 
@@ -120,7 +120,7 @@ def run_status(client: Any, run_id: str, *, as_json: bool) -> int:
         out = out_console()
         out.print(
             Text(f"run {status.run_id}: ")
-            + _styled(status.state)
+            + styled(status.state)
             + Text(
                 f"; owner {status.owner} (term {status.term}); "
                 f"standbys {', '.join(status.standbys) or '-'}"

@@ -34,6 +34,7 @@ from typing import Any
 
 from handoffd import errors, validation
 from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.protocol import messages as m
@@ -93,6 +94,7 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
+        self.run_times = RunTimes()  # wall-clock times for `handoffctl runs`
         self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
@@ -313,6 +315,7 @@ class OwnerIO:
             self._accepted(msg.run_id, waiter)  # a retried submission
             return
         self._submits[msg.run_id] = waiter
+        self.run_times.accepted(msg.run_id)
         options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
         self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
 
@@ -475,6 +478,7 @@ class OwnerIO:
                     log.info("run %s %s: %s", ins.run_id, ins.state, ins.error)
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
                     log.debug("run %s %s", ins.run_id, ins.state)
+                self.run_times.ended(ins.run_id)
                 self.run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeUnneededValues):
                 address = self.port.address_of(ins.node)

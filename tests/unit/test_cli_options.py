@@ -69,6 +69,7 @@ def test_the_nodes_table_keeps_long_names_whole_when_piped(
     out = capsys.readouterr().out
     assert "a-node-with-a-rather-long-name-" + "x" * 40 in out
     assert "cpu 3 / 4" in out and "memory 2.0 GB / 8.0 GB" in out
+    assert "9.9" in out and "1h 2m" in out  # version and uptime, as the node described itself
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
 
 
