@@ -123,3 +123,29 @@ def test_help_lists_every_subcommand_and_shared_options_on_each(capsys: Any) -> 
         assert ctl.main([name, "--help"]) == 0
         sub = capsys.readouterr().out
         assert "--address" in sub and "--json" in sub, name
+
+
+def test_shell_completion_of_subcommands(clean_env: dict[str, str], capsys: Any) -> None:
+    clean_env.update(
+        _HANDOFFCTL_COMPLETE="bash_complete", COMP_WORDS="handoffctl dr", COMP_CWORD="1"
+    )
+    with pytest.raises(SystemExit) as exited:  # click's completion exits by itself
+        ctl.main([])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.split() == ["plain,drain"]
+
+
+def test_every_option_names_its_handoffd_variable() -> None:
+    import click
+
+    ctl.prepare()
+    for name, command in ctl.cli.commands.items():
+        for param in command.params:
+            if param.name == "help" or not isinstance(param, click.Option):
+                continue
+            assert isinstance(param.envvar, str) and param.envvar.startswith("HANDOFFD_"), (
+                name,
+                param.name,
+            )
+    json_flag = next(p for p in ctl.cli.commands["nodes"].params if p.name == "as_json")
+    assert json_flag.envvar == "HANDOFFD_JSON"
