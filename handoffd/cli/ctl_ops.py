@@ -119,7 +119,7 @@ def runs(client: Any, *, as_json: bool) -> int:
     found: list[ops.OwnedRun] = []
     unanswered = {n: a for n, a in answers.items() if isinstance(a, str)}
     for answer in answers.values():
-        if isinstance(answer, ops.OwnedRuns):
+        if isinstance(answer, ops.OwnedRunList):
             found.extend(answer.runs)
     found.sort(key=lambda r: (r.submitted is None, r.submitted or 0.0, r.run_id))
     if as_json:

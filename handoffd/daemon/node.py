@@ -121,6 +121,8 @@ class Node:
                 reconnect_ivl=PEER_RECONNECT_S[0],
                 reconnect_ivl_max=PEER_RECONNECT_S[1],
             )
+        if hasattr(self._transport, "on_handshake_failed"):  # ZeroMQ: failed key handshakes
+            self._transport.on_handshake_failed = self._handshake_failed
         await self._transport.start(self._on_frames)
         self.address = self._transport.address
         now = self._clock()
@@ -256,6 +258,10 @@ class Node:
             for s in self.membership.members()
             if s.name != self.name
         )
+
+    def _handshake_failed(self, direction: str, where: str, why: str) -> None:
+        if self.ops is not None:
+            self.ops.handshake_failed(direction, where, why)
 
     def _owned_runs(self) -> list[tuple[str, Any]]:
         scheduler = self.scheduler

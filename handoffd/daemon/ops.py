@@ -90,7 +90,7 @@ class NodeOps:
         if isinstance(msg, ops.DescribeNode):
             self.port.reply(conn, self.describe(msg.request_id))
         elif isinstance(msg, ops.ListOwnedRuns):
-            self.port.reply(conn, ops.OwnedRuns(msg.request_id, tuple(self.owned_runs())))
+            self.port.reply(conn, ops.OwnedRunList(msg.request_id, tuple(self.owned_runs())))
         elif isinstance(msg, ops.DrainNode):
             timeout = msg.timeout
             if timeout is not None and not timeout >= 0:  # NaN and negatives: the default
@@ -161,6 +161,22 @@ class NodeOps:
         self.port.send(
             own.address, ops.ClusterMismatch(self.port.name, self.port.cluster, own.cluster)
         )
+
+    def handshake_failed(self, direction: str, where: str, why: str) -> None:
+        """The transport saw a handshake fail (a key on one side only, or two keys): once per
+        peer address and direction."""
+        if not self._first_time(f"{direction} {where}"):
+            return
+        if direction == "outbound":
+            self._warn(
+                f"peer at {where} refused the connection: {why} (every node and client of a "
+                "cluster needs the same --key-file)"
+            )
+        else:
+            self._warn(
+                f"refused a connection from {where}: {why} (every node and client of a cluster "
+                "needs the same --key-file)"
+            )
 
     def on_notice(self, msg: Any, sender: str) -> None:
         if not isinstance(msg, ops.ClusterMismatch) or msg.their_cluster != self.port.cluster:

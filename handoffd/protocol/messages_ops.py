@@ -50,7 +50,7 @@ class OwnedRun:
 
 
 @message(143)
-class OwnedRuns:
+class OwnedRunList:
     request_id: int
     runs: tuple[OwnedRun, ...]
 

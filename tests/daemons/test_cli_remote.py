@@ -153,3 +153,22 @@ def test_a_mismatched_cluster_is_warned_on_both_sides_once(daemons: Any) -> None
     assert len(me["warnings"]) == 1 and "--cluster" in me["warnings"][0]
     text = ctl(b.address, "nodes")
     assert f"warning: {b.name}: peer {a.name} is in cluster" in text.stderr
+
+
+def test_a_node_refused_by_a_keyed_peer_says_so_on_both_sides_once(
+    daemons: Any, tmp_path: Path
+) -> None:
+    key = str(tmp_path / "cluster.key")
+    assert subprocess.run([*CTL, "keygen", key], capture_output=True, timeout=60).returncode == 0
+    keyed = daemons.start(extra=["--key-file", key])
+    keyless = daemons.start(seeds=[keyed.address])  # its local key: the handshake fails
+    out_line = f"peer at {keyed.address} refused the connection"
+    in_line = "refused a connection from 127.0.0.1"
+    wait_for(lambda: out_line in keyless.log(), 30, what=f"the refused side\n{daemons.logs()}")
+    wait_for(lambda: in_line in keyed.log(), 30, what=f"the refusing side\n{daemons.logs()}")
+    time.sleep(1.5)  # the keyless node retries its seed meanwhile: still one line each
+    assert keyless.log().count(out_line) == 1, keyless.log()
+    assert keyed.log().count(in_line) == 1, keyed.log()
+    doc = ctl_json(keyless.address, "nodes")
+    (me,) = doc["nodes"]
+    assert any(w.startswith(out_line) and "--key-file" in w for w in me["warnings"]), me

@@ -38,7 +38,7 @@ class RecordingClient:
         if isinstance(request, ops.DescribeNode):
             return ops.NodeDescribed(7, "n", address, "c", "9.9", 0.0, 3725.0, "running", ())
         if isinstance(request, ops.ListOwnedRuns):
-            return ops.OwnedRuns(7, ())
+            return ops.OwnedRunList(7, ())
         raise AssertionError(f"unexpected request {request}")
 
     def close(self) -> None:
