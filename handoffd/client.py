@@ -49,6 +49,9 @@ class NodeInfo:
     free: dict[str, float]
     status: str
     address: str
+    # kind -> where the capacity figure came from ("flag", "affinity", "cgroup v1 ...", "NVML")
+    sources: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()  # "ID NAME" of each GPU the node hands out (NAME when known)
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,8 @@ class Client:
                 dict(member.free),
                 m.STATUS_NAMES[member.status],
                 member.address,
+                dict(member.sources),
+                tuple(member.gpus),
             )
             if member.status == m.ALIVE and member.address not in self._known:
                 self._known.append(member.address)

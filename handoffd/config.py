@@ -75,6 +75,9 @@ class MembershipConfig:
     dead_reap_after: float = 60.0  # forget DEAD/LEFT members after this long
     max_piggyback: int = 16  # updates per message at most
     gossip_interval: float = 0.1  # seconds between gossip rounds (free-resource news rides these)
+    # States in one periodic push-pull between members (a bounded share of the view, so its size and
+    # the bytes per second it costs do not grow with the cluster); a joiner still gets everything.
+    push_pull_page: int = 64
 
     @staticmethod
     def lan() -> MembershipConfig:
@@ -234,6 +237,15 @@ class NodeConfig:
     result_retention_s: float = 600.0  # results of a finished run freed after this if never fetched
     drain_grace_s: float = 10.0  # on stop: running tasks get this long before being handed back
     max_workers: int | None = None  # worker processes; default: the node's cpu capacity
+    # The ids tasks are given in CUDA_VISIBLE_DEVICES, one per GPU (None: 0..gpu-1); names where known
+    gpu_devices: tuple[str, ...] | None = None
+    gpu_names: tuple[str, ...] = ()
+    # kind -> where its capacity came from ("flag", "affinity", "cgroup v2 cpu.max", "NVML", ...)
+    resource_sources: dict[str, str] = field(default_factory=dict)
+    # "kill": a task holding more memory than it declared (or, undeclared, than the node has) is
+    # killed and fails with MemoryExceeded; "off": memory is bookkeeping only
+    memory_enforce: str = "kill"
+    recycle_gpu_workers: bool = False  # a fresh worker process after each chain of GPU tasks
 
     def replace(self, **changes: object) -> NodeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

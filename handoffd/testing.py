@@ -253,15 +253,18 @@ class DaemonCluster:
         self,
         *,
         host: str = "127.0.0.1",
-        cpu: float = 1,
-        memory: float = 1000,
-        gpu: float = 0,
+        cpu: float | None = 1,  # None: no flag, the daemon probes (also memory, gpu)
+        memory: float | None = 1000,
+        gpu: float | None = 0,
         name: str | None = None,
         seeds: list[str] | None = None,
         mdns: bool = False,
         extra: list[str] | None = None,
         wait: bool = True,
         timeout: float = 30.0,
+        wrap: list[str]
+        | None = None,  # a command that execs the daemon, e.g. ["taskset", "-c", "0"]
+        env: dict[str, str] | None = None,  # more environment for this daemon
     ) -> Daemon:
         port = free_port(host)
         name = name or f"d{len(self.daemons)}-{self.cluster}"
@@ -274,12 +277,6 @@ class DaemonCluster:
             host,
             "--port",
             str(port),
-            "--cpu",
-            str(cpu),
-            "--memory",
-            str(memory),
-            "--gpu",
-            str(gpu),
             "--name",
             name,
             "--cluster",
@@ -287,6 +284,10 @@ class DaemonCluster:
             "--log-level",
             "info",
         ]
+        for flag, value in (("--cpu", cpu), ("--memory", memory), ("--gpu", gpu)):
+            if value is not None:
+                args += [flag, str(value)]
+        args = [*(wrap or []), *args]
         for seed in seeds or []:
             args += ["--seed", seed]
         if not mdns:
@@ -294,10 +295,10 @@ class DaemonCluster:
         args += extra or []
         self._share_local_key()
         log_path = os.path.join(self.workdir, f"{name}.log")
-        env = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env)
+        environ = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env, **(env or {}))
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                args, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True
             )
         daemon = Daemon(name, host, port, process, log_path)
         self.daemons.append(daemon)

@@ -13,7 +13,7 @@ from typing import Any
 from handoffd import errors
 from handoffd.cli.app import error, out_console, print_json, warn
 from handoffd.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
-from handoffd.cli.ctl_views import human_quantity, styled
+from handoffd.cli.ctl_views import human_quantity, provenance_lines, styled
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_ops as ops
 
@@ -68,6 +68,8 @@ def nodes(client: Any, *, as_json: bool) -> int:
                     "status": info.status,
                     "capacity": info.capacity,
                     "free": info.free,
+                    "sources": info.sources,
+                    "gpus": list(info.gpus),
                     "version": ok.version if ok else None,
                     "started": ok.started if ok else None,
                     "uptime_s": round(ok.uptime_s, 3) if ok else None,
@@ -107,6 +109,8 @@ def nodes(client: Any, *, as_json: bool) -> int:
             Text(uptime),
             Text(cap),
         )
+        for line in provenance_lines(info):  # where the capacity figures came from, GPUs
+            table.add_row("", "", "", "", "", Text(line, style="dim"))
     out_console().print(table)
     for note in notes:
         warn(note)

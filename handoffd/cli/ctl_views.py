@@ -41,40 +41,14 @@ def styled(text: str) -> Any:
     return Text(text, style=_STATE_STYLE.get(text, ""))
 
 
-def nodes(client: Any, *, as_json: bool) -> int:
-    found = client.nodes()
-    if as_json:
-        print_json(
-            {
-                "nodes": [
-                    {
-                        "name": n,
-                        "address": i.address,
-                        "status": i.status,
-                        "capacity": i.capacity,
-                        "free": i.free,
-                    }
-                    for n, i in sorted(found.items())
-                ]
-            }
-        )
-        return EXIT_OK
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("NAME", overflow="fold")
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("ADDRESS", no_wrap=True)
-    table.add_column("FREE / CAPACITY", overflow="fold")
-    for name, info in sorted(found.items()):
-        cap = "  ".join(
-            f"{k} {human_quantity(k, info.free.get(k, 0))} / {human_quantity(k, v)}"
-            for k, v in sorted(info.capacity.items())
-        )
-        table.add_row(Text(name), styled(info.status), Text(info.address), Text(cap))
-    out_console().print(table)
-    return EXIT_OK
+def provenance_lines(info: Any) -> list[str]:
+    """Where a node's capacity figures came from, and the GPUs it hands out."""
+    lines = []
+    if info.sources:
+        lines.append("from: " + ", ".join(f"{k} {v}" for k, v in sorted(info.sources.items())))
+    if info.gpus:
+        lines.append("gpus: " + "; ".join(info.gpus))
+    return lines
 
 
 def run_list(client: Any, *, as_json: bool) -> int:

@@ -39,11 +39,23 @@ def cli() -> None:
 
 
 @cli.command("start", context_settings=CONTEXT_SETTINGS)
-@click.option("--cpu", type=float, help="cpu capacity (default: logical cores)")
 @click.option(
-    "--memory", type=float, metavar="MB", help="memory capacity in MB (default: physical memory)"
+    "--cpu",
+    type=float,
+    help="cpu capacity (default: what this process may use: affinity, cgroup quota, cores)",
 )
-@click.option("--gpu", type=float, help="GPUs (default: detected, else 0)")
+@click.option(
+    "--memory",
+    type=float,
+    metavar="MB",
+    help="memory capacity in MB (default: the cgroup's limit, else physical memory)",
+)
+@click.option(
+    "--gpu",
+    type=float,
+    help="GPUs (default: detected through NVML or /proc/driver/nvidia, else 0); with "
+    "CUDA_VISIBLE_DEVICES set, the devices it names are the ones handed out",
+)
 @click.option(
     "--resource",
     "resources",
@@ -90,6 +102,19 @@ def cli() -> None:
 )
 @click.option("--replicas", type=int, default=2, show_default=True, help="standby owners per run")
 @click.option("--max-workers", type=int, help="worker processes (default: the cpu capacity)")
+@click.option(
+    "--memory-enforce",
+    type=click.Choice(["kill", "off"]),
+    default="kill",
+    show_default=True,
+    help="kill: a task holding more memory than it declared (undeclared: than the node has) is "
+    "killed and fails with MemoryExceeded; off: memory is bookkeeping only",
+)
+@click.option(
+    "--recycle-gpu-workers",
+    is_flag=True,
+    help="start a fresh worker process after each chain of GPU tasks",
+)
 @click.option(
     "--store-memory",
     type=float,

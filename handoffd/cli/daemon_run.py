@@ -19,18 +19,19 @@ def build_config(args: Any) -> NodeConfig:
     import os
     import socket
 
-    from handoffd import resources
+    from handoffd import probe, resources
     from handoffd.config import NodeConfig
 
-    probed = resources.probe_local()
-    capacity = {
-        "cpu": args.cpu if args.cpu is not None else probed["cpu"],
-        "memory": args.memory if args.memory is not None else probed["memory"],
-        "gpu": args.gpu if args.gpu is not None else probed["gpu"],
-    }
+    for flag, value in (("--cpu", args.cpu), ("--memory", args.memory), ("--gpu", args.gpu)):
+        if value is not None and not value >= 0:
+            raise ValueError(f"{flag} {value:g}: give a number >= 0")
+    found = probe.probe(cpu=args.cpu, memory=args.memory, gpu=args.gpu)
+    capacity = {"cpu": found.cpu.value, "memory": found.memory.value, "gpu": found.gpu.value}
+    sources = found.sources()
     for text in args.resources:
         name, qty = resources.parse_flag(text)
         capacity[name] = qty
+        sources[name] = "flag"
     capacity = resources.parse(capacity, what="capacity")  # drops zero kinds, checks the rest
     from handoffd.transport.auth import is_loopback
 
@@ -92,6 +93,11 @@ def build_config(args: Any) -> NodeConfig:
         spill_bytes=int(args.store_memory * 1024 * 1024),
         spill_dir=args.spill_dir,
         result_retention_s=args.result_retention,
+        gpu_devices=tuple(g.id for g in found.gpus),
+        gpu_names=tuple(g.name for g in found.gpus),
+        resource_sources={k: v for k, v in sources.items() if k in capacity},
+        memory_enforce=getattr(args, "memory_enforce", "kill"),
+        recycle_gpu_workers=bool(getattr(args, "recycle_gpu_workers", False)),
     )
 
 

@@ -23,7 +23,7 @@ class Slot:
     id: int
     cost: dict[str, float]
     gpus: list[int]
-    env: dict[str, str]
+    devices: str  # CUDA_VISIBLE_DEVICES of its tasks: the devices of ``gpus`` ("" for none)
     keys: dict[Key, None] = field(default_factory=dict)  # tasks in the chain, outcome not in yet
 
 

@@ -420,8 +420,7 @@ class ExecutorState:
             self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
             self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
             return
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
-        slot = Slot(next(self._slot_ids), task.cost, task.gpus, env)
+        slot = Slot(next(self._slot_ids), task.cost, task.gpus, self.ledger.visible(task.gpus))
         self.slots[slot.id] = slot
         self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
 
@@ -434,7 +433,16 @@ class ExecutorState:
         task.gpus = slot.gpus
         slot.keys[key] = None
         self._release_inputs(task)
-        return Job(key, task.payload, inputs, task.argument_inclusion, task.timeout, slot.env)
+        return Job(
+            key,
+            task.payload,
+            inputs,
+            task.argument_inclusion,
+            task.timeout,
+            devices=slot.devices,
+            memory=task.cost.get("memory"),
+            title=f"run {task.run_id} task {task.task_id}",
+        )
 
     def _chain_target(self) -> int:
         """Tasks a slot should hold (the running one included)."""

@@ -4,7 +4,14 @@ Routes ``Send`` instructions between N ``Membership`` instances on a virtual clo
 latency jitter, random loss, partitions and crashes. Each node is ticked exactly at its
 ``next_deadline()``, as a daemon would with a timer. No sockets, no threads, no wall clock: the
 same seed gives the same run, so a failing seed is a reproducible bug report. Used by the tests,
-``bench/bench_membership.py`` and ``handoffd.testing``.
+``bench/bench_membership.py``, ``bench/bench_scale.py`` and ``handoffd.testing``.
+
+Cost (issue 20): messages are handed over as the objects they are (frozen dataclasses, never
+mutated), not encoded; ``measure_bytes=k`` encodes every k-th message through the real codec and
+``bytes_estimate`` scales the sizes so sampled up by type. ``run_until(..., check_every=dt)`` tests
+its condition at most every ``dt`` virtual seconds (a whole-cluster condition costs O(n^2)) and
+still reports the exact time it became true: conditions read the nodes' views, which change only
+when a node learns something (``Membership.view_changes``), so the answer is the last such moment.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from handoffd.membership.swim import (
     Send,
     Tick,
 )
-from handoffd.protocol.messages import ALIVE
+from handoffd.protocol import codec
+from handoffd.protocol.messages import ALIVE, PushPull
 
 _MIN_STEP = 1e-6
 SEED_RETRY = 0.5  # virtual seconds between join attempts to a seed not yet known  # a tick is never scheduled at the current instant twice in a row
@@ -57,6 +65,7 @@ class SimStats:
     blocked: int = 0  # partition or crashed endpoint
     events: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
+    largest: dict[str, int] = field(default_factory=dict)  # type -> most member states in one
 
 
 class Simulation:
@@ -72,7 +81,10 @@ class Simulation:
         jitter: float = 0.0004,
         loss: float = 0.0,
         validate: bool = False,
+        delay: Callable[[random.Random], float] | None = None,
+        measure_bytes: int = 0,
     ) -> None:
+        """``delay(rng)``: one message's latency (default ``latency`` + uniform ``jitter``)."""
         self.config = config
         self.cluster = cluster
         self.latency = latency
@@ -89,6 +101,13 @@ class Simulation:
         self._blocked: set[tuple[str, str]] = set()  # (from, to) pairs that cannot talk
         self._heap: list[tuple[float, int, str, Any]] = []
         self._seq = 0
+        self.delay = delay
+        self.measure_bytes = measure_bytes
+        self.sampled: dict[str, tuple[int, int]] = {}  # type -> (messages encoded, their bytes)
+        self.last_change = (
+            0.0  # when a view (or the set of live nodes, or the network) last changed
+        )
+        self._witness: tuple[str, str] | None = None  # converged(): the pair that failed last
 
     # ---------------------------------------------------------------------------- topology
 
@@ -122,6 +141,7 @@ class Simulation:
     def crash(self, name: str) -> None:
         """Stop the node dead: no ticks, nothing delivered to or from it."""
         self.nodes[name].crashed = True
+        self.last_change = self.now
 
     def restart(self, name: str, *, join: Iterable[str] = ()) -> Membership:
         """A fresh process under the same name and address (incarnation 0, state forgotten)."""
@@ -137,9 +157,11 @@ class Simulation:
                     for b in b_group:
                         self._blocked.add((a, b))
                         self._blocked.add((b, a))
+        self.last_change = self.now
 
     def heal(self) -> None:
         self._blocked.clear()
+        self.last_change = self.now
 
     # ------------------------------------------------------------------------------ driving
 
@@ -151,24 +173,40 @@ class Simulation:
         self.inject(name, LocalResources(dict(free)))
 
     def run_for(self, duration: float, *, max_events: int = 10_000_000) -> None:
-        self._run(self.now + duration, lambda: False, max_events)
+        self._run(self.now + duration, None, max_events)
 
     def run_until(
-        self, condition: Callable[[], bool], timeout: float, *, max_events: int = 10_000_000
+        self,
+        condition: Callable[[], bool],
+        timeout: float,
+        *,
+        max_events: int = 10_000_000,
+        check_every: float = 0.0,
     ) -> float:
-        """Advance until ``condition()`` holds; returns the virtual time it took."""
+        """Advance until ``condition()`` holds; returns the virtual time it took (exact even with
+        ``check_every``: see the module doc; the clock itself may be up to ``check_every`` on)."""
         start = self.now
-        if self._run(start + timeout, condition, max_events):
-            return self.now - start
+        if self._run(start + timeout, condition, max_events, check_every):
+            return max(0.0, (self.last_change if check_every else self.now) - start)
         raise SimTimeout(f"condition not met within {timeout} virtual seconds (t={self.now:.3f})")
 
-    def _run(self, until: float, condition: Callable[[], bool], max_events: int) -> bool:
-        if condition():
+    def _run(
+        self,
+        until: float,
+        condition: Callable[[], bool] | None,
+        max_events: int,
+        check_every: float = 0.0,
+    ) -> bool:
+        if condition is None:
+            check_every = float("inf")  # never: run to ``until``
+        elif condition():
+            self.last_change = self.now
             return True
+        next_check = self.now + check_every
         for _ in range(max_events):
             if not self._heap or self._heap[0][0] > until:
                 self.now = until
-                return condition()
+                return condition is not None and condition()
             at, _, kind, payload = heapq.heappop(self._heap)
             self.now = max(self.now, at)
             if kind == "seeds":
@@ -181,7 +219,10 @@ class Simulation:
                 if node.crashed or generation != node.tick_generation:
                     continue
                 node.tick_at = float("inf")
-                self._handle(node, Tick())
+                if node.membership.next_deadline() > self.now:
+                    self._reschedule(node)  # woken for work done meanwhile (an acked probe)
+                else:
+                    self._handle(node, Tick())
             else:
                 src, dst, msg = payload
                 receiver = self.nodes.get(dst)
@@ -190,7 +231,11 @@ class Simulation:
                     continue
                 self.stats.delivered += 1
                 self._handle(receiver, Received(src, self.nodes[src].address, msg))
-            if condition():
+            if check_every:
+                if self.now < next_check:
+                    continue
+                next_check = self.now + check_every
+            if condition is not None and condition():
                 return True
         raise SimTimeout(f"more than {max_events} events before t={until}")
 
@@ -206,27 +251,42 @@ class Simulation:
         if node.crashed:
             return
         self.stats.events += 1
-        for instruction in node.membership.handle(event, self.now):
+        membership = node.membership
+        changes = membership.view_changes
+        for instruction in membership.handle(event, self.now):
             if isinstance(instruction, Send):
                 self._send(node, instruction)
             elif isinstance(instruction, MemberChanged | ResourcesChanged):
                 self.changes.append((self.now, node.name, instruction))
+        if membership.view_changes != changes:
+            self.last_change = self.now
         if self.validate:
-            node.membership.validate()
+            membership.validate()
         self._reschedule(node)
 
     def _send(self, node: SimNode, send: Send) -> None:
         self.stats.sent += 1
         kind = type(send.msg).__name__
         self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+        msg = send.msg
+        states = len(msg.members if isinstance(msg, PushPull) else msg.updates)
+        if states > self.stats.largest.get(kind, 0):
+            self.stats.largest[kind] = states
         dst = self._by_address.get(send.address)
         if dst is None or (node.name, dst) in self._blocked:
             self.stats.blocked += 1
             return
+        if self.measure_bytes and self.stats.sent % self.measure_bytes == 0:
+            size = sum(len(f) for f in codec.encode(send.msg, sender=node.name))
+            count, total = self.sampled.get(kind, (0, 0))
+            self.sampled[kind] = (count + 1, total + size)
         if self.loss and self.rng.random() < self.loss:
             self.stats.lost += 1
             return
-        delay = self.latency + self.rng.uniform(0, self.jitter)
+        if self.delay is not None:
+            delay = self.delay(self.rng)
+        else:
+            delay = self.latency + self.rng.uniform(0, self.jitter)
         self._push(self.now + delay, "msg", (node.name, dst, send.msg))
 
     def _reschedule(self, node: SimNode) -> None:
@@ -249,14 +309,30 @@ class Simulation:
         state = self.nodes[observer].membership.get(subject)
         return state.status if state else None
 
+    def bytes_estimate(self) -> int:
+        """Bytes all sent messages would have taken on the wire (sampled sizes by type, scaled)."""
+        total = 0.0
+        for kind, sent in self.stats.by_type.items():
+            count, size = self.sampled.get(kind, (0, 0))
+            if count:
+                total += sent * size / count
+        return int(total)
+
     def converged(self, names: Iterable[str] | None = None) -> bool:
         """Every live node sees every node in ``names`` ALIVE with that node's own resources."""
         subjects = list(names) if names is not None else self.live()
         truth = {n: self.nodes[n].membership.me for n in subjects}
-        for observer in self.live():
+        observers = self.live()
+        witness = self._witness  # start where the last check failed: most checks stop there
+        if witness is not None and witness[0] in observers:
+            i = observers.index(witness[0])
+            observers = observers[i:] + observers[:i]
+        for observer in observers:
             view = self.nodes[observer].membership
             for name, own in truth.items():
                 seen = view.get(name)
+                if seen is own:
+                    continue
                 if (
                     seen is None
                     or seen.status != ALIVE
@@ -265,6 +341,7 @@ class Simulation:
                     or seen.free != own.free
                     or seen.capacity != own.capacity
                 ):
+                    self._witness = (observer, name)
                     return False
         return True
 

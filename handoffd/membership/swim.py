@@ -32,11 +32,11 @@ import logging
 import math
 import random
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import assertions
+from handoffd.membership import assertions, records
 
 # Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
 from handoffd.membership.assertions import MAX_COUNTER as MAX_COUNTER
@@ -55,6 +55,8 @@ from handoffd.membership.events import ResourcesChanged as ResourcesChanged
 from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
+from handoffd.membership.records import _SAME_INCARNATION_MOVES
+from handoffd.membership.records import supersedes as supersedes
 from handoffd.protocol.messages import (
     ALIVE,
     DEAD,
@@ -72,63 +74,18 @@ from handoffd.protocol.messages import (
 from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
+# What a member's state with a newer resource_version replaces.
+_RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 
-# Status precedence at equal incarnation: LEFT > DEAD > SUSPECT > ALIVE (LEFT is final for its
-# incarnation: it is the member's own word, DEAD is only others' opinion).
-_RANK = {ALIVE: 0, SUSPECT: 1, DEAD: 2, LEFT: 3}
-# The transition table: status moves legal without an incarnation change. Any move is legal with a
-# higher incarnation (refutation, rejoin); a lower incarnation is never accepted.
-_SAME_INCARNATION_MOVES = frozenset(
-    {(ALIVE, SUSPECT), (ALIVE, DEAD), (ALIVE, LEFT), (SUSPECT, DEAD), (SUSPECT, LEFT), (DEAD, LEFT)}
-)
 _MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
 _MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
 
 
-def supersedes(new: MemberState, old: MemberState) -> bool:
-    """True if ``new``'s (incarnation, status) beats ``old``'s."""
-    if new.incarnation != old.incarnation:
-        return new.incarnation > old.incarnation
-    return _RANK[new.status] > _RANK[old.status]
-
-
-# ---------------------------------------------------------------------------- internal state
-
-
-@dataclass(slots=True)
-class _Member:
-    state: MemberState
-    changed_at: float  # when the status last changed: DEAD/LEFT are reaped dead_reap_after later
-    suspect_deadline: float | None = None  # set iff status is SUSPECT: DEAD then unless refuted
-
-
-@dataclass(slots=True)
-class _Probe:
-    probe_id: int
-    target: str
-    direct_deadline: float  # PingReq to relays after this
-    final_deadline: float  # SUSPECT after this
-    indirect_sent: bool = False
-
-
-@dataclass(slots=True)
-class _Relay:
-    origin_address: str
-    origin_name: str
-    origin_probe_id: int
-    target: str
-    deadline: float
-
-
-@dataclass(slots=True)
-class _Counters:
-    dropped_other_cluster: int = 0
-    dropped_incompatible: int = 0  # gossip about members of a protocol range we cannot speak
-    refutations: int = 0
-    probes: int = 0
-    probes_failed: int = 0
-    messages_sent: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+# Internal records (``records``), under their old names.
+_Member = records.Member
+_Probe = records.ProbeInFlight
+_Relay = records.Relay
+_Counters = records.Counters
 
 
 class Membership:
@@ -145,6 +102,8 @@ class Membership:
         rng: random.Random,
         now: float,
         incarnation: int = 0,
+        sources: dict[str, str] | None = None,
+        gpus: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.cluster = cluster
@@ -159,13 +118,18 @@ class Membership:
             capacity=dict(capacity),
             free=dict(capacity),
             resource_version=0,
+            sources=dict(sources or {}),  # where the capacity figures came from
+            gpus=tuple(gpus),
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
-        self._incompatible: set[str] = (
-            set()
-        )  # members refused for their protocol range (warned once)
-        self._queue: dict[str, int] = {}  # name -> times its current state was piggybacked
+        self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
+        self._queue = records.GossipQueue()  # names whose current state is still news
+        # Live and DEAD peers, suspicion and reap timers: kept in step with every status move.
+        self._index = records.PeerIndex(name, self._members, config.dead_reap_after)
+        self._live = self._index.live  # ALIVE and SUSPECT peers (not self)
+        self._dead = self._index.dead  # DEAD peers (push-pull reconnect candidates)
+        self._page_order: list[str] = []  # push-pull pages walk the view in this order
         self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
         self._probe_index = 0
         self._probe: _Probe | None = None  # at most one probe of ours in flight
@@ -217,21 +181,29 @@ class Membership:
     def health(self) -> int:
         return self._health
 
+    @property
+    def news_pending(self) -> int:
+        """Members whose current state we still have to gossip (the backlog)."""
+        return len(self._queue)
+
+    @property
+    def view_changes(self) -> int:
+        """How many times our view (any member's state, ours included) changed: a cheap "did
+        anything change" for simulators and tests."""
+        return self._queue.added
+
     def next_deadline(self) -> float:
         """The earliest time a Tick has work to do (the node may also tick periodically)."""
-        times = [self._next_push_pull_at]
+        at = self._next_push_pull_at
         if not self._left:
-            times.append(self._next_probe_at if self._probe is None else self._probe_deadline())
+            probe = self._next_probe_at if self._probe is None else self._probe_deadline()
+            at = min(at, probe)
         if self._queue:
-            times.append(self._next_gossip_at)
-        times.extend(r.deadline for r in self._relays.values())
-        reap = self.config.dead_reap_after
-        for m in self._members.values():
-            if m.suspect_deadline is not None:
-                times.append(m.suspect_deadline)
-            elif m.state.status in (DEAD, LEFT) and m.state.name != self.name:
-                times.append(m.changed_at + reap)
-        return min(times)
+            at = min(at, self._next_gossip_at)
+        for r in self._relays.values():
+            at = min(at, r.deadline)
+        timer = self._index.timers.earliest()
+        return at if timer is None else min(at, timer)
 
     def validate(self) -> None:
         """Check invariants (tests call this after every step)."""
@@ -243,6 +215,7 @@ class Membership:
             assert m.state.cluster == self.cluster, f"foreign member {m.state}"
             assert (m.state.status == SUSPECT) == (m.suspect_deadline is not None), m
         assert set(self._queue) <= set(self._members), "gossip queue names an unknown member"
+        self._index.validate()
         assert 0 <= self._health <= _MAX_HEALTH
 
     # -------------------------------------------------------------------------------- events
@@ -281,28 +254,26 @@ class Membership:
             del self._relays[probe_id]
         for address in [a for a, until in self._asked.items() if now >= until]:
             del self._asked[address]
-        for name, m in list(self._members.items()):
+        for name in self._index.timers.pop_due(now):
+            m = self._members[name]
             if m.suspect_deadline is not None and now >= m.suspect_deadline:
                 self._set(replace(m.state, status=DEAD), now, out, "suspicion timeout")
-            elif (
-                m.state.status in (DEAD, LEFT)
-                and name != self.name
-                and now >= m.changed_at + self.config.dead_reap_after
-            ):
+            elif m.state.status in (DEAD, LEFT):  # reaped
                 del self._members[name]
-                self._queue.pop(name, None)
+                self._queue.discard(name)
+                self._index.forget(name)
                 self._told_dead.pop(name, None)
         if now >= self._next_gossip_at:
             self._next_gossip_at = now + self.config.gossip_interval
             if self._queue:
-                peers = self._peers(include_dead=False)
-                for peer in self._rng.sample(peers, min(self.config.gossip_fanout, len(peers))):
-                    out.append(Send(peer.address, Gossip(self._piggyback(peer.name))))
+                for peer in self._live.sample(self._rng, self.config.gossip_fanout):
+                    state = self._members[peer].state
+                    out.append(Send(state.address, Gossip(self._piggyback(peer))))
         if now >= self._next_push_pull_at:
             self._next_push_pull_at = now + self.config.push_pull_interval
             target = self._push_pull_target()
             if target is not None:
-                self._ask(target.address, now, out)
+                self._ask(target.address, now, out, target.name)
 
     def _received(self, event: Received, now: float, out: list[Instruction]) -> None:
         msg = event.msg
@@ -377,7 +348,15 @@ class Membership:
                 self._probe_succeeded()
         elif isinstance(msg, PushPull):
             if msg.reply_wanted and reply_to is not None:
-                out.append(Send(reply_to, PushPull(self._full_state(), False)))
+                # A member gets a page; a joiner (or the other side of a healed partition), and a
+                # member that joined so recently that it likely missed part of the view, all of
+                # our view, a page per message.
+                young = (
+                    sender is not None
+                    and now - sender.changed_at < self.config.push_pull_interval * 2
+                )
+                pages = [self._page(event.sender)] if member and not young else self._pages()
+                out.extend(Send(reply_to, PushPull(page, False)) for page in pages)
 
     def _discovered(self, event: Discovered, now: float, out: list[Instruction]) -> None:
         if self._left or event.address == self.me.address or event.name == self.name:
@@ -386,12 +365,14 @@ class Membership:
             known = self.get(event.name)
             if known and known.status in (ALIVE, SUSPECT) and known.address == event.address:
                 return
-        self._ask(event.address, now, out)
+        self._ask(event.address, now, out, event.name)
 
-    def _ask(self, address: str, now: float, out: list[Instruction]) -> None:
+    def _ask(
+        self, address: str, now: float, out: list[Instruction], name: str | None = None
+    ) -> None:
         """Push-pull with ``address``; its answer is trusted as a whole for a while (module doc)."""
         self._asked[address] = now + 2 * self.config.push_pull_interval
-        out.append(Send(address, PushPull(self._full_state(), True)))
+        out.append(Send(address, PushPull(self._page(name), True)))
 
     def _asked_for(self, msg: Any, own: MemberState | None, now: float) -> bool:
         """``msg`` is the answer to a push-pull we sent to its sender's address (consumed)."""
@@ -425,7 +406,7 @@ class Membership:
         self._left = True
         self._probe = None
         self._set(replace(self.me, status=LEFT), now, out, "leave")
-        for peer in self._peers(include_dead=False):
+        for peer in self._peers():
             out.append(Send(peer.address, Gossip((self.me,))))
 
     # ---------------------------------------------------------------------------- probing
@@ -458,9 +439,8 @@ class Membership:
             return
         if not probe.indirect_sent and now >= probe.direct_deadline:
             probe.indirect_sent = True
-            relays = [p for p in self._peers(include_dead=False) if p.name != probe.target]
-            chosen = self._rng.sample(relays, min(self.config.indirect_probes, len(relays)))
-            for relay in chosen:
+            chosen = self._live.sample(self._rng, self.config.indirect_probes, probe.target)
+            for relay in (self._members[name].state for name in chosen):
                 req = PingReq(
                     probe.probe_id, probe.target, target.state.address, self._piggyback(relay.name)
                 )
@@ -484,7 +464,7 @@ class Membership:
                 record = self._members.get(name)
                 if record and name != self.name and record.state.status in (ALIVE, SUSPECT):
                     return record.state
-            self._probe_order = [p.name for p in self._peers(include_dead=False)]
+            self._probe_order = list(self._live)
             self._rng.shuffle(self._probe_order)
             self._probe_index = 0
         return None
@@ -508,7 +488,13 @@ class Membership:
         had to refute an assertion about ourselves."""
         refuted = False
         room = MAX_NEW_PER_MESSAGE
+        members = self._members
         for u in updates:
+            known = members.get(u.name)
+            if known is not None and records.same(known.state, u) and u.name != self.name:
+                if u.name in self._queue:
+                    self._queue.heard(u.name, self._retransmit_limit())
+                continue  # nothing new (most of a push-pull page)
             if u.cluster != self.cluster:
                 self.counters.dropped_other_cluster += 1
             elif assertions.implausible(u):
@@ -590,9 +576,7 @@ class Membership:
         if state_newer:
             new = replace(new, incarnation=u.incarnation, status=u.status, address=u.address)
         if resources_newer:
-            new = replace(
-                new, capacity=u.capacity, free=u.free, resource_version=u.resource_version
-            )
+            new = replace(new, **{f: getattr(u, f) for f in _RESOURCE_FIELDS})
         self._set(new, now, out, cause)
 
     def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
@@ -620,6 +604,7 @@ class Membership:
             record.suspect_deadline = (
                 now + self.config.suspicion_timeout if new.status == SUSPECT else None
             )
+            self._index.moved(new)
             old_status = old.status if old else None
             self.history.append((now, new.name, old_status, new.status, new.incarnation, cause))
             log.debug(
@@ -643,10 +628,10 @@ class Membership:
     # ----------------------------------------------------------------------------- gossip
 
     def _enqueue(self, name: str) -> None:
-        self._queue[name] = 0  # its newest state restarts the retransmit budget
+        self._queue.add(name)  # its newest state restarts the retransmit budget
 
     def _retransmit_limit(self) -> int:
-        live = sum(1 for m in self._members.values() if m.state.status in (ALIVE, SUSPECT))
+        live = len(self._live) + (0 if self._left else 1)
         return self.config.gossip_retransmit_mult * max(1, math.ceil(math.log2(live + 1)))
 
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
@@ -658,36 +643,36 @@ class Membership:
             chosen.append(view.state)
             seen.add(view.state.name)
         if self._queue:
-            limit = self._retransmit_limit()
-            for name in sorted(self._queue, key=self._queue.__getitem__):
-                if name not in seen:
-                    if len(chosen) >= self.config.max_piggyback:
-                        break
-                    chosen.append(self._members[name].state)
-                    seen.add(name)
-                count = self._queue[name] + 1
-                if count >= limit:
-                    del self._queue[name]
-                else:
-                    self._queue[name] = count
+            room = self.config.max_piggyback - len(chosen)
+            for name in self._queue.take(room, self._retransmit_limit(), seen):
+                chosen.append(self._members[name].state)
         return tuple(chosen)
 
     def _full_state(self) -> tuple[MemberState, ...]:
         return tuple(m.state for m in self._members.values())
 
-    def _peers(self, *, include_dead: bool) -> list[MemberState]:
-        wanted = (ALIVE, SUSPECT, DEAD) if include_dead else (ALIVE, SUSPECT)
-        return [
-            m.state for n, m in self._members.items() if n != self.name and m.state.status in wanted
-        ]
+    def _pages(self) -> list[tuple[MemberState, ...]]:
+        """Our whole view in push-pull pages, each led by our own state."""
+        return records.pages(self.me, self._members, self.config.push_pull_page)
+
+    def _page(self, receiver: str | None) -> tuple[MemberState, ...]:
+        """A push-pull's share of our view (``records.page``)."""
+        view = self._members.get(receiver) if receiver else None
+        must_refute = view.state if view is not None and view.state.status != ALIVE else None
+        size = self.config.push_pull_page
+        return records.page(self.me, must_refute, self._members, self._page_order, size)
+
+    def _peers(self) -> list[MemberState]:
+        """ALIVE and SUSPECT peers."""
+        return [self._members[name].state for name in self._live]
 
     def _push_pull_target(self) -> MemberState | None:
-        live = self._peers(include_dead=False)
-        dead = [m.state for m in self._members.values() if m.state.status == DEAD]
         # Reconnect (serf): now and then sync with a DEAD member, so a healed partition merges.
-        if dead and (not live or self._rng.random() < 0.25):
-            return self._rng.choice(dead)
-        return self._rng.choice(live) if live else None
+        if self._dead and (not self._live or self._rng.random() < 0.25):
+            name = self._dead.choice(self._rng)
+        else:
+            name = self._live.choice(self._rng)
+        return self._members[name].state if name is not None else None
 
     def _address_of(self, name: str, fallback: str | None) -> str | None:
         record = self._members.get(name)

@@ -1,0 +1,234 @@
+"""Where the design stops: membership and scheduling of 50 / 200 / 1,000 nodes, simulated (issue 20).
+
+Membership (``handoffd.membership.sim``: the real SWIM state machines on a virtual clock, lan()
+settings, latency 0.3-0.7 ms; virtual seconds unless noted; "rounds" are gossip intervals, 0.1 s):
+- storm: every node starts at once and joins through one seed -> every node sees every node ALIVE
+  with its resources; then the gossip backlog that storm left drains (every queue empty);
+- join: one more node into the settled cluster through 3 seeds -> converged again;
+- free: one node's free resources change -> every node sees the new value;
+- detect: a node is killed -> the first DEAD anywhere, then DEAD in every view;
+- false DEAD during ``--steady`` virtual seconds at 0 / 5 / 10 % random loss;
+- msg/s and B/s: messages and bytes each node sends per second in the settled cluster (bytes from
+  every 20th message encoded through the real codec, scaled by type); "storm B/s" the same during
+  the storm and its backlog;
+- wall: seconds of this machine the whole membership scenario took.
+Scheduling (``scale_owner``): the real ``OwnerScheduler`` placing ``--tasks`` x n/1,000 tasks
+(100,000 at 1,000 nodes) of exponential virtual duration (mean 1 s, 1 cpu) over n nodes of 4 cpus,
+a quarter of which is busy with work the owner learns of only through the gossiped free view (late
+by the "free" spread measured above). Prints the owner's CPU per placement decision (flat in n is
+the goal), decisions per second, refusals, and dispatches that could not start on arrival.
+``--long`` instead runs 10 virtual minutes of a 1,000-node cluster with loss, a latency
+distribution, churn and a partition, and prints the wall time it took.
+
+    .venv/bin/python bench/bench_scale.py [--nodes 50,200,1000] [--steady 30] [--tasks 100000]
+    .venv/bin/python bench/bench_scale.py --long [--nodes 1000] [--minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scale_owner import ScaleSim  # noqa: E402
+
+from handoffd.config import MembershipConfig  # noqa: E402
+from handoffd.membership.sim import Simulation  # noqa: E402
+from handoffd.membership.swim import MemberChanged  # noqa: E402
+from handoffd.protocol.messages import DEAD  # noqa: E402
+
+CHECK = 0.02  # virtual seconds between whole-cluster checks (times reported are exact anyway)
+
+
+def storm(n: int, seed: int, **kw: object) -> Simulation:
+    sim = Simulation(MembershipConfig.lan(), seed=seed, measure_bytes=20, **kw)  # type: ignore[arg-type]
+    sim.add_node("n0", {"cpu": 4.0})
+    for i in range(1, n):
+        sim.add_node(f"n{i}", {"cpu": 4.0}, join=["n0"])
+    return sim
+
+
+def drained(sim: Simulation) -> bool:
+    """No node has news left to gossip (checked every 0.5 s: not exact like the others)."""
+    return all(not sim.nodes[name].membership.news_pending for name in sim.live())
+
+
+def false_dead(sim: Simulation, since: int, victims: set[str]) -> int:
+    return sum(
+        1
+        for _, _, c in sim.changes[since:]
+        if isinstance(c, MemberChanged) and c.new == DEAD and c.name not in victims
+    )
+
+
+def rates(sim: Simulation, seconds: float) -> tuple[float, float]:
+    n = len(sim.live())
+    sent, size = sim.stats.sent, sim.bytes_estimate()
+    sim.run_for(seconds)
+    return (sim.stats.sent - sent) / n / seconds, (sim.bytes_estimate() - size) / n / seconds
+
+
+def membership_row(n: int, seed: int, steady: float) -> dict[str, float]:
+    wall = time.perf_counter()
+    sim = storm(n, seed)
+    row: dict[str, float] = {"n": n}
+    row["storm"] = sim.run_until(sim.converged, timeout=300, check_every=CHECK)
+    sim.run_until(lambda: drained(sim), timeout=600, check_every=0.5)
+    row["backlog"] = sim.now  # the storm started at 0
+    row["storm_bps"] = sim.bytes_estimate() / n / sim.now
+    sim.run_for(5.0)
+    row["msgs"], row["bps"] = rates(sim, 10.0)
+    # One join into the settled cluster, through three seeds.
+    sim.add_node(f"n{n}", {"cpu": 4.0}, join=["n0", f"n{n // 3}", f"n{2 * n // 3}"])
+    row["join"] = sim.run_until(sim.converged, timeout=60, check_every=CHECK)
+    sim.run_for(5.0)
+    sim.local_resources(f"n{n // 2}", {"cpu": 1.5})
+    row["free"] = sim.run_until(sim.converged, timeout=60, check_every=CHECK)
+    sim.run_for(3.0)
+    victim = f"n{n - 1}"
+    sim.crash(victim)
+    since = len(sim.changes)
+    first = sim.run_until(
+        lambda: any(
+            isinstance(c, MemberChanged) and c.name == victim and c.new == DEAD
+            for _, _, c in sim.changes[since:]
+        ),
+        timeout=30,
+    )
+    row["detect_first"] = first
+    row["detect_all"] = first + sim.run_until(
+        lambda: sim.all_see(victim, DEAD), timeout=30, check_every=CHECK
+    )
+    for loss in (0.0, 0.05, 0.10):
+        sim.loss = loss
+        since = len(sim.changes)
+        sim.run_for(steady)
+        row[f"false_{int(loss * 100)}"] = false_dead(sim, since, {victim})
+    sim.loss = 0.0
+    row["wall"] = time.perf_counter() - wall
+    return row
+
+
+def print_membership(rows: list[dict[str, float]], steady: float) -> None:
+    cfg = MembershipConfig.lan()
+    print(
+        f"membership, lan(): probe {cfg.probe_interval}s, suspicion {cfg.suspicion_timeout}s, "
+        f"gossip {cfg.gossip_interval}s x{cfg.gossip_fanout}, <= {cfg.max_piggyback} states a "
+        f"message, push-pull page {cfg.push_pull_page} every {cfg.push_pull_interval}s "
+        f"(virtual seconds; false DEAD over {steady:g} s per loss level)"
+    )
+    header = (
+        f"{'nodes':>5} {'storm':>6} {'backlog':>7} {'join':>5} {'free':>5} {'1st DEAD':>8}"
+        f" {'all DEAD':>8} {'false 0/5/10%':>13} {'msg/s':>5} {'B/s':>6} {'storm B/s':>9}"
+        f" {'wall s':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        false = f"{r['false_0']:.0f}/{r['false_5']:.0f}/{r['false_10']:.0f}"
+        print(
+            f"{r['n']:>5.0f} {r['storm']:>6.2f} {r['backlog']:>7.1f} {r['join']:>5.2f}"
+            f" {r['free']:>5.2f} {r['detect_first']:>8.2f} {r['detect_all']:>8.2f} {false:>13}"
+            f" {r['msgs']:>5.1f} {r['bps']:>6.0f} {r['storm_bps']:>9.0f} {r['wall']:>6.0f}"
+        )
+        sys.stdout.flush()
+
+
+def scheduling(nodes: list[int], tasks_at_1000: int, spreads: dict[int, float]) -> None:
+    print(
+        "\nscheduling: one OwnerScheduler, tasks of 1 cpu, exp. duration mean 1 s, nodes of 4 cpu"
+        " (25% busy with work the owner learns of by gossip only)"
+    )
+    header = (
+        f"{'nodes':>5} {'tasks':>7} {'window':>6} {'us/decision':>11} {'decisions/s':>11}"
+        f" {'refused %':>9} {'not startable %':>15} {'makespan':>8} {'ideal':>5} {'wall s':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for n in nodes:
+        tasks = max(1000, tasks_at_1000 * n // 1000)
+        for window in (1, 32):
+            sim = ScaleSim(n, window=window, gossip_delay=spreads.get(n, 0.3))
+            r = sim.run(tasks)
+            print(
+                f"{n:>5} {tasks:>7} {window:>6} {r['decision_us']:>11.1f}"
+                f" {r['decisions_per_s']:>11,.0f} {r['refused_pct']:>9.2f} {r['stale_pct']:>15.2f}"
+                f" {r['makespan']:>8.1f} {r['ideal']:>5.1f} {r['wall']:>6.0f}"
+            )
+            sys.stdout.flush()
+
+
+def long_run(n: int, minutes: float, seed: int) -> None:
+    """``minutes`` virtual minutes of ``n`` nodes: lognormal latency, 1% loss, a node crashed and
+    restarted every 10 s, a 30 s partition of a tenth of the cluster."""
+    wall = time.perf_counter()
+
+    def latency(rng: random.Random) -> float:
+        return 0.0003 + rng.lognormvariate(-8.0, 0.8)  # median ~0.6 ms, a long tail
+
+    sim = storm(n, seed, delay=latency, loss=0.01)
+    end = minutes * 60.0
+    rng = random.Random(seed)
+    joined = sim.run_until(sim.converged, timeout=end, check_every=0.05)
+    print(f"{n} nodes: storm converged after {joined:.2f} virtual s", flush=True)
+    down: list[str] = []
+    partitioned = False
+    since = len(sim.changes)
+    victims: set[str] = set()
+    while sim.now < end:
+        sim.run_for(min(10.0, end - sim.now))
+        if down:
+            sim.restart(down.pop(), join=["n0"])
+        victim = f"n{rng.randrange(1, n)}"
+        if victim not in victims:
+            victims.add(victim)
+            sim.crash(victim)
+            down.append(victim)
+        if not partitioned and sim.now >= end / 2:
+            side = [f"n{i}" for i in range(n - n // 10, n)]
+            sim.partition(side, [name for name in sim.nodes if name not in side])
+            partitioned = True
+            sim.run_for(30.0)
+            victims.update(side)  # DEAD across a partition is right, not false
+            sim.heal()
+    healed = sim.run_until(sim.converged, timeout=120, check_every=0.05)
+    print(
+        f"{minutes:g} virtual min, {n} nodes (1% loss, lognormal latency, a crash+restart every"
+        f" 10 s, a 30 s partition of {n // 10}): {time.perf_counter() - wall:.0f} s wall;"
+        f" converged {healed:.1f} s after the last event; {sim.stats.sent / n / sim.now:.1f}"
+        f" msg/node/s, {sim.bytes_estimate() / n / sim.now:.0f} B/node/s;"
+        f" false DEAD {false_dead(sim, since, victims)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", default="50,200,1000")
+    parser.add_argument("--steady", type=float, default=30.0, help="virtual s per loss level")
+    parser.add_argument("--tasks", type=int, default=100_000, help="tasks at 1,000 nodes")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--long", action="store_true")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--skip", default="", help="membership or scheduling")
+    args = parser.parse_args()
+    nodes = [int(x) for x in args.nodes.split(",")]
+    if args.long:
+        long_run(nodes[-1], args.minutes, args.seed)
+        return
+    spreads: dict[int, float] = {}
+    if args.skip != "membership":
+        rows = []
+        for n in nodes:
+            rows.append(membership_row(n, args.seed, args.steady))
+            spreads[n] = rows[-1]["free"]
+        print_membership(rows, args.steady)
+    if args.skip != "scheduling":
+        scheduling(nodes, args.tasks, spreads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""The bookkeeping ``swim.Membership`` keeps per member and per probe, and the structures that keep
+its per-event cost independent of the cluster size (issue 20): a node handles a few dozen events a
+second whatever n is, so no event may walk every member.
+
+- ``GossipQueue``: names whose newest state is still to be piggybacked, fewest transmissions first
+  (memberlist's TransmitLimitedQueue). Taking a message's worth touches only what it takes.
+- ``IndexedSet``: the live (or DEAD) peers as a list with an index, for O(1) add/remove and
+  O(k) random samples (gossip fanout, indirect probe relays, push-pull partner).
+- ``Timers``: suspicion deadlines and reap times in a heap (stale entries dropped lazily), so a
+  Tick and ``next_deadline`` look at the earliest one only.
+
+Pure: no clock, no I/O; randomness comes from the caller's ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from handoffd.protocol.messages import ALIVE, DEAD, LEFT, SUSPECT, MemberState
+
+# Status precedence at equal incarnation: LEFT > DEAD > SUSPECT > ALIVE (LEFT is final for its
+# incarnation: it is the member's own word, DEAD is only others' opinion).
+_RANK = {ALIVE: 0, SUSPECT: 1, DEAD: 2, LEFT: 3}
+# The transition table: status moves legal without an incarnation change. Any move is legal with a
+# higher incarnation (refutation, rejoin); a lower incarnation is never accepted.
+_SAME_INCARNATION_MOVES = frozenset(
+    {(ALIVE, SUSPECT), (ALIVE, DEAD), (ALIVE, LEFT), (SUSPECT, DEAD), (SUSPECT, LEFT), (DEAD, LEFT)}
+)
+
+
+def supersedes(new: MemberState, old: MemberState) -> bool:
+    """True if ``new``'s (incarnation, status) beats ``old``'s."""
+    if new.incarnation != old.incarnation:
+        return new.incarnation > old.incarnation
+    return _RANK[new.status] > _RANK[old.status]
+
+
+@dataclass(slots=True)
+class Member:
+    state: MemberState
+    changed_at: float  # when the status last changed: DEAD/LEFT are reaped dead_reap_after later
+    suspect_deadline: float | None = None  # set iff status is SUSPECT: DEAD then unless refuted
+
+
+@dataclass(slots=True)
+class ProbeInFlight:
+    probe_id: int
+    target: str
+    direct_deadline: float  # PingReq to relays after this
+    final_deadline: float  # SUSPECT after this
+    indirect_sent: bool = False
+
+
+@dataclass(slots=True)
+class Relay:
+    origin_address: str
+    origin_name: str
+    origin_probe_id: int
+    target: str
+    deadline: float
+
+
+@dataclass(slots=True)
+class Counters:
+    dropped_other_cluster: int = 0
+    dropped_incompatible: int = 0  # gossip about members of a protocol range we cannot speak
+    refutations: int = 0
+    probes: int = 0
+    probes_failed: int = 0
+    messages_sent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def same(a: MemberState, b: MemberState) -> bool:
+    """``b`` tells nothing ``a`` does not: same incarnation, status, resources and address."""
+    return a is b or (
+        a.incarnation == b.incarnation
+        and a.status == b.status
+        and a.resource_version == b.resource_version
+        and a.address == b.address
+        and a.cluster == b.cluster
+        and a.protocol_min == b.protocol_min
+        and a.protocol_max == b.protocol_max
+    )
+
+
+class GossipQueue:
+    """Names to piggyback, each with the number of times its current state was sent."""
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+        self.added = 0  # states queued since the start: one per change of the view
+        # transmissions -> names (insertion ordered: the oldest news of a count goes first)
+        self._buckets: dict[int, dict[str, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._count)
+
+    def __bool__(self) -> bool:
+        return bool(self._count)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._count
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._count)
+
+    def add(self, name: str) -> None:
+        """``name``'s newest state restarts its retransmit budget."""
+        self.discard(name)
+        self.added += 1
+        self._count[name] = 0
+        self._buckets.setdefault(0, {})[name] = None
+
+    def discard(self, name: str) -> None:
+        count = self._count.pop(name, None)
+        if count is not None:
+            bucket = self._buckets[count]
+            del bucket[name]
+            if not bucket:
+                del self._buckets[count]
+
+    def heard(self, name: str, limit: int) -> None:
+        """A peer told us ``name``'s state we already hold: the news is spreading without us, so
+        it counts against ``name``'s budget like a send (rumor mongering with feedback, Demers
+        et al. 1987). After a mass join this retires the backlog once most peers know it."""
+        count = self._count.get(name)
+        if count is None:
+            return
+        bucket = self._buckets[count]
+        del bucket[name]
+        if not bucket:
+            del self._buckets[count]
+        if count + 1 >= limit:
+            del self._count[name]
+        else:
+            self._count[name] = count + 1
+            self._buckets.setdefault(count + 1, {})[name] = None
+
+    def take(self, room: int, limit: int, seen: set[str]) -> list[str]:
+        """Up to ``room`` names not in ``seen``, fewest transmissions first; every name passed over
+        on the way (already in ``seen``: it rides in the message anyway) counts as sent too. A name
+        sent ``limit`` times leaves the queue."""
+        chosen: list[str] = []
+        touched: list[tuple[str, int]] = []
+        for count in sorted(self._buckets):
+            for name in self._buckets[count]:
+                if name not in seen:
+                    if len(chosen) >= room:
+                        break
+                    chosen.append(name)
+                    seen.add(name)
+                touched.append((name, count))
+            else:
+                continue
+            break
+        buckets = self._buckets
+        for name, count in touched:  # moved after the walk: a name is counted once per message
+            bucket = buckets[count]
+            del bucket[name]
+            if not bucket:
+                del buckets[count]
+            if count + 1 >= limit:
+                del self._count[name]
+            else:
+                self._count[name] = count + 1
+                buckets.setdefault(count + 1, {})[name] = None
+        return chosen
+
+
+class IndexedSet:
+    """A set of names with O(1) add/discard and O(k) random samples."""
+
+    def __init__(self) -> None:
+        self._items: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def add(self, name: str) -> None:
+        if name not in self._index:
+            self._index[name] = len(self._items)
+            self._items.append(name)
+
+    def discard(self, name: str) -> None:
+        i = self._index.pop(name, None)
+        if i is None:
+            return
+        last = self._items.pop()
+        if last != name:
+            self._items[i] = last
+            self._index[last] = i
+
+    def sample(self, rng: random.Random, k: int, exclude: str | None = None) -> list[str]:
+        """``k`` distinct random names (fewer if there are not that many), never ``exclude``."""
+        extra = 1 if exclude is not None and exclude in self._index else 0
+        picked = rng.sample(self._items, min(k + extra, len(self._items)))
+        return [n for n in picked if n != exclude][:k]
+
+    def choice(self, rng: random.Random) -> str | None:
+        return rng.choice(self._items) if self._items else None
+
+
+class Timers:
+    """(time, name) deadlines; an entry whose name's current deadline differs is stale."""
+
+    def __init__(self, due: Callable[[str], float | None]) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._due = due  # a name's current deadline (None: none)
+
+    def add(self, at: float, name: str) -> None:
+        heapq.heappush(self._heap, (at, name))
+
+    def _drop_stale(self) -> None:
+        heap = self._heap
+        while heap and self._due(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+
+    def earliest(self) -> float | None:
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> Iterable[str]:
+        """Names whose current deadline is at or before ``now`` (each once)."""
+        due: list[str] = []
+        heap = self._heap
+        while True:
+            self._drop_stale()
+            if not heap or heap[0][0] > now:
+                return due
+            name = heapq.heappop(heap)[1]
+            if name not in due:  # the same deadline pushed twice
+                due.append(name)
+
+
+class PeerIndex:
+    """The peers by status and their timers, kept in step with ``members`` by ``moved``."""
+
+    def __init__(self, me: str, members: dict[str, Member], reap_after: float) -> None:
+        self._me = me
+        self._members = members
+        self._reap_after = reap_after
+        self.live = IndexedSet()  # ALIVE and SUSPECT peers
+        self.dead = IndexedSet()  # DEAD peers
+        self.timers = Timers(self.due)  # suspicion deadlines and reaps
+
+    def due(self, name: str) -> float | None:
+        """When ``name``'s member has a timer due: its suspicion deadline or its reap."""
+        m = self._members.get(name)
+        if m is None or name == self._me:
+            return None
+        if m.suspect_deadline is not None:
+            return m.suspect_deadline
+        if m.state.status in (DEAD, LEFT):
+            return m.changed_at + self._reap_after
+        return None
+
+    def moved(self, new: MemberState) -> None:
+        """``new``'s member changed status (or was added): re-file it."""
+        if new.name == self._me:
+            return
+        for group, statuses in ((self.live, (ALIVE, SUSPECT)), (self.dead, (DEAD,))):
+            if new.status in statuses:
+                group.add(new.name)
+            else:
+                group.discard(new.name)
+        due = self.due(new.name)
+        if due is not None:
+            self.timers.add(due, new.name)
+
+    def forget(self, name: str) -> None:
+        self.live.discard(name)
+        self.dead.discard(name)
+
+    def validate(self) -> None:
+        for group, statuses in ((self.live, (ALIVE, SUSPECT)), (self.dead, (DEAD,))):
+            want = {n for n, m in self._members.items() if m.state.status in statuses}
+            assert set(group) == want - {self._me}, "peer index out of step with the view"
+
+
+def pages(me: MemberState, members: dict[str, Member], size: int) -> list[tuple[MemberState, ...]]:
+    """The whole view in push-pull pages of at most ``size`` states, each led by ``me``."""
+    others = [m.state for name, m in members.items() if name != me.name]
+    step = max(1, size - 1)
+    return [(me, *others[i : i + step]) for i in range(0, len(others), step)] or [(me,)]
+
+
+def page(
+    me: MemberState,
+    must_refute: MemberState | None,
+    members: dict[str, Member],
+    order: list[str],
+    size: int,
+) -> tuple[MemberState, ...]:
+    """A push-pull's share of the view: ``me``, the receiver's state if it must refute, then the
+    next members of a walk over the whole view (``order``, refilled when used up), ``size`` at most.
+    Successive pages cover every member (anti-entropy) at a cost that does not grow with n."""
+    if len(members) <= size:
+        return tuple(m.state for m in members.values())
+    chosen = [me]
+    seen = {me.name}
+    if must_refute is not None:
+        chosen.append(must_refute)
+        seen.add(must_refute.name)
+    for _ in range(len(members)):
+        if len(chosen) >= size:
+            break
+        if not order:
+            order.extend(members)
+        name = order.pop()
+        record = members.get(name)
+        if record is not None and name not in seen:
+            chosen.append(record.state)
+            seen.add(name)
+    return tuple(chosen)
