@@ -129,9 +129,9 @@ def test_drain_a_node_mid_run_loses_no_task_and_runs_none_twice(
 
 def test_stop_another_node_by_name(pair: Any) -> None:
     a, b = pair
-    out = ctl(a.address, "stop", b.name)
+    out = ctl(a.address, "stop", b.name, "--json")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"stopped {b.name} ({b.address})"
+    assert json.loads(out.stdout) == {"node": b.name, "address": b.address, "state": "stopped"}
     assert b.process.wait(60) == 0
     missing = ctl(a.address, "stop", "nobody")
     assert missing.returncode == 2 and "no node named 'nobody'" in missing.stderr

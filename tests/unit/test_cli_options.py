@@ -149,3 +149,20 @@ def test_every_option_names_its_handoffd_variable() -> None:
             )
     json_flag = next(p for p in ctl.cli.commands["nodes"].params if p.name == "as_json")
     assert json_flag.envvar == "HANDOFFD_JSON"
+
+
+def test_progress_counts_queued_on_nodes_apart_from_running() -> None:
+    """ASSIGNED (dispatched, waiting for a worker on its node) used to count as running."""
+    from handoffd.cli.ctl_submit import progress_counts
+
+    counts = {"PENDING": 2, "READY": 1, "ASSIGNED": 3, "RUNNING": 4, "DONE": 5, "FAILED": 1}
+    assert progress_counts(counts, 16) == {
+        "done": 5,
+        "running": 4,
+        "queued": 3,
+        "waiting": 3,
+        "failed": 1,
+    }
+    assert progress_counts({}, 0) == dict.fromkeys(
+        ("done", "running", "queued", "waiting", "failed"), 0
+    )
