@@ -27,7 +27,9 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_ops as ops
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 
 log = logging.getLogger("handoffd.admission")
 
@@ -54,6 +56,9 @@ PEER_TYPES = (
     m.CancelTasks,
     m.FreeRun,
     m.FreeValues,
+    mc.FetchPackages,
+    mc.PackagesFetched,
+    mc.ReplicateOutput,
     *REPLICATION_TYPES,
 )
 CLIENT_TYPES = (
@@ -67,6 +72,10 @@ CLIENT_TYPES = (
     m.FreeRunRequest,
     m.ListRuns,
     m.StopNode,
+    mc.GetTaskOutput,
+    GetTaskHistory,
+    GetNodeInfo,
+    GetMetrics,
     *ops.CLIENT_TYPES,
 )
 
@@ -96,7 +105,7 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return ""
     if member is None or member.status not in _LIVE:
         return "not_a_member"
-    if isinstance(msg, m.FetchValues):
+    if isinstance(msg, (m.FetchValues, mc.FetchPackages)):
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
     if isinstance(msg, m.DispatchTasks):
         return "" if msg.owner_address == member.address else "owner_not_sender"

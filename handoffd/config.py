@@ -237,6 +237,8 @@ class NodeConfig:
     result_retention_s: float = 600.0  # results of a finished run freed after this if never fetched
     drain_grace_s: float = 10.0  # on stop: running tasks get this long before being handed back
     max_workers: int | None = None  # worker processes; default: the node's cpu capacity
+    http_port: int = 0  # metrics and dashboard (handoffd/observability); 0: off
+    http_optional: bool = False  # the port was a default: if it is taken, go on without HTTP
     # The ids tasks are given in CUDA_VISIBLE_DEVICES, one per GPU (None: 0..gpu-1); names where known
     gpu_devices: tuple[str, ...] | None = None
     gpu_names: tuple[str, ...] = ()

@@ -110,7 +110,7 @@ def _with_client(ctx: click.Context, body: Callable[[Any], int]) -> int:
         return body(client)
     except errors.ConnectionError as exc:  # includes AuthenticationError
         return error(EXIT_UNREACHABLE, str(exc))
-    except (errors.ValidationError, errors.Unschedulable) as exc:
+    except (errors.ValidationError, errors.Unschedulable, errors.UnknownRun) as exc:
         return error(EXIT_USAGE, str(exc))
     except (errors.TaskFailed, errors.RunCancelled) as exc:
         return error(EXIT_RUN_FAILED, str(exc))
@@ -167,6 +167,30 @@ def command(
     "--output",
     metavar="FILE",
     help="write the results to FILE (.json: JSON, otherwise a pickle)",
+)
+@click.option(
+    "--outputs",
+    metavar="ID,ID,...",
+    help="the functions whose values to fetch and show (default: the DAG's sinks; with "
+    "--output FILE, every function's)",
+)
+@click.option(
+    "--working-dir",
+    metavar="DIR",
+    help="ship this directory with the run, on sys.path in its workers (the modules the "
+    "dag.py imports from beside it are shipped anyway)",
+)
+@click.option(
+    "--py-module",
+    multiple=True,
+    metavar="PATH_OR_NAME",
+    help="ship this package, .py file or importable module with the run (repeatable)",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="do not show what the tasks print and log (`handoffctl logs RUN` shows it later)",
 )
 def _submit(client: Any, **kw: Any) -> int:
     return ctl_submit.submit(client, **kw)
@@ -243,11 +267,39 @@ def _cancel(client: Any, *, run_id: str, as_json: bool) -> int:
     return ctl_views.cancel(client, run_id, as_json=as_json)
 
 
+@command("logs", help="What a run's tasks printed and logged, each line prefixed [task@node].")
+@click.argument("run_id")
+@click.argument("task", required=False)
+@click.option("--follow", "-f", is_flag=True, help="keep printing new output until the run ends")
+def _logs(client: Any, *, run_id: str, task: str | None, follow: bool, as_json: bool) -> int:
+    from handoffd.cli.logs import logs_command
+
+    return logs_command(client, run_id, task, follow)
+
+
 @command("keygen", connect=False, help="Write a new cluster key file (never overwrites one).")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="overwrite an existing file")
 def _keygen(*, path: str, force: bool, as_json: bool) -> int:
     return ctl_views.keygen(path, force=force, as_json=as_json)
+
+
+@command("tasks", help="Every task's attempts: node, worker pid, times, errors (issue 16).")
+@click.argument("run_id")
+def _tasks(client: Any, *, run_id: str, as_json: bool) -> int:
+    from handoffd.cli.tasks import tasks_command
+
+    return tasks_command(client, run_id, as_json)
+
+
+@command("dashboard", help="Print the daemon's dashboard URL, with its token (/metrics too).")
+def _dashboard(client: Any, *, as_json: bool) -> int:
+    from handoffd.cli.tasks import dashboard_command
+
+    ctx = click.get_current_context()
+    return dashboard_command(
+        client, setting(ctx, "key_file"), bool(setting(ctx, "insecure")), as_json
+    )
 
 
 def prepare() -> None:

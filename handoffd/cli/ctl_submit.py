@@ -48,7 +48,10 @@ def load_dag(path: str) -> Any:
             "bad_dag_file", None, f"{path} raised while loading: {type(exc).__name__}: {exc}\n{tb}"
         ) from None
     finally:
-        sys.path.remove(directory)
+        try:
+            sys.path.remove(directory)
+        except ValueError:
+            pass
     # Functions defined in the file travel by value: workers have no copy of it.
     cloudpickle.register_pickle_by_value(module)
     dag = getattr(module, "dag", None)
@@ -69,6 +72,8 @@ def load_dag(path: str) -> Any:
         raise errors.ValidationError(
             "bad_dag_file", None, f"{path}: `dag` is a {type(dag).__name__}, not a handoffd.DAG"
         )
+    # The modules the file imported from beside it are shipped with the run (handoffd.packages).
+    dag._source_dir = directory  # type: ignore[attr-defined]
     return dag
 
 
@@ -162,9 +167,27 @@ def submit(
     policy: str,
     output: str | None,
     as_json: bool,
+    working_dir: str | None = None,
+    py_module: tuple[str, ...] = (),
+    quiet: bool = False,
+    outputs: str | None = None,
 ) -> int:
     dag = load_dag(file)
-    run = client.submit(dag, max_retries=max_retries, policy=policy)
+    wanted: list[str] | None = None
+    if outputs is not None:
+        wanted = [o.strip() for o in outputs.split(",") if o.strip()]
+    elif not no_wait and not output:
+        # The summary shows the sinks: fetching every intermediate value only to print one
+        # number moved 189 MiB once (issue 14). --output FILE keeps writing them all.
+        wanted = _sinks(dag) or None
+    run = client.submit(
+        dag,
+        max_retries=max_retries,
+        policy=policy,
+        outputs=wanted,
+        working_dir=working_dir,
+        py_modules=list(py_module) or None,
+    )
     if no_wait:
         if as_json:
             print_json({"run_id": run.id, "owner": run.owner})
@@ -176,6 +199,13 @@ def submit(
     started = time.monotonic()
     failed: errors.HandoffError | None = None
     try:
+        if not quiet:
+            from handoffd.cli.logs import stream_output
+
+            # Each attempt's output as it ends, prefixed [task@node], until the run ends (the
+            # output long poll is the wait); on stderr with --json (stdout is one document).
+            on_idle = (lambda: bar.update((run._last or run.status()).counts)) if bar else None
+            stream_output(run, sys.stderr if as_json else sys.stdout, on_idle)
         while True:
             try:
                 status = run.wait(0.2 if bar else None)
@@ -226,8 +256,13 @@ _LIST_LIMIT = 24
 
 
 def _sinks(dag: Any) -> list[str]:
+    """The functions nobody consumes (inline ones have no value of their own to fetch)."""
     consumed = {dep for f in dag.functions.values() for dep in f.args}
-    return sorted(i for i in dag.functions if i not in consumed)
+    return sorted(
+        i
+        for i, f in dag.functions.items()
+        if i not in consumed and getattr(f, "type", "regular") != "inline"
+    )
 
 
 def _print_summary(

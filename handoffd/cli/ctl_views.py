@@ -83,9 +83,7 @@ def run_list(client: Any, *, as_json: bool) -> int:
 
 
 def run_status(client: Any, run_id: str, *, as_json: bool) -> int:
-    status = client.run(run_id).status()  # follows the run to its current owner
-    if status.state == "UNKNOWN":
-        return error(EXIT_USAGE, f"run {run_id} is not known to this cluster")
+    status = client.run(run_id).status()  # follows the run to its current owner (UnknownRun: 2)
     if as_json:
         print_json(status_doc(status))
     else:
@@ -126,11 +124,18 @@ def results(client: Any, run_id: str, *, as_json: bool) -> int:
 
 
 def cancel(client: Any, run_id: str, *, as_json: bool) -> int:
-    client.run(run_id).cancel()
+    run = client.run(run_id)  # UnknownRun (exit 2) if no node knows it
+    was = run._last.state if run._last is not None else "RUNNING"
+    state = was if was != "RUNNING" else run.cancel().state
+    cancelled = was == "RUNNING" and state == "CANCELLED"
     if as_json:
-        print_json({"run_id": run_id, "cancelled": True})
-    else:
+        print_json({"run_id": run_id, "cancelled": cancelled, "state": state})
+    elif cancelled:
         print(f"cancelled {run_id}")
+    elif was != "RUNNING":
+        print(f"run {run_id} had already ended ({was}): nothing to cancel")
+    else:
+        print(f"run {run_id} ended ({state}) before the cancel reached it")
     return EXIT_OK
 
 

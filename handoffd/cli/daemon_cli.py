@@ -141,6 +141,20 @@ def cli() -> None:
     "~300 ms), loaded (busy machines); single values in the config file's [timings]",
 )
 @click.option(
+    "--http-port",
+    type=int,
+    metavar="PORT",
+    help="metrics (/metrics) and dashboard (/) on this port of --host (default: --port + 1, "
+    "skipped with a warning if taken; 0 = no HTTP)",
+)
+@click.option(
+    "--log-file",
+    metavar="PATH",
+    help="also write the log to PATH, rotated past --log-max-mb (keeps --log-backups files)",
+)
+@click.option("--log-max-mb", type=float, default=50.0, show_default=True, help="rotate past this")
+@click.option("--log-backups", type=int, default=5, show_default=True, help="rotated files kept")
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",

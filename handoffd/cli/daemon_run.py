@@ -67,6 +67,12 @@ def build_config(args: Any) -> NodeConfig:
         raise ValueError("--max-workers must be >= 1")
     if args.store_memory < 0 or args.result_retention <= 0:
         raise ValueError("--store-memory must be >= 0 and --result-retention > 0")
+    http_port = getattr(args, "http_port", None)
+    http_optional = http_port is None
+    if http_port is None:
+        http_port = args.port + 1 if 0 < args.port < 65535 else 0
+    elif not 0 <= http_port <= 65535:
+        raise ValueError(f"--http-port must be 0 (off) or a port number, not {http_port}")
     from handoffd.config import timings
 
     overrides = getattr(args, "timing_overrides", None) or {}
@@ -98,6 +104,8 @@ def build_config(args: Any) -> NodeConfig:
         resource_sources={k: v for k, v in sources.items() if k in capacity},
         memory_enforce=getattr(args, "memory_enforce", "kill"),
         recycle_gpu_workers=bool(getattr(args, "recycle_gpu_workers", False)),
+        http_port=http_port,
+        http_optional=http_optional,
     )
 
 
@@ -284,9 +292,22 @@ def start(args: Any, *, as_json: bool = False) -> int:
     from handoffd.cli.common import EXIT_USAGE, fail, runtime_dir, setup_logging
     from handoffd.runtime import RuntimeDirError
 
-    setup_logging(args.log_level, args.log_format)
+    log_file = getattr(args, "log_file", None)
+    try:
+        setup_logging(
+            args.log_level,
+            args.log_format,
+            log_file=log_file,
+            max_bytes=int(getattr(args, "log_max_mb", 50.0) * 1024 * 1024),
+            backups=getattr(args, "log_backups", 5),
+        )
+    except OSError as exc:
+        return fail(EXIT_USAGE, f"cannot write the log file {log_file}: {exc}")
     try:
         config = build_config(args)
+        from handoffd.cli.common import set_log_node
+
+        set_log_node(config.name)
         runtime_dir()  # refused before anything starts if it is not ours alone
     except (ValueError, resources.ResourceError, RuntimeDirError) as exc:
         return fail(EXIT_USAGE, str(exc))

@@ -64,6 +64,7 @@ class Executor:
             fetch_timeout=fetch_timeout,
             queue_factor=queue_factor,
         )
+        self.state.wall_offset = time.time() - clock()  # reported attempt times are wall clock
         self.address = address
         self.ledger = ledger
         self.store = store

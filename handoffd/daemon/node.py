@@ -18,22 +18,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission
+from handoffd import __version__, admission, runtime
 from handoffd.config import NodeConfig
+from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
+from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_ops as ops
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -78,6 +84,14 @@ class Node:
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity, config.gpu_devices)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        # This node's code packages (handoffd.packages): its own dir, made on the first package.
+        code_root = os.path.join(
+            config.runtime_dir or runtime.default_path(),
+            "code",
+            f"{config.name}-{uuid.uuid4().hex[:8]}",
+        )
+        self.code = CodeStore(code_root)
+        self.code_fetcher: PackageFetcher | None = None
         self.executor: Executor | None = None
         self.scheduler: OwnerScheduler | None = None
         self.owner: OwnerIO | None = None
@@ -97,6 +111,11 @@ class Node:
         self._next_stats = 0.0
         self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
+        self.started_wall = 0.0
+        self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
+        self.deaths = 0
+        self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
+        self.http: Any = None  # observability.http.HttpServer when config.http_port
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -115,6 +134,7 @@ class Node:
                 host=cfg.host,
                 runtime_dir=cfg.runtime_dir,
             )
+            self.curve = curve
             self._transport = ZmqTransport(
                 cfg.host,
                 cfg.port,
@@ -161,6 +181,7 @@ class Node:
             probe_interval=cfg.dispatch.lost_probe_interval,
             ack_timeout=cfg.dispatch.ack_timeout,
         )
+        self.scheduler.wall_offset = time.time() - now  # task history is wall clock
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -180,6 +201,14 @@ class Node:
             memory_bound=cfg.capacity.get("memory"),
             recycle_gpu_workers=cfg.recycle_gpu_workers,
             on_memory=self._memory_used,
+            code_dir=self.code.root,
+        )
+        self.code_fetcher = PackageFetcher(
+            self.code,
+            address=self.address,
+            send=self.send,
+            peers=self._live_addresses,
+            call_later=loop.call_later,
         )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
@@ -194,6 +223,7 @@ class Node:
             keep_results_s=cfg.result_retention_s,
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
+        self.owner.code = self.code
         self.replication = ReplicationIO(
             port,
             self.scheduler,
@@ -215,6 +245,7 @@ class Node:
             ),
             self.owner.run_times,
         )
+        self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         # The owner side learns every member membership already knows, then each later change
@@ -225,7 +256,12 @@ class Node:
             if member.name != self.name:
                 self.owner.member_update(member)
         self.started_at = now
+        self.started_wall = time.time()
         self._schedule_tick()
+        if cfg.http_port:
+            from handoffd.observability.serve import start_http
+
+            self.http = start_http(self, optional=cfg.http_optional)
         await self._start_discovery()
         log.info(
             "node %s up at %s (cluster %s, capacity %s from %s, handoffd %s)",
@@ -320,9 +356,12 @@ class Node:
                 self._tick_handle.cancel()
             if self.pool is not None:
                 await self.pool.close()
+            if self.http is not None:
+                self.http.close()
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
+            self.code.remove_all()
         finally:
             self._stopped.set()
 
@@ -443,7 +482,14 @@ class Node:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, m.DispatchTasks):
-            self.executor.on_dispatch(msg, frames, term)
+            if msg.packages and self.code_fetcher is not None:
+                # The run's code must be here before its tasks start (fetched from the owner).
+                on_dispatch = self.executor.on_dispatch
+                self.code_fetcher.when_present(
+                    msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+                )
+            else:
+                self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, m.FetchValues):
             self.executor.on_fetch(msg)
         elif isinstance(msg, m.ValuesFetched):
@@ -455,10 +501,22 @@ class Node:
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
             self.executor.on_free_values(msg, term)
+        elif isinstance(msg, mc.FetchPackages):
+            if self.code_fetcher is not None:
+                reply, data = self.code_fetcher.serve(msg)
+                self.send(msg.reply_to, reply, data)
+        elif isinstance(msg, mc.ReplicateOutput):
+            self.owner.output.on_replicate(msg)
+        elif isinstance(msg, mc.PackagesFetched):
+            if self.code_fetcher is not None:
+                self.code_fetcher.on_fetched(msg, frames)
         elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
             self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
         elif isinstance(msg, _REPLICATION_TYPES):
             assert self.replication is not None
+            if isinstance(msg, m.DropReplica) and self.scheduler is not None:
+                if self.scheduler.term_of(msg.run_id) is None:  # not ours: its output goes too
+                    self.owner.output.forget(msg.run_id)
             self.replication.handle(msg, frames, envelope)
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
@@ -466,6 +524,10 @@ class Node:
         elif isinstance(msg, _OPS_REQUESTS):
             if self.ops is not None:
                 self.ops.handle(msg, conn)
+        elif isinstance(msg, GetNodeInfo):
+            self.reply(conn, node_info(self, msg.request_id))
+        elif isinstance(msg, GetMetrics):
+            self.reply(conn, metrics_reply(self, msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -556,6 +618,10 @@ class Node:
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member
+        if change.new == m.SUSPECT:
+            self.suspicions += 1
+        elif change.new == m.DEAD:
+            self.deaths += 1
         log.info(
             "member %s %s -> %s (%s)",
             change.name,
@@ -586,6 +652,9 @@ class Node:
             return None
         member = self.membership.get(name)
         return member.address if member is not None else None
+
+    def _live_addresses(self) -> list[str]:
+        return [s.address for s in self.members() if s.status == m.ALIVE and s.name != self.name]
 
     def members(self) -> list[m.MemberState]:
         return self.membership.members() if self.membership is not None else []

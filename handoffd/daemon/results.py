@@ -97,6 +97,9 @@ class ResultFetcher:
         self._local_value = local_value
         self._fetches: dict[int, _ResultFetch] = {}
         self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
+        # Told (run_id, task ids) when a client asks for values no live node holds any more:
+        # the owner recomputes them if the run had finished (they are answered missing now).
+        self.on_lost: Callable[[str, tuple[str, ...]], None] | None = None
 
     def outcome_values(
         self, run_id: str, max_bytes: int
@@ -109,6 +112,7 @@ class ResultFetcher:
     def on_fetch(self, msg: m.FetchResults, conn: bytes) -> None:
         job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
         missing: list[str] = []
+        lost: list[str] = []
         for task_id in msg.task_ids:
             try:
                 located = self._scheduler.result_location(msg.run_id, task_id)
@@ -124,8 +128,11 @@ class ResultFetcher:
             addresses = [a for a in (self._port.address_of(n) for n in locations) if a]
             if not addresses:
                 missing.append(task_id)
+                lost.append(task_id)
                 continue
             self._fetch_one(job, task_id, addresses)
+        if lost and self.on_lost is not None:
+            self.on_lost(msg.run_id, tuple(lost))
         if missing:
             self._port.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
             for rid in job.pending:

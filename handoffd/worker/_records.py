@@ -45,6 +45,8 @@ class Outcome:
     traceback: str = ""
     kind: str = ""  # "" when ok, else "error" | "timeout" | "crash" | "cancelled"
     duration: float = 0.0  # seconds the attempt ran (measured in the worker when it finished)
+    output: str = ""  # what the attempt printed and logged (bounded: worker.capture)
+    pid: int = 0  # the worker process that ran it (0: not known)
 
 
 class Sent:
@@ -131,7 +133,7 @@ def cancelled_outcome(key: Hashable, duration: float) -> Outcome:
     )
 
 
-def timeout_outcome(job: Job, duration: float) -> Outcome:
+def timeout_outcome(job: Job, duration: float, pid: int = 0) -> Outcome:
     return Outcome(
         job.key,
         False,
@@ -140,6 +142,7 @@ def timeout_outcome(job: Job, duration: float) -> Outcome:
         f"the attempt ran longer than its timeout of {job.timeout} s and was killed",
         kind="timeout",
         duration=duration,
+        pid=pid,
     )
 
 

@@ -36,7 +36,10 @@ def read(
                 continue
             replies = pickle.loads(data)
             answered = True
-            for token, status, has_value, exc_type, message, tb_text, duration in replies:
+            pid = worker.process.pid or 0  # the attempt's worker, in the task history
+            for reply in replies:
+                # (..., output): what the job printed and logged (worker.capture)
+                token, status, has_value, exc_type, message, tb_text, duration, output = reply
                 # Values follow their reply as raw messages (see _process.main): no wait.
                 value = cast(bytes, reader.next(wait=True)) if has_value else None
                 sent = worker.sent.pop(token, None)
@@ -51,10 +54,23 @@ def read(
                 if sent.cancelling or status == _process.SKIPPED:
                     outcomes.append(cancelled_outcome(key, duration))
                 elif status == _process.OK:
-                    outcomes.append(Outcome(key, True, value, "", "", "", "", duration))
+                    outcomes.append(
+                        Outcome(key, True, value, "", "", "", "", duration, output, pid)
+                    )
                 else:
                     outcomes.append(
-                        Outcome(key, False, None, exc_type, message, tb_text, "error", duration)
+                        Outcome(
+                            key,
+                            False,
+                            None,
+                            exc_type,
+                            message,
+                            tb_text,
+                            "error",
+                            duration,
+                            output,
+                            pid,
+                        )
                     )
         except (EOFError, OSError):
             lost = True

@@ -100,6 +100,7 @@ class WorkerPool:
         memory_bound: float | None = None,
         recycle_gpu_workers: bool = False,
         on_memory: Callable[[float], None] | None = None,
+        code_dir: str = "",
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
@@ -108,6 +109,7 @@ class WorkerPool:
         self._on_done = on_done
         self._name = name
         self._node = node
+        self._code_dir = code_dir  # the node's code packages (worker.code_env)
         self._devices = devices  # the default device set (jobs whose devices is None)
         self._recycle = recycle_gpu_workers
         self._ctx = multiprocessing.get_context("spawn")
@@ -157,6 +159,9 @@ class WorkerPool:
     def workers(self) -> int:
         """Worker processes alive (starting, idle or busy)."""
         return len(self._workers)
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid or 0 for w in self._workers]
 
     async def start(self) -> None:
         """Spawn every worker and wait until each has started; raises RuntimeError if they cannot."""
@@ -263,7 +268,8 @@ class WorkerPool:
     def _spawn(self, devices: str | None) -> None:
         assert self._procs is not None
         name = f"{self._name}-{next(self._names)}"
-        process, conn = self._procs.start(name, devices, (self._node, os.getpid()))
+        setup = (self._node, os.getpid(), self._code_dir)
+        process, conn = self._procs.start(name, devices, setup)
         worker = Worker(process, conn)
         worker.devices = devices
         self._workers.add(worker)
@@ -501,7 +507,7 @@ class WorkerPool:
         assert self._loop is not None
         duration = self._loop.time() - worker.started
         _, cancelled = self._retire(worker)
-        self._on_done(timeout_outcome(sent.job, duration))
+        self._on_done(timeout_outcome(sent.job, duration, worker.process.pid or 0))
         for outcome in cancelled:
             self._on_done(outcome)
 
