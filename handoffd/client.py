@@ -11,7 +11,6 @@ cluster told it about, so when its daemon dies it reconnects to another and foll
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import threading
@@ -423,10 +422,14 @@ class Client:
     async def execute_async(self, dag: Any, **options: Any) -> dict[str, Any]:
         """``execute`` for asyncio callers: awaits the results without blocking the event loop
         (the exchange runs in a worker thread, on that thread's own connection)."""
+        import asyncio  # here: a client that never awaits does not load asyncio
+
         return await asyncio.to_thread(self.execute, dag, **options)
 
     async def submit_async(self, dag: Any, **options: Any) -> Run:
         """``submit`` for asyncio callers; await ``run.wait_async()``/``run.results_async()``."""
+        import asyncio  # here: a client that never awaits does not load asyncio
+
         return await asyncio.to_thread(self.submit, dag, **options)
 
     def stream(self, dag: Any, *, max_in_flight: int = 1000, **options: Any) -> Any:

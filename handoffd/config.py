@@ -212,6 +212,37 @@ class Limits:
     # An outbound connection unused this long is closed unless it leads to an ALIVE member
     # (addresses named by gossip, probes of fake members, ...); DEAD/LEFT members' at once.
     peer_idle_s: float = 30.0
+    # What one client or peer can make a daemon hold (issue 19): each refusal names the limit and
+    # the flag that raises it (``handoffd start --limit NAME=VALUE``).
+    max_id_chars: int = 256  # a run id, task id or node name
+    max_tasks_per_run: int = 1_000_000
+    max_runs_per_client: int = 10_000  # runs not yet finished submitted on one client connection
+    max_pending_per_peer: int = 10_000  # messages queued for one peer before its connection is up
+
+
+LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(Limits))
+
+
+def parse_limits(pairs: list[str] | tuple[str, ...], base: Limits | None = None) -> Limits:
+    """``["max_body_bytes=1048576", ...]`` -> Limits; raises ValueError naming what was wrong."""
+    limits = base if base is not None else Limits()
+    changes: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in LIMIT_NAMES:
+            raise ValueError(
+                f"--limit {pair!r}: expected NAME=VALUE with NAME one of {', '.join(LIMIT_NAMES)}"
+            )
+        kind = type(getattr(limits, name))
+        try:
+            value = kind(float(text)) if kind is int else kind(text)
+        except ValueError:
+            raise ValueError(f"--limit {pair!r}: {text!r} is not a number") from None
+        if value <= 0:
+            raise ValueError(f"--limit {pair!r}: must be > 0")
+        changes[name] = value
+    return dataclasses.replace(limits, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,10 @@ def choose_gpus(
     else:
         chosen, where = list(found), source if found else "none found"
     if flag is None:
+        if not found:
+            # CUDA_VISIBLE_DEVICES alone proves no device is there (it is often inherited on a
+            # machine without any): only --gpu hands out what it names unverified.
+            return Figure(0.0, "none found"), ()
         return Figure(float(len(chosen)), where), tuple(chosen)
     wanted = int(flag)
     if visible is not None and wanted > len(chosen):

@@ -25,7 +25,15 @@ json_option = shared_option(
 # [daemon] stop-timeout in the config file is `handoffd stop --timeout` (HANDOFFD_STOP_TIMEOUT):
 # `timeout` alone would read as handoffctl's.
 config_option = settings.config_option("daemon", renames={"stop": {"stop_timeout": "timeout"}})
-ENV_RENAMES = {"stop.timeout": "HANDOFFD_STOP_TIMEOUT"}
+# The daemon's two switches that lower its authentication never come from a variable a user sets
+# for their clients (HANDOFFD_ALLOW_LOCAL_USERS, HANDOFFD_INSECURE: "connect without a key"): a
+# shell that exports one to reach another daemon must not start its own daemon open to every local
+# user. Each has a daemon-only name.
+ENV_RENAMES = {
+    "stop.timeout": "HANDOFFD_STOP_TIMEOUT",
+    "start.allow_local_users": "HANDOFFD_DAEMON_ALLOW_LOCAL_USERS",
+    "start.insecure": "HANDOFFD_DAEMON_INSECURE",
+}
 
 
 @click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
@@ -155,6 +163,14 @@ def cli() -> None:
 @click.option("--log-max-mb", type=float, default=50.0, show_default=True, help="rotate past this")
 @click.option("--log-backups", type=int, default=5, show_default=True, help="rotated files kept")
 @click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="a bound on what a client or peer can make this daemon hold, e.g. "
+    "max_tasks_per_run=1000000 (repeatable; docs/limits.md)",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -170,6 +186,7 @@ def _start(**kwargs: Any) -> int:
     ctx = click.get_current_context()
     kwargs["resources"] = list(kwargs["resources"])
     kwargs["seeds"] = list(kwargs["seeds"])
+    kwargs["limits"] = list(kwargs["limits"])
     sections, path = settings.loaded(ctx)
     kwargs["timing_overrides"] = sections.get("timings", {})
     kwargs["timing_source"] = f"[timings] of {path}"

@@ -73,7 +73,7 @@ def build_config(args: Any) -> NodeConfig:
         http_port = args.port + 1 if 0 < args.port < 65535 else 0
     elif not 0 <= http_port <= 65535:
         raise ValueError(f"--http-port must be 0 (off) or a port number, not {http_port}")
-    from handoffd.config import timings
+    from handoffd.config import parse_limits, timings
 
     overrides = getattr(args, "timing_overrides", None) or {}
     try:
@@ -106,6 +106,7 @@ def build_config(args: Any) -> NodeConfig:
         recycle_gpu_workers=bool(getattr(args, "recycle_gpu_workers", False)),
         http_port=http_port,
         http_optional=http_optional,
+        limits=parse_limits(getattr(args, "limits", None) or []),
     )
 
 
@@ -147,7 +148,7 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
             os.unlink(path)
         except OSError:
             pass
-    return EXIT_OK
+    return EXIT_USAGE if node.clashed else EXIT_OK  # another daemon has our --name
 
 
 # The collector's thresholds in the daemon: young generations as in CPython (a collection of at

@@ -50,6 +50,7 @@ from handoffd.daemon.executor_events import (
     FetchTimedOut,
     Flush,
     Instruction,
+    Leaving,
     NewOwner,
     OwnerSeen,
     Refill,
@@ -142,6 +143,7 @@ class ExecutorState:
             ValuesArrived: self._on_values_arrived,
             FetchTimedOut: self._on_fetch_timed_out,
             CancelAsked: self._on_cancel,
+            Leaving: self._on_leaving,
             RunFreed: self._on_run_freed,
             ValuesFreed: self._on_values_freed,
             OwnerSeen: self._on_owner_seen,
@@ -652,6 +654,16 @@ class ExecutorState:
             else:
                 self.tasks.pop(key, None)
                 self._finish(task, failed(task, "cancelled", "RunCancelled", "cancelled"), None)
+
+    def _on_leaving(self, ev: Leaving) -> None:
+        """Queued tasks go back at once (a "cancelled" report: the owner re-places it without
+        using a retry); running ones finish here, their values reported inline so they outlive us."""
+        self.draining = True
+        self._inline_limit = max(self._inline_limit, ev.inline_bytes)
+        for key, task in list(self.tasks.items()):
+            if not task.running:
+                self.tasks.pop(key, None)
+                self._finish(task, failed(task, "cancelled", "NodeLeaving", "node leaving"), None)
 
     def _on_run_freed(self, ev: RunFreed) -> None:
         msg, term = ev.msg, ev.term

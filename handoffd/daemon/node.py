@@ -28,17 +28,23 @@ from typing import Any
 from handoffd import __version__, admission, runtime
 from handoffd.config import NodeConfig
 from handoffd.daemon.code import CodeStore, PackageFetcher
+from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
+from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.leaving import LeavingPeers
+from handoffd.daemon.names import YOUNG_S, Names, clash_text
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
+from handoffd.membership.probes import ping_address
 from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_ops as ops
+from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
@@ -48,11 +54,6 @@ from handoffd.worker.pool import WorkerPool
 
 log = logging.getLogger("handoffd.node")
 
-# ZeroMQ's reconnect interval to a peer that refused the connection: first retry, then doubling up
-# to the cap. A seed that does not listen yet (daemons started together) is joined within one cap
-# of it coming up; with ZeroMQ's 0.1 s doubling to 2 s the join came 0.15-0.26 s after the seed was
-# up. Only down seeds keep being retried at the cap: dead members' sockets are closed.
-PEER_RECONNECT_S = (0.02, 0.1)
 # Outbound connections unused for Limits.peer_idle_s are looked for this often.
 IDLE_SWEEP_S = 5.0
 # A line of drop counters in the log at most this often, when something was dropped meanwhile.
@@ -116,37 +117,24 @@ class Node:
         self.deaths = 0
         self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
         self.http: Any = None  # observability.http.HttpServer when config.http_port
+        self._responder: Any = None  # answers Pings off the loop (transport/responder.py)
+        self._published: m.MemberState | None = None
+        self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
+        self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
+        self.clashed = False  # we stopped because our name was taken (exit code 2)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.config
         if self._transport is None:
-            from handoffd.transport.auth import daemon_curve
-            from handoffd.transport.zmq_transport import ZmqTransport
-
-            # The cluster key, else the user's local key (only the user's own clients and
-            # daemons hold it); none only with allow_local_users or a keyless --insecure host.
-            curve = daemon_curve(
-                key_file=cfg.key_file,
-                insecure=cfg.insecure,
-                allow_local_users=cfg.allow_local_users,
-                host=cfg.host,
-                runtime_dir=cfg.runtime_dir,
-            )
-            self.curve = curve
-            self._transport = ZmqTransport(
-                cfg.host,
-                cfg.port,
-                curve=curve,
-                limits=cfg.limits,
-                reconnect_ivl=PEER_RECONNECT_S[0],
-                reconnect_ivl_max=PEER_RECONNECT_S[1],
-            )
+            self.curve, self._transport = zmq_transport(cfg)
         if hasattr(self._transport, "on_handshake_failed"):  # ZeroMQ: failed key handshakes
             self._transport.on_handshake_failed = self._handshake_failed
         await self._transport.start(self._on_frames)
         self.address = self._transport.address
+        if os.environ.get("HANDOFFD_PROBE_THREAD", "1") != "0":  # "0": the bench's "before"
+            self._responder = self._transport.probe_responder(self.name, self._on_ping)
         now = self._clock()
         self.membership = swim.Membership(
             name=self.name,
@@ -161,7 +149,9 @@ class Node:
                 f"{d} {n}".strip()
                 for d, n in itertools.zip_longest(self.ledger.devices, cfg.gpu_names, fillvalue="")
             ),
+            probe_port=self._responder.port if self._responder is not None else 0,
         )
+        self._publish_me()
         loop = asyncio.get_running_loop()
         port = NodePort(
             name=self.name,
@@ -221,6 +211,7 @@ class Node:
             resources=self.ledger,
             local_value=self.store.get,
             keep_results_s=cfg.result_retention_s,
+            limits=cfg.limits,
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.owner.code = self.code
@@ -282,27 +273,9 @@ class Node:
             self.request_stop()
 
     async def _start_discovery(self) -> None:
-        from handoffd.discovery.seeds import SeedDiscovery
-
-        cfg = self.config
-        if cfg.seeds:
-            seeds = SeedDiscovery(list(cfg.seeds), self._on_discovery, known=self._address_known)
-            await seeds.start()
-            self._discovery.append(seeds)
-        if cfg.mdns:
-            from handoffd.discovery.mdns import MdnsDiscovery, mdns_refusal
-
-            keyed = cfg.key_file is not None
-            refusal = mdns_refusal(cfg.host, keyed=keyed)
-            if refusal is not None:
-                log.warning("node %s: %s", self.name, refusal)
-                return
-            port = int(self.address.rpartition(":")[2])
-            mdns = MdnsDiscovery(
-                self.name, cfg.cluster, cfg.host, port, self._on_discovery, keyed=keyed
-            )
-            await mdns.start()
-            self._discovery.append(mdns)
+        self._discovery = await start_discovery(
+            self.config, self.name, self.address, self._on_discovery, self._address_known
+        )
 
     def _address_known(self, address: str) -> bool:
         if self.membership is None:
@@ -333,7 +306,20 @@ class Node:
         self._stopping = True
         try:
             if self.executor is not None:
-                self.executor.draining = True
+                if drain:  # a graceful leave: queued tasks go back to their owners now
+                    tasks = self.executor.state.tasks.values()
+                    queued = sum(1 for t in tasks if not t.running)
+                    log.info(
+                        "node %s leaving: %d queued tasks handed back, %d running get up to %.1f s",
+                        self.name,
+                        queued,
+                        self.executor.running_count(),
+                        self.config.drain_grace_s,
+                    )
+                    self.executor.leave()
+                    self._announce_leaving()
+                else:  # as abrupt as a crash, but take nothing new meanwhile
+                    self.executor.draining = True
                 self._resources_changed()
                 if drain:
                     wait = self.config.drain_grace_s if grace is None else grace
@@ -364,6 +350,21 @@ class Node:
             self.code.remove_all()
         finally:
             self._stopped.set()
+
+    def _announce_leaving(self) -> None:
+        """Tell every live member at once that we are leaving: they place nothing more here from
+        the moment they hear it (``LeavingPeers``), not when gossip says LEFT after the drain."""
+        msg = mr.NodeLeaving(self.config.drain_grace_s)
+        for member in self.members():
+            if member.name != self.name and member.status in (m.ALIVE, m.SUSPECT):
+                self.send(member.address, msg)
+
+    def _peer_leaving(self, name: str) -> None:
+        member = self.membership.get(name) if self.membership is not None else None
+        if member is None or self.owner is None or name == self.name:
+            return
+        log.info("member %s is leaving: no new work is placed there", name)
+        self.owner.member_updates([self._leaving.said(member)])
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -423,6 +424,7 @@ class Node:
                 if self.ops is not None:
                     self.ops.on_notice(msg, sender)
             elif isinstance(msg, _MEMBERSHIP_TYPES):
+                self._names_check(msg, sender, member)
                 counters = membership.counters if membership is not None else None
                 before = counters.dropped_other_cluster if counters is not None else 0
                 self._run_membership(swim.Received(sender, None, msg))
@@ -434,6 +436,52 @@ class Node:
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
+
+    def _on_ping(self, sender: str, ping: m.Ping) -> None:
+        """A Ping the probe responder already acked, off the loop: merge what it carries, checked
+        as any membership message (an Ack from the loop too would only be a duplicate)."""
+        membership = self.membership
+        if membership is None or self._stopping:
+            return
+        refused = admission.check(ping, sender, True, membership.get(sender), self.name)
+        if refused:
+            self.dropped += 1
+            self.drops.count(refused, ping, sender)
+            return
+        try:
+            self._run_membership(swim.Received(sender, None, m.Gossip(ping.updates)))
+        except Exception:  # noqa: BLE001 - as for any message: never take the daemon down
+            self.dropped += 1
+            log.exception("handling a Ping from %s failed", sender)
+
+    def _names_check(self, msg: Any, sender: str, member: m.MemberState | None) -> None:
+        found = self._names.clash(msg, sender, member, self._clock())
+        if found is None:
+            return
+        known, claimed = found
+        log.warning("two live daemons use the name %r: at %s and at %s", sender, known, claimed)
+        self.send(claimed, mr.NameClash(sender, known, True))
+        self.send(known, mr.NameClash(sender, claimed, False))
+
+    def _name_clashed(self, msg: mr.NameClash) -> None:
+        if msg.name != self.name or msg.other_address == self.address:
+            return
+        stop = msg.stop and self._clock() - self.started_at < YOUNG_S
+        text = clash_text(self.name, self.address, msg.other_address, stop)
+        if stop and not self._stopping:
+            log.error("%s", text)
+            self.clashed = True
+            self.request_stop()
+        else:
+            log.warning("%s", text)
+
+    def _publish_me(self) -> None:
+        """Our own state, as the probe responder's Acks carry it (a reference swap)."""
+        if self._responder is not None and self.membership is not None:
+            me = self.membership.me
+            if me is not self._published:
+                self._published = me
+                self._responder.publish(me)
 
     def stats(self) -> dict[str, Any]:
         """What was dropped or refused, by reason: messages (admission), the transport's inbound
@@ -528,6 +576,10 @@ class Node:
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):
             self.reply(conn, metrics_reply(self, msg.request_id))
+        elif isinstance(msg, mr.NameClash):
+            self._name_clashed(msg)
+        elif isinstance(msg, mr.NodeLeaving):
+            self._peer_leaving(envelope.sender if envelope is not None else "")
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -550,9 +602,9 @@ class Node:
             now = self._clock()
             if now >= self._next_sweep and self._transport is not None:
                 self._next_sweep = now + IDLE_SWEEP_S
-                self._transport.close_idle(
-                    {s.address for s in self.members() if s.status == m.ALIVE}
-                )
+                alive = [s for s in self.members() if s.status == m.ALIVE]
+                keep = {s.address for s in alive} | {ping_address(s) for s in alive}
+                self._transport.close_idle(keep)
             if now >= self._next_stats:
                 self._next_stats = now + STATS_LOG_S
                 self._log_stats()
@@ -610,11 +662,12 @@ class Node:
         # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
         # hears every change before replication acts on any (a takeover sees the dead as dead).
         if updates and self.owner is not None:
-            self.owner.member_updates(updates)
+            self.owner.member_updates(self._leaving.masked(updates))
         for change in changes:
             self._member_changed(change)
         if changes and self.replication is not None:
             self.replication.members_changed()
+        self._publish_me()
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member

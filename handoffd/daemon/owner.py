@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from handoffd import errors, validation
+from handoffd import errors, intake, validation
+from handoffd.config import Limits
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.history_io import history_reply, observe_reports
@@ -89,10 +90,13 @@ class OwnerIO:
         local_value: Callable[[str, str], bytes | None],
         keep_results_s: float,
         keep_status_s: float | None = None,
+        limits: Limits | None = None,
         fetch_timeout: float | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
+        self.limits = limits if limits is not None else Limits()
+        self._client_runs = intake.ClientRuns(self.limits, self._unfinished)
         self._resources = resources
         # Task output kept with the runs (before self.replication: its setter shares it).
         self.output = TaskOutputIO(port, self._state_of, scheduler.term_of)
@@ -344,7 +348,12 @@ class OwnerIO:
         self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
     ) -> None:
         try:
-            specs = validation.wire_specs(msg, frames)  # a daemon never trusts a submission
+            # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
+            # trusts a submission.
+            intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
+            specs = validation.wire_specs(msg, frames)
+            if self.scheduler.term_of(msg.run_id) is None:
+                self._client_runs.admit(conn, msg.run_id)
         except errors.HandoffError as exc:
             info = error_info(exc)
             assert info is not None
@@ -391,6 +400,10 @@ class OwnerIO:
         if missing:  # the client thought we held them (we restarted): it sends them again
             return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
         return "", ""
+
+    def _unfinished(self, run_id: str) -> bool:
+        st = self.scheduler.run_status(run_id)
+        return st is not None and st.state == "RUNNING"
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)

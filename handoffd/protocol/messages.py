@@ -55,6 +55,9 @@ class MemberState:
     # cpu.max", "NVML", ...), and "ID NAME" of each GPU it hands out: fixed for a daemon's life
     sources: dict[str, str] = field(default_factory=dict)
     gpus: tuple[str, ...] = ()
+    # the port of the member's probe responder on its address's host (issue 19): Pings go there
+    # and are answered off its event loop; 0: ping ``address``
+    probe_port: int = 0
 
 
 @message(1)
@@ -680,3 +683,4 @@ class RunSnapshot:
 
 from handoffd.protocol import messages_observability as _messages_observability  # noqa: E402,F401,I001
 from handoffd.protocol import messages_stream as _messages_stream  # noqa: E402,F401,I001
+from handoffd.protocol import messages_reliability as _messages_reliability  # noqa: E402,F401,I001

@@ -79,11 +79,19 @@ def children(pid: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue  # gone meanwhile
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses, the last ")" ends it
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
+        if parse_ppid(stat) == pid:
             out.append(int(name))
     return out
+
+
+def parse_ppid(stat: bytes) -> int | None:
+    """The parent pid from a /proc/PID/stat line: "pid (comm) state ppid ...", where comm may hold
+    spaces and parentheses (the last ")" ends it)."""
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def end_children() -> int:

@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
-from handoffd.worker import _pipe, _process
+from handoffd.worker import _pipe, _process, _watch
 
 # After EOF on a worker's pipe, how long its process may linger before we kill it.
 EXIT_GRACE = 1.0
@@ -25,17 +25,42 @@ EXIT_GRACE = 1.0
 PIPE_BUFFER = 4 << 20
 
 
+RUNNING, EXITED, REAPED = "running", "exited", "reaped"
+
+
+def state(process: BaseProcess) -> str:
+    """Whether the worker runs, has exited (a zombie: its pid still names only it and its group)
+    or was reaped. Unlike ``process.exitcode``, looking does not reap it."""
+    if process.pid is None:
+        return REAPED
+    try:
+        found = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return REAPED
+    return RUNNING if found is None else EXITED
+
+
 def kill_group(process: BaseProcess) -> None:
-    """SIGKILL the worker and every process left in its process group. Called before the worker
-    is reaped: until then its pid (the group's id) cannot be reused by another process."""
-    pid = process.pid
-    if pid is None:
+    """SIGKILL the worker, its descendants and every process left in its process group, unless it
+    was reaped (its pid may name another process then). The descendants go first, while the worker
+    (their subreaper) still holds them: a process its task moved to a session of its own is found
+    that way, not through the group."""
+    now = state(process)
+    if now == REAPED:
         return
+    pid = process.pid
+    assert pid is not None
+    if now == RUNNING:
+        for child in _watch.descendants(pid, _watch.parent_map()):
+            try:
+                os.kill(child, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass  # no group of that id (the worker never got to setpgid): kill it alone
-    if process.exitcode is None:
+    if now == RUNNING:
         process.kill()
 
 
@@ -85,7 +110,8 @@ class Processes:
     def when_exited(self, process: BaseProcess, then: Callable[[int | None], None] | None) -> None:
         """Reap ``process`` without blocking, then call ``then(exitcode)``."""
         loop = self._loop
-        if process.exitcode is not None:
+        if state(process) != RUNNING:
+            kill_group(process)  # it died on its own: what its task left in its group goes too
             process.join()
             code = process.exitcode
             process.close()
@@ -98,6 +124,7 @@ class Processes:
             timer = self.exiting.pop(process, None)
             if timer is not None:
                 timer.cancel()
+            kill_group(process)  # it died on its own: what its task left in its group goes too
             process.join()
             code = process.exitcode
             process.close()
@@ -107,8 +134,7 @@ class Processes:
         def linger() -> None:
             # EOF without exit: the user closed our pipe or hangs in shutdown. Make sure it ends.
             self.exiting[process] = None
-            if process.exitcode is None:
-                kill_group(process)
+            kill_group(process)
 
         self.exiting[process] = loop.call_later(EXIT_GRACE, linger)
         loop.add_reader(process.sentinel, exited)
@@ -125,8 +151,7 @@ class Processes:
             if timer is not None:
                 timer.cancel()
             self._loop.remove_reader(proc.sentinel)
-            if proc.exitcode is None:
-                kill_group(proc)
+            kill_group(proc)
         for proc in procs:
             # After SIGKILL a process is gone within milliseconds; poll instead of blocking the loop.
             for _ in range(1000):

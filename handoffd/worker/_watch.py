@@ -14,6 +14,8 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from handoffd.worker._contain import parse_ppid
+
 if TYPE_CHECKING:
     from handoffd.worker._records import Job, Worker
 
@@ -50,15 +52,6 @@ def parent_map() -> dict[int, list[int]]:
         if ppid is not None:
             out.setdefault(ppid, []).append(int(name))
     return out
-
-
-def parse_ppid(stat: bytes) -> int | None:
-    """The parent pid from a /proc/PID/stat line (its comm may hold spaces and parentheses)."""
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def descendants(pid: int, children: dict[int, list[int]]) -> list[int]:

@@ -147,7 +147,16 @@ def _seen(tag: str, hold: float) -> tuple[int, str, str]:
     return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"), tag
 
 
-def test_gpu_tasks_see_the_daemons_devices_and_no_worker_changes_device_set(daemons):
+def _seen_together(directory: str, tag: str, parties: int) -> tuple[int, str, str]:
+    """Report the device once ``parties`` tasks run at once (bounded): both hold a device."""
+    open(os.path.join(directory, tag), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(directory)) < parties and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _seen("gpu", 0.0)
+
+
+def test_gpu_tasks_see_the_daemons_devices_and_no_worker_changes_device_set(daemons, tmp_path):
     d = daemons.start(cpu=2, memory=4000, gpu=2, env={"CUDA_VISIBLE_DEVICES": "3,5"})
     with handoffd.connect(d.address) as client:
         info = client.nodes()[d.name]
@@ -157,7 +166,10 @@ def test_gpu_tasks_see_the_daemons_devices_and_no_worker_changes_device_set(daem
         for i in range(2):
             dag.add_function(
                 handoffd.Function(
-                    id=f"g{i}", code=_seen, extra_args=["gpu", 1.0], cost={"cpu": 1, "gpu": 1}
+                    id=f"g{i}",
+                    code=_seen_together,
+                    extra_args=[str(tmp_path), f"g{i}", 2],
+                    cost={"cpu": 1, "gpu": 1},
                 )
             )
         pair = client.execute(dag, timeout=120)
@@ -262,8 +274,9 @@ def test_a_tasks_processes_are_gone_when_it_ends_or_times_out(daemons, tmp_path)
         with pytest.raises(TaskFailed) as failure:
             client.execute(dag, max_retries=0, timeout=60)
         assert failure.value.exc_type == "Timeout"
-        child = int((tmp_path / "child").read_text())
-        wait_for(lambda: not _pid_alive(child), 10, what="the timed-out task's child gone")
+        for child in map(int, (tmp_path / "child").read_text().split()):
+            # its child, and a grandchild in a session of its own (outside the process group)
+            wait_for(lambda c=child: not _pid_alive(c), 10, what=f"timed-out task's {child} gone")
         title = client.execute(_one(_title), timeout=60)["f"]
     pid, text = title
     assert text == f"handoffd-worker {d.name}: run" + text.split(": run", 1)[1]
@@ -274,8 +287,14 @@ def test_a_tasks_processes_are_gone_when_it_ends_or_times_out(daemons, tmp_path)
 
 def _sleep_with_child(directory: str) -> None:
     child = subprocess.Popen(["sleep", "120"])
+    out = subprocess.run(
+        ["sh", "-c", "setsid sleep 120 >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     with open(os.path.join(directory, "child.partial"), "w") as f:
-        f.write(str(child.pid))
+        f.write(f"{child.pid} {int(out.stdout)}")
     os.replace(os.path.join(directory, "child.partial"), os.path.join(directory, "child"))
     time.sleep(60)
 

@@ -122,3 +122,27 @@ def _gone(pid: int) -> bool:
         return True
     with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for init is gone too
         return f.read().rpartition(")")[2].split()[0] == "Z"
+
+
+def child_then_die(started: str) -> None:
+    child = subprocess.Popen(["sleep", "120"])
+    partial = f"{started}.partial"
+    pathlib.Path(partial).write_text(str(child.pid))
+    os.replace(partial, started)
+    os._exit(3)
+
+
+def test_a_crashed_workers_children_in_its_group_are_killed(tmp_path):
+    started = str(tmp_path / "started")
+
+    async def body(pool: WorkerPool, got: Collector) -> int:
+        pool.submit(job("dies", child_then_die, started))
+        (crashed,) = await got.wait(1)
+        assert crashed.kind == "crash" and "exit code 3" in crashed.message
+        return int(pathlib.Path(started).read_text())
+
+    child = run_pool(1, body)
+    deadline = time.monotonic() + 10
+    while not _gone(child):
+        assert time.monotonic() < deadline, f"child {child} outlived its crashed worker"
+        time.sleep(0.01)

@@ -196,3 +196,19 @@ def test_handoffd_config_prints_values_and_sources(
     assert daemon.main(["config", "--config", config]) == 0
     text = capsys.readouterr().out
     assert "[daemon]" in text and "env HANDOFFD_CPU" in text and f"file {config}" in text
+
+
+def test_the_client_variables_never_lower_the_daemons_authentication(
+    started: list[Any], clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDOFFD_ALLOW_LOCAL_USERS / HANDOFFD_INSECURE tell a *client* to connect without a key; a
+    shell exporting them must not start a daemon open to every local user (and with --key-file
+    the daemon refused to start at all). The daemon's own switches have daemon-only names."""
+    monkeypatch.setenv("HANDOFFD_ALLOW_LOCAL_USERS", "1")
+    monkeypatch.setenv("HANDOFFD_INSECURE", "1")
+    assert daemon.main(["start"]) == 0
+    assert not started[-1].allow_local_users and not started[-1].insecure
+    monkeypatch.setenv("HANDOFFD_DAEMON_ALLOW_LOCAL_USERS", "1")
+    monkeypatch.setenv("HANDOFFD_DAEMON_INSECURE", "1")
+    assert daemon.main(["start"]) == 0
+    assert started[-1].allow_local_users and started[-1].insecure

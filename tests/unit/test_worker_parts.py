@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from handoffd.worker._contain import parse_ppid
 from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import Chain, Job, memory_outcome
-from handoffd.worker._watch import descendants, parse_ppid
+from handoffd.worker._watch import descendants
 
 
 def chain(chains: dict[Hashable, Chain], name: str, devices: str | None, jobs: int = 1) -> Chain:
