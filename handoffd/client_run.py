@@ -4,7 +4,6 @@ with their nodes asked for again, and the status record and error helpers ``Run`
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -108,10 +107,14 @@ class RunReading:
 
     async def wait_async(self, timeout: float | None = None) -> RunStatus:
         """``wait`` without blocking the event loop."""
+        import asyncio  # here: a client that never awaits does not load asyncio
+
         return await asyncio.to_thread(self.wait, timeout)
 
     async def results_async(self) -> dict[str, Any]:
         """``results`` without blocking the event loop."""
+        import asyncio  # here: a client that never awaits does not load asyncio
+
         return await asyncio.to_thread(self.results)
 
     def _collect(self, ids: list[str]) -> dict[str, Any]:

@@ -274,7 +274,7 @@ def _cancel(client: Any, *, run_id: str, as_json: bool) -> int:
 def _logs(client: Any, *, run_id: str, task: str | None, follow: bool, as_json: bool) -> int:
     from handoffd.cli.logs import logs_command
 
-    return logs_command(client, run_id, task, follow)
+    return logs_command(client, run_id, task, follow, as_json)
 
 
 @command("keygen", connect=False, help="Write a new cluster key file (never overwrites one).")

@@ -149,6 +149,14 @@ def cli() -> None:
     "~300 ms), loaded (busy machines); single values in the config file's [timings]",
 )
 @click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="a bound on what a client or peer can make this daemon hold, e.g. "
+    "max_tasks_per_run=1000000 (repeatable; docs/limits.md)",
+)
+@click.option(
     "--http-port",
     type=int,
     metavar="PORT",
@@ -162,14 +170,6 @@ def cli() -> None:
 )
 @click.option("--log-max-mb", type=float, default=50.0, show_default=True, help="rotate past this")
 @click.option("--log-backups", type=int, default=5, show_default=True, help="rotated files kept")
-@click.option(
-    "--limit",
-    "limits",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="a bound on what a client or peer can make this daemon hold, e.g. "
-    "max_tasks_per_run=1000000 (repeatable; docs/limits.md)",
-)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),

@@ -99,6 +99,7 @@ def build_config(args: Any) -> NodeConfig:
         spill_bytes=int(args.store_memory * 1024 * 1024),
         spill_dir=args.spill_dir,
         result_retention_s=args.result_retention,
+        limits=parse_limits(getattr(args, "limits", None) or []),
         gpu_devices=tuple(g.id for g in found.gpus),
         gpu_names=tuple(g.name for g in found.gpus),
         resource_sources={k: v for k, v in sources.items() if k in capacity},
@@ -106,7 +107,6 @@ def build_config(args: Any) -> NodeConfig:
         recycle_gpu_workers=bool(getattr(args, "recycle_gpu_workers", False)),
         http_port=http_port,
         http_optional=http_optional,
-        limits=parse_limits(getattr(args, "limits", None) or []),
     )
 
 

@@ -6,6 +6,7 @@ A run's output is what its tasks printed and logged, one entry per attempt, kept
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -15,12 +16,24 @@ from handoffd.cli.common import EXIT_OK, EXIT_USAGE, fail
 from handoffd.client_run import format_output
 
 
-def logs_command(client: Any, run_id: str, task: str | None, follow: bool) -> int:
-    """Print a run's output (and follow it until the run ends with ``follow``); exit code."""
+def logs_command(
+    client: Any, run_id: str, task: str | None, follow: bool, as_json: bool = False
+) -> int:
+    """Print a run's output (and follow it until the run ends with ``follow``); exit code.
+    ``as_json``: one JSON line per entry (task, attempt, node, text), as they come."""
     try:
         run = client.run(run_id)
         for entry in run.output(task, follow=follow):
-            sys.stdout.write(format_output(entry))
+            if as_json:
+                doc = {
+                    "task": entry.task_id,
+                    "attempt": entry.attempt,
+                    "node": entry.node,
+                    "text": entry.text,
+                }
+                sys.stdout.write(json.dumps(doc) + "\n")
+            else:
+                sys.stdout.write(format_output(entry))
             sys.stdout.flush()
     except errors.UnknownRun as exc:
         return fail(EXIT_USAGE, str(exc))

@@ -9,6 +9,7 @@ is gone (DEAD, LEFT) is forgotten here.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from handoffd.protocol import messages as m
 
@@ -38,3 +39,13 @@ class LeavingPeers:
         if not self._leaving:
             return members
         return [self.mask(s) for s in members]
+
+
+def leave_notice(name: str, executor: Any, grace_s: float) -> str:
+    """The log line of a graceful leave: what goes back now, what may still finish."""
+    queued = sum(1 for t in executor.state.tasks.values() if not t.running)
+    running = executor.running_count()
+    return (
+        f"node {name} leaving: {queued} queued tasks handed back, {running} running get up to "
+        f"{grace_s:.1f} s"
+    )

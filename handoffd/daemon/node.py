@@ -31,8 +31,9 @@ from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
-from handoffd.daemon.leaving import LeavingPeers
-from handoffd.daemon.names import YOUNG_S, Names, clash_text
+from handoffd.daemon.leaving import LeavingPeers, leave_notice
+from handoffd.daemon.names import Names
+from handoffd.daemon.node_reliability import NodeReliability
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
@@ -65,7 +66,7 @@ _OPS_REQUESTS = ops.CLIENT_TYPES
 _OPS_NOTICES = ops.NOTICE_TYPES
 
 
-class Node:
+class Node(NodeReliability):
     def __init__(
         self,
         config: NodeConfig,
@@ -112,16 +113,16 @@ class Node:
         self._next_stats = 0.0
         self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
-        self.started_wall = 0.0
-        self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
-        self.deaths = 0
-        self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
-        self.http: Any = None  # observability.http.HttpServer when config.http_port
         self._responder: Any = None  # answers Pings off the loop (transport/responder.py)
         self._published: m.MemberState | None = None
         self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
         self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
         self.clashed = False  # we stopped because our name was taken (exit code 2)
+        self.started_wall = 0.0
+        self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
+        self.deaths = 0
+        self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
+        self.http: Any = None  # observability.http.HttpServer when config.http_port
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -144,12 +145,12 @@ class Node:
             config=cfg.membership,
             rng=self._rng,
             now=now,
+            probe_port=self._responder.port if self._responder is not None else 0,
             sources=cfg.resource_sources,
             gpus=tuple(
                 f"{d} {n}".strip()
                 for d, n in itertools.zip_longest(self.ledger.devices, cfg.gpu_names, fillvalue="")
             ),
-            probe_port=self._responder.port if self._responder is not None else 0,
         )
         self._publish_me()
         loop = asyncio.get_running_loop()
@@ -171,7 +172,7 @@ class Node:
             probe_interval=cfg.dispatch.lost_probe_interval,
             ack_timeout=cfg.dispatch.ack_timeout,
         )
-        self.scheduler.wall_offset = time.time() - now  # task history is wall clock
+        self.scheduler.wall_offset = time.time() - self._clock()  # task history is wall clock
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -307,14 +308,8 @@ class Node:
         try:
             if self.executor is not None:
                 if drain:  # a graceful leave: queued tasks go back to their owners now
-                    tasks = self.executor.state.tasks.values()
-                    queued = sum(1 for t in tasks if not t.running)
                     log.info(
-                        "node %s leaving: %d queued tasks handed back, %d running get up to %.1f s",
-                        self.name,
-                        queued,
-                        self.executor.running_count(),
-                        self.config.drain_grace_s,
+                        "%s", leave_notice(self.name, self.executor, self.config.drain_grace_s)
                     )
                     self.executor.leave()
                     self._announce_leaving()
@@ -350,21 +345,6 @@ class Node:
             self.code.remove_all()
         finally:
             self._stopped.set()
-
-    def _announce_leaving(self) -> None:
-        """Tell every live member at once that we are leaving: they place nothing more here from
-        the moment they hear it (``LeavingPeers``), not when gossip says LEFT after the drain."""
-        msg = mr.NodeLeaving(self.config.drain_grace_s)
-        for member in self.members():
-            if member.name != self.name and member.status in (m.ALIVE, m.SUSPECT):
-                self.send(member.address, msg)
-
-    def _peer_leaving(self, name: str) -> None:
-        member = self.membership.get(name) if self.membership is not None else None
-        if member is None or self.owner is None or name == self.name:
-            return
-        log.info("member %s is leaving: no new work is placed there", name)
-        self.owner.member_updates([self._leaving.said(member)])
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -436,52 +416,6 @@ class Node:
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
-
-    def _on_ping(self, sender: str, ping: m.Ping) -> None:
-        """A Ping the probe responder already acked, off the loop: merge what it carries, checked
-        as any membership message (an Ack from the loop too would only be a duplicate)."""
-        membership = self.membership
-        if membership is None or self._stopping:
-            return
-        refused = admission.check(ping, sender, True, membership.get(sender), self.name)
-        if refused:
-            self.dropped += 1
-            self.drops.count(refused, ping, sender)
-            return
-        try:
-            self._run_membership(swim.Received(sender, None, m.Gossip(ping.updates)))
-        except Exception:  # noqa: BLE001 - as for any message: never take the daemon down
-            self.dropped += 1
-            log.exception("handling a Ping from %s failed", sender)
-
-    def _names_check(self, msg: Any, sender: str, member: m.MemberState | None) -> None:
-        found = self._names.clash(msg, sender, member, self._clock())
-        if found is None:
-            return
-        known, claimed = found
-        log.warning("two live daemons use the name %r: at %s and at %s", sender, known, claimed)
-        self.send(claimed, mr.NameClash(sender, known, True))
-        self.send(known, mr.NameClash(sender, claimed, False))
-
-    def _name_clashed(self, msg: mr.NameClash) -> None:
-        if msg.name != self.name or msg.other_address == self.address:
-            return
-        stop = msg.stop and self._clock() - self.started_at < YOUNG_S
-        text = clash_text(self.name, self.address, msg.other_address, stop)
-        if stop and not self._stopping:
-            log.error("%s", text)
-            self.clashed = True
-            self.request_stop()
-        else:
-            log.warning("%s", text)
-
-    def _publish_me(self) -> None:
-        """Our own state, as the probe responder's Acks carry it (a reference swap)."""
-        if self._responder is not None and self.membership is not None:
-            me = self.membership.me
-            if me is not self._published:
-                self._published = me
-                self._responder.publish(me)
 
     def stats(self) -> dict[str, Any]:
         """What was dropped or refused, by reason: messages (admission), the transport's inbound
@@ -572,14 +506,14 @@ class Node:
         elif isinstance(msg, _OPS_REQUESTS):
             if self.ops is not None:
                 self.ops.handle(msg, conn)
-        elif isinstance(msg, GetNodeInfo):
-            self.reply(conn, node_info(self, msg.request_id))
-        elif isinstance(msg, GetMetrics):
-            self.reply(conn, metrics_reply(self, msg.request_id))
         elif isinstance(msg, mr.NameClash):
             self._name_clashed(msg)
         elif isinstance(msg, mr.NodeLeaving):
             self._peer_leaving(envelope.sender if envelope is not None else "")
+        elif isinstance(msg, GetNodeInfo):
+            self.reply(conn, node_info(self, msg.request_id))
+        elif isinstance(msg, GetMetrics):
+            self.reply(conn, metrics_reply(self, msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()

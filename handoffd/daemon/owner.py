@@ -384,6 +384,10 @@ class OwnerIO:
         )
         self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
 
+    def _unfinished(self, run_id: str) -> bool:
+        st = self.scheduler.run_status(run_id)
+        return st is not None and st.state == "RUNNING"
+
     def _store_packages(self, shas: tuple[str, ...], frames: list[bytes]) -> tuple[str, str]:
         """Keep a submission's code packages (the zips of those the client did not know we
         hold); (kind, what is wrong) or ("", "")."""
@@ -400,10 +404,6 @@ class OwnerIO:
         if missing:  # the client thought we held them (we restarted): it sends them again
             return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
         return "", ""
-
-    def _unfinished(self, run_id: str) -> bool:
-        st = self.scheduler.run_status(run_id)
-        return st is not None and st.state == "RUNNING"
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)

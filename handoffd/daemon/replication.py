@@ -85,6 +85,7 @@ class ReplicationIO:
         self.log = rlog.ReplicationLog(port.name, replicas)
         self.standby = StandbyStore(port.name)
         self.code: CodeStore | None = None  # the node's code packages (set by the node)
+        self._packages_sent: set[tuple[str, str]] = set()  # (standby, sha) it was sent
         self.takeovers = tm.TakeoverMachine(port.name, grace, answer_timeout)
         self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
         self._taking: dict[str, _Taking] = {}
@@ -163,8 +164,18 @@ class ReplicationIO:
             ins.run_id, run.term, ins.seq, self.port.name, self.port.address, ins.standbys
         )
         frames = [encode_run(run)]
-        if self.code is not None:  # the run's code packages, for when we are gone
-            frames += [d for d in map(self.code.get, run.options.packages) if d is not None]
+        if self.code is not None:
+            # The run's code packages, for when we are gone; each standby gets a package once
+            # (content-addressed: run after run ships the same modules).
+            for sha in run.options.packages:
+                if (ins.node, sha) in self._packages_sent:
+                    continue
+                data = self.code.get(sha)
+                if data is not None:
+                    if len(self._packages_sent) > 65536:
+                        self._packages_sent.clear()
+                    self._packages_sent.add((ins.node, sha))
+                    frames.append(data)
         self.port.send(address, msg, frames, term=run.term)
 
     def _send_log(self, ins: rlog.SendLog) -> None:

@@ -27,6 +27,7 @@ from handoffd.protocol.messages_code import (
 PER_TASK = 256 * 1024  # characters kept per task over all its attempts (the newest win)
 PER_RUN = 16 << 20  # characters kept per run
 MAX_RUNS = 4096  # runs whose output a node keeps (the oldest go first)
+TOTAL = 256 << 20  # characters a node keeps over all runs (the oldest runs' output goes first)
 REPLY_CHARS = 4 << 20  # characters per reply (a client asks again for the rest)
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 
@@ -43,8 +44,10 @@ class _RunOutput:
 class OutputStore:
     """Output entries per run (pure: no I/O)."""
 
-    def __init__(self) -> None:
+    def __init__(self, total: int = TOTAL) -> None:
         self._runs: OrderedDict[str, _RunOutput] = OrderedDict()
+        self._total = total
+        self.size = 0  # characters kept over all runs
 
     def has(self, run_id: str) -> bool:
         return run_id in self._runs
@@ -54,7 +57,7 @@ class OutputStore:
         if run is None:
             run = self._runs[run_id] = _RunOutput()
             while len(self._runs) > MAX_RUNS:
-                self._runs.popitem(last=False)
+                self.size -= self._runs.popitem(last=False)[1].size
         return run
 
     def add(self, run_id: str, task_id: str, attempt: int, node: str, text: str) -> OutputEntry:
@@ -79,8 +82,16 @@ class OutputStore:
         size = len(entry.text)
         run.size += size
         run.per_task[entry.task_id] = run.per_task.get(entry.task_id, 0) + size
+        self.size += size
         if run.per_task[entry.task_id] > PER_TASK or run.size > PER_RUN:
+            before = run.size
             self._trim(run, entry.task_id)
+            self.size -= before - run.size
+        while self.size > self._total and len(self._runs) > 1:
+            oldest = next(iter(self._runs))
+            if self._runs[oldest] is run:
+                break
+            self.size -= self._runs.pop(oldest).size
 
     def _trim(self, run: _RunOutput, task_id: str) -> None:
         """Drop the oldest texts (of this task while it is over its bound, then of any task while
@@ -122,7 +133,9 @@ class OutputStore:
         return out, next_seq
 
     def forget(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self.size -= run.size
 
 
 @dataclass(eq=False)

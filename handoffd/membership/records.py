@@ -77,9 +77,9 @@ class Counters:
 def same(a: MemberState, b: MemberState) -> bool:
     """``b`` tells nothing ``a`` does not: same incarnation, status, resources and address."""
     return a is b or (
-        a.incarnation == b.incarnation
+        a.resource_version == b.resource_version
+        and a.incarnation == b.incarnation
         and a.status == b.status
-        and a.resource_version == b.resource_version
         and a.address == b.address
         and a.cluster == b.cluster
         and a.protocol_min == b.protocol_min

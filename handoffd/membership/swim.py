@@ -128,6 +128,7 @@ class Membership:
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue = records.GossipQueue()  # names whose current state is still news
+        self._limit_for = (-1, 0)  # (live members, retransmit limit) cached
         # Live and DEAD peers, suspicion and reap timers: kept in step with every status move.
         self._index = records.PeerIndex(name, self._members, config.dead_reap_after)
         self._live = self._index.live  # ALIVE and SUSPECT peers (not self)
@@ -492,11 +493,11 @@ class Membership:
         refuted = False
         room = MAX_NEW_PER_MESSAGE
         members = self._members
+        limit = self._retransmit_limit()
         for u in updates:
             known = members.get(u.name)
             if known is not None and records.same(known.state, u) and u.name != self.name:
-                if u.name in self._queue:
-                    self._queue.heard(u.name, self._retransmit_limit())
+                self._queue.heard(u.name, limit)
                 continue  # nothing new (most of a push-pull page)
             if u.cluster != self.cluster:
                 self.counters.dropped_other_cluster += 1
@@ -635,7 +636,10 @@ class Membership:
 
     def _retransmit_limit(self) -> int:
         live = len(self._live) + (0 if self._left else 1)
-        return self.config.gossip_retransmit_mult * max(1, math.ceil(math.log2(live + 1)))
+        if live != self._limit_for[0]:
+            limit = self.config.gossip_retransmit_mult * max(1, math.ceil(math.log2(live + 1)))
+            self._limit_for = (live, limit)
+        return self._limit_for[1]
 
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
         """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""

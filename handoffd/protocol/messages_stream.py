@@ -19,8 +19,9 @@ class StreamJoin:
 
 @message(181)
 class StreamItems:
-    """Run ``stage`` on a batch of items (frame 0: the pickled list of argument tuples, in
-    order). The client keeps which items a batch holds: none of their ids travel."""
+    """Run ``stage`` on a batch of items (frame 0: the pickled list, per item in order, of its
+    argument, or of the tuple of its arguments when the stage takes several). The client keeps
+    which items a batch holds: none of their ids travel."""
 
     batch_id: int
     stage: str
@@ -28,8 +29,8 @@ class StreamItems:
 
 @message(182)
 class StreamOutputs:
-    """The answer to ``StreamItems`` ``batch_id``. Frame 0: the pickled list, per item in the
-    batch's order, of (True, value) or (False, (exception type, message, traceback))."""
+    """The answer to ``StreamItems`` ``batch_id``. Frame 0: the pickled pair (outputs in the
+    batch's order, {position: (exception type, message, traceback)} of the items that failed)."""
 
     batch_id: int
     stage: str

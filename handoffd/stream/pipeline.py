@@ -355,8 +355,8 @@ class Pipeline:
         if isinstance(msg, ms.StreamOutputs):
             index = self._replica_index(identity)
             if index is not None:
-                results = values.loads(decoded.frames[0])
-                state.answered(msg.stage, index, msg.batch_id, results, now)
+                outputs, failures = values.loads(decoded.frames[0])
+                state.answered(msg.stage, index, msg.batch_id, outputs, failures, now)
         elif isinstance(msg, ms.StreamHeartbeat):
             state.heard(msg.stage, msg.replica, now)
         elif isinstance(msg, ms.StreamJoin):
@@ -385,7 +385,7 @@ def handoffd_dag(stages: list[Stage], functions: dict[str, Function], link: dict
         fn = functions[stage.id]
         for index in range(fn.parallelism):
             config = dict(link, stage=stage.id, replica=index, code=fn.code, init=fn.init,
-                          batch_size=fn.batch_size)  # fmt: skip
+                          batch_size=fn.batch_size, arity=len(stage.args))  # fmt: skip
             dag.add_function(
                 Function(id=f"{stage.id}#{index}", code=serve, extra_args=[config],
                          cost=fn.cost, node=fn.node, priority=fn.priority)

@@ -102,58 +102,64 @@ def _loop(sock: zmq.Socket[Any], name: str, config: dict[str, Any], state: Any) 
         if not isinstance(msg, ms.StreamItems):
             continue  # the client's keep-alive
         args = values.loads(decoded.frames[0])
-        results = _run(code, args, state, with_state, batched)
-        answered += len(results)
-        _send(sock, name, ms.StreamOutputs(msg.batch_id, stage), [_dumps(results)])
+        outputs, failures = _run(code, args, state, with_state, batched, config["arity"])
+        answered += len(outputs)
+        _send(sock, name, ms.StreamOutputs(msg.batch_id, stage), [_dumps(outputs, failures)])
 
 
-def _dumps(results: list[Any]) -> bytes:
-    """The outputs pickled; an output that cannot be pickled becomes that item's failure."""
+Failures = dict[int, tuple[str, str, str]]  # position in the batch -> (type, message, traceback)
+
+
+def _dumps(outputs: list[Any], failures: Failures) -> bytes:
+    """(outputs, failures) pickled; an output that cannot be pickled becomes its item's failure."""
     try:
-        return values.dumps(results)
+        return values.dumps((outputs, failures))
     except Exception:
-        safe = []
-        for result in results:
+        for position, output in enumerate(outputs):
             try:
-                values.dumps(result)
-                safe.append(result)
+                values.dumps(output)
             except Exception as exc:
-                safe.append((False, (type(exc).__qualname__,
-                                     f"the stage returned a value that cannot be pickled: {exc}",
-                                     "")))  # fmt: skip
-        return values.dumps(safe)
+                outputs[position] = None
+                failures[position] = (
+                    type(exc).__qualname__,
+                    f"the stage returned a value that cannot be pickled: {exc}",
+                    "",
+                )
+        return values.dumps((outputs, failures))
 
 
-def _failure(exc: BaseException) -> tuple[bool, tuple[str, str, str]]:
-    return (False, (type(exc).__qualname__, str(exc), tb_module.format_exc()))
+def _failure(exc: BaseException) -> tuple[str, str, str]:
+    return (type(exc).__qualname__, str(exc), tb_module.format_exc())
 
 
 def _run(
-    code: Any, args: list[tuple[Any, ...]], state: Any, with_state: bool, batched: bool
-) -> list[Any]:
-    """Per item (True, value) or (False, (exception type, message, traceback))."""
+    code: Any, args: list[Any], state: Any, with_state: bool, batched: bool, arity: int
+) -> tuple[list[Any], Failures]:
+    """The outputs of a batch of items (each item: its argument, or a tuple of its arguments
+    when the stage takes several), and the failures by position."""
     lead = (state,) if with_state else ()
+    failures: Failures = {}
     if batched:
-        batch = [a[0] if len(a) == 1 else a for a in args]
         try:
-            out = code(*lead, batch)
-            out = list(out)
-            if len(out) != len(batch):
+            out = list(code(*lead, args))
+            if len(out) != len(args):
                 raise ValueError(
                     f"a batched stage must return one output per input: got {len(out)} for "
-                    f"{len(batch)}"
+                    f"{len(args)}"
                 )
         except Exception as exc:
             failure = _failure(exc)
-            return [failure] * len(args)
-        return [(True, value) for value in out]
-    results: list[Any] = []
-    for call_args in args:
+            return [None] * len(args), dict.fromkeys(range(len(args)), failure)
+        return out, failures
+    outputs: list[Any] = []
+    append = outputs.append
+    for position, item in enumerate(args):
         try:
-            results.append((True, code(*lead, *call_args)))
+            append(code(*lead, item) if arity == 1 else code(*lead, *item))
         except Exception as exc:
-            results.append(_failure(exc))
-    return results
+            append(None)
+            failures[position] = _failure(exc)
+    return outputs, failures
 
 
 __all__ = ["serve", "HEARTBEAT"]

@@ -58,7 +58,8 @@ class Stage:
     batch_size: int | None = None
     batch_timeout: float = 0.0
     consumers: list[str] = field(default_factory=list)
-    queue: deque[tuple[int, tuple[Any, ...], float]] = field(default_factory=deque)
+    # (correlation id, its argument, or a tuple of its arguments when several, when queued)
+    queue: deque[tuple[int, Any, float]] = field(default_factory=deque)
 
 
 @dataclass
@@ -77,7 +78,7 @@ class SendBatch:
     batch_id: int
     stage: str
     correlation_ids: list[int]
-    args: list[tuple[Any, ...]]
+    args: list[Any]  # per item: its one argument, or a tuple of its arguments (several args)
 
 
 @dataclass
@@ -138,11 +139,17 @@ class PipelineState:
             replica.last_seen = now
 
     def answered(
-        self, stage: str, index: int, batch_id: int, results: list[Any], now: float
+        self,
+        stage: str,
+        index: int,
+        batch_id: int,
+        outputs: list[Any],
+        failures: dict[int, tuple[str, str, str]],
+        now: float,
     ) -> None:
-        """A replica's outputs for one batch, in its order: per item (True, value) or (False,
-        (type, message, traceback)). A batch no longer known (its replica was dropped and its
-        items replayed) is ignored."""
+        """A replica's outputs for one batch, in its order, and its failures by position in the
+        batch ((type, message, traceback)). A batch no longer known (its replica was dropped and
+        its items replayed) is ignored."""
         replica = self.replicas.get((stage, index))
         if replica is None:
             return
@@ -152,14 +159,15 @@ class PipelineState:
             return
         replica.items -= len(cids)
         items = self.items
-        for cid, (ok, value) in zip(cids, results, strict=False):
+        for position, (cid, value) in enumerate(zip(cids, outputs, strict=False)):
             item = items.get(cid)
             if item is None or stage in item.values:
                 continue  # finished or failed already
-            if ok:
+            failure = failures.get(position) if failures else None
+            if failure is None:
                 self._value(cid, item, stage, value, now)
             else:
-                exc_type, message, traceback = value
+                exc_type, message, traceback = failure
                 self._finish(
                     cid, ItemFailed(cid, TaskFailed(stage, 1, exc_type, message, traceback))
                 )
@@ -205,8 +213,8 @@ class PipelineState:
         for consumer in consumers:
             stage = self.stages[consumer]
             args = stage.args
-            if len(args) == 1:  # the common chain: no join to wait for
-                stage.queue.append((cid, (value,), now))
+            if len(args) == 1:  # the common chain: no join to wait for, the value as it is
+                stage.queue.append((cid, value, now))
             else:
                 if consumer in item.queued or not all(a in values for a in args):
                     continue
@@ -225,12 +233,18 @@ class PipelineState:
         if self.replicas.get((replica.stage, replica.index)) is replica:
             del self.replicas[(replica.stage, replica.index)]
         stage = self.stages[replica.stage]
-        again: list[tuple[int, tuple[Any, ...], float]] = []
+        again: list[tuple[int, Any, float]] = []
         for cids in replica.batches.values():
             for cid in cids:
                 item = self.items.get(cid)
                 if item is not None and stage.id not in item.values:
-                    again.append((cid, tuple(item.values[a] for a in stage.args), 0.0))
+                    args = stage.args
+                    value = (
+                        item.values[args[0]]
+                        if len(args) == 1
+                        else tuple(item.values[a] for a in args)
+                    )
+                    again.append((cid, value, 0.0))
         replica.batches.clear()
         self.replayed += len(again)
         stage.queue.extendleft(reversed(again))
@@ -255,7 +269,7 @@ class PipelineState:
                 ):
                     break  # wait for a full micro-batch, or for its timeout (tick)
                 cids: list[int] = []
-                args: list[tuple[Any, ...]] = []
+                args: list[Any] = []
                 while queue and len(cids) < size:
                     cid, values, _ = queue.popleft()
                     if cid in self.items:  # not failed meanwhile

@@ -506,8 +506,9 @@ class WorkerPool:
             return
         assert self._loop is not None
         duration = self._loop.time() - worker.started
+        pid = worker.process.pid or 0  # (the process object is closed once retired)
         _, cancelled = self._retire(worker)
-        self._on_done(timeout_outcome(sent.job, duration, worker.process.pid or 0))
+        self._on_done(timeout_outcome(sent.job, duration, pid))
         for outcome in cancelled:
             self._on_done(outcome)
 

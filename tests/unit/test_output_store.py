@@ -62,3 +62,14 @@ def test_store_numbers_entries_bounds_each_task_and_merges_without_duplicates(
     assert store.since("r", "b", 0)[0] == [second]  # other tasks keep theirs
     store.forget("r")
     assert store.since("r", "", 0) == ([], 0)
+
+
+def test_a_node_keeps_a_bounded_total_dropping_the_oldest_runs_output() -> None:
+    store = OutputStore(total=1000)
+    for run in range(5):
+        store.add(f"r{run}", "t", 1, "n", "x" * 300)
+    assert store.size <= 1000
+    assert store.since("r0", "", 0) == ([], 0) and store.since("r1", "", 0) == ([], 0)
+    assert [e.text for e in store.since("r4", "", 0)[0]] == ["x" * 300]
+    store.forget("r4")
+    assert store.size == 600

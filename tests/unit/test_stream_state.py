@@ -23,8 +23,9 @@ def chain(batch_size=None, batch_timeout=0.0, dead_after=5.0):
 
 
 def answer(state: PipelineState, batch: SendBatch, fn, index=0, now=0.0):
-    results = [(True, fn(*args)) for args in batch.args]
-    state.answered(batch.stage, index, batch.batch_id, results, now)
+    arity = len(state.stages[batch.stage].args)
+    outputs = [fn(item) if arity == 1 else fn(*item) for item in batch.args]
+    state.answered(batch.stage, index, batch.batch_id, outputs, {}, now)
 
 
 def run_through(state: PipelineState, now=0.0):
@@ -104,7 +105,7 @@ def test_a_failed_item_gets_item_failed_and_goes_no_further():
     state.push({"src": 1}, 0.0)
     state.push({"src": 2}, 0.0)
     first, second = state.take(0.0)  # 2 queued, 1 replica: one message each
-    state.answered("double", 0, first.batch_id, [(False, ("ValueError", "bad input", "tb"))], 0.0)
+    state.answered("double", 0, first.batch_id, [None], {0: ("ValueError", "bad input", "tb")}, 0.0)
     answer(state, second, lambda x: 2 * x)
     (inc,) = state.take(0.0)
     assert inc.correlation_ids == [1]
@@ -132,7 +133,7 @@ def test_a_silent_replica_is_dropped_and_its_items_replayed_once():
     for batch in [b for b in sent if b.identity == b"d1"] + again:
         answer(state, batch, lambda x: 2 * x, index=1)
     for batch in lost:  # the dropped replica answers late: ignored, its batches are forgotten
-        state.answered("double", 0, batch.batch_id, [(True, 99)] * len(batch.correlation_ids), 3.0)
+        state.answered("double", 0, batch.batch_id, [99] * len(batch.correlation_ids), {}, 3.0)
     run_through(state, 3.0)
     assert state.outputs == {i: 2 * i + 1 for i in range(4)} and state.unfinished == 0
 

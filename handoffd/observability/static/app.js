@@ -96,7 +96,8 @@ function renderCluster(doc) {
   }
   const runs = el("table", { id: "runs" },
     el("tr", {}, ...["run", "owner", "state", "done", "submitted", "finished", "took"].map((h) => el("th", { text: h }))));
-  for (const r of doc.runs) {
+  // The newest 100 (the browser often shares the machine with the daemons it watches).
+  for (const r of doc.runs.slice(0, 100)) {
     const total = Object.values(r.counts).reduce((a, b) => a + b, 0);
     const took = r.finished && r.submitted ? r.finished - r.submitted : null;
     runs.append(el("tr", { "data-run": r.run_id },
@@ -108,7 +109,7 @@ function renderCluster(doc) {
   }
   app.replaceChildren(
     section("Nodes", nodes),
-    section(`Runs (${doc.runs.length})`, doc.runs.length ? runs : el("p", { class: "muted", text: "no runs yet" })),
+    section(doc.runs.length > 100 ? `Runs (newest 100 of ${doc.runs.length})` : `Runs (${doc.runs.length})`, doc.runs.length ? runs : el("p", { class: "muted", text: "no runs yet" })),
   );
 }
 
