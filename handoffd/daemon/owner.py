@@ -39,6 +39,7 @@ from handoffd.config import Limits
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.history_io import history_reply, observe_reports
+from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
@@ -107,6 +108,7 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
+        self.run_times = RunTimes()  # wall-clock times for `handoffctl runs`
         # /metrics: the scheduler's time per batch of events (placement included), and from a
         # dispatch to the attempt's start on its worker (from the reports).
         self.placement_seconds = Buckets()
@@ -373,6 +375,7 @@ class OwnerIO:
                 self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
                 return
         self._submits[msg.run_id] = waiter
+        self.run_times.accepted(msg.run_id)
         options = RunOptions(
             max_retries=msg.max_retries,
             policy=msg.policy,
@@ -565,6 +568,7 @@ class OwnerIO:
                     )
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
                     log.debug("run %s %s", ins.run_id, ins.state, extra={"run": ins.run_id})
+                self.run_times.ended(ins.run_id)
                 self.run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeUnneededValues):
                 address = self.port.address_of(ins.node)
