@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) setup.py pyproject.toml
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
-.PHONY: install build test lint typecheck suite fast unit demo bench bench-peers clean
+.PHONY: install build test lint typecheck suite fast unit demo bench bench-peers clean browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/bench_vs_peers.py
+
+# The dashboard's browser test drives Debian's headless chromium (tests/daemons/test_dashboard_browser.py);
+# installed here when missing and we are root (CI is), else that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "no chromium and not root: the dashboard's browser test will skip"; fi
 
 clean:
 	rm -rf build *.egg-info _core/*.c _core/*.so

@@ -10,8 +10,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from handoffd.arguments import Argument, HookFailed
     from handoffd.client import Client, NodeInfo, Run, RunStatus, connect
     from handoffd.dag import DAG, Function, new
+    from handoffd.decorator import Ref, function
     from handoffd.errors import (
         AuthenticationError,
         ConnectionError,
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from handoffd.local import run_local
+    from handoffd.stream.state import ItemFailed
 
 __version__ = "0.1.0"
 
@@ -30,6 +33,11 @@ __all__ = [
     "DAG",
     "Function",
     "new",
+    "function",
+    "Ref",
+    "Argument",
+    "HookFailed",
+    "ItemFailed",
     "run_local",
     "connect",
     "Client",
@@ -43,6 +51,7 @@ __all__ = [
     "TaskFailed",
     "Timeout",
     "Unschedulable",
+    "UnknownRun",
     "ValidationError",
     "__version__",
 ]
@@ -57,6 +66,11 @@ _LAZY = {
     "DAG": "handoffd.dag",
     "Function": "handoffd.dag",
     "new": "handoffd.dag",
+    "function": "handoffd.decorator",
+    "Argument": "handoffd.arguments",
+    "HookFailed": "handoffd.arguments",
+    "ItemFailed": "handoffd.stream.state",
+    "Ref": "handoffd.decorator",
     "AuthenticationError": "handoffd.errors",
     "ConnectionError": "handoffd.errors",
     "HandoffError": "handoffd.errors",
@@ -64,6 +78,7 @@ _LAZY = {
     "TaskFailed": "handoffd.errors",
     "Timeout": "handoffd.errors",
     "Unschedulable": "handoffd.errors",
+    "UnknownRun": "handoffd.errors",
     "ValidationError": "handoffd.errors",
     "run_local": "handoffd.local",
 }

@@ -27,6 +27,9 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 
 log = logging.getLogger("handoffd.admission")
 
@@ -51,6 +54,9 @@ PEER_TYPES = (
     m.CancelTasks,
     m.FreeRun,
     m.FreeValues,
+    mc.FetchPackages,
+    mc.PackagesFetched,
+    mc.ReplicateOutput,
     *REPLICATION_TYPES,
 )
 CLIENT_TYPES = (
@@ -64,6 +70,10 @@ CLIENT_TYPES = (
     m.FreeRunRequest,
     m.ListRuns,
     m.StopNode,
+    mc.GetTaskOutput,
+    GetTaskHistory,
+    GetNodeInfo,
+    GetMetrics,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"
@@ -71,6 +81,8 @@ KIND: dict[type, str] = {
     **{t: CLIENT for t in CLIENT_TYPES},
     **{t: PEER for t in PEER_TYPES},
     **{t: MEMBERSHIP for t in MEMBERSHIP_TYPES},
+    mr.NodeLeaving: PEER,  # a member says it is leaving (issue 19)
+    mr.NameClash: MEMBERSHIP,  # from anyone: a newcomer with a taken name is no member yet
 }
 _LIVE = (m.ALIVE, m.SUSPECT)
 
@@ -92,7 +104,7 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return ""
     if member is None or member.status not in _LIVE:
         return "not_a_member"
-    if isinstance(msg, m.FetchValues):
+    if isinstance(msg, (m.FetchValues, mc.FetchPackages)):
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
     if isinstance(msg, m.DispatchTasks):
         return "" if msg.owner_address == member.address else "owner_not_sender"

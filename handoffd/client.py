@@ -13,26 +13,51 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from handoffd import errors, values
+from handoffd import envvars, errors
+from handoffd.client_run import (
+    FOLLOW_GRACE,
+    POLL,
+    WAIT_BYTES,
+    Run,
+    RunStatus,
+    run_status,
+    unknown_run,
+)
+from handoffd.client_threads import ThreadConnections
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import TaskOutputReply
+from handoffd.protocol.messages_observability import (
+    GetNodeInfo,
+    GetTaskHistory,
+    NodeInfoReply,
+    TaskHistoryReply,
+)
 from handoffd.protocol.snapshot import error_from_info
-from handoffd.transport.client import ControlClient
+from handoffd.scheduler.history import document as history_document
+from handoffd.transport.base import MEMORY_SCHEME
+from handoffd.transport.client import Connection, ControlClient
 
-TERMINAL = ("DONE", "FAILED", "CANCELLED")
-_POLL = 2.0  # seconds per long-poll request
+if TYPE_CHECKING:
+    from handoffd.transport.keys import CurveKeys
+    from handoffd.transport.memory import MemoryNetwork
+
+_POLL = POLL
 _CHUNK = 256  # results fetched per request
 _EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's outcome
-_WAIT_BYTES = 1 << 20  # ... and Run.wait() (results() may never be called)
+_WAIT_BYTES = WAIT_BYTES
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
-_FOLLOW_GRACE = 30.0  # seconds a Run keeps looking for its owner (a takeover takes ~1-2 s)
+_FOLLOW_GRACE = FOLLOW_GRACE
 _FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
 _SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
 
@@ -43,26 +68,15 @@ class NodeInfo:
     free: dict[str, float]
     status: str
     address: str
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    run_id: str
-    state: str  # RUNNING | DONE | FAILED | CANCELLED | UNKNOWN
-    counts: dict[str, int]
-    placement: dict[str, str]
-    owner: str
-    term: int
-    standbys: tuple[str, ...]
-    error: errors.HandoffError | None = field(default=None, compare=False)
-
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL
+    # kind -> where the capacity figure came from ("flag", "affinity", "cgroup v1 ...", "NVML")
+    sources: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()  # "ID NAME" of each GPU the node hands out (NAME when known)
 
 
 def resolve_address(address: str | None) -> str:
-    address = address or os.environ.get("HANDOFF_ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    address = address or envvars.get("ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    if address.startswith(MEMORY_SCHEME):
+        return address  # a node on an in-process network (handoffd.testing's clusters)
     if address.startswith("tcp://"):
         address = address[len("tcp://") :]
     host, sep, port = address.rpartition(":")
@@ -73,18 +87,8 @@ def resolve_address(address: str | None) -> str:
     return address
 
 
-def _run_status(reply: m.RunStatusReply | m.RunOutcome) -> RunStatus:
-    error = error_from_info(reply.error) if reply.error is not None else None
-    return RunStatus(
-        reply.run_id,
-        reply.state,
-        dict(reply.counts),
-        dict(reply.placement),
-        reply.owner,
-        reply.term,
-        tuple(reply.standbys),
-        error,
-    )
+def _missing_package(reply: Any) -> bool:
+    return isinstance(reply, m.RunRejected) and reply.error.validation_kind == "missing_package"
 
 
 class Client:
@@ -99,28 +103,78 @@ class Client:
         allow_local_users: bool = False,
         insecure: bool = False,
     ) -> None:
-        from handoffd.transport.auth import client_curve
+        self._threads = ThreadConnections(resolve_address(address))
+        self._learned = threading.Lock()  # guards _known and _unreachable
+        self._key_file = key_file or envvars.get("KEY_FILE")
+        self._curve: CurveKeys | None = None
+        self._local_key: str | None = None
+        self._network: MemoryNetwork | None = None
+        if self.address.startswith(MEMORY_SCHEME):
+            # A node on an in-process network: every address it names lives on that network.
+            from handoffd.transport.memory import find_network
 
-        self.address = resolve_address(address)
-        self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
-        # The cluster key; else this user's local key (a keyless daemon of ours holds the same);
-        # no key only when told (allow_local_users): see handoffd/transport/auth.py.
-        auth = client_curve(
-            self.address,
-            key_file=self._key_file,
-            insecure=insecure,
-            allow_local_users=allow_local_users,
-        )
-        self._curve = auth.curve
-        self._local_key = auth.local_key
+            try:
+                self._network, self._threads.home = find_network(self.address)
+            except ValueError as exc:
+                raise errors.ConnectionError(str(exc)) from None
+        else:
+            from handoffd.transport.auth import client_curve
+
+            # The cluster key; else this user's local key (a keyless daemon of ours holds the
+            # same); no key only when told (allow_local_users): see handoffd/transport/auth.py.
+            auth = client_curve(
+                self.address,
+                key_file=self._key_file,
+                insecure=insecure,
+                allow_local_users=allow_local_users,
+            )
+            self._curve = auth.curve
+            self._local_key = auth.local_key
         self.timeout = timeout
         self._name = f"client-{uuid.uuid4().hex[:12]}"
         self._ids = itertools.count(1)
         self._known: list[str] = [self.address]
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
-        self._conn: ControlClient | None = None
-        self._unanswered = False  # a request went out without waiting for its reply
+        self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
+        # Per DAG this client ran or submitted: its results (execute) or its Run (submit), for
+        # get(ref); weak, so a DAG the user dropped takes its results with it.
+        self._ran: weakref.WeakKeyDictionary[Any, dict[str, Any] | Run] = (
+            weakref.WeakKeyDictionary()
+        )
         self._connect(self.address)
+
+    # -- per-thread connection state (client_threads) -------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The daemon this thread's connection goes to."""
+        return self._threads.address
+
+    @address.setter
+    def address(self, address: str) -> None:
+        self._threads.address = address
+
+    @property
+    def _conn(self) -> Connection | None:
+        return self._threads.conn  # type: ignore[no-any-return]
+
+    @_conn.setter
+    def _conn(self, conn: Connection | None) -> None:
+        self._threads.conn = conn
+
+    @property
+    def _unanswered(self) -> bool:
+        """This thread sent a request without waiting for its reply."""
+        return self._threads.unanswered
+
+    @_unanswered.setter
+    def _unanswered(self, value: bool) -> None:
+        self._threads.unanswered = value
+
+    def _learn(self, address: str) -> None:
+        with self._learned:
+            if address not in self._known:
+                self._known.append(address)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -130,19 +184,26 @@ class Client:
             self._conn = None
         self._unanswered = False
         try:
-            self._conn = ControlClient(
-                address,
-                curve=self._curve,
-                connect_timeout=timeout or self.timeout,
-                local_key=self._local_key,
-            )
+            self._conn = self._dial(address, timeout or self.timeout)
         except errors.ConnectionError:
-            self._unreachable[address] = time.monotonic()
+            with self._learned:
+                self._unreachable[address] = time.monotonic()
             raise
-        self._unreachable.pop(address, None)
+        with self._learned:
+            self._unreachable.pop(address, None)
         self.address = address
+        self._threads.answered_at = None
 
-    def _connection(self) -> ControlClient:
+    def _dial(self, address: str, timeout: float) -> Connection:
+        if self._network is not None:
+            from handoffd.transport.memory_client import MemoryControlClient
+
+            return MemoryControlClient(self._network, address, connect_timeout=timeout)
+        return ControlClient(
+            address, curve=self._curve, connect_timeout=timeout, local_key=self._local_key
+        )
+
+    def _connection(self) -> Connection:
         """The current connection; after a failover that reached nobody there is none, so
         connect again (ConnectionError if the daemon is still unreachable)."""
         if self._conn is None:
@@ -164,10 +225,8 @@ class Client:
             remaining = deadline - time.monotonic()
             reply = self._conn.recv(max(remaining, 0.0)) if remaining > 0 else None
             if reply is None:
-                raise errors.ConnectionError(
-                    f"the handoffd daemon at {self.address} did not answer within "
-                    f"{timeout:.1f}s; is it running? (`handoffd start`)"
-                )
+                raise errors.ConnectionError(self._silence(timeout))
+            self._threads.answered_at = time.monotonic()
             decoded = codec.decode(reply)
             if decoded is None:
                 continue
@@ -182,6 +241,22 @@ class Client:
             if isinstance(got, m.ErrorReply):
                 raise errors.HandoffError(f"{got.code}: {got.message}")
             return got, decoded.frames  # a list of its own already
+
+    def _silence(self, timeout: float) -> str:
+        """What a request without an answer means: a daemon that never answered may not run;
+        one that answered earlier requests is busy, or lost this one."""
+        answered = self._threads.answered_at
+        if answered is None:
+            return (
+                f"the handoffd daemon at {self.address} did not answer within {timeout:.1f}s; "
+                "is it running? (`handoffd start`)"
+            )
+        return (
+            f"the handoffd daemon at {self.address} answered this connection "
+            f"{time.monotonic() - answered:.1f}s ago but not this request within {timeout:.1f}s "
+            "(it is overloaded, or the request was lost); try again or raise the client's "
+            "timeout"
+        )
 
     def _failover_request(
         self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None
@@ -224,26 +299,39 @@ class Client:
     ) -> tuple[Any, list[bytes]]:
         """A request about one run, sent to whichever node owns it now: follows ``RunMoved``
         redirects, fails over when the daemon dies, and while no node it asks knows the run (an
-        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds."""
-        deadline = time.monotonic() + grace
-        asked = 0
+        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds.
+        Once a node says the run exists (a redirect, or "unknown here, but it exists") it keeps
+        following it for ``_FOLLOW_GRACE`` however small ``grace`` is: an unknown id is answered
+        at once, a run whose owner just died is followed to its new owner."""
+        started = time.monotonic()
+        exists = False
+        asked = failures = 0
         while True:
+            deadline = started + (max(grace, _FOLLOW_GRACE) if exists else grace)
             try:
                 reply, frames = self._failover_request(make, timeout=timeout)
                 if isinstance(reply, m.RunMoved):
-                    if reply.owner_address not in self._known:
-                        self._known.append(reply.owner_address)
+                    exists = True
+                    self._learn(reply.owner_address)
                     self._connect(reply.owner_address, _FOLLOW_CONNECT)
                     continue
             except errors.ConnectionError:  # the daemon, or the owner it named, is unreachable
-                if time.monotonic() >= deadline:
+                failures += 1
+                if time.monotonic() >= deadline and failures >= len(self._known):
                     raise
                 time.sleep(0.1)
                 self._rotate()
                 continue
-            lost = (
-                isinstance(reply, (m.RunStatusReply, m.RunOutcome)) and reply.state == "UNKNOWN"
-            ) or (isinstance(reply, m.Results) and reply.missing)
+            unknown = (
+                isinstance(
+                    reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply, TaskHistoryReply)
+                )
+                and reply.state == "UNKNOWN"
+            )
+            if unknown and getattr(reply, "known", False):
+                exists = True
+                deadline = started + max(grace, _FOLLOW_GRACE)
+            lost = unknown or (isinstance(reply, m.Results) and reply.missing)
             asked += 1
             if lost and (asked < len(self._known) or time.monotonic() < deadline):
                 if asked >= len(self._known):
@@ -264,9 +352,11 @@ class Client:
                 dict(member.free),
                 m.STATUS_NAMES[member.status],
                 member.address,
+                dict(member.sources),
+                tuple(member.gpus),
             )
-            if member.status == m.ALIVE and member.address not in self._known:
-                self._known.append(member.address)
+            if member.status == m.ALIVE:
+                self._learn(member.address)
         return out
 
     def submit(
@@ -277,9 +367,20 @@ class Client:
         timeout: float | None = None,
         policy: str = "binpack",
         outputs: Iterable[str] | None = None,
+        working_dir: str | None = None,
+        py_modules: Iterable[str | ModuleType] | None = None,
     ) -> Run:
-        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to."""
-        return self._submit(dag, False, max_retries, timeout, policy, outputs)
+        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to.
+
+        Code: the modules imported from under the current directory (and a dag.py's, for
+        ``handoffctl submit``) are shipped with the run; ``working_dir`` ships a directory and
+        ``py_modules`` packages or modules (paths, modules or names), each on ``sys.path`` in the
+        workers running this run's tasks (``handoffd.packages``)."""
+        run = self._submit(
+            dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules
+        )
+        self._ran[dag] = run
+        return run
 
     def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
         """Submit, wait, and return {function id: value} for every non-inline function."""
@@ -291,11 +392,60 @@ class Client:
         status = run._last
         assert status is not None
         if status.error is not None:
-            raise status.error
+            from handoffd.arguments import as_consumer_failure
+
+            raise as_consumer_failure(status.error, dag.hook_consumers)
         results = run.results()
         if not run._released:
             run._release_nowait()
+        self._ran[dag] = results
         return results
+
+    async def execute_async(self, dag: Any, **options: Any) -> dict[str, Any]:
+        """``execute`` for asyncio callers: awaits the results without blocking the event loop
+        (the exchange runs in a worker thread, on that thread's own connection)."""
+        import asyncio  # here: a client that never awaits does not load asyncio
+
+        return await asyncio.to_thread(self.execute, dag, **options)
+
+    async def submit_async(self, dag: Any, **options: Any) -> Run:
+        """``submit`` for asyncio callers; await ``run.wait_async()``/``run.results_async()``."""
+        import asyncio  # here: a client that never awaits does not load asyncio
+
+        return await asyncio.to_thread(self.submit, dag, **options)
+
+    def stream(self, dag: Any, *, max_in_flight: int = 1000, **options: Any) -> Any:
+        """Start a streaming pipeline (``handoffd.stream.pipeline.Pipeline``): its stages'
+        replicas are placed in the cluster now; ``push`` items, read ``results()`` in push order.
+        Use it as a context manager (the block's end stops the replicas)."""
+        from handoffd.stream.pipeline import Pipeline
+
+        return Pipeline(self, dag, max_in_flight=max_in_flight, **options)
+
+    def get(self, ref: Any) -> Any:
+        """The value of a ``handoffd.Ref`` (or a list of values for a list of Refs): from the
+        results of the last ``execute`` of its DAG by this client, else from the Run of its last
+        ``submit`` (waiting for it), else the DAG is executed now."""
+        from handoffd.decorator import Ref
+
+        if isinstance(ref, (list, tuple)):
+            return [self.get(one) for one in ref]
+        if not isinstance(ref, Ref):
+            raise TypeError(
+                f"client.get expects a handoffd.Ref (what a decorated call returns inside a "
+                f"`with handoffd.DAG()` block), got {type(ref).__name__}"
+            )
+        ran = self._ran.get(ref.dag)
+        if ran is None:
+            ran = self.execute(ref.dag)
+        if isinstance(ran, Run):
+            return ran.result(ref.id)
+        if ref.id not in ran:
+            raise errors.HandoffError(
+                f"{ref!r} has no value in its DAG's last results: it is an inline function, or "
+                f"outputs= left it out; execute the DAG again with it among the outputs"
+            )
+        return ran[ref.id]
 
     def _submit(
         self,
@@ -305,7 +455,10 @@ class Client:
         timeout: float | None = None,
         policy: str = "binpack",
         outputs: Iterable[str] | None = None,
+        working_dir: str | None = None,
+        py_modules: Iterable[str | ModuleType] | None = None,
     ) -> Run:
+        from handoffd import packages as code_packages
         from handoffd.dag import DAG
 
         if not isinstance(dag, DAG):
@@ -313,9 +466,12 @@ class Client:
                 "invalid_dag", None, f"expected a handoffd.DAG, got {type(dag).__name__}"
             )
         listed = outputs if outputs is None or isinstance(outputs, str) else tuple(outputs)
+        roots = [os.getcwd(), getattr(dag, "_source_dir", None) or ""]
+        shipped = code_packages.build(working_dir, py_modules, roots)
+        shas = tuple(p.sha for p in shipped)
         # The owner checks the same rules again (handoffd.validation): it never trusts a client.
         rows, payloads = dag.wire_tasks(
-            policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False
+            policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False, packages=shas
         )
         output_ids = None if listed is None else tuple(listed)  # (a str was refused)
         if not self._known[1:]:
@@ -326,27 +482,71 @@ class Client:
         # The rows are TaskMeta's fields: the codec checks and packs them as they are.
         tasks = codec.Rows(rows)
         run_id = uuid.uuid4().hex[:16]
-        run = Run(self, run_id, "", [r[0] for r in rows if not r[6]], output_ids)
+        # The user's functions only: a hooked Argument adds serialize tasks (handoffd.arguments).
+        run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
+        run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         if not wait:
-            reply, _ = self._request(
-                m.SubmitRun(next(self._ids), run_id, tasks, max_retries, policy, output_ids),
-                payloads,
-                timeout=max(self.timeout, 30.0),
-            )
+            for resend in (False, True):
+                reply, _ = self._request(
+                    m.SubmitRun(
+                        next(self._ids), run_id, tasks, max_retries, policy, output_ids, shas
+                    ),
+                    payloads + self._package_frames(shipped, resend),
+                    timeout=max(self.timeout, 30.0),
+                )
+                if not _missing_package(reply) or resend:
+                    break
             if isinstance(reply, m.RunRejected):
                 raise error_from_info(reply.error)
+            self._stored.update((self.address, sha) for sha in shas)
             run.owner = reply.owner
             return run
         # One exchange: the owner answers with the outcome (after a RunAccepted if the run is
         # still going once its standbys hold it). If the owner dies before it accepted the run
         # we were promised nothing: ConnectionError, as for submit(); after, we follow the run.
         poll = _POLL if timeout is None else max(0.0, min(_POLL, timeout))
+        options = (max_retries, policy, output_ids)
+        for resend in (False, True):
+            run._missing_package = False
+            run = self._submit_and_wait(run, tasks, payloads, shipped, resend, poll, options)
+            if not run._missing_package:
+                break
+        return run
+
+    def _package_frames(self, shipped: list[Any], resend: bool) -> list[bytes]:
+        """The zips of the run's packages the daemon is not known to hold (content-addressed: a
+        daemon that stored one keeps it, so a client sends its modules once, not once per run)."""
+        return [p.data for p in shipped if resend or (self.address, p.sha) not in self._stored]
+
+    def _submit_and_wait(
+        self,
+        run: Run,
+        tasks: Any,
+        payloads: list[bytes],
+        shipped: list[Any],
+        resend: bool,
+        poll: float,
+        options: tuple[Any, ...],
+    ) -> Run:
+        max_retries, policy, output_ids = options
+        shas = tuple(p.sha for p in shipped)
+        run_id = run.id
         request_id = next(self._ids)
         request = m.SubmitAndWait(
-            request_id, run_id, tasks, max_retries, policy, output_ids, poll, _EXECUTE_BYTES, True
+            request_id,
+            run_id,
+            tasks,
+            max_retries,
+            policy,
+            output_ids,
+            poll,
+            _EXECUTE_BYTES,
+            True,
+            shas,
         )
-        self._connection().send(codec.encode(request, sender=self._name, frames=payloads))
+        frames = payloads + self._package_frames(shipped, resend)
+        self._connection().send(codec.encode(request, sender=self._name, frames=frames))
         limit = time.monotonic() + poll + max(self.timeout, 30.0)
         while True:
             try:
@@ -356,7 +556,11 @@ class Client:
                     raise
                 return run  # accepted: the caller follows the run (owner death, or no answer)
             if isinstance(reply, m.RunRejected):
+                if _missing_package(reply) and not resend:
+                    run._missing_package = True
+                    return run
                 raise error_from_info(reply.error)
+            self._stored.update((self.address, sha) for sha in shas)
             if isinstance(reply, m.RunAccepted):
                 run.owner = reply.owner
                 continue
@@ -372,23 +576,40 @@ class Client:
             except errors.HandoffError:
                 pass
         status = self._status(run_id, 0.0, grace=0.0)
+        if status.state == "UNKNOWN":
+            raise errors.UnknownRun(unknown_run(run_id, self._known))
         # Function ids come from the finished run's placement (now it may list only a few).
         run = Run(self, run_id, status.owner, None, None)
         run._last = status
-        run._exists = status.state != "UNKNOWN"
         return run
 
     def runs(self) -> list[m.RunSummary]:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
 
+    def node_info(self) -> NodeInfoReply:
+        """The connected daemon's name, version, start time, HTTP port and the runs it owns."""
+        reply, _ = self._failover_request(lambda rid: GetNodeInfo(rid))
+        return reply  # type: ignore[no-any-return]
+
+    def task_history(self, run_id: str) -> dict[str, Any]:
+        """The run's task history as ``handoffctl tasks --json`` prints it: {"run_id", "state",
+        "owner", "term", "submitted", "started", "finished", "tasks": [...]} (``Run.tasks``)."""
+        reply, _ = self._run_request(lambda rid: GetTaskHistory(rid, run_id))
+        if reply.state == "UNKNOWN":
+            raise errors.HandoffError(f"run {run_id} is not known to the cluster")
+        return history_document(reply)
+
     def _status(self, run_id: str, wait: float, grace: float = _FOLLOW_GRACE) -> RunStatus:
         reply, _ = self._run_request(
             lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
         )
-        return _run_status(reply)
+        return run_status(reply)
 
     def close(self) -> None:
+        """Close every connection (other threads' too: call it once they are done)."""
+        for other in self._threads.others():
+            other.close()
         if self._conn is not None:
             if self._unanswered:
                 # A request sent without waiting (execute's release) may still be queued: give it
@@ -405,143 +626,6 @@ class Client:
         self.close()
 
 
-class Run:
-    """A submitted run. Methods block; values are fetched from wherever they live."""
-
-    def __init__(
-        self,
-        client: Client,
-        run_id: str,
-        owner: str,
-        function_ids: list[str] | None,
-        outputs: tuple[str, ...] | None,
-    ) -> None:
-        self._client = client
-        self.id = run_id
-        self.owner = owner
-        self._ids = function_ids
-        self._outputs = outputs
-        self._deadline: float | None = None
-        self._last: RunStatus | None = None
-        self._exists = True  # known to exist: while no node knows it, an owner is taking over
-        self._values: dict[str, bytes] = {}  # serialised results an outcome carried
-        self._released = False  # the owner freed the results after sending them all to us
-
-    def status(self) -> RunStatus:
-        grace = _FOLLOW_GRACE if self._exists else 0.0
-        self._last = self._client._status(self.id, 0.0, grace=grace)
-        return self._last
-
-    def wait(self, timeout: float | None = None) -> RunStatus:
-        """Block until the run ends; raise its error (TaskFailed, RunCancelled, ...) if it failed."""
-        deadline = time.monotonic() + timeout if timeout is not None else self._deadline
-        return self._wait_until(deadline, timeout)
-
-    def _wait_until(self, deadline: float | None, timeout: float | None) -> RunStatus:
-        while True:
-            wait = _POLL
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    raise errors.Timeout(
-                        f"run {self.id} did not finish within {timeout}s (it goes on)"
-                    )
-            reply, frames = self._client._run_request(
-                lambda rid, w=wait: m.WaitRun(rid, self.id, w, _WAIT_BYTES, False),
-                timeout=wait + self._client.timeout,
-            )
-            self._take(reply, frames)
-            status = self._last
-            assert status is not None
-            if status.state == "UNKNOWN":
-                raise errors.HandoffError(
-                    f"run {self.id} is not known to the cluster (results may have been freed)"
-                )
-            if status.done:
-                if status.error is not None:
-                    raise status.error
-                return status
-
-    def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:
-        """Keep an outcome: the status, and the results it carried."""
-        self._last = _run_status(reply)
-        self._values.update(zip(reply.task_ids, frames, strict=False))
-        self._released = self._released or reply.released
-
-    def results(self) -> dict[str, Any]:
-        """{function id: value} of every non-inline function (or the submission's ``outputs``)."""
-        status = self._last if self._last is not None and self._last.done else self.wait()
-        ids = list(self._outputs) if self._outputs is not None else self._ids
-        if ids is None:
-            ids = list(status.placement)
-        return self._collect(ids)
-
-    def result(self, function_id: str) -> Any:
-        if self._last is None or not self._last.done:
-            self.wait()
-        return self._collect([function_id])[function_id]
-
-    def _collect(self, ids: list[str]) -> dict[str, Any]:
-        """Values from the outcome we hold, the rest fetched, in ``ids`` order."""
-        held = self._values
-        loads = values.loads
-        missing = [i for i in ids if i not in held]
-        if not missing:  # the usual case: the outcome carried every value
-            return {i: loads(held[i]) for i in ids}
-        fetched = self._fetch(missing)
-        return {i: loads(held[i]) if i in held else fetched[i] for i in ids}
-
-    def placement(self) -> dict[str, str]:
-        """{function id: node name} of the final attempts."""
-        return dict(self.status().placement)
-
-    def cancel(self) -> None:
-        self._client._run_request(lambda rid: m.CancelRun(rid, self.id))
-
-    def release(self) -> None:
-        """Tell the owner the results were collected, so every node frees them now."""
-        try:
-            self._client._run_request(lambda rid: m.FreeRunRequest(rid, self.id), grace=0.0)
-        except errors.HandoffError:
-            pass
-
-    def _release_nowait(self) -> None:
-        """``release`` without waiting for the answer (``execute``'s last step, one round trip
-        less per run): the owner frees the values when it reads the request, and its reply is
-        skipped as a late one by our next request (or drained by ``close``). If the request is
-        lost (the owner just died), result retention frees them."""
-        client = self._client
-        if client._conn is None:
-            return
-        request = m.FreeRunRequest(next(client._ids), self.id)
-        try:
-            client._conn.send(codec.encode(request, sender=client._name))
-        except errors.ConnectionError:
-            return
-        client._unanswered = True
-
-    def _fetch(self, ids: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = tuple(ids[start : start + _CHUNK])
-            reply, frames = self._client._run_request(
-                lambda rid, c=chunk: m.FetchResults(rid, self.id, c),
-                timeout=max(self._client.timeout, 60.0),
-                grace=10.0,
-            )
-            if reply.missing:
-                raise errors.HandoffError(
-                    f"results of {list(reply.missing)[:5]} of run {self.id} are not available "
-                    "(unknown function id, or freed after retention)"
-                )
-            for task_id, frame in zip(reply.task_ids, frames, strict=False):
-                out[task_id] = values.loads(frame)
-        return out
-
-    def __repr__(self) -> str:
-        return f"Run({self.id!r}, owner={self.owner!r})"
-
-
 def connect(
     address: str | None = None,
     *,
@@ -550,9 +634,9 @@ def connect(
     allow_local_users: bool = False,
     insecure: bool = False,
 ) -> Client:
-    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788.
+    """Connect to a daemon: ``address`` argument, else HANDOFFD_ADDRESS, else 127.0.0.1:7788.
 
-    Authentication: ``key_file`` (else HANDOFF_KEY_FILE) for a cluster with a key (``insecure``
+    Authentication: ``key_file`` (else HANDOFFD_KEY_FILE) for a cluster with a key (``insecure``
     accepts a key file other users can read, with a warning); without one, this user's local key,
     which the keyless daemons of this user hold too. ``allow_local_users=True`` (or
     HANDOFFD_ALLOW_LOCAL_USERS=1) connects without authentication, to a daemon started with

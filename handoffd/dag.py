@@ -17,11 +17,20 @@ Edges run from a dependency to its consumer ("a -> b": a's result is passed to b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from handoffd import resources, validation, values
+from handoffd.arguments import (
+    DESERIALIZE_SUFFIX,
+    SERIALIZE_SUFFIX,
+    Argument,
+    DeserializeHook,
+    SerializeHook,
+    dep_id,
+)
 from handoffd.errors import ValidationError
 from handoffd.spec import TaskSpec
 from handoffd.validation import ARGUMENT_INCLUSIONS, FUNCTION_TYPES
@@ -34,6 +43,16 @@ TaskRow = tuple[
 ]  # fmt: skip
 
 
+#: the DAGs of the enclosing ``with DAG()`` blocks, innermost last (per thread and task)
+_BUILDING: ContextVar[tuple[DAG, ...]] = ContextVar("handoffd_building", default=())
+
+
+def active_dag() -> DAG | None:
+    """The DAG of the innermost ``with DAG()`` block, or None outside every block."""
+    building = _BUILDING.get()
+    return building[-1] if building else None
+
+
 def _default_cost() -> dict[str, Any]:
     return {"cpu": 1}
 
@@ -43,8 +62,9 @@ class Function:
     """One node of a DAG: a callable, where its inputs come from, and how it may be run."""
 
     id: str
-    code: Callable[..., Any]
-    args: list[str] = field(default_factory=list)  # dependency ids, results passed in this order
+    code: Callable[..., Any] = None  # type: ignore[assignment]  # None only for type="input"
+    # dependency ids (or handoffd.Argument with serialization hooks), results passed in this order
+    args: list[Any] = field(default_factory=list)
     extra_args: list[Any] = field(default_factory=list)  # literal positionals after the results
     kwargs: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=_default_cost)  # memory in MB; custom kinds ok
@@ -55,6 +75,13 @@ class Function:
     max_retries: int | None = None  # None: the run-level value
     timeout: float | None = None  # seconds per attempt
     priority: int = 0  # higher first among ready functions
+    # Streaming pipelines only (client.stream; a run ignores them): replicas of the stage, its
+    # micro-batches (the function then takes a list), and a per-replica init whose result is
+    # passed first to each call.
+    parallelism: int = 1
+    batch_size: int | None = None
+    batch_timeout: float | None = None
+    init: Callable[[], Any] | None = None
 
     @property
     def inline(self) -> bool:
@@ -66,6 +93,26 @@ class DAG:
 
     def __init__(self) -> None:
         self._functions: dict[str, Function] = {}
+        # Set by decorated calls (handoffd.decorator): the user's line per function id, named in
+        # validation errors, and the next generated id per function name.
+        self.call_sites: dict[str, str] = {}
+        self.id_counters: dict[str, Iterator[int]] = {}
+        self._arguments = False  # the last validation met a handoffd.Argument in some args
+        # serialize task id -> its consumer, for the last expansion (errors name the consumer)
+        self.hook_consumers: dict[str, str] = {}
+
+    # -- the decorator API's block ----------------------------------------------------------------
+    def __enter__(self) -> DAG:
+        """Decorated functions (``@handoffd.function``) called in this block add to this DAG."""
+        _BUILDING.set((*_BUILDING.get(), self))
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        building = _BUILDING.get()
+        if building and building[-1] is self:
+            _BUILDING.set(building[:-1])
+        if kind is None:
+            self.validate()  # a mistake surfaces at the block, naming the call's line
 
     # -- building ---------------------------------------------------------------------------
     def add_function(self, function: Function) -> DAG:
@@ -122,7 +169,23 @@ class DAG:
         anything beyond ids, args and plain literals) and builds Kahn's in-degrees; the reference,
         collocation and cycle checks run only when that loop saw something for them to find, so
         the first error reported is the one the separate passes would report."""
+        if not self.call_sites:
+            return self._validated_order(nodes)
+        try:
+            return self._validated_order(nodes)
+        except ValidationError as exc:
+            raise self._at_call_site(exc) from None
+
+    def _at_call_site(self, exc: ValidationError) -> ValidationError:
+        """``exc`` naming the line of the decorated call that added its function, if any."""
+        site = self.call_sites.get(exc.function_id or "")
+        if site is None or site in exc.message:
+            return exc
+        return ValidationError(exc.kind, exc.function_id, f"{exc.message} (call at {site})")
+
+    def _validated_order(self, nodes: set[str] | frozenset[str] | None = None) -> list[str]:
         functions = self._functions
+        self._arguments = False
         consumers: dict[str, list[str]] = {}
         indegree: dict[str, int] = {}
         order: list[str] = []  # the roots first (insertion order), then Kahn's queue
@@ -167,7 +230,13 @@ class DAG:
             indegree[key] = len(args)
             for dep in args:
                 if type(dep) is not str:
-                    _check_function(fn, nodes)  # invalid_args, or this function's earlier error
+                    if isinstance(dep, Argument):
+                        _check_function(fn, nodes)  # its other fields, in the usual order
+                        dep.check(fid)
+                        self._arguments = True
+                        dep = dep.id
+                    else:
+                        _check_function(fn, nodes)  # invalid_args, or its earlier error
                 outs = consumers.get(dep)
                 if outs is None:
                     if dep not in functions:
@@ -194,7 +263,7 @@ class DAG:
 
     def _links(self) -> dict[str, validation.Links]:
         return {
-            fid: (fn.args, fn.collocate_with, fn.node, fn.type == "inline")
+            fid: (_dep_ids(fn.args), fn.collocate_with, fn.node, fn.type == "inline")
             for fid, fn in self._functions.items()
         }
 
@@ -202,7 +271,7 @@ class DAG:
     def _consumers(self) -> dict[str, list[str]]:
         consumers: dict[str, list[str]] = {fid: [] for fid in self._functions}
         for fn in self._functions.values():
-            for dep in dict.fromkeys(fn.args):  # a dependency passed twice is still one edge
+            for dep in dict.fromkeys(_dep_ids(fn.args)):  # a dependency passed twice: one edge
                 if dep in consumers:
                     consumers[dep].append(fn.id)
         return consumers
@@ -246,9 +315,11 @@ class DAG:
         max_retries: int | None = None,
         outputs: Iterable[str] | None = None,
         allow_empty: bool = True,
+        packages: tuple[str, ...] = (),
     ) -> tuple[list[TaskRow], list[bytes]]:
         """Validate the submission (``validation.check_submission`` with these run options), then
-        one row per function in topological order, and its payload.
+        one row per function in topological order, and its payload. ``packages``: the sha256
+        of the code packages the run ships (each callable is wrapped to put them on the path).
 
         A row holds the fields of ``messages.TaskMeta`` in their order (what a submission sends;
         ``codec.Rows`` packs the rows as they are), so a submission builds no TaskSpec or TaskMeta
@@ -260,6 +331,10 @@ class DAG:
             outputs=outputs,
             allow_empty=allow_empty,
         )
+        if self._arguments:  # serialization hooks: submit the expanded DAG (handoffd.arguments)
+            return self._expanded().wire_tasks(
+                policy=policy, max_retries=max_retries, outputs=outputs, allow_empty=allow_empty
+            )
         functions = self._functions
         rows: list[TaskRow] = []
         payloads: list[bytes] = []
@@ -279,17 +354,19 @@ class DAG:
                 if payload is None:
                     code = codes.get(code_key)
                     if code is None:
-                        code = codes[code_key] = values.dumps_code(fn.code)
+                        code = codes[code_key] = values.dumps_code(fn.code, packages)
                     payload = values.dumps_call(code, list(fn.extra_args), dict(fn.kwargs))
                     if bare:
                         shared[code_key] = payload
             except Exception as exc:
-                raise ValidationError(
-                    "unpicklable",
-                    fid,
-                    f"its code, extra_args or kwargs cannot be shipped to workers "
-                    f"({type(exc).__name__}: {exc}); pass plain data and functions, "
-                    f"not open files, locks, sockets or generators",
+                raise self._at_call_site(
+                    ValidationError(
+                        "unpicklable",
+                        fid,
+                        f"its code, extra_args or kwargs cannot be shipped to workers "
+                        f"({type(exc).__name__}: {exc}); pass plain data and functions, "
+                        f"not open files, locks, sockets or generators",
+                    )
                 ) from exc
             payloads.append(payload)
             inline = fn.type == "inline"
@@ -315,6 +392,125 @@ class DAG:
                 )
             )
         return rows, payloads
+
+    # -- serialization hooks -------------------------------------------------------------------
+    def submitted(self) -> DAG:
+        """The DAG a submission runs: this one, or, when some args hold a ``handoffd.Argument``
+        with hooks, a copy with its serialize and deserialize functions added."""
+        for fn in self._functions.values():
+            if isinstance(fn.args, list) and any(type(dep) is not str for dep in fn.args):
+                self.validate()
+                return self._expanded()
+        return self
+
+    def _expanded(self) -> DAG:
+        functions = self._functions
+        groups = _collocation_groups(self._links())
+        out = DAG()
+        out.call_sites = dict(self.call_sites)
+        for fid, fn in functions.items():
+            if fid in out._functions:  # a hidden hook function took a user's id
+                raise validation.duplicate_id(fid)
+            if not any(isinstance(dep, Argument) for dep in fn.args):
+                out._functions[fid] = fn
+                continue
+            args: list[str] = []
+            for index, dep in enumerate(fn.args):
+                if not isinstance(dep, Argument):
+                    args.append(dep)
+                    continue
+                producer = functions[dep.id]
+                if not dep.hooked or (not dep.always and _same_node(producer, fn, groups)):
+                    args.append(dep.id)
+                    continue
+                args.append(out._add_hooks(fn, dep, producer, index))
+            out._functions[fid] = _replace_args(fn, args)
+        self.hook_consumers = out.hook_consumers
+        return out
+
+    def _add_hooks(self, consumer: Function, arg: Argument, producer: Function, index: int) -> str:
+        """Add the serialize task and the inline deserialize function of one hooked argument;
+        the id of the latter (the consumer's new dependency)."""
+        base = f"{consumer.id}:{arg.id}"
+        if base + SERIALIZE_SUFFIX in self._functions or base + SERIALIZE_SUFFIX == consumer.id:
+            base = f"{base}#{index}"
+        for suffix in (SERIALIZE_SUFFIX, DESERIALIZE_SUFFIX):
+            if base + suffix in self._functions:
+                raise validation.duplicate_id(base + suffix)
+        inline_producer = producer.type == "inline"
+        serialize = Function(
+            id=base + SERIALIZE_SUFFIX,
+            code=SerializeHook(arg.serialize, arg.id, consumer.id),  # type: ignore[arg-type]
+            args=[arg.id],
+            cost={} if inline_producer else {"cpu": 1},
+            # On the producer's node: only the serialized bytes leave it.
+            collocate_with=None if inline_producer else arg.id,
+            type="inline" if inline_producer else "regular",
+            max_retries=consumer.max_retries,
+            timeout=consumer.timeout,
+            priority=consumer.priority,
+        )
+        deserialize = Function(
+            id=base + DESERIALIZE_SUFFIX,
+            code=DeserializeHook(arg.deserialize, arg.id, consumer.id),  # type: ignore[arg-type]
+            args=[serialize.id],
+            cost={},
+            type="inline",  # re-run in the consumer's own job, just before its call
+        )
+        self.hook_consumers[serialize.id] = consumer.id
+        site = self.call_sites.get(consumer.id)
+        for hidden in (serialize, deserialize):
+            if hidden.id in self._functions:
+                raise validation.duplicate_id(hidden.id)
+            self._functions[hidden.id] = hidden
+            if site is not None:
+                self.call_sites[hidden.id] = site
+        return deserialize.id
+
+
+def _dep_ids(args: Any) -> Any:
+    """``args`` with each ``handoffd.Argument`` replaced by its id (``args`` itself if none)."""
+    if type(args) is list and all(type(dep) is str for dep in args):
+        return args
+    if not isinstance(args, (list, tuple)):
+        return args
+    return [dep_id(dep) for dep in args]
+
+
+def _replace_args(fn: Function, args: list[str]) -> Function:
+    from dataclasses import replace
+
+    return replace(fn, args=args)
+
+
+def _collocation_groups(links: Mapping[str, validation.Links]) -> dict[str, str]:
+    """Function id -> the root of its collocation group (functions linked by collocate_with)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for fid, (_, other, _, _) in links.items():
+        if other is not None:
+            a, b = find(fid), find(other)
+            if a != b:
+                parent[a] = b
+    return {fid: find(fid) for fid in links}
+
+
+def _same_node(producer: Function, consumer: Function, groups: Mapping[str, str]) -> bool:
+    """The consumer is known, before placement, to run where the producer's value is: the
+    producer is inline (re-run in the consumer's job), both are pinned to one node, or both are
+    in one collocation group."""
+    if producer.type == "inline":
+        return True
+    if consumer.type == "inline":
+        return False  # it runs inside each of its consumers' jobs, wherever they are
+    if producer.node is not None and producer.node == consumer.node:
+        return True
+    return groups[producer.id] == groups[consumer.id]
 
 
 def new() -> DAG:
@@ -350,7 +546,7 @@ def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> No
             f"code must be a callable (a function, lambda or object with __call__), "
             f"got {type(fn.code).__name__} {fn.code!r:.60}",
         )
-    validation.check_deps(fid, fn.args)
+    validation.check_deps(fid, _dep_ids(fn.args))
     if not isinstance(fn.extra_args, (list, tuple)):
         raise ValidationError(
             "invalid_args",
@@ -375,4 +571,4 @@ def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> No
     )
 
 
-__all__ = ["DAG", "Function", "new", "ARGUMENT_INCLUSIONS", "FUNCTION_TYPES"]
+__all__ = ["DAG", "Function", "new", "active_dag", "ARGUMENT_INCLUSIONS", "FUNCTION_TYPES"]

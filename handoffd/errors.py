@@ -80,6 +80,10 @@ class RunCancelled(HandoffError):
     """The run was cancelled before it finished."""
 
 
+class UnknownRun(HandoffError, LookupError):
+    """No node of the cluster knows the run: never submitted, or forgotten after retention."""
+
+
 class ConnectionError(HandoffError):  # noqa: A001 - the contract's name
     """No daemon could be reached at the given address(es)."""
 
@@ -98,6 +102,7 @@ __all__ = [
     "Unschedulable",
     "TaskFailed",
     "RunCancelled",
+    "UnknownRun",
     "ConnectionError",
     "AuthenticationError",
     "Timeout",

@@ -15,10 +15,12 @@ import asyncio
 import heapq
 import itertools
 import os
+import sys
 import threading
 from typing import Any
 
 from handoffd import values
+from handoffd.arguments import as_consumer_failure
 from handoffd.dag import DAG
 from handoffd.errors import TaskFailed
 from handoffd.spec import TaskSpec
@@ -35,14 +37,20 @@ def run_local(dag: DAG, max_workers: int | None = None, max_retries: int = 3) ->
     if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
         raise ValueError(f"max_workers must be an integer >= 1 or None, got {max_workers!r}")
     # The client's and the owner's rules (handoffd.validation); an empty DAG runs nothing.
-    specs = dag.to_specs(max_retries=max_retries)
-    run = _LocalRun(specs, dag.upward_ranks(), max_workers or os.cpu_count() or 1, max_retries)
+    # (with serialization hooks, the DAG with its hook functions: handoffd.arguments)
+    submitted = dag.submitted()
+    specs = submitted.to_specs(max_retries=max_retries)
+    ranks = submitted.upward_ranks()
+    run = _LocalRun(specs, ranks, max_workers or os.cpu_count() or 1, max_retries)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        raw = asyncio.run(run.execute())
-    else:
-        raw = _in_thread(run)  # called from async code (e.g. a notebook): don't nest loops
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raw = asyncio.run(run.execute())
+        else:
+            raw = _in_thread(run)  # called from async code (e.g. a notebook): don't nest loops
+    except TaskFailed as exc:  # a serialize hook's task failed: its consumer's failure
+        raise as_consumer_failure(exc, dag.hook_consumers) from None
     return {fn.id: values.loads(raw[fn.id]) for fn in dag if fn.id in raw}
 
 
@@ -158,6 +166,10 @@ class _LocalRun:
 
     def _on_done(self, outcome: Outcome) -> None:
         fid = outcome.key
+        if outcome.output:  # what the task printed and logged (captured in the worker)
+            prefix = f"[{fid}] "
+            text = outcome.output if outcome.output.endswith("\n") else outcome.output + "\n"
+            sys.stdout.write("".join(prefix + line for line in text.splitlines(keepends=True)))
         assert isinstance(fid, str)
         self.running.discard(fid)
         if self.failure is not None or outcome.kind == "cancelled":

@@ -30,3 +30,4 @@ class RunOptions:
     timeout: float | None = None  # whole-run deadline in seconds (None: none)
     policy: str = "binpack"  # binpack | spread | first_fit
     outputs: tuple[str, ...] | None = None  # ids whose values the client wants (None: all)
+    packages: tuple[str, ...] = ()  # sha256 of the code packages the run ships (handoffd.packages)

@@ -428,9 +428,12 @@ class WireTasks:
 def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
     """A ``SubmitRun`` / ``SubmitAndWait`` checked (``check_submission``) and turned into the
     scheduler's TaskSpecs, one code frame each; raises ValidationError."""
-    if len(frames) != len(msg.tasks):
+    if not len(msg.tasks) <= len(frames) <= len(msg.tasks) + len(msg.packages):
+        packages = f" and {len(msg.packages)} code packages" if msg.packages else ""
         raise ValidationError(
-            "malformed", None, f"{len(msg.tasks)} functions but {len(frames)} code frames"
+            "malformed",
+            None,
+            f"{len(msg.tasks)} functions{packages} but {len(frames)} code frames",
         )
     view = WireTasks(msg.tasks)
     check_submission(
@@ -454,5 +457,5 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
             meta.timeout,
             meta.priority,
         )
-        for meta, cost, payload in zip(msg.tasks, view.costs, frames, strict=True)
+        for meta, cost, payload in zip(msg.tasks, view.costs, frames[: len(msg.tasks)], strict=True)
     ]

@@ -8,11 +8,18 @@ cloudpickle, which pickles by value.
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 import struct
+import types
+from collections import ChainMap
 from typing import Any
 
 import cloudpickle
+from cloudpickle.cloudpickle import _code_reduce as _cloudpickle_code_reduce
+
+from handoffd.worker import code_env
 
 PROTOCOL = 5
 
@@ -25,9 +32,39 @@ def dumps(value: Any) -> bytes:
         return cloudpickle.dumps(value, protocol=PROTOCOL)
 
 
-def dumps_code(obj: Any) -> bytes:
-    """Serialise code (functions and their literal arguments) by value where needed."""
-    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+_PACKAGED = b"HOFPKG1:"  # code shipped with packages: this, their sha256s, b"\n", the pickle
+
+
+def _code_keeping_filename(code: types.CodeType) -> Any:
+    """cloudpickle's code reduction, but with the code's file name kept: cloudpickle writes
+    ``<dynamic-code>`` (for deterministic bytes), and remote tracebacks then named no file."""
+    rebuild, args = _cloudpickle_code_reduce(code)
+    args = tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+    return rebuild, args
+
+
+class _CodePickler(cloudpickle.Pickler):
+    """cloudpickle's Pickler keeping file names in code objects (tracebacks name the user's
+    files and lines; the client adds the source lines from its own copies)."""
+
+    _dispatch_table = dict(cloudpickle.Pickler._dispatch_table)
+    _dispatch_table[types.CodeType] = _code_keeping_filename
+    dispatch_table = ChainMap(_dispatch_table, copyreg.dispatch_table)  # type: ignore[assignment]
+
+
+def _dumps_code(obj: Any) -> bytes:
+    with io.BytesIO() as file:
+        _CodePickler(file, protocol=PROTOCOL).dump(obj)
+        return file.getvalue()
+
+
+def dumps_code(obj: Any, packages: tuple[str, ...] = ()) -> bytes:
+    """Serialise code (functions and their literal arguments) by value where needed; with
+    ``packages`` (sha256s of the run's code packages), loading it puts them on the path first."""
+    data = _dumps_code(obj)
+    if packages:
+        return _PACKAGED + ",".join(packages).encode() + b"\n" + data
+    return data
 
 
 # -- call payloads: (code, extra_args, kwargs) with the code pickled once per DAG ------------------
@@ -61,7 +98,14 @@ def load_code(data: bytes) -> Any:
     """The code object pickled in ``data``, decoded once per process (cached by its bytes)."""
     code = _code_cache.get(data)
     if code is None:
-        code = pickle.loads(data)
+        if data.startswith(_PACKAGED):
+            end = data.index(b"\n")
+            shas = tuple(data[len(_PACKAGED) : end].decode().split(","))
+            code_env.activate(shas)  # before unpickling: the code refers to their modules
+            code = code_env.Packaged(shas, pickle.loads(memoryview(data)[end + 1 :]))
+        else:
+            code_env.activate(())
+            code = pickle.loads(data)
         if len(_code_cache) >= _CODE_CACHE_LIMIT:
             _code_cache.clear()
         _code_cache[data] = code
@@ -70,8 +114,11 @@ def load_code(data: bytes) -> Any:
 
 def _call(code: bytes, literals: bytes) -> tuple[Any, Any, Any]:
     """What a call payload unpickles to: (code, extra_args, kwargs)."""
+    fn = load_code(
+        code
+    )  # first: it puts the run's shipped packages on the path (literals may need them)
     extra_args, kwargs = pickle.loads(literals)
-    return load_code(code), extra_args, kwargs
+    return fn, extra_args, kwargs
 
 
 def _bytes_op(data: bytes) -> bytes:

@@ -32,6 +32,7 @@ from .common import (
     tid,
     where_am_i,
 )
+from .dashboard_watcher import MODE_ENV, DashboardWatcher
 
 
 class HandoffdRunner:
@@ -41,18 +42,29 @@ class HandoffdRunner:
         self.sizes = sizes
         self.cluster: Any = None
         self.client: Any = None
+        self.watcher: Any = None
 
     def _start_cluster(self) -> float:
         import handoffd
-        from handoffd.testing import DaemonCluster, wait_for
+        from handoffd.testing import DaemonCluster, free_port, wait_for
 
         t0 = time.perf_counter()
         self.cluster = DaemonCluster(env=peer_env())
+        mode = os.environ.get(MODE_ENV, "")
+        http = free_port() if mode in ("dashboard", "poll") else 0
+        http_args = ["--http-port", str(http)] if mode in ("off", "dashboard", "poll") else []
         # Both daemons start at once: d1's seed (d0) may not listen yet; its join retries until d0
         # answers, and a daemon hands its owner side every peer it heard of before that side
         # existed (node.py), so a task pinned to either node runs as soon as both joined.
-        d0 = self.cluster.start(cpu=1, memory=4000, gpu=0, wait=False)
-        d1 = self.cluster.start(cpu=1, memory=4000, gpu=1, seeds=[d0.address], wait=False)
+        d0 = self.cluster.start(cpu=1, memory=4000, gpu=0, wait=False, extra=http_args)
+        d1 = self.cluster.start(
+            cpu=1,
+            memory=4000,
+            gpu=1,
+            seeds=[d0.address],
+            wait=False,
+            extra=["--http-port", "0"] if http_args else [],
+        )
         # While they boot: the client's own imports (a connect right away would hit ZeroMQ's
         # 100 ms reconnect interval, as d0 does not listen yet).
         import handoffd.client  # noqa: F401
@@ -85,7 +97,17 @@ class HandoffdRunner:
                 raise RuntimeError(f"no task ran on each daemon:\n{self.cluster.logs()}")
             time.sleep(0.002)
         assert len(set(pids.values())) == 2, pids
-        return time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        if http:
+            from handoffd.observability.tokens import http_token
+            from handoffd.transport.keys import load_local_key
+
+            key = load_local_key(os.path.join(self.cluster.workdir, "local.key"))
+            self.watcher = DashboardWatcher(
+                f"http://127.0.0.1:{http}", http_token(key.secret), browser=mode == "dashboard"
+            )
+            self.watcher.start()
+        return elapsed
 
     def _pinned(self, dag: Any) -> Any:
         import handoffd
@@ -251,6 +273,14 @@ class HandoffdRunner:
             return {"supported": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
+            print(
+                f"dashboard open: {self.watcher.scrapes} /metrics scrapes, {self.watcher.pages} "
+                f"run pages opened{'; error ' + self.watcher.error if self.watcher.error else ''}",
+                flush=True,
+            )
+            self.watcher = None
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.close()

@@ -22,6 +22,7 @@ from handoffd.daemon.executor_events import (
     Event,
     Execute,
     Instruction,
+    Leaving,
     LedgerChanged,
     NewOwner,
     OwnerSeen,
@@ -64,6 +65,7 @@ class Executor:
             fetch_timeout=fetch_timeout,
             queue_factor=queue_factor,
         )
+        self.state.wall_offset = time.time() - clock()  # reported attempt times are wall clock
         self.address = address
         self.ledger = ledger
         self.store = store
@@ -117,6 +119,10 @@ class Executor:
 
     def on_cancel(self, msg: m.CancelTasks, term: int = 0) -> None:
         self._handle(CancelAsked(msg, term))
+
+    def leave(self) -> None:
+        """Stop taking work: queued tasks go back to their owners now (``Leaving``)."""
+        self._handle(Leaving())
 
     def on_free_run(self, msg: m.FreeRun, term: int = 0) -> None:
         self._handle(RunFreed(msg, term))

@@ -62,6 +62,14 @@ class CancelAsked:
 
 
 @dataclass(slots=True)
+class Leaving:
+    """The node is leaving: refuse new dispatches, hand queued tasks back to their owners now,
+    let running ones finish, and send their values inline up to ``inline_bytes``."""
+
+    inline_bytes: int = 64 << 20
+
+
+@dataclass(slots=True)
 class RunFreed:
     msg: m.FreeRun
     term: int = 0
@@ -98,7 +106,7 @@ FLUSH = Flush()
 
 Event = (
     Dispatched | ValuesAsked | ValuesArrived | FetchTimedOut | TaskEnded | CancelAsked | RunFreed
-    | ValuesFreed | OwnerSeen | Refill | Flush
+    | ValuesFreed | OwnerSeen | Refill | Flush | Leaving
 )  # fmt: skip
 
 # -- instructions (out of ExecutorState.handle) ----------------------------------------------------

@@ -23,7 +23,7 @@ class Slot:
     id: int
     cost: dict[str, float]
     gpus: list[int]
-    env: dict[str, str]
+    devices: str  # CUDA_VISIBLE_DEVICES of its tasks: the devices of ``gpus`` ("" for none)
     keys: dict[Key, None] = field(default_factory=dict)  # tasks in the chain, outcome not in yet
 
 
@@ -44,6 +44,7 @@ class Task:
     running: bool = False  # submitted to the worker pool
     claimed: bool = True  # False while in the local queue: holds no ledger claim yet
     slot: Slot | None = None  # set once started: the slot's claim covers it (not its own)
+    bytes_in: int = 0  # payload and input values handed to the job (task history)
 
 
 @dataclass
@@ -54,10 +55,31 @@ class Fetch:
     deadline: float  # the clock's time the fetch is given up (then the next holder is asked)
 
 
-def failed(task: Task, kind: str, exc_type: str, message: str, traceback: str = "") -> m.TaskReport:
-    """The report of an attempt that ended without a value."""
+def failed(
+    task: Task,
+    kind: str,
+    exc_type: str,
+    message: str,
+    traceback: str = "",
+    timing: tuple[int, float, float] = (0, 0.0, 0.0),
+) -> m.TaskReport:
+    """The report of an attempt that ended without a value; ``timing``: (worker pid, wall-clock
+    start, end) when it ran."""
+    pid, started, ended = timing
     return m.TaskReport(
-        task.task_id, task.attempt, "FAILED", 0, -1, kind, exc_type, message, traceback
+        task.task_id,
+        task.attempt,
+        "FAILED",
+        0,
+        -1,
+        kind,
+        exc_type,
+        message,
+        traceback,
+        pid,
+        started,
+        ended,
+        task.bytes_in,
     )
 
 

@@ -50,6 +50,7 @@ from handoffd.daemon.executor_events import (
     FetchTimedOut,
     Flush,
     Instruction,
+    Leaving,
     NewOwner,
     OwnerSeen,
     Refill,
@@ -116,7 +117,8 @@ class ExecutorState:
         self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
         self._fetched: set[tuple[str, str]] = set()  # copies in our store that came from peers
         self._request_ids = itertools.count(1)
-        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None]]] = {}
+        # (owner, run) -> (report, inline value, output) to send
+        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]] = {}
         self._flush_scheduled = False
         self.draining = False  # refuse every dispatch (the node is stopping)
         self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
@@ -129,6 +131,7 @@ class ExecutorState:
         # the owner of the highest term.
         self.run_owners: dict[str, tuple[int, str, str]] = {}
         self._now = 0.0
+        self.wall_offset = 0.0  # wall clock minus ``now`` (the shell sets it): report times
         self._out: list[Instruction] = []
         self._changed = False  # the ledger changed during this event: gossip once, at the end
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -140,6 +143,7 @@ class ExecutorState:
             ValuesArrived: self._on_values_arrived,
             FetchTimedOut: self._on_fetch_timed_out,
             CancelAsked: self._on_cancel,
+            Leaving: self._on_leaving,
             RunFreed: self._on_run_freed,
             ValuesFreed: self._on_values_freed,
             OwnerSeen: self._on_owner_seen,
@@ -420,8 +424,7 @@ class ExecutorState:
             self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
             self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
             return
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
-        slot = Slot(next(self._slot_ids), task.cost, task.gpus, env)
+        slot = Slot(next(self._slot_ids), task.cost, task.gpus, self.ledger.visible(task.gpus))
         self.slots[slot.id] = slot
         self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
 
@@ -434,7 +437,17 @@ class ExecutorState:
         task.gpus = slot.gpus
         slot.keys[key] = None
         self._release_inputs(task)
-        return Job(key, task.payload, inputs, task.argument_inclusion, task.timeout, slot.env)
+        task.bytes_in = len(task.payload) + sum(len(v[1]) for v in inputs if v[0] == "value")
+        return Job(
+            key,
+            task.payload,
+            inputs,
+            task.argument_inclusion,
+            task.timeout,
+            devices=slot.devices,
+            memory=task.cost.get("memory"),
+            title=f"run {task.run_id} task {task.task_id}",
+        )
 
     def _chain_target(self) -> int:
         """Tasks a slot should hold (the running one included)."""
@@ -523,24 +536,44 @@ class ExecutorState:
             return
         if outcome.kind in ("", "error"):
             self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
+        ended = self._now + self.wall_offset
         if outcome.ok and outcome.value is not None:
             value = outcome.value
             self.store.put(task.run_id, task.task_id, value)
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             report = m.TaskReport(
-                task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", ""
+                task.task_id,
+                task.attempt,
+                "DONE",
+                len(value),
+                -1,
+                "",
+                "",
+                "",
+                "",
+                outcome.pid,
+                ended - outcome.duration,
+                ended,
+                task.bytes_in,
             )
             self.counters["done"] += 1
-            self._finish(task, report, inline)
+            self._finish(task, report, inline, outcome.output)
         else:
             report = failed(
-                task, outcome.kind or "error", outcome.exc_type, outcome.message, outcome.traceback
+                task,
+                outcome.kind or "error",
+                outcome.exc_type,
+                outcome.message,
+                outcome.traceback,
+                timing=(outcome.pid, ended - outcome.duration, ended),
             )
             self.counters["failed"] += 1
-            self._finish(task, report, None)
+            self._finish(task, report, None, outcome.output)
 
-    def _finish(self, task: Task, report: m.TaskReport, value: bytes | None) -> None:
+    def _finish(
+        self, task: Task, report: m.TaskReport, value: bytes | None, output: str = ""
+    ) -> None:
         slot = task.slot
         if slot is not None:
             del slot.keys[(task.run_id, task.task_id, task.attempt)]
@@ -557,7 +590,8 @@ class ExecutorState:
                 self._schedule_refill()
         else:
             self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
-        self._outbox.setdefault((task.owner_address, task.run_id), []).append((report, value))
+        entry = (report, value, output)
+        self._outbox.setdefault((task.owner_address, task.run_id), []).append(entry)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._out.append(_SOON_FLUSH)
@@ -571,7 +605,8 @@ class ExecutorState:
                 owner = known[1]  # the run changed owner since the task was dispatched
             reports: list[m.TaskReport] = []
             frames: list[bytes] = []
-            for report, value in entries:
+            outputs = [output for _, _, output in entries]
+            for report, value, _ in entries:
                 if value is not None:
                     report = m.TaskReport(
                         report.task_id,
@@ -583,13 +618,21 @@ class ExecutorState:
                         report.exc_type,
                         report.message,
                         report.traceback,
+                        report.pid,
+                        report.started,
+                        report.ended,
+                        report.bytes_in,
                     )
                     frames.append(value)
                 reports.append(report)
             self._send(
                 owner,
                 m.TasksReported(
-                    run_id, tuple(reports), dict(self.ledger.free), self.ledger.version
+                    run_id,
+                    tuple(reports),
+                    dict(self.ledger.free),
+                    self.ledger.version,
+                    tuple(outputs) if any(outputs) else (),
                 ),
                 frames,
                 term=self.term_of(run_id),
@@ -611,6 +654,16 @@ class ExecutorState:
             else:
                 self.tasks.pop(key, None)
                 self._finish(task, failed(task, "cancelled", "RunCancelled", "cancelled"), None)
+
+    def _on_leaving(self, ev: Leaving) -> None:
+        """Queued tasks go back at once (a "cancelled" report: the owner re-places it without
+        using a retry); running ones finish here, their values reported inline so they outlive us."""
+        self.draining = True
+        self._inline_limit = max(self._inline_limit, ev.inline_bytes)
+        for key, task in list(self.tasks.items()):
+            if not task.running:
+                self.tasks.pop(key, None)
+                self._finish(task, failed(task, "cancelled", "NodeLeaving", "node leaving"), None)
 
     def _on_run_freed(self, ev: RunFreed) -> None:
         msg, term = ev.msg, ev.term

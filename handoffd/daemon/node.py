@@ -16,21 +16,35 @@ pool's processes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission
+from handoffd import __version__, admission, runtime
 from handoffd.config import NodeConfig
+from handoffd.daemon.code import CodeStore, PackageFetcher
+from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
+from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.leaving import LeavingPeers, leave_notice
+from handoffd.daemon.names import Names
+from handoffd.daemon.node_reliability import NodeReliability
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
+from handoffd.membership.probes import ping_address
+from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -39,11 +53,6 @@ from handoffd.worker.pool import WorkerPool
 
 log = logging.getLogger("handoffd.node")
 
-# ZeroMQ's reconnect interval to a peer that refused the connection: first retry, then doubling up
-# to the cap. A seed that does not listen yet (daemons started together) is joined within one cap
-# of it coming up; with ZeroMQ's 0.1 s doubling to 2 s the join came 0.15-0.26 s after the seed was
-# up. Only down seeds keep being retried at the cap: dead members' sockets are closed.
-PEER_RECONNECT_S = (0.02, 0.1)
 # Outbound connections unused for Limits.peer_idle_s are looked for this often.
 IDLE_SWEEP_S = 5.0
 # A line of drop counters in the log at most this often, when something was dropped meanwhile.
@@ -53,7 +62,7 @@ _MEMBERSHIP_TYPES = admission.MEMBERSHIP_TYPES
 _REPLICATION_TYPES = admission.REPLICATION_TYPES
 
 
-class Node:
+class Node(NodeReliability):
     def __init__(
         self,
         config: NodeConfig,
@@ -71,8 +80,16 @@ class Node:
         self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None
-        self.ledger = Ledger(config.capacity)
+        self.ledger = Ledger(config.capacity, config.gpu_devices)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        # This node's code packages (handoffd.packages): its own dir, made on the first package.
+        code_root = os.path.join(
+            config.runtime_dir or runtime.default_path(),
+            "code",
+            f"{config.name}-{uuid.uuid4().hex[:8]}",
+        )
+        self.code = CodeStore(code_root)
+        self.code_fetcher: PackageFetcher | None = None
         self.executor: Executor | None = None
         self.scheduler: OwnerScheduler | None = None
         self.owner: OwnerIO | None = None
@@ -82,6 +99,7 @@ class Node:
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._resources_dirty = False
+        self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
@@ -90,34 +108,27 @@ class Node:
         self._next_stats = 0.0
         self._stats_logged: tuple[int, int, int] = (0, 0, 0)
         self.started_at = 0.0
+        self._responder: Any = None  # answers Pings off the loop (transport/responder.py)
+        self._published: m.MemberState | None = None
+        self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
+        self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
+        self.clashed = False  # we stopped because our name was taken (exit code 2)
+        self.started_wall = 0.0
+        self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
+        self.deaths = 0
+        self.curve: Any = None  # the transport's CURVE keys (None: none), for the HTTP side
+        self.http: Any = None  # observability.http.HttpServer when config.http_port
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.config
         if self._transport is None:
-            from handoffd.transport.auth import daemon_curve
-            from handoffd.transport.zmq_transport import ZmqTransport
-
-            # The cluster key, else the user's local key (only the user's own clients and
-            # daemons hold it); none only with allow_local_users or a keyless --insecure host.
-            curve = daemon_curve(
-                key_file=cfg.key_file,
-                insecure=cfg.insecure,
-                allow_local_users=cfg.allow_local_users,
-                host=cfg.host,
-                runtime_dir=cfg.runtime_dir,
-            )
-            self._transport = ZmqTransport(
-                cfg.host,
-                cfg.port,
-                curve=curve,
-                limits=cfg.limits,
-                reconnect_ivl=PEER_RECONNECT_S[0],
-                reconnect_ivl_max=PEER_RECONNECT_S[1],
-            )
+            self.curve, self._transport = zmq_transport(cfg)
         await self._transport.start(self._on_frames)
         self.address = self._transport.address
+        if os.environ.get("HANDOFFD_PROBE_THREAD", "1") != "0":  # "0": the bench's "before"
+            self._responder = self._transport.probe_responder(self.name, self._on_ping)
         now = self._clock()
         self.membership = swim.Membership(
             name=self.name,
@@ -127,7 +138,14 @@ class Node:
             config=cfg.membership,
             rng=self._rng,
             now=now,
+            probe_port=self._responder.port if self._responder is not None else 0,
+            sources=cfg.resource_sources,
+            gpus=tuple(
+                f"{d} {n}".strip()
+                for d, n in itertools.zip_longest(self.ledger.devices, cfg.gpu_names, fillvalue="")
+            ),
         )
+        self._publish_me()
         loop = asyncio.get_running_loop()
         port = NodePort(
             name=self.name,
@@ -141,7 +159,13 @@ class Node:
             member=self.membership.get,
             members=self.membership.members,
         )
-        self.scheduler = OwnerScheduler(self.name, now=now)
+        self.scheduler = OwnerScheduler(
+            self.name,
+            now=now,
+            probe_interval=cfg.dispatch.lost_probe_interval,
+            ack_timeout=cfg.dispatch.ack_timeout,
+        )
+        self.scheduler.wall_offset = time.time() - self._clock()  # task history is wall clock
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -151,7 +175,25 @@ class Node:
             on_resources_changed=self._resources_changed,
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
-        self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
+        self.pool = WorkerPool(
+            workers,
+            self.executor.on_outcome,
+            name=f"{self.name}-worker",
+            node=self.name,
+            devices="",  # a task given no GPU sees none
+            memory_enforce=cfg.memory_enforce == "kill",
+            memory_bound=cfg.capacity.get("memory"),
+            recycle_gpu_workers=cfg.recycle_gpu_workers,
+            on_memory=self._memory_used,
+            code_dir=self.code.root,
+        )
+        self.code_fetcher = PackageFetcher(
+            self.code,
+            address=self.address,
+            send=self.send,
+            peers=self._live_addresses,
+            call_later=loop.call_later,
+        )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
         self._pool_start = loop.create_task(self.pool.start())
@@ -163,13 +205,18 @@ class Node:
             resources=self.ledger,
             local_value=self.store.get,
             keep_results_s=cfg.result_retention_s,
+            limits=cfg.limits,
+            fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
+        self.owner.code = self.code
         self.replication = ReplicationIO(
             port,
             self.scheduler,
             replicas=cfg.replicas,
             grace=max(0.05, cfg.membership.probe_interval),
+            answer_timeout=cfg.dispatch.takeover_answer_timeout,
         )
+        self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         # The owner side learns every member membership already knows, then each later change
@@ -180,14 +227,20 @@ class Node:
             if member.name != self.name:
                 self.owner.member_update(member)
         self.started_at = now
+        self.started_wall = time.time()
         self._schedule_tick()
+        if cfg.http_port:
+            from handoffd.observability.serve import start_http
+
+            self.http = start_http(self, optional=cfg.http_optional)
         await self._start_discovery()
         log.info(
-            "node %s up at %s (cluster %s, capacity %s, handoffd %s)",
+            "node %s up at %s (cluster %s, capacity %s from %s, handoffd %s)",
             self.name,
             self.address,
             cfg.cluster,
             cfg.capacity,
+            cfg.resource_sources or "the configuration",
             __version__,
         )
 
@@ -200,27 +253,9 @@ class Node:
             self.request_stop()
 
     async def _start_discovery(self) -> None:
-        from handoffd.discovery.seeds import SeedDiscovery
-
-        cfg = self.config
-        if cfg.seeds:
-            seeds = SeedDiscovery(list(cfg.seeds), self._on_discovery, known=self._address_known)
-            await seeds.start()
-            self._discovery.append(seeds)
-        if cfg.mdns:
-            from handoffd.discovery.mdns import MdnsDiscovery, mdns_refusal
-
-            keyed = cfg.key_file is not None
-            refusal = mdns_refusal(cfg.host, keyed=keyed)
-            if refusal is not None:
-                log.warning("node %s: %s", self.name, refusal)
-                return
-            port = int(self.address.rpartition(":")[2])
-            mdns = MdnsDiscovery(
-                self.name, cfg.cluster, cfg.host, port, self._on_discovery, keyed=keyed
-            )
-            await mdns.start()
-            self._discovery.append(mdns)
+        self._discovery = await start_discovery(
+            self.config, self.name, self.address, self._on_discovery, self._address_known
+        )
 
     def _address_known(self, address: str) -> bool:
         if self.membership is None:
@@ -239,7 +274,14 @@ class Node:
         self._stopping = True
         try:
             if self.executor is not None:
-                self.executor.draining = True
+                if drain:  # a graceful leave: queued tasks go back to their owners now
+                    log.info(
+                        "%s", leave_notice(self.name, self.executor, self.config.drain_grace_s)
+                    )
+                    self.executor.leave()
+                    self._announce_leaving()
+                else:  # as abrupt as a crash, but take nothing new meanwhile
+                    self.executor.draining = True
                 self._resources_changed()
                 if drain:
                     deadline = self._clock() + self.config.drain_grace_s
@@ -261,9 +303,12 @@ class Node:
                 self._tick_handle.cancel()
             if self.pool is not None:
                 await self.pool.close()
+            if self.http is not None:
+                self.http.close()
             if self._transport is not None:
                 await self._transport.close()
             self.store.close()
+            self.code.remove_all()
         finally:
             self._stopped.set()
 
@@ -322,6 +367,7 @@ class Node:
             return
         try:
             if isinstance(msg, _MEMBERSHIP_TYPES):
+                self._names_check(msg, sender, member)
                 self._run_membership(swim.Received(sender, None, msg))
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
@@ -376,7 +422,14 @@ class Node:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, m.DispatchTasks):
-            self.executor.on_dispatch(msg, frames, term)
+            if msg.packages and self.code_fetcher is not None:
+                # The run's code must be here before its tasks start (fetched from the owner).
+                on_dispatch = self.executor.on_dispatch
+                self.code_fetcher.when_present(
+                    msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+                )
+            else:
+                self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, m.FetchValues):
             self.executor.on_fetch(msg)
         elif isinstance(msg, m.ValuesFetched):
@@ -388,14 +441,34 @@ class Node:
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
             self.executor.on_free_values(msg, term)
+        elif isinstance(msg, mc.FetchPackages):
+            if self.code_fetcher is not None:
+                reply, data = self.code_fetcher.serve(msg)
+                self.send(msg.reply_to, reply, data)
+        elif isinstance(msg, mc.ReplicateOutput):
+            self.owner.output.on_replicate(msg)
+        elif isinstance(msg, mc.PackagesFetched):
+            if self.code_fetcher is not None:
+                self.code_fetcher.on_fetched(msg, frames)
         elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
             self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
         elif isinstance(msg, _REPLICATION_TYPES):
             assert self.replication is not None
+            if isinstance(msg, m.DropReplica) and self.scheduler is not None:
+                if self.scheduler.term_of(msg.run_id) is None:  # not ours: its output goes too
+                    self.owner.output.forget(msg.run_id)
             self.replication.handle(msg, frames, envelope)
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, mr.NameClash):
+            self._name_clashed(msg)
+        elif isinstance(msg, mr.NodeLeaving):
+            self._peer_leaving(envelope.sender if envelope is not None else "")
+        elif isinstance(msg, GetNodeInfo):
+            self.reply(conn, node_info(self, msg.request_id))
+        elif isinstance(msg, GetMetrics):
+            self.reply(conn, metrics_reply(self, msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -418,9 +491,9 @@ class Node:
             now = self._clock()
             if now >= self._next_sweep and self._transport is not None:
                 self._next_sweep = now + IDLE_SWEEP_S
-                self._transport.close_idle(
-                    {s.address for s in self.members() if s.status == m.ALIVE}
-                )
+                alive = [s for s in self.members() if s.status == m.ALIVE]
+                keep = {s.address for s in alive} | {ping_address(s) for s in alive}
+                self._transport.close_idle(keep)
             if now >= self._next_stats:
                 self._next_stats = now + STATS_LOG_S
                 self._log_stats()
@@ -443,9 +516,17 @@ class Node:
             self._resources_dirty = True
             asyncio.get_running_loop().call_soon(self._publish_resources)
 
+    def _memory_used(self, beyond_claims: float) -> None:
+        """The worker pool measured what running tasks hold beyond the memory they declared."""
+        self._memory_beyond = beyond_claims
+        self._resources_changed()
+
     def _publish_resources(self) -> None:
         self._resources_dirty = False
         free = dict(self.ledger.free)
+        if self._memory_beyond and "memory" in free:
+            # What others place here by: the claims, and what tasks really hold beyond them.
+            free["memory"] = max(0.0, free["memory"] - self._memory_beyond)
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
         self._run_membership(swim.LocalResources(free))
@@ -470,14 +551,19 @@ class Node:
         # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
         # hears every change before replication acts on any (a takeover sees the dead as dead).
         if updates and self.owner is not None:
-            self.owner.member_updates(updates)
+            self.owner.member_updates(self._leaving.masked(updates))
         for change in changes:
             self._member_changed(change)
         if changes and self.replication is not None:
             self.replication.members_changed()
+        self._publish_me()
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member
+        if change.new == m.SUSPECT:
+            self.suspicions += 1
+        elif change.new == m.DEAD:
+            self.deaths += 1
         log.info(
             "member %s %s -> %s (%s)",
             change.name,
@@ -508,6 +594,9 @@ class Node:
             return None
         member = self.membership.get(name)
         return member.address if member is not None else None
+
+    def _live_addresses(self) -> list[str]:
+        return [s.address for s in self.members() if s.status == m.ALIVE and s.name != self.name]
 
     def members(self) -> list[m.MemberState]:
         return self.membership.members() if self.membership is not None else []

@@ -26,17 +26,26 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
-from handoffd import errors, validation
+from handoffd import errors, intake, validation
+from handoffd.config import Limits
+from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
+from handoffd.daemon.task_output import TaskOutputIO
+from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -80,10 +89,16 @@ class OwnerIO:
         local_value: Callable[[str, str], bytes | None],
         keep_results_s: float,
         keep_status_s: float | None = None,
+        limits: Limits | None = None,
+        fetch_timeout: float | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
+        self.limits = limits if limits is not None else Limits()
+        self._client_runs = intake.ClientRuns(self.limits, self._unfinished)
         self._resources = resources
+        # Task output kept with the runs (before self.replication: its setter shares it).
+        self.output = TaskOutputIO(port, self._state_of, scheduler.term_of)
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -92,7 +107,13 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
-        self.results = ResultFetcher(port, scheduler, local_value)
+        # /metrics: the scheduler's time per batch of events (placement included), and from a
+        # dispatch to the attempt's start on its worker (from the reports).
+        self.placement_seconds = Buckets()
+        self.dispatch_seconds = Buckets()
+        self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
+        self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
+        self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
         self._apply(
@@ -109,7 +130,21 @@ class OwnerIO:
             )
         )
 
+    @property
+    def replication(self) -> Replicator:
+        return self._replication
+
+    @replication.setter
+    def replication(self, value: Replicator) -> None:
+        self._replication = value
+        self.output.replication = value
+
+    def _state_of(self, run_id: str) -> str | None:
+        st = self.scheduler.run_status(run_id)
+        return st.state if st is not None else None
+
     def close(self) -> None:
+        self.output.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -122,10 +157,13 @@ class OwnerIO:
     # -- events into the scheduler --------------------------------------------------------------
 
     def _feed(self, event: Any) -> None:
-        self._apply(self.scheduler.handle(event, self.port.now()))
+        self._feed_all(event)
 
     def _feed_all(self, *events: Any) -> None:
-        self._apply(self.scheduler.handle_batch(events, self.port.now()))
+        started = perf_counter()
+        instructions = self.scheduler.handle_batch(events, self.port.now())
+        self.placement_seconds.observe(perf_counter() - started)
+        self._apply(instructions)
 
     def member_update(self, member: m.MemberState) -> None:
         self.member_updates([member])
@@ -169,6 +207,7 @@ class OwnerIO:
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
         self.scheduler.forget(run_id)
+        self.output.forget(run_id)
         if self.scheduler.run_status(run_id) is None:
             self.replication.forget(run_id)
 
@@ -213,7 +252,12 @@ class OwnerIO:
             )
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
+            if msg.outputs:
+                self.output.reported(msg.run_id, node, msg.reports, msg.outputs)
             events: list[Any] = self._reported(node, msg)
+            run = self.scheduler.run_state(msg.run_id)
+            if run is not None:
+                observe_reports(run, node, msg.reports, self.dispatch_seconds)
             for report in msg.reports:
                 if report.state == "DONE":
                     value = frames[report.frame] if 0 <= report.frame < len(frames) else None
@@ -250,12 +294,16 @@ class OwnerIO:
             self._on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
+        elif isinstance(msg, GetTaskOutput):
+            self.output.on_get(msg, conn)
         elif isinstance(msg, m.CancelRun):
             self._feed(ev.CancelRequested(msg.run_id))
             self.port.reply(conn, self._status_reply(msg.request_id, msg.run_id))
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
             self.port.reply(conn, m.Ok(msg.request_id))
+        elif isinstance(msg, GetTaskHistory):
+            self.port.reply(conn, history_reply(self.scheduler, self.port.name, msg))
         elif isinstance(msg, m.ListRuns):
             runs = []
             for run_id in self.scheduler.runs():
@@ -298,7 +346,12 @@ class OwnerIO:
         self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
     ) -> None:
         try:
-            specs = validation.wire_specs(msg, frames)  # a daemon never trusts a submission
+            # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
+            # trusts a submission.
+            intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
+            specs = validation.wire_specs(msg, frames)
+            if self.scheduler.term_of(msg.run_id) is None:
+                self._client_runs.admit(conn, msg.run_id)
         except errors.HandoffError as exc:
             info = error_info(exc)
             assert info is not None
@@ -311,14 +364,49 @@ class OwnerIO:
         if self.scheduler.term_of(msg.run_id) is not None:
             self._accepted(msg.run_id, waiter)  # a retried submission
             return
+        if msg.packages:
+            kind, problem = self._store_packages(msg.packages, frames[len(msg.tasks) :])
+            if problem:
+                error = errors.ValidationError(kind, None, problem)
+                info = error_info(error)
+                assert info is not None
+                self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
+                return
         self._submits[msg.run_id] = waiter
-        options = RunOptions(max_retries=msg.max_retries, policy=msg.policy, outputs=msg.outputs)
+        options = RunOptions(
+            max_retries=msg.max_retries,
+            policy=msg.policy,
+            outputs=msg.outputs,
+            packages=tuple(msg.packages),
+        )
         self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
+
+    def _unfinished(self, run_id: str) -> bool:
+        st = self.scheduler.run_status(run_id)
+        return st is not None and st.state == "RUNNING"
+
+    def _store_packages(self, shas: tuple[str, ...], frames: list[bytes]) -> tuple[str, str]:
+        """Keep a submission's code packages (the zips of those the client did not know we
+        hold); (kind, what is wrong) or ("", "")."""
+        if self.code is None:
+            return "bad_package", "this node cannot store code packages"
+        for data in frames:
+            try:
+                sha = self.code.put(bytes(data))
+            except OSError as exc:
+                return "bad_package", f"a code package could not be stored: {exc}"
+            if sha not in shas:
+                return "bad_package", f"code package {sha[:12]} is not one the run lists"
+        missing = [sha for sha in shas if not self.code.has(sha)]
+        if missing:  # the client thought we held them (we restarted): it sends them again
+            return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
+        return "", ""
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
         if st is None:
-            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None)
+            known = self.replication.knows(run_id)
+            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
         return m.RunStatusReply(
             request_id,
             run_id,
@@ -412,6 +500,7 @@ class OwnerIO:
         """The run ended (here, or it had when a takeover restored it): answer its waiters; its
         results are kept for the retention time from now."""
         self._retain(rt.RunEnded(run_id), self.port.now())
+        self.output.run_ended(run_id)
         for waiter in self._waiters.pop(run_id, []):
             if waiter.handle is not None:
                 waiter.handle.cancel()
@@ -471,9 +560,11 @@ class OwnerIO:
                     self.port.reply(waiter.conn, m.RunRejected(waiter.request_id, ins.run_id, info))
             elif isinstance(ins, ev.RunFinished):
                 if ins.error is not None:
-                    log.info("run %s %s: %s", ins.run_id, ins.state, ins.error)
+                    log.info(
+                        "run %s %s: %s", ins.run_id, ins.state, ins.error, extra={"run": ins.run_id}
+                    )
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
-                    log.debug("run %s %s", ins.run_id, ins.state)
+                    log.debug("run %s %s", ins.run_id, ins.state, extra={"run": ins.run_id})
                 self.run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeUnneededValues):
                 address = self.port.address_of(ins.node)
@@ -511,4 +602,7 @@ class OwnerIO:
             log.warning("dispatch to unknown node %s dropped", ins.node)
             return
         msg, frames = dispatch_message(ins, self.port.address, self.port.address_of)
+        run = self.scheduler.run_state(ins.run_id)
+        if run is not None and run.options.packages:
+            msg = dataclasses.replace(msg, packages=run.options.packages)
         self.port.send(address, msg, frames, term=ins.term)

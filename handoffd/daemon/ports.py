@@ -115,6 +115,10 @@ class Replicator(Protocol):
 
     def standbys(self, run_id: str) -> tuple[str, ...]: ...
     def taking_over(self, run_id: str) -> bool: ...
+    def knows(self, run_id: str) -> bool:
+        """The run exists as far as we know (a replica, or an owner we heard of), though we do
+        not own it: a client told 'unknown' by us keeps looking (a takeover may be under way)."""
+        ...
 
 
 class NoReplication:
@@ -142,6 +146,9 @@ class NoReplication:
         return ()
 
     def taking_over(self, run_id: str) -> bool:
+        return False
+
+    def knows(self, run_id: str) -> bool:
         return False
 
 

@@ -24,8 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_observability import GetTaskHistory
+from handoffd.protocol.schema import Rows
 from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
@@ -41,7 +45,15 @@ RECONCILE_TIMEOUT = tm.ANSWER_TIMEOUT  # seconds a new owner waits for nodes' ho
 # one decode and one ack per few tasks on a busy owner. A takeover re-runs what the standby did not
 # hear of yet, so this only widens what a takeover may redo, never what it may lose.
 FLUSH_INTERVAL = 0.01
-_CLIENT_REQUESTS = (m.GetRunStatus, m.WaitRun, m.FetchResults, m.CancelRun, m.FreeRunRequest)
+_CLIENT_REQUESTS = (
+    m.GetRunStatus,
+    m.WaitRun,
+    m.FetchResults,
+    m.CancelRun,
+    m.FreeRunRequest,
+    GetTaskOutput,
+    GetTaskHistory,
+)
 
 
 @dataclass
@@ -72,6 +84,8 @@ class ReplicationIO:
         self.follower: Follower = NoFollower()  # daemon.node.wire sets the executor
         self.log = rlog.ReplicationLog(port.name, replicas)
         self.standby = StandbyStore(port.name)
+        self.code: CodeStore | None = None  # the node's code packages (set by the node)
+        self._packages_sent: set[tuple[str, str]] = set()  # (standby, sha) it was sent
         self.takeovers = tm.TakeoverMachine(port.name, grace, answer_timeout)
         self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
         self._taking: dict[str, _Taking] = {}
@@ -149,7 +163,20 @@ class ReplicationIO:
         msg = m.ReplicateRun(
             ins.run_id, run.term, ins.seq, self.port.name, self.port.address, ins.standbys
         )
-        self.port.send(address, msg, [encode_run(run)], term=run.term)
+        frames = [encode_run(run)]
+        if self.code is not None:
+            # The run's code packages, for when we are gone; each standby gets a package once
+            # (content-addressed: run after run ships the same modules).
+            for sha in run.options.packages:
+                if (ins.node, sha) in self._packages_sent:
+                    continue
+                data = self.code.get(sha)
+                if data is not None:
+                    if len(self._packages_sent) > 65536:
+                        self._packages_sent.clear()
+                    self._packages_sent.add((ins.node, sha))
+                    frames.append(data)
+        self.port.send(address, msg, frames, term=run.term)
 
     def _send_log(self, ins: rlog.SendLog) -> None:
         run = self.scheduler.run_state(ins.run_id)
@@ -177,6 +204,7 @@ class ReplicationIO:
                     rec.losses,
                     rec.completions,
                     frame,
+                    Rows([a.row() for a in rec.attempts]),  # the structs' fields, not built
                 )
             )
         msg = m.ReplicateLog(
@@ -214,7 +242,13 @@ class ReplicationIO:
             self._note_owner(run_id, term, owner, address)
         if mine is None or mine >= term:
             return
-        log.warning("run %s: stepping down (our term %d, seen term %d)", run_id, mine, term)
+        log.warning(
+            "run %s: stepping down (our term %d, seen term %d)",
+            run_id,
+            mine,
+            term,
+            extra={"run": run_id, "term": term},
+        )
         self.owner.step_down(run_id)
         self._accepts.pop(run_id, None)
         self._execute(self.log.untrack(run_id))
@@ -289,6 +323,12 @@ class ReplicationIO:
                 bytes(frames[0]),  # kept packed: unpacked only if we ever take over
             )
             self.follower.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
+            if self.code is not None:
+                for data in frames[1:]:  # the run's code packages (content-addressed)
+                    try:
+                        self.code.put(bytes(data))
+                    except OSError as exc:
+                        log.warning("code package of run %s not stored: %s", msg.run_id, exc)
             if ack.owner_address:
                 # At once, not with the loop turn's batch of acks: the owner's answer to the client
                 # waits for it (acks are cumulative, so a later batched one is harmless).
@@ -385,6 +425,17 @@ class ReplicationIO:
     def taking_over(self, run_id: str) -> bool:
         return self.takeovers.taking_over(run_id)
 
+    def knows(self, run_id: str) -> bool:
+        if run_id in self.standby.replicas or self.takeovers.taking_over(run_id):
+            return True
+        # An owner we heard of that is not us (a run we owned and forgot is gone for good).
+        moved = self._moved.get(run_id)
+        followed = self.follower.run_owners.get(run_id)
+        here = self.port.address
+        return (moved is not None and moved[2] != here) or (
+            followed is not None and followed[1] != here
+        )
+
     def _candidates(self) -> tuple[tm.Candidate, ...]:
         """The replicas due for a takeover now (``StandbyStore.takeover_due``), but runs we own."""
         replicas = self.standby.replicas
@@ -410,10 +461,16 @@ class ReplicationIO:
                     ins.run_id,
                     ins.owner,
                     ins.term,
+                    extra={"run": ins.run_id, "term": ins.term},
                 )
                 self._end_taking(ins.run_id)
             elif isinstance(ins, tm.GiveUp):
-                log.error("run %s: takeover given up: %s", ins.run_id, ins.reason)
+                log.error(
+                    "run %s: takeover given up: %s",
+                    ins.run_id,
+                    ins.reason,
+                    extra={"run": ins.run_id},
+                )
                 self._end_taking(ins.run_id)
 
     def _prebuild(self, run_ids: tuple[str, ...]) -> None:
@@ -453,6 +510,7 @@ class ReplicationIO:
             replica.owner,
             term,
             len(ins.targets),
+            extra={"run": run_id, "term": term},
         )
         self.standby.seen_term(run_id, term)
         job = _Taking({})
@@ -507,6 +565,7 @@ class ReplicationIO:
             dict(status.counts) if status is not None else {},
             dispatches,
             time.time(),  # wall clock for the log reader (bench_failover), not for any decision
+            extra={"run": run_id, "term": ins.term},
         )
         self._note_owner(run_id, ins.term, self.port.name, self.port.address)
         self._execute(self.log.track(run_id, self._alive(), self.port.now(), accept=False))

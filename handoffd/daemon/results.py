@@ -79,7 +79,8 @@ def outcome_values(
 
 class ResultFetcher:
     """Serves ``FetchResults``: values the owner holds at once, others fetched from a node that
-    holds them (trying the next holder on a miss or after FETCH_TIMEOUT). ``local_value``: a value
+    holds them (trying the next holder on a miss or after ``fetch_timeout``, FETCH_TIMEOUT unless
+    configured). ``local_value``: a value
     in this node's result store, or None."""
 
     def __init__(
@@ -87,12 +88,18 @@ class ResultFetcher:
         port: Port,
         scheduler: OwnerScheduler,
         local_value: Callable[[str, str], bytes | None],
+        *,
+        fetch_timeout: float | None = None,
     ) -> None:
         self._port = port
+        self._fetch_timeout = FETCH_TIMEOUT if fetch_timeout is None else fetch_timeout
         self._scheduler = scheduler
         self._local_value = local_value
         self._fetches: dict[int, _ResultFetch] = {}
         self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
+        # Told (run_id, task ids) when a client asks for values no live node holds any more:
+        # the owner recomputes them if the run had finished (they are answered missing now).
+        self.on_lost: Callable[[str, tuple[str, ...]], None] | None = None
 
     def outcome_values(
         self, run_id: str, max_bytes: int
@@ -105,6 +112,7 @@ class ResultFetcher:
     def on_fetch(self, msg: m.FetchResults, conn: bytes) -> None:
         job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
         missing: list[str] = []
+        lost: list[str] = []
         for task_id in msg.task_ids:
             try:
                 located = self._scheduler.result_location(msg.run_id, task_id)
@@ -120,8 +128,11 @@ class ResultFetcher:
             addresses = [a for a in (self._port.address_of(n) for n in locations) if a]
             if not addresses:
                 missing.append(task_id)
+                lost.append(task_id)
                 continue
             self._fetch_one(job, task_id, addresses)
+        if lost and self.on_lost is not None:
+            self.on_lost(msg.run_id, tuple(lost))
         if missing:
             self._port.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
             for rid in job.pending:
@@ -136,7 +147,7 @@ class ResultFetcher:
         self._port.send(
             addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self._port.address)
         )
-        self._port.call_later(FETCH_TIMEOUT, self._fetch_timed_out, request_id)
+        self._port.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
 
     def _fetch_timed_out(self, request_id: int) -> None:
         job = self._fetches.pop(request_id, None)

@@ -55,6 +55,7 @@ from handoffd.membership.events import ResourcesChanged as ResourcesChanged
 from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
+from handoffd.membership.probes import moved, ping_address, reply_address
 from handoffd.membership.records import _SAME_INCARNATION_MOVES
 from handoffd.membership.records import supersedes as supersedes
 from handoffd.protocol.messages import (
@@ -74,6 +75,8 @@ from handoffd.protocol.messages import (
 from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
+# What a member's state with a newer resource_version replaces.
+_RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 
 _MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
 _MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
@@ -100,6 +103,9 @@ class Membership:
         rng: random.Random,
         now: float,
         incarnation: int = 0,
+        sources: dict[str, str] | None = None,
+        gpus: tuple[str, ...] = (),
+        probe_port: int = 0,
     ) -> None:
         self.name = name
         self.cluster = cluster
@@ -114,12 +120,13 @@ class Membership:
             capacity=dict(capacity),
             free=dict(capacity),
             resource_version=0,
+            sources=dict(sources or {}),  # where the capacity figures came from
+            gpus=tuple(gpus),
+            probe_port=probe_port,
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
-        self._incompatible: set[str] = (
-            set()
-        )  # members refused for their protocol range (warned once)
+        self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue = records.GossipQueue()  # names whose current state is still news
         self._limit_for = (-1, 0)  # (live members, retransmit limit) cached
         # Live and DEAD peers, suspicion and reap timers: kept in step with every status move.
@@ -296,10 +303,10 @@ class Membership:
         cause = f"{type(msg).__name__} from {event.sender}"
         if self._merge(updates, now, out, cause, event.sender):
             # We refuted an assertion about us: tell its sender now rather than at the next round.
-            address = self._address_of(event.sender, event.sender_address)
+            address = self._address_of(event.sender, event.sender_address, own)
             if address is not None and not isinstance(msg, Ping | PushPull):
                 out.append(Send(address, Gossip(self._piggyback(event.sender))))
-        reply_to = self._address_of(event.sender, event.sender_address)
+        reply_to = self._address_of(event.sender, event.sender_address, own)
         if isinstance(msg, Ping):
             if reply_to is not None:
                 out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(event.sender))))
@@ -338,7 +345,7 @@ class Membership:
                     reply_to, event.sender, msg.probe_id, msg.target, deadline
                 )
                 ping = Ping(probe_id, self._piggyback(msg.target))
-                out.append(Send(target.state.address, ping))
+                out.append(Send(ping_address(target.state), ping))
         elif isinstance(msg, IndirectAck):
             probe = self._probe
             if probe is not None and probe.probe_id == msg.probe_id and msg.target == probe.target:
@@ -424,7 +431,7 @@ class Membership:
         final = direct + self.config.indirect_timeout * scale
         self._probe = _Probe(probe_id, target.name, direct, final)
         self.counters.probes += 1
-        out.append(Send(target.address, Ping(probe_id, self._piggyback(target.name))))
+        out.append(Send(ping_address(target), Ping(probe_id, self._piggyback(target.name))))
 
     def _advance_probe(self, now: float, out: list[Instruction]) -> None:
         probe = self._probe
@@ -571,11 +578,9 @@ class Membership:
             return
         new = cur
         if state_newer:
-            new = replace(new, incarnation=u.incarnation, status=u.status, address=u.address)
+            new = moved(new, u)
         if resources_newer:
-            new = replace(
-                new, capacity=u.capacity, free=u.free, resource_version=u.resource_version
-            )
+            new = replace(new, **{f: getattr(u, f) for f in _RESOURCE_FIELDS})
         self._set(new, now, out, cause)
 
     def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
@@ -676,9 +681,9 @@ class Membership:
             name = self._live.choice(self._rng)
         return self._members[name].state if name is not None else None
 
-    def _address_of(self, name: str, fallback: str | None) -> str | None:
+    def _address_of(self, name: str, fallback: str | None, own: Any = None) -> str | None:
         record = self._members.get(name)
-        return record.state.address if record and name != self.name else fallback
+        return reply_address(record.state if record and name != self.name else None, own, fallback)
 
     def _new_id(self) -> int:
         self._next_id += 1

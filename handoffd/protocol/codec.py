@@ -95,6 +95,8 @@ class CodecStats:
     decoded: int = 0
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> count
     mismatched: int = 0  # messages of an incompatible protocol range (``Mismatch``)
+    encoded_by_type: Counter[int] = field(default_factory=Counter)  # type id -> count (/metrics)
+    decoded_by_type: Counter[int] = field(default_factory=Counter)
 
 
 class Codec:
@@ -164,7 +166,9 @@ class Codec:
             body = self._packer.pack(head)
         except OverflowError:
             raise record.overflow(head[_ENVELOPE_LEN:]) from None
-        self.stats.encoded += 1
+        stats = self.stats
+        stats.encoded += 1
+        stats.encoded_by_type[type_id] += 1
         if frames:
             return [body, *frames]
         return [body]
@@ -230,7 +234,9 @@ class Codec:
                     msg = record.from_other(values[_ENVELOPE_LEN:])
             except Invalid as exc:
                 return self._drop("field_type", f"{record.cls.__name__}: {exc}")
-            self.stats.decoded += 1
+            stats = self.stats
+            stats.decoded += 1
+            stats.decoded_by_type[type_id] += 1
             # tuple.__new__: a NamedTuple's own __new__ is a Python call (~2% of a small decode)
             envelope = _tuple_new(Envelope, (lo, hi, type_id, sender, incarnation, term, seq))
             if type(extras) is not list:

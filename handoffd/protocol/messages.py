@@ -16,41 +16,16 @@ type's bytes are pinned by tests/unit/golden/messages.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, TypeVar, dataclass_transform
+from dataclasses import field
+from typing import TYPE_CHECKING
 
 from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
+from handoffd.protocol.registry import MESSAGES as MESSAGES  # re-exported
+from handoffd.protocol.registry import STRUCTS as STRUCTS
+from handoffd.protocol.registry import message, struct
 
-T = TypeVar("T")
-
-#: type number -> message class (append-only; a test pins it)
-MESSAGES: dict[int, type[Any]] = {}
-#: nested record types, encoded as msgpack arrays of their fields
-STRUCTS: dict[str, type[Any]] = {}
-
-
-@dataclass_transform(frozen_default=True)
-def message(type_id: int):  # type: ignore[no-untyped-def]
-    """Register a frozen dataclass as wire message ``type_id``."""
-
-    def wrap(cls: type[T]) -> type[T]:
-        if type_id in MESSAGES:
-            raise RuntimeError(f"message type {type_id} used twice ({MESSAGES[type_id].__name__})")
-        cls = dataclass(frozen=True, slots=True)(cls)
-        cls.TYPE = type_id  # type: ignore[attr-defined]
-        MESSAGES[type_id] = cls
-        return cls
-
-    return wrap
-
-
-@dataclass_transform(frozen_default=True)
-def struct(cls: type[T]) -> type[T]:
-    """Register a frozen dataclass as a nested record."""
-    cls = dataclass(frozen=True, slots=True)(cls)
-    STRUCTS[cls.__name__] = cls
-    return cls
-
+if TYPE_CHECKING:  # registered at the end of this module; the codec resolves names via STRUCTS
+    from handoffd.protocol.messages_observability import AttemptInfo
 
 # ---------------------------------------------------------------------------------------------
 # Membership (SWIM): 1-19
@@ -76,6 +51,13 @@ class MemberState:
     # the member's protocol range: a node admits only members whose range overlaps its own
     protocol_min: int = PROTOCOL_MIN
     protocol_max: int = PROTOCOL_MAX
+    # kind -> where the member's capacity figure came from ("flag", "affinity", "cgroup v2
+    # cpu.max", "NVML", ...), and "ID NAME" of each GPU it hands out: fixed for a daemon's life
+    sources: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()
+    # the port of the member's probe responder on its address's host (issue 19): Pings go there
+    # and are answered off its event loop; 0: ping ``address``
+    probe_port: int = 0
 
 
 @message(1)
@@ -190,6 +172,8 @@ class SubmitRun:
     max_retries: int
     policy: str
     outputs: tuple[str, ...] | None
+    # sha256 of the code packages the run ships; their zips follow the payload frames
+    packages: tuple[str, ...] = ()
 
 
 @message(24)
@@ -226,6 +210,8 @@ class RunStatusReply:
     term: int
     standbys: tuple[str, ...]
     error: ErrorInfo | None
+    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
+    known: bool = False
 
 
 @message(28)
@@ -320,6 +306,7 @@ class DispatchTasks:
     run_id: str
     owner_address: str
     items: tuple[DispatchItem, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
 
 
 @struct
@@ -357,6 +344,12 @@ class TaskReport:
     exc_type: str
     message: str
     traceback: str
+    # Issue 16 (task history), trailing: the worker's pid, the attempt's wall-clock start and end
+    # on the executing node, and the bytes handed to the function.
+    pid: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+    bytes_in: int = 0
 
 
 @message(42)
@@ -365,6 +358,8 @@ class TasksReported:
     reports: tuple[TaskReport, ...]
     free: dict[str, float]
     resource_version: int
+    # what each report's attempt printed and logged, in report order (empty: nothing printed)
+    outputs: tuple[str, ...] = ()
 
 
 @message(43)
@@ -438,6 +433,7 @@ class SubmitAndWait:
     wait: float
     max_bytes: int
     release: bool
+    packages: tuple[str, ...] = ()  # as SubmitRun's
 
 
 @message(37)
@@ -507,6 +503,7 @@ class TaskDelta:
     losses: int
     completions: int
     frame: int
+    attempts: tuple[AttemptInfo, ...] = ()  # issue 16: the task's attempt history
 
 
 @message(61)
@@ -658,6 +655,7 @@ class SnapshotTask:
     delayed: bool
     last_error: tuple[str, str, str]  # exc_type, message, traceback
     history: tuple[tuple[float, str, str, str], ...]  # (time, old, new, cause)
+    attempts: tuple[AttemptInfo, ...] = ()  # issue 16: the task's attempt history
 
 
 @struct
@@ -678,3 +676,11 @@ class RunSnapshot:
     specs: tuple[SnapshotSpec, ...]
     group_node: dict[str, str | None]
     tasks: tuple[SnapshotTask, ...]
+    packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)
+    submitted: float = 0.0  # issue 16: wall-clock times of the run
+    finished: float = 0.0
+
+
+from handoffd.protocol import messages_observability as _messages_observability  # noqa: E402,F401,I001
+from handoffd.protocol import messages_stream as _messages_stream  # noqa: E402,F401,I001
+from handoffd.protocol import messages_reliability as _messages_reliability  # noqa: E402,F401,I001

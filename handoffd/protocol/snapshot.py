@@ -14,6 +14,7 @@ import msgpack
 
 from handoffd import errors
 from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, SnapshotTask
+from handoffd.protocol.messages_observability import AttemptInfo
 from handoffd.protocol.schema import Invalid, Rows, struct_record
 from handoffd.spec import TaskSpec
 
@@ -178,6 +179,7 @@ def encode_run(run: Any) -> bytes:
             r.delayed,
             r.last_error,
             (),
+            [a.row() for a in r.attempts],
         )
         for task_id, r in run.tasks.items()
     ]
@@ -212,6 +214,9 @@ def encode_run(run: Any) -> bytes:
         specs,
         run.group_node,
         tasks,
+        o.packages,
+        run.submitted,
+        run.finished,
     )
     return _packer.pack(row)  # type: ignore[no-any-return]
 
@@ -255,6 +260,7 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
                 t["delayed"],
                 tuple(t["last_error"]),
                 tuple([tuple(h) for h in t["history"]]),
+                tuple([_attempt_info(a) for a in t.get("attempts", ())]),
             )
             for task_id, t in data["tasks"].items()
         ]
@@ -274,6 +280,9 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         specs,
         data["group_node"],
         tasks,
+        tuple(o.get("packages", ())),
+        float(data.get("submitted", 0.0)),
+        float(data.get("finished", 0.0)),
     )
     return _packer.pack(_record().row_to_wire(row))  # type: ignore[no-any-return]
 
@@ -307,10 +316,13 @@ def decode_run(raw: bytes) -> dict[str, Any]:
             "timeout": snap.timeout,
             "policy": snap.policy,
             "outputs": list(snap.outputs) if snap.outputs is not None else None,
+            "packages": list(snap.packages),
         },
         "specs": [spec_to_data(s) for s in snap.specs],
         "group_node": dict(snap.group_node),
         "tasks": {t.task_id: _task_data(t) for t in snap.tasks},
+        "submitted": snap.submitted,
+        "finished": snap.finished,
     }
 
 
@@ -328,7 +340,17 @@ def _task_data(t: SnapshotTask) -> dict[str, Any]:
         "delayed": t.delayed,
         "last_error": list(t.last_error),
         "history": [list(h) for h in t.history],
+        "attempts": [attempt_row(a) for a in t.attempts],
     }
+
+
+def attempt_row(a: Any) -> list[Any]:
+    """An ``AttemptInfo`` as its row of fields (``scheduler.history.Attempt.from_row``)."""
+    return [getattr(a, f) for f in a.__dataclass_fields__]
+
+
+def _attempt_info(row: Any) -> AttemptInfo:
+    return AttemptInfo(*row)
 
 
 def _record() -> Any:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from handoffd.protocol.messages import ALIVE, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
-from handoffd.protocol.snapshot import decode_run, info_to_data
+from handoffd.protocol.snapshot import attempt_row, decode_run, info_to_data
 
 KEEP: Final = object()  # a delta's value effect: leave the value as it was before the delta
 
@@ -62,6 +62,8 @@ class Replica:
             rec["failures"] = d.failures
             rec["losses"] = d.losses
             rec["completions"] = d.completions
+            if d.attempts:
+                rec["attempts"] = [attempt_row(a) for a in d.attempts]
             if value is not KEEP:
                 rec["value"] = value
         if self.run_fields is not None:

@@ -5,7 +5,8 @@ The replica says which tasks were DONE when the last log batch left the old owne
 what is true now: which values they hold (a task that finished after the last batch is DONE too) and
 which attempts are still running (kept: they will report to the new owner). Everything else that was
 in flight is lost and becomes READY (or PENDING behind an unfinished input); a DONE task with no
-copy left is recomputed when still needed (lineage). Locations come only from the nodes' answers,
+copy left is recomputed when still needed (lineage), never in a run that had finished (a client
+asking for a lost value reopens it). Locations come only from the nodes' answers,
 so a copy on a node that died with the owner is never trusted. Pure: data in, data out.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handoffd.scheduler import history as hist
 from handoffd.scheduler.run import RunState
 
 
@@ -54,18 +56,24 @@ def merge(data: dict[str, Any], holdings: Mapping[str, Holdings]) -> dict[str, A
                 recompute.add(task_id)
             continue
         rec.delayed = False
+        found_on: str | None = None
         if holders:  # finished after the last batch: the value survived
             rec.state = "DONE"
             rec.node = rec.node if rec.node in holders else min(holders)  # for placement()
             rec.size = max(holders.values())
             rec.completions += 1
+            found_on = rec.node
         elif task_id in running_on:
             rec.node, rec.attempt = running_on[task_id]  # keep it: it reports to us
             rec.state = "RUNNING"
+            found_on = rec.node
         else:
             rec.state = "PENDING"  # lost in flight, or never started: settled below
+        hist.settled(rec.attempts, rec.state, rec.attempt, found_on)
     for task_id in recompute:
         rec = run.tasks[task_id]
+        if run.state == "DONE":
+            break  # a finished run runs nothing again unless a client asks for a lost value
         needed = (task_id in run.wanted and not run.released) or any(
             run.tasks[c].state != "DONE" for c in run.consumers[task_id]
         )

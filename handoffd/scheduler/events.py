@@ -124,6 +124,14 @@ class CancelRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class ValuesWanted:
+    """A client asked for values of a finished run that no copy holds any more: recompute them."""
+
+    run_id: str
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ResultsReleased:
     """The client fetched everything (or retention passed): free the run's results everywhere."""
 
@@ -131,6 +139,7 @@ class ResultsReleased:
 
 
 Event = Union[
+    ValuesWanted,
     RunSubmitted,
     NodeUpdate,
     DispatchAnswered,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handoffd.errors import HandoffError
+from handoffd.scheduler import history
 from handoffd.scheduler.run import DONE, RUN_RUNNING, RunState
 
 
@@ -26,11 +27,45 @@ def status_of(run: RunState) -> OwnedRunStatus:
     return OwnedRunStatus(run.state, run.counts(), run.placement(), run.error, run.term)
 
 
+@dataclass(frozen=True)
+class RunHistory:
+    """What ``handoffctl tasks`` shows of a run: every task's attempts and transitions."""
+
+    state: str
+    term: int
+    submitted: float  # wall clock; 0.0: not known
+    finished: float
+    tasks: tuple[history.Frozen, ...]
+    total: int = 0  # tasks in the run (``tasks`` may be only those that moved)
+
+
+def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHistory:
+    """Every task's history; with ``since`` (wall clock) only of tasks that moved since; ``brief``:
+    without their transitions."""
+    off = run.wall_offset
+    after = since - off  # in the run's own clock
+    tasks = tuple(
+        history.freeze(
+            tid,
+            r.state,
+            r.node,
+            r.attempts,
+            () if brief else r.history,
+            off,
+            run.effective_deps[tid],
+        )
+        for tid, r in run.tasks.items()
+        if not since or (r.history and r.history[-1][0] >= after)
+    )
+    return RunHistory(run.state, run.term, run.submitted, run.finished, tasks, len(run.tasks))
+
+
 class OwnedRuns:
     def __init__(self) -> None:
         self.live: dict[str, RunState] = {}  # the scheduler reads it; only this part changes it
         # Released runs: their task records, specs and payloads are dropped at release.
         self._released: dict[str, OwnedRunStatus] = {}
+        self._histories: dict[str, RunHistory] = {}  # released runs' task histories (issue 16)
         self._seq = 0
 
     def __contains__(self, run_id: str) -> bool:
@@ -50,6 +85,7 @@ class OwnedRuns:
         (no copies, nothing recomputed), and during a busy minute they were tens of thousands of
         records that every full garbage collection scanned."""
         self._released[run.run_id] = status_of(run)
+        self._histories[run.run_id] = history_of(run)
         del self.live[run.run_id]
 
     def pop(self, run_id: str) -> RunState | None:
@@ -58,11 +94,13 @@ class OwnedRuns:
 
     def pop_released(self, run_id: str) -> bool:
         """Stop owning a released run; False if it was not one."""
+        self._histories.pop(run_id, None)
         return self._released.pop(run_id, None) is not None
 
     def forget(self, run_id: str) -> RunState | None:
         """Drop a finished run entirely (after retention); the live run dropped, if it was one."""
         self._released.pop(run_id, None)
+        self._histories.pop(run_id, None)
         run = self.live.get(run_id)
         if run is None or run.state == RUN_RUNNING:
             return None
@@ -79,6 +117,24 @@ class OwnedRuns:
         if run is None:
             return self._released.get(run_id)
         return status_of(run)
+
+    def times(self, run_id: str) -> tuple[float, float]:
+        """(submitted, finished), wall clock; 0.0 when not known."""
+        run = self.live.get(run_id)
+        if run is not None:
+            return run.submitted, run.finished
+        h = self._histories.get(run_id)
+        return (h.submitted, h.finished) if h is not None else (0.0, 0.0)
+
+    def history(self, run_id: str, since: float = 0.0, brief: bool = False) -> RunHistory | None:
+        run = self.live.get(run_id)
+        if run is not None:
+            return history_of(run, since, brief)
+        h = self._histories.get(run_id)
+        if h is None or not since:
+            return h
+        moved = tuple(t for t in h.tasks if t[4] and t[4][-1][0] >= since)
+        return RunHistory(h.state, h.term, h.submitted, h.finished, moved, h.total)
 
     def term_of(self, run_id: str) -> int | None:
         run = self.live.get(run_id)

@@ -21,6 +21,7 @@ unknown runs are ignored (at-least-once execution, exactly-once acceptance).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,10 +55,11 @@ from handoffd.scheduler.events import (
     TaskStarted,
     TaskSucceeded,
     TimerFired,
+    ValuesWanted,
 )
 from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
 from handoffd.scheduler.outbox import Outbox
-from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus
+from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus, RunHistory
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import (
     ACTIVE,
@@ -96,6 +98,7 @@ class OwnerScheduler:
         backend: str | None = None,
         window: int = WINDOW,
         probe_interval: float = PROBE_INTERVAL,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.node_name = node_name
         self.term = term  # ownership term: nodes fence dispatches from a lower one
@@ -116,6 +119,7 @@ class OwnerScheduler:
             count_loss=self._count_loss,
             adopt=self._adopt,
             probe_interval=probe_interval,
+            ack_timeout=ack_timeout,
         )
         self._delays = DelayedTasks(self._out, run_of=self._owned.live.get, enqueue=self._enqueue)
         self._takeover = Takeover(
@@ -129,6 +133,8 @@ class OwnerScheduler:
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
         # DONE, into FAILED/CANCELLED): the replication log's feed.
         self.on_change: Callable[[str, str], None] | None = None
+        self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
+        self.counters: Counter[str] = Counter()  # task moves of every run we owned (/metrics)
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -185,6 +191,8 @@ class OwnerScheduler:
             self._on_cancel(event)
         elif isinstance(event, ResultsReleased):
             self._on_released(event)
+        elif isinstance(event, ValuesWanted):
+            self._on_values_wanted(event)
         else:
             raise TypeError(f"not a scheduler event: {event!r}")
 
@@ -242,6 +250,16 @@ class OwnerScheduler:
         """The run's live state (read-only use: the replication log reads task records)."""
         return self._owned.live.get(run_id)
 
+    def run_times(self, run_id: str) -> tuple[float, float]:
+        return self._owned.times(run_id)
+
+    def run_history(
+        self, run_id: str, since: float = 0.0, brief: bool = False
+    ) -> RunHistory | None:
+        """Every task's attempts and transitions (``handoffctl tasks``; with ``since``, wall
+        clock: of the tasks that moved since), None if not ours."""
+        return self._owned.history(run_id, since, brief)
+
     def term_of(self, run_id: str) -> int | None:
         """The run's ownership term, or None when we do not own it."""
         return self._owned.term_of(run_id)
@@ -255,6 +273,8 @@ class OwnerScheduler:
     # -- owning runs (a submission, a takeover) ------------------------------------------------------
 
     def _own(self, run: RunState) -> None:
+        run.wall_offset = self.wall_offset
+        run.counters = self.counters
         self._owned.add(run)
         run.listener = self._on_move
 
@@ -507,6 +527,15 @@ class OwnerScheduler:
         if run is not None and run.state == RUN_RUNNING:
             self._end_run(run, RUN_CANCELLED, RunCancelled(f"run {ev.run_id!r} was cancelled"))
 
+    def _on_values_wanted(self, ev: ValuesWanted) -> None:
+        run = self._owned.live.get(ev.run_id)
+        if run is None or run.state != RUN_DONE or run.released:
+            return
+        self._cancel(run.recompute_lost(ev.task_ids, self._now), run)
+        if run.state == RUN_RUNNING:
+            log.info("run %s reopened: a client asked for values lost since it ended", run.run_id)
+            self._dirty = True
+
     def _on_released(self, ev: ResultsReleased) -> None:
         run = self._owned.live.get(ev.run_id)
         if run is None or run.state == RUN_RUNNING or run.released:
@@ -581,7 +610,10 @@ class OwnerScheduler:
     # -- bookkeeping through task moves --------------------------------------------------------------
 
     def _on_move(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
-        if self.on_change is not None and (new in _REPLICATED or old == DONE):
+        # Attempts that start and end are replicated too: task history survives a takeover.
+        if self.on_change is not None and (
+            new in _REPLICATED or old == DONE or old in ACTIVE or new in ACTIVE
+        ):
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
             self._view.add_outstanding(rec.node, rec.spec.cost, -1)

@@ -17,12 +17,14 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from handoffd.errors import HandoffError
 from handoffd.protocol.snapshot import error_from_data, error_to_data, spec_from_data, spec_to_data
+from handoffd.scheduler import history as hist
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, build_graph
 from handoffd.spec import RunOptions, TaskSpec
@@ -91,6 +93,7 @@ class TaskRecord:
     delayed: bool = False  # READY but held back (retry backoff or refused dispatch)
     last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
     history: list[tuple[float, str, str, str]] = field(default_factory=list)
+    attempts: list[hist.Attempt] = field(default_factory=list)  # see scheduler.history
     # The owner's ready queue (``ready.ReadyQueue``): the index of this record in ``RunState.ordered``
     # (the run's placement order), whether it is queued, whether its index is in the run's heap.
     order: int = 0
@@ -133,6 +136,14 @@ class RunState:
         self.attempt_floor = 0  # new attempts are numbered above this (term * ATTEMPT_STRIDE)
         self.holders: set[str] = set()  # live nodes whose store may hold results of this run
         self.listener: Listener | None = None
+        # Wall clock = now + wall_offset (the owner sets it); submitted/finished are wall clock.
+        self.wall_offset = 0.0
+        self.submitted = 0.0
+        self.finished = 0.0
+        # Moves by new state, plus retried/lost and dispatches per policy: the owner's counters
+        # (shared by its runs, read by /metrics); None outside an owner.
+        self.counters: Counter[str] | None = None
+        self._policy_key = "policy:" + options.policy
         self.specs: list[TaskSpec] = list(specs)
         graph = build_graph(self.specs, options.outputs, order)
         # The graph, fixed for the run's life (``graph.TaskGraph``).
@@ -205,6 +216,13 @@ class RunState:
         rec.history.append((now, old, new, cause))
         if len(rec.history) > HISTORY_LIMIT:
             del rec.history[: len(rec.history) - HISTORY_LIMIT]
+        c = self.counters
+        if c is not None:
+            c[new] += 1
+        if old in ACTIVE or new == RUNNING:
+            hist.moved(rec.attempts, rec.attempt, rec.node, old, new, now + self.wall_offset, cause)
+            if c is not None and old in ACTIVE and new in (READY, PENDING):
+                c["retried" if rec.delayed else "lost"] += 1
         if old == DONE:
             self.remaining += 1
             if self.unfinished:
@@ -220,11 +238,13 @@ class RunState:
 
     def start(self, now: float) -> None:
         """Move the tasks without dependencies to READY (the run was just accepted)."""
+        self.submitted = now + self.wall_offset
         for rec in self.tasks.values():
             if not self.effective_deps[rec.id]:
                 self.move(rec, READY, now, "submitted")
         if self.remaining == 0:
             self.state = RUN_DONE
+            self.finished = self.submitted
 
     def inputs_ready(self, task_id: str) -> bool:
         return all(
@@ -256,6 +276,9 @@ class RunState:
         gid = self.group_of.get(rec.id)
         if gid is not None:
             self.group_node[gid] = node
+        hist.opened(rec.attempts, rec.attempt, node, now + self.wall_offset)
+        if self.counters is not None:
+            self.counters[self._policy_key] += 1
         self.move(rec, ASSIGNED, now, f"dispatched to {node} attempt {rec.attempt}")
 
     def succeeded(
@@ -277,6 +300,7 @@ class RunState:
                 cancels.extend(self.make_ready(crec, now, f"inputs ready ({rec.id} done)"))
         if self.remaining == 0 and self.state == RUN_RUNNING:
             self.state = RUN_DONE
+            self.finished = now + self.wall_offset
         return cancels
 
     def _free_unneeded(self, rec: TaskRecord) -> None:
@@ -309,6 +333,7 @@ class RunState:
         """
         self.state = state
         self.error = error
+        self.finished = now + self.wall_offset
         cancels: list[tuple[str, str, int]] = []
         reason = f"run {state.lower()}" + (f" ({culprit})" if culprit else "")
         for rec in self.tasks.values():
@@ -358,11 +383,25 @@ class RunState:
         return cancels
 
     def _needed(self, rec: TaskRecord) -> bool:
+        if self.state == RUN_DONE:
+            # A finished run never runs a task again by itself: a lost value is recomputed only
+            # when a client asks for it (``recompute_lost``).
+            return False
         if rec.id in self.wanted and not self.released:
             return True
         return any(
             self.tasks[c].state in (PENDING, READY, ASSIGNED) for c in self.consumers[rec.id]
         )
+
+    def recompute_lost(self, task_ids: tuple[str, ...], now: float) -> list[tuple[str, str, int]]:
+        """A client asks for values of this finished run that no copy holds any more: run their
+        tasks again (lineage; the run reopens). Returns dispatches to cancel."""
+        cancels: list[tuple[str, str, int]] = []
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state == DONE and not rec.has_copy():
+                cancels.extend(self._recompute(rec, now))
+        return cancels
 
     def _recompute(self, rec: TaskRecord, now: float) -> list[tuple[str, str, int]]:
         """Lineage: a DONE task lost its only copy while needed; run it again (and what it needs)."""
@@ -477,9 +516,12 @@ class RunState:
                 "timeout": o.timeout,
                 "policy": o.policy,
                 "outputs": list(o.outputs) if o.outputs is not None else None,
+                "packages": list(o.packages),
             },
             "specs": [spec_to_data(s) for s in self.specs],
             "group_node": dict(self.group_node),
+            "submitted": self.submitted,
+            "finished": self.finished,
             "tasks": {
                 tid: {
                     "state": r.state,
@@ -494,6 +536,7 @@ class RunState:
                     "delayed": r.delayed,
                     "last_error": list(r.last_error),
                     "history": [list(h) for h in r.history] if history else [],
+                    "attempts": hist.rows(r.attempts),
                 }
                 for tid, r in self.tasks.items()
             },
@@ -512,6 +555,7 @@ class RunState:
             timeout=opts["timeout"],
             policy=opts["policy"],
             outputs=tuple(opts["outputs"]) if opts["outputs"] is not None else None,
+            packages=tuple(opts.get("packages", ())),
         )
         specs = [spec_from_data(s) for s in data["specs"]]
         run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)
@@ -520,6 +564,8 @@ class RunState:
         run.released = data["released"]
         run.holders = set(data["holders"])
         run.group_node.update(data["group_node"])
+        run.submitted = data.get("submitted", 0.0)
+        run.finished = data.get("finished", 0.0)
         for tid, t in data["tasks"].items():
             rec = run.tasks[tid]
             rec.state, rec.attempt, rec.node = t["state"], t["attempt"], t["node"]
@@ -528,6 +574,7 @@ class RunState:
             rec.delayed = t["delayed"]
             rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
             rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
+            rec.attempts = hist.restore(t.get("attempts", ()))
         run.remaining = sum(r.state != DONE for r in run.tasks.values())
         if run.unfinished:
             for tid, users in run.consumers.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 #: (connection id, frames, listening); called on the event loop, in batches per wake-up.
 #: ``listening`` is True for a message that came in on our listening socket (a connection someone
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 #: we opened to a peer. The daemon admits client requests only on the former (docs/security.md): a
 #: peer we merely connected to (a seed, an mDNS find) has proved nothing about itself.
 Handler = Callable[[bytes, list[bytes], bool], None]
+#: ``mem://<network id>/<node address>``: a node on an in-process ``MemoryNetwork`` (memory.py)
+MEMORY_SCHEME = "mem://"
 Frames = Sequence["bytes | memoryview"]
 
 
@@ -62,6 +65,11 @@ class Transport(ABC):
         """Close outbound connections unused for ``Limits.peer_idle_s``, except those to addresses
         in ``keep`` (live members); returns how many were closed. Nothing to do by default."""
         return 0
+
+    def probe_responder(self, name: str, on_ping: Callable[[str, Any], None]) -> Any:
+        """A started ``transport.responder.ProbeResponder`` answering Pings off the loop on a port
+        of its own, or None where probes are answered on the loop (the in-memory network)."""
+        return None
 
     @abstractmethod
     async def close(self) -> None:

@@ -111,6 +111,7 @@ class ZmqTransport(Transport):
         self._rate_counts: dict[bytes, int] = {}
         self._rate_window = 0.0
         self._closed = False
+        self._responder: Any = None
         self._zap: zmq.Socket[Any] | None = None
         try:
             if curve is not None:
@@ -172,10 +173,28 @@ class ZmqTransport(Transport):
             self._loop.remove_reader(sock.FD)
         self._dirty.discard(sock)
 
+    def probe_responder(self, name: str, on_ping: Callable[[str, Any], None]) -> Any:
+        from handoffd.transport.responder import ProbeResponder
+
+        assert self._loop is not None, "start the transport first"
+        responder = ProbeResponder(
+            self.host,
+            name,
+            curve=self.curve,
+            limits=self.limits,
+            on_ping=on_ping,
+            call_soon_threadsafe=self._loop.call_soon_threadsafe,
+        )
+        responder.start()
+        self._responder = responder
+        return responder
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._responder is not None:
+            self._responder.close()  # before the context is terminated: term waits for it
         for address in list(self._peers):
             self.forget(address)
         for sock in (self._router, self._zap):
@@ -443,7 +462,7 @@ class ZmqTransport(Transport):
         return peer
 
     def _queue(self, peer: _Peer, frames: Frames) -> bool:
-        if len(peer.pending) >= self.limits.max_queue:
+        if len(peer.pending) >= self.limits.max_pending_per_peer:
             return self._fail("pending_full")
         if not peer.pending:
             assert self._loop is not None

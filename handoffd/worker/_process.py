@@ -2,13 +2,14 @@
 
 Wire format on the duplex pipe (plain pickle, protocol 5):
   parent -> child: one or more pickles back to back in one message, each either a job
-                   (token, payload, inputs, argument_inclusion, env) or a cancel (token,);
+                   (token, payload, inputs, argument_inclusion, env, title) or a cancel (token,);
                    when the jobs have large input values (_pipe.LARGE bytes or more), the message
                    starts with OUT_OF_BAND and a 4-byte count, and that many raw messages follow
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
                    the jobs' pickles
   child -> parent: b"ready" once at start-up, then lists of replies
-                   [(token, status, has_value, exc_type, message, traceback, duration), ...]
+                   [(token, status, has_value, exc_type, message, traceback, duration, output),
+                    ...] (output: what the job printed and logged, ``capture``)
                    each followed, when has_value, by the value's bytes as one raw message
 The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
 parent sent meanwhile: a cancel of a job not started drops it and is answered with status SKIPPED
@@ -38,7 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _pipe, invoke
+from handoffd.worker import _contain, _pipe, capture, code_env, invoke
 
 READY = b"ready"
 OUT_OF_BAND = (
@@ -46,7 +47,7 @@ OUT_OF_BAND = (
 )
 OUT_OF_BAND_COUNT = struct.Struct("!I")  # after OUT_OF_BAND: how many raw messages follow
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
-_INTERNAL_FILES = {__file__, invoke.__file__}
+_INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -59,7 +60,10 @@ def _user_traceback(exc: BaseException) -> str:
 
 def _describe(exc: BaseException) -> tuple[str, str, str]:
     try:
-        message = str(exc)
+        if isinstance(exc, ModuleNotFoundError):
+            message = code_env.missing_module_hint(exc)
+        else:
+            message = str(exc)
     except Exception:
         message = f"<unprintable {type(exc).__name__}>"
     try:
@@ -78,7 +82,7 @@ def _run_one(
             saved[name] = os.environ.get(name)
             os.environ[name] = value
     try:
-        result = invoke.call(payload, invoke.resolve(inputs), inclusion)
+        result = invoke.run(payload, inputs, inclusion)
         try:
             data = values.dumps(result)
         except BaseException as exc:  # an unpicklable result is the user's error
@@ -103,8 +107,16 @@ def _run_one(
                 os.environ[name] = old
 
 
-def main(conn: Connection) -> None:
-    """Serve jobs until the parent closes the pipe."""
+def main(
+    conn: Connection, devices: str | None = None, setup: tuple[str, int, str] = ("", 0, "")
+) -> None:
+    """Serve jobs until the parent closes the pipe. ``devices``: this process's CUDA_VISIBLE_DEVICES
+    for its whole life (None: as inherited); ``setup``: (node name, the parent's pid)."""
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # set at exec already (see _procs.start)
+    node, parent_pid, code_dir = setup
+    _contain.setup(node, parent_pid)
+    code_env.configure(node, code_dir)
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()  # start-up objects never need scanning again
@@ -135,12 +147,16 @@ def main(conn: Connection) -> None:
             for job in pending:
                 if job[0] == item[0]:
                     pending.remove(job)
-                    skipped.append((item[0], SKIPPED, False, "", "", "", 0.0))
+                    skipped.append((item[0], SKIPPED, False, "", "", "", 0.0, ""))
                     break
         return skipped
 
+    titled = False
     while True:
         if not pending:
+            if titled:
+                _contain.set_title("idle")
+                titled = False
             # Idle: wait for jobs. Cancels of jobs sent ahead that come in later are read right
             # before the running job's outcome is sent (below); the next job then starts at
             # once, without another look at the pipe: a cancel that arrives after that look is
@@ -154,9 +170,14 @@ def main(conn: Connection) -> None:
                 return
             if not pending:
                 continue
-        token, payload, inputs, inclusion, env = pending.popleft()
+        token, payload, inputs, inclusion, env, title = pending.popleft()
+        if title:
+            _contain.set_title(title)
+            titled = True
         started = clock()
-        ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
+        with capture.capture() as captured:  # what the task prints and logs goes with its outcome
+            ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
+        _contain.end_children()  # what the task started ends with it, before its outcome is sent
         # The value follows as its own raw message: pickling it inside the reply tuple would copy
         # it once more here and once more in the parent (~0.5 ms per MiB each way).
         reply = (token, OK if ok else ERROR, value is not None, exc_type, message, tb_text)
@@ -169,7 +190,7 @@ def main(conn: Connection) -> None:
             skipped = []
             while poller.poll(0):
                 skipped += absorb(recv())
-            send(dumps([*skipped, (*reply, duration)], protocol=5))
+            send(dumps([*skipped, (*reply, duration, captured.text())], protocol=5))
             if value is not None:
                 send(value)
         except (EOFError, BrokenPipeError, OSError):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from handoffd import values
+from handoffd.worker import code_env
 
 ValueInput = tuple[str, bytes]
 InlineInput = tuple[str, bytes, str, list[Any]]
@@ -44,6 +45,14 @@ def resolve(inputs: Sequence[Any]) -> list[Any]:
         else:
             raise ValueError(f"unknown input tag {tag!r}")
     return out
+
+
+def run(payload: bytes, inputs: Sequence[Any], argument_inclusion: str = "variadic") -> Any:
+    """Call the function of ``payload`` on its inputs: the code first (which puts the run's
+    shipped packages on the path), then the inputs (values of classes from those packages)."""
+    code, _, _ = decode_payload(payload)
+    code_env.activate(code_env.shas_of(code))
+    return call(payload, resolve(inputs), argument_inclusion)
 
 
 def call(payload: bytes, dep_values: list[Any], argument_inclusion: str = "variadic") -> Any:

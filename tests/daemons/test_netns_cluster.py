@@ -244,7 +244,8 @@ def test_dag_runs_across_namespaces(cluster3: NsCluster, tmp_path: Any) -> None:
     dag_file = tmp_path / "dag.py"
     dag_file.write_text(DAG_PY)
     started = time.monotonic()
-    result = cluster3.ctl(0, "submit", str(dag_file), "--json", timeout=120)
+    outputs = ",".join([*(f"sq{i}" for i in range(5)), "total"])  # default: the sinks only
+    result = cluster3.ctl(0, "submit", str(dag_file), "--json", "--outputs", outputs, timeout=120)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, f"submit exited {result.returncode}\n{result.stderr}"
     doc = json.loads(result.stdout)

@@ -105,6 +105,19 @@ def _decode_struct(cls: type, body: bytes) -> Any:
     return record.from_values(values) if len(values) == record.count else record.from_other(values)
 
 
+def _same(a: Any, b: Any, pinned_structs: dict[str, Any]) -> bool:
+    """Equal in every field the pinned build knew: a nested struct that gained trailing fields
+    since (allowed without a version bump) is compared on its pinned fields only."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, tuple) and len(a) == len(b):
+        return all(_same(x, y, pinned_structs) for x, y in zip(a, b, strict=True))
+    entry = pinned_structs.get(type(a).__name__)
+    if entry is not None and STRUCTS.get(type(a).__name__) is type(a):
+        return all(_same(getattr(a, f), getattr(b, f), pinned_structs) for f in entry["fields"])
+    return bool(a == b)
+
+
 def incompatible(pinned: dict[str, Any]) -> list[str]:
     """Pinned encodings this build can no longer read as it wrote them: a pinned message or struct
     that does not decode, or decodes to other values in the fields it had."""
@@ -120,7 +133,9 @@ def incompatible(pinned: dict[str, Any]) -> list[str]:
             continue
         expected = canonical(cls)
         for name in entry["fields"]:
-            if not hasattr(expected, name) or getattr(decoded.msg, name) != getattr(expected, name):
+            if not hasattr(expected, name) or not _same(
+                getattr(decoded.msg, name), getattr(expected, name), pinned["structs"]
+            ):
                 problems.append(f"{entry['name']}.{name}: decodes to another value")
     for name, entry in pinned["structs"].items():
         cls = STRUCTS.get(name)
@@ -134,7 +149,11 @@ def incompatible(pinned: dict[str, Any]) -> list[str]:
             continue
         expected = canonical(cls)
         for field_name in entry["fields"]:
-            if getattr(value, field_name, object()) != getattr(expected, field_name, None):
+            if not _same(
+                getattr(value, field_name, object()),
+                getattr(expected, field_name, None),
+                pinned["structs"],
+            ):
                 problems.append(f"{name}.{field_name}: decodes to another value")
     return problems
 

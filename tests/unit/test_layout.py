@@ -1,5 +1,5 @@
-"""The test pyramid keeps its shape (see tests/conftest.py): every test file sits in unit/, cluster/
-or daemons/; helper modules have names unique across them (no __init__.py: a test file's own
+"""The test pyramid keeps its shape (see tests/conftest.py): every test file sits in unit/, cluster/,
+daemons/ or chaos/; helper modules have names unique across them (no __init__.py: a test file's own
 directory goes on sys.path, so two files of one name would shadow each other); a unit test
 imports nothing that opens a socket or starts a process, and a cluster test starts no daemon."""
 
@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-TIERS = ("unit", "cluster", "daemons")
+TIERS = ("unit", "cluster", "daemons", "chaos")
 
 # What each tier must not import directly: modules (and their submodules), or one class of a
 # module whose other names are fine (the pool's Job and Outcome records are plain data).
@@ -89,8 +89,8 @@ def test_misplaced_tests_and_imports_are_named(tmp_path: Path) -> None:
     assert problems(tmp_path) == [
         "cluster/helper.py: imports handoffd.testing.DaemonCluster, not for the cluster tier",
         "daemons/helper.py: same name as cluster/helper.py",
-        "misc/test_lost.py: a test file outside unit/, cluster/, daemons/ (move it)",
-        "test_root.py: a test file outside unit/, cluster/, daemons/ (move it)",
+        "misc/test_lost.py: a test file outside unit/, cluster/, daemons/, chaos/ (move it)",
+        "test_root.py: a test file outside unit/, cluster/, daemons/, chaos/ (move it)",
         "unit/test_spawns.py: imports subprocess, not for the unit tier",
         "unit/test_spawns.py: imports zmq.asyncio, not for the unit tier",
         "unit/test_spawns.py: imports zmq.asyncio.Context, not for the unit tier",

@@ -12,6 +12,7 @@ ERRORS = (
     "Unschedulable",
     "TaskFailed",
     "RunCancelled",
+    "UnknownRun",
     "ConnectionError",
     "AuthenticationError",
     "Timeout",
@@ -21,6 +22,11 @@ EXPECTED = {
     "DAG",
     "Function",
     "new",
+    "function",
+    "Ref",
+    "Argument",
+    "HookFailed",
+    "ItemFailed",
     "run_local",
     "connect",
     "Client",
@@ -62,6 +68,10 @@ def test_contract_signatures():
         "max_retries",
         "timeout",
         "priority",
+        "parallelism",
+        "batch_size",
+        "batch_timeout",
+        "init",
     ]
     run_local = inspect.signature(handoffd.run_local).parameters
     assert list(run_local) == ["dag", "max_workers", "max_retries"]

@@ -98,7 +98,9 @@ def test_a_retried_consumer_keeps_its_input() -> None:
     assert frees(c.succeed(node, "r", "c", attempt)) == [("n1", "r", ("p",))]
 
 
-def test_losing_an_output_after_its_inputs_were_freed_recomputes_only_what_it_needs() -> None:
+def test_asking_for_an_output_lost_after_its_inputs_were_freed_recomputes_only_what_it_needs() -> (
+    None
+):
     # a -> b -> c and a -> d; outputs c and d. d's small value lives on the owner, so when the node
     # holding c dies only c, and the freed b and a it needs, run again.
     c = Cluster({"n1": 4, "n2": 4})
@@ -116,6 +118,9 @@ def test_losing_an_output_after_its_inputs_were_freed_recomputes_only_what_it_ne
     assert frees(out) == [(on["b"], "r", ("b",))]
     assert of_type(out, ev.RunFinished) == [ev.RunFinished("r", "DONE")]
     out = c.kill(node_c)
+    assert placed(out) == {}  # a finished run stays finished until a client asks
+    assert c.sched.run_status("r").state == "DONE"  # type: ignore[union-attr]
+    out = c.feed(ev.ValuesWanted("r", ("c", "d")))
     assert c.sched.run_status("r").state == "RUNNING"  # type: ignore[union-attr]
     assert set(placed(out)) == {"a"}  # the chain's root first; d keeps its owner copy
     redone = []
@@ -135,7 +140,7 @@ def test_losing_an_output_after_its_inputs_were_freed_recomputes_only_what_it_ne
     assert status is not None and status.counts["DONE"] == 4
 
 
-def test_a_freed_value_is_recomputed_after_a_takeover_only_when_needed() -> None:
+def test_a_freed_value_is_recomputed_after_a_takeover_only_when_asked_for() -> None:
     c = Cluster({"n1": 4, "n2": 4})
     c.accept_all(c.submit("r", [spec("a"), spec("b", "a"), spec("c", "b")], outputs=("c",)))
     c.accept_all(c.succeed("n1", "r", "a", 1, size=10_000))
@@ -148,10 +153,12 @@ def test_a_freed_value_is_recomputed_after_a_takeover_only_when_needed() -> None
     other.sched.validate()
     assert other.sched.run_status("r").state == "DONE"  # type: ignore[union-attr]
     out = other.kill("n1")  # the output's only copy: c needs b, b needs a
+    assert placed(out) == {}  # recomputed only when asked for
+    out = other.feed(ev.ValuesWanted("r", ("c",)))
     assert set(placed(out)) == {"a"}
 
 
-def test_a_takeover_that_lost_an_output_recomputes_the_freed_chain_behind_it() -> None:
+def test_asking_for_an_output_a_takeover_lost_recomputes_the_freed_chain_behind_it() -> None:
     from handoffd.replication.takeover import Holdings, merge
 
     c = Cluster({"n1": 4, "n2": 4})
@@ -165,6 +172,8 @@ def test_a_takeover_that_lost_an_output_recomputes_the_freed_chain_behind_it() -
     other = Cluster({"n2": 4})
     out = other.sched.restore_run(data, other.t)
     other.sched.validate()
+    assert placed(out) == {} and other.sched.run_status("r").state == "DONE"  # type: ignore[union-attr]
+    out = other.feed(ev.ValuesWanted("r", ("d",)))  # a client asks for the lost output
     assert set(placed(out)) == {"a"}
     states = {t: r.state for t, r in other.sched.run_state("r").tasks.items()}  # type: ignore[union-attr]
     assert states == {"a": "ASSIGNED", "b": "PENDING", "c": "PENDING", "d": "PENDING"}

@@ -334,7 +334,7 @@ def test_lineage_recompute_of_a_lost_result_still_needed() -> None:
     ]
 
 
-def test_done_run_reopens_when_an_unreleased_output_is_lost_and_not_after_release() -> None:
+def test_done_run_stays_done_when_an_output_is_lost_and_reopens_only_when_asked() -> None:
     c = Cluster({"n1": 4, "n2": 4})
     c.accept_all(c.submit("r", [spec("a")]))
     c.succeed("n1", "r", "a", 1, size=100)
@@ -343,9 +343,14 @@ def test_done_run_reopens_when_an_unreleased_output_is_lost_and_not_after_releas
     c.feed(ev.ResultsReleased("q"))
     assert of_type(c.log, ev.FreeResults) == [ev.FreeResults("q", ("n1",))]
     out = c.kill("n1")
+    assert placed(out) == {}  # a finished run runs nothing again by itself
+    assert c.sched.run_status("r").state == "DONE"  # type: ignore[union-attr]
+    assert c.sched.run_status("q").state == "DONE"  # type: ignore[union-attr]
+    out = c.feed(ev.ValuesWanted("q", ("b",)))  # released: nothing to recompute
+    assert placed(out) == {}
+    out = c.feed(ev.ValuesWanted("r", ("a",)))  # a client asks for the lost value
     assert placed(out) == {"a": ("n2", 2)}
     assert c.sched.run_status("r").state == "RUNNING"  # type: ignore[union-attr]
-    assert c.sched.run_status("q").state == "DONE"  # type: ignore[union-attr]
     c.accept_all(out)
     assert of_type(c.succeed("n2", "r", "a", 2), ev.RunFinished) == [ev.RunFinished("r", "DONE")]
 

@@ -180,7 +180,7 @@ def test_node_lost_requeues_and_recomputes_lost_results_still_needed() -> None:
     run.validate()
 
 
-def test_running_consumer_keeps_running_and_done_run_reopens_for_unreleased_output() -> None:
+def test_running_consumer_keeps_running_and_done_run_reopens_only_when_asked() -> None:
     run = RunState("r", [spec("a"), spec("b", "a")], RunOptions())
     run.start(0.0)
     run.assign(run.tasks["a"], "x", 0.1)
@@ -195,7 +195,10 @@ def test_running_consumer_keeps_running_and_done_run_reopens_for_unreleased_outp
     run.succeeded(run.tasks["a"], "y", 100, None, 0.6)
     run.succeeded(run.tasks["b"], "y", 1, None, 0.7)
     assert run.state == RUN_DONE
-    run.node_lost("y", 0.8)  # both outputs lost, not released: the run reopens
+    run.node_lost("y", 0.8)  # both outputs lost, not released: a finished run stays finished
+    assert run.state == RUN_DONE and states(run) == {"a": DONE, "b": DONE}
+    run.validate()
+    run.recompute_lost(("b",), 0.9)  # a client asks for b: b and the a it needs run again
     assert run.state == RUN_RUNNING and states(run) == {"a": READY, "b": PENDING}
     run.validate()
 

@@ -1,0 +1,108 @@
+"""The node's part in issue 19's reliability (a mixin of ``daemon.node.Node``, kept apart so
+node.py stays within the module size): Pings the probe responder answered off the loop, our
+state for its Acks, duplicate names (``NameClash``) and the graceful leave (``NodeLeaving``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from handoffd import admission
+from handoffd.daemon.names import YOUNG_S, clash_text
+from handoffd.membership import swim
+from handoffd.protocol import messages as m
+from handoffd.protocol import messages_reliability as mr
+
+log = logging.getLogger("handoffd.node")
+
+
+class NodeReliability:
+    # What the mixin uses of the Node (set there).
+    name: str
+    address: str
+    config: Any
+    membership: Any
+    owner: Any
+    dropped: int
+    drops: Any
+    started_at: float
+    clashed: bool
+    _stopping: bool
+    _responder: Any
+    _published: m.MemberState | None
+    _leaving: Any
+    _names: Any
+    _clock: Any
+
+    def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
+        raise NotImplementedError
+
+    def members(self) -> list[m.MemberState]:
+        raise NotImplementedError
+
+    def request_stop(self) -> None:
+        raise NotImplementedError
+
+    def _run_membership(self, event: Any) -> None:
+        raise NotImplementedError
+
+    def _announce_leaving(self) -> None:
+        """Tell every live member at once that we are leaving: they place nothing more here from
+        the moment they hear it (``LeavingPeers``), not when gossip says LEFT after the drain."""
+        msg = mr.NodeLeaving(self.config.drain_grace_s)
+        for member in self.members():
+            if member.name != self.name and member.status in (m.ALIVE, m.SUSPECT):
+                self.send(member.address, msg)
+
+    def _peer_leaving(self, name: str) -> None:
+        member = self.membership.get(name) if self.membership is not None else None
+        if member is None or self.owner is None or name == self.name:
+            return
+        log.info("member %s is leaving: no new work is placed there", name)
+        self.owner.member_updates([self._leaving.said(member)])
+
+    def _on_ping(self, sender: str, ping: m.Ping) -> None:
+        """A Ping the probe responder already acked, off the loop: merge what it carries, checked
+        as any membership message (an Ack from the loop too would only be a duplicate)."""
+        membership = self.membership
+        if membership is None or self._stopping:
+            return
+        refused = admission.check(ping, sender, True, membership.get(sender), self.name)
+        if refused:
+            self.dropped += 1
+            self.drops.count(refused, ping, sender)
+            return
+        try:
+            self._run_membership(swim.Received(sender, None, m.Gossip(ping.updates)))
+        except Exception:  # noqa: BLE001 - as for any message: never take the daemon down
+            self.dropped += 1
+            log.exception("handling a Ping from %s failed", sender)
+
+    def _names_check(self, msg: Any, sender: str, member: m.MemberState | None) -> None:
+        found = self._names.clash(msg, sender, member, self._clock())
+        if found is None:
+            return
+        known, claimed = found
+        log.warning("two live daemons use the name %r: at %s and at %s", sender, known, claimed)
+        self.send(claimed, mr.NameClash(sender, known, True))
+        self.send(known, mr.NameClash(sender, claimed, False))
+
+    def _name_clashed(self, msg: mr.NameClash) -> None:
+        if msg.name != self.name or msg.other_address == self.address:
+            return
+        stop = msg.stop and self._clock() - self.started_at < YOUNG_S
+        text = clash_text(self.name, self.address, msg.other_address, stop)
+        if stop and not self._stopping:
+            log.error("%s", text)
+            self.clashed = True
+            self.request_stop()
+        else:
+            log.warning("%s", text)
+
+    def _publish_me(self) -> None:
+        """Our own state, as the probe responder's Acks carry it (a reference swap)."""
+        if self._responder is not None and self.membership is not None:
+            me = self.membership.me
+            if me is not self._published:
+                self._published = me
+                self._responder.publish(me)

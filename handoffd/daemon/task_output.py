@@ -1,0 +1,239 @@
+"""Task output kept with its run: what each attempt printed and logged, for clients to read.
+
+Each attempt's output (captured and bounded in the worker, ``worker.capture``) comes to the owner in
+its ``TaskReport``. ``OutputStore`` numbers it (``seq``, per run) and keeps it, bounded per task
+and per run; ``TaskOutputIO`` (the owner's shell for it) sends new entries to the run's standbys
+once per loop turn (``ReplicateOutput``: a standby keeps them in its own store, so after a takeover
+the new owner serves them and numbers on from them), and answers clients' ``GetTaskOutput`` long
+polls: what is new since the entry they last saw, at once if there is some, else when some comes
+or the run ends or their wait is over. Output dies with the run (forgotten with it).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
+from handoffd.protocol.messages_code import (
+    GetTaskOutput,
+    OutputEntry,
+    ReplicateOutput,
+    TaskOutputReply,
+)
+
+PER_TASK = 256 * 1024  # characters kept per task over all its attempts (the newest win)
+PER_RUN = 16 << 20  # characters kept per run
+MAX_RUNS = 4096  # runs whose output a node keeps (the oldest go first)
+TOTAL = 256 << 20  # characters a node keeps over all runs (the oldest runs' output goes first)
+REPLY_CHARS = 4 << 20  # characters per reply (a client asks again for the rest)
+TERMINAL = ("DONE", "FAILED", "CANCELLED")
+
+
+@dataclass
+class _RunOutput:
+    entries: list[OutputEntry] = field(default_factory=list)  # by seq
+    seqs: set[int] = field(default_factory=set)
+    next_seq: int = 0
+    size: int = 0
+    per_task: dict[str, int] = field(default_factory=dict)
+
+
+class OutputStore:
+    """Output entries per run (pure: no I/O)."""
+
+    def __init__(self, total: int = TOTAL) -> None:
+        self._runs: OrderedDict[str, _RunOutput] = OrderedDict()
+        self._total = total
+        self.size = 0  # characters kept over all runs
+
+    def has(self, run_id: str) -> bool:
+        return run_id in self._runs
+
+    def _run(self, run_id: str) -> _RunOutput:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = _RunOutput()
+            while len(self._runs) > MAX_RUNS:
+                self.size -= self._runs.popitem(last=False)[1].size
+        return run
+
+    def add(self, run_id: str, task_id: str, attempt: int, node: str, text: str) -> OutputEntry:
+        run = self._run(run_id)
+        entry = OutputEntry(run.next_seq, task_id, attempt, node, text)
+        self._keep(run, entry)
+        return entry
+
+    def merge(self, run_id: str, entries: tuple[OutputEntry, ...]) -> None:
+        """Entries an owner numbered (a standby keeps them as they are)."""
+        run = self._run(run_id)
+        for entry in entries:
+            if entry.seq not in run.seqs:
+                self._keep(run, entry)
+
+    def _keep(self, run: _RunOutput, entry: OutputEntry) -> None:
+        run.entries.append(entry)
+        if run.entries[-1:] and len(run.entries) > 1 and run.entries[-2].seq > entry.seq:
+            run.entries.sort(key=lambda e: e.seq)
+        run.seqs.add(entry.seq)
+        run.next_seq = max(run.next_seq, entry.seq + 1)
+        size = len(entry.text)
+        run.size += size
+        run.per_task[entry.task_id] = run.per_task.get(entry.task_id, 0) + size
+        self.size += size
+        if run.per_task[entry.task_id] > PER_TASK or run.size > PER_RUN:
+            before = run.size
+            self._trim(run, entry.task_id)
+            self.size -= before - run.size
+        while self.size > self._total and len(self._runs) > 1:
+            oldest = next(iter(self._runs))
+            if self._runs[oldest] is run:
+                break
+            self.size -= self._runs.pop(oldest).size
+
+    def _trim(self, run: _RunOutput, task_id: str) -> None:
+        """Drop the oldest texts (of this task while it is over its bound, then of any task while
+        the run is), leaving a line that says so."""
+        for index, old in enumerate(run.entries):
+            over_task = run.per_task.get(task_id, 0) > PER_TASK and old.task_id == task_id
+            if not (over_task or run.size > PER_RUN) or index == len(run.entries) - 1:
+                continue
+            if old.text.startswith("[output of attempt"):
+                continue
+            note = f"[output of attempt {old.attempt} dropped: over the kept output's bound]\n"
+            cut = len(old.text) - len(note)
+            if cut <= 0:
+                continue
+            run.entries[index] = OutputEntry(old.seq, old.task_id, old.attempt, old.node, note)
+            run.size -= cut
+            run.per_task[old.task_id] -= cut
+            if run.per_task.get(task_id, 0) <= PER_TASK and run.size <= PER_RUN:
+                return
+
+    def since(self, run_id: str, task_id: str, since: int) -> tuple[list[OutputEntry], int]:
+        """Entries numbered ``since`` or later (of ``task_id``, or all when it is ""), at most
+        about REPLY_CHARS of them, and where to ask from next."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return [], since
+        out: list[OutputEntry] = []
+        size = 0
+        next_seq = max(since, run.next_seq)
+        for entry in run.entries:
+            if entry.seq < since:
+                continue
+            if size > REPLY_CHARS:
+                next_seq = entry.seq
+                break
+            if not task_id or entry.task_id == task_id:
+                out.append(entry)
+                size += len(entry.text)
+        return out, next_seq
+
+    def forget(self, run_id: str) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self.size -= run.size
+
+
+@dataclass(eq=False)
+class _Poll:
+    conn: bytes
+    msg: GetTaskOutput
+    handle: Timer | None = None
+
+
+class TaskOutputIO:
+    """The owner's shell for task output; also the standby's (``on_replicate``).
+    ``run_state(run_id)``: the run's state if we own it, else None."""
+
+    def __init__(
+        self,
+        port: MembersPort,
+        run_state: Callable[[str], str | None],
+        term_of: Callable[[str], int | None],
+    ) -> None:
+        self.port = port
+        self.store = OutputStore()
+        self.replication: Replicator = NoReplication()  # the owner's (OwnerIO sets it)
+        self._run_state = run_state
+        self._term = term_of
+        self._polls: dict[str, list[_Poll]] = {}
+        self._unsent: dict[str, list[OutputEntry]] = {}  # run -> entries for the standbys
+
+    def reported(
+        self, run_id: str, node: str, reports: tuple[Any, ...], outputs: tuple[str, ...]
+    ) -> None:
+        """A node's reports of a run we own; keeps the outputs they carry (one per report)."""
+        added = False
+        for report, output in zip(reports, outputs, strict=False):
+            if output:
+                entry = self.store.add(run_id, report.task_id, report.attempt, node, output)
+                if not self._unsent:
+                    self.port.call_soon(self._flush)
+                self._unsent.setdefault(run_id, []).append(entry)
+                added = True
+        if added:
+            self._wake(run_id)
+
+    def _flush(self) -> None:
+        unsent, self._unsent = self._unsent, {}
+        for run_id, entries in unsent.items():
+            term = self._term(run_id) or 0
+            msg = ReplicateOutput(run_id, term, tuple(entries))
+            for name in self.replication.standbys(run_id):
+                address = self.port.address_of(name)
+                if address:
+                    self.port.send(address, msg, term=term)
+
+    def on_replicate(self, msg: ReplicateOutput) -> None:
+        self.store.merge(msg.run_id, msg.entries)
+
+    def on_get(self, msg: GetTaskOutput, conn: bytes) -> None:
+        state = self._run_state(msg.run_id)
+        entries, _ = self.store.since(msg.run_id, msg.task_id, msg.since)
+        if entries or msg.wait <= 0 or state is None or state in TERMINAL:
+            self._answer(_Poll(conn, msg))
+            return
+        poll = _Poll(conn, msg)
+        poll.handle = self.port.call_later(min(msg.wait, 60.0), self._expire, poll)
+        self._polls.setdefault(msg.run_id, []).append(poll)
+
+    def _expire(self, poll: _Poll) -> None:
+        polls = self._polls.get(poll.msg.run_id, [])
+        if poll in polls:
+            polls.remove(poll)
+            if not polls:
+                del self._polls[poll.msg.run_id]
+        self._answer(poll)
+
+    def _wake(self, run_id: str) -> None:
+        for poll in self._polls.pop(run_id, []):
+            if poll.handle is not None:
+                poll.handle.cancel()
+            self._answer(poll)
+
+    def run_ended(self, run_id: str) -> None:
+        self._wake(run_id)
+
+    def _answer(self, poll: _Poll) -> None:
+        msg = poll.msg
+        state = self._run_state(msg.run_id)
+        entries, next_seq = self.store.since(msg.run_id, msg.task_id, msg.since)
+        reply = TaskOutputReply(
+            msg.request_id, msg.run_id, tuple(entries), next_seq, state or "UNKNOWN"
+        )
+        self.port.reply(poll.conn, reply)
+
+    def forget(self, run_id: str) -> None:
+        self.store.forget(run_id)
+        self._unsent.pop(run_id, None)
+
+    def close(self) -> None:
+        for polls in self._polls.values():
+            for poll in polls:
+                if poll.handle is not None:
+                    poll.handle.cancel()
+        self._polls.clear()

@@ -1,0 +1,74 @@
+"""Wire messages of code shipping and task output (issue 14, type ids 120-139).
+
+A run's code packages (``handoffd.packages``) travel by content: a node that is dispatched tasks of
+a run whose packages it lacks asks the owner (then any other member) for them by sha256.
+A task's output (what an attempt printed and logged) reaches the owner in its ``TaskReport``; the
+owner numbers it, keeps it with the run, sends it to the run's standbys (``ReplicateOutput``) and
+serves it to clients (``GetTaskOutput``, a long poll for what is new since ``since``).
+"""
+
+from __future__ import annotations
+
+from handoffd.protocol.messages import message, struct
+
+
+@message(120)
+class FetchPackages:
+    """Send these code packages (sha256 hex) to ``reply_to`` (the asking node's address)."""
+
+    request_id: int
+    shas: tuple[str, ...]
+    reply_to: str
+
+
+@message(121)
+class PackagesFetched:
+    """The packages asked for: one frame (the zip) per sha in ``shas``; ``missing`` we lack."""
+
+    request_id: int
+    shas: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+@struct
+class OutputEntry:
+    """One attempt's output: ``seq`` numbers a run's entries in the order the owner got them."""
+
+    seq: int
+    task_id: str
+    attempt: int
+    node: str
+    text: str
+
+
+@message(122)
+class ReplicateOutput:
+    """Owner -> standby: output entries of a run, kept so that they survive a takeover."""
+
+    run_id: str
+    term: int
+    entries: tuple[OutputEntry, ...]
+
+
+@message(123)
+class GetTaskOutput:
+    """A client asks for a run's output entries numbered ``since`` or later (of one task, or of
+    every task when ``task_id`` is ""), waiting up to ``wait`` seconds for new ones."""
+
+    request_id: int
+    run_id: str
+    task_id: str
+    since: int
+    wait: float
+
+
+@message(124)
+class TaskOutputReply:
+    """The entries asked for; ``next``: ask from there next time; ``state`` the run's (UNKNOWN
+    when this node knows no such run)."""
+
+    request_id: int
+    run_id: str
+    entries: tuple[OutputEntry, ...]
+    next: int
+    state: str

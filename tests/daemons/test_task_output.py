@@ -1,0 +1,142 @@
+"""What tasks print and log comes back to the user (issue 14, problem 2), on real daemons: live in
+``handoffctl submit`` (prefixed ``[task@node]``, hidden by ``--quiet``), later through
+``handoffctl logs`` and ``Run.logs()``, bounded per attempt, and still there after the run's owner
+was killed and a standby took the run over."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+
+import handoffd
+from handoffd.testing import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+# The daemons' workers have no copy of this file: ship its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+DAG = """
+import logging
+import handoffd
+
+def work(i):
+    print(f"working on {i}")
+    logging.getLogger("mywork").info("step %d done", i)
+    return i * 2
+
+def chatty():
+    print("x" * 200_000)
+    return "long"
+
+dag = handoffd.DAG()
+for i in range(3):
+    dag.add_function(handoffd.Function(id=f"w{i}", code=work, extra_args=[i]))
+dag.add_function(handoffd.Function(id="chatty", code=chatty))
+"""
+
+
+def _ctl(address: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    repo = str(Path(__file__).resolve().parents[2])
+    return subprocess.run(
+        [sys.executable, "-m", "handoffd.cli.ctl", "--address", address, *args],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=repo),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_submit_streams_output_and_logs_shows_it_later(daemons: Any, tmp_path: Path) -> None:
+    node = daemons.start(cpu=2, memory=1000)
+    (tmp_path / "dag.py").write_text(textwrap.dedent(DAG))
+    out = _ctl(node.address, "submit", "dag.py", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    summary = next(i for i, line in enumerate(lines) if line.startswith("run "))
+    for i in range(3):
+        # Before the summary: shown while the run went on, each line naming its task and node.
+        assert f"[w{i}@{node.name}] working on {i}" in lines[:summary]
+        assert f"[w{i}@{node.name}] INFO mywork: step {i} done" in lines[:summary]
+    run_id = lines[summary].split()[1].rstrip(":")
+
+    quiet = _ctl(node.address, "submit", "dag.py", "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and "working on" not in quiet.stdout
+
+    logs = _ctl(node.address, "logs", run_id, "w1", cwd=tmp_path)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.splitlines() == [
+        f"[w1@{node.name}] working on 1",
+        f"[w1@{node.name}] INFO mywork: step 1 done",
+    ]
+    with handoffd.connect(node.address) as client:
+        text = client.run(run_id).logs("chatty")
+        # Bounded per attempt, and the cut says so.
+        assert "characters of output truncated" in text
+        assert len(text) < 100_000
+        everything = client.run(run_id).logs()
+        assert all(f"working on {i}" in everything for i in range(3))
+
+    unknown = _ctl(node.address, "logs", "no-such-run", cwd=tmp_path)
+    assert unknown.returncode == 2 and "not known" in unknown.stderr
+
+
+def say(word: str) -> str:
+    print(f"said {word}")
+    return word
+
+
+def slow_say(word: str, seconds: float) -> str:
+    import time
+
+    print(f"slowly {word}")
+    time.sleep(seconds)
+    return word
+
+
+def test_output_survives_the_owners_death(daemons: Any) -> None:
+    owner = daemons.start(cpu=1, memory=1000)
+    others = [daemons.start(cpu=2, memory=1000, seeds=[owner.address]) for _ in range(2)]
+    with handoffd.connect(owner.address) as client:
+        wait_for(
+            lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,
+            timeout=30,
+            what="three daemons joined",
+        )
+        dag = handoffd.DAG()
+        for i, node in enumerate(others):
+            dag.add_function(
+                handoffd.Function(id=f"say{i}", code=say, extra_args=[f"w{i}"], node=node.name)
+            )
+        dag.add_function(
+            handoffd.Function(
+                id="slow", code=slow_say, extra_args=["late", 4.0], node=others[0].name
+            )
+        )
+        run = client.submit(dag)
+        wait_for(
+            lambda: "said w0" in run.logs() and "said w1" in run.logs(),
+            timeout=30,
+            what="the quick tasks' output at the owner",
+        )
+    owner.kill()
+    with handoffd.connect(others[1].address) as survivor:
+        wait_for(
+            lambda: survivor.run(run.id).status().state != "UNKNOWN",
+            timeout=60,
+            what="a standby took the run over",
+        )
+        followed = survivor.run(run.id)
+        assert followed.wait(60).state == "DONE"
+        text = followed.logs()
+    assert f"[say0@{others[0].name}] said w0" in text
+    assert f"[say1@{others[1].name}] said w1" in text
+    assert f"[slow@{others[0].name}] slowly late" in text

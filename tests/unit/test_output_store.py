@@ -1,0 +1,75 @@
+"""Task output (issue 14): captured and bounded per attempt in the worker, numbered and bounded per
+task by the owner's store, merged at a standby without duplicates, served from a position."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from handoffd.daemon import task_output
+from handoffd.daemon.task_output import OutputStore
+from handoffd.worker import capture
+
+
+def test_capture_keeps_prints_and_log_lines_in_order_and_restores_the_streams() -> None:
+    before = (sys.stdout, sys.stderr)
+    with capture.capture() as out:
+        print("one")
+        logging.getLogger("user.mod").info("two %d", 2)
+        print("three", file=sys.stderr)
+    assert (sys.stdout, sys.stderr) == before
+    assert out.text() == "one\nINFO user.mod: two 2\nthree\n"
+
+
+def test_capture_keeps_the_head_and_the_tail_and_says_what_it_cut() -> None:
+    with capture.capture() as out:
+        print("start")
+        for i in range(20_000):
+            print(f"line {i:05d}")
+        print("the end")
+    text = out.text()
+    assert text.startswith("start\n") and text.endswith("the end\n")
+    assert "characters of output truncated" in text
+    assert len(text) < capture.LIMIT + 200
+
+
+def test_store_numbers_entries_bounds_each_task_and_merges_without_duplicates(
+    monkeypatch: object,
+) -> None:
+    store = OutputStore()
+    first = store.add("r", "a", 1, "n1", "hello\n")
+    second = store.add("r", "b", 1, "n2", "world\n")
+    assert (first.seq, second.seq) == (0, 1)
+    entries, nxt = store.since("r", "", 1)
+    assert [e.text for e in entries] == ["world\n"] and nxt == 2
+    assert store.since("r", "a", 0)[0] == [first]
+
+    standby = OutputStore()
+    standby.merge("r", (second,))
+    standby.merge("r", (first, second))  # a resend: nothing twice
+    assert [e.seq for e in standby.since("r", "", 0)[0]] == [0, 1]
+    assert standby.add("r", "c", 1, "n3", "after takeover\n").seq == 2  # numbering goes on
+
+    big = "x" * (task_output.PER_TASK - 10)
+    store.add("r", "a", 2, "n1", big)
+    store.add("r", "a", 3, "n1", big)  # over the task's bound: older attempts give way
+    texts = [e.text for e in store.since("r", "a", 0)[0]]
+    assert texts == [
+        "hello\n",
+        "[output of attempt 2 dropped: over the kept output's bound]\n",
+        big,
+    ]
+    assert store.since("r", "b", 0)[0] == [second]  # other tasks keep theirs
+    store.forget("r")
+    assert store.since("r", "", 0) == ([], 0)
+
+
+def test_a_node_keeps_a_bounded_total_dropping_the_oldest_runs_output() -> None:
+    store = OutputStore(total=1000)
+    for run in range(5):
+        store.add(f"r{run}", "t", 1, "n", "x" * 300)
+    assert store.size <= 1000
+    assert store.since("r0", "", 0) == ([], 0) and store.since("r1", "", 0) == ([], 0)
+    assert [e.text for e in store.since("r4", "", 0)[0]] == ["x" * 300]
+    store.forget("r4")
+    assert store.size == 600

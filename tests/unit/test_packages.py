@@ -1,0 +1,128 @@
+"""Code packages (issue 14): built deterministically, refused when too large, and in a worker on
+``sys.path`` only while a task of the run that shipped them runs."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from handoffd import packages, values
+from handoffd.errors import ValidationError
+from handoffd.worker import code_env
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_a_directory_zips_to_the_same_bytes_until_a_file_changes(tmp_path: Path) -> None:
+    root = _write(
+        tmp_path / "wd",
+        {"a.py": "A = 1\n", "pkg/__init__.py": "", "__pycache__/a.pyc": "x", ".git/HEAD": "x"},
+    )
+    first = packages.working_dir_package(str(root))
+    again = packages.working_dir_package(str(root))
+    assert first.sha == again.sha and first.data == again.data
+    names = zipfile.ZipFile(__import__("io").BytesIO(first.data)).namelist()
+    assert sorted(names) == ["a.py", "pkg/__init__.py"]  # caches and VCS dirs left out
+    (root / "a.py").write_text("A = 2\n")
+    assert packages.working_dir_package(str(root)).sha != first.sha
+
+
+def test_py_modules_keep_their_import_names(tmp_path: Path) -> None:
+    _write(tmp_path, {"mypkg/__init__.py": "", "mypkg/sub.py": "", "single.py": ""})
+    import io
+
+    def names(item: str) -> list[str]:
+        package = packages.module_package(item)
+        return sorted(zipfile.ZipFile(io.BytesIO(package.data)).namelist())
+
+    assert names(str(tmp_path / "mypkg")) == ["mypkg/__init__.py", "mypkg/sub.py"]
+    assert names(str(tmp_path / "single.py")) == ["single.py"]
+    with pytest.raises(ValidationError) as info:
+        packages.module_package("no_such_module_anywhere_14")
+    assert info.value.kind == "bad_py_module"
+    with pytest.raises(ValidationError) as info:
+        packages.build(str(tmp_path / "missing"), None, [])
+    assert info.value.kind == "bad_working_dir"
+
+
+def test_too_much_code_is_refused_saying_what_and_how_to_fix_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    (tmp_path / "big.bin").write_bytes(os.urandom(50_000))
+    monkeypatch.setenv(packages.ENV_MAX, "20000")
+    with pytest.raises(ValidationError) as info:
+        packages.build(str(tmp_path), None, [])
+    assert info.value.kind == "package_too_large"
+    assert "working_dir" in str(info.value) and packages.ENV_MAX in str(info.value)
+
+
+def test_a_workers_path_holds_only_the_running_runs_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _write(tmp_path / "src", {"shipped_mod_14.py": "def f():\n    return 'v1'\n"})
+    package = packages.working_dir_package(str(src))
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / f"{package.sha}.zip").write_bytes(package.data)
+    monkeypatch.setenv(code_env.ENV_DIR, str(code_dir))
+    saved_path = list(sys.path)
+    try:
+        code_env.activate((package.sha,))
+        import shipped_mod_14  # type: ignore[import-not-found]
+
+        assert shipped_mod_14.f() == "v1"
+        extracted = str(code_dir / package.sha)
+        assert sys.path[0] == extracted
+        code_env.activate(())  # a task of a run that shipped nothing
+        assert extracted not in sys.path and "shipped_mod_14" not in sys.modules
+        # A payload's code names its packages: loading it activates them first.
+        blob = values.dumps_code(lambda: __import__("shipped_mod_14").f(), (package.sha,))
+        fn = values.load_code(blob)
+        assert isinstance(fn, code_env.Packaged) and fn() == "v1"
+        with pytest.raises(code_env.PackageMissing, match="never reached"):
+            code_env.activate(("0" * 64,))
+    finally:
+        code_env.activate(())
+        sys.path[:] = saved_path
+
+
+def test_a_remote_traceback_names_the_users_files_with_their_source(tmp_path: Path) -> None:
+    src = _write(tmp_path / "src", {"helpers_tb.py": "def f():\n    raise KeyError('k')\n"})
+    dag_file = _write(tmp_path, {"dag.py": "import x\n\ndef task():\n    return f()\n"})
+    package = packages.working_dir_package(str(src))
+    remote = (
+        "Traceback (most recent call last):\n"
+        f'  File "{dag_file / "dag.py"}", line 4, in task\n'
+        f'  File "/var/node/code/{package.sha}/helpers_tb.py", line 2, in f\n'
+        "    raise KeyError('k')\n"
+        "KeyError: 'k'\n"
+    )
+    assert packages.localize_traceback(remote) == (
+        "Traceback (most recent call last):\n"
+        f'  File "{dag_file / "dag.py"}", line 4, in task\n'
+        "    return f()\n"
+        f'  File "{src / "helpers_tb.py"}", line 2, in f\n'
+        "    raise KeyError('k')\n"
+        "KeyError: 'k'\n"
+    )
+
+
+def test_code_pickled_by_value_keeps_its_file_name() -> None:
+    import pickle
+
+    def local_fn() -> int:
+        return 1
+
+    loaded = pickle.loads(values.dumps_code(local_fn))
+    assert loaded.__code__.co_filename == __file__
