@@ -529,7 +529,7 @@ class ExecutorState:
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             report = m.TaskReport(
-                task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", ""
+                task.task_id, task.attempt, "DONE", len(value), -1, "", "", "", "", outcome.duration
             )
             self.counters["done"] += 1
             self._finish(task, report, inline)
@@ -583,6 +583,7 @@ class ExecutorState:
                         report.exc_type,
                         report.message,
                         report.traceback,
+                        report.duration,
                     )
                     frames.append(value)
                 reports.append(report)

@@ -225,6 +225,7 @@ class OwnerIO:
                             node,
                             report.size,
                             bytes(value) if value is not None else None,
+                            report.duration,
                         )
                     )
                 elif report.state == "FAILED":

@@ -357,6 +357,8 @@ class TaskReport:
     exc_type: str
     message: str
     traceback: str
+    # seconds the attempt ran in its worker (-1: not measured): the owner learns durations from it
+    duration: float = -1.0
 
 
 @message(42)

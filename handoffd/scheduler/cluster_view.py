@@ -45,6 +45,7 @@ from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
+from handoffd.scheduler.durations import Durations
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
@@ -54,6 +55,10 @@ MAX_SHAPES = 16  # distinct (pin, cost) shapes queued beyond which placement doe
 WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
 #: A node's window is topped up only once its outstanding demand fell to this fraction of it.
 LOW_WATER = 0.5
+#: Work (expected seconds at full parallelism, ``durations``) a node may hold of ours beyond what
+#: starts at once: about a dispatch's round trip plus a few ms. A node whose work is above it gets
+#: nothing queued; a task of unknown duration is never queued (only free resources take it).
+QUEUE_SECONDS = 0.005
 EPS = core.EPS
 
 #: (run_id, task_id, attempt): one dispatch.
@@ -88,9 +93,21 @@ class ClusterView:
     """Nodes as we see them, our outstanding demand on them, our unanswered dispatches; places
     ready tasks."""
 
-    def __init__(self, *, window: int = WINDOW, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        window: int = WINDOW,
+        backend: str | None = None,
+        queue_seconds: float | None = QUEUE_SECONDS,
+    ) -> None:
         self.window = window
         self.backend = backend
+        # None: the window's depth alone bounds queued work (no time budget, unknown durations
+        # queued too): the behaviour before durations were learned, kept for tests of the depth.
+        self.queue_seconds = queue_seconds
+        self.durations = Durations()
+        # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
+        self.work: dict[str, float] = {}
         self._core = core.kernels(backend)
         self.nodes: dict[str, NodeState] = {}
         # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
@@ -118,8 +135,32 @@ class ClusterView:
             free[kind] = free.get(kind, 0.0) - qty
         return free
 
-    def add_outstanding(self, node: str, cost: dict[str, float], sign: int) -> None:
-        add_into(self.outstanding.setdefault(node, {}), cost, sign)
+    def went_out(self, node: str, rec: TaskRecord) -> None:
+        """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
+        add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
+        n = self.nodes.get(node)
+        capacity = n.capacity if n is not None else {}
+        rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
+        if rec.charge:
+            self.work[node] = self.work.get(node, 0.0) + rec.charge
+
+    def came_back(self, node: str, rec: TaskRecord) -> None:
+        """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
+        load = self.outstanding.setdefault(node, {})
+        add_into(load, rec.spec.cost, -1)
+        if rec.charge:
+            left = self.work.get(node, 0.0) - rec.charge
+            # Only tasks with a cost carry work: none left, no work (no float residue either).
+            if load and left > EPS:
+                self.work[node] = left
+            else:
+                self.work.pop(node, None)
+            rec.charge = 0.0
+
+    def budget(self, node: str) -> float:
+        """Seconds of expected work ``node`` may still be given to queue (``QUEUE_SECONDS``)."""
+        assert self.queue_seconds is not None
+        return self.queue_seconds - self.work.get(node, 0.0)
 
     def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
         """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
@@ -359,12 +400,15 @@ class ClusterView:
         tasks and a pass runs rarely instead of on every report. A node passed over still has more
         than ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot
         idle on our account."""
+        timed = self.queue_seconds is not None
         fill = self._core.window_fill(
             [n.capacity for n in alive],
             [self.outstanding.get(n.name, {}) for n in alive],
             self.window,
             LOW_WATER if low_water else None,
+            [self.budget(n.name) for n in alive] if timed else None,
         )
+        estimate = self.durations.estimate
         if not fill.left:
             return
         index = {n.name: i for i, n in enumerate(alive)}
@@ -381,11 +425,16 @@ class ClusterView:
                     if misses >= MAX_MISSES:
                         break
                     continue
+                seconds = estimate(rec.spec.id, rec.cost_items) if timed else 0.0
                 if pin is None:
-                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy)
+                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy, seconds)
                 else:  # (pinned to a node not alive: no room anywhere for it)
                     at = index.get(pin)
-                    chosen = -1 if at is None else fill.pick(rec.spec.cost, at, run.options.policy)
+                    chosen = (
+                        -1
+                        if at is None
+                        else fill.pick(rec.spec.cost, at, run.options.policy, seconds)
+                    )
                 if chosen < 0:
                     missed.add(shape)
                     misses += 1
@@ -475,9 +524,17 @@ class ClusterView:
 
     # -- invariants --------------------------------------------------------------------------------
 
-    def validate(self, outstanding: dict[str, dict[str, float]]) -> None:
-        """Raise AssertionError unless our outstanding demand equals ``outstanding`` (recomputed
-        from the tasks) and no unanswered dispatch is on a lost node."""
+    def validate(
+        self, outstanding: dict[str, dict[str, float]], work: dict[str, float] | None = None
+    ) -> None:
+        """Raise AssertionError unless our outstanding demand equals ``outstanding`` and our work
+        ``work`` (both recomputed from the tasks) and no unanswered dispatch is on a lost node."""
+        if work is not None:
+            for node in set(work) | set(self.work):
+                got, expect = self.work.get(node, 0.0), work.get(node, 0.0)
+                assert abs(got - expect) <= 1e-6 * max(1.0, expect), (
+                    f"work on {node}: recorded {got}, tasks hold {expect}"
+                )
         for node in set(outstanding) | set(self.outstanding):
             mine, want = self.outstanding.get(node, {}), outstanding.get(node, {})
             for kind in set(mine) | set(want):

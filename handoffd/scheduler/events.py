@@ -81,6 +81,7 @@ class TaskSucceeded:
     node: str
     size: int
     value: bytes | None = field(default=None, repr=False)
+    duration: float = -1.0  # seconds the attempt ran in its worker (-1: not measured)
 
 
 @dataclass(frozen=True, slots=True)

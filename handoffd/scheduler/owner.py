@@ -33,7 +33,13 @@ from handoffd.errors import (
     ValidationError,
 )
 from handoffd.scheduler import placement
-from handoffd.scheduler.cluster_view import WINDOW, ClusterView, NodeState, add_into
+from handoffd.scheduler.cluster_view import (
+    QUEUE_SECONDS,
+    WINDOW,
+    ClusterView,
+    NodeState,
+    add_into,
+)
 from handoffd.scheduler.delays import REFUSAL_BACKOFF, DelayedTasks
 from handoffd.scheduler.events import (
     CancelRequested,
@@ -96,6 +102,7 @@ class OwnerScheduler:
         backend: str | None = None,
         window: int = WINDOW,
         probe_interval: float = PROBE_INTERVAL,
+        queue_seconds: float | None = QUEUE_SECONDS,
     ) -> None:
         self.node_name = node_name
         self.term = term  # ownership term: nodes fence dispatches from a lower one
@@ -103,7 +110,7 @@ class OwnerScheduler:
         self._backend = backend
         # Nodes, their outstanding demand (kept in step with task moves by _on_move) and our
         # unanswered dispatches.
-        self._view = ClusterView(window=window, backend=backend)
+        self._view = ClusterView(window=window, backend=backend, queue_seconds=queue_seconds)
         self._owned = OwnedRuns()
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
         self._ready = ReadyQueue()
@@ -264,7 +271,7 @@ class OwnerScheduler:
         self._own(run)
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._view.add_outstanding(rec.node, rec.spec.cost, 1)
+                self._view.went_out(rec.node, rec)
                 self._lost.went_out(run.run_id, rec.id, self._now)
             if rec.state == READY and not rec.delayed:
                 self._enqueue(run, rec)
@@ -277,7 +284,7 @@ class OwnerScheduler:
         run.listener = None
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._view.add_outstanding(rec.node, rec.spec.cost, -1)
+                self._view.came_back(rec.node, rec)
         self._delays.drop_run(run_id, run.tasks)
         self._lost.drop_run(run_id, run.tasks)
         self._ready.drop_run(run)
@@ -439,6 +446,8 @@ class OwnerScheduler:
         found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
         if found is None or not alive:
             return
+        rec = found[1]
+        self._view.durations.observe(rec.spec.id, rec.cost_items, ev.duration)
         self._accept_result(run, found[1], ev.node, ev.size, ev.value)
 
     def _accept_result(
@@ -584,11 +593,11 @@ class OwnerScheduler:
         if self.on_change is not None and (new in _REPLICATED or old == DONE):
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
-            self._view.add_outstanding(rec.node, rec.spec.cost, -1)
+            self._view.came_back(rec.node, rec)
             if not self._dirty and self._view.room_opened(rec.node, self._ready):
                 self._dirty = True
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
-            self._view.add_outstanding(rec.node, rec.spec.cost, 1)
+            self._view.went_out(rec.node, rec)
             self._lost.went_out(run.run_id, rec.id, self._now)
         elif old in ACTIVE and new not in ACTIVE:
             self._lost.came_back(run.run_id, rec.id)
@@ -634,6 +643,7 @@ class OwnerScheduler:
     def validate(self) -> None:
         """Raise AssertionError when an invariant is broken (tests call it after every event)."""
         outstanding: dict[str, dict[str, float]] = {}
+        work: dict[str, float] = {}
         queued: set[tuple[str, str]] = set()
         active: set[tuple[str, str]] = set()
         for run in self._owned.live.values():
@@ -643,13 +653,15 @@ class OwnerScheduler:
                     assert rec.node is not None
                     assert self._view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
                     add_into(outstanding.setdefault(rec.node, {}), rec.spec.cost, 1)
+                    if rec.charge:
+                        work[rec.node] = work.get(rec.node, 0.0) + rec.charge
                     active.add((run.run_id, rec.id))
                 if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
                     queued.add((run.run_id, rec.id))
                 if rec.state == DONE:
                     bad = [n for n in rec.locations if not self._view.alive(n)]
                     assert not bad, f"{rec.id} has copies on lost nodes {bad}"
-        self._view.validate(outstanding)
+        self._view.validate(outstanding, work)
         self._lost.validate(active)
         in_queue = self._ready.validate(self._owned.live)
         assert queued == in_queue, f"ready queue {sorted(in_queue)} != {sorted(queued)}"

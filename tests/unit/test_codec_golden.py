@@ -105,6 +105,27 @@ def _decode_struct(cls: type, body: bytes) -> Any:
     return record.from_values(values) if len(values) == record.count else record.from_other(values)
 
 
+def _same(decoded: Any, expected: Any, pinned: dict[str, Any]) -> bool:
+    """``decoded`` (from pinned bytes) equals ``expected`` in everything the pinned build had: a
+    nested struct is compared on its pinned fields only (a trailing field added since decodes to
+    its default, which is the point of the rule)."""
+    name = type(expected).__name__
+    if STRUCTS.get(name) is type(expected) and name in pinned["structs"]:
+        return type(decoded) is type(expected) and all(
+            _same(getattr(decoded, f), getattr(expected, f), pinned)
+            for f in pinned["structs"][name]["fields"]
+        )
+    if isinstance(expected, tuple) and isinstance(decoded, tuple):
+        return len(decoded) == len(expected) and all(
+            _same(a, b, pinned) for a, b in zip(decoded, expected, strict=True)
+        )
+    if isinstance(expected, dict) and isinstance(decoded, dict):
+        return decoded.keys() == expected.keys() and all(
+            _same(decoded[k], expected[k], pinned) for k in expected
+        )
+    return bool(decoded == expected)
+
+
 def incompatible(pinned: dict[str, Any]) -> list[str]:
     """Pinned encodings this build can no longer read as it wrote them: a pinned message or struct
     that does not decode, or decodes to other values in the fields it had."""
@@ -120,7 +141,9 @@ def incompatible(pinned: dict[str, Any]) -> list[str]:
             continue
         expected = canonical(cls)
         for name in entry["fields"]:
-            if not hasattr(expected, name) or getattr(decoded.msg, name) != getattr(expected, name):
+            if not hasattr(expected, name) or not _same(
+                getattr(decoded.msg, name), getattr(expected, name), pinned
+            ):
                 problems.append(f"{entry['name']}.{name}: decodes to another value")
     for name, entry in pinned["structs"].items():
         cls = STRUCTS.get(name)
