@@ -277,9 +277,11 @@ class Client:
         timeout: float | None = None,
         policy: str = "binpack",
         outputs: Iterable[str] | None = None,
+        priority: int = 0,
     ) -> Run:
-        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to."""
-        return self._submit(dag, False, max_retries, timeout, policy, outputs)
+        """Submit a DAG; returns at once with a Run owned by the daemon we are connected to.
+        ``priority`` is added to every function's own (higher starts first on a busy node)."""
+        return self._submit(dag, False, max_retries, timeout, policy, outputs, priority)
 
     def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
         """Submit, wait, and return {function id: value} for every non-inline function."""
@@ -305,6 +307,7 @@ class Client:
         timeout: float | None = None,
         policy: str = "binpack",
         outputs: Iterable[str] | None = None,
+        priority: int = 0,
     ) -> Run:
         from handoffd.dag import DAG
 
@@ -318,6 +321,12 @@ class Client:
             policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False
         )
         output_ids = None if listed is None else tuple(listed)  # (a str was refused)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise errors.ValidationError(
+                "invalid_option", None, f"priority must be an integer, got {priority!r}"
+            )
+        if priority:  # the run's priority adds to each function's own (TaskMeta.priority)
+            rows = [(*row[:9], row[9] + priority) for row in rows]
         if not self._known[1:]:
             try:
                 self.nodes()  # learn the cluster's addresses for failover

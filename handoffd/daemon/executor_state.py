@@ -13,8 +13,11 @@ are batched per owner and flushed once per loop iteration (``Soon(FLUSH)``).
 Local queue (pipelining): a dispatched task the ledger cannot claim right now is still accepted when
 it fits the node's capacity and the queue holds less than ``queue_factor`` x capacity of demand. Its
 inputs are fetched at once; it claims its cost from the ledger only when it starts, which happens here,
-without asking the owner, as soon as a finishing task releases enough (in arrival order, skipping what
-does not fit yet). The ledger stays the truth: resources are never over-committed.
+without asking the owner, as soon as a finishing task releases enough (skipping what does not fit
+yet). Queued tasks start by priority (the function's plus its run's), then critical path (upward
+rank), then arrival, across runs and owners; a task gains one priority level per ``AGING_SECONDS``
+it waits, so none starves (``executor_records.queue_key``). The ledger stays the truth: resources
+are never over-committed.
 
 Chains: a started task holds its claim through a Slot, and the slot is one chain of the worker pool
 (its jobs run one after another on one worker, never two at once). Queued tasks of the same cost
@@ -73,6 +76,7 @@ from handoffd.daemon.executor_records import (
     check_item,
     failed,
     job_inputs,
+    queue_key,
 )
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
@@ -105,6 +109,11 @@ class ExecutorState:
         self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
         self._queue_factor = queue_factor
         self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
+        # ``local`` in queue order (``queue_key``), re-sorted after arrivals; keys that left
+        # ``local`` are skipped and compacted away.
+        self._order: list[Key] = []
+        self._order_dirty = False
+        self._arrivals = itertools.count()
         self._local_cost: dict[str, float] = {}  # summed cost of the local queue
         # (run_id, dep_id) -> keys of tasks waiting for that value
         self._waiting: dict[tuple[str, str], set[Key]] = {}
@@ -246,10 +255,12 @@ class ExecutorState:
                 frames={i: frames[i] for i in needed},
                 gpus=gpus or [],
                 claimed=gpus is not None,
+                qkey=queue_key(item.priority, item.rank, self._now, next(self._arrivals)),
             )
             self.tasks[key] = task
             if gpus is None:
                 self.local[key] = None
+                self._order_dirty = True
                 self._local_cost = resources.add(self._local_cost, task.cost)
             accepted.append(m.TaskAttempt(item.task_id, item.attempt))
             started.append(task)
@@ -284,11 +295,27 @@ class ExecutorState:
             return "no room: queue full"
         return ""
 
+    def queue_order(self) -> list[Key]:
+        """The local queue in the order its tasks start (read-only; keys no longer queued are
+        skipped by the callers)."""
+        local = self.local
+        if self._order_dirty:
+            tasks = self.tasks
+            fallback = (0, 0.0, 0)
+            self._order = sorted(local, key=lambda k: tasks[k].qkey if k in tasks else fallback)
+            self._order_dirty = False
+        elif len(self._order) > 2 * len(local) + 16:
+            self._order = [k for k in self._order if k in local]
+        return self._order
+
     def _pump_local(self) -> None:
-        """Start queued tasks the ledger can claim now, in arrival order."""
+        """Start queued tasks the ledger can claim now, in queue order."""
         started: list[Task] = []
         free = self.ledger.free
-        for key in list(self.local):
+        local = self.local
+        for key in list(self.queue_order()):
+            if key not in local:
+                continue
             if not any(q > EPS for q in free.values()):
                 break
             task = self.tasks.get(key)
@@ -465,8 +492,13 @@ class ExecutorState:
             return
         slots = [self.slots[i] for i in room]
         picks: list[tuple[Task, Slot]] = []
-        for scanned, key in enumerate(self.local):
-            if scanned >= CHAIN_SCAN:
+        scanned = 0
+        local = self.local
+        for key in self.queue_order():
+            if key not in local:
+                continue
+            scanned += 1
+            if scanned > CHAIN_SCAN:
                 break
             task = self.tasks.get(key)
             if task is None or task.missing:

@@ -449,6 +449,8 @@ class Node:
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
         self._run_membership(swim.LocalResources(free))
+        if self.owner is not None:
+            self.owner.own_resources(free)
 
     def _run_membership(self, event: Any) -> None:
         if self.membership is None:

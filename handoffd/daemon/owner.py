@@ -148,6 +148,18 @@ class OwnerIO:
         if events:
             self._feed_all(*events)
 
+    def own_resources(self, free: dict[str, float]) -> None:
+        """Our ledger changed (``free`` now, zeros while draining): our own node in the scheduler's
+        view follows it. Membership's word on ourselves is skipped (``member_updates``) and a
+        report reaches only its task's owner, so a change made by another owner's task -- its
+        task ending here and freeing the cpu -- used to never reach us: our view of ourselves
+        stayed full and our READY tasks waited forever on an idle node (the multi-owner wedge)."""
+        r = self._resources
+        update = ev.NodeUpdate(
+            self.port.name, self.port.address, True, dict(r.capacity), free, r.version
+        )
+        self._feed(update)
+
     def tick(self, now: float) -> None:
         self._retain(rt.TimePassed(), now)
 

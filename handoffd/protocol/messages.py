@@ -313,6 +313,9 @@ class DispatchItem:
     timeout: float | None
     payload_frame: int
     inputs: tuple[InputRef, ...]
+    # Where it goes in the node's local queue (higher first; ties: longer critical path first).
+    priority: int = 0
+    rank: float = 0.0  # upward rank: the task's critical path to the end of its run
 
 
 @message(40)

@@ -16,12 +16,23 @@ dispatches beyond a node's free resources: after the tasks that fit free resourc
 run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``outstanding``, queued
 or running -- stays within ``window`` x their capacity, chosen by the same policy treating outstanding
 demand as load. Such a task stays ASSIGNED until it reports. Collocation groups never go to a window:
-they wait for free resources. ``window <= 1`` disables it. Windows are filled in a pass that placed
-something on free resources (every node, up to its window) and in every pass that finds nothing free
-anywhere, in any kind; then only nodes whose outstanding demand fell to ``LOW_WATER`` of the window
-are topped up (hysteresis: one dispatch carries half a window, passes run rarely). A pass that finds
-something free (say memory) but no queued task fitting it leaves the windows alone: with several
-owners, queueing a long task behind a busy node while another frees up unbalances them.
+they wait for free resources. ``window <= 1`` disables it.
+
+Time budget (``queue_seconds``, default ``QUEUE_SECONDS``): the window's depth is only the upper
+bound. Each task out on a node charges it its expected work (``durations``: the seconds its function
+ran lately x its share of the node; unknown = long), and a node is topped up only while its summed
+work is below the budget, about a round trip plus a few ms. So tiny tasks still fill the window
+(throughput), while tasks of a second go only where they start now, and nothing of ours queues
+behind our own long work on a node while another node idles. A task of unknown duration may still
+go to a node where we have nothing out at all: one kept busy by other owners never looks free to
+us, and its local queue starts work by priority.
+
+When windows are filled: in a pass that placed something on free resources, every node; otherwise
+(every pass with a time budget; with the depth alone, only passes that find nothing free anywhere,
+in any kind) only nodes whose outstanding demand fell to ``LOW_WATER`` of the window (hysteresis:
+one dispatch carries half a window, passes run rarely). With the depth alone, a pass that finds
+something free (say memory) but no queued task fitting it leaves the windows alone: queueing a long
+task behind a busy node while another frees up unbalances several owners.
 
 Placement: one batch of ready tasks across all runs, in queue order (priority, upward rank, older run,
 position), goes through ``placement.place``. Batches are cut short where nothing more can fit
@@ -45,7 +56,7 @@ from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
-from handoffd.scheduler.durations import Durations
+from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
@@ -57,7 +68,10 @@ WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no
 LOW_WATER = 0.5
 #: Work (expected seconds at full parallelism, ``durations``) a node may hold of ours beyond what
 #: starts at once: about a dispatch's round trip plus a few ms. A node whose work is above it gets
-#: nothing queued; a task of unknown duration is never queued (only free resources take it).
+#: nothing queued. A task of unknown duration counts as ``UNKNOWN_CHARGE`` (long): it is queued
+#: only on a node where we have nothing out -- one busy with other owners' work, which never looks
+#: free to us for long; there it waits its turn by priority (the node's local queue) -- and
+#: then closes that node's budget.
 QUEUE_SECONDS = 0.005
 EPS = core.EPS
 
@@ -218,11 +232,21 @@ class ClusterView:
         for n in (
             self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
         ):
-            if n.alive and (
-                (self.saturated and self._below_low_water(n)) or fits(cost, self._room(n))
-            ):
+            if n.alive and ((self._may_fill() and self._fill_due(n)) or fits(cost, self._room(n))):
                 return True
         return False
+
+    def _may_fill(self) -> bool:
+        """Whether a pass that places nothing on free resources may still fill windows: always
+        with a time budget (it bounds what is queued); with the depth alone only when nothing is
+        free anywhere (else a long task could queue behind a busy node while another frees)."""
+        return self.saturated or self.queue_seconds is not None
+
+    def _fill_due(self, n: NodeState) -> bool:
+        """``n``'s window may be topped up: below its low-water mark and within its budget."""
+        return self._below_low_water(n) and (
+            self.queue_seconds is None or self.budget(n.name) > 0.0
+        )
 
     def _below_low_water(self, n: NodeState) -> bool:
         return self._core.below_low_water(
@@ -246,7 +270,7 @@ class ClusterView:
             return False
         if self.window <= 1 or len(ready.shapes) > MAX_SHAPES:
             return True
-        if self.saturated and self._below_low_water(n):
+        if self._may_fill() and self._fill_due(n):
             return True
         f = self._room(n)
         fits = self._core.fits
@@ -296,9 +320,13 @@ class ClusterView:
             fits(dict(cost), most if pin is None else free.get(pin, {}))
             for pin, cost in ready.shapes
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
+            if window > 1 and self.queue_seconds is not None:
+                self._fill_windows(alive, ready, dispatch, low_water=True)
             return
-        if self._place_free(free, most, ready, dispatch) and window > 1 and ready:
-            self._fill_windows(alive, ready, dispatch, low_water=False)
+        placed = self._place_free(free, most, ready, dispatch)
+        if window > 1 and ready and (placed or self.queue_seconds is not None):
+            # after a placement every node is topped up; else only those due (hysteresis)
+            self._fill_windows(alive, ready, dispatch, low_water=not placed)
 
     def _place_free(
         self,
@@ -426,6 +454,8 @@ class ClusterView:
                         break
                     continue
                 seconds = estimate(rec.spec.id, rec.cost_items) if timed else 0.0
+                if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
+                    seconds = UNKNOWN_CHARGE
                 if pin is None:
                     chosen = fill.pick(rec.spec.cost, -1, run.options.policy, seconds)
                 else:  # (pinned to a node not alive: no room anywhere for it)

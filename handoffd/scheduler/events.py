@@ -183,6 +183,8 @@ class DispatchedTask:
     argument_inclusion: str
     timeout: float | None
     inputs: tuple[InputRef, ...]  # one per dependency, in args order
+    priority: int = 0  # the function's priority (the run's added): the node's queue order
+    rank: float = 0.0  # its upward rank (critical path): ties in the node's queue
 
 
 @dataclass(frozen=True, slots=True)

@@ -635,6 +635,8 @@ class OwnerScheduler:
             spec.argument_inclusion,
             spec.timeout,
             run.input_refs(spec.id),
+            spec.priority,
+            rec.upward_rank,
         )
         self._out.dispatches.setdefault((node, run.run_id), []).append(item)
 
