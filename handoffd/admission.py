@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 
 log = logging.getLogger("handoffd.admission")
 
@@ -49,6 +50,8 @@ PEER_TYPES = (
     m.FetchValues,
     m.ValuesFetched,
     m.CancelTasks,
+    WithdrawTasks,
+    TasksWithdrawn,
     m.FreeRun,
     m.FreeValues,
     *REPLICATION_TYPES,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.worker._records import Job, Outcome
 
 # -- events (into ExecutorState.handle) ------------------------------------------------------------
@@ -62,6 +63,14 @@ class CancelAsked:
 
 
 @dataclass(slots=True)
+class WithdrawAsked:
+    """The run's owner would start these queued attempts sooner elsewhere."""
+
+    msg: WithdrawTasks
+    term: int = 0
+
+
+@dataclass(slots=True)
 class RunFreed:
     msg: m.FreeRun
     term: int = 0
@@ -98,7 +107,7 @@ FLUSH = Flush()
 
 Event = (
     Dispatched | ValuesAsked | ValuesArrived | FetchTimedOut | TaskEnded | CancelAsked | RunFreed
-    | ValuesFreed | OwnerSeen | Refill | Flush
+    | ValuesFreed | OwnerSeen | Refill | Flush | WithdrawAsked
 )  # fmt: skip
 
 # -- instructions (out of ExecutorState.handle) ----------------------------------------------------

@@ -64,6 +64,7 @@ from handoffd.daemon.executor_events import (
     ValuesArrived,
     ValuesAsked,
     ValuesFreed,
+    WithdrawAsked,
 )
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
@@ -79,6 +80,7 @@ from handoffd.daemon.executor_records import (
     queue_key,
 )
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_rebalance import TasksWithdrawn
 from handoffd.store.store import ResultStore
 from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
@@ -149,6 +151,7 @@ class ExecutorState:
             ValuesArrived: self._on_values_arrived,
             FetchTimedOut: self._on_fetch_timed_out,
             CancelAsked: self._on_cancel,
+            WithdrawAsked: self._on_withdraw,
             RunFreed: self._on_run_freed,
             ValuesFreed: self._on_values_freed,
             OwnerSeen: self._on_owner_seen,
@@ -644,6 +647,31 @@ class ExecutorState:
             else:
                 self.tasks.pop(key, None)
                 self._finish(task, failed(task, "cancelled", "RunCancelled", "cancelled"), None)
+
+    def _on_withdraw(self, ev: WithdrawAsked) -> None:
+        """Give back the attempts still waiting in the local queue (no claim held, never run, no
+        report follows); the others (started, or unknown here) are kept and report as usual. The
+        answer goes to the run's owner after the queue dropped them: it places them again only
+        then, so none runs twice (``protocol.messages_rebalance``)."""
+        msg, term = ev.msg, ev.term
+        known = self.run_owners.get(msg.run_id)
+        if known is None or term < known[0]:
+            return  # a deposed owner's (or one we never ran for: nothing to give back)
+        withdrawn: list[m.TaskAttempt] = []
+        kept: list[m.TaskAttempt] = []
+        for item in msg.items:
+            key = (msg.run_id, item.task_id, item.attempt)
+            task = self.tasks.get(key)
+            if task is not None and key in self.local and not task.claimed and not task.running:
+                del self.tasks[key]
+                self._unqueue_local(key, task)
+                self._release_inputs(task)
+                withdrawn.append(item)
+            else:
+                kept.append(item)
+        free, version = dict(self.ledger.free), self.ledger.version
+        answer = TasksWithdrawn(msg.run_id, tuple(withdrawn), tuple(kept), free, version)
+        self._send(known[1], answer, [], known[0])
 
     def _on_run_freed(self, ev: RunFreed) -> None:
         msg, term = ev.msg, ev.term

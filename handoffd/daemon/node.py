@@ -31,6 +31,7 @@ from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -384,6 +385,8 @@ class Node:
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
             self.executor.on_cancel(msg, term)
+        elif isinstance(msg, WithdrawTasks):
+            self.executor.on_withdraw(msg, term)
         elif isinstance(msg, m.FreeRun):
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):

@@ -77,8 +77,9 @@ EPS = core.EPS
 
 #: (run_id, task_id, attempt): one dispatch.
 DispatchKey = tuple[str, str, int]
-#: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision).
-DispatchFn = Callable[[RunState, TaskRecord, str], None]
+#: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
+#: True: to its window, beyond its free resources (it may wait in the node's queue).
+DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 
 
 @dataclass
@@ -402,12 +403,12 @@ class ClusterView:
             sent = 0
             for i, (run, rec, _) in enumerate(batch):
                 if chosen[i] is not None:
-                    dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
+                    dispatch(run, rec, chosen[i], False)  # type: ignore[arg-type]
                     sent += 1
             for leader, run, rec in riders:
                 node = chosen[leader]
                 if node is not None and rec.state == READY and run.state == RUN_RUNNING:
-                    dispatch(run, rec, node)
+                    dispatch(run, rec, node, False)
                     sent += 1
             return sent
         finally:
@@ -472,9 +473,8 @@ class ClusterView:
                         break  # (every shape queued missed: the rest would too)
                     continue
                 misses = 0
-                dispatch(
-                    run, rec, alive[chosen].name
-                )  # discards it from the queue: the walk goes on
+                # (discards it from the queue: the walk goes on)
+                dispatch(run, rec, alive[chosen].name, True)
                 if not fill.left:
                     break
         finally:

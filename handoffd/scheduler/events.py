@@ -131,8 +131,20 @@ class ResultsReleased:
     run_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class WithdrawAnswered:
+    """``node`` dropped ``withdrawn`` (task_id, attempt) unstarted, as we asked (``Withdraw``);
+    ``kept`` had started or were unknown there: they report as usual."""
+
+    node: str
+    run_id: str
+    withdrawn: Sequence[tuple[str, int]] = ()
+    kept: Sequence[tuple[str, int]] = ()
+
+
 Event = Union[
     RunSubmitted,
+    WithdrawAnswered,
     NodeUpdate,
     DispatchAnswered,
     TaskStarted,
@@ -269,7 +281,19 @@ class FreeUnneededValues:
     task_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Ask ``node`` to drop these attempts (task_id, attempt) of ``run_id`` if not started yet
+    (answer: ``WithdrawAnswered``): another node can start them sooner."""
+
+    node: str
+    run_id: str
+    term: int
+    items: tuple[tuple[str, int], ...]
+
+
 Instruction = Union[
+    Withdraw,
     Dispatch,
     CancelAttempts,
     ProbeRun,
@@ -299,6 +323,8 @@ __all__ = [
     "DispatchedTask",
     "Dispatch",
     "CancelAttempts",
+    "Withdraw",
+    "WithdrawAnswered",
     "ProbeRun",
     "StartTimer",
     "SubmissionAccepted",

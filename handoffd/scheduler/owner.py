@@ -60,11 +60,13 @@ from handoffd.scheduler.events import (
     TaskStarted,
     TaskSucceeded,
     TimerFired,
+    WithdrawAnswered,
 )
 from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
 from handoffd.scheduler.outbox import Outbox
 from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus
 from handoffd.scheduler.ready import ReadyQueue
+from handoffd.scheduler.rebalance import Rebalance
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
@@ -124,6 +126,9 @@ class OwnerScheduler:
             adopt=self._adopt,
             probe_interval=probe_interval,
         )
+        self._rebalance = Rebalance(
+            self._view, self._out, run_of=self._owned.live.get, give_back=self._give_back
+        )
         self._delays = DelayedTasks(self._out, run_of=self._owned.live.get, enqueue=self._enqueue)
         self._takeover = Takeover(
             alive=self._view.alive,
@@ -182,6 +187,8 @@ class OwnerScheduler:
             self._on_replied(event)
         elif isinstance(event, RunProbed):
             self._lost.probed(event)
+        elif isinstance(event, WithdrawAnswered):
+            self._rebalance.answered(event)
         elif isinstance(event, TaskErrored):
             self._on_errored(event)
         elif isinstance(event, TimerFired):
@@ -287,6 +294,7 @@ class OwnerScheduler:
                 self._view.came_back(rec.node, rec)
         self._delays.drop_run(run_id, run.tasks)
         self._lost.drop_run(run_id, run.tasks)
+        self._rebalance.drop_run(run_id)
         self._ready.drop_run(run)
         self._view.forget_run(run_id)
         self._dirty = True
@@ -463,6 +471,10 @@ class OwnerScheduler:
         run.holders.add(node)
         self._accept_result(run, rec, node, size, None)
 
+    def _give_back(self, run: RunState, rec: TaskRecord, cause: str) -> None:
+        """``rec``'s node dropped its attempt unstarted (``Rebalance``): place it again, no loss."""
+        self._cancel(run.make_ready(rec, self._now, cause), run)
+
     def _count_loss(self, run: RunState, rec: TaskRecord, cause: str) -> None:
         """``rec``'s attempt was lost to the cluster, not by its own fault: place it again (no
         retry used) unless the task has been lost too often."""
@@ -594,6 +606,8 @@ class OwnerScheduler:
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
             self._view.came_back(rec.node, rec)
+            if self._rebalance.queued:
+                self._rebalance.came_back(rec.node, (run.run_id, rec.id, rec.attempt))
             if not self._dirty and self._view.room_opened(rec.node, self._ready):
                 self._dirty = True
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
@@ -617,13 +631,18 @@ class OwnerScheduler:
     # -- placement ---------------------------------------------------------------------------------
 
     def _place(self) -> None:
-        if not self._dirty or not self._ready:
+        if not self._dirty:
             return
-        self._dirty = False
-        self._view.place(self._ready, self._dispatch)
+        if self._ready:
+            self._dirty = False
+            self._view.place(self._ready, self._dispatch)
+        if self._rebalance.queued:  # free left where nothing ready went: move queued work there
+            self._rebalance.offer()
 
-    def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
+    def _dispatch(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
         run.assign(rec, node, self._now)
+        if queued:
+            self._rebalance.sent(run, rec, node)
         self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost, self._now)
         self._lost.sent(node)
         spec = rec.spec
@@ -665,5 +684,6 @@ class OwnerScheduler:
                     assert not bad, f"{rec.id} has copies on lost nodes {bad}"
         self._view.validate(outstanding, work)
         self._lost.validate(active)
+        self._rebalance.validate()
         in_queue = self._ready.validate(self._owned.live)
         assert queued == in_queue, f"ready queue {sorted(in_queue)} != {sorted(queued)}"
