@@ -2,6 +2,7 @@
 batches (as an owner would), reports collected in memory; no network, no owner.
 
     .venv/bin/python bench/bench_exec.py [--tasks 10000] [--batch 64] [--cpus 1] [--repeat 3]
+        [--as-daemon]
 
 Prints tasks/s per repeat and the TasksReported messages sent (fewer = more reports per message).
 Run it with PYTHONPATH=<another checkout> to compare builds on the same machine at the same time.
@@ -19,6 +20,14 @@ from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
+
+AS_DAEMON = False
+DAEMON_OPTIONS: dict = {
+    "devices": "",
+    "memory_enforce": True,
+    "memory_bound": 4000.0,
+    "on_memory": lambda mb: None,
+}
 
 
 def noop(i: int) -> int:
@@ -67,7 +76,9 @@ async def one(tasks: int, batch: int, cpus: int, run: int) -> tuple[float, int]:
         inline_result_bytes=1 << 16,
         on_resources_changed=lambda: None,
     )
-    pool = WorkerPool(cpus, executor.on_outcome, name="bench-exec")
+    # --as-daemon: the options a daemon gives its pool (a device set, the memory watch)
+    options = DAEMON_OPTIONS if AS_DAEMON else {}
+    pool = WorkerPool(cpus, executor.on_outcome, name="bench-exec", **options)
     executor.pool = pool
     await pool.start()
     try:
@@ -87,7 +98,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--cpus", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--as-daemon", action="store_true", help="the pool options of a daemon (memory watch)"
+    )
     args = parser.parse_args()
+    global AS_DAEMON
+    AS_DAEMON = args.as_daemon
     for run in range(args.repeat):
         rate, messages = asyncio.run(one(args.tasks, args.batch, args.cpus, run))
         print(f"{rate:,.0f} tasks/s  ({messages} TasksReported for {args.tasks} tasks)")

@@ -12,19 +12,23 @@ cluster told it about, so when its daemon dies it reconnects to another and foll
 from __future__ import annotations
 
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from handoffd import errors, values
+from handoffd import envvars, errors, values
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol.snapshot import error_from_info
-from handoffd.transport.client import ControlClient
+from handoffd.transport.base import MEMORY_SCHEME
+from handoffd.transport.client import Connection, ControlClient
+
+if TYPE_CHECKING:
+    from handoffd.transport.keys import CurveKeys
+    from handoffd.transport.memory import MemoryNetwork
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
 _POLL = 2.0  # seconds per long-poll request
@@ -43,6 +47,9 @@ class NodeInfo:
     free: dict[str, float]
     status: str
     address: str
+    # kind -> where the capacity figure came from ("flag", "affinity", "cgroup v1 ...", "NVML")
+    sources: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()  # "ID NAME" of each GPU the node hands out (NAME when known)
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,9 @@ class RunStatus:
 
 
 def resolve_address(address: str | None) -> str:
-    address = address or os.environ.get("HANDOFF_ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    address = address or envvars.get("ADDRESS") or f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    if address.startswith(MEMORY_SCHEME):
+        return address  # a node on an in-process network (handoffd.testing's clusters)
     if address.startswith("tcp://"):
         address = address[len("tcp://") :]
     host, sep, port = address.rpartition(":")
@@ -99,26 +108,38 @@ class Client:
         allow_local_users: bool = False,
         insecure: bool = False,
     ) -> None:
-        from handoffd.transport.auth import client_curve
-
         self.address = resolve_address(address)
-        self._key_file = key_file or os.environ.get("HANDOFF_KEY_FILE")
-        # The cluster key; else this user's local key (a keyless daemon of ours holds the same);
-        # no key only when told (allow_local_users): see handoffd/transport/auth.py.
-        auth = client_curve(
-            self.address,
-            key_file=self._key_file,
-            insecure=insecure,
-            allow_local_users=allow_local_users,
-        )
-        self._curve = auth.curve
-        self._local_key = auth.local_key
+        self._key_file = key_file or envvars.get("KEY_FILE")
+        self._curve: CurveKeys | None = None
+        self._local_key: str | None = None
+        self._network: MemoryNetwork | None = None
+        if self.address.startswith(MEMORY_SCHEME):
+            # A node on an in-process network: every address it names lives on that network.
+            from handoffd.transport.memory import find_network
+
+            try:
+                self._network, self.address = find_network(self.address)
+            except ValueError as exc:
+                raise errors.ConnectionError(str(exc)) from None
+        else:
+            from handoffd.transport.auth import client_curve
+
+            # The cluster key; else this user's local key (a keyless daemon of ours holds the
+            # same); no key only when told (allow_local_users): see handoffd/transport/auth.py.
+            auth = client_curve(
+                self.address,
+                key_file=self._key_file,
+                insecure=insecure,
+                allow_local_users=allow_local_users,
+            )
+            self._curve = auth.curve
+            self._local_key = auth.local_key
         self.timeout = timeout
         self._name = f"client-{uuid.uuid4().hex[:12]}"
         self._ids = itertools.count(1)
         self._known: list[str] = [self.address]
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
-        self._conn: ControlClient | None = None
+        self._conn: Connection | None = None
         self._unanswered = False  # a request went out without waiting for its reply
         self._connect(self.address)
 
@@ -130,19 +151,23 @@ class Client:
             self._conn = None
         self._unanswered = False
         try:
-            self._conn = ControlClient(
-                address,
-                curve=self._curve,
-                connect_timeout=timeout or self.timeout,
-                local_key=self._local_key,
-            )
+            self._conn = self._dial(address, timeout or self.timeout)
         except errors.ConnectionError:
             self._unreachable[address] = time.monotonic()
             raise
         self._unreachable.pop(address, None)
         self.address = address
 
-    def _connection(self) -> ControlClient:
+    def _dial(self, address: str, timeout: float) -> Connection:
+        if self._network is not None:
+            from handoffd.transport.memory_client import MemoryControlClient
+
+            return MemoryControlClient(self._network, address, connect_timeout=timeout)
+        return ControlClient(
+            address, curve=self._curve, connect_timeout=timeout, local_key=self._local_key
+        )
+
+    def _connection(self) -> Connection:
         """The current connection; after a failover that reached nobody there is none, so
         connect again (ConnectionError if the daemon is still unreachable)."""
         if self._conn is None:
@@ -264,6 +289,8 @@ class Client:
                 dict(member.free),
                 m.STATUS_NAMES[member.status],
                 member.address,
+                dict(member.sources),
+                tuple(member.gpus),
             )
             if member.status == m.ALIVE and member.address not in self._known:
                 self._known.append(member.address)
@@ -559,9 +586,9 @@ def connect(
     allow_local_users: bool = False,
     insecure: bool = False,
 ) -> Client:
-    """Connect to a daemon: ``address`` argument, else HANDOFF_ADDRESS, else 127.0.0.1:7788.
+    """Connect to a daemon: ``address`` argument, else HANDOFFD_ADDRESS, else 127.0.0.1:7788.
 
-    Authentication: ``key_file`` (else HANDOFF_KEY_FILE) for a cluster with a key (``insecure``
+    Authentication: ``key_file`` (else HANDOFFD_KEY_FILE) for a cluster with a key (``insecure``
     accepts a key file other users can read, with a warning); without one, this user's local key,
     which the keyless daemons of this user hold too. ``allow_local_users=True`` (or
     HANDOFFD_ALLOW_LOCAL_USERS=1) connects without authentication, to a daemon started with

@@ -81,6 +81,35 @@ class MembershipConfig:
         return MembershipConfig()
 
     @staticmethod
+    def wan() -> MembershipConfig:
+        # Round trips of 10-300 ms and bursts of loss (memberlist's WAN preset has the same 3 s
+        # probe timeout and 5 s interval; ours detect faster, a run's owner waits on it):
+        # detection ~= 1.0 / 2 + 1.0 + 2.0 + 6.0 = ~9.5 s; a suspect has 6 s (30 gossip rounds of
+        # 0.2 s) to refute, so a false DEAD needs ~9 s of deafness.
+        return MembershipConfig(
+            probe_interval=1.0,
+            probe_timeout=1.0,
+            indirect_timeout=2.0,
+            suspicion_timeout=6.0,
+            push_pull_interval=30.0,
+            gossip_interval=0.2,
+        )
+
+    @staticmethod
+    def loaded() -> MembershipConfig:
+        # A LAN whose machines are busy (loops stalled for up to ~1 s by CPU contention, swapping
+        # or a full GC): every timeout 5x lan()'s, probes 2.5x rarer; detection ~= 0.5 / 2 + 0.5
+        # + 1.0 + 3.0 = ~4.75 s, and a false DEAD needs ~4.5 s of deafness.
+        return MembershipConfig(
+            probe_interval=0.5,
+            probe_timeout=0.5,
+            indirect_timeout=1.0,
+            suspicion_timeout=3.0,
+            push_pull_interval=10.0,
+            gossip_interval=0.1,
+        )
+
+    @staticmethod
     def for_tests() -> MembershipConfig:
         # Same ratios as lan(), 4x faster: detection ~= 0.025 + 0.025 + 0.05 + 0.15 = ~0.25 s.
         # In-process clusters share one loop, so the timeouts keep the same headroom over stalls.
@@ -93,6 +122,77 @@ class MembershipConfig:
             gossip_interval=0.025,
             dead_reap_after=5.0,
         )
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """How long the owner and the executors wait for each other (the presets match
+    MembershipConfig's: a dispatch lost on a WAN is noticed after ack_timeout, not after a DEAD)."""
+
+    ack_timeout: float = 3.0  # a dispatch unanswered this long is lost and placed again
+    lost_probe_interval: float = 5.0  # probes for lost reports; one is found after 2-3 of these
+    result_fetch_timeout: float = 10.0  # a peer's time to answer one value fetch for a client
+    takeover_answer_timeout: float = 1.0  # a new owner waits this long for the nodes' holdings
+
+    @staticmethod
+    def lan() -> DispatchConfig:
+        return DispatchConfig()
+
+    @staticmethod
+    def wan() -> DispatchConfig:
+        # ~10x a WAN round trip of 300 ms for one answer, as lan() is ~10x a busy LAN's.
+        return DispatchConfig(
+            ack_timeout=10.0,
+            lost_probe_interval=15.0,
+            result_fetch_timeout=30.0,
+            takeover_answer_timeout=5.0,
+        )
+
+    @staticmethod
+    def loaded() -> DispatchConfig:
+        # Answers come late because the loops are busy, not because the network is slow.
+        return DispatchConfig(
+            ack_timeout=10.0,
+            lost_probe_interval=10.0,
+            result_fetch_timeout=30.0,
+            takeover_answer_timeout=3.0,
+        )
+
+
+#: ``--timings`` presets, like memberlist's LAN/WAN/local configs: membership and dispatch.
+TIMING_PRESETS = ("lan", "wan", "loaded")
+
+
+def timings(
+    preset: str = "lan", overrides: dict[str, float] | None = None
+) -> tuple[MembershipConfig, DispatchConfig]:
+    """The membership and dispatch timings of ``preset`` with ``overrides`` (field names of either
+    class) applied; ValueError saying what is wrong for an unknown preset, field or value."""
+    if preset not in TIMING_PRESETS:
+        raise ValueError(f"timings preset {preset!r}: expected one of {', '.join(TIMING_PRESETS)}")
+    membership: MembershipConfig = getattr(MembershipConfig, preset)()
+    dispatch: DispatchConfig = getattr(DispatchConfig, preset)()
+    fields_m = {f.name: f for f in dataclasses.fields(MembershipConfig)}
+    fields_d = {f.name: f for f in dataclasses.fields(DispatchConfig)}
+    changes_m: dict[str, float] = {}
+    changes_d: dict[str, float] = {}
+    for key, value in (overrides or {}).items():
+        known = fields_m.get(key) or fields_d.get(key)
+        if known is None:
+            raise ValueError(
+                f"unknown timing {key!r}; known: {', '.join(sorted([*fields_m, *fields_d]))}"
+            )
+        wants_int = known.type in (int, "int")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"timing {key} = {value!r}: expected a positive number")
+        if wants_int and value != int(value):
+            raise ValueError(f"timing {key} = {value!r}: expected a whole number")
+        (changes_m if key in fields_m else changes_d)[key] = (
+            int(value) if wants_int else float(value)
+        )
+    return dataclasses.replace(membership, **changes_m), dataclasses.replace(  # type: ignore[arg-type]
+        dispatch, **changes_d
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +225,7 @@ class NodeConfig:
     allow_local_users: bool = False  # keyless and no local key: any local user may connect
     runtime_dir: str | None = None  # where the local key is (default: handoffd.runtime)
     membership: MembershipConfig = field(default_factory=MembershipConfig.lan)
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig.lan)
     limits: Limits = field(default_factory=Limits)
     replicas: int = 2  # standbys per run
     inline_result_bytes: int = 64 * 1024  # results up to this size travel with the report
@@ -133,6 +234,15 @@ class NodeConfig:
     result_retention_s: float = 600.0  # results of a finished run freed after this if never fetched
     drain_grace_s: float = 10.0  # on stop: running tasks get this long before being handed back
     max_workers: int | None = None  # worker processes; default: the node's cpu capacity
+    # The ids tasks are given in CUDA_VISIBLE_DEVICES, one per GPU (None: 0..gpu-1); names where known
+    gpu_devices: tuple[str, ...] | None = None
+    gpu_names: tuple[str, ...] = ()
+    # kind -> where its capacity came from ("flag", "affinity", "cgroup v2 cpu.max", "NVML", ...)
+    resource_sources: dict[str, str] = field(default_factory=dict)
+    # "kill": a task holding more memory than it declared (or, undeclared, than the node has) is
+    # killed and fails with MemoryExceeded; "off": memory is bookkeeping only
+    memory_enforce: str = "kill"
+    recycle_gpu_workers: bool = False  # a fresh worker process after each chain of GPU tasks
 
     def replace(self, **changes: object) -> NodeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

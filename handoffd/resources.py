@@ -8,7 +8,6 @@ tolerance ``EPS``.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 
@@ -122,19 +121,8 @@ def subtract(a: Mapping[str, float], b: Mapping[str, float]) -> Resources:
 
 
 def probe_local() -> Resources:
-    """Defaults for ``handoffd start``: logical cores, physical memory in MB, GPUs when detected."""
-    cpu = float(os.cpu_count() or 1)
-    memory = 1024.0
-    try:
-        memory = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024))
-    except (ValueError, OSError, AttributeError):
-        pass
-    return {"cpu": cpu, "memory": memory, "gpu": float(detect_gpus())}
+    """What this process may use: cpus, memory in MB, GPUs (``handoffd.probe`` says how)."""
+    from handoffd import probe
 
-
-def detect_gpus() -> int:
-    """Count NVIDIA GPUs from /proc (no driver call); 0 when none or unknown."""
-    try:
-        return len([d for d in os.listdir("/proc/driver/nvidia/gpus") if d])
-    except OSError:
-        return 0
+    found = probe.probe()
+    return {"cpu": found.cpu.value, "memory": found.memory.value, "gpu": found.gpu.value}

@@ -89,9 +89,14 @@ def unique_cluster() -> str:
 
 
 class LocalCluster:
-    """N nodes in this process on 127.0.0.1 random ports, joined by seeds. Use as an async context.
-    Without a key_file they authenticate with this user's local key (in this process's runtime
-    dir), as a client of this process does."""
+    """N nodes in this process, joined by seeds. Use as an async context.
+
+    ``transport="memory"`` (the default): the nodes talk over an in-process ``MemoryNetwork``
+    (``self.network``, with its fault injection) and ``address`` is a ``mem://`` URL that a
+    ``Client`` in this process connects to; only the worker processes are real.
+    ``transport="zmq"``: ZeroMQ on 127.0.0.1 random ports, for what is about sockets; without a
+    key_file the nodes authenticate with this user's local key (in this process's runtime dir), as
+    a client of this process does."""
 
     def __init__(
         self,
@@ -99,21 +104,34 @@ class LocalCluster:
         *,
         names: list[str] | None = None,
         membership: MembershipConfig | None = None,
+        transport: str = "memory",
+        seed: int = 0,
         **config: Any,
     ) -> None:
+        if transport not in ("memory", "zmq"):
+            raise ValueError(f"transport must be 'memory' or 'zmq', not {transport!r}")
         self.capacities = capacities
         self.cluster = unique_cluster()
         self.names = names or [f"n{i}-{self.cluster}" for i in range(len(capacities))]
         self.membership = membership or MembershipConfig.for_tests()
+        self.transport = transport
+        self.seed = seed
         self.config = config
         self.nodes: list[Any] = []
+        self.network: Any = None  # the MemoryNetwork when transport == "memory"
 
     async def __aenter__(self) -> LocalCluster:
         from handoffd.daemon.node import Node
 
+        if self.transport == "memory":
+            from handoffd.transport.memory import MemoryNetwork
+
+            self.network = MemoryNetwork(self.seed)
         first: str | None = None
         try:
-            for name, capacity in zip(self.names, self.capacities, strict=False):
+            for index, (name, capacity) in enumerate(
+                zip(self.names, self.capacities, strict=False)
+            ):
                 cfg = NodeConfig(
                     name=name,
                     host="127.0.0.1",
@@ -125,7 +143,11 @@ class LocalCluster:
                     membership=self.membership,
                     **self.config,
                 )
-                node = Node(cfg)
+                if self.network is not None:
+                    transport = self.network.transport(f"{name}.mem:{index + 1}")
+                    node = Node(cfg, transport=transport, seed=self.seed + index)
+                else:
+                    node = Node(cfg)
                 self.nodes.append(node)
                 await node.start()
                 first = first or node.address
@@ -151,7 +173,13 @@ class LocalCluster:
 
     @property
     def address(self) -> str:
-        return str(self.nodes[0].address)
+        """What a ``Client`` in this process connects to: the first node."""
+        return self.url(0)
+
+    def url(self, index: int) -> str:
+        """The client address of node ``index``."""
+        address = str(self.nodes[index].address)
+        return self.network.url(address) if self.network is not None else address
 
     async def close(self) -> None:
         for node in self.nodes:
@@ -225,15 +253,18 @@ class DaemonCluster:
         self,
         *,
         host: str = "127.0.0.1",
-        cpu: float = 1,
-        memory: float = 1000,
-        gpu: float = 0,
+        cpu: float | None = 1,  # None: no flag, the daemon probes (also memory, gpu)
+        memory: float | None = 1000,
+        gpu: float | None = 0,
         name: str | None = None,
         seeds: list[str] | None = None,
         mdns: bool = False,
         extra: list[str] | None = None,
         wait: bool = True,
         timeout: float = 30.0,
+        wrap: list[str]
+        | None = None,  # a command that execs the daemon, e.g. ["taskset", "-c", "0"]
+        env: dict[str, str] | None = None,  # more environment for this daemon
     ) -> Daemon:
         port = free_port(host)
         name = name or f"d{len(self.daemons)}-{self.cluster}"
@@ -246,12 +277,6 @@ class DaemonCluster:
             host,
             "--port",
             str(port),
-            "--cpu",
-            str(cpu),
-            "--memory",
-            str(memory),
-            "--gpu",
-            str(gpu),
             "--name",
             name,
             "--cluster",
@@ -259,6 +284,10 @@ class DaemonCluster:
             "--log-level",
             "info",
         ]
+        for flag, value in (("--cpu", cpu), ("--memory", memory), ("--gpu", gpu)):
+            if value is not None:
+                args += [flag, str(value)]
+        args = [*(wrap or []), *args]
         for seed in seeds or []:
             args += ["--seed", seed]
         if not mdns:
@@ -266,10 +295,10 @@ class DaemonCluster:
         args += extra or []
         self._share_local_key()
         log_path = os.path.join(self.workdir, f"{name}.log")
-        env = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env)
+        environ = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env, **(env or {}))
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                args, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True
             )
         daemon = Daemon(name, host, port, process, log_path)
         self.daemons.append(daemon)
@@ -386,7 +415,17 @@ class ThreadedCluster:
     def address(self) -> str:
         return self._local.address
 
+    @property
+    def network(self) -> Any:
+        """The in-process ``MemoryNetwork`` (None for ``transport="zmq"``)."""
+        return self._local.network
+
+    def url(self, index: int) -> str:
+        """The client address of node ``index`` (a ``mem://`` URL on the in-memory network)."""
+        return self._local.url(index)
+
     def addresses(self) -> list[str]:
+        """The nodes' own addresses on their network (as members see each other)."""
         return [n.address for n in self._local.nodes]
 
     def names(self) -> list[str]:

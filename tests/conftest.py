@@ -3,7 +3,8 @@
 - ``unit/``: pure code, no sockets and no child processes (an asyncio loop only where the code
   under test is async, e.g. the in-memory transport). The fast loop, and most of the tests.
 - ``cluster/``: whole nodes in this process (``LocalCluster``, ``ThreadedCluster``, ``Node`` on a
-  ``MemoryNetwork``). Their worker processes are real, and a client reaches them over loopback.
+  ``MemoryNetwork``, which is the clusters' default; a client reaches them through a ``mem://``
+  address). Their worker processes are real; ``transport="zmq"`` when sockets are the point.
 - ``daemons/``: real processes and real sockets are what is tested: ``handoffd start``
   subprocesses, worker pools, ZeroMQ and mDNS sockets, network namespaces, fresh interpreters.
   Every test there is marked ``slow`` (below), so ``pytest -m "not slow"`` is the fast loop.

@@ -1,395 +1,221 @@
 """``handoffctl``: submit DAG files, watch runs, list nodes, make keys.
 
 Exit codes (the contract): 0 success; 1 the run failed or was cancelled; 2 usage or validation
-error (bad flags, bad dag.py, unschedulable cost); 3 cannot reach or authenticate to the daemon.
+error (bad flags, bad dag.py, unschedulable cost); 3 cannot reach or authenticate to the daemon;
+130 interrupted (Ctrl-C); 141 stdout closed by its reader (``| head -1``).
+
+Adding a subcommand (see docs/architecture.md, "The command line"): put its logic in a module of
+its own (a function of plain arguments returning an exit code), then register it here with
+``@command(...)`` (``connect=True`` hands it a connected Client as its first argument).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
-import os
-import pickle
+import functools
 import sys
-import time
-import traceback
-import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from handoffd import errors
-from handoffd.cli.common import EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, fail
+import click
 
+from handoffd import __version__, errors
+from handoffd.cli import ctl_submit, ctl_views, settings
+from handoffd.cli.app import (
+    CONTEXT_SETTINGS,
+    Group,
+    apply_options,
+    error,
+    run_cli,
+    setting,
+    shared_option,
+    warn,
+)
+from handoffd.cli.common import EXIT_RUN_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="handoffctl", description="control a handoffd cluster")
-    parser.add_argument(
-        "--address", help="daemon HOST:PORT (default: HANDOFF_ADDRESS, else 127.0.0.1:7788)"
-    )
-    parser.add_argument(
+# Accepted before and after the subcommand (handoffd.cli.app.shared_option).
+connection_options = apply_options(
+    shared_option(
+        "--address",
+        metavar="HOST:PORT",
+        help="the daemon to talk to (default 127.0.0.1:7788)",
+    ),
+    shared_option(
         "--key-file",
-        help="cluster key file (when the cluster uses one; default HANDOFF_KEY_FILE, else your "
-        "local key, which your keyless daemons hold)",
-    )
-    parser.add_argument(
+        metavar="PATH",
+        help="cluster key file (when the cluster uses one; default: your local key, which your "
+        "keyless daemons hold)",
+    ),
+    shared_option(
         "--allow-local-users",
-        action="store_true",
-        help="connect without authentication (also HANDOFFD_ALLOW_LOCAL_USERS=1): to a daemon "
-        "started with --allow-local-users; nothing proves who answers",
-    )
-    parser.add_argument(
+        is_flag=True,
+        default=False,
+        help="connect without authentication: to a daemon started with --allow-local-users; "
+        "nothing proves who answers",
+    ),
+    shared_option(
         "--insecure",
-        action="store_true",
+        is_flag=True,
+        default=False,
         help="use a key file other users can read (with a warning)",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to wait for the daemon to answer"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    submit = sub.add_parser("submit", help="run the DAG defined in a Python file")
-    submit.add_argument("file", help="a .py file defining `dag` or `build_dag()`")
-    submit.add_argument(
-        "--no-wait", action="store_true", help="print the run id and return at once"
-    )
-    submit.add_argument("--max-retries", type=int, default=3)
-    submit.add_argument("--policy", default="binpack", choices=["binpack", "spread", "first_fit"])
-    submit.add_argument(
-        "--output", help="write the results to FILE (.json: JSON, otherwise a pickle)"
-    )
-    submit.add_argument("--json", action="store_true", help="print one JSON document")
-    nodes = sub.add_parser("nodes", help="list the cluster's nodes")
-    nodes.add_argument("--json", action="store_true")
-    status = sub.add_parser("status", help="a run's state (or every run of this daemon)")
-    status.add_argument("run_id", nargs="?")
-    status.add_argument("--json", action="store_true")
-    results = sub.add_parser("results", help="a finished run's results")
-    results.add_argument("run_id")
-    results.add_argument("--json", action="store_true")
-    cancel = sub.add_parser("cancel", help="cancel a run")
-    cancel.add_argument("run_id")
-    keygen = sub.add_parser("keygen", help="write a new cluster key file")
-    keygen.add_argument("path")
-    keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
-    return parser
+    ),
+    shared_option(
+        "--timeout",
+        type=float,
+        default=5.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="seconds to wait for the daemon to answer",
+    ),
+)
+config_option = settings.config_option("client")
+json_option = shared_option(
+    "--json", "as_json", is_flag=True, default=False, help="print one JSON document on stdout"
+)
 
 
-def load_dag(path: str) -> Any:
-    """Import a dag.py and return its DAG; raises ValidationError saying what is wrong."""
-    import cloudpickle
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
+@config_option
+@connection_options
+@json_option
+@click.version_option(__version__, "--version", "-V", prog_name="handoffctl")
+def cli() -> None:
+    """Control a handoffd cluster: submit DAGs, watch runs, list nodes, make keys.
 
-    from handoffd.dag import DAG
-
-    if not os.path.isfile(path):
-        raise errors.ValidationError("bad_dag_file", None, f"{path}: no such file")
-    module_name = f"handoffd_dagfile_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise errors.ValidationError("bad_dag_file", None, f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    directory = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, directory)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise errors.ValidationError(
-            "bad_dag_file", None, f"{path}:{exc.lineno}: syntax error: {exc.msg}"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - any error in user code is reported, not raised
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
-        raise errors.ValidationError(
-            "bad_dag_file", None, f"{path} raised while loading: {type(exc).__name__}: {exc}\n{tb}"
-        ) from None
-    finally:
-        sys.path.remove(directory)
-    # Functions defined in the file travel by value: workers have no copy of it.
-    cloudpickle.register_pickle_by_value(module)
-    dag = getattr(module, "dag", None)
-    if dag is None and callable(getattr(module, "build_dag", None)):
-        try:
-            dag = module.build_dag()
-        except Exception as exc:  # noqa: BLE001
-            raise errors.ValidationError(
-                "bad_dag_file", None, f"{path}: build_dag() raised {type(exc).__name__}: {exc}"
-            ) from None
-    if dag is None:
-        raise errors.ValidationError(
-            "bad_dag_file",
-            None,
-            f"{path} defines neither a module-level `dag` nor a function `build_dag()`",
-        )
-    if not isinstance(dag, DAG):
-        raise errors.ValidationError(
-            "bad_dag_file", None, f"{path}: `dag` is a {type(dag).__name__}, not a handoffd.DAG"
-        )
-    return dag
+    Options may come before or after the subcommand. Exit codes: 0 success, 1 the run failed
+    or was cancelled, 2 usage or validation error, 3 daemon unreachable or authentication
+    failed, 130 interrupted."""
 
 
-def _progress_line(status: Any, total: int) -> str:
-    counts = status.counts
-    done = counts.get("DONE", 0)
-    running = counts.get("RUNNING", 0) + counts.get("ASSIGNED", 0)
-    failed = counts.get("FAILED", 0)
-    queued = max(0, total - done - running - failed - counts.get("CANCELLED", 0))
-    width = 30
-    filled = int(width * done / total) if total else width
-    return (
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} done, {running} running, "
-        f"{queued} queued, {failed} failed"
-    )
-
-
-def _status_doc(status: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "run_id": status.run_id,
-        "state": status.state,
-        "counts": status.counts,
-        "owner": status.owner,
-        "term": status.term,
-        "standbys": list(status.standbys),
-    }
-    if status.done:
-        doc["placement"] = status.placement
-    if status.error is not None:
-        doc["error"] = {"type": type(status.error).__name__, "message": str(status.error)}
-    return doc
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        if hasattr(value, "tolist"):
-            return _jsonable(value.tolist())
-        return repr(value)
-
-
-def _submit(client: Any, args: argparse.Namespace) -> int:
-    dag = load_dag(args.file)
-    run = client.submit(dag, max_retries=args.max_retries, policy=args.policy)
-    if args.no_wait:
-        print(json.dumps({"run_id": run.id, "owner": run.owner}) if args.json else run.id)
-        return EXIT_OK
-    total = sum(1 for f in dag.functions.values() if getattr(f, "type", "regular") != "inline")
-    show_bar = sys.stderr.isatty() and not args.json
-    started = time.monotonic()
-    failed: errors.HandoffError | None = None
-    while True:
-        try:
-            status = run.wait(0.2 if show_bar else None)
-            break
-        except errors.Timeout:
-            if show_bar:
-                sys.stderr.write(_progress_line(run._last or run.status(), total))
-                sys.stderr.flush()
-        except (errors.TaskFailed, errors.RunCancelled) as exc:
-            failed = exc
-            status = run._last or run.status()
-            break
-    if show_bar:
-        sys.stderr.write(_progress_line(status, total) + "\n")
-    elapsed = time.monotonic() - started
-    status = run.status()
-    results = run.results() if failed is None else {}
-    if args.output and failed is None:
-        if args.output.endswith(".json"):
-            with open(args.output, "w") as f:
-                json.dump({k: _jsonable(v) for k, v in results.items()}, f, indent=1)
-        else:
-            with open(args.output, "wb") as binary:
-                pickle.dump(results, binary)
-    if args.json:
-        doc = _status_doc(status)
-        doc["elapsed_s"] = round(elapsed, 3)
-        if failed is None and not args.output:
-            doc["results"] = {k: _jsonable(v) for k, v in results.items()}
-        print(json.dumps(doc, indent=1))
-    else:
-        sinks = _sinks(dag)
-        _print_summary(status, results, failed, elapsed, show_values=not args.output, sinks=sinks)
-    if failed is None:
-        run.release()
-    return EXIT_RUN_FAILED if failed is not None else EXIT_OK
-
-
-_LIST_LIMIT = 24
-
-
-def _sinks(dag: Any) -> list[str]:
-    consumed = {dep for f in dag.functions.values() for dep in f.args}
-    return sorted(i for i in dag.functions if i not in consumed)
-
-
-def _print_summary(
-    status: Any,
-    results: dict[str, Any],
-    failed: Exception | None,
-    elapsed: float,
-    show_values: bool,
-    sinks: list[str] | None = None,
-) -> None:
-    counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(status.counts.items()) if v)
-    print(f"run {status.run_id}: {status.state} in {elapsed:.2f}s ({counts}); owner {status.owner}")
-    if failed is not None:
-        print(f"  {type(failed).__name__}: {failed}")
-        tb = getattr(failed, "traceback", "")
-        if tb:
-            print("  remote traceback:\n    " + tb.rstrip().replace("\n", "\n    "))
-        return
-    per_node: dict[str, int] = {}
-    for node in status.placement.values():
-        per_node[node] = per_node.get(node, 0) + 1
-    print("  tasks per node: " + ", ".join(f"{n} {c}" for n, c in sorted(per_node.items())))
-    shown = sorted(status.placement)
-    if len(shown) > _LIST_LIMIT:
-        # A big DAG: list its sinks (what nobody consumes), the run's real outputs.
-        shown = [f for f in (sinks or []) if f in status.placement][:_LIST_LIMIT]
-        print(f"  {len(status.placement)} functions; showing {len(shown)} sink(s):")
-    for function_id in shown:
-        line = f"  {function_id:<24} on {status.placement[function_id]}"
-        if show_values and function_id in results:
-            text = repr(results[function_id])
-            line += f"  = {text if len(text) <= 100 else text[:97] + '...'}"
-        print(line)
-
-
-def _nodes(client: Any, args: argparse.Namespace) -> int:
-    nodes = client.nodes()
-    if args.json:
-        doc = {
-            "nodes": [
-                {
-                    "name": n,
-                    "address": i.address,
-                    "status": i.status,
-                    "capacity": i.capacity,
-                    "free": i.free,
-                }
-                for n, i in sorted(nodes.items())
-            ]
-        }
-        print(json.dumps(doc, indent=1))
-        return EXIT_OK
-    print(f"{'NAME':<28} {'STATUS':<8} {'ADDRESS':<22} CAPACITY / FREE")
-    for name, info in sorted(nodes.items()):
-        cap = " ".join(
-            f"{k}={info.free.get(k, 0):g}/{v:g}" for k, v in sorted(info.capacity.items())
-        )
-        print(f"{name:<28} {info.status:<8} {info.address:<22} {cap}")
-    return EXIT_OK
-
-
-def _status(client: Any, args: argparse.Namespace) -> int:
-    if args.run_id is None:
-        runs = client.runs()
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "runs": [
-                            {
-                                "run_id": r.run_id,
-                                "state": r.state,
-                                "owner": r.owner,
-                                "counts": dict(r.counts),
-                            }
-                            for r in runs
-                        ]
-                    },
-                    indent=1,
-                )
-            )
-        else:
-            for r in runs:
-                print(f"{r.run_id}  {r.state:<10} owner {r.owner}  {dict(r.counts)}")
-        return EXIT_OK
-    status = client.run(args.run_id).status()  # follows the run to its current owner
-    if status.state == "UNKNOWN":
-        return fail(EXIT_USAGE, f"run {args.run_id} is not known to this cluster")
-    if args.json:
-        print(json.dumps(_status_doc(status), indent=1))
-    else:
-        print(
-            f"run {status.run_id}: {status.state}; owner {status.owner} (term {status.term}); "
-            f"standbys {', '.join(status.standbys) or '-'}"
-        )
-        print("  " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(status.counts.items())))
-        if status.error is not None:
-            print(f"  {type(status.error).__name__}: {status.error}")
-    return EXIT_RUN_FAILED if status.state in ("FAILED", "CANCELLED") else EXIT_OK
-
-
-def _results(client: Any, args: argparse.Namespace) -> int:
-    run = client.run(args.run_id)
-    try:
-        results = run.results()
-    except (errors.TaskFailed, errors.RunCancelled) as exc:
-        return fail(EXIT_RUN_FAILED, str(exc))
-    if args.json:
-        print(
-            json.dumps(
-                {"run_id": run.id, "results": {k: _jsonable(v) for k, v in results.items()}},
-                indent=1,
-            )
-        )
-    else:
-        for key in sorted(results):
-            print(f"{key}: {results[key]!r}")
-    return EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "keygen":
-        from handoffd.transport.keys import generate_key_file
-
-        try:
-            generate_key_file(args.path, force=args.force)
-        except (OSError, ValueError, errors.HandoffError) as exc:
-            return fail(EXIT_USAGE, str(exc).replace("force=True", "--force"))
-        print(
-            f"wrote cluster key {args.path}: pass --key-file {args.path} to every node and client"
-        )
-        return EXIT_OK
+def _open_client(ctx: click.Context) -> Any:
     from handoffd.client import Client
 
+    return Client(
+        setting(ctx, "address"),
+        key_file=setting(ctx, "key_file"),
+        timeout=setting(ctx, "timeout"),
+        allow_local_users=setting(ctx, "allow_local_users"),
+        insecure=setting(ctx, "insecure"),
+    )
+
+
+def _with_client(ctx: click.Context, body: Callable[[Any], int]) -> int:
+    """Connect, call ``body(client)``, close; the library's errors become exit codes."""
     try:
-        client = Client(
-            args.address,
-            key_file=args.key_file,
-            timeout=args.timeout,
-            allow_local_users=args.allow_local_users,
-            insecure=args.insecure,
-        )
+        client = _open_client(ctx)
     except errors.ConnectionError as exc:
-        return fail(EXIT_UNREACHABLE, str(exc))
+        return error(EXIT_UNREACHABLE, str(exc))
     except (errors.HandoffError, OSError, ValueError) as exc:
-        return fail(EXIT_USAGE, str(exc))
+        return error(EXIT_USAGE, str(exc))
     try:
-        if args.command == "submit":
-            return _submit(client, args)
-        if args.command == "nodes":
-            return _nodes(client, args)
-        if args.command == "status":
-            return _status(client, args)
-        if args.command == "results":
-            return _results(client, args)
-        if args.command == "cancel":
-            client.run(args.run_id).cancel()
-            print(f"cancelled {args.run_id}")
-            return EXIT_OK
+        return body(client)
     except errors.ConnectionError as exc:  # includes AuthenticationError
-        return fail(EXIT_UNREACHABLE, str(exc))
+        return error(EXIT_UNREACHABLE, str(exc))
     except (errors.ValidationError, errors.Unschedulable) as exc:
-        return fail(EXIT_USAGE, str(exc))
+        return error(EXIT_USAGE, str(exc))
     except (errors.TaskFailed, errors.RunCancelled) as exc:
-        return fail(EXIT_RUN_FAILED, str(exc))
+        return error(EXIT_RUN_FAILED, str(exc))
     except errors.HandoffError as exc:
-        return fail(EXIT_RUN_FAILED, str(exc))
+        return error(EXIT_RUN_FAILED, str(exc))
     finally:
         client.close()
-    return EXIT_USAGE
+
+
+def command(
+    name: str, *, connect: bool = True, **attrs: Any
+) -> Callable[[Callable[..., int]], click.Command]:
+    """Register ``f`` as ``handoffctl NAME``. ``f`` receives, as keywords, its own click
+    parameters and ``as_json``; with ``connect`` its first argument is a connected Client (closed
+    after; connection and library errors become exit codes 3, 2, 1). It returns an exit code."""
+
+    def register(f: Callable[..., int]) -> click.Command:
+        @functools.wraps(f)
+        def invoke(**kwargs: Any) -> int:
+            ctx = click.get_current_context()
+            kwargs["as_json"] = bool(setting(ctx, "as_json"))
+            if connect:
+                return _with_client(ctx, lambda client: f(client, **kwargs))
+            return f(**kwargs)
+
+        invoke.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
+        cmd = click.command(name, context_settings=CONTEXT_SETTINGS, **attrs)(
+            config_option(connection_options(json_option(invoke)))
+        )
+        cli.add_command(cmd)
+        return cmd
+
+    return register
+
+
+@command("submit", help="Run the DAG defined in a Python file (`dag` or `build_dag()`).")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--no-wait", is_flag=True, help="print the run id and return at once")
+@click.option(
+    "--max-retries",
+    type=int,
+    default=3,
+    show_default=True,
+    help="times a failing function is retried before the run fails",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(["binpack", "spread", "first_fit"]),
+    default="binpack",
+    show_default=True,
+    help="placement: pack nodes full, spread over nodes, or the first that fits",
+)
+@click.option(
+    "--output",
+    metavar="FILE",
+    help="write the results to FILE (.json: JSON, otherwise a pickle)",
+)
+def _submit(client: Any, **kw: Any) -> int:
+    return ctl_submit.submit(client, **kw)
+
+
+@command("nodes", help="List the cluster's nodes with their free and total resources.")
+def _nodes(client: Any, *, as_json: bool) -> int:
+    return ctl_views.nodes(client, as_json=as_json)
+
+
+@command("status", help="A run's state; without RUN_ID, every run the daemon owns.")
+@click.argument("run_id", required=False)
+def _status(client: Any, *, run_id: str | None, as_json: bool) -> int:
+    if run_id is None:
+        return ctl_views.run_list(client, as_json=as_json)
+    return ctl_views.run_status(client, run_id, as_json=as_json)
+
+
+@command("results", help="A finished run's results.")
+@click.argument("run_id")
+def _results(client: Any, *, run_id: str, as_json: bool) -> int:
+    return ctl_views.results(client, run_id, as_json=as_json)
+
+
+@command("cancel", help="Cancel a run (its running tasks are stopped, its values freed).")
+@click.argument("run_id")
+def _cancel(client: Any, *, run_id: str, as_json: bool) -> int:
+    return ctl_views.cancel(client, run_id, as_json=as_json)
+
+
+@command("keygen", connect=False, help="Write a new cluster key file (never overwrites one).")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def _keygen(*, path: str, force: bool, as_json: bool) -> int:
+    return ctl_views.keygen(path, force=force, as_json=as_json)
+
+
+def prepare() -> None:
+    """Read the deprecated HANDOFF_* names; name every option's HANDOFFD_* variable (after every
+    command was registered)."""
+    from handoffd import envvars
+
+    envvars.adopt_legacy(report=warn)
+    settings.name_envvars(cli)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    prepare()
+    return run_cli(cli, argv, "handoffctl")
 
 
 if __name__ == "__main__":

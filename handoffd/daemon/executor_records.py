@@ -27,7 +27,7 @@ class Slot:
     id: int
     cost: dict[str, float]
     gpus: list[int]
-    env: dict[str, str]
+    devices: str  # CUDA_VISIBLE_DEVICES of its tasks: the devices of ``gpus`` ("" for none)
     keys: dict[Key, None] = field(default_factory=dict)  # tasks in the chain, outcome not in yet
 
 
@@ -68,6 +68,24 @@ def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int
     ``priority - arrived / AGING_SECONDS``: a key fixed on arrival (levels are whole, so tasks
     that arrived within one aging step compare by critical path)."""
     return (-(priority - math.floor(arrived / AGING_SECONDS)), -rank, seq)
+
+
+class QueueOrder:
+    """A node's local queue in start order (``queue_key``): sorted again after arrivals (timsort:
+    near linear on the sorted run plus a batch); keys that left the queue stay until compacted."""
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+        self.dirty = False  # a task joined the queue since the last sort
+
+    def keys_of(self, local: dict[Key, None], tasks: dict[Key, Task]) -> list[Key]:
+        if self.dirty:
+            fallback = (0, 0.0, 0)
+            self.keys = sorted(local, key=lambda k: tasks[k].qkey if k in tasks else fallback)
+            self.dirty = False
+        elif len(self.keys) > 2 * len(local) + 16:
+            self.keys = [k for k in self.keys if k in local]
+        return self.keys
 
 
 def failed(task: Task, kind: str, exc_type: str, message: str, traceback: str = "") -> m.TaskReport:

@@ -72,6 +72,7 @@ from handoffd.daemon.executor_records import (
     CHAIN_SECONDS,
     Fetch,
     Key,
+    QueueOrder,
     Slot,
     Task,
     check_item,
@@ -111,10 +112,7 @@ class ExecutorState:
         self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
         self._queue_factor = queue_factor
         self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
-        # ``local`` in queue order (``queue_key``), re-sorted after arrivals; keys that left
-        # ``local`` are skipped and compacted away.
-        self._order: list[Key] = []
-        self._order_dirty = False
+        self._order = QueueOrder()  # ``local`` in start order (``queue_key``)
         self._arrivals = itertools.count()
         self._local_cost: dict[str, float] = {}  # summed cost of the local queue
         # (run_id, dep_id) -> keys of tasks waiting for that value
@@ -263,7 +261,7 @@ class ExecutorState:
             self.tasks[key] = task
             if gpus is None:
                 self.local[key] = None
-                self._order_dirty = True
+                self._order.dirty = True
                 self._local_cost = resources.add(self._local_cost, task.cost)
             accepted.append(m.TaskAttempt(item.task_id, item.attempt))
             started.append(task)
@@ -299,17 +297,8 @@ class ExecutorState:
         return ""
 
     def queue_order(self) -> list[Key]:
-        """The local queue in the order its tasks start (read-only; keys no longer queued are
-        skipped by the callers)."""
-        local = self.local
-        if self._order_dirty:
-            tasks = self.tasks
-            fallback = (0, 0.0, 0)
-            self._order = sorted(local, key=lambda k: tasks[k].qkey if k in tasks else fallback)
-            self._order_dirty = False
-        elif len(self._order) > 2 * len(local) + 16:
-            self._order = [k for k in self._order if k in local]
-        return self._order
+        """The local queue in start order (keys no longer queued are skipped by the callers)."""
+        return self._order.keys_of(self.local, self.tasks)
 
     def _pump_local(self) -> None:
         """Start queued tasks the ledger can claim now, in queue order."""
@@ -450,8 +439,7 @@ class ExecutorState:
             self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
             self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
             return
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in task.gpus)}
-        slot = Slot(next(self._slot_ids), task.cost, task.gpus, env)
+        slot = Slot(next(self._slot_ids), task.cost, task.gpus, self.ledger.visible(task.gpus))
         self.slots[slot.id] = slot
         self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
 
@@ -464,7 +452,16 @@ class ExecutorState:
         task.gpus = slot.gpus
         slot.keys[key] = None
         self._release_inputs(task)
-        return Job(key, task.payload, inputs, task.argument_inclusion, task.timeout, slot.env)
+        return Job(
+            key,
+            task.payload,
+            inputs,
+            task.argument_inclusion,
+            task.timeout,
+            devices=slot.devices,
+            memory=task.cost.get("memory"),
+            title=f"run {task.run_id} task {task.task_id}",
+        )
 
     def _chain_target(self) -> int:
         """Tasks a slot should hold (the running one included)."""

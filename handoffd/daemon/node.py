@@ -16,6 +16,7 @@ pool's processes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -72,7 +73,7 @@ class Node:
         self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None
-        self.ledger = Ledger(config.capacity)
+        self.ledger = Ledger(config.capacity, config.gpu_devices)
         self.store = ResultStore(config.spill_bytes, config.spill_dir)
         self.executor: Executor | None = None
         self.scheduler: OwnerScheduler | None = None
@@ -83,6 +84,7 @@ class Node:
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._resources_dirty = False
+        self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
@@ -128,6 +130,11 @@ class Node:
             config=cfg.membership,
             rng=self._rng,
             now=now,
+            sources=cfg.resource_sources,
+            gpus=tuple(
+                f"{d} {n}".strip()
+                for d, n in itertools.zip_longest(self.ledger.devices, cfg.gpu_names, fillvalue="")
+            ),
         )
         loop = asyncio.get_running_loop()
         port = NodePort(
@@ -142,7 +149,12 @@ class Node:
             member=self.membership.get,
             members=self.membership.members,
         )
-        self.scheduler = OwnerScheduler(self.name, now=now)
+        self.scheduler = OwnerScheduler(
+            self.name,
+            now=now,
+            probe_interval=cfg.dispatch.lost_probe_interval,
+            ack_timeout=cfg.dispatch.ack_timeout,
+        )
         self.executor = Executor(
             address=self.address,
             ledger=self.ledger,
@@ -152,7 +164,17 @@ class Node:
             on_resources_changed=self._resources_changed,
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
-        self.pool = WorkerPool(workers, self.executor.on_outcome, name=f"{self.name}-worker")
+        self.pool = WorkerPool(
+            workers,
+            self.executor.on_outcome,
+            name=f"{self.name}-worker",
+            node=self.name,
+            devices="",  # a task given no GPU sees none
+            memory_enforce=cfg.memory_enforce == "kill",
+            memory_bound=cfg.capacity.get("memory"),
+            recycle_gpu_workers=cfg.recycle_gpu_workers,
+            on_memory=self._memory_used,
+        )
         # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
         # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
         self._pool_start = loop.create_task(self.pool.start())
@@ -164,12 +186,14 @@ class Node:
             resources=self.ledger,
             local_value=self.store.get,
             keep_results_s=cfg.result_retention_s,
+            fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.replication = ReplicationIO(
             port,
             self.scheduler,
             replicas=cfg.replicas,
             grace=max(0.05, cfg.membership.probe_interval),
+            answer_timeout=cfg.dispatch.takeover_answer_timeout,
         )
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
@@ -184,11 +208,12 @@ class Node:
         self._schedule_tick()
         await self._start_discovery()
         log.info(
-            "node %s up at %s (cluster %s, capacity %s, handoffd %s)",
+            "node %s up at %s (cluster %s, capacity %s from %s, handoffd %s)",
             self.name,
             self.address,
             cfg.cluster,
             cfg.capacity,
+            cfg.resource_sources or "the configuration",
             __version__,
         )
 
@@ -446,9 +471,17 @@ class Node:
             self._resources_dirty = True
             asyncio.get_running_loop().call_soon(self._publish_resources)
 
+    def _memory_used(self, beyond_claims: float) -> None:
+        """The worker pool measured what running tasks hold beyond the memory they declared."""
+        self._memory_beyond = beyond_claims
+        self._resources_changed()
+
     def _publish_resources(self) -> None:
         self._resources_dirty = False
         free = dict(self.ledger.free)
+        if self._memory_beyond and "memory" in free:
+            # What others place here by: the claims, and what tasks really hold beyond them.
+            free["memory"] = max(0.0, free["memory"] - self._memory_beyond)
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
         self._run_membership(swim.LocalResources(free))

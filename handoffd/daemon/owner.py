@@ -81,6 +81,7 @@ class OwnerIO:
         local_value: Callable[[str, str], bytes | None],
         keep_results_s: float,
         keep_status_s: float | None = None,
+        fetch_timeout: float | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
@@ -93,7 +94,7 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
-        self.results = ResultFetcher(port, scheduler, local_value)
+        self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
         self._timers: dict[Any, Timer] = {}
         # seed the scheduler with ourselves
         self._apply(

@@ -79,7 +79,8 @@ def outcome_values(
 
 class ResultFetcher:
     """Serves ``FetchResults``: values the owner holds at once, others fetched from a node that
-    holds them (trying the next holder on a miss or after FETCH_TIMEOUT). ``local_value``: a value
+    holds them (trying the next holder on a miss or after ``fetch_timeout``, FETCH_TIMEOUT unless
+    configured). ``local_value``: a value
     in this node's result store, or None."""
 
     def __init__(
@@ -87,8 +88,11 @@ class ResultFetcher:
         port: Port,
         scheduler: OwnerScheduler,
         local_value: Callable[[str, str], bytes | None],
+        *,
+        fetch_timeout: float | None = None,
     ) -> None:
         self._port = port
+        self._fetch_timeout = FETCH_TIMEOUT if fetch_timeout is None else fetch_timeout
         self._scheduler = scheduler
         self._local_value = local_value
         self._fetches: dict[int, _ResultFetch] = {}
@@ -136,7 +140,7 @@ class ResultFetcher:
         self._port.send(
             addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self._port.address)
         )
-        self._port.call_later(FETCH_TIMEOUT, self._fetch_timed_out, request_id)
+        self._port.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
 
     def _fetch_timed_out(self, request_id: int) -> None:
         job = self._fetches.pop(request_id, None)

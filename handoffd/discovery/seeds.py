@@ -1,4 +1,4 @@
-"""Static seeds (``--seed host:port`` / ``HANDOFF_SEEDS``): joins that work without multicast.
+"""Static seeds (``--seed host:port`` / ``HANDOFFD_SEEDS``): joins that work without multicast.
 
 Each seed is announced at start and again every ``retry_interval`` until ``known(address)`` says
 membership holds it ALIVE, so a seed that starts later than us is still joined.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable
 
+from handoffd import envvars
 from handoffd.discovery import OnDiscovery, PeerSeen
 
 log = logging.getLogger("handoffd.discovery")
@@ -20,7 +20,7 @@ log = logging.getLogger("handoffd.discovery")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-ENV_VAR = "HANDOFF_SEEDS"
+ENV_VAR = "HANDOFFD_SEEDS"  # the deprecated HANDOFF_SEEDS is read too (handoffd.envvars)
 
 
 def parse_seed(value: str) -> str:
@@ -53,9 +53,9 @@ def parse_seed(value: str) -> str:
 
 
 def parse_seeds(values: Iterable[str] = (), env: str | None = None) -> list[str]:
-    """``--seed`` values plus the comma-separated ``HANDOFF_SEEDS`` (``env`` overrides os.environ)."""
+    """``--seed`` values plus the comma-separated ``HANDOFFD_SEEDS`` (``env`` overrides os.environ)."""
     raw = list(values)
-    env_value = os.environ.get(ENV_VAR, "") if env is None else env
+    env_value = (envvars.get("SEEDS") or "") if env is None else env
     raw += [part for part in env_value.split(",") if part.strip()]
     seeds: list[str] = []
     for item in raw:

@@ -72,6 +72,8 @@ from handoffd.protocol.messages import (
 from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
+# What a member's state with a newer resource_version replaces.
+_RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 
 # Status precedence at equal incarnation: LEFT > DEAD > SUSPECT > ALIVE (LEFT is final for its
 # incarnation: it is the member's own word, DEAD is only others' opinion).
@@ -145,6 +147,8 @@ class Membership:
         rng: random.Random,
         now: float,
         incarnation: int = 0,
+        sources: dict[str, str] | None = None,
+        gpus: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.cluster = cluster
@@ -159,12 +163,12 @@ class Membership:
             capacity=dict(capacity),
             free=dict(capacity),
             resource_version=0,
+            sources=dict(sources or {}),  # where the capacity figures came from
+            gpus=tuple(gpus),
         )
         self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
-        self._incompatible: set[str] = (
-            set()
-        )  # members refused for their protocol range (warned once)
+        self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue: dict[str, int] = {}  # name -> times its current state was piggybacked
         self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
         self._probe_index = 0
@@ -590,9 +594,7 @@ class Membership:
         if state_newer:
             new = replace(new, incarnation=u.incarnation, status=u.status, address=u.address)
         if resources_newer:
-            new = replace(
-                new, capacity=u.capacity, free=u.free, resource_version=u.resource_version
-            )
+            new = replace(new, **{f: getattr(u, f) for f in _RESOURCE_FIELDS})
         self._set(new, now, out, cause)
 
     def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:

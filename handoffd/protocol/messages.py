@@ -16,7 +16,7 @@ type's bytes are pinned by tests/unit/golden/messages.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, dataclass_transform
 
 from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
@@ -76,6 +76,10 @@ class MemberState:
     # the member's protocol range: a node admits only members whose range overlaps its own
     protocol_min: int = PROTOCOL_MIN
     protocol_max: int = PROTOCOL_MAX
+    # kind -> where the member's capacity figure came from ("flag", "affinity", "cgroup v2
+    # cpu.max", "NVML", ...), and "ID NAME" of each GPU it hands out: fixed for a daemon's life
+    sources: dict[str, str] = field(default_factory=dict)
+    gpus: tuple[str, ...] = ()
 
 
 @message(1)

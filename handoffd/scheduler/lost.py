@@ -61,8 +61,10 @@ class LostMessages:
         count_loss: Callable[[RunState, TaskRecord, str], None],
         adopt: Callable[[RunState, TaskRecord, str, int], None],
         probe_interval: float = PROBE_INTERVAL,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.probe_interval = probe_interval
+        self.ack_timeout = ack_timeout
         self._view = view
         self._out = out
         self._run_of = run_of
@@ -92,7 +94,7 @@ class LostMessages:
     def sent(self, node: str) -> None:
         """A dispatch went to ``node`` (the cluster view records it until answered)."""
         if node not in self._ack_timers:
-            self._arm_ack_timer(node, ACK_TIMEOUT)
+            self._arm_ack_timer(node, self.ack_timeout)
 
     def node_lost(self, node: str) -> None:
         """``node`` is DEAD or LEFT: answers to our probes there are moot."""
@@ -111,7 +113,7 @@ class LostMessages:
         the rest (an early or repeated firing only re-arms). True when some were given up: their
         cost no longer holds the node's resources in our view, so placement may find room."""
         self._ack_timers.discard(node)
-        late = self._view.unanswered(node, now - ACK_TIMEOUT)
+        late = self._view.unanswered(node, now - self.ack_timeout)
         for run_id, task_id, attempt in late:
             run = self._run_of(run_id)
             rec = run.tasks.get(task_id) if run is not None else None
@@ -125,16 +127,16 @@ class LostMessages:
                 task_id,
                 attempt,
                 node,
-                ACK_TIMEOUT,
+                self.ack_timeout,
             )
             # If only the reply was lost the node has it: stop it (its report would be stale).
             self._out.cancels.setdefault((node, run_id), []).append((task_id, attempt))
             self._count_loss(
-                run, rec, f"no answer from {node} in {ACK_TIMEOUT} s (attempt {attempt})"
+                run, rec, f"no answer from {node} in {self.ack_timeout} s (attempt {attempt})"
             )
         oldest = self._view.oldest_unacked(node)
         if oldest is not None:
-            self._arm_ack_timer(node, max(oldest + ACK_TIMEOUT - now, REFUSAL_BACKOFF))
+            self._arm_ack_timer(node, max(oldest + self.ack_timeout - now, REFUSAL_BACKOFF))
         return bool(late)
 
     def _arm_ack_timer(self, node: str, delay: float) -> None:

@@ -105,6 +105,7 @@ class OwnerScheduler:
         window: int = WINDOW,
         probe_interval: float = PROBE_INTERVAL,
         queue_seconds: float | None = QUEUE_SECONDS,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.node_name = node_name
         self.term = term  # ownership term: nodes fence dispatches from a lower one
@@ -125,6 +126,7 @@ class OwnerScheduler:
             count_loss=self._count_loss,
             adopt=self._adopt,
             probe_interval=probe_interval,
+            ack_timeout=ack_timeout,
         )
         self._rebalance = Rebalance(
             self._view, self._out, run_of=self._owned.live.get, give_back=self._give_back

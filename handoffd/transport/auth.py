@@ -112,7 +112,7 @@ def client_curve(
     if not is_loopback(host):
         raise AuthenticationError(
             f"no key file to connect to {address}: pass --key-file (key_file=, or "
-            "HANDOFF_KEY_FILE) with the cluster's key. If that cluster runs without a key "
+            "HANDOFFD_KEY_FILE) with the cluster's key. If that cluster runs without a key "
             f"(--insecure), {_OPT_IN} to connect without authentication"
         )
     path = local_key_path()

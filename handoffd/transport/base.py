@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 #: we opened to a peer. The daemon admits client requests only on the former (docs/security.md): a
 #: peer we merely connected to (a seed, an mDNS find) has proved nothing about itself.
 Handler = Callable[[bytes, list[bytes], bool], None]
+#: ``mem://<network id>/<node address>``: a node on an in-process ``MemoryNetwork`` (memory.py)
+MEMORY_SCHEME = "mem://"
 Frames = Sequence["bytes | memoryview"]
 
 

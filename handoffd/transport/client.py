@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -29,6 +29,20 @@ _FAILED = (
 )
 _WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | _FAILED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 _START_HINT = "is it running? start one with `handoffd start`"
+
+
+class Connection(Protocol):
+    """What ``handoffd.Client`` needs of a connection to one daemon: ``ControlClient`` over ZeroMQ,
+    ``MemoryControlClient`` (transport/memory_client.py) on an in-process network."""
+
+    address: str
+    disconnected: bool
+
+    def send(self, frames: Sequence[bytes | memoryview]) -> None: ...
+
+    def recv(self, timeout: float) -> list[bytes] | None: ...
+
+    def close(self) -> None: ...
 
 
 class ControlClient:
@@ -183,7 +197,7 @@ class ControlClient:
         self.close()
 
 
-__all__ = ["ControlClient"]
+__all__ = ["Connection", "ControlClient"]
 
 
 def _monitor_event(frames: list[bytes]) -> zmq.Event:

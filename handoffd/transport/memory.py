@@ -13,21 +13,52 @@ replays. Direction is kept as on ZeroMQ: ``send`` arrives on the receiver's "lis
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
+import weakref
 from collections.abc import Iterable
+from typing import Protocol
 
-from handoffd.transport.base import Frames, Handler, Transport, TransportStats
+from handoffd.transport.base import MEMORY_SCHEME, Frames, Handler, Transport, TransportStats
 
 log = logging.getLogger("handoffd.transport")
+
+SCHEME = MEMORY_SCHEME
+_NETWORKS: weakref.WeakValueDictionary[str, MemoryNetwork] = weakref.WeakValueDictionary()
+_IDS = itertools.count(1)
+
+
+class Endpoint(Protocol):
+    """What the network delivers to: a node's transport, or a client's endpoint
+    (``handoffd.transport.memory_client``)."""
+
+    @property
+    def accepting(self) -> bool: ...
+
+    def _deliver(self, source: str, conn: bytes, frames: list[bytes], listening: bool) -> None: ...
+
+
+def find_network(url: str) -> tuple[MemoryNetwork, str]:
+    """``mem://<id>/<address>`` -> (the network, the node address); ValueError if malformed or the
+    network is gone."""
+    if not url.startswith(SCHEME) or "/" not in url[len(SCHEME) :]:
+        raise ValueError(f"not an in-memory address: {url!r} (expected mem://<network>/<address>)")
+    network_id, _, address = url[len(SCHEME) :].partition("/")
+    network = _NETWORKS.get(network_id)
+    if network is None:
+        raise ValueError(f"no in-process network {network_id!r} in this process (address {url!r})")
+    return network, address
 
 
 class MemoryNetwork:
     """The shared medium, with fault injection; every fault is per directed link (a -> b)."""
 
     def __init__(self, seed: int = 0) -> None:
+        self.id = f"net{next(_IDS)}"
+        _NETWORKS[self.id] = self
         self.rng = random.Random(seed)
-        self.nodes: dict[str, MemoryTransport] = {}
+        self.nodes: dict[str, Endpoint] = {}
         self._drop: dict[tuple[str, str], float] = {}
         self._delay: dict[tuple[str, str], float] = {}
         self._group_of: dict[str, int] | None = None  # address -> partition group; None: healed
@@ -37,6 +68,10 @@ class MemoryNetwork:
     def transport(self, address: str) -> MemoryTransport:
         """A new transport attached at ``address``."""
         return MemoryTransport(self, address)
+
+    def url(self, address: str) -> str:
+        """The address a ``Client`` in this process connects to for the node at ``address``."""
+        return f"{SCHEME}{self.id}/{address}"
 
     def drop(self, a: str, b: str, prob: float, *, both: bool = True) -> None:
         """Lose each message a -> b (and b -> a if ``both``) with probability ``prob``."""
@@ -74,12 +109,12 @@ class MemoryNetwork:
     def is_killed(self, address: str) -> bool:
         return address in self._killed
 
-    def _route(self, source: str, target: str) -> tuple[MemoryTransport | None, float]:
-        """The receiving transport (None: unreachable) and the delivery delay."""
+    def _route(self, source: str, target: str) -> tuple[Endpoint | None, float]:
+        """The receiving endpoint (None: unreachable) and the delivery delay."""
         if source in self._killed or target in self._killed:
             return None, 0.0
         node = self.nodes.get(target)
-        if node is None or node._handler is None:
+        if node is None or not node.accepting:
             return None, 0.0
         if self._group_of is not None and self._group_of.get(source, -1) != self._group_of.get(
             target, -1
@@ -113,6 +148,22 @@ class MemoryTransport(Transport):
     async def start(self, handler: Handler) -> None:
         self._loop = asyncio.get_running_loop()
         self._handler = handler
+
+    @property
+    def accepting(self) -> bool:
+        return self._handler is not None
+
+    def deliver_threadsafe(self, source: str, conn: bytes, frames: list[bytes]) -> bool:
+        """A client's request from another thread, arriving on our listening side; False if we
+        are not running (the client then reports that nobody answered)."""
+        loop = self._loop
+        if self._handler is None or loop is None or loop.is_closed():
+            return False
+        try:
+            loop.call_soon_threadsafe(self._deliver, source, conn, frames, True)
+        except RuntimeError:  # the loop closed in between
+            return False
+        return True
 
     def send(self, address: str, frames: Frames) -> bool:
         return self._transmit(address, frames, True)

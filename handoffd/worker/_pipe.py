@@ -179,7 +179,7 @@ def pickle_job(token: int, job: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     inputs = _out_of_band(job.inputs) if job.inputs else job.inputs
     payload = job.payload if type(job.payload) is bytes else bytes(job.payload)
     data = pickle.dumps(
-        (token, payload, inputs, job.argument_inclusion, job.env),
+        (token, payload, inputs, job.argument_inclusion, job.env, job.title),
         protocol=5,
         buffer_callback=buffers.append,
     )

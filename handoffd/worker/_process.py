@@ -2,7 +2,7 @@
 
 Wire format on the duplex pipe (plain pickle, protocol 5):
   parent -> child: one or more pickles back to back in one message, each either a job
-                   (token, payload, inputs, argument_inclusion, env) or a cancel (token,);
+                   (token, payload, inputs, argument_inclusion, env, title) or a cancel (token,);
                    when the jobs have large input values (_pipe.LARGE bytes or more), the message
                    starts with OUT_OF_BAND and a 4-byte count, and that many raw messages follow
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _pipe, invoke
+from handoffd.worker import _contain, _pipe, invoke
 
 READY = b"ready"
 OUT_OF_BAND = (
@@ -103,8 +103,12 @@ def _run_one(
                 os.environ[name] = old
 
 
-def main(conn: Connection) -> None:
-    """Serve jobs until the parent closes the pipe."""
+def main(conn: Connection, devices: str | None = None, setup: tuple[str, int] = ("", 0)) -> None:
+    """Serve jobs until the parent closes the pipe. ``devices``: this process's CUDA_VISIBLE_DEVICES
+    for its whole life (None: as inherited); ``setup``: (node name, the parent's pid)."""
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # set at exec already (see _procs.start)
+    _contain.setup(*setup)
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()  # start-up objects never need scanning again
@@ -139,8 +143,12 @@ def main(conn: Connection) -> None:
                     break
         return skipped
 
+    titled = False
     while True:
         if not pending:
+            if titled:
+                _contain.set_title("idle")
+                titled = False
             # Idle: wait for jobs. Cancels of jobs sent ahead that come in later are read right
             # before the running job's outcome is sent (below); the next job then starts at
             # once, without another look at the pipe: a cancel that arrives after that look is
@@ -154,9 +162,13 @@ def main(conn: Connection) -> None:
                 return
             if not pending:
                 continue
-        token, payload, inputs, inclusion, env = pending.popleft()
+        token, payload, inputs, inclusion, env, title = pending.popleft()
+        if title:
+            _contain.set_title(title)
+            titled = True
         started = clock()
         ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
+        _contain.end_children()  # what the task started ends with it, before its outcome is sent
         # The value follows as its own raw message: pickling it inside the reply tuple would copy
         # it once more here and once more in the parent (~0.5 ms per MiB each way).
         reply = (token, OK if ok else ERROR, value is not None, exc_type, message, tb_text)

@@ -23,7 +23,14 @@ class Job:
     inputs: list[Any]  # invoke.resolve() input descriptors
     argument_inclusion: str = "variadic"
     timeout: float | None = None  # seconds; the process running it is killed when it expires
-    env: dict[str, str] | None = None  # set for this call only, e.g. {"CUDA_VISIBLE_DEVICES": "0"}
+    env: dict[str, str] | None = None  # set for this call only, e.g. {"HOME": "/tmp"}
+    # CUDA_VISIBLE_DEVICES of the worker that runs it, fixed when that process started (None: the
+    # pool's default set); a worker never runs jobs of two device sets
+    devices: str | None = None
+    # MB the job's processes may hold resident above what its worker held when it started (None:
+    # no ceiling of its own; the pool's ``memory_bound`` still applies)
+    memory: float | None = None
+    title: str = ""  # the worker's process title while it runs, e.g. "run r1 task t3"
 
 
 @dataclass
@@ -53,7 +60,7 @@ class Sent:
 
 
 class Chain:
-    __slots__ = ("id", "jobs", "worker", "held", "next")
+    __slots__ = ("id", "jobs", "worker", "held", "next", "devices", "seq")
 
     def __init__(self, chain_id: Hashable) -> None:
         self.id = chain_id
@@ -62,6 +69,8 @@ class Chain:
         self.held = False  # its last worker died and is not reaped yet: do not start it elsewhere
         # jobs[0] pickled, with its out-of-band inputs (kept if it must wait)
         self.next: tuple[Job, int, bytes, list[Any]] | None = None
+        self.devices: str | None = None  # the device set of its jobs (its first job's)
+        self.seq = 0  # when it joined the queue of chains waiting for a worker
 
 
 class Worker:
@@ -79,6 +88,10 @@ class Worker:
         "timer",
         "unsent",
         "reader",
+        "devices",
+        "limit",
+        "baseline",
+        "statm",
     )
 
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
@@ -95,6 +108,10 @@ class Worker:
         self.timer: asyncio.TimerHandle | None = None  # the head's timeout
         self.unsent = False  # a send to it failed while it had no job: none of its jobs started
         self.reader = _pipe.Reader(self.fd)
+        self.devices: str | None = None  # its CUDA_VISIBLE_DEVICES, fixed when it started
+        self.limit: float | None = None  # MB the head may add to ``baseline``; None: unwatched
+        self.baseline = 0  # resident bytes of the worker alone when the head became the head
+        self.statm: int | None = None  # an open /proc/PID/statm of it (the memory watch's)
 
 
 def exit_description(code: int | None) -> str:
@@ -111,4 +128,52 @@ def exit_description(code: int | None) -> str:
 def cancelled_outcome(key: Hashable, duration: float) -> Outcome:
     return Outcome(
         key, False, None, "Cancelled", "the job was cancelled", kind="cancelled", duration=duration
+    )
+
+
+def timeout_outcome(job: Job, duration: float) -> Outcome:
+    return Outcome(
+        job.key,
+        False,
+        None,
+        "Timeout",
+        f"the attempt ran longer than its timeout of {job.timeout} s and was killed",
+        kind="timeout",
+        duration=duration,
+    )
+
+
+def crash_outcome(job: Job, what: str, duration: float) -> Outcome:
+    return Outcome(
+        job.key,
+        False,
+        None,
+        "WorkerCrashed",
+        f"the worker process running this job died ({what}); it crashed, was killed "
+        f"or ran out of memory",
+        kind="crash",
+        duration=duration,
+    )
+
+
+def memory_outcome(job: Job, limit: float, used: int, duration: float) -> Outcome:
+    """The worker held more than ``limit`` MB for the job and was killed."""
+    used_mb = used / (1024 * 1024)
+    if job.memory is not None:
+        why = f"the task declared memory={job.memory:g} MB and used {used_mb:.0f} MB"
+        fix = "declare a larger memory cost for it, or make it use less"
+    else:
+        why = (
+            f"the task declared no memory and used {used_mb:.0f} MB, over this node's bound of "
+            f"{limit:g} MB"
+        )
+        fix = "declare its memory cost so it is placed on a node that has it, or use less"
+    return Outcome(
+        job.key,
+        False,
+        None,
+        "MemoryExceeded",
+        f"{why} (resident, with the processes it started); its worker was killed: {fix}",
+        kind="memory",
+        duration=duration,
     )

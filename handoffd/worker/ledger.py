@@ -2,13 +2,14 @@
 
 Several owners dispatch to the same node from their own (possibly stale) views; the ledger refuses
 what does not fit right now, and the owner re-places. GPUs are whole devices: a task costing
-``gpu: 2`` is given two device indices, exported to it as CUDA_VISIBLE_DEVICES. Pure: no I/O.
+``gpu: 2`` is given two of the node's devices, exported to it as CUDA_VISIBLE_DEVICES: their ids as the
+daemon was given them (its own CUDA_VISIBLE_DEVICES, e.g. "3,5"), else 0..gpu-1. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from handoffd import resources
 
@@ -18,11 +19,18 @@ EPS = resources.EPS
 
 
 class Ledger:
-    def __init__(self, capacity: Mapping[str, float]) -> None:
+    def __init__(self, capacity: Mapping[str, float], devices: Sequence[str] | None = None) -> None:
         self.capacity: dict[str, float] = dict(capacity)
         self.free: dict[str, float] = dict(capacity)  # invariant: 0 <= free[k] <= capacity[k]
         self.version = 1  # bumped on every change; gossiped with ``free``
         gpus = int(capacity.get("gpu", 0))
+        # device index -> the id a task sees in CUDA_VISIBLE_DEVICES
+        self.devices = tuple(devices) if devices is not None else tuple(map(str, range(gpus)))
+        if len(self.devices) < gpus:
+            raise ValueError(
+                f"gpu capacity {gpus} but only {len(self.devices)} device ids "
+                f"({','.join(self.devices) or 'none'}): give as many ids as GPUs"
+            )
         self._gpus_free: list[int] = list(range(gpus))  # device indices not given to any task
 
     def try_claim(self, cost: Mapping[str, float]) -> list[int] | None:
@@ -38,6 +46,10 @@ class Ledger:
             self.free[kind] = self.free.get(kind, 0.0) - qty
         self.version += 1
         return gpus
+
+    def visible(self, gpus: Sequence[int]) -> str:
+        """CUDA_VISIBLE_DEVICES for the device indices ``gpus`` ("" for none)."""
+        return ",".join(self.devices[g] for g in gpus)
 
     def release(self, cost: Mapping[str, float], gpus: list[int]) -> None:
         for kind, qty in cost.items():

@@ -25,6 +25,16 @@ already started it (it reads its pipe before starting each job), and says so; th
 cancel only once the job cannot run any more (dropped by the worker, or its process killed when it
 became the head first).
 
+Device sets: every worker has one CUDA_VISIBLE_DEVICES for its whole life, set when its process
+starts (``Job.devices``; None is the pool's default set). A chain waits for a worker of its set: an
+idle one, one starting for it, a new one while the pool is below ``max_workers``, or one that replaces
+an idle worker of another set. The oldest waiting chain, whatever its set, is served first. With
+``recycle_gpu_workers`` a worker of a non-default set is replaced once its chain ends.
+
+Memory (``memory_enforce``): while a job with a ceiling (``Job.memory``, else ``memory_bound``) runs,
+the pool looks at its worker every ``_watch.INTERVAL`` and kills it (with the processes it started)
+when the job holds more than its ceiling; the outcome's kind is "memory" (``MemoryExceeded``).
+
 Invariants: every submitted job gets exactly one Outcome through ``on_done`` (called on the loop, never
 from inside ``submit``/``cancel``) unless ``close()`` runs first; ``close()`` reports nothing. A job key
 is unique among live (queued, sent or running) jobs. A cancelled job's Outcome has kind "cancelled",
@@ -37,13 +47,14 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import os
 import pickle
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from multiprocessing.process import BaseProcess
-from typing import cast
 
-from handoffd.worker import _pipe, _process
+from handoffd.worker import _pipe, _process, _replies, _watch
+from handoffd.worker._procs import Processes, kill_group
+from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import (
     Chain,
     Job,
@@ -51,7 +62,10 @@ from handoffd.worker._records import (
     Sent,
     Worker,
     cancelled_outcome,
+    crash_outcome,
     exit_description,
+    memory_outcome,
+    timeout_outcome,
 )
 
 __all__ = ["AHEAD", "AHEAD_BYTES", "Job", "Outcome", "WorkerPool"]
@@ -61,17 +75,11 @@ log = logging.getLogger("handoffd.worker")
 # Replacement workers that die before saying "ready" this many times in a row break the pool
 # (e.g. the main module cannot be imported in a fresh interpreter): fail jobs instead of spinning.
 MAX_STARTUP_FAILURES = 3
-# After EOF on a worker's pipe, how long its process may linger before we kill it.
-EXIT_GRACE = 1.0
 # Jobs of a chain sent to its worker besides the running one, and the pickled bytes on a worker's
 # pipe when sending ahead (a full pipe would block send_bytes, and with it the loop; Linux gives a
 # socketpair far more than this).
 AHEAD = 32
 AHEAD_BYTES = 48 * 1024
-
-# Socket buffers of a worker's pipe, each way: a job with a 1 MiB input, or a 1 MiB value, is
-# written whole without waiting for the other side to read it (the kernel caps this at wmem_max).
-PIPE_BUFFER = 4 << 20
 
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
@@ -86,6 +94,12 @@ class WorkerPool:
         *,
         name: str = "worker",
         ahead: int = AHEAD,
+        node: str = "",
+        devices: str | None = None,
+        memory_enforce: bool = False,
+        memory_bound: float | None = None,
+        recycle_gpu_workers: bool = False,
+        on_memory: Callable[[float], None] | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
@@ -93,15 +107,27 @@ class WorkerPool:
         self.ahead = ahead
         self._on_done = on_done
         self._name = name
+        self._node = node
+        self._devices = devices  # the default device set (jobs whose devices is None)
+        self._recycle = recycle_gpu_workers
         self._ctx = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._procs: Processes | None = None
         self._workers: set[Worker] = set()  # alive (starting, idle or busy)
-        self._idle: list[Worker] = []  # ready and without a chain (a stack: reuse warm workers)
-        self._queue: deque[Chain] = deque()  # chains waiting for a worker (may hold dead ones)
+        # ready and without a chain, per device set (stacks: reuse warm workers)
+        self._idle: dict[str | None, list[Worker]] = {}
+        self._memory: _watch.MemoryWatch | None = None
+        if (memory_enforce or on_memory is not None) and _watch.available():
+            self._memory = _watch.MemoryWatch(
+                lambda: [w for w in self._workers if w.head is not None],
+                self._over_memory if memory_enforce else None,
+                memory_bound,
+                on_memory,
+            )
         self._chains: dict[Hashable, Chain] = {}  # id -> live chain (has a job not ended)
+        self._waiting = WaitingChains(self._chains)  # chains waiting for a worker
         self._queued: dict[Hashable, Chain] = {}  # key -> chain of a job not sent yet
         self._running: dict[Hashable, tuple[Worker, Sent]] = {}  # key -> job on a worker's pipe
-        self._exiting: dict[BaseProcess, asyncio.TimerHandle | None] = {}  # being reaped
         self._tokens = itertools.count(1)
         self._names = itertools.count(1)
         self._solo = itertools.count(1)
@@ -137,9 +163,10 @@ class WorkerPool:
         if self._loop is not None:
             raise RuntimeError("WorkerPool.start() called twice")
         self._loop = asyncio.get_running_loop()
+        self._procs = Processes(self._ctx, self._loop)
         self._started = self._loop.create_future()
         for _ in range(self.max_workers):
-            self._spawn()
+            self._spawn(self._devices)
         try:
             await self._started
         except BaseException:
@@ -161,7 +188,7 @@ class WorkerPool:
             raise ValueError(f"a job with one of the keys {keys!r} is already queued or running")
         if self._broken is not None:
             for job in jobs:
-                self._soon(self._crash_outcome(job, self._broken, 0.0))
+                self._soon(crash_outcome(job, self._broken, 0.0))
             return
         if chain is None:
             chain = (_SOLO, next(self._solo))
@@ -169,13 +196,15 @@ class WorkerPool:
         new = c is None
         if c is None:
             c = self._chains[chain] = Chain(chain)
+            devices = jobs[0].devices if jobs else None
+            c.devices = self._devices if devices is None else devices
         for job in jobs:
             c.jobs.append(job)
             self._queued[job.key] = c
         if c.worker is not None:
             self._feed(c.worker)
         elif new:
-            self._queue.append(c)
+            self._waiting.push(c)
             self._pump()
 
     def cancel(self, key: Hashable) -> bool:
@@ -214,49 +243,29 @@ class WorkerPool:
         if self._closed:
             return
         self._closed = True
-        self._queue.clear()
+        self._waiting.clear()
         self._queued.clear()
         self._running.clear()
         self._chains.clear()
         self._idle.clear()
+        if self._memory is not None:
+            self._memory.close()
         if self._started is not None and not self._started.done():
             self._started.cancel()
+        alive = []
         for worker in list(self._workers):
             self._detach(worker)
-            worker.process.kill()
-            self._exiting.setdefault(worker.process, None)
-        procs = list(self._exiting)
-        for proc in procs:
-            timer = self._exiting.pop(proc)
-            if timer is not None:
-                timer.cancel()
-            if self._loop is not None:
-                self._loop.remove_reader(proc.sentinel)
-            if proc.exitcode is None:
-                proc.kill()
-        for proc in procs:
-            # After SIGKILL a process is gone within milliseconds; poll instead of blocking the loop.
-            for _ in range(1000):
-                if proc.exitcode is not None:
-                    break
-                await asyncio.sleep(0.005)
-            proc.join(timeout=5)
-            proc.close()
+            alive.append(worker.process)
+        if self._procs is not None:
+            await self._procs.close(alive)
 
     # -- workers ------------------------------------------------------------------------------
-    def _spawn(self) -> None:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=_process.main,
-            args=(child_conn,),
-            name=f"{self._name}-{next(self._names)}",
-            daemon=True,  # multiprocessing kills it at interpreter exit if close() never ran
-        )
-        for conn in (parent_conn, child_conn):
-            _pipe.widen(conn.fileno(), PIPE_BUFFER)
-        process.start()
-        child_conn.close()
-        worker = Worker(process, parent_conn)
+    def _spawn(self, devices: str | None) -> None:
+        assert self._procs is not None
+        name = f"{self._name}-{next(self._names)}"
+        process, conn = self._procs.start(name, devices, (self._node, os.getpid()))
+        worker = Worker(process, conn)
+        worker.devices = devices
         self._workers.add(worker)
         assert self._loop is not None
         self._loop.add_reader(worker.fd, self._on_readable, worker)
@@ -273,11 +282,13 @@ class WorkerPool:
             worker.timer.cancel()
             worker.timer = None
         try:
-            self._idle.remove(worker)
+            self._idle.get(worker.devices, []).remove(worker)
         except ValueError:
             pass
         worker.conn.close()
         worker.reader.close()
+        if self._memory is not None:
+            self._memory.forget(worker)
         head = worker.head
         behind = [worker.sent[t] for t in worker.order if t in worker.sent]
         if head is not None:
@@ -316,95 +327,31 @@ class WorkerPool:
         if not chain.jobs:
             del self._chains[chain.id]
             return
-        self._queue.appendleft(chain)
+        self._waiting.push_front(chain)
         self._pump()
 
     def _retire(self, worker: Worker) -> tuple[Sent | None, list[Outcome]]:
         """Kill a worker whose head we give up on (timeout, cancel) and start a replacement.
         Returns the head and the Outcomes of jobs behind it whose cancel was pending."""
         head, behind, chain = self._detach(worker)
-        worker.process.kill()  # SIGKILL: nothing of it runs any more
+        kill_group(worker.process)  # SIGKILL: nothing of it or of its children runs any more
         self._when_exited(worker.process, None)
         cancelled = self._salvage(behind, chain, held=False)
-        self._replace()
+        self._replace(worker.devices)
         return head, cancelled
 
-    def _replace(self) -> None:
-        if not self._closed and self._broken is None:
-            self._spawn()
+    def _replace(self, devices: str | None) -> None:
+        """Keep ``max_workers`` processes (``_pump`` may have started one for a waiting chain)."""
+        if not self._closed and self._broken is None and len(self._workers) < self.max_workers:
+            self._spawn(devices)
 
     def _when_exited(self, process: BaseProcess, then: Callable[[int | None], None] | None) -> None:
-        """Reap ``process`` without blocking, then call ``then(exitcode)``."""
-        assert self._loop is not None
-        loop = self._loop
-        if process.exitcode is not None:
-            process.join()
-            code = process.exitcode
-            process.close()
-            if then is not None:
-                then(code)
-            return
-
-        def exited() -> None:
-            loop.remove_reader(process.sentinel)
-            timer = self._exiting.pop(process, None)
-            if timer is not None:
-                timer.cancel()
-            process.join()
-            code = process.exitcode
-            process.close()
-            if then is not None and not self._closed:
-                then(code)
-
-        def linger() -> None:
-            # EOF without exit: the user closed our pipe or hangs in shutdown. Make sure it ends.
-            self._exiting[process] = None
-            if process.exitcode is None:
-                process.kill()
-
-        self._exiting[process] = loop.call_later(EXIT_GRACE, linger)
-        loop.add_reader(process.sentinel, exited)
+        assert self._procs is not None
+        self._procs.when_exited(process, then)
 
     # -- events from the loop -----------------------------------------------------------------
     def _on_readable(self, worker: Worker) -> None:
-        outcomes: list[Outcome] = []
-        reader = worker.reader
-        reader.fill()
-        lost = answered = False
-        while True:
-            try:
-                data = reader.next()
-                if data is None:
-                    lost = reader.eof
-                    break
-                if data == _process.READY:
-                    self._on_ready(worker)
-                    continue
-                replies = pickle.loads(data)
-                answered = True
-                for token, status, has_value, exc_type, message, tb_text, duration in replies:
-                    # Values follow their reply as raw messages (see _process.main): no wait.
-                    value = cast(bytes, reader.next(wait=True)) if has_value else None
-                    sent = worker.sent.pop(token, None)
-                    if sent is None:
-                        log.warning("dropping a stale reply from %s", worker.process.name)
-                        continue
-                    worker.bytes -= sent.size
-                    key = sent.job.key
-                    del self._running[key]
-                    if worker.head is sent:
-                        worker.head = None
-                    if sent.cancelling or status == _process.SKIPPED:
-                        outcomes.append(cancelled_outcome(key, duration))
-                    elif status == _process.OK:
-                        outcomes.append(Outcome(key, True, value, "", "", "", "", duration))
-                    else:
-                        outcomes.append(
-                            Outcome(key, False, None, exc_type, message, tb_text, "error", duration)
-                        )
-            except (EOFError, OSError):
-                lost = True
-                break
+        outcomes, lost, answered = _replies.read(worker, self._running, self._on_ready)
         if lost:
             if answered and worker.head is None and not worker.unsent:
                 # The head's outcome came with the EOF: the job after it started and died.
@@ -427,10 +374,10 @@ class WorkerPool:
     def _on_ready(self, worker: Worker) -> None:
         worker.ready = True
         self._startup_failures = 0
-        self._idle.append(worker)
+        self._idle.setdefault(worker.devices, []).append(worker)
         started = self._started
         if started is not None and not started.done():
-            if len(self._idle) == len(self._workers):
+            if all(w.ready for w in self._workers):
                 started.set_result(None)
             return  # start() pumps once every worker is up
         self._pump()
@@ -458,22 +405,20 @@ class WorkerPool:
             worker.chain = None
             chain.worker = None
             if chain.jobs:
-                self._queue.append(chain)
+                self._waiting.push(chain)
             self._chain_maybe_over(chain)
-        self._idle.append(worker)
+        if self._recycle and worker.devices and worker.devices != self._devices:
+            # A fresh process for the next job on these devices: nothing of this one's GPU state
+            # (contexts, allocations, libraries) is left for it.
+            self._retire_idle(worker)
+            self._replace(self._devices)
+        else:
+            self._idle.setdefault(worker.devices, []).append(worker)
         self._pump()
 
     def _others_wait(self) -> bool:
         """Chains wait for a worker: no chain keeps its worker for more than its running job."""
-        queue, chains = self._queue, self._chains
-        while queue:
-            chain = queue[0]
-            if chains.get(chain.id) is chain and chain.worker is None and not chain.held:
-                if chain.jobs:
-                    return True
-                del chains[chain.id]
-            queue.popleft()  # over, or queued twice
-        return False
+        return self._waiting.waiting()
 
     def _make_head(self, worker: Worker, sent: Sent) -> None:
         assert self._loop is not None
@@ -482,6 +427,8 @@ class WorkerPool:
         timeout = sent.job.timeout
         if timeout is not None:
             worker.timer = self._loop.call_later(timeout, self._expire, worker, sent)
+        if self._memory is not None:
+            self._memory.started(worker, sent.job, self._loop)
 
     def _chain_maybe_over(self, chain: Chain) -> None:
         if chain.worker is None and not chain.jobs and not chain.held:
@@ -514,14 +461,14 @@ class WorkerPool:
             if not was_ready:
                 self._startup_failed(what)
                 return
-            self._replace()
+            self._replace(worker.devices)
             if head is not None:
                 assert self._loop is not None
                 duration = self._loop.time() - started
                 if head.cancelling:  # its cancel was asked for: that is its outcome
                     self._on_done(cancelled_outcome(head.job.key, duration))
                 else:
-                    self._on_done(self._crash_outcome(head.job, what, duration))
+                    self._on_done(crash_outcome(head.job, what, duration))
 
         self._when_exited(worker.process, report)
 
@@ -534,54 +481,90 @@ class WorkerPool:
             self._started.set_exception(RuntimeError(reason))
             return
         if self._startup_failures < MAX_STARTUP_FAILURES:
-            self._replace()
+            self._replace(self._devices)
             return
         self._broken = reason
         log.error("worker pool broken: %s", reason)
         if self._workers:
             return  # the remaining workers drain the queue
-        jobs = [job for chain in self._queue for job in chain.jobs]
-        self._queue.clear()
+        jobs = self._waiting.take_all()
         self._queued.clear()
-        self._chains = {i: c for i, c in self._chains.items() if c.worker is not None}
+        for chain_id, chain in list(self._chains.items()):
+            if chain.worker is None:
+                del self._chains[chain_id]
         for job in jobs:
-            self._on_done(self._crash_outcome(job, reason, 0.0))
+            self._on_done(crash_outcome(job, reason, 0.0))
 
     def _expire(self, worker: Worker, sent: Sent) -> None:
         if worker.head is not sent or worker not in self._workers:
             return
         assert self._loop is not None
         duration = self._loop.time() - worker.started
-        job = sent.job
         _, cancelled = self._retire(worker)
-        self._on_done(
-            Outcome(
-                job.key,
-                False,
-                None,
-                "Timeout",
-                f"the attempt ran longer than its timeout of {job.timeout} s and was killed",
-                kind="timeout",
-                duration=duration,
-            )
-        )
+        self._on_done(timeout_outcome(sent.job, duration))
         for outcome in cancelled:
+            self._on_done(outcome)
+
+    def _over_memory(self, worker: Worker, used: int) -> None:
+        """The memory watch found the worker's job over its ceiling: kill it, report it."""
+        head, limit = worker.head, worker.limit
+        assert head is not None and limit is not None and self._loop is not None
+        duration = self._loop.time() - worker.started
+        _, cancelled = self._retire(worker)
+        log.warning(
+            "killed %s: job %r held %.0f MB, its ceiling is %g MB",
+            worker.process.name,
+            head.job.key,
+            used / _watch.MB,
+            limit,
+        )
+        for outcome in [memory_outcome(head.job, limit, used, duration), *cancelled]:
             self._on_done(outcome)
 
     # -- dispatch -----------------------------------------------------------------------------
     def _pump(self) -> None:
-        queue, idle, chains = self._queue, self._idle, self._chains
-        while idle and queue:
-            chain = queue.popleft()
-            if chains.get(chain.id) is not chain or chain.worker is not None or chain.held:
-                continue  # over, or queued twice
-            if not chain.jobs:
-                del chains[chain.id]
-                continue
-            worker = idle.pop()
-            worker.chain = chain
-            chain.worker = worker
-            self._feed(worker)
+        """Give idle workers to waiting chains, the oldest first whatever its device set; start
+        (or swap in) workers of the sets that have none."""
+        if self._closed or self._loop is None:
+            return
+        promised: dict[str | None, int] = {}  # starting workers counted for a waiting chain
+        while True:
+            for devices in self._waiting.order():
+                idle = self._idle.get(devices)
+                if idle:
+                    chain = self._waiting.pop(devices)
+                    worker = idle.pop()
+                    worker.chain = chain
+                    chain.worker = worker
+                    self._feed(worker)
+                    break  # the queues changed: look at the fronts again
+                if self._broken is not None:
+                    continue
+                starting = sum(1 for w in self._workers if not w.ready and w.devices == devices)
+                if starting > promised.get(devices, 0):
+                    promised[devices] = promised.get(devices, 0) + 1
+                    continue
+                if len(self._workers) >= self.max_workers:
+                    victim = self._idle_victim(devices)
+                    if victim is None:
+                        continue  # it waits for a busy worker to end
+                    self._retire_idle(victim)
+                self._spawn(devices)
+                promised[devices] = promised.get(devices, 0) + 1
+            else:
+                return
+
+    def _idle_victim(self, devices: str | None) -> Worker | None:
+        """An idle worker of another device set, to make room for one of ``devices``."""
+        for other, idle in self._idle.items():
+            if other != devices and idle:
+                return idle[0]  # the coldest of its stack
+        return None
+
+    def _retire_idle(self, worker: Worker) -> None:
+        self._detach(worker)
+        kill_group(worker.process)
+        self._when_exited(worker.process, None)
 
     def _feed(self, worker: Worker) -> None:
         """Send the worker the next jobs of its chain: one to start if it has none, and more
@@ -660,18 +643,6 @@ class WorkerPool:
                 if worker.timer is not None:
                     worker.timer.cancel()
                     worker.timer = None
-
-    def _crash_outcome(self, job: Job, what: str, duration: float) -> Outcome:
-        return Outcome(
-            job.key,
-            False,
-            None,
-            "WorkerCrashed",
-            f"the worker process running this job died ({what}); it crashed, was killed "
-            f"or ran out of memory",
-            kind="crash",
-            duration=duration,
-        )
 
     def _soon(self, outcome: Outcome) -> None:
         """Report from a later loop iteration (never re-enter the caller from submit/cancel)."""

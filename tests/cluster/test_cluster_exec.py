@@ -1,4 +1,4 @@
-"""Distributed execution on an in-process cluster of 3 real nodes (ZeroMQ on loopback, real
+"""Distributed execution on an in-process cluster of 3 real nodes (the in-memory network, real
 worker processes): the DAG semantics of run_local, now across nodes, plus placement policies."""
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def test_an_urgent_run_of_another_owner_starts_ahead_of_a_bulk_queue(tmp_path):
     bulk_n = 16
     # n0 executes everything (the only cpu); n1 owns the urgent run and runs nothing.
     with ThreadedCluster([{"cpu": 1, "memory": 1000}, {"memory": 1000}]) as cluster:
-        a0, a1 = cluster.addresses()
+        a0, a1 = cluster.url(0), cluster.url(1)
         with handoffd.connect(a0, timeout=10) as bulk_client:
             bulk = handoffd.DAG()
             for i in range(bulk_n):
@@ -77,7 +77,7 @@ def test_a_run_on_one_owner_is_not_wedged_by_another_owners_task_on_its_node(tmp
     waited forever on an idle node. (Now the owner follows its own ledger.)"""
     log = str(tmp_path / "starts")
     with ThreadedCluster([{"cpu": 1, "memory": 1000}, {"memory": 1000}]) as cluster:
-        a0, a1 = cluster.addresses()
+        a0, a1 = cluster.url(0), cluster.url(1)
         with handoffd.connect(a0, timeout=10) as c0, handoffd.connect(a1, timeout=10) as c1:
             for round_ in range(3):
                 # n1's one task takes the cpu; n0's run is submitted while it runs

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_peer_sockets_retry_a_refused_connection_at_the_node_cap():
     """A seed that does not listen yet is retried every PEER_RECONNECT_S[1] at most (ZeroMQ's own
     doubling up to 2 s joined daemons started together 0.15-0.26 s late)."""
-    with ThreadedCluster([{"cpu": 1}, {"cpu": 1}]) as cluster:
+    with ThreadedCluster([{"cpu": 1}, {"cpu": 1}], transport="zmq") as cluster:
         a, b = cluster.nodes
 
         def options() -> tuple[int, int]:

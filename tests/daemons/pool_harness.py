@@ -74,11 +74,15 @@ class Collector:
         return {o.key: o for o in self.outcomes}
 
 
-def run_pool(workers: int, body: Callable[[WorkerPool, Collector], Awaitable[Any]]) -> Any:
+def run_pool(
+    workers: int, body: Callable[[WorkerPool, Collector], Awaitable[Any]], **options: Any
+) -> Any:
+    """Run ``body`` with a started pool (``options`` go to WorkerPool); the pool is closed after."""
+
     async def main() -> Any:
         collector = Collector()
         collector.event = asyncio.Event()
-        pool = WorkerPool(workers, collector, name="test-worker")
+        pool = WorkerPool(workers, collector, name="test-worker", **options)
         await pool.start()
         try:
             return await body(pool, collector)

@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from handoffd.cli.daemon import GC_THRESHOLDS
+from handoffd.cli.daemon_run import GC_THRESHOLDS
 
 pytestmark = pytest.mark.timeout(120)
 
 PROBE = """
 import gc
-from handoffd.cli import daemon
+from handoffd.cli import daemon_run as daemon
 frozen_before = gc.get_freeze_count()
 daemon._tune_gc()
 print(gc.get_threshold(), frozen_before, gc.get_freeze_count() > 1000)

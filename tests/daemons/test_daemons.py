@@ -23,8 +23,16 @@ CTL = [sys.executable, "-m", "handoffd.cli.ctl"]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # What a worker must not load: multiprocessing re-runs the daemon's main module in every spawned
-# worker, so handoffd.cli.daemon imports these only inside the functions that need them.
-DAEMON_ONLY_MODULES = ("asyncio", "argparse", "handoffd.config", "handoffd.daemon.node", "zmq")
+# worker, so handoffd.cli.daemon imports these only inside main().
+DAEMON_ONLY_MODULES = (
+    "asyncio",
+    "argparse",
+    "click",
+    "rich",
+    "handoffd.config",
+    "handoffd.daemon.node",
+    "zmq",
+)
 
 
 def ctl(

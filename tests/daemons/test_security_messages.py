@@ -188,7 +188,9 @@ def test_submit_and_stop_from_a_peer_we_connected_to_are_ignored(tmp_path: Path)
 def test_forged_report_from_a_non_member_leaves_the_owner_view_unchanged(tmp_path: Path) -> None:
     key = tmp_path / "cluster.key"
     keys = generate_key_file(key)
-    with ThreadedCluster([{"cpu": 2.0}, {"cpu": 2.0}], key_file=str(key)) as cluster:
+    with ThreadedCluster(
+        [{"cpu": 2.0}, {"cpu": 2.0}], key_file=str(key), transport="zmq"
+    ) as cluster:
         owner = cluster.nodes[0]
 
         def view() -> list[str]:

@@ -120,7 +120,7 @@ def test_inputs_from_the_threshold_on_travel_out_of_band():
     data, buffers = _pipe.pickle_job(1, Job("k", b"payload", inputs))
     assert [bytes(b.raw()) for b in buffers] == [edge, edge]
     assert len(data) < len(small) + 200  # the large values are not copied into the pickle
-    token, payload, back, _, _ = pickle.loads(data, buffers=buffers)
+    token, payload, back, _, _, _ = pickle.loads(data, buffers=buffers)
     assert (token, payload) == (1, b"payload")
     assert bytes(back[1][3][0][1]) == edge and bytes(back[2][1]) == edge and back[0][1] == small
     assert _pipe.pickle_job(2, Job("k", b"p", [("value", small)]))[1] == []

@@ -105,25 +105,17 @@ def _decode_struct(cls: type, body: bytes) -> Any:
     return record.from_values(values) if len(values) == record.count else record.from_other(values)
 
 
-def _same(decoded: Any, expected: Any, pinned: dict[str, Any]) -> bool:
-    """``decoded`` (from pinned bytes) equals ``expected`` in everything the pinned build had: a
-    nested struct is compared on its pinned fields only (a trailing field added since decodes to
-    its default, which is the point of the rule)."""
-    name = type(expected).__name__
-    if STRUCTS.get(name) is type(expected) and name in pinned["structs"]:
-        return type(decoded) is type(expected) and all(
-            _same(getattr(decoded, f), getattr(expected, f), pinned)
-            for f in pinned["structs"][name]["fields"]
-        )
-    if isinstance(expected, tuple) and isinstance(decoded, tuple):
-        return len(decoded) == len(expected) and all(
-            _same(a, b, pinned) for a, b in zip(decoded, expected, strict=True)
-        )
-    if isinstance(expected, dict) and isinstance(decoded, dict):
-        return decoded.keys() == expected.keys() and all(
-            _same(decoded[k], expected[k], pinned) for k in expected
-        )
-    return bool(decoded == expected)
+def _same(a: Any, b: Any, pinned_structs: dict[str, Any]) -> bool:
+    """Equal in every field the pinned build knew: a nested struct that gained trailing fields
+    since (allowed without a version bump) is compared on its pinned fields only."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, tuple) and len(a) == len(b):
+        return all(_same(x, y, pinned_structs) for x, y in zip(a, b, strict=True))
+    entry = pinned_structs.get(type(a).__name__)
+    if entry is not None and STRUCTS.get(type(a).__name__) is type(a):
+        return all(_same(getattr(a, f), getattr(b, f), pinned_structs) for f in entry["fields"])
+    return bool(a == b)
 
 
 def incompatible(pinned: dict[str, Any]) -> list[str]:
@@ -142,7 +134,7 @@ def incompatible(pinned: dict[str, Any]) -> list[str]:
         expected = canonical(cls)
         for name in entry["fields"]:
             if not hasattr(expected, name) or not _same(
-                getattr(decoded.msg, name), getattr(expected, name), pinned
+                getattr(decoded.msg, name), getattr(expected, name), pinned["structs"]
             ):
                 problems.append(f"{entry['name']}.{name}: decodes to another value")
     for name, entry in pinned["structs"].items():
@@ -157,7 +149,11 @@ def incompatible(pinned: dict[str, Any]) -> list[str]:
             continue
         expected = canonical(cls)
         for field_name in entry["fields"]:
-            if getattr(value, field_name, object()) != getattr(expected, field_name, None):
+            if not _same(
+                getattr(value, field_name, object()),
+                getattr(expected, field_name, None),
+                pinned["structs"],
+            ):
                 problems.append(f"{name}.{field_name}: decodes to another value")
     return problems
 

@@ -205,13 +205,13 @@ def test_queued_tasks_of_the_same_cost_join_a_slot_and_inherit_its_claim() -> No
     out = dispatch(st, [item("a", cost), item("b", cost), item("c", cost), item("d", cost)])
     first = jobs(out)
     assert [j.key[1] for _, j in first] == ["a", "b"]  # one claim each, then the queue
-    assert {j.env["CUDA_VISIBLE_DEVICES"] for _, j in first} == {"0", "1"}  # type: ignore[index]
+    assert {j.devices for _, j in first} == {"0", "1"}
     out = settle(st, out)
     chained = jobs(out)[2:]
     assert sorted(j.key[1] for _, j in chained) == ["c", "d"]
-    slot_env = {chain: j.env for chain, j in first}
+    slot_env = {chain: j.devices for chain, j in first}
     for chain, job in chained:  # the slot's claim and GPU index, no round through the ledger
-        assert chain in slot_env and job.env == slot_env[chain]
+        assert chain in slot_env and job.devices == slot_env[chain]
     assert st.ledger.free == {"cpu": 0.0, "gpu": 0.0} and len(st.slots) == 2
     (slot_c,) = [c for c, j in chained if j.key[1] == "c"]
     head = next(j.key[1] for c, j in first if c == slot_c)
@@ -220,7 +220,7 @@ def test_queued_tasks_of_the_same_cost_join_a_slot_and_inherit_its_claim() -> No
     out = ended(st, "c")  # the slot's last task: its claim goes back
     assert of(out, LedgerChanged)
     assert st.ledger.free == {"cpu": 1.0, "gpu": 1.0} and slot_c not in st.slots
-    assert sorted(st.ledger._gpus_free) == [int(slot_env[slot_c]["CUDA_VISIBLE_DEVICES"])]  # type: ignore[index]
+    assert sorted(st.ledger._gpus_free) == [int(slot_env[slot_c] or "-1")]
 
 
 def test_a_task_still_fetching_inputs_is_not_chained_until_they_arrive() -> None:

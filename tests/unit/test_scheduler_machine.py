@@ -192,6 +192,8 @@ class OwnerMachine(RuleBasedStateMachine):
                 self.to_nodes.append(ins)
             elif isinstance(ins, ev.CancelAttempts):
                 self.cancel(ins)
+            elif isinstance(ins, ev.Withdraw):
+                self.withdraw(ins)
             elif isinstance(ins, ev.FreeUnneededValues):
                 self.free_values(ins)
             elif isinstance(ins, ev.FreeResults):
@@ -299,6 +301,21 @@ class OwnerMachine(RuleBasedStateMachine):
                 self.start_queued(node)
                 self.send(node, [node.update(), self.errored(node, job or queued[0], "cancelled")])
 
+    def withdraw(self, ins: ev.Withdraw) -> None:
+        """Re-placement: the node drops the attempts still in its queue and answers (the answer
+        may be lost or late like any message)."""
+        node = self.nodes[ins.node]
+        if not node.alive or ins.term < node.terms.get(ins.run_id, 0):
+            return
+        asked = {(ins.run_id, t, a) for t, a in ins.items}
+        dropped = [j for j in node.queue if j.key in asked]
+        node.queue = [j for j in node.queue if j.key not in asked]
+        withdrawn = [(j.task_id, j.attempt) for j in dropped]
+        kept = [i for i in ins.items if i not in withdrawn]
+        self.send(
+            node, [node.update(), ev.WithdrawAnswered(node.name, ins.run_id, withdrawn, kept)]
+        )
+
     def answer_probe(self, ins: ev.ProbeRun) -> None:
         node = self.nodes[ins.node]
         if node.alive:
@@ -371,6 +388,8 @@ class OwnerMachine(RuleBasedStateMachine):
                 self.lost.update((e.run_id, t, a) for t, a, _ in e.refused)
             elif isinstance(e, (ev.TaskSucceeded, ev.TaskErrored)):
                 self.lost.add((e.run_id, e.task_id, e.attempt))
+            elif isinstance(e, ev.WithdrawAnswered):  # the node dropped them: nobody will tell
+                self.lost.update((e.run_id, t, a) for t, a in e.withdrawn)
 
     @precondition(lambda self: sum(n.alive for n in self.nodes.values()) > 1)
     @rule(name=st.sampled_from(NODES))
@@ -517,6 +536,8 @@ class OwnerMachine(RuleBasedStateMachine):
                     travelling.update((e.run_id, t, a) for t, a, _ in e.refused)
                 elif isinstance(e, (ev.TaskSucceeded, ev.TaskErrored)):
                     travelling.add((e.run_id, e.task_id, e.attempt))
+                elif isinstance(e, ev.WithdrawAnswered):
+                    travelling.update((e.run_id, t, a) for t, a in e.withdrawn)
         for run_id in self.specs:
             run = self.sched.run_state(run_id)
             if run is None or run.state != "RUNNING":

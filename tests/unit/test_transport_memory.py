@@ -171,3 +171,23 @@ def test_handler_errors_are_contained_and_addresses_unique() -> None:
             c.network.transport("a")
 
     run(body)
+
+
+def test_memory_urls_name_a_live_network_and_refuse_anything_else():
+    from handoffd.transport.memory import find_network
+
+    network = MemoryNetwork(seed=1)
+    url = network.url("a.mem:1")
+    assert url == f"mem://{network.id}/a.mem:1"
+    assert find_network(url) == (network, "a.mem:1")
+    with pytest.raises(ValueError, match="expected mem://<network>/<address>"):
+        find_network("mem://only-an-id")
+    with pytest.raises(ValueError, match="expected mem://"):
+        find_network("127.0.0.1:7788")
+    gone = network.url("a.mem:1")
+    del network
+    import gc
+
+    gc.collect()
+    with pytest.raises(ValueError, match="no in-process network"):
+        find_network(gone)

@@ -1,0 +1,62 @@
+"""Reading a worker's replies in the parent: outcomes of the jobs on its pipe (see ``_process``)."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Hashable
+from typing import cast
+
+from handoffd.worker import _process
+from handoffd.worker._records import Outcome, Sent, Worker, cancelled_outcome
+
+log = logging.getLogger("handoffd.worker")
+
+
+def read(
+    worker: Worker,
+    running: dict[Hashable, tuple[Worker, Sent]],
+    on_ready: Callable[[Worker], None],
+) -> tuple[list[Outcome], bool, bool]:
+    """Everything the worker wrote that is here: (outcomes, lost, answered). ``lost``: its pipe
+    ended (it died); ``answered``: a reply was read (the jobs it answered left ``worker.sent`` and
+    ``running``, and ``worker.head`` is None if the head was one of them)."""
+    outcomes: list[Outcome] = []
+    reader = worker.reader
+    reader.fill()
+    lost = answered = False
+    while True:
+        try:
+            data = reader.next()
+            if data is None:
+                lost = reader.eof
+                break
+            if data == _process.READY:
+                on_ready(worker)
+                continue
+            replies = pickle.loads(data)
+            answered = True
+            for token, status, has_value, exc_type, message, tb_text, duration in replies:
+                # Values follow their reply as raw messages (see _process.main): no wait.
+                value = cast(bytes, reader.next(wait=True)) if has_value else None
+                sent = worker.sent.pop(token, None)
+                if sent is None:
+                    log.warning("dropping a stale reply from %s", worker.process.name)
+                    continue
+                worker.bytes -= sent.size
+                key = sent.job.key
+                del running[key]
+                if worker.head is sent:
+                    worker.head = None
+                if sent.cancelling or status == _process.SKIPPED:
+                    outcomes.append(cancelled_outcome(key, duration))
+                elif status == _process.OK:
+                    outcomes.append(Outcome(key, True, value, "", "", "", "", duration))
+                else:
+                    outcomes.append(
+                        Outcome(key, False, None, exc_type, message, tb_text, "error", duration)
+                    )
+        except (EOFError, OSError):
+            lost = True
+            break
+    return outcomes, lost, answered

@@ -1,0 +1,198 @@
+"""Where settings come from: flag > environment (HANDOFFD_*) > config file > default, for
+handoffctl's shared options and for ``handoffd start``; the deprecated HANDOFF_* names; the
+config file's errors (exit 2, saying what is wrong); ``handoffd config``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cli_fakes
+import pytest
+from cli_fakes import RecordingClient
+
+from handoffd.cli import ctl, daemon, daemon_run
+
+clean_env = cli_fakes.clean_env
+opened = cli_fakes.opened
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("clean_env")]
+
+
+def write_config(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``handoffd start`` records the settings it would start with instead of starting."""
+    calls: list[Any] = []
+
+    def record(args: Any, *, as_json: bool = False) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setattr(daemon_run, "start", record)
+    return calls
+
+
+def test_client_precedence_flag_env_file_default(
+    tmp_path: Path, opened: list[RecordingClient], clean_env: dict[str, str]
+) -> None:
+    config = write_config(
+        tmp_path / "c.toml", '[client]\ntimeout = 3\naddress = "127.0.0.1:1"\ninsecure = true\n'
+    )
+    assert ctl.main(["status"]) == 0
+    assert opened[-1].settings["timeout"] == 5.0  # default
+    assert ctl.main(["status", "--config", config]) == 0
+    assert opened[-1].settings["timeout"] == 3.0  # file
+    assert opened[-1].settings["address"] == "127.0.0.1:1"
+    assert opened[-1].settings["insecure"] is True
+    clean_env["HANDOFFD_TIMEOUT"] = "4"
+    assert ctl.main(["--config", config, "status"]) == 0
+    assert opened[-1].settings["timeout"] == 4.0  # env beats file
+    assert opened[-1].settings["address"] == "127.0.0.1:1"  # file still beats default
+    assert ctl.main(["--config", config, "status", "--timeout", "6"]) == 0
+    assert opened[-1].settings["timeout"] == 6.0  # flag beats env
+    clean_env["HANDOFFD_CONFIG"] = config
+    del clean_env["HANDOFFD_TIMEOUT"]
+    assert ctl.main(["status"]) == 0
+    assert opened[-1].settings["timeout"] == 3.0  # the file named by HANDOFFD_CONFIG
+
+
+def test_the_default_config_file_is_in_the_user_config_dir(
+    tmp_path: Path, opened: list[RecordingClient]
+) -> None:
+    from handoffd.cli import settings
+
+    assert settings.default_path() == tmp_path / "config" / "handoffd" / "config.toml"
+    write_config(settings.default_path(), "[client]\ntimeout = 9.5\n")
+    assert ctl.main(["nodes", "--json"]) == 0
+    assert opened[-1].settings["timeout"] == 9.5
+
+
+def test_daemon_start_precedence(
+    tmp_path: Path, started: list[Any], clean_env: dict[str, str]
+) -> None:
+    config = write_config(
+        tmp_path / "d.toml",
+        "[daemon]\nport = 1111\ncpu = 3\nseeds = ['127.0.0.2:1']\n"
+        "resources = { fpga = 2 }\nkey-file = '~/cluster.key'\nno-mdns = true\n",
+    )
+    assert daemon.main(["start"]) == 0
+    assert (started[-1].port, started[-1].cpu, started[-1].seeds) == (7788, None, [])
+    assert daemon.main(["start", "--config", config]) == 0
+    args = started[-1]
+    assert (args.port, args.cpu, args.seeds, args.no_mdns) == (1111, 3.0, ["127.0.0.2:1"], True)
+    assert args.resources == ["fpga=2"]
+    assert args.key_file == os.path.expanduser("~/cluster.key")
+    clean_env["HANDOFFD_PORT"] = "2222"
+    clean_env["HANDOFFD_SEEDS"] = "127.0.0.3:1 127.0.0.4:1,127.0.0.5:1"
+    assert daemon.main(["--config", config, "start"]) == 0
+    assert started[-1].port == 2222 and started[-1].cpu == 3.0
+    assert started[-1].seeds == ["127.0.0.3:1", "127.0.0.4:1,127.0.0.5:1"]
+    assert daemon.main(["--config", config, "start", "--port", "3333", "--seed", "h:1"]) == 0
+    assert started[-1].port == 3333 and started[-1].seeds == ["h:1"]
+
+
+def test_comma_separated_seeds_become_several() -> None:
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(
+        cpu=1.0,
+        memory=100.0,
+        gpu=0.0,
+        resources=[],
+        name="n",
+        host="127.0.0.1",
+        port=1,
+        seeds=["127.0.0.3:1", "127.0.0.4:2,127.0.0.5:3"],
+        no_mdns=True,
+        cluster="c",
+        key_file=None,
+        insecure=False,
+        allow_local_users=False,
+        replicas=2,
+        max_workers=None,
+        store_memory=1.0,
+        spill_dir=None,
+        result_retention=1.0,
+    )
+    config = daemon_run.build_config(args)
+    assert config.seeds == ("127.0.0.3:1", "127.0.0.4:2", "127.0.0.5:3")
+
+
+def test_legacy_names_work_with_one_warning_and_lose_to_the_new_ones(
+    opened: list[RecordingClient], clean_env: dict[str, str], capsys: Any
+) -> None:
+    clean_env["HANDOFF_ADDRESS"] = "127.0.0.1:5"
+    assert ctl.main(["status"]) == 0
+    assert opened[-1].settings["address"] == "127.0.0.1:5"
+    err = capsys.readouterr().err
+    assert err.count("HANDOFF_ADDRESS is deprecated: set HANDOFFD_ADDRESS") == 1
+    clean_env["HANDOFFD_ADDRESS"] = "127.0.0.1:6"
+    assert ctl.main(["status"]) == 0
+    assert opened[-1].settings["address"] == "127.0.0.1:6"
+
+
+def test_the_library_reads_the_legacy_name_with_a_future_warning(
+    clean_env: dict[str, str],
+) -> None:
+    from handoffd import envvars
+
+    clean_env["HANDOFF_KEY_FILE"] = "/k"
+    with pytest.warns(FutureWarning, match="HANDOFF_KEY_FILE is deprecated"):
+        assert envvars.get("KEY_FILE") == "/k"
+    clean_env["HANDOFFD_KEY_FILE"] = "/new"
+    assert envvars.get("KEY_FILE") == "/new"
+    clean_env["HANDOFF_TIMEOUT"] = "3"  # never a legacy name: not read
+    assert envvars.get("TIMEOUT") is None
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[client]\ntimout = 3\n", "unknown setting(s) timout; known: "),
+        ("[clients]\naddress = 'x'\n", "unknown top-level entry 'clients'"),
+        ("address = 'x'\n", "unknown top-level entry 'address'"),
+        ("[client\n", "not valid TOML"),
+        ("[client]\ntimeout = 'soon'\n", "'soon' is not a valid float"),
+    ],
+)
+def test_a_bad_config_file_exits_2_saying_what_is_wrong(
+    tmp_path: Path, text: str, needle: str, opened: list[RecordingClient], capsys: Any
+) -> None:
+    config = write_config(tmp_path / "bad.toml", text)
+    assert ctl.main(["--config", config, "nodes"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert not opened
+
+
+def test_a_missing_named_config_file_exits_2(tmp_path: Path, capsys: Any) -> None:
+    assert daemon.main(["start", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: no such file" in capsys.readouterr().err
+
+
+def test_handoffd_config_prints_values_and_sources(
+    tmp_path: Path, clean_env: dict[str, str], capsys: Any
+) -> None:
+    config = write_config(
+        tmp_path / "d.toml",
+        "[daemon]\nport = 1111\ncpu = 3\nstop-timeout = 9\n[client]\ntimeout = 3\n",
+    )
+    clean_env["HANDOFFD_CPU"] = "5"
+    assert daemon.main(["config", "--json", "--config", config]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config_file"] == config
+    assert doc["daemon"]["port"] == {"value": 1111, "source": f"file {config}"}
+    assert doc["daemon"]["cpu"] == {"value": 5.0, "source": "env HANDOFFD_CPU"}
+    assert doc["daemon"]["host"] == {"value": "127.0.0.1", "source": "default"}
+    assert doc["client"]["timeout"] == {"value": 3.0, "source": f"file {config}"}
+    assert daemon.main(["config", "--config", config]) == 0
+    text = capsys.readouterr().out
+    assert "[daemon]" in text and "env HANDOFFD_CPU" in text and f"file {config}" in text
