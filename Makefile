@@ -53,6 +53,7 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/bench_vs_peers.py
+	$(PY) bench/bench_sched_quality.py
 
 clean:
 	rm -rf build *.egg-info _core/*.c _core/*.so
