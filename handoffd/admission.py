@@ -31,6 +31,7 @@ from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
+from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 
 log = logging.getLogger("handoffd.admission")
 
@@ -55,6 +56,8 @@ PEER_TYPES = (
     m.FetchValues,
     m.ValuesFetched,
     m.CancelTasks,
+    WithdrawTasks,
+    TasksWithdrawn,
     m.FreeRun,
     m.FreeValues,
     mc.FetchPackages,

@@ -371,18 +371,20 @@ class Client:
         outputs: Iterable[str] | None = None,
         working_dir: str | None = None,
         py_modules: Iterable[str | ModuleType] | None = None,
+        priority: int = 0,
     ) -> Run:
         """Submit a DAG; returns at once with a Run owned by the daemon we are connected to.
         ``max_retries``: times a failing function is run again; ``timeout``: seconds for the
         whole run (None: no deadline); ``policy``: placement; ``outputs``: the function ids whose
-        values the client wants (default: every non-inline function).
+        values the client wants (default: every non-inline function); ``priority`` is added to
+        every function's own (higher starts first on a busy node).
 
         Code: the modules imported from under the current directory (and a dag.py's, for
         ``handoffctl submit``) are shipped with the run; ``working_dir`` ships a directory and
         ``py_modules`` packages or modules (paths, modules or names), each on ``sys.path`` in the
         workers running this run's tasks (``handoffd.packages``)."""
         run = self._submit(
-            dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules
+            dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules, priority
         )
         self._ran[dag] = run
         return run
@@ -397,12 +399,13 @@ class Client:
         outputs: Iterable[str] | None = None,
         working_dir: str | None = None,
         py_modules: Iterable[str | ModuleType] | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]:
         """Submit, wait, and return {function id: value} for every non-inline function (or the
         ``outputs``); raise the run's error (TaskFailed, RunCancelled, Timeout, ...). Options as
         for ``submit``."""
         run = self._submit(
-            dag, True, max_retries, timeout, policy, outputs, working_dir, py_modules
+            dag, True, max_retries, timeout, policy, outputs, working_dir, py_modules, priority
         )
         if run._last is None or not run._last.done:
             # Still running after the first wait, or the owner died (we follow the run).
@@ -475,6 +478,7 @@ class Client:
         outputs: Iterable[str] | None = None,
         working_dir: str | None = None,
         py_modules: Iterable[str | ModuleType] | None = None,
+        priority: int = 0,
     ) -> Run:
         from handoffd import packages as code_packages
         from handoffd.dag import DAG
@@ -492,6 +496,12 @@ class Client:
             policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False, packages=shas
         )
         output_ids = None if listed is None else tuple(listed)  # (a str was refused)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise errors.ValidationError(
+                "invalid_option", None, f"priority must be an integer, got {priority!r}"
+            )
+        if priority:  # the run's priority adds to each function's own (TaskMeta.priority)
+            rows = [(*row[:9], row[9] + priority) for row in rows]
         if not self._known[1:]:
             try:
                 self.nodes()  # learn the cluster's addresses for failover

@@ -47,6 +47,7 @@ from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
+from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -479,6 +480,8 @@ class Node(NodeReliability):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
             self.executor.on_cancel(msg, term)
+        elif isinstance(msg, WithdrawTasks):
+            self.executor.on_withdraw(msg, term)
         elif isinstance(msg, m.FreeRun):
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
@@ -575,6 +578,8 @@ class Node(NodeReliability):
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
         self._run_membership(swim.LocalResources(free))
+        if self.owner is not None:
+            self.owner.own_resources(free)
 
     def _run_membership(self, event: Any) -> None:
         if self.membership is None:

@@ -47,6 +47,7 @@ from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput
 from handoffd.protocol.messages_observability import GetTaskHistory
+from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -188,6 +189,18 @@ class OwnerIO:
         if events:
             self._feed_all(*events)
 
+    def own_resources(self, free: dict[str, float]) -> None:
+        """Our ledger changed (``free`` now, zeros while draining): our own node in the scheduler's
+        view follows it. Membership's word on ourselves is skipped (``member_updates``) and a
+        report reaches only its task's owner, so a change made by another owner's task -- its
+        task ending here and freeing the cpu -- used to never reach us: our view of ourselves
+        stayed full and our READY tasks waited forever on an idle node (the multi-owner wedge)."""
+        r = self._resources
+        update = ev.NodeUpdate(
+            self.port.name, self.port.address, True, dict(r.capacity), free, r.version
+        )
+        self._feed(update)
+
     def tick(self, now: float) -> None:
         self._retain(rt.TimePassed(), now)
 
@@ -234,7 +247,7 @@ class OwnerIO:
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         replication = self.replication
-        if isinstance(msg, (m.DispatchReplied, m.TasksReported)):
+        if isinstance(msg, (m.DispatchReplied, m.TasksReported, TasksWithdrawn)):
             term = envelope.term if envelope is not None else 0
             if replication.fenced(msg.run_id, term):
                 return  # another owner holds the run at a higher term: we stepped down
@@ -271,6 +284,7 @@ class OwnerIO:
                             node,
                             report.size,
                             bytes(value) if value is not None else None,
+                            report.duration,
                         )
                     )
                 elif report.state == "FAILED":
@@ -287,6 +301,17 @@ class OwnerIO:
                         )
                     )
             self._feed_all(*events)
+        elif isinstance(msg, TasksWithdrawn):
+            node = self._node_name_for(envelope)
+            self._feed_all(
+                *self._reported(node, msg),
+                ev.WithdrawAnswered(
+                    node,
+                    msg.run_id,
+                    tuple((a.task_id, a.attempt) for a in msg.withdrawn),
+                    tuple((a.task_id, a.attempt) for a in msg.kept),
+                ),
+            )
         elif isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
@@ -317,7 +342,9 @@ class OwnerIO:
         else:
             log.debug("unexpected %s", type(msg).__name__)
 
-    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> list[Any]:
+    def _reported(
+        self, node: str, msg: m.DispatchReplied | m.TasksReported | TasksWithdrawn
+    ) -> list[Any]:
         """The free resources a node's reply or report carries, as a scheduler event; none unless
         the node is ourselves or a live member: the scheduler's view holds members only, and a
         report must never add a node to it (issue 11: a forged report made a phantom node)."""
@@ -534,6 +561,11 @@ class OwnerIO:
         for ins in instructions:
             if isinstance(ins, ev.Dispatch):
                 self._dispatch(ins)
+            elif isinstance(ins, ev.Withdraw):
+                address = self.port.address_of(ins.node)
+                if address:
+                    items = tuple(m.TaskAttempt(t, a) for t, a in ins.items)
+                    self.port.send(address, WithdrawTasks(ins.run_id, items), term=ins.term)
             elif isinstance(ins, ev.CancelAttempts):
                 address = self.port.address_of(ins.node)
                 if address:
