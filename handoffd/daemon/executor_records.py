@@ -89,6 +89,30 @@ class QueueOrder:
         return self.keys
 
 
+def done_report(
+    task: Task, size: int, timing: tuple[int, float, float], duration: float
+) -> m.TaskReport:
+    """The report of an attempt that produced a value of ``size`` bytes; ``timing``: (worker pid,
+    wall-clock start, end); ``duration``: seconds it ran in the worker."""
+    pid, started, ended = timing
+    return m.TaskReport(
+        task.task_id,
+        task.attempt,
+        "DONE",
+        size,
+        -1,
+        "",
+        "",
+        "",
+        "",
+        pid,
+        started,
+        ended,
+        task.bytes_in,
+        duration,
+    )
+
+
 def failed(
     task: Task,
     kind: str,
@@ -153,3 +177,18 @@ def _convert(task: Task, store: ResultStore, children: dict[int, list[int]], ind
     if value is None:
         raise LookupError(f"input {ref.task_id!r} vanished from the store")
     return ("value", value)
+
+
+def values_fetched(store: Any, msg: m.FetchValues) -> tuple[m.ValuesFetched, list[bytes]]:
+    """The answer to a peer's ``FetchValues``: one frame per value ``store`` holds."""
+    found: list[str] = []
+    missing: list[str] = []
+    frames: list[bytes] = []
+    for task_id in msg.task_ids:
+        value = store.get(msg.run_id, task_id)
+        if value is None:
+            missing.append(task_id)
+        else:
+            found.append(task_id)
+            frames.append(value)
+    return m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)), frames

@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from handoffd import resources
@@ -77,9 +78,11 @@ from handoffd.daemon.executor_records import (
     Slot,
     Task,
     check_item,
+    done_report,
     failed,
     job_inputs,
     queue_key,
+    values_fetched,
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
@@ -417,22 +420,8 @@ class ExecutorState:
         """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
         the asking member's own address (``admission.check`` drops any other), so a forged
         request cannot make us connect to an address of its choosing."""
-        msg = ev.msg
-        found: list[str] = []
-        missing: list[str] = []
-        frames: list[bytes] = []
-        for task_id in msg.task_ids:
-            value = self.store.get(msg.run_id, task_id)
-            if value is None:
-                missing.append(task_id)
-            else:
-                found.append(task_id)
-                frames.append(value)
-        self._send(
-            msg.reply_to,
-            m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)),
-            frames,
-        )
+        answer, frames = values_fetched(self.store, ev.msg)
+        self._send(ev.msg.reply_to, answer, frames)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -566,22 +555,8 @@ class ExecutorState:
             self.store.put(task.run_id, task.task_id, value)
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
-            report = m.TaskReport(
-                task.task_id,
-                task.attempt,
-                "DONE",
-                len(value),
-                -1,
-                "",
-                "",
-                "",
-                "",
-                outcome.pid,
-                ended - outcome.duration,
-                ended,
-                task.bytes_in,
-                outcome.duration,
-            )
+            started = ended - outcome.duration
+            report = done_report(task, len(value), (outcome.pid, started, ended), outcome.duration)
             self.counters["done"] += 1
             self._finish(task, report, inline, outcome.output)
         else:
@@ -633,22 +608,7 @@ class ExecutorState:
             outputs = [output for _, _, output in entries]
             for report, value, _ in entries:
                 if value is not None:
-                    report = m.TaskReport(
-                        report.task_id,
-                        report.attempt,
-                        report.state,
-                        report.size,
-                        len(frames),
-                        report.kind,
-                        report.exc_type,
-                        report.message,
-                        report.traceback,
-                        report.pid,
-                        report.started,
-                        report.ended,
-                        report.bytes_in,
-                        report.duration,
-                    )
+                    report = replace(report, frame=len(frames))
                     frames.append(value)
                 reports.append(report)
             self._send(

@@ -39,7 +39,6 @@ from handoffd.scheduler.cluster_view import (
     WINDOW,
     ClusterView,
     NodeState,
-    add_into,
 )
 from handoffd.scheduler.delays import REFUSAL_BACKOFF, DelayedTasks
 from handoffd.scheduler.events import (
@@ -695,27 +694,6 @@ class OwnerScheduler:
 
     def validate(self) -> None:
         """Raise AssertionError when an invariant is broken (tests call it after every event)."""
-        outstanding: dict[str, dict[str, float]] = {}
-        work: dict[str, float] = {}
-        queued: set[tuple[str, str]] = set()
-        active: set[tuple[str, str]] = set()
-        for run in self._owned.live.values():
-            run.validate()
-            for rec in run.tasks.values():
-                if rec.state in ACTIVE:
-                    assert rec.node is not None
-                    assert self._view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
-                    add_into(outstanding.setdefault(rec.node, {}), rec.spec.cost, 1)
-                    if rec.charge:
-                        work[rec.node] = work.get(rec.node, 0.0) + rec.charge
-                    active.add((run.run_id, rec.id))
-                if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
-                    queued.add((run.run_id, rec.id))
-                if rec.state == DONE:
-                    bad = [n for n in rec.locations if not self._view.alive(n)]
-                    assert not bad, f"{rec.id} has copies on lost nodes {bad}"
-        self._view.validate(outstanding, work)
-        self._lost.validate(active)
-        self._rebalance.validate()
-        in_queue = self._ready.validate(self._owned.live)
-        assert queued == in_queue, f"ready queue {sorted(in_queue)} != {sorted(queued)}"
+        from handoffd.scheduler.invariants import validate_owner
+
+        validate_owner(self._owned.live, self._view, self._lost, self._rebalance, self._ready)
