@@ -37,12 +37,16 @@ def test_many_messages_arrive_in_order() -> None:
     async def body(nodes: Nodes) -> None:
         a = await nodes.start()
         b = await nodes.start()
+        # Until the connection is up a peer's messages wait in a queue bounded by
+        # Limits.max_pending_per_peer (10,000), so connect first, as a daemon would have.
+        assert a.send(b.address, [b"hello"])
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == 1, what="connection up")
         for i in range(count):
             assert a.send(b.address, [i.to_bytes(4, "big")])
             if i % 2000 == 0:
                 await asyncio.sleep(0)
-        await async_wait_for(lambda: len(nodes.inbox[b.address]) == count)
-        got = [int.from_bytes(frames[0], "big") for _, frames in nodes.inbox[b.address]]
+        await async_wait_for(lambda: len(nodes.inbox[b.address]) == count + 1)
+        got = [int.from_bytes(frames[0], "big") for _, frames in nodes.inbox[b.address][1:]]
         assert got == list(range(count))
 
     run(body)
