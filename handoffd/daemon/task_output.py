@@ -1,8 +1,9 @@
 """Task output kept with its run: what each attempt printed and logged, for clients to read.
 
-Each attempt's output (captured and bounded in the worker, ``worker.capture``) comes to the owner in
-its ``TaskReport``. ``OutputStore`` numbers it (``seq``, per run) and keeps it, bounded per task
-and per run; ``TaskOutputIO`` (the owner's shell for it) sends new entries to the run's standbys
+Each attempt's output (captured and bounded in the worker, ``worker.capture``) comes to the owner
+while the attempt runs (``TaskOutputLive``: its new lines, about every half second while it prints)
+and, what was not sent live, in its ``TaskReport``; an attempt may so have several entries.
+``OutputStore`` numbers them (``seq``, per run) and keeps them, bounded per task and per run; ``TaskOutputIO`` (the owner's shell for it) sends new entries to the run's standbys
 once per loop turn (``ReplicateOutput``: a standby keeps them in its own store, so after a takeover
 the new owner serves them and numbers on from them), and answers clients' ``GetTaskOutput`` long
 polls: what is new since the entry they last saw, at once if there is some, else when some comes
@@ -19,6 +20,7 @@ from typing import Any
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
 from handoffd.protocol.messages_code import (
     GetTaskOutput,
+    LiveOutput,
     OutputEntry,
     ReplicateOutput,
     TaskOutputReply,
@@ -167,10 +169,19 @@ class TaskOutputIO:
         self, run_id: str, node: str, reports: tuple[Any, ...], outputs: tuple[str, ...]
     ) -> None:
         """A node's reports of a run we own; keeps the outputs they carry (one per report)."""
+        texts = [(r.task_id, r.attempt, text) for r, text in zip(reports, outputs, strict=False)]
+        self._add(run_id, node, texts)
+
+    def live(self, run_id: str, node: str, chunks: tuple[LiveOutput, ...]) -> None:
+        """What running attempts of a run printed (``TaskOutputLive``); kept if we own the run."""
+        if self._run_state(run_id) is not None:
+            self._add(run_id, node, [(c.task_id, c.attempt, c.text) for c in chunks])
+
+    def _add(self, run_id: str, node: str, texts: list[tuple[str, int, str]]) -> None:
         added = False
-        for report, output in zip(reports, outputs, strict=False):
-            if output:
-                entry = self.store.add(run_id, report.task_id, report.attempt, node, output)
+        for task_id, attempt, text in texts:
+            if text:
+                entry = self.store.add(run_id, task_id, attempt, node, text)
                 if not self._unsent:
                     self.port.call_soon(self._flush)
                 self._unsent.setdefault(run_id, []).append(entry)
