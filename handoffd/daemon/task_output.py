@@ -97,22 +97,34 @@ class OutputStore:
 
     def _trim(self, run: _RunOutput, task_id: str) -> None:
         """Drop the oldest texts (of this task while it is over its bound, then of any task while
-        the run is), leaving a line that says so."""
+        the run is), leaving one line per attempt that says so (an attempt sent live has several
+        entries: the first becomes the line, the others go)."""
+        noted: set[tuple[str, int]] = set()  # attempts whose dropped output a line mentions
+        kept: list[OutputEntry] = []
+        last = len(run.entries) - 1
         for index, old in enumerate(run.entries):
-            over_task = run.per_task.get(task_id, 0) > PER_TASK and old.task_id == task_id
-            if not (over_task or run.size > PER_RUN) or index == len(run.entries) - 1:
-                continue
+            attempt = (old.task_id, old.attempt)
             if old.text.startswith("[output of attempt"):
+                noted.add(attempt)
+                kept.append(old)
                 continue
-            note = f"[output of attempt {old.attempt} dropped: over the kept output's bound]\n"
-            cut = len(old.text) - len(note)
-            if cut <= 0:
+            over_task = run.per_task.get(task_id, 0) > PER_TASK and old.task_id == task_id
+            if not (over_task or run.size > PER_RUN) or index == last:
+                kept.append(old)
                 continue
-            run.entries[index] = OutputEntry(old.seq, old.task_id, old.attempt, old.node, note)
+            if attempt in noted:  # its seq stays in run.seqs: a standby's resend stays out
+                cut = len(old.text)
+            else:
+                note = f"[output of attempt {old.attempt} dropped: over the kept output's bound]\n"
+                cut = len(old.text) - len(note)
+                if cut <= 0:
+                    kept.append(old)
+                    continue
+                kept.append(OutputEntry(old.seq, old.task_id, old.attempt, old.node, note))
+                noted.add(attempt)
             run.size -= cut
             run.per_task[old.task_id] -= cut
-            if run.per_task.get(task_id, 0) <= PER_TASK and run.size <= PER_RUN:
-                return
+        run.entries = kept
 
     def since(self, run_id: str, task_id: str, since: int) -> tuple[list[OutputEntry], int]:
         """Entries numbered ``since`` or later (of ``task_id``, or all when it is ""), at most

@@ -141,3 +141,18 @@ def test_without_on_output_everything_comes_with_the_outcome(tmp_path: Any) -> N
         assert outcome.output == "first line\npartial end\nafter the gate\n"
 
     run_pool(1, body)
+
+
+def say_twice(word: str) -> str:
+    print(f"{word} once")
+    print(f"{word} twice")
+    return word
+
+
+def test_run_local_prints_each_line_once(capsys: Any) -> None:
+    import handoffd
+
+    dag = handoffd.DAG()
+    dag.add_function(handoffd.Function(id="t", code=say_twice, extra_args=["hi"]))
+    assert handoffd.run_local(dag, max_workers=1) == {"t": "hi"}
+    assert capsys.readouterr().out.splitlines() == ["[t] hi once", "[t] hi twice"]
