@@ -269,3 +269,42 @@ def test_submit_streams_a_running_tasks_lines(daemons: Any, tmp_path: Path) -> N
             submit.wait()
     assert seen.lines.count(f"[g@{node.name}] waiting for the gate") == 1
     assert seen.lines.count(f"[g@{node.name}] through the gate") == 1
+
+
+def test_live_lines_survive_the_owners_death(daemons: Any, tmp_path: Path) -> None:
+    """A line seen live at the owner is at the new owner after a takeover; the task, still
+    running through it, reports the rest there: each line once."""
+    owner = daemons.start(cpu=1, memory=1000)
+    others = [daemons.start(cpu=1, memory=1000, seeds=[owner.address]) for _ in range(2)]
+    gate = tmp_path / "gate"
+    with handoffd.connect(owner.address) as client:
+        wait_for(
+            lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,
+            timeout=30,
+            what="three daemons joined",
+        )
+        dag = handoffd.DAG()
+        dag.add_function(
+            handoffd.Function(
+                id="p", code=print_then_wait, extra_args=[str(gate)], node=others[0].name
+            )
+        )
+        run = client.submit(dag)
+        wait_for(
+            lambda: "live line one" in run.logs(),
+            timeout=60,
+            what="the running task's line at the owner",
+        )
+    owner.kill()
+    with handoffd.connect(others[1].address) as survivor:
+        followed = survivor.run(run.id)
+        wait_for(
+            lambda: "live line one" in followed.logs(),
+            timeout=60,
+            what="the live line at the new owner",
+        )
+        gate.touch()
+        assert followed.wait(60).state == "DONE"
+        text = followed.logs()
+    name = others[0].name
+    assert text == f"[p@{name}] live line one\n[p@{name}] after the gate\n"
