@@ -9,7 +9,10 @@ timers and resource gossip out. Nothing here decides anything.
 What running tasks print (the pool's ``on_output``) is not a decision either: it goes to the run's
 owner as it comes, in one ``TaskOutputLive`` per run per loop turn, and always before the report of
 the attempt that printed it (``on_outcome`` sends what is waiting first), so the owner numbers an
-attempt's lines in the order they were printed.
+attempt's lines in the order they were printed. A running attempt's live text (at most the capture's
+head, 48 KiB) is kept until its outcome: when the run gets a new owner (``NewOwner``) it is sent
+there again, as what went to the old one in its last moments may be lost; each piece carries its
+offset in the attempt's output and the owner keeps each offset once.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class Executor:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         # (owner address at dispatch, run) -> live output waiting for this loop turn's send
         self._live: dict[tuple[str, str], list[LiveOutput]] = {}
+        self._sent_live: dict[Any, list[LiveOutput]] = {}  # running attempt -> its live pieces
 
     # -- state, as the node and the replication shell read it ---------------------------------
 
@@ -127,8 +131,21 @@ class Executor:
             return
         if not self._live:
             asyncio.get_running_loop().call_soon(self._send_live)
-        chunk = LiveOutput(task.task_id, task.attempt, text)
+        pieces = self._sent_live.setdefault(key, [])
+        offset = pieces[-1].offset + len(pieces[-1].text) if pieces else 0
+        chunk = LiveOutput(task.task_id, task.attempt, offset, text)
+        pieces.append(chunk)
         self._live.setdefault((task.owner_address, task.run_id), []).append(chunk)
+
+    def _resend_live(self, run_id: str) -> None:
+        """The run has a new owner: the live text of its running attempts, sent again."""
+        for key, pieces in self._sent_live.items():
+            if key[0] == run_id:
+                task = self.state.tasks.get(key)
+                if task is not None:
+                    self._live.setdefault((task.owner_address, run_id), []).extend(pieces)
+        if self._live:
+            asyncio.get_running_loop().call_soon(self._send_live)
 
     def _send_live(self) -> None:
         waiting, self._live = self._live, {}
@@ -140,6 +157,7 @@ class Executor:
             self._send(owner, msg, [], term=self.term_of(run_id))
 
     def on_outcome(self, outcome: Outcome) -> None:
+        self._sent_live.pop(outcome.key, None)
         if self._live:  # the attempt's live lines reach the owner before its report
             self._send_live()
         instructions = self.state.task_ended(outcome, self._clock())  # once per task: no event
@@ -200,6 +218,8 @@ class Executor:
                 if self.pool is not None:
                     self.pool.cancel(ins.key)
             elif isinstance(ins, NewOwner):
+                if self._sent_live:
+                    self._resend_live(ins.run_id)
                 if self.on_new_owner is not None:
                     self.on_new_owner(ins.run_id, ins.term, ins.owner)
             else:

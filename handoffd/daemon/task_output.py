@@ -38,6 +38,7 @@ TERMINAL = ("DONE", "FAILED", "CANCELLED")
 class _RunOutput:
     entries: list[OutputEntry] = field(default_factory=list)  # by seq
     seqs: set[int] = field(default_factory=set)
+    live: set[tuple[str, int, int]] = field(default_factory=set)  # (task, attempt, offset) kept
     next_seq: int = 0
     size: int = 0
     per_task: dict[str, int] = field(default_factory=dict)
@@ -62,9 +63,15 @@ class OutputStore:
                 self.size -= self._runs.popitem(last=False)[1].size
         return run
 
-    def add(self, run_id: str, task_id: str, attempt: int, node: str, text: str) -> OutputEntry:
+    def add(
+        self, run_id: str, task_id: str, attempt: int, node: str, text: str, offset: int = -1
+    ) -> OutputEntry | None:
+        """Keep a text, numbered next; None for live text kept already (sent again to a new
+        owner)."""
         run = self._run(run_id)
-        entry = OutputEntry(run.next_seq, task_id, attempt, node, text)
+        if offset >= 0 and (task_id, attempt, offset) in run.live:
+            return None
+        entry = OutputEntry(run.next_seq, task_id, attempt, node, text, offset)
         self._keep(run, entry)
         return entry
 
@@ -80,6 +87,8 @@ class OutputStore:
         if run.entries[-1:] and len(run.entries) > 1 and run.entries[-2].seq > entry.seq:
             run.entries.sort(key=lambda e: e.seq)
         run.seqs.add(entry.seq)
+        if entry.offset >= 0:
+            run.live.add((entry.task_id, entry.attempt, entry.offset))
         run.next_seq = max(run.next_seq, entry.seq + 1)
         size = len(entry.text)
         run.size += size
@@ -120,7 +129,9 @@ class OutputStore:
                 if cut <= 0:
                     kept.append(old)
                     continue
-                kept.append(OutputEntry(old.seq, old.task_id, old.attempt, old.node, note))
+                kept.append(
+                    OutputEntry(old.seq, old.task_id, old.attempt, old.node, note, old.offset)
+                )
                 noted.add(attempt)
             run.size -= cut
             run.per_task[old.task_id] -= cut
@@ -181,19 +192,26 @@ class TaskOutputIO:
         self, run_id: str, node: str, reports: tuple[Any, ...], outputs: tuple[str, ...]
     ) -> None:
         """A node's reports of a run we own; keeps the outputs they carry (one per report)."""
-        texts = [(r.task_id, r.attempt, text) for r, text in zip(reports, outputs, strict=False)]
+        texts = [
+            (r.task_id, r.attempt, text, -1) for r, text in zip(reports, outputs, strict=False)
+        ]
         self._add(run_id, node, texts)
 
     def live(self, run_id: str, node: str, chunks: tuple[LiveOutput, ...]) -> None:
-        """What running attempts of a run printed (``TaskOutputLive``); kept if we own the run."""
-        if self._run_state(run_id) is not None:
-            self._add(run_id, node, [(c.task_id, c.attempt, c.text) for c in chunks])
+        """What running attempts of a run printed (``TaskOutputLive``); kept if we own the run,
+        hold a replica of it or are taking it over (an executor sends live text again to a new
+        owner when it learns of it: during the takeover, before the run is restored here)."""
+        if self._run_state(run_id) is not None or self.replication.knows(run_id):
+            texts = [(c.task_id, c.attempt, c.text, c.offset) for c in chunks]
+            self._add(run_id, node, texts)
 
-    def _add(self, run_id: str, node: str, texts: list[tuple[str, int, str]]) -> None:
+    def _add(self, run_id: str, node: str, texts: list[tuple[str, int, str, int]]) -> None:
         added = False
-        for task_id, attempt, text in texts:
+        for task_id, attempt, text, offset in texts:
             if text:
-                entry = self.store.add(run_id, task_id, attempt, node, text)
+                entry = self.store.add(run_id, task_id, attempt, node, text, offset)
+                if entry is None:
+                    continue
                 if not self._unsent:
                     self.port.call_soon(self._flush)
                 self._unsent.setdefault(run_id, []).append(entry)

@@ -40,6 +40,7 @@ class OutputEntry:
     attempt: int
     node: str
     text: str
+    offset: int = -1  # where live text starts in its attempt's output (-1: not live)
 
 
 @message(122)
@@ -77,10 +78,12 @@ class TaskOutputReply:
 
 @struct
 class LiveOutput:
-    """New output lines of a running attempt."""
+    """New output lines of a running attempt; ``offset``: where they start in its output (a
+    new owner may be sent them again: it keeps each offset once)."""
 
     task_id: str
     attempt: int
+    offset: int
     text: str
 
 

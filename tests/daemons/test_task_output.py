@@ -308,3 +308,61 @@ def test_live_lines_survive_the_owners_death(daemons: Any, tmp_path: Path) -> No
         text = followed.logs()
     name = others[0].name
     assert text == f"[p@{name}] live line one\n[p@{name}] after the gate\n"
+
+
+def print_wait_print_wait(gate1: str, gate2: str) -> str:
+    import os
+    import time
+
+    deadline = time.monotonic() + 120  # bounded: a broken test cannot hang the worker forever
+    print("before the owner died")
+    while not os.path.exists(gate1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("while nobody noticed")
+    while not os.path.exists(gate2) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "ok"
+
+
+def test_live_lines_sent_to_a_dead_owner_reach_the_new_one(daemons: Any, tmp_path: Path) -> None:
+    """A line printed right after the owner was killed goes to it (nobody noticed its death yet)
+    and is lost there; the executor sends the running attempt's live text again to the new
+    owner, which keeps each piece once."""
+    owner = daemons.start(cpu=1, memory=1000)
+    others = [daemons.start(cpu=1, memory=1000, seeds=[owner.address]) for _ in range(2)]
+    gate1, gate2 = tmp_path / "gate1", tmp_path / "gate2"
+    with handoffd.connect(owner.address) as client:
+        wait_for(
+            lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,
+            timeout=30,
+            what="three daemons joined",
+        )
+        dag = handoffd.DAG()
+        dag.add_function(
+            handoffd.Function(
+                id="p",
+                code=print_wait_print_wait,
+                extra_args=[str(gate1), str(gate2)],
+                node=others[0].name,
+            )
+        )
+        run = client.submit(dag)
+        wait_for(
+            lambda: "before the owner died" in run.logs(),
+            timeout=60,
+            what="the running task's first line at the owner",
+        )
+    owner.kill()
+    gate1.touch()
+    with handoffd.connect(others[1].address) as survivor:
+        followed = survivor.run(run.id)
+        wait_for(
+            lambda: "while nobody noticed" in followed.logs(),
+            timeout=60,
+            what="the line sent to the dead owner, at the new owner",
+        )
+        gate2.touch()
+        assert followed.wait(60).state == "DONE"
+        text = followed.logs()
+    name = others[0].name
+    assert text == f"[p@{name}] before the owner died\n[p@{name}] while nobody noticed\n"
