@@ -53,6 +53,7 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/bench_vs_peers.py
+	$(PY) bench/bench_sched_quality.py
 
 # The dashboard's browser test drives Debian's headless chromium (tests/daemons/test_dashboard_browser.py);
 # installed here when missing and we are root (CI is), else that test skips and says why.

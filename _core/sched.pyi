@@ -32,12 +32,16 @@ class WindowFill:
         loads: Sequence[Mapping[str, float]],
         window: float,
         low_water: float | None = None,
+        budgets: Sequence[float] | None = None,
     ) -> None: ...
-    def pick(self, need: Mapping[str, float], pin: int, policy: str) -> int: ...
+    def pick(
+        self, need: Mapping[str, float], pin: int, policy: str, seconds: float = 0.0
+    ) -> int: ...
 
 def window_fill(
     capacities: Sequence[Mapping[str, float]],
     loads: Sequence[Mapping[str, float]],
     window: float,
     low_water: float | None = None,
+    budgets: Sequence[float] | None = None,
 ) -> WindowFill: ...

@@ -299,13 +299,16 @@ cdef class WindowFill:
     cdef double* top          # n_dims: the largest capw
     cdef double* want         # n_dims: scratch for pick
     cdef char* open_          # n_nodes: still taking part
+    cdef double* budget       # n_nodes: seconds of queued work still allowed (NULL: unbounded)
 
-    def __cinit__(self, capacities, loads, window, low_water=None):
+    def __cinit__(self, capacities, loads, window, low_water=None, budgets=None):
         cdef Py_ssize_t n, d, n_nodes = len(capacities), n_dims
         cdef double w, lim = 0.0
         cdef bint has_room
         if len(loads) != n_nodes:
             raise ValueError(f"loads has {len(loads)} entries but capacities has {n_nodes}")
+        if budgets is not None and len(budgets) != n_nodes:
+            raise ValueError(f"budgets has {len(budgets)} entries but capacities has {n_nodes}")
         w = float(window)
         if not w > 0.0:
             raise ValueError(f"window = {w!r}: it must be > 0")
@@ -327,6 +330,12 @@ cdef class WindowFill:
             or self.want == NULL or self.open_ == NULL
         ):
             raise MemoryError(f"window buffers for {n_nodes} nodes x {n_dims} kinds")
+        if budgets is not None:
+            self.budget = <double*>calloc(n_nodes + 1, sizeof(double))
+            if self.budget == NULL:
+                raise MemoryError(f"window budgets for {n_nodes} nodes")
+            for n in range(n_nodes):
+                self.budget[n] = _number(budgets[n], "budgets", n, True)
         _fill(capacities, self.index, n_dims, self.cap, "capacity", False)
         for n in range(n_nodes * n_dims):
             self.capw[n] = self.cap[n] * w
@@ -345,7 +354,11 @@ cdef class WindowFill:
                     )
                     if self.room[n * n_dims + d] > _EPS:
                         has_room = True
-            if has_room and (low_water is None or _below(capacities[n], load, lim)):
+            if (
+                has_room
+                and (self.budget == NULL or self.budget[n] > 0.0)
+                and (low_water is None or _below(capacities[n], load, lim))
+            ):
                 self.open_[n] = 1
                 self.left += 1
 
@@ -356,12 +369,13 @@ cdef class WindowFill:
         c_free(self.top)
         c_free(self.want)
         c_free(self.open_)
+        c_free(self.budget)
 
-    def pick(self, need, Py_ssize_t pin, policy):
+    def pick(self, need, Py_ssize_t pin, policy, seconds=0.0):
         """The node for one task (-1: none); see ``sched_py.WindowFill.pick``."""
         cdef int code = policy_code(policy)
         cdef Py_ssize_t n, d, k, chosen = -1, n_dims = self.n_dims
-        cdef double q, w, s, score, best = 0.0
+        cdef double q, w, s, score, best = 0.0, secs, share
         cdef double* room
         cdef double* cap
         cdef double* want = self.want
@@ -370,6 +384,9 @@ cdef class WindowFill:
         if not -1 <= pin < self.n_nodes:
             raise ValueError(f"pin = {pin!r}: -1 (any node) or a node index 0..{self.n_nodes - 1}")
         _counts[_WINDOW] += 1
+        secs = _number(seconds, "seconds", 0, True)
+        if self.budget != NULL and secs < 0.0:
+            return -1  # unknown duration: not known to be short, never queued ahead
         memset(want, 0, n_dims * sizeof(double))
         for kind, value in need.items():
             q = _quantity(value, "need", 0, kind)
@@ -421,12 +438,20 @@ cdef class WindowFill:
                     room[d] = room[d] - want[d]
                     if room[d] > _EPS:
                         has_room = True
+            if self.budget != NULL:
+                share = 0.0
+                for d in range(n_dims):
+                    if want[d] > 0.0 and cap[d] > 0.0 and want[d] / cap[d] > share:
+                        share = want[d] / cap[d]
+                self.budget[chosen] = self.budget[chosen] - secs * share
+                if not self.budget[chosen] > 0.0:
+                    has_room = False
             if not has_room:
                 self.open_[chosen] = 0
                 self.left -= 1
         return chosen
 
 
-def window_fill(capacities, loads, window, low_water=None):
+def window_fill(capacities, loads, window, low_water=None, budgets=None):
     """A top-up pass over these nodes; see ``sched_py.WindowFill``."""
-    return WindowFill(capacities, loads, window, low_water)
+    return WindowFill(capacities, loads, window, low_water, budgets)

@@ -240,6 +240,12 @@ class WindowFill:
     already sent to it). A node takes part when it has room in some kind and (with ``low_water``)
     is at or below its low-water mark; ``left`` counts the nodes still taking part. ``pick``
     chooses a node for one task and takes the task's demand out of that node's room.
+
+    ``budgets`` (one per node, or None: unbounded) bound the queued work by time: the seconds of
+    expected work a node may still be given beyond what it runs. A node takes part only while its
+    budget is above zero; a task picked there spends ``seconds`` x its share of the node (its
+    largest demand / capacity ratio). With budgets, a task of unknown duration (``seconds`` < 0)
+    is never picked: only work known to be short is queued ahead.
     """
 
     def __init__(
@@ -248,13 +254,19 @@ class WindowFill:
         loads: Sequence[Mapping[str, float]],
         window: float,
         low_water: float | None = None,
+        budgets: Sequence[float] | None = None,
     ) -> None:
         n_nodes = len(capacities)
         if len(loads) != n_nodes:
             raise ValueError(f"loads has {len(loads)} entries but capacities has {n_nodes}")
+        if budgets is not None and len(budgets) != n_nodes:
+            raise ValueError(f"budgets has {len(budgets)} entries but capacities has {n_nodes}")
         window = float(window)
         if not window > 0.0:
             raise ValueError(f"window = {window!r}: it must be > 0")
+        self._budget: list[float] | None = None
+        if budgets is not None:
+            self._budget = [_number(b, "budgets", i, True) for i, b in enumerate(budgets)]
         dims = kinds(capacities)
         n_dims = len(dims)
         self._index = {kind: d for d, kind in enumerate(dims)}
@@ -278,16 +290,19 @@ class WindowFill:
                     room[d] = capw[d] - float(load.get(dims[d], 0.0))
                     if room[d] > EPS:
                         has_room = True
-            is_open = has_room and (
-                low_water is None or _below(capacities[n], load, window * low_water)
+            is_open = (
+                has_room
+                and (self._budget is None or self._budget[n] > 0.0)
+                and (low_water is None or _below(capacities[n], load, window * low_water))
             )
             self._room.append(room)
             self._open.append(is_open)
             self.left += is_open
 
-    def pick(self, need: Mapping[str, float], pin: int, policy: str) -> int:
+    def pick(self, need: Mapping[str, float], pin: int, policy: str, seconds: float = 0.0) -> int:
         """The node (index) for a task needing ``need`` (-1: none), among the nodes taking part
-        (``pin`` >= 0: only that one) where ``need`` fits both the room and the capacity.
+        (``pin`` >= 0: only that one) where ``need`` fits both the room and the capacity;
+        ``seconds``: its expected run time (< 0: unknown), spent from the node's budget.
 
         The first such node under ``first_fit``, for a pinned task or when one node is left;
         else binpack: the smallest sum over the node's kinds of room left / the largest window
@@ -300,6 +315,9 @@ class WindowFill:
                 f"pin = {pin!r}: -1 (any node) or a node index 0..{len(self._open) - 1}"
             )
         _counts[WINDOW] += 1
+        secs = _number(seconds, "seconds", 0, True)
+        if self._budget is not None and secs < 0.0:
+            return -1  # unknown duration: not known to be short, never queued ahead
         n_dims = len(self._index)
         want = [0.0] * n_dims
         for kind, value in need.items():
@@ -353,6 +371,15 @@ class WindowFill:
                     room[d] = room[d] - want[d]
                     if room[d] > EPS:
                         has_room = True
+            budget = self._budget
+            if budget is not None:
+                share = 0.0
+                for d in range(n_dims):
+                    if want[d] > 0.0 and cap[d] > 0.0 and want[d] / cap[d] > share:
+                        share = want[d] / cap[d]
+                budget[chosen] = budget[chosen] - secs * share
+                if not budget[chosen] > 0.0:
+                    has_room = False
             if not has_room:
                 self._open[chosen] = False
                 self.left -= 1
@@ -364,6 +391,7 @@ def window_fill(
     loads: Sequence[Mapping[str, float]],
     window: float,
     low_water: float | None = None,
+    budgets: Sequence[float] | None = None,
 ) -> WindowFill:
     """A top-up pass over these nodes (capacity, outstanding demand each); see ``WindowFill``."""
-    return WindowFill(capacities, loads, window, low_water)
+    return WindowFill(capacities, loads, window, low_water, budgets)

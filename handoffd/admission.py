@@ -28,12 +28,16 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
+from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 
 log = logging.getLogger("handoffd.admission")
 
-MEMBERSHIP_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
+SWIM_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
+# ClusterMismatch comes from a node that is not (and will not be) a member: accepted like SWIM's.
+MEMBERSHIP_TYPES = (*SWIM_TYPES, *ops.NOTICE_TYPES)
 REPLICATION_TYPES = (
     m.ReplicateRun,
     m.ReplicateLog,
@@ -52,6 +56,8 @@ PEER_TYPES = (
     m.FetchValues,
     m.ValuesFetched,
     m.CancelTasks,
+    WithdrawTasks,
+    TasksWithdrawn,
     m.FreeRun,
     m.FreeValues,
     mc.FetchPackages,
@@ -75,6 +81,7 @@ CLIENT_TYPES = (
     GetTaskHistory,
     GetNodeInfo,
     GetMetrics,
+    *ops.CLIENT_TYPES,
 )
 
 CLIENT, PEER, MEMBERSHIP = "client", "peer", "membership"

@@ -49,6 +49,8 @@ from handoffd.transport.base import MEMORY_SCHEME
 from handoffd.transport.client import Connection, ControlClient
 
 if TYPE_CHECKING:
+    from handoffd.dag import DAG
+    from handoffd.spec import Policy
     from handoffd.transport.keys import CurveKeys
     from handoffd.transport.memory import MemoryNetwork
 
@@ -361,31 +363,50 @@ class Client:
 
     def submit(
         self,
-        dag: Any,
+        dag: DAG,
         *,
         max_retries: int = 3,
         timeout: float | None = None,
-        policy: str = "binpack",
+        policy: Policy = "binpack",
         outputs: Iterable[str] | None = None,
         working_dir: str | None = None,
         py_modules: Iterable[str | ModuleType] | None = None,
+        priority: int = 0,
     ) -> Run:
         """Submit a DAG; returns at once with a Run owned by the daemon we are connected to.
+        ``max_retries``: times a failing function is run again; ``timeout``: seconds for the
+        whole run (None: no deadline); ``policy``: placement; ``outputs``: the function ids whose
+        values the client wants (default: every non-inline function); ``priority`` is added to
+        every function's own (higher starts first on a busy node).
 
         Code: the modules imported from under the current directory (and a dag.py's, for
         ``handoffctl submit``) are shipped with the run; ``working_dir`` ships a directory and
         ``py_modules`` packages or modules (paths, modules or names), each on ``sys.path`` in the
         workers running this run's tasks (``handoffd.packages``)."""
         run = self._submit(
-            dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules
+            dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules, priority
         )
         self._ran[dag] = run
         return run
 
-    def execute(self, dag: Any, **options: Any) -> dict[str, Any]:
-        """Submit, wait, and return {function id: value} for every non-inline function."""
-        timeout = options.get("timeout")
-        run = self._submit(dag, True, **options)
+    def execute(
+        self,
+        dag: DAG,
+        *,
+        max_retries: int = 3,
+        timeout: float | None = None,
+        policy: Policy = "binpack",
+        outputs: Iterable[str] | None = None,
+        working_dir: str | None = None,
+        py_modules: Iterable[str | ModuleType] | None = None,
+        priority: int = 0,
+    ) -> dict[str, Any]:
+        """Submit, wait, and return {function id: value} for every non-inline function (or the
+        ``outputs``); raise the run's error (TaskFailed, RunCancelled, Timeout, ...). Options as
+        for ``submit``."""
+        run = self._submit(
+            dag, True, max_retries, timeout, policy, outputs, working_dir, py_modules, priority
+        )
         if run._last is None or not run._last.done:
             # Still running after the first wait, or the owner died (we follow the run).
             run._wait_until(run._deadline, timeout)
@@ -457,6 +478,7 @@ class Client:
         outputs: Iterable[str] | None = None,
         working_dir: str | None = None,
         py_modules: Iterable[str | ModuleType] | None = None,
+        priority: int = 0,
     ) -> Run:
         from handoffd import packages as code_packages
         from handoffd.dag import DAG
@@ -474,6 +496,12 @@ class Client:
             policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False, packages=shas
         )
         output_ids = None if listed is None else tuple(listed)  # (a str was refused)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise errors.ValidationError(
+                "invalid_option", None, f"priority must be an integer, got {priority!r}"
+            )
+        if priority:  # the run's priority adds to each function's own (TaskMeta.priority)
+            rows = [(*row[:9], row[9] + priority) for row in rows]
         if not self._known[1:]:
             try:
                 self.nodes()  # learn the cluster's addresses for failover
@@ -586,6 +614,23 @@ class Client:
     def runs(self) -> list[m.RunSummary]:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
+
+    def _ask_node(self, address: str, make: Any, timeout: float | None = None) -> Any:
+        """One request to the daemon at ``address`` (``handoffctl nodes``/``runs``/``drain``/
+        ``stop NODE`` ask each member in turn); the next request goes to the daemon we were
+        connected to. ConnectionError if ``address`` does not answer."""
+        home = self.address
+        try:
+            self._connect(address, timeout)
+            reply, _ = self._request(make(next(self._ids)), timeout=timeout)
+        finally:
+            if self._conn is not None and self.address != home:
+                self._conn.close()
+                self._conn = None
+            self.address = home
+        if isinstance(reply, m.ErrorReply):
+            raise errors.HandoffError(f"{address}: {reply.message}")
+        return reply
 
     def node_info(self) -> NodeInfoReply:
         """The connected daemon's name, version, start time, HTTP port and the runs it owns."""

@@ -7,6 +7,10 @@ it; only worker processes do. Everything else here travels as msgpack.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+#: How a run's tasks are placed: pack nodes full, spread over nodes, or the first node that fits.
+Policy = Literal["binpack", "spread", "first_fit"]
 
 
 @dataclass(frozen=True)

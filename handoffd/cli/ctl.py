@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from handoffd import __version__, errors
-from handoffd.cli import ctl_submit, ctl_views, settings
+from handoffd.cli import ctl_ops, ctl_submit, ctl_views, settings
 from handoffd.cli.app import (
     CONTEXT_SETTINGS,
     Group,
@@ -196,9 +196,55 @@ def _submit(client: Any, **kw: Any) -> int:
     return ctl_submit.submit(client, **kw)
 
 
-@command("nodes", help="List the cluster's nodes with their free and total resources.")
+@command(
+    "nodes",
+    help="List the cluster's nodes: status, address, version, uptime, free and total resources, "
+    "and what each noticed about its peers (warning lines).",
+)
 def _nodes(client: Any, *, as_json: bool) -> int:
-    return ctl_views.nodes(client, as_json=as_json)
+    return ctl_ops.nodes(client, as_json=as_json)
+
+
+@command("runs", help="Every run in the cluster (each node asked for the runs it owns).")
+def _runs(client: Any, *, as_json: bool) -> int:
+    return ctl_ops.runs(client, as_json=as_json)
+
+
+_WAIT = click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="return once the node has left"
+)
+
+
+@command(
+    "drain",
+    help="Drain NODE: no new tasks there, running ones finish (for at most --drain-timeout), "
+    "then it leaves the cluster and its daemon exits. Needs the cluster's key.",
+)
+@click.argument("node")
+@click.option(
+    "--drain-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="longest the node waits for its running tasks before handing them back",
+)
+@_WAIT
+def _drain(client: Any, *, node: str, drain_timeout: float, wait: bool, as_json: bool) -> int:
+    return ctl_ops.leave(
+        client, node, drain=True, timeout=drain_timeout, wait=wait, as_json=as_json
+    )
+
+
+@command(
+    "stop",
+    help="Stop NODE (any node of the cluster, not only this machine's): it drains for its own "
+    "grace period (10 s by default), leaves and exits. Needs the cluster's key.",
+)
+@click.argument("node")
+@_WAIT
+def _stop(client: Any, *, node: str, wait: bool, as_json: bool) -> int:
+    return ctl_ops.leave(client, node, drain=False, timeout=None, wait=wait, as_json=as_json)
 
 
 @command("status", help="A run's state; without RUN_ID, every run the daemon owns.")

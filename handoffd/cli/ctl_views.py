@@ -35,7 +35,7 @@ def human_quantity(kind: str, value: float) -> str:
     return f"{value:g}"
 
 
-def _styled(text: str) -> Any:
+def styled(text: str) -> Any:
     from rich.text import Text
 
     return Text(text, style=_STATE_STYLE.get(text, ""))
@@ -49,46 +49,6 @@ def provenance_lines(info: Any) -> list[str]:
     if info.gpus:
         lines.append("gpus: " + "; ".join(info.gpus))
     return lines
-
-
-def nodes(client: Any, *, as_json: bool) -> int:
-    found = client.nodes()
-    if as_json:
-        print_json(
-            {
-                "nodes": [
-                    {
-                        "name": n,
-                        "address": i.address,
-                        "status": i.status,
-                        "capacity": i.capacity,
-                        "free": i.free,
-                        "sources": i.sources,
-                        "gpus": list(i.gpus),
-                    }
-                    for n, i in sorted(found.items())
-                ]
-            }
-        )
-        return EXIT_OK
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("NAME", overflow="fold")
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("ADDRESS", no_wrap=True)
-    table.add_column("FREE / CAPACITY", overflow="fold")
-    for name, info in sorted(found.items()):
-        cap = "  ".join(
-            f"{k} {human_quantity(k, info.free.get(k, 0))} / {human_quantity(k, v)}"
-            for k, v in sorted(info.capacity.items())
-        )
-        table.add_row(Text(name), _styled(info.status), Text(info.address), Text(cap))
-        for line in provenance_lines(info):
-            table.add_row("", "", "", Text(line, style="dim"))
-    out_console().print(table)
-    return EXIT_OK
 
 
 def run_list(client: Any, *, as_json: bool) -> int:
@@ -117,7 +77,7 @@ def run_list(client: Any, *, as_json: bool) -> int:
         table.add_column(column, overflow="fold")
     for r in runs:
         counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(r.counts.items()) if v)
-        table.add_row(Text(r.run_id), _styled(r.state), Text(r.owner), Text(counts))
+        table.add_row(Text(r.run_id), styled(r.state), Text(r.owner), Text(counts))
     out_console().print(table)
     return EXIT_OK
 
@@ -132,7 +92,7 @@ def run_status(client: Any, run_id: str, *, as_json: bool) -> int:
         out = out_console()
         out.print(
             Text(f"run {status.run_id}: ")
-            + _styled(status.state)
+            + styled(status.state)
             + Text(
                 f"; owner {status.owner} (term {status.term}); "
                 f"standbys {', '.join(status.standbys) or '-'}"

@@ -126,7 +126,8 @@ def name_envvars(
     renames = renames or {}
     for param in command.params:
         if isinstance(param, click.Option) and param.name and param.name not in ("help", "version"):
-            param.envvar = renames.get(f"{_path}{param.name}") or envvars.name(param.name)
+            plain = _ENV_NAMES.get(param.name, param.name)
+            param.envvar = renames.get(f"{_path}{param.name}") or envvars.name(plain)
             param.show_envvar = True
     if isinstance(command, click.Group):
         for sub_name, sub in command.commands.items():
@@ -134,6 +135,7 @@ def name_envvars(
 
 
 CONFIG_META = "handoffd.config"
+_ENV_NAMES = {"as_json": "json"}  # parameter names that are not the option's name
 
 
 def config_option(section: str, renames: dict[str, dict[str, str]] | None = None) -> Any:

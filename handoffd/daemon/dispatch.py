@@ -40,6 +40,8 @@ def dispatch_message(
                 item.timeout,
                 add_frame(item.payload),
                 tuple(flat),
+                item.priority,
+                item.rank,
             )
         )
     return m.DispatchTasks(ins.run_id, owner_address, tuple(items)), frames

@@ -41,10 +41,12 @@ from handoffd.daemon.executor_events import (
     ValuesArrived,
     ValuesAsked,
     ValuesFreed,
+    WithdrawAsked,
 )
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
+from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome, WorkerPool
@@ -170,6 +172,9 @@ class Executor:
     def leave(self) -> None:
         """Stop taking work: queued tasks go back to their owners now (``Leaving``)."""
         self._handle(Leaving())
+
+    def on_withdraw(self, msg: WithdrawTasks, term: int = 0) -> None:
+        self._handle(WithdrawAsked(msg, term))
 
     def on_free_run(self, msg: m.FreeRun, term: int = 0) -> None:
         self._handle(RunFreed(msg, term))

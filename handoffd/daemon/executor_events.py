@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.worker._records import Job, Outcome
 
 # -- events (into ExecutorState.handle) ------------------------------------------------------------
@@ -70,6 +71,14 @@ class Leaving:
 
 
 @dataclass(slots=True)
+class WithdrawAsked:
+    """The run's owner would start these queued attempts sooner elsewhere."""
+
+    msg: WithdrawTasks
+    term: int = 0
+
+
+@dataclass(slots=True)
 class RunFreed:
     msg: m.FreeRun
     term: int = 0
@@ -106,7 +115,7 @@ FLUSH = Flush()
 
 Event = (
     Dispatched | ValuesAsked | ValuesArrived | FetchTimedOut | TaskEnded | CancelAsked | RunFreed
-    | ValuesFreed | OwnerSeen | Refill | Flush | Leaving
+    | ValuesFreed | OwnerSeen | Refill | Flush | Leaving | WithdrawAsked
 )  # fmt: skip
 
 # -- instructions (out of ExecutorState.handle) ----------------------------------------------------

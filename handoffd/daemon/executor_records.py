@@ -3,6 +3,7 @@ claim and per fetch."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,9 @@ Key = tuple[str, str, int]  # run_id, task_id, attempt
 CHAIN_AHEAD = 32  # tasks chained behind the running one of a slot, at most
 CHAIN_SECONDS = 0.005  # ... and about this much work (by the mean measured duration)
 CHAIN_SCAN = 256  # queued tasks looked at per refill
+#: Aging in the local queue: a task that waited this long ranks one priority level higher, so a
+#: stream of higher-priority work delays a task by at most (their priority gap) x AGING_SECONDS.
+AGING_SECONDS = 1.0
 
 
 @dataclass
@@ -45,6 +49,9 @@ class Task:
     claimed: bool = True  # False while in the local queue: holds no ledger claim yet
     slot: Slot | None = None  # set once started: the slot's claim covers it (not its own)
     bytes_in: int = 0  # payload and input values handed to the job (task history)
+    # Its place in the local queue, smallest first: (-(priority - arrival's aging level),
+    # -upward rank, arrival number); see ``queue_key``.
+    qkey: tuple[int, float, int] = (0, 0.0, 0)
 
 
 @dataclass
@@ -53,6 +60,57 @@ class Fetch:
     task_ids: tuple[str, ...]
     address: str
     deadline: float  # the clock's time the fetch is given up (then the next holder is asked)
+
+
+def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int, float, int]:
+    """The local queue's order of a task: priority plus one level per ``AGING_SECONDS`` waited,
+    then the longer critical path (upward rank), then arrival. Every queued task ages at the same
+    rate, so the order by ``priority + (now - arrived) / AGING_SECONDS`` is the order by
+    ``priority - arrived / AGING_SECONDS``: a key fixed on arrival (levels are whole, so tasks
+    that arrived within one aging step compare by critical path)."""
+    return (-(priority - math.floor(arrived / AGING_SECONDS)), -rank, seq)
+
+
+class QueueOrder:
+    """A node's local queue in start order (``queue_key``): sorted again after arrivals (timsort:
+    near linear on the sorted run plus a batch); keys that left the queue stay until compacted."""
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+        self.dirty = False  # a task joined the queue since the last sort
+
+    def keys_of(self, local: dict[Key, None], tasks: dict[Key, Task]) -> list[Key]:
+        if self.dirty:
+            fallback = (0, 0.0, 0)
+            self.keys = sorted(local, key=lambda k: tasks[k].qkey if k in tasks else fallback)
+            self.dirty = False
+        elif len(self.keys) > 2 * len(local) + 16:
+            self.keys = [k for k in self.keys if k in local]
+        return self.keys
+
+
+def done_report(
+    task: Task, size: int, timing: tuple[int, float, float], duration: float
+) -> m.TaskReport:
+    """The report of an attempt that produced a value of ``size`` bytes; ``timing``: (worker pid,
+    wall-clock start, end); ``duration``: seconds it ran in the worker."""
+    pid, started, ended = timing
+    return m.TaskReport(
+        task.task_id,
+        task.attempt,
+        "DONE",
+        size,
+        -1,
+        "",
+        "",
+        "",
+        "",
+        pid,
+        started,
+        ended,
+        task.bytes_in,
+        duration,
+    )
 
 
 def failed(
@@ -119,3 +177,18 @@ def _convert(task: Task, store: ResultStore, children: dict[int, list[int]], ind
     if value is None:
         raise LookupError(f"input {ref.task_id!r} vanished from the store")
     return ("value", value)
+
+
+def values_fetched(store: Any, msg: m.FetchValues) -> tuple[m.ValuesFetched, list[bytes]]:
+    """The answer to a peer's ``FetchValues``: one frame per value ``store`` holds."""
+    found: list[str] = []
+    missing: list[str] = []
+    frames: list[bytes] = []
+    for task_id in msg.task_ids:
+        value = store.get(msg.run_id, task_id)
+        if value is None:
+            missing.append(task_id)
+        else:
+            found.append(task_id)
+            frames.append(value)
+    return m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)), frames

@@ -13,8 +13,11 @@ are batched per owner and flushed once per loop iteration (``Soon(FLUSH)``).
 Local queue (pipelining): a dispatched task the ledger cannot claim right now is still accepted when
 it fits the node's capacity and the queue holds less than ``queue_factor`` x capacity of demand. Its
 inputs are fetched at once; it claims its cost from the ledger only when it starts, which happens here,
-without asking the owner, as soon as a finishing task releases enough (in arrival order, skipping what
-does not fit yet). The ledger stays the truth: resources are never over-committed.
+without asking the owner, as soon as a finishing task releases enough (skipping what does not fit
+yet). Queued tasks start by priority (the function's plus its run's), then critical path (upward
+rank), then arrival, across runs and owners; a task gains one priority level per ``AGING_SECONDS``
+it waits, so none starves (``executor_records.queue_key``). The ledger stays the truth: resources
+are never over-committed.
 
 Chains: a started task holds its claim through a Slot, and the slot is one chain of the worker pool
 (its jobs run one after another on one worker, never two at once). Queued tasks of the same cost
@@ -33,6 +36,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from handoffd import resources
@@ -62,6 +66,7 @@ from handoffd.daemon.executor_events import (
     ValuesArrived,
     ValuesAsked,
     ValuesFreed,
+    WithdrawAsked,
 )
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
@@ -69,13 +74,18 @@ from handoffd.daemon.executor_records import (
     CHAIN_SECONDS,
     Fetch,
     Key,
+    QueueOrder,
     Slot,
     Task,
     check_item,
+    done_report,
     failed,
     job_inputs,
+    queue_key,
+    values_fetched,
 )
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_rebalance import TasksWithdrawn
 from handoffd.store.store import ResultStore
 from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
@@ -106,6 +116,8 @@ class ExecutorState:
         self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
         self._queue_factor = queue_factor
         self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
+        self._order = QueueOrder()  # ``local`` in start order (``queue_key``)
+        self._arrivals = itertools.count()
         self._local_cost: dict[str, float] = {}  # summed cost of the local queue
         # (run_id, dep_id) -> keys of tasks waiting for that value
         self._waiting: dict[tuple[str, str], set[Key]] = {}
@@ -144,6 +156,7 @@ class ExecutorState:
             FetchTimedOut: self._on_fetch_timed_out,
             CancelAsked: self._on_cancel,
             Leaving: self._on_leaving,
+            WithdrawAsked: self._on_withdraw,
             RunFreed: self._on_run_freed,
             ValuesFreed: self._on_values_freed,
             OwnerSeen: self._on_owner_seen,
@@ -250,10 +263,12 @@ class ExecutorState:
                 frames={i: frames[i] for i in needed},
                 gpus=gpus or [],
                 claimed=gpus is not None,
+                qkey=queue_key(item.priority, item.rank, self._now, next(self._arrivals)),
             )
             self.tasks[key] = task
             if gpus is None:
                 self.local[key] = None
+                self._order.dirty = True
                 self._local_cost = resources.add(self._local_cost, task.cost)
             accepted.append(m.TaskAttempt(item.task_id, item.attempt))
             started.append(task)
@@ -288,11 +303,18 @@ class ExecutorState:
             return "no room: queue full"
         return ""
 
+    def queue_order(self) -> list[Key]:
+        """The local queue in start order (keys no longer queued are skipped by the callers)."""
+        return self._order.keys_of(self.local, self.tasks)
+
     def _pump_local(self) -> None:
-        """Start queued tasks the ledger can claim now, in arrival order."""
+        """Start queued tasks the ledger can claim now, in queue order."""
         started: list[Task] = []
         free = self.ledger.free
-        for key in list(self.local):
+        local = self.local
+        for key in list(self.queue_order()):
+            if key not in local:
+                continue
             if not any(q > EPS for q in free.values()):
                 break
             task = self.tasks.get(key)
@@ -398,22 +420,8 @@ class ExecutorState:
         """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
         the asking member's own address (``admission.check`` drops any other), so a forged
         request cannot make us connect to an address of its choosing."""
-        msg = ev.msg
-        found: list[str] = []
-        missing: list[str] = []
-        frames: list[bytes] = []
-        for task_id in msg.task_ids:
-            value = self.store.get(msg.run_id, task_id)
-            if value is None:
-                missing.append(task_id)
-            else:
-                found.append(task_id)
-                frames.append(value)
-        self._send(
-            msg.reply_to,
-            m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)),
-            frames,
-        )
+        answer, frames = values_fetched(self.store, ev.msg)
+        self._send(ev.msg.reply_to, answer, frames)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -478,8 +486,13 @@ class ExecutorState:
             return
         slots = [self.slots[i] for i in room]
         picks: list[tuple[Task, Slot]] = []
-        for scanned, key in enumerate(self.local):
-            if scanned >= CHAIN_SCAN:
+        scanned = 0
+        local = self.local
+        for key in self.queue_order():
+            if key not in local:
+                continue
+            scanned += 1
+            if scanned > CHAIN_SCAN:
                 break
             task = self.tasks.get(key)
             if task is None or task.missing:
@@ -542,21 +555,8 @@ class ExecutorState:
             self.store.put(task.run_id, task.task_id, value)
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
-            report = m.TaskReport(
-                task.task_id,
-                task.attempt,
-                "DONE",
-                len(value),
-                -1,
-                "",
-                "",
-                "",
-                "",
-                outcome.pid,
-                ended - outcome.duration,
-                ended,
-                task.bytes_in,
-            )
+            started = ended - outcome.duration
+            report = done_report(task, len(value), (outcome.pid, started, ended), outcome.duration)
             self.counters["done"] += 1
             self._finish(task, report, inline, outcome.output)
         else:
@@ -608,21 +608,7 @@ class ExecutorState:
             outputs = [output for _, _, output in entries]
             for report, value, _ in entries:
                 if value is not None:
-                    report = m.TaskReport(
-                        report.task_id,
-                        report.attempt,
-                        report.state,
-                        report.size,
-                        len(frames),
-                        report.kind,
-                        report.exc_type,
-                        report.message,
-                        report.traceback,
-                        report.pid,
-                        report.started,
-                        report.ended,
-                        report.bytes_in,
-                    )
+                    report = replace(report, frame=len(frames))
                     frames.append(value)
                 reports.append(report)
             self._send(
@@ -664,6 +650,31 @@ class ExecutorState:
             if not task.running:
                 self.tasks.pop(key, None)
                 self._finish(task, failed(task, "cancelled", "NodeLeaving", "node leaving"), None)
+
+    def _on_withdraw(self, ev: WithdrawAsked) -> None:
+        """Give back the attempts still waiting in the local queue (no claim held, never run, no
+        report follows); the others (started, or unknown here) are kept and report as usual. The
+        answer goes to the run's owner after the queue dropped them: it places them again only
+        then, so none runs twice (``protocol.messages_rebalance``)."""
+        msg, term = ev.msg, ev.term
+        known = self.run_owners.get(msg.run_id)
+        if known is None or term < known[0]:
+            return  # a deposed owner's (or one we never ran for: nothing to give back)
+        withdrawn: list[m.TaskAttempt] = []
+        kept: list[m.TaskAttempt] = []
+        for item in msg.items:
+            key = (msg.run_id, item.task_id, item.attempt)
+            task = self.tasks.get(key)
+            if task is not None and key in self.local and not task.claimed and not task.running:
+                del self.tasks[key]
+                self._unqueue_local(key, task)
+                self._release_inputs(task)
+                withdrawn.append(item)
+            else:
+                kept.append(item)
+        free, version = dict(self.ledger.free), self.ledger.version
+        answer = TasksWithdrawn(msg.run_id, tuple(withdrawn), tuple(kept), free, version)
+        self._send(known[1], answer, [], known[0])
 
     def _on_run_freed(self, ev: RunFreed) -> None:
         msg, term = ev.msg, ev.term

@@ -34,6 +34,7 @@ from handoffd.daemon.executor import Executor
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
 from handoffd.daemon.node_reliability import NodeReliability
+from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
@@ -43,8 +44,10 @@ from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
+from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -58,8 +61,10 @@ IDLE_SWEEP_S = 5.0
 # A line of drop counters in the log at most this often, when something was dropped meanwhile.
 STATS_LOG_S = 60.0
 
-_MEMBERSHIP_TYPES = admission.MEMBERSHIP_TYPES
+_MEMBERSHIP_TYPES = admission.SWIM_TYPES
 _REPLICATION_TYPES = admission.REPLICATION_TYPES
+_OPS_REQUESTS = ops.CLIENT_TYPES
+_OPS_NOTICES = ops.NOTICE_TYPES
 
 
 class Node(NodeReliability):
@@ -94,6 +99,7 @@ class Node(NodeReliability):
         self.scheduler: OwnerScheduler | None = None
         self.owner: OwnerIO | None = None
         self.replication: ReplicationIO | None = None
+        self.ops: NodeOps | None = None  # remote operations and misconfiguration warnings
         self.pool: WorkerPool | None = None
         self._discovery: list[Any] = []
         self._pool_start: asyncio.Task[None] | None = None
@@ -125,6 +131,8 @@ class Node(NodeReliability):
         cfg = self.config
         if self._transport is None:
             self.curve, self._transport = zmq_transport(cfg)
+        if hasattr(self._transport, "on_handshake_failed"):  # ZeroMQ: failed key handshakes
+            self._transport.on_handshake_failed = self._handshake_failed
         await self._transport.start(self._on_frames)
         self.address = self._transport.address
         if os.environ.get("HANDOFFD_PROBE_THREAD", "1") != "0":  # "0": the bench's "before"
@@ -217,6 +225,20 @@ class Node(NodeReliability):
             grace=max(0.05, cfg.membership.probe_interval),
             answer_timeout=cfg.dispatch.takeover_answer_timeout,
         )
+        self.ops = NodeOps(
+            OpsPort(
+                name=self.name,
+                address=self.address,
+                cluster=cfg.cluster,
+                version=__version__,
+                reply=self.reply,
+                send=self.send,
+                state=lambda: "leaving" if self._stopping else "running",
+                owned_runs=self._owned_runs,
+                drain=lambda timeout: self.request_stop(grace=timeout),
+            ),
+            self.owner.run_times,
+        )
         self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
@@ -267,8 +289,20 @@ class Node(NodeReliability):
             if s.name != self.name
         )
 
-    async def stop(self, drain: bool = True) -> None:
-        """Drain (no new tasks; running ones get the grace period), leave, close everything."""
+    def _handshake_failed(self, direction: str, where: str, why: str) -> None:
+        if self.ops is not None:
+            self.ops.handshake_failed(direction, where, why)
+
+    def _owned_runs(self) -> list[tuple[str, Any]]:
+        scheduler = self.scheduler
+        if scheduler is None:
+            return []
+        found = ((run_id, scheduler.run_status(run_id)) for run_id in scheduler.runs())
+        return [(run_id, st) for run_id, st in found if st is not None]
+
+    async def stop(self, drain: bool = True, grace: float | None = None) -> None:
+        """Drain (no new tasks; running ones get ``grace`` seconds, the configured drain grace
+        unless given), leave, close everything."""
         if self._stopping:
             await self._stopped.wait()
             return
@@ -285,7 +319,8 @@ class Node(NodeReliability):
                     self.executor.draining = True
                 self._resources_changed()
                 if drain:
-                    deadline = self._clock() + self.config.drain_grace_s
+                    wait = self.config.drain_grace_s if grace is None else grace
+                    deadline = self._clock() + wait
                     while self.executor.running_count() and self._clock() < deadline:
                         await asyncio.sleep(0.02)
             if self.owner is not None:
@@ -316,9 +351,9 @@ class Node(NodeReliability):
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    def request_stop(self) -> None:
+    def request_stop(self, grace: float | None = None) -> None:
         if not self._stopping:
-            asyncio.get_running_loop().create_task(self.stop())
+            asyncio.get_running_loop().create_task(self.stop(grace=grace))
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -367,9 +402,17 @@ class Node(NodeReliability):
                 self._run_membership(swim.HeardFrom(sender))
             return
         try:
-            if isinstance(msg, _MEMBERSHIP_TYPES):
+            if isinstance(msg, _OPS_NOTICES):
+                if self.ops is not None:
+                    self.ops.on_notice(msg, sender)
+            elif isinstance(msg, _MEMBERSHIP_TYPES):
                 self._names_check(msg, sender, member)
+                counters = membership.counters if membership is not None else None
+                before = counters.dropped_other_cluster if counters is not None else 0
                 self._run_membership(swim.Received(sender, None, msg))
+                if counters is not None and counters.dropped_other_cluster != before:
+                    if self.ops is not None:
+                        self.ops.other_cluster(msg, sender)
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
@@ -438,6 +481,8 @@ class Node(NodeReliability):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
             self.executor.on_cancel(msg, term)
+        elif isinstance(msg, WithdrawTasks):
+            self.executor.on_withdraw(msg, term)
         elif isinstance(msg, m.FreeRun):
             self.executor.on_free_run(msg, term)
         elif isinstance(msg, m.FreeValues):
@@ -462,6 +507,9 @@ class Node(NodeReliability):
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, _OPS_REQUESTS):
+            if self.ops is not None:
+                self.ops.handle(msg, conn)
         elif isinstance(msg, mr.NameClash):
             self._name_clashed(msg)
         elif isinstance(msg, mr.NodeLeaving):
@@ -531,6 +579,8 @@ class Node(NodeReliability):
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
         self._run_membership(swim.LocalResources(free))
+        if self.owner is not None:
+            self.owner.own_resources(free)
 
     def _run_membership(self, event: Any) -> None:
         if self.membership is None:

@@ -39,6 +39,7 @@ from handoffd.config import Limits
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.history_io import history_reply, observe_reports
+from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
@@ -46,6 +47,7 @@ from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
 from handoffd.protocol.messages_observability import GetTaskHistory
+from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
@@ -107,6 +109,7 @@ class OwnerIO:
         self.retention = rt.RetentionPolicy(
             keep_results_s, rt.FORGET_AFTER_S if keep_status_s is None else keep_status_s
         )
+        self.run_times = RunTimes()  # wall-clock times for `handoffctl runs`
         # /metrics: the scheduler's time per batch of events (placement included), and from a
         # dispatch to the attempt's start on its worker (from the reports).
         self.placement_seconds = Buckets()
@@ -186,6 +189,18 @@ class OwnerIO:
         if events:
             self._feed_all(*events)
 
+    def own_resources(self, free: dict[str, float]) -> None:
+        """Our ledger changed (``free`` now, zeros while draining): our own node in the scheduler's
+        view follows it. Membership's word on ourselves is skipped (``member_updates``) and a
+        report reaches only its task's owner, so a change made by another owner's task -- its
+        task ending here and freeing the cpu -- used to never reach us: our view of ourselves
+        stayed full and our READY tasks waited forever on an idle node (the multi-owner wedge)."""
+        r = self._resources
+        update = ev.NodeUpdate(
+            self.port.name, self.port.address, True, dict(r.capacity), free, r.version
+        )
+        self._feed(update)
+
     def tick(self, now: float) -> None:
         self._retain(rt.TimePassed(), now)
 
@@ -232,7 +247,7 @@ class OwnerIO:
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         replication = self.replication
-        if isinstance(msg, (m.DispatchReplied, m.TasksReported, TaskOutputLive)):
+        if isinstance(msg, (m.DispatchReplied, m.TasksReported, TasksWithdrawn, TaskOutputLive)):
             term = envelope.term if envelope is not None else 0
             if replication.fenced(msg.run_id, term):
                 return  # another owner holds the run at a higher term: we stepped down
@@ -271,6 +286,7 @@ class OwnerIO:
                             node,
                             report.size,
                             bytes(value) if value is not None else None,
+                            report.duration,
                         )
                     )
                 elif report.state == "FAILED":
@@ -287,6 +303,17 @@ class OwnerIO:
                         )
                     )
             self._feed_all(*events)
+        elif isinstance(msg, TasksWithdrawn):
+            node = self._node_name_for(envelope)
+            self._feed_all(
+                *self._reported(node, msg),
+                ev.WithdrawAnswered(
+                    node,
+                    msg.run_id,
+                    tuple((a.task_id, a.attempt) for a in msg.withdrawn),
+                    tuple((a.task_id, a.attempt) for a in msg.kept),
+                ),
+            )
         elif isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
@@ -317,7 +344,9 @@ class OwnerIO:
         else:
             log.debug("unexpected %s", type(msg).__name__)
 
-    def _reported(self, node: str, msg: m.DispatchReplied | m.TasksReported) -> list[Any]:
+    def _reported(
+        self, node: str, msg: m.DispatchReplied | m.TasksReported | TasksWithdrawn
+    ) -> list[Any]:
         """The free resources a node's reply or report carries, as a scheduler event; none unless
         the node is ourselves or a live member: the scheduler's view holds members only, and a
         report must never add a node to it (issue 11: a forged report made a phantom node)."""
@@ -375,6 +404,7 @@ class OwnerIO:
                 self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
                 return
         self._submits[msg.run_id] = waiter
+        self.run_times.accepted(msg.run_id)
         options = RunOptions(
             max_retries=msg.max_retries,
             policy=msg.policy,
@@ -533,6 +563,11 @@ class OwnerIO:
         for ins in instructions:
             if isinstance(ins, ev.Dispatch):
                 self._dispatch(ins)
+            elif isinstance(ins, ev.Withdraw):
+                address = self.port.address_of(ins.node)
+                if address:
+                    items = tuple(m.TaskAttempt(t, a) for t, a in ins.items)
+                    self.port.send(address, WithdrawTasks(ins.run_id, items), term=ins.term)
             elif isinstance(ins, ev.CancelAttempts):
                 address = self.port.address_of(ins.node)
                 if address:
@@ -567,6 +602,7 @@ class OwnerIO:
                     )
                 else:  # one line per successful run was a noticeable cost at 500 runs/s
                     log.debug("run %s %s", ins.run_id, ins.state, extra={"run": ins.run_id})
+                self.run_times.ended(ins.run_id)
                 self.run_finished(ins.run_id)
             elif isinstance(ins, ev.FreeUnneededValues):
                 address = self.port.address_of(ins.node)

@@ -1,6 +1,6 @@
 """The dashboard's view of the whole cluster, fetched by the HTTP threads as a client would:
-``GetNodeInfo`` to every live member (its version, uptime, the runs it owns), ``GetTaskHistory`` to
-a run's owner. Each node is asked over its own ZeroMQ connection with the daemon's key, so the
+``GetNodeInfo`` to every live member (its version, uptime, the runs it owns), ``GetTaskHistory`` and
+``GetTaskOutput`` to a run's owner. Each node is asked over its own ZeroMQ connection with the daemon's key, so the
 daemons answer these like any client request; results are cached briefly so that many open pages
 cost the cluster no more than one."""
 
@@ -17,6 +17,7 @@ import msgpack
 from handoffd import errors
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputReply
 from handoffd.protocol.messages_observability import (
     GetMetrics,
     GetNodeInfo,
@@ -30,6 +31,10 @@ from handoffd.transport.client import ControlClient
 CLUSTER_TTL = 1.0  # seconds a cluster view is reused
 RUN_TTL = 1.0
 ASK_TIMEOUT = 2.0
+# Characters of task output in one answer to a page (the owner keeps up to 256 Ki per task, a
+# run page shows one task's at a time; the rest is asked for again from ``next``).
+OUTPUT_CHARS = 256 * 1024
+OUTPUT_CACHE = 64  # (run, task, since, seen) answers kept for RUN_TTL
 
 
 class ClusterFetcher:
@@ -45,6 +50,7 @@ class ClusterFetcher:
         self._lock = threading.Lock()  # one request at a time per connection: one for all
         self._cluster: tuple[float, dict[str, Any]] | None = None
         self._runs: dict[str, _RunView] = {}
+        self._outputs: dict[tuple[str, str, int, str], tuple[float, dict[str, Any] | None]] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -162,6 +168,28 @@ class ClusterFetcher:
                     return reply
             return None
 
+    def output(
+        self, run_id: str, task_id: str, since: int = 0, seen: str = ""
+    ) -> dict[str, Any] | None:
+        """The output entries of ``run_id``'s task ``task_id`` (every task's when "") numbered
+        ``since`` or later, at most OUTPUT_CHARS of text, from the run's owner (docs/observability.md
+        has the document); None when nobody knows the run. Answers are reused for RUN_TTL (many
+        open pages cost the owner one request), per ``seen``: what the asker knew of the task (a
+        page sends its state and attempts), so that a page that saw the task move is never
+        answered from before the move (its output reaches the owner with that move)."""
+        key = (run_id, task_id, since, seen)
+        with self._lock:
+            cached = self._outputs.get(key)
+            if cached is not None and time.monotonic() - cached[0] < RUN_TTL:
+                return cached[1]
+        reply = self._to_owner(run_id, lambda rid: GetTaskOutput(rid, run_id, task_id, since, 0.0))
+        doc = None if not isinstance(reply, TaskOutputReply) else output_document(reply, task_id)
+        with self._lock:
+            self._outputs[key] = (time.monotonic(), doc)
+            while len(self._outputs) > OUTPUT_CACHE:
+                del self._outputs[next(iter(self._outputs))]
+        return doc
+
     def run(self, run_id: str) -> _RunView | None:
         """The run's task history (``Run.tasks`` format, merged from the owner's answers: after
         the first, only the tasks that moved since the last one); None when nobody knows it."""
@@ -241,6 +269,34 @@ class _RunView:
         return [self.tasks[t] for t, v in self.changed.items() if v > version]
 
 
+def output_document(reply: TaskOutputReply, task_id: str) -> dict[str, Any]:
+    """The JSON of a ``TaskOutputReply``, its text bounded by OUTPUT_CHARS: entries past the bound
+    are left for the next request (``more``; ``next`` says from where); a single entry larger than
+    the bound keeps its newest characters, with a line saying how many were cut."""
+    entries: list[dict[str, Any]] = []
+    size, next_seq, more = 0, reply.next, False
+    for e in reply.entries:
+        text = e.text
+        if size + len(text) > OUTPUT_CHARS:
+            if entries:  # the page asks again from this one
+                next_seq, more = e.seq, True
+                break
+            cut = len(text) - OUTPUT_CHARS
+            text = f"[{cut} characters cut: `handoffctl logs RUN TASK` shows all]\n" + text[cut:]
+        entries.append(
+            {"seq": e.seq, "task": e.task_id, "attempt": e.attempt, "node": e.node, "text": text}
+        )
+        size += len(text)
+    return {
+        "run_id": reply.run_id,
+        "task": task_id or None,
+        "state": reply.state,
+        "entries": entries,
+        "next": next_seq,
+        "more": more,
+    }
+
+
 def compact(header: dict[str, Any], changed: list[Frozen], full: bool) -> dict[str, Any]:
     """The live part of a run, for server-sent events: the run's header and the tasks that
     changed (all of them when ``full``): state, node, deps, each attempt as [attempt, node, pid,
@@ -263,4 +319,4 @@ def compact(header: dict[str, Any], changed: list[Frozen], full: bool) -> dict[s
     return header | {"full": full, "tasks": tasks}
 
 
-__all__ = ["ClusterFetcher", "compact"]
+__all__ = ["ClusterFetcher", "compact", "output_document"]

@@ -1,6 +1,6 @@
 """The daemon's HTTP port: ``/metrics`` (Prometheus text), the dashboard (``/``, ``/runs/RUN``),
-its JSON API (``/api/cluster``, ``/api/runs/RUN``, ``POST /api/runs/RUN/cancel``) and live updates
-(``/api/events``, server-sent events).
+its JSON API (``/api/cluster``, ``/api/runs/RUN``, ``/api/runs/RUN/output``,
+``POST /api/runs/RUN/cancel``) and live updates (``/api/events``, server-sent events).
 
 Off the daemon's process: this runs in the daemon's HTTP process (``observability.process``), a
 ``ThreadingHTTPServer`` whose threads ask the daemons as a client would (``cluster.ClusterFetcher``:
@@ -37,7 +37,8 @@ _STATIC = {
     "app.css": "text/css; charset=utf-8",
     "index.html": "text/html; charset=utf-8",
 }
-_RUN_PATH = re.compile(r"^/(?:api/)?runs/([A-Za-z0-9_.:-]{1,128})(/cancel)?$")
+_RUN_PATH = re.compile(r"^/(?:api/)?runs/([A-Za-z0-9_.:-]{1,128})(/cancel|/output)?$")
+MAX_TASK_ID = 1024  # characters of a ?task= (task ids are the user's strings)
 COOKIE = "handoffd_token"
 
 
@@ -163,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._deny()
             return
         match = _RUN_PATH.match(url.path)
-        if match is None or not match.group(2) or not url.path.startswith("/api/"):
+        if match is None or match.group(2) != "/cancel" or not url.path.startswith("/api/"):
             self._json(404, {"error": f"no such endpoint: POST {url.path}"})
             return
         run_id = match.group(1)
@@ -187,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             body, ctype = srv.metrics(self.headers.get("Accept", ""))
             self._send(200, body, ctype, extra)
         elif path in ("/", "/index.html") or (
-            _RUN_PATH.match(path) and not path.startswith("/api/")
+            (page := _RUN_PATH.match(path)) and not page.group(2) and not path.startswith("/api/")
         ):
             self._static("index.html", extra)
         elif path.startswith("/static/") and path[8:] in _STATIC:
@@ -198,7 +199,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, srv.fetcher.cluster(), extra)
         elif path == "/api/events":
             self._events(query["run"][0] if query.get("run") else None)
-        elif (match := _RUN_PATH.match(path)) is not None and not match.group(2):
+        elif (match := _RUN_PATH.match(path)) is not None and path.startswith("/api/"):
+            if match.group(2) == "/output":
+                self._output(match.group(1), query, extra)
+                return
+            if match.group(2):
+                self._json(404, {"error": f"no such endpoint: GET {path} (it takes POST)"})
+                return
             view = srv.fetcher.run(match.group(1))
             if view is None:
                 self._json(404, {"error": f"run {match.group(1)} is not known to the cluster"})
@@ -206,6 +213,29 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, view.document(), extra)
         else:
             self._json(404, {"error": f"no such page: {path}"})
+
+    def _output(self, run_id: str, query: dict[str, list[str]], extra: dict[str, str]) -> None:
+        """``/api/runs/RUN/output?task=T&since=N&seen=S``: what the task's attempts printed and
+        logged (every task's without ``task``), as the run's owner keeps it (``seen``: see
+        ``ClusterFetcher.output``)."""
+        task = query["task"][0] if query.get("task") else ""
+        since_arg = query["since"][0] if query.get("since") else "0"
+        if len(task) > MAX_TASK_ID:
+            self._json(400, {"error": f"?task= is longer than {MAX_TASK_ID} characters"})
+            return
+        if not since_arg.isdigit() or len(since_arg) > 18:
+            self._json(
+                400,
+                {"error": f"?since={since_arg[:40]!r} is not an entry number: give the "
+                 "`next` of the previous answer, or 0"},
+            )  # fmt: skip
+            return
+        seen = query["seen"][0][:MAX_TASK_ID] if query.get("seen") else ""
+        doc = self.server_ref.fetcher.output(run_id, task, int(since_arg), seen)
+        if doc is None:
+            self._json(404, {"error": f"run {run_id} is not known to the cluster"})
+        else:
+            self._json(200, doc, extra)
 
     def _static(self, name: str, extra: dict[str, str]) -> None:
         body = resources.files("handoffd.observability").joinpath("static", name).read_bytes()

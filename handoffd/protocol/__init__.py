@@ -1,5 +1,9 @@
 """The wire protocol: message types (``messages``) and the codec (``codec``)."""
 
 # Feature message modules register their types in messages.MESSAGES when imported: here, so that
-# every import of the protocol has them (an import at the end of messages.py is an import cycle).
+# every import of the protocol has them (an import at the end of messages.py is an import cycle:
+# they import messages for its decorators). Python runs this file before any module of the
+# package, so every type is registered before a codec is built.
 from handoffd.protocol import messages_code as _messages_code  # noqa: E402,F401
+from handoffd.protocol import messages_ops as _messages_ops  # noqa: E402,F401
+from handoffd.protocol import messages_rebalance as _messages_rebalance  # noqa: E402,F401

@@ -299,6 +299,9 @@ class DispatchItem:
     timeout: float | None
     payload_frame: int
     inputs: tuple[InputRef, ...]
+    # Where it goes in the node's local queue (higher first; ties: longer critical path first).
+    priority: int = 0
+    rank: float = 0.0  # upward rank: the task's critical path to the end of its run
 
 
 @message(40)
@@ -350,6 +353,8 @@ class TaskReport:
     started: float = 0.0
     ended: float = 0.0
     bytes_in: int = 0
+    # seconds the attempt ran in its worker (-1: not measured): the owner learns durations from it
+    duration: float = -1.0
 
 
 @message(42)

@@ -16,12 +16,23 @@ dispatches beyond a node's free resources: after the tasks that fit free resourc
 run's policy), further ready tasks go to nodes whose *outstanding* demand -- ``outstanding``, queued
 or running -- stays within ``window`` x their capacity, chosen by the same policy treating outstanding
 demand as load. Such a task stays ASSIGNED until it reports. Collocation groups never go to a window:
-they wait for free resources. ``window <= 1`` disables it. Windows are filled in a pass that placed
-something on free resources (every node, up to its window) and in every pass that finds nothing free
-anywhere, in any kind; then only nodes whose outstanding demand fell to ``LOW_WATER`` of the window
-are topped up (hysteresis: one dispatch carries half a window, passes run rarely). A pass that finds
-something free (say memory) but no queued task fitting it leaves the windows alone: with several
-owners, queueing a long task behind a busy node while another frees up unbalances them.
+they wait for free resources. ``window <= 1`` disables it.
+
+Time budget (``queue_seconds``, default ``QUEUE_SECONDS``): the window's depth is only the upper
+bound. Each task out on a node charges it its expected work (``durations``: the seconds its function
+ran lately x its share of the node; unknown = long), and a node is topped up only while its summed
+work is below the budget, about a round trip plus a few ms. So tiny tasks still fill the window
+(throughput), while tasks of a second go only where they start now, and nothing of ours queues
+behind our own long work on a node while another node idles. A task of unknown duration may still
+go to a node where we have nothing out at all: one kept busy by other owners never looks free to
+us, and its local queue starts work by priority.
+
+When windows are filled: in a pass that placed something on free resources, every node; otherwise
+(every pass with a time budget; with the depth alone, only passes that find nothing free anywhere,
+in any kind) only nodes whose outstanding demand fell to ``LOW_WATER`` of the window (hysteresis:
+one dispatch carries half a window, passes run rarely). With the depth alone, a pass that finds
+something free (say memory) but no queued task fitting it leaves the windows alone: queueing a long
+task behind a busy node while another frees up unbalances several owners.
 
 Placement: one batch of ready tasks across all runs, in queue order (priority, upward rank, older run,
 position), goes through ``placement.place``. Batches are cut short where nothing more can fit
@@ -45,6 +56,7 @@ from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
+from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
@@ -54,12 +66,20 @@ MAX_SHAPES = 16  # distinct (pin, cost) shapes queued beyond which placement doe
 WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
 #: A node's window is topped up only once its outstanding demand fell to this fraction of it.
 LOW_WATER = 0.5
+#: Work (expected seconds at full parallelism, ``durations``) a node may hold of ours beyond what
+#: starts at once: about a dispatch's round trip plus a few ms. A node whose work is above it gets
+#: nothing queued. A task of unknown duration counts as ``UNKNOWN_CHARGE`` (long): it is queued
+#: only on a node where we have nothing out -- one busy with other owners' work, which never looks
+#: free to us for long; there it waits its turn by priority (the node's local queue) -- and
+#: then closes that node's budget.
+QUEUE_SECONDS = 0.005
 EPS = core.EPS
 
 #: (run_id, task_id, attempt): one dispatch.
 DispatchKey = tuple[str, str, int]
-#: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision).
-DispatchFn = Callable[[RunState, TaskRecord, str], None]
+#: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
+#: True: to its window, beyond its free resources (it may wait in the node's queue).
+DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 
 
 @dataclass
@@ -88,9 +108,21 @@ class ClusterView:
     """Nodes as we see them, our outstanding demand on them, our unanswered dispatches; places
     ready tasks."""
 
-    def __init__(self, *, window: int = WINDOW, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        window: int = WINDOW,
+        backend: str | None = None,
+        queue_seconds: float | None = QUEUE_SECONDS,
+    ) -> None:
         self.window = window
         self.backend = backend
+        # None: the window's depth alone bounds queued work (no time budget, unknown durations
+        # queued too): the behaviour before durations were learned, kept for tests of the depth.
+        self.queue_seconds = queue_seconds
+        self.durations = Durations()
+        # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
+        self.work: dict[str, float] = {}
         self._core = core.kernels(backend)
         self.nodes: dict[str, NodeState] = {}
         # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
@@ -118,8 +150,32 @@ class ClusterView:
             free[kind] = free.get(kind, 0.0) - qty
         return free
 
-    def add_outstanding(self, node: str, cost: dict[str, float], sign: int) -> None:
-        add_into(self.outstanding.setdefault(node, {}), cost, sign)
+    def went_out(self, node: str, rec: TaskRecord) -> None:
+        """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
+        add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
+        n = self.nodes.get(node)
+        capacity = n.capacity if n is not None else {}
+        rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
+        if rec.charge:
+            self.work[node] = self.work.get(node, 0.0) + rec.charge
+
+    def came_back(self, node: str, rec: TaskRecord) -> None:
+        """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
+        load = self.outstanding.setdefault(node, {})
+        add_into(load, rec.spec.cost, -1)
+        if rec.charge:
+            left = self.work.get(node, 0.0) - rec.charge
+            # Only tasks with a cost carry work: none left, no work (no float residue either).
+            if load and left > EPS:
+                self.work[node] = left
+            else:
+                self.work.pop(node, None)
+            rec.charge = 0.0
+
+    def budget(self, node: str) -> float:
+        """Seconds of expected work ``node`` may still be given to queue (``QUEUE_SECONDS``)."""
+        assert self.queue_seconds is not None
+        return self.queue_seconds - self.work.get(node, 0.0)
 
     def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
         """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
@@ -177,11 +233,21 @@ class ClusterView:
         for n in (
             self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
         ):
-            if n.alive and (
-                (self.saturated and self._below_low_water(n)) or fits(cost, self._room(n))
-            ):
+            if n.alive and ((self._may_fill() and self._fill_due(n)) or fits(cost, self._room(n))):
                 return True
         return False
+
+    def _may_fill(self) -> bool:
+        """Whether a pass that places nothing on free resources may still fill windows: always
+        with a time budget (it bounds what is queued); with the depth alone only when nothing is
+        free anywhere (else a long task could queue behind a busy node while another frees)."""
+        return self.saturated or self.queue_seconds is not None
+
+    def _fill_due(self, n: NodeState) -> bool:
+        """``n``'s window may be topped up: below its low-water mark and within its budget."""
+        return self._below_low_water(n) and (
+            self.queue_seconds is None or self.budget(n.name) > 0.0
+        )
 
     def _below_low_water(self, n: NodeState) -> bool:
         return self._core.below_low_water(
@@ -205,7 +271,7 @@ class ClusterView:
             return False
         if self.window <= 1 or len(ready.shapes) > MAX_SHAPES:
             return True
-        if self.saturated and self._below_low_water(n):
+        if self._may_fill() and self._fill_due(n):
             return True
         f = self._room(n)
         fits = self._core.fits
@@ -255,9 +321,13 @@ class ClusterView:
             fits(dict(cost), most if pin is None else free.get(pin, {}))
             for pin, cost in ready.shapes
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
+            if window > 1 and self.queue_seconds is not None:
+                self._fill_windows(alive, ready, dispatch, low_water=True)
             return
-        if self._place_free(free, most, ready, dispatch) and window > 1 and ready:
-            self._fill_windows(alive, ready, dispatch, low_water=False)
+        placed = self._place_free(free, most, ready, dispatch)
+        if window > 1 and ready and (placed or self.queue_seconds is not None):
+            # after a placement every node is topped up; else only those due (hysteresis)
+            self._fill_windows(alive, ready, dispatch, low_water=not placed)
 
     def _place_free(
         self,
@@ -333,12 +403,12 @@ class ClusterView:
             sent = 0
             for i, (run, rec, _) in enumerate(batch):
                 if chosen[i] is not None:
-                    dispatch(run, rec, chosen[i])  # type: ignore[arg-type]
+                    dispatch(run, rec, chosen[i], False)  # type: ignore[arg-type]
                     sent += 1
             for leader, run, rec in riders:
                 node = chosen[leader]
                 if node is not None and rec.state == READY and run.state == RUN_RUNNING:
-                    dispatch(run, rec, node)
+                    dispatch(run, rec, node, False)
                     sent += 1
             return sent
         finally:
@@ -359,12 +429,15 @@ class ClusterView:
         tasks and a pass runs rarely instead of on every report. A node passed over still has more
         than ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot
         idle on our account."""
+        timed = self.queue_seconds is not None
         fill = self._core.window_fill(
             [n.capacity for n in alive],
             [self.outstanding.get(n.name, {}) for n in alive],
             self.window,
             LOW_WATER if low_water else None,
+            [self.budget(n.name) for n in alive] if timed else None,
         )
+        estimate = self.durations.estimate
         if not fill.left:
             return
         index = {n.name: i for i, n in enumerate(alive)}
@@ -381,11 +454,18 @@ class ClusterView:
                     if misses >= MAX_MISSES:
                         break
                     continue
+                seconds = estimate(rec.spec.id, rec.cost_items) if timed else 0.0
+                if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
+                    seconds = UNKNOWN_CHARGE
                 if pin is None:
-                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy)
+                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy, seconds)
                 else:  # (pinned to a node not alive: no room anywhere for it)
                     at = index.get(pin)
-                    chosen = -1 if at is None else fill.pick(rec.spec.cost, at, run.options.policy)
+                    chosen = (
+                        -1
+                        if at is None
+                        else fill.pick(rec.spec.cost, at, run.options.policy, seconds)
+                    )
                 if chosen < 0:
                     missed.add(shape)
                     misses += 1
@@ -393,9 +473,8 @@ class ClusterView:
                         break  # (every shape queued missed: the rest would too)
                     continue
                 misses = 0
-                dispatch(
-                    run, rec, alive[chosen].name
-                )  # discards it from the queue: the walk goes on
+                # (discards it from the queue: the walk goes on)
+                dispatch(run, rec, alive[chosen].name, True)
                 if not fill.left:
                     break
         finally:
@@ -475,9 +554,17 @@ class ClusterView:
 
     # -- invariants --------------------------------------------------------------------------------
 
-    def validate(self, outstanding: dict[str, dict[str, float]]) -> None:
-        """Raise AssertionError unless our outstanding demand equals ``outstanding`` (recomputed
-        from the tasks) and no unanswered dispatch is on a lost node."""
+    def validate(
+        self, outstanding: dict[str, dict[str, float]], work: dict[str, float] | None = None
+    ) -> None:
+        """Raise AssertionError unless our outstanding demand equals ``outstanding`` and our work
+        ``work`` (both recomputed from the tasks) and no unanswered dispatch is on a lost node."""
+        if work is not None:
+            for node in set(work) | set(self.work):
+                got, expect = self.work.get(node, 0.0), work.get(node, 0.0)
+                assert abs(got - expect) <= 1e-6 * max(1.0, expect), (
+                    f"work on {node}: recorded {got}, tasks hold {expect}"
+                )
         for node in set(outstanding) | set(self.outstanding):
             mine, want = self.outstanding.get(node, {}), outstanding.get(node, {})
             for kind in set(mine) | set(want):

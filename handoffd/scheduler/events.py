@@ -81,6 +81,7 @@ class TaskSucceeded:
     node: str
     size: int
     value: bytes | None = field(default=None, repr=False)
+    duration: float = -1.0  # seconds the attempt ran in its worker (-1: not measured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +139,21 @@ class ResultsReleased:
     run_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class WithdrawAnswered:
+    """``node`` dropped ``withdrawn`` (task_id, attempt) unstarted, as we asked (``Withdraw``);
+    ``kept`` had started or were unknown there: they report as usual."""
+
+    node: str
+    run_id: str
+    withdrawn: Sequence[tuple[str, int]] = ()
+    kept: Sequence[tuple[str, int]] = ()
+
+
 Event = Union[
     ValuesWanted,
     RunSubmitted,
+    WithdrawAnswered,
     NodeUpdate,
     DispatchAnswered,
     TaskStarted,
@@ -191,6 +204,8 @@ class DispatchedTask:
     argument_inclusion: str
     timeout: float | None
     inputs: tuple[InputRef, ...]  # one per dependency, in args order
+    priority: int = 0  # the function's priority (the run's added): the node's queue order
+    rank: float = 0.0  # its upward rank (critical path): ties in the node's queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +290,19 @@ class FreeUnneededValues:
     task_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Ask ``node`` to drop these attempts (task_id, attempt) of ``run_id`` if not started yet
+    (answer: ``WithdrawAnswered``): another node can start them sooner."""
+
+    node: str
+    run_id: str
+    term: int
+    items: tuple[tuple[str, int], ...]
+
+
 Instruction = Union[
+    Withdraw,
     Dispatch,
     CancelAttempts,
     ProbeRun,
@@ -305,6 +332,8 @@ __all__ = [
     "DispatchedTask",
     "Dispatch",
     "CancelAttempts",
+    "Withdraw",
+    "WithdrawAnswered",
     "ProbeRun",
     "StartTimer",
     "SubmissionAccepted",

@@ -16,6 +16,7 @@ from handoffd.scheduler.events import (
     DispatchedTask,
     FreeUnneededValues,
     Instruction,
+    Withdraw,
 )
 
 
@@ -25,6 +26,7 @@ class Outbox:
     cancels: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
     dispatches: dict[tuple[str, str], list[DispatchedTask]] = field(default_factory=dict)
     frees: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # values to delete
+    withdraws: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
 
     def take(self, term_of: Callable[[str], int]) -> list[Instruction]:
         """Everything collected, the batches last (at their run's ``term_of``); empty again after."""
@@ -36,6 +38,11 @@ class Outbox:
         result += [
             FreeUnneededValues(n, r, term_of(r), tuple(ids)) for (n, r), ids in self.frees.items()
         ]
+        if self.withdraws:
+            result += [
+                Withdraw(n, r, term_of(r), tuple(items)) for (n, r), items in self.withdraws.items()
+            ]
+            self.withdraws = {}
         self.direct = []
         self.cancels = {}
         self.dispatches = {}

@@ -34,7 +34,12 @@ from handoffd.errors import (
     ValidationError,
 )
 from handoffd.scheduler import placement
-from handoffd.scheduler.cluster_view import WINDOW, ClusterView, NodeState, add_into
+from handoffd.scheduler.cluster_view import (
+    QUEUE_SECONDS,
+    WINDOW,
+    ClusterView,
+    NodeState,
+)
 from handoffd.scheduler.delays import REFUSAL_BACKOFF, DelayedTasks
 from handoffd.scheduler.events import (
     CancelRequested,
@@ -56,11 +61,13 @@ from handoffd.scheduler.events import (
     TaskSucceeded,
     TimerFired,
     ValuesWanted,
+    WithdrawAnswered,
 )
 from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
 from handoffd.scheduler.outbox import Outbox
 from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus, RunHistory
 from handoffd.scheduler.ready import ReadyQueue
+from handoffd.scheduler.rebalance import Rebalance
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
@@ -98,6 +105,7 @@ class OwnerScheduler:
         backend: str | None = None,
         window: int = WINDOW,
         probe_interval: float = PROBE_INTERVAL,
+        queue_seconds: float | None = QUEUE_SECONDS,
         ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.node_name = node_name
@@ -106,7 +114,7 @@ class OwnerScheduler:
         self._backend = backend
         # Nodes, their outstanding demand (kept in step with task moves by _on_move) and our
         # unanswered dispatches.
-        self._view = ClusterView(window=window, backend=backend)
+        self._view = ClusterView(window=window, backend=backend, queue_seconds=queue_seconds)
         self._owned = OwnedRuns()
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
         self._ready = ReadyQueue()
@@ -120,6 +128,9 @@ class OwnerScheduler:
             adopt=self._adopt,
             probe_interval=probe_interval,
             ack_timeout=ack_timeout,
+        )
+        self._rebalance = Rebalance(
+            self._view, self._out, run_of=self._owned.live.get, give_back=self._give_back
         )
         self._delays = DelayedTasks(self._out, run_of=self._owned.live.get, enqueue=self._enqueue)
         self._takeover = Takeover(
@@ -181,6 +192,8 @@ class OwnerScheduler:
             self._on_replied(event)
         elif isinstance(event, RunProbed):
             self._lost.probed(event)
+        elif isinstance(event, WithdrawAnswered):
+            self._rebalance.answered(event)
         elif isinstance(event, TaskErrored):
             self._on_errored(event)
         elif isinstance(event, TimerFired):
@@ -284,7 +297,7 @@ class OwnerScheduler:
         self._own(run)
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._view.add_outstanding(rec.node, rec.spec.cost, 1)
+                self._view.went_out(rec.node, rec)
                 self._lost.went_out(run.run_id, rec.id, self._now)
             if rec.state == READY and not rec.delayed:
                 self._enqueue(run, rec)
@@ -297,9 +310,10 @@ class OwnerScheduler:
         run.listener = None
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
-                self._view.add_outstanding(rec.node, rec.spec.cost, -1)
+                self._view.came_back(rec.node, rec)
         self._delays.drop_run(run_id, run.tasks)
         self._lost.drop_run(run_id, run.tasks)
+        self._rebalance.drop_run(run_id)
         self._ready.drop_run(run)
         self._view.forget_run(run_id)
         self._dirty = True
@@ -459,6 +473,8 @@ class OwnerScheduler:
         found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
         if found is None or not alive:
             return
+        rec = found[1]
+        self._view.durations.observe(rec.spec.id, rec.cost_items, ev.duration)
         self._accept_result(run, found[1], ev.node, ev.size, ev.value)
 
     def _accept_result(
@@ -473,6 +489,10 @@ class OwnerScheduler:
         """A probe found the result of ``rec``'s attempt at ``node`` though its report was lost."""
         run.holders.add(node)
         self._accept_result(run, rec, node, size, None)
+
+    def _give_back(self, run: RunState, rec: TaskRecord, cause: str) -> None:
+        """``rec``'s node dropped its attempt unstarted (``Rebalance``): place it again, no loss."""
+        self._cancel(run.make_ready(rec, self._now, cause), run)
 
     def _count_loss(self, run: RunState, rec: TaskRecord, cause: str) -> None:
         """``rec``'s attempt was lost to the cluster, not by its own fault: place it again (no
@@ -616,11 +636,13 @@ class OwnerScheduler:
         ):
             self.on_change(run.run_id, rec.id)
         if old in ACTIVE and new not in ACTIVE and rec.node is not None:
-            self._view.add_outstanding(rec.node, rec.spec.cost, -1)
+            self._view.came_back(rec.node, rec)
+            if self._rebalance.queued:
+                self._rebalance.came_back(rec.node, (run.run_id, rec.id, rec.attempt))
             if not self._dirty and self._view.room_opened(rec.node, self._ready):
                 self._dirty = True
         if new in ACTIVE and old not in ACTIVE and rec.node is not None:
-            self._view.add_outstanding(rec.node, rec.spec.cost, 1)
+            self._view.went_out(rec.node, rec)
             self._lost.went_out(run.run_id, rec.id, self._now)
         elif old in ACTIVE and new not in ACTIVE:
             self._lost.came_back(run.run_id, rec.id)
@@ -640,13 +662,18 @@ class OwnerScheduler:
     # -- placement ---------------------------------------------------------------------------------
 
     def _place(self) -> None:
-        if not self._dirty or not self._ready:
+        if not self._dirty:
             return
-        self._dirty = False
-        self._view.place(self._ready, self._dispatch)
+        if self._ready:
+            self._dirty = False
+            self._view.place(self._ready, self._dispatch)
+        if self._rebalance.queued:  # free left where nothing ready went: move queued work there
+            self._rebalance.offer()
 
-    def _dispatch(self, run: RunState, rec: TaskRecord, node: str) -> None:
+    def _dispatch(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
         run.assign(rec, node, self._now)
+        if queued:
+            self._rebalance.sent(run, rec, node)
         self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost, self._now)
         self._lost.sent(node)
         spec = rec.spec
@@ -658,6 +685,8 @@ class OwnerScheduler:
             spec.argument_inclusion,
             spec.timeout,
             run.input_refs(spec.id),
+            spec.priority,
+            rec.upward_rank,
         )
         self._out.dispatches.setdefault((node, run.run_id), []).append(item)
 
@@ -665,23 +694,6 @@ class OwnerScheduler:
 
     def validate(self) -> None:
         """Raise AssertionError when an invariant is broken (tests call it after every event)."""
-        outstanding: dict[str, dict[str, float]] = {}
-        queued: set[tuple[str, str]] = set()
-        active: set[tuple[str, str]] = set()
-        for run in self._owned.live.values():
-            run.validate()
-            for rec in run.tasks.values():
-                if rec.state in ACTIVE:
-                    assert rec.node is not None
-                    assert self._view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
-                    add_into(outstanding.setdefault(rec.node, {}), rec.spec.cost, 1)
-                    active.add((run.run_id, rec.id))
-                if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
-                    queued.add((run.run_id, rec.id))
-                if rec.state == DONE:
-                    bad = [n for n in rec.locations if not self._view.alive(n)]
-                    assert not bad, f"{rec.id} has copies on lost nodes {bad}"
-        self._view.validate(outstanding)
-        self._lost.validate(active)
-        in_queue = self._ready.validate(self._owned.live)
-        assert queued == in_queue, f"ready queue {sorted(in_queue)} != {sorted(queued)}"
+        from handoffd.scheduler.invariants import validate_owner
+
+        validate_owner(self._owned.live, self._view, self._lost, self._rebalance, self._ready)

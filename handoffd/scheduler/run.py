@@ -100,6 +100,9 @@ class TaskRecord:
     queued: bool = False
     in_heap: bool = False
     cost_items: tuple[tuple[str, float], ...] = ()  # the spec's cost as a hashable shape
+    # The work (expected seconds x share of its node) charged to its node while ACTIVE
+    # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
+    charge: float = 0.0
 
     @property
     def id(self) -> str:

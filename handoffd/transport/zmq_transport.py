@@ -37,6 +37,7 @@ import zmq
 from zmq.utils import z85
 
 from handoffd.config import Limits
+from handoffd.transport import handshakes
 from handoffd.transport.base import (
     Frames,
     Handler,
@@ -67,6 +68,7 @@ class _Peer:
         "retry_delay",
         "conn",
         "last_used",
+        "monitor",
     )
 
     def __init__(self, address: str, sock: zmq.Socket[Any], deadline: float, now: float) -> None:
@@ -78,6 +80,7 @@ class _Peer:
         self.delivered = False  # a send succeeded once: later EAGAINs mean dead or full, not new
         self.retry_delay = 0.001
         self.last_used = now  # loop time of our last send through it (close_idle)
+        self.monitor: zmq.Socket[Any] | None = None  # until its first handshake succeeds
 
 
 class ZmqTransport(Transport):
@@ -111,6 +114,9 @@ class ZmqTransport(Transport):
         self._rate_counts: dict[bytes, int] = {}
         self._rate_window = 0.0
         self._closed = False
+        # Told of each failed handshake (direction, where, why): handshakes.py.
+        self.on_handshake_failed: Callable[[str, str, str], None] | None = None
+        self._inbound_watch: handshakes.InboundWatch | None = None
         self._responder: Any = None
         self._zap: zmq.Socket[Any] | None = None
         try:
@@ -161,6 +167,31 @@ class ZmqTransport(Transport):
         if self._zap is not None:
             self._watch(self._zap, self._drain_zap)
         self._watch(self._router, self._drain_router)
+        monitor = self._router.get_monitor_socket(handshakes.INBOUND_EVENTS)
+        self._inbound_watch = handshakes.InboundWatch(monitor, self._handshake_failed)
+        self._watch(monitor, self._inbound_watch.drain)
+
+    def _handshake_failed(self, direction: str, where: str, why: str) -> None:
+        self.stats.count(f"handshake_failed_{direction}")
+        if self.on_handshake_failed is not None:
+            self.on_handshake_failed(direction, where, why)
+
+    def _drain_peer_monitor(self, peer: _Peer) -> None:
+        monitor = peer.monitor
+        if monitor is None:
+            return
+        if handshakes.drain_outbound(monitor, peer.address, self._handshake_failed):
+            self._stop_peer_monitor(peer)  # the handshake succeeded, or failed and was reported
+
+    def _stop_peer_monitor(self, peer: _Peer) -> None:
+        monitor, peer.monitor = peer.monitor, None
+        if monitor is not None:
+            self._unwatch(monitor)
+            try:
+                peer.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            monitor.close(linger=0)
 
     def _watch(self, sock: zmq.Socket[Any], drain: Callable[[], None]) -> None:
         assert self._loop is not None
@@ -197,7 +228,8 @@ class ZmqTransport(Transport):
             self._responder.close()  # before the context is terminated: term waits for it
         for address in list(self._peers):
             self.forget(address)
-        for sock in (self._router, self._zap):
+        monitor = self._inbound_watch.sock if self._inbound_watch is not None else None
+        for sock in (self._router, self._zap, monitor):
             if sock is not None:
                 self._unwatch(sock)
                 sock.close(linger=0)
@@ -386,6 +418,7 @@ class ZmqTransport(Transport):
         if peer is None:
             return
         self._peers_by_conn.pop(peer.conn, None)
+        self._stop_peer_monitor(peer)
         if peer.pending:
             self.stats.send_failures += len(peer.pending)
             self.stats.count(reason)
@@ -456,9 +489,14 @@ class ZmqTransport(Transport):
             return None
         now = self._loop.time()
         peer = _Peer(address, sock, now + self.connect_timeout, now)
+        watched = sum(1 for p in self._peers.values() if p.monitor is not None)
+        if watched < handshakes.MAX_OUTBOUND_WATCHED:
+            peer.monitor = sock.get_monitor_socket(handshakes.OUTBOUND_EVENTS)
         self._peers[address] = peer
         self._peers_by_conn[peer.conn] = peer
         self._watch(sock, lambda: self._drain_dealer(peer))
+        if peer.monitor is not None:
+            self._watch(peer.monitor, lambda: self._drain_peer_monitor(peer))
         return peer
 
     def _queue(self, peer: _Peer, frames: Frames) -> bool:

@@ -56,6 +56,7 @@ def _gate(path: str) -> str:
     deadline = time.monotonic() + 90
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.05)
+    print("gate: opened at last")
     return "opened"
 
 
@@ -64,8 +65,26 @@ def _flaky(marker: str) -> int:
 
     if not os.path.exists(marker):
         open(marker, "w").close()
+        print("flaky: first try")
         raise KeyError("dashboard test: the first attempt fails")
+    print("flaky: second try")
     return 1
+
+
+KNOWN_LINE = "talk: the answer is 42"
+# Printed by a task: the page must show it as text, never run or render it.
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold?</b>'
+
+
+def _talk(line: str, hostile: str) -> int:
+    import logging
+    import sys
+
+    print(line)
+    print(hostile)
+    sys.stderr.write("talk: to stderr\n")
+    logging.getLogger("talk").warning("talk: logged")
+    return 0
 
 
 def _work(*xs: int, k: int = 0) -> int:
@@ -103,6 +122,7 @@ def test_dashboard_cluster_and_run_pages_update_live(daemons: DaemonCluster, tmp
             handoffd.Function(id="flaky", code=_flaky, extra_args=[str(tmp_path / "m")])
         )
         dag.add_function(handoffd.Function(id="gate", code=_gate, extra_args=[gate]))
+        dag.add_function(handoffd.Function(id="talk", code=_talk, extra_args=[KNOWN_LINE, HOSTILE]))
         dag.add_function(
             handoffd.Function(
                 id="merge", code=_work, args=[f"load{i}" for i in range(6)] + ["flaky"]
@@ -117,7 +137,28 @@ def test_dashboard_cluster_and_run_pages_update_live(daemons: DaemonCluster, tmp
                 rows = browser.find_elements("css selector", f'tr[data-task="{task}"]')
                 return rows[0].get_attribute("data-state") if rows else None
 
-            want = {f"load{i}" for i in range(6)} | {"flaky", "gate", "merge", "final"}
+            def output_text(task: str, part: str = "pre.output-text") -> str:
+                # (re-found each time: a redraw replaces the element)
+                try:
+                    found = browser.find_elements(
+                        "css selector", f'div.output[data-output-task="{task}"] {part}'
+                    )
+                    return "".join(e.get_attribute("textContent") for e in found)
+                except StaleElementReferenceException:
+                    return ""
+
+            def open_output(task: str) -> None:
+                for _ in range(20):  # (a redraw may replace the button under the click)
+                    try:
+                        browser.find_element(
+                            "css selector", f'button[data-output-toggle="{task}"]'
+                        ).click()
+                        return
+                    except StaleElementReferenceException:
+                        time.sleep(0.05)
+                raise AssertionError(f"could not click {task}'s output button")
+
+            want = {f"load{i}" for i in range(6)} | {"flaky", "gate", "merge", "final", "talk"}
             wait_for(
                 lambda: want <= {e.get_attribute("data-task") for e in browser.find_elements("css selector", "tr[data-task]")},
                 30,
@@ -135,11 +176,21 @@ def test_dashboard_cluster_and_run_pages_update_live(daemons: DaemonCluster, tmp
             page = browser.execute_script("return window.__handoffd.pageId")
             updates = browser.execute_script("return window.__handoffd.updates")
             assert row_state("final") == "PENDING"
+            # The gate's output opened while it runs: nothing yet, then its line once it ended.
+            open_output("gate")
+            wait_for(
+                lambda: "no output kept" in output_text("gate", "p.muted"), 15,
+                what="the gate's (empty) output open",
+            )  # fmt: skip
             Path(gate).touch()
             wait_for(lambda: row_state("gate") == "DONE", 30, what="the gate task DONE on the page")
             wait_for(
                 lambda: row_state("final") == "DONE", 30, what="the final task DONE on the page"
             )
+            wait_for(
+                lambda: "gate: opened at last" in output_text("gate"), 15,
+                what="the gate's output shown when it ended, without a click",
+            )  # fmt: skip
             # The same page (no reload) got the news through its event stream.
             assert browser.execute_script("return window.__handoffd.pageId") == page
             assert browser.execute_script("return window.__handoffd.updates") > updates
@@ -163,6 +214,32 @@ def test_dashboard_cluster_and_run_pages_update_live(daemons: DaemonCluster, tmp
             time.sleep(0.3)  # let the last frame paint
             browser.save_screenshot(str(ARTIFACTS / "dashboard-run.png"))
             assert run.wait(timeout=30).state == "DONE"
+
+            # Task output: the task's printed line, shown as text (the hostile line literally).
+            open_output("talk")
+            wait_for(
+                lambda: KNOWN_LINE in output_text("talk"), 15, what="talk's output on the page"
+            )
+            text = output_text("talk")
+            assert HOSTILE in text and "talk: to stderr" in text and "talk: logged" in text
+            box = 'div.output[data-output-task="talk"]'
+            assert not browser.find_elements("css selector", f"{box} script, {box} img, {box} b")
+            assert browser.execute_script("return window.__pwned === undefined")
+            header = output_text("talk", ".attempt-output .muted")
+            talked = run.tasks()
+            node = next(t["node"] for t in talked if t["id"] == "talk")
+            assert header == f"talk · attempt 1 on {node}"
+            # Both attempts of the retried task, numbered, each with its node.
+            open_output("flaky")
+            wait_for(lambda: "flaky: second try" in output_text("flaky"), 15, what="flaky's output")
+            heads = output_text("flaky", ".attempt-output .muted")
+            assert "flaky · attempt 1 on " in heads and "flaky · attempt 2 on " in heads
+            assert "flaky: first try" in output_text("flaky")
+            visible = browser.find_element("css selector", f"{box} pre.output-text")
+            browser.execute_script('arguments[0].scrollIntoView({block: "center"})', visible)
+            assert visible.is_displayed() and KNOWN_LINE in visible.text
+            time.sleep(0.3)
+            browser.save_screenshot(str(ARTIFACTS / "dashboard-output.png"))
         browser.get(f"{base}/")
         wait_for(
             lambda: browser.find_elements("css selector", f'tr[data-run="{run.id}"] .badge')

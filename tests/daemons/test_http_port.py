@@ -100,7 +100,8 @@ def test_keyed_daemon_refuses_http_requests_without_the_token(
     a = daemons.start(cpu=1, memory=500, extra=["--key-file", key, "--http-port", str(http)])
     base = f"http://127.0.0.1:{http}"
     token = http_token(keys.secret)
-    for path in ("/metrics", "/", "/api/cluster", "/runs/x", "/api/events", "/static/app.js"):
+    for path in ("/metrics", "/", "/api/cluster", "/runs/x", "/api/events", "/static/app.js",
+                 "/api/runs/x/output?task=t"):  # fmt: skip
         status, body, headers = _get(base + path)
         assert status == 401, path
         assert headers.get("WWW-Authenticate") == "Bearer"
@@ -161,3 +162,56 @@ def test_cancel_over_http_needs_the_token_and_reaches_the_owner(
         assert status == 200 and json.loads(body)["state"] == "CANCELLED"
         assert json.loads(body)["owner"] == a.name and b.name != a.name
         assert _get(f"{base}/api/runs/nope/cancel", token, method="POST")[0] == 404
+
+
+def _shout(line: str) -> int:
+    import logging
+
+    print(line)
+    logging.getLogger("user").warning("logged too")
+    return 1
+
+
+def test_task_output_over_http_needs_the_token_and_comes_from_the_owner(
+    daemons: DaemonCluster,
+) -> None:
+    ports = [free_port(), free_port()]
+    a = daemons.start(cpu=1, memory=500, extra=["--http-port", str(ports[0])])
+    b = daemons.start(cpu=1, memory=500, seeds=[a.address], extra=["--http-port", str(ports[1])])
+    token = http_token(load_local_key(os.path.join(daemons.workdir, "local.key")).secret)
+    dag = handoffd.DAG()
+    dag.add_function(handoffd.Function(id="loud", code=_shout, extra_args=["<b>out</b> 42"]))
+    dag.add_function(handoffd.Function(id="quiet", code=_add, extra_args=[1]))
+    with handoffd.connect(a.address, timeout=10) as client:
+        from handoffd.testing import wait_for
+
+        wait_for(lambda: len(client.nodes()) == 2, 30, what="two nodes")
+        run = client.submit(dag)
+        assert run.wait(timeout=60).state == "DONE"
+    base = f"http://127.0.0.1:{ports[1]}"  # b's port: the run is owned by a
+    url = f"{base}/api/runs/{run.id}/output?task=loud"
+    status, body, headers = _get(url)
+    assert status == 401 and headers.get("WWW-Authenticate") == "Bearer"
+    assert b"out</b>" not in body  # nothing of the output without the token
+    assert _get(url, http_token(b"x" * 40))[0] == 401
+    status, body, headers = _get(url, token)
+    assert status == 200 and headers["Content-Type"] == "application/json", body
+    doc = json.loads(body)
+    assert doc["run_id"] == run.id and doc["task"] == "loud" and doc["state"] == "DONE"
+    (entry,) = doc["entries"]
+    assert entry["task"] == "loud" and entry["attempt"] == 1
+    assert entry["node"] in (a.name, b.name)
+    assert "<b>out</b> 42\n" in entry["text"] and "logged too" in entry["text"]
+    assert doc["more"] is False and doc["next"] >= 1
+    # Every task's output without ?task=, nothing for a task that printed nothing.
+    status, body, _ = _get(f"{base}/api/runs/{run.id}/output", token)
+    assert status == 200 and [e["task"] for e in json.loads(body)["entries"]] == ["loud"]
+    status, body, _ = _get(f"{base}/api/runs/{run.id}/output?task=quiet", token)
+    assert status == 200 and json.loads(body)["entries"] == []
+    # From where the last answer ended: nothing new.
+    status, body, _ = _get(f"{url}&since={doc['next']}", token)
+    assert status == 200 and json.loads(body)["entries"] == []
+    status, body, _ = _get(f"{url}&since=-1", token)
+    assert status == 400 and b"entry number" in body
+    assert _get(f"{base}/api/runs/nope/output?task=loud", token)[0] == 404
+    assert _get(f"{base}/api/runs/{run.id}/output", token, method="POST")[0] == 404

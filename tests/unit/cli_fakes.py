@@ -12,6 +12,7 @@ import pytest
 from handoffd import envvars
 from handoffd.cli import ctl
 from handoffd.client import NodeInfo
+from handoffd.protocol import messages_ops as ops
 
 
 class RecordingClient:
@@ -30,6 +31,15 @@ class RecordingClient:
 
     def runs(self) -> list[Any]:
         return []
+
+    def _ask_node(self, address: str, make: Any) -> Any:
+        """Each node describes itself (``handoffctl nodes``); it owns no run."""
+        request = make(7)
+        if isinstance(request, ops.DescribeNode):
+            return ops.NodeDescribed(7, "n", address, "c", "9.9", 0.0, 3725.0, "running", ())
+        if isinstance(request, ops.ListOwnedRuns):
+            return ops.OwnedRunList(7, ())
+        raise AssertionError(f"unexpected request {request}")
 
     def close(self) -> None:
         self.closed = True

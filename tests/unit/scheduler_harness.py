@@ -22,15 +22,20 @@ class Cluster:
     """Simulated nodes around one scheduler. ``window=1`` (the default here) turns pipelining off:
     what is dispatched is what the policy placed on free resources, and a node refuses what its
     ledger cannot claim at once. With ``window > 1`` a node queues what fits its capacity (``queue``)
-    and claims a queued task from its ledger only when it starts (``start_queued``)."""
+    and claims a queued task from its ledger only when it starts (``start_queued``).
+
+    ``queue_seconds`` None (the default here): the window's depth alone bounds queued work, whatever
+    the tasks' durations (the tests of the depth mechanism); a number: the owner's time budget, with
+    durations learned from ``succeed(..., duration=)``."""
 
     def __init__(
         self,
         nodes: dict[str, float | dict[str, float]],
         free: dict[str, float] | None = None,
         window: int = 1,
+        queue_seconds: float | None = None,
     ):
-        self.sched = OwnerScheduler("owner", now=0.0, window=window)
+        self.sched = OwnerScheduler("owner", now=0.0, window=window, queue_seconds=queue_seconds)
         self.window = window
         self.queue: dict[str, list[tuple[str, str, int, dict[str, float]]]] = {n: [] for n in nodes}
         self.t = 0.0
@@ -101,10 +106,12 @@ class Cluster:
         attempt: int,
         size: int = 10,
         value: bytes | None = None,
+        duration: float = -1.0,
     ) -> list[ev.Instruction]:
         self.release(node, run_id, task_id, attempt)
         return self.feed(
-            self.update(node), ev.TaskSucceeded(run_id, task_id, attempt, node, size, value)
+            self.update(node),
+            ev.TaskSucceeded(run_id, task_id, attempt, node, size, value, duration),
         )
 
     def error(

@@ -69,6 +69,7 @@ def test_the_nodes_table_keeps_long_names_whole_when_piped(
     out = capsys.readouterr().out
     assert "a-node-with-a-rather-long-name-" + "x" * 40 in out
     assert "cpu 3 / 4" in out and "memory 2.0 GB / 8.0 GB" in out
+    assert "9.9" in out and "1h 2m" in out  # version and uptime, as the node described itself
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
 
 
@@ -122,3 +123,46 @@ def test_help_lists_every_subcommand_and_shared_options_on_each(capsys: Any) -> 
         assert ctl.main([name, "--help"]) == 0
         sub = capsys.readouterr().out
         assert "--address" in sub and "--json" in sub, name
+
+
+def test_shell_completion_of_subcommands(clean_env: dict[str, str], capsys: Any) -> None:
+    clean_env.update(
+        _HANDOFFCTL_COMPLETE="bash_complete", COMP_WORDS="handoffctl dr", COMP_CWORD="1"
+    )
+    with pytest.raises(SystemExit) as exited:  # click's completion exits by itself
+        ctl.main([])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.split() == ["plain,drain"]
+
+
+def test_every_option_names_its_handoffd_variable() -> None:
+    import click
+
+    ctl.prepare()
+    for name, command in ctl.cli.commands.items():
+        for param in command.params:
+            if param.name == "help" or not isinstance(param, click.Option):
+                continue
+            assert isinstance(param.envvar, str) and param.envvar.startswith("HANDOFFD_"), (
+                name,
+                param.name,
+            )
+    json_flag = next(p for p in ctl.cli.commands["nodes"].params if p.name == "as_json")
+    assert json_flag.envvar == "HANDOFFD_JSON"
+
+
+def test_progress_counts_queued_on_nodes_apart_from_running() -> None:
+    """ASSIGNED (dispatched, waiting for a worker on its node) used to count as running."""
+    from handoffd.cli.ctl_submit import progress_counts
+
+    counts = {"PENDING": 2, "READY": 1, "ASSIGNED": 3, "RUNNING": 4, "DONE": 5, "FAILED": 1}
+    assert progress_counts(counts, 16) == {
+        "done": 5,
+        "running": 4,
+        "queued": 3,
+        "waiting": 3,
+        "failed": 1,
+    }
+    assert progress_counts({}, 0) == dict.fromkeys(
+        ("done", "running", "queued", "waiting", "failed"), 0
+    )

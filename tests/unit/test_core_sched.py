@@ -123,6 +123,17 @@ def window_passes(draw):
     loads = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
     window = draw(st.sampled_from([1, 2, 4, 32]))
     low_water = draw(st.sampled_from([None, None, 0.5]))
+    seconds = st.sampled_from([-1.0, 0.0, 0.0001, 0.001, 0.003, 1.0])
+    budgets = draw(
+        st.one_of(
+            st.none(),
+            st.lists(
+                st.sampled_from([-1.0, 0.0, 0.002, 0.005, 0.01]),
+                min_size=n_nodes,
+                max_size=n_nodes,
+            ),
+        )
+    )
     node = st.integers(-1, n_nodes - 1) if n_nodes else st.just(-1)
     picks = draw(
         st.lists(
@@ -130,27 +141,53 @@ def window_passes(draw):
                 resource_map,
                 st.one_of(st.just(-1), st.just(-1), node),
                 st.sampled_from(api.POLICIES),
+                seconds,
             ),
             max_size=30,
         )
     )
-    return capacities, loads, window, low_water, picks
+    return capacities, loads, window, low_water, budgets, picks
 
 
 @settings(max_examples=400, deadline=None)
 @given(case=window_passes())
 def test_window_fill_is_identical(case):
-    capacities, loads, window, low_water, picks = case
-    a = compiled.window_fill(capacities, loads, window, low_water)
-    b = twin.window_fill(capacities, loads, window, low_water)
+    capacities, loads, window, low_water, budgets, picks = case
+    a = compiled.window_fill(capacities, loads, window, low_water, budgets)
+    b = twin.window_fill(capacities, loads, window, low_water, budgets)
     assert a.left == b.left
-    for need, pin, policy in picks:
-        got = a.pick(need, pin, policy)
-        assert got == b.pick(need, pin, policy)
+    spent = [0.0] * len(capacities)
+    for need, pin, policy, seconds in picks:
+        got = a.pick(need, pin, policy, seconds)
+        assert got == b.pick(need, pin, policy, seconds)
         assert a.left == b.left
         if got >= 0:
             assert pin in (-1, got)
             assert compiled.fits(need, capacities[got])  # never more than the node can ever hold
+            if budgets is not None:
+                # only known durations, only on a node whose budget was not spent yet
+                assert seconds >= 0.0 and budgets[got] - spent[got] > 0.0
+                caps = capacities[got]
+                share = max(
+                    (q / caps[k] for k, q in need.items() if q > 0 and caps.get(k, 0) > 0),
+                    default=0.0,
+                )
+                spent[got] += seconds * share
+
+
+def test_window_budgets_bound_queued_work_by_time():
+    for core in (compiled, twin):
+        # two 2-cpu nodes: node 0 has 1 ms of work left to give, node 1 none
+        fill = core.window_fill([{"cpu": 2.0}] * 2, [{}, {}], 32, None, [0.001, 0.0])
+        assert fill.left == 1
+        assert fill.pick({"cpu": 1.0}, -1, "binpack", -1.0) == -1  # unknown: never queued
+        assert fill.pick({"cpu": 1.0}, -1, "binpack", 0.001) == 0  # spends 0.5 ms of node 0
+        assert fill.pick({"cpu": 1.0}, -1, "binpack", 0.001) == 0  # spends the rest
+        assert fill.left == 0
+        assert fill.pick({"cpu": 1.0}, -1, "binpack", 0.0001) == -1
+        # no budgets: the depth alone bounds (the fallback), unknown durations included
+        fill = core.window_fill([{"cpu": 2.0}], [{}], 2)
+        assert fill.pick({"cpu": 1.0}, -1, "binpack", -1.0) == 0
 
 
 def test_a_cost_within_the_tolerance_fits_everywhere_and_one_beyond_it_nowhere():
@@ -241,6 +278,10 @@ def test_window_errors_are_identical():
             core.window_fill([{}], [{}], 0)
         with pytest.raises(ValueError, match="loads has 0 entries"):
             core.window_fill([{}], [], 2)
+        with pytest.raises(ValueError, match="budgets has 2 entries"):
+            core.window_fill([{}], [{}], 2, None, [0.0, 0.0])
+        with pytest.raises(ValueError, match=r"budgets\[0\] = 'x' is not a number"):
+            core.window_fill([{}], [{}], 2, None, ["x"])
         with pytest.raises(ValueError, match="pin = 3"):
             core.window_fill([{"cpu": 1}], [{}], 2).pick({}, 3, "binpack")
         with pytest.raises(ValueError, match=r"need\[0\]: cpu = 'a' is not a number"):

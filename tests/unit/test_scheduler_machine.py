@@ -47,6 +47,7 @@ from scheduler_harness import CPU, Cluster, dispatches, spec
 from handoffd.replication.takeover import Holdings, merge
 from handoffd.resources import add, fits, subtract
 from handoffd.scheduler import events as ev
+from handoffd.scheduler.cluster_view import QUEUE_SECONDS
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.placement import POLICIES
 from handoffd.spec import RunOptions, TaskSpec
@@ -152,6 +153,7 @@ class OwnerMachine(RuleBasedStateMachine):
         self.t = 0.0
         self.term = 0
         self.window = 1
+        self.queue_seconds: float | None = None
         self.nodes: dict[str, SimNode] = {}
         self.sched = OwnerScheduler("owner", now=0.0)
         self.to_nodes: list[ev.Dispatch] = []
@@ -167,10 +169,12 @@ class OwnerMachine(RuleBasedStateMachine):
     @initialize(
         cpus=st.lists(st.sampled_from([1.0, 2.0, 4.0]), min_size=3, max_size=3),
         window=st.sampled_from([1, 1, 4]),
+        queue_seconds=st.sampled_from([None, QUEUE_SECONDS]),
     )
-    def start(self, cpus: list[float], window: int) -> None:
+    def start(self, cpus: list[float], window: int, queue_seconds: float | None) -> None:
         self.window = window
-        self.sched = OwnerScheduler("owner", now=0.0, window=window)
+        self.queue_seconds = queue_seconds
+        self.sched = OwnerScheduler("owner", now=0.0, window=window, queue_seconds=queue_seconds)
         for name, cpu in zip(NODES, cpus, strict=True):
             self.nodes[name] = SimNode(name, {CPU: cpu, MEMORY: 1000.0})
         self.feed([n.update() for n in self.nodes.values()])
@@ -188,6 +192,8 @@ class OwnerMachine(RuleBasedStateMachine):
                 self.to_nodes.append(ins)
             elif isinstance(ins, ev.CancelAttempts):
                 self.cancel(ins)
+            elif isinstance(ins, ev.Withdraw):
+                self.withdraw(ins)
             elif isinstance(ins, ev.FreeUnneededValues):
                 self.free_values(ins)
             elif isinstance(ins, ev.FreeResults):
@@ -295,6 +301,21 @@ class OwnerMachine(RuleBasedStateMachine):
                 self.start_queued(node)
                 self.send(node, [node.update(), self.errored(node, job or queued[0], "cancelled")])
 
+    def withdraw(self, ins: ev.Withdraw) -> None:
+        """Re-placement: the node drops the attempts still in its queue and answers (the answer
+        may be lost or late like any message)."""
+        node = self.nodes[ins.node]
+        if not node.alive or ins.term < node.terms.get(ins.run_id, 0):
+            return
+        asked = {(ins.run_id, t, a) for t, a in ins.items}
+        dropped = [j for j in node.queue if j.key in asked]
+        node.queue = [j for j in node.queue if j.key not in asked]
+        withdrawn = [(j.task_id, j.attempt) for j in dropped]
+        kept = [i for i in ins.items if i not in withdrawn]
+        self.send(
+            node, [node.update(), ev.WithdrawAnswered(node.name, ins.run_id, withdrawn, kept)]
+        )
+
     def answer_probe(self, ins: ev.ProbeRun) -> None:
         node = self.nodes[ins.node]
         if node.alive:
@@ -343,7 +364,9 @@ class OwnerMachine(RuleBasedStateMachine):
         if ok:
             node.store[(job.run_id, job.task_id)] = 10 if small else 10_000
             value = b"v" if small else None
-            report: ev.Event = ev.TaskSucceeded(*job.key, node.name, 10, value)
+            # durations: tiny for small results, long for big ones (both kinds of budget)
+            took = 0.0001 if small else 0.5
+            report: ev.Event = ev.TaskSucceeded(*job.key, node.name, 10, value, took)
         else:
             report = self.errored(node, job, "error")
         self.start_queued(node)
@@ -365,6 +388,8 @@ class OwnerMachine(RuleBasedStateMachine):
                 self.lost.update((e.run_id, t, a) for t, a, _ in e.refused)
             elif isinstance(e, (ev.TaskSucceeded, ev.TaskErrored)):
                 self.lost.add((e.run_id, e.task_id, e.attempt))
+            elif isinstance(e, ev.WithdrawAnswered):  # the node dropped them: nobody will tell
+                self.lost.update((e.run_id, t, a) for t, a in e.withdrawn)
 
     @precondition(lambda self: sum(n.alive for n in self.nodes.values()) > 1)
     @rule(name=st.sampled_from(NODES))
@@ -429,7 +454,13 @@ class OwnerMachine(RuleBasedStateMachine):
         snapshot) merged with what the live nodes hold and run, at the next term."""
         old = self.sched
         self.term += 1
-        self.sched = OwnerScheduler("standby", now=self.t, term=self.term, window=self.window)
+        self.sched = OwnerScheduler(
+            "standby",
+            now=self.t,
+            term=self.term,
+            window=self.window,
+            queue_seconds=self.queue_seconds,
+        )
         self.to_owner.clear()  # messages to the dead owner
         self.timers.clear()
         updates = [
@@ -505,6 +536,8 @@ class OwnerMachine(RuleBasedStateMachine):
                     travelling.update((e.run_id, t, a) for t, a, _ in e.refused)
                 elif isinstance(e, (ev.TaskSucceeded, ev.TaskErrored)):
                     travelling.add((e.run_id, e.task_id, e.attempt))
+                elif isinstance(e, ev.WithdrawAnswered):
+                    travelling.update((e.run_id, t, a) for t, a in e.withdrawn)
         for run_id in self.specs:
             run = self.sched.run_state(run_id)
             if run is None or run.state != "RUNNING":
@@ -625,15 +658,20 @@ class WindowMachine(RuleBasedStateMachine):
         self.where: dict[Key, str] = {}
         self.pending: list[ev.Dispatch] = []
         self.tasks = 0
+        self.took = -1.0
 
     @initialize(
         tasks=st.integers(1, 120),
         window=st.integers(2, 8),
         cpus=st.tuples(st.sampled_from([1.0, 2.0, 3.0]), st.sampled_from([1.0, 2.0])),
+        took=st.sampled_from([None, 0.0001, 0.002, 1.0]),
     )
-    def start(self, tasks: int, window: int, cpus: tuple[float, float]) -> None:
+    def start(self, tasks: int, window: int, cpus: tuple[float, float], took: float | None) -> None:
         self.tasks = tasks
-        self.c = Cluster({"n1": cpus[0], "n2": cpus[1]}, window=window)
+        # took None: the depth alone (no time budget); else every task runs ``took`` seconds
+        self.took = -1.0 if took is None else took
+        queue_seconds = None if took is None else QUEUE_SECONDS
+        self.c = Cluster({"n1": cpus[0], "n2": cpus[1]}, window=window, queue_seconds=queue_seconds)
         self.pending = dispatches(self.c.submit("r", [spec(f"t{i}") for i in range(tasks)]))
         self.answer_all()
 
@@ -653,7 +691,7 @@ class WindowMachine(RuleBasedStateMachine):
         for key in done:
             self.c.release(node, *key)
         self.c.start_queued(node)  # before the report goes out: it says nothing is free
-        reports = [ev.TaskSucceeded(r, t, a, node, 10, None) for r, t, a in done]
+        reports = [ev.TaskSucceeded(r, t, a, node, 10, None, self.took) for r, t, a in done]
         self.pending = dispatches(self.c.feed(self.c.update(node), *reports))
         self.answer_all()
 

@@ -158,6 +158,11 @@ function renderDag(tasks) {
       svg("title", {}, `${t.id}: ${t.state}${t.node ? " on " + t.node : ""} (${t.attempts.length} attempts)`),
       svg("rect", { x, y, width: BW, height: BH, rx: 4, fill: STATE_COLORS[t.state] || "#999" }));
     if (!big) g.append(svg("text", { x: x + 6, y: y + 15, fill: "#fff" }, t.id.length > 15 ? t.id.slice(0, 14) + "…" : t.id));
+    g.addEventListener("click", () => {  // the task's output, under its row in the table
+      toggleOutput(t.id, true);
+      const row = [...document.querySelectorAll("tr[data-task]")].find((r) => r.dataset.task === t.id);
+      if (row) row.scrollIntoView({ block: "center" });
+    });
     root.append(g);
   }
   return root;
@@ -214,6 +219,80 @@ function legend() {
   }));
 }
 
+// -- task output (what a task's attempts printed and logged, from /api/runs/RUN/output) -----------
+
+// Tasks whose output is open, and per task what was fetched: {sig, entries, next, more, error,
+// loading}. "sig" is the task's state and attempts when fetched: when they change (an attempt
+// ended, and its output reached the owner with its report) the output is fetched again.
+const outputs = { open: new Set(), cache: new Map(), boxes: new Map(), want: new Map(), redraw: null };
+
+function taskSig(t) {
+  const last = t.attempts[t.attempts.length - 1];
+  return `${t.state}|${t.attempts.length}|${last ? last[6] || "" : ""}`;
+}
+
+function fetchOutput(runId, task, sig, more) {
+  const prev = outputs.cache.get(task);
+  const since = more && prev ? prev.next : 0;
+  const entry = more && prev ? { ...prev, loading: true } : { sig, entries: [], next: 0, more: false, loading: true };
+  outputs.cache.set(task, entry);
+  fillOutput(runId, task);
+  // "seen": what this page knows of the task, so that the HTTP process's short-lived cache never
+  // answers with the output from before the change that made the page ask.
+  const url = `/api/runs/${encodeURIComponent(runId)}/output?task=${encodeURIComponent(task)}&since=${since}&seen=${encodeURIComponent(entry.sig)}`;
+  fetch(url).then((r) => r.json().then((body) => ({ ok: r.ok, body }))).then(({ ok, body }) => {
+    if (outputs.cache.get(task) !== entry) return;  // asked again meanwhile
+    if (!ok) outputs.cache.set(task, { ...entry, loading: false, error: body.error || "no answer" });
+    else outputs.cache.set(task, { sig: entry.sig, entries: entry.entries.concat(body.entries), next: body.next, more: body.more, loading: false, error: null });
+    fillOutput(runId, task);
+    // The task moved while this was under way: its newer output.
+    const want = outputs.want.get(task);
+    if (ok && want && want !== entry.sig && outputs.open.has(task)) fetchOutput(runId, task, want, false);
+  }).catch((err) => {
+    if (outputs.cache.get(task) !== entry) return;
+    outputs.cache.set(task, { ...entry, loading: false, error: String(err) });
+    fillOutput(runId, task);
+  });
+}
+
+// The output box of a task: user text only ever goes in as textContent (never as HTML).
+function fillOutput(runId, task) {
+  const box = outputs.boxes.get(task);
+  if (!box) return;
+  const got = outputs.cache.get(task);
+  const parts = [];
+  if (got) {
+    for (const e of got.entries) {
+      parts.push(el("div", { class: "attempt-output", "data-attempt": String(e.attempt) },
+        el("div", { class: "muted", text: `${e.task} · attempt ${e.attempt} on ${e.node}` }),
+        el("pre", { class: "output-text", text: e.text })));
+    }
+    if (got.error) parts.push(el("p", { class: "error", text: "output: " + got.error }));
+    else if (!got.entries.length && !got.loading) {
+      parts.push(el("p", { class: "muted", text: "no output kept for this task (yet): an attempt's output reaches the run's owner when the attempt ends" }));
+    }
+    if (got.loading) parts.push(el("p", { class: "muted", text: "loading output…" }));
+    else if (got.more) parts.push(el("button", { class: "toggle", onclick: () => fetchOutput(runId, task, got.sig, true) }, "more output"));
+  }
+  box.replaceChildren(...parts);
+}
+
+function outputRow(runId, t) {
+  const box = el("div", { class: "output", "data-output-task": t.id });
+  outputs.boxes.set(t.id, box);
+  outputs.want.set(t.id, taskSig(t));
+  const got = outputs.cache.get(t.id);
+  if (!got || (got.sig !== taskSig(t) && !got.loading)) fetchOutput(runId, t.id, taskSig(t), false);
+  else fillOutput(runId, t.id);
+  return el("tr", { class: "output-row", "data-output-for": t.id }, el("td", { colspan: "7" }, box));
+}
+
+function toggleOutput(task, open) {
+  if (open ?? !outputs.open.has(task)) outputs.open.add(task);
+  else outputs.open.delete(task);
+  if (outputs.redraw) outputs.redraw();
+}
+
 function renderRun(runId, doc) {
   const app = document.getElementById("app");
   document.getElementById("crumbs").textContent = `run ${runId}`;
@@ -236,10 +315,11 @@ function renderRun(runId, doc) {
     el("div", {}, el("b", { text: "tasks" }), Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(", ")),
     cancel);
   const table = el("table", { id: "tasks" },
-    el("tr", {}, ...["task", "state", "node", "attempts", "started", "duration"].map((h) => el("th", { text: h }))));
+    el("tr", {}, ...["task", "state", "node", "attempts", "started", "duration", "output"].map((h) => el("th", { text: h }))));
   // Past 2000 tasks the table lists only those not DONE (at most 500): the browser shares the
   // machine with the daemons.
   const huge = tasks.length > 2000;
+  outputs.boxes.clear();
   const listed = huge ? tasks.filter((t) => t.state !== "DONE").slice(0, 500) : tasks;
   for (const t of listed) {
     const last = t.attempts[t.attempts.length - 1];
@@ -248,7 +328,10 @@ function renderRun(runId, doc) {
     table.append(el("tr", { "data-task": t.id, "data-state": t.state },
       el("td", { text: t.id }), el("td", { class: "state" }, badge(t.state)), el("td", { text: t.node ?? "-" }),
       el("td", { text: String(t.attempts.length) }), el("td", { text: when(started) }),
-      el("td", { text: started && ended ? seconds(ended - started) : "-" })));
+      el("td", { text: started && ended ? seconds(ended - started) : "-" }),
+      el("td", {}, el("button", { class: "toggle", "data-output-toggle": t.id, onclick: () => toggleOutput(t.id) },
+        outputs.open.has(t.id) ? "hide" : "show"))));
+    if (outputs.open.has(t.id)) table.append(outputRow(runId, t));
   }
   // A redraw keeps the tracebacks the user opened.
   const opened = new Set([...document.querySelectorAll("details.failure[open]")].map((d) => d.dataset.key));
@@ -284,6 +367,7 @@ function followRun(runId) {
     drawn = Date.now();
     renderRun(runId, { ...header, tasks: [...tasks.values()] });
   };
+  outputs.redraw = () => { if (header) draw(); };
   let lastHeader = "";
   stream("?run=" + encodeURIComponent(runId), "run", (doc) => {
     const headerKey = JSON.stringify({ ...doc, tasks: null, full: null });

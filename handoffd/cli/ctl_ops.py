@@ -1,0 +1,215 @@
+"""``handoffctl nodes`` (with each node's version, uptime and warnings), ``runs`` (every run of
+the cluster, each owner asked), ``drain NODE`` and ``stop NODE`` (remote, with the key).
+
+Each function takes a connected client and plain arguments and returns an exit code. A node that
+does not answer is reported (a warning line, ``null`` fields in JSON), never fatal: the others are
+still listed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from handoffd import errors
+from handoffd.cli.app import error, out_console, print_json, warn
+from handoffd.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from handoffd.cli.ctl_views import human_quantity, provenance_lines, styled
+from handoffd.protocol import messages as m
+from handoffd.protocol import messages_ops as ops
+
+_LIVE = ("ALIVE", "SUSPECT")
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def _ask_each(client: Any, members: dict[str, Any], make: Any) -> dict[str, Any]:
+    """{name: reply, or the error text} for each live member."""
+    out: dict[str, Any] = {}
+    for name, info in sorted(members.items()):
+        if info.status not in _LIVE:
+            continue
+        try:
+            out[name] = client._ask_node(info.address, make)
+        except errors.AuthenticationError:
+            raise
+        except errors.HandoffError as exc:
+            out[name] = f"did not answer ({exc})"
+    return out
+
+
+def nodes(client: Any, *, as_json: bool) -> int:
+    members = client.nodes()
+    described = _ask_each(client, members, lambda rid: ops.DescribeNode(rid))
+    if as_json:
+        docs = []
+        for name, info in sorted(members.items()):
+            d = described.get(name)
+            ok = d if isinstance(d, ops.NodeDescribed) else None
+            docs.append(
+                {
+                    "name": name,
+                    "address": info.address,
+                    "status": info.status,
+                    "capacity": info.capacity,
+                    "free": info.free,
+                    "sources": info.sources,
+                    "gpus": list(info.gpus),
+                    "version": ok.version if ok else None,
+                    "started": ok.started if ok else None,
+                    "uptime_s": round(ok.uptime_s, 3) if ok else None,
+                    "state": ok.state if ok else None,
+                    "warnings": list(ok.warnings) if ok else [],
+                    "error": d if isinstance(d, str) else None,
+                }
+            )
+        print_json({"nodes": docs})
+        return EXIT_OK
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("NAME", "STATUS", "ADDRESS", "VERSION", "UPTIME", "FREE / CAPACITY"):
+        table.add_column(column, overflow="fold")
+    notes: list[str] = []
+    for name, info in sorted(members.items()):
+        d = described.get(name)
+        cap = "  ".join(
+            f"{k} {human_quantity(k, info.free.get(k, 0))} / {human_quantity(k, v)}"
+            for k, v in sorted(info.capacity.items())
+        )
+        version = uptime = "-"
+        if isinstance(d, ops.NodeDescribed):
+            version, uptime = d.version, human_duration(d.uptime_s)
+            if d.state != "running":
+                uptime += f" ({d.state})"
+            notes += [f"{name}: {w}" for w in d.warnings]
+        elif isinstance(d, str):
+            notes.append(f"{name}: {d}")
+        table.add_row(
+            Text(name),
+            styled(info.status),
+            Text(info.address),
+            Text(version),
+            Text(uptime),
+            Text(cap),
+        )
+        for line in provenance_lines(info):  # where the capacity figures came from, GPUs
+            table.add_row("", "", "", "", "", Text(line, style="dim"))
+    out_console().print(table)
+    for note in notes:
+        warn(note)
+    return EXIT_OK
+
+
+def runs(client: Any, *, as_json: bool) -> int:
+    members = client.nodes()
+    answers = _ask_each(client, members, lambda rid: ops.ListOwnedRuns(rid))
+    found: list[ops.OwnedRun] = []
+    unanswered = {n: a for n, a in answers.items() if isinstance(a, str)}
+    for answer in answers.values():
+        if isinstance(answer, ops.OwnedRunList):
+            found.extend(answer.runs)
+    found.sort(key=lambda r: (r.submitted is None, r.submitted or 0.0, r.run_id))
+    if as_json:
+        print_json(
+            {
+                "runs": [
+                    {
+                        "run_id": r.run_id,
+                        "state": r.state,
+                        "owner": r.owner,
+                        "counts": dict(r.counts),
+                        "submitted": r.submitted,
+                        "finished": r.finished,
+                    }
+                    for r in found
+                ],
+                "unanswered": unanswered,
+            }
+        )
+        return EXIT_OK
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("RUN", "STATE", "OWNER", "DONE", "TASKS", "SUBMITTED", "FINISHED"):
+        table.add_column(column, overflow="fold")
+    for r in found:
+        total = sum(r.counts.values())
+        counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(r.counts.items()) if v)
+        table.add_row(
+            Text(r.run_id),
+            styled(r.state),
+            Text(r.owner),
+            Text(f"{r.counts.get('DONE', 0)}/{total}"),
+            Text(counts),
+            Text(_when(r.submitted)),
+            Text(_when(r.finished)),
+        )
+    out_console().print(table)
+    for name, why in sorted(unanswered.items()):
+        warn(f"{name}: {why}; its runs are not listed")
+    return EXIT_OK
+
+
+def _gone(client: Any, node: str) -> bool:
+    try:
+        info = client.nodes().get(node)
+    except errors.ConnectionError:
+        return True  # we were connected to the node that left
+    return info is None or info.status in ("LEFT", "DEAD")
+
+
+def leave(
+    client: Any,
+    node: str,
+    *,
+    drain: bool,
+    timeout: float | None,
+    wait: bool,
+    as_json: bool,
+) -> int:
+    """``drain NODE`` (running tasks finish, for at most ``timeout``) or ``stop NODE`` (the node's
+    own drain grace), then the node leaves; with ``wait``, until the cluster sees it gone."""
+    members = client.nodes()
+    info = members.get(node)
+    if info is None:
+        known = ", ".join(sorted(members)) or "none"
+        return error(EXIT_USAGE, f"no node named {node!r} in this cluster (known: {known})")
+    if info.status not in _LIVE:
+        return error(
+            EXIT_UNREACHABLE, f"node {node} is {info.status}: nothing to {('stop', 'drain')[drain]}"
+        )
+    request = (lambda rid: ops.DrainNode(rid, timeout)) if drain else (lambda rid: m.StopNode(rid))
+    client._ask_node(info.address, request)
+    verb = "draining" if drain else "stopping"
+    if wait:
+        deadline = time.monotonic() + (timeout if timeout is not None else 600.0) + 30.0
+        while not _gone(client, node):
+            if time.monotonic() > deadline:
+                return error(
+                    EXIT_UNREACHABLE, f"node {node} was asked to leave but is still a member"
+                )
+            time.sleep(0.2)
+        verb = "drained" if drain else "stopped"
+    if as_json:
+        print_json({"node": node, "address": info.address, "state": verb})
+    else:
+        print(f"{verb} {node} ({info.address})")
+    return EXIT_OK

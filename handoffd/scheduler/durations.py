@@ -1,0 +1,82 @@
+"""What the owner has learned of how long tasks run: an EWMA per function and per cost shape.
+
+Pure state (no clock, no I/O). Every successful attempt reports the seconds it ran in its worker
+(``TaskReport.duration``); ``observe`` folds it into two moving averages: one per function (its id
+and cost shape; a run that loops over the same DAG reuses its ids) and one per cost shape (what a
+function never seen before is guessed to take, when tasks of its shape have run). ``estimate`` is
+the function's average when known, else its shape's, else ``UNKNOWN`` (-1): the placement
+treats an unknown duration as long, so only work known to be short is queued ahead of a node.
+
+``share`` and ``charge`` turn an estimate into the *work* a task brings a node: the seconds it
+runs times the share of the node it takes (its largest demand / capacity ratio), so a node's
+summed work is about how long it needs to drain what it was given at full parallelism.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["ALPHA", "MAX_KEYS", "UNKNOWN", "UNKNOWN_CHARGE", "Durations", "share"]
+
+ALPHA = 0.3  # weight of the newest attempt in the moving averages
+MAX_KEYS = 4096  # functions remembered; the oldest learned is forgotten first
+UNKNOWN = -1.0
+#: The seconds charged to a node for a task of unknown duration: long enough that nothing is
+#: queued behind it (any budget of queued work is a few ms).
+UNKNOWN_CHARGE = 1.0
+
+Shape = tuple[tuple[str, float], ...]
+
+
+def share(cost: Mapping[str, float], capacity: Mapping[str, float]) -> float:
+    """The share of a node a task takes: its largest demand / capacity ratio (0 for no cost)."""
+    most = 0.0
+    for kind, qty in cost.items():
+        cap = capacity.get(kind, 0.0)
+        if qty > 0.0 and cap > 0.0 and qty / cap > most:
+            most = qty / cap
+    return most
+
+
+class Durations:
+    def __init__(self, *, alpha: float = ALPHA, max_keys: int = MAX_KEYS) -> None:
+        self.alpha = alpha
+        self.max_keys = max_keys
+        self.by_function: dict[tuple[str, Shape], float] = {}
+        self.by_shape: dict[Shape, float] = {}
+
+    def observe(self, function: str, shape: Shape, seconds: float) -> None:
+        """One attempt of ``function`` (cost ``shape``) ran ``seconds``; negative: not measured."""
+        if not seconds >= 0.0:  # (NaN too)
+            return
+        key = (function, shape)
+        old = self.by_function.get(key)
+        if old is None:
+            if len(self.by_function) >= self.max_keys:
+                del self.by_function[next(iter(self.by_function))]
+            self.by_function[key] = seconds
+        else:
+            self.by_function[key] = old + self.alpha * (seconds - old)
+        old = self.by_shape.get(shape)
+        if old is None:
+            if len(self.by_shape) >= self.max_keys:
+                del self.by_shape[next(iter(self.by_shape))]
+            self.by_shape[shape] = seconds
+        else:
+            self.by_shape[shape] = old + self.alpha * (seconds - old)
+
+    def estimate(self, function: str, shape: Shape) -> float:
+        """Expected seconds of one attempt; ``UNKNOWN`` (-1) when nothing of it was learned."""
+        known = self.by_function.get((function, shape))
+        if known is not None:
+            return known
+        return self.by_shape.get(shape, UNKNOWN)
+
+    def charge(
+        self, function: str, shape: Shape, cost: Mapping[str, float], capacity: Mapping[str, float]
+    ) -> float:
+        """The work (seconds at full parallelism) a task brings a node of ``capacity``."""
+        seconds = self.estimate(function, shape)
+        if seconds < 0.0:
+            seconds = UNKNOWN_CHARGE
+        return seconds * share(cost, capacity)

@@ -1,0 +1,133 @@
+"""Re-placement of queued work: a part of the owner's scheduler (``OwnerScheduler``).
+
+What may wait in a node's local queue: tasks the window top-up sent beyond the node's free
+resources (``ClusterView._fill_windows``). Tasks known to be short drain within the time budget
+and are left alone; a task of unknown or long duration may wait there behind other owners' work.
+Those are remembered here (``sent``), per node, oldest first. When another node has free resources
+(our view: reported free minus our unanswered dispatches) that no ready task took, ``offer`` asks
+the node holding such a task to give it back (``Withdraw``), as many as fit the free node. Only a
+confirmed withdrawal (``WithdrawAnswered``: the node dropped it from its queue unstarted) sends the
+task back to READY -- no retry or loss used -- and the next placement pass puts it where it starts
+now. A task the node already started stays there; a lost answer leaves the task ASSIGNED until the
+probes for lost reports find it gone (``lost``). So no task ever runs twice because of this, and
+the node's ledger never held a claim for what it gave back.
+
+Pure, like the scheduler: answers are events, questions are instructions in the shared outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from handoffd.scheduler.cluster_view import EPS, QUEUE_SECONDS, ClusterView
+from handoffd.scheduler.events import WithdrawAnswered
+from handoffd.scheduler.outbox import Outbox
+from handoffd.scheduler.run import ACTIVE, ASSIGNED, RUN_RUNNING, RunState, TaskRecord
+
+Key = tuple[str, str, int]  # run_id, task_id, attempt
+
+
+class Rebalance:
+    def __init__(
+        self,
+        view: ClusterView,
+        out: Outbox,
+        *,
+        run_of: Callable[[str], RunState | None],
+        give_back: Callable[[RunState, TaskRecord, str], None],
+    ) -> None:
+        self._view = view
+        self._out = out
+        self._run_of = run_of
+        self._give_back = give_back  # the owner: the node dropped it unstarted, place it again
+        # Invariant: node -> attempts sent to its queue that are worth moving, still ASSIGNED there.
+        self.queued: dict[str, dict[Key, None]] = {}
+        self.asked: dict[Key, str] = {}  # attempts we asked a node to withdraw, not answered yet
+        self.moved = 0  # attempts withdrawn and placed again (stats)
+
+    def sent(self, run: RunState, rec: TaskRecord, node: str) -> None:
+        """``rec`` went to ``node``'s window (beyond its free resources): remember it when it may
+        wait long there (unknown or long duration; not pinned, not in a group)."""
+        if run.pin_of(rec.id) is not None or rec.id in run.group_of:
+            return
+        seconds = self._view.durations.estimate(rec.spec.id, rec.cost_items)
+        if 0.0 <= seconds <= QUEUE_SECONDS:
+            return
+        self.queued.setdefault(node, {})[(run.run_id, rec.id, rec.attempt)] = None
+
+    def came_back(self, node: str, key: Key) -> None:
+        """The attempt left ``node`` (finished, lost, cancelled, withdrawn)."""
+        keys = self.queued.get(node)
+        if keys is not None and key in keys:
+            del keys[key]
+            self.asked.pop(key, None)
+            if not keys:
+                del self.queued[node]
+
+    def drop_run(self, run_id: str) -> None:
+        for node in list(self.queued):
+            keys = self.queued[node]
+            for key in [k for k in keys if k[0] == run_id]:
+                del keys[key]
+                self.asked.pop(key, None)
+            if not keys:
+                del self.queued[node]
+
+    def offer(self) -> None:
+        """Nodes with free resources left after placement: ask for queued attempts elsewhere
+        that fit them (oldest first), each at most once."""
+        view = self._view
+        fits = view._core.fits
+        for name, node in view.nodes.items():
+            if not node.alive:
+                continue
+            free = view.effective_free(name)
+            if not any(q > EPS for q in free.values()):
+                continue
+            for holder, keys in self.queued.items():
+                if holder == name:
+                    continue
+                for key in keys:
+                    if key in self.asked:
+                        continue
+                    run = self._run_of(key[0])
+                    rec = run.tasks.get(key[1]) if run is not None else None
+                    if rec is None or not fits(rec.spec.cost, free):
+                        continue
+                    self.asked[key] = holder
+                    self._out.withdraws.setdefault((holder, key[0]), []).append(key[1:])
+                    for kind, qty in rec.spec.cost.items():
+                        free[kind] = free.get(kind, 0.0) - qty
+                if not any(q > EPS for q in free.values()):
+                    break
+
+    def answered(self, ev: WithdrawAnswered) -> None:
+        for task_id, attempt in ev.kept:  # started there: it stays and reports
+            self.came_back(ev.node, (ev.run_id, task_id, attempt))
+        run = self._run_of(ev.run_id)
+        for task_id, attempt in ev.withdrawn:
+            key = (ev.run_id, task_id, attempt)
+            self.came_back(ev.node, key)
+            rec = run.tasks.get(task_id) if run is not None else None
+            if (
+                run is not None
+                and run.state == RUN_RUNNING
+                and rec is not None
+                and rec.state == ASSIGNED
+                and rec.attempt == attempt
+                and rec.node == ev.node
+            ):
+                self.moved += 1
+                self._give_back(run, rec, f"withdrawn unstarted from {ev.node}: placed again")
+
+    def validate(self) -> None:
+        for node, keys in self.queued.items():
+            assert keys, f"empty queued entry for {node}"
+            for run_id, task_id, attempt in keys:
+                run = self._run_of(run_id)
+                assert run is not None, f"queued attempt of unknown run {run_id}"
+                rec = run.tasks[task_id]
+                assert rec.state in ACTIVE, (task_id, rec.state)
+                assert rec.node == node and rec.attempt == attempt, (task_id, rec.node, node)
+        for key, node in self.asked.items():
+            assert key in self.queued.get(node, {}), f"asked {key} of {node}, not queued there"

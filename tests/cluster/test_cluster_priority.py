@@ -1,0 +1,106 @@
+"""Priorities across owners on real nodes: an urgent run submitted to another owner while a
+bulk run keeps the only cpu busy starts ahead of the bulk run's remaining tasks."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import cloudpickle
+import pytest
+
+import handoffd
+from handoffd.testing import ThreadedCluster, wait_for
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def mark(path, name, seconds):
+    with open(path, "a") as f:
+        f.write(name + "\n")
+    time.sleep(seconds)
+    return name
+
+
+def started(path) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
+
+
+def test_an_urgent_run_of_another_owner_starts_ahead_of_a_bulk_queue(tmp_path):
+    log = str(tmp_path / "starts")
+    bulk_n = 16
+    # n0 executes everything (the only cpu); n1 owns the urgent run and runs nothing.
+    with ThreadedCluster([{"cpu": 1, "memory": 1000}, {"memory": 1000}]) as cluster:
+        a0, a1 = cluster.url(0), cluster.url(1)
+        with handoffd.connect(a0, timeout=10) as bulk_client:
+            bulk = handoffd.DAG()
+            for i in range(bulk_n):
+                bulk.add_function(
+                    handoffd.Function(id=f"b{i}", code=mark, extra_args=[log, f"b{i}", 0.05])
+                )
+            run = bulk_client.submit(bulk)
+            wait_for(lambda: len(started(log)) >= 2, 30, 0.01, what="the bulk run started")
+            result: dict[str, object] = {}
+
+            def urgent() -> None:
+                with handoffd.connect(a1, timeout=10) as c:
+                    dag = handoffd.DAG().add_function(
+                        handoffd.Function(id="u", code=mark, extra_args=[log, "urgent", 0.0])
+                    )
+                    result["before"] = len(started(log))
+                    result.update(c.execute(dag, priority=100))
+
+            t = threading.Thread(target=urgent)
+            t.start()
+            run.wait()
+            t.join(60)
+            assert result["u"] == "urgent"
+        order = started(log)
+        # It may find a bulk task running and one or two dispatched to n0 ahead of it (one
+        # more may start while its submission travels), never the rest of the bulk run.
+        before = result["before"]
+        assert isinstance(before, int)
+        assert order.index("urgent") <= before + 3, (before, order)
+        assert sorted(order) == sorted([f"b{i}" for i in range(bulk_n)] + ["urgent"])
+
+
+def test_a_run_on_one_owner_is_not_wedged_by_another_owners_task_on_its_node(tmp_path):
+    """The multi-owner wedge: n0's own view of n0 followed only the reports of n0's runs, so when
+    the last task to end on n0 was n1's run's, n0 kept seeing its cpu taken and its READY tasks
+    waited forever on an idle node. (Now the owner follows its own ledger.)"""
+    log = str(tmp_path / "starts")
+    with ThreadedCluster([{"cpu": 1, "memory": 1000}, {"memory": 1000}]) as cluster:
+        a0, a1 = cluster.url(0), cluster.url(1)
+        with handoffd.connect(a0, timeout=10) as c0, handoffd.connect(a1, timeout=10) as c1:
+            for round_ in range(3):
+                # n1's one task takes the cpu; n0's run is submitted while it runs
+                other = handoffd.DAG().add_function(
+                    handoffd.Function(id="o", code=mark, extra_args=[log, f"o{round_}", 0.3])
+                )
+                foreign = c1.submit(other)
+                wait_for(lambda r=round_: f"o{r}" in started(log), 30, 0.01, what="n1's task")
+                mine = handoffd.DAG()
+                for i in range(3):
+                    mine.add_function(
+                        handoffd.Function(
+                            id=f"m{i}", code=mark, extra_args=[log, f"m{round_}.{i}", 0.0]
+                        )
+                    )
+                out = c0.execute(mine, timeout=20)
+                assert sorted(out) == ["m0", "m1", "m2"]
+                foreign.wait()
+
+
+def test_run_priority_must_be_an_integer():
+    with ThreadedCluster([{"cpu": 1, "memory": 1000}]) as cluster:
+        with handoffd.connect(cluster.address, timeout=10) as c:
+            dag = handoffd.DAG().add_function(handoffd.Function(id="x", code=mark))
+            with pytest.raises(handoffd.ValidationError, match="priority must be an integer"):
+                c.submit(dag, priority="high")  # type: ignore[arg-type]
