@@ -2,9 +2,13 @@
 batches (as an owner would), reports collected in memory; no network, no owner.
 
     .venv/bin/python bench/bench_exec.py [--tasks 10000] [--batch 64] [--cpus 1] [--repeat 3]
-        [--as-daemon]
+        [--as-daemon] [--live | --live-pairs] [--print]
 
 Prints tasks/s per repeat and the TasksReported messages sent (fewer = more reports per message).
+--live: the pool sends running tasks' output live (as a daemon's does: WorkerPool on_output);
+--live-pairs: each repeat runs without and with it, back to back, and prints the pair's ratio and
+the median ratio; --print: every task prints one line (else they print nothing). TaskOutputLive
+messages sent are counted.
 Run it with PYTHONPATH=<another checkout> to compare builds on the same machine at the same time.
 """
 
@@ -12,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 from handoffd import values
 from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import TaskOutputLive
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
@@ -34,18 +40,28 @@ def noop(i: int) -> int:
     return i
 
 
-async def one(tasks: int, batch: int, cpus: int, run: int) -> tuple[float, int]:
+def noisy(i: int) -> int:
+    print(f"task {i}")
+    return i
+
+
+async def one(
+    tasks: int, batch: int, cpus: int, run: int, live: bool = False, printing: bool = False
+) -> tuple[float, int, int]:
     ledger = Ledger({"cpu": cpus})
     reports = 0
     messages = 0
+    live_messages = 0
     done = asyncio.Event()
     pending: list[int] = list(range(tasks))
     run_id = f"run-{run}"
-    payload = values.dumps_code((noop, [1], {}))
+    payload = values.dumps_code((noisy if printing else noop, [1], {}))
     executor: Executor
 
     def send(address: str, msg: object, frames: list[bytes], term: int = 0) -> None:
-        nonlocal reports, messages
+        nonlocal reports, messages, live_messages
+        if isinstance(msg, TaskOutputLive):
+            live_messages += 1
         if isinstance(msg, m.DispatchReplied):  # the owner re-places what was refused
             pending.extend(int(r.task_id[1:]) for r in msg.refused)
         if isinstance(msg, m.TasksReported):
@@ -78,6 +94,8 @@ async def one(tasks: int, batch: int, cpus: int, run: int) -> tuple[float, int]:
     )
     # --as-daemon: the options a daemon gives its pool (a device set, the memory watch)
     options = DAEMON_OPTIONS if AS_DAEMON else {}
+    if live:
+        options = {**options, "on_output": executor.on_output}
     pool = WorkerPool(cpus, executor.on_outcome, name="bench-exec", **options)
     executor.pool = pool
     await pool.start()
@@ -89,7 +107,7 @@ async def one(tasks: int, batch: int, cpus: int, run: int) -> tuple[float, int]:
     finally:
         await pool.close()
     executor.store.drop_run(run_id)
-    return tasks / elapsed, messages
+    return tasks / elapsed, messages, live_messages
 
 
 def main() -> None:
@@ -101,12 +119,30 @@ def main() -> None:
     parser.add_argument(
         "--as-daemon", action="store_true", help="the pool options of a daemon (memory watch)"
     )
+    parser.add_argument("--live", action="store_true", help="send running tasks' output live")
+    parser.add_argument("--live-pairs", action="store_true", help="without and with --live")
+    parser.add_argument("--print", action="store_true", help="every task prints one line")
     args = parser.parse_args()
     global AS_DAEMON
     AS_DAEMON = args.as_daemon
+    ratios: list[float] = []
     for run in range(args.repeat):
-        rate, messages = asyncio.run(one(args.tasks, args.batch, args.cpus, run))
-        print(f"{rate:,.0f} tasks/s  ({messages} TasksReported for {args.tasks} tasks)")
+        modes = [False, True] if args.live_pairs else [args.live]
+        rates = []
+        for live in modes:
+            rate, messages, live_messages = asyncio.run(
+                one(args.tasks, args.batch, args.cpus, run, live, args.print)
+            )
+            rates.append(rate)
+            print(
+                f"{'live' if live else 'off '} {rate:,.0f} tasks/s  ({messages} TasksReported, "
+                f"{live_messages} TaskOutputLive for {args.tasks} tasks)"
+            )
+        if args.live_pairs:
+            ratios.append(rates[1] / rates[0])
+            print(f"  live/off {ratios[-1]:.3f}")
+    if ratios:
+        print(f"median live/off {statistics.median(ratios):.3f} over {len(ratios)} pairs")
 
 
 if __name__ == "__main__":

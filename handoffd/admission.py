@@ -63,6 +63,7 @@ PEER_TYPES = (
     mc.FetchPackages,
     mc.PackagesFetched,
     mc.ReplicateOutput,
+    mc.TaskOutputLive,
     *REPLICATION_TYPES,
 )
 CLIENT_TYPES = (

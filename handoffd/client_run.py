@@ -167,13 +167,15 @@ class RunReading:
         )
 
     def logs(self, task: str | None = None) -> str:
-        """What the run's tasks (or ``task``) printed and logged so far, each line prefixed
-        ``[task@node]``, attempts in the order they ended (kept by the owner, bounded per task)."""
+        """What the run's tasks (or ``task``) printed and logged so far, running ones included,
+        each line prefixed ``[task@node]``, in the order the owner got it (kept by the owner,
+        bounded per task)."""
         return "".join(format_output(e) for e in self.output(task, follow=False))
 
     def output(self, task: str | None = None, follow: bool = True) -> Iterator[OutputEntry]:
-        """The run's output entries (one per attempt that printed or logged anything), as they
-        come while the run goes on when ``follow``, then those left once it ended."""
+        """The run's output entries (new lines of a running attempt about every half second, the
+        rest when it ends), as they come while the run goes on when ``follow``, then those left
+        once it ended."""
         for batch in self.output_polls(task, follow):
             yield from batch
 

@@ -114,7 +114,9 @@ class _LocalRun:
             return {}
         loop = asyncio.get_running_loop()
         self.finished = loop.create_future()
-        self.pool = WorkerPool(self.workers, self._on_done, name="handoffd-local")
+        self.pool = WorkerPool(
+            self.workers, self._on_done, name="handoffd-local", on_output=self._print_output
+        )
         try:
             await self.pool.start()
             for fid in self.regular:
@@ -164,12 +166,17 @@ class _LocalRun:
             self.inline_inputs[fid] = cached
         return cached
 
+    def _print_output(self, fid: Any, text: str) -> None:
+        """What a task printed and logged (captured in the worker), live or with its outcome."""
+        prefix = f"[{fid}] "
+        text = text if text.endswith("\n") else text + "\n"
+        sys.stdout.write("".join(prefix + line for line in text.splitlines(keepends=True)))
+        sys.stdout.flush()  # seen as it comes, also through a pipe
+
     def _on_done(self, outcome: Outcome) -> None:
         fid = outcome.key
-        if outcome.output:  # what the task printed and logged (captured in the worker)
-            prefix = f"[{fid}] "
-            text = outcome.output if outcome.output.endswith("\n") else outcome.output + "\n"
-            sys.stdout.write("".join(prefix + line for line in text.splitlines(keepends=True)))
+        if outcome.output:  # what the task printed and did not send live
+            self._print_output(fid, outcome.output)
         assert isinstance(fid, str)
         self.running.discard(fid)
         if self.failure is not None or outcome.kind == "cancelled":

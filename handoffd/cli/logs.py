@@ -1,7 +1,8 @@
 """``handoffctl logs RUN [TASK] [-f]`` and the live output of ``handoffctl submit``.
 
-A run's output is what its tasks printed and logged, one entry per attempt, kept by the run's owner
-(and its standbys: it survives a takeover); each line is shown prefixed ``[task@node]``.
+A run's output is what its tasks printed and logged, sent while they run (new lines about every
+half second) and kept by the run's owner (and its standbys: it survives a takeover); each line is
+shown prefixed ``[task@node]``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def logs_command(
 
 
 def stream_output(run: Any, out: TextIO, on_idle: Callable[[], None] | None = None) -> None:
-    """Print a submitted run's output as its attempts end, until the run ends (the long poll
+    """Print a submitted run's output as it comes (running tasks' too), until the run ends (the long poll
     is the wait); ``on_idle`` is called between polls (a progress display's turn)."""
     poll = 0.3 if on_idle is not None else 2.0
     for batch in run.output_polls(None, follow=True, poll=poll):

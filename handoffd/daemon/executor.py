@@ -5,6 +5,14 @@ fencing, fetches, reports) is in ``executor_state``; this class only moves thing
 the world: messages in (the node's router calls ``on_*``), job outcomes in (the worker pool's
 ``on_done``), timers and "soon" callbacks in (the asyncio loop), and sends, pool submits and cancels,
 timers and resource gossip out. Nothing here decides anything.
+
+What running tasks print (the pool's ``on_output``) is not a decision either: it goes to the run's
+owner as it comes, in one ``TaskOutputLive`` per run per loop turn, and always before the report of
+the attempt that printed it (``on_outcome`` sends what is waiting first), so the owner numbers an
+attempt's lines in the order they were printed. A running attempt's live text (at most the capture's
+head, 48 KiB) is kept until its outcome: when the run gets a new owner (``NewOwner``) it is sent
+there again, as what went to the old one in its last moments may be lost; each piece carries its
+offset in the attempt's output and the owner keeps each offset once.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from handoffd.daemon.executor_events import (
 )
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -78,6 +87,9 @@ class Executor:
         # Told (run_id, term, owner name) when a run's owner changes to a higher term.
         self.on_new_owner: Callable[[str, int, str], None] | None = None
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        # (owner address at dispatch, run) -> live output waiting for this loop turn's send
+        self._live: dict[tuple[str, str], list[LiveOutput]] = {}
+        self._sent_live: dict[Any, list[LiveOutput]] = {}  # running attempt -> its live pieces
 
     # -- state, as the node and the replication shell read it ---------------------------------
 
@@ -114,7 +126,42 @@ class Executor:
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
         self._handle(ValuesArrived(msg, frames))
 
+    def on_output(self, key: Any, text: str) -> None:
+        """New output of a running job (the pool's ``on_output``): sent soon, batched per run."""
+        task = self.state.tasks.get(key)
+        if task is None:  # an attempt we no longer run (cancelled, or its run freed)
+            return
+        if not self._live:
+            asyncio.get_running_loop().call_soon(self._send_live)
+        pieces = self._sent_live.setdefault(key, [])
+        offset = pieces[-1].offset + len(pieces[-1].text) if pieces else 0
+        chunk = LiveOutput(task.task_id, task.attempt, offset, text)
+        pieces.append(chunk)
+        self._live.setdefault((task.owner_address, task.run_id), []).append(chunk)
+
+    def _resend_live(self, run_id: str) -> None:
+        """The run has a new owner: the live text of its running attempts, sent again."""
+        for key, pieces in self._sent_live.items():
+            if key[0] == run_id:
+                task = self.state.tasks.get(key)
+                if task is not None:
+                    self._live.setdefault((task.owner_address, run_id), []).extend(pieces)
+        if self._live:
+            asyncio.get_running_loop().call_soon(self._send_live)
+
+    def _send_live(self) -> None:
+        waiting, self._live = self._live, {}
+        for (owner, run_id), chunks in waiting.items():
+            known = self.state.run_owners.get(run_id)
+            if known is not None:
+                owner = known[1]  # the run changed owner since the task was dispatched
+            msg = TaskOutputLive(run_id, tuple(chunks))
+            self._send(owner, msg, [], term=self.term_of(run_id))
+
     def on_outcome(self, outcome: Outcome) -> None:
+        self._sent_live.pop(outcome.key, None)
+        if self._live:  # the attempt's live lines reach the owner before its report
+            self._send_live()
         instructions = self.state.task_ended(outcome, self._clock())  # once per task: no event
         if instructions:
             self._run(instructions)
@@ -176,6 +223,8 @@ class Executor:
                 if self.pool is not None:
                     self.pool.cancel(ins.key)
             elif isinstance(ins, NewOwner):
+                if self._sent_live:
+                    self._resend_live(ins.run_id)
                 if self.on_new_owner is not None:
                     self.on_new_owner(ins.run_id, ins.term, ins.owner)
             else:

@@ -194,6 +194,7 @@ class Node(NodeReliability):
             recycle_gpu_workers=cfg.recycle_gpu_workers,
             on_memory=self._memory_used,
             code_dir=self.code.root,
+            on_output=self.executor.on_output,  # what running tasks print, sent as it comes
         )
         self.code_fetcher = PackageFetcher(
             self.code,

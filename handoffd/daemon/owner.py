@@ -45,7 +45,7 @@ from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
@@ -247,7 +247,7 @@ class OwnerIO:
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         replication = self.replication
-        if isinstance(msg, (m.DispatchReplied, m.TasksReported, TasksWithdrawn)):
+        if isinstance(msg, (m.DispatchReplied, m.TasksReported, TasksWithdrawn, TaskOutputLive)):
             term = envelope.term if envelope is not None else 0
             if replication.fenced(msg.run_id, term):
                 return  # another owner holds the run at a higher term: we stepped down
@@ -265,6 +265,8 @@ class OwnerIO:
                     tuple((r.task_id, r.attempt, r.reason) for r in msg.refused),
                 ),
             )
+        elif isinstance(msg, TaskOutputLive):
+            self.output.live(msg.run_id, self._node_name_for(envelope), msg.chunks)
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
             if msg.outputs:

@@ -1,8 +1,9 @@
 """Task output kept with its run: what each attempt printed and logged, for clients to read.
 
-Each attempt's output (captured and bounded in the worker, ``worker.capture``) comes to the owner in
-its ``TaskReport``. ``OutputStore`` numbers it (``seq``, per run) and keeps it, bounded per task
-and per run; ``TaskOutputIO`` (the owner's shell for it) sends new entries to the run's standbys
+Each attempt's output (captured and bounded in the worker, ``worker.capture``) comes to the owner
+while the attempt runs (``TaskOutputLive``: its new lines, about every half second while it prints)
+and, what was not sent live, in its ``TaskReport``; an attempt may so have several entries.
+``OutputStore`` numbers them (``seq``, per run) and keeps them, bounded per task and per run; ``TaskOutputIO`` (the owner's shell for it) sends new entries to the run's standbys
 once per loop turn (``ReplicateOutput``: a standby keeps them in its own store, so after a takeover
 the new owner serves them and numbers on from them), and answers clients' ``GetTaskOutput`` long
 polls: what is new since the entry they last saw, at once if there is some, else when some comes
@@ -19,6 +20,7 @@ from typing import Any
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
 from handoffd.protocol.messages_code import (
     GetTaskOutput,
+    LiveOutput,
     OutputEntry,
     ReplicateOutput,
     TaskOutputReply,
@@ -36,6 +38,7 @@ TERMINAL = ("DONE", "FAILED", "CANCELLED")
 class _RunOutput:
     entries: list[OutputEntry] = field(default_factory=list)  # by seq
     seqs: set[int] = field(default_factory=set)
+    live: set[tuple[str, int, int]] = field(default_factory=set)  # (task, attempt, offset) kept
     next_seq: int = 0
     size: int = 0
     per_task: dict[str, int] = field(default_factory=dict)
@@ -60,9 +63,15 @@ class OutputStore:
                 self.size -= self._runs.popitem(last=False)[1].size
         return run
 
-    def add(self, run_id: str, task_id: str, attempt: int, node: str, text: str) -> OutputEntry:
+    def add(
+        self, run_id: str, task_id: str, attempt: int, node: str, text: str, offset: int = -1
+    ) -> OutputEntry | None:
+        """Keep a text, numbered next; None for live text kept already (sent again to a new
+        owner)."""
         run = self._run(run_id)
-        entry = OutputEntry(run.next_seq, task_id, attempt, node, text)
+        if offset >= 0 and (task_id, attempt, offset) in run.live:
+            return None
+        entry = OutputEntry(run.next_seq, task_id, attempt, node, text, offset)
         self._keep(run, entry)
         return entry
 
@@ -78,6 +87,8 @@ class OutputStore:
         if run.entries[-1:] and len(run.entries) > 1 and run.entries[-2].seq > entry.seq:
             run.entries.sort(key=lambda e: e.seq)
         run.seqs.add(entry.seq)
+        if entry.offset >= 0:
+            run.live.add((entry.task_id, entry.attempt, entry.offset))
         run.next_seq = max(run.next_seq, entry.seq + 1)
         size = len(entry.text)
         run.size += size
@@ -95,22 +106,36 @@ class OutputStore:
 
     def _trim(self, run: _RunOutput, task_id: str) -> None:
         """Drop the oldest texts (of this task while it is over its bound, then of any task while
-        the run is), leaving a line that says so."""
+        the run is), leaving one line per attempt that says so (an attempt sent live has several
+        entries: the first becomes the line, the others go)."""
+        noted: set[tuple[str, int]] = set()  # attempts whose dropped output a line mentions
+        kept: list[OutputEntry] = []
+        last = len(run.entries) - 1
         for index, old in enumerate(run.entries):
-            over_task = run.per_task.get(task_id, 0) > PER_TASK and old.task_id == task_id
-            if not (over_task or run.size > PER_RUN) or index == len(run.entries) - 1:
-                continue
+            attempt = (old.task_id, old.attempt)
             if old.text.startswith("[output of attempt"):
+                noted.add(attempt)
+                kept.append(old)
                 continue
-            note = f"[output of attempt {old.attempt} dropped: over the kept output's bound]\n"
-            cut = len(old.text) - len(note)
-            if cut <= 0:
+            over_task = run.per_task.get(task_id, 0) > PER_TASK and old.task_id == task_id
+            if not (over_task or run.size > PER_RUN) or index == last:
+                kept.append(old)
                 continue
-            run.entries[index] = OutputEntry(old.seq, old.task_id, old.attempt, old.node, note)
+            if attempt in noted:  # its seq stays in run.seqs: a standby's resend stays out
+                cut = len(old.text)
+            else:
+                note = f"[output of attempt {old.attempt} dropped: over the kept output's bound]\n"
+                cut = len(old.text) - len(note)
+                if cut <= 0:
+                    kept.append(old)
+                    continue
+                kept.append(
+                    OutputEntry(old.seq, old.task_id, old.attempt, old.node, note, old.offset)
+                )
+                noted.add(attempt)
             run.size -= cut
             run.per_task[old.task_id] -= cut
-            if run.per_task.get(task_id, 0) <= PER_TASK and run.size <= PER_RUN:
-                return
+        run.entries = kept
 
     def since(self, run_id: str, task_id: str, since: int) -> tuple[list[OutputEntry], int]:
         """Entries numbered ``since`` or later (of ``task_id``, or all when it is ""), at most
@@ -167,10 +192,26 @@ class TaskOutputIO:
         self, run_id: str, node: str, reports: tuple[Any, ...], outputs: tuple[str, ...]
     ) -> None:
         """A node's reports of a run we own; keeps the outputs they carry (one per report)."""
+        texts = [
+            (r.task_id, r.attempt, text, -1) for r, text in zip(reports, outputs, strict=False)
+        ]
+        self._add(run_id, node, texts)
+
+    def live(self, run_id: str, node: str, chunks: tuple[LiveOutput, ...]) -> None:
+        """What running attempts of a run printed (``TaskOutputLive``); kept if we own the run,
+        hold a replica of it or are taking it over (an executor sends live text again to a new
+        owner when it learns of it: during the takeover, before the run is restored here)."""
+        if self._run_state(run_id) is not None or self.replication.knows(run_id):
+            texts = [(c.task_id, c.attempt, c.text, c.offset) for c in chunks]
+            self._add(run_id, node, texts)
+
+    def _add(self, run_id: str, node: str, texts: list[tuple[str, int, str, int]]) -> None:
         added = False
-        for report, output in zip(reports, outputs, strict=False):
-            if output:
-                entry = self.store.add(run_id, report.task_id, report.attempt, node, output)
+        for task_id, attempt, text, offset in texts:
+            if text:
+                entry = self.store.add(run_id, task_id, attempt, node, text, offset)
+                if entry is None:
+                    continue
                 if not self._unsent:
                     self.port.call_soon(self._flush)
                 self._unsent.setdefault(run_id, []).append(entry)

@@ -2,8 +2,9 @@
 
 A run's code packages (``handoffd.packages``) travel by content: a node that is dispatched tasks of
 a run whose packages it lacks asks the owner (then any other member) for them by sha256.
-A task's output (what an attempt printed and logged) reaches the owner in its ``TaskReport``; the
-owner numbers it, keeps it with the run, sends it to the run's standbys (``ReplicateOutput``) and
+A task's output (what an attempt printed and logged) reaches the owner while the attempt runs
+(``TaskOutputLive``: new lines, batched per run) and, what was not sent live, in its ``TaskReport``;
+the owner numbers it, keeps it with the run, sends it to the run's standbys (``ReplicateOutput``) and
 serves it to clients (``GetTaskOutput``, a long poll for what is new since ``since``).
 """
 
@@ -39,6 +40,7 @@ class OutputEntry:
     attempt: int
     node: str
     text: str
+    offset: int = -1  # where live text starts in its attempt's output (-1: not live)
 
 
 @message(122)
@@ -72,3 +74,23 @@ class TaskOutputReply:
     entries: tuple[OutputEntry, ...]
     next: int
     state: str
+
+
+@struct
+class LiveOutput:
+    """New output lines of a running attempt; ``offset``: where they start in its output (a
+    new owner may be sent them again: it keeps each offset once)."""
+
+    task_id: str
+    attempt: int
+    offset: int
+    text: str
+
+
+@message(125)
+class TaskOutputLive:
+    """Executing node -> owner: what running attempts of a run printed and logged since their
+    last such message (sent only when there is some); the rest comes with each attempt's report."""
+
+    run_id: str
+    chunks: tuple[LiveOutput, ...]

@@ -9,8 +9,10 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
                    the jobs' pickles
   child -> parent: b"ready" once at start-up, then lists of replies
                    [(token, status, has_value, exc_type, message, traceback, duration, output),
-                    ...] (output: what the job printed and logged, ``capture``)
-                   each followed, when has_value, by the value's bytes as one raw message
+                    ...] (output: what the job printed and logged, ``capture``, and did not send
+                   live) each followed, when has_value, by the value's bytes as one raw message;
+                   and, while a job runs, its new output lines (``_live``: b"L" + pickle((token,
+                   text)), at most one per interval, none when it prints nothing)
 The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
 parent sent meanwhile: a cancel of a job not started drops it and is answered with status SKIPPED
 (a cancel of a job already ended is ignored; the parent kills the process of a job that started).
@@ -18,7 +20,7 @@ The outcome of each job is sent as soon as it ends, never held behind the next j
 with the SKIPPED replies of the cancels read just before it, so the parent can tell from that message
 alone whether the next job it sent has started.
 This module is imported in a freshly spawned interpreter, so it must stay light and import nothing that
-starts threads or opens sockets.
+starts threads or opens sockets (the live output's one thread starts when a task first prints).
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ import struct
 import time
 import traceback
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _contain, _pipe, capture, code_env, invoke
+from handoffd.worker import _contain, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
 OUT_OF_BAND = (
@@ -108,13 +111,16 @@ def _run_one(
 
 
 def main(
-    conn: Connection, devices: str | None = None, setup: tuple[str, int, str] = ("", 0, "")
+    conn: Connection,
+    devices: str | None = None,
+    setup: tuple[str, int, str, float] = ("", 0, "", 0.0),
 ) -> None:
     """Serve jobs until the parent closes the pipe. ``devices``: this process's CUDA_VISIBLE_DEVICES
-    for its whole life (None: as inherited); ``setup``: (node name, the parent's pid)."""
+    for its whole life (None: as inherited); ``setup``: (node name, the parent's pid, the node's
+    code dir, seconds between live sends of a job's output: 0 sends it all with the outcome)."""
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices  # set at exec already (see _procs.start)
-    node, parent_pid, code_dir = setup
+    node, parent_pid, code_dir, live_interval = setup
     _contain.setup(node, parent_pid)
     code_env.configure(node, code_dir)
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
@@ -128,6 +134,7 @@ def main(
     poller.register(conn.fileno(), select.POLLIN)
     pending: deque[tuple] = deque()
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
+    live = _live.LiveSender(send, live_interval) if live_interval > 0 else None
 
     def absorb(data: bytes) -> list[tuple]:
         """Take in one message from the parent (and the raw messages that follow it); returns the
@@ -175,23 +182,26 @@ def main(
             _contain.set_title(title)
             titled = True
         started = clock()
-        with capture.capture() as captured:  # what the task prints and logs goes with its outcome
+        # What the task prints and logs leaves live, or with its outcome (what was not sent).
+        with capture.capture(live.start(token) if live is not None else None) as captured:
             ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
         _contain.end_children()  # what the task started ends with it, before its outcome is sent
         # The value follows as its own raw message: pickling it inside the reply tuple would copy
         # it once more here and once more in the parent (~0.5 ms per MiB each way).
         reply = (token, OK if ok else ERROR, value is not None, exc_type, message, tb_text)
         duration = clock() - started
+        ending: AbstractContextManager[None] = live.ended() if live is not None else nullcontext()
         try:
-            # Cancels that came in while the job ran go out in the same message as its outcome:
-            # the parent then knows the next job it sent started exactly when its cancel is not in
-            # that message (a separate SKIPPED reply read after the outcome made it kill a worker
-            # whose next job had been dropped).
-            skipped = []
-            while poller.poll(0):
-                skipped += absorb(recv())
-            send(dumps([*skipped, (*reply, duration, captured.text())], protocol=5))
-            if value is not None:
-                send(value)
+            with ending:  # no live output of the job after its outcome
+                # Cancels that came in while the job ran go out in the same message as its
+                # outcome: the parent then knows the next job it sent started exactly when its
+                # cancel is not in that message (a separate SKIPPED reply read after the outcome
+                # made it kill a worker whose next job had been dropped).
+                skipped = []
+                while poller.poll(0):
+                    skipped += absorb(recv())
+                send(dumps([*skipped, (*reply, duration, captured.text())], protocol=5))
+                if value is not None:
+                    send(value)
         except (EOFError, BrokenPipeError, OSError):
             return

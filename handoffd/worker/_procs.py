@@ -74,11 +74,11 @@ class Processes:
         self.closed = False
 
     def start(
-        self, name: str, devices: str | None, setup: tuple[str, int, str]
+        self, name: str, devices: str | None, setup: tuple[str, int, str, float]
     ) -> tuple[BaseProcess, Connection]:
         """Spawn one worker; ``devices`` is its CUDA_VISIBLE_DEVICES for life (None: inherit ours).
         ``setup`` is (node name for its title, our pid for its parent-death check, the node's
-        code dir)."""
+        code dir, seconds between live sends of a job's output or 0)."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=_process.main,

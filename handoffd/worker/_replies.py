@@ -7,7 +7,7 @@ import pickle
 from collections.abc import Callable, Hashable
 from typing import cast
 
-from handoffd.worker import _process
+from handoffd.worker import _live, _process
 from handoffd.worker._records import Outcome, Sent, Worker, cancelled_outcome
 
 log = logging.getLogger("handoffd.worker")
@@ -17,10 +17,12 @@ def read(
     worker: Worker,
     running: dict[Hashable, tuple[Worker, Sent]],
     on_ready: Callable[[Worker], None],
+    on_output: Callable[[Hashable, str], None] | None = None,
 ) -> tuple[list[Outcome], bool, bool]:
     """Everything the worker wrote that is here: (outcomes, lost, answered). ``lost``: its pipe
     ended (it died); ``answered``: a reply was read (the jobs it answered left ``worker.sent`` and
-    ``running``, and ``worker.head`` is None if the head was one of them)."""
+    ``running``, and ``worker.head`` is None if the head was one of them). A running job's live
+    output goes to ``on_output(key, text)`` at once (before its outcome, which comes later)."""
     outcomes: list[Outcome] = []
     reader = worker.reader
     reader.fill()
@@ -33,6 +35,12 @@ def read(
                 break
             if data == _process.READY:
                 on_ready(worker)
+                continue
+            if data[:1] == _live.LIVE:
+                token, text = pickle.loads(memoryview(data)[1:])
+                running_job = worker.sent.get(token)
+                if running_job is not None and on_output is not None:
+                    on_output(running_job.job.key, text)
                 continue
             replies = pickle.loads(data)
             answered = True

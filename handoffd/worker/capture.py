@@ -2,11 +2,15 @@
 
 While a job runs, ``sys.stdout`` and ``sys.stderr`` write into one ``Captured`` buffer and a handler
 on the root logger formats ``logging`` records into it, so the order of prints and log lines is
-kept. The text goes back with the job's outcome; the daemon reports it to the run's owner, which
-keeps it with the run (``handoffctl logs``, ``Run.logs()``).
+kept. In a daemon's workers the text leaves while the task runs (``worker._live`` takes the new
+complete lines every half second and sends them to the daemon) and what was not taken goes back with
+the job's outcome; the daemon reports it to the run's owner, which keeps it with the run
+(``handoffctl logs``, ``Run.logs()``).
 
-Bounded per attempt: the first ``HEAD`` and the last ``LIMIT - HEAD`` characters are kept (the end
-of a long output, where an error usually is, matters most) and the cut says how much was dropped.
+Bounded per attempt: the first ``HEAD`` characters (the part that may leave live) and the last
+``TAIL`` (the end of a long output, where an error usually is, matters most; it can only leave with
+the outcome, as nobody knows in advance where the end is) are kept, and the cut says once, in the
+outcome's text, how much was dropped.
 Python-level writes only: output a C extension or a child process writes to the file descriptors
 goes to the daemon's own stdout as before.
 """
@@ -16,22 +20,32 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 LIMIT = 64 * 1024  # characters kept per attempt
-HEAD = 16 * 1024
+TAIL = 16 * 1024
+HEAD = LIMIT - TAIL
 _FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 class Captured(io.TextIOBase):
-    """A text stream keeping the head and the tail of what is written to it."""
+    """A text stream keeping the head and the tail of what is written to it. ``wake``: called
+    (under the buffer's lock, so it must not write here) when the head gets text while nothing was
+    waiting to be taken; the live sender's signal."""
 
-    def __init__(self) -> None:
-        self._head: list[str] = []
-        self._head_size = 0
+    def __init__(self, wake: Callable[[], None] | None = None) -> None:
+        # Writes come from any of the task's threads, takes from the live sender's thread.
+        self.lock = threading.Lock()
+        self._head: list[str] = []  # head text not taken yet
+        self._head_size = 0  # characters let into the head, taken or not (at most HEAD)
         self._tail: list[str] = []
         self._tail_size = 0
         self.dropped = 0  # characters cut out between head and tail
+        self.wake = wake
+        self._told = False  # wake was called and take() has not found the head empty since
+        self._aged = False  # the head's text is a partial line a take already left for a turn
 
     def writable(self) -> bool:
         return True
@@ -40,19 +54,23 @@ class Captured(io.TextIOBase):
         if not isinstance(text, str):
             text = str(text)
         size = len(text)
-        room = HEAD - self._head_size
-        if room > 0:
-            self._head.append(text[:room])
-            self._head_size += min(room, size)
-            text = text[room:]
-        if text:
-            self._tail.append(text)
-            self._tail_size += len(text)
-            keep = LIMIT - HEAD
-            if self._tail_size > 2 * keep:  # trim now and then, not per write
-                joined = "".join(self._tail)
-                self.dropped += len(joined) - keep
-                self._tail, self._tail_size = [joined[-keep:]], keep
+        with self.lock:
+            room = HEAD - self._head_size
+            if room > 0 and text:
+                part = text[:room]
+                self._head.append(part)
+                self._head_size += len(part)
+                text = text[room:]
+                if not self._told and self.wake is not None:
+                    self._told = True
+                    self.wake()
+            if text:
+                self._tail.append(text)
+                self._tail_size += len(text)
+                if self._tail_size > 2 * TAIL:  # trim now and then, not per write
+                    joined = "".join(self._tail)
+                    self.dropped += len(joined) - TAIL
+                    self._tail, self._tail_size = [joined[-TAIL:]], TAIL
         return size
 
     def flush(self) -> None:
@@ -61,16 +79,36 @@ class Captured(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    def take(self) -> tuple[str, bool]:
+        """The head's text not taken yet, up to its last newline (a trailing partial line is left
+        for one more take, so a line written in pieces arrives whole, then goes anyway), and
+        whether text is left to take."""
+        with self.lock:
+            text = "".join(self._head)
+            cut = text.rfind("\n") + 1
+            if cut == 0 and text and not self._aged:
+                self._head, self._aged = [text], True
+                return "", True
+            if cut == 0:
+                cut = len(text)
+            rest = text[cut:]
+            self._head, self._aged = ([rest], False) if rest else ([], False)
+            if not rest:
+                self._told = False  # the next write wakes the sender again
+            return text[:cut], bool(rest)
+
     def text(self) -> str:
-        tail = "".join(self._tail)
-        keep = LIMIT - HEAD
-        dropped = self.dropped
-        if len(tail) > keep:
-            dropped += len(tail) - keep
-            tail = tail[-keep:]
-        head = "".join(self._head)
+        """Everything kept and not taken: the rest of the head, the cut (said once), the tail."""
+        with self.lock:
+            tail = "".join(self._tail)
+            dropped = self.dropped
+            if len(tail) > TAIL:
+                dropped += len(tail) - TAIL
+                tail = tail[-TAIL:]
+            head = "".join(self._head)
         if dropped:
-            return f"{head}\n[... {dropped} characters of output truncated ...]\n{tail}"
+            newline = "\n" if head and not head.endswith("\n") else ""  # the head may have left
+            return f"{head}{newline}[... {dropped} characters of output truncated ...]\n{tail}"
         return head + tail
 
 
@@ -88,10 +126,13 @@ class _CaptureLogHandler(logging.Handler):
 
 
 class capture:
-    """Context manager: stdout, stderr and logging of the block into one bounded buffer."""
+    """Context manager: stdout, stderr and logging of the block into one bounded buffer
+    (``out``: a given one, e.g. the live sender's)."""
+
+    def __init__(self, out: Captured | None = None) -> None:
+        self.out = out if out is not None else Captured()
 
     def __enter__(self) -> Captured:
-        self.out = Captured()
         self.saved = (sys.stdout, sys.stderr)
         sys.stdout = sys.stderr = self.out  # type: ignore[assignment]
         self.handler = _CaptureLogHandler(self.out)

@@ -39,6 +39,9 @@ Invariants: every submitted job gets exactly one Outcome through ``on_done`` (ca
 from inside ``submit``/``cancel``) unless ``close()`` runs first; ``close()`` reports nothing. A job key
 is unique among live (queued, sent or running) jobs. A cancelled job's Outcome has kind "cancelled",
 and it is reported only when the job cannot start any more. No two jobs of a chain ever run at once.
+With ``on_output``, what a running job prints reaches ``on_output(key, text)`` while it runs (new
+lines every ``output_interval`` s, ``worker._live``), always before its Outcome, whose ``output``
+holds only the rest.
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ class WorkerPool:
         recycle_gpu_workers: bool = False,
         on_memory: Callable[[float], None] | None = None,
         code_dir: str = "",
+        on_output: Callable[[Hashable, str], None] | None = None,
+        output_interval: float = 0.5,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
@@ -110,6 +115,9 @@ class WorkerPool:
         self._name = name
         self._node = node
         self._code_dir = code_dir  # the node's code packages (worker.code_env)
+        # What a running job printed, sent by its worker every output_interval s (worker._live)
+        self._on_output = on_output
+        self._live = output_interval if on_output is not None else 0.0
         self._devices = devices  # the default device set (jobs whose devices is None)
         self._recycle = recycle_gpu_workers
         self._ctx = multiprocessing.get_context("spawn")
@@ -268,7 +276,7 @@ class WorkerPool:
     def _spawn(self, devices: str | None) -> None:
         assert self._procs is not None
         name = f"{self._name}-{next(self._names)}"
-        setup = (self._node, os.getpid(), self._code_dir)
+        setup = (self._node, os.getpid(), self._code_dir, self._live)
         process, conn = self._procs.start(name, devices, setup)
         worker = Worker(process, conn)
         worker.devices = devices
@@ -357,7 +365,9 @@ class WorkerPool:
 
     # -- events from the loop -----------------------------------------------------------------
     def _on_readable(self, worker: Worker) -> None:
-        outcomes, lost, answered = _replies.read(worker, self._running, self._on_ready)
+        outcomes, lost, answered = _replies.read(
+            worker, self._running, self._on_ready, self._on_output
+        )
         if lost:
             if answered and worker.head is None and not worker.unsent:
                 # The head's outcome came with the EOF: the job after it started and died.

@@ -8,6 +8,7 @@ import sys
 
 from handoffd.daemon import task_output
 from handoffd.daemon.task_output import OutputStore
+from handoffd.protocol.messages_code import OutputEntry
 from handoffd.worker import capture
 
 
@@ -73,3 +74,31 @@ def test_a_node_keeps_a_bounded_total_dropping_the_oldest_runs_output() -> None:
     assert [e.text for e in store.since("r4", "", 0)[0]] == ["x" * 300]
     store.forget("r4")
     assert store.size == 600
+
+
+def test_an_attempt_sent_live_in_pieces_gives_way_with_one_line() -> None:
+    store = OutputStore()
+    piece = "p" * (task_output.PER_TASK // 8)
+    for _ in range(6):  # attempt 1, live: six entries
+        store.add("r", "a", 1, "n1", piece)
+    store.add("r", "a", 2, "n1", "q" * (task_output.PER_TASK - 10))
+    entries = store.since("r", "a", 0)[0]
+    assert [e.text[:1] for e in entries] == ["[", "q"]
+    assert entries[0].text == "[output of attempt 1 dropped: over the kept output's bound]\n"
+    assert entries[0].seq == 0 and store.since("r", "", 0)[1] == 7
+    store.merge("r", (OutputEntry(3, "a", 1, "n1", piece),))  # a resend of a dropped piece
+    assert store.since("r", "a", 0)[0] == entries
+
+
+def test_live_text_sent_again_to_a_new_owner_is_kept_once() -> None:
+    store = OutputStore()
+    first = store.add("r", "a", 1, "n1", "one\n", offset=0)
+    assert first is not None and first.offset == 0
+    standby = OutputStore()
+    standby.merge("r", (first,))
+    # The executor sends the attempt's live pieces again to the new owner (the standby).
+    assert standby.add("r", "a", 1, "n1", "one\n", offset=0) is None
+    second = standby.add("r", "a", 1, "n1", "two\n", offset=4)
+    assert second is not None and second.seq == 1
+    assert standby.add("r", "a", 2, "n1", "one\n", offset=0) is not None  # another attempt
+    assert [e.text for e in standby.since("r", "a", 0)[0]] == ["one\n", "two\n", "one\n"]
