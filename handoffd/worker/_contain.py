@@ -66,7 +66,12 @@ def set_title(what: str) -> None:
 
 def children(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (zombies included), from /proc."""
-    out: list[int] = []
+    return parent_map().get(pid, [])
+
+
+def parent_map() -> dict[int, list[int]]:
+    """ppid -> its children's pids, for every process we can see."""
+    out: dict[int, list[int]] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -79,8 +84,9 @@ def children(pid: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue  # gone meanwhile
-        if parse_ppid(stat) == pid:
-            out.append(int(name))
+        ppid = parse_ppid(stat)
+        if ppid is not None:
+            out.setdefault(ppid, []).append(int(name))
     return out
 
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from handoffd.worker._contain import parse_ppid
+from handoffd.worker._contain import parent_map
 
 if TYPE_CHECKING:
     from handoffd.worker._records import Job, Worker
@@ -31,27 +31,6 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 def available() -> bool:
     return os.path.exists("/proc/self/statm")
-
-
-def parent_map() -> dict[int, list[int]]:
-    """ppid -> its children's pids, for every process we can see."""
-    out: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        ppid = parse_ppid(stat)
-        if ppid is not None:
-            out.setdefault(ppid, []).append(int(name))
-    return out
 
 
 def descendants(pid: int, children: dict[int, list[int]]) -> list[int]:
