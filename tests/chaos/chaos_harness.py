@@ -72,12 +72,18 @@ CLIENT_PY = textwrap.dedent(
         record = {"tag": tag, "state": None, "results": None, "error": "", "owner": "",
                   "run_id": ""}
         run = None
+        record["abandoned"] = []
         for attempt in range(8):
+            # A submission whose answer was lost may still run (its owner accepted it): a retry
+            # gets a tag of its own, so its executions are not taken for re-executions.
+            as_tag = tag if attempt == 0 else f"{tag}~{attempt}"
             try:
-                run = client.submit(dag_for(tag))
+                run = client.submit(dag_for(as_tag))
+                record["tag"] = as_tag
                 break
             except errors.ConnectionError as exc:
                 record["error"] = f"submit: {exc}"
+                record["abandoned"].append(as_tag)
                 time.sleep(0.5)
         if run is None:
             record["state"] = "FAILED"
@@ -199,6 +205,7 @@ class Chaos:
         self.pids: dict[int, str] = {}  # every daemon pid ever started -> its name
         self.harmed: set[int] = set()  # hosts killed or restarted (no RSS baseline)
         self.incarnations = [0] * daemons
+        self.abandoned: set[str] = set()  # tags of submissions whose answer never came
 
     def _extra(self, i: int) -> list[str]:
         seeds = [a for j in range(self.n) if j != i for a in ("--seed", self.ns.addr(j))]
@@ -332,6 +339,7 @@ class Chaos:
             with open(path) as f:
                 for line in f:
                     r = json.loads(line)
+                    self.abandoned.update(r.get("abandoned", ()))
                     runs.append(
                         RunRecord(
                             r["tag"],
@@ -355,6 +363,8 @@ class Chaos:
                     if len(parts) != 4:
                         continue
                     tag, task, ppid, t = parts
+                    if tag in self.abandoned:
+                        continue  # a submission the client gave up on: it may or may not run
                     daemon = self.pids.get(int(ppid))
                     if daemon is None:  # a worker whose daemon was killed (reparented)
                         daemon, orphans = "orphan", True
