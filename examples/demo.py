@@ -34,7 +34,7 @@ def main() -> int:
             print(
                 f"  node{index + 1} at {daemon.address}  cpu={res['cpu']} memory={res['memory']} gpu={res['gpu']}"
             )
-        env = dict(os.environ, HANDOFF_ADDRESS=cluster.daemons[0].address)
+        env = dict(os.environ, HANDOFFD_ADDRESS=cluster.daemons[0].address)
         ctl = [sys.executable, "-m", "handoffd.cli.ctl"]
 
         def all_alive() -> bool:

@@ -10,13 +10,13 @@ pytestmark = pytest.mark.timeout(240)
 
 def test_decorator_page_examples_run(pair, tmp_path):
     a, _ = pair
-    out = run_page("decorator.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
+    out = run_page("decorator.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "13.5" in out and "6.0" in out
 
 
 def test_arguments_page_examples_run(pair, tmp_path):
     a, _ = pair
-    out = run_page("arguments.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
+    out = run_page("arguments.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "bytes on the wire" in out and "mean: 249999.75" in out
     assert "HookFailed: deserialize hook corrupt" in out
 
@@ -29,5 +29,5 @@ def test_engines_page_dask_examples_run(tmp_path):
 
 def test_streaming_page_examples_run(pair, tmp_path):
     a, _ = pair
-    out = run_page("streaming.md", tmp_path, {"HANDOFF_ADDRESS": a.address})
+    out = run_page("streaming.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "embed#1" in out and "ItemFailed(13" in out
