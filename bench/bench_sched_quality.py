@@ -155,7 +155,33 @@ class Handoffd:
         self.cluster.close()
 
 
-class Dask:
+class Futures:
+    """Dask and Ray alike: ``submit`` returns {id: future}, ``gather`` waits for a list of them."""
+
+    def submit(self, tasks: list[Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def gather(self, futures: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def run(self, tasks: list[Any]) -> float:
+        t0 = time.perf_counter()
+        out = self.gather(list(self.submit(tasks).values()))
+        elapsed = time.perf_counter() - t0
+        assert len(out) == len(tasks)
+        return elapsed
+
+    def priority(self, bulk: list[Any], urgent: list[Any], u: float) -> float:
+        first = self.submit(bulk)
+        time.sleep(u)
+        t0 = time.perf_counter()
+        self.gather(list(self.submit(urgent).values()))
+        elapsed = time.perf_counter() - t0
+        self.gather(list(first.values()))
+        return elapsed
+
+
+class Dask(Futures):
     def __init__(self) -> None:
         from distributed import Client, Nanny, Scheduler, SpecCluster
 
@@ -178,28 +204,15 @@ class Dask:
             )
         return futures
 
-    def run(self, tasks: list[Any]) -> float:
-        t0 = time.perf_counter()
-        out = self.client.gather(list(self.submit(tasks).values()))
-        elapsed = time.perf_counter() - t0
-        assert len(out) == len(tasks)
-        return elapsed
-
-    def priority(self, bulk: list[Any], urgent: list[Any], u: float) -> float:
-        first = self.submit(bulk)
-        time.sleep(u)
-        t0 = time.perf_counter()
-        self.client.gather(list(self.submit(urgent).values()))
-        elapsed = time.perf_counter() - t0
-        self.client.gather(list(first.values()))
-        return elapsed
+    def gather(self, futures: list[Any]) -> list[Any]:
+        return self.client.gather(futures)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.client.close()
         self.cluster.close()
 
 
-class Ray:
+class Ray(Futures):
     def __init__(self) -> None:
         import ray
         from ray.cluster_utils import Cluster
@@ -220,21 +233,8 @@ class Ray:
             refs[fid] = self.fns[fn].remote(secs, *[refs[d] for d in deps])
         return refs
 
-    def run(self, tasks: list[Any]) -> float:
-        t0 = time.perf_counter()
-        out = self.ray.get(list(self.submit(tasks).values()))
-        elapsed = time.perf_counter() - t0
-        assert len(out) == len(tasks)
-        return elapsed
-
-    def priority(self, bulk: list[Any], urgent: list[Any], u: float) -> float:
-        first = self.submit(bulk)
-        time.sleep(u)
-        t0 = time.perf_counter()
-        self.ray.get(list(self.submit(urgent).values()))
-        elapsed = time.perf_counter() - t0
-        self.ray.get(list(first.values()))
-        return elapsed
+    def gather(self, futures: list[Any]) -> list[Any]:
+        return self.ray.get(futures)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.ray.shutdown()
