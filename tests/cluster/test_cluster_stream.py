@@ -16,7 +16,7 @@ import pytest
 
 import handoffd
 from handoffd import Argument, Function
-from handoffd.testing import ThreadedCluster
+from handoffd.testing import ThreadedCluster, wait_for
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -138,3 +138,31 @@ def test_a_hook_on_an_input_runs_in_the_client_and_a_failing_one_fails_its_item(
     assert "serialize hook" in str(failed.error) and "bad_pack" in str(failed.error)
     assert "cannot pack 3" in str(failed.error)
     assert [o["value"] for i, o in enumerate(outputs) if i != 3] == [0, 1, 2, 4, 5]
+
+
+def slow_double(x):
+    import time
+
+    time.sleep(0.01)
+    return 2 * x
+
+
+def test_a_crashed_node_loses_no_item_replayed_from_the_client():
+    with ThreadedCluster([{"cpu": 4, "memory": 4000}, {"cpu": 4, "memory": 4000}]) as cluster:
+        a, b = cluster.names()
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            dag = handoffd.DAG()
+            dag.add_function(Function(id="src", type="input"))
+            dag.add_function(Function(id="double", code=slow_double, args=["src"], parallelism=2))
+            dag.add_function(Function(id="inc", code=lambda x: x + 1, args=["double"], node=a))
+            with client.stream(dag, max_in_flight=600, dead_after=1.5) as pipe:
+                assert sorted(pipe.run.placement()[f"double#{i}"] for i in (0, 1)) == sorted([a, b])
+                for i in range(600):
+                    pipe.push(i)
+                wait_for(lambda: pipe.stats()["finished"] >= 20, timeout=30, what="items done")
+                assert pipe.stats()["finished"] < 400
+                cluster.crash(1)  # b, with one replica of double and items on their way there
+                outputs = list(pipe.results(timeout=90))
+                stats = pipe.stats()
+    assert outputs == [2 * i + 1 for i in range(600)]  # exactly one output each, in order
+    assert stats["replayed"] > 0 and stats["epoch"] > 3
