@@ -140,6 +140,10 @@ class Pipeline:
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.linger = 0
+        # no high-water mark: a ROUTER drops what is over it silently (an item lost without a
+        # table change would never be replayed); max_in_flight bounds what can queue
+        self._router.sndhwm = 0
+        self._router.rcvhwm = 0
         public, secret = zmq.curve_keypair()
         self._router.curve_server = True
         self._router.curve_publickey = public

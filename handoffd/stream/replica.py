@@ -68,7 +68,7 @@ def serve(config: dict[str, Any]) -> int:
         beat.set()
         if beater.is_alive():
             beater.join(2 * HEARTBEAT)
-        sock.close(linger=0)
+        sock.close()  # its linger: 0, or 2 s for an init's failure to reach the client
         peers.close()
         ctx.term()
 
@@ -76,6 +76,10 @@ def serve(config: dict[str, Any]) -> int:
 def _connect(ctx: zmq.Context[Any], endpoint: str, server_key: bytes) -> zmq.Socket[Any]:
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
+    # no high-water mark: a send over it would block this replica (a peer's table change could
+    # then never reach it); the pipeline's max_in_flight bounds what can queue
+    sock.sndhwm = 0
+    sock.rcvhwm = 0
     public, secret = zmq.curve_keypair()
     sock.curve_publickey = public
     sock.curve_secretkey = secret
@@ -109,6 +113,8 @@ class _Peers:
     def bind(self, host: str, stage: str, index: int) -> mn.StreamRoute:
         router = self.router = self.ctx.socket(zmq.ROUTER)
         router.linger = 0
+        router.sndhwm = 0
+        router.rcvhwm = 0
         public, secret = zmq.curve_keypair()
         router.curve_server = True
         router.curve_publickey = public
