@@ -166,3 +166,26 @@ def test_a_crashed_node_loses_no_item_replayed_from_the_client():
                 stats = pipe.stats()
     assert outputs == [2 * i + 1 for i in range(600)]  # exactly one output each, in order
     assert stats["replayed"] > 0 and stats["epoch"] > 3
+
+
+def test_a_crashed_node_in_the_middle_of_the_chain_loses_no_item():
+    # s1 and s3 on a, s2's two replicas on a and b: s1 sends half its items straight to b's
+    # replica, which dies with them (and with what it had queued for s3)
+    with ThreadedCluster([{"cpu": 4, "memory": 4000}, {"cpu": 4, "memory": 4000}]) as cluster:
+        a, b = cluster.names()
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            dag = handoffd.DAG()
+            dag.add_function(Function(id="src", type="input"))
+            dag.add_function(Function(id="s1", code=lambda x: x + 1, args=["src"], node=a))
+            dag.add_function(Function(id="s2", code=slow_double, args=["s1"], parallelism=2))
+            dag.add_function(Function(id="s3", code=lambda x: x - 1, args=["s2"], node=a))
+            with client.stream(dag, max_in_flight=600, dead_after=1.5) as pipe:
+                assert sorted(pipe.run.placement()[f"s2#{i}"] for i in (0, 1)) == sorted([a, b])
+                for i in range(600):
+                    pipe.push(i)
+                wait_for(lambda: pipe.stats()["finished"] >= 20, timeout=30, what="items done")
+                cluster.crash(1)
+                outputs = list(pipe.results(timeout=90))
+                stats = pipe.stats()
+    assert outputs == [2 * (i + 1) - 1 for i in range(600)]
+    assert stats["replayed"] > 0 and stats["sent_items"] >= 600 + stats["replayed"]
