@@ -62,3 +62,11 @@ class StreamDone:
     epoch: int
     stage: str
     sink: bool
+
+
+@message(190)
+class StreamForget:
+    """Client to the replicas of stages that join several arguments: these items failed (one of
+    their branches raised), so the values of their other branches will never be joined."""
+
+    cids: tuple[int, ...]

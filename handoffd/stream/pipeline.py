@@ -31,6 +31,7 @@ from handoffd.protocol import messages_stream as ms
 from handoffd.protocol import messages_streamnet as mn
 from handoffd.stream.replica import Hooks, local_host, serve
 from handoffd.stream.state import (
+    ForgetItems,
     PipelineFailed,
     PipelineState,
     Route,
@@ -399,6 +400,10 @@ class Pipeline:
                     self._send(identity, table)
             elif isinstance(send, StopReplica):
                 self._send(send.identity, ms.StreamStop("replaced"))
+            elif isinstance(send, ForgetItems):
+                forget = mn.StreamForget(tuple(send.cids))
+                for identity in send.identities:
+                    self._send(identity, forget)
         return failed
 
     def _stop_replicas(self) -> None:

@@ -111,6 +111,11 @@ class RelayState:
                 del joins[cid]
                 queue.append((cid, epoch, tuple(join[1][a] for a in args), now))
 
+    def forget(self, cids: tuple[int, ...] | list[int]) -> None:
+        """These items failed elsewhere: their joins here will never complete."""
+        for cid in cids:
+            self.joins.pop(cid, None)
+
     def ready(self, now: float) -> Work | None:
         """The next batch to run, or None (nothing queued, or a micro-batch still filling)."""
         queue = self.queue

@@ -205,6 +205,8 @@ class _Serving:
             self.relay.routes(msg.epoch, msg.replay_epoch, routes, now)
         elif isinstance(msg, mn.StreamBatch):
             self._on_batch(msg, decoded.frames[0], now)
+        elif isinstance(msg, mn.StreamForget):
+            self.relay.forget(msg.cids)
         return False
 
     def _on_frames(self, frames: list[bytes], now: float) -> None:

@@ -110,7 +110,15 @@ class StopReplica:
     identity: bytes
 
 
-Instruction = SendItems | SendRoutes | StopReplica
+@dataclass(frozen=True)
+class ForgetItems:
+    """Tell the replicas ``identities`` (of stages that join) to drop these failed items' joins."""
+
+    identities: list[bytes]
+    cids: list[int]
+
+
+Instruction = SendItems | SendRoutes | StopReplica | ForgetItems
 
 
 def route(cid: int, replicas: list[Route]) -> Route:
@@ -165,6 +173,8 @@ class PipelineState:
         self._pending: dict[int, None] = {}  # items to send (ordered set)
         self._table_changed = False
         self._out: list[Instruction] = []
+        self._joining = {s.id for s in stages if len(s.args) > 1}
+        self._forget: list[int] = []  # failed items whose other branches may wait in a join
 
     # -- events --------------------------------------------------------------------------------
 
@@ -208,6 +218,8 @@ class PipelineState:
                 self._finish(
                     cid, ItemFailed(cid, TaskFailed(stage, 1, exc_type, message, traceback))
                 )
+                if self._joining:
+                    self._forget.append(cid)
         if not sink:
             return
         sinks = self.sinks
@@ -239,6 +251,10 @@ class PipelineState:
             self._out.append(SendRoutes(identities, self.epoch, self.replay_epoch, routes))
         if self._pending:
             self._send_pending()
+        if self._forget:
+            joining = [r.identity for k, r in self.replicas.items() if k[0] in self._joining]
+            self._out.append(ForgetItems(joining, self._forget))
+            self._forget = []
         out, self._out = self._out, []
         return out
 
@@ -313,6 +329,7 @@ __all__ = [
     "SendItems",
     "SendRoutes",
     "StopReplica",
+    "ForgetItems",
     "route",
     "by_stage",
     "consumers_of",

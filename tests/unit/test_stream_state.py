@@ -9,6 +9,7 @@ from __future__ import annotations
 from handoffd.stream.relay import Forward, RelayState, ToClient
 from handoffd.stream.state import (
     ROUTE_BLOCK,
+    ForgetItems,
     ItemFailed,
     PipelineState,
     Route,
@@ -72,6 +73,10 @@ class SimNet:
                                                          send.values, now)  # fmt: skip
                 elif isinstance(send, StopReplica):
                     self.stopped.append(send.identity)
+                elif isinstance(send, ForgetItems):
+                    for identity in send.identities:
+                        if identity not in self.dead:
+                            self.relays[identity].forget(send.cids)
             for identity, relay in list(self.relays.items()):
                 if identity in self.dead:
                     continue
@@ -236,3 +241,15 @@ def test_route_blocks_keep_consecutive_items_together():
     sends = [s for s in net.client.take() if isinstance(s, SendItems)]
     assert {tuple(s.cids[:1]) for s in sends} == {(0,), (ROUTE_BLOCK,)}
     assert all(len(s.cids) == 2 * ROUTE_BLOCK for s in sends)
+
+
+def test_a_failed_branch_makes_the_join_forget_the_other_branch():
+    stages = [Stage("sum", ("x", "y")), Stage("neg", ("x",)), Stage("both", ("sum", "neg"))]
+    code = {"sum": lambda x, y: x + y, "neg": lambda x: 1 // (x - 4), "both": lambda s, n: s + n}
+    net = SimNet(["x", "y"], stages, code, parallelism={"both": 2})
+    for i in range(10):
+        net.client.push({"x": i, "y": 100 * i})
+    net.deliver()
+    out = net.results()
+    assert isinstance(out[4], ItemFailed) and out[4].error.function_id == "neg"
+    assert not any(r.joins for r in net.relays.values())  # sum's value for item 4 was dropped
