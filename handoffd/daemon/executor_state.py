@@ -36,7 +36,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from handoffd import resources
@@ -82,6 +81,7 @@ from handoffd.daemon.executor_records import (
     failed,
     job_inputs,
     queue_key,
+    tasks_reported,
     values_fetched,
 )
 from handoffd.protocol import messages as m
@@ -603,26 +603,8 @@ class ExecutorState:
             known = self.run_owners.get(run_id)
             if known is not None:
                 owner = known[1]  # the run changed owner since the task was dispatched
-            reports: list[m.TaskReport] = []
-            frames: list[bytes] = []
-            outputs = [output for _, _, output in entries]
-            for report, value, _ in entries:
-                if value is not None:
-                    report = replace(report, frame=len(frames))
-                    frames.append(value)
-                reports.append(report)
-            self._send(
-                owner,
-                m.TasksReported(
-                    run_id,
-                    tuple(reports),
-                    dict(self.ledger.free),
-                    self.ledger.version,
-                    tuple(outputs) if any(outputs) else (),
-                ),
-                frames,
-                term=self.term_of(run_id),
-            )
+            msg, frames = tasks_reported(run_id, entries, self.ledger)
+            self._send(owner, msg, frames, term=self.term_of(run_id))
 
     # -- control -------------------------------------------------------------------------------
 

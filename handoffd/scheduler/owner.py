@@ -26,13 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd import resources
-from handoffd.errors import (
-    HandoffError,
-    RunCancelled,
-    TaskFailed,
-    Timeout,
-    ValidationError,
-)
+from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout, ValidationError
 from handoffd.scheduler import placement
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
