@@ -86,7 +86,9 @@ class Node(NodeReliability):
         self.address = ""
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity, config.gpu_devices)
-        self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        self.store = ResultStore(
+            config.spill_bytes, config.spill_dir, max_bytes=config.limits.max_store_bytes
+        )
         # This node's code packages (handoffd.packages): its own dir, made on the first package.
         code_root = os.path.join(
             config.runtime_dir or runtime.default_path(),

@@ -505,7 +505,7 @@ class OwnerScheduler:
             return
         rec.failures += 1
         rec.last_error = (ev.exc_type, ev.message, ev.traceback)
-        if rec.failures > run.max_retries(rec):
+        if rec.failures > run.max_retries(rec) or ev.kind == "storage":  # its store refused it
             error = TaskFailed(rec.id, rec.failures, ev.exc_type, ev.message, ev.traceback)
             run.move(rec, FAILED, self._now, f"{ev.kind} on {ev.node}: no retries left")
             self._end_run(run, RUN_FAILED, error, culprit=rec.id)
