@@ -60,7 +60,9 @@ def test_spill_dir_missing_fails_the_run_naming_path_and_fix_and_the_daemon_goes
         d = daemons.start(cpu=1, extra=extra)
         os.rmdir(spill)  # removed under the running daemon
         with handoffd.connect(d.address, timeout=10) as client:
-            failed_with(client, big_values(2 * MIB), spill, "ENOENT", "--spill-dir", "after 1 attempt")
+            failed_with(
+                client, big_values(2 * MIB), spill, "ENOENT", "--spill-dir", "after 1 attempt"
+            )
             assert client.execute(small(), timeout=60) == {"s": b"v" * 10}
             os.mkdir(spill)  # fixed: big values spill again
             got = client.execute(big_values(2 * MIB), timeout=60)
