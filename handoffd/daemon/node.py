@@ -33,7 +33,7 @@ from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
-from handoffd.daemon.node_reliability import NodeReliability
+from handoffd.daemon.node_reliability import NodeReliability, RestartNotice
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
@@ -44,6 +44,7 @@ from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
@@ -120,6 +121,7 @@ class Node(NodeReliability):
         self._published: m.MemberState | None = None
         self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
         self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
+        self._restart = RestartNotice()  # we restarted before our old process was DEAD
         self.clashed = False  # we stopped because our name was taken (exit code 2)
         self.started_wall = 0.0
         self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
@@ -516,6 +518,8 @@ class Node(NodeReliability):
             self._name_clashed(msg)
         elif isinstance(msg, mr.NodeLeaving):
             self._peer_leaving(envelope.sender if envelope is not None else "")
+        elif isinstance(msg, mio.NodeRestarted):
+            self._peer_restarted(envelope.sender if envelope is not None else "", msg)
         elif isinstance(msg, GetNodeInfo):
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):
@@ -610,6 +614,7 @@ class Node(NodeReliability):
         if changes and self.replication is not None:
             self.replication.members_changed()
         self._publish_me()
+        self._tell_restart()
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member

@@ -189,6 +189,10 @@ class OwnerIO:
         if events:
             self._feed_all(*events)
 
+    def member_restarted(self, name: str) -> None:
+        """``name`` said it is a new process: settle what we had out on its old one."""
+        self._feed(ev.PeerRestarted(name))
+
     def own_resources(self, free: dict[str, float]) -> None:
         """Our ledger changed (``free`` now, zeros while draining): our own node in the scheduler's
         view follows it. Membership's word on ourselves is skipped (``member_updates``) and a

@@ -43,6 +43,7 @@ from handoffd.scheduler.events import (
     FreeResults,
     Instruction,
     NodeUpdate,
+    PeerRestarted,
     ResultsReleased,
     RunFinished,
     RunProbed,
@@ -186,6 +187,8 @@ class OwnerScheduler:
             self._on_replied(event)
         elif isinstance(event, RunProbed):
             self._lost.probed(event)
+        elif isinstance(event, PeerRestarted):
+            self._lost.restarted(event.name, self._now)
         elif isinstance(event, WithdrawAnswered):
             self._rebalance.answered(event)
         elif isinstance(event, TaskErrored):
