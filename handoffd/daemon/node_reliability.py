@@ -39,6 +39,7 @@ class NodeReliability:
     config: Any
     membership: Any
     owner: Any
+    replication: Any
     dropped: int
     drops: Any
     started_at: float
@@ -159,3 +160,5 @@ class NodeReliability:
             return
         log.info("member %s restarted (incarnation %d): settling its work", name, msg.incarnation)
         self.owner.member_restarted(name)
+        if self.replication is not None:
+            self.replication.owner_restarted(name)

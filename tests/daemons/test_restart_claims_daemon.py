@@ -2,7 +2,8 @@
 19): its new process says so (``NodeRestarted``), and the owner settles what it had out on the old
 one at once. The daemons run with ack and lost-report probe timeouts of 600 s and a suspicion time
 of 60 s, so the run can only finish within the test's time through the new process's word; only the
-attempts lost with the old process run twice."""
+attempts lost with the old process run twice. A run the old process owned goes on under its
+standby."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def logged_work(i: int, marks: str) -> int:
         f.write(str(os.getpid()))
     time.sleep(2.0)
     return i * 10
+
+
+def step(x: int, pause: float) -> int:
+    time.sleep(pause)
+    return x + 1
+
+
+def chain_of(marks: str) -> handoffd.DAG:
+    dag = handoffd.DAG()
+    dag.add_function(handoffd.Function(id="c0", code=step, extra_args=[0, 0.0]))
+    dag.add_function(handoffd.Function(id="c1", code=step, args=["c0"], extra_args=[3.0]))
+    return dag
 
 
 def executions(marks: str) -> dict[int, int]:
@@ -63,6 +76,10 @@ def test_a_restart_before_dead_releases_the_old_processes_work_at_once() -> None
 
             wait_for(lambda: len(on_b()) == 2 and len(os.listdir(marks)) == 3, 30, what="running")
             lost = {int(t[1:]) for t in on_b()}
+            # A run b owns (a is its standby): it goes on under a once b's new process speaks.
+            with handoffd.connect(b.address, timeout=10) as client_b:
+                owned = client_b.submit(chain_of(marks))
+                wait_for(lambda: owned.status().counts.get("DONE", 0) >= 1, 30, what="b's run")
             b.kill()
             again = daemons.start(cpu=2, seeds=[a.address], name=b.name, port=b.port)
             assert again.address == b.address
@@ -73,6 +90,10 @@ def test_a_restart_before_dead_releases_the_old_processes_work_at_once() -> None
             # Only what the old process ran ran again, once; the task on a ran once.
             assert counts == {i: 2 if i in lost else 1 for i in range(3)}, (counts, lost)
             assert client.nodes()[b.name].status == "ALIVE"  # never declared DEAD
+            followed = client.run(owned.id)
+            assert followed.wait(timeout=90).state == "DONE"
+            assert followed.results() == {"c0": 1, "c1": 2}
         assert "telling members that its work is gone" in again.log(), again.log()[-3000:]
         assert "restarted (incarnation" in a.log(), a.log()[-3000:]
+        assert "run(s) replicated here lost their owner" in a.log(), a.log()[-3000:]
         assert a.alive() and again.alive()
