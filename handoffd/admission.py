@@ -92,6 +92,8 @@ KIND: dict[type, str] = {
     **{t: MEMBERSHIP for t in MEMBERSHIP_TYPES},
     mr.NodeLeaving: PEER,  # a member says it is leaving (issue 19)
     mio.NodeRestarted: PEER,  # a member's new process says so (issue 19)
+    mio.ValuesHandedOver: PEER,  # a leaving member's values (issue 19)
+    mio.ValuesTaken: PEER,
     mr.NameClash: MEMBERSHIP,  # from anyone: a newcomer with a taken name is no member yet
 }
 _LIVE = (m.ALIVE, m.SUSPECT)

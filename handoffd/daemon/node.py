@@ -31,6 +31,7 @@ from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.handover import HandOver
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
 from handoffd.daemon.node_reliability import NodeReliability, RestartNotice
@@ -122,6 +123,7 @@ class Node(NodeReliability):
         self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
         self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
         self._restart = RestartNotice()  # we restarted before our old process was DEAD
+        self._handover = HandOver(self)  # a leave moves the values still held here
         self.clashed = False  # we stopped because our name was taken (exit code 2)
         self.started_wall = 0.0
         self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
@@ -327,6 +329,7 @@ class Node(NodeReliability):
                     deadline = self._clock() + wait
                     while self.executor.running_count() and self._clock() < deadline:
                         await asyncio.sleep(0.02)
+                    await self._handover.leave()
             if self.owner is not None:
                 self.owner.close()
             if self.replication is not None:
@@ -520,6 +523,10 @@ class Node(NodeReliability):
             self._peer_leaving(envelope.sender if envelope is not None else "")
         elif isinstance(msg, mio.NodeRestarted):
             self._peer_restarted(envelope.sender if envelope is not None else "", msg)
+        elif isinstance(msg, mio.ValuesHandedOver) and envelope is not None:
+            self._handover.on_values(msg, frames, self.address_of(envelope.sender) or "")
+        elif isinstance(msg, mio.ValuesTaken):
+            self._handover.on_taken(msg)
         elif isinstance(msg, GetNodeInfo):
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):

@@ -17,3 +17,24 @@ class NodeRestarted:
     its lost-report probes; ``incarnation``: ours now, for the log."""
 
     incarnation: int
+
+
+@message(203)
+class ValuesHandedOver:
+    """A leaving node hands over values of a run its store still holds (frame i is the value of
+    ``task_ids[i]``): the receiver keeps them in its store, the run's owner (or, for a run the
+    leaver owned, its standby) so they outlive the leaver instead of being recomputed."""
+
+    request_id: int
+    run_id: str
+    task_ids: tuple[str, ...]
+
+
+@message(204)
+class ValuesTaken:
+    """The answer to ``ValuesHandedOver``: ``kept`` are held here now (the rest was not needed or
+    did not fit); the leaver leaves once every answer came (or its wait is over)."""
+
+    request_id: int
+    run_id: str
+    kept: tuple[str, ...]
