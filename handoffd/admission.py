@@ -94,6 +94,7 @@ KIND: dict[type, str] = {
     mio.NodeRestarted: PEER,  # a member's new process says so (issue 19)
     mio.ValuesHandedOver: PEER,  # a leaving member's values (issue 19)
     mio.ValuesTaken: PEER,
+    mio.UploadChunk: CLIENT,  # a piece of a big submission (handoffd.upload)
     mr.NameClash: MEMBERSHIP,  # from anyone: a newcomer with a taken name is no member yet
 }
 _LIVE = (m.ALIVE, m.SUSPECT)

@@ -218,6 +218,9 @@ class Limits:
     max_tasks_per_run: int = 1_000_000
     max_runs_per_client: int = 10_000  # runs not yet finished submitted on one client connection
     max_pending_per_peer: int = 10_000  # messages queued for one peer before its connection is up
+    # Bytes of submissions one client connection may have in flight in pieces (handoffd.upload):
+    # the daemon reserves an upload's announced size when its first piece comes.
+    max_upload_bytes: int = 4 << 30
     # Bytes of result values one daemon's store holds, in memory and spilled together.
     max_store_bytes: int = 64 << 30
     # Characters of task output (stdout, stderr, logging) an owner keeps: per task (over its

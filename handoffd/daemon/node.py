@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission, runtime
+from handoffd import __version__, admission, runtime, upload
 from handoffd.config import NodeConfig
 from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
@@ -124,6 +124,8 @@ class Node(NodeReliability):
         self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
         self._restart = RestartNotice()  # we restarted before our old process was DEAD
         self._handover = HandOver(self)  # a leave moves the values still held here
+        self._uploads = upload.Uploads(config.limits)  # submissions coming in pieces
+        self._upload_codec = codec.Codec(upload.decode_limits(config.limits))
         self.clashed = False  # we stopped because our name was taken (exit code 2)
         self.started_wall = 0.0
         self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
@@ -389,12 +391,16 @@ class Node(NodeReliability):
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def _on_frames(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
-        decoded = self.codec.decode(frames)
+    def _on_frames(
+        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
+    ) -> None:
+        decoded = (decoder or self.codec).decode(frames)
         if decoded is None:
             self.dropped += 1
             return
         msg = decoded.msg
+        if decoder is not None and not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
+            return  # an upload is a submission, nothing else
         if type(msg) is codec.Mismatch:
             self._refuse(conn, msg)
             return
@@ -527,6 +533,8 @@ class Node(NodeReliability):
             self._handover.on_values(msg, frames, self.address_of(envelope.sender) or "")
         elif isinstance(msg, mio.ValuesTaken):
             self._handover.on_taken(msg)
+        elif isinstance(msg, mio.UploadChunk):
+            self._on_upload(msg, frames, conn)
         elif isinstance(msg, GetNodeInfo):
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):
@@ -546,6 +554,7 @@ class Node(NodeReliability):
     def _tick(self) -> None:
         try:
             self._run_membership(swim.Tick())
+            self._uploads.sweep(self._clock())
             if self.owner is not None:
                 self.owner.tick(self._clock())
             if self.replication is not None:

@@ -51,11 +51,21 @@ class NodeReliability:
     _names: Any
     _clock: Any
     _restart: RestartNotice
+    _uploads: Any
+    _upload_codec: Any
 
     def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
         raise NotImplementedError
 
     def members(self) -> list[m.MemberState]:
+        raise NotImplementedError
+
+    def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
+        raise NotImplementedError
+
+    def _on_frames(
+        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
+    ) -> None:
         raise NotImplementedError
 
     def request_stop(self) -> None:
@@ -154,6 +164,17 @@ class NodeReliability:
                 if member.name not in notice.told:
                     notice.told.add(member.name)
                     self.send(member.address, msg)
+
+    def _on_upload(self, msg: mio.UploadChunk, frames: list[Any], conn: bytes) -> None:
+        """A piece of a submission too big to send whole (``handoffd.upload``); the last one
+        makes it whole, handled as if it had come so (decoded within the upload's bounds)."""
+        piece = frames[0] if frames else b""
+        error, received, whole = self._uploads.add(conn, msg, piece, self._clock())
+        self.reply(conn, mio.UploadTaken(msg.request_id, msg.upload_id, received, error))
+        if error:
+            log.warning("a client's upload was refused: %s", error)
+        elif whole is not None:
+            self._on_frames(conn, whole, True, self._upload_codec)
 
     def _peer_restarted(self, name: str, msg: mio.NodeRestarted) -> None:
         if self.owner is None or name == self.name:

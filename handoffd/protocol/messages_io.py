@@ -38,3 +38,29 @@ class ValuesTaken:
     request_id: int
     run_id: str
     kept: tuple[str, ...]
+
+
+@message(205)
+class UploadChunk:
+    """Client to daemon: piece ``index`` of ``count`` of a message too big to send whole (a
+    submission past the body, frame-count or frame-size limits); frame 0 is the piece. The pieces
+    of ``upload_id`` concatenated are ``upload.pack`` of the message's frames; ``total_bytes``
+    (the same in every piece) lets the daemon refuse at once what it would not hold."""
+
+    request_id: int
+    upload_id: str
+    index: int
+    count: int
+    total_bytes: int
+
+
+@message(206)
+class UploadTaken:
+    """The answer to each ``UploadChunk``: ``received`` pieces so far, or ``error`` (the upload is
+    dropped). After the last piece the reassembled message is handled as if sent whole: its own
+    answer follows."""
+
+    request_id: int
+    upload_id: str
+    received: int
+    error: str = ""
