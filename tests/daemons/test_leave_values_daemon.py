@@ -80,3 +80,30 @@ def test_a_leave_moves_held_values_and_nothing_runs_twice() -> None:
             assert executions(marks) == {f"p{i}": 1 for i in range(n)}  # none recomputed
         assert f"handing over {n} value(s)" in leaver.log(), leaver.log()[-3000:]
         assert "handed over by a leaving node" in owner.log(), owner.log()[-3000:]
+
+
+def test_a_leaving_owner_hands_its_runs_values_to_the_standby_that_takes_over() -> None:
+    n = 3
+    with DaemonCluster() as daemons:
+        marks = os.path.join(daemons.workdir, "marks")
+        os.mkdir(marks)
+        stayer = daemons.start(cpu=2, memory=2000, name=f"stayer-{daemons.cluster}")
+        leaver = daemons.start(
+            cpu=2, memory=2000, seeds=[stayer.address], name=f"leaver-{daemons.cluster}"
+        )
+        with handoffd.connect(leaver.address, timeout=10) as client:
+            wait_for(lambda: len(client.nodes()) == 2, 30, what="joined")
+            # The leaver owns the run and produces its values; the stayer is its standby.
+            run = client.submit(two_stage(marks, leaver.name, stayer.name, n))
+            run_id = run.id
+            wait_for(lambda: run.status().counts.get("DONE", 0) >= n, 30, what="producers DONE")
+        assert leaver.terminate(timeout=60) == 0
+        assert f"handing over {n} value(s)" in leaver.log(), leaver.log()[-3000:]
+        with handoffd.connect(stayer.address, timeout=10) as client:
+            wait_for(lambda: client.nodes()[leaver.name].status == "LEFT", 30, what="LEFT")
+            open(os.path.join(marks, "open"), "w").close()
+            followed = client.run(run_id)
+            assert followed.wait(timeout=60).state == "DONE"
+            got = {k: v for k, v in followed.results().items() if k.startswith("c")}
+            assert got == {f"c{i}": SIZE + i for i in range(n)}
+        assert executions(marks) == {f"p{i}": 1 for i in range(n)}  # none recomputed
