@@ -6,8 +6,8 @@ dropped by the daemon's decoder, and the client told only that the daemon "did n
 client (``too_big``) packs such a message's frames into one byte string (``pack``: an 8-byte header
 length, a msgpack list of frame sizes, the frames) and sends it as ``UploadChunk`` pieces of
 ``CHUNK_BYTES``, a few in flight, each answered (``UploadTaken``). The daemon's ``Uploads`` (pure)
-puts the pieces into one buffer of the announced size, which it reserves only within
-``Limits.max_upload_bytes`` per client connection (all its open uploads together), checks that no
+puts the pieces into one buffer, growing as they come, within the announced size, which counts
+against ``Limits.max_upload_bytes`` per client connection (all its open uploads together); it checks that no
 piece is missing or too much, and returns the message's frames after the last; the node then
 decodes them with the upload's bounds and handles the submission as if it came whole. An upload
 left unfinished for ``IDLE_S`` is dropped.
@@ -131,9 +131,8 @@ class Uploads:
                     "smaller DAG (fewer tasks, arguments as handoffd values or files) or raise "
                     "the limit (handoffd start --limit max_upload_bytes=BYTES)",
                 )
-            upload = uploads[msg.upload_id] = _Upload(
-                msg.count, msg.total_bytes, bytearray(msg.total_bytes), now
-            )
+            # Grown as pieces come (not the announced size at once: announcing costs nothing).
+            upload = uploads[msg.upload_id] = _Upload(msg.count, msg.total_bytes, bytearray(), now)
         if msg.index != upload.received or msg.count != upload.count:
             return self._fail(
                 conn,
@@ -147,7 +146,7 @@ class Uploads:
                 msg,
                 f"upload {msg.upload_id} is longer than the {upload.total} bytes it announced",
             )
-        upload.buffer[upload.filled : upload.filled + len(piece)] = piece
+        upload.buffer += piece
         upload.filled += len(piece)
         upload.received += 1
         upload.seen = now
