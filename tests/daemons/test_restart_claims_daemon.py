@@ -83,7 +83,9 @@ def test_a_restart_before_dead_releases_the_old_processes_work_at_once() -> None
             b.kill()
             again = daemons.start(cpu=2, seeds=[a.address], name=b.name, port=b.port)
             assert again.address == b.address
+            started = time.monotonic()
             status = run.wait(timeout=90)
+            print(f"run DONE {time.monotonic() - started:.2f} s after the restart")
             assert status.state == "DONE", status
             assert run.results() == {"t0": 0, "t1": 10, "t2": 20}
             counts = executions(marks)
