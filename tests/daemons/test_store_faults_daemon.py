@@ -102,3 +102,27 @@ def test_store_byte_cap_fails_the_run_naming_the_limit() -> None:
             got = client.execute(big_values(MIB, count=1), timeout=60)
             assert len(got["b0"]) == MIB
         assert d.alive()
+
+
+def test_spill_dir_not_writable_fails_the_run_naming_the_error() -> None:
+    # As root, chmod denies nothing: a read-only bind mount makes the dir unwritable for root too.
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root")
+    with DaemonCluster() as daemons:
+        spill = os.path.join(daemons.workdir, "readonly")
+        os.mkdir(spill)
+        steps = [["mount", "--bind", spill, spill], ["mount", "-o", "remount,ro,bind", spill]]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True)
+            if done.returncode != 0:
+                subprocess.run(["umount", "-l", spill], capture_output=True)
+                pytest.skip(f"cannot make a read-only bind mount: {done.stderr.decode().strip()}")
+        try:
+            d = daemons.start(cpu=1, extra=["--store-memory", "1", "--spill-dir", spill])
+            with handoffd.connect(d.address, timeout=10) as client:
+                failed_with(client, big_values(2 * MIB), "EROFS", spill, "writable")
+                assert client.execute(small(), timeout=60) == {"s": b"v" * 10}
+            assert d.alive()
+        finally:
+            daemons.close()
+            subprocess.run(["umount", "-l", spill], capture_output=True)
