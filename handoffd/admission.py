@@ -28,6 +28,7 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
@@ -90,6 +91,10 @@ KIND: dict[type, str] = {
     **{t: PEER for t in PEER_TYPES},
     **{t: MEMBERSHIP for t in MEMBERSHIP_TYPES},
     mr.NodeLeaving: PEER,  # a member says it is leaving (issue 19)
+    mio.NodeRestarted: PEER,  # a member's new process says so (issue 19)
+    mio.ValuesHandedOver: PEER,  # a leaving member's values (issue 19)
+    mio.ValuesTaken: PEER,
+    mio.UploadChunk: CLIENT,  # a piece of a big submission (handoffd.upload)
     mr.NameClash: MEMBERSHIP,  # from anyone: a newcomer with a taken name is no member yet
 }
 _LIVE = (m.ALIVE, m.SUSPECT)

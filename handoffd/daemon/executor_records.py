@@ -4,7 +4,7 @@ claim and per fetch."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from handoffd.protocol import messages as m
@@ -139,6 +139,29 @@ def failed(
         ended,
         task.bytes_in,
     )
+
+
+def tasks_reported(
+    run_id: str, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
+) -> tuple[m.TasksReported, list[bytes]]:
+    """One owner's batch of reports for a run: each (report, inline value or None, output); the
+    values become frames, and the reports name them. ``ledger``: our free resources go along."""
+    reports: list[m.TaskReport] = []
+    frames: list[bytes] = []
+    outputs = [output for _, _, output in entries]
+    for report, value, _ in entries:
+        if value is not None:
+            report = replace(report, frame=len(frames))
+            frames.append(value)
+        reports.append(report)
+    msg = m.TasksReported(
+        run_id,
+        tuple(reports),
+        dict(ledger.free),
+        ledger.version,
+        tuple(outputs) if any(outputs) else (),
+    )
+    return msg, frames
 
 
 def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:

@@ -82,11 +82,12 @@ from handoffd.daemon.executor_records import (
     failed,
     job_inputs,
     queue_key,
+    tasks_reported,
     values_fetched,
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
-from handoffd.store.store import ResultStore
+from handoffd.store.store import ResultStore, StoreError
 from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
 
@@ -390,7 +391,13 @@ class ExecutorState:
             return
         self._out.append(CancelTimer(msg.request_id))
         for task_id, value in zip(msg.task_ids, frames, strict=False):
-            self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
+            try:
+                self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
+            except StoreError as exc:
+                self._candidates.pop((msg.run_id, task_id), None)
+                why = f"{exc} [node at {self.address}]"
+                self._fail_waiters((msg.run_id, task_id), why, "storage")
+                continue
             self._fetched.add((msg.run_id, task_id))
             self.counters["fetched"] += 1
             self._value_arrived((msg.run_id, task_id))
@@ -410,11 +417,12 @@ class ExecutorState:
                 else:
                     self._schedule_refill()  # it may join a chain now
 
-    def _fail_waiters(self, wkey: tuple[str, str], why: str) -> None:
+    def _fail_waiters(self, wkey: tuple[str, str], why: str, kind: str = "input_lost") -> None:
         for key in self._waiting.pop(wkey, ()):
             task = self.tasks.pop(key, None)
             if task is not None:
-                self._finish(task, failed(task, "input_lost", "InputLost", why), None)
+                exc_type = "StoreError" if kind == "storage" else "InputLost"
+                self._finish(task, failed(task, kind, exc_type, why), None)
 
     def _on_values_asked(self, ev: ValuesAsked) -> None:
         """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
@@ -552,7 +560,14 @@ class ExecutorState:
         ended = self._now + self.wall_offset
         if outcome.ok and outcome.value is not None:
             value = outcome.value
-            self.store.put(task.run_id, task.task_id, value)
+            try:
+                self.store.put(task.run_id, task.task_id, value)
+            except StoreError as exc:  # the run fails with why (not RUNNING forever)
+                log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
+                why = f"{exc} [node at {self.address}]"
+                outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
+                outcome = replace(outcome, value=None, message=why, traceback="")
+        if outcome.ok and outcome.value is not None:
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             started = ended - outcome.duration
@@ -603,26 +618,8 @@ class ExecutorState:
             known = self.run_owners.get(run_id)
             if known is not None:
                 owner = known[1]  # the run changed owner since the task was dispatched
-            reports: list[m.TaskReport] = []
-            frames: list[bytes] = []
-            outputs = [output for _, _, output in entries]
-            for report, value, _ in entries:
-                if value is not None:
-                    report = replace(report, frame=len(frames))
-                    frames.append(value)
-                reports.append(report)
-            self._send(
-                owner,
-                m.TasksReported(
-                    run_id,
-                    tuple(reports),
-                    dict(self.ledger.free),
-                    self.ledger.version,
-                    tuple(outputs) if any(outputs) else (),
-                ),
-                frames,
-                term=self.term_of(run_id),
-            )
+            msg, frames = tasks_reported(run_id, entries, self.ledger)
+            self._send(owner, msg, frames, term=self.term_of(run_id))
 
     # -- control -------------------------------------------------------------------------------
 

@@ -25,15 +25,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission, runtime
+from handoffd import __version__, admission, runtime, upload
 from handoffd.config import NodeConfig
 from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.handover import HandOver
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
-from handoffd.daemon.node_reliability import NodeReliability
+from handoffd.daemon.node_reliability import NodeReliability, RestartNotice
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
@@ -44,6 +45,7 @@ from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
@@ -86,7 +88,9 @@ class Node(NodeReliability):
         self.address = ""
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity, config.gpu_devices)
-        self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        self.store = ResultStore(
+            config.spill_bytes, config.spill_dir, max_bytes=config.limits.max_store_bytes
+        )
         # This node's code packages (handoffd.packages): its own dir, made on the first package.
         code_root = os.path.join(
             config.runtime_dir or runtime.default_path(),
@@ -118,6 +122,10 @@ class Node(NodeReliability):
         self._published: m.MemberState | None = None
         self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
         self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
+        self._restart = RestartNotice()  # we restarted before our old process was DEAD
+        self._handover = HandOver(self)  # a leave moves the values still held here
+        self._uploads = upload.Uploads(config.limits)  # submissions coming in pieces
+        self._upload_codec = codec.Codec(upload.decode_limits(config.limits))
         self.clashed = False  # we stopped because our name was taken (exit code 2)
         self.started_wall = 0.0
         self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
@@ -326,6 +334,7 @@ class Node(NodeReliability):
                     deadline = self._clock() + wait
                     while self.executor.running_count() and self._clock() < deadline:
                         await asyncio.sleep(0.02)
+                    await self._handover.leave()
             if self.owner is not None:
                 self.owner.close()
             if self.replication is not None:
@@ -385,12 +394,16 @@ class Node(NodeReliability):
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def _on_frames(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
-        decoded = self.codec.decode(frames)
+    def _on_frames(
+        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
+    ) -> None:
+        decoded = (decoder or self.codec).decode(frames)
         if decoded is None:
             self.dropped += 1
             return
         msg = decoded.msg
+        if decoder is not None and not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
+            return  # an upload is a submission, nothing else
         if type(msg) is codec.Mismatch:
             self._refuse(conn, msg)
             return
@@ -517,6 +530,14 @@ class Node(NodeReliability):
             self._name_clashed(msg)
         elif isinstance(msg, mr.NodeLeaving):
             self._peer_leaving(envelope.sender if envelope is not None else "")
+        elif isinstance(msg, mio.NodeRestarted):
+            self._peer_restarted(envelope.sender if envelope is not None else "", msg)
+        elif isinstance(msg, mio.ValuesHandedOver) and envelope is not None:
+            self._handover.on_values(msg, frames, self.address_of(envelope.sender) or "")
+        elif isinstance(msg, mio.ValuesTaken):
+            self._handover.on_taken(msg)
+        elif isinstance(msg, mio.UploadChunk):
+            self._on_upload(msg, frames, conn)
         elif isinstance(msg, GetNodeInfo):
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):
@@ -536,6 +557,7 @@ class Node(NodeReliability):
     def _tick(self) -> None:
         try:
             self._run_membership(swim.Tick())
+            self._uploads.sweep(self._clock())
             if self.owner is not None:
                 self.owner.tick(self._clock())
             if self.replication is not None:
@@ -611,6 +633,7 @@ class Node(NodeReliability):
         if changes and self.replication is not None:
             self.replication.members_changed()
         self._publish_me()
+        self._tell_restart()
 
     def _member_changed(self, change: swim.MemberChanged) -> None:
         member = change.member

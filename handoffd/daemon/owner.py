@@ -100,7 +100,7 @@ class OwnerIO:
         self._client_runs = intake.ClientRuns(self.limits, self._unfinished)
         self._resources = resources
         # Task output kept with the runs (before self.replication: its setter shares it).
-        self.output = TaskOutputIO(port, self._state_of, scheduler.term_of)
+        self.output = TaskOutputIO(port, self._state_of, scheduler.term_of, self.limits)
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -188,6 +188,10 @@ class OwnerIO:
         ]
         if events:
             self._feed_all(*events)
+
+    def member_restarted(self, name: str) -> None:
+        """``name`` said it is a new process: settle what we had out on its old one."""
+        self._feed(ev.PeerRestarted(name))
 
     def own_resources(self, free: dict[str, float]) -> None:
         """Our ledger changed (``free`` now, zeros while draining): our own node in the scheduler's

@@ -100,6 +100,7 @@ class ReplicationIO:
         self._acks: dict[tuple[str, str], StandbyAck] = {}
         self._acks_scheduled = False
         self.takeover_seconds: dict[str, float] = {}  # run -> nodes asked to first dispatch
+        self._orphaned: set[str] = set()  # replicas whose owner restarted (its process is gone)
         # Send our DEAD verdict straight to the accused (daemon.node sets it: membership's
         # HeardFrom). A live owner refutes within a round trip, inside the takeover's grace.
         self.tell_accused: Callable[[str], object] = lambda name: None
@@ -297,6 +298,17 @@ class ReplicationIO:
                         term=term,
                     )
 
+    def owner_restarted(self, name: str) -> None:
+        """``name`` is a new process (``NodeRestarted``): the runs its old one owned are as if
+        their owner were DEAD (the new one knows nothing of them): take over those due to us."""
+        runs = {r for r, replica in self.standby.replicas.items() if replica.owner == name}
+        self._orphaned = {r for r in self._orphaned | runs if r in self.standby.replicas}
+        if runs:
+            log.warning(
+                "%s restarted: its %d run(s) replicated here lost their owner", name, len(runs)
+            )
+            self._takeover(tm.OwnersDead(self._candidates()))
+
     def members_changed(self) -> None:
         """Re-choose the standbys of the runs we own among the members alive now."""
         self._execute(self.log.members_changed(self._alive(), self.port.now()))
@@ -451,7 +463,7 @@ class ReplicationIO:
         replicas = self.standby.replicas
         return tuple(
             tm.Candidate(run_id, replicas[run_id].term)
-            for run_id in self.standby.takeover_due(self._status_of)
+            for run_id in self.standby.takeover_due(self._status_of, self._orphaned)
             if self.scheduler.term_of(run_id) is None
         )
 

@@ -349,6 +349,18 @@ class RunState:
 
     # -- losses --------------------------------------------------------------------------------
 
+    def add_copies(self, task_ids: list[str], node: str) -> list[str]:
+        """``node`` holds a copy of these values now (a leaving node handed them over): kept for
+        the DONE tasks whose values are still wanted (they have copies); returns those."""
+        kept = []
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state == DONE and rec.locations:
+                rec.locations.add(node)
+                self.holders.add(node)
+                kept.append(task_id)
+        return kept
+
     def node_lost(
         self, node: str, now: float
     ) -> tuple[list[tuple[str, str, int]], TaskRecord | None]:
