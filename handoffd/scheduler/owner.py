@@ -552,6 +552,7 @@ class OwnerScheduler:
         if run.state == RUN_RUNNING:
             log.info("run %s reopened: a client asked for values lost since it ended", run.run_id)
             self._dirty = True
+            self._check_all_fit()  # a lost value whose task fits no live node now fails the run
 
     def _on_released(self, ev: ResultsReleased) -> None:
         run = self._owned.live.get(ev.run_id)
