@@ -116,6 +116,7 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
     import signal
 
     from handoffd.cli.common import EXIT_OK, EXIT_USAGE, fail, write_runtime_file
+    from handoffd.daemon.loop_lag import LoopLag
     from handoffd.daemon.node import Node
 
     node = Node(config)
@@ -141,9 +142,11 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
             flush=True,
         )
     _tune_gc()
+    lag = LoopLag(loop)  # logs any stall of the loop past ~100 ms
     try:
         await node.wait_stopped()
     finally:
+        lag.close()
         try:
             os.unlink(path)
         except OSError:

@@ -5,10 +5,12 @@ restart before our earlier process was declared DEAD (``NodeRestarted``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from handoffd import admission
+from handoffd.daemon import upload_intake
 from handoffd.daemon.names import YOUNG_S, clash_text
 from handoffd.membership import swim
 from handoffd.protocol import messages as m
@@ -173,8 +175,34 @@ class NodeReliability:
         self.reply(conn, mio.UploadTaken(msg.request_id, msg.upload_id, received, error))
         if error:
             log.warning("a client's upload was refused: %s", error)
-        elif whole is not None:
-            self._on_frames(conn, whole, True, self._upload_codec)
+        elif whole is not None:  # decoded and checked in a thread: it took the loop seconds
+            limits = self.config.limits
+            done = functools.partial(self._on_prepared, conn)
+            upload_intake.PREPARER.submit(whole, self._upload_codec, limits, done)
+
+    def _on_prepared(self, conn: bytes, prepared: Any) -> None:
+        """A whole upload, decoded and checked (``upload_intake.prepare``), back on the loop: only
+        a submission is taken, admitted as it would be whole, then handed to the owner."""
+        decoded = prepared.decoded
+        if decoded is None:
+            self.dropped += 1
+            return
+        msg = decoded.msg
+        if self._stopping or not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
+            return  # an upload is a submission, nothing else
+        sender = decoded.envelope.sender
+        member = self.membership.get(sender) if self.membership is not None else None
+        refused = admission.check(msg, sender, True, member, self.name)
+        if refused:
+            self.dropped += 1
+            self.drops.count(refused, msg, sender)
+            return
+        checked = prepared.error if prepared.error is not None else prepared.specs
+        try:
+            self.owner.submit_checked(msg, list(decoded.frames), conn, checked)
+        except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
+            self.dropped += 1
+            log.exception("handling an uploaded %s from %s failed", type(msg).__name__, sender)
 
     def _peer_restarted(self, name: str, msg: mio.NodeRestarted) -> None:
         if self.owner is None or name == self.name:

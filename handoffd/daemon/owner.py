@@ -51,7 +51,7 @@ from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.spec import RunOptions
+from handoffd.spec import RunOptions, TaskSpec
 
 log = logging.getLogger("handoffd.owner")
 
@@ -378,13 +378,22 @@ class OwnerIO:
     # -- client requests ------------------------------------------------------------------------
 
     def _on_submit(
-        self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
+        self,
+        msg: m.SubmitRun | m.SubmitAndWait,
+        frames: list[bytes],
+        conn: bytes,
+        checked: list[TaskSpec] | errors.HandoffError | None = None,
     ) -> None:
+        """``checked``: the specs made (or the refusal found) off the loop for an upload
+        (``daemon.upload_intake``); None: check here."""
         try:
+            if isinstance(checked, errors.HandoffError):
+                raise checked
             # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
             # trusts a submission.
-            intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
-            specs = validation.wire_specs(msg, frames)
+            if checked is None:
+                intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
+            specs = validation.wire_specs(msg, frames) if checked is None else checked
             if self.scheduler.term_of(msg.run_id) is None:
                 self._client_runs.admit(conn, msg.run_id)
         except errors.HandoffError as exc:
@@ -416,6 +425,8 @@ class OwnerIO:
             packages=tuple(msg.packages),
         )
         self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
+
+    submit_checked = _on_submit
 
     def _unfinished(self, run_id: str) -> bool:
         st = self.scheduler.run_status(run_id)

@@ -1,0 +1,46 @@
+"""How long the daemon's event loop was held at a time (issue 19: no stall past ~100 ms).
+
+A callback due every ``PERIOD_S`` notes how late it ran: the lateness is how long something else
+held the loop. The largest since start is kept (``max_ms``, in the node's stats) and each stall
+of ``HANDOFFD_LOOP_STALL_LOG_MS`` (default 100) or more is logged, so a stall shows in the
+daemon's log with its length; ``bench/bench_loop_stall.py`` sets the threshold low to read the
+largest stall of each case from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+log = logging.getLogger("handoffd.loop")
+
+PERIOD_S = 0.01
+
+
+class LoopLag:
+    def __init__(self, loop: asyncio.AbstractEventLoop, log_ms: float | None = None) -> None:
+        if log_ms is None:
+            log_ms = float(os.environ.get("HANDOFFD_LOOP_STALL_LOG_MS", "100"))
+        self.log_ms = log_ms
+        self.max_ms = 0.0
+        self.stalls = 0  # how many reached log_ms
+        self._loop = loop
+        self._due = time.monotonic() + PERIOD_S
+        self._handle: asyncio.TimerHandle | None = loop.call_later(PERIOD_S, self._tick)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        late_ms = max(0.0, (now - self._due) * 1000.0)
+        self.max_ms = max(self.max_ms, late_ms)
+        if late_ms >= self.log_ms:
+            self.stalls += 1
+            log.warning("event loop held for %.0f ms (max so far %.0f ms)", late_ms, self.max_ms)
+        self._due = now + PERIOD_S
+        self._handle = self._loop.call_later(PERIOD_S, self._tick)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
