@@ -8,6 +8,7 @@ import asyncio
 import os
 import pathlib
 import subprocess
+import sys
 import time
 
 from pool_harness import Collector, job, pid_gone, run_pool, touch, until, wait_for_file
@@ -118,6 +119,23 @@ def test_memory_ceilings_declared_and_bound():
         "declared no memory" in out["undeclared"].message and "150 MB" in out["undeclared"].message
     )
     assert out["within"].ok
+
+
+def child_holds(megabytes: int, seconds: float) -> int:
+    code = f"import time; b = b'\\x01' * ({megabytes} << 20); time.sleep({seconds})"
+    return subprocess.run([sys.executable, "-c", code]).returncode
+
+
+def test_memory_a_tasks_child_process_holds_counts_against_its_ceiling():
+    # the process table is scanned every SCAN_INTERVAL, not every look: the child is found anyway
+    async def body(pool: WorkerPool, got: Collector) -> dict:
+        pool.submit(job("child", child_holds, 300, 20.0, memory=50.0))
+        await got.wait(1)
+        return got.by_key()
+
+    out = run_pool(1, body, memory_enforce=True)
+    assert out["child"].kind == "memory", out["child"]
+    assert "declared memory=50 MB" in out["child"].message
 
 
 def test_memory_beyond_declared_is_reported_and_back_to_zero():
