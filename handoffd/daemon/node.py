@@ -200,6 +200,10 @@ class Node(NodeReliability):
             memory_enforce=cfg.memory_enforce == "kill",
             memory_bound=cfg.capacity.get("memory"),
             recycle_gpu_workers=cfg.recycle_gpu_workers,
+            # a worker per GPU, started with the pool: a GPU task never waits ~70 ms for one
+            warm=[self.ledger.visible([g]) for g in range(self.ledger.gpus)]
+            if cfg.warm_gpu_workers
+            else (),
             on_memory=self._memory_used,
             code_dir=self.code.root,
             on_output=self.executor.on_output,  # what running tasks print, sent as it comes
