@@ -41,8 +41,9 @@ member placed takes a request for the whole group's remaining cost and fixes the
 members ready in the same batch ride along; later members are pinned there.
 
 The placement core (``handoffd._core.api``) takes every decision: what fits (its ``fits`` and its
-one tolerance ``EPS``, the ledger's too), where a batch goes (through ``placement.place``), whether
-a node's window is due (``below_low_water``) and which node a window task goes to
+one tolerance ``EPS``, the ledger's too), where a batch goes (through ``placement.place``; riders
+follow their leader there with ``follow``), which node a task's inputs make it prefer (``prefer``),
+whether a node's window is due (``below_low_water``) and which node a window task goes to
 (``window_fill``). This module keeps the state those decisions are taken on and walks the queue.
 """
 
