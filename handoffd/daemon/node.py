@@ -41,11 +41,12 @@ from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
 from handoffd.observability.info import metrics_reply, node_info
-from handoffd.protocol import codec, versions
+from handoffd.protocol import codec, columns, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.scheduler.owner import OwnerScheduler
@@ -415,6 +416,9 @@ class Node(NodeReliability):
                         self.ops.other_cluster(msg, sender)
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
+        except columns.ColumnError as exc:  # the sender's columns disagree: say which
+            self.dropped += 1
+            log.warning("dropped %s from %s: %s", type(msg).__name__, sender, exc)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
@@ -465,6 +469,9 @@ class Node(NodeReliability):
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
+        if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
+            frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
+            msg = columns.dispatch_items(msg)
         if isinstance(msg, m.DispatchTasks):
             if msg.packages and self.code_fetcher is not None:
                 # The run's code must be here before its tasks start (fetched from the owner).
