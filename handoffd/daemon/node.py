@@ -110,6 +110,9 @@ class Node(NodeReliability):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
+        # The last message encoded (msg, frames, term, its frames): the same message sent to
+        # several nodes in a row (a replication batch to each standby) is encoded once.
+        self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
         self._next_stats = 0.0
@@ -369,7 +372,12 @@ class Node(NodeReliability):
             asyncio.get_running_loop().call_soon(self._deliver_local, msg, list(frames or []), term)
             return True
         assert self._transport is not None
-        return self._transport.send(address, self.encode(msg, frames, term))
+        last = self._last_encoded
+        if last is not None and last[0] is msg and last[1] is frames and last[2] == term:
+            return self._transport.send(address, last[3])  # one message to several nodes
+        encoded = self.encode(msg, frames, term)
+        self._last_encoded = (msg, frames, term, encoded)
+        return self._transport.send(address, encoded)
 
     def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
         assert self._transport is not None
