@@ -197,7 +197,7 @@ class ReplicationIO:
                 frame = len(frames)
                 frames.append(rec.value)
             deltas.append(
-                m.TaskDelta(
+                (  # a TaskDelta's fields: the codec checks them as the struct's (``Rows``)
                     task_id,
                     rec.state,
                     rec.attempt,
@@ -217,7 +217,7 @@ class ReplicationIO:
             run.term,
             ins.seq,
             ins.standbys,
-            tuple(deltas),
+            Rows(deltas),
             run.state,
             run.released,
             error_to_info(run.error),
