@@ -45,6 +45,8 @@ class HandoffdRunner:
         self.cluster: Any = None
         self.client: Any = None
         self.watcher: Any = None
+        # a command the owner daemon (d0) runs under, e.g. py-spy (bench/profile_daemon.py)
+        self.owner_wrap: list[str] | None = None
 
     def _start_cluster(self) -> float:
         import handoffd
@@ -58,7 +60,9 @@ class HandoffdRunner:
         # Both daemons start at once: d1's seed (d0) may not listen yet; its join retries until d0
         # answers, and a daemon hands its owner side every peer it heard of before that side
         # existed (node.py), so a task pinned to either node runs as soon as both joined.
-        d0 = self.cluster.start(cpu=1, memory=4000, gpu=0, wait=False, extra=http_args)
+        d0 = self.cluster.start(
+            cpu=1, memory=4000, gpu=0, wait=False, extra=http_args, wrap=self.owner_wrap
+        )
         d1 = self.cluster.start(
             cpu=1,
             memory=4000,
