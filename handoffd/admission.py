@@ -31,6 +31,7 @@ from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 
@@ -51,6 +52,9 @@ REPLICATION_TYPES = (
     m.HoldingsProbed,
 )
 PEER_TYPES = (
+    DispatchColumns,
+    RepliedColumns,
+    ReportColumns,
     m.DispatchTasks,
     m.DispatchReplied,
     m.TasksReported,
@@ -119,7 +123,7 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return "not_a_member"
     if isinstance(msg, (m.FetchValues, mc.FetchPackages)):
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
-    if isinstance(msg, m.DispatchTasks):
+    if isinstance(msg, (m.DispatchTasks, DispatchColumns)):
         return "" if msg.owner_address == member.address else "owner_not_sender"
     if isinstance(msg, (m.ReplicateRun, m.ReconcileRun, m.FollowOwner, m.ProbeHoldings)):
         if msg.owner != sender or msg.owner_address != member.address:

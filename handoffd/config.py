@@ -289,6 +289,8 @@ class NodeConfig:
     # killed and fails with MemoryExceeded; "off": memory is bookkeeping only
     memory_enforce: str = "kill"
     recycle_gpu_workers: bool = False  # a fresh worker process after each chain of GPU tasks
+    # A worker kept started for each GPU (beyond max_workers): a GPU task never waits for one
+    warm_gpu_workers: bool = True
 
     def replace(self, **changes: object) -> NodeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

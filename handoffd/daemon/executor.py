@@ -44,6 +44,7 @@ from handoffd.daemon.executor_events import (
     WithdrawAsked,
 )
 from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import columns
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
 from handoffd.protocol.messages_rebalance import WithdrawTasks
@@ -206,7 +207,15 @@ class Executor:
                 assert self.pool is not None
                 self.pool.submit_all(ins.jobs, ins.chain)
             elif isinstance(ins, SendMessage):
-                self._send(ins.address, ins.msg, ins.frames, term=ins.term)
+                msg, frames = ins.msg, ins.frames
+                # The state machine's per-task answers and reports go out as columns, their
+                # small values packed into one frame (issue 13)
+                if type(msg) is m.TasksReported:
+                    sizes, frames = columns.join_frames(frames)
+                    msg = columns.report_columns(msg, sizes)
+                elif type(msg) is m.DispatchReplied:
+                    msg = columns.replied_columns(msg)
+                self._send(ins.address, msg, frames, term=ins.term)
             elif isinstance(ins, Soon):
                 asyncio.get_running_loop().call_soon(self._handle, ins.event)
             elif isinstance(ins, LedgerChanged):

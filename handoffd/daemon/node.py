@@ -42,12 +42,13 @@ from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
 from handoffd.observability.info import metrics_reply, node_info
-from handoffd.protocol import codec, versions
+from handoffd.protocol import codec, columns, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.scheduler.owner import OwnerScheduler
@@ -113,6 +114,9 @@ class Node(NodeReliability):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
+        # The last message encoded (msg, frames, term, its frames): the same message sent to
+        # several nodes in a row (a replication batch to each standby) is encoded once.
+        self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
         self._next_stats = 0.0
@@ -200,6 +204,10 @@ class Node(NodeReliability):
             memory_enforce=cfg.memory_enforce == "kill",
             memory_bound=cfg.capacity.get("memory"),
             recycle_gpu_workers=cfg.recycle_gpu_workers,
+            # a worker per GPU, started with the pool: a GPU task never waits ~70 ms for one
+            warm=[self.ledger.visible([g]) for g in range(self.ledger.gpus)]
+            if cfg.warm_gpu_workers
+            else (),
             on_memory=self._memory_used,
             code_dir=self.code.root,
             on_output=self.executor.on_output,  # what running tasks print, sent as it comes
@@ -380,7 +388,12 @@ class Node(NodeReliability):
             asyncio.get_running_loop().call_soon(self._deliver_local, msg, list(frames or []), term)
             return True
         assert self._transport is not None
-        return self._transport.send(address, self.encode(msg, frames, term))
+        last = self._last_encoded
+        if last is not None and last[0] is msg and last[1] is frames and last[2] == term:
+            return self._transport.send(address, last[3])  # one message to several nodes
+        encoded = self.encode(msg, frames, term)
+        self._last_encoded = (msg, frames, term, encoded)
+        return self._transport.send(address, encoded)
 
     def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
         assert self._transport is not None
@@ -431,6 +444,9 @@ class Node(NodeReliability):
                         self.ops.other_cluster(msg, sender)
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
+        except columns.ColumnError as exc:  # the sender's columns disagree: say which
+            self.dropped += 1
+            log.warning("dropped %s from %s: %s", type(msg).__name__, sender, exc)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
@@ -481,6 +497,9 @@ class Node(NodeReliability):
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
+        if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
+            frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
+            msg = columns.dispatch_items(msg)
         if isinstance(msg, m.DispatchTasks):
             if msg.packages and self.code_fetcher is not None:
                 # The run's code must be here before its tasks start (fetched from the owner).

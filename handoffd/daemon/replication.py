@@ -27,6 +27,7 @@ from typing import Any
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import join_frames, split_frames
 from handoffd.protocol.messages_code import GetTaskOutput
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.schema import Rows
@@ -197,7 +198,7 @@ class ReplicationIO:
                 frame = len(frames)
                 frames.append(rec.value)
             deltas.append(
-                m.TaskDelta(
+                (  # a TaskDelta's fields: the codec checks them as the struct's (``Rows``)
                     task_id,
                     rec.state,
                     rec.attempt,
@@ -211,17 +212,19 @@ class ReplicationIO:
                     Rows([a.row() for a in rec.attempts]),  # the structs' fields, not built
                 )
             )
+        frame_sizes, frames = join_frames(frames)  # small values: one frame (issue 13)
         msg = m.ReplicateLog(
             ins.run_id,
             run.term,
             ins.seq,
             ins.standbys,
-            tuple(deltas),
+            Rows(deltas),
             run.state,
             run.released,
             error_to_info(run.error),
+            frame_sizes,
         )
-        for name in ins.nodes:
+        for name in ins.nodes:  # (the node encodes the message once for all of them)
             address = self.port.address_of(name)
             if address:
                 self.port.send(address, msg, frames, term=run.term)
@@ -359,6 +362,7 @@ class ReplicationIO:
         elif isinstance(msg, m.ReplicateLog):
             replica = self.standby.replicas.get(msg.run_id)
             owner_address = replica.owner_address if replica else self.port.address_of(sender)
+            frames = split_frames(msg.frame_sizes, frames, "ReplicateLog")
             ack2 = self.standby.on_log(msg, owner_address or "", frames)
             if ack2 is not None:
                 self._ack(ack2)
