@@ -5,7 +5,7 @@ with its length (``handoffd.daemon.loop_lag``); per case the largest stall logge
 printed, with the case's wall time. Cases:
 
 - ``submit``: a DAG of N independent tasks (default 200,000) submitted to one daemon (up in
-  pieces), until RunAccepted; then cancelled.
+  pieces), until RunAccepted; then cancelled (``--gap`` seconds later).
 - ``value``: a task on daemon B makes a value of V MiB (default 600); a task pinned to daemon A
   takes it as input, so it moves between the two daemons.
 - ``closures``: F functions (default 20) each with a C MiB closure (default 10), run on one
@@ -46,13 +46,14 @@ def measure(daemons: list[Daemon], case: Callable[[], None]) -> tuple[float, flo
     return max_stall(daemons, since), took
 
 
-def submit_case(client: handoffd.Client, n: int) -> Callable[[], None]:
+def submit_case(client: handoffd.Client, n: int, gap: float) -> Callable[[], None]:
     dag = handoffd.DAG()
     for i in range(n):
         dag.add_function(handoffd.Function(id=f"t{i}", code=abs, extra_args=[-i]))
 
     def case() -> None:
         run = client.submit(dag)
+        time.sleep(gap)  # apart, the intake's and the cancel's stalls show apart in the log
         run.cancel()
 
     return case
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--value-mib", type=int, default=600)
     parser.add_argument("--functions", type=int, default=20)
     parser.add_argument("--closure-mib", type=int, default=10)
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds from accepted to cancel")
     args = parser.parse_args()
     cases = args.cases.split(",")
     with DaemonCluster(env={"HANDOFFD_LOOP_STALL_LOG_MS": "20"}) as cluster:
@@ -115,7 +117,10 @@ def main() -> None:
                 wait_for(lambda: len(client.nodes()) == 2, timeout=30)
             for name in cases:
                 if name == "submit":
-                    case, label = submit_case(client, args.tasks), f"submit {args.tasks} tasks"
+                    case, label = (
+                        submit_case(client, args.tasks, args.gap),
+                        f"submit {args.tasks} tasks",
+                    )
                 elif name == "value":
                     case = value_case(client, args.value_mib, a.name, daemons[1].name)
                     label = f"value {args.value_mib} MiB between 2 daemons"

@@ -178,7 +178,8 @@ class NodeReliability:
         elif whole is not None:  # decoded and checked in a thread: it took the loop seconds
             limits = self.config.limits
             done = functools.partial(self._on_prepared, conn)
-            upload_intake.PREPARER.submit(whole, self._upload_codec, limits, done)
+            order = self.owner.scheduler.order if self.owner is not None else None
+            upload_intake.PREPARER.submit(whole, self._upload_codec, limits, order, done)
 
     def _on_prepared(self, conn: bytes, prepared: Any) -> None:
         """A whole upload, decoded and checked (``upload_intake.prepare``), back on the loop: only
@@ -199,7 +200,7 @@ class NodeReliability:
             return
         checked = prepared.error if prepared.error is not None else prepared.specs
         try:
-            self.owner.submit_checked(msg, list(decoded.frames), conn, checked)
+            self.owner.submit_checked(msg, list(decoded.frames), conn, checked, prepared.graph)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling an uploaded %s from %s failed", type(msg).__name__, sender)

@@ -52,6 +52,7 @@ from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
+from handoffd.scheduler.graph import TaskGraph
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec
 
@@ -410,9 +411,10 @@ class OwnerIO:
         frames: list[bytes],
         conn: bytes,
         checked: list[TaskSpec] | errors.HandoffError | None = None,
+        graph: TaskGraph | None = None,
     ) -> None:
-        """``checked``: the specs made (or the refusal found) off the loop for an upload
-        (``daemon.upload_intake``); None: check here."""
+        """``checked``: the specs made (or the refusal found) off the loop for an upload, and
+        ``graph`` their TaskGraph (``daemon.upload_intake``); None: check and build here."""
         try:
             if isinstance(checked, errors.HandoffError):
                 raise checked
@@ -451,7 +453,7 @@ class OwnerIO:
             outputs=msg.outputs,
             packages=tuple(msg.packages),
         )
-        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options))
+        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options, graph))
 
     submit_checked = _on_submit
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from handoffd.errors import HandoffError
 from handoffd.spec import RunOptions, TaskSpec
+
+if TYPE_CHECKING:
+    from handoffd.scheduler.graph import TaskGraph
 
 TimerKey = tuple[Union[str, int], ...]
 RunEnd = Literal["DONE", "FAILED", "CANCELLED"]
@@ -32,6 +35,9 @@ class RunSubmitted:
     run_id: str
     specs: Sequence[TaskSpec]
     options: RunOptions = field(default_factory=RunOptions)
+    # The specs' TaskGraph when it was built off the event loop (``daemon.upload_intake``, for
+    # a big upload); None: the owner builds it.
+    graph: TaskGraph | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,7 @@ class OwnerScheduler:
             lose_in_run=self._lose_in_run,
             recompute=self._recompute,
             count_loss=self._count_loss,
-            order=self._order,
+            order=self.order,
         )
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
         # DONE, into FAILED/CANCELLED): the replication log's feed.
@@ -318,7 +318,7 @@ class OwnerScheduler:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def _order(
+    def order(
         self, priority: Any, consumers: Any, estimate: Any, size: Any
     ) -> tuple[list[int], list[float]]:
         return placement.order(priority, consumers, estimate, size, backend=self._backend)
@@ -340,7 +340,8 @@ class OwnerScheduler:
                 ev.specs,
                 ev.options,
                 term=self.term,
-                order=self._order,
+                order=self.order,
+                graph=ev.graph,
             )
             for rec in run.tasks.values():
                 pin = rec.spec.node

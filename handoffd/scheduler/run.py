@@ -26,7 +26,7 @@ from handoffd.errors import HandoffError
 from handoffd.protocol.snapshot import error_from_data, error_to_data, spec_from_data, spec_to_data
 from handoffd.scheduler import history as hist
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
-from handoffd.scheduler.graph import Order, build_graph
+from handoffd.scheduler.graph import Order, TaskGraph, build_graph
 from handoffd.spec import RunOptions, TaskSpec
 
 PENDING, READY, ASSIGNED, RUNNING = "PENDING", "READY", "ASSIGNED", "RUNNING"
@@ -128,6 +128,7 @@ class RunState:
         seq: int = 0,
         term: int = 0,
         order: Order | None = None,
+        graph: TaskGraph | None = None,  # built already (off the loop) from these specs
     ) -> None:
         self.run_id = run_id
         self.options = options
@@ -148,7 +149,8 @@ class RunState:
         self.counters: Counter[str] | None = None
         self._policy_key = "policy:" + options.policy
         self.specs: list[TaskSpec] = list(specs)
-        graph = build_graph(self.specs, options.outputs, order)
+        if graph is None:
+            graph = build_graph(self.specs, options.outputs, order)
         # The graph, fixed for the run's life (``graph.TaskGraph``).
         self.inline = graph.inline
         self.effective_deps = graph.effective_deps
