@@ -24,6 +24,9 @@ from typing import Any
 
 CHUNK = 256 * 1024
 LARGE = 64 * 1024  # messages of this size or more are read into a buffer of their own
+# At most this much of a large message is read per wake-up of the loop: a 600 MiB value read
+# whole held the daemon's event loop ~0.4 s (the pipe stays readable, so the loop comes back).
+SLICE = 16 << 20
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
 
@@ -65,7 +68,7 @@ def read_message(sock: socket.socket) -> bytes | bytearray:
 
 
 class Reader:
-    __slots__ = ("sock", "buf", "eof", "edge", "scratch")
+    __slots__ = ("sock", "buf", "eof", "edge", "scratch", "large", "have", "size", "pending")
 
     def __init__(self, fd: int) -> None:
         self.sock = socket.socket(fileno=os.dup(fd))  # the pipe's end stays blocking for writes
@@ -75,6 +78,10 @@ class Reader:
         # Reads land here first: recv(CHUNK) allocated (and the kernel faulted in) a fresh
         # 256 KiB object on every call, ~25 us per wake-up for a reply of a few dozen bytes.
         self.scratch = memoryview(bytearray(CHUNK))
+        self.large: bytearray | None = None  # a large message read in part (``have`` bytes)
+        self.have = 0
+        self.size = 0  # its size: ``large`` grows to it as it comes
+        self.pending: list[Any] = []  # replies read whose values are still coming (_replies)
 
     def close(self) -> None:
         self.sock.close()
@@ -82,6 +89,8 @@ class Reader:
     def fill(self) -> None:
         """Read what is ready without blocking (up to the start of a large message still
         arriving); ``eof`` once the other end closed."""
+        if self.large is not None:
+            return  # the pipe holds the rest of that message: ``next`` reads it
         try:
             scratch, recv_into = self.scratch, self.sock.recv_into
             while True:
@@ -115,6 +124,8 @@ class Reader:
         """The next whole message, or None if it is not all here (``wait``: block until it is;
         EOFError if the pipe ends first)."""
         buf = self.buf
+        if self.large is not None:
+            return self._more(wait)
         while True:
             header = _header(buf, 0)
             if header is not None:
@@ -131,17 +142,13 @@ class Reader:
                 if size >= LARGE:
                     # Its rest goes straight into a buffer of its own: the worker is writing it
                     # right now (it writes a message whole; fill() stopped reading at it).
-                    out = bytearray(size)
-                    have = len(buf) - head
-                    out[:have] = memoryview(buf)[head:]
+                    # Grown as it comes, not made whole at once: bytearray(600 MiB) zeroes
+                    # it on the loop, ~0.3 s; a growing one is remapped, not copied.
+                    out = bytearray(memoryview(buf)[head:])
                     del buf[:]
                     self.edge = 0
-                    try:
-                        _read_rest(self.sock, out, have)
-                    except (EOFError, OSError):
-                        self.eof = True
-                        raise EOFError from None
-                    return out
+                    self.large, self.have, self.size = out, len(out), size
+                    return self._more(wait)
             if not wait:
                 return None
             if self.eof:
@@ -153,6 +160,37 @@ class Reader:
                 self.eof = True
                 raise EOFError
             buf += self.scratch[:n]
+
+    def _more(self, wait: bool) -> bytearray | None:
+        """Read more of the large message under way: up to ``SLICE`` bytes without blocking
+        (None if it is still not whole), or all of it when ``wait``."""
+        out, have, size = self.large, self.have, self.size
+        assert out is not None
+        stop = size if wait else min(size, have + SLICE)
+        if len(out) < stop:
+            out.extend(bytes(stop - len(out)))
+        try:
+            if wait:
+                _read_rest(self.sock, out, have)
+                have = size
+            else:
+                with memoryview(out) as view:
+                    while have < stop:
+                        n = self.sock.recv_into(view[have:stop], 0, socket.MSG_DONTWAIT)
+                        if not n:
+                            raise EOFError
+                        have += n
+        except BlockingIOError:
+            pass
+        except (EOFError, OSError):
+            self.eof = True
+            self.large = None
+            raise EOFError from None
+        if have < size:
+            self.have = have
+            return None
+        self.large, self.have = None, 0
+        return out
 
 
 def widen(fd: int, size: int) -> None:

@@ -27,59 +27,65 @@ def read(
     reader = worker.reader
     reader.fill()
     lost = answered = False
+    pending = reader.pending
     while True:
         try:
-            data = reader.next()
-            if data is None:
-                lost = reader.eof
-                break
-            if data == _process.READY:
-                on_ready(worker)
+            if not pending:
+                data = reader.next()
+                if data is None:
+                    lost = reader.eof
+                    break
+                if data == _process.READY:
+                    on_ready(worker)
+                    continue
+                if data[:1] == _live.LIVE:
+                    token, text = pickle.loads(memoryview(data)[1:])
+                    running_job = worker.sent.get(token)
+                    if running_job is not None and on_output is not None:
+                        on_output(running_job.job.key, text)
+                    continue
+                pending.extend(pickle.loads(data))
                 continue
-            if data[:1] == _live.LIVE:
-                token, text = pickle.loads(memoryview(data)[1:])
-                running_job = worker.sent.get(token)
-                if running_job is not None and on_output is not None:
-                    on_output(running_job.job.key, text)
-                continue
-            replies = pickle.loads(data)
+            # Values follow their reply as raw messages (see _process.main); a large one is
+            # read over several wake-ups of the loop (``Reader.next``), its reply kept meanwhile.
+            token, status, has_value, exc_type, message, tb_text, duration, output = pending[0]
+            value = None
+            if has_value:
+                value = cast(bytes | None, reader.next())
+                if value is None:
+                    lost = reader.eof
+                    break
+            pending.pop(0)
             answered = True
             pid = worker.process.pid or 0  # the attempt's worker, in the task history
-            for reply in replies:
-                # (..., output): what the job printed and logged (worker.capture)
-                token, status, has_value, exc_type, message, tb_text, duration, output = reply
-                # Values follow their reply as raw messages (see _process.main): no wait.
-                value = cast(bytes, reader.next(wait=True)) if has_value else None
-                sent = worker.sent.pop(token, None)
-                if sent is None:
-                    log.warning("dropping a stale reply from %s", worker.process.name)
-                    continue
-                worker.bytes -= sent.size
-                key = sent.job.key
-                del running[key]
-                if worker.head is sent:
-                    worker.head = None
-                if sent.cancelling or status == _process.SKIPPED:
-                    outcomes.append(cancelled_outcome(key, duration))
-                elif status == _process.OK:
-                    outcomes.append(
-                        Outcome(key, True, value, "", "", "", "", duration, output, pid)
+            sent = worker.sent.pop(token, None)
+            if sent is None:
+                log.warning("dropping a stale reply from %s", worker.process.name)
+                continue
+            worker.bytes -= sent.size
+            key = sent.job.key
+            del running[key]
+            if worker.head is sent:
+                worker.head = None
+            if sent.cancelling or status == _process.SKIPPED:
+                outcomes.append(cancelled_outcome(key, duration))
+            elif status == _process.OK:
+                outcomes.append(Outcome(key, True, value, "", "", "", "", duration, output, pid))
+            else:
+                outcomes.append(
+                    Outcome(
+                        key,
+                        False,
+                        None,
+                        exc_type,
+                        message,
+                        tb_text,
+                        "error",
+                        duration,
+                        output,
+                        pid,
                     )
-                else:
-                    outcomes.append(
-                        Outcome(
-                            key,
-                            False,
-                            None,
-                            exc_type,
-                            message,
-                            tb_text,
-                            "error",
-                            duration,
-                            output,
-                            pid,
-                        )
-                    )
+                )
         except (EOFError, OSError):
             lost = True
             break
