@@ -58,8 +58,8 @@ def pack(frames: list[Any]) -> bytes:
     return b"".join([len(sizes).to_bytes(_HEADER, "big"), sizes, *frames])
 
 
-def unpack(data: bytearray | bytes) -> list[bytes]:
-    """``pack``'s frames; ValueError saying what is wrong."""
+def unpack(data: bytearray | bytes) -> list[Any]:
+    """``pack``'s frames, as views of ``data``; ValueError saying what is wrong."""
     view = memoryview(data)
     if len(view) < _HEADER:
         raise ValueError("the upload is shorter than its header")
@@ -72,9 +72,11 @@ def unpack(data: bytearray | bytes) -> list[bytes]:
     at = _HEADER + size
     if not sizes or at + sum(sizes) != len(view):
         raise ValueError("the upload's frame sizes do not add up to its length")
-    frames = []
+    # Views, not copies: a copy of every frame here took the loop ~0.2 s for a 200 MiB upload;
+    # what is kept is copied off the loop (``daemon.upload_intake``).
+    frames: list[Any] = []
     for n in sizes:
-        frames.append(bytes(view[at : at + n]))
+        frames.append(view[at : at + n])
         at += n
     return frames
 
