@@ -4,11 +4,12 @@ claim and per fetch."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
+from handoffd.worker.ledger import Ledger
 
 Key = tuple[str, str, int]  # run_id, task_id, attempt
 
@@ -192,3 +193,35 @@ def values_fetched(store: Any, msg: m.FetchValues) -> tuple[m.ValuesFetched, lis
             found.append(task_id)
             frames.append(value)
     return m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)), frames
+
+
+Outbox = dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]]
+
+
+def report_batches(
+    outbox: Outbox, run_owners: dict[str, tuple[int, str, str]], ledger: Ledger
+) -> list[tuple[str, m.TasksReported, list[bytes]]]:
+    """One ``TasksReported`` per (owner, run) of ``outbox`` ((owner at dispatch, run) -> (report,
+    inline value, output)), sent to the run's current owner: (address, message, frames)."""
+    out: list[tuple[str, m.TasksReported, list[bytes]]] = []
+    for (owner, run_id), entries in outbox.items():
+        known = run_owners.get(run_id)
+        if known is not None:
+            owner = known[1]  # the run changed owner since the task was dispatched
+        reports: list[m.TaskReport] = []
+        frames: list[bytes] = []
+        outputs = [output for _, _, output in entries]
+        for report, value, _ in entries:
+            if value is not None:
+                report = replace(report, frame=len(frames))
+                frames.append(value)
+            reports.append(report)
+        msg = m.TasksReported(
+            run_id,
+            tuple(reports),
+            dict(ledger.free),
+            ledger.version,
+            tuple(outputs) if any(outputs) else (),
+        )
+        out.append((owner, msg, frames))
+    return out

@@ -36,7 +36,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from handoffd import resources
@@ -82,6 +81,7 @@ from handoffd.daemon.executor_records import (
     failed,
     job_inputs,
     queue_key,
+    report_batches,
     values_fetched,
 )
 from handoffd.protocol import messages as m
@@ -599,30 +599,8 @@ class ExecutorState:
     def _on_flush(self, ev: Flush) -> None:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, {}
-        for (owner, run_id), entries in outbox.items():
-            known = self.run_owners.get(run_id)
-            if known is not None:
-                owner = known[1]  # the run changed owner since the task was dispatched
-            reports: list[m.TaskReport] = []
-            frames: list[bytes] = []
-            outputs = [output for _, _, output in entries]
-            for report, value, _ in entries:
-                if value is not None:
-                    report = replace(report, frame=len(frames))
-                    frames.append(value)
-                reports.append(report)
-            self._send(
-                owner,
-                m.TasksReported(
-                    run_id,
-                    tuple(reports),
-                    dict(self.ledger.free),
-                    self.ledger.version,
-                    tuple(outputs) if any(outputs) else (),
-                ),
-                frames,
-                term=self.term_of(run_id),
-            )
+        for owner, msg, frames in report_batches(outbox, self.run_owners, self.ledger):
+            self._send(owner, msg, frames, term=self.term_of(msg.run_id))
 
     # -- control -------------------------------------------------------------------------------
 
