@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from handoffd.arguments import SERIALIZE_SUFFIX
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
 
@@ -57,9 +58,12 @@ def _flatten(
     for ref in refs:
         if isinstance(ref, ev.InlineRef):
             index = len(out)
+            # A hidden serialize function (handoffd.arguments): the consumer's node decides
+            # whether it runs, and where (daemon.executor_hooks).
+            kind = "serialize" if ref.task_id.endswith(SERIALIZE_SUFFIX) else "inline"
             out.append(
                 m.InputRef(
-                    "inline",
+                    kind,
                     ref.task_id,
                     (),
                     add_frame(ref.payload),

@@ -29,6 +29,7 @@ from handoffd.daemon.executor_events import (
     Dispatched,
     Event,
     Execute,
+    HookFailedArrived,
     Instruction,
     Leaving,
     LedgerChanged,
@@ -43,9 +44,11 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
+from handoffd.daemon.executor_hooks import EncodeKey, HookServer
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
+from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -83,6 +86,7 @@ class Executor:
         self._send = send
         self._on_resources_changed = on_resources_changed
         self._clock = clock
+        self.hooks = HookServer(store.get)
         self.pool: WorkerPool | None = None  # set by the node before any dispatch arrives
         # Told (run_id, term, owner name) when a run's owner changes to a higher term.
         self.on_new_owner: Callable[[str, int, str], None] | None = None
@@ -126,6 +130,13 @@ class Executor:
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
         self._handle(ValuesArrived(msg, frames))
 
+    def on_fetch_encoded(self, msg: FetchEncoded, frames: list[bytes]) -> None:
+        """A peer asks for a value serialized by its hook: run it in a worker (``HookServer``)."""
+        self._run(self.hooks.asked(msg, frames))
+
+    def on_encode_failed(self, msg: EncodeFailed) -> None:
+        self._handle(HookFailedArrived(msg))
+
     def on_output(self, key: Any, text: str) -> None:
         """New output of a running job (the pool's ``on_output``): sent soon, batched per run."""
         task = self.state.tasks.get(key)
@@ -159,6 +170,9 @@ class Executor:
             self._send(owner, msg, [], term=self.term_of(run_id))
 
     def on_outcome(self, outcome: Outcome) -> None:
+        if isinstance(outcome.key, EncodeKey):  # a serialize hook run for a peer
+            self._run(self.hooks.ended(outcome))
+            return
         self._sent_live.pop(outcome.key, None)
         if self._live:  # the attempt's live lines reach the owner before its report
             self._send_live()

@@ -147,9 +147,9 @@ def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:
     if not 0 <= item.payload_frame < len(frames):
         return "bad payload frame"
     for ref in item.inputs:
-        if ref.frame >= len(frames) or ref.kind not in ("value", "inline"):
+        if ref.frame >= len(frames) or ref.kind not in ("value", "inline", "serialize"):
             return "bad input reference"
-        if ref.kind == "inline" and ref.frame < 0:
+        if ref.kind != "value" and ref.frame < 0:
             return "inline input without payload"
     return ""
 

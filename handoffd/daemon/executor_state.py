@@ -52,6 +52,7 @@ from handoffd.daemon.executor_events import (
     Execute,
     FetchTimedOut,
     Flush,
+    HookFailedArrived,
     Instruction,
     Leaving,
     NewOwner,
@@ -67,6 +68,7 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
+from handoffd.daemon.executor_hooks import ENCODE_TIMEOUT, Encodes, fetch_message, lazy_inputs
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
@@ -129,6 +131,7 @@ class ExecutorState:
         self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
         self._fetched: set[tuple[str, str]] = set()  # copies in our store that came from peers
         self._request_ids = itertools.count(1)
+        self._encodes: dict[str, Encodes] = {}  # run -> values fetched serialized (executor_hooks)
         # (owner, run) -> (report, inline value, output) to send
         self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]] = {}
         self._flush_scheduled = False
@@ -160,6 +163,7 @@ class ExecutorState:
             RunFreed: self._on_run_freed,
             ValuesFreed: self._on_values_freed,
             OwnerSeen: self._on_owner_seen,
+            HookFailedArrived: self._on_hook_failed,
         }
 
     def handle(self, event: Event, now: float) -> list[Instruction]:
@@ -250,6 +254,9 @@ class ExecutorState:
                 refused.append(m.Refusal(item.task_id, item.attempt, reason))
                 continue
             needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
+            inputs, encodes = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames)
+            if encodes:
+                self._encodes.setdefault(msg.run_id, {}).update(encodes)
             task = Task(
                 run_id=msg.run_id,
                 task_id=item.task_id,
@@ -259,7 +266,7 @@ class ExecutorState:
                 argument_inclusion=item.argument_inclusion,
                 timeout=item.timeout,
                 payload=frames[item.payload_frame],
-                inputs=item.inputs,
+                inputs=inputs,
                 frames={i: frames[i] for i in needed},
                 gpus=gpus or [],
                 claimed=gpus is not None,
@@ -370,10 +377,12 @@ class ExecutorState:
             return
         address = candidates.pop(0)
         request_id = next(self._request_ids)
-        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + self._fetch_timeout)
+        encodes = self._encodes.get(wkey[0], {})
+        wait = ENCODE_TIMEOUT if wkey[1] in encodes else self._fetch_timeout
+        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + wait)
         self.fetches[request_id] = fetch
         self._out.append(SetTimer(request_id, fetch.deadline, FetchTimedOut(request_id)))
-        self._send(address, m.FetchValues(request_id, wkey[0], (wkey[1],), self.address), [])
+        self._send(address, *fetch_message(request_id, *wkey, self.address, encodes))
 
     def _on_fetch_timed_out(self, ev: FetchTimedOut) -> None:
         fetch = self.fetches.pop(ev.request_id, None)
@@ -410,11 +419,23 @@ class ExecutorState:
                 else:
                     self._schedule_refill()  # it may join a chain now
 
-    def _fail_waiters(self, wkey: tuple[str, str], why: str) -> None:
+    def _fail_waiters(self, wkey: tuple[str, str], why: str, hook: tuple[str, ...] = ()) -> None:
+        kind, exc_type, tb = (
+            ("error", hook[0], hook[1]) if hook else ("input_lost", "InputLost", "")
+        )
         for key in self._waiting.pop(wkey, ()):
             task = self.tasks.pop(key, None)
             if task is not None:
-                self._finish(task, failed(task, "input_lost", "InputLost", why), None)
+                self._finish(task, failed(task, kind, exc_type, why, tb), None)
+
+    def _on_hook_failed(self, ev: HookFailedArrived) -> None:
+        """A holder's serialize hook raised: the attempts waiting for it fail with its error."""
+        msg = ev.msg
+        if self.fetches.pop(msg.request_id, None) is not None:
+            self._out.append(CancelTimer(msg.request_id))
+            self._candidates.pop((msg.run_id, msg.hook_id), None)
+            hook = (msg.exc_type, msg.traceback)
+            self._fail_waiters((msg.run_id, msg.hook_id), msg.message, hook)
 
     def _on_values_asked(self, ev: ValuesAsked) -> None:
         """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
@@ -662,6 +683,7 @@ class ExecutorState:
         self.run_owners.pop(msg.run_id, None)
         run_id = msg.run_id
         self._fetched = {k for k in self._fetched if k[0] != run_id}
+        self._encodes.pop(run_id, None)
         self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
 
     def _on_values_freed(self, ev: ValuesFreed) -> None:

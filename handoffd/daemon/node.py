@@ -44,6 +44,7 @@ from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_hooks as mh
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
@@ -484,6 +485,10 @@ class Node(NodeReliability):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
             self.executor.on_cancel(msg, term)
+        elif isinstance(msg, mh.FetchEncoded):
+            self.executor.on_fetch_encoded(msg, frames)
+        elif isinstance(msg, mh.EncodeFailed):
+            self.executor.on_encode_failed(msg)
         elif isinstance(msg, WithdrawTasks):
             self.executor.on_withdraw(msg, term)
         elif isinstance(msg, m.FreeRun):
