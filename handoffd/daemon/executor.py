@@ -46,6 +46,7 @@ from handoffd.daemon.executor_events import (
 )
 from handoffd.daemon.executor_hooks import EncodeKey, HookServer
 from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import columns
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
 from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
@@ -130,12 +131,13 @@ class Executor:
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
         self._handle(ValuesArrived(msg, frames))
 
-    def on_fetch_encoded(self, msg: FetchEncoded, frames: list[bytes]) -> None:
-        """A peer asks for a value serialized by its hook: run it in a worker (``HookServer``)."""
-        self._run(self.hooks.asked(msg, frames))
-
-    def on_encode_failed(self, msg: EncodeFailed) -> None:
-        self._handle(HookFailedArrived(msg))
+    def on_hook_message(self, msg: FetchEncoded | EncodeFailed, frames: list[bytes]) -> None:
+        """A peer asks for a value serialized by its hook (run in a worker: ``HookServer``), or
+        says the hook it ran for us raised."""
+        if isinstance(msg, FetchEncoded):
+            self._run(self.hooks.asked(msg, frames))
+        else:
+            self._handle(HookFailedArrived(msg))
 
     def on_output(self, key: Any, text: str) -> None:
         """New output of a running job (the pool's ``on_output``): sent soon, batched per run."""
@@ -220,7 +222,15 @@ class Executor:
                 assert self.pool is not None
                 self.pool.submit_all(ins.jobs, ins.chain)
             elif isinstance(ins, SendMessage):
-                self._send(ins.address, ins.msg, ins.frames, term=ins.term)
+                msg, frames = ins.msg, ins.frames
+                # The state machine's per-task answers and reports go out as columns, their
+                # small values packed into one frame (issue 13)
+                if type(msg) is m.TasksReported:
+                    sizes, frames = columns.join_frames(frames)
+                    msg = columns.report_columns(msg, sizes)
+                elif type(msg) is m.DispatchReplied:
+                    msg = columns.replied_columns(msg)
+                self._send(ins.address, msg, frames, term=ins.term)
             elif isinstance(ins, Soon):
                 asyncio.get_running_loop().call_soon(self._handle, ins.event)
             elif isinstance(ins, LedgerChanged):

@@ -39,16 +39,18 @@ def lazy_inputs(
     run_id: str,
     here: Callable[[str, str], bool],
     frames: list[bytes],
-) -> tuple[tuple[m.InputRef, ...], Encodes]:
-    """A dispatched task's inputs without "serialize" refs (see the module's docstring), and the
-    values to fetch serialized; ``here(run_id, task_id)``: the value is in this node's store."""
+    runs: dict[str, Encodes],
+) -> tuple[m.InputRef, ...]:
+    """A dispatched task's inputs without "serialize" refs (see the module's docstring); the
+    values to fetch serialized are added to ``runs[run_id]``; ``here(run_id, task_id)``: the
+    value is in this node's store."""
     if not any(ref.kind == SERIALIZE for ref in inputs):
-        return inputs, {}
+        return inputs
     children: dict[int, list[int]] = {}
     for index, ref in enumerate(inputs):
         children.setdefault(ref.parent, []).append(index)
     out: list[m.InputRef] = []
-    encodes: Encodes = {}
+    encodes = runs.setdefault(run_id, {})
     stack = [(i, -1) for i in reversed(children.get(-1, ()))]
     while stack:  # depth first, in args order: the order a dispatch flattens them in
         index, parent = stack.pop()
@@ -67,18 +69,20 @@ def lazy_inputs(
             continue
         out.append(ref if ref.parent == parent else replace(ref, parent=parent))
         stack.extend((k, len(out) - 1) for k in reversed(kids))
-    return tuple(out), encodes
+    return tuple(out)
 
 
 def fetch_message(
-    request_id: int, run_id: str, task_id: str, reply_to: str, encodes: Encodes
-) -> tuple[m.FetchValues | FetchEncoded, list[bytes]]:
-    """How to fetch ``task_id``: plainly, or serialized by its holder when it names a hook."""
-    hook = encodes.get(task_id)
+    request_id: int, wkey: tuple[str, str], reply_to: str, runs: dict[str, Encodes]
+) -> tuple[m.FetchValues | FetchEncoded, list[bytes], float]:
+    """How to fetch ``wkey`` (run, task id): plainly, or serialized by its holder when it names a
+    hook; and how long to wait (0: the plain fetch's timeout)."""
+    run_id, task_id = wkey
+    hook = runs.get(run_id, {}).get(task_id)
     if hook is None:
-        return m.FetchValues(request_id, run_id, (task_id,), reply_to), []
+        return m.FetchValues(request_id, run_id, (task_id,), reply_to), [], 0.0
     producer, payload = hook
-    return FetchEncoded(request_id, run_id, producer, task_id, reply_to), [payload]
+    return FetchEncoded(request_id, run_id, producer, task_id, reply_to), [payload], ENCODE_TIMEOUT
 
 
 class EncodeKey(NamedTuple):

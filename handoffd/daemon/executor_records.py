@@ -9,7 +9,6 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
-from handoffd.worker.ledger import Ledger
 
 Key = tuple[str, str, int]  # run_id, task_id, attempt
 
@@ -61,6 +60,33 @@ class Fetch:
     task_ids: tuple[str, ...]
     address: str
     deadline: float  # the clock's time the fetch is given up (then the next holder is asked)
+
+
+def accepted_task(
+    msg: m.DispatchTasks,
+    item: m.DispatchItem,
+    frames: list[bytes],
+    inputs: tuple[m.InputRef, ...],
+    gpus: list[int] | None,
+    qkey: tuple[int, float, int],
+) -> Task:
+    """The record of a dispatched item just accepted (``gpus``: its claim, None when queued)."""
+    needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
+    return Task(
+        run_id=msg.run_id,
+        task_id=item.task_id,
+        attempt=item.attempt,
+        owner_address=msg.owner_address,
+        cost=dict(item.cost),
+        argument_inclusion=item.argument_inclusion,
+        timeout=item.timeout,
+        payload=frames[item.payload_frame],
+        inputs=inputs,
+        frames={i: frames[i] for i in needed},
+        gpus=gpus or [],
+        claimed=gpus is not None,
+        qkey=qkey,
+    )
 
 
 def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int, float, int]:
@@ -142,6 +168,29 @@ def failed(
     )
 
 
+def tasks_reported(
+    run_id: str, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
+) -> tuple[m.TasksReported, list[bytes]]:
+    """One owner's batch of reports for a run: each (report, inline value or None, output); the
+    values become frames, and the reports name them. ``ledger``: our free resources go along."""
+    reports: list[m.TaskReport] = []
+    frames: list[bytes] = []
+    outputs = [output for _, _, output in entries]
+    for report, value, _ in entries:
+        if value is not None:
+            report = replace(report, frame=len(frames))
+            frames.append(value)
+        reports.append(report)
+    msg = m.TasksReported(
+        run_id,
+        tuple(reports),
+        dict(ledger.free),
+        ledger.version,
+        tuple(outputs) if any(outputs) else (),
+    )
+    return msg, frames
+
+
 def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:
     """Why a dispatched item's frame references are unusable ("" if they are fine)."""
     if not 0 <= item.payload_frame < len(frames):
@@ -193,35 +242,3 @@ def values_fetched(store: Any, msg: m.FetchValues) -> tuple[m.ValuesFetched, lis
             found.append(task_id)
             frames.append(value)
     return m.ValuesFetched(msg.request_id, msg.run_id, tuple(found), tuple(missing)), frames
-
-
-Outbox = dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]]
-
-
-def report_batches(
-    outbox: Outbox, run_owners: dict[str, tuple[int, str, str]], ledger: Ledger
-) -> list[tuple[str, m.TasksReported, list[bytes]]]:
-    """One ``TasksReported`` per (owner, run) of ``outbox`` ((owner at dispatch, run) -> (report,
-    inline value, output)), sent to the run's current owner: (address, message, frames)."""
-    out: list[tuple[str, m.TasksReported, list[bytes]]] = []
-    for (owner, run_id), entries in outbox.items():
-        known = run_owners.get(run_id)
-        if known is not None:
-            owner = known[1]  # the run changed owner since the task was dispatched
-        reports: list[m.TaskReport] = []
-        frames: list[bytes] = []
-        outputs = [output for _, _, output in entries]
-        for report, value, _ in entries:
-            if value is not None:
-                report = replace(report, frame=len(frames))
-                frames.append(value)
-            reports.append(report)
-        msg = m.TasksReported(
-            run_id,
-            tuple(reports),
-            dict(ledger.free),
-            ledger.version,
-            tuple(outputs) if any(outputs) else (),
-        )
-        out.append((owner, msg, frames))
-    return out

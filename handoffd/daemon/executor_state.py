@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from handoffd import resources
@@ -68,7 +69,7 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
-from handoffd.daemon.executor_hooks import ENCODE_TIMEOUT, Encodes, fetch_message, lazy_inputs
+from handoffd.daemon.executor_hooks import Encodes, fetch_message, lazy_inputs
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
@@ -78,17 +79,18 @@ from handoffd.daemon.executor_records import (
     QueueOrder,
     Slot,
     Task,
+    accepted_task,
     check_item,
     done_report,
     failed,
     job_inputs,
     queue_key,
-    report_batches,
+    tasks_reported,
     values_fetched,
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
-from handoffd.store.store import ResultStore
+from handoffd.store.store import ResultStore, StoreError
 from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
 
@@ -253,25 +255,9 @@ class ExecutorState:
             if reason:
                 refused.append(m.Refusal(item.task_id, item.attempt, reason))
                 continue
-            needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
-            inputs, encodes = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames)
-            if encodes:
-                self._encodes.setdefault(msg.run_id, {}).update(encodes)
-            task = Task(
-                run_id=msg.run_id,
-                task_id=item.task_id,
-                attempt=item.attempt,
-                owner_address=msg.owner_address,
-                cost=dict(item.cost),
-                argument_inclusion=item.argument_inclusion,
-                timeout=item.timeout,
-                payload=frames[item.payload_frame],
-                inputs=inputs,
-                frames={i: frames[i] for i in needed},
-                gpus=gpus or [],
-                claimed=gpus is not None,
-                qkey=queue_key(item.priority, item.rank, self._now, next(self._arrivals)),
-            )
+            inputs = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames, self._encodes)
+            qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
+            task = accepted_task(msg, item, frames, inputs, gpus, qkey)
             self.tasks[key] = task
             if gpus is None:
                 self.local[key] = None
@@ -377,12 +363,11 @@ class ExecutorState:
             return
         address = candidates.pop(0)
         request_id = next(self._request_ids)
-        encodes = self._encodes.get(wkey[0], {})
-        wait = ENCODE_TIMEOUT if wkey[1] in encodes else self._fetch_timeout
-        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + wait)
+        msg, frames, wait = fetch_message(request_id, wkey, self.address, self._encodes)
+        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + (wait or self._fetch_timeout))
         self.fetches[request_id] = fetch
         self._out.append(SetTimer(request_id, fetch.deadline, FetchTimedOut(request_id)))
-        self._send(address, *fetch_message(request_id, *wkey, self.address, encodes))
+        self._send(address, msg, frames)
 
     def _on_fetch_timed_out(self, ev: FetchTimedOut) -> None:
         fetch = self.fetches.pop(ev.request_id, None)
@@ -399,7 +384,13 @@ class ExecutorState:
             return
         self._out.append(CancelTimer(msg.request_id))
         for task_id, value in zip(msg.task_ids, frames, strict=False):
-            self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
+            try:
+                self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
+            except StoreError as exc:
+                self._candidates.pop((msg.run_id, task_id), None)
+                why = f"{exc} [node at {self.address}]"
+                self._fail_waiters((msg.run_id, task_id), why, "storage")
+                continue
             self._fetched.add((msg.run_id, task_id))
             self.counters["fetched"] += 1
             self._value_arrived((msg.run_id, task_id))
@@ -419,10 +410,10 @@ class ExecutorState:
                 else:
                     self._schedule_refill()  # it may join a chain now
 
-    def _fail_waiters(self, wkey: tuple[str, str], why: str, hook: tuple[str, ...] = ()) -> None:
-        kind, exc_type, tb = (
-            ("error", hook[0], hook[1]) if hook else ("input_lost", "InputLost", "")
-        )
+    def _fail_waiters(
+        self, wkey: tuple[str, str], why: str, kind: str = "input_lost", hook: tuple[str, ...] = ()
+    ) -> None:
+        exc_type, tb = hook or ("StoreError" if kind == "storage" else "InputLost", "")
         for key in self._waiting.pop(wkey, ()):
             task = self.tasks.pop(key, None)
             if task is not None:
@@ -430,12 +421,11 @@ class ExecutorState:
 
     def _on_hook_failed(self, ev: HookFailedArrived) -> None:
         """A holder's serialize hook raised: the attempts waiting for it fail with its error."""
-        msg = ev.msg
+        msg, wkey = ev.msg, (ev.msg.run_id, ev.msg.hook_id)
         if self.fetches.pop(msg.request_id, None) is not None:
             self._out.append(CancelTimer(msg.request_id))
-            self._candidates.pop((msg.run_id, msg.hook_id), None)
-            hook = (msg.exc_type, msg.traceback)
-            self._fail_waiters((msg.run_id, msg.hook_id), msg.message, hook)
+            self._candidates.pop(wkey, None)
+            self._fail_waiters(wkey, msg.message, "error", (msg.exc_type, msg.traceback))
 
     def _on_values_asked(self, ev: ValuesAsked) -> None:
         """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
@@ -573,7 +563,14 @@ class ExecutorState:
         ended = self._now + self.wall_offset
         if outcome.ok and outcome.value is not None:
             value = outcome.value
-            self.store.put(task.run_id, task.task_id, value)
+            try:
+                self.store.put(task.run_id, task.task_id, value)
+            except StoreError as exc:  # the run fails with why (not RUNNING forever)
+                log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
+                why = f"{exc} [node at {self.address}]"
+                outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
+                outcome = replace(outcome, value=None, message=why, traceback="")
+        if outcome.ok and outcome.value is not None:
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             started = ended - outcome.duration
@@ -620,8 +617,12 @@ class ExecutorState:
     def _on_flush(self, ev: Flush) -> None:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, {}
-        for owner, msg, frames in report_batches(outbox, self.run_owners, self.ledger):
-            self._send(owner, msg, frames, term=self.term_of(msg.run_id))
+        for (owner, run_id), entries in outbox.items():
+            known = self.run_owners.get(run_id)
+            if known is not None:
+                owner = known[1]  # the run changed owner since the task was dispatched
+            msg, frames = tasks_reported(run_id, entries, self.ledger)
+            self._send(owner, msg, frames, term=self.term_of(run_id))
 
     # -- control -------------------------------------------------------------------------------
 

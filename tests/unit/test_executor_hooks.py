@@ -123,14 +123,15 @@ def test_a_failing_serialize_fails_the_consumer_with_the_hooks_error() -> None:
 
 def test_an_inline_or_dispatched_value_skips_the_serialize_step() -> None:
     inline_p = m.InputRef("inline", "p", (), 3, "variadic", 1)
-    inputs, encodes = lazy_inputs(hooked_inputs(inline_p), RUN, lambda r, t: False, [b""] * 4)
+    encodes: dict = {}
+    inputs = lazy_inputs(hooked_inputs(inline_p), RUN, lambda r, t: False, [b""] * 4, encodes)
     assert [(r.kind, r.task_id, r.parent) for r in inputs] == [
         ("inline", "c:p:deserialize", -1),
         ("inline", "p", 0),
-    ] and not encodes
+    ] and not encodes.get(RUN)
     carried = m.InputRef("value", "p", (PEER,), 3, "variadic", 1)  # the owner carried it
-    inputs, encodes = lazy_inputs(hooked_inputs(carried), RUN, lambda r, t: False, [b""] * 4)
-    assert [r.task_id for r in inputs] == ["c:p:deserialize", "p"] and not encodes
+    inputs = lazy_inputs(hooked_inputs(carried), RUN, lambda r, t: False, [b""] * 4, encodes)
+    assert [r.task_id for r in inputs] == ["c:p:deserialize", "p"] and not encodes.get(RUN)
 
 
 def test_other_inputs_keep_their_order_and_parents() -> None:
@@ -141,10 +142,11 @@ def test_other_inputs_keep_their_order_and_parents() -> None:
         else r
         for r in hooked_inputs(m.InputRef("value", "p", (PEER,), -1, "variadic", 1))
     )
-    inputs, encodes = lazy_inputs((plain, *hooked), RUN, lambda r, t: False, [b"", b"h", b""])
+    encodes: dict = {}
+    inputs = lazy_inputs((plain, *hooked), RUN, lambda r, t: False, [b"", b"h", b""], encodes)
     assert [(r.kind, r.task_id, r.parent) for r in inputs] == [
         ("value", "a", -1),
         ("inline", "c:p:deserialize", -1),
         ("value", HOOK, 1),
     ]
-    assert encodes == {HOOK: ("p", b"h")} and inputs[2].locations == (PEER,)
+    assert encodes == {RUN: {HOOK: ("p", b"h")}} and inputs[2].locations == (PEER,)
