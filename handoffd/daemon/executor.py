@@ -59,6 +59,9 @@ SendFn = Callable[..., Any]  # (address, message, frames, term=0)
 
 
 class Executor:
+    #: what ``on_fetch`` takes (the node routes them here)
+    FETCH_TYPES = (m.FetchValues, FetchEncoded, EncodeFailed)
+
     def __init__(
         self,
         *,
@@ -125,19 +128,20 @@ class Executor:
     def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
         self._handle(Dispatched(msg, frames, term))
 
-    def on_fetch(self, msg: m.FetchValues) -> None:
-        self._handle(ValuesAsked(msg))
-
-    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
-        self._handle(ValuesArrived(msg, frames))
-
-    def on_hook_message(self, msg: FetchEncoded | EncodeFailed, frames: list[bytes]) -> None:
-        """A peer asks for a value serialized by its hook (run in a worker: ``HookServer``), or
-        says the hook it ran for us raised."""
-        if isinstance(msg, FetchEncoded):
+    def on_fetch(
+        self, msg: m.FetchValues | FetchEncoded | EncodeFailed, frames: list[bytes]
+    ) -> None:
+        """A peer asks for values, or for one serialized by its hook (run in a worker:
+        ``HookServer``), or says the hook it ran for us raised."""
+        if isinstance(msg, m.FetchValues):
+            self._handle(ValuesAsked(msg))
+        elif isinstance(msg, FetchEncoded):
             self._run(self.hooks.asked(msg, frames))
         else:
             self._handle(HookFailedArrived(msg))
+
+    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
+        self._handle(ValuesArrived(msg, frames))
 
     def on_output(self, key: Any, text: str) -> None:
         """New output of a running job (the pool's ``on_output``): sent soon, batched per run."""

@@ -45,7 +45,6 @@ from handoffd.observability.info import metrics_reply, node_info
 from handoffd.protocol import codec, columns, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
-from handoffd.protocol import messages_hooks as mh
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
@@ -510,15 +509,13 @@ class Node(NodeReliability):
                 )
             else:
                 self.executor.on_dispatch(msg, frames, term)
-        elif isinstance(msg, m.FetchValues):
-            self.executor.on_fetch(msg)
+        elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
+            self.executor.on_fetch(msg, frames)
         elif isinstance(msg, m.ValuesFetched):
             if not self.owner.on_values(msg, frames):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
             self.executor.on_cancel(msg, term)
-        elif isinstance(msg, (mh.FetchEncoded, mh.EncodeFailed)):
-            self.executor.on_hook_message(msg, frames)
         elif isinstance(msg, WithdrawTasks):
             self.executor.on_withdraw(msg, term)
         elif isinstance(msg, m.FreeRun):
