@@ -28,6 +28,7 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_hooks as mh
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
@@ -67,6 +68,8 @@ PEER_TYPES = (
     m.FreeValues,
     mc.FetchPackages,
     mc.PackagesFetched,
+    mh.FetchEncoded,
+    mh.EncodeFailed,
     mc.ReplicateOutput,
     mc.TaskOutputLive,
     *REPLICATION_TYPES,
@@ -121,7 +124,7 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return ""
     if member is None or member.status not in _LIVE:
         return "not_a_member"
-    if isinstance(msg, (m.FetchValues, mc.FetchPackages)):
+    if isinstance(msg, (m.FetchValues, mc.FetchPackages, mh.FetchEncoded)):
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
     if isinstance(msg, (m.DispatchTasks, DispatchColumns)):
         return "" if msg.owner_address == member.address else "owner_not_sender"

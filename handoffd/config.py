@@ -24,9 +24,11 @@ DEFAULT_CLUSTER = "default"
 #: overlaps this one and refuses the others with a ``ProtocolMismatch`` (handoffd/protocol/codec.py;
 #: the rule for changing the wire is in docs/architecture.md, "Protocol"). 2: ranges in envelopes
 #: and member states, trailing optional fields, typed run snapshots and errors, dedicated probe and
-#: follow-owner messages instead of ReconcileRun request-id ranges.
-PROTOCOL_MIN = 2
-PROTOCOL_MAX = 2
+#: follow-owner messages instead of ReconcileRun request-id ranges. 3: the message types added since
+#: (100-219: columns on the wire, rebalance, code packages, task output, ops, observability, streams,
+#: hooks, uploads, reliability); this build sends them to every peer, so it no longer serves 2.
+PROTOCOL_MIN = 3
+PROTOCOL_MAX = 3
 
 
 def _test_protocol_range() -> tuple[int, int] | None:

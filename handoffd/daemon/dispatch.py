@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
+from handoffd.arguments import SERIALIZE_SUFFIX
 from handoffd.protocol.columns import join_frames, pack
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.scheduler import events as ev
@@ -59,7 +60,9 @@ class _Inputs:
             self.task_ids.append(ref.task_id)
             self.parents.append(parent)
             if isinstance(ref, ev.InlineRef):
-                self.kinds.append(1)
+                # A hidden serialize function (handoffd.arguments), kind 2: the consumer's node
+                # decides whether it runs, and where (daemon.executor_hooks).
+                self.kinds.append(2 if ref.task_id.endswith(SERIALIZE_SUFFIX) else 1)
                 self.frames.append(self.add_frame(ref.payload))
                 self.inclusion.append(self.inclusion_of(ref.argument_inclusion))
                 self.holder_counts.append(0)

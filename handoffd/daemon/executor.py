@@ -29,6 +29,7 @@ from handoffd.daemon.executor_events import (
     Dispatched,
     Event,
     Execute,
+    HookFailedArrived,
     Instruction,
     Leaving,
     LedgerChanged,
@@ -43,10 +44,12 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
+from handoffd.daemon.executor_hooks import EncodeKey, HookServer
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import columns
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
+from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -56,6 +59,9 @@ SendFn = Callable[..., Any]  # (address, message, frames, term=0)
 
 
 class Executor:
+    #: what ``on_fetch`` takes (the node routes them here)
+    FETCH_TYPES = (m.FetchValues, FetchEncoded, EncodeFailed)
+
     def __init__(
         self,
         *,
@@ -84,6 +90,7 @@ class Executor:
         self._send = send
         self._on_resources_changed = on_resources_changed
         self._clock = clock
+        self.hooks = HookServer(store.get)
         self.pool: WorkerPool | None = None  # set by the node before any dispatch arrives
         # Told (run_id, term, owner name) when a run's owner changes to a higher term.
         self.on_new_owner: Callable[[str, int, str], None] | None = None
@@ -121,8 +128,17 @@ class Executor:
     def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
         self._handle(Dispatched(msg, frames, term))
 
-    def on_fetch(self, msg: m.FetchValues) -> None:
-        self._handle(ValuesAsked(msg))
+    def on_fetch(
+        self, msg: m.FetchValues | FetchEncoded | EncodeFailed, frames: list[bytes]
+    ) -> None:
+        """A peer asks for values, or for one serialized by its hook (run in a worker:
+        ``HookServer``), or says the hook it ran for us raised."""
+        if isinstance(msg, m.FetchValues):
+            self._handle(ValuesAsked(msg))
+        elif isinstance(msg, FetchEncoded):
+            self._run(self.hooks.asked(msg, frames))
+        else:
+            self._handle(HookFailedArrived(msg))
 
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
         self._handle(ValuesArrived(msg, frames))
@@ -160,6 +176,9 @@ class Executor:
             self._send(owner, msg, [], term=self.term_of(run_id))
 
     def on_outcome(self, outcome: Outcome) -> None:
+        if isinstance(outcome.key, EncodeKey):  # a serialize hook run for a peer
+            self._run(self.hooks.ended(outcome))
+            return
         self._sent_live.pop(outcome.key, None)
         if self._live:  # the attempt's live lines reach the owner before its report
             self._send_live()

@@ -62,6 +62,33 @@ class Fetch:
     deadline: float  # the clock's time the fetch is given up (then the next holder is asked)
 
 
+def accepted_task(
+    msg: m.DispatchTasks,
+    item: m.DispatchItem,
+    frames: list[bytes],
+    inputs: tuple[m.InputRef, ...],
+    gpus: list[int] | None,
+    qkey: tuple[int, float, int],
+) -> Task:
+    """The record of a dispatched item just accepted (``gpus``: its claim, None when queued)."""
+    needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
+    return Task(
+        run_id=msg.run_id,
+        task_id=item.task_id,
+        attempt=item.attempt,
+        owner_address=msg.owner_address,
+        cost=dict(item.cost),
+        argument_inclusion=item.argument_inclusion,
+        timeout=item.timeout,
+        payload=frames[item.payload_frame],
+        inputs=inputs,
+        frames={i: frames[i] for i in needed},
+        gpus=gpus or [],
+        claimed=gpus is not None,
+        qkey=qkey,
+    )
+
+
 def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int, float, int]:
     """The local queue's order of a task: priority plus one level per ``AGING_SECONDS`` waited,
     then the longer critical path (upward rank), then arrival. Every queued task ages at the same
@@ -169,9 +196,9 @@ def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:
     if not 0 <= item.payload_frame < len(frames):
         return "bad payload frame"
     for ref in item.inputs:
-        if ref.frame >= len(frames) or ref.kind not in ("value", "inline"):
+        if ref.frame >= len(frames) or ref.kind not in ("value", "inline", "serialize"):
             return "bad input reference"
-        if ref.kind == "inline" and ref.frame < 0:
+        if ref.kind != "value" and ref.frame < 0:
             return "inline input without payload"
     return ""
 

@@ -509,8 +509,8 @@ class Node(NodeReliability):
                 )
             else:
                 self.executor.on_dispatch(msg, frames, term)
-        elif isinstance(msg, m.FetchValues):
-            self.executor.on_fetch(msg)
+        elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
+            self.executor.on_fetch(msg, frames)
         elif isinstance(msg, m.ValuesFetched):
             if not self.owner.on_values(msg, frames):
                 self.executor.on_values(msg, frames)

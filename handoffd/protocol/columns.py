@@ -28,7 +28,7 @@ _SIZES = {"q": 8, "i": 4, "B": 1, "d": 8}
 _NAMES = {"q": "int64", "i": "int32", "B": "uint8", "d": "float64"}
 STATES = ("RUNNING", "DONE", "FAILED")
 _STATE_CODE = {s: i for i, s in enumerate(STATES)}
-INPUT_KINDS = ("value", "inline")
+INPUT_KINDS = ("value", "inline", "serialize")  # serialize: handoffd.Argument's (executor_hooks)
 _KIND_CODE = {k: i for i, k in enumerate(INPUT_KINDS)}
 
 

@@ -20,12 +20,13 @@ from handoffd.testing import wait_for
 pytestmark = pytest.mark.timeout(120)
 
 OURS = (PROTOCOL_MIN, PROTOCOL_MAX)
+NEWER = f"{PROTOCOL_MAX + 1}-{PROTOCOL_MAX + 2}"  # a range entirely above ours
 
 CTL = [sys.executable, "-m", "handoffd.cli.ctl"]
 
 
 def test_a_client_and_a_daemon_of_different_versions_fail_at_once_on_both_sides(daemons) -> None:
-    daemons.env["HANDOFFD_TEST_PROTOCOL"] = "3-4"
+    daemons.env["HANDOFFD_TEST_PROTOCOL"] = NEWER
     daemon = daemons.start()
     # A long client timeout: the error must come from the daemon's answer, not from waiting.
     with handoffd.connect(daemon.address, timeout=600) as client:
@@ -37,12 +38,12 @@ def test_a_client_and_a_daemon_of_different_versions_fail_at_once_on_both_sides(
         name = client._name
     ours = versions.describe(*OURS)
     assert str(raised.value) == (
-        f"the daemon at {daemon.address} speaks protocol 3-4, this client {ours}: "
+        f"the daemon at {daemon.address} speaks protocol {NEWER}, this client {ours}: "
         "upgrade handoffd on the client"
     )
     assert isinstance(raised.value, errors.HandoffError)
     line = (
-        f"client {name} speaks protocol {ours}, this daemon 3-4: refusing its requests "
+        f"client {name} speaks protocol {ours}, this daemon {NEWER}: refusing its requests "
         "(upgrade handoffd on the client)"
     )
     wait_for(lambda: line in daemon.log(), 30, what=f"the daemon's log line\n{daemon.log()}")
@@ -51,27 +52,27 @@ def test_a_client_and_a_daemon_of_different_versions_fail_at_once_on_both_sides(
         [*CTL, "--address", daemon.address, "nodes"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode != 0
-    assert "speaks protocol 3-4" in out.stderr + out.stdout, out
+    assert f"speaks protocol {NEWER}" in out.stderr + out.stdout, out
 
 
 def test_daemons_of_different_versions_refuse_each_other_membership(daemons) -> None:
     a = daemons.start()
-    daemons.env["HANDOFFD_TEST_PROTOCOL"] = "3-4"
+    daemons.env["HANDOFFD_TEST_PROTOCOL"] = NEWER
     b = daemons.start(seeds=[a.address])
     ours = versions.describe(*OURS)
     a_line = (
-        f"peer {b.name} speaks protocol 3-4, this daemon {ours}: not admitted to membership "
+        f"peer {b.name} speaks protocol {NEWER}, this daemon {ours}: not admitted to membership "
         "(upgrade handoffd on this node)"
     )
     b_line = (
-        f"peer {a.name} speaks protocol {ours}, this daemon 3-4: it refused us; not admitted "
+        f"peer {a.name} speaks protocol {ours}, this daemon {NEWER}: it refused us; not admitted "
         "to membership (upgrade handoffd on the other node)"
     )
     wait_for(lambda: a_line in a.log(), 30, what=f"a's log line\n{daemons.logs()}")
     wait_for(lambda: b_line in b.log(), 30, what=f"b's log line\n{daemons.logs()}")
     with handoffd.connect(a.address) as client:
         assert list(client.nodes()) == [a.name]
-    env = dict(os.environ, HANDOFFD_TEST_PROTOCOL="3-4")
+    env = dict(os.environ, HANDOFFD_TEST_PROTOCOL=NEWER)
     out = subprocess.run(
         [*CTL, "--address", b.address, "nodes", "--json"],
         capture_output=True,
