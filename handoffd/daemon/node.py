@@ -635,7 +635,10 @@ class Node(NodeReliability):
             if isinstance(instruction, swim.Send):
                 if instruction.address != self.address:
                     assert self._transport is not None
-                    self._transport.send(instruction.address, self.encode(instruction.msg))
+                    msg = instruction.msg
+                    self._transport.send(
+                        instruction.address, self.encode(msg), control=isinstance(msg, m.Ping)
+                    )
             elif isinstance(instruction, swim.MemberChanged):
                 changes.append(instruction)
                 updates.append(instruction.member)

@@ -50,8 +50,10 @@ class Transport(ABC):
         """Start receiving; ``handler(conn, frames)`` runs on the event loop for each message."""
 
     @abstractmethod
-    def send(self, address: str, frames: Frames) -> bool:
-        """Queue ``frames`` to the peer at ``address``; never blocks or raises; False if dropped."""
+    def send(self, address: str, frames: Frames, control: bool = False) -> bool:
+        """Queue ``frames`` to the peer at ``address``; never blocks or raises; False if dropped.
+        ``control``: failure-detection traffic (SWIM pings to probe ports), kept off the I/O path
+        that carries bulk data where the transport has more than one."""
 
     @abstractmethod
     def reply(self, conn: bytes, frames: Frames) -> bool:

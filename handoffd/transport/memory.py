@@ -165,7 +165,7 @@ class MemoryTransport(Transport):
             return False
         return True
 
-    def send(self, address: str, frames: Frames) -> bool:
+    def send(self, address: str, frames: Frames, control: bool = False) -> bool:
         return self._transmit(address, frames, True)
 
     def reply(self, conn: bytes, frames: Frames) -> bool:

@@ -51,6 +51,9 @@ from handoffd.transport.keys import CurveKeys
 
 log = logging.getLogger("handoffd.transport")
 
+BULK = 1  # I/O thread affinity (bit mask) of the ROUTER and of DEALERs that carry data
+CONTROL = 2  # ... of DEALERs to probe ports: pings and acks never queue behind a big value
+
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DRAIN_CAP = 512  # messages per socket per wake-up, so one busy peer cannot starve the rest
 # Plain ints: zmq.EVENTS and zmq.POLLIN are enums, and enum arithmetic costs a call per drain.
@@ -103,7 +106,10 @@ class ZmqTransport(Transport):
         self._cluster_public = z85.decode(curve.public) if curve is not None else b""
         self.connect_timeout = connect_timeout
         self._reconnect_ms = (int(reconnect_ivl * 1000), int(reconnect_ivl_max * 1000))
-        self._ctx: zmq.Context[Any] = zmq.Context()
+        # Two I/O threads: one for data (BULK), one for our pings (CONTROL). A value of hundreds
+        # of MiB is CURVE-boxed whole by the I/O thread that sends it (~1-2 s for 600 MiB): on one
+        # thread our pings and their acks waited behind it and a peer was declared DEAD.
+        self._ctx: zmq.Context[Any] = zmq.Context(io_threads=2)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handler: Handler | None = None
         self._peers: OrderedDict[str, _Peer] = OrderedDict()  # least recently used first
@@ -136,6 +142,7 @@ class ZmqTransport(Transport):
     def _make_router(self, host: str, port: int) -> zmq.Socket[Any]:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.linger = 0
+        sock.setsockopt(zmq.AFFINITY, BULK)
         # Unroutable replies raise EHOSTUNREACH (caught). No ROUTER_HANDOVER: nothing of ours sets
         # a routing id, and with it a connection presenting another's id would take its replies.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -364,12 +371,12 @@ class ZmqTransport(Transport):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def send(self, address: str, frames: Frames) -> bool:
+    def send(self, address: str, frames: Frames, control: bool = False) -> bool:
         if self._closed or self._loop is None:
             return self._fail("not_running")
         peer = self._peers.get(address)
         if peer is None:
-            peer = self._connect(address)
+            peer = self._connect(address, CONTROL if control else BULK)
             if peer is None:
                 return self._fail("bad_address")
         else:
@@ -451,7 +458,8 @@ class ZmqTransport(Transport):
         self.stats.count(reason)
         return False
 
-    def _connect(self, address: str) -> _Peer | None:
+    def _connect(self, address: str, affinity: int = 0) -> _Peer | None:
+        """A DEALER to ``address`` on the I/O thread(s) ``affinity`` (a bit mask; 0: any)."""
         assert self._loop is not None
         try:
             host, port = split_address(address)
@@ -467,6 +475,7 @@ class ZmqTransport(Transport):
             log.warning("cannot open a socket to %s: %s", address, exc)
             return None
         sock.linger = 0
+        sock.setsockopt(zmq.AFFINITY, affinity)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.CONNECT_TIMEOUT, int(self.connect_timeout * 1000))
         sock.setsockopt(zmq.RECONNECT_IVL, self._reconnect_ms[0])

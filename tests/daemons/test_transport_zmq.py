@@ -318,3 +318,24 @@ def test_outbound_sockets_are_an_lru_and_fds_stay_bounded() -> None:
         await async_wait_for(lambda: len(nodes.inbox[b.address]) == 1001)
 
     run(body)
+
+
+def test_pings_travel_on_their_own_io_thread() -> None:
+    """A value of hundreds of MiB is CURVE-boxed whole by the I/O thread sending it (~1-2 s for
+    600 MiB): pings sharing that thread waited behind it and the peer was declared DEAD
+    (bench/bench_loop_stall.py --cases value failed at 600 MiB). Control sends get DEALERs pinned
+    to a second I/O thread; data and the ROUTER stay on the first."""
+
+    async def body(nodes: Nodes) -> None:
+        a = await nodes.start()
+        b = await nodes.start()
+        c = await nodes.start()
+        assert a._ctx.get(zmq.IO_THREADS) == 2
+        assert a._router.getsockopt(zmq.AFFINITY) == 1
+        assert a.send(b.address, [b"data"])
+        assert a.send(c.address, [b"ping"], control=True)
+        await async_wait_for(lambda: nodes.inbox[b.address] and nodes.inbox[c.address])
+        assert a._peers[b.address].sock.getsockopt(zmq.AFFINITY) == 1
+        assert a._peers[c.address].sock.getsockopt(zmq.AFFINITY) == 2
+
+    run(body)
