@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections import deque
 from collections.abc import Hashable
@@ -94,9 +95,12 @@ class Worker:
         "limit",
         "baseline",
         "statm",
+        "writer",
     )
 
-    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self, process: BaseProcess, conn: Connection, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self.process = process
         self.conn = conn
         self.fd = conn.fileno()
@@ -110,6 +114,7 @@ class Worker:
         self.timer: asyncio.TimerHandle | None = None  # the head's timeout
         self.unsent = False  # a send to it failed while it had no job: none of its jobs started
         self.reader = _pipe.Reader(self.fd)
+        self.writer = _pipe.Writer(self.fd, loop)
         self.devices: str | None = None  # its CUDA_VISIBLE_DEVICES, fixed when it started
         self.limit: float | None = None  # MB the head may add to ``baseline``; None: unwatched
         self.baseline = 0  # resident bytes of the worker alone when the head became the head

@@ -257,7 +257,7 @@ class WorkerPool:
             return True
         sent.cancelling = True
         try:
-            worker.conn.send_bytes(pickle.dumps((sent.token,), protocol=5))
+            worker.writer.send(pickle.dumps((sent.token,), protocol=5))
         except OSError:
             pass  # the worker died: EOF on its pipe resolves the cancel
         return True
@@ -289,7 +289,7 @@ class WorkerPool:
         name = f"{self._name}-{next(self._names)}"
         setup = (self._node, os.getpid(), self._code_dir, self._live)
         process, conn = self._procs.start(name, devices, setup)
-        worker = Worker(process, conn)
+        worker = Worker(process, conn, self._loop)
         worker.devices = devices
         self._workers.add(worker)
         assert self._loop is not None
@@ -312,6 +312,7 @@ class WorkerPool:
             pass
         worker.conn.close()
         worker.reader.close()
+        worker.writer.close()
         if self._memory is not None:
             self._memory.forget(worker)
         head = worker.head
@@ -383,6 +384,8 @@ class WorkerPool:
             worker, self._running, self._on_ready, self._on_output
         )
         if lost:
+            if worker.writer.short_of_mark and worker.head is not None:
+                worker.head, worker.unsent = None, True  # its job never reached it whole
             if answered and worker.head is None and not worker.unsent:
                 # The head's outcome came with the EOF: the job after it started and died.
                 order, on_pipe = worker.order, worker.sent
@@ -651,7 +654,7 @@ class WorkerPool:
             return
         if worker.head is None:
             self._make_head(worker, fresh[0])
-        send = worker.conn.send_bytes
+        send = worker.writer.send
         try:
             if raw:
                 count_bytes = _process.OUT_OF_BAND_COUNT.pack(len(raw))
@@ -660,6 +663,8 @@ class WorkerPool:
                     send(buf)
             else:
                 send(batch[0] if len(batch) == 1 else b"".join(batch))
+            if worker.head is fresh[0]:
+                worker.writer.mark()
         except OSError:
             # It died. If it had nothing before, none of these started. EOF on the pipe (next loop
             # iteration) reports it: never from inside submit().

@@ -4,7 +4,9 @@ it per call, and returns it whole and exact once all of it came; the message aft
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pickle
 import select
 import socket
 import threading
@@ -12,6 +14,7 @@ from multiprocessing.connection import Connection
 
 import pytest
 
+from handoffd.testing import async_wait_for
 from handoffd.worker import _pipe
 
 pytestmark = pytest.mark.timeout(60)
@@ -56,5 +59,40 @@ def test_a_large_message_comes_in_slices_without_blocking() -> None:
     finally:
         writer.close()
         reader.close()
+        ours.close()
+        theirs.close()
+
+
+def test_a_large_message_is_written_without_blocking_the_loop() -> None:
+    """The parent's ``Writer``: sending a 48 MiB job input to a worker that is not reading yet
+    returns at once (a blocking ``send_bytes`` held the daemon's loop ~1.1 s for 600 MiB); the
+    loop's writer callback writes the rest as the worker reads, in order, framed as
+    ``Connection`` frames it (the worker reads with ``recv_bytes``)."""
+    ours, theirs = socket.socketpair()
+    worker_end = Connection(os.dup(theirs.fileno()))
+    big = os.urandom(1 << 20) * 48
+
+    async def body() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        writer = _pipe.Writer(ours.fileno(), loop)
+        try:
+            writer.send(b"job header")
+            writer.send(pickle.PickleBuffer(big))  # as the pool sends large inputs
+            writer.send(b"after")
+            assert writer.watching and writer.written < writer.queued  # nobody read: it waits
+            got = await loop.run_in_executor(
+                None, lambda: [worker_end.recv_bytes() for _ in range(3)]
+            )
+            await async_wait_for(lambda: not writer.watching, what="the writer callback removed")
+            assert writer.written == writer.queued
+            return got
+        finally:
+            writer.close()
+
+    try:
+        got = asyncio.run(body())
+        assert got == [b"job header", big, b"after"]
+    finally:
+        worker_end.close()
         ours.close()
         theirs.close()
