@@ -49,7 +49,6 @@ a node's window is due (``below_low_water``) and which node a window task goes t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from handoffd import resources
@@ -58,6 +57,8 @@ from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
 from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations
 from handoffd.scheduler.ready import ReadyQueue
+from handoffd.scheduler.room_index import Nodes, RoomIndex
+from handoffd.scheduler.room_index import NodeState as NodeState
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
@@ -80,18 +81,6 @@ DispatchKey = tuple[str, str, int]
 #: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
 #: True: to its window, beyond its free resources (it may wait in the node's queue).
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
-
-
-@dataclass
-class NodeState:
-    """Our view of one node."""
-
-    name: str
-    address: str
-    alive: bool
-    capacity: dict[str, float]
-    free: dict[str, float]  # as last reported (newest resource_version)
-    version: int
 
 
 def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
@@ -124,7 +113,11 @@ class ClusterView:
         # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
         self.work: dict[str, float] = {}
         self._core = core.kernels(backend)
-        self.nodes: dict[str, NodeState] = {}
+        # Live nodes' rooms between passes (``room_index``); ``indexed`` False: every pass builds
+        # every node's room (the reference the index is tested against).
+        self._rooms = RoomIndex()
+        self.indexed = True
+        self.nodes: dict[str, NodeState] = Nodes(self._rooms.changed, self._rooms.reordered)
         # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
         # or in the node's queue: the demand the dispatch window bounds).
         self.outstanding: dict[str, dict[str, float]] = {}
@@ -153,6 +146,7 @@ class ClusterView:
     def went_out(self, node: str, rec: TaskRecord) -> None:
         """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
         add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
+        self._rooms.changed(node)
         n = self.nodes.get(node)
         capacity = n.capacity if n is not None else {}
         rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
@@ -163,6 +157,7 @@ class ClusterView:
         """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
         load = self.outstanding.setdefault(node, {})
         add_into(load, rec.spec.cost, -1)
+        self._rooms.changed(node)
         if rec.charge:
             left = self.work.get(node, 0.0) - rec.charge
             # Only tasks with a cost carry work: none left, no work (no float residue either).
@@ -182,6 +177,7 @@ class ClusterView:
         self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
         if cost:
             add_into(self.pending.setdefault(node, {}), cost, 1)
+            self._rooms.changed(node)
 
     def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
         """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
@@ -189,6 +185,7 @@ class ClusterView:
         sent = pending.pop(key, None) if pending is not None else None
         if sent is not None and sent[0]:
             add_into(self.pending[node], sent[0], -1)
+            self._rooms.changed(node)
         return sent
 
     def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
@@ -204,6 +201,7 @@ class ClusterView:
                 cost = pending.pop(key)[0]
                 if cost:
                     add_into(self.pending[node], cost, -1)
+            self._rooms.changed(node)
         return late
 
     def oldest_unacked(self, node: str) -> float | None:
@@ -216,6 +214,7 @@ class ClusterView:
         """``node`` was lost or came back: its answers are not coming / its report is fresh."""
         self.unacked.pop(node, None)
         self.pending.pop(node, None)
+        self._rooms.changed(node)
 
     def forget_run(self, run_id: str) -> None:
         for node, pending in self.unacked.items():
@@ -223,6 +222,7 @@ class ClusterView:
                 cost = pending.pop(key)[0]
                 if cost:
                     add_into(self.pending[node], cost, -1)
+                    self._rooms.changed(node)
 
     def could_take(self, pin: str | None, cost: dict[str, float]) -> bool:
         """Whether a newly ready task (pinned to ``pin`` or not) may be placed now: some node it
@@ -279,33 +279,36 @@ class ClusterView:
 
     # -- placement ---------------------------------------------------------------------------------
 
+    def room_of(self, n: NodeState) -> dict[str, float]:
+        """What a placement pass may use on ``n``: effective free, capped by the window room."""
+        f = dict(n.free)
+        pending = self.pending.get(n.name)
+        if pending:
+            for k, q in pending.items():
+                f[k] = f.get(k, 0.0) - q
+        window = self.window
+        if window > 1:  # outstanding demand never exceeds the window, queued or not
+            load = self.outstanding.get(n.name, {})
+            for k, q in n.capacity.items():
+                f[k] = min(f.get(k, 0.0), q * window - load.get(k, 0.0))
+        return f
+
     def place(self, ready: ReadyQueue, dispatch: DispatchFn) -> None:
         """Place ready tasks (walked in queue order) and ``dispatch`` each one placed: first what
         fits free resources now, then (``window > 1``) node windows below their low-water mark."""
         if not ready:
             return
-        alive = [n for n in self.nodes.values() if n.alive]
-        window = self.window
-        free: dict[str, dict[str, float]] = {}
-        anything = False
-        for n in alive:
-            f = dict(n.free)
-            pending = self.pending.get(n.name)
-            if pending:
-                for k, q in pending.items():
-                    f[k] = f.get(k, 0.0) - q
-            if window > 1:  # outstanding demand never exceeds the window, queued or not
-                load = self.outstanding.get(n.name, {})
-                for k, q in n.capacity.items():
-                    f[k] = min(f.get(k, 0.0), q * window - load.get(k, 0.0))
-            free[n.name] = f
-            if not anything:
-                for q in f.values():
-                    if q > EPS:
-                        anything = True
-                        break
+        rooms = self._rooms
+        rooms.refresh(self)
+        alive = rooms.alive(self.nodes)
         if not alive:
             return
+        window = self.window
+        # Only nodes with room, unless a weightless task (it fits a full node) is queued.
+        indexed = self.indexed and not ready.weightless
+        names = rooms.with_room() if indexed else (n.name for n in alive)
+        free = {name: dict(rooms.room[name]) for name in names}
+        anything = any(q > EPS for f in free.values() for q in f.values())
         self.saturated = not anything
         if window > 1 and not anything:
             # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
@@ -381,7 +384,7 @@ class ClusterView:
                     exhausted = not any(q > 0.0 for q in total.values())
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
-                prefer = run.preferred_node(rec.id, lambda n: n in free)
+                prefer = run.preferred_node(rec.id, self._rooms.room.__contains__)  # alive
                 batch.append((run, rec, placement.TaskRequest(need, pin, prefer)))
                 if len(batch) >= MAX_BATCH:
                     break
@@ -487,6 +490,12 @@ class ClusterView:
         kinds = set.intersection(*(set(d) for d in demands)) if demands else set()
         least = {k: min(d[k] for d in demands) for k in kinds}
         fits = self._core.fits
+        room = self._rooms.room
+        if not least and len(free) < len(room):
+            # No kind common to every demand: nodes without room pass the filter too (none can
+            # take a task, but they count in the core's scoring: capacity scales).
+            alive = self._rooms.alive(self.nodes)
+            free = {n.name: free[n.name] if n.name in free else dict(room[n.name]) for n in alive}
         return [
             placement.NodeView(name, self.nodes[name].capacity, f)
             for name, f in free.items()
@@ -558,7 +567,14 @@ class ClusterView:
         self, outstanding: dict[str, dict[str, float]], work: dict[str, float] | None = None
     ) -> None:
         """Raise AssertionError unless our outstanding demand equals ``outstanding`` and our work
-        ``work`` (both recomputed from the tasks) and no unanswered dispatch is on a lost node."""
+        ``work`` (both recomputed from the tasks), no unanswered dispatch is on a lost node and
+        the room index holds what a full pass would build."""
+        self._rooms.refresh(self)
+        alive = [n for n in self.nodes.values() if n.alive]
+        assert self._rooms.alive(self.nodes) == alive, "room index: live nodes out of step"
+        for n in alive:
+            assert self._rooms.room.get(n.name) == self.room_of(n), f"room index: {n.name} stale"
+        assert len(self._rooms.room) == len(alive), "room index holds a lost node"
         if work is not None:
             for node in set(work) | set(self.work):
                 got, expect = self.work.get(node, 0.0), work.get(node, 0.0)
