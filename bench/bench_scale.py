@@ -23,7 +23,7 @@ the goal), decisions per second, refusals, and dispatches that could not start o
 distribution, churn and a partition, and prints the wall time it took.
 
     .venv/bin/python bench/bench_scale.py [--nodes 50,200,1000] [--steady 30] [--tasks 100000]
-    .venv/bin/python bench/bench_scale.py --long [--nodes 1000] [--minutes 10]
+    .venv/bin/python bench/bench_scale.py --long [--nodes 1000] [--minutes 10] [--config loaded]
 """
 
 from __future__ import annotations
@@ -46,8 +46,15 @@ from handoffd.protocol.messages import DEAD  # noqa: E402
 CHECK = 0.02  # virtual seconds between whole-cluster checks (times reported are exact anyway)
 
 
-def storm(n: int, seed: int, **kw: object) -> Simulation:
-    sim = Simulation(MembershipConfig.lan(), seed=seed, measure_bytes=20, **kw)  # type: ignore[arg-type]
+CONFIGS = {
+    "lan": MembershipConfig.lan,
+    "loaded": MembershipConfig.loaded,
+    "wan": MembershipConfig.wan,
+}
+
+
+def storm(n: int, seed: int, config: str = "lan", **kw: object) -> Simulation:
+    sim = Simulation(CONFIGS[config](), seed=seed, measure_bytes=20, **kw)  # type: ignore[arg-type]
     sim.add_node("n0", {"cpu": 4.0})
     for i in range(1, n):
         sim.add_node(f"n{i}", {"cpu": 4.0}, join=["n0"])
@@ -169,7 +176,7 @@ def scheduling(nodes: list[int], tasks_at_1000: int, spreads: dict[int, float]) 
             sys.stdout.flush()
 
 
-def long_run(n: int, minutes: float, seed: int) -> None:
+def long_run(n: int, minutes: float, seed: int, config: str = "lan") -> None:
     """``minutes`` virtual minutes of ``n`` nodes: lognormal latency, 1% loss, a node crashed and
     restarted every 10 s, a 30 s partition of a tenth of the cluster."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -177,7 +184,7 @@ def long_run(n: int, minutes: float, seed: int) -> None:
     def latency(rng: random.Random) -> float:
         return 0.0003 + rng.lognormvariate(-8.0, 0.8)  # median ~0.6 ms, a long tail
 
-    sim = storm(n, seed, delay=latency, loss=0.01)
+    sim = storm(n, seed, config, delay=latency, loss=0.01)
     end = minutes * 60.0
     rng = random.Random(seed)
     joined = sim.run_until(sim.converged, timeout=end, check_every=0.05)
@@ -214,7 +221,7 @@ def long_run(n: int, minutes: float, seed: int) -> None:
             sim.heal()
     healed = sim.run_until(sim.converged, timeout=120, check_every=0.05)
     print(
-        f"{minutes:g} virtual min, {n} nodes (1% loss, lognormal latency, a crash+restart every"
+        f"{minutes:g} virtual min, {n} nodes, {config} (1% loss, lognormal latency, a crash+restart every"
         f" 10 s, a 30 s partition of {n // 10}): {time.process_time() - cpu:.0f} s CPU,"
         f" {time.perf_counter() - wall:.0f} s wall;"
         f" converged {healed:.1f} s after the last event; {sim.stats.sent / n / sim.now:.1f}"
@@ -231,11 +238,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--long", action="store_true")
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--config", default="lan", choices=sorted(CONFIGS), help="--long only")
     parser.add_argument("--skip", default="", help="membership or scheduling")
     args = parser.parse_args()
     nodes = [int(x) for x in args.nodes.split(",")]
     if args.long:
-        long_run(nodes[-1], args.minutes, args.seed)
+        long_run(nodes[-1], args.minutes, args.seed, args.config)
         return
     spreads: dict[int, float] = {}
     if args.skip != "membership":
