@@ -31,3 +31,4 @@ def test_streaming_page_examples_run(pair, tmp_path):
     a, _ = pair
     out = run_page("streaming.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "embed#1" in out and "ItemFailed(13" in out
+    assert "hooked pipeline ok" in out and "sent 2000 received 2000" in out
