@@ -279,6 +279,17 @@ class ClusterView:
 
     # -- placement ---------------------------------------------------------------------------------
 
+    def may_take_part(self, n: NodeState) -> bool:
+        """Whether ``n``'s window could take part in a top-up (``window_fill``'s test before the
+        low-water mark): room in some kind it has, and budget left if there is a time budget."""
+        if self.queue_seconds is not None and not self.budget(n.name) > 0.0:
+            return False
+        window = float(self.window)
+        load = self.outstanding.get(n.name, {})
+        return any(
+            q > 0.0 and q * window - float(load.get(k, 0.0)) > EPS for k, q in n.capacity.items()
+        )
+
     def room_of(self, n: NodeState) -> dict[str, float]:
         """What a placement pass may use on ``n``: effective free, capped by the window room."""
         f = dict(n.free)
@@ -433,17 +444,30 @@ class ClusterView:
         than ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot
         idle on our account."""
         timed = self.queue_seconds is not None
+        nodes = alive
+        capacities = [n.capacity for n in alive] if not self.indexed else []
+        if self.indexed:
+            # Only nodes that can take part (``room_index``), and one that cannot, carrying the
+            # largest capacity of each kind: the core scales binpack's score by it, as with all.
+            nodes = [self.nodes[name] for name in self._rooms.fillable()]
+            if not nodes:
+                return
+            capacities = [n.capacity for n in nodes]
+            capacities.append(self._rooms.top(alive))
+        window = self.window
+        loads = [self.outstanding.get(n.name, {}) for n in nodes]
+        budgets = [self.budget(n.name) for n in nodes] if timed else None
+        if self.indexed:
+            loads.append({k: q * float(window) for k, q in capacities[-1].items()})  # no room
+            if budgets is not None:
+                budgets.append(0.0)
         fill = self._core.window_fill(
-            [n.capacity for n in alive],
-            [self.outstanding.get(n.name, {}) for n in alive],
-            self.window,
-            LOW_WATER if low_water else None,
-            [self.budget(n.name) for n in alive] if timed else None,
+            capacities, loads, window, LOW_WATER if low_water else None, budgets
         )
         estimate = self.durations.estimate
         if not fill.left:
             return
-        index = {n.name: i for i, n in enumerate(alive)}
+        index = {n.name: i for i, n in enumerate(nodes)}
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
         try:
@@ -477,7 +501,7 @@ class ClusterView:
                     continue
                 misses = 0
                 # (discards it from the queue: the walk goes on)
-                dispatch(run, rec, alive[chosen].name, True)
+                dispatch(run, rec, nodes[chosen].name, True)
                 if not fill.left:
                     break
         finally:
@@ -575,6 +599,13 @@ class ClusterView:
         for n in alive:
             assert self._rooms.room.get(n.name) == self.room_of(n), f"room index: {n.name} stale"
         assert len(self._rooms.room) == len(alive), "room index holds a lost node"
+        want = [n.name for n in alive if self.may_take_part(n)]
+        assert self._rooms.fillable() == want, "room index: windows that may take part"
+        top: dict[str, float] = {}
+        for n in alive:
+            for kind, q in n.capacity.items():
+                top[kind] = max(top.get(kind, q), q)
+        assert self._rooms.top(alive) == top, "room index: largest capacities"
         if work is not None:
             for node in set(work) | set(self.work):
                 got, expect = self.work.get(node, 0.0), work.get(node, 0.0)

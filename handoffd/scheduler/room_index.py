@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+_UNSET = object()
+
 
 @dataclass
 class NodeState:
@@ -38,10 +40,14 @@ class NodeState:
     version: int
 
     def __setattr__(self, key: str, value: Any) -> None:
-        object.__setattr__(self, key, value)
         watch = self.__dict__.get("_watch")
-        if watch is not None and key != "address" and key != "version":
-            watch(self.name, key == "alive")
+        if watch is None or key == "address" or key == "version":
+            object.__setattr__(self, key, value)
+            return
+        same = self.__dict__.get(key, _UNSET) == value  # (the owner re-sets capacity every report)
+        object.__setattr__(self, key, value)
+        if not same:
+            watch(self.name, key != "free")
 
 
 class Nodes(dict[str, NodeState]):
@@ -85,12 +91,17 @@ class RoomIndex:
         self._position: dict[str, int] = {}  # node -> its place in ``nodes`` iteration order
         self._alive: list[NodeState] | None = None  # live nodes in order (None: rebuild)
         self._window = -1  # the window the rooms were computed for
+        self._budgeted: float | None = -1.0  # the queue_seconds ``fillable`` was computed for
+        # Live nodes whose window could take part in a top-up (room in some kind, budget left).
+        self._fillable: set[str] = set()
+        self._top: dict[str, float] | None = None  # the largest capacity of each kind, live nodes
 
-    def changed(self, name: str, liveness: bool = False) -> None:
-        """``name``'s room may have changed (``liveness``: and whether it is alive)."""
+    def changed(self, name: str, shape: bool = False) -> None:
+        """``name``'s room may have changed (``shape``: so may its liveness or capacity)."""
         self.dirty.add(name)
-        if liveness:
+        if shape:
             self._alive = None
+            self._top = None
 
     def reordered(self) -> None:
         self._position.clear()
@@ -105,8 +116,9 @@ class RoomIndex:
     def refresh(self, view: Any) -> None:
         """Recompute the rooms of the dirty nodes (all of them if the window changed)."""
         nodes: dict[str, NodeState] = view.nodes
-        if view.window != self._window:
+        if view.window != self._window or view.queue_seconds != self._budgeted:
             self._window = view.window
+            self._budgeted = view.queue_seconds
             self.dirty.update(nodes)
         if not self._position:
             self._position = {name: i for i, name in enumerate(nodes)}
@@ -115,7 +127,12 @@ class RoomIndex:
             if n is None or not n.alive:
                 self.room.pop(name, None)
                 self._with_room.discard(name)
+                self._fillable.discard(name)
                 continue
+            if view.may_take_part(n):
+                self._fillable.add(name)
+            else:
+                self._fillable.discard(name)
             f = view.room_of(n)
             self.room[name] = f
             if any(q > 0.0 for q in f.values()):
@@ -128,3 +145,17 @@ class RoomIndex:
         """Live nodes with some room, in ``nodes`` order."""
         position = self._position
         return iter(sorted(self._with_room, key=position.__getitem__))
+
+    def fillable(self) -> list[str]:
+        """Live nodes whose window may take part in a top-up, in ``nodes`` order."""
+        return sorted(self._fillable, key=self._position.__getitem__)
+
+    def top(self, alive: list[NodeState]) -> dict[str, float]:
+        """The largest capacity of each kind over the live nodes (recomputed when one changes)."""
+        if self._top is None:
+            top: dict[str, float] = {}
+            for n in alive:
+                for kind, q in n.capacity.items():
+                    top[kind] = max(q, top[kind]) if kind in top else q
+            self._top = top
+        return self._top

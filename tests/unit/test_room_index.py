@@ -231,3 +231,22 @@ def test_room_index_keeps_full_nodes_when_demands_share_no_kind() -> None:
     the largest capacity of each kind scales binpack's score (here node a's 16 cpus make b, with
     less gpu free, the better fit for the gpu task; without a, c would be)."""
     assert _placed_by(True) == _placed_by(False) == {"g": "b", "c": "b"}
+
+
+def _window_pick(indexed: bool) -> list[tuple[str, int]]:
+    owner = OwnerScheduler("owner", now=0.0, window=2, queue_seconds=None)
+    owner._view.indexed = indexed
+    caps = {"a": {"cpu": 16.0}, "b": {"cpu": 2.0, "gpu": 4.0}, "c": {"cpu": 4.0, "gpu": 2.0}}
+    owner.handle_batch([ev.NodeUpdate(n, n, True, caps[n], {}, 1) for n in caps], 0.0)  # all busy
+    pinned = [TaskSpec(f"p{i}", (), {"cpu": 1.0}, b"p", node="a") for i in range(32)]
+    owner.handle_batch([ev.RunSubmitted("fill", pinned, RunOptions())], 0.1)  # a's window full
+    gpu = [TaskSpec("g", (), {"gpu": 1.0}, b"p")]
+    out = owner.handle_batch([ev.RunSubmitted("r", gpu, RunOptions())], 0.2)
+    return [(d.node, len(d.items)) for d in out if isinstance(d, ev.Dispatch)]
+
+
+def test_room_index_window_top_up_scores_against_every_live_node() -> None:
+    """A window top-up looks only at windows that can take part, but binpack's score is scaled by
+    the largest window of each kind over every live node: node a (16 cpus, window full) makes c's
+    cpu room count for little, so the gpu task goes to c (b would win without a)."""
+    assert _window_pick(True) == _window_pick(False) == [("c", 1)]
