@@ -599,8 +599,8 @@ class ClusterView:
         for n in alive:
             assert self._rooms.room.get(n.name) == self.room_of(n), f"room index: {n.name} stale"
         assert len(self._rooms.room) == len(alive), "room index holds a lost node"
-        want = [n.name for n in alive if self.may_take_part(n)]
-        assert self._rooms.fillable() == want, "room index: windows that may take part"
+        fillable = [n.name for n in alive if self.may_take_part(n)]
+        assert self._rooms.fillable() == fillable, "room index: windows that may take part"
         top: dict[str, float] = {}
         for n in alive:
             for kind, q in n.capacity.items():
