@@ -1,6 +1,7 @@
 """The node's part in issue 19's reliability (a mixin of ``daemon.node.Node``, kept apart so
 node.py stays within the module size): Pings the probe responder answered off the loop, our
-state for its Acks, duplicate names (``NameClash``) and the graceful leave (``NodeLeaving``)."""
+state for its Acks, duplicate names (``NameClash``), the graceful leave (``NodeLeaving``) and a
+restart before our earlier process was declared DEAD (``NodeRestarted``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,24 @@ from handoffd import admission
 from handoffd.daemon.names import YOUNG_S, clash_text
 from handoffd.membership import swim
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_reliability as mr
 
 log = logging.getLogger("handoffd.node")
+
+#: Seconds after we learned of an earlier process of ours in which members we newly hear of are
+#: told too (a joiner learns the view over a few push-pulls).
+RESTART_TELL_S = 10.0
+
+
+class RestartNotice:
+    """Whom we told that we are a new process (``NodeRestarted``), and until when we tell more."""
+
+    def __init__(self) -> None:
+        self.seen = 0  # membership's "earlier_life" count when we last looked
+        self.until = -1.0
+        self.told: set[str] = set()
+        self.members = -1  # how many members we knew when we last told
 
 
 class NodeReliability:
@@ -23,6 +39,7 @@ class NodeReliability:
     config: Any
     membership: Any
     owner: Any
+    replication: Any
     dropped: int
     drops: Any
     started_at: float
@@ -33,11 +50,22 @@ class NodeReliability:
     _leaving: Any
     _names: Any
     _clock: Any
+    _restart: RestartNotice
+    _uploads: Any
+    _upload_codec: Any
 
     def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
         raise NotImplementedError
 
     def members(self) -> list[m.MemberState]:
+        raise NotImplementedError
+
+    def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
+        raise NotImplementedError
+
+    def _on_frames(
+        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
+    ) -> None:
         raise NotImplementedError
 
     def request_stop(self) -> None:
@@ -106,3 +134,52 @@ class NodeReliability:
             if me is not self._published:
                 self._published = me
                 self._responder.publish(me)
+
+    def _tell_restart(self) -> None:
+        """Membership heard a state of our name this process never had: an earlier process of
+        ours, never declared DEAD (a kill -9 and a restart at the same address within the
+        suspicion time). Tell every live member, so owners settle what they had out on it now."""
+        membership, notice = self.membership, self._restart
+        if membership is None:
+            return
+        seen = membership.counters.extra.get("earlier_life", 0)
+        now = self._clock()
+        if seen > notice.seen:
+            if notice.seen == 0:
+                log.warning(
+                    "the cluster still knew an earlier process of node %s: telling members that "
+                    "its work is gone",
+                    self.name,
+                )
+            notice.seen, notice.until = seen, now + RESTART_TELL_S
+        if now > notice.until:
+            return
+        members = membership.members()
+        if len(members) == notice.members:
+            return
+        notice.members = len(members)
+        msg = mio.NodeRestarted(membership.me.incarnation)
+        for member in members:
+            if member.name != self.name and member.status in (m.ALIVE, m.SUSPECT):
+                if member.name not in notice.told:
+                    notice.told.add(member.name)
+                    self.send(member.address, msg)
+
+    def _on_upload(self, msg: mio.UploadChunk, frames: list[Any], conn: bytes) -> None:
+        """A piece of a submission too big to send whole (``handoffd.upload``); the last one
+        makes it whole, handled as if it had come so (decoded within the upload's bounds)."""
+        piece = frames[0] if frames else b""
+        error, received, whole = self._uploads.add(conn, msg, piece, self._clock())
+        self.reply(conn, mio.UploadTaken(msg.request_id, msg.upload_id, received, error))
+        if error:
+            log.warning("a client's upload was refused: %s", error)
+        elif whole is not None:
+            self._on_frames(conn, whole, True, self._upload_codec)
+
+    def _peer_restarted(self, name: str, msg: mio.NodeRestarted) -> None:
+        if self.owner is None or name == self.name:
+            return
+        log.info("member %s restarted (incarnation %d): settling its work", name, msg.incarnation)
+        self.owner.member_restarted(name)
+        if self.replication is not None:
+            self.replication.owner_restarted(name)

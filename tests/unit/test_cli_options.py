@@ -36,6 +36,8 @@ def test_shared_options_before_or_after_the_subcommand(
     assert client.closed
     doc = json.loads(capsys.readouterr().out)
     assert doc["nodes"][0]["free"] == {"cpu": 3.0, "memory": 2048.0}
+    # placement decisions per core backend, as the node counted them
+    assert doc["nodes"][0]["decisions"] == {"cython": 999, "python": 1, "compiled_share": 0.999}
 
 
 def test_the_subcommands_value_wins_over_the_groups(opened: list[RecordingClient]) -> None:
