@@ -38,8 +38,12 @@ from handoffd.membership.swim import (
 from handoffd.protocol import codec
 from handoffd.protocol.messages import ALIVE, PushPull
 
-_MIN_STEP = 1e-6
-SEED_RETRY = 0.5  # virtual seconds between join attempts to a seed not yet known  # a tick is never scheduled at the current instant twice in a row
+_MIN_STEP = 1e-6  # a tick is never scheduled at the current instant twice in a row
+SEED_RETRY = 0.5  # virtual seconds between join attempts to a seed not yet known
+# Heap entry kinds (ints: compared once per event).
+_MSG, _TICK, _SEEDS = 0, 1, 2
+_NEVER = float("inf")
+_TICK_EVENT = Tick()  # (events are frozen: one instance serves every tick)
 
 
 class SimTimeout(AssertionError):
@@ -99,7 +103,7 @@ class Simulation:
         self.changes: list[tuple[float, str, Instruction]] = []
         self._by_address: dict[str, str] = {}
         self._blocked: set[tuple[str, str]] = set()  # (from, to) pairs that cannot talk
-        self._heap: list[tuple[float, int, str, Any]] = []
+        self._heap: list[tuple[float, int, int, Any]] = []
         self._seq = 0
         self.delay = delay
         self.measure_bytes = measure_bytes
@@ -203,34 +207,43 @@ class Simulation:
             self.last_change = self.now
             return True
         next_check = self.now + check_every
+        # The loop is the simulator's own cost per event: locals, int kinds, no per-event method
+        # lookups (issue 20: 1,000 nodes handle ~16,000 events per virtual second).
+        heap = self._heap
+        pop = heapq.heappop
+        nodes = self.nodes
+        blocked = self._blocked
+        stats = self.stats
+        handle = self._handle
         for _ in range(max_events):
-            if not self._heap or self._heap[0][0] > until:
+            if not heap or heap[0][0] > until:
                 self.now = until
                 return condition is not None and condition()
-            at, _, kind, payload = heapq.heappop(self._heap)
-            self.now = max(self.now, at)
-            if kind == "seeds":
-                node = self.nodes[payload]
-                if not node.crashed:
-                    self._retry_seeds(node)
-            elif kind == "tick":
+            at, _, kind, payload = pop(heap)
+            if at > self.now:
+                self.now = at
+            if kind == _MSG:
+                src, dst, msg = payload
+                receiver = nodes.get(dst)
+                if receiver is None or receiver.crashed or (src, dst) in blocked:
+                    stats.blocked += 1
+                    continue
+                stats.delivered += 1
+                handle(receiver, Received(src, nodes[src].address, msg))
+            elif kind == _TICK:
                 name, generation = payload
-                node = self.nodes[name]
+                node = nodes[name]
                 if node.crashed or generation != node.tick_generation:
                     continue
-                node.tick_at = float("inf")
+                node.tick_at = _NEVER
                 if node.membership.next_deadline() > self.now:
                     self._reschedule(node)  # woken for work done meanwhile (an acked probe)
                 else:
-                    self._handle(node, Tick())
-            else:
-                src, dst, msg = payload
-                receiver = self.nodes.get(dst)
-                if receiver is None or receiver.crashed or (src, dst) in self._blocked:
-                    self.stats.blocked += 1
-                    continue
-                self.stats.delivered += 1
-                self._handle(receiver, Received(src, self.nodes[src].address, msg))
+                    handle(node, _TICK_EVENT)
+            else:  # _SEEDS
+                node = nodes[payload]
+                if not node.crashed:
+                    self._retry_seeds(node)
             if check_every:
                 if self.now < next_check:
                     continue
@@ -245,7 +258,7 @@ class Simulation:
         for address in pending:
             self._handle(node, Discovered(address, self._by_address.get(address)))
         if pending:
-            self._push(self.now + SEED_RETRY, "seeds", node.name)
+            self._push(self.now + SEED_RETRY, _SEEDS, node.name)
 
     def _handle(self, node: SimNode, event: Event) -> None:
         if node.crashed:
@@ -254,7 +267,7 @@ class Simulation:
         membership = node.membership
         changes = membership.view_changes
         for instruction in membership.handle(event, self.now):
-            if isinstance(instruction, Send):
+            if type(instruction) is Send:
                 self._send(node, instruction)
             elif isinstance(instruction, MemberChanged | ResourcesChanged):
                 self.changes.append((self.now, node.name, instruction))
@@ -265,38 +278,42 @@ class Simulation:
         self._reschedule(node)
 
     def _send(self, node: SimNode, send: Send) -> None:
-        self.stats.sent += 1
-        kind = type(send.msg).__name__
-        self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+        stats = self.stats
+        stats.sent += 1
         msg = send.msg
-        states = len(msg.members if isinstance(msg, PushPull) else msg.updates)
-        if states > self.stats.largest.get(kind, 0):
-            self.stats.largest[kind] = states
+        kind = type(msg).__name__
+        by_type = stats.by_type
+        by_type[kind] = by_type.get(kind, 0) + 1
+        states = len(msg.members if type(msg) is PushPull else msg.updates)
+        if states > stats.largest.get(kind, 0):
+            stats.largest[kind] = states
         dst = self._by_address.get(send.address)
         if dst is None or (node.name, dst) in self._blocked:
-            self.stats.blocked += 1
+            stats.blocked += 1
             return
-        if self.measure_bytes and self.stats.sent % self.measure_bytes == 0:
-            size = sum(len(f) for f in codec.encode(send.msg, sender=node.name))
+        if self.measure_bytes and stats.sent % self.measure_bytes == 0:
+            size = sum(len(f) for f in codec.encode(msg, sender=node.name))
             count, total = self.sampled.get(kind, (0, 0))
             self.sampled[kind] = (count + 1, total + size)
-        if self.loss and self.rng.random() < self.loss:
-            self.stats.lost += 1
+        rng = self.rng
+        if self.loss and rng.random() < self.loss:
+            stats.lost += 1
             return
         if self.delay is not None:
-            delay = self.delay(self.rng)
-        else:
-            delay = self.latency + self.rng.uniform(0, self.jitter)
-        self._push(self.now + delay, "msg", (node.name, dst, send.msg))
+            delay = self.delay(rng)
+        else:  # (random.uniform(0, jitter), without its call: the same float)
+            delay = self.latency + (0 + (self.jitter - 0) * rng.random())
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + delay, self._seq, _MSG, (node.name, dst, msg)))
 
     def _reschedule(self, node: SimNode) -> None:
         at = max(node.membership.next_deadline(), self.now + _MIN_STEP)
         if at < node.tick_at:
             node.tick_generation += 1
             node.tick_at = at
-            self._push(at, "tick", (node.name, node.tick_generation))
+            self._push(at, _TICK, (node.name, node.tick_generation))
 
-    def _push(self, at: float, kind: str, payload: Any) -> None:
+    def _push(self, at: float, kind: int, payload: Any) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, kind, payload))
 

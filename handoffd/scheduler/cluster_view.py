@@ -50,7 +50,6 @@ whether a node's window is due (``below_low_water``) and which node a window tas
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from handoffd import resources
@@ -59,6 +58,8 @@ from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
 from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations
 from handoffd.scheduler.ready import ReadyQueue
+from handoffd.scheduler.room_index import Nodes, RoomIndex
+from handoffd.scheduler.room_index import NodeState as NodeState
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
@@ -81,18 +82,6 @@ DispatchKey = tuple[str, str, int]
 #: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
 #: True: to its window, beyond its free resources (it may wait in the node's queue).
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
-
-
-@dataclass
-class NodeState:
-    """Our view of one node."""
-
-    name: str
-    address: str
-    alive: bool
-    capacity: dict[str, float]
-    free: dict[str, float]  # as last reported (newest resource_version)
-    version: int
 
 
 def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
@@ -125,7 +114,11 @@ class ClusterView:
         # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
         self.work: dict[str, float] = {}
         self._core = core.kernels(backend)
-        self.nodes: dict[str, NodeState] = {}
+        # Live nodes' rooms between passes (``room_index``); ``indexed`` False: every pass builds
+        # every node's room (the reference the index is tested against).
+        self._rooms = RoomIndex()
+        self.indexed = True
+        self.nodes: dict[str, NodeState] = Nodes(self._rooms.changed, self._rooms.reordered)
         # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
         # or in the node's queue: the demand the dispatch window bounds).
         self.outstanding: dict[str, dict[str, float]] = {}
@@ -154,6 +147,7 @@ class ClusterView:
     def went_out(self, node: str, rec: TaskRecord) -> None:
         """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
         add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
+        self._rooms.changed(node)
         n = self.nodes.get(node)
         capacity = n.capacity if n is not None else {}
         rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
@@ -164,6 +158,7 @@ class ClusterView:
         """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
         load = self.outstanding.setdefault(node, {})
         add_into(load, rec.spec.cost, -1)
+        self._rooms.changed(node)
         if rec.charge:
             left = self.work.get(node, 0.0) - rec.charge
             # Only tasks with a cost carry work: none left, no work (no float residue either).
@@ -183,6 +178,7 @@ class ClusterView:
         self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
         if cost:
             add_into(self.pending.setdefault(node, {}), cost, 1)
+            self._rooms.changed(node)
 
     def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
         """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
@@ -190,6 +186,7 @@ class ClusterView:
         sent = pending.pop(key, None) if pending is not None else None
         if sent is not None and sent[0]:
             add_into(self.pending[node], sent[0], -1)
+            self._rooms.changed(node)
         return sent
 
     def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
@@ -205,6 +202,7 @@ class ClusterView:
                 cost = pending.pop(key)[0]
                 if cost:
                     add_into(self.pending[node], cost, -1)
+            self._rooms.changed(node)
         return late
 
     def oldest_unacked(self, node: str) -> float | None:
@@ -217,6 +215,7 @@ class ClusterView:
         """``node`` was lost or came back: its answers are not coming / its report is fresh."""
         self.unacked.pop(node, None)
         self.pending.pop(node, None)
+        self._rooms.changed(node)
 
     def forget_run(self, run_id: str) -> None:
         for node, pending in self.unacked.items():
@@ -224,6 +223,7 @@ class ClusterView:
                 cost = pending.pop(key)[0]
                 if cost:
                     add_into(self.pending[node], cost, -1)
+                    self._rooms.changed(node)
 
     def could_take(self, pin: str | None, cost: dict[str, float]) -> bool:
         """Whether a newly ready task (pinned to ``pin`` or not) may be placed now: some node it
@@ -280,33 +280,47 @@ class ClusterView:
 
     # -- placement ---------------------------------------------------------------------------------
 
+    def may_take_part(self, n: NodeState) -> bool:
+        """Whether ``n``'s window could take part in a top-up (``window_fill``'s test before the
+        low-water mark): room in some kind it has, and budget left if there is a time budget."""
+        if self.queue_seconds is not None and not self.budget(n.name) > 0.0:
+            return False
+        window = float(self.window)
+        load = self.outstanding.get(n.name, {})
+        return any(
+            q > 0.0 and q * window - float(load.get(k, 0.0)) > EPS for k, q in n.capacity.items()
+        )
+
+    def room_of(self, n: NodeState) -> dict[str, float]:
+        """What a placement pass may use on ``n``: effective free, capped by the window room."""
+        f = dict(n.free)
+        pending = self.pending.get(n.name)
+        if pending:
+            for k, q in pending.items():
+                f[k] = f.get(k, 0.0) - q
+        window = self.window
+        if window > 1:  # outstanding demand never exceeds the window, queued or not
+            load = self.outstanding.get(n.name, {})
+            for k, q in n.capacity.items():
+                f[k] = min(f.get(k, 0.0), q * window - load.get(k, 0.0))
+        return f
+
     def place(self, ready: ReadyQueue, dispatch: DispatchFn) -> None:
         """Place ready tasks (walked in queue order) and ``dispatch`` each one placed: first what
         fits free resources now, then (``window > 1``) node windows below their low-water mark."""
         if not ready:
             return
-        alive = [n for n in self.nodes.values() if n.alive]
-        window = self.window
-        free: dict[str, dict[str, float]] = {}
-        anything = False
-        for n in alive:
-            f = dict(n.free)
-            pending = self.pending.get(n.name)
-            if pending:
-                for k, q in pending.items():
-                    f[k] = f.get(k, 0.0) - q
-            if window > 1:  # outstanding demand never exceeds the window, queued or not
-                load = self.outstanding.get(n.name, {})
-                for k, q in n.capacity.items():
-                    f[k] = min(f.get(k, 0.0), q * window - load.get(k, 0.0))
-            free[n.name] = f
-            if not anything:
-                for q in f.values():
-                    if q > EPS:
-                        anything = True
-                        break
+        rooms = self._rooms
+        rooms.refresh(self)
+        alive = rooms.alive(self.nodes)
         if not alive:
             return
+        window = self.window
+        # Only nodes with room, unless a weightless task (it fits a full node) is queued.
+        indexed = self.indexed and not ready.weightless
+        names = rooms.with_room() if indexed else (n.name for n in alive)
+        free = {name: dict(rooms.room[name]) for name in names}
+        anything = any(q > EPS for f in free.values() for q in f.values())
         self.saturated = not anything
         if window > 1 and not anything:
             # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
@@ -384,7 +398,7 @@ class ClusterView:
                     exhausted = not any(q > 0.0 for q in total.values())
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
-                held = run.input_bytes(rec.id, free.__contains__)
+                held = run.input_bytes(rec.id, self._rooms.room.__contains__)  # live nodes
                 batch.append(
                     (run, rec, placement.TaskRequest(need, pin, prefer(held) if held else None))
                 )
@@ -437,17 +451,30 @@ class ClusterView:
         than ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot
         idle on our account."""
         timed = self.queue_seconds is not None
+        nodes = alive
+        capacities = [n.capacity for n in alive] if not self.indexed else []
+        if self.indexed:
+            # Only nodes that can take part (``room_index``), and one that cannot, carrying the
+            # largest capacity of each kind: the core scales binpack's score by it, as with all.
+            nodes = [self.nodes[name] for name in self._rooms.fillable()]
+            if not nodes:
+                return
+            capacities = [n.capacity for n in nodes]
+            capacities.append(self._rooms.top(alive))
+        window = self.window
+        loads = [self.outstanding.get(n.name, {}) for n in nodes]
+        budgets = [self.budget(n.name) for n in nodes] if timed else None
+        if self.indexed:
+            loads.append({k: q * float(window) for k, q in capacities[-1].items()})  # no room
+            if budgets is not None:
+                budgets.append(0.0)
         fill = self._core.window_fill(
-            [n.capacity for n in alive],
-            [self.outstanding.get(n.name, {}) for n in alive],
-            self.window,
-            LOW_WATER if low_water else None,
-            [self.budget(n.name) for n in alive] if timed else None,
+            capacities, loads, window, LOW_WATER if low_water else None, budgets
         )
         estimate = self.durations.estimate
         if not fill.left:
             return
-        index = {n.name: i for i, n in enumerate(alive)}
+        index = {n.name: i for i, n in enumerate(nodes)}
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
         try:
@@ -481,7 +508,7 @@ class ClusterView:
                     continue
                 misses = 0
                 # (discards it from the queue: the walk goes on)
-                dispatch(run, rec, alive[chosen].name, True)
+                dispatch(run, rec, nodes[chosen].name, True)
                 if not fill.left:
                     break
         finally:
@@ -494,6 +521,12 @@ class ClusterView:
         kinds = set.intersection(*(set(d) for d in demands)) if demands else set()
         least = {k: min(d[k] for d in demands) for k in kinds}
         fits = self._core.fits
+        room = self._rooms.room
+        if not least and len(free) < len(room):
+            # No kind common to every demand: nodes without room pass the filter too (none can
+            # take a task, but they count in the core's scoring: capacity scales).
+            alive = self._rooms.alive(self.nodes)
+            free = {n.name: free[n.name] if n.name in free else dict(room[n.name]) for n in alive}
         return [
             placement.NodeView(name, self.nodes[name].capacity, f)
             for name, f in free.items()
@@ -565,7 +598,21 @@ class ClusterView:
         self, outstanding: dict[str, dict[str, float]], work: dict[str, float] | None = None
     ) -> None:
         """Raise AssertionError unless our outstanding demand equals ``outstanding`` and our work
-        ``work`` (both recomputed from the tasks) and no unanswered dispatch is on a lost node."""
+        ``work`` (both recomputed from the tasks), no unanswered dispatch is on a lost node and
+        the room index holds what a full pass would build."""
+        self._rooms.refresh(self)
+        alive = [n for n in self.nodes.values() if n.alive]
+        assert self._rooms.alive(self.nodes) == alive, "room index: live nodes out of step"
+        for n in alive:
+            assert self._rooms.room.get(n.name) == self.room_of(n), f"room index: {n.name} stale"
+        assert len(self._rooms.room) == len(alive), "room index holds a lost node"
+        fillable = [n.name for n in alive if self.may_take_part(n)]
+        assert self._rooms.fillable() == fillable, "room index: windows that may take part"
+        top: dict[str, float] = {}
+        for n in alive:
+            for kind, q in n.capacity.items():
+                top[kind] = max(top.get(kind, q), q)
+        assert self._rooms.top(alive) == top, "room index: largest capacities"
         if work is not None:
             for node in set(work) | set(self.work):
                 got, expect = self.work.get(node, 0.0), work.get(node, 0.0)

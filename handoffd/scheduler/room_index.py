@@ -1,0 +1,161 @@
+"""Which live nodes have room, kept between placement passes (issue 20).
+
+A placement pass needs each live node's *room*: the free resources it last reported, minus our
+unanswered dispatches there (``pending``), capped by its dispatch window (``window`` x capacity minus
+our ``outstanding`` demand there). Building that for every node on every pass made a pass O(n): a
+1,000-node owner without the window spent ~750 us per decision in it. This index keeps each live
+node's room and recomputes it only for nodes whose inputs changed since the last pass (marked
+``dirty``: a node report, a dispatch, an answer, a task going out or coming back), and keeps the set
+of nodes with any room (some kind above 0), so a pass visits only those.
+
+A node without room can take no task that costs something (a quantity is 0 or above ``EPS`` and
+fits only ``free + EPS``, so it needs free above 0), so leaving it out changes no decision; the
+view falls back to every live node when it could matter (weightless tasks queued, or a batch whose
+demands share no kind: ``ClusterView._views``). The rooms are computed exactly as the full pass did
+(same arithmetic, same key order), so placement is identical; tests/unit/test_room_index.py
+checks that against the full pass with random clusters and workloads.
+
+Pure bookkeeping: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+_UNSET = object()
+
+
+@dataclass
+class NodeState:
+    """Our view of one node. Assigning a field tells the index watching it (``_watch``) that the
+    node's room must be recomputed (the owner updates nodes in place)."""
+
+    name: str
+    address: str
+    alive: bool
+    capacity: dict[str, float]
+    free: dict[str, float]  # as last reported (newest resource_version)
+    version: int
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        watch = self.__dict__.get("_watch")
+        if watch is None or key == "address" or key == "version":
+            object.__setattr__(self, key, value)
+            return
+        same = self.__dict__.get(key, _UNSET) == value  # (the owner re-sets capacity every report)
+        object.__setattr__(self, key, value)
+        if not same:
+            watch(self.name, key != "free")
+
+
+class Nodes(dict[str, NodeState]):
+    """``ClusterView.nodes``: a dict that tells the index when a node is added or replaced."""
+
+    def __init__(self, changed: Callable[[str, bool], None], reordered: Callable[[], None]) -> None:
+        super().__init__()
+        self._changed = changed
+        self._reordered = reordered
+
+    def __setitem__(self, name: str, node: NodeState) -> None:
+        if name not in self:
+            self._reordered()  # a new key goes last in iteration order
+        super().__setitem__(name, node)
+        object.__setattr__(node, "_watch", self._changed)
+        self._changed(name, True)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name)
+        self._reordered()
+
+    def pop(self, name: str, *default: Any) -> Any:  # type: ignore[override]
+        had = name in self
+        value = super().pop(name, *default)
+        if had:
+            self._reordered()
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        self._reordered()
+
+
+class RoomIndex:
+    """Each live node's room and the live nodes with some, brought up to date by ``refresh``."""
+
+    def __init__(self) -> None:
+        self.dirty: set[str] = set()
+        self.room: dict[str, dict[str, float]] = {}  # live nodes only
+        self._with_room: set[str] = set()
+        self._position: dict[str, int] = {}  # node -> its place in ``nodes`` iteration order
+        self._alive: list[NodeState] | None = None  # live nodes in order (None: rebuild)
+        self._window = -1  # the window the rooms were computed for
+        self._budgeted: float | None = -1.0  # the queue_seconds ``fillable`` was computed for
+        # Live nodes whose window could take part in a top-up (room in some kind, budget left).
+        self._fillable: set[str] = set()
+        self._top: dict[str, float] | None = None  # the largest capacity of each kind, live nodes
+
+    def changed(self, name: str, shape: bool = False) -> None:
+        """``name``'s room may have changed (``shape``: so may its liveness or capacity)."""
+        self.dirty.add(name)
+        if shape:
+            self._alive = None
+            self._top = None
+
+    def reordered(self) -> None:
+        self._position.clear()
+        self._alive = None
+
+    def alive(self, nodes: dict[str, NodeState]) -> list[NodeState]:
+        """Live nodes in ``nodes`` order (cached until a node changes)."""
+        if self._alive is None:
+            self._alive = [n for n in nodes.values() if n.alive]
+        return self._alive
+
+    def refresh(self, view: Any) -> None:
+        """Recompute the rooms of the dirty nodes (all of them if the window changed)."""
+        nodes: dict[str, NodeState] = view.nodes
+        if view.window != self._window or view.queue_seconds != self._budgeted:
+            self._window = view.window
+            self._budgeted = view.queue_seconds
+            self.dirty.update(nodes)
+        if not self._position:
+            self._position = {name: i for i, name in enumerate(nodes)}
+        for name in self.dirty:
+            n = nodes.get(name)
+            if n is None or not n.alive:
+                self.room.pop(name, None)
+                self._with_room.discard(name)
+                self._fillable.discard(name)
+                continue
+            if view.may_take_part(n):
+                self._fillable.add(name)
+            else:
+                self._fillable.discard(name)
+            f = view.room_of(n)
+            self.room[name] = f
+            if any(q > 0.0 for q in f.values()):
+                self._with_room.add(name)
+            else:
+                self._with_room.discard(name)
+        self.dirty.clear()
+
+    def with_room(self) -> Iterator[str]:
+        """Live nodes with some room, in ``nodes`` order."""
+        position = self._position
+        return iter(sorted(self._with_room, key=position.__getitem__))
+
+    def fillable(self) -> list[str]:
+        """Live nodes whose window may take part in a top-up, in ``nodes`` order."""
+        return sorted(self._fillable, key=self._position.__getitem__)
+
+    def top(self, alive: list[NodeState]) -> dict[str, float]:
+        """The largest capacity of each kind over the live nodes (recomputed when one changes)."""
+        if self._top is None:
+            top: dict[str, float] = {}
+            for n in alive:
+                for kind, q in n.capacity.items():
+                    top[kind] = max(q, top[kind]) if kind in top else q
+            self._top = top
+        return self._top
