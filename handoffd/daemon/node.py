@@ -104,6 +104,7 @@ class Node(NodeReliability):
         self._discovery: list[Any] = []
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0
         self._resources_dirty = False
         self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
@@ -528,11 +529,13 @@ class Node(NodeReliability):
 
     def _schedule_tick(self) -> None:
         interval = self.config.membership.probe_interval / 4
+        self._tick_due = self._clock() + interval
         self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
 
     def _tick(self) -> None:
         try:
-            self._run_membership(swim.Tick())
+            # How late our timer fired: a stalled loop (Lifeguard, membership/lifeguard.py).
+            self._run_membership(swim.Tick(max(0.0, self._clock() - self._tick_due)))
             if self.owner is not None:
                 self.owner.tick(self._clock())
             if self.replication is not None:

@@ -15,7 +15,7 @@ import random
 from dataclasses import replace
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import records
+from handoffd.membership import lifeguard, records
 from handoffd.membership.assertions import MAX_RELAYS
 from handoffd.membership.events import Instruction, Send
 from handoffd.membership.probes import ping_address
@@ -29,8 +29,6 @@ from handoffd.protocol.messages import (
     Ping,
     PingReq,
 )
-
-MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
 
 
 class Prober:
@@ -52,7 +50,8 @@ class Prober:
         self._next_id = 1
         # Spread the first timers so a cluster started at once does not probe in lockstep.
         self._next_probe_at = now + self._rng.uniform(0, self.config.probe_interval)
-        self._health = 0  # Lifeguard local health: 0 healthy .. MAX_HEALTH; scales our timeouts
+        self._health = lifeguard.LocalHealth()  # scales our probe interval and timeouts
+        self._judge_after = float("-inf")  # after a stall of our loop: no verdict before this
 
     # Membership's (see the module doc).
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
@@ -64,6 +63,9 @@ class Prober:
     def _count(self, reason: str, n: int = 1) -> None:
         raise NotImplementedError
 
+    def _confirm(self, record: records.Member, accuser: str, now: float) -> None:
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------- our probes
 
     def _probe_deadline(self) -> float:
@@ -71,8 +73,22 @@ class Prober:
         probe = self._probe
         return probe.final_deadline if probe.indirect_sent else probe.direct_deadline
 
+    def _stalled(self, now: float) -> None:
+        """Our loop ran late (``Tick.late``): what fell due meanwhile may be answered by messages
+        still unread, so give them ``probe_timeout`` before any verdict (Lifeguard's idea that a
+        slow node must not accuse others, applied to a loop that did not run at all)."""
+        self._health.late()
+        self._judge_after = now + self.config.probe_timeout
+        probe = self._probe
+        if probe is not None:
+            probe.direct_deadline = max(probe.direct_deadline, self._judge_after)
+            if not probe.indirect_sent:
+                relays = self.config.indirect_timeout * self._health.scale
+                probe.final_deadline = max(probe.final_deadline, probe.direct_deadline + relays)
+            probe.final_deadline = max(probe.final_deadline, self._judge_after)
+
     def _start_probe(self, now: float, out: list[Instruction]) -> None:
-        scale = 1 + self._health
+        scale = self._health.scale
         self._next_probe_at = now + self.config.probe_interval * scale
         target = self._next_probe_target()
         if target is None:
@@ -103,13 +119,15 @@ class Prober:
         if probe.indirect_sent and now >= probe.final_deadline:
             self._probe = None
             self.counters.probes_failed += 1
-            self._health = min(MAX_HEALTH, self._health + 1)
+            self._health.probe_failed()
             if target.state.status == ALIVE:
                 self._suspect(target, now, out)
+            else:  # already SUSPECT: our failed probe is an independent confirmation
+                self._confirm(target, self.name, now)
 
     def _probe_succeeded(self) -> None:
         self._probe = None
-        self._health = max(0, self._health - 1)
+        self._health.probe_answered()
 
     def _next_probe_target(self) -> MemberState | None:
         for _ in range(2):
@@ -125,7 +143,9 @@ class Prober:
         return None
 
     def _suspect(self, record: records.Member, now: float, out: list[Instruction]) -> None:
-        self._set(replace(record.state, status=SUSPECT), now, out, "probe failed")
+        self._health.counters.suspicions_raised += 1
+        state = replace(record.state, status=SUSPECT, accuser=self.name)
+        self._set(state, now, out, "probe failed")
         # Tell the suspect directly so it can refute before our timer runs out.
         out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name))))
 
@@ -170,7 +190,7 @@ class Prober:
             self._count("ping_req_refused")
             return
         probe_id = self._new_id()
-        deadline = now + self.config.indirect_timeout * (1 + self._health)
+        deadline = now + self.config.indirect_timeout * self._health.scale
         self._relays[probe_id] = records.Relay(reply_to, sender, msg.probe_id, msg.target, deadline)
         out.append(Send(ping_address(target.state), Ping(probe_id, self._piggyback(msg.target))))
 

@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import assertions, records
+from handoffd.membership import assertions, lifeguard, records
 
 # Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
 from handoffd.membership.assertions import MAX_COUNTER as MAX_COUNTER
@@ -55,8 +55,9 @@ from handoffd.membership.events import ResourcesChanged as ResourcesChanged
 from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
+from handoffd.membership.lifeguard import MAX_HEALTH, HealthCounters, Suspicion
 from handoffd.membership.probes import moved, reply_address
-from handoffd.membership.probing import MAX_HEALTH, Prober
+from handoffd.membership.probing import Prober
 from handoffd.membership.records import _SAME_INCARNATION_MOVES
 from handoffd.membership.records import supersedes as supersedes
 from handoffd.protocol.messages import (
@@ -174,7 +175,12 @@ class Membership(Prober):
 
     @property
     def health(self) -> int:
-        return self._health
+        """Our local health score (Lifeguard): 0 healthy .. MAX_HEALTH."""
+        return self._health.score
+
+    @property
+    def health_counters(self) -> HealthCounters:
+        return self._health.counters
 
     @property
     def news_pending(self) -> int:
@@ -211,13 +217,17 @@ class Membership(Prober):
             assert (m.state.status == SUSPECT) == (m.suspect_deadline is not None), m
         assert set(self._queue) <= set(self._members), "gossip queue names an unknown member"
         self._index.validate()
-        assert 0 <= self._health <= MAX_HEALTH
+        assert 0 <= self._health.score <= MAX_HEALTH
+        for m in self._members.values():
+            assert (m.state.status == SUSPECT) == (m.suspicion is not None), m
 
     # -------------------------------------------------------------------------------- events
 
     def handle(self, event: Event, now: float) -> list[Instruction]:
         out: list[Instruction] = []
         if isinstance(event, Tick):
+            if event.late >= lifeguard.stall_threshold(self.config):
+                self._stalled(now)
             self._tick(now, out)
         elif isinstance(event, Received):
             self._received(event, now, out)
@@ -251,7 +261,10 @@ class Membership(Prober):
             del self._asked[address]
         for name in self._index.timers.pop_due(now):
             m = self._members[name]
-            if m.suspect_deadline is not None and now >= m.suspect_deadline:
+            if m.suspect_deadline is not None and now < self._judge_after:
+                m.suspect_deadline = self._judge_after  # fell due while our loop stalled
+                self._index.timers.add(self._judge_after, name)
+            elif m.suspect_deadline is not None and now >= m.suspect_deadline:
                 self._set(replace(m.state, status=DEAD), now, out, "suspicion timeout")
             elif m.state.status in (DEAD, LEFT):  # reaped
                 del self._members[name]
@@ -342,6 +355,19 @@ class Membership(Prober):
         until = self._asked.pop(own.address, None)
         return until is not None and now < until
 
+    def _confirm(self, record: _Member, accuser: str, now: float) -> None:
+        """Another member (``accuser``) suspects ``record``'s member too: shorten the timeout,
+        and pass the confirmation on (our copy now names this accuser)."""
+        suspicion = record.suspicion
+        if suspicion is None or not suspicion.confirm(accuser):
+            return
+        self._health.counters.confirmations += 1
+        deadline = max(suspicion.deadline(), self._judge_after)
+        record.suspect_deadline = deadline
+        self._index.timers.add(deadline, record.state.name)
+        record.state = replace(record.state, accuser=accuser)
+        self._enqueue(record.state.name)
+
     def _count(self, reason: str, n: int = 1) -> None:
         extra = self.counters.extra
         extra[reason] = extra.get(reason, 0) + n
@@ -388,6 +414,9 @@ class Membership(Prober):
         limit = self._retransmit_limit()
         for u in updates:
             known = members.get(u.name)
+            if u.status == SUSPECT and known is not None and known.suspicion is not None:
+                if known.state.incarnation == u.incarnation:
+                    self._confirm(known, u.accuser, now)
             if known is not None and records.same(known.state, u) and u.name != self.name:
                 self._queue.heard(u.name, limit)
                 continue  # nothing new (most of a push-pull page)
@@ -441,7 +470,7 @@ class Membership(Prober):
         # Someone holds an assertion about us at least as new as our own: only we speak for us.
         status = LEFT if self._left else ALIVE
         if u.status in (SUSPECT, DEAD) and not self._left:
-            self._health = min(MAX_HEALTH, self._health + 1)
+            self._health.suspected()
         self._members[self.name].state = replace(me, incarnation=u.incarnation + 1, status=status)
         self.counters.refutations += 1
         self._enqueue(self.name)
@@ -497,9 +526,18 @@ class Membership(Prober):
             record.state = new
         if old is None or old.status != new.status:
             record.changed_at = now
-            record.suspect_deadline = (
-                now + self.config.suspicion_timeout if new.status == SUSPECT else None
-            )
+            if new.status == SUSPECT:
+                n = len(self._live) + 1
+                record.suspicion = Suspicion.begin(self.config, n, now, new.accuser)
+                record.suspect_deadline = record.suspicion.deadline()
+            else:
+                suspicion, record.suspicion, record.suspect_deadline = record.suspicion, None, None
+                if (
+                    suspicion is not None
+                    and new.status == ALIVE
+                    and self.name in suspicion.accusers
+                ):
+                    self._health.counters.suspicions_wrong += 1
             self._index.moved(new)
             old_status = old.status if old else None
             self.history.append((now, new.name, old_status, new.status, new.incarnation, cause))

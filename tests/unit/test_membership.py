@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from handoffd.config import MembershipConfig
+from handoffd.membership.lifeguard import suspicion_bounds
 from handoffd.membership.swim import (
     MAX_NEW_PER_MESSAGE,
     MAX_RELAYS,
@@ -112,8 +113,11 @@ def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert len(reqs) == min(CFG.indirect_probes, 2)  # the other two peers relay
     assert (target, ALIVE, SUSPECT) in changes(out)
     assert sends(out, Gossip), "the suspect is told so it can refute"
-    out, now = tick_until(a, now, now + CFG.suspicion_timeout + 0.01)
+    # A lone accuser (nobody confirms) waits the longest suspicion timeout (Lifeguard).
+    out, now = tick_until(a, now, now + suspicion_bounds(CFG, 4)[1] + 0.01)
     assert (target, SUSPECT, DEAD) in changes(out)
+    moved = {new: t for t, name, _, new, _, _ in a.history if name == target}
+    assert moved[DEAD] - moved[SUSPECT] == pytest.approx(suspicion_bounds(CFG, 4)[1], abs=0.01)
     assert a.health > 0  # our own missed probes stretch our timeouts (Lifeguard)
 
 
