@@ -84,6 +84,9 @@ class MembershipConfig:
     # States in one periodic push-pull between members (a bounded share of the view, so its size and
     # the bytes per second it costs do not grow with the cluster); a joiner still gets everything.
     push_pull_page: int = 64
+    # A push-pull answer that taught us a member or a status move: the next one comes after this
+    # share of push_pull_interval (views differ: a join storm, a healed partition).
+    push_pull_storm_share: float = 0.125
 
     @staticmethod
     def lan() -> MembershipConfig:

@@ -305,7 +305,11 @@ class Membership(Prober):
                 self._count("stranger_assertions_ignored", len(updates) - len(heard))
             updates = heard
         cause = f"{type(msg).__name__} from {event.sender}"
-        if self._merge(updates, now, out, cause, event.sender):
+        told = len(out)
+        refuted = self._merge(updates, now, out, cause, event.sender)
+        if isinstance(msg, PushPull) and not msg.reply_wanted:
+            self._sync_sooner(sum(isinstance(i, MemberChanged) for i in out[told:]), now)
+        if refuted:
             # We refuted an assertion about us: tell its sender now rather than at the next round.
             address = self._address_of(event.sender, event.sender_address, own)
             if address is not None and not isinstance(msg, Ping | PushPull):
@@ -367,6 +371,17 @@ class Membership(Prober):
         self._index.timers.add(deadline, record.state.name)
         record.state = replace(record.state, accuser=accuser)
         self._enqueue(record.state.name)
+
+    def _sync_sooner(self, moves: int, now: float) -> None:
+        """A push-pull answer that taught us members or status moves (a join storm, a healed
+        partition): the views differ, so sync again soon with another random peer rather than
+        wait ``push_pull_interval`` while gossip's bounded messages carry the rest piece by
+        piece (an epidemic's tail is long). It stops by itself once a sync teaches nothing
+        (resource news alone does not count: it changes all the time in a busy cluster).
+        """
+        if moves:
+            soon = now + self.config.push_pull_interval * self.config.push_pull_storm_share
+            self._next_push_pull_at = min(self._next_push_pull_at, soon)
 
     def _count(self, reason: str, n: int = 1) -> None:
         extra = self.counters.extra
