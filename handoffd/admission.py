@@ -32,6 +32,7 @@ from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
+from handoffd.protocol.messages_swim import DescribeHealth
 
 log = logging.getLogger("handoffd.admission")
 
@@ -81,6 +82,7 @@ CLIENT_TYPES = (
     GetTaskHistory,
     GetNodeInfo,
     GetMetrics,
+    DescribeHealth,
     *ops.CLIENT_TYPES,
 )
 

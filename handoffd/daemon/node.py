@@ -31,6 +31,7 @@ from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.fencing import Quorum
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
 from handoffd.daemon.node_reliability import NodeReliability
@@ -48,6 +49,7 @@ from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
+from handoffd.protocol.messages_swim import DescribeHealth
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -105,6 +107,10 @@ class Node(NodeReliability):
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_due = 0.0
+        self.quorum = Quorum(self.name, evict_after=config.membership.dead_reap_after / 2)
+        self._withheld: set[str] = set()  # DEAD verdicts held back while fenced
+        self._next_fence_check = 0.0
+        self._replay_at = float("inf")  # after a heal: verdicts still DEAD then reach the owner
         self._resources_dirty = False
         self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
@@ -519,6 +525,8 @@ class Node(NodeReliability):
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):
             self.reply(conn, metrics_reply(self, msg.request_id))
+        elif isinstance(msg, DescribeHealth):
+            self.reply(conn, self.health_reply(msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -600,6 +608,7 @@ class Node(NodeReliability):
                 updates.append(instruction.member)
             elif isinstance(instruction, swim.ResourcesChanged):
                 updates.append(instruction.member)
+        self._fence_step(changes, updates)  # minority fencing (daemon/fencing.py)
         # One scheduler batch and one standby re-choice per event, not per change: a push-pull
         # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
         # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner

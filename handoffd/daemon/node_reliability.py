@@ -8,10 +8,13 @@ import logging
 from typing import Any
 
 from handoffd import admission
+from handoffd.daemon.fencing import Quorum
 from handoffd.daemon.names import YOUNG_S, clash_text
 from handoffd.membership import swim
+from handoffd.membership.lifeguard import MAX_HEALTH
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_swim import HealthDescribed
 
 log = logging.getLogger("handoffd.node")
 
@@ -33,6 +36,11 @@ class NodeReliability:
     _leaving: Any
     _names: Any
     _clock: Any
+    replication: Any
+    quorum: Quorum
+    _withheld: set[str]
+    _next_fence_check: float
+    _replay_at: float
 
     def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
         raise NotImplementedError
@@ -106,3 +114,85 @@ class NodeReliability:
             if me is not self._published:
                 self._published = me
                 self._responder.publish(me)
+
+    # -- minority fencing (daemon/fencing.py) ---------------------------------------------------
+
+    def _fence_step(self, changes: list[Any], updates: list[m.MemberState]) -> None:
+        """Before the owner and replication hear of ``changes``/``updates`` (every membership
+        step, ticks included): recompute the quorum (on a status change, else at most twice a
+        second, for its evictions); while fenced, hold back DEAD verdicts. After the heal, those
+        still DEAD once the far side had time to refute are added to the lists."""
+        now = self._clock()
+        if not changes and now < self._next_fence_check:
+            return
+        self._next_fence_check = now + 0.5
+        quorum = self.quorum
+        flipped = quorum.update(self.members(), now)
+        refusal = quorum.refusal()
+        if self.owner is not None:
+            self.owner.minority = refusal  # (its k of n kept current)
+            self.owner.holding |= quorum.fenced
+        if self.replication is not None:
+            self.replication.minority = quorum.fenced
+        if flipped and quorum.fenced:
+            log.warning("node %s fenced: %s", self.name, refusal)
+            self._replay_at = float("inf")
+        elif flipped:
+            log.warning(
+                "node %s reaches %d of %d members again: runs and dispatch resume",
+                self.name,
+                quorum.reachable,
+                len(quorum.base),
+            )
+            # Members we hold DEAD across the healed partition refute within a few push-pulls.
+            cfg = self.config.membership
+            self._replay_at = now + 2 * cfg.push_pull_interval + cfg.suspicion_timeout
+        if quorum.fenced:
+            held = {s.name for s in updates if s.status == m.DEAD}
+            if held:
+                self._withheld |= held
+                updates[:] = [s for s in updates if s.name not in held]
+                changes[:] = [c for c in changes if c.name not in held]
+        elif now >= self._replay_at:
+            # Runs taken over on the far side have reached us by now (FollowOwner: we stepped
+            # down), so what our owner held is sent only for runs still ours.
+            self._replay_at = float("inf")
+            for name in sorted(self._withheld):
+                state = self.membership.get(name)
+                if state is not None and state.status == m.DEAD:
+                    updates.append(state)
+                    changes.append(swim.MemberChanged(name, m.SUSPECT, m.DEAD, state))
+            self._withheld.clear()
+            if self.owner is not None:
+                self.owner.unfenced()
+
+    def health_view(self) -> dict[str, Any]:
+        """This node's own view of its health: /metrics and ``handoffctl nodes``."""
+        membership = self.membership
+        view: dict[str, Any] = {"fenced": self.quorum.refusal() or ""}
+        view["reachable"], view["base"] = self.quorum.reachable, len(self.quorum.base)
+        view["times_fenced"] = self.quorum.times_fenced
+        if membership is not None:
+            view["health"] = membership.health
+            c = membership.health_counters
+            for key in ("suspicions_raised", "suspicions_wrong", "confirmations", "late_ticks"):
+                view[key] = getattr(c, key)
+            view["suspected"] = c.suspected
+            view["refutations"] = membership.counters.refutations
+        return view
+
+    def health_reply(self, request_id: int) -> HealthDescribed:
+        v = self.health_view()
+        return HealthDescribed(
+            request_id,
+            v.get("health", 0),
+            MAX_HEALTH,
+            v.get("suspicions_raised", 0),
+            v.get("suspicions_wrong", 0),
+            v.get("confirmations", 0),
+            v.get("suspected", 0),
+            v.get("late_ticks", 0),
+            v["fenced"],
+            v["reachable"],
+            v["base"],
+        )

@@ -118,6 +118,13 @@ class OwnerIO:
         self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
+        # Minority fencing (daemon/fencing.py): why we take no runs now (None: we do), and what
+        # waits for the heal: dispatches, and timers (with their delays) that fired meanwhile.
+        self.minority: str | None = None
+        self.holding = False  # fenced, or just healed: no dispatch, no timer verdicts
+        self._held: list[ev.Dispatch] = []
+        self._held_timers: dict[Any, float] = {}
+        self._delays: dict[Any, float] = {}
         # seed the scheduler with ourselves
         self._apply(
             self.scheduler.handle(
@@ -377,6 +384,8 @@ class OwnerIO:
         self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
     ) -> None:
         try:
+            if self.minority is not None and self.scheduler.term_of(msg.run_id) is None:
+                raise errors.ConnectionError(self.minority)
             # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
             # trusts a submission.
             intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
@@ -628,13 +637,35 @@ class OwnerIO:
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
+        self._delays[key] = delay
         self._timers[key] = self.port.call_later(delay, self._timer_fired, key)
 
     def _timer_fired(self, key: Any) -> None:
         self._timers.pop(key, None)
+        delay = self._delays.pop(key, 0.0)
+        if self.holding:  # no verdict (an ack or a probe overdue) while cut off
+            self._held_timers[key] = delay
+            return
         self._feed(ev.TimerFired(key))
 
+    def unfenced(self) -> None:
+        """The partition healed a while ago (a run taken over meanwhile has reached us and we
+        stepped down): send what was held for runs still ours at that term, and restart the
+        timers that fired."""
+        self.holding = False
+        held, self._held = self._held, []
+        for ins in held:
+            if self.scheduler.term_of(ins.run_id) == ins.term:
+                self._dispatch(ins)
+        timers, self._held_timers = self._held_timers, {}
+        for key, delay in timers.items():
+            if key not in self._timers:
+                self._start_timer(key, delay)
+
     def _dispatch(self, ins: ev.Dispatch) -> None:
+        if self.holding:
+            self._held.append(ins)
+            return
         address = self.port.address_of(ins.node)
         if not address:
             log.warning("dispatch to unknown node %s dropped", ins.node)

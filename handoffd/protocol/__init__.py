@@ -7,3 +7,4 @@
 from handoffd.protocol import messages_code as _messages_code  # noqa: E402,F401
 from handoffd.protocol import messages_ops as _messages_ops  # noqa: E402,F401
 from handoffd.protocol import messages_rebalance as _messages_rebalance  # noqa: E402,F401
+from handoffd.protocol import messages_swim as _messages_swim  # noqa: E402,F401

@@ -1,0 +1,77 @@
+"""Minority fencing (issue 19): the side of a partition that cannot reach a majority of the last
+known alive membership stops acting on its own, and resumes after the heal.
+
+While fenced, a node takes no new runs (``refusal``: the client is told to retry on another node),
+its owner dispatches nothing (held until the heal) and its owner and standbys are not told of
+failures (held too): on the minority side the majority's nodes look DEAD, and acting on that
+re-ran the majority's tasks and took over its runs twice (168 executions for 96 tasks in a 10 s
+partition). After the heal the held verdicts are replayed as they stand then (those still DEAD
+were really lost).
+
+Pure: ``Quorum.update(members, now)`` from membership's view; the daemon applies the rest
+(``daemon/node_reliability.py``, ``daemon/owner.py``).
+
+The base (the last known alive membership) follows the view while we are not fenced: members
+join it when seen ALIVE, leave it when LEFT, or when DEAD (or forgotten) for ``evict_after``
+seconds during which we were never fenced. That delay is what tells a partition (its far side
+turns SUSPECT and DEAD within a few probe rounds, so we are fenced before it ends) from members
+failing one after another (each leaves the base in turn, so the survivors keep a quorum). A
+base of fewer than 3 members is never fenced: with 2, each side of a partition is half, and
+fencing would stop the survivor of a crash forever.
+"""
+
+from __future__ import annotations
+
+from handoffd.protocol import messages as m
+
+
+class Quorum:
+    def __init__(self, me: str, evict_after: float) -> None:
+        self.me = me
+        self.evict_after = evict_after
+        self.base: set[str] = {me}
+        self.fenced = False
+        self.reachable = 1  # base members ALIVE in our view (ourselves included)
+        self._down_since: dict[str, float] = {}  # base member -> when it stopped being ALIVE
+        self._fenced_at = float("-inf")  # when we were last fenced
+        self.times_fenced = 0
+
+    def refusal(self) -> str | None:
+        """What a client is told while we are fenced (None: not fenced)."""
+        if not self.fenced:
+            return None
+        return (
+            f"this node is in a minority partition ({self.reachable} of {len(self.base)} "
+            "reachable); retry on another node"
+        )
+
+    def update(self, members: list[m.MemberState], now: float) -> bool:
+        """Recompute from membership's view; True if ``fenced`` changed."""
+        status = {s.name: s.status for s in members}
+        status[self.me] = m.ALIVE
+        for name in list(self.base):
+            st = status.get(name)
+            if st == m.LEFT:  # its own word: it is gone, not cut off
+                self.base.discard(name)
+                self._down_since.pop(name, None)
+            elif st == m.ALIVE:
+                self._down_since.pop(name, None)
+            else:
+                self._down_since.setdefault(name, now)
+        self.reachable = sum(1 for name in self.base if status.get(name) == m.ALIVE)
+        was = self.fenced
+        self.fenced = len(self.base) >= 3 and 2 * self.reachable <= len(self.base)
+        if self.fenced:
+            self._fenced_at = now
+            if not was:
+                self.times_fenced += 1
+            return not was
+        self.base.update(n for n, st in status.items() if st == m.ALIVE)
+        if was:  # healed: who is still down is judged from now, as one failure each
+            self._down_since = dict.fromkeys(self._down_since, now)
+        for name, since in list(self._down_since.items()):
+            gone = status.get(name) in (m.DEAD, None)
+            if gone and now - since >= self.evict_after and self._fenced_at < since:
+                self.base.discard(name)
+                del self._down_since[name]
+        return was
