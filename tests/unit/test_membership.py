@@ -386,3 +386,19 @@ def test_a_member_we_hold_dead_that_talks_to_us_is_told_so_once_per_probe_interv
     assert a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval / 2) == []
     assert sends(a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval), Gossip)
     assert a.handle(HeardFrom("nobody"), 2.0) == []  # never to an address we do not know
+
+
+def test_a_push_pull_that_teaches_members_brings_the_next_one_forward() -> None:
+    """A join storm's tail is closed by anti-entropy, not by gossip 16 states at a time: an
+    answer that taught us members makes the next push-pull come after push_pull_storm_share of
+    the interval; one that taught nothing (or only resource news) leaves the schedule alone."""
+    a = with_peers("b", "c")
+    _, now = tick_until(a, 0.0, 0.1)  # (the join's answer taught b and c: its syncs are done)
+    scheduled = a._next_push_pull_at
+    soon = now + CFG.push_pull_interval * CFG.push_pull_storm_share
+    assert scheduled > soon
+    feed(a, "b", PushPull((state("b"), state("c", free=3.0, rv=1)), False), now)
+    assert a._next_push_pull_at == scheduled  # resource news only
+    feed(a, "b", PushPull((state("b"), state("d"), state("e")), False), now)
+    assert a._next_push_pull_at == pytest.approx(soon)
+    assert a.next_deadline() <= soon
