@@ -249,6 +249,9 @@ class Node(NodeReliability):
         self.replication.code = self.code
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
+        self.replication.tell_accused = lambda name: loop.call_soon(
+            self._run_membership, swim.HeardFrom(name)
+        )
         # The owner side learns every member membership already knows, then each later change
         # (_member_changed, ResourcesChanged): a peer it never heard of makes a task pinned there
         # 'unknown_node'. Nothing awaits between creating the membership and the owner today, but

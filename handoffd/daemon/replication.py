@@ -101,6 +101,9 @@ class ReplicationIO:
         self._acks_scheduled = False
         self.takeover_seconds: dict[str, float] = {}  # run -> nodes asked to first dispatch
         self.minority = False  # fenced (daemon/fencing.py): no takeover meanwhile
+        # Send our DEAD verdict straight to the accused (daemon.node sets it: membership's
+        # HeardFrom). A live owner refutes within a round trip, inside the takeover's grace.
+        self.tell_accused: Callable[[str], object] = lambda name: None
 
     # -- owner side ----------------------------------------------------------------------------
 
@@ -274,6 +277,13 @@ class ReplicationIO:
         if rechoose:
             self.members_changed()
         if change.new in (m.DEAD, m.LEFT):
+            if change.new == m.DEAD and any(
+                r.owner == change.name for r in self.standby.replicas.values()
+            ):
+                # Our verdict may be stale (we were the one cut off, now healed): the owner it
+                # accuses hears it at once and refutes before the grace ends, instead of at the
+                # next push-pull, after we deposed it with an old replica.
+                self.tell_accused(change.name)
             self._takeover(tm.OwnersDead(self._candidates()))
             self._takeover(tm.MemberGone(change.name))
         elif change.new == m.ALIVE and change.old in (m.DEAD, m.LEFT):
@@ -495,7 +505,14 @@ class ReplicationIO:
             if s.status in (m.ALIVE, m.SUSPECT) and s.name != self.port.name
         }
         targets[self.port.name] = self.port.address
-        self._takeover(tm.GraceElapsed(self._candidates(), tuple(targets.items())))
+        others = sum(
+            1 for s in self.port.members() if s.name != self.port.name and s.status != m.LEFT
+        )
+        isolated = len(targets) == 1 and others >= 2
+        if isolated:
+            for run_id in self.standby.takeover_due(self._status_of):
+                self.tell_accused(self.standby.replicas[run_id].owner)
+        self._takeover(tm.GraceElapsed(self._candidates(), tuple(targets.items()), isolated))
         self._prebuilt.clear()
 
     def _ask_nodes(self, ins: tm.AskNodes) -> None:

@@ -8,6 +8,12 @@ The steps (DESIGN 3.5), each an event the replication shell feeds and what comes
    grace that is waited out anyway keeps it off the takeover's path). Only if the death outlives the
    grace do we go on: a healed partition can carry stale DEAD verdicts that the accused refutes
    within milliseconds, and a takeover on such a flap would depose a healthy owner.
+   Isolated (``GraceElapsed.isolated``: no other member is live in our view of a cluster of three
+   or more), we confirm again, up to ``isolation_hold`` seconds: a node cut off from everyone
+   declares everyone DEAD, and when the cut heals its verdict on the owner can outlive the grace
+   by the time the peers take to find it again; its takeover then would depose a healthy owner
+   with a stale replica (the chaos suite caught this). A node still alone after the hold goes on,
+   so a survivor of several deaths still finishes the run.
 2. Ask the nodes. ``GraceElapsed`` (with the runs still due and the live nodes, ourselves included)
    -> ``AskNodes`` per run, at the replica's term + 1: every live node says what it holds and runs
    for the run (that also points its reports to us and fences the old term).
@@ -30,6 +36,9 @@ from typing import Union
 from handoffd.replication.takeover import Holdings
 
 ANSWER_TIMEOUT = 1.0  # seconds a new owner waits for the nodes' holdings before it carries on
+# Seconds an isolated standby keeps confirming before it takes over anyway: a healed partition's
+# peers find us again within a few push-pull rounds (~1 s measured in the chaos suite).
+ISOLATION_HOLD = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,7 @@ class GraceElapsed:
 
     candidates: tuple[Candidate, ...]
     targets: tuple[tuple[str, str], ...]
+    isolated: bool = False  # no other member live in our view, of a cluster of three or more
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +182,19 @@ class _Job:
 
 
 class TakeoverMachine:
-    def __init__(self, name: str, grace: float, answer_timeout: float = ANSWER_TIMEOUT) -> None:
+    def __init__(
+        self,
+        name: str,
+        grace: float,
+        answer_timeout: float = ANSWER_TIMEOUT,
+        isolation_hold: float = ISOLATION_HOLD,
+    ) -> None:
         self.name = name
         self.grace = grace
         self.answer_timeout = answer_timeout
+        self.isolation_hold = isolation_hold
         self._confirming = False  # a ConfirmLater is out and its GraceElapsed not yet in
+        self._isolated_since: float | None = None  # when a grace first ended with us alone
         self._jobs: dict[str, _Job] = {}
         self._next_request = 1
 
@@ -227,6 +245,14 @@ class TakeoverMachine:
 
     def _on_grace(self, event: GraceElapsed, now: float) -> list[TakeoverInstruction]:
         self._confirming = False
+        fresh = [c for c in event.candidates if c.run_id not in self._jobs]
+        if event.isolated and fresh:
+            if self._isolated_since is None:
+                self._isolated_since = now
+            if now - self._isolated_since < self.isolation_hold:
+                self._confirming = True
+                return [ConfirmLater(self.grace)]
+        self._isolated_since = None
         out: list[TakeoverInstruction] = []
         names = {name for name, _ in event.targets}
         for candidate in event.candidates:

@@ -72,6 +72,38 @@ def test_a_second_death_during_the_grace_waits_for_the_same_confirmation() -> No
     assert [i.run_id for i in out if isinstance(i, AskNodes)] == ["q", "r"]
 
 
+def test_an_isolated_standby_keeps_confirming_until_the_owner_is_back() -> None:
+    """Cut off from everyone, we declare everyone DEAD; after the cut heals that verdict can
+    outlive the grace. Alone, we confirm again instead of deposing the owner; its refutation
+    (no candidate left) ends it without a takeover."""
+    machine = TakeoverMachine(ME, grace=0.5, isolation_hold=3.0)
+    machine.handle(OwnersDead((Candidate("r", 0),)), 0.0)
+    alone = ((ME, "s:1"),)
+    for t in (0.5, 1.0, 2.5):
+        assert machine.handle(GraceElapsed((Candidate("r", 0),), alone, True), t) == [
+            ConfirmLater(0.5)
+        ]
+        assert not machine.taking_over("r")
+    assert machine.handle(GraceElapsed((), alone, True), 3.0) == []
+    assert not machine.taking_over("r")
+
+
+def test_an_isolated_standby_takes_over_after_the_hold_and_a_peer_ends_the_hold() -> None:
+    machine = TakeoverMachine(ME, grace=0.5, isolation_hold=3.0)
+    machine.handle(OwnersDead((Candidate("r", 0),)), 0.0)
+    alone = ((ME, "s:1"),)
+    assert machine.handle(GraceElapsed((Candidate("r", 0),), alone, True), 0.5) == [
+        ConfirmLater(0.5)
+    ]
+    (ask,) = machine.handle(GraceElapsed((Candidate("r", 0),), alone, True), 3.6)
+    assert isinstance(ask, AskNodes) and ask.targets == alone  # the survivor of several deaths
+    other = TakeoverMachine(ME, grace=0.5, isolation_hold=3.0)
+    other.handle(OwnersDead((Candidate("q", 0),)), 0.0)
+    other.handle(GraceElapsed((Candidate("q", 0),), alone, True), 0.5)
+    (ask,) = other.handle(GraceElapsed((Candidate("q", 0),), TARGETS, False), 1.0)
+    assert isinstance(ask, AskNodes) and ask.targets == TARGETS  # a live peer: no more holding
+
+
 def test_a_refuted_death_asks_nobody() -> None:
     machine = TakeoverMachine(ME, grace=0.5)
     machine.handle(OwnersDead((Candidate("r", 0),)), 0.0)
