@@ -26,11 +26,18 @@ from handoffd.protocol import messages as m
 
 
 class Quorum:
-    def __init__(self, me: str, evict_after: float) -> None:
+    """``confirm_after``: how long at most half of the base must stay unreachable before we are
+    fenced (a loop starved for a moment makes a few peers SUSPECT at once, and they refute within
+    a probe round); meanwhile ``at_risk`` is True and the daemon already holds DEAD verdicts back."""
+
+    def __init__(self, me: str, evict_after: float, confirm_after: float = 0.0) -> None:
         self.me = me
         self.evict_after = evict_after
+        self.confirm_after = confirm_after
         self.base: set[str] = {me}
         self.fenced = False
+        self.at_risk = False  # at most half reachable now (fenced once it lasts confirm_after)
+        self._risk_since = 0.0
         self.reachable = 1  # base members ALIVE in our view (ourselves included)
         self._down_since: dict[str, float] = {}  # base member -> when it stopped being ALIVE
         self._fenced_at = float("-inf")  # when we were last fenced
@@ -59,13 +66,19 @@ class Quorum:
             else:
                 self._down_since.setdefault(name, now)
         self.reachable = sum(1 for name in self.base if status.get(name) == m.ALIVE)
-        was = self.fenced
-        self.fenced = len(self.base) >= 3 and 2 * self.reachable <= len(self.base)
+        was, risky = self.fenced, len(self.base) >= 3 and 2 * self.reachable <= len(self.base)
+        if risky and not self.at_risk:
+            self._risk_since = now
+        self.at_risk = risky
+        self.fenced = risky and (was or now - self._risk_since >= self.confirm_after)
+        if risky:
+            self._fenced_at = now  # (no eviction is judged across a moment at risk)
         if self.fenced:
-            self._fenced_at = now
             if not was:
                 self.times_fenced += 1
             return not was
+        if risky:
+            return False
         self.base.update(n for n, st in status.items() if st == m.ALIVE)
         if was:  # healed: who is still down is judged from now, as one failure each
             self._down_since = dict.fromkeys(self._down_since, now)

@@ -107,10 +107,12 @@ class Node(NodeReliability):
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_due = 0.0
-        self.quorum = Quorum(self.name, evict_after=config.membership.dead_reap_after / 2)
+        ms = config.membership  # fenced once at most half was reachable for a probe's time
+        confirm = ms.probe_timeout + ms.indirect_timeout
+        self.quorum = Quorum(self.name, ms.dead_reap_after / 2, confirm)
         self._withheld: set[str] = set()  # DEAD verdicts held back while fenced
         self._next_fence_check = 0.0
-        self._replay_at = float("inf")  # after a heal: verdicts still DEAD then reach the owner
+        self._replay_at = float("-inf")  # after a heal: verdicts still DEAD then reach the owner
         self._resources_dirty = False
         self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()

@@ -119,21 +119,24 @@ class NodeReliability:
 
     def _fence_step(self, changes: list[Any], updates: list[m.MemberState]) -> None:
         """Before the owner and replication hear of ``changes``/``updates`` (every membership
-        step, ticks included): recompute the quorum (on a status change, else at most twice a
-        second, for its evictions); while fenced, hold back DEAD verdicts. After the heal, those
-        still DEAD once the far side had time to refute are added to the lists."""
+        step, ticks included): recompute the quorum (on a status change or while at risk, else
+        at most twice a second, for its evictions). While at risk or fenced, DEAD verdicts are
+        held back; once the quorum is back (after a fence: once the far side had time to refute
+        and its takeovers to reach us) those still DEAD are added to the lists."""
         now = self._clock()
+        quorum = self.quorum
         if not changes and now < self._next_fence_check:
             return
-        self._next_fence_check = now + 0.5
-        quorum = self.quorum
         flipped = quorum.update(self.members(), now)
+        self._next_fence_check = now + (0.05 if quorum.at_risk else 0.5)
         refusal = quorum.refusal()
         if self.owner is not None:
             self.owner.minority = refusal  # (its k of n kept current)
             self.owner.holding |= quorum.fenced
         if self.replication is not None:
             self.replication.minority = quorum.fenced
+        if self.membership is not None:
+            self.membership.hold_verdicts(quorum.fenced)
         if flipped and quorum.fenced:
             log.warning("node %s fenced: %s", self.name, refusal)
             self._replay_at = float("inf")
@@ -147,16 +150,15 @@ class NodeReliability:
             # Members we hold DEAD across the healed partition refute within a few push-pulls.
             cfg = self.config.membership
             self._replay_at = now + 2 * cfg.push_pull_interval + cfg.suspicion_timeout
-        if quorum.fenced:
+        if quorum.at_risk or quorum.fenced:
             held = {s.name for s in updates if s.status == m.DEAD}
             if held:
                 self._withheld |= held
                 updates[:] = [s for s in updates if s.name not in held]
                 changes[:] = [c for c in changes if c.name not in held]
-        elif now >= self._replay_at:
+        elif now >= self._replay_at and (self._withheld or getattr(self.owner, "holding", False)):
             # Runs taken over on the far side have reached us by now (FollowOwner: we stepped
             # down), so what our owner held is sent only for runs still ours.
-            self._replay_at = float("inf")
             for name in sorted(self._withheld):
                 state = self.membership.get(name)
                 if state is not None and state.status == m.DEAD:

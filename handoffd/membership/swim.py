@@ -261,7 +261,11 @@ class Membership(Prober):
             del self._asked[address]
         for name in self._index.timers.pop_due(now):
             m = self._members[name]
-            if m.suspect_deadline is not None and now < self._judge_after:
+            if m.suspicion is not None and self._verdicts_held:
+                m.suspicion.started = now  # the whole timeout again: from the heal at the latest
+                m.suspect_deadline = m.suspicion.deadline()
+                self._index.timers.add(m.suspect_deadline, name)
+            elif m.suspect_deadline is not None and now < self._judge_after:
                 m.suspect_deadline = self._judge_after  # fell due while our loop stalled
                 self._index.timers.add(self._judge_after, name)
             elif m.suspect_deadline is not None and now >= m.suspect_deadline:

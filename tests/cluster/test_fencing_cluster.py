@@ -91,11 +91,11 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
             wait_for(lambda: not any(fenced()), 30, what="every node unfenced after the heal")
             assert run.wait(90).state == "DONE"
             assert run.results() == {f"t{i}": i * i for i in range(10)}
-            # What ran on the big side was not run again by the small side's owner.
-            counts: dict[int, int] = {}
-            for i, _ in executions(runs):
-                counts[i] = counts.get(i, 0) + 1
-            again = {i: n for i, n in counts.items() if i in on_big_side and n > 1}
-            assert not again, f"tasks of the big side run again: {again} ({pid_node}, {big})"
+            # What ran on the big side was not run again on the small side (its owner, cut off,
+            # saw the big side DEAD). (The big side may re-run work itself if, on a loaded
+            # machine, it wrongly lost one of its own nodes for a moment: not fencing's concern.)
+            small_pids = {pid for pid, address in pid_node.items() if address in small}
+            again = [(i, p) for i, p in executions(runs) if i in on_big_side and p in small_pids]
+            assert not again, f"tasks of the big side run on the small side: {again} {pid_node}"
             # And the small side takes runs again.
             assert on_small.execute(fenced_dag(2, str(probes), 0.0)) == {"t0": 0, "t1": 1}

@@ -83,3 +83,18 @@ def test_a_member_still_dead_after_the_heal_leaves_the_base_later() -> None:
     assert not q.fenced and "e" in q.base
     q.update(view(a=ALIVE, b=ALIVE, c=ALIVE, d=ALIVE, e=DEAD), 50.0 + EVICT)
     assert "e" not in q.base
+
+
+def test_a_moment_at_risk_is_not_a_fence() -> None:
+    """A starved loop can see a few peers SUSPECT at once; they refute within a probe round.
+    Fenced only when at most half stays reachable for confirm_after; at risk meanwhile (the
+    daemon already holds DEAD verdicts back then)."""
+    q = Quorum("a", EVICT, confirm_after=0.3)
+    q.update(view(a=ALIVE, b=ALIVE, c=ALIVE), 0.0)
+    assert not q.update(view(a=ALIVE, b=SUSPECT, c=SUSPECT), 1.0)
+    assert q.at_risk and not q.fenced
+    assert not q.update(view(a=ALIVE, b=ALIVE, c=ALIVE), 1.2)
+    assert not q.at_risk and not q.fenced and q.times_fenced == 0
+    q.update(view(a=ALIVE, b=SUSPECT, c=SUSPECT), 2.0)
+    assert q.update(view(a=ALIVE, b=SUSPECT, c=DEAD), 2.4)
+    assert q.fenced and q.times_fenced == 1

@@ -218,3 +218,21 @@ def test_a_lone_false_suspicion_waits_long_a_confirmed_one_does_not() -> None:
 def _gossip(sender: str, sim: Simulation, states: tuple[Any, ...]) -> Any:
     me = sim.nodes[sender].membership.me
     return Received(sender, me.address, Gossip((me, *states)))
+
+
+def test_a_fenced_node_declares_nobody_dead_until_released() -> None:
+    """Fenced as a minority (daemon/fencing.py), a node's own timers keep the far side SUSPECT:
+    after the heal that is refuted harmlessly, where its DEAD verdicts would spread through the
+    majority. The majority still declares the cut-off node DEAD; released, the held suspicions
+    run their whole timeout again from then."""
+    sim = cluster(5, seed=9)
+    alone = sim.nodes["n4"].membership
+    alone.hold_verdicts(True)
+    sim.partition(["n4"], ["n0", "n1", "n2", "n3"])
+    sim.run_until(lambda: sim.all_see("n4", DEAD), 10.0)
+    sim.run_for(20.0)
+    assert {sim.status("n4", o) for o in ("n0", "n1", "n2", "n3")} == {SUSPECT}
+    released = sim.now
+    alone.hold_verdicts(False)
+    sim.run_until(lambda: all(sim.status("n4", o) == DEAD for o in ("n0", "n1", "n2")), 30.0)
+    assert sim.now - released >= suspicion_bounds(LAN, 5)[0]
