@@ -88,7 +88,9 @@ def _health_text(h: Any) -> tuple[str, str]:
 def nodes(client: Any, *, as_json: bool) -> int:
     members = client.nodes()
     described = _ask_each(client, members, lambda rid: ops.DescribeNode(rid))
-    health = _ask_each(client, members, lambda rid: sw.DescribeHealth(rid))
+    # Only those that answered (one that did not would make us wait its timeout again).
+    answered = {n: i for n, i in members.items() if isinstance(described.get(n), ops.NodeDescribed)}
+    health = _ask_each(client, answered, lambda rid: sw.DescribeHealth(rid))
     if as_json:
         docs = []
         for name, info in sorted(members.items()):

@@ -75,10 +75,12 @@ def suspicion_bounds(config: MembershipConfig, members: int) -> tuple[float, flo
 
 
 def expected_confirmations(config: MembershipConfig, members: int) -> int:
-    """Accusers beyond the first that bring the timeout down to ``low``: none in a cluster too
-    small to have that many other probers (the suspect, the accuser and us are not)."""
-    k = config.suspicion_confirmations
-    return k if members - 2 >= k else 0
+    """Accusers beyond the first that bring the timeout down to ``low``: at most as many as there
+    are other probers (the suspect and the first accuser are not). In a cluster of 3 that is the
+    third member: a node cut off alone then waits ``high``, long enough to know it is a
+    minority (daemon/fencing.py) before any verdict of its own, while a real death, which both
+    survivors see, takes ``low``."""
+    return max(0, min(config.suspicion_confirmations, members - 2))
 
 
 @dataclass(slots=True)

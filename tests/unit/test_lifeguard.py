@@ -37,7 +37,8 @@ def test_suspicion_bounds_grow_with_log10_of_the_cluster() -> None:
     low, high = suspicion_bounds(LAN, 1000)
     assert low == pytest.approx(3 * LAN.suspicion_timeout)
     assert high == pytest.approx(LAN.suspicion_max_mult * low)
-    assert expected_confirmations(LAN, 3) == 0  # too few other probers to wait for
+    assert expected_confirmations(LAN, 2) == 0  # nobody else to confirm
+    assert expected_confirmations(LAN, 3) == 1  # the third member
     assert expected_confirmations(LAN, 4) == LAN.suspicion_confirmations
 
 
