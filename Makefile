@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) setup.py pyproject.toml
+CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) handoffd/scheduler/durations.py handoffd/scheduler/durations.pxd setup.py pyproject.toml
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
 .PHONY: install build test lint typecheck suite fast unit demo bench bench-peers clean browser
@@ -14,7 +14,7 @@ $(VENV)/bin/python:
 
 $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -c "import handoffd._core.binpack as b, handoffd._core.sched as s; assert all(m.__file__.endswith(('.so', '.pyd')) for m in (b, s)), 'compiled core missing: ' + b.__file__ + ' ' + s.__file__; print('compiled core:', b.__file__, s.__file__)"
+	$(PY) -c "import handoffd._core.binpack as b, handoffd._core.sched as s, handoffd.scheduler.durations as d; assert all(m.__file__.endswith(('.so', '.pyd')) for m in (b, s, d)), 'compiled core missing: ' + b.__file__ + ' ' + s.__file__ + ' ' + d.__file__; print('compiled core:', b.__file__, s.__file__, d.__file__)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -39,6 +39,15 @@ else:
             )
             # binpack: the array kernels; sched: the scheduler's kernels over dicts (cimports binpack)
             for name in ("binpack", "sched")
+        ]
+        + [
+            # Per-task hot state of the owner, compiled from the .py with the .pxd beside it; the
+            # .py is the pure-Python build of the same module when there is no compiler.
+            Extension(
+                "handoffd.scheduler.durations",
+                ["handoffd/scheduler/durations.py"],
+                extra_compile_args=["-O3"],
+            )
         ],
         compiler_directives={
             "language_level": "3",

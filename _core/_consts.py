@@ -18,8 +18,8 @@ BINPACK, SPREAD, FIRST_FIT = 0, 1, 2
 EPS = 1e-6
 
 #: The kernels whose decisions are counted per backend (``handoffd._core.api.decisions``).
-KERNELS: tuple[str, ...] = ("place", "order", "window", "fits")
-PLACE, ORDER, WINDOW, FITS = 0, 1, 2, 3
+KERNELS: tuple[str, ...] = ("place", "order", "window", "fits", "prefer", "take")
+PLACE, ORDER, WINDOW, FITS, PREFER, TAKE = 0, 1, 2, 3, 4, 5
 
 #: The kinds every node reports, first in this order in the dense rows; custom kinds follow sorted.
 STANDARD_KINDS: tuple[str, ...] = ("cpu", "memory", "gpu")

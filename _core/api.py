@@ -9,12 +9,12 @@ this module is imported, from the environment:
   * Unset: the compiled core; when it cannot be imported, the twin with one warning, unless
     ``HANDOFFD_REQUIRE_CYTHON=1`` (CI and ``make``), where that is an error too.
 
-The module's kernels (``place``, ``order``, ``fits``, ``below_low_water``, ``window_fill``) are the
-chosen backend's functions themselves, bound here: a call costs no extra frame. Each backend takes
-one algorithm for every batch size (the compiled one copies the dicts into C buffers, no numpy), so
+The module's kernels (``place``, ``order``, ``fits``, ``below_low_water``, ``window_fill``,
+``prefer``, ``take``) are the chosen backend's functions themselves, bound here: a call costs no
+extra frame. Each backend takes one algorithm for every batch size (the compiled one copies the dicts into C buffers, no numpy), so
 nothing depends on the size of a batch or on what happens to be imported. ``kernels(name)`` gives a
 named backend's kernels for tests and benchmarks that compare the two; ``decisions()`` the count of
-decisions taken per kernel and backend.
+decisions taken per kernel and backend, ``shares()`` their sum per backend (the daemon's stats).
 
 ``EPS`` is the one tolerance of "it fits", used by both backends, the owner and the ledger.
 """
@@ -50,7 +50,10 @@ __all__ = [
     "kinds",
     "order",
     "place",
+    "prefer",
     "select",
+    "shares",
+    "take",
     "window_fill",
 ]
 
@@ -89,6 +92,7 @@ class Kernels(Protocol):
         pins: Sequence[int],
         prefs: Sequence[int],
         policy: str = ...,
+        follow: Sequence[int] | None = ...,
     ) -> list[int]: ...
 
     def order(
@@ -100,6 +104,12 @@ class Kernels(Protocol):
     ) -> tuple[list[int], list[float]]: ...
 
     def fits(self, demand: Mapping[str, float], free: Mapping[str, float]) -> bool: ...
+
+    def prefer(self, held: Mapping[str, float]) -> str | None: ...
+
+    def take(
+        self, free: Mapping[str, float], demands: Sequence[Mapping[str, float]]
+    ) -> list[int]: ...
 
     def below_low_water(
         self,
@@ -184,6 +194,15 @@ def decisions() -> dict[tuple[str, str], int]:
     return out
 
 
+def shares(counts: Mapping[tuple[str, str], int] | None = None) -> dict[str, int]:
+    """Decisions per backend, summed over the kernels (``decisions()`` unless ``counts`` given):
+    {"cython": n, "python": m}, both always present."""
+    out = dict.fromkeys(BACKENDS, 0)
+    for (_, backend), n in (decisions() if counts is None else counts).items():
+        out[backend] = out.get(backend, 0) + n
+    return out
+
+
 def closest(demand: Mapping[str, float], capacities: Sequence[Mapping[str, float]]) -> int:
     """The node (index) whose capacity comes closest to holding ``demand``; -1 without nodes.
 
@@ -220,3 +239,5 @@ order = _chosen.order
 fits = _chosen.fits
 below_low_water = _chosen.below_low_water
 window_fill = _chosen.window_fill
+prefer = _chosen.prefer
+take = _chosen.take

@@ -39,6 +39,8 @@ __all__ = [
     "fits",
     "order",
     "place",
+    "prefer",
+    "take",
     "window_fill",
 ]
 
@@ -51,14 +53,17 @@ cdef enum:
     _ORDER = 1
     _WINDOW = 2
     _FITS = 3
+    _PREFER = 4
+    _TAKE = 5
+    _N_KERNELS = 6
 
 cdef double _EPS = EPS
-cdef unsigned long long _counts[4]
+cdef unsigned long long _counts[_N_KERNELS]
 
 
 def decisions():
     """Decisions taken by this backend so far, per kernel."""
-    return {KERNELS[i]: _counts[i] for i in range(4)}
+    return {KERNELS[i]: _counts[i] for i in range(_N_KERNELS)}
 
 
 cdef double _quantity(object value, str what, Py_ssize_t i, object kind) except? -1.0:
@@ -115,10 +120,31 @@ cdef int _node_indices(object values, Py_ssize_t n_nodes, str name, int64_t* out
     return 0
 
 
-def place(demands, frees, capacities, pins, prefs, policy="binpack"):
+cdef list _followed(object follow, Py_ssize_t n_tasks):
+    """``follow`` checked (see ``sched_py._followed``); None when nobody follows."""
+    if follow is None:
+        return None
+    if len(follow) != n_tasks:
+        raise ValueError(f"follow needs one entry per demand ({n_tasks}), got {len(follow)}")
+    cdef list out = []
+    cdef Py_ssize_t t = 0
+    cdef bint anyone = False
+    for value in follow:
+        v = _integer(value, "follow", t)
+        if not -1 <= v < t:
+            raise item_error("follow", t, v, "is out of range: -1 (none) or an earlier task")
+        if v >= 0:
+            anyone = True
+        out.append(v)
+        t += 1
+    return out if anyone else None
+
+
+def place(demands, frees, capacities, pins, prefs, policy="binpack", follow=None):
     """Node index per demand (-1: none), placed in list order; see ``sched_py.place``."""
     cdef int code = policy_code(policy)
-    cdef Py_ssize_t n_tasks = len(demands), n_nodes = len(frees), n_dims, t
+    cdef Py_ssize_t n_tasks = len(demands), n_nodes = len(frees), n_dims, t, n_order
+    cdef int64_t lead
     if len(capacities) != n_nodes:
         raise ValueError(f"capacities has {len(capacities)} entries but frees has {n_nodes}")
     if len(pins) != n_tasks or len(prefs) != n_tasks:
@@ -139,13 +165,22 @@ def place(demands, frees, capacities, pins, prefs, policy="binpack"):
         _fill(capacities, index, n_dims, buf + n_d + n_f, "capacity", False)
         _node_indices(pins, n_nodes, "pins", ibuf + n_tasks)
         _node_indices(prefs, n_nodes, "prefs", ibuf + 2 * n_tasks)
+        leader = _followed(follow, n_tasks)
+        n_order = 0
         for t in range(n_tasks):
-            ibuf[t] = t
+            if leader is None or <int64_t>leader[t] < 0:
+                ibuf[n_order] = t
+                n_order += 1
         with nogil:
             place_buffers(
-                buf, buf + n_d, buf + n_d + n_f, n_tasks, n_nodes, n_dims, ibuf, n_tasks,
+                buf, buf + n_d, buf + n_d + n_f, n_tasks, n_nodes, n_dims, ibuf, n_order,
                 ibuf + n_tasks, ibuf + 2 * n_tasks, code, ibuf + 3 * n_tasks,
             )
+        if leader is not None:
+            for t in range(n_tasks):
+                lead = leader[t]
+                if lead >= 0:
+                    ibuf[3 * n_tasks + t] = ibuf[3 * n_tasks + lead]
         result = [ibuf[3 * n_tasks + t] for t in range(n_tasks)]
     finally:
         c_free(buf)
@@ -268,6 +303,60 @@ def fits(demand, free):
             if have + _EPS < q:
                 return False
     return True
+
+
+def prefer(held):
+    """The node holding the most of a task's input; see ``sched_py.prefer``."""
+    _counts[_PREFER] += 1
+    cdef object best = None
+    cdef double most = 0.0, q
+    cdef Py_ssize_t i = 0
+    for node, value in held.items():
+        if type(node) is not str:
+            raise item_error("held", i, node, "is not a node name (str)")
+        q = _number(value, "held", i, False)
+        if best is None or q > most or (q == most and node > best):
+            best = node
+            most = q
+        i += 1
+    return best
+
+
+def take(free, demands):
+    """Which demands a node's free resources take, in order; see ``sched_py.take``."""
+    cdef dict left = {}
+    cdef list chosen = []
+    cdef list need
+    cdef Py_ssize_t i = 0
+    cdef double q
+    cdef bint ok, positive
+    for kind, value in free.items():
+        left[kind] = _quantity(value, "free", 0, kind)
+    for demand in demands:
+        positive = False
+        for v in left.values():
+            if <double>v > _EPS:
+                positive = True
+                break
+        if not positive:
+            break
+        _counts[_TAKE] += 1
+        need = []
+        ok = True
+        for kind, value in demand.items():
+            q = _quantity(value, "demand", i, kind)
+            if q < 0.0:
+                raise quantity_error("demand", i, kind, value, "is negative; quantities are >= 0")
+            if q > 0.0:
+                need.append((kind, q))
+                if <double>left.get(kind, 0.0) + _EPS < q:
+                    ok = False
+        if ok:
+            chosen.append(i)
+            for kind, qq in need:
+                left[kind] = <double>left.get(kind, 0.0) - <double>qq
+        i += 1
+    return chosen
 
 
 cdef int _below(object capacity, object load, double limit) except -1:

@@ -12,6 +12,9 @@ tests run both on the same random input and compare every answer, including the 
   * ``window_fill``: one top-up pass over the nodes' dispatch windows (``WindowFill.pick`` per task).
   * ``below_low_water``: whether a node's window is due for a top-up.
   * ``fits``: ``free + EPS >= demand`` in every demanded kind, the one test of "it fits".
+  * ``prefer``: the node a task's inputs are on most (locality), from bytes held per node.
+  * ``take``: which of a list of demands a node's free resources take, in order (the rebalance
+    choice of queued work to move to a node that has room).
 
 Every float operation happens in the same order as in ``sched.pyx`` so both agree bit for bit.
 Each module counts its decisions per kernel (``decisions()``): tasks placed or ordered, window picks
@@ -31,7 +34,9 @@ from ._consts import (
     KERNELS,
     ORDER,
     PLACE,
+    PREFER,
     SPREAD,
+    TAKE,
     WINDOW,
     cycle_error,
     item_error,
@@ -50,6 +55,8 @@ __all__ = [
     "fits",
     "order",
     "place",
+    "prefer",
+    "take",
     "window_fill",
 ]
 
@@ -126,10 +133,13 @@ def place(
     pins: Sequence[int],
     prefs: Sequence[int],
     policy: str = "binpack",
+    follow: Sequence[int] | None = None,
 ) -> list[int]:
     """Node index per demand (-1: none), placed in list order, each consuming free as it goes.
     ``pins[t]``: the only node task t may go to (-1: any); ``prefs[t]``: a node it goes to when
-    it fits there (-1: none), else the policy chooses."""
+    it fits there (-1: none), else the policy chooses. ``follow[t]`` (collocation): an earlier
+    task whose node task t takes, consuming nothing (its leader's demand holds the group's cost;
+    its own demand, pin and preference are not looked at); -1: placed itself."""
     code = policy_code(policy)
     n_tasks, n_nodes = len(demands), len(frees)
     if len(capacities) != n_nodes:
@@ -145,9 +155,30 @@ def place(
     capacity = _rows(capacities, index, "capacity", False)
     pin = _node_indices(pins, n_nodes, "pins")
     pref = _node_indices(prefs, n_nodes, "prefs")
-    result, _ = place_lists(demand, free, capacity, range(n_tasks), pin, pref, code)
+    leader = _followed(follow, n_tasks)
+    todo = range(n_tasks) if leader is None else [t for t in range(n_tasks) if leader[t] < 0]
+    result, _ = place_lists(demand, free, capacity, todo, pin, pref, code)
+    if leader is not None:
+        for t in range(n_tasks):
+            if leader[t] >= 0:
+                result[t] = result[leader[t]]
     _counts[PLACE] += n_tasks
     return result
+
+
+def _followed(follow: Sequence[int] | None, n_tasks: int) -> list[int] | None:
+    """``follow`` checked: an earlier task's index or -1 per task; None when nobody follows."""
+    if follow is None:
+        return None
+    if len(follow) != n_tasks:
+        raise ValueError(f"follow needs one entry per demand ({n_tasks}), got {len(follow)}")
+    out = []
+    for t, value in enumerate(follow):
+        v = _integer(value, "follow", t)
+        if not -1 <= v < t:
+            raise item_error("follow", t, v, "is out of range: -1 (none) or an earlier task")
+        out.append(v)
+    return out if any(v >= 0 for v in out) else None
 
 
 def _number(value: object, name: str, i: int, negative: bool) -> float:
@@ -215,6 +246,50 @@ def fits(demand: Mapping[str, float], free: Mapping[str, float]) -> bool:
         if qty > 0 and free.get(kind, 0.0) + EPS < qty:
             return False
     return True
+
+
+def prefer(held: Mapping[str, float]) -> str | None:
+    """The node (name) holding the most of a task's input (``held``: node -> bytes), where it
+    goes when it fits (locality); ties go to the greatest name; None when ``held`` is empty."""
+    _counts[PREFER] += 1
+    best: str | None = None
+    most = 0.0
+    for i, (node, value) in enumerate(held.items()):
+        if type(node) is not str:
+            raise item_error("held", i, node, "is not a node name (str)")
+        q = _number(value, "held", i, False)
+        if best is None or q > most or (q == most and node > best):
+            best, most = node, q
+    return best
+
+
+def take(free: Mapping[str, float], demands: Sequence[Mapping[str, float]]) -> list[int]:
+    """Which ``demands`` (indices, in order) a node with ``free`` takes: each that fits what is
+    left (``fits``) is taken and subtracted; the walk stops once nothing positive is left (above
+    ``EPS``). Free below zero is allowed (a view net of unanswered dispatches)."""
+    left: dict[str, float] = {}
+    for kind, value in free.items():
+        left[kind] = _quantity(value, "free", 0, kind)
+    chosen: list[int] = []
+    for i, demand in enumerate(demands):
+        if not any(q > EPS for q in left.values()):
+            break
+        _counts[TAKE] += 1
+        need = []
+        ok = True
+        for kind, value in demand.items():
+            q = _quantity(value, "demand", i, kind)
+            if q < 0.0:
+                raise quantity_error("demand", i, kind, value, "is negative; quantities are >= 0")
+            if q > 0.0:
+                need.append((kind, q))
+                if left.get(kind, 0.0) + EPS < q:
+                    ok = False
+        if ok:
+            chosen.append(i)
+            for kind, q in need:
+                left[kind] = left.get(kind, 0.0) - q
+    return chosen
 
 
 def _below(capacity: Mapping[str, float], load: Mapping[str, float], limit: float) -> bool:

@@ -36,7 +36,13 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _peers.common import peer_env, reexec_in_netns  # noqa: E402
+from _peers.common import (  # noqa: E402
+    daemon_decisions,
+    decisions_moved,
+    peer_env,
+    reexec_in_netns,
+    share_text,
+)
 
 SLOTS = 5
 CPUS = (1, 2, 2)
@@ -113,6 +119,7 @@ class Handoffd:
         first = self.cluster.start(cpu=CPUS[0], memory=4000, gpu=0)
         for cpu in CPUS[1:]:
             self.cluster.start(cpu=cpu, memory=4000, gpu=0, seeds=[first.address])
+        self.addresses = [d.address for d in self.cluster.daemons]
         self.client = handoffd.connect(first.address, timeout=30)
         wait_for(
             lambda: sum(n.status == "ALIVE" for n in self.client.nodes().values()) == 3,
@@ -149,6 +156,10 @@ class Handoffd:
         run.release()
         assert len(out) == len(urgent)
         return elapsed
+
+    def decisions(self) -> dict[str, int]:
+        """Placement decisions per core backend so far, every daemon (``handoffctl nodes``)."""
+        return daemon_decisions(self.client, self.addresses)
 
     def close(self) -> None:
         self.client.close()
@@ -244,12 +255,13 @@ class Ray(Futures):
 def child(system: str, u: float) -> None:
     cls = {"handoffd": Handoffd, "dask": Dask, "ray": Ray}[system]
     sut = cls()
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     try:
         # Warm-up, not measured: every system starts its worker processes lazily (Ray's first
         # wave took 7x the bound cold); five parallel naps reach every slot.
         sut.run(workload("equal", 0.02)[0][:SLOTS])
         sut.run(workload("equal", 0.02)[0])
+        before = sut.decisions() if isinstance(sut, Handoffd) else None
         for policy in POLICIES if system == "handoffd" else (system,):
             sut.policy = policy
             row: dict[str, float] = {}
@@ -262,6 +274,8 @@ def child(system: str, u: float) -> None:
                     row[name] = sut.run(tasks) / bound
             results[policy] = row
             sys.stderr.write(f"{system}/{policy}: {row}\n")
+        if isinstance(sut, Handoffd) and before is not None:
+            results["@decisions"] = decisions_moved(before, sut.decisions())
     finally:
         sut.close()
     print("@@" + json.dumps(results))
@@ -279,6 +293,7 @@ def main() -> None:
     reexec_in_netns()
     env = dict(os.environ, **peer_env())
     table: dict[str, dict[str, Any]] = {}
+    shares: dict[str, Any] = {}
     for system in args.systems.split(","):
         module = {"handoffd": "handoffd", "dask": "distributed", "ray": "ray"}[system]
         probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
@@ -292,6 +307,9 @@ def main() -> None:
             table[system] = {"failed": done.stderr[-2000:]}
             continue
         for policy, row in json.loads(lines[-1][2:]).items():
+            if policy == "@decisions":
+                shares[system] = row
+                continue
             table[policy if system == "handoffd" else system] = row
     print(f"\nmakespan / lower bound, nodes of {CPUS} cpu, U = {args.unit} s (1.00 is ideal)")
     print(f"{'':12}" + "".join(f"{w:>10}" for w in WORKLOADS))
@@ -300,6 +318,11 @@ def main() -> None:
             print(f"{name:12}{next(iter(row.values()))[:200]}")
             continue
         print(f"{name:12}" + "".join(f"{row[w]:>10.2f}" for w in WORKLOADS))
+    for system, d in shares.items():
+        print(
+            f"\n{system} placement decisions (every policy and workload): compiled core "
+            f"{share_text(d)} (cython {d['cython']:,}, python {d['python']:,})"
+        )
 
 
 if __name__ == "__main__":

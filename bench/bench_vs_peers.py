@@ -40,7 +40,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from _peers.common import MiB, PssSampler, Sizes, loopback_check, peer_env, reexec_in_netns
+from _peers.common import (
+    MiB,
+    PssSampler,
+    Sizes,
+    loopback_check,
+    peer_env,
+    reexec_in_netns,
+    share_text,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "peers.json")
@@ -231,6 +239,12 @@ def print_table(report: dict[str, Any]) -> None:
             (label, *("missing" if "missing" in systems[s] else show(systems[s]) for s in names))
         )
 
+    for w in ("W1", "W2"):
+        if w in report["workloads"]:  # (handoffd only: the others have no placement core)
+            summary(
+                f"{w} compiled share",
+                lambda r, w=w: share_text((r.get(w) or {}).get("decisions")),
+            )
     summary("memory (peak PSS W1-W4)", lambda r: fmt(r.get("peak_pss_mib"), ",.0f") + " MiB")
     summary("start-up", lambda r: fmt(r.get("startup_s"), ".2f") + " s")
     summary("loopback only", lambda r: "yes" if r.get("loopback", {}).get("ok") else "NO")

@@ -28,8 +28,11 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_hooks as mh
+from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
@@ -51,6 +54,9 @@ REPLICATION_TYPES = (
     m.HoldingsProbed,
 )
 PEER_TYPES = (
+    DispatchColumns,
+    RepliedColumns,
+    ReportColumns,
     m.DispatchTasks,
     m.DispatchReplied,
     m.TasksReported,
@@ -63,6 +69,8 @@ PEER_TYPES = (
     m.FreeValues,
     mc.FetchPackages,
     mc.PackagesFetched,
+    mh.FetchEncoded,
+    mh.EncodeFailed,
     mc.ReplicateOutput,
     mc.TaskOutputLive,
     *REPLICATION_TYPES,
@@ -92,6 +100,10 @@ KIND: dict[type, str] = {
     **{t: PEER for t in PEER_TYPES},
     **{t: MEMBERSHIP for t in MEMBERSHIP_TYPES},
     mr.NodeLeaving: PEER,  # a member says it is leaving (issue 19)
+    mio.NodeRestarted: PEER,  # a member's new process says so (issue 19)
+    mio.ValuesHandedOver: PEER,  # a leaving member's values (issue 19)
+    mio.ValuesTaken: PEER,
+    mio.UploadChunk: CLIENT,  # a piece of a big submission (handoffd.upload)
     mr.NameClash: MEMBERSHIP,  # from anyone: a newcomer with a taken name is no member yet
 }
 _LIVE = (m.ALIVE, m.SUSPECT)
@@ -114,9 +126,9 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return ""
     if member is None or member.status not in _LIVE:
         return "not_a_member"
-    if isinstance(msg, (m.FetchValues, mc.FetchPackages)):
+    if isinstance(msg, (m.FetchValues, mc.FetchPackages, mh.FetchEncoded)):
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
-    if isinstance(msg, m.DispatchTasks):
+    if isinstance(msg, (m.DispatchTasks, DispatchColumns)):
         return "" if msg.owner_address == member.address else "owner_not_sender"
     if isinstance(msg, (m.ReplicateRun, m.ReconcileRun, m.FollowOwner, m.ProbeHoldings)):
         if msg.owner != sender or msg.owner_address != member.address:

@@ -95,15 +95,29 @@ def hook_name(hook: Any) -> str:
     return f"{module}.{name}" if module and module not in ("builtins", "__main__") else name
 
 
+class Encoded:
+    """A value in its serialized form (what ``SerializeHook`` returns): the marker that tells the
+    consumer's ``DeserializeHook`` to run the deserialize hook. A plain value passes through."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Encoded, (self.data,))
+
+
 class SerializeHook:
-    """The code of a serialize task: ``serialize(value)``, checked to be bytes-like."""
+    """The code of the hidden serialize function: ``serialize(value)``, checked to be bytes-like,
+    as an ``Encoded``."""
 
     def __init__(self, hook: Callable[[Any], Any], producer: str, consumer: str) -> None:
         self.hook = hook
         self.producer = producer
         self.consumer = consumer
 
-    def __call__(self, value: Any) -> bytes:
+    def __call__(self, value: Any) -> Encoded:
         where = f"argument {self.producer!r} of function {self.consumer!r}"
         try:
             data = self.hook(value)
@@ -113,7 +127,7 @@ class SerializeHook:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return bytes(data) if not isinstance(data, bytes) else data
+            return Encoded(bytes(data) if not isinstance(data, bytes) else data)
         raise HookFailed(
             f"serialize hook {hook_name(self.hook)} of {where} returned "
             f"{type(data).__name__}; it must return bytes (or a bytearray / memoryview)"
@@ -121,16 +135,29 @@ class SerializeHook:
 
 
 class DeserializeHook:
-    """The code of the inline deserialize function: ``deserialize(bytes)`` in the consumer's job."""
+    """The code of the inline deserialize function, in the consumer's job: ``deserialize(bytes)``
+    of an ``Encoded`` value; a plain value (the consumer runs on a node that held it) passes
+    through, or, with ``always`` (``serialize`` given), goes through both hooks here."""
 
-    def __init__(self, hook: Callable[[Any], Any], producer: str, consumer: str) -> None:
+    def __init__(
+        self,
+        hook: Callable[[Any], Any],
+        producer: str,
+        consumer: str,
+        serialize: SerializeHook | None = None,
+    ) -> None:
         self.hook = hook
         self.producer = producer
         self.consumer = consumer
+        self.serialize = serialize
 
-    def __call__(self, data: bytes) -> Any:
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, Encoded):
+            if self.serialize is None:
+                return value
+            value = self.serialize(value)
         try:
-            return self.hook(data)
+            return self.hook(value.data)
         except Exception as exc:
             raise HookFailed(
                 f"deserialize hook {hook_name(self.hook)} of argument {self.producer!r} of "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from handoffd import envvars, errors
+from handoffd import client_upload, envvars, errors
 from handoffd.client_run import (
     FOLLOW_GRACE,
     POLL,
@@ -216,7 +216,7 @@ class Client:
     def _request(
         self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None
     ) -> tuple[Any, list[bytes]]:
-        self._connection().send(codec.encode(msg, sender=self._name, frames=list(frames)))
+        client_upload.send(self, codec.encode(msg, sender=self._name, frames=list(frames)))
         return self._receive(msg.request_id, timeout or self.timeout)
 
     def _receive(self, request_id: int, timeout: float) -> tuple[Any, list[bytes]]:
@@ -574,7 +574,7 @@ class Client:
             shas,
         )
         frames = payloads + self._package_frames(shipped, resend)
-        self._connection().send(codec.encode(request, sender=self._name, frames=frames))
+        client_upload.send(self, codec.encode(request, sender=self._name, frames=frames))
         limit = time.monotonic() + poll + max(self.timeout, 30.0)
         while True:
             try:

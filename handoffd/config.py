@@ -227,6 +227,16 @@ class Limits:
     max_tasks_per_run: int = 1_000_000
     max_runs_per_client: int = 10_000  # runs not yet finished submitted on one client connection
     max_pending_per_peer: int = 10_000  # messages queued for one peer before its connection is up
+    # Bytes of submissions one client connection may have in flight in pieces (handoffd.upload):
+    # the daemon reserves an upload's announced size when its first piece comes.
+    max_upload_bytes: int = 4 << 30
+    # Bytes of result values one daemon's store holds, in memory and spilled together.
+    max_store_bytes: int = 64 << 30
+    # Characters of task output (stdout, stderr, logging) an owner keeps: per task (over its
+    # attempts), per run, and over all runs (the oldest output is dropped first, a line says so).
+    max_log_chars_per_task: int = 256 * 1024
+    max_log_chars_per_run: int = 16 << 20
+    max_log_chars: int = 256 << 20
 
 
 LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(Limits))
@@ -288,6 +298,8 @@ class NodeConfig:
     # killed and fails with MemoryExceeded; "off": memory is bookkeeping only
     memory_enforce: str = "kill"
     recycle_gpu_workers: bool = False  # a fresh worker process after each chain of GPU tasks
+    # A worker kept started for each GPU (beyond max_workers): a GPU task never waits for one
+    warm_gpu_workers: bool = True
 
     def replace(self, **changes: object) -> NodeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

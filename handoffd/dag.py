@@ -437,22 +437,24 @@ class DAG:
         for suffix in (SERIALIZE_SUFFIX, DESERIALIZE_SUFFIX):
             if base + suffix in self._functions:
                 raise validation.duplicate_id(base + suffix)
-        inline_producer = producer.type == "inline"
+        # Both inline: the consumer's node decides at run time whether the value leaves the
+        # producer's node, and if so a holder runs serialize (daemon.executor_hooks).
         serialize = Function(
             id=base + SERIALIZE_SUFFIX,
             code=SerializeHook(arg.serialize, arg.id, consumer.id),  # type: ignore[arg-type]
             args=[arg.id],
-            cost={} if inline_producer else {"cpu": 1},
-            # On the producer's node: only the serialized bytes leave it.
-            collocate_with=None if inline_producer else arg.id,
-            type="inline" if inline_producer else "regular",
-            max_retries=consumer.max_retries,
-            timeout=consumer.timeout,
-            priority=consumer.priority,
+            cost={},
+            type="inline",
+        )
+        hook = DeserializeHook(
+            arg.deserialize,  # type: ignore[arg-type]
+            arg.id,
+            consumer.id,
+            serialize.code if arg.always else None,  # type: ignore[arg-type]
         )
         deserialize = Function(
             id=base + DESERIALIZE_SUFFIX,
-            code=DeserializeHook(arg.deserialize, arg.id, consumer.id),  # type: ignore[arg-type]
+            code=hook,
             args=[serialize.id],
             cost={},
             type="inline",  # re-run in the consumer's own job, just before its call
@@ -547,6 +549,14 @@ def _check_function(fn: Function, nodes: set[str] | frozenset[str] | None) -> No
             f"got {type(fn.code).__name__} {fn.code!r:.60}",
         )
     validation.check_deps(fid, _dep_ids(fn.args))
+    if fn.type == "inline" and str(fid).endswith(SERIALIZE_SUFFIX):
+        if not isinstance(fn.code, SerializeHook):  # the executors would treat it as one
+            raise ValidationError(
+                "invalid_id",
+                fid,
+                f"an inline function's id may not end with {SERIALIZE_SUFFIX!r}: that is reserved "
+                f"for the serialize hooks of handoffd.Argument; rename it",
+            )
     if not isinstance(fn.extra_args, (list, tuple)):
         raise ValidationError(
             "invalid_args",

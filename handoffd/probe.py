@@ -370,6 +370,8 @@ def probe(
     else:
         total = (total_memory or _total_memory)() // MB
         memory_figure = pick([(float(total), "psutil"), cgroup_memory(root), _rlimit_as()])
+    if gpu == 0:  # --gpu 0: nothing to detect (loading NVML cost ~8 ms of the daemon's start)
+        return Probed(cpu_figure, memory_figure, Figure(0.0, "flag"), ())
     detected, source = detect_gpus(root, _load_nvml() if nvml == "load" else nvml)
     visible = visible_devices(env.get("CUDA_VISIBLE_DEVICES"))
     gpu_figure, gpus = choose_gpus(detected, source, visible, gpu)

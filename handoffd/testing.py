@@ -265,8 +265,9 @@ class DaemonCluster:
         wrap: list[str]
         | None = None,  # a command that execs the daemon, e.g. ["taskset", "-c", "0"]
         env: dict[str, str] | None = None,  # more environment for this daemon
+        port: int | None = None,  # default: a free one (a restart passes the old daemon's)
     ) -> Daemon:
-        port = free_port(host)
+        port = port or free_port(host)
         name = name or f"d{len(self.daemons)}-{self.cluster}"
         args = [
             sys.executable,

@@ -315,3 +315,31 @@ def crash_result(tasks: int, clean: float, crashed: float, killed_at: float) -> 
         "ratio": crashed / clean,
         "correct": True,
     }
+
+
+def daemon_decisions(client: Any, addresses: list[str]) -> dict[str, int]:
+    """Placement decisions taken so far per core backend, summed over these daemons (each answers
+    ``DescribeNode``, as for ``handoffctl nodes``): {"cython": n, "python": m}."""
+    from handoffd.protocol import messages_ops as ops
+
+    total = {"cython": 0, "python": 0}
+    for address in addresses:
+        reply = client._ask_node(address, lambda rid: ops.DescribeNode(rid))
+        for backend, n in reply.decisions.items():
+            total[backend] = total.get(backend, 0) + n
+    return total
+
+
+def decisions_moved(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
+    """The decisions taken between two ``daemon_decisions`` readings, with the compiled core's
+    share of them (None when there were none)."""
+    moved = {b: after.get(b, 0) - before.get(b, 0) for b in ("cython", "python")}
+    total = sum(moved.values())
+    return {**moved, "compiled_share": round(moved["cython"] / total, 6) if total else None}
+
+
+def share_text(d: dict[str, Any] | None) -> str:
+    """``decisions_moved`` for a table cell: "99.9% of 4,210" (or "-")."""
+    if not d or d.get("compiled_share") is None:
+        return "-"
+    return f"{100 * d['compiled_share']:.1f}% of {d['cython'] + d['python']:,}"

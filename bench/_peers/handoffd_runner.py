@@ -18,6 +18,8 @@ from .common import (
     check_layers,
     consume_array,
     crash_result,
+    daemon_decisions,
+    decisions_moved,
     gpu_task,
     latency_result,
     layered,
@@ -43,6 +45,8 @@ class HandoffdRunner:
         self.cluster: Any = None
         self.client: Any = None
         self.watcher: Any = None
+        # a command the owner daemon (d0) runs under, e.g. py-spy (bench/profile_daemon.py)
+        self.owner_wrap: list[str] | None = None
 
     def _start_cluster(self) -> float:
         import handoffd
@@ -56,7 +60,9 @@ class HandoffdRunner:
         # Both daemons start at once: d1's seed (d0) may not listen yet; its join retries until d0
         # answers, and a daemon hands its owner side every peer it heard of before that side
         # existed (node.py), so a task pinned to either node runs as soon as both joined.
-        d0 = self.cluster.start(cpu=1, memory=4000, gpu=0, wait=False, extra=http_args)
+        d0 = self.cluster.start(
+            cpu=1, memory=4000, gpu=0, wait=False, extra=http_args, wrap=self.owner_wrap
+        )
         d1 = self.cluster.start(
             cpu=1,
             memory=4000,
@@ -131,11 +137,16 @@ class HandoffdRunner:
         dag = handoffd.DAG()
         for i in range(n):
             dag.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i]))
+        before = self._decisions()
         t0 = time.perf_counter()
         out = self.client.execute(dag)
         elapsed = time.perf_counter() - t0
         assert len(out) == n and sum(out.values()) == n * (n - 1) // 2, "W1 checksum"
-        return throughput(n, elapsed)
+        return throughput(n, elapsed, decisions=decisions_moved(before, self._decisions()))
+
+    def _decisions(self) -> dict[str, int]:
+        """Placement decisions per core backend so far, both daemons (``handoffctl nodes``)."""
+        return daemon_decisions(self.client, [self.d0.address, self.d1.address])
 
     def _layered_dag(
         self, first: list[int], parents: list[list[tuple]], fn0: Any, fn: Any, extra: tuple = ()
@@ -163,12 +174,18 @@ class HandoffdRunner:
         layers, width = self.sizes.w2_layers, self.sizes.w2_width
         first, parents, expected = layered(layers, width, seed=2)
         dag = self._layered_dag(first, parents, seed_value, add3)
+        before = self._decisions()
         t0 = time.perf_counter()
         out = self.client.execute(dag)
         elapsed = time.perf_counter() - t0
         check_layers(out, expected)
         n = layers * width
-        return throughput(n, elapsed, max_bits=max(expected[-1]).bit_length())
+        return throughput(
+            n,
+            elapsed,
+            max_bits=max(expected[-1]).bit_length(),
+            decisions=decisions_moved(before, self._decisions()),
+        )
 
     def w3(self) -> dict[str, Any]:
         import handoffd

@@ -35,6 +35,18 @@ def human_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def decision_shares(counts: dict[str, int]) -> dict[str, Any]:
+    """A node's placement decisions per core backend, with the compiled core's share of them
+    (None before any decision)."""
+    total = sum(counts.values())
+    share = round(counts.get("cython", 0) / total, 6) if total else None
+    return {
+        "cython": counts.get("cython", 0),
+        "python": counts.get("python", 0),
+        "compiled_share": share,
+    }
+
+
 def _when(stamp: float | None) -> str:
     return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
@@ -111,6 +123,7 @@ def nodes(client: Any, *, as_json: bool) -> int:
                     "state": ok.state if ok else None,
                     "warnings": list(ok.warnings) if ok else [],
                     "health": _health_doc(health.get(name)),
+                    "decisions": decision_shares(ok.decisions) if ok else None,
                     "error": d if isinstance(d, str) else None,
                 }
             )

@@ -124,6 +124,13 @@ def cli() -> None:
     help="start a fresh worker process after each chain of GPU tasks",
 )
 @click.option(
+    "--warm-gpu-workers/--no-warm-gpu-workers",
+    default=True,
+    show_default=True,
+    help="keep a worker process started for each GPU (beyond --max-workers), so a GPU task "
+    "never waits for one to start",
+)
+@click.option(
     "--store-memory",
     type=float,
     default=1024.0,

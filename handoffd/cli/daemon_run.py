@@ -105,6 +105,7 @@ def build_config(args: Any) -> NodeConfig:
         resource_sources={k: v for k, v in sources.items() if k in capacity},
         memory_enforce=getattr(args, "memory_enforce", "kill"),
         recycle_gpu_workers=bool(getattr(args, "recycle_gpu_workers", False)),
+        warm_gpu_workers=bool(getattr(args, "warm_gpu_workers", True)),
         http_port=http_port,
         http_optional=http_optional,
     )

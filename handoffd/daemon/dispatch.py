@@ -1,74 +1,155 @@
-"""The scheduler's ``Dispatch`` instruction as the wire's ``DispatchTasks``: pure translation, used
-by the owner's shell. Payloads and values travel as frames, each object once per message however
-many items refer to it; inline inputs (functions run inside their consumer's job) are flattened
-depth-first, each naming its parent's index."""
+"""The scheduler's ``Dispatch`` instruction as the wire's ``DispatchColumns``: pure translation,
+used by the owner's shell. One column per field for all the message's tasks (issue 13, item 5):
+the owner packs numbers into arrays instead of building a record per task and per input.
+Payloads and values travel as frames, each object once per message however many items refer to
+it; inline inputs (functions run inside their consumer's job) are flattened depth-first, each
+naming its parent's index."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
-from handoffd.protocol import messages as m
+from handoffd.arguments import SERIALIZE_SUFFIX
+from handoffd.protocol.columns import join_frames, pack
+from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.scheduler import events as ev
+
+_NAN = math.nan
+
+
+class _Inputs:
+    """The input columns of one message, filled depth-first."""
+
+    __slots__ = (
+        "kinds",
+        "task_ids",
+        "frames",
+        "inclusion",
+        "parents",
+        "holder_counts",
+        "holders",
+        "addresses",
+        "address_of",
+        "inclusion_of",
+        "add_frame",
+    )
+
+    def __init__(
+        self,
+        address_of: Callable[[str], str | None],
+        inclusion_of: Callable[[str], int],
+        add_frame: Callable[[bytes], int],
+    ) -> None:
+        self.kinds: list[int] = []
+        self.task_ids: list[str] = []
+        self.frames: list[int] = []
+        self.inclusion: list[int] = []
+        self.parents: list[int] = []
+        self.holder_counts: list[int] = []
+        self.holders: list[int] = []
+        self.addresses: dict[str, int] = {}  # node name -> index in the address table
+        self.address_of = address_of
+        self.inclusion_of = inclusion_of
+        self.add_frame = add_frame
+
+    def add(self, refs: Iterable[ev.InputRef], parent: int, base: int) -> None:
+        """Append ``refs`` (of one task whose first input is at ``base``) and their nested ones."""
+        for ref in refs:
+            index = len(self.kinds) - base
+            self.task_ids.append(ref.task_id)
+            self.parents.append(parent)
+            if isinstance(ref, ev.InlineRef):
+                # A hidden serialize function (handoffd.arguments), kind 2: the consumer's node
+                # decides whether it runs, and where (daemon.executor_hooks).
+                self.kinds.append(2 if ref.task_id.endswith(SERIALIZE_SUFFIX) else 1)
+                self.frames.append(self.add_frame(ref.payload))
+                self.inclusion.append(self.inclusion_of(ref.argument_inclusion))
+                self.holder_counts.append(0)
+                self.add(ref.inputs, index, base)
+                continue
+            self.kinds.append(0)
+            self.frames.append(self.add_frame(ref.value) if ref.value is not None else -1)
+            self.inclusion.append(self.inclusion_of("variadic"))
+            count = 0
+            for name in ref.locations:
+                at = self.addresses.get(name)
+                if at is None:
+                    # a holder without an address is left out: the executor fetches from the others
+                    if not self.address_of(name):
+                        continue
+                    at = self.addresses[name] = len(self.addresses)
+                self.holders.append(at)
+                count += 1
+            self.holder_counts.append(count)
 
 
 def dispatch_message(
-    ins: ev.Dispatch, owner_address: str, address_of: Callable[[str], str | None]
-) -> tuple[m.DispatchTasks, list[bytes]]:
-    """(the message, its frames); ``address_of`` maps the nodes holding an input to addresses
-    (a holder without one is left out: the executor fetches from the others)."""
+    ins: ev.Dispatch,
+    owner_address: str,
+    address_of: Callable[[str], str | None],
+    packages: tuple[str, ...] = (),
+) -> tuple[DispatchColumns, list[bytes]]:
+    """(the message, the frames to send: small ones packed, ``columns.join_frames``);
+    ``address_of`` maps the nodes holding an input to addresses."""
     frames: list[bytes] = []
     frame_of: dict[int, int] = {}
+    inclusions: dict[str, int] = {}
 
     def add_frame(data: bytes) -> int:
         index = frame_of.get(id(data))
         if index is None:
-            index = len(frames)
+            index = frame_of[id(data)] = len(frames)
             frames.append(data)
-            frame_of[id(data)] = index
         return index
 
-    items = []
-    for item in ins.items:
-        flat: list[m.InputRef] = []
-        _flatten(item.inputs, -1, flat, add_frame, address_of)
-        items.append(
-            m.DispatchItem(
-                item.task_id,
-                item.attempt,
-                dict(item.cost),
-                item.argument_inclusion,
-                item.timeout,
-                add_frame(item.payload),
-                tuple(flat),
-                item.priority,
-                item.rank,
-            )
-        )
-    return m.DispatchTasks(ins.run_id, owner_address, tuple(items)), frames
+    def inclusion_of(text: str) -> int:
+        index = inclusions.get(text)
+        if index is None:
+            index = inclusions[text] = len(inclusions)
+        return index
 
-
-def _flatten(
-    refs: Iterable[ev.InputRef],
-    parent: int,
-    out: list[m.InputRef],
-    add_frame: Callable[[bytes], int],
-    address_of: Callable[[str], str | None],
-) -> None:
-    for ref in refs:
-        if isinstance(ref, ev.InlineRef):
-            index = len(out)
-            out.append(
-                m.InputRef(
-                    "inline",
-                    ref.task_id,
-                    (),
-                    add_frame(ref.payload),
-                    ref.argument_inclusion,
-                    parent,
-                )
-            )
-            _flatten(ref.inputs, index, out, add_frame, address_of)
-        else:
-            addresses = tuple(a for a in (address_of(n) for n in ref.locations) if a)
-            frame = add_frame(ref.value) if ref.value is not None else -1
-            out.append(m.InputRef("value", ref.task_id, addresses, frame, "variadic", parent))
+    items = ins.items
+    kinds = sorted({k for item in items for k in item.cost})
+    inputs = _Inputs(address_of, inclusion_of, add_frame)
+    counts: list[int] = []
+    for item in items:
+        base = len(inputs.kinds)
+        if item.inputs:
+            inputs.add(item.inputs, -1, base)
+        counts.append(len(inputs.kinds) - base)
+    if len(kinds) == 1:  # the common case: one kind (cpu)
+        kind = kinds[0]
+        costs = [float(item.cost[kind]) for item in items]
+    else:
+        costs = [float(item.cost.get(k, 0.0)) for item in items for k in kinds]
+    address_table = tuple(address_of(name) or "" for name in inputs.addresses)
+    payload_frames = pack("i", [add_frame(item.payload) for item in items])
+    inclusion = pack("B", [inclusion_of(item.argument_inclusion) for item in items])
+    frame_sizes, sent = join_frames(frames)  # small payloads and values: one frame
+    msg = DispatchColumns(
+        ins.run_id,
+        owner_address,
+        tuple([item.task_id for item in items]),
+        pack("q", [item.attempt for item in items]),
+        payload_frames,
+        tuple(kinds),
+        pack("d", costs),
+        tuple(inclusions),
+        inclusion,
+        pack("d", [_NAN if item.timeout is None else item.timeout for item in items]),
+        pack("q", [item.priority for item in items]),
+        pack("d", [item.rank for item in items]),
+        pack("i", counts),
+        pack("B", inputs.kinds),
+        tuple(inputs.task_ids),
+        pack("i", inputs.frames),
+        pack("B", inputs.inclusion),
+        pack("i", inputs.parents),
+        pack("i", inputs.holder_counts),
+        address_table,
+        pack("i", inputs.holders),
+        packages,
+        frame_sizes,
+    )
+    return msg, sent

@@ -29,6 +29,7 @@ from handoffd.daemon.executor_events import (
     Dispatched,
     Event,
     Execute,
+    HookFailedArrived,
     Instruction,
     Leaving,
     LedgerChanged,
@@ -43,9 +44,12 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
+from handoffd.daemon.executor_hooks import EncodeKey, HookServer
 from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import columns
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
+from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -55,6 +59,9 @@ SendFn = Callable[..., Any]  # (address, message, frames, term=0)
 
 
 class Executor:
+    #: what ``on_fetch`` takes (the node routes them here)
+    FETCH_TYPES = (m.FetchValues, FetchEncoded, EncodeFailed)
+
     def __init__(
         self,
         *,
@@ -83,6 +90,7 @@ class Executor:
         self._send = send
         self._on_resources_changed = on_resources_changed
         self._clock = clock
+        self.hooks = HookServer(store.get)
         self.pool: WorkerPool | None = None  # set by the node before any dispatch arrives
         # Told (run_id, term, owner name) when a run's owner changes to a higher term.
         self.on_new_owner: Callable[[str, int, str], None] | None = None
@@ -120,8 +128,17 @@ class Executor:
     def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
         self._handle(Dispatched(msg, frames, term))
 
-    def on_fetch(self, msg: m.FetchValues) -> None:
-        self._handle(ValuesAsked(msg))
+    def on_fetch(
+        self, msg: m.FetchValues | FetchEncoded | EncodeFailed, frames: list[bytes]
+    ) -> None:
+        """A peer asks for values, or for one serialized by its hook (run in a worker:
+        ``HookServer``), or says the hook it ran for us raised."""
+        if isinstance(msg, m.FetchValues):
+            self._handle(ValuesAsked(msg))
+        elif isinstance(msg, FetchEncoded):
+            self._run(self.hooks.asked(msg, frames))
+        else:
+            self._handle(HookFailedArrived(msg))
 
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
         self._handle(ValuesArrived(msg, frames))
@@ -159,6 +176,9 @@ class Executor:
             self._send(owner, msg, [], term=self.term_of(run_id))
 
     def on_outcome(self, outcome: Outcome) -> None:
+        if isinstance(outcome.key, EncodeKey):  # a serialize hook run for a peer
+            self._run(self.hooks.ended(outcome))
+            return
         self._sent_live.pop(outcome.key, None)
         if self._live:  # the attempt's live lines reach the owner before its report
             self._send_live()
@@ -206,7 +226,15 @@ class Executor:
                 assert self.pool is not None
                 self.pool.submit_all(ins.jobs, ins.chain)
             elif isinstance(ins, SendMessage):
-                self._send(ins.address, ins.msg, ins.frames, term=ins.term)
+                msg, frames = ins.msg, ins.frames
+                # The state machine's per-task answers and reports go out as columns, their
+                # small values packed into one frame (issue 13)
+                if type(msg) is m.TasksReported:
+                    sizes, frames = columns.join_frames(frames)
+                    msg = columns.report_columns(msg, sizes)
+                elif type(msg) is m.DispatchReplied:
+                    msg = columns.replied_columns(msg)
+                self._send(ins.address, msg, frames, term=ins.term)
             elif isinstance(ins, Soon):
                 asyncio.get_running_loop().call_soon(self._handle, ins.event)
             elif isinstance(ins, LedgerChanged):

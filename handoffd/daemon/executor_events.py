@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_hooks import EncodeFailed
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.worker._records import Job, Outcome
 
@@ -110,12 +111,19 @@ class Flush:
     """Asked for by ``Soon``: send the reports gathered since the last flush, one message per run."""
 
 
+@dataclass(slots=True)
+class HookFailedArrived:
+    """A peer's serialize hook for one of our ``FetchEncoded`` fetches raised."""
+
+    msg: EncodeFailed
+
+
 REFILL = Refill()
 FLUSH = Flush()
 
 Event = (
     Dispatched | ValuesAsked | ValuesArrived | FetchTimedOut | TaskEnded | CancelAsked | RunFreed
-    | ValuesFreed | OwnerSeen | Refill | Flush | Leaving | WithdrawAsked
+    | ValuesFreed | OwnerSeen | Refill | Flush | Leaving | WithdrawAsked | HookFailedArrived
 )  # fmt: skip
 
 # -- instructions (out of ExecutorState.handle) ----------------------------------------------------

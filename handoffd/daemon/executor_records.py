@@ -4,7 +4,7 @@ claim and per fetch."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from handoffd.protocol import messages as m
@@ -60,6 +60,33 @@ class Fetch:
     task_ids: tuple[str, ...]
     address: str
     deadline: float  # the clock's time the fetch is given up (then the next holder is asked)
+
+
+def accepted_task(
+    msg: m.DispatchTasks,
+    item: m.DispatchItem,
+    frames: list[bytes],
+    inputs: tuple[m.InputRef, ...],
+    gpus: list[int] | None,
+    qkey: tuple[int, float, int],
+) -> Task:
+    """The record of a dispatched item just accepted (``gpus``: its claim, None when queued)."""
+    needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
+    return Task(
+        run_id=msg.run_id,
+        task_id=item.task_id,
+        attempt=item.attempt,
+        owner_address=msg.owner_address,
+        cost=dict(item.cost),
+        argument_inclusion=item.argument_inclusion,
+        timeout=item.timeout,
+        payload=frames[item.payload_frame],
+        inputs=inputs,
+        frames={i: frames[i] for i in needed},
+        gpus=gpus or [],
+        claimed=gpus is not None,
+        qkey=qkey,
+    )
 
 
 def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int, float, int]:
@@ -141,14 +168,37 @@ def failed(
     )
 
 
+def tasks_reported(
+    run_id: str, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
+) -> tuple[m.TasksReported, list[bytes]]:
+    """One owner's batch of reports for a run: each (report, inline value or None, output); the
+    values become frames, and the reports name them. ``ledger``: our free resources go along."""
+    reports: list[m.TaskReport] = []
+    frames: list[bytes] = []
+    outputs = [output for _, _, output in entries]
+    for report, value, _ in entries:
+        if value is not None:
+            report = replace(report, frame=len(frames))
+            frames.append(value)
+        reports.append(report)
+    msg = m.TasksReported(
+        run_id,
+        tuple(reports),
+        dict(ledger.free),
+        ledger.version,
+        tuple(outputs) if any(outputs) else (),
+    )
+    return msg, frames
+
+
 def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:
     """Why a dispatched item's frame references are unusable ("" if they are fine)."""
     if not 0 <= item.payload_frame < len(frames):
         return "bad payload frame"
     for ref in item.inputs:
-        if ref.frame >= len(frames) or ref.kind not in ("value", "inline"):
+        if ref.frame >= len(frames) or ref.kind not in ("value", "inline", "serialize"):
             return "bad input reference"
-        if ref.kind == "inline" and ref.frame < 0:
+        if ref.kind != "value" and ref.frame < 0:
             return "inline input without payload"
     return ""
 

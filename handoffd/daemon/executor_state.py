@@ -53,6 +53,7 @@ from handoffd.daemon.executor_events import (
     Execute,
     FetchTimedOut,
     Flush,
+    HookFailedArrived,
     Instruction,
     Leaving,
     NewOwner,
@@ -68,6 +69,7 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
+from handoffd.daemon.executor_hooks import Encodes, fetch_message, lazy_inputs
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
@@ -77,16 +79,18 @@ from handoffd.daemon.executor_records import (
     QueueOrder,
     Slot,
     Task,
+    accepted_task,
     check_item,
     done_report,
     failed,
     job_inputs,
     queue_key,
+    tasks_reported,
     values_fetched,
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
-from handoffd.store.store import ResultStore
+from handoffd.store.store import ResultStore, StoreError
 from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
 
@@ -129,6 +133,7 @@ class ExecutorState:
         self._needs: dict[tuple[str, str], int] = {}  # (run_id, dep_id) -> local tasks not started
         self._fetched: set[tuple[str, str]] = set()  # copies in our store that came from peers
         self._request_ids = itertools.count(1)
+        self._encodes: dict[str, Encodes] = {}  # run -> values fetched serialized (executor_hooks)
         # (owner, run) -> (report, inline value, output) to send
         self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]] = {}
         self._flush_scheduled = False
@@ -160,6 +165,7 @@ class ExecutorState:
             RunFreed: self._on_run_freed,
             ValuesFreed: self._on_values_freed,
             OwnerSeen: self._on_owner_seen,
+            HookFailedArrived: self._on_hook_failed,
         }
 
     def handle(self, event: Event, now: float) -> list[Instruction]:
@@ -249,22 +255,9 @@ class ExecutorState:
             if reason:
                 refused.append(m.Refusal(item.task_id, item.attempt, reason))
                 continue
-            needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
-            task = Task(
-                run_id=msg.run_id,
-                task_id=item.task_id,
-                attempt=item.attempt,
-                owner_address=msg.owner_address,
-                cost=dict(item.cost),
-                argument_inclusion=item.argument_inclusion,
-                timeout=item.timeout,
-                payload=frames[item.payload_frame],
-                inputs=item.inputs,
-                frames={i: frames[i] for i in needed},
-                gpus=gpus or [],
-                claimed=gpus is not None,
-                qkey=queue_key(item.priority, item.rank, self._now, next(self._arrivals)),
-            )
+            inputs = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames, self._encodes)
+            qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
+            task = accepted_task(msg, item, frames, inputs, gpus, qkey)
             self.tasks[key] = task
             if gpus is None:
                 self.local[key] = None
@@ -370,10 +363,11 @@ class ExecutorState:
             return
         address = candidates.pop(0)
         request_id = next(self._request_ids)
-        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + self._fetch_timeout)
+        msg, frames, wait = fetch_message(request_id, wkey, self.address, self._encodes)
+        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + (wait or self._fetch_timeout))
         self.fetches[request_id] = fetch
         self._out.append(SetTimer(request_id, fetch.deadline, FetchTimedOut(request_id)))
-        self._send(address, m.FetchValues(request_id, wkey[0], (wkey[1],), self.address), [])
+        self._send(address, msg, frames)
 
     def _on_fetch_timed_out(self, ev: FetchTimedOut) -> None:
         fetch = self.fetches.pop(ev.request_id, None)
@@ -390,7 +384,13 @@ class ExecutorState:
             return
         self._out.append(CancelTimer(msg.request_id))
         for task_id, value in zip(msg.task_ids, frames, strict=False):
-            self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
+            try:
+                self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
+            except StoreError as exc:
+                self._candidates.pop((msg.run_id, task_id), None)
+                why = f"{exc} [node at {self.address}]"
+                self._fail_waiters((msg.run_id, task_id), why, "storage")
+                continue
             self._fetched.add((msg.run_id, task_id))
             self.counters["fetched"] += 1
             self._value_arrived((msg.run_id, task_id))
@@ -410,11 +410,22 @@ class ExecutorState:
                 else:
                     self._schedule_refill()  # it may join a chain now
 
-    def _fail_waiters(self, wkey: tuple[str, str], why: str) -> None:
+    def _fail_waiters(
+        self, wkey: tuple[str, str], why: str, kind: str = "input_lost", hook: tuple[str, ...] = ()
+    ) -> None:
+        exc_type, tb = hook or ("StoreError" if kind == "storage" else "InputLost", "")
         for key in self._waiting.pop(wkey, ()):
             task = self.tasks.pop(key, None)
             if task is not None:
-                self._finish(task, failed(task, "input_lost", "InputLost", why), None)
+                self._finish(task, failed(task, kind, exc_type, why, tb), None)
+
+    def _on_hook_failed(self, ev: HookFailedArrived) -> None:
+        """A holder's serialize hook raised: the attempts waiting for it fail with its error."""
+        msg, wkey = ev.msg, (ev.msg.run_id, ev.msg.hook_id)
+        if self.fetches.pop(msg.request_id, None) is not None:
+            self._out.append(CancelTimer(msg.request_id))
+            self._candidates.pop(wkey, None)
+            self._fail_waiters(wkey, msg.message, "error", (msg.exc_type, msg.traceback))
 
     def _on_values_asked(self, ev: ValuesAsked) -> None:
         """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
@@ -552,7 +563,14 @@ class ExecutorState:
         ended = self._now + self.wall_offset
         if outcome.ok and outcome.value is not None:
             value = outcome.value
-            self.store.put(task.run_id, task.task_id, value)
+            try:
+                self.store.put(task.run_id, task.task_id, value)
+            except StoreError as exc:  # the run fails with why (not RUNNING forever)
+                log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
+                why = f"{exc} [node at {self.address}]"
+                outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
+                outcome = replace(outcome, value=None, message=why, traceback="")
+        if outcome.ok and outcome.value is not None:
             self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
             inline = value if len(value) <= self._inline_limit else None
             started = ended - outcome.duration
@@ -603,26 +621,8 @@ class ExecutorState:
             known = self.run_owners.get(run_id)
             if known is not None:
                 owner = known[1]  # the run changed owner since the task was dispatched
-            reports: list[m.TaskReport] = []
-            frames: list[bytes] = []
-            outputs = [output for _, _, output in entries]
-            for report, value, _ in entries:
-                if value is not None:
-                    report = replace(report, frame=len(frames))
-                    frames.append(value)
-                reports.append(report)
-            self._send(
-                owner,
-                m.TasksReported(
-                    run_id,
-                    tuple(reports),
-                    dict(self.ledger.free),
-                    self.ledger.version,
-                    tuple(outputs) if any(outputs) else (),
-                ),
-                frames,
-                term=self.term_of(run_id),
-            )
+            msg, frames = tasks_reported(run_id, entries, self.ledger)
+            self._send(owner, msg, frames, term=self.term_of(run_id))
 
     # -- control -------------------------------------------------------------------------------
 
@@ -684,6 +684,7 @@ class ExecutorState:
         self.run_owners.pop(msg.run_id, None)
         run_id = msg.run_id
         self._fetched = {k for k in self._fetched if k[0] != run_id}
+        self._encodes.pop(run_id, None)
         self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
 
     def _on_values_freed(self, ev: ValuesFreed) -> None:

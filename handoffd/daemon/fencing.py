@@ -22,6 +22,9 @@ fencing would stop the survivor of a crash forever.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from handoffd.protocol import messages as m
 
 
@@ -88,3 +91,47 @@ class Quorum:
                 self.base.discard(name)
                 del self._down_since[name]
         return was
+
+
+class Held:
+    """What an owner (``daemon/owner.OwnerIO``) holds back while fenced and just after the heal:
+    its dispatches, and the verdicts of its timers (an ack or a probe overdue) that fired."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.delays: dict[Any, float] = {}  # timer key -> its delay (restarted in full later)
+        self._dispatches: list[Any] = []
+        self._timers: dict[Any, float] = {}
+
+    def dispatch(self, ins: Any) -> bool:
+        """True if ``ins`` (a ``Dispatch``) was held back."""
+        if self.holding:
+            self._dispatches.append(ins)
+        return self.holding
+
+    def timer(self, key: Any) -> bool:
+        """Timer ``key`` fired: True if its verdict is held back."""
+        delay = self.delays.pop(key, 0.0)
+        if self.holding:
+            self._timers[key] = delay
+        return self.holding
+
+    def release(
+        self,
+        term_of: Callable[[str], int | None],
+        dispatch: Callable[[Any], None],
+        running: dict[Any, Any],
+        start_timer: Callable[[Any, float], None],
+    ) -> None:
+        """The partition healed a while ago (a run taken over meanwhile has reached us and we
+        stepped down): send what was held for runs still ours at that term, and restart the
+        timers that fired, each with its whole delay."""
+        self.holding = False
+        held, self._dispatches = self._dispatches, []
+        for ins in held:
+            if term_of(ins.run_id) == ins.term:
+                dispatch(ins)
+        timers, self._timers = self._timers, {}
+        for key, delay in timers.items():
+            if key not in running:
+                start_timer(key, delay)

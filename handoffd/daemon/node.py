@@ -25,16 +25,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from handoffd import __version__, admission, runtime
+from handoffd import __version__, admission, runtime, upload
 from handoffd.config import NodeConfig
 from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.fencing import Quorum
+from handoffd.daemon.handover import HandOver
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
-from handoffd.daemon.node_reliability import NodeReliability
+from handoffd.daemon.node_reliability import NodeReliability, RestartNotice
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
@@ -42,11 +43,13 @@ from handoffd.daemon.replication import ReplicationIO
 from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
 from handoffd.observability.info import metrics_reply, node_info
-from handoffd.protocol import codec, versions
+from handoffd.protocol import codec, columns, versions
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
@@ -88,7 +91,9 @@ class Node(NodeReliability):
         self.address = ""
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity, config.gpu_devices)
-        self.store = ResultStore(config.spill_bytes, config.spill_dir)
+        self.store = ResultStore(
+            config.spill_bytes, config.spill_dir, max_bytes=config.limits.max_store_bytes
+        )
         # This node's code packages (handoffd.packages): its own dir, made on the first package.
         code_root = os.path.join(
             config.runtime_dir or runtime.default_path(),
@@ -118,6 +123,9 @@ class Node(NodeReliability):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
+        # The last message encoded (msg, frames, term, its frames): the same message sent to
+        # several nodes in a row (a replication batch to each standby) is encoded once.
+        self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
         self._next_stats = 0.0
@@ -127,6 +135,10 @@ class Node(NodeReliability):
         self._published: m.MemberState | None = None
         self._leaving = LeavingPeers()  # peers that said NodeLeaving: no new work there
         self._names = Names()  # two live daemons of one name: NameClash (daemon/names.py)
+        self._restart = RestartNotice()  # we restarted before our old process was DEAD
+        self._handover = HandOver(self)  # a leave moves the values still held here
+        self._uploads = upload.Uploads(config.limits)  # submissions coming in pieces
+        self._upload_codec = codec.Codec(upload.decode_limits(config.limits))
         self.clashed = False  # we stopped because our name was taken (exit code 2)
         self.started_wall = 0.0
         self.suspicions = 0  # members seen turning SUSPECT, DEAD (/metrics)
@@ -201,6 +213,10 @@ class Node(NodeReliability):
             memory_enforce=cfg.memory_enforce == "kill",
             memory_bound=cfg.capacity.get("memory"),
             recycle_gpu_workers=cfg.recycle_gpu_workers,
+            # a worker per GPU, started with the pool: a GPU task never waits ~70 ms for one
+            warm=[self.ledger.visible([g]) for g in range(self.ledger.gpus)]
+            if cfg.warm_gpu_workers
+            else (),
             on_memory=self._memory_used,
             code_dir=self.code.root,
             on_output=self.executor.on_output,  # what running tasks print, sent as it comes
@@ -335,6 +351,7 @@ class Node(NodeReliability):
                     deadline = self._clock() + wait
                     while self.executor.running_count() and self._clock() < deadline:
                         await asyncio.sleep(0.02)
+                    await self._handover.leave()
             if self.owner is not None:
                 self.owner.close()
             if self.replication is not None:
@@ -380,7 +397,12 @@ class Node(NodeReliability):
             asyncio.get_running_loop().call_soon(self._deliver_local, msg, list(frames or []), term)
             return True
         assert self._transport is not None
-        return self._transport.send(address, self.encode(msg, frames, term))
+        last = self._last_encoded
+        if last is not None and last[0] is msg and last[1] is frames and last[2] == term:
+            return self._transport.send(address, last[3])  # one message to several nodes
+        encoded = self.encode(msg, frames, term)
+        self._last_encoded = (msg, frames, term, encoded)
+        return self._transport.send(address, encoded)
 
     def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
         assert self._transport is not None
@@ -394,12 +416,16 @@ class Node(NodeReliability):
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def _on_frames(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
-        decoded = self.codec.decode(frames)
+    def _on_frames(
+        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
+    ) -> None:
+        decoded = (decoder or self.codec).decode(frames)
         if decoded is None:
             self.dropped += 1
             return
         msg = decoded.msg
+        if decoder is not None and not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
+            return  # an upload is a submission, nothing else
         if type(msg) is codec.Mismatch:
             self._refuse(conn, msg)
             return
@@ -427,6 +453,9 @@ class Node(NodeReliability):
                         self.ops.other_cluster(msg, sender)
             else:
                 self._route(msg, list(decoded.frames), conn, decoded.envelope)
+        except columns.ColumnError as exc:  # the sender's columns disagree: say which
+            self.dropped += 1
+            log.warning("dropped %s from %s: %s", type(msg).__name__, sender, exc)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
@@ -477,6 +506,9 @@ class Node(NodeReliability):
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         assert self.executor is not None and self.owner is not None
         term = envelope.term if envelope is not None else 0
+        if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
+            frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
+            msg = columns.dispatch_items(msg)
         if isinstance(msg, m.DispatchTasks):
             if msg.packages and self.code_fetcher is not None:
                 # The run's code must be here before its tasks start (fetched from the owner).
@@ -486,8 +518,8 @@ class Node(NodeReliability):
                 )
             else:
                 self.executor.on_dispatch(msg, frames, term)
-        elif isinstance(msg, m.FetchValues):
-            self.executor.on_fetch(msg)
+        elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
+            self.executor.on_fetch(msg, frames)
         elif isinstance(msg, m.ValuesFetched):
             if not self.owner.on_values(msg, frames):
                 self.executor.on_values(msg, frames)
@@ -526,6 +558,14 @@ class Node(NodeReliability):
             self._name_clashed(msg)
         elif isinstance(msg, mr.NodeLeaving):
             self._peer_leaving(envelope.sender if envelope is not None else "")
+        elif isinstance(msg, mio.NodeRestarted):
+            self._peer_restarted(envelope.sender if envelope is not None else "", msg)
+        elif isinstance(msg, mio.ValuesHandedOver) and envelope is not None:
+            self._handover.on_values(msg, frames, self.address_of(envelope.sender) or "")
+        elif isinstance(msg, mio.ValuesTaken):
+            self._handover.on_taken(msg)
+        elif isinstance(msg, mio.UploadChunk):
+            self._on_upload(msg, frames, conn)
         elif isinstance(msg, GetNodeInfo):
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):
@@ -549,6 +589,7 @@ class Node(NodeReliability):
         try:
             # How late our timer fired: a stalled loop (Lifeguard, membership/lifeguard.py).
             self._run_membership(swim.Tick(max(0.0, self._clock() - self._tick_due)))
+            self._uploads.sweep(self._clock())
             if self.owner is not None:
                 self.owner.tick(self._clock())
             if self.replication is not None:
@@ -597,56 +638,6 @@ class Node(NodeReliability):
         self._run_membership(swim.LocalResources(free))
         if self.owner is not None:
             self.owner.own_resources(free)
-
-    def _run_membership(self, event: Any) -> None:
-        if self.membership is None:
-            return
-        changes: list[swim.MemberChanged] = []
-        updates: list[m.MemberState] = []
-        for instruction in self.membership.handle(event, self._clock()):
-            if isinstance(instruction, swim.Send):
-                if instruction.address != self.address:
-                    assert self._transport is not None
-                    self._transport.send(instruction.address, self.encode(instruction.msg))
-            elif isinstance(instruction, swim.MemberChanged):
-                changes.append(instruction)
-                updates.append(instruction.member)
-            elif isinstance(instruction, swim.ResourcesChanged):
-                updates.append(instruction.member)
-        self._fence_step(changes, updates)  # minority fencing (daemon/fencing.py)
-        # One scheduler batch and one standby re-choice per event, not per change: a push-pull
-        # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
-        # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
-        # hears every change before replication acts on any (a takeover sees the dead as dead).
-        if updates and self.owner is not None:
-            self.owner.member_updates(self._leaving.masked(updates))
-        for change in changes:
-            self._member_changed(change)
-        if changes and self.replication is not None:
-            self.replication.members_changed()
-        self._publish_me()
-
-    def _member_changed(self, change: swim.MemberChanged) -> None:
-        member = change.member
-        if change.new == m.SUSPECT:
-            self.suspicions += 1
-        elif change.new == m.DEAD:
-            self.deaths += 1
-        log.info(
-            "member %s %s -> %s (%s)",
-            change.name,
-            m.STATUS_NAMES[change.old] if change.old is not None else "NEW",
-            m.STATUS_NAMES[change.new],
-            member.address,
-        )
-        if (
-            change.new in (m.DEAD, m.LEFT)
-            and self._transport is not None
-            and member.name != self.name
-        ):
-            self._transport.forget(member.address)
-        if self.replication is not None and member.name != self.name:
-            self.replication.member_changed(change, rechoose=False)
 
     def _run_owner_changed(self, run_id: str, term: int, owner: str) -> None:
         # Our executor learned a higher term for a run: if we owned it, we were deposed.

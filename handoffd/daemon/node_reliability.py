@@ -1,6 +1,8 @@
 """The node's part in issue 19's reliability (a mixin of ``daemon.node.Node``, kept apart so
 node.py stays within the module size): Pings the probe responder answered off the loop, our
-state for its Acks, duplicate names (``NameClash``) and the graceful leave (``NodeLeaving``)."""
+state for its Acks, duplicate names (``NameClash``), the graceful leave (``NodeLeaving``) and a
+restart before our earlier process was declared DEAD (``NodeRestarted``); membership's
+instructions out to the owner and replication, and minority fencing (``daemon/fencing.py``)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,25 @@ from handoffd.daemon.names import YOUNG_S, clash_text
 from handoffd.membership import swim
 from handoffd.membership.lifeguard import MAX_HEALTH
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_swim import HealthDescribed
 
 log = logging.getLogger("handoffd.node")
+
+#: Seconds after we learned of an earlier process of ours in which members we newly hear of are
+#: told too (a joiner learns the view over a few push-pulls).
+RESTART_TELL_S = 10.0
+
+
+class RestartNotice:
+    """Whom we told that we are a new process (``NodeRestarted``), and until when we tell more."""
+
+    def __init__(self) -> None:
+        self.seen = 0  # membership's "earlier_life" count when we last looked
+        self.until = -1.0
+        self.told: set[str] = set()
+        self.members = -1  # how many members we knew when we last told
 
 
 class NodeReliability:
@@ -26,6 +43,7 @@ class NodeReliability:
     config: Any
     membership: Any
     owner: Any
+    replication: Any
     dropped: int
     drops: Any
     started_at: float
@@ -36,11 +54,16 @@ class NodeReliability:
     _leaving: Any
     _names: Any
     _clock: Any
-    replication: Any
     quorum: Quorum
+    _transport: Any
+    suspicions: int
+    deaths: int
     _withheld: set[str]
     _next_fence_check: float
     _replay_at: float
+    _restart: RestartNotice
+    _uploads: Any
+    _upload_codec: Any
 
     def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
         raise NotImplementedError
@@ -48,10 +71,18 @@ class NodeReliability:
     def members(self) -> list[m.MemberState]:
         raise NotImplementedError
 
-    def request_stop(self) -> None:
+    def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
         raise NotImplementedError
 
-    def _run_membership(self, event: Any) -> None:
+    def _on_frames(
+        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
+    ) -> None:
+        raise NotImplementedError
+
+    def encode(self, msg: Any, frames: Any = None, term: int = 0) -> Any:
+        raise NotImplementedError
+
+    def request_stop(self) -> None:
         raise NotImplementedError
 
     def _announce_leaving(self) -> None:
@@ -117,6 +148,59 @@ class NodeReliability:
 
     # -- minority fencing (daemon/fencing.py) ---------------------------------------------------
 
+    # -- membership's instructions out (moved from node.py, which reached 700 lines) -----------
+
+    def _run_membership(self, event: Any) -> None:
+        if self.membership is None:
+            return
+        changes: list[swim.MemberChanged] = []
+        updates: list[m.MemberState] = []
+        for instruction in self.membership.handle(event, self._clock()):
+            if isinstance(instruction, swim.Send):
+                if instruction.address != self.address:
+                    assert self._transport is not None
+                    self._transport.send(instruction.address, self.encode(instruction.msg))
+            elif isinstance(instruction, swim.MemberChanged):
+                changes.append(instruction)
+                updates.append(instruction.member)
+            elif isinstance(instruction, swim.ResourcesChanged):
+                updates.append(instruction.member)
+        self._fence_step(changes, updates)  # minority fencing (daemon/fencing.py)
+        # One scheduler batch and one standby re-choice per event, not per change: a push-pull
+        # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
+        # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
+        # hears every change before replication acts on any (a takeover sees the dead as dead).
+        if updates and self.owner is not None:
+            self.owner.member_updates(self._leaving.masked(updates))
+        for change in changes:
+            self._member_changed(change)
+        if changes and self.replication is not None:
+            self.replication.members_changed()
+        self._publish_me()
+        self._tell_restart()
+
+    def _member_changed(self, change: swim.MemberChanged) -> None:
+        member = change.member
+        if change.new == m.SUSPECT:
+            self.suspicions += 1
+        elif change.new == m.DEAD:
+            self.deaths += 1
+        log.info(
+            "member %s %s -> %s (%s)",
+            change.name,
+            m.STATUS_NAMES[change.old] if change.old is not None else "NEW",
+            m.STATUS_NAMES[change.new],
+            member.address,
+        )
+        if (
+            change.new in (m.DEAD, m.LEFT)
+            and self._transport is not None
+            and member.name != self.name
+        ):
+            self._transport.forget(member.address)
+        if self.replication is not None and member.name != self.name:
+            self.replication.member_changed(change, rechoose=False)
+
     def _fence_step(self, changes: list[Any], updates: list[m.MemberState]) -> None:
         """Before the owner and replication hear of ``changes``/``updates`` (every membership
         step, ticks included): recompute the quorum (on a status change or while at risk, else
@@ -132,7 +216,7 @@ class NodeReliability:
         refusal = quorum.refusal()
         if self.owner is not None:
             self.owner.minority = refusal  # (its k of n kept current)
-            self.owner.holding |= quorum.fenced
+            self.owner.held.holding |= quorum.fenced
         if self.replication is not None:
             self.replication.minority = quorum.fenced
         if self.membership is not None:
@@ -156,7 +240,9 @@ class NodeReliability:
                 self._withheld |= held
                 updates[:] = [s for s in updates if s.name not in held]
                 changes[:] = [c for c in changes if c.name not in held]
-        elif now >= self._replay_at and (self._withheld or getattr(self.owner, "holding", False)):
+        elif now >= self._replay_at and (
+            self._withheld or (self.owner is not None and self.owner.held.holding)
+        ):
             # Runs taken over on the far side have reached us by now (FollowOwner: we stepped
             # down), so what our owner held is sent only for runs still ours.
             for name in sorted(self._withheld):
@@ -198,3 +284,52 @@ class NodeReliability:
             v["reachable"],
             v["base"],
         )
+
+    def _tell_restart(self) -> None:
+        """Membership heard a state of our name this process never had: an earlier process of
+        ours, never declared DEAD (a kill -9 and a restart at the same address within the
+        suspicion time). Tell every live member, so owners settle what they had out on it now."""
+        membership, notice = self.membership, self._restart
+        if membership is None:
+            return
+        seen = membership.counters.extra.get("earlier_life", 0)
+        now = self._clock()
+        if seen > notice.seen:
+            if notice.seen == 0:
+                log.warning(
+                    "the cluster still knew an earlier process of node %s: telling members that "
+                    "its work is gone",
+                    self.name,
+                )
+            notice.seen, notice.until = seen, now + RESTART_TELL_S
+        if now > notice.until:
+            return
+        members = membership.members()
+        if len(members) == notice.members:
+            return
+        notice.members = len(members)
+        msg = mio.NodeRestarted(membership.me.incarnation)
+        for member in members:
+            if member.name != self.name and member.status in (m.ALIVE, m.SUSPECT):
+                if member.name not in notice.told:
+                    notice.told.add(member.name)
+                    self.send(member.address, msg)
+
+    def _on_upload(self, msg: mio.UploadChunk, frames: list[Any], conn: bytes) -> None:
+        """A piece of a submission too big to send whole (``handoffd.upload``); the last one
+        makes it whole, handled as if it had come so (decoded within the upload's bounds)."""
+        piece = frames[0] if frames else b""
+        error, received, whole = self._uploads.add(conn, msg, piece, self._clock())
+        self.reply(conn, mio.UploadTaken(msg.request_id, msg.upload_id, received, error))
+        if error:
+            log.warning("a client's upload was refused: %s", error)
+        elif whole is not None:
+            self._on_frames(conn, whole, True, self._upload_codec)
+
+    def _peer_restarted(self, name: str, msg: mio.NodeRestarted) -> None:
+        if self.owner is None or name == self.name:
+            return
+        log.info("member %s restarted (incarnation %d): settling its work", name, msg.incarnation)
+        self.owner.member_restarted(name)
+        if self.replication is not None:
+            self.replication.owner_restarted(name)

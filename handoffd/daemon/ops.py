@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from handoffd._core import api as core
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_ops as ops
 
@@ -112,6 +113,7 @@ class NodeOps:
             uptime,
             p.state(),
             tuple(self.warnings),
+            core.shares(),
         )
 
     def owned_runs(self) -> list[ops.OwnedRun]:

@@ -26,7 +26,6 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -36,8 +35,10 @@ from typing import Any
 
 from handoffd import errors, intake, validation
 from handoffd.config import Limits
+from handoffd.daemon import reports
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
@@ -45,7 +46,9 @@ from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import ReportTable, split_frames
 from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
+from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
@@ -61,6 +64,15 @@ TERMINAL = ("DONE", "FAILED", "CANCELLED")
 # loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
 # died just before answering a SubmitRun; this widens that window by at most this much.)
 ACCEPT_NOTICE_DELAY = 0.02
+# What executing nodes send a run's owner: fenced by the run's term.
+_FROM_EXECUTORS = (
+    ReportColumns,
+    RepliedColumns,
+    m.DispatchReplied,
+    m.TasksReported,
+    TasksWithdrawn,
+    TaskOutputLive,
+)
 
 
 @dataclass(eq=False)
@@ -100,7 +112,7 @@ class OwnerIO:
         self._client_runs = intake.ClientRuns(self.limits, self._unfinished)
         self._resources = resources
         # Task output kept with the runs (before self.replication: its setter shares it).
-        self.output = TaskOutputIO(port, self._state_of, scheduler.term_of)
+        self.output = TaskOutputIO(port, self._state_of, scheduler.term_of, self.limits)
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -118,13 +130,8 @@ class OwnerIO:
         self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
-        # Minority fencing (daemon/fencing.py): why we take no runs now (None: we do), and what
-        # waits for the heal: dispatches, and timers (with their delays) that fired meanwhile.
-        self.minority: str | None = None
-        self.holding = False  # fenced, or just healed: no dispatch, no timer verdicts
-        self._held: list[ev.Dispatch] = []
-        self._held_timers: dict[Any, float] = {}
-        self._delays: dict[Any, float] = {}
+        self.minority: str | None = None  # fenced: why we take no new runs (daemon/fencing.py)
+        self.held = Held()  # fenced or just healed: dispatches and timer verdicts wait
         # seed the scheduler with ourselves
         self._apply(
             self.scheduler.handle(
@@ -196,6 +203,10 @@ class OwnerIO:
         if events:
             self._feed_all(*events)
 
+    def member_restarted(self, name: str) -> None:
+        """``name`` said it is a new process: settle what we had out on its old one."""
+        self._feed(ev.PeerRestarted(name))
+
     def own_resources(self, free: dict[str, float]) -> None:
         """Our ledger changed (``free`` now, zeros while draining): our own node in the scheduler's
         view follows it. Membership's word on ourselves is skipped (``member_updates``) and a
@@ -254,13 +265,19 @@ class OwnerIO:
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         replication = self.replication
-        if isinstance(msg, (m.DispatchReplied, m.TasksReported, TasksWithdrawn, TaskOutputLive)):
+        if isinstance(msg, _FROM_EXECUTORS):
             term = envelope.term if envelope is not None else 0
             if replication.fenced(msg.run_id, term):
                 return  # another owner holds the run at a higher term: we stepped down
         elif replication.redirect(msg, conn):
             return  # a client asked about a run another node owns
-        if isinstance(msg, m.DispatchReplied):
+        if isinstance(msg, ReportColumns):
+            self._on_report_columns(msg, frames, self._node_name_for(envelope))
+        elif isinstance(msg, RepliedColumns):
+            node = self._node_name_for(envelope)
+            answer = reports.answered(node, msg)  # ColumnError: dropped by the node, logged
+            self._feed_all(*self._reported(node, msg), answer)
+        elif isinstance(msg, m.DispatchReplied):
             node = self._node_name_for(envelope)
             # One message, one scheduler batch: placement runs once for all of its events.
             self._feed_all(
@@ -351,9 +368,19 @@ class OwnerIO:
         else:
             log.debug("unexpected %s", type(msg).__name__)
 
-    def _reported(
-        self, node: str, msg: m.DispatchReplied | m.TasksReported | TasksWithdrawn
-    ) -> list[Any]:
+    def _on_report_columns(self, msg: ReportColumns, frames: list[bytes], node: str) -> None:
+        table = ReportTable(msg)  # ColumnError: dropped by the node, logged
+        frames = split_frames(msg.frame_sizes, frames, "ReportColumns")
+        if msg.outputs:
+            self.output.reported(msg.run_id, node, table.reports(), msg.outputs)
+        events: list[Any] = self._reported(node, msg)
+        run = self.scheduler.run_state(msg.run_id)
+        if run is not None:
+            reports.observe_table(run, node, table, self.dispatch_seconds)
+        reports.report_events(msg.run_id, node, table, frames, events)
+        self._feed_all(*events)
+
+    def _reported(self, node: str, msg: Any) -> list[Any]:
         """The free resources a node's reply or report carries, as a scheduler event; none unless
         the node is ourselves or a live member: the scheduler's view holds members only, and a
         report must never add a node to it (issue 11: a forged report made a phantom node)."""
@@ -637,41 +664,25 @@ class OwnerIO:
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
-        self._delays[key] = delay
+        self.held.delays[key] = delay
         self._timers[key] = self.port.call_later(delay, self._timer_fired, key)
 
     def _timer_fired(self, key: Any) -> None:
         self._timers.pop(key, None)
-        delay = self._delays.pop(key, 0.0)
-        if self.holding:  # no verdict (an ack or a probe overdue) while cut off
-            self._held_timers[key] = delay
-            return
-        self._feed(ev.TimerFired(key))
+        if not self.held.timer(key):
+            self._feed(ev.TimerFired(key))
 
     def unfenced(self) -> None:
-        """The partition healed a while ago (a run taken over meanwhile has reached us and we
-        stepped down): send what was held for runs still ours at that term, and restart the
-        timers that fired."""
-        self.holding = False
-        held, self._held = self._held, []
-        for ins in held:
-            if self.scheduler.term_of(ins.run_id) == ins.term:
-                self._dispatch(ins)
-        timers, self._held_timers = self._held_timers, {}
-        for key, delay in timers.items():
-            if key not in self._timers:
-                self._start_timer(key, delay)
+        self.held.release(self.scheduler.term_of, self._dispatch, self._timers, self._start_timer)
 
     def _dispatch(self, ins: ev.Dispatch) -> None:
-        if self.holding:
-            self._held.append(ins)
+        if self.held.dispatch(ins):
             return
         address = self.port.address_of(ins.node)
         if not address:
             log.warning("dispatch to unknown node %s dropped", ins.node)
             return
-        msg, frames = dispatch_message(ins, self.port.address, self.port.address_of)
         run = self.scheduler.run_state(ins.run_id)
-        if run is not None and run.options.packages:
-            msg = dataclasses.replace(msg, packages=run.options.packages)
+        packages = run.options.packages if run is not None else ()
+        msg, frames = dispatch_message(ins, self.port.address, self.port.address_of, packages)
         self.port.send(address, msg, frames, term=ins.term)

@@ -27,6 +27,7 @@ from typing import Any
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import join_frames, split_frames
 from handoffd.protocol.messages_code import GetTaskOutput
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.schema import Rows
@@ -101,6 +102,7 @@ class ReplicationIO:
         self._acks_scheduled = False
         self.takeover_seconds: dict[str, float] = {}  # run -> nodes asked to first dispatch
         self.minority = False  # fenced (daemon/fencing.py): no takeover meanwhile
+        self._orphaned: set[str] = set()  # replicas whose owner restarted (its process is gone)
         # Send our DEAD verdict straight to the accused (daemon.node sets it: membership's
         # HeardFrom). A live owner refutes within a round trip, inside the takeover's grace.
         self.tell_accused: Callable[[str], object] = lambda name: None
@@ -197,7 +199,7 @@ class ReplicationIO:
                 frame = len(frames)
                 frames.append(rec.value)
             deltas.append(
-                m.TaskDelta(
+                (  # a TaskDelta's fields: the codec checks them as the struct's (``Rows``)
                     task_id,
                     rec.state,
                     rec.attempt,
@@ -211,17 +213,19 @@ class ReplicationIO:
                     Rows([a.row() for a in rec.attempts]),  # the structs' fields, not built
                 )
             )
+        frame_sizes, frames = join_frames(frames)  # small values: one frame (issue 13)
         msg = m.ReplicateLog(
             ins.run_id,
             run.term,
             ins.seq,
             ins.standbys,
-            tuple(deltas),
+            Rows(deltas),
             run.state,
             run.released,
             error_to_info(run.error),
+            frame_sizes,
         )
-        for name in ins.nodes:
+        for name in ins.nodes:  # (the node encodes the message once for all of them)
             address = self.port.address_of(name)
             if address:
                 self.port.send(address, msg, frames, term=run.term)
@@ -298,6 +302,17 @@ class ReplicationIO:
                         term=term,
                     )
 
+    def owner_restarted(self, name: str) -> None:
+        """``name`` is a new process (``NodeRestarted``): the runs its old one owned are as if
+        their owner were DEAD (the new one knows nothing of them): take over those due to us."""
+        runs = {r for r, replica in self.standby.replicas.items() if replica.owner == name}
+        self._orphaned = {r for r in self._orphaned | runs if r in self.standby.replicas}
+        if runs:
+            log.warning(
+                "%s restarted: its %d run(s) replicated here lost their owner", name, len(runs)
+            )
+            self._takeover(tm.OwnersDead(self._candidates()))
+
     def members_changed(self) -> None:
         """Re-choose the standbys of the runs we own among the members alive now."""
         self._execute(self.log.members_changed(self._alive(), self.port.now()))
@@ -348,6 +363,7 @@ class ReplicationIO:
         elif isinstance(msg, m.ReplicateLog):
             replica = self.standby.replicas.get(msg.run_id)
             owner_address = replica.owner_address if replica else self.port.address_of(sender)
+            frames = split_frames(msg.frame_sizes, frames, "ReplicateLog")
             ack2 = self.standby.on_log(msg, owner_address or "", frames)
             if ack2 is not None:
                 self._ack(ack2)
@@ -454,7 +470,7 @@ class ReplicationIO:
         replicas = self.standby.replicas
         return tuple(
             tm.Candidate(run_id, replicas[run_id].term)
-            for run_id in self.standby.takeover_due(self._status_of)
+            for run_id in self.standby.takeover_due(self._status_of, self._orphaned)
             if self.scheduler.term_of(run_id) is None
         )
 

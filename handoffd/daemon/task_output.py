@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from handoffd.config import Limits
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
 from handoffd.protocol.messages_code import (
     GetTaskOutput,
@@ -42,14 +43,19 @@ class _RunOutput:
     next_seq: int = 0
     size: int = 0
     per_task: dict[str, int] = field(default_factory=dict)
+    collapsed: bool = False  # its output went for the node's total: one line says so
 
 
 class OutputStore:
     """Output entries per run (pure: no I/O)."""
 
-    def __init__(self, total: int = TOTAL) -> None:
+    def __init__(
+        self, total: int = TOTAL, per_task: int = PER_TASK, per_run: int = PER_RUN
+    ) -> None:
         self._runs: OrderedDict[str, _RunOutput] = OrderedDict()
         self._total = total
+        self._per_task = per_task
+        self._per_run = per_run
         self.size = 0  # characters kept over all runs
 
     def has(self, run_id: str) -> bool:
@@ -83,6 +89,20 @@ class OutputStore:
                 self._keep(run, entry)
 
     def _keep(self, run: _RunOutput, entry: OutputEntry) -> None:
+        cap, name = min(
+            (self._per_task, "max_log_chars_per_task"),
+            (self._per_run, "max_log_chars_per_run"),
+            (self._total, "max_log_chars"),
+        )
+        if len(entry.text) > cap:  # one text alone over the bound: its end is kept, as in capture
+            note = (
+                f"[earlier output of attempt {entry.attempt} dropped ({len(entry.text)} characters "
+                f"in all): over {name}={cap} (handoffd start --limit {name}=N)]\n"
+            )
+            tail = (
+                entry.text[len(entry.text) - max(0, cap - len(note)) :] if cap > len(note) else ""
+            )
+            entry = replace(entry, text=note + tail)
         run.entries.append(entry)
         if run.entries[-1:] and len(run.entries) > 1 and run.entries[-2].seq > entry.seq:
             run.entries.sort(key=lambda e: e.seq)
@@ -94,45 +114,76 @@ class OutputStore:
         run.size += size
         run.per_task[entry.task_id] = run.per_task.get(entry.task_id, 0) + size
         self.size += size
-        if run.per_task[entry.task_id] > PER_TASK or run.size > PER_RUN:
+        if run.per_task[entry.task_id] > self._per_task or run.size > self._per_run:
             before = run.size
             self._trim(run, entry.task_id)
             self.size -= before - run.size
-        while self.size > self._total and len(self._runs) > 1:
-            oldest = next(iter(self._runs))
-            if self._runs[oldest] is run:
-                break
-            self.size -= self._runs.pop(oldest).size
+        if self.size > self._total:
+            self._collapse_oldest(run)
+
+    def _collapse_oldest(self, current: _RunOutput) -> None:
+        """Over the node's total: the oldest runs' output goes (never ``current``'s), each leaving
+        one line that says why, so a reader is not left wondering."""
+        for old in self._runs.values():
+            if self.size <= self._total:
+                return
+            if old is current or old.collapsed or not old.entries:
+                continue
+            first = old.entries[0]
+            note = (
+                f"[output of this run dropped: this node keeps at most max_log_chars={self._total}"
+                " characters of task output, the oldest runs' first (handoffd start --limit "
+                "max_log_chars=N)]\n"
+            )
+            self.size -= old.size - len(note)
+            old.entries = [OutputEntry(first.seq, first.task_id, first.attempt, first.node, note)]
+            old.size = len(note)
+            old.per_task = {first.task_id: len(note)}
+            old.collapsed = True
 
     def _trim(self, run: _RunOutput, task_id: str) -> None:
         """Drop the oldest texts (of this task while it is over its bound, then of any task while
         the run is), leaving one line per attempt that says so (an attempt sent live has several
         entries: the first becomes the line, the others go)."""
         noted: set[tuple[str, int]] = set()  # attempts whose dropped output a line mentions
+        told: set[str] = set()  # tasks with such a line
         kept: list[OutputEntry] = []
         last = len(run.entries) - 1
         for index, old in enumerate(run.entries):
             attempt = (old.task_id, old.attempt)
             if old.text.startswith("[output of attempt"):
                 noted.add(attempt)
+                told.add(old.task_id)
                 kept.append(old)
                 continue
-            over_task = run.per_task.get(task_id, 0) > PER_TASK and old.task_id == task_id
-            if not (over_task or run.size > PER_RUN) or index == last:
+            over_task = run.per_task.get(task_id, 0) > self._per_task and old.task_id == task_id
+            if not (over_task or run.size > self._per_run) or index == last:
                 kept.append(old)
                 continue
             if attempt in noted:  # its seq stays in run.seqs: a standby's resend stays out
                 cut = len(old.text)
             else:
-                note = f"[output of attempt {old.attempt} dropped: over the kept output's bound]\n"
+                bound = (
+                    f"max_log_chars_per_task={self._per_task}"
+                    if over_task
+                    else f"max_log_chars_per_run={self._per_run}"
+                )
+                note = (
+                    f"[output of attempt {old.attempt} dropped: over the kept output's bound, "
+                    f"{bound} characters (handoffd start --limit NAME=N), the oldest first]\n"
+                )
                 cut = len(old.text) - len(note)
-                if cut <= 0:
+                if cut <= 0 and old.task_id in told:  # shorter than its line: an earlier line
+                    cut = len(old.text)  # of its task ("the oldest first") covers it
+                elif cut <= 0:
                     kept.append(old)
                     continue
-                kept.append(
-                    OutputEntry(old.seq, old.task_id, old.attempt, old.node, note, old.offset)
-                )
-                noted.add(attempt)
+                else:
+                    kept.append(
+                        OutputEntry(old.seq, old.task_id, old.attempt, old.node, note, old.offset)
+                    )
+                    noted.add(attempt)
+                    told.add(old.task_id)
             run.size -= cut
             run.per_task[old.task_id] -= cut
         run.entries = kept
@@ -179,9 +230,13 @@ class TaskOutputIO:
         port: MembersPort,
         run_state: Callable[[str], str | None],
         term_of: Callable[[str], int | None],
+        limits: Limits | None = None,
     ) -> None:
         self.port = port
-        self.store = OutputStore()
+        lim = limits if limits is not None else Limits()
+        self.store = OutputStore(
+            lim.max_log_chars, lim.max_log_chars_per_task, lim.max_log_chars_per_run
+        )
         self.replication: Replicator = NoReplication()  # the owner's (OwnerIO sets it)
         self._run_state = run_state
         self._term = term_of

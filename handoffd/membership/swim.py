@@ -464,6 +464,9 @@ class Membership(Prober):
 
     def _merge_self(self, u: MemberState, now: float, out: list[Instruction]) -> bool:
         me = self.me
+        if u.incarnation > me.incarnation or u.resource_version > me.resource_version:
+            self._count("earlier_life")  # only an earlier process of ours said that (the node
+            # tells the others: messages_io.NodeRestarted)
         if (
             u.address != me.address
             and u.status == ALIVE

@@ -184,10 +184,19 @@ class NodeCollector:
             "Placement-core decisions in this process, by kernel and backend.",
             labels=["kernel", "backend"],
         )
+        compiled = total = 0
         for key, n in sorted(s["decisions"].items()):
             kernel, _, backend = key.partition("|")
             decisions.add_metric([kernel, backend], n)
+            total += n
+            compiled += n if backend == "cython" else 0
         yield decisions
+        if total:  # (no share before the first decision)
+            yield GaugeMetricFamily(
+                P + "placement_compiled_share",
+                "Share of this process's placement-core decisions taken by the compiled core.",
+                value=compiled / total,
+            )
         for kind, cap in (("capacity", "Capacity"), ("free", "Free resources")):
             res = GaugeMetricFamily(
                 P + f"resources_{kind}", f"{cap} of this node, by kind.", labels=["kind"]

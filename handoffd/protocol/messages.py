@@ -525,6 +525,7 @@ class ReplicateLog:
     run_state: str
     released: bool
     error: ErrorInfo | None  # the run's error
+    frame_sizes: bytes = b""  # the values' frames packed (protocol.columns.join_frames)
 
 
 @message(62)

@@ -5,6 +5,8 @@ module apply (append-only numbers, trailing optional fields only)."""
 
 from __future__ import annotations
 
+from dataclasses import field
+
 from handoffd.protocol.messages import message, struct
 
 # ---------------------------------------------------------------------------------------------
@@ -30,6 +32,9 @@ class NodeDescribed:
     uptime_s: float  # seconds since it started, by its monotonic clock
     state: str  # "running" | "draining" | "stopping"
     warnings: tuple[str, ...]  # misconfiguration it noticed (peers of another cluster, refusals)
+    # issue 13: placement decisions taken in the daemon's process so far, per core backend
+    # ("cython": the compiled core, "python": its pure-Python twin); see handoffd._core.api.shares
+    decisions: dict[str, int] = field(default_factory=dict)
 
 
 @message(142)

@@ -1,6 +1,10 @@
 """Streaming pipelines' messages (types 180-199): between a pipeline's client and the stage
 replicas it started in the cluster (``handoffd.stream``). Items' values travel as one pickled
-frame per batch beside the message; only the client and the replicas' worker processes read it."""
+frame per batch beside the message; only the client and the replicas' worker processes read it.
+
+Since replicas pass items to each other (``messages_streamnet``, 186-199), ``StreamJoin``,
+``StreamItems`` and ``StreamOutputs`` are no longer sent; they stay registered (type ids are
+append-only)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ the verdict is what prevents two standbys on the same side from both taking over
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -167,11 +167,14 @@ class StandbyStore:
             del self.replicas[run_id]
         return True
 
-    def takeover_due(self, status_of: Callable[[str], int | None]) -> list[str]:
-        """Runs we must take over now, given each member's status in our view (None: unknown)."""
+    def takeover_due(
+        self, status_of: Callable[[str], int | None], orphaned: Container[str] = ()
+    ) -> list[str]:
+        """Runs we must take over now, given each member's status in our view (None: unknown);
+        ``orphaned``: runs whose owner's process is gone though its name lives on (a restart)."""
         due = []
         for run_id, replica in self.replicas.items():
-            if _live(status_of(replica.owner)):
+            if _live(status_of(replica.owner)) and run_id not in orphaned:
                 continue
             if self.node_name not in replica.standbys:
                 continue

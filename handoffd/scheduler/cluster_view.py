@@ -41,8 +41,9 @@ member placed takes a request for the whole group's remaining cost and fixes the
 members ready in the same batch ride along; later members are pinned there.
 
 The placement core (``handoffd._core.api``) takes every decision: what fits (its ``fits`` and its
-one tolerance ``EPS``, the ledger's too), where a batch goes (through ``placement.place``), whether
-a node's window is due (``below_low_water``) and which node a window task goes to
+one tolerance ``EPS``, the ledger's too), where a batch goes (through ``placement.place``; riders
+follow their leader there with ``follow``), which node a task's inputs make it prefer (``prefer``),
+whether a node's window is due (``below_low_water``) and which node a window task goes to
 (``window_fill``). This module keeps the state those decisions are taken on and walks the queue.
 """
 
@@ -339,13 +340,13 @@ class ClusterView:
         """The policy's placement of ready tasks on free resources (cut short where nothing more
         can fit: aggregate free, consecutive misses); returns how many were dispatched."""
         total = {k: sum(max(f.get(k, 0.0), 0.0) for f in free.values()) for k in most}
-        # (run, rec, request) for leaders and singles; riders follow their group's leader.
+        # (run, rec, request) in walk order; a group's riders follow its leader (request.follow).
         batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
         leaders: dict[tuple[str, str], int] = {}
-        riders: list[tuple[int, RunState, TaskRecord]] = []
         missed: set[tuple[Any, ...]] = set()
         misses = 0
         fits = self._core.fits
+        prefer = self._core.prefer
         # Nothing positive is left anywhere. Not "<= EPS": a quantity is 0 or above EPS (parse
         # refuses the rest), and it fits free + EPS, so only free <= 0 everywhere holds it back,
         # just as the core and the ledger would.
@@ -355,7 +356,9 @@ class ClusterView:
                 gid = run.group_of.get(rec.id)
                 pin = run.pin_of(rec.id)
                 if gid is not None and pin is None and (run.run_id, gid) in leaders:
-                    riders.append((leaders[(run.run_id, gid)], run, rec))
+                    # its cost is in its leader's request: the core puts it where that one goes
+                    lead = leaders[(run.run_id, gid)]
+                    batch.append((run, rec, placement.TaskRequest({}, follow=lead)))
                     continue
                 need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
                 if exhausted and need and not ready.weightless:
@@ -381,8 +384,10 @@ class ClusterView:
                     exhausted = not any(q > 0.0 for q in total.values())
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
-                prefer = run.preferred_node(rec.id, lambda n: n in free)
-                batch.append((run, rec, placement.TaskRequest(need, pin, prefer)))
+                held = run.input_bytes(rec.id, free.__contains__)
+                batch.append(
+                    (run, rec, placement.TaskRequest(need, pin, prefer(held) if held else None))
+                )
                 if len(batch) >= MAX_BATCH:
                     break
             if not batch:
@@ -391,22 +396,24 @@ class ClusterView:
             policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
             for policy in policies:
                 picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
-                views = self._views(free, [batch[i][2].demand for i in picks])
+                at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
+                requests = [batch[i][2] for i in picks]
+                views = self._views(free, [r.demand for r in requests if r.follow < 0])
                 if not views:
                     continue
-                requests = [batch[i][2] for i in picks]
+                requests = [
+                    r if r.follow < 0 else placement.TaskRequest({}, follow=at[r.follow])
+                    for r in requests
+                ]
                 answer = placement.place(requests, views, policy, self.backend)
                 for i, node in zip(picks, answer, strict=True):
                     chosen[i] = node
-                    if node is not None:
+                    if node is not None and batch[i][2].demand:
                         free[node] = resources.subtract(free[node], batch[i][2].demand)
             sent = 0
             for i, (run, rec, _) in enumerate(batch):
-                if chosen[i] is not None:
-                    dispatch(run, rec, chosen[i], False)  # type: ignore[arg-type]
-                    sent += 1
-            for leader, run, rec in riders:
-                node = chosen[leader]
+                node = chosen[i]
+                # (a rider's group may have ended with a dispatch before it: not sent then)
                 if node is not None and rec.state == READY and run.state == RUN_RUNNING:
                     dispatch(run, rec, node, False)
                     sent += 1

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; durations.pxd beside it gives the compiled build its C types)
 """What the owner has learned of how long tasks run: an EWMA per function and per cost shape.
 
 Pure state (no clock, no I/O). Every successful attempt reports the seconds it ran in its worker

@@ -150,7 +150,17 @@ class WithdrawAnswered:
     kept: Sequence[tuple[str, int]] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PeerRestarted:
+    """``name`` is a new process under that name, started before membership declared its old one
+    DEAD (it said so: ``messages_io.NodeRestarted``): what we had out on the old one may be gone.
+    One probe answer per run settles its attempts there at once (``LostMessages.restarted``)."""
+
+    name: str
+
+
 Event = Union[
+    PeerRestarted,
     ValuesWanted,
     RunSubmitted,
     WithdrawAnswered,
@@ -322,6 +332,7 @@ __all__ = [
     "TaskSucceeded",
     "TaskErrored",
     "RunProbed",
+    "PeerRestarted",
     "TimerFired",
     "CancelRequested",
     "ResultsReleased",

@@ -193,6 +193,7 @@ _REPORTED = {
     "crash": "CRASHED",
     "cancelled": "CANCELLED",
     "input_lost": "LOST",
+    "storage": "FAILED",
 }
 
 

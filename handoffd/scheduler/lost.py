@@ -182,6 +182,28 @@ class LostMessages:
         self._probe_due = now + delay
         self._out.direct.append(StartTimer(("probe",), delay))
 
+    def restarted(self, node: str, now: float) -> None:
+        """``node`` restarted before it was declared DEAD: the old process's attempts (answered or
+        not) are gone with it, unless they reached the new one. Probe each run with attempts out
+        there now; its one answer settles them (no second probe: a new process holds no report
+        of the old one's), so they are placed again at once instead of after the ack timeout or
+        two probe intervals."""
+        covered: dict[str, dict[str, int]] = {}
+        terms: dict[str, int] = {}
+        for run_id, task_id in self._out_since:
+            run = self._run_of(run_id)
+            rec = run.tasks.get(task_id) if run is not None else None
+            if run is None or rec is None or rec.node != node or run.state != RUN_RUNNING:
+                continue
+            covered.setdefault(run_id, {})[task_id] = rec.attempt
+            terms[run_id] = run.term
+        for run_id, tasks in covered.items():
+            self._probe_seq += 1
+            self._probes[(node, run_id)] = Probe(self._probe_seq, tasks, dict(tasks))
+            self._out.direct.append(ProbeRun(node, run_id, terms[run_id], self._probe_seq))
+        if covered:
+            log.info("%s restarted: probing %d run(s) with attempts out there", node, len(covered))
+
     def probed(self, ev: RunProbed) -> None:
         """A node answered a probe: an attempt it neither runs nor queues on two answers in a row
         lost its report; adopt the result if the node holds it, else count a loss and re-place."""
@@ -218,13 +240,15 @@ class LostMessages:
                     return
             else:
                 log.warning(
-                    "run %s task %s attempt %d: %s neither runs nor holds it on two probes; "
-                    "report counted lost",
+                    "run %s task %s attempt %d: %s neither runs nor holds it on two probes (or "
+                    "one after it restarted); counted lost",
                     run.run_id,
                     task_id,
                     attempt,
                     ev.node,
                 )
+                # Unanswered (a restart's probe covers those too): its answer is not coming.
+                self._view.answered(ev.node, (run.run_id, task_id, attempt))
                 self._count_loss(run, rec, f"report from {ev.node} lost (attempt {attempt})")
                 if run.state != RUN_RUNNING:
                     return

@@ -26,13 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd import resources
-from handoffd.errors import (
-    HandoffError,
-    RunCancelled,
-    TaskFailed,
-    Timeout,
-    ValidationError,
-)
+from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout, ValidationError
 from handoffd.scheduler import placement
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
@@ -49,6 +43,7 @@ from handoffd.scheduler.events import (
     FreeResults,
     Instruction,
     NodeUpdate,
+    PeerRestarted,
     ResultsReleased,
     RunFinished,
     RunProbed,
@@ -192,6 +187,8 @@ class OwnerScheduler:
             self._on_replied(event)
         elif isinstance(event, RunProbed):
             self._lost.probed(event)
+        elif isinstance(event, PeerRestarted):
+            self._lost.restarted(event.name, self._now)
         elif isinstance(event, WithdrawAnswered):
             self._rebalance.answered(event)
         elif isinstance(event, TaskErrored):
@@ -511,7 +508,7 @@ class OwnerScheduler:
             return
         rec.failures += 1
         rec.last_error = (ev.exc_type, ev.message, ev.traceback)
-        if rec.failures > run.max_retries(rec):
+        if rec.failures > run.max_retries(rec) or ev.kind == "storage":  # its store refused it
             error = TaskFailed(rec.id, rec.failures, ev.exc_type, ev.message, ev.traceback)
             run.move(rec, FAILED, self._now, f"{ev.kind} on {ev.node}: no retries left")
             self._end_run(run, RUN_FAILED, error, culprit=rec.id)
@@ -555,6 +552,7 @@ class OwnerScheduler:
         if run.state == RUN_RUNNING:
             log.info("run %s reopened: a client asked for values lost since it ended", run.run_id)
             self._dirty = True
+            self._check_all_fit()  # a lost value whose task fits no live node now fails the run
 
     def _on_released(self, ev: ResultsReleased) -> None:
         run = self._owned.live.get(ev.run_id)

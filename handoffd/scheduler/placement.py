@@ -41,11 +41,14 @@ class NodeView:
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """One task to place: its demand, an optional required node, an optional preferred node."""
+    """One task to place: its demand, an optional required node, an optional preferred node;
+    ``follow`` (collocation): the index of an earlier request whose node it takes, consuming
+    nothing (the leader's demand holds the group's cost); -1: placed on its own."""
 
     demand: dict[str, float]
     pin: str | None = None
     prefer: str | None = None
+    follow: int = -1
 
 
 def place(
@@ -55,8 +58,8 @@ def place(
     backend: str | None = None,
 ) -> list[str | None]:
     """Node name (or None) per request, in request order; earlier requests consume free first.
-    A request pinned to a node that is not among ``nodes`` gets None; an unknown preference is
-    ignored."""
+    A request pinned to a node that is not among ``nodes`` gets None, and so do its followers;
+    an unknown preference is ignored."""
     index: dict[str, int] = {}
     for i, node in enumerate(nodes):
         if index.setdefault(node.name, i) != i:
@@ -66,7 +69,21 @@ def place(
     todo: list[int] = []
     pins: list[int] = []
     prefs: list[int] = []
+    follow: list[int] | None = None
+    at: dict[int, int] = {}  # request index -> its position in todo
     for i, request in enumerate(requests):
+        if request.follow >= 0:
+            lead = at.get(request.follow)
+            if lead is None:
+                continue  # its leader is not placeable here: neither is it
+            if follow is None:
+                follow = [-1] * len(todo)
+            follow.append(lead)
+            pins.append(-1)
+            prefs.append(-1)
+            at[i] = len(todo)
+            todo.append(i)
+            continue
         if request.pin is not None:
             pin = index.get(request.pin)
             if pin is None:
@@ -76,6 +93,9 @@ def place(
         else:
             pins.append(-1)
             prefs.append(index.get(request.prefer, -1) if request.prefer is not None else -1)
+        if follow is not None:
+            follow.append(-1)
+        at[i] = len(todo)
         todo.append(i)
     chosen = core.kernels(backend).place(
         [requests[i].demand for i in todo],
@@ -84,6 +104,7 @@ def place(
         pins,
         prefs,
         policy,
+        follow,
     )
     out: list[str | None] = [None] * len(requests)
     for i, n in zip(todo, chosen, strict=True):

@@ -75,31 +75,33 @@ class Rebalance:
 
     def offer(self) -> None:
         """Nodes with free resources left after placement: ask for queued attempts elsewhere
-        that fit them (oldest first), each at most once."""
+        that fit them (oldest first), each at most once. Which ones is the placement core's
+        choice (``take``: in order, each that fits what the earlier ones left)."""
         view = self._view
-        fits = view._core.fits
+        take = view._core.take
         for name, node in view.nodes.items():
-            if not node.alive:
+            if not node.alive or not self.queued:
                 continue
             free = view.effective_free(name)
             if not any(q > EPS for q in free.values()):
                 continue
-            for holder, keys in self.queued.items():
+            keys: list[tuple[str, Key]] = []
+            costs: list[dict[str, float]] = []
+            for holder, queued in self.queued.items():
                 if holder == name:
                     continue
-                for key in keys:
+                for key in queued:
                     if key in self.asked:
                         continue
                     run = self._run_of(key[0])
                     rec = run.tasks.get(key[1]) if run is not None else None
-                    if rec is None or not fits(rec.spec.cost, free):
-                        continue
-                    self.asked[key] = holder
-                    self._out.withdraws.setdefault((holder, key[0]), []).append(key[1:])
-                    for kind, qty in rec.spec.cost.items():
-                        free[kind] = free.get(kind, 0.0) - qty
-                if not any(q > EPS for q in free.values()):
-                    break
+                    if rec is not None:
+                        keys.append((holder, key))
+                        costs.append(rec.spec.cost)
+            for i in take(free, costs) if costs else ():
+                holder, key = keys[i]
+                self.asked[key] = holder
+                self._out.withdraws.setdefault((holder, key[0]), []).append(key[1:])
 
     def answered(self, ev: WithdrawAnswered) -> None:
         for task_id, attempt in ev.kept:  # started there: it stays and reports

@@ -349,6 +349,18 @@ class RunState:
 
     # -- losses --------------------------------------------------------------------------------
 
+    def add_copies(self, task_ids: list[str], node: str) -> list[str]:
+        """``node`` holds a copy of these values now (a leaving node handed them over): kept for
+        the DONE tasks whose values are still wanted (they have copies); returns those."""
+        kept = []
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state == DONE and rec.locations:
+                rec.locations.add(node)
+                self.holders.add(node)
+                kept.append(task_id)
+        return kept
+
     def node_lost(
         self, node: str, now: float
     ) -> tuple[list[tuple[str, str, int]], TaskRecord | None]:
@@ -437,17 +449,18 @@ class RunState:
         rec = self.tasks[dep]
         return ValueRef(dep, tuple(sorted(rec.locations)), rec.value)
 
-    def preferred_node(self, task_id: str, alive: Callable[[str], bool]) -> str | None:
-        """The live node holding the most input bytes the consumer would otherwise fetch."""
-        held: dict[str, int] = {}
+    def input_bytes(self, task_id: str, alive: Callable[[str], bool]) -> dict[str, float]:
+        """Bytes of the task's inputs held per live node (those a consumer there would not
+        fetch); the placement core's ``prefer`` picks its preferred node from them."""
+        held: dict[str, float] = {}
         for dep in self.effective_deps[task_id]:
             drec = self.tasks[dep]
             if drec.value is not None or drec.size <= 0:
                 continue
             for where in drec.locations:
-                held[where] = held.get(where, 0) + drec.size
-        best = max(((b, n) for n, b in held.items() if alive(n)), default=None)
-        return best[1] if best is not None else None
+                if alive(where):
+                    held[where] = held.get(where, 0) + drec.size
+        return held
 
     # -- queries -------------------------------------------------------------------------------
 

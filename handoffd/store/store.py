@@ -12,10 +12,17 @@ while a run goes on, but once its values are gone an idle daemon would otherwise
 returned pages are faulted in again by the next values, which costs more than reusing them.
 Values freed one by one while their run goes on (``drop_values``: no task needs them any more) count
 towards their run's trim.
+
+Bounded: ``max_bytes`` caps what the store holds, in memory and spilled together (``Limits.
+max_store_bytes``). A value that would pass it, or that cannot be kept because spilling failed (the
+spill dir is full, not writable or gone), is refused with a ``StoreError`` that says what happened
+and how to fix it; the store stays as it was (a value a failed spill could not move stays in memory),
+and the executor fails the value's run with that message rather than leaving it hanging.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -30,6 +37,10 @@ Key = tuple[str, str]
 TRIM_AFTER_BYTES = 32 << 20  # in-memory bytes a dropped run must have held to trim the heap
 
 
+class StoreError(Exception):
+    """A value could not be kept here; the message names the cause and the fix."""
+
+
 @dataclass
 class StoreStats:
     in_memory_bytes: int = 0
@@ -39,8 +50,11 @@ class StoreStats:
 
 
 class ResultStore:
-    def __init__(self, memory_limit: int, spill_dir: str | None = None) -> None:
+    def __init__(
+        self, memory_limit: int, spill_dir: str | None = None, max_bytes: int | None = None
+    ) -> None:
         self.memory_limit = memory_limit
+        self.max_bytes = max_bytes  # in memory + spilled; None: no cap
         self._spill_root = spill_dir
         self._spill_dir: str | None = None  # created on first spill
         self._memory: OrderedDict[Key, bytes] = OrderedDict()  # insertion order = spill order
@@ -51,14 +65,28 @@ class ResultStore:
         self._freed: dict[str, int] = {}  # run -> in-memory bytes drop_values freed
 
     def put(self, run_id: str, task_id: str, value: bytes) -> None:
+        """Keep a value; raises StoreError (holding nothing new) when the cap or a spill stops it."""
         key = (run_id, task_id)
         self._discard(key)
+        held = self.stats.in_memory_bytes + self.stats.spilled_bytes
+        if self.max_bytes is not None and held + len(value) > self.max_bytes:
+            raise StoreError(
+                f"the result store of this node holds {held} bytes and a value of {len(value)} "
+                f"bytes (run {run_id!r}, task {task_id!r}) would pass its cap of {self.max_bytes} "
+                "bytes (max_store_bytes): collect or release finished runs' results sooner, "
+                "return smaller values, or raise the cap "
+                "(handoffd start --limit max_store_bytes=BYTES)"
+            )
         self._memory[key] = value
         self._by_run.setdefault(run_id, set()).add(task_id)
         self.stats.in_memory_bytes += len(value)
         self.stats.values += 1
         if self.stats.in_memory_bytes > self.memory_limit:
-            self._spill()
+            try:
+                self._spill()
+            except OSError as exc:
+                self._discard(key)
+                raise StoreError(spill_failed(exc, self._spill_root)) from exc
 
     def get(self, run_id: str, task_id: str) -> bytes | None:
         key = (run_id, task_id)
@@ -147,17 +175,51 @@ class ResultStore:
                     del self._by_run[key[0]]
 
     def _spill(self) -> None:
+        """Move the oldest values to files until memory is within budget; an OSError leaves the
+        value it was moving in memory (first in line again) and goes to the caller."""
         if self._spill_dir is None:
             self._spill_dir = tempfile.mkdtemp(prefix="handoffd-spill-", dir=self._spill_root)
         while self.stats.in_memory_bytes > self.memory_limit and self._memory:
-            key, value = self._memory.popitem(last=False)
-            fd, path = tempfile.mkstemp(dir=self._spill_dir)
-            with os.fdopen(fd, "wb") as f:
-                f.write(value)
+            key, value = next(iter(self._memory.items()))
+            try:
+                path = _write_file(self._spill_dir, value)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # our dir was removed: make it again next time
+                    self._spill_dir = None
+                raise
+            del self._memory[key]
             self._spilled[key] = (path, len(value))
             self.stats.in_memory_bytes -= len(value)
             self.stats.spilled_bytes += len(value)
             self.stats.spills += 1
+
+
+def _write_file(directory: str, value: bytes) -> str:
+    fd, path = tempfile.mkstemp(dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(value)
+    except BaseException as exc:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = path  # ENOSPC on write names no file: say where
+        raise
+    return path
+
+
+def spill_failed(exc: OSError, spill_root: str | None) -> str:
+    """What a failed spill tells the run it fails: where, what, and what to do."""
+    where = exc.filename or spill_root or tempfile.gettempdir()
+    code = errno.errorcode.get(exc.errno or 0, "error")
+    why = exc.strerror or str(exc)
+    return (
+        f"this node's result store could not spill a value to disk at {where}: {why} ({code}); "
+        "make the spill dir writable with free space (handoffd start --spill-dir DIR), or give "
+        "the store more memory (--store-memory MB)"
+    )
 
 
 def release_free_memory() -> int:

@@ -3,18 +3,18 @@
 Design note: the stages' replicas are one run of long-running tasks (``replica.serve``), placed by
 the owner's scheduler by cost (policy ``spread``, so a stage's replicas go to different nodes when
 they fit), each holding its claim for the pipeline's life; a replica lost with its node is a lost
-attempt, which the owner re-places, and the new replica joins again. Items flow through this
-client: a ROUTER socket bound on the address the daemon sees us at (CURVE with a key made for this
-pipeline) that every replica connects to. One thread owns the socket and the state machine's
-sends; ``push`` and ``results`` talk to it under one lock. Values are pickled here and in the
-replicas' workers only.
+attempt, which the owner re-places, and the new replica joins again. Every replica connects to
+this client's ROUTER (bound on the address the daemon sees us at, CURVE with a key made for this
+pipeline): it joins with the endpoint its peers reach it at, gets the table of live replicas,
+sends heartbeats. Items go client -> first stages' replicas -> ... -> last stages' replicas ->
+client: the stages between pass them to each other directly, never through here. One thread owns
+the socket and the state machine's sends; ``push`` and ``results`` talk to it under one lock.
+Values are pickled here and in the replicas' workers only.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,21 +23,34 @@ from typing import Any
 import zmq
 
 from handoffd import validation, values
+from handoffd.arguments import Argument, DeserializeHook, SerializeHook, dep_id
 from handoffd.dag import DAG, Function
 from handoffd.errors import TaskFailed, Timeout, ValidationError
 from handoffd.protocol import codec
 from handoffd.protocol import messages_stream as ms
-from handoffd.stream.replica import serve
-from handoffd.stream.state import PipelineFailed, PipelineState, Stage
+from handoffd.protocol import messages_streamnet as mn
+from handoffd.stream.replica import Hooks, local_host, serve
+from handoffd.stream.state import (
+    ForgetItems,
+    PipelineFailed,
+    PipelineState,
+    Route,
+    SendItems,
+    SendRoutes,
+    Stage,
+    StopReplica,
+    consumers_of,
+)
 
 TICK = 0.005  # seconds between the loop's timer checks (batch timeouts, dead replicas)
 KEEPALIVE = 1.0  # seconds between the client's keep-alives to idle replicas
 RUN_CHECK = 5.0  # seconds without an output before results() asks whether the run still goes
 
 
-def compile_stream(dag: DAG) -> tuple[list[str], list[Stage], dict[str, Function]]:
-    """The pipeline's inputs, stages (topological order) and stage functions; ValidationError
-    for a DAG that is not a pipeline."""
+def compile_stream(dag: DAG) -> tuple[list[str], list[Stage], dict[str, Function], Hooks]:
+    """The pipeline's inputs, stages (topological order), stage functions and the hooks of its
+    edges ((consumer, source) -> (serialize, deserialize, always), from ``handoffd.Argument``s);
+    ValidationError for a DAG that is not a pipeline."""
     if not isinstance(dag, DAG):
         raise ValidationError(
             "invalid_dag", None, f"expected a handoffd.DAG, got {type(dag).__name__}"
@@ -49,6 +62,7 @@ def compile_stream(dag: DAG) -> tuple[list[str], list[Stage], dict[str, Function
             "a pipeline needs at least one Function(id=..., type='input') to push items into",
         )  # fmt: skip
     functions: dict[str, Function] = {}
+    hooks: Hooks = {}
     for fn in dag:
         if fn.type == "input":
             if fn.args:
@@ -61,7 +75,17 @@ def compile_stream(dag: DAG) -> tuple[list[str], list[Stage], dict[str, Function
             )  # fmt: skip
         if not callable(fn.code):
             raise ValidationError("invalid_code", fn.id, "a stage's code must be a callable")
-        if not fn.args or not all(isinstance(a, str) and a in dag for a in fn.args):
+        for arg in fn.args:
+            if isinstance(arg, Argument):
+                arg.check(fn.id)
+                if arg.hooked:
+                    hooks[(fn.id, arg.id)] = (
+                        SerializeHook(arg.serialize, arg.id, fn.id),  # type: ignore[arg-type]
+                        DeserializeHook(arg.deserialize, arg.id, fn.id),  # type: ignore[arg-type]
+                        arg.always,
+                    )
+        ids = [dep_id(a) for a in fn.args]
+        if not ids or not all(isinstance(a, str) and a in dag for a in ids):
             raise ValidationError(
                 "invalid_stream", fn.id,
                 f"a stage's args must name inputs or other stages of the DAG, got {fn.args!r}",
@@ -76,17 +100,18 @@ def compile_stream(dag: DAG) -> tuple[list[str], list[Stage], dict[str, Function
     if not functions:
         raise ValidationError("invalid_stream", None, "a pipeline needs at least one stage")
     links: dict[str, validation.Links] = {
-        fid: (fn.args, None, None, False) for fid, fn in functions.items()
+        fid: ([dep_id(a) for a in fn.args], None, None, False) for fid, fn in functions.items()
     }
     for fid in inputs:
         links[fid] = ((), None, None, False)
     order = validation.check_graph(links, pins=False)
     stages = [
-        Stage(fid, tuple(functions[fid].args), functions[fid].batch_size,
+        Stage(fid, tuple(dep_id(a) for a in functions[fid].args), functions[fid].batch_size,
               float(functions[fid].batch_timeout or 0.0))
         for fid in order if fid in functions
     ]  # fmt: skip
-    return inputs, stages, functions
+    consumers_of(inputs, stages)
+    return inputs, stages, functions, hooks
 
 
 class Pipeline:
@@ -105,7 +130,7 @@ class Pipeline:
     ) -> None:
         if max_in_flight < 1:
             raise ValidationError("invalid_option", None, "max_in_flight must be >= 1")
-        self.inputs, stages, functions = compile_stream(dag)
+        self.inputs, stages, functions, self._hooks = compile_stream(dag)
         self.max_in_flight = max_in_flight
         self._state = PipelineState(self.inputs, stages, dead_after=dead_after)
         self._lock = threading.Condition()
@@ -116,11 +141,15 @@ class Pipeline:
         self._ctx: zmq.Context[Any] = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.linger = 0
+        # no high-water mark: a ROUTER drops what is over it silently (an item lost without a
+        # table change would never be replayed); max_in_flight bounds what can queue
+        self._router.sndhwm = 0
+        self._router.rcvhwm = 0
         public, secret = zmq.curve_keypair()
         self._router.curve_server = True
         self._router.curve_publickey = public
         self._router.curve_secretkey = secret
-        host = _local_host(client.address)
+        host = local_host(client.address.rpartition(":")[0])
         port = self._router.bind_to_random_port(f"tcp://{host}")
         self._wake_in = self._ctx.socket(zmq.PAIR)
         self._wake_out = self._ctx.socket(zmq.PAIR)
@@ -130,7 +159,10 @@ class Pipeline:
         self._token = secrets.token_hex(16)
         replicas = handoffd_dag(stages, functions, {
             "endpoint": f"tcp://{host}:{port}", "server_key": public, "token": self._token,
+            "hooks": self._hooks,
         })  # fmt: skip
+        self.sent_items = 0  # item values this client sent, and outputs it received: the
+        self.received_items = 0  # stages between pass theirs to each other, not through here
         self._expected = {s.id: functions[s.id].parallelism for s in stages}
         self._thread = threading.Thread(target=self._loop, name="handoffd-stream", daemon=True)
         self._thread.start()
@@ -161,7 +193,7 @@ class Pipeline:
             self._raise_failure()
             if self._closed:
                 raise PipelineFailed("the pipeline is closed")
-            cid = self._state.push(inputs, time.monotonic())
+            cid = self._state.push(inputs)
             if not self._woken:
                 self._signal()
         return cid
@@ -219,6 +251,9 @@ class Pipeline:
                 "pushed": state.pushed,
                 "finished": state.finished,
                 "replayed": state.replayed,
+                "epoch": state.epoch,
+                "sent_items": self.sent_items,
+                "received_items": self.received_items,
                 "replicas": {s: state.stage_replicas(s) for s in state.stages},
             }
 
@@ -317,23 +352,59 @@ class Pipeline:
                     for frames in received:
                         self._on_frames(frames, now)
                     self._state.tick(now)
-                    batches = self._state.take(now)
+                    sends = self._state.take()
                     closed = self._closed
                     self._lock.notify_all()
-                for batch in batches:
-                    msg = ms.StreamItems(batch.batch_id, batch.stage)
-                    self._send(batch.identity, msg, [values.dumps(batch.args)])
+                failed = self._perform(sends)
+                if failed:
+                    with self._lock:
+                        for stage, failures in failed:
+                            self._state.done(stage, False, [], [], failures)
+                        self._lock.notify_all()
                 if closed:
                     self._stop_replicas()
                     return
                 if now - last_keepalive > KEEPALIVE:
                     last_keepalive = now
-                    for replica in list(self._state.replicas.values()):
-                        self._send(replica.identity, ms.StreamHeartbeat("", -1))
+                    with self._lock:
+                        identities = [r.identity for r in self._state.replicas.values()]
+                    for identity in identities:
+                        self._send(identity, ms.StreamHeartbeat("", -1))
         except Exception as exc:  # noqa: BLE001 - the loop's end must reach the user
             with self._lock:
                 self._failure = exc
                 self._lock.notify_all()
+
+    def _perform(self, sends: list[Any]) -> list[tuple[str, dict[int, tuple[str, str, str]]]]:
+        """Send what the state machine asked for; the items whose input's serialize hook failed
+        (by stage)."""
+        failed = []
+        for send in sends:
+            if isinstance(send, SendItems):
+                cids, vals = send.cids, send.values
+                hook = self._hooks.get((send.stage, send.source))
+                if hook is not None:  # this client is on no node: the value always leaves it
+                    failures, cids, vals = _serialize_all(hook[0], cids, vals)
+                    if failures:
+                        failed.append((send.stage, failures))
+                self.sent_items += len(cids)
+                msg = mn.StreamBatch(send.epoch, send.stage, send.source, hook is not None)
+                self._send(send.identity, msg, [values.dumps((cids, vals))])
+            elif isinstance(send, SendRoutes):
+                routes = tuple(
+                    mn.StreamRoute(r.stage, r.replica, r.endpoint, r.public_key, r.node)
+                    for r in send.routes
+                )
+                table = mn.StreamRoutes(send.epoch, send.replay_epoch, routes)
+                for identity in send.identities:
+                    self._send(identity, table)
+            elif isinstance(send, StopReplica):
+                self._send(send.identity, ms.StreamStop("replaced"))
+            elif isinstance(send, ForgetItems):
+                forget = mn.StreamForget(tuple(send.cids))
+                for identity in send.identities:
+                    self._send(identity, forget)
+        return failed
 
     def _stop_replicas(self) -> None:
         for replica in list(self._state.replicas.values()):
@@ -352,16 +423,17 @@ class Pipeline:
             return
         msg = decoded.msg
         state = self._state
-        if isinstance(msg, ms.StreamOutputs):
-            index = self._replica_index(identity)
-            if index is not None:
-                outputs, failures = values.loads(decoded.frames[0])
-                state.answered(msg.stage, index, msg.batch_id, outputs, failures, now)
+        if isinstance(msg, mn.StreamDone):
+            cids, outputs, failures = values.loads(decoded.frames[0])
+            self.received_items += len(cids)
+            state.done(msg.stage, msg.sink, cids, outputs, failures)
         elif isinstance(msg, ms.StreamHeartbeat):
             state.heard(msg.stage, msg.replica, now)
-        elif isinstance(msg, ms.StreamJoin):
-            if secrets.compare_digest(msg.token, self._token) and msg.stage in state.stages:
-                state.joined(msg.stage, msg.replica, identity, now)
+        elif isinstance(msg, mn.StreamReplicaJoin):
+            r = msg.route
+            if secrets.compare_digest(msg.token, self._token) and r.stage in state.stages:
+                route = Route(r.stage, r.replica, r.endpoint, r.public_key, r.node)
+                state.joined(identity, route, now)
         elif isinstance(msg, ms.StreamReplicaFailed):
             self._failure = PipelineFailed(
                 f"stage {msg.stage!r} replica {msg.replica}: init failed: "
@@ -371,12 +443,6 @@ class Pipeline:
                 msg.stage, 1, msg.exc_type, msg.message, msg.traceback
             )
 
-    def _replica_index(self, identity: bytes) -> int | None:
-        for replica in self._state.replicas.values():
-            if replica.identity == identity:
-                return replica.index
-        return None
-
 
 def handoffd_dag(stages: list[Stage], functions: dict[str, Function], link: dict[str, Any]) -> DAG:
     """The run of the pipeline's replicas: ``parallelism`` long-running tasks per stage."""
@@ -385,7 +451,8 @@ def handoffd_dag(stages: list[Stage], functions: dict[str, Function], link: dict
         fn = functions[stage.id]
         for index in range(fn.parallelism):
             config = dict(link, stage=stage.id, replica=index, code=fn.code, init=fn.init,
-                          batch_size=fn.batch_size, arity=len(stage.args))  # fmt: skip
+                          batch_size=fn.batch_size, batch_timeout=stage.batch_timeout,
+                          args=stage.args, consumers=stage.consumers)  # fmt: skip
             dag.add_function(
                 Function(id=f"{stage.id}#{index}", code=serve, extra_args=[config],
                          cost=fn.cost, node=fn.node, priority=fn.priority)
@@ -393,21 +460,19 @@ def handoffd_dag(stages: list[Stage], functions: dict[str, Function], link: dict
     return dag
 
 
-def _local_host(address: str) -> str:
-    """The address of this machine the daemon at ``address`` reaches us at (loopback for a
-    daemon on loopback or in this process); found with a UDP socket's route, sending nothing."""
-    host = address.rpartition(":")[0].strip("[]")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return "127.0.0.1"  # an in-process (mem://) or named daemon: replicas run on this machine
-    if ip.is_loopback:
-        return "127.0.0.1"
-    with socket.socket(
-        socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM
-    ) as s:
-        s.connect((host, 9))
-        return str(s.getsockname()[0])
+def _serialize_all(
+    hook: Any, cids: list[int], vals: list[Any]
+) -> tuple[dict[int, tuple[str, str, str]], list[int], list[Any]]:
+    """``hook`` on every value: (the failures by item, the items that passed and their bytes)."""
+    failures: dict[int, tuple[str, str, str]] = {}
+    kept_cids, kept = [], []
+    for cid, value in zip(cids, vals, strict=True):
+        try:
+            kept.append(hook(value))
+            kept_cids.append(cid)
+        except Exception as exc:
+            failures[cid] = (type(exc).__qualname__, str(exc), "")
+    return failures, kept_cids, kept
 
 
 __all__ = ["Pipeline", "compile_stream"]

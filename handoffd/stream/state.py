@@ -1,27 +1,32 @@
-"""A streaming pipeline's routing, as a pure state machine (no sockets, no clock: ``now`` is given).
+"""A streaming pipeline's ledger at its client, as a pure state machine (no sockets, no clock:
+``now`` is given).
 
-Design note: items are numbered by a correlation id in push order. A stage runs on an item once
-every one of its arguments (pipeline inputs or other stages) has a value for that id (fan-in joins
-by correlation id; fan-out sends one value to every consumer). Each stage has a queue; a batch goes
-to the live replica of the stage with the fewest items in flight, at most ``MAX_BATCHES_AHEAD``
-batches per replica. A stage with ``batch_size`` sends full micro-batches, or a partial one once its
-oldest item waited ``batch_timeout``; any other stage sends what is queued, split over its replicas
-(up to ``TRANSPORT_BATCH`` items a message), so items batch up naturally while replicas are busy. A replica not
-heard from for ``dead_after`` seconds is dropped and its batches in flight go back to the front of
-their queue (replay); a late answer from a dropped replica is ignored (its batches are no longer
-known), so every item gets exactly one output. An item whose stage raised gets ``ItemFailed`` and goes no further.
+Design note: items are numbered by a correlation id in push order. The client sends each item's
+inputs to the replicas of the stages that take them; from there a replica sends its outputs
+straight to the replica of the next stage that serves the item (``relay.py``), and the last
+stages' replicas send theirs here (``done``). Which replica of a stage serves an item is a pure
+function of the item's id and the replicas' table (``route``), the same at every sender, so a
+stage that joins several inputs gets all of an item's arguments in one replica.
+
+The client keeps the ledger: the inputs of every unfinished item (at most ``max_in_flight``), the
+table of live replicas and its *epoch*. A replica not heard from for ``dead_after`` is dropped;
+any change of the table once items were pushed is a *replay*: the new epoch becomes the replay
+epoch, every replica drops items and joins of older epochs, and every unfinished item is sent again
+from its inputs, stamped with the new epoch. Items lost anywhere on the path with the dropped
+replica are among them. The first output of an item wins and later ones (an old copy that was
+still going) are ignored, so every item gets exactly one output. An item a stage raised on gets
+``ItemFailed`` and goes no further.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from handoffd.errors import HandoffError, TaskFailed
 
-TRANSPORT_BATCH = 512  # items per message for a stage without batch_size
-MAX_BATCHES_AHEAD = 4  # batches in flight per replica
+TRANSPORT_BATCH = 512  # items per message for the client's sends and unbatched stages
+ROUTE_BLOCK = 64  # consecutive items that go to one replica of a stage
 
 
 class ItemFailed:
@@ -58,133 +63,198 @@ class Stage:
     batch_size: int | None = None
     batch_timeout: float = 0.0
     consumers: list[str] = field(default_factory=list)
-    # (correlation id, its argument, or a tuple of its arguments when several, when queued)
-    queue: deque[tuple[int, Any, float]] = field(default_factory=deque)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A live replica as the table lists it (the wire's ``StreamRoute``'s fields)."""
+
+    stage: str
+    replica: int
+    endpoint: str
+    public_key: bytes
+    node: str
 
 
 @dataclass
 class StageReplica:
-    stage: str
-    index: int
-    identity: bytes
+    route: Route
+    identity: bytes  # of its connection to the client
     last_seen: float
-    batches: dict[int, list[int]] = field(default_factory=dict)  # batch id -> correlation ids
-    items: int = 0  # in flight
 
 
 @dataclass(frozen=True)
-class SendBatch:
+class SendItems:
+    """Send ``values`` of ``source`` for ``stage`` (items ``cids``) to the replica ``identity``."""
+
     identity: bytes
-    batch_id: int
+    epoch: int
     stage: str
-    correlation_ids: list[int]
-    args: list[Any]  # per item: its one argument, or a tuple of its arguments (several args)
+    source: str
+    cids: list[int]
+    values: list[Any]
+
+
+@dataclass(frozen=True)
+class SendRoutes:
+    """Send the table to every replica in ``identities``."""
+
+    identities: list[bytes]
+    epoch: int
+    replay_epoch: int
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class StopReplica:
+    identity: bytes
+
+
+@dataclass(frozen=True)
+class ForgetItems:
+    """Tell the replicas ``identities`` (of stages that join) to drop these failed items' joins."""
+
+    identities: list[bytes]
+    cids: list[int]
+
+
+Instruction = SendItems | SendRoutes | StopReplica | ForgetItems
+
+
+def route(cid: int, replicas: list[Route]) -> Route:
+    """The replica of a stage (``replicas``: its live ones, by index) that serves item ``cid``."""
+    return replicas[(cid // ROUTE_BLOCK) % len(replicas)]
+
+
+def by_stage(routes: tuple[Route, ...] | list[Route]) -> dict[str, list[Route]]:
+    table: dict[str, list[Route]] = {}
+    for r in sorted(routes, key=lambda r: (r.stage, r.replica)):
+        table.setdefault(r.stage, []).append(r)
+    return table
+
+
+def consumers_of(inputs: list[str], stages: list[Stage]) -> dict[str, list[str]]:
+    """Input or stage id -> the stages that take it (each once, in stage order)."""
+    consumers: dict[str, list[str]] = {i: [] for i in inputs}
+    for stage in stages:
+        consumers.setdefault(stage.id, [])
+    for stage in stages:
+        for arg in dict.fromkeys(stage.args):
+            consumers[arg].append(stage.id)
+    for stage in stages:
+        stage.consumers = consumers[stage.id]
+    return consumers
 
 
 @dataclass
 class _Item:
-    values: dict[str, Any] = field(default_factory=dict)  # input or stage id -> value
-    queued: set[str] = field(default_factory=set)  # stages this item was queued for
+    inputs: dict[str, Any]
+    sinks: dict[str, Any] = field(default_factory=dict)  # sink stage id -> its output
 
 
 class PipelineState:
-    """Push items, feed replica events; ``take()`` gives the batches to send; finished outputs
-    are in ``outputs`` (correlation id -> value or ItemFailed) until taken in order."""
+    """Push items, feed replica events; ``take()`` gives what to send; finished outputs are in
+    ``outputs`` (correlation id -> value or ItemFailed) until taken in order."""
 
     def __init__(self, inputs: list[str], stages: list[Stage], dead_after: float = 5.0) -> None:
         self.inputs = list(inputs)
         self.stages = {s.id: s for s in stages}
         self.dead_after = dead_after
-        self.consumers: dict[str, list[str]] = {i: [] for i in inputs}
-        for stage in stages:
-            self.consumers.setdefault(stage.id, [])
-        for stage in stages:
-            for arg in dict.fromkeys(stage.args):
-                self.consumers[arg].append(stage.id)
-        for stage in stages:
-            stage.consumers = self.consumers[stage.id]
+        self.consumers = consumers_of(self.inputs, stages)
         self.sinks = [s.id for s in stages if not s.consumers]  # their values are the output
         self.items: dict[int, _Item] = {}
         self.outputs: dict[int, Any] = {}
         self.pushed = 0
         self.finished = 0
         self.replicas: dict[tuple[str, int], StageReplica] = {}
-        self.replayed = 0  # items sent again after their replica was dropped
-        self._batch_ids = 0
-        self._out: list[SendBatch] = []
-        self._dirty: set[str] = set()
+        self.replayed = 0  # items sent again after a change of the table
+        self.epoch = 0
+        self.replay_epoch = 0
+        self._pending: dict[int, None] = {}  # items to send (ordered set)
+        self._table_changed = False
+        self._out: list[Instruction] = []
+        self._joining = {s.id for s in stages if len(s.args) > 1}
+        self._forget: list[int] = []  # failed items whose other branches may wait in a join
 
     # -- events --------------------------------------------------------------------------------
 
-    def push(self, inputs: dict[str, Any], now: float) -> int:
+    def push(self, inputs: dict[str, Any]) -> int:
         """A new item (``{input id: value}``, every input given); its correlation id."""
         cid = self.pushed
         self.pushed += 1
-        item = self.items[cid] = _Item()
-        for input_id in self.inputs:
-            self._value(cid, item, input_id, inputs[input_id], now)
+        self.items[cid] = _Item(inputs)
+        self._pending[cid] = None
         return cid
 
-    def joined(self, stage: str, index: int, identity: bytes, now: float) -> None:
-        old = self.replicas.get((stage, index))
-        if old is not None and old.identity != identity:
-            self._drop(old)  # a new attempt of this replica: the old one's batches are replayed
-        if old is None or old.identity != identity:
-            self.replicas[(stage, index)] = StageReplica(stage, index, identity, now)
-        self._dirty.add(stage)
+    def joined(self, identity: bytes, joined: Route, now: float) -> None:
+        key = (joined.stage, joined.replica)
+        old = self.replicas.get(key)
+        if old is not None and old.identity == identity:
+            return
+        if old is not None:  # a new attempt of this replica: the old one stops
+            self._out.append(StopReplica(old.identity))
+        self.replicas[key] = StageReplica(joined, identity, now)
+        self._changed()
 
     def heard(self, stage: str, index: int, now: float) -> None:
         replica = self.replicas.get((stage, index))
         if replica is not None:
             replica.last_seen = now
 
-    def answered(
+    def done(
         self,
         stage: str,
-        index: int,
-        batch_id: int,
+        sink: bool,
+        cids: list[int],
         outputs: list[Any],
         failures: dict[int, tuple[str, str, str]],
-        now: float,
     ) -> None:
-        """A replica's outputs for one batch, in its order, and its failures by position in the
-        batch ((type, message, traceback)). A batch no longer known (its replica was dropped and
-        its items replayed) is ignored."""
-        replica = self.replicas.get((stage, index))
-        if replica is None:
-            return
-        replica.last_seen = now
-        cids = replica.batches.pop(batch_id, None)
-        if cids is None:
-            return
-        replica.items -= len(cids)
+        """A replica's outputs of a sink ``stage`` (in ``cids``' order), and the items that
+        failed at ``stage`` ({cid: (type, message, traceback)}). Items finished already are
+        ignored (an old copy of a replayed item)."""
         items = self.items
-        for position, (cid, value) in enumerate(zip(cids, outputs, strict=False)):
-            item = items.get(cid)
-            if item is None or stage in item.values:
-                continue  # finished or failed already
-            failure = failures.get(position) if failures else None
-            if failure is None:
-                self._value(cid, item, stage, value, now)
-            else:
-                exc_type, message, traceback = failure
+        for cid, (exc_type, message, traceback) in failures.items():
+            if cid in items:
                 self._finish(
                     cid, ItemFailed(cid, TaskFailed(stage, 1, exc_type, message, traceback))
                 )
-        self._dirty.add(stage)
+                if self._joining:
+                    self._forget.append(cid)
+        if not sink:
+            return
+        sinks = self.sinks
+        for cid, value in zip(cids, outputs, strict=False):
+            item = items.get(cid)
+            if item is None or cid in failures:
+                continue
+            if len(sinks) == 1:
+                self._finish(cid, value)
+                continue
+            item.sinks[stage] = value
+            if all(s in item.sinks for s in sinks):
+                self._finish(cid, {s: item.sinks[s] for s in sinks})
 
     def tick(self, now: float) -> None:
-        """Drop replicas not heard from in ``dead_after``; flush micro-batches that timed out."""
-        for replica in list(self.replicas.values()):
+        """Drop replicas not heard from in ``dead_after``."""
+        for key, replica in list(self.replicas.items()):
             if now - replica.last_seen > self.dead_after:
-                self._drop(replica)
-        for stage in self.stages.values():
-            if stage.queue:
-                self._dirty.add(stage.id)
-        self._flush(now)
+                del self.replicas[key]
+                self._out.append(StopReplica(replica.identity))
+                self._changed()
 
-    def take(self, now: float) -> list[SendBatch]:
-        self._flush(now)
+    def take(self) -> list[Instruction]:
+        """What to send now: the table first when it changed, then the pending items' inputs."""
+        if self._table_changed:
+            self._table_changed = False
+            routes = tuple(r.route for r in self.replicas.values())
+            identities = [r.identity for r in self.replicas.values()]
+            self._out.append(SendRoutes(identities, self.epoch, self.replay_epoch, routes))
+        if self._pending:
+            self._send_pending()
+        if self._forget:
+            joining = [r.identity for k, r in self.replicas.items() if k[0] in self._joining]
+            self._out.append(ForgetItems(joining, self._forget))
+            self._forget = []
         out, self._out = self._out, []
         return out
 
@@ -195,107 +265,58 @@ class PipelineState:
         return self.pushed - self.finished
 
     def stage_replicas(self, stage: str) -> int:
-        return sum(1 for r in self.replicas.values() if r.stage == stage)
+        return sum(1 for key in self.replicas if key[0] == stage)
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _value(self, cid: int, item: _Item, source: str, value: Any, now: float) -> None:
-        values = item.values
-        values[source] = value
-        consumers = self.consumers[source]
-        if not consumers and source in self.stages:  # a sink
-            sinks = self.sinks
-            if len(sinks) == 1:
-                self._finish(cid, value)
-            elif all(sink in values for sink in sinks):
-                self._finish(cid, {sink: values[sink] for sink in sinks})
-            return
-        for consumer in consumers:
-            stage = self.stages[consumer]
-            args = stage.args
-            if len(args) == 1:  # the common chain: no join to wait for, the value as it is
-                stage.queue.append((cid, value, now))
-            else:
-                if consumer in item.queued or not all(a in values for a in args):
-                    continue
-                item.queued.add(consumer)
-                stage.queue.append((cid, tuple(values[a] for a in args), now))
-            self._dirty.add(consumer)
+    def _changed(self) -> None:
+        self.epoch += 1
+        self._table_changed = True
+        if self.pushed:  # items may be on the path of a replica that is no longer there
+            self.replay_epoch = self.epoch
+            again = [cid for cid in self.items if cid not in self._pending]
+            self.replayed += len(again)
+            pending = dict.fromkeys(sorted([*self._pending, *again]))
+            self._pending = pending
+
+    def _send_pending(self) -> None:
+        table = by_stage([r.route for r in self.replicas.values()])
+        targets = {s for i in self.inputs for s in self.consumers[i]}
+        if not all(table.get(s) for s in targets):
+            return  # a stage has no live replica: hold the items until one joins
+        identities = {(r.route.stage, r.route.replica): r.identity for r in self.replicas.values()}
+        groups: dict[tuple[bytes, str, str], tuple[list[int], list[Any]]] = {}
+        items = self.items
+        for cid in self._pending:
+            item = items.get(cid)
+            if item is None:
+                continue
+            for source in self.inputs:
+                value = item.inputs[source]
+                for stage in self.consumers[source]:
+                    r = route(cid, table[stage])
+                    key = (identities[(r.stage, r.replica)], stage, source)
+                    group = groups.get(key)
+                    if group is None:
+                        group = groups[key] = ([], [])
+                    group[0].append(cid)
+                    group[1].append(value)
+        self._pending = {}
+        for (identity, stage, source), (cids, values) in groups.items():
+            for start in range(0, len(cids), TRANSPORT_BATCH):
+                end = start + TRANSPORT_BATCH
+                self._out.append(
+                    SendItems(
+                        identity, self.epoch, stage, source, cids[start:end], values[start:end]
+                    )
+                )
 
     def _finish(self, cid: int, output: Any) -> None:
         if self.items.pop(cid, None) is None:
             return
+        self._pending.pop(cid, None)
         self.outputs[cid] = output
         self.finished += 1
-
-    def _drop(self, replica: StageReplica) -> None:
-        """A replica is gone: replay its batches in flight, first in their stage's queue."""
-        if self.replicas.get((replica.stage, replica.index)) is replica:
-            del self.replicas[(replica.stage, replica.index)]
-        stage = self.stages[replica.stage]
-        again: list[tuple[int, Any, float]] = []
-        for cids in replica.batches.values():
-            for cid in cids:
-                item = self.items.get(cid)
-                if item is not None and stage.id not in item.values:
-                    args = stage.args
-                    value = (
-                        item.values[args[0]]
-                        if len(args) == 1
-                        else tuple(item.values[a] for a in args)
-                    )
-                    again.append((cid, value, 0.0))
-        replica.batches.clear()
-        self.replayed += len(again)
-        stage.queue.extendleft(reversed(again))
-        self._dirty.add(stage.id)
-
-    def _flush(self, now: float) -> None:
-        if not self._dirty:
-            return
-        dirty, self._dirty = self._dirty, set()
-        for stage_id in dirty:
-            stage = self.stages[stage_id]
-            queue = stage.queue
-            while queue:
-                replica = self._pick(stage_id)
-                if replica is None:
-                    break
-                size = stage.batch_size or self._share(stage_id, len(queue))
-                if (
-                    stage.batch_size is not None
-                    and len(queue) < size
-                    and now - queue[0][2] < stage.batch_timeout
-                ):
-                    break  # wait for a full micro-batch, or for its timeout (tick)
-                cids: list[int] = []
-                args: list[Any] = []
-                while queue and len(cids) < size:
-                    cid, values, _ = queue.popleft()
-                    if cid in self.items:  # not failed meanwhile
-                        cids.append(cid)
-                        args.append(values)
-                if not cids:
-                    continue
-                self._batch_ids += 1
-                replica.batches[self._batch_ids] = cids
-                replica.items += len(cids)
-                self._out.append(SendBatch(replica.identity, self._batch_ids, stage_id, cids, args))
-
-    def _share(self, stage: str, queued: int) -> int:
-        """Items per message for a stage without batch_size: the queue split over its replicas
-        (two messages each, so each has the next one while it works), at most TRANSPORT_BATCH."""
-        replicas = self.stage_replicas(stage) or 1
-        return max(1, min(TRANSPORT_BATCH, -(-queued // (2 * replicas))))
-
-    def _pick(self, stage: str) -> StageReplica | None:
-        best: StageReplica | None = None
-        for replica in self.replicas.values():
-            if replica.stage != stage or len(replica.batches) >= MAX_BATCHES_AHEAD:
-                continue
-            if best is None or replica.items < best.items:
-                best = replica
-        return best
 
 
 __all__ = [
@@ -303,8 +324,15 @@ __all__ = [
     "PipelineFailed",
     "PipelineState",
     "Stage",
+    "Route",
     "StageReplica",
-    "SendBatch",
+    "SendItems",
+    "SendRoutes",
+    "StopReplica",
+    "ForgetItems",
+    "route",
+    "by_stage",
+    "consumers_of",
     "TRANSPORT_BATCH",
-    "MAX_BATCHES_AHEAD",
+    "ROUTE_BLOCK",
 ]

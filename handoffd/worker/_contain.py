@@ -30,6 +30,7 @@ except ImportError:  # optional at run time: titles are only for people reading 
     _setproctitle = None  # type: ignore[assignment]
 
 _title_prefix = "handoffd-worker"
+_node = ""  # the node this worker serves (setup)
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -46,7 +47,8 @@ def _prctl(option: int, value: int) -> bool:
 
 def setup(node: str, parent_pid: int) -> None:
     """Called first thing in a fresh worker."""
-    global _title_prefix
+    global _title_prefix, _node
+    _node = node
     try:
         os.setpgid(0, 0)
     except OSError:
@@ -57,6 +59,11 @@ def setup(node: str, parent_pid: int) -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _title_prefix = f"handoffd-worker {node}" if node else "handoffd-worker"
     set_title("idle")
+
+
+def node_name() -> str:
+    """The name of the node this worker process serves ("" outside a worker)."""
+    return _node
 
 
 def set_title(what: str) -> None:

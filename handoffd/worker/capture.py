@@ -125,28 +125,44 @@ class _CaptureLogHandler(logging.Handler):
             self.handleError(record)
 
 
+# One log handler per process, pointed at each job's buffer: creating and registering a handler
+# per job was ~10 us of a no-op task's ~100 us in a worker.
+_handler: _CaptureLogHandler | None = None
+_IDLE = Captured()  # where the handler points between jobs (it is not attached then)
+
+
 class capture:
     """Context manager: stdout, stderr and logging of the block into one bounded buffer
-    (``out``: a given one, e.g. the live sender's)."""
+    (``out``: a given one, e.g. the live sender's). Nested blocks write into the innermost one."""
 
     def __init__(self, out: Captured | None = None) -> None:
         self.out = out if out is not None else Captured()
 
     def __enter__(self) -> Captured:
+        global _handler
         self.saved = (sys.stdout, sys.stderr)
         sys.stdout = sys.stderr = self.out  # type: ignore[assignment]
-        self.handler = _CaptureLogHandler(self.out)
+        if _handler is None:
+            _handler = _CaptureLogHandler(self.out)
+        self.handler = _handler
+        self.outer = _handler.out  # an enclosing block's buffer (or a finished one's)
+        _handler.out = self.out
         root = logging.getLogger()
         self.level = root.level
         if root.level > logging.INFO or root.level == logging.NOTSET:
             root.setLevel(
                 logging.INFO
             )  # the user's info lines show, as in a script with basicConfig
-        root.addHandler(self.handler)
+        self.added = self.handler not in root.handlers
+        if self.added:
+            root.addHandler(self.handler)
         return self.out
 
     def __exit__(self, *exc: object) -> None:
         sys.stdout, sys.stderr = self.saved
         root = logging.getLogger()
-        root.removeHandler(self.handler)
+        if self.added:
+            root.removeHandler(self.handler)
+        # the enclosing block's buffer again; none kept alive after the outermost block
+        self.handler.out = _IDLE if self.added else self.outer
         root.setLevel(self.level)

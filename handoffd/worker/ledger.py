@@ -31,6 +31,7 @@ class Ledger:
                 f"gpu capacity {gpus} but only {len(self.devices)} device ids "
                 f"({','.join(self.devices) or 'none'}): give as many ids as GPUs"
             )
+        self.gpus = gpus  # devices handed out: indices 0..gpus-1 of ``devices``
         self._gpus_free: list[int] = list(range(gpus))  # device indices not given to any task
 
     def try_claim(self, cost: Mapping[str, float]) -> list[int] | None:

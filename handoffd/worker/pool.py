@@ -29,7 +29,11 @@ Device sets: every worker has one CUDA_VISIBLE_DEVICES for its whole life, set w
 starts (``Job.devices``; None is the pool's default set). A chain waits for a worker of its set: an
 idle one, one starting for it, a new one while the pool is below ``max_workers``, or one that replaces
 an idle worker of another set. The oldest waiting chain, whatever its set, is served first. With
-``recycle_gpu_workers`` a worker of a non-default set is replaced once its chain ends.
+``recycle_gpu_workers`` a worker of a non-default set is replaced once its chain ends. Each set in
+``warm`` keeps one worker of its own, started with the pool and beyond ``max_workers``: starting an
+interpreter takes ~70 ms, which the first task of a device set would otherwise wait for (and a node
+mixing CPU and GPU tasks would swap processes for). That worker is never swapped out for another
+set, and is replaced when it dies or is recycled.
 
 Memory (``memory_enforce``): while a job with a ceiling (``Job.memory``, else ``memory_bound``) runs,
 the pool looks at its worker every ``_watch.INTERVAL`` and kills it (with the processes it started)
@@ -70,6 +74,7 @@ from handoffd.worker._records import (
     memory_outcome,
     timeout_outcome,
 )
+from handoffd.worker._sets import WorkerRoom
 
 __all__ = ["AHEAD", "AHEAD_BYTES", "Job", "Outcome", "WorkerPool"]
 
@@ -106,10 +111,12 @@ class WorkerPool:
         code_dir: str = "",
         on_output: Callable[[Hashable, str], None] | None = None,
         output_interval: float = 0.5,
+        warm: Iterable[str] = (),
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
         self.max_workers = max_workers
+        self._room = WorkerRoom(max_workers, warm, devices)
         self.ahead = ahead
         self._on_done = on_done
         self._name = name
@@ -185,6 +192,10 @@ class WorkerPool:
         except BaseException:
             await self.close()
             raise
+        # The warm sets' workers start once the others are up: they do not slow the first task.
+        for devices in self._room.warm:
+            if not self._closed and self._room.missing(self._workers, devices):
+                self._spawn(devices)  # (a chain of that set that came meanwhile started one)
         self._pump()
 
     def submit(self, job: Job, chain: Hashable = None) -> None:
@@ -355,8 +366,11 @@ class WorkerPool:
         return head, cancelled
 
     def _replace(self, devices: str | None) -> None:
-        """Keep ``max_workers`` processes (``_pump`` may have started one for a waiting chain)."""
-        if not self._closed and self._broken is None and len(self._workers) < self.max_workers:
+        """Keep ``max_workers`` processes (``_pump`` may have started one for a waiting chain) and
+        one worker of each warm device set."""
+        if self._closed or self._broken is not None:
+            return
+        if self._room.missing(self._workers, devices) or not self._room.full(self._workers):
             self._spawn(devices)
 
     def _when_exited(self, process: BaseProcess, then: Callable[[int | None], None] | None) -> None:
@@ -427,7 +441,7 @@ class WorkerPool:
             # A fresh process for the next job on these devices: nothing of this one's GPU state
             # (contexts, allocations, libraries) is left for it.
             self._retire_idle(worker)
-            self._replace(self._devices)
+            self._replace(worker.devices if worker.devices in self._room.warm else self._devices)
         else:
             self._idle.setdefault(worker.devices, []).append(worker)
         self._pump()
@@ -561,8 +575,10 @@ class WorkerPool:
                 if starting > promised.get(devices, 0):
                     promised[devices] = promised.get(devices, 0) + 1
                     continue
-                if len(self._workers) >= self.max_workers:
-                    victim = self._idle_victim(devices)
+                if self._room.missing(self._workers, devices):
+                    pass  # its kept worker died or was recycled: start it again
+                elif self._room.full(self._workers):
+                    victim = self._room.victim(self._workers, self._idle, devices)
                     if victim is None:
                         continue  # it waits for a busy worker to end
                     self._retire_idle(victim)
@@ -570,13 +586,6 @@ class WorkerPool:
                 promised[devices] = promised.get(devices, 0) + 1
             else:
                 return
-
-    def _idle_victim(self, devices: str | None) -> Worker | None:
-        """An idle worker of another device set, to make room for one of ``devices``."""
-        for other, idle in self._idle.items():
-            if other != devices and idle:
-                return idle[0]  # the coldest of its stack
-        return None
 
     def _retire_idle(self, worker: Worker) -> None:
         self._detach(worker)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def produce():
-    return list(range(20000))
+    return list(range(100_000))  # over the 64 KiB a report carries: it stays on its node
 
 
 def where_and_len(value):
@@ -78,16 +78,16 @@ def test_hooks_run_on_each_side_of_a_node_boundary(cluster, client):
     consumer_worker, got = results["c"]
     assert got["serialized_in"].startswith(f"{a}-worker")
     assert got["deserialized_in"] == consumer_worker and consumer_worker.startswith(f"{b}-worker")
-    assert got["length"] == 20000
+    assert got["length"] == 100_000
     assert set(results) == {"p", "c"}  # the hook task is not a result
 
 
 def test_no_hooks_on_one_node_unless_always(cluster, client):
     a, _ = cluster.names()
     _, got = client.execute(dag_for(a, a))["c"]
-    assert got == list(range(20000))  # the plain value: neither hook ran
+    assert got == list(range(100_000))  # the plain value: neither hook ran
     consumer_worker, got = client.execute(dag_for(a, a, always=True))["c"]
-    assert got["serialized_in"].startswith(f"{a}-worker") and got["length"] == 20000
+    assert got["serialized_in"].startswith(f"{a}-worker") and got["length"] == 100_000
     assert got["deserialized_in"] == consumer_worker
 
 

@@ -62,6 +62,37 @@ def test_gpu_tasks_land_on_the_gpu_node_with_distinct_devices(cluster, tmp_path)
     assert results["cpu_only"] == ""  # a task given no GPU sees none
 
 
+def _device_and_pid() -> tuple[str, int]:
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"), os.getpid()
+
+
+def test_each_gpu_has_a_worker_started_before_any_gpu_task(cluster):
+    node = cluster.nodes[0]  # 4 cpu, 2 gpu: 4 workers that see no GPU and one per GPU
+
+    def ready_pids() -> list[int] | None:
+        pool = node.pool
+        if pool is None or pool.workers != 6 or not all(w.ready for w in pool._workers):
+            return None
+        return sorted(pool.worker_pids())
+
+    wait_for(
+        lambda: cluster.run(ready_pids) is not None,
+        timeout=30,
+        what="6 workers ready",
+    )
+    before = cluster.run(ready_pids)
+    dag = handoffd.DAG()
+    for i in range(4):
+        dag.add_function(
+            handoffd.Function(id=f"g{i}", code=_device_and_pid, cost={"cpu": 1, "gpu": 1})
+        )
+    with handoffd.connect(cluster.address) as client:
+        results = client.execute(dag)
+    assert {device for device, _ in results.values()} <= {"0", "1"}
+    assert {pid for _, pid in results.values()} <= set(before)  # none waited for a new process
+    assert cluster.run(lambda: sorted(node.pool.worker_pids())) == before
+
+
 def test_results_are_freed_on_every_node_after_collection(cluster):
     names = cluster.names()
     dag = handoffd.DAG()

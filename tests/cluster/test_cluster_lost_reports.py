@@ -13,7 +13,8 @@ import pytest
 from cluster_jobs import fail_until
 
 import handoffd
-from handoffd.protocol import messages as m
+from handoffd.protocol.columns import ReportTable
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.testing import ThreadedCluster
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -35,7 +36,7 @@ def cluster() -> Iterator[ThreadedCluster]:
 
 @pytest.fixture
 def drop_report(cluster: ThreadedCluster) -> Iterator[Callable[..., list[Any]]]:
-    """Make the executors drop the first TasksReported that carries a report in ``state`` for
+    """Make the executors drop the first ReportColumns that carries a report in ``state`` for
     ``task_id``; returns the list the dropped message lands in."""
 
     def install(task_id: str, state: str) -> list[Any]:
@@ -45,8 +46,11 @@ def drop_report(cluster: ThreadedCluster) -> Iterator[Callable[..., list[Any]]]:
             def lossy(address: str, msg: Any, frames: Any = None, term: int = 0) -> Any:
                 if (
                     not dropped
-                    and isinstance(msg, m.TasksReported)
-                    and any(r.task_id == task_id and r.state == state for r in msg.reports)
+                    and isinstance(msg, ReportColumns)  # (the executor sends columns)
+                    and any(
+                        r.task_id == task_id and r.state == state
+                        for r in ReportTable(msg).reports()
+                    )
                 ):
                     dropped.append(msg)
                     return True

@@ -10,6 +10,8 @@ from typing import Any
 
 from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import ReportTable, replied_pairs
+from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.testing import async_wait_for as wait_for
 from handoffd.worker.ledger import Ledger
@@ -69,10 +71,12 @@ def test_jobs_reach_the_pool_and_reports_go_out_once_per_loop_iteration() -> Non
         assert pool.submitted[1][0] == pool.submitted[0][0]  # one chain, one claim
         for key in (("run-1", "a", 1), ("run-1", "b", 1)):
             executor.on_outcome(Outcome(key, True, b"v", duration=0.001))
-        assert not of(sent, m.TasksReported)  # flushed on the next loop iteration, together
-        await wait_for(lambda: of(sent, m.TasksReported))
-        ((_, report, term),) = of(sent, m.TasksReported)
-        assert [r.task_id for r in report.reports] == ["a", "b"] and term == 1
+        assert not of(sent, ReportColumns)  # flushed on the next loop iteration, together
+        await wait_for(lambda: of(sent, ReportColumns))
+        ((_, report, term),) = of(sent, ReportColumns)  # as columns (issue 13)
+        reports = ReportTable(report).reports()
+        assert [r.task_id for r in reports] == ["a", "b"] and term == 1
+        assert [r.state for r in reports] == ["DONE", "DONE"] and not of(sent, m.TasksReported)
         assert executor.running_count() == 0 and executor.ledger.idle()
         executor.on_cancel(m.CancelTasks(RUN, (m.TaskAttempt("a", 1),)), 1)
         assert pool.cancelled == []  # already ended: nothing to cancel
@@ -111,7 +115,7 @@ def test_fencing_through_the_shell_tells_the_node_of_a_new_owner() -> None:
         assert pool.cancelled == [(RUN, "a", 1)]
         executor.draining = True
         dispatch(executor, item("late"), term=3)
-        (_, reply, _) = of(sent, m.DispatchReplied)[-1]
-        assert [r.reason for r in reply.refused] == ["draining"]
+        (_, reply, _) = of(sent, RepliedColumns)[-1]
+        assert replied_pairs(reply)[1] == (("late", 1, "draining"),)
 
     asyncio.run(main())

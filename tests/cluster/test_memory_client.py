@@ -71,3 +71,18 @@ def test_nobody_at_a_memory_address_is_a_clear_connection_error():
             handoffd.connect(url, timeout=1)
     with pytest.raises(errors.ConnectionError, match="no in-process network 'net-gone'"):
         handoffd.connect("mem://net-gone/x.mem:1", timeout=1)
+
+
+def measure_bytes(data: bytes) -> int:
+    return len(data) + data[-1]
+
+
+def test_a_big_submission_goes_up_in_pieces_over_the_memory_network():
+    # A 3 MiB argument is past the 1 MiB a whole message may carry per frame (handoffd.upload):
+    # the client sends it in pieces over the in-process network too.
+    with ThreadedCluster([{"cpu": 2}]) as cluster:
+        with handoffd.connect(cluster.address, timeout=30) as client:
+            dag = handoffd.DAG()
+            arg = bytes(3 << 20)[:-1] + b"\x05"
+            dag.add_function(handoffd.Function(id="m", code=measure_bytes, extra_args=[arg]))
+            assert client.execute(dag, timeout=60) == {"m": (3 << 20) + 5}

@@ -19,6 +19,8 @@ def test_arguments_page_examples_run(pair, tmp_path):
     out = run_page("arguments.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "bytes on the wire" in out and "mean: 249999.75" in out
     assert "HookFailed: deserialize hook corrupt" in out
+    # the scheduler placed "lines": hooks ran only when the value moved
+    assert out.count("hook calls:") == 2 and "Traceback" not in out
 
 
 def test_engines_page_dask_examples_run(tmp_path):
@@ -31,3 +33,4 @@ def test_streaming_page_examples_run(pair, tmp_path):
     a, _ = pair
     out = run_page("streaming.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "embed#1" in out and "ItemFailed(13" in out
+    assert "hooked pipeline ok" in out and "sent 2000 received 2000" in out

@@ -19,6 +19,8 @@ from pool_harness import blocked, sent_ahead, touch, until
 from handoffd import values
 from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import ReportTable
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
@@ -109,8 +111,8 @@ class Harness:
     def reports(self) -> dict[str, m.TaskReport]:
         out: dict[str, m.TaskReport] = {}
         for _, msg, _ in self.sent:
-            if isinstance(msg, m.TasksReported):
-                for report in msg.reports:
+            if isinstance(msg, ReportColumns):  # the executor's shell sends columns
+                for report in ReportTable(msg).reports():
                     assert report.task_id not in out, f"{report.task_id} reported twice"
                     out[report.task_id] = report
         return out
@@ -196,7 +198,7 @@ def test_free_is_gossiped_and_reported_whole_once_a_chain_drains(tmp_path):
         assert [h.value(f"t{i}") for i in range(30)] == [i + 1 for i in range(30)]
         assert h.ledger.max_claims == 1  # one chain held the one cpu
         await until(lambda: h.gossip and h.gossip[-1] == {"cpu": 1.0})
-        last = [msg for _, msg, _ in h.sent if isinstance(msg, m.TasksReported)][-1]
+        last = [msg for _, msg, _ in h.sent if isinstance(msg, ReportColumns)][-1]
         assert last.free == {"cpu": 1.0}
         assert h.executor.running_count() == 0 and not h.executor.state.slots
 

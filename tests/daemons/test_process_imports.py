@@ -46,3 +46,15 @@ def test_the_state_machine_imports_no_event_loop() -> None:
         "assert 'asyncio' not in sys.modules, 'asyncio imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_daemon_given_gpu_0_never_loads_nvml() -> None:
+    """With ``--gpu 0`` there is nothing to detect: NVML (pynvml and ctypes, ~8 ms of a daemon's
+    start) is not loaded, by the daemon's modules nor by the probe."""
+    code = (
+        "import sys, handoffd.daemon.node, handoffd.cli.daemon_cli, handoffd.cli.daemon_run; "
+        "from handoffd import probe; found = probe.probe(cpu=1, memory=1000, gpu=0); "
+        "assert found.gpus == (), found; print('pynvml' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

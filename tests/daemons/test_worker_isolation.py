@@ -8,9 +8,10 @@ import asyncio
 import os
 import pathlib
 import subprocess
+import sys
 import time
 
-from pool_harness import Collector, job, pid_gone, run_pool, touch, wait_for_file
+from pool_harness import Collector, job, pid_gone, run_pool, touch, until, wait_for_file
 
 from handoffd import values
 from handoffd.worker.pool import WorkerPool
@@ -64,6 +65,43 @@ def test_recycled_gpu_workers_run_one_chain_each():
     assert len({pid for pid, _ in seen}) == 4  # a fresh process for every GPU chain
 
 
+def _all_ready(pool: WorkerPool, count: int) -> bool:
+    return pool.workers == count and all(w.ready for w in pool._workers)
+
+
+def test_a_warm_device_set_has_its_worker_before_its_first_task_and_keeps_it():
+    async def body(pool: WorkerPool, got: Collector) -> tuple[set[int], list]:
+        await until(lambda: _all_ready(pool, 2))  # one of any set (max_workers) + the warm "7"
+        before = set(pool.worker_pids())
+        for i in range(6):  # GPU and CPU tasks in turn: neither swaps the other's worker out
+            pool.submit(job(i, visible, devices="7" if i % 2 == 0 else ""))
+            await got.wait(i + 1)
+        assert set(pool.worker_pids()) == before
+        return before, [values.loads(o.value) for o in got.outcomes]
+
+    before, seen = run_pool(1, body, devices="", warm=["7"])
+    assert [devices for _, devices in seen] == ["7", ""] * 3
+    assert {pid for pid, _ in seen} == before  # no task waited for a process to start
+    assert len({pid for pid, devices in seen if devices == "7"}) == 1
+
+
+def test_a_recycled_warm_worker_is_started_again():
+    async def body(pool: WorkerPool, got: Collector) -> list:
+        await until(lambda: _all_ready(pool, 2))
+        for i in range(3):
+            warm = set(pool.worker_pids())
+            pool.submit(job(i, visible, devices="7"))
+            await got.wait(i + 1)
+            pid = values.loads(got.outcomes[-1].value)[0]
+            assert pid in warm  # it ran on the warm worker, started before it came
+            await until(lambda ran=pid: _all_ready(pool, 2) and ran not in pool.worker_pids())
+        return [values.loads(o.value) for o in got.outcomes]
+
+    seen = run_pool(1, body, devices="", warm=["7"], recycle_gpu_workers=True)
+    assert [devices for _, devices in seen] == ["7"] * 3
+    assert len({pid for pid, _ in seen}) == 3  # a fresh process after each chain, still warm
+
+
 def test_memory_ceilings_declared_and_bound():
     async def body(pool: WorkerPool, got: Collector) -> dict:
         pool.submit(job("declared", hold, 300, 10.0, memory=50.0))
@@ -81,6 +119,23 @@ def test_memory_ceilings_declared_and_bound():
         "declared no memory" in out["undeclared"].message and "150 MB" in out["undeclared"].message
     )
     assert out["within"].ok
+
+
+def child_holds(megabytes: int, seconds: float) -> int:
+    code = f"import time; b = b'\\x01' * ({megabytes} << 20); time.sleep({seconds})"
+    return subprocess.run([sys.executable, "-c", code]).returncode
+
+
+def test_memory_a_tasks_child_process_holds_counts_against_its_ceiling():
+    # the process table is scanned every SCAN_INTERVAL, not every look: the child is found anyway
+    async def body(pool: WorkerPool, got: Collector) -> dict:
+        pool.submit(job("child", child_holds, 300, 20.0, memory=50.0))
+        await got.wait(1)
+        return got.by_key()
+
+    out = run_pool(1, body, memory_enforce=True)
+    assert out["child"].kind == "memory", out["child"]
+    assert "declared memory=50 MB" in out["child"].message
 
 
 def test_memory_beyond_declared_is_reported_and_back_to_zero():

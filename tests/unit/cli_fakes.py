@@ -37,7 +37,10 @@ class RecordingClient:
         """Each node describes itself (``handoffctl nodes``); it owns no run."""
         request = make(7)
         if isinstance(request, ops.DescribeNode):
-            return ops.NodeDescribed(7, "n", address, "c", "9.9", 0.0, 3725.0, "running", ())
+            decisions = {"cython": 999, "python": 1}
+            return ops.NodeDescribed(
+                7, "n", address, "c", "9.9", 0.0, 3725.0, "running", (), decisions
+            )
         if isinstance(request, ops.ListOwnedRuns):
             return ops.OwnedRunList(7, ())
         if isinstance(request, sw.DescribeHealth):  # its own view of its health, fenced

@@ -119,6 +119,23 @@ class FakePort:
         self.sent = [s for s in self.sent if not isinstance(s.msg, kind)]
         return got
 
+    def take_dispatches(self) -> list[Sent]:
+        """The dispatches sent so far (``DispatchColumns``, removed from ``sent``), each read
+        back into its per-task form (``DispatchTasks``) as the executing node reads it."""
+        from dataclasses import replace
+
+        from handoffd.protocol.columns import dispatch_items, split_frames
+        from handoffd.protocol.messages_columns import DispatchColumns
+
+        return [
+            replace(
+                s,
+                msg=dispatch_items(s.msg),
+                frames=split_frames(s.msg.frame_sizes, s.frames, "DispatchColumns"),
+            )
+            for s in self.take(DispatchColumns)
+        ]
+
     def take_replies(self, kind: type) -> list[Replied]:
         got = [r for r in self.replies if isinstance(r.msg, kind)]
         self.replies = [r for r in self.replies if not isinstance(r.msg, kind)]

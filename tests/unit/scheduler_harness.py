@@ -34,8 +34,11 @@ class Cluster:
         free: dict[str, float] | None = None,
         window: int = 1,
         queue_seconds: float | None = None,
+        backend: str | None = None,
     ):
-        self.sched = OwnerScheduler("owner", now=0.0, window=window, queue_seconds=queue_seconds)
+        self.sched = OwnerScheduler(
+            "owner", now=0.0, window=window, queue_seconds=queue_seconds, backend=backend
+        )
         self.window = window
         self.queue: dict[str, list[tuple[str, str, int, dict[str, float]]]] = {n: [] for n in nodes}
         self.t = 0.0

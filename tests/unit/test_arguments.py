@@ -1,6 +1,8 @@
-"""handoffd.Argument: a hooked argument expands into a serialize task collocated with the producer
-and an inline deserialize in the consumer; neither when the consumer is known to share the
-producer's node (unless always=True); malformed Arguments are refused with a clear error."""
+"""handoffd.Argument: a hooked argument expands into an inline serialize function (the consumer's
+node decides at run time whether and where it runs: tests/unit/test_executor_hooks.py) and an
+inline deserialize in the consumer, which passes a plain value through; neither when the consumer
+is known to share the producer's node (unless always=True); malformed Arguments are refused with
+a clear error."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 
 import handoffd
 from handoffd import Argument, Function
-from handoffd.arguments import DeserializeHook, HookFailed, SerializeHook
+from handoffd.arguments import DeserializeHook, Encoded, HookFailed, SerializeHook
 from handoffd.worker import invoke
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -51,7 +53,7 @@ def test_hooked_argument_expands_into_serialize_and_deserialize():
     sub = dag.submitted()
     assert list(sub.functions) == ["p", "c:p:serialize", "c:p:deserialize", "c"]
     ser, de, c = sub["c:p:serialize"], sub["c:p:deserialize"], sub["c"]
-    assert ser.args == ["p"] and ser.collocate_with == "p" and ser.type == "regular"
+    assert ser.args == ["p"] and ser.collocate_with is None and ser.type == "inline"
     assert isinstance(ser.code, SerializeHook)
     assert de.args == [ser.id] and de.type == "inline" and isinstance(de.code, DeserializeHook)
     assert c.args == [de.id]
@@ -64,8 +66,34 @@ def test_hooks_round_trip_through_payloads():
     specs = {s.id: s for s in two([hooked()]).to_specs()}
     value = list(range(100))
     data = invoke.call(specs["c:p:serialize"].payload, [value])
-    assert isinstance(data, bytes) and unpack(data) == value
+    assert isinstance(data, Encoded) and unpack(data.data) == value
+    assert pickle.loads(pickle.dumps(data)).data == data.data  # it crosses nodes as a pickle
     assert invoke.call(specs["c:p:deserialize"].payload, [data]) == value
+    # A plain value (the consumer's node held it): no hook runs, it passes through as it is.
+    assert invoke.call(specs["c:p:deserialize"].payload, [value]) is not None
+    calls = []
+    spy = DeserializeHook(lambda d: calls.append(d), "p", "c")
+    assert spy(value) is value and calls == []
+
+
+def test_always_runs_both_hooks_on_a_plain_value():
+    specs = {s.id: s for s in two([hooked(always=True)]).to_specs()}
+    value = list(range(10))
+    assert invoke.call(specs["c:p:deserialize"].payload, [value]) == value
+    seen = []
+    both = DeserializeHook(
+        lambda d: seen.append(d) or "decoded", "p", "c", SerializeHook(pack, "p", "c")
+    )
+    assert both(value) == "decoded" and unpack(seen[0]) == value
+
+
+def test_an_inline_function_may_not_pose_as_a_serialize_hook():
+    dag = handoffd.DAG()
+    dag.add_function(Function(id="p", code=produce))
+    dag.add_function(Function(id="x:serialize", code=total, args=["p"], type="inline", cost={}))
+    with pytest.raises(handoffd.ValidationError, match="reserved for the serialize hooks") as info:
+        dag.validate()
+    assert info.value.kind == "invalid_id"
 
 
 @pytest.mark.parametrize(
@@ -141,7 +169,7 @@ def test_hook_errors_name_the_hook_argument_and_consumer():
     with pytest.raises(HookFailed, match="returned str; it must return bytes"):
         SerializeHook(str, "p", "c")(1)
     with pytest.raises(HookFailed, match="deserialize hook .*unpack of argument 'p'.*BadGzipFile"):
-        DeserializeHook(unpack, "p", "c")(b"not gzip")
+        DeserializeHook(unpack, "p", "c")(Encoded(b"not gzip"))
 
 
 def test_decorated_calls_take_arguments_with_refs():

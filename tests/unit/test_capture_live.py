@@ -4,6 +4,8 @@ outcome's text is exactly the rest, and the per-attempt bound holds with the cut
 
 from __future__ import annotations
 
+import logging
+
 from handoffd.worker import capture
 from handoffd.worker.capture import Captured
 
@@ -51,3 +53,25 @@ def test_live_head_then_tail_with_the_cut_said_once() -> None:
     assert len(live) + len(rest) < capture.LIMIT + 200
     dropped = int(rest.split()[1])
     assert len(live) + dropped + capture.TAIL == 5000 * len(line)
+
+
+def test_each_capture_gets_its_own_log_lines_and_nested_ones_the_innermost() -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    log = logging.getLogger("user.task")
+    outputs = []
+    for i in range(3):  # one handler serves every job in turn: lines never go to an older job
+        with capture.capture() as out:
+            log.info("job %d", i)
+        outputs.append(out.text())
+        log.warning("between jobs")  # not captured by anyone
+        assert root.handlers == before
+    assert outputs == [f"INFO user.task: job {i}\n" for i in range(3)]
+    with capture.capture() as outer:
+        log.info("outer 1")
+        with capture.capture() as inner:
+            log.info("inner")
+        log.info("outer 2")
+    assert inner.text() == "INFO user.task: inner\n"
+    assert outer.text() == "INFO user.task: outer 1\nINFO user.task: outer 2\n"
+    assert root.handlers == before

@@ -39,6 +39,8 @@ def test_shared_options_before_or_after_the_subcommand(
     health = doc["nodes"][0]["health"]
     assert health["local_health"] == 2 and health["suspicions_wrong"] == 4
     assert health["fenced"].startswith("this node is in a minority partition (1 of 3")
+    # placement decisions per core backend, as the node counted them
+    assert doc["nodes"][0]["decisions"] == {"cython": 999, "python": 1, "compiled_share": 0.999}
 
 
 def test_the_subcommands_value_wins_over_the_groups(opened: list[RecordingClient]) -> None:

@@ -20,6 +20,7 @@ from handoffd.daemon.ports import NoFollower
 from handoffd.daemon.replication import RECONCILE_TIMEOUT, ReplicationIO
 from handoffd.daemon.results import FETCH_TIMEOUT, ResultFetcher
 from handoffd.membership.events import MemberChanged
+from handoffd.protocol import columns
 from handoffd.protocol import messages as m
 from handoffd.protocol.snapshot import encode_run
 from handoffd.scheduler.owner import OwnerScheduler
@@ -118,14 +119,16 @@ def run_on_b(
 ) -> None:
     """Node b accepts the dispatch of f and reports it DONE with ``value``, or with a ``size``
     and no value (kept on b only)."""
-    (dispatch,) = port.take(m.DispatchTasks)
+    (dispatch,) = port.take_dispatches()
     assert dispatch.address == "b:1" and dispatch.frames == [b"code-of-f"]
     (item,) = dispatch.msg.items
     accepted = m.DispatchReplied(run_id, (m.TaskAttempt("f", item.attempt),), (), {"cpu": 0.0}, 2)
-    owner.handle(accepted, [], b"", envelope("b"))
+    # as the executor's shell sends them: columns
+    owner.handle(columns.replied_columns(accepted), [], b"", envelope("b"))
     frame, frames = (-1, []) if size else (0, [value])
     done = m.TaskReport("f", item.attempt, "DONE", size or len(value), frame, "", "", "", "")
-    owner.handle(m.TasksReported(run_id, (done,), {"cpu": 1.0}, 3), frames, b"", envelope("b"))
+    report = columns.report_columns(m.TasksReported(run_id, (done,), {"cpu": 1.0}, 3))
+    owner.handle(report, frames, b"", envelope("b"))
 
 
 # -- the owner's shell -----------------------------------------------------------------------------
@@ -184,7 +187,7 @@ def test_owner_answers_the_client_only_once_replication_holds_the_run() -> None:
     owner.member_updates([port.join("b")])
     msg = m.SubmitRun(3, "r1", (meta("f"),), 0, "binpack", None)
     owner.handle(msg, [b"code-of-f"], b"client", None)
-    assert port.take(m.DispatchTasks)  # dispatch does not wait for the standbys
+    assert port.take_dispatches()  # dispatch does not wait for the standbys
     assert port.replies == []
     replication.answers.pop("r1")()
     (reply,) = port.take_replies(m.RunAccepted)
@@ -267,7 +270,7 @@ def replica_of(run_id: str = "r1") -> tuple[m.ReplicateRun, bytes]:
     owner.member_updates([port.join("n")])
     tasks = (meta("g", node="n"), meta("h", "g", node="n"))
     owner.handle(m.SubmitRun(1, run_id, tasks, 0, "binpack", None), [b"g", b"h"], b"c", None)
-    (dispatch,) = port.take(m.DispatchTasks)
+    (dispatch,) = port.take_dispatches()
     (item,) = dispatch.msg.items
     accepted = m.DispatchReplied(run_id, (m.TaskAttempt("g", item.attempt),), (), {"cpu": 0.0}, 2)
     owner.handle(accepted, [], b"", envelope("n"))
@@ -337,7 +340,7 @@ def test_takeover_on_a_fake_port_confirms_asks_merges_and_resumes() -> None:
     replication.handle(m.RunHoldings(request_id, "r1", 1, (), ()), [], envelope("s"))
     assert owner.scheduler.term_of("r1") == 1 and not replication.taking_over("r1")
     # Resumed: h (its input g survived on n) is dispatched to n at the new term.
-    (dispatch,) = port.take(m.DispatchTasks)
+    (dispatch,) = port.take_dispatches()
     assert dispatch.address == "n:1" and dispatch.term == 1
     assert [i.task_id for i in dispatch.msg.items] == ["h"]
     assert replication.takeover_seconds["r1"] == 0.0  # the fake clock did not move
@@ -357,7 +360,7 @@ def test_takeover_carries_on_without_answers_after_the_timeout() -> None:
     port.advance(RECONCILE_TIMEOUT)
     # Nobody answered: g's only copy is unknown, so g runs again, on n.
     assert owner.scheduler.term_of("r1") == 1
-    (dispatch,) = port.take(m.DispatchTasks)
+    (dispatch,) = port.take_dispatches()
     assert [i.task_id for i in dispatch.msg.items] == ["g"]
 
 
@@ -387,7 +390,7 @@ def test_a_standby_stands_back_when_another_takes_over_first() -> None:
     assert answer.address == "n:1" and answer.msg.term == 2
     replication.handle(m.RunHoldings(mine.msg.request_id, "r1", 1, (), ()), [], envelope("s"))
     port.advance(RECONCILE_TIMEOUT)
-    assert owner.scheduler.term_of("r1") is None and port.take(m.DispatchTasks) == []
+    assert owner.scheduler.term_of("r1") is None and port.take_dispatches() == []
     assert follower.run_owners["r1"] == (2, "n:1", "n")
 
 
@@ -398,7 +401,7 @@ def test_an_owner_fenced_by_a_higher_term_steps_down_and_forgets_the_run() -> No
     wire(owner.scheduler, owner, replication, NoFollower())
     owner.member_updates([port.join("b"), port.join("s")])
     submit(owner, port)
-    (dispatch,) = port.take(m.DispatchTasks)
+    (dispatch,) = port.take_dispatches()
     attempt = dispatch.msg.items[0].attempt
     done = m.TaskReport("f", attempt, "DONE", 2, 0, "", "", "", "")
     # A report at term 1 about our term-0 run: someone else owns it now.

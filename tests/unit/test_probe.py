@@ -218,3 +218,10 @@ def test_handoffctl_nodes_shows_sources_and_gpu_names():
         "gpus: 3 Tesla T4; 5 Tesla T4",
     ]
     assert provenance_lines(NodeInfo({}, {}, "ALIVE", "a:1")) == []  # an older node says nothing
+
+
+def test_gpu_zero_looks_for_no_device():
+    nvml = FakeNvml(FOUR)
+    found = run("/nonexistent", gpu=0.0, nvml=nvml, env={"CUDA_VISIBLE_DEVICES": "3"})
+    assert found.gpu == probe.Figure(0.0, "flag") and found.gpus == ()
+    assert not nvml.shut  # NVML was never started (nor imported, when nvml="load")

@@ -355,6 +355,21 @@ def test_done_run_stays_done_when_an_output_is_lost_and_reopens_only_when_asked(
     assert of_type(c.succeed("n2", "r", "a", 2), ev.RunFinished) == [ev.RunFinished("r", "DONE")]
 
 
+def test_a_lost_value_asked_for_whose_task_fits_no_live_node_fails_the_run() -> None:
+    """Found by the lossy state machine: the only node big enough died with the value of a DONE
+    run; the client's ask reopened the run with its task READY and nothing could ever place it
+    (the run stayed RUNNING for good). Now the ask fails it, naming the cost."""
+    c = Cluster({"n1": 2, "n2": 1})
+    c.accept_all(c.submit("r", [spec("big", cpu=2.0)]))
+    c.succeed("n1", "r", "big", 1, size=100)
+    c.kill("n1")
+    assert c.sched.run_status("r").state == "DONE"  # type: ignore[union-attr]
+    out = c.feed(ev.ValuesWanted("r", ("big",)))
+    (finished,) = of_type(out, ev.RunFinished)
+    assert finished.state == "FAILED" and isinstance(finished.error, Unschedulable)
+    assert "big" in str(finished.error)
+
+
 def test_pinned_task_whose_node_is_lost_fails_the_run() -> None:
     c = Cluster({"n1": 4, "n2": 4})
     c.accept_all(c.submit("r", [spec("a", node="n2"), spec("b", "a", node="n1"), spec("x")]))

@@ -253,3 +253,25 @@ def test_a_stale_report_that_answers_a_dispatch_places_a_waiting_task() -> None:
     c.reply(dispatches(out)[0])  # (the node's side only: takes the cpu, then releases it)
     out = c.succeed("n1", "r0", "a", 1)
     assert placed(out) == {"b": ("n1", 1)}
+
+
+def test_a_restarted_node_is_probed_at_once_and_one_answer_settles_its_attempts() -> None:
+    c = Cluster({"n1": 4, "n2": 4})
+    out = c.submit("r", [spec("a", node="n1"), spec("b", node="n1"), spec("c", node="n1")])
+    (d,) = dispatches(out)
+    c.accept_all(out)  # a, b, c answered: out on n1's old process
+    out = c.feed(ev.PeerRestarted("n2"))  # nothing out there: nothing asked
+    assert _probes(out) == {}
+    out = c.feed(ev.PeerRestarted("n1"))
+    probe = _probes(out)[("n1", "r")]  # at once, not after a probe interval
+    # The new process got b (a dispatch that reached it) and holds c's value; a is gone.
+    out = c.feed(ev.RunProbed("n1", "r", probe, running=(("b", 1),), held=(("c", 7),)))
+    assert placed(out) == {"a": ("n1", 2)}  # one answer, not two
+    state = c.sched.run_state("r")
+    assert state is not None
+    assert (state.tasks["a"].losses, state.tasks["b"].state, state.tasks["c"].state) == (
+        1,
+        "ASSIGNED",
+        "DONE",
+    )
+    assert c.sched.outstanding("n1") == {CPU: 2.0}  # a's new attempt and b

@@ -50,3 +50,59 @@ def test_small_drops_do_not_trim():
     store.drop_run("r")
     assert store.trims == 0
     store.close()
+
+
+def test_a_value_past_the_cap_is_refused_naming_the_limit_and_nothing_is_kept(tmp_path):
+    import pytest
+
+    from handoffd.store.store import StoreError
+
+    store = ResultStore(memory_limit=100, spill_dir=str(tmp_path), max_bytes=250)
+    store.put("r", "a", b"a" * 120)
+    store.put("r", "b", b"b" * 120)  # spilled and in memory count together
+    with pytest.raises(StoreError, match=r"cap of 250 bytes .*--limit max_store_bytes="):
+        store.put("r", "c", b"c" * 20)
+    assert not store.has("r", "c") and store.stats.values == 2
+    store.drop_values("r", ["a"])
+    store.put("r", "c", b"c" * 20)  # room again
+    assert store.get("r", "c") == b"c" * 20
+    store.close()
+
+
+def test_a_failed_spill_names_the_path_and_error_and_keeps_the_store_whole(tmp_path):
+    import pytest
+
+    from handoffd.store.store import StoreError
+
+    missing = tmp_path / "gone"
+    store = ResultStore(memory_limit=100, spill_dir=str(missing))
+    store.put("r", "a", b"a" * 80)
+    with pytest.raises(StoreError) as info:
+        store.put("r", "b", b"b" * 80)  # spilling "a" fails: the dir does not exist
+    text = str(info.value)
+    assert str(missing) in text and "ENOENT" in text and "--spill-dir" in text
+    assert store.get("r", "a") == b"a" * 80 and not store.has("r", "b")
+    assert store.stats.in_memory_bytes == 80 and store.stats.values == 1
+    missing.mkdir()  # fixed: the next spill goes through
+    store.put("r", "b", b"b" * 80)
+    assert store.stats.spills == 1 and store.get("r", "a") == b"a" * 80
+    store.close()
+
+
+def test_a_spill_dir_removed_under_the_store_fails_once_then_is_made_again(tmp_path):
+    import shutil
+
+    import pytest
+
+    from handoffd.store.store import StoreError
+
+    store = ResultStore(memory_limit=100, spill_dir=str(tmp_path))
+    store.put("r", "a", b"a" * 80)
+    store.put("r", "b", b"b" * 80)  # "a" spilled into handoffd-spill-*
+    [made] = list(tmp_path.iterdir())
+    shutil.rmtree(made)
+    with pytest.raises(StoreError, match="ENOENT"):
+        store.put("r", "c", b"c" * 80)
+    store.put("r", "c", b"c" * 80)  # a new spill dir
+    assert store.get("r", "c") == b"c" * 80 and store.get("r", "b") == b"b" * 80
+    store.close()

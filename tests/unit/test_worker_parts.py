@@ -3,12 +3,13 @@ for the memory watch, and the MemoryExceeded outcome's words."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable
 
 from handoffd.worker._contain import parse_ppid
 from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import Chain, Job, memory_outcome
-from handoffd.worker._watch import descendants
+from handoffd.worker._watch import child_rss, descendants, descendants_rss, rss
 
 
 def chain(chains: dict[Hashable, Chain], name: str, devices: str | None, jobs: int = 1) -> Chain:
@@ -71,3 +72,14 @@ def test_memory_exceeded_says_declared_and_used():
     assert "declared memory=10 MB and used 612 MB" in declared.message
     bound = memory_outcome(Job("k", b"", []), 4000.0, 4100 << 20, 1.5)
     assert "declared no memory and used 4100 MB, over this node's bound of 4000 MB" in bound.message
+
+
+def test_a_descendant_counts_only_while_its_parent_is_the_one_the_scan_saw():
+    me, parent = os.getpid(), os.getppid()
+    held = child_rss(me, parent)
+    assert held is not None and held > 0
+    assert abs(held - rss(me)) < 64 << 20  # stat and statm agree (the process moves meanwhile)
+    assert child_rss(me, parent + 1) is None  # a stale map: this pid has another parent now
+    assert child_rss(2**22 + 7, 1) is None  # gone
+    assert descendants_rss(parent, {parent: [me]}) > 0
+    assert descendants_rss(parent + 1, {parent + 1: [me], me: [parent]}) == 0  # nor its subtree

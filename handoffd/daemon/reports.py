@@ -1,0 +1,104 @@
+"""What the owner's shell makes of a node's column messages (``RepliedColumns``,
+``ReportColumns``): scheduler events, task history, the latency histogram. Pure translation over
+the checked columns (``protocol.columns``), one loop over plain lists per message instead of a
+record per task; the per-task ``TasksReported`` / ``DispatchReplied`` are still read by
+``OwnerIO`` (``daemon.owner``) for senders that send them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from handoffd.observability.latency import Buckets
+from handoffd.protocol.columns import ReportTable, replied_pairs
+from handoffd.protocol.messages_columns import RepliedColumns
+from handoffd.scheduler import events as ev
+from handoffd.scheduler import history
+from handoffd.scheduler.run import RunState
+
+log = logging.getLogger("handoffd.tasks")
+
+_DONE, _FAILED = 1, 2
+
+
+def answered(node: str, msg: RepliedColumns) -> ev.DispatchAnswered:
+    """The scheduler's event for a dispatch's answer; ``ColumnError`` if malformed."""
+    accepted, refused = replied_pairs(msg)
+    return ev.DispatchAnswered(node, msg.run_id, accepted, refused)
+
+
+def report_events(
+    run_id: str, node: str, table: ReportTable, frames: list[bytes], events: list[Any]
+) -> None:
+    """Append to ``events`` one ``TaskSucceeded`` / ``TaskErrored`` per DONE / FAILED report."""
+    task_ids, attempts, states, sizes = table.task_ids, table.attempts, table.states, table.sizes
+    durations, value_frames = table.durations, table.frames
+    count = len(frames)
+    succeeded = ev.TaskSucceeded
+    for i, state in enumerate(states):
+        if state == _DONE:
+            frame = value_frames[i]
+            value = bytes(frames[frame]) if 0 <= frame < count else None
+            events.append(
+                succeeded(run_id, task_ids[i], attempts[i], node, sizes[i], value, durations[i])
+            )
+        elif state == _FAILED:
+            f = table.failures[i]
+            events.append(
+                ev.TaskErrored(
+                    run_id,
+                    task_ids[i],
+                    attempts[i],
+                    node,
+                    f.kind,
+                    f.exc_type,
+                    f.message,
+                    f.traceback,
+                )
+            )
+
+
+def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets) -> None:
+    """Record what ``node`` reports of each attempt in its history (pid, times, bytes, error),
+    and in ``latency`` the time from its dispatch to its start (``history_io.observe_reports``
+    for columns)."""
+    tasks = run.tasks
+    attempts, states, started = table.attempts, table.states, table.started
+    for i, task_id in enumerate(table.task_ids):
+        rec = tasks.get(task_id)
+        state = states[i]
+        if rec is None or state not in (_DONE, _FAILED):
+            continue
+        attempt = attempts[i]
+        if started[i] and rec.attempts and rec.attempts[-1].attempt == attempt:
+            dispatched = rec.attempts[-1].dispatched
+            if dispatched:
+                latency.observe(max(0.0, started[i] - dispatched))
+        error = ("", "", "")
+        kind = "DONE"
+        if state == _FAILED:
+            f = table.failures[i]
+            kind, error = f.kind, (f.exc_type, f.message, f.traceback)
+            log.info(
+                "run %s task %s attempt %d on %s: %s (%s: %s)",
+                run.run_id,
+                task_id,
+                attempt,
+                node,
+                f.kind,
+                f.exc_type,
+                f.message,
+                extra={"run": run.run_id, "task": task_id, "attempt": attempt},
+            )
+        history.observe(
+            rec.attempts,
+            attempt,
+            node,
+            state=kind,
+            pid=table.pids[i],
+            started=started[i],
+            ended=table.ended[i],
+            bytes_in=table.bytes_in[i],
+            bytes_out=table.sizes[i],
+            error=error,
+        )

@@ -1,0 +1,389 @@
+"""Packing and checking the columns of ``messages_columns``: numbers to little-endian bytes and
+back, and the conversions between the per-task messages and their column forms. Pure.
+
+A malformed message (a column of the wrong length, an index out of range, a code that means
+nothing) raises ``ColumnError`` naming the message, the column and what was expected; the
+receiver drops the message and logs that (the daemon keeps running; an unanswered dispatch is
+placed again by its owner after the answer timeout).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+from handoffd.protocol import messages as m
+from handoffd.protocol.messages_columns import (
+    DispatchColumns,
+    RepliedColumns,
+    ReportColumns,
+    ReportFailure,
+)
+
+_SWAP = sys.byteorder != "little"  # the wire is little-endian
+_SIZES = {"q": 8, "i": 4, "B": 1, "d": 8}
+_NAMES = {"q": "int64", "i": "int32", "B": "uint8", "d": "float64"}
+STATES = ("RUNNING", "DONE", "FAILED")
+_STATE_CODE = {s: i for i, s in enumerate(STATES)}
+INPUT_KINDS = ("value", "inline", "serialize")  # serialize: handoffd.Argument's (executor_hooks)
+_KIND_CODE = {k: i for i, k in enumerate(INPUT_KINDS)}
+
+
+class ColumnError(ValueError):
+    """A column message that cannot be read as sent (lengths or indices disagree)."""
+
+
+def pack(code: str, values: Sequence[Any]) -> bytes:
+    """``values`` as little-endian ``code`` (q, i, B, d) bytes; TypeError/OverflowError on a
+    value of the wrong type or range."""
+    a = array(code, values)
+    if _SWAP:
+        a.byteswap()
+    return a.tobytes()
+
+
+def unpack(code: str, data: bytes, count: int, what: str) -> list[Any]:
+    """``count`` values of type ``code`` from ``data``; ColumnError (saying ``what``) if its length
+    is not exactly that."""
+    size = _SIZES[code]
+    if len(data) != count * size:
+        raise ColumnError(
+            f"{what}: {len(data)} bytes, expected {count} x {size} ({count} {_NAMES[code]} "
+            "values, one per entry): the sender built inconsistent columns"
+        )
+    a = array(code)
+    a.frombytes(data)
+    if _SWAP:
+        a.byteswap()
+    return a.tolist()
+
+
+def _indices(values: list[int], limit: int, what: str, low: int = 0) -> None:
+    for v in values:
+        if not low <= v < limit:
+            raise ColumnError(f"{what}: index {v} out of range [{low}, {limit})")
+
+
+def _strings(values: tuple[str, ...], count: int, what: str) -> None:
+    if len(values) != count:
+        raise ColumnError(f"{what}: {len(values)} entries, expected {count} (one per entry)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames: small ones packed into one (a ZeroMQ part and a CURVE box each cost more than a copy)
+# ---------------------------------------------------------------------------------------------
+
+#: frames at least this long travel alone (pyzmq sends them without a copy)
+JOIN_BELOW = 1 << 16
+
+
+def join_frames(frames: list[Any], below: int = JOIN_BELOW) -> tuple[bytes, list[Any]]:
+    """(``frame_sizes``, the frames to send) for logical ``frames``: those shorter than ``below``
+    packed back to back into the first frame sent, the others after it in order; (b"", frames)
+    when packing would save nothing (fewer than two small ones)."""
+    small = [f for f in frames if len(f) < below]
+    if len(small) < 2:
+        return b"", frames
+    sizes = [len(f) if len(f) < below else -1 for f in frames]
+    return pack("q", sizes), [b"".join(small), *(f for f in frames if len(f) >= below)]
+
+
+def split_frames(frame_sizes: bytes, frames: list[Any], what: str) -> list[Any]:
+    """The logical frames of a message sent with ``join_frames``; ColumnError if the sizes do
+    not match the frames received."""
+    if not frame_sizes:
+        return frames
+    sizes = unpack("q", frame_sizes, len(frame_sizes) // 8, f"{what}.frame_sizes")
+    if len(frame_sizes) % 8 or not frames:
+        raise ColumnError(f"{what}.frame_sizes: {len(frame_sizes)} bytes and {len(frames)} frames")
+    blob = memoryview(frames[0])
+    out: list[Any] = []
+    at, rest = 0, 1
+    for size in sizes:
+        if size < -1:
+            raise ColumnError(f"{what}.frame_sizes: {size} is neither a size nor -1")
+        if size == -1:
+            if rest >= len(frames):
+                raise ColumnError(f"{what}.frame_sizes: more separate frames than were sent")
+            out.append(frames[rest])
+            rest += 1
+        else:
+            if at + size > len(blob):
+                raise ColumnError(f"{what}.frame_sizes: the packed frames exceed the first frame")
+            out.append(blob[at : at + size].tobytes())
+            at += size
+    if at != len(blob) or rest != len(frames):
+        raise ColumnError(f"{what}.frame_sizes: the sizes do not cover the frames sent")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch: built by the owner from the scheduler's Dispatch (daemon.dispatch), read back here
+# ---------------------------------------------------------------------------------------------
+
+
+def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
+    """The per-task form of ``msg`` (what the executor's state machine takes); ColumnError if
+    any column disagrees with the others."""
+    name = "DispatchColumns"
+    n = len(msg.task_ids)
+    attempts = unpack("q", msg.attempts, n, f"{name}.attempts")
+    payloads = unpack("i", msg.payload_frames, n, f"{name}.payload_frames")
+    kinds = msg.cost_kinds
+    costs = unpack("d", msg.costs, n * len(kinds), f"{name}.costs ({len(kinds)} kinds per task)")
+    inclusion = unpack("B", msg.inclusion, n, f"{name}.inclusion")
+    _indices(inclusion, len(msg.inclusions), f"{name}.inclusion")
+    timeouts = unpack("d", msg.timeouts, n, f"{name}.timeouts")
+    priorities = unpack("q", msg.priorities, n, f"{name}.priorities")
+    ranks = unpack("d", msg.ranks, n, f"{name}.ranks")
+    counts = unpack("i", msg.input_counts, n, f"{name}.input_counts")
+    if any(c < 0 for c in counts):
+        raise ColumnError(f"{name}.input_counts: a negative count")
+    total = sum(counts)
+    _strings(msg.input_task_ids, total, f"{name}.input_task_ids")
+    input_kinds = unpack("B", msg.input_kinds, total, f"{name}.input_kinds")
+    _indices(input_kinds, len(INPUT_KINDS), f"{name}.input_kinds")
+    frames = unpack("i", msg.input_frames, total, f"{name}.input_frames")
+    input_inclusion = unpack("B", msg.input_inclusion, total, f"{name}.input_inclusion")
+    _indices(input_inclusion, len(msg.inclusions), f"{name}.input_inclusion")
+    parents = unpack("i", msg.input_parents, total, f"{name}.input_parents")
+    holder_counts = unpack("i", msg.input_holders, total, f"{name}.input_holders")
+    if any(c < 0 for c in holder_counts):
+        raise ColumnError(f"{name}.input_holders: a negative count")
+    holders = unpack("i", msg.holders, sum(holder_counts), f"{name}.holders")
+    _indices(holders, len(msg.addresses), f"{name}.holders")
+    addresses, inclusions = msg.addresses, msg.inclusions
+    items = []
+    at = held = 0
+    for i in range(n):
+        refs = []
+        for j in range(at, at + counts[i]):
+            parent = parents[j]
+            if not -1 <= parent < j - at:
+                raise ColumnError(f"{name}.input_parents: {parent} is not an earlier input")
+            k = holder_counts[j]
+            locations = tuple(addresses[h] for h in holders[held : held + k])
+            held += k
+            refs.append(
+                m.InputRef(
+                    INPUT_KINDS[input_kinds[j]],
+                    msg.input_task_ids[j],
+                    locations,
+                    frames[j],
+                    inclusions[input_inclusion[j]],
+                    parent,
+                )
+            )
+        at += counts[i]
+        row = costs[i * len(kinds) : (i + 1) * len(kinds)]
+        timeout = timeouts[i]
+        items.append(
+            m.DispatchItem(
+                msg.task_ids[i],
+                attempts[i],
+                {kind: q for kind, q in zip(kinds, row, strict=True) if q},
+                inclusions[inclusion[i]],
+                None if math.isnan(timeout) else timeout,
+                payloads[i],
+                tuple(refs),
+                priorities[i],
+                ranks[i],
+            )
+        )
+    return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages)
+
+
+def dispatch_columns(msg: m.DispatchTasks) -> DispatchColumns:
+    """``msg`` as columns (tests and tools; the owner builds its columns directly,
+    ``daemon.dispatch.dispatch_message``)."""
+    kinds = sorted({k for item in msg.items for k in item.cost})
+    inclusions: dict[str, int] = {}
+    addresses: dict[str, int] = {}
+    inputs = [ref for item in msg.items for ref in item.inputs]
+    for item in msg.items:
+        inclusions.setdefault(item.argument_inclusion, len(inclusions))
+    for ref in inputs:
+        inclusions.setdefault(ref.argument_inclusion, len(inclusions))
+        for a in ref.locations:
+            addresses.setdefault(a, len(addresses))
+    items = msg.items
+    return DispatchColumns(
+        msg.run_id,
+        msg.owner_address,
+        tuple(i.task_id for i in items),
+        pack("q", [i.attempt for i in items]),
+        pack("i", [i.payload_frame for i in items]),
+        tuple(kinds),
+        pack("d", [float(i.cost.get(k, 0.0)) for i in items for k in kinds]),
+        tuple(inclusions),
+        pack("B", [inclusions[i.argument_inclusion] for i in items]),
+        pack("d", [math.nan if i.timeout is None else i.timeout for i in items]),
+        pack("q", [i.priority for i in items]),
+        pack("d", [i.rank for i in items]),
+        pack("i", [len(i.inputs) for i in items]),
+        pack("B", [_KIND_CODE[r.kind] for r in inputs]),
+        tuple(r.task_id for r in inputs),
+        pack("i", [r.frame for r in inputs]),
+        pack("B", [inclusions[r.argument_inclusion] for r in inputs]),
+        pack("i", [r.parent for r in inputs]),
+        pack("i", [len(r.locations) for r in inputs]),
+        tuple(addresses),
+        pack("i", [addresses[a] for r in inputs for a in r.locations]),
+        msg.packages,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers and reports: the executor's state machine builds the per-task messages, its shell
+# sends them as columns (replied_columns, report_columns), the owner reads the columns
+# ---------------------------------------------------------------------------------------------
+
+
+def replied_columns(msg: m.DispatchReplied) -> RepliedColumns:
+    return RepliedColumns(
+        msg.run_id,
+        tuple(a.task_id for a in msg.accepted),
+        pack("q", [a.attempt for a in msg.accepted]),
+        tuple(r.task_id for r in msg.refused),
+        pack("q", [r.attempt for r in msg.refused]),
+        tuple(r.reason for r in msg.refused),
+        msg.free,
+        msg.resource_version,
+    )
+
+
+def replied_pairs(
+    msg: RepliedColumns,
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int, str], ...]]:
+    """(accepted (task_id, attempt), refused (task_id, attempt, reason)); ColumnError if the
+    columns disagree."""
+    accepted = unpack("q", msg.accepted_attempts, len(msg.accepted_ids), "RepliedColumns.accepted")
+    refused = unpack("q", msg.refused_attempts, len(msg.refused_ids), "RepliedColumns.refused")
+    _strings(msg.refused_reasons, len(refused), "RepliedColumns.refused_reasons")
+    return (
+        tuple(zip(msg.accepted_ids, accepted, strict=True)),
+        tuple(zip(msg.refused_ids, refused, msg.refused_reasons, strict=True)),
+    )
+
+
+def report_columns(msg: m.TasksReported, frame_sizes: bytes = b"") -> ReportColumns:
+    """``msg`` as columns; ``frame_sizes``: how its frames were packed (``join_frames``)."""
+    reports = msg.reports
+    failures = tuple(
+        ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
+        for i, r in enumerate(reports)
+        if r.state == "FAILED"
+    )
+    return ReportColumns(
+        msg.run_id,
+        tuple(r.task_id for r in reports),
+        pack("q", [r.attempt for r in reports]),
+        pack("B", [_STATE_CODE[r.state] for r in reports]),
+        pack("q", [r.size for r in reports]),
+        pack("i", [r.frame for r in reports]),
+        pack("d", [r.duration for r in reports]),
+        pack("q", [r.pid for r in reports]),
+        pack("d", [r.started for r in reports]),
+        pack("d", [r.ended for r in reports]),
+        pack("q", [r.bytes_in for r in reports]),
+        failures,
+        msg.free,
+        msg.resource_version,
+        msg.outputs,
+        frame_sizes,
+    )
+
+
+class ReportTable:
+    """A ``ReportColumns`` read and checked: plain lists, one entry per report."""
+
+    __slots__ = (
+        "task_ids",
+        "attempts",
+        "states",
+        "sizes",
+        "frames",
+        "durations",
+        "pids",
+        "started",
+        "ended",
+        "bytes_in",
+        "failures",
+        "outputs",
+    )
+
+    def __init__(self, msg: ReportColumns) -> None:
+        name = "ReportColumns"
+        n = len(msg.task_ids)
+        self.task_ids = msg.task_ids
+        self.attempts: list[int] = unpack("q", msg.attempts, n, f"{name}.attempts")
+        self.states: list[int] = unpack("B", msg.states, n, f"{name}.states")
+        _indices(self.states, len(STATES), f"{name}.states")
+        self.sizes: list[int] = unpack("q", msg.sizes, n, f"{name}.sizes")
+        self.frames: list[int] = unpack("i", msg.frames, n, f"{name}.frames")
+        self.durations: list[float] = unpack("d", msg.durations, n, f"{name}.durations")
+        self.pids: list[int] = unpack("q", msg.pids, n, f"{name}.pids")
+        self.started: list[float] = unpack("d", msg.started, n, f"{name}.started")
+        self.ended: list[float] = unpack("d", msg.ended, n, f"{name}.ended")
+        self.bytes_in: list[int] = unpack("q", msg.bytes_in, n, f"{name}.bytes_in")
+        self.failures: dict[int, ReportFailure] = {}
+        for failure in msg.failures:
+            if not 0 <= failure.index < n or self.states[failure.index] != 2:
+                raise ColumnError(f"{name}.failures: index {failure.index} is not a FAILED report")
+            self.failures[failure.index] = failure
+        if len(self.failures) != self.states.count(2):
+            raise ColumnError(f"{name}.failures: not one record per FAILED report")
+        if msg.outputs:
+            _strings(msg.outputs, n, f"{name}.outputs")
+        self.outputs = msg.outputs
+
+    def __len__(self) -> int:
+        return len(self.task_ids)
+
+    def report(self, i: int) -> m.TaskReport:
+        """Report ``i`` as a ``TaskReport`` (the rare paths: failures, history, output)."""
+        failure = self.failures.get(i)
+        kind, exc_type, message, traceback = (
+            (failure.kind, failure.exc_type, failure.message, failure.traceback)
+            if failure is not None
+            else ("", "", "", "")
+        )
+        return m.TaskReport(
+            self.task_ids[i],
+            self.attempts[i],
+            STATES[self.states[i]],
+            self.sizes[i],
+            self.frames[i],
+            kind,
+            exc_type,
+            message,
+            traceback,
+            self.pids[i],
+            self.started[i],
+            self.ended[i],
+            self.bytes_in[i],
+            self.durations[i],
+        )
+
+    def reports(self) -> tuple[m.TaskReport, ...]:
+        return tuple(self.report(i) for i in range(len(self)))
+
+
+__all__ = [
+    "ColumnError",
+    "INPUT_KINDS",
+    "ReportTable",
+    "STATES",
+    "dispatch_columns",
+    "dispatch_items",
+    "join_frames",
+    "split_frames",
+    "pack",
+    "replied_columns",
+    "replied_pairs",
+    "report_columns",
+    "unpack",
+]

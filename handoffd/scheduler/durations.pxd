@@ -1,0 +1,21 @@
+# cython: language_level=3
+# Types for durations.py, compiled beside it (the python-zeroconf way): the .py stays the pure-Python
+# build (and the reference the tests hold the compiled one to); this file makes it a C class.
+
+cimport cython
+
+
+cdef class Durations:
+    cdef public double alpha
+    cdef public Py_ssize_t max_keys
+    cdef public dict by_function
+    cdef public dict by_shape
+
+    @cython.locals(key=tuple)
+    cpdef void observe(self, object function, tuple shape, double seconds)
+    cpdef double estimate(self, object function, tuple shape)
+    @cython.locals(seconds=double)
+    cpdef double charge(self, object function, tuple shape, object cost, object capacity)
+
+@cython.locals(most=double, q=double, cap=double)
+cpdef double share(object cost, object capacity)

@@ -1,0 +1,187 @@
+"""Big submissions in pieces (issue 19): a message past what a daemon takes whole goes up in chunks.
+
+A submission of 200,000 tasks has a control body past ``Limits.max_body_bytes`` and more frames than
+``max_frames``; one with a huge argument has a frame past ``max_frame_bytes``. Each used to be
+dropped by the daemon's decoder, and the client told only that the daemon "did not answer". Now the
+client (``too_big``) packs such a message's frames into one byte string (``pack``: an 8-byte header
+length, a msgpack list of frame sizes, the frames) and sends it as ``UploadChunk`` pieces of
+``CHUNK_BYTES``, a few in flight, each answered (``UploadTaken``). The daemon's ``Uploads`` (pure)
+puts the pieces into one buffer, growing as they come, within the announced size, which counts
+against ``Limits.max_upload_bytes`` per client connection (all its open uploads together); it checks that no
+piece is missing or too much, and returns the message's frames after the last; the node then
+decodes them with the upload's bounds and handles the submission as if it came whole. An upload
+left unfinished for ``IDLE_S`` is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from handoffd.config import Limits
+
+CHUNK_BYTES = 1 << 20  # one piece (well under any sane max_frame_bytes)
+WINDOW = 4  # pieces in flight before the client waits for an answer
+IDLE_S = 60.0  # an upload with no piece for this long is dropped
+# Client side: past any of these a submission goes up in pieces. The client does not know the
+# daemon's limits (defaults 8 MiB, 100,000 frames, 1 GiB), so these are far below them: a daemon
+# configured lower still takes it, as long as it takes frames of CHUNK_BYTES.
+BODY_PAST = 1 << 20
+FRAMES_PAST = 10_000
+FRAME_PAST = CHUNK_BYTES
+_HEADER = 8
+
+
+def decode_limits(limits: Limits) -> Limits:
+    """What a reassembled submission may be: its body and frames within the upload's size, one
+    payload frame per task (and a few code packages) within the tasks per run."""
+    return dataclasses.replace(
+        limits,
+        max_body_bytes=max(limits.max_body_bytes, limits.max_upload_bytes),
+        max_frame_bytes=max(limits.max_frame_bytes, limits.max_upload_bytes),
+        max_frames=max(limits.max_frames, limits.max_tasks_per_run + 1024),
+    )
+
+
+def too_big(frames: list[Any]) -> bool:
+    """Does the encoded message ``frames`` (body first) go up in pieces?"""
+    if len(frames[0]) > BODY_PAST or len(frames) > FRAMES_PAST:
+        return True
+    return any(len(f) > FRAME_PAST for f in frames)
+
+
+def pack(frames: list[Any]) -> bytes:
+    sizes = msgpack.packb([len(f) for f in frames])
+    return b"".join([len(sizes).to_bytes(_HEADER, "big"), sizes, *frames])
+
+
+def unpack(data: bytearray | bytes) -> list[bytes]:
+    """``pack``'s frames; ValueError saying what is wrong."""
+    view = memoryview(data)
+    if len(view) < _HEADER:
+        raise ValueError("the upload is shorter than its header")
+    size = int.from_bytes(view[:_HEADER], "big")
+    if size > len(view) - _HEADER:
+        raise ValueError("the upload's frame list runs past its end")
+    sizes = msgpack.unpackb(view[_HEADER : _HEADER + size], max_array_len=len(view))
+    if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes):
+        raise ValueError("the upload's frame list is not a list of sizes")
+    at = _HEADER + size
+    if not sizes or at + sum(sizes) != len(view):
+        raise ValueError("the upload's frame sizes do not add up to its length")
+    frames = []
+    for n in sizes:
+        frames.append(bytes(view[at : at + n]))
+        at += n
+    return frames
+
+
+@dataclass
+class _Upload:
+    count: int
+    total: int
+    buffer: bytearray
+    seen: float
+    received: int = 0
+    filled: int = 0
+
+
+@dataclass
+class Uploads:
+    """The daemon's open uploads, per client connection (pure; ``now`` is given)."""
+
+    limits: Limits
+    _open: dict[bytes, dict[str, _Upload]] = field(default_factory=dict)
+
+    def held(self, conn: bytes) -> int:
+        return sum(u.total for u in self._open.get(conn, {}).values())
+
+    def add(
+        self, conn: bytes, msg: Any, piece: bytes | memoryview, now: float
+    ) -> tuple[str, int, list[bytes] | None]:
+        """Take one ``UploadChunk``: (error or "", pieces received, the message's frames once the
+        last piece is in). An error drops the upload."""
+        uploads = self._open.setdefault(conn, {})
+        upload = uploads.get(msg.upload_id)
+        cap = self.limits.max_upload_bytes
+        if upload is None:
+            if msg.index != 0:
+                return self._fail(
+                    conn,
+                    msg,
+                    f"piece 0 of upload {msg.upload_id} is missing "
+                    f"(piece {msg.index} came first): send the submission again",
+                )
+            if msg.count < 1 or msg.total_bytes < 1 or msg.count > msg.total_bytes:
+                return self._fail(
+                    conn,
+                    msg,
+                    f"upload {msg.upload_id}: {msg.count} pieces for "
+                    f"{msg.total_bytes} bytes makes no sense",
+                )
+            if self.held(conn) + msg.total_bytes > cap:
+                return self._fail(
+                    conn,
+                    msg,
+                    f"a submission of {msg.total_bytes} bytes (with {self.held(conn)} bytes of "
+                    f"this client's other uploads) is over max_upload_bytes={cap}: submit a "
+                    "smaller DAG (fewer tasks, arguments as handoffd values or files) or raise "
+                    "the limit (handoffd start --limit max_upload_bytes=BYTES)",
+                )
+            # Grown as pieces come (not the announced size at once: announcing costs nothing).
+            upload = uploads[msg.upload_id] = _Upload(msg.count, msg.total_bytes, bytearray(), now)
+        if msg.index != upload.received or msg.count != upload.count:
+            return self._fail(
+                conn,
+                msg,
+                f"piece {upload.received} of upload {msg.upload_id} is missing (piece "
+                f"{msg.index} of {msg.count} came instead): send the submission again",
+            )
+        if msg.total_bytes != upload.total or upload.filled + len(piece) > upload.total:
+            return self._fail(
+                conn,
+                msg,
+                f"upload {msg.upload_id} is longer than the {upload.total} bytes it announced",
+            )
+        upload.buffer += piece
+        upload.filled += len(piece)
+        upload.received += 1
+        upload.seen = now
+        if upload.received < upload.count:
+            return "", upload.received, None
+        self._drop(conn, msg.upload_id)
+        if upload.filled != upload.total:
+            return (
+                f"upload {msg.upload_id} is shorter than the {upload.total} bytes it announced",
+                0,
+                None,
+            )
+        try:
+            frames = unpack(upload.buffer)
+        except ValueError as exc:
+            return f"upload {msg.upload_id}: {exc}", upload.received, None
+        return "", upload.received, frames
+
+    def _fail(self, conn: bytes, msg: Any, error: str) -> tuple[str, int, None]:
+        self._drop(conn, msg.upload_id)
+        return error, 0, None
+
+    def _drop(self, conn: bytes, upload_id: str) -> None:
+        uploads = self._open.get(conn)
+        if uploads is not None:
+            uploads.pop(upload_id, None)
+            if not uploads:
+                del self._open[conn]
+
+    def sweep(self, now: float) -> int:
+        """Drop uploads idle for IDLE_S (a client that went away mid-upload); how many."""
+        dropped = 0
+        for conn in list(self._open):
+            for upload_id, upload in list(self._open[conn].items()):
+                if now - upload.seen > IDLE_S:
+                    self._drop(conn, upload_id)
+                    dropped += 1
+        return dropped

@@ -1,0 +1,260 @@
+"""Columns on the wire (issue 13, item 5): the column messages read back exactly as the per-task
+messages they stand for, through the codec; malformed columns raise a ColumnError that says which
+column and what was expected."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.reports import answered, report_events
+from handoffd.protocol import codec
+from handoffd.protocol import messages as m
+from handoffd.protocol.columns import (
+    ColumnError,
+    ReportTable,
+    dispatch_columns,
+    dispatch_items,
+    join_frames,
+    pack,
+    replied_columns,
+    replied_pairs,
+    report_columns,
+    split_frames,
+)
+from handoffd.protocol.messages_columns import DispatchColumns, ReportColumns, ReportFailure
+from handoffd.scheduler import events as ev
+
+CODEC = codec.Codec()
+
+
+def wire(msg: object, frames: list[bytes] | None = None) -> tuple[object, list[bytes]]:
+    """``msg`` through the codec, as a peer receives it."""
+    decoded = CODEC.decode(CODEC.encode(msg, sender="n", frames=frames or []))
+    assert decoded is not None, msg
+    return decoded.msg, [bytes(f) for f in decoded.frames]
+
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6)
+costs = st.dictionaries(st.sampled_from(["cpu", "gpu", "memory"]), st.floats(0.5, 64), max_size=3)
+
+
+@st.composite
+def input_refs(draw: st.DrawFn, count: int) -> tuple[m.InputRef, ...]:
+    refs = []
+    for i in range(count):
+        kind = draw(st.sampled_from(["value", "inline"]))
+        parent = draw(st.integers(-1, i - 1))
+        locations = tuple(draw(st.lists(st.sampled_from(["a:1", "b:2", "c:3"]), max_size=3)))
+        refs.append(
+            m.InputRef(
+                kind,
+                draw(names),
+                () if kind == "inline" else locations,
+                draw(st.integers(0, 3)) if kind == "inline" else draw(st.integers(-1, 3)),
+                draw(st.sampled_from(["variadic", "flat"])) if kind == "inline" else "variadic",
+                parent,
+            )
+        )
+    return tuple(refs)
+
+
+@st.composite
+def dispatches(draw: st.DrawFn) -> m.DispatchTasks:
+    items = []
+    for _ in range(draw(st.integers(0, 5))):
+        items.append(
+            m.DispatchItem(
+                draw(names),
+                draw(st.integers(0, 1 << 40)),
+                draw(costs),
+                draw(st.sampled_from(["variadic", "flat"])),
+                draw(st.none() | st.floats(0.01, 1e6)),
+                draw(st.integers(0, 3)),
+                draw(input_refs(draw(st.integers(0, 4)))),
+                draw(st.integers(-100, 100)),
+                draw(st.floats(0, 1e6)),
+            )
+        )
+    packages = tuple(draw(st.lists(st.text("0123456789abcdef", min_size=4), max_size=2)))
+    return m.DispatchTasks("r", "o:1", tuple(items), packages)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dispatches())
+def test_a_dispatch_as_columns_reads_back_as_the_same_items(msg: m.DispatchTasks) -> None:
+    columns, _ = wire(dispatch_columns(msg))
+    assert isinstance(columns, DispatchColumns)
+    assert dispatch_items(columns) == msg
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=40) | st.binary(min_size=70, max_size=90), max_size=8))
+def test_small_frames_travel_packed_and_come_back_apart(frames: list[bytes]) -> None:
+    sizes, sent = join_frames(frames, below=64)
+    assert len(sent) <= len(frames)
+    if sum(len(f) < 64 for f in frames) >= 2:
+        assert len(sent) == 1 + sum(len(f) >= 64 for f in frames)
+    assert split_frames(sizes, sent, "X") == frames
+
+
+def test_the_owner_builds_columns_straight_from_the_schedulers_dispatch() -> None:
+    inner = ev.ValueRef("v", ("b", "nowhere"), None)
+    inline = ev.InlineRef("i", b"inline-code", "flat", (inner, ev.ValueRef("w", (), b"held")))
+    items = (
+        ev.DispatchedTask("t1", 3, b"code", {"cpu": 1.0}, "variadic", None, (inline,), 2, 7.5),
+        ev.DispatchedTask("t2", 4, b"code", {"cpu": 2.0, "gpu": 1.0}, "flat", 9.0, (), 0, 0.0),
+    )
+    addresses = {"b": "b:1"}
+    msg, frames = dispatch_message(ev.Dispatch("n", "r", 1, items), "o:1", addresses.get, ("abcd",))
+    got, received = wire(msg, frames)
+    assert isinstance(got, DispatchColumns) and len(received) == 1  # three small frames packed
+    logical = split_frames(got.frame_sizes, received, "DispatchColumns")
+    tasks = dispatch_items(got)
+    assert tasks.packages == ("abcd",) and tasks.owner_address == "o:1"
+    t1, t2 = tasks.items
+    assert (t1.task_id, t1.attempt, t1.cost, t1.timeout, t1.priority, t1.rank) == (
+        "t1",
+        3,
+        {"cpu": 1.0},
+        None,
+        2,
+        7.5,
+    )
+    assert t2.cost == {"cpu": 2.0, "gpu": 1.0} and t2.timeout == 9.0 and t2.inputs == ()
+    assert logical[t1.payload_frame] == b"code" and t1.payload_frame == t2.payload_frame
+    i, v, w = t1.inputs
+    assert (i.kind, i.parent, logical[i.frame], i.argument_inclusion) == (
+        "inline",
+        -1,
+        b"inline-code",
+        "flat",
+    )
+    # a holder without an address is left out; a held value travels in a frame
+    assert (v.kind, v.parent, v.locations, v.frame) == ("value", 0, ("b:1",), -1)
+    assert (w.parent, w.locations, logical[w.frame]) == (0, (), b"held")
+
+
+def report(task_id: str, state: str, frame: int = -1, kind: str = "") -> m.TaskReport:
+    return m.TaskReport(task_id, 2, state, 5, frame, kind, "E" if kind else "", "boom", "tb")
+
+
+def test_reports_as_columns_become_the_same_scheduler_events() -> None:
+    reports = (report("a", "DONE", 0), report("b", "FAILED", kind="error"), report("c", "DONE"))
+    msg = m.TasksReported("r", reports, {"cpu": 1.0}, 4, ("printed", "", ""))
+    got, frames = wire(report_columns(msg), [b"42"])
+    assert isinstance(got, ReportColumns)
+    table = ReportTable(got)
+    assert table.reports() == tuple(
+        r if r.state == "FAILED" else m.TaskReport(r.task_id, 2, "DONE", 5, r.frame, "", "", "", "")
+        for r in reports
+    )
+    events: list[object] = []
+    report_events("r", "n", table, frames, events)
+    assert events == [
+        ev.TaskSucceeded("r", "a", 2, "n", 5, b"42", -1.0),
+        ev.TaskErrored("r", "b", 2, "n", "error", "E", "boom", "tb"),
+        ev.TaskSucceeded("r", "c", 2, "n", 5, None, -1.0),
+    ]
+    assert got.outputs == ("printed", "", "")
+
+
+def test_an_answer_as_columns_becomes_the_same_event() -> None:
+    reply = m.DispatchReplied(
+        "r",
+        (m.TaskAttempt("a", 1), m.TaskAttempt("b", 7)),
+        (m.Refusal("c", 2, "no room"),),
+        {"cpu": 0.0},
+        9,
+    )
+    got, _ = wire(replied_columns(reply))
+    assert answered("n", got) == ev.DispatchAnswered(  # type: ignore[arg-type]
+        "n", "r", (("a", 1), ("b", 7)), (("c", 2, "no room"),)
+    )
+
+
+# -- malformed columns: a clear error naming the column ------------------------------------------
+
+
+def columns_of(**change: object) -> DispatchColumns:
+    item = m.DispatchItem("t", 1, {"cpu": 1.0}, "variadic", None, 0, ())
+    msg = dispatch_columns(m.DispatchTasks("r", "o:1", (item, item), ()))
+    fields = {f: getattr(msg, f) for f in msg.__dataclass_fields__}
+    return DispatchColumns(**{**fields, **change})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"attempts": pack("q", [1])}, "DispatchColumns.attempts: 8 bytes, expected 2 x 8"),
+        ({"costs": b"\x00" * 3}, "DispatchColumns.costs (1 kinds per task): 3 bytes"),
+        ({"inclusion": pack("B", [0, 5])}, "DispatchColumns.inclusion: index 5 out of range"),
+        ({"input_counts": pack("i", [1, 0])}, "DispatchColumns.input_task_ids: 0 entries"),
+        ({"input_counts": pack("i", [-1, 1])}, "DispatchColumns.input_counts: a negative count"),
+        ({"timeouts": b""}, "DispatchColumns.timeouts: 0 bytes"),
+    ],
+)
+def test_a_malformed_dispatch_says_which_column(change: dict[str, object], says: str) -> None:
+    msg, _ = wire(columns_of(**change))  # well-typed msgpack: the codec lets it through
+    with pytest.raises(ColumnError, match=f"^{_escape(says)}"):
+        dispatch_items(msg)  # type: ignore[arg-type]
+
+
+def _escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_malformed_reports_and_answers_say_which_column() -> None:
+    good = report_columns(m.TasksReported("r", (report("a", "DONE"),), {}, 1))
+    fields = {f: getattr(good, f) for f in good.__dataclass_fields__}
+    with pytest.raises(ColumnError, match="ReportColumns.sizes: 16 bytes, expected 1 x 8"):
+        ReportTable(ReportColumns(**{**fields, "sizes": pack("q", [1, 2])}))  # type: ignore[arg-type]
+    with pytest.raises(ColumnError, match="ReportColumns.states: index 7"):
+        ReportTable(ReportColumns(**{**fields, "states": pack("B", [7])}))  # type: ignore[arg-type]
+    failure = ReportFailure(0, "error", "E", "m", "")
+    with pytest.raises(ColumnError, match="index 0 is not a FAILED report"):
+        ReportTable(ReportColumns(**{**fields, "failures": (failure,)}))  # type: ignore[arg-type]
+    failed = {**fields, "states": pack("B", [2])}
+    with pytest.raises(ColumnError, match="not one record per FAILED report"):
+        ReportTable(ReportColumns(**failed))  # type: ignore[arg-type]
+    with pytest.raises(ColumnError, match="ReportColumns.outputs: 2 entries, expected 1"):
+        ReportTable(ReportColumns(**{**fields, "outputs": ("x", "y")}))  # type: ignore[arg-type]
+    reply = replied_columns(m.DispatchReplied("r", (m.TaskAttempt("a", 1),), (), {}, 1))
+    bad = {f: getattr(reply, f) for f in reply.__dataclass_fields__}
+    bad["accepted_attempts"] = b"\x01"
+    with pytest.raises(ColumnError, match="RepliedColumns.accepted: 1 bytes"):
+        replied_pairs(type(reply)(**bad))
+
+
+@pytest.mark.parametrize(
+    ("sizes", "frames", "says"),
+    [
+        ([3, 3], [b"abcde"], "exceed the first frame"),
+        ([2, -1], [b"ab"], "more separate frames"),
+        ([1], [b"ab"], "do not cover"),
+        ([-2], [b"ab"], "neither a size nor -1"),
+    ],
+)
+def test_packed_frames_that_do_not_add_up_are_refused(
+    sizes: list[int], frames: list[bytes], says: str
+) -> None:
+    with pytest.raises(ColumnError, match=says):
+        split_frames(pack("q", sizes), frames, "ReportColumns")
+
+
+def test_wrong_types_in_a_column_are_refused_by_the_codec() -> None:
+    """A column of the wrong msgpack type never reaches the column readers: the codec drops it
+    (counted by reason), as it does any field of the wrong type."""
+    good = columns_of()
+    frames = CODEC.encode(good, sender="n")
+    import msgpack
+
+    values = list(msgpack.unpackb(frames[0], use_list=False))
+    values[7 + 3] = [1, 2]  # attempts: an array instead of bytes
+    before = CODEC.stats.dropped.get("field_type", 0)
+    assert CODEC.decode([msgpack.packb(values)]) is None
+    assert CODEC.stats.dropped.get("field_type", 0) == before + 1
