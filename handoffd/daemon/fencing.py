@@ -33,9 +33,17 @@ class Quorum:
     fenced (a loop starved for a moment makes a few peers SUSPECT at once, and they refute within
     a probe round); meanwhile ``at_risk`` is True and the daemon already holds DEAD verdicts back."""
 
-    def __init__(self, me: str, evict_after: float, confirm_after: float = 0.0) -> None:
+    def __init__(
+        self,
+        me: str,
+        evict_after: float,
+        confirm_after: float = 0.0,
+        fence_max: float = float("inf"),
+    ) -> None:
         self.me = me
         self.evict_after = evict_after
+        self.fence_max = fence_max  # fenced this long: the unreachable are taken for dead
+        self._fenced_since = 0.0
         self.confirm_after = confirm_after
         self.base: set[str] = {me}
         self.fenced = False
@@ -76,6 +84,16 @@ class Quorum:
         self.fenced = risky and (was or now - self._risk_since >= self.confirm_after)
         if risky:
             self._fenced_at = now  # (no eviction is judged across a moment at risk)
+        if self.fenced and not was:
+            self._fenced_since = now
+        if self.fenced and now - self._fenced_since >= self.fence_max:
+            # Nobody came back for fence_max: more than half failed at once (kill -9 of the
+            # owner and a standby), or the partition outlasts what we wait; go on without them.
+            self.base = {n for n in self.base if status.get(n) == m.ALIVE}
+            self._down_since.clear()
+            self.fenced = self.at_risk = False
+            self.reachable = len(self.base)
+            return was
         if self.fenced:
             if not was:
                 self.times_fenced += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cloudpickle
@@ -15,6 +16,7 @@ import pytest
 
 import handoffd
 from handoffd import errors
+from handoffd.config import MembershipConfig
 from handoffd.testing import ThreadedCluster, wait_for
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -50,7 +52,9 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
     runs, probes = tmp_path / "runs", tmp_path / "probes"
     runs.mkdir()
     probes.mkdir()
-    with ThreadedCluster([{"cpu": 2}] * 5) as cluster:
+    # dead_reap_after 60 s: the fence lasts up to 15 s (a quarter), past this test's partition.
+    membership = replace(MembershipConfig.for_tests(), dead_reap_after=60.0)
+    with ThreadedCluster([{"cpu": 2}] * 5, membership=membership) as cluster:
         network = cluster.network
         addresses = cluster.addresses()
         big, small = addresses[:3], addresses[3:]

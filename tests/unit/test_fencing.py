@@ -98,3 +98,15 @@ def test_a_moment_at_risk_is_not_a_fence() -> None:
     q.update(view(a=ALIVE, b=SUSPECT, c=SUSPECT), 2.0)
     assert q.update(view(a=ALIVE, b=SUSPECT, c=DEAD), 2.4)
     assert q.fenced and q.times_fenced == 1
+
+
+def test_a_fence_ends_after_fence_max_without_the_unreachable() -> None:
+    """More than half failed at once (the owner and a standby killed together): after fence_max
+    nobody came back, so the survivors go on without them (and a longer partition ends as before
+    fencing: documented)."""
+    q = Quorum("a", EVICT, fence_max=15.0)
+    q.update(view(a=ALIVE, b=ALIVE, c=ALIVE, d=ALIVE), 0.0)
+    assert q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT), 1.0) and q.fenced
+    assert not q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT), 10.0)
+    assert q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT), 16.0)
+    assert not q.fenced and q.base == {"a", "b"} and q.refusal() is None
