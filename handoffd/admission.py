@@ -35,6 +35,7 @@ from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
+from handoffd.protocol.messages_swim import DescribeHealth
 
 log = logging.getLogger("handoffd.admission")
 
@@ -89,6 +90,7 @@ CLIENT_TYPES = (
     GetTaskHistory,
     GetNodeInfo,
     GetMetrics,
+    DescribeHealth,
     *ops.CLIENT_TYPES,
 )
 

@@ -70,7 +70,13 @@ class MembershipConfig:
     probe_timeout: float = 0.1  # direct ack deadline before indirect probes
     indirect_probes: int = 3  # k relays asked to probe a silent peer
     indirect_timeout: float = 0.2  # extra deadline for any ack once the relays were asked
-    suspicion_timeout: float = 0.6  # SUSPECT -> DEAD unless refuted
+    # SUSPECT -> DEAD unless refuted (Lifeguard, membership/lifeguard.py): after
+    # suspicion_timeout * max(1, log10 n) once suspicion_confirmations other members' probes
+    # confirmed it, after suspicion_max_mult times that while nobody did (a lone accuser is more
+    # likely loss or its own slowness than a failure)
+    suspicion_timeout: float = 0.6
+    suspicion_max_mult: float = 6.0
+    suspicion_confirmations: int = 2
     push_pull_interval: float = 3.0  # full-state anti-entropy with one random peer
     gossip_fanout: int = 3  # peers sent a Gossip message each gossip round while there is news
     gossip_retransmit_mult: int = 4  # each update sent retransmit_mult * ceil(log2(n+1)) times
@@ -80,6 +86,9 @@ class MembershipConfig:
     # States in one periodic push-pull between members (a bounded share of the view, so its size and
     # the bytes per second it costs do not grow with the cluster); a joiner still gets everything.
     push_pull_page: int = 64
+    # A push-pull answer that taught us a member or a status move: the next one comes after this
+    # share of push_pull_interval (views differ: a join storm, a healed partition).
+    push_pull_storm_share: float = 0.125
 
     @staticmethod
     def lan() -> MembershipConfig:

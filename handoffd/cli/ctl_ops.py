@@ -16,6 +16,7 @@ from handoffd.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from handoffd.cli.ctl_views import human_quantity, provenance_lines, styled
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_ops as ops
+from handoffd.protocol import messages_swim as sw
 
 _LIVE = ("ALIVE", "SUSPECT")
 
@@ -65,9 +66,43 @@ def _ask_each(client: Any, members: dict[str, Any], make: Any) -> dict[str, Any]
     return out
 
 
+def _health_doc(h: Any) -> dict[str, Any] | None:
+    """A node's own view of its health (``DescribeHealth``), or None if it did not say."""
+    if not isinstance(h, sw.HealthDescribed):
+        return None
+    return {
+        "local_health": h.health,
+        "local_health_max": h.max_health,
+        "suspicions_raised": h.suspicions_raised,
+        "suspicions_wrong": h.suspicions_wrong,
+        "confirmations": h.confirmations,
+        "suspected": h.suspected,
+        "late_ticks": h.late_ticks,
+        "fenced": h.fenced or None,
+        "reachable": h.reachable,
+        "quorum_base": h.base,
+    }
+
+
+def _health_text(h: Any) -> tuple[str, str]:
+    """(HEALTH, SUSPICIONS) columns: the local health score (0 is healthy: Lifeguard
+    stretches the node's own timeouts x 1 + score), then suspicions it raised (how many were
+    wrong) and how often it was suspected itself."""
+    if not isinstance(h, sw.HealthDescribed):
+        return "-", "-"
+    health = f"{h.health}/{h.max_health}"
+    if h.fenced:
+        health += f" FENCED {h.reachable}/{h.base}"
+    raised = f"{h.suspicions_raised} raised ({h.suspicions_wrong} wrong)"
+    return health, f"{raised}, suspected {h.suspected}x"
+
+
 def nodes(client: Any, *, as_json: bool) -> int:
     members = client.nodes()
     described = _ask_each(client, members, lambda rid: ops.DescribeNode(rid))
+    # Only those that answered (one that did not would make us wait its timeout again).
+    answered = {n: i for n, i in members.items() if isinstance(described.get(n), ops.NodeDescribed)}
+    health = _ask_each(client, answered, lambda rid: sw.DescribeHealth(rid))
     if as_json:
         docs = []
         for name, info in sorted(members.items()):
@@ -87,6 +122,7 @@ def nodes(client: Any, *, as_json: bool) -> int:
                     "uptime_s": round(ok.uptime_s, 3) if ok else None,
                     "state": ok.state if ok else None,
                     "warnings": list(ok.warnings) if ok else [],
+                    "health": _health_doc(health.get(name)),
                     "decisions": decision_shares(ok.decisions) if ok else None,
                     "error": d if isinstance(d, str) else None,
                 }
@@ -97,7 +133,8 @@ def nodes(client: Any, *, as_json: bool) -> int:
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
-    for column in ("NAME", "STATUS", "ADDRESS", "VERSION", "UPTIME", "FREE / CAPACITY"):
+    columns = ("NAME", "STATUS", "ADDRESS", "VERSION", "UPTIME", "HEALTH", "SUSPICIONS")
+    for column in (*columns, "FREE / CAPACITY"):
         table.add_column(column, overflow="fold")
     notes: list[str] = []
     for name, info in sorted(members.items()):
@@ -114,16 +151,22 @@ def nodes(client: Any, *, as_json: bool) -> int:
             notes += [f"{name}: {w}" for w in d.warnings]
         elif isinstance(d, str):
             notes.append(f"{name}: {d}")
+        h = health.get(name)
+        if isinstance(h, sw.HealthDescribed) and h.fenced:
+            notes.append(f"{name}: {h.fenced}")
+        health_text, suspicions = _health_text(h)
         table.add_row(
             Text(name),
             styled(info.status),
             Text(info.address),
             Text(version),
             Text(uptime),
+            Text(health_text),
+            Text(suspicions),
             Text(cap),
         )
         for line in provenance_lines(info):  # where the capacity figures came from, GPUs
-            table.add_row("", "", "", "", "", Text(line, style="dim"))
+            table.add_row("", "", "", "", "", "", "", Text(line, style="dim"))
     out_console().print(table)
     for note in notes:
         warn(note)

@@ -31,6 +31,7 @@ from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.fencing import Quorum
 from handoffd.daemon.handover import HandOver
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
@@ -51,6 +52,7 @@ from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
+from handoffd.protocol.messages_swim import DescribeHealth
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -109,6 +111,13 @@ class Node(NodeReliability):
         self._discovery: list[Any] = []
         self._pool_start: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0
+        ms = config.membership  # fenced once at most half was reachable for a probe's time
+        confirm = ms.probe_timeout + ms.indirect_timeout
+        self.quorum = Quorum(self.name, ms.dead_reap_after / 12, confirm, ms.dead_reap_after / 4)
+        self._withheld: set[str] = set()  # DEAD verdicts held back while fenced
+        self._next_fence_check = 0.0
+        self._replay_at = float("-inf")  # after a heal: verdicts still DEAD then reach the owner
         self._resources_dirty = False
         self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
@@ -561,6 +570,8 @@ class Node(NodeReliability):
             self.reply(conn, node_info(self, msg.request_id))
         elif isinstance(msg, GetMetrics):
             self.reply(conn, metrics_reply(self, msg.request_id))
+        elif isinstance(msg, DescribeHealth):
+            self.reply(conn, self.health_reply(msg.request_id))
         elif isinstance(msg, m.StopNode):
             self.reply(conn, m.Ok(msg.request_id))
             self.request_stop()
@@ -571,11 +582,13 @@ class Node(NodeReliability):
 
     def _schedule_tick(self) -> None:
         interval = self.config.membership.probe_interval / 4
+        self._tick_due = self._clock() + interval
         self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
 
     def _tick(self) -> None:
         try:
-            self._run_membership(swim.Tick())
+            # How late our timer fired: a stalled loop (Lifeguard, membership/lifeguard.py).
+            self._run_membership(swim.Tick(max(0.0, self._clock() - self._tick_due)))
             self._uploads.sweep(self._clock())
             if self.owner is not None:
                 self.owner.tick(self._clock())
@@ -625,59 +638,6 @@ class Node(NodeReliability):
         self._run_membership(swim.LocalResources(free))
         if self.owner is not None:
             self.owner.own_resources(free)
-
-    def _run_membership(self, event: Any) -> None:
-        if self.membership is None:
-            return
-        changes: list[swim.MemberChanged] = []
-        updates: list[m.MemberState] = []
-        for instruction in self.membership.handle(event, self._clock()):
-            if isinstance(instruction, swim.Send):
-                if instruction.address != self.address:
-                    assert self._transport is not None
-                    msg = instruction.msg
-                    self._transport.send(
-                        instruction.address, self.encode(msg), control=isinstance(msg, m.Ping)
-                    )
-            elif isinstance(instruction, swim.MemberChanged):
-                changes.append(instruction)
-                updates.append(instruction.member)
-            elif isinstance(instruction, swim.ResourcesChanged):
-                updates.append(instruction.member)
-        # One scheduler batch and one standby re-choice per event, not per change: a push-pull
-        # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
-        # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
-        # hears every change before replication acts on any (a takeover sees the dead as dead).
-        if updates and self.owner is not None:
-            self.owner.member_updates(self._leaving.masked(updates))
-        for change in changes:
-            self._member_changed(change)
-        if changes and self.replication is not None:
-            self.replication.members_changed()
-        self._publish_me()
-        self._tell_restart()
-
-    def _member_changed(self, change: swim.MemberChanged) -> None:
-        member = change.member
-        if change.new == m.SUSPECT:
-            self.suspicions += 1
-        elif change.new == m.DEAD:
-            self.deaths += 1
-        log.info(
-            "member %s %s -> %s (%s)",
-            change.name,
-            m.STATUS_NAMES[change.old] if change.old is not None else "NEW",
-            m.STATUS_NAMES[change.new],
-            member.address,
-        )
-        if (
-            change.new in (m.DEAD, m.LEFT)
-            and self._transport is not None
-            and member.name != self.name
-        ):
-            self._transport.forget(member.address)
-        if self.replication is not None and member.name != self.name:
-            self.replication.member_changed(change, rechoose=False)
 
     def _run_owner_changed(self, run_id: str, term: int, owner: str) -> None:
         # Our executor learned a higher term for a run: if we owned it, we were deposed.

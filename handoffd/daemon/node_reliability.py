@@ -1,7 +1,8 @@
 """The node's part in issue 19's reliability (a mixin of ``daemon.node.Node``, kept apart so
 node.py stays within the module size): Pings the probe responder answered off the loop, our
 state for its Acks, duplicate names (``NameClash``), the graceful leave (``NodeLeaving``) and a
-restart before our earlier process was declared DEAD (``NodeRestarted``)."""
+restart before our earlier process was declared DEAD (``NodeRestarted``); membership's
+instructions out to the owner and replication, and minority fencing (``daemon/fencing.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Any
 
 from handoffd import admission
 from handoffd.daemon import upload_intake
+from handoffd.daemon.fencing import Quorum
 from handoffd.daemon.names import YOUNG_S, clash_text
 from handoffd.membership import swim
+from handoffd.membership.lifeguard import MAX_HEALTH
 from handoffd.protocol import messages as m
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_swim import HealthDescribed
 
 log = logging.getLogger("handoffd.node")
 
@@ -52,6 +56,13 @@ class NodeReliability:
     _leaving: Any
     _names: Any
     _clock: Any
+    quorum: Quorum
+    _transport: Any
+    suspicions: int
+    deaths: int
+    _withheld: set[str]
+    _next_fence_check: float
+    _replay_at: float
     _restart: RestartNotice
     _uploads: Any
     _upload_codec: Any
@@ -70,10 +81,10 @@ class NodeReliability:
     ) -> None:
         raise NotImplementedError
 
-    def request_stop(self) -> None:
+    def encode(self, msg: Any, frames: Any = None, term: int = 0) -> Any:
         raise NotImplementedError
 
-    def _run_membership(self, event: Any) -> None:
+    def request_stop(self) -> None:
         raise NotImplementedError
 
     def _announce_leaving(self) -> None:
@@ -136,6 +147,148 @@ class NodeReliability:
             if me is not self._published:
                 self._published = me
                 self._responder.publish(me)
+
+    # -- minority fencing (daemon/fencing.py) ---------------------------------------------------
+
+    # -- membership's instructions out (moved from node.py, which reached 700 lines) -----------
+
+    def _run_membership(self, event: Any) -> None:
+        if self.membership is None:
+            return
+        changes: list[swim.MemberChanged] = []
+        updates: list[m.MemberState] = []
+        for instruction in self.membership.handle(event, self._clock()):
+            if isinstance(instruction, swim.Send):
+                if instruction.address != self.address:
+                    assert self._transport is not None
+                    msg = instruction.msg  # pings on their own I/O thread (zmq_transport)
+                    self._transport.send(
+                        instruction.address, self.encode(msg), control=isinstance(msg, m.Ping)
+                    )
+            elif isinstance(instruction, swim.MemberChanged):
+                changes.append(instruction)
+                updates.append(instruction.member)
+            elif isinstance(instruction, swim.ResourcesChanged):
+                updates.append(instruction.member)
+        self._fence_step(changes, updates)  # minority fencing (daemon/fencing.py)
+        # One scheduler batch and one standby re-choice per event, not per change: a push-pull
+        # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
+        # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
+        # hears every change before replication acts on any (a takeover sees the dead as dead).
+        if updates and self.owner is not None:
+            self.owner.member_updates(self._leaving.masked(updates))
+        for change in changes:
+            self._member_changed(change)
+        if changes and self.replication is not None:
+            self.replication.members_changed()
+        self._publish_me()
+        self._tell_restart()
+
+    def _member_changed(self, change: swim.MemberChanged) -> None:
+        member = change.member
+        if change.new == m.SUSPECT:
+            self.suspicions += 1
+        elif change.new == m.DEAD:
+            self.deaths += 1
+        log.info(
+            "member %s %s -> %s (%s)",
+            change.name,
+            m.STATUS_NAMES[change.old] if change.old is not None else "NEW",
+            m.STATUS_NAMES[change.new],
+            member.address,
+        )
+        if (
+            change.new in (m.DEAD, m.LEFT)
+            and self._transport is not None
+            and member.name != self.name
+        ):
+            self._transport.forget(member.address)
+        if self.replication is not None and member.name != self.name:
+            self.replication.member_changed(change, rechoose=False)
+
+    def _fence_step(self, changes: list[Any], updates: list[m.MemberState]) -> None:
+        """Before the owner and replication hear of ``changes``/``updates`` (every membership
+        step, ticks included): recompute the quorum (on a status change or while at risk, else
+        at most twice a second, for its evictions). While at risk or fenced, DEAD verdicts are
+        held back; once the quorum is back (after a fence: once the far side had time to refute
+        and its takeovers to reach us) those still DEAD are added to the lists."""
+        now = self._clock()
+        quorum = self.quorum
+        if not changes and now < self._next_fence_check:
+            return
+        flipped = quorum.update(self.members(), now)
+        self._next_fence_check = now + (0.05 if quorum.at_risk else 0.5)
+        refusal = quorum.refusal()
+        if self.owner is not None:
+            self.owner.minority = refusal  # (its k of n kept current)
+            self.owner.held.holding |= quorum.fenced
+        if self.replication is not None:
+            self.replication.minority = quorum.fenced
+        if self.membership is not None:
+            self.membership.hold_verdicts(quorum.fenced)
+        if flipped and quorum.fenced:
+            log.warning("node %s fenced: %s", self.name, refusal)
+            self._replay_at = float("inf")
+        elif flipped:
+            log.warning(
+                "node %s reaches %d of %d members again: runs and dispatch resume",
+                self.name,
+                quorum.reachable,
+                len(quorum.base),
+            )
+            # Members we hold DEAD across the healed partition refute within a few push-pulls.
+            cfg = self.config.membership
+            self._replay_at = now + 2 * cfg.push_pull_interval + cfg.suspicion_timeout
+        if quorum.at_risk or quorum.fenced:
+            held = {s.name for s in updates if s.status == m.DEAD}
+            if held:
+                self._withheld |= held
+                updates[:] = [s for s in updates if s.name not in held]
+                changes[:] = [c for c in changes if c.name not in held]
+        elif now >= self._replay_at and (
+            self._withheld or (self.owner is not None and self.owner.held.holding)
+        ):
+            # Runs taken over on the far side have reached us by now (FollowOwner: we stepped
+            # down), so what our owner held is sent only for runs still ours.
+            for name in sorted(self._withheld):
+                state = self.membership.get(name)
+                if state is not None and state.status == m.DEAD:
+                    updates.append(state)
+                    changes.append(swim.MemberChanged(name, m.SUSPECT, m.DEAD, state))
+            self._withheld.clear()
+            if self.owner is not None:
+                self.owner.unfenced()
+
+    def health_view(self) -> dict[str, Any]:
+        """This node's own view of its health: /metrics and ``handoffctl nodes``."""
+        membership = self.membership
+        view: dict[str, Any] = {"fenced": self.quorum.refusal() or ""}
+        view["reachable"], view["base"] = self.quorum.reachable, len(self.quorum.base)
+        view["times_fenced"] = self.quorum.times_fenced
+        if membership is not None:
+            view["health"] = membership.health
+            c = membership.health_counters
+            for key in ("suspicions_raised", "suspicions_wrong", "confirmations", "late_ticks"):
+                view[key] = getattr(c, key)
+            view["suspected"] = c.suspected
+            view["refutations"] = membership.counters.refutations
+        return view
+
+    def health_reply(self, request_id: int) -> HealthDescribed:
+        v = self.health_view()
+        return HealthDescribed(
+            request_id,
+            v.get("health", 0),
+            MAX_HEALTH,
+            v.get("suspicions_raised", 0),
+            v.get("suspicions_wrong", 0),
+            v.get("confirmations", 0),
+            v.get("suspected", 0),
+            v.get("late_ticks", 0),
+            v["fenced"],
+            v["reachable"],
+            v["base"],
+        )
 
     def _tell_restart(self) -> None:
         """Membership heard a state of our name this process never had: an earlier process of

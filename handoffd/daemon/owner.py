@@ -38,6 +38,7 @@ from handoffd.config import Limits
 from handoffd.daemon import reports
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
@@ -130,6 +131,8 @@ class OwnerIO:
         self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
+        self.minority: str | None = None  # fenced: why we take no new runs (daemon/fencing.py)
+        self.held = Held()  # fenced or just healed: dispatches and timer verdicts wait
         # seed the scheduler with ourselves
         self._apply(
             self.scheduler.handle(
@@ -413,11 +416,12 @@ class OwnerIO:
         checked: list[TaskSpec] | errors.HandoffError | None = None,
         graph: TaskGraph | None = None,
     ) -> None:
-        """``checked``: the specs made (or the refusal found) off the loop for an upload, and
-        ``graph`` their TaskGraph (``daemon.upload_intake``); None: check and build here."""
+        """``checked``/``graph``: an upload's specs (or refusal) and graph, made off the loop."""
         try:
             if isinstance(checked, errors.HandoffError):
                 raise checked
+            if self.minority is not None and self.scheduler.term_of(msg.run_id) is None:
+                raise errors.ConnectionError(self.minority)
             # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
             # trusts a submission.
             if checked is None:
@@ -672,13 +676,20 @@ class OwnerIO:
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
+        self.held.delays[key] = delay
         self._timers[key] = self.port.call_later(delay, self._timer_fired, key)
 
     def _timer_fired(self, key: Any) -> None:
         self._timers.pop(key, None)
-        self._feed(ev.TimerFired(key))
+        if not self.held.timer(key):
+            self._feed(ev.TimerFired(key))
+
+    def unfenced(self) -> None:
+        self.held.release(self.scheduler.term_of, self._dispatch, self._timers, self._start_timer)
 
     def _dispatch(self, ins: ev.Dispatch) -> None:
+        if self.held.dispatch(ins):
+            return
         address = self.port.address_of(ins.node)
         if not address:
             log.warning("dispatch to unknown node %s dropped", ins.node)

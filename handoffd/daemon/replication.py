@@ -101,6 +101,7 @@ class ReplicationIO:
         self._acks: dict[tuple[str, str], StandbyAck] = {}
         self._acks_scheduled = False
         self.takeover_seconds: dict[str, float] = {}  # run -> nodes asked to first dispatch
+        self.minority = False  # fenced (daemon/fencing.py): no takeover meanwhile
         self._orphaned: set[str] = set()  # replicas whose owner restarted (its process is gone)
         # Send our DEAD verdict straight to the accused (daemon.node sets it: membership's
         # HeardFrom). A live owner refutes within a round trip, inside the takeover's grace.
@@ -464,6 +465,8 @@ class ReplicationIO:
 
     def _candidates(self) -> tuple[tm.Candidate, ...]:
         """The replicas due for a takeover now (``StandbyStore.takeover_due``), but runs we own."""
+        if self.minority:  # the owner may be alive on the majority side: not ours to judge
+            return ()
         replicas = self.standby.replicas
         return tuple(
             tm.Candidate(run_id, replicas[run_id].term)

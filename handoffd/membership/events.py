@@ -24,7 +24,10 @@ from handoffd.protocol.messages import (
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """Time passed: run due timers (the node calls this at ``next_deadline()`` or periodically)."""
+    """Time passed: run due timers (the node calls this at ``next_deadline()`` or periodically).
+    ``late``: how long after it was due the caller's timer fired (its loop stalled that long)."""
+
+    late: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

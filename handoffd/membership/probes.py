@@ -26,6 +26,7 @@ def moved(current: MemberState, newer: MemberState) -> MemberState:
         status=newer.status,
         address=newer.address,
         probe_port=newer.probe_port,
+        accuser=newer.accuser,
     )
 
 

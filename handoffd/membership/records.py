@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from handoffd.membership.lifeguard import Suspicion
 from handoffd.protocol.messages import ALIVE, DEAD, LEFT, SUSPECT, MemberState
 
 # Status precedence at equal incarnation: LEFT > DEAD > SUSPECT > ALIVE (LEFT is final for its
@@ -43,6 +44,7 @@ class Member:
     state: MemberState
     changed_at: float  # when the status last changed: DEAD/LEFT are reaped dead_reap_after later
     suspect_deadline: float | None = None  # set iff status is SUSPECT: DEAD then unless refuted
+    suspicion: Suspicion | None = None  # set iff status is SUSPECT: its accusers, its bounds
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import assertions, records
+from handoffd.membership import assertions, lifeguard, records
 
 # Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
 from handoffd.membership.assertions import MAX_COUNTER as MAX_COUNTER
@@ -55,7 +55,9 @@ from handoffd.membership.events import ResourcesChanged as ResourcesChanged
 from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
-from handoffd.membership.probes import moved, ping_address, reply_address
+from handoffd.membership.lifeguard import MAX_HEALTH, HealthCounters, Suspicion
+from handoffd.membership.probes import moved, reply_address
+from handoffd.membership.probing import Prober
 from handoffd.membership.records import _SAME_INCARNATION_MOVES
 from handoffd.membership.records import supersedes as supersedes
 from handoffd.protocol.messages import (
@@ -78,18 +80,15 @@ log = logging.getLogger("handoffd.membership")
 # What a member's state with a newer resource_version replaces.
 _RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 
-_MAX_HEALTH = 8  # Lifeguard's awareness cap: timeouts stretch at most 9x
 _MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
 
 
 # Internal records (``records``), under their old names.
 _Member = records.Member
-_Probe = records.ProbeInFlight
-_Relay = records.Relay
 _Counters = records.Counters
 
 
-class Membership:
+class Membership(Prober):
     """One node's view of the cluster: feed events, execute the returned instructions."""
 
     def __init__(
@@ -134,19 +133,12 @@ class Membership:
         self._live = self._index.live  # ALIVE and SUSPECT peers (not self)
         self._dead = self._index.dead  # DEAD peers (push-pull reconnect candidates)
         self._page_order: list[str] = []  # push-pull pages walk the view in this order
-        self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
-        self._probe_index = 0
-        self._probe: _Probe | None = None  # at most one probe of ours in flight
-        self._relays: dict[int, _Relay] = {}  # our probe id -> PingReq we serve for someone
-        self._next_id = 1
         # address -> until when its push-pull answer is trusted as a whole (we asked it)
         self._asked: dict[str, float] = {}
         self._told_dead: dict[str, float] = {}  # name -> when we last told it it is DEAD
-        # Spread the first timers so a cluster started at once does not probe in lockstep.
-        self._next_probe_at = now + rng.uniform(0, config.probe_interval)
+        self._init_probing(now)  # probing.Prober's state
         self._next_gossip_at = now
         self._next_push_pull_at = now + rng.uniform(0.5, 1.0) * config.push_pull_interval
-        self._health = 0  # Lifeguard local health: 0 healthy .. _MAX_HEALTH; scales our timeouts
         self._left = False
         self.history: deque[tuple[float, str, int | None, int, int, str]] = deque(maxlen=512)
         self.counters = _Counters()
@@ -183,7 +175,12 @@ class Membership:
 
     @property
     def health(self) -> int:
-        return self._health
+        """Our local health score (Lifeguard): 0 healthy .. MAX_HEALTH."""
+        return self._health.score
+
+    @property
+    def health_counters(self) -> HealthCounters:
+        return self._health.counters
 
     @property
     def news_pending(self) -> int:
@@ -220,13 +217,17 @@ class Membership:
             assert (m.state.status == SUSPECT) == (m.suspect_deadline is not None), m
         assert set(self._queue) <= set(self._members), "gossip queue names an unknown member"
         self._index.validate()
-        assert 0 <= self._health <= _MAX_HEALTH
+        assert 0 <= self._health.score <= MAX_HEALTH
+        for m in self._members.values():
+            assert (m.state.status == SUSPECT) == (m.suspicion is not None), m
 
     # -------------------------------------------------------------------------------- events
 
     def handle(self, event: Event, now: float) -> list[Instruction]:
         out: list[Instruction] = []
         if isinstance(event, Tick):
+            if event.late >= lifeguard.stall_threshold(self.config):
+                self._stalled(now)
             self._tick(now, out)
         elif isinstance(event, Received):
             self._received(event, now, out)
@@ -260,7 +261,14 @@ class Membership:
             del self._asked[address]
         for name in self._index.timers.pop_due(now):
             m = self._members[name]
-            if m.suspect_deadline is not None and now >= m.suspect_deadline:
+            if m.suspicion is not None and self._verdicts_held:
+                m.suspicion.started = now  # the whole timeout again: from the heal at the latest
+                m.suspect_deadline = m.suspicion.deadline()
+                self._index.timers.add(m.suspect_deadline, name)
+            elif m.suspect_deadline is not None and now < self._judge_after:
+                m.suspect_deadline = self._judge_after  # fell due while our loop stalled
+                self._index.timers.add(self._judge_after, name)
+            elif m.suspect_deadline is not None and now >= m.suspect_deadline:
                 self._set(replace(m.state, status=DEAD), now, out, "suspicion timeout")
             elif m.state.status in (DEAD, LEFT):  # reaped
                 del self._members[name]
@@ -301,7 +309,11 @@ class Membership:
                 self._count("stranger_assertions_ignored", len(updates) - len(heard))
             updates = heard
         cause = f"{type(msg).__name__} from {event.sender}"
-        if self._merge(updates, now, out, cause, event.sender):
+        told = len(out)
+        refuted = self._merge(updates, now, out, cause, event.sender)
+        if isinstance(msg, PushPull) and not msg.reply_wanted:
+            self._sync_sooner(sum(isinstance(i, MemberChanged) for i in out[told:]), now)
+        if refuted:
             # We refuted an assertion about us: tell its sender now rather than at the next round.
             address = self._address_of(event.sender, event.sender_address, own)
             if address is not None and not isinstance(msg, Ping | PushPull):
@@ -311,45 +323,11 @@ class Membership:
             if reply_to is not None:
                 out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(event.sender))))
         elif isinstance(msg, Ack):
-            probe = self._probe
-            if (
-                probe is not None
-                and probe.probe_id == msg.probe_id
-                and event.sender == probe.target
-            ):
-                self._probe_succeeded()
-            relay = self._relays.get(msg.probe_id)
-            if relay is not None and event.sender == relay.target:
-                del self._relays[msg.probe_id]
-                ack = IndirectAck(
-                    relay.origin_probe_id, relay.target, self._piggyback(relay.origin_name)
-                )
-                out.append(Send(relay.origin_address, ack))
+            self._on_ack(msg, event.sender, out)
         elif isinstance(msg, PingReq):
-            # Only for a member, and only to the address we know the target by: a PingReq must
-            # not make us connect to an address of the sender's choosing.
-            target = self._members.get(msg.target)
-            if (
-                not member
-                or reply_to is None
-                or target is None
-                or target.state.status not in (ALIVE, SUSPECT)
-                or msg.target == self.name
-                or len(self._relays) >= MAX_RELAYS
-            ):
-                self._count("ping_req_refused")
-            else:
-                probe_id = self._new_id()
-                deadline = now + self.config.indirect_timeout * (1 + self._health)
-                self._relays[probe_id] = _Relay(
-                    reply_to, event.sender, msg.probe_id, msg.target, deadline
-                )
-                ping = Ping(probe_id, self._piggyback(msg.target))
-                out.append(Send(ping_address(target.state), ping))
+            self._on_ping_req(msg, event.sender, member, reply_to, now, out)
         elif isinstance(msg, IndirectAck):
-            probe = self._probe
-            if probe is not None and probe.probe_id == msg.probe_id and msg.target == probe.target:
-                self._probe_succeeded()
+            self._on_indirect_ack(msg)
         elif isinstance(msg, PushPull):
             if msg.reply_wanted and reply_to is not None:
                 # A member gets a page; a joiner (or the other side of a healed partition), and a
@@ -385,6 +363,30 @@ class Membership:
         until = self._asked.pop(own.address, None)
         return until is not None and now < until
 
+    def _confirm(self, record: _Member, accuser: str, now: float) -> None:
+        """Another member (``accuser``) suspects ``record``'s member too: shorten the timeout,
+        and pass the confirmation on (our copy now names this accuser)."""
+        suspicion = record.suspicion
+        if suspicion is None or not suspicion.confirm(accuser):
+            return
+        self._health.counters.confirmations += 1
+        deadline = max(suspicion.deadline(), self._judge_after)
+        record.suspect_deadline = deadline
+        self._index.timers.add(deadline, record.state.name)
+        record.state = replace(record.state, accuser=accuser)
+        self._enqueue(record.state.name)
+
+    def _sync_sooner(self, moves: int, now: float) -> None:
+        """A push-pull answer that taught us members or status moves (a join storm, a healed
+        partition): the views differ, so sync again soon with another random peer rather than
+        wait ``push_pull_interval`` while gossip's bounded messages carry the rest piece by
+        piece (an epidemic's tail is long). It stops by itself once a sync teaches nothing
+        (resource news alone does not count: it changes all the time in a busy cluster).
+        """
+        if moves:
+            soon = now + self.config.push_pull_interval * self.config.push_pull_storm_share
+            self._next_push_pull_at = min(self._next_push_pull_at, soon)
+
     def _count(self, reason: str, n: int = 1) -> None:
         extra = self.counters.extra
         extra[reason] = extra.get(reason, 0) + n
@@ -413,71 +415,6 @@ class Membership:
         for peer in self._peers():
             out.append(Send(peer.address, Gossip((self.me,))))
 
-    # ---------------------------------------------------------------------------- probing
-
-    def _probe_deadline(self) -> float:
-        assert self._probe is not None
-        probe = self._probe
-        return probe.final_deadline if probe.indirect_sent else probe.direct_deadline
-
-    def _start_probe(self, now: float, out: list[Instruction]) -> None:
-        scale = 1 + self._health
-        self._next_probe_at = now + self.config.probe_interval * scale
-        target = self._next_probe_target()
-        if target is None:
-            return
-        probe_id = self._new_id()
-        direct = now + self.config.probe_timeout * scale
-        final = direct + self.config.indirect_timeout * scale
-        self._probe = _Probe(probe_id, target.name, direct, final)
-        self.counters.probes += 1
-        out.append(Send(ping_address(target), Ping(probe_id, self._piggyback(target.name))))
-
-    def _advance_probe(self, now: float, out: list[Instruction]) -> None:
-        probe = self._probe
-        if probe is None:
-            return
-        target = self._members.get(probe.target)
-        if target is None or target.state.status not in (ALIVE, SUSPECT):
-            self._probe = None  # learned meanwhile that it is gone
-            return
-        if not probe.indirect_sent and now >= probe.direct_deadline:
-            probe.indirect_sent = True
-            chosen = self._live.sample(self._rng, self.config.indirect_probes, probe.target)
-            for relay in (self._members[name].state for name in chosen):
-                req = PingReq(
-                    probe.probe_id, probe.target, target.state.address, self._piggyback(relay.name)
-                )
-                out.append(Send(relay.address, req))
-        if probe.indirect_sent and now >= probe.final_deadline:
-            self._probe = None
-            self.counters.probes_failed += 1
-            self._health = min(_MAX_HEALTH, self._health + 1)
-            if target.state.status == ALIVE:
-                self._suspect(target, now, out)
-
-    def _probe_succeeded(self) -> None:
-        self._probe = None
-        self._health = max(0, self._health - 1)
-
-    def _next_probe_target(self) -> MemberState | None:
-        for _ in range(2):
-            while self._probe_index < len(self._probe_order):
-                name = self._probe_order[self._probe_index]
-                self._probe_index += 1
-                record = self._members.get(name)
-                if record and name != self.name and record.state.status in (ALIVE, SUSPECT):
-                    return record.state
-            self._probe_order = list(self._live)
-            self._rng.shuffle(self._probe_order)
-            self._probe_index = 0
-        return None
-
-    def _suspect(self, record: _Member, now: float, out: list[Instruction]) -> None:
-        self._set(replace(record.state, status=SUSPECT), now, out, "probe failed")
-        # Tell the suspect directly so it can refute before our timer runs out.
-        out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name))))
-
     # ---------------------------------------------------------------------------- merging
 
     def _merge(
@@ -496,6 +433,9 @@ class Membership:
         limit = self._retransmit_limit()
         for u in updates:
             known = members.get(u.name)
+            if u.status == SUSPECT and known is not None and known.suspicion is not None:
+                if known.state.incarnation == u.incarnation:
+                    self._confirm(known, u.accuser, now)
             if known is not None and records.same(known.state, u) and u.name != self.name:
                 self._queue.heard(u.name, limit)
                 continue  # nothing new (most of a push-pull page)
@@ -552,7 +492,7 @@ class Membership:
         # Someone holds an assertion about us at least as new as our own: only we speak for us.
         status = LEFT if self._left else ALIVE
         if u.status in (SUSPECT, DEAD) and not self._left:
-            self._health = min(_MAX_HEALTH, self._health + 1)
+            self._health.suspected()
         self._members[self.name].state = replace(me, incarnation=u.incarnation + 1, status=status)
         self.counters.refutations += 1
         self._enqueue(self.name)
@@ -608,9 +548,18 @@ class Membership:
             record.state = new
         if old is None or old.status != new.status:
             record.changed_at = now
-            record.suspect_deadline = (
-                now + self.config.suspicion_timeout if new.status == SUSPECT else None
-            )
+            if new.status == SUSPECT:
+                n = len(self._live) + 1
+                record.suspicion = Suspicion.begin(self.config, n, now, new.accuser)
+                record.suspect_deadline = record.suspicion.deadline()
+            else:
+                suspicion, record.suspicion, record.suspect_deadline = record.suspicion, None, None
+                if (
+                    suspicion is not None
+                    and new.status == ALIVE
+                    and self.name in suspicion.accusers
+                ):
+                    self._health.counters.suspicions_wrong += 1
             self._index.moved(new)
             old_status = old.status if old else None
             self.history.append((now, new.name, old_status, new.status, new.incarnation, cause))
@@ -687,7 +636,3 @@ class Membership:
     def _address_of(self, name: str, fallback: str | None, own: Any = None) -> str | None:
         record = self._members.get(name)
         return reply_address(record.state if record and name != self.name else None, own, fallback)
-
-    def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id

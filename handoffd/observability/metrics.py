@@ -147,6 +147,35 @@ class NodeCollector:
             ("probes_failed", "Probes without an answer in time."),
         ):
             yield CounterMetricFamily(P + "membership_" + key, help_, value=ms.get(key, 0))
+        health = s.get("health", {})
+        for key, help_ in (
+            ("suspicions_raised", "Members this node suspected after its own probe failed."),
+            ("suspicions_wrong", "Suspicions this node raised that the member refuted."),
+            ("confirmations", "Independent accusers heard for suspicions this node held."),
+            ("suspected", "Times this node heard it was suspected or declared DEAD."),
+            ("late_ticks", "Times this node's event loop ran a stall late."),
+        ):
+            yield CounterMetricFamily(P + "membership_" + key, help_, value=health.get(key, 0))
+        yield GaugeMetricFamily(
+            P + "local_health",
+            "Lifeguard local health score (0 healthy; probe timeouts x 1 + score).",
+            value=health.get("health", 0),
+        )
+        yield GaugeMetricFamily(
+            P + "fenced",
+            "1 while this node is in a minority partition (takes no runs, dispatches nothing).",
+            value=1 if health.get("fenced") else 0,
+        )
+        yield GaugeMetricFamily(
+            P + "quorum_reachable",
+            "Members of the last known alive membership this node reaches (itself included).",
+            value=health.get("reachable", 0),
+        )
+        yield GaugeMetricFamily(
+            P + "quorum_base",
+            "Size of the last known alive membership this node counts a quorum of.",
+            value=health.get("base", 0),
+        )
         yield CounterMetricFamily(
             P + "takeovers", "Runs this node took over as a standby.", value=s.get("takeovers", 0)
         )

@@ -47,6 +47,7 @@ def node_snapshot(node: Node) -> dict[str, Any]:
             "suspicions": node.suspicions,
             "deaths": node.deaths,
         }
+        snap["health"] = node.health_view()  # Lifeguard's score, suspicions, fencing
     scheduler = node.scheduler
     if scheduler is not None:
         snap["owner_moves"] = dict(scheduler.counters)

@@ -11,3 +11,4 @@ from handoffd.protocol import messages_io as _messages_io  # noqa: E402,F401
 from handoffd.protocol import messages_ops as _messages_ops  # noqa: E402,F401
 from handoffd.protocol import messages_rebalance as _messages_rebalance  # noqa: E402,F401
 from handoffd.protocol import messages_streamnet as _messages_streamnet  # noqa: E402,F401
+from handoffd.protocol import messages_swim as _messages_swim  # noqa: E402,F401

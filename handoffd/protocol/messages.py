@@ -58,6 +58,8 @@ class MemberState:
     # the port of the member's probe responder on its address's host (issue 19): Pings go there
     # and are answered off its event loop; 0: ping ``address``
     probe_port: int = 0
+    # who suspected a SUSPECT member (Lifeguard: independent accusers shorten the timeout)
+    accuser: str = ""
 
 
 @message(1)

@@ -166,7 +166,8 @@ def test_mdns_discovery_partition_and_heal(cluster3: NsCluster) -> None:
         assert node["capacity"]["memory"] == MEMORY
         assert node["capacity"].get("gpu", 0) == 0
 
-    # Partition host 2: the majority declares it DEAD, and it declares both of them DEAD.
+    # Partition host 2: the majority declares it DEAD; alone (1 of 3) it is fenced and holds its
+    # own verdicts, so it sees both of them SUSPECT (daemon/fencing.py), never DEAD.
     lab.partition(2)
     cut, cut_wall = time.monotonic(), time.time()
     wait(
@@ -179,10 +180,11 @@ def test_mdns_discovery_partition_and_heal(cluster3: NsCluster) -> None:
     )
     detected_majority = time.monotonic() - cut
     wait(
-        lambda: all(cluster3.statuses(2).get(n) == "DEAD" for n in names[:2]),
+        lambda: all(cluster3.statuses(2).get(n) == "SUSPECT" for n in names[:2]),
         WAIT_S,
-        "host 2 sees hosts 0 and 1 DEAD",
+        "host 2 sees hosts 0 and 1 SUSPECT",
     )
+    assert "fenced: this node is in a minority partition (1 of 3 reachable)" in cluster3.log(2)
     detected_minority = time.monotonic() - cut
     assert cluster3.statuses(0)[names[1]] == "ALIVE"  # the majority still sees itself
     assert all(p.poll() is None for p in cluster3.procs.values()), "a daemon exited"
@@ -198,14 +200,14 @@ def test_mdns_discovery_partition_and_heal(cluster3: NsCluster) -> None:
     healed = time.monotonic() - healed_at
     logged = {
         "dead_majority": cluster3.last_change(cut_wall, "DEAD", [0, 1], [names[2]]),
-        "dead_cut": cluster3.last_change(cut_wall, "DEAD", [2], names[:2]),
+        "dead_cut": cluster3.last_change(cut_wall, "SUSPECT", [2], names[:2]),
         "heal": cluster3.last_change(healed_wall, "ALIVE", [0, 1, 2], names),
     }
     print(
         f"TIMINGS lab setup {lab.setup_s:.3f}s; daemons listening {listening:.2f}s; "
         f"discovery all ALIVE everywhere: polled {discovered:.2f}s after all listened, last "
         f"peer logged ALIVE {discovered_logged:.2f}s after the first spawn; partition -> DEAD: majority "
-        f"polled {detected_majority:.2f}s logged {logged['dead_majority']:.2f}s, cut node "
+        f"polled {detected_majority:.2f}s logged {logged['dead_majority']:.2f}s, cut node (SUSPECT) "
         f"polled {detected_minority:.2f}s logged {logged['dead_cut']:.2f}s; heal -> all ALIVE: "
         f"polled {healed:.2f}s logged {logged['heal']:.2f}s"
     )

@@ -13,6 +13,7 @@ from handoffd import envvars
 from handoffd.cli import ctl
 from handoffd.client import NodeInfo
 from handoffd.protocol import messages_ops as ops
+from handoffd.protocol import messages_swim as sw
 
 
 class RecordingClient:
@@ -42,6 +43,11 @@ class RecordingClient:
             )
         if isinstance(request, ops.ListOwnedRuns):
             return ops.OwnedRunList(7, ())
+        if isinstance(request, sw.DescribeHealth):  # its own view of its health, fenced
+            fenced = (
+                "this node is in a minority partition (1 of 3 reachable); retry on another node"
+            )
+            return sw.HealthDescribed(7, 2, 8, 5, 4, 1, 3, 6, fenced, 1, 3)
         raise AssertionError(f"unexpected request {request}")
 
     def close(self) -> None:

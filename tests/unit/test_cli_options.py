@@ -36,6 +36,9 @@ def test_shared_options_before_or_after_the_subcommand(
     assert client.closed
     doc = json.loads(capsys.readouterr().out)
     assert doc["nodes"][0]["free"] == {"cpu": 3.0, "memory": 2048.0}
+    health = doc["nodes"][0]["health"]
+    assert health["local_health"] == 2 and health["suspicions_wrong"] == 4
+    assert health["fenced"].startswith("this node is in a minority partition (1 of 3")
     # placement decisions per core backend, as the node counted them
     assert doc["nodes"][0]["decisions"] == {"cython": 999, "python": 1, "compiled_share": 0.999}
 
@@ -68,10 +71,14 @@ def test_the_nodes_table_keeps_long_names_whole_when_piped(
     opened: list[RecordingClient], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert ctl.main(["nodes"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "a-node-with-a-rather-long-name-" + "x" * 40 in out
     assert "cpu 3 / 4" in out and "memory 2.0 GB / 8.0 GB" in out
     assert "9.9" in out and "1h 2m" in out  # version and uptime, as the node described itself
+    # its own view of its health: Lifeguard's score, suspicions raised (wrong), suspected
+    assert "2/8 FENCED 1/3" in out and "5 raised (4 wrong), suspected 3x" in out
+    assert "minority partition (1 of 3 reachable); retry on another node" in captured.err
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from handoffd.config import MembershipConfig
+from handoffd.membership.lifeguard import suspicion_bounds
 from handoffd.membership.swim import (
     MAX_NEW_PER_MESSAGE,
     MAX_RELAYS,
@@ -112,8 +113,11 @@ def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert len(reqs) == min(CFG.indirect_probes, 2)  # the other two peers relay
     assert (target, ALIVE, SUSPECT) in changes(out)
     assert sends(out, Gossip), "the suspect is told so it can refute"
-    out, now = tick_until(a, now, now + CFG.suspicion_timeout + 0.01)
+    # A lone accuser (nobody confirms) waits the longest suspicion timeout (Lifeguard).
+    out, now = tick_until(a, now, now + suspicion_bounds(CFG, 4)[1] + 0.01)
     assert (target, SUSPECT, DEAD) in changes(out)
+    moved = {new: t for t, name, _, new, _, _ in a.history if name == target}
+    assert moved[DEAD] - moved[SUSPECT] == pytest.approx(suspicion_bounds(CFG, 4)[1], abs=0.01)
     assert a.health > 0  # our own missed probes stretch our timeouts (Lifeguard)
 
 
@@ -382,3 +386,19 @@ def test_a_member_we_hold_dead_that_talks_to_us_is_told_so_once_per_probe_interv
     assert a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval / 2) == []
     assert sends(a.handle(HeardFrom("b"), 1.0 + CFG.probe_interval), Gossip)
     assert a.handle(HeardFrom("nobody"), 2.0) == []  # never to an address we do not know
+
+
+def test_a_push_pull_that_teaches_members_brings_the_next_one_forward() -> None:
+    """A join storm's tail is closed by anti-entropy, not by gossip 16 states at a time: an
+    answer that taught us members makes the next push-pull come after push_pull_storm_share of
+    the interval; one that taught nothing (or only resource news) leaves the schedule alone."""
+    a = with_peers("b", "c")
+    _, now = tick_until(a, 0.0, 0.1)  # (the join's answer taught b and c: its syncs are done)
+    scheduled = a._next_push_pull_at
+    soon = now + CFG.push_pull_interval * CFG.push_pull_storm_share
+    assert scheduled > soon
+    feed(a, "b", PushPull((state("b"), state("c", free=3.0, rv=1)), False), now)
+    assert a._next_push_pull_at == scheduled  # resource news only
+    feed(a, "b", PushPull((state("b"), state("d"), state("e")), False), now)
+    assert a._next_push_pull_at == pytest.approx(soon)
+    assert a.next_deadline() <= soon

@@ -36,9 +36,10 @@ def declared(sim: Simulation, status: int, since: int = 0) -> list[str]:
 @pytest.mark.timeout(600)
 def test_two_hundred_nodes_join_spread_and_detect_within_bounds() -> None:
     sim = storm(200)
-    # A storm of 200 joins through one seed: every view complete (measured 2.7 s).
+    # A storm of 200 joins through one seed: every view complete (measured 2.7 s before a
+    # push-pull that teaches us members brings the next one forward, 1.1 s since).
     storm_took = sim.run_until(sim.converged, timeout=30, check_every=CHECK)
-    assert storm_took < 6.0, storm_took
+    assert storm_took < 2.5, storm_took
     # The backlog of news that storm left drains: the cluster goes quiet.
     sim.run_until(
         lambda: not any(sim.nodes[n].membership.news_pending for n in sim.live()),
@@ -55,8 +56,9 @@ def test_two_hundred_nodes_join_spread_and_detect_within_bounds() -> None:
     sim.local_resources("n42", {"cpu": 0.5})
     spread = sim.run_until(sim.converged, timeout=10, check_every=CHECK)
     assert spread < 1.2, spread
-    # A crash is DEAD in every view within probe + timeouts + suspicion + dissemination: the
-    # same bound as for 5 nodes (test_membership_sim), independent of n.
+    # A crash is DEAD in every view within probe + timeouts + suspicion + dissemination; the
+    # suspicion's low bound grows with log10 n (Lifeguard: 1.4 s at 200), once two other
+    # members' probes confirmed it (measured 1.8 s).
     since = len(sim.changes)
     sim.crash("n7")
     detect = sim.run_until(lambda: sim.all_see("n7", DEAD), timeout=10, check_every=CHECK)

@@ -47,6 +47,17 @@ def _snapshot(done: int) -> dict:
             "probes": 9,
             "probes_failed": 1,
         },
+        "health": {
+            "fenced": "this node is in a minority partition (1 of 3 reachable); retry elsewhere",
+            "reachable": 1,
+            "base": 3,
+            "health": 3,
+            "suspicions_raised": 4,
+            "suspicions_wrong": 2,
+            "confirmations": 0,
+            "late_ticks": 7,
+            "suspected": 1,
+        },
         "owner_moves": {
             "ASSIGNED": done + 1,
             "DONE": done,
@@ -92,6 +103,12 @@ def test_collector_exports_the_snapshot_and_every_name_is_prefixed() -> None:
     assert first[("handoffd_placement_seconds_count", ())] == 1
     assert first[("handoffd_workers", (("state", "idle"),))] == 1
     assert first[("handoffd_dropped_messages_total", (("reason", "codec_malformed_msgpack"),))] == 2
+    # the node's own view of its health (Lifeguard) and whether it is fenced
+    assert first[("handoffd_local_health", ())] == 3
+    assert first[("handoffd_membership_suspicions_wrong_total", ())] == 2
+    assert first[("handoffd_membership_late_ticks_total", ())] == 7
+    assert first[("handoffd_fenced", ())] == 1
+    assert first[("handoffd_quorum_reachable", ())] == 1
     state["done"] = 9
     second = _samples(exporter.render("")[0].decode())
     assert second[("handoffd_owner_tasks_total", (("event", "done"),))] == 9

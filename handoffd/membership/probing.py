@@ -1,0 +1,209 @@
+"""The probe half of ``swim.Membership``: SWIM's failure detector (split out of swim.py).
+
+Randomized round-robin probing of one peer at a time: a direct Ping, then ``indirect_probes``
+PingReq relays after ``probe_timeout``, SUSPECT after ``indirect_timeout`` more; the relay side of
+PingReq (ping the target for someone, pass its Ack back as an IndirectAck). Our local health
+(Lifeguard) stretches our own timeouts while we are the slow one.
+
+``Membership`` inherits this class; the attributes and methods declared here without a body are
+``Membership``'s (the view, gossip, the one place a status changes).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from handoffd.config import MembershipConfig
+from handoffd.membership import lifeguard, records
+from handoffd.membership.assertions import MAX_RELAYS
+from handoffd.membership.events import Instruction, Send
+from handoffd.membership.probes import ping_address
+from handoffd.protocol.messages import (
+    ALIVE,
+    SUSPECT,
+    Ack,
+    Gossip,
+    IndirectAck,
+    MemberState,
+    Ping,
+    PingReq,
+)
+
+
+class Prober:
+    """Probe state and the probe/relay handlers (see the module doc)."""
+
+    name: str
+    config: MembershipConfig
+    counters: records.Counters
+    _rng: random.Random
+    _members: dict[str, records.Member]
+    _live: records.IndexedSet
+    _left: bool
+
+    def _init_probing(self, now: float) -> None:
+        self._probe_order: list[str] = []  # randomized round robin; rebuilt when exhausted
+        self._probe_index = 0
+        self._probe: records.ProbeInFlight | None = None  # at most one probe of ours in flight
+        self._relays: dict[int, records.Relay] = {}  # our probe id -> PingReq we serve
+        self._next_id = 1
+        # Spread the first timers so a cluster started at once does not probe in lockstep.
+        self._next_probe_at = now + self._rng.uniform(0, self.config.probe_interval)
+        self._health = lifeguard.LocalHealth()  # scales our probe interval and timeouts
+        self._judge_after = float("-inf")  # after a stall of our loop: no verdict before this
+        self._verdicts_held = False  # fenced as a minority: our timers declare nobody DEAD
+
+    # Membership's (see the module doc).
+    def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
+        raise NotImplementedError
+
+    def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+        raise NotImplementedError
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        raise NotImplementedError
+
+    def _confirm(self, record: records.Member, accuser: str, now: float) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------- our probes
+
+    def _probe_deadline(self) -> float:
+        assert self._probe is not None
+        probe = self._probe
+        return probe.final_deadline if probe.indirect_sent else probe.direct_deadline
+
+    def hold_verdicts(self, held: bool) -> None:
+        """The node is fenced as a minority partition (daemon/fencing.py): while held, our own
+        suspicion timers declare nobody DEAD (the far side stays SUSPECT here). A DEAD verdict
+        from the cut-off side would spread through the whole cluster after the heal and make
+        the majority drop live members' work until they refute; SUSPECT is refuted harmlessly.
+        DEAD verdicts gossiped by others are still taken."""
+        self._verdicts_held = held
+
+    def _stalled(self, now: float) -> None:
+        """Our loop ran late (``Tick.late``): what fell due meanwhile may be answered by messages
+        still unread, so give them ``probe_timeout`` before any verdict (Lifeguard's idea that a
+        slow node must not accuse others, applied to a loop that did not run at all)."""
+        self._health.late()
+        self._judge_after = now + self.config.probe_timeout
+        probe = self._probe
+        if probe is not None:
+            probe.direct_deadline = max(probe.direct_deadline, self._judge_after)
+            if not probe.indirect_sent:
+                relays = self.config.indirect_timeout * self._health.scale
+                probe.final_deadline = max(probe.final_deadline, probe.direct_deadline + relays)
+            probe.final_deadline = max(probe.final_deadline, self._judge_after)
+
+    def _start_probe(self, now: float, out: list[Instruction]) -> None:
+        scale = self._health.scale
+        self._next_probe_at = now + self.config.probe_interval * scale
+        target = self._next_probe_target()
+        if target is None:
+            return
+        probe_id = self._new_id()
+        direct = now + self.config.probe_timeout * scale
+        final = direct + self.config.indirect_timeout * scale
+        self._probe = records.ProbeInFlight(probe_id, target.name, direct, final)
+        self.counters.probes += 1
+        out.append(Send(ping_address(target), Ping(probe_id, self._piggyback(target.name))))
+
+    def _advance_probe(self, now: float, out: list[Instruction]) -> None:
+        probe = self._probe
+        if probe is None:
+            return
+        target = self._members.get(probe.target)
+        if target is None or target.state.status not in (ALIVE, SUSPECT):
+            self._probe = None  # learned meanwhile that it is gone
+            return
+        if not probe.indirect_sent and now >= probe.direct_deadline:
+            probe.indirect_sent = True
+            chosen = self._live.sample(self._rng, self.config.indirect_probes, probe.target)
+            for relay in (self._members[name].state for name in chosen):
+                req = PingReq(
+                    probe.probe_id, probe.target, target.state.address, self._piggyback(relay.name)
+                )
+                out.append(Send(relay.address, req))
+        if probe.indirect_sent and now >= probe.final_deadline:
+            self._probe = None
+            self.counters.probes_failed += 1
+            self._health.probe_failed()
+            if target.state.status == ALIVE:
+                self._suspect(target, now, out)
+            else:  # already SUSPECT: our failed probe is an independent confirmation
+                self._confirm(target, self.name, now)
+
+    def _probe_succeeded(self) -> None:
+        self._probe = None
+        self._health.probe_answered()
+
+    def _next_probe_target(self) -> MemberState | None:
+        for _ in range(2):
+            while self._probe_index < len(self._probe_order):
+                name = self._probe_order[self._probe_index]
+                self._probe_index += 1
+                record = self._members.get(name)
+                if record and name != self.name and record.state.status in (ALIVE, SUSPECT):
+                    return record.state
+            self._probe_order = list(self._live)
+            self._rng.shuffle(self._probe_order)
+            self._probe_index = 0
+        return None
+
+    def _suspect(self, record: records.Member, now: float, out: list[Instruction]) -> None:
+        self._health.counters.suspicions_raised += 1
+        state = replace(record.state, status=SUSPECT, accuser=self.name)
+        self._set(state, now, out, "probe failed")
+        # Tell the suspect directly so it can refute before our timer runs out.
+        out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name))))
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    # ------------------------------------------------------------------ answers and relays
+
+    def _on_ack(self, msg: Ack, sender: str, out: list[Instruction]) -> None:
+        probe = self._probe
+        if probe is not None and probe.probe_id == msg.probe_id and sender == probe.target:
+            self._probe_succeeded()
+        relay = self._relays.get(msg.probe_id)
+        if relay is not None and sender == relay.target:
+            del self._relays[msg.probe_id]
+            ack = IndirectAck(
+                relay.origin_probe_id, relay.target, self._piggyback(relay.origin_name)
+            )
+            out.append(Send(relay.origin_address, ack))
+
+    def _on_ping_req(
+        self,
+        msg: PingReq,
+        sender: str,
+        member: bool,
+        reply_to: str | None,
+        now: float,
+        out: list[Instruction],
+    ) -> None:
+        # Only for a member, and only to the address we know the target by: a PingReq must not
+        # make us connect to an address of the sender's choosing.
+        target = self._members.get(msg.target)
+        if (
+            not member
+            or reply_to is None
+            or target is None
+            or target.state.status not in (ALIVE, SUSPECT)
+            or msg.target == self.name
+            or len(self._relays) >= MAX_RELAYS
+        ):
+            self._count("ping_req_refused")
+            return
+        probe_id = self._new_id()
+        deadline = now + self.config.indirect_timeout * self._health.scale
+        self._relays[probe_id] = records.Relay(reply_to, sender, msg.probe_id, msg.target, deadline)
+        out.append(Send(ping_address(target.state), Ping(probe_id, self._piggyback(msg.target))))
+
+    def _on_indirect_ack(self, msg: IndirectAck) -> None:
+        probe = self._probe
+        if probe is not None and probe.probe_id == msg.probe_id and msg.target == probe.target:
+            self._probe_succeeded()
