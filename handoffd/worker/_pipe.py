@@ -16,13 +16,15 @@ messages as ``bytes``. ``read_message`` is the same for a blocking reader (the w
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pickle
 import socket
 import struct
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the worker side imports this module and runs no event loop
+    import asyncio
 
 CHUNK = 256 * 1024
 LARGE = 64 * 1024  # messages of this size or more are read into a buffer of their own
