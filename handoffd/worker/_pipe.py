@@ -274,8 +274,10 @@ class Writer:
         view = memoryview(data).cast("B")
         size = view.nbytes
         header = _SHORT.pack(size) if size <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(size)
-        self.queue.append(memoryview(header))
-        if size:
+        if size < LARGE:  # one write, as send_bytes does for small messages (the job path)
+            self.queue.append(memoryview(header + view.tobytes()))
+        else:
+            self.queue.append(memoryview(header))
             self.queue.append(view)
         self.queued += len(header) + size
         if not self.flush() and not self.watching and self.loop is not None:
