@@ -515,20 +515,20 @@ class ReplicationIO:
 
     def _grace_elapsed(self) -> None:
         self._confirm_handle = None
-        targets = {
-            s.name: s.address
-            for s in self.port.members()
-            if s.status in (m.ALIVE, m.SUSPECT) and s.name != self.port.name
-        }
+        targets: dict[str, str] = {}
+        others = 0  # members but us, not LEFT: isolation means a cluster of three or more
+        for s in self.port.members():
+            if s.name != self.port.name and s.status != m.LEFT:
+                others += 1
+                if s.status in (m.ALIVE, m.SUSPECT):
+                    targets[s.name] = s.address
         targets[self.port.name] = self.port.address
-        others = sum(
-            1 for s in self.port.members() if s.name != self.port.name and s.status != m.LEFT
-        )
         isolated = len(targets) == 1 and others >= 2
+        candidates = self._candidates()
         if isolated:
-            for run_id in self.standby.takeover_due(self._status_of):
-                self.tell_accused(self.standby.replicas[run_id].owner)
-        self._takeover(tm.GraceElapsed(self._candidates(), tuple(targets.items()), isolated))
+            for c in candidates:
+                self.tell_accused(self.standby.replicas[c.run_id].owner)
+        self._takeover(tm.GraceElapsed(candidates, tuple(targets.items()), isolated))
         self._prebuilt.clear()
 
     def _ask_nodes(self, ins: tm.AskNodes) -> None:
