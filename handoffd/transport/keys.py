@@ -214,3 +214,18 @@ def ensure_local_key(directory: str, keys: CurveKeys | None = None) -> CurveKeys
 
         raise RuntimeDirError(f"cannot create the handoffd local key {path}: {exc}") from None
     return load_local_key(path)
+
+
+REFUSED_TEXT = b"not a member of this cluster"  # the ZAP refusal, as peers see it
+
+
+def zap_answer(request: list[bytes], cluster_public: bytes) -> tuple[list[bytes], bool] | None:
+    """The ZAP reply to ``request`` and whether it admits the peer: CURVE clients whose public key
+    is the cluster key, nobody else. None: not a ZAP request (only libzmq talks on that endpoint).
+    Shared by the listening socket (``ZmqTransport``) and the probe port (``ProbeResponder``)."""
+    if len(request) < 6:
+        return None
+    version, request_id, mechanism, credentials = request[0], request[1], request[5], request[6:]
+    if mechanism == b"CURVE" and credentials and credentials[0] == cluster_public:
+        return [version, request_id, b"200", b"OK", b"", b""], True
+    return [version, request_id, b"400", REFUSED_TEXT, b"", b""], False

@@ -27,7 +27,7 @@ from handoffd.config import Limits
 from handoffd.protocol import codec as codec_mod
 from handoffd.protocol import messages as m
 from handoffd.transport.base import join_address, tcp_endpoint
-from handoffd.transport.keys import CurveKeys
+from handoffd.transport.keys import CurveKeys, zap_answer
 
 log = logging.getLogger("handoffd.transport")
 
@@ -140,16 +140,13 @@ class ProbeResponder:
                 request = zap.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(request) < 6:
+            answer = zap_answer(request, self._cluster_public)
+            if answer is None:
                 continue
-            version, request_id, mechanism = request[0], request[1], request[5]
-            credentials = request[6:]
-            if mechanism == b"CURVE" and credentials and credentials[0] == self._cluster_public:
-                status, text = b"200", b"OK"
-            else:
-                status, text = b"400", b"not a member of this cluster"
+            reply, admitted = answer
+            if not admitted:
                 self.dropped += 1
-            zap.send_multipart([version, request_id, status, text, b"", b""])
+            zap.send_multipart(reply)
 
     def _answer(self, frames: list[bytes]) -> None:
         if len(frames) != 2:

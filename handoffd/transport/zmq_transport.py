@@ -47,7 +47,7 @@ from handoffd.transport.base import (
     split_address,
     tcp_endpoint,
 )
-from handoffd.transport.keys import CurveKeys
+from handoffd.transport.keys import CurveKeys, zap_answer
 
 log = logging.getLogger("handoffd.transport")
 
@@ -349,23 +349,20 @@ class ZmqTransport(Transport):
                 request = zap.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(request) < 6:
+            answer = zap_answer(request, cluster_public)
+            if answer is None:
                 continue  # not a ZAP request; only libzmq talks on this endpoint
-            version, request_id, mechanism = request[0], request[1], request[5]
-            credentials = request[6:]
-            if mechanism == b"CURVE" and credentials and credentials[0] == cluster_public:
-                status, text = b"200", b"OK"
-            else:
-                status, text = b"400", b"not a member of this cluster"
+            reply, admitted = answer
+            if not admitted:
                 self._drop("auth_refused")
                 log.warning(
                     "refused a %s connection from %s: %s",
-                    mechanism.decode(errors="replace"),
+                    request[5].decode(errors="replace"),
                     request[3].decode(errors="replace"),
-                    text.decode(),
+                    reply[3].decode(),
                 )
             try:
-                zap.send_multipart([version, request_id, status, text, b"", b""], zmq.NOBLOCK)
+                zap.send_multipart(reply, zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 log.warning("ZAP reply failed: %s", exc)
 
