@@ -15,6 +15,10 @@ import os
 
 from setuptools import setup
 
+#: The owner's hot scheduler modules compiled from their .py with the .pxd beside it (the Makefile
+#: checks each is an extension module after ``make build``).
+SCHEDULER_COMPILED = ("durations", "run", "ready", "demand")
+
 try:
     import numpy
     from Cython.Build import cythonize
@@ -44,10 +48,12 @@ else:
             # Per-task hot state of the owner, compiled from the .py with the .pxd beside it; the
             # .py is the pure-Python build of the same module when there is no compiler.
             Extension(
-                "handoffd.scheduler.durations",
-                ["handoffd/scheduler/durations.py"],
+                f"handoffd.scheduler.{name}",
+                [f"handoffd/scheduler/{name}.py"],
                 extra_compile_args=["-O3"],
             )
+            # durations: the learned estimates; run: task records and a run's moves
+            for name in SCHEDULER_COMPILED
         ],
         compiler_directives={
             "language_level": "3",

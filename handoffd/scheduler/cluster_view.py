@@ -56,9 +56,9 @@ from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
-from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations
+from handoffd.scheduler.demand import Demand, add_into
+from handoffd.scheduler.durations import UNKNOWN_CHARGE
 from handoffd.scheduler.ready import ReadyQueue
-from handoffd.scheduler.room_index import Nodes, RoomIndex
 from handoffd.scheduler.room_index import NodeState as NodeState
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
@@ -77,26 +77,14 @@ LOW_WATER = 0.5
 QUEUE_SECONDS = 0.005
 EPS = core.EPS
 
-#: (run_id, task_id, attempt): one dispatch.
-DispatchKey = tuple[str, str, int]
 #: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
 #: True: to its window, beyond its free resources (it may wait in the node's queue).
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 
 
-def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
-    """``total += sign * cost`` in place, dropping kinds that reach zero."""
-    for kind, qty in cost.items():
-        left = total.get(kind, 0.0) + sign * qty
-        if -EPS <= left <= EPS:
-            total.pop(kind, None)
-        else:
-            total[kind] = left
-
-
-class ClusterView:
-    """Nodes as we see them, our outstanding demand on them, our unanswered dispatches; places
-    ready tasks."""
+class ClusterView(Demand):
+    """Nodes as we see them, our outstanding demand on them, our unanswered dispatches (``Demand``,
+    compiled); places ready tasks."""
 
     def __init__(
         self,
@@ -109,121 +97,16 @@ class ClusterView:
         self.backend = backend
         # None: the window's depth alone bounds queued work (no time budget, unknown durations
         # queued too): the behaviour before durations were learned, kept for tests of the depth.
-        self.queue_seconds = queue_seconds
-        self.durations = Durations()
-        # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
-        self.work: dict[str, float] = {}
+        # (the nodes, their rooms, our outstanding demand, work and unanswered dispatches)
+        super().__init__(queue_seconds)
         self._core = core.kernels(backend)
-        # Live nodes' rooms between passes (``room_index``); ``indexed`` False: every pass builds
-        # every node's room (the reference the index is tested against).
-        self._rooms = RoomIndex()
+        # ``indexed`` False: every pass builds every node's room (the reference the index is
+        # tested against).
         self.indexed = True
-        self.nodes: dict[str, NodeState] = Nodes(self._rooms.changed, self._rooms.reordered)
-        # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
-        # or in the node's queue: the demand the dispatch window bounds).
-        self.outstanding: dict[str, dict[str, float]] = {}
-        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
-        # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
-        # when we sent it). Insertion order is sending order, so the oldest come first.
-        self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
-        # Invariant: pending[node] == summed cost of unacked[node] (kinds at zero dropped).
-        self.pending: dict[str, dict[str, float]] = {}
         # The last placement pass found nothing free anywhere (only windows could take tasks).
         self.saturated = True
 
     # -- bookkeeping -------------------------------------------------------------------------------
-
-    def alive(self, name: str) -> bool:
-        node = self.nodes.get(name)
-        return node is not None and node.alive
-
-    def effective_free(self, node: str) -> dict[str, float]:
-        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
-        free = dict(self.nodes[node].free)
-        for kind, qty in self.pending.get(node, {}).items():
-            free[kind] = free.get(kind, 0.0) - qty
-        return free
-
-    def went_out(self, node: str, rec: TaskRecord) -> None:
-        """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
-        add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
-        self._rooms.changed(node)
-        n = self.nodes.get(node)
-        capacity = n.capacity if n is not None else {}
-        rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
-        if rec.charge:
-            self.work[node] = self.work.get(node, 0.0) + rec.charge
-
-    def came_back(self, node: str, rec: TaskRecord) -> None:
-        """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
-        load = self.outstanding.setdefault(node, {})
-        add_into(load, rec.spec.cost, -1)
-        self._rooms.changed(node)
-        if rec.charge:
-            left = self.work.get(node, 0.0) - rec.charge
-            # Only tasks with a cost carry work: none left, no work (no float residue either).
-            if load and left > EPS:
-                self.work[node] = left
-            else:
-                self.work.pop(node, None)
-            rec.charge = 0.0
-
-    def budget(self, node: str) -> float:
-        """Seconds of expected work ``node`` may still be given to queue (``QUEUE_SECONDS``)."""
-        assert self.queue_seconds is not None
-        return self.queue_seconds - self.work.get(node, 0.0)
-
-    def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
-        """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
-        self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
-        if cost:
-            add_into(self.pending.setdefault(node, {}), cost, 1)
-            self._rooms.changed(node)
-
-    def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
-        """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
-        pending = self.unacked.get(node)
-        sent = pending.pop(key, None) if pending is not None else None
-        if sent is not None and sent[0]:
-            add_into(self.pending[node], sent[0], -1)
-            self._rooms.changed(node)
-        return sent
-
-    def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
-        """Forget and return the dispatches to ``node`` sent at or before ``cutoff``, oldest first."""
-        pending = self.unacked.get(node)
-        late: list[DispatchKey] = []
-        if pending:
-            for key, (_, _, at) in pending.items():
-                if at > cutoff:
-                    break
-                late.append(key)
-            for key in late:
-                cost = pending.pop(key)[0]
-                if cost:
-                    add_into(self.pending[node], cost, -1)
-            self._rooms.changed(node)
-        return late
-
-    def oldest_unacked(self, node: str) -> float | None:
-        """When the oldest dispatch to ``node`` still unanswered was sent, or None."""
-        for _, _, at in self.unacked.get(node, {}).values():
-            return at
-        return None
-
-    def forget_unacked(self, node: str) -> None:
-        """``node`` was lost or came back: its answers are not coming / its report is fresh."""
-        self.unacked.pop(node, None)
-        self.pending.pop(node, None)
-        self._rooms.changed(node)
-
-    def forget_run(self, run_id: str) -> None:
-        for node, pending in self.unacked.items():
-            for key in [k for k in pending if k[0] == run_id]:
-                cost = pending.pop(key)[0]
-                if cost:
-                    add_into(self.pending[node], cost, -1)
-                    self._rooms.changed(node)
 
     def could_take(self, pin: str | None, cost: dict[str, float]) -> bool:
         """Whether a newly ready task (pinned to ``pin`` or not) may be placed now: some node it
