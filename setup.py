@@ -16,8 +16,10 @@ import os
 from setuptools import setup
 
 #: The owner's hot scheduler modules compiled from their .py with the .pxd beside it (the Makefile
-#: checks each is an extension module after ``make build``).
-SCHEDULER_COMPILED = ("durations", "run", "ready", "demand")
+#: checks each is an extension module after ``make build``): durations (learned estimates), run
+#: (task records, a run's moves), ready (the ready queue), demand (outstanding demand, work,
+#: unanswered dispatches), cluster_view (the placement pass).
+SCHEDULER_COMPILED = ("durations", "run", "ready", "demand", "cluster_view")
 
 try:
     import numpy
@@ -43,17 +45,6 @@ else:
             )
             # binpack: the array kernels; sched: the scheduler's kernels over dicts (cimports binpack)
             for name in ("binpack", "sched")
-        ]
-        + [
-            # Per-task hot state of the owner, compiled from the .py with the .pxd beside it; the
-            # .py is the pure-Python build of the same module when there is no compiler.
-            Extension(
-                f"handoffd.scheduler.{name}",
-                [f"handoffd/scheduler/{name}.py"],
-                extra_compile_args=["-O3"],
-            )
-            # durations: the learned estimates; run: task records and a run's moves
-            for name in SCHEDULER_COMPILED
         ],
         compiler_directives={
             "language_level": "3",
@@ -62,6 +53,20 @@ else:
             "cdivision": True,
             "initializedcheck": False,
         },
+    ) + cythonize(
+        [
+            # Per-task hot state of the owner, compiled from the .py with the .pxd beside it; the
+            # .py is the pure-Python build of the same module when there is no compiler.
+            Extension(
+                f"handoffd.scheduler.{name}",
+                [f"handoffd/scheduler/{name}.py"],
+                extra_compile_args=["-O3"],
+            )
+            for name in SCHEDULER_COMPILED
+        ],
+        # Python's semantics kept (the .py is the reference): bounds and negative indices
+        # checked, division by zero raises.
+        compiler_directives={"language_level": "3"},
     )
 
 setup(ext_modules=ext_modules)

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; cluster_view.pxd beside it gives the compiled build its C types)
 """The owner's view of the cluster and the placement pass over it (DESIGN.md 3.3).
 
 Pure state, like the scheduler that owns it: no clock, no I/O. ``OwnerScheduler`` decides *what* is
@@ -82,6 +84,13 @@ EPS = core.EPS
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 
 
+def _none_positive(total: dict[str, float]) -> bool:
+    for q in total.values():
+        if q > 0.0:
+            return False
+    return True
+
+
 class ClusterView(Demand):
     """Nodes as we see them, our outstanding demand on them, our unanswered dispatches (``Demand``,
     compiled); places ready tasks."""
@@ -159,7 +168,12 @@ class ClusterView(Demand):
             return True
         f = self._room(n)
         fits = self._core.fits
-        return any(fits(dict(cost), f) for pin, cost in ready.shapes if pin is None or pin == node)
+        # (loops, not generator expressions, here and below: a compiled cpdef method holds no
+        # closure)
+        for pin, cost in ready.shapes:
+            if (pin is None or pin == node) and fits(dict(cost), f):
+                return True
+        return False
 
     # -- placement ---------------------------------------------------------------------------------
 
@@ -170,9 +184,10 @@ class ClusterView(Demand):
             return False
         window = float(self.window)
         load = self.outstanding.get(n.name, {})
-        return any(
-            q > 0.0 and q * window - float(load.get(k, 0.0)) > EPS for k, q in n.capacity.items()
-        )
+        for k, q in n.capacity.items():
+            if q > 0.0 and q * window - float(load.get(k, 0.0)) > EPS:
+                return True
+        return False
 
     def room_of(self, n: NodeState) -> dict[str, float]:
         """What a placement pass may use on ``n``: effective free, capped by the window room."""
@@ -201,9 +216,16 @@ class ClusterView(Demand):
         window = self.window
         # Only nodes with room, unless a weightless task (it fits a full node) is queued.
         indexed = self.indexed and not ready.weightless
-        names = rooms.with_room() if indexed else (n.name for n in alive)
+        names = rooms.with_room() if indexed else [n.name for n in alive]
         free = {name: dict(rooms.room[name]) for name in names}
-        anything = any(q > EPS for f in free.values() for q in f.values())
+        anything = False
+        for f in free.values():
+            for q in f.values():
+                if q > EPS:
+                    anything = True
+                    break
+            if anything:
+                break
         self.saturated = not anything
         if window > 1 and not anything:
             # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
@@ -214,10 +236,8 @@ class ClusterView(Demand):
             for kind, qty in f.items():
                 if qty > most.get(kind, 0.0):
                     most[kind] = qty
-        fits = self._core.fits
-        if len(ready.shapes) <= MAX_SHAPES and not any(
-            fits(dict(cost), most if pin is None else free.get(pin, {}))
-            for pin, cost in ready.shapes
+        if len(ready.shapes) <= MAX_SHAPES and not self._some_shape_fits(
+            ready, free, most
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
             if window > 1 and self.queue_seconds is not None:
                 self._fill_windows(alive, ready, dispatch, low_water=True)
@@ -226,6 +246,16 @@ class ClusterView(Demand):
         if window > 1 and ready and (placed or self.queue_seconds is not None):
             # after a placement every node is topped up; else only those due (hysteresis)
             self._fill_windows(alive, ready, dispatch, low_water=not placed)
+
+    def _some_shape_fits(
+        self, ready: ReadyQueue, free: dict[str, dict[str, float]], most: dict[str, float]
+    ) -> bool:
+        """Some queued (pin, cost) shape fits what is free (its pinned node's, else the most)."""
+        fits = self._core.fits
+        for pin, cost in ready.shapes:
+            if fits(dict(cost), most if pin is None else free.get(pin, {})):
+                return True
+        return False
 
     def _place_free(
         self,
@@ -236,7 +266,12 @@ class ClusterView(Demand):
     ) -> int:
         """The policy's placement of ready tasks on free resources (cut short where nothing more
         can fit: aggregate free, consecutive misses); returns how many were dispatched."""
-        total = {k: sum(max(f.get(k, 0.0), 0.0) for f in free.values()) for k in most}
+        total: dict[str, float] = {}
+        for k in most:
+            summed = 0.0
+            for f in free.values():
+                summed += max(f.get(k, 0.0), 0.0)
+            total[k] = summed
         # (run, rec, request) in walk order; a group's riders follow its leader (request.follow).
         batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
         leaders: dict[tuple[str, str], int] = {}
@@ -247,7 +282,7 @@ class ClusterView(Demand):
         # Nothing positive is left anywhere. Not "<= EPS": a quantity is 0 or above EPS (parse
         # refuses the rest), and it fits free + EPS, so only free <= 0 everywhere holds it back,
         # just as the core and the ledger would.
-        exhausted = not any(q > 0.0 for q in total.values())
+        exhausted = _none_positive(total)
         try:
             for run, rec in ready.walk():
                 gid = run.group_of.get(rec.id)
@@ -278,7 +313,7 @@ class ClusterView(Demand):
                 if need:
                     for kind, qty in need.items():
                         total[kind] = total.get(kind, 0.0) - qty
-                    exhausted = not any(q > 0.0 for q in total.values())
+                    exhausted = _none_positive(total)
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
                 held = run.input_bytes(rec.id, self._rooms.room.__contains__)  # live nodes
@@ -290,7 +325,7 @@ class ClusterView(Demand):
             if not batch:
                 return 0
             chosen: list[str | None] = [None] * len(batch)
-            policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
+            policies = list(dict.fromkeys([run.options.policy for run, _, _ in batch]))
             for policy in policies:
                 picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
                 at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
@@ -319,7 +354,11 @@ class ClusterView(Demand):
             ready.restore()
 
     def _fill_windows(
-        self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn, *, low_water: bool
+        self,
+        alive: list[NodeState],
+        ready: ReadyQueue,
+        dispatch: DispatchFn,
+        low_water: bool,
     ) -> None:
         """Dispatch ready tasks to node queues while each node's outstanding demand stays within
         ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
@@ -354,7 +393,7 @@ class ClusterView(Demand):
         fill = self._core.window_fill(
             capacities, loads, window, LOW_WATER if low_water else None, budgets
         )
-        estimate = self.durations.estimate
+        durations = self.durations
         if not fill.left:
             return
         index = {n.name: i for i, n in enumerate(nodes)}
@@ -371,7 +410,7 @@ class ClusterView(Demand):
                     if misses >= MAX_MISSES:
                         break
                     continue
-                seconds = estimate(rec.spec.id, rec.cost_items) if timed else 0.0
+                seconds = durations.estimate(rec.spec.id, rec.cost_items) if timed else 0.0
                 if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
                     seconds = UNKNOWN_CHARGE
                 if pin is None:
