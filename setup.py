@@ -19,7 +19,15 @@ from setuptools import setup
 #: checks each is an extension module after ``make build``): durations (learned estimates), run
 #: (task records, a run's moves), ready (the ready queue), demand (outstanding demand, work,
 #: unanswered dispatches), cluster_view (the placement pass).
-SCHEDULER_COMPILED = ("durations", "run", "ready", "demand", "cluster_view")
+SCHEDULER_COMPILED = (
+    "durations",
+    "run",
+    "ready",
+    "demand",
+    "cluster_view",
+    "owner_queries",
+    "owner",
+)
 
 try:
     import numpy

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from handoffd.scheduler.room_index import NodeState
 from handoffd.spec import RunOptions, TaskSpec
 
-COMPILED = ("durations", "run", "ready", "demand", "cluster_view")
+COMPILED = ("durations", "run", "ready", "demand", "cluster_view", "owner_queries", "owner")
 
 
 def pure_build(name: str) -> ModuleType:

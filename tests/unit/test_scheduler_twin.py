@@ -28,7 +28,7 @@ import handoffd.scheduler
 from handoffd.scheduler import events as ev
 from handoffd.spec import TaskSpec
 
-COMPILED = ("durations", "run", "ready", "demand", "cluster_view")
+COMPILED = ("durations", "run", "ready", "demand", "cluster_view", "owner_queries", "owner")
 SCHEDULER_DIR = Path(handoffd.scheduler.__file__ or "").parent
 
 
