@@ -27,6 +27,7 @@ SCHEDULER_COMPILED = (
     "cluster_view",
     "owner_queries",
     "owner",
+    "history",
 )
 
 try:

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; history.pxd beside it gives the compiled build its C types)
 """Task history: what happened to every attempt of a task (issue 16), kept by the owner.
 
 Each ``TaskRecord`` holds a bounded list of ``Attempt``s. ``RunState.move`` opens one when a task is
@@ -234,8 +236,9 @@ def freeze(
         task_id,
         state,
         node or "",
-        tuple(a.row() for a in attempts),
-        tuple((t + wall_offset, a, b, c) for t, a, b, c in history),
+        # (list comprehensions: a compiled cpdef function holds no closure)
+        tuple([a.row() for a in attempts]),
+        tuple([(t + wall_offset, a, b, c) for t, a, b, c in history]),
         tuple(deps),
     )
 

@@ -23,7 +23,16 @@ from hypothesis import strategies as st
 from handoffd.scheduler.room_index import NodeState
 from handoffd.spec import RunOptions, TaskSpec
 
-COMPILED = ("durations", "run", "ready", "demand", "cluster_view", "owner_queries", "owner")
+COMPILED = (
+    "durations",
+    "run",
+    "ready",
+    "demand",
+    "cluster_view",
+    "owner_queries",
+    "owner",
+    "history",
+)
 
 
 def pure_build(name: str) -> ModuleType:
@@ -314,3 +323,63 @@ def test_both_builds_add_into_the_same(total: Any, cost: Any, sign: int) -> None
     built_demand.add_into(a, cost, sign)
     pure_demand.add_into(b, cost, sign)
     assert a == b and list(a) == list(b)
+
+
+# -- history.py: task attempts ---------------------------------------------------------------------
+
+built_history = importlib.import_module("handoffd.scheduler.history")
+pure_history = pure_build("history")
+
+history_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["opened", "moved", "observe", "settled"]),
+        st.integers(1, 20),  # attempt
+        st.sampled_from(["n1", "n2", None]),
+        st.sampled_from(["PENDING", "READY", "ASSIGNED", "RUNNING", "DONE", "FAILED"]),
+        st.sampled_from(["RUNNING", "READY", "DONE", "FAILED", "CANCELLED", "PENDING"]),
+        st.one_of(st.integers(0, 3), st.floats(0.0, 9.0)),  # a time: an int stays an int
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=history_steps)
+def test_both_builds_keep_the_same_attempts(ops: Any) -> None:
+    lists: list[list[Any]] = [[], []]
+    for op, attempt, node, old, new, wall in ops:
+        for module, attempts in zip((built_history, pure_history), lists, strict=True):
+            if op == "opened" and node is not None:
+                module.opened(attempts, attempt, node, wall)
+            elif op == "moved":
+                module.moved(attempts, attempt, node, old, new, wall, f"{old}->{new}")
+            elif op == "observe" and node is not None:
+                module.observe(
+                    attempts,
+                    attempt,
+                    node,
+                    state=new if new == "DONE" else "error",
+                    pid=attempt,
+                    started=wall,
+                    ended=wall,
+                    bytes_in=7,
+                    bytes_out=9,
+                    error=("E", "m", "tb") if new != "DONE" else ("", "", ""),
+                )
+            elif op == "settled":
+                module.settled(attempts, new, attempt, node)
+        a, b = (
+            module.rows(attempts)
+            for module, attempts in zip((built_history, pure_history), lists, strict=True)
+        )
+        assert a == b and [list(map(type, r)) for r in a] == [list(map(type, r)) for r in b]
+    frozen = [
+        module.freeze("t", "DONE", None, attempts, [(1, "A", "B", "c")], 0.5, ("d",))
+        for module, attempts in zip((built_history, pure_history), lists, strict=True)
+    ]
+    assert frozen[0] == frozen[1]
+    again = [
+        built_history.restore(built_history.rows(lists[0])),
+        pure_history.restore(pure_history.rows(lists[1])),
+    ]
+    assert built_history.rows(again[0]) == pure_history.rows(again[1])

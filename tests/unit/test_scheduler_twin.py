@@ -28,7 +28,16 @@ import handoffd.scheduler
 from handoffd.scheduler import events as ev
 from handoffd.spec import TaskSpec
 
-COMPILED = ("durations", "run", "ready", "demand", "cluster_view", "owner_queries", "owner")
+COMPILED = (
+    "durations",
+    "run",
+    "ready",
+    "demand",
+    "cluster_view",
+    "owner_queries",
+    "owner",
+    "history",
+)
 SCHEDULER_DIR = Path(handoffd.scheduler.__file__ or "").parent
 
 
@@ -52,6 +61,8 @@ def pure_scheduler() -> dict[str, ModuleType]:
     package's attributes are left as they were (the rest of the tests use the built one)."""
     saved = {name: sys.modules.pop(name) for name in [n for n in sys.modules if _ours(n)]}
     attributes = dict(vars(handoffd.scheduler))
+    for name in saved:  # (``from handoffd.scheduler import history`` reads the attribute first)
+        vars(handoffd.scheduler).pop(name.rpartition(".")[2], None)
     finder = _FromSource()
     sys.meta_path.insert(0, finder)
     try:

@@ -1,0 +1,28 @@
+# cython: language_level=3
+# Types for history.py, compiled beside it (as run.pxd): an attempt is a C class and every task
+# move that opens or closes one runs compiled. The fields stay Python objects so both builds keep
+# exactly the values they were given (an int stays an int on the wire).
+
+cdef class Attempt:
+    cdef public object attempt
+    cdef public object node
+    cdef public object state
+    cdef public object dispatched
+    cdef public object started
+    cdef public object ended
+    cdef public object pid
+    cdef public object bytes_in
+    cdef public object bytes_out
+    cdef public object exc_type
+    cdef public object message
+    cdef public object traceback
+    cdef public object cause
+
+    cpdef tuple row(self)
+
+
+cpdef Attempt _find(list attempts, object attempt)
+cpdef _append(list attempts, Attempt a)
+cpdef opened(list attempts, object attempt, object node, object wall)
+cpdef moved(list attempts, object attempt, object node, object old, object new, object wall, object cause)
+cpdef tuple freeze(object task_id, object state, object node, object attempts, object history, object wall_offset, object deps=*)
