@@ -14,8 +14,9 @@ scheduler, values in our store), and with ``release`` frees them right after tha
 client's byte budget are listed as ``pending`` and fetched with ``FetchResults`` as before.
 (Building outcomes' values and serving ``FetchResults`` live in ``daemon.results``.)
 Safety (DESIGN 3.5): no client hears "accepted" or an outcome before the standbys acked the run's
-snapshot (``Replicator.run_accepted``; a run that ends first waits for that ack). Dispatch does
-not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
+snapshot (``Replicator.run_accepted``; a run that ends first waits for that ack), unless that
+outcome is final and came before the run was due to be replicated (``owner_waits``). Dispatch
+does not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
 ConnectionError, as for a SubmitRun; tasks that ran meanwhile were executions nobody was promised
 (at-least-once), and a standby that did get the snapshot takes the run over as usual.
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -41,6 +41,7 @@ from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
+from handoffd.daemon.owner_waits import ACCEPT_NOTICE_DELAY, ShortRuns, Waiter
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
@@ -60,11 +61,6 @@ from handoffd.spec import RunOptions, TaskSpec
 log = logging.getLogger("handoffd.owner")
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
-# A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
-# run has not ended this much later: a short run's exchange stays two messages. (A client that
-# loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
-# died just before answering a SubmitRun; this widens that window by at most this much.)
-ACCEPT_NOTICE_DELAY = 0.02
 # What executing nodes send a run's owner: fenced by the run's term.
 _FROM_EXECUTORS = (
     ReportColumns,
@@ -74,20 +70,6 @@ _FROM_EXECUTORS = (
     TasksWithdrawn,
     TaskOutputLive,
 )
-
-
-@dataclass(eq=False)
-class _Waiter:
-    """A client long-polling a run: answered when it ends, or by ``handle`` after its wait."""
-
-    conn: bytes
-    request_id: int
-    outcome: bool = False  # answer with a RunOutcome (WaitRun, SubmitAndWait), else RunStatusReply
-    max_bytes: int = 0  # results the outcome may carry
-    release: bool = False  # free the results the outcome carried in full
-    wait: float = 0.0
-    handle: Timer | None = None
-    notice: Timer | None = None  # a SubmitAndWait's delayed RunAccepted
 
 
 class OwnerIO:
@@ -115,8 +97,9 @@ class OwnerIO:
         # Task output kept with the runs (before self.replication: its setter shares it).
         self.output = TaskOutputIO(port, self._state_of, scheduler.term_of, self.limits)
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
-        self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
-        self._waiters: dict[str, list[_Waiter]] = {}
+        self._submits: dict[str, Waiter] = {}  # run_id -> the submitting client
+        self.short = ShortRuns(port, self._replicate)  # accepted, not replicated yet
+        self._waiters: dict[str, list[Waiter]] = {}
         # Released runs stay answerable (status) for keep_status_s, then every trace is dropped
         # here, in the scheduler and at the standbys: a long-lived daemon must not grow per run.
         self.retention = rt.RetentionPolicy(
@@ -163,6 +146,7 @@ class OwnerIO:
 
     def close(self) -> None:
         self.output.close()
+        self.short.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -342,9 +326,9 @@ class OwnerIO:
         elif isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
-            self._on_wait(msg.run_id, _Waiter(conn, msg.request_id, wait=msg.wait))
+            self._on_wait(msg.run_id, Waiter(conn, msg.request_id, wait=msg.wait))
         elif isinstance(msg, m.WaitRun):
-            waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
+            waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
             self._on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
@@ -435,9 +419,9 @@ class OwnerIO:
             self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
             return
         if isinstance(msg, m.SubmitAndWait):
-            waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
+            waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
         else:
-            waiter = _Waiter(conn, msg.request_id)
+            waiter = Waiter(conn, msg.request_id)
         if self.scheduler.term_of(msg.run_id) is not None:
             self._accepted(msg.run_id, waiter)  # a retried submission
             return
@@ -499,7 +483,7 @@ class OwnerIO:
             error_info(st.error),
         )
 
-    def _accepted(self, run_id: str, waiter: _Waiter) -> None:
+    def _accepted(self, run_id: str, waiter: Waiter) -> None:
         """The standbys hold the run (or were given up on): tell the submitting client. A
         SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
         the outcome when it ends."""
@@ -513,11 +497,11 @@ class OwnerIO:
             )
         self._on_wait(run_id, waiter)
 
-    def _notice(self, run_id: str, waiter: _Waiter) -> None:
+    def _notice(self, run_id: str, waiter: Waiter) -> None:
         waiter.notice = None
         self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
 
-    def _on_wait(self, run_id: str, waiter: _Waiter) -> None:
+    def _on_wait(self, run_id: str, waiter: Waiter) -> None:
         st = self.scheduler.run_status(run_id)
         taking_over = self.replication.taking_over(run_id)
         if waiter.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
@@ -528,7 +512,7 @@ class OwnerIO:
         )
         self._waiters.setdefault(run_id, []).append(waiter)
 
-    def _wait_over(self, run_id: str, waiter: _Waiter) -> None:
+    def _wait_over(self, run_id: str, waiter: Waiter) -> None:
         waiters = self._waiters.get(run_id, [])
         if waiter in waiters:
             waiters.remove(waiter)
@@ -536,26 +520,30 @@ class OwnerIO:
                 del self._waiters[run_id]
         self._answer(run_id, waiter)
 
-    def _answer(self, run_id: str, waiter: _Waiter) -> None:
+    def _answer(self, run_id: str, waiter: Waiter, final: bool = False) -> bool:
+        """Answer ``waiter``; with ``final`` only if the answer is the run's last word (every
+        result carried and released, or the run failed): False, and nothing sent, if not."""
         if waiter.notice is not None:
             waiter.notice.cancel()  # the outcome says more
             waiter.notice = None
         if not waiter.outcome:
             self.port.reply(waiter.conn, self._status_reply(waiter.request_id, run_id))
-            return
+            return True
         st = self.scheduler.run_status(run_id)
         if st is None:
             empty = m.RunOutcome(
                 waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
             )
             self.port.reply(waiter.conn, empty)
-            return
+            return True
         ids: list[str] = []
         values: list[bytes] = []
         pending: list[str] = []
         if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
             ids, values, pending = self.results.outcome_values(run_id, waiter.max_bytes)
         released = waiter.release and st.state == "DONE" and not pending
+        if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
+            return False
         outcome = m.RunOutcome(
             waiter.request_id,
             run_id,
@@ -575,6 +563,7 @@ class OwnerIO:
             # The client holds every value it wants (the reply is queued on its connection; a
             # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
             self._free_now(run_id)
+        return True
 
     def run_finished(self, run_id: str) -> None:
         """The run ended (here, or it had when a takeover restored it): answer its waiters; its
@@ -585,6 +574,9 @@ class OwnerIO:
             if waiter.handle is not None:
                 waiter.handle.cancel()
             self._answer(run_id, waiter)
+        short = self.short.take(run_id)  # never replicated: answered now if the answer is final
+        if short is not None and not self._answer(run_id, short, final=True):
+            self._replicate(run_id, short)
 
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
         """A peer answered one of our result fetches; False if it was not ours."""
@@ -669,8 +661,14 @@ class OwnerIO:
             waiter = self._submits.pop(run_id, None)
             if waiter is None:
                 continue
-            answer = functools.partial(self._accepted, run_id, waiter)
-            self.replication.run_accepted(run_id, answer)  # DESIGN 3.5, bounded
+            if waiter.may_skip_replication:
+                self.short.hold(run_id, waiter)  # replicated if it outlasts REPLICATE_DELAY
+            else:
+                self._replicate(run_id, waiter)
+
+    def _replicate(self, run_id: str, waiter: Waiter) -> None:
+        answer = functools.partial(self._accepted, run_id, waiter)
+        self.replication.run_accepted(run_id, answer)  # DESIGN 3.5, bounded
 
     def _start_timer(self, key: Any, delay: float) -> None:
         old = self._timers.pop(key, None)
