@@ -27,7 +27,6 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from time import perf_counter
@@ -41,7 +40,8 @@ from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
-from handoffd.daemon.owner_waits import ACCEPT_NOTICE_DELAY, ShortRuns, Waiter
+from handoffd.daemon.owner_waits import ACCEPT_NOTICE_DELAY as ACCEPT_NOTICE_DELAY
+from handoffd.daemon.owner_waits import Waiter, Waiting
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
@@ -60,7 +60,6 @@ from handoffd.spec import RunOptions, TaskSpec
 
 log = logging.getLogger("handoffd.owner")
 
-TERMINAL = ("DONE", "FAILED", "CANCELLED")
 # What executing nodes send a run's owner: fenced by the run's term.
 _FROM_EXECUTORS = (
     ReportColumns,
@@ -96,10 +95,7 @@ class OwnerIO:
         self._resources = resources
         # Task output kept with the runs (before self.replication: its setter shares it).
         self.output = TaskOutputIO(port, self._state_of, scheduler.term_of, self.limits)
-        self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self._submits: dict[str, Waiter] = {}  # run_id -> the submitting client
-        self.short = ShortRuns(port, self._replicate)  # accepted, not replicated yet
-        self._waiters: dict[str, list[Waiter]] = {}
         # Released runs stay answerable (status) for keep_status_s, then every trace is dropped
         # here, in the scheduler and at the standbys: a long-lived daemon must not grow per run.
         self.retention = rt.RetentionPolicy(
@@ -111,6 +107,9 @@ class OwnerIO:
         self.placement_seconds = Buckets()
         self.dispatch_seconds = Buckets()
         self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
+        # clients long-polling runs, and short runs not replicated yet (daemon.owner_waits)
+        self.waiting = Waiting(port, scheduler, self.results, self._free_now)
+        self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
@@ -139,6 +138,7 @@ class OwnerIO:
     def replication(self, value: Replicator) -> None:
         self._replication = value
         self.output.replication = value
+        self.waiting.replication = value
 
     def _state_of(self, run_id: str) -> str | None:
         st = self.scheduler.run_status(run_id)
@@ -146,15 +146,10 @@ class OwnerIO:
 
     def close(self) -> None:
         self.output.close()
-        self.short.close()
+        self.waiting.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                for timer in (waiter.handle, waiter.notice):
-                    if timer is not None:
-                        timer.cancel()
 
     # -- events into the scheduler --------------------------------------------------------------
 
@@ -326,17 +321,17 @@ class OwnerIO:
         elif isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
-            self._on_wait(msg.run_id, Waiter(conn, msg.request_id, wait=msg.wait))
+            self.waiting.on_wait(msg.run_id, Waiter(conn, msg.request_id, wait=msg.wait))
         elif isinstance(msg, m.WaitRun):
             waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
-            self._on_wait(msg.run_id, waiter)
+            self.waiting.on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
         elif isinstance(msg, GetTaskOutput):
             self.output.on_get(msg, conn)
         elif isinstance(msg, m.CancelRun):
             self._feed(ev.CancelRequested(msg.run_id))
-            self.port.reply(conn, self._status_reply(msg.request_id, msg.run_id))
+            self.port.reply(conn, self.waiting.status_reply(msg.request_id, msg.run_id))
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
             self.port.reply(conn, m.Ok(msg.request_id))
@@ -423,7 +418,7 @@ class OwnerIO:
         else:
             waiter = Waiter(conn, msg.request_id)
         if self.scheduler.term_of(msg.run_id) is not None:
-            self._accepted(msg.run_id, waiter)  # a retried submission
+            self.waiting.accepted(msg.run_id, waiter)  # a retried submission
             return
         if msg.packages:
             kind, problem = self._store_packages(msg.packages, frames[len(msg.tasks) :])
@@ -466,117 +461,12 @@ class OwnerIO:
             return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
         return "", ""
 
-    def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
-        st = self.scheduler.run_status(run_id)
-        if st is None:
-            known = self.replication.knows(run_id)
-            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
-        return m.RunStatusReply(
-            request_id,
-            run_id,
-            st.state,
-            dict(st.counts),
-            dict(st.placement),
-            self.port.name,
-            st.term,
-            self.replication.standbys(run_id),
-            error_info(st.error),
-        )
-
-    def _accepted(self, run_id: str, waiter: Waiter) -> None:
-        """The standbys hold the run (or were given up on): tell the submitting client. A
-        SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
-        the outcome when it ends."""
-        if not waiter.outcome:
-            self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
-            return
-        st = self.scheduler.run_status(run_id)
-        if st is not None and st.state not in TERMINAL and waiter.wait > 0:
-            waiter.notice = self.port.call_later(
-                min(ACCEPT_NOTICE_DELAY, waiter.wait / 2), self._notice, run_id, waiter
-            )
-        self._on_wait(run_id, waiter)
-
-    def _notice(self, run_id: str, waiter: Waiter) -> None:
-        waiter.notice = None
-        self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
-
-    def _on_wait(self, run_id: str, waiter: Waiter) -> None:
-        st = self.scheduler.run_status(run_id)
-        taking_over = self.replication.taking_over(run_id)
-        if waiter.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
-            self._answer(run_id, waiter)
-            return
-        waiter.handle = self.port.call_later(
-            min(waiter.wait, 60.0), self._wait_over, run_id, waiter
-        )
-        self._waiters.setdefault(run_id, []).append(waiter)
-
-    def _wait_over(self, run_id: str, waiter: Waiter) -> None:
-        waiters = self._waiters.get(run_id, [])
-        if waiter in waiters:
-            waiters.remove(waiter)
-            if not waiters:
-                del self._waiters[run_id]
-        self._answer(run_id, waiter)
-
-    def _answer(self, run_id: str, waiter: Waiter, final: bool = False) -> bool:
-        """Answer ``waiter``; with ``final`` only if the answer is the run's last word (every
-        result carried and released, or the run failed): False, and nothing sent, if not."""
-        if waiter.notice is not None:
-            waiter.notice.cancel()  # the outcome says more
-            waiter.notice = None
-        if not waiter.outcome:
-            self.port.reply(waiter.conn, self._status_reply(waiter.request_id, run_id))
-            return True
-        st = self.scheduler.run_status(run_id)
-        if st is None:
-            empty = m.RunOutcome(
-                waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
-            )
-            self.port.reply(waiter.conn, empty)
-            return True
-        ids: list[str] = []
-        values: list[bytes] = []
-        pending: list[str] = []
-        if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
-            ids, values, pending = self.results.outcome_values(run_id, waiter.max_bytes)
-        released = waiter.release and st.state == "DONE" and not pending
-        if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
-            return False
-        outcome = m.RunOutcome(
-            waiter.request_id,
-            run_id,
-            st.state,
-            dict(st.counts),
-            dict(st.placement),
-            self.port.name,
-            st.term,
-            self.replication.standbys(run_id),
-            error_info(st.error),
-            tuple(ids),
-            tuple(pending),
-            released,
-        )
-        self.port.reply(waiter.conn, outcome, values)
-        if released:
-            # The client holds every value it wants (the reply is queued on its connection; a
-            # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
-            self._free_now(run_id)
-        return True
-
     def run_finished(self, run_id: str) -> None:
         """The run ended (here, or it had when a takeover restored it): answer its waiters; its
         results are kept for the retention time from now."""
         self._retain(rt.RunEnded(run_id), self.port.now())
         self.output.run_ended(run_id)
-        for waiter in self._waiters.pop(run_id, []):
-            if waiter.handle is not None:
-                waiter.handle.cancel()
-            self._answer(run_id, waiter)
-        short = self.short.take(run_id)  # never replicated: answered now if the answer is final
-        if short is not None and not self._answer(run_id, short, final=True):
-            self._replicate(run_id, short)
+        self.waiting.run_finished(run_id)
 
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
         """A peer answered one of our result fetches; False if it was not ours."""
@@ -662,13 +552,9 @@ class OwnerIO:
             if waiter is None:
                 continue
             if waiter.may_skip_replication:
-                self.short.hold(run_id, waiter)  # replicated if it outlasts REPLICATE_DELAY
+                self.waiting.short.hold(run_id, waiter)  # replicated if it outlasts REPLICATE_DELAY
             else:
-                self._replicate(run_id, waiter)
-
-    def _replicate(self, run_id: str, waiter: Waiter) -> None:
-        answer = functools.partial(self._accepted, run_id, waiter)
-        self.replication.run_accepted(run_id, answer)  # DESIGN 3.5, bounded
+                self.waiting.replicate(run_id, waiter)
 
     def _start_timer(self, key: Any, delay: float) -> None:
         old = self._timers.pop(key, None)

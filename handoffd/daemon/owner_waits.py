@@ -18,10 +18,20 @@ hear ``ACCEPT_NOTICE_DELAY`` later (longer than this delay).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from handoffd.daemon.ports import MembersPort, Timer
+from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
+from handoffd.daemon.results import error_info
+from handoffd.protocol import messages as m
+
+if TYPE_CHECKING:
+    from handoffd.daemon.results import ResultFetcher
+    from handoffd.scheduler.owner import OwnerScheduler
+
+TERMINAL = ("DONE", "FAILED", "CANCELLED")
 
 # A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
 # run has not ended this much later: a short run's exchange stays two messages. (A client that
@@ -86,3 +96,146 @@ class ShortRuns:
         for _, timer in self._held.values():
             timer.cancel()
         self._held.clear()
+
+
+class Waiting:
+    """The owner's answers to clients waiting on its runs (``daemon.owner.OwnerIO`` holds one):
+    long polls (``on_wait``), the submitter told once the standbys hold the run (``accepted``),
+    outcomes with the results this node holds (``answer``), and the short runs held back from
+    replication (``short``). ``free_now(run_id)``: the client took every result (release)."""
+
+    def __init__(
+        self,
+        port: MembersPort,
+        scheduler: OwnerScheduler,
+        results: ResultFetcher,
+        free_now: Callable[[str], None],
+    ) -> None:
+        self.port = port
+        self.scheduler = scheduler
+        self.results = results
+        self.replication: Replicator = NoReplication()  # the owner's shell sets the node's
+        self._free_now = free_now
+        self.waiters: dict[str, list[Waiter]] = {}
+        self.short = ShortRuns(port, self.replicate)  # accepted, not replicated yet
+
+    def close(self) -> None:
+        self.short.close()
+        for waiters in self.waiters.values():
+            for waiter in waiters:
+                for timer in (waiter.handle, waiter.notice):
+                    if timer is not None:
+                        timer.cancel()
+
+    def replicate(self, run_id: str, waiter: Waiter) -> None:
+        """Replicate the run, then tell the submitting client (DESIGN 3.5, bounded)."""
+        self.replication.run_accepted(run_id, functools.partial(self.accepted, run_id, waiter))
+
+    def run_finished(self, run_id: str) -> None:
+        """The run ended: answer its waiters, and its submitter if it was never replicated."""
+        for waiter in self.waiters.pop(run_id, []):
+            if waiter.handle is not None:
+                waiter.handle.cancel()
+            self.answer(run_id, waiter)
+        short = self.short.take(run_id)  # answered now if the answer is final
+        if short is not None and not self.answer(run_id, short, final=True):
+            self.replicate(run_id, short)
+
+    def status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
+        st = self.scheduler.run_status(run_id)
+        if st is None:
+            known = self.replication.knows(run_id)
+            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
+        return m.RunStatusReply(
+            request_id,
+            run_id,
+            st.state,
+            dict(st.counts),
+            dict(st.placement),
+            self.port.name,
+            st.term,
+            self.replication.standbys(run_id),
+            error_info(st.error),
+        )
+
+    def accepted(self, run_id: str, waiter: Waiter) -> None:
+        """The standbys hold the run (or were given up on): tell the submitting client. A
+        SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
+        the outcome when it ends."""
+        if not waiter.outcome:
+            self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
+            return
+        st = self.scheduler.run_status(run_id)
+        if st is not None and st.state not in TERMINAL and waiter.wait > 0:
+            waiter.notice = self.port.call_later(
+                min(ACCEPT_NOTICE_DELAY, waiter.wait / 2), self._notice, run_id, waiter
+            )
+        self.on_wait(run_id, waiter)
+
+    def _notice(self, run_id: str, waiter: Waiter) -> None:
+        waiter.notice = None
+        self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
+
+    def on_wait(self, run_id: str, waiter: Waiter) -> None:
+        st = self.scheduler.run_status(run_id)
+        taking_over = self.replication.taking_over(run_id)
+        if waiter.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
+            self.answer(run_id, waiter)
+            return
+        waiter.handle = self.port.call_later(
+            min(waiter.wait, 60.0), self._wait_over, run_id, waiter
+        )
+        self.waiters.setdefault(run_id, []).append(waiter)
+
+    def _wait_over(self, run_id: str, waiter: Waiter) -> None:
+        waiters = self.waiters.get(run_id, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self.waiters[run_id]
+        self.answer(run_id, waiter)
+
+    def answer(self, run_id: str, waiter: Waiter, final: bool = False) -> bool:
+        """Answer ``waiter``; with ``final`` only if the answer is the run's last word (every
+        result carried and released, or the run failed): False, and nothing sent, if not."""
+        if waiter.notice is not None:
+            waiter.notice.cancel()  # the outcome says more
+            waiter.notice = None
+        if not waiter.outcome:
+            self.port.reply(waiter.conn, self.status_reply(waiter.request_id, run_id))
+            return True
+        st = self.scheduler.run_status(run_id)
+        if st is None:
+            empty = m.RunOutcome(
+                waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
+            )
+            self.port.reply(waiter.conn, empty)
+            return True
+        ids: list[str] = []
+        values: list[bytes] = []
+        pending: list[str] = []
+        if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
+            ids, values, pending = self.results.outcome_values(run_id, waiter.max_bytes)
+        released = waiter.release and st.state == "DONE" and not pending
+        if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
+            return False
+        outcome = m.RunOutcome(
+            waiter.request_id,
+            run_id,
+            st.state,
+            dict(st.counts),
+            dict(st.placement),
+            self.port.name,
+            st.term,
+            self.replication.standbys(run_id),
+            error_info(st.error),
+            tuple(ids),
+            tuple(pending),
+            released,
+        )
+        self.port.reply(waiter.conn, outcome, values)
+        if released:
+            # The client holds every value it wants (the reply is queued on its connection; a
+            # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
+            self._free_now(run_id)
+        return True

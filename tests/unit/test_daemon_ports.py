@@ -208,7 +208,7 @@ def test_owner_answers_a_short_execute_with_its_outcome_and_never_replicates_it(
     assert outcome.msg.state == "DONE" and outcome.frames == [b"42"] and outcome.msg.released
     port.advance(REPLICATE_DELAY + ACCEPT_NOTICE_DELAY)
     assert ("run_accepted", "r1") not in replication.calls and port.replies == []
-    assert len(owner.short) == 0
+    assert len(owner.waiting.short) == 0
 
 
 def test_owner_replicates_an_execute_that_outlasts_the_delay_before_answering() -> None:
