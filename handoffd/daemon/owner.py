@@ -115,7 +115,8 @@ class OwnerIO:
         self._timers: dict[Any, Timer] = {}
         self.minority: str | None = None  # fenced: why we take no new runs (daemon/fencing.py)
         self.held = Held()  # fenced or just healed: dispatches and timer verdicts wait
-        # seed the scheduler with ourselves
+        # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
+        self._own_version, self._own_capacity = resources.version, dict(resources.capacity)
         self._apply(
             self.scheduler.handle(
                 ev.NodeUpdate(
@@ -194,6 +195,9 @@ class OwnerIO:
         task ending here and freeing the cpu -- used to never reach us: our view of ourselves
         stayed full and our READY tasks waited forever on an idle node (the multi-owner wedge)."""
         r = self._resources
+        if r.version <= self._own_version and r.capacity == self._own_capacity:
+            return  # a reply or report of ours carried this version: the scheduler would ignore it
+        self._own_version, self._own_capacity = r.version, dict(r.capacity)
         update = ev.NodeUpdate(
             self.port.name, self.port.address, True, dict(r.capacity), free, r.version
         )
@@ -368,6 +372,11 @@ class OwnerIO:
             member = self.port.member(node)
             if member is None or member.status not in (m.ALIVE, m.SUSPECT):
                 return []
+        elif msg.resource_version > self._own_version:
+            self._own_version, self._own_capacity = (
+                msg.resource_version,
+                dict(self._capacity_of(node)),
+            )
         return [
             ev.NodeUpdate(
                 node,
