@@ -36,7 +36,7 @@ from handoffd import errors, intake, validation
 from handoffd.config import Limits
 from handoffd.daemon import reports
 from handoffd.daemon.code import CodeStore
-from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
@@ -589,5 +589,7 @@ class OwnerIO:
             return
         run = self.scheduler.run_state(ins.run_id)
         packages = run.options.packages if run is not None else ()
-        msg, frames = dispatch_message(ins, self.port.address, self.port.address_of, packages)
+        # to our own executor as the per-task message it takes (never encoded: dispatch_tasks)
+        build = dispatch_tasks if address == self.port.address else dispatch_message
+        msg, frames = build(ins, self.port.address, self.port.address_of, packages)
         self.port.send(address, msg, frames, term=ins.term)
