@@ -44,6 +44,7 @@ from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
+from handoffd.daemon.upload_intake import run_options
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, split_frames
@@ -55,7 +56,8 @@ from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.graph import TaskGraph
 from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.spec import RunOptions, TaskSpec
+from handoffd.scheduler.run import RunState
+from handoffd.spec import TaskSpec
 
 log = logging.getLogger("handoffd.owner")
 
@@ -415,8 +417,10 @@ class OwnerIO:
         conn: bytes,
         checked: list[TaskSpec] | errors.HandoffError | None = None,
         graph: TaskGraph | None = None,
+        run: RunState | None = None,
     ) -> None:
-        """``checked``/``graph``: an upload's specs (or refusal) and graph, made off the loop."""
+        """``checked``/``graph``/``run``: an upload's specs (or refusal), graph and untouched run,
+        made off the loop (``upload_intake``)."""
         try:
             if isinstance(checked, errors.HandoffError):
                 raise checked
@@ -451,13 +455,8 @@ class OwnerIO:
                 return
         self._submits[msg.run_id] = waiter
         self.run_times.accepted(msg.run_id)
-        options = RunOptions(
-            max_retries=msg.max_retries,
-            policy=msg.policy,
-            outputs=msg.outputs,
-            packages=tuple(msg.packages),
-        )
-        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options, graph))
+        options = run_options(msg)
+        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options, graph, run))
 
     submit_checked = _on_submit
 

@@ -19,6 +19,7 @@ from handoffd.spec import RunOptions, TaskSpec
 
 if TYPE_CHECKING:
     from handoffd.scheduler.graph import TaskGraph
+    from handoffd.scheduler.run import RunState
 
 TimerKey = tuple[Union[str, int], ...]
 RunEnd = Literal["DONE", "FAILED", "CANCELLED"]
@@ -38,6 +39,9 @@ class RunSubmitted:
     # The specs' TaskGraph when it was built off the event loop (``daemon.upload_intake``, for
     # a big upload); None: the owner builds it.
     graph: TaskGraph | None = None
+    # The whole run, built (untouched, not owned by anyone yet) where the graph was: None, the
+    # owner builds it (``scheduler.intake.accept``).
+    run: RunState | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd import resources
-from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout, ValidationError
-from handoffd.scheduler import placement
+from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout
+from handoffd.scheduler import intake, placement
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
     WINDOW,
@@ -329,39 +329,24 @@ class OwnerScheduler:
             self._out.direct.append(SubmissionAccepted(ev.run_id))
             return
         try:
-            if ev.options.policy not in placement.POLICIES:
-                raise ValidationError(
-                    "invalid_policy",
-                    None,
-                    f"policy {ev.options.policy!r} is not one of {placement.POLICIES}",
-                )
-            run = RunState(
-                ev.run_id,
-                ev.specs,
-                ev.options,
-                term=self.term,
-                order=self.order,
-                graph=ev.graph,
-            )
-            for rec in run.tasks.values():
-                pin = rec.spec.node
-                if pin is not None and not self._view.alive(pin):
-                    raise ValidationError(
-                        "unknown_node", rec.id, f"pinned to {pin!r}, which is not a live node"
-                    )
-            error = self._view.misfit(run)
-            if error is not None:
-                raise error
+            run = intake.accept(ev, self.term, self.order, self._view.alive, self._view.misfit)
         except HandoffError as error:
             self._out.direct.append(SubmissionRejected(ev.run_id, error))
             return
         self._own(run)
         self._out.direct.append(SubmissionAccepted(ev.run_id))
-        run.start(self._now)
+        if run.start(self._now, intake.SLICE):
+            self._out.direct.append(StartTimer(intake.intake_key(run.run_id), 0.0))
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(ev.run_id, "DONE"))
         elif ev.options.timeout is not None:
             self._out.direct.append(StartTimer(("deadline", ev.run_id), float(ev.options.timeout)))
+
+    def _take_in(self, run_id: str) -> None:
+        """The next slice of a big run's tasks into the ready queue (``scheduler.intake``)."""
+        run = self._owned.live.get(run_id)
+        if run is not None and run.state == RUN_RUNNING and run.take_in(self._now, intake.SLICE):
+            self._out.direct.append(StartTimer(intake.intake_key(run_id), 0.0))
 
     def _on_node_update(self, ev: NodeUpdate) -> None:
         node = self._view.nodes.get(ev.name)
@@ -528,6 +513,8 @@ class OwnerScheduler:
                 # Given-up dispatches held the node's resources in our view; when none of them
                 # was a task still waiting (a cancelled run's), nothing else would place again.
                 self._dirty = True
+        elif len(key) == 2 and key[0] == "intake":
+            self._take_in(str(key[1]))
         elif key == ("probe",):
             self._lost.probe_nodes(self._now)
         elif len(key) == 4 and key[0] == "retry":

@@ -179,6 +179,12 @@ class RunState:
         for at, rec in enumerate(self.ordered):
             rec.order = at
         self.ready_heap: list[int] = []
+        # How many of ``ordered`` were taken in (``start``/``take_in``, a slice per call for a big
+        # run): the tasks past it wait PENDING even without inputs.
+        self.intake = 0
+        # The snapshot's specs and (untouched) tasks packed where the run was built, off the event
+        # loop (``protocol.snapshot.pack_parts``); None: packed when a snapshot is sent.
+        self.packed: Any = None
         # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
         self.freed: list[tuple[str, tuple[str, ...]]] = []
 
@@ -241,15 +247,31 @@ class RunState:
         if self.listener is not None:
             self.listener(self, rec, old, new)
 
-    def start(self, now: float) -> None:
-        """Move the tasks without dependencies to READY (the run was just accepted)."""
+    def start(self, now: float, limit: int | None = None) -> bool:
+        """Move the tasks without dependencies to READY (the run was just accepted), the first
+        ``limit`` of ``ordered`` only when given; True if ``take_in`` must go on with the rest."""
         self.submitted = now + self.wall_offset
-        for rec in self.tasks.values():
-            if not self.effective_deps[rec.id]:
-                self.move(rec, READY, now, "submitted")
-        if self.remaining == 0:
+        if not self.ordered:
             self.state = RUN_DONE
             self.finished = self.submitted
+        return self.take_in(now, limit)
+
+    def take_in(self, now: float, limit: int | None = None) -> bool:
+        """The next ``limit`` tasks of ``ordered`` (all when None) past ``intake``: those without
+        dependencies to READY, in placement order. True while some are left: a big run enters the
+        ready queue in slices, the owner's loop free in between (issue 19: no stall)."""
+        ordered, deps = self.ordered, self.effective_deps
+        end = len(ordered) if limit is None else min(len(ordered), self.intake + max(1, limit))
+        for at in range(self.intake, end):
+            rec = ordered[at]
+            if rec.state == PENDING and not deps[rec.id]:
+                self.move(rec, READY, now, "submitted")
+        self.intake = end
+        return end < len(ordered)
+
+    def untouched(self) -> bool:
+        """Nothing taken in or ended yet: every task as built (``packed`` tasks still hold)."""
+        return self.intake == 0 and self.state == RUN_RUNNING
 
     def inputs_ready(self, task_id: str) -> bool:
         return all(
@@ -498,7 +520,7 @@ class RunState:
                 assert all(d.state == DONE and d.has_copy() for d in deps), (
                     f"{tag}: inputs not ready"
                 )
-            if rec.state == PENDING:
+            if rec.state == PENDING and rec.order < self.intake:
                 assert not all(d.state == DONE for d in deps), f"{tag}: PENDING with inputs done"
             if rec.state == RUNNING:
                 assert all(d.completions > 0 for d in deps), (
@@ -577,6 +599,7 @@ class RunState:
         )
         specs = [spec_from_data(s) for s in data["specs"]]
         run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)
+        run.intake = len(run.ordered)  # the tasks are as the snapshot says
         run.state = data["state"]
         run.error = error_from_data(data["error"])
         run.released = data["released"]
