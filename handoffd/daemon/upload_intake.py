@@ -31,6 +31,7 @@ from handoffd.errors import HandoffError
 from handoffd.protocol import messages as m
 from handoffd.protocol.snapshot import pack_parts
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
+from handoffd.scheduler.intake import Prebuilt, probes
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
 
@@ -118,7 +119,7 @@ def _checked(decoded: Any, msg: Any, limits: Limits, order: Order | None) -> Pre
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
-    run.packed = pack_parts(run)
+    run.prebuilt = Prebuilt(pack_parts(run), probes(run))
     return Prepared(decoded, specs=specs, graph=graph, run=run)
 
 

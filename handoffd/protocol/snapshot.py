@@ -199,7 +199,7 @@ def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
 def pack_parts(run: Any) -> tuple[bytes, bytes]:
     """The two big fields of a just-built run's snapshot frame, packed: its specs (fixed for the
     run's life) and its tasks (valid while ``run.untouched()``). Built where the run is, off the
-    event loop (``daemon.upload_intake``), and kept in ``run.packed`` for ``encode_run``: for
+    event loop (``daemon.upload_intake``), and kept in ``run.prebuilt`` for ``encode_run``: for
     200,000 tasks they were ~0.6-2.3 s of the owner's loop per standby."""
     return _pack_rows(_spec_rows(run.specs)), _pack_rows(_task_rows(run))
 
@@ -226,11 +226,11 @@ def encode_run(run: Any) -> bytes:
     Packed as the run's own fields, without the per-field checks of ``encode_run_data``: an owner
     sends one per standby and run (the checks tripled the cost of a small run's snapshot), the
     fields are the scheduler's own, and the standby checks every one when it decodes. The specs
-    and untouched tasks come from ``run.packed`` when the run has them (``pack_parts``): the same
-    bytes, spliced in (msgpack is a stream of values)."""
+    and untouched tasks come from ``run.prebuilt`` when the run has them (``pack_parts``): the
+    same bytes, spliced in (msgpack is a stream of values)."""
     o = run.options
     error = error_to_info(run.error)
-    packed = run.packed
+    packed = run.prebuilt.packed if run.prebuilt is not None else None
     row = (
         run.run_id,
         run.seq,
@@ -261,7 +261,7 @@ def encode_run(run: Any) -> bytes:
     return b"".join(parts)
 
 
-_SPLICED = object()  # a field of encode_run's row taken from ``run.packed``
+_SPLICED = object()  # a field of encode_run's row taken from ``run.prebuilt``
 _SPECS_AT = 11  # the specs' index in a RunSnapshot row (the tasks' is 13)
 
 

@@ -12,7 +12,9 @@ would have placed first. Pure: the checks read the scheduler's view through what
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from handoffd.errors import HandoffError, ValidationError
 from handoffd.scheduler import placement
@@ -25,6 +27,33 @@ from handoffd.scheduler.run import RunState
 SLICE = 4096
 
 
+@dataclass(frozen=True)
+class Prebuilt:
+    """What is worked out where a run is built (``RunState.prebuilt``), for its intake: its
+    snapshot's two big fields packed (``protocol.snapshot.pack_parts``) and ``probes``."""
+
+    packed: tuple[bytes, bytes]
+    # One task per (pin, cost) shape and every task of a collocation group, in the run's order:
+    # the ones the owner's checks (a live pin, a node that can hold it) must look at; they find
+    # the same first misfit as a look at every task (``ClusterView.misfit``).
+    probes: tuple[str, ...]
+
+
+def probes(run: RunState) -> tuple[str, ...]:
+    """``Prebuilt.probes`` of ``run``."""
+    seen: set[Any] = set()
+    out = []
+    group_of = run.group_of
+    for rec in run.tasks.values():
+        if rec.id not in group_of:
+            shape = (rec.spec.node, rec.cost_items)
+            if shape in seen:
+                continue
+            seen.add(shape)
+        out.append(rec.id)
+    return tuple(out)
+
+
 def intake_key(run_id: str) -> TimerKey:
     """The timer key that takes in the next slice of ``run_id``."""
     return ("intake", run_id)
@@ -35,7 +64,7 @@ def accept(
     term: int,
     order: Order,
     alive: Callable[[str], bool],
-    misfit: Callable[[RunState], HandoffError | None],
+    misfit: Callable[[RunState, Iterable[str] | None], HandoffError | None],
 ) -> RunState:
     """The run ``ev`` submits (built now unless it came built), checked against the live nodes;
     raises the ``HandoffError`` that refuses it."""
@@ -49,8 +78,11 @@ def accept(
     if run is None or run.run_id != ev.run_id or not run.untouched():
         run = RunState(ev.run_id, ev.specs, ev.options, term=term, order=order, graph=ev.graph)
     run.term = term
+    # The tasks to check: every one, or one per shape when worked out off the loop.
+    ids = run.prebuilt.probes if run.prebuilt is not None else None
+    records = run.tasks.values() if ids is None else [run.tasks[i] for i in ids]
     pins: dict[str, str] = {}  # pin -> its first task (the one an error names)
-    for rec in run.tasks.values():
+    for rec in records:
         pin = rec.spec.node
         if pin is not None and pin not in pins:
             pins[pin] = rec.id
@@ -59,7 +91,7 @@ def accept(
             raise ValidationError(
                 "unknown_node", task_id, f"pinned to {pin!r}, which is not a live node"
             )
-    error = misfit(run)
+    error = misfit(run, ids)
     if error is not None:
         raise error
     return run

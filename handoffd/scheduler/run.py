@@ -182,9 +182,9 @@ class RunState:
         # How many of ``ordered`` were taken in (``start``/``take_in``, a slice per call for a big
         # run): the tasks past it wait PENDING even without inputs.
         self.intake = 0
-        # The snapshot's specs and (untouched) tasks packed where the run was built, off the event
-        # loop (``protocol.snapshot.pack_parts``); None: packed when a snapshot is sent.
-        self.packed: Any = None
+        # What was worked out where the run was built, off the event loop, for its intake
+        # (``scheduler.intake.Prebuilt``); None: the owner works it out when needed.
+        self.prebuilt: Any = None
         # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
         self.freed: list[tuple[str, tuple[str, ...]]] = []
 
@@ -270,7 +270,7 @@ class RunState:
         return end < len(ordered)
 
     def untouched(self) -> bool:
-        """Nothing taken in or ended yet: every task as built (``packed`` tasks still hold)."""
+        """Nothing taken in or ended yet: every task as built (``prebuilt`` still holds)."""
         return self.intake == 0 and self.state == RUN_RUNNING
 
     def inputs_ready(self, task_id: str) -> bool:

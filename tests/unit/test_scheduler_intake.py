@@ -125,3 +125,37 @@ def test_the_run_built_off_the_loop_is_the_one_owned() -> None:
     built.intake = 1
     cluster.feed(ev.RunSubmitted("r2", specs, options, None, built))
     assert cluster.sched.run_state("r2") is not built
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_checks_on_probes_refuse_what_checks_on_every_task_refuse(seed: int) -> None:
+    rng = random.Random(500 + seed)
+    specs = []
+    for i in range(rng.randrange(1, 60)):
+        pin = rng.choice((None, None, None, "a", "b") + (("gone",) if seed % 3 == 0 else ()))
+        cpu = rng.choice((0.5, 1.0, 1.0, 2.0, 3.0, 8.0) if rng.random() < 0.3 else (1.0,))
+        group = f"t{rng.randrange(i)}" if i and rng.random() < 0.1 else None
+        specs.append(
+            TaskSpec(
+                f"t{i}",
+                (),
+                {"cpu": cpu},
+                b"p",
+                node=pin if group is None else None,
+                collocate_with=group,
+            )
+        )
+    answers = []
+    for prebuilt in (False, True):
+        cluster = Cluster({"a": 2, "b": 4})
+        options = RunOptions()
+        event = ev.RunSubmitted("r", specs, options)
+        if prebuilt:
+            run = RunState("r", specs, options, graph=build_graph(specs, None, cluster.sched.order))
+            run.prebuilt = intake.Prebuilt((b"", b""), intake.probes(run))
+            assert len(run.prebuilt.probes) <= len(specs)
+            event = ev.RunSubmitted("r", specs, options, None, run)
+        out = cluster.feed(event)
+        refused = [i for i in out if isinstance(i, ev.SubmissionRejected)]
+        answers.append(str(refused[0].error) if refused else "accepted")
+    assert answers[0] == answers[1]

@@ -8,6 +8,7 @@ import random
 import msgpack
 
 from handoffd.protocol import snapshot
+from handoffd.scheduler.intake import Prebuilt
 from handoffd.scheduler.run import READY, RunState
 from handoffd.spec import RunOptions, TaskSpec
 
@@ -31,13 +32,13 @@ def test_spliced_frame_is_the_whole_frame() -> None:
     for n, seed in ((1, 0), (15, 1), (16, 2), (17, 3), (2047, 4), (2049, 5), (5000, 6)):
         run = _run(n, seed)
         whole = snapshot.encode_run(run)
-        run.packed = snapshot.pack_parts(run)
+        run.prebuilt = Prebuilt(snapshot.pack_parts(run), ())
         assert snapshot.encode_run(run) == whole, n
         run.start(0.0, limit=3)  # touched: the tasks are packed again, the specs still spliced
         assert not run.untouched()
         moved = next(rec for rec in run.tasks.values() if rec.state == READY)
         spliced = snapshot.encode_run(run)
-        run.packed = None
+        run.prebuilt = None
         assert spliced == snapshot.encode_run(run), n
         assert snapshot.decode_run(spliced)["tasks"][moved.id]["state"] == READY
 
