@@ -7,7 +7,8 @@ roots enter the ready queue ``SLICE`` tasks of the run's placement order at a ti
 (``RunState.take_in``): after each slice the scheduler asks to be called again
 (``StartTimer(intake_key(run), 0)``), so the daemon's loop serves other events between slices.
 The slices go in placement order, so the first tasks placed are the ones an unsliced intake
-would have placed first. Pure: the checks read the scheduler's view through what is passed in.
+would have placed first. A run built off the loop waits for its first slice until the batch
+that accepted it was carried out (``first_slice``). Pure: the checks read the scheduler's view through what is passed in.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from handoffd.scheduler.events import RunSubmitted, TimerKey
 from handoffd.scheduler.graph import Order
 from handoffd.scheduler.run import RunState
 
-# Tasks of ``RunState.ordered`` looked at per slice: a slice moving all of them to READY (and into
-# the ready queue) took 5-20 ms of the loop.
-SLICE = 4096
+# Tasks of ``RunState.ordered`` looked at per slice: moving 4,096 to READY (into the ready queue,
+# each asking the cluster view whether it could be placed) took 15-30 ms alone and 100-150 ms of
+# a daemon's loop iteration on a loaded machine; 1,024 keeps an iteration well under 100 ms.
+SLICE = 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ def probes(run: RunState) -> tuple[str, ...]:
             seen.add(shape)
         out.append(rec.id)
     return tuple(out)
+
+
+def first_slice(run: RunState) -> int:
+    """Tasks taken in with the submission itself: none for a run built off the loop (a big one),
+    so the standbys' first snapshot is sent while it is untouched (``Prebuilt.packed``, not
+    packed on the loop); a run built here is small enough to go at once, in the same batch."""
+    return 0 if run.prebuilt is not None else SLICE
 
 
 def intake_key(run_id: str) -> TimerKey:

@@ -335,7 +335,7 @@ class OwnerScheduler:
             return
         self._own(run)
         self._out.direct.append(SubmissionAccepted(ev.run_id))
-        if run.start(self._now, intake.SLICE):
+        if run.start(self._now, intake.first_slice(run)):
             self._out.direct.append(StartTimer(intake.intake_key(run.run_id), 0.0))
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(ev.run_id, "DONE"))

@@ -249,7 +249,7 @@ class RunState:
 
     def start(self, now: float, limit: int | None = None) -> bool:
         """Move the tasks without dependencies to READY (the run was just accepted), the first
-        ``limit`` of ``ordered`` only when given; True if ``take_in`` must go on with the rest."""
+        ``limit`` of ``ordered`` only when given (0: none yet); True if ``take_in`` must go on."""
         self.submitted = now + self.wall_offset
         if not self.ordered:
             self.state = RUN_DONE
@@ -261,7 +261,7 @@ class RunState:
         dependencies to READY, in placement order. True while some are left: a big run enters the
         ready queue in slices, the owner's loop free in between (issue 19: no stall)."""
         ordered, deps = self.ordered, self.effective_deps
-        end = len(ordered) if limit is None else min(len(ordered), self.intake + max(1, limit))
+        end = len(ordered) if limit is None else min(len(ordered), self.intake + limit)
         for at in range(self.intake, end):
             rec = ordered[at]
             if rec.state == PENDING and not deps[rec.id]:

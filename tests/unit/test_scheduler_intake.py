@@ -119,8 +119,15 @@ def test_the_run_built_off_the_loop_is_the_one_owned() -> None:
     cluster = Cluster({"a": 1})
     options = RunOptions()
     built = RunState("r", specs, options, graph=build_graph(specs, None, cluster.sched.order))
-    cluster.feed(ev.RunSubmitted("r", specs, options, None, built))
+    built.prebuilt = intake.Prebuilt((b"", b""), intake.probes(built))
+    out = cluster.feed(ev.RunSubmitted("r", specs, options, None, built))
     assert cluster.sched.run_state("r") is built
+    # Untouched until the batch that accepted it was carried out (its snapshot is prebuilt).
+    assert built.untouched() and not dispatches(out)
+    assert [i.key for i in out if isinstance(i, ev.StartTimer)] == [intake.intake_key("r")]
+    assert dispatches(cluster.feed(ev.TimerFired(intake.intake_key("r"))))
+    assert not built.untouched()
+    built = RunState("r", specs, options, graph=build_graph(specs, None, cluster.sched.order))
     # One that was touched already (or is another run's) is not trusted: the owner builds its own.
     built.intake = 1
     cluster.feed(ev.RunSubmitted("r2", specs, options, None, built))
