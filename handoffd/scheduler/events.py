@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from handoffd.scheduler.run import RunState
 
 TimerKey = tuple[Union[str, int], ...]
+#: A refusal reason's start for a dispatch the node could not even read (``daemon.oversize``).
+FRAME_TOO_LARGE = "frame_too_large"
 RunEnd = Literal["DONE", "FAILED", "CANCELLED"]
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +65,8 @@ class NodeUpdate:
 
 @dataclass(frozen=True, slots=True)
 class DispatchAnswered:
-    """The executing node's ledger decided: ``accepted`` (task_id, attempt), ``refused`` (+ reason)."""
+    """The executing node's ledger decided: ``accepted`` (task_id, attempt), ``refused`` (+ reason;
+    one starting with ``FRAME_TOO_LARGE`` can never be taken: it fails the run with that reason)."""
 
     node: str
     run_id: str

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd import resources
-from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout
+from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout, ValidationError
 from handoffd.scheduler import intake, placement
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
@@ -36,6 +36,7 @@ from handoffd.scheduler.cluster_view import (
 )
 from handoffd.scheduler.delays import REFUSAL_BACKOFF, DelayedTasks
 from handoffd.scheduler.events import (
+    FRAME_TOO_LARGE,
     CancelRequested,
     DispatchAnswered,
     DispatchedTask,
@@ -409,6 +410,10 @@ class OwnerScheduler:
                 or rec.node != ev.node
             ):
                 continue
+            if reason.startswith(FRAME_TOO_LARGE):  # no node of this cluster's limits can read it
+                message = reason[len(FRAME_TOO_LARGE) :].lstrip(": ")
+                self._end_run(run, RUN_FAILED, ValidationError(FRAME_TOO_LARGE, task_id, message))
+                return
             # Refused on a view the node has since refreshed: re-place now. Otherwise hold the task
             # until the view changes or a short timer fires, so a refusal never spins.
             fresh = version_now > seen_at.get(task_id, version_now)
