@@ -36,7 +36,7 @@ from typing import Any
 from handoffd import errors, intake, validation
 from handoffd.config import Limits
 from handoffd.daemon import reports
-from handoffd.daemon.code import CodeStore
+from handoffd.daemon.code import CodeStore, store_packages
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
@@ -446,7 +446,7 @@ class OwnerIO:
             self._accepted(msg.run_id, waiter)  # a retried submission
             return
         if msg.packages:
-            kind, problem = self._store_packages(msg.packages, frames[len(msg.tasks) :])
+            kind, problem = store_packages(self.code, msg.packages, frames[len(msg.tasks) :])
             if problem:
                 error = errors.ValidationError(kind, None, problem)
                 info = error_info(error)
@@ -463,23 +463,6 @@ class OwnerIO:
     def _unfinished(self, run_id: str) -> bool:
         st = self.scheduler.run_status(run_id)
         return st is not None and st.state == "RUNNING"
-
-    def _store_packages(self, shas: tuple[str, ...], frames: list[bytes]) -> tuple[str, str]:
-        """Keep a submission's code packages (the zips of those the client did not know we
-        hold); (kind, what is wrong) or ("", "")."""
-        if self.code is None:
-            return "bad_package", "this node cannot store code packages"
-        for data in frames:
-            try:
-                sha = self.code.put(bytes(data))
-            except OSError as exc:
-                return "bad_package", f"a code package could not be stored: {exc}"
-            if sha not in shas:
-                return "bad_package", f"code package {sha[:12]} is not one the run lists"
-        missing = [sha for sha in shas if not self.code.has(sha)]
-        if missing:  # the client thought we held them (we restarted): it sends them again
-            return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
-        return "", ""
 
     def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
