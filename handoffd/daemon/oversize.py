@@ -32,7 +32,8 @@ def refusal(
     msg: Any, frames: list[Any], limit: int, node: str
 ) -> tuple[str, RepliedColumns] | None:
     """(owner address, refusal of every task) for a dispatch ``msg`` (its head decoded alone)
-    whose ``frames`` include one past ``limit``; None for any other message."""
+    whose ``frames`` (the head first) include one past ``limit`` of ``node``; None for any other
+    message. The owner checks its own dispatches the same way (``owner_refusal``)."""
     if not isinstance(msg, DispatchColumns) or not msg.task_ids:
         return None
     count = len(msg.task_ids)
@@ -47,9 +48,9 @@ def refusal(
         size = len(logical[at]) if 0 <= at < len(logical) else 0
         if size > limit or not logical:
             reasons.append(
-                f"{FRAME_TOO_LARGE}: function {task_id!r} was sent to node {node!r} as a frame "
-                f"of {size or max(len(f) for f in frames[1:])} bytes (its code and arguments), "
-                f"over that node's max_frame_bytes={limit}; start every node with a larger "
+                f"{FRAME_TOO_LARGE}: function {task_id!r} travels to a node as a frame of "
+                f"{size or max(len(f) for f in frames[1:])} bytes (its code and arguments), over "
+                f"max_frame_bytes={limit} of node {node!r}; start every node with a larger "
                 "limit (handoffd start --limit max_frame_bytes=BYTES) or pass the big argument "
                 "as the result of another function or as a file"
             )
@@ -87,3 +88,14 @@ def refuse(node: Any, frames: list[Any], listening: bool) -> None:
             limit,
         )
         node.send(address, refused, term=head.envelope.term)
+
+
+def owner_refusal(msg: Any, frames: list[Any], limit: int, node: str) -> RepliedColumns | None:
+    """The owner's own check before it sends a dispatch (``msg``, ``frames`` after the head) to
+    another node: a frame past its ``limit`` (peers are started alike) would be dropped there,
+    or cut the connection when past ZeroMQ's MAXMSGSIZE, so the refusal is made here instead."""
+    whole = [b"", *frames]
+    if not too_big(whole, limit):
+        return None
+    answer = refusal(msg, whole, limit, node)
+    return answer[1] if answer is not None else None

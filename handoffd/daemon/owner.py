@@ -35,7 +35,7 @@ from typing import Any
 
 from handoffd import errors, intake, validation
 from handoffd.config import Limits
-from handoffd.daemon import reports
+from handoffd.daemon import oversize, reports
 from handoffd.daemon.code import CodeStore, store_packages
 from handoffd.daemon.dispatch import dispatch_message
 from handoffd.daemon.fencing import Held
@@ -679,4 +679,11 @@ class OwnerIO:
         run = self.scheduler.run_state(ins.run_id)
         packages = run.options.packages if run is not None else ()
         msg, frames = dispatch_message(ins, self.port.address, self.port.address_of, packages)
+        refused = None
+        if ins.node != self.port.name:  # (a dispatch to ourselves is never encoded)
+            limit = self.limits.max_frame_bytes
+            refused = oversize.owner_refusal(msg, frames, limit, self.port.name)
+        if refused is not None:  # after this batch, as the node's own refusal would come
+            self.port.call_soon(self._feed, reports.answered(ins.node, refused))
+            return
         self.port.send(address, msg, frames, term=ins.term)
