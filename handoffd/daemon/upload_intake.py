@@ -34,6 +34,7 @@ from handoffd.scheduler.graph import Order, TaskGraph, build_graph
 from handoffd.scheduler.intake import Prebuilt, probes
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
+from handoffd.upload import Whole
 
 log = logging.getLogger("handoffd.upload")
 
@@ -63,7 +64,7 @@ def run_options(msg: m.SubmitRun | m.SubmitAndWait) -> RunOptions:
     )
 
 
-def prepare(frames: list[Any], codec: Any, limits: Limits, order: Order | None) -> Prepared:
+def prepare(frames: list[Any] | Whole, codec: Any, limits: Limits, order: Order | None) -> Prepared:
     """Decode ``frames``, check the submission, build its run; the collector paused meanwhile
     (``_collector_paused``)."""
     with _collector_paused() as note:
@@ -94,8 +95,10 @@ def _collector_paused() -> Iterator[Callable[[int], None]]:
         gc.enable()
 
 
-def _prepare(frames: list[Any], codec: Any, limits: Limits, order: Order | None) -> Prepared:
-    decoded = codec.decode(frames)
+def _prepare(
+    frames: list[Any] | Whole, codec: Any, limits: Limits, order: Order | None
+) -> Prepared:
+    decoded = codec.decode(frames.frames() if isinstance(frames, Whole) else frames)
     if decoded is None or not isinstance(decoded.msg, (m.SubmitRun, m.SubmitAndWait)):
         return Prepared(decoded)
     msg = decoded.msg
@@ -132,7 +135,7 @@ class Preparer:
 
     def submit(
         self,
-        frames: list[Any],
+        frames: list[Any] | Whole,
         codec: Any,
         limits: Limits,
         order: Order | None,
