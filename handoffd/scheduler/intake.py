@@ -13,15 +13,17 @@ that accepted it was carried out (``first_slice``). Pure: the checks read the sc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from handoffd.errors import HandoffError, ValidationError
+from handoffd.errors import ValidationError
 from handoffd.scheduler import placement
 from handoffd.scheduler.events import RunSubmitted, TimerKey
 from handoffd.scheduler.graph import Order
 from handoffd.scheduler.run import RunState
+
+if TYPE_CHECKING:
+    from handoffd.scheduler.cluster_view import ClusterView
 
 # Tasks of ``RunState.ordered`` looked at per slice: moving 4,096 to READY (into the ready queue,
 # each asking the cluster view whether it could be placed) took 15-30 ms alone and 100-150 ms of
@@ -68,15 +70,9 @@ def intake_key(run_id: str) -> TimerKey:
     return ("intake", run_id)
 
 
-def accept(
-    ev: RunSubmitted,
-    term: int,
-    order: Order,
-    alive: Callable[[str], bool],
-    misfit: Callable[[RunState, Iterable[str] | None], HandoffError | None],
-) -> RunState:
-    """The run ``ev`` submits (built now unless it came built), checked against the live nodes;
-    raises the ``HandoffError`` that refuses it."""
+def accept(ev: RunSubmitted, term: int, order: Order, view: ClusterView) -> RunState:
+    """The run ``ev`` submits (built now unless it came built), checked against the live nodes
+    of ``view``; raises the ``HandoffError`` that refuses it."""
     if ev.options.policy not in placement.POLICIES:
         raise ValidationError(
             "invalid_policy",
@@ -96,11 +92,11 @@ def accept(
         if pin is not None and pin not in pins:
             pins[pin] = rec.id
     for pin, task_id in pins.items():
-        if not alive(pin):
+        if not view.alive(pin):
             raise ValidationError(
                 "unknown_node", task_id, f"pinned to {pin!r}, which is not a live node"
             )
-    error = misfit(run, ids)
+    error = view.misfit(run, ids)
     if error is not None:
         raise error
     return run

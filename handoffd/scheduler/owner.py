@@ -267,7 +267,7 @@ class OwnerScheduler(OwnerQueries):
             self._out.direct.append(SubmissionAccepted(ev.run_id))
             return
         try:
-            run = intake.accept(ev, self.term, self.order, self._view.alive, self._view.misfit)
+            run = intake.accept(ev, self.term, self.order, self._view)
         except HandoffError as error:
             self._out.direct.append(SubmissionRejected(ev.run_id, error))
             return
