@@ -51,21 +51,21 @@ def test_fifty_thousand_tasks_go_in_without_holding_the_loop(
         with handoffd.connect(cluster.address, timeout=120) as client:
             wait_for(lambda: len(client.nodes()) == 2, 30, what="2 nodes")
             lag = cluster.run(lambda: LoopLag(asyncio.get_running_loop(), log_ms=1e9))
-            # The client shares this process: its collector stays off while it encodes, so
-            # what the loop shows is the nodes' own work.
+            owner = cluster.nodes[0].owner.scheduler
+            # The client and the test runner share this process, with all they hold: the
+            # collector stays off until the run is in, so what the loop shows is the nodes' work.
             gc.disable()
             try:
                 run = client.submit(dag)
+
+                def taken_in() -> bool:
+                    state = owner.run_state(run.id)
+                    return state is not None and state.intake == len(state.ordered)
+
+                wait_for(lambda: cluster.run(taken_in), 120, what="every task taken in")
+                worst = cluster.run(lambda: lag.max_ms) / 1000.0
             finally:
                 gc.enable()
-            owner = cluster.nodes[0].owner.scheduler
-
-            def taken_in() -> bool:
-                state = owner.run_state(run.id)
-                return state is not None and state.intake == len(state.ordered)
-
-            wait_for(lambda: cluster.run(taken_in), 120, what="every task taken in")
-            worst = cluster.run(lambda: lag.max_ms) / 1000.0
             cluster.run(lag.close)
             run.cancel()
         assert N > 10 * intake.SLICE  # (so it went in by many slices)
