@@ -19,6 +19,7 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -56,6 +57,7 @@ RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED = "RUNNING", "DONE", "FAILED", 
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
+YIELD_EVERY = 4096  # task records built between two chances for other threads to run
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
@@ -195,12 +197,15 @@ class RunState:
         self.group_pin = graph.group_pin
         self.wanted = graph.wanted
         self.group_node: dict[str, str | None] = dict(graph.group_pin)  # where each group runs
-        self.tasks: dict[str, TaskRecord] = {
-            s.id: TaskRecord(
+        self.tasks: dict[str, TaskRecord] = {}
+        for i, s in enumerate(graph.regular):
+            self.tasks[s.id] = TaskRecord(
                 s, graph.position[i], graph.upward_rank[i], cost_items=tuple(s.cost.items())
             )
-            for i, s in enumerate(graph.regular)
-        }
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                # A big run is built in a thread (``daemon.upload_intake``), and compiled this
+                # loop never lets the GIL go by itself: the event loop waited for all of it.
+                os.sched_yield()
         self.remaining = len(self.tasks)  # regular tasks not DONE
         # Consumers not DONE per task, kept only when values may be freed (outputs given).
         self.unfinished: dict[str, int] = (
