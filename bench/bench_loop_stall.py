@@ -5,14 +5,17 @@ with its length (``handoffd.daemon.loop_lag``); per case the largest stall logge
 printed, with the case's wall time. Cases:
 
 - ``submit``: a DAG of N independent tasks (default 200,000) submitted to one daemon (up in
-  pieces), until RunAccepted; then cancelled (``--gap`` seconds later).
+  pieces), until RunAccepted and ``--gap`` seconds more; then (a second figure) cancelled, until
+  the run says CANCELLED. ``chain``: the same with each task taking the previous one's result.
+  ``--peers K`` starts K more daemons (the run's standbys).
 - ``value``: a task on daemon B makes a value of V MiB (default 600); a task pinned to daemon A
   takes it as input, so it moves between the two daemons.
 - ``closures``: F functions (default 20) each with a C MiB closure (default 10), run on one
   daemon.
 
-    .venv/bin/python bench/bench_loop_stall.py [--cases submit,value,closures] [--tasks 200000]
-        [--value-mib 600] [--functions 20] [--closure-mib 10]
+    .venv/bin/python bench/bench_loop_stall.py [--cases submit,chain,value,closures]
+        [--tasks 200000] [--peers 0] [--gap 2] [--value-mib 600] [--functions 20]
+        [--closure-mib 10]
 """
 
 from __future__ import annotations
@@ -46,17 +49,28 @@ def measure(daemons: list[Daemon], case: Callable[[], None]) -> tuple[float, flo
     return max_stall(daemons, since), took
 
 
-def submit_case(client: handoffd.Client, n: int, gap: float) -> Callable[[], None]:
+def submit_case(
+    client: handoffd.Client, n: int, gap: float, chain: bool = False
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(submit and wait ``gap`` s, cancel): measured apart, the intake's and the cancel's stalls
+    show apart. ``chain``: each task takes the previous one's result."""
     dag = handoffd.DAG()
     for i in range(n):
-        dag.add_function(handoffd.Function(id=f"t{i}", code=abs, extra_args=[-i]))
+        if chain and i:
+            dag.add_function(handoffd.Function(id=f"t{i}", code=abs, args=[f"t{i - 1}"]))
+        else:
+            dag.add_function(handoffd.Function(id=f"t{i}", code=abs, extra_args=[-i]))
+    runs: list[handoffd.Run] = []
 
-    def case() -> None:
-        run = client.submit(dag)
-        time.sleep(gap)  # apart, the intake's and the cancel's stalls show apart in the log
-        run.cancel()
+    def submit() -> None:
+        runs.append(client.submit(dag))
+        time.sleep(gap)
 
-    return case
+    def cancel() -> None:
+        runs[0].cancel()
+        wait_for(lambda: runs[0].status().state == "CANCELLED", timeout=120)
+
+    return submit, cancel
 
 
 def make_value(mib: int) -> bytes:
@@ -103,25 +117,32 @@ def main() -> None:
     parser.add_argument("--value-mib", type=int, default=600)
     parser.add_argument("--functions", type=int, default=20)
     parser.add_argument("--closure-mib", type=int, default=10)
-    parser.add_argument("--gap", type=float, default=0.0, help="seconds from accepted to cancel")
+    parser.add_argument("--gap", type=float, default=2.0, help="seconds from accepted to cancel")
+    parser.add_argument("--peers", type=int, default=0, help="more daemons (standbys) for submit")
     args = parser.parse_args()
     cases = args.cases.split(",")
     with DaemonCluster(env={"HANDOFFD_LOOP_STALL_LOG_MS": "20"}) as cluster:
         a = cluster.start(cpu=2, memory=8000)
         daemons = [a]
-        if "value" in cases:
-            b = cluster.start(cpu=2, memory=8000, seeds=[a.address])
-            daemons.append(b)
+        peers = max(args.peers, 1 if "value" in cases else 0)
+        for _ in range(peers):
+            daemons.append(cluster.start(cpu=2, memory=8000, seeds=[a.address]))
         with handoffd.connect(a.address, timeout=600) as client:
             if len(daemons) > 1:
-                wait_for(lambda: len(client.nodes()) == 2, timeout=30)
+                wait_for(lambda: len(client.nodes()) == len(daemons), timeout=30)
             for name in cases:
-                if name == "submit":
-                    case, label = (
-                        submit_case(client, args.tasks, args.gap),
-                        f"submit {args.tasks} tasks",
+                if name in ("submit", "chain"):
+                    chain = name == "chain"
+                    submit, cancel = submit_case(client, args.tasks, args.gap, chain)
+                    label = f"{name} {args.tasks} tasks"
+                    stall, took = measure(daemons, submit)
+                    print(f"{label}: max loop stall {stall:.0f} ms, took {took:.1f} s", flush=True)
+                    stall, took = measure(daemons, cancel)
+                    print(
+                        f"cancel it: max loop stall {stall:.0f} ms, took {took:.1f} s", flush=True
                     )
-                elif name == "value":
+                    continue
+                if name == "value":
                     case = value_case(client, args.value_mib, a.name, daemons[1].name)
                     label = f"value {args.value_mib} MiB between 2 daemons"
                 else:

@@ -74,6 +74,26 @@ class CodeStore:
         self._known.clear()
 
 
+def store_packages(
+    code: CodeStore | None, shas: tuple[str, ...], frames: list[bytes]
+) -> tuple[str, str]:
+    """Keep a submission's code packages (the zips of those the client did not know we
+    hold); (kind, what is wrong) or ("", "")."""
+    if code is None:
+        return "bad_package", "this node cannot store code packages"
+    for data in frames:
+        try:
+            sha = code.put(bytes(data))
+        except OSError as exc:
+            return "bad_package", f"a code package could not be stored: {exc}"
+        if sha not in shas:
+            return "bad_package", f"code package {sha[:12]} is not one the run lists"
+    missing = [sha for sha in shas if not code.has(sha)]
+    if missing:  # the client thought we held them (we restarted): it sends them again
+        return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
+    return "", ""
+
+
 def _is_sha(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 

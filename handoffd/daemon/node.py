@@ -27,6 +27,7 @@ from typing import Any
 
 from handoffd import __version__, admission, runtime, upload
 from handoffd.config import NodeConfig
+from handoffd.daemon import oversize
 from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
@@ -422,6 +423,8 @@ class Node(NodeReliability):
         decoded = (decoder or self.codec).decode(frames)
         if decoded is None:
             self.dropped += 1
+            if decoder is None:  # a dispatch too big for us is refused, not left to time out
+                oversize.refuse(self, frames, listening)
             return
         msg = decoded.msg
         if decoder is not None and not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):

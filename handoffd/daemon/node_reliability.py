@@ -353,7 +353,8 @@ class NodeReliability:
             return
         checked = prepared.error if prepared.error is not None else prepared.specs
         try:
-            self.owner.submit_checked(msg, list(decoded.frames), conn, checked, prepared.graph)
+            frames = list(decoded.frames)
+            self.owner.submit_checked(msg, frames, conn, checked, prepared.graph, prepared.run)
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling an uploaded %s from %s failed", type(msg).__name__, sender)

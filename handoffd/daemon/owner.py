@@ -34,8 +34,8 @@ from typing import Any
 
 from handoffd import errors, intake, validation
 from handoffd.config import Limits
-from handoffd.daemon import reports
-from handoffd.daemon.code import CodeStore
+from handoffd.daemon import oversize, reports
+from handoffd.daemon.code import CodeStore, store_packages
 from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
@@ -45,6 +45,7 @@ from handoffd.daemon.owner_waits import Waiter, Waiting
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
+from handoffd.daemon.upload_intake import run_options
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, split_frames
@@ -56,7 +57,8 @@ from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.graph import TaskGraph
 from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.spec import RunOptions, TaskSpec
+from handoffd.scheduler.run import RunState
+from handoffd.spec import TaskSpec
 
 log = logging.getLogger("handoffd.owner")
 
@@ -403,8 +405,10 @@ class OwnerIO:
         conn: bytes,
         checked: list[TaskSpec] | errors.HandoffError | None = None,
         graph: TaskGraph | None = None,
+        run: RunState | None = None,
     ) -> None:
-        """``checked``/``graph``: an upload's specs (or refusal) and graph, made off the loop."""
+        """``checked``/``graph``/``run``: an upload's specs (or refusal), graph and untouched run,
+        made off the loop (``upload_intake``)."""
         try:
             if isinstance(checked, errors.HandoffError):
                 raise checked
@@ -430,7 +434,7 @@ class OwnerIO:
             self.waiting.accepted(msg.run_id, waiter)  # a retried submission
             return
         if msg.packages:
-            kind, problem = self._store_packages(msg.packages, frames[len(msg.tasks) :])
+            kind, problem = store_packages(self.code, msg.packages, frames[len(msg.tasks) :])
             if problem:
                 error = errors.ValidationError(kind, None, problem)
                 info = error_info(error)
@@ -439,36 +443,14 @@ class OwnerIO:
                 return
         self._submits[msg.run_id] = waiter
         self.run_times.accepted(msg.run_id)
-        options = RunOptions(
-            max_retries=msg.max_retries,
-            policy=msg.policy,
-            outputs=msg.outputs,
-            packages=tuple(msg.packages),
-        )
-        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options, graph))
+        options = run_options(msg)
+        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options, graph, run))
 
     submit_checked = _on_submit
 
     def _unfinished(self, run_id: str) -> bool:
         st = self.scheduler.run_status(run_id)
         return st is not None and st.state == "RUNNING"
-
-    def _store_packages(self, shas: tuple[str, ...], frames: list[bytes]) -> tuple[str, str]:
-        """Keep a submission's code packages (the zips of those the client did not know we
-        hold); (kind, what is wrong) or ("", "")."""
-        if self.code is None:
-            return "bad_package", "this node cannot store code packages"
-        for data in frames:
-            try:
-                sha = self.code.put(bytes(data))
-            except OSError as exc:
-                return "bad_package", f"a code package could not be stored: {exc}"
-            if sha not in shas:
-                return "bad_package", f"code package {sha[:12]} is not one the run lists"
-        missing = [sha for sha in shas if not self.code.has(sha)]
-        if missing:  # the client thought we held them (we restarted): it sends them again
-            return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
-        return "", ""
 
     def run_finished(self, run_id: str) -> None:
         """The run ended (here, or it had when a takeover restored it): answer its waiters; its
@@ -592,4 +574,10 @@ class OwnerIO:
         # to our own executor as the per-task message it takes (never encoded: dispatch_tasks)
         build = dispatch_tasks if address == self.port.address else dispatch_message
         msg, frames = build(ins, self.port.address, self.port.address_of, packages)
+        if address != self.port.address:
+            limit = self.limits.max_frame_bytes
+            refused = oversize.owner_refusal(msg, frames, limit, self.port.name)
+            if refused is not None:  # after this batch, as the node's own refusal would come
+                self.port.call_soon(self._feed, reports.answered(ins.node, refused))
+                return
         self.port.send(address, msg, frames, term=ins.term)

@@ -148,9 +148,10 @@ class ReplicationIO:
         self._execute(self.log.flush())
 
     def _execute(self, instructions: list[object]) -> None:
+        frames: dict[str, bytes] = {}  # run -> its snapshot frame, for each standby of the batch
         for ins in instructions:
             if isinstance(ins, rlog.SendSnapshot):
-                self._send_snapshot(ins)
+                self._send_snapshot(ins, frames)
             elif isinstance(ins, rlog.SendLog):
                 self._send_log(ins)
             elif isinstance(ins, rlog.Drop):
@@ -163,7 +164,7 @@ class ReplicationIO:
                 if answer is not None:
                     answer()
 
-    def _send_snapshot(self, ins: rlog.SendSnapshot) -> None:
+    def _send_snapshot(self, ins: rlog.SendSnapshot, encoded: dict[str, bytes]) -> None:
         run = self.scheduler.run_state(ins.run_id)
         address = self.port.address_of(ins.node)
         if run is None or not address:
@@ -171,7 +172,11 @@ class ReplicationIO:
         msg = m.ReplicateRun(
             ins.run_id, run.term, ins.seq, self.port.name, self.port.address, ins.standbys
         )
-        frames = [encode_run(run)]
+        # Encoded once per batch (nothing changes the run between its standbys' snapshots): a
+        # big run's frame is tens of MB, each copy a noticeable part of the loop.
+        if ins.run_id not in encoded:
+            encoded[ins.run_id] = encode_run(run)
+        frames = [encoded[ins.run_id]]
         if self.code is not None:
             # The run's code packages, for when we are gone; each standby gets a package once
             # (content-addressed: run after run ships the same modules).

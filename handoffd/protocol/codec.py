@@ -180,9 +180,11 @@ class Codec:
             raise TypeError("ProtocolMismatch: sender and text must be str")
         return [self._packer.pack([self._min, self._max, MISMATCH_TYPE, sender, text])]
 
-    def decode(self, frames: Sequence[Any]) -> Decoded | None:
+    def decode(self, frames: Sequence[Any], unpacked: Any = None) -> Decoded | None:
         """The message in ``frames``; a ``Mismatch`` as ``msg`` when its sender speaks an
-        incompatible protocol range; None (logged and counted) if anything is malformed."""
+        incompatible protocol range; None (logged and counted) if anything is malformed.
+        ``unpacked``: the head already unpacked as ``msgpack.unpackb(head, use_list=False)``
+        would (``daemon.upload_intake`` does it in pieces, off the loop)."""
         try:
             if not frames:
                 return self._drop("no_frames")
@@ -200,7 +202,7 @@ class Codec:
                 # msgpack bounds every string, array and map by len(head), which is within
                 # max_body_bytes here; passing limits as keywords cost ~5% of a small decode.
                 # (Maps keys are str or bytes, strings UTF-8; an ext value fails the schema.)
-                values = msgpack.unpackb(head, use_list=False)
+                values = unpacked if unpacked is not None else msgpack.unpackb(head, use_list=False)
             except Exception:
                 return self._drop("malformed_msgpack")
             if type(values) is not tuple or len(values) < 4:

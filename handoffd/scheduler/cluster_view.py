@@ -51,7 +51,7 @@ whether a node's window is due (``below_low_water``) and which node a window tas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd import resources
@@ -457,8 +457,9 @@ class ClusterView(Demand):
 
     # -- fitness ---------------------------------------------------------------------------------
 
-    def misfit(self, run: RunState) -> Unschedulable | None:
-        """The first unfinished task (or collocation group) no live node can hold even when idle."""
+    def misfit(self, run: RunState, ids: Iterable[str] | None = None) -> Unschedulable | None:
+        """The first unfinished task (or collocation group) no live node can hold even when idle;
+        ``ids``: look at these tasks only (``scheduler.intake.Prebuilt.probes``)."""
         views = [
             placement.NodeView(n.name, n.capacity, n.capacity)
             for n in self.nodes.values()
@@ -466,7 +467,7 @@ class ClusterView(Demand):
         ]
         seen: set[str] = set()
         fine: set[tuple[str | None, tuple[tuple[str, float], ...]]] = set()  # shapes that fit
-        for rec in run.tasks.values():
+        for rec in run.tasks.values() if ids is None else [run.tasks[i] for i in ids]:
             if rec.state == DONE:
                 continue
             gid = run.group_of.get(rec.id)

@@ -19,8 +19,11 @@ from handoffd.spec import RunOptions, TaskSpec
 
 if TYPE_CHECKING:
     from handoffd.scheduler.graph import TaskGraph
+    from handoffd.scheduler.run import RunState
 
 TimerKey = tuple[Union[str, int], ...]
+#: A refusal reason's start for a dispatch the node could not even read (``daemon.oversize``).
+FRAME_TOO_LARGE = "frame_too_large"
 RunEnd = Literal["DONE", "FAILED", "CANCELLED"]
 
 # ---------------------------------------------------------------------------------------------
@@ -38,6 +41,9 @@ class RunSubmitted:
     # The specs' TaskGraph when it was built off the event loop (``daemon.upload_intake``, for
     # a big upload); None: the owner builds it.
     graph: TaskGraph | None = None
+    # The whole run, built (untouched, not owned by anyone yet) where the graph was: None, the
+    # owner builds it (``scheduler.intake.accept``).
+    run: RunState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +65,8 @@ class NodeUpdate:
 
 @dataclass(frozen=True, slots=True)
 class DispatchAnswered:
-    """The executing node's ledger decided: ``accepted`` (task_id, attempt), ``refused`` (+ reason)."""
+    """The executing node's ledger decided: ``accepted`` (task_id, attempt), ``refused`` (+ reason;
+    one starting with ``FRAME_TOO_LARGE`` can never be taken: it fails the run with that reason)."""
 
     node: str
     run_id: str

@@ -29,7 +29,7 @@ from typing import Any
 
 from handoffd import resources
 from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout, ValidationError
-from handoffd.scheduler import placement
+from handoffd.scheduler import intake, placement
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
     WINDOW,
@@ -38,6 +38,7 @@ from handoffd.scheduler.cluster_view import (
 )
 from handoffd.scheduler.delays import REFUSAL_BACKOFF, DelayedTasks
 from handoffd.scheduler.events import (
+    FRAME_TOO_LARGE,
     CancelRequested,
     DispatchAnswered,
     DispatchedTask,
@@ -266,39 +267,24 @@ class OwnerScheduler(OwnerQueries):
             self._out.direct.append(SubmissionAccepted(ev.run_id))
             return
         try:
-            if ev.options.policy not in placement.POLICIES:
-                raise ValidationError(
-                    "invalid_policy",
-                    None,
-                    f"policy {ev.options.policy!r} is not one of {placement.POLICIES}",
-                )
-            run = RunState(
-                ev.run_id,
-                ev.specs,
-                ev.options,
-                term=self.term,
-                order=self.order,
-                graph=ev.graph,
-            )
-            for rec in run.tasks.values():
-                pin = rec.spec.node
-                if pin is not None and not self._view.alive(pin):
-                    raise ValidationError(
-                        "unknown_node", rec.id, f"pinned to {pin!r}, which is not a live node"
-                    )
-            error = self._view.misfit(run)
-            if error is not None:
-                raise error
+            run = intake.accept(ev, self.term, self.order, self._view)
         except HandoffError as error:
             self._out.direct.append(SubmissionRejected(ev.run_id, error))
             return
         self._own(run)
         self._out.direct.append(SubmissionAccepted(ev.run_id))
-        run.start(self._now)
+        if run.start(self._now, intake.first_slice(run)):
+            self._out.direct.append(StartTimer(intake.intake_key(run.run_id), 0.0))
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(ev.run_id, "DONE"))
         elif ev.options.timeout is not None:
             self._out.direct.append(StartTimer(("deadline", ev.run_id), float(ev.options.timeout)))
+
+    def _take_in(self, run_id: str) -> None:
+        """The next slice of a big run's tasks into the ready queue (``scheduler.intake``)."""
+        run = self._owned.live.get(run_id)
+        if run is not None and run.state == RUN_RUNNING and run.take_in(self._now, intake.SLICE):
+            self._out.direct.append(StartTimer(intake.intake_key(run_id), 0.0))
 
     def _on_node_update(self, ev: NodeUpdate) -> None:
         node = self._view.nodes.get(ev.name)
@@ -361,6 +347,10 @@ class OwnerScheduler(OwnerQueries):
                 or rec.node != ev.node
             ):
                 continue
+            if reason.startswith(FRAME_TOO_LARGE):  # no node of this cluster's limits can read it
+                message = reason[len(FRAME_TOO_LARGE) :].lstrip(": ")
+                self._end_run(run, RUN_FAILED, ValidationError(FRAME_TOO_LARGE, task_id, message))
+                return
             # Refused on a view the node has since refreshed: re-place now. Otherwise hold the task
             # until the view changes or a short timer fires, so a refusal never spins.
             fresh = version_now > seen_at.get(task_id, version_now)
@@ -465,6 +455,8 @@ class OwnerScheduler(OwnerQueries):
                 # Given-up dispatches held the node's resources in our view; when none of them
                 # was a task still waiting (a cancelled run's), nothing else would place again.
                 self._dirty = True
+        elif len(key) == 2 and key[0] == "intake":
+            self._take_in(str(key[1]))
         elif key == ("probe",):
             self._lost.probe_nodes(self._now)
         elif len(key) == 4 and key[0] == "retry":

@@ -62,6 +62,8 @@ cdef class RunState:
     cdef public dict unfinished
     cdef public list ordered
     cdef public list ready_heap
+    cdef public Py_ssize_t intake
+    cdef public object prebuilt
     cdef public list freed
     cdef object __weakref__  # (tests check a released run is freed)
 

@@ -19,6 +19,7 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -56,6 +57,7 @@ RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED = "RUNNING", "DONE", "FAILED", 
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
+YIELD_EVERY = 4096  # task records built between two chances for other threads to run
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
@@ -195,12 +197,15 @@ class RunState:
         self.group_pin = graph.group_pin
         self.wanted = graph.wanted
         self.group_node: dict[str, str | None] = dict(graph.group_pin)  # where each group runs
-        self.tasks: dict[str, TaskRecord] = {
-            s.id: TaskRecord(
+        self.tasks: dict[str, TaskRecord] = {}
+        for i, s in enumerate(graph.regular):
+            self.tasks[s.id] = TaskRecord(
                 s, graph.position[i], graph.upward_rank[i], cost_items=tuple(s.cost.items())
             )
-            for i, s in enumerate(graph.regular)
-        }
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                # A big run is built in a thread (``daemon.upload_intake``), and compiled this
+                # loop never lets the GIL go by itself: the event loop waited for all of it.
+                os.sched_yield()
         self.remaining = len(self.tasks)  # regular tasks not DONE
         # Consumers not DONE per task, kept only when values may be freed (outputs given).
         self.unfinished: dict[str, int] = (
@@ -214,6 +219,12 @@ class RunState:
         for at, rec in enumerate(self.ordered):
             rec.order = at
         self.ready_heap: list[int] = []
+        # How many of ``ordered`` were taken in (``start``/``take_in``, a slice per call for a big
+        # run): the tasks past it wait PENDING even without inputs.
+        self.intake = 0
+        # What was worked out where the run was built, off the event loop, for its intake
+        # (``scheduler.intake.Prebuilt``); None: the owner works it out when needed.
+        self.prebuilt: Any = None
         # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
         self.freed: list[tuple[str, tuple[str, ...]]] = []
 
@@ -276,15 +287,31 @@ class RunState:
         if self.listener is not None:
             self.listener(self, rec, old, new)
 
-    def start(self, now: float) -> None:
-        """Move the tasks without dependencies to READY (the run was just accepted)."""
+    def start(self, now: float, limit: int | None = None) -> bool:
+        """Move the tasks without dependencies to READY (the run was just accepted), the first
+        ``limit`` of ``ordered`` only when given (0: none yet); True if ``take_in`` must go on."""
         self.submitted = now + self.wall_offset
-        for rec in self.tasks.values():
-            if not self.effective_deps[rec.id]:
-                self.move(rec, READY, now, "submitted")
-        if self.remaining == 0:
+        if not self.ordered:
             self.state = RUN_DONE
             self.finished = self.submitted
+        return self.take_in(now, limit)
+
+    def take_in(self, now: float, limit: int | None = None) -> bool:
+        """The next ``limit`` tasks of ``ordered`` (all when None) past ``intake``: those without
+        dependencies to READY, in placement order. True while some are left: a big run enters the
+        ready queue in slices, the owner's loop free in between (issue 19: no stall)."""
+        ordered, deps = self.ordered, self.effective_deps
+        end = len(ordered) if limit is None else min(len(ordered), self.intake + limit)
+        for at in range(self.intake, end):
+            rec = ordered[at]
+            if rec.state == PENDING and not deps[rec.id]:
+                self.move(rec, READY, now, "submitted")
+        self.intake = end
+        return end < len(ordered)
+
+    def untouched(self) -> bool:
+        """Nothing taken in or ended yet: every task as built (``prebuilt`` still holds)."""
+        return self.intake == 0 and self.state == RUN_RUNNING
 
     def inputs_ready(self, task_id: str) -> bool:
         # (loops, not generator expressions: a compiled cpdef method may hold no closure)
@@ -543,7 +570,7 @@ class RunState:
                 assert all(d.state == DONE and d.has_copy() for d in deps), (
                     f"{tag}: inputs not ready"
                 )
-            if rec.state == PENDING:
+            if rec.state == PENDING and rec.order < self.intake:
                 assert not all(d.state == DONE for d in deps), f"{tag}: PENDING with inputs done"
             if rec.state == RUNNING:
                 assert all(d.completions > 0 for d in deps), (
@@ -622,6 +649,7 @@ class RunState:
         )
         specs = [spec_from_data(s) for s in data["specs"]]
         run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)
+        run.intake = len(run.ordered)  # the tasks are as the snapshot says
         run.state = data["state"]
         run.error = error_from_data(data["error"])
         run.released = data["released"]

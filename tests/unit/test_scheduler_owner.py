@@ -503,7 +503,7 @@ def test_at_scale_every_task_finishes_exactly_once() -> None:
     for run_id, specs in runs.items():
         out += c.submit(run_id, specs, max_retries=6)
     pending = dispatches(out)
-    timers: list[ev.StartTimer] = []
+    timers: list[ev.StartTimer] = of_type(out, ev.StartTimer)  # (the intake's next slices)
     running: list[tuple[str, str, str, int]] = []  # (node, run, task, attempt)
     finished: dict[str, str] = {}
     kill_at = sorted(rng.sample(range(5, 60), kills))

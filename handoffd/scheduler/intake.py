@@ -1,0 +1,102 @@
+"""A submission taken in by the owner's scheduler: checked, then entered in slices (issue 19).
+
+A run of 200,000 tasks used to be taken in within one scheduler batch: building its task records
+and moving its roots to READY held the owner's loop 1.3-3 s. The records are now built where the
+graph is (``daemon.upload_intake``, a thread; the run comes in ``RunSubmitted.run``), and the
+roots enter the ready queue ``SLICE`` tasks of the run's placement order at a time
+(``RunState.take_in``): after each slice the scheduler asks to be called again
+(``StartTimer(intake_key(run), 0)``), so the daemon's loop serves other events between slices.
+The slices go in placement order, so the first tasks placed are the ones an unsliced intake
+would have placed first. A run built off the loop waits for its first slice until the batch
+that accepted it was carried out (``first_slice``). Pure: the checks read the scheduler's view through what is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from handoffd.errors import ValidationError
+from handoffd.scheduler import placement
+from handoffd.scheduler.events import RunSubmitted, TimerKey
+from handoffd.scheduler.graph import Order
+from handoffd.scheduler.run import RunState
+
+if TYPE_CHECKING:
+    from handoffd.scheduler.cluster_view import ClusterView
+
+# Tasks of ``RunState.ordered`` looked at per slice: moving 4,096 to READY (into the ready queue,
+# each asking the cluster view whether it could be placed) took 15-30 ms alone and 100-150 ms of
+# a daemon's loop iteration on a loaded machine; 1,024 keeps an iteration well under 100 ms.
+SLICE = 1024
+
+
+@dataclass(frozen=True)
+class Prebuilt:
+    """What is worked out where a run is built (``RunState.prebuilt``), for its intake: its
+    snapshot's two big fields packed (``protocol.snapshot.pack_parts``) and ``probes``."""
+
+    packed: tuple[bytes, bytes]
+    # One task per (pin, cost) shape and every task of a collocation group, in the run's order:
+    # the ones the owner's checks (a live pin, a node that can hold it) must look at; they find
+    # the same first misfit as a look at every task (``ClusterView.misfit``).
+    probes: tuple[str, ...]
+
+
+def probes(run: RunState) -> tuple[str, ...]:
+    """``Prebuilt.probes`` of ``run``."""
+    seen: set[Any] = set()
+    out = []
+    group_of = run.group_of
+    for rec in run.tasks.values():
+        if rec.id not in group_of:
+            shape = (rec.spec.node, rec.cost_items)
+            if shape in seen:
+                continue
+            seen.add(shape)
+        out.append(rec.id)
+    return tuple(out)
+
+
+def first_slice(run: RunState) -> int:
+    """Tasks taken in with the submission itself: none for a run built off the loop (a big one),
+    so the standbys' first snapshot is sent while it is untouched (``Prebuilt.packed``, not
+    packed on the loop); a run built here is small enough to go at once, in the same batch."""
+    return 0 if run.prebuilt is not None else SLICE
+
+
+def intake_key(run_id: str) -> TimerKey:
+    """The timer key that takes in the next slice of ``run_id``."""
+    return ("intake", run_id)
+
+
+def accept(ev: RunSubmitted, term: int, order: Order, view: ClusterView) -> RunState:
+    """The run ``ev`` submits (built now unless it came built), checked against the live nodes
+    of ``view``; raises the ``HandoffError`` that refuses it."""
+    if ev.options.policy not in placement.POLICIES:
+        raise ValidationError(
+            "invalid_policy",
+            None,
+            f"policy {ev.options.policy!r} is not one of {placement.POLICIES}",
+        )
+    run = ev.run
+    if run is None or run.run_id != ev.run_id or not run.untouched():
+        run = RunState(ev.run_id, ev.specs, ev.options, term=term, order=order, graph=ev.graph)
+    run.term = term
+    # The tasks to check: every one, or one per shape when worked out off the loop.
+    ids = run.prebuilt.probes if run.prebuilt is not None else None
+    records = run.tasks.values() if ids is None else [run.tasks[i] for i in ids]
+    pins: dict[str, str] = {}  # pin -> its first task (the one an error names)
+    for rec in records:
+        pin = rec.spec.node
+        if pin is not None and pin not in pins:
+            pins[pin] = rec.id
+    for pin, task_id in pins.items():
+        if not view.alive(pin):
+            raise ValidationError(
+                "unknown_node", task_id, f"pinned to {pin!r}, which is not a live node"
+            )
+    error = view.misfit(run, ids)
+    if error is not None:
+        raise error
+    return run
