@@ -335,6 +335,8 @@ class Node(NodeReliability):
             await self._stopped.wait()
             return
         self._stopping = True
+        if self.owner is not None:  # no new run here from now: the client moves it elsewhere
+            self.owner.minority = f"node {self.name} is leaving the cluster; retry on another node"
         try:
             if self.executor is not None:
                 if drain:  # a graceful leave: queued tasks go back to their owners now

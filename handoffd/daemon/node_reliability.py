@@ -219,11 +219,12 @@ class NodeReliability:
         flipped = quorum.update(self.members(), now)
         self._next_fence_check = now + (0.05 if quorum.at_risk else 0.5)
         refusal = quorum.refusal()
-        if self.owner is not None:
+        if self.owner is not None and not self._stopping:  # (leaving: stop() said why)
             self.owner.minority = refusal  # (its k of n kept current)
             self.owner.held.holding |= quorum.fenced
         if self.replication is not None:
             self.replication.minority = quorum.fenced
+            self.replication.refusal = refusal  # reads of our unfinished runs go elsewhere
         if self.membership is not None:
             self.membership.hold_verdicts(quorum.fenced)
         if flipped and quorum.fenced:
@@ -351,6 +352,8 @@ class NodeReliability:
             self.dropped += 1
             self.drops.count(refused, msg, sender)
             return
+        if self.replication is not None and self.replication.redirect(msg, conn):
+            return  # a retried submission of a run another node owns (client_moves)
         checked = prepared.error if prepared.error is not None else prepared.specs
         try:
             self.owner.submit_checked(msg, list(decoded.frames), conn, checked, prepared.graph)
