@@ -17,8 +17,9 @@ No submission is lost or run twice because of the move:
   elsewhere only once they see it SUSPECT, DEAD or gone. A node never starts a run id it knows
   as a standby or as someone else's (``ReplicationIO.redirect`` answers ``RunMoved``).
 
-Bounded: after ``MOVE_WITHIN`` seconds without a node taking the run the client raises
-``ConnectionError`` naming every node it tried and what each said.
+Bounded: after ``MOVE_WITHIN`` seconds without a node taking the run (``REFUSED_WITHIN`` when
+every node refused it or could not be reached) the client raises ``ConnectionError`` naming every
+node it tried and what each said.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from handoffd.protocol.snapshot import error_from_info
 T = TypeVar("T")
 
 MOVE_WITHIN = 30.0  # seconds a submission keeps looking for a node that takes it
+# ... when every node refused it or is out of reach (none may hold it: nothing to wait for but
+# a heal, which the user can retry after): say so sooner
+REFUSED_WITHIN = 5.0
 ASK_TIMEOUT = 2.0  # seconds per node asked about the run or about a silent node
 _CONNECT = 1.0  # connect timeout to the next node (a live daemon answers in ms)
 _ROUND_PAUSE = 0.25  # between rounds once every candidate refused (a fence lifts, a takeover ends)
@@ -51,7 +55,8 @@ def submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | m
     """``attempt()`` (one submission exchange of ``run_id`` on the client's connection) until a
     node takes the run; a ``RunMoved`` when another node turned out to know the run already."""
     within = max(client.timeout, MOVE_WITHIN)
-    deadline = time.monotonic() + within
+    started = time.monotonic()
+    deadline = started + within
     why: dict[str, str] = {}  # address -> why it did not take the run
     tries: dict[str, int] = {}
     silent: set[str] = set()  # nodes that may hold the run (they did not answer)
@@ -68,10 +73,13 @@ def submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | m
             why[client.address] = str(exc)
             silent.add(client.address)
         while True:
+            if not silent and time.monotonic() - started >= REFUSED_WITHIN:
+                deadline = 0.0  # every node refused or is out of reach: no run can be there
             if time.monotonic() >= deadline:
                 tried = "; ".join(f"{address}: {text}" for address, text in why.items())
                 raise errors.ConnectionError(
-                    f"no handoffd node took run {run_id} within {within:.0f}s (tried "
+                    f"no handoffd node took run {run_id} in "
+                    f"{time.monotonic() - started:.0f}s (tried "
                     f"{len(why)}: {tried}); start a daemon, heal the partition, or connect to a "
                     "node of the majority"
                 )
