@@ -114,7 +114,10 @@ class Node(NodeReliability):
         self._tick_due = 0.0
         ms = config.membership  # fenced once at most half was reachable for a probe's time
         confirm = ms.probe_timeout + ms.indirect_timeout
-        self.quorum = Quorum(self.name, ms.dead_reap_after / 12, confirm, ms.dead_reap_after / 4)
+        self.quorum = Quorum(self.name, ms.dead_reap_after / 12, confirm, ms.dead_reap_after)
+        self._gone: dict[str, float] = {}  # unreachable member -> when its address refused us
+        self._gone_asked: dict[str, float] = {}  # ... -> when to ask again (node_reliability)
+        self._gone_tasks: set[asyncio.Task[None]] = set()
         self._withheld: set[str] = set()  # DEAD verdicts held back while fenced
         self._next_fence_check = 0.0
         self._replay_at = float("-inf")  # after a heal: verdicts still DEAD then reach the owner

@@ -6,6 +6,7 @@ instructions out to the owner and replication, and minority fencing (``daemon/fe
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any
@@ -62,6 +63,9 @@ class NodeReliability:
     deaths: int
     _withheld: set[str]
     _next_fence_check: float
+    _gone: dict[str, float]
+    _gone_asked: dict[str, float]
+    _gone_tasks: set[Any]
     _replay_at: float
     _restart: RestartNotice
     _uploads: Any
@@ -216,7 +220,8 @@ class NodeReliability:
         quorum = self.quorum
         if not changes and now < self._next_fence_check:
             return
-        flipped = quorum.update(self.members(), now)
+        members = self.members()
+        flipped = quorum.update(members, now, self._gone_now(members, now))
         self._next_fence_check = now + (0.05 if quorum.at_risk else 0.5)
         refusal = quorum.refusal()
         if self.owner is not None and not self._stopping:  # (leaving: stop() said why)
@@ -259,6 +264,34 @@ class NodeReliability:
             self._withheld.clear()
             if self.owner is not None:
                 self.owner.unfenced()
+
+    def _gone_now(self, members: list[m.MemberState], now: float) -> set[str]:
+        """Unreachable base members whose address refused a connection within the last 2 s
+        (daemon/fencing.py); while at risk or fenced, ask again about each once a second."""
+        gone, quorum = self._gone, self.quorum
+        if not (quorum.at_risk or quorum.fenced) or self._transport is None:
+            gone.clear()
+            return set()
+        address = {s.name: s.address for s in members if s.status != m.ALIVE}
+        for name in list(gone):
+            if name not in address:
+                del gone[name]  # ALIVE again (restarted), or forgotten
+        asked = self._gone_asked
+        for name in quorum.unreachable():
+            if name in address and now >= asked.get(name, 0.0):
+                asked[name] = now + 1.0
+                task = asyncio.get_running_loop().create_task(self._ask_gone(name, address[name]))
+                self._gone_tasks.add(task)  # (a task nobody holds may be collected mid-way)
+                task.add_done_callback(self._gone_tasks.discard)
+        return {name for name, when in gone.items() if now - when < 2.0}
+
+    async def _ask_gone(self, name: str, address: str) -> None:
+        assert self._transport is not None
+        if await self._transport.refuses(address):
+            self._gone[name] = self._clock()
+            self._next_fence_check = 0.0  # judged again on the next membership step
+        else:
+            self._gone.pop(name, None)
 
     def health_view(self) -> dict[str, Any]:
         """This node's own view of its health: /metrics and ``handoffctl nodes``."""

@@ -53,7 +53,7 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
     runs, probes = tmp_path / "runs", tmp_path / "probes"
     runs.mkdir()
     probes.mkdir()
-    # dead_reap_after 60 s: the fence lasts up to 15 s (a quarter), past this test's partition.
+    # dead_reap_after 60 s: the fence lasts up to 60 s, past this test's partition.
     membership = replace(MembershipConfig.for_tests(), dead_reap_after=60.0)
     with ThreadedCluster([{"cpu": 2}] * 5, membership=membership) as cluster:
         network = cluster.network

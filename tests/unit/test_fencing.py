@@ -110,3 +110,33 @@ def test_a_fence_ends_after_fence_max_without_the_unreachable() -> None:
     assert not q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT), 10.0)
     assert q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT), 16.0)
     assert not q.fenced and q.base == {"a", "b"} and q.refusal() is None
+
+
+def test_members_confirmed_gone_leave_the_base_and_end_the_fence_at_once() -> None:
+    """Three of five crashed together: fenced; once their addresses refuse connections (their
+    hosts up, nothing listening: a crash, never a partition) they leave the base like a LEFT
+    member, and the survivors go on long before fence_max."""
+    q = Quorum("a", EVICT, fence_max=60.0)
+    q.update(view(a=ALIVE, b=ALIVE, c=ALIVE, d=ALIVE, e=ALIVE), 0.0)
+    down = view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT, e=DEAD)
+    assert q.update(down, 1.0) and q.fenced
+    assert q.unreachable() == ["c", "d", "e"]
+    assert not q.update(down, 2.0, gone={"c"})
+    assert q.fenced and q.base == {"a", "b", "d", "e"}  # 2 of 4: still at most half
+    assert q.update(down, 2.5, gone={"c", "d", "e"})
+    assert not q.fenced and q.base == {"a", "b"} and q.refusal() is None
+    # Back again (restarted): they rejoin the base when seen ALIVE.
+    q.update(view(a=ALIVE, b=ALIVE, c=ALIVE, d=ALIVE, e=ALIVE), 3.0)
+    assert q.base == {"a", "b", "c", "d", "e"}
+
+
+def test_a_partition_gives_no_evidence_and_stays_fenced_up_to_fence_max() -> None:
+    """The far side of a partition never refuses (it times out): the fence holds past the old
+    15 s cap, up to fence_max; an ALIVE member named gone (a stale answer) stays in the base."""
+    q = Quorum("a", EVICT, fence_max=60.0)
+    q.update(view(a=ALIVE, b=ALIVE, c=ALIVE, d=ALIVE, e=ALIVE), 0.0)
+    assert q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT, e=SUSPECT), 1.0)
+    assert not q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT, e=SUSPECT), 30.0, gone={"b"})
+    assert q.fenced and q.base == {"a", "b", "c", "d", "e"}
+    assert q.update(view(a=ALIVE, b=ALIVE, c=SUSPECT, d=SUSPECT, e=SUSPECT), 61.0)
+    assert not q.fenced and q.base == {"a", "b"}
