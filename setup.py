@@ -15,6 +15,20 @@ import os
 
 from setuptools import setup
 
+#: The owner's hot scheduler modules compiled from their .py with the .pxd beside it (the Makefile
+#: checks each is an extension module after ``make build``): durations (learned estimates), run
+#: (task records, a run's moves), ready (the ready queue), demand (outstanding demand, work,
+#: unanswered dispatches), cluster_view (the placement pass).
+SCHEDULER_COMPILED = (
+    "durations",
+    "run",
+    "ready",
+    "demand",
+    "cluster_view",
+    "owner_queries",
+    "owner",
+)
+
 try:
     import numpy
     from Cython.Build import cythonize
@@ -39,15 +53,6 @@ else:
             )
             # binpack: the array kernels; sched: the scheduler's kernels over dicts (cimports binpack)
             for name in ("binpack", "sched")
-        ]
-        + [
-            # Per-task hot state of the owner, compiled from the .py with the .pxd beside it; the
-            # .py is the pure-Python build of the same module when there is no compiler.
-            Extension(
-                "handoffd.scheduler.durations",
-                ["handoffd/scheduler/durations.py"],
-                extra_compile_args=["-O3"],
-            )
         ],
         compiler_directives={
             "language_level": "3",
@@ -56,6 +61,20 @@ else:
             "cdivision": True,
             "initializedcheck": False,
         },
+    ) + cythonize(
+        [
+            # Per-task hot state of the owner, compiled from the .py with the .pxd beside it; the
+            # .py is the pure-Python build of the same module when there is no compiler.
+            Extension(
+                f"handoffd.scheduler.{name}",
+                [f"handoffd/scheduler/{name}.py"],
+                extra_compile_args=["-O3"],
+            )
+            for name in SCHEDULER_COMPILED
+        ],
+        # Python's semantics kept (the .py is the reference): bounds and negative indices
+        # checked, division by zero raises.
+        compiler_directives={"language_level": "3"},
     )
 
 setup(ext_modules=ext_modules)

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; owner.pxd beside it gives the compiled build its C types)
 """The owner's scheduler: every run this node owns, the task moves its nodes report, and placement.
 
 Pure state machine (STYLE.md principle 1): ``handle(event, now)`` returns instructions and never awaits,
@@ -128,9 +130,11 @@ class OwnerScheduler(OwnerQueries):
         self._rebalance = Rebalance(
             self._view, self._out, run_of=self._owned.live.get, give_back=self._give_back
         )
-        self._delays = DelayedTasks(self._out, run_of=self._owned.live.get, enqueue=self._enqueue)
+        self._delays = DelayedTasks(
+            self._out, run_of=self._owned.live.get, enqueue=self._enqueue_later
+        )
         self._takeover = Takeover(
-            alive=self._view.alive,
+            alive=self._alive,
             own_as_is=self._own_as_is,
             lose_in_run=self._lose_in_run,
             recompute=self._recompute,
@@ -219,7 +223,7 @@ class OwnerScheduler(OwnerQueries):
         run.wall_offset = self.wall_offset
         run.counters = self.counters
         self._owned.add(run)
-        run.listener = self._on_move
+        run.listener = self._listen
 
     def _own_as_is(self, run: RunState) -> None:
         """Own ``run`` with its tasks as they are (taken over): its ASSIGNED/RUNNING tasks are out
@@ -587,6 +591,21 @@ class OwnerScheduler(OwnerQueries):
         if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
             self._dirty = self._view.could_take(run.pin_of(rec.id), rec.spec.cost)
 
+    # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
+    # taken as a value does not convert; each calls its typed twin.)
+
+    def _listen(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        self._on_move(run, rec, old, new)
+
+    def _enqueue_later(self, run: RunState, rec: TaskRecord) -> None:
+        self._enqueue(run, rec)
+
+    def _send(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
+        self._dispatch(run, rec, node, queued)
+
+    def _alive(self, name: str) -> bool:
+        return self._view.alive(name)
+
     def _view_changed(self) -> None:
         self._dirty = True
         self._delays.view_changed()
@@ -598,7 +617,7 @@ class OwnerScheduler(OwnerQueries):
             return
         if self._ready:
             self._dirty = False
-            self._view.place(self._ready, self._dispatch)
+            self._view.place(self._ready, self._send)
         if self._rebalance.queued:  # free left where nothing ready went: move queued work there
             self._rebalance.offer()
 

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; owner_queries.pxd beside it gives the compiled build its C types)
 """What the owner's scheduler answers about its runs and its view of the cluster (read-only).
 
 The base of ``OwnerScheduler`` (``scheduler/owner.py``), split from it so the scheduler's module
