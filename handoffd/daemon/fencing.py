@@ -46,8 +46,13 @@ class Quorum:
         evict_after: float,
         confirm_after: float = 0.0,
         fence_max: float = float("inf"),
+        settle_after: float = 0.0,
     ) -> None:
         self.me = me
+        # After a fence, verdicts stay held this long (``holding``): the far side hears from us,
+        # refutes our suspicions of it, and its takeovers reach us before anything is judged.
+        self.settle_after = settle_after
+        self._settled_at = float("-inf")
         self.evict_after = evict_after
         self.fence_max = fence_max  # fenced this long: the unreachable are taken for dead
         self._fenced_since = 0.0
@@ -70,6 +75,13 @@ class Quorum:
             "reachable); retry on another node"
         )
 
+    def holding(self, now: float) -> bool:
+        """DEAD verdicts are held back (from membership's timers and from the owner): at risk,
+        fenced, or healed less than ``settle_after`` ago. The heal ends the fence as soon as
+        one far member answers again; the others are still SUSPECT here, and a verdict on them
+        then (their tasks re-run on our side, taken over on theirs meanwhile) was a false one."""
+        return self.at_risk or self.fenced or now < self._settled_at
+
     def unreachable(self) -> list[str]:
         """Base members not ALIVE at the last update (whose addresses the daemon asks about)."""
         return sorted(self._down_since)
@@ -80,6 +92,7 @@ class Quorum:
         partition), which leave the base as a LEFT member does."""
         status = {s.name: s.status for s in members}
         status[self.me] = m.ALIVE
+        back = False  # a base member unreachable until now answers again
         for name in list(self.base):
             st = status.get(name)
             if st == m.LEFT or (st != m.ALIVE and name in gone and name != self.me):
@@ -87,7 +100,7 @@ class Quorum:
                 self.base.discard(name)
                 self._down_since.pop(name, None)
             elif st == m.ALIVE:
-                self._down_since.pop(name, None)
+                back |= self._down_since.pop(name, None) is not None
             else:
                 self._down_since.setdefault(name, now)
         self.reachable = sum(1 for name in self.base if status.get(name) == m.ALIVE)
@@ -117,6 +130,8 @@ class Quorum:
         self.base.update(n for n, st in status.items() if st == m.ALIVE)
         if was:  # healed: who is still down is judged from now, as one failure each
             self._down_since = dict.fromkeys(self._down_since, now)
+            if back:  # (not when the base shrank to us: gone members send no takeovers)
+                self._settled_at = now + self.settle_after
         for name, since in list(self._down_since.items()):
             dead = status.get(name) in (m.DEAD, None)
             if dead and now - since >= self.evict_after and self._fenced_at < since:

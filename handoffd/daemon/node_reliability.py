@@ -66,7 +66,6 @@ class NodeReliability:
     _gone: dict[str, float]
     _gone_asked: dict[str, float]
     _gone_tasks: set[Any]
-    _replay_at: float
     _restart: RestartNotice
     _uploads: Any
     _upload_codec: Any
@@ -213,9 +212,9 @@ class NodeReliability:
     def _fence_step(self, changes: list[Any], updates: list[m.MemberState]) -> None:
         """Before the owner and replication hear of ``changes``/``updates`` (every membership
         step, ticks included): recompute the quorum (on a status change or while at risk, else
-        at most twice a second, for its evictions). While at risk or fenced, DEAD verdicts are
-        held back; once the quorum is back (after a fence: once the far side had time to refute
-        and its takeovers to reach us) those still DEAD are added to the lists."""
+        at most twice a second, for its evictions). While at risk or fenced, and for a while after
+        a fence (``Quorum.holding``: the far side refutes and its takeovers reach us), DEAD
+        verdicts are held back, ours and gossiped ones; then those still DEAD are added."""
         now = self._clock()
         quorum = self.quorum
         if not changes and now < self._next_fence_check:
@@ -230,11 +229,11 @@ class NodeReliability:
         if self.replication is not None:
             self.replication.minority = quorum.fenced
             self.replication.refusal = refusal  # reads of our unfinished runs go elsewhere
+        holding = quorum.holding(now)
         if self.membership is not None:
-            self.membership.hold_verdicts(quorum.fenced)
+            self.membership.hold_verdicts(holding)
         if flipped and quorum.fenced:
             log.warning("node %s fenced: %s", self.name, refusal)
-            self._replay_at = float("inf")
         elif flipped:
             log.warning(
                 "node %s reaches %d of %d members again: runs and dispatch resume",
@@ -242,18 +241,15 @@ class NodeReliability:
                 quorum.reachable,
                 len(quorum.base),
             )
-            # Members we hold DEAD across the healed partition refute within a few push-pulls.
-            cfg = self.config.membership
-            self._replay_at = now + 2 * cfg.push_pull_interval + cfg.suspicion_timeout
-        if quorum.at_risk or quorum.fenced:
+        if holding:
             held = {s.name for s in updates if s.status == m.DEAD}
             if held:
+                if not (quorum.at_risk or quorum.fenced):
+                    log.info("node %s: DEAD verdicts on %s held (just healed)", self.name, held)
                 self._withheld |= held
                 updates[:] = [s for s in updates if s.name not in held]
                 changes[:] = [c for c in changes if c.name not in held]
-        elif now >= self._replay_at and (
-            self._withheld or (self.owner is not None and self.owner.held.holding)
-        ):
+        elif self._withheld or (self.owner is not None and self.owner.held.holding):
             # Runs taken over on the far side have reached us by now (FollowOwner: we stepped
             # down), so what our owner held is sent only for runs still ours.
             for name in sorted(self._withheld):
