@@ -76,11 +76,11 @@ class Prober:
 
     def hold_verdicts(self, held: bool) -> None:
         """The node is fenced as a minority partition, at risk of it, or healed from it a moment
-        ago (daemon/fencing.py, ``Quorum.holding``): while held, our own
-        suspicion timers declare nobody DEAD (the far side stays SUSPECT here). A DEAD verdict
-        from the cut-off side would spread through the whole cluster after the heal and make
-        the majority drop live members' work until they refute; SUSPECT is refuted harmlessly.
-        DEAD verdicts gossiped by others are still taken."""
+        ago (daemon/fencing.py, ``Quorum.holding``): while held, our own suspicion timers declare
+        nobody DEAD (the far side stays SUSPECT here). A DEAD verdict from the cut-off side would
+        spread through the whole cluster after the heal and make the majority drop live members'
+        work until they refute; SUSPECT is refuted harmlessly. DEAD verdicts gossiped by others
+        are still taken."""
         self._verdicts_held = held
 
     def _stalled(self, now: float) -> None:
