@@ -113,6 +113,8 @@ def child_main(system: str, sizes: Sizes, only: list[str]) -> None:
         results.setdefault("loopback", loopback_check())
     finally:
         runner.close()
+    if getattr(runner, "health", None):
+        results["health"] = runner.health  # membership counters before any kill (handoffd)
     say("result", results)
 
 
@@ -218,6 +220,25 @@ def cell(res: dict[str, Any], w: str) -> str:
     return "-"
 
 
+def health_text(res: dict[str, Any]) -> str:
+    """Membership counters summed over the daemons, read before any node was killed (so every
+    DEAD verdict is false): "DEAD 0, suspicions 1 raised/1 wrong/0 suffered, 0 refuted"."""
+    readings = res.get("health")
+    if not readings:
+        return "-"
+    total: dict[str, int] = {}
+    for reading in readings:
+        for counters in reading["nodes"].values():
+            for key, n in counters.items():
+                if isinstance(n, int):
+                    total[key] = total.get(key, 0) + n
+    return (
+        f"DEAD {total.get('dead_verdicts', 0)}, suspicions {total.get('suspicions_raised', 0)} "
+        f"raised/{total.get('suspicions_wrong', 0)} wrong/{total.get('suspected', 0)} suffered, "
+        f"{total.get('refutations', 0)} refuted ({len(readings)} clusters)"
+    )
+
+
 def print_table(report: dict[str, Any]) -> None:
     systems = report["systems"]
     names = list(systems)
@@ -248,6 +269,7 @@ def print_table(report: dict[str, Any]) -> None:
     summary("memory (peak PSS W1-W4)", lambda r: fmt(r.get("peak_pss_mib"), ",.0f") + " MiB")
     summary("start-up", lambda r: fmt(r.get("startup_s"), ".2f") + " s")
     summary("loopback only", lambda r: "yes" if r.get("loopback", {}).get("ok") else "NO")
+    summary("false DEAD (before kills)", health_text)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for k, r in enumerate(rows):
         print(" | ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)))

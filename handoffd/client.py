@@ -18,12 +18,12 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from handoffd import client_upload, envvars, errors
+from handoffd import client_moves, client_upload, envvars, errors
 from handoffd.client_conn import ClientPlumbing
 from handoffd.client_run import (
     FOLLOW_GRACE,
@@ -43,7 +43,6 @@ from handoffd.protocol.messages_observability import (
     GetTaskHistory,
     NodeInfoReply,
 )
-from handoffd.protocol.snapshot import error_from_info
 from handoffd.scheduler.history import document as history_document
 from handoffd.transport.base import MEMORY_SCHEME
 from handoffd.transport.client import Connection, ControlClient
@@ -58,6 +57,7 @@ _POLL = POLL
 _CHUNK = 256  # results fetched per request
 _EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's outcome
 _WAIT_BYTES = WAIT_BYTES
+_SUBMIT_TIMEOUT = 30.0  # seconds at least a submission waits for its answer
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
 _FOLLOW_GRACE = FOLLOW_GRACE
 
@@ -87,6 +87,20 @@ def resolve_address(address: str | None) -> str:
     return address
 
 
+def resolve_addresses(address: str | Sequence[str] | None) -> list[str]:
+    """``resolve_address`` of each of several addresses: a list, or one string with commas."""
+    if address is None:
+        address = envvars.get("ADDRESS") or None
+    parts: list[str | None]
+    if address is None or isinstance(address, str):
+        parts = [a.strip() for a in (address or "").split(",") if a.strip()] or [None]
+    else:
+        parts = list(address)
+    if not parts:
+        raise errors.HandoffError("no daemon address given: expected HOST:PORT[,HOST:PORT...]")
+    return [resolve_address(a) for a in parts]
+
+
 def _missing_package(reply: Any) -> bool:
     return isinstance(reply, m.RunRejected) and reply.error.validation_kind == "missing_package"
 
@@ -96,14 +110,17 @@ class Client(ClientPlumbing):
 
     def __init__(
         self,
-        address: str | None = None,
+        address: str | Sequence[str] | None = None,
         *,
         key_file: str | None = None,
         timeout: float = 5.0,
         allow_local_users: bool = False,
         insecure: bool = False,
     ) -> None:
-        self._threads = ThreadConnections(resolve_address(address))
+        # Several addresses ("a:1,b:2" or a list): the first is home, the others where
+        # requests and submissions go when it cannot serve (handoffd.client_moves).
+        addresses = resolve_addresses(address)
+        self._threads = ThreadConnections(addresses[0])
         self._learned = threading.Lock()  # guards _known and _unreachable
         self._key_file = key_file or envvars.get("KEY_FILE")
         self._curve: CurveKeys | None = None
@@ -115,6 +132,7 @@ class Client(ClientPlumbing):
 
             try:
                 self._network, self._threads.home = find_network(self.address)
+                addresses = [self.address, *(find_network(a)[1] for a in addresses[1:])]
             except ValueError as exc:
                 raise errors.ConnectionError(str(exc)) from None
         else:
@@ -133,7 +151,7 @@ class Client(ClientPlumbing):
         self.timeout = timeout
         self._name = f"client-{uuid.uuid4().hex[:12]}"
         self._ids = itertools.count(1)
-        self._known: list[str] = [self.address]
+        self._known: list[str] = list(dict.fromkeys(addresses))
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
         # Per DAG this client ran or submitted: its results (execute) or its Run (submit), for
@@ -141,7 +159,15 @@ class Client(ClientPlumbing):
         self._ran: weakref.WeakKeyDictionary[Any, dict[str, Any] | Run] = (
             weakref.WeakKeyDictionary()
         )
-        self._connect(self.address)
+        for address in self._known:  # the first that answers (ConnectionError: none did)
+            try:
+                self._connect(address)
+                break
+            except errors.AuthenticationError:
+                raise
+            except errors.ConnectionError:
+                if address == self._known[-1]:
+                    raise
 
     # -- plumbing (the rest is in handoffd.client_conn) ---------------------------------------
 
@@ -327,19 +353,28 @@ class Client(ClientPlumbing):
         run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         if not wait:
-            for resend in (False, True):
-                reply, _ = self._request(
-                    m.SubmitRun(
-                        next(self._ids), run_id, tasks, max_retries, policy, output_ids, shas
-                    ),
-                    payloads + self._package_frames(shipped, resend),
-                    timeout=max(self.timeout, 30.0),
-                )
-                if not _missing_package(reply) or resend:
-                    break
-            if isinstance(reply, m.RunRejected):
-                raise error_from_info(reply.error)
-            self._stored.update((self.address, sha) for sha in shas)
+
+            def attempt() -> Any:
+                for resend in (False, True):
+                    reply, _ = self._request(
+                        m.SubmitRun(
+                            next(self._ids), run_id, tasks, max_retries, policy, output_ids, shas
+                        ),
+                        payloads + self._package_frames(shipped, resend),
+                        timeout=max(self.timeout, _SUBMIT_TIMEOUT),
+                    )
+                    if not _missing_package(reply) or resend:
+                        break
+                if isinstance(reply, m.RunRejected):
+                    raise client_moves.rejection(self, reply)
+                return reply
+
+            # The same submission (same run id) goes to another node if this one cannot take it.
+            reply = client_moves.submit_anywhere(self, run_id, attempt)
+            if isinstance(reply, m.RunMoved):  # a retry found the run already taken
+                self._learn(reply.owner_address)
+            else:
+                self._stored.update((self.address, sha) for sha in shas)
             run.owner = reply.owner
             return run
         # One exchange: the owner answers with the outcome (after a RunAccepted if the run is
@@ -347,11 +382,20 @@ class Client(ClientPlumbing):
         # we were promised nothing: ConnectionError, as for submit(); after, we follow the run.
         poll = _POLL if timeout is None else max(0.0, min(_POLL, timeout))
         options = (max_retries, policy, output_ids)
-        for resend in (False, True):
-            run._missing_package = False
-            run = self._submit_and_wait(run, tasks, payloads, shipped, resend, poll, options)
-            if not run._missing_package:
-                break
+
+        def exchange() -> Run:
+            nonlocal run
+            for resend in (False, True):
+                run._missing_package = False
+                run = self._submit_and_wait(run, tasks, payloads, shipped, resend, poll, options)
+                if not run._missing_package:
+                    break
+            return run
+
+        moved = client_moves.submit_anywhere(self, run_id, exchange)
+        if isinstance(moved, m.RunMoved):  # a retry found the run already taken: follow it
+            self._learn(moved.owner_address)
+            run.owner = moved.owner
         return run
 
     def _package_frames(self, shipped: list[Any], resend: bool) -> list[bytes]:
@@ -387,7 +431,7 @@ class Client(ClientPlumbing):
         )
         frames = payloads + self._package_frames(shipped, resend)
         client_upload.send(self, codec.encode(request, sender=self._name, frames=frames))
-        limit = time.monotonic() + poll + max(self.timeout, 30.0)
+        limit = time.monotonic() + poll + max(self.timeout, _SUBMIT_TIMEOUT)
         while True:
             try:
                 reply, frames = self._receive(request_id, limit - time.monotonic())
@@ -399,7 +443,11 @@ class Client(ClientPlumbing):
                 if _missing_package(reply) and not resend:
                     run._missing_package = True
                     return run
-                raise error_from_info(reply.error)
+                raise client_moves.rejection(self, reply)
+            if isinstance(reply, m.RunMoved):  # a retried submission: the run is already owned
+                self._learn(reply.owner_address)
+                run.owner = reply.owner
+                return run  # the caller follows it
             self._stored.update((self.address, sha) for sha in shas)
             if isinstance(reply, m.RunAccepted):
                 run.owner = reply.owner
@@ -467,7 +515,7 @@ class Client(ClientPlumbing):
 
 
 def connect(
-    address: str | None = None,
+    address: str | Sequence[str] | None = None,
     *,
     key_file: str | None = None,
     timeout: float = 5.0,
@@ -475,6 +523,9 @@ def connect(
     insecure: bool = False,
 ) -> Client:
     """Connect to a daemon: ``address`` argument, else HANDOFFD_ADDRESS, else 127.0.0.1:7788.
+    Several addresses (a list, or "HOST:PORT,HOST:PORT"): the first that answers is used, and the
+    others (with the members the cluster lists) are where requests and submissions move when it
+    cannot serve them (fenced in a minority partition, leaving, stopped or not answering).
 
     Authentication: ``key_file`` (else HANDOFFD_KEY_FILE) for a cluster with a key (``insecure``
     accepts a key file other users can read, with a warning); without one, this user's local key,

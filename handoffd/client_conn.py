@@ -25,6 +25,15 @@ from handoffd.transport.client import Connection
 _FOLLOW_GRACE = FOLLOW_GRACE
 _FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
 _SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
+# ErrorReply codes of a daemon that takes no request about runs now but another node may: a
+# minority partition's node (daemon/fencing.py) asked about a run it owns and has not finished.
+MOVE_CODES = ("fenced",)
+_LIST_TIMEOUT = 2.0  # seconds for the member list of a node that refused us
+
+
+class RefusedHere(errors.ConnectionError):
+    """This daemon said it cannot serve the request now (fenced in a minority partition, leaving)
+    and did not act on it: the same request may go to another node (``handoffd.client_moves``)."""
 
 
 class ClientPlumbing:
@@ -74,6 +83,17 @@ class ClientPlumbing:
         with self._learned:
             if address not in self._known:
                 self._known.append(address)
+
+    def _learn_members(self) -> None:
+        """Learn every member the current node lists but those that left: a node that refused
+        us (fenced) may see the others SUSPECT or DEAD from its side of a partition."""
+        try:
+            reply, _ = self._request(m.ListNodes(next(self._ids)), timeout=_LIST_TIMEOUT)
+        except errors.HandoffError:
+            return
+        for member in reply.members:
+            if member.status != m.LEFT:
+                self._learn(member.address)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -129,6 +149,8 @@ class ClientPlumbing:
                 continue  # a late reply to an earlier request
             self._unanswered = False  # anything sent before this request has left too
             if isinstance(got, m.ErrorReply):
+                if got.code in MOVE_CODES:  # it serves nobody now: another node may
+                    raise RefusedHere(f"the handoffd daemon at {self.address}: {got.message}")
                 raise errors.HandoffError(f"{got.code}: {got.message}")
             return got, decoded.frames  # a list of its own already
 
@@ -205,8 +227,10 @@ class ClientPlumbing:
                     self._learn(reply.owner_address)
                     self._connect(reply.owner_address, _FOLLOW_CONNECT)
                     continue
-            except errors.ConnectionError:  # the daemon, or the owner it named, is unreachable
-                failures += 1
+            except errors.ConnectionError as exc:  # the daemon, or the owner it named, is
+                failures += 1  # unreachable, or cannot serve now (fenced)
+                if isinstance(exc, RefusedHere):
+                    self._learn_members()
                 if time.monotonic() >= deadline and failures >= len(self._known):
                     raise
                 time.sleep(0.1)

@@ -47,12 +47,17 @@ class HandoffdRunner:
         self.watcher: Any = None
         # a command the owner daemon (d0) runs under, e.g. py-spy (bench/profile_daemon.py)
         self.owner_wrap: list[str] | None = None
+        # Membership health per cluster, read before any node is killed (issue 19: every DEAD
+        # verdict counted there is false): {"phase", "nodes": {name: counters}}.
+        self.health: list[dict[str, Any]] = []
+        self._health_read = False
 
     def _start_cluster(self) -> float:
         import handoffd
         from handoffd.testing import DaemonCluster, free_port, wait_for
 
         t0 = time.perf_counter()
+        self._health_read = False
         self.cluster = DaemonCluster(env=peer_env())
         mode = os.environ.get(MODE_ENV, "")
         http = free_port() if mode in ("dashboard", "poll") else 0
@@ -269,6 +274,7 @@ class HandoffdRunner:
         run = self.client.submit(dag)
         while run.status().counts.get("DONE", 0) < 0.3 * total:
             time.sleep(0.002)
+        self.read_health(f"cluster {len(self.health) + 1}, before {victim.name} is killed")
         os.killpg(victim.pid, signal.SIGKILL)
         killed_at = time.perf_counter() - t0
         run.wait(timeout=max(60.0, 20 * clean))
@@ -289,7 +295,38 @@ class HandoffdRunner:
         except Exception as exc:  # noqa: BLE001 - failover missing is a reported state, not a crash
             return {"supported": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
+    def read_health(self, phase: str) -> None:
+        """Each daemon's membership counters (``/metrics``' snapshot): DEAD verdicts it gave,
+        suspicions it saw, raised, raised wrongly and suffered, refutations. Once per cluster."""
+        import msgpack
+
+        from handoffd.protocol.messages_observability import GetMetrics
+
+        if self._health_read or self.client is None:
+            return
+        self._health_read = True
+        nodes: dict[str, Any] = {}
+        for d in (self.d0, self.d1):
+            try:
+                reply = self.client._ask_node(d.address, lambda rid: GetMetrics(rid), 10.0)
+            except Exception as exc:  # noqa: BLE001 - a reading is reported, not required
+                nodes[d.name] = {"error": str(exc)[:200]}
+                continue
+            snap = msgpack.unpackb(reply.snapshot, raw=False)
+            ms, health = snap.get("membership", {}), snap.get("health", {})
+            nodes[d.name] = {
+                "dead_verdicts": ms.get("deaths", 0),
+                "suspicions_seen": ms.get("suspicions", 0),
+                "suspicions_raised": health.get("suspicions_raised", 0),
+                "suspicions_wrong": health.get("suspicions_wrong", 0),
+                "suspected": health.get("suspected", 0),
+                "refutations": ms.get("refutations", 0),
+            }
+        self.health.append({"phase": phase, "nodes": nodes})
+
     def close(self) -> None:
+        if self.cluster is not None:
+            self.read_health(f"cluster {len(self.health) + 1}, at the end")
         if self.watcher is not None:
             self.watcher.close()
             print(

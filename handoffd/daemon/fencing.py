@@ -18,11 +18,18 @@ turns SUSPECT and DEAD within a few probe rounds, so we are fenced before it end
 failing one after another (each leaves the base in turn, so the survivors keep a quorum). A
 base of fewer than 3 members is never fenced: with 2, each side of a partition is half, and
 fencing would stop the survivor of a crash forever.
+
+Members that crashed together (more than half of the base at once) are told from a partition by
+their hosts' word: while at risk or fenced the daemon asks the transport whether each unreachable
+member's address refuses connections (``Transport.refuses``: host up, nothing listening); those
+that do leave the base at once, so the survivors go on within a probe round or two. A partition
+never refuses (it times out), so it stays fenced until the heal, or ``fence_max`` (a whole-host
+loss of a majority looks like a partition: the cap is how long the survivors wait for it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from handoffd.protocol import messages as m
@@ -39,8 +46,13 @@ class Quorum:
         evict_after: float,
         confirm_after: float = 0.0,
         fence_max: float = float("inf"),
+        settle_after: float = 0.0,
     ) -> None:
         self.me = me
+        # After a fence, verdicts stay held this long (``holding``): the far side hears from us,
+        # refutes our suspicions of it, and its takeovers reach us before anything is judged.
+        self.settle_after = settle_after
+        self._settled_at = float("-inf")
         self.evict_after = evict_after
         self.fence_max = fence_max  # fenced this long: the unreachable are taken for dead
         self._fenced_since = 0.0
@@ -63,17 +75,32 @@ class Quorum:
             "reachable); retry on another node"
         )
 
-    def update(self, members: list[m.MemberState], now: float) -> bool:
-        """Recompute from membership's view; True if ``fenced`` changed."""
+    def holding(self, now: float) -> bool:
+        """DEAD verdicts are held back (from membership's timers and from the owner): at risk,
+        fenced, or healed less than ``settle_after`` ago. The heal ends the fence as soon as
+        one far member answers again; the others are still SUSPECT here, and a verdict on them
+        then (their tasks re-run on our side, taken over on theirs meanwhile) was a false one."""
+        return self.at_risk or self.fenced or now < self._settled_at
+
+    def unreachable(self) -> list[str]:
+        """Base members not ALIVE at the last update (whose addresses the daemon asks about)."""
+        return sorted(self._down_since)
+
+    def update(self, members: list[m.MemberState], now: float, gone: Collection[str] = ()) -> bool:
+        """Recompute from membership's view; True if ``fenced`` changed. ``gone``: members whose
+        address refuses connections (their host is up, their process is not: a crash, never a
+        partition), which leave the base as a LEFT member does."""
         status = {s.name: s.status for s in members}
         status[self.me] = m.ALIVE
+        back = False  # a base member unreachable until now answers again
         for name in list(self.base):
             st = status.get(name)
-            if st == m.LEFT:  # its own word: it is gone, not cut off
+            if st == m.LEFT or (st != m.ALIVE and name in gone and name != self.me):
+                # its own word, or its host's: it is gone, not cut off
                 self.base.discard(name)
                 self._down_since.pop(name, None)
             elif st == m.ALIVE:
-                self._down_since.pop(name, None)
+                back |= self._down_since.pop(name, None) is not None
             else:
                 self._down_since.setdefault(name, now)
         self.reachable = sum(1 for name in self.base if status.get(name) == m.ALIVE)
@@ -103,9 +130,11 @@ class Quorum:
         self.base.update(n for n, st in status.items() if st == m.ALIVE)
         if was:  # healed: who is still down is judged from now, as one failure each
             self._down_since = dict.fromkeys(self._down_since, now)
+            if back:  # (not when the base shrank to us: gone members send no takeovers)
+                self._settled_at = now + self.settle_after
         for name, since in list(self._down_since.items()):
-            gone = status.get(name) in (m.DEAD, None)
-            if gone and now - since >= self.evict_after and self._fenced_at < since:
+            dead = status.get(name) in (m.DEAD, None)
+            if dead and now - since >= self.evict_after and self._fenced_at < since:
                 self.base.discard(name)
                 del self._down_since[name]
         return was

@@ -115,10 +115,17 @@ class Node(NodeReliability):
         self._tick_due = 0.0
         ms = config.membership  # fenced once at most half was reachable for a probe's time
         confirm = ms.probe_timeout + ms.indirect_timeout
-        self.quorum = Quorum(self.name, ms.dead_reap_after / 12, confirm, ms.dead_reap_after / 4)
+        # Verdicts wait after a heal until the far side had push-pulls to hear from us and a
+        # suspicion's time to refute, at least evict_after (a member DEAD that long is gone).
+        settle = max(2 * ms.push_pull_interval + ms.suspicion_timeout, ms.dead_reap_after / 12)
+        self.quorum = Quorum(
+            self.name, ms.dead_reap_after / 12, confirm, ms.dead_reap_after, settle
+        )
+        self._gone: dict[str, float] = {}  # unreachable member -> when its address refused us
+        self._gone_asked: dict[str, float] = {}  # ... -> when to ask again (node_reliability)
+        self._gone_tasks: set[asyncio.Task[None]] = set()
         self._withheld: set[str] = set()  # DEAD verdicts held back while fenced
         self._next_fence_check = 0.0
-        self._replay_at = float("-inf")  # after a heal: verdicts still DEAD then reach the owner
         self._resources_dirty = False
         self._memory_beyond = 0.0  # MB running tasks hold beyond their declared memory
         self._stopped = asyncio.Event()
@@ -336,6 +343,8 @@ class Node(NodeReliability):
             await self._stopped.wait()
             return
         self._stopping = True
+        if self.owner is not None:  # no new run here from now: the client moves it elsewhere
+            self.owner.minority = f"node {self.name} is leaving the cluster; retry on another node"
         try:
             if self.executor is not None:
                 if drain:  # a graceful leave: queued tasks go back to their owners now

@@ -6,6 +6,7 @@ instructions out to the owner and replication, and minority fencing (``daemon/fe
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any
@@ -62,7 +63,9 @@ class NodeReliability:
     deaths: int
     _withheld: set[str]
     _next_fence_check: float
-    _replay_at: float
+    _gone: dict[str, float]
+    _gone_asked: dict[str, float]
+    _gone_tasks: set[Any]
     _restart: RestartNotice
     _uploads: Any
     _upload_codec: Any
@@ -209,26 +212,28 @@ class NodeReliability:
     def _fence_step(self, changes: list[Any], updates: list[m.MemberState]) -> None:
         """Before the owner and replication hear of ``changes``/``updates`` (every membership
         step, ticks included): recompute the quorum (on a status change or while at risk, else
-        at most twice a second, for its evictions). While at risk or fenced, DEAD verdicts are
-        held back; once the quorum is back (after a fence: once the far side had time to refute
-        and its takeovers to reach us) those still DEAD are added to the lists."""
+        at most twice a second, for its evictions). While at risk or fenced, and for a while after
+        a fence (``Quorum.holding``: the far side refutes and its takeovers reach us), DEAD
+        verdicts are held back, ours and gossiped ones; then those still DEAD are added."""
         now = self._clock()
         quorum = self.quorum
         if not changes and now < self._next_fence_check:
             return
-        flipped = quorum.update(self.members(), now)
+        members = self.members()
+        flipped = quorum.update(members, now, self._gone_now(members, now))
         self._next_fence_check = now + (0.05 if quorum.at_risk else 0.5)
         refusal = quorum.refusal()
-        if self.owner is not None:
+        if self.owner is not None and not self._stopping:  # (leaving: stop() said why)
             self.owner.minority = refusal  # (its k of n kept current)
             self.owner.held.holding |= quorum.fenced
         if self.replication is not None:
             self.replication.minority = quorum.fenced
+            self.replication.refusal = refusal  # reads of our unfinished runs go elsewhere
+        holding = quorum.holding(now)
         if self.membership is not None:
-            self.membership.hold_verdicts(quorum.fenced)
+            self.membership.hold_verdicts(holding)
         if flipped and quorum.fenced:
             log.warning("node %s fenced: %s", self.name, refusal)
-            self._replay_at = float("inf")
         elif flipped:
             log.warning(
                 "node %s reaches %d of %d members again: runs and dispatch resume",
@@ -236,18 +241,15 @@ class NodeReliability:
                 quorum.reachable,
                 len(quorum.base),
             )
-            # Members we hold DEAD across the healed partition refute within a few push-pulls.
-            cfg = self.config.membership
-            self._replay_at = now + 2 * cfg.push_pull_interval + cfg.suspicion_timeout
-        if quorum.at_risk or quorum.fenced:
+        if holding:
             held = {s.name for s in updates if s.status == m.DEAD}
             if held:
+                if not (quorum.at_risk or quorum.fenced):
+                    log.info("node %s: DEAD verdicts on %s held (just healed)", self.name, held)
                 self._withheld |= held
                 updates[:] = [s for s in updates if s.name not in held]
                 changes[:] = [c for c in changes if c.name not in held]
-        elif now >= self._replay_at and (
-            self._withheld or (self.owner is not None and self.owner.held.holding)
-        ):
+        elif self._withheld or (self.owner is not None and self.owner.held.holding):
             # Runs taken over on the far side have reached us by now (FollowOwner: we stepped
             # down), so what our owner held is sent only for runs still ours.
             for name in sorted(self._withheld):
@@ -258,6 +260,34 @@ class NodeReliability:
             self._withheld.clear()
             if self.owner is not None:
                 self.owner.unfenced()
+
+    def _gone_now(self, members: list[m.MemberState], now: float) -> set[str]:
+        """Unreachable base members whose address refused a connection within the last 2 s
+        (daemon/fencing.py); while at risk or fenced, ask again about each once a second."""
+        gone, quorum = self._gone, self.quorum
+        if not (quorum.at_risk or quorum.fenced) or self._transport is None:
+            gone.clear()
+            return set()
+        address = {s.name: s.address for s in members if s.status != m.ALIVE}
+        for name in list(gone):
+            if name not in address:
+                del gone[name]  # ALIVE again (restarted), or forgotten
+        asked = self._gone_asked
+        for name in quorum.unreachable():
+            if name in address and now >= asked.get(name, 0.0):
+                asked[name] = now + 1.0
+                task = asyncio.get_running_loop().create_task(self._ask_gone(name, address[name]))
+                self._gone_tasks.add(task)  # (a task nobody holds may be collected mid-way)
+                task.add_done_callback(self._gone_tasks.discard)
+        return {name for name, when in gone.items() if now - when < 2.0}
+
+    async def _ask_gone(self, name: str, address: str) -> None:
+        assert self._transport is not None
+        if await self._transport.refuses(address):
+            self._gone[name] = self._clock()
+            self._next_fence_check = 0.0  # judged again on the next membership step
+        else:
+            self._gone.pop(name, None)
 
     def health_view(self) -> dict[str, Any]:
         """This node's own view of its health: /metrics and ``handoffctl nodes``."""
@@ -351,6 +381,8 @@ class NodeReliability:
             self.dropped += 1
             self.drops.count(refused, msg, sender)
             return
+        if self.replication is not None and self.replication.redirect(msg, conn):
+            return  # a retried submission of a run another node owns (client_moves)
         checked = prepared.error if prepared.error is not None else prepared.specs
         try:
             frames = list(decoded.frames)

@@ -52,7 +52,7 @@ class Prober:
         self._next_probe_at = now + self._rng.uniform(0, self.config.probe_interval)
         self._health = lifeguard.LocalHealth()  # scales our probe interval and timeouts
         self._judge_after = float("-inf")  # after a stall of our loop: no verdict before this
-        self._verdicts_held = False  # fenced as a minority: our timers declare nobody DEAD
+        self._verdicts_held = False  # fenced as a minority (or just healed): nobody DEAD by us
 
     # Membership's (see the module doc).
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
@@ -75,11 +75,12 @@ class Prober:
         return probe.final_deadline if probe.indirect_sent else probe.direct_deadline
 
     def hold_verdicts(self, held: bool) -> None:
-        """The node is fenced as a minority partition (daemon/fencing.py): while held, our own
-        suspicion timers declare nobody DEAD (the far side stays SUSPECT here). A DEAD verdict
-        from the cut-off side would spread through the whole cluster after the heal and make
-        the majority drop live members' work until they refute; SUSPECT is refuted harmlessly.
-        DEAD verdicts gossiped by others are still taken."""
+        """The node is fenced as a minority partition, at risk of it, or healed from it a moment
+        ago (daemon/fencing.py, ``Quorum.holding``): while held, our own suspicion timers declare
+        nobody DEAD (the far side stays SUSPECT here). A DEAD verdict from the cut-off side would
+        spread through the whole cluster after the heal and make the majority drop live members'
+        work until they refute; SUSPECT is refuted harmlessly. DEAD verdicts gossiped by others
+        are still taken."""
         self._verdicts_held = held
 
     def _stalled(self, now: float) -> None:

@@ -68,6 +68,12 @@ class Transport(ABC):
         in ``keep`` (live members); returns how many were closed. Nothing to do by default."""
         return 0
 
+    async def refuses(self, address: str, timeout: float = 1.0) -> bool:
+        """True if the host of ``address`` answers that nothing listens there: the process is
+        gone while its host is up -- a crash, which a partition never looks like (it times out
+        or is unreachable). False when we cannot tell (daemon/fencing.py uses it)."""
+        return False
+
     def probe_responder(self, name: str, on_ping: Callable[[str, Any], None]) -> Any:
         """A started ``transport.responder.ProbeResponder`` answering Pings off the loop on a port
         of its own, or None where probes are answered on the loop (the in-memory network)."""

@@ -178,6 +178,20 @@ class MemoryTransport(Transport):
             return self._fail("reply_unroutable")
         return self._transmit(address, frames, listening)
 
+    async def refuses(self, address: str, timeout: float = 1.0) -> bool:
+        """A stopped or crashed node refuses; a killed one (its host down), one behind a partition
+        or one every message to is dropped cannot be told from a slow one."""
+        net = self.network
+        if self.address in net._killed or address in net._killed:
+            return False
+        group_of = net._group_of
+        if group_of is not None and group_of.get(self.address, -1) != group_of.get(address, -1):
+            return False
+        if net._drop.get((self.address, address), 0.0) >= 1.0:
+            return False
+        node = net.nodes.get(address)
+        return node is None or not node.accepting
+
     def forget(self, address: str) -> None:
         """Nothing is cached per peer in memory; kept for the interface."""
 

@@ -211,6 +211,20 @@ class ZmqTransport(Transport):
             self._loop.remove_reader(sock.FD)
         self._dirty.discard(sock)
 
+    async def refuses(self, address: str, timeout: float = 1.0) -> bool:
+        try:
+            host, port = split_address(address)
+        except ValueError:
+            return False
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except ConnectionRefusedError:
+            return True
+        except (OSError, TimeoutError):
+            return False  # unreachable, filtered or slow: a partition looks like this
+        writer.close()  # it listens (alive, or stopped): not gone
+        return False
+
     def probe_responder(self, name: str, on_ping: Callable[[str, Any], None]) -> Any:
         from handoffd.transport.responder import ProbeResponder
 

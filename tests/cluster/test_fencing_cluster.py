@@ -1,7 +1,9 @@
 """Minority fencing on an in-process cluster of 5 (MemoryNetwork, real worker processes): cut 2
 nodes off from 3 while a run owned on the small side is running. The small side refuses new runs
-with a clear error and dispatches nothing; the big side keeps working; the tasks running on the
-big side are not run again by the small side's owner; after the heal everything resumes."""
+(a client moves them to the big side by itself) and reads of the run it owns (a client given both
+sides' addresses reads it on the big side), and dispatches nothing; the big side keeps working;
+the tasks running on the big side are not run again by the small side's owner; after the heal
+everything resumes."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import cloudpickle
 import pytest
 
 import handoffd
-from handoffd import errors
 from handoffd.config import MembershipConfig
 from handoffd.testing import ThreadedCluster, wait_for
 
@@ -52,7 +53,7 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
     runs, probes = tmp_path / "runs", tmp_path / "probes"
     runs.mkdir()
     probes.mkdir()
-    # dead_reap_after 60 s: the fence lasts up to 15 s (a quarter), past this test's partition.
+    # dead_reap_after 60 s: the fence lasts up to 60 s, past this test's partition.
     membership = replace(MembershipConfig.for_tests(), dead_reap_after=60.0)
     with ThreadedCluster([{"cpu": 2}] * 5, membership=membership) as cluster:
         network = cluster.network
@@ -81,15 +82,33 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
             wait_for(
                 lambda: fenced() == [False, False, False, True, True], 30, what="small side fenced"
             )
-            text = r"minority partition \(2 of 5 reachable\); retry on another node"
-            with pytest.raises(errors.ConnectionError, match=text):
-                on_small.submit(fenced_dag(1, str(probes), 0.0))
+            text = "minority partition (2 of 5 reachable); retry on another node"
+            refusals = cluster.run(lambda: [n.owner.minority for n in cluster.nodes])
+            assert [bool(r and text in r) for r in refusals] == [False] * 3 + [True] * 2
+            # A client of the small side is refused there and moves the run to the big side by
+            # itself (handoffd.client_moves): the run is owned there and runs once.
+            moved = on_small.submit(fenced_dag(1, str(probes), 0.0))
+            names = cluster.run(lambda: [n.name for n in cluster.nodes])
+            assert moved.owner in names[:3], (moved.owner, names)
+            assert on_small.address in big
+            assert moved.wait(30).state == "DONE" and moved.results() == {"t0": 0}
+            assert [i for i, _ in executions(probes)] == [0]
             # The big side keeps taking and running work meanwhile.
             assert on_big.execute(fenced_dag(3, str(probes), 0.0)) == {
                 f"t{i}": i * i for i in range(3)
             }
             time.sleep(2.0)  # the small side's owner sees the big side's nodes DEAD by now
             assert fenced() == [False, False, False, True, True]
+            # Reads of the run its fenced owner holds: refused there ("fenced"), so a client
+            # given both sides' addresses reads it on the big side (taken over by a standby).
+            if cluster.run(
+                lambda: any(run.id in n.replication.standby.replicas for n in cluster.nodes[:3])
+            ):
+                with handoffd.connect([cluster.url(3), cluster.url(0)], timeout=10) as reader:
+                    status = reader.run(run.id).status()
+                    assert status.state in ("RUNNING", "DONE"), status
+                    assert status.owner in names[:3], status
+                    assert reader.address in big
 
             network.heal()
             wait_for(lambda: not any(fenced()), 30, what="every node unfenced after the heal")

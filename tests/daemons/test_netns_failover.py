@@ -318,7 +318,7 @@ def test_partitioned_owner_steps_down_and_results_are_accepted_once(
         wait(lambda: fenced.search(cluster.log(0)), WAIT_S, "the cut-off owner is fenced")
         time.sleep(2.0)  # what it would have dispatched alone meanwhile, it holds
         # Asked from inside the cut-off host: its copy of the run stands still at term 0 (for
-        # up to dead_reap_after / 4 = 15 s: then it goes on alone, as before fencing).
+        # up to dead_reap_after = 60 s: then it goes on alone, as before fencing).
         zombie = {r["run_id"]: r for r in cluster.ctl(0, 0, "status")["runs"]}[run_id]
         assert zombie["owner"] == names[0] and zombie["state"] == "RUNNING", zombie
         done = client_done(cluster, events, run_id)

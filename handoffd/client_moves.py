@@ -1,0 +1,163 @@
+"""A submission that moves to another node when its node cannot take it (issue 19).
+
+A node in a minority partition (``daemon/fencing.py``) or a leaving node refuses new runs; a
+stopped, killed or cut-off node does not answer at all. The client then sends the same submission
+(same run id, chosen by the client) to another node it knows: the addresses given to ``connect``
+and the members a node listed.
+
+No submission is lost or run twice because of the move:
+
+- A refusal (``RunRejected`` whose error is a ``ConnectionError``: fenced, leaving) means the node
+  did not take the run, so the next node may.
+- No answer is ambiguous: the node may have taken the run before it went silent. Before the
+  submission goes anywhere else, the other nodes are asked whether they know the run (its owner,
+  a standby holding it, a node following it); if one does, the client follows the run instead.
+  If none does, the submission goes back to the silent node while the nodes that answer still
+  see it ALIVE (it is busy: a node treats a run id it owns as a retried submission), and goes
+  elsewhere only once they see it SUSPECT, DEAD or gone. A node never starts a run id it knows
+  as a standby or as someone else's (``ReplicationIO.redirect`` answers ``RunMoved``).
+
+Bounded: after ``MOVE_WITHIN`` seconds without a node taking the run (``REFUSED_WITHIN`` when
+every node refused it or could not be reached) the client raises ``ConnectionError`` naming every
+node it tried and what each said.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from handoffd import errors
+from handoffd.client_conn import RefusedHere
+from handoffd.protocol import messages as m
+from handoffd.protocol.snapshot import error_from_info
+
+T = TypeVar("T")
+
+MOVE_WITHIN = 30.0  # seconds a submission keeps looking for a node that takes it
+# ... when every node refused it or is out of reach (none may hold it: nothing to wait for but
+# a heal, which the user can retry after): say so sooner
+REFUSED_WITHIN = 5.0
+ASK_TIMEOUT = 2.0  # seconds per node asked about the run or about a silent node
+_CONNECT = 1.0  # connect timeout to the next node (a live daemon answers in ms)
+_ROUND_PAUSE = 0.25  # between rounds once every candidate refused (a fence lifts, a takeover ends)
+
+
+def rejection(client: Any, reply: m.RunRejected) -> errors.HandoffError:
+    """What a ``RunRejected`` raises: ``RefusedHere`` when the node only cannot take runs now."""
+    if reply.error.kind == "ConnectionError":
+        return RefusedHere(f"the handoffd daemon at {client.address}: {reply.error.message}")
+    return error_from_info(reply.error)
+
+
+def submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | m.RunMoved:
+    """``attempt()`` (one submission exchange of ``run_id`` on the client's connection) until a
+    node takes the run; a ``RunMoved`` when another node turned out to know the run already."""
+    within = max(client.timeout, MOVE_WITHIN)
+    started = time.monotonic()
+    deadline = started + within
+    why: dict[str, str] = {}  # address -> why it did not take the run
+    tries: dict[str, int] = {}
+    silent: set[str] = set()  # nodes that may hold the run (they did not answer)
+    while True:
+        tries[client.address] = tries.get(client.address, 0) + 1
+        try:
+            return attempt()
+        except errors.AuthenticationError:
+            raise
+        except RefusedHere as exc:
+            why[client.address] = str(exc)
+            client._learn_members()
+        except errors.ConnectionError as exc:
+            why[client.address] = str(exc)
+            silent.add(client.address)
+        while True:
+            if not silent and time.monotonic() - started >= REFUSED_WITHIN:
+                deadline = 0.0  # every node refused or is out of reach: no run can be there
+            if time.monotonic() >= deadline:
+                tried = "; ".join(f"{address}: {text}" for address, text in why.items())
+                raise errors.ConnectionError(
+                    f"no handoffd node took run {run_id} in "
+                    f"{time.monotonic() - started:.0f}s (tried "
+                    f"{len(why)}: {tried}); start a daemon, heal the partition, or connect to a "
+                    "node of the majority"
+                )
+            alive: set[str] = set()
+            heard = not silent  # some other node answered about the silent ones
+            if silent:
+                found, alive, heard = ask_cluster(client, run_id, silent)
+                if found is not None:
+                    try:  # the run's owner (its requests follow it from wherever we are)
+                        client._connect(found.owner_address, _CONNECT)
+                    except errors.ConnectionError:
+                        pass
+                    return found
+            if _connect_next(client, tries, why, silent, alive, heard):
+                break
+            if not heard and all(a in silent for a in client._known):
+                deadline = 0.0  # it was the only node we know, and it is gone: say so now
+                continue
+            time.sleep(_ROUND_PAUSE)  # nobody to try now: a node restarts, a verdict comes
+
+
+def _connect_next(
+    client: Any,
+    tries: dict[str, int],
+    why: dict[str, str],
+    silent: set[str],
+    alive: set[str],
+    heard: bool,
+) -> bool:
+    """Connect to the node the submission goes to next (False: none can be reached now). A
+    silent node may hold the run: sending it there again is always safe (a retried submission);
+    elsewhere only once another node answered and does not see it ALIVE."""
+    if alive:
+        candidates = sorted(alive)
+    elif heard:
+        candidates = [a for a in client._known if a not in silent] + sorted(silent)
+    else:
+        candidates = sorted(silent)
+    candidates.sort(key=lambda a: tries.get(a, 0))
+    if candidates and all(tries.get(a, 0) for a in candidates):
+        time.sleep(_ROUND_PAUSE)  # every candidate had its turn: give them a moment
+    for address in candidates:
+        try:
+            client._connect(address, _CONNECT)
+            return True
+        except errors.AuthenticationError:
+            raise
+        except errors.ConnectionError as exc:
+            why[address] = str(exc)
+            tries[address] = tries.get(address, 0) + 1
+    return False
+
+
+def ask_cluster(
+    client: Any, run_id: str, silent: set[str]
+) -> tuple[m.RunMoved | None, set[str], bool]:
+    """Ask each other known node whether it knows ``run_id`` (a ``RunMoved`` to follow if one
+    does) and how it sees the ``silent`` nodes: (found, those seen ALIVE, whether any answered)."""
+    alive: set[str] = set()
+    heard = False
+    for address in [a for a in client._known if a not in silent]:
+        if run_id:
+            try:
+                reply = client._ask_node(
+                    address, lambda rid: m.GetRunStatus(rid, run_id, 0.0), ASK_TIMEOUT
+                )
+            except errors.HandoffError:
+                continue
+            if isinstance(reply, m.RunMoved):
+                return reply, alive, True
+            if isinstance(reply, m.RunStatusReply) and (reply.state != "UNKNOWN" or reply.known):
+                # It owns the run, or knows it exists while its owner changes: follow it there.
+                moved = m.RunMoved(0, run_id, reply.owner or address, address, reply.term)
+                return moved, alive, True
+        try:
+            listed = client._ask_node(address, lambda rid: m.ListNodes(rid), ASK_TIMEOUT)
+        except errors.HandoffError:
+            continue
+        heard = True
+        alive |= {s.address for s in listed.members if s.address in silent and s.status == m.ALIVE}
+    return None, alive, heard
