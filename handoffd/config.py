@@ -79,7 +79,7 @@ class MembershipConfig:
     suspicion_confirmations: int = 2
     push_pull_interval: float = 3.0  # full-state anti-entropy with one random peer
     gossip_fanout: int = 3  # peers sent a Gossip message each gossip round while there is news
-    gossip_retransmit_mult: int = 4  # each update sent retransmit_mult * ceil(log2(n+1)) times
+    gossip_retransmit_mult: int = 4  # each update sent retransmit_mult * ceil(log10(n+1)) times
     dead_reap_after: float = 60.0  # forget DEAD/LEFT members after this long
     max_piggyback: int = 16  # updates per message at most
     gossip_interval: float = 0.1  # seconds between gossip rounds (free-resource news rides these)
