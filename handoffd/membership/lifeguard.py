@@ -33,6 +33,7 @@ class HealthCounters:
     confirmations: int = 0  # independent accusers heard for suspicions we hold
     suspected: int = 0  # times we heard we were suspected or declared DEAD (we refuted)
     late_ticks: int = 0  # our loop ran a stall late: no verdict on what fell due meanwhile
+    nacked_failures: int = 0  # failed probes a relay's Nack showed were not our fault
 
 
 @dataclass(slots=True)
@@ -51,8 +52,16 @@ class LocalHealth:
     def probe_answered(self) -> None:
         self._add(-1)
 
-    def probe_failed(self) -> None:
-        self._add(1)
+    def probe_failed(self, nacks: int = 0) -> None:
+        """Our probe got no Ack, direct or through relays. A relay's Nack (it could not reach the
+        target either, and its answer reached us in time) shows the fault is the target's: our
+        score stays. Without one, the fault may be ours (our loop or our network is slow). This
+        is Lifeguard's rule with any one nack enough: memberlist adds one per missing nack, which
+        at 10 % loss grows the score of a healthy prober for a real death."""
+        if nacks:
+            self.counters.nacked_failures += 1
+        else:
+            self._add(1)
 
     def suspected(self) -> None:
         self.counters.suspected += 1

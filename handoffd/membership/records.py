@@ -54,6 +54,7 @@ class ProbeInFlight:
     direct_deadline: float  # PingReq to relays after this
     final_deadline: float  # SUSPECT after this
     indirect_sent: bool = False
+    nacks: int = 0  # relays that said the target did not answer them (Lifeguard)
 
 
 @dataclass(slots=True)
@@ -62,7 +63,9 @@ class Relay:
     origin_name: str
     origin_probe_id: int
     target: str
-    deadline: float
+    deadline: float  # forgotten after this (an Ack until then is still passed on)
+    nack_at: float  # no Ack from the target by then: tell the prober (Nack)
+    nacked: bool = False
 
 
 @dataclass(slots=True)

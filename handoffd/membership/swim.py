@@ -74,6 +74,7 @@ from handoffd.protocol.messages import (
     PingReq,
     PushPull,
 )
+from handoffd.protocol.messages_lifeguard import Nack
 from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
@@ -207,7 +208,7 @@ class Membership(Prober):
         if self._queue and self._next_gossip_at < at:
             at = self._next_gossip_at
         if self._relays:
-            at = min(at, min(r.deadline for r in self._relays.values()))
+            at = min(at, self._relay_deadline())
         timer = self._index.timers.earliest()
         return at if timer is None or at < timer else timer
 
@@ -262,8 +263,8 @@ class Membership(Prober):
             self._advance_probe(now, out)
             if self._probe is None and now >= self._next_probe_at:
                 self._start_probe(now, out)
-        for probe_id in [i for i, r in self._relays.items() if now >= r.deadline]:
-            del self._relays[probe_id]
+        if self._relays:
+            self._relay_timers(now, out)
         for address in [a for a, until in self._asked.items() if now >= until]:
             del self._asked[address]
         for name in self._index.timers.pop_due(now):
@@ -295,9 +296,9 @@ class Membership(Prober):
                 self._ask(target.address, now, out, target.name)
 
     def _received(self, event: Received, now: float, out: list[Instruction]) -> None:
-        msg = event.msg
+        msg: Any = event.msg  # (dispatched on its exact type below)
         kind = type(msg)
-        updates: tuple[MemberState, ...] = msg.members if kind is PushPull else msg.updates  # type: ignore[union-attr]
+        updates: tuple[MemberState, ...] = msg.members if kind is PushPull else msg.updates
         own: MemberState | None = None
         name = event.sender
         for u in updates:
@@ -317,7 +318,7 @@ class Membership(Prober):
             updates = heard
         told = len(out)
         refuted = self._merge(updates, now, out, (kind.__name__, name), name)
-        if kind is PushPull and not msg.reply_wanted:  # type: ignore[union-attr]
+        if kind is PushPull and not msg.reply_wanted:
             self._sync_sooner(sum(type(i) is MemberChanged for i in out[told:]), now)
         reply_to = self._address_of(name, event.sender_address, own)
         if refuted and reply_to is not None and kind is not Ping and kind is not PushPull:
@@ -325,13 +326,15 @@ class Membership(Prober):
             out.append(Send(reply_to, Gossip(self._piggyback(name))))
         if kind is Ping:
             if reply_to is not None:
-                out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(name))))  # type: ignore[union-attr]
+                out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(name))))
         elif kind is Ack:
-            self._on_ack(msg, name, out)  # type: ignore[arg-type]
+            self._on_ack(msg, name, out)
         elif kind is PingReq:
-            self._on_ping_req(msg, name, member, reply_to, now, out)  # type: ignore[arg-type]
+            self._on_ping_req(msg, name, member, reply_to, now, out)
         elif kind is IndirectAck:
-            self._on_indirect_ack(msg)  # type: ignore[arg-type]
+            self._on_indirect_ack(msg)
+        elif kind is Nack:
+            self._on_nack(msg, name)
         elif kind is PushPull:
             if msg.reply_wanted and reply_to is not None:
                 # A member gets a page; a joiner (or the other side of a healed partition), and a
