@@ -10,8 +10,10 @@ Two pure parts that ``swim.Membership`` and ``probing.Prober`` consult:
 - ``Suspicion``: the timeout of one SUSPECT member. It starts at ``high`` and shrinks towards
   ``low`` as independent accusers (other members whose own probes failed) confirm it: a real
   failure is confirmed by everyone who probes the dead member, a false one (loss, one slow
-  accuser) by nobody, so the refutation has all of ``high`` to reach every view. Both bounds grow
-  with log10 of the cluster size, as a refutation needs more gossip rounds to reach every view.
+  accuser) by nobody, so the refutation has all of ``high`` to reach every view. ``high`` grows
+  with log10 of the cluster size, as a refutation needs more gossip rounds to reach every view;
+  ``low`` does not (issue 20: detection of a real death, which every prober of the dead member
+  confirms, stays flat in n; memberlist scales both, and its detection grows with log n).
 """
 
 from __future__ import annotations
@@ -78,9 +80,11 @@ def stall_threshold(config: MembershipConfig) -> float:
 
 
 def suspicion_bounds(config: MembershipConfig, members: int) -> tuple[float, float]:
-    """(low, high) suspicion timeouts for a cluster of ``members`` (ourselves included)."""
-    low = config.suspicion_timeout * max(1.0, math.log10(max(1, members)))
-    return low, low * max(1.0, config.suspicion_max_mult)
+    """(low, high) suspicion timeouts for a cluster of ``members`` (ourselves included): ``low``
+    once ``expected_confirmations`` independent accusers confirmed it, ``high`` while nobody did."""
+    low = config.suspicion_timeout
+    scaled = config.suspicion_timeout * max(1.0, math.log10(max(1, members)))
+    return low, max(low, scaled * config.suspicion_max_mult)
 
 
 def expected_confirmations(config: MembershipConfig, members: int) -> int:

@@ -440,6 +440,7 @@ class Membership(Prober):
         members = self._members
         limit = self._retransmit_limit()
         heard = self._queue.heard
+        own = limit // 2  # (GossipQueue.heard)
         same = records.same
         me = self.name
         cause = ""
@@ -452,7 +453,7 @@ class Membership(Prober):
                         self._confirm(known, u.accuser, now)
                 # (the identity test first: the simulator hands the very objects around)
                 if (known.state is u or same(known.state, u)) and name != me:
-                    heard(name, limit)
+                    heard(name, limit, own)
                     continue  # nothing new (most of a push-pull page)
             if not cause:
                 cause = why if isinstance(why, str) else f"{why[0]} from {why[1]}"
