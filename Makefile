@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) handoffd/scheduler/durations.py handoffd/scheduler/durations.pxd setup.py pyproject.toml
+# the compiled SWIM machine and simulator (setup.py MEMBERSHIP_COMPILED)
+CORE_SRC += $(addprefix handoffd/membership/,swim.py probing.py records.py lifeguard.py sim.py)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
 .PHONY: install build test lint typecheck suite fast unit demo bench bench-peers clean browser
@@ -15,6 +17,7 @@ $(VENV)/bin/python:
 $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -c "import handoffd._core.binpack as b, handoffd._core.sched as s, handoffd.scheduler.durations as d; assert all(m.__file__.endswith(('.so', '.pyd')) for m in (b, s, d)), 'compiled core missing: ' + b.__file__ + ' ' + s.__file__ + ' ' + d.__file__; print('compiled core:', b.__file__, s.__file__, d.__file__)"
+	$(PY) -c "import handoffd.membership.swim as w, handoffd.membership.sim as m; assert all(x.__file__.endswith(('.so', '.pyd')) for x in (w, m)), 'compiled membership missing: ' + w.__file__ + ' ' + m.__file__"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -108,6 +108,7 @@ class Simulation:
         self.delay = delay
         self.measure_bytes = measure_bytes
         self.sampled: dict[str, tuple[int, int]] = {}  # type -> (messages encoded, their bytes)
+        self.largest_bytes: dict[str, int] = {}  # type -> the largest message encoded
         self.last_change = (
             0.0  # when a view (or the set of live nodes, or the network) last changed
         )
@@ -295,6 +296,8 @@ class Simulation:
             size = sum(len(f) for f in codec.encode(msg, sender=node.name))
             count, total = self.sampled.get(kind, (0, 0))
             self.sampled[kind] = (count + 1, total + size)
+            if size > self.largest_bytes.get(kind, 0):
+                self.largest_bytes[kind] = size
         rng = self.rng
         if self.loss and rng.random() < self.loss:
             stats.lost += 1
