@@ -163,6 +163,15 @@ class Prober:
         # Tell the suspect directly so it can refute before our timer runs out.
         out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name))))
 
+    def _probe_soon(self, name: str, probers: int, members: int) -> None:
+        """We just heard ``name`` is suspected: probe it next with a chance that makes about
+        ``probers`` members of the ``members`` do so, whatever n is. A dead member then gets its
+        independent accusers (Lifeguard's confirmations) within one probe period instead of
+        waiting for the round robins to reach it, so detection stays flat in n; a live one is
+        told it is suspected by our Ping and refutes in its Ack."""
+        if not self._left and self._rng.random() * members < probers:
+            self._probe_order.insert(self._probe_index, name)
+
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id

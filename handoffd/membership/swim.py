@@ -588,6 +588,8 @@ class Membership(Prober):
                 n = len(self._live) + 1
                 record.suspicion = Suspicion.begin(self.config, n, now, new.accuser)
                 record.suspect_deadline = record.suspicion.deadline()
+                if old is not None and old.status == ALIVE and new.accuser != self.name:
+                    self._probe_soon(new.name, record.suspicion.expected + 1, n)
             else:
                 suspicion, record.suspicion, record.suspect_deadline = record.suspicion, None, None
                 if (
