@@ -6,7 +6,8 @@ noticed at once without polling churn, and its answer (``RunOutcome``) carries t
 holds, so ``Run.wait()`` + ``results()`` is usually one round trip. ``execute`` is one exchange for a
 short run: ``SubmitAndWait`` is answered with the outcome and the results, which the owner then frees
 (no release request); what the outcome does not carry is fetched as before (``FetchResults``). The client remembers every address the
-cluster told it about, so when its daemon dies it reconnects to another and follows the run.
+cluster told it about, so when its daemon dies it reconnects to another and follows the run
+(the connection plumbing and failover: ``handoffd.client_conn``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from handoffd import client_upload, envvars, errors
+from handoffd.client_conn import ClientPlumbing
 from handoffd.client_run import (
     FOLLOW_GRACE,
     POLL,
@@ -34,14 +36,12 @@ from handoffd.client_run import (
 )
 from handoffd.client_threads import ThreadConnections
 from handoffd.config import DEFAULT_HOST, DEFAULT_PORT
-from handoffd.protocol import codec, versions
+from handoffd.protocol import codec
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_code import TaskOutputReply
 from handoffd.protocol.messages_observability import (
     GetNodeInfo,
     GetTaskHistory,
     NodeInfoReply,
-    TaskHistoryReply,
 )
 from handoffd.protocol.snapshot import error_from_info
 from handoffd.scheduler.history import document as history_document
@@ -60,8 +60,6 @@ _EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's ou
 _WAIT_BYTES = WAIT_BYTES
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
 _FOLLOW_GRACE = FOLLOW_GRACE
-_FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
-_SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ def _missing_package(reply: Any) -> bool:
     return isinstance(reply, m.RunRejected) and reply.error.validation_kind == "missing_package"
 
 
-class Client:
+class Client(ClientPlumbing):
     """A connection to a handoffd cluster through one daemon (failing over to others it knows)."""
 
     def __init__(
@@ -145,56 +143,7 @@ class Client:
         )
         self._connect(self.address)
 
-    # -- per-thread connection state (client_threads) -------------------------------------------
-
-    @property
-    def address(self) -> str:
-        """The daemon this thread's connection goes to."""
-        return self._threads.address
-
-    @address.setter
-    def address(self, address: str) -> None:
-        self._threads.address = address
-
-    @property
-    def _conn(self) -> Connection | None:
-        return self._threads.conn  # type: ignore[no-any-return]
-
-    @_conn.setter
-    def _conn(self, conn: Connection | None) -> None:
-        self._threads.conn = conn
-
-    @property
-    def _unanswered(self) -> bool:
-        """This thread sent a request without waiting for its reply."""
-        return self._threads.unanswered
-
-    @_unanswered.setter
-    def _unanswered(self, value: bool) -> None:
-        self._threads.unanswered = value
-
-    def _learn(self, address: str) -> None:
-        with self._learned:
-            if address not in self._known:
-                self._known.append(address)
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def _connect(self, address: str, timeout: float | None = None) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._unanswered = False
-        try:
-            self._conn = self._dial(address, timeout or self.timeout)
-        except errors.ConnectionError:
-            with self._learned:
-                self._unreachable[address] = time.monotonic()
-            raise
-        with self._learned:
-            self._unreachable.pop(address, None)
-        self.address = address
-        self._threads.answered_at = None
+    # -- plumbing (the rest is in handoffd.client_conn) ---------------------------------------
 
     def _dial(self, address: str, timeout: float) -> Connection:
         if self._network is not None:
@@ -204,143 +153,6 @@ class Client:
         return ControlClient(
             address, curve=self._curve, connect_timeout=timeout, local_key=self._local_key
         )
-
-    def _connection(self) -> Connection:
-        """The current connection; after a failover that reached nobody there is none, so
-        connect again (ConnectionError if the daemon is still unreachable)."""
-        if self._conn is None:
-            self._connect(self.address)
-        assert self._conn is not None
-        return self._conn
-
-    def _request(
-        self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None
-    ) -> tuple[Any, list[bytes]]:
-        client_upload.send(self, codec.encode(msg, sender=self._name, frames=list(frames)))
-        return self._receive(msg.request_id, timeout or self.timeout)
-
-    def _receive(self, request_id: int, timeout: float) -> tuple[Any, list[bytes]]:
-        """The next reply to ``request_id`` (others are late replies: skipped)."""
-        assert self._conn is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            reply = self._conn.recv(max(remaining, 0.0)) if remaining > 0 else None
-            if reply is None:
-                raise errors.ConnectionError(self._silence(timeout))
-            self._threads.answered_at = time.monotonic()
-            decoded = codec.decode(reply)
-            if decoded is None:
-                continue
-            got = decoded.msg
-            if type(got) is codec.Mismatch:
-                # The daemon speaks a protocol range we do not: it answered in the frozen format
-                # every version reads. Say so now; asking another node would not help.
-                raise versions.client_error(self.address, got.lo, got.hi)
-            if getattr(got, "request_id", None) != request_id:
-                continue  # a late reply to an earlier request
-            self._unanswered = False  # anything sent before this request has left too
-            if isinstance(got, m.ErrorReply):
-                raise errors.HandoffError(f"{got.code}: {got.message}")
-            return got, decoded.frames  # a list of its own already
-
-    def _silence(self, timeout: float) -> str:
-        """What a request without an answer means: a daemon that never answered may not run;
-        one that answered earlier requests is busy, or lost this one."""
-        answered = self._threads.answered_at
-        if answered is None:
-            return (
-                f"the handoffd daemon at {self.address} did not answer within {timeout:.1f}s; "
-                "is it running? (`handoffd start`)"
-            )
-        return (
-            f"the handoffd daemon at {self.address} answered this connection "
-            f"{time.monotonic() - answered:.1f}s ago but not this request within {timeout:.1f}s "
-            "(it is overloaded, or the request was lost); try again or raise the client's "
-            "timeout"
-        )
-
-    def _failover_request(
-        self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None
-    ) -> tuple[Any, list[bytes]]:
-        """Send to the current daemon; if it is gone, try every other known address once."""
-        frames = list(frames)
-        try:
-            return self._request(make(next(self._ids)), frames, timeout)
-        except errors.AuthenticationError:
-            raise
-        except errors.ConnectionError as first:
-            for address in [a for a in self._known if a != self.address]:
-                try:
-                    self._connect(address, _FOLLOW_CONNECT)
-                    return self._request(make(next(self._ids)), frames, timeout)
-                except errors.AuthenticationError:
-                    raise
-                except errors.ConnectionError:
-                    continue
-            raise first
-
-    def _rotate(self) -> None:
-        """Connect to the next known address after the current one (skipping unreachable ones)."""
-        start = self._known.index(self.address) if self.address in self._known else -1
-        now = time.monotonic()
-        for step in range(1, len(self._known) + 1):
-            address = self._known[(start + step) % len(self._known)]
-            if now - self._unreachable.get(address, -1e9) < _SKIP_UNREACHABLE:
-                continue  # it just failed (a dead owner): don't wait on it again
-            try:
-                self._connect(address, _FOLLOW_CONNECT)
-                return
-            except errors.AuthenticationError:
-                raise
-            except errors.ConnectionError:
-                continue
-
-    def _run_request(
-        self, make: Any, timeout: float | None = None, grace: float = _FOLLOW_GRACE
-    ) -> tuple[Any, list[bytes]]:
-        """A request about one run, sent to whichever node owns it now: follows ``RunMoved``
-        redirects, fails over when the daemon dies, and while no node it asks knows the run (an
-        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds.
-        Once a node says the run exists (a redirect, or "unknown here, but it exists") it keeps
-        following it for ``_FOLLOW_GRACE`` however small ``grace`` is: an unknown id is answered
-        at once, a run whose owner just died is followed to its new owner."""
-        started = time.monotonic()
-        exists = False
-        asked = failures = 0
-        while True:
-            deadline = started + (max(grace, _FOLLOW_GRACE) if exists else grace)
-            try:
-                reply, frames = self._failover_request(make, timeout=timeout)
-                if isinstance(reply, m.RunMoved):
-                    exists = True
-                    self._learn(reply.owner_address)
-                    self._connect(reply.owner_address, _FOLLOW_CONNECT)
-                    continue
-            except errors.ConnectionError:  # the daemon, or the owner it named, is unreachable
-                failures += 1
-                if time.monotonic() >= deadline and failures >= len(self._known):
-                    raise
-                time.sleep(0.1)
-                self._rotate()
-                continue
-            unknown = (
-                isinstance(
-                    reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply, TaskHistoryReply)
-                )
-                and reply.state == "UNKNOWN"
-            )
-            if unknown and getattr(reply, "known", False):
-                exists = True
-                deadline = started + max(grace, _FOLLOW_GRACE)
-            lost = unknown or (isinstance(reply, m.Results) and reply.missing)
-            asked += 1
-            if lost and (asked < len(self._known) or time.monotonic() < deadline):
-                if asked >= len(self._known):
-                    time.sleep(0.1)
-                self._rotate()
-                continue
-            return reply, frames
 
     # -- API -------------------------------------------------------------------------------------
 
@@ -614,23 +426,6 @@ class Client:
     def runs(self) -> list[m.RunSummary]:
         reply, _ = self._failover_request(lambda rid: m.ListRuns(rid))
         return list(reply.runs)
-
-    def _ask_node(self, address: str, make: Any, timeout: float | None = None) -> Any:
-        """One request to the daemon at ``address`` (``handoffctl nodes``/``runs``/``drain``/
-        ``stop NODE`` ask each member in turn); the next request goes to the daemon we were
-        connected to. ConnectionError if ``address`` does not answer."""
-        home = self.address
-        try:
-            self._connect(address, timeout)
-            reply, _ = self._request(make(next(self._ids)), timeout=timeout)
-        finally:
-            if self._conn is not None and self.address != home:
-                self._conn.close()
-                self._conn = None
-            self.address = home
-        if isinstance(reply, m.ErrorReply):
-            raise errors.HandoffError(f"{address}: {reply.message}")
-        return reply
 
     def node_info(self) -> NodeInfoReply:
         """The connected daemon's name, version, start time, HTTP port and the runs it owns."""

@@ -1,5 +1,6 @@
 """The scheduler's ``Dispatch`` instruction as the wire's ``DispatchColumns``: pure translation,
-used by the owner's shell. One column per field for all the message's tasks (issue 13, item 5):
+used by the owner's shell (``dispatch_tasks``: the per-task ``DispatchTasks`` the executor takes, for
+a dispatch to our own node, which is never encoded). One column per field for all the message's tasks (issue 13, item 5):
 the owner packs numbers into arrays instead of building a record per task and per input.
 Payloads and values travel as frames, each object once per message however many items refer to
 it; inline inputs (functions run inside their consumer's job) are flattened depth-first, each
@@ -11,7 +12,8 @@ import math
 from collections.abc import Callable, Iterable
 
 from handoffd.arguments import SERIALIZE_SUFFIX
-from handoffd.protocol.columns import join_frames, pack
+from handoffd.protocol import messages as m
+from handoffd.protocol.columns import INPUT_KINDS, join_frames, pack
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.scheduler import events as ev
 
@@ -120,7 +122,7 @@ def dispatch_message(
         counts.append(len(inputs.kinds) - base)
     if len(kinds) == 1:  # the common case: one kind (cpu)
         kind = kinds[0]
-        costs = [float(item.cost[kind]) for item in items]
+        costs = [float(item.cost.get(kind, 0.0)) for item in items]
     else:
         costs = [float(item.cost.get(k, 0.0)) for item in items for k in kinds]
     address_table = tuple(address_of(name) or "" for name in inputs.addresses)
@@ -153,3 +155,57 @@ def dispatch_message(
         frame_sizes,
     )
     return msg, sent
+
+
+def dispatch_tasks(
+    ins: ev.Dispatch,
+    owner_address: str,
+    address_of: Callable[[str], str | None],
+    packages: tuple[str, ...] = (),
+) -> tuple[m.DispatchTasks, list[bytes]]:
+    """What ``columns.dispatch_items`` reads back from ``dispatch_message(...)`` (and its frames
+    as ``columns.split_frames`` gives them), built directly: for our own node's executor, where
+    packing columns only to read them back at once was most of the dispatch's cost."""
+    frames: list[bytes] = []
+    frame_of: dict[int, int] = {}
+
+    def add_frame(data: bytes) -> int:
+        index = frame_of.get(id(data))
+        if index is None:
+            index = frame_of[id(data)] = len(frames)
+            frames.append(data)
+        return index
+
+    def flatten(refs: Iterable[ev.InputRef], parent: int, out: list[m.InputRef]) -> None:
+        for ref in refs:
+            index = len(out)
+            if isinstance(ref, ev.InlineRef):
+                kind = INPUT_KINDS[2 if ref.task_id.endswith(SERIALIZE_SUFFIX) else 1]
+                frame = add_frame(ref.payload)
+                out.append(m.InputRef(kind, ref.task_id, (), frame, ref.argument_inclusion, parent))
+                flatten(ref.inputs, index, out)
+                continue
+            frame = add_frame(ref.value) if ref.value is not None else -1
+            held = tuple(a for a in (address_of(name) for name in ref.locations) if a)
+            out.append(m.InputRef(INPUT_KINDS[0], ref.task_id, held, frame, "variadic", parent))
+
+    inputs: list[list[m.InputRef]] = []
+    for item in ins.items:
+        inputs.append([])
+        if item.inputs:
+            flatten(item.inputs, -1, inputs[-1])
+    items = [  # (payloads after every input: the frames in dispatch_message's order)
+        m.DispatchItem(
+            item.task_id,
+            item.attempt,
+            {kind: float(q) for kind, q in item.cost.items() if q},
+            item.argument_inclusion,
+            None if item.timeout is None else float(item.timeout),
+            add_frame(item.payload),
+            tuple(refs),
+            item.priority,
+            float(item.rank),
+        )
+        for item, refs in zip(ins.items, inputs, strict=True)
+    ]
+    return m.DispatchTasks(ins.run_id, owner_address, tuple(items), packages), frames

@@ -14,8 +14,9 @@ scheduler, values in our store), and with ``release`` frees them right after tha
 client's byte budget are listed as ``pending`` and fetched with ``FetchResults`` as before.
 (Building outcomes' values and serving ``FetchResults`` live in ``daemon.results``.)
 Safety (DESIGN 3.5): no client hears "accepted" or an outcome before the standbys acked the run's
-snapshot (``Replicator.run_accepted``; a run that ends first waits for that ack). Dispatch does
-not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
+snapshot (``Replicator.run_accepted``; a run that ends first waits for that ack), unless that
+outcome is final and came before the run was due to be replicated (``owner_waits``). Dispatch
+does not wait for it: if we die before the standbys hold the run, the client was told nothing and gets a
 ConnectionError, as for a SubmitRun; tasks that ran meanwhile were executions nobody was promised
 (at-least-once), and a standby that did get the snapshot takes the run over as usual.
 
@@ -26,10 +27,8 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -37,10 +36,12 @@ from handoffd import errors, intake, validation
 from handoffd.config import Limits
 from handoffd.daemon import reports
 from handoffd.daemon.code import CodeStore
-from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
+from handoffd.daemon.owner_waits import ACCEPT_NOTICE_DELAY as ACCEPT_NOTICE_DELAY
+from handoffd.daemon.owner_waits import Waiter, Waiting
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
@@ -59,12 +60,6 @@ from handoffd.spec import RunOptions, TaskSpec
 
 log = logging.getLogger("handoffd.owner")
 
-TERMINAL = ("DONE", "FAILED", "CANCELLED")
-# A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
-# run has not ended this much later: a short run's exchange stays two messages. (A client that
-# loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
-# died just before answering a SubmitRun; this widens that window by at most this much.)
-ACCEPT_NOTICE_DELAY = 0.02
 # What executing nodes send a run's owner: fenced by the run's term.
 _FROM_EXECUTORS = (
     ReportColumns,
@@ -74,20 +69,6 @@ _FROM_EXECUTORS = (
     TasksWithdrawn,
     TaskOutputLive,
 )
-
-
-@dataclass(eq=False)
-class _Waiter:
-    """A client long-polling a run: answered when it ends, or by ``handle`` after its wait."""
-
-    conn: bytes
-    request_id: int
-    outcome: bool = False  # answer with a RunOutcome (WaitRun, SubmitAndWait), else RunStatusReply
-    max_bytes: int = 0  # results the outcome may carry
-    release: bool = False  # free the results the outcome carried in full
-    wait: float = 0.0
-    handle: Timer | None = None
-    notice: Timer | None = None  # a SubmitAndWait's delayed RunAccepted
 
 
 class OwnerIO:
@@ -114,9 +95,7 @@ class OwnerIO:
         self._resources = resources
         # Task output kept with the runs (before self.replication: its setter shares it).
         self.output = TaskOutputIO(port, self._state_of, scheduler.term_of, self.limits)
-        self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
-        self._submits: dict[str, _Waiter] = {}  # run_id -> the submitting client
-        self._waiters: dict[str, list[_Waiter]] = {}
+        self._submits: dict[str, Waiter] = {}  # run_id -> the submitting client
         # Released runs stay answerable (status) for keep_status_s, then every trace is dropped
         # here, in the scheduler and at the standbys: a long-lived daemon must not grow per run.
         self.retention = rt.RetentionPolicy(
@@ -128,12 +107,16 @@ class OwnerIO:
         self.placement_seconds = Buckets()
         self.dispatch_seconds = Buckets()
         self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
+        # clients long-polling runs, and short runs not replicated yet (daemon.owner_waits)
+        self.waiting = Waiting(port, scheduler, self.results, self._free_now)
+        self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
         self.results.on_lost = lambda run_id, ids: self._feed(ev.ValuesWanted(run_id, ids))
         self.code: CodeStore | None = None  # this node's code packages (set by the node)
         self._timers: dict[Any, Timer] = {}
         self.minority: str | None = None  # fenced: why we take no new runs (daemon/fencing.py)
         self.held = Held()  # fenced or just healed: dispatches and timer verdicts wait
-        # seed the scheduler with ourselves
+        # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
+        self._own_version, self._own_capacity = resources.version, dict(resources.capacity)
         self._apply(
             self.scheduler.handle(
                 ev.NodeUpdate(
@@ -156,6 +139,7 @@ class OwnerIO:
     def replication(self, value: Replicator) -> None:
         self._replication = value
         self.output.replication = value
+        self.waiting.replication = value
 
     def _state_of(self, run_id: str) -> str | None:
         st = self.scheduler.run_status(run_id)
@@ -163,14 +147,10 @@ class OwnerIO:
 
     def close(self) -> None:
         self.output.close()
+        self.waiting.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                for timer in (waiter.handle, waiter.notice):
-                    if timer is not None:
-                        timer.cancel()
 
     # -- events into the scheduler --------------------------------------------------------------
 
@@ -215,6 +195,9 @@ class OwnerIO:
         task ending here and freeing the cpu -- used to never reach us: our view of ourselves
         stayed full and our READY tasks waited forever on an idle node (the multi-owner wedge)."""
         r = self._resources
+        if r.version <= self._own_version and r.capacity == self._own_capacity:
+            return  # a reply or report of ours carried this version: the scheduler would ignore it
+        self._own_version, self._own_capacity = r.version, dict(r.capacity)
         update = ev.NodeUpdate(
             self.port.name, self.port.address, True, dict(r.capacity), free, r.version
         )
@@ -342,17 +325,17 @@ class OwnerIO:
         elif isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
-            self._on_wait(msg.run_id, _Waiter(conn, msg.request_id, wait=msg.wait))
+            self.waiting.on_wait(msg.run_id, Waiter(conn, msg.request_id, wait=msg.wait))
         elif isinstance(msg, m.WaitRun):
-            waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
-            self._on_wait(msg.run_id, waiter)
+            waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
+            self.waiting.on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
         elif isinstance(msg, GetTaskOutput):
             self.output.on_get(msg, conn)
         elif isinstance(msg, m.CancelRun):
             self._feed(ev.CancelRequested(msg.run_id))
-            self.port.reply(conn, self._status_reply(msg.request_id, msg.run_id))
+            self.port.reply(conn, self.waiting.status_reply(msg.request_id, msg.run_id))
         elif isinstance(msg, m.FreeRunRequest):
             self._free_now(msg.run_id)
             self.port.reply(conn, m.Ok(msg.request_id))
@@ -389,6 +372,11 @@ class OwnerIO:
             member = self.port.member(node)
             if member is None or member.status not in (m.ALIVE, m.SUSPECT):
                 return []
+        elif msg.resource_version > self._own_version:
+            self._own_version, self._own_capacity = (
+                msg.resource_version,
+                dict(self._capacity_of(node)),
+            )
         return [
             ev.NodeUpdate(
                 node,
@@ -435,11 +423,11 @@ class OwnerIO:
             self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
             return
         if isinstance(msg, m.SubmitAndWait):
-            waiter = _Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
+            waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
         else:
-            waiter = _Waiter(conn, msg.request_id)
+            waiter = Waiter(conn, msg.request_id)
         if self.scheduler.term_of(msg.run_id) is not None:
-            self._accepted(msg.run_id, waiter)  # a retried submission
+            self.waiting.accepted(msg.run_id, waiter)  # a retried submission
             return
         if msg.packages:
             kind, problem = self._store_packages(msg.packages, frames[len(msg.tasks) :])
@@ -482,109 +470,12 @@ class OwnerIO:
             return "missing_package", f"code packages {[s[:12] for s in missing]} not held here"
         return "", ""
 
-    def _status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
-        st = self.scheduler.run_status(run_id)
-        if st is None:
-            known = self.replication.knows(run_id)
-            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
-        return m.RunStatusReply(
-            request_id,
-            run_id,
-            st.state,
-            dict(st.counts),
-            dict(st.placement),
-            self.port.name,
-            st.term,
-            self.replication.standbys(run_id),
-            error_info(st.error),
-        )
-
-    def _accepted(self, run_id: str, waiter: _Waiter) -> None:
-        """The standbys hold the run (or were given up on): tell the submitting client. A
-        SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
-        the outcome when it ends."""
-        if not waiter.outcome:
-            self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
-            return
-        st = self.scheduler.run_status(run_id)
-        if st is not None and st.state not in TERMINAL and waiter.wait > 0:
-            waiter.notice = self.port.call_later(
-                min(ACCEPT_NOTICE_DELAY, waiter.wait / 2), self._notice, run_id, waiter
-            )
-        self._on_wait(run_id, waiter)
-
-    def _notice(self, run_id: str, waiter: _Waiter) -> None:
-        waiter.notice = None
-        self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
-
-    def _on_wait(self, run_id: str, waiter: _Waiter) -> None:
-        st = self.scheduler.run_status(run_id)
-        taking_over = self.replication.taking_over(run_id)
-        if waiter.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
-            self._answer(run_id, waiter)
-            return
-        waiter.handle = self.port.call_later(
-            min(waiter.wait, 60.0), self._wait_over, run_id, waiter
-        )
-        self._waiters.setdefault(run_id, []).append(waiter)
-
-    def _wait_over(self, run_id: str, waiter: _Waiter) -> None:
-        waiters = self._waiters.get(run_id, [])
-        if waiter in waiters:
-            waiters.remove(waiter)
-            if not waiters:
-                del self._waiters[run_id]
-        self._answer(run_id, waiter)
-
-    def _answer(self, run_id: str, waiter: _Waiter) -> None:
-        if waiter.notice is not None:
-            waiter.notice.cancel()  # the outcome says more
-            waiter.notice = None
-        if not waiter.outcome:
-            self.port.reply(waiter.conn, self._status_reply(waiter.request_id, run_id))
-            return
-        st = self.scheduler.run_status(run_id)
-        if st is None:
-            empty = m.RunOutcome(
-                waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
-            )
-            self.port.reply(waiter.conn, empty)
-            return
-        ids: list[str] = []
-        values: list[bytes] = []
-        pending: list[str] = []
-        if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
-            ids, values, pending = self.results.outcome_values(run_id, waiter.max_bytes)
-        released = waiter.release and st.state == "DONE" and not pending
-        outcome = m.RunOutcome(
-            waiter.request_id,
-            run_id,
-            st.state,
-            dict(st.counts),
-            dict(st.placement),
-            self.port.name,
-            st.term,
-            self.replication.standbys(run_id),
-            error_info(st.error),
-            tuple(ids),
-            tuple(pending),
-            released,
-        )
-        self.port.reply(waiter.conn, outcome, values)
-        if released:
-            # The client holds every value it wants (the reply is queued on its connection; a
-            # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
-            self._free_now(run_id)
-
     def run_finished(self, run_id: str) -> None:
         """The run ended (here, or it had when a takeover restored it): answer its waiters; its
         results are kept for the retention time from now."""
         self._retain(rt.RunEnded(run_id), self.port.now())
         self.output.run_ended(run_id)
-        for waiter in self._waiters.pop(run_id, []):
-            if waiter.handle is not None:
-                waiter.handle.cancel()
-            self._answer(run_id, waiter)
+        self.waiting.run_finished(run_id)
 
     def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
         """A peer answered one of our result fetches; False if it was not ours."""
@@ -669,8 +560,10 @@ class OwnerIO:
             waiter = self._submits.pop(run_id, None)
             if waiter is None:
                 continue
-            answer = functools.partial(self._accepted, run_id, waiter)
-            self.replication.run_accepted(run_id, answer)  # DESIGN 3.5, bounded
+            if waiter.may_skip_replication:
+                self.waiting.short.hold(run_id, waiter)  # replicated if it outlasts REPLICATE_DELAY
+            else:
+                self.waiting.replicate(run_id, waiter)
 
     def _start_timer(self, key: Any, delay: float) -> None:
         old = self._timers.pop(key, None)
@@ -696,5 +589,7 @@ class OwnerIO:
             return
         run = self.scheduler.run_state(ins.run_id)
         packages = run.options.packages if run is not None else ()
-        msg, frames = dispatch_message(ins, self.port.address, self.port.address_of, packages)
+        # to our own executor as the per-task message it takes (never encoded: dispatch_tasks)
+        build = dispatch_tasks if address == self.port.address else dispatch_message
+        msg, frames = build(ins, self.port.address, self.port.address_of, packages)
         self.port.send(address, msg, frames, term=ins.term)

@@ -121,13 +121,15 @@ class ReplicationIO:
         return self.log.standbys(run_id)
 
     def run_changed(self, run_id: str) -> None:
-        self.log.changed(run_id, None)
-        self._schedule_flush()
+        if self.log.tracked(run_id):  # (a short run is never replicated: daemon.owner_waits)
+            self.log.changed(run_id, None)
+            self._schedule_flush()
 
     def task_changed(self, run_id: str, task_id: str) -> None:
         """The scheduler's ``on_change`` (``daemon.node.wire``): a task move a standby must know."""
-        self.log.changed(run_id, task_id)
-        self._schedule_flush()
+        if self.log.tracked(run_id):
+            self.log.changed(run_id, task_id)
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if self._flush_scheduled:

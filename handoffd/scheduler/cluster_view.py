@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; cluster_view.pxd beside it gives the compiled build its C types)
 """The owner's view of the cluster and the placement pass over it (DESIGN.md 3.3).
 
 Pure state, like the scheduler that owns it: no clock, no I/O. ``OwnerScheduler`` decides *what* is
@@ -56,9 +58,9 @@ from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import placement
-from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations
+from handoffd.scheduler.demand import Demand, add_into
+from handoffd.scheduler.durations import UNKNOWN_CHARGE
 from handoffd.scheduler.ready import ReadyQueue
-from handoffd.scheduler.room_index import Nodes, RoomIndex
 from handoffd.scheduler.room_index import NodeState as NodeState
 from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
 
@@ -77,26 +79,21 @@ LOW_WATER = 0.5
 QUEUE_SECONDS = 0.005
 EPS = core.EPS
 
-#: (run_id, task_id, attempt): one dispatch.
-DispatchKey = tuple[str, str, int]
 #: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
 #: True: to its window, beyond its free resources (it may wait in the node's queue).
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 
 
-def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
-    """``total += sign * cost`` in place, dropping kinds that reach zero."""
-    for kind, qty in cost.items():
-        left = total.get(kind, 0.0) + sign * qty
-        if -EPS <= left <= EPS:
-            total.pop(kind, None)
-        else:
-            total[kind] = left
+def _none_positive(total: dict[str, float]) -> bool:
+    for q in total.values():
+        if q > 0.0:
+            return False
+    return True
 
 
-class ClusterView:
-    """Nodes as we see them, our outstanding demand on them, our unanswered dispatches; places
-    ready tasks."""
+class ClusterView(Demand):
+    """Nodes as we see them, our outstanding demand on them, our unanswered dispatches (``Demand``,
+    compiled); places ready tasks."""
 
     def __init__(
         self,
@@ -109,121 +106,16 @@ class ClusterView:
         self.backend = backend
         # None: the window's depth alone bounds queued work (no time budget, unknown durations
         # queued too): the behaviour before durations were learned, kept for tests of the depth.
-        self.queue_seconds = queue_seconds
-        self.durations = Durations()
-        # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
-        self.work: dict[str, float] = {}
+        # (the nodes, their rooms, our outstanding demand, work and unanswered dispatches)
+        super().__init__(queue_seconds)
         self._core = core.kernels(backend)
-        # Live nodes' rooms between passes (``room_index``); ``indexed`` False: every pass builds
-        # every node's room (the reference the index is tested against).
-        self._rooms = RoomIndex()
+        # ``indexed`` False: every pass builds every node's room (the reference the index is
+        # tested against).
         self.indexed = True
-        self.nodes: dict[str, NodeState] = Nodes(self._rooms.changed, self._rooms.reordered)
-        # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
-        # or in the node's queue: the demand the dispatch window bounds).
-        self.outstanding: dict[str, dict[str, float]] = {}
-        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
-        # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
-        # when we sent it). Insertion order is sending order, so the oldest come first.
-        self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
-        # Invariant: pending[node] == summed cost of unacked[node] (kinds at zero dropped).
-        self.pending: dict[str, dict[str, float]] = {}
         # The last placement pass found nothing free anywhere (only windows could take tasks).
         self.saturated = True
 
     # -- bookkeeping -------------------------------------------------------------------------------
-
-    def alive(self, name: str) -> bool:
-        node = self.nodes.get(name)
-        return node is not None and node.alive
-
-    def effective_free(self, node: str) -> dict[str, float]:
-        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
-        free = dict(self.nodes[node].free)
-        for kind, qty in self.pending.get(node, {}).items():
-            free[kind] = free.get(kind, 0.0) - qty
-        return free
-
-    def went_out(self, node: str, rec: TaskRecord) -> None:
-        """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
-        add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
-        self._rooms.changed(node)
-        n = self.nodes.get(node)
-        capacity = n.capacity if n is not None else {}
-        rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
-        if rec.charge:
-            self.work[node] = self.work.get(node, 0.0) + rec.charge
-
-    def came_back(self, node: str, rec: TaskRecord) -> None:
-        """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
-        load = self.outstanding.setdefault(node, {})
-        add_into(load, rec.spec.cost, -1)
-        self._rooms.changed(node)
-        if rec.charge:
-            left = self.work.get(node, 0.0) - rec.charge
-            # Only tasks with a cost carry work: none left, no work (no float residue either).
-            if load and left > EPS:
-                self.work[node] = left
-            else:
-                self.work.pop(node, None)
-            rec.charge = 0.0
-
-    def budget(self, node: str) -> float:
-        """Seconds of expected work ``node`` may still be given to queue (``QUEUE_SECONDS``)."""
-        assert self.queue_seconds is not None
-        return self.queue_seconds - self.work.get(node, 0.0)
-
-    def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
-        """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
-        self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
-        if cost:
-            add_into(self.pending.setdefault(node, {}), cost, 1)
-            self._rooms.changed(node)
-
-    def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
-        """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
-        pending = self.unacked.get(node)
-        sent = pending.pop(key, None) if pending is not None else None
-        if sent is not None and sent[0]:
-            add_into(self.pending[node], sent[0], -1)
-            self._rooms.changed(node)
-        return sent
-
-    def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
-        """Forget and return the dispatches to ``node`` sent at or before ``cutoff``, oldest first."""
-        pending = self.unacked.get(node)
-        late: list[DispatchKey] = []
-        if pending:
-            for key, (_, _, at) in pending.items():
-                if at > cutoff:
-                    break
-                late.append(key)
-            for key in late:
-                cost = pending.pop(key)[0]
-                if cost:
-                    add_into(self.pending[node], cost, -1)
-            self._rooms.changed(node)
-        return late
-
-    def oldest_unacked(self, node: str) -> float | None:
-        """When the oldest dispatch to ``node`` still unanswered was sent, or None."""
-        for _, _, at in self.unacked.get(node, {}).values():
-            return at
-        return None
-
-    def forget_unacked(self, node: str) -> None:
-        """``node`` was lost or came back: its answers are not coming / its report is fresh."""
-        self.unacked.pop(node, None)
-        self.pending.pop(node, None)
-        self._rooms.changed(node)
-
-    def forget_run(self, run_id: str) -> None:
-        for node, pending in self.unacked.items():
-            for key in [k for k in pending if k[0] == run_id]:
-                cost = pending.pop(key)[0]
-                if cost:
-                    add_into(self.pending[node], cost, -1)
-                    self._rooms.changed(node)
 
     def could_take(self, pin: str | None, cost: dict[str, float]) -> bool:
         """Whether a newly ready task (pinned to ``pin`` or not) may be placed now: some node it
@@ -276,7 +168,12 @@ class ClusterView:
             return True
         f = self._room(n)
         fits = self._core.fits
-        return any(fits(dict(cost), f) for pin, cost in ready.shapes if pin is None or pin == node)
+        # (loops, not generator expressions, here and below: a compiled cpdef method holds no
+        # closure)
+        for pin, cost in ready.shapes:
+            if (pin is None or pin == node) and fits(dict(cost), f):
+                return True
+        return False
 
     # -- placement ---------------------------------------------------------------------------------
 
@@ -287,9 +184,10 @@ class ClusterView:
             return False
         window = float(self.window)
         load = self.outstanding.get(n.name, {})
-        return any(
-            q > 0.0 and q * window - float(load.get(k, 0.0)) > EPS for k, q in n.capacity.items()
-        )
+        for k, q in n.capacity.items():
+            if q > 0.0 and q * window - float(load.get(k, 0.0)) > EPS:
+                return True
+        return False
 
     def room_of(self, n: NodeState) -> dict[str, float]:
         """What a placement pass may use on ``n``: effective free, capped by the window room."""
@@ -318,9 +216,16 @@ class ClusterView:
         window = self.window
         # Only nodes with room, unless a weightless task (it fits a full node) is queued.
         indexed = self.indexed and not ready.weightless
-        names = rooms.with_room() if indexed else (n.name for n in alive)
+        names = rooms.with_room() if indexed else [n.name for n in alive]
         free = {name: dict(rooms.room[name]) for name in names}
-        anything = any(q > EPS for f in free.values() for q in f.values())
+        anything = False
+        for f in free.values():
+            for q in f.values():
+                if q > EPS:
+                    anything = True
+                    break
+            if anything:
+                break
         self.saturated = not anything
         if window > 1 and not anything:
             # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
@@ -331,10 +236,8 @@ class ClusterView:
             for kind, qty in f.items():
                 if qty > most.get(kind, 0.0):
                     most[kind] = qty
-        fits = self._core.fits
-        if len(ready.shapes) <= MAX_SHAPES and not any(
-            fits(dict(cost), most if pin is None else free.get(pin, {}))
-            for pin, cost in ready.shapes
+        if len(ready.shapes) <= MAX_SHAPES and not self._some_shape_fits(
+            ready, free, most
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
             if window > 1 and self.queue_seconds is not None:
                 self._fill_windows(alive, ready, dispatch, low_water=True)
@@ -343,6 +246,16 @@ class ClusterView:
         if window > 1 and ready and (placed or self.queue_seconds is not None):
             # after a placement every node is topped up; else only those due (hysteresis)
             self._fill_windows(alive, ready, dispatch, low_water=not placed)
+
+    def _some_shape_fits(
+        self, ready: ReadyQueue, free: dict[str, dict[str, float]], most: dict[str, float]
+    ) -> bool:
+        """Some queued (pin, cost) shape fits what is free (its pinned node's, else the most)."""
+        fits = self._core.fits
+        for pin, cost in ready.shapes:
+            if fits(dict(cost), most if pin is None else free.get(pin, {})):
+                return True
+        return False
 
     def _place_free(
         self,
@@ -353,7 +266,12 @@ class ClusterView:
     ) -> int:
         """The policy's placement of ready tasks on free resources (cut short where nothing more
         can fit: aggregate free, consecutive misses); returns how many were dispatched."""
-        total = {k: sum(max(f.get(k, 0.0), 0.0) for f in free.values()) for k in most}
+        total: dict[str, float] = {}
+        for k in most:
+            summed = 0.0
+            for f in free.values():
+                summed += max(f.get(k, 0.0), 0.0)
+            total[k] = summed
         # (run, rec, request) in walk order; a group's riders follow its leader (request.follow).
         batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
         leaders: dict[tuple[str, str], int] = {}
@@ -364,7 +282,7 @@ class ClusterView:
         # Nothing positive is left anywhere. Not "<= EPS": a quantity is 0 or above EPS (parse
         # refuses the rest), and it fits free + EPS, so only free <= 0 everywhere holds it back,
         # just as the core and the ledger would.
-        exhausted = not any(q > 0.0 for q in total.values())
+        exhausted = _none_positive(total)
         try:
             for run, rec in ready.walk():
                 gid = run.group_of.get(rec.id)
@@ -395,7 +313,7 @@ class ClusterView:
                 if need:
                     for kind, qty in need.items():
                         total[kind] = total.get(kind, 0.0) - qty
-                    exhausted = not any(q > 0.0 for q in total.values())
+                    exhausted = _none_positive(total)
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
                 held = run.input_bytes(rec.id, self._rooms.room.__contains__)  # live nodes
@@ -407,7 +325,7 @@ class ClusterView:
             if not batch:
                 return 0
             chosen: list[str | None] = [None] * len(batch)
-            policies = list(dict.fromkeys(run.options.policy for run, _, _ in batch))
+            policies = list(dict.fromkeys([run.options.policy for run, _, _ in batch]))
             for policy in policies:
                 picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
                 at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
@@ -436,7 +354,11 @@ class ClusterView:
             ready.restore()
 
     def _fill_windows(
-        self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn, *, low_water: bool
+        self,
+        alive: list[NodeState],
+        ready: ReadyQueue,
+        dispatch: DispatchFn,
+        low_water: bool,
     ) -> None:
         """Dispatch ready tasks to node queues while each node's outstanding demand stays within
         ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
@@ -471,7 +393,7 @@ class ClusterView:
         fill = self._core.window_fill(
             capacities, loads, window, LOW_WATER if low_water else None, budgets
         )
-        estimate = self.durations.estimate
+        durations = self.durations
         if not fill.left:
             return
         index = {n.name: i for i, n in enumerate(nodes)}
@@ -488,7 +410,7 @@ class ClusterView:
                     if misses >= MAX_MISSES:
                         break
                     continue
-                seconds = estimate(rec.spec.id, rec.cost_items) if timed else 0.0
+                seconds = durations.estimate(rec.spec.id, rec.cost_items) if timed else 0.0
                 if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
                     seconds = UNKNOWN_CHARGE
                 if pin is None:

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; owner.pxd beside it gives the compiled build its C types)
 """The owner's scheduler: every run this node owns, the task moves its nodes report, and placement.
 
 Pure state machine (STYLE.md principle 1): ``handle(event, now)`` returns instructions and never awaits,
@@ -60,7 +62,8 @@ from handoffd.scheduler.events import (
 )
 from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
 from handoffd.scheduler.outbox import Outbox
-from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus, RunHistory
+from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus
+from handoffd.scheduler.owner_queries import OwnerQueries
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
 from handoffd.scheduler.run import (
@@ -88,7 +91,7 @@ log = logging.getLogger("handoffd.scheduler")
 _REPLICATED = (DONE, FAILED, CANCELLED)
 
 
-class OwnerScheduler:
+class OwnerScheduler(OwnerQueries):
     """Schedules every run this node owns over its view of the cluster."""
 
     def __init__(
@@ -127,9 +130,11 @@ class OwnerScheduler:
         self._rebalance = Rebalance(
             self._view, self._out, run_of=self._owned.live.get, give_back=self._give_back
         )
-        self._delays = DelayedTasks(self._out, run_of=self._owned.live.get, enqueue=self._enqueue)
+        self._delays = DelayedTasks(
+            self._out, run_of=self._owned.live.get, enqueue=self._enqueue_later
+        )
         self._takeover = Takeover(
-            alive=self._view.alive,
+            alive=self._alive,
             own_as_is=self._own_as_is,
             lose_in_run=self._lose_in_run,
             recompute=self._recompute,
@@ -206,74 +211,6 @@ class OwnerScheduler:
         else:
             raise TypeError(f"not a scheduler event: {event!r}")
 
-    # -- queries -----------------------------------------------------------------------------------
-
-    def runs(self) -> list[str]:
-        return self._owned.ids()
-
-    def run_status(self, run_id: str) -> OwnedRunStatus | None:
-        return self._owned.status(run_id)
-
-    def result_location(self, run_id: str, task_id: str) -> tuple[bytes | None, tuple[str, ...]]:
-        """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task
-        (a released run has no copies left)."""
-        return self._owned.result_location(run_id, task_id)
-
-    @property
-    def probe_interval(self) -> float:
-        """Seconds between probes for lost reports (``lost.PROBE_INTERVAL`` unless configured)."""
-        return self._lost.probe_interval
-
-    @probe_interval.setter
-    def probe_interval(self, value: float) -> None:
-        self._lost.probe_interval = value
-
-    @property
-    def window(self) -> int:
-        """Outstanding demand allowed per node, in multiples of its capacity (1: no pipelining)."""
-        return self._view.window
-
-    @window.setter
-    def window(self, value: int) -> None:
-        self._view.window = value
-
-    def nodes(self) -> dict[str, NodeState]:
-        return dict(self._view.nodes)
-
-    def effective_free(self, node: str) -> dict[str, float]:
-        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
-        return self._view.effective_free(node)
-
-    def outstanding(self, node: str) -> dict[str, float]:
-        """Summed cost of our ASSIGNED/RUNNING tasks on ``node`` (running or in its queue): the
-        demand the dispatch window bounds (not the node's ledger, which other owners share)."""
-        return dict(self._view.outstanding.get(node, {}))
-
-    def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
-        return list(self._owned.live[run_id].tasks[task_id].history)
-
-    def snapshot(self, run_id: str) -> dict[str, Any]:
-        """The run as plain data, for standby owners."""
-        return self._owned.live[run_id].snapshot()
-
-    def run_state(self, run_id: str) -> RunState | None:
-        """The run's live state (read-only use: the replication log reads task records)."""
-        return self._owned.live.get(run_id)
-
-    def run_times(self, run_id: str) -> tuple[float, float]:
-        return self._owned.times(run_id)
-
-    def run_history(
-        self, run_id: str, since: float = 0.0, brief: bool = False
-    ) -> RunHistory | None:
-        """Every task's attempts and transitions (``handoffctl tasks``; with ``since``, wall
-        clock: of the tasks that moved since), None if not ours."""
-        return self._owned.history(run_id, since, brief)
-
-    def term_of(self, run_id: str) -> int | None:
-        """The run's ownership term, or None when we do not own it."""
-        return self._owned.term_of(run_id)
-
     def forget(self, run_id: str) -> None:
         """Drop a finished run entirely (after retention)."""
         run = self._owned.forget(run_id)
@@ -286,7 +223,7 @@ class OwnerScheduler:
         run.wall_offset = self.wall_offset
         run.counters = self.counters
         self._owned.add(run)
-        run.listener = self._on_move
+        run.listener = self._listen
 
     def _own_as_is(self, run: RunState) -> None:
         """Own ``run`` with its tasks as they are (taken over): its ASSIGNED/RUNNING tasks are out
@@ -654,6 +591,21 @@ class OwnerScheduler:
         if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
             self._dirty = self._view.could_take(run.pin_of(rec.id), rec.spec.cost)
 
+    # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
+    # taken as a value does not convert; each calls its typed twin.)
+
+    def _listen(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        self._on_move(run, rec, old, new)
+
+    def _enqueue_later(self, run: RunState, rec: TaskRecord) -> None:
+        self._enqueue(run, rec)
+
+    def _send(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
+        self._dispatch(run, rec, node, queued)
+
+    def _alive(self, name: str) -> bool:
+        return self._view.alive(name)
+
     def _view_changed(self) -> None:
         self._dirty = True
         self._delays.view_changed()
@@ -665,7 +617,7 @@ class OwnerScheduler:
             return
         if self._ready:
             self._dirty = False
-            self._view.place(self._ready, self._dispatch)
+            self._view.place(self._ready, self._send)
         if self._rebalance.queued:  # free left where nothing ready went: move queued work there
             self._rebalance.offer()
 

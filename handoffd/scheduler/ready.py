@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; ready.pxd beside it gives the compiled build its C types)
 """The owner's ready queue: READY, not delayed tasks of running runs, in placement order.
 
 Order: priority, upward rank, older run, position (the key the scheduler always used). Each run keeps

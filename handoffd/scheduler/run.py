@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; run.pxd beside it gives the compiled build its C types)
 """One run's task states and the task state machine (section 3.5 of DESIGN.md).
 
 Design (distributed's worker_state_machine): every task state change goes through ``RunState.move``,
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoffd.errors import HandoffError
@@ -76,33 +77,67 @@ def backoff(failures: int) -> float:
     return float(min(0.05 * (2 ** max(0, failures - 1)), 2.0))
 
 
-@dataclass(eq=False, slots=True)
 class TaskRecord:
-    spec: TaskSpec
-    position: int  # rank in the run's ready order (priority, upward rank, size)
-    upward_rank: float
-    state: str = PENDING
-    attempt: int = 0  # number of the latest dispatch; 0 = never dispatched
-    node: str | None = None  # node of the latest dispatch (where it is outstanding while ACTIVE)
-    failures: int = 0  # own errors so far (each consumes a retry)
-    losses: int = 0  # attempts lost to the cluster
-    completions: int = 0  # times it reached DONE (> 1 after a lineage recompute)
-    size: int = 0  # bytes of the result
-    value: bytes | None = None  # the owner's own copy of a small result
-    locations: set[str] = field(default_factory=set)  # live nodes holding a copy (DONE only)
-    delayed: bool = False  # READY but held back (retry backoff or refused dispatch)
-    last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
-    history: list[tuple[float, str, str, str]] = field(default_factory=list)
-    attempts: list[hist.Attempt] = field(default_factory=list)  # see scheduler.history
-    # The owner's ready queue (``ready.ReadyQueue``): the index of this record in ``RunState.ordered``
-    # (the run's placement order), whether it is queued, whether its index is in the run's heap.
-    order: int = 0
-    queued: bool = False
-    in_heap: bool = False
-    cost_items: tuple[tuple[str, float], ...] = ()  # the spec's cost as a hashable shape
-    # The work (expected seconds x share of its node) charged to its node while ACTIVE
-    # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
-    charge: float = 0.0
+    """One task of a run as its owner keeps it (a C class when compiled with ``run.pxd``)."""
+
+    __slots__ = (
+        "spec",
+        "position",
+        "upward_rank",
+        "state",
+        "attempt",
+        "node",
+        "failures",
+        "losses",
+        "completions",
+        "size",
+        "value",
+        "locations",
+        "delayed",
+        "last_error",
+        "history",
+        "attempts",
+        "order",
+        "queued",
+        "in_heap",
+        "cost_items",
+        "charge",
+    )
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        position: int,
+        upward_rank: float,
+        cost_items: tuple[tuple[str, float], ...] = (),
+    ) -> None:
+        self.spec = spec
+        self.position = position  # rank in the run's ready order (priority, upward rank, size)
+        self.upward_rank = upward_rank
+        self.state = PENDING
+        self.attempt = 0  # number of the latest dispatch; 0 = never dispatched
+        # node of the latest dispatch (where it is outstanding while ACTIVE)
+        self.node: str | None = None
+        self.failures = 0  # own errors so far (each consumes a retry)
+        self.losses = 0  # attempts lost to the cluster
+        self.completions = 0  # times it reached DONE (> 1 after a lineage recompute)
+        self.size = 0  # bytes of the result
+        self.value: bytes | None = None  # the owner's own copy of a small result
+        self.locations: set[str] = set()  # live nodes holding a copy (DONE only)
+        self.delayed = False  # READY but held back (retry backoff or refused dispatch)
+        self.last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
+        self.history: list[tuple[float, str, str, str]] = []
+        self.attempts: list[hist.Attempt] = []  # see scheduler.history
+        # The owner's ready queue (``ready.ReadyQueue``): the index of this record in
+        # ``RunState.ordered`` (the run's placement order), whether it is queued, whether its
+        # index is in the run's heap.
+        self.order = 0
+        self.queued = False
+        self.in_heap = False
+        self.cost_items = cost_items  # the spec's cost as a hashable shape
+        # The work (expected seconds x share of its node) charged to its node while ACTIVE
+        # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
+        self.charge = 0.0
 
     @property
     def id(self) -> str:
@@ -211,7 +246,7 @@ class RunState:
     # -- moves ---------------------------------------------------------------------------------
 
     def move(
-        self, rec: TaskRecord, new: str, now: float, cause: str, *, delayed: bool = False
+        self, rec: TaskRecord, new: str, now: float, cause: str, delayed: bool = False
     ) -> None:
         old = rec.state
         if new not in TRANSITIONS[old]:
@@ -252,13 +287,15 @@ class RunState:
             self.finished = self.submitted
 
     def inputs_ready(self, task_id: str) -> bool:
-        return all(
-            self.tasks[d].state == DONE and self.tasks[d].has_copy()
-            for d in self.effective_deps[task_id]
-        )
+        # (loops, not generator expressions: a compiled cpdef method may hold no closure)
+        for d in self.effective_deps[task_id]:
+            drec = self.tasks[d]
+            if drec.state != DONE or not drec.has_copy():
+                return False
+        return True
 
     def make_ready(
-        self, rec: TaskRecord, now: float, cause: str, *, delayed: bool = False
+        self, rec: TaskRecord, now: float, cause: str, delayed: bool = False
     ) -> list[tuple[str, str, int]]:
         """Move ``rec`` to READY (PENDING while an input is unfinished) and recompute any input whose
         copies were all lost, which sends ``rec`` back to PENDING.
@@ -266,7 +303,11 @@ class RunState:
         Returns the (node, task_id, attempt) dispatches to cancel as a side effect.
         """
         deps = [self.tasks[d] for d in self.effective_deps[rec.id]]
-        target = READY if all(d.state == DONE for d in deps) else PENDING
+        target = READY
+        for drec in deps:
+            if drec.state != DONE:
+                target = PENDING
+                break
         if rec.state != target:
             self.move(rec, target, now, cause, delayed=delayed)
         cancels: list[tuple[str, str, int]] = []
@@ -299,14 +340,18 @@ class RunState:
         cancels: list[tuple[str, str, int]] = []
         for consumer in self.consumers[rec.id]:
             crec = self.tasks[consumer]
-            if crec.state == PENDING and all(
-                self.tasks[d].state == DONE for d in self.effective_deps[consumer]
-            ):
+            if crec.state == PENDING and self._inputs_done(consumer):
                 cancels.extend(self.make_ready(crec, now, f"inputs ready ({rec.id} done)"))
         if self.remaining == 0 and self.state == RUN_RUNNING:
             self.state = RUN_DONE
             self.finished = now + self.wall_offset
         return cancels
+
+    def _inputs_done(self, task_id: str) -> bool:
+        for d in self.effective_deps[task_id]:
+            if self.tasks[d].state != DONE:
+                return False
+        return True
 
     def _free_unneeded(self, rec: TaskRecord) -> None:
         """``rec`` just finished: each input (and ``rec`` itself) that is no requested output and
@@ -442,7 +487,7 @@ class RunState:
 
     def input_refs(self, task_id: str) -> tuple[InputRef, ...]:
         spec = self.tasks[task_id].spec if task_id in self.tasks else self.inline[task_id]
-        return tuple(self._ref(dep) for dep in spec.deps)
+        return tuple([self._ref(dep) for dep in spec.deps])
 
     def _ref(self, dep: str) -> InputRef:
         if dep in self.inline:

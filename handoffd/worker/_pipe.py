@@ -35,6 +35,12 @@ _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
 
 
+def framed(*messages: bytes) -> bytes:
+    """``messages`` framed as ``send_bytes`` frames each (all under 2 GiB), in one buffer: the
+    worker writes a small value with its reply in one system call and one wake-up of the parent."""
+    return b"".join(part for data in messages for part in (_SHORT.pack(len(data)), data))
+
+
 def _header(buf: bytearray, at: int) -> tuple[int, int] | None:
     """(header length, message size) of the message starting at ``at``; None if incomplete."""
     if len(buf) < at + 4:

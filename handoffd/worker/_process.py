@@ -200,8 +200,12 @@ def main(
                 skipped = []
                 while poller.poll(0):
                     skipped += absorb(recv())
-                send(dumps([*skipped, (*reply, duration, captured.text())], protocol=5))
-                if value is not None:
-                    send(value)
+                done = dumps([*skipped, (*reply, duration, captured.text())], protocol=5)
+                if value is not None and len(value) < _pipe.LARGE:
+                    raw.sendall(_pipe.framed(done, value))  # one write, one wake-up
+                else:
+                    send(done)
+                    if value is not None:
+                        send(value)
         except (EOFError, BrokenPipeError, OSError):
             return

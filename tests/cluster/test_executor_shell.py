@@ -119,3 +119,21 @@ def test_fencing_through_the_shell_tells_the_node_of_a_new_owner() -> None:
         assert replied_pairs(reply)[1] == (("late", 1, "draining"),)
 
     asyncio.run(main())
+
+
+def test_answers_and_reports_to_our_own_owner_go_as_they_are_not_as_columns() -> None:
+    """The owner in this process reads per-task messages as well: nothing is packed only to be
+    read back at once (columns are for the wire)."""
+
+    async def main() -> None:
+        executor, pool, sent = make()
+        executor.on_dispatch(m.DispatchTasks(RUN, "me:1", (item("a"),)), [b"payload"], 1)
+        executor.on_outcome(Outcome((RUN, "a", 1), True, b"v", duration=0.001))
+        await wait_for(lambda: of(sent, m.TasksReported))
+        assert not of(sent, RepliedColumns) and not of(sent, ReportColumns)
+        ((address, replied, _),) = of(sent, m.DispatchReplied)
+        assert address == "me:1" and replied.accepted == (m.TaskAttempt("a", 1),)
+        ((_, report, term),) = of(sent, m.TasksReported)
+        assert [(r.task_id, r.state) for r in report.reports] == [("a", "DONE")] and term == 1
+
+    asyncio.run(main())

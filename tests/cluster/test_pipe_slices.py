@@ -96,3 +96,24 @@ def test_a_large_message_is_written_without_blocking_the_loop() -> None:
         worker_end.close()
         ours.close()
         theirs.close()
+
+
+def test_a_reply_and_its_small_value_framed_in_one_write_read_back_as_two_messages() -> None:
+    """What a worker writes for a small value (``framed``): the parent reads the reply and the
+    value apart, from one read, and a ``send_bytes`` reader (the other framing) agrees."""
+    ours, theirs = socket.socketpair()
+    reader = _pipe.Reader(ours.fileno())
+    try:
+        reply, value = pickle.dumps([(1, 1, True)]), b"v" * 100
+        theirs.sendall(_pipe.framed(reply, value) + _pipe.framed(b""))
+        reader.fill()
+        assert [reader.next(), reader.next(), reader.next()] == [reply, value, b""]
+        assert reader.next() is None
+        other = Connection(os.dup(ours.fileno()))
+        theirs.sendall(_pipe.framed(b"x" * 70000, b"y"))
+        assert (other.recv_bytes(), other.recv_bytes()) == (b"x" * 70000, b"y")
+        other.close()
+    finally:
+        reader.close()
+        ours.close()
+        theirs.close()

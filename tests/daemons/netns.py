@@ -23,6 +23,7 @@ logs; ``wait`` polls a predicate with a bound.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
@@ -31,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +49,39 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and result.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
+
+
+# Labs started and not yet closed in this process. A pytest killed with SIGTERM (a CI cancel, a
+# user's kill) skips fixture teardown: without this, its daemons keep running in namespaces that
+# nobody deletes. atexit covers a normal exit; the SIGTERM handler covers the kill.
+_OPEN: set[NetnsLab] = set()
+_CLEANUP_INSTALLED = False
+
+
+def _close_open_labs() -> None:
+    for lab in list(_OPEN):
+        with contextlib.suppress(Exception):
+            lab.close()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _close_open_labs()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_cleanup() -> None:
+    global _CLEANUP_INSTALLED
+    if _CLEANUP_INSTALLED:
+        return
+    _CLEANUP_INSTALLED = True
+    atexit.register(_close_open_labs)
+    # Only where nobody else handles SIGTERM, and only from the main thread (signal's rule).
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def list_namespaces() -> set[str]:
@@ -122,6 +157,8 @@ class NetnsLab:
 
     def start(self) -> NetnsLab:
         started = time.monotonic()
+        _install_cleanup()
+        _OPEN.add(self)
         try:
             sw = self.switch
             self._add_ns(sw)
@@ -227,6 +264,7 @@ class NetnsLab:
         for ns in reversed(self._created):
             _ip("netns", "del", ns, check=False)
         self._created.clear()
+        _OPEN.discard(self)
 
     def __enter__(self) -> NetnsLab:
         return self.start()

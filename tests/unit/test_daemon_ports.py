@@ -16,6 +16,7 @@ from fake_port import FakePort, envelope
 
 from handoffd.daemon.node import wire
 from handoffd.daemon.owner import ACCEPT_NOTICE_DELAY, OwnerIO
+from handoffd.daemon.owner_waits import REPLICATE_DELAY
 from handoffd.daemon.ports import NoFollower
 from handoffd.daemon.replication import RECONCILE_TIMEOUT, ReplicationIO
 from handoffd.daemon.results import FETCH_TIMEOUT, ResultFetcher
@@ -140,7 +141,7 @@ def test_owner_dispatches_answers_the_outcome_and_frees_what_the_client_took() -
     owner.member_updates([port.join("b")])
     submit(owner, port)
     assert port.replies == []  # accepted, but a SubmitAndWait hears RunAccepted only later
-    port.advance(ACCEPT_NOTICE_DELAY)
+    port.advance(REPLICATE_DELAY + ACCEPT_NOTICE_DELAY)  # replicated first: it outlasted the delay
     (accepted,) = port.take_replies(m.RunAccepted)
     assert (accepted.conn, accepted.msg.request_id, accepted.msg.owner) == (b"client", 7, "a")
     run_on_b(owner, port)
@@ -192,6 +193,59 @@ def test_owner_answers_the_client_only_once_replication_holds_the_run() -> None:
     replication.answers.pop("r1")()
     (reply,) = port.take_replies(m.RunAccepted)
     assert reply.msg == m.RunAccepted(3, "r1", "a")
+
+
+def test_owner_answers_a_short_execute_with_its_outcome_and_never_replicates_it() -> None:
+    port = FakePort()
+    owner = owner_on(port)
+    replication = Replication(hold_accepts=True)  # the standbys would never ack
+    owner.replication = replication
+    owner.member_updates([port.join("b")])
+    submit(owner, port)  # SubmitAndWait with release: execute()
+    port.advance(REPLICATE_DELAY / 2)
+    run_on_b(owner, port)
+    (outcome,) = port.take_replies(m.RunOutcome)
+    assert outcome.msg.state == "DONE" and outcome.frames == [b"42"] and outcome.msg.released
+    port.advance(REPLICATE_DELAY + ACCEPT_NOTICE_DELAY)
+    assert ("run_accepted", "r1") not in replication.calls and port.replies == []
+    assert len(owner.waiting.short) == 0
+
+
+def test_owner_replicates_an_execute_that_outlasts_the_delay_before_answering() -> None:
+    port = FakePort()
+    owner = owner_on(port)
+    replication = Replication(hold_accepts=True)
+    owner.replication = replication
+    owner.member_updates([port.join("b")])
+    submit(owner, port)
+    port.advance(REPLICATE_DELAY / 2)
+    assert replication.calls == []
+    port.advance(REPLICATE_DELAY)
+    assert replication.calls == [("run_accepted", "r1")]
+    run_on_b(owner, port)
+    assert port.replies == []  # DESIGN 3.5: not before the standbys hold it
+    replication.answers.pop("r1")()
+    (outcome,) = port.take_replies(m.RunOutcome)
+    assert outcome.msg.state == "DONE" and outcome.msg.released
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_owner_replicates_a_run_whose_answer_is_not_final(release: bool) -> None:
+    """Without release the run stays for the client to read; with a result the outcome cannot
+    carry (held on b only) the client fetches it later: both need the standbys first."""
+    port = FakePort()
+    owner = owner_on(port)
+    replication = Replication(hold_accepts=True)
+    owner.replication = replication
+    owner.member_updates([port.join("b")])
+    submit(owner, port, release=release)
+    if not release:
+        assert replication.calls == [("run_accepted", "r1")]  # at once, as before
+    run_on_b(owner, port, size=7)  # DONE, its value only on b: pending in the outcome
+    assert ("run_accepted", "r1") in replication.calls and port.replies == []
+    replication.answers.pop("r1")()
+    (outcome,) = port.take_replies(m.RunOutcome)
+    assert outcome.msg.pending == ("f",) and not outcome.msg.released
 
 
 def test_owner_rejects_a_bad_submission_with_a_clear_reason() -> None:
@@ -428,3 +482,31 @@ def test_an_unwired_replication_shell_says_so_when_a_takeover_would_restore() ->
     port.advance(GRACE)
     with pytest.raises(RuntimeError, match="no owner shell wired"):
         port.advance(RECONCILE_TIMEOUT)
+
+
+def test_owner_feeds_its_own_resources_once_per_ledger_version() -> None:
+    """A reply or report of ours already gave the scheduler this version of our ledger: the
+    ledger's own notice of it (``own_resources``) is no scheduler batch (it would change
+    nothing); a newer version, or another capacity, is one."""
+    port = FakePort()
+    ledger = Ledger({"cpu": 2.0}, {"cpu": 2.0}, 1)
+    owner = OwnerIO(
+        port,
+        OwnerScheduler(port.name, now=port.now()),
+        resources=ledger,
+        local_value=lambda run_id, task_id: None,
+        keep_results_s=RETAIN,
+    )
+    batches = owner.placement_seconds  # one observation per scheduler batch
+    replied = m.DispatchReplied("r1", (), (), {"cpu": 1.0}, 2)  # our executor claimed a cpu
+    owner.handle(columns.replied_columns(replied), [], b"", envelope(port.name))
+    assert batches.count == 1 and owner.scheduler.nodes()[port.name].free == {"cpu": 1.0}
+    ledger.free, ledger.version = {"cpu": 1.0}, 2
+    owner.own_resources({"cpu": 1.0})
+    assert batches.count == 1
+    ledger.free, ledger.version = {"cpu": 2.0}, 3
+    owner.own_resources({"cpu": 2.0})
+    assert batches.count == 2 and owner.scheduler.nodes()[port.name].free == {"cpu": 2.0}
+    ledger.capacity = {"cpu": 1.0}  # (same version, other capacity: fed)
+    owner.own_resources({"cpu": 1.0})
+    assert batches.count == 3 and owner.scheduler.nodes()[port.name].capacity == {"cpu": 1.0}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -126,3 +127,22 @@ def test_code_pickled_by_value_keeps_its_file_name() -> None:
 
     loaded = pickle.loads(values.dumps_code(local_fn))
     assert loaded.__code__.co_filename == __file__
+
+
+def test_a_root_is_resolved_once_and_again_when_its_symlink_points_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pk = packages
+    a, b, link = tmp_path / "a", tmp_path / "b", tmp_path / "link"
+    a.mkdir()
+    b.mkdir()
+    link.symlink_to(a)
+    resolved: list[str] = []
+    real = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p: resolved.append(p) or real(p))
+    assert pk._real_root(str(link)) == os.path.join(real(a), "")
+    assert pk._real_root(str(link)) == os.path.join(real(a), "") and len(resolved) == 1
+    link.unlink()
+    link.symlink_to(b)  # the same path now names another directory: resolved again
+    assert pk._real_root(str(link)) == os.path.join(real(b), "") and len(resolved) == 2
+    assert pk._real_root("/") == ""

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handoffd.daemon.dispatch import dispatch_message
+from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks
 from handoffd.daemon.reports import answered, report_events
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
@@ -135,6 +135,57 @@ def test_the_owner_builds_columns_straight_from_the_schedulers_dispatch() -> Non
     # a holder without an address is left out; a held value travels in a frame
     assert (v.kind, v.parent, v.locations, v.frame) == ("value", 0, ("b:1",), -1)
     assert (w.parent, w.locations, logical[w.frame]) == (0, (), b"held")
+
+
+@st.composite
+def scheduler_refs(draw: st.DrawFn, depth: int = 0) -> tuple[ev.InputRef, ...]:
+    """A task's inputs as the scheduler gives them: values (held here or not, on nodes with or
+    without an address) and inline functions (serialize hooks among them) with their own inputs."""
+    refs: list[ev.InputRef] = []
+    blobs = [b"a", b"bb", b"c" * 70]  # shared objects: frames are kept once per message
+    for _ in range(draw(st.integers(0, 3 if depth < 2 else 0))):
+        if draw(st.booleans()):
+            value = draw(st.none() | st.sampled_from(blobs))
+            holders = tuple(draw(st.lists(st.sampled_from(["b", "c", "nowhere"]), max_size=3)))
+            refs.append(ev.ValueRef(draw(names), holders, value))
+        else:
+            task_id = draw(names) + draw(st.sampled_from(["", ":serialize"]))
+            inclusion = draw(st.sampled_from(["variadic", "as_list"]))
+            inner = draw(scheduler_refs(depth + 1))
+            refs.append(ev.InlineRef(task_id, draw(st.sampled_from(blobs)), inclusion, inner))
+    return tuple(refs)
+
+
+@st.composite
+def scheduler_dispatches(draw: st.DrawFn) -> ev.Dispatch:
+    items = tuple(
+        ev.DispatchedTask(
+            draw(names),
+            draw(st.integers(0, 1 << 40)),
+            draw(st.sampled_from([b"code", b"other"])),
+            draw(st.dictionaries(st.sampled_from(["cpu", "gpu"]), st.sampled_from([0.0, 1, 2.5]))),
+            draw(st.sampled_from(["variadic", "as_list"])),
+            draw(st.none() | st.floats(0.01, 1e6)),
+            draw(scheduler_refs()),
+            draw(st.integers(-100, 100)),
+            draw(st.floats(0, 1e6)),
+        )
+        for _ in range(draw(st.integers(0, 4)))
+    )
+    return ev.Dispatch("n", "r", 1, items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scheduler_dispatches())
+def test_a_dispatch_to_our_own_node_is_what_its_columns_read_back_as(dispatch: ev.Dispatch) -> None:
+    """``dispatch_tasks`` (our own executor, no encoding) == ``dispatch_message`` read back."""
+    addresses = {"b": "b:1", "c": "c:1"}
+    columns, frames = dispatch_message(dispatch, "o:1", addresses.get, ("abcd",))
+    got, received = wire(columns, frames)
+    assert isinstance(got, DispatchColumns)
+    direct, direct_frames = dispatch_tasks(dispatch, "o:1", addresses.get, ("abcd",))
+    assert direct == dispatch_items(got)
+    assert direct_frames == split_frames(got.frame_sizes, received, "DispatchColumns")
 
 
 def report(task_id: str, state: str, frame: int = -1, kind: str = "") -> m.TaskReport:

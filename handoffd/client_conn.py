@@ -1,0 +1,248 @@
+"""The Client's connection plumbing: one connection per thread to one daemon, requests matched to
+replies by id, and failing over to another daemon the client knows when its daemon stops answering
+(``Client`` in ``handoffd.client`` builds on this; ``Run`` in ``handoffd.client_run`` asks through it).
+
+What the client learns about the cluster (the addresses it knows, which just failed) is shared by
+its threads; each thread's connection is its own (``handoffd.client_threads``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from handoffd import client_upload, errors
+from handoffd.client_run import FOLLOW_GRACE
+from handoffd.client_threads import ThreadConnections
+from handoffd.protocol import codec, versions
+from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import TaskOutputReply
+from handoffd.protocol.messages_observability import TaskHistoryReply
+from handoffd.transport.client import Connection
+
+_FOLLOW_GRACE = FOLLOW_GRACE
+_FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
+_SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
+
+
+class ClientPlumbing:
+    """Requests to the cluster through this thread's connection, with failover. ``Client`` sets
+    the attributes below in its ``__init__`` and says how to dial an address (``_dial``)."""
+
+    timeout: float
+    _threads: ThreadConnections
+    _learned: threading.Lock  # guards _known and _unreachable
+    _known: list[str]
+    _unreachable: dict[str, float]  # address -> when a connect last failed
+    _ids: Iterator[int]
+    _name: str
+
+    def _dial(self, address: str, timeout: float) -> Connection:
+        raise NotImplementedError  # Client._dial: a ZeroMQ or an in-process connection
+
+    # -- per-thread connection state (client_threads) -------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The daemon this thread's connection goes to."""
+        return self._threads.address
+
+    @address.setter
+    def address(self, address: str) -> None:
+        self._threads.address = address
+
+    @property
+    def _conn(self) -> Connection | None:
+        return self._threads.conn  # type: ignore[no-any-return]
+
+    @_conn.setter
+    def _conn(self, conn: Connection | None) -> None:
+        self._threads.conn = conn
+
+    @property
+    def _unanswered(self) -> bool:
+        """This thread sent a request without waiting for its reply."""
+        return self._threads.unanswered
+
+    @_unanswered.setter
+    def _unanswered(self, value: bool) -> None:
+        self._threads.unanswered = value
+
+    def _learn(self, address: str) -> None:
+        with self._learned:
+            if address not in self._known:
+                self._known.append(address)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _connect(self, address: str, timeout: float | None = None) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._unanswered = False
+        try:
+            self._conn = self._dial(address, timeout or self.timeout)
+        except errors.ConnectionError:
+            with self._learned:
+                self._unreachable[address] = time.monotonic()
+            raise
+        with self._learned:
+            self._unreachable.pop(address, None)
+        self.address = address
+        self._threads.answered_at = None
+
+    def _connection(self) -> Connection:
+        """The current connection; after a failover that reached nobody there is none, so
+        connect again (ConnectionError if the daemon is still unreachable)."""
+        if self._conn is None:
+            self._connect(self.address)
+        assert self._conn is not None
+        return self._conn
+
+    def _request(
+        self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None
+    ) -> tuple[Any, list[bytes]]:
+        client_upload.send(self, codec.encode(msg, sender=self._name, frames=list(frames)))
+        return self._receive(msg.request_id, timeout or self.timeout)
+
+    def _receive(self, request_id: int, timeout: float) -> tuple[Any, list[bytes]]:
+        """The next reply to ``request_id`` (others are late replies: skipped)."""
+        assert self._conn is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            reply = self._conn.recv(max(remaining, 0.0)) if remaining > 0 else None
+            if reply is None:
+                raise errors.ConnectionError(self._silence(timeout))
+            self._threads.answered_at = time.monotonic()
+            decoded = codec.decode(reply)
+            if decoded is None:
+                continue
+            got = decoded.msg
+            if type(got) is codec.Mismatch:
+                # The daemon speaks a protocol range we do not: it answered in the frozen format
+                # every version reads. Say so now; asking another node would not help.
+                raise versions.client_error(self.address, got.lo, got.hi)
+            if getattr(got, "request_id", None) != request_id:
+                continue  # a late reply to an earlier request
+            self._unanswered = False  # anything sent before this request has left too
+            if isinstance(got, m.ErrorReply):
+                raise errors.HandoffError(f"{got.code}: {got.message}")
+            return got, decoded.frames  # a list of its own already
+
+    def _silence(self, timeout: float) -> str:
+        """What a request without an answer means: a daemon that never answered may not run;
+        one that answered earlier requests is busy, or lost this one."""
+        answered = self._threads.answered_at
+        if answered is None:
+            return (
+                f"the handoffd daemon at {self.address} did not answer within {timeout:.1f}s; "
+                "is it running? (`handoffd start`)"
+            )
+        return (
+            f"the handoffd daemon at {self.address} answered this connection "
+            f"{time.monotonic() - answered:.1f}s ago but not this request within {timeout:.1f}s "
+            "(it is overloaded, or the request was lost); try again or raise the client's "
+            "timeout"
+        )
+
+    def _failover_request(
+        self, make: Any, frames: Iterable[bytes] = (), timeout: float | None = None
+    ) -> tuple[Any, list[bytes]]:
+        """Send to the current daemon; if it is gone, try every other known address once."""
+        frames = list(frames)
+        try:
+            return self._request(make(next(self._ids)), frames, timeout)
+        except errors.AuthenticationError:
+            raise
+        except errors.ConnectionError as first:
+            for address in [a for a in self._known if a != self.address]:
+                try:
+                    self._connect(address, _FOLLOW_CONNECT)
+                    return self._request(make(next(self._ids)), frames, timeout)
+                except errors.AuthenticationError:
+                    raise
+                except errors.ConnectionError:
+                    continue
+            raise first
+
+    def _rotate(self) -> None:
+        """Connect to the next known address after the current one (skipping unreachable ones)."""
+        start = self._known.index(self.address) if self.address in self._known else -1
+        now = time.monotonic()
+        for step in range(1, len(self._known) + 1):
+            address = self._known[(start + step) % len(self._known)]
+            if now - self._unreachable.get(address, -1e9) < _SKIP_UNREACHABLE:
+                continue  # it just failed (a dead owner): don't wait on it again
+            try:
+                self._connect(address, _FOLLOW_CONNECT)
+                return
+            except errors.AuthenticationError:
+                raise
+            except errors.ConnectionError:
+                continue
+
+    def _run_request(
+        self, make: Any, timeout: float | None = None, grace: float = _FOLLOW_GRACE
+    ) -> tuple[Any, list[bytes]]:
+        """A request about one run, sent to whichever node owns it now: follows ``RunMoved``
+        redirects, fails over when the daemon dies, and while no node it asks knows the run (an
+        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds.
+        Once a node says the run exists (a redirect, or "unknown here, but it exists") it keeps
+        following it for ``_FOLLOW_GRACE`` however small ``grace`` is: an unknown id is answered
+        at once, a run whose owner just died is followed to its new owner."""
+        started = time.monotonic()
+        exists = False
+        asked = failures = 0
+        while True:
+            deadline = started + (max(grace, _FOLLOW_GRACE) if exists else grace)
+            try:
+                reply, frames = self._failover_request(make, timeout=timeout)
+                if isinstance(reply, m.RunMoved):
+                    exists = True
+                    self._learn(reply.owner_address)
+                    self._connect(reply.owner_address, _FOLLOW_CONNECT)
+                    continue
+            except errors.ConnectionError:  # the daemon, or the owner it named, is unreachable
+                failures += 1
+                if time.monotonic() >= deadline and failures >= len(self._known):
+                    raise
+                time.sleep(0.1)
+                self._rotate()
+                continue
+            unknown = (
+                isinstance(
+                    reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply, TaskHistoryReply)
+                )
+                and reply.state == "UNKNOWN"
+            )
+            if unknown and getattr(reply, "known", False):
+                exists = True
+                deadline = started + max(grace, _FOLLOW_GRACE)
+            lost = unknown or (isinstance(reply, m.Results) and reply.missing)
+            asked += 1
+            if lost and (asked < len(self._known) or time.monotonic() < deadline):
+                if asked >= len(self._known):
+                    time.sleep(0.1)
+                self._rotate()
+                continue
+            return reply, frames
+
+    def _ask_node(self, address: str, make: Any, timeout: float | None = None) -> Any:
+        """One request to the daemon at ``address`` (``handoffctl nodes``/``runs``/``drain``/
+        ``stop NODE`` ask each member in turn); the next request goes to the daemon we were
+        connected to. ConnectionError if ``address`` does not answer."""
+        home = self.address
+        try:
+            self._connect(address, timeout)
+            reply, _ = self._request(make(next(self._ids)), timeout=timeout)
+        finally:
+            if self._conn is not None and self.address != home:
+                self._conn.close()
+                self._conn = None
+            self.address = home
+        if isinstance(reply, m.ErrorReply):
+            raise errors.HandoffError(f"{address}: {reply.message}")
+        return reply

@@ -1,0 +1,241 @@
+"""Clients waiting on a run at its owner (``daemon.owner``), and short runs not replicated yet.
+
+A ``Waiter`` is a client long-polling a run (``WaitRun``, ``GetRunStatus`` with a wait, or the
+submitter of a ``SubmitAndWait``): answered when the run ends, or when its wait is over.
+
+``ShortRuns``: a ``SubmitAndWait`` that asks for its results with ``release`` (``Client.execute``)
+is replicated to its standbys only if it is still going ``REPLICATE_DELAY`` after it was accepted.
+A run that ended before is answered with its outcome at once, and never replicated, when that
+outcome is final: it carries every result and releases them, or the run failed or was cancelled.
+Replication exists so that a run the client was told about survives its owner; such a client holds
+everything the run will ever give it, so a standby would only have been sent the run, asked to
+ack it and told to drop it again (three messages, two decodes and a snapshot per run; a third of
+a one-task run's CPU at the owner). Safety (DESIGN 3.5) is unchanged: the client hears nothing
+before the standbys hold the run unless the answer is final; if the owner dies meanwhile, the
+client was told nothing and gets a ConnectionError, as it does today for the RunAccepted it would
+hear ``ACCEPT_NOTICE_DELAY`` later (longer than this delay).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
+from handoffd.daemon.results import error_info
+from handoffd.protocol import messages as m
+
+if TYPE_CHECKING:
+    from handoffd.daemon.results import ResultFetcher
+    from handoffd.scheduler.owner import OwnerScheduler
+
+TERMINAL = ("DONE", "FAILED", "CANCELLED")
+
+# A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
+# run has not ended this much later: a short run's exchange stays two messages. (A client that
+# loses us before it heard either follows nothing and gets a ConnectionError, as it would had we
+# died just before answering a SubmitRun; this widens that window by at most this much.)
+ACCEPT_NOTICE_DELAY = 0.02
+# How long a SubmitAndWait with release may run before it is replicated (see the module doc).
+# Its RunAccepted (if it runs longer still) comes this much later than before: 25 ms, not 20.
+REPLICATE_DELAY = 0.005
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A client long-polling a run: answered when it ends, or by ``handle`` after its wait."""
+
+    conn: bytes
+    request_id: int
+    outcome: bool = False  # answer with a RunOutcome (WaitRun, SubmitAndWait), else RunStatusReply
+    max_bytes: int = 0  # results the outcome may carry
+    release: bool = False  # free the results the outcome carried in full
+    wait: float = 0.0
+    handle: Timer | None = None
+    notice: Timer | None = None  # a SubmitAndWait's delayed RunAccepted
+
+    @property
+    def may_skip_replication(self) -> bool:
+        """A SubmitAndWait that takes its results with release: a run over before
+        REPLICATE_DELAY is answered without being replicated (``ShortRuns``)."""
+        return self.outcome and self.release and self.wait > 0
+
+
+class ShortRuns:
+    """SubmitAndWait runs accepted but not replicated yet (module doc): each is handed to
+    ``replicate(run_id, waiter)`` when its delay is up, unless ``take`` took it first."""
+
+    def __init__(self, port: MembersPort, replicate: Callable[[str, Waiter], None]) -> None:
+        self._port = port
+        self._replicate = replicate
+        self._held: dict[str, tuple[Waiter, Timer]] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, run_id: str, waiter: Waiter) -> None:
+        timer = self._port.call_later(REPLICATE_DELAY, self._due, run_id)
+        self._held[run_id] = (waiter, timer)
+
+    def _due(self, run_id: str) -> None:
+        held = self._held.pop(run_id, None)
+        if held is not None:
+            self._replicate(run_id, held[0])
+
+    def take(self, run_id: str) -> Waiter | None:
+        """The run's waiter if it is still held here (its delay no longer runs), else None."""
+        held = self._held.pop(run_id, None)
+        if held is None:
+            return None
+        held[1].cancel()
+        return held[0]
+
+    def close(self) -> None:
+        for _, timer in self._held.values():
+            timer.cancel()
+        self._held.clear()
+
+
+class Waiting:
+    """The owner's answers to clients waiting on its runs (``daemon.owner.OwnerIO`` holds one):
+    long polls (``on_wait``), the submitter told once the standbys hold the run (``accepted``),
+    outcomes with the results this node holds (``answer``), and the short runs held back from
+    replication (``short``). ``free_now(run_id)``: the client took every result (release)."""
+
+    def __init__(
+        self,
+        port: MembersPort,
+        scheduler: OwnerScheduler,
+        results: ResultFetcher,
+        free_now: Callable[[str], None],
+    ) -> None:
+        self.port = port
+        self.scheduler = scheduler
+        self.results = results
+        self.replication: Replicator = NoReplication()  # the owner's shell sets the node's
+        self._free_now = free_now
+        self.waiters: dict[str, list[Waiter]] = {}
+        self.short = ShortRuns(port, self.replicate)  # accepted, not replicated yet
+
+    def close(self) -> None:
+        self.short.close()
+        for waiters in self.waiters.values():
+            for waiter in waiters:
+                for timer in (waiter.handle, waiter.notice):
+                    if timer is not None:
+                        timer.cancel()
+
+    def replicate(self, run_id: str, waiter: Waiter) -> None:
+        """Replicate the run, then tell the submitting client (DESIGN 3.5, bounded)."""
+        self.replication.run_accepted(run_id, functools.partial(self.accepted, run_id, waiter))
+
+    def run_finished(self, run_id: str) -> None:
+        """The run ended: answer its waiters, and its submitter if it was never replicated."""
+        for waiter in self.waiters.pop(run_id, []):
+            if waiter.handle is not None:
+                waiter.handle.cancel()
+            self.answer(run_id, waiter)
+        short = self.short.take(run_id)  # answered now if the answer is final
+        if short is not None and not self.answer(run_id, short, final=True):
+            self.replicate(run_id, short)
+
+    def status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
+        st = self.scheduler.run_status(run_id)
+        if st is None:
+            known = self.replication.knows(run_id)
+            return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
+        return m.RunStatusReply(
+            request_id,
+            run_id,
+            st.state,
+            dict(st.counts),
+            dict(st.placement),
+            self.port.name,
+            st.term,
+            self.replication.standbys(run_id),
+            error_info(st.error),
+        )
+
+    def accepted(self, run_id: str, waiter: Waiter) -> None:
+        """The standbys hold the run (or were given up on): tell the submitting client. A
+        SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
+        the outcome when it ends."""
+        if not waiter.outcome:
+            self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
+            return
+        st = self.scheduler.run_status(run_id)
+        if st is not None and st.state not in TERMINAL and waiter.wait > 0:
+            waiter.notice = self.port.call_later(
+                min(ACCEPT_NOTICE_DELAY, waiter.wait / 2), self._notice, run_id, waiter
+            )
+        self.on_wait(run_id, waiter)
+
+    def _notice(self, run_id: str, waiter: Waiter) -> None:
+        waiter.notice = None
+        self.port.reply(waiter.conn, m.RunAccepted(waiter.request_id, run_id, self.port.name))
+
+    def on_wait(self, run_id: str, waiter: Waiter) -> None:
+        st = self.scheduler.run_status(run_id)
+        taking_over = self.replication.taking_over(run_id)
+        if waiter.wait <= 0 or (st is None and not taking_over) or (st and st.state in TERMINAL):
+            self.answer(run_id, waiter)
+            return
+        waiter.handle = self.port.call_later(
+            min(waiter.wait, 60.0), self._wait_over, run_id, waiter
+        )
+        self.waiters.setdefault(run_id, []).append(waiter)
+
+    def _wait_over(self, run_id: str, waiter: Waiter) -> None:
+        waiters = self.waiters.get(run_id, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self.waiters[run_id]
+        self.answer(run_id, waiter)
+
+    def answer(self, run_id: str, waiter: Waiter, final: bool = False) -> bool:
+        """Answer ``waiter``; with ``final`` only if the answer is the run's last word (every
+        result carried and released, or the run failed): False, and nothing sent, if not."""
+        if waiter.notice is not None:
+            waiter.notice.cancel()  # the outcome says more
+            waiter.notice = None
+        if not waiter.outcome:
+            self.port.reply(waiter.conn, self.status_reply(waiter.request_id, run_id))
+            return True
+        st = self.scheduler.run_status(run_id)
+        if st is None:
+            empty = m.RunOutcome(
+                waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
+            )
+            self.port.reply(waiter.conn, empty)
+            return True
+        ids: list[str] = []
+        values: list[bytes] = []
+        pending: list[str] = []
+        if st.state == "DONE" and (waiter.max_bytes > 0 or waiter.release):
+            ids, values, pending = self.results.outcome_values(run_id, waiter.max_bytes)
+        released = waiter.release and st.state == "DONE" and not pending
+        if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
+            return False
+        outcome = m.RunOutcome(
+            waiter.request_id,
+            run_id,
+            st.state,
+            dict(st.counts),
+            dict(st.placement),
+            self.port.name,
+            st.term,
+            self.replication.standbys(run_id),
+            error_info(st.error),
+            tuple(ids),
+            tuple(pending),
+            released,
+        )
+        self.port.reply(waiter.conn, outcome, values)
+        if released:
+            # The client holds every value it wants (the reply is queued on its connection; a
+            # client that died meanwhile wanted nothing more): no FreeRunRequest follows.
+            self._free_now(run_id)
+        return True

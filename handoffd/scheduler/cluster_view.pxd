@@ -1,0 +1,48 @@
+# cython: language_level=3
+# Types for cluster_view.py, compiled beside it (as demand.pxd, its base): the placement pass walks
+# the ready queue and reads task records, runs and the books through C fields.
+
+cimport cython
+
+from handoffd.scheduler.demand cimport Demand
+from handoffd.scheduler.ready cimport ReadyQueue
+from handoffd.scheduler.run cimport RunState, TaskRecord
+
+
+cpdef bint _none_positive(dict total)
+
+
+cdef class ClusterView(Demand):
+    cdef public Py_ssize_t window
+    cdef public object backend
+    cdef public object _core
+    cdef public bint indexed
+    cdef public bint saturated
+
+    cpdef bint could_take(self, object pin, object cost)
+    cpdef bint _may_fill(self)
+    cpdef bint _fill_due(self, object n)
+    cpdef bint _below_low_water(self, object n)
+    @cython.locals(f=dict, load=dict)
+    cpdef dict _room(self, object n)
+    @cython.locals(f=dict)
+    cpdef bint room_opened(self, str node, ReadyQueue ready)
+    @cython.locals(window=double, load=dict, q=double)
+    cpdef bint may_take_part(self, object n)
+    @cython.locals(f=dict, pending=dict, window=Py_ssize_t)
+    cpdef dict room_of(self, object n)
+    @cython.locals(free=dict, most=dict, window=Py_ssize_t, anything=bint, indexed=bint)
+    cpdef place(self, ReadyQueue ready, object dispatch)
+    cpdef bint _some_shape_fits(self, ReadyQueue ready, dict free, dict most)
+    @cython.locals(
+        run=RunState, rec=TaskRecord, total=dict, batch=list, leaders=dict, missed=set,
+        misses=Py_ssize_t, exhausted=bint, summed=double, sent=Py_ssize_t, chosen=list,
+    )
+    cpdef Py_ssize_t _place_free(self, dict free, dict most, ReadyQueue ready, object dispatch)
+    @cython.locals(
+        run=RunState, rec=TaskRecord, timed=bint, misses=Py_ssize_t, missed=set, index=dict,
+        seconds=double, chosen=Py_ssize_t, window=Py_ssize_t,
+    )
+    cpdef _fill_windows(
+        self, list alive, ReadyQueue ready, object dispatch, bint low_water
+    )

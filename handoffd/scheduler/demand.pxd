@@ -1,0 +1,35 @@
+# cython: language_level=3
+# Types for demand.py, compiled beside it (as run.pxd): the books every dispatch, answer and task
+# move updates, kept in C fields and read through the task records' C fields.
+
+cimport cython
+
+from handoffd.scheduler.durations cimport Durations
+from handoffd.scheduler.run cimport TaskRecord
+
+
+@cython.locals(left=double, q=double)
+cpdef add_into(dict total, dict cost, int sign)
+
+
+cdef class Demand:
+    cdef public object queue_seconds
+    cdef public Durations durations
+    cdef public dict work
+    cdef public object _rooms
+    cdef public object nodes
+    cdef public dict outstanding
+    cdef public dict unacked
+    cdef public dict pending
+
+    cpdef bint alive(self, str name)
+    cpdef dict effective_free(self, str node)
+    @cython.locals(load=dict, capacity=object, left=double)
+    cpdef went_out(self, str node, TaskRecord rec)
+    @cython.locals(load=dict, left=double)
+    cpdef came_back(self, str node, TaskRecord rec)
+    cpdef double budget(self, str node)
+    @cython.locals(pending=dict)
+    cpdef sent(self, str node, tuple key, dict cost, double now)
+    @cython.locals(pending=dict, sent=object)
+    cpdef object answered(self, str node, tuple key)

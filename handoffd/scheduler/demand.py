@@ -1,0 +1,152 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; demand.pxd beside it gives the compiled build its C types)
+"""The owner's books per node: our outstanding demand, its expected work and our unanswered
+dispatches (DESIGN.md 3.3; the base of ``cluster_view.ClusterView``, which places over them).
+
+Pure state, no clock, no I/O; compiled with ``demand.pxd`` beside it (as ``durations``): every
+dispatch, answer and task move goes through these methods, so they are the owner's per-task hot
+path. The ``.py`` is the pure-Python build and the reference the tests compare the compiled one to.
+
+``outstanding`` (cost of our ASSIGNED/RUNNING tasks per node) is kept in step with task moves by
+the scheduler's run listener (``went_out``/``came_back``); ``work`` is their expected seconds
+(``durations``). *Effective free* = the free resources a node last reported minus the cost of our
+dispatches it has not acknowledged yet (``unacked``, summed in ``pending``); once its answer
+arrives its own report accounts for them.
+"""
+
+from __future__ import annotations
+
+from handoffd._core.api import EPS
+from handoffd.scheduler.durations import Durations
+from handoffd.scheduler.room_index import Nodes, NodeState, RoomIndex
+from handoffd.scheduler.run import TaskRecord
+
+__all__ = ["DispatchKey", "Demand", "add_into"]
+
+#: (run_id, task_id, attempt): one dispatch.
+DispatchKey = tuple[str, str, int]
+
+
+def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
+    """``total += sign * cost`` in place, dropping kinds that reach zero."""
+    for kind, qty in cost.items():
+        left = total.get(kind, 0.0) + sign * qty
+        if -EPS <= left <= EPS:
+            total.pop(kind, None)
+        else:
+            total[kind] = left
+
+
+class Demand:
+    """Our outstanding demand, work and unanswered dispatches per node, over our view of the nodes."""
+
+    def __init__(self, queue_seconds: float | None) -> None:
+        # None: the window's depth alone bounds queued work (see ``cluster_view.QUEUE_SECONDS``).
+        self.queue_seconds = queue_seconds
+        self.durations = Durations()
+        # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
+        self.work: dict[str, float] = {}
+        # Live nodes' rooms between passes (``room_index``).
+        self._rooms = RoomIndex()
+        self.nodes: dict[str, NodeState] = Nodes(self._rooms.changed, self._rooms.reordered)
+        # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
+        # or in the node's queue: the demand the dispatch window bounds).
+        self.outstanding: dict[str, dict[str, float]] = {}
+        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
+        # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
+        # when we sent it). Insertion order is sending order, so the oldest come first.
+        self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
+        # Invariant: pending[node] == summed cost of unacked[node] (kinds at zero dropped).
+        self.pending: dict[str, dict[str, float]] = {}
+
+    def alive(self, name: str) -> bool:
+        node = self.nodes.get(name)
+        return node is not None and node.alive
+
+    def effective_free(self, node: str) -> dict[str, float]:
+        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
+        free = dict(self.nodes[node].free)
+        for kind, qty in self.pending.get(node, {}).items():
+            free[kind] = free.get(kind, 0.0) - qty
+        return free
+
+    def went_out(self, node: str, rec: TaskRecord) -> None:
+        """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
+        add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
+        self._rooms.changed(node)
+        n = self.nodes.get(node)
+        capacity = n.capacity if n is not None else {}
+        rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
+        if rec.charge:
+            self.work[node] = self.work.get(node, 0.0) + rec.charge
+
+    def came_back(self, node: str, rec: TaskRecord) -> None:
+        """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
+        load = self.outstanding.setdefault(node, {})
+        add_into(load, rec.spec.cost, -1)
+        self._rooms.changed(node)
+        if rec.charge:
+            left = self.work.get(node, 0.0) - rec.charge
+            # Only tasks with a cost carry work: none left, no work (no float residue either).
+            if load and left > EPS:
+                self.work[node] = left
+            else:
+                self.work.pop(node, None)
+            rec.charge = 0.0
+
+    def budget(self, node: str) -> float:
+        """Seconds of expected work ``node`` may still be given to queue (``QUEUE_SECONDS``)."""
+        assert self.queue_seconds is not None
+        return self.queue_seconds - self.work.get(node, 0.0)
+
+    def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
+        """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
+        self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
+        if cost:
+            add_into(self.pending.setdefault(node, {}), cost, 1)
+            self._rooms.changed(node)
+
+    def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
+        """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
+        pending = self.unacked.get(node)
+        sent = pending.pop(key, None) if pending is not None else None
+        if sent is not None and sent[0]:
+            add_into(self.pending[node], sent[0], -1)
+            self._rooms.changed(node)
+        return sent
+
+    def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
+        """Forget and return the dispatches to ``node`` sent at or before ``cutoff``, oldest first."""
+        pending = self.unacked.get(node)
+        late: list[DispatchKey] = []
+        if pending:
+            for key, (_, _, at) in pending.items():
+                if at > cutoff:
+                    break
+                late.append(key)
+            for key in late:
+                cost = pending.pop(key)[0]
+                if cost:
+                    add_into(self.pending[node], cost, -1)
+            self._rooms.changed(node)
+        return late
+
+    def oldest_unacked(self, node: str) -> float | None:
+        """When the oldest dispatch to ``node`` still unanswered was sent, or None."""
+        for _, _, at in self.unacked.get(node, {}).values():
+            return at
+        return None
+
+    def forget_unacked(self, node: str) -> None:
+        """``node`` was lost or came back: its answers are not coming / its report is fresh."""
+        self.unacked.pop(node, None)
+        self.pending.pop(node, None)
+        self._rooms.changed(node)
+
+    def forget_run(self, run_id: str) -> None:
+        for node, pending in self.unacked.items():
+            for key in [k for k in pending if k[0] == run_id]:
+                cost = pending.pop(key)[0]
+                if cost:
+                    add_into(self.pending[node], cost, -1)
+                    self._rooms.changed(node)

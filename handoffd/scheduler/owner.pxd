@@ -1,0 +1,40 @@
+# cython: language_level=3
+# Types for owner.py, compiled beside it (as run.pxd): the scheduler's per-task paths (a task's
+# move, a dispatch, a report, an answer) call the compiled run, queue and books through C fields.
+
+cimport cython
+
+from handoffd.scheduler.owner_queries cimport OwnerQueries
+from handoffd.scheduler.ready cimport ReadyQueue
+from handoffd.scheduler.run cimport RunState, TaskRecord
+
+
+cdef class OwnerScheduler(OwnerQueries):
+    cdef public str node_name
+    cdef public long long term
+    cdef public double _now
+    cdef public object _backend
+    cdef public ReadyQueue _ready
+    cdef public bint _dirty
+    cdef public object _out
+    cdef public object _rebalance
+    cdef public object _delays
+    cdef public object _takeover
+    cdef public object on_change
+    cdef public double wall_offset
+    cdef public object counters
+
+    @cython.locals(run=RunState, rec=TaskRecord, node=object, version_now=object, fresh=bint)
+    cpdef _on_replied(self, object ev)
+    @cython.locals(run=RunState, rec=TaskRecord)
+    cpdef object _current(self, str run_id, str task_id, object attempt, str node)
+    @cython.locals(run=RunState, rec=TaskRecord, alive=bint)
+    cpdef _on_succeeded(self, object ev)
+    cpdef _accept_result(self, RunState run, TaskRecord rec, str node, object size, object value)
+    cpdef _cancel(self, list cancels, RunState run)
+    cpdef _free(self, RunState run)
+    cpdef _on_move(self, RunState run, TaskRecord rec, str old, str new)
+    cpdef _enqueue(self, RunState run, TaskRecord rec)
+    cpdef _place(self)
+    @cython.locals(spec=object)
+    cpdef _dispatch(self, RunState run, TaskRecord rec, str node, bint queued=*)

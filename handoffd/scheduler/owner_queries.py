@@ -1,0 +1,90 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; owner_queries.pxd beside it gives the compiled build its C types)
+"""What the owner's scheduler answers about its runs and its view of the cluster (read-only).
+
+The base of ``OwnerScheduler`` (``scheduler/owner.py``), split from it so the scheduler's module
+keeps the decisions: nothing here changes a run, a node or a queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handoffd.scheduler.cluster_view import ClusterView, NodeState
+from handoffd.scheduler.lost import LostMessages
+from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus, RunHistory
+from handoffd.scheduler.run import RunState
+
+
+class OwnerQueries:
+    """The scheduler's read side over the parts ``OwnerScheduler`` builds."""
+
+    _view: ClusterView
+    _owned: OwnedRuns
+    _lost: LostMessages
+
+    def runs(self) -> list[str]:
+        return self._owned.ids()
+
+    def run_status(self, run_id: str) -> OwnedRunStatus | None:
+        return self._owned.status(run_id)
+
+    def result_location(self, run_id: str, task_id: str) -> tuple[bytes | None, tuple[str, ...]]:
+        """(the owner's copy or None, live nodes holding one); KeyError for an unknown run or task
+        (a released run has no copies left)."""
+        return self._owned.result_location(run_id, task_id)
+
+    @property
+    def probe_interval(self) -> float:
+        """Seconds between probes for lost reports (``lost.PROBE_INTERVAL`` unless configured)."""
+        return self._lost.probe_interval
+
+    @probe_interval.setter
+    def probe_interval(self, value: float) -> None:
+        self._lost.probe_interval = value
+
+    @property
+    def window(self) -> int:
+        """Outstanding demand allowed per node, in multiples of its capacity (1: no pipelining)."""
+        return self._view.window
+
+    @window.setter
+    def window(self, value: int) -> None:
+        self._view.window = value
+
+    def nodes(self) -> dict[str, NodeState]:
+        return dict(self._view.nodes)
+
+    def effective_free(self, node: str) -> dict[str, float]:
+        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
+        return self._view.effective_free(node)
+
+    def outstanding(self, node: str) -> dict[str, float]:
+        """Summed cost of our ASSIGNED/RUNNING tasks on ``node`` (running or in its queue): the
+        demand the dispatch window bounds (not the node's ledger, which other owners share)."""
+        return dict(self._view.outstanding.get(node, {}))
+
+    def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
+        return list(self._owned.live[run_id].tasks[task_id].history)
+
+    def snapshot(self, run_id: str) -> dict[str, Any]:
+        """The run as plain data, for standby owners."""
+        return self._owned.live[run_id].snapshot()
+
+    def run_state(self, run_id: str) -> RunState | None:
+        """The run's live state (read-only use: the replication log reads task records)."""
+        return self._owned.live.get(run_id)
+
+    def run_times(self, run_id: str) -> tuple[float, float]:
+        return self._owned.times(run_id)
+
+    def run_history(
+        self, run_id: str, since: float = 0.0, brief: bool = False
+    ) -> RunHistory | None:
+        """Every task's attempts and transitions (``handoffctl tasks``; with ``since``, wall
+        clock: of the tasks that moved since), None if not ours."""
+        return self._owned.history(run_id, since, brief)
+
+    def term_of(self, run_id: str) -> int | None:
+        """The run's ownership term, or None when we do not own it."""
+        return self._owned.term_of(run_id)

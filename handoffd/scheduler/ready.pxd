@@ -1,0 +1,29 @@
+# cython: language_level=3
+# Types for ready.py, compiled beside it (as run.pxd): the ready queue's pushes, discards and heap
+# heads read the task records' C fields.
+
+cimport cython
+
+from handoffd.scheduler.run cimport RunState, TaskRecord
+
+
+cpdef tuple _key(RunState run, TaskRecord rec)
+
+
+cdef class ReadyQueue:
+    cdef public Py_ssize_t size
+    cdef public Py_ssize_t weightless
+    cdef public dict shapes
+    cdef public dict runs
+    cdef public list _taken
+
+    @cython.locals(shape=tuple)
+    cpdef bint push(self, RunState run, TaskRecord rec)
+    @cython.locals(shape=tuple, left=Py_ssize_t)
+    cpdef discard(self, TaskRecord rec)
+    @cython.locals(rec=TaskRecord)
+    cpdef drop_run(self, RunState run)
+    @cython.locals(heap=list, live=bint, rec=TaskRecord)
+    cpdef TaskRecord _head(self, RunState run)
+    @cython.locals(run=RunState, rec=TaskRecord)
+    cpdef restore(self)

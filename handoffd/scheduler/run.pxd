@@ -1,0 +1,87 @@
+# cython: language_level=3
+# Types for run.py, compiled beside it (the python-zeroconf way, as durations.pxd): the .py stays
+# the pure-Python build and the reference the tests hold the compiled one to; this file makes a
+# task record and a run C classes, so the owner's per-task moves read and write struct fields.
+
+cimport cython
+
+
+cdef class TaskRecord:
+    cdef public object spec
+    cdef public Py_ssize_t position
+    cdef public double upward_rank
+    cdef public str state
+    cdef public long long attempt
+    cdef public object node
+    cdef public long long failures
+    cdef public long long losses
+    cdef public long long completions
+    cdef public long long size
+    cdef public object value
+    cdef public set locations
+    cdef public bint delayed
+    cdef public tuple last_error
+    cdef public list history
+    cdef public list attempts
+    cdef public Py_ssize_t order
+    cdef public bint queued
+    cdef public bint in_heap
+    cdef public tuple cost_items
+    cdef public double charge
+
+    cpdef bint has_copy(self)
+
+
+cdef class RunState:
+    cdef public str run_id
+    cdef public object options
+    cdef public long long seq
+    cdef public long long term
+    cdef public str state
+    cdef public object error
+    cdef public bint released
+    cdef public long long attempt_floor
+    cdef public set holders
+    cdef public object listener
+    cdef public double wall_offset
+    cdef public double submitted
+    cdef public double finished
+    cdef public object counters
+    cdef public str _policy_key
+    cdef public list specs
+    cdef public dict inline
+    cdef public dict effective_deps
+    cdef public dict consumers
+    cdef public dict group_members
+    cdef public dict group_of
+    cdef public dict group_pin
+    cdef public object wanted
+    cdef public dict group_node
+    cdef public dict tasks
+    cdef public Py_ssize_t remaining
+    cdef public dict unfinished
+    cdef public list ordered
+    cdef public list ready_heap
+    cdef public list freed
+    cdef object __weakref__  # (tests check a released run is freed)
+
+    cpdef object pin_of(self, str task_id)
+    @cython.locals(old=str, c=object, dep=object)
+    cpdef move(self, TaskRecord rec, str new, double now, str cause, bint delayed=*)
+    @cython.locals(d=str, drec=TaskRecord)
+    cpdef bint inputs_ready(self, str task_id)
+    @cython.locals(d=str)
+    cpdef bint _inputs_done(self, str task_id)
+    @cython.locals(deps=list, drec=TaskRecord, target=str, cancels=list)
+    cpdef list make_ready(self, TaskRecord rec, double now, str cause, bint delayed=*)
+    cpdef assign(self, TaskRecord rec, str node, double now)
+    @cython.locals(crec=TaskRecord, cancels=list)
+    cpdef list succeeded(self, TaskRecord rec, str node, object size, object value, double now)
+    @cython.locals(drec=TaskRecord)
+    cpdef _free_unneeded(self, TaskRecord rec)
+    cpdef list take_freed(self)
+    cpdef tuple input_refs(self, str task_id)
+    @cython.locals(rec=TaskRecord)
+    cpdef object _ref(self, str dep)
+    @cython.locals(held=dict, drec=TaskRecord)
+    cpdef dict input_bytes(self, str task_id, object alive)

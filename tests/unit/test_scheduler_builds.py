@@ -1,0 +1,316 @@
+"""Both builds of the owner's compiled hot state give the same answers on random input.
+
+``scheduler/run.py`` (task records, a run's moves), ``scheduler/ready.py`` (the ready queue) and
+``scheduler/demand.py`` (outstanding demand, work, unanswered dispatches) are compiled with the
+``.pxd`` beside each (as ``durations``, tests/unit/test_durations_builds.py); the same ``.py`` run as
+plain Python is the reference. Each test drives one module of each build through the same random
+steps and compares everything the owner reads back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handoffd.scheduler.room_index import NodeState
+from handoffd.spec import RunOptions, TaskSpec
+
+COMPILED = ("durations", "run", "ready", "demand", "cluster_view", "owner_queries", "owner")
+
+
+def pure_build(name: str) -> ModuleType:
+    """``handoffd.scheduler.<name>`` run from its .py source, whatever is compiled beside it."""
+    built = importlib.import_module(f"handoffd.scheduler.{name}")
+    source = Path(built.__file__ or "").with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"handoffd_{name}_pure", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+built_run = importlib.import_module("handoffd.scheduler.run")
+built_ready = importlib.import_module("handoffd.scheduler.ready")
+built_demand = importlib.import_module("handoffd.scheduler.demand")
+pure_run, pure_ready, pure_demand = (pure_build(n) for n in ("run", "ready", "demand"))
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_every_hot_module_is_compiled_when_the_core_was_built(name: str) -> None:
+    module = importlib.import_module(f"handoffd.scheduler.{name}")
+    assert pure_build(name).__file__.endswith(".py")  # type: ignore[union-attr]
+    try:
+        import handoffd._core.sched as core
+    except ImportError:  # a build without Cython: the .py is the only build
+        assert module.__file__ is not None and module.__file__.endswith(".py")
+        return
+    # (one build step compiles the core and these; one without the other is a broken build)
+    assert core.__file__ is not None and module.__file__ is not None
+    assert module.__file__.endswith((".so", ".pyd")), module.__file__
+
+
+# -- run.py: a run's task moves --------------------------------------------------------------------
+
+NODES = ("n1", "n2", "n3")
+
+
+@st.composite
+def graphs(draw: Any) -> tuple[list[TaskSpec], tuple[str, ...] | None]:
+    n = draw(st.integers(1, 8))
+    specs = []
+    for i in range(n):
+        deps = draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []
+        cost = draw(st.sampled_from([{}, {"cpu": 1.0}, {"cpu": 0.5, "memory": 10.0}]))
+        priority = draw(st.integers(0, 2))
+        specs.append(TaskSpec(f"t{i}", tuple(f"t{d}" for d in deps), cost, b"p", priority=priority))
+    outputs = draw(st.one_of(st.none(), st.just((f"t{n - 1}",))))
+    return specs, outputs
+
+
+run_steps = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["assign", "start", "succeed", "error", "lose", "recompute", "copies", "refs"]
+        ),
+        st.integers(0, 7),
+        st.sampled_from(NODES),
+        st.integers(0, 1 << 20),
+    ),
+    max_size=60,
+)
+
+
+def ops_on(module: ModuleType, specs: list[TaskSpec], outputs: Any) -> tuple[Any, list[Any]]:
+    run = module.RunState("r", specs, RunOptions(max_retries=2, outputs=outputs), seq=3, term=1)
+    moves: list[Any] = []
+    run.listener = lambda _run, rec, old, new: moves.append((rec.id, old, new, rec.delayed))
+    run.counters = Counter()
+    run.wall_offset = 100.0
+    return run, moves
+
+
+def step(run: Any, op: str, i: int, node: str, size: int, now: float) -> Any:
+    """One step on ``run``; what it returned (compared across the builds)."""
+    ids = sorted(run.tasks)
+    rec = run.tasks[ids[i % len(ids)]]
+    if op == "assign" and rec.state == "READY":
+        run.assign(rec, node, now)
+        return run.input_refs(rec.id), run.input_bytes(rec.id, lambda n: n != "n3")
+    if op == "start" and rec.state == "ASSIGNED":
+        return run.move(rec, "RUNNING", now, "started")
+    if op == "succeed" and rec.state in ("ASSIGNED", "RUNNING"):
+        value = b"v" if size % 2 else None
+        return run.succeeded(rec, rec.node, size, value, now), run.take_freed()
+    if op == "error" and rec.state in ("ASSIGNED", "RUNNING"):
+        rec.failures += 1
+        return run.make_ready(rec, now, "error", delayed=size % 2 == 0)
+    if op == "lose":
+        cancels, gave_up = run.node_lost(node, now)
+        return cancels, gave_up.id if gave_up is not None else None
+    if op == "recompute":
+        return run.recompute_lost((rec.id,), now), run.recompute_needed(now)
+    if op == "copies":
+        return run.add_copies([rec.id], node)
+    if op == "refs":
+        return run.inputs_ready(rec.id), run.pin_of(rec.id), run.group_cost(rec.id)
+    return None
+
+
+@settings(max_examples=200, deadline=None)
+@given(graph=graphs(), ops=run_steps, end=st.sampled_from([None, "CANCELLED", "FAILED"]))
+def test_both_builds_of_a_run_move_its_tasks_the_same(graph: Any, ops: Any, end: Any) -> None:
+    specs, outputs = graph
+    a, moves_a = ops_on(built_run, specs, outputs)
+    b, moves_b = ops_on(pure_run, specs, outputs)
+    now = 1.0
+    a.start(now)
+    b.start(now)
+    for op, i, node, size in ops:
+        now += 0.25
+        assert step(a, op, i, node, size, now) == step(b, op, i, node, size, now), op
+        a.validate()
+        b.validate()
+        assert a.snapshot() == b.snapshot()
+        assert (a.remaining, a.unfinished, a.counts()) == (b.remaining, b.unfinished, b.counts())
+    if end is not None:
+        culprit = sorted(a.tasks)[0]
+        assert a.end(end, None, now + 1, culprit) == b.end(end, None, now + 1, culprit)
+    assert moves_a == moves_b and a.counters == b.counters
+    assert a.snapshot() == b.snapshot() and a.placement() == b.placement()
+    again = built_run.RunState.from_snapshot(a.snapshot())
+    assert again.snapshot() == pure_run.RunState.from_snapshot(b.snapshot()).snapshot()
+
+
+@pytest.mark.parametrize("module", [built_run, pure_run], ids=["compiled", "pure"])
+def test_an_illegal_move_raises_in_both_builds(module: ModuleType) -> None:
+    run = module.RunState("r", [TaskSpec("a", (), {}, b"p")], RunOptions())
+    rec = run.tasks["a"]
+    with pytest.raises(module.InvalidTransition) as err:
+        run.move(rec, "DONE", 1.0, "skipped ahead")
+    assert "illegal move PENDING -> DONE" in str(err.value)
+    assert rec.state == "PENDING" and rec.history == []
+
+
+# -- ready.py: the ready queue ---------------------------------------------------------------------
+
+ready_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["push", "discard", "walk", "drop", "end"]),
+        st.integers(0, 2),  # run
+        st.integers(0, 9),  # task
+        st.integers(0, 6),  # how many to take in a walk
+    ),
+    max_size=80,
+)
+
+
+def ready_runs(priorities: list[int]) -> list[Any]:
+    """Three runs of ten tasks (compiled records: both queues take them)."""
+    runs = []
+    for r in range(3):
+        specs = [
+            TaskSpec(
+                f"t{i}",
+                (),
+                {} if i % 4 == 0 else {"cpu": float(1 + i % 2)},
+                b"p",
+                priority=priorities[(r * 10 + i) % len(priorities)],
+                node="n1" if i == 7 else None,
+            )
+            for i in range(10)
+        ]
+        runs.append(built_run.RunState(f"r{r}", specs, RunOptions(), seq=r))
+    return runs
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=ready_steps, priorities=st.lists(st.integers(0, 3), min_size=1, max_size=6))
+def test_both_builds_of_the_ready_queue_walk_the_same(ops: Any, priorities: list[int]) -> None:
+    sides = [(built_ready.ReadyQueue(), ready_runs(priorities)) for _ in range(2)]
+    sides[1] = (pure_ready.ReadyQueue(), sides[1][1])
+    for op, r, t, take in ops:
+        seen = []
+        for queue, runs in sides:
+            run = runs[r]
+            rec = run.ordered[t]
+            if op == "push":
+                got: Any = queue.push(run, rec)
+            elif op == "discard":
+                got = queue.discard(rec)
+            elif op == "drop":
+                got = queue.drop_run(run)
+            elif op == "end":
+                run.state = "CANCELLED" if run.state == "RUNNING" else "RUNNING"
+                got = None
+            else:
+                got = []
+                for i, (wrun, wrec) in enumerate(queue.walk()):
+                    got.append((wrun.run_id, wrec.id))
+                    if i % 2 == 0:
+                        queue.discard(wrec)  # "dispatched": taken out of the queue
+                    if len(got) >= take:
+                        break
+                queue.restore()
+            live = {run.run_id: run for run in runs}
+            seen.append(
+                (got, len(queue), queue.weightless, dict(queue.shapes), queue.validate(live))
+            )
+        assert seen[0] == seen[1], op
+
+
+# -- demand.py: outstanding demand, work and unanswered dispatches -----------------------------------
+
+demand_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["out", "back", "sent", "answered", "late", "forget", "forget_run"]),
+        st.sampled_from(NODES),
+        st.integers(0, 5),  # task
+        st.floats(0.0, 0.01),  # a duration observed
+    ),
+    max_size=80,
+)
+
+
+def demand_side(module: ModuleType, queue_seconds: float | None) -> tuple[Any, list[Any]]:
+    books = module.Demand(queue_seconds)
+    for name in NODES:
+        books.nodes[name] = NodeState(
+            name, name, name != "n3", {"cpu": 4.0, "memory": 100.0}, {"cpu": 2.0}, 1
+        )
+    specs = [
+        TaskSpec(f"t{i}", (), [{}, {"cpu": 1.0}, {"cpu": 0.5, "memory": 7.5}][i % 3], b"p")
+        for i in range(6)
+    ]
+    run = built_run.RunState("r", specs, RunOptions())
+    return books, [run.tasks[s.id] for s in specs]
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=demand_steps, queue_seconds=st.sampled_from([None, 0.005]))
+def test_both_builds_keep_the_same_books(ops: Any, queue_seconds: float | None) -> None:
+    sides = [demand_side(built_demand, queue_seconds), demand_side(pure_demand, queue_seconds)]
+    out: dict[int, str] = {}  # task -> node it is out on (the same on both sides)
+    attempt = 0
+    now = 0.0
+    for op, node, t, seconds in ops:
+        now += 0.5
+        attempt += 1
+        seen = []
+        for books, recs in sides:
+            rec = recs[t]
+            books.durations.observe(rec.id, rec.cost_items, seconds)
+            got: Any = None
+            if op == "out" and t not in out:
+                got = books.went_out(node, rec)
+            elif op == "back" and t in out:
+                got = books.came_back(out[t], rec)
+            elif op == "sent":
+                got = books.sent(node, ("r", rec.id, attempt), rec.spec.cost, now)
+            elif op == "answered":
+                first = next(iter(books.unacked.get(node, {})), ("r", rec.id, 0))
+                got = books.answered(node, first)
+            elif op == "late":
+                got = books.unanswered(node, now - 1.0), books.oldest_unacked(node)
+            elif op == "forget":
+                got = books.forget_unacked(node)
+            elif op == "forget_run":
+                got = books.forget_run("r")
+            seen.append(
+                (
+                    got,
+                    books.outstanding,
+                    books.work,
+                    books.unacked,
+                    list(books.unacked.get(node, {})),
+                    books.pending,
+                    books.effective_free(node),
+                    books.budget(node) if queue_seconds is not None else None,
+                    books.alive(node),
+                    [r.charge for r in recs],
+                )
+            )
+        if op == "out" and t not in out:
+            out[t] = node
+        elif op == "back" and t in out:
+            del out[t]
+        assert seen[0] == seen[1], op
+
+
+@given(
+    total=st.dictionaries(st.sampled_from("abc"), st.floats(-4, 4), max_size=3),
+    cost=st.dictionaries(st.sampled_from("abc"), st.floats(0, 4), max_size=3),
+    sign=st.sampled_from([1, -1]),
+)
+def test_both_builds_add_into_the_same(total: Any, cost: Any, sign: int) -> None:
+    a, b = dict(total), dict(total)
+    built_demand.add_into(a, cost, sign)
+    pure_demand.add_into(b, cost, sign)
+    assert a == b and list(a) == list(b)
