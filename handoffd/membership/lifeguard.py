@@ -92,8 +92,14 @@ def expected_confirmations(config: MembershipConfig, members: int) -> int:
     are other probers (the suspect and the first accuser are not). In a cluster of 3 that is the
     third member: a node cut off alone then waits ``high``, long enough to know it is a
     minority (daemon/fencing.py) before any verdict of its own, while a real death, which both
-    survivors see, takes ``low``."""
-    return max(0, min(config.suspicion_confirmations, members - 2))
+    survivors see, takes ``low``. From 100 members on, one more set of them per decade: ``low``
+    is flat in n, so a false suspicion that independent accusers confirmed by chance (loss: ~40 a
+    second at 1,000 members and 10 % loss) must not reach it before its refutation crossed the
+    cluster's ~log n gossip hops (2 at 1,000 members: 60 false DEAD in 30 s at 10 % loss), while a
+    real death gets its accusers within a probe period from the members that probe it at once
+    (``Prober._probe_soon``)."""
+    decades = max(1, math.ceil(math.log10(max(1, members))) - 1)
+    return max(0, min(config.suspicion_confirmations * decades, members - 2))
 
 
 @dataclass(slots=True)
