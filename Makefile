@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # The owner's hot scheduler modules compiled from .py + .pxd (setup.py SCHEDULER_COMPILED).
 SCHED_COMPILED := durations run ready demand cluster_view owner_queries owner history
 CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) $(foreach m,$(SCHED_COMPILED),handoffd/scheduler/$(m).py handoffd/scheduler/$(m).pxd) setup.py pyproject.toml
+# The SWIM machine and its simulator compiled from their .py (setup.py MEMBERSHIP_COMPILED).
+MEMBERSHIP_COMPILED := swim probing records lifeguard sim
+CORE_SRC += $(foreach m,$(MEMBERSHIP_COMPILED),handoffd/membership/$(m).py)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
 .PHONY: install build test lint typecheck suite fast unit demo bench bench-peers clean browser
@@ -18,6 +21,7 @@ $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -c "import handoffd._core.binpack as b, handoffd._core.sched as s, handoffd.scheduler.durations as d; assert all(m.__file__.endswith(('.so', '.pyd')) for m in (b, s, d)), 'compiled core missing: ' + b.__file__ + ' ' + s.__file__ + ' ' + d.__file__; print('compiled core:', b.__file__, s.__file__, d.__file__)"
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.scheduler.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'scheduler modules not compiled: ' + ' '.join(bad); print('compiled scheduler:', ' '.join(sys.argv[1:]))" $(SCHED_COMPILED)
+	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.membership.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'membership modules not compiled: ' + ' '.join(bad); print('compiled membership:', ' '.join(sys.argv[1:]))" $(MEMBERSHIP_COMPILED)
 	touch $(STAMP)
 
 install: $(STAMP)

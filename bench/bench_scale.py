@@ -6,11 +6,14 @@ settings, latency 0.3-0.7 ms; virtual seconds unless noted; "rounds" are gossip 
   with its resources; then the gossip backlog that storm left drains (every queue empty);
 - join: one more node into the settled cluster through 3 seeds -> converged again;
 - free: one node's free resources change -> every node sees the new value;
-- detect: a node is killed -> the first DEAD anywhere, then DEAD in every view;
+- detect: a node is killed -> the first DEAD anywhere, then DEAD in every view (median of
+  ``--victims`` nodes killed one after the other; "max" the slowest "all");
 - false DEAD during ``--steady`` virtual seconds at 0 / 5 / 10 % random loss;
 - msg/s and B/s: messages and bytes each node sends per second in the settled cluster (bytes from
-  every 20th message encoded through the real codec, scaled by type); "storm B/s" the same during
-  the storm and its backlog;
+  every 20th message encoded through the real codec, scaled by type); "storm msg/s" and "storm B/s"
+  the same during the storm and its backlog; "states" the most member states in any one message
+  of the run, "max B" the largest message encoded (sampled): both bounded by max_piggyback and
+  push_pull_page whatever n is; "rounds": the storm in gossip rounds;
 - virtual s / cpu s / wall s: how long the whole scenario ran in virtual time, and what it cost
   this machine in process CPU seconds and in wall seconds (wall is inflated by other load: the
   machine is shared, so CPU seconds are the figure to compare).
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -84,7 +88,7 @@ def rates(sim: Simulation, seconds: float) -> tuple[float, float]:
     return (sim.stats.sent - sent) / n / seconds, (sim.bytes_estimate() - size) / n / seconds
 
 
-def membership_row(n: int, seed: int, steady: float) -> dict[str, float]:
+def membership_row(n: int, seed: int, steady: float, n_victims: int = 5) -> dict[str, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     sim = storm(n, seed)
     row: dict[str, float] = {"n": n}
@@ -92,6 +96,7 @@ def membership_row(n: int, seed: int, steady: float) -> dict[str, float]:
     sim.run_until(lambda: drained(sim), timeout=600, check_every=0.5)
     row["backlog"] = sim.now  # the storm started at 0
     row["storm_bps"] = sim.bytes_estimate() / n / sim.now
+    row["storm_msgs"] = sim.stats.sent / n / sim.now
     sim.run_for(5.0)
     row["msgs"], row["bps"] = rates(sim, 10.0)
     # One join into the settled cluster, through three seeds.
@@ -101,26 +106,38 @@ def membership_row(n: int, seed: int, steady: float) -> dict[str, float]:
     sim.local_resources(f"n{n // 2}", {"cpu": 1.5})
     row["free"] = sim.run_until(sim.converged, timeout=60, check_every=CHECK)
     sim.run_for(3.0)
-    victim = f"n{n - 1}"
-    sim.crash(victim)
-    since = len(sim.changes)
-    first = sim.run_until(
-        lambda: any(
-            isinstance(c, MemberChanged) and c.name == victim and c.new == DEAD
-            for _, _, c in sim.changes[since:]
-        ),
-        timeout=30,
-    )
-    row["detect_first"] = first
-    row["detect_all"] = first + sim.run_until(
-        lambda: sim.all_see(victim, DEAD), timeout=30, check_every=CHECK
-    )
+    firsts: list[float] = []
+    alls: list[float] = []
+    victims: set[str] = set()
+    for k in range(n_victims):
+        victim = f"n{n - 1 - k}"
+        victims.add(victim)
+        sim.crash(victim)
+        since = len(sim.changes)
+        first = sim.run_until(
+            lambda victim=victim, since=since: any(
+                isinstance(c, MemberChanged) and c.name == victim and c.new == DEAD
+                for _, _, c in sim.changes[since:]
+            ),
+            timeout=30,
+        )
+        firsts.append(first)
+        everyone = sim.run_until(
+            lambda victim=victim: sim.all_see(victim, DEAD), timeout=30, check_every=CHECK
+        )
+        alls.append(first + everyone)
+        sim.run_for(1.0)
+    row["detect_first"] = statistics.median(firsts)
+    row["detect_all"] = statistics.median(alls)
+    row["detect_max"] = max(alls)
     for loss in (0.0, 0.05, 0.10):
         sim.loss = loss
         since = len(sim.changes)
         sim.run_for(steady)
-        row[f"false_{int(loss * 100)}"] = false_dead(sim, since, {victim})
+        row[f"false_{int(loss * 100)}"] = false_dead(sim, since, victims)
     sim.loss = 0.0
+    row["states"] = max(sim.stats.largest.values())
+    row["max_bytes"] = max(sim.largest_bytes.values())
     row["wall"] = time.perf_counter() - wall
     row["cpu"] = time.process_time() - cpu
     row["virtual"] = sim.now
@@ -136,18 +153,22 @@ def print_membership(rows: list[dict[str, float]], steady: float) -> None:
         f"(virtual seconds; false DEAD over {steady:g} s per loss level)"
     )
     header = (
-        f"{'nodes':>5} {'storm':>6} {'backlog':>7} {'join':>5} {'free':>5} {'1st DEAD':>8}"
-        f" {'all DEAD':>8} {'false 0/5/10%':>13} {'msg/s':>5} {'B/s':>6} {'storm B/s':>9}"
+        f"{'nodes':>5} {'storm':>6} {'rounds':>6} {'backlog':>7} {'join':>5} {'free':>5}"
+        f" {'1st DEAD':>8} {'all DEAD':>8} {'max':>5} {'false 0/5/10%':>13} {'msg/s':>5}"
+        f" {'B/s':>6} {'storm msg/s':>11} {'storm B/s':>9} {'states':>6} {'max B':>6}"
         f" {'virtual s':>9} {'cpu s':>6} {'wall s':>6}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         false = f"{r['false_0']:.0f}/{r['false_5']:.0f}/{r['false_10']:.0f}"
+        rounds = r["storm"] / cfg.gossip_interval
         print(
-            f"{r['n']:>5.0f} {r['storm']:>6.2f} {r['backlog']:>7.1f} {r['join']:>5.2f}"
-            f" {r['free']:>5.2f} {r['detect_first']:>8.2f} {r['detect_all']:>8.2f} {false:>13}"
-            f" {r['msgs']:>5.1f} {r['bps']:>6.0f} {r['storm_bps']:>9.0f} {r['virtual']:>9.0f}"
+            f"{r['n']:>5.0f} {r['storm']:>6.2f} {rounds:>6.1f} {r['backlog']:>7.1f}"
+            f" {r['join']:>5.2f} {r['free']:>5.2f} {r['detect_first']:>8.2f}"
+            f" {r['detect_all']:>8.2f} {r['detect_max']:>5.2f} {false:>13} {r['msgs']:>5.1f}"
+            f" {r['bps']:>6.0f} {r['storm_msgs']:>11.1f} {r['storm_bps']:>9.0f}"
+            f" {r['states']:>6.0f} {r['max_bytes']:>6.0f} {r['virtual']:>9.0f}"
             f" {r['cpu']:>6.0f} {r['wall']:>6.0f}"
         )
         sys.stdout.flush()
@@ -254,6 +275,7 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=30.0, help="virtual s per loss level")
     parser.add_argument("--tasks", type=int, default=100_000, help="tasks at 1,000 nodes")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--victims", type=int, default=5, help="nodes killed one by one")
     parser.add_argument("--long", action="store_true")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--config", default="lan", choices=sorted(CONFIGS), help="--long only")
@@ -272,7 +294,7 @@ def main() -> None:
     if args.skip != "membership":
         rows = []
         for n in nodes:
-            rows.append(membership_row(n, args.seed, args.steady))
+            rows.append(membership_row(n, args.seed, args.steady, args.victims))
             spreads[n] = rows[-1]["free"]
             print_membership(rows[-1:], args.steady)  # row by row: 1,000 nodes take a while
     if args.skip != "scheduling":

@@ -33,13 +33,14 @@ from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
+from handoffd.protocol.messages_lifeguard import Nack
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo, GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
 
 log = logging.getLogger("handoffd.admission")
 
-SWIM_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip)
+SWIM_TYPES = (m.Ping, m.Ack, m.PingReq, m.IndirectAck, m.PushPull, m.Gossip, Nack)
 # ClusterMismatch comes from a node that is not (and will not be) a member: accepted like SWIM's.
 MEMBERSHIP_TYPES = (*SWIM_TYPES, *ops.NOTICE_TYPES)
 REPLICATION_TYPES = (

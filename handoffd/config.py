@@ -71,15 +71,16 @@ class MembershipConfig:
     indirect_probes: int = 3  # k relays asked to probe a silent peer
     indirect_timeout: float = 0.2  # extra deadline for any ack once the relays were asked
     # SUSPECT -> DEAD unless refuted (Lifeguard, membership/lifeguard.py): after
-    # suspicion_timeout * max(1, log10 n) once suspicion_confirmations other members' probes
-    # confirmed it, after suspicion_max_mult times that while nobody did (a lone accuser is more
-    # likely loss or its own slowness than a failure)
+    # suspicion_timeout once suspicion_confirmations other members' probes confirmed it (flat in
+    # n: a real death is confirmed by everyone who probes it), after suspicion_timeout *
+    # suspicion_max_mult * max(1, log10 n) while nobody did (a lone accuser is more likely loss or
+    # its own slowness than a failure; its refutation needs ~log n gossip rounds to reach everyone)
     suspicion_timeout: float = 0.6
     suspicion_max_mult: float = 6.0
     suspicion_confirmations: int = 2
     push_pull_interval: float = 3.0  # full-state anti-entropy with one random peer
     gossip_fanout: int = 3  # peers sent a Gossip message each gossip round while there is news
-    gossip_retransmit_mult: int = 4  # each update sent retransmit_mult * ceil(log2(n+1)) times
+    gossip_retransmit_mult: int = 4  # each update sent retransmit_mult * ceil(log10(n+1)) times
     dead_reap_after: float = 60.0  # forget DEAD/LEFT members after this long
     max_piggyback: int = 16  # updates per message at most
     gossip_interval: float = 0.1  # seconds between gossip rounds (free-resource news rides these)

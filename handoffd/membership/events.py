@@ -18,6 +18,7 @@ from handoffd.protocol.messages import (
     PingReq,
     PushPull,
 )
+from handoffd.protocol.messages_lifeguard import Nack
 
 # ----------------------------------------------------------------------------------- events
 
@@ -36,7 +37,7 @@ class Received:
 
     sender: str
     sender_address: str | None
-    msg: Ping | Ack | PingReq | IndirectAck | PushPull | Gossip
+    msg: Ping | Ack | PingReq | IndirectAck | PushPull | Gossip | Nack
 
 
 @dataclass(frozen=True, slots=True)

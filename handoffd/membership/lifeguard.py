@@ -10,8 +10,10 @@ Two pure parts that ``swim.Membership`` and ``probing.Prober`` consult:
 - ``Suspicion``: the timeout of one SUSPECT member. It starts at ``high`` and shrinks towards
   ``low`` as independent accusers (other members whose own probes failed) confirm it: a real
   failure is confirmed by everyone who probes the dead member, a false one (loss, one slow
-  accuser) by nobody, so the refutation has all of ``high`` to reach every view. Both bounds grow
-  with log10 of the cluster size, as a refutation needs more gossip rounds to reach every view.
+  accuser) by nobody, so the refutation has all of ``high`` to reach every view. ``high`` grows
+  with log10 of the cluster size, as a refutation needs more gossip rounds to reach every view;
+  ``low`` does not (issue 20: detection of a real death, which every prober of the dead member
+  confirms, stays flat in n; memberlist scales both, and its detection grows with log n).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class HealthCounters:
     confirmations: int = 0  # independent accusers heard for suspicions we hold
     suspected: int = 0  # times we heard we were suspected or declared DEAD (we refuted)
     late_ticks: int = 0  # our loop ran a stall late: no verdict on what fell due meanwhile
+    nacked_failures: int = 0  # failed probes a relay's Nack showed were not our fault
 
 
 @dataclass(slots=True)
@@ -51,8 +54,16 @@ class LocalHealth:
     def probe_answered(self) -> None:
         self._add(-1)
 
-    def probe_failed(self) -> None:
-        self._add(1)
+    def probe_failed(self, nacks: int = 0) -> None:
+        """Our probe got no Ack, direct or through relays. A relay's Nack (it could not reach the
+        target either, and its answer reached us in time) shows the fault is the target's: our
+        score stays. Without one, the fault may be ours (our loop or our network is slow). This
+        is Lifeguard's rule with any one nack enough: memberlist adds one per missing nack, which
+        at 10 % loss grows the score of a healthy prober for a real death."""
+        if nacks:
+            self.counters.nacked_failures += 1
+        else:
+            self._add(1)
 
     def suspected(self) -> None:
         self.counters.suspected += 1
@@ -69,9 +80,11 @@ def stall_threshold(config: MembershipConfig) -> float:
 
 
 def suspicion_bounds(config: MembershipConfig, members: int) -> tuple[float, float]:
-    """(low, high) suspicion timeouts for a cluster of ``members`` (ourselves included)."""
-    low = config.suspicion_timeout * max(1.0, math.log10(max(1, members)))
-    return low, low * max(1.0, config.suspicion_max_mult)
+    """(low, high) suspicion timeouts for a cluster of ``members`` (ourselves included): ``low``
+    once ``expected_confirmations`` independent accusers confirmed it, ``high`` while nobody did."""
+    low = config.suspicion_timeout
+    scaled = config.suspicion_timeout * max(1.0, math.log10(max(1, members)))
+    return low, max(low, scaled * config.suspicion_max_mult)
 
 
 def expected_confirmations(config: MembershipConfig, members: int) -> int:
@@ -79,8 +92,14 @@ def expected_confirmations(config: MembershipConfig, members: int) -> int:
     are other probers (the suspect and the first accuser are not). In a cluster of 3 that is the
     third member: a node cut off alone then waits ``high``, long enough to know it is a
     minority (daemon/fencing.py) before any verdict of its own, while a real death, which both
-    survivors see, takes ``low``."""
-    return max(0, min(config.suspicion_confirmations, members - 2))
+    survivors see, takes ``low``. From 100 members on, one more set of them per decade: ``low``
+    is flat in n, so a false suspicion that independent accusers confirmed by chance (loss: ~40 a
+    second at 1,000 members and 10 % loss) must not reach it before its refutation crossed the
+    cluster's ~log n gossip hops (2 at 1,000 members: 60 false DEAD in 30 s at 10 % loss), while a
+    real death gets its accusers within a probe period from the members that probe it at once
+    (``Prober._probe_soon``)."""
+    decades = max(1, math.ceil(math.log10(max(1, members))) - 1)
+    return max(0, min(config.suspicion_confirmations * decades, members - 2))
 
 
 @dataclass(slots=True)

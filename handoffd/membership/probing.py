@@ -29,6 +29,11 @@ from handoffd.protocol.messages import (
     Ping,
     PingReq,
 )
+from handoffd.protocol.messages_lifeguard import Nack
+
+# A relay says Nack after this share of indirect_timeout, so that its answer reaches the prober
+# before the prober's own deadline (memberlist: 80 % of the probe timeout).
+NACK_SHARE = 0.8
 
 
 class Prober:
@@ -129,7 +134,7 @@ class Prober:
         if probe.indirect_sent and now >= probe.final_deadline:
             self._probe = None
             self.counters.probes_failed += 1
-            self._health.probe_failed()
+            self._health.probe_failed(probe.nacks)
             if target.state.status == ALIVE:
                 self._suspect(target, now, out)
             else:  # already SUSPECT: our failed probe is an independent confirmation
@@ -158,6 +163,15 @@ class Prober:
         self._set(state, now, out, "probe failed")
         # Tell the suspect directly so it can refute before our timer runs out.
         out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name))))
+
+    def _probe_soon(self, name: str, probers: int, members: int) -> None:
+        """We just heard ``name`` is suspected: probe it next with a chance that makes about
+        ``probers`` members of the ``members`` do so, whatever n is. A dead member then gets its
+        independent accusers (Lifeguard's confirmations) within one probe period instead of
+        waiting for the round robins to reach it, so detection stays flat in n; a live one is
+        told it is suspected by our Ping and refutes in its Ack."""
+        if not self._left and self._rng.random() * members < probers:
+            self._probe_order.insert(self._probe_index, name)
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -201,8 +215,39 @@ class Prober:
             return
         probe_id = self._new_id()
         deadline = now + self.config.indirect_timeout * self._health.scale
-        self._relays[probe_id] = records.Relay(reply_to, sender, msg.probe_id, msg.target, deadline)
+        nack_at = now + self.config.indirect_timeout * NACK_SHARE
+        self._relays[probe_id] = records.Relay(
+            reply_to, sender, msg.probe_id, msg.target, deadline, nack_at
+        )
         out.append(Send(ping_address(target.state), Ping(probe_id, self._piggyback(msg.target))))
+
+    def _relay_timers(self, now: float, out: list[Instruction]) -> None:
+        """Relays whose target did not answer in time: Nack to the prober; then forget them."""
+        for probe_id, relay in list(self._relays.items()):
+            if not relay.nacked and now >= relay.nack_at:
+                relay.nacked = True
+                nack = Nack(relay.origin_probe_id, relay.target, self._piggyback(relay.origin_name))
+                out.append(Send(relay.origin_address, nack))
+            if now >= relay.deadline:
+                del self._relays[probe_id]
+
+    def _relay_deadline(self) -> float:
+        """The earliest relay timer (a Nack due, or a relay to forget); inf if none."""
+        return min(
+            (r.deadline if r.nacked else r.nack_at for r in self._relays.values()),
+            default=float("inf"),
+        )
+
+    def _on_nack(self, msg: Nack, sender: str) -> None:
+        probe = self._probe
+        if (
+            probe is not None
+            and probe.indirect_sent
+            and probe.probe_id == msg.probe_id
+            and msg.target == probe.target
+            and sender != probe.target
+        ):
+            probe.nacks += 1
 
     def _on_indirect_ack(self, msg: IndirectAck) -> None:
         probe = self._probe

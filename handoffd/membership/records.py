@@ -54,6 +54,7 @@ class ProbeInFlight:
     direct_deadline: float  # PingReq to relays after this
     final_deadline: float  # SUSPECT after this
     indirect_sent: bool = False
+    nacks: int = 0  # relays that said the target did not answer them (Lifeguard)
 
 
 @dataclass(slots=True)
@@ -62,7 +63,9 @@ class Relay:
     origin_name: str
     origin_probe_id: int
     target: str
-    deadline: float
+    deadline: float  # forgotten after this (an Ack until then is still passed on)
+    nack_at: float  # no Ack from the target by then: tell the prober (Nack)
+    nacked: bool = False
 
 
 @dataclass(slots=True)
@@ -125,13 +128,15 @@ class GossipQueue:
             if not bucket:
                 del self._buckets[count]
 
-    def heard(self, name: str, limit: int) -> None:
+    def heard(self, name: str, limit: int, own: int = 0) -> None:
         """A peer told us ``name``'s state we already hold: the news is spreading without us, so
         it counts against ``name``'s budget like a send (rumor mongering with feedback, Demers
-        et al. 1987). After a mass join this retires the backlog once most peers know it."""
+        et al. 1987). After a mass join this retires the backlog once most peers know it. The
+        last ``own`` sends of the budget are ours whatever we hear: feedback alone retired
+        refutations before they reached every view (false DEAD at 10 % loss, issue 20)."""
         counts = self._count
         count = counts.get(name)
-        if count is None:
+        if count is None or (own and count >= limit - own):
             return
         buckets = self._buckets
         bucket = buckets[count]

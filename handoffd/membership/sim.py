@@ -108,6 +108,7 @@ class Simulation:
         self.delay = delay
         self.measure_bytes = measure_bytes
         self.sampled: dict[str, tuple[int, int]] = {}  # type -> (messages encoded, their bytes)
+        self.largest_bytes: dict[str, int] = {}  # type -> the largest message encoded
         self.last_change = (
             0.0  # when a view (or the set of live nodes, or the network) last changed
         )
@@ -236,8 +237,9 @@ class Simulation:
                 if node.crashed or generation != node.tick_generation:
                     continue
                 node.tick_at = _NEVER
-                if node.membership.next_deadline() > self.now:
-                    self._reschedule(node)  # woken for work done meanwhile (an acked probe)
+                due = node.membership.next_deadline()
+                if due > self.now:
+                    self._schedule(node, due)  # woken for work done meanwhile (an acked probe)
                 else:
                     handle(node, _TICK_EVENT)
             else:  # _SEEDS
@@ -281,10 +283,11 @@ class Simulation:
         stats = self.stats
         stats.sent += 1
         msg = send.msg
-        kind = type(msg).__name__
+        cls = type(msg)
+        kind = cls.__name__
         by_type = stats.by_type
         by_type[kind] = by_type.get(kind, 0) + 1
-        states = len(msg.members if type(msg) is PushPull else msg.updates)
+        states = len(msg.members if cls is PushPull else msg.updates)
         if states > stats.largest.get(kind, 0):
             stats.largest[kind] = states
         dst = self._by_address.get(send.address)
@@ -295,6 +298,8 @@ class Simulation:
             size = sum(len(f) for f in codec.encode(msg, sender=node.name))
             count, total = self.sampled.get(kind, (0, 0))
             self.sampled[kind] = (count + 1, total + size)
+            if size > self.largest_bytes.get(kind, 0):
+                self.largest_bytes[kind] = size
         rng = self.rng
         if self.loss and rng.random() < self.loss:
             stats.lost += 1
@@ -307,7 +312,10 @@ class Simulation:
         heapq.heappush(self._heap, (self.now + delay, self._seq, _MSG, (node.name, dst, msg)))
 
     def _reschedule(self, node: SimNode) -> None:
-        at = max(node.membership.next_deadline(), self.now + _MIN_STEP)
+        self._schedule(node, node.membership.next_deadline())
+
+    def _schedule(self, node: SimNode, due: float) -> None:
+        at = max(due, self.now + _MIN_STEP)
         if at < node.tick_at:
             node.tick_generation += 1
             node.tick_at = at

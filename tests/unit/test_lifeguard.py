@@ -32,14 +32,20 @@ from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, Gossip, Ping
 LAN = MembershipConfig.lan()
 
 
-def test_suspicion_bounds_grow_with_log10_of_the_cluster() -> None:
+def test_suspicion_high_bound_grows_with_log10_of_the_cluster_the_low_one_does_not() -> None:
     assert suspicion_bounds(LAN, 5) == (LAN.suspicion_timeout, 6 * LAN.suspicion_timeout)
     low, high = suspicion_bounds(LAN, 1000)
-    assert low == pytest.approx(3 * LAN.suspicion_timeout)
-    assert high == pytest.approx(LAN.suspicion_max_mult * low)
+    assert low == LAN.suspicion_timeout  # a confirmed suspicion: detection flat in n
+    assert high == pytest.approx(LAN.suspicion_max_mult * 3 * LAN.suspicion_timeout)
     assert expected_confirmations(LAN, 2) == 0  # nobody else to confirm
     assert expected_confirmations(LAN, 3) == 1  # the third member
     assert expected_confirmations(LAN, 4) == LAN.suspicion_confirmations
+    assert expected_confirmations(LAN, 100) == LAN.suspicion_confirmations
+    # One more set per decade from 100 on: low is flat in n, so chance confirmations of a false
+    # suspicion must stay rarer as the refutation's way across the cluster grows.
+    assert expected_confirmations(LAN, 101) == 2 * LAN.suspicion_confirmations
+    assert expected_confirmations(LAN, 1000) == 2 * LAN.suspicion_confirmations
+    assert expected_confirmations(LAN, 1001) == 3 * LAN.suspicion_confirmations
 
 
 def test_suspicion_starts_high_and_falls_to_low_with_independent_accusers() -> None:
@@ -50,10 +56,14 @@ def test_suspicion_starts_high_and_falls_to_low_with_independent_accusers() -> N
     assert s.confirm("b")
     one = s.deadline()
     assert 10.0 + low < one < 10.0 + high
-    assert one == pytest.approx(10.0 + high - (high - low) * math.log(2) / math.log(3))
-    assert s.confirm("c")
+    assert s.expected == 4  # two per decade from 100 members on
+    assert one == pytest.approx(10.0 + high - (high - low) * math.log(2) / math.log(5))
+    for accuser in ("c", "d"):
+        assert s.confirm(accuser)
+        assert 10.0 + low < s.deadline() < one
+    assert s.confirm("e")
     assert s.deadline() == pytest.approx(10.0 + low)
-    assert not s.confirm("d")  # enough: accusers are not collected beyond the expected ones
+    assert not s.confirm("f")  # enough: accusers are not collected beyond the expected ones
 
 
 def test_local_health_rises_on_trouble_falls_on_answers_and_is_capped() -> None:

@@ -391,14 +391,23 @@ def test_a_member_we_hold_dead_that_talks_to_us_is_told_so_once_per_probe_interv
 def test_a_push_pull_that_teaches_members_brings_the_next_one_forward() -> None:
     """A join storm's tail is closed by anti-entropy, not by gossip 16 states at a time: an
     answer that taught us members makes the next push-pull come after push_pull_storm_share of
-    the interval; one that taught nothing (or only resource news) leaves the schedule alone."""
-    a = with_peers("b", "c")
-    _, now = tick_until(a, 0.0, 0.1)  # (the join's answer taught b and c: its syncs are done)
-    scheduled = a._next_push_pull_at
-    soon = now + CFG.push_pull_interval * CFG.push_pull_storm_share
-    assert scheduled > soon
-    feed(a, "b", PushPull((state("b"), state("c", free=3.0, rv=1)), False), now)
-    assert a._next_push_pull_at == scheduled  # resource news only
+    the interval, and so do the next two that teach nothing (then the interval again); resource
+    news alone teaches nothing."""
+    a = with_peers("b", "c")  # the join's answer taught b and c
+    share = CFG.push_pull_interval * CFG.push_pull_storm_share
+    now = 0.0
+    quiet = PushPull((state("b"), state("c", free=3.0, rv=1)), False)  # resource news only
+    for expected_soon in (True, True, False):
+        now = a._next_push_pull_at
+        (ask,) = sends(a.handle(Tick(), now), PushPull)
+        assert ask.msg.reply_wanted
+        feed(a, "b", quiet, now)
+        soon = now + share
+        if expected_soon:
+            assert a._next_push_pull_at == pytest.approx(soon)
+        else:
+            assert a._next_push_pull_at == pytest.approx(now + CFG.push_pull_interval)
+    # An answer that teaches members starts the soon syncs again.
     feed(a, "b", PushPull((state("b"), state("d"), state("e")), False), now)
-    assert a._next_push_pull_at == pytest.approx(soon)
-    assert a.next_deadline() <= soon
+    assert a._next_push_pull_at == pytest.approx(now + share)
+    assert a.next_deadline() <= now + share
