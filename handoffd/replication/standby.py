@@ -28,6 +28,11 @@ from typing import Any, Final
 from handoffd.protocol.messages import ALIVE, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
 from handoffd.protocol.snapshot import attempt_row, decode_run, info_to_data
 
+# (scheduler.run's RUN_FAILED/RUN_CANCELLED and DONE/FAILED/CANCELLED, spelled out: the
+# replica's data is plain strings.)
+_RUN_ENDED: Final = ("FAILED", "CANCELLED")
+_TASK_CLOSED: Final = ("DONE", "FAILED", "CANCELLED")
+
 KEEP: Final = object()  # a delta's value effect: leave the value as it was before the delta
 
 
@@ -71,6 +76,13 @@ class Replica:
             data["state"] = state
             data["released"] = released
             data["error"] = info_to_data(error)
+            if state in _RUN_ENDED:
+                # The owner sends no row for a task its run's end cancelled before it ever went
+                # out (RunState.end): each task still open here is one of those (every move out
+                # and back is logged), so it is cancelled here as it was on the owner.
+                for rec in records.values():
+                    if rec["state"] not in _TASK_CLOSED:
+                        rec["state"] = "CANCELLED"
         return data
 
 

@@ -538,6 +538,7 @@ class OwnerScheduler(OwnerQueries):
         self, run: RunState, state: str, error: HandoffError, culprit: str | None = None
     ) -> None:
         self._cancel(run.end(state, error, self._now, culprit), run)
+        self._ready.drop_ended(run)  # (``end`` moved its never-started tasks without the listener)
         self._out.direct.append(RunFinished(run.run_id, state, error))  # type: ignore[arg-type]
 
     def _recompute(self, run: RunState) -> None:

@@ -23,6 +23,8 @@ cdef class ReadyQueue:
     cpdef discard(self, TaskRecord rec)
     @cython.locals(rec=TaskRecord)
     cpdef drop_run(self, RunState run)
+    @cython.locals(rec=TaskRecord, i=Py_ssize_t)
+    cpdef drop_ended(self, RunState run)
     @cython.locals(heap=list, live=bint, rec=TaskRecord)
     cpdef TaskRecord _head(self, RunState run)
     @cython.locals(run=RunState, rec=TaskRecord)

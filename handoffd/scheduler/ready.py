@@ -75,6 +75,18 @@ class ReadyQueue:
         run.ready_heap.clear()
         self.runs.pop(run.run_id, None)
 
+    def drop_ended(self, run: RunState) -> None:
+        """``drop_run`` for a run that just ended: only its heap's entries can be queued (a queued
+        record is in its heap, or taken by a walk, whose ``restore`` discards it for a run no
+        longer running), so the rest of ``ordered`` (a 1,000,000-task chain's PENDING tasks)
+        is not walked."""
+        for i in run.ready_heap:
+            rec = run.ordered[i]
+            rec.in_heap = False
+            self.discard(rec)
+        run.ready_heap.clear()
+        self.runs.pop(run.run_id, None)
+
     def _head(self, run: RunState) -> TaskRecord | None:
         """The run's first queued record, dropping stale entries on the way (all of them when the
         run no longer runs)."""

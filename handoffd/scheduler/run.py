@@ -404,7 +404,8 @@ class RunState:
     def end(
         self, state: str, error: HandoffError | None, now: float, culprit: str | None = None
     ) -> list[tuple[str, str, int]]:
-        """Fail or cancel the run: ``culprit`` FAILED, every unfinished task CANCELLED.
+        """Fail or cancel the run: ``culprit`` FAILED, every unfinished task CANCELLED. Only the
+        culprit's and the active tasks' moves reach the listener (see below).
 
         Returns the active dispatches to cancel on their nodes.
         """
@@ -413,12 +414,27 @@ class RunState:
         self.finished = now + self.wall_offset
         cancels: list[tuple[str, str, int]] = []
         reason = f"run {state.lower()}" + (f" ({culprit})" if culprit else "")
+        c = self.counters
         for rec in self.tasks.values():
-            if rec.state in (DONE, FAILED, CANCELLED):
+            old = rec.state
+            if old in (DONE, FAILED, CANCELLED):
                 continue
-            if rec.state in ACTIVE and rec.node is not None:
-                cancels.append((rec.node, rec.id, rec.attempt))
-            self.move(rec, FAILED if rec.id == culprit else CANCELLED, now, reason)
+            if old in ACTIVE or rec.id == culprit:
+                if old in ACTIVE and rec.node is not None:
+                    cancels.append((rec.node, rec.id, rec.attempt))
+                self.move(rec, FAILED if rec.id == culprit else CANCELLED, now, reason)
+                continue
+            # Never out (PENDING, READY): ``move`` without the listener, whose only work for
+            # such a move is the ready queue (the owner drops the run's entries at once) and the
+            # replication log (a standby cancels them itself on the run's end: Replica.run_data).
+            # A per-task listener call and log row held the loop for 200,000 tasks.
+            rec.state = CANCELLED
+            rec.delayed = False
+            rec.history.append((now, old, CANCELLED, reason))
+            if len(rec.history) > HISTORY_LIMIT:
+                del rec.history[: len(rec.history) - HISTORY_LIMIT]
+            if c is not None:
+                c[CANCELLED] += 1
         return cancels
 
     # -- losses --------------------------------------------------------------------------------
