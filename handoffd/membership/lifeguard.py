@@ -79,11 +79,18 @@ def stall_threshold(config: MembershipConfig) -> float:
     return config.probe_timeout / 2
 
 
+FLAT_UP_TO = 200  # members up to which the confirmed suspicion timeout does not grow
+
+
 def suspicion_bounds(config: MembershipConfig, members: int) -> tuple[float, float]:
     """(low, high) suspicion timeouts for a cluster of ``members`` (ourselves included): ``low``
     once ``expected_confirmations`` independent accusers confirmed it, ``high`` while nobody did."""
-    low = config.suspicion_timeout
-    scaled = config.suspicion_timeout * max(1.0, math.log10(max(1, members)))
+    n = max(1, members)
+    # Flat up to FLAT_UP_TO members; past it the refutation of a false suspicion needs more gossip
+    # hops than the confirmed timeout gives it (bench_scale at 1,000 nodes and 10 % loss: 576 false
+    # DEAD views flat, 18 with this growth, 2 with the full log10 n of the high bound).
+    low = config.suspicion_timeout * max(1.0, 1.0 + math.log10(n / FLAT_UP_TO))
+    scaled = config.suspicion_timeout * max(1.0, math.log10(n))
     return low, max(low, scaled * config.suspicion_max_mult)
 
 

@@ -34,8 +34,14 @@ LAN = MembershipConfig.lan()
 
 def test_suspicion_high_bound_grows_with_log10_of_the_cluster_the_low_one_does_not() -> None:
     assert suspicion_bounds(LAN, 5) == (LAN.suspicion_timeout, 6 * LAN.suspicion_timeout)
+    # A confirmed suspicion: detection flat in n up to FLAT_UP_TO members...
+    for n in (5, 50, 200):
+        assert suspicion_bounds(LAN, n)[0] == LAN.suspicion_timeout
+    # ...then growing by one timeout per decade, far slower than the lone accuser's bound.
+    low, high = suspicion_bounds(LAN, 2000)
+    assert low == pytest.approx(2 * LAN.suspicion_timeout)
     low, high = suspicion_bounds(LAN, 1000)
-    assert low == LAN.suspicion_timeout  # a confirmed suspicion: detection flat in n
+    assert LAN.suspicion_timeout < low < 2 * LAN.suspicion_timeout
     assert high == pytest.approx(LAN.suspicion_max_mult * 3 * LAN.suspicion_timeout)
     assert expected_confirmations(LAN, 2) == 0  # nobody else to confirm
     assert expected_confirmations(LAN, 3) == 1  # the third member
