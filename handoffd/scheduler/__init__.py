@@ -8,3 +8,16 @@ after a refusal or an error), ``lost`` (messages lost while a node stays ALIVE),
 (adopting a replicated run) and ``outbox`` (the instructions of one call). ``run.RunState`` is one
 run's task state machine over its graph (``graph``).
 """
+
+# The modules built with Cython from their .py and the .pxd beside it (setup.py SCHEDULER_COMPILED
+# and the Makefile's check list the same names: they run before the package can be imported).
+COMPILED = (
+    "durations",
+    "run",
+    "ready",
+    "demand",
+    "cluster_view",
+    "owner_queries",
+    "owner",
+    "history",
+)

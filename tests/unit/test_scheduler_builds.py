@@ -20,19 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from handoffd.scheduler import COMPILED
 from handoffd.scheduler.room_index import NodeState
 from handoffd.spec import RunOptions, TaskSpec
-
-COMPILED = (
-    "durations",
-    "run",
-    "ready",
-    "demand",
-    "cluster_view",
-    "owner_queries",
-    "owner",
-    "history",
-)
 
 
 def pure_build(name: str) -> ModuleType:
@@ -383,3 +373,17 @@ def test_both_builds_keep_the_same_attempts(ops: Any) -> None:
         pure_history.restore(pure_history.rows(lists[1])),
     ]
     assert built_history.rows(again[0]) == pure_history.rows(again[1])
+
+
+def test_setup_compiles_exactly_the_listed_scheduler_modules() -> None:
+    # setup.py runs before the package can be imported, so it keeps its own copy of the list.
+    import ast
+
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "setup.py").read_text())
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "SCHEDULER_COMPILED" for t in node.targets)
+    )
+    assert tuple(listed) == COMPILED

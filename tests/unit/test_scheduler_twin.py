@@ -25,19 +25,10 @@ from hypothesis import strategies as st
 from scheduler_harness import CPU, Cluster, dispatches
 
 import handoffd.scheduler
+from handoffd.scheduler import COMPILED
 from handoffd.scheduler import events as ev
 from handoffd.spec import TaskSpec
 
-COMPILED = (
-    "durations",
-    "run",
-    "ready",
-    "demand",
-    "cluster_view",
-    "owner_queries",
-    "owner",
-    "history",
-)
 SCHEDULER_DIR = Path(handoffd.scheduler.__file__ or "").parent
 
 
