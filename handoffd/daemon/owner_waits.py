@@ -29,9 +29,15 @@ from handoffd.protocol import messages as m
 
 if TYPE_CHECKING:
     from handoffd.daemon.results import ResultFetcher
+    from handoffd.scheduler.owned import OwnedRunStatus
     from handoffd.scheduler.owner import OwnerScheduler
 
 TERMINAL = ("DONE", "FAILED", "CANCELLED")
+
+# state, counts, placement, owner, term, standbys, error: what RunStatusReply and RunOutcome share.
+StatusFields = tuple[
+    str, dict[str, int], dict[str, str], str, int, tuple[str, ...], "m.ErrorInfo | None"
+]
 
 # A SubmitAndWait whose run is still going when the standbys hold it hears RunAccepted only if the
 # run has not ended this much later: a short run's exchange stays two messages. (A client that
@@ -146,9 +152,12 @@ class Waiting:
         if st is None:
             known = self.replication.knows(run_id)
             return m.RunStatusReply(request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, known)
-        return m.RunStatusReply(
-            request_id,
-            run_id,
+        return m.RunStatusReply(request_id, run_id, *self._status_fields(run_id, st))
+
+    def _status_fields(self, run_id: str, st: OwnedRunStatus) -> StatusFields:
+        """What a status reply and an outcome both say after their ids: state, counts, placement,
+        owner, term, standbys, error."""
+        return (
             st.state,
             dict(st.counts),
             dict(st.placement),
@@ -222,13 +231,7 @@ class Waiting:
         outcome = m.RunOutcome(
             waiter.request_id,
             run_id,
-            st.state,
-            dict(st.counts),
-            dict(st.placement),
-            self.port.name,
-            st.term,
-            self.replication.standbys(run_id),
-            error_info(st.error),
+            *self._status_fields(run_id, st),
             tuple(ids),
             tuple(pending),
             released,

@@ -3,7 +3,6 @@ then): its processes die and its namespaces are deleted."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from netns import NetnsLab, list_namespaces, wait
+
+from handoffd.cli.daemon_run import _running
 
 _REASON = NetnsLab.unavailable()
 pytestmark = [
@@ -32,19 +33,6 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purpose.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_sigterm_closes_open_labs() -> None:
     here = str(Path(__file__).resolve().parent)
     child = subprocess.Popen(
@@ -61,14 +49,14 @@ def test_sigterm_closes_open_labs() -> None:
         assert line, "the child printed nothing: it failed to build its lab"
         namespaces, sleeper = line[:-1], int(line[-1])
         assert set(namespaces) <= list_namespaces()
-        assert _alive(sleeper)
+        assert _running(sleeper)
         child.send_signal(signal.SIGTERM)
         child.wait(30)
         # The handler re-raises SIGTERM after cleaning up: the exit status still says "killed".
         assert child.returncode == -signal.SIGTERM
         left = set(namespaces) & list_namespaces()
         assert not left, f"namespaces left behind after SIGTERM: {sorted(left)}"
-        wait(lambda: not _alive(sleeper), 10, "the lab's process to die")
+        wait(lambda: not _running(sleeper), 10, "the lab's process to die")
     finally:
         if child.poll() is None:
             child.kill()
