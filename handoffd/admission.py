@@ -30,6 +30,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_hooks as mh
 from handoffd.protocol import messages_io as mio
+from handoffd.protocol import messages_lease as ml
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
@@ -53,6 +54,8 @@ REPLICATION_TYPES = (
     m.FollowOwner,
     m.ProbeHoldings,
     m.HoldingsProbed,
+    ml.RenewLeases,
+    ml.LeasesRenewed,
 )
 PEER_TYPES = (
     DispatchColumns,

@@ -54,6 +54,7 @@ from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
+from handoffd.replication.lease import lease_seconds
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
@@ -257,6 +258,11 @@ class Node(NodeReliability):
             replicas=cfg.replicas,
             grace=max(0.05, cfg.membership.probe_interval),
             answer_timeout=cfg.dispatch.takeover_answer_timeout,
+            lease=lease_seconds(
+                cfg.membership.probe_timeout,
+                cfg.membership.indirect_timeout,
+                cfg.membership.suspicion_timeout,
+            ),
         )
         self.ops = NodeOps(
             OpsPort(
@@ -273,6 +279,7 @@ class Node(NodeReliability):
             self.owner.run_times,
         )
         self.replication.code = self.code
+        self.replication.leases.base = lambda: self.quorum.base
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         self.replication.tell_accused = lambda name: loop.call_soon(

@@ -174,6 +174,10 @@ class NodeReliability:
             elif isinstance(instruction, swim.ResourcesChanged):
                 updates.append(instruction.member)
         self._fence_step(changes, updates)  # minority fencing (daemon/fencing.py)
+        if changes and self.replication is not None:
+            # Dispatch leases first (daemon/leases.py): a run whose standbys stopped answering is
+            # held before a DEAD verdict here makes its owner place the lost tasks again.
+            self.replication.leases.check()
         # One scheduler batch and one standby re-choice per event, not per change: a push-pull
         # naming 5,000 members stalled the loop ~12 s (replication re-chose standbys over every
         # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner

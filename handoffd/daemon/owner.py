@@ -244,6 +244,10 @@ class OwnerIO:
         self._retain(rt.RunDropped(run_id), self.port.now())
         return self.scheduler.step_down(run_id)
 
+    def hold_dispatch(self, run_id: str, held: bool) -> None:
+        """The run's dispatch lease lapsed or holds again (``replication/lease.py``)."""
+        self._apply(self.scheduler.hold_dispatch(run_id, held, self.port.now()))
+
     # -- messages in ------------------------------------------------------------------------------
 
     def _node_name_for(self, envelope: Any) -> str:

@@ -154,7 +154,7 @@ class NoReplication:
 
 class RunOwner(Protocol):
     """What replication asks of the owner's shell (``OwnerIO``): adopt a run taken over, drop one
-    another owner took from us."""
+    another owner took from us, hold a run's dispatches while its lease lapsed."""
 
     def restore_run(self, data: dict[str, Any], term: int) -> int:
         """Own the run (snapshot format) at ``term``; returns how many dispatches went out."""
@@ -162,6 +162,7 @@ class RunOwner(Protocol):
 
     def run_finished(self, run_id: str) -> None: ...
     def step_down(self, run_id: str) -> bool: ...
+    def hold_dispatch(self, run_id: str, held: bool) -> None: ...
 
 
 class NoOwner:
@@ -175,6 +176,9 @@ class NoOwner:
 
     def step_down(self, run_id: str) -> bool:
         return False
+
+    def hold_dispatch(self, run_id: str, held: bool) -> None:
+        pass
 
 
 class Follower(Protocol):

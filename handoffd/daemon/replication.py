@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.daemon.code import CodeStore
+from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import join_frames, split_frames
 from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.schema import Rows
 from handoffd.protocol.snapshot import encode_run, error_to_info
@@ -78,6 +80,7 @@ class ReplicationIO:
         replicas: int,
         grace: float,
         answer_timeout: float = RECONCILE_TIMEOUT,
+        lease: float | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
@@ -107,6 +110,8 @@ class ReplicationIO:
         # Send our DEAD verdict straight to the accused (daemon.node sets it: membership's
         # HeardFrom). A live owner refutes within a round trip, inside the takeover's grace.
         self.tell_accused: Callable[[str], object] = lambda name: None
+        # a run's new dispatches wait while a standby has not answered for ``lease`` s (None: never)
+        self.leases = LeaseIO(port, scheduler, self.log, self.standby, lease, self)
 
     # -- owner side ----------------------------------------------------------------------------
 
@@ -117,6 +122,7 @@ class ReplicationIO:
         """The scheduler accepted a run: replicate it, then ``answer`` the client."""
         self._accepts[run_id] = answer
         self._execute(self.log.track(run_id, self._alive(), self.port.now(), accept=True))
+        self.leases.watch(run_id)
 
     def standbys(self, run_id: str) -> tuple[str, ...]:
         return self.log.standbys(run_id)
@@ -245,10 +251,12 @@ class ReplicationIO:
         answers stay; a client asking a standby finds us by rotating through the nodes it knows."""
         if run_id not in self._accepts:  # else the client has not heard 'accepted' yet: later
             self._execute(self.log.untrack(run_id))
+            self.leases.unwatch(run_id)
 
     def forget(self, run_id: str) -> None:
         """The run was released and aged out: stop tracking it and tell its standbys to drop it."""
         self._execute(self.log.untrack(run_id))
+        self.leases.unwatch(run_id)
         self._moved.pop(run_id, None)
 
     def step_down(self, run_id: str, term: int, owner: str = "", address: str = "") -> None:
@@ -268,6 +276,7 @@ class ReplicationIO:
         self.owner.step_down(run_id)
         self._accepts.pop(run_id, None)
         self._execute(self.log.untrack(run_id))
+        self.leases.unwatch(run_id)
 
     def _note_owner(self, run_id: str, term: int, owner: str, address: str) -> None:
         known = self._moved.get(run_id)
@@ -324,6 +333,7 @@ class ReplicationIO:
     def members_changed(self) -> None:
         """Re-choose the standbys of the runs we own among the members alive now."""
         self._execute(self.log.members_changed(self._alive(), self.port.now()))
+        self.leases.rewatch()
 
     def close(self) -> None:
         if self._flush_handle is not None:
@@ -338,7 +348,7 @@ class ReplicationIO:
         self._prebuilt.clear()
 
     def tick(self, now: float) -> None:
-        self._execute(self.log.tick(now))
+        self._execute(self.leases.ticked(self.log.tick(now)))
 
     # -- standby side --------------------------------------------------------------------------
 
@@ -381,6 +391,7 @@ class ReplicationIO:
             self._execute(
                 self.log.on_ack(msg.run_id, sender, msg.seq, msg.need_snapshot, self.port.now())
             )
+            self.leases.acked(msg.run_id, sender, msg.term)
         elif isinstance(msg, m.DropReplica):
             self.standby.drop(msg.run_id, msg.term)
         elif isinstance(msg, m.ReconcileRun):
@@ -392,6 +403,8 @@ class ReplicationIO:
         elif isinstance(msg, m.FollowOwner):
             if self._follow(msg.run_id, msg.term, msg.owner, msg.owner_address):
                 self.follower.learn_owner(msg.run_id, msg.term, msg.owner_address, msg.owner)
+        elif isinstance(msg, (RenewLeases, LeasesRenewed)):
+            self.leases.handle(msg, sender)
 
     def _ack(self, ack: StandbyAck) -> None:
         """Acks are cumulative: only the newest per owner and run goes out, once per loop
@@ -613,6 +626,7 @@ class ReplicationIO:
         )
         self._note_owner(run_id, ins.term, self.port.name, self.port.address)
         self._execute(self.log.track(run_id, self._alive(), self.port.now(), accept=False))
+        self.leases.watch(run_id)
         if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
             self.owner.run_finished(run_id)
 

@@ -8,6 +8,7 @@ from handoffd.protocol import messages_code as _messages_code  # noqa: E402,F401
 from handoffd.protocol import messages_columns as _messages_columns  # noqa: E402,F401
 from handoffd.protocol import messages_hooks as _messages_hooks  # noqa: E402,F401
 from handoffd.protocol import messages_io as _messages_io  # noqa: E402,F401
+from handoffd.protocol import messages_lease as _messages_lease  # noqa: E402,F401
 from handoffd.protocol import messages_lifeguard as _messages_lifeguard  # noqa: E402,F401
 from handoffd.protocol import messages_ops as _messages_ops  # noqa: E402,F401
 from handoffd.protocol import messages_rebalance as _messages_rebalance  # noqa: E402,F401

@@ -129,7 +129,11 @@ class OwnerScheduler(OwnerQueries):
             ack_timeout=ack_timeout,
         )
         self._rebalance = Rebalance(
-            self._view, self._out, run_of=self._owned.live.get, give_back=self._give_back
+            self._view,
+            self._out,
+            run_of=self._owned.live.get,
+            give_back=self._give_back,
+            held=self._ready.held,
         )
         self._delays = DelayedTasks(
             self._out, run_of=self._owned.live.get, enqueue=self._enqueue_later
@@ -178,6 +182,21 @@ class OwnerScheduler(OwnerQueries):
         owner's now. False if we did not own it."""
         return self._drop(run_id)
 
+    def hold_dispatch(self, run_id: str, held: bool, now: float) -> list[Instruction]:
+        """The run's dispatch lease lapsed (``held``) or holds again (``replication/lease.py``):
+        while held none of its tasks is placed (they stay READY and queued: a task lost meanwhile
+        waits too); its running attempts go on and their reports are taken as usual."""
+        self._now = max(self._now, now)
+        held_runs = self._ready.held
+        if held:
+            if run_id in self._owned.live:
+                held_runs.add(run_id)
+        elif run_id in held_runs:
+            held_runs.discard(run_id)
+            self._dirty = True
+        self._place()
+        return self._out.take(self._term_of)
+
     def _term_of(self, run_id: str) -> int:
         run = self._owned.live.get(run_id)
         return run.term if run is not None else self.term
@@ -215,6 +234,7 @@ class OwnerScheduler(OwnerQueries):
     def forget(self, run_id: str) -> None:
         """Drop a finished run entirely (after retention)."""
         run = self._owned.forget(run_id)
+        self._ready.held.discard(run_id)
         if run is not None:
             self._ready.drop_run(run)
 
@@ -250,6 +270,7 @@ class OwnerScheduler(OwnerQueries):
         self._lost.drop_run(run_id, run.tasks)
         self._rebalance.drop_run(run_id)
         self._ready.drop_run(run)
+        self._ready.held.discard(run_id)
         self._view.forget_run(run_id)
         self._dirty = True
         return True

@@ -15,6 +15,7 @@ cdef class ReadyQueue:
     cdef public Py_ssize_t weightless
     cdef public dict shapes
     cdef public dict runs
+    cdef public set held
     cdef public list _taken
 
     @cython.locals(shape=tuple)

@@ -8,7 +8,8 @@ and popping compare ints; a walk merges the runs' heads. Deletion is lazy: ``dis
 record's ``queued`` flag and the heap entry is dropped when a walk reaches it (a record is at most
 once in its heap: ``in_heap``), so taking a task out costs O(1) instead of a sorted list's memmove.
 
-A walk (``walk``) pops the entries it yields; whoever walks dispatches what it placed (which discards
+A run may be held (``held``: its owner's dispatch lease lapsed): its tasks stay queued, and walks
+skip it until it is let go. A walk (``walk``) pops the entries it yields; whoever walks dispatches what it placed (which discards
 them) and then calls ``restore`` to put back the ones still queued. Nothing else may push or pop
 between the two. Pure bookkeeping: no clock, no I/O.
 """
@@ -33,6 +34,9 @@ class ReadyQueue:
         # can stop at once instead of after MAX_MISSES.
         self.shapes: dict[tuple[str | None, tuple[tuple[str, float], ...]], int] = {}
         self.runs: dict[str, RunState] = {}  # runs whose heap may hold entries
+        # Runs whose dispatch lease lapsed (``replication/lease.py``): their tasks stay queued but
+        # a walk skips them (a check per run and walk, none per task; empty nearly always).
+        self.held: set[str] = set()
         self._taken: list[tuple[RunState, TaskRecord]] = []
 
     def __len__(self) -> int:
@@ -107,7 +111,10 @@ class ReadyQueue:
         """Queued tasks in order, each popped from its heap as it is yielded (``restore`` after)."""
         taken = self._taken
         heads: list[tuple[tuple[int, float, int, int], RunState]] = []
+        held = self.held
         for run in list(self.runs.values()):
+            if held and run.run_id in held:
+                continue
             rec = self._head(run)
             if rec is not None:
                 heads.append((_key(run, rec), run))

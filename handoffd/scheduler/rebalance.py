@@ -17,7 +17,7 @@ Pure, like the scheduler: answers are events, questions are instructions in the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from handoffd.scheduler.cluster_view import EPS, QUEUE_SECONDS, ClusterView
 from handoffd.scheduler.events import WithdrawAnswered
@@ -35,11 +35,15 @@ class Rebalance:
         *,
         run_of: Callable[[str], RunState | None],
         give_back: Callable[[RunState, TaskRecord, str], None],
+        held: Container[str] = (),
     ) -> None:
         self._view = view
         self._out = out
         self._run_of = run_of
         self._give_back = give_back  # the owner: the node dropped it unstarted, place it again
+        # Runs whose dispatch lease lapsed (the ready queue's ``held``): withdrawn, their tasks
+        # would only wait here instead of in a node's queue, so they are left where they are.
+        self._held = held
         # Invariant: node -> attempts sent to its queue that are worth moving, still ASSIGNED there.
         self.queued: dict[str, dict[Key, None]] = {}
         self.asked: dict[Key, str] = {}  # attempts we asked a node to withdraw, not answered yet
@@ -79,6 +83,7 @@ class Rebalance:
         choice (``take``: in order, each that fits what the earlier ones left)."""
         view = self._view
         take = view._core.take
+        held = self._held
         for name, node in view.nodes.items():
             if not node.alive or not self.queued:
                 continue
@@ -91,7 +96,7 @@ class Rebalance:
                 if holder == name:
                     continue
                 for key in queued:
-                    if key in self.asked:
+                    if key in self.asked or (held and key[0] in held):
                         continue
                     run = self._run_of(key[0])
                     rec = run.tasks.get(key[1]) if run is not None else None
