@@ -80,6 +80,10 @@ class LeaseIO:
         if self.leases is not None:
             self._apply(self.leases.unwatch(run_id))
 
+    def departed(self) -> set[str]:
+        """Former standbys some run's lease still counts (``Leases.departed``)."""
+        return self.leases.departed() if self.leases is not None else set()
+
     def acked(self, run_id: str, node: str, term: int) -> None:
         """A log ack from ``node`` at ``term`` (a higher one already made us step down)."""
         if self.leases is not None:

@@ -267,9 +267,13 @@ class NodeReliability:
 
     def _gone_now(self, members: list[m.MemberState], now: float) -> set[str]:
         """Unreachable base members whose address refused a connection within the last 2 s
-        (daemon/fencing.py); while at risk or fenced, ask again about each once a second."""
+        (daemon/fencing.py); while at risk or fenced, ask again about each once a second. Also
+        about former standbys a run's dispatch lease still counts (daemon/leases.py): a crashed
+        one leaves the base at once and its runs dispatch again (a partition never refuses)."""
         gone, quorum = self._gone, self.quorum
-        if not (quorum.at_risk or quorum.fenced) or self._transport is None:
+        risky = quorum.at_risk or quorum.fenced
+        departed = self.replication.leases.departed() if self.replication is not None else set()
+        if not (risky or departed) or self._transport is None:
             gone.clear()
             return set()
         address = {s.name: s.address for s in members if s.status != m.ALIVE}
@@ -277,7 +281,7 @@ class NodeReliability:
             if name not in address:
                 del gone[name]  # ALIVE again (restarted), or forgotten
         asked = self._gone_asked
-        for name in quorum.unreachable():
+        for name in (quorum.unreachable() if risky else []) + sorted(departed & quorum.base):
             if name in address and now >= asked.get(name, 0.0):
                 asked[name] = now + 1.0
                 task = asyncio.get_running_loop().create_task(self._ask_gone(name, address[name]))

@@ -136,3 +136,43 @@ def test_a_minority_owner_whose_view_lags_holds_its_dispatches(tmp_path: Path) -
             on_small = Counter(i for i, p in executions(runs) if p in small_pids)
             assert set(on_small) <= set(range(10)) - on_big, on_small
             assert set(on_small.values()) <= {1}, on_small
+
+
+def step(*previous: int, seconds: float = 0.2) -> int:
+    time.sleep(seconds)
+    return sum(previous) + 1
+
+
+def test_a_crashed_standby_holds_its_runs_only_until_its_host_refuses(tmp_path: Path) -> None:
+    # dead_reap_after 600 s: a DEAD member leaves the base after 50 s (evict_after) by itself;
+    # the run goes on long before that because the crashed node's address refuses connections.
+    membership = replace(MembershipConfig.for_tests(), dead_reap_after=600.0)
+    with ThreadedCluster([{"cpu": 1}] * 5, membership=membership) as cluster:
+        nodes = cluster.nodes
+        names = cluster.run(lambda: [n.name for n in nodes])
+        owner = nodes[0]
+        chain = handoffd.DAG()
+        for i in range(12):  # one after another: every step is a new dispatch
+            chain.add_function(
+                handoffd.Function(id=f"s{i}", code=step, args=[f"s{i - 1}"] * (i > 0))
+            )
+        with handoffd.connect(cluster.url(0), timeout=10) as client:
+            run = client.submit(chain)
+            wait_for(
+                lambda: cluster.run(lambda: len(owner.replication.standbys(run.id)) == 2),
+                30,
+                what="the run replicated to two standbys",
+            )
+            wait_for(lambda: run.status().counts.get("DONE", 0) >= 2, 30, what="2 steps done")
+            standby = cluster.run(lambda: owner.replication.standbys(run.id)[0])
+            cluster.crash(names.index(standby))
+            wait_for(
+                lambda: cluster.run(lambda: standby not in owner.quorum.base),
+                30,
+                what="the crashed standby out of the owner's base (its address refuses)",
+            )
+            assert run.wait(30).state == "DONE"
+            assert run.results()["s11"] == 12
+            leases = cluster.run(lambda: owner.replication.leases)
+            assert leases.leases.holds >= 1  # it was held while the standby did not answer
+            assert cluster.run(leases.departed) == set()
