@@ -144,7 +144,11 @@ class Leases:
         lease changed, and ask the standbys whose last answer grew old. ``base``: the quorum's
         (None: all): departed standbys out of it no longer count."""
         out: list[object] = []
+        # Per standby: the runs its answer for is half due or more; it is asked (for all of them,
+        # so one ask renews what would fall due soon after) when one is due.
         asks: dict[str, list[tuple[str, int]]] = {}
+        due: set[str] = set()
+        half = self.ask_every / 2
         for run_id, lease in self._runs.items():
             if lease.departed and base is not None:
                 for name in [n for n in lease.departed if n not in base]:
@@ -154,10 +158,12 @@ class Leases:
             out += self._judge(run_id, lease, now)
             for answers in (lease.answered, lease.departed):
                 for node, at in answers.items():
-                    if now - at >= self.ask_every:
+                    if now - at >= half:
                         asks.setdefault(node, []).append((run_id, lease.term))
+                        if now - at >= self.ask_every:
+                            due.add(node)
         for node, runs in asks.items():
-            if now - self._asked.get(node, float("-inf")) >= self.ask_every:
+            if node in due and now - self._asked.get(node, float("-inf")) >= self.ask_every:
                 self._asked[node] = now
                 out.append(Ask(node, tuple(runs)))
         if len(self._asked) > 1024:  # (standbys come and go: keep the recent ones)

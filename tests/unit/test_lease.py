@@ -138,13 +138,21 @@ def test_runs_not_running_are_neither_judged_nor_asked_about() -> None:
     assert leases.tick(5.0, live) == [Hold("r"), Ask("b", (("r", 1),))]
 
 
-def test_one_ask_per_standby_covers_all_its_runs() -> None:
+def test_one_ask_per_standby_covers_all_its_runs_due_or_soon_due() -> None:
     leases = Leases(LEASE)
-    for run_id in ("r1", "r2", "r3"):
+    for run_id in ("r1", "r2", "r3", "r4"):
         leases.watch(run_id, 4, ("b", "c"), 0.0)
-    leases.acked("r2", "c", 4, 0.15)
+    leases.acked("r2", "c", 4, 0.15)  # fresh: not asked about
+    leases.acked("r4", "c", 4, 0.05)  # half due: asked about with the others
     out = leases.tick(0.2, live)
-    assert asks(out) == {"b": (("r1", 4), ("r2", 4), ("r3", 4)), "c": (("r1", 4), ("r3", 4))}
+    assert asks(out) == {
+        "b": (("r1", 4), ("r2", 4), ("r3", 4), ("r4", 4)),
+        "c": (("r1", 4), ("r3", 4), ("r4", 4)),
+    }
+    leases.acked("r1", "c", 4, 0.2)
+    leases.acked("r3", "c", 4, 0.2)
+    leases.acked("r4", "c", 4, 0.2)
+    assert asks(leases.tick(0.3, live)) == {}  # r2 (0.15) is half due, nothing of c is due
 
 
 def test_the_lease_lapses_before_the_fastest_dead_verdict() -> None:
