@@ -132,7 +132,7 @@ class LeaseIO:
                     run_ids = tuple(r for r, _ in ins.runs)
                     self.port.send(address, RenewLeases(run_ids, tuple(t for _, t in ins.runs)))
             elif isinstance(ins, rl.Hold):
-                log.warning(
+                log.info(  # (a loop stall does it too: the next answer resumes the run)
                     "run %s: no answer from a standby for %.2f s; its new dispatches are held",
                     ins.run_id,
                     self.leases.lease if self.leases is not None else 0.0,
@@ -140,7 +140,7 @@ class LeaseIO:
                 )
                 self._replication.owner.hold_dispatch(ins.run_id, True)
             elif isinstance(ins, rl.Resume):
-                log.info("run %s: its standbys answer again; dispatch resumes", ins.run_id)
+                log.info("run %s: new dispatches no longer held", ins.run_id)
                 self._replication.owner.hold_dispatch(ins.run_id, False)
 
     # -- standby side --------------------------------------------------------------------------
