@@ -8,10 +8,10 @@ and popping compare ints; a walk merges the runs' heads. Deletion is lazy: ``dis
 record's ``queued`` flag and the heap entry is dropped when a walk reaches it (a record is at most
 once in its heap: ``in_heap``), so taking a task out costs O(1) instead of a sorted list's memmove.
 
-A run may be held (``held``: its owner's dispatch lease lapsed): its tasks stay queued, and walks
-skip it until it is let go. A walk (``walk``) pops the entries it yields; whoever walks dispatches what it placed (which discards
+A walk (``walk``) pops the entries it yields; whoever walks dispatches what it placed (which discards
 them) and then calls ``restore`` to put back the ones still queued. Nothing else may push or pop
-between the two. Pure bookkeeping: no clock, no I/O.
+between the two. A run may be held (``held``: its owner's dispatch lease lapsed): its tasks stay
+queued and walks skip it until it is let go. Pure bookkeeping: no clock, no I/O.
 """
 
 from __future__ import annotations
