@@ -251,6 +251,9 @@ class Node(NodeReliability):
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.owner.code = self.code
+        # A drain's reports reach the scheduler as one batch, fed when the drain ends.
+        self.owner.batch_reports = True
+        self._transport.on_drained = self.owner.flush
         self.replication = ReplicationIO(
             port,
             self.scheduler,
@@ -501,6 +504,8 @@ class Node(NodeReliability):
             self._route(
                 msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", envelope
             )
+            if self.owner is not None:  # a batch of one (the transport's drains: on_drained)
+                self.owner.flush()
         except Exception:  # noqa: BLE001
             log.exception("handling local %s failed", type(msg).__name__)
 
