@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument(
         "--messages", action="store_true", help="the owner's messages in/out per task, by type"
     )
+    parser.add_argument("--wrap", help="run the owner daemon under this command (then '--')")
     args = parser.parse_args()
     reexec_in_netns()
     import psutil
@@ -219,6 +220,8 @@ def main() -> None:
         runner.owner_wrap = [sys.executable, os.path.join(here, "_peers", "cprofile_exec.py")]
         runner.owner_wrap += [raw, "--"]
         os.environ["HANDOFFD_PROFILE_TIMER"] = args.timer
+    if args.wrap:
+        runner.owner_wrap = [*args.wrap.split(), "--"]
     only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
     per_task: dict[str, list[float]] = {w: [] for w in only}
     rates: dict[str, list[float]] = {w: [] for w in only}
