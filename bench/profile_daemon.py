@@ -162,6 +162,20 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def owner_messages(runner: Any) -> dict[str, int]:
+    """The owner daemon's messages so far, ``out <type>`` and ``in <type>`` (its /metrics
+    snapshot's codec counts: messages to and from our own node are never encoded)."""
+    import msgpack
+
+    from handoffd.protocol.messages_observability import GetMetrics
+
+    reply = runner.client._ask_node(runner.d0.address, lambda rid: GetMetrics(rid))
+    snap = msgpack.unpackb(reply.snapshot, raw=False, strict_map_key=False)
+    out = {f"out {k}": n for k, n in snap.get("messages_out", {}).items()}
+    out.update({f"in {k}": n for k, n in snap.get("messages_in", {}).items()})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="W1,W2")
@@ -174,8 +188,18 @@ def main() -> None:
         "--timer", choices=("wall", "thread"), default="thread", help="cProfile's clock"
     )
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="py-spy samples only the thread holding the GIL (no time waiting for a CPU, the"
+        " GIL or ZeroMQ's I/O thread counted as the loop's)",
+    )
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--raw", help="keep py-spy's raw output at this path")
+    parser.add_argument(
+        "--messages", action="store_true", help="the owner's messages in/out per task, by type"
+    )
+    parser.add_argument("--wrap", help="run the owner daemon under this command (then '--')")
     args = parser.parse_args()
     reexec_in_netns()
     import psutil
@@ -189,17 +213,21 @@ def main() -> None:
     if args.py_spy:
         spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
         runner.owner_wrap = [spy, "record", "--format", "raw", "-r", str(args.rate), "-o", raw]
-        runner.owner_wrap += ["--"]
+        runner.owner_wrap += ["--gil", "--"] if args.gil else ["--"]
     if args.cprofile:
         here = os.path.dirname(os.path.abspath(__file__))
         raw = args.raw or raw.replace(".raw", ".prof")
         runner.owner_wrap = [sys.executable, os.path.join(here, "_peers", "cprofile_exec.py")]
         runner.owner_wrap += [raw, "--"]
         os.environ["HANDOFFD_PROFILE_TIMER"] = args.timer
+    if args.wrap:
+        runner.owner_wrap = [*args.wrap.split(), "--"]
     only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
     per_task: dict[str, list[float]] = {w: [] for w in only}
     rates: dict[str, list[float]] = {w: [] for w in only}
     by_thread: dict[str, collections.Counter[str]] = {w: collections.Counter() for w in only}
+    traffic: dict[str, collections.Counter[str]] = {w: collections.Counter() for w in only}
+    task_count: collections.Counter[str] = collections.Counter()
     try:
         runner.start()
         proc = psutil.Process(runner.d0.pid)
@@ -207,11 +235,16 @@ def main() -> None:
             proc = next(p for p in proc.children() if "handoffd" in " ".join(p.cmdline()))
         for _ in range(args.rounds):
             for w in only:
+                seen = owner_messages(runner) if args.messages else {}
                 before, threads = proc.cpu_times(), thread_cpu(proc.pid)
                 result = getattr(runner, w.lower())()
                 after, threads_after = proc.cpu_times(), thread_cpu(proc.pid)
                 cpu = (after.user - before.user) + (after.system - before.system)
                 tasks = result.get("tasks") or result["count"]  # W3: one task per run
+                if args.messages:
+                    task_count[w] += tasks
+                    for key, n in owner_messages(runner).items():
+                        traffic[w][key] += n - seen.get(key, 0)
                 per_task[w].append(1e6 * cpu / tasks)
                 for name, seconds in threads_after.items():
                     by_thread[w][name] += 1e6 * (seconds - threads.get(name, 0.0)) / tasks
@@ -230,6 +263,9 @@ def main() -> None:
             f"{name} {us / args.rounds:.0f}" for name, us in by_thread[w].most_common() if us > 0
         )
         print(f"    by thread (us per task, mean): {threads}")
+        if args.messages and task_count[w]:
+            moved = [(k, n / task_count[w]) for k, n in traffic[w].most_common() if n > 0]
+            print("    owner messages per task: " + ", ".join(f"{k} {r:.3f}" for k, r in moved))
     if args.cprofile:
         import pstats
 

@@ -8,6 +8,7 @@ limit, its value and the flag that changes it (``handoffd start --limit NAME=VAL
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,9 +18,13 @@ from handoffd.errors import ValidationError
 _FLAG = "handoffd start --limit {name}=N"
 
 
+# Control characters (newlines in log lines, NUL in file names) never belong in an id. One regex
+# search per id: a generator over its characters was ~1 us per task of every submission.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]").search
+
+
 def _bad_chars(text: str) -> bool:
-    # Control characters (newlines in log lines, NUL in file names) never belong in an id.
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+    return _CONTROL(text) is not None
 
 
 def check_id(what: str, value: str, limits: Limits, function_id: str | None = None) -> None:

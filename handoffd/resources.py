@@ -79,17 +79,19 @@ def parse_cached(value: Mapping[str, object] | None, *, what: str = "cost") -> R
     raise exactly as ``parse`` does."""
     if type(value) is not dict:
         return parse(value, what=what)
+    key = tuple(value.items())
+    for item in key:
+        if type(item[1]) is bool:  # True == 1 as a key: never cached (parse refuses it)
+            return parse(value, what=what)
     try:
-        key = tuple((k, v) for k, v in value.items() if type(v) is not bool)
-        hit = _parsed.get(key) if len(key) == len(value) else None
+        hit = _parsed.get(key)
     except TypeError:  # an unhashable quantity: parse reports it
         return parse(value, what=what)
     if hit is None:
         hit = parse(value, what=what)
-        if len(key) == len(value):
-            if len(_parsed) >= 1024:
-                _parsed.clear()
-            _parsed[key] = hit
+        if len(_parsed) >= 1024:
+            _parsed.clear()
+        _parsed[key] = hit
     return dict(hit)
 
 

@@ -135,6 +135,7 @@ class Node(NodeReliability):
         # The last message encoded (msg, frames, term, its frames): the same message sent to
         # several nodes in a row (a replication batch to each standby) is encoded once.
         self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
+        self._local: list[tuple[Any, list[Any], int]] = []  # sent to ourselves this loop turn
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
         self._next_stats = 0.0
@@ -252,6 +253,8 @@ class Node(NodeReliability):
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.owner.code = self.code
+        self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
+        self._transport.on_drained = self.owner.flush
         self.replication = ReplicationIO(
             port,
             self.scheduler,
@@ -410,8 +413,10 @@ class Node(NodeReliability):
 
     def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
         if address == self.address:
-            # Our own node: skip the network, keep the same code path (decode-free).
-            asyncio.get_running_loop().call_soon(self._deliver_local, msg, list(frames or []), term)
+            # Our own node: no network, no decoding; one callback per loop turn delivers all.
+            if not self._local:
+                asyncio.get_running_loop().call_soon(self._deliver_locals)
+            self._local.append((msg, list(frames or []), term))
             return True
         assert self._transport is not None
         last = self._last_encoded
@@ -502,14 +507,17 @@ class Node(NodeReliability):
             self._stats_logged = now
             log.info("node %s drop counters: %s", self.name, self.stats())
 
-    def _deliver_local(self, msg: Any, frames: list[Any], term: int = 0) -> None:
-        envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
-        try:
-            self._route(
-                msg, [bytes(f) if isinstance(f, memoryview) else f for f in frames], b"", envelope
-            )
-        except Exception:  # noqa: BLE001
-            log.exception("handling local %s failed", type(msg).__name__)
+    def _deliver_locals(self) -> None:
+        batch, self._local = self._local, []
+        for msg, frames, term in batch:
+            envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
+            frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+            try:
+                self._route(msg, frames, b"", envelope)
+            except Exception:  # noqa: BLE001
+                log.exception("handling local %s failed", type(msg).__name__)
+        if self.owner is not None:  # one scheduler batch, as after a transport's drain
+            self.owner.flush()
 
     def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
         """A client or peer of an incompatible protocol range: log it once, and answer in the

@@ -117,6 +117,12 @@ class OwnerIO:
         self._timers: dict[Any, Timer] = {}
         self.minority: str | None = None  # fenced: why we take no new runs (daemon/fencing.py)
         self.held = Held()  # fenced or just healed: dispatches and timer verdicts wait
+        # What executing nodes' messages said, held until the transport's drain ends (``flush``,
+        # the node calls it) when ``batch_reports``: one scheduler batch, so one placement pass
+        # and one dispatch per node, for all the reports and answers a wake-up read. Any other
+        # way into the scheduler feeds these first, so the scheduler sees every event in order.
+        self.batch_reports = False
+        self._pending: list[Any] = []
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
         self._own_version, self._own_capacity = resources.version, dict(resources.capacity)
         self._apply(
@@ -160,10 +166,26 @@ class OwnerIO:
         self._feed_all(event)
 
     def _feed_all(self, *events: Any) -> None:
+        pending = self._pending
+        if pending:
+            self._pending = []
+            events = (*pending, *events)
         started = perf_counter()
         instructions = self.scheduler.handle_batch(events, self.port.now())
         self.placement_seconds.observe(perf_counter() - started)
         self._apply(instructions)
+
+    def _feed_reported(self, events: list[Any]) -> None:
+        """Events of an executing node's message: now, or with the rest of the drain (``flush``)."""
+        if self.batch_reports:
+            self._pending.extend(events)
+        else:
+            self._feed_all(*events)
+
+    def flush(self) -> None:
+        """The transport's drain ended: feed what its messages said, as one batch."""
+        if self._pending:
+            self._feed_all()
 
     def member_update(self, member: m.MemberState) -> None:
         self.member_updates([member])
@@ -225,6 +247,7 @@ class OwnerIO:
 
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
+        self.flush()
         self.scheduler.forget(run_id)
         self.output.forget(run_id)
         if self.scheduler.run_status(run_id) is None:
@@ -235,12 +258,14 @@ class OwnerIO:
     def restore_run(self, data: dict[str, Any], term: int) -> int:
         """Own a run taken over (snapshot format, merged with the nodes' holdings) at ``term``;
         returns how many dispatches went out. The caller calls ``run_finished`` if it had ended."""
+        self.flush()
         instructions = self.scheduler.restore_run(data, self.port.now(), term=term)
         self._apply(instructions)
         return sum(1 for i in instructions if isinstance(i, ev.Dispatch))
 
     def step_down(self, run_id: str) -> bool:
         """Another owner holds the run at a higher term: stop scheduling it, keep nothing of it."""
+        self.flush()
         self._retain(rt.RunDropped(run_id), self.port.now())
         return self.scheduler.step_down(run_id)
 
@@ -266,26 +291,29 @@ class OwnerIO:
         elif isinstance(msg, RepliedColumns):
             node = self._node_name_for(envelope)
             answer = reports.answered(node, msg)  # ColumnError: dropped by the node, logged
-            self._feed_all(*self._reported(node, msg), answer)
+            events = self._reported(node, msg)
+            events.append(answer)
+            self._feed_reported(events)
         elif isinstance(msg, m.DispatchReplied):
             node = self._node_name_for(envelope)
-            # One message, one scheduler batch: placement runs once for all of its events.
-            self._feed_all(
-                *self._reported(node, msg),
+            # Placement runs once for all of its events (and the drain's: _feed_reported).
+            events = self._reported(node, msg)
+            events.append(
                 ev.DispatchAnswered(
                     node,
                     msg.run_id,
                     tuple((a.task_id, a.attempt) for a in msg.accepted),
                     tuple((r.task_id, r.attempt, r.reason) for r in msg.refused),
-                ),
+                )
             )
+            self._feed_reported(events)
         elif isinstance(msg, TaskOutputLive):
             self.output.live(msg.run_id, self._node_name_for(envelope), msg.chunks)
         elif isinstance(msg, m.TasksReported):
             node = self._node_name_for(envelope)
             if msg.outputs:
                 self.output.reported(msg.run_id, node, msg.reports, msg.outputs)
-            events: list[Any] = self._reported(node, msg)
+            events = self._reported(node, msg)
             run = self.scheduler.run_state(msg.run_id)
             if run is not None:
                 observe_reports(run, node, msg.reports, self.dispatch_seconds)
@@ -316,18 +344,19 @@ class OwnerIO:
                             report.traceback,
                         )
                     )
-            self._feed_all(*events)
+            self._feed_reported(events)
         elif isinstance(msg, TasksWithdrawn):
             node = self._node_name_for(envelope)
-            self._feed_all(
-                *self._reported(node, msg),
+            events = self._reported(node, msg)
+            events.append(
                 ev.WithdrawAnswered(
                     node,
                     msg.run_id,
                     tuple((a.task_id, a.attempt) for a in msg.withdrawn),
                     tuple((a.task_id, a.attempt) for a in msg.kept),
-                ),
+                )
             )
+            self._feed_reported(events)
         elif isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             self._on_submit(msg, frames, conn)
         elif isinstance(msg, m.GetRunStatus):
@@ -368,7 +397,7 @@ class OwnerIO:
         if run is not None:
             reports.observe_table(run, node, table, self.dispatch_seconds)
         reports.report_events(msg.run_id, node, table, frames, events)
-        self._feed_all(*events)
+        self._feed_reported(events)
 
     def _reported(self, node: str, msg: Any) -> list[Any]:
         """The free resources a node's reply or report carries, as a scheduler event; none unless

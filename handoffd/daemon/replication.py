@@ -128,14 +128,14 @@ class ReplicationIO:
         return self.log.standbys(run_id)
 
     def run_changed(self, run_id: str) -> None:
-        if self.log.tracked(run_id):  # (a short run is never replicated: daemon.owner_waits)
-            self.log.changed(run_id, None)
+        # (a short run is never replicated, so not tracked: daemon.owner_waits)
+        if self.log.changed(run_id, None) and not self._flush_scheduled:
             self._schedule_flush()
 
     def task_changed(self, run_id: str, task_id: str) -> None:
-        """The scheduler's ``on_change`` (``daemon.node.wire``): a task move a standby must know."""
-        if self.log.tracked(run_id):
-            self.log.changed(run_id, task_id)
+        """The scheduler's ``on_change`` (``daemon.node.wire``): a task move a standby must know.
+        Called about twice per task: one call into the log when a flush is already due."""
+        if self.log.changed(run_id, task_id) and not self._flush_scheduled:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:

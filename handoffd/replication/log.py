@@ -138,16 +138,18 @@ class ReplicationLog:
             return []
         return [Drop(run_id, n) for n in primary.standbys]
 
-    def changed(self, run_id: str, task_id: str | None = None) -> None:
-        """A task (or, with None, the run itself) changed in a way standbys must learn."""
+    def changed(self, run_id: str, task_id: str | None = None) -> bool:
+        """A task (or, with None, the run itself) changed in a way standbys must learn; False
+        (nothing to do) when the run is not tracked."""
         primary = self._runs.get(run_id)
         if primary is None:
-            return
+            return False
         if task_id is None:
             primary.run_dirty = True
         else:
             primary.dirty.add(task_id)
         self._dirty[run_id] = None
+        return True
 
     def flush(self) -> list[object]:
         """One batch per run with changes since the last flush."""

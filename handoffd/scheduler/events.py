@@ -3,7 +3,10 @@
 Events are facts, past tense (``TaskSucceeded``; a client's request the daemon relays is the fact that
 it was made: ``RunSubmitted``, ``CancelRequested``); instructions are commands, imperative
 (``Dispatch``), or outcomes the daemon tells the client (``SubmissionAccepted``, ``RunFinished``). All are
-frozen dataclasses of plain values, so the daemon can log them and tests can compare them. Node identity
+dataclasses of plain values, so the daemon can log them and tests can compare them, and nothing changes
+one once built. Those built once per task or per message on the owner's hot path (``_HOT``) are not
+frozen: a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, about 4x a
+plain one's; they keep the frozen ones' hash (``unsafe_hash``). The others are frozen. Node identity
 is always the node *name*; the daemon maps names to addresses from membership. No name here is also a
 wire message's name (``protocol.messages``): the daemon translates between the two.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal, TypeVar, Union, dataclass_transform
 
 from handoffd.errors import HandoffError
 from handoffd.spec import RunOptions, TaskSpec
@@ -25,6 +28,16 @@ TimerKey = tuple[Union[str, int], ...]
 #: A refusal reason's start for a dispatch the node could not even read (``daemon.oversize``).
 FRAME_TOO_LARGE = "frame_too_large"
 RunEnd = Literal["DONE", "FAILED", "CANCELLED"]
+
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(field_specifiers=(field,))
+def _hot(cls: type[_T]) -> type[_T]:
+    """A per-task event or instruction: a plain (fast to build) dataclass, hashed like a frozen one."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
 
 # ---------------------------------------------------------------------------------------------
 # Events
@@ -46,7 +59,7 @@ class RunSubmitted:
     run: RunState | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class NodeUpdate:
     """What we know of one node, from gossip or from a message it sent us.
 
@@ -63,7 +76,7 @@ class NodeUpdate:
     resource_version: int
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class DispatchAnswered:
     """The executing node's ledger decided: ``accepted`` (task_id, attempt), ``refused`` (+ reason;
     one starting with ``FRAME_TOO_LARGE`` can never be taken: it fails the run with that reason)."""
@@ -84,7 +97,7 @@ class TaskStarted:
     node: str
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class TaskSucceeded:
     """``node`` stored the result (``size`` bytes); ``value`` is set when it travelled with the report."""
 
@@ -97,7 +110,7 @@ class TaskSucceeded:
     duration: float = -1.0  # seconds the attempt ran in its worker (-1: not measured)
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class TaskErrored:
     """An attempt ended without a result; ``kind`` says why (only ``cancelled`` is not the task's fault)."""
 
@@ -193,7 +206,7 @@ Event = Union[
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class ValueRef:
     """A regular dependency's result: inline ``value`` when the owner holds it, else fetch it from one
     of ``locations`` (node names), peer to peer."""
@@ -203,7 +216,7 @@ class ValueRef:
     value: bytes | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class InlineRef:
     """An inline function, re-run inside the consumer's job on ``inputs`` (nested refs, args order)."""
 
@@ -216,7 +229,7 @@ class InlineRef:
 InputRef = Union[ValueRef, InlineRef]
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class DispatchedTask:
     """One attempt of one task in a ``Dispatch``: what the node needs to run it."""
 
@@ -231,7 +244,7 @@ class DispatchedTask:
     rank: float = 0.0  # its upward rank (critical path): ties in the node's queue
 
 
-@dataclass(frozen=True, slots=True)
+@_hot
 class Dispatch:
     """Run ``items`` of ``run_id`` on ``node``; at most one per (node, run) per ``handle`` call."""
 

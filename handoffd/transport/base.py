@@ -44,6 +44,10 @@ class Transport(ABC):
 
     address: str  # "host:port" actually bound (port 0 -> the chosen port)
     stats: TransportStats
+    #: Called after each batch of handler calls (the messages one wake-up drained, or the one a
+    #: delivery carried): a receiver may hold work back across the batch and finish it here
+    #: (the owner feeds a drain's reports to its scheduler as one batch, daemon.owner).
+    on_drained: Callable[[], None] | None = None
 
     @abstractmethod
     async def start(self, handler: Handler) -> None:

@@ -230,6 +230,12 @@ class MemoryTransport(Transport):
         except Exception:
             self.stats.handler_errors += 1
             log.exception("handler failed on a message from %r", conn)
+        if self.on_drained is not None:  # one message per delivery: a batch of one
+            try:
+                self.on_drained()
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("drain handler failed after a message from %r", conn)
 
     def _fail(self, reason: str) -> bool:
         self.stats.send_failures += 1

@@ -329,16 +329,30 @@ class ZmqTransport(Transport):
                 self._drop("frame_count")
             else:
                 self._deliver(conn, frames[1:], True)
+        self._drained()
 
     def _drain_dealer(self, peer: _Peer) -> None:
         if self._closed or self._peers.get(peer.address) is not peer:
             return
         max_parts = self.limits.max_frames + 1
-        for frames in self._read_batch(peer.sock, 1):  # body
+        batch = self._read_batch(peer.sock, 1)  # body
+        if not batch:
+            return
+        for frames in batch:
             if not frames or len(frames) > max_parts:
                 self._drop("frame_count")
             else:
                 self._deliver(peer.conn, frames, False)
+        self._drained()
+
+    def _drained(self) -> None:
+        on_drained = self.on_drained
+        if on_drained is not None:
+            try:
+                on_drained()
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("transport drain handler failed")
 
     def _deliver(self, conn: bytes, frames: list[bytes], listening: bool) -> None:
         self.stats.received += 1

@@ -339,3 +339,37 @@ def test_pings_travel_on_their_own_io_thread() -> None:
         assert a._peers[c.address].sock.getsockopt(zmq.AFFINITY) == 2
 
     run(body)
+
+
+def test_on_drained_follows_each_batch_of_delivered_messages() -> None:
+    """``on_drained`` runs after the handler calls of one wake-up's drain: every message a drain
+    delivered was handled before it (the owner feeds a drain's reports to its scheduler there),
+    on the listening side (b) and on a DEALER we opened (a, the replies) alike."""
+    count = 200
+    handled = {"a": 0, "b": 0}
+    drained: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def body(nodes: Nodes) -> None:
+        def on_a(conn: bytes, frames: list[bytes], listening: bool) -> None:
+            handled["a"] += 1
+
+        def on_b(conn: bytes, frames: list[bytes], listening: bool) -> None:
+            handled["b"] += 1
+            b.reply(conn, [b"re"])
+
+        a = await nodes.start(on_a)
+        b = await nodes.start(on_b)
+        a.on_drained = lambda: drained["a"].append(handled["a"])
+        b.on_drained = lambda: drained["b"].append(handled["b"])
+        assert a.send(b.address, [b"hello"])
+        await async_wait_for(lambda: handled["a"] == 1, what="connection up")
+        for i in range(count):
+            assert a.send(b.address, [b"%d" % i])
+        await async_wait_for(lambda: drained["a"][-1:] == [count + 1], what="a drained")
+        for side in ("a", "b"):
+            ends = drained[side]  # how many messages were handled at each drain's end
+            assert ends[-1] == count + 1 and ends == sorted(ends)
+            assert len(set(ends)) == len(ends)  # no drain end without a message
+            assert len(ends) < count + 1  # batches: several messages per drain
+
+    run(body)

@@ -510,3 +510,54 @@ def test_owner_feeds_its_own_resources_once_per_ledger_version() -> None:
     ledger.capacity = {"cpu": 1.0}  # (same version, other capacity: fed)
     owner.own_resources({"cpu": 1.0})
     assert batches.count == 3 and owner.scheduler.nodes()[port.name].capacity == {"cpu": 1.0}
+
+
+def reports_of_b(port: FakePort, run_id: str = "r1") -> tuple[Any, Any]:
+    """Node b's answer to the dispatch of f and its report of f DONE, as columns."""
+    (dispatch,) = port.take_dispatches()
+    (item,) = dispatch.msg.items
+    accepted = m.DispatchReplied(run_id, (m.TaskAttempt("f", item.attempt),), (), {"cpu": 0.0}, 2)
+    done = m.TaskReport("f", item.attempt, "DONE", 2, 0, "", "", "", "")
+    report = columns.report_columns(m.TasksReported(run_id, (done,), {"cpu": 1.0}, 3))
+    return columns.replied_columns(accepted), report
+
+
+def test_owner_feeds_the_reports_of_one_drain_as_one_scheduler_batch() -> None:
+    """With ``batch_reports`` (the node's), what executing nodes' messages say waits until the
+    transport's drain ends (``flush``): one placement pass for all of them."""
+    port = FakePort()
+    owner = owner_on(port)
+    owner.batch_reports = True
+    owner.member_updates([port.join("b")])
+    submit(owner, port, release=False)  # (a release would be a batch of its own)
+    replied, report = reports_of_b(port)
+    batches = owner.placement_seconds.count
+    owner.handle(replied, [], b"", envelope("b"))
+    owner.handle(report, [b"42"], b"", envelope("b"))
+    state = owner.scheduler.run_status("r1")
+    assert owner.placement_seconds.count == batches and state is not None
+    assert state.state == "RUNNING"  # nothing fed before the drain ended
+    owner.flush()
+    state = owner.scheduler.run_status("r1")
+    assert owner.placement_seconds.count == batches + 1 and state is not None
+    assert state.state == "DONE"
+    owner.flush()  # nothing left: no batch
+    assert owner.placement_seconds.count == batches + 1
+
+
+def test_owner_feeds_held_reports_before_anything_else_of_the_drain() -> None:
+    """A client's cancel read after a report in the same drain reaches the scheduler after it:
+    the run ended DONE first, the cancel changes nothing (fed in the order received)."""
+    port = FakePort()
+    owner = owner_on(port)
+    owner.batch_reports = True
+    owner.member_updates([port.join("b")])
+    submit(owner, port, release=False)
+    replied, report = reports_of_b(port)
+    owner.handle(replied, [], b"", envelope("b"))
+    owner.handle(report, [b"42"], b"", envelope("b"))
+    owner.handle(m.CancelRun(9, "r1"), [], b"client", None)
+    state = owner.scheduler.run_status("r1")
+    assert state is not None and state.state == "DONE"
+    (status,) = port.take_replies(m.RunStatusReply)
+    assert status.msg.state == "DONE"

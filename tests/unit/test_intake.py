@@ -18,6 +18,8 @@ LIMITS = Limits(max_id_chars=16, max_tasks_per_run=3, max_runs_per_client=2)
         ("r" * 17, "invalid_run_id", "max_id_chars=16"),
         ("bad\nid", "invalid_run_id", "control characters"),
         ("nul\x00", "invalid_run_id", "control characters"),
+        ("us\x1f", "invalid_run_id", "control characters"),  # the range's edges
+        ("del\x7f", "invalid_run_id", "control characters"),
     ],
 )
 def test_bad_run_ids_are_refused_with_the_rule(run_id: str, kind: str, words: str) -> None:
@@ -28,6 +30,7 @@ def test_bad_run_ids_are_refused_with_the_rule(run_id: str, kind: str, words: st
 
 def test_task_count_and_task_ids_are_bounded() -> None:
     intake.check_submission("run-1", ["a", "b", "c"], LIMITS)
+    intake.check_submission("run é ~", [" ", "\x80é", "~"], LIMITS)  # printable: fine
     with pytest.raises(ValidationError, match="max_tasks_per_run=3.*--limit max_tasks_per_run"):
         intake.check_submission("run-1", ["a", "b", "c", "d"], LIMITS)
     with pytest.raises(ValidationError, match="max_id_chars=16"):

@@ -643,3 +643,22 @@ def test_node_lost_returns_queued_tasks_to_ready_and_they_are_redispatched() -> 
 
 
 # -- lost dispatches and lost replies (the ack timer) -----------------------------------------------
+
+
+def test_per_task_events_are_plain_dataclasses_that_compare_and_hash_by_value() -> None:
+    """The events and instructions built once per task on the owner (a report's success, a
+    dispatched task, its inputs) are not frozen: a frozen dataclass's ``__init__`` goes through
+    ``object.__setattr__`` per field (~4x a plain one). They still compare and hash by value."""
+    import dataclasses
+
+    hot = (ev.NodeUpdate, ev.DispatchAnswered, ev.TaskSucceeded, ev.TaskErrored)
+    hot += (ev.ValueRef, ev.InlineRef, ev.DispatchedTask, ev.Dispatch)
+    for cls in hot:
+        assert not cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
+        assert hasattr(cls, "__slots__"), cls
+    a, b = ev.ValueRef("t", ("n",), b"v"), ev.ValueRef("t", ("n",), b"v")
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert ev.ValueRef("t", ("m",), b"v") != a
+    assert dataclasses.replace(a, value=None) == ev.ValueRef("t", ("n",), None)
+    # the rest stay frozen
+    assert ev.RunSubmitted.__dataclass_params__.frozen  # type: ignore[attr-defined]
