@@ -207,6 +207,18 @@ cdef double _number(object value, str name, Py_ssize_t i, bint negative) except?
     return q
 
 
+# Items read or made with the GIL held between two chances for other threads to take it: a
+# 1,000,000-task run is ordered in the daemon's upload thread, and compiled loops never let the
+# GIL go by themselves (the event loop waited for all of them, ~0.2-0.6 s).
+cdef enum:
+    _YIELD_EVERY = 16384
+
+
+cdef inline void _yield_gil() noexcept:
+    with nogil:
+        pass
+
+
 def order(priority, consumers, estimate, size):
     """(task order, upward rank per task); see ``sched_py.order``."""
     cdef Py_ssize_t n = len(consumers), i, t, j, n_edges = 0, done
@@ -239,14 +251,20 @@ def order(priority, consumers, estimate, size):
                 raise item_error("priority", i, v, "does not fit in 64 bits")
             prio[i] = v
             i += 1
+            if i % _YIELD_EVERY == 0:
+                _yield_gil()
         i = 0
         for e in estimate:
             est[i] = _number(e, "estimate", i, False)
             i += 1
+            if i % _YIELD_EVERY == 0:
+                _yield_gil()
         i = 0
         for s in size:
             sizes[i] = _number(s, "size", i, True)
             i += 1
+            if i % _YIELD_EVERY == 0:
+                _yield_gil()
         indptr[0] = 0
         t = 0
         for cs in consumers:
@@ -262,6 +280,8 @@ def order(priority, consumers, estimate, size):
                 j += 1
             indptr[t + 1] = indptr[t] + j
             t += 1
+            if t % _YIELD_EVERY == 0:
+                _yield_gil()
         if indptr[n] != n_edges:
             raise ValueError("consumers changed while it was read")
         with nogil:
@@ -277,7 +297,14 @@ def order(priority, consumers, estimate, size):
                 keys[t].size = sizes[t]
                 keys[t].index = t
             sort_tasks(keys, n)
-        result = ([keys[t].index for t in range(n)], [rank[t] for t in range(n)])
+        ordered = []
+        ranks = []
+        for t in range(n):
+            ordered.append(keys[t].index)
+            ranks.append(rank[t])
+            if t % _YIELD_EVERY == _YIELD_EVERY - 1:
+                _yield_gil()
+        result = (ordered, ranks)
     finally:
         c_free(ibuf)
         c_free(dbuf)

@@ -16,6 +16,7 @@ left unfinished for ``IDLE_S`` is dropped.
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,10 +74,16 @@ def check(data: bytearray | bytes) -> tuple[int, list[int]]:
     if size > len(view) - _HEADER:
         raise ValueError("the upload's frame list runs past its end")
     sizes = msgpack.unpackb(view[_HEADER : _HEADER + size], max_array_len=len(view))
-    if not isinstance(sizes, list) or not all(type(n) is int and n >= 0 for n in sizes):
+    try:
+        # Checked and summed in C: a generator over 1,000,000 sizes held the loop 0.1-0.4 s.
+        # An int64 array takes ints only (and a bool as 0 or 1: the sizes must add up all the same).
+        packed = array("q", sizes) if isinstance(sizes, list) else None
+    except (TypeError, OverflowError):
+        packed = None
+    if packed is None or (sizes and min(packed) < 0):
         raise ValueError("the upload's frame list is not a list of sizes")
     at = _HEADER + size
-    if not sizes or at + sum(sizes) != len(view):
+    if not sizes or at + sum(packed) != len(view):
         raise ValueError("the upload's frame sizes do not add up to its length")
     return at, sizes
 

@@ -331,7 +331,7 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
     return _packer.pack(_record().row_to_wire(row))  # type: ignore[no-any-return]
 
 
-def decode_run(raw: bytes) -> dict[str, Any]:
+def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
     """A snapshot frame back as plain data; raises ``SnapshotError`` saying what is wrong."""
     try:
         values = msgpack.unpackb(raw, raw=False, use_list=False, strict_map_key=True, max_ext_len=0)

@@ -19,6 +19,7 @@ the instructions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -151,8 +152,10 @@ class ReplicationLog:
         self._dirty[run_id] = None
         return True
 
-    def flush(self) -> list[object]:
-        """One batch per run with changes since the last flush."""
+    def flush(self, limit: int | None = None) -> list[object]:
+        """One batch per run with changes since the last flush, of at most ``limit`` tasks (None:
+        all): what is left stays dirty for the next flush (``pending``). A batch carries every
+        listed task's current state and the run's, so splitting a flush is as good as waiting."""
         out: list[object] = []
         dirty, self._dirty = self._dirty, {}
         for run_id in dirty:
@@ -161,13 +164,22 @@ class ReplicationLog:
                 continue
             primary.seq += 1
             self._watch[run_id] = None
-            tasks = tuple(sorted(primary.dirty))
-            primary.dirty.clear()
+            if limit is None or len(primary.dirty) <= limit:
+                tasks = tuple(sorted(primary.dirty))
+                primary.dirty.clear()
+            else:
+                tasks = tuple(sorted(itertools.islice(primary.dirty, limit)))
+                primary.dirty.difference_update(tasks)
+                self._dirty[run_id] = None
             primary.run_dirty = False
             if primary.standbys:
                 standbys = tuple(primary.standbys)
                 out.append(SendLog(primary.run_id, primary.seq, standbys, standbys, tasks))
         return out
+
+    def pending(self) -> bool:
+        """Changes wait for a flush (left by a ``limit``)."""
+        return bool(self._dirty)
 
     def on_ack(
         self, run_id: str, node: str, seq: int, need_snapshot: bool, now: float

@@ -44,7 +44,8 @@ class Replica:
     owner: str
     owner_address: str
     standbys: tuple[str, ...]  # takeover order (we are one of them)
-    snapshot: bytes = field(repr=False)  # RunState.snapshot() as encoded, histories stripped
+    # RunState.snapshot() as encoded, histories stripped (a view of the message when received)
+    snapshot: bytes | memoryview = field(repr=False)
     # since the snapshot: task id -> (its newest delta, the value after it: bytes, None or KEEP)
     deltas: dict[str, tuple[TaskDelta, Any]] = field(default_factory=dict, repr=False)
     run_fields: tuple[str, bool, ErrorInfo | None] | None = None  # newest (state, released, error)
@@ -121,7 +122,7 @@ class StandbyStore:
         owner: str,
         owner_address: str,
         standbys: Sequence[str],
-        snapshot: bytes,
+        snapshot: bytes | memoryview,
     ) -> StandbyAck:
         """Keep ``snapshot`` (the packed run, as received) as the replica at log position ``seq``."""
         if not self.seen_term(run_id, term):

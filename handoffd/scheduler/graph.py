@@ -173,7 +173,15 @@ def _placement_order(
     def key(i: int) -> tuple[int, float, int]:
         return (-regular[i].priority, -upward_rank[i], position[i])
 
-    ordered = sorted(range(len(regular)), key=position.__getitem__)
+    # ``position`` is a permutation from the ranking: inverted in a loop, not sorted with a C key
+    # (that sort held the GIL ~0.15 s for 1,000,000 tasks in the upload thread, the loop waiting).
+    n = len(regular)
+    ordered = [-1] * n
+    for i, at in enumerate(position):
+        if not 0 <= at < n or ordered[at] >= 0:
+            ordered = sorted(range(n), key=position.__getitem__)
+            break
+        ordered[at] = i
     if any(key(a) > key(b) for a, b in itertools.pairwise(ordered)):
         ordered.sort(key=key)  # a ranking that disagrees with the rank it returned
     return ordered

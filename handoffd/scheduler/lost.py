@@ -91,6 +91,10 @@ class LostMessages:
         """The task is no longer ASSIGNED/RUNNING."""
         self._out_since.pop((run_id, task_id), None)
 
+    def out_of(self, run_id: str) -> list[str]:
+        """The run's tasks out on nodes (ASSIGNED/RUNNING): the dispatches a run's end cancels."""
+        return [task for run, task in self._out_since if run == run_id]
+
     def sent(self, node: str) -> None:
         """A dispatch went to ``node`` (the cluster view records it until answered)."""
         if node not in self._ack_timers:

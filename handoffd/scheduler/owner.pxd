@@ -32,6 +32,8 @@ cdef class OwnerScheduler(OwnerQueries):
     cpdef _on_succeeded(self, object ev)
     cpdef _accept_result(self, RunState run, TaskRecord rec, str node, object size, object value)
     cpdef _cancel(self, list cancels, RunState run)
+    @cython.locals(lo=Py_ssize_t)
+    cpdef _close(self, RunState run)
     cpdef _free(self, RunState run)
     cpdef _on_move(self, RunState run, TaskRecord rec, str old, str new)
     cpdef _enqueue(self, RunState run, TaskRecord rec)

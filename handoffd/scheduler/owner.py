@@ -478,6 +478,10 @@ class OwnerScheduler(OwnerQueries):
                 self._dirty = True
         elif len(key) == 2 and key[0] == "intake":
             self._take_in(str(key[1]))
+        elif len(key) == 2 and key[0] == "close":
+            run = self._owned.live.get(str(key[1]))
+            if run is not None and run.closing < len(run.ordered):
+                self._close(run)
         elif key == ("probe",):
             self._lost.probe_nodes(self._now)
         elif len(key) == 4 and key[0] == "retry":
@@ -558,9 +562,20 @@ class OwnerScheduler(OwnerQueries):
     def _end_run(
         self, run: RunState, state: str, error: HandoffError, culprit: str | None = None
     ) -> None:
-        self._cancel(run.end(state, error, self._now, culprit), run)
-        self._ready.drop_ended(run)  # (``end`` moved its never-started tasks without the listener)
-        self._out.direct.append(RunFinished(run.run_id, state, error))  # type: ignore[arg-type]
+        active = self._lost.out_of(run.run_id)
+        self._cancel(run.end(state, error, self._now, culprit, active), run)
+        self._close(run)
+
+    def _close(self, run: RunState) -> None:
+        """The next slice of an ended run's unfinished tasks cancelled (``RunState.close``), its
+        ready entries with them; the end is told with the last slice (``RunFinished``)."""
+        lo = run.closing
+        self._cancel(run.close(self._now, intake.CLOSE_SLICE), run)
+        self._ready.drop_ended(run, lo, run.closing)
+        if run.closing < len(run.ordered):
+            self._out.direct.append(StartTimer(intake.close_key(run.run_id), 0.0))
+        else:
+            self._out.direct.append(RunFinished(run.run_id, run.state, run.error))  # type: ignore[arg-type]
 
     def _recompute(self, run: RunState) -> None:
         self._cancel(run.recompute_needed(self._now), run)

@@ -79,17 +79,21 @@ class ReadyQueue:
         run.ready_heap.clear()
         self.runs.pop(run.run_id, None)
 
-    def drop_ended(self, run: RunState) -> None:
-        """``drop_run`` for a run that just ended: only its heap's entries can be queued (a queued
-        record is in its heap, or taken by a walk, whose ``restore`` discards it for a run no
-        longer running), so the rest of ``ordered`` (a 1,000,000-task chain's PENDING tasks)
-        is not walked."""
-        for i in run.ready_heap:
-            rec = run.ordered[i]
-            rec.in_heap = False
-            self.discard(rec)
-        run.ready_heap.clear()
-        self.runs.pop(run.run_id, None)
+    def drop_ended(self, run: RunState, lo: int, hi: int) -> None:
+        """A run that ended closes its tasks by slices (``RunState.close``): ``ordered[lo:hi]``
+        were just closed, so their entries go (in slices too: 200,000 queued entries at once
+        held the loop); the run leaves the walks at its first slice (``lo`` 0) and its heap is
+        cleared with its last (``hi`` past the end)."""
+        if lo == 0:
+            self.runs.pop(run.run_id, None)
+        ordered = run.ordered
+        for at in range(lo, hi):
+            rec = ordered[at]
+            if rec.in_heap or rec.queued:
+                rec.in_heap = False
+                self.discard(rec)
+        if hi >= len(ordered):
+            run.ready_heap.clear()
 
     def _head(self, run: RunState) -> TaskRecord | None:
         """The run's first queued record, dropping stale entries on the way (all of them when the
@@ -163,8 +167,14 @@ class ReadyQueue:
     def validate(self, runs: dict[str, RunState]) -> set[tuple[str, str]]:
         """Check the heaps against the flags; return the queued (run, task) pairs."""
         queued: set[tuple[str, str]] = set()
+        closing: set[tuple[str, str]] = set()  # still counted until their slice
         for run in runs.values():
             heap = run.ready_heap
+            if run.closing < len(run.ordered):  # ended, closing: its entries go by slices
+                for rec in run.ordered[run.closing :]:
+                    if rec.queued:
+                        closing.add((run.run_id, rec.id))
+                continue
             assert all(heap[(i - 1) // 2] <= heap[i] for i in range(1, len(heap))), "not a heap"
             assert len(set(heap)) == len(heap), f"run {run.run_id}: an entry twice"
             in_heap = {run.ordered[i].id for i in heap}
@@ -175,11 +185,12 @@ class ReadyQueue:
                 if rec.queued:
                     assert rec.in_heap, f"{rec.id} queued but not in its run's heap"
                     queued.add((run.run_id, rec.id))
-        assert self.size == len(queued), f"size {self.size} != {len(queued)}"
-        weightless = sum(not runs[r].tasks[t].spec.cost for r, t in queued)
+        counted = queued | closing
+        assert self.size == len(counted), f"size {self.size} != {len(counted)}"
+        weightless = sum(not runs[r].tasks[t].spec.cost for r, t in counted)
         assert self.weightless == weightless, f"weightless {self.weightless} != {weightless}"
         shapes: dict[tuple[str | None, tuple[tuple[str, float], ...]], int] = {}
-        for r, t in queued:
+        for r, t in counted:
             rec = runs[r].tasks[t]
             shape = (rec.spec.node, rec.cost_items)
             shapes[shape] = shapes.get(shape, 0) + 1

@@ -65,6 +65,10 @@ cdef class RunState:
     cdef public Py_ssize_t intake
     cdef public object prebuilt
     cdef public list freed
+    cdef public dict tally
+    cdef public dict placed
+    cdef public str end_reason
+    cdef public Py_ssize_t closing
     cdef object __weakref__  # (tests check a released run is freed)
 
     cpdef object pin_of(self, str task_id)

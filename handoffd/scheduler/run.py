@@ -27,33 +27,28 @@ from typing import Any
 from handoffd.errors import HandoffError
 from handoffd.protocol.snapshot import error_from_data, error_to_data, spec_from_data, spec_to_data
 from handoffd.scheduler import history as hist
+from handoffd.scheduler import run_checks
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
+from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's vocabulary
+    ACTIVE,
+    ASSIGNED,
+    CANCELLED,
+    DONE,
+    FAILED,
+    PENDING,
+    READY,
+    RUN_CANCELLED,
+    RUN_DONE,
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUNNING,
+    TASK_STATES,
+    TERMINAL,
+    TRANSITIONS,
+)
 from handoffd.spec import RunOptions, TaskSpec
 
-PENDING, READY, ASSIGNED, RUNNING = "PENDING", "READY", "ASSIGNED", "RUNNING"
-DONE, FAILED, CANCELLED = "DONE", "FAILED", "CANCELLED"
-TASK_STATES = (PENDING, READY, ASSIGNED, RUNNING, DONE, FAILED, CANCELLED)
-ACTIVE = (ASSIGNED, RUNNING)  # counted in the outstanding demand on its node
-TERMINAL = (FAILED, CANCELLED)
-
-#: The one table of legal moves: state -> states it may move to.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    PENDING: frozenset({READY, FAILED, CANCELLED}),
-    # READY -> PENDING: a dependency's only result copy was lost (lineage recompute).
-    READY: frozenset({ASSIGNED, PENDING, FAILED, CANCELLED}),
-    # ASSIGNED -> READY: refused, node lost, retry; -> PENDING: an input was lost before it started;
-    # -> DONE: the success report overtook the start report.
-    ASSIGNED: frozenset({RUNNING, READY, PENDING, DONE, FAILED, CANCELLED}),
-    # RUNNING -> PENDING: lost or failed while an input is being recomputed.
-    RUNNING: frozenset({DONE, READY, PENDING, FAILED, CANCELLED}),
-    # DONE -> READY/PENDING: its only result copy was lost while still needed.
-    DONE: frozenset({READY, PENDING}),
-    FAILED: frozenset(),
-    CANCELLED: frozenset(),
-}
-
-RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED = "RUNNING", "DONE", "FAILED", "CANCELLED"
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
@@ -207,6 +202,11 @@ class RunState:
                 # loop never lets the GIL go by itself: the event loop waited for all of it.
                 os.sched_yield()
         self.remaining = len(self.tasks)  # regular tasks not DONE
+        # Regular tasks per state, and the node of each task's latest dispatch, kept as they
+        # move: a status reply counted every task (0.05-0.25 s for 200,000-1,000,000 of them).
+        self.tally: dict[str, int] = dict.fromkeys(TASK_STATES, 0)
+        self.tally[PENDING] = len(self.tasks)
+        self.placed: dict[str, str] = {}
         # Consumers not DONE per task, kept only when values may be freed (outputs given).
         self.unfinished: dict[str, int] = (
             {tid: len(users) for tid, users in self.consumers.items()}
@@ -215,9 +215,13 @@ class RunState:
         )
         # The tasks in placement order; the owner's ready queue keeps a heap of indices into it
         # (``ready_heap``), so comparing two tasks is comparing ints.
-        self.ordered = [self.tasks[graph.regular[i].id] for i in graph.placement_order]
-        for at, rec in enumerate(self.ordered):
+        self.ordered = []
+        for at, i in enumerate(graph.placement_order):
+            rec = self.tasks[graph.regular[i].id]
             rec.order = at
+            self.ordered.append(rec)
+            if at % YIELD_EVERY == YIELD_EVERY - 1:
+                os.sched_yield()  # (as above)
         self.ready_heap: list[int] = []
         # How many of ``ordered`` were taken in (``start``/``take_in``, a slice per call for a big
         # run): the tasks past it wait PENDING even without inputs.
@@ -227,6 +231,10 @@ class RunState:
         self.prebuilt: Any = None
         # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
         self.freed: list[tuple[str, tuple[str, ...]]] = []
+        # Once ended: why (each task's history says it), and the first task of ``ordered`` not
+        # closed yet (``close``; ``len(ordered)``: none left, as in a run that has not ended).
+        self.end_reason = ""
+        self.closing = len(self.ordered)
 
     def group_cost(
         self, task_id: str, states: tuple[str, ...] = (PENDING, READY)
@@ -264,6 +272,8 @@ class RunState:
             raise InvalidTransition(self.run_id, rec.id, old, new, rec.history)
         rec.state = new
         rec.delayed = delayed and new == READY
+        self.tally[old] -= 1
+        self.tally[new] += 1
         rec.history.append((now, old, new, cause))
         if len(rec.history) > HISTORY_LIMIT:
             del rec.history[: len(rec.history) - HISTORY_LIMIT]
@@ -346,6 +356,7 @@ class RunState:
     def assign(self, rec: TaskRecord, node: str, now: float) -> None:
         rec.attempt = max(rec.attempt, self.attempt_floor) + 1
         rec.node = node
+        self.placed[rec.id] = node
         gid = self.group_of.get(rec.id)
         if gid is not None:
             self.group_node[gid] = node
@@ -402,39 +413,68 @@ class RunState:
         return freed
 
     def end(
-        self, state: str, error: HandoffError | None, now: float, culprit: str | None = None
+        self,
+        state: str,
+        error: HandoffError | None,
+        now: float,
+        culprit: str | None = None,
+        active: Iterable[str] | None = None,
     ) -> list[tuple[str, str, int]]:
-        """Fail or cancel the run: ``culprit`` FAILED, every unfinished task CANCELLED. Only the
-        culprit's and the active tasks' moves reach the listener (see below).
-
-        Returns the active dispatches to cancel on their nodes.
-        """
+        """Fail or cancel the run: ``culprit`` FAILED, every unfinished task CANCELLED (``close``).
+        ``active``: the ids of its ASSIGNED/RUNNING tasks (the owner's books hold them): those
+        and the culprit move now, the rest waits for ``close`` (by slices: it held the loop ~0.9 s
+        for 1,000,000); None: all now. Returns the active dispatches to cancel on their nodes."""
         self.state = state
         self.error = error
         self.finished = now + self.wall_offset
+        self.end_reason = f"run {state.lower()}" + (f" ({culprit})" if culprit else "")
+        self.closing = 0
         cancels: list[tuple[str, str, int]] = []
-        reason = f"run {state.lower()}" + (f" ({culprit})" if culprit else "")
+        for task_id in ([culprit] if culprit else []) + list(active or ()):
+            rec = self.tasks.get(task_id)
+            if rec is None or rec.state in (DONE, FAILED, CANCELLED):
+                continue
+            if rec.state in ACTIVE and rec.node is not None:
+                cancels.append((rec.node, rec.id, rec.attempt))
+            self.move(rec, FAILED if rec.id == culprit else CANCELLED, now, self.end_reason)
+        if active is None:
+            cancels += self.close(now)
+        return cancels
+
+    def close(self, now: float, limit: int | None = None) -> list[tuple[str, str, int]]:
+        """Cancel the next ``limit`` (None: all) unfinished tasks of ``ordered`` past ``closing``
+        of a run that ended (``end``); ``closing`` is then ``len(ordered)``. Returns dispatches
+        to cancel on their nodes."""
+        ordered = self.ordered
+        stop = len(ordered) if limit is None else min(len(ordered), self.closing + limit)
+        cancels: list[tuple[str, str, int]] = []
+        reason = self.end_reason
         c = self.counters
-        for rec in self.tasks.values():
+        tally = self.tally
+        for at in range(self.closing, stop):
+            rec = ordered[at]
             old = rec.state
             if old in (DONE, FAILED, CANCELLED):
                 continue
-            if old in ACTIVE or rec.id == culprit:
-                if old in ACTIVE and rec.node is not None:
+            if old in ACTIVE:  # (not in ``end``'s list: its moves reach the listener as ever)
+                if rec.node is not None:
                     cancels.append((rec.node, rec.id, rec.attempt))
-                self.move(rec, FAILED if rec.id == culprit else CANCELLED, now, reason)
+                self.move(rec, CANCELLED, now, reason)
                 continue
-            # Never out (PENDING, READY): ``move`` without the listener, whose only work for
-            # such a move is the ready queue (the owner drops the run's entries at once) and the
-            # replication log (a standby cancels them itself on the run's end: Replica.run_data).
-            # A per-task listener call and log row held the loop for 200,000 tasks.
+            # Never out (PENDING, READY): no listener, whose only work for such a move is the
+            # ready queue (the owner drops the run's entries itself) and the replication log (a
+            # standby cancels them itself on the run's end: Replica.run_data). A per-task
+            # listener call and log row held the loop for 200,000 tasks.
             rec.state = CANCELLED
             rec.delayed = False
             rec.history.append((now, old, CANCELLED, reason))
             if len(rec.history) > HISTORY_LIMIT:
                 del rec.history[: len(rec.history) - HISTORY_LIMIT]
+            tally[old] -= 1
+            tally[CANCELLED] += 1
             if c is not None:
                 c[CANCELLED] += 1
+        self.closing = stop
         return cancels
 
     # -- losses --------------------------------------------------------------------------------
@@ -555,53 +595,20 @@ class RunState:
     # -- queries -------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(TASK_STATES, 0)
-        for rec in self.tasks.values():
-            out[rec.state] += 1
+        out = dict(self.tally)
+        if self.closing < len(self.ordered):  # ended, still closing: what is open is cancelled
+            out[CANCELLED] += out[PENDING] + out[READY]
+            out[PENDING] = out[READY] = 0
         return out
 
     def placement(self) -> dict[str, str]:
-        return {tid: rec.node for tid, rec in self.tasks.items() if rec.node is not None}
+        return dict(self.placed)
 
     # -- invariants ----------------------------------------------------------------------------
 
     def validate(self) -> None:
         """Raise AssertionError when an invariant is broken (called by tests after every event)."""
-        where = f"run {self.run_id!r}"
-        assert self.remaining == sum(r.state != DONE for r in self.tasks.values()), where
-        for tid, left in self.unfinished.items():
-            users = self.consumers[tid]
-            assert left == sum(self.tasks[c].state != DONE for c in users), f"{where} {tid}"
-        if self.state == RUN_DONE:
-            assert self.remaining == 0, f"{where} DONE with unfinished tasks"
-        if self.state in (RUN_FAILED, RUN_CANCELLED):
-            bad = [r.id for r in self.tasks.values() if r.state not in (DONE, FAILED, CANCELLED)]
-            assert not bad, f"{where} ended but {bad} are unfinished"
-            return
-        for rec in self.tasks.values():
-            deps = [self.tasks[d] for d in self.effective_deps[rec.id]]
-            tag = f"{where} task {rec.id!r} ({rec.state}) history={rec.history}"
-            assert rec.state not in TERMINAL, f"{tag}: terminal in a live run"
-            if rec.state in (READY, ASSIGNED):
-                assert all(d.state == DONE and d.has_copy() for d in deps), (
-                    f"{tag}: inputs not ready"
-                )
-            if rec.state == PENDING and rec.order < self.intake:
-                assert not all(d.state == DONE for d in deps), f"{tag}: PENDING with inputs done"
-            if rec.state == RUNNING:
-                assert all(d.completions > 0 for d in deps), (
-                    f"{tag}: running before an input existed"
-                )
-            if rec.state in ACTIVE:
-                assert rec.node is not None and rec.attempt > 0, tag
-                pin = self.pin_of(rec.id)
-                assert pin is None or pin == rec.node, f"{tag}: on {rec.node}, pinned to {pin}"
-            if rec.state == DONE:
-                assert rec.completions > 0, tag
-                if not rec.has_copy():
-                    assert not self._needed(rec), f"{tag}: needed result has no copy"
-            if rec.state != READY:
-                assert not rec.delayed, f"{tag}: delayed outside READY"
+        run_checks.validate_run(self)
 
     # -- replication -------------------------------------------------------------------------------
 
@@ -683,6 +690,10 @@ class RunState:
             rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
             rec.attempts = hist.restore(t.get("attempts", ()))
         run.remaining = sum(r.state != DONE for r in run.tasks.values())
+        run.tally = dict.fromkeys(TASK_STATES, 0)
+        for r in run.tasks.values():
+            run.tally[r.state] += 1
+        run.placed = {tid: r.node for tid, r in run.tasks.items() if r.node is not None}
         if run.unfinished:
             for tid, users in run.consumers.items():
                 run.unfinished[tid] = sum(run.tasks[c].state != DONE for c in users)

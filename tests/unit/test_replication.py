@@ -4,6 +4,7 @@ restored into a real OwnerScheduler."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from hypothesis import settings
@@ -479,3 +480,33 @@ PackedReplicaMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None
 )
 test_packed_replica_rebuilds_the_run_the_eager_standby_had = PackedReplicaMachine.TestCase
+
+
+def test_a_flush_with_a_limit_splits_into_numbered_batches_of_every_change() -> None:
+    """A flush of more changed tasks than its limit sends them over several batches in order (one
+    encoded per loop iteration, issue 19); together they list each change once, as one flush would,
+    and a change made meanwhile goes with the rest."""
+    rng = random.Random(5)
+    for _ in range(20):
+        log_a = rlog.ReplicationLog("a", 1)
+        log_a.track("r", ["a", "b"], 0.0, accept=False)
+        changed = {f"t{rng.randrange(500)}" for _ in range(rng.randrange(1, 400))}
+        for task_id in changed:
+            log_a.changed("r", task_id)
+        limit = rng.choice((1, 7, 64, 1000))
+        sent: list[str] = []
+        seqs: list[int] = []
+        late = "late"
+        while log_a.pending():
+            batches = log_a.flush(limit)
+            for batch in batches:
+                assert isinstance(batch, rlog.SendLog) and len(batch.task_ids) <= limit
+                sent += batch.task_ids
+                seqs.append(batch.seq)
+            if late:
+                log_a.changed("r", late)
+                changed.add(late)
+                late = ""
+        assert sorted(sent) == sorted(changed)  # each once
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert log_a.flush(limit) == []
