@@ -271,6 +271,7 @@ class OwnerIO:
 
     def hold_dispatch(self, run_id: str, held: bool) -> None:
         """The run's dispatch lease lapsed or holds again (``replication/lease.py``)."""
+        self.flush()  # the scheduler sees events in the order they came (held reports first)
         self._apply(self.scheduler.hold_dispatch(run_id, held, self.port.now()))
 
     # -- messages in ------------------------------------------------------------------------------
