@@ -484,29 +484,6 @@ class Node(NodeReliability):
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
 
-    def stats(self) -> dict[str, Any]:
-        """What was dropped or refused, by reason: messages (admission), the transport's inbound
-        drops and send failures, and membership assertions ignored."""
-        transport = self._transport.stats if self._transport is not None else None
-        return {
-            "dropped": self.dropped,
-            "refused": dict(self.drops.counts),
-            "codec": dict(self.codec.stats.dropped),
-            "transport": dict(transport.reasons) if transport is not None else {},
-            "membership": dict(self.membership.counters.extra) if self.membership else {},
-        }
-
-    def _log_stats(self) -> None:
-        transport = self._transport.stats if self._transport is not None else None
-        now = (
-            self.dropped,
-            transport.dropped if transport is not None else 0,
-            transport.send_failures if transport is not None else 0,
-        )
-        if now != self._stats_logged:
-            self._stats_logged = now
-            log.info("node %s drop counters: %s", self.name, self.stats())
-
     def _deliver_locals(self) -> None:
         batch, self._local = self._local, []
         for msg, frames, term in batch:

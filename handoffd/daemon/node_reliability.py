@@ -69,6 +69,31 @@ class NodeReliability:
     _restart: RestartNotice
     _uploads: Any
     _upload_codec: Any
+    codec: Any
+    _stats_logged: tuple[int, int, int]
+
+    def stats(self) -> dict[str, Any]:
+        """What was dropped or refused, by reason: messages (admission), the transport's inbound
+        drops and send failures, and membership assertions ignored."""
+        transport = self._transport.stats if self._transport is not None else None
+        return {
+            "dropped": self.dropped,
+            "refused": dict(self.drops.counts),
+            "codec": dict(self.codec.stats.dropped),
+            "transport": dict(transport.reasons) if transport is not None else {},
+            "membership": dict(self.membership.counters.extra) if self.membership else {},
+        }
+
+    def _log_stats(self) -> None:
+        transport = self._transport.stats if self._transport is not None else None
+        now = (
+            self.dropped,
+            transport.dropped if transport is not None else 0,
+            transport.send_failures if transport is not None else 0,
+        )
+        if now != self._stats_logged:
+            self._stats_logged = now
+            log.info("node %s drop counters: %s", self.name, self.stats())
 
     def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
         raise NotImplementedError

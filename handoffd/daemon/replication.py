@@ -27,11 +27,10 @@ from typing import Any
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
+from handoffd.daemon.replication_clients import ClientRedirects
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import join_frames, split_frames
-from handoffd.protocol.messages_code import GetTaskOutput
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
-from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.schema import Rows
 from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
@@ -52,15 +51,6 @@ FLUSH_INTERVAL = 0.01
 # batches of thousands of deltas, encoded on the loop in one go (0.1-0.3 s); the rest follows in
 # the next batches, one loop iteration apart.
 FLUSH_LIMIT = 1024
-_CLIENT_REQUESTS = (
-    m.GetRunStatus,
-    m.WaitRun,
-    m.FetchResults,
-    m.CancelRun,
-    m.FreeRunRequest,
-    GetTaskOutput,
-    GetTaskHistory,
-)
 
 
 @dataclass
@@ -71,7 +61,7 @@ class _Taking:
     timer: Timer | None = None  # feeds AnswersDue
 
 
-class ReplicationIO:
+class ReplicationIO(ClientRedirects):
     """``scheduler``: the owner's, read here (terms, run state for snapshots and log batches);
     runs enter or leave it only through ``owner`` (``RunOwner``). ``grace``: how long a DEAD
     verdict must hold before we take over (``TakeoverMachine``)."""
@@ -639,67 +629,3 @@ class ReplicationIO:
         self.leases.watch(run_id)
         if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
             self.owner.run_finished(run_id)
-
-    # -- clients -------------------------------------------------------------------------------
-
-    def redirect(self, msg: Any, conn: bytes) -> bool:
-        """Answer a client's request about a run we do not own with the owner we know; False when we
-        know no live owner (the caller answers as for an unknown run). Also: while fenced, a
-        request about a run we own and have not finished, or one we know no live owner of, is
-        refused (the far side may have taken it over or own it; the client asks there), and a
-        submission of a run we know is someone else's (a
-        client retrying elsewhere, ``handoffd.client_moves``) is never started a second time."""
-        if isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
-            return self._known_submission(msg, conn)
-        if not isinstance(msg, _CLIENT_REQUESTS):
-            return False
-        if self.scheduler.term_of(msg.run_id) is not None:
-            status = self.scheduler.run_status(msg.run_id)
-            if status is None or status.state != "RUNNING":
-                return False
-            return self._fenced(msg, conn)
-        if self.takeovers.taking_over(msg.run_id):
-            return False
-        best = self._known_owner(msg.run_id)
-        if best is None or best[2] == self.port.address:
-            return self._fenced(msg, conn)  # (fenced, "unknown here" says nothing)
-        term, owner, address = best
-        member = next((s for s in self.port.members() if s.address == address), None)
-        if member is not None and member.status in (m.DEAD, m.LEFT):
-            return self._fenced(msg, conn)
-        self.port.reply(conn, m.RunMoved(msg.request_id, msg.run_id, owner, address, term))
-        return True
-
-    def _fenced(self, msg: Any, conn: bytes) -> bool:
-        """While fenced, refuse a request we cannot answer for the cluster (True if refused)."""
-        if self.refusal is None:
-            return False
-        self.port.reply(conn, m.ErrorReply(msg.request_id, "fenced", self.refusal))
-        return True
-
-    def _known_submission(self, msg: m.SubmitRun | m.SubmitAndWait, conn: bytes) -> bool:
-        """A submission of a run id we know as another node's (standby, redirect, follower) or
-        are taking over: point the client at its owner (even one now DEAD: its takeover will
-        answer) instead of starting the run twice. False for a run id new to us, or our own."""
-        run_id = msg.run_id
-        if self.scheduler.term_of(run_id) is not None:
-            return False  # ours: the owner takes it as a retried submission
-        best = self._known_owner(run_id)
-        if self.takeovers.taking_over(run_id):  # ours in a moment: its requests are answered
-            best = (best[0] + 1 if best else 0, self.port.name, self.port.address)
-        elif best is None or best[2] == self.port.address:
-            return False
-        term, owner, address = best
-        self.port.reply(conn, m.RunMoved(msg.request_id, run_id, owner, address, term))
-        return True
-
-    def _known_owner(self, run_id: str) -> tuple[int, str, str] | None:
-        """(term, owner, address) of the newest owner we know of a run that is not ours."""
-        best = self._moved.get(run_id)
-        known = self.follower.run_owners.get(run_id)
-        if known is not None and (best is None or known[0] > best[0]):
-            best = (known[0], known[2], known[1])
-        replica = self.standby.replicas.get(run_id)
-        if replica is not None and (best is None or replica.term > best[0]):
-            best = (replica.term, replica.owner, replica.owner_address)
-        return best

@@ -1,0 +1,99 @@
+"""The replication shell's answers to clients about runs it does not own (a mixin of
+``daemon.replication.ReplicationIO``, kept apart so replication.py stays within the module size):
+point them at the owner we know (``RunMoved``), refuse what a fenced node cannot answer for, and
+never start a second time a submission we know as another node's run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handoffd.daemon.ports import Follower, MembersPort
+from handoffd.protocol import messages as m
+from handoffd.protocol.messages_code import GetTaskOutput
+from handoffd.protocol.messages_observability import GetTaskHistory
+from handoffd.replication import takeover_machine as tm
+from handoffd.replication.standby import StandbyStore
+from handoffd.scheduler.owner import OwnerScheduler
+
+_CLIENT_REQUESTS = (
+    m.GetRunStatus,
+    m.WaitRun,
+    m.FetchResults,
+    m.CancelRun,
+    m.FreeRunRequest,
+    GetTaskOutput,
+    GetTaskHistory,
+)
+
+
+class ClientRedirects:
+    # What the mixin uses of ReplicationIO (set there).
+    port: MembersPort
+    scheduler: OwnerScheduler
+    takeovers: tm.TakeoverMachine
+    standby: StandbyStore
+    follower: Follower
+    refusal: str | None
+    _moved: dict[str, tuple[int, str, str]]
+
+    def redirect(self, msg: Any, conn: bytes) -> bool:
+        """Answer a client's request about a run we do not own with the owner we know; False when we
+        know no live owner (the caller answers as for an unknown run). Also: while fenced, a
+        request about a run we own and have not finished, or one we know no live owner of, is
+        refused (the far side may have taken it over or own it; the client asks there), and a
+        submission of a run we know is someone else's (a
+        client retrying elsewhere, ``handoffd.client_moves``) is never started a second time."""
+        if isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
+            return self._known_submission(msg, conn)
+        if not isinstance(msg, _CLIENT_REQUESTS):
+            return False
+        if self.scheduler.term_of(msg.run_id) is not None:
+            status = self.scheduler.run_status(msg.run_id)
+            if status is None or status.state != "RUNNING":
+                return False
+            return self._fenced(msg, conn)
+        if self.takeovers.taking_over(msg.run_id):
+            return False
+        best = self._known_owner(msg.run_id)
+        if best is None or best[2] == self.port.address:
+            return self._fenced(msg, conn)  # (fenced, "unknown here" says nothing)
+        term, owner, address = best
+        member = next((s for s in self.port.members() if s.address == address), None)
+        if member is not None and member.status in (m.DEAD, m.LEFT):
+            return self._fenced(msg, conn)
+        self.port.reply(conn, m.RunMoved(msg.request_id, msg.run_id, owner, address, term))
+        return True
+
+    def _fenced(self, msg: Any, conn: bytes) -> bool:
+        """While fenced, refuse a request we cannot answer for the cluster (True if refused)."""
+        if self.refusal is None:
+            return False
+        self.port.reply(conn, m.ErrorReply(msg.request_id, "fenced", self.refusal))
+        return True
+
+    def _known_submission(self, msg: m.SubmitRun | m.SubmitAndWait, conn: bytes) -> bool:
+        """A submission of a run id we know as another node's (standby, redirect, follower) or
+        are taking over: point the client at its owner (even one now DEAD: its takeover will
+        answer) instead of starting the run twice. False for a run id new to us, or our own."""
+        run_id = msg.run_id
+        if self.scheduler.term_of(run_id) is not None:
+            return False  # ours: the owner takes it as a retried submission
+        best = self._known_owner(run_id)
+        if self.takeovers.taking_over(run_id):  # ours in a moment: its requests are answered
+            best = (best[0] + 1 if best else 0, self.port.name, self.port.address)
+        elif best is None or best[2] == self.port.address:
+            return False
+        term, owner, address = best
+        self.port.reply(conn, m.RunMoved(msg.request_id, run_id, owner, address, term))
+        return True
+
+    def _known_owner(self, run_id: str) -> tuple[int, str, str] | None:
+        """(term, owner, address) of the newest owner we know of a run that is not ours."""
+        best = self._moved.get(run_id)
+        known = self.follower.run_owners.get(run_id)
+        if known is not None and (best is None or known[0] > best[0]):
+            best = (known[0], known[2], known[1])
+        replica = self.standby.replicas.get(run_id)
+        if replica is not None and (best is None or replica.term > best[0]):
+            best = (replica.term, replica.owner, replica.owner_address)
+        return best
