@@ -1,6 +1,7 @@
 """Scheduling quality: makespan against its lower bound on nodes of unequal size (issue 13).
 
     .venv/bin/python bench/bench_sched_quality.py [--unit 0.25] [--systems handoffd,dask,ray]
+        [--workloads equal,mixed,layered,priority,cpu]
 
 Three nodes of 1, 2 and 2 cpu on 127.0.0.1 (5 slots), the same workloads for every system, in
 one run, each system in its own child process:
@@ -303,7 +304,7 @@ class Ray(Futures):
         self.cluster.shutdown()
 
 
-def child(system: str, u: float) -> None:
+def child(system: str, u: float, names: list[str]) -> None:
     cls = {"handoffd": Handoffd, "dask": Dask, "ray": Ray}[system]
     sut = cls()
     results: dict[str, dict[str, Any]] = {}
@@ -316,7 +317,7 @@ def child(system: str, u: float) -> None:
         for policy in POLICIES if system == "handoffd" else (system,):
             sut.policy = policy
             row: dict[str, float] = {}
-            for name in WORKLOADS:
+            for name in names:
                 if name == "priority":
                     bulk, urgent = priority_runs(u)
                     elapsed, submitted, (bulk_ran, urgent_ran) = sut.priority(bulk, urgent, u)
@@ -339,10 +340,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--unit", type=float, default=0.25, help="seconds of one unit U")
     parser.add_argument("--systems", default="handoffd,dask,ray")
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="a subset, comma-separated"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    names = args.workloads.split(",")
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"--workloads: unknown {unknown}; choose from {','.join(WORKLOADS)}")
     if args.child:
-        child(args.child, args.unit)
+        child(args.child, args.unit, names)
         return
     reexec_in_netns()
     env = dict(os.environ, **peer_env())
@@ -355,6 +363,7 @@ def main() -> None:
             table[system] = {"missing": f"{module} is not installed (pip install -e '.[bench]')"}
             continue
         cmd = [sys.executable, __file__, "--child", system, "--unit", str(args.unit)]
+        cmd += ["--workloads", args.workloads]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("@@")]
         if done.returncode or not lines:
@@ -366,17 +375,19 @@ def main() -> None:
                 continue
             table[policy if system == "handoffd" else system] = row
     print(f"\nmakespan / lower bound, nodes of {CPUS} cpu, U = {args.unit} s (1.00 is ideal)")
-    print(f"{'':12}" + "".join(f"{w:>10}" for w in WORKLOADS) + f"{'wait':>10}")
+    wait = "priority" in names
+    print(f"{'':12}" + "".join(f"{w:>10}" for w in names) + (f"{'wait':>10}" if wait else ""))
     for name, row in table.items():
         if "missing" in row or "failed" in row:
             print(f"{name:12}{next(iter(row.values()))[:200]}")
             continue
-        cells = "".join(f"{row[w]:>10.2f}" for w in WORKLOADS)
-        print(f"{name:12}{cells}{row['urgent_wait']:>10.2f}")
-    print(
-        "wait: the urgent run's last task started this many bulk tasks' durations after its"
-        " submission (issue 13: at most 3)"
-    )
+        cells = "".join(f"{row[w]:>10.2f}" for w in names)
+        print(f"{name:12}{cells}" + (f"{row['urgent_wait']:>10.2f}" if wait else ""))
+    if wait:
+        print(
+            "wait: the urgent run's last task started this many bulk tasks' durations after its"
+            " submission (issue 13: at most 3)"
+        )
     for system, d in shares.items():
         print(
             f"\n{system} placement decisions (every policy and workload): compiled core "
