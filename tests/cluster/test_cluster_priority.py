@@ -115,7 +115,7 @@ def test_an_urgent_run_starts_ahead_of_queued_bulk_tasks_under_each_policy(tmp_p
     owner queued one task per node (its budget of queued work) and held the rest until one of
     its tasks ended, while the bulk run's owner refilled the other freed slots with bulk tasks."""
     log = str(tmp_path / "starts")
-    slots, bulk_n = 5, 20
+    slots, bulk_n = 5, 15
     capacities = [{"cpu": c, "memory": 1000} for c in (1, 2, 2)]
     with ThreadedCluster(capacities) as cluster:
         a0, a1 = cluster.url(0), cluster.url(1 if owner == "other" else 0)
@@ -130,16 +130,17 @@ def test_an_urgent_run_starts_ahead_of_queued_bulk_tasks_under_each_policy(tmp_p
             bulk = handoffd.DAG()
             for i in range(bulk_n):
                 bulk.add_function(
-                    handoffd.Function(id=f"b{i}", code=mark, extra_args=[log, f"b{i}", 0.4])
+                    handoffd.Function(id=f"b{i}", code=mark, extra_args=[log, f"b{i}", 1.0])
                 )
             run = c0.submit(bulk, policy=policy)
-            # The whole second wave started: no slot frees while the urgent run travels.
+            # The whole second wave started: no slot frees while the urgent run travels (a bulk
+            # task of 1 s: margin for a loaded machine).
             wait_for(lambda: len(started(log)) >= 2 * slots, 30, 0.01, what="a second wave")
             # As long as a bulk task: each slot frees once before every urgent task started.
             urgent = handoffd.DAG()
             for i in range(slots):
                 urgent.add_function(
-                    handoffd.Function(id=f"u{i}", code=mark, extra_args=[log, f"u{i}", 0.4])
+                    handoffd.Function(id=f"u{i}", code=mark, extra_args=[log, f"u{i}", 1.0])
                 )
             before = len(started(log))
             out = c1.execute(urgent, policy=policy, priority=10, timeout=60)
