@@ -1,12 +1,13 @@
 """Scheduling quality: makespan against its lower bound on nodes of unequal size (issue 13).
 
     .venv/bin/python bench/bench_sched_quality.py [--unit 0.25] [--systems handoffd,dask,ray]
+        [--workloads equal,mixed,layered,priority,cpu]
 
 Three nodes of 1, 2 and 2 cpu on 127.0.0.1 (5 slots), the same workloads for every system, in
 one run, each system in its own child process:
   handoffd  3 ``handoffd start`` daemons (``handoffd.testing.DaemonCluster``, --seed, --no-mdns),
-            the client on the 1-cpu one; every workload once per policy (binpack, spread,
-            first_fit)
+            the client on the 1-cpu one (the priority case's urgent run: a client on a 2-cpu
+            one, so another owner); every workload once per policy (binpack, spread, first_fit)
   dask      ``SpecCluster`` of 3 worker processes with 1, 2 and 2 threads
   ray       ``ray.cluster_utils.Cluster``: a head node of 1 cpu and two nodes of 2
 Tasks sleep (so the machine's 2 cores do not decide the result), in multiples of ``--unit`` U:
@@ -14,9 +15,13 @@ Tasks sleep (so the machine's 2 cores do not decide the result), in multiples of
   mixed     4 tasks of 4U and 24 of U/2           bound max(28U / 5, 4U) = 5.6U
   layered   a chain of 8 tasks of U beside 30 independent tasks of U: bound max(38U / 5, 8U) = 8U
             (the chain is the critical path: it must start first and never wait)
-  priority  a run of 40 tasks of U/2, then (U later) an urgent run of 5 tasks of U/2 with a higher
-            priority: its makespan against U/2 (Ray has no task priorities: it runs them plain)
-  cpu       10 tasks busy for U of cpu time each: bound 10U / min(5 slots, cores)
+  priority  a run of 40 tasks of U/2, then (1.25 U later, amid a wave) an urgent run of 5 tasks of
+            U/2 with a higher priority. Nobody preempts a running task, so its bound is the
+            earliest it could end given the bulk tasks running when it was submitted (each task
+            reports its start and end): the urgent tasks list-scheduled on the 5 slots as they
+            free (Ray has no task priorities: it runs them plain)
+  cpu       10 tasks busy for U of cpu time each (their thread's own: a Dask worker's tasks are
+            threads of one process): bound 10U / min(5 slots, cores)
 The figure printed is makespan / bound (1.00 is ideal; lower bounds ignore per-task overhead),
 after one unmeasured warm-up per system (worker processes start lazily everywhere).
 The whole benchmark runs inside a private network namespace with loopback only (``unshare -n``,
@@ -63,11 +68,22 @@ def nap(seconds, *deps):
 def spin(seconds, *deps):
     import time as _t
 
-    end = _t.process_time() + seconds
+    # The thread's own cpu time: a Dask worker runs tasks in threads of one process, where
+    # process_time also counts the other threads' spinning (each task did about half its work).
+    end = _t.thread_time() + seconds
     x = 0
-    while _t.process_time() < end:
+    while _t.thread_time() < end:
         x += 1
     return 1 + sum(deps)
+
+
+def stamp(seconds, *deps):
+    """``nap`` that returns when it ran: (start, end) wall-clock seconds."""
+    import time as _t
+
+    start = _t.time()
+    _t.sleep(seconds)
+    return (start, _t.time())
 
 
 def nap_last(*args):
@@ -77,6 +93,10 @@ def nap_last(*args):
 
 def spin_last(*args):
     return spin(args[-1], *args[:-1])
+
+
+def stamp_last(*args):
+    return stamp(args[-1], *args[:-1])
 
 
 # -- workloads as plain lists: (id, fn name, seconds, deps, priority) -------------------------
@@ -100,10 +120,39 @@ def workload(name: str, u: float) -> tuple[list[tuple[str, str, float, list[str]
     raise ValueError(name)
 
 
-def priority_runs(u: float) -> tuple[list[Any], list[Any], float]:
-    bulk = [(f"b{i}", "nap", u / 2, [], 0) for i in range(40)]
-    urgent = [(f"u{i}", "nap", u / 2, [], 10) for i in range(5)]
-    return bulk, urgent, u / 2
+#: When the urgent run is submitted, in U after the bulk run: amid the bulk run's third wave. At
+#: U (a wave's end) whether it reaches its owner just before or just after the freed slots were
+#: refilled with bulk tasks (a race of about a ms, the submission's own latency) decided a whole
+#: bulk task's wait: the column read 1.05 or 2.05 from run to run for every policy and system.
+URGENT_AFTER = 1.25
+
+
+def priority_runs(u: float) -> tuple[list[Any], list[Any]]:
+    bulk = [(f"b{i}", "stamp", u / 2, [], 0) for i in range(40)]
+    urgent = [(f"u{i}", "stamp", u / 2, [], 10) for i in range(5)]
+    return bulk, urgent
+
+
+def priority_bound(submitted: float, bulk: list[Any], urgent: list[Any]) -> float:
+    """The urgent run's least makespan without preemption: its tasks list-scheduled on the
+    slots, each slot free when the bulk task it ran at ``submitted`` (wall clock) ended. ``bulk``:
+    the bulk tasks' (start, end) as they reported them; ``urgent``: the urgent tasks' specs."""
+    import heapq
+
+    ends = sorted(end for start, end in bulk if start <= submitted < end)
+    free = [submitted] * max(SLOTS - len(ends), 0) + ends[:SLOTS]
+    heapq.heapify(free)
+    last = submitted
+    for _, _, seconds, _, _ in urgent:
+        t = heapq.heappop(free) + seconds
+        heapq.heappush(free, t)
+        last = max(last, t)
+    return last - submitted
+
+
+def urgent_wait(submitted: float, urgent: list[Any]) -> float:
+    """Seconds from the urgent run's submission to the start of its last task to start."""
+    return max(start for start, _ in urgent) - submitted
 
 
 # -- one system per child ------------------------------------------------------------------------
@@ -121,6 +170,9 @@ class Handoffd:
             self.cluster.start(cpu=cpu, memory=4000, gpu=0, seeds=[first.address])
         self.addresses = [d.address for d in self.cluster.daemons]
         self.client = handoffd.connect(first.address, timeout=30)
+        # the priority case's urgent run goes to another daemon: another owner than the bulk run's
+        # (the harder case: that owner learns of slots freed by the bulk run's owner late)
+        self.other = handoffd.connect(self.addresses[1], timeout=30)
         wait_for(
             lambda: sum(n.status == "ALIVE" for n in self.client.nodes().values()) == 3,
             30,
@@ -130,7 +182,7 @@ class Handoffd:
         self.policy = "binpack"
 
     def dag(self, tasks: list[Any]) -> Any:
-        fns = {"nap": nap_last, "spin": spin_last}
+        fns = {"nap": nap_last, "spin": spin_last, "stamp": stamp_last}
         dag = self.h.DAG()
         for fid, fn, secs, deps, prio in tasks:
             dag.add_function(
@@ -146,22 +198,23 @@ class Handoffd:
         assert len(out) == len(tasks)
         return elapsed
 
-    def priority(self, bulk: list[Any], urgent: list[Any], u: float) -> float:
+    def priority(self, bulk: list[Any], urgent: list[Any], u: float) -> tuple[float, float, Any]:
         run = self.client.submit(self.dag(bulk), policy=self.policy)
-        time.sleep(u)
-        t0 = time.perf_counter()
-        out = self.client.execute(self.dag(urgent), policy=self.policy, priority=10, timeout=600)
+        time.sleep(URGENT_AFTER * u)
+        submitted, t0 = time.time(), time.perf_counter()
+        out = self.other.execute(self.dag(urgent), policy=self.policy, priority=10, timeout=600)
         elapsed = time.perf_counter() - t0
-        run.wait()
+        stamps = run.results()
         run.release()
         assert len(out) == len(urgent)
-        return elapsed
+        return elapsed, submitted, (list(stamps.values()), list(out.values()))
 
     def decisions(self) -> dict[str, int]:
         """Placement decisions per core backend so far, every daemon (``handoffctl nodes``)."""
         return daemon_decisions(self.client, self.addresses)
 
     def close(self) -> None:
+        self.other.close()
         self.client.close()
         self.cluster.close()
 
@@ -182,14 +235,13 @@ class Futures:
         assert len(out) == len(tasks)
         return elapsed
 
-    def priority(self, bulk: list[Any], urgent: list[Any], u: float) -> float:
+    def priority(self, bulk: list[Any], urgent: list[Any], u: float) -> tuple[float, float, Any]:
         first = self.submit(bulk)
-        time.sleep(u)
-        t0 = time.perf_counter()
-        self.gather(list(self.submit(urgent).values()))
+        time.sleep(URGENT_AFTER * u)
+        submitted, t0 = time.time(), time.perf_counter()
+        out = self.gather(list(self.submit(urgent).values()))
         elapsed = time.perf_counter() - t0
-        self.gather(list(first.values()))
-        return elapsed
+        return elapsed, submitted, (self.gather(list(first.values())), out)
 
 
 class Dask(Futures):
@@ -207,7 +259,7 @@ class Dask(Futures):
         self.policy = "dask"
 
     def submit(self, tasks: list[Any], priority: int = 0) -> dict[str, Any]:
-        fns = {"nap": nap, "spin": spin}
+        fns = {"nap": nap, "spin": spin, "stamp": stamp}
         futures: dict[str, Any] = {}
         for fid, fn, secs, deps, prio in tasks:
             futures[fid] = self.client.submit(
@@ -235,7 +287,7 @@ class Ray(Futures):
         ray.init(address=self.cluster.address, logging_level="ERROR", log_to_driver=False)
         self.cluster.wait_for_nodes()
         self.ray = ray
-        self.fns = {"nap": ray.remote(nap), "spin": ray.remote(spin)}
+        self.fns = {"nap": ray.remote(nap), "spin": ray.remote(spin), "stamp": ray.remote(stamp)}
         self.policy = "ray"
 
     def submit(self, tasks: list[Any]) -> dict[str, Any]:
@@ -252,7 +304,7 @@ class Ray(Futures):
         self.cluster.shutdown()
 
 
-def child(system: str, u: float) -> None:
+def child(system: str, u: float, names: list[str]) -> None:
     cls = {"handoffd": Handoffd, "dask": Dask, "ray": Ray}[system]
     sut = cls()
     results: dict[str, dict[str, Any]] = {}
@@ -265,10 +317,13 @@ def child(system: str, u: float) -> None:
         for policy in POLICIES if system == "handoffd" else (system,):
             sut.policy = policy
             row: dict[str, float] = {}
-            for name in WORKLOADS:
+            for name in names:
                 if name == "priority":
-                    bulk, urgent, bound = priority_runs(u)
-                    row[name] = sut.priority(bulk, urgent, u) / bound
+                    bulk, urgent = priority_runs(u)
+                    elapsed, submitted, (bulk_ran, urgent_ran) = sut.priority(bulk, urgent, u)
+                    row[name] = elapsed / priority_bound(submitted, bulk_ran, urgent)
+                    # the issue's own measure: in bulk tasks' durations (U/2)
+                    row["urgent_wait"] = urgent_wait(submitted, urgent_ran) / (u / 2)
                 else:
                     tasks, bound = workload(name, u)
                     row[name] = sut.run(tasks) / bound
@@ -285,10 +340,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--unit", type=float, default=0.25, help="seconds of one unit U")
     parser.add_argument("--systems", default="handoffd,dask,ray")
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="a subset, comma-separated"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    names = args.workloads.split(",")
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"--workloads: unknown {unknown}; choose from {','.join(WORKLOADS)}")
     if args.child:
-        child(args.child, args.unit)
+        child(args.child, args.unit, names)
         return
     reexec_in_netns()
     env = dict(os.environ, **peer_env())
@@ -301,6 +363,7 @@ def main() -> None:
             table[system] = {"missing": f"{module} is not installed (pip install -e '.[bench]')"}
             continue
         cmd = [sys.executable, __file__, "--child", system, "--unit", str(args.unit)]
+        cmd += ["--workloads", args.workloads]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("@@")]
         if done.returncode or not lines:
@@ -312,12 +375,19 @@ def main() -> None:
                 continue
             table[policy if system == "handoffd" else system] = row
     print(f"\nmakespan / lower bound, nodes of {CPUS} cpu, U = {args.unit} s (1.00 is ideal)")
-    print(f"{'':12}" + "".join(f"{w:>10}" for w in WORKLOADS))
+    wait = "priority" in names
+    print(f"{'':12}" + "".join(f"{w:>10}" for w in names) + (f"{'wait':>10}" if wait else ""))
     for name, row in table.items():
         if "missing" in row or "failed" in row:
             print(f"{name:12}{next(iter(row.values()))[:200]}")
             continue
-        print(f"{name:12}" + "".join(f"{row[w]:>10.2f}" for w in WORKLOADS))
+        cells = "".join(f"{row[w]:>10.2f}" for w in names)
+        print(f"{name:12}{cells}" + (f"{row['urgent_wait']:>10.2f}" if wait else ""))
+    if wait:
+        print(
+            "wait: the urgent run's last task started this many bulk tasks' durations after its"
+            " submission (issue 13: at most 3)"
+        )
     for system, d in shares.items():
         print(
             f"\n{system} placement decisions (every policy and workload): compiled core "

@@ -631,17 +631,28 @@ class Node(NodeReliability):
         self._memory_beyond = beyond_claims
         self._resources_changed()
 
-    def _publish_resources(self) -> None:
-        self._resources_dirty = False
+    def _free_to_publish(self) -> dict[str, float]:
         free = dict(self.ledger.free)
         if self._memory_beyond and "memory" in free:
             # What others place here by: the claims, and what tasks really hold beyond them.
             free["memory"] = max(0.0, free["memory"] - self._memory_beyond)
         if self.executor is not None and self.executor.draining:
             free = {k: 0.0 for k in free}
-        self._run_membership(swim.LocalResources(free))
+        return free
+
+    def _publish_resources(self) -> None:
+        self._resources_dirty = False
+        self._run_membership(swim.LocalResources(self._free_to_publish()))
         if self.owner is not None:
-            self.owner.own_resources(free)
+            # One callback later: after the reports our executor flushed to our own owner with
+            # this change (their local delivery is queued already), so our scheduler learns which
+            # task ended before it sees the freed slot. Else it gave the slot to another ready
+            # task first, and the ended task's successor (the critical path) waited a whole task.
+            asyncio.get_running_loop().call_soon(self._publish_own)
+
+    def _publish_own(self) -> None:
+        if self.owner is not None:
+            self.owner.own_resources(self._free_to_publish())
 
     def _run_owner_changed(self, run_id: str, term: int, owner: str) -> None:
         # Our executor learned a higher term for a run: if we owned it, we were deposed.

@@ -25,7 +25,9 @@ cdef class ClusterView(Demand):
     cpdef bint _below_low_water(self, object n)
     @cython.locals(f=dict, load=dict)
     cpdef dict _room(self, object n)
-    @cython.locals(f=dict)
+    @cython.locals(f=dict, load=dict)
+    cpdef dict _wave_room(self, object n)
+    @cython.locals(f=dict, wave=dict)
     cpdef bint room_opened(self, str node, ReadyQueue ready)
     @cython.locals(window=double, load=dict, q=double)
     cpdef bint may_take_part(self, object n)
@@ -46,3 +48,8 @@ cdef class ClusterView(Demand):
     cpdef _fill_windows(
         self, list alive, ReadyQueue ready, object dispatch, bint low_water
     )
+    @cython.locals(
+        run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
+        chosen=Py_ssize_t, nodes=list, load=dict,
+    )
+    cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)

@@ -29,6 +29,15 @@ behind our own long work on a node while another node idles. A task of unknown d
 go to a node where we have nothing out at all: one kept busy by other owners never looks free to
 us, and its local queue starts work by priority.
 
+One wave beside other owners' work: with a time budget, a node whose capacity our outstanding
+demand does not fill (the rest is busy with other owners' work, or its report is older than our
+last ones) is also given ready tasks up to its capacity, whatever their durations
+(``_fill_waves``). Each waits in the node's queue only behind other owners' work, never behind
+ours, and the node starts it by priority as a slot frees, before the other owners' later
+dispatches: an urgent run no longer waits at its owner, which sees another owner's node free only
+when a report says so, while that owner refills every slot as it frees (one task per such node
+before, the rest a whole task later). Re-placement moves such a task when another node frees.
+
 When windows are filled: in a pass that placed something on free resources, every node; otherwise
 (every pass with a time budget; with the depth alone, only passes that find nothing free anywhere,
 in any kind) only nodes whose outstanding demand fell to ``LOW_WATER`` of the window (hysteresis:
@@ -126,7 +135,11 @@ class ClusterView(Demand):
         for n in (
             self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
         ):
-            if n.alive and ((self._may_fill() and self._fill_due(n)) or fits(cost, self._room(n))):
+            if n.alive and (
+                (self._may_fill() and self._fill_due(n))
+                or fits(cost, self._room(n))
+                or fits(cost, self._wave_room(n))
+            ):
                 return True
         return False
 
@@ -155,6 +168,17 @@ class ClusterView(Demand):
             f[k] = min(f.get(k, 0.0), q * self.window - load.get(k, 0.0))
         return f
 
+    def _wave_room(self, n: NodeState) -> dict[str, float]:
+        """What ``_fill_waves`` may still queue on ``n``: its capacity minus our outstanding
+        demand there (nothing without a time budget: the depth-only window keeps its rules)."""
+        if self.queue_seconds is None or self.window <= 1:
+            return {}
+        f: dict[str, float] = {}
+        load = self.outstanding.get(n.name, {})
+        for k, q in n.capacity.items():
+            f[k] = q - load.get(k, 0.0)
+        return f
+
     def room_opened(self, node: str, ready: ReadyQueue) -> bool:
         """Whether demand that left ``node`` may let placement do something there: the node is
         at or below its window's low-water mark, or some ready shape fits what it has free (both
@@ -167,11 +191,12 @@ class ClusterView(Demand):
         if self._may_fill() and self._fill_due(n):
             return True
         f = self._room(n)
+        wave = self._wave_room(n)
         fits = self._core.fits
         # (loops, not generator expressions, here and below: a compiled cpdef method holds no
         # closure)
         for pin, cost in ready.shapes:
-            if (pin is None or pin == node) and fits(dict(cost), f):
+            if (pin is None or pin == node) and (fits(dict(cost), f) or fits(dict(cost), wave)):
                 return True
         return False
 
@@ -230,6 +255,7 @@ class ClusterView(Demand):
         if window > 1 and not anything:
             # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
             self._fill_windows(alive, ready, dispatch, low_water=True)
+            self._fill_waves(alive, ready, dispatch)
             return
         most: dict[str, float] = {}
         for f in free.values():
@@ -241,11 +267,13 @@ class ClusterView(Demand):
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
             if window > 1 and self.queue_seconds is not None:
                 self._fill_windows(alive, ready, dispatch, low_water=True)
+                self._fill_waves(alive, ready, dispatch)
             return
         placed = self._place_free(free, most, ready, dispatch)
         if window > 1 and ready and (placed or self.queue_seconds is not None):
             # after a placement every node is topped up; else only those due (hysteresis)
             self._fill_windows(alive, ready, dispatch, low_water=not placed)
+            self._fill_waves(alive, ready, dispatch)
 
     def _some_shape_fits(
         self, ready: ReadyQueue, free: dict[str, dict[str, float]], most: dict[str, float]
@@ -430,6 +458,66 @@ class ClusterView(Demand):
                     continue
                 misses = 0
                 # (discards it from the queue: the walk goes on)
+                dispatch(run, rec, nodes[chosen].name, True)
+                if not fill.left:
+                    break
+        finally:
+            ready.restore()
+
+    def _fill_waves(self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn) -> None:
+        """Queue ready tasks on nodes our outstanding demand does not fill, up to their capacity
+        (see the module's docstring): the core's ``window_fill`` with a window of one wave and
+        no time budget picks the node by the run's policy; pins and groups as in
+        ``_fill_windows``. Nothing without a time budget."""
+        if self.queue_seconds is None or self.window <= 1 or not ready:
+            return
+        nodes: list[NodeState] = []
+        for n in alive:
+            load = self.outstanding.get(n.name, {})
+            for k, q in n.capacity.items():
+                if q > 0.0 and q - load.get(k, 0.0) > EPS:
+                    nodes.append(n)
+                    break
+        if not nodes:
+            return
+        capacities = [n.capacity for n in nodes]
+        loads = [self.outstanding.get(n.name, {}) for n in nodes]
+        # One node that cannot take part, carrying the largest capacity of each kind: the core
+        # scales binpack's score by it, as with all the live nodes (as ``_fill_windows``).
+        top = self._rooms.top(alive)
+        capacities.append(top)
+        loads.append(dict(top))
+        fill = self._core.window_fill(capacities, loads, 1, None, None)
+        if not fill.left:
+            return
+        index = {n.name: i for i, n in enumerate(nodes)}
+        misses = 0
+        missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
+        try:
+            for run, rec in ready.walk():
+                if run.group_of and run.group_of.get(rec.id) is not None:
+                    continue
+                pin = rec.spec.node
+                shape = (pin, rec.cost_items)
+                if missed and shape in missed:
+                    misses += 1
+                    if misses >= MAX_MISSES:
+                        break
+                    continue
+                if pin is None:
+                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy, 0.0)
+                else:
+                    at = index.get(pin)
+                    chosen = (
+                        -1 if at is None else fill.pick(rec.spec.cost, at, run.options.policy, 0.0)
+                    )
+                if chosen < 0:
+                    missed.add(shape)
+                    misses += 1
+                    if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
+                        break
+                    continue
+                misses = 0
                 dispatch(run, rec, nodes[chosen].name, True)
                 if not fill.left:
                     break

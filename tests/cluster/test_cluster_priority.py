@@ -104,3 +104,51 @@ def test_run_priority_must_be_an_integer():
             dag = handoffd.DAG().add_function(handoffd.Function(id="x", code=mark))
             with pytest.raises(handoffd.ValidationError, match="priority must be an integer"):
                 c.submit(dag, priority="high")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", ["binpack", "spread", "first_fit"])
+@pytest.mark.parametrize("owner", ["same", "other"])
+def test_an_urgent_run_starts_ahead_of_queued_bulk_tasks_under_each_policy(tmp_path, policy, owner):
+    """Nodes of 1, 2 and 2 cpu (5 slots) all busy with a bulk run's second wave; an urgent run of
+    5 tasks with a higher priority, from the bulk run's owner or another, starts on the next 5
+    slots to free, ahead of every bulk task still waiting. From another owner it did not: that
+    owner queued one task per node (its budget of queued work) and held the rest until one of
+    its tasks ended, while the bulk run's owner refilled the other freed slots with bulk tasks."""
+    log = str(tmp_path / "starts")
+    slots, bulk_n = 5, 15
+    capacities = [{"cpu": c, "memory": 1000} for c in (1, 2, 2)]
+    with ThreadedCluster(capacities) as cluster:
+        a0, a1 = cluster.url(0), cluster.url(1 if owner == "other" else 0)
+        with handoffd.connect(a0, timeout=10) as c0, handoffd.connect(a1, timeout=10) as c1:
+            # Every slot's worker process started (they start lazily), so the waves align.
+            warm = handoffd.DAG()
+            for i in range(slots):
+                warm.add_function(
+                    handoffd.Function(id=f"w{i}", code=mark, extra_args=[log + ".warm", "w", 0.2])
+                )
+            c0.execute(warm, timeout=60)
+            bulk = handoffd.DAG()
+            for i in range(bulk_n):
+                bulk.add_function(
+                    handoffd.Function(id=f"b{i}", code=mark, extra_args=[log, f"b{i}", 1.0])
+                )
+            run = c0.submit(bulk, policy=policy)
+            # The whole second wave started: no slot frees while the urgent run travels (a bulk
+            # task of 1 s: margin for a loaded machine).
+            wait_for(lambda: len(started(log)) >= 2 * slots, 30, 0.01, what="a second wave")
+            # As long as a bulk task: each slot frees once before every urgent task started.
+            urgent = handoffd.DAG()
+            for i in range(slots):
+                urgent.add_function(
+                    handoffd.Function(id=f"u{i}", code=mark, extra_args=[log, f"u{i}", 1.0])
+                )
+            before = len(started(log))
+            out = c1.execute(urgent, policy=policy, priority=10, timeout=60)
+            assert sorted(out) == [f"u{i}" for i in range(slots)]
+            run.wait()
+        order = started(log)
+        assert sorted(order) == sorted([f"b{i}" for i in range(bulk_n)] + list(out))
+        last_urgent = max(order.index(f"u{i}") for i in range(slots))
+        bulk_ahead = sum(name.startswith("b") for name in order[:last_urgent])
+        # (one bulk task of slack: a second-wave task started late on a loaded machine)
+        assert bulk_ahead <= before + 1, f"{before} started before: {' '.join(order)}"

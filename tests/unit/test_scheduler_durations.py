@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scheduler_harness import Cluster, dispatches, placed, spec
 
+from handoffd.scheduler import events as ev
 from handoffd.scheduler.cluster_view import QUEUE_SECONDS, WINDOW
 from handoffd.scheduler.durations import UNKNOWN, UNKNOWN_CHARGE, Durations, share
 
@@ -59,6 +60,50 @@ def test_unknown_durations_are_placed_on_free_resources_only(policy: str) -> Non
     task, (node, attempt) = next(iter(where.items()))
     out = c.succeed(node, "r", task, attempt, duration=1.0)
     assert {n for n, _ in placed(out).values()} == {node} and len(placed(out)) == 1
+
+
+@pytest.mark.parametrize("policy", ["binpack", "spread", "first_fit"])
+@pytest.mark.parametrize("took", [None, 0.5])
+def test_nodes_busy_with_other_owners_work_get_one_wave_of_ours_queued(
+    policy: str, took: float | None
+) -> None:
+    """Every slot runs another owner's work: each node is given as many of our tasks as it has
+    slots (they start there by priority as its slots free), never more, whatever their duration
+    (unknown or learned). Before, one task per node: the rest waited at the owner, which sees
+    such a node free only late."""
+    c = Cluster(
+        {"one": 1, "two_a": 2, "two_b": 2},
+        free={"one": 0.0, "two_a": 0.0, "two_b": 0.0},
+        window=WINDOW,
+        queue_seconds=QUEUE_SECONDS,
+    )
+    if took is not None:
+        for i in range(8):
+            c.sched._view.durations.observe(f"t{i}", (("cpu", 1.0),), took)
+    out = c.submit("r", [spec(f"t{i}", priority=10) for i in range(8)], policy=policy)
+    out += c.accept_all(out)
+    where = placed(c.log)
+    per_node = {n: sum(1 for node, _ in where.values() if node == n) for n in c.capacity}
+    assert per_node == {"one": 1, "two_a": 2, "two_b": 2}
+    assert {n: len(q) for n, q in c.queue.items()} == per_node  # all queued behind the others
+    # a slot frees on "one": our queued task starts there; nothing more is queued (its one
+    # slot holds ours), and the next goes only when one of ours ends
+    c.used["one"] = {}
+    (started,) = c.start_queued("one")
+    assert not placed(c.feed(c.update("one")))
+    c.release("one", *started)
+    out = c.feed(c.update("one"), ev.TaskSucceeded("r", started[1], started[2], "one", 1, None))
+    assert [n for n, _ in placed(out).values()] == ["one"]
+
+
+def test_a_node_half_ours_gets_its_other_half_queued() -> None:
+    """One of a node's two slots runs our task, the other another owner's: one more of ours is
+    queued there (it waits behind the other owner's work only), not two."""
+    c = Cluster({"two": 2}, free={"two": 1.0}, window=WINDOW, queue_seconds=QUEUE_SECONDS)
+    c.sched._view.durations.observe("t0", (("cpu", 1.0),), 1.0)
+    out = c.submit("r", [spec(f"t{i}") for i in range(4)])
+    out += c.accept_all(out)
+    assert len(placed(c.log)) == 2 and len(c.queue["two"]) == 1
 
 
 def test_depth_alone_is_what_the_issue_measured() -> None:
