@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The bookkeeping ``swim.Membership`` keeps per member and per probe, and the structures that keep
 its per-event cost independent of the cluster size (issue 20): a node handles a few dozen events a
 second whatever n is, so no event may walk every member.
