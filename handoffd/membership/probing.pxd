@@ -5,7 +5,7 @@
 
 cimport cython
 
-from handoffd.membership.records cimport IndexedSet
+from handoffd.membership.records cimport IndexedSet, Member, ProbeInFlight, Relay
 
 
 cdef class Prober:
@@ -20,7 +20,7 @@ cdef class Prober:
     # The probe half's own.
     cdef public list _probe_order
     cdef public Py_ssize_t _probe_index
-    cdef public object _probe
+    cdef public ProbeInFlight _probe
     cdef public dict _relays
     cdef public long long _next_id
     cdef public double _next_probe_at
@@ -32,22 +32,29 @@ cdef class Prober:
     cpdef tuple _piggyback(self, object receiver)
     cpdef void _set(self, object new, double now, list out, str cause) except *
     cpdef void _count(self, str reason, object n=*) except *
-    cpdef void _confirm(self, object record, str accuser, double now) except *
+    cpdef void _confirm(self, Member record, str accuser, double now) except *
 
+    @cython.locals(probe_id=object)
     cpdef void _start_probe(self, double now, list out) except *
-    @cython.locals(chosen=list)
+    @cython.locals(chosen=list, probe=ProbeInFlight, target=Member)
     cpdef void _advance_probe(self, double now, list out) except *
     cpdef void _probe_succeeded(self) except *
+    @cython.locals(record=Member)
     cpdef object _next_probe_target(self)
-    cpdef void _suspect(self, object record, double now, list out) except *
+    cpdef void _suspect(self, Member record, double now, list out) except *
     cpdef void _probe_soon(self, str name, object probers, object members) except *
     cpdef long long _new_id(self) except -1
+    @cython.locals(probe=ProbeInFlight, relay=Relay)
     cpdef void _on_ack(self, object msg, str sender, list out) except *
+    @cython.locals(target=Member)
     cpdef void _on_ping_req(
         self, object msg, str sender, bint member, object reply_to, double now, list out
     ) except *
+    @cython.locals(relay=Relay)
     cpdef void _relay_timers(self, double now, list out) except *
-    @cython.locals(earliest=double, at=double)
+    @cython.locals(earliest=double, at=double, r=Relay)
     cpdef double _relay_deadline(self) except? -1
+    @cython.locals(probe=ProbeInFlight)
     cpdef void _on_nack(self, object msg, str sender) except *
+    @cython.locals(probe=ProbeInFlight)
     cpdef void _on_indirect_ack(self, object msg) except *

@@ -9,6 +9,32 @@ cimport cython
 
 cpdef bint supersedes(object new, object old)
 
+
+cdef class Member:
+    cdef public object state
+    cdef public double changed_at
+    cdef public object suspect_deadline
+    cdef public object suspicion
+
+
+cdef class ProbeInFlight:
+    cdef public object probe_id
+    cdef public str target
+    cdef public double direct_deadline
+    cdef public double final_deadline
+    cdef public bint indirect_sent
+    cdef public long long nacks
+
+
+cdef class Relay:
+    cdef public str origin_address
+    cdef public str origin_name
+    cdef public object origin_probe_id
+    cdef public str target
+    cdef public double deadline
+    cdef public double nack_at
+    cdef public bint nacked
+
 cpdef bint same(object a, object b)
 
 

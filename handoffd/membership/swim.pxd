@@ -6,7 +6,7 @@
 cimport cython
 
 from handoffd.membership.probing cimport Prober
-from handoffd.membership.records cimport GossipQueue, IndexedSet, PeerIndex
+from handoffd.membership.records cimport GossipQueue, IndexedSet, Member, PeerIndex, ProbeInFlight
 
 
 cdef class Membership(Prober):
@@ -25,31 +25,33 @@ cdef class Membership(Prober):
     cdef public long long _quiet_syncs
     cdef public object history
 
-    @cython.locals(at=double)
+    @cython.locals(at=double, probe=ProbeInFlight)
     cpdef double next_deadline(self) except? -1
     @cython.locals(out=list, sent=Py_ssize_t)
     cpdef list handle(self, object event, double now)
+    @cython.locals(m=Member)
     cpdef void _tick(self, double now, list out) except *
-    @cython.locals(member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint)
+    @cython.locals(sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint)
     cpdef void _received(self, object event, double now, list out) except *
-    cpdef void _confirm(self, object record, str accuser, double now) except *
+    cpdef void _confirm(self, Member record, str accuser, double now) except *
     cpdef void _sync_sooner(self, Py_ssize_t moves, double now) except *
     cpdef void _count(self, str reason, object n=*) except *
     @cython.locals(
         refuted=bint, room=Py_ssize_t, members=dict, limit=Py_ssize_t, own=Py_ssize_t,
-        queue=GossipQueue,
+        queue=GossipQueue, known=Member,
     )
     cpdef bint _merge(
         self, object updates, double now, list out, object why, object sender=*
     ) except -1
-    @cython.locals(state_newer=bint, resources_newer=bint)
+    @cython.locals(state_newer=bint, resources_newer=bint, record=Member)
     cpdef void _merge_other(
         self, object u, double now, list out, str cause, bint firsthand
     ) except *
+    @cython.locals(record=Member)
     cpdef void _set(self, object new, double now, list out, str cause) except *
     cpdef void _enqueue(self, str name) except *
     @cython.locals(live=Py_ssize_t, limit=Py_ssize_t)
     cpdef Py_ssize_t _retransmit_limit(self) except -1
-    @cython.locals(members=dict, chosen=list, seen=set, room=Py_ssize_t)
+    @cython.locals(members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member)
     cpdef tuple _piggyback(self, object receiver)
     cpdef object _address_of(self, str name, object fallback, object own=*)
