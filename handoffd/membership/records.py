@@ -67,7 +67,14 @@ class Member:
 class ProbeInFlight:
     """Our one probe in flight (a C class in the compiled build: records.pxd)."""
 
-    __slots__ = ("probe_id", "target", "direct_deadline", "final_deadline", "indirect_sent", "nacks")
+    __slots__ = (
+        "probe_id",
+        "target",
+        "direct_deadline",
+        "final_deadline",
+        "indirect_sent",
+        "nacks",
+    )
 
     def __init__(
         self, probe_id: int, target: str, direct_deadline: float, final_deadline: float
@@ -91,7 +98,12 @@ class Relay:
     """A PingReq we serve (a C class in the compiled build: records.pxd)."""
 
     __slots__ = (
-        "origin_address", "origin_name", "origin_probe_id", "target", "deadline", "nack_at",
+        "origin_address",
+        "origin_name",
+        "origin_probe_id",
+        "target",
+        "deadline",
+        "nack_at",
         "nacked",
     )
 
