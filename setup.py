@@ -30,7 +30,7 @@ SCHEDULER_COMPILED = (
     "history",
 )
 #: The SWIM machine and its simulator (issue 20: 1,000 simulated nodes handle ~17,000 events a
-#: virtual second), compiled from their .py as they are (no .pxd);
+#: virtual second), compiled from their .py with the .pxd beside records, probing, swim and sim;
 #: tests/unit/test_membership_builds.py holds them to their .py.
 MEMBERSHIP_COMPILED = ("swim", "probing", "records", "lifeguard", "sim")
 

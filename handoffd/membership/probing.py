@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The probe half of ``swim.Membership``: SWIM's failure detector (split out of swim.py).
 
 Randomized round-robin probing of one peer at a time: a direct Ping, then ``indirect_probes``
@@ -126,7 +127,8 @@ class Prober:
         if not probe.indirect_sent and now >= probe.direct_deadline:
             probe.indirect_sent = True
             chosen = self._live.sample(self._rng, self.config.indirect_probes, probe.target)
-            for relay in (self._members[name].state for name in chosen):
+            for name in chosen:
+                relay = self._members[name].state
                 req = PingReq(
                     probe.probe_id, probe.target, target.state.address, self._piggyback(relay.name)
                 )
@@ -233,10 +235,12 @@ class Prober:
 
     def _relay_deadline(self) -> float:
         """The earliest relay timer (a Nack due, or a relay to forget); inf if none."""
-        return min(
-            (r.deadline if r.nacked else r.nack_at for r in self._relays.values()),
-            default=float("inf"),
-        )
+        earliest = float("inf")
+        for r in self._relays.values():  # (a loop, not min(generator): probing.pxd's cpdef)
+            at = r.deadline if r.nacked else r.nack_at
+            if at < earliest:
+                earliest = at
+        return earliest
 
     def _on_nack(self, msg: Nack, sender: str) -> None:
         probe = self._probe

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The bookkeeping ``swim.Membership`` keeps per member and per probe, and the structures that keep
 its per-event cost independent of the cluster size (issue 20): a node handles a few dozen events a
 second whatever n is, so no event may walk every member.
@@ -39,33 +40,96 @@ def supersedes(new: MemberState, old: MemberState) -> bool:
     return _RANK[new.status] > _RANK[old.status]
 
 
-@dataclass(slots=True)
 class Member:
-    state: MemberState
-    changed_at: float  # when the status last changed: DEAD/LEFT are reaped dead_reap_after later
-    suspect_deadline: float | None = None  # set iff status is SUSPECT: DEAD then unless refuted
-    suspicion: Suspicion | None = None  # set iff status is SUSPECT: its accusers, its bounds
+    """One member's record (a C class in the compiled build: records.pxd)."""
+
+    __slots__ = ("state", "changed_at", "suspect_deadline", "suspicion")
+
+    def __init__(
+        self,
+        state: MemberState,
+        changed_at: float,  # when the status last changed: DEAD/LEFT are reaped dead_reap_after later
+        suspect_deadline: float | None = None,  # set iff SUSPECT: DEAD then unless refuted
+        suspicion: Suspicion | None = None,  # set iff SUSPECT: its accusers, its bounds
+    ) -> None:
+        self.state = state
+        self.changed_at = changed_at
+        self.suspect_deadline = suspect_deadline
+        self.suspicion = suspicion
+
+    def __repr__(self) -> str:
+        return (
+            f"Member(state={self.state!r}, changed_at={self.changed_at!r},"
+            f" suspect_deadline={self.suspect_deadline!r}, suspicion={self.suspicion!r})"
+        )
 
 
-@dataclass(slots=True)
 class ProbeInFlight:
-    probe_id: int
-    target: str
-    direct_deadline: float  # PingReq to relays after this
-    final_deadline: float  # SUSPECT after this
-    indirect_sent: bool = False
-    nacks: int = 0  # relays that said the target did not answer them (Lifeguard)
+    """Our one probe in flight (a C class in the compiled build: records.pxd)."""
+
+    __slots__ = (
+        "probe_id",
+        "target",
+        "direct_deadline",
+        "final_deadline",
+        "indirect_sent",
+        "nacks",
+    )
+
+    def __init__(
+        self, probe_id: int, target: str, direct_deadline: float, final_deadline: float
+    ) -> None:
+        self.probe_id = probe_id
+        self.target = target
+        self.direct_deadline = direct_deadline  # PingReq to relays after this
+        self.final_deadline = final_deadline  # SUSPECT after this
+        self.indirect_sent = False
+        self.nacks = 0  # relays that said the target did not answer them (Lifeguard)
+
+    def __repr__(self) -> str:
+        return (
+            f"ProbeInFlight(probe_id={self.probe_id!r}, target={self.target!r},"
+            f" direct_deadline={self.direct_deadline!r}, final_deadline={self.final_deadline!r},"
+            f" indirect_sent={self.indirect_sent!r}, nacks={self.nacks!r})"
+        )
 
 
-@dataclass(slots=True)
 class Relay:
-    origin_address: str
-    origin_name: str
-    origin_probe_id: int
-    target: str
-    deadline: float  # forgotten after this (an Ack until then is still passed on)
-    nack_at: float  # no Ack from the target by then: tell the prober (Nack)
-    nacked: bool = False
+    """A PingReq we serve (a C class in the compiled build: records.pxd)."""
+
+    __slots__ = (
+        "origin_address",
+        "origin_name",
+        "origin_probe_id",
+        "target",
+        "deadline",
+        "nack_at",
+        "nacked",
+    )
+
+    def __init__(
+        self,
+        origin_address: str,
+        origin_name: str,
+        origin_probe_id: int,
+        target: str,
+        deadline: float,  # forgotten after this (an Ack until then is still passed on)
+        nack_at: float,  # no Ack from the target by then: tell the prober (Nack)
+    ) -> None:
+        self.origin_address = origin_address
+        self.origin_name = origin_name
+        self.origin_probe_id = origin_probe_id
+        self.target = target
+        self.deadline = deadline
+        self.nack_at = nack_at
+        self.nacked = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Relay(origin_address={self.origin_address!r}, origin_name={self.origin_name!r},"
+            f" origin_probe_id={self.origin_probe_id!r}, target={self.target!r},"
+            f" deadline={self.deadline!r}, nack_at={self.nack_at!r}, nacked={self.nacked!r})"
+        )
 
 
 @dataclass(slots=True)

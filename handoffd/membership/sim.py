@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """A deterministic discrete-event simulator for Membership state machines.
 
 Routes ``Send`` instructions between N ``Membership`` instances on a virtual clock, with seeded
@@ -19,7 +20,6 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from handoffd.config import MembershipConfig
@@ -50,26 +50,37 @@ class SimTimeout(AssertionError):
     """A run_until condition did not hold within its virtual deadline."""
 
 
-@dataclass
 class SimNode:
-    name: str
-    address: str
-    membership: Membership
-    crashed: bool = False
-    tick_generation: int = 0  # heap entries of older generations are stale
-    tick_at: float = float("inf")
-    seeds: list[str] = field(default_factory=list)  # addresses retried like SeedDiscovery does
+    """One simulated node (a C class in the compiled build: sim.pxd)."""
+
+    def __init__(self, name: str, address: str, membership: Membership) -> None:
+        self.name = name
+        self.address = address
+        self.membership = membership
+        self.crashed = False
+        self.tick_generation = 0  # heap entries of older generations are stale
+        self.tick_at = _NEVER
+        self.seeds: list[str] = []  # addresses retried like SeedDiscovery does
 
 
-@dataclass
 class SimStats:
-    sent: int = 0
-    delivered: int = 0
-    lost: int = 0  # random loss
-    blocked: int = 0  # partition or crashed endpoint
-    events: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)
-    largest: dict[str, int] = field(default_factory=dict)  # type -> most member states in one
+    """Message and event counts of a run (a C class in the compiled build: sim.pxd)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.delivered = 0
+        self.lost = 0  # random loss
+        self.blocked = 0  # partition or crashed endpoint
+        self.events = 0
+        self.by_type: dict[str, int] = {}
+        self.largest: dict[str, int] = {}  # type -> most member states in one
+
+    def __repr__(self) -> str:
+        return (
+            f"SimStats(sent={self.sent}, delivered={self.delivered}, lost={self.lost},"
+            f" blocked={self.blocked}, events={self.events}, by_type={self.by_type},"
+            f" largest={self.largest})"
+        )
 
 
 class Simulation:
@@ -295,7 +306,9 @@ class Simulation:
             stats.blocked += 1
             return
         if self.measure_bytes and stats.sent % self.measure_bytes == 0:
-            size = sum(len(f) for f in codec.encode(msg, sender=node.name))
+            size = 0
+            for frame in codec.encode(msg, sender=node.name):  # (no generator: sim.pxd's cpdef)
+                size += len(frame)
             count, total = self.sampled.get(kind, (0, 0))
             self.sampled[kind] = (count + 1, total + size)
             if size > self.largest_bytes.get(kind, 0):

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """SWIM-style membership and resource gossip as a pure state machine.
 
 Protocol: SWIM (Das, Gupta, Motivala 2002) with the Lifeguard refinements that matter on a busy
@@ -265,7 +266,11 @@ class Membership(Prober):
         else:  # pragma: no cover - typing guards this
             raise TypeError(f"unknown membership event {event!r}")
         if out:
-            self.counters.messages_sent += sum(type(i) is Send for i in out)
+            sent = 0
+            for i in out:  # (loops, not generators, in the methods swim.pxd compiles as cpdef)
+                if type(i) is Send:
+                    sent += 1
+            self.counters.messages_sent += sent
         return out
 
     def _tick(self, now: float, out: list[Instruction]) -> None:
@@ -329,7 +334,11 @@ class Membership(Prober):
         told = len(out)
         refuted = self._merge(updates, now, out, (kind.__name__, name), name)
         if kind is PushPull and not msg.reply_wanted:
-            self._sync_sooner(sum(type(i) is MemberChanged for i in out[told:]), now)
+            moves = 0
+            for i in out[told:]:
+                if type(i) is MemberChanged:
+                    moves += 1
+            self._sync_sooner(moves, now)
         reply_to = self._address_of(name, event.sender_address, own)
         if refuted and reply_to is not None and kind is not Ping and kind is not PushPull:
             # We refuted an assertion about us: tell its sender now rather than at the next round.
@@ -355,7 +364,8 @@ class Membership(Prober):
                     and now - sender.changed_at < self.config.push_pull_interval * 2
                 )
                 pages = [self._page(event.sender)] if member and not young else self._pages()
-                out.extend(Send(reply_to, PushPull(page, False)) for page in pages)
+                for page in pages:
+                    out.append(Send(reply_to, PushPull(page, False)))
 
     def _discovered(self, event: Discovered, now: float, out: list[Instruction]) -> None:
         if self._left or event.address == self.me.address or event.name == self.name:
@@ -457,7 +467,7 @@ class Membership(Prober):
         room = MAX_NEW_PER_MESSAGE
         members = self._members
         limit = self._retransmit_limit()
-        heard = self._queue.heard
+        queue = self._queue  # (its heard() called on it, not taken as a value: records.pxd)
         own = limit - int(limit * _FEEDBACK_SHARE)  # sends that stay ours (GossipQueue.heard)
         same = records.same
         me = self.name
@@ -471,7 +481,7 @@ class Membership(Prober):
                         self._confirm(known, u.accuser, now)
                 # (the identity test first: the simulator hands the very objects around)
                 if (known.state is u or same(known.state, u)) and name != me:
-                    heard(name, limit, own)
+                    queue.heard(name, limit, own)
                     continue  # nothing new (most of a push-pull page)
             if not cause:
                 cause = why if isinstance(why, str) else f"{why[0]} from {why[1]}"

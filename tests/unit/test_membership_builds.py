@@ -9,6 +9,7 @@ import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import random
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,8 +19,25 @@ from types import ModuleType
 import handoffd.membership.sim as built_sim
 import handoffd.membership.swim as built_swim
 from handoffd.config import MembershipConfig
+from handoffd.membership.events import Leave
 
 COMPILED = ("swim", "probing", "records", "lifeguard", "sim")
+#: The modules with a .pxd beside them, and the classes it makes C classes.
+TYPED = {
+    "records": (
+        "Member",
+        "ProbeInFlight",
+        "Relay",
+        "GossipQueue",
+        "IndexedSet",
+        "Timers",
+        "PeerIndex",
+    ),
+    "probing": ("Prober",),
+    "swim": ("Membership",),
+    "sim": ("SimNode", "SimStats", "Simulation"),
+}
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes made by a class statement have it
 PACKAGE = Path(built_swim.__file__).parent
 
 
@@ -52,8 +70,16 @@ def _pure_modules() -> Iterator[ModuleType]:
         sys.modules.update(saved)
 
 
+def _latency(rng: random.Random) -> float:
+    return 0.0003 + rng.lognormvariate(-8.0, 0.8)
+
+
 def _run_digest(sim_module: ModuleType) -> tuple[str, int]:
-    sim = sim_module.Simulation(MembershipConfig.lan(), seed=11, loss=0.05)
+    # A latency distribution and every 3rd message encoded: the simulator's delay and byte
+    # sampling paths, typed in sim.pxd, are in the digest too.
+    sim = sim_module.Simulation(
+        MembershipConfig.lan(), seed=11, loss=0.05, delay=_latency, measure_bytes=3
+    )
     sim.add_node("n0")
     for i in range(1, 30):
         sim.add_node(f"n{i}", join=["n0"])
@@ -65,7 +91,10 @@ def _run_digest(sim_module: ModuleType) -> tuple[str, int]:
     sim.run_for(6.0)
     sim.heal()
     sim.restart("n7", join=["n0"])
+    sim.local_resources("n3", {"cpu": 1.5})
     sim.run_until(sim.converged, timeout=60, check_every=0.02)
+    sim.inject("n5", Leave())
+    sim.run_for(3.0)
     h = hashlib.sha256()
     for at, observer, change in sim.changes:
         h.update(f"{at:.9f} {observer} {type(change).__name__} {change.name}".encode())
@@ -74,6 +103,7 @@ def _run_digest(sim_module: ModuleType) -> tuple[str, int]:
     h.update(
         repr((stats.sent, stats.delivered, stats.lost, sorted(stats.by_type.items()))).encode()
     )
+    h.update(repr((sorted(sim.sampled.items()), sim.bytes_estimate(), sim.now)).encode())
     for name in sorted(sim.nodes):
         m = sim.nodes[name].membership
         h.update(repr(sorted((s.name, s.status, s.incarnation) for s in m.members())).encode())
@@ -90,10 +120,34 @@ def test_the_compiled_build_is_imported_and_not_older_than_its_source() -> None:
         assert module.__file__ is not None and module.__file__.endswith((".so", ".pyd"))
     for name in COMPILED:
         (so,) = [p for p in PACKAGE.glob(f"{name}.*") if p.suffix in (".so", ".pyd")]
-        source = PACKAGE / f"{name}.py"
-        assert so.stat().st_mtime >= source.stat().st_mtime, (
-            f"{so.name} is older than {source.name}: run `make build` (tests would run old code)"
-        )
+        for source in (PACKAGE / f"{name}.py", PACKAGE / f"{name}.pxd"):
+            assert not source.exists() or so.stat().st_mtime >= source.stat().st_mtime, (
+                f"{so.name} is older than {source.name}: run `make build` (tests would run"
+                " old code)"
+            )
+
+
+def test_the_pxd_files_make_the_hot_classes_c_classes() -> None:
+    """Each .pxd took effect: its classes are C types without an instance __dict__ in the
+    compiled build (a .pxd Cython did not pick up would leave them Python classes, slower and
+    unnoticed), and plain Python classes in the pure one. Every .pxd beside the five is listed."""
+    assert {p.stem for p in PACKAGE.glob("*.pxd")} == set(TYPED)
+    try:
+        import handoffd._core.sched  # noqa: F401
+    except ImportError:
+        return
+    with _pure_modules():
+        pure = {n: importlib.import_module(f"handoffd.membership.{n}") for n in TYPED}
+        for module, names in TYPED.items():
+            for cls_name in names:
+                assert hasattr(getattr(pure[module], cls_name), "__module__")
+    for module, names in TYPED.items():
+        built = importlib.import_module(f"handoffd.membership.{module}")
+        for cls_name in names:
+            cls = getattr(built, cls_name)
+            assert not cls.__flags__ & _HEAPTYPE and cls.__dictoffset__ == 0, (
+                f"{module}.{cls_name} is not a C class: is {module}.pxd built (make build)?"
+            )
 
 
 def test_the_pure_and_the_compiled_build_play_a_run_identically() -> None:

@@ -1,0 +1,89 @@
+# cython: language_level=3
+# Types for records.py, compiled beside it (as handoffd/scheduler/run.pxd): the .py stays the
+# pure-Python build and the reference tests/unit/test_membership_builds.py holds this one to; this
+# file makes the per-event structures C classes with typed fields, so a merge's or a piggyback's
+# dict work is direct C-API calls instead of attribute and method lookups.
+
+cimport cython
+
+
+cpdef bint supersedes(object new, object old)
+
+
+cdef class Member:
+    cdef public object state
+    cdef public double changed_at
+    cdef public object suspect_deadline
+    cdef public object suspicion
+
+
+cdef class ProbeInFlight:
+    cdef public object probe_id
+    cdef public str target
+    cdef public double direct_deadline
+    cdef public double final_deadline
+    cdef public bint indirect_sent
+    cdef public long long nacks
+
+
+cdef class Relay:
+    cdef public str origin_address
+    cdef public str origin_name
+    cdef public object origin_probe_id
+    cdef public str target
+    cdef public double deadline
+    cdef public double nack_at
+    cdef public bint nacked
+
+cpdef bint same(object a, object b)
+
+
+cdef class GossipQueue:
+    cdef public dict _count
+    cdef public long long added
+    cdef public dict _buckets
+
+    cpdef void add(self, str name)
+    @cython.locals(bucket=dict)
+    cpdef void discard(self, str name)
+    @cython.locals(counts=dict, buckets=dict, bucket=dict, target=dict)
+    cpdef void heard(self, str name, Py_ssize_t limit, Py_ssize_t own=*)
+    @cython.locals(
+        chosen=list, buckets=dict, walked=list, full=bint, bucket=dict, touched=list,
+        counts=dict, target=dict,
+    )
+    cpdef list take(self, Py_ssize_t room, Py_ssize_t limit, set seen)
+
+
+cdef class IndexedSet:
+    cdef public list _items
+    cdef public dict _index
+
+    cpdef void add(self, str name)
+    cpdef void discard(self, str name)
+    cpdef list sample(self, object rng, Py_ssize_t k, object exclude=*)
+    cpdef object choice(self, object rng)
+
+
+cdef class Timers:
+    cdef public list _heap
+    cdef public object _due
+
+    cpdef void add(self, double at, str name)
+    @cython.locals(heap=list)
+    cpdef void _drop_stale(self)
+    cpdef object earliest(self)
+    @cython.locals(due=list, heap=list)
+    cpdef list pop_due(self, double now)
+
+
+cdef class PeerIndex:
+    cdef public str _me
+    cdef public dict _members
+    cdef public double _reap_after
+    cdef public IndexedSet live
+    cdef public IndexedSet dead
+    cdef public Timers timers
+
+    cpdef void moved(self, object new)
+    cpdef void forget(self, str name)

@@ -1,0 +1,57 @@
+# cython: language_level=3
+# Types for swim.py, compiled beside it (as records.pxd): Membership is a C class on probing's
+# Prober, its fields typed, and the steps every message or tick takes (a merge, a piggyback, the
+# gossip queue's calls) are cpdef methods called in C.
+
+cimport cython
+
+from handoffd.membership.probing cimport Prober
+from handoffd.membership.records cimport GossipQueue, IndexedSet, Member, PeerIndex, ProbeInFlight
+
+
+cdef class Membership(Prober):
+    cdef public str cluster
+    cdef public set _name_clashes
+    cdef public set _incompatible
+    cdef public GossipQueue _queue
+    cdef public tuple _limit_for
+    cdef public PeerIndex _index
+    cdef public IndexedSet _dead
+    cdef public list _page_order
+    cdef public dict _asked
+    cdef public dict _told_dead
+    cdef public double _next_gossip_at
+    cdef public double _next_push_pull_at
+    cdef public long long _quiet_syncs
+    cdef public object history
+
+    @cython.locals(at=double, probe=ProbeInFlight)
+    cpdef double next_deadline(self) except? -1
+    @cython.locals(out=list, sent=Py_ssize_t)
+    cpdef list handle(self, object event, double now)
+    @cython.locals(m=Member)
+    cpdef void _tick(self, double now, list out) except *
+    @cython.locals(sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint)
+    cpdef void _received(self, object event, double now, list out) except *
+    cpdef void _confirm(self, Member record, str accuser, double now) except *
+    cpdef void _sync_sooner(self, Py_ssize_t moves, double now) except *
+    cpdef void _count(self, str reason, object n=*) except *
+    @cython.locals(
+        refuted=bint, room=Py_ssize_t, members=dict, limit=Py_ssize_t, own=Py_ssize_t,
+        queue=GossipQueue, known=Member,
+    )
+    cpdef bint _merge(
+        self, object updates, double now, list out, object why, object sender=*
+    ) except -1
+    @cython.locals(state_newer=bint, resources_newer=bint, record=Member)
+    cpdef void _merge_other(
+        self, object u, double now, list out, str cause, bint firsthand
+    ) except *
+    @cython.locals(record=Member)
+    cpdef void _set(self, object new, double now, list out, str cause) except *
+    cpdef void _enqueue(self, str name) except *
+    @cython.locals(live=Py_ssize_t, limit=Py_ssize_t)
+    cpdef Py_ssize_t _retransmit_limit(self) except -1
+    @cython.locals(members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member)
+    cpdef tuple _piggyback(self, object receiver)
+    cpdef object _address_of(self, str name, object fallback, object own=*)
