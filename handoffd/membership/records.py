@@ -100,6 +100,7 @@ class GossipQueue:
         self.added = 0  # states queued since the start: one per change of the view
         # transmissions -> names (insertion ordered: the oldest news of a count goes first)
         self._buckets: dict[int, dict[str, None]] = {}
+        self._bulk: set[str] = set()  # queued names whose sends take()'s bulk_limit caps
 
     def __len__(self) -> int:
         return len(self._count)
@@ -113,14 +114,23 @@ class GossipQueue:
     def __iter__(self) -> Iterator[str]:
         return iter(self._count)
 
-    def add(self, name: str) -> None:
-        """``name``'s newest state restarts its retransmit budget."""
+    @property
+    def bulk(self) -> int:
+        """How many queued names are bulk news (``add``)."""
+        return len(self._bulk)
+
+    def add(self, name: str, bulk: bool = False) -> None:
+        """``name``'s newest state restarts its retransmit budget. ``bulk``: news that may leave
+        after ``take``'s ``bulk_limit`` sends (a member we just learned of)."""
         self.discard(name)
         self.added += 1
         self._count[name] = 0
         self._buckets.setdefault(0, {})[name] = None
+        if bulk:
+            self._bulk.add(name)
 
     def discard(self, name: str) -> None:
+        self._bulk.discard(name)
         count = self._count.pop(name, None)
         if count is not None:
             bucket = self._buckets[count]
@@ -146,6 +156,7 @@ class GossipQueue:
         count += 1
         if count >= limit:
             del counts[name]
+            self._bulk.discard(name)
         else:
             counts[name] = count
             target = buckets.get(count)
@@ -154,10 +165,10 @@ class GossipQueue:
             else:
                 target[name] = None
 
-    def take(self, room: int, limit: int, seen: set[str]) -> list[str]:
+    def take(self, room: int, limit: int, seen: set[str], bulk_limit: int = 0) -> list[str]:
         """Up to ``room`` names not in ``seen``, fewest transmissions first; every name passed over
         on the way (already in ``seen``: it rides in the message anyway) counts as sent too. A name
-        sent ``limit`` times leaves the queue."""
+        sent ``limit`` times leaves the queue, a bulk one ``bulk_limit`` times (if lower)."""
         chosen: list[str] = []
         buckets = self._buckets
         # (count, its bucket, the names walked there): moved after the walk, bucket by bucket in
@@ -181,6 +192,7 @@ class GossipQueue:
             if full:
                 break
         counts = self._count
+        bulk = self._bulk
         for count, bucket, touched in walked:
             if len(touched) == len(bucket):
                 del buckets[count]
@@ -191,13 +203,21 @@ class GossipQueue:
             if moved >= limit:
                 for name in touched:
                     del counts[name]
+                    bulk.discard(name)
                 continue
             target = buckets.get(moved)
             if target is None:
                 target = buckets[moved] = {}
+            retire = bulk and 0 < bulk_limit <= moved
             for name in touched:
+                if retire and name in bulk:
+                    del counts[name]
+                    bulk.discard(name)
+                    continue
                 counts[name] = moved
                 target[name] = None
+            if not target:
+                del buckets[moved]
         return chosen
 
 
