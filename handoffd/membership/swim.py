@@ -88,10 +88,6 @@ _RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 _FEEDBACK_SHARE = 0.25
 # Push-pulls at the storm share that teach nothing before a node goes back to push_pull_interval.
 _QUIET_SYNCS = 2
-# Gossip rounds a node's queue of joins should take to drain, and the fewest sends of a join (one
-# round's worth of fanout) when it is long (Membership._bulk_limit).
-_DRAIN_ROUNDS = 10
-_MIN_SENDS = 3
 _MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
 
 
@@ -147,9 +143,7 @@ class Membership(Prober):
         self._page_order: list[str] = []  # push-pull pages walk the view in this order
         # address -> until when its push-pull answer is trusted as a whole (we asked it)
         self._asked: dict[str, float] = {}
-        self._told_dead: dict[str, float] = {}  # name -> when we last told it it is DEAD/SUSPECT
-        # name -> when a push-pull page first said DEAD of it while we held it live (_contested)
-        self._contested: dict[str, float] = {}
+        self._contested: dict[str, float] = {}  # assertions.page_verdict's held verdicts
         self._init_probing(now)  # probing.Prober's state
         self._next_gossip_at = now
         self._next_push_pull_at = now + rng.uniform(0.5, 1.0) * config.push_pull_interval
@@ -335,16 +329,9 @@ class Membership(Prober):
             updates = heard
         told = len(out)
         refuted = self._merge(updates, now, out, (kind.__name__, name), name, kind is PushPull)
-        if (
-            sender is not None
-            and kind is not Ping  # (our Ack tells it)
-            and kind is not PushPull  # (our page tells it)
-            and sender.state.status in (SUSPECT, DEAD)
-        ):
-            # It speaks, so it lives, but does not know it is suspected or DEAD here (its own state
-            # in its message did not refute it: the other side of a healed partition, a suspicion
-            # whose rumor missed it): tell it, so it refutes now.
-            self._tell(sender, now, out)
+        if sender is not None and sender.state.status in (SUSPECT, DEAD) and kind is not Ping:
+            if kind is not PushPull:  # (our Ack or our page tells it)
+                self._tell(sender, now, out)  # it lives but did not refute: a heal's far side
         if kind is PushPull and not msg.reply_wanted:
             self._sync_sooner(sum(type(i) is MemberChanged for i in out[told:]), now)
         reply_to = self._address_of(name, event.sender_address, own)
@@ -433,22 +420,6 @@ class Membership(Prober):
         extra = self.counters.extra
         extra[reason] = extra.get(reason, 0) + n
 
-    def _heard_from(self, name: str, now: float, out: list[Instruction]) -> None:
-        record = self._members.get(name)
-        if record is not None and record.state.status == DEAD:
-            self._tell(record, now, out)
-
-    def _tell(self, record: _Member, now: float, out: list[Instruction]) -> None:
-        """Tell a member that speaks to us what we hold it for (SUSPECT or DEAD), so it refutes."""
-        name = record.state.name
-        if (
-            self._left
-            or now - self._told_dead.get(name, float("-inf")) < self.config.probe_interval
-        ):
-            return  # once per probe interval: a stream of its messages is one obituary
-        self._told_dead[name] = now
-        out.append(Send(record.state.address, Gossip(self._piggyback(name))))
-
     def _undiscovered(self, event: Undiscovered) -> None:
         state = self.get(event.name)
         if state is None or state.status not in (ALIVE, SUSPECT) or event.name == self.name:
@@ -477,8 +448,8 @@ class Membership(Prober):
     ) -> bool:
         """Apply gossiped states (from ``sender``, None: no one in particular); returns True if we
         had to refute an assertion about ourselves. ``why``: the cause logged with a change, or
-        (message type, sender) to word it only if something changes (most merges change nothing).
-        ``page``: the states are a push-pull's share of the sender's view (``_merge_other``)."""
+        (message type, sender) to word it only if something changes (most merges change nothing);
+        ``page``: a push-pull's share of the sender's view (``_merge_other``)."""
         refuted = False
         room = MAX_NEW_PER_MESSAGE
         members = self._members
@@ -572,8 +543,7 @@ class Membership(Prober):
         firsthand: bool,
         page: bool = False,
     ) -> None:
-        """``firsthand``: ``u`` is the sender's own state, in its own message; ``page``: it came
-        in a push-pull page."""
+        """``firsthand``: ``u`` is the sender's own state, in its own message; ``page``: see _merge."""
         record = self._members.get(u.name)
         if record is None:
             if u.status in (DEAD, LEFT):
@@ -590,8 +560,10 @@ class Membership(Prober):
             return
         new = cur
         if state_newer and page and u.status in (SUSPECT, DEAD) and cur.status in (ALIVE, SUSPECT):
-            held = self._contested_verdict(u, cur, now)
+            window = self.config.push_pull_interval
+            held = assertions.page_verdict(u, cur, self._contested, now, window)
             if held is None:
+                self._count("page_verdicts_held")
                 state_newer = False
                 if not resources_newer:
                     return
@@ -602,36 +574,6 @@ class Membership(Prober):
         if resources_newer:
             new = replace(new, **{f: getattr(u, f) for f in _RESOURCE_FIELDS})
         self._set(new, now, out, cause)
-
-    def _contested_verdict(
-        self, u: MemberState, cur: MemberState, now: float
-    ) -> MemberState | None:
-        """A push-pull page says SUSPECT or DEAD of a member we hold live at the same incarnation:
-        what we take of it (None: nothing yet). A page is the sender's settled view, not news:
-        after a partition heals, each side's pages say DEAD (SUSPECT where the fenced minority
-        held its verdicts) of every member of the other side, and taking them declared every
-        member DEAD in the views of its own side, each of which it then had to refute (a wave of
-        n obituaries and n refutations through all n views; a page's suspicions, each naming
-        another far-side accuser, confirm one another down to the low bound). So the verdict is
-        not taken at first: the member, if alive, learns it from the side that holds it so (that
-        side tells a suspected or DEAD member that talks to it: ``_tell``) and refutes, which
-        reaches us as news. A verdict that still stands a ``push_pull_interval`` later (a death
-        whose rumor missed us) becomes a suspicion of ours, as memberlist merges a remote DEAD:
-        our own timer and probes then decide, and a live member still refutes in time."""
-        if u.incarnation != cur.incarnation:
-            return u  # a verdict on a newer life than we know of: nothing to weigh it against
-        first = self._contested.get(u.name)
-        window = self.config.push_pull_interval
-        if first is None or now - first > 2 * window:
-            self._contested[u.name] = now
-            self._count("page_obituaries_held")
-            return None
-        if now - first < window:
-            return None
-        del self._contested[u.name]
-        if cur.status == SUSPECT:
-            return None  # already our suspicion: its timer decides
-        return replace(u, status=SUSPECT)
 
     def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
         """The only place a member's state changes: checks the table, logs, emits, gossips."""
@@ -648,10 +590,7 @@ class Membership(Prober):
                     f"@{old.incarnation} -> {STATUS_NAMES[new.status]}@{new.incarnation}"
                     f" ({cause}); history {trail}"
                 )
-        if self._contested:
-            self._contested.pop(new.name, None)  # a verdict on its older state
-        if new.status == ALIVE and self._told_dead:
-            self._told_dead.pop(new.name, None)
+        self._contested.pop(new.name, None)  # a held page verdict on its older state
         if record is None:
             record = self._members[new.name] = _Member(new, now)
             self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), new.name)
@@ -709,24 +648,6 @@ class Membership(Prober):
             self._limit_for = (live, limit)
         return self._limit_for[1]
 
-    def _bulk_limit(self) -> int:
-        """Sends of a member we just learned of (bulk news, ``GossipQueue.add``): the retransmit
-        limit, unless so many are queued that sending each that often would take more than
-        ``_DRAIN_ROUNDS`` gossip rounds (a join storm: each node learns all n members, the seed
-        first-hand from every joiner). Then each gets its share of those rounds' sends, at least
-        ``_MIN_SENDS`` (one round's fanout), and more again as the queue shrinks. Without it the
-        storm's backlog drained in time linear in n (n joins x 4 log10 n sends at a fixed rate
-        per node: 23 s at 1,000); push-pull's anti-entropy, which a storm speeds up
-        (``_sync_sooner``), carries the members in O(log n) rounds anyway. Other news
-        (suspicions, refutations, deaths, resources) keeps the whole limit: a heal's refutations
-        thinned so took 3x longer to reach every view."""
-        limit = self._retransmit_limit()
-        bulk = self._queue.bulk
-        budget = self.config.gossip_fanout * self.config.max_piggyback * _DRAIN_ROUNDS
-        if bulk * limit <= budget:
-            return limit
-        return max(_MIN_SENDS, budget // bulk)
-
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
         """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""
         members = self._members
@@ -742,7 +663,7 @@ class Membership(Prober):
         if self._queue:
             room = self.config.max_piggyback - len(chosen)
             limit = self._retransmit_limit()
-            bulk = self._bulk_limit() if self._queue.bulk else limit
+            bulk = records.bulk_limit(limit, self._queue.bulk, self.config)
             for name in self._queue.take(room, limit, seen, bulk):
                 chosen.append(members[name].state)
         return tuple(chosen)

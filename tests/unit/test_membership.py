@@ -423,7 +423,7 @@ def test_a_push_pull_pages_dead_verdict_on_a_live_member_is_held_then_suspected(
     a = with_peers("b", "c", "d")
     out = feed(a, "b", PushPull((state("b"), state("c", 0, DEAD)), False), 1.0)
     assert changes(out) == [] and a.get("c").status == ALIVE  # type: ignore[union-attr]
-    assert a.counters.extra["page_obituaries_held"] == 1
+    assert a.counters.extra["page_verdicts_held"] == 1
     later = 1.0 + CFG.push_pull_interval / 2
     feed(a, "d", PushPull((state("d"), state("c", 0, DEAD)), False), later)
     assert a.get("c").status == ALIVE  # type: ignore[union-attr]
@@ -459,8 +459,8 @@ def test_a_suspected_or_dead_member_that_gossips_to_us_is_told_so() -> None:
 
 def test_members_learned_in_bulk_get_fewer_sends_but_other_news_keeps_its_budget() -> None:
     """A join storm: each node learns n members, and rumoring each with the whole retransmit
-    budget took time linear in n. Members just learned share _DRAIN_ROUNDS rounds' sends."""
-    from handoffd.membership import swim
+    budget took time linear in n. Members just learned share records.DRAIN_ROUNDS rounds' sends."""
+    from handoffd.membership import records
 
     many = [state(f"p{i}") for i in range(400)]
     a = node("a")
@@ -468,9 +468,9 @@ def test_members_learned_in_bulk_get_fewer_sends_but_other_news_keeps_its_budget
     for i in range(0, 400, 50):
         feed(a, "p0", PushPull(tuple(many[i : i + 50]), False))
     limit = a._retransmit_limit()
-    bulk = a._bulk_limit()
-    budget = CFG.gossip_fanout * CFG.max_piggyback * swim._DRAIN_ROUNDS
-    assert bulk == max(swim._MIN_SENDS, budget // 400) < limit
+    bulk = records.bulk_limit(limit, 400, CFG)
+    budget = CFG.gossip_fanout * CFG.max_piggyback * records.DRAIN_ROUNDS
+    assert bulk == max(records.MIN_SENDS, budget // 400) < limit
     # A refutation among them keeps the whole limit.
     feed(a, "p1", Gossip((state("p1", 1),)))
     sent: dict[str, int] = {}
@@ -482,5 +482,5 @@ def test_members_learned_in_bulk_get_fewer_sends_but_other_news_keeps_its_budget
     assert sent["p1"] == limit
     # The rest: each at least _MIN_SENDS times, far from the whole limit in all.
     joins = [v for k, v in sent.items() if k != "p1"]
-    assert len(joins) == 399 and min(joins) >= swim._MIN_SENDS
+    assert len(joins) == 399 and min(joins) >= records.MIN_SENDS
     assert sum(joins) < 399 * limit / 2, (sum(joins), 399 * limit)

@@ -95,7 +95,7 @@ def test_a_join_storms_gossip_backlog_drains_in_a_few_rounds() -> None:
     large_drain, large_gossip = _drain_after_storm(200, seed=1)
     # Every node learns every member; rumoring each with the whole retransmit budget took time
     # linear in n (measured 0.8 / 4.0 s at 50 / 200 nodes, 23 s at 1,000). Members learned in
-    # bulk are capped to a share of _DRAIN_ROUNDS rounds' sends (measured 0.8 / 1.8 s).
+    # bulk are capped to a share of records.DRAIN_ROUNDS rounds' sends (measured 0.8 / 1.8 s).
     assert large_drain < 3.0, (small_drain, large_drain)
     # (measured 21 / 51 Gossip messages a node; 21 / 111 before)
     assert large_gossip < 80, (small_gossip, large_gossip)
