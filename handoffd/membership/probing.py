@@ -191,6 +191,20 @@ class Prober:
         self._told_dead[name] = now
         out.append(Send(record.state.address, Gossip(self._piggyback(name))))
 
+    def _pass_on(
+        self, u: MemberState, cur: MemberState, now: float, out: list[Instruction]
+    ) -> None:
+        """A page's verdict ``u`` on a member we hold live (``cur``) is held, not taken
+        (``assertions.page_verdict``): pass it to the member, which refutes if it lives. Only the
+        far side of a heal holds it so, and the member may seldom talk to those few nodes (before,
+        its own side took the verdict and spread it: the member heard at once, and was DEAD on
+        both sides until it refuted)."""
+        self._count("page_verdicts_held")
+        if now - self._told_dead.get(u.name, -1e300) >= self.config.probe_interval:
+            self._told_dead[u.name] = now
+            me = self._members[self.name].state
+            out.append(Send(cur.address, Gossip((me, u))))
+
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id

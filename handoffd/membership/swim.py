@@ -563,7 +563,7 @@ class Membership(Prober):
             window = self.config.push_pull_interval
             held = assertions.page_verdict(u, cur, self._contested, now, window)
             if held is None:
-                self._count("page_verdicts_held")
+                self._pass_on(u, cur, now, out)
                 state_newer = False
                 if not resources_newer:
                     return

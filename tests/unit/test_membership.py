@@ -424,6 +424,8 @@ def test_a_push_pull_pages_dead_verdict_on_a_live_member_is_held_then_suspected(
     out = feed(a, "b", PushPull((state("b"), state("c", 0, DEAD)), False), 1.0)
     assert changes(out) == [] and a.get("c").status == ALIVE  # type: ignore[union-attr]
     assert a.counters.extra["page_verdicts_held"] == 1
+    (told,) = sends(out, Gossip)  # passed on to c, which refutes if it lives
+    assert told.address == "c:1" and state("c", 0, DEAD) in told.msg.updates
     later = 1.0 + CFG.push_pull_interval / 2
     feed(a, "d", PushPull((state("d"), state("c", 0, DEAD)), False), later)
     assert a.get("c").status == ALIVE  # type: ignore[union-attr]
