@@ -68,11 +68,12 @@ def page_verdict(
     the fenced minority held its verdicts) of every member of the other side: taking them declared
     every member DEAD in the views of its own side, which it then had to refute (n obituaries and
     n refutations through all n views; a page's suspicions, each naming another far-side accuser,
-    confirmed one another down to the low bound). So the verdict is held: the member, if alive,
-    learns it from the side that holds it so (which tells a suspected or DEAD member that talks to
-    it: ``Membership._tell``) and refutes. A verdict a page says again a ``window`` or more later
-    (a death whose rumor missed us) becomes a suspicion of ours, as memberlist merges a remote
-    DEAD: our own timer and probes decide, and a live member still has time to refute."""
+    confirmed one another down to the low bound). So the verdict is held and passed on to the
+    member (``Prober._pass_on``; the side that holds it also tells a suspected or DEAD member that
+    talks to it: ``Prober._tell``), which refutes if it lives. A verdict a page says again a
+    ``window`` or more later (a death whose rumor missed us) becomes a suspicion of ours, as
+    memberlist merges a remote DEAD: our own timer and probes decide, and a live member still has
+    time to refute."""
     if u.incarnation != cur.incarnation:
         return u  # a verdict on a newer life than we know of: nothing to weigh it against
     first = held.get(u.name)

@@ -200,6 +200,8 @@ class Prober:
         its own side took the verdict and spread it: the member heard at once, and was DEAD on
         both sides until it refuted)."""
         self._count("page_verdicts_held")
+        if self._left:
+            return
         if now - self._told_dead.get(u.name, -1e300) >= self.config.probe_interval:
             self._told_dead[u.name] = now
             me = self._members[self.name].state
