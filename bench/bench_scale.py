@@ -25,10 +25,14 @@ the goal), decisions per second, refusals, and dispatches that could not start o
 ``--gossip-membership``: the owner's view comes from the membership simulation running alongside
 (every node's free changes gossiped for real); "view age" is then the measured mean age of a free
 value when it reached the owner (counted from the gossip round that sent it).
+``--heal`` instead measures the heal of a partition (a tenth of the cluster cut off, then healed):
+per node, messages and bytes until the views are complete and the queues empty, the member states
+each node learned, and DEAD declared of members of the observer's own side.
 ``--long`` instead runs 10 virtual minutes of a 1,000-node cluster with loss, a latency
 distribution, churn and a partition, and prints the wall time it took.
 
     .venv/bin/python bench/bench_scale.py [--nodes 50,200,1000] [--steady 30] [--tasks 100000]
+    .venv/bin/python bench/bench_scale.py --heal [--nodes 200,1000] [--partition 30]
     .venv/bin/python bench/bench_scale.py --long [--nodes 1000] [--minutes 10] [--config loaded]
 """
 
@@ -81,11 +85,18 @@ def false_dead(sim: Simulation, since: int, victims: set[str]) -> int:
     )
 
 
+def sent_bytes(sim: Simulation) -> int:
+    """Bytes sent so far, estimated from every ``measure_bytes``-th message encoded. (Not
+    ``bytes_estimate``, which scales each type's count by its mean size over the whole run: the
+    difference between two of its readings charged a window with the storm's mix of sizes.)"""
+    return sum(total for _, total in sim.sampled.values()) * sim.measure_bytes
+
+
 def rates(sim: Simulation, seconds: float) -> tuple[float, float]:
     n = len(sim.live())
-    sent, size = sim.stats.sent, sim.bytes_estimate()
+    sent, size = sim.stats.sent, sent_bytes(sim)
     sim.run_for(seconds)
-    return (sim.stats.sent - sent) / n / seconds, (sim.bytes_estimate() - size) / n / seconds
+    return (sim.stats.sent - sent) / n / seconds, (sent_bytes(sim) - size) / n / seconds
 
 
 def membership_row(n: int, seed: int, steady: float, n_victims: int = 5) -> dict[str, float]:
@@ -95,7 +106,7 @@ def membership_row(n: int, seed: int, steady: float, n_victims: int = 5) -> dict
     row["storm"] = sim.run_until(sim.converged, timeout=300, check_every=CHECK)
     sim.run_until(lambda: drained(sim), timeout=600, check_every=0.5)
     row["backlog"] = sim.now  # the storm started at 0
-    row["storm_bps"] = sim.bytes_estimate() / n / sim.now
+    row["storm_bps"] = sent_bytes(sim) / n / sim.now
     row["storm_msgs"] = sim.stats.sent / n / sim.now
     sim.run_for(5.0)
     row["msgs"], row["bps"] = rates(sim, 10.0)
@@ -142,6 +153,66 @@ def membership_row(n: int, seed: int, steady: float, n_victims: int = 5) -> dict
     row["cpu"] = time.process_time() - cpu
     row["virtual"] = sim.now
     return row
+
+
+def heal_row(n: int, seed: int, partition: float = 30.0) -> dict[str, float]:
+    """A tenth of a settled cluster cut off for ``partition`` virtual s (long enough for both sides
+    to hold the other DEAD and drain that news), then healed: what the heal costs until every view
+    is complete again and every gossip queue is empty."""
+    sim = storm(n, seed)
+    sim.run_until(sim.converged, timeout=300, check_every=CHECK)
+    sim.run_until(lambda: drained(sim), timeout=600, check_every=0.5)
+    sim.run_for(3.0)
+    side = {f"n{i}" for i in range(n - n // 10, n)}
+    rest = [name for name in sim.nodes if name not in side]
+    sim.partition(side, rest)
+    sim.run_for(partition)
+    sim.run_until(lambda: drained(sim), timeout=600, check_every=0.5)
+    row: dict[str, float] = {"n": n}
+    row["held_dead"] = sum(  # views of the other side's members that hold them DEAD
+        sim.status(a, b) == DEAD for a in sim.nodes for b in sim.nodes if (a in side) != (b in side)
+    )
+    cpu = time.process_time()
+    sent, size, since, start = sim.stats.sent, sent_bytes(sim), len(sim.changes), sim.now
+    learned = sum(node.membership.view_changes for node in sim.nodes.values())
+    sim.heal()
+    row["converged"] = sim.run_until(sim.converged, timeout=300, check_every=CHECK)
+    sim.run_until(lambda: drained(sim), timeout=600, check_every=0.5)
+    row["drained"] = took = sim.now - start
+    row["msgs"] = (sim.stats.sent - sent) / n
+    row["bytes"] = (sent_bytes(sim) - size) / n
+    row["msg_rate"], row["byte_rate"] = row["msgs"] / took, row["bytes"] / took
+    row["learned"] = (
+        sum(node.membership.view_changes for node in sim.nodes.values()) - learned
+    ) / n
+    # DEAD declared after the heal of a member of the observer's own side (it never left it)
+    row["own_dead"] = sum(
+        1
+        for _, observer, c in sim.changes[since:]
+        if isinstance(c, MemberChanged) and c.new == DEAD and (observer in side) == (c.name in side)
+    )
+    row["cpu"] = time.process_time() - cpu
+    return row
+
+
+def print_heal(rows: list[dict[str, float]], partition: float) -> None:
+    print(
+        f"heal: a tenth of the cluster cut off for {partition:g} virtual s, then healed; per node"
+        " from the heal until every view is complete and every gossip queue empty"
+    )
+    header = (
+        f"{'nodes':>5} {'held DEAD':>9} {'converged':>9} {'drained':>7} {'msgs':>6} {'KB':>6}"
+        f" {'msg/s':>6} {'B/s':>7} {'learned':>7} {'own-side DEAD':>13} {'cpu s':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['n']:>5.0f} {r['held_dead']:>9.0f} {r['converged']:>9.2f} {r['drained']:>7.1f}"
+            f" {r['msgs']:>6.0f} {r['bytes'] / 1024:>6.0f} {r['msg_rate']:>6.1f}"
+            f" {r['byte_rate']:>7.0f} {r['learned']:>7.0f} {r['own_dead']:>13.0f} {r['cpu']:>6.1f}"
+        )
+        sys.stdout.flush()
 
 
 def print_membership(rows: list[dict[str, float]], steady: float) -> None:
@@ -264,7 +335,7 @@ def long_run(n: int, minutes: float, seed: int, config: str = "lan") -> None:
         f" 10 s, a 30 s partition of {n // 10}): {time.process_time() - cpu:.0f} s CPU,"
         f" {time.perf_counter() - wall:.0f} s wall;"
         f" converged {healed:.1f} s after the last event; {sim.stats.sent / n / sim.now:.1f}"
-        f" msg/node/s, {sim.bytes_estimate() / n / sim.now:.0f} B/node/s;"
+        f" msg/node/s, {sent_bytes(sim) / n / sim.now:.0f} B/node/s;"
         f" false DEAD {false_dead(sim, since, victims)}"
     )
 
@@ -277,6 +348,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--victims", type=int, default=5, help="nodes killed one by one")
     parser.add_argument("--long", action="store_true")
+    parser.add_argument("--heal", action="store_true", help="only the heal of a partition")
+    parser.add_argument("--partition", type=float, default=30.0, help="--heal: virtual s cut off")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--config", default="lan", choices=sorted(CONFIGS), help="--long only")
     parser.add_argument("--skip", default="", help="membership or scheduling")
@@ -289,6 +362,10 @@ def main() -> None:
     nodes = [int(x) for x in args.nodes.split(",")]
     if args.long:
         long_run(nodes[-1], args.minutes, args.seed, args.config)
+        return
+    if args.heal:
+        for n in nodes:
+            print_heal([heal_row(n, args.seed, args.partition)], args.partition)
         return
     spreads: dict[int, float] = {}
     if args.skip != "membership":

@@ -17,6 +17,9 @@ send membership messages (that is how a node joins), so assertions are weighed b
 - A PingReq is served only for a member, and its target is pinged at the address we know for it;
   at most MAX_RELAYS at a time (each member has one probe in flight and asks ``indirect_probes``
   relays, so a relay serves a few; 5,000 PingReqs were 5,000 pings to as many addresses).
+- A push-pull page's SUSPECT or DEAD about a member we hold live is held at first
+  (``page_verdict``): a page is its sender's settled view, and after a partition heals each side's
+  pages hold the other side DEAD.
 - Incarnations and resource versions beyond 2**62 are refused: refuting one would overflow the
   wire's integers and make every message of ours unencodable.
 
@@ -24,6 +27,8 @@ The checks are here as pure functions; ``swim.Membership`` applies them.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from handoffd.protocol.messages import ALIVE, SUSPECT, MemberState
 
@@ -52,3 +57,30 @@ def address_conflict(u: MemberState, current: MemberState, firsthand: bool) -> b
     return u.incarnation <= current.incarnation or (
         current.status in (ALIVE, SUSPECT) and not firsthand
     )
+
+
+def page_verdict(
+    u: MemberState, cur: MemberState, held: dict[str, float], now: float, window: float
+) -> MemberState | None:
+    """A push-pull page says SUSPECT or DEAD (``u``) of a member we hold live (``cur``): what we
+    take of it, None for nothing yet (``held``: name -> when a page first said it; cleared when
+    the member's state changes). After a partition heals each side's pages say DEAD (SUSPECT where
+    the fenced minority held its verdicts) of every member of the other side: taking them declared
+    every member DEAD in the views of its own side, which it then had to refute (n obituaries and
+    n refutations through all n views; a page's suspicions, each naming another far-side accuser,
+    confirmed one another down to the low bound). So the verdict is held and passed on to the
+    member (``Prober._pass_on``; the side that holds it also tells a suspected or DEAD member that
+    talks to it: ``Prober._tell``), which refutes if it lives. A verdict a page says again a
+    ``window`` or more later (a death whose rumor missed us) becomes a suspicion of ours, as
+    memberlist merges a remote DEAD: our own timer and probes decide, and a live member still has
+    time to refute."""
+    if u.incarnation != cur.incarnation:
+        return u  # a verdict on a newer life than we know of: nothing to weigh it against
+    first = held.get(u.name)
+    if first is None or now - first > 2 * window:
+        held[u.name] = now
+        return None
+    if now - first < window:
+        return None
+    del held[u.name]
+    return None if cur.status == SUSPECT else replace(u, status=SUSPECT)

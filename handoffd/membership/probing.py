@@ -22,6 +22,7 @@ from handoffd.membership.events import Instruction, Send
 from handoffd.membership.probes import ping_address
 from handoffd.protocol.messages import (
     ALIVE,
+    DEAD,
     SUSPECT,
     Ack,
     Gossip,
@@ -59,6 +60,7 @@ class Prober:
         self._health = lifeguard.LocalHealth()  # scales our probe interval and timeouts
         self._judge_after = float("-inf")  # after a stall of our loop: no verdict before this
         self._verdicts_held = False  # fenced as a minority (or just healed): nobody DEAD by us
+        self._told_dead: dict[str, float] = {}  # name -> when we last told it it is SUSPECT/DEAD
 
     # Membership's (see the module doc).
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
@@ -174,6 +176,38 @@ class Prober:
         told it is suspected by our Ping and refutes in its Ack."""
         if not self._left and self._rng.random() * members < probers:
             self._probe_order.insert(self._probe_index, name)
+
+    def _heard_from(self, name: str, now: float, out: list[Instruction]) -> None:
+        """The daemon refused a message from ``name`` (a member we hold DEAD, say)."""
+        record = self._members.get(name)
+        if record is not None and record.state.status == DEAD:
+            self._tell(record, now, out)
+
+    def _tell(self, record: records.Member, now: float, out: list[Instruction]) -> None:
+        """Tell a member that speaks to us what we hold it for (SUSPECT or DEAD), so it refutes:
+        it lives, but its own state in its message did not refute it (the other side of a healed
+        partition, or a suspicion whose rumor missed it)."""
+        name = record.state.name
+        if self._left or now - self._told_dead.get(name, -1e300) < self.config.probe_interval:
+            return  # once per probe interval: a stream of its messages is one obituary
+        self._told_dead[name] = now
+        out.append(Send(record.state.address, Gossip(self._piggyback(name))))
+
+    def _pass_on(
+        self, u: MemberState, cur: MemberState, now: float, out: list[Instruction]
+    ) -> None:
+        """A page's verdict ``u`` on a member we hold live (``cur``) is held, not taken
+        (``assertions.page_verdict``): pass it to the member, which refutes if it lives. Only the
+        far side of a heal holds it so, and the member may seldom talk to those few nodes (before,
+        its own side took the verdict and spread it: the member heard at once, and was DEAD on
+        both sides until it refuted)."""
+        self._count("page_verdicts_held")
+        if self._left:
+            return
+        if now - self._told_dead.get(u.name, -1e300) >= self.config.probe_interval:
+            self._told_dead[u.name] = now
+            me = self._members[self.name].state
+            out.append(Send(cur.address, Gossip((me, u))))
 
     def _new_id(self) -> int:
         self._next_id += 1

@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from handoffd.config import MembershipConfig
 from handoffd.membership.lifeguard import Suspicion
 from handoffd.protocol.messages import ALIVE, DEAD, LEFT, SUSPECT, MemberState
 
@@ -143,6 +144,25 @@ class Counters:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+# Gossip rounds a queue of members just learned should take to drain, and the fewest sends of one
+# (a round's fanout) while it is long (bulk_limit).
+DRAIN_ROUNDS = 10
+MIN_SENDS = 3
+
+
+def bulk_limit(limit: int, queued: int, config: MembershipConfig) -> int:
+    """Sends of a member just learned (bulk news, ``GossipQueue.add``) while ``queued`` are: the
+    retransmit ``limit``, unless sending each that often would take more than ``DRAIN_ROUNDS``
+    gossip rounds (a join storm: each node learns all n members, the seed first-hand from every
+    joiner). Then each gets its share of those rounds' sends, at least ``MIN_SENDS``, and more
+    again as the queue shrinks. Without it a storm's backlog drained in time linear in n (n joins x
+    4 log10 n sends at a fixed rate per node: 23 s at 1,000); push-pull's storm syncs carry the
+    members in O(log n) rounds anyway. Other news (suspicions, refutations, deaths, resources)
+    keeps the whole limit: a heal's refutations thinned so took 3x longer to reach every view."""
+    budget = config.gossip_fanout * config.max_piggyback * DRAIN_ROUNDS
+    return limit if queued * limit <= budget else max(MIN_SENDS, budget // queued)  # (0: limit)
+
+
 def same(a: MemberState, b: MemberState) -> bool:
     """``b`` tells nothing ``a`` does not: same incarnation, status, resources and address."""
     return a is b or (
@@ -164,6 +184,7 @@ class GossipQueue:
         self.added = 0  # states queued since the start: one per change of the view
         # transmissions -> names (insertion ordered: the oldest news of a count goes first)
         self._buckets: dict[int, dict[str, None]] = {}
+        self._bulk: set[str] = set()  # queued names whose sends take()'s bulk_limit caps
 
     def __len__(self) -> int:
         return len(self._count)
@@ -177,14 +198,23 @@ class GossipQueue:
     def __iter__(self) -> Iterator[str]:
         return iter(self._count)
 
-    def add(self, name: str) -> None:
-        """``name``'s newest state restarts its retransmit budget."""
+    @property
+    def bulk(self) -> int:
+        """How many queued names are bulk news (``add``)."""
+        return len(self._bulk)
+
+    def add(self, name: str, bulk: bool = False) -> None:
+        """``name``'s newest state restarts its retransmit budget. ``bulk``: news that may leave
+        after ``take``'s ``bulk_limit`` sends (a member we just learned of)."""
         self.discard(name)
         self.added += 1
         self._count[name] = 0
         self._buckets.setdefault(0, {})[name] = None
+        if bulk:
+            self._bulk.add(name)
 
     def discard(self, name: str) -> None:
+        self._bulk.discard(name)
         count = self._count.pop(name, None)
         if count is not None:
             bucket = self._buckets[count]
@@ -210,6 +240,7 @@ class GossipQueue:
         count += 1
         if count >= limit:
             del counts[name]
+            self._bulk.discard(name)
         else:
             counts[name] = count
             target = buckets.get(count)
@@ -218,10 +249,10 @@ class GossipQueue:
             else:
                 target[name] = None
 
-    def take(self, room: int, limit: int, seen: set[str]) -> list[str]:
+    def take(self, room: int, limit: int, seen: set[str], bulk_limit: int = 0) -> list[str]:
         """Up to ``room`` names not in ``seen``, fewest transmissions first; every name passed over
         on the way (already in ``seen``: it rides in the message anyway) counts as sent too. A name
-        sent ``limit`` times leaves the queue."""
+        sent ``limit`` times leaves the queue, a bulk one ``bulk_limit`` times (if lower)."""
         chosen: list[str] = []
         buckets = self._buckets
         # (count, its bucket, the names walked there): moved after the walk, bucket by bucket in
@@ -245,6 +276,7 @@ class GossipQueue:
             if full:
                 break
         counts = self._count
+        bulk = self._bulk
         for count, bucket, touched in walked:
             if len(touched) == len(bucket):
                 del buckets[count]
@@ -255,13 +287,21 @@ class GossipQueue:
             if moved >= limit:
                 for name in touched:
                     del counts[name]
+                    bulk.discard(name)
                 continue
             target = buckets.get(moved)
             if target is None:
                 target = buckets[moved] = {}
+            retire = bulk and 0 < bulk_limit <= moved
             for name in touched:
+                if retire and name in bulk:
+                    del counts[name]
+                    bulk.discard(name)
+                    continue
                 counts[name] = moved
                 target[name] = None
+            if not target:
+                del buckets[moved]
         return chosen
 
 

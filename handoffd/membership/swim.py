@@ -144,7 +144,7 @@ class Membership(Prober):
         self._page_order: list[str] = []  # push-pull pages walk the view in this order
         # address -> until when its push-pull answer is trusted as a whole (we asked it)
         self._asked: dict[str, float] = {}
-        self._told_dead: dict[str, float] = {}  # name -> when we last told it it is DEAD
+        self._contested: dict[str, float] = {}  # assertions.page_verdict's held verdicts
         self._init_probing(now)  # probing.Prober's state
         self._next_gossip_at = now
         self._next_push_pull_at = now + rng.uniform(0.5, 1.0) * config.push_pull_interval
@@ -298,6 +298,7 @@ class Membership(Prober):
                 self._queue.discard(name)
                 self._index.forget(name)
                 self._told_dead.pop(name, None)
+                self._contested.pop(name, None)
         if now >= self._next_gossip_at:
             self._next_gossip_at = now + self.config.gossip_interval
             if self._queue:
@@ -332,7 +333,10 @@ class Membership(Prober):
                 self._count("stranger_assertions_ignored", len(updates) - len(heard))
             updates = heard
         told = len(out)
-        refuted = self._merge(updates, now, out, (kind.__name__, name), name)
+        refuted = self._merge(updates, now, out, (kind.__name__, name), name, kind is PushPull)
+        if sender is not None and sender.state.status in (SUSPECT, DEAD) and kind is not Ping:
+            if kind is not PushPull:  # (our Ack or our page tells it)
+                self._tell(sender, now, out)  # it lives but did not refute: a heal's far side
         if kind is PushPull and not msg.reply_wanted:
             moves = 0
             for i in out[told:]:
@@ -426,15 +430,6 @@ class Membership(Prober):
         extra = self.counters.extra
         extra[reason] = extra.get(reason, 0) + n
 
-    def _heard_from(self, name: str, now: float, out: list[Instruction]) -> None:
-        record = self._members.get(name)
-        if record is None or record.state.status != DEAD or self._left:
-            return
-        if now - self._told_dead.get(name, float("-inf")) < self.config.probe_interval:
-            return  # once per probe interval: a stream of its messages is one obituary
-        self._told_dead[name] = now
-        out.append(Send(record.state.address, Gossip(self._piggyback(name))))
-
     def _undiscovered(self, event: Undiscovered) -> None:
         state = self.get(event.name)
         if state is None or state.status not in (ALIVE, SUSPECT) or event.name == self.name:
@@ -459,10 +454,12 @@ class Membership(Prober):
         out: list[Instruction],
         why: str | tuple[str, str],
         sender: str | None = None,
+        page: bool = False,
     ) -> bool:
         """Apply gossiped states (from ``sender``, None: no one in particular); returns True if we
         had to refute an assertion about ourselves. ``why``: the cause logged with a change, or
-        (message type, sender) to word it only if something changes (most merges change nothing)."""
+        (message type, sender) to word it only if something changes (most merges change nothing);
+        ``page``: a push-pull's share of the sender's view (``_merge_other``)."""
         refuted = False
         room = MAX_NEW_PER_MESSAGE
         members = self._members
@@ -500,10 +497,10 @@ class Membership(Prober):
             elif u.name == self.name:
                 refuted |= self._merge_self(u, now, out)
             elif u.name in self._members:
-                self._merge_other(u, now, out, cause, u.name == sender)
+                self._merge_other(u, now, out, cause, u.name == sender, page)
             elif room > 0 or u.name == sender:
                 room -= 1
-                self._merge_other(u, now, out, cause, u.name == sender)
+                self._merge_other(u, now, out, cause, u.name == sender, page)
             else:
                 self._count("new_members_capped")
         return refuted
@@ -548,9 +545,15 @@ class Membership(Prober):
         return True
 
     def _merge_other(
-        self, u: MemberState, now: float, out: list[Instruction], cause: str, firsthand: bool
+        self,
+        u: MemberState,
+        now: float,
+        out: list[Instruction],
+        cause: str,
+        firsthand: bool,
+        page: bool = False,
     ) -> None:
-        """``firsthand``: ``u`` is the sender's own state, in its own message."""
+        """``firsthand``: ``u`` is the sender's own state, in its own message; ``page``: see _merge."""
         record = self._members.get(u.name)
         if record is None:
             if u.status in (DEAD, LEFT):
@@ -566,6 +569,16 @@ class Membership(Prober):
         if not state_newer and not resources_newer:
             return
         new = cur
+        if state_newer and page and u.status in (SUSPECT, DEAD) and cur.status in (ALIVE, SUSPECT):
+            window = self.config.push_pull_interval
+            held = assertions.page_verdict(u, cur, self._contested, now, window)
+            if held is None:
+                self._pass_on(u, cur, now, out)
+                state_newer = False
+                if not resources_newer:
+                    return
+            else:
+                u = held
         if state_newer:
             new = moved(new, u)
         if resources_newer:
@@ -587,6 +600,7 @@ class Membership(Prober):
                     f"@{old.incarnation} -> {STATUS_NAMES[new.status]}@{new.incarnation}"
                     f" ({cause}); history {trail}"
                 )
+        self._contested.pop(new.name, None)  # a held page verdict on its older state
         if record is None:
             record = self._members[new.name] = _Member(new, now)
             self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), new.name)
@@ -627,7 +641,7 @@ class Membership(Prober):
             and new.resource_version != old.resource_version
         ):
             out.append(ResourcesChanged(new.name, new))
-        self._enqueue(new.name)
+        self._queue.add(new.name, old is None)
 
     # ----------------------------------------------------------------------------- gossip
 
@@ -658,7 +672,9 @@ class Membership(Prober):
             seen.add(view.state.name)
         if self._queue:
             room = self.config.max_piggyback - len(chosen)
-            for name in self._queue.take(room, self._retransmit_limit(), seen):
+            limit = self._retransmit_limit()
+            bulk = records.bulk_limit(limit, self._queue.bulk, self.config)
+            for name in self._queue.take(room, limit, seen, bulk):
                 chosen.append(members[name].state)
         return tuple(chosen)
 

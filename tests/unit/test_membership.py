@@ -411,3 +411,78 @@ def test_a_push_pull_that_teaches_members_brings_the_next_one_forward() -> None:
     feed(a, "b", PushPull((state("b"), state("d"), state("e")), False), now)
     assert a._next_push_pull_at == pytest.approx(now + share)
     assert a.next_deadline() <= now + share
+
+
+# -- a healed partition and a join storm (issue 20, gossip20) -------------------------------------
+
+
+def test_a_push_pull_pages_dead_verdict_on_a_live_member_is_held_then_suspected() -> None:
+    """After a heal each side's pages say DEAD of the other side's members: taking that declared
+    every member DEAD on its own side. A page's DEAD on a member we hold live is held; still
+    standing a push-pull interval later (a death whose rumor missed us), it is our suspicion."""
+    a = with_peers("b", "c", "d")
+    out = feed(a, "b", PushPull((state("b"), state("c", 0, DEAD)), False), 1.0)
+    assert changes(out) == [] and a.get("c").status == ALIVE  # type: ignore[union-attr]
+    assert a.counters.extra["page_verdicts_held"] == 1
+    (told,) = sends(out, Gossip)  # passed on to c, which refutes if it lives
+    assert told.address == "c:1" and state("c", 0, DEAD) in told.msg.updates
+    later = 1.0 + CFG.push_pull_interval / 2
+    feed(a, "d", PushPull((state("d"), state("c", 0, DEAD)), False), later)
+    assert a.get("c").status == ALIVE  # type: ignore[union-attr]
+    late = 1.0 + CFG.push_pull_interval
+    out = feed(a, "d", PushPull((state("d"), state("c", 0, DEAD)), False), late)
+    assert changes(out) == [("c", ALIVE, SUSPECT)]  # our own timer decides now
+    # Gossip (a rumor, not a settled view) still declares DEAD at once, as SWIM does.
+    out = feed(a, "b", Gossip((state("d", 0, DEAD),)), late)
+    assert changes(out) == [("d", ALIVE, DEAD)]
+    # A refutation clears a held verdict: a later page starts the wait again.
+    a2 = with_peers("b", "c")
+    feed(a2, "b", PushPull((state("b"), state("c", 0, DEAD)), False), 1.0)
+    feed(a2, "c", Gossip((state("c", 1),)), 1.5)
+    feed(a2, "b", PushPull((state("b"), state("c", 1, DEAD)), False), 1.0 + CFG.push_pull_interval)
+    assert a2.get("c").status == ALIVE  # type: ignore[union-attr]
+
+
+def test_a_suspected_or_dead_member_that_gossips_to_us_is_told_so() -> None:
+    """The other side of a healed partition talks to us without knowing we hold it DEAD (or a
+    suspicion of it missed it): it is told (once per probe interval), so it refutes."""
+    a = with_peers("b", "c", "d")
+    feed(a, "c", Gossip((state("b", 0, DEAD), state("d", 0, SUSPECT))))
+    (told,) = sends(feed(a, "b", Gossip((state("b"),)), 1.0), Gossip)
+    assert told.address == "b:1" and state("b", 0, DEAD) in told.msg.updates
+    assert sends(feed(a, "b", Gossip((state("b"),)), 1.0 + CFG.probe_interval / 2)) == []
+    (told,) = sends(feed(a, "d", Gossip((state("d"),)), 1.0), Gossip)
+    assert told.address == "d:1" and told.msg.updates[1].status == SUSPECT
+    assert sends(feed(a, "c", Gossip((state("c"),)), 1.0)) == []  # alive: nothing to say
+    # Its refutation ends it.
+    feed(a, "d", Gossip((state("d", 1),)), 2.0)
+    assert sends(feed(a, "d", Gossip((state("d", 1),)), 3.0)) == []
+
+
+def test_members_learned_in_bulk_get_fewer_sends_but_other_news_keeps_its_budget() -> None:
+    """A join storm: each node learns n members, and rumoring each with the whole retransmit
+    budget took time linear in n. Members just learned share records.DRAIN_ROUNDS rounds' sends."""
+    from handoffd.membership import records
+
+    many = [state(f"p{i}") for i in range(400)]
+    a = node("a")
+    a.handle(Discovered("p0:1", "p0"), 0.0)
+    for i in range(0, 400, 50):
+        feed(a, "p0", PushPull(tuple(many[i : i + 50]), False))
+    limit = a._retransmit_limit()
+    bulk = records.bulk_limit(limit, 400, CFG)
+    budget = CFG.gossip_fanout * CFG.max_piggyback * records.DRAIN_ROUNDS
+    assert bulk == max(records.MIN_SENDS, budget // 400) < limit
+    # A refutation among them keeps the whole limit.
+    feed(a, "p1", Gossip((state("p1", 1),)))
+    sent: dict[str, int] = {}
+    for _ in range(1000):
+        for s in a._piggyback("p2")[1:]:
+            sent[s.name] = sent.get(s.name, 0) + 1
+        if not a.news_pending:
+            break
+    assert sent["p1"] == limit
+    # The rest: each at least _MIN_SENDS times, far from the whole limit in all.
+    joins = [v for k, v in sent.items() if k != "p1"]
+    assert len(joins) == 399 and min(joins) >= records.MIN_SENDS
+    assert sum(joins) < 399 * limit / 2, (sum(joins), 399 * limit)
