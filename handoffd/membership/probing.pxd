@@ -27,6 +27,7 @@ cdef class Prober:
     cdef public object _health
     cdef public double _judge_after
     cdef public bint _verdicts_held
+    cdef public dict _told_dead
 
     # Membership's (overridden there).
     cpdef tuple _piggyback(self, object receiver)

@@ -42,8 +42,9 @@ cdef class GossipQueue:
     cdef public dict _count
     cdef public long long added
     cdef public dict _buckets
+    cdef public set _bulk
 
-    cpdef void add(self, str name)
+    cpdef void add(self, str name, bint bulk=*)
     @cython.locals(bucket=dict)
     cpdef void discard(self, str name)
     @cython.locals(counts=dict, buckets=dict, bucket=dict, target=dict)
@@ -52,7 +53,7 @@ cdef class GossipQueue:
         chosen=list, buckets=dict, walked=list, full=bint, bucket=dict, touched=list,
         counts=dict, target=dict,
     )
-    cpdef list take(self, Py_ssize_t room, Py_ssize_t limit, set seen)
+    cpdef list take(self, Py_ssize_t room, Py_ssize_t limit, set seen, Py_ssize_t bulk_limit=*)
 
 
 cdef class IndexedSet:

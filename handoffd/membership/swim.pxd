@@ -19,7 +19,7 @@ cdef class Membership(Prober):
     cdef public IndexedSet _dead
     cdef public list _page_order
     cdef public dict _asked
-    cdef public dict _told_dead
+    cdef public dict _contested
     cdef public double _next_gossip_at
     cdef public double _next_push_pull_at
     cdef public long long _quiet_syncs
@@ -41,11 +41,11 @@ cdef class Membership(Prober):
         queue=GossipQueue, known=Member,
     )
     cpdef bint _merge(
-        self, object updates, double now, list out, object why, object sender=*
+        self, object updates, double now, list out, object why, object sender=*, bint page=*
     ) except -1
     @cython.locals(state_newer=bint, resources_newer=bint, record=Member)
     cpdef void _merge_other(
-        self, object u, double now, list out, str cause, bint firsthand
+        self, object u, double now, list out, str cause, bint firsthand, bint page=*
     ) except *
     @cython.locals(record=Member)
     cpdef void _set(self, object new, double now, list out, str cause) except *
