@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import assertions, lifeguard, records
+from handoffd.membership import assertions, invariants, lifeguard, records
 
 # Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
 from handoffd.membership.assertions import MAX_COUNTER as MAX_COUNTER
@@ -56,7 +56,7 @@ from handoffd.membership.events import ResourcesChanged as ResourcesChanged
 from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
-from handoffd.membership.lifeguard import MAX_HEALTH, HealthCounters, Suspicion
+from handoffd.membership.lifeguard import HealthCounters, Suspicion
 from handoffd.membership.probes import moved, reply_address
 from handoffd.membership.probing import Prober
 from handoffd.membership.records import _SAME_INCARNATION_MOVES
@@ -224,19 +224,8 @@ class Membership(Prober):
         return at if timer is None or at < timer else timer
 
     def validate(self) -> None:
-        """Check invariants (tests call this after every step)."""
-        assert self.name in self._members, "self missing"
-        me = self.me
-        assert me.status == (LEFT if self._left else ALIVE), f"self is {STATUS_NAMES[me.status]}"
-        for name, m in self._members.items():
-            assert m.state.name == name, (name, m.state)
-            assert m.state.cluster == self.cluster, f"foreign member {m.state}"
-            assert (m.state.status == SUSPECT) == (m.suspect_deadline is not None), m
-        assert set(self._queue) <= set(self._members), "gossip queue names an unknown member"
-        self._index.validate()
-        assert 0 <= self._health.score <= MAX_HEALTH
-        for m in self._members.values():
-            assert (m.state.status == SUSPECT) == (m.suspicion is not None), m
+        """Check invariants (tests call this after every step): ``invariants.check``."""
+        invariants.check(self)
 
     # -------------------------------------------------------------------------------- events
 
