@@ -148,9 +148,11 @@ class Counters:
 # (a round's fanout) while it is long (bulk_limit).
 DRAIN_ROUNDS = 10
 MIN_SENDS = 3
+# Bulk news is thinned only while it is a storm: more than this share of the view just learned.
+STORM_SHARE = 0.25
 
 
-def bulk_limit(limit: int, queued: int, config: MembershipConfig) -> int:
+def bulk_limit(limit: int, queued: int, members: int, config: MembershipConfig) -> int:
     """Sends of a member just learned (bulk news, ``GossipQueue.add``) while ``queued`` are: the
     retransmit ``limit``, unless sending each that often would take more than ``DRAIN_ROUNDS``
     gossip rounds (a join storm: each node learns all n members, the seed first-hand from every
@@ -158,9 +160,14 @@ def bulk_limit(limit: int, queued: int, config: MembershipConfig) -> int:
     again as the queue shrinks. Without it a storm's backlog drained in time linear in n (n joins x
     4 log10 n sends at a fixed rate per node: 23 s at 1,000); push-pull's storm syncs carry the
     members in O(log n) rounds anyway. Other news (suspicions, refutations, deaths, resources)
-    keeps the whole limit: a heal's refutations thinned so took 3x longer to reach every view."""
+    keeps the whole limit: a heal's refutations thinned so took 3x longer to reach every view.
+    Nor is it thinned when fewer than ``STORM_SHARE`` of our ``members`` are queued: a healed
+    partition's members, re-learned after the reap, thinned so missed a few views, which then
+    learned them from push-pull pages (64 of n states each) after 60 s and more at 1,000 nodes."""
     budget = config.gossip_fanout * config.max_piggyback * DRAIN_ROUNDS
-    return limit if queued * limit <= budget else max(MIN_SENDS, budget // queued)  # (0: limit)
+    if queued * limit <= budget or queued <= members * STORM_SHARE:
+        return limit
+    return max(MIN_SENDS, budget // queued)  # (0: limit)
 
 
 def same(a: MemberState, b: MemberState) -> bool:

@@ -662,7 +662,7 @@ class Membership(Prober):
         if self._queue:
             room = self.config.max_piggyback - len(chosen)
             limit = self._retransmit_limit()
-            bulk = records.bulk_limit(limit, self._queue.bulk, self.config)
+            bulk = records.bulk_limit(limit, self._queue.bulk, len(members), self.config)
             for name in self._queue.take(room, limit, seen, bulk):
                 chosen.append(members[name].state)
         return tuple(chosen)

@@ -470,7 +470,7 @@ def test_members_learned_in_bulk_get_fewer_sends_but_other_news_keeps_its_budget
     for i in range(0, 400, 50):
         feed(a, "p0", PushPull(tuple(many[i : i + 50]), False))
     limit = a._retransmit_limit()
-    bulk = records.bulk_limit(limit, 400, CFG)
+    bulk = records.bulk_limit(limit, 400, len(a.members()), CFG)
     budget = CFG.gossip_fanout * CFG.max_piggyback * records.DRAIN_ROUNDS
     assert bulk == max(records.MIN_SENDS, budget // 400) < limit
     # A refutation among them keeps the whole limit.
@@ -486,3 +486,16 @@ def test_members_learned_in_bulk_get_fewer_sends_but_other_news_keeps_its_budget
     joins = [v for k, v in sent.items() if k != "p1"]
     assert len(joins) == 399 and min(joins) >= records.MIN_SENDS
     assert sum(joins) < 399 * limit / 2, (sum(joins), 399 * limit)
+
+
+def test_a_healed_partitions_members_keep_the_whole_retransmit_limit() -> None:
+    """Members re-learned after a heal (a tenth of the view) are not a storm: thinned to a few
+    sends, some views missed them and waited for push-pull pages (72 s at 1,000 nodes); a storm,
+    most of the view just learned, is still thinned."""
+    from handoffd.membership import records
+
+    limit = 12
+    assert records.bulk_limit(limit, 100, 1000, CFG) == limit
+    assert records.bulk_limit(limit, 250, 1000, CFG) == limit
+    storm = records.bulk_limit(limit, 900, 1000, CFG)
+    assert records.MIN_SENDS <= storm < limit
