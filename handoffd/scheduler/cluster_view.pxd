@@ -41,15 +41,14 @@ cdef class ClusterView(Demand):
         misses=Py_ssize_t, exhausted=bint, summed=double, sent=Py_ssize_t, chosen=list,
     )
     cpdef Py_ssize_t _place_free(self, dict free, dict most, ReadyQueue ready, object dispatch)
-    @cython.locals(
-        run=RunState, rec=TaskRecord, timed=bint, misses=Py_ssize_t, missed=set, index=dict,
-        seconds=double, chosen=Py_ssize_t, window=Py_ssize_t,
-    )
+    @cython.locals(timed=bint, window=Py_ssize_t)
     cpdef _fill_windows(
         self, list alive, ReadyQueue ready, object dispatch, bint low_water
     )
+    @cython.locals(nodes=list, load=dict)
+    cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
     @cython.locals(
         run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
-        chosen=Py_ssize_t, nodes=list, load=dict,
+        seconds=double, chosen=Py_ssize_t,
     )
-    cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
+    cpdef _walk(self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed)

@@ -421,9 +421,49 @@ class ClusterView(Demand):
         fill = self._core.window_fill(
             capacities, loads, window, LOW_WATER if low_water else None, budgets
         )
-        durations = self.durations
+        self._walk(fill, nodes, ready, dispatch, timed)
+
+    def _fill_waves(self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn) -> None:
+        """Queue ready tasks on nodes our outstanding demand does not fill, up to their capacity
+        (see the module's docstring): the core's ``window_fill`` with a window of one wave and
+        no time budget picks the node by the run's policy; pins and groups as in
+        ``_fill_windows``. Nothing without a time budget."""
+        if self.queue_seconds is None or self.window <= 1 or not ready:
+            return
+        nodes: list[NodeState] = []
+        for n in alive:
+            load = self.outstanding.get(n.name, {})
+            for k, q in n.capacity.items():
+                if q > 0.0 and q - load.get(k, 0.0) > EPS:
+                    nodes.append(n)
+                    break
+        if not nodes:
+            return
+        capacities = [n.capacity for n in nodes]
+        loads = [self.outstanding.get(n.name, {}) for n in nodes]
+        # One node that cannot take part, carrying the largest capacity of each kind: the core
+        # scales binpack's score by it, as with all the live nodes (as ``_fill_windows``).
+        top = self._rooms.top(alive)
+        capacities.append(top)
+        loads.append(dict(top))
+        fill = self._core.window_fill(capacities, loads, 1, None, None)
+        self._walk(fill, nodes, ready, dispatch, False)
+
+    def _walk(
+        self,
+        fill: Any,
+        nodes: list[NodeState],
+        ready: ReadyQueue,
+        dispatch: DispatchFn,
+        timed: bool,
+    ) -> None:
+        """The fill passes' walk over the ready queue: each task (not in a group: its own pin only)
+        to the node ``fill`` (the core's ``window_fill`` over ``nodes``) picks by its run's policy,
+        charged its learned duration when ``timed``; a shape that found no room is skipped after,
+        and the walk stops after ``MAX_MISSES`` misses in a row or once every queued shape missed."""
         if not fill.left:
             return
+        durations = self.durations
         index = {n.name: i for i, n in enumerate(nodes)}
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
@@ -458,66 +498,6 @@ class ClusterView(Demand):
                     continue
                 misses = 0
                 # (discards it from the queue: the walk goes on)
-                dispatch(run, rec, nodes[chosen].name, True)
-                if not fill.left:
-                    break
-        finally:
-            ready.restore()
-
-    def _fill_waves(self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn) -> None:
-        """Queue ready tasks on nodes our outstanding demand does not fill, up to their capacity
-        (see the module's docstring): the core's ``window_fill`` with a window of one wave and
-        no time budget picks the node by the run's policy; pins and groups as in
-        ``_fill_windows``. Nothing without a time budget."""
-        if self.queue_seconds is None or self.window <= 1 or not ready:
-            return
-        nodes: list[NodeState] = []
-        for n in alive:
-            load = self.outstanding.get(n.name, {})
-            for k, q in n.capacity.items():
-                if q > 0.0 and q - load.get(k, 0.0) > EPS:
-                    nodes.append(n)
-                    break
-        if not nodes:
-            return
-        capacities = [n.capacity for n in nodes]
-        loads = [self.outstanding.get(n.name, {}) for n in nodes]
-        # One node that cannot take part, carrying the largest capacity of each kind: the core
-        # scales binpack's score by it, as with all the live nodes (as ``_fill_windows``).
-        top = self._rooms.top(alive)
-        capacities.append(top)
-        loads.append(dict(top))
-        fill = self._core.window_fill(capacities, loads, 1, None, None)
-        if not fill.left:
-            return
-        index = {n.name: i for i, n in enumerate(nodes)}
-        misses = 0
-        missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
-        try:
-            for run, rec in ready.walk():
-                if run.group_of and run.group_of.get(rec.id) is not None:
-                    continue
-                pin = rec.spec.node
-                shape = (pin, rec.cost_items)
-                if missed and shape in missed:
-                    misses += 1
-                    if misses >= MAX_MISSES:
-                        break
-                    continue
-                if pin is None:
-                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy, 0.0)
-                else:
-                    at = index.get(pin)
-                    chosen = (
-                        -1 if at is None else fill.pick(rec.spec.cost, at, run.options.policy, 0.0)
-                    )
-                if chosen < 0:
-                    missed.add(shape)
-                    misses += 1
-                    if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
-                        break
-                    continue
-                misses = 0
                 dispatch(run, rec, nodes[chosen].name, True)
                 if not fill.left:
                     break
