@@ -12,6 +12,12 @@ printed, with the case's wall time. Cases:
   takes it as input, so it moves between the two daemons.
 - ``closures``: F functions (default 20) each with a C MiB closure (default 10), run on one
   daemon.
+- ``takeover``: N independent tasks submitted to daemon A with standbys B and C (``--peers`` 2 at
+  least), ``--gap`` s, then kill -9 of A: B's and C's largest stalls until the run is DONE, the
+  time from the kill to the new owner's first dispatch (its log) and to the run's end.
+- ``resend``: N tasks submitted to A with standbys B and C, ``--gap`` s, then kill -9 of C and C
+  restarted under its name and port: A sends it a fresh snapshot of the running run (its stall
+  is the owner's packing), until the run is DONE.
 
     .venv/bin/python bench/bench_loop_stall.py [--cases submit,chain,value,closures]
         [--tasks 200000] [--peers 0] [--gap 2] [--value-mib 600] [--functions 20]
@@ -80,6 +86,75 @@ def submit_case(
     return submit, cancel
 
 
+_FIRST_DISPATCH = re.compile(r"took over at term \d+ in ([\d.]+) s .* at wall ([\d.]+)")
+
+
+def independent_dag(n: int) -> handoffd.DAG:
+    dag = handoffd.DAG()
+    for i in range(n):
+        dag.add_function(handoffd.Function(id=f"t{i}", code=abs, extra_args=[-i]))
+    return dag
+
+
+def check_done(run: handoffd.Run, n: int) -> None:
+    """The run ended right: DONE, every task DONE once (a sample of results checked)."""
+    final = run.wait(timeout=600)
+    assert final.state == "DONE", final
+    assert final.counts.get("DONE", 0) == n, final.counts
+    for i in (0, n // 2, n - 1):
+        assert run.result(f"t{i}") == i
+
+
+def takeover_case(
+    cluster: DaemonCluster, daemons: list[Daemon], n: int, gap: float
+) -> tuple[list[Daemon], Callable[[], None]]:
+    """(the daemons measured: the standbys, the case). Submits before it is measured."""
+    a, rest = daemons[0], daemons[1:]
+    client = handoffd.connect(a.address, timeout=600)
+    run = client.submit(independent_dag(n))
+    time.sleep(gap)
+
+    def case() -> None:
+        killed_at = time.time()
+        a.kill()
+        client.close()
+        with handoffd.connect(rest[0].address, timeout=600) as other:
+            follow = other.run(run.id)
+            wait_for(lambda: any(_FIRST_DISPATCH.search(d.log()) for d in rest), timeout=600)
+            for d in rest:
+                found = _FIRST_DISPATCH.search(d.log())
+                if found:
+                    print(
+                        f"  {d.name} took over: first dispatch {float(found.group(2)) - killed_at:.2f}"
+                        f" s after the kill (its merge and restore {float(found.group(1)):.2f} s)",
+                        flush=True,
+                    )
+            check_done(follow, n)
+            print(f"  run DONE {time.time() - killed_at:.1f} s after the kill", flush=True)
+
+    return rest, case
+
+
+def resend_case(
+    cluster: DaemonCluster, daemons: list[Daemon], n: int, gap: float
+) -> Callable[[], None]:
+    a, c = daemons[0], daemons[-1]
+    client = handoffd.connect(a.address, timeout=600)
+    run = client.submit(independent_dag(n))
+    time.sleep(gap)
+
+    def case() -> None:
+        c.kill()
+        again = cluster.start(
+            cpu=2, memory=8000, seeds=[a.address], name=c.name, port=c.port, host=c.host
+        )
+        daemons[-1] = again
+        check_done(run, n)
+        client.close()
+
+    return case
+
+
 def make_value(mib: int) -> bytes:
     return os.urandom(1 << 20) * mib
 
@@ -146,6 +221,18 @@ def main() -> None:
                     print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
                     stalls, took = measure(daemons, cancel)
                     print(f"cancel it: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                    continue
+                if name == "takeover":
+                    measured, case = takeover_case(cluster, daemons, args.tasks, args.gap)
+                    stalls, took = measure(measured, case)
+                    label = f"takeover of {args.tasks} tasks (standbys)"
+                    print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                    continue
+                if name == "resend":
+                    case = resend_case(cluster, daemons, args.tasks, args.gap)
+                    stalls, took = measure(daemons[:-1], case)
+                    label = f"resend a snapshot of {args.tasks} tasks (owner, standby)"
+                    print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
                     continue
                 if name == "value":
                     case = value_case(client, args.value_mib, a.name, daemons[1].name)

@@ -41,6 +41,7 @@ from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import Follower, NodePort
 from handoffd.daemon.replication import ReplicationIO
+from handoffd.daemon.replication_rebuild import Offload
 from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
 from handoffd.observability.info import metrics_reply, node_info
@@ -261,6 +262,7 @@ class Node(NodeReliability):
             replicas=cfg.replicas,
             grace=max(0.05, cfg.membership.probe_interval),
             answer_timeout=cfg.dispatch.takeover_answer_timeout,
+            offload=Offload(threaded=True),  # a takeover's rebuild in a thread
             lease=lease_seconds(
                 cfg.membership.probe_timeout,
                 cfg.membership.indirect_timeout,

@@ -255,8 +255,9 @@ class OwnerIO:
 
     # -- replication's way in (RunOwner) ---------------------------------------------------------
 
-    def restore_run(self, data: dict[str, Any], term: int) -> int:
-        """Own a run taken over (snapshot format, merged with the nodes' holdings) at ``term``;
+    def restore_run(self, data: Any, term: int) -> int:
+        """Own a run taken over (snapshot format, merged with the nodes' holdings, or the
+        ``RunState`` built from that off the loop: ``daemon.replication_rebuild``) at ``term``;
         returns how many dispatches went out. The caller calls ``run_finished`` if it had ended."""
         self.flush()
         instructions = self.scheduler.restore_run(data, self.port.now(), term=term)

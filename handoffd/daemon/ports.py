@@ -156,8 +156,9 @@ class RunOwner(Protocol):
     """What replication asks of the owner's shell (``OwnerIO``): adopt a run taken over, drop one
     another owner took from us, hold a run's dispatches while its lease lapsed."""
 
-    def restore_run(self, data: dict[str, Any], term: int) -> int:
-        """Own the run (snapshot format) at ``term``; returns how many dispatches went out."""
+    def restore_run(self, data: Any, term: int) -> int:
+        """Own the run (snapshot format, or the ``RunState`` built from it) at ``term``; returns
+        how many dispatches went out."""
         ...
 
     def run_finished(self, run_id: str) -> None: ...
@@ -168,7 +169,7 @@ class RunOwner(Protocol):
 class NoOwner:
     """No owner shell (a standby-only shell in a benchmark or test): a takeover cannot restore."""
 
-    def restore_run(self, data: dict[str, Any], term: int) -> int:
+    def restore_run(self, data: Any, term: int) -> int:
         raise RuntimeError("no owner shell wired (daemon.node.wire sets ReplicationIO.owner)")
 
     def run_finished(self, run_id: str) -> None:

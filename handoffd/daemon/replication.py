@@ -1,6 +1,7 @@
 """Replication and takeover I/O shell: runs the pure ``ReplicationLog`` (runs we own),
-``StandbyStore`` (runs we stand by for), ``TakeoverMachine`` (when and how to take a run over) and
-``takeover.merge`` on the daemon's loop, through its port (``daemon.ports``) and one clock.
+``StandbyStore`` (runs we stand by for) and ``TakeoverMachine`` (when and how to take a run over) on
+the daemon's loop, through its port (``daemon.ports``) and one clock; a takeover's rebuild and merge
+(``takeover.merge_run``) run off the loop (``daemon.replication_rebuild``).
 
 Owner side: a submission is answered only after the standbys acked the snapshot (bounded); task
 moves the scheduler reports through ``on_change`` are flushed as one log batch per loop iteration.
@@ -19,22 +20,21 @@ Fencing: a higher term seen in any reply about a run we own makes us step down (
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.daemon.replication_clients import ClientRedirects
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed
+from handoffd.daemon.replication_takeover import Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import join_frames, split_frames
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.schema import Rows
 from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
-from handoffd.replication import takeover
 from handoffd.replication import takeover_machine as tm
 from handoffd.replication.standby import StandbyAck, StandbyStore
 from handoffd.scheduler.owner import OwnerScheduler
@@ -51,17 +51,12 @@ FLUSH_INTERVAL = 0.01
 # batches of thousands of deltas, encoded on the loop in one go (0.1-0.3 s); the rest follows in
 # the next batches, one loop iteration apart.
 FLUSH_LIMIT = 1024
+# Tasks from which a run's snapshot is packed in a thread (``_pack_off_loop``): a 200,000-task
+# run's took the owner's loop 0.87 s per re-send. Smaller ones are packed at once, as before.
+PACK_OFF_LOOP = 4096
 
 
-@dataclass
-class _Taking:
-    """A takeover under way, as far as this shell is concerned (the machine holds the rest)."""
-
-    data: dict[str, Any]  # the replica rebuilt (run_data)
-    timer: Timer | None = None  # feeds AnswersDue
-
-
-class ReplicationIO(ClientRedirects):
+class ReplicationIO(ClientRedirects, TakeoverSteps):
     """``scheduler``: the owner's, read here (terms, run state for snapshots and log batches);
     runs enter or leave it only through ``owner`` (``RunOwner``). ``grace``: how long a DEAD
     verdict must hold before we take over (``TakeoverMachine``)."""
@@ -75,6 +70,7 @@ class ReplicationIO(ClientRedirects):
         grace: float,
         answer_timeout: float = RECONCILE_TIMEOUT,
         lease: float | None = None,
+        offload: Offload | None = None,
     ) -> None:
         self.port = port
         self.scheduler = scheduler
@@ -86,11 +82,18 @@ class ReplicationIO(ClientRedirects):
         self._packages_sent: set[tuple[str, str]] = set()  # (standby, sha) it was sent
         self.takeovers = tm.TakeoverMachine(port.name, grace, answer_timeout)
         self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
-        self._taking: dict[str, _Taking] = {}
+        self._taking: dict[str, Taking] = {}
+        self._restoring: dict[str, Restoring] = {}  # runs merged and built off the loop
+        # Where a takeover's rebuild and merge run (``daemon.replication_rebuild``): a thread in a
+        # daemon (``daemon.node``), at once by default (a shell driven by a fake port).
+        self.offload = offload if offload is not None else Offload()
         self._confirm_handle: Timer | None = None  # pending takeover confirmation
-        # run -> (term, seq, Replica.run_data()) rebuilt while the takeover's grace runs
-        self._prebuilt: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        # run -> its replica's rebuild, started while the takeover's grace runs
+        self._prebuilt: dict[str, ReplicaRebuild] = {}
         self._moved: dict[str, tuple[int, str, str]] = {}  # run -> (term, owner, address) we know
+        # (run, standby) -> log batches held while its snapshot is packed off the loop: they go
+        # out after it, in order (``_pack_off_loop``)
+        self._held: dict[tuple[str, str], list[tuple[Any, list[bytes], int]]] = {}
         self._flush_scheduled = False
         self._flush_handle: Timer | None = None
         self._last_flush = float("-inf")  # port.now() of the last flush
@@ -153,9 +156,18 @@ class ReplicationIO(ClientRedirects):
 
     def _execute(self, instructions: list[object]) -> None:
         frames: dict[str, bytes] = {}  # run -> its snapshot frame, for each standby of the batch
+        off_loop: dict[str, list[rlog.SendSnapshot]] = {}  # run -> its snapshots packed apart
         for ins in instructions:
             if isinstance(ins, rlog.SendSnapshot):
-                self._send_snapshot(ins, frames)
+                run = self.scheduler.run_state(ins.run_id)
+                if (ins.run_id, ins.node) in self._held:
+                    pass  # one is being packed: it and the batches held after it will do
+                elif run is not None and self._off_loop(run):
+                    # Its batches are held from now on, as later ones of this loop turn.
+                    off_loop.setdefault(ins.run_id, []).append(ins)
+                    self._held[(ins.run_id, ins.node)] = []
+                else:
+                    self._send_snapshot(ins, frames)
             elif isinstance(ins, rlog.SendLog):
                 self._send_log(ins)
             elif isinstance(ins, rlog.Drop):
@@ -167,6 +179,45 @@ class ReplicationIO(ClientRedirects):
                 answer = self._accepts.pop(ins.run_id, None)
                 if answer is not None:
                     answer()
+        for run_id, sends in off_loop.items():
+            self._pack_off_loop(run_id, sends)
+
+    @staticmethod
+    def _off_loop(run: Any) -> bool:
+        """A big run's snapshot is packed in a thread, unless it is spliced from the bytes its
+        intake packed (``encode_run``: a just-accepted run, cheap on the loop)."""
+        if len(run.tasks) < PACK_OFF_LOOP:
+            return False
+        return run.prebuilt is None or not run.untouched()
+
+    def _pack_off_loop(self, run_id: str, sends: list[rlog.SendSnapshot]) -> None:
+        """Pack the run's snapshot in the offload thread, then send it to ``sends``' standbys and,
+        after it, the log batches held for them meanwhile.
+
+        The thread reads the run while the loop changes it, so a task may be packed halfway
+        through a move. That is harmless: each snapshot says log position ``seq`` (the last batch
+        sent when it was asked for), every change since then is dirty or in a later batch, and a
+        batch carries each of its tasks' whole current state; the standby gets the snapshot first
+        and those batches after it, in order (held until the snapshot went), so the replica ends
+        up as the run is, as with a snapshot packed at once."""
+        run = self.scheduler.run_state(run_id)
+        assert run is not None
+
+        def done(frame: Any, error: BaseException | None) -> None:
+            encoded = {run_id: frame} if error is None else {}
+            if error is not None:
+                log.error("run %s: snapshot not packed: %r", run_id, error, extra={"run": run_id})
+            for ins in sends:
+                held = self._held.pop((run_id, ins.node), [])
+                if error is not None or ins.node not in self.log.standbys(run_id):
+                    continue  # (a snapshot not sent: the standby's next batch asks again)
+                self._send_snapshot(ins, encoded)
+                address = self.port.address_of(ins.node)
+                if address:
+                    for msg, frames, term in held:
+                        self.port.send(address, msg, frames, term=term)
+
+        self.offload.run(lambda: packed(run), done)
 
     def _send_snapshot(self, ins: rlog.SendSnapshot, encoded: dict[str, bytes]) -> None:
         run = self.scheduler.run_state(ins.run_id)
@@ -237,6 +288,10 @@ class ReplicationIO(ClientRedirects):
             frame_sizes,
         )
         for name in ins.nodes:  # (the node encodes the message once for all of them)
+            held = self._held.get((ins.run_id, name))
+            if held is not None:  # its snapshot is being packed: this batch goes after it
+                held.append((msg, frames, run.term))
+                continue
             address = self.port.address_of(name)
             if address:
                 self.port.send(address, msg, frames, term=run.term)
@@ -343,6 +398,9 @@ class ReplicationIO(ClientRedirects):
             if job.timer is not None:
                 job.timer.cancel()
         self._prebuilt.clear()
+        self._restoring.clear()
+        self._held.clear()
+        self.offload.close()
 
     def tick(self, now: float) -> None:
         self._execute(self.leases.ticked(self.log.tick(now)))
@@ -435,6 +493,16 @@ class ReplicationIO(ClientRedirects):
         if not self.standby.new_owner(run_id, term, owner):
             return False
         self._takeover(tm.OtherOwner(run_id, owner, term))
+        restoring = self._restoring.get(run_id)
+        if restoring is not None and owner != self.port.name and term >= restoring.term:
+            del self._restoring[run_id]  # (as StandBack: the run being built is not adopted)
+            log.warning(
+                "run %s: %s took over at term %d; we stand back",
+                run_id,
+                owner,
+                term,
+                extra={"run": run_id, "term": term},
+            )
         if owner != self.port.name:
             self.step_down(run_id, term, owner, owner_address)
             self._note_owner(run_id, term, owner, owner_address)
@@ -471,10 +539,11 @@ class ReplicationIO(ClientRedirects):
         return member.status if member is not None else None
 
     def taking_over(self, run_id: str) -> bool:
-        return self.takeovers.taking_over(run_id)
+        """Asking the nodes, or building the run off the loop: ours in a moment."""
+        return self.takeovers.taking_over(run_id) or run_id in self._restoring
 
     def knows(self, run_id: str) -> bool:
-        if run_id in self.standby.replicas or self.takeovers.taking_over(run_id):
+        if run_id in self.standby.replicas or self.taking_over(run_id):
             return True
         # An owner we heard of that is not us (a run we owned and forgot is gone for good).
         moved = self._moved.get(run_id)
@@ -522,110 +591,3 @@ class ReplicationIO(ClientRedirects):
                     extra={"run": ins.run_id},
                 )
                 self._end_taking(ins.run_id)
-
-    def _prebuild(self, run_ids: tuple[str, ...]) -> None:
-        """Replicas are kept packed: rebuild them within the grace that is waited out anyway."""
-        for run_id in run_ids:
-            replica = self.standby.replicas.get(run_id)
-            if replica is None:
-                continue
-            try:
-                self._prebuilt[run_id] = (replica.term, replica.seq, replica.run_data())
-            except Exception:  # a bad snapshot must not break membership handling; retried later
-                log.exception("run %s: cannot rebuild the replica", run_id)
-
-    def _grace_elapsed(self) -> None:
-        self._confirm_handle = None
-        targets: dict[str, str] = {}
-        others = 0  # members but us, not LEFT: isolation means a cluster of three or more
-        for s in self.port.members():
-            if s.name != self.port.name and s.status != m.LEFT:
-                others += 1
-                if s.status in (m.ALIVE, m.SUSPECT):
-                    targets[s.name] = s.address
-        targets[self.port.name] = self.port.address
-        isolated = len(targets) == 1 and others >= 2
-        candidates = self._candidates()
-        if isolated:
-            for c in candidates:
-                self.tell_accused(self.standby.replicas[c.run_id].owner)
-        self._takeover(tm.GraceElapsed(candidates, tuple(targets.items()), isolated))
-        self._prebuilt.clear()
-
-    def _ask_nodes(self, ins: tm.AskNodes) -> None:
-        run_id, term = ins.run_id, ins.term
-        replica = self.standby.take(run_id)  # records term (= replica.term + 1) as seen
-        if replica is None:  # cannot happen: the candidate came from the replicas this turn
-            self._takeover(tm.ReplicaBroken(run_id, ins.request_id))
-            return
-        built = self._prebuilt.pop(run_id, None)
-        if built is not None and built[:2] != (replica.term, replica.seq):
-            built = None  # the replica moved on since (a log batch, a snapshot)
-        log.warning(
-            "run %s: owner %s is dead; taking over at term %d (asking %d nodes what they hold)",
-            run_id,
-            replica.owner,
-            term,
-            len(ins.targets),
-            extra={"run": run_id, "term": term},
-        )
-        self.standby.seen_term(run_id, term)
-        job = _Taking({})
-        self._taking[run_id] = job
-        for _, address in ins.targets:
-            self.port.send(
-                address,
-                m.ReconcileRun(ins.request_id, run_id, term, self.port.name, self.port.address),
-                term=term,
-            )
-        job.timer = self.port.call_later(
-            ins.timeout, self._takeover, tm.AnswersDue(run_id, ins.request_id)
-        )
-        # Rebuilt during the grace, or now, while the nodes work on their answers.
-        try:
-            job.data = built[2] if built is not None else replica.run_data()
-        except Exception:  # an invalid snapshot: nothing to restore, and the daemon stays up
-            log.exception("run %s: cannot rebuild the replica", run_id)
-            self._takeover(tm.ReplicaBroken(run_id, ins.request_id))
-
-    def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
-        holdings = takeover.Holdings(
-            {h.task_id: h.size for h in msg.held}, {a.task_id: a.attempt for a in msg.running}
-        )
-        self._takeover(tm.NodeAnswered(msg.run_id, msg.request_id, sender, holdings))
-
-    def _end_taking(self, run_id: str) -> _Taking | None:
-        job = self._taking.pop(run_id, None)
-        if job is not None and job.timer is not None:
-            job.timer.cancel()
-        return job
-
-    def _restore(self, ins: tm.Restore) -> None:
-        run_id = ins.run_id
-        job = self._end_taking(run_id)
-        if job is None:
-            return
-        started = self.port.now()
-        merged = takeover.merge(job.data, ins.holdings)
-        dispatches = self.owner.restore_run(merged, ins.term)
-        # From asking the nodes to the first dispatches out (merge and restore included).
-        elapsed = ins.seconds + (self.port.now() - started)
-        self.takeover_seconds[run_id] = elapsed
-        status = self.scheduler.run_status(run_id)
-        log.warning(
-            "run %s: took over at term %d in %.3f s (%d nodes answered; %s); "
-            "first dispatch to %d nodes at wall %.6f",
-            run_id,
-            ins.term,
-            elapsed,
-            len(ins.holdings),
-            dict(status.counts) if status is not None else {},
-            dispatches,
-            time.time(),  # wall clock for the log reader (bench_failover), not for any decision
-            extra={"run": run_id, "term": ins.term},
-        )
-        self._note_owner(run_id, ins.term, self.port.name, self.port.address)
-        self._execute(self.log.track(run_id, self._alive(), self.port.now(), accept=False))
-        self.leases.watch(run_id)
-        if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
-            self.owner.run_finished(run_id)

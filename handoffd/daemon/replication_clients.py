@@ -36,6 +36,9 @@ class ClientRedirects:
     refusal: str | None
     _moved: dict[str, tuple[int, str, str]]
 
+    def taking_over(self, run_id: str) -> bool:  # (ReplicationIO's: asking the nodes, or building)
+        raise NotImplementedError
+
     def redirect(self, msg: Any, conn: bytes) -> bool:
         """Answer a client's request about a run we do not own with the owner we know; False when we
         know no live owner (the caller answers as for an unknown run). Also: while fenced, a
@@ -52,7 +55,7 @@ class ClientRedirects:
             if status is None or status.state != "RUNNING":
                 return False
             return self._fenced(msg, conn)
-        if self.takeovers.taking_over(msg.run_id):
+        if self.taking_over(msg.run_id):
             return False
         best = self._known_owner(msg.run_id)
         if best is None or best[2] == self.port.address:
@@ -79,7 +82,7 @@ class ClientRedirects:
         if self.scheduler.term_of(run_id) is not None:
             return False  # ours: the owner takes it as a retried submission
         best = self._known_owner(run_id)
-        if self.takeovers.taking_over(run_id):  # ours in a moment: its requests are answered
+        if self.taking_over(run_id):  # ours in a moment: its requests are answered
             best = (best[0] + 1 if best else 0, self.port.name, self.port.address)
         elif best is None or best[2] == self.port.address:
             return False

@@ -219,7 +219,7 @@ def _pack_rows(rows: list[Any], chunk: int = 2048) -> bytes:
     return b"".join(parts)
 
 
-def encode_run(run: Any) -> bytes:
+def encode_run(run: Any, *, chunked: bool = False) -> bytes:
     """The frame for a live ``scheduler.run.RunState`` as a standby gets it (no histories): what
     ``encode_run_data(run.snapshot(history=False))`` gives, without building that plain data.
 
@@ -227,10 +227,22 @@ def encode_run(run: Any) -> bytes:
     sends one per standby and run (the checks tripled the cost of a small run's snapshot), the
     fields are the scheduler's own, and the standby checks every one when it decodes. The specs
     and untouched tasks come from ``run.prebuilt`` when the run has them (``pack_parts``): the
-    same bytes, spliced in (msgpack is a stream of values)."""
+    same bytes, spliced in (msgpack is a stream of values). ``chunked``: for a thread (the
+    owner's ``daemon.replication`` packs a big run's snapshot off its loop): a packer of its own,
+    and the specs and tasks packed in short C calls (``_pack_rows``), the same bytes."""
     o = run.options
     error = error_to_info(run.error)
     packed = run.prebuilt.packed if run.prebuilt is not None else None
+    packer = msgpack.Packer(use_bin_type=True, autoreset=True) if chunked else _packer
+    if packed is not None:
+        specs: Any = packed[0]
+        tasks: Any = packed[1] if run.untouched() else None
+    elif chunked:
+        specs, tasks = _pack_rows(_spec_rows(run.specs)), None
+    else:
+        specs = tasks = None
+    if tasks is None and chunked:
+        tasks = _pack_rows(_task_rows(run))
     row = (
         run.run_id,
         run.seq,
@@ -243,21 +255,21 @@ def encode_run(run: Any) -> bytes:
         o.timeout,
         o.policy,
         o.outputs,
-        _SPLICED if packed is not None else _spec_rows(run.specs),
+        _SPLICED if specs is not None else _spec_rows(run.specs),
         run.group_node,
-        _SPLICED if packed is not None and run.untouched() else _task_rows(run),
+        _SPLICED if tasks is not None else _task_rows(run),
         o.packages,
         run.submitted,
         run.finished,
     )
-    if packed is None:
-        return _packer.pack(row)  # type: ignore[no-any-return]
-    parts = [_packer.pack_array_header(len(row))]
+    if specs is None and tasks is None:
+        return packer.pack(row)  # type: ignore[no-any-return]
+    parts = [packer.pack_array_header(len(row))]
     for at, value in enumerate(row):
         if value is _SPLICED:
-            parts.append(packed[0] if at == _SPECS_AT else packed[1])
+            parts.append(specs if at == _SPECS_AT else tasks)
         else:
-            parts.append(_packer.pack(value))
+            parts.append(packer.pack(value))
     return b"".join(parts)
 
 
@@ -334,7 +346,7 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
 def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
     """A snapshot frame back as plain data; raises ``SnapshotError`` saying what is wrong."""
     try:
-        values = msgpack.unpackb(raw, raw=False, use_list=False, strict_map_key=True, max_ext_len=0)
+        values = _unpack(raw)
     except Exception as exc:
         raise SnapshotError(f"run snapshot is not msgpack: {exc}") from None
     record = _record()
@@ -368,6 +380,40 @@ def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
         "submitted": snap.submitted,
         "finished": snap.finished,
     }
+
+
+def _unpack(raw: bytes | memoryview) -> Any:
+    """``msgpack.unpackb(raw, use_list=False, ...)`` in short C calls: a takeover decodes a replica
+    in a thread (``daemon.replication_rebuild``), and one ``unpackb`` of a 200,000-task snapshot
+    holds the GIL, so the event loop, for all of it. A snapshot's big fields (specs, tasks) are
+    arrays of rows, unpacked a row at a time; anything else is unpacked whole as before."""
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        use_list=False,
+        strict_map_key=True,
+        max_ext_len=0,
+        max_buffer_size=max(len(raw), 1),
+    )
+    unpacker.feed(raw)
+    try:
+        count = unpacker.read_array_header()
+    except ValueError:  # not an array: unpacked whole, refused by the caller's check
+        return msgpack.unpackb(raw, raw=False, use_list=False, strict_map_key=True, max_ext_len=0)
+    fields: list[Any] = []
+    for at in range(count):
+        if at in _ROW_FIELDS:  # (a snapshot whose specs or tasks are no array is refused here)
+            rows = unpacker.read_array_header()
+            fields.append(tuple([unpacker.unpack() for _ in range(rows)]))
+        else:
+            fields.append(unpacker.unpack())
+    try:
+        unpacker.unpack()
+    except msgpack.OutOfData:
+        return tuple(fields)
+    raise ValueError("extra data after the snapshot")
+
+
+_ROW_FIELDS = frozenset((_SPECS_AT, 13))  # a RunSnapshot's specs and tasks
 
 
 def _task_data(t: SnapshotTask) -> dict[str, Any]:

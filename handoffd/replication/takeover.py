@@ -19,6 +19,7 @@ from typing import Any
 
 from handoffd.scheduler import history as hist
 from handoffd.scheduler.run import RunState
+from handoffd.scheduler.run_books import recount
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,23 @@ class Holdings:
 
 def merge(data: dict[str, Any], holdings: Mapping[str, Holdings]) -> dict[str, Any]:
     """The run to restore: ``data`` (snapshot format) updated by ``holdings`` (node name -> answer)."""
-    data = copy.deepcopy(data)
     run = RunState.from_snapshot(data)
     if run.state in ("FAILED", "CANCELLED"):
-        return data
+        return copy.deepcopy(data)
+    merge_run(run, holdings)
+    out = run.snapshot()
+    for rec_data in out["tasks"].values():
+        rec_data["history"] = []
+    return out
+
+
+def merge_run(run: RunState, holdings: Mapping[str, Holdings]) -> RunState:
+    """``merge`` on the run itself (built from the replica's data, changed in place and returned):
+    what ``RunState.from_snapshot(merge(data, holdings))`` gives, without packing the run back
+    into plain data and out again. A takeover does it off the event loop
+    (``daemon.replication_rebuild``)."""
+    if run.state in ("FAILED", "CANCELLED"):
+        return run
     held_by: dict[str, dict[str, int]] = {}
     running_on: dict[str, tuple[str, int]] = {}
     for node in sorted(holdings):
@@ -90,7 +104,7 @@ def merge(data: dict[str, Any], holdings: Mapping[str, Holdings]) -> dict[str, A
         run.state = "DONE"
     elif remaining and run.state == "DONE":
         run.state = "RUNNING"  # an unreleased output was lost: the run reopens
-    out = run.snapshot()
-    for rec_data in out["tasks"].values():
-        rec_data["history"] = []
-    return out
+    for rec in run.tasks.values():
+        rec.history = []
+    recount(run)
+    return run

@@ -30,6 +30,7 @@ from handoffd.scheduler import history as hist
 from handoffd.scheduler import run_checks
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
+from handoffd.scheduler.run_books import recount
 from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's vocabulary
     ACTIVE,
     ASSIGNED,
@@ -680,7 +681,7 @@ class RunState:
         run.group_node.update(data["group_node"])
         run.submitted = data.get("submitted", 0.0)
         run.finished = data.get("finished", 0.0)
-        for tid, t in data["tasks"].items():
+        for i, (tid, t) in enumerate(data["tasks"].items()):
             rec = run.tasks[tid]
             rec.state, rec.attempt, rec.node = t["state"], t["attempt"], t["node"]
             rec.failures, rec.losses, rec.completions = t["failures"], t["losses"], t["completions"]
@@ -689,12 +690,7 @@ class RunState:
             rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
             rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
             rec.attempts = hist.restore(t.get("attempts", ()))
-        run.remaining = sum(r.state != DONE for r in run.tasks.values())
-        run.tally = dict.fromkeys(TASK_STATES, 0)
-        for r in run.tasks.values():
-            run.tally[r.state] += 1
-        run.placed = {tid: r.node for tid, r in run.tasks.items() if r.node is not None}
-        if run.unfinished:
-            for tid, users in run.consumers.items():
-                run.unfinished[tid] = sum(run.tasks[c].state != DONE for c in users)
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                os.sched_yield()  # (a takeover builds a big run in a thread: as in __init__)
+        recount(run)
         return run

@@ -42,11 +42,15 @@ class Takeover:
         self._count_loss = count_loss
         self._order = order
 
-    def restore(self, data: dict[str, Any], term: int) -> RunState:
-        """Adopt a replicated run at ``term``; tasks on nodes we do not see alive are treated as
-        lost. New attempts start above ``term * ATTEMPT_STRIDE`` so they never collide with the
-        previous owner's."""
-        run = RunState.from_snapshot(data, order=self._order)
+    def restore(self, data: dict[str, Any] | RunState, term: int) -> RunState:
+        """Adopt a replicated run at ``term`` (its plain data, or the run built from it with our
+        ``order``, off the event loop: ``daemon.replication_rebuild``); tasks on nodes we do not
+        see alive are treated as lost. New attempts start above ``term * ATTEMPT_STRIDE`` so they
+        never collide with the previous owner's."""
+        if isinstance(data, RunState):
+            run = data
+        else:
+            run = RunState.from_snapshot(data, order=self._order)
         run.term = term
         run.attempt_floor = term * ATTEMPT_STRIDE
         for rec in run.tasks.values():

@@ -1,0 +1,230 @@
+"""The takeover's steps in the replication shell (``ReplicationIO``, a mixin like
+``ClientRedirects``): rebuild the replica during the grace, ask the nodes, merge and adopt. The
+decisions are the ``TakeoverMachine``'s; the rebuild and the merge run off the event loop
+(``daemon.replication_rebuild``), only the adoption (``RunOwner.restore_run``) on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from handoffd.daemon.leases import LeaseIO
+from handoffd.daemon.ports import MembersPort, RunOwner, Timer
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, build_run, frozen
+from handoffd.protocol import messages as m
+from handoffd.replication import log as rlog
+from handoffd.replication import takeover
+from handoffd.replication import takeover_machine as tm
+from handoffd.replication.standby import StandbyStore
+from handoffd.scheduler.owner import OwnerScheduler
+
+log = logging.getLogger("handoffd.replication")
+
+
+@dataclass
+class Taking:
+    """A takeover under way, as far as this shell is concerned (the machine holds the rest)."""
+
+    rebuild: ReplicaRebuild  # the replica being rebuilt (run_data), off the loop
+    timer: Timer | None = None  # feeds AnswersDue
+
+
+@dataclass(eq=False)
+class Restoring:
+    """A takeover past its ``Restore``: the run is being built off the loop; ``_adopt`` takes it
+    only if this is still the entry for the run (another owner's claim meanwhile removes it)."""
+
+    term: int
+
+
+class TakeoverSteps:
+    # What the mixin uses of ReplicationIO (set there).
+    port: MembersPort
+    scheduler: OwnerScheduler
+    owner: RunOwner
+    log: rlog.ReplicationLog
+    standby: StandbyStore
+    takeovers: tm.TakeoverMachine
+    leases: LeaseIO
+    offload: Offload
+    tell_accused: Callable[[str], object]
+    takeover_seconds: dict[str, float]
+    _taking: dict[str, Taking]
+    _restoring: dict[str, Restoring]
+    _prebuilt: dict[str, ReplicaRebuild]
+    _confirm_handle: Timer | None
+
+    def _candidates(self) -> tuple[tm.Candidate, ...]:
+        raise NotImplementedError
+
+    def _takeover(self, event: tm.TakeoverEvent) -> None:
+        raise NotImplementedError
+
+    def _alive(self) -> list[str]:
+        raise NotImplementedError
+
+    def _execute(self, instructions: list[object]) -> None:
+        raise NotImplementedError
+
+    def _note_owner(self, run_id: str, term: int, owner: str, address: str) -> None:
+        raise NotImplementedError
+
+    def _prebuild(self, run_ids: tuple[str, ...]) -> None:
+        """Replicas are kept packed: rebuild them (off the loop) within the grace that is waited
+        out anyway. A bad snapshot fails its rebuild; ``_ask_nodes`` then tries again."""
+        for run_id in run_ids:
+            replica = self.standby.replicas.get(run_id)
+            if replica is not None:
+                self._prebuilt[run_id] = ReplicaRebuild(self.offload, frozen(replica))
+
+    def _grace_elapsed(self) -> None:
+        self._confirm_handle = None
+        targets: dict[str, str] = {}
+        others = 0  # members but us, not LEFT: isolation means a cluster of three or more
+        for s in self.port.members():
+            if s.name != self.port.name and s.status != m.LEFT:
+                others += 1
+                if s.status in (m.ALIVE, m.SUSPECT):
+                    targets[s.name] = s.address
+        targets[self.port.name] = self.port.address
+        isolated = len(targets) == 1 and others >= 2
+        candidates = self._candidates()
+        if isolated:
+            for c in candidates:
+                self.tell_accused(self.standby.replicas[c.run_id].owner)
+        self._takeover(tm.GraceElapsed(candidates, tuple(targets.items()), isolated))
+        self._prebuilt.clear()
+
+    def _ask_nodes(self, ins: tm.AskNodes) -> None:
+        run_id, term = ins.run_id, ins.term
+        replica = self.standby.take(run_id)  # records term (= replica.term + 1) as seen
+        if replica is None:  # cannot happen: the candidate came from the replicas this turn
+            self._takeover(tm.ReplicaBroken(run_id, ins.request_id))
+            return
+        built = self._prebuilt.pop(run_id, None)
+        if built is not None and (
+            (built.term, built.seq) != (replica.term, replica.seq) or built.error is not None
+        ):
+            built = None  # the replica moved on since (a log batch, a snapshot), or it failed
+        log.warning(
+            "run %s: owner %s is dead; taking over at term %d (asking %d nodes what they hold)",
+            run_id,
+            replica.owner,
+            term,
+            len(ins.targets),
+            extra={"run": run_id, "term": term},
+        )
+        self.standby.seen_term(run_id, term)
+        # Rebuilt during the grace, or now (off the loop), while the nodes work on their answers.
+        job = Taking(built if built is not None else ReplicaRebuild(self.offload, replica))
+        self._taking[run_id] = job
+        for _, address in ins.targets:
+            self.port.send(
+                address,
+                m.ReconcileRun(ins.request_id, run_id, term, self.port.name, self.port.address),
+                term=term,
+            )
+        job.timer = self.port.call_later(
+            ins.timeout, self._takeover, tm.AnswersDue(run_id, ins.request_id)
+        )
+        job.rebuild.then(lambda: self._rebuilt(run_id, job, ins.request_id))
+
+    def _rebuilt(self, run_id: str, job: Taking, request_id: int) -> None:
+        """An invalid snapshot: nothing to restore, and the daemon stays up."""
+        error = job.rebuild.error
+        if error is not None and self._taking.get(run_id) is job:
+            log.error(
+                "run %s: cannot rebuild the replica: %s", run_id, error, extra={"run": run_id}
+            )
+            self._takeover(tm.ReplicaBroken(run_id, request_id))
+
+    def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
+        holdings = takeover.Holdings(
+            {h.task_id: h.size for h in msg.held}, {a.task_id: a.attempt for a in msg.running}
+        )
+        self._takeover(tm.NodeAnswered(msg.run_id, msg.request_id, sender, holdings))
+
+    def _end_taking(self, run_id: str) -> Taking | None:
+        job = self._taking.pop(run_id, None)
+        if job is not None and job.timer is not None:
+            job.timer.cancel()
+        return job
+
+    def _restore(self, ins: tm.Restore) -> None:
+        """Merge and build the run off the loop (once the rebuild is done), then ``_adopt`` it."""
+        run_id = ins.run_id
+        job = self._end_taking(run_id)
+        if job is None:
+            return
+        started = self.port.now()
+        entry = self._restoring[run_id] = Restoring(ins.term)
+        rebuild = job.rebuild
+        order = self.scheduler.order
+
+        def merge() -> None:
+            if self._restoring.get(run_id) is not entry:
+                return  # another owner claimed it meanwhile, or we closed
+            if rebuild.data is None:
+                del self._restoring[run_id]
+                log.error(
+                    "run %s: takeover given up: cannot rebuild the replica: %s",
+                    run_id,
+                    rebuild.error,
+                    extra={"run": run_id},
+                )
+                return
+            data = rebuild.data
+            self.offload.run(
+                lambda: build_run(data, ins.holdings, order),
+                lambda run, error: self._adopt(ins, entry, run, error, started),
+            )
+
+        rebuild.then(merge)
+
+    def _adopt(
+        self,
+        ins: tm.Restore,
+        entry: Restoring,
+        run: Any,
+        error: BaseException | None,
+        started: float,
+    ) -> None:
+        """Own the run built off the loop (``_restore``), unless it is no longer ours to."""
+        run_id = ins.run_id
+        if self._restoring.get(run_id) is not entry:
+            return
+        del self._restoring[run_id]
+        if error is not None:
+            log.error(
+                "run %s: takeover given up: the merge failed: %r",
+                run_id,
+                error,
+                extra={"run": run_id},
+            )
+            return
+        dispatches = self.owner.restore_run(run, ins.term)
+        # From asking the nodes to the first dispatches out (merge and restore included).
+        elapsed = ins.seconds + (self.port.now() - started)
+        self.takeover_seconds[run_id] = elapsed
+        status = self.scheduler.run_status(run_id)
+        log.warning(
+            "run %s: took over at term %d in %.3f s (%d nodes answered; %s); "
+            "first dispatch to %d nodes at wall %.6f",
+            run_id,
+            ins.term,
+            elapsed,
+            len(ins.holdings),
+            dict(status.counts) if status is not None else {},
+            dispatches,
+            time.time(),  # wall clock for the log reader (bench_failover), not for any decision
+            extra={"run": run_id, "term": ins.term},
+        )
+        self._note_owner(run_id, ins.term, self.port.name, self.port.address)
+        self._execute(self.log.track(run_id, self._alive(), self.port.now(), accept=False))
+        self.leases.watch(run_id)
+        if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
+            self.owner.run_finished(run_id)

@@ -1,0 +1,28 @@
+"""A run's books worked out from its tasks' states: ``remaining``, ``tally``, ``placed`` and
+``unfinished``, which ``RunState`` otherwise keeps as tasks move. For a run whose states were set
+all at once: ``RunState.from_snapshot``, and a takeover's merge (``replication.takeover.merge_run``,
+run in a thread for a big run: this module is not compiled, so its loops let the GIL go).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handoffd.scheduler.states import DONE, TASK_STATES
+
+
+def recount(run: Any) -> None:
+    remaining = 0
+    tally = dict.fromkeys(TASK_STATES, 0)
+    placed: dict[str, str] = {}
+    for tid, r in run.tasks.items():
+        tally[r.state] += 1
+        if r.state != DONE:
+            remaining += 1
+        if r.node is not None:
+            placed[tid] = r.node
+    run.remaining, run.tally, run.placed = remaining, tally, placed
+    if run.unfinished:
+        tasks = run.tasks
+        for tid, users in run.consumers.items():
+            run.unfinished[tid] = sum(tasks[c].state != DONE for c in users)
