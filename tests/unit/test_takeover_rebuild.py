@@ -177,3 +177,87 @@ def test_a_big_run_packed_in_short_calls_is_packed_the_same() -> None:
     raw = encode_run(run)
     assert encode_run(run, chunked=True) == raw
     assert decode_run(raw)["tasks"] == decode_run(encode_run(run, chunked=True))["tasks"]
+
+
+class _Later:
+    """An ``Offload`` whose jobs run when the test says (as a thread would, later)."""
+
+    def __init__(self) -> None:
+        self.jobs: list = []
+
+    def run(self, fn, done) -> None:  # type: ignore[no-untyped-def]
+        self.jobs.append((fn, done))
+
+    def finish(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for fn, done in jobs:
+            done(fn(), None)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_snapshot_packed_off_the_loop_goes_before_the_batches_held_meanwhile(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner packs a big run's snapshot in a thread while the run moves on: the batches
+    flushed meanwhile wait and follow it, so the standby's replica ends up as the run is."""
+    from fake_port import FakePort
+
+    from handoffd.config import Limits
+    from handoffd.daemon import replication as shell
+    from handoffd.protocol import messages as m
+    from handoffd.protocol.codec import Codec
+    from handoffd.protocol.columns import split_frames
+    from handoffd.replication.standby import StandbyStore
+
+    monkeypatch.setattr(shell, "PACK_OFF_LOOP", 1)  # every run is "big" here
+    rng = random.Random(seed)
+    c = Cluster(dict.fromkeys(NODES, 3.0))
+    port = FakePort(name="owner", address="owner:1")
+    port.join("s")
+    later = _Later()
+    replication = shell.ReplicationIO(port, c.sched, replicas=1, grace=0.1, offload=later)  # type: ignore[arg-type]
+    c.sched.on_change = replication.task_changed
+    specs = [spec(f"t{i}", *([f"t{i - 1}"] if i % 3 else [])) for i in range(30)]
+    out = c.submit("r", specs)
+    replication.run_accepted("r", lambda: None)
+    assert later.jobs and not port.take(m.ReplicateRun)  # being packed
+    for _ in range(rng.randint(1, 6)):  # the run moves on, batches are flushed meanwhile
+        out = c.accept_all(out)
+        run = c.sched.run_state("r")
+        assert run is not None
+        running = [(r.node, r.id, r.attempt) for r in run.tasks.values() if r.state == "ASSIGNED"]
+        for node, tid, attempt in rng.sample(running, k=min(len(running), 3)):
+            out = out + c.succeed(node, "r", tid, attempt, value=b"v")
+        port.advance(0.05)
+    held_before = [s for s in port.sent if isinstance(s.msg, m.ReplicateLog)]
+    assert not held_before  # every batch waits for the snapshot
+    later.finish()
+    out = c.accept_all(out)
+    port.advance(0.05)  # and one more batch, sent at once
+    sent = [s for s in port.sent if isinstance(s.msg, (m.ReplicateRun, m.ReplicateLog))]
+    assert isinstance(sent[0].msg, m.ReplicateRun)
+    standby = StandbyStore("s")
+    wire = Codec(Limits())
+    for s in sent:  # as the standby reads them
+        decoded = wire.decode(wire.encode(s.msg, sender="owner", frames=s.frames))
+        assert decoded is not None
+        msg, frames = decoded.msg, list(decoded.frames)
+        if isinstance(msg, m.ReplicateRun):
+            ack = standby.on_snapshot(
+                "r", msg.term, msg.seq, "owner", "owner:1", msg.standbys, frames[0]
+            )
+        else:
+            frames = split_frames(msg.frame_sizes, frames, "ReplicateLog")
+            ack = standby.on_log(msg, "owner:1", frames)
+        assert ack is not None and not ack.need_snapshot
+    got = standby.replicas["r"].run_data()["tasks"]
+    run = c.sched.run_state("r")
+    assert run is not None
+    want = decode_run(encode_run(run))["tasks"]
+    fields = ("state", "attempt", "node", "locations", "completions", "value")
+    assert {t: [got[t][f] for f in fields] for t in got} == {
+        t: [want[t][f] for f in fields] for t in want
+    }
