@@ -201,7 +201,10 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         and those batches after it, in order (held until the snapshot went), so the replica ends
         up as the run is, as with a snapshot packed at once."""
         run = self.scheduler.run_state(run_id)
-        assert run is not None
+        if run is None:  # (gone within this batch of instructions: nothing to send)
+            for ins in sends:
+                self._held.pop((run_id, ins.node), None)
+            return
 
         def done(frame: Any, error: BaseException | None) -> None:
             encoded = {run_id: frame} if error is None else {}
