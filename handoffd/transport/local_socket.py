@@ -108,7 +108,7 @@ def take(buf: bytearray, max_frames: int, max_frame: int) -> list[bytes] | None:
 
 
 class _Conn:
-    __slots__ = ("id", "sock", "buf", "nonce", "open", "out")
+    __slots__ = ("id", "sock", "buf", "nonce", "open", "out", "queued")
 
     def __init__(self, conn_id: bytes, sock: socket.socket, nonce: bytes) -> None:
         self.id = conn_id
@@ -117,6 +117,7 @@ class _Conn:
         self.nonce = nonce  # ours, sent at accept; the client's proof covers it
         self.open = False  # the client proved the key
         self.out: deque[memoryview] = deque()  # what the socket did not take yet
+        self.queued = 0  # replies waiting in ``out`` (bounded as a ROUTER's send queue)
 
 
 class LocalListener:
@@ -133,8 +134,10 @@ class LocalListener:
         *,
         max_frames: int,
         max_frame: int,
+        max_queue: int = 1000,
     ) -> None:
         self._secret = secret
+        self._max_queue = max_queue
         self._loop = loop
         self._deliver = deliver
         self._drained = drained
@@ -169,7 +172,11 @@ class LocalListener:
             except OSError as exc:  # EMFILE: the TCP path still serves
                 log.warning("local client socket: accept failed: %s", exc)
                 return
-            if len(self._conns) >= MAX_CONNECTIONS or peer_uid(sock) != os.getuid():
+            try:
+                uid = peer_uid(sock)
+            except OSError:
+                uid = -1
+            if len(self._conns) >= MAX_CONNECTIONS or uid != os.getuid():
                 self.refused += 1
                 sock.close()
                 continue
@@ -238,14 +245,15 @@ class LocalListener:
 
     def reply(self, conn_id: bytes, frames: Sequence[Any]) -> bool:
         conn = self._conns.get(conn_id)
-        if conn is None or not conn.open:
-            return False
+        if conn is None or not conn.open or conn.queued >= self._max_queue:
+            return False  # gone, or not reading: dropped as a full ROUTER queue drops it
         self._write(conn, pack(frames))
-        return True
+        return conn.id in self._conns
 
     def _write(self, conn: _Conn, parts: list[Any]) -> None:
         if conn.out:  # behind what waits: keep the order
             conn.out.extend(memoryview(p).cast("B") for p in parts)
+            conn.queued += 1
             return
         try:
             sent = conn.sock.sendmsg(parts) if len(parts) <= _IOV else 0
@@ -262,6 +270,7 @@ class LocalListener:
             conn.out.append(view[sent:])
             sent = 0
         if conn.out:
+            conn.queued = 1
             self._loop.add_writer(conn.sock.fileno(), self._writable, conn)
 
     def _writable(self, conn: _Conn) -> None:
@@ -278,6 +287,7 @@ class LocalListener:
         if out and sent:
             out[0] = out[0][sent:]
         if not out:
+            conn.queued = 0
             self._loop.remove_writer(conn.sock.fileno())
 
 

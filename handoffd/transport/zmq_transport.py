@@ -191,6 +191,7 @@ class ZmqTransport(Transport):
                     self._drained,
                     max_frames=self.limits.max_frames + 1,  # body + opaque frames
                     max_frame=max(self.limits.max_frame_bytes, self.limits.max_body_bytes),
+                    max_queue=self.limits.max_queue,
                 )
             except OSError as exc:  # the name is taken (by whom, we cannot tell): TCP serves
                 log.warning("no local client socket for %s: %s", self.address, exc)

@@ -100,3 +100,20 @@ def test_the_local_socket_can_be_turned_off(monkeypatch: pytest.MonkeyPatch):
                 handoffd.Function(id="s", code=sleeps, extra_args=[0])
             )
             assert client.execute(dag) == {"s": "slept"}
+
+
+def echo_big(data: bytes, n: int) -> bytes:
+    return data[:16] * n
+
+
+def test_big_requests_and_results_cross_the_local_socket_whole():
+    """Megabytes each way: the daemon's loop reads them in slices and writes what the socket
+    takes, the rest when it is writable again."""
+    blob = os.urandom(3 << 20)
+    with ThreadedCluster([{"cpu": 1}], transport="zmq") as cluster:
+        with handoffd.connect(cluster.address, timeout=30) as client:
+            assert isinstance(client._conn, LocalClient)
+            dag = handoffd.DAG().add_function(
+                handoffd.Function(id="b", code=echo_big, extra_args=[blob, 1 << 19])
+            )
+            assert client.execute(dag, timeout=60) == {"b": blob[:16] * (1 << 19)}
