@@ -53,6 +53,7 @@ _COUNT = struct.Struct("!I")
 _LEN = struct.Struct("!Q")
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _IOV = 512  # buffers per sendmsg
+SEND_STALL = 30.0  # seconds a client's send may wait for the daemon to read on
 
 
 def enabled() -> bool:
@@ -316,7 +317,9 @@ class LocalClient:
             proof = _recv_exact(sock, PROOF)
             if not hmac.compare_digest(proof, _proof(secret, b"server", ours, theirs)):
                 raise LocalRefused(f"{address}: the local socket did not prove our key")
-            sock.settimeout(None)
+            # A send waits for room at most this long: a daemon whose loop stopped reading is
+            # given up on (ConnectionError, then failover) as ZeroMQ's reply timeout would.
+            sock.settimeout(max(connect_timeout, SEND_STALL))
         except BaseException:
             sock.close()
             raise
@@ -355,7 +358,7 @@ class LocalClient:
                 continue
             try:
                 data = self._sock.recv(CHUNK)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, TimeoutError):
                 continue
             except OSError:
                 data = b""

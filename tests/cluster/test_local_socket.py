@@ -117,3 +117,43 @@ def test_big_requests_and_results_cross_the_local_socket_whole():
                 handoffd.Function(id="b", code=echo_big, extra_args=[blob, 1 << 19])
             )
             assert client.execute(dag, timeout=60) == {"b": blob[:16] * (1 << 19)}
+
+
+def test_a_send_to_a_daemon_that_stopped_reading_gives_up_with_a_connection_error(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A daemon whose loop hangs (it accepted and proved the key, then reads nothing): the
+    client's send fails after SEND_STALL instead of blocking its thread for ever."""
+    import socket
+    import threading
+
+    from handoffd.transport import local_socket
+
+    monkeypatch.setattr(local_socket, "SEND_STALL", 0.5)
+    secret, address = os.urandom(40), f"stalled-{os.getpid()}:1"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(local_socket.socket_name(address))
+    server.listen(1)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        held.append(conn)
+        ours = os.urandom(local_socket.NONCE)
+        conn.sendall(ours)
+        got = local_socket._recv_exact(conn, local_socket.NONCE + local_socket.PROOF)
+        conn.sendall(local_socket._proof(secret, b"server", got[: local_socket.NONCE], ours))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        client = LocalClient(address, secret, connect_timeout=0.2)
+        with pytest.raises(errors.ConnectionError, match="cannot send"):
+            client.send([os.urandom(32 << 20)])
+        assert client.disconnected
+        client.close()
+    finally:
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
