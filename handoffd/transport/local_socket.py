@@ -84,28 +84,41 @@ class Malformed(ValueError):
     pass
 
 
-def take(buf: bytearray, max_frames: int, max_frame: int) -> list[bytes] | None:
-    """The first whole message in ``buf`` (removed from it), None if incomplete; ``Malformed`` if
-    it breaks the limits (the caller closes the connection)."""
-    if len(buf) < 4:
-        return None
-    (count,) = _COUNT.unpack_from(buf, 0)
-    if count == 0 or count > max_frames:
-        raise Malformed(f"{count} frames (at most {max_frames})")
-    head = 4 + 8 * count
-    if len(buf) < head:
-        return None
-    sizes = struct.unpack_from(f"!{count}Q", buf, 4)
-    if max(sizes) > max_frame:
-        raise Malformed(f"a frame of {max(sizes)} bytes (at most {max_frame})")
-    if len(buf) < head + sum(sizes):
-        return None
-    frames, at = [], head
-    for size in sizes:
-        frames.append(bytes(buf[at : at + size]))
-        at += size
-    del buf[:at]
-    return frames
+def take(
+    buf: bytearray, max_frames: int, max_frame: int
+) -> tuple[list[list[bytes]], Malformed | None]:
+    """The whole messages at the start of ``buf``, removed from it (what is left is the start of
+    the next one), and the error of one that breaks the limits (the caller closes the
+    connection after delivering those before it). One removal per call: a read holding many
+    small messages is not moved once per message."""
+    out: list[list[bytes]] = []
+    error: Malformed | None = None
+    at, have = 0, len(buf)
+    with memoryview(buf) as view:
+        while have - at >= 4:
+            (count,) = _COUNT.unpack_from(buf, at)
+            if count == 0 or count > max_frames:
+                error = Malformed(f"{count} frames (at most {max_frames})")
+                break
+            head = at + 4 + 8 * count
+            if have < head:
+                break
+            sizes = struct.unpack_from(f"!{count}Q", buf, at + 4)
+            if max(sizes) > max_frame:
+                error = Malformed(f"a frame of {max(sizes)} bytes (at most {max_frame})")
+                break
+            end = head + sum(sizes)
+            if have < end:
+                break
+            frames = []
+            for size in sizes:
+                frames.append(bytes(view[head : head + size]))
+                head += size
+            out.append(frames)
+            at = end
+    if at:
+        del buf[:at]
+    return out, error
 
 
 class _Conn:
@@ -218,16 +231,14 @@ class LocalListener:
             self._drop(conn)
         if not conn.open and not self._handshake(conn):
             return
-        delivered = False
-        try:
-            while (frames := take(buf, self._max_frames, self._max_frame)) is not None:
-                self._deliver(conn.id, frames)
-                delivered = True
-        except Malformed as exc:
-            log.warning("local client connection closed: a malformed message (%s)", exc)
+        messages, error = take(buf, self._max_frames, self._max_frame)
+        for frames in messages:
+            self._deliver(conn.id, frames)
+        if error is not None:
+            log.warning("local client connection closed: a malformed message (%s)", error)
             self.refused += 1
             self._drop(conn)
-        if delivered:
+        if messages:
             self._drained()
 
     def _handshake(self, conn: _Conn) -> bool:
@@ -305,6 +316,7 @@ class LocalClient:
         self.address = address
         self.disconnected = False
         self._buf = bytearray()
+        self._ready: deque[list[bytes]] = deque()  # replies read, not yet returned
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(connect_timeout)
@@ -348,9 +360,12 @@ class LocalClient:
         buf = self._buf
         deadline = time.monotonic() + timeout
         while True:
-            frames = take(buf, 1 << 30, 1 << 62)
-            if frames is not None:
-                return frames
+            if self._ready:
+                return self._ready.popleft()
+            messages, _ = take(buf, 1 << 30, 1 << 62)
+            self._ready.extend(messages)
+            if self._ready:
+                continue
             left = deadline - time.monotonic()
             if left <= 0 or not self._poll.poll(max(0, int(left * 1000) + 1)):
                 if time.monotonic() >= deadline:

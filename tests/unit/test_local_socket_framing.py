@@ -17,13 +17,10 @@ def test_messages_come_out_whole_and_in_order_from_any_cut():
     wire = _wire(one) + _wire([bytes(f) for f in two])
     for cut in range(0, len(wire), 997):
         buf = bytearray(wire[:cut])
-        got = []
-        while (frames := take(buf, 8, 1 << 20)) is not None:
-            got.append(frames)
+        got, error = take(buf, 8, 1 << 20)
         buf += wire[cut:]
-        while (frames := take(buf, 8, 1 << 20)) is not None:
-            got.append(frames)
-        assert got == [one, [b"second"]]
+        rest, error2 = take(buf, 8, 1 << 20)
+        assert got + rest == [one, [b"second"]] and error is error2 is None
         assert buf == b""
 
 
@@ -35,5 +32,14 @@ def test_a_message_over_the_limits_is_refused_from_its_header(frames, why):
     buf = _wire(frames)[:12]  # the header is enough to tell
     if frames:
         buf = _wire(frames)[: 4 + 8 * len(frames)]
-    with pytest.raises(Malformed, match=why):
-        take(buf, 8, 1000)
+    good = _wire([b"fine"])
+    messages, error = take(good + buf, 8, 1000)
+    assert messages == [[b"fine"]]  # what came before it is delivered
+    assert isinstance(error, Malformed) and why in str(error)
+
+
+def test_a_read_holding_many_messages_gives_them_all_in_one_call():
+    buf = bytearray().join(_wire([str(i).encode()]) for i in range(5000))
+    messages, error = take(buf, 8, 1000)
+    assert error is None and buf == b""
+    assert [m[0] for m in messages] == [str(i).encode() for i in range(5000)]
