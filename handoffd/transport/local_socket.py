@@ -1,10 +1,9 @@
 """Clients on the daemon's own machine: a Unix socket read by the event loop (issue 13, W3).
 
 A request over ZeroMQ wakes four threads besides the two that do the work: the client's ZeroMQ
-I/O thread, the daemon's, and the same two for the reply (each a mailbox write and a wake-up,
-~30-100 us apiece on a loaded 2-core machine). A client on the daemon's host skips them: the
-daemon also listens on an abstract Unix socket named after its address (``socket_name``), read by
-its loop (``LocalListener``, wired into ``ZmqTransport``) and written by the client's own thread
+I/O thread, the daemon's, and the same two for the reply (each a mailbox write and a wake-up).
+A client on the daemon's host skips them: the daemon also listens on an abstract Unix socket
+named after its address (``socket_name``), read by its loop (``LocalListener``, wired into ``ZmqTransport``) and written by the client's own thread
 (``LocalClient``). The abstract namespace belongs to the network namespace, so a client reaches
 only the daemon that owns that address where it dialed it.
 
@@ -160,8 +159,8 @@ class LocalListener:
         self._ids = itertools.count(1)
         self._conns: dict[bytes, _Conn] = {}
         self.refused = 0  # connections closed: another user, a wrong key, a malformed message
-        # Reads land here first: recv(CHUNK) allocated (and faulted in) 256 KiB per call, ~25 us
-        # per read of a request of a few hundred bytes (worker/_pipe.py measured the same).
+        # Reads land here first: recv(CHUNK) allocates (and faults in) 256 KiB per call, for a
+        # request of a few hundred bytes (worker/_pipe.py's Reader does the same).
         self._scratch = memoryview(bytearray(CHUNK))
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -345,7 +344,7 @@ class LocalClient:
 
     def send(self, frames: Sequence[bytes | memoryview]) -> None:
         # One system call for the whole message where it fits: each write may wake the daemon's
-        # loop, which then reads a message in part (~70 us a write with the header apart).
+        # loop, which would then read a message in part and sleep again.
         parts = [memoryview(p).cast("B") for p in pack(frames)]
         try:
             while parts:
