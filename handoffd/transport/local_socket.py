@@ -3,9 +3,10 @@
 A request over ZeroMQ wakes four threads besides the two that do the work: the client's ZeroMQ
 I/O thread, the daemon's, and the same two for the reply (each a mailbox write and a wake-up).
 A client on the daemon's host skips them: the daemon also listens on an abstract Unix socket
-named after its address (``socket_name``), read by its loop (``LocalListener``, wired into ``ZmqTransport``) and written by the client's own thread
-(``LocalClient``). The abstract namespace belongs to the network namespace, so a client reaches
-only the daemon that owns that address where it dialed it.
+named after its address (``socket_name``), read by its loop (``LocalListener``, wired into
+``ZmqTransport``) and written by the client's own thread (``LocalClient``). The abstract namespace
+belongs to the network namespace, so a client reaches only the daemon that owns that address
+where it dialed it.
 
 Who may use it is what the TCP path admits, no more: only a keyed daemon listens (keyless ones
 take TCP only), both ends check with ``SO_PEERCRED`` that the other runs as their own user (an
