@@ -44,6 +44,7 @@ from handoffd.protocol.messages_observability import (
     NodeInfoReply,
 )
 from handoffd.scheduler.history import document as history_document
+from handoffd.transport import local_socket
 from handoffd.transport.base import MEMORY_SCHEME
 from handoffd.transport.client import Connection, ControlClient
 
@@ -176,6 +177,15 @@ class Client(ClientPlumbing):
             from handoffd.transport.memory_client import MemoryControlClient
 
             return MemoryControlClient(self._network, address, connect_timeout=timeout)
+        if self._curve is not None and local_socket.enabled():
+            # A daemon on this machine: its Unix socket, read by its loop and by this thread
+            # (no ZeroMQ I/O thread on either side); any refusal leaves it to ZeroMQ below.
+            try:
+                return local_socket.LocalClient(
+                    address, self._curve.secret, connect_timeout=timeout
+                )
+            except OSError:
+                pass
         return ControlClient(
             address, curve=self._curve, connect_timeout=timeout, local_key=self._local_key
         )

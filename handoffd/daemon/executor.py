@@ -94,6 +94,9 @@ class Executor:
         self.pool: WorkerPool | None = None  # set by the node before any dispatch arrives
         # Told (run_id, term, owner name) when a run's owner changes to a higher term.
         self.on_new_owner: Callable[[str, int, str], None] | None = None
+        # Called after each "soon" event was handled (the node delivers what we sent our own
+        # owner: a report reaches it in this loop turn, not the next).
+        self.after_soon: Callable[[], None] | None = None
         self._timers: dict[int, asyncio.TimerHandle] = {}
         # (owner address at dispatch, run) -> live output waiting for this loop turn's send
         self._live: dict[tuple[str, str], list[LiveOutput]] = {}
@@ -240,7 +243,7 @@ class Executor:
                     msg = columns.replied_columns(msg)
                 self._send(ins.address, msg, frames, term=ins.term)
             elif isinstance(ins, Soon):
-                asyncio.get_running_loop().call_soon(self._handle, ins.event)
+                asyncio.get_running_loop().call_soon(self._soon, ins.event)
             elif isinstance(ins, LedgerChanged):
                 self._on_resources_changed()
             elif isinstance(ins, SetTimer):
@@ -261,6 +264,11 @@ class Executor:
                     self.on_new_owner(ins.run_id, ins.term, ins.owner)
             else:
                 raise TypeError(f"unknown executor instruction {ins!r}")
+
+    def _soon(self, event: Event) -> None:
+        self._handle(event)
+        if self.after_soon is not None:
+            self.after_soon()
 
     def _fire(self, key: int, event: Event) -> None:
         self._timers.pop(key, None)

@@ -255,7 +255,7 @@ class Node(NodeReliability):
         )
         self.owner.code = self.code
         self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
-        self._transport.on_drained = self.owner.flush
+        self._transport.on_drained = self._drained
         self.replication = ReplicationIO(
             port,
             self.scheduler,
@@ -287,6 +287,7 @@ class Node(NodeReliability):
         self.replication.leases.base = lambda: self.quorum.base
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
+        self.executor.after_soon = self._drained
         self.replication.tell_accused = lambda name: loop.call_soon(
             self._run_membership, swim.HeardFrom(name)
         )
@@ -498,6 +499,14 @@ class Node(NodeReliability):
         if self.owner is not None:  # one scheduler batch, as after a transport's drain
             self.owner.flush()
 
+    def _drained(self) -> None:
+        """A drain's end (its batch to the scheduler) or our executor's report flush: what we sent
+        ourselves is delivered now, not a loop turn later (in order; never mid-message)."""
+        if self.owner is not None:
+            self.owner.flush()
+        if self._local:
+            self._deliver_locals()
+
     def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
         """A client or peer of an incompatible protocol range: log it once, and answer in the
         frozen format every version reads, so a client fails at once (never a mismatch answered
@@ -646,10 +655,9 @@ class Node(NodeReliability):
         self._resources_dirty = False
         self._run_membership(swim.LocalResources(self._free_to_publish()))
         if self.owner is not None:
-            # One callback later: after the reports our executor flushed to our own owner with
-            # this change (their local delivery is queued already), so our scheduler learns which
-            # task ended before it sees the freed slot. Else it gave the slot to another ready
-            # task first, and the ended task's successor (the critical path) waited a whole task.
+            # One callback later: after the reports our executor flushed to our owner with this
+            # change, so our scheduler learns which task ended (its successor, the critical path)
+            # before it sees the freed slot, else another ready task took the slot first.
             asyncio.get_running_loop().call_soon(self._publish_own)
 
     def _publish_own(self) -> None:

@@ -37,7 +37,7 @@ import zmq
 from zmq.utils import z85
 
 from handoffd.config import Limits
-from handoffd.transport import handshakes
+from handoffd.transport import handshakes, local_socket
 from handoffd.transport.base import (
     Frames,
     Handler,
@@ -99,7 +99,10 @@ class ZmqTransport(Transport):
         connect_timeout: float = 1.0,
         reconnect_ivl: float = 0.1,
         reconnect_ivl_max: float = 2.0,
+        local_clients: bool = True,
     ) -> None:
+        self.local_clients = local_clients and curve is not None and local_socket.enabled()
+        self._local: local_socket.LocalListener | None = None  # clients on this host (start)
         self.limits = limits if limits is not None else Limits()
         self.stats = TransportStats()
         self.curve = curve
@@ -177,6 +180,21 @@ class ZmqTransport(Transport):
         monitor = self._router.get_monitor_socket(handshakes.INBOUND_EVENTS)
         self._inbound_watch = handshakes.InboundWatch(monitor, self._handshake_failed)
         self._watch(monitor, self._inbound_watch.drain)
+        if self.local_clients:
+            assert self.curve is not None
+            try:
+                self._local = local_socket.LocalListener(
+                    self.address,
+                    self.curve.secret,
+                    self._loop,
+                    self._deliver_local,
+                    self._drained,
+                    max_frames=self.limits.max_frames + 1,  # body + opaque frames
+                    max_frame=max(self.limits.max_frame_bytes, self.limits.max_body_bytes),
+                    max_queue=self.limits.max_queue,
+                )
+            except OSError as exc:  # the name is taken (by whom, we cannot tell): TCP serves
+                log.warning("no local client socket for %s: %s", self.address, exc)
 
     def _handshake_failed(self, direction: str, where: str, why: str) -> None:
         self.stats.count(f"handshake_failed_{direction}")
@@ -247,6 +265,8 @@ class ZmqTransport(Transport):
         self._closed = True
         if self._responder is not None:
             self._responder.close()  # before the context is terminated: term waits for it
+        if self._local is not None:
+            self._local.close()
         for address in list(self._peers):
             self.forget(address)
         monitor = self._inbound_watch.sock if self._inbound_watch is not None else None
@@ -330,6 +350,20 @@ class ZmqTransport(Transport):
             else:
                 self._deliver(conn, frames[1:], True)
         self._drained()
+
+    def _deliver_local(self, conn: bytes, frames: list[bytes]) -> None:
+        """A request from a client on this host (``local_socket``): admitted as the ROUTER's."""
+        assert self._loop is not None
+        now = self._loop.time()
+        if now - self._rate_window >= 1.0:
+            self._rate_window = now
+            self._rate_counts.clear()
+        seen = self._rate_counts.get(conn, 0) + 1
+        self._rate_counts[conn] = seen
+        if seen > self.limits.max_messages_per_s_per_peer:
+            self._drop("rate_limited")
+        else:
+            self._deliver(conn, frames, True)
 
     def _drain_dealer(self, peer: _Peer) -> None:
         if self._closed or self._peers.get(peer.address) is not peer:
@@ -426,6 +460,11 @@ class ZmqTransport(Transport):
     def reply(self, conn: bytes, frames: Frames) -> bool:
         if self._closed or self._loop is None:
             return self._fail("not_running")
+        if conn[:1] == local_socket.CONN_MARK:
+            if self._local is not None and self._local.reply(conn, frames):
+                self.stats.sent += 1
+                return True
+            return self._fail("reply_unroutable")
         peer = self._peers_by_conn.get(conn)
         if peer is not None:  # a reply that reached our DEALER to that peer
             return self.send(peer.address, frames)

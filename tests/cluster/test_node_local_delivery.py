@@ -43,3 +43,49 @@ def test_messages_to_ourselves_in_one_turn_are_delivered_in_order_then_fed_as_on
             return seen
 
         assert cluster.call(body) == [0, 1, 2, "flush"]
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting_a_loop_turn():
+    """A dispatch to ourselves is delivered at the end of the drain that submitted the run, and
+    our executor's report at the end of its flush (Node._drained): each was one loop turn later,
+    ~25 us apiece of W3's latency (issue 13)."""
+    import handoffd
+
+    with ThreadedCluster([{"cpu": 1}]) as cluster:
+        (node,) = cluster.nodes
+        events: list[tuple[str, ...]] = []
+
+        async def patch() -> None:
+            transport, executor, route = node._transport, node.executor, node._route
+            deliver, soon = transport._deliver, executor._soon
+
+            def delivered(*args: Any) -> None:
+                events.append(("delivery",))
+                deliver(*args)
+                events.append(("delivery.end",))
+
+            def flushed(event: Any) -> None:
+                events.append(("soon", type(event).__name__))
+                soon(event)
+                events.append(("soon.end",))
+
+            def routed(msg: Any, *rest: Any) -> None:
+                events.append(("route", type(msg).__name__))
+                route(msg, *rest)
+
+            transport._deliver, executor._soon, node._route = delivered, flushed, routed
+
+        cluster.call(patch)
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            dag = handoffd.DAG().add_function(handoffd.Function(id="f", code=_noop, extra_args=[7]))
+            assert client.execute(dag) == {"f": 7}
+        submit = events.index(("route", "SubmitAndWait"))
+        dispatch = events.index(("route", "DispatchTasks"))
+        assert events.index(("delivery.end",), submit) > dispatch  # in the submit's callback
+        report = events.index(("route", "TasksReported"))
+        start = max(i for i, e in enumerate(events[:report]) if e[0] == "soon")
+        assert ("soon.end",) not in events[start:report]  # in the flush's callback
