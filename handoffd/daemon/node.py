@@ -500,8 +500,7 @@ class Node(NodeReliability):
             self.owner.flush()
 
     def _drained(self) -> None:
-        """A drain's end (its batch to the scheduler) or our executor's report flush: what we sent
-        ourselves is delivered now, not a loop turn later (in order; never mid-message)."""
+        """A drain's end or our executor's report flush: what we sent ourselves goes now, in order."""
         if self.owner is not None:
             self.owner.flush()
         if self._local:
@@ -655,9 +654,8 @@ class Node(NodeReliability):
         self._resources_dirty = False
         self._run_membership(swim.LocalResources(self._free_to_publish()))
         if self.owner is not None:
-            # One callback later: after the reports our executor flushed to our owner with this
-            # change, so our scheduler learns which task ended (its successor, the critical path)
-            # before it sees the freed slot, else another ready task took the slot first.
+            # One callback later: our scheduler learns which task ended (its successor, the critical
+            # path) before it sees the freed slot, else another ready task took the slot first.
             asyncio.get_running_loop().call_soon(self._publish_own)
 
     def _publish_own(self) -> None:
