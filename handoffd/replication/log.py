@@ -7,8 +7,8 @@ with no live peer the run proceeds unreplicated). Afterwards every state change 
 (a task into or out of DONE, into FAILED/CANCELLED; the run's end and release) is marked dirty and
 sent once per loop iteration as one numbered batch. Batches carry the *current* state of the dirty
 tasks, not operations, so applying a batch twice is harmless and a snapshot at ``seq`` followed by
-batch ``seq + 1`` is always consistent. A standby that sees a gap asks for a snapshot; one that
-stays behind for ``resend_after`` gets one unasked.
+batch ``seq + 1`` is always consistent. A standby that sees a gap asks for a snapshot; one behind
+that acks nothing new for ``resend_after`` gets one unasked (then twice as long for each resent).
 
 Standbys are chosen by rendezvous hashing of (run id, node name) over the live nodes: every node
 computes the same order from the same membership view, and a node joining or leaving moves only the
@@ -77,8 +77,9 @@ class _Primary:
     seq: int = 0  # last batch sent
     acked: dict[str, int] = field(default_factory=dict)  # standby -> highest seq applied
     sent_at: dict[str, float] = field(default_factory=dict)  # standby -> last snapshot sent
-    # standby -> (a seq it had not acked, since when): still short of it after resend_after: resend
-    awaiting: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # standby behind the last seq -> (the seq it had acked, since when, snapshots resent since):
+    # no further ack for resend_after * 2 ** resent: resend (``ReplicationLog.tick``)
+    awaiting: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     accepting_until: float | None = None  # waiting for initial acks until then
     dirty: set[str] = field(default_factory=set)
     run_dirty: bool = False
@@ -227,17 +228,20 @@ class ReplicationLog:
             for node in primary.standbys:
                 acked = primary.acked.get(node, -1)
                 mark = primary.awaiting.get(node)
-                if mark is not None and acked >= mark[0]:
-                    mark = None  # it caught up with what it was missing
-                if mark is None and acked < primary.seq:
-                    mark = (primary.seq, now)
-                if mark is None:
+                if acked >= primary.seq:
                     primary.awaiting.pop(node, None)
-                elif now - mark[1] >= self.resend_after:
-                    primary.awaiting.pop(node, None)
+                elif mark is None or acked > mark[0]:
+                    # Behind but moving: batches arrive in order and a gap is asked for by the
+                    # standby itself, so only a standby whose acks stopped is resent a snapshot.
+                    # One merely slow (a big run's batches on a loaded machine) was resent one
+                    # every second, each a whole run encoded on the loop (2-3 s for 200,000
+                    # tasks) and applied again on the standby, which put it further behind.
+                    primary.awaiting[node] = (acked, now, 0)
+                elif now - mark[1] >= self.resend_after * (1 << min(mark[2], 6)):
+                    # Still no ack: another snapshot, waiting twice as long for each one resent
+                    # (a standby applying a big one takes longer than resend_after).
+                    primary.awaiting[node] = (acked, now, mark[2] + 1)
                     out.append(self._snapshot(primary, node, now))
-                else:
-                    primary.awaiting[node] = mark
             if (
                 primary.accepting_until is None
                 and not primary.awaiting
