@@ -23,6 +23,9 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+# A gap between two ticks of this many resend_after is our own loop held, not a standby's silence.
+STALL_TICKS = 1.5
+
 
 def standby_order(run_id: str, names: Iterable[str]) -> list[str]:
     """``names`` in the run's deterministic rendezvous order (highest hash first)."""
@@ -107,6 +110,7 @@ class ReplicationLog:
         # would do nothing for a run.
         self._dirty: dict[str, None] = {}
         self._watch: dict[str, None] = {}
+        self._last_tick: float | None = None
 
     def standbys(self, run_id: str) -> tuple[str, ...]:
         primary = self._runs.get(run_id)
@@ -219,6 +223,11 @@ class ReplicationLog:
     def tick(self, now: float) -> list[object]:
         """Drop standbys that missed the accept deadline; resend snapshots to laggards."""
         out: list[object] = []
+        # After a tick that came STALL_TICKS resend_after late (our own loop held: one resend's
+        # encoding takes seconds for a big run) every standby's silence is timed anew: its acks
+        # were waiting to be read, and the other standbys were resent the run too.
+        last, self._last_tick = self._last_tick, now
+        held = last is not None and now - last >= STALL_TICKS * self.resend_after
         for run_id in list(self._watch):
             primary = self._runs[run_id]
             if primary.accepting_until is not None and now >= primary.accepting_until:
@@ -237,6 +246,8 @@ class ReplicationLog:
                     # every second, each a whole run encoded on the loop (2-3 s for 200,000
                     # tasks) and applied again on the standby, which put it further behind.
                     primary.awaiting[node] = (acked, now, 0)
+                elif held:
+                    primary.awaiting[node] = (acked, now, mark[2])
                 elif now - mark[1] >= self.resend_after * (1 << min(mark[2], 6)):
                     # Still no ack: another snapshot, waiting twice as long for each one resent
                     # (a standby applying a big one takes longer than resend_after).

@@ -53,3 +53,16 @@ def test_a_standby_whose_acks_stop_is_resent_snapshots_each_after_twice_the_wait
     log_a.changed("r", "t")
     log_a.flush()
     assert log_a.tick(21.0) == [] and _snapshots(log_a.tick(22.0)) == [("r", "b")]
+
+
+def test_our_own_stall_is_not_a_standby_silence() -> None:
+    log_a = rlog.ReplicationLog("a", 1, resend_after=1.0)
+    log_a.track("r", ["a", "b"], 0.0, accept=False)
+    log_a.on_ack("r", "b", 0, False, 0.0)
+    log_a.changed("r", "t")
+    log_a.flush()
+    assert log_a.tick(0.1) == [] and log_a.tick(0.2) == []  # b behind since 0.1
+    # our loop held 1.8 s, b's acks unread meanwhile: its silence is timed from now
+    assert log_a.tick(2.0) == []
+    assert [log_a.tick(t) for t in (2.3, 2.6, 2.9)] == [[], [], []]
+    assert _snapshots(log_a.tick(3.0)) == [("r", "b")]
