@@ -234,6 +234,11 @@ class ReplicationLog:
                 primary.standbys = [n for n in primary.standbys if n in primary.acked]
                 out += self._maybe_accept(primary)
                 continue
+            if primary.accepting_until is not None:
+                # The accept deadline judges the first acks: a big run's snapshot (30 MB for
+                # 200,000 tasks) takes a loaded standby more than resend_after to take, and a
+                # copy resent meanwhile queued ahead of the batches that follow it.
+                continue
             for node in primary.standbys:
                 acked = primary.acked.get(node, -1)
                 mark = primary.awaiting.get(node)
@@ -245,7 +250,9 @@ class ReplicationLog:
                     # One merely slow (a big run's batches on a loaded machine) was resent one
                     # every second, each a whole run encoded on the loop (2-3 s for 200,000
                     # tasks) and applied again on the standby, which put it further behind.
-                    primary.awaiting[node] = (acked, now, 0)
+                    # (the resends so far still count until it has caught up: its ack of a
+                    # resent snapshot is progress, and was the only progress it made)
+                    primary.awaiting[node] = (acked, now, mark[2] if mark is not None else 0)
                 elif held:
                     primary.awaiting[node] = (acked, now, mark[2])
                 elif now - mark[1] >= self.resend_after * (1 << min(mark[2], 6)):

@@ -66,3 +66,29 @@ def test_our_own_stall_is_not_a_standby_silence() -> None:
     assert log_a.tick(2.0) == []
     assert [log_a.tick(t) for t in (2.3, 2.6, 2.9)] == [[], [], []]
     assert _snapshots(log_a.tick(3.0)) == [("r", "b")]
+
+
+def test_no_resend_while_the_accept_waits_for_the_first_acks() -> None:
+    log_a = rlog.ReplicationLog("a", 2, accept_timeout=2.0, resend_after=1.0)
+    out = log_a.track("r", ["a", "b", "c"], 0.0, accept=True)
+    assert len(_snapshots(out)) == 2
+    log_a.changed("r", "t")
+    log_a.flush()
+    assert [_snapshots(log_a.tick(t / 10)) for t in range(1, 20)] == [[]] * 19
+    log_a.on_ack("r", "b", 0, False, 1.95)
+    out = log_a.tick(2.0)  # the deadline: c never acked, it is dropped; b stays
+    assert [type(o).__name__ for o in out] == ["Accept"] and log_a.standbys("r") == ("b",)
+
+
+def test_an_ack_of_a_resent_snapshot_keeps_the_backoff() -> None:
+    log_a = rlog.ReplicationLog("a", 1, resend_after=1.0)
+    log_a.track("r", ["a", "b"], 0.0, accept=False)
+    log_a.on_ack("r", "b", 0, False, 0.0)
+    log_a.changed("r", "t1")
+    log_a.flush()  # seq 1
+    assert log_a.tick(0.0) == [] and _snapshots(log_a.tick(1.0)) == [("r", "b")]
+    log_a.changed("r", "t2")
+    log_a.flush()  # seq 2
+    log_a.on_ack("r", "b", 1, False, 1.5)  # the resent snapshot's ack; then silent again
+    sent = [t / 10 for t in range(15, 60) if _snapshots(log_a.tick(t / 10))]
+    assert sent == [3.5]  # 2 s after the last progress (the second wait), not 1 s
