@@ -7,8 +7,8 @@ with no live peer the run proceeds unreplicated). Afterwards every state change 
 (a task into or out of DONE, into FAILED/CANCELLED; the run's end and release) is marked dirty and
 sent once per loop iteration as one numbered batch. Batches carry the *current* state of the dirty
 tasks, not operations, so applying a batch twice is harmless and a snapshot at ``seq`` followed by
-batch ``seq + 1`` is always consistent. A standby that sees a gap asks for a snapshot; one that
-stays behind for ``resend_after`` gets one unasked.
+batch ``seq + 1`` is always consistent. A standby that sees a gap asks for a snapshot; one behind
+that acks nothing new for ``resend_after`` gets one unasked (then twice as long for each resent).
 
 Standbys are chosen by rendezvous hashing of (run id, node name) over the live nodes: every node
 computes the same order from the same membership view, and a node joining or leaving moves only the
@@ -22,6 +22,9 @@ import hashlib
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+# A gap between two ticks of this many resend_after is our own loop held, not a standby's silence.
+STALL_TICKS = 1.5
 
 
 def standby_order(run_id: str, names: Iterable[str]) -> list[str]:
@@ -77,8 +80,9 @@ class _Primary:
     seq: int = 0  # last batch sent
     acked: dict[str, int] = field(default_factory=dict)  # standby -> highest seq applied
     sent_at: dict[str, float] = field(default_factory=dict)  # standby -> last snapshot sent
-    # standby -> (a seq it had not acked, since when): still short of it after resend_after: resend
-    awaiting: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # standby behind the last seq -> (the seq it had acked, since when, snapshots resent since):
+    # no further ack for resend_after * 2 ** resent: resend (``ReplicationLog.tick``)
+    awaiting: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     accepting_until: float | None = None  # waiting for initial acks until then
     dirty: set[str] = field(default_factory=set)
     run_dirty: bool = False
@@ -106,6 +110,7 @@ class ReplicationLog:
         # would do nothing for a run.
         self._dirty: dict[str, None] = {}
         self._watch: dict[str, None] = {}
+        self._last_tick: float | None = None
 
     def standbys(self, run_id: str) -> tuple[str, ...]:
         primary = self._runs.get(run_id)
@@ -218,26 +223,43 @@ class ReplicationLog:
     def tick(self, now: float) -> list[object]:
         """Drop standbys that missed the accept deadline; resend snapshots to laggards."""
         out: list[object] = []
+        # After a tick that came STALL_TICKS resend_after late (our own loop held: one resend's
+        # encoding takes seconds for a big run) every standby's silence is timed anew: its acks
+        # were waiting to be read, and the other standbys were resent the run too.
+        last, self._last_tick = self._last_tick, now
+        held = last is not None and now - last >= STALL_TICKS * self.resend_after
         for run_id in list(self._watch):
             primary = self._runs[run_id]
             if primary.accepting_until is not None and now >= primary.accepting_until:
                 primary.standbys = [n for n in primary.standbys if n in primary.acked]
                 out += self._maybe_accept(primary)
                 continue
+            if primary.accepting_until is not None:
+                # The accept deadline judges the first acks: a big run's snapshot (30 MB for
+                # 200,000 tasks) takes a loaded standby more than resend_after to take, and a
+                # copy resent meanwhile queued ahead of the batches that follow it.
+                continue
             for node in primary.standbys:
                 acked = primary.acked.get(node, -1)
                 mark = primary.awaiting.get(node)
-                if mark is not None and acked >= mark[0]:
-                    mark = None  # it caught up with what it was missing
-                if mark is None and acked < primary.seq:
-                    mark = (primary.seq, now)
-                if mark is None:
+                if acked >= primary.seq:
                     primary.awaiting.pop(node, None)
-                elif now - mark[1] >= self.resend_after:
-                    primary.awaiting.pop(node, None)
+                elif mark is None or acked > mark[0]:
+                    # Behind but moving: batches arrive in order and a gap is asked for by the
+                    # standby itself, so only a standby whose acks stopped is resent a snapshot.
+                    # One merely slow (a big run's batches on a loaded machine) was resent one
+                    # every second, each a whole run encoded on the loop (2-3 s for 200,000
+                    # tasks) and applied again on the standby, which put it further behind.
+                    # (the resends so far still count until it has caught up: its ack of a
+                    # resent snapshot is progress, and was the only progress it made)
+                    primary.awaiting[node] = (acked, now, mark[2] if mark is not None else 0)
+                elif held:
+                    primary.awaiting[node] = (acked, now, mark[2])
+                elif now - mark[1] >= self.resend_after * (1 << min(mark[2], 6)):
+                    # Still no ack: another snapshot, waiting twice as long for each one resent
+                    # (a standby applying a big one takes longer than resend_after).
+                    primary.awaiting[node] = (acked, now, mark[2] + 1)
                     out.append(self._snapshot(primary, node, now))
-                else:
-                    primary.awaiting[node] = mark
             if (
                 primary.accepting_until is None
                 and not primary.awaiting

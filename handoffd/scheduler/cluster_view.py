@@ -525,9 +525,13 @@ class ClusterView(Demand):
 
     # -- fitness ---------------------------------------------------------------------------------
 
-    def misfit(self, run: RunState, ids: Iterable[str] | None = None) -> Unschedulable | None:
+    def misfit(
+        self, run: RunState, ids: Iterable[str] | None = None, finished: bool = False
+    ) -> Unschedulable | None:
         """The first unfinished task (or collocation group) no live node can hold even when idle;
-        ``ids``: look at these tasks only (``scheduler.intake.Prebuilt.probes``)."""
+        ``ids``: look at these tasks only (``scheduler.intake.Prebuilt.probes``); ``finished``:
+        finished tasks too (a group with all its members), as if none were: None then says no
+        unfinished one misfits either (each needs at most what it stands for here)."""
         views = [
             placement.NodeView(n.name, n.capacity, n.capacity)
             for n in self.nodes.values()
@@ -536,7 +540,7 @@ class ClusterView(Demand):
         seen: set[str] = set()
         fine: set[tuple[str | None, tuple[tuple[str, float], ...]]] = set()  # shapes that fit
         for rec in run.tasks.values() if ids is None else [run.tasks[i] for i in ids]:
-            if rec.state == DONE:
+            if rec.state == DONE and not finished:
                 continue
             gid = run.group_of.get(rec.id)
             members = [rec.id]
@@ -548,7 +552,9 @@ class ClusterView(Demand):
                 if gid in seen:
                     continue
                 seen.add(gid)
-                members = [m for m in run.group_members[gid] if run.tasks[m].state != DONE]
+                members = [
+                    m for m in run.group_members[gid] if finished or run.tasks[m].state != DONE
+                ]
             need: dict[str, float] = {}
             for m in members:
                 need = resources.add(need, run.tasks[m].spec.cost)
