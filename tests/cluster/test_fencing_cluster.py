@@ -8,6 +8,7 @@ everything resumes."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import replace
@@ -84,9 +85,11 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
             wait_for(
                 lambda: fenced() == [False, False, False, True, True], 30, what="small side fenced"
             )
-            text = "minority partition (2 of 5 reachable); retry on another node"
+            # (2 of 4 when a far member the small side judged DEAD before it was fenced stayed
+            # DEAD there for evict_after first: a loop that slow saw members fail one by one.)
+            text = re.compile(r"minority partition \(2 of [45] reachable\); retry on another node")
             refusals = cluster.run(lambda: [n.owner.minority for n in cluster.nodes])
-            assert [bool(r and text in r) for r in refusals] == [False] * 3 + [True] * 2
+            assert [bool(r and text.search(r)) for r in refusals] == [False] * 3 + [True] * 2
             # A client of the small side is refused there and moves the run to the big side by
             # itself (handoffd.client_moves): the run is owned there and runs once.
             moved = on_small.submit(fenced_dag(1, str(probes), 0.0))
@@ -109,8 +112,13 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
                 with handoffd.connect([cluster.url(3), cluster.url(0)], timeout=10) as reader:
                     status = reader.run(run.id).status()
                     assert status.state in ("RUNNING", "DONE"), status
-                    assert status.owner in names[:3], status
-                    assert reader.address in big
+                    if status.owner == names[3]:
+                        # Only a run that ended before the cut is read there (its big-side tasks
+                        # reported in time: a loop slow enough that the 3 s tasks all ended).
+                        assert status.state == "DONE", status
+                    else:
+                        assert status.owner in names[:3], status
+                        assert reader.address in big
 
             network.heal()
             wait_for(lambda: not any(fenced()), 30, what="every node unfenced after the heal")
