@@ -130,6 +130,20 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
             small_pids = {pid for pid, address in pid_node.items() if address in small}
             again = [(i, p) for i, p in executions(runs) if i in on_big_side and p in small_pids]
             assert not again, f"tasks of the big side run on the small side: {again} {pid_node}"
+            # Nor did the big side take a verdict of the small side's on one of its own: the
+            # small side may have judged some DEAD before it was fenced, and such a verdict
+            # replayed after the heal made the big side's owner re-place a live node's tasks.
+            told = cluster.run(
+                lambda: [
+                    (n.name, h)
+                    for n in cluster.nodes[:3]
+                    for h in n.membership.history
+                    if h[1] in names[:3]
+                    and h[3] == m.DEAD
+                    and any(h[5].endswith(f"from {name}") for name in names[3:])
+                ]
+            )
+            assert not told, f"the big side took the small side's verdicts: {told}"
             # And the small side takes runs again.
             assert on_small.execute(fenced_dag(2, str(probes), 0.0)) == {"t0": 0, "t1": 1}
 
