@@ -20,6 +20,8 @@ send membership messages (that is how a node joins), so assertions are weighed b
 - A push-pull page's SUSPECT or DEAD about a member we hold live is held at first
   (``page_verdict``): a page is its sender's settled view, and after a partition heals each side's
   pages hold the other side DEAD.
+- A newer resource view of a member we hold SUSPECT or DEAD is kept but not gossiped on
+  (``quiet_resources``): our verdict on it was news once, not each time its resources change.
 - Incarnations and resource versions beyond 2**62 are refused: refuting one would overflow the
   wire's integers and make every message of ours unencodable.
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from handoffd.protocol.messages import ALIVE, SUSPECT, MemberState
+from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, MemberState
 
 MAX_COUNTER = 1 << 62  # incarnations and resource versions above this are refused
 MAX_NEW_PER_MESSAGE = 256  # members one message may add
@@ -84,3 +86,15 @@ def page_verdict(
         return None
     del held[u.name]
     return None if cur.status == SUSPECT else replace(u, status=SUSPECT)
+
+
+def quiet_resources(cur: MemberState, state_newer: bool, queued: bool) -> bool:
+    """A state of a member we hold SUSPECT or DEAD (``cur``) that is news for its resources only
+    (``state_newer`` False: its status does not outrank ours): keep the resources, but do not
+    gossip the record on, unless our verdict is still being spread (``queued``). Gossiped, it
+    carried our verdict again as fresh news: after a partition healed, the fenced minority still
+    held DEAD the far members it had judged before it was fenced (while fewer than half were
+    unreachable); the majority's resource updates of those live members reached it, went back out
+    with DEAD attached, and the majority took them (DEAD outranks ALIVE at one incarnation) and
+    re-placed a live member's tasks. The member refutes with its own resources anyway."""
+    return not state_newer and not queued and cur.status in (SUSPECT, DEAD)

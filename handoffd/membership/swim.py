@@ -207,8 +207,7 @@ class Membership(Prober):
 
     def next_deadline(self) -> float:
         """The earliest time a Tick has work to do (the node may also tick periodically)."""
-        # Called after every event (the simulator's and the daemon's timer): no walk, no call
-        # it can skip.
+        # Called after every event (the simulator's and daemon's timer): no walk, no skippable call.
         at = self._next_push_pull_at
         if not self._left:
             probe = self._probe
@@ -568,11 +567,14 @@ class Membership(Prober):
                     return
             else:
                 u = held
+        quiet = assertions.quiet_resources(cur, state_newer, u.name in self._queue)
         if state_newer:
             new = moved(new, u)
         if resources_newer:
             new = replace(new, **{f: getattr(u, f) for f in _RESOURCE_FIELDS})
         self._set(new, now, out, cause)
+        if quiet:
+            self._queue.discard(u.name)
 
     def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
         """The only place a member's state changes: checks the table, logs, emits, gossips."""
