@@ -50,12 +50,14 @@ from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
 from handoffd.replication.lease import lease_seconds
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.store.chunks import chunk_size
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
 from handoffd.worker.ledger import Ledger
@@ -93,8 +95,9 @@ class Node(NodeReliability):
         self.address = ""
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity, config.gpu_devices)
+        limits = config.limits
         self.store = ResultStore(
-            config.spill_bytes, config.spill_dir, max_bytes=config.limits.max_store_bytes
+            config.spill_bytes, config.spill_dir, limits.max_store_bytes, limits.max_value_bytes
         )
         # This node's code packages (handoffd.packages): its own dir, made on the first package.
         code_root = os.path.join(
@@ -212,6 +215,7 @@ class Node(NodeReliability):
             send=self.send,
             inline_result_bytes=cfg.inline_result_bytes,
             on_resources_changed=self._resources_changed,
+            chunk_bytes=chunk_size(cfg.limits.max_frame_bytes),
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
         self.pool = WorkerPool(
@@ -253,6 +257,7 @@ class Node(NodeReliability):
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.owner.code = self.code
+        self.owner.far_store = self.store  # big dispatch frames go by reference (store.chunks)
         self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
         self._transport.on_drained = self.owner.flush
         self.replication = ReplicationIO(
@@ -524,7 +529,7 @@ class Node(NodeReliability):
                 self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
             self.executor.on_fetch(msg, frames)
-        elif isinstance(msg, m.ValuesFetched):
+        elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one
             if not self.owner.on_values(msg, frames):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):

@@ -51,23 +51,35 @@ class StoreStats:
 
 class ResultStore:
     def __init__(
-        self, memory_limit: int, spill_dir: str | None = None, max_bytes: int | None = None
+        self,
+        memory_limit: int,
+        spill_dir: str | None = None,
+        max_bytes: int | None = None,
+        max_value: int | None = None,
     ) -> None:
         self.memory_limit = memory_limit
         self.max_bytes = max_bytes  # in memory + spilled; None: no cap
+        self.max_value = max_value  # one value (Limits.max_value_bytes); None: no cap
         self._spill_root = spill_dir
         self._spill_dir: str | None = None  # created on first spill
-        self._memory: OrderedDict[Key, bytes] = OrderedDict()  # insertion order = spill order
+        self._memory: OrderedDict[Key, Any] = OrderedDict()  # insertion order = spill order
         self._spilled: dict[Key, tuple[str, int]] = {}  # key -> (path, size)
         self._by_run: dict[str, set[str]] = {}
         self.stats = StoreStats()
         self.trims = 0  # times a dropped run's memory was handed back to the system
         self._freed: dict[str, int] = {}  # run -> in-memory bytes drop_values freed
 
-    def put(self, run_id: str, task_id: str, value: bytes) -> None:
-        """Keep a value; raises StoreError (holding nothing new) when the cap or a spill stops it."""
+    def put(self, run_id: str, task_id: str, value: Any) -> None:
+        """Keep a value (bytes-like: an assembled one is an mmap, ``store.chunks``); raises
+        StoreError (holding nothing new) when a cap or a spill stops it."""
         key = (run_id, task_id)
         self._discard(key)
+        if self.max_value is not None and len(value) > self.max_value:
+            raise StoreError(
+                f"the value of run {run_id!r}, task {task_id!r} is {len(value)} bytes, over "
+                f"max_value_bytes={self.max_value}: return smaller values (or a file path), or "
+                "start every node with a larger limit (handoffd start --limit max_value_bytes=BYTES)"
+            )
         held = self.stats.in_memory_bytes + self.stats.spilled_bytes
         if self.max_bytes is not None and held + len(value) > self.max_bytes:
             raise StoreError(
@@ -88,7 +100,7 @@ class ResultStore:
                 self._discard(key)
                 raise StoreError(spill_failed(exc, self._spill_root)) from exc
 
-    def get(self, run_id: str, task_id: str) -> bytes | None:
+    def get(self, run_id: str, task_id: str) -> Any:
         key = (run_id, task_id)
         value = self._memory.get(key)
         if value is not None:
@@ -99,6 +111,22 @@ class ResultStore:
         try:
             with open(spilled[0], "rb") as f:
                 return f.read()
+        except OSError:
+            return None
+
+    def read(self, run_id: str, task_id: str, offset: int, length: int) -> Any:
+        """``length`` bytes of a value from ``offset`` (a chunk for a peer: ``store.chunks``):
+        a view of a value in memory, a ranged read of a spilled one; None if not held."""
+        key = (run_id, task_id)
+        value = self._memory.get(key)
+        if value is not None:
+            return memoryview(value)[offset : offset + length]
+        spilled = self._spilled.get(key)
+        if spilled is None:
+            return None
+        try:
+            with open(spilled[0], "rb") as f:
+                return os.pread(f.fileno(), length, offset)
         except OSError:
             return None
 
