@@ -168,7 +168,10 @@ class Pull:
                 return step
             if msg.chunk_bytes != self.chunk and msg.total > self.chunk:
                 return PullStep(f"chunks of {msg.chunk_bytes} bytes, asked {self.chunk}")
-            parts = self.parts = Assembly(msg.total, self.chunk)
+            try:
+                parts = self.parts = Assembly(msg.total, self.chunk)
+            except (OSError, ValueError, OverflowError) as exc:  # no room for it here
+                return PullStep(f"no memory for a value of {msg.total} bytes: {exc}")
         elif msg.total != parts.total:
             return PullStep(f"the value's size changed from {parts.total} to {msg.total} bytes")
         data = frames[0]
