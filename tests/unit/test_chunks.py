@@ -6,6 +6,7 @@ ranges, spilled values included."""
 from __future__ import annotations
 
 import random
+import time
 import zlib
 
 import pytest
@@ -141,3 +142,26 @@ def test_the_chunk_size_stays_well_under_the_frame_limit() -> None:
     assert chunks.chunk_size(1 << 20) == 256 << 10
     assert chunks.chunk_size(1 << 30) == chunks.CHUNK_MAX
     assert chunks.FAR_BYTES < (1 << 20)  # any peer (max_frame_bytes >= 1 MiB) reads a dispatch
+
+
+def test_a_dropped_assembled_value_is_unmapped_only_once_nobody_holds_it() -> None:
+    import mmap
+
+    from handoffd.store import store as store_mod
+    from handoffd.testing import wait_for
+
+    value = mmap.mmap(-1, 1 << 20)
+    held = ResultStore(1 << 30)
+    held.put("r", "f", value)
+    view = memoryview(value)  # a job or a send still using it
+    del value
+    held.drop("r", "f")
+    time.sleep(3 * store_mod.REAP_EVERY)
+    assert not view.obj.closed and len(store_mod._doomed) == 1
+    obj = view.obj
+    view.release()
+    del view
+    time.sleep(3 * store_mod.REAP_EVERY)
+    assert not obj.closed  # ``obj`` still holds it
+    del obj
+    wait_for(lambda: not store_mod._doomed, 5, what="unmapped")
