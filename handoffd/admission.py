@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol import messages_chunks as mk
 from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_hooks as mh
 from handoffd.protocol import messages_io as mio
@@ -66,6 +67,8 @@ PEER_TYPES = (
     m.TasksReported,
     m.FetchValues,
     m.ValuesFetched,
+    mk.FetchChunks,
+    mk.ValueChunk,
     m.CancelTasks,
     WithdrawTasks,
     TasksWithdrawn,
@@ -130,7 +133,7 @@ def check(msg: Any, sender: str, listening: bool, member: m.MemberState | None, 
         return ""
     if member is None or member.status not in _LIVE:
         return "not_a_member"
-    if isinstance(msg, (m.FetchValues, mc.FetchPackages, mh.FetchEncoded)):
+    if isinstance(msg, (m.FetchValues, mc.FetchPackages, mh.FetchEncoded, mk.FetchChunks)):
         return "" if msg.reply_to == member.address else "reply_to_not_sender"
     if isinstance(msg, (m.DispatchTasks, DispatchColumns)):
         return "" if msg.owner_address == member.address else "owner_not_sender"

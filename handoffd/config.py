@@ -235,6 +235,9 @@ class Limits:
     max_upload_bytes: int = 4 << 30
     # Bytes of result values one daemon's store holds, in memory and spilled together.
     max_store_bytes: int = 64 << 30
+    # Bytes of one value (a result, an argument) a daemon takes: values move between daemons in
+    # chunks (``store.chunks``), so ``max_frame_bytes`` bounds frames, not values.
+    max_value_bytes: int = 16 << 30
     # Characters of task output (stdout, stderr, logging) an owner keeps: per task (over its
     # attempts), per run, and over all runs (the oldest output is dropped first, a line says so).
     max_log_chars_per_task: int = 256 * 1024

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable
 from handoffd.arguments import SERIALIZE_SUFFIX
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import INPUT_KINDS, join_frames, pack
+from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.scheduler import events as ev
+from handoffd.store.chunks import FAR_BYTES, far_key
 
 _NAN = math.nan
 
@@ -41,7 +43,7 @@ class _Inputs:
         self,
         address_of: Callable[[str], str | None],
         inclusion_of: Callable[[str], int],
-        add_frame: Callable[[bytes], int],
+        add_frame: Callable[[bytes, str, str], int],
     ) -> None:
         self.kinds: list[int] = []
         self.task_ids: list[str] = []
@@ -65,13 +67,14 @@ class _Inputs:
                 # A hidden serialize function (handoffd.arguments), kind 2: the consumer's node
                 # decides whether it runs, and where (daemon.executor_hooks).
                 self.kinds.append(2 if ref.task_id.endswith(SERIALIZE_SUFFIX) else 1)
-                self.frames.append(self.add_frame(ref.payload))
+                self.frames.append(self.add_frame(ref.payload, "p", ref.task_id))
                 self.inclusion.append(self.inclusion_of(ref.argument_inclusion))
                 self.holder_counts.append(0)
                 self.add(ref.inputs, index, base)
                 continue
             self.kinds.append(0)
-            self.frames.append(self.add_frame(ref.value) if ref.value is not None else -1)
+            value = ref.value
+            self.frames.append(self.add_frame(value, "v", ref.task_id) if value is not None else -1)
             self.inclusion.append(self.inclusion_of("variadic"))
             count = 0
             for name in ref.locations:
@@ -91,17 +94,26 @@ def dispatch_message(
     owner_address: str,
     address_of: Callable[[str], str | None],
     packages: tuple[str, ...] = (),
+    far: Callable[[str, bytes], bool] | None = None,
 ) -> tuple[DispatchColumns, list[bytes]]:
     """(the message, the frames to send: small ones packed, ``columns.join_frames``);
-    ``address_of`` maps the nodes holding an input to addresses."""
+    ``address_of`` maps the nodes holding an input to addresses. ``far(key, data)``: keep a
+    frame past ``FAR_BYTES`` under ``key`` on this node (True if kept): it goes by reference
+    (``FarFrame``, pulled in chunks by the executing node) instead of inline."""
     frames: list[bytes] = []
     frame_of: dict[int, int] = {}
     inclusions: dict[str, int] = {}
+    far_frames: list[FarFrame] = []
 
-    def add_frame(data: bytes) -> int:
+    def add_frame(data: bytes, kind: str = "p", task_id: str = "") -> int:
         index = frame_of.get(id(data))
         if index is None:
             index = frame_of[id(data)] = len(frames)
+            if far is not None and len(data) > FAR_BYTES:
+                key = far_key(kind, task_id)
+                if far(key, data):
+                    far_frames.append(FarFrame(index, key, len(data), owner_address))
+                    data = b""
             frames.append(data)
         return index
 
@@ -126,7 +138,7 @@ def dispatch_message(
     else:
         costs = [float(item.cost.get(k, 0.0)) for item in items for k in kinds]
     address_table = tuple(address_of(name) or "" for name in inputs.addresses)
-    payload_frames = pack("i", [add_frame(item.payload) for item in items])
+    payload_frames = pack("i", [add_frame(item.payload, "p", item.task_id) for item in items])
     inclusion = pack("B", [inclusion_of(item.argument_inclusion) for item in items])
     frame_sizes, sent = join_frames(frames)  # small payloads and values: one frame
     msg = DispatchColumns(
@@ -153,6 +165,7 @@ def dispatch_message(
         pack("i", inputs.holders),
         packages,
         frame_sizes,
+        tuple(far_frames),
     )
     return msg, sent
 

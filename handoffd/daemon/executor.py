@@ -26,6 +26,7 @@ from handoffd.daemon.executor_events import (
     CancelAsked,
     CancelJob,
     CancelTimer,
+    ChunkArrived,
     Dispatched,
     Event,
     Execute,
@@ -48,9 +49,11 @@ from handoffd.daemon.executor_hooks import EncodeKey, HookServer
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import columns
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.messages_code import LiveOutput, TaskOutputLive
 from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.protocol.messages_rebalance import WithdrawTasks
+from handoffd.store.chunks import CHUNK_MAX, serve
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome, WorkerPool
@@ -60,7 +63,7 @@ SendFn = Callable[..., Any]  # (address, message, frames, term=0)
 
 class Executor:
     #: what ``on_fetch`` takes (the node routes them here)
-    FETCH_TYPES = (m.FetchValues, FetchEncoded, EncodeFailed)
+    FETCH_TYPES = (m.FetchValues, FetchEncoded, EncodeFailed, FetchChunks)
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class Executor:
         fetch_timeout: float = 5.0,
         queue_factor: float = 64.0,
         clock: Callable[[], float] = time.monotonic,
+        chunk_bytes: int = CHUNK_MAX,
     ) -> None:
         self.state = ExecutorState(
             address=address,
@@ -82,6 +86,7 @@ class Executor:
             inline_result_bytes=inline_result_bytes,
             fetch_timeout=fetch_timeout,
             queue_factor=queue_factor,
+            chunk_bytes=chunk_bytes,
         )
         self.state.wall_offset = time.time() - clock()  # reported attempt times are wall clock
         self.address = address
@@ -132,19 +137,26 @@ class Executor:
         self._handle(Dispatched(msg, frames, term))
 
     def on_fetch(
-        self, msg: m.FetchValues | FetchEncoded | EncodeFailed, frames: list[bytes]
+        self, msg: m.FetchValues | FetchEncoded | EncodeFailed | FetchChunks, frames: list[bytes]
     ) -> None:
-        """A peer asks for values, or for one serialized by its hook (run in a worker:
-        ``HookServer``), or says the hook it ran for us raised."""
-        if isinstance(msg, m.FetchValues):
+        """A peer asks for values, chunks of one (read from the store: no decision), or for one
+        serialized by its hook (run in a worker: ``HookServer``), or says the hook it ran for us
+        raised."""
+        if isinstance(msg, FetchChunks):
+            for answer, data in serve(self.store, msg):
+                self._send(msg.reply_to, answer, data)
+        elif isinstance(msg, m.FetchValues):
             self._handle(ValuesAsked(msg))
         elif isinstance(msg, FetchEncoded):
             self._run(self.hooks.asked(msg, frames))
         else:
             self._handle(HookFailedArrived(msg))
 
-    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> None:
-        self._handle(ValuesArrived(msg, frames))
+    def on_values(self, msg: m.ValuesFetched | ValueChunk, frames: list[bytes]) -> None:
+        if isinstance(msg, ValueChunk):
+            self._handle(ChunkArrived(msg, frames))
+        else:
+            self._handle(ValuesArrived(msg, frames))
 
     def on_output(self, key: Any, text: str) -> None:
         """New output of a running job (the pool's ``on_output``): sent soon, batched per run."""

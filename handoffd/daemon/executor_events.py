@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_hooks import EncodeFailed
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.worker._records import Job, Outcome
@@ -41,6 +42,14 @@ class ValuesArrived:
 
     msg: m.ValuesFetched
     frames: list[bytes]
+
+
+@dataclass(slots=True)
+class ChunkArrived:
+    """A holder sent a chunk of a value we pull (``store.chunks``), or said it has none."""
+
+    msg: ValueChunk
+    frames: list[Any]
 
 
 @dataclass(slots=True)
@@ -124,6 +133,7 @@ FLUSH = Flush()
 Event = (
     Dispatched | ValuesAsked | ValuesArrived | FetchTimedOut | TaskEnded | CancelAsked | RunFreed
     | ValuesFreed | OwnerSeen | Refill | Flush | Leaving | WithdrawAsked | HookFailedArrived
+    | ChunkArrived
 )  # fmt: skip
 
 # -- instructions (out of ExecutorState.handle) ----------------------------------------------------

@@ -49,6 +49,9 @@ class Task:
     claimed: bool = True  # False while in the local queue: holds no ledger claim yet
     slot: Slot | None = None  # set once started: the slot's claim covers it (not its own)
     bytes_in: int = 0  # payload and input values handed to the job (task history)
+    payload_frame: int = -1  # the frame that is ``payload``
+    # (frame, store key, holder address) of frames sent by reference, pulled before it starts
+    far: tuple[tuple[int, str, str], ...] = ()
     # Its place in the local queue, smallest first: (-(priority - arrival's aging level),
     # -upward rank, arrival number); see ``queue_key``.
     qkey: tuple[int, float, int] = (0, 0.0, 0)
@@ -60,6 +63,7 @@ class Fetch:
     task_ids: tuple[str, ...]
     address: str
     deadline: float  # the clock's time the fetch is given up (then the next holder is asked)
+    pull: Any = None  # a value pulled in chunks: its ``store.chunks.Pull``
 
 
 def accepted_task(
@@ -81,6 +85,7 @@ def accepted_task(
         argument_inclusion=item.argument_inclusion,
         timeout=item.timeout,
         payload=frames[item.payload_frame],
+        payload_frame=item.payload_frame,
         inputs=inputs,
         frames={i: frames[i] for i in needed},
         gpus=gpus or [],

@@ -47,7 +47,7 @@ from handoffd.daemon.executor_events import (
     REFILL,
     CancelAsked,
     CancelJob,
-    CancelTimer,
+    ChunkArrived,
     Dispatched,
     Event,
     Execute,
@@ -61,7 +61,6 @@ from handoffd.daemon.executor_events import (
     Refill,
     RunFreed,
     SendMessage,
-    SetTimer,
     Soon,
     TaskEnded,
     ValuesArrived,
@@ -69,7 +68,8 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
-from handoffd.daemon.executor_hooks import Encodes, fetch_message, lazy_inputs
+from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
+from handoffd.daemon.executor_inputs import Inputs, fill_far
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
@@ -86,10 +86,10 @@ from handoffd.daemon.executor_records import (
     job_inputs,
     queue_key,
     tasks_reported,
-    values_fetched,
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
+from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore, StoreError
 from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
@@ -101,7 +101,7 @@ _SOON_REFILL = Soon(REFILL)
 _SOON_FLUSH = Soon(FLUSH)
 
 
-class ExecutorState:
+class ExecutorState(Inputs):
     def __init__(
         self,
         *,
@@ -111,8 +111,10 @@ class ExecutorState:
         inline_result_bytes: int,
         fetch_timeout: float = 5.0,
         queue_factor: float = 64.0,
+        chunk_bytes: int = CHUNK_MAX,
     ) -> None:
         self.address = address
+        self._chunk_bytes = chunk_bytes  # values are pulled in chunks of this (store.chunks)
         self.ledger = ledger
         self.store = store
         self._inline_limit = inline_result_bytes
@@ -158,6 +160,7 @@ class ExecutorState:
             Refill: self._on_refill,
             ValuesAsked: self._on_values_asked,
             ValuesArrived: self._on_values_arrived,
+            ChunkArrived: self._on_chunk,
             FetchTimedOut: self._on_fetch_timed_out,
             CancelAsked: self._on_cancel,
             Leaving: self._on_leaving,
@@ -202,7 +205,9 @@ class ExecutorState:
     def holdings(self, request_id: int, run_id: str, term: int) -> m.RunHoldings:
         """What we hold and run for the run (a new owner's reconciliation, or a probe)."""
         held = tuple(
-            m.HeldValue(t, self.store.size(run_id, t)) for t in sorted(self.store.tasks_of(run_id))
+            m.HeldValue(t, self.store.size(run_id, t))
+            for t in sorted(self.store.tasks_of(run_id))
+            if not is_far_key(t)  # a dispatch's argument kept or pulled here, not a value
         )
         running = tuple(
             m.TaskAttempt(t.task_id, t.attempt) for t in self.tasks.values() if t.run_id == run_id
@@ -258,6 +263,10 @@ class ExecutorState:
             inputs = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames, self._encodes)
             qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
             task = accepted_task(msg, item, frames, inputs, gpus, qkey)
+            if msg.far:  # big arguments sent by reference: pulled like values
+                task.far = tuple(
+                    (f.frame, f.key, f.holder) for f in msg.far if f.frame in task.frames
+                )
             self.tasks[key] = task
             if gpus is None:
                 self.local[key] = None
@@ -335,109 +344,12 @@ class ExecutorState:
             if not self.local:
                 self._local_cost = {}
 
-    # -- inputs --------------------------------------------------------------------------------
-
-    def _gather(self, task: Task) -> None:
-        for ref in task.inputs:
-            if ref.kind != "value" or ref.frame >= 0:
-                continue
-            need = (task.run_id, ref.task_id)
-            self._needs[need] = self._needs.get(need, 0) + 1
-            if self.store.has(task.run_id, ref.task_id):
-                continue
-            task.missing.add(ref.task_id)
-            wkey = (task.run_id, ref.task_id)
-            waiting = self._waiting.setdefault(wkey, set())
-            waiting.add((task.run_id, task.task_id, task.attempt))
-            if wkey not in self._candidates:
-                self._candidates[wkey] = [a for a in ref.locations if a != self.address]
-                self._fetch_next(wkey)
-        if not task.missing and task.claimed:
-            self._start(task)
-
-    def _fetch_next(self, wkey: tuple[str, str]) -> None:
-        candidates = self._candidates.get(wkey)
-        if not candidates:
-            self._candidates.pop(wkey, None)
-            self._fail_waiters(wkey, f"input {wkey[1]!r} could not be fetched from any holder")
-            return
-        address = candidates.pop(0)
-        request_id = next(self._request_ids)
-        msg, frames, wait = fetch_message(request_id, wkey, self.address, self._encodes)
-        fetch = Fetch(wkey[0], (wkey[1],), address, self._now + (wait or self._fetch_timeout))
-        self.fetches[request_id] = fetch
-        self._out.append(SetTimer(request_id, fetch.deadline, FetchTimedOut(request_id)))
-        self._send(address, msg, frames)
-
-    def _on_fetch_timed_out(self, ev: FetchTimedOut) -> None:
-        fetch = self.fetches.pop(ev.request_id, None)
-        if fetch is None:
-            return
-        log.info("fetch of %s from %s timed out", fetch.task_ids, fetch.address)
-        for task_id in fetch.task_ids:
-            self._fetch_next((fetch.run_id, task_id))
-
-    def _on_values_arrived(self, ev: ValuesArrived) -> None:
-        msg, frames = ev.msg, ev.frames
-        fetch = self.fetches.pop(msg.request_id, None)
-        if fetch is None:
-            return
-        self._out.append(CancelTimer(msg.request_id))
-        for task_id, value in zip(msg.task_ids, frames, strict=False):
-            try:
-                self.store.put(msg.run_id, task_id, value)  # a large one stays in its zmq message
-            except StoreError as exc:
-                self._candidates.pop((msg.run_id, task_id), None)
-                why = f"{exc} [node at {self.address}]"
-                self._fail_waiters((msg.run_id, task_id), why, "storage")
-                continue
-            self._fetched.add((msg.run_id, task_id))
-            self.counters["fetched"] += 1
-            self._value_arrived((msg.run_id, task_id))
-        for task_id in msg.missing:
-            self._fetch_next((msg.run_id, task_id))
-
-    def _value_arrived(self, wkey: tuple[str, str]) -> None:
-        self._candidates.pop(wkey, None)
-        for key in self._waiting.pop(wkey, ()):
-            task = self.tasks.get(key)
-            if task is None:
-                continue
-            task.missing.discard(wkey[1])
-            if not task.missing and not task.running:
-                if task.claimed:
-                    self._start(task)
-                else:
-                    self._schedule_refill()  # it may join a chain now
-
-    def _fail_waiters(
-        self, wkey: tuple[str, str], why: str, kind: str = "input_lost", hook: tuple[str, ...] = ()
-    ) -> None:
-        exc_type, tb = hook or ("StoreError" if kind == "storage" else "InputLost", "")
-        for key in self._waiting.pop(wkey, ()):
-            task = self.tasks.pop(key, None)
-            if task is not None:
-                self._finish(task, failed(task, kind, exc_type, why, tb), None)
-
-    def _on_hook_failed(self, ev: HookFailedArrived) -> None:
-        """A holder's serialize hook raised: the attempts waiting for it fail with its error."""
-        msg, wkey = ev.msg, (ev.msg.run_id, ev.msg.hook_id)
-        if self.fetches.pop(msg.request_id, None) is not None:
-            self._out.append(CancelTimer(msg.request_id))
-            self._candidates.pop(wkey, None)
-            self._fail_waiters(wkey, msg.message, "error", (msg.exc_type, msg.traceback))
-
-    def _on_values_asked(self, ev: ValuesAsked) -> None:
-        """A peer asks for values we hold: answer with one frame per value found. ``reply_to`` is
-        the asking member's own address (``admission.check`` drops any other), so a forged
-        request cannot make us connect to an address of its choosing."""
-        answer, frames = values_fetched(self.store, ev.msg)
-        self._send(ev.msg.reply_to, answer, frames)
-
     # -- running -------------------------------------------------------------------------------
 
     def _start(self, task: Task) -> None:
         try:
+            if task.far:
+                fill_far(task, self.store)
             inputs = job_inputs(task, self.store)
         except LookupError as exc:
             self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
@@ -521,6 +433,8 @@ class ExecutorState:
         for task, slot in picks:
             key = (task.run_id, task.task_id, task.attempt)
             try:
+                if task.far:
+                    fill_far(task, self.store)
                 inputs = job_inputs(task, self.store)
             except LookupError as exc:
                 self._unqueue_local(key, task)
@@ -532,23 +446,6 @@ class ExecutorState:
             chains.setdefault(slot.id, []).append(self._enter(task, slot, inputs))
         for slot_id, jobs in chains.items():
             self._out.append(Execute(slot_id, jobs))
-
-    def _release_inputs(self, task: Task) -> None:
-        """``task`` started (its job holds its inputs): drop fetched copies no other local task
-        waits for. Reconciliation reports only what the store holds, so a dropped copy is never
-        reported; a fetch for it from a peer is answered 'missing' and tries another holder."""
-        for ref in task.inputs:
-            if ref.kind != "value" or ref.frame >= 0:
-                continue
-            need = (task.run_id, ref.task_id)
-            left = self._needs.get(need, 0) - 1
-            if left > 0:
-                self._needs[need] = left
-                continue
-            self._needs.pop(need, None)
-            if need in self._fetched:
-                self._fetched.discard(need)
-                self.store.drop(task.run_id, ref.task_id)
 
     def _on_task_ended(self, ev: TaskEnded) -> None:
         self._ended(ev.outcome)

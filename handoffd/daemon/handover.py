@@ -20,6 +20,7 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_io import ValuesHandedOver, ValuesTaken
+from handoffd.store.chunks import is_far_key
 from handoffd.store.store import StoreError
 
 log = logging.getLogger("handoffd.node")
@@ -65,6 +66,8 @@ class HandOver:
             batch: list[tuple[str, bytes]] = []
             size = 0
             for task_id in sorted(store.tasks_of(run_id)):
+                if is_far_key(task_id):  # a dispatch's argument (store.chunks), not a value
+                    continue
                 value = store.get(run_id, task_id)
                 if value is None or len(value) > budget:
                     continue

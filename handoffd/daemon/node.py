@@ -51,12 +51,14 @@ from handoffd.protocol import messages_code as mc
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
 from handoffd.replication.lease import lease_seconds
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.store.chunks import chunk_size
 from handoffd.store.store import ResultStore
 from handoffd.transport.base import Transport, join_address
 from handoffd.worker.ledger import Ledger
@@ -94,8 +96,9 @@ class Node(NodeReliability):
         self.address = ""
         self.membership: swim.Membership | None = None
         self.ledger = Ledger(config.capacity, config.gpu_devices)
+        limits = config.limits
         self.store = ResultStore(
-            config.spill_bytes, config.spill_dir, max_bytes=config.limits.max_store_bytes
+            config.spill_bytes, config.spill_dir, limits.max_store_bytes, limits.max_value_bytes
         )
         # This node's code packages (handoffd.packages): its own dir, made on the first package.
         code_root = os.path.join(
@@ -213,6 +216,7 @@ class Node(NodeReliability):
             send=self.send,
             inline_result_bytes=cfg.inline_result_bytes,
             on_resources_changed=self._resources_changed,
+            chunk_bytes=chunk_size(cfg.limits.max_frame_bytes),
         )
         workers = cfg.max_workers or max(1, int(cfg.capacity.get("cpu", 1)))
         self.pool = WorkerPool(
@@ -254,6 +258,7 @@ class Node(NodeReliability):
             fetch_timeout=cfg.dispatch.result_fetch_timeout,
         )
         self.owner.code = self.code
+        self.owner.far_store = self.store  # big dispatch frames go by reference (store.chunks)
         self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
         self._transport.on_drained = self._drained
         self.replication = ReplicationIO(
@@ -341,13 +346,6 @@ class Node(NodeReliability):
     def _handshake_failed(self, direction: str, where: str, why: str) -> None:
         if self.ops is not None:
             self.ops.handshake_failed(direction, where, why)
-
-    def _owned_runs(self) -> list[tuple[str, Any]]:
-        scheduler = self.scheduler
-        if scheduler is None:
-            return []
-        found = ((run_id, scheduler.run_status(run_id)) for run_id in scheduler.runs())
-        return [(run_id, st) for run_id, st in found if st is not None]
 
     async def stop(self, drain: bool = True, grace: float | None = None) -> None:
         """Drain (no new tasks; running ones get ``grace`` seconds, the configured drain grace
@@ -534,7 +532,7 @@ class Node(NodeReliability):
                 self.executor.on_dispatch(msg, frames, term)
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
             self.executor.on_fetch(msg, frames)
-        elif isinstance(msg, m.ValuesFetched):
+        elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one
             if not self.owner.on_values(msg, frames):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):

@@ -70,7 +70,16 @@ class NodeReliability:
     _uploads: Any
     _upload_codec: Any
     codec: Any
+    scheduler: Any
     _stats_logged: tuple[int, int, int]
+
+    def _owned_runs(self) -> list[tuple[str, Any]]:
+        """The runs we own, each with its status."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return []
+        found = ((run_id, scheduler.run_status(run_id)) for run_id in scheduler.runs())
+        return [(run_id, st) for run_id, st in found if st is not None]
 
     def stats(self) -> dict[str, Any]:
         """What was dropped or refused, by reason: messages (admission), the transport's inbound

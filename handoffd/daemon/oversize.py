@@ -1,13 +1,19 @@
-"""A dispatch this node cannot take because a frame is over its ``max_frame_bytes`` (issue 19).
+"""A dispatch frame too big to send or to read (issue 19).
 
-The codec drops a message with a frame past the limit before reading it; for a dispatch that was
-a silent drop, and its owner counted the attempt lost every 3 s until the run gave up a minute
-later with a misleading error. A task's code and arguments travel as one frame, so an argument
-the owner's upload took whole can be too big for a node started with a lower limit. Now the
-node reads the (small, checked) head of such a dispatch and refuses its tasks at once: those whose
-own frame is too big with a reason starting ``FRAME_TOO_LARGE``, which fails the run naming the
-function, the size, the limit and how to raise it (``scheduler.owner``); the others in the same
-message (innocent) to be placed again.
+A function's code and arguments, or a value the owner kept, past ``store.chunks.FAR_BYTES``
+never travel inline: the owner keeps them and the dispatch names them (``FarFrame``), pulled in
+chunks by the executing node, so ``max_frame_bytes`` bounds frames, not arguments (helper
+chunk19; before, an argument past a peer's limit failed the run). What is left here:
+
+- the owner's check before it sends (``owner_refusal``): a frame still inline past its limit,
+  because the owner could not keep it (past its ``max_value_bytes``, or its store refused), fails
+  the run with a reason starting ``FRAME_TOO_LARGE`` naming the function, the size, the limit and
+  the flag (``scheduler.owner``);
+- the executing node's (``refuse``): the codec drops a message with a frame past the limit before
+  reading it (a dispatch from an owner of an older build, or started with other limits); it
+  reads the (small, checked) head and refuses its tasks at once, those whose own frame is too big
+  with a ``FRAME_TOO_LARGE`` reason, the others in the same message (innocent) to be placed
+  again, instead of a silent drop counted lost every 3 s.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import logging
 from typing import Any
 
 from handoffd import admission
+from handoffd.config import Limits
 from handoffd.protocol import columns
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns
 from handoffd.scheduler.events import FRAME_TOO_LARGE
+from handoffd.store.chunks import too_large
 
 log = logging.getLogger("handoffd.node")
 
@@ -29,7 +37,7 @@ def too_big(frames: list[Any], limit: int) -> bool:
 
 
 def refusal(
-    msg: Any, frames: list[Any], limit: int, node: str
+    msg: Any, frames: list[Any], limit: int, node: str, max_value: int | None = None
 ) -> tuple[str, RepliedColumns] | None:
     """(owner address, refusal of every task) for a dispatch ``msg`` (its head decoded alone)
     whose ``frames`` (the head first) include one past ``limit`` of ``node``; None for any other
@@ -46,7 +54,10 @@ def refusal(
     reasons = []
     for task_id, at in zip(msg.task_ids, payloads, strict=True):
         size = len(logical[at]) if 0 <= at < len(logical) else 0
-        if size > limit or not logical:
+        if max_value is not None and size > max_value:
+            what = f"function {task_id!r}'s code and arguments"
+            reasons.append(f"{FRAME_TOO_LARGE}: {too_large(size, max_value, what, node)}")
+        elif size > limit or not logical:
             reasons.append(
                 f"{FRAME_TOO_LARGE}: function {task_id!r} travels to a node as a frame of "
                 f"{size or max(len(f) for f in frames[1:])} bytes (its code and arguments), over "
@@ -90,12 +101,14 @@ def refuse(node: Any, frames: list[Any], listening: bool) -> None:
         node.send(address, refused, term=head.envelope.term)
 
 
-def owner_refusal(msg: Any, frames: list[Any], limit: int, node: str) -> RepliedColumns | None:
+def owner_refusal(msg: Any, frames: list[Any], limits: Limits, node: str) -> RepliedColumns | None:
     """The owner's own check before it sends a dispatch (``msg``, ``frames`` after the head) to
-    another node: a frame past its ``limit`` (peers are started alike) would be dropped there,
-    or cut the connection when past ZeroMQ's MAXMSGSIZE, so the refusal is made here instead."""
+    another node: a frame past its ``max_frame_bytes`` (peers are started alike) would be dropped
+    there, or cut the connection when past ZeroMQ's MAXMSGSIZE, so the refusal is made here
+    instead; a frame past ``max_value_bytes`` is refused naming that limit."""
     whole = [b"", *frames]
-    if not too_big(whole, limit):
+    limit = limits.max_frame_bytes
+    if not too_big(whole, min(limit, limits.max_value_bytes)):
         return None
-    answer = refusal(msg, whole, limit, node)
+    answer = refusal(msg, whole, limit, node, limits.max_value_bytes)
     return answer[1] if answer is not None else None

@@ -49,8 +49,9 @@ from handoffd.daemon.upload_intake import run_options
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, split_frames
+from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
-from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
+from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
@@ -59,6 +60,8 @@ from handoffd.scheduler.graph import TaskGraph
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.run import RunState
 from handoffd.spec import TaskSpec
+from handoffd.store.chunks import chunk_size, is_far_key
+from handoffd.store.store import ResultStore, StoreError
 
 log = logging.getLogger("handoffd.owner")
 
@@ -108,7 +111,17 @@ class OwnerIO:
         # dispatch to the attempt's start on its worker (from the reports).
         self.placement_seconds = Buckets()
         self.dispatch_seconds = Buckets()
-        self.results = ResultFetcher(port, scheduler, local_value, fetch_timeout=fetch_timeout)
+        self.results = ResultFetcher(
+            port,
+            scheduler,
+            local_value,
+            fetch_timeout=fetch_timeout,
+            chunk_bytes=chunk_size(self.limits.max_frame_bytes),
+            max_value=self.limits.max_value_bytes,
+        )
+        # This node's store: a dispatch's big frames are kept there, pulled by reference
+        # (store.chunks; the node sets it). None: they go inline.
+        self.far_store: ResultStore | None = None
         # clients long-polling runs, and short runs not replicated yet (daemon.owner_waits)
         self.waiting = Waiting(port, scheduler, self.results, self._free_now)
         self.replication: Replicator = NoReplication()  # daemon.node.wire sets the node's
@@ -494,7 +507,7 @@ class OwnerIO:
         self.output.run_ended(run_id)
         self.waiting.run_finished(run_id)
 
-    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
+    def on_values(self, msg: m.ValuesFetched | ValueChunk, frames: list[Any]) -> bool:
         """A peer answered one of our result fetches; False if it was not ours."""
         return self.results.on_values(msg, frames)
 
@@ -565,6 +578,9 @@ class OwnerIO:
                 if address:
                     self.port.send(address, m.FreeValues(ins.run_id, ins.task_ids), term=ins.term)
             elif isinstance(ins, ev.FreeResults):
+                if self.far_store is not None:  # the run's big arguments we kept (_far)
+                    keys = [k for k in self.far_store.tasks_of(ins.run_id) if is_far_key(k)]
+                    self.far_store.drop_values(ins.run_id, keys)
                 self.replication.run_changed(ins.run_id)
                 for name in ins.nodes:
                     address = self.port.address_of(name)
@@ -607,12 +623,34 @@ class OwnerIO:
         run = self.scheduler.run_state(ins.run_id)
         packages = run.options.packages if run is not None else ()
         # to our own executor as the per-task message it takes (never encoded: dispatch_tasks)
-        build = dispatch_tasks if address == self.port.address else dispatch_message
-        msg, frames = build(ins, self.port.address, self.port.address_of, packages)
-        if address != self.port.address:
-            limit = self.limits.max_frame_bytes
-            refused = oversize.owner_refusal(msg, frames, limit, self.port.name)
+        msg: m.DispatchTasks | DispatchColumns
+        if address == self.port.address:
+            msg, frames = dispatch_tasks(ins, self.port.address, self.port.address_of, packages)
+        else:
+            far = None if self.far_store is None else self._far(ins.run_id)
+            msg, frames = dispatch_message(
+                ins, self.port.address, self.port.address_of, packages, far
+            )
+            refused = oversize.owner_refusal(msg, frames, self.limits, self.port.name)
             if refused is not None:  # after this batch, as the node's own refusal would come
                 self.port.call_soon(self._feed, reports.answered(ins.node, refused))
                 return
         self.port.send(address, msg, frames, term=ins.term)
+
+    def _far(self, run_id: str) -> Callable[[str, bytes], bool]:
+        """Keeps a big dispatch frame of ``run_id`` in our store (``dispatch_message``'s
+        ``far``); False (sent inline, so refused by ``oversize``) past our value limit."""
+        store = self.far_store
+        assert store is not None
+
+        def keep(key: str, data: bytes) -> bool:
+            if store.has(run_id, key):
+                return True
+            try:
+                store.put(run_id, key, data)
+            except StoreError as exc:
+                log.warning("run %s: %s", run_id, exc, extra={"run": run_id})
+                return False
+            return True
+
+        return keep

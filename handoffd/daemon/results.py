@@ -5,22 +5,28 @@ these."""
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from handoffd.daemon.ports import Port
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.snapshot import error_to_info
+from handoffd.store.chunks import CHUNK_MAX, MISSING, Pull
 
 if TYPE_CHECKING:
     from handoffd.scheduler.owner import OwnerScheduler
+
+log = logging.getLogger("handoffd.owner")
 
 # A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
 # are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
 OUTCOME_MAX_BYTES = 256 << 20
 OUTCOME_MAX_VALUES = 50_000
-FETCH_TIMEOUT = 10.0  # seconds a peer has to answer one value fetch
+FETCH_TIMEOUT = 10.0  # seconds a peer has to answer one value fetch (or send its next chunk)
+_FIRST_ID = 1 << 40  # our request ids: apart from the executor's
 
 
 # A HandoffError in wire fields: the codec's own conversion (protocol.snapshot).
@@ -90,13 +96,18 @@ class ResultFetcher:
         local_value: Callable[[str, str], bytes | None],
         *,
         fetch_timeout: float | None = None,
+        chunk_bytes: int = CHUNK_MAX,
+        max_value: int = 16 << 30,
     ) -> None:
         self._port = port
         self._fetch_timeout = FETCH_TIMEOUT if fetch_timeout is None else fetch_timeout
         self._scheduler = scheduler
         self._local_value = local_value
         self._fetches: dict[int, _ResultFetch] = {}
-        self._request_ids = itertools.count(1 << 40)  # apart from the executor's ids
+        # request -> (its pull, the holder's address, when it times out)
+        self._pulls: dict[int, tuple[Pull, str, float]] = {}
+        self._chunk, self._max_value = chunk_bytes, max_value
+        self._request_ids = itertools.count(_FIRST_ID)  # apart from the executor's ids
         # Told (run_id, task ids) when a client asks for values no live node holds any more:
         # the owner recomputes them if the run had finished (they are answered missing now).
         self.on_lost: Callable[[str, tuple[str, ...]], None] | None = None
@@ -137,19 +148,28 @@ class ResultFetcher:
             self._port.reply(conn, m.Results(msg.request_id, msg.run_id, (), tuple(missing)))
             for rid in job.pending:
                 self._fetches.pop(rid, None)
+                self._pulls.pop(rid, None)
             return
         self._maybe_answer(job)
 
     def _fetch_one(self, job: _ResultFetch, task_id: str, addresses: list[str]) -> None:
+        """Pull ``task_id``'s value from ``addresses[0]`` in chunks (``store.chunks``)."""
         request_id = next(self._request_ids)
         job.pending[request_id] = (task_id, addresses[1:])
         self._fetches[request_id] = job
-        self._port.send(
-            addresses[0], m.FetchValues(request_id, job.run_id, (task_id,), self._port.address)
-        )
-        self._port.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
+        port = self._port
+        pull = Pull(request_id, job.run_id, task_id, port.address, self._chunk, self._max_value)
+        self._pulls[request_id] = (pull, addresses[0], port.now() + self._fetch_timeout)
+        port.send(addresses[0], pull.first())
+        port.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
 
     def _fetch_timed_out(self, request_id: int) -> None:
+        pulled = self._pulls.get(request_id)
+        if pulled is not None and pulled[2] > self._port.now():  # chunks came meanwhile
+            wait = pulled[2] - self._port.now()
+            self._port.call_later(wait, self._fetch_timed_out, request_id)
+            return
+        self._pulls.pop(request_id, None)
         job = self._fetches.pop(request_id, None)
         if job is None:
             return
@@ -162,20 +182,48 @@ class ResultFetcher:
             return
         for rid in list(job.pending):
             self._fetches.pop(rid, None)
+            self._pulls.pop(rid, None)
         job.pending.clear()
         self._port.reply(job.conn, m.Results(job.request_id, job.run_id, (), (task_id,)))
 
-    def on_values(self, msg: m.ValuesFetched, frames: list[bytes]) -> bool:
-        """A peer answered one of our result fetches; False if it was not ours."""
+    def on_values(self, msg: m.ValuesFetched | ValueChunk, frames: list[Any]) -> bool:
+        """A peer answered one of our result fetches (whole, from an older node, or a chunk);
+        False if it was not ours."""
+        if isinstance(msg, ValueChunk):
+            return self._on_chunk(msg, frames)
         job = self._fetches.pop(msg.request_id, None)
         if job is None:
             return False
+        self._pulls.pop(msg.request_id, None)
         task_id, rest = job.pending.pop(msg.request_id)
         if msg.task_ids and frames:
             job.values[task_id] = bytes(frames[0])
             self._maybe_answer(job)
         else:
             self._retry_or_fail(job, task_id, rest)
+        return True
+
+    def _on_chunk(self, msg: ValueChunk, frames: list[Any]) -> bool:
+        pulled = self._pulls.get(msg.request_id)
+        job = self._fetches.get(msg.request_id)
+        if pulled is None or job is None:
+            return msg.request_id in self._fetches or msg.request_id >= _FIRST_ID
+        pull, address, _ = pulled
+        step = pull.arrived(msg, frames, f"the result of {msg.key!r}", self._port.name)
+        if not step.error and step.value is None:
+            self._pulls[msg.request_id] = (pull, address, self._port.now() + self._fetch_timeout)
+            for ask in step.asks:
+                self._port.send(address, ask)
+            return True
+        del self._pulls[msg.request_id], self._fetches[msg.request_id]
+        task_id, rest = job.pending.pop(msg.request_id)
+        if step.value is not None:
+            job.values[task_id] = step.value
+            self._maybe_answer(job)
+            return True
+        if step.error != MISSING:
+            log.warning("result fetch of %r from %s: %s", msg.key, address, step.error)
+        self._retry_or_fail(job, task_id, [] if step.fatal else rest)
         return True
 
     def _maybe_answer(self, job: _ResultFetch) -> None:

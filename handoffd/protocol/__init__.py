@@ -4,6 +4,7 @@
 # every import of the protocol has them (an import at the end of messages.py is an import cycle:
 # they import messages for its decorators). Python runs this file before any module of the
 # package, so every type is registered before a codec is built.
+from handoffd.protocol import messages_chunks as _messages_chunks  # noqa: E402,F401
 from handoffd.protocol import messages_code as _messages_code  # noqa: E402,F401
 from handoffd.protocol import messages_columns as _messages_columns  # noqa: E402,F401
 from handoffd.protocol import messages_hooks as _messages_hooks  # noqa: E402,F401

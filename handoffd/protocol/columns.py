@@ -193,7 +193,7 @@ def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
                 ranks[i],
             )
         )
-    return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages)
+    return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages, msg.far)
 
 
 def dispatch_columns(msg: m.DispatchTasks) -> DispatchColumns:

@@ -25,6 +25,7 @@ from handoffd.protocol.registry import STRUCTS as STRUCTS
 from handoffd.protocol.registry import message, struct
 
 if TYPE_CHECKING:  # registered at the end of this module; the codec resolves names via STRUCTS
+    from handoffd.protocol.messages_chunks import FarFrame
     from handoffd.protocol.messages_observability import AttemptInfo
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +313,7 @@ class DispatchTasks:
     owner_address: str
     items: tuple[DispatchItem, ...]
     packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
+    far: tuple[FarFrame, ...] = ()  # frames sent by reference (messages_chunks)
 
 
 @struct

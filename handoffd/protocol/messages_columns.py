@@ -17,6 +17,7 @@ CURVE box and one Python-level send per message instead of per task (``columns.j
 
 from __future__ import annotations
 
+from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.registry import message, struct
 
 
@@ -56,6 +57,7 @@ class DispatchColumns:
     holders: bytes
     packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
     frame_sizes: bytes = b""  # (q) how the frames are packed: ``columns.split_frames``
+    far: tuple[FarFrame, ...] = ()  # frames sent by reference (empty here): pulled in chunks
 
 
 @message(111)

@@ -11,6 +11,7 @@ from typing import Any
 from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, replied_pairs
+from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.testing import async_wait_for as wait_for
@@ -89,11 +90,12 @@ def test_a_fetch_timer_fires_on_the_loop_and_an_answer_cancels_it() -> None:
         executor, pool, sent = make(fetch_timeout=0.05)
         ref = m.InputRef("value", "dep", ("peer:1", "peer:2"), -1, "variadic", -1)
         dispatch(executor, item("w", (ref,)))
-        assert [a for a, msg, _ in of(sent, m.FetchValues)] == ["peer:1"]
-        await wait_for(lambda: len(of(sent, m.FetchValues)) == 2)  # peer:1 timed out
-        address, fetch, _ = of(sent, m.FetchValues)[1]
+        assert [a for a, msg, _ in of(sent, FetchChunks)] == ["peer:1"]
+        await wait_for(lambda: len(of(sent, FetchChunks)) == 2)  # peer:1 timed out
+        address, fetch, _ = of(sent, FetchChunks)[1]
         assert address == "peer:2" and executor._timers
-        executor.on_values(m.ValuesFetched(fetch.request_id, RUN, ("dep",), ()), [b"x"])
+        chunk = ValueChunk(fetch.request_id, RUN, "dep", 0, 1, fetch.chunk_bytes, -1)
+        executor.on_values(chunk, [b"x"])
         assert not executor._timers  # the answer cancelled the time-out
         assert [j.key[1] for _, js in pool.submitted for j in js] == ["w"]
 

@@ -23,8 +23,11 @@ from handoffd.daemon.results import FETCH_TIMEOUT, ResultFetcher
 from handoffd.membership.events import MemberChanged
 from handoffd.protocol import columns
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.snapshot import encode_run
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.store import chunks
+from handoffd.store.store import ResultStore
 
 RETAIN = 30.0  # keep_results_s of the owners built here
 KEEP_STATUS = 5.0
@@ -282,13 +285,36 @@ def test_results_fetch_a_value_from_its_holder_for_the_client() -> None:
     port.join("b")
     fetcher = ResultFetcher(port, done_elsewhere(port), lambda run_id, task_id: None)
     fetcher.on_fetch(m.FetchResults(9, "r1", ("f",)), b"client")
-    (fetch,) = port.take(m.FetchValues)
-    assert fetch.address == "b:1" and fetch.msg.reply_to == "a:1"
-    assert fetcher.on_values(m.ValuesFetched(fetch.msg.request_id, "r1", ("f",), ()), [b"v"])
+    (fetch,) = port.take(FetchChunks)
+    assert fetch.address == "b:1" and fetch.msg.reply_to == "a:1" and fetch.msg.key == "f"
+    rid, size = fetch.msg.request_id, fetch.msg.chunk_bytes
+    assert fetcher.on_values(ValueChunk(rid, "r1", "f", 0, 1, size, -1), [b"v"])
     (answer,) = port.take_replies(m.Results)
     assert answer.msg == m.Results(9, "r1", ("f",), ()) and answer.frames == [b"v"]
     # A late or foreign answer is not ours: the node's executor gets it.
-    assert not fetcher.on_values(m.ValuesFetched(fetch.msg.request_id, "r1", ("f",), ()), [b"v"])
+    assert not fetcher.on_values(m.ValuesFetched(1, "r1", ("f",), ()), [b"v"])
+
+
+def test_results_bigger_than_a_chunk_are_pulled_in_chunks_and_assembled() -> None:
+    port = FakePort()
+    port.join("b")
+    chunk = 64 << 10
+    fetcher = ResultFetcher(
+        port, done_elsewhere(port), lambda run_id, task_id: None, chunk_bytes=chunk
+    )
+    fetcher.on_fetch(m.FetchResults(9, "r1", ("f",)), b"client")
+    (fetch,) = port.take(FetchChunks)
+    value = bytes(range(256)) * (10 * chunk // 256) + b"tail"  # 11 chunks, the last short
+    held = ResultStore(1 << 30)
+    held.put("r1", "f", value)
+    asks = [fetch.msg]
+    while asks:
+        ask = asks.pop(0)
+        for answer, frames in chunks.serve(held, ask):
+            assert fetcher.on_values(answer, frames)
+        asks += [s.msg for s in port.take(FetchChunks)]
+    (answer,) = port.take_replies(m.Results)
+    assert answer.msg == m.Results(9, "r1", ("f",), ()) and bytes(answer.frames[0]) == value
 
 
 def test_results_fetch_that_times_out_reports_the_value_missing() -> None:
@@ -296,7 +322,7 @@ def test_results_fetch_that_times_out_reports_the_value_missing() -> None:
     port.join("b")
     fetcher = ResultFetcher(port, done_elsewhere(port), lambda run_id, task_id: None)
     fetcher.on_fetch(m.FetchResults(9, "r1", ("f",)), b"client")
-    assert len(port.take(m.FetchValues)) == 1
+    assert len(port.take(FetchChunks)) == 1
     port.advance(FETCH_TIMEOUT)
     (answer,) = port.take_replies(m.Results)
     assert answer.msg == m.Results(9, "r1", (), ("f",))

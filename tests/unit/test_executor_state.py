@@ -24,6 +24,7 @@ from handoffd.daemon.executor_events import (
     CancelAsked,
     CancelJob,
     CancelTimer,
+    ChunkArrived,
     Dispatched,
     Execute,
     FetchTimedOut,
@@ -42,6 +43,7 @@ from handoffd.daemon.executor_events import (
 )
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Job, Outcome
@@ -83,6 +85,12 @@ def dispatch(
 ) -> list[Instruction]:
     msg = m.DispatchTasks(run, owner, tuple(items))
     return st.handle(Dispatched(msg, [b"payload"], term), now)
+
+
+def whole(fetch: FetchChunks, value: bytes) -> ChunkArrived:
+    """A holder's answer to ``fetch`` with a value of one chunk."""
+    chunk = ValueChunk(fetch.request_id, RUN, fetch.key, 0, len(value), fetch.chunk_bytes, -1)
+    return ChunkArrived(chunk, [value])
 
 
 def of(out: list[Instruction], kind: type) -> list[Any]:
@@ -226,11 +234,10 @@ def test_queued_tasks_of_the_same_cost_join_a_slot_and_inherit_its_claim() -> No
 def test_a_task_still_fetching_inputs_is_not_chained_until_they_arrive() -> None:
     st = make({"cpu": 1.0})
     out = dispatch(st, [item("head"), item("needs", inputs=(from_peer("dep"),)), item("free")])
-    (fetch,) = sent(out, m.FetchValues)
+    (fetch,) = sent(out, FetchChunks)
     out = settle(st, out)
     assert started(out) == ["head", "free"]
-    arrived = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
-    out = settle(st, st.handle(ValuesArrived(arrived, [b"dep-value"]), 0.0))
+    out = settle(st, st.handle(whole(fetch, b"dep-value"), 0.0))
     assert of(out, CancelTimer) == [CancelTimer(fetch.request_id)]
     ((chain, job),) = jobs(out)
     assert job.key == (RUN, "needs", 1) and job.inputs == [("value", b"dep-value")]
@@ -258,12 +265,11 @@ def test_cancels_of_a_queued_a_running_and_a_chained_task() -> None:
 def test_a_cancelled_task_waiting_for_inputs_releases_its_claim_and_is_never_started() -> None:
     st = make({"cpu": 1.0})
     out = dispatch(st, [item("w", inputs=(from_peer("dep"),))])
-    (fetch,) = sent(out, m.FetchValues)
+    (fetch,) = sent(out, FetchChunks)
     assert st.ledger.free == {"cpu": 0.0} and not of(out, Execute)
     out = settle(st, st.handle(CancelAsked(m.CancelTasks(RUN, (m.TaskAttempt("w", 1),)), 1), 0))
     assert reports(out)["w"].kind == "cancelled" and st.ledger.idle()
-    arrived = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
-    assert not of(settle(st, st.handle(ValuesArrived(arrived, [b"x"]), 0.0)), Execute)
+    assert not of(settle(st, st.handle(whole(fetch, b"x"), 0.0)), Execute)
 
 
 # -- fencing --------------------------------------------------------------------------------------
@@ -310,31 +316,29 @@ def test_holdings_list_stored_values_and_live_attempts() -> None:
 def test_a_fetch_times_out_at_now_plus_the_timeout_then_asks_the_next_holder() -> None:
     st = make({"cpu": 1.0}, fetch_timeout=5.0)
     out = dispatch(st, [item("w", inputs=(from_peer("dep", PEER, ME, PEER2),))], now=100.0)
-    (fetch,) = sent(out, m.FetchValues)
+    (fetch,) = sent(out, FetchChunks)
     (timer,) = of(out, SetTimer)
     assert (timer.key, timer.at, timer.event) == (fetch.request_id, 105.0, FetchTimedOut(1))
     assert of(out, SendMessage)[1].address == PEER
     out = st.handle(FetchTimedOut(fetch.request_id), 105.0)
-    (again,) = sent(out, m.FetchValues)
+    (again,) = sent(out, FetchChunks)
     assert of(out, SendMessage)[0].address == PEER2  # never ourselves
     assert of(out, SetTimer)[0].at == 110.0
-    nothing = m.ValuesFetched(again.request_id, RUN, (), ("dep",))
-    out = settle(st, st.handle(ValuesArrived(nothing, []), 106.0))
+    nothing = ValueChunk(again.request_id, RUN, "dep", 0, -1, again.chunk_bytes, -1)
+    out = settle(st, st.handle(ChunkArrived(nothing, []), 106.0))
     report = reports(out)["w"]
     assert report.kind == "input_lost" and "could not be fetched from any holder" in report.message
     assert st.ledger.idle() and not st.fetches
     # a late answer to a fetch already given up changes nothing
-    late = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
-    assert st.handle(ValuesArrived(late, [b"x"]), 107.0) == []
+    assert st.handle(whole(fetch, b"x"), 107.0) == []
 
 
 def test_a_fetched_copy_is_dropped_once_every_local_consumer_started() -> None:
     st = make({"cpu": 2.0})
     ref = from_peer("dep")
     out = dispatch(st, [item("a", inputs=(ref,)), item("b", inputs=(ref,))])
-    (fetch,) = sent(out, m.FetchValues)  # one fetch for both consumers
-    arrived = m.ValuesFetched(fetch.request_id, RUN, ("dep",), ())
-    out = settle(st, st.handle(ValuesArrived(arrived, [b"copy"]), 0.0))
+    (fetch,) = sent(out, FetchChunks)  # one fetch for both consumers
+    out = settle(st, st.handle(whole(fetch, b"copy"), 0.0))
     assert sorted(started(out)) == ["a", "b"]
     assert not st.store.has(RUN, "dep")  # both jobs carry it; the copy is gone
 
