@@ -73,6 +73,7 @@ class Sim:
         self.sched = OwnerScheduler("n0", now=0.0, window=window)
         self.nodes = {f"n{i}": SimNode(f"n{i}", cpus, memory) for i in range(nodes)}
         self.report_batch = report_batch
+        self.columns = True
         self.now = 0.0
         self.busy = 0.0  # seconds inside the scheduler
         self.calls = 0
@@ -80,6 +81,7 @@ class Sim:
         self.dispatched = 0
         self.finished: set[str] = set()
         self.inbox: deque[tuple[str, list[Any]]] = deque()  # (node, events of one message)
+        self.timers: deque[Any] = deque()  # due timers (fired before the next message)
         self.feed([n.update() for n in self.nodes.values()])
 
     def feed(self, events: list[Any]) -> None:
@@ -101,9 +103,15 @@ class Sim:
                 self.inbox.append((node.name, [node.update(), reply]))
             elif isinstance(instr, ev.RunFinished):
                 self.finished.add(instr.run_id)
+            elif isinstance(instr, ev.StartTimer) and instr.key[0] == "intake":
+                # A big run is taken in by slices, each on a timer of 0 s (``scheduler.intake``).
+                self.timers.append(ev.TimerFired(instr.key))
 
     def step(self) -> bool:
         """Deliver one pending message, else let every node report a batch; False when idle."""
+        if self.timers:
+            self.feed([self.timers.popleft()])
+            return True
         if self.inbox:
             _, events = self.inbox.popleft()
             self.feed(events)
@@ -113,10 +121,22 @@ class Sim:
             if not node.queue:
                 continue
             done = [node.queue.popleft() for _ in range(min(self.report_batch, len(node.queue)))]
-            reports = [
-                ev.TaskSucceeded(run_id, task_id, attempt, node.name, 9, b"\x92\x01\x02")
-                for run_id, task_id, attempt in done
-            ]
+            reports: list[Any]
+            if self.columns:  # what the daemon feeds: one event per report message (one run here)
+                ids = [task_id for _, task_id, _ in done]
+                tries = [attempt for _, _, attempt in done]
+                k = len(done)
+                values = [b"\x92\x01\x02"] * k
+                reports = [
+                    ev.TasksSucceeded(
+                        done[0][0], node.name, ids, tries, [9] * k, values, [-1.0] * k
+                    )
+                ]
+            else:
+                reports = [
+                    ev.TaskSucceeded(run_id, task_id, attempt, node.name, 9, b"\x92\x01\x02")
+                    for run_id, task_id, attempt in done
+                ]
             self.feed([node.update(), *reports])
             progressed = True
         return progressed
@@ -130,8 +150,10 @@ def run_once(
     report_batch: int,
     prof: Any = None,
     memory: float = 0.0,
+    columns: bool = True,
 ) -> dict[str, float]:
     sim = Sim(nodes, cpus, window, report_batch, memory)
+    sim.columns = columns
     sim.busy = 0.0
     start = time.process_time()
     sim.feed([ev.RunSubmitted("run", specs, RunOptions())])
@@ -166,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-batch", type=int, default=4)
     p.add_argument("--tasks", type=int, default=10_000, help="w1 size")
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="report a TaskSucceeded per task (before: a TasksSucceeded per report message)",
+    )
     args = p.parse_args(argv)
     workloads = {"w1": lambda: w1_specs(args.tasks), "w2": lambda: w2_specs(50, 100)}
     for name in args.only.split(","):
@@ -179,7 +206,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows = [
             run_once(
-                specs, args.nodes, args.cpus, args.window, args.report_batch, memory=args.memory
+                specs,
+                args.nodes,
+                args.cpus,
+                args.window,
+                args.report_batch,
+                memory=args.memory,
+                columns=not args.events,
             )
             for _ in range(args.repeat)
         ]

@@ -194,6 +194,9 @@ def main() -> None:
         help="py-spy samples only the thread holding the GIL (no time waiting for a CPU, the"
         " GIL or ZeroMQ's I/O thread counted as the loop's)",
     )
+    parser.add_argument(
+        "--native", action="store_true", help="py-spy also samples C frames (compiled modules)"
+    )
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--raw", help="keep py-spy's raw output at this path")
     parser.add_argument(
@@ -213,6 +216,7 @@ def main() -> None:
     if args.py_spy:
         spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
         runner.owner_wrap = [spy, "record", "--format", "raw", "-r", str(args.rate), "-o", raw]
+        runner.owner_wrap += ["--native"] if args.native else []
         runner.owner_wrap += ["--gil", "--"] if args.gil else ["--"]
     if args.cprofile:
         here = os.path.dirname(os.path.abspath(__file__))

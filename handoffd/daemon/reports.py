@@ -30,19 +30,36 @@ def answered(node: str, msg: RepliedColumns) -> ev.DispatchAnswered:
 def report_events(
     run_id: str, node: str, table: ReportTable, frames: list[bytes], events: list[Any]
 ) -> None:
-    """Append to ``events`` one ``TaskSucceeded`` / ``TaskErrored`` per DONE / FAILED report."""
+    """Append to ``events`` the scheduler's events of the DONE / FAILED reports, in report order:
+    each stretch of DONE ones as one ``TasksSucceeded`` (columns: no event object per task), each
+    FAILED one as a ``TaskErrored``."""
     task_ids, attempts, states, sizes = table.task_ids, table.attempts, table.states, table.sizes
     durations, value_frames = table.durations, table.frames
     count = len(frames)
-    succeeded = ev.TaskSucceeded
+    if states.count(_DONE) == len(states):  # (the usual message: its columns as they are)
+        if task_ids:
+            got = [bytes(frames[f]) if 0 <= f < count else None for f in value_frames]
+            events.append(
+                ev.TasksSucceeded(run_id, node, task_ids, attempts, sizes, got, durations)
+            )
+        return
+    ids: list[str] = []
+    tries: list[int] = []
+    stored: list[int] = []
+    values: list[bytes | None] = []
+    took: list[float] = []
     for i, state in enumerate(states):
         if state == _DONE:
             frame = value_frames[i]
-            value = bytes(frames[frame]) if 0 <= frame < count else None
-            events.append(
-                succeeded(run_id, task_ids[i], attempts[i], node, sizes[i], value, durations[i])
-            )
+            ids.append(task_ids[i])
+            tries.append(attempts[i])
+            stored.append(sizes[i])
+            values.append(bytes(frames[frame]) if 0 <= frame < count else None)
+            took.append(durations[i])
         elif state == _FAILED:
+            if ids:
+                events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, values, took))
+                ids, tries, stored, values, took = [], [], [], [], []
             f = table.failures[i]
             events.append(
                 ev.TaskErrored(
@@ -56,6 +73,8 @@ def report_events(
                     f.traceback,
                 )
             )
+    if ids:
+        events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, values, took))
 
 
 def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets) -> None:

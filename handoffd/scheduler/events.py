@@ -110,6 +110,20 @@ class TaskSucceeded:
     duration: float = -1.0  # seconds the attempt ran in its worker (-1: not measured)
 
 
+@dataclass(frozen=True, slots=True)
+class TasksSucceeded:
+    """``TaskSucceeded`` of many attempts on one node of one run, as columns (index ``i`` of each is
+    one attempt, in report order): what one report message says, without an event per task."""
+
+    run_id: str
+    node: str
+    task_ids: Sequence[str]
+    attempts: Sequence[int]
+    sizes: Sequence[int]
+    values: Sequence[bytes | None] = field(repr=False)
+    durations: Sequence[float]
+
+
 @_hot
 class TaskErrored:
     """An attempt ended without a result; ``kind`` says why (only ``cancelled`` is not the task's fault)."""
@@ -194,6 +208,7 @@ Event = Union[
     DispatchAnswered,
     TaskStarted,
     TaskSucceeded,
+    TasksSucceeded,
     TaskErrored,
     RunProbed,
     TimerFired,
@@ -356,6 +371,7 @@ __all__ = [
     "DispatchAnswered",
     "TaskStarted",
     "TaskSucceeded",
+    "TasksSucceeded",
     "TaskErrored",
     "RunProbed",
     "PeerRestarted",

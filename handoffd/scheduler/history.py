@@ -243,6 +243,32 @@ def freeze(
     )
 
 
+def freeze_all(
+    tasks: Any, deps: Any, wall_offset: Any, since: float = 0.0, brief: bool = False
+) -> tuple[Frozen, ...]:
+    """``freeze`` of each task of ``tasks`` (task id -> record with ``state``, ``node``,
+    ``attempts``, ``history``; ``deps``: task id -> its dependencies), in order: with ``since``
+    (wall clock) only of tasks that moved since; ``brief``: without their transitions. One
+    compiled loop: a released run freezes all its tasks at once."""
+    after = since - wall_offset  # in the run's own clock
+    out = []
+    for task_id, rec in tasks.items():
+        moves = rec.history
+        if since and not (moves and moves[-1][0] >= after):
+            continue
+        frozen = freeze(
+            task_id,
+            rec.state,
+            rec.node,
+            rec.attempts,
+            () if brief else moves,
+            wall_offset,
+            deps[task_id],
+        )
+        out.append(frozen)
+    return tuple(out)
+
+
 def summary(frozen: Frozen) -> dict[str, Any]:
     """The JSON shape of ``handoffctl tasks --json`` for one task (times are wall-clock seconds;
     ``started``/``finished``: the latest attempt's; None when unknown)."""

@@ -42,21 +42,7 @@ class RunHistory:
 def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHistory:
     """Every task's history; with ``since`` (wall clock) only of tasks that moved since; ``brief``:
     without their transitions."""
-    off = run.wall_offset
-    after = since - off  # in the run's own clock
-    tasks = tuple(
-        history.freeze(
-            tid,
-            r.state,
-            r.node,
-            r.attempts,
-            () if brief else r.history,
-            off,
-            run.effective_deps[tid],
-        )
-        for tid, r in run.tasks.items()
-        if not since or (r.history and r.history[-1][0] >= after)
-    )
+    tasks = history.freeze_all(run.tasks, run.effective_deps, run.wall_offset, since, brief)
     return RunHistory(run.state, run.term, run.submitted, run.finished, tasks, len(run.tasks))
 
 

@@ -55,6 +55,7 @@ from handoffd.scheduler.events import (
     SubmissionAccepted,
     SubmissionRejected,
     TaskErrored,
+    TasksSucceeded,
     TaskStarted,
     TaskSucceeded,
     TimerFired,
@@ -203,7 +204,9 @@ class OwnerScheduler(OwnerQueries):
         return run.term if run is not None else self.term
 
     def _apply(self, event: Event) -> None:
-        if isinstance(event, NodeUpdate):
+        if isinstance(event, TasksSucceeded):
+            self._on_all_succeeded(event)
+        elif isinstance(event, NodeUpdate):
             self._on_node_update(event)
         elif isinstance(event, TaskSucceeded):
             self._on_succeeded(event)
@@ -409,20 +412,32 @@ class OwnerScheduler(OwnerQueries):
             found[0].move(found[1], RUNNING, self._now, f"started on {ev.node}")
 
     def _on_succeeded(self, ev: TaskSucceeded) -> None:
-        run = self._owned.live.get(ev.run_id)
+        self._succeeded(ev.run_id, ev.task_id, ev.attempt, ev.node, ev.size, ev.value, ev.duration)
+
+    def _on_all_succeeded(self, ev: TasksSucceeded) -> None:
+        """Each attempt as its own ``TaskSucceeded`` would be, in order."""
+        run_id, node, ids, tries, sizes = ev.run_id, ev.node, ev.task_ids, ev.attempts, ev.sizes
+        values, took = ev.values, ev.durations
+        for i in range(len(ids)):
+            self._succeeded(run_id, ids[i], tries[i], node, sizes[i], values[i], took[i])
+
+    def _succeeded(
+        self, run_id: str, task_id: str, attempt: int, node: str, size: int, value: Any, took: float
+    ) -> None:
+        run = self._owned.live.get(run_id)
         if run is None:
-            if self._owned.is_released(ev.run_id):  # a late copy: drop it
-                self._out.direct.append(FreeResults(ev.run_id, (ev.node,)))
+            if self._owned.is_released(run_id):  # a late copy: drop it
+                self._out.direct.append(FreeResults(run_id, (node,)))
             return
-        alive = self._view.alive(ev.node)
+        alive = self._view.alive(node)
         if alive:
-            run.holders.add(ev.node)
-        found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
+            run.holders.add(node)
+        found = self._current(run_id, task_id, attempt, node)
         if found is None or not alive:
             return
         rec = found[1]
-        self._view.durations.observe(rec.spec.id, rec.cost_items, ev.duration)
-        self._accept_result(run, found[1], ev.node, ev.size, ev.value)
+        self._view.durations.observe(rec.spec.id, rec.cost_items, took)
+        self._accept_result(run, rec, node, size, value)
 
     def _accept_result(
         self, run: RunState, rec: TaskRecord, node: str, size: int, value: bytes | None

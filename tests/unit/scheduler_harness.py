@@ -117,6 +117,29 @@ class Cluster:
             ev.TaskSucceeded(run_id, task_id, attempt, node, size, value, duration),
         )
 
+    def succeed_many(
+        self,
+        node: str,
+        run_id: str,
+        done: list[tuple[str, int, int, bytes | None, float]],
+        columns: bool = True,
+    ) -> list[ev.Instruction]:
+        """Attempts of one run on ``node`` that finished together, (task id, attempt, size, value,
+        duration) each, reported in one message: as one ``TasksSucceeded`` (``columns``, what the
+        daemon feeds) or as a ``TaskSucceeded`` each."""
+        for task_id, attempt, *_ in done:
+            self.release(node, run_id, task_id, attempt)
+        if columns:
+            ids, attempts, sizes, values, durations = (list(c) for c in zip(*done, strict=True))
+            return self.feed(
+                self.update(node),
+                ev.TasksSucceeded(run_id, node, ids, attempts, sizes, values, durations),
+            )
+        return self.feed(
+            self.update(node),
+            *[ev.TaskSucceeded(run_id, t, a, node, *rest) for t, a, *rest in done],
+        )
+
     def error(
         self, node: str, run_id: str, task_id: str, attempt: int, kind: str = "error"
     ) -> list[ev.Instruction]:

@@ -204,12 +204,25 @@ def test_reports_as_columns_become_the_same_scheduler_events() -> None:
     )
     events: list[object] = []
     report_events("r", "n", table, frames, events)
-    assert events == [
-        ev.TaskSucceeded("r", "a", 2, "n", 5, b"42", -1.0),
+    assert events == [  # report order kept: the stretches of DONE between FAILED as columns
+        ev.TasksSucceeded("r", "n", ["a"], [2], [5], [b"42"], [-1.0]),
         ev.TaskErrored("r", "b", 2, "n", "error", "E", "boom", "tb"),
-        ev.TaskSucceeded("r", "c", 2, "n", 5, None, -1.0),
+        ev.TasksSucceeded("r", "n", ["c"], [2], [5], [None], [-1.0]),
     ]
     assert got.outputs == ("printed", "", "")
+
+
+def test_a_report_of_successes_only_becomes_one_column_event() -> None:
+    reports = (report("a", "DONE", 1), report("b", "DONE"), report("c", "DONE", 0))
+    got, frames = wire(report_columns(m.TasksReported("r", reports, {"cpu": 1.0}, 4)), [b"1", b"2"])
+    events: list[object] = []
+    report_events("r", "n", ReportTable(got), frames, events)  # type: ignore[arg-type]
+    assert events == [
+        ev.TasksSucceeded(
+            "r", "n", ("a", "b", "c"), [2] * 3, [5] * 3, [b"2", None, b"1"], [-1.0] * 3
+        )
+    ]
+    assert all(type(v) is bytes for v in events[0].values if v is not None)  # type: ignore[attr-defined]
 
 
 def test_an_answer_as_columns_becomes_the_same_event() -> None:

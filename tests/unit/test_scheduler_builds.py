@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -368,6 +368,28 @@ def test_both_builds_keep_the_same_attempts(ops: Any) -> None:
         for module, attempts in zip((built_history, pure_history), lists, strict=True)
     ]
     assert frozen[0] == frozen[1]
+    for since, brief in ((0.0, False), (0.0, True), (1.4, False), (1.6, False)):
+        records = [  # (a record of a released run: what ``freeze_all`` reads of it)
+            {
+                "t": SimpleNamespace(
+                    state="DONE", node=None, attempts=a, history=[(1, "A", "B", "c")]
+                )
+            }
+            for a in lists
+        ]
+        alls = [
+            module.freeze_all(recs, {"t": ("d",)}, 0.5, since, brief)
+            for module, recs in zip((built_history, pure_history), records, strict=True)
+        ]
+        assert (
+            alls[0]
+            == alls[1]
+            == (
+                (frozen[0] if not brief else frozen[0][:4] + ((),) + frozen[0][5:],)
+                if since < 1.5
+                else ()
+            )
+        )
     again = [
         built_history.restore(built_history.rows(lists[0])),
         pure_history.restore(pure_history.rows(lists[1])),

@@ -137,7 +137,7 @@ def drive(c: Cluster, specs: list[TaskSpec], options: dict[str, Any], steps: Seq
     waiting: list[ev.Dispatch] = []
     running: list[tuple[str, str, str, int]] = []
     took(c.submit("r", specs, **options))
-    for pick, fails, seconds in steps:
+    for pick, fails, seconds, together in steps:
         while waiting:
             d = waiting.pop(0)
             answer = c.reply(d)
@@ -152,6 +152,12 @@ def drive(c: Cluster, specs: list[TaskSpec], options: dict[str, Any], steps: Seq
         node, run_id, task_id, attempt = running.pop(pick % len(running))
         if fails:
             took(c.error(node, run_id, task_id, attempt))
+        elif together > 1:  # more of the node's attempts in the same report: TasksSucceeded
+            done = [(task_id, attempt, pick % 50, b"v", seconds)]
+            for other in [r for r in running if r[0] == node][: together - 1]:
+                running.remove(other)
+                done.append((other[2], other[3], 7, None, -1.0))
+            took(c.succeed_many(node, run_id, done))
         else:
             took(c.succeed(node, run_id, task_id, attempt, pick % 50, b"v", duration=seconds))
     status = c.sched.run_status("r")
@@ -169,6 +175,7 @@ def drive(c: Cluster, specs: list[TaskSpec], options: dict[str, Any], steps: Seq
             st.integers(0, 1000),
             st.sampled_from([False, False, False, True]),  # fails 1 in 4
             st.sampled_from([0.0001, 0.001, 0.05]),
+            st.sampled_from([1, 1, 2, 4]),  # attempts reported together (as columns)
         ),
         max_size=40,
     ),
