@@ -69,8 +69,10 @@ cdef class IndexedSet:
 cdef class Timers:
     cdef public list _heap
     cdef public object _due
+    cdef public bint _fresh
 
     cpdef void add(self, double at, str name)
+    cpdef void changed(self)
     @cython.locals(heap=list)
     cpdef void _drop_stale(self)
     cpdef object earliest(self)

@@ -136,7 +136,8 @@ class Membership(Prober):
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue = records.GossipQueue()  # names whose current state is still news
-        self._limit_for = (-1, 0)  # (live members, retransmit limit) cached
+        self._limit_live = -1  # the live members _limit was computed for (cached)
+        self._limit = 0
         # Live and DEAD peers, suspicion and reap timers: kept in step with every status move.
         self._index = records.PeerIndex(name, self._members, config.dead_reap_after)
         self._live = self._index.live  # ALIVE and SUSPECT peers (not self)
@@ -639,13 +640,13 @@ class Membership(Prober):
 
     def _retransmit_limit(self) -> int:
         live = len(self._live) + (0 if self._left else 1)
-        if live != self._limit_for[0]:
+        if live != self._limit_live:
             # log10 as memberlist: 16 sends at 1,000 nodes (log2 gave 40, and the backlog a storm
             # or a healed partition left grew with n); fanout and the heard() feedback carry the
             # rest, and push-pull repairs what gossip missed.
             limit = self.config.gossip_retransmit_mult * max(1, math.ceil(math.log10(live + 1)))
-            self._limit_for = (live, limit)
-        return self._limit_for[1]
+            self._limit_live, self._limit = live, limit
+        return self._limit
 
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
         """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""
