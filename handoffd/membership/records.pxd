@@ -36,6 +36,8 @@ cdef class Relay:
     cdef public bint nacked
 
 cpdef bint same(object a, object b)
+cpdef object merged(object cur, object u, bint state_newer, bint resources_newer)
+cpdef bint merged_is(object cur, object u, bint state_newer, bint resources_newer) except -1
 
 
 cdef class GossipQueue:

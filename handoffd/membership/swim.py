@@ -57,7 +57,7 @@ from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
 from handoffd.membership.lifeguard import HealthCounters, Suspicion
-from handoffd.membership.probes import moved, reply_address
+from handoffd.membership.probes import reply_address
 from handoffd.membership.probing import Prober
 from handoffd.membership.records import _SAME_INCARNATION_MOVES
 from handoffd.membership.records import supersedes as supersedes
@@ -79,8 +79,6 @@ from handoffd.protocol.messages_lifeguard import Nack
 from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
-# What a member's state with a newer resource_version replaces.
-_RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 
 # Share of a news item's retransmit budget that hearing it from peers may use up; the rest are our
 # own sends (GossipQueue.heard). At a half, a join into a settled 60-node cluster missed a node for
@@ -558,7 +556,6 @@ class Membership(Prober):
         resources_newer = u.resource_version > cur.resource_version
         if not state_newer and not resources_newer:
             return
-        new = cur
         if state_newer and page and u.status in (SUSPECT, DEAD) and cur.status in (ALIVE, SUSPECT):
             window = self.config.push_pull_interval
             held = assertions.page_verdict(u, cur, self._contested, now, window)
@@ -569,11 +566,7 @@ class Membership(Prober):
                     return
             else:
                 u = held
-        if state_newer:
-            new = moved(new, u)
-        if resources_newer:
-            new = replace(new, **{f: getattr(u, f) for f in _RESOURCE_FIELDS})
-        self._set(new, now, out, cause)
+        self._set(records.merged(cur, u, state_newer, resources_newer), now, out, cause)
 
     def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
         """The only place a member's state changes: checks the table, logs, emits, gossips."""
