@@ -36,6 +36,8 @@ cdef class Relay:
     cdef public bint nacked
 
 cpdef bint same(object a, object b)
+cpdef object merged(object cur, object u, bint state_newer, bint resources_newer)
+cpdef bint merged_is(object cur, object u, bint state_newer, bint resources_newer) except -1
 
 
 cdef class GossipQueue:
@@ -69,8 +71,10 @@ cdef class IndexedSet:
 cdef class Timers:
     cdef public list _heap
     cdef public object _due
+    cdef public bint _fresh
 
     cpdef void add(self, double at, str name)
+    cpdef void changed(self)
     @cython.locals(heap=list)
     cpdef void _drop_stale(self)
     cpdef object earliest(self)

@@ -18,12 +18,15 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from handoffd.config import MembershipConfig
 from handoffd.membership.lifeguard import Suspicion
+from handoffd.membership.probes import moved
 from handoffd.protocol.messages import ALIVE, DEAD, LEFT, SUSPECT, MemberState
 
+# What a member's state with a newer resource_version replaces.
+RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 # Status precedence at equal incarnation: LEFT > DEAD > SUSPECT > ALIVE (LEFT is final for its
 # incarnation: it is the member's own word, DEAD is only others' opinion).
 _RANK = {ALIVE: 0, SUSPECT: 1, DEAD: 2, LEFT: 3}
@@ -181,6 +184,49 @@ def same(a: MemberState, b: MemberState) -> bool:
         and a.protocol_min == b.protocol_min
         and a.protocol_max == b.protocol_max
     )
+
+
+def merged(
+    cur: MemberState, u: MemberState, state_newer: bool, resources_newer: bool
+) -> MemberState:
+    """``cur`` with ``u``'s status part (``probes.moved``) if ``state_newer`` and its resources
+    (``RESOURCE_FIELDS``) if ``resources_newer``; ``u`` itself when that is equal to it."""
+    if merged_is(cur, u, state_newer, resources_newer):
+        return u  # (most merges: no copy, and the views share the state object)
+    new = moved(cur, u) if state_newer else cur
+    if resources_newer:
+        new = replace(new, **{f: getattr(u, f) for f in RESOURCE_FIELDS})
+    return new
+
+
+def merged_is(cur: MemberState, u: MemberState, state_newer: bool, resources_newer: bool) -> bool:
+    """``u`` equals what merging it into ``cur`` gives (``probes.moved`` for the status part when
+    ``state_newer``, ``u``'s resource fields when ``resources_newer``): the merge may then keep
+    ``u`` itself. A state change (a heal's refutations, a partition's DEAD) copied the state
+    field by field with ``dataclasses.replace``, ~5 us each, a million times at 1,000 nodes."""
+    if (
+        cur.cluster != u.cluster
+        or cur.protocol_min != u.protocol_min
+        or cur.protocol_max != u.protocol_max
+    ):
+        return False
+    if not state_newer and (
+        cur.incarnation != u.incarnation
+        or cur.status != u.status
+        or cur.address != u.address
+        or cur.probe_port != u.probe_port
+        or cur.accuser != u.accuser
+    ):
+        return False
+    if not resources_newer and (
+        cur.resource_version != u.resource_version
+        or (cur.capacity is not u.capacity and cur.capacity != u.capacity)
+        or (cur.free is not u.free and cur.free != u.free)
+        or (cur.sources is not u.sources and cur.sources != u.sources)
+        or cur.gpus != u.gpus
+    ):
+        return False
+    return True
 
 
 class GossipQueue:
@@ -358,14 +404,26 @@ class Timers:
     def __init__(self, due: Callable[[str], float | None]) -> None:
         self._heap: list[tuple[float, str]] = []
         self._due = due  # a name's current deadline (None: none)
+        # The top entry was checked against ``due`` and no deadline changed since: next_deadline
+        # asks for the earliest after every event, and checking it each time (a view lookup) was
+        # ~9 % of a 1,000-node simulation. Whoever changes a deadline calls add() or changed().
+        self._fresh = False
 
     def add(self, at: float, name: str) -> None:
         heapq.heappush(self._heap, (at, name))
+        self._fresh = False
+
+    def changed(self) -> None:
+        """A member's deadline changed (or went) without an ``add``: recheck the top."""
+        self._fresh = False
 
     def _drop_stale(self) -> None:
+        if self._fresh:
+            return
         heap = self._heap
         while heap and self._due(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
+        self._fresh = True
 
     def earliest(self) -> float | None:
         self._drop_stale()
@@ -380,6 +438,7 @@ class Timers:
             if not heap or heap[0][0] > now:
                 return due
             name = heapq.heappop(heap)[1]
+            self._fresh = False
             if name not in due:  # the same deadline pushed twice
                 due.append(name)
 
@@ -418,10 +477,13 @@ class PeerIndex:
         due = self.due(new.name)
         if due is not None:
             self.timers.add(due, new.name)
+        else:
+            self.timers.changed()
 
     def forget(self, name: str) -> None:
         self.live.discard(name)
         self.dead.discard(name)
+        self.timers.changed()
 
     def validate(self) -> None:
         for group, statuses in ((self.live, (ALIVE, SUSPECT)), (self.dead, (DEAD,))):

@@ -237,7 +237,7 @@ class Simulation:
             if kind == _MSG:
                 src, dst, msg = payload
                 receiver = nodes.get(dst)
-                if receiver is None or receiver.crashed or (src, dst) in blocked:
+                if receiver is None or receiver.crashed or (blocked and (src, dst) in blocked):
                     stats.blocked += 1
                     continue
                 stats.delivered += 1
@@ -302,7 +302,7 @@ class Simulation:
         if states > stats.largest.get(kind, 0):
             stats.largest[kind] = states
         dst = self._by_address.get(send.address)
-        if dst is None or (node.name, dst) in self._blocked:
+        if dst is None or (self._blocked and (node.name, dst) in self._blocked):
             stats.blocked += 1
             return
         if self.measure_bytes and stats.sent % self.measure_bytes == 0:

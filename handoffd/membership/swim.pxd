@@ -14,7 +14,8 @@ cdef class Membership(Prober):
     cdef public set _name_clashes
     cdef public set _incompatible
     cdef public GossipQueue _queue
-    cdef public tuple _limit_for
+    cdef public Py_ssize_t _limit_live
+    cdef public Py_ssize_t _limit
     cdef public PeerIndex _index
     cdef public IndexedSet _dead
     cdef public list _page_order

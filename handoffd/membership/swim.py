@@ -57,7 +57,7 @@ from handoffd.membership.events import Send as Send
 from handoffd.membership.events import Tick as Tick
 from handoffd.membership.events import Undiscovered as Undiscovered
 from handoffd.membership.lifeguard import HealthCounters, Suspicion
-from handoffd.membership.probes import moved, reply_address
+from handoffd.membership.probes import reply_address
 from handoffd.membership.probing import Prober
 from handoffd.membership.records import _SAME_INCARNATION_MOVES
 from handoffd.membership.records import supersedes as supersedes
@@ -79,8 +79,6 @@ from handoffd.protocol.messages_lifeguard import Nack
 from handoffd.protocol.versions import compatible, refusal_text
 
 log = logging.getLogger("handoffd.membership")
-# What a member's state with a newer resource_version replaces.
-_RESOURCE_FIELDS = ("capacity", "free", "resource_version", "sources", "gpus")
 
 # Share of a news item's retransmit budget that hearing it from peers may use up; the rest are our
 # own sends (GossipQueue.heard). At a half, a join into a settled 60-node cluster missed a node for
@@ -136,7 +134,8 @@ class Membership(Prober):
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue = records.GossipQueue()  # names whose current state is still news
-        self._limit_for = (-1, 0)  # (live members, retransmit limit) cached
+        self._limit_live = -1  # the live members _limit was computed for (cached)
+        self._limit = 0
         # Live and DEAD peers, suspicion and reap timers: kept in step with every status move.
         self._index = records.PeerIndex(name, self._members, config.dead_reap_after)
         self._live = self._index.live  # ALIVE and SUSPECT peers (not self)
@@ -556,7 +555,6 @@ class Membership(Prober):
         resources_newer = u.resource_version > cur.resource_version
         if not state_newer and not resources_newer:
             return
-        new = cur
         if state_newer and page and u.status in (SUSPECT, DEAD) and cur.status in (ALIVE, SUSPECT):
             window = self.config.push_pull_interval
             held = assertions.page_verdict(u, cur, self._contested, now, window)
@@ -568,11 +566,7 @@ class Membership(Prober):
             else:
                 u = held
         quiet = assertions.quiet_resources(cur, state_newer, u.name in self._queue)
-        if state_newer:
-            new = moved(new, u)
-        if resources_newer:
-            new = replace(new, **{f: getattr(u, f) for f in _RESOURCE_FIELDS})
-        self._set(new, now, out, cause)
+        self._set(records.merged(cur, u, state_newer, resources_newer), now, out, cause)
         if quiet:
             self._queue.discard(u.name)
 
@@ -641,13 +635,13 @@ class Membership(Prober):
 
     def _retransmit_limit(self) -> int:
         live = len(self._live) + (0 if self._left else 1)
-        if live != self._limit_for[0]:
+        if live != self._limit_live:
             # log10 as memberlist: 16 sends at 1,000 nodes (log2 gave 40, and the backlog a storm
             # or a healed partition left grew with n); fanout and the heard() feedback carry the
             # rest, and push-pull repairs what gossip missed.
             limit = self.config.gossip_retransmit_mult * max(1, math.ceil(math.log10(live + 1)))
-            self._limit_for = (live, limit)
-        return self._limit_for[1]
+            self._limit_live, self._limit = live, limit
+        return self._limit
 
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
         """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""

@@ -9,12 +9,16 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from handoffd.config import MembershipConfig
-from handoffd.membership.records import GossipQueue
+from handoffd.membership import records
+from handoffd.membership.records import GossipQueue, Timers
 from handoffd.membership.sim import Simulation
+from handoffd.membership.swim import Membership, Received
+from handoffd.protocol.messages import ALIVE, Gossip, MemberState
 
 
 class ReferenceGossipQueue:
@@ -160,3 +164,62 @@ def _trace(seed: int) -> str:
 def test_a_seeded_simulation_replays_the_same_trace() -> None:
     assert _trace(3) == _trace(3)
     assert _trace(3) != _trace(4)  # (the digest does see the run)
+
+
+def test_timers_check_their_top_entry_once_until_a_deadline_changes() -> None:
+    """``next_deadline`` asks for the earliest timer after every event: the top entry is checked
+    against the view once, and again only after add(), changed() or a pop."""
+    deadlines = {"b": 1.0, "c": 2.0}
+    asked: list[str] = []
+
+    def due(name: str) -> float | None:
+        asked.append(name)
+        return deadlines.get(name)
+
+    timers = Timers(due)
+    timers.add(1.0, "b")
+    timers.add(2.0, "c")
+    for _ in range(100):
+        assert timers.earliest() == 1.0
+    assert len(asked) == 1
+    del deadlines["b"]  # b's suspicion refuted: its entry is stale
+    timers.changed()
+    assert timers.earliest() == 2.0
+    assert timers.pop_due(5.0) == ["c"]
+    deadlines.clear()
+    assert timers.earliest() is None
+
+
+def test_a_merged_state_equal_to_the_news_is_the_news_itself() -> None:
+    """A refutation (or a DEAD, or new resources) that the merge would copy field for field into
+    an equal state is kept as it came: the views share it, no copy is made."""
+    m = Membership(
+        name="a",
+        address="a:1",
+        cluster="c",
+        capacity={"cpu": 4.0},
+        config=MembershipConfig.for_tests(),
+        rng=random.Random(0),
+        now=0.0,
+    )
+
+    def state(inc: int, rv: int, cpu: float = 4.0) -> MemberState:
+        return MemberState("b", "b:1", "c", inc, ALIVE, {"cpu": cpu}, {"cpu": cpu}, rv)
+
+    m.handle(Received("b", "b:1", Gossip((state(0, 0),))), 0.0)
+    refuted = state(1, 0)
+    m.handle(Received("b", "b:1", Gossip((refuted,))), 0.1)
+    assert m.get("b") is refuted
+    newer = replace(refuted, resource_version=1, free={"cpu": 1.0})
+    m.handle(Received("b", "b:1", Gossip((newer,))), 0.2)
+    assert m.get("b") is newer
+    # A restarted life at resource version 0 with another capacity: its status is newer, its
+    # resources are not, so the view keeps the resources it had (a copy, not the news).
+    restarted = state(2, 0, cpu=8.0)
+    m.handle(Received("b", "b:1", Gossip((restarted,))), 0.3)
+    held = m.get("b")
+    assert held is not None and held is not restarted
+    assert (held.incarnation, held.capacity, held.resource_version) == (2, {"cpu": 4.0}, 1)
+    assert records.merged_is(held, replace(held, incarnation=3), True, False)
+    assert not records.merged_is(held, replace(held, incarnation=3), False, False)
+    assert not records.merged_is(held, replace(held, gpus=("0 A100",)), True, False)
