@@ -170,9 +170,8 @@ class OwnerScheduler(OwnerQueries):
     def restore_run(
         self, data: dict[str, Any] | RunState, now: float, term: int | None = None
     ) -> list[Instruction]:
-        """Adopt a replicated run (takeover, at ``term``: default the scheduler's; plain data or
-        the run built from it with ``order``); tasks on nodes we do not see alive are treated as
-        lost (``Takeover.restore``)."""
+        """Adopt a replicated run (plain data or the run built from it; at ``term``: default the
+        scheduler's); tasks on nodes we do not see alive are treated as lost (``Takeover.restore``)."""
         self._now = max(self._now, now)
         self._takeover.restore(data, self.term if term is None else term)
         self._dirty = True
