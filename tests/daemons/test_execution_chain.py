@@ -20,6 +20,7 @@ from handoffd import values
 from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable
+from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -277,13 +278,15 @@ def test_a_task_fetching_inputs_is_chained_only_once_they_arrive(tmp_path):
             inputs={"needs": (ref,)},
         )
         await until(lambda: os.path.exists(started))
-        fetch = next(msg for a, msg, _ in h.sent if isinstance(msg, m.FetchValues))
+        fetch = next(msg for a, msg, _ in h.sent if isinstance(msg, FetchChunks))
         pool = h.executor.pool
         assert pool is not None
         assert (RUN, "free", 1) in pool._running or (RUN, "free", 1) in pool._queued
         assert (RUN, "needs", 1) not in pool._running and (RUN, "needs", 1) not in pool._queued
+        value = values.dumps(41)  # one chunk: no CRC (store.chunks)
         h.executor.on_values(
-            m.ValuesFetched(fetch.request_id, RUN, ("producer",), ()), [values.dumps(41)]
+            ValueChunk(fetch.request_id, RUN, "producer", 0, len(value), fetch.chunk_bytes, -1),
+            [value],
         )
         touch(gate)
         reports = await all_reported(h, 3)
