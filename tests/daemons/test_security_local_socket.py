@@ -1,0 +1,143 @@
+"""The local client socket (``transport/local_socket.py``) against another local user, with real
+daemons: nobody (uid 65534) squatting the daemon's abstract socket name before it starts gets not
+one byte from root's client, which falls back to ZeroMQ and runs its DAG; nobody dialing a running
+daemon's local socket is closed before the daemon sends anything (no nonce, nothing read)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_security_local import _add, needs_root, nobody_script, one_function_dag, run_as_nobody
+
+import handoffd
+from handoffd.testing import free_port, wait_for
+from handoffd.transport import local_socket
+
+pytestmark = pytest.mark.timeout(180)
+
+# nobody binds the daemon-to-be's abstract name and records what each connection sends it.
+SQUATTER = """
+import socket
+from handoffd.transport import local_socket
+address = sys.argv[1]
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.bind(local_socket.socket_name(address))
+sock.listen(16)
+print("ready", flush=True)
+while True:
+    conn, _ = sock.accept()
+    conn.settimeout(2.0)
+    conn.sendall(os.urandom(local_socket.NONCE))  # what a daemon says first
+    got = b""
+    try:
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except OSError:
+        pass
+    print("got", len(got), flush=True)
+    conn.close()
+"""
+
+# nobody dials a running daemon's local socket and reports what it read before EOF.
+DIALER = """
+import socket
+from handoffd.transport import local_socket
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.settimeout(10.0)
+sock.connect(local_socket.socket_name(sys.argv[1]))
+try:
+    sock.sendall(os.urandom(local_socket.NONCE + local_socket.PROOF))
+except OSError:
+    pass
+got = b""
+try:
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    eof = True
+except socket.timeout:
+    eof = False
+except OSError:
+    eof = True
+print(json.dumps({"read": len(got), "eof": eof}))
+"""
+
+
+class Squatter:
+    """nobody's listener on the abstract name of ``address``, killed by PID on exit."""
+
+    def __init__(self, address: str) -> None:
+        self.process = subprocess.Popen(
+            nobody_script(SQUATTER) + [address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        wait_for(
+            lambda: "ready" in self.lines or self.process.poll() is not None,
+            30,
+            what="nobody's squatter listening",
+        )
+        assert "ready" in self.lines, self.process.stderr.read() if self.process.stderr else ""
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.strip())
+
+    def received(self) -> list[int]:
+        return [int(line.split()[1]) for line in self.lines if line.startswith("got ")]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
+@needs_root
+def test_a_squatted_local_socket_gets_nothing_and_the_client_uses_zeromq(daemons: Any) -> None:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    squatter = Squatter(address)
+    try:
+        daemon = daemons.start(cpu=1, port=port)
+        wait_for(lambda: "no local client socket" in daemon.log(), 30, what="the daemon's warning")
+        with handoffd.connect(daemon.address, timeout=10) as client:
+            assert client.execute(one_function_dag(_add, 2, 3)) == {"f": 5}
+        # The client dialed the squatter (it holds the name), saw another uid, and closed
+        # before it sent anything: not even its nonce.
+        wait_for(lambda: squatter.received(), 10, what="the squatter's connection ending")
+        assert squatter.received() and all(n == 0 for n in squatter.received()), squatter.lines
+        assert daemon.alive()
+    finally:
+        squatter.close()
+
+
+@needs_root
+def test_another_user_dialing_the_local_socket_is_closed_unanswered(
+    daemons: Any, tmp_path: Path
+) -> None:
+    daemon = daemons.start(cpu=1)
+    with handoffd.connect(daemon.address) as client:  # the socket is up, root's client uses it
+        assert client.execute(one_function_dag(_add, 1, 1)) == {"f": 2}
+    assert "no local client socket" not in daemon.log()
+    report = run_as_nobody(DIALER, daemon.address)
+    assert report == {"read": 0, "eof": True}, report
+    assert local_socket.enabled()
+    with handoffd.connect(daemon.address) as client:
+        assert client.execute(one_function_dag(_add, 2, 2)) == {"f": 4}
+    assert daemon.alive()
