@@ -145,14 +145,13 @@ while time.monotonic() < deadline:
 """
 
 
-class Rogue:
-    """nobody's rogue server on a free loopback port, killed by PID on exit."""
+class NobodyProcess:
+    """A script run as nobody that prints "ready" once it listens; its output lines are kept, and it
+    is killed by PID on ``close``."""
 
-    def __init__(self, marker: Path, mode: str) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+    def __init__(self, body: str, args: list[str], what: str) -> None:
         self.process = subprocess.Popen(
-            nobody_script(ROGUE_SERVER) + [str(self.port), str(marker), mode],
+            nobody_script(body) + args,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -164,7 +163,7 @@ class Rogue:
         wait_for(
             lambda: "ready" in self.lines or self.process.poll() is not None,
             30,
-            what="the rogue server listening",
+            what=what,
         )
         assert "ready" in self.lines, self.process.stderr.read() if self.process.stderr else ""
 
@@ -173,13 +172,24 @@ class Rogue:
         for line in self.process.stdout:
             self.lines.append(line.strip())
 
-    def received(self) -> list[str]:
-        return [line for line in self.lines if line.startswith("got ")]
-
     def close(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+
+
+class Rogue(NobodyProcess):
+    """nobody's rogue server on a free loopback port."""
+
+    def __init__(self, marker: Path, mode: str) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        super().__init__(
+            ROGUE_SERVER, [str(self.port), str(marker), mode], "the rogue server listening"
+        )
+
+    def received(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("got ")]
 
 
 @needs_root

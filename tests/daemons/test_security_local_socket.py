@@ -5,15 +5,11 @@ daemon's local socket is closed before the daemon sends anything (no nonce, noth
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_security_local import _add, needs_root, nobody_script, one_function_dag, run_as_nobody
+from test_security_local import NobodyProcess, _add, needs_root, one_function_dag, run_as_nobody
 
 import handoffd
 from handoffd.testing import free_port, wait_for
@@ -77,38 +73,14 @@ print(json.dumps({"read": len(got), "eof": eof}))
 """
 
 
-class Squatter:
-    """nobody's listener on the abstract name of ``address``, killed by PID on exit."""
+class Squatter(NobodyProcess):
+    """nobody's listener on the abstract name of ``address``."""
 
     def __init__(self, address: str) -> None:
-        self.process = subprocess.Popen(
-            nobody_script(SQUATTER) + [address],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        wait_for(
-            lambda: "ready" in self.lines or self.process.poll() is not None,
-            30,
-            what="nobody's squatter listening",
-        )
-        assert "ready" in self.lines, self.process.stderr.read() if self.process.stderr else ""
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.strip())
+        super().__init__(SQUATTER, [address], "nobody's squatter listening")
 
     def received(self) -> list[int]:
         return [int(line.split()[1]) for line in self.lines if line.startswith("got ")]
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
 
 
 @needs_root
