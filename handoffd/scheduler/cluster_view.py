@@ -472,13 +472,13 @@ class ClusterView(Demand):
                 if run.group_of and run.group_of.get(rec.id) is not None:
                     continue
                 pin = rec.spec.node  # not in a group: its own pin only
-                shape = (pin, rec.cost_items)
-                if missed and shape in missed:
+                # (the shape tuple only once something missed: a walk that fits builds none)
+                if missed and (pin, rec.cost_items) in missed:
                     misses += 1
                     if misses >= MAX_MISSES:
                         break
                     continue
-                seconds = durations.estimate(rec.spec.id, rec.cost_items) if timed else 0.0
+                seconds = durations.estimate(rec.id, rec.cost_items) if timed else 0.0
                 if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
                     seconds = UNKNOWN_CHARGE
                 if pin is None:
@@ -491,7 +491,7 @@ class ClusterView(Demand):
                         else fill.pick(rec.spec.cost, at, run.options.policy, seconds)
                     )
                 if chosen < 0:
-                    missed.add(shape)
+                    missed.add((pin, rec.cost_items))
                     misses += 1
                     if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
                         break  # (every shape queued missed: the rest would too)

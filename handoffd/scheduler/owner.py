@@ -608,6 +608,8 @@ class OwnerScheduler(OwnerQueries):
 
     def _free(self, run: RunState) -> None:
         """Delete the values the run no longer needs on their live holders (batched per node)."""
+        if not run.freed:  # (the usual case per report: no list taken and replaced)
+            return
         for task_id, holders in run.take_freed():
             for node in holders:
                 if self._view.alive(node):
