@@ -83,6 +83,20 @@ def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets
     for columns)."""
     tasks = run.tasks
     attempts, states, started = table.attempts, table.states, table.started
+    if states.count(_DONE) == len(states):  # (the usual message: one compiled loop)
+        history.observe_done(
+            tasks,
+            node,
+            table.task_ids,
+            attempts,
+            table.pids,
+            started,
+            table.ended,
+            table.bytes_in,
+            table.sizes,
+            latency,
+        )
+        return
     for i, task_id in enumerate(table.task_ids):
         rec = tasks.get(task_id)
         state = states[i]

@@ -126,6 +126,18 @@ class ClusterView(Demand):
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
+    def renew(self, n: NodeState, address: str, capacity: dict[str, float]) -> bool:
+        """A live node's report: its address and capacity as they are now; True if the capacity
+        shrunk. Only what changed is assigned: each assignment is a Python ``__setattr__`` that
+        tells the room index (the owner re-sends the same ones with every report)."""
+        if n.address != address:
+            n.address = address
+        if n.capacity == capacity:
+            return False
+        shrunk = not resources.fits(n.capacity, capacity)
+        n.capacity = dict(capacity)
+        return shrunk
+
     def could_take(self, pin: str | None, cost: dict[str, float]) -> bool:
         """Whether a newly ready task (pinned to ``pin`` or not) may be placed now: some node it
         may go to is at or below its window's low-water mark or has room for it free."""
@@ -472,13 +484,13 @@ class ClusterView(Demand):
                 if run.group_of and run.group_of.get(rec.id) is not None:
                     continue
                 pin = rec.spec.node  # not in a group: its own pin only
-                shape = (pin, rec.cost_items)
-                if missed and shape in missed:
+                # (the shape tuple only once something missed: a walk that fits builds none)
+                if missed and (pin, rec.cost_items) in missed:
                     misses += 1
                     if misses >= MAX_MISSES:
                         break
                     continue
-                seconds = durations.estimate(rec.spec.id, rec.cost_items) if timed else 0.0
+                seconds = durations.estimate(rec.id, rec.cost_items) if timed else 0.0
                 if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
                     seconds = UNKNOWN_CHARGE
                 if pin is None:
@@ -491,7 +503,7 @@ class ClusterView(Demand):
                         else fill.pick(rec.spec.cost, at, run.options.policy, seconds)
                     )
                 if chosen < 0:
-                    missed.add(shape)
+                    missed.add((pin, rec.cost_items))
                     misses += 1
                     if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
                         break  # (every shape queued missed: the rest would too)
@@ -508,8 +520,20 @@ class ClusterView(Demand):
         self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]
     ) -> list[placement.NodeView]:
         """Live nodes that could hold at least the smallest demand of each kind."""
-        kinds = set.intersection(*(set(d) for d in demands)) if demands else set()
-        least = {k: min(d[k] for d in demands) for k in kinds}
+        # (loops, not generator expressions: compiled, each was a coroutine object per pass, and
+        # a minimum over a batch of demands per kind)
+        kinds: set[str] = set()
+        if demands:
+            kinds = set(demands[0])
+            for d in demands[1:]:
+                kinds &= set(d)
+        least: dict[str, float] = {}
+        for k in kinds:
+            low = demands[0][k]
+            for d in demands:
+                if d[k] < low:
+                    low = d[k]
+            least[k] = low
         fits = self._core.fits
         room = self._rooms.room
         if not least and len(free) < len(room):

@@ -17,6 +17,7 @@ cdef class Demand:
     cdef public Durations durations
     cdef public dict work
     cdef public object _rooms
+    cdef public set _dirty_rooms
     cdef public object nodes
     cdef public dict outstanding
     cdef public dict unacked

@@ -48,6 +48,9 @@ class Demand:
         self.work: dict[str, float] = {}
         # Live nodes' rooms between passes (``room_index``).
         self._rooms = RoomIndex()
+        # The index's dirty set itself: every dispatch, answer and task move marks its node
+        # there, a set add instead of a Python call to ``RoomIndex.changed`` (same effect).
+        self._dirty_rooms: set[str] = self._rooms.dirty
         self.nodes: dict[str, NodeState] = Nodes(self._rooms.changed, self._rooms.reordered)
         # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
         # or in the node's queue: the demand the dispatch window bounds).
@@ -73,7 +76,7 @@ class Demand:
     def went_out(self, node: str, rec: TaskRecord) -> None:
         """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
         add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
-        self._rooms.changed(node)
+        self._dirty_rooms.add(node)
         n = self.nodes.get(node)
         capacity = n.capacity if n is not None else {}
         rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
@@ -84,7 +87,7 @@ class Demand:
         """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
         load = self.outstanding.setdefault(node, {})
         add_into(load, rec.spec.cost, -1)
-        self._rooms.changed(node)
+        self._dirty_rooms.add(node)
         if rec.charge:
             left = self.work.get(node, 0.0) - rec.charge
             # Only tasks with a cost carry work: none left, no work (no float residue either).
@@ -104,7 +107,7 @@ class Demand:
         self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
         if cost:
             add_into(self.pending.setdefault(node, {}), cost, 1)
-            self._rooms.changed(node)
+            self._dirty_rooms.add(node)
 
     def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
         """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
@@ -112,7 +115,7 @@ class Demand:
         sent = pending.pop(key, None) if pending is not None else None
         if sent is not None and sent[0]:
             add_into(self.pending[node], sent[0], -1)
-            self._rooms.changed(node)
+            self._dirty_rooms.add(node)
         return sent
 
     def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
@@ -128,7 +131,7 @@ class Demand:
                 cost = pending.pop(key)[0]
                 if cost:
                     add_into(self.pending[node], cost, -1)
-            self._rooms.changed(node)
+            self._dirty_rooms.add(node)
         return late
 
     def oldest_unacked(self, node: str) -> float | None:
@@ -141,7 +144,7 @@ class Demand:
         """``node`` was lost or came back: its answers are not coming / its report is fresh."""
         self.unacked.pop(node, None)
         self.pending.pop(node, None)
-        self._rooms.changed(node)
+        self._dirty_rooms.add(node)
 
     def forget_run(self, run_id: str) -> None:
         for node, pending in self.unacked.items():
@@ -149,4 +152,4 @@ class Demand:
                 cost = pending.pop(key)[0]
                 if cost:
                     add_into(self.pending[node], cost, -1)
-                    self._rooms.changed(node)
+                    self._dirty_rooms.add(node)

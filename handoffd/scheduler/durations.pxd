@@ -10,6 +10,8 @@ cdef class Durations:
     cdef public Py_ssize_t max_keys
     cdef public dict by_function
     cdef public dict by_shape
+    cdef public object _function_order
+    cdef public object _shape_order
 
     @cython.locals(key=tuple)
     cpdef void observe(self, object function, tuple shape, double seconds)

@@ -16,6 +16,7 @@ summed work is about how long it needs to drain what it was given at full parall
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 
 __all__ = ["ALPHA", "MAX_KEYS", "UNKNOWN", "UNKNOWN_CHARGE", "Durations", "share"]
@@ -46,6 +47,11 @@ class Durations:
         self.max_keys = max_keys
         self.by_function: dict[tuple[str, Shape], float] = {}
         self.by_shape: dict[Shape, float] = {}
+        # Their keys in the order they were learned (a key leaves only as the oldest): forgetting
+        # by ``next(iter(dict))`` skipped the deleted slots at the dict's front, up to ~1,300 of
+        # them per call once full (a run of 10,000 distinct functions: 1.3 us per observe).
+        self._function_order: deque[tuple[str, Shape]] = deque()
+        self._shape_order: deque[Shape] = deque()
 
     def observe(self, function: str, shape: Shape, seconds: float) -> None:
         """One attempt of ``function`` (cost ``shape``) ran ``seconds``; negative: not measured."""
@@ -55,15 +61,17 @@ class Durations:
         old = self.by_function.get(key)
         if old is None:
             if len(self.by_function) >= self.max_keys:
-                del self.by_function[next(iter(self.by_function))]
+                del self.by_function[self._function_order.popleft()]
             self.by_function[key] = seconds
+            self._function_order.append(key)
         else:
             self.by_function[key] = old + self.alpha * (seconds - old)
         old = self.by_shape.get(shape)
         if old is None:
             if len(self.by_shape) >= self.max_keys:
-                del self.by_shape[next(iter(self.by_shape))]
+                del self.by_shape[self._shape_order.popleft()]
             self.by_shape[shape] = seconds
+            self._shape_order.append(shape)
         else:
             self.by_shape[shape] = old + self.alpha * (seconds - old)
 

@@ -3,6 +3,9 @@
 # move that opens or closes one runs compiled. The fields stay Python objects so both builds keep
 # exactly the values they were given (an int stays an int on the wire).
 
+cimport cython
+
+
 cdef class Attempt:
     cdef public object attempt
     cdef public object node
@@ -24,6 +27,8 @@ cdef class Attempt:
 cpdef Attempt _find(list attempts, object attempt)
 cpdef _append(list attempts, Attempt a)
 cpdef opened(list attempts, object attempt, object node, object wall)
+@cython.locals(i=Py_ssize_t, trail=list, a=Attempt, last=Attempt)
+cpdef observe_done(object tasks, object node, object task_ids, list attempts, list pids, list started, list ended, list bytes_in, list bytes_out, object latency)
 cpdef moved(list attempts, object attempt, object node, object old, object new, object wall, object cause)
 cpdef tuple freeze(object task_id, object state, object node, object attempts, object history, object wall_offset, object deps=*)
 cpdef tuple freeze_all(object tasks, object deps, object wall_offset, double since=*, bint brief=*)

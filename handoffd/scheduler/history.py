@@ -188,6 +188,47 @@ def observe(
     a.exc_type, a.message, a.traceback = error
 
 
+def observe_done(
+    tasks: Any,
+    node: str,
+    task_ids: Sequence[str],
+    attempts: Sequence[int],
+    pids: Sequence[int],
+    started: Sequence[float],
+    ended: Sequence[float],
+    bytes_in: Sequence[int],
+    bytes_out: Sequence[int],
+    latency: Any,
+) -> None:
+    """``observe`` of each DONE report of a node's message (columns; ``tasks``: task id -> record
+    with ``attempts``), unknown tasks skipped, in one compiled loop; ``latency.observe`` gets the
+    time from each attempt's dispatch to its start (its latest attempt, reported started)."""
+    for i in range(len(task_ids)):
+        rec = tasks.get(task_ids[i])
+        if rec is None:
+            continue
+        trail = rec.attempts
+        attempt = attempts[i]
+        began = started[i]
+        if began and trail:
+            last = trail[-1]
+            if last.attempt == attempt and last.dispatched:
+                latency.observe(max(0.0, began - last.dispatched))
+        a = _find(trail, attempt)
+        if a is None:
+            a = Attempt(attempt, node, 0.0)
+            _append(trail, a)
+        a.state = "DONE"
+        a.pid = pids[i]
+        if began:
+            a.started = began
+        if ended[i]:
+            a.ended = ended[i]
+        a.bytes_in = bytes_in[i]
+        a.bytes_out = bytes_out[i]
+        a.exc_type, a.message, a.traceback = "", "", ""
+
+
 _REPORTED = {
     "DONE": "DONE",
     "error": "FAILED",

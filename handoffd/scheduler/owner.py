@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from handoffd import resources
 from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout, ValidationError
 from handoffd.scheduler import intake, placement
 from handoffd.scheduler.cluster_view import (
@@ -329,9 +328,7 @@ class OwnerScheduler(OwnerQueries):
             self._view.forget_unacked(ev.name)
             self._view_changed()
             return
-        node.address = ev.address
-        shrunk = not resources.fits(node.capacity, ev.capacity)
-        node.capacity = dict(ev.capacity)
+        shrunk = self._view.renew(node, ev.address, ev.capacity)
         if ev.resource_version > node.version:
             node.version = ev.resource_version
             if ev.free != node.free:  # (a report with the same free changes nothing here)
@@ -608,7 +605,7 @@ class OwnerScheduler(OwnerQueries):
 
     def _free(self, run: RunState) -> None:
         """Delete the values the run no longer needs on their live holders (batched per node)."""
-        for task_id, holders in run.take_freed():
+        for task_id, holders in run.take_freed() if run.freed else ():  # (none: no new list)
             for node in holders:
                 if self._view.alive(node):
                     self._out.frees.setdefault((node, run.run_id), []).append(task_id)

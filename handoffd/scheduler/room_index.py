@@ -135,8 +135,10 @@ class RoomIndex:
                 self._fillable.discard(name)
             f = view.room_of(n)
             self.room[name] = f
-            if any(q > 0.0 for q in f.values()):
-                self._with_room.add(name)
+            for q in f.values():
+                if q > 0.0:
+                    self._with_room.add(name)
+                    break
             else:
                 self._with_room.discard(name)
         self.dirty.clear()

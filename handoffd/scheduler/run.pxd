@@ -8,6 +8,7 @@ cimport cython
 
 cdef class TaskRecord:
     cdef public object spec
+    cdef public object id
     cdef public Py_ssize_t position
     cdef public double upward_rank
     cdef public str state

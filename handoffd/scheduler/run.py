@@ -80,6 +80,7 @@ class TaskRecord:
 
     __slots__ = (
         "spec",
+        "id",
         "position",
         "upward_rank",
         "state",
@@ -110,6 +111,8 @@ class TaskRecord:
         cost_items: tuple[tuple[str, float], ...] = (),
     ) -> None:
         self.spec = spec
+        # (a field, not a property reading ``spec``: every move, dispatch and report reads it)
+        self.id: str = spec.id
         self.position = position  # rank in the run's ready order (priority, upward rank, size)
         self.upward_rank = upward_rank
         self.state = PENDING
@@ -136,10 +139,6 @@ class TaskRecord:
         # The work (expected seconds x share of its node) charged to its node while ACTIVE
         # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
         self.charge = 0.0
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
 
     def has_copy(self) -> bool:
         return self.value is not None or bool(self.locations)

@@ -84,3 +84,25 @@ def test_both_builds_learn_and_charge_the_same(ops, alpha, max_keys, cost, capac
     assert a.by_function == b.by_function and list(a.by_function) == list(b.by_function)
     assert a.by_shape == b.by_shape and list(a.by_shape) == list(b.by_shape)
     assert built.share(cost, capacity) == pure.share(cost, capacity)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    functions=st.lists(st.sampled_from("abcdefgh"), max_size=80),
+    max_keys=st.integers(1, 5),
+)
+def test_the_oldest_learned_function_is_forgotten_first(functions, max_keys):
+    """Past ``max_keys`` the function learned first is forgotten, whatever was observed of it
+    since (an update does not renew it), in both builds: the reference is a plain ordered list."""
+    kept: list[str] = []
+    for module in (built, pure):
+        d = module.Durations(max_keys=max_keys)
+        kept = []
+        for i, function in enumerate(functions):
+            d.observe(function, (("cpu", 1.0),), float(i))
+            if function not in kept:
+                if len(kept) >= max_keys:
+                    kept.pop(0)
+                kept.append(function)
+        assert [f for f, _ in d.by_function] == kept
+        assert all(d.estimate(f, (("cpu", 1.0),)) >= 0.0 for f in kept)

@@ -397,6 +397,85 @@ def test_both_builds_keep_the_same_attempts(ops: Any) -> None:
     assert built_history.rows(again[0]) == pure_history.rows(again[1])
 
 
+class _Latency:
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def observe(self, value: float) -> None:
+        self.seen.append(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    opened=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 4), st.floats(0.0, 5.0)),
+        max_size=8,
+    ),
+    reports=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "unknown"]),
+            st.integers(1, 4),  # attempt
+            st.one_of(st.just(0.0), st.floats(0.0, 9.0)),  # started (0: not reported)
+            st.one_of(st.just(0.0), st.floats(0.0, 9.0)),  # ended
+        ),
+        max_size=10,
+    ),
+)
+def test_observe_done_is_observe_of_each_done_report(opened: Any, reports: Any) -> None:
+    """A node's all-DONE report message in one loop (``observe_done``, what the owner's shell
+    calls) records in each build exactly what ``observe`` per report does (the per-row path of
+    ``daemon.reports.observe_table``), the dispatch-to-start latencies too, in order."""
+    results = []
+    for module in (built_history, pure_history):
+        for one_loop in (True, False):
+            tasks = {t: SimpleNamespace(attempts=[]) for t in ("a", "b", "c")}
+            for task, attempt, wall in opened:
+                module.opened(tasks[task].attempts, attempt, "n1", wall)
+            latency = _Latency()
+            ids = [r[0] for r in reports]
+            attempts = [r[1] for r in reports]
+            started = [r[2] for r in reports]
+            ended = [r[3] for r in reports]
+            pids = [100 + i for i in range(len(reports))]
+            bytes_in = [7 * i for i in range(len(reports))]
+            sizes = [9 * i for i in range(len(reports))]
+            if one_loop:
+                module.observe_done(
+                    tasks,
+                    "n2",
+                    tuple(ids),
+                    attempts,
+                    pids,
+                    started,
+                    ended,
+                    bytes_in,
+                    sizes,
+                    latency,
+                )
+            else:
+                for i, task_id in enumerate(ids):
+                    rec = tasks.get(task_id)
+                    if rec is None:
+                        continue
+                    trail = rec.attempts
+                    if started[i] and trail and trail[-1].attempt == attempts[i]:
+                        if trail[-1].dispatched:
+                            latency.observe(max(0.0, started[i] - trail[-1].dispatched))
+                    module.observe(
+                        trail,
+                        attempts[i],
+                        "n2",
+                        state="DONE",
+                        pid=pids[i],
+                        started=started[i],
+                        ended=ended[i],
+                        bytes_in=bytes_in[i],
+                        bytes_out=sizes[i],
+                    )
+            results.append(({t: module.rows(r.attempts) for t, r in tasks.items()}, latency.seen))
+    assert results[0] == results[1] == results[2] == results[3]
+
+
 def test_setup_compiles_exactly_the_listed_scheduler_modules() -> None:
     # setup.py runs before the package can be imported, so it keeps its own copy of the list.
     import ast
