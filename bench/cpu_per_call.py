@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime", help="--profile's order (pstats key)")
     parser.add_argument("--top", type=int, default=30, help="--profile's lines")
     parser.add_argument("--owner-profile", default="", help="cProfile the owner daemon into FILE")
+    parser.add_argument("--owner-wrap", default="", help="run the owner daemon under this command")
     args = parser.parse_args()
     from _peers.common import Sizes, latency_result, noop, reexec_in_netns
 
@@ -114,6 +115,10 @@ def main() -> None:
         here = os.path.abspath(__file__)
         out = os.path.abspath(args.owner_profile)
         runner.owner_wrap = [sys.executable, here, "--wrap", out, "--"]
+    if args.owner_wrap:
+        import shlex
+
+        runner.owner_wrap = [*shlex.split(args.owner_wrap), "--"]
     runner.start()
     daemons = {"d0 (owner)": runner.d0.pid, "d1": runner.d1.pid}
     client: Any = runner.client
@@ -148,12 +153,16 @@ def main() -> None:
             samples = [call(i) for i in range(args.runs)]
             after = _reading(daemons)
             elapsed = time.perf_counter() - start
-        if args.owner_profile:
+        if args.owner_profile or args.owner_wrap:  # the wrapper writes its file on SIGUSR1
             import signal
 
             os.kill(runner.d0.pid, signal.SIGUSR1)
             deadline = time.monotonic() + 30
-            while not os.path.exists(args.owner_profile) and time.monotonic() < deadline:
+            while (
+                args.owner_profile
+                and not os.path.exists(args.owner_profile)
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
             time.sleep(1)
     finally:

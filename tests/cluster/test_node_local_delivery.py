@@ -50,9 +50,10 @@ def _noop(i: int) -> int:
 
 
 def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting_a_loop_turn():
-    """A dispatch to ourselves is delivered at the end of the drain that submitted the run, and
-    our executor's report at the end of its flush (Node._drained): each was one loop turn later,
-    ~25 us apiece of W3's latency (issue 13)."""
+    """A dispatch to ourselves is delivered at the end of the drain that submitted the run (and
+    our executor's accept it sent back, in the same callback), and our executor's report at the
+    end of its flush (Node._drained): each was one loop turn later, ~25 us apiece of W3's latency
+    (issue 13)."""
     import handoffd
 
     with ThreadedCluster([{"cpu": 1}]) as cluster:
@@ -86,6 +87,94 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
         submit = events.index(("route", "SubmitAndWait"))
         dispatch = events.index(("route", "DispatchTasks"))
         assert events.index(("delivery.end",), submit) > dispatch  # in the submit's callback
+        # ... and so is our executor's accept, which delivering the dispatch sent our owner
+        assert events.index(("delivery.end",), submit) > events.index(("route", "DispatchReplied"))
         report = events.index(("route", "TasksReported"))
         start = max(i for i, e in enumerate(events[:report]) if e[0] == "soon")
         assert ("soon.end",) not in events[start:report]  # in the flush's callback
+
+
+def _nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
+    """Run each DAG; the events: outcomes the pool read, its after_read callbacks, messages
+    routed, the executor's "soon" callbacks."""
+    import handoffd
+
+    (node,) = cluster.nodes
+    events: list[tuple[str, ...]] = []
+
+    async def patch() -> None:
+        pool, executor, route = node.pool, node.executor, node._route
+        done, after, soon = pool._on_done, pool.after_read, executor._soon
+
+        def outcome(out: Any) -> None:
+            events.append(("outcome", out.key[1]))
+            done(out)
+
+        def after_read() -> None:
+            events.append(("read",))
+            if after is not None:
+                after()
+            events.append(("read.end",))
+
+        def flushed(event: Any) -> None:
+            events.append(("soon", type(event).__name__))
+            soon(event)
+            events.append(("soon.end",))
+
+        def routed(msg: Any, *rest: Any) -> None:
+            events.append(("route", type(msg).__name__))
+            route(msg, *rest)
+
+        pool._on_done, pool.after_read, executor._soon, node._route = (
+            outcome,
+            after_read,
+            flushed,
+            routed,
+        )
+
+    cluster.call(patch)
+    with handoffd.connect(cluster.address, timeout=10) as client:
+        for dag in dags:
+            client.execute(dag)
+    return events
+
+
+def test_the_last_running_task_s_report_goes_in_the_callback_that_read_its_outcome():
+    """With nothing else running here, the report (and the owner's answer) leaves in the loop turn
+    that read the worker's reply (Executor._after_read), not one turn later; the accept's reply to
+    our owner in the submit's callback (Node._drained delivers what delivering sent us)."""
+    import handoffd
+
+    with ThreadedCluster([{"cpu": 1}]) as cluster:
+        dag = handoffd.DAG().add_function(handoffd.Function(id="f", code=_noop, extra_args=[7]))
+        events = _traced_runs(cluster, [dag])
+    submit = events.index(("route", "SubmitAndWait"))
+    replied = events.index(("route", "DispatchReplied"))
+    assert ("read",) not in events[submit:replied]  # before the worker's reply was read
+    report = events.index(("route", "TasksReported"))
+    read = max(i for i, e in enumerate(events[:report]) if e == ("read",))
+    assert events[read - 1] == ("outcome", "f")
+    assert ("read.end",) not in events[read:report]  # in the callback that read the outcome
+
+
+def test_while_another_task_runs_the_report_waits_for_the_turn_s_end():
+    """Another task still running here: its outcome could come in this loop turn, so the first
+    report is sent by the flush a turn later (one report for a turn's outcomes, as before)."""
+    import handoffd
+
+    with ThreadedCluster([{"cpu": 2}]) as cluster:
+        dag = handoffd.DAG()
+        dag.add_function(handoffd.Function(id="quick", code=_noop, extra_args=[1]))
+        dag.add_function(handoffd.Function(id="slow", code=_nap, extra_args=[0.5]))
+        events = _traced_runs(cluster, [dag])
+    quick = events.index(("outcome", "quick"))
+    report = events.index(("route", "TasksReported"), quick)
+    assert ("read.end",) in events[quick:report]
+    assert ("soon", "Flush") in events[quick:report]
