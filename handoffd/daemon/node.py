@@ -136,8 +136,7 @@ class Node(NodeReliability):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
-        # The last message encoded (msg, frames, term, its frames): the same message sent to
-        # several nodes in a row (a replication batch to each standby) is encoded once.
+        # The last message encoded (msg, frames, term, its frames): sent to several, encoded once.
         self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self._local: list[tuple[Any, list[Any], int]] = []  # sent to ourselves this loop turn
         self._local_soon: asyncio.Handle | None = None  # the callback that delivers them
@@ -655,9 +654,8 @@ class Node(NodeReliability):
         free, version = self._free_to_publish(), self.ledger.version
         self._run_membership(swim.LocalResources(free))
         if self.owner is not None:
-            # One callback later: our scheduler learns which task ended (its successor, the critical
-            # path) before it sees the freed slot, else another ready task took the slot first. The
-            # ledger as published now: read later, a slot freed meanwhile came ahead of the report.
+            # One callback later: our scheduler learns which task ended (its successor) before it
+            # sees the freed slot; the ledger as published now (read later, it passed the report).
             asyncio.get_running_loop().call_soon(self._publish_own, free, version)
 
     def _publish_own(self, free: dict[str, float], version: int) -> None:
