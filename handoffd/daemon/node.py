@@ -136,7 +136,8 @@ class Node(NodeReliability):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
-        # The last message encoded (msg, frames, term, its frames): sent to several, encoded once.
+        # The last message encoded (msg, frames, term, its frames): the same message sent to
+        # several nodes in a row (a replication batch to each standby) is encoded once.
         self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self._local: list[tuple[Any, list[Any], int]] = []  # sent to ourselves this loop turn
         self._local_soon: asyncio.Handle | None = None  # the callback that delivers them
@@ -500,10 +501,9 @@ class Node(NodeReliability):
         """A drain's end or our executor's report flush: what we sent ourselves goes now, in order."""
         if self.owner is not None:
             self.owner.flush()
-        for _ in range(4):  # and what delivering them sent us (a few rounds: the turn stays short)
-            if self._local and self._local_soon is not None:
-                self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
-                self._deliver_locals()
+        if self._local and self._local_soon is not None:
+            self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
+            self._deliver_locals()
 
     def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
         """A client or peer of an incompatible protocol range: log it once, and answer in the

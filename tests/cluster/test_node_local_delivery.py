@@ -50,10 +50,9 @@ def _noop(i: int) -> int:
 
 
 def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting_a_loop_turn():
-    """A dispatch to ourselves is delivered at the end of the drain that submitted the run (and
-    our executor's accept it sent back, in the same callback), and our executor's report at the
-    end of its flush (Node._drained): each was one loop turn later, ~25 us apiece of W3's latency
-    (issue 13)."""
+    """A dispatch to ourselves is delivered at the end of the drain that submitted the run, and
+    our executor's report at the end of its flush (Node._drained): each was one loop turn later,
+    ~25 us apiece of W3's latency (issue 13)."""
     import handoffd
 
     with ThreadedCluster([{"cpu": 1}]) as cluster:
@@ -87,8 +86,6 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
         submit = events.index(("route", "SubmitAndWait"))
         dispatch = events.index(("route", "DispatchTasks"))
         assert events.index(("delivery.end",), submit) > dispatch  # in the submit's callback
-        # ... and so is our executor's accept, which delivering the dispatch sent our owner
-        assert events.index(("delivery.end",), submit) > events.index(("route", "DispatchReplied"))
         report = events.index(("route", "TasksReported"))
         start = max(i for i, e in enumerate(events[:report]) if e[0] == "soon")
         assert ("soon.end",) not in events[start:report]  # in the flush's callback
@@ -148,16 +145,12 @@ def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
 
 def test_the_last_running_task_s_report_goes_in_the_callback_that_read_its_outcome():
     """With nothing else running here, the report (and the owner's answer) leaves in the loop turn
-    that read the worker's reply (Executor._after_read), not one turn later; the accept's reply to
-    our owner in the submit's callback (Node._drained delivers what delivering sent us)."""
+    that read the worker's reply (Executor._after_read), not one turn later."""
     import handoffd
 
     with ThreadedCluster([{"cpu": 1}]) as cluster:
         dag = handoffd.DAG().add_function(handoffd.Function(id="f", code=_noop, extra_args=[7]))
         events = _traced_runs(cluster, [dag])
-    submit = events.index(("route", "SubmitAndWait"))
-    replied = events.index(("route", "DispatchReplied"))
-    assert ("read",) not in events[submit:replied]  # before the worker's reply was read
     report = events.index(("route", "TasksReported"))
     read = max(i for i, e in enumerate(events[:report]) if e == ("read",))
     assert events[read - 1] == ("outcome", "f")
@@ -178,3 +171,31 @@ def test_while_another_task_runs_the_report_waits_for_the_turn_s_end():
     report = events.index(("route", "TasksReported"), quick)
     assert ("read.end",) in events[quick:report]
     assert ("soon", "Flush") in events[quick:report]
+
+
+def test_a_delivery_made_at_a_drain_s_end_leaves_no_empty_callback_behind():
+    """What Node._drained delivered is not looked for again a loop turn later: the callback that
+    would have delivered it is cancelled (it found nothing and fed the scheduler an empty batch)."""
+    import handoffd
+
+    with ThreadedCluster([{"cpu": 1}]) as cluster:
+        (node,) = cluster.nodes
+        calls: list[int] = []
+
+        async def patch() -> None:
+            deliver = node._deliver_locals
+
+            def counted() -> None:
+                calls.append(len(node._local))
+                deliver()
+
+            node._deliver_locals = counted
+
+        cluster.call(patch)
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            for i in range(5):
+                dag = handoffd.DAG().add_function(
+                    handoffd.Function(id="f", code=_noop, extra_args=[i])
+                )
+                assert client.execute(dag) == {"f": i}
+        assert calls and 0 not in calls
