@@ -36,6 +36,7 @@ HOPS = (
     ("handoffd.transport.zmq_transport:ZmqTransport", "reply", "reply_out"),
     ("handoffd.daemon.owner:OwnerIO", "_feed_all", "sched"),
     ("handoffd.worker.pool:WorkerPool", "_feed", "job_out"),
+    ("handoffd.worker._pipe:Writer", "flush", "pipe"),
     ("handoffd.worker.pool:WorkerPool", "_on_readable", "worker_in"),
     ("asyncio.base_events:BaseEventLoop", "_run_once", "turn"),
 )
@@ -120,6 +121,10 @@ def summarize(path: str) -> None:
             add("client: reply out -> next request in", t_in - last_reply)
         add("request in -> scheduler batch done", t_sched - t_in)
         add("scheduler batch -> job written", window[job][0] - t_sched)
+        pipes = [i for i, (_, lab) in enumerate(window[:job]) if lab == "pipe"]
+        if pipes:  # the pipe write itself: the woken worker may run inside it
+            add("  of which: scheduler batch -> pipe write", window[pipes[-1]][0] - t_sched)
+            add("  of which: the pipe write", window[pipes[-1] + 1][0] - window[pipes[-1]][0])
         add("job written -> worker's reply read (worker)", worker[0] - window[job][0])
         add("worker's reply -> reply written to client", t - worker[0])
         add("request in -> reply out (daemon)", t - t_in)

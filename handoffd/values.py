@@ -19,6 +19,7 @@ from typing import Any
 import cloudpickle
 from cloudpickle.cloudpickle import _code_reduce as _cloudpickle_code_reduce
 
+from handoffd import code_cache
 from handoffd.worker import code_env
 
 PROTOCOL = 5
@@ -61,7 +62,7 @@ def _dumps_code(obj: Any) -> bytes:
 def dumps_code(obj: Any, packages: tuple[str, ...] = ()) -> bytes:
     """Serialise code (functions and their literal arguments) by value where needed; with
     ``packages`` (sha256s of the run's code packages), loading it puts them on the path first."""
-    data = _dumps_code(obj)
+    data = code_cache.dumps_code(obj, _dumps_code)  # the last pickle of obj if still current
     if packages:
         return _PACKAGED + ",".join(packages).encode() + b"\n" + data
     return data

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd.daemon.executor_events import (
+    FLUSH,
     CancelAsked,
     CancelJob,
     CancelTimer,
@@ -96,7 +97,8 @@ class Executor:
         self._on_resources_changed = on_resources_changed
         self._clock = clock
         self.hooks = HookServer(store.get)
-        self.pool: WorkerPool | None = None  # set by the node before any dispatch arrives
+        self._pool: WorkerPool | None = None  # set by the node before any dispatch arrives
+        self._flush_soon: asyncio.Handle | None = None  # the report flush waiting for next turn
         # Told (run_id, term, owner name) when a run's owner changes to a higher term.
         self.on_new_owner: Callable[[str, int, str], None] | None = None
         # Called after each "soon" event was handled (the node delivers what we sent our own
@@ -106,6 +108,16 @@ class Executor:
         # (owner address at dispatch, run) -> live output waiting for this loop turn's send
         self._live: dict[tuple[str, str], list[LiveOutput]] = {}
         self._sent_live: dict[Any, list[LiveOutput]] = {}  # running attempt -> its live pieces
+
+    @property
+    def pool(self) -> WorkerPool | None:
+        return self._pool
+
+    @pool.setter
+    def pool(self, pool: WorkerPool | None) -> None:
+        self._pool = pool
+        if pool is not None:
+            pool.after_read = self._after_read
 
     # -- state, as the node and the replication shell read it ---------------------------------
 
@@ -255,7 +267,9 @@ class Executor:
                     msg = columns.replied_columns(msg)
                 self._send(ins.address, msg, frames, term=ins.term)
             elif isinstance(ins, Soon):
-                asyncio.get_running_loop().call_soon(self._soon, ins.event)
+                soon = asyncio.get_running_loop().call_soon(self._soon, ins.event)
+                if ins.event is FLUSH:
+                    self._flush_soon = soon
             elif isinstance(ins, LedgerChanged):
                 self._on_resources_changed()
             elif isinstance(ins, SetTimer):
@@ -278,9 +292,22 @@ class Executor:
                 raise TypeError(f"unknown executor instruction {ins!r}")
 
     def _soon(self, event: Event) -> None:
+        if event is FLUSH:
+            self._flush_soon = None
         self._handle(event)
         if self.after_soon is not None:
             self.after_soon()
+
+    def _after_read(self) -> None:
+        """The pool gave us the outcomes of one read of a worker. With no other task of ours left
+        (nothing else can end and join the report before the next loop turn), the report goes
+        now, and with it (``after_soon``) the owner's answer, not a loop turn later. While other
+        tasks run it waits for the turn's end as before: one report for every outcome."""
+        handle = self._flush_soon
+        if handle is None or self.state.running_count():
+            return
+        handle.cancel()
+        self._soon(FLUSH)
 
     def _fire(self, key: int, event: Event) -> None:
         self._timers.pop(key, None)

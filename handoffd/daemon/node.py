@@ -140,6 +140,7 @@ class Node(NodeReliability):
         # several nodes in a row (a replication batch to each standby) is encoded once.
         self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self._local: list[tuple[Any, list[Any], int]] = []  # sent to ourselves this loop turn
+        self._local_soon: asyncio.Handle | None = None  # the callback that delivers them
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
         self._next_stats = 0.0
@@ -296,10 +297,9 @@ class Node(NodeReliability):
         self.replication.tell_accused = lambda name: loop.call_soon(
             self._run_membership, swim.HeardFrom(name)
         )
-        # The owner side learns every member membership already knows, then each later change
-        # (_member_changed, ResourcesChanged): a peer it never heard of makes a task pinned there
-        # 'unknown_node'. Nothing awaits between creating the membership and the owner today, but
-        # start() awaited the worker pool here once, and peers joining meanwhile were never told.
+        # The owner side learns every member membership knows, then each change (_member_changed,
+        # ResourcesChanged): a peer it never heard of makes a task pinned there 'unknown_node'
+        # (start() awaited the worker pool here once, and peers joining meanwhile were never told).
         for member in self.membership.members():
             if member.name != self.name:
                 self.owner.member_update(member)
@@ -416,7 +416,7 @@ class Node(NodeReliability):
         if address == self.address:
             # Our own node: no network, no decoding; one callback per loop turn delivers all.
             if not self._local:
-                asyncio.get_running_loop().call_soon(self._deliver_locals)
+                self._local_soon = asyncio.get_running_loop().call_soon(self._deliver_locals)
             self._local.append((msg, list(frames or []), term))
             return True
         assert self._transport is not None
@@ -501,7 +501,8 @@ class Node(NodeReliability):
         """A drain's end or our executor's report flush: what we sent ourselves goes now, in order."""
         if self.owner is not None:
             self.owner.flush()
-        if self._local:
+        if self._local and self._local_soon is not None:
+            self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
             self._deliver_locals()
 
     def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
@@ -653,9 +654,8 @@ class Node(NodeReliability):
         free, version = self._free_to_publish(), self.ledger.version
         self._run_membership(swim.LocalResources(free))
         if self.owner is not None:
-            # One callback later: our scheduler learns which task ended (its successor, the critical
-            # path) before it sees the freed slot, else another ready task took the slot first. The
-            # ledger as published now: read later, a slot freed meanwhile came ahead of the report.
+            # One callback later: our scheduler learns which task ended (its successor) before it
+            # sees the freed slot; the ledger as published now (read later, it passed the report).
             asyncio.get_running_loop().call_soon(self._publish_own, free, version)
 
     def _publish_own(self, free: dict[str, float], version: int) -> None:

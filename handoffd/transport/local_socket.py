@@ -333,23 +333,38 @@ class LocalClient:
             proof = _recv_exact(sock, PROOF)
             if not hmac.compare_digest(proof, _proof(secret, b"server", ours, theirs)):
                 raise LocalRefused(f"{address}: the local socket did not prove our key")
-            # A send waits for room at most this long: a daemon whose loop stopped reading is
-            # given up on (ConnectionError, then failover) as ZeroMQ's reply timeout would.
-            sock.settimeout(max(connect_timeout, SEND_STALL))
+            # Non-blocking from here, waits by our own poll: with a timeout set, Python polls
+            # before every send and receive (two system calls more per request).
+            sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
         self._sock = sock
+        # A send waits for room at most this long: a daemon whose loop stopped reading is
+        # given up on (ConnectionError, then failover) as ZeroMQ's reply timeout would.
+        self._stall = max(connect_timeout, SEND_STALL)
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
+        self._room = select.poll()
+        self._room.register(sock.fileno(), select.POLLOUT)
 
     def send(self, frames: Sequence[bytes | memoryview]) -> None:
         # One system call for the whole message where it fits: each write may wake the daemon's
         # loop, which would then read a message in part and sleep again.
         parts = [memoryview(p).cast("B") for p in pack(frames)]
+        deadline = 0.0
         try:
             while parts:
-                sent = self._sock.sendmsg(parts[:_IOV])
+                try:
+                    sent = self._sock.sendmsg(parts[:_IOV])
+                except (BlockingIOError, InterruptedError):
+                    deadline = deadline or time.monotonic() + self._stall
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._room.poll(int(left * 1000) + 1):
+                        if time.monotonic() >= deadline:
+                            raise TimeoutError(f"no room for {self._stall:g}s") from None
+                    continue
+                deadline = 0.0  # it reads: a stall counts from the next full buffer
                 while parts and sent >= parts[0].nbytes:
                     sent -= parts.pop(0).nbytes
                 if parts and sent:

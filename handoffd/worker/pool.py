@@ -119,6 +119,8 @@ class WorkerPool:
         self._room = WorkerRoom(max_workers, warm, devices)
         self.ahead = ahead
         self._on_done = on_done
+        # Called after the outcomes one read of a worker's pipe brought were given to on_done.
+        self.after_read: Callable[[], None] | None = None
         self._name = name
         self._node = node
         self._code_dir = code_dir  # the node's code packages (worker.code_env)
@@ -403,6 +405,8 @@ class WorkerPool:
             self._feed(worker)  # skipped jobs made room ahead
         for outcome in outcomes:
             self._on_done(outcome)
+        if outcomes and self.after_read is not None:
+            self.after_read()
 
     def _on_ready(self, worker: Worker) -> None:
         worker.ready = True

@@ -157,3 +157,29 @@ def test_a_send_to_a_daemon_that_stopped_reading_gives_up_with_a_connection_erro
         for conn in held:
             conn.close()
         server.close()
+
+
+def test_a_request_waits_only_for_its_answer_not_for_room_to_send(monkeypatch: pytest.MonkeyPatch):
+    """The client's socket is non-blocking and polled by the client itself: a send with room is
+    one system call (Python polls before every call on a socket with a timeout: two more per
+    request), and the send stall is still bounded (the test above)."""
+    with ThreadedCluster([{"cpu": 1}], transport="zmq") as cluster:
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            conn = client._conn
+            assert isinstance(conn, LocalClient)
+            assert conn._sock.gettimeout() == 0.0
+            waits: list[int] = []
+            room = conn._room
+
+            class Counting:
+                def poll(self, timeout: int) -> list[tuple[int, int]]:
+                    waits.append(timeout)
+                    return room.poll(timeout)  # type: ignore[no-any-return]
+
+            monkeypatch.setattr(conn, "_room", Counting())
+            dag = handoffd.DAG().add_function(
+                handoffd.Function(id="f", code=sleeps, extra_args=[0.0])
+            )
+            for _ in range(3):
+                assert client.execute(dag) == {"f": "slept"}
+            assert waits == []

@@ -89,3 +89,113 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
         report = events.index(("route", "TasksReported"))
         start = max(i for i, e in enumerate(events[:report]) if e[0] == "soon")
         assert ("soon.end",) not in events[start:report]  # in the flush's callback
+
+
+def _nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
+    """Run each DAG; the events: outcomes the pool read, its after_read callbacks, messages
+    routed, the executor's "soon" callbacks."""
+    import handoffd
+
+    (node,) = cluster.nodes
+    events: list[tuple[str, ...]] = []
+
+    async def patch() -> None:
+        pool, executor, route = node.pool, node.executor, node._route
+        done, after, soon = pool._on_done, pool.after_read, executor._soon
+
+        def outcome(out: Any) -> None:
+            events.append(("outcome", out.key[1]))
+            done(out)
+
+        def after_read() -> None:
+            events.append(("read",))
+            if after is not None:
+                after()
+            events.append(("read.end",))
+
+        def flushed(event: Any) -> None:
+            events.append(("soon", type(event).__name__))
+            soon(event)
+            events.append(("soon.end",))
+
+        def routed(msg: Any, *rest: Any) -> None:
+            events.append(("route", type(msg).__name__))
+            route(msg, *rest)
+
+        pool._on_done, pool.after_read, executor._soon, node._route = (
+            outcome,
+            after_read,
+            flushed,
+            routed,
+        )
+
+    cluster.call(patch)
+    with handoffd.connect(cluster.address, timeout=10) as client:
+        for dag in dags:
+            client.execute(dag)
+    return events
+
+
+def test_the_last_running_task_s_report_goes_in_the_callback_that_read_its_outcome():
+    """With nothing else running here, the report (and the owner's answer) leaves in the loop turn
+    that read the worker's reply (Executor._after_read), not one turn later."""
+    import handoffd
+
+    with ThreadedCluster([{"cpu": 1}]) as cluster:
+        dag = handoffd.DAG().add_function(handoffd.Function(id="f", code=_noop, extra_args=[7]))
+        events = _traced_runs(cluster, [dag])
+    report = events.index(("route", "TasksReported"))
+    read = max(i for i, e in enumerate(events[:report]) if e == ("read",))
+    assert events[read - 1] == ("outcome", "f")
+    assert ("read.end",) not in events[read:report]  # in the callback that read the outcome
+
+
+def test_while_another_task_runs_the_report_waits_for_the_turn_s_end():
+    """Another task still running here: its outcome could come in this loop turn, so the first
+    report is sent by the flush a turn later (one report for a turn's outcomes, as before)."""
+    import handoffd
+
+    with ThreadedCluster([{"cpu": 2}]) as cluster:
+        dag = handoffd.DAG()
+        dag.add_function(handoffd.Function(id="quick", code=_noop, extra_args=[1]))
+        dag.add_function(handoffd.Function(id="slow", code=_nap, extra_args=[0.5]))
+        events = _traced_runs(cluster, [dag])
+    quick = events.index(("outcome", "quick"))
+    report = events.index(("route", "TasksReported"), quick)
+    assert ("read.end",) in events[quick:report]
+    assert ("soon", "Flush") in events[quick:report]
+
+
+def test_a_delivery_made_at_a_drain_s_end_leaves_no_empty_callback_behind():
+    """What Node._drained delivered is not looked for again a loop turn later: the callback that
+    would have delivered it is cancelled (it found nothing and fed the scheduler an empty batch)."""
+    import handoffd
+
+    with ThreadedCluster([{"cpu": 1}]) as cluster:
+        (node,) = cluster.nodes
+        calls: list[int] = []
+
+        async def patch() -> None:
+            deliver = node._deliver_locals
+
+            def counted() -> None:
+                calls.append(len(node._local))
+                deliver()
+
+            node._deliver_locals = counted
+
+        cluster.call(patch)
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            for i in range(5):
+                dag = handoffd.DAG().add_function(
+                    handoffd.Function(id="f", code=_noop, extra_args=[i])
+                )
+                assert client.execute(dag) == {"f": i}
+        assert calls and 0 not in calls

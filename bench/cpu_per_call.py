@@ -1,0 +1,188 @@
+"""CPU per W3 round trip: client + owner daemon + its workers + the other daemon (issue 13, W3).
+
+    .venv/bin/python bench/cpu_per_call.py [--runs 2000] [--warm 300]
+    cd /work/main && .venv/bin/python /work/wt/<branch>/bench/cpu_per_call.py   # main's build
+
+Wall time on a shared 2-core machine swings with everyone else's load; the CPU each process spends
+per round trip does much less, so this is the figure to compare builds with (alternating A/B).
+Starts the peer benchmark's 2 daemons (``bench/_peers/handoffd_runner.py``, inside ``unshare -n``),
+runs ``--warm`` one-task ``execute`` calls as W3 does, then ``--runs`` more between two readings of
+each process's user+system CPU (``/proc/<pid>/stat`` of the daemons and every child of theirs,
+``getrusage`` of this process) and voluntary context switches, and prints them per call, with the
+wall p50/p99 of the measured calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(p) for p in f.read().split()]
+    except OSError:
+        return out
+    for kid in kids:
+        out.append(kid)
+        out.extend(_children(kid))
+    return out
+
+
+def _cpu(pid: int) -> tuple[float, int]:
+    """(user+system seconds, voluntary context switches over its threads) of one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        switches = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        switches += int(line.split()[1])
+    except OSError:
+        return 0.0, 0
+    return (int(fields[11]) + int(fields[12])) / _TICK, switches
+
+
+def _reading(daemons: dict[str, int]) -> dict[str, tuple[float, int]]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"client": (usage.ru_utime + usage.ru_stime, usage.ru_nvcsw)}
+    for name, pid in daemons.items():
+        out[name] = _cpu(pid)
+        kids = [_cpu(k) for k in _children(pid)]
+        out[name + " workers"] = (sum(c for c, _ in kids), sum(s for _, s in kids))
+    return out
+
+
+def wrap_mode(out: str, command: list[str]) -> None:
+    """Run ``python -m MODULE ARGS`` (the owner daemon) under cProfile, stats written at exit."""
+    import cProfile
+    import runpy
+    import signal
+
+    profile = cProfile.Profile()
+
+    def dump(*_: Any) -> None:
+        profile.disable()
+        profile.dump_stats(out)
+
+    # SIGUSR1 from the bench once the calls are done (the daemon's own SIGTERM handling may end
+    # the process without running atexit hooks)
+    signal.signal(signal.SIGUSR1, dump)
+    sys.argv = [command[2], *command[3:]]
+    profile.enable()
+    runpy.run_module(command[2], run_name="__main__", alter_sys=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--wrap":
+        wrap_mode(sys.argv[2], sys.argv[4:])
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--warm", type=int, default=300)
+    parser.add_argument("--json", default="", help="append the figures to this file (one line)")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle reading")
+    parser.add_argument("--profile", action="store_true", help="cProfile the client's calls")
+    parser.add_argument("--sort", default="tottime", help="--profile's order (pstats key)")
+    parser.add_argument("--top", type=int, default=30, help="--profile's lines")
+    parser.add_argument("--owner-profile", default="", help="cProfile the owner daemon into FILE")
+    parser.add_argument("--owner-wrap", default="", help="run the owner daemon under this command")
+    args = parser.parse_args()
+    from _peers.common import Sizes, latency_result, noop, reexec_in_netns
+
+    reexec_in_netns()
+    from _peers.handoffd_runner import HandoffdRunner
+
+    import handoffd
+
+    runner = HandoffdRunner(Sizes(True))
+    if args.owner_profile:
+        here = os.path.abspath(__file__)
+        out = os.path.abspath(args.owner_profile)
+        runner.owner_wrap = [sys.executable, here, "--wrap", out, "--"]
+    if args.owner_wrap:
+        import shlex
+
+        runner.owner_wrap = [*shlex.split(args.owner_wrap), "--"]
+    runner.start()
+    daemons = {"d0 (owner)": runner.d0.pid, "d1": runner.d1.pid}
+    client: Any = runner.client
+
+    def call(i: int) -> float:
+        dag = handoffd.DAG().add_function(handoffd.Function(id="one", code=noop, extra_args=[i]))
+        t0 = time.perf_counter()
+        assert client.execute(dag) == {"one": i}
+        return time.perf_counter() - t0
+
+    try:
+        for i in range(args.warm):
+            call(i)
+        # What the processes spend with no call running (membership, timers), per second: it is
+        # taken off the calls' figures in proportion to their wall time.
+        idle0 = _reading(daemons)
+        time.sleep(args.idle)
+        idle1 = _reading(daemons)
+        before = _reading(daemons)
+        start = time.perf_counter()
+        load0 = os.getloadavg()[0]
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            samples = profile.runcall(lambda: [call(i) for i in range(args.runs)])
+            after = _reading(daemons)
+            elapsed = time.perf_counter() - start
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
+        else:
+            samples = [call(i) for i in range(args.runs)]
+            after = _reading(daemons)
+            elapsed = time.perf_counter() - start
+        if args.owner_profile or args.owner_wrap:  # the wrapper writes its file on SIGUSR1
+            import signal
+
+            os.kill(runner.d0.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 30
+            while (
+                args.owner_profile
+                and not os.path.exists(args.owner_profile)
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
+            time.sleep(1)
+    finally:
+        runner.close()
+    idle = {k: (idle1[k][0] - idle0[k][0]) / args.idle * elapsed for k in before}
+    idle_switches = sum(idle1[k][1] - idle0[k][1] for k in before) / args.idle * elapsed
+    per = {k: (after[k][0] - before[k][0] - idle[k]) / args.runs * 1e6 for k in before}
+    switches = (sum(after[k][1] - before[k][1] for k in before) - idle_switches) / args.runs
+    wall = latency_result(samples)
+    total = sum(per.values())
+    print(f"{args.runs} calls, load {load0:.1f}; CPU us per call (idle rate taken off):")
+    for name, us in per.items():
+        print(f"  {name:18s} {us:8.1f}")
+    print(f"  {'total':18s} {total:8.1f}")
+    print(f"voluntary switches per call {switches:.2f}; wall {wall}")
+    if args.json:
+        with open(args.json, "a") as f:
+            line = {"load": load0, "cpu_us": per, "total_us": total, "switches": switches}
+            f.write(json.dumps({**line, "wall": wall}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The client's cache of pickled functions (``handoffd.code_cache``): whatever a function's pickle
+is made of changes, ``values.dumps_code`` returns what a fresh cloudpickle returns, and an
+unchanged function is not pickled again."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import sys
+import types
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from handoffd import code_cache, values
+
+SOURCE = '''
+import math
+
+K = 1
+L = [1, 2]
+D = {"a": 1}
+T = (1, "x")
+
+def helper(x):
+    return x + K
+
+def uses_helper(x):
+    return helper(x) * 2
+
+def uses_all(x, y=10, *, z=100):
+    """doc"""
+    return x + K + sum(L) + D["a"] + len(T) + y + z + int(abs(math.sqrt(4)))
+
+def uses_len(x):
+    return len(x)
+
+def recursive(n):
+    return 0 if n == 0 else 1 + recursive(n - 1)
+
+def make(k):
+    def inner(x):
+        return x + k
+    def bump():
+        nonlocal k
+        k += 1
+    return inner, bump
+'''
+
+
+def _space() -> dict[str, Any]:
+    """A fresh module namespace named __main__: its functions pickle by value, as a script's."""
+    space: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(SOURCE, "<user script>", "exec"), space)
+    return space
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Any:
+    code_cache.clear()
+    yield
+    code_cache.clear()
+
+
+def same_as_fresh(fn: Any) -> bytes:
+    """dumps_code(fn) equals a fresh cloudpickle of fn (and loads to a function that behaves)."""
+    data = values.dumps_code(fn)
+    assert data == values._dumps_code(fn)
+    return data
+
+
+def hits_of(fn: Any) -> int:
+    before = code_cache.hits
+    same_as_fresh(fn)
+    return code_cache.hits - before
+
+
+def test_an_unchanged_function_is_pickled_once_and_its_bytes_reused():
+    space = _space()
+    fn = space["uses_all"]
+    first = same_as_fresh(fn)
+    before = code_cache.hits
+    assert values.dumps_code(fn) is first  # the same bytes object: not pickled again
+    assert code_cache.hits == before + 1
+    assert pickle.loads(first)(1) == fn(1)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "space['K'] = 2",  # a global rebound
+        "space['L'].append(5)",  # a global list changed in place
+        "space['D']['a'] = 7",  # a global dict changed in place
+        "space['D']['b'] = 7",  # ... a key added
+        "space['T'] = (1, 'x', 3)",  # a global tuple replaced
+        "space['math'] = __import__('cmath')",  # a global module rebound
+        "fn.__defaults__ = (20,)",
+        "fn.__kwdefaults__['z'] = 200",
+        "fn.__code__ = (lambda x, y=10, *, z=100: -x).__code__",
+        "fn.__doc__ = 'new doc'",
+        "fn.__dict__['tag'] = 1",
+        "fn.__qualname__ = 'renamed'",
+    ],
+)
+def test_any_change_to_what_the_pickle_holds_pickles_again(change):
+    space = _space()
+    fn = space["uses_all"]
+    old = same_as_fresh(fn)
+    assert hits_of(fn) == 1
+    exec(change, {"space": space, "fn": fn})
+    new = values.dumps_code(fn)
+    assert new != old
+    assert new == values._dumps_code(fn)
+    assert pickle.loads(new)(1) == fn(1)
+    assert hits_of(fn) == 1  # and the new pickle is kept
+
+
+def test_a_redefined_function_is_a_new_function():
+    space = _space()
+    old = same_as_fresh(space["uses_len"])
+    exec("def uses_len(x):\n    return len(x) + 1\n", space)
+    new = same_as_fresh(space["uses_len"])
+    assert new != old
+    assert pickle.loads(new)("ab") == 3
+
+
+def test_a_helper_function_s_global_and_a_shadowed_builtin_count():
+    space = _space()
+    fn = space["uses_helper"]
+    same_as_fresh(fn)
+    space["K"] = 5  # read by helper, not by uses_helper itself
+    assert pickle.loads(same_as_fresh(fn))(1) == 12
+    shadow = space["uses_len"]
+    same_as_fresh(shadow)
+    space["len"] = lambda x: 42  # a module global now shadows the builtin the code names
+    assert pickle.loads(same_as_fresh(shadow))("ab") == 42
+    del space["len"]
+    assert pickle.loads(same_as_fresh(shadow))("ab") == 2
+
+
+def test_closures_each_keep_their_own_values_and_a_changed_cell_pickles_again():
+    space = _space()
+    one, bump = space["make"](1)
+    two, _ = space["make"](2)
+    assert pickle.loads(same_as_fresh(one))(0) == 1
+    assert pickle.loads(same_as_fresh(two))(0) == 2
+    assert hits_of(one) == 1
+    bump()
+    assert hits_of(one) == 0
+    assert pickle.loads(values.dumps_code(one))(0) == 2
+
+
+def test_recursion_is_read_once():
+    fn = _space()["recursive"]
+    same_as_fresh(fn)
+    assert hits_of(fn) == 1
+    assert pickle.loads(values.dumps_code(fn))(3) == 3
+
+
+class Settings:
+    def __init__(self) -> None:
+        self.scale = 1
+
+
+def test_what_a_reading_cannot_vouch_for_is_pickled_every_time():
+    space = _space()
+    space["CFG"] = Settings()  # an instance: its pickle may depend on anything
+    exec("def scaled(x):\n    return x * CFG.scale\n", space)
+    fn = space["scaled"]
+    same_as_fresh(fn)
+    assert hits_of(fn) == 0
+    space["CFG"].scale = 3
+    assert pickle.loads(same_as_fresh(fn))(2) == 6
+    space["PKG"] = sys.modules["json"]  # a package: cloudpickle lists its imported submodules
+    exec("def dumps(x):\n    return PKG.dumps(x)\n", space)
+    assert hits_of(space["dumps"]) == 0
+    assert hits_of(space["dumps"]) == 0
+
+
+def by_reference(x):
+    return x + 1
+
+
+def test_a_module_function_pickled_by_reference_then_by_value_once_registered():
+    first = same_as_fresh(by_reference)
+    assert hits_of(by_reference) == 1
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        second = same_as_fresh(by_reference)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert second != first
+    assert same_as_fresh(by_reference) == first
+
+
+def test_a_dead_function_leaves_the_cache():
+    space = _space()
+    fn = space["make"](1)[0]
+    same_as_fresh(fn)
+    key = id(fn)
+    assert key in code_cache._cache
+    del fn, space
+    import gc
+
+    gc.collect()
+    assert key not in code_cache._cache
+
+
+def test_not_functions_go_straight_to_cloudpickle():
+    for obj in (len, Settings, types.SimpleNamespace(a=1), (by_reference, 1)):
+        assert values.dumps_code(obj) == values._dumps_code(obj)
+    assert not code_cache._cache
+
+
+def test_random_changes_never_leave_a_stale_pickle():
+    rng = random.Random(1313)
+    space = _space()
+    closures = [space["make"](k) for k in range(3)]
+    functions = [space[n] for n in ("uses_all", "uses_helper", "uses_len", "recursive")]
+    functions += [inner for inner, _ in closures]
+    changes = [
+        lambda: space.__setitem__("K", rng.choice([1, 2, 3])),
+        lambda: space["L"].append(rng.randrange(3)),
+        lambda: space["L"].pop() if space["L"] else None,
+        lambda: space["D"].__setitem__(rng.choice("ab"), rng.randrange(3)),
+        lambda: space.__setitem__("T", rng.choice([(1, "x"), (2,), ()])),
+        lambda: rng.choice(closures)[1](),
+        lambda: setattr(space["uses_all"], "__defaults__", (rng.randrange(3),)),
+        lambda: space.__setitem__("helper", rng.choice([space["helper"], abs])),
+        lambda: None,
+    ]
+    reused = code_cache.hits
+    for _ in range(400):
+        rng.choice(changes)()
+        fn = rng.choice(functions)
+        assert values.dumps_code(fn) == values._dumps_code(fn)
+    assert code_cache.hits > reused  # the cache was used along the way
