@@ -64,7 +64,12 @@ def _cluster(daemons: DaemonCluster) -> tuple[Any, Any]:
     return a, b
 
 
-def test_big_results_come_in_chunks_no_frame_past_one(largest_frame: list[int]) -> None:
+@pytest.mark.parametrize("transport", ["local socket", "zeromq"])
+def test_big_results_come_in_chunks_no_frame_past_one(
+    transport: str, largest_frame: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if transport == "zeromq":  # the client dials ZeroMQ even to a daemon on its machine
+        monkeypatch.setenv(local_socket.ENV, "0")
     with DaemonCluster() as daemons:
         a, b = _cluster(daemons)
         with handoffd.connect(a.address, timeout=60) as client:
@@ -79,6 +84,8 @@ def test_big_results_come_in_chunks_no_frame_past_one(largest_frame: list[int]) 
             dag.add_function(handoffd.Function(id="small", code=make, extra_args=[1000, 3]))
             run = client.submit(dag)
             assert run.wait(timeout=120).state == "DONE"
+            kind = type(client._connection()).__name__
+            assert kind == ("LocalClient" if transport == "local socket" else "ControlClient")
             largest_frame[0] = 0  # the outcome's frames aside: what results() reads
             out = run.results()
             assert digest(out["remote"]) == digest(make(REMOTE, 1))
