@@ -32,6 +32,9 @@ log = logging.getLogger("handoffd.owner")
 # are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
 OUTCOME_MAX_BYTES = 256 << 20
 OUTCOME_MAX_VALUES = 50_000
+# A value bigger than this is never in an outcome: the client fetches it (in chunks, results19),
+# so no result reaches a client whole in one frame past a chunk.
+OUTCOME_VALUE_MAX = CHUNK_MAX
 FETCH_TIMEOUT = 10.0  # seconds a peer has to answer one value fetch (or send its next chunk)
 _FIRST_ID = 1 << 40  # our request ids: apart from the executor's
 # Result bytes one Results answer carries whole to a client that reads in chunks; the rest go by
@@ -88,7 +91,11 @@ def outcome_values(
             value, locations = None, ()
         if value is None and me in locations:
             value = local_value(run_id, task_id)
-        if value is None or len(value) > budget or len(values) >= OUTCOME_MAX_VALUES:
+        if (
+            value is None
+            or len(value) > min(budget, OUTCOME_VALUE_MAX)
+            or len(values) >= OUTCOME_MAX_VALUES
+        ):
             pending.append(task_id)
             continue
         budget -= len(value)

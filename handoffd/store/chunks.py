@@ -33,7 +33,7 @@ from handoffd.protocol.messages_chunks import FetchChunks, FetchResultChunks, Va
 CHUNK_MAX = 2 << 20  # bytes per chunk at most (a 1 MiB value still moves in one message)
 CHUNK_MIN = 64 << 10  # a holder never cuts finer than this, whatever it is asked
 WINDOW = 4  # chunks asked for at once; more are asked when half of them arrived
-CLIENT_WINDOW = 16  # the same for a client reading a result from its owner (SERVE_MAX at most)
+CLIENT_WINDOW = 8  # the same for a client reading a result from its owner (SERVE_MAX at most)
 SERVE_MAX = 16  # chunks a holder sends for one request at most
 FAR_BYTES = 512 << 10  # dispatch frames past this go by reference
 FAR_PREFIX = "\x00"  # store keys of far frames: task ids never hold control characters

@@ -92,6 +92,12 @@ def test_big_results_come_in_chunks_no_frame_past_one(
             assert digest(out["spilled"]) == digest(make(SPILLED, 2))
             assert out["small"] == make(1000, 3)
             assert run.result("remote") == make(REMOTE, 1)  # read again, from A's copy
+            # execute(): its outcome carries no value past a chunk either.
+            one = handoffd.DAG()
+            one.add_function(
+                handoffd.Function(id="big", code=make, extra_args=[REMOTE, 5], node=b.name)
+            )
+            assert client.execute(one, timeout=120) == {"big": make(REMOTE, 5)}
             # A chunk and its envelope: nothing near a whole value.
             assert 0 < largest_frame[0] <= CHUNK + 4096, largest_frame[0]
         for d in (a, b):
