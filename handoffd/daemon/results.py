@@ -244,7 +244,7 @@ class ResultFetcher:
         self._pulls.pop(msg.request_id, None)
         task_id, rest = job.pending.pop(msg.request_id)
         if msg.task_ids and frames:
-            job.values[task_id] = bytes(frames[0])
+            self._pulled(job, task_id, bytes(frames[0]))
             self._maybe_answer(job)
         else:
             self._retry_or_fail(job, task_id, rest)
@@ -265,7 +265,7 @@ class ResultFetcher:
         del self._pulls[msg.request_id], self._fetches[msg.request_id]
         task_id, rest = job.pending.pop(msg.request_id)
         if step.value is not None:
-            job.values[task_id] = step.value
+            self._pulled(job, task_id, step.value)
             self._maybe_answer(job)
             return True
         if step.error != MISSING:
@@ -273,16 +273,19 @@ class ResultFetcher:
         self._retry_or_fail(job, task_id, [] if step.fatal else rest)
         return True
 
+    def _pulled(self, job: _ResultFetch, task_id: str, value: Any) -> None:
+        """A value pulled from another node for ``job``: in the answer, or, too big for it,
+        kept here for the client to read in chunks."""
+        if job.chunk and not self._fits(job, len(value)):
+            self._stage(job.conn, job.run_id, task_id, value)
+            job.far.append(task_id)
+            return
+        job.inline += len(value)
+        job.values[task_id] = value
+
     def _maybe_answer(self, job: _ResultFetch) -> None:
         if job.pending:
             return
-        if job.chunk:  # values pulled from other nodes: the big ones wait here for the client
-            for task_id in [t for t in job.task_ids if t in job.values]:
-                value = job.values[task_id]
-                if value is not None and not self._fits(job, len(value)):
-                    del job.values[task_id]
-                    self._stage(job.conn, job.run_id, task_id, value)
-                    job.far.append(task_id)
         ids = tuple(t for t in job.task_ids if t in job.values)
         far = tuple(job.far)
         self._port.reply(
