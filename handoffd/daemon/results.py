@@ -347,7 +347,7 @@ class ResultFetcher:
         )
         for answer, frames in answers:
             self._port.reply(conn, answer, frames)
-        if staged is not None:
+        if staged is not None and answers:  # (none: a range past the value, or empty)
             served = staged[1]
             served.update(a.index for a, _ in answers if a.total >= 0)
             chunk = answers[0][0].chunk_bytes

@@ -71,6 +71,10 @@ def test_a_value_pulled_for_the_client_is_listed_far_served_in_chunks_then_dropp
     fetcher.on_chunks(FetchResultChunks(3, "r1", "f", 0, 4, CHUNK), b"other")
     (miss,) = port.take_replies(ValueChunk)
     assert miss.msg.total == -1
+    # Nonsense ranges get nothing, and break nothing.
+    for first, count in ((99, 4), (0, 0), (-5, -1), (2, 1 << 40)):
+        fetcher.on_chunks(FetchResultChunks(5, "r1", "f", first, count, 0), b"client")
+    port.take_replies(ValueChunk)
     assert _read(fetcher, port, b"client", 11) == value
     assert fetcher.staged_bytes() == 0  # every chunk went out: let go at once
 
