@@ -5,7 +5,7 @@ own frame limit (1 GiB) it was dropped and ``results()`` waited for an answer th
 and below it the whole value sat in the transport's buffers before it was unpickled. Now the
 client asks ``FetchResults`` with its chunk size; the owner sends the values that fit whole and
 lists the others (``Results.far``), which the client pulls from it with ``FetchResultChunks``:
-``store.chunks.ResultPull`` keeps ``WINDOW`` chunks asked, checks each chunk's size, place and
+``store.chunks.ResultPull`` keeps ``CLIENT_WINDOW`` chunks asked, checks each chunk's size, place and
 CRC-32 and hands them on in order to the unpickler (a large ``bytes`` in the value is written
 straight into the object being built), so the client holds the value plus a few chunks in
 flight, not its bytes besides. A value past the client's ``max_result_bytes`` (default the nodes'
