@@ -259,7 +259,6 @@ class Node(NodeReliability):
         )
         self.owner.code = self.code
         self.owner.far_store = self.store  # big dispatch frames go by reference (store.chunks)
-        self.owner.results.store = self.store  # a client's chunks of a big result
         self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
         self._transport.on_drained = self._drained
         self.replication = ReplicationIO(

@@ -118,6 +118,7 @@ class OwnerIO:
             fetch_timeout=fetch_timeout,
             chunk_bytes=chunk_size(self.limits.max_frame_bytes),
             max_value=self.limits.max_value_bytes,
+            store=lambda: self.far_store,
         )
         # This node's store: a dispatch's big frames are kept there, pulled by reference
         # (store.chunks; the node sets it). None: they go inline.

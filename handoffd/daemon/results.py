@@ -119,6 +119,7 @@ class ResultFetcher:
         fetch_timeout: float | None = None,
         chunk_bytes: int = CHUNK_MAX,
         max_value: int = 16 << 30,
+        store: Callable[[], Any] | None = None,
     ) -> None:
         self._port = port
         self._fetch_timeout = FETCH_TIMEOUT if fetch_timeout is None else fetch_timeout
@@ -132,9 +133,10 @@ class ResultFetcher:
         # (client, run, task) -> [value pulled from another node for that client's chunked read,
         # chunks asked so far, when it is dropped unless asked again]
         self._staged: dict[tuple[bytes, str, str], list[Any]] = {}
-        # This node's result store (the node sets it): a client's chunks of a value held here
-        # are read from it by range (a spilled value is never read whole for them).
-        self.store: Any = None
+        # This node's result store (the owner's ``far_store``, which the node sets): a client's
+        # chunks of a value held here are read from it by range (a spilled value is never read
+        # whole for them). None: such values are read whole.
+        self._store_of = store
         # Told (run_id, task ids) when a client asks for values no live node holds any more:
         # the owner recomputes them if the run had finished (they are answered missing now).
         self.on_lost: Callable[[str, tuple[str, ...]], None] | None = None
@@ -187,6 +189,14 @@ class ResultFetcher:
                 self._pulls.pop(rid, None)
             return
         self._maybe_answer(job)
+
+    @property
+    def store(self) -> Any:
+        return self._store_of() if self._store_of is not None else None
+
+    @store.setter
+    def store(self, store: Any) -> None:
+        self._store_of = lambda: store
 
     def _local_size(self, run_id: str, task_id: str) -> int:
         store = self.store
