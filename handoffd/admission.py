@@ -89,6 +89,7 @@ CLIENT_TYPES = (
     m.GetRunStatus,
     m.WaitRun,
     m.FetchResults,
+    mk.FetchResultChunks,
     m.CancelRun,
     m.FreeRunRequest,
     m.ListRuns,

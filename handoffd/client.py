@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from handoffd import client_moves, client_upload, envvars, errors
+from handoffd import client_moves, client_results, client_upload, envvars, errors
 from handoffd.client_conn import ClientPlumbing
 from handoffd.client_run import (
     FOLLOW_GRACE,
@@ -150,6 +150,8 @@ class Client(ClientPlumbing):
             self._curve = auth.curve
             self._local_key = auth.local_key
         self.timeout = timeout
+        # A result bigger than this is refused, not read (handoffd.client_results).
+        self.max_result_bytes = client_results.default_limit()
         self._name = f"client-{uuid.uuid4().hex[:12]}"
         self._ids = itertools.count(1)
         self._known: list[str] = list(dict.fromkeys(addresses))

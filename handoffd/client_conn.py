@@ -41,6 +41,7 @@ class ClientPlumbing:
     the attributes below in its ``__init__`` and says how to dial an address (``_dial``)."""
 
     timeout: float
+    max_result_bytes: int  # a result bigger is refused (client_results)
     _threads: ThreadConnections
     _learned: threading.Lock  # guards _known and _unreachable
     _known: list[str]

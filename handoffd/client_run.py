@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from handoffd import errors, values
+from handoffd import client_results, errors, values
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput, OutputEntry
@@ -131,16 +131,48 @@ class RunReading:
         out: dict[str, Any] = {}
         for start in range(0, len(ids), CHUNK):
             chunk = tuple(ids[start : start + CHUNK])
-            reply, frames = self._client._run_request(
-                lambda rid, c=chunk: m.FetchResults(rid, self.id, c),
-                timeout=max(self._client.timeout, 60.0),
-                grace=10.0,
-            )
-            if reply.missing:
-                reply, frames = self._refetch(chunk, reply, frames)
+            reply, frames = self._ask_results(chunk)
             for task_id, frame in zip(reply.task_ids, frames, strict=False):
                 out[task_id] = values.loads(frame)
+            for task_id in reply.far:  # too big to come whole: read in chunks
+                out[task_id] = self._read_far(task_id)
         return out
+
+    def _ask_results(self, ids: tuple[str, ...]) -> tuple[Any, list[bytes]]:
+        """``FetchResults`` of ``ids`` from the run's owner (values past our chunk size come
+        by reference, ``Results.far``), lost ones asked again (``_refetch``)."""
+        reply, frames = self._client._run_request(
+            lambda rid, c=ids: m.FetchResults(rid, self.id, c, client_results.CHUNK_BYTES),
+            timeout=max(self._client.timeout, 60.0),
+            grace=10.0,
+        )
+        if reply.missing:
+            reply, frames = self._refetch(ids, reply, frames)
+        return reply, frames
+
+    def _read_far(self, task_id: str) -> Any:
+        """A result the owner listed in ``Results.far``, read in chunks; read again from chunk 0
+        (after asking the owner again) if a read fails on the way."""
+        client = self._client
+        timeout = max(client.timeout, 60.0)
+        error = ""
+        for attempt in range(client_results.ATTEMPTS):
+            if attempt:
+                reply, frames = self._ask_results((task_id,))
+                if task_id in reply.task_ids:
+                    return values.loads(frames[reply.task_ids.index(task_id)])
+                if task_id not in reply.far:
+                    break
+            try:
+                return client_results.read(
+                    client, self.id, task_id, client.max_result_bytes, timeout
+                )
+            except (client_results.Again, errors.ConnectionError) as exc:
+                error = str(exc)
+        raise errors.HandoffError(
+            f"the result of {task_id!r} of run {self.id} could not be read in chunks "
+            f"({client_results.ATTEMPTS} attempts): {error or 'the owner no longer lists it'}"
+        )
 
     def _refetch(
         self, chunk: tuple[str, ...], reply: Any, frames: list[bytes]
@@ -153,7 +185,7 @@ class RunReading:
                 break
             self._wait_until(None, None)
             reply, frames = self._client._run_request(
-                lambda rid, c=chunk: m.FetchResults(rid, self.id, c),
+                lambda rid, c=chunk: m.FetchResults(rid, self.id, c, client_results.CHUNK_BYTES),
                 timeout=max(self._client.timeout, 60.0),
                 grace=10.0,
             )

@@ -49,7 +49,7 @@ from handoffd.daemon.upload_intake import run_options
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, split_frames
-from handoffd.protocol.messages_chunks import ValueChunk
+from handoffd.protocol.messages_chunks import FetchResultChunks, ValueChunk
 from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetTaskHistory
@@ -118,6 +118,7 @@ class OwnerIO:
             fetch_timeout=fetch_timeout,
             chunk_bytes=chunk_size(self.limits.max_frame_bytes),
             max_value=self.limits.max_value_bytes,
+            store=lambda: self.far_store,
         )
         # This node's store: a dispatch's big frames are kept there, pulled by reference
         # (store.chunks; the node sets it). None: they go inline.
@@ -381,6 +382,8 @@ class OwnerIO:
             self.waiting.on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
             self.results.on_fetch(msg, conn)
+        elif isinstance(msg, FetchResultChunks):  # a big result, read by the client in chunks
+            self.results.on_chunks(msg, conn)
         elif isinstance(msg, GetTaskOutput):
             self.output.on_get(msg, conn)
         elif isinstance(msg, m.CancelRun):

@@ -1,6 +1,13 @@
 """The owner's answers that carry results: a run's outcome (``RunOutcome``) and ``FetchResults``,
 plus ``error_info`` (a HandoffError in wire fields). Split from ``daemon.owner``, which calls
-these."""
+these.
+
+A client that says it reads in chunks (``FetchResults.chunk_bytes``, helper results19) gets the
+values bigger than its chunk, and those past ``INLINE_BYTES`` in one answer, by reference
+(``Results.far``) and pulls them with ``FetchResultChunks``: a value the scheduler kept or our
+store holds is served from where it is (a spilled one read by range), one pulled from another
+node for the client is kept here (``_staged``) until its last chunk was asked or for
+``STAGE_IDLE`` after the client's last ask."""
 
 from __future__ import annotations
 
@@ -12,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from handoffd.daemon.ports import Port
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_chunks import ValueChunk
+from handoffd.protocol.messages_chunks import FetchResultChunks, ValueChunk
 from handoffd.protocol.snapshot import error_to_info
-from handoffd.store.chunks import CHUNK_MAX, MISSING, Pull
+from handoffd.store.chunks import CHUNK_MAX, CHUNK_MIN, MISSING, OneValue, Pull, serve_range
 
 if TYPE_CHECKING:
     from handoffd.scheduler.owner import OwnerScheduler
@@ -25,8 +32,15 @@ log = logging.getLogger("handoffd.owner")
 # are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
 OUTCOME_MAX_BYTES = 256 << 20
 OUTCOME_MAX_VALUES = 50_000
+# A value bigger than this is never in an outcome: the client fetches it (in chunks, results19),
+# so no result reaches a client whole in one frame past a chunk.
+OUTCOME_VALUE_MAX = CHUNK_MAX
 FETCH_TIMEOUT = 10.0  # seconds a peer has to answer one value fetch (or send its next chunk)
 _FIRST_ID = 1 << 40  # our request ids: apart from the executor's
+# Result bytes one Results answer carries whole to a client that reads in chunks; the rest go by
+# reference, however small (a FetchResults of 256 ids of 100 MiB each was one 25 GiB message).
+INLINE_BYTES = 64 << 20
+STAGE_IDLE = 30.0  # seconds a value pulled for a client's chunked read waits for its next ask
 
 
 # A HandoffError in wire fields: the codec's own conversion (protocol.snapshot).
@@ -39,7 +53,10 @@ class _ResultFetch:
     request_id: int
     run_id: str
     task_ids: tuple[str, ...]
+    chunk: int = 0  # the client's chunk size (0: an older client, every value whole)
     values: dict[str, bytes] = field(default_factory=dict)
+    far: list[str] = field(default_factory=list)  # held here, the client pulls them in chunks
+    inline: int = 0  # bytes of ``values``
     pending: dict[int, tuple[str, list[str]]] = field(
         default_factory=dict
     )  # request -> (task, other locations)
@@ -74,7 +91,11 @@ def outcome_values(
             value, locations = None, ()
         if value is None and me in locations:
             value = local_value(run_id, task_id)
-        if value is None or len(value) > budget or len(values) >= OUTCOME_MAX_VALUES:
+        if (
+            value is None
+            or len(value) > min(budget, OUTCOME_VALUE_MAX)
+            or len(values) >= OUTCOME_MAX_VALUES
+        ):
             pending.append(task_id)
             continue
         budget -= len(value)
@@ -98,6 +119,7 @@ class ResultFetcher:
         fetch_timeout: float | None = None,
         chunk_bytes: int = CHUNK_MAX,
         max_value: int = 16 << 30,
+        store: Callable[[], Any] | None = None,
     ) -> None:
         self._port = port
         self._fetch_timeout = FETCH_TIMEOUT if fetch_timeout is None else fetch_timeout
@@ -108,6 +130,13 @@ class ResultFetcher:
         self._pulls: dict[int, tuple[Pull, str, float]] = {}
         self._chunk, self._max_value = chunk_bytes, max_value
         self._request_ids = itertools.count(_FIRST_ID)  # apart from the executor's ids
+        # (client, run, task) -> [value pulled from another node for that client's chunked read,
+        # chunks asked so far, when it is dropped unless asked again]
+        self._staged: dict[tuple[bytes, str, str], list[Any]] = {}
+        # This node's result store (the owner's ``far_store``, which the node sets): a client's
+        # chunks of a value held here are read from it by range (a spilled value is never read
+        # whole for them). None: such values are read whole.
+        self._store_of = store
         # Told (run_id, task ids) when a client asks for values no live node holds any more:
         # the owner recomputes them if the run had finished (they are answered missing now).
         self.on_lost: Callable[[str, tuple[str, ...]], None] | None = None
@@ -121,7 +150,8 @@ class ResultFetcher:
         )
 
     def on_fetch(self, msg: m.FetchResults, conn: bytes) -> None:
-        job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids))
+        chunk = max(CHUNK_MIN, min(CHUNK_MAX, msg.chunk_bytes)) if msg.chunk_bytes > 0 else 0
+        job = _ResultFetch(conn, msg.request_id, msg.run_id, tuple(msg.task_ids), chunk)
         missing: list[str] = []
         lost: list[str] = []
         for task_id in msg.task_ids:
@@ -132,8 +162,16 @@ class ResultFetcher:
                 continue
             value, locations = located
             if value is None and self._port.name in locations:
+                size = self._local_size(msg.run_id, task_id)
+                if size >= 0 and chunk and not self._fits(job, size):
+                    job.far.append(task_id)  # served from our store by range
+                    continue
                 value = self._local_value(msg.run_id, task_id)
             if value is not None:
+                if chunk and not self._fits(job, len(value)):
+                    job.far.append(task_id)
+                    continue
+                job.inline += len(value)
                 job.values[task_id] = value
                 continue
             addresses = [a for a in (self._port.address_of(n) for n in locations) if a]
@@ -151,6 +189,25 @@ class ResultFetcher:
                 self._pulls.pop(rid, None)
             return
         self._maybe_answer(job)
+
+    @property
+    def store(self) -> Any:
+        return self._store_of() if self._store_of is not None else None
+
+    @store.setter
+    def store(self, store: Any) -> None:
+        self._store_of = lambda: store
+
+    def _local_size(self, run_id: str, task_id: str) -> int:
+        store = self.store
+        if store is None or not store.has(run_id, task_id):
+            return -1
+        return int(store.size(run_id, task_id))
+
+    @staticmethod
+    def _fits(job: _ResultFetch, size: int) -> bool:
+        """Whether a value of ``size`` bytes goes whole in the answer to a chunking client."""
+        return size <= job.chunk and job.inline + size <= INLINE_BYTES
 
     def _fetch_one(self, job: _ResultFetch, task_id: str, addresses: list[str]) -> None:
         """Pull ``task_id``'s value from ``addresses[0]`` in chunks (``store.chunks``)."""
@@ -197,7 +254,7 @@ class ResultFetcher:
         self._pulls.pop(msg.request_id, None)
         task_id, rest = job.pending.pop(msg.request_id)
         if msg.task_ids and frames:
-            job.values[task_id] = bytes(frames[0])
+            self._pulled(job, task_id, bytes(frames[0]))
             self._maybe_answer(job)
         else:
             self._retry_or_fail(job, task_id, rest)
@@ -218,7 +275,7 @@ class ResultFetcher:
         del self._pulls[msg.request_id], self._fetches[msg.request_id]
         task_id, rest = job.pending.pop(msg.request_id)
         if step.value is not None:
-            job.values[task_id] = step.value
+            self._pulled(job, task_id, step.value)
             self._maybe_answer(job)
             return True
         if step.error != MISSING:
@@ -226,10 +283,83 @@ class ResultFetcher:
         self._retry_or_fail(job, task_id, [] if step.fatal else rest)
         return True
 
+    def _pulled(self, job: _ResultFetch, task_id: str, value: Any) -> None:
+        """A value pulled from another node for ``job``: in the answer, or, too big for it,
+        kept here for the client to read in chunks."""
+        if job.chunk and not self._fits(job, len(value)):
+            self._stage(job.conn, job.run_id, task_id, value)
+            job.far.append(task_id)
+            return
+        job.inline += len(value)
+        job.values[task_id] = value
+
     def _maybe_answer(self, job: _ResultFetch) -> None:
         if job.pending:
             return
         ids = tuple(t for t in job.task_ids if t in job.values)
+        far = tuple(job.far)
         self._port.reply(
-            job.conn, m.Results(job.request_id, job.run_id, ids, ()), [job.values[t] for t in ids]
+            job.conn,
+            m.Results(job.request_id, job.run_id, ids, (), far),
+            [job.values[t] for t in ids],
         )
+
+    # -- a client reading a result in chunks --------------------------------------------------
+
+    def _stage(self, conn: bytes, run_id: str, task_id: str, value: Any) -> None:
+        key = (conn, run_id, task_id)
+        fresh = key not in self._staged
+        self._staged[key] = [value, set(), self._port.now() + STAGE_IDLE]
+        if fresh:
+            self._port.call_later(STAGE_IDLE, self._stage_expired, key)
+
+    def _stage_expired(self, key: tuple[bytes, str, str]) -> None:
+        staged = self._staged.get(key)
+        if staged is None:
+            return
+        wait = staged[2] - self._port.now()
+        if wait > 0:  # asked meanwhile
+            self._port.call_later(wait, self._stage_expired, key)
+            return
+        del self._staged[key]
+
+    def staged_bytes(self) -> int:
+        """Bytes of values kept for clients' chunked reads."""
+        return sum(len(v[0]) for v in self._staged.values())
+
+    def on_chunks(self, msg: FetchResultChunks, conn: bytes) -> None:
+        """A client asks chunks of a result we listed in ``Results.far``: from the value we
+        pulled for it, else the scheduler's or our store's copy; a value no longer here is
+        answered missing (the client asks ``FetchResults`` again)."""
+        key = (conn, msg.run_id, msg.task_id)
+        staged = self._staged.get(key)
+        store: Any = None
+        if staged is not None:
+            store = OneValue(msg.run_id, msg.task_id, staged[0])
+            staged[2] = self._port.now() + STAGE_IDLE
+        else:
+            try:
+                value, locations = self._scheduler.result_location(msg.run_id, msg.task_id)
+            except KeyError:
+                value, locations = None, ()
+            if value is not None:
+                store = OneValue(msg.run_id, msg.task_id, value)
+            elif self._port.name in locations and self.store is not None:
+                store = self.store
+        answers = serve_range(
+            store if store is not None else OneValue("", "", b""),
+            msg.request_id,
+            msg.run_id,
+            msg.task_id,
+            msg.first,
+            msg.count,
+            msg.chunk_bytes,
+        )
+        for answer, frames in answers:
+            self._port.reply(conn, answer, frames)
+        if staged is not None and answers:  # (none: a range past the value, or empty)
+            served = staged[1]
+            served.update(a.index for a, _ in answers if a.total >= 0)
+            chunk = answers[0][0].chunk_bytes
+            if len(served) >= max(1, -(-len(staged[0]) // chunk)):
+                del self._staged[key]  # every chunk went out: the client has it

@@ -222,16 +222,19 @@ class FetchResults:
     request_id: int
     run_id: str
     task_ids: tuple[str, ...]
+    chunk_bytes: int = 0  # > 0: values past it go by reference (Results.far); 0: all whole
 
 
 @message(29)
 class Results:
-    """Frames: one serialised value per entry of ``task_ids`` (only ids that are found)."""
+    """Frames: one serialised value per entry of ``task_ids`` (only ids that are found);
+    ``far``: ids to pull in chunks (``FetchResultChunks``), held here but too big to send."""
 
     request_id: int
     run_id: str
     task_ids: tuple[str, ...]
     missing: tuple[str, ...]
+    far: tuple[str, ...] = ()
 
 
 @message(30)

@@ -9,6 +9,11 @@ does not hold the value answers one ``ValueChunk`` with ``total`` -1 (the consum
 next holder). A dispatch whose argument (a function's code and literal arguments, or a value the
 owner kept) is bigger than ``store.chunks.FAR_BYTES`` carries a ``FarFrame`` in its place: an
 empty frame, and where to pull it from.
+
+A client collects a big result the same way from the run's owner (helper results19, type 305):
+``FetchResults`` with ``chunk_bytes`` is answered with the values that fit and the ids of the
+others in ``Results.far``; the client asks ``FetchResultChunks`` for each, answered with
+``ValueChunk``s on its connection (request id: the client's).
 """
 
 from __future__ import annotations
@@ -54,3 +59,17 @@ class FarFrame:
     key: str
     size: int
     holder: str
+
+
+@message(305)
+class FetchResultChunks:
+    """Client -> owner: chunks ``first`` .. ``first + count - 1`` of ``task_id``'s result (an id
+    of ``Results.far``), ``chunk_bytes`` each; answered with one ``ValueChunk`` per chunk (its
+    ``key`` the task id; ``total`` -1: not held here any more, ask ``FetchResults`` again)."""
+
+    request_id: int
+    run_id: str
+    task_id: str
+    first: int
+    count: int
+    chunk_bytes: int

@@ -28,11 +28,12 @@ import mmap
 import zlib
 from typing import Any
 
-from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
+from handoffd.protocol.messages_chunks import FetchChunks, FetchResultChunks, ValueChunk
 
 CHUNK_MAX = 2 << 20  # bytes per chunk at most (a 1 MiB value still moves in one message)
 CHUNK_MIN = 64 << 10  # a holder never cuts finer than this, whatever it is asked
 WINDOW = 4  # chunks asked for at once; more are asked when half of them arrived
+CLIENT_WINDOW = 8  # the same for a client reading a result from its owner (SERVE_MAX at most)
 SERVE_MAX = 16  # chunks a holder sends for one request at most
 FAR_BYTES = 512 << 10  # dispatch frames past this go by reference
 FAR_PREFIX = "\x00"  # store keys of far frames: task ids never hold control characters
@@ -121,7 +122,10 @@ class PullStep:
     __slots__ = ("error", "fatal", "asks", "value")
 
     def __init__(
-        self, error: str = "", asks: tuple[FetchChunks, ...] = (), value: Any = None
+        self,
+        error: str = "",
+        asks: tuple[FetchChunks | FetchResultChunks, ...] = (),
+        value: Any = None,
     ) -> None:
         self.error = error
         self.fatal = False
@@ -133,6 +137,7 @@ class Pull:
     """One value pulled from one holder in chunks of ``chunk`` bytes (at most ``max_value``)."""
 
     __slots__ = ("request_id", "run_id", "key", "reply_to", "chunk", "max_value", "asked", "parts")
+    window = WINDOW  # chunks in flight at most
 
     def __init__(
         self, request_id: int, run_id: str, key: str, reply_to: str, chunk: int, max_value: int
@@ -146,14 +151,14 @@ class Pull:
         self.asked = 0  # chunks asked for so far: 0 .. asked - 1
         self.parts: Assembly | None = None  # from the first answer on
 
-    def _ask(self, first: int, count: int) -> FetchChunks:
+    def _ask(self, first: int, count: int) -> FetchChunks | FetchResultChunks:
         self.asked = first + count
         return FetchChunks(
             self.request_id, self.run_id, self.key, first, count, self.chunk, self.reply_to
         )
 
-    def first(self) -> FetchChunks:
-        return self._ask(0, WINDOW)
+    def first(self) -> FetchChunks | FetchResultChunks:
+        return self._ask(0, self.window)
 
     def arrived(self, msg: ValueChunk, frames: list[Any], what: str, node: str) -> PullStep:
         if msg.total < 0:
@@ -183,33 +188,126 @@ class Pull:
         if parts.done:
             return PullStep(value=parts.value())
         received, count = len(parts.have), parts.count
-        if self.asked < count and self.asked - received <= WINDOW // 2:
-            return PullStep(asks=(self._ask(self.asked, min(WINDOW, count - self.asked)),))
+        window = self.window
+        if self.asked < count and self.asked - received <= window // 2:
+            return PullStep(asks=(self._ask(self.asked, min(window, count - self.asked)),))
         return PullStep()
+
+
+class ResultPull(Pull):
+    """A client's pull of a result from its run's owner (``FetchResultChunks``; ``key``: the
+    task id; ``reply_to`` unused: the owner answers on the client's connection). Its chunks are
+    not assembled: checked as ``Pull`` checks them, then handed on in order (``ready``) to be
+    unpickled as they come, so the client never holds the value's bytes and the value at once.
+    More chunks in flight than between daemons: a round trip to a daemon on a loaded machine
+    costs tens of ms, and the client has nothing else to do meanwhile."""
+
+    __slots__ = ("total", "count", "next", "early")
+    window = CLIENT_WINDOW
+
+    def __init__(self, request_id: int, run_id: str, key: str, chunk: int, max_value: int) -> None:
+        super().__init__(request_id, run_id, key, "", chunk, max_value)
+        self.total = -1  # from the first answer on
+        self.count = 0
+        self.next = 0  # the chunk ``ready`` hands on next
+        self.early: dict[int, Any] = {}  # chunks arrived, not handed on yet
+
+    def _ask(self, first: int, count: int) -> FetchChunks | FetchResultChunks:
+        self.asked = first + count
+        return FetchResultChunks(self.request_id, self.run_id, self.key, first, count, self.chunk)
+
+    def arrived(self, msg: ValueChunk, frames: list[Any], what: str, node: str) -> PullStep:
+        if msg.total < 0:
+            return PullStep(MISSING)
+        if len(frames) != 1:
+            return PullStep(f"a chunk came with {len(frames)} frames")
+        if self.total < 0:
+            if msg.total > self.max_value:
+                step = PullStep(too_large(msg.total, self.max_value, what, node))
+                step.fatal = True
+                return step
+            if msg.chunk_bytes != self.chunk and msg.total > self.chunk:
+                return PullStep(f"chunks of {msg.chunk_bytes} bytes, asked {self.chunk}")
+            self.total, self.count = msg.total, max(1, -(-msg.total // self.chunk))
+        elif msg.total != self.total:
+            return PullStep(f"the value's size changed from {self.total} to {msg.total} bytes")
+        data, index = frames[0], msg.index
+        if not 0 <= index < self.count:
+            return PullStep(f"chunk {index} of a value of {self.count} chunks")
+        size = min(self.chunk, self.total - index * self.chunk)
+        if len(data) != size:
+            return PullStep(f"chunk {index} has {len(data)} bytes, expected {size}")
+        if msg.crc >= 0 and zlib.crc32(data) != msg.crc:
+            return PullStep(f"chunk {index} failed its CRC-32")
+        if index >= self.next:  # (else a duplicate delivery)
+            self.early[index] = data
+        received, window = self.next + len(self.early), self.window
+        if self.asked < self.count and self.asked - received <= window // 2:
+            return PullStep(asks=(self._ask(self.asked, min(window, self.count - self.asked)),))
+        return PullStep()
+
+    def ready(self) -> Any:
+        """The next chunk in order if it arrived (None if not yet)."""
+        data = self.early.pop(self.next, None)
+        if data is not None:
+            self.next += 1
+        return data
+
+    @property
+    def done(self) -> bool:
+        return self.total >= 0 and self.next >= self.count
 
 
 def serve(store: Any, msg: FetchChunks) -> list[tuple[ValueChunk, list[Any]]]:
     """A holder's answers to ``msg``: one ``ValueChunk`` per chunk asked (at most ``SERVE_MAX``,
     chunks of at least ``CHUNK_MIN``), or one saying the value is not held here."""
-    total = store.size(msg.run_id, msg.key) if store.has(msg.run_id, msg.key) else -1
-    chunk = max(CHUNK_MIN, min(CHUNK_MAX, msg.chunk_bytes))
+    return serve_range(
+        store, msg.request_id, msg.run_id, msg.key, msg.first, msg.count, msg.chunk_bytes
+    )
+
+
+class OneValue:
+    """One value in memory as a store ``serve_range`` reads from (an owner serving a result to
+    its client in chunks: a value the scheduler kept, or one it pulled for that client)."""
+
+    __slots__ = ("run_id", "key", "data")
+
+    def __init__(self, run_id: str, key: str, data: Any) -> None:
+        self.run_id, self.key, self.data = run_id, key, data
+
+    def has(self, run_id: str, key: str) -> bool:
+        return run_id == self.run_id and key == self.key
+
+    def size(self, run_id: str, key: str) -> int:
+        return len(self.data)
+
+    def get(self, run_id: str, key: str) -> Any:
+        return self.data
+
+    def read(self, run_id: str, key: str, offset: int, length: int) -> Any:
+        return memoryview(self.data)[offset : offset + length]
+
+
+def serve_range(
+    store: Any, request_id: int, run_id: str, key: str, first: int, count: int, chunk_bytes: int
+) -> list[tuple[ValueChunk, list[Any]]]:
+    """``serve`` of a request's fields: also what an owner answers a client's
+    ``FetchResultChunks`` with (``daemon.results``)."""
+    total = store.size(run_id, key) if store.has(run_id, key) else -1
+    chunk = max(CHUNK_MIN, min(CHUNK_MAX, chunk_bytes))
     if total < 0:
-        return [(ValueChunk(msg.request_id, msg.run_id, msg.key, msg.first, -1, chunk, -1), [])]
-    count = max(1, -(-total // chunk))
+        return [(ValueChunk(request_id, run_id, key, first, -1, chunk, -1), [])]
+    chunks = max(1, -(-total // chunk))
     out: list[tuple[ValueChunk, list[Any]]] = []
-    for index in range(max(0, msg.first), min(count, msg.first + min(msg.count, SERVE_MAX))):
+    for index in range(max(0, first), min(chunks, first + min(count, SERVE_MAX))):
         # One chunk: the value itself, as a whole-value fetch sends it (a view of it cost
         # pyzmq more per send).
         data = (
-            store.read(msg.run_id, msg.key, index * chunk, chunk)
-            if count > 1
-            else store.get(msg.run_id, msg.key)
+            store.read(run_id, key, index * chunk, chunk) if chunks > 1 else store.get(run_id, key)
         )
         if data is None:  # dropped or unreadable meanwhile
-            miss = ValueChunk(msg.request_id, msg.run_id, msg.key, index, -1, chunk, -1)
+            miss = ValueChunk(request_id, run_id, key, index, -1, chunk, -1)
             return [*out, (miss, [])]
-        crc = zlib.crc32(data) if count > 1 and CRC else -1
-        out.append(
-            (ValueChunk(msg.request_id, msg.run_id, msg.key, index, total, chunk, crc), [data])
-        )
+        crc = zlib.crc32(data) if chunks > 1 and CRC else -1
+        out.append((ValueChunk(request_id, run_id, key, index, total, chunk, crc), [data]))
     return out
