@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import gc
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from handoffd.protocol.snapshot import encode_run
 from handoffd.replication import takeover
 from handoffd.replication.standby import Replica
 from handoffd.scheduler.run import RunState
+from handoffd.scheduler.takeover import Prepared, prepare
 
 Done = Callable[[Any, "BaseException | None"], None]  # (result, error): error None if it worked
 
@@ -79,11 +81,14 @@ class ReplicaRebuild:
         self.data: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.seconds = 0.0  # the rebuild's own time in the thread (for the takeover's log line)
         self._then: list[Callable[[], None]] = []
-        offload.run(lambda: _rebuilt(replica), self._finished)
+        offload.run(lambda: timed(_rebuilt, replica), self._finished)
 
-    def _finished(self, data: Any, error: BaseException | None) -> None:
-        self.data, self.error, self.done = data, error, True
+    def _finished(self, out: Any, error: BaseException | None) -> None:
+        if error is None:
+            self.seconds, out = out
+        self.data, self.error, self.done = out, error, True
         then, self._then = self._then, []
         for callback in then:
             callback()
@@ -93,6 +98,13 @@ class ReplicaRebuild:
             callback()
         else:
             self._then.append(callback)
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """(seconds ``fn(*args)`` took, its result): what a takeover's log line says of each step."""
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
 
 
 @contextlib.contextmanager
@@ -135,8 +147,9 @@ def frozen(replica: Replica) -> Replica:
 
 def build_run(
     data: dict[str, Any], holdings: Mapping[str, takeover.Holdings], order: Any
-) -> RunState:
+) -> Prepared:
     """The run a takeover adopts: ``RunState.from_snapshot(takeover.merge(data, holdings),
-    order=order)``, built once instead of twice (``data`` is left as it was)."""
+    order=order)``, built once instead of twice (``data`` is left as it was), and ``prepare``d
+    for adoption (its ready heap and the walks over its tasks: ``scheduler.takeover``)."""
     with collector_paused(lambda: len(data["tasks"]) >= BIG_RUN):
-        return takeover.merge_run(RunState.from_snapshot(data, order=order), holdings)
+        return prepare(takeover.merge_run(RunState.from_snapshot(data, order=order), holdings))

@@ -84,7 +84,7 @@ from handoffd.scheduler.run import (
     RunState,
     TaskRecord,
 )
-from handoffd.scheduler.takeover import Takeover
+from handoffd.scheduler.takeover import Prepared, Takeover
 
 __all__ = ["ACK_TIMEOUT", "PROBE_INTERVAL", "REFUSAL_BACKOFF", "OwnedRunStatus", "OwnerScheduler"]
 
@@ -168,7 +168,7 @@ class OwnerScheduler(OwnerQueries):
         return self._out.take(self._term_of)
 
     def restore_run(
-        self, data: dict[str, Any] | RunState, now: float, term: int | None = None
+        self, data: dict[str, Any] | RunState | Prepared, now: float, term: int | None = None
     ) -> list[Instruction]:
         """Adopt a replicated run (plain data or the run built from it; at ``term``: default the
         scheduler's); tasks on nodes we do not see alive are treated as lost (``Takeover.restore``)."""
@@ -249,10 +249,17 @@ class OwnerScheduler(OwnerQueries):
         self._owned.add(run)
         run.listener = self._listen
 
-    def _own_as_is(self, run: RunState) -> None:
+    def _own_as_is(self, run: RunState, active: Any = None, queued: Any = None) -> None:
         """Own ``run`` with its tasks as they are (taken over): its ASSIGNED/RUNNING tasks are out
-        on their nodes, its READY, not delayed ones queued."""
+        on their nodes, its READY, not delayed ones queued. ``active`` and ``queued``: the run was
+        prepared off the loop (``scheduler.takeover.prepare``): only those out are walked."""
         self._own(run)
+        if active is not None:
+            for rec in active:
+                self._view.went_out(rec.node, rec)
+                self._lost.went_out(run.run_id, rec.id, self._now)
+            self._ready.adopt(run, *queued)
+            return
         for rec in run.tasks.values():
             if rec.state in ACTIVE and rec.node is not None:
                 self._view.went_out(rec.node, rec)
