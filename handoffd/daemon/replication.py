@@ -354,6 +354,10 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         push-pull that brought thousands)."""
         if rechoose:
             self.members_changed()
+        if change.new == m.SUSPECT:
+            self.suspected(change.name)
+        elif change.new == m.ALIVE:  # (refuted, or back): nothing of its runs is ours to take
+            self._drop_prebuilt(lambda run_id: self._owner_of(run_id) != change.name)
         if change.new in (m.DEAD, m.LEFT):
             if change.new == m.DEAD and any(
                 r.owner == change.name for r in self.standby.replicas.values()
@@ -538,6 +542,10 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             self.port.send(msg.owner_address, answer, term=msg.term)
 
     # -- takeover (decisions: TakeoverMachine) -------------------------------------------------
+
+    def _owner_of(self, run_id: str) -> str | None:
+        replica = self.standby.replicas.get(run_id)
+        return replica.owner if replica is not None else None
 
     def _status_of(self, name: str) -> int | None:
         if name == self.port.name:

@@ -73,22 +73,24 @@ class Offload:
 
 
 class ReplicaRebuild:
-    """One replica being rebuilt as plain data: ``then`` callbacks run (on the loop) once ``data``
-    or ``error`` is set. ``replica`` must not change meanwhile (``frozen``)."""
+    """One replica being rebuilt into the run its tasks' states make (``RunState.from_snapshot``
+    with the owner's ``order``: all of the build that does not depend on the nodes' answers):
+    ``then`` callbacks run (on the loop) once ``run`` or ``error`` is set. ``replica`` must not
+    change meanwhile (``frozen``)."""
 
-    def __init__(self, offload: Offload, replica: Replica) -> None:
+    def __init__(self, offload: Offload, replica: Replica, order: Any = None) -> None:
         self.term, self.seq = replica.term, replica.seq
-        self.data: dict[str, Any] | None = None
+        self.run: RunState | None = None
         self.error: BaseException | None = None
         self.done = False
         self.seconds = 0.0  # the rebuild's own time in the thread (for the takeover's log line)
         self._then: list[Callable[[], None]] = []
-        offload.run(lambda: timed(_rebuilt, replica), self._finished)
+        offload.run(lambda: timed(_rebuilt, replica, order), self._finished)
 
     def _finished(self, out: Any, error: BaseException | None) -> None:
         if error is None:
             self.seconds, out = out
-        self.data, self.error, self.done = out, error, True
+        self.run, self.error, self.done = out, error, True
         then, self._then = self._then, []
         for callback in then:
             callback()
@@ -126,10 +128,10 @@ def collector_paused(freeze: Callable[[], bool]) -> Iterator[None]:
         gc.enable()
 
 
-def _rebuilt(replica: Replica) -> dict[str, Any]:
-    out: list[dict[str, Any]] = []
-    with collector_paused(lambda: bool(out) and len(out[0]["tasks"]) >= BIG_RUN):
-        out.append(replica.run_data())
+def _rebuilt(replica: Replica, order: Any) -> RunState:
+    out: list[RunState] = []
+    with collector_paused(lambda: bool(out) and len(out[0].tasks) >= BIG_RUN):
+        out.append(RunState.from_snapshot(replica.run_data(), order=order))
     return out[0]
 
 
@@ -151,5 +153,12 @@ def build_run(
     """The run a takeover adopts: ``RunState.from_snapshot(takeover.merge(data, holdings),
     order=order)``, built once instead of twice (``data`` is left as it was), and ``prepare``d
     for adoption (its ready heap and the walks over its tasks: ``scheduler.takeover``)."""
-    with collector_paused(lambda: len(data["tasks"]) >= BIG_RUN):
-        return prepare(takeover.merge_run(RunState.from_snapshot(data, order=order), holdings))
+    return ready_run(RunState.from_snapshot(data, order=order), holdings)
+
+
+def ready_run(run: RunState, holdings: Mapping[str, takeover.Holdings]) -> Prepared:
+    """The rest of ``build_run`` once the replica was rebuilt (``ReplicaRebuild``, started when
+    its owner was first suspected): merged with the nodes' answers and prepared (``run`` is
+    changed in place)."""
+    with collector_paused(lambda: len(run.tasks) >= BIG_RUN):
+        return prepare(takeover.merge_run(run, holdings))

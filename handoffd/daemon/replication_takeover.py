@@ -14,7 +14,7 @@ from typing import Any
 
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import MembersPort, RunOwner, Timer
-from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, build_run, frozen, timed
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, frozen, ready_run, timed
 from handoffd.protocol import messages as m
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
@@ -29,7 +29,7 @@ log = logging.getLogger("handoffd.replication")
 class Taking:
     """A takeover under way, as far as this shell is concerned (the machine holds the rest)."""
 
-    rebuild: ReplicaRebuild  # the replica being rebuilt (run_data), off the loop
+    rebuild: ReplicaRebuild  # the replica being rebuilt (run_data, from_snapshot), off the loop
     timer: Timer | None = None  # feeds AnswersDue
 
 
@@ -83,6 +83,8 @@ class TakeoverSteps:
     _taking: dict[str, Taking]
     _restoring: dict[str, Restoring]
     _prebuilt: dict[str, ReplicaRebuild]
+    _orphaned: set[str]
+    minority: bool
     _reports: dict[str, HeldReports]
     _confirm_handle: Timer | None
 
@@ -98,6 +100,9 @@ class TakeoverSteps:
     def taking_over(self, run_id: str) -> bool:
         raise NotImplementedError
 
+    def _status_of(self, name: str) -> int | None:
+        raise NotImplementedError
+
     def _execute(self, instructions: list[object]) -> None:
         raise NotImplementedError
 
@@ -109,8 +114,42 @@ class TakeoverSteps:
         out anyway. A bad snapshot fails its rebuild; ``_ask_nodes`` then tries again."""
         for run_id in run_ids:
             replica = self.standby.replicas.get(run_id)
-            if replica is not None:
-                self._prebuilt[run_id] = ReplicaRebuild(self.offload, frozen(replica))
+            if replica is None:
+                continue
+            built = self._prebuilt.get(run_id)
+            if built is not None and built.error is None and _current(built, replica):
+                continue  # started when its owner was suspected (``suspected``)
+            self._prebuilt[run_id] = ReplicaRebuild(
+                self.offload, frozen(replica), self.scheduler.order
+            )
+
+    def suspected(self, name: str) -> None:
+        """Member ``name`` turned SUSPECT: rebuild (off the loop) the replicas of its runs that
+        would be ours to take over if it died, so that the takeover, if it comes, finds them
+        built. A suspicion turns into a DEAD verdict ~0.6 s later (one that holds, the grace
+        later): for a big run that is a good part of the rebuild. Dropped if it is refuted
+        (``_drop_prebuilt``)."""
+        if self.minority:
+            return
+
+        def status(n: str) -> int | None:
+            return m.DEAD if n == name else self._status_of(n)
+
+        runs = tuple(
+            run_id
+            for run_id in self.standby.takeover_due(status, self._orphaned)
+            if self.standby.replicas[run_id].owner == name
+            and self.scheduler.term_of(run_id) is None
+            and not self.takeovers.taking_over(run_id)
+        )
+        if runs:
+            self._prebuild(runs)
+
+    def _drop_prebuilt(self, keep: Callable[[str], bool]) -> None:
+        """Forget the rebuilds started ahead of a takeover (during the grace, on a suspicion) of
+        runs for which ``keep`` is False (their memory: a big run's is hundreds of MB)."""
+        for run_id in [r for r in self._prebuilt if not keep(r)]:
+            del self._prebuilt[run_id]
 
     def _grace_elapsed(self) -> None:
         self._confirm_handle = None
@@ -128,7 +167,13 @@ class TakeoverSteps:
             for c in candidates:
                 self.tell_accused(self.standby.replicas[c.run_id].owner)
         self._takeover(tm.GraceElapsed(candidates, tuple(targets.items()), isolated))
-        self._prebuilt.clear()
+        # Those not taken over now go, unless their owner is still suspected or dead (isolated:
+        # we confirm again; or a suspicion of another owner started it meanwhile).
+        self._drop_prebuilt(self._owner_unsure)
+
+    def _owner_unsure(self, run_id: str) -> bool:
+        replica = self.standby.replicas.get(run_id)
+        return replica is not None and self._status_of(replica.owner) in (m.SUSPECT, m.DEAD)
 
     def _ask_nodes(self, ins: tm.AskNodes) -> None:
         run_id, term = ins.run_id, ins.term
@@ -137,9 +182,7 @@ class TakeoverSteps:
             self._takeover(tm.ReplicaBroken(run_id, ins.request_id))
             return
         built = self._prebuilt.pop(run_id, None)
-        if built is not None and (
-            (built.term, built.seq) != (replica.term, replica.seq) or built.error is not None
-        ):
+        if built is not None and (not _current(built, replica) or built.error is not None):
             built = None  # the replica moved on since (a log batch, a snapshot), or it failed
         log.warning(
             "run %s: owner %s is dead; taking over at term %d (asking %d nodes what they hold)",
@@ -151,7 +194,11 @@ class TakeoverSteps:
         )
         self.standby.seen_term(run_id, term)
         # Rebuilt during the grace, or now (off the loop), while the nodes work on their answers.
-        job = Taking(built if built is not None else ReplicaRebuild(self.offload, replica))
+        job = Taking(
+            built
+            if built is not None
+            else ReplicaRebuild(self.offload, replica, self.scheduler.order)
+        )
         self._taking[run_id] = job
         self._reports[run_id] = HeldReports()  # from now on the nodes report to us
         for _, address in ins.targets:
@@ -230,12 +277,11 @@ class TakeoverSteps:
         started = self.port.now()
         entry = self._restoring[run_id] = Restoring(ins.term)
         rebuild = job.rebuild
-        order = self.scheduler.order
 
         def merge() -> None:
             if self._restoring.get(run_id) is not entry:
                 return  # another owner claimed it meanwhile, or we closed
-            if rebuild.data is None:
+            if rebuild.run is None:
                 del self._restoring[run_id]
                 self._drop_reports(run_id)
                 log.error(
@@ -245,10 +291,10 @@ class TakeoverSteps:
                     extra={"run": run_id},
                 )
                 return
-            data = rebuild.data
+            run = rebuild.run
             waited = self.port.now() - started  # for the rebuild, once the nodes had answered
             self.offload.run(
-                lambda: timed(build_run, data, ins.holdings, order),
+                lambda: timed(ready_run, run, ins.holdings),
                 lambda out, error: self._adopt(
                     ins, entry, out, error, started, (rebuild.seconds, waited)
                 ),
@@ -313,3 +359,8 @@ class TakeoverSteps:
         self.leases.watch(run_id)
         if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
             self.owner.run_finished(run_id)
+
+
+def _current(built: ReplicaRebuild, replica: Any) -> bool:
+    """The rebuild is of the replica as it is now (no log batch or snapshot since)."""
+    return (built.term, built.seq) == (replica.term, replica.seq)

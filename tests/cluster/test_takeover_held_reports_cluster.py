@@ -35,15 +35,15 @@ def test_reports_during_the_build_count_at_the_adoption(
 ) -> None:
     rng = random.Random(seed)
     slow = rng.uniform(3.0, 4.5)
-    build_run = replication_takeover.build_run
+    ready_run = replication_takeover.ready_run
     building = threading.Event()
 
     def slow_build(*args: Any) -> Any:
         building.set()
         time.sleep(slow)
-        return build_run(*args)
+        return ready_run(*args)
 
-    monkeypatch.setattr(replication_takeover, "build_run", slow_build)
+    monkeypatch.setattr(replication_takeover, "ready_run", slow_build)
     adopted: list[tuple[float, dict[str, str]]] = []
     adopt = replication_takeover.TakeoverSteps._adopt
 

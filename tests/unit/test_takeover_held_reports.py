@@ -2,7 +2,9 @@
 and its adopting the run (built off the loop: seconds for a big run), is kept and handed to the
 owner's shell right after the adoption, in order and once (``ReplicationIO.held``,
 ``replication_takeover.HeldReports``); dropped if the takeover ends otherwise; bounded. The
-shell is driven through a fake port, the build by an ``Offload`` the test finishes by hand."""
+shell is driven through a fake port, the build by an ``Offload`` the test finishes by hand.
+And a replica whose owner is suspected is rebuilt ahead (``suspected``), if the takeover would be
+ours, used by the takeover, dropped when the suspicion is refuted."""
 
 from __future__ import annotations
 
@@ -146,3 +148,57 @@ def test_what_is_kept_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     # the third is over the bytes (12 > 10), the fifth over the count (3)
     assert [msg.n for msg, *_ in reports.messages] == [0, 1, 3]
     assert (reports.size, reports.dropped) == (8, 2)
+
+
+def suspecting(ahead_alive: bool = False) -> tuple[FakePort, ReplicationIO, _Later]:
+    """Standby b of run r1, owned by a (a member, ALIVE), c before b in line if ``ahead``."""
+    port = FakePort(name="b", address="b:1")
+    port.join("a")
+    port.join("c")
+    sched = OwnerScheduler("b", now=port.now())
+    later = _Later()
+    replication = ReplicationIO(port, sched, replicas=2, grace=0.1, offload=later)  # type: ignore[arg-type]
+    replication.owner = Owner(port, sched, replication)
+    run = owner_with_chain("a").run_state("r1")
+    assert run is not None
+    line = ("c", "b") if ahead_alive else ("b", "c")
+    replication.standby.on_snapshot("r1", 0, 3, "a", "a:1", line, encode_run(run))
+    return port, replication, later
+
+
+def change(port: FakePort, name: str, status: int) -> None:
+    from handoffd.membership.events import MemberChanged
+
+    old, member = port.set_status(name, status)
+    replication = port.replication  # type: ignore[attr-defined]
+    replication.member_changed(MemberChanged(name, old, status, member), rechoose=False)
+
+
+def test_a_suspected_owners_run_is_rebuilt_ahead_and_the_takeover_uses_it() -> None:
+    port, replication, later = suspecting()
+    port.replication = replication  # type: ignore[attr-defined]
+    change(port, "a", m.SUSPECT)
+    assert len(later.jobs) == 1  # the rebuild started on the suspicion
+    later.finish()
+    change(port, "a", m.DEAD)
+    assert later.jobs == []  # the DEAD verdict's prebuild finds it built
+    port.advance(0.2)  # the grace: asking, with the rebuild done already
+    assert len(port.take(m.ReconcileRun)) == 2 and later.jobs == []
+    port.advance(2.0)  # answers due: the merge starts at once
+    assert len(later.jobs) == 1
+    later.finish()
+    assert replication.scheduler.run_state("r1") is not None
+
+
+def test_a_refuted_suspicion_drops_the_rebuild_and_one_not_ours_starts_none() -> None:
+    port, replication, later = suspecting()
+    port.replication = replication  # type: ignore[attr-defined]
+    change(port, "a", m.SUSPECT)
+    later.finish()
+    assert replication._prebuilt
+    change(port, "a", m.ALIVE)
+    assert not replication._prebuilt
+    port, replication, later = suspecting(ahead_alive=True)  # c is first in line, alive
+    port.replication = replication  # type: ignore[attr-defined]
+    change(port, "a", m.SUSPECT)
+    assert later.jobs == [] and not replication._prebuilt

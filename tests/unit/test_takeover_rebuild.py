@@ -19,6 +19,7 @@ from handoffd.replication.standby import Replica
 from handoffd.replication.takeover import Holdings, merge
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.scheduler.run import RunState
 
 NODES = ("n1", "n2", "n3")
 
@@ -163,9 +164,11 @@ def test_a_rebuild_reads_a_frozen_replica_and_reports_a_bad_one() -> None:
     seen: list[str] = []
     rebuild = ReplicaRebuild(Offload(), copy)
     rebuild.then(lambda: seen.append("done"))
-    assert seen == ["done"] and rebuild.data == copy.run_data() and rebuild.error is None
+    assert seen == ["done"] and rebuild.error is None
+    assert rebuild.run is not None
+    assert rebuild.run.snapshot() == RunState.from_snapshot(copy.run_data()).snapshot()
     broken = ReplicaRebuild(Offload(), Replica("r", 1, 4, "a", "a:1", ("b",), b"\x01\x02"))
-    assert broken.data is None and isinstance(broken.error, SnapshotError)
+    assert broken.run is None and isinstance(broken.error, SnapshotError)
 
 
 def test_a_big_run_packed_in_short_calls_is_packed_the_same() -> None:
