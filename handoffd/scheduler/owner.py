@@ -250,22 +250,15 @@ class OwnerScheduler(OwnerQueries):
         run.listener = self._listen
 
     def _own_as_is(self, run: RunState, active: Any = None, queued: Any = None) -> None:
-        """Own ``run`` with its tasks as they are (taken over): its ASSIGNED/RUNNING tasks are out
-        on their nodes, its READY, not delayed ones queued. ``active`` and ``queued``: the run was
-        prepared off the loop (``scheduler.takeover.prepare``): only those out are walked."""
+        """Own ``run`` taken over, tasks as they are (``active``, ``queued``: ``takeover.prepare``)."""
         self._own(run)
-        if active is not None:
-            for rec in active:
-                self._view.went_out(rec.node, rec)
-                self._lost.went_out(run.run_id, rec.id, self._now)
-            self._ready.adopt(run, *queued)
-            return
-        for rec in run.tasks.values():
+        for rec in run.tasks.values() if active is None else active:
             if rec.state in ACTIVE and rec.node is not None:
                 self._view.went_out(rec.node, rec)
                 self._lost.went_out(run.run_id, rec.id, self._now)
-            if rec.state == READY and not rec.delayed:
+            if active is None and rec.state == READY and not rec.delayed:
                 self._enqueue(run, rec)
+        self._ready.adopt(run, queued)
 
     def _drop(self, run_id: str) -> bool:
         """Forget a run we no longer own, without cancelling anything; False if it was not ours."""

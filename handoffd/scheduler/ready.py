@@ -58,10 +58,14 @@ class ReadyQueue:
             self.runs[run.run_id] = run
         return True
 
-    def adopt(self, run: RunState, size: int, weightless: int, shapes: dict) -> None:
+    def adopt(self, run: RunState, queued: tuple | None) -> None:
         """Count ``run``'s queued tasks, flagged and in its heap already (a takeover prepared
-        them off the loop: ``scheduler.takeover.prepare``): what ``push`` of each would have
-        counted, without 200,000 pushes on the loop."""
+        them off the loop: ``scheduler.takeover.prepare``): ``queued`` is (size, weightless,
+        shapes), what ``push`` of each would have counted, without 200,000 pushes on the loop.
+        None: nothing (the run's tasks were pushed one by one)."""
+        if queued is None:
+            return
+        size, weightless, shapes = queued
         self.size += size
         self.weightless += weightless
         for shape, count in shapes.items():
