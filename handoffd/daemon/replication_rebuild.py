@@ -30,7 +30,7 @@ from handoffd.protocol.snapshot import encode_run
 from handoffd.replication import takeover
 from handoffd.replication.standby import Replica
 from handoffd.scheduler.run import RunState
-from handoffd.scheduler.takeover import Prepared, prepare
+from handoffd.scheduler.takeover import Adoptable, prepare
 
 Done = Callable[[Any, "BaseException | None"], None]  # (result, error): error None if it worked
 
@@ -149,14 +149,14 @@ def frozen(replica: Replica) -> Replica:
 
 def build_run(
     data: dict[str, Any], holdings: Mapping[str, takeover.Holdings], order: Any
-) -> Prepared:
+) -> Adoptable:
     """The run a takeover adopts: ``RunState.from_snapshot(takeover.merge(data, holdings),
     order=order)``, built once instead of twice (``data`` is left as it was), and ``prepare``d
     for adoption (its ready heap and the walks over its tasks: ``scheduler.takeover``)."""
     return ready_run(RunState.from_snapshot(data, order=order), holdings)
 
 
-def ready_run(run: RunState, holdings: Mapping[str, takeover.Holdings]) -> Prepared:
+def ready_run(run: RunState, holdings: Mapping[str, takeover.Holdings]) -> Adoptable:
     """The rest of ``build_run`` once the replica was rebuilt (``ReplicaRebuild``, started when
     its owner was first suspected): merged with the nodes' answers and prepared (``run`` is
     changed in place)."""

@@ -84,7 +84,7 @@ from handoffd.scheduler.run import (
     RunState,
     TaskRecord,
 )
-from handoffd.scheduler.takeover import Prepared, Takeover
+from handoffd.scheduler.takeover import Adoptable, Takeover
 
 __all__ = ["ACK_TIMEOUT", "PROBE_INTERVAL", "REFUSAL_BACKOFF", "OwnedRunStatus", "OwnerScheduler"]
 
@@ -168,7 +168,7 @@ class OwnerScheduler(OwnerQueries):
         return self._out.take(self._term_of)
 
     def restore_run(
-        self, data: dict[str, Any] | RunState | Prepared, now: float, term: int | None = None
+        self, data: dict[str, Any] | RunState | Adoptable, now: float, term: int | None = None
     ) -> list[Instruction]:
         """Adopt a replicated run (plain data or the run built from it; at ``term``: default the
         scheduler's); tasks on nodes we do not see alive are treated as lost (``Takeover.restore``)."""

@@ -20,7 +20,7 @@ Shape = tuple[Any, tuple[tuple[str, float], ...]]  # (pin, cost items): ``ReadyQ
 
 
 @dataclass
-class Prepared:
+class Adoptable:
     """A run a takeover built and prepared off the event loop (``prepare``): adopting it walks
     only its tasks out on nodes (``active``), not all of them. Its READY tasks are already flagged
     queued and in its ready heap; ``queued`` is what the ready queue counts of them (size,
@@ -33,7 +33,7 @@ class Prepared:
     queued: tuple[int, int, dict[Shape, int]]
 
 
-def prepare(run: RunState) -> Prepared:
+def prepare(run: RunState) -> Adoptable:
     """What ``Takeover.restore`` and owning the run (``_own_as_is``) work out per task, done on
     the run alone, so in a takeover's thread (``daemon.replication_rebuild``): at 200,000 tasks
     those walks and heap pushes held the new owner's loop 0.3-1 s. The run's ready heap is its
@@ -63,7 +63,7 @@ def prepare(run: RunState) -> Prepared:
                 shape = (rec.spec.node, rec.cost_items)
                 shapes[shape] = shapes.get(shape, 0) + 1
         run.ready_heap = heap  # ``ordered`` is in order: ascending positions, a heap
-    return Prepared(run, strays, active, sorted(nodes), (size, weightless, shapes))
+    return Adoptable(run, strays, active, sorted(nodes), (size, weightless, shapes))
 
 
 class Takeover:
@@ -92,12 +92,12 @@ class Takeover:
         self._count_loss = count_loss
         self._order = order
 
-    def restore(self, data: dict[str, Any] | RunState | Prepared, term: int) -> RunState:
+    def restore(self, data: dict[str, Any] | RunState | Adoptable, term: int) -> RunState:
         """Adopt a replicated run at ``term`` (its plain data, or the run built from it with our
         ``order``, or that run ``prepare``d, off the event loop: ``daemon.replication_rebuild``);
         tasks on nodes we do not see alive are treated as lost. New attempts start above
         ``term * ATTEMPT_STRIDE`` so they never collide with the previous owner's."""
-        if isinstance(data, Prepared):
+        if isinstance(data, Adoptable):
             return self._adopt(data, term)
         if isinstance(data, RunState):
             run = data
@@ -126,7 +126,7 @@ class Takeover:
             self._recompute(run)
         return run
 
-    def _adopt(self, ready: Prepared, term: int) -> RunState:
+    def _adopt(self, ready: Adoptable, term: int) -> RunState:
         """``restore`` of a prepared run: the same steps, the per-task walks done already."""
         run = ready.run
         run.term = term
