@@ -650,15 +650,17 @@ class Node(NodeReliability):
 
     def _publish_resources(self) -> None:
         self._resources_dirty = False
-        self._run_membership(swim.LocalResources(self._free_to_publish()))
+        free, version = self._free_to_publish(), self.ledger.version
+        self._run_membership(swim.LocalResources(free))
         if self.owner is not None:
             # One callback later: our scheduler learns which task ended (its successor, the critical
-            # path) before it sees the freed slot, else another ready task took the slot first.
-            asyncio.get_running_loop().call_soon(self._publish_own)
+            # path) before it sees the freed slot, else another ready task took the slot first. The
+            # ledger as published now: read later, a slot freed meanwhile came ahead of the report.
+            asyncio.get_running_loop().call_soon(self._publish_own, free, version)
 
-    def _publish_own(self) -> None:
+    def _publish_own(self, free: dict[str, float], version: int) -> None:
         if self.owner is not None:
-            self.owner.own_resources(self._free_to_publish())
+            self.owner.own_resources(free, version)
 
     def _run_owner_changed(self, run_id: str, term: int, owner: str) -> None:
         # Our executor learned a higher term for a run: if we owned it, we were deposed.

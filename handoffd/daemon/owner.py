@@ -225,18 +225,18 @@ class OwnerIO:
         """``name`` said it is a new process: settle what we had out on its old one."""
         self._feed(ev.PeerRestarted(name))
 
-    def own_resources(self, free: dict[str, float]) -> None:
-        """Our ledger changed (``free`` now, zeros while draining): our own node in the scheduler's
+    def own_resources(self, free: dict[str, float], version: int) -> None:
+        """Our ledger changed (``free`` at ``version``, zeros while draining): our own node in the scheduler's
         view follows it. Membership's word on ourselves is skipped (``member_updates``) and a
         report reaches only its task's owner, so a change made by another owner's task -- its
         task ending here and freeing the cpu -- used to never reach us: our view of ourselves
         stayed full and our READY tasks waited forever on an idle node (the multi-owner wedge)."""
         r = self._resources
-        if r.version <= self._own_version and r.capacity == self._own_capacity:
+        if version <= self._own_version and r.capacity == self._own_capacity:
             return  # a reply or report of ours carried this version: the scheduler would ignore it
-        self._own_version, self._own_capacity = r.version, dict(r.capacity)
+        self._own_version, self._own_capacity = version, dict(r.capacity)
         update = ev.NodeUpdate(
-            self.port.name, self.port.address, True, dict(r.capacity), free, r.version
+            self.port.name, self.port.address, True, dict(r.capacity), free, version
         )
         self._feed(update)
 

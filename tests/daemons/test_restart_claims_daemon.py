@@ -24,23 +24,32 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 TIMINGS = "[timings]\nack_timeout = 600\nlost_probe_interval = 600\nsuspicion_timeout = 60\n"
 
 
-def logged_work(i: int, marks: str) -> int:
-    """Records each execution (a file per attempt), then works for a while."""
+def hold(gate: str) -> None:
+    """Works until the test opens the gate (after the restart): a fixed sleep let the old process
+    finish its tasks before the kill when the machine was slow (CI at fdd4ab8: each ran once)."""
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def logged_work(i: int, marks: str, gate: str) -> int:
+    """Records each execution (a file per attempt), then works until the gate opens."""
     with open(os.path.join(marks, f"{i}-{uuid.uuid4().hex}"), "w") as f:
         f.write(str(os.getpid()))
-    time.sleep(2.0)
+    hold(gate)
     return i * 10
 
 
-def step(x: int, pause: float) -> int:
-    time.sleep(pause)
+def step(x: int, gate: str) -> int:
+    if gate:
+        hold(gate)
     return x + 1
 
 
-def chain_of(marks: str) -> handoffd.DAG:
+def chain_of(gate: str) -> handoffd.DAG:
     dag = handoffd.DAG()
-    dag.add_function(handoffd.Function(id="c0", code=step, extra_args=[0, 0.0]))
-    dag.add_function(handoffd.Function(id="c1", code=step, args=["c0"], extra_args=[3.0]))
+    dag.add_function(handoffd.Function(id="c0", code=step, extra_args=[0, ""]))
+    dag.add_function(handoffd.Function(id="c1", code=step, args=["c0"], extra_args=[gate]))
     return dag
 
 
@@ -60,14 +69,15 @@ def test_a_restart_before_dead_releases_the_old_processes_work_at_once() -> None
         daemons.env["HANDOFFD_CONFIG"] = config
         marks = os.path.join(daemons.workdir, "marks")
         os.mkdir(marks)
+        gate = os.path.join(daemons.workdir, "gate")
         a = daemons.start(cpu=1, name=f"a-{daemons.cluster}")
-        b = daemons.start(cpu=2, seeds=[a.address], name=f"b-{daemons.cluster}")
+        b = daemons.start(cpu=3, seeds=[a.address], name=f"b-{daemons.cluster}")
         with handoffd.connect(a.address, timeout=10) as client:
             wait_for(lambda: len(client.nodes()) == 2, 30, what="b joined")
             dag = handoffd.DAG()
             for i in range(3):
                 dag.add_function(
-                    handoffd.Function(id=f"t{i}", code=logged_work, extra_args=[i, marks])
+                    handoffd.Function(id=f"t{i}", code=logged_work, extra_args=[i, marks, gate])
                 )
             run = client.submit(dag)
 
@@ -76,13 +86,15 @@ def test_a_restart_before_dead_releases_the_old_processes_work_at_once() -> None
 
             wait_for(lambda: len(on_b()) == 2 and len(os.listdir(marks)) == 3, 30, what="running")
             lost = {int(t[1:]) for t in on_b()}
-            # A run b owns (a is its standby): it goes on under a once b's new process speaks.
+            # A run b owns (a is its standby), on b's third cpu: it goes on under a once b's new process speaks.
             with handoffd.connect(b.address, timeout=10) as client_b:
-                owned = client_b.submit(chain_of(marks))
+                owned = client_b.submit(chain_of(gate))
                 wait_for(lambda: owned.status().counts.get("DONE", 0) >= 1, 30, what="b's run")
             b.kill()
-            again = daemons.start(cpu=2, seeds=[a.address], name=b.name, port=b.port)
+            again = daemons.start(cpu=3, seeds=[a.address], name=b.name, port=b.port)
             assert again.address == b.address
+            with open(gate, "w"):
+                pass
             started = time.monotonic()
             status = run.wait(timeout=90)
             print(f"run DONE {time.monotonic() - started:.2f} s after the restart")

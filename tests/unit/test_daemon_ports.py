@@ -531,13 +531,13 @@ def test_owner_feeds_its_own_resources_once_per_ledger_version() -> None:
     owner.handle(columns.replied_columns(replied), [], b"", envelope(port.name))
     assert batches.count == 1 and owner.scheduler.nodes()[port.name].free == {"cpu": 1.0}
     ledger.free, ledger.version = {"cpu": 1.0}, 2
-    owner.own_resources({"cpu": 1.0})
+    owner.own_resources({"cpu": 1.0}, 2)
     assert batches.count == 1
     ledger.free, ledger.version = {"cpu": 2.0}, 3
-    owner.own_resources({"cpu": 2.0})
+    owner.own_resources({"cpu": 2.0}, 3)
     assert batches.count == 2 and owner.scheduler.nodes()[port.name].free == {"cpu": 2.0}
     ledger.capacity = {"cpu": 1.0}  # (same version, other capacity: fed)
-    owner.own_resources({"cpu": 1.0})
+    owner.own_resources({"cpu": 1.0}, 3)
     assert batches.count == 3 and owner.scheduler.nodes()[port.name].capacity == {"cpu": 1.0}
 
 
