@@ -300,6 +300,8 @@ class OwnerIO:
             term = envelope.term if envelope is not None else 0
             if replication.fenced(msg.run_id, term):
                 return  # another owner holds the run at a higher term: we stepped down
+            if replication.held(msg, frames, conn, envelope):
+                return  # a run we are taking over: handed back once it is ours
         elif replication.redirect(msg, conn):
             return  # a client asked about a run another node owns
         if isinstance(msg, ReportColumns):

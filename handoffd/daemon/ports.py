@@ -115,6 +115,11 @@ class Replicator(Protocol):
 
     def standbys(self, run_id: str) -> tuple[str, ...]: ...
     def taking_over(self, run_id: str) -> bool: ...
+    def held(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> bool:
+        """An executing node's message about a run we are taking over: kept until the run is
+        ours (then handed back through ``RunOwner.handle``); False: handle it now."""
+        ...
+
     def knows(self, run_id: str) -> bool:
         """The run exists as far as we know (a replica, or an owner we heard of), though we do
         not own it: a client told 'unknown' by us keeps looking (a takeover may be under way)."""
@@ -148,6 +153,9 @@ class NoReplication:
     def taking_over(self, run_id: str) -> bool:
         return False
 
+    def held(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> bool:
+        return False
+
     def knows(self, run_id: str) -> bool:
         return False
 
@@ -164,6 +172,11 @@ class RunOwner(Protocol):
     def run_finished(self, run_id: str) -> None: ...
     def step_down(self, run_id: str) -> bool: ...
     def hold_dispatch(self, run_id: str, held: bool) -> None: ...
+    def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        """A message as received (replication hands back what it ``held`` meanwhile)."""
+        ...
+
+    def flush(self) -> None: ...
 
 
 class NoOwner:
@@ -179,6 +192,12 @@ class NoOwner:
         return False
 
     def hold_dispatch(self, run_id: str, held: bool) -> None:
+        pass
+
+    def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
 

@@ -28,7 +28,7 @@ from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.daemon.replication_clients import ClientRedirects
 from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed
-from handoffd.daemon.replication_takeover import Restoring, TakeoverSteps, Taking
+from handoffd.daemon.replication_takeover import HeldReports, Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import join_frames, split_frames
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
@@ -90,6 +90,8 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self._confirm_handle: Timer | None = None  # pending takeover confirmation
         # run -> its replica's rebuild, started while the takeover's grace runs
         self._prebuilt: dict[str, ReplicaRebuild] = {}
+        # run -> what executing nodes sent about it while we take it over (``held``)
+        self._reports: dict[str, HeldReports] = {}
         self._moved: dict[str, tuple[int, str, str]] = {}  # run -> (term, owner, address) we know
         # (run, standby) -> log batches held while its snapshot is packed off the loop: they go
         # out after it, in order (``_pack_off_loop``)
@@ -352,6 +354,10 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         push-pull that brought thousands)."""
         if rechoose:
             self.members_changed()
+        if change.new == m.SUSPECT:
+            self.suspected(change.name)
+        elif change.new == m.ALIVE:  # (refuted, or back): nothing of its runs is ours to take
+            self._drop_prebuilt(lambda run_id: self._owner_of(run_id) != change.name)
         if change.new in (m.DEAD, m.LEFT):
             if change.new == m.DEAD and any(
                 r.owner == change.name for r in self.standby.replicas.values()
@@ -402,6 +408,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                 job.timer.cancel()
         self._prebuilt.clear()
         self._restoring.clear()
+        self._reports.clear()
         self._held.clear()
         self.offload.close()
 
@@ -499,6 +506,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         restoring = self._restoring.get(run_id)
         if restoring is not None and owner != self.port.name and term >= restoring.term:
             del self._restoring[run_id]  # (as StandBack: the run being built is not adopted)
+            self._drop_reports(run_id)
             log.warning(
                 "run %s: %s took over at term %d; we stand back",
                 run_id,
@@ -534,6 +542,10 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             self.port.send(msg.owner_address, answer, term=msg.term)
 
     # -- takeover (decisions: TakeoverMachine) -------------------------------------------------
+
+    def _owner_of(self, run_id: str) -> str | None:
+        replica = self.standby.replicas.get(run_id)
+        return replica.owner if replica is not None else None
 
     def _status_of(self, name: str) -> int | None:
         if name == self.port.name:
@@ -586,6 +598,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                     extra={"run": ins.run_id, "term": ins.term},
                 )
                 self._end_taking(ins.run_id)
+                self._drop_reports(ins.run_id)
             elif isinstance(ins, tm.GiveUp):
                 log.error(
                     "run %s: takeover given up: %s",
@@ -594,3 +607,4 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                     extra={"run": ins.run_id},
                 )
                 self._end_taking(ins.run_id)
+                self._drop_reports(ins.run_id)

@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import gc
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from handoffd.protocol.snapshot import encode_run
 from handoffd.replication import takeover
 from handoffd.replication.standby import Replica
 from handoffd.scheduler.run import RunState
+from handoffd.scheduler.takeover import Adoptable, prepare
 
 Done = Callable[[Any, "BaseException | None"], None]  # (result, error): error None if it worked
 
@@ -71,19 +73,24 @@ class Offload:
 
 
 class ReplicaRebuild:
-    """One replica being rebuilt as plain data: ``then`` callbacks run (on the loop) once ``data``
-    or ``error`` is set. ``replica`` must not change meanwhile (``frozen``)."""
+    """One replica being rebuilt into the run its tasks' states make (``RunState.from_snapshot``
+    with the owner's ``order``: all of the build that does not depend on the nodes' answers):
+    ``then`` callbacks run (on the loop) once ``run`` or ``error`` is set. ``replica`` must not
+    change meanwhile (``frozen``)."""
 
-    def __init__(self, offload: Offload, replica: Replica) -> None:
+    def __init__(self, offload: Offload, replica: Replica, order: Any = None) -> None:
         self.term, self.seq = replica.term, replica.seq
-        self.data: dict[str, Any] | None = None
+        self.run: RunState | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.seconds = 0.0  # the rebuild's own time in the thread (for the takeover's log line)
         self._then: list[Callable[[], None]] = []
-        offload.run(lambda: _rebuilt(replica), self._finished)
+        offload.run(lambda: timed(_rebuilt, replica, order), self._finished)
 
-    def _finished(self, data: Any, error: BaseException | None) -> None:
-        self.data, self.error, self.done = data, error, True
+    def _finished(self, out: Any, error: BaseException | None) -> None:
+        if error is None:
+            self.seconds, out = out
+        self.run, self.error, self.done = out, error, True
         then, self._then = self._then, []
         for callback in then:
             callback()
@@ -93,6 +100,13 @@ class ReplicaRebuild:
             callback()
         else:
             self._then.append(callback)
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """(seconds ``fn(*args)`` took, its result): what a takeover's log line says of each step."""
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
 
 
 @contextlib.contextmanager
@@ -114,10 +128,10 @@ def collector_paused(freeze: Callable[[], bool]) -> Iterator[None]:
         gc.enable()
 
 
-def _rebuilt(replica: Replica) -> dict[str, Any]:
-    out: list[dict[str, Any]] = []
-    with collector_paused(lambda: bool(out) and len(out[0]["tasks"]) >= BIG_RUN):
-        out.append(replica.run_data())
+def _rebuilt(replica: Replica, order: Any) -> RunState:
+    out: list[RunState] = []
+    with collector_paused(lambda: bool(out) and len(out[0].tasks) >= BIG_RUN):
+        out.append(RunState.from_snapshot(replica.run_data(), order=order))
     return out[0]
 
 
@@ -135,8 +149,16 @@ def frozen(replica: Replica) -> Replica:
 
 def build_run(
     data: dict[str, Any], holdings: Mapping[str, takeover.Holdings], order: Any
-) -> RunState:
+) -> Adoptable:
     """The run a takeover adopts: ``RunState.from_snapshot(takeover.merge(data, holdings),
-    order=order)``, built once instead of twice (``data`` is left as it was)."""
-    with collector_paused(lambda: len(data["tasks"]) >= BIG_RUN):
-        return takeover.merge_run(RunState.from_snapshot(data, order=order), holdings)
+    order=order)``, built once instead of twice (``data`` is left as it was), and ``prepare``d
+    for adoption (its ready heap and the walks over its tasks: ``scheduler.takeover``)."""
+    return ready_run(RunState.from_snapshot(data, order=order), holdings)
+
+
+def ready_run(run: RunState, holdings: Mapping[str, takeover.Holdings]) -> Adoptable:
+    """The rest of ``build_run`` once the replica was rebuilt (``ReplicaRebuild``, started when
+    its owner was first suspected): merged with the nodes' answers and prepared (``run`` is
+    changed in place)."""
+    with collector_paused(lambda: len(run.tasks) >= BIG_RUN):
+        return prepare(takeover.merge_run(run, holdings))

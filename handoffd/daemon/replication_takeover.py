@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import MembersPort, RunOwner, Timer
-from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, build_run, frozen
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, frozen, ready_run, timed
 from handoffd.protocol import messages as m
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
@@ -29,8 +29,35 @@ log = logging.getLogger("handoffd.replication")
 class Taking:
     """A takeover under way, as far as this shell is concerned (the machine holds the rest)."""
 
-    rebuild: ReplicaRebuild  # the replica being rebuilt (run_data), off the loop
+    rebuild: ReplicaRebuild  # the replica being rebuilt (run_data, from_snapshot), off the loop
     timer: Timer | None = None  # feeds AnswersDue
+
+
+# Bounds on what an executing node can make us keep for a run we are taking over (``HeldReports``):
+# more is dropped, as every such message was before (the owner's lost-dispatch probe recovers it).
+HELD_MESSAGES = 8192
+HELD_BYTES = 64 << 20
+
+
+@dataclass(eq=False)
+class HeldReports:
+    """What executing nodes sent about a run between our ``ReconcileRun`` (it points their reports
+    to us) and our adopting it: reports of attempts that ended meanwhile. Handed to the owner's
+    shell once the run is ours (``_adopt``), in the order they came, each once; dropped if the
+    takeover ends otherwise. Without them, the run restored such tasks as still running and the
+    lost-dispatch probe found them done only ``probe_interval`` (3 s) later."""
+
+    messages: list[tuple[Any, list[bytes], bytes, Any]] = field(default_factory=list)
+    size: int = 0  # bytes of their frames
+    dropped: int = 0  # over the bounds
+
+    def keep(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        size = sum(len(f) for f in frames)
+        if len(self.messages) >= HELD_MESSAGES or self.size + size > HELD_BYTES:
+            self.dropped += 1
+            return
+        self.size += size
+        self.messages.append((msg, frames, conn, envelope))
 
 
 @dataclass(eq=False)
@@ -56,6 +83,9 @@ class TakeoverSteps:
     _taking: dict[str, Taking]
     _restoring: dict[str, Restoring]
     _prebuilt: dict[str, ReplicaRebuild]
+    _orphaned: set[str]
+    minority: bool
+    _reports: dict[str, HeldReports]
     _confirm_handle: Timer | None
 
     def _candidates(self) -> tuple[tm.Candidate, ...]:
@@ -65,6 +95,12 @@ class TakeoverSteps:
         raise NotImplementedError
 
     def _alive(self) -> list[str]:
+        raise NotImplementedError
+
+    def taking_over(self, run_id: str) -> bool:
+        raise NotImplementedError
+
+    def _status_of(self, name: str) -> int | None:
         raise NotImplementedError
 
     def _execute(self, instructions: list[object]) -> None:
@@ -78,8 +114,42 @@ class TakeoverSteps:
         out anyway. A bad snapshot fails its rebuild; ``_ask_nodes`` then tries again."""
         for run_id in run_ids:
             replica = self.standby.replicas.get(run_id)
-            if replica is not None:
-                self._prebuilt[run_id] = ReplicaRebuild(self.offload, frozen(replica))
+            if replica is None:
+                continue
+            built = self._prebuilt.get(run_id)
+            if built is not None and built.error is None and _current(built, replica):
+                continue  # started when its owner was suspected (``suspected``)
+            self._prebuilt[run_id] = ReplicaRebuild(
+                self.offload, frozen(replica), self.scheduler.order
+            )
+
+    def suspected(self, name: str) -> None:
+        """Member ``name`` turned SUSPECT: rebuild (off the loop) the replicas of its runs that
+        would be ours to take over if it died, so that the takeover, if it comes, finds them
+        built. A suspicion turns into a DEAD verdict ~0.6 s later (one that holds, the grace
+        later): for a big run that is a good part of the rebuild. Dropped if it is refuted
+        (``_drop_prebuilt``)."""
+        if self.minority:
+            return
+
+        def status(n: str) -> int | None:
+            return m.DEAD if n == name else self._status_of(n)
+
+        runs = tuple(
+            run_id
+            for run_id in self.standby.takeover_due(status, self._orphaned)
+            if self.standby.replicas[run_id].owner == name
+            and self.scheduler.term_of(run_id) is None
+            and not self.takeovers.taking_over(run_id)
+        )
+        if runs:
+            self._prebuild(runs)
+
+    def _drop_prebuilt(self, keep: Callable[[str], bool]) -> None:
+        """Forget the rebuilds started ahead of a takeover (during the grace, on a suspicion) of
+        runs for which ``keep`` is False (their memory: a big run's is hundreds of MB)."""
+        for run_id in [r for r in self._prebuilt if not keep(r)]:
+            del self._prebuilt[run_id]
 
     def _grace_elapsed(self) -> None:
         self._confirm_handle = None
@@ -97,7 +167,13 @@ class TakeoverSteps:
             for c in candidates:
                 self.tell_accused(self.standby.replicas[c.run_id].owner)
         self._takeover(tm.GraceElapsed(candidates, tuple(targets.items()), isolated))
-        self._prebuilt.clear()
+        # Those not taken over now go, unless their owner is still suspected or dead (isolated:
+        # we confirm again; or a suspicion of another owner started it meanwhile).
+        self._drop_prebuilt(self._owner_unsure)
+
+    def _owner_unsure(self, run_id: str) -> bool:
+        replica = self.standby.replicas.get(run_id)
+        return replica is not None and self._status_of(replica.owner) in (m.SUSPECT, m.DEAD)
 
     def _ask_nodes(self, ins: tm.AskNodes) -> None:
         run_id, term = ins.run_id, ins.term
@@ -106,9 +182,7 @@ class TakeoverSteps:
             self._takeover(tm.ReplicaBroken(run_id, ins.request_id))
             return
         built = self._prebuilt.pop(run_id, None)
-        if built is not None and (
-            (built.term, built.seq) != (replica.term, replica.seq) or built.error is not None
-        ):
+        if built is not None and (not _current(built, replica) or built.error is not None):
             built = None  # the replica moved on since (a log batch, a snapshot), or it failed
         log.warning(
             "run %s: owner %s is dead; taking over at term %d (asking %d nodes what they hold)",
@@ -120,8 +194,13 @@ class TakeoverSteps:
         )
         self.standby.seen_term(run_id, term)
         # Rebuilt during the grace, or now (off the loop), while the nodes work on their answers.
-        job = Taking(built if built is not None else ReplicaRebuild(self.offload, replica))
+        job = Taking(
+            built
+            if built is not None
+            else ReplicaRebuild(self.offload, replica, self.scheduler.order)
+        )
         self._taking[run_id] = job
+        self._reports[run_id] = HeldReports()  # from now on the nodes report to us
         for _, address in ins.targets:
             self.port.send(
                 address,
@@ -141,6 +220,41 @@ class TakeoverSteps:
                 "run %s: cannot rebuild the replica: %s", run_id, error, extra={"run": run_id}
             )
             self._takeover(tm.ReplicaBroken(run_id, request_id))
+
+    def held(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> bool:
+        """An executing node's message (a report, an answer) about a run we are taking over but
+        do not own yet: kept for ``_adopt`` (True), else False (the owner's shell handles it)."""
+        reports = self._reports.get(msg.run_id)
+        if reports is None:
+            return False
+        if not self.taking_over(msg.run_id):  # (ended without ``_drop_reports``: never kept)
+            del self._reports[msg.run_id]
+            return False
+        reports.keep(msg, frames, conn, envelope)
+        return True
+
+    def _drop_reports(self, run_id: str) -> None:
+        """The takeover ended without adopting the run: what was kept goes (its new owner, if
+        any, probes for what it misses)."""
+        self._reports.pop(run_id, None)
+
+    def _replay_reports(self, run_id: str) -> None:
+        """The run is ours: the messages kept while it was built, in order, as if just in."""
+        reports = self._reports.pop(run_id, None)
+        if reports is None:
+            return
+        if reports.messages or reports.dropped:
+            log.info(
+                "run %s: %d messages from the nodes while it was built, applied now "
+                "(%d over the bounds dropped)",
+                run_id,
+                len(reports.messages),
+                reports.dropped,
+                extra={"run": run_id},
+            )
+        for msg, frames, conn, envelope in reports.messages:
+            self.owner.handle(msg, frames, conn, envelope)
+        self.owner.flush()
 
     def _on_holdings(self, msg: m.RunHoldings, sender: str) -> None:
         holdings = takeover.Holdings(
@@ -163,13 +277,13 @@ class TakeoverSteps:
         started = self.port.now()
         entry = self._restoring[run_id] = Restoring(ins.term)
         rebuild = job.rebuild
-        order = self.scheduler.order
 
         def merge() -> None:
             if self._restoring.get(run_id) is not entry:
                 return  # another owner claimed it meanwhile, or we closed
-            if rebuild.data is None:
+            if rebuild.run is None:
                 del self._restoring[run_id]
+                self._drop_reports(run_id)
                 log.error(
                     "run %s: takeover given up: cannot rebuild the replica: %s",
                     run_id,
@@ -177,10 +291,13 @@ class TakeoverSteps:
                     extra={"run": run_id},
                 )
                 return
-            data = rebuild.data
+            run = rebuild.run
+            waited = self.port.now() - started  # for the rebuild, once the nodes had answered
             self.offload.run(
-                lambda: build_run(data, ins.holdings, order),
-                lambda run, error: self._adopt(ins, entry, run, error, started),
+                lambda: timed(ready_run, run, ins.holdings),
+                lambda out, error: self._adopt(
+                    ins, entry, out, error, started, (rebuild.seconds, waited)
+                ),
             )
 
         rebuild.then(merge)
@@ -189,16 +306,20 @@ class TakeoverSteps:
         self,
         ins: tm.Restore,
         entry: Restoring,
-        run: Any,
+        out: Any,
         error: BaseException | None,
         started: float,
+        rebuilt: tuple[float, float] = (0.0, 0.0),
     ) -> None:
-        """Own the run built off the loop (``_restore``), unless it is no longer ours to."""
+        """Own the run built off the loop (``_restore``: ``out`` is (seconds, the run)), unless it
+        is no longer ours to. ``rebuilt``: the replica's rebuild time, and how long the merge
+        waited for it after the nodes answered."""
         run_id = ins.run_id
         if self._restoring.get(run_id) is not entry:
             return
         del self._restoring[run_id]
         if error is not None:
+            self._drop_reports(run_id)
             log.error(
                 "run %s: takeover given up: the merge failed: %r",
                 run_id,
@@ -206,18 +327,28 @@ class TakeoverSteps:
                 extra={"run": run_id},
             )
             return
+        built, run = out
+        adopting = time.perf_counter()
         dispatches = self.owner.restore_run(run, ins.term)
+        self._replay_reports(run_id)
+        adopted = time.perf_counter() - adopting
         # From asking the nodes to the first dispatches out (merge and restore included).
         elapsed = ins.seconds + (self.port.now() - started)
         self.takeover_seconds[run_id] = elapsed
         status = self.scheduler.run_status(run_id)
         log.warning(
-            "run %s: took over at term %d in %.3f s (%d nodes answered; %s); "
-            "first dispatch to %d nodes at wall %.6f",
+            "run %s: took over at term %d in %.3f s (%d nodes answered in %.3f s; replica "
+            "rebuilt in %.3f s, waited for %.3f s more; merged and built in %.3f s; adopted on "
+            "the loop in %.3f s; %s); first dispatch to %d nodes at wall %.6f",
             run_id,
             ins.term,
             elapsed,
             len(ins.holdings),
+            ins.seconds,
+            rebuilt[0],
+            rebuilt[1],
+            built,
+            adopted,
             dict(status.counts) if status is not None else {},
             dispatches,
             time.time(),  # wall clock for the log reader (bench_failover), not for any decision
@@ -228,3 +359,8 @@ class TakeoverSteps:
         self.leases.watch(run_id)
         if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
             self.owner.run_finished(run_id)
+
+
+def _current(built: ReplicaRebuild, replica: Any) -> bool:
+    """The rebuild is of the replica as it is now (no log batch or snapshot since)."""
+    return (built.term, built.seq) == (replica.term, replica.seq)

@@ -83,7 +83,7 @@ from handoffd.scheduler.run import (
     RunState,
     TaskRecord,
 )
-from handoffd.scheduler.takeover import Takeover
+from handoffd.scheduler.takeover import Adoptable, Takeover
 
 __all__ = ["ACK_TIMEOUT", "PROBE_INTERVAL", "REFUSAL_BACKOFF", "OwnedRunStatus", "OwnerScheduler"]
 
@@ -167,7 +167,7 @@ class OwnerScheduler(OwnerQueries):
         return self._out.take(self._term_of)
 
     def restore_run(
-        self, data: dict[str, Any] | RunState, now: float, term: int | None = None
+        self, data: dict[str, Any] | RunState | Adoptable, now: float, term: int | None = None
     ) -> list[Instruction]:
         """Adopt a replicated run (plain data or the run built from it; at ``term``: default the
         scheduler's); tasks on nodes we do not see alive are treated as lost (``Takeover.restore``)."""
@@ -248,16 +248,16 @@ class OwnerScheduler(OwnerQueries):
         self._owned.add(run)
         run.listener = self._listen
 
-    def _own_as_is(self, run: RunState) -> None:
-        """Own ``run`` with its tasks as they are (taken over): its ASSIGNED/RUNNING tasks are out
-        on their nodes, its READY, not delayed ones queued."""
+    def _own_as_is(self, run: RunState, active: Any = None, queued: Any = None) -> None:
+        """Own ``run`` taken over, tasks as they are (``active``, ``queued``: ``takeover.prepare``)."""
         self._own(run)
-        for rec in run.tasks.values():
+        for rec in run.tasks.values() if active is None else active:
             if rec.state in ACTIVE and rec.node is not None:
                 self._view.went_out(rec.node, rec)
                 self._lost.went_out(run.run_id, rec.id, self._now)
-            if rec.state == READY and not rec.delayed:
+            if active is None and rec.state == READY and not rec.delayed:
                 self._enqueue(run, rec)
+        self._ready.adopt(run, queued)
 
     def _drop(self, run_id: str) -> bool:
         """Forget a run we no longer own, without cancelling anything; False if it was not ours."""

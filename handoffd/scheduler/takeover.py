@@ -10,10 +10,60 @@ in, decisions out, no clock (the scheduler's is the host's).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from handoffd.scheduler.graph import Order
 from handoffd.scheduler.run import ACTIVE, ATTEMPT_STRIDE, READY, RUN_RUNNING, RunState, TaskRecord
+
+Shape = tuple[Any, tuple[tuple[str, float], ...]]  # (pin, cost items): ``ReadyQueue.shapes`` key
+
+
+@dataclass
+class Adoptable:
+    """A run a takeover built and prepared off the event loop (``prepare``): adopting it walks
+    only its tasks out on nodes (``active``), not all of them. Its READY tasks are already flagged
+    queued and in its ready heap; ``queued`` is what the ready queue counts of them (size,
+    weightless, shapes)."""
+
+    run: RunState
+    strays: list[TaskRecord]  # members out apart from their collocation group (``_regroup``)
+    active: list[TaskRecord]  # ASSIGNED/RUNNING with a node: out there, in the books
+    nodes: list[str]  # every node the run has work, a copy or a group on: lost if not alive
+    queued: tuple[int, int, dict[Shape, int]]
+
+
+def prepare(run: RunState) -> Adoptable:
+    """What ``Takeover.restore`` and owning the run (``_own_as_is``) work out per task, done on
+    the run alone, so in a takeover's thread (``daemon.replication_rebuild``): at 200,000 tasks
+    those walks and heap pushes held the new owner's loop 0.3-1 s. The run's ready heap is its
+    READY, not delayed tasks' positions in order (a sorted list is a heap), flagged as
+    ``ReadyQueue.push`` flags them; the queue adds the counts at adoption (``ReadyQueue.adopt``)."""
+    for rec in run.tasks.values():
+        if rec.state == READY:
+            rec.delayed = False  # its retry or refusal timer went with the previous owner
+    strays = _regroup(run)
+    active = [r for r in run.tasks.values() if r.state in ACTIVE and r.node is not None]
+    # (a stray's node counts only for its copies: ``restore`` looks after it is taken back)
+    apart = {r.id for r in strays}
+    nodes: set[str] = {r.node for r in active if r.id not in apart and r.node is not None}
+    nodes |= {n for r in run.tasks.values() for n in r.locations}
+    nodes |= {n for n in run.group_node.values() if n is not None}
+    size = weightless = 0
+    shapes: dict[Shape, int] = {}
+    if run.state == RUN_RUNNING and not run.ready_heap:
+        heap = []
+        for rec in run.ordered:
+            if rec.state == READY and not rec.queued:
+                rec.queued = rec.in_heap = True
+                heap.append(rec.order)
+                size += 1
+                if not rec.spec.cost:
+                    weightless += 1
+                shape = (rec.spec.node, rec.cost_items)
+                shapes[shape] = shapes.get(shape, 0) + 1
+        run.ready_heap = heap  # ``ordered`` is in order: ascending positions, a heap
+    return Adoptable(run, strays, active, sorted(nodes), (size, weightless, shapes))
 
 
 class Takeover:
@@ -25,7 +75,7 @@ class Takeover:
         self,
         *,
         alive: Callable[[str], bool],
-        own_as_is: Callable[[RunState], None],
+        own_as_is: Callable[..., None],
         lose_in_run: Callable[[RunState, str], None],
         recompute: Callable[[RunState], None],
         count_loss: Callable[[RunState, TaskRecord, str], None],
@@ -42,11 +92,13 @@ class Takeover:
         self._count_loss = count_loss
         self._order = order
 
-    def restore(self, data: dict[str, Any] | RunState, term: int) -> RunState:
+    def restore(self, data: dict[str, Any] | RunState | Adoptable, term: int) -> RunState:
         """Adopt a replicated run at ``term`` (its plain data, or the run built from it with our
-        ``order``, off the event loop: ``daemon.replication_rebuild``); tasks on nodes we do not
-        see alive are treated as lost. New attempts start above ``term * ATTEMPT_STRIDE`` so they
-        never collide with the previous owner's."""
+        ``order``, or that run ``prepare``d, off the event loop: ``daemon.replication_rebuild``);
+        tasks on nodes we do not see alive are treated as lost. New attempts start above
+        ``term * ATTEMPT_STRIDE`` so they never collide with the previous owner's."""
+        if isinstance(data, Adoptable):
+            return self._adopt(data, term)
         if isinstance(data, RunState):
             run = data
         else:
@@ -71,6 +123,23 @@ class Takeover:
         if run.state == RUN_RUNNING:
             # A value freed (no consumer needed it) whose consumer must now run again: the
             # replica marks only that consumer, the chain behind it is recomputed here.
+            self._recompute(run)
+        return run
+
+    def _adopt(self, ready: Adoptable, term: int) -> RunState:
+        """``restore`` of a prepared run: the same steps, the per-task walks done already."""
+        run = ready.run
+        run.term = term
+        run.attempt_floor = term * ATTEMPT_STRIDE
+        self._own_as_is(run, ready.active, ready.queued)
+        for rec in ready.strays:
+            if rec.state in ACTIVE:
+                where = run.pin_of(rec.id)
+                self._count_loss(run, rec, f"out on {rec.node}, apart from its group on {where}")
+        for node in ready.nodes:
+            if not self._alive(node):
+                self._lose_in_run(run, node)
+        if run.state == RUN_RUNNING:
             self._recompute(run)
         return run
 

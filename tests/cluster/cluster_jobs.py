@@ -18,3 +18,14 @@ def fail_until(path, succeed_after):
     if n <= succeed_after:
         raise RuntimeError(f"planned failure {n}")
     return n
+
+
+def timed_sleep(path, task_id, seconds, value):
+    """Sleep, then note this execution (task id, start, end in wall time) in ``path``."""
+    import time
+
+    start = time.time()
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"{task_id} {start} {time.time()}\n")
+    return value

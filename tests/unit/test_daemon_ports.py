@@ -96,6 +96,9 @@ class Replication:
     def taking_over(self, run_id: str) -> bool:
         return False
 
+    def held(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> bool:
+        return False
+
 
 def meta(task_id: str, *deps: str, node: str | None = None) -> m.TaskMeta:
     return m.TaskMeta(task_id, deps, {"cpu": 1.0}, "variadic", node, None, False, None, None, 0)

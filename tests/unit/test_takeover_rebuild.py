@@ -19,6 +19,7 @@ from handoffd.replication.standby import Replica
 from handoffd.replication.takeover import Holdings, merge
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.scheduler.run import RunState
 
 NODES = ("n1", "n2", "n3")
 
@@ -163,9 +164,11 @@ def test_a_rebuild_reads_a_frozen_replica_and_reports_a_bad_one() -> None:
     seen: list[str] = []
     rebuild = ReplicaRebuild(Offload(), copy)
     rebuild.then(lambda: seen.append("done"))
-    assert seen == ["done"] and rebuild.data == copy.run_data() and rebuild.error is None
+    assert seen == ["done"] and rebuild.error is None
+    assert rebuild.run is not None
+    assert rebuild.run.snapshot() == RunState.from_snapshot(copy.run_data()).snapshot()
     broken = ReplicaRebuild(Offload(), Replica("r", 1, 4, "a", "a:1", ("b",), b"\x01\x02"))
-    assert broken.data is None and isinstance(broken.error, SnapshotError)
+    assert broken.run is None and isinstance(broken.error, SnapshotError)
 
 
 def test_a_big_run_packed_in_short_calls_is_packed_the_same() -> None:
@@ -261,3 +264,29 @@ def test_a_snapshot_packed_off_the_loop_goes_before_the_batches_held_meanwhile(
     assert {t: [got[t][f] for f in fields] for t in got} == {
         t: [want[t][f] for f in fields] for t in want
     }
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_ready_heap_and_the_walks_are_done_before_the_adoption(seed: int) -> None:
+    """``build_run`` (the thread) leaves the run's READY tasks queued in its heap and lists what
+    the adoption must walk (tasks out, nodes): on the loop, ``restore_run`` walks only those."""
+    rng = random.Random(seed)
+    run = _progressed(rng).sched.run_state("r")
+    assert run is not None
+    data = decode_run(encode_run(run))
+    holdings = _holdings(rng, data)
+    new = _standby(tuple(sorted(holdings)) or ("n1",))
+    ready = build_run(data, holdings, new.order)
+    built = ready.run
+    queued = [r.order for r in built.ordered if r.state == "READY"]
+    if built.state != "RUNNING":
+        queued = []
+    assert built.ready_heap == queued
+    assert all(r.queued == r.in_heap == (r.order in set(queued)) for r in built.ordered)
+    assert ready.queued[0] == len(queued)
+    assert {r.id for r in ready.active} == {
+        r.id for r in built.tasks.values() if r.state in ("ASSIGNED", "RUNNING") and r.node
+    }
+    assert set(ready.nodes) >= {n for r in built.tasks.values() for n in r.locations}
+    new.restore_run(ready, 5.0, term=2)
+    new.validate()
