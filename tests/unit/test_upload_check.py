@@ -6,6 +6,7 @@ is answered (``checked``) before the submission itself is handled (``done``)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
 from array import array
@@ -152,3 +153,24 @@ def test_a_good_upload_is_answered_before_it_is_handled() -> None:
     assert [h[0] for h in heard] == ["checked", "done"]
     assert heard[0][1] == ""
     assert heard[1][1] is not None and heard[1][1].msg == m.Ping(7, ())
+
+
+def test_the_frames_are_cut_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frame views are tracked by the collector: cut outside ``prepare``'s pause, 1,000,000 of
+    them set off collections, each holding the GIL (the loop waiting)."""
+    cut_with: list[bool] = []
+    views = upload.views
+
+    def spy(*args: Any) -> Any:
+        cut_with.append(gc.isenabled())
+        return views(*args)
+
+    monkeypatch.setattr(upload, "views", spy)
+    frames = codec.encode(m.Ping(7, ()), sender="c")
+    told: list[str] = []
+    assert gc.isenabled()
+    prepared = upload_intake._prepare_checked(
+        upload.Whole(upload.pack(frames)), codec.Codec(Limits()), Limits(), None, told.append
+    )
+    assert told == [""] and prepared is not None and prepared.decoded.msg == m.Ping(7, ())
+    assert cut_with == [False]
