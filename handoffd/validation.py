@@ -291,7 +291,9 @@ def consumers_of(links: Mapping[str, Links]) -> dict[str, list[str]]:
 def topological(links: Mapping[str, Links]) -> list[str]:
     """Kahn's order (ties in submission order); shorter than ``links`` when there is a cycle."""
     consumers = consumers_of(links)
-    indegree = dict.fromkeys(links, 0)
+    # (a comprehension, not ``dict.fromkeys``: that is one C call holding the GIL for every task,
+    # and the upload thread checks big runs while the loop waits for the GIL)
+    indegree = {fid: 0 for fid in links}
     for outs in consumers.values():
         for out in outs:
             indegree[out] += 1

@@ -397,14 +397,25 @@ class NodeReliability:
         makes it whole, handled as if it had come so (decoded within the upload's bounds)."""
         piece = frames[0] if frames else b""
         error, received, whole = self._uploads.add(conn, msg, piece, self._clock())
+        if whole is None:
+            self._upload_taken(conn, msg, received, error)
+            return
+        # Checked, decoded and checked again in a thread (it took the loop seconds); the last
+        # piece is answered once its frame list is checked there (``_upload_checked``).
+        limits = self.config.limits
+        done = functools.partial(self._on_prepared, conn)
+        checked = functools.partial(self._upload_checked, conn, msg, received)
+        order = self.owner.scheduler.order if self.owner is not None else None
+        upload_intake.PREPARER.submit(whole, self._upload_codec, limits, order, done, checked)
+
+    def _upload_checked(self, conn: bytes, msg: mio.UploadChunk, received: int, error: str) -> None:
+        """The last piece's answer, once the thread checked the upload's frame list."""
+        self._upload_taken(conn, msg, received, f"upload {msg.upload_id}: {error}" if error else "")
+
+    def _upload_taken(self, conn: bytes, msg: mio.UploadChunk, received: int, error: str) -> None:
         self.reply(conn, mio.UploadTaken(msg.request_id, msg.upload_id, received, error))
         if error:
             log.warning("a client's upload was refused: %s", error)
-        elif whole is not None:  # decoded and checked in a thread: it took the loop seconds
-            limits = self.config.limits
-            done = functools.partial(self._on_prepared, conn)
-            order = self.owner.scheduler.order if self.owner is not None else None
-            upload_intake.PREPARER.submit(whole, self._upload_codec, limits, order, done)
 
     def _on_prepared(self, conn: bytes, prepared: Any) -> None:
         """A whole upload, decoded and checked (``upload_intake.prepare``), back on the loop: only

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import Callable, Iterator
@@ -179,18 +180,34 @@ class Preparer:
         limits: Limits,
         order: Order | None,
         done: Callable[[Prepared], None],
+        checked: Callable[[str], None] | None = None,
     ) -> None:
-        """Prepare ``frames`` off the loop; ``done`` runs on the loop with the result."""
+        """Prepare ``frames`` off the loop; ``done`` runs on the loop with the result. With
+        ``checked``, an upload ``Whole`` is checked first (``upload.check``) and ``checked`` runs
+        on the loop with the error ("" if none) before ``done``, which a refused upload never
+        gets: the client waits for that answer to its last piece, then for its submission's."""
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, "handoffd-upload")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, prepare, frames, codec, limits, order)
+        tell: Callable[[str], None] | None = None
+        if checked is not None:
+            answer = checked
+
+            def tell(error: str) -> None:  # (in the thread)
+                loop.call_soon_threadsafe(answer, error)
+
+        job = functools.partial(_prepare_checked, frames, codec, limits, order, tell)
+        future = loop.run_in_executor(self._pool, job)
         future.add_done_callback(lambda f: self._finished(f, done))
 
-    def _finished(self, future: asyncio.Future[Prepared], done: Callable[[Prepared], None]) -> None:
+    def _finished(
+        self, future: asyncio.Future[Prepared | None], done: Callable[[Prepared], None]
+    ) -> None:
         if future.cancelled():
             return
         prepared = future.result()
+        if prepared is None:  # an upload refused by its check (``checked`` told)
+            return
         try:
             done(prepared)
         finally:
@@ -199,6 +216,25 @@ class Preparer:
             # ranks freed at once held the loop 0.7 s when the last reference went on it.
             if self._pool is not None:
                 self._pool.submit(_release, prepared.take_parts())
+
+
+def _prepare_checked(
+    frames: list[Any] | Whole,
+    codec: Any,
+    limits: Limits,
+    order: Order | None,
+    tell: Callable[[str], None] | None,
+) -> Prepared | None:
+    """``prepare`` in the upload thread, an upload's check first when ``tell`` is given (its
+    error, or "", handed to the loop): None when the check refused it."""
+    if tell is not None and isinstance(frames, Whole):
+        try:
+            frames = frames.checked()  # (cut in ``prepare``, the collector paused: 1M views)
+        except ValueError as exc:
+            tell(str(exc))
+            return None
+        tell("")
+    return prepare(frames, codec, limits, order)
 
 
 # Items freed at a time by ``_release``: a few ms of deallocation, then the loop may take the GIL.

@@ -499,15 +499,18 @@ class RunState:
         Returns (dispatches to cancel elsewhere, a task that exceeded its loss budget or None).
         """
         self.holders.discard(node)
+        requeue: list[TaskRecord] = []
+        copyless: list[TaskRecord] = []  # DONE without a copy (``recompute_needed``'s ``among``)
+        for rec in self.tasks.values():  # (one walk: three held the loop 0.1 s per 200,000 tasks)
+            rec.locations.discard(node)
+            if rec.state in ACTIVE and rec.node == node:
+                requeue.append(rec)
+            elif rec.state == DONE and not rec.has_copy():
+                copyless.append(rec)
         if self.state in (RUN_FAILED, RUN_CANCELLED):
-            for rec in self.tasks.values():
-                rec.locations.discard(node)
             return [], None
         cancels: list[tuple[str, str, int]] = []
         gave_up: TaskRecord | None = None
-        requeue = [r for r in self.tasks.values() if r.state in ACTIVE and r.node == node]
-        for rec in self.tasks.values():
-            rec.locations.discard(node)
         for gid, where in self.group_node.items():
             if where == node and self.group_pin.get(gid) is None:
                 self.group_node[gid] = None
@@ -516,13 +519,14 @@ class RunState:
             cancels.extend(self.make_ready(rec, now, f"node {node} lost (attempt {rec.attempt})"))
             if gave_up is None and rec.failures + rec.losses > self.max_retries(rec) + EXTRA_LOSSES:
                 gave_up = rec
-        return cancels + self.recompute_needed(now), gave_up
+        return cancels + self.recompute_needed(now, copyless), gave_up
 
-    def recompute_needed(self, now: float) -> list[tuple[str, str, int]]:
+    def recompute_needed(self, now: float, among: Any = None) -> list[tuple[str, str, int]]:
         """Recompute every DONE task with no copy left that is still needed, and (``make_ready``)
-        the inputs without copies each of those needs in turn. Returns dispatches to cancel."""
+        the inputs without copies each of those needs in turn. Returns dispatches to cancel.
+        ``among``: all of those, in order (after ``node_lost``'s walk a task only leaves them)."""
         cancels: list[tuple[str, str, int]] = []
-        for rec in list(self.tasks.values()):
+        for rec in self.tasks.values() if among is None else among:
             if rec.state == DONE and not rec.has_copy() and self._needed(rec):
                 cancels.extend(self._recompute(rec, now))
         return cancels
