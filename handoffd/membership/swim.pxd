@@ -32,8 +32,14 @@ cdef class Membership(Prober):
     cpdef list handle(self, object event, double now)
     @cython.locals(m=Member)
     cpdef void _tick(self, double now, list out) except *
-    @cython.locals(sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint)
-    cpdef void _received(self, object event, double now, list out) except *
+    @cython.locals(out=list, sent=Py_ssize_t)
+    cpdef list receive(self, str sender, object sender_address, object msg, double now)
+    @cython.locals(
+        sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint, record=Member
+    )
+    cpdef void _received(
+        self, str name, object sender_address, object msg, double now, list out
+    ) except *
     cpdef void _confirm(self, Member record, str accuser, double now) except *
     cpdef void _sync_sooner(self, Py_ssize_t moves, double now) except *
     cpdef void _count(self, str reason, object n=*) except *
