@@ -28,12 +28,14 @@ cdef class Membership(Prober):
 
     @cython.locals(at=double, probe=ProbeInFlight)
     cpdef double next_deadline(self) except? -1
-    @cython.locals(out=list, sent=Py_ssize_t)
+    @cython.locals(out=list)
     cpdef list handle(self, object event, double now)
     @cython.locals(m=Member)
     cpdef void _tick(self, double now, list out) except *
-    @cython.locals(out=list, sent=Py_ssize_t)
-    cpdef list receive(self, str sender, object sender_address, object msg, double now)
+    @cython.locals(out=list)
+    cpdef list receive(self, str sender, object address, object msg, double now)
+    @cython.locals(sent=Py_ssize_t)
+    cpdef list _counted(self, list out)
     @cython.locals(
         sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint, record=Member
     )
@@ -61,4 +63,3 @@ cdef class Membership(Prober):
     cpdef Py_ssize_t _retransmit_limit(self) except -1
     @cython.locals(members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member)
     cpdef tuple _piggyback(self, object receiver)
-    cpdef object _address_of(self, str name, object fallback, object own=*)
