@@ -15,6 +15,7 @@ cdef class Member:
     cdef public double changed_at
     cdef public object suspect_deadline
     cdef public object suspicion
+    cdef public bint reaped
 
 
 cdef class ProbeInFlight:
@@ -92,3 +93,7 @@ cdef class PeerIndex:
 
     cpdef void moved(self, object new)
     cpdef void forget(self, str name)
+
+
+@cython.locals(chosen=list, seen=set, walked=Member, record=Member)
+cpdef tuple page(object me, object must_refute, dict members, list order, Py_ssize_t size)

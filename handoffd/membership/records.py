@@ -47,7 +47,7 @@ def supersedes(new: MemberState, old: MemberState) -> bool:
 class Member:
     """One member's record (a C class in the compiled build: records.pxd)."""
 
-    __slots__ = ("state", "changed_at", "suspect_deadline", "suspicion")
+    __slots__ = ("state", "changed_at", "suspect_deadline", "suspicion", "reaped")
 
     def __init__(
         self,
@@ -60,6 +60,7 @@ class Member:
         self.changed_at = changed_at
         self.suspect_deadline = suspect_deadline
         self.suspicion = suspicion
+        self.reaped = False  # dropped from the view (``records.page``'s walk skips it)
 
     def __repr__(self) -> str:
         return (
@@ -259,7 +260,15 @@ class GossipQueue:
     def add(self, name: str, bulk: bool = False) -> None:
         """``name``'s newest state restarts its retransmit budget. ``bulk``: news that may leave
         after ``take``'s ``bulk_limit`` sends (a member we just learned of)."""
-        self.discard(name)
+        if self._count:
+            self.discard(name)
+        else:
+            # Fresh tables: a dict never shrinks, and the one a storm's backlog grew to (a
+            # thousand names) made every later lookup in the drained queue a cache miss
+            # (heard() on every merge: 4 % of a 1,000-node steady state).
+            self._count = {}
+            self._buckets = {}
+            self._bulk = set()
         self.added += 1
         self._count[name] = 0
         self._buckets.setdefault(0, {})[name] = None
@@ -282,6 +291,8 @@ class GossipQueue:
         last ``own`` sends of the budget are ours whatever we hear: feedback alone retired
         refutations before they reached every view (false DEAD at 10 % loss, issue 20)."""
         counts = self._count
+        if not counts:
+            return  # (most merges of a settled cluster: nothing queued)
         count = counts.get(name)
         if count is None or (own and count >= limit - own):
             return
@@ -502,14 +513,16 @@ def page(
     me: MemberState,
     must_refute: MemberState | None,
     members: dict[str, Member],
-    order: list[str],
+    order: list[Member],
     size: int,
 ) -> tuple[MemberState, ...]:
     """A push-pull's share of the view: ``me``, the receiver's state if it must refute, then the
     next members of a walk over the whole view (``order``, refilled when used up), ``size`` at most.
-    Successive pages cover every member (anti-entropy) at a cost that does not grow with n."""
+    Successive pages cover every member (anti-entropy) at a cost that does not grow with n.
+    ``order`` holds the records, not their names: a lookup per name in a view of 1,000 was a
+    cache miss each, 3 % of a 1,000-node simulation; a record reaped meanwhile says so."""
     if len(members) <= size:
-        return tuple(m.state for m in members.values())
+        return tuple([m.state for m in members.values()])  # (no generator: records.pxd's cpdef)
     chosen = [me]
     seen = {me.name}
     if must_refute is not None:
@@ -519,9 +532,11 @@ def page(
         if len(chosen) >= size:
             break
         if not order:
-            order.extend(members)
-        name = order.pop()
-        record = members.get(name)
+            order.extend(members.values())
+        walked = order.pop()
+        name = walked.state.name
+        # (reaped since: the member's new record if it was learned again, else none)
+        record = members.get(name) if walked.reaped else walked
         if record is not None and name not in seen:
             chosen.append(record.state)
             seen.add(name)

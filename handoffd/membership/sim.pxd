@@ -5,6 +5,17 @@
 
 cimport cython
 
+from handoffd.membership.swim cimport Membership
+
+
+cdef class LogNormalDelay:
+    cdef public double base
+    cdef public double mu
+    cdef public double sigma
+
+    @cython.locals(u1=double, u2=double, z=double, zz=double)
+    cpdef double draw(self, object rng) except? -1
+
 
 cdef class SimNode:
     cdef public str name
@@ -48,6 +59,7 @@ cdef class Simulation:
     cdef public dict largest_bytes
     cdef public double last_change
     cdef public object _witness
+    cdef public dict _type_names
 
     @cython.locals(
         next_check=double, heap=list, nodes=dict, blocked=set, stats=SimStats, at=double,
@@ -60,9 +72,13 @@ cdef class Simulation:
     cpdef void _retry_seeds(self, SimNode node) except *
     @cython.locals(changes=object)
     cpdef void _handle(self, SimNode node, object event) except *
+    @cython.locals(plain=Membership, changes=object)
+    cpdef void _deliver(self, SimNode node, str src, object msg) except *
+    @cython.locals(plain=Membership)
+    cpdef void _handled(self, SimNode node, list out, object changes) except *
     @cython.locals(
         stats=SimStats, by_type=dict, states=Py_ssize_t, delay=double, size=Py_ssize_t,
-        count=object, total=object, frame=object,
+        count=object, total=object, frame=object, lognormal=LogNormalDelay,
     )
     cpdef void _send(self, SimNode node, object send) except *
     cpdef void _reschedule(self, SimNode node) except *

@@ -28,12 +28,20 @@ cdef class Membership(Prober):
 
     @cython.locals(at=double, probe=ProbeInFlight)
     cpdef double next_deadline(self) except? -1
-    @cython.locals(out=list, sent=Py_ssize_t)
+    @cython.locals(out=list)
     cpdef list handle(self, object event, double now)
     @cython.locals(m=Member)
     cpdef void _tick(self, double now, list out) except *
-    @cython.locals(sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint)
-    cpdef void _received(self, object event, double now, list out) except *
+    @cython.locals(out=list)
+    cpdef list receive(self, str sender, object address, object msg, double now)
+    @cython.locals(sent=Py_ssize_t)
+    cpdef list _counted(self, list out)
+    @cython.locals(
+        sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint, record=Member
+    )
+    cpdef void _received(
+        self, str name, object sender_address, object msg, double now, list out
+    ) except *
     cpdef void _confirm(self, Member record, str accuser, double now) except *
     cpdef void _sync_sooner(self, Py_ssize_t moves, double now) except *
     cpdef void _count(self, str reason, object n=*) except *
@@ -55,4 +63,3 @@ cdef class Membership(Prober):
     cpdef Py_ssize_t _retransmit_limit(self) except -1
     @cython.locals(members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member)
     cpdef tuple _piggyback(self, object receiver)
-    cpdef object _address_of(self, str name, object fallback, object own=*)

@@ -140,7 +140,7 @@ class Membership(Prober):
         self._index = records.PeerIndex(name, self._members, config.dead_reap_after)
         self._live = self._index.live  # ALIVE and SUSPECT peers (not self)
         self._dead = self._index.dead  # DEAD peers (push-pull reconnect candidates)
-        self._page_order: list[str] = []  # push-pull pages walk the view in this order
+        self._page_order: list[_Member] = []  # push-pull pages walk the view in this order
         # address -> until when its push-pull answer is trusted as a whole (we asked it)
         self._asked: dict[str, float] = {}
         self._contested: dict[str, float] = {}  # assertions.page_verdict's held verdicts
@@ -214,7 +214,7 @@ class Membership(Prober):
                 at = min(at, self._next_probe_at)
             else:
                 at = min(at, probe.final_deadline if probe.indirect_sent else probe.direct_deadline)
-        if self._queue and self._next_gossip_at < at:
+        if self._queue._count and self._next_gossip_at < at:  # (the field: no __bool__ call)
             at = self._next_gossip_at
         if self._relays:
             at = min(at, self._relay_deadline())
@@ -231,7 +231,8 @@ class Membership(Prober):
         out: list[Instruction] = []
         kind = type(event)
         if kind is Received:  # (events are final: exact type checks, most frequent first)
-            self._received(event, now, out)  # type: ignore[arg-type]
+            r: Any = event
+            self._received(r.sender, r.sender_address, r.msg, now, out)
         elif kind is Tick:
             if event.late >= lifeguard.stall_threshold(self.config):  # type: ignore[union-attr]
                 self._stalled(now)
@@ -252,12 +253,20 @@ class Membership(Prober):
             self._heard_from(event.name, now, out)
         else:  # pragma: no cover - typing guards this
             raise TypeError(f"unknown membership event {event!r}")
-        if out:
-            sent = 0
-            for i in out:  # (loops, not generators, in the methods swim.pxd compiles as cpdef)
-                if type(i) is Send:
-                    sent += 1
-            self.counters.messages_sent += sent
+        return self._counted(out)
+
+    def receive(self, sender: str, address: str | None, msg: Any, now: float) -> list[Instruction]:
+        """``handle(Received(sender, address, msg), now)`` without the event object."""
+        out: list[Instruction] = []
+        self._received(sender, address, msg, now, out)
+        return self._counted(out)
+
+    def _counted(self, out: list[Instruction]) -> list[Instruction]:
+        sent = 0
+        for i in out:  # (loops, not generators, in the methods swim.pxd compiles as cpdef)
+            if type(i) is Send:
+                sent += 1
+        self.counters.messages_sent += sent
         return out
 
     def _tick(self, now: float, out: list[Instruction]) -> None:
@@ -281,6 +290,7 @@ class Membership(Prober):
             elif m.suspect_deadline is not None and now >= m.suspect_deadline:
                 self._set(replace(m.state, status=DEAD), now, out, "suspicion timeout")
             elif m.state.status in (DEAD, LEFT):  # reaped
+                m.reaped = True
                 del self._members[name]
                 self._queue.discard(name)
                 self._index.forget(name)
@@ -288,7 +298,7 @@ class Membership(Prober):
                 self._contested.pop(name, None)
         if now >= self._next_gossip_at:
             self._next_gossip_at = now + self.config.gossip_interval
-            if self._queue:
+            if self._queue._count:
                 for peer in self._live.sample(self._rng, self.config.gossip_fanout):
                     state = self._members[peer].state
                     out.append(Send(state.address, Gossip(self._piggyback(peer))))
@@ -298,12 +308,13 @@ class Membership(Prober):
             if target is not None:
                 self._ask(target.address, now, out, target.name)
 
-    def _received(self, event: Received, now: float, out: list[Instruction]) -> None:
-        msg: Any = event.msg  # (dispatched on its exact type below)
+    def _received(
+        self, name: str, sender_address: str | None, msg: Any, now: float, out: list[Instruction]
+    ) -> None:
+        """A ``Received`` event's message from ``name`` (dispatched on its exact type below)."""
         kind = type(msg)
         updates: tuple[MemberState, ...] = msg.members if kind is PushPull else msg.updates
         own: MemberState | None = None
-        name = event.sender
         for u in updates:
             if u.name == name:
                 if u.cluster != self.cluster:
@@ -315,12 +326,12 @@ class Membership(Prober):
             sender is not None and sender.state.status in (ALIVE, SUSPECT) and name != self.name
         )
         if not member and not self._asked_for(msg, own, now):
-            heard = assertions.from_stranger(updates, event.sender, self.name)
+            heard = assertions.from_stranger(updates, name, self.name)
             if len(heard) < len(updates):
                 self._count("stranger_assertions_ignored", len(updates) - len(heard))
             updates = heard
         told = len(out)
-        refuted = self._merge(updates, now, out, (kind.__name__, name), name, kind is PushPull)
+        refuted = self._merge(updates, now, out, (kind, name), name, kind is PushPull)
         if sender is not None and sender.state.status in (SUSPECT, DEAD) and kind is not Ping:
             if kind is not PushPull:  # (our Ack or our page tells it)
                 self._tell(sender, now, out)  # it lives but did not refute: a heal's far side
@@ -330,7 +341,9 @@ class Membership(Prober):
                 if type(i) is MemberChanged:
                     moves += 1
             self._sync_sooner(moves, now)
-        reply_to = self._address_of(name, event.sender_address, own)
+        record = sender if sender is not None else self._members.get(name)  # (after the merge)
+        known = record.state if record is not None and name != self.name else None
+        reply_to = reply_address(known, own, sender_address)
         if refuted and reply_to is not None and kind is not Ping and kind is not PushPull:
             # We refuted an assertion about us: tell its sender now rather than at the next round.
             out.append(Send(reply_to, Gossip(self._piggyback(name))))
@@ -354,7 +367,7 @@ class Membership(Prober):
                     sender is not None
                     and now - sender.changed_at < self.config.push_pull_interval * 2
                 )
-                pages = [self._page(event.sender)] if member and not young else self._pages()
+                pages = [self._page(name)] if member and not young else self._pages()
                 for page in pages:
                     out.append(Send(reply_to, PushPull(page, False)))
 
@@ -439,7 +452,7 @@ class Membership(Prober):
         updates: tuple[MemberState, ...],
         now: float,
         out: list[Instruction],
-        why: str | tuple[str, str],
+        why: str | tuple[type, str],
         sender: str | None = None,
         page: bool = False,
     ) -> bool:
@@ -468,7 +481,7 @@ class Membership(Prober):
                     queue.heard(name, limit, own)
                     continue  # nothing new (most of a push-pull page)
             if not cause:
-                cause = why if isinstance(why, str) else f"{why[0]} from {why[1]}"
+                cause = why if isinstance(why, str) else f"{why[0].__name__} from {why[1]}"
             if u.cluster != self.cluster:
                 self.counters.dropped_other_cluster += 1
             elif assertions.implausible(u):
@@ -648,23 +661,20 @@ class Membership(Prober):
         members = self._members
         me = members[self.name].state
         view = members.get(receiver) if receiver else None
-        if not self._queue and (view is None or view.state.status == ALIVE):
+        if not self._queue._count and (view is None or view.state.status == ALIVE):
             return (me,)  # most messages of a settled cluster
         chosen = [me]
         seen = {self.name}
         if view is not None and view.state.status != ALIVE and receiver not in seen:
             chosen.append(view.state)
             seen.add(view.state.name)
-        if self._queue:
+        if self._queue._count:
             room = self.config.max_piggyback - len(chosen)
             limit = self._retransmit_limit()
             bulk = records.bulk_limit(limit, self._queue.bulk, len(members), self.config)
             for name in self._queue.take(room, limit, seen, bulk):
                 chosen.append(members[name].state)
         return tuple(chosen)
-
-    def _full_state(self) -> tuple[MemberState, ...]:
-        return tuple(m.state for m in self._members.values())
 
     def _pages(self) -> list[tuple[MemberState, ...]]:
         """Our whole view in push-pull pages, each led by our own state."""
@@ -688,7 +698,3 @@ class Membership(Prober):
         else:
             name = self._live.choice(self._rng)
         return self._members[name].state if name is not None else None
-
-    def _address_of(self, name: str, fallback: str | None, own: Any = None) -> str | None:
-        record = self._members.get(name)
-        return reply_address(record.state if record and name != self.name else None, own, fallback)

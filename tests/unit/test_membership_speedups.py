@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -16,7 +17,7 @@ import pytest
 from handoffd.config import MembershipConfig
 from handoffd.membership import records
 from handoffd.membership.records import GossipQueue, Timers
-from handoffd.membership.sim import Simulation
+from handoffd.membership.sim import LogNormalDelay, Simulation
 from handoffd.membership.swim import Membership, Received
 from handoffd.protocol.messages import ALIVE, Gossip, MemberState
 
@@ -223,3 +224,92 @@ def test_a_merged_state_equal_to_the_news_is_the_news_itself() -> None:
     assert records.merged_is(held, replace(held, incarnation=3), True, False)
     assert not records.merged_is(held, replace(held, incarnation=3), False, False)
     assert not records.merged_is(held, replace(held, gpus=("0 A100",)), True, False)
+
+
+def test_the_c_lognormal_delay_draws_the_floats_of_lognormvariate() -> None:
+    """``LogNormalDelay`` (the bench's latency, drawn in C) gives bit for bit what
+    ``0.3 ms + rng.lognormvariate(-8, 0.8)`` gives, and leaves the generator in the same state:
+    a seeded run with it is the run with the Python draw."""
+    ours, theirs = random.Random(7), random.Random(7)
+    delay = LogNormalDelay(0.0003, -8.0, 0.8)
+    for _ in range(5000):
+        assert delay(ours) == 0.0003 + theirs.lognormvariate(-8.0, 0.8)
+    assert ours.getstate() == theirs.getstate()
+
+
+def test_a_drained_gossip_queue_starts_again_with_small_tables() -> None:
+    """A dict never shrinks: the tables a storm's backlog grew to stay behind in a drained queue,
+    and every later lookup in them (``heard`` on every merge) touched that memory. The first
+    name queued after the queue drained gets fresh tables."""
+    queue = GossipQueue()
+    small = sys.getsizeof({"late": 0})
+    for i in range(2000):
+        queue.add(f"n{i}", True)
+    while queue:
+        queue.take(50, 3, set())
+    assert sys.getsizeof(queue._count) > 10 * small  # the storm's table, still there
+    queue.add("late")
+    assert sys.getsizeof(queue._count) == small
+    assert list(queue) == ["late"] and queue.bulk == 0
+    assert queue.take(5, 3, set()) == ["late"]
+
+
+def test_a_push_pull_walk_holds_records_and_finds_a_member_relearned_meanwhile() -> None:
+    """``records.page`` walks the view's records (no lookup by name each); a record reaped since
+    the walk began stands for its member's new record, if the member was learned again."""
+    me = MemberState("a", "a:1", "c", 0, ALIVE, {}, {}, 0)
+    members = {
+        name: records.Member(MemberState(name, f"{name}:1", "c", 0, ALIVE, {}, {}, 0), 0.0)
+        for name in ("a", "b", "c", "d", "e")
+    }
+    order: list[records.Member] = []
+    first = records.page(me, None, members, order, 3)
+    assert [s.name for s in first] == ["a", "e", "d"]
+    assert all(type(r) is records.Member for r in order)
+    # c is reaped and learned again (a new record, a newer incarnation); b is reaped for good.
+    members["c"].reaped = True
+    relearned = MemberState("c", "c:2", "c", 1, ALIVE, {}, {}, 0)
+    members["c"] = records.Member(relearned, 1.0)
+    members["b"].reaped = True
+    del members["b"]
+    second = records.page(me, None, members, order, 3)
+    assert second[1] is relearned
+    assert [s.name for s in second] == ["a", "c", "e"]  # (b skipped, the walk begun again)
+
+
+class _Wrapped:
+    """A node's Membership behind a wrapper, as tests put there: the simulator then delivers
+    through ``handle(Received(...))``."""
+
+    def __init__(self, inner: Membership) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_message_delivered_without_its_event_object_is_handled_the_same() -> None:
+    """The simulator hands a plain ``Membership`` its messages through ``receive`` (no
+    ``Received`` built); through ``handle(Received(...))`` the same seeded run gives the same
+    trace, message for message."""
+
+    def run(wrap: bool) -> list[tuple[float, str, str, int | None]]:
+        sim = Simulation(
+            MembershipConfig.lan(), seed=5, loss=0.03, delay=LogNormalDelay(0.0003, -8.0, 0.8)
+        )
+        sim.add_node("n0")
+        for i in range(1, 20):
+            sim.add_node(f"n{i}", join=["n0"])
+        if wrap:
+            for node in sim.nodes.values():
+                node.membership = _Wrapped(node.membership)
+        sim.run_for(3.0)
+        sim.crash("n4")
+        sim.partition([f"n{i}" for i in range(15, 20)], [f"n{i}" for i in range(15)])
+        sim.run_for(6.0)
+        sim.heal()
+        sim.run_for(6.0)
+        assert sim.stats.delivered > 1000
+        return [(at, o, c.name, getattr(c, "new", None)) for at, o, c in sim.changes]
+
+    assert run(False) == run(True)
