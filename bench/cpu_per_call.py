@@ -1,7 +1,7 @@
 """CPU per W3 round trip: client + owner daemon + its workers + the other daemon (issue 13, W3).
 
     .venv/bin/python bench/cpu_per_call.py [--runs 2000] [--warm 300]
-    cd /work/main && .venv/bin/python /work/wt/<branch>/bench/cpu_per_call.py   # main's build
+    cd OTHER_CHECKOUT && .venv/bin/python THIS_CHECKOUT/bench/cpu_per_call.py   # another build
 
 Wall time on a shared 2-core machine swings with everyone else's load; the CPU each process spends
 per round trip does much less, so this is the figure to compare builds with (alternating A/B).
