@@ -167,12 +167,9 @@ class Pull:
             return PullStep(f"a chunk came with {len(frames)} frames")
         parts = self.parts
         if parts is None:
-            if msg.total > self.max_value:
-                step = PullStep(too_large(msg.total, self.max_value, what, node))
-                step.fatal = True
-                return step
-            if msg.chunk_bytes != self.chunk and msg.total > self.chunk:
-                return PullStep(f"chunks of {msg.chunk_bytes} bytes, asked {self.chunk}")
+            refused = self._refused(msg, what, node)
+            if refused is not None:
+                return refused
             try:
                 parts = self.parts = Assembly(msg.total, self.chunk)
             except (OSError, ValueError, OverflowError) as exc:  # no room for it here
@@ -192,6 +189,16 @@ class Pull:
         if self.asked < count and self.asked - received <= window // 2:
             return PullStep(asks=(self._ask(self.asked, min(window, count - self.asked)),))
         return PullStep()
+
+    def _refused(self, msg: ValueChunk, what: str, node: str) -> PullStep | None:
+        """The first chunk's word on the whole value: too big for us (final), or cut otherwise."""
+        if msg.total > self.max_value:
+            step = PullStep(too_large(msg.total, self.max_value, what, node))
+            step.fatal = True
+            return step
+        if msg.chunk_bytes != self.chunk and msg.total > self.chunk:
+            return PullStep(f"chunks of {msg.chunk_bytes} bytes, asked {self.chunk}")
+        return None
 
 
 class ResultPull(Pull):
@@ -222,12 +229,9 @@ class ResultPull(Pull):
         if len(frames) != 1:
             return PullStep(f"a chunk came with {len(frames)} frames")
         if self.total < 0:
-            if msg.total > self.max_value:
-                step = PullStep(too_large(msg.total, self.max_value, what, node))
-                step.fatal = True
-                return step
-            if msg.chunk_bytes != self.chunk and msg.total > self.chunk:
-                return PullStep(f"chunks of {msg.chunk_bytes} bytes, asked {self.chunk}")
+            refused = self._refused(msg, what, node)
+            if refused is not None:
+                return refused
             self.total, self.count = msg.total, max(1, -(-msg.total // self.chunk))
         elif msg.total != self.total:
             return PullStep(f"the value's size changed from {self.total} to {msg.total} bytes")
