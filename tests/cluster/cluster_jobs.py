@@ -1,5 +1,5 @@
 """Functions the cluster tests run as tasks. Shipped by value (registered below), so a worker
-needs no copy of the tests directory on its path."""
+needs no copy of the tests directory on its path. Also a check several takeover tests share."""
 
 from __future__ import annotations
 
@@ -29,3 +29,12 @@ def timed_sleep(path, task_id, seconds, value):
     with open(path, "a") as f:
         f.write(f"{task_id} {start} {time.time()}\n")
     return value
+
+
+def standbys_hold(cluster, run_id):
+    """Whether every node but the first (the owner) holds a replica of ``run_id``."""
+
+    def check():
+        return all(run_id in n.replication.standby.replicas for n in cluster.nodes[1:])
+
+    return bool(cluster.run(check))

@@ -71,14 +71,11 @@ def test_reports_during_the_build_count_at_the_adoption(
             run = client.submit(dag)
             run_id = run.id
 
-            def replicated() -> bool:
-                def check() -> bool:
-                    held = [set(n.replication.standby.replicas) for n in cluster.nodes[1:]]
-                    return all(run_id in h for h in held)
-
-                return bool(cluster.run(check))
-
-            wait_for(replicated, 30, what="both standbys hold the run")
+            wait_for(
+                lambda: cluster_jobs.standbys_hold(cluster, run_id),
+                30,
+                what="both standbys hold the run",
+            )
             time.sleep(rng.uniform(0.2, 0.8))
         cluster.crash(0)
         with handoffd.connect(urls[1], timeout=30) as one:

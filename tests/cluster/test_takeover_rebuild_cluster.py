@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+import cluster_jobs
 import pytest
 
 import handoffd
@@ -41,14 +42,11 @@ def test_the_new_owner_answers_while_it_rebuilds_the_run(monkeypatch: pytest.Mon
             run = client.submit(dag)
             run_id = run.id
 
-            def replicated() -> bool:
-                def check() -> bool:
-                    held = [set(n.replication.standby.replicas) for n in cluster.nodes[1:]]
-                    return all(run_id in h for h in held)
-
-                return bool(cluster.run(check))
-
-            wait_for(replicated, 30, what="both standbys hold the run")
+            wait_for(
+                lambda: cluster_jobs.standbys_hold(cluster, run_id),
+                30,
+                what="both standbys hold the run",
+            )
         cluster.crash(0)
         with handoffd.connect(urls[1], timeout=30) as one, handoffd.connect(urls[2]) as two:
             assert building.wait(60), "no standby started to rebuild the run"
