@@ -139,3 +139,63 @@ def test_answers_and_reports_to_our_own_owner_go_as_they_are_not_as_columns() ->
         assert [(r.task_id, r.state) for r in report.reports] == [("a", "DONE")] and term == 1
 
     asyncio.run(main())
+
+
+def own_dispatch(executor: Executor, *items: m.DispatchItem) -> None:
+    executor.on_dispatch(m.DispatchTasks(RUN, "me:1", items), [b"payload"], 1)
+
+
+def test_our_own_owner_hears_of_a_quick_task_s_dispatch_after_its_report() -> None:
+    """A task that is all we run and ends before the next loop turn's reads: its report goes in
+    the callback that read its outcome, the dispatch's answer two loop turns after the dispatch
+    (our owner takes the report as the answer; W3 no longer waits for a scheduler batch of the
+    answer before the outcome is read)."""
+
+    async def main() -> None:
+        executor, pool, sent = make()
+        own_dispatch(executor, item("a"))
+        assert not of(sent, m.DispatchReplied)  # held
+        executor.on_outcome(Outcome((RUN, "a", 1), True, b"v", duration=0.001))
+        executor._after_read()  # the pool read it: nothing else runs, the report goes now
+        assert [type(s[1]) for s in sent] == [m.TasksReported]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert [type(s[1]) for s in sent] == [m.TasksReported, m.DispatchReplied]
+        ((address, replied, term),) = of(sent, m.DispatchReplied)
+        assert address == "me:1" and replied.accepted == (m.TaskAttempt("a", 1),) and term == 1
+
+    asyncio.run(main())
+
+
+def test_a_held_answer_goes_two_loop_turns_later_when_the_task_takes_longer() -> None:
+    async def main() -> None:
+        executor, pool, sent = make()
+        own_dispatch(executor, item("a"))
+        await asyncio.sleep(0)  # the next turn: its reads could bring the outcome first
+        assert not sent
+        await asyncio.sleep(0)
+        ((address, replied, _),) = of(sent, m.DispatchReplied)
+        assert address == "me:1" and replied.accepted == (m.TaskAttempt("a", 1),)
+
+    asyncio.run(main())
+
+
+def test_refusals_answers_to_other_owners_and_busy_nodes_are_not_held() -> None:
+    """A refusal reaches our owner at once (it places the task elsewhere); so does the answer
+    for a task queued behind another one; another owner's answer goes as before."""
+
+    async def main() -> None:
+        executor, pool, sent = make()
+        own_dispatch(executor, item("a"))
+        own_dispatch(executor, item("b"))  # "a" holds the only cpu: "b" waits behind it
+        replied = [s[1] for s in of(sent, m.DispatchReplied)]
+        assert [r.accepted for r in replied] == [(m.TaskAttempt("b", 1),)]
+        executor.draining = True
+        own_dispatch(executor, item("c"))
+        replied = [s[1] for s in of(sent, m.DispatchReplied)]
+        assert replied[-1].refused and replied[-1].refused[0].task_id == "c"
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(of(sent, m.DispatchReplied)) == 3  # "a"'s, held, went two turns later
+
+    asyncio.run(main())
