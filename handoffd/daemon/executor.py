@@ -108,10 +108,6 @@ class Executor:
         # (owner address at dispatch, run) -> live output waiting for this loop turn's send
         self._live: dict[tuple[str, str], list[LiveOutput]] = {}
         self._sent_live: dict[Any, list[LiveOutput]] = {}  # running attempt -> its live pieces
-        # Our own owner's DispatchReplied for tasks that are all we run, held two loop turns
-        # (``_hold``), and the callback that sends them.
-        self._held: list[SendMessage] = []
-        self._held_soon: asyncio.Handle | None = None
 
     @property
     def pool(self) -> WorkerPool | None:
@@ -263,9 +259,7 @@ class Executor:
                 # this process, never encoded) as they are: packing them to be read back at once
                 # was a third of the executor's and the owner's work on a task run here.
                 if ins.address == self.address:
-                    if type(msg) is m.DispatchReplied and self._may_hold(msg):
-                        self._hold(ins)
-                        continue
+                    pass
                 elif type(msg) is m.TasksReported:
                     sizes, frames = columns.join_frames(frames)
                     msg = columns.report_columns(msg, sizes)
@@ -296,36 +290,6 @@ class Executor:
                     self.on_new_owner(ins.run_id, ins.term, ins.owner)
             else:
                 raise TypeError(f"unknown executor instruction {ins!r}")
-
-    # -- our own owner's answer to a dispatch, after the report ---------------------------------
-    # The worker of a task dispatched here runs while we write its job (on a loaded machine it
-    # preempts the loop), so its outcome is often read in the next loop turn. Our owner handled
-    # the answer sent at once in that turn before the outcome was read: ~25 us of scheduler work
-    # on a one-task run's way to its client. Held two turns, the answer reaches our owner after
-    # the report when the task is that quick (the scheduler takes a report as its dispatch's
-    # answer: ``OwnerScheduler._current``; the late answer then changes nothing), and right
-    # after that next turn's reads when it is not.
-
-    def _may_hold(self, msg: m.DispatchReplied) -> bool:
-        """Hold only an answer refusing nothing (a refusal must reach the owner now, to place the
-        task elsewhere) for tasks that are all we run: their outcome flushes their report at once
-        (``_after_read``)."""
-        return not msg.refused and len(msg.accepted) == self.state.running_count()
-
-    def _hold(self, ins: SendMessage) -> None:
-        self._held.append(ins)
-        if self._held_soon is None:
-            # Two turns: a callback scheduled now would run in the next turn before its reads.
-            loop = asyncio.get_running_loop()
-            self._held_soon = loop.call_soon(self._release_next_turn, loop)
-
-    def _release_next_turn(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._held_soon = loop.call_soon(self._release)
-
-    def _release(self) -> None:
-        held, self._held, self._held_soon = self._held, [], None
-        for ins in held:
-            self._send(ins.address, ins.msg, ins.frames, term=ins.term)
 
     def _soon(self, event: Event) -> None:
         if event is FLUSH:
