@@ -72,7 +72,10 @@ def wrap_mode(out: str, command: list[str]) -> None:
     import runpy
     import signal
 
-    profile = cProfile.Profile()
+    # HANDOFFD_PROFILE_CPU=1: CPU time of the loop thread (time.thread_time) instead of wall time,
+    # so a write the woken worker preempts counts only the write's own CPU
+    cpu = os.environ.get("HANDOFFD_PROFILE_CPU") == "1"
+    profile = cProfile.Profile(time.thread_time) if cpu else cProfile.Profile()
 
     def dump(*_: Any) -> None:
         profile.disable()
@@ -102,14 +105,29 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30, help="--profile's lines")
     parser.add_argument("--owner-profile", default="", help="cProfile the owner daemon into FILE")
     parser.add_argument("--owner-wrap", default="", help="run the owner daemon under this command")
+    parser.add_argument(
+        "--no-ship",
+        action="store_true",
+        help="ship no code package (the workers import bench/_peers from PYTHONPATH): what "
+        "shipping an unchanged package costs per call",
+    )
     args = parser.parse_args()
     from _peers.common import Sizes, latency_result, noop, reexec_in_netns
 
+    if args.no_ship:  # before the daemons start: they and their workers inherit it
+        here = os.path.dirname(os.path.abspath(__file__))
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [here, os.environ.get("PYTHONPATH")])
+        )
     reexec_in_netns()
     from _peers.handoffd_runner import HandoffdRunner
 
     import handoffd
 
+    if args.no_ship:
+        from handoffd import packages
+
+        packages.local_modules_package = lambda roots: None
     runner = HandoffdRunner(Sizes(True))
     if args.owner_profile:
         here = os.path.abspath(__file__)
@@ -144,7 +162,8 @@ def main() -> None:
             import cProfile
             import pstats
 
-            profile = cProfile.Profile()
+            timer = time.thread_time if os.environ.get("HANDOFFD_PROFILE_CPU") == "1" else None
+            profile = cProfile.Profile(timer) if timer else cProfile.Profile()
             samples = profile.runcall(lambda: [call(i) for i in range(args.runs)])
             after = _reading(daemons)
             elapsed = time.perf_counter() - start

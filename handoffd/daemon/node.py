@@ -52,7 +52,7 @@ from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_ops as ops
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_chunks import ValueChunk
-from handoffd.protocol.messages_columns import DispatchColumns
+from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
@@ -75,6 +75,8 @@ _MEMBERSHIP_TYPES = admission.SWIM_TYPES
 _REPLICATION_TYPES = admission.REPLICATION_TYPES
 _OPS_REQUESTS = ops.CLIENT_TYPES
 _OPS_NOTICES = ops.NOTICE_TYPES
+_TO_OWNER = {m.SubmitRun, m.SubmitAndWait, m.DispatchReplied, m.TasksReported, ReportColumns}
+_TO_OWNER.add(RepliedColumns)  # only the owner reads these (_route)
 
 
 class Node(NodeReliability):
@@ -119,13 +121,10 @@ class Node(NodeReliability):
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_due = 0.0
         ms = config.membership  # fenced once at most half was reachable for a probe's time
-        confirm = ms.probe_timeout + ms.indirect_timeout
-        # Verdicts wait after a heal until the far side had push-pulls to hear from us and a
-        # suspicion's time to refute, at least evict_after (a member DEAD that long is gone).
-        settle = max(2 * ms.push_pull_interval + ms.suspicion_timeout, ms.dead_reap_after / 12)
-        self.quorum = Quorum(
-            self.name, ms.dead_reap_after / 12, confirm, ms.dead_reap_after, settle
-        )
+        confirm, reap = ms.probe_timeout + ms.indirect_timeout, ms.dead_reap_after
+        # After a heal, verdicts wait for the far side's push-pulls and refutation (>= reap / 12)
+        settle = max(2 * ms.push_pull_interval + ms.suspicion_timeout, reap / 12)
+        self.quorum = Quorum(self.name, reap / 12, confirm, reap, settle)
         self._gone: dict[str, float] = {}  # unreachable member -> when its address refused us
         self._gone_asked: dict[str, float] = {}  # ... -> when to ask again (node_reliability)
         self._gone_tasks: set[asyncio.Task[None]] = set()
@@ -136,8 +135,7 @@ class Node(NodeReliability):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
-        # The last message encoded (msg, frames, term, its frames): the same message sent to
-        # several nodes in a row (a replication batch to each standby) is encoded once.
+        # (msg, frames, term, encoded) last sent: a batch sent to each standby is encoded once
         self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self._local: list[tuple[Any, list[Any], int]] = []  # sent to ourselves this loop turn
         self._local_soon: asyncio.Handle | None = None  # the callback that delivers them
@@ -244,8 +242,7 @@ class Node(NodeReliability):
             peers=self._live_addresses,
             call_later=loop.call_later,
         )
-        # Workers start in the background (a spawned interpreter takes ~0.1-0.3 s): the node
-        # listens and joins meanwhile, and jobs wait in the pool's queue until a worker is ready.
+        # Workers start in the background (0.1-0.3 s each): jobs wait in the pool's queue meanwhile
         self._pool_start = loop.create_task(self.pool.start())
         self._pool_start.add_done_callback(self._pool_started)
         self.executor.pool = self.pool
@@ -518,6 +515,9 @@ class Node(NodeReliability):
 
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         assert self.executor is not None and self.owner is not None
+        if type(msg) in _TO_OWNER:  # by exact type: not the ~27 checks below (3 per 1-task run)
+            self.owner.handle(msg, frames, conn, envelope)
+            return
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
             frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")

@@ -199,3 +199,41 @@ def test_a_delivery_made_at_a_drain_s_end_leaves_no_empty_callback_behind():
                 )
                 assert client.execute(dag) == {"f": i}
         assert calls and 0 not in calls
+
+
+class _Counted:
+    """An executor stand-in that counts the looks at FETCH_TYPES (the chain's second check)."""
+
+    def __init__(self) -> None:
+        from handoffd.daemon.executor import Executor
+
+        self.looks = 0
+        self._types = Executor.FETCH_TYPES
+
+    @property
+    def FETCH_TYPES(self) -> tuple[type, ...]:  # noqa: N802 - the executor's name
+        self.looks += 1
+        return self._types
+
+
+def test_the_owner_s_messages_reach_it_by_type_as_the_chain_would_route_them(monkeypatch: Any):
+    """Submissions and executors' answers go to the owner without walking Node._route's chain
+    (~27 isinstance checks each); the chain, walked, sends each of them there too."""
+    from types import SimpleNamespace
+
+    from handoffd.daemon import node as node_module
+
+    handled: list[Any] = []
+    owner = SimpleNamespace(handle=lambda msg, *rest: handled.append(msg))
+    fast = node_module._TO_OWNER
+    assert {m.SubmitAndWait, m.DispatchReplied, m.TasksReported} <= fast
+    for walk in (False, True):
+        executor = _Counted()
+        fake = SimpleNamespace(executor=executor, owner=owner)
+        if walk:
+            monkeypatch.setattr(node_module, "_TO_OWNER", frozenset())
+        for kind in fast:
+            msg = object.__new__(kind)
+            node_module.Node._route(fake, msg, [], b"", None)  # type: ignore[arg-type]
+            assert handled.pop() is msg
+        assert executor.looks == (len(fast) if walk else 0)
