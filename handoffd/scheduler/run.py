@@ -147,9 +147,18 @@ class TaskRecord:
 Listener = Callable[["RunState", TaskRecord, str, str], None]
 
 
+class MoveListener:
+    """Told of every task move of the runs it is the ``mover`` of (the owner's scheduler). A C
+    base class when compiled, so a run tells its owner of a move with one C call, not a Python
+    call per move through a bound method."""
+
+    def moved(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        """``rec`` of ``run`` went from ``old`` to ``new`` (after the run's own books)."""
+
+
 class RunState:
     """The task states of one run over its graph; the owner drives it and keeps its books in step
-    through ``listener``."""
+    through ``mover`` (or a plain ``listener`` callable: tests)."""
 
     def __init__(
         self,
@@ -172,6 +181,7 @@ class RunState:
         self.attempt_floor = 0  # new attempts are numbered above this (term * ATTEMPT_STRIDE)
         self.holders: set[str] = set()  # live nodes whose store may hold results of this run
         self.listener: Listener | None = None
+        self.mover: MoveListener | None = None  # (told before ``listener``; the owner uses this)
         # Wall clock = now + wall_offset (the owner sets it); submitted/finished are wall clock.
         self.wall_offset = 0.0
         self.submitted = 0.0
@@ -294,6 +304,8 @@ class RunState:
             if self.unfinished:
                 for dep in self.effective_deps[rec.id]:
                     self.unfinished[dep] -= 1
+        if self.mover is not None:
+            self.mover.moved(self, rec, old, new)
         if self.listener is not None:
             self.listener(self, rec, old, new)
 
