@@ -39,6 +39,7 @@ cdef class OwnerScheduler(OwnerQueries):
     @cython.locals(lo=Py_ssize_t)
     cpdef _close(self, RunState run)
     cpdef _free(self, RunState run)
+    @cython.locals(was_out=bint, is_out=bint)
     cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
     cpdef _enqueue(self, RunState run, TaskRecord rec)
     cpdef _place(self)

@@ -613,21 +613,21 @@ class OwnerScheduler(OwnerQueries):
     # -- bookkeeping through task moves --------------------------------------------------------------
 
     def moved(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        was_out = old in ACTIVE  # (each test once: a tuple search per use, ~3 moves per task)
+        is_out = new in ACTIVE
         # Attempts that start and end are replicated too: task history survives a takeover.
-        if self.on_change is not None and (
-            new in _REPLICATED or old == DONE or old in ACTIVE or new in ACTIVE
-        ):
+        if self.on_change is not None and (new in _REPLICATED or old == DONE or was_out or is_out):
             self.on_change(run.run_id, rec.id)
-        if old in ACTIVE and new not in ACTIVE and rec.node is not None:
+        if was_out and not is_out and rec.node is not None:
             self._view.came_back(rec.node, rec)
             if self._rebalance.queued:
                 self._rebalance.came_back(rec.node, (run.run_id, rec.id, rec.attempt))
             if not self._dirty and self._view.room_opened(rec.node, self._ready):
                 self._dirty = True
-        if new in ACTIVE and old not in ACTIVE and rec.node is not None:
+        if is_out and not was_out and rec.node is not None:
             self._view.went_out(rec.node, rec)
             self._lost.went_out(run.run_id, rec.id, self._now)
-        elif old in ACTIVE and new not in ACTIVE:
+        elif was_out and not is_out:
             self._lost.came_back(run.run_id, rec.id)
         if old == READY:
             self._ready.discard(rec)
