@@ -20,4 +20,5 @@ COMPILED = (
     "owner_queries",
     "owner",
     "history",
+    "rebalance",
 )

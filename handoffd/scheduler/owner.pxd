@@ -6,6 +6,7 @@ cimport cython
 
 from handoffd.scheduler.owner_queries cimport OwnerQueries
 from handoffd.scheduler.ready cimport ReadyQueue
+from handoffd.scheduler.rebalance cimport Rebalance
 from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
@@ -17,7 +18,7 @@ cdef class OwnerScheduler(OwnerQueries):
     cdef public ReadyQueue _ready
     cdef public bint _dirty
     cdef public object _out
-    cdef public object _rebalance
+    cdef public Rebalance _rebalance
     cdef public object _delays
     cdef public object _takeover
     cdef public object on_change
@@ -38,7 +39,8 @@ cdef class OwnerScheduler(OwnerQueries):
     @cython.locals(lo=Py_ssize_t)
     cpdef _close(self, RunState run)
     cpdef _free(self, RunState run)
-    cpdef _on_move(self, RunState run, TaskRecord rec, str old, str new)
+    @cython.locals(was_out=bint, is_out=bint)
+    cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
     cpdef _enqueue(self, RunState run, TaskRecord rec)
     cpdef _place(self)
     @cython.locals(spec=object)

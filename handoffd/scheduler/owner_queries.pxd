@@ -3,9 +3,10 @@
 # scheduler composes, as C fields.
 
 from handoffd.scheduler.cluster_view cimport ClusterView
+from handoffd.scheduler.run cimport MoveListener
 
 
-cdef class OwnerQueries:
+cdef class OwnerQueries(MoveListener):
     cdef public ClusterView _view
     cdef public object _owned
     cdef public object _lost

@@ -13,11 +13,12 @@ from typing import Any
 from handoffd.scheduler.cluster_view import ClusterView, NodeState
 from handoffd.scheduler.lost import LostMessages
 from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus, RunHistory
-from handoffd.scheduler.run import RunState
+from handoffd.scheduler.run import MoveListener, RunState
 
 
-class OwnerQueries:
-    """The scheduler's read side over the parts ``OwnerScheduler`` builds."""
+class OwnerQueries(MoveListener):
+    """The scheduler's read side over the parts ``OwnerScheduler`` builds (a ``MoveListener``:
+    ``OwnerScheduler.moved`` keeps its books through the moves of the runs it owns)."""
 
     _view: ClusterView
     _owned: OwnedRuns

@@ -57,7 +57,10 @@ class Rebalance:
         seconds = self._view.durations.estimate(rec.spec.id, rec.cost_items)
         if 0.0 <= seconds <= QUEUE_SECONDS:
             return
-        self.queued.setdefault(node, {})[(run.run_id, rec.id, rec.attempt)] = None
+        keys = self.queued.get(node)
+        if keys is None:
+            keys = self.queued[node] = {}
+        keys[(run.run_id, rec.id, rec.attempt)] = None
 
     def came_back(self, node: str, key: Key) -> None:
         """The attempt left ``node`` (finished, lost, cancelled, withdrawn)."""

@@ -33,6 +33,10 @@ cdef class TaskRecord:
     cpdef bint has_copy(self)
 
 
+cdef class MoveListener:
+    cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
+
+
 cdef class RunState:
     cdef public str run_id
     cdef public object options
@@ -44,6 +48,7 @@ cdef class RunState:
     cdef public long long attempt_floor
     cdef public set holders
     cdef public object listener
+    cdef public MoveListener mover
     cdef public double wall_offset
     cdef public double submitted
     cdef public double finished

@@ -47,6 +47,7 @@ from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's v
     TASK_STATES,
     TERMINAL,
     TRANSITIONS,
+    InvalidTransition,
 )
 from handoffd.spec import RunOptions, TaskSpec
 
@@ -57,17 +58,6 @@ YIELD_EVERY = 4096  # task records built between two chances for other threads t
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
-
-
-class InvalidTransition(RuntimeError):
-    """A task was asked to make a move the transition table forbids."""
-
-    def __init__(self, run_id: str, task_id: str, old: str, new: str, history: list[Any]) -> None:
-        self.history = list(history)
-        lines = "\n".join(f"  t={t:.3f} {a} -> {b} ({cause})" for t, a, b, cause in self.history)
-        super().__init__(
-            f"run {run_id!r} task {task_id!r}: illegal move {old} -> {new}; history:\n{lines}"
-        )
 
 
 def backoff(failures: int) -> float:
@@ -147,9 +137,17 @@ class TaskRecord:
 Listener = Callable[["RunState", TaskRecord, str, str], None]
 
 
+class MoveListener:
+    """Told of each task move of the runs it is the ``mover`` of (the owner's scheduler): a C base
+    class when compiled, so a run tells its owner of a move with one C call, no Python call."""
+
+    def moved(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        """``rec`` of ``run`` went from ``old`` to ``new`` (after the run's own books)."""
+
+
 class RunState:
     """The task states of one run over its graph; the owner drives it and keeps its books in step
-    through ``listener``."""
+    through ``mover`` (or a plain ``listener`` callable: tests)."""
 
     def __init__(
         self,
@@ -172,6 +170,7 @@ class RunState:
         self.attempt_floor = 0  # new attempts are numbered above this (term * ATTEMPT_STRIDE)
         self.holders: set[str] = set()  # live nodes whose store may hold results of this run
         self.listener: Listener | None = None
+        self.mover: MoveListener | None = None  # (told before ``listener``; the owner uses this)
         # Wall clock = now + wall_offset (the owner sets it); submitted/finished are wall clock.
         self.wall_offset = 0.0
         self.submitted = 0.0
@@ -294,6 +293,8 @@ class RunState:
             if self.unfinished:
                 for dep in self.effective_deps[rec.id]:
                     self.unfinished[dep] -= 1
+        if self.mover is not None:
+            self.mover.moved(self, rec, old, new)
         if self.listener is not None:
             self.listener(self, rec, old, new)
 

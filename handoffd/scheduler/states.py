@@ -1,7 +1,9 @@
-"""Task and run states and the one table of legal task moves (``scheduler.run``'s; it
-re-exports them). A module of their own so the run's checks (``run_checks``) can use them."""
+"""Task and run states, the one table of legal task moves and its error (``scheduler.run``'s;
+it re-exports them). A module of their own so the run's checks (``run_checks``) can use them."""
 
 from __future__ import annotations
+
+from typing import Any
 
 PENDING, READY, ASSIGNED, RUNNING = "PENDING", "READY", "ASSIGNED", "RUNNING"
 DONE, FAILED, CANCELLED = "DONE", "FAILED", "CANCELLED"
@@ -26,3 +28,14 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED = "RUNNING", "DONE", "FAILED", "CANCELLED"
+
+
+class InvalidTransition(RuntimeError):
+    """A task was asked to make a move the transition table forbids."""
+
+    def __init__(self, run_id: str, task_id: str, old: str, new: str, history: list[Any]) -> None:
+        self.history = list(history)
+        lines = "\n".join(f"  t={t:.3f} {a} -> {b} ({cause})" for t, a, b, cause in self.history)
+        super().__init__(
+            f"run {run_id!r} task {task_id!r}: illegal move {old} -> {new}; history:\n{lines}"
+        )

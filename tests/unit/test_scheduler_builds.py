@@ -90,7 +90,19 @@ run_steps = st.lists(
 def ops_on(module: ModuleType, specs: list[TaskSpec], outputs: Any) -> tuple[Any, list[Any]]:
     run = module.RunState("r", specs, RunOptions(max_retries=2, outputs=outputs), seq=3, term=1)
     moves: list[Any] = []
-    run.listener = lambda _run, rec, old, new: moves.append((rec.id, old, new, rec.delayed))
+    told: list[Any] = []  # what the typed mover heard: the same moves, first
+
+    class Mover(module.MoveListener):  # type: ignore[name-defined]
+        def moved(self, _run: Any, rec: Any, old: str, new: str) -> None:
+            assert _run is run
+            told.append((rec.id, old, new, rec.delayed))
+
+    def listener(_run: Any, rec: Any, old: str, new: str) -> None:
+        assert told and told[-1] == (rec.id, old, new, rec.delayed)
+        moves.append(told[-1])
+
+    run.mover = Mover()
+    run.listener = listener
     run.counters = Counter()
     run.wall_offset = 100.0
     return run, moves
@@ -488,3 +500,29 @@ def test_setup_compiles_exactly_the_listed_scheduler_modules() -> None:
         and any(isinstance(t, ast.Name) and t.id == "SCHEDULER_COMPILED" for t in node.targets)
     )
     assert tuple(listed) == COMPILED
+
+
+# -- owner.py: the runs it owns tell it of their moves through the typed mover ---------------------
+
+
+def test_an_owned_run_tells_its_owner_through_the_mover_until_released() -> None:
+    from handoffd.scheduler import events as ev
+    from handoffd.scheduler.owner import OwnerScheduler
+
+    sched = OwnerScheduler("n0", now=0.0)
+    update = ev.NodeUpdate("n0", "n0", True, {"cpu": 2.0}, {"cpu": 2.0}, 1)
+    specs = [TaskSpec("a", (), {"cpu": 1.0}, b"p"), TaskSpec("b", ("a",), {"cpu": 1.0}, b"p")]
+    out = sched.handle_batch([update, ev.RunSubmitted("r", specs, RunOptions())], 0.0)
+    run = sched.run_state("r")
+    assert run is not None and run.mover is sched and run.listener is None
+    (sent,) = [i for i in out if isinstance(i, ev.Dispatch)]
+    assert [item.task_id for item in sent.items] == ["a"]
+    # (the books the mover keeps: the task went out to n0, and came back when it succeeded)
+    assert sched._view.outstanding["n0"] == {"cpu": 1.0}
+    sched.handle_batch([ev.TaskSucceeded("r", "a", sent.items[0].attempt, "n0", 1, b"v")], 0.1)
+    assert run.tasks["b"].state == "ASSIGNED"
+    sched.validate()
+    sched.handle_batch([ev.TaskSucceeded("r", "b", run.tasks["b"].attempt, "n0", 1, b"v")], 0.3)
+    assert run.state == "DONE" and not any(sched._view.outstanding.get("n0", {}).values())
+    sched.handle_batch([ev.ResultsReleased("r")], 0.4)
+    assert run.mover is None
