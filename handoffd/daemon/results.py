@@ -68,10 +68,14 @@ def outcome_values(
     local_value: Callable[[str, str], bytes | None],
     run_id: str,
     max_bytes: int,
+    local_size: Callable[[str, str], int] | None = None,
 ) -> tuple[list[str], list[bytes], list[str]]:
     """(ids, values, pending) for a DONE run's outcome: the wanted results (the submission's
     outputs, else every regular function's) this node holds (kept by the scheduler or in our
-    store), up to ``max_bytes``; ``pending`` lists the others, for ``FetchResults``."""
+    store), up to ``max_bytes``; ``pending`` lists the others, for ``FetchResults``.
+    ``local_size``: a value's size in our store (-1: not there), so that one too big for the
+    outcome is never read (a spilled 1.1 GiB result was read whole on the loop, ~3.7 s, only to
+    be left out)."""
     ids: list[str] = []
     values: list[bytes] = []
     pending: list[str] = []
@@ -90,6 +94,10 @@ def outcome_values(
         except KeyError:
             value, locations = None, ()
         if value is None and me in locations:
+            size = local_size(run_id, task_id) if local_size is not None else -1
+            if size > min(budget, OUTCOME_VALUE_MAX):
+                pending.append(task_id)
+                continue
             value = local_value(run_id, task_id)
         if (
             value is None
@@ -146,7 +154,7 @@ class ResultFetcher:
     ) -> tuple[list[str], list[bytes], list[str]]:
         """``outcome_values`` for this node."""
         return outcome_values(
-            self._scheduler, self._port.name, self._local_value, run_id, max_bytes
+            self._scheduler, self._port.name, self._local_value, run_id, max_bytes, self._local_size
         )
 
     def on_fetch(self, msg: m.FetchResults, conn: bytes) -> None:

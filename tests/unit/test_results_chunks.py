@@ -119,6 +119,25 @@ def test_a_spilled_value_in_the_owners_store_is_listed_far_and_read_by_range() -
         assert read_whole == []  # never read whole on the loop for this client
 
 
+def test_a_run_outcome_never_reads_a_spilled_value_too_big_for_it() -> None:
+    """A spilled 1.1 GiB result was read whole on the owner's loop (~3.7 s) to build the run's
+    outcome, only to be left out of it for its size: its size in the store decides now."""
+    from handoffd.daemon.results import OUTCOME_VALUE_MAX
+
+    port = FakePort(name="b", address="b:1")
+    with tempfile.TemporaryDirectory() as spill:
+        store = ResultStore(1024, spill_dir=spill)
+        store.put("r1", "f", _value(OUTCOME_VALUE_MAX + 1))
+        read_whole: list[str] = []
+        fetcher = ResultFetcher(
+            port, done_elsewhere(port), lambda r, t: read_whole.append(t) or store.get(r, t)
+        )
+        fetcher.store = store
+        assert fetcher.outcome_values("r1", 1 << 40) == ([], [], ["f"])
+        assert read_whole == []
+        store.close()
+
+
 def test_an_older_client_gets_the_value_whole_as_before() -> None:
     port = FakePort()
     port.join("b")
