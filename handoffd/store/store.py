@@ -28,6 +28,7 @@ and the executor fails the value's run with that message rather than leaving it 
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import errno
 import functools
@@ -90,7 +91,7 @@ class ResultStore:
         self._writing: dict[Key, Any] = {}
         self._writing_bytes = 0
         self._written: deque[tuple[Key, Any, str, OSError | None]] = deque()
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Event] = []  # one per spill thread, set when it is over
 
     def put(self, run_id: str, task_id: str, value: Any) -> None:
         """Keep a value (bytes-like: an assembled one is an mmap, ``store.chunks``); raises
@@ -269,12 +270,14 @@ class ResultStore:
         except RuntimeError:  # no loop (a tool, a test): the next put or settle() applies it
             notify = None
         written = self._written
+        over = threading.Event()
 
         def write() -> None:
             try:
                 written.append((key, value, _write_file(directory, value), None))
             except OSError as exc:
                 written.append((key, value, "", exc))
+            over.set()
             if notify is not None:
                 try:
                     notify()
@@ -283,10 +286,10 @@ class ResultStore:
 
         self._writing[key] = value
         self._writing_bytes += len(value)
-        thread = threading.Thread(target=write, name="handoffd-spill", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()]
-        self._threads.append(thread)
-        thread.start()
+        self._threads = [t for t in self._threads if not t.is_set()]
+        self._threads.append(over)
+        # Not threading.Thread.start(): it waits until the new thread runs (up to ~0.1 s here).
+        _thread.start_new_thread(write, ())
 
     def settle(self) -> None:
         """Apply the spills threads finished: each value whose file is whole leaves memory (if
@@ -317,8 +320,8 @@ class ResultStore:
 
     def wait_spills(self, timeout: float | None = None) -> None:
         """Wait for the spill threads, then ``settle`` (tools and tests)."""
-        for thread in list(self._threads):
-            thread.join(timeout)
+        for over in list(self._threads):
+            over.wait(timeout)
         self.settle()
 
 

@@ -23,6 +23,7 @@ told on the loop when it is whole (``wake``).
 
 from __future__ import annotations
 
+import _thread
 import mmap
 import os
 import pickle
@@ -104,7 +105,6 @@ class Reader:
         "wake",
         "thread",
         "failed",
-        "whole",
     )
 
     def __init__(self, fd: int) -> None:
@@ -123,14 +123,14 @@ class Reader:
         # Called from the reading thread once a huge message is whole (or the pipe failed): the
         # owner of the loop schedules its next read. None: huge messages are read in slices.
         self.wake: Callable[[], object] | None = None
-        self.thread: threading.Thread | None = None  # reading a huge message now
+        # Set by the thread reading a huge message once it is over (None: no such read).
+        self.thread: threading.Event | None = None
         self.failed = False  # the thread's read hit EOF or an error
-        self.whole = False  # the thread's read is over (set before ``wake``: it is still alive)
 
     @property
     def reading(self) -> bool:
         """Whether a thread is reading a huge message now (the pipe is not to be watched)."""
-        return self.thread is not None and not self.whole
+        return self.thread is not None and not self.thread.is_set()
 
     def close(self) -> None:
         if self.thread is not None:
@@ -228,13 +228,13 @@ class Reader:
         del buf[:]
         self.edge = 0
         self.large, self.have, self.size = out, have, size
-        self.failed = self.whole = False
-        self.thread = threading.Thread(
-            target=self._read_huge, args=(out, have), name="handoffd-pipe-read", daemon=True
-        )
-        self.thread.start()
+        self.failed = False
+        self.thread = threading.Event()
+        # Not threading.Thread.start(): it waits until the new thread runs, up to ~0.1 s on
+        # the loop on a loaded machine (py-spy).
+        _thread.start_new_thread(self._read_huge, (out, have, self.thread))
 
-    def _read_huge(self, out: mmap.mmap, have: int) -> None:
+    def _read_huge(self, out: mmap.mmap, have: int, over: threading.Event) -> None:
         try:
             with memoryview(out) as view:
                 while have < len(out):
@@ -244,7 +244,7 @@ class Reader:
                     have += n
         except (EOFError, OSError, ValueError):  # (ValueError: closed under us)
             self.failed = True
-        self.whole = True
+        over.set()  # (before ``wake``: the thread is still alive then)
         wake = self.wake
         if wake is not None:
             try:
@@ -256,10 +256,10 @@ class Reader:
         """The huge message the thread read, once it is whole (None while it reads)."""
         thread = self.thread
         assert thread is not None
-        if not self.whole:
+        if not thread.is_set():
             if not wait:
                 return None
-            thread.join()
+            thread.wait()
         self.thread = None
         out = self.large
         self.large, self.have = None, 0

@@ -173,8 +173,7 @@ def test_closing_a_reader_ends_its_thread():
     thread = reader.thread
     assert thread is not None
     reader.close()
-    thread.join(30)
-    assert not thread.is_alive()
+    assert thread.wait(30)
     left.close()
     right.close()
 
