@@ -17,7 +17,8 @@ A value of ``SPILL_AWAY_BYTES`` or more is written to its spill file by a thread
 writing a 1.1 GiB result held the daemon's loop ~8 s on a loaded machine): it stays in memory, and
 is read from there, until the file is whole; then (``settle``, called on the loop when the thread
 is done, and by every ``put``) it moves to the file. A failed background spill is logged and leaves
-the value in memory (the next spill tries it again). Smaller values are written at once, as before.
+the value in memory, and the next ``put`` that needs a spill is refused with that ``StoreError``
+(memory stays bounded; the one after tries again). Smaller values are written at once, as before.
 
 Bounded: ``max_bytes`` caps what the store holds, in memory and spilled together (``Limits.
 max_store_bytes``). A value that would pass it, or that cannot be kept because spilling failed (the
@@ -92,6 +93,7 @@ class ResultStore:
         self._writing_bytes = 0
         self._written: deque[tuple[Key, Any, str, OSError | None]] = deque()
         self._threads: list[threading.Event] = []  # one per spill thread, set when it is over
+        self._spill_failed: str | None = None  # why the last background spill failed
 
     def put(self, run_id: str, task_id: str, value: Any) -> None:
         """Keep a value (bytes-like: an assembled one is an mmap, ``store.chunks``); raises
@@ -119,6 +121,10 @@ class ResultStore:
         self.stats.in_memory_bytes += len(value)
         self.stats.values += 1
         if self.stats.in_memory_bytes > self.memory_limit:
+            failed, self._spill_failed = self._spill_failed, None
+            if failed is not None:  # as a spill failing now: memory stays bounded
+                self._discard(key)
+                raise StoreError(failed)
             try:
                 self._spill()
             except OSError as exc:
@@ -305,7 +311,8 @@ class ResultStore:
                 if error.errno == errno.ENOENT:  # our dir was removed: make it again next time
                     self._spill_dir = None
                 if self._memory.get(key) is value:
-                    log.error("%s", spill_failed(error, self._spill_root))
+                    self._spill_failed = spill_failed(error, self._spill_root)
+                    log.error("%s", self._spill_failed)
                 continue
             if self._memory.get(key) is not value:  # dropped or replaced meanwhile
                 _unlink(path)

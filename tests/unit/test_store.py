@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from handoffd.store.store import ResultStore
+import pytest
+
+from handoffd.store.store import ResultStore, StoreError
 
 
 def test_put_get_and_drop_run():
@@ -173,6 +175,9 @@ def test_a_failed_background_spill_keeps_the_value_and_says_why(tmp_path, caplog
     store.wait_spills(30)
     assert store.get("r", "big") == big and store.stats.spills == 0
     assert str(missing) in caplog.text and "--spill-dir" in caplog.text
+    with pytest.raises(StoreError) as refused:  # the next value that needs a spill: refused
+        store.put("r", "next", b"n" * 10)
+    assert str(missing) in str(refused.value) and not store.has("r", "next")
     missing.mkdir()
     store.put("r", "small", b"s")  # the next spill makes its dir again and moves it
     store.wait_spills(30)
