@@ -5,9 +5,13 @@ these.
 A client that says it reads in chunks (``FetchResults.chunk_bytes``, helper results19) gets the
 values bigger than its chunk, and those past ``INLINE_BYTES`` in one answer, by reference
 (``Results.far``) and pulls them with ``FetchResultChunks``: a value the scheduler kept or our
-store holds is served from where it is (a spilled one read by range), one pulled from another
-node for the client is kept here (``_staged``) until its last chunk was asked or for
-``STAGE_IDLE`` after the client's last ask."""
+store holds is served from where it is (a spilled one read by range). One held by another node is
+relayed (helper bigval19): the owner asks its holder for the first chunk only (which tells its
+size), lists it far, and forwards each of the client's chunk asks to the holder, its answers to
+the client (``_Relay``), trying the next holder on a miss or after ``fetch_timeout``; so it holds
+only the chunks in flight, where it pulled the whole value into its memory before. A value that
+fits one chunk but not the answer's budget is kept here (``_staged``) until it was asked or for
+``STAGE_IDLE`` after the client's last ask; a relay is forgotten the same way."""
 
 from __future__ import annotations
 
@@ -19,9 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from handoffd.daemon.ports import Port
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_chunks import FetchResultChunks, ValueChunk
+from handoffd.protocol.messages_chunks import FetchChunks, FetchResultChunks, ValueChunk
 from handoffd.protocol.snapshot import error_to_info
-from handoffd.store.chunks import CHUNK_MAX, CHUNK_MIN, MISSING, OneValue, Pull, serve_range
+from handoffd.store.chunks import (
+    CHUNK_MAX,
+    CHUNK_MIN,
+    MISSING,
+    SERVE_MAX,
+    OneValue,
+    Pull,
+    serve_range,
+)
 
 if TYPE_CHECKING:
     from handoffd.scheduler.owner import OwnerScheduler
@@ -41,6 +53,29 @@ _FIRST_ID = 1 << 40  # our request ids: apart from the executor's
 # reference, however small (a FetchResults of 256 ids of 100 MiB each was one 25 GiB message).
 INLINE_BYTES = 64 << 20
 STAGE_IDLE = 30.0  # seconds a value pulled for a client's chunked read waits for its next ask
+
+
+@dataclass
+class _Relay:
+    """A value held on other nodes that a client reads in chunks through us."""
+
+    holders: list[str]  # addresses; the first is asked
+    chunk: int
+    total: int
+    idle_until: float  # forgotten then unless asked again
+    head: tuple[ValueChunk, list[Any]] | None  # chunk 0 from the probe, until the client asks it
+    served: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _RelayAsk:
+    """A client's chunk ask forwarded to a holder: what is still to come of it."""
+
+    key: tuple[bytes, str, str]  # the relay's
+    client_request: int
+    wanted: set[int]
+    deadline: float
+    holder: str = ""  # where it went
 
 
 # A HandoffError in wire fields: the codec's own conversion (protocol.snapshot).
@@ -68,10 +103,14 @@ def outcome_values(
     local_value: Callable[[str, str], bytes | None],
     run_id: str,
     max_bytes: int,
+    local_size: Callable[[str, str], int] | None = None,
 ) -> tuple[list[str], list[bytes], list[str]]:
     """(ids, values, pending) for a DONE run's outcome: the wanted results (the submission's
     outputs, else every regular function's) this node holds (kept by the scheduler or in our
-    store), up to ``max_bytes``; ``pending`` lists the others, for ``FetchResults``."""
+    store), up to ``max_bytes``; ``pending`` lists the others, for ``FetchResults``.
+    ``local_size``: a value's size in our store (-1: not there), so that one too big for the
+    outcome is never read (a spilled 1.1 GiB result was read whole on the loop, ~3.7 s, only to
+    be left out)."""
     ids: list[str] = []
     values: list[bytes] = []
     pending: list[str] = []
@@ -90,6 +129,10 @@ def outcome_values(
         except KeyError:
             value, locations = None, ()
         if value is None and me in locations:
+            size = local_size(run_id, task_id) if local_size is not None else -1
+            if size > min(budget, OUTCOME_VALUE_MAX):
+                pending.append(task_id)
+                continue
             value = local_value(run_id, task_id)
         if (
             value is None
@@ -133,6 +176,10 @@ class ResultFetcher:
         # (client, run, task) -> [value pulled from another node for that client's chunked read,
         # chunks asked so far, when it is dropped unless asked again]
         self._staged: dict[tuple[bytes, str, str], list[Any]] = {}
+        # (client, run, task) -> a value relayed from its holders; request -> a forwarded ask
+        self._relays: dict[tuple[bytes, str, str], _Relay] = {}
+        self._asks: dict[int, _RelayAsk] = {}
+        self._probes: set[int] = set()  # pulls that stop at the first chunk (a chunking client)
         # This node's result store (the owner's ``far_store``, which the node sets): a client's
         # chunks of a value held here are read from it by range (a spilled value is never read
         # whole for them). None: such values are read whole.
@@ -146,7 +193,7 @@ class ResultFetcher:
     ) -> tuple[list[str], list[bytes], list[str]]:
         """``outcome_values`` for this node."""
         return outcome_values(
-            self._scheduler, self._port.name, self._local_value, run_id, max_bytes
+            self._scheduler, self._port.name, self._local_value, run_id, max_bytes, self._local_size
         )
 
     def on_fetch(self, msg: m.FetchResults, conn: bytes) -> None:
@@ -210,14 +257,24 @@ class ResultFetcher:
         return size <= job.chunk and job.inline + size <= INLINE_BYTES
 
     def _fetch_one(self, job: _ResultFetch, task_id: str, addresses: list[str]) -> None:
-        """Pull ``task_id``'s value from ``addresses[0]`` in chunks (``store.chunks``)."""
+        """Pull ``task_id``'s value from ``addresses[0]`` in chunks (``store.chunks``); for a
+        chunking client, its first chunk only (in the client's chunk size): a value of more
+        chunks is relayed (``_relay_from``)."""
         request_id = next(self._request_ids)
         job.pending[request_id] = (task_id, addresses[1:])
         self._fetches[request_id] = job
         port = self._port
-        pull = Pull(request_id, job.run_id, task_id, port.address, self._chunk, self._max_value)
+        # Relayed in the client's chunks, unless they are past what our frames take (then it
+        # is pulled whole in ours, as before, and served from here).
+        relay = 0 < job.chunk <= self._chunk
+        chunk = job.chunk if relay else self._chunk
+        pull = Pull(request_id, job.run_id, task_id, port.address, chunk, self._max_value)
         self._pulls[request_id] = (pull, addresses[0], port.now() + self._fetch_timeout)
-        port.send(addresses[0], pull.first())
+        if relay:
+            self._probes.add(request_id)
+            port.send(addresses[0], pull._ask(0, 1))
+        else:
+            port.send(addresses[0], pull.first())
         port.call_later(self._fetch_timeout, self._fetch_timed_out, request_id)
 
     def _fetch_timed_out(self, request_id: int) -> None:
@@ -227,6 +284,7 @@ class ResultFetcher:
             self._port.call_later(wait, self._fetch_timed_out, request_id)
             return
         self._pulls.pop(request_id, None)
+        self._probes.discard(request_id)
         job = self._fetches.pop(request_id, None)
         if job is None:
             return
@@ -261,18 +319,30 @@ class ResultFetcher:
         return True
 
     def _on_chunk(self, msg: ValueChunk, frames: list[Any]) -> bool:
+        if msg.request_id in self._asks:
+            self._relayed(msg, frames)
+            return True
         pulled = self._pulls.get(msg.request_id)
         job = self._fetches.get(msg.request_id)
         if pulled is None or job is None:
             return msg.request_id in self._fetches or msg.request_id >= _FIRST_ID
         pull, address, _ = pulled
         step = pull.arrived(msg, frames, f"the result of {msg.key!r}", self._port.name)
+        probe = msg.request_id in self._probes
+        if probe and not step.error and step.value is None:  # more than one chunk: relayed
+            del self._pulls[msg.request_id], self._fetches[msg.request_id]
+            self._probes.discard(msg.request_id)
+            task_id, rest = job.pending.pop(msg.request_id)
+            self._relay_from(job, task_id, [address, *rest], msg, frames)
+            self._maybe_answer(job)
+            return True
         if not step.error and step.value is None:
             self._pulls[msg.request_id] = (pull, address, self._port.now() + self._fetch_timeout)
             for ask in step.asks:
                 self._port.send(address, ask)
             return True
         del self._pulls[msg.request_id], self._fetches[msg.request_id]
+        self._probes.discard(msg.request_id)
         task_id, rest = job.pending.pop(msg.request_id)
         if step.value is not None:
             self._pulled(job, task_id, step.value)
@@ -323,6 +393,141 @@ class ResultFetcher:
             return
         del self._staged[key]
 
+    # -- a value held elsewhere, relayed chunk by chunk ------------------------------------------
+
+    def _relay_from(
+        self,
+        job: _ResultFetch,
+        task_id: str,
+        holders: list[str],
+        head: ValueChunk,
+        frames: list[Any],
+    ) -> None:
+        """The holder's first chunk says the value has several: list it far and relay it."""
+        key = (job.conn, job.run_id, task_id)
+        now = self._port.now()
+        fresh = key not in self._relays
+        chunk = head.chunk_bytes
+        self._relays[key] = _Relay(holders, chunk, head.total, now + STAGE_IDLE, (head, frames))
+        job.far.append(task_id)
+        if fresh:
+            self._port.call_later(STAGE_IDLE, self._relay_expired, key)
+
+    def _relay_expired(self, key: tuple[bytes, str, str]) -> None:
+        relay = self._relays.get(key)
+        if relay is None:
+            return
+        wait = relay.idle_until - self._port.now()
+        if wait > 0:  # asked meanwhile
+            self._port.call_later(wait, self._relay_expired, key)
+            return
+        self._drop_relay(key)
+
+    def _drop_relay(self, key: tuple[bytes, str, str]) -> None:
+        self._relays.pop(key, None)
+        for rid in [r for r, ask in self._asks.items() if ask.key == key]:
+            del self._asks[rid]
+
+    def relayed_count(self) -> int:
+        """Values relayed to clients now (none of their bytes are held here)."""
+        return len(self._relays)
+
+    def _relay_ask(self, key: tuple[bytes, str, str], msg: FetchResultChunks) -> None:
+        """Forward a client's chunk ask (clipped to the value) to the value's holder."""
+        relay = self._relays[key]
+        port = self._port
+        relay.idle_until = port.now() + STAGE_IDLE
+        count = max(1, -(-relay.total // relay.chunk))
+        wanted = set(range(max(0, msg.first), min(count, msg.first + min(msg.count, SERVE_MAX))))
+        if 0 in wanted and relay.head is not None:
+            head, frames = relay.head
+            relay.head = None
+            wanted.discard(0)
+            self._to_client(key, relay, msg.request_id, head, frames)
+        if wanted and key in self._relays:
+            self._forward(key, relay, _RelayAsk(key, msg.request_id, wanted, 0.0))
+
+    def _forward(self, key: tuple[bytes, str, str], relay: _Relay, ask: _RelayAsk) -> None:
+        rid = next(self._request_ids)
+        port = self._port
+        ask.deadline = port.now() + self._fetch_timeout
+        ask.holder = relay.holders[0]
+        self._asks[rid] = ask
+        first, last = min(ask.wanted), max(ask.wanted)
+        port.send(
+            relay.holders[0],
+            FetchChunks(rid, key[1], key[2], first, last - first + 1, relay.chunk, port.address),
+        )
+        port.call_later(self._fetch_timeout, self._ask_timed_out, rid)
+
+    def _relayed(self, msg: ValueChunk, frames: list[Any]) -> None:
+        """A holder's answer to a forwarded ask: on to the client, or the next holder."""
+        ask = self._asks[msg.request_id]
+        relay = self._relays.get(ask.key)
+        if relay is None:
+            del self._asks[msg.request_id]
+            return
+        if msg.total < 0 or msg.index not in ask.wanted:
+            if msg.total < 0:  # this holder lost it: the rest of the ask from the next one
+                self._next_holder(msg.request_id, ask, relay)
+            return
+        ask.wanted.discard(msg.index)
+        ask.deadline = self._port.now() + self._fetch_timeout
+        if not ask.wanted:
+            del self._asks[msg.request_id]
+        self._to_client(ask.key, relay, ask.client_request, msg, frames)
+
+    def _to_client(
+        self,
+        key: tuple[bytes, str, str],
+        relay: _Relay,
+        request_id: int,
+        msg: ValueChunk,
+        frames: list[Any],
+    ) -> None:
+        """One chunk to the client, as the holder sent it (the client checks its CRC)."""
+        answer = ValueChunk(
+            request_id, msg.run_id, msg.key, msg.index, msg.total, msg.chunk_bytes, msg.crc
+        )
+        self._port.reply(key[0], answer, frames)
+        relay.served.add(msg.index)
+        if len(relay.served) >= max(1, -(-relay.total // relay.chunk)) and not any(
+            ask.key == key for ask in self._asks.values()
+        ):
+            self._drop_relay(key)  # every chunk went out (none is on its way): the client has it
+
+    def _ask_timed_out(self, request_id: int) -> None:
+        ask = self._asks.get(request_id)
+        if ask is None:
+            return
+        wait = ask.deadline - self._port.now()
+        if wait > 0:  # chunks came meanwhile
+            self._port.call_later(wait, self._ask_timed_out, request_id)
+            return
+        relay = self._relays.get(ask.key)
+        if relay is None:
+            del self._asks[request_id]
+            return
+        self._next_holder(request_id, ask, relay)
+
+    def _next_holder(self, request_id: int, ask: _RelayAsk, relay: _Relay) -> None:
+        """Its holder failed an ask: the rest of it from the next holder (the failed one is
+        asked no more), or, none left, the client hears the value is missing (it asks
+        ``FetchResults`` again)."""
+        del self._asks[request_id]
+        if relay.holders and relay.holders[0] == ask.holder:
+            relay.holders.pop(0)
+            log.info("result relay of %r: %s did not serve it", ask.key[2], ask.holder)
+        if relay.holders:
+            self._forward(ask.key, relay, ask)
+            return
+        conn, run_id, task_id = ask.key
+        first = min(ask.wanted)
+        self._port.reply(
+            conn, ValueChunk(ask.client_request, run_id, task_id, first, -1, relay.chunk, -1)
+        )
+        self._drop_relay(ask.key)
+
     def staged_bytes(self) -> int:
         """Bytes of values kept for clients' chunked reads."""
         return sum(len(v[0]) for v in self._staged.values())
@@ -332,6 +537,9 @@ class ResultFetcher:
         pulled for it, else the scheduler's or our store's copy; a value no longer here is
         answered missing (the client asks ``FetchResults`` again)."""
         key = (conn, msg.run_id, msg.task_id)
+        if key in self._relays:
+            self._relay_ask(key, msg)
+            return
         staged = self._staged.get(key)
         store: Any = None
         if staged is not None:

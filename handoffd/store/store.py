@@ -13,6 +13,13 @@ returned pages are faulted in again by the next values, which costs more than re
 Values freed one by one while their run goes on (``drop_values``: no task needs them any more) count
 towards their run's trim.
 
+A value of ``SPILL_AWAY_BYTES`` or more is written to its spill file by a thread (issue 19 item 7:
+writing a 1.1 GiB result held the daemon's loop ~8 s on a loaded machine): it stays in memory, and
+is read from there, until the file is whole; then (``settle``, called on the loop when the thread
+is done, and by every ``put``) it moves to the file. A failed background spill is logged and leaves
+the value in memory, and the next ``put`` that needs a spill is refused with that ``StoreError``
+(memory stays bounded; the one after tries again). Smaller values are written at once, as before.
+
 Bounded: ``max_bytes`` caps what the store holds, in memory and spilled together (``Limits.
 max_store_bytes``). A value that would pass it, or that cannot be kept because spilling failed (the
 spill dir is full, not writable or gone), is refused with a ``StoreError`` that says what happened
@@ -22,7 +29,11 @@ and the executor fails the value's run with that message rather than leaving it 
 
 from __future__ import annotations
 
+import _thread
+import asyncio
 import errno
+import functools
+import logging
 import mmap
 import os
 import shutil
@@ -30,14 +41,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 Key = tuple[str, str]
 
 TRIM_AFTER_BYTES = 32 << 20  # in-memory bytes a dropped run must have held to trim the heap
+# Values this large are spilled by a thread (a 4 MiB write took ~30 ms here under load).
+SPILL_AWAY_BYTES = 4 << 20
+
+log = logging.getLogger("handoffd.store")
+_NONE: tuple[Any, Any] = (None, None)
 
 
 class StoreError(Exception):
@@ -71,11 +87,19 @@ class ResultStore:
         self.stats = StoreStats()
         self.trims = 0  # times a dropped run's memory was handed back to the system
         self._freed: dict[str, int] = {}  # run -> in-memory bytes drop_values freed
+        # Values a thread is writing to their spill file (still in ``_memory``), and what the
+        # threads finished: (key, value, path or "", error or None), applied by ``settle``.
+        self._writing: dict[Key, Any] = {}
+        self._writing_bytes = 0
+        self._written: deque[tuple[Key, Any, str, OSError | None]] = deque()
+        self._threads: list[threading.Event] = []  # one per spill thread, set when it is over
+        self._spill_failed: str | None = None  # why the last background spill failed
 
     def put(self, run_id: str, task_id: str, value: Any) -> None:
         """Keep a value (bytes-like: an assembled one is an mmap, ``store.chunks``); raises
         StoreError (holding nothing new) when a cap or a spill stops it."""
         key = (run_id, task_id)
+        self.settle()
         self._discard(key)
         if self.max_value is not None and len(value) > self.max_value:
             raise StoreError(
@@ -97,6 +121,10 @@ class ResultStore:
         self.stats.in_memory_bytes += len(value)
         self.stats.values += 1
         if self.stats.in_memory_bytes > self.memory_limit:
+            failed, self._spill_failed = self._spill_failed, None
+            if failed is not None:  # as a spill failing now: memory stays bounded
+                self._discard(key)
+                raise StoreError(failed)
             try:
                 self._spill()
             except OSError as exc:
@@ -181,6 +209,8 @@ class ResultStore:
         self._spilled.clear()
         self._by_run.clear()
         self._freed.clear()
+        self._writing.clear()
+        self._writing_bytes = 0
         if self._spill_dir is not None:
             shutil.rmtree(self._spill_dir, ignore_errors=True)
             self._spill_dir = None
@@ -208,12 +238,21 @@ class ResultStore:
                     del self._by_run[key[0]]
 
     def _spill(self) -> None:
-        """Move the oldest values to files until memory is within budget; an OSError leaves the
-        value it was moving in memory (first in line again) and goes to the caller."""
+        """Move the oldest values to files until memory is within budget (counting those a
+        thread is writing as gone); an OSError leaves the value it was moving in memory (first
+        in line again) and goes to the caller."""
+        self.settle()
         if self._spill_dir is None:
             self._spill_dir = tempfile.mkdtemp(prefix="handoffd-spill-", dir=self._spill_root)
-        while self.stats.in_memory_bytes > self.memory_limit and self._memory:
-            key, value = next(iter(self._memory.items()))
+        writing = self._writing
+        while self.stats.in_memory_bytes - self._writing_bytes > self.memory_limit:
+            # the oldest value no thread is writing already
+            key, value = next(((k, v) for k, v in self._memory.items() if k not in writing), _NONE)
+            if value is None:
+                break
+            if len(value) >= SPILL_AWAY_BYTES:
+                self._spill_away(key, value)
+                continue
             try:
                 path = _write_file(self._spill_dir, value)
             except OSError as exc:
@@ -225,6 +264,79 @@ class ResultStore:
             self.stats.in_memory_bytes -= len(value)
             self.stats.spilled_bytes += len(value)
             self.stats.spills += 1
+
+    def _spill_away(self, key: Key, value: Any) -> None:
+        """Write ``value`` to its spill file in a thread; ``settle`` moves it there once done."""
+        directory = self._spill_dir
+        assert directory is not None
+        try:
+            notify: Callable[[], Any] | None = functools.partial(
+                asyncio.get_running_loop().call_soon_threadsafe, self.settle
+            )
+        except RuntimeError:  # no loop (a tool, a test): the next put or settle() applies it
+            notify = None
+        written = self._written
+        over = threading.Event()
+
+        def write() -> None:
+            try:
+                written.append((key, value, _write_file(directory, value), None))
+            except OSError as exc:
+                written.append((key, value, "", exc))
+            over.set()
+            if notify is not None:
+                try:
+                    notify()
+                except RuntimeError:  # the loop is closed
+                    pass
+
+        self._writing[key] = value
+        self._writing_bytes += len(value)
+        self._threads = [t for t in self._threads if not t.is_set()]
+        self._threads.append(over)
+        # Not threading.Thread.start(): it waits until the new thread runs (up to ~0.1 s here).
+        _thread.start_new_thread(write, ())
+
+    def settle(self) -> None:
+        """Apply the spills threads finished: each value whose file is whole leaves memory (if
+        it is still the one kept under its key; else its file goes)."""
+        written = self._written
+        while written:
+            key, value, path, error = written.popleft()
+            size = len(value)
+            if self._writing.get(key) is value:
+                del self._writing[key]
+                self._writing_bytes -= size
+            if error is not None:
+                if error.errno == errno.ENOENT:  # our dir was removed: make it again next time
+                    self._spill_dir = None
+                if self._memory.get(key) is value:
+                    self._spill_failed = spill_failed(error, self._spill_root)
+                    log.error("%s", self._spill_failed)
+                continue
+            if self._memory.get(key) is not value:  # dropped or replaced meanwhile
+                _unlink(path)
+                continue
+            del self._memory[key]
+            self._spilled[key] = (path, size)
+            self.stats.in_memory_bytes -= size
+            self.stats.spilled_bytes += size
+            self.stats.spills += 1
+            if type(value) is mmap.mmap:
+                unmap_later(value)
+
+    def wait_spills(self, timeout: float | None = None) -> None:
+        """Wait for the spill threads, then ``settle`` (tools and tests)."""
+        for over in list(self._threads):
+            over.wait(timeout)
+        self.settle()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 _doomed: list[mmap.mmap] = []  # assembled values dropped here, unmapped once nobody holds them

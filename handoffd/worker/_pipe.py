@@ -12,15 +12,26 @@ in the buffer: ``fill`` stops reading once the buffer ends inside one, and ``nex
 straight into a bytearray of its size (the kernel's copy and the few bytes ``fill`` had already read
 are the only copies; through the buffer it was three). They come back as ``bytearray``; smaller
 messages as ``bytes``. ``read_message`` is the same for a blocking reader (the worker side).
+
+Huge messages (``THREAD_BYTES`` or more: a big task result) are read by a thread of their own into
+an anonymous mmap of their size, which comes back as the message: read on the loop, even in slices,
+a 1.1 GiB result held the daemon's loop for seconds (growing the bytearray copied it again and again,
+and the kernel's copy faulted in every page while holding the GIL's turn). The thread holds no GIL
+while it waits in ``recv_into``; the caller stops watching the pipe meanwhile (``reading``) and is
+told on the loop when it is whole (``wake``).
 """
 
 from __future__ import annotations
 
+import _thread
+import mmap
 import os
 import pickle
 import socket
 import struct
+import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the worker side imports this module and runs no event loop
@@ -31,6 +42,9 @@ LARGE = 64 * 1024  # messages of this size or more are read into a buffer of the
 # At most this much of a large message is read per wake-up of the loop: a 600 MiB value read
 # whole held the daemon's event loop ~0.4 s (the pipe stays readable, so the loop comes back).
 SLICE = 16 << 20
+# Messages this large are read off the loop by a thread of their own (a Reader with ``wake``); one
+# SLICE read on the loop cost up to ~0.12 s on a loaded machine (page faults of the fresh memory).
+THREAD_BYTES = 8 << 20
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
 
@@ -78,7 +92,20 @@ def read_message(sock: socket.socket) -> bytes | bytearray:
 
 
 class Reader:
-    __slots__ = ("sock", "buf", "eof", "edge", "scratch", "large", "have", "size", "pending")
+    __slots__ = (
+        "sock",
+        "buf",
+        "eof",
+        "edge",
+        "scratch",
+        "large",
+        "have",
+        "size",
+        "pending",
+        "wake",
+        "thread",
+        "failed",
+    )
 
     def __init__(self, fd: int) -> None:
         self.sock = socket.socket(fileno=os.dup(fd))  # the pipe's end stays blocking for writes
@@ -88,12 +115,29 @@ class Reader:
         # Reads land here first: recv(CHUNK) allocated (and the kernel faulted in) a fresh
         # 256 KiB object on every call, ~25 us per wake-up for a reply of a few dozen bytes.
         self.scratch = memoryview(bytearray(CHUNK))
-        self.large: bytearray | None = None  # a large message read in part (``have`` bytes)
+        # a large message read in part (``have`` bytes); an mmap while a thread reads a huge one
+        self.large: bytearray | mmap.mmap | None = None
         self.have = 0
         self.size = 0  # its size: ``large`` grows to it as it comes
         self.pending: list[Any] = []  # replies read whose values are still coming (_replies)
+        # Called from the reading thread once a huge message is whole (or the pipe failed): the
+        # owner of the loop schedules its next read. None: huge messages are read in slices.
+        self.wake: Callable[[], object] | None = None
+        # Set by the thread reading a huge message once it is over (None: no such read).
+        self.thread: threading.Event | None = None
+        self.failed = False  # the thread's read hit EOF or an error
+
+    @property
+    def reading(self) -> bool:
+        """Whether a thread is reading a huge message now (the pipe is not to be watched)."""
+        return self.thread is not None and not self.thread.is_set()
 
     def close(self) -> None:
+        if self.thread is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RD)  # ends the thread's blocking read
+            except OSError:
+                pass
         self.sock.close()
 
     def fill(self) -> None:
@@ -130,7 +174,7 @@ class Reader:
                 return header[1] >= LARGE
             at = end
 
-    def next(self, wait: bool = False) -> bytes | bytearray | None:
+    def next(self, wait: bool = False) -> bytes | bytearray | mmap.mmap | None:
         """The next whole message, or None if it is not all here (``wait``: block until it is;
         EOFError if the pipe ends first)."""
         buf = self.buf
@@ -149,6 +193,9 @@ class Reader:
                     del buf[:end]
                     self.edge = max(0, self.edge - end)
                     return message
+                if size >= THREAD_BYTES and self.wake is not None and not wait:
+                    self._read_off_loop(head, size)
+                    return None
                 if size >= LARGE:
                     # Its rest goes straight into a buffer of its own: the worker is writing it
                     # right now (it writes a message whole; fill() stopped reading at it).
@@ -171,11 +218,64 @@ class Reader:
                 raise EOFError
             buf += self.scratch[:n]
 
-    def _more(self, wait: bool) -> bytearray | None:
+    def _read_off_loop(self, head: int, size: int) -> None:
+        """Start a thread reading the rest of a huge message into an mmap of its size (no
+        zero-filling pass: its pages are faulted in by the kernel's copy, in the thread)."""
+        buf = self.buf
+        out = mmap.mmap(-1, size)
+        have = len(buf) - head
+        out[:have] = memoryview(buf)[head:]
+        del buf[:]
+        self.edge = 0
+        self.large, self.have, self.size = out, have, size
+        self.failed = False
+        self.thread = threading.Event()
+        # Not threading.Thread.start(): it waits until the new thread runs, up to ~0.1 s on
+        # the loop on a loaded machine (py-spy).
+        _thread.start_new_thread(self._read_huge, (out, have, self.thread))
+
+    def _read_huge(self, out: mmap.mmap, have: int, over: threading.Event) -> None:
+        try:
+            with memoryview(out) as view:
+                while have < len(out):
+                    n = self.sock.recv_into(view[have:], 0, socket.MSG_WAITALL)
+                    if not n:
+                        raise EOFError
+                    have += n
+        except (EOFError, OSError, ValueError):  # (ValueError: closed under us)
+            self.failed = True
+        over.set()  # (before ``wake``: the thread is still alive then)
+        wake = self.wake
+        if wake is not None:
+            try:
+                wake()
+            except RuntimeError:  # the loop is closed: nobody waits for it any more
+                pass
+
+    def _huge(self, wait: bool) -> mmap.mmap | None:
+        """The huge message the thread read, once it is whole (None while it reads)."""
+        thread = self.thread
+        assert thread is not None
+        if not thread.is_set():
+            if not wait:
+                return None
+            thread.wait()
+        self.thread = None
+        out = self.large
+        self.large, self.have = None, 0
+        if self.failed:
+            self.eof = True
+            raise EOFError
+        assert isinstance(out, mmap.mmap)
+        return out
+
+    def _more(self, wait: bool) -> bytearray | mmap.mmap | None:
         """Read more of the large message under way: up to ``SLICE`` bytes without blocking
         (None if it is still not whole), or all of it when ``wait``."""
+        if self.thread is not None:
+            return self._huge(wait)
         out, have, size = self.large, self.have, self.size
-        assert out is not None
+        assert isinstance(out, bytearray)
         stop = size if wait else min(size, have + SLICE)
         if len(out) < stop:
             out.extend(bytes(stop - len(out)))

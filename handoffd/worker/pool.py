@@ -57,6 +57,7 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Hashable, Iterable
+from functools import partial
 from multiprocessing.process import BaseProcess
 
 from handoffd.worker import _pipe, _process, _replies, _watch
@@ -296,6 +297,8 @@ class WorkerPool:
         self._workers.add(worker)
         assert self._loop is not None
         self._loop.add_reader(worker.fd, self._on_readable, worker)
+        # A huge value is read by a thread (``_pipe.THREAD_BYTES``), which says when it is whole.
+        worker.reader.wake = partial(self._loop.call_soon_threadsafe, self._resume, worker)
 
     def _detach(self, worker: Worker) -> tuple[Sent | None, list[Sent], Chain | None]:
         """Forget a worker: no more reads, no timer, not idle. Returns its head, the other jobs on
@@ -385,6 +388,8 @@ class WorkerPool:
         outcomes, lost, answered = _replies.read(
             worker, self._running, self._on_ready, self._on_output
         )
+        if worker.reader.thread is not None and not lost and self._loop is not None:
+            self._loop.remove_reader(worker.fd)  # a thread reads a huge value: not ours to watch
         if lost:
             if worker.writer.short_of_mark and worker.head is not None:
                 worker.head, worker.unsent = None, True  # its job never reached it whole
@@ -407,6 +412,12 @@ class WorkerPool:
             self._on_done(outcome)
         if outcomes and self.after_read is not None:
             self.after_read()
+
+    def _resume(self, worker: Worker) -> None:
+        """The thread reading a huge value from the worker's pipe is done: watch it again."""
+        if not self._closed and worker in self._workers and self._loop is not None:
+            self._loop.add_reader(worker.fd, self._on_readable, worker)
+            self._on_readable(worker)
 
     def _on_ready(self, worker: Worker) -> None:
         worker.ready = True

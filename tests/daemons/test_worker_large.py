@@ -114,6 +114,70 @@ def test_reader_reports_eof_when_the_writer_dies_inside_a_large_message():
     left.close()
 
 
+def test_a_huge_message_is_read_by_a_thread_and_the_loop_is_told():
+    """A big result read on the loop held a daemon's loop for seconds (1.1 GiB: ~7 s): with
+    ``wake`` set, a message of THREAD_BYTES or more is read by a thread while ``next`` returns at
+    once (the writer is held mid-message), ``wake`` says when it is whole, and it comes as an
+    mmap with its bytes, the messages around it as usual."""
+    left, right = socket.socketpair()
+    reader = _pipe.Reader(left.fileno())
+    woken = threading.Event()
+    reader.wake = woken.set
+    body = make_bytes(_pipe.THREAD_BYTES + 13, 7)
+    framed = (-1).to_bytes(4, "big", signed=True) + len(body).to_bytes(8, "big") + body
+    half = len(framed) // 2
+
+    def send(data: bytes) -> threading.Thread:
+        thread = threading.Thread(target=right.sendall, args=(data,))
+        thread.start()
+        return thread
+
+    first = send(_pipe.framed(b"before") + framed[:half])
+    got = None
+    while got is None:  # (the socket's buffer is smaller than a chunk: it comes in parts)
+        reader.fill()
+        got = reader.next()
+    assert got == b"before"
+    assert reader.next() is None and reader.reading  # the thread reads the rest
+    first.join(30)
+    assert not woken.wait(0.2) and reader.next() is None
+    send(framed[half:] + _pipe.framed(b"after")).join(30)
+    assert woken.wait(30)
+    value = reader.next()
+    assert type(value).__name__ == "mmap" and value[:] == body and not reader.reading
+    reader.fill()
+    assert reader.next() == b"after"
+    # The pipe ends inside a huge message: EOFError once the thread saw it.
+    woken.clear()
+    sent = send(framed[:half])
+    while not reader.reading:
+        reader.fill()
+        assert reader.next() is None
+    sent.join(30)
+    right.close()
+    assert woken.wait(30)
+    with pytest.raises(EOFError):
+        reader.next()
+    assert reader.eof
+    reader.close()
+    left.close()
+
+
+def test_closing_a_reader_ends_its_thread():
+    left, right = socket.socketpair()
+    reader = _pipe.Reader(left.fileno())
+    reader.wake = lambda: None
+    right.sendall((_pipe.THREAD_BYTES).to_bytes(4, "big") + b"x" * 100)
+    reader.fill()
+    assert reader.next() is None
+    thread = reader.thread
+    assert thread is not None
+    reader.close()
+    assert thread.wait(30)
+    left.close()
+    right.close()
+
+
 def test_inputs_from_the_threshold_on_travel_out_of_band():
     small, edge = b"s" * (LARGE - 1), b"e" * LARGE
     inputs = [("value", small), ("inline", b"p", "variadic", [("value", edge)]), ("value", edge)]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from handoffd.store.store import ResultStore
+import pytest
+
+from handoffd.store.store import ResultStore, StoreError
 
 
 def test_put_get_and_drop_run():
@@ -105,4 +107,79 @@ def test_a_spill_dir_removed_under_the_store_fails_once_then_is_made_again(tmp_p
         store.put("r", "c", b"c" * 80)
     store.put("r", "c", b"c" * 80)  # a new spill dir
     assert store.get("r", "c") == b"c" * 80 and store.get("r", "b") == b"b" * 80
+    store.close()
+
+
+def test_a_big_value_is_spilled_by_a_thread_and_readable_meanwhile(tmp_path, monkeypatch):
+    """Writing a 1.1 GiB result to its spill file held the daemon's loop ~8 s: a value of
+    SPILL_AWAY_BYTES or more is written by a thread. ``put`` returns while the write is held; the
+    value is read from memory meanwhile and from its file once the thread is done."""
+    import threading
+
+    from handoffd.store import store as store_mod
+
+    gate, entered = threading.Event(), threading.Event()
+    real_write = store_mod._write_file
+
+    def held_write(directory: str, value: bytes) -> str:
+        entered.set()
+        assert gate.wait(30)
+        return real_write(directory, value)
+
+    monkeypatch.setattr(store_mod, "_write_file", held_write)
+    big = bytes(range(256)) * (store_mod.SPILL_AWAY_BYTES // 256)
+    store = ResultStore(memory_limit=100, spill_dir=str(tmp_path))
+    putter = threading.Thread(target=store.put, args=("r", "big", big))
+    putter.start()
+    putter.join(10)
+    assert not putter.is_alive(), "put waited for the spill file to be written"
+    assert entered.wait(10)
+    assert store.get("r", "big") == big and bytes(store.read("r", "big", 5, 3)) == big[5:8]
+    assert store.stats.in_memory_bytes == len(big) and store.stats.spills == 0
+    store.put("r", "small", b"s" * 10)  # no second write of the value under way
+    gate.set()
+    store.wait_spills(30)
+    assert store.stats.spills == 1 and store.stats.in_memory_bytes == 10
+    assert store.stats.spilled_bytes == len(big)
+    assert store.get("r", "big") == big and bytes(store.read("r", "big", 5, 3)) == big[5:8]
+    store.close()
+
+
+def test_a_value_dropped_while_its_spill_is_written_leaves_no_file(tmp_path, monkeypatch):
+    import threading
+
+    from handoffd.store import store as store_mod
+
+    gate = threading.Event()
+    real_write = store_mod._write_file
+    monkeypatch.setattr(store_mod, "_write_file", lambda d, v: (gate.wait(30), real_write(d, v))[1])
+    store = ResultStore(memory_limit=100, spill_dir=str(tmp_path))
+    store.put("r", "big", b"b" * store_mod.SPILL_AWAY_BYTES)
+    assert store.drop_run("r") == 1
+    gate.set()
+    store.wait_spills(30)
+    assert store.stats.values == 0 and store.stats.spilled_bytes == 0
+    assert store.stats.in_memory_bytes == 0 and store.get("r", "big") is None
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    store.close()
+
+
+def test_a_failed_background_spill_keeps_the_value_and_says_why(tmp_path, caplog):
+    from handoffd.store import store as store_mod
+
+    missing = tmp_path / "gone"
+    store = ResultStore(memory_limit=100, spill_dir=str(missing))
+    big = b"b" * store_mod.SPILL_AWAY_BYTES
+    store._spill_dir = str(missing)  # as if made, then removed under the store
+    store.put("r", "big", big)
+    store.wait_spills(30)
+    assert store.get("r", "big") == big and store.stats.spills == 0
+    assert str(missing) in caplog.text and "--spill-dir" in caplog.text
+    with pytest.raises(StoreError) as refused:  # the next value that needs a spill: refused
+        store.put("r", "next", b"n" * 10)
+    assert str(missing) in str(refused.value) and not store.has("r", "next")
+    missing.mkdir()
+    store.put("r", "small", b"s")  # the next spill makes its dir again and moves it
+    store.wait_spills(30)
+    assert store.stats.spills == 1 and store.get("r", "big") == big
     store.close()
