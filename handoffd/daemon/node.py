@@ -289,7 +289,7 @@ class Node(NodeReliability):
             ),
             self.owner.run_times,
         )
-        self.replication.code = self.code
+        self.replication.attach(self.code, self.store, cfg.limits)
         self.replication.leases.base = lambda: self.quorum.base
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
@@ -517,7 +517,7 @@ class Node(NodeReliability):
             self._transport.reply(conn, self.codec.encode_mismatch(self.name, text))
 
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
-        assert self.executor is not None and self.owner is not None
+        assert self.executor is not None and self.owner is not None and self.replication is not None
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
             frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
@@ -534,7 +534,7 @@ class Node(NodeReliability):
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
             self.executor.on_fetch(msg, frames)
         elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one
-            if not self.owner.on_values(msg, frames):
+            if not (self.owner.on_values(msg, frames) or self.replication.on_chunk(msg, frames)):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
             self.executor.on_cancel(msg, term)
