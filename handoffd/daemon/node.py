@@ -289,7 +289,7 @@ class Node(NodeReliability):
             ),
             self.owner.run_times,
         )
-        self.replication.attach(self.code, self.store, cfg.limits)
+        self.replication.attach(self.code, self.store, cfg.limits, self.code_fetcher)
         self.replication.leases.base = lambda: self.quorum.base
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed

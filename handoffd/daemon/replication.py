@@ -40,6 +40,7 @@ from handoffd.replication import log as rlog
 from handoffd.replication import takeover_machine as tm
 from handoffd.replication.standby import StandbyAck, StandbyStore
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.store.chunks import FAR_BYTES
 from handoffd.store.store import ResultStore
 
 log = logging.getLogger("handoffd.replication")
@@ -122,11 +123,16 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         # a run's new dispatches wait while a standby has not answered for ``lease`` s (None: never)
         self.leases = LeaseIO(port, scheduler, self.log, self.standby, lease, self)
 
-    def attach(self, code: CodeStore | None, store: ResultStore, limits: Any) -> None:
+    def attach(
+        self, code: CodeStore | None, store: ResultStore, limits: Any, fetcher: Any = None
+    ) -> None:
         """The node's code packages and result store (the big payloads kept and pulled there),
-        its limits (chunks of a pull fit its ``max_frame_bytes``)."""
+        its limits (chunks of a pull fit its ``max_frame_bytes``), and its package fetcher
+        (``daemon.code.PackageFetcher``: a standby fetches a run's big packages with it)."""
         self.code, self.store = code, store
         self.payloads.configure(store, limits.max_frame_bytes, limits.max_value_bytes)
+        self.payloads.code = code
+        self.payloads.fetch_code = fetcher.when_present if fetcher is not None else None
 
     # -- owner side ----------------------------------------------------------------------------
 
@@ -259,6 +265,8 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             for sha in run.options.packages:
                 if (ins.node, sha) in self._packages_sent:
                     continue
+                if self.code.size(sha) > FAR_BYTES:
+                    continue  # named in ReplicaPayloads: fetched in chunks (``daemon.code``)
                 data = self.code.get(sha)
                 if data is not None:
                     if len(self._packages_sent) > 65536:
@@ -266,7 +274,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                     self._packages_sent.add((ins.node, sha))
                     frames.append(data)
         self.port.send(address, msg, frames, term=run.term)
-        far = self.far.refs(run, self.store, self.port.address)
+        far = self.far.refs(run, self.store, self.port.address, self.code)
         if far:  # after the snapshot, on the same connection: the standby has the replica
             self.port.send(
                 address, ReplicaPayloads(ins.run_id, run.term, ins.seq, far), term=run.term

@@ -14,6 +14,10 @@ that fails (a bad chunk, the owner silent for ``FETCH_TIMEOUT`` after its last c
 again from chunk 0 after ``RETRY_DELAY`` x 2^n, ``RETRIES`` times, while the replica lasts. The
 standby tells the owner how many it still lacks (``PayloadsHeld``: when the list arrives, and 0
 once it holds them all): a standby is a full replica only then.
+
+A run's code packages past ``FAR_BYTES`` went inline in ``ReplicateRun`` too: they are named the
+same way (``FarPayload`` with no task id, ``key`` the sha256) and fetched by the node's
+``PackageFetcher`` (in chunks: ``daemon.code``) into its code dir.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Port
 from handoffd.protocol.messages_chunks import FarPayload, PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.snapshot import far_payload
-from handoffd.store.chunks import Pull, chunk_size, far_key
+from handoffd.store.chunks import FAR_BYTES, Pull, chunk_size, far_key
 from handoffd.store.store import ResultStore, StoreError
 
 log = logging.getLogger("handoffd.replication")
@@ -51,9 +56,9 @@ def standby_key(task_id: str) -> str:
 class _Run:
     term: int
     owner_address: str
-    refs: dict[str, FarPayload]  # task id -> reference, every one the owner named
+    refs: dict[str, FarPayload]  # key -> reference, every one the owner named
     started: float
-    held: set[str] = field(default_factory=set)
+    held: set[str] = field(default_factory=set)  # keys
     failed: set[str] = field(default_factory=set)  # given up on (the owner lost it, retries out)
     tries: dict[str, int] = field(default_factory=dict)
     told: int = -1  # the ``missing`` count last told to the owner
@@ -62,9 +67,14 @@ class _Run:
 @dataclass
 class _Active:
     pull: Pull
-    task_id: str
+    ref: FarPayload
     holder: str
     deadline: float
+
+
+def is_code(ref: FarPayload) -> bool:
+    """A code package of the run (``key``: its sha256), not a task's payload."""
+    return not ref.task_id
 
 
 class OwnerPayloads:
@@ -75,10 +85,14 @@ class OwnerPayloads:
         self._far: dict[str, tuple[FarPayload, ...]] = {}
         self.missing: dict[str, dict[str, int]] = {}  # run -> standby -> payloads it lacks
 
-    def refs(self, run: Any, store: ResultStore | None, address: str) -> tuple[FarPayload, ...]:
+    def refs(
+        self, run: Any, store: ResultStore | None, address: str, code: CodeStore | None = None
+    ) -> tuple[FarPayload, ...]:
         """The run's far payloads, kept in ``store`` under the keys the dispatch path uses too
-        (``daemon.dispatch``). Worked out once per run: at its accept (its first snapshot), or
-        when we took it over (a payload we had pulled as its standby moves to the owner's key)."""
+        (``daemon.dispatch``), and its code packages past ``FAR_BYTES`` (``code_ref``: sent
+        apart from the snapshot). Worked out once per run: at its accept (its first snapshot),
+        or when we took it over (a payload we had pulled as its standby moves to the owner's
+        key)."""
         far = self._far.get(run.run_id)
         if far is not None:
             return far
@@ -95,6 +109,11 @@ class OwnerPayloads:
                         log.warning("run %s: %s", run.run_id, exc, extra={"run": run.run_id})
                 store.drop(run.run_id, standby_key(spec.id))
             refs.append(FarPayload(spec.id, key, len(spec.payload), address))
+        if code is not None:
+            for sha in run.options.packages:
+                size = code.size(sha)
+                if size > FAR_BYTES:
+                    refs.append(FarPayload("", sha, size, address))
         far = self._far[run.run_id] = tuple(refs)
         return far
 
@@ -124,16 +143,19 @@ class OwnerPayloads:
 
 class PayloadPulls:
     """The pulls of one standby node. ``store``: the node's result store (None: nothing is
-    pulled, every payload counts as missing)."""
+    pulled, every payload counts as missing); ``code``/``fetch_code``: its code packages and
+    their fetcher (``daemon.code.PackageFetcher.when_present``: big ones come in chunks)."""
 
     def __init__(self, port: Port) -> None:
         self.port = port
         self.store: ResultStore | None = None
+        self.code: CodeStore | None = None
+        self.fetch_code: Callable[[tuple[str, ...], str, Callable[[], None]], None] | None = None
         self.chunk = chunk_size(1 << 30)
         self.max_value = 16 << 30
         self.on_complete: Callable[[str], object] = lambda run_id: None  # the replica changed
         self._runs: dict[str, _Run] = {}
-        self._queue: deque[tuple[str, str]] = deque()  # (run, task) to pull
+        self._queue: deque[tuple[str, str]] = deque()  # (run, key) to pull
         self._active: dict[int, _Active] = {}  # request id -> pull in flight
         self._ids = itertools.count(_FIRST_ID)
 
@@ -148,26 +170,47 @@ class PayloadPulls:
         """The owner named the run's far payloads (after a snapshot): pull those not held."""
         run = self._runs.get(msg.run_id)
         if run is None or run.term != msg.term:
-            if run is not None:
-                self.forget(msg.run_id)
+            self.stop(msg.run_id)  # (a new owner: what we hold of the old one's still counts)
             run = self._runs[msg.run_id] = _Run(msg.term, owner_address, {}, self.port.now())
-        queued = {t for r, t in self._queue if r == msg.run_id}
-        queued.update(a.task_id for a in self._active.values() if a.pull.run_id == msg.run_id)
+        busy = {k for r, k in self._queue if r == msg.run_id}
+        busy.update(a.ref.key for a in self._active.values() if a.pull.run_id == msg.run_id)
         for ref in msg.far:
-            run.refs[ref.task_id] = ref
-            if ref.task_id in run.held or ref.task_id in queued:
+            run.refs[ref.key] = ref
+            if ref.key in run.held or ref.key in busy:
                 continue
-            if self.has(msg.run_id, ref.task_id):
-                run.held.add(ref.task_id)
+            if self._has(msg.run_id, ref):
+                run.held.add(ref.key)
+            elif is_code(ref):
+                self._fetch_code(msg.run_id, run, ref)
             elif self.store is not None:
-                run.failed.discard(ref.task_id)
-                run.tries.pop(ref.task_id, None)
-                self._queue.append((msg.run_id, ref.task_id))
+                run.failed.discard(ref.key)
+                run.tries.pop(ref.key, None)
+                self._queue.append((msg.run_id, ref.key))
         self._tell(msg.run_id, run)
         self._pump()
 
+    def _has(self, run_id: str, ref: FarPayload) -> bool:
+        if is_code(ref):
+            return self.code is not None and self.code.has(ref.key)
+        return self.has(run_id, ref.task_id)
+
     def has(self, run_id: str, task_id: str) -> bool:
         return self.store is not None and self.store.has(run_id, standby_key(task_id))
+
+    def _fetch_code(self, run_id: str, run: _Run, ref: FarPayload) -> None:
+        if self.fetch_code is None:
+            return
+
+        def fetched() -> None:
+            now = self._runs.get(run_id)
+            if now is not run:
+                return
+            if self._has(run_id, ref):
+                self._now_held(run_id, run, ref.key)
+            else:
+                run.failed.add(ref.key)
+
+        self.fetch_code((ref.key,), ref.holder or run.owner_address, fetched)
 
     def payload(self, run_id: str) -> Callable[[str], Any]:
         """Reads a pulled payload of ``run_id`` (None if not held): for ``Replica.payload``, read
@@ -189,17 +232,19 @@ class PayloadPulls:
     def stop(self, run_id: str) -> None:
         """No more pulls for the run (it is ours now, or being taken over): keep what we hold."""
         self._runs.pop(run_id, None)
-        self._queue = deque((r, t) for r, t in self._queue if r != run_id)
+        self._queue = deque((r, k) for r, k in self._queue if r != run_id)
         for rid in [rid for rid, a in self._active.items() if a.pull.run_id == run_id]:
             del self._active[rid]
         self._pump()
 
     def forget(self, run_id: str) -> None:
-        """The replica is gone: stop, and drop the payloads pulled for it."""
+        """The replica is gone: stop, and drop the payloads pulled for it (code stays: the
+        node's code dir keeps every package for its lifetime)."""
         run = self._runs.get(run_id)
         self.stop(run_id)
         if run is not None and self.store is not None:
-            self.store.drop_values(run_id, [standby_key(t) for t in run.refs])
+            keys = [standby_key(r.task_id) for r in run.refs.values() if not is_code(r)]
+            self.store.drop_values(run_id, keys)
 
     def close(self) -> None:
         self._runs.clear()
@@ -210,15 +255,15 @@ class PayloadPulls:
 
     def _pump(self) -> None:
         while len(self._active) < ACTIVE and self._queue:
-            run_id, task_id = self._queue.popleft()
+            run_id, key = self._queue.popleft()
             run = self._runs.get(run_id)
-            if run is None or task_id in run.held or self.store is None:
+            if run is None or key in run.held or self.store is None:
                 continue
-            ref = run.refs[task_id]
+            ref = run.refs[key]
             holder = ref.holder or run.owner_address
             rid = next(self._ids)
             pull = Pull(rid, run_id, ref.key, self.port.address, self.chunk, self.max_value)
-            self._active[rid] = _Active(pull, task_id, holder, self.port.now() + FETCH_TIMEOUT)
+            self._active[rid] = _Active(pull, ref, holder, self.port.now() + FETCH_TIMEOUT)
             self.port.send(holder, pull.first())
             self.port.call_later(FETCH_TIMEOUT, self._timed_out, rid)
 
@@ -228,7 +273,7 @@ class PayloadPulls:
         if active is None:
             return _FIRST_ID <= msg.request_id < _FIRST_ID + (1 << 38)
         step = active.pull.arrived(
-            msg, frames, f"the payload of task {active.task_id!r}", self.port.name
+            msg, frames, f"the payload of task {active.ref.task_id!r}", self.port.name
         )
         if step.error:
             del self._active[msg.request_id]
@@ -261,18 +306,20 @@ class PayloadPulls:
         if run is None or self.store is None:
             return
         try:
-            self.store.put(run_id, standby_key(active.task_id), value)
+            self.store.put(run_id, standby_key(active.ref.task_id), value)
         except StoreError as exc:
             self._failed(active, str(exc), final=True)
             return
-        run.held.add(active.task_id)
+        self._now_held(run_id, run, active.ref.key)
+
+    def _now_held(self, run_id: str, run: _Run, key: str) -> None:
+        run.held.add(key)
         if len(run.held) == len(run.refs):
-            size = sum(r.size for r in run.refs.values())
             log.info(
                 "run %s: standby holds its %d big payloads (%d bytes), pulled in %.3f s",
                 run_id,
                 len(run.refs),
-                size,
+                sum(r.size for r in run.refs.values()),
                 self.port.now() - run.started,
                 extra={"run": run_id},
             )
@@ -280,31 +327,31 @@ class PayloadPulls:
         self._tell(run_id, run)
 
     def _failed(self, active: _Active, reason: str, final: bool = False) -> None:
-        run_id, task_id = active.pull.run_id, active.task_id
+        run_id, key = active.pull.run_id, active.ref.key
         run = self._runs.get(run_id)
         if run is None:
             return
-        tries = run.tries[task_id] = run.tries.get(task_id, 0) + 1
+        tries = run.tries[key] = run.tries.get(key, 0) + 1
         if final or reason == "missing" or tries > RETRIES:
-            run.failed.add(task_id)
+            run.failed.add(key)
             log.warning(
                 "run %s: payload of task %r not pulled from %s (%s): this standby cannot run it "
                 "if it takes the run over",
                 run_id,
-                task_id,
+                active.ref.task_id,
                 active.holder,
                 reason,
                 extra={"run": run_id},
             )
             return
         delay = RETRY_DELAY * (2 ** (tries - 1))
-        self.port.call_later(delay, self._retry, run_id, task_id, run.term)
+        self.port.call_later(delay, self._retry, run_id, key, run.term)
 
-    def _retry(self, run_id: str, task_id: str, term: int) -> None:
+    def _retry(self, run_id: str, key: str, term: int) -> None:
         run = self._runs.get(run_id)
-        if run is None or run.term != term or task_id in run.held:
+        if run is None or run.term != term or key in run.held:
             return
-        self._queue.append((run_id, task_id))
+        self._queue.append((run_id, key))
         self._pump()
 
     def _tell(self, run_id: str, run: _Run) -> None:
@@ -314,7 +361,7 @@ class PayloadPulls:
         if missing and run.told >= 0:
             return  # the owner knows we are incomplete: told again once complete
         run.told = missing
-        held = sum(run.refs[t].size for t in run.held)
+        held = sum(run.refs[k].size for k in run.held)
         self.port.send(
             run.owner_address, PayloadsHeld(run_id, run.term, missing, held), term=run.term
         )

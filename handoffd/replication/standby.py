@@ -110,8 +110,9 @@ class Replica:
             data["missing_payloads"] = missing
 
     def missing_payloads(self, held: Callable[[str], bool]) -> list[str]:
-        """The ids of the far payloads not held here (``held(task_id)``)."""
-        return [f.task_id for f in self.far if not held(f.task_id)]
+        """The ids of the far payloads not held here (``held(task_id)``; code packages, named
+        with no task id, are the node's code dir's)."""
+        return [f.task_id for f in self.far if f.task_id and not held(f.task_id)]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ and after A is killed -9 the new owner puts them back: the run ends DONE with th
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import zlib
@@ -29,6 +30,7 @@ FRAME = 1 << 20
 SIZE = 6 << 20
 LIMITS = ["--limit", f"max_frame_bytes={FRAME}"]
 HELD = "standby holds its 2 big payloads"
+PACKAGE = "standby holds its 1 big payloads"  # (the code package)
 
 
 def make(size: int, seed: int) -> bytes:
@@ -88,3 +90,60 @@ def test_a_run_with_arguments_past_the_frame_limit_survives_its_owner(tmp_path: 
             assert "never reached this standby" not in log, log[-3000:]
             assert "Traceback" not in log, log[-3000:]
         assert any("took over" in d.log() for d in (b, c))
+
+
+def uses_module(gate: str) -> str:
+    import os
+    import time
+
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    import shippedmod  # from the run's code package, extracted on this node
+
+    return shippedmod.VALUE
+
+
+def also_uses_module(before: str) -> str:
+    import shippedmod
+
+    return before + "/" + shippedmod.VALUE + f"/{len(shippedmod.blob())}"
+
+
+def test_a_code_package_past_the_frame_limit_reaches_nodes_and_standbys(tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "blob.bin").write_bytes(os.urandom(3 << 19))  # (zipped: as big)
+    (project / "shippedmod.py").write_text(
+        "import os\nVALUE = 'shipped'\n"
+        "def blob():\n"
+        "    with open(os.path.join(os.path.dirname(__file__), 'blob.bin'), 'rb') as f:\n"
+        "        return f.read()\n"
+    )
+    with DaemonCluster() as daemons:
+        a = daemons.start(cpu=2, extra=LIMITS)
+        b = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
+        c = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
+        with handoffd.connect([a.address, b.address, c.address], timeout=60) as client:
+            wait_for(lambda: len(client.nodes()) == 3, 30, what="3 nodes")
+            dag = handoffd.DAG()
+            dag.add_function(
+                handoffd.Function(id="f", code=uses_module, extra_args=[gate], node=b.name)
+            )
+            dag.add_function(handoffd.Function(id="g", code=also_uses_module, args=["f"]))
+            run = client.submit(dag, working_dir=str(project))
+            assert run.status().owner == a.name
+            try:  # (as above: A is killed all the same)
+                wait_for(lambda: PACKAGE in b.log() and PACKAGE in c.log(), 60, 0.1, what="held")
+            except TimeoutError:
+                pass
+            a.kill()
+            Path(gate).touch()
+            status = run.wait(timeout=120)
+            assert status.state == "DONE", status
+            assert run.results() == {"f": "shipped", "g": f"shipped/shipped/{3 << 19}"}
+        for d in (b, c):
+            log = d.log()
+            assert PACKAGE in log and "Traceback" not in log, log[-3000:]
+            assert "not stored" not in log and "no peer could send" not in log, log[-3000:]

@@ -7,13 +7,19 @@ puts them back when rebuilt for a takeover. Driven through fake ports, no socket
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fake_port import FakePort
 
 from handoffd.config import Limits
+from handoffd.daemon import code
 from handoffd.daemon import replication_payloads as rp
+from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_chunks import (
@@ -193,3 +199,85 @@ def test_pulls_are_bounded_and_queued() -> None:
 
 def _rid(pulls: rp.PayloadPulls, key: str) -> int:
     return next(rid for rid, a in pulls._active.items() if a.pull.key == key)
+
+
+def _package_fetcher(root: Path, sent: list[tuple[str, Any]]) -> PackageFetcher:
+    return PackageFetcher(
+        CodeStore(str(root)),
+        address="me:1",
+        send=lambda address, msg, frames=None: sent.append((address, msg)),
+        peers=lambda: ["owner:1", "peer:1"],
+        call_later=lambda delay, fn, *args: FakePort().call_later(delay, fn, *args),
+    )
+
+
+def test_a_package_past_a_frame_comes_in_chunks_checked_against_its_sha(tmp_path: Path) -> None:
+    zipped = os.urandom(3 * code.CHUNK + 1000)  # 4 chunks; was one frame of 1.5 MiB
+    sha = hashlib.sha256(zipped).hexdigest()
+    holder = CodeStore(str(tmp_path / "holder"))
+    holder.put(zipped)
+    server = PackageFetcher(
+        holder, address="owner:1", send=None, peers=lambda: [], call_later=lambda *a: None
+    )
+    sent: list[tuple[str, Any]] = []
+    fetcher = _package_fetcher(tmp_path / "me", sent)
+    ran: list[bool] = []
+    fetcher.when_present((sha,), "owner:1", lambda: ran.append(True))
+    largest = asks = 0
+    while sent:
+        address, ask = sent.pop(0)
+        assert address == "owner:1" and ask.chunk_bytes == code.CHUNK
+        asks += 1
+        reply, frames = server.serve(ask)
+        largest = max([largest, *(len(f) for f in frames)])
+        fetcher.on_fetched(reply, frames)
+    assert ran == [True] and fetcher.store.get(sha) == zipped
+    assert largest <= code.CHUNK and asks == 4  # one per chunk (asked alone: chunk 0 at once)
+    # A chunk that fails its CRC: the next peer is asked (from the start).
+    other = os.urandom(2 * code.CHUNK + 10)
+    sha2 = hashlib.sha256(other).hexdigest()
+    holder.put(other)
+    fetcher.when_present((sha, sha2), "owner:1", lambda: ran.append(True))
+    _, ask = sent.pop(0)
+    assert ask.shas == (sha2,)  # (sha is held already)
+    reply, frames = server.serve(dataclasses.replace(ask, shas=(sha, sha2)))
+    assert reply.shas == () and reply.far == (sha, sha2) and frames == []  # named, not sent
+    fetcher.on_fetched(dataclasses.replace(reply, far=(sha2,)), frames)
+    _, ask = sent.pop(0)
+    reply, frames = server.serve(ask)
+    assert reply.total == len(other) and reply.index == 0
+    fetcher.on_fetched(dataclasses.replace(reply, crc=reply.crc ^ 1), frames)
+    assert [a for a, _ in sent] == ["peer:1"] and not fetcher.store.has(sha2)
+
+
+def test_a_big_code_package_is_named_apart_from_the_snapshot_and_fetched_by_the_standby(
+    tmp_path: Path,
+) -> None:
+    zipped = os.urandom(FAR_BYTES + 1)
+    owner_code = CodeStore(str(tmp_path / "a"))
+    sha = owner_code.put(zipped)
+    sched = OwnerScheduler("a", now=100.0)
+    for n in ("b", "c"):
+        sched.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), 100.0)
+    specs = (TaskSpec("x", (), {"cpu": 1.0}, b"code-x"),)
+    sched.handle(ev.RunSubmitted("r1", specs, RunOptions(packages=(sha,))), 100.0)
+    a_port, a, _ = node("a", sched)
+    a.code = owner_code
+    a.run_accepted("r1", lambda: None)
+    snapshot = next(s for s in a_port.sent if isinstance(s.msg, m.ReplicateRun))
+    assert len(snapshot.frames) == 1  # the zip is not inline (past a 1 MiB standby's limit)
+    names = next(s.msg for s in a_port.sent if isinstance(s.msg, ReplicaPayloads))
+    assert names.far == (FarPayload("", sha, len(zipped), "a:1"),)
+    b_port, b, _ = node("b")
+    b_code = CodeStore(str(tmp_path / "b"))
+    asked: list[Any] = []
+    b.payloads.code = b_code
+    b.payloads.fetch_code = lambda shas, owner, then: asked.append((shas, owner, then))
+    b.handle(snapshot.msg, snapshot.frames, Envelope("a"))
+    b.handle(names, [], Envelope("a"))
+    assert [s.msg.missing for s in b_port.take(PayloadsHeld)] == [1]
+    ((shas, owner, then),) = asked
+    assert shas == (sha,) and owner == "a:1"
+    b_code.put(zipped)  # (as the fetcher does, in chunks: above)
+    then()
+    assert [s.msg.missing for s in b_port.take(PayloadsHeld)] == [0]
