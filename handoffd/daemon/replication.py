@@ -19,6 +19,7 @@ Fencing: a higher term seen in any reply about a run we own makes us step down (
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -87,7 +88,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         # Big task payloads (``protocol.snapshot.far_payload``): owner side, run -> those its
         # snapshots leave out, kept in our store; standby side, our pulls of them; run ->
         # standby -> how many it still lacks (``PayloadsHeld``: 0 is a full replica).
-        self.far = OwnerPayloads()
+        self.far = OwnerPayloads(port)
         self.payloads = PayloadPulls(port)
         self.payloads.on_complete = lambda run_id: self._prebuilt.pop(run_id, None)
         self._packages_sent: set[tuple[str, str]] = set()  # (standby, sha) it was sent
@@ -202,7 +203,8 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             elif isinstance(ins, rlog.Accept):
                 answer = self._accepts.pop(ins.run_id, None)
                 if answer is not None:
-                    answer()
+                    standbys = functools.partial(self.log.standbys, ins.run_id)
+                    self.far.answer_when_full(ins.run_id, standbys, answer)
         for run_id, sends in off_loop.items():
             self._pack_off_loop(run_id, sends)
 

@@ -39,6 +39,9 @@ from handoffd.store.store import ResultStore, StoreError
 log = logging.getLogger("handoffd.replication")
 
 ACTIVE = 2  # payloads pulled at once (per standby node)
+# Seconds the client's "accepted" waits at most for the standbys to hold the run's big payloads
+# (under the client's 30 s for a submission's answer); then it is answered all the same.
+FULL_WAIT = 20.0
 FETCH_TIMEOUT = 10.0  # seconds the owner has to send the next chunk
 RETRIES = 5  # further tries of one payload after a failed pull
 RETRY_DELAY = 0.5  # seconds before the first retry (doubled each time)
@@ -81,9 +84,12 @@ class OwnerPayloads:
     """The owner's side: per run, the payloads its snapshots leave out (kept in our store for
     its standbys to pull), and how many each standby still lacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: Port) -> None:
+        self.port = port
         self._far: dict[str, tuple[FarPayload, ...]] = {}
         self.missing: dict[str, dict[str, int]] = {}  # run -> standby -> payloads it lacks
+        # run -> (its standbys now, the client's answer, the FULL_WAIT timer, since)
+        self._answers: dict[str, tuple[Callable[[], tuple[str, ...]], Callable[[], None], Any]] = {}
 
     def refs(
         self, run: Any, store: ResultStore | None, address: str, code: CodeStore | None = None
@@ -128,6 +134,42 @@ class OwnerPayloads:
                 msg.held_bytes,
                 extra={"run": msg.run_id},
             )
+            waiting = self._answers.get(msg.run_id)
+            if waiting is not None:
+                standbys = waiting[0]()
+                if self.complete(msg.run_id, standbys) == standbys:
+                    self._answer(msg.run_id)
+
+    def answer_when_full(
+        self, run_id: str, standbys: Callable[[], tuple[str, ...]], answer: Callable[[], None]
+    ) -> None:
+        """The standbys acked the run's snapshot: the client hears "accepted" once they hold its
+        big payloads too (as with the payloads inside the snapshot, before), ``FULL_WAIT`` at
+        most."""
+        now = standbys()
+        if self.complete(run_id, now) == now:
+            answer()
+            return
+        timer = self.port.call_later(FULL_WAIT, self._answer, run_id, True)
+        self._answers[run_id] = (standbys, answer, timer)
+
+    def _answer(self, run_id: str, late: bool = False) -> None:
+        waiting = self._answers.pop(run_id, None)
+        if waiting is None:
+            return
+        standbys, answer, timer = waiting
+        if late:
+            lacking = [s for s in standbys() if s not in self.complete(run_id, standbys())]
+            log.warning(
+                "run %s: accepted after %.0f s before standbys %s held its big payloads",
+                run_id,
+                FULL_WAIT,
+                lacking,
+                extra={"run": run_id},
+            )
+        else:
+            timer.cancel()
+        answer()
 
     def complete(self, run_id: str, standbys: tuple[str, ...]) -> tuple[str, ...]:
         """Those of ``standbys`` that hold all of the run (every standby when nothing is far)."""
@@ -139,6 +181,9 @@ class OwnerPayloads:
     def forget(self, run_id: str) -> None:
         self._far.pop(run_id, None)
         self.missing.pop(run_id, None)
+        waiting = self._answers.pop(run_id, None)
+        if waiting is not None:
+            waiting[2].cancel()
 
 
 class PayloadPulls:

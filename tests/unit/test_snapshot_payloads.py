@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fake_port import FakePort
 
 from handoffd.config import Limits
@@ -281,3 +282,26 @@ def test_a_big_code_package_is_named_apart_from_the_snapshot_and_fetched_by_the_
     b_code.put(zipped)  # (as the fetcher does, in chunks: above)
     then()
     assert [s.msg.missing for s in b_port.take(PayloadsHeld)] == [0]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_the_client_hears_accepted_once_the_standbys_hold_the_payloads_or_after_a_bound(
+    complete: bool,
+) -> None:
+    a_port, a, _ = node("a", owner_of_r1())
+    answered: list[float] = []
+    a.run_accepted("r1", lambda: answered.append(a_port.now()))
+    for standby in ("b", "c"):
+        a.handle(m.ReplicaAcked("r1", 0, 0, False), [], Envelope(standby))
+    assert answered == []  # acked the snapshot, the payloads are still coming
+    if complete:
+        a.handle(PayloadsHeld("r1", 0, 0, len(BIG)), [], Envelope("b"))
+        assert answered == []
+        a.handle(PayloadsHeld("r1", 0, 0, len(BIG)), [], Envelope("c"))
+        assert answered == [a_port.now()]
+    else:
+        a.handle(PayloadsHeld("r1", 0, 1, 0), [], Envelope("b"))
+        a_port.advance(rp.FULL_WAIT - 0.1)
+        assert answered == []
+        a_port.advance(0.2)
+        assert len(answered) == 1
