@@ -27,7 +27,7 @@ from typing import Any
 
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_io import ValuesHandedOver, ValuesTaken
-from handoffd.store.chunks import FAR_BYTES, WINDOW, Assembly, is_far_key
+from handoffd.store.chunks import FAR_BYTES, WINDOW, Assembly, far_key, is_far_key
 from handoffd.store.store import StoreError
 
 log = logging.getLogger("handoffd.node")
@@ -36,6 +36,7 @@ BATCH_BYTES = 64 << 20  # values per message (one message is read whole by the r
 MAX_BYTES = 4 << 30  # handed over per leave, at most
 WAIT_S = 10.0  # for the receivers' answers (and, for a value in pieces, for the next answer)
 CHUNK = FAR_BYTES  # a value past this goes in pieces of this size: any node reads them
+_PIECE = far_key("h", "")  # a piece's task id: this, then the task's
 
 
 class HandOver:
@@ -137,7 +138,10 @@ class HandOver:
             self._pending[request] = 1 if index == count - 1 else 0
             sent.append(request)
             crc = zlib.crc32(data)
-            msg = ValuesHandedOver(request, run_id, (task_id,), total, index, CHUNK, crc)
+            # Named by a far key: an older receiver, blind to the piece fields, keeps it as junk
+            # under a key no task has (dropped with the run) instead of as the task's value.
+            piece = (far_key("h", task_id),)
+            msg = ValuesHandedOver(request, run_id, piece, total, index, CHUNK, crc)
             self.node.send(target, msg, [data])
 
     def on_taken(self, msg: ValuesTaken) -> None:
@@ -150,13 +154,15 @@ class HandOver:
         node = self.node
         store = node.store
         kept: list[str] = []
+        task_ids = msg.task_ids
         if msg.total >= 0:  # a piece of one value: kept once whole
             frames = self._piece(msg, frames, reply_to)
             if not frames:
                 if reply_to:
                     node.send(reply_to, ValuesTaken(msg.request_id, msg.run_id, ()))
                 return
-        for task_id, value in zip(msg.task_ids, frames, strict=False):
+            task_ids = (task_ids[0][len(_PIECE) :],)
+        for task_id, value in zip(task_ids, frames, strict=False):
             try:
                 store.put(msg.run_id, task_id, value)
             except StoreError as exc:
@@ -177,7 +183,7 @@ class HandOver:
 
     def _piece(self, msg: ValuesHandedOver, frames: list[Any], sender: str) -> list[Any]:
         """Keep a piece of a value handed over in pieces; [the value] once it is whole."""
-        if len(msg.task_ids) != 1 or len(frames) != 1:
+        if len(msg.task_ids) != 1 or len(frames) != 1 or not msg.task_ids[0].startswith(_PIECE):
             return []
         key = (sender, msg.run_id, msg.task_ids[0])
         if key in self._refused:

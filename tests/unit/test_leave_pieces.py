@@ -76,15 +76,21 @@ def test_a_bad_piece_or_a_value_past_the_limit_is_refused() -> None:
     taken = handover.HandOver(receiver)
     piece = value[: handover.CHUNK]
     crc = zlib.crc32(piece)
-    msg = ValuesHandedOver(1, "r1", ("p0",), len(value), 0, handover.CHUNK, crc)
+    msg = ValuesHandedOver(1, "r1", (handover._PIECE + "p0",), len(value), 0, handover.CHUNK, crc)
     taken.on_values(msg, [piece], "l:1")
-    assert not receiver.store.has("r1", "p0") and ("l:1", "r1", "p0") in taken._refused
+    assert (
+        not receiver.store.has("r1", "p0")
+        and ("l:1", "r1", handover._PIECE + "p0") in taken._refused
+    )
     receiver.store.max_value = None
     taken._refused.clear()
-    bad = ValuesHandedOver(2, "r1", ("p1",), len(value), 0, handover.CHUNK, crc ^ 1)
+    bad = ValuesHandedOver(
+        2, "r1", (handover._PIECE + "p1",), len(value), 0, handover.CHUNK, crc ^ 1
+    )
     taken.on_values(bad, [piece], "l:1")
     rest = [
-        ValuesHandedOver(3 + i, "r1", ("p1",), len(value), i, handover.CHUNK, 0) for i in (1, 2)
+        ValuesHandedOver(3 + i, "r1", (handover._PIECE + "p1",), len(value), i, handover.CHUNK, 0)
+        for i in (1, 2)
     ]
     for i, later in enumerate(rest, 1):
         part = value[i * handover.CHUNK : (i + 1) * handover.CHUNK]
