@@ -3,7 +3,9 @@ isolated (the newer one's state lost to the older one's incarnation everywhere).
 hears a name it holds ALIVE, heard from within ``RECENT_S``, claimed from another address tells
 both daemons (``NameClash``): the newcomer (the claim) stops with an error if it started less than
 ``YOUNG_S`` ago, the established one (the address the cluster knows) logs a warning. A node restarted elsewhere after a crash is not a clash: its old
-incarnation has not been heard from since it died.
+incarnation is not heard from after the claim is first seen. Being heard within ``RECENT_S``
+before it is not enough: a restart within half a second of a kill -9 was taken for a second daemon
+and stopped (the old process had answered a probe just before it died).
 
 Pure: ``Names`` decides; the node sends and stops.
 """
@@ -16,6 +18,7 @@ from handoffd.protocol import messages as m
 
 RECENT_S = 0.5  # a live member is heard from several times in this (probes, gossip, acks)
 YOUNG_S = 10.0  # a daemon this young that clashes is the newcomer: it stops
+CLAIM_KEPT_S = 60.0  # a claim's first sighting counts this long
 TELL_EVERY_S = 5.0  # per claimed address, at most one NameClash pair this often
 
 
@@ -23,6 +26,7 @@ class Names:
     def __init__(self) -> None:
         self.heard: dict[str, float] = {}  # member name -> when a message from it last arrived
         self._told: dict[str, float] = {}  # claimed address -> when we last told
+        self._claimed: dict[str, float] = {}  # claimed address -> when its claim was first seen
 
     def clash(
         self, msg: Any, sender: str, known: m.MemberState | None, now: float
@@ -38,10 +42,18 @@ class Names:
             or known.status != m.ALIVE
             or own.status != m.ALIVE
             or own.incarnation > known.incarnation  # it moved, on its own word
-            or now - self.heard.get(sender, -1e9) > RECENT_S
         ):
             if own is not None and known is not None and own.address == known.address:
                 self.heard[sender] = now
+            return None
+        heard = self.heard.get(sender, -1e9)
+        first = self._claimed.get(own.address, -1e9)
+        if now - first > CLAIM_KEPT_S:  # a claim not repeated for a minute starts afresh
+            first = self._claimed[own.address] = now
+            if len(self._claimed) > 1024:
+                self._claimed = {a: t for a, t in self._claimed.items() if now - t < CLAIM_KEPT_S}
+        # The known one must be heard from after the claim was first seen: a dead one never is.
+        if now - heard > RECENT_S or heard <= first:
             return None
         if now - self._told.get(own.address, -1e9) < TELL_EVERY_S:
             return None
