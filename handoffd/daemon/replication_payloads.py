@@ -32,7 +32,6 @@ from typing import Any
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Port
 from handoffd.protocol.messages_chunks import FarPayload, PayloadsHeld, ReplicaPayloads, ValueChunk
-from handoffd.protocol.snapshot import far_payload
 from handoffd.store.chunks import FAR_BYTES, Pull, chunk_size, far_key
 from handoffd.store.store import ResultStore, StoreError
 
@@ -103,9 +102,8 @@ class OwnerPayloads:
         if far is not None:
             return far
         refs: list[FarPayload] = []
-        for spec in run.specs:
-            if not far_payload(spec.payload):
-                continue
+        # (one comprehension: this walks every spec of the run once, on the loop)
+        for spec in [s for s in run.specs if len(s.payload) > FAR_BYTES]:
             key = far_key("p", spec.id)
             if store is not None:
                 if not store.has(run.run_id, key):
