@@ -57,6 +57,8 @@ REPLICATION_TYPES = (
     m.HoldingsProbed,
     ml.RenewLeases,
     ml.LeasesRenewed,
+    mk.ReplicaPayloads,
+    mk.PayloadsHeld,
 )
 PEER_TYPES = (
     DispatchColumns,

@@ -286,7 +286,7 @@ class Node(NodeReliability):
             ),
             self.owner.run_times,
         )
-        self.replication.code = self.code
+        self.replication.attach(self.code, self.store, cfg.limits, self.code_fetcher)
         self.replication.leases.base = lambda: self.quorum.base
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
@@ -514,7 +514,7 @@ class Node(NodeReliability):
             self._transport.reply(conn, self.codec.encode_mismatch(self.name, text))
 
     def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
-        assert self.executor is not None and self.owner is not None
+        assert self.executor is not None and self.owner is not None and self.replication is not None
         if type(msg) in _TO_OWNER:  # by exact type: not the ~27 checks below (3 per 1-task run)
             self.owner.handle(msg, frames, conn, envelope)
             return
@@ -534,7 +534,7 @@ class Node(NodeReliability):
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
             self.executor.on_fetch(msg, frames)
         elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one
-            if not self.owner.on_values(msg, frames):
+            if not (self.owner.on_values(msg, frames) or self.replication.on_chunk(msg, frames)):
                 self.executor.on_values(msg, frames)
         elif isinstance(msg, m.CancelTasks):
             self.executor.on_cancel(msg, term)

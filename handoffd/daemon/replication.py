@@ -19,6 +19,7 @@ Fencing: a higher term seen in any reply about a run we own makes us step down (
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,10 +28,12 @@ from handoffd.daemon.code import CodeStore
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
 from handoffd.daemon.replication_clients import ClientRedirects
+from handoffd.daemon.replication_payloads import OwnerPayloads, PayloadPulls
 from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed
 from handoffd.daemon.replication_takeover import HeldReports, Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import join_frames, split_frames
+from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.schema import Rows
 from handoffd.protocol.snapshot import encode_run, error_to_info
@@ -38,6 +41,8 @@ from handoffd.replication import log as rlog
 from handoffd.replication import takeover_machine as tm
 from handoffd.replication.standby import StandbyAck, StandbyStore
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.store.chunks import FAR_BYTES
+from handoffd.store.store import ResultStore
 
 log = logging.getLogger("handoffd.replication")
 
@@ -79,6 +84,13 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self.log = rlog.ReplicationLog(port.name, replicas)
         self.standby = StandbyStore(port.name)
         self.code: CodeStore | None = None  # the node's code packages (set by the node)
+        self.store: ResultStore | None = None  # the node's result store (``attach``)
+        # Big task payloads (``protocol.snapshot.far_payload``): owner side, run -> those its
+        # snapshots leave out, kept in our store; standby side, our pulls of them; run ->
+        # standby -> how many it still lacks (``PayloadsHeld``: 0 is a full replica).
+        self.far = OwnerPayloads(port)
+        self.payloads = PayloadPulls(port)
+        self.payloads.on_complete = lambda run_id: self._prebuilt.pop(run_id, None)
         self._packages_sent: set[tuple[str, str]] = set()  # (standby, sha) it was sent
         self.takeovers = tm.TakeoverMachine(port.name, grace, answer_timeout)
         self._accepts: dict[str, Callable[[], None]] = {}  # run -> answer the client
@@ -111,6 +123,17 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self.tell_accused: Callable[[str], object] = lambda name: None
         # a run's new dispatches wait while a standby has not answered for ``lease`` s (None: never)
         self.leases = LeaseIO(port, scheduler, self.log, self.standby, lease, self)
+
+    def attach(
+        self, code: CodeStore | None, store: ResultStore, limits: Any, fetcher: Any = None
+    ) -> None:
+        """The node's code packages and result store (the big payloads kept and pulled there),
+        its limits (chunks of a pull fit its ``max_frame_bytes``), and its package fetcher
+        (``daemon.code.PackageFetcher``: a standby fetches a run's big packages with it)."""
+        self.code, self.store = code, store
+        self.payloads.configure(store, limits.max_frame_bytes, limits.max_value_bytes)
+        self.payloads.code = code
+        self.payloads.fetch_code = fetcher.when_present if fetcher is not None else None
 
     # -- owner side ----------------------------------------------------------------------------
 
@@ -180,7 +203,8 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             elif isinstance(ins, rlog.Accept):
                 answer = self._accepts.pop(ins.run_id, None)
                 if answer is not None:
-                    answer()
+                    standbys = functools.partial(self.log.standbys, ins.run_id)
+                    self.far.answer_when_full(ins.run_id, standbys, answer)
         for run_id, sends in off_loop.items():
             self._pack_off_loop(run_id, sends)
 
@@ -243,6 +267,8 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             for sha in run.options.packages:
                 if (ins.node, sha) in self._packages_sent:
                     continue
+                if self.code.size(sha) > FAR_BYTES:
+                    continue  # named in ReplicaPayloads: fetched in chunks (``daemon.code``)
                 data = self.code.get(sha)
                 if data is not None:
                     if len(self._packages_sent) > 65536:
@@ -250,6 +276,15 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                     self._packages_sent.add((ins.node, sha))
                     frames.append(data)
         self.port.send(address, msg, frames, term=run.term)
+        far = self.far.refs(run, self.store, self.port.address, self.code)
+        if far:  # after the snapshot, on the same connection: the standby has the replica
+            self.port.send(
+                address, ReplicaPayloads(ins.run_id, run.term, ins.seq, far), term=run.term
+            )
+
+    def complete_standbys(self, run_id: str) -> tuple[str, ...]:
+        """The run's standbys that hold all of it, its big payloads too (``OwnerPayloads``)."""
+        return self.far.complete(run_id, self.log.standbys(run_id))
 
     def _send_log(self, ins: rlog.SendLog) -> None:
         run = self.scheduler.run_state(ins.run_id)
@@ -312,6 +347,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
 
     def forget(self, run_id: str) -> None:
         """The run was released and aged out: stop tracking it and tell its standbys to drop it."""
+        self.far.forget(run_id)
         self._execute(self.log.untrack(run_id))
         self.leases.unwatch(run_id)
         self._moved.pop(run_id, None)
@@ -331,6 +367,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             extra={"run": run_id, "term": term},
         )
         self.owner.step_down(run_id)
+        self.far.forget(run_id)
         self._accepts.pop(run_id, None)
         self._execute(self.log.untrack(run_id))
         self.leases.unwatch(run_id)
@@ -410,10 +447,28 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self._restoring.clear()
         self._reports.clear()
         self._held.clear()
+        self.payloads.close()
         self.offload.close()
 
     def tick(self, now: float) -> None:
         self._execute(self.leases.ticked(self.log.tick(now)))
+        self._sweep_payloads()
+
+    def _sweep_payloads(self) -> None:
+        """Pulls of payloads go on while their replica does: one dropped or replaced by another
+        owner's drops them; one we take over or own keeps them (its run needs them) and stops."""
+        for run_id in self.payloads.runs():
+            replica = self.standby.replicas.get(run_id)
+            if replica is not None:
+                continue
+            if self.taking_over(run_id) or self.scheduler.term_of(run_id) is not None:
+                self.payloads.stop(run_id)
+            else:
+                self.payloads.forget(run_id)
+
+    def on_chunk(self, msg: m.ValuesFetched | ValueChunk, frames: list[Any]) -> bool:
+        """A chunk of a payload we pull as a standby; False if not ours."""
+        return isinstance(msg, ValueChunk) and self.payloads.on_chunk(msg, frames)
 
     # -- standby side --------------------------------------------------------------------------
 
@@ -462,6 +517,16 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             self.leases.acked(msg.run_id, sender, msg.term)
         elif isinstance(msg, m.DropReplica):
             self.standby.drop(msg.run_id, msg.term)
+            self._sweep_payloads()
+        elif isinstance(msg, ReplicaPayloads):
+            replica = self.standby.replicas.get(msg.run_id)
+            if replica is not None and replica.term == msg.term:
+                replica.far = msg.far
+                replica.payload = self.payloads.payload(msg.run_id)
+                self.payloads.want(msg, replica.owner_address)
+        elif isinstance(msg, PayloadsHeld):
+            if self.scheduler.term_of(msg.run_id) == msg.term:
+                self.far.held(msg, sender)
         elif isinstance(msg, m.ReconcileRun):
             self._on_reconcile(msg)
         elif isinstance(msg, m.RunHoldings):

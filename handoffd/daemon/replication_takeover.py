@@ -14,6 +14,7 @@ from typing import Any
 
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import MembersPort, RunOwner, Timer
+from handoffd.daemon.replication_payloads import PayloadPulls
 from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, frozen, ready_run, timed
 from handoffd.protocol import messages as m
 from handoffd.replication import log as rlog
@@ -78,6 +79,7 @@ class TakeoverSteps:
     takeovers: tm.TakeoverMachine
     leases: LeaseIO
     offload: Offload
+    payloads: PayloadPulls
     tell_accused: Callable[[str], object]
     takeover_seconds: dict[str, float]
     _taking: dict[str, Taking]
@@ -193,6 +195,17 @@ class TakeoverSteps:
             extra={"run": run_id, "term": term},
         )
         self.standby.seen_term(run_id, term)
+        self.payloads.stop(run_id)
+        lacking = replica.missing_payloads(lambda task_id: self.payloads.has(run_id, task_id))
+        if lacking:  # (the owner died before we had pulled them: PayloadsHeld told it so)
+            log.error(
+                "run %s: the payloads of %d task(s) (%s) never reached this standby: they "
+                "cannot run",
+                run_id,
+                len(lacking),
+                ", ".join(repr(t) for t in lacking[:5]),
+                extra={"run": run_id},
+            )
         # Rebuilt during the grace, or now (off the loop), while the nodes work on their answers.
         job = Taking(
             built

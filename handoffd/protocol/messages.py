@@ -489,8 +489,8 @@ class RunOutcome:
 @message(60)
 class ReplicateRun:
     """Owner -> standby: the whole run as of log ``seq``. Frame 0: the run as a ``RunSnapshot``
-    (``protocol.snapshot.encode_run``: ``RunState.snapshot`` without histories, task payloads
-    inside), kept packed by the standby until it takes over."""
+    (``protocol.snapshot.encode_run``: ``RunState.snapshot`` without histories, payloads past
+    ``FAR_BYTES`` left out: ``ReplicaPayloads``), kept packed by the standby until it takes over."""
 
     run_id: str
     term: int

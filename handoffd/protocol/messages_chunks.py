@@ -73,3 +73,40 @@ class FetchResultChunks:
     first: int
     count: int
     chunk_bytes: int
+
+
+@struct
+class FarPayload:
+    """A task's payload (its code and arguments) past ``store.chunks.FAR_BYTES``, sent in a run's
+    snapshot as an empty payload: pull ``size`` bytes stored under ``key`` from ``holder`` (an
+    address: the run's owner)."""
+
+    task_id: str
+    key: str
+    size: int
+    holder: str
+
+
+@message(335)
+class ReplicaPayloads:
+    """Owner -> standby, after each ``ReplicateRun`` of a run with big payloads (helper snap19):
+    which task payloads its snapshot left out (``far``). The standby pulls each in chunks
+    (``FetchChunks``) while the owner lives, and puts them back in the run if it takes over: no
+    replica depends on one frame holding every argument."""
+
+    run_id: str
+    term: int
+    seq: int
+    far: tuple[FarPayload, ...]
+
+
+@message(336)
+class PayloadsHeld:
+    """Standby -> owner: of the run's ``ReplicaPayloads``, ``missing`` are not held here yet (0: a
+    full replica, ``held_bytes`` of payloads pulled); the owner knows which standbys are
+    complete."""
+
+    run_id: str
+    term: int
+    missing: int
+    held_bytes: int

@@ -20,15 +20,26 @@ class FetchPackages:
     request_id: int
     shas: tuple[str, ...]
     reply_to: str
+    # snap19: > 0, a package past this many bytes is not sent whole (``PackagesFetched.far``);
+    # asked alone (one sha), chunk ``index`` of it is sent (a frame never past the asker's limit)
+    chunk_bytes: int = 0
+    index: int = 0
 
 
 @message(121)
 class PackagesFetched:
-    """The packages asked for: one frame (the zip) per sha in ``shas``; ``missing`` we lack."""
+    """The packages asked for: one frame (the zip) per sha in ``shas``; ``missing`` we lack;
+    ``far``: held, but past the asker's ``chunk_bytes`` (ask each alone, chunk by chunk).
+    ``total`` >= 0: the one frame is chunk ``index`` of ``shas[0]`` (``total`` bytes in all,
+    ``crc`` its CRC-32)."""
 
     request_id: int
     shas: tuple[str, ...]
     missing: tuple[str, ...]
+    far: tuple[str, ...] = ()
+    total: int = -1
+    index: int = 0
+    crc: int = -1
 
 
 @struct

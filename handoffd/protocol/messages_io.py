@@ -28,6 +28,12 @@ class ValuesHandedOver:
     request_id: int
     run_id: str
     task_ids: tuple[str, ...]
+    # snap19: ``total`` >= 0, the one frame is chunk ``index`` (``chunk_bytes`` each, CRC-32
+    # ``crc``) of ``task_ids[0]``'s value of ``total`` bytes: a value past a frame goes in pieces
+    total: int = -1
+    index: int = 0
+    chunk_bytes: int = 0
+    crc: int = -1
 
 
 @message(204)

@@ -4,6 +4,8 @@ A run's plain-data form (``RunState.snapshot``: dicts and lists, what the standb
 takeover merges) travels as a ``RunSnapshot`` struct (frame 0 of ``ReplicateRun``), encoded and
 checked by the same schemas as every message, so a standby never trusts an unchecked blob and the
 bytes are pinned like a message's. Errors travel as ``ErrorInfo``: the same fields a client gets.
+A task payload past ``store.chunks.FAR_BYTES`` travels empty (``far_payload``): the standbys pull
+it apart, in chunks (``daemon.replication_payloads``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, Sna
 from handoffd.protocol.messages_observability import AttemptInfo
 from handoffd.protocol.schema import Invalid, Rows, struct_record
 from handoffd.spec import TaskSpec
+from handoffd.store.chunks import FAR_BYTES
 
 _ERROR_FIELDS = (
     "kind",
@@ -177,13 +180,21 @@ def _task_rows(run: Any) -> list[tuple[Any, ...]]:
     ]
 
 
+def far_payload(payload: Any) -> bool:
+    """A task payload a snapshot leaves out (sent empty): its owner keeps it in its store under
+    ``far_key("p", task)`` and names it in ``ReplicaPayloads``; each standby pulls it in chunks.
+    A snapshot past a standby's ``max_frame_bytes`` was dropped there: the run was lost with its
+    owner."""
+    return len(payload) > FAR_BYTES
+
+
 def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
     return [
         (
             s.id,
             s.deps,
             s.cost,
-            s.payload,
+            b"" if len(s.payload) > FAR_BYTES else s.payload,  # (``far_payload``)
             s.argument_inclusion,
             s.node,
             s.collocate_with,
@@ -460,6 +471,7 @@ __all__ = [
     "error_from_info",
     "error_to_data",
     "error_to_info",
+    "far_payload",
     "info_to_data",
     "pack_parts",
     "spec_from_data",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from handoffd.protocol.messages import ALIVE, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
+from handoffd.protocol.messages_chunks import FarPayload
 from handoffd.protocol.snapshot import attempt_row, decode_run, info_to_data
 
 # (scheduler.run's RUN_FAILED/RUN_CANCELLED and DONE/FAILED/CANCELLED, spelled out: the
@@ -49,12 +50,18 @@ class Replica:
     # since the snapshot: task id -> (its newest delta, the value after it: bytes, None or KEEP)
     deltas: dict[str, tuple[TaskDelta, Any]] = field(default_factory=dict, repr=False)
     run_fields: tuple[str, bool, ErrorInfo | None] | None = None  # newest (state, released, error)
+    # The payloads the snapshot left out (``ReplicaPayloads``) and where the ones pulled here are
+    # read from (task id -> the payload, None if not held): put back by ``run_data``.
+    far: tuple[FarPayload, ...] = ()
+    payload: Callable[[str], Any] | None = field(default=None, repr=False, compare=False)
 
     def run_data(self) -> dict[str, Any]:
         """The run as plain data (``RunState.snapshot`` format): the snapshot with the log
         applied. A fresh copy on each call (decodes the snapshot: for takeovers, not per message);
         raises ``SnapshotError`` if the owner sent an invalid one."""
         data: dict[str, Any] = decode_run(self.snapshot)
+        if self.far:
+            self._fill_payloads(data)
         records = data["tasks"]
         for task_id, (d, value) in self.deltas.items():
             rec = records.get(task_id)
@@ -85,6 +92,27 @@ class Replica:
                     if rec["state"] not in _TASK_CLOSED:
                         rec["state"] = "CANCELLED"
         return data
+
+    def _fill_payloads(self, data: dict[str, Any]) -> None:
+        """Put the payloads pulled here back in the specs the snapshot left them out of; the
+        ids of those not held go to ``data["missing_payloads"]`` (their tasks cannot run)."""
+        far = {f.task_id for f in self.far}
+        missing = []
+        for spec in data["specs"]:
+            if spec["id"] not in far or spec["payload"]:
+                continue
+            value = self.payload(spec["id"]) if self.payload is not None else None
+            if value is None:
+                missing.append(spec["id"])
+            else:  # (an assembled value is an mmap: a view packs and pickles like bytes)
+                spec["payload"] = value if isinstance(value, bytes) else memoryview(value)
+        if missing:
+            data["missing_payloads"] = missing
+
+    def missing_payloads(self, held: Callable[[str], bool]) -> list[str]:
+        """The ids of the far payloads not held here (``held(task_id)``; code packages, named
+        with no task id, are the node's code dir's)."""
+        return [f.task_id for f in self.far if f.task_id and not held(f.task_id)]
 
 
 @dataclass(frozen=True)
@@ -132,9 +160,11 @@ class StandbyStore:
             return StandbyAck(
                 run_id, owner_address, term, old.seq, False
             )  # an older snapshot overtook
-        self.replicas[run_id] = Replica(
+        replica = self.replicas[run_id] = Replica(
             run_id, term, seq, owner, owner_address, tuple(standbys), snapshot
         )
+        if old is not None and old.term == term:  # (its ReplicaPayloads follows: the same list)
+            replica.far, replica.payload = old.far, old.payload
         return StandbyAck(run_id, owner_address, term, seq, False)
 
     def on_log(
