@@ -53,7 +53,7 @@ from handoffd.spec import RunOptions, TaskSpec
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
-YIELD_EVERY = 4096  # task records built between two chances for other threads to run
+YIELD_EVERY = 512  # task records built between two chances for other threads to run
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
