@@ -239,7 +239,7 @@ def _prepare_checked(
 
 
 # Items freed at a time by ``_release``: a few ms of deallocation, then the loop may take the GIL.
-RELEASE_PIECE = 4096
+RELEASE_PIECE = 1024
 
 
 def _release(parts: list[Any]) -> None:
