@@ -93,3 +93,20 @@ def test_rebuild_frees_the_replicas_data_in_pieces(
     assert [(r.id, r.state, r.order) for r in run.ordered] == [
         (r.id, r.state, r.order) for r in expected.ordered
     ]
+
+
+def test_decode_run_hands_its_rows_to_free_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unpacked rows and their structs (specs and tasks: four lists of n) are freed in pieces
+    once the plain data is made, not with their tuples when ``decode_run`` returns."""
+    handed: list[list[int]] = []
+    real = snapshot.free_in_pieces
+
+    def spy(lists: list[list[Any]]) -> None:
+        handed.append([len(items) for items in lists])
+        real(lists)
+
+    monkeypatch.setattr(snapshot, "free_in_pieces", spy)
+    n = 37
+    data = decode_run(_replica(n).snapshot)
+    assert len(data["tasks"]) == n and len(data["specs"]) == n
+    assert handed == [[n, n, n, n]]
