@@ -4,15 +4,20 @@ A callback due every ``PERIOD_S`` notes how late it ran: the lateness is how lon
 held the loop. The largest since start is kept (``max_ms``, in the node's stats) and each stall
 of ``HANDOFFD_LOOP_STALL_LOG_MS`` (default 100) or more is logged, so a stall shows in the
 daemon's log with its length; ``bench/bench_loop_stall.py`` sets the threshold low to read the
-largest stall of each case from the log.
+largest stall of each case from the log. A collection of the cyclic garbage collector that long
+is logged too (generation, objects collected, the thread that ran it): whichever thread allocates
+runs it holding the GIL, so it stalls the loop from any thread, and the log says which it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
+import threading
 import time
+from typing import Any
 
 log = logging.getLogger("handoffd.loop")
 
@@ -29,6 +34,23 @@ class LoopLag:
         self._loop = loop
         self._due = time.monotonic() + PERIOD_S
         self._handle: asyncio.TimerHandle | None = loop.call_later(PERIOD_S, self._tick)
+        self._gc_start = 0.0
+        gc.callbacks.append(self._collected)
+
+    def _collected(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks``: times each collection (any thread), logs one of ``log_ms`` or more."""
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+            return
+        took_ms = (time.perf_counter() - self._gc_start) * 1000.0
+        if took_ms >= self.log_ms:
+            log.warning(
+                "garbage collection of generation %s took %.0f ms (%s objects freed, thread %s)",
+                info.get("generation"),
+                took_ms,
+                info.get("collected"),
+                threading.current_thread().name,
+            )
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -41,6 +63,8 @@ class LoopLag:
         self._handle = self._loop.call_later(PERIOD_S, self._tick)
 
     def close(self) -> None:
+        if self._collected in gc.callbacks:
+            gc.callbacks.remove(self._collected)
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None

@@ -28,7 +28,7 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -456,7 +456,7 @@ class OwnerIO:
         msg: m.SubmitRun | m.SubmitAndWait,
         frames: list[bytes],
         conn: bytes,
-        checked: list[TaskSpec] | errors.HandoffError | None = None,
+        checked: Sequence[TaskSpec] | errors.HandoffError | None = None,
         graph: TaskGraph | None = None,
         run: RunState | None = None,
     ) -> None:

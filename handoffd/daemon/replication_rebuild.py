@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from handoffd.daemon.upload_intake import BIG_RUN
-from handoffd.protocol.snapshot import encode_run
+from handoffd.protocol.snapshot import encode_run, free_in_pieces
 from handoffd.replication import takeover
 from handoffd.replication.standby import Replica
 from handoffd.scheduler.run import RunState
@@ -131,7 +131,11 @@ def collector_paused(freeze: Callable[[], bool]) -> Iterator[None]:
 def _rebuilt(replica: Replica, order: Any) -> RunState:
     out: list[RunState] = []
     with collector_paused(lambda: bool(out) and len(out[0].tasks) >= BIG_RUN):
-        out.append(RunState.from_snapshot(replica.run_data(), order=order))
+        data = replica.run_data()
+        out.append(RunState.from_snapshot(data, order=order))
+        # The replica's plain data is garbage once the run is built: freed in pieces, not as
+        # one dict of 200,000 dicts (one C call, 130-290 ms with the loop waiting for the GIL).
+        free_in_pieces([list(data.pop("specs", ())), list(data.pop("tasks", {}).values())])
     return out[0]
 
 

@@ -52,7 +52,7 @@ class Prepared:
     and for a submission ``specs`` (checked) or ``error`` (why it is refused)."""
 
     decoded: Any
-    specs: list[TaskSpec] | None = None
+    specs: tuple[TaskSpec, ...] | None = None  # (a tuple: the owner's event takes it as is)
     error: HandoffError | None = None
     graph: TaskGraph | None = None
     run: RunState | None = None  # built from ``specs`` and ``graph``, owned by no one yet
@@ -127,7 +127,8 @@ def _checked(decoded: Any, msg: Any, limits: Limits, order: Order | None) -> Pre
     try:
         # The cheap bounds first (ids, task count), then the DAG's rules, as for a whole message.
         intake.check_submission(msg.run_id, [t.id for t in msg.tasks], limits)
-        specs = validation.wire_specs(msg, list(decoded.frames))
+        # A tuple made here, not on the loop (``RunSubmitted`` holds a tuple: a 1M-item copy).
+        specs = tuple(validation.wire_specs(msg, decoded.frames))
         # The run's graph, as the scheduler would build it (its placement order): pure.
         graph = build_graph(specs, msg.outputs, order)
         # The run, untouched: the scheduler checks it against its view and takes it in.
@@ -238,7 +239,7 @@ def _prepare_checked(
 
 
 # Items freed at a time by ``_release``: a few ms of deallocation, then the loop may take the GIL.
-RELEASE_PIECE = 4096
+RELEASE_PIECE = 1024
 
 
 def _release(parts: list[Any]) -> None:

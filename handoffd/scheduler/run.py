@@ -19,7 +19,6 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,7 +29,7 @@ from handoffd.scheduler import history as hist
 from handoffd.scheduler import run_checks
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
-from handoffd.scheduler.run_books import recount
+from handoffd.scheduler.run_books import let_go, recount
 from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's vocabulary
     ACTIVE,
     ASSIGNED,
@@ -54,7 +53,7 @@ from handoffd.spec import RunOptions, TaskSpec
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
-YIELD_EVERY = 4096  # task records built between two chances for other threads to run
+YIELD_EVERY = 256  # task records built between two chances for other threads to run
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
@@ -199,7 +198,7 @@ class RunState:
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 # A big run is built in a thread (``daemon.upload_intake``), and compiled this
                 # loop never lets the GIL go by itself: the event loop waited for all of it.
-                os.sched_yield()
+                let_go()
         self.remaining = len(self.tasks)  # regular tasks not DONE
         # Regular tasks per state, and the node of each task's latest dispatch, kept as they
         # move: a status reply counted every task (0.05-0.25 s for 200,000-1,000,000 of them).
@@ -220,7 +219,7 @@ class RunState:
             rec.order = at
             self.ordered.append(rec)
             if at % YIELD_EVERY == YIELD_EVERY - 1:
-                os.sched_yield()  # (as above)
+                let_go()  # (as above)
         self.ready_heap: list[int] = []
         # How many of ``ordered`` were taken in (``start``/``take_in``, a slice per call for a big
         # run): the tasks past it wait PENDING even without inputs.
@@ -695,6 +694,6 @@ class RunState:
             rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
             rec.attempts = hist.restore(t.get("attempts", ()))
             if i % YIELD_EVERY == YIELD_EVERY - 1:
-                os.sched_yield()  # (a takeover builds a big run in a thread: as in __init__)
+                let_go()  # (a takeover builds a big run in a thread: as in __init__)
         recount(run)
         return run

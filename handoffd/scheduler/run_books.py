@@ -11,6 +11,14 @@ from typing import Any
 from handoffd.scheduler.states import DONE, TASK_STATES
 
 
+def let_go() -> None:
+    """Called every ``run.YIELD_EVERY`` records by the compiled loops that build a big run in a
+    thread: compiled code never lets the GIL go by itself, but entering a Python function checks
+    for a request from a thread waiting for it (the event loop, after the 5 ms switch interval)
+    and hands it over then, only then. ``os.sched_yield`` let it go every time, and gave the CPU
+    away too: on a loaded machine each call could cost the thread a time slice."""
+
+
 def recount(run: Any) -> None:
     remaining = 0
     tally = dict.fromkeys(TASK_STATES, 0)

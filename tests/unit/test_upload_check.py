@@ -174,3 +174,24 @@ def test_the_frames_are_cut_with_the_collector_paused(monkeypatch: pytest.Monkey
     )
     assert told == [""] and prepared is not None and prepared.decoded.msg == m.Ping(7, ())
     assert cut_with == [False]
+
+
+def test_a_prepared_submission_reaches_the_owner_without_a_copy() -> None:
+    """The specs are made a tuple in the thread: the owner's ``RunSubmitted`` takes that very
+    tuple (``tuple(specs)`` of a tuple is itself), not a copy made on the loop (a 1M-item copy
+    per big submission)."""
+    import handoffd
+
+    dag = handoffd.DAG()
+    for i in range(5):
+        dag.add_function(handoffd.Function(id=f"t{i}", code=abs, extra_args=[-i]))
+    rows, payloads = dag.wire_tasks()
+    msg = m.SubmitRun(1, "r1", codec.Rows(rows), 0, "binpack", None, ())
+    frames = codec.encode(msg, sender="c", frames=payloads)
+    prepared = upload_intake._prepare_checked(
+        upload.Whole(upload.pack(frames)), codec.Codec(Limits()), Limits(), None, None
+    )
+    assert prepared is not None and prepared.error is None
+    assert type(prepared.specs) is tuple
+    assert [s.id for s in prepared.specs] == [f"t{i}" for i in range(5)]
+    assert tuple(prepared.specs) is prepared.specs
