@@ -229,7 +229,7 @@ def test_the_owner_s_messages_reach_it_by_type_as_the_chain_would_route_them(mon
     assert {m.SubmitAndWait, m.DispatchReplied, m.TasksReported} <= fast
     for walk in (False, True):
         executor = _Counted()
-        fake = SimpleNamespace(executor=executor, owner=owner)
+        fake = SimpleNamespace(executor=executor, owner=owner, replication=object())
         if walk:
             monkeypatch.setattr(node_module, "_TO_OWNER", frozenset())
         for kind in fast:
