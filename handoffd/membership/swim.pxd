@@ -67,6 +67,7 @@ cdef class Membership(Prober):
     @cython.locals(live=Py_ssize_t, limit=Py_ssize_t)
     cpdef Py_ssize_t _retransmit_limit(self) except -1
     @cython.locals(
-        members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member, status=long
+        members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member, status=long, held=list,
+        record=Member,
     )
     cpdef tuple _piggyback(self, object receiver)

@@ -637,12 +637,12 @@ class Membership(Prober):
             and new.resource_version != old.resource_version
         ):
             out.append(ResourcesChanged(new.name, new))
-        self._queue.add(new.name, old is None)
+        self._queue.add(new.name, old is None, record)
 
     # ----------------------------------------------------------------------------- gossip
 
     def _enqueue(self, name: str) -> None:
-        self._queue.add(name)  # its newest state restarts the retransmit budget
+        self._queue.add(name, False, self._members[name])  # its newest state restarts its budget
 
     def _retransmit_limit(self) -> int:
         live = len(self._live) + (0 if self._left else 1)
@@ -671,8 +671,9 @@ class Membership(Prober):
             room = self.config.max_piggyback - len(chosen)
             limit = self._retransmit_limit()
             bulk = records.bulk_limit(limit, self._queue.bulk, len(members), self.config)
-            for name in self._queue.take(room, limit, seen, bulk):
-                chosen.append(members[name].state)
+            held: list[_Member] = []  # (the chosen names' records: no lookup by name)
+            self._queue.take(room, limit, seen, bulk, held)
+            chosen += [record.state for record in held]
         return tuple(chosen)
 
     def _pages(self) -> list[tuple[MemberState, ...]]:
