@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, MemberState
+from handoffd.protocol.messages import ALIVE, DEAD, LEFT, SUSPECT, MemberState
 
 MAX_COUNTER = 1 << 62  # incarnations and resource versions above this are refused
 MAX_NEW_PER_MESSAGE = 256  # members one message may add
@@ -47,8 +47,14 @@ def from_stranger(
 
 
 def implausible(u: MemberState) -> bool:
-    """Counters no member reaches (a refutation of one would not fit the wire's integers)."""
-    return u.incarnation > MAX_COUNTER or u.resource_version > MAX_COUNTER
+    """Counters no member reaches (a refutation of one would not fit the wire's integers), or a
+    status that is none of ours: the codec takes any int, and one such state from a stranger made
+    the merge raise (STATUS_NAMES and the status ranks are indexed by it)."""
+    return (
+        u.incarnation > MAX_COUNTER
+        or u.resource_version > MAX_COUNTER
+        or u.status not in (ALIVE, SUSPECT, DEAD, LEFT)
+    )
 
 
 def address_conflict(u: MemberState, current: MemberState, firsthand: bool) -> bool:

@@ -81,7 +81,10 @@ Event = Union[Tick, Received, Discovered, Undiscovered, LocalResources, Leave, H
 # ----------------------------------------------------------------------------- instructions
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (unlike the rest): a frozen dataclass's __init__ sets each field through
+# object.__setattr__, and every message the cluster sends is one Send (issue 20: 10 million in
+# bench_scale.py --long, ~0.5 us each more than a plain slots class). Nobody mutates or hashes one.
+@dataclass(slots=True)
 class Send:
     """Fire and forget ``msg`` to ``address``."""
 

@@ -7,6 +7,8 @@ cimport cython
 
 from handoffd.membership.records cimport IndexedSet, Member, ProbeInFlight, Relay
 
+cdef long _ALIVE, _SUSPECT
+
 
 cdef class Prober:
     # Membership's fields that the probe half reads (probing.py's module doc).
@@ -37,10 +39,10 @@ cdef class Prober:
 
     @cython.locals(probe_id=object)
     cpdef void _start_probe(self, double now, list out) except *
-    @cython.locals(chosen=list, probe=ProbeInFlight, target=Member)
+    @cython.locals(chosen=list, probe=ProbeInFlight, target=Member, status=long)
     cpdef void _advance_probe(self, double now, list out) except *
     cpdef void _probe_succeeded(self) except *
-    @cython.locals(record=Member)
+    @cython.locals(record=Member, status=long)
     cpdef object _next_probe_target(self)
     cpdef void _suspect(self, Member record, double now, list out) except *
     cpdef void _probe_soon(self, str name, object probers, object members) except *

@@ -36,6 +36,10 @@ from handoffd.protocol.messages_lifeguard import Nack
 # A relay says Nack after this share of indirect_timeout, so that its answer reaches the prober
 # before the prober's own deadline (memberlist: 80 % of the probe timeout).
 NACK_SHARE = 0.8
+# The statuses again, as C longs in the compiled build (probing.pxd): a probe's status tests
+# compare C ints, not int objects (each ``status in (ALIVE, SUSPECT)`` was a module lookup and a
+# rich comparison per name: a few % of a 1,000-node simulation, issue 20).
+_ALIVE, _SUSPECT = ALIVE, SUSPECT
 
 
 class Prober:
@@ -123,7 +127,8 @@ class Prober:
         if probe is None:
             return
         target = self._members.get(probe.target)
-        if target is None or target.state.status not in (ALIVE, SUSPECT):
+        status = target.state.status if target is not None else -1
+        if target is None or (status != _ALIVE and status != _SUSPECT):
             self._probe = None  # learned meanwhile that it is gone
             return
         if not probe.indirect_sent and now >= probe.direct_deadline:
@@ -154,7 +159,10 @@ class Prober:
                 name = self._probe_order[self._probe_index]
                 self._probe_index += 1
                 record = self._members.get(name)
-                if record and name != self.name and record.state.status in (ALIVE, SUSPECT):
+                if record is None or name == self.name:
+                    continue
+                status = record.state.status
+                if status == _ALIVE or status == _SUSPECT:
                     return record.state
             self._probe_order = list(self._live)
             self._rng.shuffle(self._probe_order)

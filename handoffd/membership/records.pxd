@@ -47,16 +47,18 @@ cdef class GossipQueue:
     cdef public dict _buckets
     cdef public set _bulk
 
-    cpdef void add(self, str name, bint bulk=*)
+    cpdef void add(self, str name, bint bulk=*, Member record=*)
     @cython.locals(bucket=dict)
     cpdef void discard(self, str name)
     @cython.locals(counts=dict, buckets=dict, bucket=dict, target=dict)
     cpdef void heard(self, str name, Py_ssize_t limit, Py_ssize_t own=*)
     @cython.locals(
         chosen=list, buckets=dict, walked=list, full=bint, bucket=dict, touched=list,
-        counts=dict, target=dict,
+        counts=dict, target=dict, whole=bint,
     )
-    cpdef list take(self, Py_ssize_t room, Py_ssize_t limit, set seen, Py_ssize_t bulk_limit=*)
+    cpdef list take(
+        self, Py_ssize_t room, Py_ssize_t limit, set seen, Py_ssize_t bulk_limit=*, list held=*
+    )
 
 
 cdef class IndexedSet:

@@ -63,14 +63,14 @@ cdef class Simulation:
 
     @cython.locals(
         next_check=double, heap=list, nodes=dict, blocked=set, stats=SimStats, at=double,
-        kind=int, node=SimNode, receiver=SimNode, due=double, generation=object,
+        kind=int, node=SimNode, receiver=SimNode, due=double, generation=object, plain=Membership,
     )
     cpdef bint _run(
         self, double until, object condition, long long max_events, double check_every=*
     ) except -1
     @cython.locals(pending=list)
     cpdef void _retry_seeds(self, SimNode node) except *
-    @cython.locals(changes=object)
+    @cython.locals(changes=object, plain=Membership)
     cpdef void _handle(self, SimNode node, object event) except *
     @cython.locals(plain=Membership, changes=object)
     cpdef void _deliver(self, SimNode node, str src, object msg) except *

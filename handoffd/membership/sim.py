@@ -255,7 +255,6 @@ class Simulation:
         nodes = self.nodes
         blocked = self._blocked
         stats = self.stats
-        handle = self._handle
         for _ in range(max_events):
             if not heap or heap[0][0] > until:
                 self.now = until
@@ -277,11 +276,15 @@ class Simulation:
                 if node.crashed or generation != node.tick_generation:
                     continue
                 node.tick_at = _NEVER
-                due = node.membership.next_deadline()
+                if type(node.membership) is Membership:  # (called in C, as in _handled)
+                    plain = node.membership
+                    due = plain.next_deadline()
+                else:
+                    due = node.membership.next_deadline()
                 if due > self.now:
                     self._schedule(node, due)  # woken for work done meanwhile (an acked probe)
                 else:
-                    handle(node, _TICK_EVENT)
+                    self._handle(node, _TICK_EVENT)
             else:  # _SEEDS
                 node = nodes[payload]
                 if not node.crashed:
@@ -306,8 +309,13 @@ class Simulation:
         if node.crashed:
             return
         membership = node.membership
-        changes = membership.view_changes
-        self._handled(node, membership.handle(event, self.now), changes)
+        if type(membership) is Membership:  # (its handle called in C: a tick's path)
+            plain: Membership = membership
+            changes = plain._queue.added
+            self._handled(node, plain.handle(event, self.now), changes)
+        else:
+            changes = membership.view_changes
+            self._handled(node, membership.handle(event, self.now), changes)
 
     def _deliver(self, node: SimNode, src: str, msg: Any) -> None:
         """``_handle(node, Received(src, its address, msg))`` for a live node; a plain

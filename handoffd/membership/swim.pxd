@@ -8,12 +8,15 @@ cimport cython
 from handoffd.membership.probing cimport Prober
 from handoffd.membership.records cimport GossipQueue, IndexedSet, Member, PeerIndex, ProbeInFlight
 
+cdef long _ALIVE, _SUSPECT, _DEAD
+
 
 cdef class Membership(Prober):
     cdef public str cluster
     cdef public set _name_clashes
     cdef public set _incompatible
     cdef public GossipQueue _queue
+    cdef public Member _own
     cdef public Py_ssize_t _limit_live
     cdef public Py_ssize_t _limit
     cdef public PeerIndex _index
@@ -37,7 +40,8 @@ cdef class Membership(Prober):
     @cython.locals(sent=Py_ssize_t)
     cpdef list _counted(self, list out)
     @cython.locals(
-        sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint, record=Member
+        sender=Member, member=bint, told=Py_ssize_t, moves=Py_ssize_t, young=bint, record=Member,
+        status=long,
     )
     cpdef void _received(
         self, str name, object sender_address, object msg, double now, list out
@@ -50,7 +54,8 @@ cdef class Membership(Prober):
         queue=GossipQueue, known=Member,
     )
     cpdef bint _merge(
-        self, object updates, double now, list out, object why, object sender=*, bint page=*
+        self, object updates, double now, list out, object why, object sender=*, bint page=*,
+        Member sender_record=*,
     ) except -1
     @cython.locals(state_newer=bint, resources_newer=bint, record=Member)
     cpdef void _merge_other(
@@ -61,5 +66,8 @@ cdef class Membership(Prober):
     cpdef void _enqueue(self, str name) except *
     @cython.locals(live=Py_ssize_t, limit=Py_ssize_t)
     cpdef Py_ssize_t _retransmit_limit(self) except -1
-    @cython.locals(members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member)
+    @cython.locals(
+        members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member, status=long, held=list,
+        record=Member,
+    )
     cpdef tuple _piggyback(self, object receiver)

@@ -88,6 +88,7 @@ _FEEDBACK_SHARE = 0.25
 # Push-pulls at the storm share that teach nothing before a node goes back to push_pull_interval.
 _QUIET_SYNCS = 2
 _MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
+_ALIVE, _SUSPECT, _DEAD = ALIVE, SUSPECT, DEAD  # (C longs: per-message tests, swim.pxd)
 
 
 # Internal records (``records``), under their old names.
@@ -130,7 +131,8 @@ class Membership(Prober):
             gpus=tuple(gpus),
             probe_port=probe_port,
         )
-        self._members: dict[str, _Member] = {name: _Member(me, now)}  # always holds self
+        self._own = _Member(me, now)  # (every message we send leads with it: no lookup per send)
+        self._members: dict[str, _Member] = {name: self._own}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue = records.GossipQueue()  # names whose current state is still news
@@ -182,7 +184,7 @@ class Membership(Prober):
 
     @property
     def me(self) -> MemberState:
-        return self._members[self.name].state
+        return self._own.state
 
     @property
     def health(self) -> int:
@@ -200,8 +202,7 @@ class Membership(Prober):
 
     @property
     def view_changes(self) -> int:
-        """How many times our view (any member's state, ours included) changed: a cheap "did
-        anything change" for simulators and tests."""
+        """How often our view (ours included) changed: a cheap "did anything change" for tests."""
         return self._queue.added
 
     def next_deadline(self) -> float:
@@ -242,10 +243,8 @@ class Membership(Prober):
         elif isinstance(event, Undiscovered):
             self._undiscovered(event)
         elif isinstance(event, LocalResources):
-            me = self.me
-            self._members[self.name].state = replace(
-                me, free=dict(event.free), resource_version=me.resource_version + 1
-            )
+            version = self.me.resource_version + 1
+            self._own.state = replace(self.me, free=dict(event.free), resource_version=version)
             self._enqueue(self.name)
         elif isinstance(event, Leave):
             self._leave(now, out)
@@ -322,17 +321,17 @@ class Membership(Prober):
                     return  # a node of another cluster: no answer, nothing learned
                 own = own or u
         sender = self._members.get(name)
-        member = (
-            sender is not None and sender.state.status in (ALIVE, SUSPECT) and name != self.name
-        )
+        status = sender.state.status if sender is not None else -1
+        member = (status == _ALIVE or status == _SUSPECT) and name != self.name
         if not member and not self._asked_for(msg, own, now):
             heard = assertions.from_stranger(updates, name, self.name)
             if len(heard) < len(updates):
                 self._count("stranger_assertions_ignored", len(updates) - len(heard))
             updates = heard
         told = len(out)
-        refuted = self._merge(updates, now, out, (kind, name), name, kind is PushPull)
-        if sender is not None and sender.state.status in (SUSPECT, DEAD) and kind is not Ping:
+        refuted = self._merge(updates, now, out, (kind, name), name, kind is PushPull, sender)
+        status = sender.state.status if sender is not None else -1  # (after the merge)
+        if sender is not None and (status == _SUSPECT or status == _DEAD) and kind is not Ping:
             if kind is not PushPull:  # (our Ack or our page tells it)
                 self._tell(sender, now, out)  # it lives but did not refute: a heal's far side
         if kind is PushPull and not msg.reply_wanted:
@@ -427,8 +426,7 @@ class Membership(Prober):
         self._next_push_pull_at = min(self._next_push_pull_at, soon)
 
     def _count(self, reason: str, n: int = 1) -> None:
-        extra = self.counters.extra
-        extra[reason] = extra.get(reason, 0) + n
+        self.counters.extra[reason] = self.counters.extra.get(reason, 0) + n
 
     def _undiscovered(self, event: Undiscovered) -> None:
         state = self.get(event.name)
@@ -455,29 +453,29 @@ class Membership(Prober):
         why: str | tuple[type, str],
         sender: str | None = None,
         page: bool = False,
+        sender_record: _Member | None = None,
     ) -> bool:
         """Apply gossiped states (from ``sender``, None: no one in particular); returns True if we
         had to refute an assertion about ourselves. ``why``: the cause logged with a change, or
         (message type, sender) to word it only if something changes (most merges change nothing);
-        ``page``: a push-pull's share of the sender's view (``_merge_other``)."""
+        ``page``: a push-pull's page (``_merge_other``); ``sender_record``: ``sender``'s, if known."""
         refuted = False
         room = MAX_NEW_PER_MESSAGE
         members = self._members
         limit = self._retransmit_limit()
         queue = self._queue  # (its heard() called on it, not taken as a value: records.pxd)
         own = limit - int(limit * _FEEDBACK_SHARE)  # sends that stay ours (GossipQueue.heard)
-        same = records.same
         me = self.name
         cause = ""
         for u in updates:
             name = u.name
-            known = members.get(name)
+            known = sender_record if name == sender and sender_record else members.get(name)
             if known is not None:
-                if u.status == SUSPECT and known.suspicion is not None:
+                if known.suspicion is not None and u.status == SUSPECT:  # (the C field first)
                     if known.state.incarnation == u.incarnation:
                         self._confirm(known, u.accuser, now)
                 # (the identity test first: the simulator hands the very objects around)
-                if (known.state is u or same(known.state, u)) and name != me:
+                if (known.state is u or records.same(known.state, u)) and name != me:
                     queue.heard(name, limit, own)
                     continue  # nothing new (most of a push-pull page)
             if not cause:
@@ -639,12 +637,12 @@ class Membership(Prober):
             and new.resource_version != old.resource_version
         ):
             out.append(ResourcesChanged(new.name, new))
-        self._queue.add(new.name, old is None)
+        self._queue.add(new.name, old is None, record)
 
     # ----------------------------------------------------------------------------- gossip
 
     def _enqueue(self, name: str) -> None:
-        self._queue.add(name)  # its newest state restarts the retransmit budget
+        self._queue.add(name, False, self._members[name])  # its newest state restarts its budget
 
     def _retransmit_limit(self) -> int:
         live = len(self._live) + (0 if self._left else 1)
@@ -659,21 +657,23 @@ class Membership(Prober):
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
         """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""
         members = self._members
-        me = members[self.name].state
+        me = self._own.state
         view = members.get(receiver) if receiver else None
-        if not self._queue._count and (view is None or view.state.status == ALIVE):
+        status = view.state.status if view is not None else _ALIVE
+        if not self._queue._count and status == _ALIVE:
             return (me,)  # most messages of a settled cluster
         chosen = [me]
         seen = {self.name}
-        if view is not None and view.state.status != ALIVE and receiver not in seen:
+        if view is not None and status != _ALIVE and receiver not in seen:
             chosen.append(view.state)
             seen.add(view.state.name)
         if self._queue._count:
             room = self.config.max_piggyback - len(chosen)
             limit = self._retransmit_limit()
             bulk = records.bulk_limit(limit, self._queue.bulk, len(members), self.config)
-            for name in self._queue.take(room, limit, seen, bulk):
-                chosen.append(members[name].state)
+            held: list[_Member] = []  # (the chosen names' records: no lookup by name)
+            self._queue.take(room, limit, seen, bulk, held)
+            chosen += [record.state for record in held]
         return tuple(chosen)
 
     def _pages(self) -> list[tuple[MemberState, ...]]:

@@ -375,6 +375,16 @@ def test_counters_that_would_overflow_the_wire_are_refused() -> None:
     codec.encode(Gossip((a.me,)), sender="a")  # still encodable
 
 
+def test_a_state_with_a_status_that_is_none_of_ours_is_refused() -> None:
+    # The codec takes any int as a status; a stranger's own state with status 7 raised IndexError
+    # in the merge (and a peer's page could carry one about anybody).
+    a = with_peers("b")
+    feed(a, "x", Gossip((state("x", status=7),)))
+    feed(a, "b", Gossip((state("b", inc=3, status=-1), replace(a.me, status=9))))
+    assert a.get("x") is None and a.get("b").incarnation == 0  # type: ignore[union-attr]
+    assert a.me.incarnation == 0 and a.counters.extra["implausible_counter"] == 3
+
+
 def test_a_member_we_hold_dead_that_talks_to_us_is_told_so_once_per_probe_interval() -> None:
     from handoffd.membership.swim import HeardFrom
 

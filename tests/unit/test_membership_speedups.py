@@ -139,6 +139,40 @@ def test_gossip_queue_matches_the_plain_version(seed: int) -> None:
         assert fast.added == plain.added
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_gossip_queue_hands_back_the_records_of_the_names_it_takes(seed: int) -> None:
+    # The queue keeps each name's record beside it (issue 20: the piggyback looked each chosen name
+    # up in the view): through adds, heard() moves and takes, ``held`` gets exactly the records of
+    # the names taken, in order, and the names stay those of the plain version.
+    rng = random.Random(seed)
+    fast, plain = GossipQueue(), ReferenceGossipQueue()
+    names = [f"n{i}" for i in range(rng.choice((5, 40, 300)))]
+    record: dict[str, records.Member] = {}
+    for _ in range(3000):
+        roll = rng.random()
+        limit = rng.choice((2, 4, 12, 40))
+        name = rng.choice(names)
+        if roll < 0.3:
+            state = MemberState(name, f"{name}:1", "c", rng.randrange(9), ALIVE, {}, {}, 0)
+            record[name] = records.Member(state, 0.0)  # (a relearned member: a new record)
+            fast.add(name, False, record[name])
+            plain.add(name)
+        elif roll < 0.55:
+            fast.heard(name, limit)
+            plain.heard(name, limit)
+        elif roll < 0.6:
+            fast.discard(name)
+            plain.discard(name)
+        else:
+            room = rng.choice((0, 1, 3, 15, 100))
+            seen = set(rng.sample(names, rng.randint(0, min(len(names), 20))))
+            seen_plain = set(seen)
+            held: list[records.Member] = []
+            chosen = fast.take(room, limit, seen, 0, held)
+            assert chosen == plain.take(room, limit, seen_plain)
+            assert [id(r) for r in held] == [id(record[n]) for n in chosen]
+
+
 def _trace(seed: int) -> str:
     def latency(rng: random.Random) -> float:
         return 0.0003 + rng.lognormvariate(-8.0, 0.8)
