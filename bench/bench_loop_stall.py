@@ -21,7 +21,7 @@ printed, with the case's wall time. Cases:
 
     .venv/bin/python bench/bench_loop_stall.py [--cases submit,chain,value,closures]
         [--tasks 200000] [--peers 0] [--gap 2] [--value-mib 600] [--functions 20]
-        [--closure-mib 10]
+        [--closure-mib 10] [--keep-logs DIR]
 """
 
 from __future__ import annotations
@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200_000)
     parser.add_argument("--value-mib", type=int, default=600)
     parser.add_argument("--functions", type=int, default=20)
+    parser.add_argument("--keep-logs", default="", help="directory to copy the daemons' logs to")
     parser.add_argument("--closure-mib", type=int, default=10)
     parser.add_argument("--gap", type=float, default=2.0, help="seconds from accepted to cancel")
     parser.add_argument("--peers", type=int, default=0, help="more daemons (standbys) for submit")
@@ -242,6 +243,11 @@ def main() -> None:
                     label = f"{args.functions} closures x {args.closure_mib} MiB"
                 stalls, took = measure(daemons, case)
                 print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+        if args.keep_logs:  # where each stall sits among the daemon's other lines
+            os.makedirs(args.keep_logs, exist_ok=True)
+            for d in daemons:
+                with open(os.path.join(args.keep_logs, f"{d.name}.log"), "w") as f:
+                    f.write(d.log())
 
 
 if __name__ == "__main__":
