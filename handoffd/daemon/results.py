@@ -123,7 +123,12 @@ def outcome_values(
         outputs if outputs is not None else [t for t, r in run.tasks.items() if not r.spec.inline]
     )
     budget = min(max_bytes, OUTCOME_MAX_BYTES)
-    for task_id in wanted:
+    for i, task_id in enumerate(wanted):
+        if len(values) >= OUTCOME_MAX_VALUES or budget <= 0:
+            # The rest cannot be carried: list them without looking each up (a 200,000-task
+            # run's outcome walked every result, ~250 ms of one loop callback at the run's end).
+            pending.extend(wanted[i:])
+            break
         try:
             value, locations = scheduler.result_location(run_id, task_id)
         except KeyError:
@@ -134,11 +139,7 @@ def outcome_values(
                 pending.append(task_id)
                 continue
             value = local_value(run_id, task_id)
-        if (
-            value is None
-            or len(value) > min(budget, OUTCOME_VALUE_MAX)
-            or len(values) >= OUTCOME_MAX_VALUES
-        ):
+        if value is None or len(value) > min(budget, OUTCOME_VALUE_MAX):
             pending.append(task_id)
             continue
         budget -= len(value)
