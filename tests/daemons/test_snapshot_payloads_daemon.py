@@ -11,17 +11,19 @@ and after A is killed -9 the new owner puts them back: the run ends DONE with th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
 import pytest
 
 import handoffd
-from handoffd.testing import DaemonCluster, wait_for
+from handoffd.testing import Daemon, DaemonCluster, wait_for
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -31,6 +33,18 @@ SIZE = 6 << 20
 LIMITS = ["--limit", f"max_frame_bytes={FRAME}"]
 HELD = "standby holds its 2 big payloads"
 PACKAGE = "standby holds its 1 big payloads"  # (the code package)
+
+
+@contextlib.contextmanager
+def three() -> Iterator[tuple[Daemon, Daemon, Daemon, handoffd.Client]]:
+    """Three daemons with the small frame limit, and a client that knows all three."""
+    with DaemonCluster() as daemons:
+        a = daemons.start(cpu=2, extra=LIMITS)
+        b = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
+        c = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
+        with handoffd.connect([a.address, b.address, c.address], timeout=60) as client:
+            wait_for(lambda: len(client.nodes()) == 3, 30, what="3 nodes")
+            yield a, b, c, client
 
 
 def make(size: int, seed: int) -> bytes:
@@ -55,35 +69,30 @@ def after(before: int, data: bytes) -> int:
 def test_a_run_with_arguments_past_the_frame_limit_survives_its_owner(tmp_path: Path) -> None:
     gate = str(tmp_path / "gate")
     first, second = make(SIZE, 1), make(SIZE, 2)
-    with DaemonCluster() as daemons:
-        a = daemons.start(cpu=2, extra=LIMITS)
-        b = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
-        c = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
-        with handoffd.connect([a.address, b.address, c.address], timeout=60) as client:
-            wait_for(lambda: len(client.nodes()) == 3, 30, what="3 nodes")
-            dag = handoffd.DAG()
-            dag.add_function(
-                handoffd.Function(id="f", code=gated, extra_args=[first, gate], node=b.name)
-            )
-            dag.add_function(handoffd.Function(id="g", code=after, args=["f"], extra_args=[second]))
-            run = client.submit(dag)
-            assert run.status().owner == a.name
-            # Both standbys hold the run and both of its payloads (pulled from A in chunks).
-            # (Without them, A is killed all the same: what that cost is the run, UnknownRun.)
-            try:
-                wait_for(lambda: HELD in b.log() and HELD in c.log(), 60, 0.1, what="held")
-            except TimeoutError:
-                pass
-            assert run.status().state == "RUNNING"
-            a.kill()  # SIGKILL
-            killed = time.monotonic()
-            Path(gate).touch()
-            status = run.wait(timeout=120)
-            took = time.monotonic() - killed
-            assert status.state == "DONE", status
-            assert status.owner in (b.name, c.name)
-            expect = zlib.crc32(first)
-            assert run.results() == {"f": expect, "g": expect ^ zlib.crc32(second)}, took
+    with three() as (a, b, c, client):
+        dag = handoffd.DAG()
+        dag.add_function(
+            handoffd.Function(id="f", code=gated, extra_args=[first, gate], node=b.name)
+        )
+        dag.add_function(handoffd.Function(id="g", code=after, args=["f"], extra_args=[second]))
+        run = client.submit(dag)
+        assert run.status().owner == a.name
+        # Both standbys hold the run and both of its payloads (pulled from A in chunks).
+        # (Without them, A is killed all the same: what that cost is the run, UnknownRun.)
+        try:
+            wait_for(lambda: HELD in b.log() and HELD in c.log(), 60, 0.1, what="held")
+        except TimeoutError:
+            pass
+        assert run.status().state == "RUNNING"
+        a.kill()  # SIGKILL
+        killed = time.monotonic()
+        Path(gate).touch()
+        status = run.wait(timeout=120)
+        took = time.monotonic() - killed
+        assert status.state == "DONE", status
+        assert status.owner in (b.name, c.name)
+        expect = zlib.crc32(first)
+        assert run.results() == {"f": expect, "g": expect ^ zlib.crc32(second)}, took
         for d in (b, c):
             log = d.log()
             assert HELD in log, log[-3000:]
@@ -121,28 +130,23 @@ def test_a_code_package_past_the_frame_limit_reaches_nodes_and_standbys(tmp_path
         "    with open(os.path.join(os.path.dirname(__file__), 'blob.bin'), 'rb') as f:\n"
         "        return f.read()\n"
     )
-    with DaemonCluster() as daemons:
-        a = daemons.start(cpu=2, extra=LIMITS)
-        b = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
-        c = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
-        with handoffd.connect([a.address, b.address, c.address], timeout=60) as client:
-            wait_for(lambda: len(client.nodes()) == 3, 30, what="3 nodes")
-            dag = handoffd.DAG()
-            dag.add_function(
-                handoffd.Function(id="f", code=uses_module, extra_args=[gate], node=b.name)
-            )
-            dag.add_function(handoffd.Function(id="g", code=also_uses_module, args=["f"]))
-            run = client.submit(dag, working_dir=str(project))
-            assert run.status().owner == a.name
-            try:  # (as above: A is killed all the same)
-                wait_for(lambda: PACKAGE in b.log() and PACKAGE in c.log(), 60, 0.1, what="held")
-            except TimeoutError:
-                pass
-            a.kill()
-            Path(gate).touch()
-            status = run.wait(timeout=120)
-            assert status.state == "DONE", status
-            assert run.results() == {"f": "shipped", "g": f"shipped/shipped/{3 << 19}"}
+    with three() as (a, b, c, client):
+        dag = handoffd.DAG()
+        dag.add_function(
+            handoffd.Function(id="f", code=uses_module, extra_args=[gate], node=b.name)
+        )
+        dag.add_function(handoffd.Function(id="g", code=also_uses_module, args=["f"]))
+        run = client.submit(dag, working_dir=str(project))
+        assert run.status().owner == a.name
+        try:  # (as above: A is killed all the same)
+            wait_for(lambda: PACKAGE in b.log() and PACKAGE in c.log(), 60, 0.1, what="held")
+        except TimeoutError:
+            pass
+        a.kill()
+        Path(gate).touch()
+        status = run.wait(timeout=120)
+        assert status.state == "DONE", status
+        assert run.results() == {"f": "shipped", "g": f"shipped/shipped/{3 << 19}"}
         for d in (b, c):
             log = d.log()
             assert PACKAGE in log and "Traceback" not in log, log[-3000:]

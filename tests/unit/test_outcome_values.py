@@ -25,18 +25,16 @@ class Scheduler:
         return task_id.encode(), ()
 
 
+def outcome(sched: Scheduler, max_bytes: int) -> tuple[list[str], list[bytes], list[str]]:
+    return results.outcome_values(sched, "me", lambda r, t: None, "r1", max_bytes)  # type: ignore[arg-type]
+
+
 def test_a_full_outcome_lists_the_rest_without_looking_them_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(results, "OUTCOME_MAX_VALUES", 3)
     sched = Scheduler(10)
-    ids, values, pending = results.outcome_values(
-        sched,  # type: ignore[arg-type]
-        "me",
-        lambda r, t: None,
-        "r1",
-        1 << 20,
-    )
+    ids, values, pending = outcome(sched, 1 << 20)
     assert ids == ["t0", "t1", "t2"] and values == [b"t0", b"t1", b"t2"]
     assert pending == [f"t{i}" for i in range(3, 10)]
     assert sched.looked_up == ["t0", "t1", "t2"]
@@ -44,12 +42,6 @@ def test_a_full_outcome_lists_the_rest_without_looking_them_up(
 
 def test_an_outcome_whose_byte_budget_is_spent_lists_the_rest_without_looking_them_up() -> None:
     sched = Scheduler(10)
-    ids, values, pending = results.outcome_values(
-        sched,  # type: ignore[arg-type]
-        "me",
-        lambda r, t: None,
-        "r1",
-        4,  # two values of 2 bytes
-    )
+    ids, values, pending = outcome(sched, 4)  # two values of 2 bytes
     assert ids == ["t0", "t1"] and pending == [f"t{i}" for i in range(2, 10)]
     assert sched.looked_up == ["t0", "t1"]
