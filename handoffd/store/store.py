@@ -30,7 +30,6 @@ and the executor fails the value's run with that message rather than leaving it 
 from __future__ import annotations
 
 import _thread
-import asyncio
 import errno
 import functools
 import logging
@@ -267,6 +266,8 @@ class ResultStore:
 
     def _spill_away(self, key: Key, value: Any) -> None:
         """Write ``value`` to its spill file in a thread; ``settle`` moves it there once done."""
+        import asyncio  # here: the executor's state machine imports this module without a loop
+
         directory = self._spill_dir
         assert directory is not None
         try:
