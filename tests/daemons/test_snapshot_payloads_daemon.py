@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 import zlib
@@ -31,8 +32,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 FRAME = 1 << 20
 SIZE = 6 << 20
 LIMITS = ["--limit", f"max_frame_bytes={FRAME}"]
-HELD = "standby holds its 2 big payloads"
-PACKAGE = "standby holds its 1 big payloads"  # (the code package)
+_HOLDS = re.compile(r"standby holds its (\d+) big payloads")
+
+
+def holds(log: str, at_least: int) -> bool:
+    """The standby said it holds ``at_least`` big payloads. At least: in a process that imported
+    many test modules (the whole suite in one pytest worker) the client's package of local
+    modules is itself past the 512 KiB line, one more big payload (CI at 3e307c6)."""
+    return any(int(n) >= at_least for n in _HOLDS.findall(log))
+
+
+HELD, PACKAGE = 2, 1  # the two arguments; the code package
 
 
 @contextlib.contextmanager
@@ -80,7 +90,7 @@ def test_a_run_with_arguments_past_the_frame_limit_survives_its_owner(tmp_path: 
         # Both standbys hold the run and both of its payloads (pulled from A in chunks).
         # (Without them, A is killed all the same: what that cost is the run, UnknownRun.)
         try:
-            wait_for(lambda: HELD in b.log() and HELD in c.log(), 60, 0.1, what="held")
+            wait_for(lambda: holds(b.log(), HELD) and holds(c.log(), HELD), 60, 0.1, what="held")
         except TimeoutError:
             pass
         assert run.status().state == "RUNNING"
@@ -95,7 +105,7 @@ def test_a_run_with_arguments_past_the_frame_limit_survives_its_owner(tmp_path: 
         assert run.results() == {"f": expect, "g": expect ^ zlib.crc32(second)}, took
         for d in (b, c):
             log = d.log()
-            assert HELD in log, log[-3000:]
+            assert holds(log, HELD), log[-3000:]
             assert "never reached this standby" not in log, log[-3000:]
             assert "Traceback" not in log, log[-3000:]
         assert any("took over" in d.log() for d in (b, c))
@@ -139,7 +149,9 @@ def test_a_code_package_past_the_frame_limit_reaches_nodes_and_standbys(tmp_path
         run = client.submit(dag, working_dir=str(project))
         assert run.status().owner == a.name
         try:  # (as above: A is killed all the same)
-            wait_for(lambda: PACKAGE in b.log() and PACKAGE in c.log(), 60, 0.1, what="held")
+            wait_for(
+                lambda: holds(b.log(), PACKAGE) and holds(c.log(), PACKAGE), 60, 0.1, what="held"
+            )
         except TimeoutError:
             pass
         a.kill()
@@ -149,5 +161,5 @@ def test_a_code_package_past_the_frame_limit_reaches_nodes_and_standbys(tmp_path
         assert run.results() == {"f": "shipped", "g": f"shipped/shipped/{3 << 19}"}
         for d in (b, c):
             log = d.log()
-            assert PACKAGE in log and "Traceback" not in log, log[-3000:]
+            assert holds(log, PACKAGE) and "Traceback" not in log, log[-3000:]
             assert "not stored" not in log and "no peer could send" not in log, log[-3000:]
