@@ -269,10 +269,7 @@ class PackageFetcher:
         elif msg.total != parts.total:
             error = f"its size changed from {parts.total} to {msg.total} bytes"
         if not error and parts is not None:
-            if zlib.crc32(frames[0]) != msg.crc:
-                error = f"chunk {msg.index} failed its CRC-32"
-            else:
-                error = parts.add(msg.index, frames[0])
+            error = parts.add(msg.index, frames[0], msg.crc)
         if error or parts is None:
             log.warning("code package %s from %s: %s", sha[:12], fetch.address, error)
             self._end(fetch)

@@ -204,10 +204,7 @@ class HandOver:
         elif (msg.total, msg.chunk_bytes) != (parts.total, parts.chunk):
             error = "its size changed"
         if not error and parts is not None:
-            if zlib.crc32(frames[0]) != msg.crc:
-                error = f"piece {msg.index} failed its CRC-32"
-            else:
-                error = parts.add(msg.index, frames[0])
+            error = parts.add(msg.index, frames[0], msg.crc)
         if error or parts is None:
             self._incoming.pop(key, None)
             if len(self._refused) > 4096:

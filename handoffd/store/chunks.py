@@ -84,8 +84,11 @@ class Assembly:
     def size_of(self, index: int) -> int:
         return min(self.chunk, self.total - index * self.chunk)
 
-    def add(self, index: int, data: Any) -> str:
-        """Keep chunk ``index``; the reason it is unusable ("" if kept, or already had)."""
+    def add(self, index: int, data: Any, crc: int = -1) -> str:
+        """Keep chunk ``index`` (checked against its CRC-32 ``crc`` unless negative); the reason
+        it is unusable ("" if kept, or already had)."""
+        if crc >= 0 and zlib.crc32(data) != crc:
+            return f"chunk {index} failed its CRC-32"
         if not 0 <= index < self.count:
             return f"chunk {index} of a value of {self.count} chunks"
         size = len(data)
@@ -176,10 +179,7 @@ class Pull:
                 return PullStep(f"no memory for a value of {msg.total} bytes: {exc}")
         elif msg.total != parts.total:
             return PullStep(f"the value's size changed from {parts.total} to {msg.total} bytes")
-        data = frames[0]
-        if msg.crc >= 0 and zlib.crc32(data) != msg.crc:
-            return PullStep(f"chunk {msg.index} failed its CRC-32")
-        error = parts.add(msg.index, data)
+        error = parts.add(msg.index, frames[0], msg.crc)
         if error:
             return PullStep(error)
         if parts.done:
