@@ -53,7 +53,31 @@ def rejection(client: Any, reply: m.RunRejected) -> errors.HandoffError:
 
 def submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | m.RunMoved:
     """``attempt()`` (one submission exchange of ``run_id`` on the client's connection) until a
-    node takes the run; a ``RunMoved`` when another node turned out to know the run already."""
+    node takes the run; a ``RunMoved`` when another node turned out to know the run already.
+
+    A Ctrl-C from here on may come after a node took the run, which then goes on without its
+    submitter: the KeyboardInterrupt carries a note naming the run (``interrupted_run`` reads it),
+    so neither a script's traceback nor ``handoffctl submit`` leaves the user guessing."""
+    try:
+        return _submit_anywhere(client, run_id, attempt)
+    except KeyboardInterrupt as exc:
+        exc.add_note(f"{_NOTE}{run_id} may have reached the cluster before the interrupt")
+        raise
+
+
+_NOTE = "handoffd: run "
+
+
+def interrupted_run(exc: BaseException) -> str | None:
+    """The run id a submission's KeyboardInterrupt names (see ``submit_anywhere``), or None: the
+    interrupt came before anything was sent."""
+    for note in getattr(exc, "__notes__", ()):
+        if isinstance(note, str) and note.startswith(_NOTE):
+            return note[len(_NOTE) :].split(" ", 1)[0]
+    return None
+
+
+def _submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | m.RunMoved:
     within = max(client.timeout, MOVE_WITHIN)
     started = time.monotonic()
     deadline = started + within

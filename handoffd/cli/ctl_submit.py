@@ -15,7 +15,7 @@ import traceback
 import uuid
 from typing import Any
 
-from handoffd import errors
+from handoffd import client_moves, errors
 from handoffd.cli.app import EXIT_INTERRUPTED, err_console, out_console, print_json
 from handoffd.cli.common import EXIT_OK, EXIT_RUN_FAILED
 
@@ -180,14 +180,28 @@ def submit(
         # The summary shows the sinks: fetching every intermediate value only to print one
         # number moved 189 MiB once (issue 14). --output FILE keeps writing them all.
         wanted = _sinks(dag) or None
-    run = client.submit(
-        dag,
-        max_retries=max_retries,
-        policy=policy,
-        outputs=wanted,
-        working_dir=working_dir,
-        py_modules=list(py_module) or None,
-    )
+    try:
+        run = client.submit(
+            dag,
+            max_retries=max_retries,
+            policy=policy,
+            outputs=wanted,
+            working_dir=working_dir,
+            py_modules=list(py_module) or None,
+        )
+    except KeyboardInterrupt as exc:
+        run_id = client_moves.interrupted_run(exc)
+        err_console().print(
+            f"interrupted while submitting {file}: "
+            + (
+                f"run {run_id} may have reached the cluster (`handoffctl status {run_id}` "
+                f"tells, `handoffctl cancel {run_id}` stops it)"
+                if run_id
+                else "nothing was sent"
+            ),
+            markup=False,
+        )
+        return EXIT_INTERRUPTED
     if no_wait:
         if as_json:
             print_json({"run_id": run.id, "owner": run.owner})

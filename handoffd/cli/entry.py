@@ -1,0 +1,33 @@
+"""The installed commands' entry points: ``handoffctl`` and ``handoffd``.
+
+Ctrl-C exits 130 without a traceback (the contract of ``handoffd.cli.app``), also while the
+command's modules are still being imported: that takes a few hundred ms on a busy machine, and
+a KeyboardInterrupt raised by an import would otherwise print the interpreter's traceback. Only
+this module and the two packages' light ``__init__`` are imported before the guard.
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_INTERRUPTED = 130  # as handoffd.cli.app's (importing it here would open the window again)
+
+
+def handoffctl() -> int:
+    try:
+        from handoffd.cli.ctl import main
+
+        return main()
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return EXIT_INTERRUPTED
+
+
+def handoffd() -> int:
+    try:
+        from handoffd.cli.daemon import main
+
+        return main()
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return EXIT_INTERRUPTED
