@@ -41,9 +41,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("handoffd.owner")
 
 # A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
-# are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
+# are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames). Each
+# frame costs the loop a few microseconds to hand to ZeroMQ, so the count is kept to what one
+# loop turn can send well under ~100 ms; the client fetches the rest (``FetchResults``, in pieces).
 OUTCOME_MAX_BYTES = 256 << 20
-OUTCOME_MAX_VALUES = 50_000
+OUTCOME_MAX_VALUES = 16_384
 # A value bigger than this is never in an outcome: the client fetches it (in chunks, results19),
 # so no result reaches a client whole in one frame past a chunk.
 OUTCOME_VALUE_MAX = CHUNK_MAX
