@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -121,9 +121,13 @@ def outcome_values(
         status = scheduler.run_status(run_id)
         return ids, values, list(status.placement) if status is not None else pending
     outputs = run.options.outputs
-    wanted = (
-        outputs if outputs is not None else [t for t, r in run.tasks.items() if not r.spec.inline]
-    )
+    wanted: Sequence[str]
+    if outputs is not None:
+        wanted = outputs
+    elif not run.inline:  # (``tasks`` holds the regular ones: one C-level copy of 200,000 ids)
+        wanted = list(run.tasks)
+    else:
+        wanted = [t for t, r in run.tasks.items() if not r.spec.inline]
     budget = min(max_bytes, OUTCOME_MAX_BYTES)
     for i, task_id in enumerate(wanted):
         if len(values) >= OUTCOME_MAX_VALUES or budget <= 0:
