@@ -39,9 +39,10 @@ from handoffd.daemon.names import Names
 from handoffd.daemon.node_reliability import NodeReliability, RestartNotice
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
-from handoffd.daemon.ports import Follower, NodePort
+from handoffd.daemon.ports import NodePort, wire
 from handoffd.daemon.replication import ReplicationIO
 from handoffd.daemon.replication_rebuild import Offload
+from handoffd.daemon.replies import Replies
 from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
 from handoffd.observability.info import metrics_reply, node_info
@@ -60,7 +61,7 @@ from handoffd.replication.lease import lease_seconds
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.chunks import chunk_size
 from handoffd.store.store import ResultStore
-from handoffd.transport.base import Transport, join_address
+from handoffd.transport.base import Transport
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
 
@@ -137,6 +138,7 @@ class Node(NodeReliability):
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
         # (msg, frames, term, encoded) last sent: a batch sent to each standby is encoded once
         self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
+        self._replies = Replies(self._encoder, self._reply_encoded)  # a big one: in a thread
         self._local: list[tuple[Any, list[Any], int]] = []  # sent to ourselves this loop turn
         self._local_soon: asyncio.Handle | None = None  # the callback that delivers them
         self.drops = admission.Drops()  # refused by admission.check, by reason
@@ -372,6 +374,7 @@ class Node(NodeReliability):
                     await self._handover.leave()
             if self.owner is not None:
                 self.owner.close()
+            self._replies.close()
             if self.replication is not None:
                 self.replication.close()
             if self.membership is not None and drain:
@@ -409,6 +412,11 @@ class Node(NodeReliability):
             msg, sender=self.name, incarnation=self._incarnation(), term=term, frames=frames or ()
         )
 
+    def _encoder(self, msg: Any, frames: list[Any] | None) -> Callable[[int], list[Any]]:
+        """A reply's encoding, bound on the loop, to be run with a ``piece`` anywhere."""
+        at = {"sender": self.name, "incarnation": self._incarnation(), "frames": frames or ()}
+        return lambda piece: self.codec.encode(msg, **at, piece=piece)
+
     def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
         if address == self.address:
             # Our own node: no network, no decoding; one callback per loop turn delivers all.
@@ -425,8 +433,11 @@ class Node(NodeReliability):
         return self._transport.send(address, encoded)
 
     def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
+        self._replies.reply(conn, msg, frames)
+
+    def _reply_encoded(self, conn: bytes, frames: list[Any]) -> None:
         assert self._transport is not None
-        self._transport.reply(conn, self.encode(msg, frames))
+        self._transport.reply(conn, frames)
 
     def _incarnation(self) -> int:
         if self.membership is None:
@@ -682,19 +693,3 @@ class Node(NodeReliability):
 
     def members(self) -> list[m.MemberState]:
         return self.membership.members() if self.membership is not None else []
-
-
-def wire(
-    scheduler: OwnerScheduler, owner: OwnerIO, replication: ReplicationIO, follower: Follower
-) -> None:
-    """The links between the shells, all here: each was built from its port and the pure parts it
-    drives, in any order, and none reaches into another."""
-    owner.replication = replication  # accepted runs, releases, fencing, redirects
-    replication.owner = owner  # restore a run taken over, drop one another owner took
-    replication.follower = follower  # the owner this node's executor follows, per run
-    # The scheduler's one listener (task moves a standby must know): the replication log.
-    scheduler.on_change = replication.task_changed
-
-
-def default_address(host: str, port: int) -> str:
-    return join_address(host, port)

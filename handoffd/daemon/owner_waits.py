@@ -160,7 +160,7 @@ class Waiting:
         return (
             st.state,
             dict(st.counts),
-            dict(st.placement),
+            st.placement,  # made for this status (``status_of``), or a released run's, never changed
             self.port.name,
             st.term,
             self.replication.standbys(run_id),

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from handoffd.protocol import messages as m
+
+if TYPE_CHECKING:
+    from handoffd.daemon.owner import OwnerIO
+    from handoffd.daemon.replication import ReplicationIO
+    from handoffd.scheduler.owner import OwnerScheduler
 
 
 class Timer(Protocol):
@@ -220,3 +225,15 @@ class NoFollower:
 
     def on_reconcile(self, msg: m.ReconcileRun | m.ProbeHoldings) -> m.RunHoldings | None:
         return None
+
+
+def wire(
+    scheduler: OwnerScheduler, owner: OwnerIO, replication: ReplicationIO, follower: Follower
+) -> None:
+    """The links between the shells, all here (``daemon.node`` calls it): each was built from
+    its port and the pure parts it drives, in any order, and none reaches into another."""
+    owner.replication = replication  # accepted runs, releases, fencing, redirects
+    replication.owner = owner  # restore a run taken over, drop one another owner took
+    replication.follower = follower  # the owner this node's executor follows, per run
+    # The scheduler's one listener (task moves a standby must know): the replication log.
+    scheduler.on_change = replication.task_changed

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +41,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("handoffd.owner")
 
 # A RunOutcome carries at most this many result bytes and values, whatever the client asks (frames
-# are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames).
+# are the values the owner already holds, sent zero-copy; the codec allows 100,000 frames). Each
+# frame costs the loop a few microseconds to hand to ZeroMQ, so the count is kept to what one
+# loop turn can send well under ~100 ms; the client fetches the rest (``FetchResults``, in pieces).
 OUTCOME_MAX_BYTES = 256 << 20
-OUTCOME_MAX_VALUES = 50_000
+OUTCOME_MAX_VALUES = 16_384
 # A value bigger than this is never in an outcome: the client fetches it (in chunks, results19),
 # so no result reaches a client whole in one frame past a chunk.
 OUTCOME_VALUE_MAX = CHUNK_MAX
@@ -119,9 +121,13 @@ def outcome_values(
         status = scheduler.run_status(run_id)
         return ids, values, list(status.placement) if status is not None else pending
     outputs = run.options.outputs
-    wanted = (
-        outputs if outputs is not None else [t for t, r in run.tasks.items() if not r.spec.inline]
-    )
+    wanted: Sequence[str]
+    if outputs is not None:
+        wanted = outputs
+    elif not run.inline:  # (``tasks`` holds the regular ones: one C-level copy of 200,000 ids)
+        wanted = list(run.tasks)
+    else:
+        wanted = [t for t, r in run.tasks.items() if not r.spec.inline]
     budget = min(max_bytes, OUTCOME_MAX_BYTES)
     for i, task_id in enumerate(wanted):
         if len(values) >= OUTCOME_MAX_VALUES or budget <= 0:

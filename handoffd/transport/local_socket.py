@@ -53,6 +53,7 @@ _COUNT = struct.Struct("!I")
 _LEN = struct.Struct("!Q")
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _IOV = 512  # buffers per sendmsg
+JOIN_BYTES = 64 * 1024  # frames smaller than this are copied into one buffer with their neighbours
 SEND_STALL = 30.0  # seconds a client's send may wait for the daemon to read on
 
 
@@ -74,10 +75,23 @@ def peer_uid(sock: socket.socket) -> int:
 
 
 def pack(frames: Sequence[Any]) -> list[Any]:
-    """One message's buffers: the header, then the frames as they are (no copy)."""
-    sizes = [memoryview(f).nbytes for f in frames]
-    header = _COUNT.pack(len(sizes)) + b"".join(_LEN.pack(n) for n in sizes)
-    return [header, *frames]
+    """One message's buffers: the header, then the frames, a big one as it is (no copy), runs of
+    small ones joined into one buffer (the same bytes: a 50,000-value outcome was 50,000 buffers,
+    each a memoryview and a list entry on the loop, and 100 ``sendmsg`` calls)."""
+    sizes = [len(f) if type(f) is bytes else memoryview(f).nbytes for f in frames]
+    out: list[Any] = [struct.pack(f"!I{len(sizes)}Q", len(sizes), *sizes)]
+    small: list[Any] = []
+    for frame, size in zip(frames, sizes, strict=True):
+        if size < JOIN_BYTES:
+            small.append(frame)
+            continue
+        if small:
+            out.append(small[0] if len(small) == 1 else b"".join(small))
+            small = []
+        out.append(frame)
+    if small:
+        out.append(small[0] if len(small) == 1 else b"".join(small))
+    return out
 
 
 class Malformed(ValueError):

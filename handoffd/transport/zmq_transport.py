@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection
 from typing import Any
@@ -56,6 +57,10 @@ CONTROL = 2  # ... of DEALERs to probe ports: pings and acks never queue behind 
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DRAIN_CAP = 512  # messages per socket per wake-up, so one busy peer cannot starve the rest
+# Seconds of handling per socket per wake-up: the messages of a batch not handled by then are kept
+# (``_backlog``) and handled first on the next loop iteration, in order, before anything new is
+# read from that socket; timers and other sockets run in between.
+DRAIN_SECONDS = 0.04
 # Plain ints: zmq.EVENTS and zmq.POLLIN are enums, and enum arithmetic costs a call per drain.
 _EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
 KEEP_BYTES = 64 * 1024  # opaque frames this large are received without a copy (see _read_batch)
@@ -119,6 +124,7 @@ class ZmqTransport(Transport):
         self._peers_by_conn: dict[bytes, _Peer] = {}
         self._drains: dict[zmq.Socket[Any], Callable[[], None]] = {}
         self._dirty: set[zmq.Socket[Any]] = set()
+        self._backlog: dict[zmq.Socket[Any], list[list[Any]]] = {}  # read, not handled yet
         self._check_scheduled = False
         self._rate_counts: dict[bytes, int] = {}
         self._rate_window = 0.0
@@ -228,6 +234,7 @@ class ZmqTransport(Transport):
         if self._drains.pop(sock, None) is not None and self._loop is not None:
             self._loop.remove_reader(sock.FD)
         self._dirty.discard(sock)
+        self._backlog.pop(sock, None)
 
     async def refuses(self, address: str, timeout: float = 1.0) -> bool:
         try:
@@ -326,12 +333,31 @@ class ZmqTransport(Transport):
             log.warning("receive failed on %s: %s", self.address, exc)
         return batch
 
+    def _batch(self, sock: zmq.Socket[Any], opaque: int) -> list[list[Any]]:
+        """What was left of the last batch (``DRAIN_SECONDS``), else the next batch read."""
+        left = self._backlog.pop(sock, None)
+        if left is None:
+            return self._read_batch(sock, opaque)
+        # Read the socket again next iteration: the edge of what arrived meanwhile may have
+        # woken this drain, which reads nothing new.
+        self._mark_dirty(sock)
+        return left
+
+    def _over(self, sock: zmq.Socket[Any], batch: list[list[Any]], at: int, until: float) -> bool:
+        """Handled up to ``batch[at]``: past ``until``, keep the rest for the next iteration."""
+        if time.monotonic() < until or at + 1 >= len(batch):
+            return False
+        self._backlog[sock] = batch[at + 1 :]
+        self._mark_dirty(sock)
+        return True
+
     def _drain_router(self) -> None:
         if self._closed:
             return
-        batch = self._read_batch(self._router, 2)  # routing id, body
+        batch = self._batch(self._router, 2)  # routing id, body
         if not batch:
             return
+        until = time.monotonic() + DRAIN_SECONDS
         assert self._loop is not None
         now = self._loop.time()
         if now - self._rate_window >= 1.0:
@@ -339,7 +365,7 @@ class ZmqTransport(Transport):
             self._rate_counts.clear()
         counts, max_rate = self._rate_counts, self.limits.max_messages_per_s_per_peer
         max_parts = self.limits.max_frames + 2  # routing id + body + opaque frames
-        for frames in batch:
+        for at, frames in enumerate(batch):
             conn = frames[0]
             seen = counts.get(conn, 0) + 1
             counts[conn] = seen
@@ -349,6 +375,8 @@ class ZmqTransport(Transport):
                 self._drop("frame_count")
             else:
                 self._deliver(conn, frames[1:], True)
+                if self._over(self._router, batch, at, until):
+                    break
         self._drained()
 
     def _deliver_local(self, conn: bytes, frames: list[bytes]) -> None:
@@ -369,14 +397,17 @@ class ZmqTransport(Transport):
         if self._closed or self._peers.get(peer.address) is not peer:
             return
         max_parts = self.limits.max_frames + 1
-        batch = self._read_batch(peer.sock, 1)  # body
+        batch = self._batch(peer.sock, 1)  # body
         if not batch:
             return
-        for frames in batch:
+        until = time.monotonic() + DRAIN_SECONDS
+        for at, frames in enumerate(batch):
             if not frames or len(frames) > max_parts:
                 self._drop("frame_count")
             else:
                 self._deliver(peer.conn, frames, False)
+                if self._over(peer.sock, batch, at, until):
+                    break
         self._drained()
 
     def _drained(self) -> None:

@@ -45,3 +45,28 @@ def test_an_outcome_whose_byte_budget_is_spent_lists_the_rest_without_looking_th
     ids, values, pending = outcome(sched, 4)  # two values of 2 bytes
     assert ids == ["t0", "t1"] and pending == [f"t{i}" for i in range(2, 10)]
     assert sched.looked_up == ["t0", "t1"]
+
+
+class Unnamed(Scheduler):
+    """A run without ``outputs``: every regular task is wanted (``tasks`` holds only those;
+    ``inline`` the inline functions, never in an outcome)."""
+
+    def __init__(self, n: int, inline: bool) -> None:
+        super().__init__(n)
+        self.inline = {"f": SimpleNamespace(inline=True)} if inline else {}
+
+    def run_state(self, run_id: str) -> Any:
+        regular = SimpleNamespace(spec=SimpleNamespace(inline=False))
+        tasks = {t: regular for t in self.ids}
+        return SimpleNamespace(
+            options=SimpleNamespace(outputs=None), tasks=tasks, inline=self.inline
+        )
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_without_outputs_every_regular_task_is_wanted(
+    monkeypatch: pytest.MonkeyPatch, inline: bool
+) -> None:
+    monkeypatch.setattr(results, "OUTCOME_MAX_VALUES", 3)
+    ids, _, pending = outcome(Unnamed(8, inline), 1 << 20)
+    assert ids == ["t0", "t1", "t2"] and pending == [f"t{i}" for i in range(3, 8)]
