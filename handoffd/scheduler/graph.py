@@ -43,6 +43,16 @@ def build_graph(
     specs: Sequence[TaskSpec], outputs: Sequence[str] | None, order: Order | None = None
 ) -> TaskGraph:
     """Check ``specs`` (ids, dependencies, inline and collocation rules, cycles) and rank them."""
+    if len(specs) == 1:
+        spec = specs[0]
+        if not spec.deps and not spec.inline and spec.collocate_with is None:
+            return _single(spec, outputs, order)
+    return _walk(specs, outputs, order)
+
+
+def _walk(
+    specs: Sequence[TaskSpec], outputs: Sequence[str] | None, order: Order | None
+) -> TaskGraph:
     by_id = _check(specs)
     inline = {s.id: s for s in specs if s.inline}
     regular = [s for s in specs if not s.inline]
@@ -80,6 +90,27 @@ def build_graph(
         position,
         upward_rank,
         _placement_order(regular, position, upward_rank),
+    )
+
+
+def _single(spec: TaskSpec, outputs: Sequence[str] | None, order: Order | None) -> TaskGraph:
+    """The graph of a run of one regular function that needs and joins nothing (every one-task
+    ``execute``): what the general walk builds for it (nothing to check, no group, no cycle),
+    without the walk, which was most of a one-task run's graph."""
+    consumers: dict[str, list[str]] = {spec.id: []}
+    position, upward_rank = _rank([spec], consumers, order)
+    return TaskGraph(
+        {},
+        [spec],
+        {spec.id: ()},
+        consumers,
+        {},
+        {},
+        {},
+        {spec.id} if outputs is None or spec.id in outputs else set(),
+        position,
+        upward_rank,
+        _placement_order([spec], position, upward_rank),
     )
 
 

@@ -29,22 +29,29 @@ class Outbox:
     withdraws: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
 
     def take(self, term_of: Callable[[str], int]) -> list[Instruction]:
-        """Everything collected, the batches last (at their run's ``term_of``); empty again after."""
+        """Everything collected, the batches last (at their run's ``term_of``); empty again after.
+        A kind nothing was collected of is left as it is (most calls collect one or two kinds:
+        a one-task run's four calls built twelve lists and dicts for nothing)."""
         result = self.direct
-        result += [CancelAttempts(n, r, tuple(items)) for (n, r), items in self.cancels.items()]
-        result += [
-            Dispatch(n, r, term_of(r), tuple(items)) for (n, r), items in self.dispatches.items()
-        ]
-        result += [
-            FreeUnneededValues(n, r, term_of(r), tuple(ids)) for (n, r), ids in self.frees.items()
-        ]
+        self.direct = []
+        if self.cancels:
+            result += [CancelAttempts(n, r, tuple(items)) for (n, r), items in self.cancels.items()]
+            self.cancels = {}
+        if self.dispatches:
+            result += [
+                Dispatch(n, r, term_of(r), tuple(items))
+                for (n, r), items in self.dispatches.items()
+            ]
+            self.dispatches = {}
+        if self.frees:
+            result += [
+                FreeUnneededValues(n, r, term_of(r), tuple(ids))
+                for (n, r), ids in self.frees.items()
+            ]
+            self.frees = {}
         if self.withdraws:
             result += [
                 Withdraw(n, r, term_of(r), tuple(items)) for (n, r), items in self.withdraws.items()
             ]
             self.withdraws = {}
-        self.direct = []
-        self.cancels = {}
-        self.dispatches = {}
-        self.frees = {}
         return result
