@@ -11,6 +11,7 @@ lets the loop have the GIL between pieces. Cheap for small containers (one call,
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 # Items freed per C call: a fraction of a millisecond even for items that are lists or tuples.
@@ -27,11 +28,20 @@ def free(*containers: Any) -> None:
 
 def pieces(*containers: Any) -> Iterator[None]:
     """``free``'s steps: between two, at most ``PIECE`` items (of a dict: keys or values) are
-    freed."""
+    copied or freed."""
     for items in containers:
         if isinstance(items, dict):
-            # Held first, so the clear only drops references; the frees come in pieces.
-            held = [list(items.values()), list(items)]
+            # Its keys and values held first, copied a piece at a time (one ``list`` of a
+            # 1,000,000-item dict's values is one C call too), so the clear only drops references
+            # (18-29 ms for 1,000,000 items); the frees come in pieces.
+            held: list[list[Any]] = []
+            for view in (items.values(), items.keys()):
+                part: list[Any] = []
+                rest = iter(view)
+                while piece := list(islice(rest, PIECE)):
+                    part.extend(piece)
+                    yield
+                held.append(part)
             items.clear()
         elif isinstance(items, list):
             held = [items]
