@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from handoffd import resources
 from handoffd.errors import ValidationError
+from handoffd.freeing import free
 from handoffd.spec import TaskSpec
 
 ARGUMENT_INCLUSIONS = ("variadic", "as_list")
@@ -306,6 +307,7 @@ def topological(links: Mapping[str, Links]) -> list[str]:
             indegree[out] -= 1
             if indegree[out] == 0:
                 ready.append(out)
+    free(consumers, indegree)  # (one list per function: not freed at once on return)
     return order
 
 
@@ -424,7 +426,9 @@ class WireTasks:
             )
             links[fid] = (deps, meta.collocate_with, meta.node, meta.inline)
             pins = pins or meta.node is not None or meta.collocate_with is not None
-        return check_graph(links, pins=pins)
+        order = check_graph(links, pins=pins)
+        free(links)  # (a tuple per function: not freed at once on return)
+        return order
 
 
 def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
@@ -445,7 +449,7 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
         outputs=msg.outputs,
         allow_empty=False,
     )
-    return [
+    specs = [
         TaskSpec(
             meta.id,
             tuple(meta.deps),
@@ -461,3 +465,5 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
         )
         for meta, cost, payload in zip(msg.tasks, view.costs, frames[: len(msg.tasks)], strict=True)
     ]
+    free(view.ids, view.costs)
+    return specs

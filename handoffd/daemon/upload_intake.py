@@ -31,6 +31,7 @@ import msgpack
 from handoffd import intake, validation
 from handoffd.config import Limits
 from handoffd.errors import HandoffError
+from handoffd.freeing import free
 from handoffd.protocol import messages as m
 from handoffd.protocol.schema import MESSAGE_OFFSET
 from handoffd.protocol.snapshot import pack_parts
@@ -110,7 +111,12 @@ def _prepare(
 ) -> Prepared:
     if isinstance(frames, Whole):
         frames = frames.frames()
-    decoded = codec.decode(frames, unpack_head(frames[0]) if frames else None)
+    head = unpack_head(frames[0]) if frames else None
+    decoded = codec.decode(frames, head)
+    if head is not None:  # its task rows, which the message may not keep, freed in pieces
+        rows = list(head[_TASKS_AT])
+        del head
+        free(rows)
     if decoded is None or not isinstance(decoded.msg, (m.SubmitRun, m.SubmitAndWait)):
         return Prepared(decoded)
     msg = decoded.msg

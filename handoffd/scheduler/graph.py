@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from handoffd.errors import ValidationError
+from handoffd.freeing import free
 from handoffd.spec import TaskSpec
 
 #: The run ranking: (priorities, consumer indices, time estimates, sizes) -> (the task indices in
@@ -78,7 +79,7 @@ def _walk(
     wanted_ids = set(outputs) if outputs is not None else None
     wanted = {s.id for s in regular if wanted_ids is None or s.id in wanted_ids}
     position, upward_rank = _rank(regular, consumers, order)
-    return TaskGraph(
+    graph = TaskGraph(
         inline,
         regular,
         effective_deps,
@@ -91,6 +92,8 @@ def _walk(
         upward_rank,
         _placement_order(regular, position, upward_rank),
     )
+    free(by_id, topo, reach)  # (what only this function held: not at once on return)
+    return graph
 
 
 def _single(spec: TaskSpec, outputs: Sequence[str] | None, order: Order | None) -> TaskGraph:
@@ -183,15 +186,14 @@ def _rank(
         from handoffd.scheduler import placement
 
         order = placement.order
-    ranked, ranks = order(
-        [s.priority for s in regular],
-        [[index[c] for c in consumers[s.id]] for s in regular],
-        [1.0] * len(regular),
-        sizes,
-    )
+    priorities = [s.priority for s in regular]
+    consumer_indices = [[index[c] for c in consumers[s.id]] for s in regular]
+    estimates = [1.0] * len(regular)
+    ranked, ranks = order(priorities, consumer_indices, estimates, sizes)
     at = {task_index: pos for pos, task_index in enumerate(ranked)}
     position = [at.get(i, i) for i in range(len(regular))]
     upward_rank = [float(ranks[i]) if i < len(ranks) else 0.0 for i in range(len(regular))]
+    free(index, priorities, consumer_indices, estimates, sizes, at, ranked, ranks)
     return position, upward_rank
 
 
@@ -236,6 +238,7 @@ def topological(specs: Sequence[TaskSpec]) -> list[str]:
             if missing[u] == 0:
                 queue.append(u)
     if len(out) == len(specs):
+        free(deps, users, missing, queue)
         return out
     # Walk dependencies among the unfinished until a function repeats: that is a cycle.
     left = {tid for tid, n in missing.items() if n > 0}
