@@ -57,7 +57,7 @@ CONTROL = 2  # ... of DEALERs to probe ports: pings and acks never queue behind 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DRAIN_CAP = 512  # messages per socket per wake-up, so one busy peer cannot starve the rest
 # Plain ints: zmq.EVENTS and zmq.POLLIN are enums, and enum arithmetic costs a call per drain.
-_EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 KEEP_BYTES = 64 * 1024  # opaque frames this large are received without a copy (see _read_batch)
 
 
@@ -301,20 +301,20 @@ class ZmqTransport(Transport):
         come as bytes."""
         batch: list[list[Any]] = []
         recv = sock.recv
-        # Ask ZMQ_EVENTS before each receive instead of reading until zmq.Again: building that
-        # exception cost more than the receive itself (several per request on a quiet socket).
-        events = sock.getsockopt
+        # One ZMQ_EVENTS check (half the wake-ups find nothing: the FD also fires for sends), then
+        # read until zmq.Again, every part as a Frame whose ``more`` says if another follows: no
+        # getsockopt per message or part (ZMQ_EVENTS runs libzmq's command processing and its
+        # fork check, a getpid; each getsockopt is a call through pyzmq). A receive that finds
+        # nothing processes the commands as ZMQ_EVENTS does, so the edge-triggered FD re-arms.
         try:
+            if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                return batch
             for _ in range(DRAIN_CAP):
-                if not int(events(_EVENTS)) & _POLLIN:
-                    return batch
-                parts: list[Any] = [recv(zmq.NOBLOCK)]
-                while events(_RCVMORE):  # the other parts arrived with the first
-                    if len(parts) < opaque:
-                        parts.append(recv(zmq.NOBLOCK))
-                        continue
+                frame = recv(zmq.NOBLOCK, copy=False)
+                parts: list[Any] = [frame.bytes]
+                while frame.more:  # the other parts arrived with the first
                     frame = recv(zmq.NOBLOCK, copy=False)
-                    if len(frame) >= KEEP_BYTES:
+                    if len(parts) >= opaque and len(frame) >= KEEP_BYTES:
                         parts.append(frame.buffer.toreadonly())
                     else:
                         parts.append(frame.bytes)
