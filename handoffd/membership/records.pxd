@@ -93,7 +93,8 @@ cdef class PeerIndex:
     cdef public IndexedSet dead
     cdef public Timers timers
 
-    cpdef void moved(self, object new)
+    cpdef object _due(self, Member m)
+    cpdef void moved(self, object new, Member record=*)
     cpdef void forget(self, str name)
 
 
