@@ -19,7 +19,7 @@ from handoffd.membership import records
 from handoffd.membership.records import GossipQueue, Timers
 from handoffd.membership.sim import LogNormalDelay, Simulation
 from handoffd.membership.swim import Membership, Received
-from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, Gossip, MemberState
+from handoffd.protocol.messages import ALIVE, Gossip, MemberState
 
 
 class ReferenceGossipQueue:
@@ -258,38 +258,6 @@ def test_a_merged_state_equal_to_the_news_is_the_news_itself() -> None:
     assert records.merged_is(held, replace(held, incarnation=3), True, False)
     assert not records.merged_is(held, replace(held, incarnation=3), False, False)
     assert not records.merged_is(held, replace(held, gpus=("0 A100",)), True, False)
-
-
-def test_a_change_merged_keeps_its_record_and_files_its_timer_from_it() -> None:
-    """A merged change hands its member's record on (_merge -> _set -> PeerIndex.moved) instead of
-    looking the member up by name again: the view keeps the same record, and the record's
-    suspicion deadline and reap time are what the index files (as ``due`` by name gives)."""
-    config = MembershipConfig.for_tests()
-    m = Membership(
-        name="a",
-        address="a:1",
-        cluster="c",
-        capacity={"cpu": 4.0},
-        config=config,
-        rng=random.Random(0),
-        now=0.0,
-    )
-    alive = MemberState("b", "b:1", "c", 0, ALIVE, {"cpu": 4.0}, {"cpu": 4.0}, 0)
-    m.handle(Received("b", "b:1", Gossip((alive,))), 0.0)
-    m.handle(Received("c", "c:1", Gossip((replace(alive, name="c", address="c:1"),))), 0.0)
-    record = m._members["b"]
-    suspect = replace(alive, status=SUSPECT, accuser="c")
-    m.handle(Received("c", "c:1", Gossip((suspect,))), 0.1)
-    assert m._members["b"] is record and record.state is suspect
-    assert record.suspect_deadline is not None
-    assert m._index.timers.earliest() == record.suspect_deadline == m._index.due("b")
-
-    index = records.PeerIndex("a", {}, config.dead_reap_after)
-    dead = records.Member(replace(alive, status=DEAD), 2.0)
-    index._members["b"] = dead
-    index.moved(dead.state, dead)
-    assert "b" in index.dead and "b" not in index.live
-    assert index.timers.earliest() == 2.0 + config.dead_reap_after == index.due("b")
 
 
 def test_the_c_lognormal_delay_draws_the_floats_of_lognormvariate() -> None:
