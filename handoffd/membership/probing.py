@@ -70,14 +70,7 @@ class Prober:
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
         raise NotImplementedError
 
-    def _set(
-        self,
-        new: MemberState,
-        now: float,
-        out: list[Instruction],
-        cause: str,
-        record: records.Member | None = None,
-    ) -> None:
+    def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
         raise NotImplementedError
 
     def _count(self, reason: str, n: int = 1) -> None:

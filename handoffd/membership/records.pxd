@@ -93,8 +93,7 @@ cdef class PeerIndex:
     cdef public IndexedSet dead
     cdef public Timers timers
 
-    cpdef object _due(self, Member m)
-    cpdef void moved(self, object new, Member record=*)
+    cpdef void moved(self, object new)
     cpdef void forget(self, str name)
 
 

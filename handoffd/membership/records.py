@@ -487,18 +487,14 @@ class PeerIndex:
         m = self._members.get(name)
         if m is None or name == self._me:
             return None
-        return self._due(m)
-
-    def _due(self, m: Member) -> float | None:
         if m.suspect_deadline is not None:
             return m.suspect_deadline
         if m.state.status in (DEAD, LEFT):
             return m.changed_at + self._reap_after
         return None
 
-    def moved(self, new: MemberState, record: Member | None = None) -> None:
-        """``new``'s member changed status (or was added): re-file it. ``record``: its record in
-        the view, if the caller holds it (else looked up)."""
+    def moved(self, new: MemberState) -> None:
+        """``new``'s member changed status (or was added): re-file it."""
         if new.name == self._me:
             return
         for group, statuses in ((self.live, (ALIVE, SUSPECT)), (self.dead, (DEAD,))):
@@ -506,7 +502,7 @@ class PeerIndex:
                 group.add(new.name)
             else:
                 group.discard(new.name)
-        due = self.due(new.name) if record is None else self._due(record)
+        due = self.due(new.name)
         if due is not None:
             self.timers.add(due, new.name)
         else:
