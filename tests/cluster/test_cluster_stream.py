@@ -188,4 +188,6 @@ def test_a_crashed_node_in_the_middle_of_the_chain_loses_no_item():
                 outputs = list(pipe.results(timeout=90))
                 stats = pipe.stats()
     assert outputs == [2 * (i + 1) - 1 for i in range(600)]
-    assert stats["replayed"] > 0 and stats["sent_items"] >= 600 + stats["replayed"]
+    # Items were sent again. Not 600 + replayed exactly: an item counted for replay whose output
+    # arrives before its resend is never resent (seen at load ~15: 1,505 sent, 906 replayed).
+    assert stats["replayed"] > 0 and stats["sent_items"] > 600
