@@ -14,20 +14,19 @@ EXIT_INTERRUPTED = 130  # as handoffd.cli.app's (importing it here would open th
 
 
 def handoffctl() -> int:
-    try:
-        from handoffd.cli.ctl import main
-
-        return main()
-    except KeyboardInterrupt:
-        sys.stderr.write("\n")
-        return EXIT_INTERRUPTED
+    return _guarded("ctl")
 
 
 def handoffd() -> int:
-    try:
-        from handoffd.cli.daemon import main
+    return _guarded("daemon")
 
-        return main()
+
+def _guarded(command: str) -> int:
+    """``handoffd.cli.<command>.main()``, its import included in the guard."""
+    try:
+        import importlib
+
+        return int(importlib.import_module(f"handoffd.cli.{command}").main())
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return EXIT_INTERRUPTED
