@@ -139,6 +139,11 @@ def test_a_closed_stdout_exits_141_without_a_traceback(daemons: Any) -> None:
     assert piped.stdout == "{\n" and piped.stderr == "", piped
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_while_waiting_exits_130_and_says_the_run_goes_on(daemons: Any, tmp_path) -> None:
     d = daemons.start()
     sleeper = write_dag(tmp_path, "sleeper.py", SLEEPER)
@@ -147,6 +152,9 @@ def test_ctrl_c_while_waiting_exits_130_and_says_the_run_goes_on(daemons: Any, t
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A user's Ctrl-C, in a terminal: SIGINT at its default and not blocked. A suite started in
+        # the background (`make test &`) has it ignored, and that is inherited and, rightly, honoured.
+        preexec_fn=_sigint_default,
     )
     try:
         with handoffd.connect(d.address) as client:
