@@ -53,6 +53,25 @@ def test_free_of_small_and_empty_containers() -> None:
     assert small == {} and empty == {} and lst == []
 
 
+def test_free_hands_only_big_containers_to_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container of at most a piece is emptied at once (a one-task run's four calls made a
+    generator each); a bigger one still goes a piece at a time, emptied all the same."""
+    handed: list[int] = []
+    real = freeing.pieces
+
+    def record(*containers: Any) -> Iterator[None]:
+        handed.extend(len(c) for c in containers)
+        return real(*containers)
+
+    monkeypatch.setattr(freeing, "pieces", record)
+    small, edge = {"a": [1]}, list(range(freeing.PIECE))
+    big = dict.fromkeys(range(freeing.PIECE + 1))
+    freeing.free(small, edge, None)
+    assert handed == [] and small == {} and edge == []
+    freeing.free(small, big, [1])
+    assert handed == [freeing.PIECE + 1] and big == {}
+
+
 def _chain(n: int) -> list[TaskSpec]:
     return [TaskSpec(f"t{i}", (f"t{i - 1}",) if i else (), {"cpu": 1.0}, b"x") for i in range(n)]
 
