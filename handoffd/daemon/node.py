@@ -574,6 +574,7 @@ class Node(NodeReliability):
             self.replication.handle(msg, frames, envelope)
         elif isinstance(msg, m.ListNodes):
             assert self.membership is not None
+            self._own_to_membership()  # the free resources as they are now, ours too
             self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
         elif isinstance(msg, _OPS_REQUESTS):
             if self.ops is not None:
@@ -663,7 +664,7 @@ class Node(NodeReliability):
     def _publish_resources(self) -> None:
         self._resources_dirty = False
         free, version = self._free_to_publish(), self.ledger.version
-        self._run_membership(swim.LocalResources(free))
+        self._own_stale = True  # membership reads it before its next event (_run_membership)
         if self.owner is not None:
             # One callback later: our scheduler learns which task ended (its successor) before it
             # sees the freed slot; the ledger as published now (read later, it passed the report).

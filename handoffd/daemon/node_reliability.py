@@ -72,6 +72,8 @@ class NodeReliability:
     codec: Any
     scheduler: Any
     _stats_logged: tuple[int, int, int]
+    # The ledger changed since membership last took our free resources (_own_to_membership).
+    _own_stale = False
 
     def _owned_runs(self) -> list[tuple[str, Any]]:
         """The runs we own, each with its status."""
@@ -189,9 +191,24 @@ class NodeReliability:
 
     # -- membership's instructions out (moved from node.py, which reached 700 lines) -----------
 
+    def _own_to_membership(self) -> None:
+        """Our free resources into membership, if the ledger changed since it last took them.
+        Not on every ledger change (two per task: claim and release; ~5 % of a one-task run's
+        owner CPU): gossip and acks carry only the latest figure, so membership takes it before
+        it handles its next event (a tick at the latest: probe_interval / 4), and ``ListNodes``
+        before it answers. Our own scheduler hears of the ledger at once (``_publish_own``)."""
+        if self._own_stale and self.membership is not None:
+            self._own_stale = False
+            self._run_membership(swim.LocalResources(self._free_to_publish()))
+
+    def _free_to_publish(self) -> dict[str, float]:
+        raise NotImplementedError
+
     def _run_membership(self, event: Any) -> None:
         if self.membership is None:
             return
+        if self._own_stale:  # what a tick or a peer's message makes us send carries it
+            self._own_to_membership()
         changes: list[swim.MemberChanged] = []
         updates: list[m.MemberState] = []
         for instruction in self.membership.handle(event, self._clock()):
