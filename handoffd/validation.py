@@ -352,6 +352,10 @@ def _find_cycle(links: Mapping[str, Links], candidates: set[str]) -> list[str]:
 def check_graph(links: Mapping[str, Links], pins: bool = True) -> list[str]:
     """References, collocation pins (unless ``pins`` says none was seen), cycles; the
     topological order."""
+    if len(links) == 1:  # a one-function run (every W3 call): nothing to refer to, no cycle
+        ((fid, (deps, other, _, _)),) = links.items()
+        if not deps and other is None:
+            return [fid]
     check_references(links)
     if pins:
         check_collocation_pins(links)
