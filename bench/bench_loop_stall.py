@@ -105,6 +105,22 @@ def check_done(run: handoffd.Run, n: int) -> None:
         assert run.result(f"t{i}") == i
 
 
+def _follow(client: handoffd.Client, run_id: str) -> handoffd.Run:
+    """The run, once a survivor knows it: right after the kill, on a loaded machine, the
+    standbys may not answer for it yet (UnknownRun), which ended some runs of this case."""
+    found: list[handoffd.Run] = []
+
+    def known() -> bool:
+        try:
+            found.append(client.run(run_id))
+        except handoffd.UnknownRun:
+            return False
+        return True
+
+    wait_for(known, timeout=120)
+    return found[0]
+
+
 def takeover_case(
     cluster: DaemonCluster, daemons: list[Daemon], n: int, gap: float
 ) -> tuple[list[Daemon], Callable[[], None]]:
@@ -119,7 +135,7 @@ def takeover_case(
         a.kill()
         client.close()
         with handoffd.connect(rest[0].address, timeout=600) as other:
-            follow = other.run(run.id)
+            follow = _follow(other, run.id)
             wait_for(lambda: any(_FIRST_DISPATCH.search(d.log()) for d in rest), timeout=600)
             for d in rest:
                 found = _FIRST_DISPATCH.search(d.log())
@@ -210,44 +226,46 @@ def main() -> None:
         peers = max(args.peers, 1 if "value" in cases else 0)
         for _ in range(peers):
             daemons.append(cluster.start(cpu=2, memory=8000, seeds=[a.address]))
-        with handoffd.connect(a.address, timeout=600) as client:
-            if len(daemons) > 1:
-                wait_for(lambda: len(client.nodes()) == len(daemons), timeout=30)
-            for name in cases:
-                if name in ("submit", "chain"):
-                    chain = name == "chain"
-                    submit, cancel = submit_case(client, args.tasks, args.gap, chain)
-                    label = f"{name} {args.tasks} tasks"
-                    stalls, took = measure(daemons, submit)
+        try:
+            with handoffd.connect(a.address, timeout=600) as client:
+                if len(daemons) > 1:
+                    wait_for(lambda: len(client.nodes()) == len(daemons), timeout=30)
+                for name in cases:
+                    if name in ("submit", "chain"):
+                        chain = name == "chain"
+                        submit, cancel = submit_case(client, args.tasks, args.gap, chain)
+                        label = f"{name} {args.tasks} tasks"
+                        stalls, took = measure(daemons, submit)
+                        print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                        stalls, took = measure(daemons, cancel)
+                        print(f"cancel it: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                        continue
+                    if name == "takeover":
+                        measured, case = takeover_case(cluster, daemons, args.tasks, args.gap)
+                        stalls, took = measure(measured, case)
+                        label = f"takeover of {args.tasks} tasks (standbys)"
+                        print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                        continue
+                    if name == "resend":
+                        case = resend_case(cluster, daemons, args.tasks, args.gap)
+                        stalls, took = measure(daemons[:-1], case)
+                        label = f"resend a snapshot of {args.tasks} tasks (owner, standby)"
+                        print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                        continue
+                    if name == "value":
+                        case = value_case(client, args.value_mib, a.name, daemons[1].name)
+                        label = f"value {args.value_mib} MiB between 2 daemons"
+                    else:
+                        case = closures_case(client, args.functions, args.closure_mib)
+                        label = f"{args.functions} closures x {args.closure_mib} MiB"
+                    stalls, took = measure(daemons, case)
                     print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
-                    stalls, took = measure(daemons, cancel)
-                    print(f"cancel it: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
-                    continue
-                if name == "takeover":
-                    measured, case = takeover_case(cluster, daemons, args.tasks, args.gap)
-                    stalls, took = measure(measured, case)
-                    label = f"takeover of {args.tasks} tasks (standbys)"
-                    print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
-                    continue
-                if name == "resend":
-                    case = resend_case(cluster, daemons, args.tasks, args.gap)
-                    stalls, took = measure(daemons[:-1], case)
-                    label = f"resend a snapshot of {args.tasks} tasks (owner, standby)"
-                    print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
-                    continue
-                if name == "value":
-                    case = value_case(client, args.value_mib, a.name, daemons[1].name)
-                    label = f"value {args.value_mib} MiB between 2 daemons"
-                else:
-                    case = closures_case(client, args.functions, args.closure_mib)
-                    label = f"{args.functions} closures x {args.closure_mib} MiB"
-                stalls, took = measure(daemons, case)
-                print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
-        if args.keep_logs:  # where each stall sits among the daemon's other lines
-            os.makedirs(args.keep_logs, exist_ok=True)
-            for d in daemons:
-                with open(os.path.join(args.keep_logs, f"{d.name}.log"), "w") as f:
-                    f.write(d.log())
+        finally:
+            if args.keep_logs:  # where each stall sits among the daemon's other lines
+                os.makedirs(args.keep_logs, exist_ok=True)
+                for d in daemons:
+                    with open(os.path.join(args.keep_logs, f"{d.name}.log"), "w") as f:
+                        f.write(d.log())
 
 
 if __name__ == "__main__":

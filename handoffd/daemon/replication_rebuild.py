@@ -20,11 +20,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import gc
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from handoffd import collector
 from handoffd.daemon.upload_intake import BIG_RUN
 from handoffd.protocol.snapshot import encode_run, free_in_pieces
 from handoffd.replication import takeover
@@ -109,23 +109,12 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-@contextlib.contextmanager
-def collector_paused(freeze: Callable[[], bool]) -> Iterator[None]:
-    """Run the body with the cyclic garbage collector off; then, if ``freeze()``, freeze what
-    exists (as ``upload_intake`` does for a big run built in its thread). Whichever thread
-    allocates runs the collections, holding the GIL: during a 200,000-task takeover, full ones
-    over the replica's ~1.5 million objects held the loop 0.5-1.7 s, several times. Frozen objects
-    are never scanned again; they are freed by their reference counts as ever."""
-    if not gc.isenabled():  # (someone else manages it)
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        if freeze():
-            gc.freeze()
-        gc.enable()
+def collector_paused(freeze: Callable[[], bool]) -> contextlib.AbstractContextManager[None]:
+    """``collector.paused``: the collector off for the body, and, if ``freeze()``, what exists
+    frozen at its end (as ``upload_intake`` does for a big run built in its thread). During a
+    200,000-task takeover, full collections over the replica's ~1.5 million objects, run by the
+    thread that allocates holding the GIL, held the loop 0.5-1.7 s, several times."""
+    return collector.paused(freeze)
 
 
 def _rebuilt(replica: Replica, order: Any) -> RunState:
@@ -147,8 +136,9 @@ def packed(run: Any) -> bytes:
 
 def frozen(replica: Replica) -> Replica:
     """A copy that log batches arriving meanwhile do not change (they replace ``deltas`` entries
-    of the replica kept in the store): what a rebuild started during the grace reads."""
-    return dataclasses.replace(replica, deltas=dict(replica.deltas))
+    and ``values`` entries of the replica kept in the store): what a rebuild started during the
+    grace reads."""
+    return dataclasses.replace(replica, deltas=dict(replica.deltas), values=dict(replica.values))
 
 
 def build_run(

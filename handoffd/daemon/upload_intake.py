@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import gc
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from handoffd import intake, validation
+from handoffd import collector, intake, validation
 from handoffd.config import Limits
 from handoffd.errors import HandoffError
 from handoffd.freeing import free
@@ -86,24 +85,15 @@ def prepare(frames: list[Any] | Whole, codec: Any, limits: Limits, order: Order 
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[Callable[[int], None]]:
-    """Run the body with the cyclic garbage collector off, then freeze what exists when the run
-    built has ``BIG_RUN`` tasks or more. Whichever thread allocates runs the collections: those
-    triggered while 200,000 records were built stopped the loop 100-200 ms each, and a full one
-    afterwards scanned the ~1.2 million objects of such a run for 0.7-1.3 s, again and again while
-    it ran. Frozen objects are never scanned (records are freed by their reference counts when
-    the run is forgotten); the price is that cyclic garbage existing at the freeze is never
-    collected (what the loop made into cycles during the build: bounded, once per big run)."""
+    """Run the body with the cyclic garbage collector off (``collector.paused``), then freeze what
+    exists when the run built has ``BIG_RUN`` tasks or more (the body notes how many). Whichever
+    thread allocates runs the collections: those triggered while 200,000 records were built
+    stopped the loop 100-200 ms each, and a full one afterwards scanned the ~1.2 million objects
+    of such a run for 0.7-1.3 s, again and again while it ran. Frozen objects are never scanned
+    (records are freed by their reference counts when the run is forgotten)."""
     tasks = [0]
-    if not gc.isenabled():  # (someone else manages it)
+    with collector.paused(lambda: tasks[-1] >= BIG_RUN):
         yield tasks.append
-        return
-    gc.disable()
-    try:
-        yield tasks.append
-    finally:
-        if tasks[-1] >= BIG_RUN:
-            gc.freeze()
-        gc.enable()
 
 
 def _prepare(

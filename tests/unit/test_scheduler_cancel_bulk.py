@@ -124,7 +124,7 @@ def test_the_bulk_end_leaves_what_the_per_task_end_leaves(
     assert set(changed_bulk) <= set(changed_each)
     run = _run(bulk)
     for task_id in sorted(set(changed_bulk)):
-        replica.deltas[task_id] = (_delta(run.tasks[task_id]), None)
+        replica.put(_delta(run.tasks[task_id]), None)
     replica.run_fields = (run.state, run.released, None)
     data = replica.run_data()
     assert {t: r["state"] for t, r in data["tasks"].items()} == {

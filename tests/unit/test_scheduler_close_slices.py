@@ -135,7 +135,7 @@ def test_an_end_in_slices_leaves_what_an_end_in_one_slice_leaves(
     assert set(changed_sliced) == set(changed_whole)
     run = _run(sliced)
     for task_id in sorted(set(changed_sliced)):
-        replica.deltas[task_id] = (_delta(run.tasks[task_id]), None)
+        replica.put(_delta(run.tasks[task_id]), None)
     replica.run_fields = (run.state, run.released, None)
     data = replica.run_data()
     assert {t: r["state"] for t, r in data["tasks"].items()} == {
