@@ -61,6 +61,13 @@ cdef class GossipQueue:
     )
 
 
+@cython.locals(bits=Py_ssize_t, m=Py_ssize_t, r=Py_ssize_t)
+cpdef Py_ssize_t below(object rng, Py_ssize_t n) except -1
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t, chosen=list, pool=list, selected=set)
+cpdef list sample(object rng, list items, Py_ssize_t k)
+cpdef object choice(object rng, list items)
+
+
 cdef class IndexedSet:
     cdef public list _items
     cdef public dict _index

@@ -16,6 +16,7 @@ Pure: no clock, no I/O; randomness comes from the caller's ``random.Random``.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -386,6 +387,60 @@ class GossipQueue:
         return chosen
 
 
+def below(rng: random.Random, n: int) -> int:
+    """``rng``'s ``_randbelow(n)`` (n > 0) for a plain ``random.Random``: the same draws of
+    ``getrandbits``, the same answer, without the Python-level frames of ``random.py``
+    (``sample``, ``choice`` and ``randint`` over the view were 4 % of a 300-node simulation,
+    issue 20; tests/unit/test_membership_draws.py holds them equal to ``random``'s). Any other
+    generator is asked (``randrange(n)`` is its ``_randbelow(n)``)."""
+    if type(rng) is not random.Random:
+        return rng.randrange(n)
+    bits = 0
+    m = n
+    while m:
+        m >>= 1
+        bits += 1
+    getrandbits = rng.getrandbits
+    r = getrandbits(bits)
+    while r >= n:
+        r = getrandbits(bits)
+    return r
+
+
+def sample(rng: random.Random, items: list[str], k: int) -> list[str]:
+    """``rng.sample(items, k)``: for a plain ``random.Random`` the same picks from the same draws,
+    step by step (``random.Random.sample`` of CPython 3.11); any other generator is asked."""
+    n = len(items)
+    if type(rng) is not random.Random or not 0 <= k <= n:
+        return rng.sample(items, k)  # (a test's generator; or its ValueError)
+    chosen: list[str] = []
+    setsize = 21  # (random.sample's choice between its two methods, kept exactly)
+    if k > 5:
+        setsize += 4 ** math.ceil(math.log(k * 3, 4))
+    if n <= setsize:
+        pool = list(items)
+        for i in range(k):
+            j = below(rng, n - i)
+            chosen.append(pool[j])
+            pool[j] = pool[n - i - 1]
+    else:
+        selected: set[int] = set()
+        for _ in range(k):
+            j = below(rng, n)
+            while j in selected:
+                j = below(rng, n)
+            selected.add(j)
+            chosen.append(items[j])
+    return chosen
+
+
+def choice(rng: random.Random, items: list[str]) -> str:
+    """``rng.choice(items)`` (non-empty) with ``below``'s draws for a plain ``random.Random``."""
+    if type(rng) is not random.Random:
+        return rng.choice(items)
+    return items[below(rng, len(items))]
+
+
 class IndexedSet:
     """A set of names with O(1) add/discard and O(k) random samples."""
 
@@ -419,11 +474,11 @@ class IndexedSet:
     def sample(self, rng: random.Random, k: int, exclude: str | None = None) -> list[str]:
         """``k`` distinct random names (fewer if there are not that many), never ``exclude``."""
         extra = 1 if exclude is not None and exclude in self._index else 0
-        picked = rng.sample(self._items, min(k + extra, len(self._items)))
+        picked = sample(rng, self._items, min(k + extra, len(self._items)))
         return [n for n in picked if n != exclude][:k]
 
     def choice(self, rng: random.Random) -> str | None:
-        return rng.choice(self._items) if self._items else None
+        return choice(rng, self._items) if self._items else None
 
 
 class Timers:

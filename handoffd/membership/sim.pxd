@@ -17,6 +17,21 @@ cdef class LogNormalDelay:
     cpdef double draw(self, object rng) except? -1
 
 
+cdef class Calendar:
+    cdef public double width
+    cdef public dict _buckets
+    cdef public list _keys
+    cdef public list _current
+    cdef public Py_ssize_t _pos
+    cdef public long long _key
+
+    @cython.locals(at=double, key=cython.longlong, bucket=list)
+    cpdef void push(self, tuple entry) except *
+    @cython.locals(bucket=list)
+    cpdef double first(self) except? -1
+    cpdef tuple pop(self)
+
+
 cdef class SimNode:
     cdef public str name
     cdef public str address
@@ -51,7 +66,7 @@ cdef class Simulation:
     cdef public list changes
     cdef public dict _by_address
     cdef public set _blocked
-    cdef public list _heap
+    cdef public Calendar _events
     cdef public long long _seq
     cdef public object delay
     cdef public long long measure_bytes
@@ -62,8 +77,9 @@ cdef class Simulation:
     cdef public dict _type_names
 
     @cython.locals(
-        next_check=double, heap=list, nodes=dict, blocked=set, stats=SimStats, at=double,
-        kind=int, node=SimNode, receiver=SimNode, due=double, generation=object, plain=Membership,
+        next_check=double, events=Calendar, nodes=dict, blocked=set, stats=SimStats, at=double,
+        kind=int, node=SimNode, receiver=SimNode, sender=SimNode, due=double, generation=object,
+        plain=Membership,
     )
     cpdef bint _run(
         self, double until, object condition, long long max_events, double check_every=*
@@ -73,7 +89,7 @@ cdef class Simulation:
     @cython.locals(changes=object, plain=Membership)
     cpdef void _handle(self, SimNode node, object event) except *
     @cython.locals(plain=Membership, changes=object)
-    cpdef void _deliver(self, SimNode node, str src, object msg) except *
+    cpdef void _deliver(self, SimNode node, str src, str address, object msg) except *
     @cython.locals(plain=Membership)
     cpdef void _handled(self, SimNode node, list out, object changes) except *
     @cython.locals(

@@ -17,6 +17,7 @@ when a node learns something (``Membership.view_changes``), so the answer is the
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -44,6 +45,7 @@ SEED_RETRY = 0.5  # virtual seconds between join attempts to a seed not yet know
 # Heap entry kinds (ints: compared once per event).
 _MSG, _TICK, _SEEDS = 0, 1, 2
 _NEVER = float("inf")
+_BUCKET = 0.001  # virtual seconds of one Calendar bucket
 _TICK_EVENT = Tick()  # (events are frozen: one instance serves every tick)
 _NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)  # random.NV_MAGICCONST
 
@@ -74,6 +76,59 @@ class LogNormalDelay:
         return self.base + math.exp(self.mu + z * self.sigma)
 
 
+class Calendar:
+    """The simulator's pending events, ``(at, seq, kind, payload)`` tuples, popped in
+    ``(at, seq)`` order exactly as a heap of them would be (a calendar queue, Brown 1988): each
+    lands in the bucket of its ``width`` of virtual time, appended; a bucket is sorted once when
+    it becomes the earliest, and the few events pushed into it afterwards (a fast message) are
+    inserted in order. The bucket keys (ints) are the only heap. A heap of the tuples themselves
+    cost ~20 tuple comparisons and their cache misses per event (8 % of a 1,000-node run, issue
+    20); a bucket of a millisecond holds ~17 events at 1,000 nodes."""
+
+    def __init__(self, width: float) -> None:
+        self.width = width
+        self._buckets: dict[int, list[tuple[float, int, int, Any]]] = {}
+        self._keys: list[int] = []  # a heap of the keys in _buckets
+        self._current: list[tuple[float, int, int, Any]] = []  # the earliest bucket, sorted
+        self._pos = 0  # its next entry
+        self._key = -1  # its key: a push at or before it goes into it
+
+    def __len__(self) -> int:
+        return len(self._current) - self._pos + sum([len(b) for b in self._buckets.values()])
+
+    def push(self, entry: tuple[float, int, int, Any]) -> None:
+        at = entry[0]
+        key = int(at / self.width)  # (floor: virtual time is never negative)
+        if key <= self._key:
+            bisect.insort(self._current, entry, self._pos)
+            return
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = [entry]
+            heapq.heappush(self._keys, key)
+        else:
+            bucket.append(entry)
+
+    def first(self) -> float:
+        """When the earliest entry is due (``_NEVER``: none)."""
+        if self._pos < len(self._current):
+            return self._current[self._pos][0]  # type: ignore[no-any-return]
+        if not self._keys:
+            return _NEVER
+        self._key = heapq.heappop(self._keys)
+        bucket = self._buckets.pop(self._key)
+        bucket.sort()
+        self._current = bucket
+        self._pos = 0
+        return bucket[0][0]  # type: ignore[no-any-return]
+
+    def pop(self) -> tuple[float, int, int, Any]:
+        """The earliest entry (``first`` called before, and not ``_NEVER``)."""
+        entry = self._current[self._pos]
+        self._pos += 1
+        return entry
+
+
 class SimTimeout(AssertionError):
     """A run_until condition did not hold within its virtual deadline."""
 
@@ -86,7 +141,7 @@ class SimNode:
         self.address = address
         self.membership = membership
         self.crashed = False
-        self.tick_generation = 0  # heap entries of older generations are stale
+        self.tick_generation = 0  # queued ticks of older generations are stale
         self.tick_at = _NEVER
         self.seeds: list[str] = []  # addresses retried like SeedDiscovery does
 
@@ -142,7 +197,7 @@ class Simulation:
         self.changes: list[tuple[float, str, Instruction]] = []
         self._by_address: dict[str, str] = {}
         self._blocked: set[tuple[str, str]] = set()  # (from, to) pairs that cannot talk
-        self._heap: list[tuple[float, int, int, Any]] = []
+        self._events = Calendar(_BUCKET)
         self._seq = 0
         self.delay = delay
         self.measure_bytes = measure_bytes
@@ -250,26 +305,30 @@ class Simulation:
         next_check = self.now + check_every
         # The loop is the simulator's own cost per event: locals, int kinds, no per-event method
         # lookups (issue 20: 1,000 nodes handle ~16,000 events per virtual second).
-        heap = self._heap
-        pop = heapq.heappop
+        events = self._events
         nodes = self.nodes
         blocked = self._blocked
         stats = self.stats
         for _ in range(max_events):
-            if not heap or heap[0][0] > until:
+            due = events.first()
+            if due > until or due == _NEVER:
                 self.now = until
                 return condition is not None and condition()
-            at, _, kind, payload = pop(heap)
+            at, _, kind, payload = events.pop()
             if at > self.now:
                 self.now = at
             if kind == _MSG:
-                src, dst, msg = payload
+                sender, dst, msg = payload
                 receiver = nodes.get(dst)
-                if receiver is None or receiver.crashed or (blocked and (src, dst) in blocked):
+                if (
+                    receiver is None
+                    or receiver.crashed
+                    or (blocked and (sender.name, dst) in blocked)
+                ):
                     stats.blocked += 1
                     continue
                 stats.delivered += 1
-                self._deliver(receiver, src, msg)
+                self._deliver(receiver, sender.name, sender.address, msg)
             elif kind == _TICK:
                 name, generation = payload
                 node = nodes[name]
@@ -317,11 +376,10 @@ class Simulation:
             changes = membership.view_changes
             self._handled(node, membership.handle(event, self.now), changes)
 
-    def _deliver(self, node: SimNode, src: str, msg: Any) -> None:
-        """``_handle(node, Received(src, its address, msg))`` for a live node; a plain
+    def _deliver(self, node: SimNode, src: str, address: str, msg: Any) -> None:
+        """``_handle(node, Received(src, address, msg))`` for a live node; a plain
         ``Membership`` takes the message without the event object (``Membership.receive``)."""
         membership = node.membership
-        address = self.nodes[src].address
         if type(membership) is Membership:
             plain: Membership = membership
             changes = plain._queue.added
@@ -388,7 +446,8 @@ class Simulation:
         else:  # (random.uniform(0, jitter), without its call: the same float)
             delay = self.latency + (0 + (self.jitter - 0) * rng.random())
         self._seq += 1
-        heapq.heappush(self._heap, (self.now + delay, self._seq, _MSG, (node.name, dst, msg)))
+        # (the sending SimNode: its name and address without a lookup at delivery)
+        self._events.push((self.now + delay, self._seq, _MSG, (node, dst, msg)))
 
     def _reschedule(self, node: SimNode) -> None:
         self._schedule(node, node.membership.next_deadline())
@@ -402,7 +461,7 @@ class Simulation:
 
     def _push(self, at: float, kind: int, payload: Any) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (at, self._seq, kind, payload))
+        self._events.push((at, self._seq, kind, payload))
 
     # ----------------------------------------------------------------------------- queries
 

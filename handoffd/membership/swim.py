@@ -599,7 +599,7 @@ class Membership(Prober):
         self._contested.pop(new.name, None)  # a held page verdict on its older state
         if record is None:
             record = self._members[new.name] = _Member(new, now)
-            self._probe_order.insert(self._rng.randint(0, len(self._probe_order)), new.name)
+            self._probe_order.insert(records.below(self._rng, len(self._probe_order) + 1), new.name)
         else:
             record.state = new
         if old is None or old.status != new.status:

@@ -35,7 +35,7 @@ TYPED = {
     ),
     "probing": ("Prober",),
     "swim": ("Membership",),
-    "sim": ("SimNode", "SimStats", "Simulation"),
+    "sim": ("Calendar", "SimNode", "SimStats", "Simulation"),
 }
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes made by a class statement have it
 PACKAGE = Path(built_swim.__file__).parent
