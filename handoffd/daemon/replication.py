@@ -166,7 +166,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         if rec is not None and rec.state in _HELD_STATES:
             now = self.port.now()
             if self.log.changed(run_id, task_id, now) and not self._flush_scheduled:
-                self._schedule_flush(now + self.log.hold)
+                self._schedule_flush(now + self.log.hold - FLUSH_INTERVAL)
         elif self.log.changed(run_id, task_id):
             self._flush_soon()
 
@@ -196,13 +196,15 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self._flush_scheduled = False
         self._flush_handle = None
         now = self._last_flush = self.port.now()
-        self._execute(self.log.flush(FLUSH_LIMIT, now))
+        # Held changes due before the next flush could go ride with this one: on a busy owner
+        # they go with the batches of tasks done, not in batches of their own.
+        self._execute(self.log.flush(FLUSH_LIMIT, now + FLUSH_INTERVAL))
         if self.log.pending():
             self._schedule_flush(now)  # (at once)
         else:
             due = self.log.due()
             if due is not None:
-                self._schedule_flush(due)
+                self._schedule_flush(due - FLUSH_INTERVAL)
 
     def _execute(self, instructions: list[object]) -> None:
         frames: dict[str, bytes] = {}  # run -> its snapshot frame, for each standby of the batch
