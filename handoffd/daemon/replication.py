@@ -35,7 +35,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.columns import join_frames, split_frames
 from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
-from handoffd.protocol.schema import Rows
+from handoffd.protocol.schema import WireRows
 from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover_machine as tm
@@ -59,6 +59,8 @@ FLUSH_LIMIT = 1024
 # Tasks from which a run's snapshot is packed in a thread (``_pack_off_loop``): a 200,000-task
 # run's took the owner's loop 0.87 s per re-send. Smaller ones are packed at once, as before.
 PACK_OFF_LOOP = 4096
+# A task's move into these is held for its next move (``ReplicationLog.changed``'s ``held_at``).
+_HELD_STATES = frozenset(("ASSIGNED", "RUNNING"))
 
 
 class ReplicationIO(ClientRedirects, TakeoverSteps):
@@ -111,6 +113,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self._flush_scheduled = False
         self._flush_handle: Timer | None = None
         self._last_flush = float("-inf")  # port.now() of the last flush
+        self._flush_at = float("-inf")  # when the scheduled flush runs (-inf: at once)
         # standby side: the newest ack per (owner address, run), sent once per loop iteration
         self._acks: dict[tuple[str, str], StandbyAck] = {}
         self._acks_scheduled = False
@@ -151,33 +154,57 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
 
     def run_changed(self, run_id: str) -> None:
         # (a short run is never replicated, so not tracked: daemon.owner_waits)
-        if self.log.changed(run_id, None) and not self._flush_scheduled:
-            self._schedule_flush()
+        if self.log.changed(run_id, None):
+            self._flush_soon()
 
     def task_changed(self, run_id: str, task_id: str) -> None:
         """The scheduler's ``on_change`` (``daemon.node.wire``): a task move a standby must know.
-        Called about twice per task: one call into the log when a flush is already due."""
-        if self.log.changed(run_id, task_id) and not self._flush_scheduled:
-            self._schedule_flush()
+        Called about twice per task: a move out to a node (dispatch, start) is held for the
+        task's end (``rlog.HOLD``), so a short task is replicated once."""
+        run = self.scheduler.run_state(run_id)
+        rec = run.tasks.get(task_id) if run is not None else None
+        if rec is not None and rec.state in _HELD_STATES:
+            now = self.port.now()
+            if self.log.changed(run_id, task_id, now) and not self._flush_scheduled:
+                self._schedule_flush(now + self.log.hold - FLUSH_INTERVAL)
+        elif self.log.changed(run_id, task_id):
+            self._flush_soon()
 
-    def _schedule_flush(self) -> None:
+    def _flush_soon(self) -> None:
+        """A change to send with the next flush: FLUSH_INTERVAL after the last one."""
+        if not self._flush_scheduled or self._flush_at > self._last_flush + FLUSH_INTERVAL:
+            self._schedule_flush(self._last_flush + FLUSH_INTERVAL)
+
+    def _schedule_flush(self, at: float) -> None:
+        """Flush at ``at`` (port time), or sooner if one is already due sooner."""
         if self._flush_scheduled:
-            return
+            if at >= self._flush_at:
+                return
+            if self._flush_handle is not None:  # (one due for held changes: this comes sooner)
+                self._flush_handle.cancel()
         self._flush_scheduled = True
-        delay = self._last_flush + FLUSH_INTERVAL - self.port.now()
+        delay = at - self.port.now()
         if delay <= 0:
+            self._flush_at = float("-inf")
+            self._flush_handle = None
             self.port.call_soon(self._flush)
         else:
+            self._flush_at = at
             self._flush_handle = self.port.call_later(delay, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._flush_handle = None
-        self._last_flush = self.port.now()
-        self._execute(self.log.flush(FLUSH_LIMIT))
+        now = self._last_flush = self.port.now()
+        # Held changes due before the next flush could go ride with this one: on a busy owner
+        # they go with the batches of tasks done, not in batches of their own.
+        self._execute(self.log.flush(FLUSH_LIMIT, now + FLUSH_INTERVAL))
         if self.log.pending():
-            self._flush_scheduled = True
-            self.port.call_soon(self._flush)
+            self._schedule_flush(now)  # (at once)
+        else:
+            due = self.log.due()
+            if due is not None:
+                self._schedule_flush(due - FLUSH_INTERVAL)
 
     def _execute(self, instructions: list[object]) -> None:
         frames: dict[str, bytes] = {}  # run -> its snapshot frame, for each standby of the batch
@@ -288,40 +315,19 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
 
     def _send_log(self, ins: rlog.SendLog) -> None:
         run = self.scheduler.run_state(ins.run_id)
-        if run is None:
+        batch = self.scheduler.delta_rows(ins.run_id, ins.task_ids)
+        if run is None or batch is None:
             return
-        frames: list[bytes] = []
-        deltas = []
-        for task_id in ins.task_ids:
-            rec = run.tasks.get(task_id)
-            if rec is None:
-                continue
-            frame = -1
-            if rec.value is not None and rec.state == "DONE":
-                frame = len(frames)
-                frames.append(rec.value)
-            deltas.append(
-                (  # a TaskDelta's fields: the codec checks them as the struct's (``Rows``)
-                    task_id,
-                    rec.state,
-                    rec.attempt,
-                    rec.node,
-                    rec.size,
-                    tuple(sorted(rec.locations)),
-                    rec.failures,
-                    rec.losses,
-                    rec.completions,
-                    frame,
-                    Rows([a.row() for a in rec.attempts]),  # the structs' fields, not built
-                )
-            )
+        # The rows come in wire form from the compiled scheduler: the codec packs them unchecked
+        # (``WireRows``); checking each delta's fields cost more than packing them.
+        deltas, frames = batch
         frame_sizes, frames = join_frames(frames)  # small values: one frame (issue 13)
         msg = m.ReplicateLog(
             ins.run_id,
             run.term,
             ins.seq,
             ins.standbys,
-            Rows(deltas),
+            WireRows(deltas),
             run.state,
             run.released,
             error_to_info(run.error),

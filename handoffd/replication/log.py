@@ -7,7 +7,11 @@ with no live peer the run proceeds unreplicated). Afterwards every state change 
 (a task into or out of DONE, into FAILED/CANCELLED; the run's end and release) is marked dirty and
 sent once per loop iteration as one numbered batch. Batches carry the *current* state of the dirty
 tasks, not operations, so applying a batch twice is harmless and a snapshot at ``seq`` followed by
-batch ``seq + 1`` is always consistent. A standby that sees a gap asks for a snapshot; one behind
+batch ``seq + 1`` is always consistent. A change that only sends a task out (dispatched, started:
+``changed(..., held_at=now)``) is *held* up to ``hold`` seconds: a short task's end comes within
+that time and the task goes to the standbys once, as DONE, not twice (ASSIGNED, then DONE). What a
+held change would have told a takeover, the nodes' answers tell it (``takeover.merge`` keeps what
+still runs); only the history of an attempt lost with the owner in that time is missing. A standby that sees a gap asks for a snapshot; one behind
 that acks nothing new for ``resend_after`` gets one unasked (then twice as long for each resent).
 
 Standbys are chosen by rendezvous hashing of (run id, node name) over the live nodes: every node
@@ -25,6 +29,10 @@ from dataclasses import dataclass, field
 
 # A gap between two ticks of this many resend_after is our own loop held, not a standby's silence.
 STALL_TICKS = 1.5
+# Seconds a task's move out to a node (dispatch, start) may wait for its next move before it is
+# replicated alone: longer than a short task takes from dispatch to its report on a busy owner, so
+# most tasks are replicated once (when done), short against the time a takeover takes.
+HOLD = 0.05
 
 
 def standby_order(run_id: str, names: Iterable[str]) -> list[str]:
@@ -85,6 +93,9 @@ class _Primary:
     awaiting: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     accepting_until: float | None = None  # waiting for initial acks until then
     dirty: set[str] = field(default_factory=set)
+    # held changes (``changed(held_at=...)``): task -> when first changed since its last batch;
+    # insertion order is time order (a task already here keeps its first time), never in ``dirty``
+    held: dict[str, float] = field(default_factory=dict)
     run_dirty: bool = False
 
 
@@ -98,11 +109,13 @@ class ReplicationLog:
         *,
         accept_timeout: float = 2.0,
         resend_after: float = 1.0,
+        hold: float = HOLD,
     ) -> None:
         self.node_name = node_name
         self.replicas = replicas
         self.accept_timeout = accept_timeout
         self.resend_after = resend_after
+        self.hold = hold
         self._runs: dict[str, _Primary] = {}
         # Runs stay tracked after they end, so flush() and tick() walk only these (insertion-ordered
         # sets), not every run ever owned: runs with unsent changes, and runs tick() must look at
@@ -110,6 +123,7 @@ class ReplicationLog:
         # would do nothing for a run.
         self._dirty: dict[str, None] = {}
         self._watch: dict[str, None] = {}
+        self._holding: dict[str, None] = {}  # runs with held changes
         self._last_tick: float | None = None
 
     def standbys(self, run_id: str) -> tuple[str, ...]:
@@ -140,28 +154,75 @@ class ReplicationLog:
         primary = self._runs.pop(run_id, None)
         self._dirty.pop(run_id, None)
         self._watch.pop(run_id, None)
+        self._holding.pop(run_id, None)
         if primary is None:
             return []
         return [Drop(run_id, n) for n in primary.standbys]
 
-    def changed(self, run_id: str, task_id: str | None = None) -> bool:
+    def changed(
+        self, run_id: str, task_id: str | None = None, held_at: float | None = None
+    ) -> bool:
         """A task (or, with None, the run itself) changed in a way standbys must learn; False
-        (nothing to do) when the run is not tracked."""
+        (nothing to do) when the run is not tracked. ``held_at`` (now): the task only went out to
+        a node; it goes with the first flush ``hold`` seconds later, or with the next flush after
+        a change without ``held_at``, whichever comes first (``due``)."""
         primary = self._runs.get(run_id)
         if primary is None:
             return False
         if task_id is None:
             primary.run_dirty = True
+        elif held_at is not None:
+            if task_id not in primary.dirty and task_id not in primary.held:
+                primary.held[task_id] = held_at
+                self._holding[run_id] = None
+            return True
         else:
             primary.dirty.add(task_id)
+            if primary.held and primary.held.pop(task_id, None) is not None and not primary.held:
+                del self._holding[run_id]
         self._dirty[run_id] = None
         return True
 
-    def flush(self, limit: int | None = None) -> list[object]:
+    def due(self) -> float | None:
+        """When the oldest held change must be flushed (None: none held)."""
+        first = None
+        for run_id in self._holding:
+            since = next(iter(self._runs[run_id].held.values()))
+            if first is None or since < first:
+                first = since
+        return None if first is None else first + self.hold
+
+    def _release_held(self, now: float | None) -> None:
+        """Held changes ``hold`` old by ``now`` (None: all) become dirty."""
+        cutoff = None if now is None else now - self.hold
+        for run_id in list(self._holding):
+            primary = self._runs[run_id]
+            held = primary.held
+            if cutoff is None:
+                expired = list(held)
+            else:
+                expired = []
+                for task_id, since in held.items():
+                    if since > cutoff:
+                        break
+                    expired.append(task_id)
+            if not expired:
+                continue
+            for task_id in expired:
+                del held[task_id]
+            primary.dirty.update(expired)
+            self._dirty[run_id] = None
+            if not held:
+                del self._holding[run_id]
+
+    def flush(self, limit: int | None = None, now: float | None = None) -> list[object]:
         """One batch per run with changes since the last flush, of at most ``limit`` tasks (None:
         all): what is left stays dirty for the next flush (``pending``). A batch carries every
-        listed task's current state and the run's, so splitting a flush is as good as waiting."""
+        listed task's current state and the run's, so splitting a flush is as good as waiting.
+        Held changes go when ``hold`` old by ``now`` (None: all of them go now)."""
         out: list[object] = []
+        if self._holding:
+            self._release_held(now)
         dirty, self._dirty = self._dirty, {}
         for run_id in dirty:
             primary = self._runs[run_id]

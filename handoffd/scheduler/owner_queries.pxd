@@ -2,11 +2,19 @@
 # Types for owner_queries.py (the base of OwnerScheduler, compiled with owner.pxd): the parts the
 # scheduler composes, as C fields.
 
+cimport cython
+
 from handoffd.scheduler.cluster_view cimport ClusterView
-from handoffd.scheduler.run cimport MoveListener
+from handoffd.scheduler.history cimport Attempt
+from handoffd.scheduler.run cimport MoveListener, RunState, TaskRecord
 
 
 cdef class OwnerQueries(MoveListener):
     cdef public ClusterView _view
     cdef public object _owned
     cdef public object _lost
+
+    @cython.locals(
+        run=RunState, rec=TaskRecord, a=Attempt, rows=list, values=list, tasks=dict, frame=Py_ssize_t
+    )
+    cpdef delta_rows(self, str run_id, object task_ids)

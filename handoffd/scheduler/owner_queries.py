@@ -8,12 +8,14 @@ keeps the decisions: nothing here changes a run, a node or a queue.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from handoffd.scheduler.cluster_view import ClusterView, NodeState
 from handoffd.scheduler.lost import LostMessages
 from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus, RunHistory
 from handoffd.scheduler.run import MoveListener, RunState
+from handoffd.scheduler.states import DONE
 
 
 class OwnerQueries(MoveListener):
@@ -75,6 +77,45 @@ class OwnerQueries(MoveListener):
     def run_state(self, run_id: str) -> RunState | None:
         """The run's live state (read-only use: the replication log reads task records)."""
         return self._owned.live.get(run_id)
+
+    def delta_rows(
+        self, run_id: str, task_ids: Iterable[str]
+    ) -> tuple[list[list[Any]], list[Any]] | None:
+        """The replication log's batch for ``task_ids`` of the run (None: not ours): each task's
+        ``TaskDelta`` fields in their wire form (``schema.WireRows``: packed as they are, no
+        per-field check; tests/unit/test_replication_wire.py holds them byte for byte to the
+        checked encoding, in both builds), and the DONE tasks' inline values, a row's ``frame``
+        its value's index there. Unknown task ids are skipped."""
+        run = self._owned.live.get(run_id)
+        if run is None:
+            return None
+        rows: list[list[Any]] = []
+        values: list[Any] = []
+        tasks = run.tasks
+        for task_id in task_ids:
+            rec = tasks.get(task_id)
+            if rec is None:
+                continue
+            frame = -1
+            if rec.value is not None and rec.state == DONE:
+                frame = len(values)
+                values.append(rec.value)
+            rows.append(
+                [
+                    task_id,
+                    rec.state,
+                    rec.attempt,
+                    rec.node,
+                    rec.size,
+                    sorted(rec.locations),
+                    rec.failures,
+                    rec.losses,
+                    rec.completions,
+                    frame,
+                    [a.row() for a in rec.attempts],
+                ]
+            )
+        return rows, values
 
     def run_times(self, run_id: str) -> tuple[float, float]:
         return self._owned.times(run_id)

@@ -86,8 +86,12 @@ def test_tasks_json_after_an_owner_takeover(daemons: DaemonCluster) -> None:
             30,
             what="3 daemons ALIVE",
         )
-        layers, width = 10, 40
-        run = client.submit(layered_dag(layers, width, 0.01))
+        # Tasks of 0.5 s: a dispatch is replicated once the task ends or ``replication.log.HOLD``
+        # (50 ms) after it, so only an attempt out longer than that at the kill is known to the
+        # standby (and shows as LOST); with 10 ms tasks the attempts out at the kill may all be
+        # younger than the hold.
+        layers, width = 4, 12
+        run = client.submit(layered_dag(layers, width, 0.5))
         assert run.owner == first.name
         wait_for(
             lambda: run.status().counts.get("DONE", 0) >= 0.3 * layers * width,
