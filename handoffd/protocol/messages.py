@@ -235,6 +235,8 @@ class Results:
     task_ids: tuple[str, ...]
     missing: tuple[str, ...]
     far: tuple[str, ...] = ()
+    # none found: this node does not own the run but knows it exists (a takeover may be under way)
+    known: bool = False
 
 
 @message(30)
@@ -478,6 +480,8 @@ class RunOutcome:
     task_ids: tuple[str, ...]
     pending: tuple[str, ...]
     released: bool
+    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
+    known: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
