@@ -77,6 +77,10 @@ def one_round(args: argparse.Namespace) -> str:
             try:
                 follow = other.run(run.id)
             except handoffd.HandoffError as exc:
+                time.sleep(20)  # what the survivors did with the run after the answer
+                for d in daemons:
+                    lines = [ln for ln in d.log().splitlines() if run.id in ln or "DEAD" in ln]
+                    print(f"  {d.name}: " + " | ".join(ln[:300] for ln in lines[-8:]), flush=True)
                 return f"client.run: {type(exc).__name__}: {exc}"
 
             def reader() -> None:
