@@ -213,8 +213,7 @@ class RunStatusReply:
     term: int
     standbys: tuple[str, ...]
     error: ErrorInfo | None
-    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
-    known: bool = False
+    known: bool = False  # UNKNOWN here, but this node knows the run exists (a takeover?)
 
 
 @message(28)
@@ -235,8 +234,7 @@ class Results:
     task_ids: tuple[str, ...]
     missing: tuple[str, ...]
     far: tuple[str, ...] = ()
-    # none found: this node does not own the run but knows it exists (a takeover may be under way)
-    known: bool = False
+    known: bool = False  # all missing: not ours, but this node knows the run exists
 
 
 @message(30)
@@ -480,8 +478,7 @@ class RunOutcome:
     task_ids: tuple[str, ...]
     pending: tuple[str, ...]
     released: bool
-    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
-    known: bool = False
+    known: bool = False  # as RunStatusReply.known
 
 
 # ---------------------------------------------------------------------------------------------
