@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from handoffd import client_moves, client_results, client_upload, envvars, errors
 from handoffd.client_conn import ClientPlumbing
 from handoffd.client_run import (
-    FOLLOW_GRACE,
     POLL,
     WAIT_BYTES,
     Run,
@@ -60,7 +59,6 @@ _EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's ou
 _WAIT_BYTES = WAIT_BYTES
 _SUBMIT_TIMEOUT = 30.0  # seconds at least a submission waits for its answer
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
-_FOLLOW_GRACE = FOLLOW_GRACE
 
 
 @dataclass(frozen=True)
@@ -500,7 +498,7 @@ class Client(ClientPlumbing):
             raise errors.HandoffError(f"run {run_id} is not known to the cluster")
         return history_document(reply)
 
-    def _status(self, run_id: str, wait: float, grace: float = _FOLLOW_GRACE) -> RunStatus:
+    def _status(self, run_id: str, wait: float, grace: float | None = None) -> RunStatus:
         reply, _ = self._run_request(
             lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
         )

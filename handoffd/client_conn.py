@@ -23,6 +23,9 @@ from handoffd.protocol.messages_observability import TaskHistoryReply
 from handoffd.transport.client import Connection
 
 _FOLLOW_GRACE = FOLLOW_GRACE
+# A run some node says exists is followed this long at most (a takeover that never ends: its
+# standbys are cut off, or every one gave it up).
+_FOLLOW_LIMIT = 300.0
 _FOLLOW_CONNECT = 1.0  # connect timeout while following a run (a live daemon answers in ms)
 _SKIP_UNREACHABLE = 3.0  # seconds an address that failed to connect is skipped by rotation
 # ErrorReply codes of a daemon that takes no request about runs now but another node may: a
@@ -208,51 +211,77 @@ class ClientPlumbing:
                 continue
 
     def _run_request(
-        self, make: Any, timeout: float | None = None, grace: float = _FOLLOW_GRACE
+        self, make: Any, timeout: float | None = None, grace: float | None = None
     ) -> tuple[Any, list[bytes]]:
         """A request about one run, sent to whichever node owns it now: follows ``RunMoved``
         redirects, fails over when the daemon dies, and while no node it asks knows the run (an
-        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds.
-        Once a node says the run exists (a redirect, or "unknown here, but it exists") it keeps
-        following it for ``_FOLLOW_GRACE`` however small ``grace`` is: an unknown id is answered
-        at once, a run whose owner just died is followed to its new owner."""
+        owner's takeover in progress) keeps asking every known node for up to ``grace`` seconds
+        (default ``_FOLLOW_GRACE``). Once a node says the run exists (a redirect; "unknown here,
+        but it exists": a replica, a takeover under way; an owner named by a redirect that does
+        not answer) it keeps following it until ``_FOLLOW_GRACE`` after the last such sign,
+        however small ``grace`` is, and at most ``_FOLLOW_LIMIT`` in all. So an unknown id is
+        answered at once, a run whose owner died is followed to its new owner however long the
+        takeover takes (minutes for a big run on a loaded machine), and a run that nodes know
+        but none takes over is a ``ConnectionError`` saying so."""
+        grace = _FOLLOW_GRACE if grace is None else grace
         started = time.monotonic()
-        exists = False
+        seen: float | None = None  # when a node last said the run exists
+        redirected = False  # the request went to the owner a node named (RunMoved)
         asked = failures = 0
+
+        def deadline() -> float:
+            if seen is None:
+                return started + grace
+            return max(started + grace, min(seen + _FOLLOW_GRACE, started + _FOLLOW_LIMIT))
+
         while True:
-            deadline = started + (max(grace, _FOLLOW_GRACE) if exists else grace)
             try:
                 reply, frames = self._failover_request(make, timeout=timeout)
                 if isinstance(reply, m.RunMoved):
-                    exists = True
+                    # Counted once: a node's note of an owner that since forgot the run (a live
+                    # owner answering plain UNKNOWN) must not hold the client; nodes that hold
+                    # the run say so (``known``).
+                    seen = time.monotonic() if seen is None else seen
+                    redirected = True
                     self._learn(reply.owner_address)
                     self._connect(reply.owner_address, _FOLLOW_CONNECT)
                     continue
             except errors.ConnectionError as exc:  # the daemon, or the owner it named, is
                 failures += 1  # unreachable, or cannot serve now (fenced)
+                if redirected:  # an owner the others do not know dead yet: the run is moving
+                    seen = time.monotonic()
+                redirected = False
                 if isinstance(exc, RefusedHere):
                     self._learn_members()
-                if time.monotonic() >= deadline and failures >= len(self._known):
+                if time.monotonic() >= deadline() and failures >= len(self._known):
                     raise
                 time.sleep(0.1)
                 self._rotate()
                 continue
+            redirected = False
             unknown = (
                 isinstance(
                     reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply, TaskHistoryReply)
                 )
                 and reply.state == "UNKNOWN"
             )
-            if unknown and getattr(reply, "known", False):
-                exists = True
-                deadline = started + max(grace, _FOLLOW_GRACE)
+            known = getattr(reply, "known", False)
+            if known:  # not here, but this node knows the run exists
+                seen = time.monotonic()
             lost = unknown or (isinstance(reply, m.Results) and reply.missing)
             asked += 1
-            if lost and (asked < len(self._known) or time.monotonic() < deadline):
+            if lost and (asked < len(self._known) or time.monotonic() < deadline()):
                 if asked >= len(self._known):
                     time.sleep(0.1)
                 self._rotate()
                 continue
+            if unknown and known:
+                raise errors.ConnectionError(
+                    f"run {getattr(reply, 'run_id', '')} exists (nodes hold it as standbys or "
+                    f"know of it) but no node took it over in {time.monotonic() - started:.0f}s: "
+                    "its owner and every standby that could take it over are gone or cut off; "
+                    "restart them or heal the partition and ask again"
+                )
             return reply, frames
 
     def _ask_node(self, address: str, make: Any, timeout: float | None = None) -> Any:

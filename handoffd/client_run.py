@@ -44,7 +44,7 @@ class RunStatus:
 def unknown_run(run_id: str, asked: list[str]) -> str:
     return (
         f"run {run_id} is not known to the cluster (asked {', '.join(asked)}): never submitted, "
-        "or forgotten after its retention time"
+        "forgotten after its retention time, or lost with its owner and every standby holding it"
     )
 
 

@@ -67,11 +67,16 @@ def observe_reports(
         )
 
 
-def history_reply(scheduler: OwnerScheduler, me: str, msg: GetTaskHistory) -> TaskHistoryReply:
+def history_reply(
+    scheduler: OwnerScheduler, me: str, msg: GetTaskHistory, known: bool = False
+) -> TaskHistoryReply:
+    """``known``: the run is not ours but this node knows it exists (said when it is unknown)."""
     now = time.time()
     h = scheduler.run_history(msg.run_id, msg.since, msg.brief)
     if h is None:
-        return TaskHistoryReply(msg.request_id, msg.run_id, "UNKNOWN", "", 0, 0.0, 0.0, ())
+        return TaskHistoryReply(
+            msg.request_id, msg.run_id, "UNKNOWN", "", 0, 0.0, 0.0, (), known=known
+        )
     if msg.brief:
         tasks: tuple[TaskHistory, ...] = ()
         packed = msgpack.packb(h.tasks, use_bin_type=True)

@@ -383,7 +383,12 @@ class OwnerIO:
             waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
             self.waiting.on_wait(msg.run_id, waiter)
         elif isinstance(msg, m.FetchResults):
-            self.results.on_fetch(msg, conn)
+            if self.scheduler.term_of(msg.run_id) is None and replication.knows(msg.run_id):
+                # Not ours (yet: a takeover): "known" keeps the client following the run.
+                missing = tuple(msg.task_ids)
+                self.port.reply(conn, m.Results(msg.request_id, msg.run_id, (), missing, (), True))
+            else:
+                self.results.on_fetch(msg, conn)
         elif isinstance(msg, FetchResultChunks):  # a big result, read by the client in chunks
             self.results.on_chunks(msg, conn)
         elif isinstance(msg, GetTaskOutput):
@@ -395,7 +400,8 @@ class OwnerIO:
             self._free_now(msg.run_id)
             self.port.reply(conn, m.Ok(msg.request_id))
         elif isinstance(msg, GetTaskHistory):
-            self.port.reply(conn, history_reply(self.scheduler, self.port.name, msg))
+            known = replication.knows(msg.run_id)
+            self.port.reply(conn, history_reply(self.scheduler, self.port.name, msg, known))
         elif isinstance(msg, m.ListRuns):
             runs = []
             for run_id in self.scheduler.runs():

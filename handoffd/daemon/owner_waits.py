@@ -215,8 +215,10 @@ class Waiting:
             return True
         st = self.scheduler.run_status(run_id)
         if st is None:
+            # ``known``: a replica or a takeover here, so the client keeps following the run
+            known = self.replication.knows(run_id)
             empty = m.RunOutcome(
-                waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False
+                waiter.request_id, run_id, "UNKNOWN", {}, {}, "", 0, (), None, (), (), False, known
             )
             self.port.reply(waiter.conn, empty)
             return True

@@ -628,17 +628,6 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         """Asking the nodes, or building the run off the loop: ours in a moment."""
         return self.takeovers.taking_over(run_id) or run_id in self._restoring
 
-    def knows(self, run_id: str) -> bool:
-        if run_id in self.standby.replicas or self.taking_over(run_id):
-            return True
-        # An owner we heard of that is not us (a run we owned and forgot is gone for good).
-        moved = self._moved.get(run_id)
-        followed = self.follower.run_owners.get(run_id)
-        here = self.port.address
-        return (moved is not None and moved[2] != here) or (
-            followed is not None and followed[1] != here
-        )
-
     def _candidates(self) -> tuple[tm.Candidate, ...]:
         """The replicas due for a takeover now (``StandbyStore.takeover_due``), but runs we own."""
         if self.minority:  # the owner may be alive on the majority side: not ours to judge

@@ -67,6 +67,25 @@ class ClientRedirects:
         self.port.reply(conn, m.RunMoved(msg.request_id, msg.run_id, owner, address, term))
         return True
 
+    def knows(self, run_id: str) -> bool:
+        """The run exists as far as we know though we do not own it: we hold a replica, are
+        taking it over, or heard of an owner of it, not us (a run we owned and forgot is gone for
+        good), that is not DEAD or LEFT in our view. A dead owner we only heard of says nothing:
+        whoever can take the run over holds a replica and says so; if none does, the run was
+        lost with its owner and its standbys, and a client following it would wait in vain."""
+        if run_id in self.standby.replicas or self.taking_over(run_id):
+            return True
+        here = self.port.address
+        moved = self._moved.get(run_id)
+        if moved is not None and moved[2] != here and self._may_live(moved[1]):
+            return True
+        followed = self.follower.run_owners.get(run_id)
+        return followed is not None and followed[1] != here and self._may_live(followed[2])
+
+    def _may_live(self, name: str) -> bool:
+        member = self.port.member(name) if name else None
+        return member is None or member.status not in (m.DEAD, m.LEFT)
+
     def _fenced(self, msg: Any, conn: bytes) -> bool:
         """While fenced, refuse a request we cannot answer for the cluster (True if refused)."""
         if self.refusal is None:

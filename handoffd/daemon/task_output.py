@@ -318,8 +318,9 @@ class TaskOutputIO:
         msg = poll.msg
         state = self._run_state(msg.run_id)
         entries, next_seq = self.store.since(msg.run_id, msg.task_id, msg.since)
+        known = state is None and self.replication.knows(msg.run_id)
         reply = TaskOutputReply(
-            msg.request_id, msg.run_id, tuple(entries), next_seq, state or "UNKNOWN"
+            msg.request_id, msg.run_id, tuple(entries), next_seq, state or "UNKNOWN", known
         )
         self.port.reply(poll.conn, reply)
 

@@ -213,8 +213,7 @@ class RunStatusReply:
     term: int
     standbys: tuple[str, ...]
     error: ErrorInfo | None
-    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
-    known: bool = False
+    known: bool = False  # UNKNOWN here, but this node knows the run exists (a takeover?)
 
 
 @message(28)
@@ -235,6 +234,7 @@ class Results:
     task_ids: tuple[str, ...]
     missing: tuple[str, ...]
     far: tuple[str, ...] = ()
+    known: bool = False  # all missing: not ours, but this node knows the run exists
 
 
 @message(30)
@@ -478,6 +478,7 @@ class RunOutcome:
     task_ids: tuple[str, ...]
     pending: tuple[str, ...]
     released: bool
+    known: bool = False  # as RunStatusReply.known
 
 
 # ---------------------------------------------------------------------------------------------

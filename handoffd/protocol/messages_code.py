@@ -85,6 +85,8 @@ class TaskOutputReply:
     entries: tuple[OutputEntry, ...]
     next: int
     state: str
+    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
+    known: bool = False
 
 
 @struct

@@ -65,6 +65,8 @@ class TaskHistoryReply:
     now: float = 0.0  # the owner's wall clock when it answered (the next ``since``)
     total: int = 0  # tasks in the run (``tasks`` may hold only those that moved)
     packed: bytes = b""  # with ``brief``: the tasks, packed (see ``GetTaskHistory.brief``)
+    # UNKNOWN here, but this node knows the run exists (a takeover may be under way)
+    known: bool = False
 
 
 @struct
