@@ -15,6 +15,7 @@ import pytest
 
 import handoffd
 from handoffd import client as client_mod
+from handoffd import client_moves
 from handoffd.testing import DaemonCluster, layered_dag, layered_expected, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -220,7 +221,10 @@ def test_owner_killed_while_execute_waits() -> None:
             raise
 
 
-def test_every_daemon_gone_raises_connection_error_each_time(pair):
+def test_every_daemon_gone_raises_connection_error_each_time(pair, monkeypatch):
+    # A submission looks for a node that takes it for MOVE_WITHIN (30 s: a node may restart or a
+    # verdict come); this test is about the error each time, so the window is cut to 3 s.
+    monkeypatch.setattr(client_moves, "MOVE_WITHIN", 3.0)
     a, b = pair
     with handoffd.connect(a.address, timeout=1) as client:
         assert len(client.nodes()) == 2  # the client now knows both addresses
