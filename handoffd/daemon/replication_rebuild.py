@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -109,17 +108,12 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def collector_paused(freeze: Callable[[], bool]) -> contextlib.AbstractContextManager[None]:
-    """``collector.paused``: the collector off for the body, and, if ``freeze()``, what exists
-    frozen at its end (as ``upload_intake`` does for a big run built in its thread). During a
-    200,000-task takeover, full collections over the replica's ~1.5 million objects, run by the
-    thread that allocates holding the GIL, held the loop 0.5-1.7 s, several times."""
-    return collector.paused(freeze)
-
-
 def _rebuilt(replica: Replica, order: Any) -> RunState:
     out: list[RunState] = []
-    with collector_paused(lambda: bool(out) and len(out[0].tasks) >= BIG_RUN):
+    # The collector off meanwhile (``collector.paused``), what was built frozen if big: during a
+    # 200,000-task takeover, full collections over the replica's ~1.5 million objects, run by the
+    # thread that allocates holding the GIL, held the loop 0.5-1.7 s, several times.
+    with collector.paused(lambda: bool(out) and len(out[0].tasks) >= BIG_RUN):
         data = replica.run_data()
         out.append(RunState.from_snapshot(data, order=order))
         # The replica's plain data is garbage once the run is built: freed in pieces, not as
@@ -130,7 +124,7 @@ def _rebuilt(replica: Replica, order: Any) -> RunState:
 
 def packed(run: Any) -> bytes:
     """``encode_run(run, chunked=True)``, for the thread: its rows are garbage once packed."""
-    with collector_paused(lambda: False):
+    with collector.paused():
         return encode_run(run, chunked=True)
 
 
@@ -154,5 +148,5 @@ def ready_run(run: RunState, holdings: Mapping[str, takeover.Holdings]) -> Adopt
     """The rest of ``build_run`` once the replica was rebuilt (``ReplicaRebuild``, started when
     its owner was first suspected): merged with the nodes' answers and prepared (``run`` is
     changed in place)."""
-    with collector_paused(lambda: len(run.tasks) >= BIG_RUN):
+    with collector.paused(lambda: len(run.tasks) >= BIG_RUN):
         return prepare(takeover.merge_run(run, holdings))

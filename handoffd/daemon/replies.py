@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from handoffd.daemon.replication_rebuild import collector_paused
+from handoffd import collector
 
 log = logging.getLogger("handoffd.daemon")
 
@@ -41,7 +41,7 @@ def entries(msg: Any) -> int:
 def _encode(encode: Callable[[int], list[Any]]) -> list[Any]:
     # The collector off meanwhile: the thread's allocations would start collections, each
     # holding the GIL (a generation-0 one took 70 ms of the loop's time on a loaded machine).
-    with collector_paused(lambda: False):
+    with collector.paused():
         return encode(PIECE)
 
 

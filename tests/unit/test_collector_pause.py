@@ -7,14 +7,14 @@ import gc
 import threading
 
 from handoffd import collector
-from handoffd.daemon import replication_rebuild, upload_intake
+from handoffd.daemon import upload_intake
 
 
 def test_a_counted_pause_stays_paused_until_the_last_user_leaves() -> None:
     assert gc.isenabled()
     # A takeover's rebuild and an upload's build, overlapping: the first done must not turn the
     # collector back on under the other's build.
-    rebuild = replication_rebuild.collector_paused(lambda: False)
+    rebuild = collector.paused()  # (as replication_rebuild.packed pauses it)
     upload = upload_intake._collector_paused()
     rebuild.__enter__()
     upload.__enter__()
