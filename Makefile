@@ -12,7 +12,7 @@ MEMBERSHIP_COMPILED := swim probing records lifeguard sim
 CORE_SRC += $(foreach m,$(MEMBERSHIP_COMPILED),handoffd/membership/$(m).py) $(wildcard handoffd/membership/*.pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
-.PHONY: install build test lint typecheck suite fast unit demo bench bench-peers clean browser
+.PHONY: install build inplace test lint typecheck suite fast unit demo bench bench-peers clean browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 install: $(STAMP)
 
 build: $(STAMP)
+
+# For editing the compiled modules: recompiles in place only the extensions whose .py/.pxd/.pyx
+# changed (seconds, where `make build`'s `pip install -e` recompiles all of them). Needs a first
+# `make build`; a change of dependencies in pyproject.toml still needs `make build`. setuptools >= 77
+# reads pyproject's SPDX license when setup.py runs directly (the venv's own 65 refuses it).
+inplace: $(VENV)/bin/python
+	@test -f $(STAMP) || { echo "make inplace: no build in $(VENV) yet; run make build first"; exit 1; }
+	$(PY) -m pip install --quiet 'setuptools>=77'
+	$(PY) setup.py -q build_ext --inplace
+	touch $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check handoffd tests bench examples _core
