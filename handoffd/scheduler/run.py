@@ -111,11 +111,14 @@ class TaskRecord:
         self.completions = 0  # times it reached DONE (> 1 after a lineage recompute)
         self.size = 0  # bytes of the result
         self.value: bytes | None = None  # the owner's own copy of a small result
-        self.locations: set[str] = set()  # live nodes holding a copy (DONE only)
+        # Live nodes holding a copy (DONE only), each once. A tuple, not a set: a tuple of
+        # strings is untracked by the collector, so a big run's finished tasks add nothing to
+        # the full collections of its owner (issue 19 item 7).
+        self.locations: tuple[str, ...] = ()
         self.delayed = False  # READY but held back (retry backoff or refused dispatch)
         self.last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
         self.history: list[tuple[float, str, str, str]] = []
-        self.attempts: list[hist.Attempt] = []  # see scheduler.history
+        self.attempts: list[tuple[Any, ...]] = []  # rows of atoms: see scheduler.history
         # The owner's ready queue (``ready.ReadyQueue``): the index of this record in
         # ``RunState.ordered`` (the run's placement order), whether it is queued, whether its
         # index is in the run's heap.
@@ -368,7 +371,7 @@ class RunState:
     ) -> list[tuple[str, str, int]]:
         rec.size = int(size)
         rec.value = value
-        rec.locations = {node}
+        rec.locations = (node,)
         rec.completions += 1
         self.move(rec, DONE, now, f"succeeded on {node} attempt {rec.attempt}")
         if self.options.outputs is not None:  # (else every task is an output: nothing is freed)
@@ -402,7 +405,7 @@ class RunState:
             if self.unfinished[tid] == 0:
                 if drec.locations:
                     self.freed.append((tid, tuple(sorted(drec.locations))))
-                drec.locations = set()
+                drec.locations = ()
                 drec.value = None
 
     def take_freed(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -484,7 +487,8 @@ class RunState:
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state == DONE and rec.locations:
-                rec.locations.add(node)
+                if node not in rec.locations:
+                    rec.locations += (node,)
                 self.holders.add(node)
                 kept.append(task_id)
         return kept
@@ -500,7 +504,8 @@ class RunState:
         requeue: list[TaskRecord] = []
         copyless: list[TaskRecord] = []  # DONE without a copy (``recompute_needed``'s ``among``)
         for rec in self.tasks.values():  # (one walk: three held the loop 0.1 s per 200,000 tasks)
-            rec.locations.discard(node)
+            if node in rec.locations:
+                rec.locations = tuple([n for n in rec.locations if n != node])
             if rec.state in ACTIVE and rec.node == node:
                 requeue.append(rec)
             elif rec.state == DONE and not rec.has_copy():
@@ -556,7 +561,7 @@ class RunState:
         if self.state == RUN_DONE:
             self.state = RUN_RUNNING  # an unreleased output was lost: the run reopens
         rec.losses += 1
-        rec.locations.clear()
+        rec.locations = ()
         self.move(rec, PENDING, now, "result lost: recompute")
         for consumer in self.consumers[rec.id]:
             crec = self.tasks[consumer]

@@ -3,6 +3,9 @@
 """A run as plain data and back (``RunState.snapshot`` / ``RunState.from_snapshot``): what a
 standby is sent and what a takeover rebuilds the run from. Out of ``run.py`` (split at its size
 limit); compiled beside it, so a takeover's rebuild of a big run stays a compiled loop.
+
+A rebuilt task keeps its attempts as rows and its copies as a tuple, as ``RunState`` does (atoms in
+tuples: the collector stops tracking them, so a big run's finished tasks cost no full collection).
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def restore(
         rec = run.tasks[tid]
         rec.state, rec.attempt, rec.node = t["state"], t["attempt"], t["node"]
         rec.failures, rec.losses, rec.completions = t["failures"], t["losses"], t["completions"]
-        rec.size, rec.value, rec.locations = t["size"], t["value"], set(t["locations"])
+        rec.size, rec.value = t["size"], t["value"]
+        rec.locations = tuple(sorted(set(t["locations"])))
         rec.delayed = t["delayed"]
         rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
         rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
