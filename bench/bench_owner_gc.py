@@ -5,8 +5,11 @@ build and a takeover's rebuild leave it), then every task is dispatched, reporte
 CPU time of five full collections. In one process, so the figures do not depend on the machine's
 load as the daemons' stalls do; only APIs main has too, so main's build runs it for an A/B:
 
-    .venv/bin/python bench/bench_owner_gc.py [N=200000]
-    env -u PYTHONPATH /work/main/.venv/bin/python bench/bench_owner_gc.py [N]
+    .venv/bin/python bench/bench_owner_gc.py [N=200000] [chain]
+    env -u PYTHONPATH /work/main/.venv/bin/python bench/bench_owner_gc.py [N] [chain]
+
+``chain``: each task takes the previous one's result and only the last is an output (each
+finished task frees its input), dispatched one at a time.
 """
 
 import gc
@@ -25,13 +28,20 @@ class _Latency:
 
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+CHAIN = sys.argv[2:3] == ["chain"]
 BATCH = 1024
 sched = OwnerScheduler("a", now=0.0)
 version = 1
 big = {"cpu": 1e9}
 sched.handle(ev.NodeUpdate("b", "b:1", True, big, big, version), 0.0)
-specs = tuple(TaskSpec(id=f"t{i}", deps=(), cost={"cpu": 1.0}, payload=b"p") for i in range(N))
-out = list(sched.handle(ev.RunSubmitted("r1", specs, RunOptions()), 0.0))
+specs = tuple(
+    TaskSpec(
+        id=f"t{i}", deps=(f"t{i - 1}",) if CHAIN and i else (), cost={"cpu": 1.0}, payload=b"p"
+    )
+    for i in range(N)
+)
+options = RunOptions(outputs=(f"t{N - 1}",)) if CHAIN else RunOptions()
+out = list(sched.handle(ev.RunSubmitted("r1", specs, options), 0.0))
 del specs
 gc.collect()
 gc.freeze()  # the built run: what the collector no longer walks
@@ -87,7 +97,7 @@ for _ in range(5):
     gc.collect(2)
     times.append(time.process_time() - c)
 print(
-    f"N={N}: run {cpu_run:.1f} CPU s; tracked objects added by the finished tasks {added:,}"
+    f"N={N}{' chain' if CHAIN else ''}: run {cpu_run:.1f} CPU s; tracked objects added by the finished tasks {added:,}"
     f" ({added / N:.2f} per task); full collection CPU ms "
     + " ".join(f"{x * 1000:.0f}" for x in times)
 )

@@ -49,16 +49,21 @@ def _finish_all(run: Any, now: float) -> None:
             run.add_copies([rec.id], "n2")  # (a consumer fetched a copy)
 
 
+@pytest.mark.parametrize("chain", [False, True], ids=["independent", "chain"])
 @pytest.mark.parametrize("module", BUILDS, ids=["compiled", "pure"])
-def test_finished_tasks_add_next_to_no_tracked_objects(module: ModuleType) -> None:
-    specs = [TaskSpec(f"t{i}", (), {"cpu": 1.0}, b"p") for i in range(N)]
-    run = module.RunState("r", specs, RunOptions())
+def test_finished_tasks_add_next_to_no_tracked_objects(module: ModuleType, chain: bool) -> None:
+    # A chain with one output: each finished task frees its input (``_free_unneeded``).
+    specs = [
+        TaskSpec(f"t{i}", (f"t{i - 1}",) if chain and i else (), {"cpu": 1.0}, b"p")
+        for i in range(N)
+    ]
+    run = module.RunState("r", specs, RunOptions(outputs=(f"t{N - 1}",) if chain else None))
     run.start(0.0)
     before = _tracked()
     _finish_all(run, 1.0)
     run.node_lost("n3", 2.0)  # (no copies there: a walk over every task's copies)
     added = _tracked() - before
-    assert run.remaining == 0
+    assert run.remaining == 0 and len(run.take_freed()) == (N - 1 if chain else 0)
     # Before: an attempt object and a set of copies per task (2 N).
     assert added < N / 10, f"{added} tracked objects added by {N} finished tasks"
 
