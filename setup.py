@@ -37,6 +37,7 @@ SCHEDULER_COMPILED = (
     "owner",
     "history",
     "rebalance",
+    "run_snapshot",
 )
 #: The SWIM machine and its simulator (issue 20: 1,000 simulated nodes handle ~17,000 events a
 #: virtual second), compiled from their .py with the .pxd beside records, probing, swim and sim;

@@ -37,8 +37,8 @@ def observe_reports(
         rec = tasks.get(r.task_id)
         if rec is None or r.state == "RUNNING":
             continue
-        if r.started and rec.attempts and rec.attempts[-1].attempt == r.attempt:
-            dispatched = rec.attempts[-1].dispatched
+        if r.started and rec.attempts and rec.attempts[-1][0] == r.attempt:
+            dispatched = rec.attempts[-1][history.DISPATCHED]
             if dispatched:
                 latency.observe(max(0.0, r.started - dispatched))
         if r.state != "DONE":

@@ -6,7 +6,7 @@ For a 200,000-task run that was 8.3 s of the new owner's loop (bench_loop_stall 
 no ping answered, no client served, meanwhile. The work is pure (data in, a new run out), so it
 runs in one thread of its own; only adopting the run (``RunOwner.restore_run``: the scheduler's
 books, the ready queue, the first placement) stays on the loop. The compiled parts it calls let
-the GIL go every ``scheduler.run.YIELD_EVERY`` records and ``decode_run`` unpacks in short C calls,
+the GIL go every ``scheduler.run_books.YIELD_EVERY`` records and ``decode_run`` unpacks in short C calls,
 so the loop is never kept waiting long for the GIL either.
 
 ``Offload`` runs a function and hands the outcome to a callback on the loop: threaded in a daemon,

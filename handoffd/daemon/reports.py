@@ -103,8 +103,8 @@ def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets
         if rec is None or state not in (_DONE, _FAILED):
             continue
         attempt = attempts[i]
-        if started[i] and rec.attempts and rec.attempts[-1].attempt == attempt:
-            dispatched = rec.attempts[-1].dispatched
+        if started[i] and rec.attempts and rec.attempts[-1][0] == attempt:
+            dispatched = rec.attempts[-1][history.DISPATCHED]
             if dispatched:
                 latency.observe(max(0.0, started[i] - dispatched))
         error = ("", "", "")

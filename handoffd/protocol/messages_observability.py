@@ -1,6 +1,6 @@
 """Wire messages of observability (issue 16): task history. Type ids 160-179.
 
-``AttemptInfo`` is one attempt of a task (``scheduler.history.Attempt``): it rides as a trailing
+``AttemptInfo`` is one attempt of a task (a row of ``scheduler.history``): it rides as a trailing
 field on ``TaskDelta`` and ``SnapshotTask`` so a standby holds every closed attempt and a takeover
 keeps them. ``GetTaskHistory`` asks a run's owner for every task's history (redirected like the
 other run requests when another node owns the run); ``TaskHistoryReply`` answers it.

@@ -175,7 +175,7 @@ def _task_rows(run: Any) -> list[tuple[Any, ...]]:
             r.delayed,
             r.last_error,
             (),
-            [a.row() for a in r.attempts],
+            list(r.attempts),
         )
         for task_id, r in run.tasks.items()
     ]
@@ -476,7 +476,7 @@ def _task_data(t: SnapshotTask) -> dict[str, Any]:
 
 
 def attempt_row(a: Any) -> list[Any]:
-    """An ``AttemptInfo`` as its row of fields (``scheduler.history.Attempt.from_row``)."""
+    """An ``AttemptInfo`` as its row of fields (``scheduler.history.row_of``)."""
     return [getattr(a, f) for f in a.__dataclass_fields__]
 
 

@@ -62,7 +62,7 @@ def merge_run(run: RunState, holdings: Mapping[str, Holdings]) -> RunState:
     recompute: set[str] = set()
     for task_id, rec in run.tasks.items():
         holders = held_by.get(task_id, {})
-        rec.locations = set(holders)
+        rec.locations = tuple(sorted(holders))  # (as from_snapshot gives it: a tuple, sorted)
         if rec.state == "DONE":
             if holders and rec.size <= 0:
                 rec.size = max(holders.values())

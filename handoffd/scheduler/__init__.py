@@ -21,4 +21,5 @@ COMPILED = (
     "owner",
     "history",
     "rebalance",
+    "run_snapshot",
 )

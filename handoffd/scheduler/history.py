@@ -2,13 +2,13 @@
 # (the annotations are for mypy; history.pxd beside it gives the compiled build its C types)
 """Task history: what happened to every attempt of a task (issue 16), kept by the owner.
 
-Each ``TaskRecord`` holds a bounded list of ``Attempt``s. ``RunState.move`` opens one when a task is
+Each ``TaskRecord`` holds a bounded list of attempt rows. ``RunState.move`` opens one when a task is
 dispatched (ASSIGNED) and closes it when the task leaves ASSIGNED/RUNNING; the owner's shell adds
 what only the executing node knows (worker pid, start and end, bytes in) from the report
 (``observe``). Times are wall-clock seconds (the scheduler's monotonic ``now`` plus the run's
 ``wall_offset``), so an attempt's times mean the same on a standby that takes the run over. Closed
-attempts travel to the standbys with the task's log delta (``row``/``from_row``: the wire form of
-``AttemptInfo``) and survive a takeover. When the run is released its records are dropped and only
+attempts travel to the standbys with the task's log delta (a row is the wire form of
+``AttemptInfo``; ``row_of`` checks one that arrives) and survive a takeover. When the run is released its records are dropped and only
 ``freeze``'s compact tuples are kept until the run is forgotten.
 
 Pure: no clock, no I/O.
@@ -29,89 +29,86 @@ _ACTIVE = ("ASSIGNED", "RUNNING")
 _CLOSED_AS = {"DONE": "DONE", "FAILED": "FAILED", "CANCELLED": "CANCELLED"}
 
 
-class Attempt:
-    """One dispatch of a task. ``state``: ASSIGNED while out, then DONE, FAILED (the task's own
-    error), TIMEOUT, CRASHED, CANCELLED or LOST (lost to the cluster: node lost, input lost,
-    report lost...)."""
+#: The fields of an attempt row, in order (``messages_observability.AttemptInfo``'s). ``state``:
+#: ASSIGNED while out, then DONE, FAILED (the task's own error), TIMEOUT, CRASHED, CANCELLED or
+#: LOST (lost to the cluster: node lost, input lost, report lost...). ``started``/``ended``: 0.0
+#: while not known.
+ATTEMPT_FIELDS = (
+    "attempt",
+    "node",
+    "state",
+    "dispatched",
+    "started",
+    "ended",
+    "pid",
+    "bytes_in",
+    "bytes_out",
+    "exc_type",
+    "message",
+    "traceback",
+    "cause",
+)
+# An attempt is a row: a tuple of those 13 atoms (str, int, float), replaced whole when it
+# changes. Not an object with fields: the collector untracks a tuple of atoms at its first
+# collection, and an object (a C class with object fields too) stays tracked for good: a big
+# run's finished tasks made every full collection on its owner walk one per task (issue 19).
+STATE, DISPATCHED, STARTED, ENDED, CAUSE = 2, 3, 4, 5, 12
 
-    __slots__ = (
-        "attempt",
-        "node",
-        "state",
-        "dispatched",
-        "started",
-        "ended",
-        "pid",
-        "bytes_in",
-        "bytes_out",
-        "exc_type",
-        "message",
-        "traceback",
-        "cause",
+
+def new_row(attempt: int, node: str, dispatched: float) -> tuple[Any, ...]:
+    """A dispatch of ``attempt`` to ``node`` at ``dispatched`` (wall clock; 0.0: not known)."""
+    return (attempt, node, "ASSIGNED", dispatched, 0.0, 0.0, 0, 0, 0, "", "", "", "")
+
+
+def row_of(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A row from the wire or a snapshot, each field checked to its type (ValueError, TypeError
+    when one is not)."""
+    return (
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        float(row[3]),
+        float(row[4]),
+        float(row[5]),
+        int(row[6]),
+        int(row[7]),
+        int(row[8]),
+        str(row[9]),
+        str(row[10]),
+        str(row[11]),
+        str(row[12]),
     )
 
-    def __init__(self, attempt: int, node: str, dispatched: float) -> None:
-        self.attempt = attempt
-        self.node = node
-        self.state = "ASSIGNED"
-        self.dispatched = dispatched
-        self.started = 0.0  # 0.0: not known (yet)
-        self.ended = 0.0
-        self.pid = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.exc_type = ""
-        self.message = ""
-        self.traceback = ""
-        self.cause = ""
 
-    def row(self) -> tuple[Any, ...]:
-        """The wire form (``messages_observability.AttemptInfo``'s fields, in order)."""
-        return (
-            self.attempt,
-            self.node,
-            self.state,
-            self.dispatched,
-            self.started,
-            self.ended,
-            self.pid,
-            self.bytes_in,
-            self.bytes_out,
-            self.exc_type,
-            self.message,
-            self.traceback,
-            self.cause,
-        )
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Attempt:
-        a = cls(int(row[0]), str(row[1]), float(row[3]))
-        a.state, a.started, a.ended = str(row[2]), float(row[4]), float(row[5])
-        a.pid, a.bytes_in, a.bytes_out = int(row[6]), int(row[7]), int(row[8])
-        a.exc_type, a.message, a.traceback, a.cause = (str(x) for x in row[9:13])
-        return a
+def _index(attempts: list[tuple[Any, ...]], attempt: int) -> int:
+    """The index of ``attempt``'s row (the newest such), -1 if none."""
+    i = len(attempts) - 1
+    while i >= 0:
+        if attempts[i][0] == attempt:
+            return i
+        i -= 1
+    return -1
 
 
-def _find(attempts: list[Attempt], attempt: int) -> Attempt | None:
-    for a in reversed(attempts):
-        if a.attempt == attempt:
-            return a
-    return None
-
-
-def _append(attempts: list[Attempt], a: Attempt) -> None:
-    attempts.append(a)
+def _append(attempts: list[tuple[Any, ...]], row: tuple[Any, ...]) -> int:
+    """Append ``row`` (the first and the newest are kept); returns its index."""
+    attempts.append(row)
     if len(attempts) > ATTEMPTS_LIMIT:
         del attempts[1]  # keep the first one
+    return len(attempts) - 1
 
 
-def opened(attempts: list[Attempt], attempt: int, node: str, wall: float) -> None:
+def _with(row: tuple[Any, ...], state: str, ended: float, cause: str) -> tuple[Any, ...]:
+    return (*row[:STATE], state, row[DISPATCHED], row[STARTED], ended, *row[6:CAUSE], cause)
+
+
+def opened(attempts: list[tuple[Any, ...]], attempt: int, node: str, wall: float) -> None:
     """The task was dispatched to ``node`` as ``attempt`` at ``wall``."""
-    _append(attempts, Attempt(attempt, node, wall))
+    _append(attempts, new_row(attempt, node, wall))
 
 
 def moved(
-    attempts: list[Attempt],
+    attempts: list[tuple[Any, ...]],
     attempt: int,
     node: str | None,
     old: str,
@@ -121,45 +118,49 @@ def moved(
 ) -> None:
     """The task moved ``old`` -> ``new``: an attempt that was out ends here."""
     if new == "RUNNING":
-        a = _find(attempts, attempt)
-        if a is not None and not a.started:
-            a.started = wall
+        i = _index(attempts, attempt)
+        if i >= 0 and not attempts[i][STARTED]:
+            a = attempts[i]
+            attempts[i] = (*a[:STARTED], wall, *a[ENDED:])
         return
     if old not in _ACTIVE or node is None:
         return
-    a = _find(attempts, attempt)
-    if a is None:  # out when we took the run over, dispatched by the previous owner
-        a = Attempt(attempt, node, 0.0)
-        _append(attempts, a)
-    if a.state in _ACTIVE:
-        a.state = _CLOSED_AS.get(new, "LOST")
-    if not a.ended:
-        a.ended = wall
-    if not a.cause:
-        a.cause = cause
+    i = _index(attempts, attempt)
+    if i < 0:  # out when we took the run over, dispatched by the previous owner
+        i = _append(attempts, new_row(attempt, node, 0.0))
+    a = attempts[i]
+    attempts[i] = _with(
+        a,
+        _CLOSED_AS.get(new, "LOST") if a[STATE] in _ACTIVE else a[STATE],
+        a[ENDED] if a[ENDED] else wall,
+        a[CAUSE] if a[CAUSE] else cause,
+    )
 
 
-def settled(attempts: list[Attempt], state: str, attempt: int, found_on: str | None) -> None:
+def settled(
+    attempts: list[tuple[Any, ...]], state: str, attempt: int, found_on: str | None
+) -> None:
     """A takeover merged the task into ``state``; ``found_on``: the node that answered it runs
     ``attempt`` (RUNNING) or holds its value (DONE, finished after the last log batch). The
     attempts the old owner had out and nobody holds any more were lost with it."""
-    found = None
-    for a in attempts:
-        if found_on is not None and a.attempt == attempt and a.node == found_on:
-            found = a
-        elif a.state in _ACTIVE:
-            a.state, a.cause = "LOST", "lost in the owner's takeover"
+    found = -1
+    for i in range(len(attempts)):
+        a = attempts[i]
+        if found_on is not None and a[0] == attempt and a[1] == found_on:
+            found = i
+        elif a[STATE] in _ACTIVE:
+            attempts[i] = _with(a, "LOST", a[ENDED], "lost in the owner's takeover")
     if found_on is None:
         return
-    if found is None:  # dispatched after the last batch the standby got
-        found = Attempt(attempt, found_on, 0.0)
-        _append(attempts, found)
-    if state == "DONE" and found.state in _ACTIVE:
-        found.state, found.cause = "DONE", f"result found on {found_on} at the takeover"
+    if found < 0:  # dispatched after the last batch the standby got
+        found = _append(attempts, new_row(attempt, found_on, 0.0))
+    a = attempts[found]
+    if state == "DONE" and a[STATE] in _ACTIVE:
+        attempts[found] = _with(a, "DONE", a[ENDED], f"result found on {found_on} at the takeover")
 
 
 def observe(
-    attempts: list[Attempt],
+    attempts: list[tuple[Any, ...]],
     attempt: int,
     node: str,
     *,
@@ -173,19 +174,26 @@ def observe(
 ) -> None:
     """The executing node reported the attempt (even a stale one: it is history all the same).
     ``state``: DONE, or the failure kind (error, timeout, crash, cancelled, input_lost)."""
-    a = _find(attempts, attempt)
-    if a is None:
-        a = Attempt(attempt, node, 0.0)
-        _append(attempts, a)
-    a.state = _REPORTED.get(state, state.upper())
-    a.pid = pid
-    if started:
-        a.started = started
-    if ended:
-        a.ended = ended
-    a.bytes_in = bytes_in
-    a.bytes_out = bytes_out
-    a.exc_type, a.message, a.traceback = error
+    i = _index(attempts, attempt)
+    if i < 0:
+        i = _append(attempts, new_row(attempt, node, 0.0))
+    a = attempts[i]
+    exc_type, message, traceback = error
+    attempts[i] = (
+        a[0],
+        a[1],
+        _REPORTED.get(state, state.upper()),
+        a[DISPATCHED],
+        started if started else a[STARTED],
+        ended if ended else a[ENDED],
+        pid,
+        bytes_in,
+        bytes_out,
+        exc_type,
+        message,
+        traceback,
+        a[CAUSE],
+    )
 
 
 def observe_done(
@@ -203,30 +211,36 @@ def observe_done(
     """``observe`` of each DONE report of a node's message (columns; ``tasks``: task id -> record
     with ``attempts``), unknown tasks skipped, in one compiled loop; ``latency.observe`` gets the
     time from each attempt's dispatch to its start (its latest attempt, reported started)."""
-    for i in range(len(task_ids)):
-        rec = tasks.get(task_ids[i])
+    for k in range(len(task_ids)):
+        rec = tasks.get(task_ids[k])
         if rec is None:
             continue
         trail = rec.attempts
-        attempt = attempts[i]
-        began = started[i]
+        attempt = attempts[k]
+        began = started[k]
         if began and trail:
             last = trail[-1]
-            if last.attempt == attempt and last.dispatched:
-                latency.observe(max(0.0, began - last.dispatched))
-        a = _find(trail, attempt)
-        if a is None:
-            a = Attempt(attempt, node, 0.0)
-            _append(trail, a)
-        a.state = "DONE"
-        a.pid = pids[i]
-        if began:
-            a.started = began
-        if ended[i]:
-            a.ended = ended[i]
-        a.bytes_in = bytes_in[i]
-        a.bytes_out = bytes_out[i]
-        a.exc_type, a.message, a.traceback = "", "", ""
+            if last[0] == attempt and last[DISPATCHED]:
+                latency.observe(max(0.0, began - last[DISPATCHED]))
+        i = _index(trail, attempt)
+        if i < 0:
+            i = _append(trail, new_row(attempt, node, 0.0))
+        a = trail[i]
+        trail[i] = (
+            a[0],
+            a[1],
+            "DONE",
+            a[DISPATCHED],
+            began if began else a[STARTED],
+            ended[k] if ended[k] else a[ENDED],
+            pids[k],
+            bytes_in[k],
+            bytes_out[k],
+            "",
+            "",
+            "",
+            a[CAUSE],
+        )
 
 
 _REPORTED = {
@@ -240,13 +254,13 @@ _REPORTED = {
 }
 
 
-def rows(attempts: Iterable[Attempt]) -> list[list[Any]]:
+def rows(attempts: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
     """As plain data (``RunState.snapshot``)."""
-    return [list(a.row()) for a in attempts]
+    return [list(a) for a in attempts]
 
 
-def restore(rows_: Iterable[Sequence[Any]]) -> list[Attempt]:
-    return [Attempt.from_row(r) for r in rows_][-ATTEMPTS_LIMIT:]
+def restore(rows_: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    return [row_of(r) for r in rows_][-ATTEMPTS_LIMIT:]
 
 
 # -- what the client is shown ------------------------------------------------------------------
@@ -266,7 +280,7 @@ def freeze(
     task_id: str,
     state: str,
     node: str | None,
-    attempts: Iterable[Attempt],
+    attempts: Iterable[tuple[Any, ...]],
     history: Iterable[tuple[float, str, str, str]],
     wall_offset: float,
     deps: Iterable[str] = (),
@@ -277,8 +291,8 @@ def freeze(
         task_id,
         state,
         node or "",
-        # (list comprehensions: a compiled cpdef function holds no closure)
-        tuple([a.row() for a in attempts]),
+        tuple(attempts),
+        # (a list comprehension: a compiled cpdef function holds no closure)
         tuple([(t + wall_offset, a, b, c) for t, a, b, c in history]),
         tuple(deps),
     )
@@ -373,9 +387,6 @@ def document(reply: Any) -> dict[str, Any]:
     }
 
 
-ATTEMPT_FIELDS = Attempt.__slots__
-
-
 def _unpacked(t: Any) -> Frozen:
     """A packed task (``GetTaskHistory.brief``) checked back into its frozen form."""
     task_id, state, node, rows, _transitions, deps = t
@@ -383,5 +394,5 @@ def _unpacked(t: Any) -> Frozen:
     for r in rows:
         if len(r) != len(ATTEMPT_FIELDS):
             raise ValueError(f"task {task_id!r}: an attempt row of {len(r)} fields")
-        checked.append(Attempt.from_row(r).row())
+        checked.append(row_of(r))
     return (str(task_id), str(state), str(node), tuple(checked), (), tuple(str(d) for d in deps))

@@ -5,7 +5,6 @@
 cimport cython
 
 from handoffd.scheduler.cluster_view cimport ClusterView
-from handoffd.scheduler.history cimport Attempt
 from handoffd.scheduler.run cimport MoveListener, RunState, TaskRecord
 
 
@@ -15,6 +14,6 @@ cdef class OwnerQueries(MoveListener):
     cdef public object _lost
 
     @cython.locals(
-        run=RunState, rec=TaskRecord, a=Attempt, rows=list, values=list, tasks=dict, frame=Py_ssize_t
+        run=RunState, rec=TaskRecord, rows=list, values=list, tasks=dict, frame=Py_ssize_t
     )
     cpdef delta_rows(self, str run_id, object task_ids)

@@ -112,7 +112,7 @@ class OwnerQueries(MoveListener):
                     rec.losses,
                     rec.completions,
                     frame,
-                    [a.row() for a in rec.attempts],
+                    list(rec.attempts),
                 ]
             )
         return rows, values

@@ -19,7 +19,7 @@ cdef class TaskRecord:
     cdef public long long completions
     cdef public long long size
     cdef public object value
-    cdef public set locations
+    cdef public tuple locations
     cdef public bint delayed
     cdef public tuple last_error
     cdef public list history

@@ -24,12 +24,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd.errors import HandoffError
-from handoffd.protocol.snapshot import error_from_data, error_to_data, spec_from_data, spec_to_data
 from handoffd.scheduler import history as hist
-from handoffd.scheduler import run_checks
+from handoffd.scheduler import run_checks, run_snapshot
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
-from handoffd.scheduler.run_books import let_go, recount
+from handoffd.scheduler.run_books import YIELD_EVERY, let_go
 from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's vocabulary
     ACTIVE,
     ASSIGNED,
@@ -53,7 +52,6 @@ from handoffd.spec import RunOptions, TaskSpec
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
-YIELD_EVERY = 256  # task records built between two chances for other threads to run
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
@@ -113,11 +111,14 @@ class TaskRecord:
         self.completions = 0  # times it reached DONE (> 1 after a lineage recompute)
         self.size = 0  # bytes of the result
         self.value: bytes | None = None  # the owner's own copy of a small result
-        self.locations: set[str] = set()  # live nodes holding a copy (DONE only)
+        # Live nodes holding a copy (DONE only), each once. A tuple, not a set: a tuple of
+        # strings is untracked by the collector, so a big run's finished tasks add nothing to
+        # the full collections of its owner (issue 19 item 7).
+        self.locations: tuple[str, ...] = ()
         self.delayed = False  # READY but held back (retry backoff or refused dispatch)
         self.last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
         self.history: list[tuple[float, str, str, str]] = []
-        self.attempts: list[hist.Attempt] = []  # see scheduler.history
+        self.attempts: list[tuple[Any, ...]] = []  # rows of atoms: see scheduler.history
         # The owner's ready queue (``ready.ReadyQueue``): the index of this record in
         # ``RunState.ordered`` (the run's placement order), whether it is queued, whether its
         # index is in the run's heap.
@@ -370,7 +371,7 @@ class RunState:
     ) -> list[tuple[str, str, int]]:
         rec.size = int(size)
         rec.value = value
-        rec.locations = {node}
+        rec.locations = (node,)
         rec.completions += 1
         self.move(rec, DONE, now, f"succeeded on {node} attempt {rec.attempt}")
         if self.options.outputs is not None:  # (else every task is an output: nothing is freed)
@@ -404,7 +405,7 @@ class RunState:
             if self.unfinished[tid] == 0:
                 if drec.locations:
                     self.freed.append((tid, tuple(sorted(drec.locations))))
-                drec.locations = set()
+                drec.locations = ()
                 drec.value = None
 
     def take_freed(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -486,7 +487,8 @@ class RunState:
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state == DONE and rec.locations:
-                rec.locations.add(node)
+                if node not in rec.locations:
+                    rec.locations += (node,)
                 self.holders.add(node)
                 kept.append(task_id)
         return kept
@@ -502,7 +504,8 @@ class RunState:
         requeue: list[TaskRecord] = []
         copyless: list[TaskRecord] = []  # DONE without a copy (``recompute_needed``'s ``among``)
         for rec in self.tasks.values():  # (one walk: three held the loop 0.1 s per 200,000 tasks)
-            rec.locations.discard(node)
+            if node in rec.locations:
+                rec.locations = tuple([n for n in rec.locations if n != node])
             if rec.state in ACTIVE and rec.node == node:
                 requeue.append(rec)
             elif rec.state == DONE and not rec.has_copy():
@@ -558,7 +561,7 @@ class RunState:
         if self.state == RUN_DONE:
             self.state = RUN_RUNNING  # an unreleased output was lost: the run reopens
         rec.losses += 1
-        rec.locations.clear()
+        rec.locations = ()
         self.move(rec, PENDING, now, "result lost: recompute")
         for consumer in self.consumers[rec.id]:
             crec = self.tasks[consumer]
@@ -619,45 +622,7 @@ class RunState:
     def snapshot(self, history: bool = True) -> dict[str, Any]:
         """The run as plain data (msgpack-able) for standby owners; ``history=False`` leaves
         every task's history empty (what a standby is sent) instead of building it."""
-        o = self.options
-        return {
-            "run_id": self.run_id,
-            "seq": self.seq,
-            "term": self.term,
-            "state": self.state,
-            "error": error_to_data(self.error),
-            "released": self.released,
-            "holders": sorted(self.holders),
-            "options": {
-                "max_retries": o.max_retries,
-                "timeout": o.timeout,
-                "policy": o.policy,
-                "outputs": list(o.outputs) if o.outputs is not None else None,
-                "packages": list(o.packages),
-            },
-            "specs": [spec_to_data(s) for s in self.specs],
-            "group_node": dict(self.group_node),
-            "submitted": self.submitted,
-            "finished": self.finished,
-            "tasks": {
-                tid: {
-                    "state": r.state,
-                    "attempt": r.attempt,
-                    "node": r.node,
-                    "failures": r.failures,
-                    "losses": r.losses,
-                    "completions": r.completions,
-                    "size": r.size,
-                    "value": r.value,
-                    "locations": sorted(r.locations),
-                    "delayed": r.delayed,
-                    "last_error": list(r.last_error),
-                    "history": [list(h) for h in r.history] if history else [],
-                    "attempts": hist.rows(r.attempts),
-                }
-                for tid, r in self.tasks.items()
-            },
-        }
+        return run_snapshot.snapshot(self, history)
 
     @classmethod
     def from_snapshot(
@@ -666,34 +631,4 @@ class RunState:
         *,
         order: Callable[..., tuple[list[int], list[float]]] | None = None,
     ) -> RunState:
-        opts = data["options"]
-        options = RunOptions(
-            max_retries=opts["max_retries"],
-            timeout=opts["timeout"],
-            policy=opts["policy"],
-            outputs=tuple(opts["outputs"]) if opts["outputs"] is not None else None,
-            packages=tuple(opts.get("packages", ())),
-        )
-        specs = [spec_from_data(s) for s in data["specs"]]
-        run = cls(data["run_id"], specs, options, seq=data["seq"], term=data["term"], order=order)
-        run.intake = len(run.ordered)  # the tasks are as the snapshot says
-        run.state = data["state"]
-        run.error = error_from_data(data["error"])
-        run.released = data["released"]
-        run.holders = set(data["holders"])
-        run.group_node.update(data["group_node"])
-        run.submitted = data.get("submitted", 0.0)
-        run.finished = data.get("finished", 0.0)
-        for i, (tid, t) in enumerate(data["tasks"].items()):
-            rec = run.tasks[tid]
-            rec.state, rec.attempt, rec.node = t["state"], t["attempt"], t["node"]
-            rec.failures, rec.losses, rec.completions = t["failures"], t["losses"], t["completions"]
-            rec.size, rec.value, rec.locations = t["size"], t["value"], set(t["locations"])
-            rec.delayed = t["delayed"]
-            rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
-            rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
-            rec.attempts = hist.restore(t.get("attempts", ()))
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
-                let_go()  # (a takeover builds a big run in a thread: as in __init__)
-        recount(run)
-        return run
+        return run_snapshot.restore(cls, data, order)  # type: ignore[no-any-return]

@@ -10,9 +10,11 @@ from typing import Any
 
 from handoffd.scheduler.states import DONE, TASK_STATES
 
+YIELD_EVERY = 256  # task records built between two chances for other threads to run
+
 
 def let_go() -> None:
-    """Called every ``run.YIELD_EVERY`` records by the compiled loops that build a big run in a
+    """Called every ``YIELD_EVERY`` records by the compiled loops that build a big run in a
     thread: compiled code never lets the GIL go by itself, but entering a Python function checks
     for a request from a thread waiting for it (the event loop, after the 5 ms switch interval)
     and hands it over then, only then. ``os.sched_yield`` let it go every time, and gave the CPU

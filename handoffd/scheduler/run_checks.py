@@ -31,6 +31,9 @@ def validate_run(run: Any) -> None:
         tally[r.state] += 1
     assert run.tally == tally, f"{where} tally {run.tally} != {tally}"
     placed = {tid: r.node for tid, r in run.tasks.items() if r.node is not None}
+    for tid, r in run.tasks.items():  # (a tuple, kept as a set would be: each node once)
+        assert len(set(r.locations)) == len(r.locations), f"{where} {tid} copies {r.locations}"
+        assert type(r.locations) is tuple and all(type(a) is tuple for a in r.attempts), tid
     assert run.placed == placed, f"{where} placed"
     for tid, left in run.unfinished.items():
         users = run.consumers[tid]

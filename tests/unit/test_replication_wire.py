@@ -45,7 +45,7 @@ def _checked_rows(run: Any, task_ids: list[str]) -> tuple[Rows, list[Any]]:
                 rec.losses,
                 rec.completions,
                 frame,
-                Rows([a.row() for a in rec.attempts]),
+                Rows(list(rec.attempts)),
             )
         )
     return Rows(deltas), frames

@@ -24,13 +24,13 @@ def _three_walks(run: RunState, node: str, now: float) -> tuple[list[Any], Any]:
     run.holders.discard(node)
     if run.state in (RUN_FAILED, RUN_CANCELLED):
         for rec in run.tasks.values():
-            rec.locations.discard(node)
+            rec.locations = tuple(n for n in rec.locations if n != node)
         return [], None
     cancels: list[Any] = []
     gave_up = None
     requeue = [r for r in run.tasks.values() if r.state in ACTIVE and r.node == node]
     for rec in run.tasks.values():
-        rec.locations.discard(node)
+        rec.locations = tuple(n for n in rec.locations if n != node)
     for gid, where in run.group_node.items():
         if where == node and run.group_pin.get(gid) is None:
             run.group_node[gid] = None
@@ -63,7 +63,9 @@ def _play(cluster: Cluster, rng: random.Random, out: list[Any]) -> list[Any]:
     if run is not None:
         for rec in run.tasks.values():
             if rec.state == DONE and rec.locations and rng.random() < 0.2:
-                rec.locations.add(rng.choice(sorted(NODES)))  # (a copy a consumer fetched)
+                node = rng.choice(sorted(NODES))  # (a copy a consumer fetched)
+                if node not in rec.locations:
+                    rec.locations += (node,)
     return more
 
 

@@ -470,9 +470,9 @@ def test_observe_done_is_observe_of_each_done_report(opened: Any, reports: Any) 
                     if rec is None:
                         continue
                     trail = rec.attempts
-                    if started[i] and trail and trail[-1].attempt == attempts[i]:
-                        if trail[-1].dispatched:
-                            latency.observe(max(0.0, started[i] - trail[-1].dispatched))
+                    if started[i] and trail and trail[-1][0] == attempts[i]:
+                        if trail[-1][3]:
+                            latency.observe(max(0.0, started[i] - trail[-1][3]))
                     module.observe(
                         trail,
                         attempts[i],

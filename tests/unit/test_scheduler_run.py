@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handoffd.errors import RunCancelled, TaskFailed, ValidationError
+from handoffd.protocol.snapshot import error_from_data, error_to_data
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.graph import build_graph
 from handoffd.scheduler.run import (
@@ -22,8 +23,6 @@ from handoffd.scheduler.run import (
     InvalidTransition,
     RunState,
     backoff,
-    error_from_data,
-    error_to_data,
 )
 from handoffd.spec import RunOptions, TaskSpec
 

@@ -4,6 +4,9 @@ standby, settled at a takeover, and frozen at release."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from handoffd.protocol.messages import ReplicateLog, TaskDelta
 from handoffd.protocol.messages_observability import AttemptInfo
 from handoffd.protocol.snapshot import decode_run, encode_run
@@ -23,6 +26,10 @@ def _run() -> RunState:
     return run
 
 
+def _fields(row: tuple[Any, ...]) -> SimpleNamespace:
+    return SimpleNamespace(**dict(zip(history.ATTEMPT_FIELDS, row, strict=True)))
+
+
 def test_attempts_follow_dispatch_failure_loss_and_success() -> None:
     run = _run()
     a = run.tasks["a"]
@@ -36,9 +43,9 @@ def test_attempts_follow_dispatch_failure_loss_and_success() -> None:
     run.node_lost("n2", 4.0)
     run.assign(a, "n1", 5.0)
     run.succeeded(a, "n1", 3, b"v", 6.0)
-    got = [(x.attempt, x.node, x.state) for x in a.attempts]
+    got = [(x.attempt, x.node, x.state) for x in map(_fields, a.attempts)]
     assert got == [(1, "n1", "FAILED"), (2, "n2", "LOST"), (3, "n1", "DONE")]
-    first, lost, done = a.attempts
+    first, lost, done = map(_fields, a.attempts)
     assert (first.pid, first.started, first.ended, first.exc_type) == (
         42,
         1001.5,
@@ -61,11 +68,11 @@ def test_attempts_follow_dispatch_failure_loss_and_success() -> None:
 
 
 def test_attempts_are_bounded_keeping_the_first() -> None:
-    attempts: list[history.Attempt] = []
+    attempts: list[tuple[Any, ...]] = []
     for n in range(1, 40):
         history.opened(attempts, n, "x", float(n))
     assert len(attempts) == history.ATTEMPTS_LIMIT
-    assert attempts[0].attempt == 1 and attempts[-1].attempt == 39
+    assert attempts[0][0] == 1 and attempts[-1][0] == 39
 
 
 def test_snapshot_and_log_delta_carry_attempts_to_a_standby() -> None:
@@ -77,7 +84,7 @@ def test_snapshot_and_log_delta_carry_attempts_to_a_standby() -> None:
     assert data["tasks"]["a"]["attempts"] == history.rows(a.attempts)
     assert (
         data["submitted"] == 1000.0
-        and RunState.from_snapshot(data).tasks["a"].attempts[0].state == "DONE"
+        and RunState.from_snapshot(data).tasks["a"].attempts[0][history.STATE] == "DONE"
     )
     store = StandbyStore("s")
     store.on_snapshot("r", 0, 0, "o", "addr", ("s",), encode_run(_run()))
