@@ -231,7 +231,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                 answer = self._accepts.pop(ins.run_id, None)
                 if answer is not None:
                     standbys = functools.partial(self.log.standbys, ins.run_id)
-                    self.far.answer_when_full(ins.run_id, standbys, answer)
+                    self.far.accepted(ins, standbys, answer, self.log.accept_limit)
         for run_id, sends in off_loop.items():
             self._pack_off_loop(run_id, sends)
 
@@ -571,7 +571,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
     def _follow(self, run_id: str, term: int, owner: str, owner_address: str) -> bool:
         """``owner`` says it owns the run at ``term``: fence lower terms, stand back from our own
         takeover or ownership, remember where the run is now; False if that term is stale."""
-        if not self.standby.new_owner(run_id, term, owner):
+        if not self.standby.new_owner(run_id, term, owner, owner_address):
             return False
         self._takeover(tm.OtherOwner(run_id, owner, term))
         restoring = self._restoring.get(run_id)
@@ -634,7 +634,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             return ()
         replicas = self.standby.replicas
         return tuple(
-            tm.Candidate(run_id, replicas[run_id].term)
+            tm.Candidate(run_id, replicas[run_id].base_term())
             for run_id in self.standby.takeover_due(self._status_of, self._orphaned)
             if self.scheduler.term_of(run_id) is None
         )
