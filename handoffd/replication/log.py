@@ -42,6 +42,9 @@ HOLD = 0.05
 # anyway (the run then unreplicated until a standby acks): under the client's own 30 s, so the
 # client hears the truth from the owner (its log says so) rather than a timeout.
 ACCEPT_LIMIT = 20.0
+# A standby still without an ack when its client was answered is resent the snapshot only after
+# ``resend_after * 2 ** SLOW_FIRST`` more seconds without one (as if resent twice already).
+SLOW_FIRST = 2
 
 
 def standby_order(run_id: str, names: Iterable[str]) -> list[str]:
@@ -351,7 +354,12 @@ class ReplicationLog:
         if until is None:
             return []
         acked = tuple(n for n in primary.standbys if primary.acked.get(n, -1) >= 0)
-        if len(acked) == len(primary.standbys) or (now >= (until if acked else primary.accept_by)):
+        if len(acked) == len(primary.standbys) or now >= (until if acked else primary.accept_by):
             primary.accepting_until = None
+            for node in primary.standbys:
+                if node not in acked:
+                    # Still taking the first snapshot (seconds for a big one on a loaded
+                    # machine): a copy resent in a second would only queue behind it.
+                    primary.awaiting[node] = (-1, now, SLOW_FIRST)
             return [Accept(primary.run_id, acked)]
         return []

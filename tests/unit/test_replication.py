@@ -92,6 +92,11 @@ def test_accept_waits_for_snapshot_acks_and_keeps_a_slow_standby() -> None:
     out = log_a.tick(2.5)  # the other has not answered: the client is answered with one replica
     assert out == [rlog.Accept("r", (first,))]
     assert log_a.standbys("r") == (first, second)  # still a standby: its batches go on
+    # ... and it is not resent the snapshot it is still taking for a while (4 resend_after)
+    resent = {t / 2: log_a.tick(t / 2) for t in range(6, 15)}
+    assert {t: out for t, out in resent.items() if out} == {
+        6.5: [rlog.SendSnapshot("r", second, 0, (first, second))]
+    }
     (batch,) = (log_a.changed("r", "t"), log_a.flush())[1]
     assert isinstance(batch, rlog.SendLog) and batch.nodes == (first, second)
 
