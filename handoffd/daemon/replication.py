@@ -3,8 +3,9 @@
 the daemon's loop, through its port (``daemon.ports``) and one clock; a takeover's rebuild and merge
 (``takeover.merge_run``) run off the loop (``daemon.replication_rebuild``).
 
-Owner side: a submission is answered only after the standbys acked the snapshot (bounded); task
-moves the scheduler reports through ``on_change`` are flushed as one log batch per loop iteration.
+Owner side: a submission is answered only once its standbys (after ``accept_timeout``, one of
+them: ``ReplicationLog._maybe_accept``) acked the snapshot; task moves the scheduler reports
+through ``on_change`` are flushed as one log batch per loop iteration.
 Standby side: replicas are kept as received (snapshot bytes and the newest delta per task), and the
 run is rebuilt from them only on a takeover; when membership declares the owner DEAD and we are the
 first live standby, we take over at term + 1 (the steps and their reasons: ``TakeoverMachine``): ask
