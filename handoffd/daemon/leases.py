@@ -91,7 +91,7 @@ class LeaseIO:
 
     def ticked(self, instructions: list[object]) -> list[object]:
         """The node's tick, with the replication log's ``instructions`` (returned as they are):
-        runs whose standbys missed the accept deadline were left without them; then ``check``."""
+        runs answered at the accept deadline are watched anew; then ``check``."""
         self.rewatch(i.run_id for i in instructions if isinstance(i, Accept))
         self.check()
         return instructions

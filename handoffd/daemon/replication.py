@@ -3,8 +3,9 @@
 the daemon's loop, through its port (``daemon.ports``) and one clock; a takeover's rebuild and merge
 (``takeover.merge_run``) run off the loop (``daemon.replication_rebuild``).
 
-Owner side: a submission is answered only after the standbys acked the snapshot (bounded); task
-moves the scheduler reports through ``on_change`` are flushed as one log batch per loop iteration.
+Owner side: a submission is answered only once its standbys (after ``accept_timeout``, one of
+them: ``ReplicationLog._maybe_accept``) acked the snapshot; task moves the scheduler reports
+through ``on_change`` are flushed as one log batch per loop iteration.
 Standby side: replicas are kept as received (snapshot bytes and the newest delta per task), and the
 run is rebuilt from them only on a takeover; when membership declares the owner DEAD and we are the
 first live standby, we take over at term + 1 (the steps and their reasons: ``TakeoverMachine``): ask
@@ -231,7 +232,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                 answer = self._accepts.pop(ins.run_id, None)
                 if answer is not None:
                     standbys = functools.partial(self.log.standbys, ins.run_id)
-                    self.far.answer_when_full(ins.run_id, standbys, answer)
+                    self.far.accepted(ins, standbys, answer, self.log.accept_limit)
         for run_id, sends in off_loop.items():
             self._pack_off_loop(run_id, sends)
 
@@ -571,7 +572,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
     def _follow(self, run_id: str, term: int, owner: str, owner_address: str) -> bool:
         """``owner`` says it owns the run at ``term``: fence lower terms, stand back from our own
         takeover or ownership, remember where the run is now; False if that term is stale."""
-        if not self.standby.new_owner(run_id, term, owner):
+        if not self.standby.new_owner(run_id, term, owner, owner_address):
             return False
         self._takeover(tm.OtherOwner(run_id, owner, term))
         restoring = self._restoring.get(run_id)
@@ -634,7 +635,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             return ()
         replicas = self.standby.replicas
         return tuple(
-            tm.Candidate(run_id, replicas[run_id].term)
+            tm.Candidate(run_id, replicas[run_id].base_term())
             for run_id in self.standby.takeover_due(self._status_of, self._orphaned)
             if self.scheduler.term_of(run_id) is None
         )

@@ -32,6 +32,7 @@ from typing import Any
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.ports import Port
 from handoffd.protocol.messages_chunks import FarPayload, PayloadsHeld, ReplicaPayloads, ValueChunk
+from handoffd.replication.log import Accept
 from handoffd.store.chunks import FAR_BYTES, Pull, chunk_size, far_key
 from handoffd.store.store import ResultStore, StoreError
 
@@ -137,6 +138,40 @@ class OwnerPayloads:
                 standbys = waiting[0]()
                 if self.complete(msg.run_id, standbys) == standbys:
                     self._answer(msg.run_id)
+
+    def accepted(
+        self,
+        ins: Accept,
+        standbys: Callable[[], tuple[str, ...]],
+        answer: Callable[[], None],
+        limit: float,
+    ) -> None:
+        """The replication log says the client may hear "accepted" (``Accept``: ``ins.standbys``
+        acked; ``standbys()``: the run's now): once those hold its big payloads too. Said in the
+        log when some standbys had not acked, loud when none had (``limit`` seconds passed)."""
+        slow = [n for n in standbys() if n not in ins.standbys]
+        if slow and ins.standbys:
+            log.info(
+                "run %s: accepted with %d standby(s) holding it; %s slow to ack",
+                ins.run_id,
+                len(ins.standbys),
+                ", ".join(slow),
+                extra={"run": ins.run_id},
+            )
+        elif slow:
+            log.error(
+                "run %s: accepted unreplicated: no standby (%s) acked within %.0f s; the run is "
+                "lost if this node dies before one does",
+                ins.run_id,
+                ", ".join(slow),
+                limit,
+                extra={"run": ins.run_id},
+            )
+
+        def acked() -> tuple[str, ...]:  # (a slow one does not hold the answer back here either)
+            return tuple(n for n in standbys() if n in ins.standbys)
+
+        self.answer_when_full(ins.run_id, acked, answer)
 
     def answer_when_full(
         self, run_id: str, standbys: Callable[[], tuple[str, ...]], answer: Callable[[], None]

@@ -32,6 +32,7 @@ class Taking:
 
     rebuild: ReplicaRebuild  # the replica being rebuilt (run_data, from_snapshot), off the loop
     timer: Timer | None = None  # feeds AnswersDue
+    standbys: tuple[str, ...] = ()  # the replica's (the old owner's) standbys, us included
 
 
 # Bounds on what an executing node can make us keep for a run we are taking over (``HeldReports``):
@@ -67,6 +68,7 @@ class Restoring:
     only if this is still the entry for the run (another owner's claim meanwhile removes it)."""
 
     term: int
+    standbys: tuple[str, ...] = ()  # ``Taking.standbys``
 
 
 class TakeoverSteps:
@@ -210,7 +212,8 @@ class TakeoverSteps:
         job = Taking(
             built
             if built is not None
-            else ReplicaRebuild(self.offload, replica, self.scheduler.order)
+            else ReplicaRebuild(self.offload, replica, self.scheduler.order),
+            standbys=replica.standbys,
         )
         self._taking[run_id] = job
         self._reports[run_id] = HeldReports()  # from now on the nodes report to us
@@ -288,7 +291,7 @@ class TakeoverSteps:
         if job is None:
             return
         started = self.port.now()
-        entry = self._restoring[run_id] = Restoring(ins.term)
+        entry = self._restoring[run_id] = Restoring(ins.term, job.standbys)
         rebuild = job.rebuild
 
         def merge() -> None:
@@ -369,9 +372,22 @@ class TakeoverSteps:
         )
         self._note_owner(run_id, ins.term, self.port.name, self.port.address)
         self._execute(self.log.track(run_id, self._alive(), self.port.now(), accept=False))
+        self._release_old_standbys(run_id, ins.term, entry.standbys)
         self.leases.watch(run_id)
         if status is not None and status.state in ("DONE", "FAILED", "CANCELLED"):
             self.owner.run_finished(run_id)
+
+    def _release_old_standbys(self, run_id: str, term: int, old: tuple[str, ...]) -> None:
+        """The old owner's standbys we did not choose keep their replicas, superseded by us, until
+        our state reaches them (``StandbyStore.new_owner``); ours never will: tell them to drop
+        it, or one would take a finished run over from its old replica when we die."""
+        chosen = set(self.log.standbys(run_id))
+        for name in old:
+            if name == self.port.name or name in chosen:
+                continue
+            address = self.port.address_of(name)
+            if address:
+                self.port.send(address, m.DropReplica(run_id, term), term=term)
 
 
 def _current(built: ReplicaRebuild, replica: Any) -> bool:

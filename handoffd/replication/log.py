@@ -1,9 +1,14 @@
 """The owner's side of replication: which nodes stand by for each run, and the log sent to them.
 
 Design (DESIGN.md 3.5, primary-backup with a per-run log): before the client hears "accepted", the
-owner sends each standby a snapshot of the run and waits for their acks, bounded by
-``accept_timeout`` (a standby that does not ack in time is dropped from the set, never a blocker;
-with no live peer the run proceeds unreplicated). Afterwards every state change a takeover needs
+owner sends each standby a snapshot of the run and waits for their acks: for every standby up to
+``accept_timeout``, then for the first ack of any, up to ``accept_limit``. A standby slow to ack
+stays a standby (it is alive in our view: a dead one is replaced by the next live node when
+membership says so, ``members_changed``, and the accept waits for that one); only after
+``accept_limit`` without any ack is the client answered with the run unreplicated (the shell logs
+it). Dropping the standbys that missed ``accept_timeout`` answered clients of a loaded cluster with
+no replica anywhere, and an owner killed then lost the run. With no live peer the run proceeds
+unreplicated. Afterwards every state change a takeover needs
 (a task into or out of DONE, into FAILED/CANCELLED; the run's end and release) is marked dirty and
 sent once per loop iteration as one numbered batch. Batches carry the *current* state of the dirty
 tasks, not operations, so applying a batch twice is harmless and a snapshot at ``seq`` followed by
@@ -33,6 +38,13 @@ STALL_TICKS = 1.5
 # replicated alone: longer than a short task takes from dispatch to its report on a busy owner, so
 # most tasks are replicated once (when done), short against the time a takeover takes.
 HOLD = 0.05
+# Seconds a submission waits at most for a first standby's ack before its client is answered
+# anyway (the run then unreplicated until a standby acks): under the client's own 30 s, so the
+# client hears the truth from the owner (its log says so) rather than a timeout.
+ACCEPT_LIMIT = 20.0
+# A standby still without an ack when its client was answered is resent the snapshot only after
+# ``resend_after * 2 ** SLOW_FIRST`` more seconds without one (as if resent twice already).
+SLOW_FIRST = 2
 
 
 def standby_order(run_id: str, names: Iterable[str]) -> list[str]:
@@ -75,7 +87,8 @@ class Drop:
 
 @dataclass(frozen=True)
 class Accept:
-    """Every standby acked the initial snapshot or was dropped: answer the client now."""
+    """Answer the client now: every standby acked the initial snapshot, or some did (``standbys``,
+    those that did) and the wait for the others is over (``ReplicationLog._maybe_accept``)."""
 
     run_id: str
     standbys: tuple[str, ...]
@@ -91,7 +104,8 @@ class _Primary:
     # standby behind the last seq -> (the seq it had acked, since when, snapshots resent since):
     # no further ack for resend_after * 2 ** resent: resend (``ReplicationLog.tick``)
     awaiting: dict[str, tuple[int, float, int]] = field(default_factory=dict)
-    accepting_until: float | None = None  # waiting for initial acks until then
+    accepting_until: float | None = None  # waiting for every standby's first ack until then
+    accept_by: float = 0.0  # ... and for any standby's until then (``accept_limit``)
     dirty: set[str] = field(default_factory=set)
     # held changes (``changed(held_at=...)``): task -> when first changed since its last batch;
     # insertion order is time order (a task already here keeps its first time), never in ``dirty``
@@ -108,12 +122,14 @@ class ReplicationLog:
         replicas: int,
         *,
         accept_timeout: float = 2.0,
+        accept_limit: float = ACCEPT_LIMIT,
         resend_after: float = 1.0,
         hold: float = HOLD,
     ) -> None:
         self.node_name = node_name
         self.replicas = replicas
         self.accept_timeout = accept_timeout
+        self.accept_limit = accept_limit
         self.resend_after = resend_after
         self.hold = hold
         self._runs: dict[str, _Primary] = {}
@@ -146,6 +162,7 @@ class ReplicationLog:
         if accept:
             if primary.standbys:
                 primary.accepting_until = now + self.accept_timeout
+                primary.accept_by = now + self.accept_limit
             else:
                 out.append(Accept(run_id, ()))
         return out
@@ -256,7 +273,7 @@ class ReplicationLog:
         if need_snapshot:
             return [self._snapshot(primary, node, now)]
         primary.acked[node] = max(primary.acked.get(node, -1), seq)
-        return self._maybe_accept(primary)
+        return self._maybe_accept(primary, now)
 
     def members_changed(self, alive: Iterable[str], now: float) -> list[object]:
         """Re-choose standbys: newcomers get a snapshot, those left out are told to drop."""
@@ -278,7 +295,7 @@ class ReplicationLog:
             primary.standbys = wanted
             self._watch[primary.run_id] = None
             out += [self._snapshot(primary, n, now) for n in new]
-            out += self._maybe_accept(primary)
+            out += self._maybe_accept(primary, now)
         return out
 
     def tick(self, now: float) -> list[object]:
@@ -291,14 +308,11 @@ class ReplicationLog:
         held = last is not None and now - last >= STALL_TICKS * self.resend_after
         for run_id in list(self._watch):
             primary = self._runs[run_id]
-            if primary.accepting_until is not None and now >= primary.accepting_until:
-                primary.standbys = [n for n in primary.standbys if n in primary.acked]
-                out += self._maybe_accept(primary)
-                continue
             if primary.accepting_until is not None:
-                # The accept deadline judges the first acks: a big run's snapshot (30 MB for
+                # Until the client is answered, no resends: a big run's snapshot (30 MB for
                 # 200,000 tasks) takes a loaded standby more than resend_after to take, and a
                 # copy resent meanwhile queued ahead of the batches that follow it.
+                out += self._maybe_accept(primary, now)
                 continue
             for node in primary.standbys:
                 acked = primary.acked.get(node, -1)
@@ -333,10 +347,19 @@ class ReplicationLog:
         primary.sent_at[node] = now
         return SendSnapshot(primary.run_id, node, primary.seq, tuple(primary.standbys))
 
-    def _maybe_accept(self, primary: _Primary) -> list[object]:
-        if primary.accepting_until is None:
+    def _maybe_accept(self, primary: _Primary, now: float) -> list[object]:
+        """``Accept`` once every standby acked, or (``now`` past ``accept_timeout``) any one of
+        them, or (past ``accept_limit``) none: the standbys stay as they are."""
+        until = primary.accepting_until
+        if until is None:
             return []
-        if all(primary.acked.get(n, -1) >= 0 for n in primary.standbys):
+        acked = tuple(n for n in primary.standbys if primary.acked.get(n, -1) >= 0)
+        if len(acked) == len(primary.standbys) or now >= (until if acked else primary.accept_by):
             primary.accepting_until = None
-            return [Accept(primary.run_id, tuple(primary.standbys))]
+            for node in primary.standbys:
+                if node not in acked:
+                    # Still taking the first snapshot (seconds for a big one on a loaded
+                    # machine): a copy resent in a second would only queue behind it.
+                    primary.awaiting[node] = (-1, now, SLOW_FIRST)
+            return [Accept(primary.run_id, acked)]
         return []

@@ -11,12 +11,20 @@ a gap is refused with a request for a snapshot (catch-up).
 
 Terms and fencing: ``terms[run]`` is the highest term this node has seen for the run from anyone.
 Anything from a lower term is ignored (and answered with the higher term, so a deposed owner steps
-down). Learning a higher term from another owner drops our replica: the new owner sends fresh
-snapshots to the standbys it chooses.
+down). Learning a higher term from another owner *supersedes* our replica (``new_owner``): it is
+kept, now naming the new owner, until the new owner's own state reaches us (its snapshot at its
+term replaces it) or it tells us to drop it (it chose other standbys). Until then it is still ours
+to take over: dropping it at once lost the run when the new owner died before its first snapshot
+reached us (seconds for a big run), although we held all of it.
 
 Takeover rule (one table, ``takeover_due``): the owner is DEAD or LEFT in our view, and every standby
 ahead of us in the order is DEAD or LEFT (or unknown) in our view. A SUSPECT is not dead: waiting for
-the verdict is what prevents two standbys on the same side from both taking over. Pure.
+the verdict is what prevents two standbys on the same side from both taking over. A superseded
+replica keeps its order (the old owner's): the new owner picked its standbys by the same rendezvous
+order (``replication.log.standby_order``) over the nodes alive then, so the order of the nodes
+alive is the same in both. Its takeover goes two terms above the new owner's
+(``Replica.base_term``): a node that does hold the new owner's state and takes over from it does so
+one term above, and two takeovers never share a term (the higher deposes the lower). Pure.
 """
 
 from __future__ import annotations
@@ -65,6 +73,14 @@ class Replica:
     # read from (task id -> the payload, None if not held): put back by ``run_data``.
     far: tuple[FarPayload, ...] = ()
     payload: Callable[[str], Any] | None = field(default=None, repr=False, compare=False)
+    # The term of the newer owner ``owner`` now names, whose own state has not reached us yet
+    # (``StandbyStore.new_owner``); 0: the replica is the owner's own, at ``term``.
+    superseded: int = 0
+
+    def base_term(self) -> int:
+        """The term a takeover of this replica goes one above: the replica's own, or one above
+        the newer owner's when superseded (see the module's docstring)."""
+        return self.superseded + 1 if self.superseded else self.term
 
     def run_data(self) -> dict[str, Any]:
         """The run as plain data (``RunState.snapshot`` format): the snapshot with the log
@@ -230,17 +246,28 @@ class StandbyStore:
         return StandbyAck(run_id, owner_address, term, seq, False)
 
     def drop(self, run_id: str, term: int) -> None:
+        """The owner at ``term`` no longer wants us as a standby. A deposed owner's word (below
+        the newer owner that superseded the replica) says nothing about the newer one's."""
         replica = self.replicas.get(run_id)
-        if replica is not None and replica.term <= term:
+        if replica is not None and replica.term <= term and replica.superseded <= term:
             del self.replicas[run_id]
 
-    def new_owner(self, run_id: str, term: int, owner: str) -> bool:
-        """Another node says it owns the run at ``term``; False if that term is stale."""
+    def new_owner(self, run_id: str, term: int, owner: str, owner_address: str = "") -> bool:
+        """Another node says it owns the run at ``term``; False if that term is stale. A replica
+        of an older term is superseded, not dropped (the module's docstring)."""
         if not self.seen_term(run_id, term):
             return False
         replica = self.replicas.get(run_id)
-        if replica is not None and replica.term < term and owner != self.node_name:
-            del self.replicas[run_id]
+        if (
+            replica is not None
+            and replica.term < term
+            and owner != self.node_name
+            and term >= replica.superseded
+        ):
+            replica.superseded = term
+            replica.owner = owner
+            if owner_address:  # (where our acks and payload pulls go from now on)
+                replica.owner_address = owner_address
         return True
 
     def takeover_due(

@@ -46,7 +46,7 @@ class Candidate:
     """A replica whose owner is dead in our view and that is ours to take over."""
 
     run_id: str
-    term: int  # the replica's (the dead owner's) term: we take over at term + 1
+    term: int  # ``Replica.base_term`` (the dead owner's term): we take over at term + 1
 
 
 # -- events ------------------------------------------------------------------------------------

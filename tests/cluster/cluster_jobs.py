@@ -38,3 +38,15 @@ def standbys_hold(cluster, run_id):
         return all(run_id in n.replication.standby.replicas for n in cluster.nodes[1:])
 
     return bool(cluster.run(check))
+
+
+def gated(path, value):
+    """Wait (up to 120 s) until ``path`` exists, then return ``value``: a task that stays
+    running until the test lets it end."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value

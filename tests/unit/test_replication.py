@@ -79,7 +79,7 @@ def test_standby_order_is_deterministic_and_excludes_the_owner() -> None:
     assert len(firsts) >= 4
 
 
-def test_accept_waits_for_snapshot_acks_and_drops_a_silent_standby() -> None:
+def test_accept_waits_for_snapshot_acks_and_keeps_a_slow_standby() -> None:
     log_a = rlog.ReplicationLog("a", 2, accept_timeout=2.0)
     out = log_a.track("r", ["a", "b", "c"], 0.0, accept=True)
     snaps = [i for i in out if isinstance(i, rlog.SendSnapshot)]
@@ -89,9 +89,48 @@ def test_accept_waits_for_snapshot_acks_and_drops_a_silent_standby() -> None:
     first, second = log_a.standbys("r")
     assert log_a.on_ack("r", first, 0, False, 0.1) == []  # one of two: keep waiting
     assert log_a.tick(1.0) == []
-    out = log_a.tick(2.5)  # the other never answered: dropped, not a blocker
+    out = log_a.tick(2.5)  # the other has not answered: the client is answered with one replica
     assert out == [rlog.Accept("r", (first,))]
-    assert log_a.standbys("r") == (first,)
+    assert log_a.standbys("r") == (first, second)  # still a standby: its batches go on
+    # ... and it is not resent the snapshot it is still taking for a while (4 resend_after)
+    resent = {t / 2: log_a.tick(t / 2) for t in range(6, 15)}
+    assert {t: out for t, out in resent.items() if out} == {
+        6.5: [rlog.SendSnapshot("r", second, 0, (first, second))]
+    }
+    (batch,) = (log_a.changed("r", "t"), log_a.flush())[1]
+    assert isinstance(batch, rlog.SendLog) and batch.nodes == (first, second)
+
+
+def test_accept_waits_for_a_first_ack_past_the_timeout() -> None:
+    """Under load no standby acked within accept_timeout: the client was answered with the run
+    replicated nowhere (the standbys dropped), and the owner's death then lost it (issue 19)."""
+    log_a = rlog.ReplicationLog("a", 2, accept_timeout=2.0, accept_limit=20.0)
+    log_a.track("r", ["a", "b", "c"], 0.0, accept=True)
+    first, second = log_a.standbys("r")
+    assert [log_a.tick(t / 2) for t in range(1, 12)] == [[]] * 11  # to 5.5 s: no ack, no answer
+    assert log_a.standbys("r") == (first, second)
+    assert log_a.on_ack("r", second, 0, False, 6.0) == [rlog.Accept("r", (second,))]
+    assert log_a.standbys("r") == (first, second)
+
+
+def test_accept_gives_up_waiting_after_the_limit() -> None:
+    log_a = rlog.ReplicationLog("a", 2, accept_timeout=2.0, accept_limit=20.0)
+    log_a.track("r", ["a", "b", "c"], 0.0, accept=True)
+    assert log_a.tick(19.9) == []
+    assert log_a.tick(20.0) == [rlog.Accept("r", ())]  # the shell logs it: no replica yet
+    assert len(log_a.standbys("r")) == 2
+    assert log_a.on_ack("r", log_a.standbys("r")[0], 0, False, 21.0) == []  # answered once
+
+
+def test_a_dead_standby_replaced_during_the_accept_is_waited_for() -> None:
+    log_a = rlog.ReplicationLog("a", 1, accept_timeout=2.0)
+    log_a.track("r", ["a", "b", "c"], 0.0, accept=True)
+    (first,) = log_a.standbys("r")
+    other = "c" if first == "b" else "b"
+    out = log_a.members_changed(["a", other], 3.0)  # the first died: the next live one
+    assert [(type(o).__name__, getattr(o, "node", "")) for o in out] == [("SendSnapshot", other)]
+    assert log_a.tick(3.5) == []
+    assert log_a.on_ack("r", other, 0, False, 4.0) == [rlog.Accept("r", (other,))]
 
 
 def test_no_live_peer_accepts_at_once_unreplicated() -> None:
@@ -189,9 +228,60 @@ def test_stale_term_is_ignored_and_answered_with_the_higher_term() -> None:
     assert ack2 is not None and ack2.term == 1
     assert standby.replicas["r1"].run_data()["state"] == "RUNNING"
     assert not standby.new_owner("r1", 0, "a")
-    # A higher term from another owner drops our (now stale) replica.
-    assert standby.new_owner("r1", 2, "d")
-    assert "r1" not in standby.replicas
+    # A higher term from another owner supersedes our replica: kept, naming the new owner,
+    # until the new owner's state reaches us; its old owner's log batches are still refused.
+    assert standby.new_owner("r1", 2, "d", "d:1")
+    replica = standby.replicas["r1"]
+    assert (replica.owner, replica.owner_address, replica.term, replica.superseded) == (
+        "d",
+        "d:1",
+        1,
+        2,
+    )
+    ack3 = standby.on_log(log_batch(6, (), "FAILED", standbys=("c",)), "b:1", [])
+    assert ack3 is not None and ack3.term == 2 and replica.seq == 5
+    # The new owner's snapshot at its term replaces it.
+    standby.on_snapshot("r1", 2, 0, "d", "d:1", ("c",), packed(sched.snapshot("r1")))
+    assert (standby.replicas["r1"].term, standby.replicas["r1"].superseded) == (2, 0)
+
+
+def test_a_superseded_replica_is_taken_over_if_the_new_owner_dies_too() -> None:
+    """The owner a died, standby b took over at term 1; c heard of it before b's snapshot came.
+    c dropped its replica then, so when b died too the run was lost (issue 19). Now c keeps it
+    and takes over, two terms above b's: b's own standbys, if any got b's state, take over one
+    above, so no two takeovers share a term."""
+    data = owner_with_chain().snapshot("r1")
+    c = StandbyStore("c")
+    c.on_snapshot("r1", 0, 3, "a", "a:1", ("b", "c"), packed(data))
+    assert c.new_owner("r1", 1, "b", "b:1")
+    view = {"a": DEAD, "b": ALIVE, "c": ALIVE}
+    assert c.takeover_due(view.get) == []  # b owns it and is alive
+    view["b"] = SUSPECT
+    assert c.takeover_due(view.get) == []
+    view["b"] = DEAD
+    assert c.takeover_due(view.get) == ["r1"]
+    assert c.replicas["r1"].base_term() == 2  # the takeover goes to term 3
+    assert c.replicas["r1"].run_data()["tasks"]  # all of it, as a's
+    # A deposed owner's drop (a's, term 0) says nothing of b's choice; b's own drop does.
+    c.drop("r1", 0)
+    assert "r1" in c.replicas
+    c.drop("r1", 1)
+    assert "r1" not in c.replicas
+
+
+def test_the_takeover_order_holds_for_superseded_replicas() -> None:
+    """a's standbys (b, c, d) in order; b took over; c and d both hold a's state, superseded:
+    when b dies only c takes over, as b's own order (c, d) says."""
+    data = owner_with_chain().snapshot("r1")
+    stores = {n: StandbyStore(n) for n in "cd"}
+    for store in stores.values():
+        store.on_snapshot("r1", 0, 0, "a", "a:1", ("b", "c", "d"), packed(data))
+        store.new_owner("r1", 1, "b", "b:1")
+    view = {"a": DEAD, "b": DEAD, "c": ALIVE, "d": ALIVE}
+    assert stores["c"].takeover_due(view.get) == ["r1"]
+    assert stores["d"].takeover_due(view.get) == []
+    view["c"] = DEAD
+    assert stores["d"].takeover_due(view.get) == ["r1"]
 
 
 def test_takeover_order_and_no_double_takeover_within_one_side() -> None:

@@ -76,8 +76,8 @@ def test_no_resend_while_the_accept_waits_for_the_first_acks() -> None:
     log_a.flush()
     assert [_snapshots(log_a.tick(t / 10)) for t in range(1, 20)] == [[]] * 19
     log_a.on_ack("r", "b", 0, False, 1.95)
-    out = log_a.tick(2.0)  # the deadline: c never acked, it is dropped; b stays
-    assert [type(o).__name__ for o in out] == ["Accept"] and log_a.standbys("r") == ("b",)
+    out = log_a.tick(2.0)  # the deadline: b acked, the client is answered; c stays a standby
+    assert [type(o).__name__ for o in out] == ["Accept"] and log_a.standbys("r") == ("b", "c")
 
 
 def test_an_ack_of_a_resent_snapshot_keeps_the_backoff() -> None:
