@@ -32,6 +32,7 @@ class Taking:
 
     rebuild: ReplicaRebuild  # the replica being rebuilt (run_data, from_snapshot), off the loop
     timer: Timer | None = None  # feeds AnswersDue
+    replica: Any = None  # the replica taken (a status meanwhile: ``daemon.replica_status``)
 
 
 # Bounds on what an executing node can make us keep for a run we are taking over (``HeldReports``):
@@ -67,6 +68,8 @@ class Restoring:
     only if this is still the entry for the run (another owner's claim meanwhile removes it)."""
 
     term: int
+    replica: Any = None  # what it was built from, and the rebuild (a status meanwhile:
+    rebuild: Any = None  # ``ClientRedirects.changing``)
 
 
 class TakeoverSteps:
@@ -210,7 +213,8 @@ class TakeoverSteps:
         job = Taking(
             built
             if built is not None
-            else ReplicaRebuild(self.offload, replica, self.scheduler.order)
+            else ReplicaRebuild(self.offload, replica, self.scheduler.order),
+            replica=replica,
         )
         self._taking[run_id] = job
         self._reports[run_id] = HeldReports()  # from now on the nodes report to us
@@ -288,8 +292,8 @@ class TakeoverSteps:
         if job is None:
             return
         started = self.port.now()
-        entry = self._restoring[run_id] = Restoring(ins.term)
         rebuild = job.rebuild
+        entry = self._restoring[run_id] = Restoring(ins.term, job.replica, rebuild)
 
         def merge() -> None:
             if self._restoring.get(run_id) is not entry:
