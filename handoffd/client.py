@@ -473,7 +473,7 @@ class Client(ClientPlumbing):
                 self.nodes()  # learn the cluster's addresses: the run may be owned elsewhere
             except errors.HandoffError:
                 pass
-        status = self._status(run_id, 0.0, grace=0.0)
+        status = self._status(run_id, 0.0, grace=0.0, changing_ok=True)
         if status.state == "UNKNOWN":
             raise errors.UnknownRun(unknown_run(run_id, self._known))
         # Function ids come from the finished run's placement (now it may list only a few).
@@ -498,9 +498,16 @@ class Client(ClientPlumbing):
             raise errors.HandoffError(f"run {run_id} is not known to the cluster")
         return history_document(reply)
 
-    def _status(self, run_id: str, wait: float, grace: float | None = None) -> RunStatus:
+    def _status(
+        self, run_id: str, wait: float, grace: float | None = None, changing_ok: bool = False
+    ) -> RunStatus:
+        """``changing_ok``: a node's status of a run whose owner is changing (the replicated
+        state, ``RunStatus.changing``) is the answer; else the run is followed to its owner."""
         reply, _ = self._run_request(
-            lambda rid: m.GetRunStatus(rid, run_id, wait), timeout=wait + self.timeout, grace=grace
+            lambda rid: m.GetRunStatus(rid, run_id, wait),
+            timeout=wait + self.timeout,
+            grace=grace,
+            changing_ok=changing_ok,
         )
         return run_status(reply)
 

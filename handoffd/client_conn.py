@@ -211,7 +211,11 @@ class ClientPlumbing:
                 continue
 
     def _run_request(
-        self, make: Any, timeout: float | None = None, grace: float | None = None
+        self,
+        make: Any,
+        timeout: float | None = None,
+        grace: float | None = None,
+        changing_ok: bool = False,
     ) -> tuple[Any, list[bytes]]:
         """A request about one run, sent to whichever node owns it now: follows ``RunMoved``
         redirects, fails over when the daemon dies, and while no node it asks knows the run (an
@@ -222,7 +226,9 @@ class ClientPlumbing:
         however small ``grace`` is, and at most ``_FOLLOW_LIMIT`` in all. So an unknown id is
         answered at once, a run whose owner died is followed to its new owner however long the
         takeover takes (minutes for a big run on a loaded machine), and a run that nodes know
-        but none takes over is a ``ConnectionError`` saying so."""
+        but none takes over is a ``ConnectionError`` saying so. A status of the run as last
+        replicated (``RunStatusReply.changing``: its owner is changing) is an answer only with
+        ``changing_ok``; otherwise it is one more sign that the run exists."""
         grace = _FOLLOW_GRACE if grace is None else grace
         started = time.monotonic()
         seen: float | None = None  # when a node last said the run exists
@@ -264,7 +270,7 @@ class ClientPlumbing:
                     reply, (m.RunStatusReply, m.RunOutcome, TaskOutputReply, TaskHistoryReply)
                 )
                 and reply.state == "UNKNOWN"
-            )
+            ) or (getattr(reply, "changing", False) and not changing_ok)
             known = getattr(reply, "known", False)
             if known:  # not here, but this node knows the run exists
                 seen = time.monotonic()

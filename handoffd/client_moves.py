@@ -19,11 +19,13 @@ No submission is lost or run twice because of the move:
 
 Bounded: after ``MOVE_WITHIN`` seconds without a node taking the run (``REFUSED_WITHIN`` when
 every node refused it or could not be reached) the client raises ``ConnectionError`` naming every
-node it tried and what each said.
+node it tried and what each said; at once when no node answered and nothing listens at any
+address it knows (every daemon gone: ``_refused``), while a stopped or slow node is waited for.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -32,6 +34,7 @@ from handoffd import errors
 from handoffd.client_conn import RefusedHere
 from handoffd.protocol import messages as m
 from handoffd.protocol.snapshot import error_from_info
+from handoffd.transport.base import split_address
 
 T = TypeVar("T")
 
@@ -42,6 +45,8 @@ REFUSED_WITHIN = 5.0
 ASK_TIMEOUT = 2.0  # seconds per node asked about the run or about a silent node
 _CONNECT = 1.0  # connect timeout to the next node (a live daemon answers in ms)
 _ROUND_PAUSE = 0.25  # between rounds once every candidate refused (a fence lifts, a takeover ends)
+_PROBE = 0.5  # TCP connect timeout of the check that nothing listens at a node's address
+_GONE = "nothing listens there (connection refused): its daemon is gone"
 
 
 def rejection(client: Any, reply: m.RunRejected) -> errors.HandoffError:
@@ -122,6 +127,12 @@ def _submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | 
             if not heard and all(a in silent for a in client._known):
                 deadline = 0.0  # it was the only node we know, and it is gone: say so now
                 continue
+            if not heard and all(_refused(client, a) for a in client._known):
+                # Every node we know is gone (not slow: a stopped or busy daemon's kernel still
+                # accepts the connection, and is waited for): nothing can take the run now.
+                why.update(dict.fromkeys(client._known, _GONE))
+                deadline = 0.0
+                continue
             time.sleep(_ROUND_PAUSE)  # nobody to try now: a node restarts, a verdict comes
 
 
@@ -155,6 +166,22 @@ def _connect_next(
             why[address] = str(exc)
             tries[address] = tries.get(address, 0) + 1
     return False
+
+
+def _refused(client: Any, address: str) -> bool:
+    """Nothing listens at ``address`` (its TCP connection is refused): the daemon is gone. A
+    SIGSTOPped or busy daemon's kernel accepts the connection, a cut-off host does not answer
+    in ``_PROBE``: both False (waited for). False for in-process test networks."""
+    if getattr(client, "_network", None) is not None:
+        return False
+    try:
+        host, port = split_address(address)
+        with socket.create_connection((host, port), timeout=_PROBE):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def ask_cluster(

@@ -35,6 +35,12 @@ class RunStatus:
     term: int
     standbys: tuple[str, ...]
     error: errors.HandoffError | None = field(default=None, compare=False)
+    # The owner is not ALIVE to the node that answered: the state, counts and term are the run's
+    # as last replicated to it (its placement is empty), ``owner`` the old owner, ``next_owner``
+    # the standby expected to take over ("" unknown). Only ``status()`` answers such a status;
+    # waits and results follow the run to its new owner.
+    changing: bool = False
+    next_owner: str = ""
 
     @property
     def done(self) -> bool:
@@ -75,6 +81,8 @@ def run_status(reply: m.RunStatusReply | m.RunOutcome) -> RunStatus:
         reply.term,
         tuple(reply.standbys),
         error,
+        getattr(reply, "changing", False),
+        getattr(reply, "next_owner", ""),
     )
 
 
@@ -263,7 +271,7 @@ class Run(RunReading):
 
     def status(self) -> RunStatus:
         grace = FOLLOW_GRACE if self._exists else 0.0
-        self._last = self._client._status(self.id, 0.0, grace=grace)
+        self._last = self._client._status(self.id, 0.0, grace=grace, changing_ok=True)
         return self._last
 
     def wait(self, timeout: float | None = None) -> RunStatus:
@@ -304,7 +312,8 @@ class Run(RunReading):
 
     def results(self) -> dict[str, Any]:
         """{function id: value} of every non-inline function (or the submission's ``outputs``)."""
-        status = self._last if self._last is not None and self._last.done else self.wait()
+        last = self._last
+        status = last if last is not None and last.done and not last.changing else self.wait()
         raise_if_failed(self.id, status)
         ids = list(self._outputs) if self._outputs is not None else self._ids
         if ids is None:
@@ -312,7 +321,7 @@ class Run(RunReading):
         return self._collect(ids)
 
     def result(self, function_id: str) -> Any:
-        if self._last is None or not self._last.done:
+        if self._last is None or not self._last.done or self._last.changing:
             self.wait()
         assert self._last is not None
         raise_if_failed(self.id, self._last)
@@ -320,7 +329,8 @@ class Run(RunReading):
 
     def placement(self) -> dict[str, str]:
         """{function id: node name} of the final attempts."""
-        return dict(self.status().placement)
+        grace = FOLLOW_GRACE if self._exists else 0.0
+        return dict(self._client._status(self.id, 0.0, grace=grace).placement)  # (the owner's)
 
     def tasks(self) -> list[dict[str, Any]]:
         """Every task's history, from the run's owner: id, state, node, attempts, started,

@@ -247,7 +247,12 @@ def _stop(client: Any, *, node: str, wait: bool, as_json: bool) -> int:
     return ctl_ops.leave(client, node, drain=False, timeout=None, wait=wait, as_json=as_json)
 
 
-@command("status", help="A run's state; without RUN_ID, every run the daemon owns.")
+@command(
+    "status",
+    help="A run's state; without RUN_ID, every run the daemon owns. While the run's owner "
+    "changes (a takeover), the state as last replicated to the node asked, marked 'owner "
+    "changing' (--json: owner_changing, next_owner).",
+)
 @click.argument("run_id", required=False)
 def _status(client: Any, *, run_id: str | None, as_json: bool) -> int:
     if run_id is None:

@@ -103,7 +103,11 @@ def status_doc(status: Any) -> dict[str, Any]:
         "owner": status.owner,
         "term": status.term,
         "standbys": list(status.standbys),
+        # true: the owner is not alive to the node asked; the rest is as last replicated to it
+        "owner_changing": getattr(status, "changing", False),
     }
+    if doc["owner_changing"]:
+        doc["next_owner"] = status.next_owner
     if status.done:
         doc["placement"] = status.placement
     if status.error is not None:

@@ -83,7 +83,9 @@ def run_list(client: Any, *, as_json: bool) -> int:
 
 
 def run_status(client: Any, run_id: str, *, as_json: bool) -> int:
-    status = client.run(run_id).status()  # follows the run to its current owner (UnknownRun: 2)
+    run = client.run(run_id)  # follows the run to its current owner (UnknownRun: 2)
+    # (its status, asked once: a node's answer while the owner changes is final here too)
+    status = run._last if run._last is not None else run.status()
     if as_json:
         print_json(status_doc(status))
     else:
@@ -98,6 +100,15 @@ def run_status(client: Any, run_id: str, *, as_json: bool) -> int:
                 f"standbys {', '.join(status.standbys) or '-'}"
             )
         )
+        if status.changing:  # the node answered from its replica: a takeover is pending
+            after = status.next_owner or "a standby (none is alive in this node's view)"
+            out.print(
+                Text(
+                    f"  owner changing: {status.owner} is not alive; {after} takes over; "
+                    "state and counts as last replicated",
+                    style="yellow",
+                )
+            )
         out.print(
             Text("  " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(status.counts.items())))
         )

@@ -456,6 +456,8 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self._held.clear()
         self.payloads.close()
         self.offload.close()
+        if self._replica_status is not None:
+            self._replica_status.close()
 
     def tick(self, now: float) -> None:
         self._execute(self.leases.ticked(self.log.tick(now)))

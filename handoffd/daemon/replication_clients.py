@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from handoffd.daemon.ports import Follower, MembersPort
+from handoffd.daemon.replica_status import ReplicaStatus, Replicated, from_run
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.replication import takeover_machine as tm
-from handoffd.replication.standby import StandbyStore
+from handoffd.replication.standby import Replica, StandbyStore
 from handoffd.scheduler.owner import OwnerScheduler
 
 _CLIENT_REQUESTS = (
@@ -35,8 +36,16 @@ class ClientRedirects:
     follower: Follower
     refusal: str | None
     _moved: dict[str, tuple[int, str, str]]
+    _taking: dict[str, Any]  # run -> Taking (``daemon.replication_takeover``)
+    _restoring: dict[str, Any]  # run -> Restoring (same)
+    _prebuilt: dict[str, Any]  # run -> ReplicaRebuild started on its owner's suspicion
+    offload: Any
+    _replica_status: ReplicaStatus | None = None  # made at the first status it answers
 
     def taking_over(self, run_id: str) -> bool:  # (ReplicationIO's: asking the nodes, or building)
+        raise NotImplementedError
+
+    def _status_of(self, name: str) -> int | None:  # (ReplicationIO's)
         raise NotImplementedError
 
     def redirect(self, msg: Any, conn: bytes) -> bool:
@@ -55,6 +64,8 @@ class ClientRedirects:
             if status is None or status.state != "RUNNING":
                 return False
             return self._fenced(msg, conn)
+        if isinstance(msg, m.GetRunStatus) and msg.wait <= 0 and self._changing(msg, conn):
+            return True  # answered with the replica's state: its owner is changing
         if self.taking_over(msg.run_id):
             return False
         best = self._known_owner(msg.run_id)
@@ -65,6 +76,68 @@ class ClientRedirects:
         if member is not None and member.status in (m.DEAD, m.LEFT):
             return self._fenced(msg, conn)
         self.port.reply(conn, m.RunMoved(msg.request_id, msg.run_id, owner, address, term))
+        return True
+
+    def changing(self, run_id: str) -> tuple[Replica, str, Any] | None:
+        """The replica we hold of a run whose owner is not ALIVE in our view (a takeover pending
+        or under way; ours being taken over included), the standby expected to take it over
+        (the first of its order we do not see SUSPECT, DEAD or LEFT; "" if none is) and the
+        takeover's rebuild of that replica if one was started (``ReplicaRebuild``), else None."""
+        job = self._taking.get(run_id) or self._restoring.get(run_id)
+        replica = job.replica if job is not None else self.standby.replicas.get(run_id)
+        if replica is None:
+            return None
+        if job is not None:
+            return replica, self.port.name, job.rebuild
+        if self._status_of(replica.owner) == m.ALIVE:
+            return None
+        built = self._prebuilt.get(run_id)
+        if built is not None and (built.term, built.seq) != (replica.term, replica.seq):
+            built = None  # (of the replica as it was: a log batch came since)
+        after = (s for s in replica.standbys if self._status_of(s) == m.ALIVE)
+        return replica, next(after, ""), built
+
+    def _changing(self, msg: m.GetRunStatus, conn: bytes) -> bool:
+        """Answer a status request with the run's state as last replicated here while its owner
+        changes (``daemon.replica_status``); False if we hold no such replica (or are fenced:
+        the far side may own the run, the client asks there)."""
+        found = self.changing(msg.run_id) if self.refusal is None else None
+        if found is None:
+            return False
+        replica, next_owner, rebuild = found
+        if self._replica_status is None:
+            self._replica_status = ReplicaStatus(self.offload.threaded)
+        keep = self.standby.replicas
+        self._replica_status.forget(
+            lambda r: r in keep or r in self._taking or r in self._restoring
+        )
+
+        def answer(out: Replicated | None) -> None:
+            if out is None:  # an invalid snapshot: say only that the run exists
+                reply = m.RunStatusReply(
+                    msg.request_id, msg.run_id, "UNKNOWN", {}, {}, "", 0, (), None, True
+                )
+            else:
+                reply = m.RunStatusReply(
+                    msg.request_id,
+                    msg.run_id,
+                    out.state,
+                    out.counts,
+                    {},  # (the placement is the new owner's to give)
+                    replica.owner,
+                    replica.term,
+                    replica.standbys,
+                    out.error,
+                    True,
+                    True,
+                    next_owner,
+                )
+            self.port.reply(conn, reply)
+
+        if rebuild is not None and rebuild.done and rebuild.run is not None:
+            answer(from_run(rebuild.run))  # the takeover's rebuild is done: its run counts at once
+        else:  # (not waiting for the rebuild: a big one takes seconds on a loaded machine)
+            self._replica_status.status(replica, answer)
         return True
 
     def knows(self, run_id: str) -> bool:

@@ -33,6 +33,7 @@ class Taking:
     rebuild: ReplicaRebuild  # the replica being rebuilt (run_data, from_snapshot), off the loop
     timer: Timer | None = None  # feeds AnswersDue
     standbys: tuple[str, ...] = ()  # the replica's (the old owner's) standbys, us included
+    replica: Any = None  # the replica taken (a status meanwhile: ``daemon.replica_status``)
 
 
 # Bounds on what an executing node can make us keep for a run we are taking over (``HeldReports``):
@@ -69,6 +70,8 @@ class Restoring:
 
     term: int
     standbys: tuple[str, ...] = ()  # ``Taking.standbys``
+    replica: Any = None  # what it was built from, and the rebuild (a status meanwhile:
+    rebuild: Any = None  # ``ClientRedirects.changing``)
 
 
 class TakeoverSteps:
@@ -214,6 +217,7 @@ class TakeoverSteps:
             if built is not None
             else ReplicaRebuild(self.offload, replica, self.scheduler.order),
             standbys=replica.standbys,
+            replica=replica,
         )
         self._taking[run_id] = job
         self._reports[run_id] = HeldReports()  # from now on the nodes report to us
@@ -291,8 +295,8 @@ class TakeoverSteps:
         if job is None:
             return
         started = self.port.now()
-        entry = self._restoring[run_id] = Restoring(ins.term, job.standbys)
         rebuild = job.rebuild
+        entry = self._restoring[run_id] = Restoring(ins.term, job.standbys, job.replica, rebuild)
 
         def merge() -> None:
             if self._restoring.get(run_id) is not entry:

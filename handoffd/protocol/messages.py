@@ -214,6 +214,10 @@ class RunStatusReply:
     standbys: tuple[str, ...]
     error: ErrorInfo | None
     known: bool = False  # UNKNOWN here, but this node knows the run exists (a takeover?)
+    # Its owner is not ALIVE here: the state as last replicated to this node, the standby expected
+    # to take over (``daemon.replica_status``). Older clients see only the state above.
+    changing: bool = False
+    next_owner: str = ""
 
 
 @message(28)
@@ -629,72 +633,9 @@ class HoldingsProbed:
     running: tuple[TaskAttempt, ...]
 
 
-# ---------------------------------------------------------------------------------------------
-# Run snapshots (frame 0 of ReplicateRun; ``protocol.snapshot``): the plain-data form of
-# ``RunState.snapshot`` as structs, so a standby's copy is checked like any message.
-# ---------------------------------------------------------------------------------------------
-
-
-@struct
-class SnapshotSpec:
-    """A task's spec in a snapshot (``spec.TaskSpec``, with its cloudpickled payload)."""
-
-    id: str
-    deps: tuple[str, ...]
-    cost: dict[str, float]
-    payload: bytes
-    argument_inclusion: str
-    node: str | None
-    collocate_with: str | None
-    inline: bool
-    max_retries: int | None
-    timeout: float | None
-    priority: int
-
-
-@struct
-class SnapshotTask:
-    """A task's record in a snapshot (``scheduler.run.TaskRecord``)."""
-
-    task_id: str
-    state: str
-    attempt: int
-    node: str | None
-    failures: int
-    losses: int
-    completions: int
-    size: int
-    value: bytes | None
-    locations: tuple[str, ...]
-    delayed: bool
-    last_error: tuple[str, str, str]  # exc_type, message, traceback
-    history: tuple[tuple[float, str, str, str], ...]  # (time, old, new, cause)
-    attempts: tuple[AttemptInfo, ...] = ()  # issue 16: the task's attempt history
-
-
-@struct
-class RunSnapshot:
-    """A whole run as an owner replicates it to its standbys."""
-
-    run_id: str
-    seq: int
-    term: int
-    state: str
-    error: ErrorInfo | None
-    released: bool
-    holders: tuple[str, ...]
-    max_retries: int
-    timeout: float | None
-    policy: str
-    outputs: tuple[str, ...] | None
-    specs: tuple[SnapshotSpec, ...]
-    group_node: dict[str, str | None]
-    tasks: tuple[SnapshotTask, ...]
-    packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)
-    submitted: float = 0.0  # issue 16: wall-clock times of the run
-    finished: float = 0.0
-
-
 from handoffd.protocol import messages_observability as _messages_observability  # noqa: E402,F401,I001
 from handoffd.protocol import messages_stream as _messages_stream  # noqa: E402,F401,I001
 from handoffd.protocol import messages_reliability as _messages_reliability  # noqa: E402,F401,I001
+from handoffd.protocol.messages_snapshot import RunSnapshot as RunSnapshot  # noqa: E402,I001
+from handoffd.protocol.messages_snapshot import SnapshotSpec as SnapshotSpec  # noqa: E402,I001
+from handoffd.protocol.messages_snapshot import SnapshotTask as SnapshotTask  # noqa: E402,I001

@@ -190,3 +190,25 @@ def test_a_redirect_to_an_owner_that_forgot_the_run_is_not_followed_for_long(
     reply, _ = client._run_request(lambda rid: None, grace=0.0)
     assert reply.state == "UNKNOWN"
     assert clock.now - started <= client_conn._FOLLOW_GRACE + 10.0
+
+
+def _changing(state: str, known: bool) -> m.RunStatusReply:
+    """The replicated state a standby answers while its owner changes (status19)."""
+    if state == "UNKNOWN":
+        counts = {"DONE": 3, "READY": 2}
+        return m.RunStatusReply(
+            0, RUN, "RUNNING", counts, {}, "a", 0, ("b", "c"), None, True, True, "b"
+        )
+    return status(state, known, owner="b")
+
+
+def test_a_status_takes_the_replicated_state_at_once_and_a_wait_follows(clock: FakeTime) -> None:
+    node = Scripted(NODES, _takeover(clock.now + 100.0, _changing), clock)
+    node._here = "b:2"
+    started = clock.now
+    reply, _ = node._run_request(lambda rid: m.GetRunStatus(rid, RUN, 0.0), changing_ok=True)
+    assert reply.changing and reply.counts == {"DONE": 3, "READY": 2} and reply.next_owner == "b"
+    assert clock.now - started < 5.0  # one question, not the takeover's 100 s
+    reply, _ = node._run_request(lambda rid: m.GetRunStatus(rid, RUN, 0.0))
+    assert reply.state == "RUNNING" and not reply.changing and reply.owner == "b"
+    assert clock.now - started >= 100.0  # followed to the new owner
