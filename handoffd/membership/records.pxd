@@ -18,6 +18,16 @@ cdef class Member:
     cdef public bint reaped
 
 
+cdef class Counters:
+    cdef public long long dropped_other_cluster
+    cdef public long long dropped_incompatible
+    cdef public long long refutations
+    cdef public long long probes
+    cdef public long long probes_failed
+    cdef public long long messages_sent
+    cdef public dict extra
+
+
 cdef class ProbeInFlight:
     cdef public object probe_id
     cdef public str target

@@ -19,7 +19,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
@@ -139,15 +139,38 @@ class Relay:
         )
 
 
-@dataclass(slots=True)
 class Counters:
-    dropped_other_cluster: int = 0
-    dropped_incompatible: int = 0  # gossip about members of a protocol range we cannot speak
-    refutations: int = 0
-    probes: int = 0
-    probes_failed: int = 0
-    messages_sent: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    """What this node's membership did (``handoffctl nodes``, /metrics); a C class in the compiled
+    build (records.pxd): ``Membership._counted`` adds to ``messages_sent`` after every event, a
+    Python attribute read and write each until then (issue 20)."""
+
+    __slots__ = (
+        "dropped_other_cluster",
+        "dropped_incompatible",
+        "refutations",
+        "probes",
+        "probes_failed",
+        "messages_sent",
+        "extra",
+    )
+
+    def __init__(self) -> None:
+        self.dropped_other_cluster = 0
+        self.dropped_incompatible = 0  # gossip about members of a protocol range we cannot speak
+        self.refutations = 0
+        self.probes = 0
+        self.probes_failed = 0
+        self.messages_sent = 0
+        self.extra: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Counters(dropped_other_cluster={self.dropped_other_cluster!r},"
+            f" dropped_incompatible={self.dropped_incompatible!r},"
+            f" refutations={self.refutations!r}, probes={self.probes!r},"
+            f" probes_failed={self.probes_failed!r}, messages_sent={self.messages_sent!r},"
+            f" extra={self.extra!r})"
+        )
 
 
 # Gossip rounds a queue of members just learned should take to drain, and the fewest sends of one
