@@ -364,7 +364,7 @@ class GossipQueue:
         for count in sorted(buckets):
             bucket = buckets[count]
             touched: list[str] = []
-            for name in bucket:
+            for name, record in bucket.items():  # (the record with its name: no lookup)
                 if name not in seen:
                     if len(chosen) >= room:
                         full = True
@@ -372,7 +372,7 @@ class GossipQueue:
                     chosen.append(name)
                     seen.add(name)
                     if held is not None:
-                        held.append(bucket[name])
+                        held.append(record)
                 touched.append(name)
             if touched:
                 walked.append((count, bucket, touched))
@@ -397,14 +397,23 @@ class GossipQueue:
             if target is None:
                 target = buckets[moved] = {}
             retire = bulk and 0 < bulk_limit <= moved
-            for name in touched:
-                record = bucket[name] if whole else bucket.pop(name)
-                if retire and name in bulk:
-                    del counts[name]
-                    bulk.discard(name)
-                    continue
-                counts[name] = moved
-                target[name] = record
+            if whole:  # (touched is the bucket, in its order: its items, without a lookup each)
+                for name, record in bucket.items():
+                    if retire and name in bulk:
+                        del counts[name]
+                        bulk.discard(name)
+                        continue
+                    counts[name] = moved
+                    target[name] = record
+            else:
+                for name in touched:
+                    record = bucket.pop(name)
+                    if retire and name in bulk:
+                        del counts[name]
+                        bulk.discard(name)
+                        continue
+                    counts[name] = moved
+                    target[name] = record
             if not target:
                 del buckets[moved]
         return chosen

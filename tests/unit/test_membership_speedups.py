@@ -173,6 +173,38 @@ def test_gossip_queue_hands_back_the_records_of_the_names_it_takes(seed: int) ->
             assert [id(r) for r in held] == [id(record[n]) for n in chosen]
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_gossip_queue_keeps_each_name_with_its_record_through_bulk_retires(seed: int) -> None:
+    # take() moves whole buckets by their items and partial ones name by name, and retires bulk
+    # names early: through all of it each queued name stays filed under its count with the record
+    # it was added with, and a name taken hands back that record.
+    rng = random.Random(seed)
+    queue = GossipQueue()
+    names = [f"n{i}" for i in range(rng.choice((5, 40, 300)))]
+    record: dict[str, records.Member] = {}
+    for _ in range(3000):
+        roll = rng.random()
+        limit = rng.choice((2, 4, 12, 40))
+        name = rng.choice(names)
+        if roll < 0.35:
+            state = MemberState(name, f"{name}:1", "c", rng.randrange(9), ALIVE, {}, {}, 0)
+            record[name] = records.Member(state, 0.0)
+            queue.add(name, rng.random() < 0.5, record[name])
+        elif roll < 0.5:
+            queue.heard(name, limit, rng.choice((0, 1)))
+        else:
+            room = rng.choice((0, 1, 3, 15, 100))
+            seen = set(rng.sample(names, rng.randint(0, min(len(names), 20))))
+            held: list[records.Member] = []
+            chosen = queue.take(room, limit, seen, rng.choice((0, 1, 2, 3)), held)
+            assert [id(r) for r in held] == [id(record[n]) for n in chosen]
+        filed = {n: c for c, bucket in queue._buckets.items() for n in bucket}
+        assert filed == queue._count
+        assert all(bucket for bucket in queue._buckets.values())
+        assert all(r is record[n] for b in queue._buckets.values() for n, r in b.items())
+        assert queue._bulk <= set(queue._count)
+
+
 def _trace(seed: int) -> str:
     def latency(rng: random.Random) -> float:
         return 0.0003 + rng.lognormvariate(-8.0, 0.8)
