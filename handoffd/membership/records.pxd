@@ -48,6 +48,7 @@ cdef class Relay:
 
 cpdef bint same(object a, object b)
 cpdef object merged(object cur, object u, bint state_newer, bint resources_newer)
+cpdef object accused(object state, str accuser)
 cpdef bint merged_is(object cur, object u, bint state_newer, bint resources_newer) except -1
 
 

@@ -10,7 +10,7 @@ import hashlib
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
@@ -19,7 +19,7 @@ from handoffd.membership import records
 from handoffd.membership.records import GossipQueue, Timers
 from handoffd.membership.sim import LogNormalDelay, Simulation
 from handoffd.membership.swim import Membership, Received
-from handoffd.protocol.messages import ALIVE, Gossip, MemberState
+from handoffd.protocol.messages import ALIVE, SUSPECT, Gossip, MemberState
 
 
 class ReferenceGossipQueue:
@@ -290,6 +290,30 @@ def test_a_merged_state_equal_to_the_news_is_the_news_itself() -> None:
     assert records.merged_is(held, replace(held, incarnation=3), True, False)
     assert not records.merged_is(held, replace(held, incarnation=3), False, False)
     assert not records.merged_is(held, replace(held, gpus=("0 A100",)), True, False)
+
+
+def test_accused_is_replace_with_the_accuser_for_every_field() -> None:
+    """``records.accused`` builds the state positionally: a field added to ``MemberState`` (or
+    reordered) must be added there too, or a confirmation would drop it."""
+    state = MemberState(
+        "b",
+        "b:1",
+        "c",
+        4,
+        SUSPECT,
+        {"cpu": 4.0},
+        {"cpu": 2.0},
+        3,
+        2,
+        9,
+        {"cpu": "flag"},
+        ("0 A100",),
+        7001,
+        "a",
+    )
+    assert all(getattr(state, f.name) != f.default for f in fields(MemberState))  # none default
+    assert records.accused(state, "z") == replace(state, accuser="z")
+    assert [f.name for f in fields(MemberState)][-1] == "accuser"
 
 
 def test_the_c_lognormal_delay_draws_the_floats_of_lognormvariate() -> None:
