@@ -5,7 +5,7 @@
 
 cimport cython
 
-from handoffd.membership.records cimport IndexedSet, Member, ProbeInFlight, Relay
+from handoffd.membership.records cimport Counters, IndexedSet, Member, ProbeInFlight, Relay
 
 cdef long _ALIVE, _SUSPECT
 
@@ -14,7 +14,7 @@ cdef class Prober:
     # Membership's fields that the probe half reads (probing.py's module doc).
     cdef public str name
     cdef public object config
-    cdef public object counters
+    cdef public Counters counters
     cdef public object _rng
     cdef public dict _members
     cdef public IndexedSet _live

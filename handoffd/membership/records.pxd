@@ -18,6 +18,16 @@ cdef class Member:
     cdef public bint reaped
 
 
+cdef class Counters:
+    cdef public long long dropped_other_cluster
+    cdef public long long dropped_incompatible
+    cdef public long long refutations
+    cdef public long long probes
+    cdef public long long probes_failed
+    cdef public long long messages_sent
+    cdef public dict extra
+
+
 cdef class ProbeInFlight:
     cdef public object probe_id
     cdef public str target
@@ -38,6 +48,7 @@ cdef class Relay:
 
 cpdef bint same(object a, object b)
 cpdef object merged(object cur, object u, bint state_newer, bint resources_newer)
+cpdef object accused(object state, str accuser)
 cpdef bint merged_is(object cur, object u, bint state_newer, bint resources_newer) except -1
 
 

@@ -19,7 +19,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
@@ -139,15 +139,38 @@ class Relay:
         )
 
 
-@dataclass(slots=True)
 class Counters:
-    dropped_other_cluster: int = 0
-    dropped_incompatible: int = 0  # gossip about members of a protocol range we cannot speak
-    refutations: int = 0
-    probes: int = 0
-    probes_failed: int = 0
-    messages_sent: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    """What this node's membership did (``handoffctl nodes``, /metrics); a C class in the compiled
+    build (records.pxd): ``Membership._counted`` adds to ``messages_sent`` after every event, a
+    Python attribute read and write each until then (issue 20)."""
+
+    __slots__ = (
+        "dropped_other_cluster",
+        "dropped_incompatible",
+        "refutations",
+        "probes",
+        "probes_failed",
+        "messages_sent",
+        "extra",
+    )
+
+    def __init__(self) -> None:
+        self.dropped_other_cluster = 0
+        self.dropped_incompatible = 0  # gossip about members of a protocol range we cannot speak
+        self.refutations = 0
+        self.probes = 0
+        self.probes_failed = 0
+        self.messages_sent = 0
+        self.extra: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Counters(dropped_other_cluster={self.dropped_other_cluster!r},"
+            f" dropped_incompatible={self.dropped_incompatible!r},"
+            f" refutations={self.refutations!r}, probes={self.probes!r},"
+            f" probes_failed={self.probes_failed!r}, messages_sent={self.messages_sent!r},"
+            f" extra={self.extra!r})"
+        )
 
 
 # Gossip rounds a queue of members just learned should take to drain, and the fewest sends of one
@@ -200,6 +223,29 @@ def merged(
     if resources_newer:
         new = replace(new, **{f: getattr(u, f) for f in RESOURCE_FIELDS})
     return new
+
+
+def accused(state: MemberState, accuser: str) -> MemberState:
+    """``replace(state, accuser=accuser)``, built positionally: ``dataclasses.replace`` walks the
+    fields in Python at twice the cost, and a confirmed suspicion passes the new accuser on in
+    every view that holds it (``Membership._confirm``: 2 % of a 300-node simulation, issue 20).
+    tests/unit/test_membership_speedups.py holds the field list to ``MemberState``'s."""
+    return MemberState(
+        state.name,
+        state.address,
+        state.cluster,
+        state.incarnation,
+        state.status,
+        state.capacity,
+        state.free,
+        state.resource_version,
+        state.protocol_min,
+        state.protocol_max,
+        state.sources,
+        state.gpus,
+        state.probe_port,
+        accuser,
+    )
 
 
 def merged_is(cur: MemberState, u: MemberState, state_newer: bool, resources_newer: bool) -> bool:
@@ -341,7 +387,7 @@ class GossipQueue:
         for count in sorted(buckets):
             bucket = buckets[count]
             touched: list[str] = []
-            for name in bucket:
+            for name, record in bucket.items():  # (the record with its name: no lookup)
                 if name not in seen:
                     if len(chosen) >= room:
                         full = True
@@ -349,7 +395,7 @@ class GossipQueue:
                     chosen.append(name)
                     seen.add(name)
                     if held is not None:
-                        held.append(bucket[name])
+                        held.append(record)
                 touched.append(name)
             if touched:
                 walked.append((count, bucket, touched))
@@ -374,14 +420,23 @@ class GossipQueue:
             if target is None:
                 target = buckets[moved] = {}
             retire = bulk and 0 < bulk_limit <= moved
-            for name in touched:
-                record = bucket[name] if whole else bucket.pop(name)
-                if retire and name in bulk:
-                    del counts[name]
-                    bulk.discard(name)
-                    continue
-                counts[name] = moved
-                target[name] = record
+            if whole:  # (touched is the bucket, in its order: its items, without a lookup each)
+                for name, record in bucket.items():
+                    if retire and name in bulk:
+                        del counts[name]
+                        bulk.discard(name)
+                        continue
+                    counts[name] = moved
+                    target[name] = record
+            else:
+                for name in touched:
+                    record = bucket.pop(name)
+                    if retire and name in bulk:
+                        del counts[name]
+                        bulk.discard(name)
+                        continue
+                    counts[name] = moved
+                    target[name] = record
             if not target:
                 del buckets[moved]
         return chosen

@@ -4,8 +4,13 @@
 # writes struct fields. ``SimNode.membership`` stays an object: tests put wrappers there.
 
 cimport cython
+# (sim.py's ``import math``: libc's log, exp and sqrt, the functions math's call for a finite
+# positive float, so the lognormal draw is the same floats without a Python call each)
+from libc cimport math
 
 from handoffd.membership.swim cimport Membership
+
+cdef double _NV_MAGICCONST
 
 
 cdef class LogNormalDelay:

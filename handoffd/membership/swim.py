@@ -403,7 +403,7 @@ class Membership(Prober):
         deadline = max(suspicion.deadline(), self._judge_after)
         record.suspect_deadline = deadline
         self._index.timers.add(deadline, record.state.name)
-        record.state = replace(record.state, accuser=accuser)
+        record.state = records.accused(record.state, accuser)
         self._enqueue(record.state.name)
 
     def _sync_sooner(self, moves: int, now: float) -> None:

@@ -25,6 +25,7 @@ COMPILED = ("swim", "probing", "records", "lifeguard", "sim")
 #: The modules with a .pxd beside them, and the classes it makes C classes.
 TYPED = {
     "records": (
+        "Counters",
         "Member",
         "ProbeInFlight",
         "Relay",

@@ -10,7 +10,7 @@ import hashlib
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
@@ -19,7 +19,7 @@ from handoffd.membership import records
 from handoffd.membership.records import GossipQueue, Timers
 from handoffd.membership.sim import LogNormalDelay, Simulation
 from handoffd.membership.swim import Membership, Received
-from handoffd.protocol.messages import ALIVE, Gossip, MemberState
+from handoffd.protocol.messages import ALIVE, SUSPECT, Gossip, MemberState
 
 
 class ReferenceGossipQueue:
@@ -173,6 +173,38 @@ def test_gossip_queue_hands_back_the_records_of_the_names_it_takes(seed: int) ->
             assert [id(r) for r in held] == [id(record[n]) for n in chosen]
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_gossip_queue_keeps_each_name_with_its_record_through_bulk_retires(seed: int) -> None:
+    # take() moves whole buckets by their items and partial ones name by name, and retires bulk
+    # names early: through all of it each queued name stays filed under its count with the record
+    # it was added with, and a name taken hands back that record.
+    rng = random.Random(seed)
+    queue = GossipQueue()
+    names = [f"n{i}" for i in range(rng.choice((5, 40, 300)))]
+    record: dict[str, records.Member] = {}
+    for _ in range(3000):
+        roll = rng.random()
+        limit = rng.choice((2, 4, 12, 40))
+        name = rng.choice(names)
+        if roll < 0.35:
+            state = MemberState(name, f"{name}:1", "c", rng.randrange(9), ALIVE, {}, {}, 0)
+            record[name] = records.Member(state, 0.0)
+            queue.add(name, rng.random() < 0.5, record[name])
+        elif roll < 0.5:
+            queue.heard(name, limit, rng.choice((0, 1)))
+        else:
+            room = rng.choice((0, 1, 3, 15, 100))
+            seen = set(rng.sample(names, rng.randint(0, min(len(names), 20))))
+            held: list[records.Member] = []
+            chosen = queue.take(room, limit, seen, rng.choice((0, 1, 2, 3)), held)
+            assert [id(r) for r in held] == [id(record[n]) for n in chosen]
+        filed = {n: c for c, bucket in queue._buckets.items() for n in bucket}
+        assert filed == queue._count
+        assert all(bucket for bucket in queue._buckets.values())
+        assert all(r is record[n] for b in queue._buckets.values() for n, r in b.items())
+        assert queue._bulk <= set(queue._count)
+
+
 def _trace(seed: int) -> str:
     def latency(rng: random.Random) -> float:
         return 0.0003 + rng.lognormvariate(-8.0, 0.8)
@@ -258,6 +290,30 @@ def test_a_merged_state_equal_to_the_news_is_the_news_itself() -> None:
     assert records.merged_is(held, replace(held, incarnation=3), True, False)
     assert not records.merged_is(held, replace(held, incarnation=3), False, False)
     assert not records.merged_is(held, replace(held, gpus=("0 A100",)), True, False)
+
+
+def test_accused_is_replace_with_the_accuser_for_every_field() -> None:
+    """``records.accused`` builds the state positionally: a field added to ``MemberState`` (or
+    reordered) must be added there too, or a confirmation would drop it."""
+    state = MemberState(
+        "b",
+        "b:1",
+        "c",
+        4,
+        SUSPECT,
+        {"cpu": 4.0},
+        {"cpu": 2.0},
+        3,
+        2,
+        9,
+        {"cpu": "flag"},
+        ("0 A100",),
+        7001,
+        "a",
+    )
+    assert all(getattr(state, f.name) != f.default for f in fields(MemberState))  # none default
+    assert records.accused(state, "z") == replace(state, accuser="z")
+    assert [f.name for f in fields(MemberState)][-1] == "accuser"
 
 
 def test_the_c_lognormal_delay_draws_the_floats_of_lognormvariate() -> None:
