@@ -221,7 +221,7 @@ def test_the_owner_s_messages_reach_it_by_type_as_the_chain_would_route_them(mon
     (~27 isinstance checks each); the chain, walked, sends each of them there too."""
     from types import SimpleNamespace
 
-    from handoffd.daemon import node as node_module
+    from handoffd.daemon import node_routing as node_module
 
     handled: list[Any] = []
     owner = SimpleNamespace(handle=lambda msg, *rest: handled.append(msg))
@@ -234,6 +234,6 @@ def test_the_owner_s_messages_reach_it_by_type_as_the_chain_would_route_them(mon
             monkeypatch.setattr(node_module, "_TO_OWNER", frozenset())
         for kind in fast:
             msg = object.__new__(kind)
-            node_module.Node._route(fake, msg, [], b"", None)  # type: ignore[arg-type]
+            node_module.NodeRouting._route(fake, msg, [], b"", None)  # type: ignore[arg-type]
             assert handled.pop() is msg
         assert executor.looks == (len(fast) if walk else 0)
