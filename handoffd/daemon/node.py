@@ -124,6 +124,7 @@ class Node(NodeRouting):
         self._replies = Replies(self._encoder, self._reply_encoded)  # a big one: in a thread
         self._local = []  # sent to ourselves this loop turn (daemon/node_routing.py)
         self._local_soon = None
+        self._local_others = 0
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
         self._next_stats = 0.0
@@ -243,6 +244,7 @@ class Node(NodeRouting):
         self.owner.code = self.code
         self.owner.far_store = self.store  # big dispatch frames go by reference (store.chunks)
         self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
+        self.owner.here = self._dispatch_here  # our own executor takes its tasks at once
         self._transport.on_drained = self._drained
         self.replication = ReplicationIO(
             port,

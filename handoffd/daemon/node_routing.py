@@ -4,7 +4,9 @@ membership) and the router that hands each message to its part; and what the nod
 
 What a node sends itself is never encoded: it waits in ``_local`` (in order) for one callback per
 loop turn, or for the end of a transport's drain or of our executor's report flush (``_drained``),
-and the owner feeds what it said as one scheduler batch."""
+and the owner feeds what it said as one scheduler batch. The owner's dispatches to our own
+executor do not wait there (``_dispatch_here``): the executor takes them in the scheduler batch
+that decided them (issue 13, the one-step same-node path)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,11 @@ _OPS_REQUESTS = ops.CLIENT_TYPES
 _OPS_NOTICES = ops.NOTICE_TYPES
 _TO_OWNER = {m.SubmitRun, m.SubmitAndWait, m.DispatchReplied, m.TasksReported, ReportColumns}
 _TO_OWNER.add(RepliedColumns)  # only the owner reads these (_route)
+# Our own executor's answers to our owner, as it sends them (never columns: Executor._run).
+_FROM_HERE = frozenset({m.DispatchReplied, m.TasksReported})
+# What a dispatch to our own executor may overtake: those answers, and frees (of a run that ended,
+# of values no task still to run needs: a later dispatch never needs what they free).
+_OVERTAKEN = _FROM_HERE | {m.FreeRun, m.FreeValues}
 
 
 class NodeRouting(NodeReliability):
@@ -53,9 +60,11 @@ class NodeRouting(NodeReliability):
     _refusals: Any
     # (msg, frames, term, encoded) last sent: a batch sent to each standby is encoded once
     _last_encoded: tuple[Any, Any, int, list[Any]] | None = None
-    # What we sent ourselves this loop turn, and the callback that delivers it.
+    # What we sent ourselves, waiting for the callback (_local_soon) that delivers it, and how
+    # many of those a dispatch to ourselves may not overtake (_OVERTAKEN): it waits behind them.
     _local: list[tuple[Any, list[Any], int]]
     _local_soon: asyncio.Handle | None = None
+    _local_others = 0
 
     def address_of(self, name: str) -> str | None:
         raise NotImplementedError
@@ -73,11 +82,8 @@ class NodeRouting(NodeReliability):
         return lambda piece: self.codec.encode(msg, **at, piece=piece)
 
     def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
-        if address == self.address:
-            # Our own node: no network, no decoding; one callback per loop turn delivers all.
-            if not self._local:
-                self._local_soon = asyncio.get_running_loop().call_soon(self._deliver_locals)
-            self._local.append((msg, list(frames or []), term))
+        if address == self.address:  # our own node: no network, no decoding
+            self._queue_here(msg, list(frames or []), term)
             return True
         assert self._transport is not None
         last = self._last_encoded
@@ -148,25 +154,75 @@ class NodeRouting(NodeReliability):
             self.dropped += 1
             log.exception("handling %s from %s failed", type(msg).__name__, sender)
 
+    # -- what we send ourselves ----------------------------------------------------------------
+
+    def _queue_here(self, msg: Any, frames: list[Any], term: int) -> None:
+        """One callback per loop turn delivers what we sent ourselves, in order (or ``_drained``)."""
+        if self._local_soon is None:
+            self._local_soon = asyncio.get_running_loop().call_soon(self._deliver_locals)
+        if type(msg) not in _OVERTAKEN:
+            self._local_others += 1
+        self._local.append((msg, frames, term))
+
     def _deliver_locals(self) -> None:
-        batch, self._local = self._local, []
+        self._local_soon = None
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Everything we sent ourselves, in order, then what it said as one scheduler batch (as
+        after a transport's drain). What delivering sends us waits for the next callback."""
+        batch, self._local, self._local_others = self._local, [], 0
+        owner = self.owner
         for msg, frames, term in batch:
             envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
-            frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
             try:
-                self._route(msg, frames, b"", envelope)
+                if type(msg) in _FROM_HERE:  # our executor's answers: the owner's, as they are
+                    owner.handle(msg, frames, b"", envelope)
+                else:
+                    frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+                    self._route(msg, frames, b"", envelope)
             except Exception:  # noqa: BLE001
                 log.exception("handling local %s failed", type(msg).__name__)
-        if self.owner is not None:  # one scheduler batch, as after a transport's drain
-            self.owner.flush()
+        if owner is not None:
+            owner.flush()
 
     def _drained(self) -> None:
-        """A drain's end or our executor's report flush: what we sent ourselves goes now, in order."""
-        if self.owner is not None:
+        """A drain's end or our executor's report flush: what we sent ourselves goes now, in order,
+        and the owner feeds it with the drain's reports as one batch."""
+        if self._local:
+            if self._local_soon is not None:
+                self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
+                self._local_soon = None
+            self._deliver()
+        elif self.owner is not None:
             self.owner.flush()
-        if self._local and self._local_soon is not None:
-            self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
-            self._deliver_locals()
+
+    def _dispatch_here(self, msg: m.DispatchTasks, frames: list[Any], term: int) -> None:
+        """The owner's dispatch to our own executor (``OwnerIO.here``): handed over in the
+        scheduler batch that decided it, with no message routed to ourselves. Behind something
+        else we sent our executor that it may not overtake (a cancel, a withdrawal, a probe) it
+        waits its turn in order. The executor's answer waits in ``_local`` like anything we send
+        ourselves: delivered at the drain's end with its reports (one batch) or by the callback,
+        never fed in the batch that sent the dispatch (that split busy turns' batches)."""
+        if self._local_others:
+            self._queue_here(msg, frames, term)
+            return
+        frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+        try:
+            self._to_executor(msg, frames, term)
+        except Exception:  # noqa: BLE001 - the scheduler's batch goes on
+            log.exception("handing a dispatch to our own executor failed")
+
+    def _to_executor(self, msg: m.DispatchTasks, frames: list[Any], term: int) -> None:
+        executor = self.executor
+        if msg.packages and self.code_fetcher is not None:
+            # The run's code must be here before its tasks start (fetched from the owner).
+            on_dispatch = executor.on_dispatch
+            self.code_fetcher.when_present(
+                msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+            )
+        else:
+            executor.on_dispatch(msg, frames, term)
 
     def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
         """A client or peer of an incompatible protocol range: log it once, and answer in the
@@ -189,14 +245,7 @@ class NodeRouting(NodeReliability):
             frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
             msg = columns.dispatch_items(msg)
         if isinstance(msg, m.DispatchTasks):
-            if msg.packages and self.code_fetcher is not None:
-                # The run's code must be here before its tasks start (fetched from the owner).
-                on_dispatch = self.executor.on_dispatch
-                self.code_fetcher.when_present(
-                    msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
-                )
-            else:
-                self.executor.on_dispatch(msg, frames, term)
+            self._to_executor(msg, frames, term)
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
             self.executor.on_fetch(msg, frames)
         elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one

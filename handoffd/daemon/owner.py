@@ -137,6 +137,8 @@ class OwnerIO:
         # way into the scheduler feeds these first, so the scheduler sees every event in order.
         self.batch_reports = False
         self._pending: list[Any] = []
+        # Our own executor, taking a dispatch now (the node's ``_dispatch_here``); None: sent.
+        self.here: Callable[[m.DispatchTasks, list[Any], int], None] | None = None
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
         self._own_version, self._own_capacity = resources.version, dict(resources.capacity)
         self._apply(
@@ -637,6 +639,9 @@ class OwnerIO:
         msg: m.DispatchTasks | DispatchColumns
         if address == self.port.address:
             msg, frames = dispatch_tasks(ins, self.port.address, self.port.address_of, packages)
+            if self.here is not None:
+                self.here(msg, frames, ins.term)
+                return
         else:
             far = None if self.far_store is None else self._far(ins.run_id)
             msg, frames = dispatch_message(
