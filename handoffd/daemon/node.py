@@ -452,9 +452,10 @@ class Node(NodeRouting):
         self._resources_dirty = False
         free, version = self._free_to_publish(), self.ledger.version
         self._own_stale = True  # membership reads it before its next event (_run_membership)
-        if self.owner is not None:
+        if self.owner is not None and not self.owner.knows_own(version):
             # One callback later: our scheduler learns which task ended (its successor) before it
             # sees the freed slot; the ledger as published now (read later, it passed the report).
+            # None when a reply or report of ours already carried it (the usual case).
             asyncio.get_running_loop().call_soon(self._publish_own, free, version)
 
     def _publish_own(self, free: dict[str, float], version: int) -> None:

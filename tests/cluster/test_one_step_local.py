@@ -14,6 +14,7 @@ import pytest
 
 import handoffd
 from handoffd.protocol import messages as m
+from handoffd.scheduler import events as ev
 from handoffd.testing import ThreadedCluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -168,3 +169,47 @@ def test_a_dispatch_to_ourselves_waits_behind_what_it_may_not_overtake():
 
         order = cluster.call(body)
         assert order[:4] == ["handed", "FreeRun", "CancelTasks", "DispatchTasks"]
+
+
+def test_a_release_joins_the_next_batch_and_our_ledger_needs_no_late_update():
+    """Back to back one-task runs (W3) on the owner's own node: the release of the collected
+    results is not a scheduler batch of its own right after the answer; it waits for the next
+    batch (the next drain's, or the tick's flush at the latest). Our ledger's changes reach our
+    scheduler with the executor's answer and report, so ``_publish_own`` is never scheduled. It
+    was four batches and two ``_publish_own`` callbacks a run (issue 13, lat13f's items)."""
+    runs = 10
+    with ThreadedCluster([{"cpu": 1}]) as cluster:
+        (node,) = cluster.nodes
+        seen = {"released alone": 0, "released pending": 0, "own": 0}
+
+        async def patch() -> None:
+            feed, publish = node.owner._feed_all, node._publish_own
+
+            def fed(*events: Any) -> None:
+                if any(isinstance(e, ev.ResultsReleased) for e in events):
+                    seen["released alone"] += 1
+                if any(isinstance(e, ev.ResultsReleased) for e in node.owner._pending):
+                    seen["released pending"] += 1
+                feed(*events)
+
+            def published(*args: Any) -> None:
+                seen["own"] += 1
+                publish(*args)
+
+            node.owner._feed_all, node._publish_own = fed, published
+
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            dag = handoffd.DAG().add_function(
+                handoffd.Function(id="f", code=_ident, extra_args=[0])
+            )
+            assert client.execute(dag) == {"f": 0}  # the worker started
+            cluster.call(patch)
+            for i in range(runs):
+                dag = handoffd.DAG().add_function(
+                    handoffd.Function(id="f", code=_ident, extra_args=[i])
+                )
+                assert client.execute(dag) == {"f": i}
+            # the last release is fed by the tick at the latest: nothing of any run stays here
+            wait_for(lambda: not node.store.runs(), 10, what="every run's results freed")
+        assert seen["released alone"] == 0 and seen["own"] == 0
+        assert seen["released pending"] in (runs, runs + 1)  # (+ the warm-up run's, if still held)
