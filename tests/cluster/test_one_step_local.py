@@ -213,3 +213,46 @@ def test_a_release_joins_the_next_batch_and_our_ledger_needs_no_late_update():
             wait_for(lambda: not node.store.runs(), 10, what="every run's results freed")
         assert seen["released alone"] == 0 and seen["own"] == 0
         assert seen["released pending"] in (runs, runs + 1)  # (+ the warm-up run's, if still held)
+
+
+@pytest.mark.parametrize("path", ["direct", "sent"])
+def test_the_run_survives_its_owner_s_death_after_tasks_ran_on_the_owner_s_node(path: str):
+    """The owner ran some of the run's tasks on its own node (on ``path``) and dies: a standby
+    takes the run over at term 1 and it ends DONE with every result, as on the sent path."""
+    import cluster_jobs
+
+    n = 12
+    with ThreadedCluster([{"cpu": 1}] * 3) as cluster:
+        owner = cluster.nodes[0]
+        ran_here: list[str] = []
+
+        async def watch() -> None:
+            on_dispatch = owner.executor.on_dispatch
+            if path == "sent":
+                owner.owner.here = None
+
+            def seen(msg: Any, *rest: Any) -> None:
+                ran_here.extend(item.task_id for item in msg.items)
+                on_dispatch(msg, *rest)
+
+            owner.executor.on_dispatch = seen
+
+        cluster.call(watch)
+        dag = handoffd.DAG()
+        for i in range(n):
+            dag.add_function(
+                handoffd.Function(id=f"t{i}", code=_sleep, extra_args=[0.2 + i / 1000])
+            )
+        with handoffd.connect(cluster.url(0), timeout=30) as client:
+            run = client.submit(dag, policy="spread")
+            run_id = run.id
+            wait_for(
+                lambda: cluster_jobs.standbys_hold(cluster, run_id), 30, what="standbys hold it"
+            )
+            wait_for(lambda: len(ran_here) >= 1, 30, what="a task dispatched to the owner's node")
+        cluster.crash(0)
+        with handoffd.connect(cluster.url(1), timeout=30) as other:
+            follow = other.run(run_id)
+            final = follow.wait(120)
+            assert final.state == "DONE" and final.term == 1
+            assert follow.results() == {f"t{i}": 0.2 + i / 1000 for i in range(n)}
