@@ -10,7 +10,9 @@ Inbound frames are decoded once, checked against their sender and the socket the
 (``admission``: client requests only on the listening socket, peer messages only from live members)
 and routed by message type. Membership and the owner scheduler return instructions, which
 ``_run_membership`` and ``OwnerIO`` execute. User code never runs here: it runs in the worker
-pool's processes.
+pool's processes. Sending, receiving, the router and what the node sends itself are in
+``daemon/node_routing.py`` (its base class), membership's side and fencing in
+``daemon/node_reliability.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import Any
 
 from handoffd import __version__, admission, runtime, upload
 from handoffd.config import NodeConfig
-from handoffd.daemon import oversize
 from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
@@ -36,7 +37,8 @@ from handoffd.daemon.fencing import Quorum
 from handoffd.daemon.handover import HandOver
 from handoffd.daemon.leaving import LeavingPeers, leave_notice
 from handoffd.daemon.names import Names
-from handoffd.daemon.node_reliability import NodeReliability, RestartNotice
+from handoffd.daemon.node_reliability import RestartNotice
+from handoffd.daemon.node_routing import NodeRouting
 from handoffd.daemon.ops import NodeOps, OpsPort
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.ports import NodePort, wire
@@ -45,18 +47,8 @@ from handoffd.daemon.replication_rebuild import Offload
 from handoffd.daemon.replies import Replies
 from handoffd.membership import swim
 from handoffd.membership.probes import ping_address
-from handoffd.observability.info import metrics_reply, node_info
-from handoffd.protocol import codec, columns, versions
+from handoffd.protocol import codec, versions
 from handoffd.protocol import messages as m
-from handoffd.protocol import messages_code as mc
-from handoffd.protocol import messages_io as mio
-from handoffd.protocol import messages_ops as ops
-from handoffd.protocol import messages_reliability as mr
-from handoffd.protocol.messages_chunks import ValueChunk
-from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
-from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
-from handoffd.protocol.messages_rebalance import WithdrawTasks
-from handoffd.protocol.messages_swim import DescribeHealth
 from handoffd.replication.lease import lease_seconds
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.chunks import chunk_size
@@ -72,15 +64,8 @@ IDLE_SWEEP_S = 5.0
 # A line of drop counters in the log at most this often, when something was dropped meanwhile.
 STATS_LOG_S = 60.0
 
-_MEMBERSHIP_TYPES = admission.SWIM_TYPES
-_REPLICATION_TYPES = admission.REPLICATION_TYPES
-_OPS_REQUESTS = ops.CLIENT_TYPES
-_OPS_NOTICES = ops.NOTICE_TYPES
-_TO_OWNER = {m.SubmitRun, m.SubmitAndWait, m.DispatchReplied, m.TasksReported, ReportColumns}
-_TO_OWNER.add(RepliedColumns)  # only the owner reads these (_route)
 
-
-class Node(NodeReliability):
+class Node(NodeRouting):
     def __init__(
         self,
         config: NodeConfig,
@@ -136,11 +121,10 @@ class Node(NodeReliability):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
-        # (msg, frames, term, encoded) last sent: a batch sent to each standby is encoded once
-        self._last_encoded: tuple[Any, Any, int, list[Any]] | None = None
         self._replies = Replies(self._encoder, self._reply_encoded)  # a big one: in a thread
-        self._local: list[tuple[Any, list[Any], int]] = []  # sent to ourselves this loop turn
-        self._local_soon: asyncio.Handle | None = None  # the callback that delivers them
+        self._local = []  # sent to ourselves this loop turn (daemon/node_routing.py)
+        self._local_soon = None
+        self._local_others = 0
         self.drops = admission.Drops()  # refused by admission.check, by reason
         self._next_sweep = 0.0
         self._next_stats = 0.0
@@ -260,6 +244,7 @@ class Node(NodeReliability):
         self.owner.code = self.code
         self.owner.far_store = self.store  # big dispatch frames go by reference (store.chunks)
         self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
+        self.owner.here = self._dispatch_here  # our own executor takes its tasks at once
         self._transport.on_drained = self._drained
         self.replication = ReplicationIO(
             port,
@@ -405,204 +390,6 @@ class Node(NodeReliability):
         if not self._stopping:
             asyncio.get_running_loop().create_task(self.stop(grace=grace))
 
-    # -- sending -------------------------------------------------------------------------------
-
-    def encode(self, msg: Any, frames: list[Any] | None = None, term: int = 0) -> list[Any]:
-        return self.codec.encode(
-            msg, sender=self.name, incarnation=self._incarnation(), term=term, frames=frames or ()
-        )
-
-    def _encoder(self, msg: Any, frames: list[Any] | None) -> Callable[[int], list[Any]]:
-        """A reply's encoding, bound on the loop, to be run with a ``piece`` anywhere."""
-        at = {"sender": self.name, "incarnation": self._incarnation(), "frames": frames or ()}
-        return lambda piece: self.codec.encode(msg, **at, piece=piece)
-
-    def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
-        if address == self.address:
-            # Our own node: no network, no decoding; one callback per loop turn delivers all.
-            if not self._local:
-                self._local_soon = asyncio.get_running_loop().call_soon(self._deliver_locals)
-            self._local.append((msg, list(frames or []), term))
-            return True
-        assert self._transport is not None
-        last = self._last_encoded
-        if last is not None and last[0] is msg and last[1] is frames and last[2] == term:
-            return self._transport.send(address, last[3])  # one message to several nodes
-        encoded = self.encode(msg, frames, term)
-        self._last_encoded = (msg, frames, term, encoded)
-        return self._transport.send(address, encoded)
-
-    def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
-        self._replies.reply(conn, msg, frames)
-
-    def _reply_encoded(self, conn: bytes, frames: list[Any]) -> None:
-        assert self._transport is not None
-        self._transport.reply(conn, frames)
-
-    def _incarnation(self) -> int:
-        if self.membership is None:
-            return 0
-        me = self.membership.get(self.name)
-        return me.incarnation if me is not None else 0
-
-    # -- receiving -----------------------------------------------------------------------------
-
-    def _on_frames(
-        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
-    ) -> None:
-        decoded = (decoder or self.codec).decode(frames)
-        if decoded is None:
-            self.dropped += 1
-            if decoder is None:  # a dispatch too big for us is refused, not left to time out
-                oversize.refuse(self, frames, listening)
-            return
-        msg = decoded.msg
-        if decoder is not None and not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
-            return  # an upload is a submission, nothing else
-        if type(msg) is codec.Mismatch:
-            self._refuse(conn, msg)
-            return
-        sender = decoded.envelope.sender
-        membership = self.membership
-        member = membership.get(sender) if membership is not None else None
-        refused = admission.check(msg, sender, listening, member, self.name)
-        if refused:
-            self.dropped += 1
-            self.drops.count(refused, msg, sender)
-            if member is not None and member.status == m.DEAD:
-                self._run_membership(swim.HeardFrom(sender))
-            return
-        try:
-            if isinstance(msg, _OPS_NOTICES):
-                if self.ops is not None:
-                    self.ops.on_notice(msg, sender)
-            elif isinstance(msg, _MEMBERSHIP_TYPES):
-                self._names_check(msg, sender, member)
-                counters = membership.counters if membership is not None else None
-                before = counters.dropped_other_cluster if counters is not None else 0
-                self._run_membership(swim.Received(sender, None, msg))
-                if counters is not None and counters.dropped_other_cluster != before:
-                    if self.ops is not None:
-                        self.ops.other_cluster(msg, sender)
-            else:
-                self._route(msg, list(decoded.frames), conn, decoded.envelope)
-        except columns.ColumnError as exc:  # the sender's columns disagree: say which
-            self.dropped += 1
-            log.warning("dropped %s from %s: %s", type(msg).__name__, sender, exc)
-        except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
-            self.dropped += 1
-            log.exception("handling %s from %s failed", type(msg).__name__, sender)
-
-    def _deliver_locals(self) -> None:
-        batch, self._local = self._local, []
-        for msg, frames, term in batch:
-            envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
-            frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
-            try:
-                self._route(msg, frames, b"", envelope)
-            except Exception:  # noqa: BLE001
-                log.exception("handling local %s failed", type(msg).__name__)
-        if self.owner is not None:  # one scheduler batch, as after a transport's drain
-            self.owner.flush()
-
-    def _drained(self) -> None:
-        """A drain's end or our executor's report flush: what we sent ourselves goes now, in order."""
-        if self.owner is not None:
-            self.owner.flush()
-        if self._local and self._local_soon is not None:
-            self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
-            self._deliver_locals()
-
-    def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
-        """A client or peer of an incompatible protocol range: log it once, and answer in the
-        frozen format every version reads, so a client fails at once (never a mismatch answered
-        with one). Its messages are never read: such a peer never enters our membership."""
-        kind = versions.sender_kind(mismatch.type_id)
-        self._refusals.note(kind, mismatch.sender, mismatch.lo, mismatch.hi, mismatch.told)
-        if not mismatch.told and self._transport is not None:
-            ours = versions.describe(*self.codec.versions)
-            text = f"{self.name} speaks protocol {ours}"
-            self._transport.reply(conn, self.codec.encode_mismatch(self.name, text))
-
-    def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
-        assert self.executor is not None and self.owner is not None and self.replication is not None
-        if type(msg) in _TO_OWNER:  # by exact type: not the ~27 checks below (3 per 1-task run)
-            self.owner.handle(msg, frames, conn, envelope)
-            return
-        term = envelope.term if envelope is not None else 0
-        if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
-            frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
-            msg = columns.dispatch_items(msg)
-        if isinstance(msg, m.DispatchTasks):
-            if msg.packages and self.code_fetcher is not None:
-                # The run's code must be here before its tasks start (fetched from the owner).
-                on_dispatch = self.executor.on_dispatch
-                self.code_fetcher.when_present(
-                    msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
-                )
-            else:
-                self.executor.on_dispatch(msg, frames, term)
-        elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
-            self.executor.on_fetch(msg, frames)
-        elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one
-            if not (self.owner.on_values(msg, frames) or self.replication.on_chunk(msg, frames)):
-                self.executor.on_values(msg, frames)
-        elif isinstance(msg, m.CancelTasks):
-            self.executor.on_cancel(msg, term)
-        elif isinstance(msg, WithdrawTasks):
-            self.executor.on_withdraw(msg, term)
-        elif isinstance(msg, m.FreeRun):
-            self.executor.on_free_run(msg, term)
-        elif isinstance(msg, m.FreeValues):
-            self.executor.on_free_values(msg, term)
-        elif isinstance(msg, mc.FetchPackages):
-            if self.code_fetcher is not None:
-                reply, data = self.code_fetcher.serve(msg)
-                self.send(msg.reply_to, reply, data)
-        elif isinstance(msg, mc.ReplicateOutput):
-            self.owner.output.on_replicate(msg)
-        elif isinstance(msg, mc.PackagesFetched):
-            if self.code_fetcher is not None:
-                self.code_fetcher.on_fetched(msg, frames)
-        elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
-            self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
-        elif isinstance(msg, _REPLICATION_TYPES):
-            assert self.replication is not None
-            if isinstance(msg, m.DropReplica) and self.scheduler is not None:
-                if self.scheduler.term_of(msg.run_id) is None:  # not ours: its output goes too
-                    self.owner.output.forget(msg.run_id)
-            self.replication.handle(msg, frames, envelope)
-        elif isinstance(msg, m.ListNodes):
-            assert self.membership is not None
-            self._own_to_membership()  # the free resources as they are now, ours too
-            self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
-        elif isinstance(msg, _OPS_REQUESTS):
-            if self.ops is not None:
-                self.ops.handle(msg, conn)
-        elif isinstance(msg, mr.NameClash):
-            self._name_clashed(msg)
-        elif isinstance(msg, mr.NodeLeaving):
-            self._peer_leaving(envelope.sender if envelope is not None else "")
-        elif isinstance(msg, mio.NodeRestarted):
-            self._peer_restarted(envelope.sender if envelope is not None else "", msg)
-        elif isinstance(msg, mio.ValuesHandedOver) and envelope is not None:
-            self._handover.on_values(msg, frames, self.address_of(envelope.sender) or "")
-        elif isinstance(msg, mio.ValuesTaken):
-            self._handover.on_taken(msg)
-        elif isinstance(msg, mio.UploadChunk):
-            self._on_upload(msg, frames, conn)
-        elif isinstance(msg, GetNodeInfo):
-            self.reply(conn, node_info(self, msg.request_id))
-        elif isinstance(msg, GetMetrics):
-            self.reply(conn, metrics_reply(self, msg.request_id))
-        elif isinstance(msg, DescribeHealth):
-            self.reply(conn, self.health_reply(msg.request_id))
-        elif isinstance(msg, m.StopNode):
-            self.reply(conn, m.Ok(msg.request_id))
-            self.request_stop()
-        else:
-            self.owner.handle(msg, frames, conn, envelope)
-
     # -- membership ----------------------------------------------------------------------------
 
     def _schedule_tick(self) -> None:
@@ -665,9 +452,10 @@ class Node(NodeReliability):
         self._resources_dirty = False
         free, version = self._free_to_publish(), self.ledger.version
         self._own_stale = True  # membership reads it before its next event (_run_membership)
-        if self.owner is not None:
+        if self.owner is not None and not self.owner.knows_own(version):
             # One callback later: our scheduler learns which task ended (its successor) before it
             # sees the freed slot; the ledger as published now (read later, it passed the report).
+            # None when a reply or report of ours already carried it (the usual case).
             asyncio.get_running_loop().call_soon(self._publish_own, free, version)
 
     def _publish_own(self, free: dict[str, float], version: int) -> None:

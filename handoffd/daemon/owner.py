@@ -137,6 +137,8 @@ class OwnerIO:
         # way into the scheduler feeds these first, so the scheduler sees every event in order.
         self.batch_reports = False
         self._pending: list[Any] = []
+        # Our own executor, taking a dispatch now (the node's ``_dispatch_here``); None: sent.
+        self.here: Callable[[m.DispatchTasks, list[Any], int], None] | None = None
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
         self._own_version, self._own_capacity = resources.version, dict(resources.capacity)
         self._apply(
@@ -241,13 +243,22 @@ class OwnerIO:
         )
         self._feed(update)
 
+    def knows_own(self, version: int) -> bool:
+        """Our scheduler already has our ledger at ``version`` (a reply or report of ours carried
+        it): ``own_resources`` would skip it."""
+        return version <= self._own_version and self._resources.capacity == self._own_capacity
+
     def tick(self, now: float) -> None:
+        self.flush()  # a release waiting for the next batch (``_free_now``) waits no longer
         self._retain(rt.TimePassed(), now)
 
-    def _retain(self, event: rt.RetentionEvent, now: float) -> None:
+    def _retain(self, event: rt.RetentionEvent, now: float, later: bool = False) -> None:
         for ins in self.retention.handle(event, now):
             if isinstance(ins, rt.ReleaseResults):
-                self._feed(ev.ResultsReleased(ins.run_id))
+                if later and self.batch_reports:
+                    self._pending.append(ev.ResultsReleased(ins.run_id))
+                else:
+                    self._feed(ev.ResultsReleased(ins.run_id))
                 if ins.ended:
                     self.replication.released(ins.run_id)
             else:
@@ -255,8 +266,10 @@ class OwnerIO:
 
     def _free_now(self, run_id: str) -> None:
         """The client collected the results (FreeRunRequest, or an outcome that carried them all
-        with ``release``): free them before the retention time is up."""
-        self._retain(rt.ResultsCollected(run_id), self.port.now())
+        with ``release``): free them before the retention time is up. With ``batch_reports`` the
+        release joins the scheduler's next batch (the next drain's, or the tick's at the latest):
+        after a short run's answer it was a batch of its own, one of a one-task run's four."""
+        self._retain(rt.ResultsCollected(run_id), self.port.now(), later=True)
         self.replication.run_changed(run_id)
 
     def forget(self, run_id: str) -> None:
@@ -637,6 +650,9 @@ class OwnerIO:
         msg: m.DispatchTasks | DispatchColumns
         if address == self.port.address:
             msg, frames = dispatch_tasks(ins, self.port.address, self.port.address_of, packages)
+            if self.here is not None:
+                self.here(msg, frames, ins.term)
+                return
         else:
             far = None if self.far_store is None else self._far(ins.run_id)
             msg, frames = dispatch_message(

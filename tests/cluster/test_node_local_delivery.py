@@ -50,9 +50,9 @@ def _noop(i: int) -> int:
 
 
 def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting_a_loop_turn():
-    """A dispatch to ourselves is delivered at the end of the drain that submitted the run, and
-    our executor's report at the end of its flush (Node._drained): each was one loop turn later,
-    ~25 us apiece of W3's latency (issue 13)."""
+    """A dispatch to ourselves is handed to our executor in the scheduler batch that decided it
+    (Node._dispatch_here: never routed), and our executor's report is delivered at the end of its
+    flush (Node._drained): each was one loop turn later, ~25 us apiece of W3's latency (issue 13)."""
     import handoffd
 
     with ThreadedCluster([{"cpu": 1}]) as cluster:
@@ -60,8 +60,8 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
         events: list[tuple[str, ...]] = []
 
         async def patch() -> None:
-            transport, executor, route = node._transport, node.executor, node._route
-            deliver, soon = transport._deliver, executor._soon
+            transport, executor, route = node._transport, node.executor, node.owner.handle
+            deliver, soon, on_dispatch = transport._deliver, executor._soon, executor.on_dispatch
 
             def delivered(*args: Any) -> None:
                 events.append(("delivery",))
@@ -77,7 +77,12 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
                 events.append(("route", type(msg).__name__))
                 route(msg, *rest)
 
-            transport._deliver, executor._soon, node._route = delivered, flushed, routed
+            def handed(msg: Any, *rest: Any) -> None:
+                events.append(("route", type(msg).__name__))
+                on_dispatch(msg, *rest)
+
+            transport._deliver, executor._soon, node.owner.handle = delivered, flushed, routed
+            executor.on_dispatch = handed
 
         cluster.call(patch)
         with handoffd.connect(cluster.address, timeout=10) as client:
@@ -86,6 +91,8 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
         submit = events.index(("route", "SubmitAndWait"))
         dispatch = events.index(("route", "DispatchTasks"))
         assert events.index(("delivery.end",), submit) > dispatch  # in the submit's callback
+        answer = events.index(("route", "DispatchReplied"))
+        assert submit < dispatch < answer  # handed over before its answer came back
         report = events.index(("route", "TasksReported"))
         start = max(i for i, e in enumerate(events[:report]) if e[0] == "soon")
         assert ("soon.end",) not in events[start:report]  # in the flush's callback
@@ -99,15 +106,15 @@ def _nap(seconds: float) -> float:
 
 
 def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
-    """Run each DAG; the events: outcomes the pool read, its after_read callbacks, messages
-    routed, the executor's "soon" callbacks."""
+    """Run each DAG; the events: outcomes the pool read, its after_read callbacks, messages the
+    owner handled, the executor's "soon" callbacks."""
     import handoffd
 
     (node,) = cluster.nodes
     events: list[tuple[str, ...]] = []
 
     async def patch() -> None:
-        pool, executor, route = node.pool, node.executor, node._route
+        pool, executor, route = node.pool, node.executor, node.owner.handle
         done, after, soon = pool._on_done, pool.after_read, executor._soon
 
         def outcome(out: Any) -> None:
@@ -129,7 +136,7 @@ def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
             events.append(("route", type(msg).__name__))
             route(msg, *rest)
 
-        pool._on_done, pool.after_read, executor._soon, node._route = (
+        pool._on_done, pool.after_read, executor._soon, node.owner.handle = (
             outcome,
             after_read,
             flushed,
@@ -221,7 +228,7 @@ def test_the_owner_s_messages_reach_it_by_type_as_the_chain_would_route_them(mon
     (~27 isinstance checks each); the chain, walked, sends each of them there too."""
     from types import SimpleNamespace
 
-    from handoffd.daemon import node as node_module
+    from handoffd.daemon import node_routing as node_module
 
     handled: list[Any] = []
     owner = SimpleNamespace(handle=lambda msg, *rest: handled.append(msg))
@@ -234,6 +241,6 @@ def test_the_owner_s_messages_reach_it_by_type_as_the_chain_would_route_them(mon
             monkeypatch.setattr(node_module, "_TO_OWNER", frozenset())
         for kind in fast:
             msg = object.__new__(kind)
-            node_module.Node._route(fake, msg, [], b"", None)  # type: ignore[arg-type]
+            node_module.NodeRouting._route(fake, msg, [], b"", None)  # type: ignore[arg-type]
             assert handled.pop() is msg
         assert executor.looks == (len(fast) if walk else 0)

@@ -1,0 +1,308 @@
+"""The node's messages in and out (a base of ``daemon.node.Node``, kept apart so node.py stays
+within the module size): encoding and sending, replies, inbound frames (decode, ``admission``,
+membership) and the router that hands each message to its part; and what the node sends itself.
+
+What a node sends itself is never encoded: it waits in ``_local`` (in order) for one callback per
+loop turn, or for the end of a transport's drain or of our executor's report flush (``_drained``),
+and the owner feeds what it said as one scheduler batch. The owner's dispatches to our own
+executor do not wait there (``_dispatch_here``): the executor takes them in the scheduler batch
+that decided them (issue 13, the one-step same-node path)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from handoffd import admission
+from handoffd.daemon import oversize
+from handoffd.daemon.node_reliability import NodeReliability
+from handoffd.membership import swim
+from handoffd.observability.info import metrics_reply, node_info
+from handoffd.protocol import codec, columns, versions
+from handoffd.protocol import messages as m
+from handoffd.protocol import messages_code as mc
+from handoffd.protocol import messages_io as mio
+from handoffd.protocol import messages_ops as ops
+from handoffd.protocol import messages_reliability as mr
+from handoffd.protocol.messages_chunks import ValueChunk
+from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
+from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
+from handoffd.protocol.messages_rebalance import WithdrawTasks
+from handoffd.protocol.messages_swim import DescribeHealth
+
+if TYPE_CHECKING:
+    from handoffd.daemon.node import Node
+
+log = logging.getLogger("handoffd.node")
+
+_MEMBERSHIP_TYPES = admission.SWIM_TYPES
+_REPLICATION_TYPES = admission.REPLICATION_TYPES
+_OPS_REQUESTS = ops.CLIENT_TYPES
+_OPS_NOTICES = ops.NOTICE_TYPES
+_TO_OWNER = {m.SubmitRun, m.SubmitAndWait, m.DispatchReplied, m.TasksReported, ReportColumns}
+_TO_OWNER.add(RepliedColumns)  # only the owner reads these (_route)
+# Our own executor's answers to our owner, as it sends them (never columns: Executor._run).
+_FROM_HERE = frozenset({m.DispatchReplied, m.TasksReported})
+# What a dispatch to our own executor may overtake: those answers, and frees (of a run that ended,
+# of values no task still to run needs: a later dispatch never needs what they free).
+_OVERTAKEN = _FROM_HERE | {m.FreeRun, m.FreeValues}
+
+
+class NodeRouting(NodeReliability):
+    # What this part uses of the Node (set there).
+    executor: Any
+    code_fetcher: Any
+    ops: Any
+    _handover: Any
+    _replies: Any
+    _refusals: Any
+    # (msg, frames, term, encoded) last sent: a batch sent to each standby is encoded once
+    _last_encoded: tuple[Any, Any, int, list[Any]] | None = None
+    # What we sent ourselves, waiting for the callback (_local_soon) that delivers it, and how
+    # many of those a dispatch to ourselves may not overtake (_OVERTAKEN): it waits behind them.
+    _local: list[tuple[Any, list[Any], int]]
+    _local_soon: asyncio.Handle | None = None
+    _local_others = 0
+
+    def address_of(self, name: str) -> str | None:
+        raise NotImplementedError
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def encode(self, msg: Any, frames: list[Any] | None = None, term: int = 0) -> list[Any]:
+        return self.codec.encode(
+            msg, sender=self.name, incarnation=self._incarnation(), term=term, frames=frames or ()
+        )
+
+    def _encoder(self, msg: Any, frames: list[Any] | None) -> Callable[[int], list[Any]]:
+        """A reply's encoding, bound on the loop, to be run with a ``piece`` anywhere."""
+        at = {"sender": self.name, "incarnation": self._incarnation(), "frames": frames or ()}
+        return lambda piece: self.codec.encode(msg, **at, piece=piece)
+
+    def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
+        if address == self.address:  # our own node: no network, no decoding
+            self._queue_here(msg, list(frames or []), term)
+            return True
+        assert self._transport is not None
+        last = self._last_encoded
+        if last is not None and last[0] is msg and last[1] is frames and last[2] == term:
+            return self._transport.send(address, last[3])  # one message to several nodes
+        encoded = self.encode(msg, frames, term)
+        self._last_encoded = (msg, frames, term, encoded)
+        return self._transport.send(address, encoded)
+
+    def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
+        self._replies.reply(conn, msg, frames)
+
+    def _reply_encoded(self, conn: bytes, frames: list[Any]) -> None:
+        assert self._transport is not None
+        self._transport.reply(conn, frames)
+
+    def _incarnation(self) -> int:
+        if self.membership is None:
+            return 0
+        me = self.membership.get(self.name)
+        return me.incarnation if me is not None else 0
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _on_frames(
+        self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
+    ) -> None:
+        decoded = (decoder or self.codec).decode(frames)
+        if decoded is None:
+            self.dropped += 1
+            if decoder is None:  # a dispatch too big for us is refused, not left to time out
+                oversize.refuse(self, frames, listening)
+            return
+        msg = decoded.msg
+        if decoder is not None and not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
+            return  # an upload is a submission, nothing else
+        if type(msg) is codec.Mismatch:
+            self._refuse(conn, msg)
+            return
+        sender = decoded.envelope.sender
+        membership = self.membership
+        member = membership.get(sender) if membership is not None else None
+        refused = admission.check(msg, sender, listening, member, self.name)
+        if refused:
+            self.dropped += 1
+            self.drops.count(refused, msg, sender)
+            if member is not None and member.status == m.DEAD:
+                self._run_membership(swim.HeardFrom(sender))
+            return
+        try:
+            if isinstance(msg, _OPS_NOTICES):
+                if self.ops is not None:
+                    self.ops.on_notice(msg, sender)
+            elif isinstance(msg, _MEMBERSHIP_TYPES):
+                self._names_check(msg, sender, member)
+                counters = membership.counters if membership is not None else None
+                before = counters.dropped_other_cluster if counters is not None else 0
+                self._run_membership(swim.Received(sender, None, msg))
+                if counters is not None and counters.dropped_other_cluster != before:
+                    if self.ops is not None:
+                        self.ops.other_cluster(msg, sender)
+            else:
+                self._route(msg, list(decoded.frames), conn, decoded.envelope)
+        except columns.ColumnError as exc:  # the sender's columns disagree: say which
+            self.dropped += 1
+            log.warning("dropped %s from %s: %s", type(msg).__name__, sender, exc)
+        except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
+            self.dropped += 1
+            log.exception("handling %s from %s failed", type(msg).__name__, sender)
+
+    # -- what we send ourselves ----------------------------------------------------------------
+
+    def _queue_here(self, msg: Any, frames: list[Any], term: int) -> None:
+        """One callback per loop turn delivers what we sent ourselves, in order (or ``_drained``)."""
+        if self._local_soon is None:
+            self._local_soon = asyncio.get_running_loop().call_soon(self._deliver_locals)
+        if type(msg) not in _OVERTAKEN:
+            self._local_others += 1
+        self._local.append((msg, frames, term))
+
+    def _deliver_locals(self) -> None:
+        self._local_soon = None
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Everything we sent ourselves, in order, then what it said as one scheduler batch (as
+        after a transport's drain). What delivering sends us waits for the next callback."""
+        batch, self._local, self._local_others = self._local, [], 0
+        owner = self.owner
+        for msg, frames, term in batch:
+            envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
+            try:
+                if type(msg) in _FROM_HERE:  # our executor's answers: the owner's, as they are
+                    owner.handle(msg, frames, b"", envelope)
+                else:
+                    frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+                    self._route(msg, frames, b"", envelope)
+            except Exception:  # noqa: BLE001
+                log.exception("handling local %s failed", type(msg).__name__)
+        if owner is not None:
+            owner.flush()
+
+    def _drained(self) -> None:
+        """A drain's end or our executor's report flush: what we sent ourselves goes now, in order,
+        and the owner feeds it with the drain's reports as one batch."""
+        if self._local:
+            if self._local_soon is not None:
+                self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
+                self._local_soon = None
+            self._deliver()
+        elif self.owner is not None:
+            self.owner.flush()
+
+    def _dispatch_here(self, msg: m.DispatchTasks, frames: list[Any], term: int) -> None:
+        """The owner's dispatch to our own executor (``OwnerIO.here``): handed over in the
+        scheduler batch that decided it, with no message routed to ourselves. Behind something
+        else we sent our executor that it may not overtake (a cancel, a withdrawal, a probe) it
+        waits its turn in order. The executor's answer waits in ``_local`` like anything we send
+        ourselves: delivered at the drain's end with its reports (one batch) or by the callback,
+        never fed in the batch that sent the dispatch (that split busy turns' batches)."""
+        if self._local_others:
+            self._queue_here(msg, frames, term)
+            return
+        frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+        try:
+            self._to_executor(msg, frames, term)
+        except Exception:  # noqa: BLE001 - the scheduler's batch goes on
+            log.exception("handing a dispatch to our own executor failed")
+
+    def _to_executor(self, msg: m.DispatchTasks, frames: list[Any], term: int) -> None:
+        executor = self.executor
+        if msg.packages and self.code_fetcher is not None:
+            # The run's code must be here before its tasks start (fetched from the owner).
+            on_dispatch = executor.on_dispatch
+            self.code_fetcher.when_present(
+                msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+            )
+        else:
+            executor.on_dispatch(msg, frames, term)
+
+    def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
+        """A client or peer of an incompatible protocol range: log it once, and answer in the
+        frozen format every version reads, so a client fails at once (never a mismatch answered
+        with one). Its messages are never read: such a peer never enters our membership."""
+        kind = versions.sender_kind(mismatch.type_id)
+        self._refusals.note(kind, mismatch.sender, mismatch.lo, mismatch.hi, mismatch.told)
+        if not mismatch.told and self._transport is not None:
+            ours = versions.describe(*self.codec.versions)
+            text = f"{self.name} speaks protocol {ours}"
+            self._transport.reply(conn, self.codec.encode_mismatch(self.name, text))
+
+    def _route(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        assert self.executor is not None and self.owner is not None and self.replication is not None
+        if type(msg) in _TO_OWNER:  # by exact type: not the ~27 checks below (3 per 1-task run)
+            self.owner.handle(msg, frames, conn, envelope)
+            return
+        term = envelope.term if envelope is not None else 0
+        if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
+            frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
+            msg = columns.dispatch_items(msg)
+        if isinstance(msg, m.DispatchTasks):
+            self._to_executor(msg, frames, term)
+        elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
+            self.executor.on_fetch(msg, frames)
+        elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one
+            if not (self.owner.on_values(msg, frames) or self.replication.on_chunk(msg, frames)):
+                self.executor.on_values(msg, frames)
+        elif isinstance(msg, m.CancelTasks):
+            self.executor.on_cancel(msg, term)
+        elif isinstance(msg, WithdrawTasks):
+            self.executor.on_withdraw(msg, term)
+        elif isinstance(msg, m.FreeRun):
+            self.executor.on_free_run(msg, term)
+        elif isinstance(msg, m.FreeValues):
+            self.executor.on_free_values(msg, term)
+        elif isinstance(msg, mc.FetchPackages):
+            if self.code_fetcher is not None:
+                reply, data = self.code_fetcher.serve(msg)
+                self.send(msg.reply_to, reply, data)
+        elif isinstance(msg, mc.ReplicateOutput):
+            self.owner.output.on_replicate(msg)
+        elif isinstance(msg, mc.PackagesFetched):
+            if self.code_fetcher is not None:
+                self.code_fetcher.on_fetched(msg, frames)
+        elif isinstance(msg, m.HoldingsProbed):  # a node answered one of our owner's probes
+            self.owner.on_holdings(msg, envelope.sender if envelope is not None else self.name)
+        elif isinstance(msg, _REPLICATION_TYPES):
+            assert self.replication is not None
+            if isinstance(msg, m.DropReplica) and self.scheduler is not None:
+                if self.scheduler.term_of(msg.run_id) is None:  # not ours: its output goes too
+                    self.owner.output.forget(msg.run_id)
+            self.replication.handle(msg, frames, envelope)
+        elif isinstance(msg, m.ListNodes):
+            assert self.membership is not None
+            self._own_to_membership()  # the free resources as they are now, ours too
+            self.reply(conn, m.NodeList(msg.request_id, tuple(self.membership.members())))
+        elif isinstance(msg, _OPS_REQUESTS):
+            if self.ops is not None:
+                self.ops.handle(msg, conn)
+        elif isinstance(msg, mr.NameClash):
+            self._name_clashed(msg)
+        elif isinstance(msg, mr.NodeLeaving):
+            self._peer_leaving(envelope.sender if envelope is not None else "")
+        elif isinstance(msg, mio.NodeRestarted):
+            self._peer_restarted(envelope.sender if envelope is not None else "", msg)
+        elif isinstance(msg, mio.ValuesHandedOver) and envelope is not None:
+            self._handover.on_values(msg, frames, self.address_of(envelope.sender) or "")
+        elif isinstance(msg, mio.ValuesTaken):
+            self._handover.on_taken(msg)
+        elif isinstance(msg, mio.UploadChunk):
+            self._on_upload(msg, frames, conn)
+        elif isinstance(msg, GetNodeInfo):
+            self.reply(conn, node_info(cast("Node", self), msg.request_id))
+        elif isinstance(msg, GetMetrics):
+            self.reply(conn, metrics_reply(cast("Node", self), msg.request_id))
+        elif isinstance(msg, DescribeHealth):
+            self.reply(conn, self.health_reply(msg.request_id))
+        elif isinstance(msg, m.StopNode):
+            self.reply(conn, m.Ok(msg.request_id))
+            self.request_stop()
+        else:
+            self.owner.handle(msg, frames, conn, envelope)
