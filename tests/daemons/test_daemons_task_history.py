@@ -99,6 +99,22 @@ def test_tasks_json_after_an_owner_takeover(daemons: DaemonCluster) -> None:
             0.02,
             what="30% progress",
         )
+
+        def out_past_the_hold() -> bool:
+            # An attempt on the owner's node, out for longer than the hold (so replicated) and
+            # not about to end. Killing right at 30% often fell just after a wave of 0.5 s tasks
+            # had been dispatched (all younger than the hold): no LOST attempt to find, ~half the
+            # runs at load 5-7 (gc19's count, main and branch alike).
+            now = time.time()
+            return any(
+                a["node"] == first.name
+                and a["state"] == "ASSIGNED"
+                and 0.15 < now - a["dispatched"] < 0.35
+                for t in run.tasks()
+                for a in t["history"]
+            )
+
+        wait_for(out_past_the_hold, 120, 0.02, what="an attempt out on the owner past the hold")
         # Found before the kill: right after it, a new client's run() is sent to the dead owner.
         with handoffd.connect(others[0].address, timeout=10) as follower:
             followed = follower.run(run.id)
