@@ -1,8 +1,6 @@
 """The daemon's switch interval (``loop_lag.hand_over_sooner``, called by ``handoffd start``):
-the loop, wanting the GIL back after each socket call while a thread builds something big, waits
-that long before the thread is asked to let go. CPython's 5 ms made loop turns of a dozen such
-calls wait 60-140 ms (bench_loop_stall ``chain``, 1,000,000 tasks); a bad setting is logged,
-never fatal."""
+the loop, wanting the GIL back while a thread builds something big, waits that long before the
+thread is asked to let go (CPython's 5 ms). A bad setting is logged, never fatal."""
 
 from __future__ import annotations
 
