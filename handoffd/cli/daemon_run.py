@@ -117,7 +117,7 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
     import signal
 
     from handoffd.cli.common import EXIT_OK, EXIT_USAGE, fail, write_runtime_file
-    from handoffd.daemon.loop_lag import LoopLag
+    from handoffd.daemon.loop_lag import LoopLag, hand_over_sooner
     from handoffd.daemon.node import Node
 
     node = Node(config)
@@ -143,6 +143,7 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
             flush=True,
         )
     _tune_gc()
+    hand_over_sooner()  # the loop gets the GIL back from a busy thread sooner (loop_lag)
     lag = LoopLag(loop)  # logs any stall of the loop past ~100 ms
     try:
         await node.wait_stopped()

@@ -37,7 +37,7 @@ from handoffd.protocol.columns import join_frames, split_frames
 from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.schema import WireRows
-from handoffd.protocol.snapshot import encode_run, error_to_info
+from handoffd.protocol.snapshot import encode_run, error_to_info, far_specs
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover_machine as tm
 from handoffd.replication.standby import StandbyAck, StandbyStore
@@ -260,23 +260,31 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                 self._held.pop((run_id, ins.node), None)
             return
 
-        def done(frame: Any, error: BaseException | None) -> None:
-            encoded = {run_id: frame} if error is None else {}
+        def done(out: Any, error: BaseException | None) -> None:
+            encoded, far = ({run_id: out[0]}, out[1]) if error is None else ({}, None)
             if error is not None:
                 log.error("run %s: snapshot not packed: %r", run_id, error, extra={"run": run_id})
             for ins in sends:
                 held = self._held.pop((run_id, ins.node), [])
                 if error is not None or ins.node not in self.log.standbys(run_id):
                     continue  # (a snapshot not sent: the standby's next batch asks again)
-                self._send_snapshot(ins, encoded)
+                self._send_snapshot(ins, encoded, far)
                 address = self.port.address_of(ins.node)
                 if address:
                     for msg, frames, term in held:
                         self.port.send(address, msg, frames, term=term)
 
-        self.offload.run(lambda: packed(run), done)
+        # The specs whose payloads it leaves out, too: a walk over every spec (``far_specs``).
+        self.offload.run(lambda: (packed(run), far_specs(run.specs)), done)
 
-    def _send_snapshot(self, ins: rlog.SendSnapshot, encoded: dict[str, bytes]) -> None:
+    def _send_snapshot(
+        self,
+        ins: rlog.SendSnapshot,
+        encoded: dict[str, bytes],
+        far_of: tuple[Any, ...] | None = None,
+    ) -> None:
+        """``far_of``: the run's ``far_specs`` if worked out off the loop (else its intake's,
+        else ``OwnerPayloads.refs`` walks the specs here, once per run)."""
         run = self.scheduler.run_state(ins.run_id)
         address = self.port.address_of(ins.node)
         if run is None or not address:
@@ -304,7 +312,9 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
                     self._packages_sent.add((ins.node, sha))
                     frames.append(data)
         self.port.send(address, msg, frames, term=run.term)
-        far = self.far.refs(run, self.store, self.port.address, self.code)
+        if far_of is None and run.prebuilt is not None:
+            far_of = run.prebuilt.far
+        far = self.far.refs(run, self.store, self.port.address, self.code, far_of)
         if far:  # after the snapshot, on the same connection: the standby has the replica
             self.port.send(
                 address, ReplicaPayloads(ins.run_id, run.term, ins.seq, far), term=run.term

@@ -92,19 +92,27 @@ class OwnerPayloads:
         self._answers: dict[str, tuple[Callable[[], tuple[str, ...]], Callable[[], None], Any]] = {}
 
     def refs(
-        self, run: Any, store: ResultStore | None, address: str, code: CodeStore | None = None
+        self,
+        run: Any,
+        store: ResultStore | None,
+        address: str,
+        code: CodeStore | None = None,
+        far_of: tuple[Any, ...] | None = None,
     ) -> tuple[FarPayload, ...]:
         """The run's far payloads, kept in ``store`` under the keys the dispatch path uses too
         (``daemon.dispatch``), and its code packages past ``FAR_BYTES`` (``code_ref``: sent
         apart from the snapshot). Worked out once per run: at its accept (its first snapshot),
         or when we took it over (a payload we had pulled as its standby moves to the owner's
-        key)."""
+        key). ``far_of``: the run's specs past ``FAR_BYTES`` (``snapshot.far_specs``), worked
+        out off the loop; None: found here, by a walk over every spec."""
         far = self._far.get(run.run_id)
         if far is not None:
             return far
         refs: list[FarPayload] = []
-        # (one comprehension: this walks every spec of the run once, on the loop)
-        for spec in [s for s in run.specs if len(s.payload) > FAR_BYTES]:
+        # (one comprehension: a walk over every spec of the run, on the loop, unless given)
+        if far_of is None:
+            far_of = tuple(s for s in run.specs if len(s.payload) > FAR_BYTES)
+        for spec in far_of:
             key = far_key("p", spec.id)
             if store is not None:
                 if not store.has(run.run_id, key):

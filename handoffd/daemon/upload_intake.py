@@ -33,7 +33,7 @@ from handoffd.errors import HandoffError
 from handoffd.freeing import free
 from handoffd.protocol import messages as m
 from handoffd.protocol.schema import MESSAGE_OFFSET
-from handoffd.protocol.snapshot import pack_parts
+from handoffd.protocol.snapshot import far_specs, pack_parts
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
 from handoffd.scheduler.intake import Prebuilt, probes
 from handoffd.scheduler.run import RunState
@@ -131,7 +131,7 @@ def _checked(decoded: Any, msg: Any, limits: Limits, order: Order | None) -> Pre
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
-    run.prebuilt = Prebuilt(pack_parts(run), probes(run))
+    run.prebuilt = Prebuilt(pack_parts(run), probes(run), far_specs(specs))
     return Prepared(decoded, specs=specs, graph=graph, run=run)
 
 

@@ -45,6 +45,9 @@ class Prebuilt:
     # the ones the owner's checks (a live pin, a node that can hold it) must look at; they find
     # the same first misfit as a look at every task (``ClusterView.misfit``).
     probes: tuple[str, ...]
+    # The specs whose payloads the snapshot leaves out (``protocol.snapshot.far_specs``), for
+    # ``OwnerPayloads.refs`` at the run's first snapshot; None: not worked out.
+    far: tuple[Any, ...] | None = None
 
 
 def probes(run: RunState) -> tuple[str, ...]:
