@@ -10,7 +10,7 @@ lets the loop have the GIL between pieces. Cheap for small containers (one call,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -47,10 +47,7 @@ def pieces(*containers: Any) -> Iterator[None]:
             held: list[list[Any]] = []
             for view in (items.values(), items.keys()):
                 part: list[Any] = []
-                rest = iter(view)
-                while piece := list(islice(rest, PIECE)):
-                    part.extend(piece)
-                    yield
+                yield from copied(view, part)
                 held.append(part)
             items.clear()
         elif isinstance(items, list):
@@ -62,3 +59,16 @@ def pieces(*containers: Any) -> Iterator[None]:
             while part:
                 del part[-PIECE:]
                 yield
+
+
+def copied(items: Iterable[Any], into: list[Any]) -> Iterator[None]:
+    """Append ``items`` to ``into`` ``PIECE`` at a time, a step after each piece: ``list(items)``
+    of a 1,000,000-item container is one C call holding the GIL for its whole length. A dict
+    changing size meanwhile (someone else's: its items are held there) ends the copy early."""
+    rest = iter(items)
+    try:
+        while piece := list(islice(rest, PIECE)):
+            into.extend(piece)
+            yield
+    except RuntimeError:  # "dictionary changed size during iteration"
+        return

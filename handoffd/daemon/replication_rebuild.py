@@ -21,10 +21,12 @@ import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 from handoffd import collector
 from handoffd.daemon.upload_intake import BIG_RUN
+from handoffd.freeing import PIECE
 from handoffd.protocol.snapshot import encode_run, free_in_pieces
 from handoffd.replication import takeover
 from handoffd.replication.standby import Replica
@@ -77,14 +79,20 @@ class ReplicaRebuild:
     ``then`` callbacks run (on the loop) once ``run`` or ``error`` is set. ``replica`` must not
     change meanwhile (``frozen``)."""
 
-    def __init__(self, offload: Offload, replica: Replica, order: Any = None) -> None:
+    def __init__(
+        self, offload: Offload, replica: Replica, order: Any = None, freeze: bool = False
+    ) -> None:
         self.term, self.seq = replica.term, replica.seq
         self.run: RunState | None = None
         self.error: BaseException | None = None
         self.done = False
         self.seconds = 0.0  # the rebuild's own time in the thread (for the takeover's log line)
         self._then: list[Callable[[], None]] = []
-        offload.run(lambda: timed(_rebuilt, replica, order), self._finished)
+        # ``freeze``: the replica is still the store's, changed by log batches; it is copied
+        # (``frozen``) by the thread, not on the loop.
+        offload.run(
+            lambda: timed(_rebuilt, frozen(replica) if freeze else replica, order), self._finished
+        )
 
     def _finished(self, out: Any, error: BaseException | None) -> None:
         if error is None:
@@ -131,8 +139,24 @@ def packed(run: Any) -> bytes:
 def frozen(replica: Replica) -> Replica:
     """A copy that log batches arriving meanwhile do not change (they replace ``deltas`` entries
     and ``values`` entries of the replica kept in the store): what a rebuild started during the
-    grace reads."""
-    return dataclasses.replace(replica, deltas=dict(replica.deltas), values=dict(replica.values))
+    grace reads. Made in the rebuild's thread (``ReplicaRebuild(freeze=True)``), ``PIECE``
+    entries per C call: ``dict(...)`` of a 200,000-task run's deltas held the GIL for all of them.
+    A batch applied meanwhile may leave the copy torn (or end it: the dict changed size, the
+    rebuild fails), but it moves the replica's ``seq`` past the one the rebuild was started at,
+    so the takeover never uses such a rebuild (``replication_takeover._current``)."""
+    return dataclasses.replace(
+        replica, deltas=_copied(replica.deltas), values=_copied(replica.values)
+    )
+
+
+def _copied(items: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    rest = iter(items.items())
+    while True:
+        before = len(out)
+        out.update(islice(rest, PIECE))
+        if len(out) - before < PIECE:
+            return out
 
 
 def build_run(

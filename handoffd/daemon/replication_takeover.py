@@ -15,7 +15,7 @@ from typing import Any
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import MembersPort, RunOwner, Timer
 from handoffd.daemon.replication_payloads import PayloadPulls
-from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, frozen, ready_run, timed
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, ready_run, timed
 from handoffd.protocol import messages as m
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover
@@ -127,7 +127,7 @@ class TakeoverSteps:
             if built is not None and built.error is None and _current(built, replica):
                 continue  # started when its owner was suspected (``suspected``)
             self._prebuilt[run_id] = ReplicaRebuild(
-                self.offload, frozen(replica), self.scheduler.order
+                self.offload, replica, self.scheduler.order, freeze=True
             )
 
     def suspected(self, name: str) -> None:
