@@ -2,7 +2,10 @@
 
 Real daemons started with ``HANDOFFD_LOOP_STALL_LOG_MS`` low, so each stall of the loop is logged
 with its length (``handoffd.daemon.loop_lag``); per case the largest stall logged while it ran is
-printed, with the case's wall time. Cases:
+printed, with the case's wall time. Beside it, the loop thread's CPU time in its costliest
+iteration (``HANDOFFD_LOOP_CPU_LOG_MS``, ``handoffd.daemon.loop_cpu``) and what ran in it: wall
+stalls on a loaded machine measure the load as much as the code, CPU time the loop's own work.
+Cases:
 
 - ``submit``: a DAG of N independent tasks (default 200,000) submitted to one daemon (up in
   pieces), until RunAccepted and ``--gap`` seconds more; then (a second figure) cancelled, until
@@ -36,6 +39,8 @@ import handoffd
 from handoffd.testing import Daemon, DaemonCluster, wait_for
 
 _STALL = re.compile(r"event loop held for (\d+) ms")
+# ``daemon.loop_cpu`` (HANDOFFD_LOOP_CPU_LOG_MS): an iteration's CPU time in the loop's thread.
+_CPU = re.compile(r"loop iteration used (\d+) ms of the loop thread's CPU \((.*)\)$", re.M)
 
 
 def max_stalls(daemons: list[Daemon], since: list[int]) -> list[float]:
@@ -47,19 +52,85 @@ def max_stalls(daemons: list[Daemon], since: list[int]) -> list[float]:
     return worst
 
 
-def measure(daemons: list[Daemon], case: Callable[[], None]) -> tuple[list[float], float]:
+_MAKEUP = re.compile(
+    r"event loop held for (\d+) ms .*used (\d+) ms of CPU, waited (\d+) ms for a CPU and slept "
+    r"(\d+) ms"
+)
+
+
+def makeup(daemons: list[Daemon], since: list[int]) -> list[tuple[float, ...]]:
+    """Per daemon: its largest stall's (ms, the loop thread's CPU, its wait for a CPU, asleep)
+    since the tick before, and the most it slept during any stall (``loop_lag``'s detail; the
+    sleep is select's wait up to the tick, then the GIL's). Empty tuples where not logged."""
+    out: list[tuple[float, ...]] = []
+    for d, start in zip(daemons, since, strict=True):
+        rows = [tuple(map(float, m.groups())) for m in _MAKEUP.finditer(d.log()[start:])]
+        out.append((*max(rows), max(r[3] for r in rows)) if rows else ())
+    return out
+
+
+def max_cpu(daemons: list[Daemon], since: list[int]) -> list[tuple[float, str]]:
+    """Per daemon since ``since``: its loop's costliest iteration in CPU ms (-1: none logged, as
+    by a build without ``daemon.loop_cpu``) and what that iteration ran."""
+    worst = []
+    for d, start in zip(daemons, since, strict=True):
+        found = [(float(m.group(1)), m.group(2)) for m in _CPU.finditer(d.log()[start:])]
+        worst.append(max(found, default=(-1.0, "")))
+    return worst
+
+
+class Measured:
+    """A case's figures: wall stalls (``loop_lag``) and loop CPU per iteration (``loop_cpu``)."""
+
+    def __init__(
+        self,
+        stalls: list[float],
+        cpu: list[tuple[float, str]],
+        took: float,
+        made: list[tuple[float, ...]] | None = None,
+    ) -> None:
+        self.stalls, self.cpu, self.took, self.made = stalls, cpu, took, made or []
+
+    def makeup_text(self) -> str:
+        """Per daemon: what its largest stall's time was, and its longest sleep in a stall."""
+        each = [
+            f"{m[0]:.0f} = CPU {m[1]:.0f} + waiting for a CPU {m[2]:.0f} + asleep {m[3]:.0f}"
+            f" (most asleep in a stall {m[4]:.0f})"
+            for m in self.made
+            if m
+        ]
+        return "    largest stall (ms, with the 10 ms period): " + " / ".join(each) if each else ""
+
+    def text(self) -> str:
+        each = " / ".join(f"{s:.0f}" for s in self.stalls)
+        out = f"max loop stall {max(self.stalls):.0f} ms (per daemon {each})"
+        if any(c >= 0 for c, _ in self.cpu):
+            each = " / ".join(f"{c:.0f}" if c >= 0 else "-" for c, _ in self.cpu)
+            out += f"; max loop CPU per iteration {max(c for c, _ in self.cpu):.0f} ms ({each})"
+        return out + f", took {self.took:.1f} s"
+
+    def costliest(self) -> str:
+        """The costliest iteration's detail, or "" when none was logged."""
+        cpu, what = max(self.cpu, default=(-1.0, ""))
+        return f"    costliest loop iteration ({cpu:.0f} ms CPU): {what}" if cpu >= 0 else ""
+
+
+def measure(daemons: list[Daemon], case: Callable[[], None]) -> Measured:
     since = [len(d.log()) for d in daemons]
     start = time.perf_counter()
     case()
     took = time.perf_counter() - start
     time.sleep(0.3)  # the last stall is logged when the loop is free again
-    return max_stalls(daemons, since), took
+    return Measured(
+        max_stalls(daemons, since), max_cpu(daemons, since), took, makeup(daemons, since)
+    )
 
 
-def stalls_text(stalls: list[float]) -> str:
-    """The largest, then per daemon (the first is the one the client submits to)."""
-    each = " / ".join(f"{s:.0f}" for s in stalls)
-    return f"max loop stall {max(stalls):.0f} ms (per daemon {each})"
+def report(label: str, measured: Measured) -> None:
+    print(f"{label}: {measured.text()}", flush=True)
+    for line in (measured.costliest(), measured.makeup_text()):
+        if line:
+            print(line, flush=True)
 
 
 def submit_case(
@@ -220,7 +291,11 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=0, help="more daemons (standbys) for submit")
     args = parser.parse_args()
     cases = args.cases.split(",")
-    with DaemonCluster(env={"HANDOFFD_LOOP_STALL_LOG_MS": "20"}) as cluster:
+    env = {
+        "HANDOFFD_LOOP_STALL_LOG_MS": "20",
+        "HANDOFFD_LOOP_CPU_LOG_MS": os.environ.get("BENCH_CPU_LOG_MS", "20"),
+    }
+    with DaemonCluster(env=env) as cluster:
         a = cluster.start(cpu=2, memory=8000)
         daemons = [a]
         peers = max(args.peers, 1 if "value" in cases else 0)
@@ -235,22 +310,19 @@ def main() -> None:
                         chain = name == "chain"
                         submit, cancel = submit_case(client, args.tasks, args.gap, chain)
                         label = f"{name} {args.tasks} tasks"
-                        stalls, took = measure(daemons, submit)
-                        print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
-                        stalls, took = measure(daemons, cancel)
-                        print(f"cancel it: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                        report(label, measure(daemons, submit))
+                        report("cancel it", measure(daemons, cancel))
                         continue
                     if name == "takeover":
                         measured, case = takeover_case(cluster, daemons, args.tasks, args.gap)
-                        stalls, took = measure(measured, case)
-                        label = f"takeover of {args.tasks} tasks (standbys)"
-                        print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                        report(
+                            f"takeover of {args.tasks} tasks (standbys)", measure(measured, case)
+                        )
                         continue
                     if name == "resend":
                         case = resend_case(cluster, daemons, args.tasks, args.gap)
-                        stalls, took = measure(daemons[:-1], case)
                         label = f"resend a snapshot of {args.tasks} tasks (owner, standby)"
-                        print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                        report(label, measure(daemons[:-1], case))
                         continue
                     if name == "value":
                         case = value_case(client, args.value_mib, a.name, daemons[1].name)
@@ -258,8 +330,7 @@ def main() -> None:
                     else:
                         case = closures_case(client, args.functions, args.closure_mib)
                         label = f"{args.functions} closures x {args.closure_mib} MiB"
-                    stalls, took = measure(daemons, case)
-                    print(f"{label}: {stalls_text(stalls)}, took {took:.1f} s", flush=True)
+                    report(label, measure(daemons, case))
         finally:
             if args.keep_logs:  # where each stall sits among the daemon's other lines
                 os.makedirs(args.keep_logs, exist_ok=True)

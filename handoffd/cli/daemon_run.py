@@ -117,6 +117,7 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
     import signal
 
     from handoffd.cli.common import EXIT_OK, EXIT_USAGE, fail, write_runtime_file
+    from handoffd.daemon.loop_cpu import LoopCpu
     from handoffd.daemon.loop_lag import LoopLag, hand_over_sooner
     from handoffd.daemon.node import Node
 
@@ -144,11 +145,14 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
         )
     _tune_gc()
     hand_over_sooner()  # the loop gets the GIL back from a busy thread sooner (loop_lag)
-    lag = LoopLag(loop)  # logs any stall of the loop past ~100 ms
+    cpu = LoopCpu.from_env(loop)  # the loop's own CPU per iteration (off unless asked for)
+    lag = LoopLag(loop, detail=cpu is not None)  # logs any stall of the loop past ~100 ms
     try:
         await node.wait_stopped()
     finally:
         lag.close()
+        if cpu is not None:
+            cpu.close()
         try:
             os.unlink(path)
         except OSError:

@@ -61,8 +61,23 @@ def hand_over_sooner(environ: Mapping[str, str] | None = None) -> float:
     return seconds
 
 
+def thread_times() -> tuple[float, float]:
+    """(CPU seconds, seconds runnable but waiting for a CPU) of the calling thread so far, from
+    Linux's ``/proc/thread-self/schedstat``; (``time.thread_time()``, 0.0) where it is missing."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            on_cpu, waiting = f.read().split()[:2]
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return time.thread_time(), 0.0
+
+
 class LoopLag:
-    def __init__(self, loop: asyncio.AbstractEventLoop, log_ms: float | None = None) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, log_ms: float | None = None, detail: bool = False
+    ) -> None:
+        """``detail``: each stall logged says where the loop thread's time went meanwhile (its
+        CPU, its wait for a CPU: ``thread_times``, read at every tick)."""
         if log_ms is None:
             log_ms = float(os.environ.get("HANDOFFD_LOOP_STALL_LOG_MS", "100"))
         self.log_ms = log_ms
@@ -72,6 +87,7 @@ class LoopLag:
         self._due = time.monotonic() + PERIOD_S
         self._handle: asyncio.TimerHandle | None = loop.call_later(PERIOD_S, self._tick)
         self._gc_start = 0.0
+        self._times = thread_times() if detail else None
         gc.callbacks.append(self._collected)
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
@@ -93,9 +109,27 @@ class LoopLag:
         now = time.monotonic()
         late_ms = max(0.0, (now - self._due) * 1000.0)
         self.max_ms = max(self.max_ms, late_ms)
+        if self._times is not None:  # (the period: PERIOD_S and the lateness, since the last)
+            last, self._times = self._times, thread_times()
+            cpu_ms, wait_ms = ((b - a) * 1000.0 for a, b in zip(last, self._times, strict=True))
+            asleep_ms = max(0.0, PERIOD_S * 1000.0 + late_ms - cpu_ms - wait_ms)
         if late_ms >= self.log_ms:
             self.stalls += 1
-            log.warning("event loop held for %.0f ms (max so far %.0f ms)", late_ms, self.max_ms)
+            if self._times is None:
+                log.warning(
+                    "event loop held for %.0f ms (max so far %.0f ms)", late_ms, self.max_ms
+                )
+            else:
+                log.warning(
+                    "event loop held for %.0f ms (max so far %.0f ms; since the last tick the "
+                    "loop thread used %.0f ms of CPU, waited %.0f ms for a CPU and slept %.0f ms: "
+                    "in select, for the GIL)",
+                    late_ms,
+                    self.max_ms,
+                    cpu_ms,
+                    wait_ms,
+                    asleep_ms,
+                )
         self._due = now + PERIOD_S
         self._handle = self._loop.call_later(PERIOD_S, self._tick)
 
