@@ -61,15 +61,28 @@ def hand_over_sooner(environ: Mapping[str, str] | None = None) -> float:
     return seconds
 
 
-def thread_times() -> tuple[float, float]:
+def thread_times(fd: int = -1) -> tuple[float, float]:
     """(CPU seconds, seconds runnable but waiting for a CPU) of the calling thread so far, from
-    Linux's ``/proc/thread-self/schedstat``; (``time.thread_time()``, 0.0) where it is missing."""
+    Linux's ``/proc/thread-self/schedstat`` (``fd``: that file opened by this thread, read again);
+    (``time.thread_time()``, 0.0) where it is missing."""
     try:
-        with open("/proc/thread-self/schedstat", "rb") as f:
-            on_cpu, waiting = f.read().split()[:2]
+        if fd >= 0:
+            raw = os.pread(fd, 128, 0)
+        else:
+            with open("/proc/thread-self/schedstat", "rb") as f:
+                raw = f.read()
+        on_cpu, waiting = raw.split()[:2]
         return int(on_cpu) / 1e9, int(waiting) / 1e9
     except (OSError, ValueError):
         return time.thread_time(), 0.0
+
+
+def _open_schedstat() -> int:
+    """This thread's ``/proc/thread-self/schedstat`` opened (-1 where missing)."""
+    try:
+        return os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return -1
 
 
 class LoopLag:
@@ -87,7 +100,9 @@ class LoopLag:
         self._due = time.monotonic() + PERIOD_S
         self._handle: asyncio.TimerHandle | None = loop.call_later(PERIOD_S, self._tick)
         self._gc_start = 0.0
-        self._times = thread_times() if detail else None
+        # (read at every tick: opened once, by the loop's thread, which constructs this)
+        self._schedstat = _open_schedstat() if detail else -1
+        self._times = thread_times(self._schedstat) if detail else None
         gc.callbacks.append(self._collected)
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
@@ -110,7 +125,7 @@ class LoopLag:
         late_ms = max(0.0, (now - self._due) * 1000.0)
         self.max_ms = max(self.max_ms, late_ms)
         if self._times is not None:  # (the period: PERIOD_S and the lateness, since the last)
-            last, self._times = self._times, thread_times()
+            last, self._times = self._times, thread_times(self._schedstat)
             cpu_ms, wait_ms = ((b - a) * 1000.0 for a, b in zip(last, self._times, strict=True))
             asleep_ms = max(0.0, PERIOD_S * 1000.0 + late_ms - cpu_ms - wait_ms)
         if late_ms >= self.log_ms:
@@ -134,6 +149,9 @@ class LoopLag:
         self._handle = self._loop.call_later(PERIOD_S, self._tick)
 
     def close(self) -> None:
+        if self._schedstat >= 0:
+            os.close(self._schedstat)
+            self._schedstat = -1
         if self._collected in gc.callbacks:
             gc.callbacks.remove(self._collected)
         if self._handle is not None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import time
 
 import pytest
 
-from handoffd.daemon import loop_cpu
+from handoffd.daemon import loop_cpu, loop_lag
 from handoffd.daemon.loop_cpu import LoopCpu
 from handoffd.daemon.loop_lag import LoopLag, thread_times
 
@@ -109,6 +110,14 @@ def test_thread_times_count_this_threads_cpu() -> None:
     burn(20.0)
     after = thread_times()
     assert after[0] - before[0] >= 0.015 and after[1] >= before[1] >= 0.0
+    fd = loop_lag._open_schedstat()  # kept open by the loop's thread, read at each tick
+    try:
+        again = thread_times(fd)
+        burn(20.0)
+        assert thread_times(fd)[0] - again[0] >= 0.015 and again[0] >= after[0]
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def test_handoffd_start_wires_it() -> None:
