@@ -3,7 +3,8 @@
 ``loop_lag`` measures stalls in wall time: how late a 10 ms tick ran. On a loaded machine that
 is as much the machine as the daemon (the loop waiting for a CPU, or for the GIL while another
 thread runs Python). What the loop's own code costs is its CPU time: ``LoopCpu`` measures
-``time.thread_time`` around each iteration of the loop (``BaseEventLoop._run_once``: the wait in
+``getrusage(RUSAGE_THREAD)`` (its CPU, the kernel's share, page faults; else
+``time.thread_time``) around each iteration of the loop (``BaseEventLoop._run_once``: the wait in
 ``select``, which costs no CPU, then the callbacks made ready) and around each callback, and keeps
 the ``KEEP`` largest iterations with the callback that used the most of each (``largest``). Each
 iteration of ``log_ms`` or more is logged (``bench/bench_loop_stall.py`` reads the log).
@@ -26,6 +27,13 @@ from typing import Any
 log = logging.getLogger("handoffd.loop")
 
 KEEP = 5  # iterations kept (the largest)
+
+try:
+    import resource
+
+    _RUSAGE_THREAD: int | None = resource.RUSAGE_THREAD  # (Linux)
+except (ImportError, AttributeError):  # pragma: no cover - other systems: thread_time only
+    _RUSAGE_THREAD = None
 
 
 class LoopCpu:
@@ -74,21 +82,25 @@ class LoopCpu:
 
     def _iteration(self) -> None:
         self._top, self._top_s, self._top_wall_s, self._wall_s, self._callbacks = None, 0, 0, 0, 0
-        start = time.thread_time()
+        start = _usage()
         try:
             self._run_once()
         finally:
-            cpu_ms = (time.thread_time() - start) * 1000.0
+            end = _usage()
+            cpu_ms = (end[0] - start[0]) * 1000.0
             self.iterations += 1
             if cpu_ms > self.max_ms:
                 self.max_ms = cpu_ms
             if cpu_ms >= self.log_ms or len(self._kept) < KEEP or cpu_ms > self._kept[0][0]:
-                self._note(cpu_ms)
+                self._note(cpu_ms, (end[1] - start[1]) * 1000.0, end[2] - start[2])
             self._top = None
 
-    def _note(self, cpu_ms: float) -> None:
+    def _note(self, cpu_ms: float, kernel_ms: float, faults: int) -> None:
         what = _describe(self._top)
-        top = f"{what} ({self._top_s * 1000.0:.0f} ms CPU, {self._top_wall_s * 1000.0:.0f} ms wall)"
+        top = (
+            f"{what} ({self._top_s * 1000.0:.0f} ms CPU, {self._top_wall_s * 1000.0:.0f} ms wall);"
+            f" in the kernel {kernel_ms:.0f} ms, {faults} page faults"
+        )
         entry = (cpu_ms, self._wall_s * 1000.0, self._callbacks, top)
         if len(self._kept) < KEEP:
             heapq.heappush(self._kept, entry)
@@ -123,6 +135,15 @@ class LoopCpu:
                 count,
                 top,
             )
+
+
+def _usage() -> tuple[float, float, int]:
+    """This thread's (CPU seconds, of them in the kernel, page faults) so far: the kernel's share
+    and the faults tell an iteration's own work from memory the kernel had to find for it."""
+    if _RUSAGE_THREAD is None:
+        return time.thread_time(), 0.0, 0
+    r = resource.getrusage(_RUSAGE_THREAD)
+    return r.ru_utime + r.ru_stime, r.ru_stime, r.ru_minflt + r.ru_majflt
 
 
 def _timed(probe: LoopCpu) -> Callable[[asyncio.Handle], None]:

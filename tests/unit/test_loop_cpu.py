@@ -81,7 +81,7 @@ def test_the_costliest_iterations_are_kept_with_what_ran(
     # The sleeper's iteration: 200 ms of wall time, next to no CPU.
     assert all("sleeper" not in t or c < 100.0 for c, _, _, t in kept)
     logged = [r.getMessage() for r in caplog.records if "loop iteration used" in r.getMessage()]
-    assert len(logged) == 1 and "burn" in logged[0], logged
+    assert len(logged) == 1 and "burn" in logged[0] and "in the kernel" in logged[0], logged
 
 
 def test_a_stall_says_where_the_loop_threads_time_went(
