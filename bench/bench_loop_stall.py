@@ -34,6 +34,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 import handoffd
 from handoffd.testing import Daemon, DaemonCluster, wait_for
@@ -54,18 +55,30 @@ def max_stalls(daemons: list[Daemon], since: list[int]) -> list[float]:
 
 _MAKEUP = re.compile(
     r"event loop held for (\d+) ms .*used (\d+) ms of CPU, waited (\d+) ms for a CPU and slept "
-    r"(\d+) ms"
+    r"(\d+) ms(?:.*the busiest other thread, (.*), used (\d+) ms of CPU and waited (\d+) ms)?"
 )
 
 
-def makeup(daemons: list[Daemon], since: list[int]) -> list[tuple[float, ...]]:
+def makeup(daemons: list[Daemon], since: list[int]) -> list[tuple[Any, ...]]:
     """Per daemon: its largest stall's (ms, the loop thread's CPU, its wait for a CPU, asleep)
     since the tick before, and the most it slept during any stall (``loop_lag``'s detail; the
     sleep is select's wait up to the tick, then the GIL's). Empty tuples where not logged."""
-    out: list[tuple[float, ...]] = []
+    out: list[tuple[Any, ...]] = []
     for d, start in zip(daemons, since, strict=True):
-        rows = [tuple(map(float, m.groups())) for m in _MAKEUP.finditer(d.log()[start:])]
-        out.append((*max(rows), max(r[3] for r in rows)) if rows else ())
+        rows = [
+            (
+                *map(float, m.groups()[:4]),
+                m.group(5) or "",
+                float(m.group(6) or 0),
+                float(m.group(7) or 0),
+            )
+            for m in _MAKEUP.finditer(d.log()[start:])
+        ]
+        if not rows:
+            out.append(())
+            continue
+        slept = max(rows, key=lambda r: r[3])  # the stall the loop slept most in: who ran then
+        out.append((*max(rows)[:4], slept[3], *slept[4:]))
     return out
 
 
@@ -87,7 +100,7 @@ class Measured:
         stalls: list[float],
         cpu: list[tuple[float, str]],
         took: float,
-        made: list[tuple[float, ...]] | None = None,
+        made: list[tuple[Any, ...]] | None = None,
     ) -> None:
         self.stalls, self.cpu, self.took, self.made = stalls, cpu, took, made or []
 
@@ -95,7 +108,8 @@ class Measured:
         """Per daemon: what its largest stall's time was, and its longest sleep in a stall."""
         each = [
             f"{m[0]:.0f} = CPU {m[1]:.0f} + waiting for a CPU {m[2]:.0f} + asleep {m[3]:.0f}"
-            f" (most asleep in a stall {m[4]:.0f})"
+            f" (most asleep in a stall {m[4]:.0f}"
+            + (f"; then {m[5]} used {m[6]:.0f} ms CPU, waited {m[7]:.0f} ms)" if m[5] else ")")
             for m in self.made
             if m
         ]

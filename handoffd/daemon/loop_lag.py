@@ -71,10 +71,55 @@ def thread_times(fd: int = -1) -> tuple[float, float]:
         else:
             with open("/proc/thread-self/schedstat", "rb") as f:
                 raw = f.read()
-        on_cpu, waiting = raw.split()[:2]
-        return int(on_cpu) / 1e9, int(waiting) / 1e9
+        return _parsed(raw)
     except (OSError, ValueError):
         return time.thread_time(), 0.0
+
+
+def _parsed(raw: bytes) -> tuple[float, float]:
+    on_cpu, waiting = raw.split()[:2]
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
+class OtherThreads:
+    """The process's other Python threads (the GIL's other takers: an upload's, a takeover's),
+    their schedstat read at each tick: while the loop slept waiting for the GIL, did the thread
+    holding it run (its CPU: a long hold) or wait for a CPU itself (the machine's load)?"""
+
+    def __init__(self) -> None:
+        self._me = threading.get_native_id()
+        self._files: dict[int, int] = {}  # native thread id -> its schedstat, open
+        self._last: dict[int, tuple[float, float]] = {}
+
+    def read(self) -> list[tuple[str, float, float]]:
+        """(name, CPU ms, ms waiting for a CPU) of each other Python thread since the last read
+        (since its start for a thread new since)."""
+        live = {
+            t.native_id: t.name
+            for t in threading.enumerate()
+            if t.native_id is not None and t.native_id != self._me
+        }
+        for tid in [tid for tid in self._files if tid not in live]:
+            os.close(self._files.pop(tid))
+            self._last.pop(tid, None)
+        out = []
+        for tid, name in live.items():
+            try:
+                fd = self._files.get(tid)
+                if fd is None:
+                    fd = self._files[tid] = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+                now = _parsed(os.pread(fd, 128, 0))
+            except (OSError, ValueError):  # (it ended meanwhile)
+                continue
+            before = self._last.get(tid, (0.0, 0.0))
+            self._last[tid] = now
+            out.append((name, (now[0] - before[0]) * 1000.0, (now[1] - before[1]) * 1000.0))
+        return out
+
+    def close(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
 
 
 def _open_schedstat() -> int:
@@ -103,6 +148,9 @@ class LoopLag:
         # (read at every tick: opened once, by the loop's thread, which constructs this)
         self._schedstat = _open_schedstat() if detail else -1
         self._times = thread_times(self._schedstat) if detail else None
+        self._others = OtherThreads() if detail else None
+        if self._others is not None:
+            self._others.read()
         gc.callbacks.append(self._collected)
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
@@ -128,6 +176,7 @@ class LoopLag:
             last, self._times = self._times, thread_times(self._schedstat)
             cpu_ms, wait_ms = ((b - a) * 1000.0 for a, b in zip(last, self._times, strict=True))
             asleep_ms = max(0.0, PERIOD_S * 1000.0 + late_ms - cpu_ms - wait_ms)
+            others = self._others.read() if self._others is not None else []
         if late_ms >= self.log_ms:
             self.stalls += 1
             if self._times is None:
@@ -135,15 +184,20 @@ class LoopLag:
                     "event loop held for %.0f ms (max so far %.0f ms)", late_ms, self.max_ms
                 )
             else:
+                busiest = max(others, key=lambda o: o[1] + o[2], default=None)
                 log.warning(
                     "event loop held for %.0f ms (max so far %.0f ms; since the last tick the "
                     "loop thread used %.0f ms of CPU, waited %.0f ms for a CPU and slept %.0f ms: "
-                    "in select, for the GIL)",
+                    "in select, for the GIL; %s)",
                     late_ms,
                     self.max_ms,
                     cpu_ms,
                     wait_ms,
                     asleep_ms,
+                    "no other Python thread"
+                    if busiest is None
+                    else f"the busiest other thread, {busiest[0]}, used {busiest[1]:.0f} ms of "
+                    f"CPU and waited {busiest[2]:.0f} ms for a CPU",
                 )
         self._due = now + PERIOD_S
         self._handle = self._loop.call_later(PERIOD_S, self._tick)
@@ -152,6 +206,8 @@ class LoopLag:
         if self._schedstat >= 0:
             os.close(self._schedstat)
             self._schedstat = -1
+        if self._others is not None:
+            self._others.close()
         if self._collected in gc.callbacks:
             gc.callbacks.remove(self._collected)
         if self._handle is not None:

@@ -125,3 +125,29 @@ def test_handoffd_start_wires_it() -> None:
 
     source = inspect.getsource(daemon_run._serve)
     assert "LoopCpu.from_env(loop)" in source and "detail=cpu is not None" in source
+
+
+def test_a_stall_names_the_busiest_other_thread(caplog: pytest.LogCaptureFixture) -> None:
+    """While the loop waited, another Python thread (the GIL's other taker) used CPU: the stall's
+    line says which, its CPU and its wait for a CPU (a hold or the machine's load)."""
+    import threading
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lag = LoopLag(loop, log_ms=0.0, detail=True)
+        burner = threading.Thread(target=burn, args=(150.0,), name="burner")
+        try:
+            burner.start()
+            await loop.run_in_executor(None, burner.join)
+            await asyncio.sleep(0.02)
+        finally:
+            lag.close()
+        assert lag._others is not None and lag._others._files == {}  # closed
+
+    with caplog.at_level(logging.WARNING, logger="handoffd.loop"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "event loop held" in r.getMessage()]
+    named = [line for line in lines if "the busiest other thread, burner, used" in line]
+    assert named, lines
+    used = [int(line.split("burner, used ")[1].split(" ms")[0]) for line in named]
+    assert sum(used) >= 100, named
