@@ -6,6 +6,7 @@ the loop). Counted, not timed: how many items are read between two steps."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,3 +119,28 @@ def test_frozen_copies_every_entry_and_a_size_change_fails_the_rebuild() -> None
     replica.deltas = Moving(replica.deltas)
     rebuild = ReplicaRebuild(Offload(), replica, freeze=True)
     assert rebuild.run is None and isinstance(rebuild.error, RuntimeError)
+
+
+def test_the_collector_is_paused_while_an_uploads_leftovers_are_held(monkeypatch: Any) -> None:
+    """``_release``'s lists of ours hold a reference per task, young: a collection meanwhile walks
+    all of them (on the loop if the loop allocates). None runs while they exist."""
+    from handoffd import collector
+
+    seen: list[tuple[int, bool]] = []
+    pieces = upload_intake._pieces
+
+    def watched(parts: list[Any]) -> Iterator[None]:
+        for step in pieces(parts):
+            seen.append((collector.users(), gc.isenabled()))
+            yield step
+
+    monkeypatch.setattr(upload_intake, "_pieces", watched)
+    was_on = gc.isenabled()
+    gc.enable()
+    try:
+        upload_intake._release([list(range(3 * freeing.PIECE)), _decoded(10)])
+        assert gc.isenabled() and collector.users() == 0  # back on after
+    finally:
+        if not was_on:
+            gc.disable()
+    assert seen and all(users >= 1 and not on for users, on in seen), seen[:3]
