@@ -137,6 +137,14 @@ def test_two_takeovers_at_one_term_leave_exactly_one_owner(tmp_path: Any) -> Non
             60,
             what=f"exactly one owner, {winner} at term 1 (owners: {owners(cluster, run_id)})",
         )
+        loser = cluster.nodes[index[min(first, second)]]
+
+        def replica_of_winner() -> bool:
+            replica = loser.replication.standby.replicas.get(run_id)
+            return replica is not None and (replica.owner, replica.term) == (winner, 1)
+
+        # The one that yielded is the winner's standby now: its state re-replicated to it.
+        wait_for(lambda: cluster.run(replica_of_winner), 30, what="the loser holds the winner's")
         with handoffd.connect(cluster.url(index[min(first, second)]), timeout=30) as client:
             follow = client.run(run_id)
             final = follow.wait(120)
