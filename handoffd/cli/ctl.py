@@ -205,7 +205,11 @@ def _nodes(client: Any, *, as_json: bool) -> int:
     return ctl_ops.nodes(client, as_json=as_json)
 
 
-@command("runs", help="Every run in the cluster (each node asked for the runs it owns).")
+@command(
+    "runs",
+    help="Every run in the cluster (each node asked for the runs it owns; a run whose owner is "
+    "changing, from a replica, marked so).",
+)
 def _runs(client: Any, *, as_json: bool) -> int:
     return ctl_ops.runs(client, as_json=as_json)
 

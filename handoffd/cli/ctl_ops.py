@@ -181,6 +181,7 @@ def runs(client: Any, *, as_json: bool) -> int:
     for answer in answers.values():
         if isinstance(answer, ops.OwnedRunList):
             found.extend(answer.runs)
+    found = _one_per_run(found)
     found.sort(key=lambda r: (r.submitted is None, r.submitted or 0.0, r.run_id))
     if as_json:
         print_json(
@@ -193,6 +194,8 @@ def runs(client: Any, *, as_json: bool) -> int:
                         "counts": dict(r.counts),
                         "submitted": r.submitted,
                         "finished": r.finished,
+                        "owner_changing": r.changing,
+                        **({"next_owner": r.next_owner} if r.changing else {}),
                     }
                     for r in found
                 ],
@@ -212,7 +215,7 @@ def runs(client: Any, *, as_json: bool) -> int:
         table.add_row(
             Text(r.run_id),
             styled(r.state),
-            Text(r.owner),
+            Text(_owner_text(r)),
             Text(f"{r.counts.get('DONE', 0)}/{total}"),
             Text(counts),
             Text(_when(r.submitted)),
@@ -222,6 +225,27 @@ def runs(client: Any, *, as_json: bool) -> int:
     for name, why in sorted(unanswered.items()):
         warn(f"{name}: {why}; its runs are not listed")
     return EXIT_OK
+
+
+def _one_per_run(found: list[ops.OwnedRun]) -> list[ops.OwnedRun]:
+    """One entry per run: a run whose owner is changing is listed by every node holding a
+    replica of it (``OwnedRun.changing``), and by its new owner once that is up; the owner's
+    entry wins (of several, as listed: a deposed owner may not know it yet)."""
+    owned = {r.run_id for r in found if not r.changing}
+    out, seen = [], set()
+    for r in found:
+        if r.changing and (r.run_id in owned or r.run_id in seen):
+            continue
+        seen.add(r.run_id)
+        out.append(r)
+    return out
+
+
+def _owner_text(r: ops.OwnedRun) -> str:
+    if not r.changing:
+        return r.owner
+    after = f"; {r.next_owner} takes over" if r.next_owner else ""
+    return f"{r.owner} (owner changing: not alive{after})"
 
 
 def _gone(client: Any, node: str) -> bool:

@@ -269,6 +269,7 @@ class Node(NodeRouting):
                 send=self.send,
                 state=lambda: "leaving" if self._stopping else "running",
                 owned_runs=self._owned_runs,
+                changing_runs=self.replication.changing_runs,
                 drain=lambda timeout: self.request_stop(grace=timeout),
             ),
             self.owner.run_times,

@@ -296,7 +296,13 @@ class NodeRouting(NodeReliability):
         elif isinstance(msg, mio.UploadChunk):
             self._on_upload(msg, frames, conn)
         elif isinstance(msg, GetNodeInfo):
-            self.reply(conn, node_info(cast("Node", self), msg.request_id))
+            node, request_id = cast("Node", self), msg.request_id
+            if node.replication is None:
+                self.reply(conn, node_info(node, request_id))
+            else:  # (with the runs whose owner is changing, once counted)
+                node.replication.changing_runs(
+                    lambda changing: self.reply(conn, node_info(node, request_id, changing))
+                )
         elif isinstance(msg, GetMetrics):
             self.reply(conn, metrics_reply(cast("Node", self), msg.request_id))
         elif isinstance(msg, DescribeHealth):

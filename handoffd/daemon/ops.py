@@ -65,6 +65,26 @@ class OpsPort:
     state: Callable[[], str]  # "running" | "leaving"
     owned_runs: Callable[[], list[tuple[str, Any]]]  # (run_id, OwnedRunStatus)
     drain: Callable[[float | None], None]
+    # ``then(runs)`` with the runs whose owner is changing, held here as replicas
+    # (``ReplicationIO.changing_runs``: ``ChangingRun``s, once counted)
+    changing_runs: Callable[[Callable[[list[Any]], None]], None] = lambda then: then([])
+
+
+def changing_listed(changing: list[Any], owned: set[str]) -> list[ops.OwnedRun]:
+    """The runs whose owner is changing (``ChangingRun``s) as listed entries, but those owned
+    here (a takeover that ended meanwhile)."""
+    out = []
+    for c in changing:
+        if c.run_id in owned:
+            continue
+        replicated = c.replicated
+        state, counts = (
+            ("UNKNOWN", {}) if replicated is None else (replicated.state, replicated.counts)
+        )
+        out.append(
+            ops.OwnedRun(c.run_id, state, c.owner, dict(counts), None, None, True, c.next_owner)
+        )
+    return out
 
 
 class NodeOps:
@@ -91,7 +111,13 @@ class NodeOps:
         if isinstance(msg, ops.DescribeNode):
             self.port.reply(conn, self.describe(msg.request_id))
         elif isinstance(msg, ops.ListOwnedRuns):
-            self.port.reply(conn, ops.OwnedRunList(msg.request_id, tuple(self.owned_runs())))
+            owned = self.owned_runs()
+
+            def answer(changing: list[Any]) -> None:
+                listed = owned + changing_listed(changing, {r.run_id for r in owned})
+                self.port.reply(conn, ops.OwnedRunList(msg.request_id, tuple(listed)))
+
+            self.port.changing_runs(answer)
         elif isinstance(msg, ops.DrainNode):
             timeout = msg.timeout
             if timeout is not None and not timeout >= 0:  # NaN and negatives: the default

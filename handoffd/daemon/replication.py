@@ -28,6 +28,7 @@ from typing import Any
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.leases import LeaseIO
 from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, RunOwner, Timer
+from handoffd.daemon.replication_claims import OwnerClaims
 from handoffd.daemon.replication_clients import ClientRedirects
 from handoffd.daemon.replication_payloads import OwnerPayloads, PayloadPulls
 from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed
@@ -64,7 +65,7 @@ PACK_OFF_LOOP = 4096
 _HELD_STATES = frozenset(("ASSIGNED", "RUNNING"))
 
 
-class ReplicationIO(ClientRedirects, TakeoverSteps):
+class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
     """``scheduler``: the owner's, read here (terms, run state for snapshots and log batches);
     runs enter or leave it only through ``owner`` (``RunOwner``). ``grace``: how long a DEAD
     verdict must hold before we take over (``TakeoverMachine``)."""
@@ -369,39 +370,6 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         self.leases.unwatch(run_id)
         self._moved.pop(run_id, None)
 
-    def step_down(self, run_id: str, term: int, owner: str = "", address: str = "") -> None:
-        """Another owner holds the run at a higher ``term``: stop scheduling it, forward clients."""
-        mine = self.scheduler.term_of(run_id)
-        if address:
-            self._note_owner(run_id, term, owner, address)
-        if mine is None or mine >= term:
-            return
-        log.warning(
-            "run %s: stepping down (our term %d, seen term %d)",
-            run_id,
-            mine,
-            term,
-            extra={"run": run_id, "term": term},
-        )
-        self.owner.step_down(run_id)
-        self.far.forget(run_id)
-        self._accepts.pop(run_id, None)
-        self._execute(self.log.untrack(run_id))
-        self.leases.unwatch(run_id)
-
-    def _note_owner(self, run_id: str, term: int, owner: str, address: str) -> None:
-        known = self._moved.get(run_id)
-        if known is None or term >= known[0]:
-            self._moved[run_id] = (term, owner, address)
-
-    def fenced(self, run_id: str, term: int) -> bool:
-        """A message about a run we own came with a higher ``term``: step down; True if so."""
-        mine = self.scheduler.term_of(run_id)
-        if mine is None or term <= mine:
-            return False
-        self.step_down(run_id, term)
-        return True
-
     def member_changed(self, change: Any, rechoose: bool = True) -> None:
         """``rechoose`` False: the caller calls ``members_changed`` once after a batch of changes
         (re-choosing standbys scans every member: once per change was O(members^2) for a
@@ -494,7 +462,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
     def handle(self, msg: Any, frames: list[bytes], envelope: Any) -> None:
         sender = envelope.sender if envelope is not None else self.port.name
         if isinstance(msg, m.ReplicateRun):
-            if not frames:
+            if not frames or not self._claimed(msg.run_id, msg.term, msg.owner, msg.owner_address):
                 return
             ack = self.standby.on_snapshot(
                 msg.run_id,
@@ -523,8 +491,13 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
         elif isinstance(msg, m.ReplicateLog):
             replica = self.standby.replicas.get(msg.run_id)
             owner_address = replica.owner_address if replica else self.port.address_of(sender)
+            owner = envelope.sender if envelope is not None else ""
+            if replica is not None and owner and replica.owner != owner:
+                owner_address = self.port.address_of(owner) or owner_address
+            if not self._claimed(msg.run_id, msg.term, owner, owner_address or ""):
+                return
             frames = split_frames(msg.frame_sizes, frames, "ReplicateLog")
-            ack2 = self.standby.on_log(msg, owner_address or "", frames)
+            ack2 = self.standby.on_log(msg, owner_address or "", frames, owner)
             if ack2 is not None:
                 self._ack(ack2)
         elif isinstance(msg, m.ReplicaAcked):
@@ -535,7 +508,7 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             )
             self.leases.acked(msg.run_id, sender, msg.term)
         elif isinstance(msg, m.DropReplica):
-            self.standby.drop(msg.run_id, msg.term)
+            self.standby.drop(msg.run_id, msg.term, envelope.sender if envelope else "")
             self._sweep_payloads()
         elif isinstance(msg, ReplicaPayloads):
             replica = self.standby.replicas.get(msg.run_id)
@@ -580,50 +553,6 @@ class ReplicationIO(ClientRedirects, TakeoverSteps):
             m.ReplicaAcked(ack.run_id, ack.term, ack.seq, ack.need_snapshot),
             term=ack.term,
         )
-
-    def _follow(self, run_id: str, term: int, owner: str, owner_address: str) -> bool:
-        """``owner`` says it owns the run at ``term``: fence lower terms, stand back from our own
-        takeover or ownership, remember where the run is now; False if that term is stale."""
-        if not self.standby.new_owner(run_id, term, owner, owner_address):
-            return False
-        self._takeover(tm.OtherOwner(run_id, owner, term))
-        restoring = self._restoring.get(run_id)
-        if restoring is not None and owner != self.port.name and term >= restoring.term:
-            del self._restoring[run_id]  # (as StandBack: the run being built is not adopted)
-            self._drop_reports(run_id)
-            log.warning(
-                "run %s: %s took over at term %d; we stand back",
-                run_id,
-                owner,
-                term,
-                extra={"run": run_id, "term": term},
-            )
-        if owner != self.port.name:
-            self.step_down(run_id, term, owner, owner_address)
-            self._note_owner(run_id, term, owner, owner_address)
-        return True
-
-    def _on_reconcile(self, msg: m.ReconcileRun) -> None:
-        if not self._follow(msg.run_id, msg.term, msg.owner, msg.owner_address):
-            return
-        holdings = self.follower.on_reconcile(msg)
-        if holdings is not None:
-            self.port.send(msg.owner_address, holdings, term=msg.term)
-
-    def _on_probe(self, msg: m.ProbeHoldings) -> None:
-        known = self.follower.run_owners.get(msg.run_id)
-        if known is None or known[:2] != (msg.term, msg.owner_address):
-            # Not the owner we follow: learn it as from a takeover's ReconcileRun. The owner we
-            # do follow has nothing to teach us (no standby or redirect entries for every run we
-            # ever ran a task of): just answer.
-            if not self._follow(msg.run_id, msg.term, msg.owner, msg.owner_address):
-                return
-        holdings = self.follower.on_reconcile(msg)
-        if holdings is not None:
-            answer = m.HoldingsProbed(
-                msg.request_id, msg.run_id, msg.term, holdings.held, holdings.running
-            )
-            self.port.send(msg.owner_address, answer, term=msg.term)
 
     # -- takeover (decisions: TakeoverMachine) -------------------------------------------------
 

@@ -5,6 +5,9 @@ never start a second time a submission we know as another node's run."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from handoffd.daemon.ports import Follower, MembersPort
@@ -25,6 +28,17 @@ _CLIENT_REQUESTS = (
     GetTaskOutput,
     GetTaskHistory,
 )
+
+
+@dataclass(frozen=True)
+class ChangingRun:
+    """A run whose owner is changing, as last replicated here (``changing_runs``)."""
+
+    run_id: str
+    owner: str  # the owner it had (not ALIVE here)
+    term: int
+    next_owner: str  # the standby expected to take it over ("": none seen alive)
+    replicated: Replicated | None  # None: an invalid snapshot (the run exists, no more)
 
 
 class ClientRedirects:
@@ -105,12 +119,6 @@ class ClientRedirects:
         if found is None:
             return False
         replica, next_owner, rebuild = found
-        if self._replica_status is None:
-            self._replica_status = ReplicaStatus(self.offload.threaded)
-        keep = self.standby.replicas
-        self._replica_status.forget(
-            lambda r: r in keep or r in self._taking or r in self._restoring
-        )
 
         def answer(out: Replicated | None) -> None:
             if out is None:  # an invalid snapshot: say only that the run exists
@@ -134,11 +142,57 @@ class ClientRedirects:
                 )
             self.port.reply(conn, reply)
 
-        if rebuild is not None and rebuild.done and rebuild.run is not None:
-            answer(from_run(rebuild.run))  # the takeover's rebuild is done: its run counts at once
-        else:  # (not waiting for the rebuild: a big one takes seconds on a loaded machine)
-            self._replica_status.status(replica, answer)
+        self._replicated(replica, rebuild, answer)
         return True
+
+    def _replicated(
+        self, replica: Replica, rebuild: Any, then: Callable[[Replicated | None], None]
+    ) -> None:
+        """``then`` (on the loop) the replica's run state and counts (``daemon.replica_status``)."""
+        if rebuild is not None and rebuild.done and rebuild.run is not None:
+            then(from_run(rebuild.run))  # the takeover's rebuild is done: its run counts at once
+            return
+        if self._replica_status is None:
+            self._replica_status = ReplicaStatus(self.offload.threaded)
+        keep = self.standby.replicas
+        self._replica_status.forget(
+            lambda r: r in keep or r in self._taking or r in self._restoring
+        )
+        # (not waiting for the rebuild: a big one takes seconds on a loaded machine)
+        self._replica_status.status(replica, then)
+
+    def changing_runs(self, then: Callable[[list[ChangingRun]], None], limit: int = 200) -> None:
+        """``then`` (on the loop, once every one is counted) the runs whose owner is changing
+        that we hold a replica of (``changing``; at most ``limit``, by run id), each with its
+        state as last replicated: the run lists (``handoffctl runs``, the dashboard) show them
+        while no node owns them. Nothing while fenced (the far side may own them)."""
+        runs = set(self.standby.replicas) | set(self._taking) | set(self._restoring)
+        found = []
+        if self.refusal is None:
+            for run_id in sorted(runs):
+                if self.scheduler.term_of(run_id) is not None:
+                    continue
+                known = self.changing(run_id)
+                if known is not None:
+                    found.append((run_id, *known))
+                    if len(found) >= limit:
+                        break
+        out: dict[str, ChangingRun] = {}
+        if not found:
+            then([])
+            return
+
+        def counted(res: Replicated | None, run_id: str, replica: Replica, next_owner: str) -> None:
+            out[run_id] = ChangingRun(run_id, replica.owner, replica.term, next_owner, res)
+            if len(out) == len(found):
+                then([out[r] for r in sorted(out)])
+
+        for run_id, replica, next_owner, rebuild in found:
+            self._replicated(
+                replica,
+                rebuild,
+                functools.partial(counted, run_id=run_id, replica=replica, next_owner=next_owner),
+            )
 
     def knows(self, run_id: str) -> bool:
         """The run exists as far as we know though we do not own it: we hold a replica, are

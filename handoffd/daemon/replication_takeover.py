@@ -199,7 +199,7 @@ class TakeoverSteps:
             len(ins.targets),
             extra={"run": run_id, "term": term},
         )
-        self.standby.seen_term(run_id, term)
+        self.standby.seen_term(run_id, term, self.port.name)
         self.payloads.stop(run_id)
         lacking = replica.missing_payloads(lambda task_id: self.payloads.has(run_id, task_id))
         if lacking:  # (the owner died before we had pulled them: PayloadsHeld told it so)

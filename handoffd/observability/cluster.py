@@ -131,16 +131,19 @@ class ClusterFetcher:
                     runs += [
                         {
                             "run_id": r.run_id,
-                            "owner": member.name,
+                            "owner": r.owner if r.changing else member.name,
                             "state": r.state,
                             "counts": dict(r.counts),
                             "term": r.term,
                             "submitted": r.submitted or None,
                             "finished": r.finished or None,
+                            "owner_changing": r.changing,
+                            "next_owner": r.next_owner or None,
                         }
                         for r in info.runs
                     ]
             nodes.append(node)
+        runs = one_per_run(runs)
         runs.sort(key=lambda r: -(r["submitted"] or 0.0))
         return {"time": now, "nodes": nodes, "runs": runs}
 
@@ -320,3 +323,19 @@ def compact(header: dict[str, Any], changed: list[Frozen], full: bool) -> dict[s
 
 
 __all__ = ["ClusterFetcher", "compact", "output_document"]
+
+
+def one_per_run(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs listed by the nodes, one entry per run: a run whose owner is changing is listed
+    by each node holding a replica of it (``owner_changing``), and once a new owner is up by it
+    too; the owner's entry wins, else the changing entry of the highest term."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        known = best.get(r["run_id"])
+        if known is None or _rank(r) > _rank(known):
+            best[r["run_id"]] = r
+    return list(best.values())
+
+
+def _rank(r: dict[str, Any]) -> tuple[bool, int]:
+    return (not r.get("owner_changing"), r["term"])

@@ -3,7 +3,8 @@ HTTP port and the runs it owns, with their times. Built on the daemon's loop."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -17,10 +18,14 @@ if TYPE_CHECKING:
 MAX_RUNS = 200  # the newest runs listed per node
 
 
-def node_info(node: Node, request_id: int) -> NodeInfoReply:
+def node_info(node: Node, request_id: int, changing: Sequence[Any] = ()) -> NodeInfoReply:
+    """``changing``: the runs whose owner is changing that the node holds replicas of
+    (``ReplicationIO.changing_runs``), listed after those it owns (as last replicated)."""
     runs: list[RunInfo] = []
     scheduler = node.scheduler
+    owned: set[str] = set()
     if scheduler is not None:
+        owned = set(scheduler.runs())
         for run_id in scheduler.runs()[-MAX_RUNS:]:
             h = scheduler.run_times(run_id)
             live = scheduler.run_state(run_id)
@@ -30,6 +35,25 @@ def node_info(node: Node, request_id: int) -> NodeInfoReply:
             st = scheduler.run_status(run_id)
             if st is not None:
                 runs.append(RunInfo(run_id, st.state, dict(st.counts), st.term, h[0], h[1]))
+    for c in changing:
+        if c.run_id in owned:
+            continue  # (its takeover ended meanwhile: listed above)
+        state, counts = "UNKNOWN", {}
+        if c.replicated is not None:
+            state, counts = c.replicated.state, dict(c.replicated.counts)
+        runs.append(
+            RunInfo(
+                run_id=c.run_id,
+                state=state,
+                counts=counts,
+                term=c.term,
+                submitted=0.0,
+                finished=0.0,
+                changing=True,
+                owner=c.owner,
+                next_owner=c.next_owner,
+            )
+        )
     http = node.http
     return NodeInfoReply(
         request_id,

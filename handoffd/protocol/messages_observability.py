@@ -77,6 +77,11 @@ class RunInfo:
     term: int
     submitted: float  # wall-clock seconds; 0.0: not known
     finished: float
+    # issue 19 (race19): a run the node holds a replica of while its owner changes: ``owner``,
+    # not alive there, and ``next_owner``, expected to take over; state and counts as replicated
+    changing: bool = False
+    owner: str = ""
+    next_owner: str = ""
 
 
 @message(162)

@@ -39,7 +39,8 @@ class NodeDescribed:
 
 @message(142)
 class ListOwnedRuns:
-    """Ask a daemon for every run it owns, with times (``handoffctl runs`` asks each node)."""
+    """Ask a daemon for every run it owns, with times (``handoffctl runs`` asks each node), and
+    those it holds a replica of while their owner changes (``OwnedRun.changing``)."""
 
     request_id: int
 
@@ -52,6 +53,10 @@ class OwnedRun:
     counts: dict[str, int]
     submitted: float | None  # wall clock, when this owner accepted it (None: taken over)
     finished: float | None  # wall clock, when it ended here (None: not ended)
+    # issue 19 (race19): a run this node holds a replica of while its owner changes (``owner``
+    # not alive here), listed as last replicated; ``next_owner``: who is expected to take over
+    changing: bool = False
+    next_owner: str = ""
 
 
 @message(143)

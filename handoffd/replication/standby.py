@@ -24,7 +24,14 @@ replica keeps its order (the old owner's): the new owner picked its standbys by 
 order (``replication.log.standby_order``) over the nodes alive then, so the order of the nodes
 alive is the same in both. Its takeover goes two terms above the new owner's
 (``Replica.base_term``): a node that does hold the new owner's state and takes over from it does so
-one term above, and two takeovers never share a term (the higher deposes the lower). Pure.
+one term above, and two takeovers never share a term (the higher deposes the lower).
+
+Two claims at one term (race19): with inconsistent views of membership (a partition, a false
+suspicion) two standbys can each see themselves as the first live one and take the run over at
+the same term. Claims are ordered by (term, owner name) (``outranks``): at a tie the higher name
+keeps the run and the lower yields (``claims[run]``: the name that holds the highest term seen).
+A yielding claimant's snapshot, log batch or drop at that term is refused, and a replica of the
+lower claimant is superseded by the higher one, as by a higher term. Pure.
 """
 
 from __future__ import annotations
@@ -177,19 +184,42 @@ class StandbyAck:
     need_snapshot: bool
 
 
+def outranks(term: int, owner: str, other_term: int, other_owner: str) -> bool:
+    """A claim on a run at (``term``, ``owner``) beats one at (``other_term``, ``other_owner``):
+    the total order two takeovers at one term settle by (the module's docstring)."""
+    return (term, owner) > (other_term, other_owner)
+
+
 class StandbyStore:
     def __init__(self, node_name: str) -> None:
         self.node_name = node_name
         self.replicas: dict[str, Replica] = {}
         self.terms: dict[str, int] = {}  # run -> highest term seen (fencing)
+        self.claims: dict[str, str] = {}  # run -> who claims it at that term ("" unknown)
 
     def term(self, run_id: str) -> int:
         return self.terms.get(run_id, 0)
 
-    def seen_term(self, run_id: str, term: int) -> bool:
-        """Record a term seen for the run; True if it is the highest so far (ties count)."""
-        if term < self.terms.get(run_id, 0):
+    def claimant(self, run_id: str) -> str:
+        """Who holds the run at the highest term seen ("": not known)."""
+        return self.claims.get(run_id, "")
+
+    def loses(self, run_id: str, term: int, owner: str) -> bool:
+        """``owner``'s claim at ``term`` is below one seen: a lower term, or the same term and a
+        claimant that outranks it (a tie of two takeovers)."""
+        seen = self.terms.get(run_id, 0)
+        if term != seen:
+            return term < seen
+        known = self.claims.get(run_id, "")
+        return bool(owner and known and known != owner and known > owner)
+
+    def seen_term(self, run_id: str, term: int, owner: str = "") -> bool:
+        """Record a term seen for the run (from ``owner`` if known); True if it is the highest so
+        far (ties count, unless a higher claimant holds that term: ``loses``)."""
+        if self.loses(run_id, term, owner):
             return False
+        if term > self.terms.get(run_id, 0) or owner:
+            self.claims[run_id] = owner
         self.terms[run_id] = term
         return True
 
@@ -204,9 +234,11 @@ class StandbyStore:
         snapshot: bytes | memoryview,
     ) -> StandbyAck:
         """Keep ``snapshot`` (the packed run, as received) as the replica at log position ``seq``."""
-        if not self.seen_term(run_id, term):
+        if not self.seen_term(run_id, term, owner):
             return StandbyAck(run_id, owner_address, self.term(run_id), seq, False)  # stale owner
         old = self.replicas.get(run_id)
+        if old is not None and old.term == term and (old.owner != owner or old.superseded):
+            old = None  # the other claimant's at this term, which yields to this one
         if old is not None and old.term == term and old.seq > seq:
             return StandbyAck(
                 run_id, owner_address, term, old.seq, False
@@ -219,13 +251,16 @@ class StandbyStore:
         return StandbyAck(run_id, owner_address, term, seq, False)
 
     def on_log(
-        self, msg: ReplicateLog, owner_address: str, frames: Sequence[Any]
+        self, msg: ReplicateLog, owner_address: str, frames: Sequence[Any], owner: str = ""
     ) -> StandbyAck | None:
-        """Apply batch ``msg.seq``; a delta's value travels in ``frames[delta.frame]``."""
+        """Apply batch ``msg.seq`` (sent by ``owner``, if known); a delta's value travels in
+        ``frames[delta.frame]``."""
         run_id, term, seq = msg.run_id, msg.term, msg.seq
-        if not self.seen_term(run_id, term):
+        if not self.seen_term(run_id, term, owner):
             return StandbyAck(run_id, owner_address, self.term(run_id), seq, False)
         replica = self.replicas.get(run_id)
+        if replica is not None and (replica.superseded or (owner and replica.owner != owner)):
+            replica = None  # another claimant's replica (a superseded one): not this log's base
         if replica is None or replica.term != term or seq > replica.seq + 1:
             have = replica.seq if replica is not None and replica.term == term else -1
             return StandbyAck(run_id, owner_address, term, have, True)
@@ -245,22 +280,26 @@ class StandbyStore:
         replica.standbys = tuple(msg.standbys)
         return StandbyAck(run_id, owner_address, term, seq, False)
 
-    def drop(self, run_id: str, term: int) -> None:
-        """The owner at ``term`` no longer wants us as a standby. A deposed owner's word (below
-        the newer owner that superseded the replica) says nothing about the newer one's."""
+    def drop(self, run_id: str, term: int, owner: str = "") -> None:
+        """The owner at ``term`` (``owner``, if known) no longer wants us as a standby. A deposed
+        owner's word (below the newer owner that superseded the replica, or the claimant that
+        yielded at its term) says nothing about the newer one's."""
         replica = self.replicas.get(run_id)
-        if replica is not None and replica.term <= term and replica.superseded <= term:
-            del self.replicas[run_id]
+        if replica is None or replica.term > term or replica.superseded > term:
+            return
+        if owner and replica.term == term and replica.owner != owner:
+            return
+        del self.replicas[run_id]
 
     def new_owner(self, run_id: str, term: int, owner: str, owner_address: str = "") -> bool:
         """Another node says it owns the run at ``term``; False if that term is stale. A replica
         of an older term is superseded, not dropped (the module's docstring)."""
-        if not self.seen_term(run_id, term):
+        if not self.seen_term(run_id, term, owner):
             return False
         replica = self.replicas.get(run_id)
         if (
             replica is not None
-            and replica.term < term
+            and (replica.term < term or (replica.term == term and replica.owner < owner))
             and owner != self.node_name
             and term >= replica.superseded
         ):
@@ -290,7 +329,7 @@ class StandbyStore:
         """Remove and return the replica we are taking over (its term + 1 becomes the run's)."""
         replica = self.replicas.pop(run_id, None)
         if replica is not None:
-            self.seen_term(run_id, replica.term + 1)
+            self.seen_term(run_id, replica.term + 1, self.node_name)
         return replica
 
 

@@ -20,8 +20,9 @@ The steps (DESIGN 3.5), each an event the replication shell feeds and what comes
 3. Merge and restore. When every asked node answered (``NodeAnswered``) or died (``MemberGone``), or
    ``AnswersDue`` (the shell's timer, ``AskNodes.timeout`` after asking) came first: ``Restore``
    with the answers of nodes still alive; a copy on a node that died meanwhile is lost.
-4. Give up. Another owner claims the run at our term or above (``OtherOwner``): ``StandBack``. The
-   replica cannot be rebuilt (``ReplicaBroken``): ``GiveUp``.
+4. Give up. Another owner's claim outranks ours (``OtherOwner`` above our term, or at our term from
+   a higher name: ``standby.outranks``, so of two takeovers at one term exactly one goes on):
+   ``StandBack``. The replica cannot be rebuilt (``ReplicaBroken``): ``GiveUp``.
 
 Answers and timer events that belong to a takeover that already ended (another request id, or no
 takeover of that run) change nothing, so the shell never needs to cancel anything for correctness.
@@ -33,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
+from handoffd.replication.standby import outranks
 from handoffd.replication.takeover import Holdings
 
 ANSWER_TIMEOUT = 1.0  # seconds a new owner waits for the nodes' holdings before it carries on
@@ -221,8 +223,12 @@ class TakeoverMachine:
             return [self._restore(event.run_id, now)]
         if isinstance(event, OtherOwner):
             job = self._jobs.get(event.run_id)
-            if job is None or event.owner == self.name or event.term < job.term:
-                return []
+            if (
+                job is None
+                or event.owner == self.name
+                or not outranks(event.term, event.owner, job.term, self.name)
+            ):
+                return []  # (ours outranks it: the shell tells its claimant so)
             del self._jobs[event.run_id]
             return [StandBack(event.run_id, event.owner, event.term)]
         if isinstance(event, ReplicaBroken):

@@ -153,13 +153,27 @@ def test_the_answers_coming_due_restore_with_what_came() -> None:
     assert machine.handle(AnswersDue("r", rid), 2.0) == [Restore("r", 4, {"n2": HELD}, 1.0)]
 
 
-def test_stands_back_for_an_owner_at_our_term_or_above_only() -> None:
+def test_stands_back_for_an_owner_whose_claim_outranks_ours_only() -> None:
     machine = TakeoverMachine(ME, grace=0.5)
     asked(machine)
     assert machine.handle(OtherOwner("r", "n1", 3), 1.1) == []  # the old term: not a rival
     assert machine.handle(OtherOwner("r", ME, 9), 1.1) == []  # ourselves
-    assert machine.handle(OtherOwner("r", "n1", 4), 1.2) == [StandBack("r", "n1", 4)]
+    # Our term, a lower name: a second takeover at our term that yields to ours (race19).
+    assert machine.handle(OtherOwner("r", "n1", 4), 1.2) == []
+    assert machine.taking_over("r")
+    assert machine.handle(OtherOwner("r", "t1", 4), 1.2) == [StandBack("r", "t1", 4)]
     assert not machine.taking_over("r")
+
+
+def test_two_takeovers_at_one_term_leave_exactly_one_going_on() -> None:
+    """Each of two standbys took the run over at term 4 and hears of the other's claim: exactly
+    one stands back, the same one whichever hears first."""
+    low, high = TakeoverMachine("n1", grace=0.5), TakeoverMachine("n2", grace=0.5)
+    for machine in (low, high):
+        asked(machine)
+    assert high.handle(OtherOwner("r", "n1", 4), 1.1) == []
+    assert low.handle(OtherOwner("r", "n2", 4), 1.1) == [StandBack("r", "n2", 4)]
+    assert high.taking_over("r") and not low.taking_over("r")
 
 
 def test_a_broken_replica_gives_the_takeover_up() -> None:
@@ -275,12 +289,14 @@ class TakeoverRules(RuleBasedStateMachine):
         out = self.feed(AnswersDue(run, request_id))
         assert out == ([self.restored(run)] if job is not None and not stale else [])
 
-    @rule(run=st.sampled_from(RUNS), owner=st.sampled_from((ME, "n1")), delta=st.integers(-1, 1))
+    @rule(
+        run=st.sampled_from(RUNS), owner=st.sampled_from((ME, "n1", "t1")), delta=st.integers(-1, 1)
+    )
     def other_owner(self, run: str, owner: str, delta: int) -> None:
         job = self.jobs.get(run)
         term = (job.term if job else 1) + delta
         out = self.feed(OtherOwner(run, owner, term))
-        if job is not None and owner != ME and term >= job.term:
+        if job is not None and owner != ME and (term, owner) > (job.term, ME):
             assert out == [StandBack(run, owner, term)]
             self.ended[self.jobs.pop(run).request_id] = "stood back"
         else:

@@ -102,7 +102,7 @@ function renderCluster(doc) {
     const took = r.finished && r.submitted ? r.finished - r.submitted : null;
     runs.append(el("tr", { "data-run": r.run_id },
       el("td", {}, el("a", { href: "/runs/" + encodeURIComponent(r.run_id), text: r.run_id })),
-      el("td", { text: r.owner }), el("td", {}, badge(r.state)),
+      el("td", { text: r.owner_changing ? `${r.owner} (owner changing${r.next_owner ? `: ${r.next_owner} takes over` : ""})` : r.owner }), el("td", {}, badge(r.state)),
       el("td", { text: `${r.counts.DONE ?? 0} / ${total}` }),
       el("td", { text: when(r.submitted) }), el("td", { text: when(r.finished) }),
       el("td", { text: seconds(took) })));
