@@ -213,15 +213,10 @@ def reported_here(
     run_id: str, term: int, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
 ) -> ReportedHere:
     """``tasks_reported`` for our own node's owner: a record, the values beside the reports."""
-    outputs = tuple(output for _, _, output in entries)
+    reports, values, outputs = zip(*entries, strict=True)  # (never empty: a flushed batch)
+    free = dict(ledger.free)
     return ReportedHere(
-        run_id,
-        term,
-        tuple(r for r, _, _ in entries),
-        tuple(v for _, v, _ in entries),
-        outputs if any(outputs) else (),
-        dict(ledger.free),
-        ledger.version,
+        run_id, term, reports, values, outputs if any(outputs) else (), free, ledger.version
     )
 
 
