@@ -8,6 +8,7 @@ naming its parent's index."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 
@@ -18,6 +19,9 @@ from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.scheduler import events as ev
 from handoffd.store.chunks import FAR_BYTES, far_key
+from handoffd.store.store import ResultStore, StoreError
+
+log = logging.getLogger("handoffd.owner")
 
 _NAN = math.nan
 
@@ -222,3 +226,20 @@ def dispatch_tasks(
         for item, refs in zip(ins.items, inputs, strict=True)
     ]
     return m.DispatchTasks(ins.run_id, owner_address, tuple(items), packages), frames
+
+
+def far_keeper(store: ResultStore, run_id: str) -> Callable[[str, bytes], bool]:
+    """Keeps a big dispatch frame of ``run_id`` in our ``store`` (``dispatch_message``'s
+    ``far``); False (sent inline, so refused by ``oversize``) past our value limit."""
+
+    def keep(key: str, data: bytes) -> bool:
+        if store.has(run_id, key):
+            return True
+        try:
+            store.put(run_id, key, data)
+        except StoreError as exc:
+            log.warning("run %s: %s", run_id, exc, extra={"run": run_id})
+            return False
+        return True
+
+    return keep

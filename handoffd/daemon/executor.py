@@ -24,6 +24,7 @@ from typing import Any
 
 from handoffd.daemon.executor_events import (
     FLUSH,
+    AnsweredHere,
     CancelAsked,
     CancelJob,
     CancelTimer,
@@ -37,6 +38,7 @@ from handoffd.daemon.executor_events import (
     LedgerChanged,
     NewOwner,
     OwnerSeen,
+    ReportedHere,
     RunFreed,
     SendMessage,
     SetTimer,
@@ -47,6 +49,7 @@ from handoffd.daemon.executor_events import (
     WithdrawAsked,
 )
 from handoffd.daemon.executor_hooks import EncodeKey, HookServer
+from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import columns
 from handoffd.protocol import messages as m
@@ -104,6 +107,9 @@ class Executor:
         # Called after each "soon" event was handled (the node delivers what we sent our own
         # owner: a report reaches it in this loop turn, not the next).
         self.after_soon: Callable[[], None] | None = None
+        # Takes our answers and reports to our own node's owner (``AnsweredHere``,
+        # ``ReportedHere``: records, never encoded); unset, they go out as messages to ourselves.
+        self.here: Callable[[AnsweredHere | ReportedHere], None] | None = None
         self._timers: dict[int, asyncio.TimerHandle] = {}
         # (owner address at dispatch, run) -> live output waiting for this loop turn's send
         self._live: dict[tuple[str, str], list[LiveOutput]] = {}
@@ -266,6 +272,12 @@ class Executor:
                 elif type(msg) is m.DispatchReplied:
                     msg = columns.replied_columns(msg)
                 self._send(ins.address, msg, frames, term=ins.term)
+            elif isinstance(ins, (AnsweredHere, ReportedHere)):
+                if self.here is not None:
+                    self.here(ins)
+                else:
+                    msg, frames = here_message(ins)
+                    self._send(self.address, msg, frames, term=ins.term)
             elif isinstance(ins, Soon):
                 soon = asyncio.get_running_loop().call_soon(self._soon, ins.event)
                 if ins.event is FLUSH:

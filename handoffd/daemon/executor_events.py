@@ -198,8 +198,39 @@ class Soon:
     event: Event
 
 
+@dataclass(slots=True)
+class AnsweredHere:
+    """The answer to a dispatch of our own node's owner, as a record, not a message: the shell
+    hands it to the owner in this process (``Executor.here``), which never encodes, routes or
+    unpacks it (issue 13). ``accepted``: (task id, attempt); ``refused``: (task id, attempt,
+    reason); ``free``/``resource_version``: our ledger, as a ``DispatchReplied`` carries it."""
+
+    run_id: str
+    term: int
+    accepted: tuple[tuple[str, int], ...]
+    refused: tuple[tuple[str, int, str], ...]
+    free: dict[str, float]
+    resource_version: int
+
+
+@dataclass(slots=True)
+class ReportedHere:
+    """A run's batch of reports to our own node's owner, as a record (``AnsweredHere``): each
+    report's inline value beside it in ``values`` (the reports' ``frame`` stays -1), ``outputs``
+    one per report or () when none printed."""
+
+    run_id: str
+    term: int
+    reports: tuple[m.TaskReport, ...]
+    values: tuple[bytes | None, ...]
+    outputs: tuple[str, ...]
+    free: dict[str, float]
+    resource_version: int
+
+
 LEDGER_CHANGED = LedgerChanged()
 
 Instruction = (
     SendMessage | Execute | CancelJob | LedgerChanged | NewOwner | SetTimer | CancelTimer | Soon
-)
+    | AnsweredHere | ReportedHere
+)  # fmt: skip

@@ -4,9 +4,11 @@ claim and per fetch."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
 
@@ -178,22 +180,59 @@ def tasks_reported(
 ) -> tuple[m.TasksReported, list[bytes]]:
     """One owner's batch of reports for a run: each (report, inline value or None, output); the
     values become frames, and the reports name them. ``ledger``: our free resources go along."""
+    outputs = [output for _, _, output in entries]
+    return _reports_message(
+        run_id,
+        [r for r, _, _ in entries],
+        [v for _, v, _ in entries],
+        tuple(outputs) if any(outputs) else (),
+        dict(ledger.free),
+        ledger.version,
+    )
+
+
+def _reports_message(
+    run_id: str,
+    entries: Sequence[m.TaskReport],
+    values: Sequence[bytes | None],
+    outputs: tuple[str, ...],
+    free: dict[str, float],
+    version: int,
+) -> tuple[m.TasksReported, list[bytes]]:
     reports: list[m.TaskReport] = []
     frames: list[bytes] = []
-    outputs = [output for _, _, output in entries]
-    for report, value, _ in entries:
+    for report, value in zip(entries, values, strict=True):
         if value is not None:
             report = replace(report, frame=len(frames))
             frames.append(value)
         reports.append(report)
-    msg = m.TasksReported(
-        run_id,
-        tuple(reports),
-        dict(ledger.free),
-        ledger.version,
-        tuple(outputs) if any(outputs) else (),
+    return m.TasksReported(run_id, tuple(reports), free, version, outputs), frames
+
+
+def reported_here(
+    run_id: str, term: int, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
+) -> ReportedHere:
+    """``tasks_reported`` for our own node's owner: a record, the values beside the reports."""
+    reports, values, outputs = zip(*entries, strict=True)  # (never empty: a flushed batch)
+    free = dict(ledger.free)
+    return ReportedHere(
+        run_id, term, reports, values, outputs if any(outputs) else (), free, ledger.version
     )
-    return msg, frames
+
+
+def here_message(
+    ins: AnsweredHere | ReportedHere,
+) -> tuple[m.DispatchReplied | m.TasksReported, list[bytes]]:
+    """The message a record for our own owner stands for (a shell with no owner to hand it to
+    sends it; a takeover keeps it as received)."""
+    if isinstance(ins, AnsweredHere):
+        accepted = tuple(m.TaskAttempt(t, a) for t, a in ins.accepted)
+        refused = tuple(m.Refusal(t, a, why) for t, a, why in ins.refused)
+        reply = m.DispatchReplied(ins.run_id, accepted, refused, ins.free, ins.resource_version)
+        return reply, []
+    return _reports_message(
+        ins.run_id, ins.reports, ins.values, ins.outputs, ins.free, ins.resource_version
+    )
 
 
 def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:

@@ -45,6 +45,7 @@ from handoffd.daemon.executor_events import (
     FLUSH,
     LEDGER_CHANGED,
     REFILL,
+    AnsweredHere,
     CancelAsked,
     CancelJob,
     ChunkArrived,
@@ -85,6 +86,7 @@ from handoffd.daemon.executor_records import (
     failed,
     job_inputs,
     queue_key,
+    reported_here,
     tasks_reported,
 )
 from handoffd.protocol import messages as m
@@ -240,25 +242,25 @@ class ExecutorState(Inputs):
 
     def _on_dispatch(self, ev: Dispatched) -> None:
         msg, frames, term = ev.msg, ev.frames, ev.term
-        accepted: list[m.TaskAttempt] = []
-        refused: list[m.Refusal] = []
+        accepted: list[tuple[str, int]] = []
+        refused: list[tuple[str, int, str]] = []
         started: list[Task] = []
         if not self._learn_owner(msg.run_id, term, msg.owner_address):
             stale = f"stale term {term}: the run's owner is at term {self.term_of(msg.run_id)}"
-            refused = [m.Refusal(i.task_id, i.attempt, stale) for i in msg.items]
+            refused = [(i.task_id, i.attempt, stale) for i in msg.items]
             self._reply(msg, accepted, refused)
             return
         for item in msg.items:
             key = (msg.run_id, item.task_id, item.attempt)
             if key in self.tasks:  # a duplicate delivery: already ours
-                accepted.append(m.TaskAttempt(item.task_id, item.attempt))
+                accepted.append((item.task_id, item.attempt))
                 continue
             reason = "draining" if self.draining else check_item(item, frames)
             gpus = None if reason or self.local else self.ledger.try_claim(item.cost)
             if not reason and gpus is None:
                 reason = self._queue_refusal(item.cost)
             if reason:
-                refused.append(m.Refusal(item.task_id, item.attempt, reason))
+                refused.append((item.task_id, item.attempt, reason))
                 continue
             inputs = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames, self._encodes)
             qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
@@ -272,7 +274,7 @@ class ExecutorState(Inputs):
                 self.local[key] = None
                 self._order.dirty = True
                 self._local_cost = resources.add(self._local_cost, task.cost)
-            accepted.append(m.TaskAttempt(item.task_id, item.attempt))
+            accepted.append((item.task_id, item.attempt))
             started.append(task)
         self._reply(msg, accepted, refused)
         if started:
@@ -284,16 +286,30 @@ class ExecutorState(Inputs):
             self._schedule_refill()
 
     def _reply(
-        self, msg: m.DispatchTasks, accepted: list[m.TaskAttempt], refused: list[m.Refusal]
+        self,
+        msg: m.DispatchTasks,
+        accepted: list[tuple[str, int]],
+        refused: list[tuple[str, int, str]],
     ) -> None:
-        """Answer a dispatch at once, queued tasks included: the owner counts silence as loss."""
+        """Answer a dispatch at once, queued tasks included: the owner counts silence as loss.
+        Our own node's owner gets a record (``AnsweredHere``), any other a ``DispatchReplied``."""
         self.counters["accepted"] += len(accepted)
         self.counters["refused"] += len(refused)
         free = dict(self.ledger.free)
+        term, version = self.term_of(msg.run_id), self.ledger.version
+        if msg.owner_address == self.address:
+            self._out.append(
+                AnsweredHere(msg.run_id, term, tuple(accepted), tuple(refused), free, version)
+            )
+            return
         reply = m.DispatchReplied(
-            msg.run_id, tuple(accepted), tuple(refused), free, self.ledger.version
+            msg.run_id,
+            tuple(m.TaskAttempt(t, a) for t, a in accepted),
+            tuple(m.Refusal(t, a, why) for t, a, why in refused),
+            free,
+            version,
         )
-        self._send(msg.owner_address, reply, [], self.term_of(msg.run_id))
+        self._send(msg.owner_address, reply, [], term)
 
     def _queue_refusal(self, cost: dict[str, float]) -> str:
         """Why a task that cannot start now may not wait in the local queue ("" if it may)."""
@@ -518,8 +534,12 @@ class ExecutorState(Inputs):
             known = self.run_owners.get(run_id)
             if known is not None:
                 owner = known[1]  # the run changed owner since the task was dispatched
+            term = self.term_of(run_id)
+            if owner == self.address:  # our own node's owner: a record, not a message
+                self._out.append(reported_here(run_id, term, entries, self.ledger))
+                continue
             msg, frames = tasks_reported(run_id, entries, self.ledger)
-            self._send(owner, msg, frames, term=self.term_of(run_id))
+            self._send(owner, msg, frames, term=term)
 
     # -- control -------------------------------------------------------------------------------
 

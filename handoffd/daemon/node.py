@@ -279,6 +279,7 @@ class Node(NodeRouting):
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         self.executor.after_soon = self._drained
+        self.executor.here = self._answer_here
         self.replication.tell_accused = lambda name: loop.call_soon(
             self._run_membership, swim.HeardFrom(name)
         )

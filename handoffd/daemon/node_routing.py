@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from handoffd import admission
 from handoffd.daemon import oversize
+from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.daemon.node_reliability import NodeReliability
 from handoffd.membership import swim
 from handoffd.observability.info import metrics_reply, node_info
@@ -43,11 +44,13 @@ _OPS_REQUESTS = ops.CLIENT_TYPES
 _OPS_NOTICES = ops.NOTICE_TYPES
 _TO_OWNER = {m.SubmitRun, m.SubmitAndWait, m.DispatchReplied, m.TasksReported, ReportColumns}
 _TO_OWNER.add(RepliedColumns)  # only the owner reads these (_route)
-# Our own executor's answers to our owner, as it sends them (never columns: Executor._run).
+# Our own executor's answers to our owner: records (Executor.here), or as messages when a shell
+# has no ``here`` (never columns: Executor._run).
+_HERE = frozenset({AnsweredHere, ReportedHere})
 _FROM_HERE = frozenset({m.DispatchReplied, m.TasksReported})
 # What a dispatch to our own executor may overtake: those answers, and frees (of a run that ended,
 # of values no task still to run needs: a later dispatch never needs what they free).
-_OVERTAKEN = _FROM_HERE | {m.FreeRun, m.FreeValues}
+_OVERTAKEN = _HERE | _FROM_HERE | {m.FreeRun, m.FreeValues}
 
 
 class NodeRouting(NodeReliability):
@@ -174,8 +177,11 @@ class NodeRouting(NodeReliability):
         batch, self._local, self._local_others = self._local, [], 0
         owner = self.owner
         for msg, frames, term in batch:
-            envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
             try:
+                if type(msg) in _HERE:  # records: no envelope, message or router
+                    owner.from_here(msg)
+                    continue
+                envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
                 if type(msg) in _FROM_HERE:  # our executor's answers: the owner's, as they are
                     owner.handle(msg, frames, b"", envelope)
                 else:
@@ -196,6 +202,12 @@ class NodeRouting(NodeReliability):
             self._deliver()
         elif self.owner is not None:
             self.owner.flush()
+
+    def _answer_here(self, ins: AnsweredHere | ReportedHere) -> None:
+        """Our executor's answer or reports to our owner (``Executor.here``): in ``_local``, in
+        order with what else we sent ourselves, and fed as the messages were (the drain's end or
+        the callback: never in the batch that sent the dispatch)."""
+        self._queue_here(ins, [], ins.term)
 
     def _dispatch_here(self, msg: m.DispatchTasks, frames: list[Any], term: int) -> None:
         """The owner's dispatch to our own executor (``OwnerIO.here``): handed over in the

@@ -36,7 +36,8 @@ from handoffd import errors, intake, validation
 from handoffd.config import Limits
 from handoffd.daemon import oversize, reports
 from handoffd.daemon.code import CodeStore, store_packages
-from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks
+from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks, far_keeper
+from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
@@ -61,7 +62,7 @@ from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.run import RunState
 from handoffd.spec import TaskSpec
 from handoffd.store.chunks import chunk_size, is_far_key
-from handoffd.store.store import ResultStore, StoreError
+from handoffd.store.store import ResultStore
 
 log = logging.getLogger("handoffd.owner")
 
@@ -74,6 +75,7 @@ _FROM_EXECUTORS = (
     TasksWithdrawn,
     TaskOutputLive,
 )
+_HERE = (AnsweredHere, ReportedHere)  # our own executor's, as records (``from_here``)
 
 
 class OwnerIO:
@@ -307,7 +309,33 @@ class OwnerIO:
     def _node_name_for(self, envelope: Any) -> str:
         return envelope.sender if envelope is not None else self.port.name
 
+    def from_here(self, ins: AnsweredHere | ReportedHere) -> None:
+        """Our own executor's answer or reports: records, not messages (``Executor.here``),
+        fenced by their term and held in a takeover as its messages are."""
+        replication = self.replication
+        if replication.fenced(ins.run_id, ins.term):
+            return
+        values = ins.values if type(ins) is ReportedHere else ()
+        if replication.held(ins, [v for v in values if v is not None], b"", None):
+            return  # handed back through ``handle`` once the run is ours
+        node = self.port.name
+        events = self._reported(node, ins)
+        if type(ins) is AnsweredHere:
+            events.append(ev.DispatchAnswered(node, ins.run_id, ins.accepted, ins.refused))
+        else:
+            assert isinstance(ins, ReportedHere)
+            if ins.outputs:
+                self.output.reported(ins.run_id, node, ins.reports, ins.outputs)
+            run = self.scheduler.run_state(ins.run_id)
+            if run is not None:
+                observe_reports(run, node, ins.reports, self.dispatch_seconds)
+            reports.list_events(ins.run_id, node, ins.reports, ins.values, events)
+        self._feed_reported(events)
+
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
+        if type(msg) in _HERE:  # our executor's, kept by a takeover meanwhile
+            self.from_here(msg)
+            return
         replication = self.replication
         if isinstance(msg, _FROM_EXECUTORS):
             term = envelope.term if envelope is not None else 0
@@ -348,33 +376,8 @@ class OwnerIO:
             run = self.scheduler.run_state(msg.run_id)
             if run is not None:
                 observe_reports(run, node, msg.reports, self.dispatch_seconds)
-            for report in msg.reports:
-                if report.state == "DONE":
-                    value = frames[report.frame] if 0 <= report.frame < len(frames) else None
-                    events.append(
-                        ev.TaskSucceeded(
-                            msg.run_id,
-                            report.task_id,
-                            report.attempt,
-                            node,
-                            report.size,
-                            bytes(value) if value is not None else None,
-                            report.duration,
-                        )
-                    )
-                elif report.state == "FAILED":
-                    events.append(
-                        ev.TaskErrored(
-                            msg.run_id,
-                            report.task_id,
-                            report.attempt,
-                            node,
-                            report.kind,
-                            report.exc_type,
-                            report.message,
-                            report.traceback,
-                        )
-                    )
+            values = reports.frame_values(msg.reports, frames)
+            reports.list_events(msg.run_id, node, msg.reports, values, events)
             self._feed_reported(events)
         elif isinstance(msg, TasksWithdrawn):
             node = self._node_name_for(envelope)
@@ -602,7 +605,7 @@ class OwnerIO:
                 if address:
                     self.port.send(address, m.FreeValues(ins.run_id, ins.task_ids), term=ins.term)
             elif isinstance(ins, ev.FreeResults):
-                if self.far_store is not None:  # the run's big arguments we kept (_far)
+                if self.far_store is not None:  # the run's big arguments we kept (far_keeper)
                     keys = [k for k in self.far_store.tasks_of(ins.run_id) if is_far_key(k)]
                     self.far_store.drop_values(ins.run_id, keys)
                 self.replication.run_changed(ins.run_id)
@@ -654,7 +657,7 @@ class OwnerIO:
                 self.here(msg, frames, ins.term)
                 return
         else:
-            far = None if self.far_store is None else self._far(ins.run_id)
+            far = None if self.far_store is None else far_keeper(self.far_store, ins.run_id)
             msg, frames = dispatch_message(
                 ins, self.port.address, self.port.address_of, packages, far
             )
@@ -663,21 +666,3 @@ class OwnerIO:
                 self.port.call_soon(self._feed, reports.answered(ins.node, refused))
                 return
         self.port.send(address, msg, frames, term=ins.term)
-
-    def _far(self, run_id: str) -> Callable[[str, bytes], bool]:
-        """Keeps a big dispatch frame of ``run_id`` in our store (``dispatch_message``'s
-        ``far``); False (sent inline, so refused by ``oversize``) past our value limit."""
-        store = self.far_store
-        assert store is not None
-
-        def keep(key: str, data: bytes) -> bool:
-            if store.has(run_id, key):
-                return True
-            try:
-                store.put(run_id, key, data)
-            except StoreError as exc:
-                log.warning("run %s: %s", run_id, exc, extra={"run": run_id})
-                return False
-            return True
-
-        return keep

@@ -2,14 +2,17 @@
 ``ReportColumns``): scheduler events, task history, the latency histogram. Pure translation over
 the checked columns (``protocol.columns``), one loop over plain lists per message instead of a
 record per task; the per-task ``TasksReported`` / ``DispatchReplied`` are still read by
-``OwnerIO`` (``daemon.owner``) for senders that send them."""
+``OwnerIO`` (``daemon.owner``) for senders that send them, and our own executor's records
+(``ReportedHere``) share their translation (``list_events``)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from handoffd.observability.latency import Buckets
+from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, replied_pairs
 from handoffd.protocol.messages_columns import RepliedColumns
 from handoffd.scheduler import events as ev
@@ -75,6 +78,49 @@ def report_events(
             )
     if ids:
         events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, values, took))
+
+
+def list_events(
+    run_id: str,
+    node: str,
+    reports: Sequence[m.TaskReport],
+    values: Sequence[Any],
+    events: list[Any],
+) -> None:
+    """Append to ``events`` the scheduler's events of per-task reports (``TasksReported``, or our
+    own executor's ``ReportedHere``), in order; ``values``: each report's inline value or None."""
+    for report, value in zip(reports, values, strict=True):
+        if report.state == "DONE":
+            events.append(
+                ev.TaskSucceeded(
+                    run_id,
+                    report.task_id,
+                    report.attempt,
+                    node,
+                    report.size,
+                    bytes(value) if value is not None else None,
+                    report.duration,
+                )
+            )
+        elif report.state == "FAILED":
+            events.append(
+                ev.TaskErrored(
+                    run_id,
+                    report.task_id,
+                    report.attempt,
+                    node,
+                    report.kind,
+                    report.exc_type,
+                    report.message,
+                    report.traceback,
+                )
+            )
+
+
+def frame_values(reports: Sequence[m.TaskReport], frames: list[Any]) -> list[Any]:
+    """Each report's inline value from the message's ``frames`` (None when it names none)."""
+    count = len(frames)
+    return [frames[r.frame] if 0 <= r.frame < count else None for r in reports]
 
 
 def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets) -> None:

@@ -125,6 +125,7 @@ def main(
     code_env.configure(node, code_dir)
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    capture.root_at_info()  # the level each job's capture sets: none sets it any more
     gc.freeze()  # start-up objects never need scanning again
     conn.send_bytes(READY)
     recv, send = conn.recv_bytes, conn.send_bytes

@@ -131,6 +131,16 @@ _handler: _CaptureLogHandler | None = None
 _IDLE = Captured()  # where the handler points between jobs (it is not attached then)
 
 
+def root_at_info() -> None:
+    """Put the root logger at the level every captured block gives it (INFO, unless it is set
+    lower), for a process that runs jobs only (a worker, at start): a job's block then changes no
+    level. Each ``setLevel`` clears every logger's cache under the logging lock: two per job were
+    a sixth of a no-op job's Python time in its worker."""
+    root = logging.getLogger()
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+
+
 class capture:
     """Context manager: stdout, stderr and logging of the block into one bounded buffer
     (``out``: a given one, e.g. the live sender's). Nested blocks write into the innermost one."""
@@ -165,4 +175,5 @@ class capture:
             root.removeHandler(self.handler)
         # the enclosing block's buffer again; none kept alive after the outermost block
         self.handler.out = _IDLE if self.added else self.outer
-        root.setLevel(self.level)
+        if root.level != self.level:  # (the block's INFO, or what its job set)
+            root.setLevel(self.level)

@@ -49,6 +49,16 @@ def _noop(i: int) -> int:
     return i
 
 
+def _traced_here(here: Any, events: list[tuple[str, ...]]) -> Any:
+    """``OwnerIO.from_here`` that notes each record our executor hands our owner."""
+
+    def came(ins: Any) -> None:
+        events.append(("route", type(ins).__name__))
+        here(ins)
+
+    return came
+
+
 def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting_a_loop_turn():
     """A dispatch to ourselves is handed to our executor in the scheduler batch that decided it
     (Node._dispatch_here: never routed), and our executor's report is delivered at the end of its
@@ -83,6 +93,7 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
 
             transport._deliver, executor._soon, node.owner.handle = delivered, flushed, routed
             executor.on_dispatch = handed
+            node.owner.from_here = _traced_here(node.owner.from_here, events)
 
         cluster.call(patch)
         with handoffd.connect(cluster.address, timeout=10) as client:
@@ -91,9 +102,9 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
         submit = events.index(("route", "SubmitAndWait"))
         dispatch = events.index(("route", "DispatchTasks"))
         assert events.index(("delivery.end",), submit) > dispatch  # in the submit's callback
-        answer = events.index(("route", "DispatchReplied"))
+        answer = events.index(("route", "AnsweredHere"))
         assert submit < dispatch < answer  # handed over before its answer came back
-        report = events.index(("route", "TasksReported"))
+        report = events.index(("route", "ReportedHere"))
         start = max(i for i, e in enumerate(events[:report]) if e[0] == "soon")
         assert ("soon.end",) not in events[start:report]  # in the flush's callback
 
@@ -142,6 +153,7 @@ def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
             flushed,
             routed,
         )
+        node.owner.from_here = _traced_here(node.owner.from_here, events)
 
     cluster.call(patch)
     with handoffd.connect(cluster.address, timeout=10) as client:
@@ -158,7 +170,7 @@ def test_the_last_running_task_s_report_goes_in_the_callback_that_read_its_outco
     with ThreadedCluster([{"cpu": 1}]) as cluster:
         dag = handoffd.DAG().add_function(handoffd.Function(id="f", code=_noop, extra_args=[7]))
         events = _traced_runs(cluster, [dag])
-    report = events.index(("route", "TasksReported"))
+    report = events.index(("route", "ReportedHere"))
     read = max(i for i, e in enumerate(events[:report]) if e == ("read",))
     assert events[read - 1] == ("outcome", "f")
     assert ("read.end",) not in events[read:report]  # in the callback that read the outcome
@@ -175,7 +187,7 @@ def test_while_another_task_runs_the_report_waits_for_the_turn_s_end():
         dag.add_function(handoffd.Function(id="slow", code=_nap, extra_args=[0.5]))
         events = _traced_runs(cluster, [dag])
     quick = events.index(("outcome", "quick"))
-    report = events.index(("route", "TasksReported"), quick)
+    report = events.index(("route", "ReportedHere"), quick)
     assert ("read.end",) in events[quick:report]
     assert ("soon", "Flush") in events[quick:report]
 

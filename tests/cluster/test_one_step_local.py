@@ -1,7 +1,9 @@
 """The one-step same-node path (issue 13): the owner hands a dispatch to its own executor in the
 scheduler batch that decided it (``Node._dispatch_here``), not as a message routed to ourselves.
 Each behaviour is checked on both paths: ``direct`` (the node as built) and ``sent`` (the owner's
-``here`` unset: its dispatches go through ``Node.send`` to ourselves, the path before)."""
+and the executor's ``here`` unset: dispatches go through ``Node.send`` to ourselves, and our
+executor's answers and reports come back as ``DispatchReplied`` / ``TasksReported`` messages, not
+as records: the path before)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,15 @@ def _traced(cluster: ThreadedCluster, path: str) -> list[str]:
 
     async def patch() -> None:
         route, on_dispatch = node._route, node.executor.on_dispatch
+        from_here, handle = node.owner.from_here, node.owner.handle
+
+        def came(ins: Any) -> None:
+            seen.append(f"record {type(ins).__name__}")
+            from_here(ins)
+
+        def owner_got(msg: Any, *rest: Any) -> None:
+            seen.append(f"owner {type(msg).__name__}")
+            handle(msg, *rest)
 
         def routed(msg: Any, *rest: Any) -> None:
             seen.append(f"route {type(msg).__name__}")
@@ -62,8 +73,9 @@ def _traced(cluster: ThreadedCluster, path: str) -> list[str]:
             on_dispatch(msg, *rest)
 
         node._route, node.executor.on_dispatch = routed, handed
+        node.owner.from_here, node.owner.handle = came, owner_got
         if path == "sent":
-            node.owner.here = None
+            node.owner.here = node.executor.here = None
 
     cluster.call(patch)
     return seen
@@ -103,6 +115,13 @@ def test_results_errors_retries_and_history_are_the_same_on_both_paths(path: str
     routed = seen.count("route DispatchTasks")
     # The behaviour under test: direct, no dispatch is routed to ourselves; sent, every one is.
     assert routed == (0 if path == "direct" else dispatched)
+    # ... and our executor answers with records (direct) or messages (sent), never both.
+    records = {e for e in seen if e.startswith("record ")}
+    messages = {e for e in seen if e in ("owner DispatchReplied", "owner TasksReported")}
+    if path == "direct":
+        assert records == {"record AnsweredHere", "record ReportedHere"} and not messages
+    else:
+        assert messages == {"owner DispatchReplied", "owner TasksReported"} and not records
 
 
 @pytest.mark.parametrize("path", ["direct", "sent"])
@@ -229,7 +248,7 @@ def test_the_run_survives_its_owner_s_death_after_tasks_ran_on_the_owner_s_node(
         async def watch() -> None:
             on_dispatch = owner.executor.on_dispatch
             if path == "sent":
-                owner.owner.here = None
+                owner.owner.here = owner.executor.here = None
 
             def seen(msg: Any, *rest: Any) -> None:
                 ran_here.extend(item.task_id for item in msg.items)

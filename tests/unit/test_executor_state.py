@@ -21,6 +21,7 @@ from handoffd._core.api import EPS
 from handoffd.daemon.executor_events import (
     FLUSH,
     REFILL,
+    AnsweredHere,
     CancelAsked,
     CancelJob,
     CancelTimer,
@@ -32,6 +33,7 @@ from handoffd.daemon.executor_events import (
     LedgerChanged,
     NewOwner,
     OwnerSeen,
+    ReportedHere,
     RunFreed,
     SendMessage,
     SetTimer,
@@ -41,6 +43,7 @@ from handoffd.daemon.executor_events import (
     ValuesAsked,
     ValuesFreed,
 )
+from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
@@ -424,7 +427,14 @@ class ExecutorMachine(RuleBasedStateMachine):
                     self.executed.add(job.key)
                     chain.append(job.key)
             elif isinstance(ins, SendMessage):
+                if isinstance(ins.msg, (m.DispatchReplied, m.TasksReported)):
+                    assert ins.address != ME, "a message to our own node's owner, not a record"
                 self.sent(ins.msg)
+            elif isinstance(ins, (AnsweredHere, ReportedHere)):
+                if isinstance(ins, ReportedHere):  # the run's owner now is on our node
+                    known = self.st.run_owners.get(ins.run_id)  # (None: the run was freed)
+                    assert known is None or known[:2] == (ins.term, ME)
+                self.sent(here_message(ins)[0])
             elif isinstance(ins, Soon):
                 self.soon.append(ins.event)
             elif isinstance(ins, SetTimer):
@@ -469,9 +479,9 @@ class ExecutorMachine(RuleBasedStateMachine):
     def dispatch(self, run: str, costs: list, deps: list, term_change: int) -> None:
         term = self.terms[run] + term_change
         owner = self.owners[run]
-        if term_change > 0:
+        if term_change > 0:  # the run moves to another owner: every other one on our node
             self.terms[run] = term
-            owner = self.owners[run] = f"owner{term}:1"
+            owner = self.owners[run] = ME if term % 2 == 0 else f"owner{term}:1"
         items = []
         for cost, dep in zip(costs, deps, strict=False):
             self.attempts += 1
@@ -582,7 +592,7 @@ class ExecutorMachine(RuleBasedStateMachine):
     @rule(run=st.sampled_from(RUNS))
     def takeover(self, run: str) -> None:
         self.terms[run] += 1
-        self.owners[run] = f"owner{self.terms[run]}:1"
+        self.owners[run] = ME if self.terms[run] % 2 == 0 else f"owner{self.terms[run]}:1"
         self.handle(OwnerSeen(run, self.terms[run], self.owners[run], f"n{self.terms[run]}"))
 
     # -- invariants --------------------------------------------------------------------------------
