@@ -336,6 +336,11 @@ def build(
     roots: Sequence[str],
 ) -> list[Package]:
     """The packages a run ships, in ``sys.path`` order (explicit ones shadow the caller's)."""
+    if (
+        working_dir is None and py_modules is None
+    ):  # the caller's modules only (every plain execute)
+        local = local_modules_package(roots)
+        return [] if local is None else [local]
     if isinstance(py_modules, (str, ModuleType)):
         py_modules = [py_modules]
     packages: list[Package] = []
