@@ -101,6 +101,9 @@ def test_an_unchanged_function_is_pickled_once_and_its_bytes_reused():
         "fn.__doc__ = 'new doc'",
         "fn.__dict__['tag'] = 1",
         "fn.__qualname__ = 'renamed'",
+        "fn.__name__ = 'other'",  # each field read as an atom without value() (cli13)
+        "fn.__annotations__['x'] = 'int'",
+        "space['__file__'] = '/elsewhere/script.py'",  # a base global cloudpickle keeps
     ],
 )
 def test_any_change_to_what_the_pickle_holds_pickles_again(change):
