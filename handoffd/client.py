@@ -400,7 +400,7 @@ class Client(ClientPlumbing):
         # still going once its standbys hold it). If the owner dies before it accepted the run
         # we were promised nothing: ConnectionError, as for submit(); after, we follow the run.
         poll = _POLL if timeout is None else max(0.0, min(_POLL, timeout))
-        options = (max_retries, policy, output_ids)
+        options = (max_retries, policy, output_ids, shas)
 
         def exchange() -> Run:
             nonlocal run
@@ -449,8 +449,7 @@ class Client(ClientPlumbing):
         poll: float,
         options: tuple[Any, ...],
     ) -> Run:
-        max_retries, policy, output_ids = options
-        shas = tuple(p.sha for p in shipped)
+        max_retries, policy, output_ids, shas = options
         run_id = run.id
         request_id = next(self._ids)
         request = m.SubmitAndWait(
@@ -486,7 +485,9 @@ class Client(ClientPlumbing):
                 return run  # the caller follows it
             if shas:
                 address = self.address
-                self._stored.update((address, sha) for sha in shas)
+                stored = self._stored
+                for sha in shas:
+                    stored.add((address, sha))
             if isinstance(reply, m.RunAccepted):
                 run.owner = reply.owner
                 continue

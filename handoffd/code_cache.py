@@ -141,7 +141,7 @@ class _Reading:
             self.value(space.get(name, _MISSING))
         for name in _BASE_GLOBALS:
             value = space.get(name, _MISSING)
-            if type(value) in atoms:
+            if type(value) in atoms or value is _MISSING:
                 objects.append(value)
             else:
                 self.value(value)

@@ -377,7 +377,10 @@ class LocalClient:
                 raise ConnectionError(
                     f"cannot send to the daemon at {self.address}: {exc}"
                 ) from None
-            if sent == sum(len(p) if type(p) is bytes else memoryview(p).nbytes for p in packed):
+            total = 0
+            for part in packed:
+                total += len(part) if type(part) is bytes else memoryview(part).nbytes
+            if sent == total:
                 return
         else:
             sent = 0
