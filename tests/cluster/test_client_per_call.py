@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import handoffd
+from handoffd import client as client_module
 from handoffd.protocol import codec
 from handoffd.testing import ThreadedCluster
 from handoffd.transport import local_socket
@@ -46,6 +47,8 @@ class CountingSocket:
 def test_a_one_node_clusters_execute_is_one_request_and_one_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The relisting interval (1 s) is longer than any loaded machine takes for these calls.
+    monkeypatch.setattr(client_module, "_ALONE_RELIST", 3600.0, raising=False)
     with ThreadedCluster([{"cpu": 1}], transport="zmq") as cluster:
         with handoffd.connect(cluster.address, timeout=10) as client:
             conn = client._conn
@@ -79,7 +82,10 @@ def test_a_one_node_clusters_execute_is_one_request_and_one_read(
             assert len(takes) <= sock.calls["recv_into"]
 
 
-def test_a_client_alone_lists_the_cluster_again_after_a_while() -> None:
+def test_a_client_alone_lists_the_cluster_again_after_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "_ALONE_RELIST", 3600.0, raising=False)
     with ThreadedCluster([{"cpu": 1}]) as cluster:
         with handoffd.connect(cluster.address, timeout=10) as client:
             listed: list[int] = []
@@ -96,7 +102,7 @@ def test_a_client_alone_lists_the_cluster_again_after_a_while() -> None:
             # Once the interval passed, a submission lists it again (a node that joined since
             # is learned for failover).
             assert client._alone_listed is not None
-            client._alone_listed -= 2 * handoffd.client._ALONE_RELIST
+            client._alone_listed -= 2 * client_module._ALONE_RELIST
             assert client.execute(one_task(9)) == {"one": 9}
             assert len(listed) == 2
 
