@@ -59,6 +59,10 @@ _EXECUTE_BYTES = 64 << 20  # result bytes execute() takes inline in the run's ou
 _WAIT_BYTES = WAIT_BYTES
 _SUBMIT_TIMEOUT = 30.0  # seconds at least a submission waits for its answer
 _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaited request
+# While a client knows one address only, the cluster is listed again (for failover) at most this
+# often, at a submission: the nodes that join are learned within this of their joining.
+_ALONE_RELIST = 1.0
+_packages: Any = None  # handoffd.packages, once a submission loaded it
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class Client(ClientPlumbing):
         self._known: list[str] = list(dict.fromkeys(addresses))
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
+        self._alone_listed: float | None = None  # when a submission last listed the nodes
         # Per DAG this client ran or submitted: its results (execute) or its Run (submit), for
         # get(ref); weak, so a DAG the user dropped takes its results with it.
         self._ran: weakref.WeakKeyDictionary[Any, dict[str, Any] | Run] = (
@@ -328,7 +333,14 @@ class Client(ClientPlumbing):
         py_modules: Iterable[str | ModuleType] | None = None,
         priority: int = 0,
     ) -> Run:
-        from handoffd import packages as code_packages
+        global _packages
+        code_packages = _packages
+        if code_packages is None:
+            # Loaded at the first submission (zipfile, hashlib, sysconfig), then kept: ``from
+            # handoffd import packages`` in the body ran importlib's Python fromlist code per call.
+            from handoffd import packages as code_packages
+
+            _packages = code_packages
         from handoffd.dag import DAG
 
         if not isinstance(dag, DAG):
@@ -351,13 +363,10 @@ class Client(ClientPlumbing):
         if priority:  # the run's priority adds to each function's own (TaskMeta.priority)
             rows = [(*row[:9], row[9] + priority) for row in rows]
         if not self._known[1:]:
-            try:
-                self.nodes()  # learn the cluster's addresses for failover
-            except errors.HandoffError:
-                pass
+            self._learn_alone()
         # The rows are TaskMeta's fields: the codec checks and packs them as they are.
         tasks = codec.Rows(rows)
-        run_id = uuid.uuid4().hex[:16]
+        run_id = os.urandom(8).hex()  # as uuid4().hex[:16] was: 64 random bits, no UUID object
         # The user's functions only: a hooked Argument adds serialize tasks (handoffd.arguments).
         run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
         run._hook_consumers = dict(dag.hook_consumers)
@@ -391,7 +400,7 @@ class Client(ClientPlumbing):
         # still going once its standbys hold it). If the owner dies before it accepted the run
         # we were promised nothing: ConnectionError, as for submit(); after, we follow the run.
         poll = _POLL if timeout is None else max(0.0, min(_POLL, timeout))
-        options = (max_retries, policy, output_ids)
+        options = (max_retries, policy, output_ids, shas)
 
         def exchange() -> Run:
             nonlocal run
@@ -408,10 +417,27 @@ class Client(ClientPlumbing):
             run.owner = moved.owner
         return run
 
+    def _learn_alone(self) -> None:
+        """Learn the cluster's addresses for failover while only one is known: at most once per
+        ``_ALONE_RELIST`` seconds, so a one-node cluster's ``execute`` is one round trip, not a
+        ``ListNodes`` before each submission; a node that joined since is still learned."""
+        now = time.monotonic()
+        listed = self._alone_listed
+        if listed is not None and now - listed < _ALONE_RELIST:
+            return
+        self._alone_listed = now
+        try:
+            self.nodes()
+        except errors.HandoffError:
+            pass
+
     def _package_frames(self, shipped: list[Any], resend: bool) -> list[bytes]:
         """The zips of the run's packages the daemon is not known to hold (content-addressed: a
         daemon that stored one keeps it, so a client sends its modules once, not once per run)."""
-        return [p.data for p in shipped if resend or (self.address, p.sha) not in self._stored]
+        if not shipped:
+            return []
+        address = self.address
+        return [p.data for p in shipped if resend or (address, p.sha) not in self._stored]
 
     def _submit_and_wait(
         self,
@@ -423,8 +449,7 @@ class Client(ClientPlumbing):
         poll: float,
         options: tuple[Any, ...],
     ) -> Run:
-        max_retries, policy, output_ids = options
-        shas = tuple(p.sha for p in shipped)
+        max_retries, policy, output_ids, shas = options
         run_id = run.id
         request_id = next(self._ids)
         request = m.SubmitAndWait(
@@ -458,7 +483,11 @@ class Client(ClientPlumbing):
                 self._learn(reply.owner_address)
                 run.owner = reply.owner
                 return run  # the caller follows it
-            self._stored.update((self.address, sha) for sha in shas)
+            if shas:
+                address = self.address
+                stored = self._stored
+                for sha in shas:
+                    stored.add((address, sha))
             if isinstance(reply, m.RunAccepted):
                 run.owner = reply.owner
                 continue

@@ -120,10 +120,12 @@ class ClientPlumbing:
     def _connection(self) -> Connection:
         """The current connection; after a failover that reached nobody there is none, so
         connect again (ConnectionError if the daemon is still unreachable)."""
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             self._connect(self.address)
-        assert self._conn is not None
-        return self._conn
+            conn = self._conn
+            assert conn is not None
+        return conn
 
     def _request(
         self, msg: Any, frames: Iterable[bytes] = (), timeout: float | None = None
@@ -133,14 +135,18 @@ class ClientPlumbing:
 
     def _receive(self, request_id: int, timeout: float) -> tuple[Any, list[bytes]]:
         """The next reply to ``request_id`` (others are late replies: skipped)."""
-        assert self._conn is not None
+        conn = self._conn
+        assert conn is not None
+        threads = self._threads
         deadline = time.monotonic() + timeout
+        remaining = timeout
         while True:
-            remaining = deadline - time.monotonic()
-            reply = self._conn.recv(max(remaining, 0.0)) if remaining > 0 else None
+            reply = conn.recv(remaining) if remaining > 0 else None
             if reply is None:
                 raise errors.ConnectionError(self._silence(timeout))
-            self._threads.answered_at = time.monotonic()
+            now = time.monotonic()
+            threads.answered_at = now
+            remaining = deadline - now
             decoded = codec.decode(reply)
             if decoded is None:
                 continue
@@ -151,7 +157,7 @@ class ClientPlumbing:
                 raise versions.client_error(self.address, got.lo, got.hi)
             if getattr(got, "request_id", None) != request_id:
                 continue  # a late reply to an earlier request
-            self._unanswered = False  # anything sent before this request has left too
+            threads.unanswered = False  # anything sent before this request has left too
             if isinstance(got, m.ErrorReply):
                 if got.code in MOVE_CODES:  # it serves nobody now: another node may
                     raise RefusedHere(f"the handoffd daemon at {self.address}: {got.message}")

@@ -90,7 +90,8 @@ def _submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | 
     tries: dict[str, int] = {}
     silent: set[str] = set()  # nodes that may hold the run (they did not answer)
     while True:
-        tries[client.address] = tries.get(client.address, 0) + 1
+        address = client.address
+        tries[address] = tries.get(address, 0) + 1
         try:
             return attempt()
         except errors.AuthenticationError:

@@ -114,12 +114,23 @@ class _Reading:
         objects.append(False)
         code = fn.__code__
         objects.append(code)  # immutable: its constants and names come with it
-        for value in (fn.__name__, fn.__qualname__, fn.__module__, fn.__doc__):
-            self.value(value)
-        self.value(fn.__defaults__)
-        self.value(fn.__kwdefaults__)
-        self.value(fn.__annotations__)
-        self.value(fn.__dict__)
+        # An atom is appended here as ``value`` would append it (the same reading, a call less
+        # per field: a function's reading is taken on every submission).
+        atoms = _ATOMS
+        for value in (
+            fn.__name__,
+            fn.__qualname__,
+            fn.__module__,
+            fn.__doc__,
+            fn.__defaults__,
+            fn.__kwdefaults__,
+            fn.__annotations__,
+            fn.__dict__,
+        ):
+            if type(value) in atoms:
+                objects.append(value)
+            else:
+                self.value(value)
         for cell in fn.__closure__ or ():
             try:
                 self.value(cell.cell_contents)
@@ -129,7 +140,11 @@ class _Reading:
         for name in _cp._extract_code_globals(code):
             self.value(space.get(name, _MISSING))
         for name in _BASE_GLOBALS:
-            self.value(space.get(name, _MISSING))
+            value = space.get(name, _MISSING)
+            if type(value) in atoms or value is _MISSING:
+                objects.append(value)
+            else:
+                self.value(value)
 
 
 def _read(fn: types.FunctionType) -> list[Any] | None:

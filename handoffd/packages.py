@@ -275,16 +275,19 @@ def local_modules_package(roots: Sequence[str]) -> Package | None:
     """The caller's modules imported from under ``roots``, as one package (None if there are
     none). Rescanned when ``sys.modules`` grew; rebuilt when a file changed."""
     global _scan_key, _scan
-    roots = tuple(root for root in (_real_root(r) for r in roots if r) if root)
+    roots = tuple([root for r in roots if r and (root := _real_root(r))])
     key = (len(sys.modules), roots)
     if key != _scan_key:
         _scan, _scan_key = _scan_modules(roots), key
     if not _scan:
         return None
     try:
-        stamp = tuple(
-            (arc, f, st.st_mtime_ns, st.st_size) for arc, f in _scan for st in [os.stat(f)]
-        )
+        stat = os.stat
+        stamps = []
+        for arc, f in _scan:
+            st = stat(f)
+            stamps.append((arc, f, st.st_mtime_ns, st.st_size))
+        stamp = tuple(stamps)
     except OSError:
         _scan_key = None
         return None
@@ -336,6 +339,11 @@ def build(
     roots: Sequence[str],
 ) -> list[Package]:
     """The packages a run ships, in ``sys.path`` order (explicit ones shadow the caller's)."""
+    if (
+        working_dir is None and py_modules is None
+    ):  # the caller's modules only (every plain execute)
+        local = local_modules_package(roots)
+        return [] if local is None else [local]
     if isinstance(py_modules, (str, ModuleType)):
         py_modules = [py_modules]
     packages: list[Package] = []

@@ -52,7 +52,10 @@ def too_big(frames: list[Any]) -> bool:
     """Does the encoded message ``frames`` (body first) go up in pieces?"""
     if len(frames[0]) > BODY_PAST or len(frames) > FRAMES_PAST:
         return True
-    return any(len(f) > FRAME_PAST for f in frames)
+    for frame in frames:
+        if len(frame) > FRAME_PAST:
+            return True
+    return False
 
 
 def pack(frames: list[Any]) -> bytes:

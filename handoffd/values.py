@@ -62,10 +62,22 @@ def _dumps_code(obj: Any) -> bytes:
 def dumps_code(obj: Any, packages: tuple[str, ...] = ()) -> bytes:
     """Serialise code (functions and their literal arguments) by value where needed; with
     ``packages`` (sha256s of the run's code packages), loading it puts them on the path first."""
+    global _last_packaged
     data = code_cache.dumps_code(obj, _dumps_code)  # the last pickle of obj if still current
     if packages:
-        return _PACKAGED + ",".join(packages).encode() + b"\n" + data
+        last = _last_packaged
+        if last is not None and last[0] is data and last[1] == packages:
+            # The same pickle object (the code cache's) with the same packages: the same bytes
+            # object as last time, so the call payload's head is found without hashing new bytes.
+            return last[2]
+        packaged = _PACKAGED + ",".join(packages).encode() + b"\n" + data
+        _last_packaged = (data, packages, packaged)
+        return packaged
     return data
+
+
+# (pickle, package shas, the packaged code) of the last dumps_code with packages
+_last_packaged: tuple[bytes, tuple[str, ...], bytes] | None = None
 
 
 # -- call payloads: (code, extra_args, kwargs) with the code pickled once per DAG ------------------

@@ -365,7 +365,30 @@ class LocalClient:
     def send(self, frames: Sequence[bytes | memoryview]) -> None:
         # One system call for the whole message where it fits: each write may wake the daemon's
         # loop, which would then read a message in part and sleep again.
-        parts = [memoryview(p).cast("B") for p in pack(frames)]
+        packed = pack(frames)
+        if len(packed) <= _IOV:
+            # Most requests leave whole in the first call: no views made for the partial case.
+            try:
+                sent = self._sock.sendmsg(packed)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self.disconnected = True
+                raise ConnectionError(
+                    f"cannot send to the daemon at {self.address}: {exc}"
+                ) from None
+            total = 0
+            for part in packed:
+                total += len(part) if type(part) is bytes else memoryview(part).nbytes
+            if sent == total:
+                return
+        else:
+            sent = 0
+        parts = [memoryview(p).cast("B") for p in packed]
+        while parts and sent >= parts[0].nbytes:
+            sent -= parts.pop(0).nbytes
+        if parts and sent:
+            parts[0] = parts[0][sent:]
         deadline = 0.0
         try:
             while parts:
@@ -395,10 +418,11 @@ class LocalClient:
         while True:
             if self._ready:
                 return self._ready.popleft()
-            messages, _ = take(buf, 1 << 30, 1 << 62)
-            self._ready.extend(messages)
-            if self._ready:
-                continue
+            if buf:  # a reply read in part, or several replies in one read
+                messages, _ = take(buf, 1 << 30, 1 << 62)
+                if messages:
+                    self._ready.extend(messages)
+                    continue
             left = deadline - time.monotonic()
             if left <= 0 or not self._poll.poll(max(0, int(left * 1000) + 1)):
                 if time.monotonic() >= deadline:

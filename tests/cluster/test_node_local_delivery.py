@@ -213,6 +213,10 @@ def test_a_delivery_made_at_a_drain_s_end_leaves_no_empty_callback_behind():
         cluster.call(patch)
         with handoffd.connect(cluster.address, timeout=10) as client:
             for i in range(5):
+                # A request between runs, as a client alone sent before each submission until
+                # session 14 (a ListNodes): without it, no local delivery of these runs waits
+                # for the callback at all, and the check below would find nothing to check.
+                client.nodes()
                 dag = handoffd.DAG().add_function(
                     handoffd.Function(id="f", code=_noop, extra_args=[i])
                 )

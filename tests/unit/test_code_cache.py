@@ -101,6 +101,9 @@ def test_an_unchanged_function_is_pickled_once_and_its_bytes_reused():
         "fn.__doc__ = 'new doc'",
         "fn.__dict__['tag'] = 1",
         "fn.__qualname__ = 'renamed'",
+        "fn.__name__ = 'other'",  # each field read as an atom without value() (cli13)
+        "fn.__annotations__['x'] = 'int'",
+        "space['__file__'] = '/elsewhere/script.py'",  # a base global cloudpickle keeps
     ],
 )
 def test_any_change_to_what_the_pickle_holds_pickles_again(change):
@@ -237,3 +240,22 @@ def test_random_changes_never_leave_a_stale_pickle():
         fn = rng.choice(functions)
         assert values.dumps_code(fn) == values._dumps_code(fn)
     assert code_cache.hits > reused  # the cache was used along the way
+
+
+def test_the_same_code_with_the_same_packages_is_the_same_bytes_object():
+    """A W3 loop ships one function with one package per call: its packaged code is built once
+    (so the call payload's head is found without hashing new bytes), and rebuilt when either
+    the function's pickle or the packages change."""
+    space = _space()
+    fn = space["uses_all"]
+    shas = ("a" * 64,)
+    first = values.dumps_code(fn, shas)
+    assert first == values._PACKAGED + b"a" * 64 + b"\n" + values._dumps_code(fn)
+    assert values.dumps_code(fn, shas) is first
+    other = values.dumps_code(fn, ("b" * 64,))
+    assert other == values._PACKAGED + b"b" * 64 + b"\n" + values._dumps_code(fn)
+    space["K"] = 2  # the function's pickle changes
+    changed = values.dumps_code(fn, shas)
+    assert changed == values._PACKAGED + b"a" * 64 + b"\n" + values._dumps_code(fn)
+    assert changed != first
+    assert pickle.loads(changed[changed.index(b"\n") + 1 :])(1) == fn(1)
