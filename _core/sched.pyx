@@ -27,6 +27,7 @@ from ._consts import (
     cycle_error,
     item_error,
     kinds,
+    let_others_run,
     policy_code,
     quantity_error,
 )
@@ -214,9 +215,10 @@ cdef enum:
     _YIELD_EVERY = 16384
 
 
-cdef inline void _yield_gil() noexcept:
-    with nogil:
-        pass
+cdef inline int _yield_gil() except -1:
+    """Let a thread waiting for the GIL have it (``_consts.let_others_run``)."""
+    let_others_run()
+    return 0
 
 
 def order(priority, consumers, estimate, size):
