@@ -91,11 +91,11 @@ class OtherThreads:
         self._files: dict[int, int] = {}  # native thread id -> its schedstat, open
         self._last: dict[int, tuple[float, float]] = {}
 
-    def read(self) -> list[tuple[str, float, float]]:
-        """(name, CPU ms, ms waiting for a CPU) of each other Python thread since the last read
-        (since its start for a thread new since)."""
+    def read(self) -> list[tuple[str, float, float, int | None]]:
+        """(name, CPU ms, ms waiting for a CPU, ``threading`` ident) of each other Python thread
+        since the last read (since its start for a thread new since)."""
         live = {
-            t.native_id: t.name
+            t.native_id: (t.name, t.ident)
             for t in threading.enumerate()
             if t.native_id is not None and t.native_id != self._me
         }
@@ -103,7 +103,7 @@ class OtherThreads:
             os.close(self._files.pop(tid))
             self._last.pop(tid, None)
         out = []
-        for tid, name in live.items():
+        for tid, (name, ident) in live.items():
             try:
                 fd = self._files.get(tid)
                 if fd is None:
@@ -113,13 +113,30 @@ class OtherThreads:
                 continue
             before = self._last.get(tid, (0.0, 0.0))
             self._last[tid] = now
-            out.append((name, (now[0] - before[0]) * 1000.0, (now[1] - before[1]) * 1000.0))
+            cpu_ms, wait_ms = (now[0] - before[0]) * 1000.0, (now[1] - before[1]) * 1000.0
+            out.append((name, cpu_ms, wait_ms, ident))
         return out
 
     def close(self) -> None:
         for fd in self._files.values():
             os.close(fd)
         self._files.clear()
+
+
+def where(ident: int | None, depth: int = 3) -> str:
+    """The innermost ``depth`` Python frames of thread ``ident``, innermost first. Read as the
+    loop gets the GIL back, it is where the thread holding it let go: just after the C call (a
+    dict's resize, a compiled loop) that held the GIL, the stall's cause."""
+    frame = sys._current_frames().get(ident) if ident is not None else None
+    if frame is None:
+        return "(gone)"
+    parts: list[str] = []
+    while frame is not None and len(parts) < depth:
+        code = frame.f_code
+        name = code.co_filename.rpartition("handoffd/")[2] or code.co_filename
+        parts.append(f"{code.co_name} ({name}:{frame.f_lineno})")
+        frame = frame.f_back
+    return " < ".join(parts)
 
 
 def _open_schedstat() -> int:
@@ -197,7 +214,7 @@ class LoopLag:
                     "no other Python thread"
                     if busiest is None
                     else f"the busiest other thread, {busiest[0]}, used {busiest[1]:.0f} ms of "
-                    f"CPU and waited {busiest[2]:.0f} ms for a CPU",
+                    f"CPU and waited {busiest[2]:.0f} ms for a CPU; it is now at {where(busiest[3])}",
                 )
         self._due = now + PERIOD_S
         self._handle = self._loop.call_later(PERIOD_S, self._tick)

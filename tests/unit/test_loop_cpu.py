@@ -151,3 +151,61 @@ def test_a_stall_names_the_busiest_other_thread(caplog: pytest.LogCaptureFixture
     assert named, lines
     used = [int(line.split("burner, used ")[1].split(" ms")[0]) for line in named]
     assert sum(used) >= 100, named
+
+
+def test_where_names_a_threads_innermost_frames() -> None:
+    """A stall's line says where the GIL's holder let go (``loop_lag.where``): the thread's
+    innermost frames, innermost first, with their lines."""
+    import threading
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def holder_inner() -> None:
+        inside.set()
+        release.wait(30)
+
+    def holder_outer() -> None:
+        holder_inner()
+
+    thread = threading.Thread(target=holder_outer, name="holder")
+    thread.start()
+    try:
+        assert inside.wait(30)
+        text = loop_lag.where(thread.ident, depth=4)
+    finally:
+        release.set()
+        thread.join(30)
+    names = [part.split(" (")[0] for part in text.split(" < ")]
+    assert names[2:4] == ["holder_inner", "holder_outer"], text  # (below: Event.wait)
+    assert "test_loop_cpu.py:" in text
+    assert loop_lag.where(None) == "(gone)"
+
+
+def test_a_stall_says_where_the_busiest_thread_is(caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lag = LoopLag(loop, log_ms=0.0, detail=True)
+        stop = threading.Event()
+
+        def spin() -> None:  # Python bytecode: the loop gets the GIL every switch interval
+            while not stop.is_set():
+                burn(5.0)
+
+        spinner = threading.Thread(target=spin, name="spinner")
+        try:
+            spinner.start()
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()
+            await loop.run_in_executor(None, spinner.join)
+            lag.close()
+
+    with caplog.at_level(logging.WARNING, logger="handoffd.loop"):
+        asyncio.run(main())
+    lines = [
+        r.getMessage() for r in caplog.records if "busiest other thread, spinner" in r.getMessage()
+    ]
+    assert any("it is now at " in line and "spin (" in line for line in lines), lines
