@@ -66,9 +66,11 @@ def cycle_error(stuck: list[int]) -> CycleError:
 
 
 def let_others_run() -> None:
-    """Nothing, in bytecode: compiled loops call it every few thousand items so that CPython's
-    own switch logic runs (a function's first instruction checks for a pending GIL drop request
-    and, when another thread has waited a switch interval, hands the GIL over until that thread
-    has run). Releasing and retaking the GIL (``with nogil: pass``) instead wakes a waiting
-    thread without letting it in: its timed wait starts over and it never asks for the GIL, so
-    the upload thread held it 70-150 ms at a time ordering a 1,000,000-task chain."""
+    """Nothing, in bytecode. Compiled loops that run long in a thread (the ordering kernel, the
+    scheduler's run building: ``scheduler.run_books.let_go``) call it every few thousand items,
+    since compiled code never lets the GIL go by itself: entering a Python function checks for a
+    drop request from a thread that has waited a switch interval for the GIL (the event loop) and
+    hands it over then, only then. Releasing and retaking it (``with nogil: pass``) wakes that
+    thread without letting it in (the holder retakes first) and restarts its timed wait, so it
+    never asks: the upload thread held the GIL 70-150 ms at a time ordering a 1,000,000-task
+    chain. ``os.sched_yield`` let it go every time and gave the CPU away too."""

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from handoffd._core._consts import let_others_run as let_go  # (bytecode: see there)
 from handoffd.scheduler.states import DONE, TASK_STATES
 
-YIELD_EVERY = 256  # task records built between two chances for other threads to run
+# Task records built between two chances for other threads to run: the compiled loops that build
+# a big run in a thread call ``let_go`` this often.
+YIELD_EVERY = 256
 
-
-def let_go() -> None:
-    """Called every ``YIELD_EVERY`` records by the compiled loops that build a big run in a
-    thread: compiled code never lets the GIL go by itself, but entering a Python function checks
-    for a request from a thread waiting for it (the event loop, after the 5 ms switch interval)
-    and hands it over then, only then. ``os.sched_yield`` let it go every time, and gave the CPU
-    away too: on a loaded machine each call could cost the thread a time slice."""
+__all__ = ["YIELD_EVERY", "let_go", "recount"]
 
 
 def recount(run: Any) -> None:
