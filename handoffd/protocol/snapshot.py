@@ -160,25 +160,56 @@ def spec_from_data(d: dict[str, Any]) -> TaskSpec:
 
 
 def _task_rows(run: Any) -> list[tuple[Any, ...]]:
-    return [
-        (
-            task_id,
-            r.state,
-            r.attempt,
-            r.node,
-            r.failures,
-            r.losses,
-            r.completions,
-            r.size,
-            r.value,
-            tuple(sorted(r.locations)) if r.locations else (),
-            r.delayed,
-            r.last_error,
-            (),
-            list(r.attempts),
+    return [_task_row(task_id, r) for task_id, r in run.tasks.items()]
+
+
+def _task_row(task_id: str, r: Any) -> tuple[Any, ...]:
+    return (
+        task_id,
+        r.state,
+        r.attempt,
+        r.node,
+        r.failures,
+        r.losses,
+        r.completions,
+        r.size,
+        r.value,
+        tuple(sorted(r.locations)) if r.locations else (),
+        r.delayed,
+        r.last_error,
+        (),
+        list(r.attempts),
+    )
+
+
+def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
+    """``_pack_rows(_task_rows(run))`` for a run as built (``run.untouched()``): every task row is
+    its id and the same fields, so each is packed as that id between the bytes the first row
+    packs to around its id (a row per task built and packed cost ~0.75 us a task of an upload's
+    intake). None when the first and last rows differ past their ids (then pack them all)."""
+    tasks = run.tasks
+    ids = list(tasks)
+    if not ids:
+        return None
+    packer = msgpack.Packer(use_bin_type=True, autoreset=True)  # (a thread's own)
+    first = _task_row(ids[0], tasks[ids[0]])
+    if _task_row(ids[0], tasks[ids[-1]]) != first:
+        return None
+    whole = packer.pack(first)
+    head = whole[:1]  # (a fixarray: 14 fields)
+    packed_id = packer.pack(ids[0])
+    if len(first) > 15 or whole[1 : 1 + len(packed_id)] != packed_id:
+        return None
+    tail = whole[1 + len(packed_id) :]
+    between = tail + head
+    pack = packer.pack
+    parts = [packer.pack_array_header(len(ids))]
+    for at in range(0, len(ids), chunk):  # (short C calls, as ``_pack_rows``)
+        parts.append(
+            head + between.join([pack(task_id) for task_id in ids[at : at + chunk]]) + tail
         )
-        for task_id, r in run.tasks.items()
-    ]
+    free(ids)
+    return b"".join(parts)
 
 
 def far_payload(payload: Any) -> bool:
@@ -223,6 +254,10 @@ def pack_parts(run: Any) -> tuple[bytes, bytes]:
     rows = _spec_rows(run.specs)
     specs = _pack_rows(rows)
     free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
+    if run.untouched():
+        untouched = _untouched_tasks(run)
+        if untouched is not None:
+            return specs, untouched
     rows = _task_rows(run)
     tasks = _pack_rows(rows)
     free(rows)

@@ -132,3 +132,52 @@ def test_a_cyclic_submission_is_still_refused_by_the_intake() -> None:
     prepared = _prepare(rows)
     assert isinstance(prepared.error, ValidationError) and prepared.error.kind == "cycle"
     assert prepared.run is None
+
+
+def _run(rng: random.Random, n: int) -> Any:
+    from handoffd.scheduler.run import RunState
+    from handoffd.spec import RunOptions
+
+    specs: list[TaskSpec] = []
+    for i in range(n):
+        earlier = [s.id for s in specs[-5:]]
+        deps = tuple(rng.sample(earlier, k=min(len(earlier), rng.randint(0, 3))))
+        cost = {"cpu": rng.choice([0.5, 1.0])} if rng.random() < 0.9 else {}
+        task_id = f"t{i}" + "x" * rng.choice([0, 0, 40, 300])  # (fixstr, str8, str16 headers)
+        node = rng.choice([None, None, "n1"])
+        specs.append(TaskSpec(task_id, deps, cost, b"p", node=node))
+    return RunState("r", specs, RunOptions(), graph=build_graph(specs, None))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_an_untouched_runs_task_rows_pack_to_the_bytes_of_its_rows(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``snapshot.pack_parts`` at intake: the same bytes as every row built and packed, without
+    building them (ids of every msgpack str header's length)."""
+    from handoffd.protocol import snapshot
+
+    rng = random.Random(seed)
+    run = _run(rng, rng.choice([1, 2, 17, 300, 2100, 4500]))
+    assert run.untouched()
+    rows_packed = snapshot._pack_rows(snapshot._task_rows(run))
+    assert snapshot._untouched_tasks(run, chunk=rng.choice([16, 100, 2048])) == rows_packed
+    specs_packed = snapshot._pack_rows(snapshot._spec_rows(run.specs))
+
+    def built(*_: Any) -> Any:
+        raise AssertionError("an untouched run's task rows were built")
+
+    monkeypatch.setattr(snapshot, "_task_rows", built)
+    assert snapshot.pack_parts(run) == (specs_packed, rows_packed)
+
+
+def test_a_touched_run_and_rows_that_differ_are_packed_row_by_row() -> None:
+    from handoffd.protocol import snapshot
+
+    run = _run(random.Random(1), 50)
+    last = run.tasks[list(run.tasks)[-1]]
+    last.failures = 1  # (not as built: the shortcut must notice)
+    assert snapshot._untouched_tasks(run) is None
+    assert snapshot.pack_parts(run)[1] == snapshot._pack_rows(snapshot._task_rows(run))
+    long_ids = _run(random.Random(2), 3)
+    assert snapshot._untouched_tasks(long_ids) == snapshot._pack_rows(snapshot._task_rows(long_ids))
