@@ -181,3 +181,48 @@ def test_a_touched_run_and_rows_that_differ_are_packed_row_by_row() -> None:
     assert snapshot.pack_parts(run)[1] == snapshot._pack_rows(snapshot._task_rows(run))
     long_ids = _run(random.Random(2), 3)
     assert snapshot._untouched_tasks(long_ids) == snapshot._pack_rows(snapshot._task_rows(long_ids))
+
+
+def test_a_record_as_built_is_the_row_the_shortcut_packs() -> None:
+    """``snapshot._AS_BUILT`` is what a new ``TaskRecord`` holds, in both scheduler builds."""
+    import importlib.util
+    from pathlib import Path
+
+    from handoffd.protocol import snapshot
+    from handoffd.scheduler import run as built_run
+
+    source = Path(built_run.__file__ or "").with_name("run.py")
+    spec = importlib.util.spec_from_file_location("handoffd_run_pure_intake", source)
+    assert spec is not None and spec.loader is not None
+    pure_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pure_run)
+    for module in (built_run, pure_run):
+        rec = module.TaskRecord(TaskSpec("t", (), {"cpu": 1.0}, b"p"), 0, 0.0)
+        assert snapshot._task_row("t", rec)[1:] == snapshot._AS_BUILT
+        assert snapshot._tasks_packed(SimpleRun({"t": rec})) == snapshot._pack_rows(
+            [snapshot._task_row("t", rec)]
+        )
+
+
+class SimpleRun:
+    def __init__(self, tasks: dict[str, Any]) -> None:
+        self.tasks = tasks
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_run_that_moved_on_packs_to_the_bytes_of_its_rows(seed: int) -> None:
+    """The snapshot packed in a thread for a run that has moved on (``encode_run(chunked=True)``):
+    tasks as built from one row's bytes, the others row by row, the same bytes as all rows."""
+    from handoffd.protocol import snapshot
+
+    rng = random.Random(seed)
+    run = _run(rng, rng.choice([1, 5, 300, 2500]))
+    run.start(1.0, rng.choice([None, 0, 3, 200]))
+    ready = [r for r in run.tasks.values() if r.state == "READY"]
+    for rec in rng.sample(ready, k=len(ready) // 2):
+        run.assign(rec, rng.choice(["n1", "n2"]), 2.0)
+        if rng.random() < 0.5:
+            run.succeeded(rec, rec.node, rng.randint(0, 99), rng.choice([None, b"v"]), 3.0)
+    expected = snapshot._pack_rows(snapshot._task_rows(run))
+    assert snapshot._tasks_packed(run, chunk=rng.choice([16, 100, 2048])) == expected
+    assert snapshot.encode_run(run, chunked=True) == snapshot.encode_run(run)
