@@ -35,3 +35,40 @@ class RunOptions:
     policy: str = "binpack"  # binpack | spread | first_fit
     outputs: tuple[str, ...] | None = None  # ids whose values the client wants (None: all)
     packages: tuple[str, ...] = ()  # sha256 of the code packages the run ships (handoffd.packages)
+
+
+_new = object.__new__
+
+
+def built_spec(
+    id: str,
+    deps: tuple[str, ...],
+    cost: dict[str, float],
+    payload: bytes,
+    argument_inclusion: str,
+    node: str | None,
+    collocate_with: str | None,
+    inline: bool,
+    max_retries: int | None,
+    timeout: float | None,
+    priority: int,
+) -> TaskSpec:
+    """``TaskSpec(...)`` with every field given, for fields already checked (an owner builds one
+    per submitted function): the same frozen object, its fields put in its ``__dict__`` at once.
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which was
+    half the cost of building one."""
+    spec = _new(TaskSpec)
+    vars(spec).update(
+        id=id,
+        deps=deps,
+        cost=cost,
+        payload=payload,
+        argument_inclusion=argument_inclusion,
+        node=node,
+        collocate_with=collocate_with,
+        inline=inline,
+        max_retries=max_retries,
+        timeout=timeout,
+        priority=priority,
+    )
+    return spec

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from handoffd import resources
 from handoffd.errors import ValidationError
 from handoffd.freeing import free
-from handoffd.spec import TaskSpec
+from handoffd.spec import TaskSpec, built_spec
 
 ARGUMENT_INCLUSIONS = ("variadic", "as_list")
 FUNCTION_TYPES = ("regular", "inline")
@@ -454,7 +454,7 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
         allow_empty=False,
     )
     specs = [
-        TaskSpec(
+        built_spec(
             meta.id,
             tuple(meta.deps),
             cost,

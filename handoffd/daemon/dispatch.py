@@ -41,6 +41,7 @@ class _Inputs:
         "address_of",
         "inclusion_of",
         "add_frame",
+        "variadic",
     )
 
     def __init__(
@@ -60,37 +61,52 @@ class _Inputs:
         self.address_of = address_of
         self.inclusion_of = inclusion_of
         self.add_frame = add_frame
+        self.variadic = -1  # the index of "variadic" in the inclusion table, once asked for
 
     def add(self, refs: Iterable[ev.InputRef], parent: int, base: int) -> None:
         """Append ``refs`` (of one task whose first input is at ``base``) and their nested ones."""
+        # (the columns and helpers bound once per task, not looked up per input: a layered DAG's
+        # task has 3 inputs)
+        kinds = self.kinds
+        task_ids = self.task_ids
+        frames = self.frames
+        inclusion = self.inclusion
+        parents = self.parents
+        holder_counts = self.holder_counts
+        holders = self.holders
+        addresses = self.addresses
+        add_frame = self.add_frame
+        variadic = self.variadic
         for ref in refs:
-            index = len(self.kinds) - base
-            self.task_ids.append(ref.task_id)
-            self.parents.append(parent)
+            task_ids.append(ref.task_id)
+            parents.append(parent)
             if isinstance(ref, ev.InlineRef):
+                index = len(kinds) - base
                 # A hidden serialize function (handoffd.arguments), kind 2: the consumer's node
                 # decides whether it runs, and where (daemon.executor_hooks).
-                self.kinds.append(2 if ref.task_id.endswith(SERIALIZE_SUFFIX) else 1)
-                self.frames.append(self.add_frame(ref.payload, "p", ref.task_id))
-                self.inclusion.append(self.inclusion_of(ref.argument_inclusion))
-                self.holder_counts.append(0)
+                kinds.append(2 if ref.task_id.endswith(SERIALIZE_SUFFIX) else 1)
+                frames.append(add_frame(ref.payload, "p", ref.task_id))
+                inclusion.append(self.inclusion_of(ref.argument_inclusion))
+                holder_counts.append(0)
                 self.add(ref.inputs, index, base)
                 continue
-            self.kinds.append(0)
+            kinds.append(0)
             value = ref.value
-            self.frames.append(self.add_frame(value, "v", ref.task_id) if value is not None else -1)
-            self.inclusion.append(self.inclusion_of("variadic"))
+            frames.append(add_frame(value, "v", ref.task_id) if value is not None else -1)
+            if variadic < 0:
+                variadic = self.variadic = self.inclusion_of("variadic")
+            inclusion.append(variadic)
             count = 0
             for name in ref.locations:
-                at = self.addresses.get(name)
+                at = addresses.get(name)
                 if at is None:
                     # a holder without an address is left out: the executor fetches from the others
                     if not self.address_of(name):
                         continue
-                    at = self.addresses[name] = len(self.addresses)
-                self.holders.append(at)
+                    at = addresses[name] = len(addresses)
+                holders.append(at)
                 count += 1
-            self.holder_counts.append(count)
+            holder_counts.append(count)
 
 
 def dispatch_message(

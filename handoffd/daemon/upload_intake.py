@@ -126,7 +126,7 @@ def _checked(decoded: Any, msg: Any, limits: Limits, order: Order | None) -> Pre
         # A tuple made here, not on the loop (``RunSubmitted`` holds a tuple: a 1M-item copy).
         specs = tuple(validation.wire_specs(msg, decoded.frames))
         # The run's graph, as the scheduler would build it (its placement order): pure.
-        graph = build_graph(specs, msg.outputs, order)
+        graph = build_graph(specs, msg.outputs, order, acyclic=True)  # (checked just above)
         # The run, untouched: the scheduler checks it against its view and takes it in.
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:

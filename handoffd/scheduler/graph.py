@@ -41,23 +41,33 @@ class TaskGraph:
 
 
 def build_graph(
-    specs: Sequence[TaskSpec], outputs: Sequence[str] | None, order: Order | None = None
+    specs: Sequence[TaskSpec],
+    outputs: Sequence[str] | None,
+    order: Order | None = None,
+    *,
+    acyclic: bool = False,
 ) -> TaskGraph:
-    """Check ``specs`` (ids, dependencies, inline and collocation rules, cycles) and rank them."""
+    """Check ``specs`` (ids, dependencies, inline and collocation rules, cycles) and rank them.
+    ``acyclic``: the caller has checked the functions form no cycle (``validation.wire_specs``
+    checks the submission's graph, cycles included): the walk for one is left out when no
+    function is inline (then the order it gives is not needed either)."""
     if len(specs) == 1:
         spec = specs[0]
         if not spec.deps and not spec.inline and spec.collocate_with is None:
             return _single(spec, outputs, order)
-    return _walk(specs, outputs, order)
+    return _walk(specs, outputs, order, acyclic)
 
 
 def _walk(
-    specs: Sequence[TaskSpec], outputs: Sequence[str] | None, order: Order | None
+    specs: Sequence[TaskSpec],
+    outputs: Sequence[str] | None,
+    order: Order | None,
+    acyclic: bool = False,
 ) -> TaskGraph:
     by_id = _check(specs)
     inline = {s.id: s for s in specs if s.inline}
     regular = [s for s in specs if not s.inline]
-    topo = topological(specs)
+    topo = topological(specs) if inline or not acyclic else []
     # Regular tasks reachable through inline dependencies, in first-seen order.
     reach: dict[str, tuple[str, ...]] = {}
     if not inline:  # (the common case: the dependencies themselves, once each)
