@@ -125,10 +125,19 @@ class OwnerClaims:
             f", claimed by {owner}" if term == mine else "",
             extra={"run": run_id, "term": term},
         )
+        drops = self.log.untrack(run_id)
+        if term == mine:
+            # A tie lost (two takeovers at one term): our standbys drop what we sent them, as the
+            # winner's adoption drops the old owner's standbys, else they keep it and take the
+            # run over when we die. Sent before the scheduler forgets our term (the drop's).
+            # Not for a higher term: a standby that has not heard of that owner yet keeps our
+            # state until its own arrives (win19).
+            self._execute(drops)
         self.owner.step_down(run_id)
         self.far.forget(run_id)
         self._accepts.pop(run_id, None)
-        self._execute(self.log.untrack(run_id))
+        if term != mine:
+            self._execute(drops)
         self.leases.unwatch(run_id)
 
     def _note_owner(self, run_id: str, term: int, owner: str, address: str) -> None:
