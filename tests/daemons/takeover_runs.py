@@ -4,11 +4,23 @@ tasks submitted to the first, under way (``test_runs_owner_changing``,
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
+
 import handoffd
 from handoffd.testing import wait_for
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def slow_square(i: int) -> int:
+    """A task of a quarter of a second: a run of a few hundred is under way for a while."""
+    time.sleep(0.25)
+    return i * i
 
 
 def three_daemons(daemons: Any) -> tuple[Any, list[Any]]:

@@ -14,27 +14,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from typing import Any
 
-import cloudpickle
 import pytest
-from takeover_runs import submit_under_way, three_daemons
+from takeover_runs import slow_square, submit_under_way, three_daemons
 
 import handoffd
 from handoffd.cli import ctl
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
 TASKS = 600
-
-
-def slow_square(i: int) -> int:
-    time.sleep(0.25)
-    return i * i
 
 
 def _runs(capsys: Any, address: str) -> dict[str, Any]:

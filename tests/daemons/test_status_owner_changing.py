@@ -18,7 +18,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from takeover_runs import submit_under_way, three_daemons
+from takeover_runs import slow_square, submit_under_way, three_daemons
 
 import handoffd
 from handoffd import client_moves
@@ -29,11 +29,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 TASKS = 120
-
-
-def slow_square(i: int) -> int:
-    time.sleep(0.25)
-    return i * i
 
 
 def square(x: int) -> int:
