@@ -66,6 +66,8 @@ def _through_the_takeover(capsys: Any, a: Any, rest: list[Any], run: Any) -> Non
         seen.append(entries)
         if entries and not entries[0].get("owner_changing") and entries[0]["owner"] != a.name:
             break
+    missing = sum(1 for entries in seen if not entries)
+    print(f"{len(seen)} listings, {missing} without the run, {silent} the owner did not answer")
     # Listed in every answer from the kill on, once each: while the survivor still sees the
     # owner alive (it did not answer: the listing asks again, naming it), while it suspects it,
     # while it takes the run over; then the new owner's entry.
@@ -74,7 +76,8 @@ def _through_the_takeover(capsys: Any, a: Any, rest: list[Any], run: Any) -> Non
     assert changing, seen[-3:]
     first = changing[0]
     assert first["owner"] == a.name and first["state"] == "RUNNING"
-    assert first["next_owner"] in {"", rest[0].name}  # (the other is stopped: not alive)
+    # (the stopped one, once the survivor no longer sees it alive; in the first listings it may)
+    assert first["next_owner"] in {"", rest[0].name, rest[1].name}
     assert sum(first["counts"].values()) == TASKS
     last = seen[-1][0]
     assert not last.get("owner_changing") and last["owner"] == rest[0].name
