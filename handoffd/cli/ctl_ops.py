@@ -176,8 +176,18 @@ def nodes(client: Any, *, as_json: bool) -> int:
 def runs(client: Any, *, as_json: bool) -> int:
     members = client.nodes()
     answers = _ask_each(client, members, lambda rid: ops.ListOwnedRuns(rid))
-    found: list[ops.OwnedRun] = []
     unanswered = {n: a for n, a in answers.items() if isinstance(a, str)}
+    if unanswered:
+        # An owner killed a moment ago is still ALIVE to the others: ask those that answered
+        # again, naming the silent ones, so their replicas of its runs are listed meanwhile.
+        silent = tuple(sorted(unanswered))
+        again = {n: members[n] for n, a in answers.items() if isinstance(a, ops.OwnedRunList)}
+        for name, answer in _ask_each(
+            client, again, lambda rid: ops.ListOwnedRuns(rid, silent)
+        ).items():
+            if isinstance(answer, ops.OwnedRunList):
+                answers[name] = answer
+    found: list[ops.OwnedRun] = []
     for answer in answers.values():
         if isinstance(answer, ops.OwnedRunList):
             found.extend(answer.runs)
@@ -215,7 +225,7 @@ def runs(client: Any, *, as_json: bool) -> int:
         table.add_row(
             Text(r.run_id),
             styled(r.state),
-            Text(_owner_text(r)),
+            Text(_owner_text(r, unanswered)),
             Text(f"{r.counts.get('DONE', 0)}/{total}"),
             Text(counts),
             Text(_when(r.submitted)),
@@ -223,7 +233,7 @@ def runs(client: Any, *, as_json: bool) -> int:
         )
     out_console().print(table)
     for name, why in sorted(unanswered.items()):
-        warn(f"{name}: {why}; its runs are not listed")
+        warn(f"{name}: {why}; its runs are listed as last replicated elsewhere, if they are")
     return EXIT_OK
 
 
@@ -241,11 +251,12 @@ def _one_per_run(found: list[ops.OwnedRun]) -> list[ops.OwnedRun]:
     return out
 
 
-def _owner_text(r: ops.OwnedRun) -> str:
+def _owner_text(r: ops.OwnedRun, unanswered: Any = ()) -> str:
     if not r.changing:
         return r.owner
     after = f"; {r.next_owner} takes over" if r.next_owner else ""
-    return f"{r.owner} (owner changing: not alive{after})"
+    why = "not answering" if r.owner in unanswered else "not alive"
+    return f"{r.owner} (owner changing: {why}{after})"
 
 
 def _gone(client: Any, node: str) -> bool:

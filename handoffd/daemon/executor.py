@@ -151,8 +151,10 @@ class Executor:
 
     # -- events in ------------------------------------------------------------------------------
 
-    def on_dispatch(self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0) -> None:
-        self._handle(Dispatched(msg, frames, term))
+    def on_dispatch(
+        self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0, owner: str = ""
+    ) -> None:
+        self._handle(Dispatched(msg, frames, term, owner))
 
     def on_fetch(
         self, msg: m.FetchValues | FetchEncoded | EncodeFailed | FetchChunks, frames: list[bytes]

@@ -27,6 +27,7 @@ class Dispatched:
     msg: m.DispatchTasks
     frames: list[bytes]
     term: int = 0
+    owner: str = ""  # the sender's name ("": not known): two claims at one term settle by it
 
 
 @dataclass(slots=True)

@@ -225,12 +225,19 @@ class ExecutorState(Inputs):
         self._learn_owner(ev.run_id, ev.term, ev.address, ev.name)
 
     def _learn_owner(self, run_id: str, term: int, address: str, name: str = "") -> bool:
-        """Record the run's owner at ``term``; False when ``term`` is stale (lower than seen)."""
+        """Record the run's owner at ``term``; False when ``term`` is stale (lower than seen) or
+        ``name``'s claim yields to the one we follow at that term (two takeovers at one term:
+        the higher name keeps the run, ``replication.standby.outranks``)."""
         known = self.run_owners.get(run_id)
         if known is not None and term < known[0]:
             return False
+        if known is not None and term == known[0] and address != known[1] and name:
+            if name < known[2]:
+                return False
         if known is None or term > known[0] or address != known[1]:
-            self.run_owners[run_id] = (term, address, name or (known[2] if known else ""))
+            # (a name is known per term: a higher term's owner without one is not the old one)
+            kept = known[2] if known is not None and term == known[0] else ""
+            self.run_owners[run_id] = (term, address, name or kept)
             for task in self.tasks.values():
                 if task.run_id == run_id:
                     task.owner_address = address
@@ -245,8 +252,13 @@ class ExecutorState(Inputs):
         accepted: list[tuple[str, int]] = []
         refused: list[tuple[str, int, str]] = []
         started: list[Task] = []
-        if not self._learn_owner(msg.run_id, term, msg.owner_address):
+        if not self._learn_owner(msg.run_id, term, msg.owner_address, ev.owner):
             stale = f"stale term {term}: the run's owner is at term {self.term_of(msg.run_id)}"
+            known = self.run_owners[msg.run_id]
+            if known[0] == term:  # two takeovers at one term: tell the yielding one at once
+                stale = f"the claim at term {term} yields to {known[2]}'s"
+                follow = m.FollowOwner(msg.run_id, term, known[2], known[1])
+                self._send(msg.owner_address, follow, [], term=term)
             refused = [(i.task_id, i.attempt, stale) for i in msg.items]
             self._reply(msg, accepted, refused)
             return

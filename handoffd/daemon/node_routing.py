@@ -221,20 +221,23 @@ class NodeRouting(NodeReliability):
             return
         frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
         try:
-            self._to_executor(msg, frames, term)
+            self._to_executor(msg, frames, term, self.name)
         except Exception:  # noqa: BLE001 - the scheduler's batch goes on
             log.exception("handing a dispatch to our own executor failed")
 
-    def _to_executor(self, msg: m.DispatchTasks, frames: list[Any], term: int) -> None:
+    def _to_executor(
+        self, msg: m.DispatchTasks, frames: list[Any], term: int, owner: str = ""
+    ) -> None:
+        """``owner``: the sender's name (the executor settles two claims at one term by it)."""
         executor = self.executor
         if msg.packages and self.code_fetcher is not None:
             # The run's code must be here before its tasks start (fetched from the owner).
             on_dispatch = executor.on_dispatch
             self.code_fetcher.when_present(
-                msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term)
+                msg.packages, msg.owner_address, lambda: on_dispatch(msg, frames, term, owner)
             )
         else:
-            executor.on_dispatch(msg, frames, term)
+            executor.on_dispatch(msg, frames, term, owner)
 
     def _refuse(self, conn: bytes, mismatch: codec.Mismatch) -> None:
         """A client or peer of an incompatible protocol range: log it once, and answer in the
@@ -257,7 +260,7 @@ class NodeRouting(NodeReliability):
             frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
             msg = columns.dispatch_items(msg)
         if isinstance(msg, m.DispatchTasks):
-            self._to_executor(msg, frames, term)
+            self._to_executor(msg, frames, term, envelope.sender if envelope is not None else "")
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
             self.executor.on_fetch(msg, frames)
         elif isinstance(msg, (m.ValuesFetched, ValueChunk)):  # whole, or a chunk of one

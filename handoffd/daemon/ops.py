@@ -29,6 +29,8 @@ log = logging.getLogger("handoffd.node")
 MAX_WARNED_PEERS = 1024
 #: Warnings kept for ``handoffctl nodes`` (the newest).
 MAX_WARNINGS = 32
+#: Unanswered nodes a listing may name (``ListOwnedRuns.unanswered``); past this, ignored.
+MAX_UNANSWERED = 256
 
 
 class RunTimes:
@@ -65,9 +67,10 @@ class OpsPort:
     state: Callable[[], str]  # "running" | "leaving"
     owned_runs: Callable[[], list[tuple[str, Any]]]  # (run_id, OwnedRunStatus)
     drain: Callable[[float | None], None]
-    # ``then(runs)`` with the runs whose owner is changing, held here as replicas
-    # (``ReplicationIO.changing_runs``: ``ChangingRun``s, once counted)
-    changing_runs: Callable[[Callable[[list[Any]], None]], None] = lambda then: then([])
+    # ``then(runs)`` with the runs whose owner is changing, held here as replicas, those of the
+    # owners named (unanswered) included (``ReplicationIO.changing_runs``: ``ChangingRun``s,
+    # once counted)
+    changing_runs: Callable[..., None] = lambda then, **_: then([])
 
 
 def changing_listed(changing: list[Any], owned: set[str]) -> list[ops.OwnedRun]:
@@ -117,7 +120,10 @@ class NodeOps:
                 listed = owned + changing_listed(changing, {r.run_id for r in owned})
                 self.port.reply(conn, ops.OwnedRunList(msg.request_id, tuple(listed)))
 
-            self.port.changing_runs(answer)
+            # (names only: a listing names the nodes of one cluster; more is a hostile ask)
+            named = msg.unanswered if isinstance(msg.unanswered, (tuple, list)) else ()
+            unanswered = frozenset(n for n in named[:MAX_UNANSWERED] if isinstance(n, str))
+            self.port.changing_runs(answer, unanswered=unanswered)
         elif isinstance(msg, ops.DrainNode):
             timeout = msg.timeout
             if timeout is not None and not timeout >= 0:  # NaN and negatives: the default

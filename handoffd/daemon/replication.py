@@ -87,6 +87,7 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
         self.follower: Follower = NoFollower()  # daemon.node.wire sets the executor
         self.log = rlog.ReplicationLog(port.name, replicas)
         self.standby = StandbyStore(port.name)
+        self._bound_claims()
         self.code: CodeStore | None = None  # the node's code packages (set by the node)
         self.store: ResultStore | None = None  # the node's result store (``attach``)
         # Big task payloads (``protocol.snapshot.far_payload``): owner side, run -> those its
@@ -369,6 +370,7 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
         self._execute(self.log.untrack(run_id))
         self.leases.unwatch(run_id)
         self._moved.pop(run_id, None)
+        self.standby.forget(run_id)
 
     def member_changed(self, change: Any, rechoose: bool = True) -> None:
         """``rechoose`` False: the caller calls ``members_changed`` once after a batch of changes

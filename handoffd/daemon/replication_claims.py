@@ -54,6 +54,12 @@ class OwnerClaims:
     def _execute(self, instructions: list[object]) -> None:
         raise NotImplementedError
 
+    def _bound_claims(self) -> None:
+        """The claim tables stay bounded (``replication.standby``'s docstring): the standby
+        store keeps the entries of runs we own or are taking over, and says what it pruned."""
+        self.standby.keep = lambda run_id: self._claim_term(run_id) is not None
+        self.standby.on_pruned = lambda dropped, left: _pruned(dropped, left, self.standby.limit)
+
     def _claim_term(self, run_id: str) -> int | None:
         """The term at which we own the run or are taking it over (None: neither)."""
         mine = self.scheduler.term_of(run_id)
@@ -119,15 +125,26 @@ class OwnerClaims:
             f", claimed by {owner}" if term == mine else "",
             extra={"run": run_id, "term": term},
         )
+        drops = self.log.untrack(run_id)
+        if term == mine:
+            # A tie lost (two takeovers at one term): our standbys drop what we sent them, as the
+            # winner's adoption drops the old owner's standbys, else they keep it and take the
+            # run over when we die. Sent before the scheduler forgets our term (the drop's).
+            # Not for a higher term: a standby that has not heard of that owner yet keeps our
+            # state until its own arrives (win19).
+            self._execute(drops)
         self.owner.step_down(run_id)
         self.far.forget(run_id)
         self._accepts.pop(run_id, None)
-        self._execute(self.log.untrack(run_id))
+        if term != mine:
+            self._execute(drops)
         self.leases.unwatch(run_id)
 
     def _note_owner(self, run_id: str, term: int, owner: str, address: str) -> None:
         known = self._moved.get(run_id)
         if known is None or outranks(term, owner, known[0], known[1]) or known[:2] == (term, owner):
+            if known is None and len(self._moved) >= self.standby.limit:
+                _forget_oldest(self._moved, self.standby.limit)
             self._moved[run_id] = (term, owner, address)
 
     def fenced(self, run_id: str, term: int) -> bool:
@@ -187,3 +204,28 @@ class OwnerClaims:
                 msg.request_id, msg.run_id, msg.term, holdings.held, holdings.running
             )
             self.port.send(msg.owner_address, answer, term=msg.term)
+
+
+def _pruned(dropped: int, left: int, limit: int) -> None:
+    log.warning(
+        "claims: forgot the terms of %d run(s) held here as no replica (the oldest; %d kept, "
+        "limit %d): a deposed owner of one of them is no longer refused here",
+        dropped,
+        left,
+        limit,
+    )
+
+
+def _forget_oldest(moved: dict[str, tuple[int, str, str]], limit: int) -> None:
+    """Where other nodes' runs went (``_moved``), down to 3/4 of ``limit``, oldest first: a
+    client asking about one of those is no longer pointed at its owner here (it finds it by
+    rotating through the nodes it knows)."""
+    over = len(moved) - limit * 3 // 4
+    for run_id in list(moved)[:over]:
+        del moved[run_id]
+    log.warning(
+        "claims: forgot where %d run(s) of other nodes went (the oldest; %d kept, limit %d)",
+        over,
+        len(moved),
+        limit,
+    )

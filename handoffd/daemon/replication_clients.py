@@ -6,7 +6,7 @@ never start a second time a submission we know as another node's run."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,18 +92,22 @@ class ClientRedirects:
         self.port.reply(conn, m.RunMoved(msg.request_id, msg.run_id, owner, address, term))
         return True
 
-    def changing(self, run_id: str) -> tuple[Replica, str, Any] | None:
+    def changing(
+        self, run_id: str, unanswered: Container[str] = ()
+    ) -> tuple[Replica, str, Any] | None:
         """The replica we hold of a run whose owner is not ALIVE in our view (a takeover pending
-        or under way; ours being taken over included), the standby expected to take it over
-        (the first of its order we do not see SUSPECT, DEAD or LEFT; "" if none is) and the
-        takeover's rebuild of that replica if one was started (``ReplicaRebuild``), else None."""
+        or under way; ours being taken over included), or is one of ``unanswered`` (a reader's
+        word: it did not answer, though we may not suspect it yet), the standby expected to take
+        it over (the first of its order we do not see SUSPECT, DEAD or LEFT; "" if none is) and
+        the takeover's rebuild of that replica if one was started (``ReplicaRebuild``), else
+        None."""
         job = self._taking.get(run_id) or self._restoring.get(run_id)
         replica = job.replica if job is not None else self.standby.replicas.get(run_id)
         if replica is None:
             return None
         if job is not None:
             return replica, self.port.name, job.rebuild
-        if self._status_of(replica.owner) == m.ALIVE:
+        if self._status_of(replica.owner) == m.ALIVE and replica.owner not in unanswered:
             return None
         built = self._prebuilt.get(run_id)
         if built is not None and (built.term, built.seq) != (replica.term, replica.seq):
@@ -161,18 +165,24 @@ class ClientRedirects:
         # (not waiting for the rebuild: a big one takes seconds on a loaded machine)
         self._replica_status.status(replica, then)
 
-    def changing_runs(self, then: Callable[[list[ChangingRun]], None], limit: int = 200) -> None:
+    def changing_runs(
+        self,
+        then: Callable[[list[ChangingRun]], None],
+        limit: int = 200,
+        unanswered: Container[str] = (),
+    ) -> None:
         """``then`` (on the loop, once every one is counted) the runs whose owner is changing
-        that we hold a replica of (``changing``; at most ``limit``, by run id), each with its
-        state as last replicated: the run lists (``handoffctl runs``, the dashboard) show them
-        while no node owns them. Nothing while fenced (the far side may own them)."""
+        that we hold a replica of (``changing``, ``unanswered`` included; at most ``limit``, by
+        run id), each with its state as last replicated: the run lists (``handoffctl runs``, the
+        dashboard) show them while no node owns them. Nothing while fenced (the far side may own
+        them)."""
         runs = set(self.standby.replicas) | set(self._taking) | set(self._restoring)
         found = []
         if self.refusal is None:
             for run_id in sorted(runs):
                 if self.scheduler.term_of(run_id) is not None:
                     continue
-                known = self.changing(run_id)
+                known = self.changing(run_id, unanswered)
                 if known is not None:
                     found.append((run_id, *known))
                     if len(found) >= limit:

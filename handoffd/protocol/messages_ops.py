@@ -40,9 +40,13 @@ class NodeDescribed:
 @message(142)
 class ListOwnedRuns:
     """Ask a daemon for every run it owns, with times (``handoffctl runs`` asks each node), and
-    those it holds a replica of while their owner changes (``OwnedRun.changing``)."""
+    those it holds a replica of while their owner changes (``OwnedRun.changing``).
+    ``unanswered``: nodes that did not answer this listing (a second round of ``handoffctl
+    runs``): the daemon also lists the runs it holds a replica of whose owner is one of them,
+    though it still sees that owner ALIVE (killed a moment ago: not suspected yet)."""
 
     request_id: int
+    unanswered: tuple[str, ...] = ()
 
 
 @struct

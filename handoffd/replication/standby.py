@@ -31,7 +31,15 @@ suspicion) two standbys can each see themselves as the first live one and take t
 the same term. Claims are ordered by (term, owner name) (``outranks``): at a tie the higher name
 keeps the run and the lower yields (``claims[run]``: the name that holds the highest term seen).
 A yielding claimant's snapshot, log batch or drop at that term is refused, and a replica of the
-lower claimant is superseded by the higher one, as by a higher term. Pure.
+lower claimant is superseded by the higher one, as by a higher term.
+
+Bounded (claims19, issue 19 item 4): any peer can name a run in a log batch or a drop, and every
+run this node ever heard of used to keep its entry in ``terms``/``claims``. An entry goes when
+its run is forgotten (``forget``: the owner here forgot it; a finished run's replica dropped: its
+owner released it), and the entries of runs held here as no replica are kept at most ``limit``:
+past it the oldest go (first seen or last raised), never those of a replica held or of a run the
+shell keeps (``keep``: owned, being taken over), and ``on_pruned`` says how many went (the shell
+logs it: a deposed owner of such a run is no longer refused here). Pure.
 """
 
 from __future__ import annotations
@@ -184,6 +192,10 @@ class StandbyAck:
     need_snapshot: bool
 
 
+#: Entries of ``terms``/``claims`` kept for runs held as no replica (the module's docstring).
+MAX_TERMS: Final = 20_000
+
+
 def outranks(term: int, owner: str, other_term: int, other_owner: str) -> bool:
     """A claim on a run at (``term``, ``owner``) beats one at (``other_term``, ``other_owner``):
     the total order two takeovers at one term settle by (the module's docstring)."""
@@ -191,11 +203,17 @@ def outranks(term: int, owner: str, other_term: int, other_owner: str) -> bool:
 
 
 class StandbyStore:
-    def __init__(self, node_name: str) -> None:
+    def __init__(self, node_name: str, limit: int = MAX_TERMS) -> None:
         self.node_name = node_name
         self.replicas: dict[str, Replica] = {}
-        self.terms: dict[str, int] = {}  # run -> highest term seen (fencing)
+        # run -> highest term seen (fencing), oldest first (first seen or last raised)
+        self.terms: dict[str, int] = {}
         self.claims: dict[str, str] = {}  # run -> who claims it at that term ("" unknown)
+        self.limit = max(1, limit)
+        self._prune_at = 0  # 0: at ``limit`` (raised past what ``keep`` holds: stays amortized)
+        self.keep: Callable[[str], bool] = lambda run_id: False  # runs the shell still fences
+        self.on_pruned: Callable[[int, int], None] = lambda dropped, left: None
+        self.pruned = 0  # entries dropped by the limit so far
 
     def term(self, run_id: str) -> int:
         return self.terms.get(run_id, 0)
@@ -218,10 +236,41 @@ class StandbyStore:
         far (ties count, unless a higher claimant holds that term: ``loses``)."""
         if self.loses(run_id, term, owner):
             return False
-        if term > self.terms.get(run_id, 0) or owner:
+        seen = self.terms.get(run_id)
+        if seen is None:
+            if len(self.terms) >= (self._prune_at or self.limit):
+                self._prune()
+        elif term > seen:
+            del self.terms[run_id]  # (to the end: the oldest entries are pruned first)
+        if seen is None or term > seen or owner:
             self.claims[run_id] = owner
         self.terms[run_id] = term
         return True
+
+    def forget(self, run_id: str) -> None:
+        """The run is gone for good (its owner here forgot it, or its finished replica was
+        dropped): its entries go, unless we hold a replica of it."""
+        if run_id not in self.replicas:
+            self.terms.pop(run_id, None)
+            self.claims.pop(run_id, None)
+
+    def _prune(self) -> None:
+        """Down to 3/4 of ``limit`` (oldest first), but replicas held and runs kept."""
+        over = len(self.terms) - self.limit * 3 // 4
+        dropped = 0
+        replicas, keep = self.replicas, self.keep
+        for run_id in list(self.terms):
+            if dropped >= over:
+                break
+            if run_id in replicas or keep(run_id):
+                continue
+            del self.terms[run_id]
+            self.claims.pop(run_id, None)
+            dropped += 1
+        self._prune_at = max(self.limit, len(self.terms) + self.limit // 4)
+        self.pruned += dropped
+        if dropped:
+            self.on_pruned(dropped, len(self.terms))
 
     def on_snapshot(
         self,
@@ -290,6 +339,9 @@ class StandbyStore:
         if owner and replica.term == term and replica.owner != owner:
             return
         del self.replicas[run_id]
+        fields = replica.run_fields
+        if fields is not None and fields[0] != "RUNNING" and not replica.superseded:
+            self.forget(run_id)  # finished and released by its owner: nothing left to fence
 
     def new_owner(self, run_id: str, term: int, owner: str, owner_address: str = "") -> bool:
         """Another node says it owns the run at ``term``; False if that term is stale. A replica

@@ -40,6 +40,30 @@ def standbys_hold(cluster, run_id):
     return bool(cluster.run(check))
 
 
+def gated_dag(gate, n):
+    """A DAG of ``n`` tasks ``t0``.. that each return their index once ``gate`` exists (``gated``;
+    the takeover tests hold a run's tasks running with it)."""
+    import handoffd
+
+    dag = handoffd.DAG()
+    for i in range(n):
+        dag.add_function(handoffd.Function(id=f"t{i}", code=gated, extra_args=[gate, i]))
+    return dag
+
+
+def gated_run(cluster, gate, n):
+    """Submit ``gated_dag(gate, n)`` through node 0 of ``cluster`` (a ``ThreadedCluster``) and
+    wait until both its standbys hold it: (run id, first standby, second standby)."""
+    import handoffd
+    from handoffd.testing import wait_for
+
+    with handoffd.connect(cluster.url(0), timeout=30) as client:
+        run_id = client.submit(gated_dag(gate, n)).id
+    wait_for(lambda: standbys_hold(cluster, run_id), 30, what="replicas")
+    first, second = cluster.run(lambda: cluster.nodes[0].replication.log.standbys(run_id))
+    return run_id, first, second
+
+
 def gated(path, value):
     """Wait (up to 120 s) until ``path`` exists, then return ``value``: a task that stays
     running until the test lets it end."""

@@ -21,15 +21,6 @@ from handoffd.testing import ThreadedCluster, wait_for
 pytestmark = pytest.mark.timeout(180)
 
 
-def _gated_dag(gate: str, n: int) -> handoffd.DAG:
-    dag = handoffd.DAG()
-    for i in range(n):
-        dag.add_function(
-            handoffd.Function(id=f"t{i}", code=cluster_jobs.gated, extra_args=[gate, i])
-        )
-    return dag
-
-
 def force_first(node: Any, ahead: str) -> None:
     """``node``'s takeover decisions see standby ``ahead`` as dead (it is alive, and asked)."""
     real = node.replication._status_of
@@ -121,10 +112,7 @@ def accepted_once(cluster: ThreadedCluster, owner: str, run_id: str) -> dict[str
 def test_two_takeovers_at_one_term_leave_exactly_one_owner(tmp_path: Any) -> None:
     gate = str(tmp_path / "gate")
     with ThreadedCluster([{"cpu": 2}] * 3) as cluster:
-        with handoffd.connect(cluster.url(0), timeout=30) as client:
-            run_id = client.submit(_gated_dag(gate, 12)).id
-        wait_for(lambda: cluster_jobs.standbys_hold(cluster, run_id), 30, what="replicas")
-        first, second = cluster.run(lambda: cluster.nodes[0].replication.log.standbys(run_id))
+        run_id, first, second = cluster_jobs.gated_run(cluster, gate, 12)
         index = {n: cluster.names().index(n) for n in (first, second)}
         force_first(cluster.nodes[index[second]], first)
         release = hold_rivals(cluster, run_id, (cluster.nodes[1], cluster.nodes[2]))

@@ -25,15 +25,6 @@ from handoffd.testing import ThreadedCluster, wait_for
 pytestmark = pytest.mark.timeout(180)
 
 
-def _gated_dag(gate: str, n: int) -> handoffd.DAG:
-    dag = handoffd.DAG()
-    for i in range(n):
-        dag.add_function(
-            handoffd.Function(id=f"t{i}", code=cluster_jobs.gated, extra_args=[gate, i])
-        )
-    return dag
-
-
 def _index(cluster: ThreadedCluster, name: str) -> int:
     return cluster.names().index(name)
 
@@ -41,10 +32,7 @@ def _index(cluster: ThreadedCluster, name: str) -> int:
 def test_a_second_owner_death_before_its_snapshot_arrives_keeps_the_run(tmp_path: Any) -> None:
     gate = str(tmp_path / "gate")
     with ThreadedCluster([{"cpu": 2}] * 3) as cluster:
-        with handoffd.connect(cluster.url(0), timeout=30) as client:
-            run_id = client.submit(_gated_dag(gate, 20)).id
-        wait_for(lambda: cluster_jobs.standbys_hold(cluster, run_id), 30, what="replicas")
-        first, second = cluster.run(lambda: cluster.nodes[0].replication.log.standbys(run_id))
+        run_id, first, second = cluster_jobs.gated_run(cluster, gate, 20)
         new, survivor = _index(cluster, first), _index(cluster, second)
         node = cluster.nodes[survivor]
         original = node.replication.handle
@@ -100,7 +88,7 @@ def test_submit_returns_only_once_a_standby_holds_the_run(tmp_path: Any) -> None
 
             node.replication.handle = handle
         with handoffd.connect(cluster.url(0), timeout=30) as client:
-            run_id = client.submit(_gated_dag(gate, 20)).id
+            run_id = client.submit(cluster_jobs.gated_dag(gate, 20)).id
 
         def held() -> list[str]:
             return [n.name for n in cluster.nodes[1:] if run_id in n.replication.standby.replicas]

@@ -21,6 +21,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from takeover_runs import submit_under_way, three_daemons
 
 import handoffd
 from handoffd import client_conn, client_run
@@ -45,20 +46,9 @@ def test_a_reader_follows_a_run_through_two_takeovers(
 ) -> None:
     monkeypatch.setattr(client_conn, "_FOLLOW_GRACE", 0.5)
     monkeypatch.setattr(client_run, "FOLLOW_GRACE", 0.5)
-    a = daemons.start(cpu=2, memory=2000)
-    rest = [daemons.start(cpu=2, memory=2000, seeds=[a.address]) for _ in range(2)]
+    a, rest = three_daemons(daemons)
     by_name = {d.name: d for d in (a, *rest)}
-    with handoffd.connect(a.address) as client:
-        wait_for(
-            lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,
-            timeout=30,
-            what="three daemons joined",
-        )
-        dag = handoffd.DAG()
-        for i in range(TASKS):
-            dag.add_function(handoffd.Function(id=f"t{i}", code=slow_square, extra_args=[i]))
-        run = client.submit(dag)
-        wait_for(lambda: run.status().counts.get("DONE", 0) >= 4, timeout=60, what="progress")
+    run, _ = submit_under_way(a.address, slow_square, TASKS, done=4)
     a.kill()
 
     problems: list[str] = []

@@ -18,22 +18,17 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from takeover_runs import slow_square, submit_under_way, three_daemons
 
 import handoffd
 from handoffd import client_moves
 from handoffd.cli import ctl
-from handoffd.testing import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 TASKS = 120
-
-
-def slow_square(i: int) -> int:
-    time.sleep(0.25)
-    return i * i
 
 
 def square(x: int) -> int:
@@ -46,20 +41,8 @@ def _status(capsys: Any, address: str, run_id: str, *json_flag: str) -> tuple[in
 
 
 def test_status_through_a_survivor_says_the_owner_is_changing(daemons: Any, capsys: Any) -> None:
-    a = daemons.start(cpu=2, memory=2000)
-    rest = [daemons.start(cpu=2, memory=2000, seeds=[a.address]) for _ in range(2)]
-    with handoffd.connect(a.address) as client:
-        wait_for(
-            lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,
-            timeout=30,
-            what="three daemons joined",
-        )
-        dag = handoffd.DAG()
-        for i in range(TASKS):
-            dag.add_function(handoffd.Function(id=f"t{i}", code=slow_square, extra_args=[i]))
-        run = client.submit(dag)
-        wait_for(lambda: run.status().counts.get("DONE", 0) >= 6, timeout=60, what="progress")
-        before = run.status().counts
+    a, rest = three_daemons(daemons)
+    run, before = submit_under_way(a.address, slow_square, TASKS, done=6)
     a.kill()
     survivor = rest[0].address
     seen: list[dict[str, Any]] = []

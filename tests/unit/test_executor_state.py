@@ -301,7 +301,7 @@ def test_a_lower_term_is_refused_and_a_higher_one_takes_the_run_over() -> None:
     assert report.address == "new:1" and report.term == 3
     out = dispatch(st, [item("c")], term=4, owner="newer:1")
     assert accepted(out) == ["c"] and of(out, NewOwner) == [NewOwner(RUN, 4, "")]
-    assert st.run_owners[RUN] == (4, "newer:1", "n2")
+    assert st.run_owners[RUN] == (4, "newer:1", "")  # (n2's name was term 3's: not carried)
 
 
 def test_holdings_list_stored_values_and_live_attempts() -> None:

@@ -5,11 +5,14 @@ changing; the listings keep one entry per run, the owner's once it is up."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fake_port import envelope
 from test_daemon_ports import dies, replica_of, standby_node
 
+import handoffd.errors
+from handoffd.cli import ctl_ops
 from handoffd.cli.ctl_ops import _one_per_run
 from handoffd.daemon.ops import NodeOps, OpsPort, RunTimes
 from handoffd.observability.cluster import one_per_run
@@ -17,9 +20,9 @@ from handoffd.protocol import messages as m
 from handoffd.protocol import messages_ops as ops
 
 
-def _changing(replication: Any) -> list[Any]:
+def _changing(replication: Any, unanswered: Any = ()) -> list[Any]:
     out: list[Any] = []
-    replication.changing_runs(out.extend)
+    replication.changing_runs(out.extend, unanswered=unanswered)
     return out
 
 
@@ -38,6 +41,76 @@ def test_a_replica_whose_owner_is_not_alive_is_listed_as_changing() -> None:
     assert _changing(replication) == []
 
 
+def test_a_replica_of_an_owner_that_did_not_answer_a_listing_is_listed_though_alive() -> None:
+    """Killed a moment ago, the owner is still ALIVE here; a listing it did not answer names it
+    (``ListOwnedRuns.unanswered``): its runs are listed from our replica meanwhile (claims19)."""
+    port, replication, _, _ = standby_node()
+    msg, frame = replica_of()
+    replication.handle(msg, [frame], envelope("o"))
+    assert _changing(replication, frozenset({"x"})) == []  # (another node's silence)
+    (run,) = _changing(replication, frozenset({"o"}))
+    assert (run.run_id, run.owner, run.next_owner) == ("r1", "o", "s")
+    assert run.replicated.state == "RUNNING" and run.replicated.counts["DONE"] == 1
+    asked: list[Any] = []
+    node_ops = NodeOps(
+        OpsPort(
+            "s",
+            "s:1",
+            "c",
+            "0",
+            reply=lambda conn, msg: asked.append(msg),
+            send=lambda address, msg: None,
+            state=lambda: "running",
+            owned_runs=lambda: [],
+            drain=lambda timeout: None,
+            changing_runs=replication.changing_runs,
+        ),
+        RunTimes(),
+    )
+    node_ops.handle(ops.ListOwnedRuns(7), b"c")
+    node_ops.handle(ops.ListOwnedRuns(8, ("o",)), b"c")
+    node_ops.handle(ops.ListOwnedRuns(9, ("o",) * 10_000 + (None,)), b"c")  # (bad: ignored)
+    assert [len(r.runs) for r in asked] == [0, 1, 1]
+    assert asked[1].runs[0].changing and asked[1].runs[0].owner == "o"
+
+
+class _Client:
+    """A client of ``handoffctl runs``: node a owns r1 and is silent; b holds r1's replica."""
+
+    def __init__(self) -> None:
+        info = type("Info", (), {})
+        self.members = {}
+        for name in ("a", "b"):
+            self.members[name] = info()
+            self.members[name].status, self.members[name].address = "ALIVE", name
+        self.asked: list[tuple[str, Any]] = []
+
+    def nodes(self) -> dict[str, Any]:
+        return self.members
+
+    def _ask_node(self, address: str, make: Any) -> Any:
+        msg = make(1)
+        self.asked.append((address, msg.unanswered))
+        if address == "a":
+            raise handoffd.errors.ConnectionError("no answer in 0.3s")
+        runs = (_owned("r1", "a", changing=True),) if "a" in msg.unanswered else ()
+        return ops.OwnedRunList(1, runs)
+
+
+def test_handoffctl_runs_asks_again_naming_the_nodes_that_did_not_answer(capsys: Any) -> None:
+    client = _Client()
+    assert ctl_ops.runs(client, as_json=True) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(r["run_id"], r["owner"], r["owner_changing"]) for r in doc["runs"]] == [
+        ("r1", "a", True)
+    ]
+    assert list(doc["unanswered"]) == ["a"]
+    assert client.asked == [("a", ()), ("b", ()), ("b", ("a",))]
+    assert ctl_ops.runs(client, as_json=False) == 0
+    out = capsys.readouterr()
+    assert "owner changing: not answering" in out.out.replace("\n", " ")
+
+
 def _ops(changing: list[Any], owned: list[tuple[str, Any]]) -> tuple[NodeOps, list[Any]]:
     replies: list[Any] = []
     port = OpsPort(
@@ -50,7 +123,7 @@ def _ops(changing: list[Any], owned: list[tuple[str, Any]]) -> tuple[NodeOps, li
         state=lambda: "running",
         owned_runs=lambda: owned,
         drain=lambda timeout: None,
-        changing_runs=lambda then: then(changing),
+        changing_runs=lambda then, unanswered=(): then(changing),
     )
     return NodeOps(port, RunTimes()), replies
 

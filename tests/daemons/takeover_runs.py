@@ -1,0 +1,50 @@
+"""The set-up the takeover tests on real daemons share: three daemons joined, and a run of slow
+tasks submitted to the first, under way (``test_runs_owner_changing``,
+``test_status_owner_changing``, ``test_readers_two_takeovers``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+import handoffd
+from handoffd.testing import wait_for
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def slow_square(i: int) -> int:
+    """A task of a quarter of a second: a run of a few hundred is under way for a while."""
+    time.sleep(0.25)
+    return i * i
+
+
+def three_daemons(daemons: Any) -> tuple[Any, list[Any]]:
+    """Three daemons of 2 cpu each, all ALIVE: the first, and the two seeded with it."""
+    a = daemons.start(cpu=2, memory=2000)
+    rest = [daemons.start(cpu=2, memory=2000, seeds=[a.address]) for _ in range(2)]
+    with handoffd.connect(a.address) as client:
+        wait_for(
+            lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,
+            timeout=30,
+            what="three daemons joined",
+        )
+    return a, rest
+
+
+def submit_under_way(
+    address: str, code: Callable[[int], Any], tasks: int, done: int
+) -> tuple[Any, dict[str, int]]:
+    """Submit ``tasks`` tasks ``code(i)`` through ``address`` and wait for ``done`` of them to
+    end: the run and its counts then. (``code`` is the test module's, pickled by value there.)"""
+    with handoffd.connect(address) as client:
+        dag = handoffd.DAG()
+        for i in range(tasks):
+            dag.add_function(handoffd.Function(id=f"t{i}", code=code, extra_args=[i]))
+        run = client.submit(dag)
+        wait_for(lambda: run.status().counts.get("DONE", 0) >= done, timeout=60, what="progress")
+        return run, dict(run.status().counts)
