@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,6 +27,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default="W1,W2")
+    parser.add_argument("--owner-profile", default="", help="cProfile the owner daemon into FILE")
     args = parser.parse_args()
     from _peers.common import Sizes, reexec_in_netns
 
@@ -33,6 +35,9 @@ def main() -> None:
     from _peers.handoffd_runner import HandoffdRunner
 
     runner = HandoffdRunner(Sizes(False))
+    if args.owner_profile:  # (HANDOFFD_PROFILE_CPU=1: its loop thread's CPU time)
+        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_per_call.py")
+        runner.owner_wrap = [sys.executable, here, "--wrap", args.owner_profile, "--"]
     runner.start()
     daemons = {"d0 (owner)": runner.d0.pid, "d1": runner.d1.pid}
     load0 = os.getloadavg()[0]
@@ -51,6 +56,14 @@ def main() -> None:
             for key in before:
                 print(f"  {key:18s} {(after[key][0] - before[key][0]) / tasks * 1e6:8.1f}")
             print("  tasks/s " + " ".join(f"{r:,.0f}" for r in rates))
+        if args.owner_profile:  # the wrapper writes its file on SIGUSR1
+            import signal
+
+            os.kill(runner.d0.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 30
+            while not os.path.exists(args.owner_profile) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)
     finally:
         runner.close()
 
