@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
@@ -191,6 +192,19 @@ def tasks_reported(
     )
 
 
+_REPORT_FIELDS = attrgetter(*(f.name for f in fields(m.TaskReport)))
+_FRAME = [f.name for f in fields(m.TaskReport)].index("frame")
+
+
+def with_frame(report: m.TaskReport, frame: int) -> m.TaskReport:
+    """``report`` naming ``frame`` for its inline value. Positional: ``dataclasses.replace`` reads
+    every field by name and takes keywords, ~1.7x the time (once per W1/W2 task sent)."""
+    row = _REPORT_FIELDS(report)
+    build: Any = m.TaskReport  # (mypy cannot count the fields of a star-argument call)
+    report = build(*row[:_FRAME], frame, *row[_FRAME + 1 :])
+    return report
+
+
 def _reports_message(
     run_id: str,
     entries: Sequence[m.TaskReport],
@@ -203,7 +217,7 @@ def _reports_message(
     frames: list[bytes] = []
     for report, value in zip(entries, values, strict=True):
         if value is not None:
-            report = replace(report, frame=len(frames))
+            report = with_frame(report, len(frames))
             frames.append(value)
         reports.append(report)
     return m.TasksReported(run_id, tuple(reports), free, version, outputs), frames

@@ -123,6 +123,7 @@ class ExecutorState(Inputs):
         self._fetch_timeout = fetch_timeout
         self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
         self._queue_factor = queue_factor
+        self._queue_limit: dict[str, float] | None = None  # queue_factor x the ledger's capacity
         self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
         self._order = QueueOrder()  # ``local`` in start order (``queue_key``)
         self._arrivals = itertools.count()
@@ -328,7 +329,9 @@ class ExecutorState(Inputs):
         capacity = self.ledger.capacity
         if not resources.fits(cost, capacity):
             return "no room: exceeds the node's capacity"
-        limit = {k: q * self._queue_factor for k, q in capacity.items()}
+        limit = self._queue_limit
+        if limit is None:  # (the ledger's capacity is fixed when the node starts)
+            limit = self._queue_limit = {k: q * self._queue_factor for k, q in capacity.items()}
         if not resources.fits(resources.add(self._local_cost, cost), limit):
             return "no room: queue full"
         return ""
@@ -338,22 +341,31 @@ class ExecutorState(Inputs):
         return self._order.keys_of(self.local, self.tasks)
 
     def _pump_local(self) -> None:
-        """Start queued tasks the ledger can claim now, in queue order."""
+        """Start queued tasks the ledger can claim now, in queue order. A cost the ledger refused
+        is not offered again in the same pass: claims only shrink what is free, so it would be
+        refused again (with a chain holding the only cpu, every task of the queue was tried)."""
         started: list[Task] = []
         free = self.ledger.free
         local = self.local
+        refused: set[tuple[tuple[str, float], ...]] = set()
+        room = any(q > EPS for q in free.values())
         for key in list(self.queue_order()):
+            if not room:
+                break
             if key not in local:
                 continue
-            if not any(q > EPS for q in free.values()):
-                break
             task = self.tasks.get(key)
             if task is None:
                 self._unqueue_local(key, None)
                 continue
+            shape = tuple(task.cost.items())
+            if shape in refused:
+                continue
             gpus = self.ledger.try_claim(task.cost)
             if gpus is None:
+                refused.add(shape)
                 continue
+            room = any(q > EPS for q in free.values())
             self._unqueue_local(key, task)
             task.claimed = True
             task.gpus = gpus

@@ -11,7 +11,7 @@ Large messages (``LARGE`` bytes or more: values, and job inputs sent out of band
 in the buffer: ``fill`` stops reading once the buffer ends inside one, and ``next`` reads its rest
 straight into a bytearray of its size (the kernel's copy and the few bytes ``fill`` had already read
 are the only copies; through the buffer it was three). They come back as ``bytearray``; smaller
-messages as ``bytes``. ``read_message`` is the same for a blocking reader (the worker side).
+messages as ``bytes``. ``_inbox.Inbox`` is the same for the worker's blocking reads.
 
 Huge messages (``THREAD_BYTES`` or more: a big task result) are read by a thread of their own into
 an anonymous mmap of their size, which comes back as the message: read on the loop, even in slices,
@@ -75,20 +75,6 @@ def _read_rest(sock: socket.socket, out: bytearray, have: int) -> None:
         if not n:
             raise EOFError
         have += n
-
-
-def read_message(sock: socket.socket) -> bytes | bytearray:
-    """One whole message from a blocking socket (EOFError if the pipe ends first)."""
-    head = bytearray(4)
-    _read_rest(sock, head, 0)
-    (size,) = _SHORT.unpack_from(head, 0)
-    if size == -1:
-        long = bytearray(8)
-        _read_rest(sock, long, 0)
-        (size,) = _LONG.unpack_from(long, 0)
-    out = bytearray(size)
-    _read_rest(sock, out, 0)
-    return out if size >= LARGE else bytes(out)
 
 
 class Reader:

@@ -29,7 +29,6 @@ import gc
 import io
 import os
 import pickle
-import select
 import signal
 import socket
 import struct
@@ -42,7 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _contain, _live, _pipe, capture, code_env, invoke
+from handoffd.worker import _contain, _inbox, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
 OUT_OF_BAND = (
@@ -128,23 +127,23 @@ def main(
     capture.root_at_info()  # the level each job's capture sets: none sets it any more
     gc.freeze()  # start-up objects never need scanning again
     conn.send_bytes(READY)
-    recv, send = conn.recv_bytes, conn.send_bytes
+    send = conn.send_bytes
     load, dumps = pickle.load, pickle.dumps
     clock = time.perf_counter
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
     pending: deque[tuple] = deque()
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
+    inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
+    recv = inbox.next
     live = _live.LiveSender(send, live_interval) if live_interval > 0 else None
 
-    def absorb(data: bytes) -> list[tuple]:
+    def absorb(data: bytes | bytearray) -> list[tuple]:
         """Take in one message from the parent (and the raw messages that follow it); returns the
         replies for the jobs it cancels."""
         stream, size = io.BytesIO(data), len(data)
         buffers = None
         if data[:1] == OUT_OF_BAND:
             (count,) = OUT_OF_BAND_COUNT.unpack_from(data, 1)
-            buffers = iter([_pipe.read_message(raw) for _ in range(count)])
+            buffers = iter([recv() for _ in range(count)])
             stream.seek(1 + OUT_OF_BAND_COUNT.size)
         skipped: list[tuple] = []
         while stream.tell() < size:
@@ -199,7 +198,7 @@ def main(
                 # cancel is not in that message (a separate SKIPPED reply read after the outcome
                 # made it kill a worker whose next job had been dropped).
                 skipped = []
-                while poller.poll(0):
+                while inbox.waiting():
                     skipped += absorb(recv())
                 done = dumps([*skipped, (*reply, duration, captured.text())], protocol=5)
                 if value is not None and len(value) < _pipe.LARGE:

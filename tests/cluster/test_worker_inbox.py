@@ -1,0 +1,92 @@
+"""The worker's reads of its pipe (``worker._inbox``): one read per message or batch of messages,
+no system call to look for a message already buffered, large and long-framed messages whole."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import pytest
+
+from handoffd.worker import _pipe
+from handoffd.worker._inbox import Inbox
+
+
+class Counting:
+    """A socket whose reads are counted (``recv_into`` is the only call ``Inbox`` makes)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reads = 0
+
+    def recv_into(self, *args: object) -> int:
+        self.reads += 1
+        return self.sock.recv_into(*args)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pipe():
+    ours, theirs = socket.socketpair()
+    counting = Counting(ours)
+    yield Inbox(counting), counting, theirs  # type: ignore[arg-type]
+    ours.close()
+    theirs.close()
+
+
+def test_a_message_is_one_read_and_a_buffered_one_none(pipe):
+    inbox, counting, parent = pipe
+    parent.sendall(_pipe.framed(b"job one", b"cancel"))  # a job and a cancel behind it
+    assert inbox.next() == b"job one"
+    assert counting.reads == 1  # Connection.recv_bytes: two (length, then body)
+    assert inbox.waiting() and counting.reads == 1  # poll(0) before: one call
+    assert inbox.next() == b"cancel" and counting.reads == 1
+    assert not inbox.waiting() and counting.reads == 2  # the pipe is empty: one look
+    parent.sendall(_pipe.framed(b"late"))
+    assert inbox.waiting() and counting.reads == 3  # what the look found stays buffered
+    assert inbox.next() == b"late" and counting.reads == 3
+
+
+def test_a_message_arriving_in_parts_counts_as_waiting_and_is_read_whole(pipe):
+    inbox, _, parent = pipe
+    whole = _pipe.framed(b"x" * 1000)
+    parent.sendall(whole[:10])
+    assert inbox.waiting()  # as poll(0) said: readable, and the rest is on its way
+    later = threading.Timer(0.05, parent.sendall, (whole[10:],))
+    later.start()
+    try:
+        assert inbox.next() == b"x" * 1000  # blocks until the rest is here
+    finally:
+        later.join()
+
+
+def test_large_messages_come_whole_in_a_buffer_of_their_own(pipe):
+    inbox, _, parent = pipe
+    big = bytes(range(256)) * (_pipe.LARGE // 256 + 3)
+    sender = threading.Thread(target=parent.sendall, args=(_pipe.framed(b"head", big, b"tail"),))
+    sender.start()
+    try:
+        assert inbox.next() == b"head"
+        out = inbox.next()
+        assert isinstance(out, bytearray) and out == big
+        small = inbox.next()
+        assert type(small) is bytes and small == b"tail"
+    finally:
+        sender.join()
+
+
+def test_the_long_framing_is_understood(pipe):
+    inbox, _, parent = pipe
+    parent.sendall(struct.pack("!i", -1) + struct.pack("!Q", 5) + b"hello")
+    assert inbox.next() == b"hello"
+
+
+def test_eof_ends_both_the_wait_and_the_look(pipe):
+    inbox, _, parent = pipe
+    parent.sendall(_pipe.framed(b"last"))
+    parent.shutdown(socket.SHUT_WR)
+    assert inbox.next() == b"last"
+    with pytest.raises(EOFError):
+        inbox.waiting()
+    with pytest.raises(EOFError):
+        inbox.next()
