@@ -33,7 +33,7 @@ cdef class Prober:
 
     # Membership's (overridden there).
     cpdef tuple _piggyback(self, object receiver)
-    cpdef void _set(self, object new, double now, list out, str cause) except *
+    cpdef void _set(self, object new, double now, list out, str cause, Member record=*) except *
     cpdef void _count(self, str reason, object n=*) except *
     cpdef void _confirm(self, Member record, str accuser, double now) except *
 

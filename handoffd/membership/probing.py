@@ -70,7 +70,14 @@ class Prober:
     def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
         raise NotImplementedError
 
-    def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+    def _set(
+        self,
+        new: MemberState,
+        now: float,
+        out: list[Instruction],
+        cause: str,
+        record: records.Member | None = None,
+    ) -> None:
         raise NotImplementedError
 
     def _count(self, reason: str, n: int = 1) -> None:

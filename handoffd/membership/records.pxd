@@ -111,7 +111,8 @@ cdef class PeerIndex:
     cdef public IndexedSet dead
     cdef public Timers timers
 
-    cpdef void moved(self, object new)
+    cpdef object due(self, str name, Member m=*)
+    cpdef void moved(self, object new, Member record=*)
     cpdef void forget(self, str name)
 
 

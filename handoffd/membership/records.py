@@ -592,9 +592,11 @@ class PeerIndex:
         self.dead = IndexedSet()  # DEAD peers
         self.timers = Timers(self.due)  # suspicion deadlines and reaps
 
-    def due(self, name: str) -> float | None:
-        """When ``name``'s member has a timer due: its suspicion deadline or its reap."""
-        m = self._members.get(name)
+    def due(self, name: str, m: Member | None = None) -> float | None:
+        """When ``name``'s member has a timer due: its suspicion deadline or its reap (``m``: its
+        record, if the caller holds it)."""
+        if m is None:
+            m = self._members.get(name)
         if m is None or name == self._me:
             return None
         if m.suspect_deadline is not None:
@@ -603,8 +605,9 @@ class PeerIndex:
             return m.changed_at + self._reap_after
         return None
 
-    def moved(self, new: MemberState) -> None:
-        """``new``'s member changed status (or was added): re-file it."""
+    def moved(self, new: MemberState, record: Member | None = None) -> None:
+        """``new``'s member changed status (or was added): re-file it (``record``: its record, so
+        no lookup by name: ``Membership._set`` holds it)."""
         if new.name == self._me:
             return
         for group, statuses in ((self.live, (ALIVE, SUSPECT)), (self.dead, (DEAD,))):
@@ -612,7 +615,7 @@ class PeerIndex:
                 group.add(new.name)
             else:
                 group.discard(new.name)
-        due = self.due(new.name)
+        due = self.due(new.name, record)
         if due is not None:
             self.timers.add(due, new.name)
         else:

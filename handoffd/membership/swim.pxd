@@ -57,12 +57,12 @@ cdef class Membership(Prober):
         self, object updates, double now, list out, object why, object sender=*, bint page=*,
         Member sender_record=*,
     ) except -1
-    @cython.locals(state_newer=bint, resources_newer=bint, record=Member)
+    @cython.locals(state_newer=bint, resources_newer=bint)
     cpdef void _merge_other(
-        self, object u, double now, list out, str cause, bint firsthand, bint page=*
+        self, object u, double now, list out, str cause, bint firsthand, bint page=*,
+        Member record=*,
     ) except *
-    @cython.locals(record=Member)
-    cpdef void _set(self, object new, double now, list out, str cause) except *
+    cpdef void _set(self, object new, double now, list out, str cause, Member record=*) except *
     cpdef void _enqueue(self, str name) except *
     @cython.locals(live=Py_ssize_t, limit=Py_ssize_t)
     cpdef Py_ssize_t _retransmit_limit(self) except -1

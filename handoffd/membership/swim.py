@@ -440,8 +440,8 @@ class Membership(Prober):
         self._left = True
         self._probe = None
         self._set(replace(self.me, status=LEFT), now, out, "leave")
-        for peer in self._peers():
-            out.append(Send(peer.address, Gossip((self.me,))))
+        for name in self._live:  # (ALIVE and SUSPECT peers)
+            out.append(Send(self._members[name].state.address, Gossip((self.me,))))
 
     # ---------------------------------------------------------------------------- merging
 
@@ -494,11 +494,11 @@ class Membership(Prober):
                     log.warning("%s: %s (heard of from %s)", self.name, text, cause)
             elif u.name == self.name:
                 refuted |= self._merge_self(u, now, out)
-            elif u.name in self._members:
-                self._merge_other(u, now, out, cause, u.name == sender, page)
+            elif known is not None:  # (its record: _merge_other and _set look none up)
+                self._merge_other(u, now, out, cause, u.name == sender, page, known)
             elif room > 0 or u.name == sender:
                 room -= 1
-                self._merge_other(u, now, out, cause, u.name == sender, page)
+                self._merge_other(u, now, out, cause, u.name == sender, page, None)
             else:
                 self._count("new_members_capped")
         return refuted
@@ -550,9 +550,10 @@ class Membership(Prober):
         cause: str,
         firsthand: bool,
         page: bool = False,
+        record: _Member | None = None,
     ) -> None:
-        """``firsthand``: ``u`` is the sender's own state, in its own message; ``page``: see _merge."""
-        record = self._members.get(u.name)
+        """``firsthand``: ``u`` is the sender's own state, in its own message; ``page``: see _merge;
+        ``record``: ``u``'s member's (None: not in the view)."""
         if record is None:
             if u.status in (DEAD, LEFT):
                 return  # never learn a member from its obituary (it would resurrect reaped ones)
@@ -577,13 +578,16 @@ class Membership(Prober):
             else:
                 u = held
         quiet = assertions.quiet_resources(cur, state_newer, u.name in self._queue)
-        self._set(records.merged(cur, u, state_newer, resources_newer), now, out, cause)
+        self._set(records.merged(cur, u, state_newer, resources_newer), now, out, cause, record)
         if quiet:
             self._queue.discard(u.name)
 
-    def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+    def _set(
+        self, new: MemberState, now: float, out: list[Instruction], cause: str, record: Any = None
+    ) -> None:
         """The only place a member's state changes: checks the table, logs, emits, gossips."""
-        record = self._members.get(new.name)
+        if record is None:  # (``new``'s member's record, if the caller holds it: no lookup)
+            record = self._members.get(new.name)
         old = record.state if record else None
         if old is not None and new.status != old.status:
             if new.incarnation < old.incarnation or (
@@ -618,7 +622,7 @@ class Membership(Prober):
                     and self.name in suspicion.accusers
                 ):
                     self._health.counters.suspicions_wrong += 1
-            self._index.moved(new)
+            self._index.moved(new, record)
             old_status = old.status if old else None
             self.history.append((now, new.name, old_status, new.status, new.incarnation, cause))
             log.debug(
@@ -686,10 +690,6 @@ class Membership(Prober):
         must_refute = view.state if view is not None and view.state.status != ALIVE else None
         size = self.config.push_pull_page
         return records.page(self.me, must_refute, self._members, self._page_order, size)
-
-    def _peers(self) -> list[MemberState]:
-        """ALIVE and SUSPECT peers."""
-        return [self._members[name].state for name in self._live]
 
     def _push_pull_target(self) -> MemberState | None:
         # Reconnect (serf): now and then sync with a DEAD member, so a healed partition merges.
