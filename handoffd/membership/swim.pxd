@@ -33,7 +33,7 @@ cdef class Membership(Prober):
     cpdef double next_deadline(self) except? -1
     @cython.locals(out=list)
     cpdef list handle(self, object event, double now)
-    @cython.locals(m=Member)
+    @cython.locals(m=Member, view=Member)
     cpdef void _tick(self, double now, list out) except *
     @cython.locals(out=list)
     cpdef list receive(self, str sender, object address, object msg, double now)
@@ -67,7 +67,6 @@ cdef class Membership(Prober):
     @cython.locals(live=Py_ssize_t, limit=Py_ssize_t)
     cpdef Py_ssize_t _retransmit_limit(self) except -1
     @cython.locals(
-        members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member, status=long, held=list,
-        record=Member,
+        members=dict, chosen=list, seen=set, room=Py_ssize_t, status=long, held=list, record=Member,
     )
-    cpdef tuple _piggyback(self, object receiver)
+    cpdef tuple _piggyback(self, object receiver, Member view=*)

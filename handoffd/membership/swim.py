@@ -299,8 +299,8 @@ class Membership(Prober):
             self._next_gossip_at = now + self.config.gossip_interval
             if self._queue._count:
                 for peer in self._live.sample(self._rng, self.config.gossip_fanout):
-                    state = self._members[peer].state
-                    out.append(Send(state.address, Gossip(self._piggyback(peer))))
+                    view = self._members[peer]
+                    out.append(Send(view.state.address, Gossip(self._piggyback(peer, view))))
         if now >= self._next_push_pull_at:
             self._next_push_pull_at = now + self.config.push_pull_interval
             target = self._push_pull_target()
@@ -345,10 +345,10 @@ class Membership(Prober):
         reply_to = reply_address(known, own, sender_address)
         if refuted and reply_to is not None and kind is not Ping and kind is not PushPull:
             # We refuted an assertion about us: tell its sender now rather than at the next round.
-            out.append(Send(reply_to, Gossip(self._piggyback(name))))
+            out.append(Send(reply_to, Gossip(self._piggyback(name, record))))
         if kind is Ping:
             if reply_to is not None:
-                out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(name))))
+                out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(name, record))))
         elif kind is Ack:
             self._on_ack(msg, name, out)
         elif kind is PingReq:
@@ -427,12 +427,6 @@ class Membership(Prober):
 
     def _count(self, reason: str, n: int = 1) -> None:
         self.counters.extra[reason] = self.counters.extra.get(reason, 0) + n
-
-    def _undiscovered(self, event: Undiscovered) -> None:
-        state = self.get(event.name)
-        if state is None or state.status not in (ALIVE, SUSPECT) or event.name == self.name:
-            return
-        self._probe_order.insert(self._probe_index, event.name)  # probed next
 
     def _leave(self, now: float, out: list[Instruction]) -> None:
         if self._left:
@@ -658,11 +652,15 @@ class Membership(Prober):
             self._limit_live, self._limit = live, limit
         return self._limit
 
-    def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
-        """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""
+    def _piggyback(
+        self, receiver: str | None, view: _Member | None = None
+    ) -> tuple[MemberState, ...]:
+        """Our own state, our view of ``receiver`` if it must refute (``view``: its record, if
+        the caller holds it), then the freshest news."""
         members = self._members
         me = self._own.state
-        view = members.get(receiver) if receiver else None
+        if view is None and receiver:
+            view = members.get(receiver)
         status = view.state.status if view is not None else _ALIVE
         if not self._queue._count and status == _ALIVE:
             return (me,)  # most messages of a settled cluster
