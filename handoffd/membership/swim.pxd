@@ -6,7 +6,8 @@
 cimport cython
 
 from handoffd.membership.probing cimport Prober
-from handoffd.membership.records cimport GossipQueue, IndexedSet, Member, PeerIndex, ProbeInFlight
+from handoffd.membership.gossip cimport GossipQueue
+from handoffd.membership.records cimport IndexedSet, Member, PeerIndex, ProbeInFlight
 
 cdef long _ALIVE, _SUSPECT, _DEAD
 

@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import assertions, invariants, lifeguard, records
+from handoffd.membership import assertions, gossip, invariants, lifeguard, records
 
 # Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
 from handoffd.membership.assertions import MAX_COUNTER as MAX_COUNTER
@@ -135,7 +135,7 @@ class Membership(Prober):
         self._members: dict[str, _Member] = {name: self._own}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
-        self._queue = records.GossipQueue()  # names whose current state is still news
+        self._queue = gossip.GossipQueue()  # names whose current state is still news
         self._limit_live = -1  # the live members _limit was computed for (cached)
         self._limit = 0
         # Live and DEAD peers, suspicion and reap timers: kept in step with every status move.
@@ -215,7 +215,7 @@ class Membership(Prober):
                 at = min(at, self._next_probe_at)
             else:
                 at = min(at, probe.final_deadline if probe.indirect_sent else probe.direct_deadline)
-        if self._queue._count and self._next_gossip_at < at:  # (the field: no __bool__ call)
+        if self._queue._queued and self._next_gossip_at < at:  # (the field: no __bool__ call)
             at = self._next_gossip_at
         if self._relays:
             at = min(at, self._relay_deadline())
@@ -297,7 +297,7 @@ class Membership(Prober):
                 self._contested.pop(name, None)
         if now >= self._next_gossip_at:
             self._next_gossip_at = now + self.config.gossip_interval
-            if self._queue._count:
+            if self._queue._queued:
                 for peer in self._live.sample(self._rng, self.config.gossip_fanout):
                     view = self._members[peer]
                     out.append(Send(view.state.address, Gossip(self._piggyback(peer, view))))
@@ -457,7 +457,7 @@ class Membership(Prober):
         room = MAX_NEW_PER_MESSAGE
         members = self._members
         limit = self._retransmit_limit()
-        queue = self._queue  # (its heard() called on it, not taken as a value: records.pxd)
+        queue = self._queue  # (its heard_record() called on it: gossip.pxd)
         own = limit - int(limit * _FEEDBACK_SHARE)  # sends that stay ours (GossipQueue.heard)
         me = self.name
         cause = ""
@@ -470,7 +470,7 @@ class Membership(Prober):
                         self._confirm(known, u.accuser, now)
                 # (the identity test first: the simulator hands the very objects around)
                 if (known.state is u or records.same(known.state, u)) and name != me:
-                    queue.heard(name, limit, own)
+                    queue.heard_record(known, limit, own)  # (the record: no lookup)
                     continue  # nothing new (most of a push-pull page)
             if not cause:
                 cause = why if isinstance(why, str) else f"{why[0].__name__} from {why[1]}"
@@ -662,14 +662,14 @@ class Membership(Prober):
         if view is None and receiver:
             view = members.get(receiver)
         status = view.state.status if view is not None else _ALIVE
-        if not self._queue._count and status == _ALIVE:
+        if not self._queue._queued and status == _ALIVE:
             return (me,)  # most messages of a settled cluster
         chosen = [me]
         seen = {self.name}
         if view is not None and status != _ALIVE and receiver not in seen:
             chosen.append(view.state)
             seen.add(view.state.name)
-        if self._queue._count:
+        if self._queue._queued:
             room = self.config.max_piggyback - len(chosen)
             limit = self._retransmit_limit()
             bulk = records.bulk_limit(limit, self._queue.bulk, len(members), self.config)
