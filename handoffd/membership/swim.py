@@ -87,7 +87,6 @@ log = logging.getLogger("handoffd.membership")
 _FEEDBACK_SHARE = 0.25
 # Push-pulls at the storm share that teach nothing before a node goes back to push_pull_interval.
 _QUIET_SYNCS = 2
-_MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
 _ALIVE, _SUSPECT, _DEAD = ALIVE, SUSPECT, DEAD  # (C longs: per-message tests, swim.pxd)
 
 
@@ -133,6 +132,8 @@ class Membership(Prober):
         )
         self._own = _Member(me, now)  # (every message we send leads with it: no lookup per send)
         self._members: dict[str, _Member] = {name: self._own}  # always holds self
+        # The same records by member id (records.MEMBER_IDS): what _merge reads per entry.
+        self._ids, self._by_id = records.MEMBER_IDS, records.filed([], name, self._own)
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue = gossip.GossipQueue()  # names whose current state is still news
@@ -291,6 +292,7 @@ class Membership(Prober):
             elif m.state.status in (DEAD, LEFT):  # reaped
                 m.reaped = True
                 del self._members[name]
+                records.filed(self._by_id, name, None)
                 self._queue.discard(name)
                 self._index.forget(name)
                 self._told_dead.pop(name, None)
@@ -455,15 +457,20 @@ class Membership(Prober):
         ``page``: a push-pull's page (``_merge_other``); ``sender_record``: ``sender``'s, if known."""
         refuted = False
         room = MAX_NEW_PER_MESSAGE
-        members = self._members
         limit = self._retransmit_limit()
         queue = self._queue  # (its heard_record() called on it: gossip.pxd)
         own = limit - int(limit * _FEEDBACK_SHARE)  # sends that stay ours (GossipQueue.heard)
         me = self.name
         cause = ""
+        ids, by_id = self._ids, self._by_id  # (an index into a list: no probe of members)
+        known: _Member | None
         for u in updates:
             name = u.name
-            known = sender_record if name == sender and sender_record else members.get(name)
+            if name == sender and sender_record:
+                known = sender_record
+            else:
+                i = ids.get(name, -1)
+                known = by_id[i] if 0 <= i < len(by_id) else None
             if known is not None:
                 if known.suspicion is not None and u.status == SUSPECT:  # (the C field first)
                     if known.state.incarnation == u.incarnation:
@@ -502,22 +509,7 @@ class Membership(Prober):
         if u.incarnation > me.incarnation or u.resource_version > me.resource_version:
             self._count("earlier_life")  # only an earlier process of ours said that (the node
             # tells the others: messages_io.NodeRestarted)
-        if (
-            u.address != me.address
-            and u.status == ALIVE
-            and u.address not in self._name_clashes
-            and len(self._name_clashes) < _MAX_CLASHES
-        ):
-            # Either an earlier life of ours (it will be refuted and declared DEAD) or another
-            # daemon started with the same --name: say so once, loudly; names must be unique.
-            self._name_clashes.add(u.address)
-            log.warning(
-                "another node uses our name %r from %s (we are %s): node names must be unique; "
-                "start the other daemon with a different --name",
-                self.name,
-                u.address,
-                me.address,
-            )
+        assertions.name_clash(me, u, self._name_clashes)
         if u.resource_version > me.resource_version:  # an earlier life of ours: jump above it
             me = replace(me, resource_version=u.resource_version + 1)
             self._members[self.name].state = me
@@ -597,6 +589,7 @@ class Membership(Prober):
         self._contested.pop(new.name, None)  # a held page verdict on its older state
         if record is None:
             record = self._members[new.name] = _Member(new, now)
+            records.filed(self._by_id, new.name, record)
             self._probe_order.insert(records.below(self._rng, len(self._probe_order) + 1), new.name)
         else:
             record.state = new
