@@ -25,10 +25,6 @@ def check(membership: Any) -> None:
     # queued iff its name is, and the queue files the view's record, not an older one.
     for name, m in membership._members.items():
         assert (m.qcount >= 0) == (name in membership._queue), (name, m.qcount)
-    # The records by member id (records.MEMBER_IDS) are the view's, and no others.
-    ids, by_id = membership._ids, membership._by_id
-    assert all(by_id[ids[name]] is m for name, m in membership._members.items())
-    assert sum(r is not None for r in by_id) == len(membership._members), "a reaped record filed"
     counts = membership._queue.counts()
     for name, count in counts.items():
         assert membership._members[name].qcount == count, (name, count)

@@ -24,10 +24,6 @@ cdef class Member:
     cdef public bint reaped
 
 
-@cython.locals(i=Py_ssize_t)
-cpdef list filed(list by_id, str name, Member record)
-
-
 cdef class Counters:
     cdef public long long dropped_other_cluster
     cdef public long long dropped_incompatible

@@ -88,26 +88,6 @@ class Member:
         )
 
 
-# Every member name this process has seen -> a small int, its index in each view's list of records
-# (``Membership._by_id``, kept by ``filed`` beside the view's dict): a merge finds the record of a
-# gossiped name through this one table, shared by every view of the process and so in cache,
-# and a list, instead of probing the view's own dict of 1,000 names (a cache miss or two per
-# entry in a 1,000-node simulation, issue 20). It grows by the names ever learned (a few dozen
-# bytes each; a view's list by 8 bytes each).
-MEMBER_IDS: dict[str, int] = {}
-
-
-def filed(by_id: list[Member | None], name: str, record: Member | None) -> list[Member | None]:
-    """``by_id`` with ``name``'s record set to ``record`` (None: it left the view)."""
-    i = MEMBER_IDS.get(name, -1)
-    if i < 0:
-        i = MEMBER_IDS[name] = len(MEMBER_IDS)
-    if len(by_id) <= i:
-        by_id.extend([None] * (i + 1 - len(by_id)))
-    by_id[i] = record
-    return by_id
-
-
 class ProbeInFlight:
     """Our one probe in flight (a C class in the compiled build: records.pxd)."""
 

@@ -29,8 +29,6 @@ cdef class Membership(Prober):
     cdef public double _next_push_pull_at
     cdef public long long _quiet_syncs
     cdef public object history
-    cdef public dict _ids
-    cdef public list _by_id
 
     @cython.locals(at=double, probe=ProbeInFlight)
     cpdef double next_deadline(self) except? -1
@@ -53,8 +51,8 @@ cdef class Membership(Prober):
     cpdef void _sync_sooner(self, Py_ssize_t moves, double now) except *
     cpdef void _count(self, str reason, object n=*) except *
     @cython.locals(
-        refuted=bint, room=Py_ssize_t, limit=Py_ssize_t, own=Py_ssize_t,
-        queue=GossipQueue, known=Member, ids=dict, by_id=list, i=Py_ssize_t,
+        refuted=bint, room=Py_ssize_t, members=dict, limit=Py_ssize_t, own=Py_ssize_t,
+        queue=GossipQueue, known=Member,
     )
     cpdef bint _merge(
         self, object updates, double now, list out, object why, object sender=*, bint page=*,

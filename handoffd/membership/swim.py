@@ -132,8 +132,6 @@ class Membership(Prober):
         )
         self._own = _Member(me, now)  # (every message we send leads with it: no lookup per send)
         self._members: dict[str, _Member] = {name: self._own}  # always holds self
-        # The same records by member id (records.MEMBER_IDS): what _merge reads per entry.
-        self._ids, self._by_id = records.MEMBER_IDS, records.filed([], name, self._own)
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
         self._queue = gossip.GossipQueue()  # names whose current state is still news
@@ -292,7 +290,6 @@ class Membership(Prober):
             elif m.state.status in (DEAD, LEFT):  # reaped
                 m.reaped = True
                 del self._members[name]
-                records.filed(self._by_id, name, None)
                 self._queue.discard(name)
                 self._index.forget(name)
                 self._told_dead.pop(name, None)
@@ -457,20 +454,15 @@ class Membership(Prober):
         ``page``: a push-pull's page (``_merge_other``); ``sender_record``: ``sender``'s, if known."""
         refuted = False
         room = MAX_NEW_PER_MESSAGE
+        members = self._members
         limit = self._retransmit_limit()
         queue = self._queue  # (its heard_record() called on it: gossip.pxd)
         own = limit - int(limit * _FEEDBACK_SHARE)  # sends that stay ours (GossipQueue.heard)
         me = self.name
         cause = ""
-        ids, by_id = self._ids, self._by_id  # (an index into a list: no probe of members)
-        known: _Member | None
         for u in updates:
             name = u.name
-            if name == sender and sender_record:
-                known = sender_record
-            else:
-                i = ids.get(name, -1)
-                known = by_id[i] if 0 <= i < len(by_id) else None
+            known = sender_record if name == sender and sender_record else members.get(name)
             if known is not None:
                 if known.suspicion is not None and u.status == SUSPECT:  # (the C field first)
                     if known.state.incarnation == u.incarnation:
@@ -589,7 +581,6 @@ class Membership(Prober):
         self._contested.pop(new.name, None)  # a held page verdict on its older state
         if record is None:
             record = self._members[new.name] = _Member(new, now)
-            records.filed(self._by_id, new.name, record)
             self._probe_order.insert(records.below(self._rng, len(self._probe_order) + 1), new.name)
         else:
             record.state = new

@@ -20,8 +20,8 @@ from handoffd.membership import records
 from handoffd.membership.gossip import GossipQueue
 from handoffd.membership.records import Timers
 from handoffd.membership.sim import LogNormalDelay, Simulation
-from handoffd.membership.swim import MemberChanged, Membership, Received, Tick
-from handoffd.protocol.messages import ALIVE, DEAD, SUSPECT, Gossip, MemberState
+from handoffd.membership.swim import Membership, Received
+from handoffd.protocol.messages import ALIVE, SUSPECT, Gossip, MemberState
 
 
 class ReferenceGossipQueue:
@@ -422,60 +422,6 @@ def test_a_message_delivered_without_its_event_object_is_handled_the_same() -> N
         return [(at, o, c.name, getattr(c, "new", None)) for at, o, c in sim.changes]
 
     assert run(False) == run(True)
-
-
-def test_a_merge_finds_records_by_member_id_through_a_reap_and_a_relearning() -> None:
-    """``_merge`` reads records from ``Membership._by_id`` (``records.MEMBER_IDS``, shared by
-    every view of the process), not from the view's dict: a member reaped leaves its slot empty
-    and one learned again is filed anew, so an identical state is passed over and a new life
-    of the member is taken, as with the dict (the invariants check the two side by side)."""
-    config = MembershipConfig.for_tests()
-    m = Membership(
-        name="a",
-        address="a:1",
-        cluster="c",
-        capacity={},
-        config=config,
-        rng=random.Random(0),
-        now=0.0,
-    )
-    b0 = MemberState("b", "b:1", "c", 0, ALIVE, {}, {}, 0)
-    c0 = MemberState("c", "c:1", "c", 0, ALIVE, {}, {}, 0)
-    m.handle(Received("b", "b:1", Gossip((b0,))), 0.0)
-    m.handle(Received("c", "c:1", Gossip((c0,))), 0.0)
-    first = m._members["b"]
-    assert m._by_id[records.MEMBER_IDS["b"]] is first
-    m.handle(Received("c", "c:1", Gossip((c0, replace(b0, status=DEAD)))), 0.1)
-    m.validate()
-    now = 0.1 + config.dead_reap_after + 0.01
-    m.handle(Received("c", "c:1", Gossip((c0,))), now)  # (c stays live)
-    m.handle(Tick(), now)
-    assert "b" not in m._members and m._by_id[records.MEMBER_IDS["b"]] is None
-    m.validate()
-    b1 = replace(b0, incarnation=1)
-    out = m.handle(Received("b", "b:1", Gossip((b1,))), now + 0.01)
-    assert any(type(i) is MemberChanged and i.name == "b" for i in out)
-    again = m._members["b"]
-    assert again is not first and m._by_id[records.MEMBER_IDS["b"]] is again
-    assert not [
-        i
-        for i in m.handle(Received("c", "c:1", Gossip((c0, b1))), now + 0.02)
-        if type(i) is MemberChanged
-    ]
-    m.validate()
-    # A view that never held b finds nothing at b's id (its list may be shorter than the table).
-    other = Membership(
-        name="z",
-        address="z:1",
-        cluster="c",
-        capacity={},
-        config=config,
-        rng=random.Random(1),
-        now=0.0,
-    )
-    out = other.handle(Received("b", "b:1", Gossip((b1,))), 0.0)
-    assert any(type(i) is MemberChanged and i.name == "b" for i in out)
-    other.validate()
 
 
 def test_another_daemon_with_our_name_is_warned_about_once_per_address(
