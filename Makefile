@@ -8,7 +8,7 @@ SCHED_COMPILED := durations run ready demand cluster_view owner_queries owner hi
 CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) $(foreach m,$(SCHED_COMPILED),handoffd/scheduler/$(m).py handoffd/scheduler/$(m).pxd) setup.py pyproject.toml
 # The SWIM machine and its simulator compiled from their .py (setup.py MEMBERSHIP_COMPILED), typed
 # by the .pxd beside those that have one.
-MEMBERSHIP_COMPILED := swim probing records lifeguard sim
+MEMBERSHIP_COMPILED := swim probing records gossip lifeguard sim
 CORE_SRC += $(foreach m,$(MEMBERSHIP_COMPILED),handoffd/membership/$(m).py) $(wildcard handoffd/membership/*.pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 

@@ -42,7 +42,7 @@ SCHEDULER_COMPILED = (
 #: The SWIM machine and its simulator (issue 20: 1,000 simulated nodes handle ~17,000 events a
 #: virtual second), compiled from their .py with the .pxd beside records, probing, swim and sim;
 #: tests/unit/test_membership_builds.py holds them to their .py.
-MEMBERSHIP_COMPILED = ("swim", "probing", "records", "lifeguard", "sim")
+MEMBERSHIP_COMPILED = ("swim", "probing", "records", "gossip", "lifeguard", "sim")
 
 try:
     import numpy

@@ -30,6 +30,7 @@ The checks are here as pure functions; ``swim.Membership`` applies them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from handoffd.protocol.messages import ALIVE, DEAD, LEFT, SUSPECT, MemberState
@@ -37,6 +38,9 @@ from handoffd.protocol.messages import ALIVE, DEAD, LEFT, SUSPECT, MemberState
 MAX_COUNTER = 1 << 62  # incarnations and resource versions above this are refused
 MAX_NEW_PER_MESSAGE = 256  # members one message may add
 MAX_RELAYS = 64  # PingReqs served at once
+MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
+
+log = logging.getLogger("handoffd.membership")
 
 
 def from_stranger(
@@ -104,3 +108,24 @@ def quiet_resources(cur: MemberState, state_newer: bool, queued: bool) -> bool:
     with DEAD attached, and the majority took them (DEAD outranks ALIVE at one incarnation) and
     re-placed a live member's tasks. The member refutes with its own resources anyway."""
     return not state_newer and not queued and cur.status in (SUSPECT, DEAD)
+
+
+def name_clash(me: MemberState, u: MemberState, clashes: set[str]) -> None:
+    """``u`` is a state of our name: from another address and ALIVE it is either an earlier life
+    of ours (it will be refuted and declared DEAD) or another daemon started with the same
+    --name: say so once per address (``clashes``, at most MAX_CLASHES), loudly; names must be
+    unique."""
+    if (
+        u.address != me.address
+        and u.status == ALIVE
+        and u.address not in clashes
+        and len(clashes) < MAX_CLASHES
+    ):
+        clashes.add(u.address)
+        log.warning(
+            "another node uses our name %r from %s (we are %s): node names must be unique; "
+            "start the other daemon with a different --name",
+            me.name,
+            u.address,
+            me.address,
+        )

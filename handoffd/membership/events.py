@@ -81,9 +81,11 @@ Event = Union[Tick, Received, Discovered, Undiscovered, LocalResources, Leave, H
 # ----------------------------------------------------------------------------- instructions
 
 
-# Not frozen (unlike the rest): a frozen dataclass's __init__ sets each field through
+# Not frozen (unlike the events): a frozen dataclass's __init__ sets each field through
 # object.__setattr__, and every message the cluster sends is one Send (issue 20: 10 million in
-# bench_scale.py --long, ~0.5 us each more than a plain slots class). Nobody mutates or hashes one.
+# bench_scale.py --long, ~0.5 us each more than a plain slots class); every view change is one
+# MemberChanged in every view that makes it. Nobody mutates one, and none was hashable (the
+# MemberState in a change holds dicts).
 @dataclass(slots=True)
 class Send:
     """Fire and forget ``msg`` to ``address``."""
@@ -92,7 +94,7 @@ class Send:
     msg: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MemberChanged:
     """``name`` moved from status ``old`` (None: newly joined) to ``new``."""
 
@@ -102,7 +104,7 @@ class MemberChanged:
     member: MemberState
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourcesChanged:
     """Our view of a peer's capacity/free resources changed (not emitted on join or for self)."""
 

@@ -21,6 +21,14 @@ def check(membership: Any) -> None:
     assert set(membership._queue) <= set(membership._members), (
         "gossip queue names an unknown member"
     )
+    # The queue's buckets are threaded through the view's records (gossip.py): a record is
+    # queued iff its name is, and the queue files the view's record, not an older one.
+    for name, m in membership._members.items():
+        assert (m.qcount >= 0) == (name in membership._queue), (name, m.qcount)
+    counts = membership._queue.counts()
+    for name, count in counts.items():
+        assert membership._members[name].qcount == count, (name, count)
+    assert sum(len(b) for b in membership._queue.buckets().values()) == len(counts)
     membership._index.validate()
     assert 0 <= membership._health.score <= MAX_HEALTH
     for m in membership._members.values():

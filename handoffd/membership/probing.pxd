@@ -32,18 +32,18 @@ cdef class Prober:
     cdef public dict _told_dead
 
     # Membership's (overridden there).
-    cpdef tuple _piggyback(self, object receiver)
-    cpdef void _set(self, object new, double now, list out, str cause) except *
+    cpdef tuple _piggyback(self, object receiver, Member view=*)
+    cpdef void _set(self, object new, double now, list out, str cause, Member record=*) except *
     cpdef void _count(self, str reason, object n=*) except *
     cpdef void _confirm(self, Member record, str accuser, double now) except *
 
-    @cython.locals(probe_id=object)
+    @cython.locals(probe_id=object, target=Member)
     cpdef void _start_probe(self, double now, list out) except *
-    @cython.locals(chosen=list, probe=ProbeInFlight, target=Member, status=long)
+    @cython.locals(chosen=list, probe=ProbeInFlight, target=Member, status=long, relay=Member)
     cpdef void _advance_probe(self, double now, list out) except *
     cpdef void _probe_succeeded(self) except *
     @cython.locals(record=Member, status=long)
-    cpdef object _next_probe_target(self)
+    cpdef Member _next_probe_target(self)
     cpdef void _suspect(self, Member record, double now, list out) except *
     cpdef void _probe_soon(self, str name, object probers, object members) except *
     cpdef long long _new_id(self) except -1

@@ -18,7 +18,7 @@ from dataclasses import replace
 from handoffd.config import MembershipConfig
 from handoffd.membership import lifeguard, records
 from handoffd.membership.assertions import MAX_RELAYS
-from handoffd.membership.events import Instruction, Send
+from handoffd.membership.events import Instruction, Send, Undiscovered
 from handoffd.membership.probes import ping_address
 from handoffd.protocol.messages import (
     ALIVE,
@@ -67,10 +67,19 @@ class Prober:
         self._told_dead: dict[str, float] = {}  # name -> when we last told it it is SUSPECT/DEAD
 
     # Membership's (see the module doc).
-    def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
+    def _piggyback(
+        self, receiver: str | None, view: records.Member | None = None
+    ) -> tuple[MemberState, ...]:
         raise NotImplementedError
 
-    def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+    def _set(
+        self,
+        new: MemberState,
+        now: float,
+        out: list[Instruction],
+        cause: str,
+        record: records.Member | None = None,
+    ) -> None:
         raise NotImplementedError
 
     def _count(self, reason: str, n: int = 1) -> None:
@@ -112,15 +121,16 @@ class Prober:
     def _start_probe(self, now: float, out: list[Instruction]) -> None:
         scale = self._health.scale
         self._next_probe_at = now + self.config.probe_interval * scale
-        target = self._next_probe_target()
+        target = self._next_probe_target()  # (its record: _piggyback looks none up)
         if target is None:
             return
         probe_id = self._new_id()
         direct = now + self.config.probe_timeout * scale
         final = direct + self.config.indirect_timeout * scale
-        self._probe = records.ProbeInFlight(probe_id, target.name, direct, final)
+        self._probe = records.ProbeInFlight(probe_id, target.state.name, direct, final)
         self.counters.probes += 1
-        out.append(Send(ping_address(target), Ping(probe_id, self._piggyback(target.name))))
+        piggyback = self._piggyback(target.state.name, target)
+        out.append(Send(ping_address(target.state), Ping(probe_id, piggyback)))
 
     def _advance_probe(self, now: float, out: list[Instruction]) -> None:
         probe = self._probe
@@ -135,11 +145,10 @@ class Prober:
             probe.indirect_sent = True
             chosen = self._live.sample(self._rng, self.config.indirect_probes, probe.target)
             for name in chosen:
-                relay = self._members[name].state
-                req = PingReq(
-                    probe.probe_id, probe.target, target.state.address, self._piggyback(relay.name)
-                )
-                out.append(Send(relay.address, req))
+                relay = self._members[name]
+                piggyback = self._piggyback(name, relay)
+                req = PingReq(probe.probe_id, probe.target, target.state.address, piggyback)
+                out.append(Send(relay.state.address, req))
         if probe.indirect_sent and now >= probe.final_deadline:
             self._probe = None
             self.counters.probes_failed += 1
@@ -153,7 +162,7 @@ class Prober:
         self._probe = None
         self._health.probe_answered()
 
-    def _next_probe_target(self) -> MemberState | None:
+    def _next_probe_target(self) -> records.Member | None:
         for _ in range(2):
             while self._probe_index < len(self._probe_order):
                 name = self._probe_order[self._probe_index]
@@ -163,7 +172,7 @@ class Prober:
                     continue
                 status = record.state.status
                 if status == _ALIVE or status == _SUSPECT:
-                    return record.state
+                    return record
             self._probe_order = list(self._live)
             self._rng.shuffle(self._probe_order)
             self._probe_index = 0
@@ -174,7 +183,7 @@ class Prober:
         state = replace(record.state, status=SUSPECT, accuser=self.name)
         self._set(state, now, out, "probe failed")
         # Tell the suspect directly so it can refute before our timer runs out.
-        out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name))))
+        out.append(Send(record.state.address, Gossip(self._piggyback(record.state.name, record))))
 
     def _probe_soon(self, name: str, probers: int, members: int) -> None:
         """We just heard ``name`` is suspected: probe it next with a chance that makes about
@@ -184,6 +193,14 @@ class Prober:
         told it is suspected by our Ping and refutes in its Ack."""
         if not self._left and self._rng.random() * members < probers:
             self._probe_order.insert(self._probe_index, name)
+
+    def _undiscovered(self, event: Undiscovered) -> None:
+        """Discovery lost sight of a peer: probe it next (it may be gone)."""
+        record = self._members.get(event.name)
+        status = record.state.status if record is not None else -1
+        if status not in (ALIVE, SUSPECT) or event.name == self.name:
+            return
+        self._probe_order.insert(self._probe_index, event.name)  # probed next
 
     def _heard_from(self, name: str, now: float, out: list[Instruction]) -> None:
         """The daemon refused a message from ``name`` (a member we hold DEAD, say)."""
@@ -199,7 +216,7 @@ class Prober:
         if self._left or now - self._told_dead.get(name, -1e300) < self.config.probe_interval:
             return  # once per probe interval: a stream of its messages is one obituary
         self._told_dead[name] = now
-        out.append(Send(record.state.address, Gossip(self._piggyback(name))))
+        out.append(Send(record.state.address, Gossip(self._piggyback(name, record))))
 
     def _pass_on(
         self, u: MemberState, cur: MemberState, now: float, out: list[Instruction]
@@ -263,7 +280,8 @@ class Prober:
         self._relays[probe_id] = records.Relay(
             reply_to, sender, msg.probe_id, msg.target, deadline, nack_at
         )
-        out.append(Send(ping_address(target.state), Ping(probe_id, self._piggyback(msg.target))))
+        piggyback = self._piggyback(msg.target, target)
+        out.append(Send(ping_address(target.state), Ping(probe_id, piggyback)))
 
     def _relay_timers(self, now: float, out: list[Instruction]) -> None:
         """Relays whose target did not answer in time: Nack to the prober; then forget them."""

@@ -11,10 +11,16 @@ cpdef bint supersedes(object new, object old)
 
 
 cdef class Member:
+    # (the fields a merge reads per entry first: one cache line with the object's head)
     cdef public object state
+    cdef public object suspicion
+    cdef public Py_ssize_t qcount
+    cdef public bint qbulk
+    cdef public Member qnext
+    cdef public Member qprev
+    cdef public str qname
     cdef public double changed_at
     cdef public object suspect_deadline
-    cdef public object suspicion
     cdef public bint reaped
 
 
@@ -50,26 +56,6 @@ cpdef bint same(object a, object b)
 cpdef object merged(object cur, object u, bint state_newer, bint resources_newer)
 cpdef object accused(object state, str accuser)
 cpdef bint merged_is(object cur, object u, bint state_newer, bint resources_newer) except -1
-
-
-cdef class GossipQueue:
-    cdef public dict _count
-    cdef public long long added
-    cdef public dict _buckets
-    cdef public set _bulk
-
-    cpdef void add(self, str name, bint bulk=*, Member record=*)
-    @cython.locals(bucket=dict)
-    cpdef void discard(self, str name)
-    @cython.locals(counts=dict, buckets=dict, bucket=dict, target=dict)
-    cpdef void heard(self, str name, Py_ssize_t limit, Py_ssize_t own=*)
-    @cython.locals(
-        chosen=list, buckets=dict, walked=list, full=bint, bucket=dict, touched=list,
-        counts=dict, target=dict, whole=bint,
-    )
-    cpdef list take(
-        self, Py_ssize_t room, Py_ssize_t limit, set seen, Py_ssize_t bulk_limit=*, list held=*
-    )
 
 
 @cython.locals(bits=Py_ssize_t, m=Py_ssize_t, r=Py_ssize_t)
@@ -111,7 +97,8 @@ cdef class PeerIndex:
     cdef public IndexedSet dead
     cdef public Timers timers
 
-    cpdef void moved(self, object new)
+    cpdef object due(self, str name, Member m=*)
+    cpdef void moved(self, object new, Member record=*)
     cpdef void forget(self, str name)
 
 

@@ -3,8 +3,8 @@
 its per-event cost independent of the cluster size (issue 20): a node handles a few dozen events a
 second whatever n is, so no event may walk every member.
 
-- ``GossipQueue``: names whose newest state is still to be piggybacked, fewest transmissions first
-  (memberlist's TransmitLimitedQueue). Taking a message's worth touches only what it takes.
+- ``gossip.GossipQueue`` (its own module): names whose newest state is still to be piggybacked,
+  threaded through their ``Member`` records.
 - ``IndexedSet``: the live (or DEAD) peers as a list with an index, for O(1) add/remove and
   O(k) random samples (gossip fanout, indirect probe relays, push-pull partner).
 - ``Timers``: suspicion deadlines and reap times in a heap (stale entries dropped lazily), so a
@@ -20,7 +20,6 @@ import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any
 
 from handoffd.config import MembershipConfig
 from handoffd.membership.lifeguard import Suspicion
@@ -49,7 +48,18 @@ def supersedes(new: MemberState, old: MemberState) -> bool:
 class Member:
     """One member's record (a C class in the compiled build: records.pxd)."""
 
-    __slots__ = ("state", "changed_at", "suspect_deadline", "suspicion", "reaped")
+    __slots__ = (
+        "state",
+        "suspicion",
+        "qcount",
+        "qbulk",
+        "qnext",
+        "qprev",
+        "qname",
+        "changed_at",
+        "suspect_deadline",
+        "reaped",
+    )
 
     def __init__(
         self,
@@ -63,6 +73,13 @@ class Member:
         self.suspect_deadline = suspect_deadline
         self.suspicion = suspicion
         self.reaped = False  # dropped from the view (``records.page``'s walk skips it)
+        # Its place in a gossip queue (gossip.GossipQueue's buckets are threaded through these):
+        # the sends so far (-1: not queued), bulk news or not, its bucket's neighbours, its name.
+        self.qcount = -1
+        self.qbulk = False
+        self.qnext: Member | None = None
+        self.qprev: Member | None = None
+        self.qname = ""
 
     def __repr__(self) -> str:
         return (
@@ -278,170 +295,6 @@ def merged_is(cur: MemberState, u: MemberState, state_newer: bool, resources_new
     return True
 
 
-class GossipQueue:
-    """Names to piggyback, each with the number of times its current state was sent."""
-
-    def __init__(self) -> None:
-        self._count: dict[str, int] = {}
-        self.added = 0  # states queued since the start: one per change of the view
-        # transmissions -> names and their records (insertion ordered: the oldest news of a count
-        # goes first)
-        self._buckets: dict[int, dict[str, Member | None]] = {}
-        self._bulk: set[str] = set()  # queued names whose sends take()'s bulk_limit caps
-
-    def __len__(self) -> int:
-        return len(self._count)
-
-    def __bool__(self) -> bool:
-        return bool(self._count)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._count
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._count)
-
-    @property
-    def bulk(self) -> int:
-        """How many queued names are bulk news (``add``)."""
-        return len(self._bulk)
-
-    def add(self, name: str, bulk: bool = False, record: Member | None = None) -> None:
-        """``name``'s newest state restarts its retransmit budget. ``bulk``: news that may leave
-        after ``take``'s ``bulk_limit`` sends (a member we just learned of); ``record``: its
-        ``Member``, handed back by ``take`` (a record is never replaced while its name is queued:
-        a reaped name leaves the queue)."""
-        if self._count:
-            self.discard(name)
-        else:
-            # Fresh tables: a dict never shrinks, and the one a storm's backlog grew to (a
-            # thousand names) made every later lookup in the drained queue a cache miss
-            # (heard() on every merge: 4 % of a 1,000-node steady state).
-            self._count = {}
-            self._buckets = {}
-            self._bulk = set()
-        self.added += 1
-        self._count[name] = 0
-        self._buckets.setdefault(0, {})[name] = record
-        if bulk:
-            self._bulk.add(name)
-
-    def discard(self, name: str) -> None:
-        self._bulk.discard(name)
-        count = self._count.pop(name, None)
-        if count is not None:
-            bucket = self._buckets[count]
-            del bucket[name]
-            if not bucket:
-                del self._buckets[count]
-
-    def heard(self, name: str, limit: int, own: int = 0) -> None:
-        """A peer told us ``name``'s state we already hold: the news is spreading without us, so
-        it counts against ``name``'s budget like a send (rumor mongering with feedback, Demers
-        et al. 1987). After a mass join this retires the backlog once most peers know it. The
-        last ``own`` sends of the budget are ours whatever we hear: feedback alone retired
-        refutations before they reached every view (false DEAD at 10 % loss, issue 20)."""
-        counts = self._count
-        if not counts:
-            return  # (most merges of a settled cluster: nothing queued)
-        count = counts.get(name)
-        if count is None or (own and count >= limit - own):
-            return
-        buckets = self._buckets
-        bucket = buckets[count]
-        record = bucket.pop(name)
-        if not bucket:
-            del buckets[count]
-        count += 1
-        if count >= limit:
-            del counts[name]
-            self._bulk.discard(name)
-        else:
-            counts[name] = count
-            target = buckets.get(count)
-            if target is None:
-                buckets[count] = {name: record}
-            else:
-                target[name] = record
-
-    def take(
-        self,
-        room: int,
-        limit: int,
-        seen: set[str],
-        bulk_limit: int = 0,
-        held: list[Any] | None = None,
-    ) -> list[str]:
-        """Up to ``room`` names not in ``seen``, fewest transmissions first; every name passed over
-        on the way (already in ``seen``: it rides in the message anyway) counts as sent too. A name
-        sent ``limit`` times leaves the queue, a bulk one ``bulk_limit`` times (if lower).
-        ``held``: gets the chosen names' records (``add``), so the caller looks none up by name
-        (a lookup each in a view of 1,000 was 4 % of a healed partition's CPU, issue 20)."""
-        chosen: list[str] = []
-        buckets = self._buckets
-        # (count, its bucket, the names walked there): moved after the walk, bucket by bucket in
-        # walk order, so a name is counted once per message (the simulator's hottest loop at
-        # 1,000 nodes: whole buckets go at once where the walk took them all)
-        walked: list[tuple[int, dict[str, Member | None], list[str]]] = []
-        full = False
-        for count in sorted(buckets):
-            bucket = buckets[count]
-            touched: list[str] = []
-            for name, record in bucket.items():  # (the record with its name: no lookup)
-                if name not in seen:
-                    if len(chosen) >= room:
-                        full = True
-                        break
-                    chosen.append(name)
-                    seen.add(name)
-                    if held is not None:
-                        held.append(record)
-                touched.append(name)
-            if touched:
-                walked.append((count, bucket, touched))
-            if full:
-                break
-        counts = self._count
-        bulk = self._bulk
-        for count, bucket, touched in walked:
-            whole = len(touched) == len(bucket)
-            if whole:
-                del buckets[count]  # (the bucket itself still holds the records moved below)
-            moved = count + 1
-            if moved >= limit:
-                for name in touched:
-                    del counts[name]
-                    bulk.discard(name)
-                if not whole:
-                    for name in touched:
-                        del bucket[name]
-                continue
-            target = buckets.get(moved)
-            if target is None:
-                target = buckets[moved] = {}
-            retire = bulk and 0 < bulk_limit <= moved
-            if whole:  # (touched is the bucket, in its order: its items, without a lookup each)
-                for name, record in bucket.items():
-                    if retire and name in bulk:
-                        del counts[name]
-                        bulk.discard(name)
-                        continue
-                    counts[name] = moved
-                    target[name] = record
-            else:
-                for name in touched:
-                    record = bucket.pop(name)
-                    if retire and name in bulk:
-                        del counts[name]
-                        bulk.discard(name)
-                        continue
-                    counts[name] = moved
-                    target[name] = record
-            if not target:
-                del buckets[moved]
-        return chosen
-
-
 def below(rng: random.Random, n: int) -> int:
     """``rng``'s ``_randbelow(n)`` (n > 0) for a plain ``random.Random``: the same draws of
     ``getrandbits``, the same answer, without the Python-level frames of ``random.py``
@@ -592,9 +445,11 @@ class PeerIndex:
         self.dead = IndexedSet()  # DEAD peers
         self.timers = Timers(self.due)  # suspicion deadlines and reaps
 
-    def due(self, name: str) -> float | None:
-        """When ``name``'s member has a timer due: its suspicion deadline or its reap."""
-        m = self._members.get(name)
+    def due(self, name: str, m: Member | None = None) -> float | None:
+        """When ``name``'s member has a timer due: its suspicion deadline or its reap (``m``: its
+        record, if the caller holds it)."""
+        if m is None:
+            m = self._members.get(name)
         if m is None or name == self._me:
             return None
         if m.suspect_deadline is not None:
@@ -603,8 +458,9 @@ class PeerIndex:
             return m.changed_at + self._reap_after
         return None
 
-    def moved(self, new: MemberState) -> None:
-        """``new``'s member changed status (or was added): re-file it."""
+    def moved(self, new: MemberState, record: Member | None = None) -> None:
+        """``new``'s member changed status (or was added): re-file it (``record``: its record, so
+        no lookup by name: ``Membership._set`` holds it)."""
         if new.name == self._me:
             return
         for group, statuses in ((self.live, (ALIVE, SUSPECT)), (self.dead, (DEAD,))):
@@ -612,7 +468,7 @@ class PeerIndex:
                 group.add(new.name)
             else:
                 group.discard(new.name)
-        due = self.due(new.name)
+        due = self.due(new.name, record)
         if due is not None:
             self.timers.add(due, new.name)
         else:

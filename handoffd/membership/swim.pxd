@@ -6,7 +6,8 @@
 cimport cython
 
 from handoffd.membership.probing cimport Prober
-from handoffd.membership.records cimport GossipQueue, IndexedSet, Member, PeerIndex, ProbeInFlight
+from handoffd.membership.gossip cimport GossipQueue
+from handoffd.membership.records cimport IndexedSet, Member, PeerIndex, ProbeInFlight
 
 cdef long _ALIVE, _SUSPECT, _DEAD
 
@@ -33,7 +34,7 @@ cdef class Membership(Prober):
     cpdef double next_deadline(self) except? -1
     @cython.locals(out=list)
     cpdef list handle(self, object event, double now)
-    @cython.locals(m=Member)
+    @cython.locals(m=Member, view=Member)
     cpdef void _tick(self, double now, list out) except *
     @cython.locals(out=list)
     cpdef list receive(self, str sender, object address, object msg, double now)
@@ -57,17 +58,16 @@ cdef class Membership(Prober):
         self, object updates, double now, list out, object why, object sender=*, bint page=*,
         Member sender_record=*,
     ) except -1
-    @cython.locals(state_newer=bint, resources_newer=bint, record=Member)
+    @cython.locals(state_newer=bint, resources_newer=bint)
     cpdef void _merge_other(
-        self, object u, double now, list out, str cause, bint firsthand, bint page=*
+        self, object u, double now, list out, str cause, bint firsthand, bint page=*,
+        Member record=*,
     ) except *
-    @cython.locals(record=Member)
-    cpdef void _set(self, object new, double now, list out, str cause) except *
+    cpdef void _set(self, object new, double now, list out, str cause, Member record=*) except *
     cpdef void _enqueue(self, str name) except *
     @cython.locals(live=Py_ssize_t, limit=Py_ssize_t)
     cpdef Py_ssize_t _retransmit_limit(self) except -1
     @cython.locals(
-        members=dict, chosen=list, seen=set, room=Py_ssize_t, view=Member, status=long, held=list,
-        record=Member,
+        members=dict, chosen=list, seen=set, room=Py_ssize_t, status=long, held=list, record=Member,
     )
-    cpdef tuple _piggyback(self, object receiver)
+    cpdef tuple _piggyback(self, object receiver, Member view=*)

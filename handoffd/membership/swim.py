@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from handoffd.config import MembershipConfig
-from handoffd.membership import assertions, invariants, lifeguard, records
+from handoffd.membership import assertions, gossip, invariants, lifeguard, records
 
 # Re-exported (``as``): callers name these swim.MAX_RELAYS, swim.Tick, swim.Send, ...
 from handoffd.membership.assertions import MAX_COUNTER as MAX_COUNTER
@@ -87,7 +87,6 @@ log = logging.getLogger("handoffd.membership")
 _FEEDBACK_SHARE = 0.25
 # Push-pulls at the storm share that teach nothing before a node goes back to push_pull_interval.
 _QUIET_SYNCS = 2
-_MAX_CLASHES = 64  # addresses remembered as using our name (each is warned about once)
 _ALIVE, _SUSPECT, _DEAD = ALIVE, SUSPECT, DEAD  # (C longs: per-message tests, swim.pxd)
 
 
@@ -135,7 +134,7 @@ class Membership(Prober):
         self._members: dict[str, _Member] = {name: self._own}  # always holds self
         self._name_clashes: set[str] = set()  # addresses seen using our name (warned once)
         self._incompatible: set[str] = set()  # refused for their protocol range (warned once)
-        self._queue = records.GossipQueue()  # names whose current state is still news
+        self._queue = gossip.GossipQueue()  # names whose current state is still news
         self._limit_live = -1  # the live members _limit was computed for (cached)
         self._limit = 0
         # Live and DEAD peers, suspicion and reap timers: kept in step with every status move.
@@ -215,7 +214,7 @@ class Membership(Prober):
                 at = min(at, self._next_probe_at)
             else:
                 at = min(at, probe.final_deadline if probe.indirect_sent else probe.direct_deadline)
-        if self._queue._count and self._next_gossip_at < at:  # (the field: no __bool__ call)
+        if self._queue._queued and self._next_gossip_at < at:  # (the field: no __bool__ call)
             at = self._next_gossip_at
         if self._relays:
             at = min(at, self._relay_deadline())
@@ -297,10 +296,10 @@ class Membership(Prober):
                 self._contested.pop(name, None)
         if now >= self._next_gossip_at:
             self._next_gossip_at = now + self.config.gossip_interval
-            if self._queue._count:
+            if self._queue._queued:
                 for peer in self._live.sample(self._rng, self.config.gossip_fanout):
-                    state = self._members[peer].state
-                    out.append(Send(state.address, Gossip(self._piggyback(peer))))
+                    view = self._members[peer]
+                    out.append(Send(view.state.address, Gossip(self._piggyback(peer, view))))
         if now >= self._next_push_pull_at:
             self._next_push_pull_at = now + self.config.push_pull_interval
             target = self._push_pull_target()
@@ -345,10 +344,10 @@ class Membership(Prober):
         reply_to = reply_address(known, own, sender_address)
         if refuted and reply_to is not None and kind is not Ping and kind is not PushPull:
             # We refuted an assertion about us: tell its sender now rather than at the next round.
-            out.append(Send(reply_to, Gossip(self._piggyback(name))))
+            out.append(Send(reply_to, Gossip(self._piggyback(name, record))))
         if kind is Ping:
             if reply_to is not None:
-                out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(name))))
+                out.append(Send(reply_to, Ack(msg.probe_id, self._piggyback(name, record))))
         elif kind is Ack:
             self._on_ack(msg, name, out)
         elif kind is PingReq:
@@ -428,20 +427,14 @@ class Membership(Prober):
     def _count(self, reason: str, n: int = 1) -> None:
         self.counters.extra[reason] = self.counters.extra.get(reason, 0) + n
 
-    def _undiscovered(self, event: Undiscovered) -> None:
-        state = self.get(event.name)
-        if state is None or state.status not in (ALIVE, SUSPECT) or event.name == self.name:
-            return
-        self._probe_order.insert(self._probe_index, event.name)  # probed next
-
     def _leave(self, now: float, out: list[Instruction]) -> None:
         if self._left:
             return
         self._left = True
         self._probe = None
         self._set(replace(self.me, status=LEFT), now, out, "leave")
-        for peer in self._peers():
-            out.append(Send(peer.address, Gossip((self.me,))))
+        for name in self._live:  # (ALIVE and SUSPECT peers)
+            out.append(Send(self._members[name].state.address, Gossip((self.me,))))
 
     # ---------------------------------------------------------------------------- merging
 
@@ -463,7 +456,7 @@ class Membership(Prober):
         room = MAX_NEW_PER_MESSAGE
         members = self._members
         limit = self._retransmit_limit()
-        queue = self._queue  # (its heard() called on it, not taken as a value: records.pxd)
+        queue = self._queue  # (its heard_record() called on it: gossip.pxd)
         own = limit - int(limit * _FEEDBACK_SHARE)  # sends that stay ours (GossipQueue.heard)
         me = self.name
         cause = ""
@@ -476,7 +469,7 @@ class Membership(Prober):
                         self._confirm(known, u.accuser, now)
                 # (the identity test first: the simulator hands the very objects around)
                 if (known.state is u or records.same(known.state, u)) and name != me:
-                    queue.heard(name, limit, own)
+                    queue.heard_record(known, limit, own)  # (the record: no lookup)
                     continue  # nothing new (most of a push-pull page)
             if not cause:
                 cause = why if isinstance(why, str) else f"{why[0].__name__} from {why[1]}"
@@ -494,11 +487,11 @@ class Membership(Prober):
                     log.warning("%s: %s (heard of from %s)", self.name, text, cause)
             elif u.name == self.name:
                 refuted |= self._merge_self(u, now, out)
-            elif u.name in self._members:
-                self._merge_other(u, now, out, cause, u.name == sender, page)
+            elif known is not None:  # (its record: _merge_other and _set look none up)
+                self._merge_other(u, now, out, cause, u.name == sender, page, known)
             elif room > 0 or u.name == sender:
                 room -= 1
-                self._merge_other(u, now, out, cause, u.name == sender, page)
+                self._merge_other(u, now, out, cause, u.name == sender, page, None)
             else:
                 self._count("new_members_capped")
         return refuted
@@ -508,22 +501,7 @@ class Membership(Prober):
         if u.incarnation > me.incarnation or u.resource_version > me.resource_version:
             self._count("earlier_life")  # only an earlier process of ours said that (the node
             # tells the others: messages_io.NodeRestarted)
-        if (
-            u.address != me.address
-            and u.status == ALIVE
-            and u.address not in self._name_clashes
-            and len(self._name_clashes) < _MAX_CLASHES
-        ):
-            # Either an earlier life of ours (it will be refuted and declared DEAD) or another
-            # daemon started with the same --name: say so once, loudly; names must be unique.
-            self._name_clashes.add(u.address)
-            log.warning(
-                "another node uses our name %r from %s (we are %s): node names must be unique; "
-                "start the other daemon with a different --name",
-                self.name,
-                u.address,
-                me.address,
-            )
+        assertions.name_clash(me, u, self._name_clashes)
         if u.resource_version > me.resource_version:  # an earlier life of ours: jump above it
             me = replace(me, resource_version=u.resource_version + 1)
             self._members[self.name].state = me
@@ -550,9 +528,10 @@ class Membership(Prober):
         cause: str,
         firsthand: bool,
         page: bool = False,
+        record: _Member | None = None,
     ) -> None:
-        """``firsthand``: ``u`` is the sender's own state, in its own message; ``page``: see _merge."""
-        record = self._members.get(u.name)
+        """``firsthand``: ``u`` is the sender's own state, in its own message; ``page``: see _merge;
+        ``record``: ``u``'s member's (None: not in the view)."""
         if record is None:
             if u.status in (DEAD, LEFT):
                 return  # never learn a member from its obituary (it would resurrect reaped ones)
@@ -577,13 +556,16 @@ class Membership(Prober):
             else:
                 u = held
         quiet = assertions.quiet_resources(cur, state_newer, u.name in self._queue)
-        self._set(records.merged(cur, u, state_newer, resources_newer), now, out, cause)
+        self._set(records.merged(cur, u, state_newer, resources_newer), now, out, cause, record)
         if quiet:
             self._queue.discard(u.name)
 
-    def _set(self, new: MemberState, now: float, out: list[Instruction], cause: str) -> None:
+    def _set(
+        self, new: MemberState, now: float, out: list[Instruction], cause: str, record: Any = None
+    ) -> None:
         """The only place a member's state changes: checks the table, logs, emits, gossips."""
-        record = self._members.get(new.name)
+        if record is None:  # (``new``'s member's record, if the caller holds it: no lookup)
+            record = self._members.get(new.name)
         old = record.state if record else None
         if old is not None and new.status != old.status:
             if new.incarnation < old.incarnation or (
@@ -618,7 +600,7 @@ class Membership(Prober):
                     and self.name in suspicion.accusers
                 ):
                     self._health.counters.suspicions_wrong += 1
-            self._index.moved(new)
+            self._index.moved(new, record)
             old_status = old.status if old else None
             self.history.append((now, new.name, old_status, new.status, new.incarnation, cause))
             log.debug(
@@ -654,20 +636,24 @@ class Membership(Prober):
             self._limit_live, self._limit = live, limit
         return self._limit
 
-    def _piggyback(self, receiver: str | None) -> tuple[MemberState, ...]:
-        """Our own state, our view of ``receiver`` if it must refute, then the freshest news."""
+    def _piggyback(
+        self, receiver: str | None, view: _Member | None = None
+    ) -> tuple[MemberState, ...]:
+        """Our own state, our view of ``receiver`` if it must refute (``view``: its record, if
+        the caller holds it), then the freshest news."""
         members = self._members
         me = self._own.state
-        view = members.get(receiver) if receiver else None
+        if view is None and receiver:
+            view = members.get(receiver)
         status = view.state.status if view is not None else _ALIVE
-        if not self._queue._count and status == _ALIVE:
+        if not self._queue._queued and status == _ALIVE:
             return (me,)  # most messages of a settled cluster
         chosen = [me]
         seen = {self.name}
         if view is not None and status != _ALIVE and receiver not in seen:
             chosen.append(view.state)
             seen.add(view.state.name)
-        if self._queue._count:
+        if self._queue._queued:
             room = self.config.max_piggyback - len(chosen)
             limit = self._retransmit_limit()
             bulk = records.bulk_limit(limit, self._queue.bulk, len(members), self.config)
@@ -686,10 +672,6 @@ class Membership(Prober):
         must_refute = view.state if view is not None and view.state.status != ALIVE else None
         size = self.config.push_pull_page
         return records.page(self.me, must_refute, self._members, self._page_order, size)
-
-    def _peers(self) -> list[MemberState]:
-        """ALIVE and SUSPECT peers."""
-        return [self._members[name].state for name in self._live]
 
     def _push_pull_target(self) -> MemberState | None:
         # Reconnect (serf): now and then sync with a DEAD member, so a healed partition merges.

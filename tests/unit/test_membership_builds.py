@@ -21,7 +21,7 @@ import handoffd.membership.swim as built_swim
 from handoffd.config import MembershipConfig
 from handoffd.membership.events import Leave
 
-COMPILED = ("swim", "probing", "records", "lifeguard", "sim")
+COMPILED = ("swim", "probing", "records", "gossip", "lifeguard", "sim")
 #: The modules with a .pxd beside them, and the classes it makes C classes.
 TYPED = {
     "records": (
@@ -29,11 +29,11 @@ TYPED = {
         "Member",
         "ProbeInFlight",
         "Relay",
-        "GossipQueue",
         "IndexedSet",
         "Timers",
         "PeerIndex",
     ),
+    "gossip": ("GossipQueue",),
     "probing": ("Prober",),
     "swim": ("Membership",),
     "sim": ("Calendar", "SimNode", "SimStats", "Simulation"),

@@ -1,4 +1,4 @@
-"""The simulator's speed-ups keep its behaviour: ``records.GossipQueue`` (its hottest structure at
+"""The simulator's speed-ups keep its behaviour: ``gossip.GossipQueue`` (its hottest structure at
 1,000 nodes) against the plain version it replaced, on random operation sequences, and a seeded
 simulation with loss, a latency distribution, a crash, a partition and a restart run twice to the
 same trace (the harness's own determinism).
@@ -7,6 +7,7 @@ same trace (the harness's own determinism).
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import sys
 from collections.abc import Iterator
@@ -16,14 +17,15 @@ import pytest
 
 from handoffd.config import MembershipConfig
 from handoffd.membership import records
-from handoffd.membership.records import GossipQueue, Timers
+from handoffd.membership.gossip import GossipQueue
+from handoffd.membership.records import Timers
 from handoffd.membership.sim import LogNormalDelay, Simulation
 from handoffd.membership.swim import Membership, Received
 from handoffd.protocol.messages import ALIVE, SUSPECT, Gossip, MemberState
 
 
 class ReferenceGossipQueue:
-    """records.GossipQueue as it was before issue 20's speed-up (dict per bucket, name by name)."""
+    """gossip.GossipQueue as it was before issue 20's speed-up (dict per bucket, name by name)."""
 
     def __init__(self) -> None:
         self._count: dict[str, int] = {}
@@ -132,10 +134,8 @@ def test_gossip_queue_matches_the_plain_version(seed: int) -> None:
             seen_plain = set(seen)
             assert fast.take(room, limit, seen) == plain.take(room, limit, seen_plain)
             assert seen == seen_plain
-        assert fast._count == plain._count
-        assert {c: list(b) for c, b in fast._buckets.items()} == {
-            c: list(b) for c, b in plain._buckets.items()
-        }
+        assert fast.counts() == plain._count
+        assert fast.buckets() == {c: list(b) for c, b in plain._buckets.items()}
         assert fast.added == plain.added
 
 
@@ -143,23 +143,33 @@ def test_gossip_queue_matches_the_plain_version(seed: int) -> None:
 def test_gossip_queue_hands_back_the_records_of_the_names_it_takes(seed: int) -> None:
     # The queue keeps each name's record beside it (issue 20: the piggyback looked each chosen name
     # up in the view): through adds, heard() moves and takes, ``held`` gets exactly the records of
-    # the names taken, in order, and the names stay those of the plain version.
+    # the names taken, in order, and the names stay those of the plain version. heard_record()
+    # (the merge holds the record: gossip.py) moves exactly as heard() by name, and a record a
+    # newer add replaced is no longer queued.
     rng = random.Random(seed)
     fast, plain = GossipQueue(), ReferenceGossipQueue()
     names = [f"n{i}" for i in range(rng.choice((5, 40, 300)))]
     record: dict[str, records.Member] = {}
+    stale: list[records.Member] = []
     for _ in range(3000):
         roll = rng.random()
         limit = rng.choice((2, 4, 12, 40))
         name = rng.choice(names)
         if roll < 0.3:
             state = MemberState(name, f"{name}:1", "c", rng.randrange(9), ALIVE, {}, {}, 0)
+            if name in record:
+                stale.append(record[name])
             record[name] = records.Member(state, 0.0)  # (a relearned member: a new record)
             fast.add(name, False, record[name])
             plain.add(name)
         elif roll < 0.55:
-            fast.heard(name, limit)
+            if name in record and rng.random() < 0.5:  # (the merge's call: the record in hand)
+                fast.heard_record(record[name], limit)
+            else:
+                fast.heard(name, limit)
             plain.heard(name, limit)
+        elif roll < 0.57 and stale:  # a record a newer add replaced: not queued any more
+            fast.heard_record(rng.choice(stale), limit)
         elif roll < 0.6:
             fast.discard(name)
             plain.discard(name)
@@ -171,6 +181,8 @@ def test_gossip_queue_hands_back_the_records_of_the_names_it_takes(seed: int) ->
             chosen = fast.take(room, limit, seen, 0, held)
             assert chosen == plain.take(room, limit, seen_plain)
             assert [id(r) for r in held] == [id(record[n]) for n in chosen]
+        assert fast.counts() == plain._count
+        assert fast.buckets() == {c: list(b) for c, b in plain._buckets.items()}
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -198,11 +210,18 @@ def test_gossip_queue_keeps_each_name_with_its_record_through_bulk_retires(seed:
             held: list[records.Member] = []
             chosen = queue.take(room, limit, seen, rng.choice((0, 1, 2, 3)), held)
             assert [id(r) for r in held] == [id(record[n]) for n in chosen]
-        filed = {n: c for c, bucket in queue._buckets.items() for n in bucket}
-        assert filed == queue._count
-        assert all(bucket for bucket in queue._buckets.values())
-        assert all(r is record[n] for b in queue._buckets.values() for n, r in b.items())
-        assert queue._bulk <= set(queue._count)
+        filed = {n: c for c, names in queue.buckets().items() for n in names}
+        assert filed == queue.counts()
+        assert all(r is record[n] for n, r in queue._queued.items())
+        assert all(r.qname == n and r.qcount == filed[n] for n, r in queue._queued.items())
+        for count, names in queue.buckets().items():  # (each bucket linked both ways)
+            back, r = [], queue._tails[count]
+            while r is not None:
+                back.append(r.qname)
+                r = r.qprev
+            assert back == names[::-1]
+        assert queue.bulk == sum(1 for r in queue._queued.values() if r.qbulk)
+        assert all(r.qcount == -1 for n, r in record.items() if n not in queue)
 
 
 def _trace(seed: int) -> str:
@@ -337,9 +356,9 @@ def test_a_drained_gossip_queue_starts_again_with_small_tables() -> None:
         queue.add(f"n{i}", True)
     while queue:
         queue.take(50, 3, set())
-    assert sys.getsizeof(queue._count) > 10 * small  # the storm's table, still there
+    assert sys.getsizeof(queue._queued) > 10 * small  # the storm's table, still there
     queue.add("late")
-    assert sys.getsizeof(queue._count) == small
+    assert sys.getsizeof(queue._queued) == small
     assert list(queue) == ["late"] and queue.bulk == 0
     assert queue.take(5, 3, set()) == ["late"]
 
@@ -403,3 +422,26 @@ def test_a_message_delivered_without_its_event_object_is_handled_the_same() -> N
         return [(at, o, c.name, getattr(c, "new", None)) for at, o, c in sim.changes]
 
     assert run(False) == run(True)
+
+
+def test_another_daemon_with_our_name_is_warned_about_once_per_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    m = Membership(
+        name="a",
+        address="a:1",
+        cluster="c",
+        capacity={},
+        config=MembershipConfig.for_tests(),
+        rng=random.Random(0),
+        now=0.0,
+    )
+    twin = MemberState("a", "a:9", "c", 0, ALIVE, {}, {}, 0)
+    with caplog.at_level(logging.WARNING, logger="handoffd.membership"):
+        m.handle(Received("a", "a:9", Gossip((twin,))), 0.0)
+        m.handle(Received("a", "a:9", Gossip((replace(twin, incarnation=5),))), 0.1)
+        m.handle(Received("a", "a:8", Gossip((replace(twin, address="a:8"),))), 0.2)
+    warned = [
+        r.getMessage() for r in caplog.records if "node names must be unique" in r.getMessage()
+    ]
+    assert len(warned) == 2 and "'a' from a:9 (we are a:1)" in warned[0] and "a:8" in warned[1]
