@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 
-from handoffd.worker._pipe import LARGE, _header, _read_rest
+from handoffd.worker._pipe import LARGE, _header, _read_rest, cut
 
 CHUNK = 64 * 1024
 
@@ -53,12 +53,7 @@ class Inbox:
                 head, size = header
                 end = head + size
                 if len(buf) >= end:
-                    if size >= LARGE:
-                        message: bytes | bytearray = buf[head:end]
-                    else:
-                        message = bytes(memoryview(buf)[head:end])
-                    del buf[:end]
-                    return message
+                    return cut(buf, head, end)
                 if size >= LARGE:  # its rest goes straight into a buffer of its own
                     out = bytearray(size)
                     have = len(buf) - head

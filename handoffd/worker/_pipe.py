@@ -67,6 +67,18 @@ def _header(buf: bytearray, at: int) -> tuple[int, int] | None:
     return 12, _LONG.unpack_from(buf, at + 4)[0]
 
 
+def cut(buf: bytearray, head: int, end: int) -> bytes | bytearray:
+    """The whole message at ``buf[head:end]`` (its header before ``head``), cut off the front of
+    ``buf``: a large one (``LARGE`` or more) as a ``bytearray`` slice, a smaller one as ``bytes``
+    (one copy)."""
+    if end - head >= LARGE:
+        message: bytes | bytearray = buf[head:end]
+    else:
+        message = bytes(memoryview(buf)[head:end])
+    del buf[:end]
+    return message
+
+
 def _read_rest(sock: socket.socket, out: bytearray, have: int) -> None:
     """Fill ``out[have:]`` from a blocking socket; EOFError if the pipe ends first."""
     view = memoryview(out)
@@ -172,11 +184,7 @@ class Reader:
                 head, size = header
                 end = head + size
                 if len(buf) >= end:
-                    if size >= LARGE:
-                        message: bytes | bytearray = buf[head:end]
-                    else:
-                        message = bytes(memoryview(buf)[head:end])  # one copy
-                    del buf[:end]
+                    message = cut(buf, head, end)
                     self.edge = max(0, self.edge - end)
                     return message
                 if size >= THREAD_BYTES and self.wake is not None and not wait:
