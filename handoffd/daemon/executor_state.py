@@ -91,6 +91,7 @@ from handoffd.daemon.executor_records import (
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
+from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore, StoreError
 from handoffd.worker._records import Job, Outcome
@@ -232,9 +233,13 @@ class ExecutorState(Inputs):
         known = self.run_owners.get(run_id)
         if known is not None and term < known[0]:
             return False
-        if known is not None and term == known[0] and address != known[1] and name:
-            if name < known[2]:
-                return False
+        if (
+            known is not None
+            and address != known[1]
+            and name
+            and outranks(known[0], known[2], term, name)
+        ):
+            return False
         if known is None or term > known[0] or address != known[1]:
             # (a name is known per term: a higher term's owner without one is not the old one)
             kept = known[2] if known is not None and term == known[0] else ""

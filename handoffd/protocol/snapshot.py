@@ -182,27 +182,30 @@ def _task_row(task_id: str, r: Any) -> tuple[Any, ...]:
     )
 
 
+#: A task row's fields after its id while the task is as its run built it (``TaskRecord``'s
+#: initial values; tests/unit/test_intake_specs.py holds both builds' records to it).
+_AS_BUILT: tuple[Any, ...] = ("PENDING", 0, None, 0, 0, 0, 0, None, (), False, ("", "", ""), (), [])
+_BUILT_BYTES = _packer.pack(("", *_AS_BUILT))  # (the id "" packs to one byte, after the header)
+_BUILT_HEAD, _BUILT_TAIL = _BUILT_BYTES[:1], _BUILT_BYTES[2:]
+_NO_ERROR = _AS_BUILT[10]
+
+
 def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
     """``_pack_rows(_task_rows(run))`` for a run as built (``run.untouched()``): every task row is
-    its id and the same fields, so each is packed as that id between the bytes the first row
-    packs to around its id (a row per task built and packed cost ~0.75 us a task of an upload's
-    intake). None when the first and last rows differ past their ids (then pack them all)."""
+    its id between the bytes of a row as built (``_AS_BUILT``), so only the ids are packed (a row
+    per task built and packed cost ~0.75 us a task of an upload's intake). None when its first or
+    last task is not as built (then pack them all)."""
     tasks = run.tasks
     ids = list(tasks)
     if not ids:
         return None
+    for task_id in (ids[0], ids[-1]):
+        if _task_row(task_id, tasks[task_id])[1:] != _AS_BUILT:
+            return None
     packer = msgpack.Packer(use_bin_type=True, autoreset=True)  # (a thread's own)
-    first = _task_row(ids[0], tasks[ids[0]])
-    if _task_row(ids[0], tasks[ids[-1]]) != first:
-        return None
-    whole = packer.pack(first)
-    head = whole[:1]  # (a fixarray: 14 fields)
-    packed_id = packer.pack(ids[0])
-    if len(first) > 15 or whole[1 : 1 + len(packed_id)] != packed_id:
-        return None
-    tail = whole[1 + len(packed_id) :]
-    between = tail + head
     pack = packer.pack
+    head, tail = _BUILT_HEAD, _BUILT_TAIL
+    between = tail + head
     parts = [packer.pack_array_header(len(ids))]
     for at in range(0, len(ids), chunk):  # (short C calls, as ``_pack_rows``)
         parts.append(
@@ -210,14 +213,6 @@ def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
         )
     free(ids)
     return b"".join(parts)
-
-
-#: A task row's fields after its id while the task is as its run built it (``TaskRecord``'s
-#: initial values; tests/unit/test_intake_specs.py holds both builds' records to it).
-_AS_BUILT: tuple[Any, ...] = ("PENDING", 0, None, 0, 0, 0, 0, None, (), False, ("", "", ""), (), [])
-_BUILT_BYTES = _packer.pack(("", *_AS_BUILT))  # (the id "" packs to one byte, after the header)
-_BUILT_HEAD, _BUILT_TAIL = _BUILT_BYTES[:1], _BUILT_BYTES[2:]
-_NO_ERROR = _AS_BUILT[10]
 
 
 def _tasks_packed(run: Any, chunk: int = 2048) -> bytes:
