@@ -144,9 +144,18 @@ class ClusterView(Demand):
         if self.window <= 1:
             return True
         fits = self._core.fits
-        for n in (
-            self.nodes.values() if pin is None else [self.nodes[pin]] if pin in self.nodes else []
-        ):
+        if pin is not None:
+            nodes = [self.nodes[pin]] if pin in self.nodes else []
+        elif self.indexed and not _none_positive(cost):
+            # A task with some cost can go only where the room index has room, wave room, a
+            # window that may take part or no capacity to rule it out: on a saturated cluster
+            # that is a few nodes, where every node made each newly ready task O(n).
+            rooms = self._rooms
+            rooms.refresh(self)
+            nodes = [self.nodes[name] for name in rooms.may_take()]
+        else:
+            nodes = list(self.nodes.values())
+        for n in nodes:
             if n.alive and (
                 (self._may_fill() and self._fill_due(n))
                 or fits(cost, self._room(n))
@@ -443,7 +452,12 @@ class ClusterView(Demand):
         if self.queue_seconds is None or self.window <= 1 or not ready:
             return
         nodes: list[NodeState] = []
-        for n in alive:
+        candidates = alive
+        if self.indexed:  # only nodes with capacity above our demand somewhere (``room_index``)
+            rooms = self._rooms
+            rooms.refresh(self)
+            candidates = [self.nodes[name] for name in rooms.with_wave()]
+        for n in candidates:
             load = self.outstanding.get(n.name, {})
             for k, q in n.capacity.items():
                 if q > 0.0 and q - load.get(k, 0.0) > EPS:

@@ -83,33 +83,53 @@ class Rebalance:
     def offer(self) -> None:
         """Nodes with free resources left after placement: ask for queued attempts elsewhere
         that fit them (oldest first), each at most once. Which ones is the placement core's
-        choice (``take``: in order, each that fits what the earlier ones left)."""
+        choice (``take``: in order, each that fits what the earlier ones left).
+
+        The candidates (queued, not asked, not of a held run) are gathered once per call, and
+        only live nodes with effective free are looked at (the room index keeps them): per call
+        O(queued) plus the core's choice per free node, where rebuilding the candidates for
+        every live node made each placement pass O(nodes x queued) on a big cluster."""
         view = self._view
         take = view._core.take
         held = self._held
-        for name, node in view.nodes.items():
-            if not node.alive or not self.queued:
-                continue
+        holders: list[str] = []
+        keys: list[Key] = []
+        costs: list[dict[str, float]] = []
+        for holder, queued in self.queued.items():
+            for key in queued:
+                if key in self.asked or (held and key[0] in held):
+                    continue
+                run = self._run_of(key[0])
+                rec = run.tasks.get(key[1]) if run is not None else None
+                if rec is not None:
+                    holders.append(holder)
+                    keys.append(key)
+                    costs.append(rec.spec.cost)
+        left = len(keys)
+        if not left:
+            return
+        if view.indexed:  # the live nodes with effective free (``room_index``)
+            rooms = view._rooms
+            rooms.refresh(view)
+            names = rooms.with_free()
+        else:
+            names = [name for name, node in view.nodes.items() if node.alive]
+        for name in names:
             free = view.effective_free(name)
             if not any(q > EPS for q in free.values()):
                 continue
-            keys: list[tuple[str, Key]] = []
-            costs: list[dict[str, float]] = []
-            for holder, queued in self.queued.items():
-                if holder == name:
-                    continue
-                for key in queued:
-                    if key in self.asked or (held and key[0] in held):
-                        continue
-                    run = self._run_of(key[0])
-                    rec = run.tasks.get(key[1]) if run is not None else None
-                    if rec is not None:
-                        keys.append((holder, key))
-                        costs.append(rec.spec.cost)
-            for i in take(free, costs) if costs else ():
-                holder, key = keys[i]
-                self.asked[key] = holder
-                self._out.withdraws.setdefault((holder, key[0]), []).append(key[1:])
+            # the candidates still open, in the order gathered, minus this node's own
+            open_ = [i for i in range(len(keys)) if holders[i] != name and holders[i] != ""]
+            if not open_:
+                continue
+            for j in take(free, [costs[i] for i in open_]):
+                i = open_[j]
+                self.asked[keys[i]] = holders[i]
+                self._out.withdraws.setdefault((holders[i], keys[i][0]), []).append(keys[i][1:])
+                holders[i] = ""  # asked: no longer open
+                left -= 1
+            if not left:
+                return
 
     def answered(self, ev: WithdrawAnswered) -> None:
         for task_id, attempt in ev.kept:  # started there: it stays and reports

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from handoffd.resources import EPS
+
 _UNSET = object()
 
 
@@ -94,6 +96,13 @@ class RoomIndex:
         self._budgeted: float | None = -1.0  # the queue_seconds ``fillable`` was computed for
         # Live nodes whose window could take part in a top-up (room in some kind, budget left).
         self._fillable: set[str] = set()
+        # Live nodes whose reported free minus our unanswered dispatches has a kind above EPS
+        # (``Rebalance.offer`` asks for queued work for those), whose capacity is above our
+        # outstanding demand in some kind (``_fill_waves``), and with no capacity at all (a
+        # window check cannot rule them out): each pass visits these instead of every node.
+        self._with_free: set[str] = set()
+        self._with_wave: set[str] = set()
+        self._hollow: set[str] = set()
         self._top: dict[str, float] | None = None  # the largest capacity of each kind, live nodes
 
     def changed(self, name: str, shape: bool = False) -> None:
@@ -128,7 +137,11 @@ class RoomIndex:
                 self.room.pop(name, None)
                 self._with_room.discard(name)
                 self._fillable.discard(name)
+                self._with_free.discard(name)
+                self._with_wave.discard(name)
+                self._hollow.discard(name)
                 continue
+            self._sort(view, n)
             if view.may_take_part(n):
                 self._fillable.add(name)
             else:
@@ -142,6 +155,48 @@ class RoomIndex:
             else:
                 self._with_room.discard(name)
         self.dirty.clear()
+
+    def _sort(self, view: Any, n: NodeState) -> None:
+        """Which of the free, wave and hollow sets the live node ``n`` is in now."""
+        name = n.name
+        for q in view.effective_free(name).values():
+            if q > EPS:
+                self._with_free.add(name)
+                break
+        else:
+            self._with_free.discard(name)
+        load = view.outstanding.get(name, {})
+        wave = positive = False
+        for k, q in n.capacity.items():
+            if q > 0.0:
+                positive = True
+                if q - load.get(k, 0.0) > 0.0:
+                    wave = True
+                    break
+        hollow = not positive
+        if wave:
+            self._with_wave.add(name)
+        else:
+            self._with_wave.discard(name)
+        if hollow:
+            self._hollow.add(name)
+        else:
+            self._hollow.discard(name)
+
+    def with_free(self) -> list[str]:
+        """Live nodes whose effective free has a kind above ``EPS``, in ``nodes`` order."""
+        return sorted(self._with_free, key=self._position.__getitem__)
+
+    def with_wave(self) -> list[str]:
+        """Live nodes with capacity above our outstanding demand in some kind, in ``nodes``
+        order (a superset of what ``_fill_waves`` takes: it checks against ``EPS``)."""
+        return sorted(self._with_wave, key=self._position.__getitem__)
+
+    def may_take(self) -> set[str]:
+        """Live nodes where a newly ready task with some cost could be placed or queued: room,
+        wave room, a window that may take part (a window due for a top-up is one), or no
+        capacity at all (``could_take``'s other nodes cannot take it)."""
+        return self._with_room | self._with_wave | self._fillable | self._hollow
 
     def with_room(self) -> Iterator[str]:
         """Live nodes with some room, in ``nodes`` order."""
