@@ -71,36 +71,51 @@ class Waiter:
 
 class ShortRuns:
     """SubmitAndWait runs accepted but not replicated yet (module doc): each is handed to
-    ``replicate(run_id, waiter)`` when its delay is up, unless ``take`` took it first."""
+    ``replicate(run_id, waiter)`` when its delay is up, unless ``take`` took it first.
+
+    One loop timer serves them all, armed for the oldest held run and left to run out when
+    ``take`` empties the hold: a timer per run was made and cancelled on every ``execute``, and
+    each cancelled one stayed in the loop's heap until its time came. The delay is the same for
+    every run, so the hold's insertion order is its due order."""
 
     def __init__(self, port: MembersPort, replicate: Callable[[str, Waiter], None]) -> None:
         self._port = port
         self._replicate = replicate
-        self._held: dict[str, tuple[Waiter, Timer]] = {}
+        self._held: dict[str, tuple[Waiter, float]] = {}  # run -> (waiter, when it is due)
+        self._timer: Timer | None = None
 
     def __len__(self) -> int:
         return len(self._held)
 
     def hold(self, run_id: str, waiter: Waiter) -> None:
-        timer = self._port.call_later(REPLICATE_DELAY, self._due, run_id)
-        self._held[run_id] = (waiter, timer)
+        self._held.pop(run_id, None)  # (at the end: the order stays the due order)
+        self._held[run_id] = (waiter, self._port.now() + REPLICATE_DELAY)
+        if self._timer is None:
+            self._timer = self._port.call_later(REPLICATE_DELAY, self._due)
 
-    def _due(self, run_id: str) -> None:
-        held = self._held.pop(run_id, None)
-        if held is not None:
-            self._replicate(run_id, held[0])
+    def _due(self) -> None:
+        self._timer = None
+        now = self._port.now()
+        due: list[tuple[str, Waiter]] = []
+        for run_id, (waiter, when) in self._held.items():
+            if when > now:
+                self._timer = self._port.call_later(when - now, self._due)
+                break
+            due.append((run_id, waiter))
+        for run_id, _ in due:
+            del self._held[run_id]
+        for run_id, waiter in due:  # (replicating may hold or take others: the hold is settled)
+            self._replicate(run_id, waiter)
 
     def take(self, run_id: str) -> Waiter | None:
         """The run's waiter if it is still held here (its delay no longer runs), else None."""
         held = self._held.pop(run_id, None)
-        if held is None:
-            return None
-        held[1].cancel()
-        return held[0]
+        return None if held is None else held[0]
 
     def close(self) -> None:
-        for _, timer in self._held.values():
-            timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._held.clear()
 
 
