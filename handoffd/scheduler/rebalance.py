@@ -85,11 +85,17 @@ class Rebalance:
         that fit them (oldest first), each at most once. Which ones is the placement core's
         choice (``take``: in order, each that fits what the earlier ones left).
 
-        The candidates (queued, not asked, not of a held run) are gathered once per call, and
-        only live nodes with effective free are looked at (the room index keeps them): per call
-        O(queued) plus the core's choice per free node, where rebuilding the candidates for
-        every live node made each placement pass O(nodes x queued) on a big cluster."""
+        Only live nodes with effective free are looked at (the room index keeps them), and the
+        candidates (queued, not asked, not of a held run) are gathered once per call, only when
+        there is such a node: O(queued + free nodes) plus the core's choice per free node, where
+        rebuilding the candidates for every live node made each placement pass O(nodes x
+        queued) on a big cluster."""
         view = self._view
+        if view.indexed:  # the live nodes with effective free (``room_index``)
+            rooms = view._rooms
+            rooms.refresh(view)
+            if not rooms.any_free():
+                return
         take = view._core.take
         held = self._held
         holders: list[str] = []
@@ -108,10 +114,8 @@ class Rebalance:
         left = len(keys)
         if not left:
             return
-        if view.indexed:  # the live nodes with effective free (``room_index``)
-            rooms = view._rooms
-            rooms.refresh(view)
-            names = rooms.with_free()
+        if view.indexed:
+            names = view._rooms.with_free()
         else:
             names = [name for name, node in view.nodes.items() if node.alive]
         for name in names:

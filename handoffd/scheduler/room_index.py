@@ -183,6 +183,10 @@ class RoomIndex:
         else:
             self._hollow.discard(name)
 
+    def any_free(self) -> bool:
+        """Whether some live node's effective free has a kind above ``EPS``."""
+        return bool(self._with_free)
+
     def with_free(self) -> list[str]:
         """Live nodes whose effective free has a kind above ``EPS``, in ``nodes`` order."""
         return sorted(self._with_free, key=self._position.__getitem__)
