@@ -29,6 +29,7 @@ from typing import Any
 
 from handoffd import __version__, admission, runtime, upload
 from handoffd.config import NodeConfig
+from handoffd.daemon import upload_intake
 from handoffd.daemon.code import CodeStore, PackageFetcher
 from handoffd.daemon.edges import PEER_RECONNECT_S as PEER_RECONNECT_S
 from handoffd.daemon.edges import start_discovery, zmq_transport
@@ -245,6 +246,7 @@ class Node(NodeRouting):
         self.owner.far_store = self.store  # big dispatch frames go by reference (store.chunks)
         self.owner.batch_reports = True  # a drain's reports: one scheduler batch, at its end
         self.owner.here = self._dispatch_here  # our own executor takes its tasks at once
+        self.owner.off_loop = upload_intake.PREPARER.submit_whole  # a big run's build: a thread
         self._transport.on_drained = self._drained
         self.replication = ReplicationIO(
             port,

@@ -28,25 +28,25 @@ node's ``HoldingsProbed`` comes back through ``on_holdings`` as ``RunProbed``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from handoffd import errors, intake, validation
+from handoffd import intake
 from handoffd.config import Limits
 from handoffd.daemon import oversize, reports
-from handoffd.daemon.code import CodeStore, store_packages
+from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks, far_keeper
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
 from handoffd.daemon.ops import RunTimes
+from handoffd.daemon.owner_submit import Submissions
 from handoffd.daemon.owner_waits import ACCEPT_NOTICE_DELAY as ACCEPT_NOTICE_DELAY
 from handoffd.daemon.owner_waits import Waiter, Waiting
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Resources, Timer
 from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
-from handoffd.daemon.upload_intake import run_options
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, split_frames
@@ -57,10 +57,7 @@ from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import retention as rt
-from handoffd.scheduler.graph import TaskGraph
 from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.scheduler.run import RunState
-from handoffd.spec import TaskSpec
 from handoffd.store.chunks import chunk_size, is_far_key
 from handoffd.store.store import ResultStore
 
@@ -78,7 +75,7 @@ _FROM_EXECUTORS = (
 _HERE = (AnsweredHere, ReportedHere)  # our own executor's, as records (``from_here``)
 
 
-class OwnerIO:
+class OwnerIO(Submissions):
     """``scheduler``: the owner's pure state machine, shared with ``ReplicationIO`` (which reads it
     and adopts or drops runs only through ``restore_run`` and ``step_down`` here). ``resources``:
     this node's ledger; ``local_value``: a value in this node's result store, or None."""
@@ -172,6 +169,7 @@ class OwnerIO:
         return st.state if st is not None else None
 
     def close(self) -> None:
+        self.off_loop = None
         self.output.close()
         self.waiting.close()
         for handle in self._timers.values():
@@ -472,56 +470,6 @@ class OwnerIO:
         return dict(member.capacity) if member is not None else {}
 
     # -- client requests ------------------------------------------------------------------------
-
-    def _on_submit(
-        self,
-        msg: m.SubmitRun | m.SubmitAndWait,
-        frames: list[bytes],
-        conn: bytes,
-        checked: Sequence[TaskSpec] | errors.HandoffError | None = None,
-        graph: TaskGraph | None = None,
-        run: RunState | None = None,
-    ) -> None:
-        """``checked``/``graph``/``run``: an upload's specs (or refusal), graph and untouched run,
-        made off the loop (``upload_intake``)."""
-        try:
-            if isinstance(checked, errors.HandoffError):
-                raise checked
-            if self.minority is not None and self.scheduler.term_of(msg.run_id) is None:
-                raise errors.ConnectionError(self.minority)
-            # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
-            # trusts a submission.
-            if checked is None:
-                intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
-            specs = validation.wire_specs(msg, frames) if checked is None else checked
-            if self.scheduler.term_of(msg.run_id) is None:
-                self._client_runs.admit(conn, msg.run_id)
-        except errors.HandoffError as exc:
-            info = error_info(exc)
-            assert info is not None
-            self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
-            return
-        if isinstance(msg, m.SubmitAndWait):
-            waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
-        else:
-            waiter = Waiter(conn, msg.request_id)
-        if self.scheduler.term_of(msg.run_id) is not None:
-            self.waiting.accepted(msg.run_id, waiter)  # a retried submission
-            return
-        if msg.packages:
-            kind, problem = store_packages(self.code, msg.packages, frames[len(msg.tasks) :])
-            if problem:
-                error = errors.ValidationError(kind, None, problem)
-                info = error_info(error)
-                assert info is not None
-                self.port.reply(conn, m.RunRejected(msg.request_id, msg.run_id, info))
-                return
-        self._submits[msg.run_id] = waiter
-        self.run_times.accepted(msg.run_id)
-        options = run_options(msg)
-        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options, graph, run))
-
-    submit_checked = _on_submit
 
     def _unfinished(self, run_id: str) -> bool:
         st = self.scheduler.run_status(run_id)

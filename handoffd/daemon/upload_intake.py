@@ -109,9 +109,25 @@ def _prepare(
         free(rows)
     if decoded is None or not isinstance(decoded.msg, (m.SubmitRun, m.SubmitAndWait)):
         return Prepared(decoded)
-    msg = decoded.msg
+    return _guarded(decoded, decoded.msg, decoded.frames, limits, order)
+
+
+def prepare_whole(
+    msg: m.SubmitRun | m.SubmitAndWait, frames: list[Any], limits: Limits, order: Order | None
+) -> Prepared:
+    """``prepare`` for a submission that came whole, decoded on the loop (``msg``, its
+    ``frames``): checked and built the same way, ``Prepared.decoded`` None."""
+    with _collector_paused() as note:
+        prepared = _guarded(None, msg, frames, limits, order)
+        note(len(prepared.run.tasks) if prepared.run is not None else 0)
+    return prepared
+
+
+def _guarded(
+    decoded: Any, msg: Any, frames: list[Any], limits: Limits, order: Order | None
+) -> Prepared:
     try:
-        return _checked(decoded, msg, limits, order)
+        return _checked(decoded, msg, frames, limits, order)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
     except Exception as exc:  # noqa: BLE001 - the client hears why, the daemon stays up
@@ -119,12 +135,14 @@ def _prepare(
         return Prepared(decoded, error=HandoffError(f"the daemon could not take the run: {exc!r}"))
 
 
-def _checked(decoded: Any, msg: Any, limits: Limits, order: Order | None) -> Prepared:
+def _checked(
+    decoded: Any, msg: Any, frames: list[Any], limits: Limits, order: Order | None
+) -> Prepared:
     try:
         # The cheap bounds first (ids, task count), then the DAG's rules, as for a whole message.
         intake.check_submission(msg.run_id, [t.id for t in msg.tasks], limits)
         # A tuple made here, not on the loop (``RunSubmitted`` holds a tuple: a 1M-item copy).
-        specs = tuple(validation.wire_specs(msg, decoded.frames))
+        specs = tuple(validation.wire_specs(msg, frames))
         # The run's graph, as the scheduler would build it (its placement order): pure.
         graph = build_graph(specs, msg.outputs, order, acyclic=True)  # (checked just above)
         # The run, untouched: the scheduler checks it against its view and takes it in.
@@ -183,8 +201,6 @@ class Preparer:
         ``checked``, an upload ``Whole`` is checked first (``upload.check``) and ``checked`` runs
         on the loop with the error ("" if none) before ``done``, which a refused upload never
         gets: the client waits for that answer to its last piece, then for its submission's."""
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, "handoffd-upload")
         loop = asyncio.get_running_loop()
         tell: Callable[[str], None] | None = None
         if checked is not None:
@@ -194,6 +210,28 @@ class Preparer:
                 loop.call_soon_threadsafe(answer, error)
 
         job = functools.partial(_prepare_checked, frames, codec, limits, order, tell)
+        self._run(loop, job, done)
+
+    def submit_whole(
+        self,
+        msg: m.SubmitRun | m.SubmitAndWait,
+        frames: list[Any],
+        limits: Limits,
+        order: Order | None,
+        done: Callable[[Prepared], None],
+    ) -> None:
+        """``prepare_whole`` off the loop; ``done`` runs on the loop with the result."""
+        loop = asyncio.get_running_loop()
+        self._run(loop, functools.partial(prepare_whole, msg, frames, limits, order), done)
+
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        job: Callable[[], Prepared | None],
+        done: Callable[[Prepared], None],
+    ) -> None:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, "handoffd-upload")
         future = loop.run_in_executor(self._pool, job)
         future.add_done_callback(lambda f: self._finished(f, done))
 

@@ -15,6 +15,7 @@ import pytest
 
 import handoffd
 from handoffd import values
+from handoffd.daemon.owner_submit import OFF_LOOP_TASKS
 from handoffd.dag import Function
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
@@ -101,6 +102,19 @@ CASES = [
         ("client", "owner"),
     ),
     Case("empty", [], "empty_dag", None, {}, ("client", "owner")),  # run_local: {} (nothing to run)
+]
+
+
+def padded(functions: list[Function]) -> list[Function]:
+    """``functions`` after enough independent ones that the owner checks the submission (one
+    message) in its upload thread, not on its loop (``owner_submit.OFF_LOOP_TASKS``)."""
+    return [fn(f"pad{i}") for i in range(OFF_LOOP_TASKS)] + functions
+
+
+CASES += [
+    Case(f"{case.name}, big run", padded(case.functions), case.kind, case.function_id)
+    for case in CASES
+    if case.name in ("cycle", "missing dependency", "negative cost", "pinned inline")
 ]
 
 
