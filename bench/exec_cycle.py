@@ -52,7 +52,10 @@ def run_once(seed):
 
     for b in range(0, N, BATCH):
         frames = [b"payload" * 20] + [b"v%d" % i for i in range(K)]
-        refs = tuple(m.InputRef("value", f"p{i}", (), 1 + i, "variadic", -1) for i in range(K))
+        # inputs held here (in the store, one holder: this node), as most of W2's are
+        refs = tuple(m.InputRef("value", f"p{i}", ("me:1",), -1, "variadic", -1) for i in range(K))
+        for i in range(K):
+            st.store.put(f"r{seed}", f"p{i}", b"v%d" % i)
         items = tuple(
             m.DispatchItem(f"s{seed}t{b + i}", 1, {"cpu": 1.0}, "variadic", None, 0, refs, 0, 1.0)
             for i in range(BATCH)

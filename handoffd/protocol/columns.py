@@ -171,7 +171,12 @@ def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
             if not -1 <= parent < j - at:
                 raise ColumnError(f"{name}.input_parents: {parent} is not an earlier input")
             k = holder_counts[j]
-            locations = tuple(addresses[h] for h in holders[held : held + k])
+            if k == 1:  # (most inputs: one holder, or none; no generator per input)
+                locations: tuple[str, ...] = (addresses[holders[held]],)
+            elif k:
+                locations = tuple(map(addresses.__getitem__, holders[held : held + k]))
+            else:
+                locations = ()
             held += k
             refs.append(
                 _input_ref(
