@@ -236,15 +236,31 @@ def reported_here(
     )
 
 
+_task_attempt = maker(m.TaskAttempt)  # one per accepted task (registry.maker)
+
+
+def dispatch_replied(
+    run_id: str,
+    accepted: Sequence[tuple[str, int]],
+    refused: Sequence[tuple[str, int, str]],
+    free: dict[str, float],
+    version: int,
+) -> m.DispatchReplied:
+    """The answer to a dispatch from another node's owner (or what ``AnsweredHere`` stands for)."""
+    attempts = tuple(_task_attempt(t, a) for t, a in accepted)
+    refusals = tuple(m.Refusal(t, a, why) for t, a, why in refused)
+    return m.DispatchReplied(run_id, attempts, refusals, free, version)
+
+
 def here_message(
     ins: AnsweredHere | ReportedHere,
 ) -> tuple[m.DispatchReplied | m.TasksReported, list[bytes]]:
     """The message a record for our own owner stands for (a shell with no owner to hand it to
     sends it; a takeover keeps it as received)."""
     if isinstance(ins, AnsweredHere):
-        accepted = tuple(m.TaskAttempt(t, a) for t, a in ins.accepted)
-        refused = tuple(m.Refusal(t, a, why) for t, a, why in ins.refused)
-        reply = m.DispatchReplied(ins.run_id, accepted, refused, ins.free, ins.resource_version)
+        reply = dispatch_replied(
+            ins.run_id, ins.accepted, ins.refused, ins.free, ins.resource_version
+        )
         return reply, []
     return _reports_message(
         ins.run_id, ins.reports, ins.values, ins.outputs, ins.free, ins.resource_version
