@@ -11,6 +11,7 @@ from typing import Any
 
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.protocol import messages as m
+from handoffd.protocol.registry import maker
 from handoffd.store.store import ResultStore
 
 Key = tuple[str, str, int]  # run_id, task_id, attempt
@@ -124,13 +125,16 @@ class QueueOrder:
         return self.keys
 
 
+_task_report = maker(m.TaskReport)  # one per attempt that ends with a value (registry.maker)
+
+
 def done_report(
     task: Task, size: int, timing: tuple[int, float, float], duration: float
 ) -> m.TaskReport:
     """The report of an attempt that produced a value of ``size`` bytes; ``timing``: (worker pid,
     wall-clock start, end); ``duration``: seconds it ran in the worker."""
     pid, started, ended = timing
-    return m.TaskReport(
+    return _task_report(
         task.task_id,
         task.attempt,
         "DONE",
@@ -159,7 +163,7 @@ def failed(
     """The report of an attempt that ended without a value; ``timing``: (worker pid, wall-clock
     start, end) when it ran."""
     pid, started, ended = timing
-    return m.TaskReport(
+    return _task_report(
         task.task_id,
         task.attempt,
         "FAILED",
@@ -200,9 +204,7 @@ def with_frame(report: m.TaskReport, frame: int) -> m.TaskReport:
     """``report`` naming ``frame`` for its inline value. Positional: ``dataclasses.replace`` reads
     every field by name and takes keywords, ~1.7x the time (once per W1/W2 task sent)."""
     row = _REPORT_FIELDS(report)
-    build: Any = m.TaskReport  # (mypy cannot count the fields of a star-argument call)
-    report = build(*row[:_FRAME], frame, *row[_FRAME + 1 :])
-    return report
+    return _task_report(*row[:_FRAME], frame, *row[_FRAME + 1 :])
 
 
 def _reports_message(
@@ -234,15 +236,31 @@ def reported_here(
     )
 
 
+_task_attempt = maker(m.TaskAttempt)  # one per accepted task (registry.maker)
+
+
+def dispatch_replied(
+    run_id: str,
+    accepted: Sequence[tuple[str, int]],
+    refused: Sequence[tuple[str, int, str]],
+    free: dict[str, float],
+    version: int,
+) -> m.DispatchReplied:
+    """The answer to a dispatch from another node's owner (or what ``AnsweredHere`` stands for)."""
+    attempts = tuple(_task_attempt(t, a) for t, a in accepted)
+    refusals = tuple(m.Refusal(t, a, why) for t, a, why in refused)
+    return m.DispatchReplied(run_id, attempts, refusals, free, version)
+
+
 def here_message(
     ins: AnsweredHere | ReportedHere,
 ) -> tuple[m.DispatchReplied | m.TasksReported, list[bytes]]:
     """The message a record for our own owner stands for (a shell with no owner to hand it to
     sends it; a takeover keeps it as received)."""
     if isinstance(ins, AnsweredHere):
-        accepted = tuple(m.TaskAttempt(t, a) for t, a in ins.accepted)
-        refused = tuple(m.Refusal(t, a, why) for t, a, why in ins.refused)
-        reply = m.DispatchReplied(ins.run_id, accepted, refused, ins.free, ins.resource_version)
+        reply = dispatch_replied(
+            ins.run_id, ins.accepted, ins.refused, ins.free, ins.resource_version
+        )
         return reply, []
     return _reports_message(
         ins.run_id, ins.reports, ins.values, ins.outputs, ins.free, ins.resource_version

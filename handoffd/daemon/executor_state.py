@@ -82,6 +82,7 @@ from handoffd.daemon.executor_records import (
     Task,
     accepted_task,
     check_item,
+    dispatch_replied,
     done_report,
     failed,
     job_inputs,
@@ -320,13 +321,7 @@ class ExecutorState(Inputs):
                 AnsweredHere(msg.run_id, term, tuple(accepted), tuple(refused), free, version)
             )
             return
-        reply = m.DispatchReplied(
-            msg.run_id,
-            tuple(m.TaskAttempt(t, a) for t, a in accepted),
-            tuple(m.Refusal(t, a, why) for t, a, why in refused),
-            free,
-            version,
-        )
+        reply = dispatch_replied(msg.run_id, accepted, refused, free, version)
         self._send(msg.owner_address, reply, [], term)
 
     def _queue_refusal(self, cost: dict[str, float]) -> str:

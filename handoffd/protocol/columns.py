@@ -22,6 +22,7 @@ from handoffd.protocol.messages_columns import (
     ReportColumns,
     ReportFailure,
 )
+from handoffd.protocol.registry import maker
 
 _SWAP = sys.byteorder != "little"  # the wire is little-endian
 _SIZES = {"q": 8, "i": 4, "B": 1, "d": 8}
@@ -125,6 +126,11 @@ def split_frames(frame_sizes: bytes, frames: list[Any], what: str) -> list[Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+# Built once per task and per input of every dispatch a node receives (registry.maker).
+_input_ref = maker(m.InputRef)
+_dispatch_item = maker(m.DispatchItem)
+
+
 def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
     """The per-task form of ``msg`` (what the executor's state machine takes); ColumnError if
     any column disagrees with the others."""
@@ -165,10 +171,15 @@ def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
             if not -1 <= parent < j - at:
                 raise ColumnError(f"{name}.input_parents: {parent} is not an earlier input")
             k = holder_counts[j]
-            locations = tuple(addresses[h] for h in holders[held : held + k])
+            if k == 1:  # (most inputs: one holder, or none; no generator per input)
+                locations: tuple[str, ...] = (addresses[holders[held]],)
+            elif k:
+                locations = tuple(map(addresses.__getitem__, holders[held : held + k]))
+            else:
+                locations = ()
             held += k
             refs.append(
-                m.InputRef(
+                _input_ref(
                     INPUT_KINDS[input_kinds[j]],
                     msg.input_task_ids[j],
                     locations,
@@ -181,7 +192,7 @@ def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
         row = costs[i * len(kinds) : (i + 1) * len(kinds)]
         timeout = timeouts[i]
         items.append(
-            m.DispatchItem(
+            _dispatch_item(
                 msg.task_ids[i],
                 attempts[i],
                 {kind: q for kind, q in zip(kinds, row, strict=True) if q},

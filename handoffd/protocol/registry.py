@@ -6,7 +6,8 @@ at the end of ``messages``) registers its types without importing ``messages`` b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
@@ -40,4 +41,31 @@ def struct(cls: type[T]) -> type[T]:
     return cls
 
 
-__all__ = ["MESSAGES", "STRUCTS", "message", "struct"]
+def maker(cls: type[T]) -> Callable[..., T]:
+    """A constructor of ``cls`` (a frozen slotted dataclass without ``__post_init__`` or default
+    factories) with ``__init__``'s parameters, for code that builds one per task: it fills the slots through
+    their descriptors, where the frozen ``__init__`` goes through ``object.__setattr__`` per field
+    (about twice as long). The object is the same: equal, same hash."""
+    given = fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in given]
+    if hasattr(cls, "__post_init__") or any(
+        f.name.startswith("_") or f.default_factory is not MISSING for f in given
+    ):
+        raise TypeError(f"{cls.__name__}: no fast constructor (post-init, factories, _names)")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    params = []
+    for i, f in enumerate(given):  # a field's default is the same object as __init__'s
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default{i}"] = f.default
+            params.append(f"{f.name}=_default{i}")
+        namespace[f"_set{i}"] = getattr(cls, f.name).__set__
+    body = "".join(f"    _set{i}(_obj, {n})\n" for i, n in enumerate(names))
+    source = f"def make({', '.join(params)}):\n    _obj = _new(_cls)\n{body}    return _obj\n"
+    exec(source, namespace)  # noqa: S102 - field names of our own records only
+    make: Callable[..., T] = namespace["make"]
+    return make
+
+
+__all__ = ["MESSAGES", "STRUCTS", "maker", "message", "struct"]

@@ -10,6 +10,8 @@ it apart, in chunks (``daemon.replication_payloads``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import msgpack
@@ -557,7 +559,15 @@ def _task_data(t: SnapshotTask) -> dict[str, Any]:
 
 def attempt_row(a: Any) -> list[Any]:
     """An ``AttemptInfo`` as its row of fields (``scheduler.history.row_of``)."""
-    return [getattr(a, f) for f in a.__dataclass_fields__]
+    fields = _ROW_GETTERS.get(type(a))
+    if fields is None:  # one getter per class: a standby puts a row per task delta it keeps
+        names = list(a.__dataclass_fields__)
+        get = attrgetter(*names)  # (one name: the value itself, not a 1-tuple)
+        fields = _ROW_GETTERS[type(a)] = get if len(names) > 1 else lambda x: (get(x),)
+    return list(fields(a))
+
+
+_ROW_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
 
 
 def _attempt_info(row: Any) -> AttemptInfo:

@@ -1,0 +1,90 @@
+"""The executor's CPU per task in-process: DispatchColumns read back (columns.dispatch_items),
+ExecutorState admission/chains, each job's end, the report flush and its ReportColumns, as the
+shell does for a remote owner; no daemon, no worker, so an A/B holds under a loaded machine:
+
+    cd /tmp && CHECKOUT/.venv/bin/python COPY/bench/exec_cycle.py [inputs per task] [rounds]
+"""
+
+import statistics
+import sys
+import time
+
+from handoffd.daemon.executor_events import FLUSH, Dispatched, Execute, SendMessage, Soon
+from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import columns
+from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
+from handoffd.worker._records import Outcome
+from handoffd.worker.ledger import Ledger
+
+K = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+N, BATCH = 2000, 20
+
+
+def run_once(seed):
+    st = ExecutorState(
+        address="me:1",
+        ledger=Ledger({"cpu": 1.0}),
+        store=ResultStore(memory_limit=1 << 30),
+        inline_result_bytes=1024,
+    )
+    now = 0.0
+    soon = []
+    jobs = []
+    sent = 0
+
+    def drive(out):
+        nonlocal sent
+        for ins in out:
+            if isinstance(ins, Execute):
+                jobs.extend(ins.jobs)
+            elif isinstance(ins, Soon):
+                soon.append(ins.event)
+            elif isinstance(ins, SendMessage):
+                msg, frames = ins.msg, ins.frames
+                if type(msg) is m.TasksReported:
+                    sizes, frames = columns.join_frames(frames)
+                    columns.report_columns(msg, sizes)
+                    sent += len(msg.reports)
+                elif type(msg) is m.DispatchReplied:
+                    columns.replied_columns(msg)
+
+    for b in range(0, N, BATCH):
+        frames = [b"payload" * 20] + [b"v%d" % i for i in range(K)]
+        # inputs held here (in the store, one holder: this node), as most of W2's are
+        refs = tuple(m.InputRef("value", f"p{i}", ("me:1",), -1, "variadic", -1) for i in range(K))
+        for i in range(K):
+            st.store.put(f"r{seed}", f"p{i}", b"v%d" % i)
+        items = tuple(
+            m.DispatchItem(f"s{seed}t{b + i}", 1, {"cpu": 1.0}, "variadic", None, 0, refs, 0, 1.0)
+            for i in range(BATCH)
+        )
+        cols = columns.dispatch_columns(m.DispatchTasks(f"r{seed}", "owner:1", items, (), ()))
+        # (what the node's _route does with the received columns)
+        msg = columns.dispatch_items(cols)
+        drive(st.handle(Dispatched(msg, frames, 1), now))
+        while jobs or soon:
+            while soon:
+                drive(st.handle(soon.pop(0), now))
+            if jobs:
+                for job in jobs[:]:
+                    jobs.remove(job)
+                    drive(
+                        st.task_ended(
+                            Outcome(job.key, True, b"\x80\x05K\x01.", duration=1e-5, pid=1), now
+                        )
+                    )
+                drive(st.handle(FLUSH, now))
+    return sent
+
+
+per = []
+for r in range(ROUNDS):
+    t = time.process_time()
+    n = run_once(r)
+    per.append((time.process_time() - t) / N * 1e6)
+    assert n == N, n
+print(
+    f"inputs {K}: median {statistics.median(per):.2f} us/task, min {min(per):.2f}, rounds {ROUNDS}"
+)
