@@ -104,7 +104,6 @@ def merge_run(run: RunState, holdings: Mapping[str, Holdings]) -> RunState:
         run.state = "DONE"
     elif remaining and run.state == "DONE":
         run.state = "RUNNING"  # an unreleased output was lost: the run reopens
-    for rec in run.tasks.values():
-        rec.history = []
+    run.moves = hist.MoveLog()
     recount(run)
     return run
