@@ -27,11 +27,15 @@ cdef class MoveLog:
     cdef public list words
     cdef public dict word_ix
     cdef object _at
-    cdef object _cols
+    cdef object _code
+    cdef object _arg
+    cdef object _ref
     cdef double[:] at
-    cdef long long[:] cols
+    cdef long long[:] code
+    cdef long long[:] arg
+    cdef long long[:] ref
 
-    @cython.locals(n=Py_ssize_t, room=Py_ssize_t)
+    @cython.locals(n=Py_ssize_t, room=Py_ssize_t, arrays=list)
     cpdef _grow(self)
     cpdef Py_ssize_t word(self, object w)
     @cython.locals(i=Py_ssize_t)

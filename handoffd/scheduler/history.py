@@ -280,34 +280,39 @@ class MoveLog:
 
     A transition was a ``(time, old, new, cause)`` tuple in a list per task: per task a list, three
     tuples, three floats and two formatted causes, made on the loop and freed at release. Here a
-    transition is ``at[i]`` (the run's clock) and three ints ``cols[3i:3i+3]``: a code (the
-    task's ``order`` in its run, the cause's kind, old and new state), an argument (an attempt,
-    or the ``order`` of the input whose end readied the task) and an index into ``words`` (a node
-    name or a cause's text, each kept once). ``task_rows`` and ``by_task`` build the tuples the
-    queries always printed (the newest ``HISTORY_LIMIT`` per task)."""
+    transition is one entry of four arrays: ``at`` (the run's clock), ``code`` (the task's
+    ``order`` in its run, the cause's kind, old and new state), ``arg`` (an attempt, or the
+    ``order`` of the input whose end readied the task) and ``ref`` (an index into ``words``: a
+    node name or a cause's text, each kept once). ``rows``/``by_task`` build the tuples the
+    queries always printed (``task_rows``, ``by_task``: the newest ``HISTORY_LIMIT`` per task)."""
 
     def __init__(self) -> None:
         self.n = 0  # entries (the arrays have room for more)
-        self.room = 0
         self.words: list[Any] = []
         self.word_ix: dict[Any, int] = {}
+        self._grow()
 
     def _grow(self) -> None:
-        """Room for twice the entries (4 at first: a one-task run moves 3 times): entries are
-        written in place, so compiled, a transition is four C stores through typed memoryviews,
-        no object made. Two arrays, not one per column: each memoryview made is paid by every run,
-        a one-task run too."""
+        """Twice the room (8 entries at first): entries are written in place, so compiled, a
+        transition is four C stores (typed memoryviews over the arrays), no object made."""
         n = self.n
-        room = max(4, 2 * n)
-        at = array("d", bytes(8 * room))
-        cols = array("q", bytes(24 * room))  # code, arg, ref of each entry
+        room = max(8, 2 * n)
+        arrays: list[Any] = []
+        for kind in ("d", "q", "q", "q"):
+            arrays.append(array(kind, bytes(8 * room)))
         if n:
-            at[:n] = self._at[:n]
-            cols[: 3 * n] = self._cols[: 3 * n]
-        self._at: Any = at
-        self._cols: Any = cols
-        self.at: Any = at
-        self.cols: Any = cols
+            arrays[0][:n] = self._at[:n]
+            arrays[1][:n] = self._code[:n]
+            arrays[2][:n] = self._arg[:n]
+            arrays[3][:n] = self._ref[:n]
+        self._at: Any = arrays[0]
+        self._code: Any = arrays[1]
+        self._arg: Any = arrays[2]
+        self._ref: Any = arrays[3]
+        self.at: Any = arrays[0]
+        self.code: Any = arrays[1]
+        self.arg: Any = arrays[2]
+        self.ref: Any = arrays[3]
         self.room = room
 
     def __len__(self) -> int:
@@ -335,9 +340,9 @@ class MoveLog:
         if n == self.room:
             self._grow()
         self.at[n] = now
-        self.cols[3 * n] = code
-        self.cols[3 * n + 1] = arg
-        self.cols[3 * n + 2] = ref
+        self.code[n] = code
+        self.arg[n] = arg
+        self.ref[n] = ref
         self.n = n + 1
 
     def add_row(self, task: int, row: Sequence[Any]) -> None:
@@ -352,11 +357,11 @@ class MoveLog:
 
     def row(self, i: int, ordered: Sequence[Any]) -> tuple[Any, ...]:
         """Entry ``i`` as its ``(time, old, new, cause)`` row (``ordered``: the run's tasks)."""
-        code = self.cols[3 * i]
+        code = self.code[i]
         kind = (code >> 8) & 0xFF
         if kind == RAW:
-            return self.words[self.cols[3 * i + 2]]  # type: ignore[no-any-return]
-        cause = self.text(kind, self.cols[3 * i + 1], self.words[self.cols[3 * i + 2]], ordered)
+            return self.words[self.ref[i]]  # type: ignore[no-any-return]
+        cause = self.text(kind, self.arg[i], self.words[self.ref[i]], ordered)
         return (self.at[i], _STATES[(code >> 4) & 0xF], _STATES[code & 0xF], cause)
 
     def text(self, kind: int, arg: int, word: Any, ordered: Sequence[Any]) -> str:
@@ -373,7 +378,7 @@ class MoveLog:
         """Task ``task``'s transitions, oldest first (the newest ``HISTORY_LIMIT``)."""
         found = []
         for i in range(self.n):
-            if self.cols[3 * i] >> 16 == task:
+            if self.code[i] >> 16 == task:
                 found.append(i)
         out = []
         for i in found[-HISTORY_LIMIT:]:
@@ -388,7 +393,7 @@ class MoveLog:
         if since:
             last = [-1] * n
             for i in range(self.n):
-                last[self.cols[3 * i] >> 16] = i
+                last[self.code[i] >> 16] = i
             for k in range(n):
                 if last[k] >= 0 and self._time(last[k]) >= after:
                     found[k] = []
@@ -396,7 +401,7 @@ class MoveLog:
             for k in range(n):
                 found[k] = []
         for i in range(self.n):
-            entries = found[self.cols[3 * i] >> 16]
+            entries = found[self.code[i] >> 16]
             if entries is not None:
                 entries.append(i)
         for k in range(n):
@@ -409,8 +414,8 @@ class MoveLog:
         return found
 
     def _time(self, i: int) -> float:
-        if (self.cols[3 * i] >> 8) & 0xFF == RAW:
-            return float(self.words[self.cols[3 * i + 2]][0])
+        if (self.code[i] >> 8) & 0xFF == RAW:
+            return float(self.words[self.ref[i]][0])
         return self.at[i]
 
 
