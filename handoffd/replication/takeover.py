@@ -104,6 +104,7 @@ def merge_run(run: RunState, holdings: Mapping[str, Holdings]) -> RunState:
         run.state = "DONE"
     elif remaining and run.state == "DONE":
         run.state = "RUNNING"  # an unreleased output was lost: the run reopens
-    run.moves = hist.MoveLog()
+    for rec in run.tasks.values():
+        rec.history = []
     recount(run)
     return run

@@ -16,7 +16,6 @@ Pure: no clock, no I/O.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -264,161 +263,6 @@ def restore(rows_: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [row_of(r) for r in rows_][-ATTEMPTS_LIMIT:]
 
 
-# -- a run's task transitions -----------------------------------------------------------------
-
-#: Transitions kept per task (the newest ones), as a task's list of rows was bounded.
-HISTORY_LIMIT = 64
-_STATES = ("PENDING", "READY", "ASSIGNED", "RUNNING", "DONE", "FAILED", "CANCELLED")
-_STATE_CODE = {s: i for i, s in enumerate(_STATES)}
-#: How a transition's cause is kept (``MoveLog.add``'s ``kind``): the text itself (a word), or
-#: the parts of the three causes every task has, formatted only when someone asks.
-BY_TEXT, DISPATCHED_TO, SUCCEEDED_ON, INPUTS_READY, RAW = 0, 1, 2, 3, 4
-
-
-class MoveLog:
-    """Every task transition of a run, as columns (a C class when compiled, history.pxd).
-
-    A transition was a ``(time, old, new, cause)`` tuple in a list per task: per task a list, three
-    tuples, three floats and two formatted causes, made on the loop and freed at release. Here a
-    transition is one entry of four arrays: ``at`` (the run's clock), ``code`` (the task's
-    ``order`` in its run, the cause's kind, old and new state), ``arg`` (an attempt, or the
-    ``order`` of the input whose end readied the task) and ``ref`` (an index into ``words``: a
-    node name or a cause's text, each kept once). ``rows``/``by_task`` build the tuples the
-    queries always printed (``task_rows``, ``by_task``: the newest ``HISTORY_LIMIT`` per task)."""
-
-    def __init__(self) -> None:
-        self.n = 0  # entries (the arrays have room for more)
-        self.words: list[Any] = []
-        self.word_ix: dict[Any, int] = {}
-        self._grow()
-
-    def _grow(self) -> None:
-        """Twice the room (8 entries at first): entries are written in place, so compiled, a
-        transition is four C stores (typed memoryviews over the arrays), no object made."""
-        n = self.n
-        room = max(8, 2 * n)
-        arrays: list[Any] = []
-        for kind in ("d", "q", "q", "q"):
-            arrays.append(array(kind, bytes(8 * room)))
-        if n:
-            arrays[0][:n] = self._at[:n]
-            arrays[1][:n] = self._code[:n]
-            arrays[2][:n] = self._arg[:n]
-            arrays[3][:n] = self._ref[:n]
-        self._at: Any = arrays[0]
-        self._code: Any = arrays[1]
-        self._arg: Any = arrays[2]
-        self._ref: Any = arrays[3]
-        self.at: Any = arrays[0]
-        self.code: Any = arrays[1]
-        self.arg: Any = arrays[2]
-        self.ref: Any = arrays[3]
-        self.room = room
-
-    def __len__(self) -> int:
-        return self.n
-
-    def word(self, w: Any) -> int:
-        i = self.word_ix.get(w, -1)
-        if i < 0:
-            i = len(self.words)
-            self.words.append(w)
-            self.word_ix[w] = i
-        return i
-
-    def add(
-        self, task: int, old: str, new: str, now: float, kind: int, arg: int, word: Any
-    ) -> None:
-        """Task ``task`` (its ``order``) went ``old`` -> ``new`` at ``now``."""
-        i = self.word_ix.get(word, -1)
-        if i < 0:
-            i = self.word(word)
-        self._put(now, task << 16 | kind << 8 | _STATE_CODE[old] << 4 | _STATE_CODE[new], arg, i)
-
-    def _put(self, now: float, code: int, arg: int, ref: int) -> None:
-        n = self.n
-        if n == self.room:
-            self._grow()
-        self.at[n] = now
-        self.code[n] = code
-        self.arg[n] = arg
-        self.ref[n] = ref
-        self.n = n + 1
-
-    def add_row(self, task: int, row: Sequence[Any]) -> None:
-        """A row as it came (a snapshot's): kept as its parts when they are a transition's
-        types, else whole, so it reads back equal."""
-        t, old, new, cause = row[0], row[1], row[2], row[3]
-        if type(t) is float and type(cause) is str and old in _STATE_CODE and new in _STATE_CODE:
-            self.add(task, old, new, t, BY_TEXT, 0, cause)
-        else:
-            self.words.append((t, old, new, cause))
-            self._put(0.0, task << 16 | RAW << 8, 0, len(self.words) - 1)
-
-    def row(self, i: int, ordered: Sequence[Any]) -> tuple[Any, ...]:
-        """Entry ``i`` as its ``(time, old, new, cause)`` row (``ordered``: the run's tasks)."""
-        code = self.code[i]
-        kind = (code >> 8) & 0xFF
-        if kind == RAW:
-            return self.words[self.ref[i]]  # type: ignore[no-any-return]
-        cause = self.text(kind, self.arg[i], self.words[self.ref[i]], ordered)
-        return (self.at[i], _STATES[(code >> 4) & 0xF], _STATES[code & 0xF], cause)
-
-    def text(self, kind: int, arg: int, word: Any, ordered: Sequence[Any]) -> str:
-        """The text of a cause kept as ``add``'s ``kind``, ``arg`` and ``word``."""
-        if kind == BY_TEXT:
-            return word  # type: ignore[no-any-return]
-        if kind == DISPATCHED_TO:
-            return f"dispatched to {word} attempt {arg}"
-        if kind == SUCCEEDED_ON:
-            return f"succeeded on {word} attempt {arg}"
-        return f"inputs ready ({ordered[arg].id} done)"
-
-    def task_rows(self, task: int, ordered: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Task ``task``'s transitions, oldest first (the newest ``HISTORY_LIMIT``)."""
-        found = []
-        for i in range(self.n):
-            if self.code[i] >> 16 == task:
-                found.append(i)
-        out = []
-        for i in found[-HISTORY_LIMIT:]:
-            out.append(self.row(i, ordered))
-        return out
-
-    def by_task(self, ordered: Sequence[Any], since: bool = False, after: float = 0.0) -> list[Any]:
-        """Each task's ``task_rows`` by its ``order``, in one walk; with ``since``, None for a task
-        with no transition at or after ``after`` (the run's clock)."""
-        n = len(ordered)
-        found: list[Any] = [None] * n
-        if since:
-            last = [-1] * n
-            for i in range(self.n):
-                last[self.code[i] >> 16] = i
-            for k in range(n):
-                if last[k] >= 0 and self._time(last[k]) >= after:
-                    found[k] = []
-        else:
-            for k in range(n):
-                found[k] = []
-        for i in range(self.n):
-            entries = found[self.code[i] >> 16]
-            if entries is not None:
-                entries.append(i)
-        for k in range(n):
-            entries = found[k]
-            if entries:
-                rows = []
-                for i in entries[-HISTORY_LIMIT:]:
-                    rows.append(self.row(i, ordered))
-                found[k] = rows
-        return found
-
-    def _time(self, i: int) -> float:
-        if (self.code[i] >> 8) & 0xFF == RAW:
-            return float(self.words[self.ref[i]][0])
-        return self.at[i]
-
-
 # -- what the client is shown ------------------------------------------------------------------
 
 #: A frozen task history: (task id, state, node, attempt rows, transitions, deps)
@@ -455,33 +299,18 @@ def freeze(
 
 
 def freeze_all(
-    tasks: Any,
-    deps: Any,
-    wall_offset: Any,
-    since: float = 0.0,
-    brief: bool = False,
-    log: MoveLog | None = None,
-    ordered: Any = None,
+    tasks: Any, deps: Any, wall_offset: Any, since: float = 0.0, brief: bool = False
 ) -> tuple[Frozen, ...]:
     """``freeze`` of each task of ``tasks`` (task id -> record with ``state``, ``node``,
-    ``attempts``, ``order``; ``deps``: task id -> its dependencies), in order: with ``since``
-    (wall clock) only of tasks that moved since; ``brief``: without their transitions. The
-    transitions are ``log``'s (the run's, ``ordered``: its tasks by ``order``), else each record's
-    ``history`` (rows). One compiled loop: a released run freezes all its tasks at once."""
+    ``attempts``, ``history``; ``deps``: task id -> its dependencies), in order: with ``since``
+    (wall clock) only of tasks that moved since; ``brief``: without their transitions. One
+    compiled loop: a released run freezes all its tasks at once."""
     after = since - wall_offset  # in the run's own clock
-    by_order = None
-    if log is not None and (since or not brief):  # (brief, all tasks: no transition is read)
-        by_order = log.by_task(ordered, bool(since), after)
     out = []
     for task_id, rec in tasks.items():
-        if log is not None:
-            moves = by_order[rec.order] if by_order is not None else []
-            if moves is None:
-                continue
-        else:
-            moves = rec.history
-            if since and not (moves and moves[-1][0] >= after):
-                continue
+        moves = rec.history
+        if since and not (moves and moves[-1][0] >= after):
+            continue
         frozen = freeze(
             task_id,
             rec.state,

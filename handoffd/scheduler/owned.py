@@ -42,9 +42,7 @@ class RunHistory:
 def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHistory:
     """Every task's history; with ``since`` (wall clock) only of tasks that moved since; ``brief``:
     without their transitions."""
-    tasks = history.freeze_all(
-        run.tasks, run.effective_deps, run.wall_offset, since, brief, run.moves, run.ordered
-    )
+    tasks = history.freeze_all(run.tasks, run.effective_deps, run.wall_offset, since, brief)
     return RunHistory(run.state, run.term, run.submitted, run.finished, tasks, len(run.tasks))
 
 

@@ -68,8 +68,7 @@ class OwnerQueries(MoveListener):
         return dict(self._view.outstanding.get(node, {}))
 
     def history(self, run_id: str, task_id: str) -> list[tuple[float, str, str, str]]:
-        run = self._owned.live[run_id]
-        return run.history(run.tasks[task_id])
+        return list(self._owned.live[run_id].tasks[task_id].history)
 
     def snapshot(self, run_id: str) -> dict[str, Any]:
         """The run as plain data, for standby owners."""

@@ -5,8 +5,6 @@
 
 cimport cython
 
-from handoffd.scheduler.history cimport MoveLog
-
 
 cdef class TaskRecord:
     cdef public object spec
@@ -24,6 +22,7 @@ cdef class TaskRecord:
     cdef public tuple locations
     cdef public bint delayed
     cdef public tuple last_error
+    cdef public list history
     cdef public list attempts
     cdef public Py_ssize_t order
     cdef public bint queued
@@ -76,21 +75,17 @@ cdef class RunState:
     cdef public dict placed
     cdef public str end_reason
     cdef public Py_ssize_t closing
-    cdef public MoveLog moves
     cdef object __weakref__  # (tests check a released run is freed)
 
     cpdef object pin_of(self, str task_id)
-    cpdef list history(self, TaskRecord rec)
+    @cython.locals(old=str, c=object, dep=object)
     cpdef move(self, TaskRecord rec, str new, double now, str cause, bint delayed=*)
-    @cython.locals(old=str, c=object, dep=object, cause=str)
-    cpdef _move(self, TaskRecord rec, str new, double now, int kind, long long arg, object word, bint delayed=*)
     @cython.locals(d=str, drec=TaskRecord)
     cpdef bint inputs_ready(self, str task_id)
     @cython.locals(d=str)
     cpdef bint _inputs_done(self, str task_id)
-    cpdef list make_ready(self, TaskRecord rec, double now, str cause, bint delayed=*)
     @cython.locals(deps=list, drec=TaskRecord, target=str, cancels=list)
-    cpdef list _ready(self, TaskRecord rec, double now, int kind, long long arg, object word, bint delayed=*)
+    cpdef list make_ready(self, TaskRecord rec, double now, str cause, bint delayed=*)
     cpdef assign(self, TaskRecord rec, str node, double now)
     @cython.locals(crec=TaskRecord, cancels=list)
     cpdef list succeeded(self, TaskRecord rec, str node, object size, object value, double now)

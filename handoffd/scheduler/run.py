@@ -3,7 +3,7 @@
 """One run's task states and the task state machine (section 3.5 of DESIGN.md).
 
 Design (distributed's worker_state_machine): every task state change goes through ``RunState.move``,
-which checks the one table of legal moves (``TRANSITIONS``), appends to the run's history and tells a
+which checks the one table of legal moves (``TRANSITIONS``), appends to the task's history and tells a
 listener (the owner keeps its books on each node's outstanding demand and its ready queue in step with
 it). An illegal move raises ``InvalidTransition`` carrying the task's history. Nothing here does I/O or
 reads a clock: ``now`` is an argument and only ends up in histories.
@@ -51,7 +51,7 @@ from handoffd.spec import RunOptions, TaskSpec
 
 #: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
 EXTRA_LOSSES = 20
-HISTORY_LIMIT = hist.HISTORY_LIMIT
+HISTORY_LIMIT = 64
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
@@ -81,6 +81,7 @@ class TaskRecord:
         "locations",
         "delayed",
         "last_error",
+        "history",
         "attempts",
         "order",
         "queued",
@@ -116,6 +117,7 @@ class TaskRecord:
         self.locations: tuple[str, ...] = ()
         self.delayed = False  # READY but held back (retry backoff or refused dispatch)
         self.last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
+        self.history: list[tuple[float, str, str, str]] = []
         self.attempts: list[tuple[Any, ...]] = []  # rows of atoms: see scheduler.history
         # The owner's ready queue (``ready.ReadyQueue``): the index of this record in
         # ``RunState.ordered`` (the run's placement order), whether it is queued, whether its
@@ -232,8 +234,6 @@ class RunState:
         # closed yet (``close``; ``len(ordered)``: none left, as in a run that has not ended).
         self.end_reason = ""
         self.closing = len(self.ordered)
-        # Every task's transitions, as columns (``history.MoveLog``; ``history`` reads a task's).
-        self.moves = hist.MoveLog()
 
     def group_cost(
         self, task_id: str, states: tuple[str, ...] = (PENDING, READY)
@@ -263,42 +263,23 @@ class RunState:
 
     # -- moves ---------------------------------------------------------------------------------
 
-    def history(self, rec: TaskRecord) -> list[tuple[Any, ...]]:
-        """``rec``'s transitions, ``(time, old, new, cause)``, oldest first (the newest
-        ``HISTORY_LIMIT``)."""
-        return self.moves.task_rows(rec.order, self.ordered)
-
     def move(
         self, rec: TaskRecord, new: str, now: float, cause: str, delayed: bool = False
     ) -> None:
-        self._move(rec, new, now, hist.BY_TEXT, 0, cause, delayed)
-
-    def _move(
-        self,
-        rec: TaskRecord,
-        new: str,
-        now: float,
-        kind: int,
-        arg: int,
-        word: Any,
-        delayed: bool = False,
-    ) -> None:
-        """``move`` with its cause as ``MoveLog.add`` keeps it (``word``: a node's name or the
-        cause's text): the per-task causes are formatted only when a history is read."""
         old = rec.state
         if new not in TRANSITIONS[old]:
-            raise InvalidTransition(self.run_id, rec.id, old, new, self.history(rec))
+            raise InvalidTransition(self.run_id, rec.id, old, new, rec.history)
         rec.state = new
         rec.delayed = delayed and new == READY
         self.tally[old] -= 1
         self.tally[new] += 1
-        self.moves.add(rec.order, old, new, now, kind, arg, word)
+        rec.history.append((now, old, new, cause))
+        if len(rec.history) > HISTORY_LIMIT:
+            del rec.history[: len(rec.history) - HISTORY_LIMIT]
         c = self.counters
         if c is not None:
             c[new] += 1
         if old in ACTIVE or new == RUNNING:
-            # (an attempt that ends keeps its cause's text; a start reads none)
-            cause = self.moves.text(kind, arg, word, self.ordered) if old in ACTIVE else ""
             hist.moved(rec.attempts, rec.attempt, rec.node, old, new, now + self.wall_offset, cause)
             if c is not None and old in ACTIVE and new in (READY, PENDING):
                 c["retried" if rec.delayed else "lost"] += 1
@@ -359,12 +340,6 @@ class RunState:
 
         Returns the (node, task_id, attempt) dispatches to cancel as a side effect.
         """
-        return self._ready(rec, now, hist.BY_TEXT, 0, cause, delayed)
-
-    def _ready(
-        self, rec: TaskRecord, now: float, kind: int, arg: int, word: Any, delayed: bool = False
-    ) -> list[tuple[str, str, int]]:
-        """``make_ready`` with its cause as ``_move`` takes it."""
         deps = [self.tasks[d] for d in self.effective_deps[rec.id]]
         target = READY
         for drec in deps:
@@ -372,7 +347,7 @@ class RunState:
                 target = PENDING
                 break
         if rec.state != target:
-            self._move(rec, target, now, kind, arg, word, delayed)
+            self.move(rec, target, now, cause, delayed=delayed)
         cancels: list[tuple[str, str, int]] = []
         for drec in deps:
             if drec.state == DONE and not drec.has_copy():
@@ -389,7 +364,7 @@ class RunState:
         hist.opened(rec.attempts, rec.attempt, node, now + self.wall_offset)
         if self.counters is not None:
             self.counters[self._policy_key] += 1
-        self._move(rec, ASSIGNED, now, hist.DISPATCHED_TO, rec.attempt, node)
+        self.move(rec, ASSIGNED, now, f"dispatched to {node} attempt {rec.attempt}")
 
     def succeeded(
         self, rec: TaskRecord, node: str, size: int, value: bytes | None, now: float
@@ -398,14 +373,14 @@ class RunState:
         rec.value = value
         rec.locations = (node,)
         rec.completions += 1
-        self._move(rec, DONE, now, hist.SUCCEEDED_ON, rec.attempt, node)
+        self.move(rec, DONE, now, f"succeeded on {node} attempt {rec.attempt}")
         if self.options.outputs is not None:  # (else every task is an output: nothing is freed)
             self._free_unneeded(rec)
         cancels: list[tuple[str, str, int]] = []
         for consumer in self.consumers[rec.id]:
             crec = self.tasks[consumer]
             if crec.state == PENDING and self._inputs_done(consumer):
-                cancels.extend(self._ready(crec, now, hist.INPUTS_READY, rec.order, None))
+                cancels.extend(self.make_ready(crec, now, f"inputs ready ({rec.id} done)"))
         if self.remaining == 0 and self.state == RUN_RUNNING:
             self.state = RUN_DONE
             self.finished = now + self.wall_offset
@@ -477,7 +452,6 @@ class RunState:
         reason = self.end_reason
         c = self.counters
         tally = self.tally
-        moves = self.moves
         for at in range(self.closing, stop):
             rec = ordered[at]
             old = rec.state
@@ -494,7 +468,9 @@ class RunState:
             # listener call and log row held the loop for 200,000 tasks.
             rec.state = CANCELLED
             rec.delayed = False
-            moves.add(rec.order, old, CANCELLED, now, hist.BY_TEXT, 0, reason)
+            rec.history.append((now, old, CANCELLED, reason))
+            if len(rec.history) > HISTORY_LIMIT:
+                del rec.history[: len(rec.history) - HISTORY_LIMIT]
             tally[old] -= 1
             tally[CANCELLED] += 1
             if c is not None:

@@ -51,7 +51,7 @@ def validate_run(run: Any) -> None:
         return
     for rec in run.tasks.values():
         deps = [run.tasks[d] for d in run.effective_deps[rec.id]]
-        tag = _Tag(where, run, rec)
+        tag = f"{where} task {rec.id!r} ({rec.state}) history={rec.history}"
         assert rec.state not in TERMINAL, f"{tag}: terminal in a live run"
         if rec.state in (READY, ASSIGNED):
             assert all(d.state == DONE and d.has_copy() for d in deps), f"{tag}: inputs not ready"
@@ -69,18 +69,3 @@ def validate_run(run: Any) -> None:
                 assert not run._needed(rec), f"{tag}: needed result has no copy"
         if rec.state != READY:
             assert not rec.delayed, f"{tag}: delayed outside READY"
-
-
-class _Tag:
-    """A task's name in a failed check, its history read only when the message is formatted
-    (reading one task's history walks the run's whole ``MoveLog``)."""
-
-    def __init__(self, where: str, run: Any, rec: Any) -> None:
-        self.where, self.run, self.rec = where, run, rec
-
-    def __format__(self, spec: str) -> str:
-        rec = self.rec
-        return f"{self.where} task {rec.id!r} ({rec.state}) history={self.run.history(rec)}"
-
-    def __str__(self) -> str:
-        return self.__format__("")

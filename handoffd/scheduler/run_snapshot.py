@@ -22,7 +22,6 @@ from handoffd.spec import RunOptions
 def snapshot(run: Any, history: bool = True) -> dict[str, Any]:
     """``RunState.snapshot``."""
     o = run.options
-    moves = run.moves.by_task(run.ordered) if history else None  # (each task's, one walk)
     return {
         "run_id": run.run_id,
         "seq": run.seq,
@@ -55,7 +54,7 @@ def snapshot(run: Any, history: bool = True) -> dict[str, Any]:
                 "locations": sorted(r.locations),
                 "delayed": r.delayed,
                 "last_error": list(r.last_error),
-                "history": [list(h) for h in moves[r.order]] if moves is not None else [],
+                "history": [list(h) for h in r.history] if history else [],
                 "attempts": hist.rows(r.attempts),
             }
             for tid, r in run.tasks.items()
@@ -95,8 +94,7 @@ def restore(
         rec.locations = tuple(sorted(set(t["locations"])))
         rec.delayed = t["delayed"]
         rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
-        for h in t["history"]:
-            run.moves.add_row(rec.order, h)
+        rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
         rec.attempts = hist.restore(t.get("attempts", ()))
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             let_go()  # (a takeover builds a big run in a thread: as in RunState.__init__)

@@ -88,7 +88,7 @@ def test_rebuild_frees_the_replicas_data_in_pieces(
     run = replication_rebuild._rebuilt(replica, None)
     assert len(_FREED) == n
     assert all(count <= piece for count in _pieces().values())
-    assert [run.history(r) for r in run.ordered] == [[(1.0, "PENDING", "", 0)]] * n
+    assert [r.history for r in run.ordered] == [[(1.0, "PENDING", "", 0)]] * n
     expected = RunState.from_snapshot(decode_run(replica.snapshot))
     assert [(r.id, r.state, r.order) for r in run.ordered] == [
         (r.id, r.state, r.order) for r in expected.ordered

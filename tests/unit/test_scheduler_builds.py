@@ -167,7 +167,7 @@ def test_an_illegal_move_raises_in_both_builds(module: ModuleType) -> None:
     with pytest.raises(module.InvalidTransition) as err:
         run.move(rec, "DONE", 1.0, "skipped ahead")
     assert "illegal move PENDING -> DONE" in str(err.value)
-    assert rec.state == "PENDING" and run.history(rec) == []
+    assert rec.state == "PENDING" and rec.history == []
 
 
 # -- ready.py: the ready queue ---------------------------------------------------------------------

@@ -598,7 +598,7 @@ class OwnerMachine(RuleBasedStateMachine):
             assert not missing, f"outputs {run_id}/{missing} have no copy after being asked for"
             if run_id not in self.taken_over:
                 for rec in run.tasks.values():
-                    moves = [h[1:3] for h in run.history(rec)]
+                    moves = [h[1:3] for h in rec.history]
                     lost = moves.count(("DONE", "PENDING")) + moves.count(("DONE", "READY"))
                     accepted = sum(1 for m in moves if m[1] == "DONE")
                     assert accepted == 1 + lost, (run_id, rec.id, moves)

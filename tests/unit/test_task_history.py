@@ -55,7 +55,7 @@ def test_attempts_follow_dispatch_failure_loss_and_success() -> None:
     assert first.dispatched == 1001.0 and "retry" in first.cause
     assert (lost.dispatched, lost.ended) == (1003.0, 1004.0) and "lost" in lost.cause
     assert done.ended == 1006.0 and run.submitted == 1000.0
-    frozen = history.freeze(a.id, a.state, a.node, a.attempts, run.history(a), run.wall_offset)
+    frozen = history.freeze(a.id, a.state, a.node, a.attempts, a.history, run.wall_offset)
     doc = history.summary(frozen)
     assert doc["attempts"] == 3 and doc["error"]["type"] == "ValueError"
     assert doc["started"] == 1005.0 and doc["finished"] == 1006.0 and doc["duration_s"] == 1.0
