@@ -103,6 +103,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the client's calls")
     parser.add_argument("--sort", default="tottime", help="--profile's order (pstats key)")
     parser.add_argument("--top", type=int, default=30, help="--profile's lines")
+    parser.add_argument(
+        "--stamps",
+        action="store_true",
+        help="split the client's wall time per call (before the send, the wait, after the "
+        "reply) and count replies already readable when it came to wait (bench/_client_stamps)",
+    )
     parser.add_argument("--owner-profile", default="", help="cProfile the owner daemon into FILE")
     parser.add_argument("--owner-wrap", default="", help="run the owner daemon under this command")
     parser.add_argument(
@@ -140,16 +146,26 @@ def main() -> None:
     runner.start()
     daemons = {"d0 (owner)": runner.d0.pid, "d1": runner.d1.pid}
     client: Any = runner.client
+    stamps = None
+    if args.stamps:
+        from _client_stamps import ClientStamps
+
+        stamps = ClientStamps()
 
     def call(i: int) -> float:
         dag = handoffd.DAG().add_function(handoffd.Function(id="one", code=noop, extra_args=[i]))
         t0 = time.perf_counter()
-        assert client.execute(dag) == {"one": i}
+        if stamps is None:
+            assert client.execute(dag) == {"one": i}
+        else:
+            assert stamps.call(lambda: client.execute(dag)) == {"one": i}
         return time.perf_counter() - t0
 
     try:
         for i in range(args.warm):
             call(i)
+        if stamps is not None:
+            stamps.reset()
         # What the processes spend with no call running (membership, timers), per second: it is
         # taken off the calls' figures in proportion to their wall time.
         idle0 = _reading(daemons)
@@ -197,6 +213,8 @@ def main() -> None:
         print(f"  {name:18s} {us:8.1f}")
     print(f"  {'total':18s} {total:8.1f}")
     print(f"voluntary switches per call {switches:.2f}; wall {wall}")
+    if stamps is not None:
+        print(stamps.report())
     if args.json:
         with open(args.json, "a") as f:
             line = {"load": load0, "cpu_us": per, "total_us": total, "switches": switches}
