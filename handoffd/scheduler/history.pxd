@@ -20,3 +20,7 @@ cpdef moved(list attempts, object attempt, object node, object old, object new, 
 cpdef settled(list attempts, object state, object attempt, object found_on)
 cpdef tuple freeze(object task_id, object state, object node, object attempts, object history, object wall_offset, object deps=*)
 cpdef tuple freeze_all(object tasks, object deps, object wall_offset, double since=*, bint brief=*)
+@cython.locals(out=list)
+cpdef tuple keep(object tasks, object deps)
+@cython.locals(out=list, k=tuple, moves=tuple)
+cpdef tuple thaw(tuple kept, double wall_offset, double since=*, bint brief=*)

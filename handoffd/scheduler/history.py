@@ -8,8 +8,9 @@ what only the executing node knows (worker pid, start and end, bytes in) from th
 (``observe``). Times are wall-clock seconds (the scheduler's monotonic ``now`` plus the run's
 ``wall_offset``), so an attempt's times mean the same on a standby that takes the run over. Closed
 attempts travel to the standbys with the task's log delta (a row is the wire form of
-``AttemptInfo``; ``row_of`` checks one that arrives) and survive a takeover. When the run is released its records are dropped and only
-``freeze``'s compact tuples are kept until the run is forgotten.
+``AttemptInfo``; ``row_of`` checks one that arrives) and survive a takeover. When the run is released
+its records are dropped and only ``keep``'s compact tuples are kept until the run is forgotten
+(``thaw`` gives them the shape of ``freeze`` when asked).
 
 Pure: no clock, no I/O.
 """
@@ -321,6 +322,45 @@ def freeze_all(
             deps[task_id],
         )
         out.append(frozen)
+    return tuple(out)
+
+
+#: What a released run keeps of a task until asked (``keep``): (task id, state, node, attempt rows,
+#: transitions in the run's own clock, deps), the transitions not yet shifted to the wall clock.
+Kept = Frozen
+
+
+def keep(tasks: Any, deps: Any) -> tuple[Kept, ...]:
+    """What a released run keeps of each task of ``tasks`` (as ``freeze_all``'s), built from what
+    its record holds without rebuilding each transition: shifting them to the wall clock made
+    release cost a tuple and a float per transition of every task, for histories rarely asked for
+    (``thaw`` does it on a query). The same bytes as ``freeze``'s form, the same untracked tuples."""
+    out = []
+    for task_id, rec in tasks.items():
+        out.append(
+            (
+                task_id,
+                rec.state,
+                rec.node or "",
+                tuple(rec.attempts),
+                tuple(rec.history),
+                tuple(deps[task_id]),
+            )
+        )
+    return tuple(out)
+
+
+def thaw(
+    kept: tuple[Kept, ...], wall_offset: float, since: float = 0.0, brief: bool = False
+) -> tuple[Frozen, ...]:
+    """``keep``'s tasks as ``freeze_all`` gives them (with ``since``, wall clock: those that moved
+    since; ``brief``: without their transitions)."""
+    out = []
+    for k in kept:
+        moves = k[4]
+        if since and not (moves and moves[-1][0] + wall_offset >= since):
+            continue
+        out.append(freeze(k[0], k[1], k[2], k[3], () if brief else moves, wall_offset, k[5]))
     return tuple(out)
 
 

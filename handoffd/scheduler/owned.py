@@ -46,12 +46,31 @@ def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHis
     return RunHistory(run.state, run.term, run.submitted, run.finished, tasks, len(run.tasks))
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """A released run's task histories as ``history.keep`` left them, shifted to the wall clock
+    only when asked (``history.thaw``)."""
+
+    state: str
+    term: int
+    submitted: float
+    finished: float
+    wall_offset: float
+    tasks: tuple[history.Kept, ...]
+
+    def history(self, since: float = 0.0, brief: bool = False) -> RunHistory:
+        tasks = history.thaw(self.tasks, self.wall_offset, since, brief)
+        return RunHistory(
+            self.state, self.term, self.submitted, self.finished, tasks, len(self.tasks)
+        )
+
+
 class OwnedRuns:
     def __init__(self) -> None:
         self.live: dict[str, RunState] = {}  # the scheduler reads it; only this part changes it
         # Released runs: their task records, specs and payloads are dropped at release.
         self._released: dict[str, OwnedRunStatus] = {}
-        self._histories: dict[str, RunHistory] = {}  # released runs' task histories (issue 16)
+        self._histories: dict[str, _Kept] = {}  # released runs' task histories (issue 16)
         self._seq = 0
 
     def __contains__(self, run_id: str) -> bool:
@@ -71,7 +90,14 @@ class OwnedRuns:
         (no copies, nothing recomputed), and during a busy minute they were tens of thousands of
         records that every full garbage collection scanned."""
         self._released[run.run_id] = status_of(run)
-        self._histories[run.run_id] = history_of(run)
+        self._histories[run.run_id] = _Kept(
+            run.state,
+            run.term,
+            run.submitted,
+            run.finished,
+            run.wall_offset,
+            history.keep(run.tasks, run.effective_deps),
+        )
         del self.live[run.run_id]
 
     def pop(self, run_id: str) -> RunState | None:
@@ -117,10 +143,7 @@ class OwnedRuns:
         if run is not None:
             return history_of(run, since, brief)
         h = self._histories.get(run_id)
-        if h is None or not since:
-            return h
-        moved = tuple(t for t in h.tasks if t[4] and t[4][-1][0] >= since)
-        return RunHistory(h.state, h.term, h.submitted, h.finished, moved, h.total)
+        return h.history(since, brief) if h is not None else None
 
     def term_of(self, run_id: str) -> int | None:
         run = self.live.get(run_id)

@@ -1,0 +1,107 @@
+"""A released run keeps its task histories as ``history.keep`` leaves them (transitions in the
+run's own clock) and shifts them to the wall clock only when asked (``history.thaw``): what a
+query answers must be what it answered before the release, however long after it is asked."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import random
+import weakref
+from types import ModuleType
+from typing import Any
+
+import pytest
+from scheduler_harness import Cluster, spec
+from test_history_golden import _pure_run, _specs
+from test_scheduler_builds import pure_build
+
+from handoffd.scheduler import events as ev
+from handoffd.spec import RunOptions
+
+_HISTORY = {
+    "compiled": importlib.import_module("handoffd.scheduler.history"),
+    "pure": pure_build("history"),
+}
+
+
+def _drive(module: ModuleType, seed: int) -> Any:
+    """A seeded run with retries, starts and node losses (as the golden test's, shorter)."""
+    rng = random.Random(seed)
+    run = module.RunState("r", _specs(rng), RunOptions(max_retries=2))
+    run.wall_offset = 1000.0
+    now = 0.0
+    run.start(now)
+    for _ in range(120):
+        now += rng.choice((0.25, 0.5, 1.0))
+        rec = rng.choice(run.ordered)
+        roll = rng.random()
+        if run.state != "RUNNING":
+            break
+        if rec.state == "READY":
+            run.assign(rec, rng.choice(("n1", "n2")), now)
+        elif rec.state == "ASSIGNED" and roll < 0.4:
+            run.move(rec, "RUNNING", now, f"started on {rec.node}")
+        elif rec.state in ("ASSIGNED", "RUNNING"):
+            if roll < 0.6:
+                run.succeeded(rec, rec.node, 7, None, now)
+            elif roll < 0.8:
+                rec.failures += 1
+                run.make_ready(rec, now, f"error on {rec.node}: retry {rec.failures}", True)
+            else:
+                run.node_lost(rec.node, now)
+    return run, now
+
+
+@pytest.mark.parametrize("build", ["compiled", "pure"])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_kept_histories_thaw_to_what_freeze_gives(build: str, seed: int) -> None:
+    hist = _HISTORY[build]
+    module = (
+        importlib.import_module("handoffd.scheduler.run") if build == "compiled" else _pure_run()
+    )
+    run, now = _drive(module, seed)
+    kept = hist.keep(run.tasks, run.effective_deps)
+    for since in (0.0, 1000.0 + now / 3, 1000.0 + now / 2, 1000.0 + now + 1):
+        for brief in (False, True):
+            want = hist.freeze_all(run.tasks, run.effective_deps, run.wall_offset, since, brief)
+            assert hist.thaw(kept, run.wall_offset, since, brief) == want
+    # kept: what the records held, no transition rebuilt (the wall clock is added on a query)
+    rec = next(iter(run.tasks.values()))
+    assert kept[0][4] == tuple(rec.history) and kept[0][3] == tuple(rec.attempts)
+
+
+def _out(c: Cluster, task_id: str) -> tuple[str, str, str, int]:
+    rec = c.sched.run_state("r").tasks[task_id]  # type: ignore[union-attr]
+    return rec.node, "r", task_id, rec.attempt
+
+
+def test_a_released_run_answers_its_history_long_after() -> None:
+    c = Cluster({"n1": 2, "n2": 2})
+    c.accept_all(c.submit("r", [spec("a"), spec("b"), spec("c", "a", "b")], max_retries=2))
+    c.accept_all(c.succeed(*_out(c, "a")))
+    c.accept_all(c.succeed(*_out(c, "b")))
+    c.succeed(*_out(c, "c"))
+    mid = c.sched.run_history("r")
+    assert mid is not None and mid.state == "DONE"
+    times = sorted({t[0] for task in mid.tasks for t in task[4]})
+    queries = [(0.0, False), (0.0, True), (times[len(times) // 2], False), (times[-1] + 1, False)]
+    before = [c.sched.run_history("r", since, brief) for since, brief in queries]
+    state = weakref.ref(c.sched.run_state("r"))  # type: ignore[arg-type]
+    c.feed(ev.ResultsReleased("r"))
+    gc.collect()
+    assert state() is None  # the records went with the run: only the kept tuples are left
+    # long after: other runs come and go, time passes
+    for i in range(3):
+        c.accept_all(c.submit(f"o{i}", [spec("x")]))
+        c.succeed("n1", f"o{i}", "x", 1)
+        c.feed(ev.ResultsReleased(f"o{i}"))
+        c.sched.forget(f"o{i}")
+    c.t += 3600.0
+    after = [c.sched.run_history("r", since, brief) for since, brief in queries]
+    assert after == before
+    assert before[1] is not None and all(t[4] == () for t in before[1].tasks)  # brief
+    assert before[3] is not None and before[3].tasks == ()
+    assert [t[0] for t in before[0].tasks] == ["a", "b", "c"] and before[0].total == 3
+    c.sched.forget("r")
+    assert c.sched.run_history("r") is None
