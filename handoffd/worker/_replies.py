@@ -28,6 +28,7 @@ def read(
     reader.fill()
     lost = answered = False
     pending = reader.pending
+    pid = -1  # the attempt's worker, in the task history (read once: a property with a check)
     while True:
         try:
             if not pending:
@@ -57,7 +58,8 @@ def read(
                     break
             pending.pop(0)
             answered = True
-            pid = worker.process.pid or 0  # the attempt's worker, in the task history
+            if pid < 0:
+                pid = worker.process.pid or 0
             sent = worker.sent.pop(token, None)
             if sent is None:
                 log.warning("dropping a stale reply from %s", worker.process.name)
