@@ -284,6 +284,13 @@ def job_inputs(task: Task, store: ResultStore) -> list[Any]:
     value it needs is no longer in ``store``."""
     if not task.inputs:
         return []
+    flat = []  # the usual case, every input a direct value: one pass, no tree
+    for ref in task.inputs:
+        if ref.parent != -1 or ref.kind == "inline":
+            break
+        flat.append(_value(task, store, ref))
+    else:
+        return flat
     children: dict[int, list[int]] = {}
     for index, ref in enumerate(task.inputs):
         children.setdefault(ref.parent, []).append(index)
@@ -297,6 +304,10 @@ def _convert(task: Task, store: ResultStore, children: dict[int, list[int]], ind
     if ref.kind == "inline":
         nested = [_convert(task, store, children, c) for c in children.get(index, ())]
         return ("inline", task.frames[ref.frame], ref.argument_inclusion, nested)
+    return _value(task, store, ref)
+
+
+def _value(task: Task, store: ResultStore, ref: m.InputRef) -> tuple[str, Any]:
     if ref.frame >= 0:
         return ("value", task.frames[ref.frame])
     value = store.get(task.run_id, ref.task_id)

@@ -8,9 +8,10 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
                    the jobs' pickles
   child -> parent: b"ready" once at start-up, then lists of replies
-                   [(token, status, has_value, exc_type, message, traceback, duration, output),
+                   [(token, status, value, exc_type, message, traceback, duration, output),
                     ...] (output: what the job printed and logged, ``capture``, and did not send
-                   live) each followed, when has_value, by the value's bytes as one raw message;
+                   live); ``value``: False (none), the value's bytes when under INLINE_VALUE, or
+                   True: its bytes follow the list as one raw message;
                    and, while a job runs, its new output lines (``_live``: b"L" + pickle((token,
                    text)), at most one per interval, none when it prints nothing)
 The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
@@ -49,6 +50,8 @@ OUT_OF_BAND = (
 )
 OUT_OF_BAND_COUNT = struct.Struct("!I")  # after OUT_OF_BAND: how many raw messages follow
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
+# Values under this many bytes go inside their reply (a copy that small costs less than a message)
+INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
 
 
@@ -186,9 +189,12 @@ def main(
         with capture.capture(live.start(token) if live is not None else None) as captured:
             ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
         _contain.end_children()  # what the task started ends with it, before its outcome is sent
-        # The value follows as its own raw message: pickling it inside the reply tuple would copy
-        # it once more here and once more in the parent (~0.5 ms per MiB each way).
-        reply = (token, OK if ok else ERROR, value is not None, exc_type, message, tb_text)
+        # A value follows as its own raw message: pickling it inside the reply tuple would copy
+        # it once more here and once more in the parent (~0.5 ms per MiB each way). A small one
+        # rides in the reply: the parent reads one message per job, not two.
+        inline = value is not None and len(value) < INLINE_VALUE
+        kept = value if inline else value is not None
+        reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text)
         duration = clock() - started
         ending: AbstractContextManager[None] = live.ended() if live is not None else nullcontext()
         try:
@@ -201,11 +207,12 @@ def main(
                 while inbox.waiting():
                     skipped += absorb(recv())
                 done = dumps([*skipped, (*reply, duration, captured.text())], protocol=5)
-                if value is not None and len(value) < _pipe.LARGE:
+                if value is None or inline:
+                    send(done)
+                elif len(value) < _pipe.LARGE:
                     raw.sendall(_pipe.framed(done, value))  # one write, one wake-up
                 else:
                     send(done)
-                    if value is not None:
-                        send(value)
+                    send(value)
         except (EOFError, BrokenPipeError, OSError):
             return

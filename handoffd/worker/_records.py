@@ -150,6 +150,11 @@ def timeout_outcome(job: Job, duration: float, pid: int = 0) -> Outcome:
     )
 
 
+def unpicklable_outcome(job: Job, exc: Exception) -> Outcome:
+    message = f"the job's inputs could not be pickled: {exc}"
+    return Outcome(job.key, False, None, type(exc).__name__, message, kind="error")
+
+
 def crash_outcome(job: Job, what: str, duration: float) -> Outcome:
     return Outcome(
         job.key,

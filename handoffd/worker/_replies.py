@@ -28,6 +28,7 @@ def read(
     reader.fill()
     lost = answered = False
     pending = reader.pending
+    pid = -1  # the attempt's worker, in the task history (read once: a property with a check)
     while True:
         try:
             if not pending:
@@ -46,18 +47,20 @@ def read(
                     continue
                 pending.extend(pickle.loads(data))
                 continue
-            # Values follow their reply as raw messages (see _process.main); a large one is
+            # A value not in its reply follows it as a raw message (_process.main); a large one is
             # read over several wake-ups of the loop (``Reader.next``), its reply kept meanwhile.
-            token, status, has_value, exc_type, message, tb_text, duration, output = pending[0]
-            value = None
-            if has_value:
+            token, status, value, exc_type, message, tb_text, duration, output = pending[0]
+            if value is True:  # its bytes follow the reply as a raw message
                 value = cast(bytes | None, reader.next())
                 if value is None:
                     lost = reader.eof
                     break
+            elif value is False:
+                value = None
             pending.pop(0)
             answered = True
-            pid = worker.process.pid or 0  # the attempt's worker, in the task history
+            if pid < 0:
+                pid = worker.process.pid or 0
             sent = worker.sent.pop(token, None)
             if sent is None:
                 log.warning("dropping a stale reply from %s", worker.process.name)

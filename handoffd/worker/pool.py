@@ -74,6 +74,7 @@ from handoffd.worker._records import (
     exit_description,
     memory_outcome,
     timeout_outcome,
+    unpicklable_outcome,
 )
 from handoffd.worker._sets import WorkerRoom
 
@@ -620,6 +621,7 @@ class WorkerPool:
         raw: list[pickle.PickleBuffer] = []
         fresh: list[Sent] = []
         count, size = len(worker.sent), worker.bytes
+        others: bool | None = None  # chains wait: asked once (the loop changes only this one)
         while chain.jobs:
             job = chain.jobs[0]
             if chain.next is not None and chain.next[0] is job:
@@ -631,22 +633,15 @@ class WorkerPool:
                 except Exception as exc:
                     chain.jobs.popleft()
                     del self._queued[job.key]
-                    self._soon(
-                        Outcome(
-                            job.key,
-                            False,
-                            None,
-                            type(exc).__name__,
-                            f"the job's inputs could not be pickled: {exc}",
-                            kind="error",
-                        )
-                    )
+                    self._soon(unpicklable_outcome(job, exc))
                     continue
             job_size = (
                 len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
             )
             if count and (
-                count > self.ahead or size + job_size > AHEAD_BYTES or self._others_wait()
+                count > self.ahead
+                or size + job_size > AHEAD_BYTES
+                or (others := self._others_wait() if others is None else others)
             ):
                 chain.next = (job, token, data, buffers)
                 break

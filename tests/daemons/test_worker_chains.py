@@ -121,6 +121,38 @@ def test_jobs_are_sent_ahead_and_a_chain_can_be_extended_while_it_runs(tmp_path)
     run_pool(1, body)
 
 
+def test_one_feed_asks_once_whether_other_chains_wait(tmp_path):
+    """Sending a batch ahead asks the waiting queues once per feed, not once per job; while
+    another chain waits, nothing more of the running chain is sent ahead."""
+    started, gate, log = (str(tmp_path / n) for n in ("started", "gate", "log"))
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        asked = 0
+        others_wait = pool._others_wait
+
+        def counting() -> bool:
+            nonlocal asked
+            asked += 1
+            return others_wait()
+
+        pool._others_wait = counting  # type: ignore[method-assign]
+        pool.submit(job("head", blocked, started, gate), chain=7)
+        await until(lambda: os.path.exists(started))
+        asked = 0
+        pool.submit_all([job(i, log_line, log, str(i)) for i in range(5)], chain=7)
+        assert asked == 1 and all(sent_ahead(pool, i) for i in range(5))
+        pool.submit(job("other", log_line, log, "other"), chain=8)  # waits for the one worker
+        asked = 0
+        pool.submit_all([job(i, log_line, log, str(i)) for i in range(5, 8)], chain=7)
+        assert asked == 1 and not any(sent_ahead(pool, i) for i in range(5, 8))
+        touch(gate)
+        outcomes = await got.wait(10)
+        assert all(o.ok for o in outcomes), outcomes
+        assert [o.key for o in outcomes][:6] == ["head", 0, 1, 2, 3, 4]
+
+    run_pool(1, body)
+
+
 def test_cancel_of_a_job_sent_ahead_never_runs_it_and_spares_the_running_one(tmp_path):
     started, gate, never, after = (str(tmp_path / n) for n in ("started", "gate", "never", "after"))
 

@@ -15,6 +15,8 @@ import pytest
 from pool_harness import Collector, blocked, die_hard, job, pid_gone, run_pool, touch
 
 from handoffd import values
+from handoffd.worker._pipe import LARGE
+from handoffd.worker._process import INLINE_VALUE
 from handoffd.worker.pool import WorkerPool
 
 pytestmark = pytest.mark.timeout(90)
@@ -43,6 +45,10 @@ def getenv(name: str) -> str | None:
     return os.environ.get(name)
 
 
+def sized(n: int) -> bytes | None:
+    return b"v" * n if n >= 0 else None
+
+
 # -- tests ----------------------------------------------------------------------------------------
 def test_results_round_trip_with_inputs_and_inline():
     async def body(pool: WorkerPool, got: Collector) -> None:
@@ -64,6 +70,29 @@ def test_results_round_trip_with_inputs_and_inline():
         assert pool.busy == 0 and pool.queued == 0
 
     run_pool(2, body)
+
+
+@pytest.mark.parametrize("chained", [False, True])
+def test_values_in_their_reply_framed_behind_it_or_apart_round_trip(chained):
+    """Values under INLINE_VALUE ride in their reply, those up to LARGE are framed behind it in
+    one write, larger ones follow it apart: every size reads back whole, in order, as bytes."""
+    sizes = [-1, 0, 10, INLINE_VALUE - 64, INLINE_VALUE, INLINE_VALUE + 64, LARGE + 64, 5, -1]
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        jobs = [job(i, sized, n) for i, n in enumerate(sizes)]
+        if chained:
+            pool.submit_all(jobs, chain="c")
+        else:
+            for one in jobs:
+                pool.submit(one)
+        await got.wait(len(sizes))
+        out = got.by_key()
+        assert all(o.ok for o in out.values()), out
+        for i, n in enumerate(sizes):
+            assert isinstance(out[i].value, (bytes, bytearray))
+            assert values.loads(out[i].value) == sized(n)
+
+    run_pool(1, body)
 
 
 def test_user_exception_is_an_error_with_type_message_and_traceback():
