@@ -48,9 +48,9 @@ def _specs(rng: random.Random) -> list[TaskSpec]:
     return specs
 
 
-def scenario(module: ModuleType, seed: int) -> dict[str, Any]:
+def drive(module: ModuleType, seed: int) -> tuple[Any, float]:
     """A seeded run driven through dispatches, starts, errors, retries, node losses, lost
-    results (lineage recompute) and its end; what the history queries answer."""
+    results (lineage recompute) and, for every third seed, a cancel; the run and its clock."""
     rng = random.Random(seed)
     outputs = None if seed % 2 else ("t11",)
     run = module.RunState("r", _specs(rng), RunOptions(max_retries=2, outputs=outputs))
@@ -82,6 +82,12 @@ def scenario(module: ModuleType, seed: int) -> dict[str, Any]:
             run.node_lost(rng.choice(nodes), now)
     if seed % 3 == 0 and run.state == "RUNNING":
         run.end("CANCELLED", None, now + 1.0, active=None)
+    return run, now
+
+
+def scenario(module: ModuleType, seed: int) -> dict[str, Any]:
+    """What the history queries answer about ``drive``'s run."""
+    run, now = drive(module, seed)
     snap = run.snapshot()
     out: dict[str, Any] = {
         "transitions": {tid: t["history"] for tid, t in snap["tasks"].items()},

@@ -6,51 +6,19 @@ from __future__ import annotations
 
 import gc
 import importlib
-import random
 import weakref
-from types import ModuleType
-from typing import Any
 
 import pytest
 from scheduler_harness import Cluster, spec
-from test_history_golden import _pure_run, _specs
+from test_history_golden import _pure_run, drive
 from test_scheduler_builds import pure_build
 
 from handoffd.scheduler import events as ev
-from handoffd.spec import RunOptions
 
 _HISTORY = {
     "compiled": importlib.import_module("handoffd.scheduler.history"),
     "pure": pure_build("history"),
 }
-
-
-def _drive(module: ModuleType, seed: int) -> Any:
-    """A seeded run with retries, starts and node losses (as the golden test's, shorter)."""
-    rng = random.Random(seed)
-    run = module.RunState("r", _specs(rng), RunOptions(max_retries=2))
-    run.wall_offset = 1000.0
-    now = 0.0
-    run.start(now)
-    for _ in range(120):
-        now += rng.choice((0.25, 0.5, 1.0))
-        rec = rng.choice(run.ordered)
-        roll = rng.random()
-        if run.state != "RUNNING":
-            break
-        if rec.state == "READY":
-            run.assign(rec, rng.choice(("n1", "n2")), now)
-        elif rec.state == "ASSIGNED" and roll < 0.4:
-            run.move(rec, "RUNNING", now, f"started on {rec.node}")
-        elif rec.state in ("ASSIGNED", "RUNNING"):
-            if roll < 0.6:
-                run.succeeded(rec, rec.node, 7, None, now)
-            elif roll < 0.8:
-                rec.failures += 1
-                run.make_ready(rec, now, f"error on {rec.node}: retry {rec.failures}", True)
-            else:
-                run.node_lost(rec.node, now)
-    return run, now
 
 
 @pytest.mark.parametrize("build", ["compiled", "pure"])
@@ -60,7 +28,7 @@ def test_kept_histories_thaw_to_what_freeze_gives(build: str, seed: int) -> None
     module = (
         importlib.import_module("handoffd.scheduler.run") if build == "compiled" else _pure_run()
     )
-    run, now = _drive(module, seed)
+    run, now = drive(module, seed)
     kept = hist.keep(run.tasks, run.effective_deps)
     for since in (0.0, 1000.0 + now / 3, 1000.0 + now / 2, 1000.0 + now + 1):
         for brief in (False, True):
