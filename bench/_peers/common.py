@@ -9,6 +9,7 @@ import ipaddress
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import threading
@@ -142,9 +143,16 @@ def in_private_netns() -> bool:
     return interfaces() == {"lo"}
 
 
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def reexec_in_netns() -> None:
-    """Run this script again inside ``unshare -n`` (loopback only), or exit explaining why not."""
+    """Run this script again inside ``unshare -n`` (loopback only), or exit explaining why not.
+    Inside, SIGTERM (``timeout``, a shell's kill) exits through the benchmark's ``finally``
+    blocks, which stop the daemons it started: the default action left them running."""
     if in_private_netns() or os.environ.get("BENCH_PEERS_NETNS") == "1":
+        signal.signal(signal.SIGTERM, _exit_on_term)
         return
     unshare, ip = shutil.which("unshare"), shutil.which("ip")
     if unshare is None or ip is None:
