@@ -80,7 +80,9 @@ class Node(NodeRouting):
         self._clock = clock
         self._rng = random.Random(seed)
         self._transport = transport
-        self.codec = codec.Codec(config.limits)  # the configured limits bound every decode
+        # The configured limits bound every decode; a standby only repacks a log batch's task
+        # deltas, so it reads them as checked rows, not objects (protocol.rows).
+        self.codec = codec.Codec(config.limits, rows={m.ReplicateLog: "tasks"})
         self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None

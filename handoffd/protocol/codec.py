@@ -38,6 +38,7 @@ import msgpack
 
 from handoffd.config import Limits
 from handoffd.protocol import schema
+from handoffd.protocol.rows import reading_rows
 from handoffd.protocol.schema import (
     INT_MAX,
     INT_MIN,
@@ -137,6 +138,7 @@ class Codec:
         *,
         versions: tuple[int, int] = RANGE,
         messages: Mapping[int, type] | None = None,
+        rows: Mapping[type, str] | None = None,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
         self.stats = CodecStats()
@@ -145,11 +147,23 @@ class Codec:
         # The shared registry's records are shared; another registry gets its own.
         self._registry = messages
         self._records: dict[int, Record] = schema._RECORDS if messages is None else {}
+        if rows:
+            # ``rows``: message class -> a ``tuple[Struct, ...]`` field of it decoded as checked
+            # rows, not objects (``protocol.rows``: a receiver that only repacks them)
+            self._records = dict(self._records)
+            for cls, name in rows.items():
+                record = self._record(cls.TYPE)  # type: ignore[attr-defined]
+                if record is None or record.cls is not cls:
+                    raise TypeError(f"rows: {cls!r} is not a registered message")
+                self._records[cls.TYPE] = reading_rows(record, name)  # type: ignore[attr-defined]
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
     def _record(self, type_id: int) -> Record | None:
         if self._registry is None:
-            return schema.record_for_type(type_id)
+            record = schema.record_for_type(type_id)
+            if record is not None and self._records is not schema._RECORDS:
+                self._records.setdefault(type_id, record)  # (a codec with rows has its own)
+            return record
         record = self._records.get(type_id)
         if record is None:
             cls = self._registry.get(type_id)

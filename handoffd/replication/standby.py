@@ -44,6 +44,7 @@ logs it: a deposed owner of such a run is no longer refused here). Pure.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -52,6 +53,7 @@ import msgpack
 
 from handoffd.protocol.messages import ALIVE, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
 from handoffd.protocol.messages_chunks import FarPayload
+from handoffd.protocol.rows import CheckedRows, Row
 from handoffd.protocol.snapshot import attempt_row, decode_run, info_to_data
 
 # (scheduler.run's RUN_FAILED/RUN_CANCELLED and DONE/FAILED/CANCELLED, spelled out: the
@@ -67,6 +69,14 @@ KEEP: Final = object()  # a delta's value effect: leave the value as it was befo
 # the loop waiting. Bytes are not tracked, and a dict holding only strings, bytes and None is not
 # either, so a replica's deltas add nothing to the collector's walks however many there are.
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+# A delta row's fields (``protocol.rows``: TaskDelta's fields in declaration order).
+_FIELDS = [f.name for f in dataclasses.fields(TaskDelta)]
+_TASK_ID, _STATE, _ATTEMPT, _NODE, _SIZE, _LOCATIONS = (
+    _FIELDS.index(n) for n in ("task_id", "state", "attempt", "node", "size", "locations")
+)
+_FAILURES, _LOSSES, _COMPLETIONS, _FRAME, _ATTEMPTS = (
+    _FIELDS.index(n) for n in ("failures", "losses", "completions", "frame", "attempts")
+)
 
 
 @dataclass
@@ -158,6 +168,24 @@ class Replica:
         )
         if value is not KEEP:
             self.values[d.task_id] = value
+
+    def put_row(self, row: Row, value: Any = KEEP) -> None:
+        """``put`` of a delta decoded as a row (``protocol.rows``): the same packed bytes."""
+        self.deltas[row[_TASK_ID]] = _pack(
+            (
+                row[_STATE],
+                row[_ATTEMPT],
+                row[_NODE],
+                row[_SIZE],
+                row[_LOCATIONS],
+                row[_FAILURES],
+                row[_LOSSES],
+                row[_COMPLETIONS],
+                row[_ATTEMPTS],
+            )
+        )
+        if value is not KEEP:
+            self.values[row[_TASK_ID]] = value
 
     def _fill_payloads(self, data: dict[str, Any]) -> None:
         """Put the payloads pulled here back in the specs the snapshot left them out of; the
@@ -315,9 +343,21 @@ class StandbyStore:
             return StandbyAck(run_id, owner_address, term, have, True)
         if seq <= replica.seq:
             return StandbyAck(run_id, owner_address, term, replica.seq, False)  # a duplicate
-        put = replica.put
         nframes = len(frames)
-        for d in msg.tasks:
+        tasks: Any = msg.tasks
+        if type(tasks) is CheckedRows:  # (the node's codec reads them as rows: protocol.rows)
+            put_row = replica.put_row
+            for row in tasks:
+                at = row[_FRAME]
+                if row[_STATE] != "DONE":
+                    put_row(row, None)
+                elif 0 <= at < nframes:
+                    put_row(row, bytes(frames[at]))
+                else:
+                    put_row(row)
+            tasks = ()
+        put = replica.put
+        for d in tasks:
             if d.state != "DONE":
                 put(d, None)
             elif 0 <= d.frame < nframes:
