@@ -163,3 +163,18 @@ def test_a_delta_of_another_version_becomes_a_row_of_this_build() -> None:
 def test_rows_only_for_a_tuple_of_structs() -> None:
     with pytest.raises(TypeError):
         codec.Codec(rows={m.ReplicateLog: "standbys"})
+
+
+def test_a_batch_of_another_length_is_read_as_structs_and_applied_alike() -> None:
+    """An older sender's batch (no trailing ``frame_sizes``) is read by ``from_other``: its deltas
+    come as structs, which the standby applies as before."""
+    msg, _ = _batch(4, 8)
+    raw = _raw(msg)
+    del raw[-1]  # frame_sizes
+    structs, rows = _both(raw)
+    assert structs is not None and rows is not None
+    assert rows.msg == structs.msg  # type: ignore[attr-defined]
+    store = StandbyStore("b")
+    store.on_snapshot("run", 3, 0, "owner", "tcp://owner:1", ("a", "b"), b"")
+    assert store.on_log(rows.msg, "tcp://owner:1", [], "owner") is not None  # type: ignore[attr-defined]
+    assert set(store.replicas["run"].deltas) == {d.task_id for d in msg.tasks}
