@@ -3,14 +3,17 @@
 Drives ``daemon.owner.OwnerIO`` over its real ``OwnerScheduler`` the way the daemon does for a
 one-task ``execute()`` whose task runs on the owner's own node (W3): the client's
 ``SubmitAndWait`` (with release), our executor's ``DispatchReplied`` and ``TasksReported`` (as
-delivered in-process, never encoded), each followed by the drain's ``flush``. The port records
+delivered in-process, never encoded), each followed by the drain's ``flush``; with ``--records``
+as this build's daemon does it: the dispatch handed to our executor (``OwnerIO.here``), its
+answer and report as records (``AnsweredHere``/``ReportedHere`` through ``from_here``), held to
+the drain's end (``batch_reports``). The port records
 nothing and fires no timers (a short run is answered before its replication delay). Prints the
 median microseconds of each step over ``--runs`` runs (the median: a loaded machine's preemptions
 land in the mean), so builds compare with little noise; ``--profile`` prints a cProfile of the
 steps instead (the compiled scheduler shows as its Python callers' own time). What this leaves
 out: decoding and encoding, the local socket, the executor, the worker pool and membership::
 
-    .venv/bin/python bench/owner_w3.py [--runs 4000]
+    .venv/bin/python bench/owner_w3.py [--runs 4000] [--records]
     cd OTHER_CHECKOUT && .venv/bin/python THIS_CHECKOUT/bench/owner_w3.py   # another build
 """
 
@@ -25,11 +28,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.daemon.owner import OwnerIO
 from handoffd.protocol import messages as m
 from handoffd.scheduler.owner import OwnerScheduler
 
 CPU = "cpu"
+Dispatched = m.DispatchTasks
 
 
 class _Timer:
@@ -85,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=4000)
     p.add_argument("--warm", type=int, default=300)
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--records",
+        action="store_true",
+        help="as the daemon does: the dispatch handed to our executor (OwnerIO.here), its answer\n"
+        "and report fed as records (from_here), each drain's events held to its end",
+    )
     args = p.parse_args(argv)
     port = Port()
     owner = OwnerIO(
@@ -95,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         keep_results_s=30.0,
         keep_status_s=5.0,
     )
+    handed: list[m.DispatchTasks] = []
+    if args.records:
+        owner.batch_reports = True
+        owner.here = lambda msg, frames, term: handed.append(msg)
     meta = m.TaskMeta("f", (), {CPU: 1.0}, "variadic", None, None, False, None, None, 0)
     version = 1
 
@@ -105,16 +120,26 @@ def main(argv: list[str] | None = None) -> int:
         msg = m.SubmitAndWait(7, run_id, (meta,), 0, "binpack", None, 30.0, 1 << 20, True)
         owner.handle(msg, [b"code-of-f"], b"client", None)
         t1 = time.perf_counter()
-        (dispatch,) = [s for s in port.sent if isinstance(s, m.DispatchTasks)]
+        (dispatch,) = handed if args.records else [s for s in port.sent if type(s) is Dispatched]
+        handed.clear()
         attempt = dispatch.items[0].attempt
         version += 1
-        answer = m.DispatchReplied(run_id, (m.TaskAttempt("f", attempt),), (), {CPU: 1.0}, version)
-        owner.handle(answer, [], b"", None)
+        if args.records:
+            owner.from_here(AnsweredHere(run_id, 0, (("f", attempt),), (), {CPU: 1.0}, version))
+        else:
+            answer = m.DispatchReplied(
+                run_id, (m.TaskAttempt("f", attempt),), (), {CPU: 1.0}, version
+            )
+            owner.handle(answer, [], b"", None)
         owner.flush()
         t2 = time.perf_counter()
         version += 1
-        done = m.TaskReport("f", attempt, "DONE", 2, 0, "", "", "", "")
-        owner.handle(m.TasksReported(run_id, (done,), {CPU: 2.0}, version), [b"42"], b"", None)
+        if args.records:
+            done = m.TaskReport("f", attempt, "DONE", 2, -1, "", "", "", "")
+            owner.from_here(ReportedHere(run_id, 0, (done,), (b"42",), (), {CPU: 2.0}, version))
+        else:
+            done = m.TaskReport("f", attempt, "DONE", 2, 0, "", "", "", "")
+            owner.handle(m.TasksReported(run_id, (done,), {CPU: 2.0}, version), [b"42"], b"", None)
         owner.flush()
         t3 = time.perf_counter()
         if not (port.replies and isinstance(port.replies[-1], m.RunOutcome)):

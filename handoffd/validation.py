@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from handoffd import resources
 from handoffd.errors import ValidationError
-from handoffd.freeing import free
+from handoffd.freeing import PIECE, free
 from handoffd.spec import TaskSpec, built_spec
 
 ARGUMENT_INCLUSIONS = ("variadic", "as_list")
@@ -431,7 +431,8 @@ class WireTasks:
             links[fid] = (deps, meta.collocate_with, meta.node, meta.inline)
             pins = pins or meta.node is not None or meta.collocate_with is not None
         order = check_graph(links, pins=pins)
-        free(links)  # (a tuple per function: not freed at once on return)
+        if len(links) > PIECE:  # (a tuple per function: not freed at once on return)
+            free(links)
         return order
 
 
@@ -469,5 +470,6 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
         )
         for meta, cost, payload in zip(msg.tasks, view.costs, frames[: len(msg.tasks)], strict=True)
     ]
-    free(view.ids, view.costs)
+    if len(specs) > PIECE:  # (small ones go at once on return, as ``free`` would let them)
+        free(view.ids, view.costs)
     return specs

@@ -74,22 +74,23 @@ class Submissions:
     ) -> None:
         """``checked``/``graph``/``run``: an upload's specs (or refusal), graph and untouched run,
         made off the loop (``upload_intake``)."""
+        term = self.scheduler.term_of(msg.run_id)  # not None: ours already (a retry)
         if checked is None and self.off_loop is not None and len(msg.tasks) >= OFF_LOOP_TASKS:
-            if self.scheduler.term_of(msg.run_id) is None:
+            if term is None:
                 done = self._prepared_for(msg, frames, conn)
                 self.off_loop(msg, frames, self.limits, self.scheduler.order, done)
                 return
         try:
             if isinstance(checked, errors.HandoffError):
                 raise checked
-            if self.minority is not None and self.scheduler.term_of(msg.run_id) is None:
+            if self.minority is not None and term is None:
                 raise errors.ConnectionError(self.minority)
             # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
             # trusts a submission.
             if checked is None:
                 intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
             specs = validation.wire_specs(msg, frames) if checked is None else checked
-            if self.scheduler.term_of(msg.run_id) is None:
+            if term is None:
                 self._client_runs.admit(conn, msg.run_id)
         except errors.HandoffError as exc:
             self._reject(msg, conn, exc)
@@ -98,7 +99,7 @@ class Submissions:
             waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
         else:
             waiter = Waiter(conn, msg.request_id)
-        if self.scheduler.term_of(msg.run_id) is not None:
+        if term is not None:
             self.waiting.accepted(msg.run_id, waiter)  # a retried submission
             return
         if msg.packages:

@@ -162,6 +162,15 @@ class Waiting:
         if short is not None and not self.answer(run_id, short, final=True):
             self.replicate(run_id, short)
 
+    def run_list(self, request_id: int) -> m.RunList:
+        """Every run we own, with its state and counts (``ListRuns``)."""
+        runs = []
+        for run_id in self.scheduler.runs():
+            st = self.scheduler.run_status(run_id)
+            if st is not None:
+                runs.append(m.RunSummary(run_id, st.state, self.port.name, dict(st.counts)))
+        return m.RunList(request_id, tuple(runs))
+
     def status_reply(self, request_id: int, run_id: str) -> m.RunStatusReply:
         st = self.scheduler.run_status(run_id)
         if st is None:

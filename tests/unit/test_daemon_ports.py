@@ -254,6 +254,49 @@ def test_owner_replicates_a_run_whose_answer_is_not_final(release: bool) -> None
     assert outcome.msg.pending == ("f",) and not outcome.msg.released
 
 
+@dataclass
+class Redirecting(Replication):
+    """Replication that knows every run id as another node's (``Replicator.redirect``)."""
+
+    redirected: list[Any] = field(default_factory=list)
+
+    def redirect(self, msg: Any, conn: bytes) -> bool:
+        self.redirected.append(msg)
+        return True
+
+
+@pytest.mark.parametrize("kind", [m.SubmitRun, m.SubmitAndWait])
+def test_owner_leaves_a_submission_of_a_run_another_node_owns_to_replication(kind: Any) -> None:
+    """A submission's short way in (``OwnerIO.handle``, by exact type) still asks replication
+    first: a run id known as another node's is redirected, never started twice."""
+    port = FakePort()
+    owner = owner_on(port)
+    replication = Redirecting()
+    owner.replication = replication
+    owner.member_updates([port.join("b")])
+    rest = (30.0, 1 << 20, True) if kind is m.SubmitAndWait else ()
+    msg = kind(7, "r1", (meta("f"),), 0, "binpack", None, *rest)
+    owner.handle(msg, [b"code-of-f"], b"client", None)
+    assert replication.redirected == [msg]
+    assert owner.scheduler.runs() == [] and port.take_dispatches() == []
+
+
+def test_owner_takes_a_retried_submission_as_a_wait_on_the_same_run() -> None:
+    """The same run id submitted again (a client retrying after a lost reply): one run, one
+    dispatch, and both requests answered with its outcome."""
+    port = FakePort()
+    owner = owner_on(port)
+    owner.member_updates([port.join("b")])
+    msg = m.SubmitAndWait(7, "r1", (meta("f"),), 0, "binpack", None, 30.0, 1 << 20, False)
+    owner.handle(msg, [b"code-of-f"], b"client", None)
+    again = m.SubmitAndWait(8, "r1", (meta("f"),), 0, "binpack", None, 30.0, 1 << 20, False)
+    owner.handle(again, [b"code-of-f"], b"client", None)
+    run_on_b(owner, port)  # (one dispatch: it unpacks exactly one)
+    outcomes = port.take_replies(m.RunOutcome)
+    assert sorted(o.msg.request_id for o in outcomes) == [7, 8]
+    assert all(o.msg.state == "DONE" for o in outcomes)
+
+
 def test_owner_rejects_a_bad_submission_with_a_clear_reason() -> None:
     port = FakePort()
     owner = owner_on(port)
@@ -590,3 +633,20 @@ def test_owner_feeds_held_reports_before_anything_else_of_the_drain() -> None:
     assert state is not None and state.state == "DONE"
     (status,) = port.take_replies(m.RunStatusReply)
     assert status.msg.state == "DONE"
+
+
+def test_owner_lists_the_runs_it_owns_with_their_state_and_counts() -> None:
+    port = FakePort()
+    owner = owner_on(port)
+    owner.member_updates([port.join("b")])
+    submit(owner, port, release=False)
+    owner.handle(m.ListRuns(5), [], b"client", None)
+    (listed,) = port.take_replies(m.RunList)
+    (summary,) = listed.msg.runs
+    assert (listed.msg.request_id, summary.run_id, summary.state, summary.owner) == (
+        5,
+        "r1",
+        "RUNNING",
+        "a",
+    )
+    assert sum(summary.counts.values()) == 1
