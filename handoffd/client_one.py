@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from handoffd import client_moves, client_upload, errors, packages, values
+from handoffd import client_moves, client_upload, errors, packages, upload, values
 from handoffd.client_run import Run
 from handoffd.dag import DAG, _default_cost_given
 from handoffd.protocol import codec, schema
@@ -158,14 +158,20 @@ def execute(
         # fields as the codec packs them
         body = b"".join((prefix, _packb((request_id, run_id))[1:], suffix))
         frames = [body, payload]
-        if shipped:
-            frames += client._package_frames(shipped, resend)
+        address = client.address
+        if shipped:  # the zip, unless the daemon is known to hold it (Client._package_frames)
+            sha = shipped[0].sha
+            if resend or (address, sha) not in client._stored:
+                frames.append(shipped[0].data)
         stats = codec.stats
         stats.encoded += 1
         stats.encoded_by_type[_SUBMIT] += 1
-        client_upload.send(client, frames)
-        conn = client._conn
-        assert conn is not None
+        if len(frames) == 2 and len(body) <= upload.BODY_PAST and len(payload) <= upload.FRAME_PAST:
+            conn = client._connection()  # whole, as client_upload.send sends a small message
+            conn.send(frames)
+        else:
+            client_upload.send(client, frames)
+            conn = client._connection()
         limit = time.monotonic() + wait_for
         reply = conn.recv(wait_for)
         if reply is None:  # as the general path: an accepted run is followed, else no answer
@@ -181,7 +187,7 @@ def execute(
         stats.decoded_by_type[_OUTCOME] += 1
         client._threads.answered(time.monotonic())
         if shas:
-            client._stored.add((client.address, shas[0]))
+            client._stored.add((address, shas[0]))
         taken += 1
         return {fid: values.loads(value)}
 

@@ -302,3 +302,25 @@ def test_threads_sharing_a_client_each_get_their_own_results() -> None:
     for thread in threads:
         thread.join(30)
     assert errors_seen == []
+
+
+def test_the_code_package_goes_once_and_again_when_the_daemon_lacks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handoffd import packages
+
+    package = packages.Package("ab" * 32, b"a zip", "test")
+    monkeypatch.setattr(packages, "local_modules_package", lambda roots: package)
+    sent: list[tuple[tuple[str, ...], int]] = []  # (the shas listed, frames after the body)
+
+    def answer(request: m.SubmitAndWait, frames: list[Any]) -> list[Any]:
+        sent.append((request.packages, len(frames)))
+        if len(sent) == 2:  # this daemon lost it: it says so, the client sends it again
+            lacks = m.ErrorInfo("ValidationError", None, "no", "", "", 0, {}, {}, "missing_package")
+            return [(m.RunRejected(request.request_id, request.run_id, lacks), [])]
+        return [(outcome(request.request_id, request.run_id), [values.dumps(7)])]
+
+    client = client_for(Daemon(answer))
+    for _ in range(3):
+        assert client.execute(one(extra_args=[1])) == {"one": 7}
+    assert sent == [(("ab" * 32,), 2), (("ab" * 32,), 1), (("ab" * 32,), 2), (("ab" * 32,), 1)]
