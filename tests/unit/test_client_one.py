@@ -324,3 +324,33 @@ def test_the_code_package_goes_once_and_again_when_the_daemon_lacks_it(
     for _ in range(3):
         assert client.execute(one(extra_args=[1])) == {"one": 7}
     assert sent == [(("ab" * 32,), 2), (("ab" * 32,), 1), (("ab" * 32,), 2), (("ab" * 32,), 1)]
+
+
+def test_an_outcome_like_the_last_but_its_ids_is_taken_from_its_bytes() -> None:
+    """After one outcome read whole, the next with the same bytes but for its request and run
+    ids is taken without unpacking (its shape); a change anywhere else is read whole again."""
+    client_one._shapes.clear()
+    first = codec.encode(outcome(1, "a" * 16), sender="d0", frames=[b"v1"])
+    assert client_one._done(first, 1, "a" * 16, "one") == b"v1"
+    assert "one" in client_one._shapes
+    unpacked: list[Any] = []
+    real_unpackb = client_one._unpackb
+
+    def counting_unpackb(data: Any, **kwargs: Any) -> Any:
+        unpacked.append(1)
+        return real_unpackb(data, **kwargs)
+
+    client_one._unpackb = counting_unpackb  # type: ignore[assignment]
+    try:
+        second = codec.encode(outcome(70_000, "b" * 16), sender="d0", frames=[b"v2"])
+        assert client_one._done(second, 70_000, "b" * 16, "one") == b"v2"
+        assert unpacked == []
+        assert client_one._done(second, 70_001, "b" * 16, "one") is None  # not our request
+        assert client_one._done(second, 70_000, "c" * 16, "one") is None  # nor our run
+        unpaid = codec.encode(outcome(3, "d" * 16, released=False), sender="d0", frames=[b"v"])
+        assert client_one._done(unpaid, 3, "d" * 16, "one") is None
+        moved = codec.encode(outcome(4, "e" * 16, owner="d1"), sender="d1", frames=[b"v4"])
+        assert client_one._done(moved, 4, "e" * 16, "one") == b"v4"  # read whole: new shape
+        assert len(unpacked) == 4
+    finally:
+        client_one._unpackb = real_unpackb  # type: ignore[assignment]
