@@ -4,7 +4,9 @@ and every other DAG, option or reply goes the general way with the same outcome.
 
 from __future__ import annotations
 
+import pickle
 import random
+import sys
 from typing import Any
 
 import msgpack
@@ -354,3 +356,60 @@ def test_an_outcome_like_the_last_but_its_ids_is_taken_from_its_bytes() -> None:
         assert len(unpacked) == 4
     finally:
         client_one._unpackb = real_unpackb  # type: ignore[assignment]
+
+
+def test_a_function_pickled_by_reference_reuses_its_bytes_while_cloudpickle_would_agree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``_code`` returns ``values.dumps_code``'s bytes: the last ones while the function is its
+    module's under the same name, pickled anew once anything that decides it changed."""
+    import types
+
+    import cloudpickle
+
+    module = types.ModuleType("w3c_by_reference")
+    exec("def f(x):\n    return x + 1\n", module.__dict__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    fn = module.f
+    pickled: list[Any] = []
+    real_dumps_code = values.dumps_code
+
+    def counting_dumps_code(obj: Any, shas: tuple[str, ...] = ()) -> bytes:
+        pickled.append(obj)
+        return real_dumps_code(obj, shas)
+
+    monkeypatch.setattr(values, "dumps_code", counting_dumps_code)
+    by_reference = client_one._code(fn, ())
+    assert by_reference == real_dumps_code(fn) and b"w3c_by_reference" in by_reference
+    assert client_one._code(fn, ()) is by_reference and len(pickled) == 1
+    packaged = client_one._code(fn, ("ab" * 32,))  # other packages: other bytes
+    assert packaged == real_dumps_code(fn, ("ab" * 32,)) and len(pickled) == 2
+    client_one._code(fn, ())
+
+    def fresh() -> bytes:
+        out = client_one._code(fn, ())
+        assert out == real_dumps_code(fn)
+        return out
+
+    # Registered to be pickled by value: by value now.
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        assert pickle.loads(fresh())(1) == 2 and len(pickled) == 4
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert fresh() == by_reference
+    # Its module's name for it now names another function: by value.
+    module.f = lambda x: x
+    assert fresh() != by_reference
+    module.f = fn
+    assert fresh() == by_reference
+    # Another module under that name in sys.modules: by value.
+    other = types.ModuleType("w3c_by_reference")
+    monkeypatch.setitem(sys.modules, module.__name__, other)
+    assert fresh() != by_reference
+    count = len(pickled)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    assert fresh() == by_reference and len(pickled) == count  # as it was: the last bytes
+    # Its qualified name changed: pickled again under the new one (not found there: by value).
+    fn.__qualname__ = "g"
+    assert fresh() != by_reference
