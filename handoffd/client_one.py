@@ -33,6 +33,8 @@ import os
 import sys
 import time
 import types
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -213,46 +215,65 @@ def execute(
     return out
 
 
-# (function, its __module__, __qualname__, module, package shas, the code's bytes) of the last
-# function pickled by reference (``_code``)
-_last_code: tuple[Any, str, str, Any, tuple[str, ...], bytes] | None = None
+# (function, its __module__, __qualname__, its module, the module's __name__, the modules
+# registered to be pickled by value, package shas, the code's bytes) of the last function
+# pickled by reference (``_code``)
+_last_code: tuple[Any, str, str, Any, str, frozenset[str], tuple[str, ...], bytes] | None = None
 
 
 def _code(fn: Any, shas: tuple[str, ...]) -> bytes:
     """``values.dumps_code(fn, shas)``. A function pickled by reference pickles to its module's
     and qualified name only, so while those are the same objects, its module the same module
-    holding it under that name, and no module is registered to be pickled by value (what
-    cloudpickle asks to decide it is pickled by reference), its bytes are the last ones: the code
-    cache's reading of it would be the same (its three objects) and return them, through ~10
-    Python calls more."""
-    global _last_code
+    (same ``__name__``) holding it under that name, and the same modules are registered to be
+    pickled by value (what cloudpickle asks to decide it is pickled by reference), its bytes are
+    the last ones: the code cache's reading of it would be the same (its three objects) and
+    return them, through ~10 Python calls more."""
+    global _last_code, _last_other
     last = _last_code
-    if (
-        last is not None
-        and last[0] is fn
-        and last[4] == shas
-        and fn.__module__ is last[1]
-        and fn.__qualname__ is last[2]
-        and sys.modules.get(last[1]) is last[3]
-        and last[3].__dict__.get(last[2]) is fn
-        and not _cp._PICKLE_BY_VALUE_MODULES
-    ):
-        return last[5]
+    if last is not None and last[0] is fn:
+        held: Any = last[3]
+        if (
+            last[6] == shas
+            and fn.__module__ is last[1]
+            and fn.__qualname__ is last[2]
+            and held.__name__ is last[4]
+            and held.__dict__.get(last[2]) is fn
+            and sys.modules.get(last[1]) is held
+            and _cp._PICKLE_BY_VALUE_MODULES == last[5]
+        ):
+            return last[7]
+    if _last_other() is fn:  # not one of those last time: not asked again per call
+        return values.dumps_code(fn, shas)
+    registered = frozenset(_cp._PICKLE_BY_VALUE_MODULES)
     code = values.dumps_code(fn, shas)
-    if type(fn) is types.FunctionType and not _cp._PICKLE_BY_VALUE_MODULES:
+    _last_other = _nothing
+    if type(fn) is types.FunctionType:
         module_name, qualname = fn.__module__, fn.__qualname__
         module = sys.modules.get(module_name) if type(module_name) is str else None
+        name = getattr(module, "__name__", None)
         if (
             module is not None
+            and type(name) is str
             and type(qualname) is str
             and "." not in qualname
             and not qualname.startswith("__")  # never a module type's own attribute
             and module_name != "__main__"
             and getattr(module, "__dict__", {}).get(qualname) is fn
+            and _cp._PICKLE_BY_VALUE_MODULES == registered  # (as when it was pickled)
             and _cp._should_pickle_by_reference(fn)
         ):
-            _last_code = (fn, module_name, qualname, module, shas, code)
+            _last_code = (fn, module_name, qualname, module, name, registered, shas, code)
+            return code
+        _last_other = weakref.ref(fn)
     return code
+
+
+def _nothing() -> None:
+    return None
+
+
+# the last function found not pickled by reference (a weak reference; ``_nothing``: none)
+_last_other: Callable[[], Any] = _nothing
 
 
 def _template(key: tuple[Any, ...]) -> tuple[bytes, bytes]:
