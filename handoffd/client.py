@@ -63,6 +63,7 @@ _CLOSE_DRAIN = 0.5  # seconds close() waits at most for the reply to an unawaite
 # often, at a submission: the nodes that join are learned within this of their joining.
 _ALONE_RELIST = 1.0
 _packages: Any = None  # handoffd.packages, once a submission loaded it
+_one: Any = None  # handoffd.client_one, once an execute loaded it
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,28 @@ class Client(ClientPlumbing):
         """Submit, wait, and return {function id: value} for every non-inline function (or the
         ``outputs``); raise the run's error (TaskFailed, RunCancelled, Timeout, ...). Options as
         for ``submit``."""
-        run = self._submit(
+        global _one
+        done: Any = None
+        if outputs is None and working_dir is None and py_modules is None:
+            one = _one
+            if one is None:  # loaded at the first execute (it loads the DAG and the pickler)
+                from handoffd import client_one as one
+
+                _one = one
+            # A plain one-function DAG in one go (handoffd.client_one); None: not one of those
+            done = one.execute(
+                self,
+                dag,
+                max_retries,
+                timeout,
+                policy,
+                priority,
+                (_POLL, _EXECUTE_BYTES, _SUBMIT_TIMEOUT),
+            )
+            if type(done) is dict:
+                self._ran[dag] = done
+                return done
+        run = done or self._submit(
             dag, True, max_retries, timeout, policy, outputs, working_dir, py_modules, priority
         )
         if run._last is None or not run._last.done:
@@ -467,9 +489,23 @@ class Client(ClientPlumbing):
         frames = payloads + self._package_frames(shipped, resend)
         client_upload.send(self, codec.encode(request, sender=self._name, frames=frames))
         limit = time.monotonic() + poll + max(self.timeout, _SUBMIT_TIMEOUT)
+        return self._submitted(run, request_id, shas, resend, limit)
+
+    def _submitted(
+        self,
+        run: Run,
+        request_id: int,
+        shas: tuple[str, ...],
+        resend: bool,
+        limit: float,
+        first: list[Any] | None = None,
+    ) -> Run:
+        """The replies to a sent submission until its outcome (or a move, a rejection, no
+        answer by ``limit``, a monotonic time); ``first``: a reply already read."""
         while True:
             try:
-                reply, frames = self._receive(request_id, limit - time.monotonic())
+                reply, frames = self._receive(request_id, limit - time.monotonic(), first)
+                first = None
             except errors.ConnectionError:
                 if not run.owner:
                     raise

@@ -133,15 +133,22 @@ class ClientPlumbing:
         client_upload.send(self, codec.encode(msg, sender=self._name, frames=list(frames)))
         return self._receive(msg.request_id, timeout or self.timeout)
 
-    def _receive(self, request_id: int, timeout: float) -> tuple[Any, list[bytes]]:
-        """The next reply to ``request_id`` (others are late replies: skipped)."""
+    def _receive(
+        self, request_id: int, timeout: float, first: list[Any] | None = None
+    ) -> tuple[Any, list[bytes]]:
+        """The next reply to ``request_id`` (others are late replies: skipped); ``first``: a
+        reply already read from the connection (``client_one``), taken before reading more."""
         conn = self._conn
         assert conn is not None
         threads = self._threads
         deadline = time.monotonic() + timeout
         remaining = timeout
+        reply: list[Any] | None
         while True:
-            reply = conn.recv(remaining) if remaining > 0 else None
+            if first is not None:
+                reply, first = first, None
+            else:
+                reply = conn.recv(remaining) if remaining > 0 else None
             if reply is None:
                 raise errors.ConnectionError(self._silence(timeout))
             now = time.monotonic()

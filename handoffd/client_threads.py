@@ -63,6 +63,12 @@ class ThreadConnections:
     def answered_at(self, when: float | None) -> None:
         self._local.answered_at = when
 
+    def answered(self, now: float) -> None:
+        """This thread's connection got the reply to its last request at ``now``."""
+        local = self._local
+        local.answered_at = now
+        local.unanswered = False
+
     def others(self) -> list[Any]:
         """Every open connection but this thread's (closed by ``Client.close``: call it once the
         other threads are done with the client)."""

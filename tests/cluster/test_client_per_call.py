@@ -54,14 +54,14 @@ def test_a_one_node_clusters_execute_is_one_request_and_one_read(
             conn = client._conn
             assert isinstance(conn, LocalClient)
             assert client.execute(one_task(0)) == {"one": 0}  # lists the cluster once
-            sent: list[str] = []  # the requests, by type, as the client encodes them
-            real_encode = codec.encode
+            sent: list[str] = []  # the requests, by type, as the client sends them
+            real_send = conn.send
 
-            def counting_encode(msg: Any, **kwargs: Any) -> Any:
-                sent.append(type(msg).__name__)
-                return real_encode(msg, **kwargs)
+            def counting_send(frames: Any) -> Any:
+                sent.append(type(codec.decode([bytes(f) for f in frames]).msg).__name__)
+                return real_send(frames)
 
-            monkeypatch.setattr(codec, "encode", counting_encode)
+            monkeypatch.setattr(conn, "send", counting_send)
             takes: list[int] = []
             real_take = local_socket.take
 
