@@ -4,7 +4,7 @@ batches (as an owner would), reports collected in memory; no network, no owner.
     .venv/bin/python bench/bench_exec.py [--tasks 10000] [--batch 64] [--cpus 1] [--repeat 3]
         [--as-daemon] [--live | --live-pairs] [--print]
 
-Prints tasks/s per repeat and the TasksReported messages sent (fewer = more reports per message).
+Prints tasks/s per repeat and the report messages sent (ReportColumns) (fewer = more reports per message).
 --live: the pool sends running tasks' output live (as a daemon's does: WorkerPool on_output);
 --live-pairs: each repeat runs without and with it, back to back, and prints the pair's ratio and
 the median ratio; --print: every task prints one line (else they print nothing). TaskOutputLive
@@ -23,6 +23,7 @@ from handoffd import values
 from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import TaskOutputLive
+from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
@@ -62,11 +63,15 @@ async def one(
         nonlocal reports, messages, live_messages
         if isinstance(msg, TaskOutputLive):
             live_messages += 1
-        if isinstance(msg, m.DispatchReplied):  # the owner re-places what was refused
+        # The shell sends a remote owner its answers and reports as columns (issue 13); counting
+        # only the per-task messages it no longer sends left every repeat waiting forever.
+        if isinstance(msg, RepliedColumns):  # the owner re-places what was refused
+            pending.extend(int(t[1:]) for t in msg.refused_ids)
+        elif isinstance(msg, m.DispatchReplied):
             pending.extend(int(r.task_id[1:]) for r in msg.refused)
-        if isinstance(msg, m.TasksReported):
+        if isinstance(msg, (ReportColumns, m.TasksReported)):
             messages += 1
-            reports += len(msg.reports)
+            reports += len(msg.task_ids if isinstance(msg, ReportColumns) else msg.reports)
             top_up()
             if reports >= tasks:
                 done.set()
@@ -135,7 +140,7 @@ def main() -> None:
             )
             rates.append(rate)
             print(
-                f"{'live' if live else 'off '} {rate:,.0f} tasks/s  ({messages} TasksReported, "
+                f"{'live' if live else 'off '} {rate:,.0f} tasks/s  ({messages} ReportColumns, "
                 f"{live_messages} TaskOutputLive for {args.tasks} tasks)"
             )
         if args.live_pairs:
