@@ -81,6 +81,7 @@ from handoffd.daemon.executor_records import (
     Slot,
     Task,
     accepted_task,
+    add_into,
     check_item,
     dispatch_replied,
     done_report,
@@ -124,8 +125,8 @@ class ExecutorState(Inputs):
         self._inline_limit = inline_result_bytes
         self._fetch_timeout = fetch_timeout
         self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
-        self._queue_factor = queue_factor
-        self._queue_limit: dict[str, float] | None = None  # queue_factor x the ledger's capacity
+        # queue_factor x the ledger's capacity (fixed when the node starts)
+        self._queue_limit = {k: q * queue_factor for k, q in ledger.capacity.items()}
         self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
         self._order = QueueOrder()  # ``local`` in start order (``queue_key``)
         self._arrivals = itertools.count()
@@ -292,7 +293,7 @@ class ExecutorState(Inputs):
             if gpus is None:
                 self.local[key] = None
                 self._order.dirty = True
-                self._local_cost = resources.add(self._local_cost, task.cost)
+                add_into(self._local_cost, task.cost, 1.0)
             accepted.append((item.task_id, item.attempt))
             started.append(task)
         self._reply(msg, accepted, refused)
@@ -329,10 +330,7 @@ class ExecutorState(Inputs):
         capacity = self.ledger.capacity
         if not resources.fits(cost, capacity):
             return "no room: exceeds the node's capacity"
-        limit = self._queue_limit
-        if limit is None:  # (the ledger's capacity is fixed when the node starts)
-            limit = self._queue_limit = {k: q * self._queue_factor for k, q in capacity.items()}
-        if not resources.fits(resources.add(self._local_cost, cost), limit):
+        if not resources.fits(resources.add(self._local_cost, cost), self._queue_limit):
             return "no room: queue full"
         return ""
 
@@ -380,7 +378,7 @@ class ExecutorState(Inputs):
         if key in self.local:
             del self.local[key]
             if task is not None:
-                self._local_cost = resources.subtract(self._local_cost, task.cost)
+                add_into(self._local_cost, task.cost, -1.0)
             if not self.local:
                 self._local_cost = {}
 
