@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -181,9 +181,9 @@ class ExecutorState(Inputs):
         """Apply one event at time ``now``; the instructions to carry out, in order."""
         return self._apply(self._handlers[type(event)], event, now)
 
-    def task_ended(self, outcome: Outcome, now: float) -> list[Instruction]:
-        """``handle(TaskEnded(outcome), now)`` without building the event: it comes once per task."""
-        return self._apply(self._ended, outcome, now)
+    def tasks_ended(self, outcomes: list[Outcome], now: float) -> list[Instruction]:
+        """``handle(TaskEnded(outcome), now)`` of each, in one pass: no event built per task."""
+        return self._apply(self._ended, outcomes, now)
 
     def _apply(self, handler: Callable[[Any], None], arg: Any, now: float) -> list[Instruction]:
         self._now = now
@@ -486,43 +486,45 @@ class ExecutorState(Inputs):
             self._out.append(Execute(slot_id, jobs))
 
     def _on_task_ended(self, ev: TaskEnded) -> None:
-        self._ended(ev.outcome)
+        self._ended((ev.outcome,))
 
-    def _ended(self, outcome: Outcome) -> None:
-        key: Key = outcome.key  # type: ignore[assignment]
-        task = self.tasks.pop(key, None)
-        if task is None:
-            return
-        if outcome.kind in ("", "error"):
-            self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
-        ended = self._now + self.wall_offset
-        if outcome.ok and outcome.value is not None:
-            value = outcome.value
-            try:
-                self.store.put(task.run_id, task.task_id, value)
-            except StoreError as exc:  # the run fails with why (not RUNNING forever)
-                log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
-                why = f"{exc} [node at {self.address}]"
-                outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
-                outcome = replace(outcome, value=None, message=why, traceback="")
-        if outcome.ok and outcome.value is not None:
-            self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
-            inline = value if len(value) <= self._inline_limit else None
-            started = ended - outcome.duration
-            report = done_report(task, len(value), (outcome.pid, started, ended), outcome.duration)
-            self.counters["done"] += 1
-            self._finish(task, report, inline, outcome.output)
-        else:
-            report = failed(
-                task,
-                outcome.kind or "error",
-                outcome.exc_type,
-                outcome.message,
-                outcome.traceback,
-                timing=(outcome.pid, ended - outcome.duration, ended),
-            )
-            self.counters["failed"] += 1
-            self._finish(task, report, None, outcome.output)
+    def _ended(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            key: Key = outcome.key  # type: ignore[assignment]
+            task = self.tasks.pop(key, None)
+            if task is None:
+                continue
+            if outcome.kind in ("", "error"):
+                self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
+            ended = self._now + self.wall_offset
+            if outcome.ok and outcome.value is not None:
+                value = outcome.value
+                try:
+                    self.store.put(task.run_id, task.task_id, value)
+                except StoreError as exc:  # the run fails with why (not RUNNING forever)
+                    log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
+                    why = f"{exc} [node at {self.address}]"
+                    outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
+                    outcome = replace(outcome, value=None, message=why, traceback="")
+            if outcome.ok and outcome.value is not None:
+                self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+                inline = value if len(value) <= self._inline_limit else None
+                started = ended - outcome.duration
+                timing = (outcome.pid, started, ended)
+                report = done_report(task, len(value), timing, outcome.duration)
+                self.counters["done"] += 1
+                self._finish(task, report, inline, outcome.output)
+            else:
+                report = failed(
+                    task,
+                    outcome.kind or "error",
+                    outcome.exc_type,
+                    outcome.message,
+                    outcome.traceback,
+                    timing=(outcome.pid, ended - outcome.duration, ended),
+                )
+                self.counters["failed"] += 1
+                self._finish(task, report, None, outcome.output)
 
     def _finish(
         self, task: Task, report: m.TaskReport, value: bytes | None, output: str = ""

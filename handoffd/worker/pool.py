@@ -121,8 +121,9 @@ class WorkerPool:
         self._room = WorkerRoom(max_workers, warm, devices)
         self.ahead = ahead
         self._on_done = on_done
-        # Called after the outcomes one read of a worker's pipe brought were given to on_done.
-        self.after_read: Callable[[], None] | None = None
+        # Takes the outcomes one read of a worker's pipe brought (in order) instead of on_done
+        # for each; the others (a crash, a timeout, a cancel of a job not sent) go to on_done.
+        self.on_read: Callable[[list[Outcome]], None] | None = None
         self._name = name
         self._node = node
         self._code_dir = code_dir  # the node's code packages (worker.code_env)
@@ -409,10 +410,11 @@ class WorkerPool:
             self._next_head(worker)
         elif worker.chain is not None and worker.chain.jobs:
             self._feed(worker)  # skipped jobs made room ahead
-        for outcome in outcomes:
-            self._on_done(outcome)
-        if outcomes and self.after_read is not None:
-            self.after_read()
+        if self.on_read is None:
+            for outcome in outcomes:
+                self._on_done(outcome)
+        elif outcomes:
+            self.on_read(outcomes)
 
     def _resume(self, worker: Worker) -> None:
         """The thread reading a huge value from the worker's pipe is done: watch it again."""
