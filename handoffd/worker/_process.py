@@ -53,6 +53,7 @@ ERROR, OK, SKIPPED = 0, 1, 2  # reply status
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
+_NOTHING: AbstractContextManager[None] = nullcontext()  # (reusable: not one made per job)
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -196,9 +197,8 @@ def main(
         kept = value if inline else value is not None
         reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text)
         duration = clock() - started
-        ending: AbstractContextManager[None] = live.ended() if live is not None else nullcontext()
         try:
-            with ending:  # no live output of the job after its outcome
+            with live or _NOTHING:  # no live output of the job after its outcome
                 # Cancels that came in while the job ran go out in the same message as its
                 # outcome: the parent then knows the next job it sent started exactly when its
                 # cancel is not in that message (a separate SKIPPED reply read after the outcome
