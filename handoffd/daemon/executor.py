@@ -227,11 +227,11 @@ class Executor:
         self._soon(FLUSH)
 
     def _ended(self, outcomes: list[Outcome]) -> None:
-        for outcome in outcomes:
-            if isinstance(outcome.key, EncodeKey):  # a serialize hook run for a peer
+        hooks = [o for o in outcomes if isinstance(o.key, EncodeKey)]
+        if hooks:  # serialize hooks run for peers: answered apart, every one of them
+            for outcome in hooks:
                 self._run(self.hooks.ended(outcome))
-                outcomes = [o for o in outcomes if not isinstance(o.key, EncodeKey)]
-                break
+            outcomes = [o for o in outcomes if not isinstance(o.key, EncodeKey)]
         if self._sent_live:
             for outcome in outcomes:
                 self._sent_live.pop(outcome.key, None)
