@@ -137,6 +137,7 @@ def main(
     pending: deque[tuple] = deque()
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
+    sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
     recv = inbox.next
     live = _live.LiveSender(send, live_interval) if live_interval > 0 else None
 
@@ -208,7 +209,7 @@ def main(
                     skipped += absorb(recv())
                 done = dumps([*skipped, (*reply, duration, captured.text())], protocol=5)
                 if value is None or inline:
-                    send(done)
+                    sendall(framed_one(done))
                 elif len(value) < _pipe.LARGE:
                     raw.sendall(_pipe.framed(done, value))  # one write, one wake-up
                 else:
