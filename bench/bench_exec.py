@@ -4,7 +4,8 @@ batches (as an owner would), reports collected in memory; no network, no owner.
     .venv/bin/python bench/bench_exec.py [--tasks 10000] [--batch 64] [--cpus 1] [--repeat 3]
         [--as-daemon] [--live | --live-pairs] [--print]
 
-Prints tasks/s per repeat and the TasksReported messages sent (fewer = more reports per message).
+Prints tasks/s per repeat, the report messages sent (ReportColumns) and the CPU per task of this
+process (the executor and its pool) and of the workers (fewer = more reports per message).
 --live: the pool sends running tasks' output live (as a daemon's does: WorkerPool on_output);
 --live-pairs: each repeat runs without and with it, back to back, and prints the pair's ratio and
 the median ratio; --print: every task prints one line (else they print nothing). TaskOutputLive
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -23,6 +25,7 @@ from handoffd import values
 from handoffd.daemon.executor import Executor
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import TaskOutputLive
+from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
@@ -62,11 +65,15 @@ async def one(
         nonlocal reports, messages, live_messages
         if isinstance(msg, TaskOutputLive):
             live_messages += 1
-        if isinstance(msg, m.DispatchReplied):  # the owner re-places what was refused
+        # The shell sends a remote owner its answers and reports as columns (issue 13); counting
+        # only the per-task messages it no longer sends left every repeat waiting forever.
+        if isinstance(msg, RepliedColumns):  # the owner re-places what was refused
+            pending.extend(int(t[1:]) for t in msg.refused_ids)
+        elif isinstance(msg, m.DispatchReplied):
             pending.extend(int(r.task_id[1:]) for r in msg.refused)
-        if isinstance(msg, m.TasksReported):
+        if isinstance(msg, (ReportColumns, m.TasksReported)):
             messages += 1
-            reports += len(msg.reports)
+            reports += len(msg.task_ids if isinstance(msg, ReportColumns) else msg.reports)
             top_up()
             if reports >= tasks:
                 done.set()
@@ -93,21 +100,42 @@ async def one(
         on_resources_changed=lambda: None,
     )
     # --as-daemon: the options a daemon gives its pool (a device set, the memory watch)
-    options = DAEMON_OPTIONS if AS_DAEMON else {}
+    # (a daemon's pool has the default device set "", the executor's jobs' set without GPUs; a
+    # pool left at None swapped its one worker for a new one at the first job)
+    options = DAEMON_OPTIONS if AS_DAEMON else {"devices": ""}
     if live:
         options = {**options, "on_output": executor.on_output}
     pool = WorkerPool(cpus, executor.on_outcome, name="bench-exec", **options)
     executor.pool = pool
     await pool.start()
     try:
+        pids = pool.worker_pids()
+        cpu0, workers0 = time.process_time(), sum(_cpu(p) for p in pids)
         started = time.perf_counter()
         top_up()
         await done.wait()
         elapsed = time.perf_counter() - started
+        cpu = (time.process_time() - cpu0) / tasks * 1e6
+        # (a worker that died meanwhile is missing from the second reading: the figure is low)
+        workers = (sum(_cpu(p) for p in pids) - workers0) / tasks * 1e6
     finally:
         await pool.close()
     executor.store.drop_run(run_id)
+    CPU.append((cpu, workers))
     return tasks / elapsed, messages, live_messages
+
+
+CPU: list[tuple[float, float]] = []  # per repeat: CPU us per task (this process, its workers)
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -134,13 +162,20 @@ def main() -> None:
                 one(args.tasks, args.batch, args.cpus, run, live, args.print)
             )
             rates.append(rate)
+            cpu, workers = CPU[-1]
             print(
-                f"{'live' if live else 'off '} {rate:,.0f} tasks/s  ({messages} TasksReported, "
-                f"{live_messages} TaskOutputLive for {args.tasks} tasks)"
+                f"{'live' if live else 'off '} {rate:,.0f} tasks/s  ({messages} ReportColumns, "
+                f"{live_messages} TaskOutputLive for {args.tasks} tasks); CPU us per task: "
+                f"executor {cpu:.1f}, workers {workers:.1f}"
             )
         if args.live_pairs:
             ratios.append(rates[1] / rates[0])
             print(f"  live/off {ratios[-1]:.3f}")
+    if len(CPU) > 1:
+        print(
+            f"median CPU us per task: executor {statistics.median(c for c, _ in CPU):.1f}, "
+            f"workers {statistics.median(w for _, w in CPU):.1f} (load {os.getloadavg()[0]:.1f})"
+        )
     if ratios:
         print(f"median live/off {statistics.median(ratios):.3f} over {len(ratios)} pairs")
 

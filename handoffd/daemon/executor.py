@@ -123,7 +123,7 @@ class Executor:
     def pool(self, pool: WorkerPool | None) -> None:
         self._pool = pool
         if pool is not None:
-            pool.after_read = self._after_read
+            pool.on_read = self.on_read
 
     # -- state, as the node and the replication shell read it ---------------------------------
 
@@ -211,13 +211,33 @@ class Executor:
             self._send(owner, msg, [], term=self.term_of(run_id))
 
     def on_outcome(self, outcome: Outcome) -> None:
-        if isinstance(outcome.key, EncodeKey):  # a serialize hook run for a peer
-            self._run(self.hooks.ended(outcome))
+        self._ended([outcome])
+
+    def on_read(self, outcomes: list[Outcome]) -> None:
+        """The outcomes of one read of a worker's pipe (the pool's ``on_read``), ended in one pass
+        of the state machine. With no other task of ours left (nothing else can end and join the
+        report before the next loop turn), the report goes now, and with it (``after_soon``) the
+        owner's answer, not a loop turn later. While other tasks run it waits for the turn's end
+        as before: one report for every outcome."""
+        self._ended(outcomes)
+        handle = self._flush_soon
+        if handle is None or self.state.running_count():
             return
-        self._sent_live.pop(outcome.key, None)
-        if self._live:  # the attempt's live lines reach the owner before its report
+        handle.cancel()
+        self._soon(FLUSH)
+
+    def _ended(self, outcomes: list[Outcome]) -> None:
+        hooks = [o for o in outcomes if isinstance(o.key, EncodeKey)]
+        if hooks:  # serialize hooks run for peers: answered apart, every one of them
+            for outcome in hooks:
+                self._run(self.hooks.ended(outcome))
+            outcomes = [o for o in outcomes if not isinstance(o.key, EncodeKey)]
+        if self._sent_live:
+            for outcome in outcomes:
+                self._sent_live.pop(outcome.key, None)
+        if self._live:  # the attempts' live lines reach the owner before their reports
             self._send_live()
-        instructions = self.state.task_ended(outcome, self._clock())  # once per task: no event
+        instructions = self.state.tasks_ended(outcomes, self._clock())  # no event per task
         if instructions:
             self._run(instructions)
 
@@ -311,17 +331,6 @@ class Executor:
         self._handle(event)
         if self.after_soon is not None:
             self.after_soon()
-
-    def _after_read(self) -> None:
-        """The pool gave us the outcomes of one read of a worker. With no other task of ours left
-        (nothing else can end and join the report before the next loop turn), the report goes
-        now, and with it (``after_soon``) the owner's answer, not a loop turn later. While other
-        tasks run it waits for the turn's end as before: one report for every outcome."""
-        handle = self._flush_soon
-        if handle is None or self.state.running_count():
-            return
-        handle.cancel()
-        self._soon(FLUSH)
 
     def _fire(self, key: int, event: Event) -> None:
         self._timers.pop(key, None)

@@ -44,7 +44,7 @@ def lazy_inputs(
     """A dispatched task's inputs without "serialize" refs (see the module's docstring); the
     values to fetch serialized are added to ``runs[run_id]``; ``here(run_id, task_id)``: the
     value is in this node's store."""
-    if not any(ref.kind == SERIALIZE for ref in inputs):
+    if not inputs or not any(ref.kind == SERIALIZE for ref in inputs):
         return inputs
     children: dict[int, list[int]] = {}
     for index, ref in enumerate(inputs):

@@ -80,6 +80,10 @@ class Inputs:
     _finish: Callable[..., None]
 
     def _gather(self, task: Task) -> None:
+        if not task.inputs and not task.far:  # nothing to fetch (most W1 tasks)
+            if task.claimed:
+                self._start(task)
+            return
         needs = [r.task_id for r in task.inputs if r.kind == "value" and r.frame < 0]
         if task.far:
             needs += far_needs(task)
@@ -223,6 +227,8 @@ class Inputs:
         """``task`` started (its job holds its inputs): drop fetched copies no other local task
         waits for. Reconciliation reports only what the store holds, so a dropped copy is never
         reported; a fetch for it from a peer is answered 'missing' and tries another holder."""
+        if not task.inputs and not task.far:
+            return
         needs = [r.task_id for r in task.inputs if r.kind == "value" and r.frame < 0]
         if task.far:
             needs += far_needs(task)

@@ -79,7 +79,12 @@ def accepted_task(
     qkey: tuple[int, float, int],
 ) -> Task:
     """The record of a dispatched item just accepted (``gpus``: its claim, None when queued)."""
-    needed = {item.payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
+    payload_frame = item.payload_frame
+    if item.inputs:
+        needed = {payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
+        kept = {i: frames[i] for i in needed}
+    else:
+        kept = {payload_frame: frames[payload_frame]}
     return Task(
         run_id=msg.run_id,
         task_id=item.task_id,
@@ -88,14 +93,20 @@ def accepted_task(
         cost=dict(item.cost),
         argument_inclusion=item.argument_inclusion,
         timeout=item.timeout,
-        payload=frames[item.payload_frame],
-        payload_frame=item.payload_frame,
+        payload=frames[payload_frame],
+        payload_frame=payload_frame,
         inputs=inputs,
-        frames={i: frames[i] for i in needed},
+        frames=kept,
         gpus=gpus or [],
         claimed=gpus is not None,
         qkey=qkey,
     )
+
+
+def add_into(total: dict[str, float], cost: dict[str, float], sign: float) -> None:
+    """``total`` += ``sign`` x ``cost``, in place (``resources.add`` makes a dict per call)."""
+    for kind, qty in cost.items():
+        total[kind] = total.get(kind, 0.0) + sign * qty
 
 
 def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int, float, int]:

@@ -98,8 +98,10 @@ class ResultStore:
         """Keep a value (bytes-like: an assembled one is an mmap, ``store.chunks``); raises
         StoreError (holding nothing new) when a cap or a spill stops it."""
         key = (run_id, task_id)
-        self.settle()
-        self._discard(key)
+        if self._written:  # (two calls fewer per value when nothing is to be done: once a task)
+            self.settle()
+        if key in self._memory or key in self._spilled:
+            self._discard(key)
         if self.max_value is not None and len(value) > self.max_value:
             raise StoreError(
                 f"the value of run {run_id!r}, task {task_id!r} is {len(value)} bytes, over "

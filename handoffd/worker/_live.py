@@ -7,8 +7,9 @@ tasks print nothing never starts it, and sends nothing more than before). A writ
 text and its newline, two writes, go together), takes the new complete lines and sends them on the
 pipe as ``LIVE`` + pickle((token, text)). It looks again after ``interval`` while text is left.
 
-Every send on the pipe while a job runs is made under ``lock``: the job's end (``ended``) takes it,
-so no live text of a job follows the job's outcome, and the outcome carries only what was not sent.
+Every send on the pipe while a job runs is made under ``lock``: the job's end (``with sender:``)
+takes it, so no live text of a job follows the job's outcome, and the outcome carries only what
+was not sent.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from handoffd.worker.capture import Captured
 
@@ -46,12 +46,14 @@ class LiveSender:
             self._job = (token, out)
         return out
 
-    @contextmanager
-    def ended(self) -> Iterator[None]:
-        """Around sending the job's outcome: nothing of the job is sent live from here on."""
-        with self.lock:
-            self._job = None
-            yield
+    # ``with sender:`` around sending the job's outcome: nothing of the job is sent live from
+    # there on. (A method, not a @contextmanager generator: ~1 us less per job.)
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self._job = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
     def _wake(self) -> None:  # called under the buffer's lock: no pipe, no buffer here
         if self._thread is None:

@@ -53,6 +53,7 @@ ERROR, OK, SKIPPED = 0, 1, 2  # reply status
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
+_NOTHING: AbstractContextManager[None] = nullcontext()  # (reusable: not one made per job)
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -136,6 +137,7 @@ def main(
     pending: deque[tuple] = deque()
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
+    sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
     recv = inbox.next
     live = _live.LiveSender(send, live_interval) if live_interval > 0 else None
 
@@ -196,9 +198,8 @@ def main(
         kept = value if inline else value is not None
         reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text)
         duration = clock() - started
-        ending: AbstractContextManager[None] = live.ended() if live is not None else nullcontext()
         try:
-            with ending:  # no live output of the job after its outcome
+            with live or _NOTHING:  # no live output of the job after its outcome
                 # Cancels that came in while the job ran go out in the same message as its
                 # outcome: the parent then knows the next job it sent started exactly when its
                 # cancel is not in that message (a separate SKIPPED reply read after the outcome
@@ -208,7 +209,7 @@ def main(
                     skipped += absorb(recv())
                 done = dumps([*skipped, (*reply, duration, captured.text())], protocol=5)
                 if value is None or inline:
-                    send(done)
+                    sendall(framed_one(done))
                 elif len(value) < _pipe.LARGE:
                     raw.sendall(_pipe.framed(done, value))  # one write, one wake-up
                 else:

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import multiprocessing
 import os
 import pickle
@@ -61,6 +60,7 @@ from functools import partial
 from multiprocessing.process import BaseProcess
 
 from handoffd.worker import _pipe, _process, _replies, _watch
+from handoffd.worker._losses import Losses
 from handoffd.worker._procs import Processes, kill_group
 from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import (
@@ -71,20 +71,12 @@ from handoffd.worker._records import (
     Worker,
     cancelled_outcome,
     crash_outcome,
-    exit_description,
-    memory_outcome,
-    timeout_outcome,
     unpicklable_outcome,
 )
 from handoffd.worker._sets import WorkerRoom
 
 __all__ = ["AHEAD", "AHEAD_BYTES", "Job", "Outcome", "WorkerPool"]
 
-log = logging.getLogger("handoffd.worker")
-
-# Replacement workers that die before saying "ready" this many times in a row break the pool
-# (e.g. the main module cannot be imported in a fresh interpreter): fail jobs instead of spinning.
-MAX_STARTUP_FAILURES = 3
 # Jobs of a chain sent to its worker besides the running one, and the pickled bytes on a worker's
 # pipe when sending ahead (a full pipe would block send_bytes, and with it the loop; Linux gives a
 # socketpair far more than this).
@@ -94,7 +86,7 @@ AHEAD_BYTES = 48 * 1024
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
 
-class WorkerPool:
+class WorkerPool(Losses):
     """Runs Jobs in up to ``max_workers`` reused processes; results come back through ``on_done``."""
 
     def __init__(
@@ -121,8 +113,9 @@ class WorkerPool:
         self._room = WorkerRoom(max_workers, warm, devices)
         self.ahead = ahead
         self._on_done = on_done
-        # Called after the outcomes one read of a worker's pipe brought were given to on_done.
-        self.after_read: Callable[[], None] | None = None
+        # Takes the outcomes one read of a worker's pipe brought (in order) instead of on_done
+        # for each; the others (a crash, a timeout, a cancel of a job not sent) go to on_done.
+        self.on_read: Callable[[list[Outcome]], None] | None = None
         self._name = name
         self._node = node
         self._code_dir = code_dir  # the node's code packages (worker.code_env)
@@ -336,42 +329,6 @@ class WorkerPool:
             chain.next = None
         return head, behind, chain
 
-    def _salvage(self, behind: list[Sent], chain: Chain | None, held: bool) -> list[Outcome]:
-        """Jobs that were behind a lost head go back to the front of their chain, and the chain to
-        the front of the queue (``held``: only once the dead process is reaped). Those being
-        cancelled are not requeued: their cancelled Outcomes are returned."""
-        cancelled = [cancelled_outcome(s.job.key, 0.0) for s in behind if s.cancelling]
-        if chain is None:
-            return cancelled
-        back = [s.job for s in behind if not s.cancelling]
-        chain.jobs.extendleft(reversed(back))
-        for job in back:
-            self._queued[job.key] = chain
-        chain.held = held
-        if not held:
-            self._requeue(chain)
-        return cancelled
-
-    def _requeue(self, chain: Chain) -> None:
-        chain.held = False
-        if self._chains.get(chain.id) is not chain:
-            return
-        if not chain.jobs:
-            del self._chains[chain.id]
-            return
-        self._waiting.push_front(chain)
-        self._pump()
-
-    def _retire(self, worker: Worker) -> tuple[Sent | None, list[Outcome]]:
-        """Kill a worker whose head we give up on (timeout, cancel) and start a replacement.
-        Returns the head and the Outcomes of jobs behind it whose cancel was pending."""
-        head, behind, chain = self._detach(worker)
-        kill_group(worker.process)  # SIGKILL: nothing of it or of its children runs any more
-        self._when_exited(worker.process, None)
-        cancelled = self._salvage(behind, chain, held=False)
-        self._replace(worker.devices)
-        return head, cancelled
-
     def _replace(self, devices: str | None) -> None:
         """Keep ``max_workers`` processes (``_pump`` may have started one for a waiting chain) and
         one worker of each warm device set."""
@@ -409,10 +366,11 @@ class WorkerPool:
             self._next_head(worker)
         elif worker.chain is not None and worker.chain.jobs:
             self._feed(worker)  # skipped jobs made room ahead
-        for outcome in outcomes:
-            self._on_done(outcome)
-        if outcomes and self.after_read is not None:
-            self.after_read()
+        if self.on_read is None:
+            for outcome in outcomes:
+                self._on_done(outcome)
+        elif outcomes:
+            self.on_read(outcomes)
 
     def _resume(self, worker: Worker) -> None:
         """The thread reading a huge value from the worker's pipe is done: watch it again."""
@@ -483,93 +441,6 @@ class WorkerPool:
         if chain.worker is None and not chain.jobs and not chain.held:
             if self._chains.get(chain.id) is chain:
                 del self._chains[chain.id]
-
-    def _cancel_head(self, worker: Worker) -> None:
-        assert self._loop is not None
-        duration = self._loop.time() - worker.started
-        head, cancelled = self._retire(worker)
-        assert head is not None
-        for outcome in [cancelled_outcome(head.job.key, duration), *cancelled]:
-            self._soon(outcome)
-
-    def _lost(self, worker: Worker) -> None:
-        """The worker's pipe hit EOF: it died (crash, os._exit, SIGKILL, OOM)."""
-        was_ready = worker.ready
-        started = worker.started
-        head, behind, chain = self._detach(worker)
-        if not was_ready:
-            self._startup_failures += 1
-        cancelled = self._salvage(behind, chain, held=True)
-
-        def report(code: int | None) -> None:
-            what = exit_description(code)
-            if chain is not None:
-                self._requeue(chain)
-            for outcome in cancelled:
-                self._on_done(outcome)
-            if not was_ready:
-                self._startup_failed(what)
-                return
-            self._replace(worker.devices)
-            if head is not None:
-                assert self._loop is not None
-                duration = self._loop.time() - started
-                if head.cancelling:  # its cancel was asked for: that is its outcome
-                    self._on_done(cancelled_outcome(head.job.key, duration))
-                else:
-                    self._on_done(crash_outcome(head.job, what, duration))
-
-        self._when_exited(worker.process, report)
-
-    def _startup_failed(self, what: str) -> None:
-        reason = (
-            f"a {self._name} process exited before it was ready ({what}); if the main script starts "
-            f"work at import, guard it with `if __name__ == '__main__':`"
-        )
-        if self._started is not None and not self._started.done():
-            self._started.set_exception(RuntimeError(reason))
-            return
-        if self._startup_failures < MAX_STARTUP_FAILURES:
-            self._replace(self._devices)
-            return
-        self._broken = reason
-        log.error("worker pool broken: %s", reason)
-        if self._workers:
-            return  # the remaining workers drain the queue
-        jobs = self._waiting.take_all()
-        self._queued.clear()
-        for chain_id, chain in list(self._chains.items()):
-            if chain.worker is None:
-                del self._chains[chain_id]
-        for job in jobs:
-            self._on_done(crash_outcome(job, reason, 0.0))
-
-    def _expire(self, worker: Worker, sent: Sent) -> None:
-        if worker.head is not sent or worker not in self._workers:
-            return
-        assert self._loop is not None
-        duration = self._loop.time() - worker.started
-        pid = worker.process.pid or 0  # (the process object is closed once retired)
-        _, cancelled = self._retire(worker)
-        self._on_done(timeout_outcome(sent.job, duration, pid))
-        for outcome in cancelled:
-            self._on_done(outcome)
-
-    def _over_memory(self, worker: Worker, used: int) -> None:
-        """The memory watch found the worker's job over its ceiling: kill it, report it."""
-        head, limit = worker.head, worker.limit
-        assert head is not None and limit is not None and self._loop is not None
-        duration = self._loop.time() - worker.started
-        _, cancelled = self._retire(worker)
-        log.warning(
-            "killed %s: job %r held %.0f MB, its ceiling is %g MB",
-            worker.process.name,
-            head.job.key,
-            used / _watch.MB,
-            limit,
-        )
-        for outcome in [memory_outcome(head.job, limit, used, duration), *cancelled]:
-            self._on_done(outcome)
 
     # -- dispatch -----------------------------------------------------------------------------
     def _pump(self) -> None:

@@ -139,3 +139,32 @@ def test_answers_and_reports_to_our_own_owner_go_as_they_are_not_as_columns() ->
         assert [(r.task_id, r.state) for r in report.reports] == [("a", "DONE")] and term == 1
 
     asyncio.run(main())
+
+
+def test_one_read_s_outcomes_reach_the_state_and_every_serialize_hook_is_answered() -> None:
+    """``on_read`` with two hooks' outcomes among a task's (one read of a worker's pipe): each
+    hook's answer goes to its peer, and the task's report to its owner."""
+    from handoffd.daemon.executor_hooks import EncodeKey
+    from handoffd.protocol.messages_hooks import EncodeFailed
+
+    async def body() -> None:
+        executor, pool, sent = make()
+        dispatch(executor, item("a"))
+        ((_, (job,)),) = pool.submitted
+        hooks = [EncodeKey(f"peer:{i}", i, RUN, f"h{i}") for i in (1, 2)]
+        executor.on_read(
+            [
+                Outcome(hooks[0], True, b"encoded"),
+                Outcome(job.key, True, b"v", duration=0.001),
+                Outcome(hooks[1], False, None, "HookFailed", "no", "tb", "error"),
+            ]
+        )
+        await wait_for(lambda: of(sent, ReportColumns))
+        ((address, found, _),) = of(sent, m.ValuesFetched)
+        assert address == "peer:1" and found.task_ids == ("h1",)
+        ((address, failed, _),) = of(sent, EncodeFailed)
+        assert address == "peer:2"
+        ((address, report, _),) = of(sent, ReportColumns)
+        assert address == OWNER and report.task_ids == ("a",)
+
+    asyncio.run(body())

@@ -117,7 +117,7 @@ def _nap(seconds: float) -> float:
 
 
 def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
-    """Run each DAG; the events: outcomes the pool read, its after_read callbacks, messages the
+    """Run each DAG; the events: outcomes the pool read (each read's, then its end), messages the
     owner handled, the executor's "soon" callbacks."""
     import handoffd
 
@@ -126,16 +126,16 @@ def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
 
     async def patch() -> None:
         pool, executor, route = node.pool, node.executor, node.owner.handle
-        done, after, soon = pool._on_done, pool.after_read, executor._soon
+        done, read, soon = pool._on_done, pool.on_read, executor._soon
 
         def outcome(out: Any) -> None:
             events.append(("outcome", out.key[1]))
             done(out)
 
-        def after_read() -> None:
+        def on_read(outcomes: list[Any]) -> None:
+            events.extend(("outcome", out.key[1]) for out in outcomes)
             events.append(("read",))
-            if after is not None:
-                after()
+            read(outcomes)
             events.append(("read.end",))
 
         def flushed(event: Any) -> None:
@@ -147,9 +147,9 @@ def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
             events.append(("route", type(msg).__name__))
             route(msg, *rest)
 
-        pool._on_done, pool.after_read, executor._soon, node.owner.handle = (
+        pool._on_done, pool.on_read, executor._soon, node.owner.handle = (
             outcome,
-            after_read,
+            on_read,
             flushed,
             routed,
         )
@@ -164,7 +164,7 @@ def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
 
 def test_the_last_running_task_s_report_goes_in_the_callback_that_read_its_outcome():
     """With nothing else running here, the report (and the owner's answer) leaves in the loop turn
-    that read the worker's reply (Executor._after_read), not one turn later."""
+    that read the worker's reply (Executor.on_read), not one turn later."""
     import handoffd
 
     with ThreadedCluster([{"cpu": 1}]) as cluster:

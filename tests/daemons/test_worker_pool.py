@@ -12,7 +12,7 @@ import pathlib
 import time
 
 import pytest
-from pool_harness import Collector, blocked, die_hard, job, pid_gone, run_pool, touch
+from pool_harness import Collector, blocked, die_hard, job, pid_gone, run_pool, touch, until
 
 from handoffd import values
 from handoffd.worker._pipe import LARGE
@@ -279,3 +279,24 @@ def test_many_jobs_queue_and_all_complete():
         assert sorted(values.loads(o.value)[0] for o in outcomes) == list(range(300))
 
     run_pool(2, body)
+
+
+def test_on_read_takes_each_read_s_outcomes_in_order_and_a_crash_goes_to_on_done():
+    """With ``on_read`` set, the outcomes a read of a worker's pipe brings come to it as one list
+    (a chain's, in submission order, each once), none through on_done; a crash's outcome, which
+    no read brings, still goes to on_done."""
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        reads: list[list] = []
+        pool.on_read = reads.append
+        pool.submit_all([job(("c", i), sized, 10) for i in range(40)], chain="c")
+        await until(lambda: sum(len(r) for r in reads) == 40)
+        assert [o.key for r in reads for o in r] == [("c", i) for i in range(40)]
+        assert all(o.ok and o.value is not None for r in reads for o in r)
+        assert got.outcomes == []  # not one through on_done
+        pool.submit(job("exit", exit_now, 3))
+        (crash,) = await got.wait(1)
+        assert crash.key == "exit" and crash.kind == "crash"
+        assert sum(len(r) for r in reads) == 40
+
+    run_pool(1, body)

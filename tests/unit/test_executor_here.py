@@ -48,7 +48,7 @@ def dispatch(st: ExecutorState, owner: str, items: list[m.DispatchItem], term: i
 
 def end(st: ExecutorState, task_id: str, outcome: Outcome | None = None) -> list:
     key = (RUN, task_id, 1)
-    out = st.task_ended(outcome or Outcome(key, True, b"v" + task_id.encode()), 0.0)
+    out = st.tasks_ended([outcome or Outcome(key, True, b"v" + task_id.encode())], 0.0)
     return out + st.handle(FLUSH, 0.0)
 
 
@@ -113,8 +113,8 @@ def test_a_record_carries_values_beside_its_reports_not_in_frames() -> None:
     assert answer.accepted == (("a", 1), ("b", 1)) and answer.refused == ()
     assert answer.free == {"cpu": 0.0} and answer.term == 1
     assert answer.resource_version == st.ledger.version
-    st.task_ended(Outcome((RUN, "a", 1), True, b"va"), 0.0)
-    st.task_ended(Outcome((RUN, "b", 1), True, b"a value too big to go inline"), 0.0)
+    st.tasks_ended([Outcome((RUN, "a", 1), True, b"va")], 0.0)
+    st.tasks_ended([Outcome((RUN, "b", 1), True, b"a value too big to go inline")], 0.0)
     (reports,) = [i for i in st.handle(FLUSH, 0.0) if type(i) is ReportedHere]
     assert [r.task_id for r in reports.reports] == ["a", "b"]
     assert [r.frame for r in reports.reports] == [-1, -1]  # no frame index to set per report

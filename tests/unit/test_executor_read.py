@@ -1,0 +1,123 @@
+"""The outcomes of one read of a worker's pipe, ended in one pass (``ExecutorState.tasks_ended``,
+the shell's ``Executor.on_read``), do what the same outcomes fed one ``TaskEnded`` event each do:
+the same jobs started (refills), the same reports and values to the owner, the same ledger, store
+and counters. Random runs: chained slots, queued tasks, values inline and not, errors, outcomes
+of attempts no longer ours, owners on our node and elsewhere."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from handoffd.daemon.executor_events import (
+    Dispatched,
+    Execute,
+    ReportedHere,
+    SendMessage,
+    Soon,
+    TaskEnded,
+)
+from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import messages as m
+from handoffd.store.store import ResultStore
+from handoffd.worker._records import Job, Outcome
+from handoffd.worker.ledger import Ledger
+
+RUN = "run-1"
+ME, OTHER = "me:1", "owner:1"
+
+
+class Side:
+    """One executor and what it did: jobs started, reports sent (in order)."""
+
+    def __init__(self, batched: bool) -> None:
+        self.batched = batched
+        self.st = ExecutorState(
+            address=ME,
+            ledger=Ledger({"cpu": 2.0}),
+            store=ResultStore(memory_limit=1 << 30),
+            inline_result_bytes=8,
+        )
+        self.jobs: list[Job] = []  # started, outcome not fed yet
+        self.started: list[Any] = []  # every job's key, in the order it was started
+        self.reports: list[tuple[Any, ...]] = []
+        self.soon: list[Any] = []
+
+    def drive(self, out: list[Any]) -> None:
+        for ins in out:
+            if isinstance(ins, Execute):
+                self.jobs.extend(ins.jobs)
+                self.started.extend(j.key for j in ins.jobs)
+            elif isinstance(ins, Soon):
+                self.soon.append(ins.event)
+            elif isinstance(ins, SendMessage) and type(ins.msg) is m.TasksReported:
+                msg, frames = ins.msg, ins.frames
+                for r in msg.reports:
+                    value = frames[r.frame] if r.frame >= 0 else None
+                    self.reports.append((r.task_id, r.state, r.size, r.kind, r.exc_type, value))
+            elif isinstance(ins, ReportedHere):
+                for r, value in zip(ins.reports, ins.values, strict=True):
+                    self.reports.append((r.task_id, r.state, r.size, r.kind, r.exc_type, value))
+
+    def settle(self) -> None:
+        while self.soon:
+            self.drive(self.st.handle(self.soon.pop(0), 0.0))
+
+    def end(self, outcomes: list[Outcome]) -> None:
+        if self.batched:
+            self.drive(self.st.tasks_ended(outcomes, 0.0))
+        else:
+            for outcome in outcomes:
+                self.drive(self.st.handle(TaskEnded(outcome), 0.0))
+        self.settle()
+
+    def state(self) -> tuple[Any, ...]:
+        st = self.st
+        values = {t: st.store.get(RUN, t) for t in sorted(st.store.tasks_of(RUN))}
+        return (dict(st.ledger.free), dict(st.counters), values, sorted(st.tasks), sorted(st.slots))
+
+
+def outcome_of(rng: random.Random, key: Any) -> Outcome:
+    kind = rng.choice(["small", "big", "error", "none"])
+    if kind == "error":
+        return Outcome(key, False, None, "Boom", "failed", "tb", kind="error", duration=0.001)
+    if kind == "none":
+        return Outcome(key, True, None, duration=0.001)
+    value = b"v" + key[1].encode() if kind == "small" else b"a value past the inline limit"
+    return Outcome(key, True, value, duration=rng.choice([1e-5, 1e-3, 0.01]), pid=7)
+
+
+@pytest.mark.parametrize("owner", [ME, OTHER])
+@pytest.mark.parametrize("seed", range(20))
+def test_one_read_s_outcomes_in_one_pass_do_what_one_event_each_does(owner: str, seed: int):
+    rng = random.Random(seed)
+    sides = [Side(batched=True), Side(batched=False)]
+    count = 0
+    for _ in range(rng.randint(2, 6)):
+        items = []
+        for _ in range(rng.randint(1, 12)):
+            cost = {"cpu": rng.choice([1.0, 1.0, 0.5])}
+            items.append(m.DispatchItem(f"t{count}", 1, cost, "variadic", None, 0, ()))
+            count += 1
+        msg = m.DispatchTasks(RUN, owner, tuple(items))
+        for side in sides:
+            side.drive(side.st.handle(Dispatched(msg, [b"payload"], 1), 0.0))
+            side.settle()
+        while sides[0].jobs and rng.random() < 0.8:
+            # one read: some of the jobs out, in order, now and then with a stale one among them
+            n = rng.randint(1, len(sides[0].jobs))
+            keys = [j.key for j in sides[0].jobs[:n]]
+            if rng.random() < 0.2:
+                keys.insert(rng.randint(0, n), (RUN, "gone", 9))
+            outcomes = [outcome_of(rng, k) for k in keys]
+            assert [j.key for j in sides[1].jobs] == [j.key for j in sides[0].jobs]
+            for side in sides:
+                side.jobs = [j for j in side.jobs if j.key not in set(keys)]
+                side.end(outcomes)
+    batched, single = sides
+    assert batched.started == single.started
+    assert batched.reports == single.reports
+    assert batched.state() == single.state()
+    assert batched.reports  # (a run that reported nothing would prove nothing)
