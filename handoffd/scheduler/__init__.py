@@ -22,4 +22,7 @@ COMPILED = (
     "history",
     "rebalance",
     "run_snapshot",
+    "room_index",
+    "lost",
+    "placement",
 )

@@ -39,6 +39,7 @@ cdef class ClusterView(Demand):
     @cython.locals(
         run=RunState, rec=TaskRecord, total=dict, batch=list, leaders=dict, missed=set,
         misses=Py_ssize_t, exhausted=bint, summed=double, sent=Py_ssize_t, chosen=list,
+        demand=dict, left=dict,
     )
     cpdef Py_ssize_t _place_free(self, dict free, dict most, ReadyQueue ready, object dispatch)
     @cython.locals(timed=bint, window=Py_ssize_t)

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Which live nodes have room, kept between placement passes (issue 20).
 
 A placement pass needs each live node's *room*: the free resources it last reported, minus our

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -32,6 +33,8 @@ def pure_build(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"handoffd_{name}_pure", source)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # (registered while it runs: a dataclass looks its module's names up in sys.modules)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
