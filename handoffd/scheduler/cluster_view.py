@@ -333,7 +333,12 @@ class ClusterView(Demand):
         # just as the core and the ledger would.
         exhausted = _none_positive(total)
         try:
-            for run, rec in ready.walk():
+            ready.begin()
+            while True:
+                item = ready.step()
+                if item is None:
+                    break
+                run, rec = item
                 gid = run.group_of.get(rec.id)
                 pin = run.pin_of(rec.id)
                 if gid is not None and pin is None and (run.run_id, gid) in leaders:
@@ -499,7 +504,12 @@ class ClusterView(Demand):
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
         try:
-            for run, rec in ready.walk():
+            ready.begin()
+            while True:
+                item = ready.step()
+                if item is None:
+                    break
+                run, rec = item
                 if run.group_of and run.group_of.get(rec.id) is not None:
                     continue
                 pin = rec.spec.node  # not in a group: its own pin only
