@@ -25,4 +25,6 @@ COMPILED = (
     "room_index",
     "lost",
     "placement",
+    "outbox",
+    "delays",
 )
