@@ -38,6 +38,11 @@ SCHEDULER_COMPILED = (
     "history",
     "rebalance",
     "run_snapshot",
+    "room_index",
+    "lost",
+    "placement",
+    "outbox",
+    "delays",
 )
 #: The SWIM machine and its simulator (issue 20: 1,000 simulated nodes handle ~17,000 events a
 #: virtual second), compiled from their .py with the .pxd beside records, probing, swim and sim;

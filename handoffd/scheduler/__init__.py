@@ -22,4 +22,9 @@ COMPILED = (
     "history",
     "rebalance",
     "run_snapshot",
+    "room_index",
+    "lost",
+    "placement",
+    "outbox",
+    "delays",
 )

@@ -39,6 +39,7 @@ cdef class ClusterView(Demand):
     @cython.locals(
         run=RunState, rec=TaskRecord, total=dict, batch=list, leaders=dict, missed=set,
         misses=Py_ssize_t, exhausted=bint, summed=double, sent=Py_ssize_t, chosen=list,
+        demand=dict, left=dict, item=tuple,
     )
     cpdef Py_ssize_t _place_free(self, dict free, dict most, ReadyQueue ready, object dispatch)
     @cython.locals(timed=bint, window=Py_ssize_t)
@@ -49,6 +50,6 @@ cdef class ClusterView(Demand):
     cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
     @cython.locals(
         run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
-        seconds=double, chosen=Py_ssize_t,
+        seconds=double, chosen=Py_ssize_t, item=tuple,
     )
     cpdef _walk(self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed)

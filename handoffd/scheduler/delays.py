@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """READY tasks held back from the ready queue: a part of the owner's scheduler (``OwnerScheduler``).
 
 Two reasons to hold a task back (``TaskRecord.delayed``): its attempt failed and the retry waits out

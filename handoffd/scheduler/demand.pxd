@@ -5,6 +5,7 @@
 cimport cython
 
 from handoffd.scheduler.durations cimport Durations
+from handoffd.scheduler.room_index cimport RoomIndex
 from handoffd.scheduler.run cimport TaskRecord
 
 
@@ -16,7 +17,7 @@ cdef class Demand:
     cdef public object queue_seconds
     cdef public Durations durations
     cdef public dict work
-    cdef public object _rooms
+    cdef public RoomIndex _rooms
     cdef public set _dirty_rooms
     cdef public object nodes
     cdef public dict outstanding

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Messages lost while their node stays ALIVE: a part of the owner's scheduler (``OwnerScheduler``).
 
 Lost messages while the node stays ALIVE (the transport may drop a peer's reconnect queue around a

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The instructions one ``OwnerScheduler.handle`` call collects, shared by the scheduler's parts.
 
 One object for the scheduler's lifetime (its parts get it at construction), emptied by ``take`` at the

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Placement adapter: node names in, node names out, through the placement core's entry point.
 
 The scheduler thinks in node names and ``NodeView``/``TaskRequest`` records; the core

@@ -17,6 +17,9 @@ cdef class ReadyQueue:
     cdef public dict runs
     cdef public set held
     cdef public list _taken
+    cdef public list _heads
+    cdef public RunState _single
+    cdef public RunState _last
 
     @cython.locals(shape=tuple)
     cpdef bint push(self, RunState run, TaskRecord rec)
@@ -28,5 +31,9 @@ cdef class ReadyQueue:
     cpdef drop_ended(self, RunState run, Py_ssize_t lo, Py_ssize_t hi)
     @cython.locals(heap=list, live=bint, rec=TaskRecord)
     cpdef TaskRecord _head(self, RunState run)
+    @cython.locals(heads=list, run=RunState, rec=TaskRecord)
+    cpdef begin(self)
+    @cython.locals(run=RunState, rec=TaskRecord, nxt=TaskRecord, last=RunState, heads=list)
+    cpdef tuple step(self)
     @cython.locals(run=RunState, rec=TaskRecord)
     cpdef restore(self)

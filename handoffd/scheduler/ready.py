@@ -8,8 +8,8 @@ and popping compare ints; a walk merges the runs' heads. Deletion is lazy: ``dis
 record's ``queued`` flag and the heap entry is dropped when a walk reaches it (a record is at most
 once in its heap: ``in_heap``), so taking a task out costs O(1) instead of a sorted list's memmove.
 
-A walk (``walk``) pops the entries it yields; whoever walks dispatches what it placed (which discards
-them) and then calls ``restore`` to put back the ones still queued. Nothing else may push or pop
+A walk (``begin``, then ``step`` until None) pops the entries it gives; whoever walks dispatches
+what it placed (which discards them) and then calls ``restore`` to put back the ones still queued. Nothing else may push or pop
 between the two. A run may be held (``held``: its owner's dispatch lease lapsed): its tasks stay
 queued and walks skip it until it is let go. Pure bookkeeping: no clock, no I/O.
 """
@@ -38,6 +38,10 @@ class ReadyQueue:
         # a walk skips them (a check per run and walk, none per task; empty nearly always).
         self.held: set[str] = set()
         self._taken: list[tuple[RunState, TaskRecord]] = []
+        # A walk's cursor (``begin``/``step``): the runs' heads merged, or the one run walked.
+        self._heads: list[tuple[tuple[int, float, int, int], RunState]] = []
+        self._single: RunState | None = None
+        self._last: RunState | None = None  # the run the last step took from
 
     def __len__(self) -> int:
         return self.size
@@ -127,8 +131,18 @@ class ReadyQueue:
         return None
 
     def walk(self) -> Iterator[tuple[RunState, TaskRecord]]:
-        """Queued tasks in order, each popped from its heap as it is yielded (``restore`` after)."""
-        taken = self._taken
+        """Queued tasks in order, each popped from its heap as it is yielded (``restore`` after):
+        ``begin`` and ``step`` as a generator (tests; the placement pass steps itself)."""
+        self.begin()
+        item = self.step()
+        while item is not None:
+            yield item
+            item = self.step()
+
+    def begin(self) -> None:
+        """Start a walk: each ``step`` gives the next queued task in order, popped from its heap
+        (``restore`` after). A cursor, not a generator: a pass stops its walk early, and closing a
+        compiled generator throws GeneratorExit into it, a traceback built on every pass."""
         heads: list[tuple[tuple[int, float, int, int], RunState]] = []
         held = self.held
         for run in list(self.runs.values()):
@@ -137,18 +151,37 @@ class ReadyQueue:
             rec = self._head(run)
             if rec is not None:
                 heads.append((_key(run, rec), run))
-        if len(heads) == 1:
-            run = heads[0][1]
-            heap, ordered = run.ready_heap, run.ordered
-            head: TaskRecord | None = ordered[heap[0]]
-            while head is not None:
-                heapq.heappop(heap)
-                head.in_heap = False
-                taken.append((run, head))
-                yield run, head
-                head = self._head(run)
+        self._last = None
+        if len(heads) == 1:  # one run: its heap is the order, no merge of heads
+            self._single = heads[0][1]
+            self._heads = []
             return
+        self._single = None
         heapq.heapify(heads)  # keys differ in run.seq: runs are never compared
+        self._heads = heads
+
+    def step(self) -> tuple[RunState, TaskRecord] | None:
+        """The walk's next queued task (None: none left). Its run's next head is looked at only
+        on the next step: what the walker dispatched meanwhile is discarded from the queue."""
+        run = self._single
+        if run is not None:
+            rec = self._head(run)
+            if rec is None:
+                self._single = None
+                return None
+            heapq.heappop(run.ready_heap)
+            rec.in_heap = False
+            self._taken.append((run, rec))
+            return run, rec
+        heads = self._heads
+        last = self._last
+        if last is not None:
+            self._last = None
+            nxt = self._head(last)
+            if nxt is None:
+                heapq.heappop(heads)
+            else:
+                heapq.heapreplace(heads, (_key(last, nxt), last))
         while heads:
             key, run = heads[0]
             rec = self._head(run)  # the head seen when it was keyed, unless discarded since
@@ -160,16 +193,15 @@ class ReadyQueue:
                 continue
             heapq.heappop(run.ready_heap)
             rec.in_heap = False
-            taken.append((run, rec))
-            yield run, rec
-            nxt = self._head(run)
-            if nxt is None:
-                heapq.heappop(heads)
-            else:
-                heapq.heapreplace(heads, (_key(run, nxt), run))
+            self._taken.append((run, rec))
+            self._last = run
+            return run, rec
+        return None
 
     def restore(self) -> None:
         """Put back what the last walk took and left queued."""
+        self._single = self._last = None
+        self._heads = []
         for run, rec in self._taken:
             if rec.queued and not rec.in_heap and run.state == RUN_RUNNING:
                 rec.in_heap = True

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Which live nodes have room, kept between placement passes (issue 20).
 
 A placement pass needs each live node's *room*: the free resources it last reported, minus our
@@ -42,14 +43,17 @@ class NodeState:
     version: int
 
     def __setattr__(self, key: str, value: Any) -> None:
-        watch = self.__dict__.get("_watch")
+        # (straight into the instance dict, which is all ``object.__setattr__`` does here: no
+        # field is a descriptor; compiled, that call was a lookup and a call per assignment)
+        fields = self.__dict__
+        watch = fields.get("_watch")
         if watch is None or key == "address" or key == "version":
-            object.__setattr__(self, key, value)
+            fields[key] = value
             return
-        same = self.__dict__.get(key, _UNSET) == value  # (the owner re-sets capacity every report)
-        object.__setattr__(self, key, value)
+        same = fields.get(key, _UNSET) == value  # (the owner re-sets capacity every report)
+        fields[key] = value
         if not same:
-            watch(self.name, key != "free")
+            watch(fields["name"], key != "free")
 
 
 class Nodes(dict[str, NodeState]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -32,6 +33,8 @@ def pure_build(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"handoffd_{name}_pure", source)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # (registered while it runs: a dataclass looks its module's names up in sys.modules)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -235,6 +238,43 @@ def test_both_builds_of_the_ready_queue_walk_the_same(ops: Any, priorities: list
                 (got, len(queue), queue.weightless, dict(queue.shapes), queue.validate(live))
             )
         assert seen[0] == seen[1], op
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    pushed=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 9)), max_size=30),
+    skip=st.integers(1, 4),
+    priorities=st.lists(st.integers(0, 3), min_size=1, max_size=6),
+)
+@pytest.mark.parametrize("module", [built_ready, pure_ready], ids=["compiled", "pure"])
+def test_a_walk_steps_through_the_queue_in_key_order(
+    module: ModuleType, pushed: list[tuple[int, int]], skip: int, priorities: list[int]
+) -> None:
+    # The cursor (begin/step) the placement pass walks with: every queued task once, in the
+    # key's order across runs, whether or not what was taken before is discarded meanwhile.
+    queue = module.ReadyQueue()
+    runs = ready_runs(priorities)
+    for r, t in pushed:
+        queue.push(runs[r], runs[r].ordered[t])
+    queued = [(run, rec) for run in runs for rec in run.ordered if rec.queued]
+    expected = [
+        (run.run_id, rec.id) for run, rec in sorted(queued, key=lambda x: built_ready._key(*x))
+    ]
+    got = []
+    queue.begin()
+    item = queue.step()
+    while item is not None:
+        run, rec = item
+        got.append((run.run_id, rec.id))
+        if len(got) % skip == 0:
+            queue.discard(rec)  # "dispatched"
+        item = queue.step()
+    assert got == expected
+    assert queue.step() is None  # a finished walk stays finished
+    queue.restore()
+    left = [rec.id for _, rec in sorted(queued, key=lambda x: built_ready._key(*x)) if rec.queued]
+    assert len(queue) == len(left)
+    queue.validate({run.run_id: run for run in runs})
 
 
 # -- demand.py: outstanding demand, work and unanswered dispatches -----------------------------------
