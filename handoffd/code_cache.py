@@ -26,6 +26,7 @@ imported at the time) leaves that function uncached, pickled on every submission
 from __future__ import annotations
 
 import functools
+import sys
 import types
 import weakref
 from typing import Any
@@ -52,11 +53,14 @@ class _Uncacheable(Exception):
 
 
 class _Reading:
-    __slots__ = ("objects", "seen")
+    __slots__ = ("objects", "seen", "top")
 
     def __init__(self) -> None:
         self.objects: list[Any] = []
         self.seen: set[int] = set()
+        # what was read of the first function, when pickled by value: (code, its eight fields,
+        # closure, cells' contents, globals, ((global name, value), ...)) (``_quick``)
+        self.top: tuple[Any, ...] | None = None
 
     def value(self, value: Any) -> None:
         objects = self.objects
@@ -112,12 +116,13 @@ class _Reading:
             objects.append(fn.__qualname__)
             return
         objects.append(False)
+        first = len(self.seen) == 1
         code = fn.__code__
         objects.append(code)  # immutable: its constants and names come with it
         # An atom is appended here as ``value`` would append it (the same reading, a call less
-        # per field: a function's reading is taken on every submission).
+        # per field: a function's reading is taken on every miss).
         atoms = _ATOMS
-        for value in (
+        fields = (
             fn.__name__,
             fn.__qualname__,
             fn.__module__,
@@ -126,28 +131,41 @@ class _Reading:
             fn.__kwdefaults__,
             fn.__annotations__,
             fn.__dict__,
-        ):
+        )
+        for value in fields:
             if type(value) in atoms:
                 objects.append(value)
             else:
                 self.value(value)
-        for cell in fn.__closure__ or ():
+        closure = fn.__closure__
+        contents = []
+        for cell in closure or ():
             try:
-                self.value(cell.cell_contents)
+                content = cell.cell_contents
             except ValueError:  # an empty cell
+                content = _MISSING
                 objects.append(_MISSING)
+            else:
+                self.value(content)
+            contents.append(content)
         space = fn.__globals__
+        pairs = []
         for name in _cp._extract_code_globals(code):
-            self.value(space.get(name, _MISSING))
+            value = space.get(name, _MISSING)
+            pairs.append((name, value))
+            self.value(value)
         for name in _BASE_GLOBALS:
             value = space.get(name, _MISSING)
+            pairs.append((name, value))
             if type(value) in atoms or value is _MISSING:
                 objects.append(value)
             else:
                 self.value(value)
+        if first:
+            self.top = (code, fields, closure, tuple(contents), space, tuple(pairs))
 
 
-def _read(fn: types.FunctionType) -> list[Any] | None:
+def _read(fn: types.FunctionType) -> _Reading | None:
     """``fn``'s reading, or None if it holds something a reading cannot vouch for."""
     reading = _Reading()
     try:
@@ -156,7 +174,7 @@ def _read(fn: types.FunctionType) -> list[Any] | None:
         return None
     except (AttributeError, TypeError, RecursionError):
         return None  # an exotic object (a proxy in the globals, say): not ours to judge
-    return reading.objects
+    return reading
 
 
 def _same(old: list[Any], new: list[Any]) -> bool:
@@ -168,9 +186,128 @@ def _same(old: list[Any], new: list[Any]) -> bool:
     return True
 
 
+def _frozen(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` can never change while it is the same object: an atom, or a tuple or
+    frozenset of such (its reading is then fixed by its identity)."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return True
+    if (kind is tuple or kind is frozenset) and depth < 4 and len(value) <= 32:
+        return all(_frozen(item, depth + 1) for item in value)
+    return False
+
+
+# A **quick proof** of a function pickled by value: the objects its reading read of it (code,
+# the eight fields, closure, cells' contents, globals, ((global name, value), ...)) and the
+# by-value decision's memo. Taken only when every object that reading walked is immutable
+# (``_frozen``), the two dicts empty and ``__kwdefaults__`` None: then the same objects
+# (identities) make the same reading, so the proof is checked by identity alone (``_still``),
+# without walking, listing and comparing a reading or asking cloudpickle again whether the
+# function is pickled by reference.
+_Quick = tuple[Any, ...]
+
+
+def _quick(fn: types.FunctionType, reading: _Reading) -> _Quick | None:
+    """A quick proof made of the objects ``reading`` (of ``fn``) read, or None when only a
+    reading can vouch for ``fn``."""
+    top = reading.top
+    if top is None:
+        return None
+    code, fields, closure, contents, space, pairs = top
+    name, qualname, module, doc, defaults, kwdefaults, annotations, attributes = fields
+    if (
+        kwdefaults is not None
+        or type(annotations) is not dict
+        or annotations
+        or type(attributes) is not dict
+        or attributes
+        or type(module) is not str
+        or type(doc) not in _ATOMS
+        or not _frozen(defaults)
+        or not _frozen(contents)
+    ):
+        return None
+    for _, value in pairs:
+        if value is not _MISSING and not _frozen(value):
+            return None
+    decision = _by_value(fn, module, qualname)
+    if decision is None:
+        return None
+    return (code, fields, closure, contents, space, pairs, decision)
+
+
+def _by_value(fn: types.FunctionType, module_name: str, qualname: str) -> tuple[Any, ...] | None:
+    """What cloudpickle's decision that ``fn`` is pickled by value rests on, when it can be
+    checked by identity: ``__module__`` is ``"__main__"`` (by value whatever else holds: ``()``),
+    or its module (a plain module in ``sys.modules`` under that name, holding ``fn`` under its
+    ``__qualname__``) is registered to be pickled by value: the module, its ``__name__`` and a
+    copy of the registry that names it or a parent. None: anything else (the reading decides)."""
+    if module_name == "__main__":
+        return ()
+    if "." in qualname or qualname.startswith("__"):
+        return None
+    registered = frozenset(_cp._PICKLE_BY_VALUE_MODULES)  # copied first: the proof rests on it
+    module = sys.modules.get(module_name)
+    if type(module) is not types.ModuleType or module.__dict__.get(qualname) is not fn:
+        return None
+    name = module.__name__
+    if type(name) is not str:
+        return None
+    parts = name.split(".")
+    if not any(".".join(parts[:i]) in registered for i in range(1, len(parts) + 1)):
+        return None  # not registered: pickled by reference
+    return (module, name, registered)
+
+
+def _still(fn: Any, quick: _Quick) -> bool:
+    """Whether ``fn``'s quick proof still holds: every object the same one as when it was read."""
+    code, fields, closure, contents, space, pairs, decision = quick
+    name, qualname, module, doc, defaults, _, annotations, attributes = fields
+    if not (
+        fn.__code__ is code
+        and fn.__name__ is name
+        and fn.__qualname__ is qualname
+        and fn.__module__ is module
+        and fn.__doc__ is doc
+        and fn.__defaults__ is defaults
+        and fn.__kwdefaults__ is None
+        and fn.__annotations__ is annotations
+        and not annotations
+        and fn.__dict__ is attributes
+        and not attributes
+        and fn.__globals__ is space
+        and fn.__closure__ is closure
+    ):
+        return False
+    if closure:
+        for cell, content in zip(closure, contents, strict=True):
+            try:
+                if cell.cell_contents is not content:
+                    return False
+            except ValueError:  # emptied since (a proof never holds an empty cell)
+                return False
+    get = space.get
+    for key, value in pairs:
+        if get(key, _MISSING) is not value:
+            return False
+    if decision:
+        held: Any = decision[0]
+        held_name, registered = decision[1:]
+        if not (
+            held.__name__ is held_name
+            and held.__dict__.get(qualname) is fn
+            and sys.modules.get(module) is held
+            and _cp._PICKLE_BY_VALUE_MODULES == registered
+        ):
+            return False
+    return True
+
+
 hits = 0  # pickles reused (tests prove the cache is used)
-# id(fn) -> (weak reference to fn, reading, pickle); the entry goes when fn does.
-_cache: dict[int, tuple[weakref.ref[Any], list[Any], bytes]] = {}
+quick_hits = 0  # ... of which proven current by a quick proof
+# id(fn) -> (weak reference to fn, reading, pickle, quick proof or None); the entry goes when fn
+# does.
+_cache: dict[int, tuple[weakref.ref[Any], list[Any], bytes, _Quick | None]] = {}
 
 
 def _forget(key: int, ref: weakref.ref[Any]) -> None:
@@ -183,27 +320,37 @@ def dumps_code(fn: Any, dumps: Any) -> bytes:
     """``dumps(fn)``, from the cache when ``fn`` is a function whose reading did not change since
     it was pickled (``dumps`` is ``values._dumps_code``: passed in, so values.py stays free of
     this module)."""
+    global hits, quick_hits
     if type(fn) is not types.FunctionType:
         return dumps(fn)  # type: ignore[no-any-return]
     key = id(fn)
+    entry = _cache.get(key)
+    if entry is not None and entry[3] is not None and entry[0]() is fn and _still(fn, entry[3]):
+        hits += 1
+        quick_hits += 1
+        return entry[2]
     reading = _read(fn)
     if reading is None:
         _cache.pop(key, None)
         return dumps(fn)  # type: ignore[no-any-return]
-    entry = _cache.get(key)
-    if entry is not None and entry[0]() is fn and _same(entry[1], reading):
-        global hits
+    objects = reading.objects
+    if entry is not None and entry[0]() is fn and _same(entry[1], objects):
         hits += 1
-        return entry[2]
-    data: bytes = dumps(fn)
-    # Kept only if nothing changed while it was pickled (another thread rebinding a global):
-    # else these bytes might not match the reading they would be kept under.
-    again = _read(fn)
-    if again is not None and _same(reading, again):
-        if len(_cache) >= _LIMIT:
-            _cache.clear()
+        data = entry[2]
+    else:
+        data = dumps(fn)
+        # Kept only if nothing changed while it was pickled (another thread rebinding a
+        # global): else these bytes might not match the reading they would be kept under.
+        again = _read(fn)
+        if again is None or not _same(objects, again.objects):
+            return data
+    if len(_cache) >= _LIMIT:
+        _cache.clear()
+    ref = entry[0] if entry is not None and entry[0]() is fn else None
+    if ref is None:
         ref = weakref.ref(fn, functools.partial(_forget, key))
-        _cache[key] = (ref, reading, data)
+    # the proof is made of what this reading read: it vouches for the reading, hence the bytes
+    _cache[key] = (ref, objects, data, _quick(fn, reading))
     return data
 
 

@@ -259,3 +259,170 @@ def test_the_same_code_with_the_same_packages_is_the_same_bytes_object():
     assert changed == values._PACKAGED + b"a" * 64 + b"\n" + values._dumps_code(fn)
     assert changed != first
     assert pickle.loads(changed[changed.index(b"\n") + 1 :])(1) == fn(1)
+
+
+# -- the quick proof: a function pickled by value whose reading holds only immutable objects --
+
+QUICK_SOURCE = """
+N = 3
+S = "s"
+T2 = (1, (2, "x"), frozenset({4}))
+
+def plain(x, y=5):
+    return x + N + len(S) + len(T2) + y
+
+def nested(x):
+    def inner():
+        return x + N
+    return inner()
+
+def outer(k):
+    def inner(x):
+        return x + k
+    def set_k(v):
+        nonlocal k
+        k = v
+    return inner, set_k
+"""
+
+
+def _quick_space() -> dict[str, Any]:
+    space: dict[str, Any] = {"__name__": "__main__", "__file__": "/home/u/script.py"}
+    exec(compile(QUICK_SOURCE, "<user script>", "exec"), space)
+    return space
+
+
+def quick_hits_of(fn: Any) -> int:
+    before = code_cache.quick_hits
+    same_as_fresh(fn)
+    return code_cache.quick_hits - before
+
+
+def test_a_function_of_immutable_objects_is_proven_current_by_identity():
+    space = _quick_space()
+    for fn in (space["plain"], space["nested"], space["outer"](2)[0]):
+        first = same_as_fresh(fn)
+        assert code_cache._cache[id(fn)][3] is not None  # a quick proof was taken
+        before = code_cache.quick_hits
+        assert values.dumps_code(fn) is first
+        assert code_cache.quick_hits == before + 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "space['N'] = 4",  # a global rebound
+        "space['N'] = 3.0",  # ... to an equal value of another type
+        "space['S'] = ''.join(['s'])",  # ... to an equal value, another object
+        "space['T2'] = (1, (2, 'y'), frozenset({4}))",  # a nested tuple replaced
+        "space['N'] = [3]",  # ... to a mutable value (the reading decides from then on)
+        "del space['N']",  # a global removed
+        "space['len'] = lambda v: 0",  # a builtin shadowed by a new global
+        "space['__file__'] = '/elsewhere/script.py'",  # a base global cloudpickle keeps
+        "space['__package__'] = 'pkg'",
+        "fn.__defaults__ = (6,)",  # a default changed
+        "fn.__defaults__ = ([5],)",  # ... to a mutable one
+        "fn.__kwdefaults__ = {'z': 1}",
+        "fn.__doc__ = 'doc'",
+        "fn.__dict__['tag'] = 1",  # the same (empty) dict, now holding an attribute
+        "fn.__annotations__['x'] = 'int'",  # ... the same annotations dict
+        "fn.__code__ = (lambda x, y=5: -x).__code__",
+        "fn.__name__ = 'other'",
+        "fn.__qualname__ = 'other'",
+        "fn.__module__ = 'elsewhere'",
+    ],
+)
+def test_any_change_to_a_quickly_proven_function_pickles_again(change):
+    space = _quick_space()
+    fn = space["plain"]
+    old = same_as_fresh(fn)
+    assert quick_hits_of(fn) == 1
+    exec(change, {"space": space, "fn": fn})
+    new = values.dumps_code(fn)
+    assert new == values._dumps_code(fn)
+    if change != "space['S'] = ''.join(['s'])":
+        assert new != old
+    assert hits_of(fn) == 1  # the new pickle is kept
+
+
+def test_a_changed_closure_cell_and_an_edited_nested_function_pickle_again():
+    space = _quick_space()
+    inner, set_k = space["outer"](2)
+    old = same_as_fresh(inner)
+    assert quick_hits_of(inner) == 1
+    set_k(3)  # the cell now holds another value
+    new = same_as_fresh(inner)
+    assert new != old and pickle.loads(new)(1) == 4
+    set_k([1])  # ... a mutable one: no quick proof, the reading decides
+    assert same_as_fresh(inner) != new
+    assert quick_hits_of(inner) == 0
+    fn = space["nested"]
+    old = same_as_fresh(fn)
+    assert quick_hits_of(fn) == 1
+    # the nested function edited: the outer function's code object changes with it
+    edited = "def nested(x):\n    def inner():\n        return x + N + 1\n    return inner()\n"
+    codes = compile(edited, "<user script>", "exec").co_consts
+    fn.__code__ = next(c for c in codes if isinstance(c, types.CodeType))
+    new = same_as_fresh(fn)
+    assert new != old and pickle.loads(new)(1) == fn(1) == 5
+
+
+def test_a_module_registered_by_value_is_proven_by_its_registration():
+    name = "quick_registered_mod"
+    module = types.ModuleType(name)
+    exec(compile(QUICK_SOURCE, "<registered>", "exec"), module.__dict__)
+    sys.modules[name] = module
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        fn = module.plain
+        by_value = same_as_fresh(fn)
+        assert quick_hits_of(fn) == 1
+        cloudpickle.unregister_pickle_by_value(module)  # by reference from now on
+        by_reference = same_as_fresh(fn)
+        assert by_reference != by_value and len(by_reference) < len(by_value)
+        cloudpickle.register_pickle_by_value(module)
+        assert same_as_fresh(fn) == by_value
+        assert quick_hits_of(fn) == 1
+        del module.plain  # no longer found in its module: still by value, proven by a reading
+        assert same_as_fresh(fn) == by_value
+        module.plain = fn
+        sys.modules[name] = types.ModuleType(name)  # another module under that name
+        assert same_as_fresh(fn) == values._dumps_code(fn)
+    finally:
+        if name in cloudpickle.cloudpickle._PICKLE_BY_VALUE_MODULES:
+            cloudpickle.unregister_pickle_by_value(module)
+        sys.modules.pop(name, None)
+
+
+def test_random_changes_never_leave_a_stale_quickly_proven_pickle():
+    rng = random.Random(1717)
+    space = _quick_space()
+    closures = [space["outer"](k) for k in range(3)]
+    functions = [space["plain"], space["nested"]] + [inner for inner, _ in closures]
+    changes = [
+        lambda: space.__setitem__("N", rng.choice([3, 4, 3.0, [3], (3,), "3"])),
+        lambda: space.__setitem__("S", rng.choice(["s", "t", "".join(["s"])])),
+        lambda: space.pop("N", None) if rng.random() < 0.3 else space.__setitem__("N", 3),
+        lambda: space.__setitem__("len", abs) if rng.random() < 0.5 else space.pop("len", None),
+        lambda: rng.choice(closures)[1](rng.choice([0, 1, 2, [1], (1, 2)])),
+        lambda: setattr(space["plain"], "__defaults__", rng.choice([(5,), (6,), ((5,),), ([5],)])),
+        lambda: setattr(space["plain"], "__doc__", rng.choice([None, "d", "e"])),
+        lambda: (
+            space["plain"].__dict__.clear()
+            if rng.random() < 0.5
+            else space["plain"].__dict__.__setitem__("tag", rng.randrange(2))
+        ),
+        lambda: space.__setitem__("__file__", rng.choice(["/a.py", "/b.py"])),
+        lambda: None,
+        lambda: None,
+    ]
+    quick = code_cache.quick_hits
+    for _ in range(600):
+        rng.choice(changes)()
+        fn = rng.choice(functions)
+        try:
+            fresh = values._dumps_code(fn)
+        except Exception:
+            continue  # a value cloudpickle cannot pickle: not the cache's to judge
+        assert values.dumps_code(fn) == fresh
+    assert code_cache.quick_hits > quick  # the quick proof was used along the way
