@@ -371,7 +371,7 @@ class Client(ClientPlumbing):
             )
         listed = outputs if outputs is None or isinstance(outputs, str) else tuple(outputs)
         roots = [os.getcwd(), getattr(dag, "_source_dir", None) or ""]
-        shipped = code_packages.build(working_dir, py_modules, roots)
+        shipped = code_packages.build(working_dir, py_modules, roots, cwd=True)
         shas = tuple(p.sha for p in shipped)
         # The owner checks the same rules again (handoffd.validation): it never trusts a client.
         rows, payloads = dag.wire_tasks(

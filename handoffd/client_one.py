@@ -123,7 +123,9 @@ def execute(
     else:
         return None
     fid = fn.id
-    local = packages.local_modules_package([os.getcwd(), getattr(dag, "_source_dir", None) or ""])
+    local = packages.local_modules_package(
+        [os.getcwd(), getattr(dag, "_source_dir", None) or ""], cwd=True
+    )
     shipped = [] if local is None else [local]
     shas = () if local is None else (local.sha,)
     try:

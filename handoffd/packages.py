@@ -268,14 +268,24 @@ def _real_root(path: str) -> str:
 
 _scan_key: tuple[int, tuple[str, ...]] | None = None
 _scan: list[tuple[str, str]] = []  # (name in the archive, file) of the last scan
-_built: dict[tuple[tuple[str, str, int, int], ...], Package] = {}
+_built: dict[tuple[tuple[str, str, int, int, int, int], ...], Package] = {}
 
 
-def local_modules_package(roots: Sequence[str]) -> Package | None:
+def _cwd_root(path: str) -> str:
+    """``_real_root`` of ``os.getcwd()``'s answer without a stat: POSIX's getcwd names the
+    directory with no symbolic link, ``.`` or ``..`` in it, so it is its own realpath."""
+    return "" if path == "/" else os.path.join(path, "")
+
+
+def local_modules_package(roots: Sequence[str], cwd: bool = False) -> Package | None:
     """The caller's modules imported from under ``roots``, as one package (None if there are
-    none). Rescanned when ``sys.modules`` grew; rebuilt when a file changed."""
+    none). Rescanned when ``sys.modules`` grew; rebuilt when a file changed. ``cwd``: the first
+    root is ``os.getcwd()``'s answer (a real path already)."""
     global _scan_key, _scan
-    roots = tuple([root for r in roots if r and (root := _real_root(r))])
+    real = _cwd_root if cwd and os.name == "posix" else _real_root
+    roots = tuple(
+        [root for i, r in enumerate(roots) if r and (root := (real if i == 0 else _real_root)(r))]
+    )
     key = (len(sys.modules), roots)
     if key != _scan_key:
         _scan, _scan_key = _scan_modules(roots), key
@@ -286,7 +296,9 @@ def local_modules_package(roots: Sequence[str]) -> Package | None:
         stamps = []
         for arc, f in _scan:
             st = stat(f)
-            stamps.append((arc, f, st.st_mtime_ns, st.st_size))
+            # the change time too: an edit that keeps the size and puts the mtime back (an
+            # editor's or a checkout's) still moves it, as any write, rename or utime does
+            stamps.append((arc, f, st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino))
         stamp = tuple(stamps)
     except OSError:
         _scan_key = None
@@ -337,12 +349,14 @@ def build(
     working_dir: str | None,
     py_modules: Iterable[str | ModuleType] | None,
     roots: Sequence[str],
+    cwd: bool = False,
 ) -> list[Package]:
-    """The packages a run ships, in ``sys.path`` order (explicit ones shadow the caller's)."""
+    """The packages a run ships, in ``sys.path`` order (explicit ones shadow the caller's).
+    ``cwd``: the first root is ``os.getcwd()``'s answer."""
     if (
         working_dir is None and py_modules is None
     ):  # the caller's modules only (every plain execute)
-        local = local_modules_package(roots)
+        local = local_modules_package(roots, cwd)
         return [] if local is None else [local]
     if isinstance(py_modules, (str, ModuleType)):
         py_modules = [py_modules]
@@ -363,7 +377,7 @@ def build(
             f"shared storage, or raise {ENV_MAX}",
         )
     packages.extend(explicit)
-    local = local_modules_package(roots)
+    local = local_modules_package(roots, cwd)
     if local is not None:
         packages.append(local)
     seen: set[str] = set()

@@ -26,7 +26,7 @@ def no_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing shipped (the fake daemon runs the payload here, with no code dir)."""
     from handoffd import packages
 
-    monkeypatch.setattr(packages, "local_modules_package", lambda roots: None)
+    monkeypatch.setattr(packages, "local_modules_package", lambda roots, cwd=False: None)
 
 
 def double(x: int) -> int:
@@ -312,7 +312,7 @@ def test_the_code_package_goes_once_and_again_when_the_daemon_lacks_it(
     from handoffd import packages
 
     package = packages.Package("ab" * 32, b"a zip", "test")
-    monkeypatch.setattr(packages, "local_modules_package", lambda roots: package)
+    monkeypatch.setattr(packages, "local_modules_package", lambda roots, cwd=False: package)
     sent: list[tuple[tuple[str, ...], int]] = []  # (the shas listed, frames after the body)
 
     def answer(request: m.SubmitAndWait, frames: list[Any]) -> list[Any]:

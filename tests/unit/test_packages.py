@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -146,3 +148,50 @@ def test_a_root_is_resolved_once_and_again_when_its_symlink_points_elsewhere(
     link.symlink_to(b)  # the same path now names another directory: resolved again
     assert pk._real_root(str(link)) == os.path.join(real(b), "") and len(resolved) == 2
     assert pk._real_root("/") == ""
+
+
+def test_a_module_edited_in_place_with_its_size_and_mtime_kept_ships_its_new_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stat check's stamp holds the change time: an edit that keeps the size and puts the
+    mtime back (as an editor or a checkout may) still ships the new source."""
+    root = _write(tmp_path / "proj", {"kept_mod.py": "X = 1\n"})
+    source = root / "kept_mod.py"
+    module = types.ModuleType("kept_mod")
+    module.__file__ = str(source)
+    monkeypatch.setitem(sys.modules, "kept_mod", module)
+
+    def shipped() -> str:
+        package = packages.local_modules_package([str(root)], cwd=True)
+        assert package is not None
+        with zipfile.ZipFile(io.BytesIO(package.data)) as zf:
+            return zf.read("kept_mod.py").decode()
+
+    assert shipped() == "X = 1\n"
+    before = os.stat(source)
+    source.write_text("X = 2\n")  # the same size
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(source).st_mtime_ns == before.st_mtime_ns
+    assert os.stat(source).st_size == before.st_size
+    assert shipped() == "X = 2\n"
+
+
+def test_the_working_directory_is_not_resolved_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.getcwd()`` names a real path already: ``cwd=True`` takes it as its own root without
+    a stat or realpath, and finds the same modules as resolving it would."""
+    root = _write(tmp_path / "proj", {"cwd_mod.py": "Y = 1\n"})
+    module = types.ModuleType("cwd_mod")
+    module.__file__ = str(root / "cwd_mod.py")
+    monkeypatch.setitem(sys.modules, "cwd_mod", module)
+    monkeypatch.chdir(root)
+    resolved = packages.local_modules_package([str(root)])
+    calls: list[str] = []
+    real = packages._real_root
+    monkeypatch.setattr(packages, "_real_root", lambda p: calls.append(p) or real(p))
+    fast = packages.local_modules_package([os.getcwd(), ""], cwd=True)
+    assert calls == []
+    assert fast is not None and resolved is not None and fast.sha == resolved.sha
+    assert packages.local_modules_package([os.getcwd(), str(tmp_path)], cwd=True) is not None
+    assert calls == [str(tmp_path)]  # the other root is resolved as before
