@@ -167,7 +167,8 @@ def execute(
         prefix, suffix = template
         # msgpack is concatenative: the pair's items, without its array header, are the two
         # fields as the codec packs them
-        body = b"".join((prefix, _packb((request_id, run_id))[1:], suffix))
+        ids = _packb((request_id, run_id))[1:]
+        body = b"".join((prefix, ids, suffix))
         frames = [body, payload]
         address = client.address
         if shipped:  # the zip, unless the daemon is known to hold it (Client._package_frames)
@@ -189,7 +190,7 @@ def execute(
             if run is not None and run.owner:
                 return run
             raise errors.ConnectionError(client._silence(wait_for))
-        value = _done(reply, request_id, run_id, fid)
+        value = _done(reply, request_id, run_id, fid, ids)
         if value is None:
             owned = general()
             owned._missing_package = False
@@ -303,16 +304,20 @@ def _template(key: tuple[Any, ...]) -> tuple[bytes, bytes]:
     return template
 
 
-def _done(reply: list[Any], request_id: int, run_id: str, fid: str) -> Any:
+def _done(
+    reply: list[Any], request_id: int, run_id: str, fid: str, ids: bytes | None = None
+) -> Any:
     """The value frame of ``reply`` when it is exactly what ``codec.decode`` reads as the DONE
-    ``RunOutcome`` of ``request_id`` carrying ``fid``'s value in full, released; else None."""
+    ``RunOutcome`` of ``request_id`` carrying ``fid``'s value in full, released; else None.
+    ``ids``: the two ids as the request packed them, if the caller has them."""
     if len(reply) != 2:
         return None
     head, value = reply
     limits = codec.default_codec.limits
     if len(head) > limits.max_body_bytes or len(value) > limits.max_frame_bytes:
         return None
-    ids = _packb((request_id, run_id))[1:]  # the two fields as packed, without the pair's header
+    if ids is None:  # the two fields as packed, without the pair's header
+        ids = _packb((request_id, run_id))[1:]
     shape = _shapes.get(fid)
     if shape is not None and head == b"".join((shape[0], ids, shape[1])):
         # The bytes of an outcome read below with only its ids changed (to ours): the same values

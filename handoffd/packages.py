@@ -274,7 +274,7 @@ _built: dict[tuple[tuple[str, str, int, int, int, int], ...], Package] = {}
 def _cwd_root(path: str) -> str:
     """``_real_root`` of ``os.getcwd()``'s answer without a stat: POSIX's getcwd names the
     directory with no symbolic link, ``.`` or ``..`` in it, so it is its own realpath."""
-    return "" if path == "/" else os.path.join(path, "")
+    return "" if path == "/" else path + os.sep  # (no separator at its end but "/"'s)
 
 
 def local_modules_package(roots: Sequence[str], cwd: bool = False) -> Package | None:
