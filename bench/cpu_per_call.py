@@ -112,6 +112,18 @@ def main() -> None:
     parser.add_argument("--owner-profile", default="", help="cProfile the owner daemon into FILE")
     parser.add_argument("--owner-wrap", default="", help="run the owner daemon under this command")
     parser.add_argument(
+        "--strace",
+        default="",
+        help="count the owner's system calls over the measured calls into FILE (strace -c -f; "
+        "the tracing slows the owner: its CPU figure is not comparable then)",
+    )
+    parser.add_argument(
+        "--turns",
+        default="",
+        help="count the owner's loop turns and callbacks over the measured calls into FILE "
+        "(JSON, bench/loop_turns.py), and print them per call",
+    )
+    parser.add_argument(
         "--no-ship",
         action="store_true",
         help="ship no code package (the workers import bench/_peers from PYTHONPATH): what "
@@ -139,6 +151,11 @@ def main() -> None:
         here = os.path.abspath(__file__)
         out = os.path.abspath(args.owner_profile)
         runner.owner_wrap = [sys.executable, here, "--wrap", out, "--"]
+    if args.turns:
+        if os.path.exists(args.turns):
+            os.remove(args.turns)  # (the end waits for the wrapper's new one)
+        turns = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loop_turns.py")
+        runner.owner_wrap = [sys.executable, turns, os.path.abspath(args.turns), "--"]
     if args.owner_wrap:
         import shlex
 
@@ -171,6 +188,20 @@ def main() -> None:
         idle0 = _reading(daemons)
         time.sleep(args.idle)
         idle1 = _reading(daemons)
+        tracer = None
+        if args.strace:  # attached for the measured calls only (-c: counts, not a log)
+            import subprocess
+
+            cmd = ["strace", "-c", "-f", "-o", args.strace, "-p", str(runner.d0.pid)]
+            tracer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+            assert tracer.stderr is not None
+            tracer.stderr.readline()  # "strace: Process N attached": tracing from here
+            time.sleep(0.5)
+        if args.turns:  # the counts start here (SIGUSR1 at the end writes them)
+            import signal
+
+            os.kill(runner.d0.pid, signal.SIGUSR2)
+            time.sleep(0.2)
         before = _reading(daemons)
         start = time.perf_counter()
         load0 = os.getloadavg()[0]
@@ -188,14 +219,19 @@ def main() -> None:
             samples = [call(i) for i in range(args.runs)]
             after = _reading(daemons)
             elapsed = time.perf_counter() - start
-        if args.owner_profile or args.owner_wrap:  # the wrapper writes its file on SIGUSR1
+        if tracer is not None:
+            import signal
+
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=30)
+        if args.owner_profile or args.owner_wrap or args.turns:  # the wrapper writes on SIGUSR1
             import signal
 
             os.kill(runner.d0.pid, signal.SIGUSR1)
             deadline = time.monotonic() + 30
             while (
-                args.owner_profile
-                and not os.path.exists(args.owner_profile)
+                (args.owner_profile or args.turns)
+                and not os.path.exists(args.owner_profile or args.turns)
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.1)
@@ -215,6 +251,12 @@ def main() -> None:
     print(f"voluntary switches per call {switches:.2f}; wall {wall}")
     if stamps is not None:
         print(stamps.report())
+    if args.turns and os.path.exists(args.turns):
+        with open(args.turns) as f:
+            counted = json.load(f)
+        print("owner loop per call:")
+        for name, n in sorted(counted.items(), key=lambda kv: -kv[1])[:12]:
+            print(f"  {name[:60]:60s} {n / args.runs:6.2f}")
     if args.json:
         with open(args.json, "a") as f:
             line = {"load": load0, "cpu_us": per, "total_us": total, "switches": switches}

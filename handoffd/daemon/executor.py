@@ -110,6 +110,16 @@ class Executor:
         # Takes our answers and reports to our own node's owner (``AnsweredHere``,
         # ``ReportedHere``: records, never encoded); unset, they go out as messages to ourselves.
         self.here: Callable[[AnsweredHere | ReportedHere], None] | None = None
+        # The node's loop (asyncio.get_running_loop() is a getpid system call on Python 3.11).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # While the outcomes of one read are ended (``on_read``), what we send our own owner and
+        # ledger changes wait with no callback (the node's ``_hold``), for ``after_soon`` or
+        # ``release``; and the report flush is decided at the read's end, not scheduled then
+        # cancelled (a cancelled callback still costs the loop a turn).
+        self.hold: Callable[[], None] | None = None
+        self.release: Callable[[], None] | None = None
+        self._reading = False
+        self._flush_wanted = False
         self._timers: dict[int, asyncio.TimerHandle] = {}
         # (owner address at dispatch, run) -> live output waiting for this loop turn's send
         self._live: dict[tuple[str, str], list[LiveOutput]] = {}
@@ -184,7 +194,7 @@ class Executor:
         if task is None:  # an attempt we no longer run (cancelled, or its run freed)
             return
         if not self._live:
-            asyncio.get_running_loop().call_soon(self._send_live)
+            self._call_soon(self._send_live)
         pieces = self._sent_live.setdefault(key, [])
         offset = pieces[-1].offset + len(pieces[-1].text) if pieces else 0
         chunk = LiveOutput(task.task_id, task.attempt, offset, text)
@@ -199,7 +209,7 @@ class Executor:
                 if task is not None:
                     self._live.setdefault((task.owner_address, run_id), []).extend(pieces)
         if self._live:
-            asyncio.get_running_loop().call_soon(self._send_live)
+            self._call_soon(self._send_live)
 
     def _send_live(self) -> None:
         waiting, self._live = self._live, {}
@@ -219,12 +229,31 @@ class Executor:
         report before the next loop turn), the report goes now, and with it (``after_soon``) the
         owner's answer, not a loop turn later. While other tasks run it waits for the turn's end
         as before: one report for every outcome."""
-        self._ended(outcomes)
-        handle = self._flush_soon
-        if handle is None or self.state.running_count():
-            return
-        handle.cancel()
-        self._soon(FLUSH)
+        hold, release = self.hold, self.release
+        if hold is not None:
+            hold()
+        try:
+            self._reading = True
+            try:
+                self._ended(outcomes)
+            finally:
+                self._reading = False
+            wanted, self._flush_wanted = self._flush_wanted, False
+            handle = self._flush_soon
+            if wanted or handle is not None:
+                if not self.state.running_count():
+                    if handle is not None:
+                        handle.cancel()
+                    self._soon(FLUSH)  # its after_soon (the node's _drained) ends the hold
+                    return
+                if wanted:
+                    self._flush_soon = self._call_soon(self._soon, FLUSH)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        if release is not None:
+            release()
 
     def _ended(self, outcomes: list[Outcome]) -> None:
         hooks = [o for o in outcomes if isinstance(o.key, EncodeKey)]
@@ -276,54 +305,85 @@ class Executor:
         self._run(self.state.handle(event, self._clock()))
 
     def _run(self, instructions: list[Instruction]) -> None:
-        for ins in instructions:  # the most frequent first
-            if isinstance(ins, Execute):
+        for ins in instructions:  # by exact type, the most frequent first (no isinstance call)
+            kind = type(ins)
+            if kind is Execute:
                 assert self.pool is not None
-                self.pool.submit_all(ins.jobs, ins.chain)
-            elif isinstance(ins, SendMessage):
-                msg, frames = ins.msg, ins.frames
-                # The state machine's per-task answers and reports go out as columns, their
-                # small values packed into one frame (issue 13); to our own owner (delivered in
-                # this process, never encoded) as they are: packing them to be read back at once
-                # was a third of the executor's and the owner's work on a task run here.
-                if ins.address == self.address:
-                    pass
-                elif type(msg) is m.TasksReported:
-                    sizes, frames = columns.join_frames(frames)
-                    msg = columns.report_columns(msg, sizes)
-                elif type(msg) is m.DispatchReplied:
-                    msg = columns.replied_columns(msg)
-                self._send(ins.address, msg, frames, term=ins.term)
-            elif isinstance(ins, (AnsweredHere, ReportedHere)):
-                if self.here is not None:
-                    self.here(ins)
-                else:
-                    msg, frames = here_message(ins)
-                    self._send(self.address, msg, frames, term=ins.term)
-            elif isinstance(ins, Soon):
-                soon = asyncio.get_running_loop().call_soon(self._soon, ins.event)
-                if ins.event is FLUSH:
-                    self._flush_soon = soon
-            elif isinstance(ins, LedgerChanged):
+                self.pool.submit_all(ins.jobs, ins.chain)  # type: ignore[union-attr]
+            elif kind is AnsweredHere or kind is ReportedHere:
+                self._here(ins)  # type: ignore[arg-type]
+            elif kind is LedgerChanged:
                 self._on_resources_changed()
-            elif isinstance(ins, SetTimer):
-                delay = max(0.0, ins.at - self._clock())
-                loop = asyncio.get_running_loop()
-                self._timers[ins.key] = loop.call_later(delay, self._fire, ins.key, ins.event)
-            elif isinstance(ins, CancelTimer):
-                handle = self._timers.pop(ins.key, None)
-                if handle is not None:
-                    handle.cancel()
-            elif isinstance(ins, CancelJob):
-                if self.pool is not None:
-                    self.pool.cancel(ins.key)
-            elif isinstance(ins, NewOwner):
-                if self._sent_live:
-                    self._resend_live(ins.run_id)
-                if self.on_new_owner is not None:
-                    self.on_new_owner(ins.run_id, ins.term, ins.owner)
+            elif kind is Soon:
+                self._soon_instruction(ins)  # type: ignore[arg-type]
+            elif kind is SendMessage:
+                self._send_instruction(ins)  # type: ignore[arg-type]
             else:
-                raise TypeError(f"unknown executor instruction {ins!r}")
+                self._run_other(ins)
+
+    def _run_other(self, ins: Instruction) -> None:
+        if isinstance(ins, Execute):  # (a subclass of one of the above, too)
+            assert self.pool is not None
+            self.pool.submit_all(ins.jobs, ins.chain)
+        elif isinstance(ins, SendMessage):
+            self._send_instruction(ins)
+        elif isinstance(ins, (AnsweredHere, ReportedHere)):
+            self._here(ins)
+        elif isinstance(ins, Soon):
+            self._soon_instruction(ins)
+        elif isinstance(ins, LedgerChanged):
+            self._on_resources_changed()
+        elif isinstance(ins, SetTimer):
+            delay = max(0.0, ins.at - self._clock())
+            loop = self.loop or asyncio.get_running_loop()
+            self._timers[ins.key] = loop.call_later(delay, self._fire, ins.key, ins.event)
+        elif isinstance(ins, CancelTimer):
+            handle = self._timers.pop(ins.key, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(ins, CancelJob):
+            if self.pool is not None:
+                self.pool.cancel(ins.key)
+        elif isinstance(ins, NewOwner):
+            if self._sent_live:
+                self._resend_live(ins.run_id)
+            if self.on_new_owner is not None:
+                self.on_new_owner(ins.run_id, ins.term, ins.owner)
+        else:
+            raise TypeError(f"unknown executor instruction {ins!r}")
+
+    def _send_instruction(self, ins: SendMessage) -> None:
+        msg, frames = ins.msg, ins.frames
+        # The state machine's per-task answers and reports go out as columns, their small values
+        # packed into one frame (issue 13); to our own owner (delivered in this process, never
+        # encoded) as they are: packing them to be read back at once was a third of the
+        # executor's and the owner's work on a task run here.
+        if ins.address == self.address:
+            pass
+        elif type(msg) is m.TasksReported:
+            sizes, frames = columns.join_frames(frames)
+            msg = columns.report_columns(msg, sizes)
+        elif type(msg) is m.DispatchReplied:
+            msg = columns.replied_columns(msg)
+        self._send(ins.address, msg, frames, term=ins.term)
+
+    def _here(self, ins: AnsweredHere | ReportedHere) -> None:
+        if self.here is not None:
+            self.here(ins)
+        else:
+            msg, frames = here_message(ins)
+            self._send(self.address, msg, frames, term=ins.term)
+
+    def _soon_instruction(self, ins: Soon) -> None:
+        if ins.event is not FLUSH:
+            self._call_soon(self._soon, ins.event)
+        elif self._reading:
+            self._flush_wanted = True  # on_read decides at the read's end
+        else:
+            self._flush_soon = self._call_soon(self._soon, FLUSH)
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> asyncio.Handle:
+        return (self.loop or asyncio.get_running_loop()).call_soon(fn, *args)
 
     def _soon(self, event: Event) -> None:
         if event is FLUSH:

@@ -156,7 +156,7 @@ class Node(NodeRouting):
             self.curve, self._transport = zmq_transport(cfg)
         if hasattr(self._transport, "on_handshake_failed"):  # ZeroMQ: failed key handshakes
             self._transport.on_handshake_failed = self._handshake_failed
-        await self._transport.start(self._on_frames)
+        await self._transport.start(self._received)
         self.address = self._transport.address
         if os.environ.get("HANDOFFD_PROBE_THREAD", "1") != "0":  # "0": the bench's "before"
             self._responder = self._transport.probe_responder(self.name, self._on_ping)
@@ -177,7 +177,7 @@ class Node(NodeRouting):
             ),
         )
         self._publish_me()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         port = NodePort(
             name=self.name,
             address=self.address,
@@ -250,6 +250,7 @@ class Node(NodeRouting):
         self.owner.here = self._dispatch_here  # our own executor takes its tasks at once
         self.owner.off_loop = upload_intake.PREPARER.submit_whole  # a big run's build: a thread
         self._transport.on_drained = self._drained
+        self._drains = True  # (set with on_drained: a hold before it would never end)
         self.replication = ReplicationIO(
             port,
             self.scheduler,
@@ -283,6 +284,8 @@ class Node(NodeRouting):
         wire(self.scheduler, self.owner, self.replication, self.executor)
         self.executor.on_new_owner = self._run_owner_changed
         self.executor.after_soon = self._drained
+        self.executor.hold, self.executor.release = self._hold, self._release
+        self.executor.loop = loop
         self.executor.here = self._answer_here
         self.replication.tell_accused = lambda name: loop.call_soon(
             self._run_membership, swim.HeardFrom(name)
@@ -401,7 +404,9 @@ class Node(NodeRouting):
     def _schedule_tick(self) -> None:
         interval = self.config.membership.probe_interval / 4
         self._tick_due = self._clock() + interval
-        self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
+        self._tick_handle = (self._loop or asyncio.get_running_loop()).call_later(
+            interval, self._tick
+        )
 
     def _tick(self) -> None:
         try:
@@ -438,7 +443,9 @@ class Node(NodeRouting):
     def _resources_changed(self) -> None:
         if not self._resources_dirty:
             self._resources_dirty = True
-            asyncio.get_running_loop().call_soon(self._publish_resources)
+            if not self._held:  # else the hold's _drained or _release publishes it
+                self._publish_soon = True
+                (self._loop or asyncio.get_running_loop()).call_soon(self._publish_later)
 
     def _memory_used(self, beyond_claims: float) -> None:
         """The worker pool measured what running tasks hold beyond the memory they declared."""
@@ -454,6 +461,11 @@ class Node(NodeRouting):
             free = {k: 0.0 for k in free}
         return free
 
+    def _publish_later(self) -> None:
+        self._publish_soon = False
+        if self._resources_dirty:  # (else a hold's _drained published it before)
+            self._publish_resources()
+
     def _publish_resources(self) -> None:
         self._resources_dirty = False
         free, version = self._free_to_publish(), self.ledger.version
@@ -462,7 +474,7 @@ class Node(NodeRouting):
             # One callback later: our scheduler learns which task ended (its successor) before it
             # sees the freed slot; the ledger as published now (read later, it passed the report).
             # None when a reply or report of ours already carried it (the usual case).
-            asyncio.get_running_loop().call_soon(self._publish_own, free, version)
+            (self._loop or asyncio.get_running_loop()).call_soon(self._publish_own, free, version)
 
     def _publish_own(self, free: dict[str, float], version: int) -> None:
         if self.owner is not None:

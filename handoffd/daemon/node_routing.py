@@ -68,6 +68,17 @@ class NodeRouting(NodeReliability):
     _local: list[tuple[Any, list[Any], int]]
     _local_soon: asyncio.Handle | None = None
     _local_others = 0
+    # Our loop (Node.start): asyncio.get_running_loop() is a getpid system call on Python 3.11.
+    _loop: asyncio.AbstractEventLoop | None = None
+    # A ``_drained`` is sure to come before the running loop callback returns (a transport's
+    # drain, our executor's read of a worker's pipe): what we send ourselves and a ledger change
+    # wait for it with no callback scheduled, as a callback it cancels still costs a loop turn.
+    _held = False
+    _drains = False  # the transport calls our _drained after each wake-up's messages (Node.start)
+    # The ledger changed since our owner and membership were told (_publish_resources), and
+    # whether a callback to tell them is scheduled.
+    _resources_dirty = False
+    _publish_soon = False
 
     def address_of(self, name: str) -> str | None:
         raise NotImplementedError
@@ -109,7 +120,18 @@ class NodeRouting(NodeReliability):
         me = self.membership.get(self.name)
         return me.incarnation if me is not None else 0
 
+    def _publish_resources(self) -> None:
+        raise NotImplementedError
+
+    def _publish_later(self) -> None:
+        raise NotImplementedError
+
     # -- receiving -----------------------------------------------------------------------------
+
+    def _received(self, conn: bytes, frames: list[Any], listening: bool) -> None:
+        """The transport's handler: its ``on_drained`` follows this wake-up's messages."""
+        self._held = self._drains
+        self._on_frames(conn, frames, listening)
 
     def _on_frames(
         self, conn: bytes, frames: list[Any], listening: bool, decoder: Any = None
@@ -161,8 +183,9 @@ class NodeRouting(NodeReliability):
 
     def _queue_here(self, msg: Any, frames: list[Any], term: int) -> None:
         """One callback per loop turn delivers what we sent ourselves, in order (or ``_drained``)."""
-        if self._local_soon is None:
-            self._local_soon = asyncio.get_running_loop().call_soon(self._deliver_locals)
+        if self._local_soon is None and not self._held:
+            loop = self._loop or asyncio.get_running_loop()
+            self._local_soon = loop.call_soon(self._deliver_locals)
         if type(msg) not in _OVERTAKEN:
             self._local_others += 1
         self._local.append((msg, frames, term))
@@ -194,7 +217,9 @@ class NodeRouting(NodeReliability):
 
     def _drained(self) -> None:
         """A drain's end or our executor's report flush: what we sent ourselves goes now, in order,
-        and the owner feeds it with the drain's reports as one batch."""
+        and the owner feeds it with the drain's reports as one batch; then a held ledger change
+        is published (after the reports that carried it: see ``Node._publish_resources``)."""
+        self._held = False
         if self._local:
             if self._local_soon is not None:
                 self._local_soon.cancel()  # it would find nothing (and feed the scheduler nothing)
@@ -202,6 +227,23 @@ class NodeRouting(NodeReliability):
             self._deliver()
         elif self.owner is not None:
             self.owner.flush()
+        if self._resources_dirty and not self._publish_soon:
+            self._publish_resources()
+
+    def _hold(self) -> None:
+        """Our executor reads a worker's pipe: ``_drained`` or ``_release`` ends it."""
+        self._held = self._drains
+
+    def _release(self) -> None:
+        """The hold ended with no ``_drained`` (our executor's report waits for its flush): what
+        waits gets its callbacks, in the order they would have run."""
+        self._held = False
+        loop = self._loop or asyncio.get_running_loop()
+        if self._local and self._local_soon is None:
+            self._local_soon = loop.call_soon(self._deliver_locals)
+        if self._resources_dirty and not self._publish_soon:
+            self._publish_soon = True
+            loop.call_soon(self._publish_later)
 
     def _answer_here(self, ins: AnsweredHere | ReportedHere) -> None:
         """Our executor's answer or reports to our owner (``Executor.here``): in ``_local``, in
