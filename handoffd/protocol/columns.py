@@ -161,50 +161,89 @@ def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
         raise ColumnError(f"{name}.input_holders: a negative count")
     holders = unpack("i", msg.holders, sum(holder_counts), f"{name}.holders")
     _indices(holders, len(msg.addresses), f"{name}.holders")
-    addresses, inclusions = msg.addresses, msg.inclusions
+    inclusions, task_ids = msg.inclusions, msg.task_ids
+    # A task's cost as a dict, made once per distinct row of the message (its tasks mostly cost
+    # the same) and shared by its items: they are frozen, and the executor copies what it keeps.
+    width = len(kinds)
+    rows = zip(*[iter(costs)] * width, strict=True) if width else iter(((),) * n)
+    cost_of: dict[tuple[float, ...], dict[str, float]] = {}
     items = []
     at = held = 0
-    for i in range(n):
-        refs = []
-        for j in range(at, at + counts[i]):
-            parent = parents[j]
-            if not -1 <= parent < j - at:
-                raise ColumnError(f"{name}.input_parents: {parent} is not an earlier input")
-            k = holder_counts[j]
-            if k == 1:  # (most inputs: one holder, or none; no generator per input)
-                locations: tuple[str, ...] = (addresses[holders[held]],)
-            elif k:
-                locations = tuple(map(addresses.__getitem__, holders[held : held + k]))
-            else:
-                locations = ()
-            held += k
-            refs.append(
-                _input_ref(
-                    INPUT_KINDS[input_kinds[j]],
-                    msg.input_task_ids[j],
-                    locations,
-                    frames[j],
-                    inclusions[input_inclusion[j]],
-                    parent,
-                )
+    for i, row, count, timeout in zip(range(n), rows, counts, timeouts, strict=True):
+        cost = cost_of.get(row)
+        if cost is None:
+            cost = cost_of[row] = {kind: q for kind, q in zip(kinds, row, strict=True) if q}
+        refs: tuple[m.InputRef, ...] = ()
+        if count:
+            refs = _input_refs(
+                msg,
+                at,
+                count,
+                input_kinds,
+                frames,
+                input_inclusion,
+                parents,
+                holder_counts,
+                holders,
+                held,
             )
-        at += counts[i]
-        row = costs[i * len(kinds) : (i + 1) * len(kinds)]
-        timeout = timeouts[i]
+            held += sum(holder_counts[at : at + count])
+            at += count
         items.append(
             _dispatch_item(
-                msg.task_ids[i],
+                task_ids[i],
                 attempts[i],
-                {kind: q for kind, q in zip(kinds, row, strict=True) if q},
+                cost,
                 inclusions[inclusion[i]],
-                None if math.isnan(timeout) else timeout,
+                None if timeout != timeout else timeout,  # (NaN: no timeout)
                 payloads[i],
-                tuple(refs),
+                refs,
                 priorities[i],
                 ranks[i],
             )
         )
     return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages, msg.far)
+
+
+def _input_refs(
+    msg: DispatchColumns,
+    at: int,
+    count: int,
+    input_kinds: list[int],
+    frames: list[int],
+    input_inclusion: list[int],
+    parents: list[int],
+    holder_counts: list[int],
+    holders: list[int],
+    held: int,
+) -> tuple[m.InputRef, ...]:
+    """One task's inputs: entries ``at`` .. ``at + count`` of the input columns, their holders
+    from entry ``held`` of ``holders`` on."""
+    addresses, inclusions = msg.addresses, msg.inclusions
+    refs = []
+    for j in range(at, at + count):
+        parent = parents[j]
+        if not -1 <= parent < j - at:
+            raise ColumnError(f"DispatchColumns.input_parents: {parent} is not an earlier input")
+        k = holder_counts[j]
+        if k == 1:  # (most inputs: one holder, or none; no generator per input)
+            locations: tuple[str, ...] = (addresses[holders[held]],)
+        elif k:
+            locations = tuple(map(addresses.__getitem__, holders[held : held + k]))
+        else:
+            locations = ()
+        held += k
+        refs.append(
+            _input_ref(
+                INPUT_KINDS[input_kinds[j]],
+                msg.input_task_ids[j],
+                locations,
+                frames[j],
+                inclusions[input_inclusion[j]],
+                parent,
+            )
+        )
+    return tuple(refs)
 
 
 def dispatch_columns(msg: m.DispatchTasks) -> DispatchColumns:

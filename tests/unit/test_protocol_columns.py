@@ -322,3 +322,23 @@ def test_wrong_types_in_a_column_are_refused_by_the_codec() -> None:
     before = CODEC.stats.dropped.get("field_type", 0)
     assert CODEC.decode([msgpack.packb(values)]) is None
     assert CODEC.stats.dropped.get("field_type", 0) == before + 1
+
+
+def test_tasks_of_one_cost_share_it_and_inputs_stay_with_their_task() -> None:
+    """The reader makes a task's cost once per distinct row and skips empty input lists: tasks
+    of one cost, of another, with and without inputs (holders of one, two, none), interleaved,
+    read back as sent."""
+    one = m.InputRef("value", "x", ("a:1",), -1, "variadic", -1)
+    two = m.InputRef("value", "y", ("a:1", "b:2"), -1, "variadic", -1)
+    none = m.InputRef("inline", "z", (), 0, "flat", -1)
+    small, big = {"cpu": 1.0}, {"cpu": 2.0, "memory": 8.0}
+    specs = [(small, ()), (big, (one,)), (small, (two, none)), (big, ()), (small, (one, two))]
+    items = tuple(
+        m.DispatchItem(f"t{i}", i, cost, "variadic", None if i % 2 else 3.0, 0, refs, i, 1.0)
+        for i, (cost, refs) in enumerate(specs)
+    )
+    msg = m.DispatchTasks("r", "o:1", items)
+    read = dispatch_items(dispatch_columns(msg))
+    assert read == msg
+    assert read.items[0].cost is read.items[2].cost and read.items[1].cost is read.items[3].cost
+    assert read.items[0].cost is not read.items[1].cost
