@@ -13,6 +13,7 @@ import math
 import sys
 from array import array
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from handoffd.protocol import messages as m
@@ -322,27 +323,81 @@ def replied_pairs(
 def report_columns(msg: m.TasksReported, frame_sizes: bytes = b"") -> ReportColumns:
     """``msg`` as columns; ``frame_sizes``: how its frames were packed (``join_frames``)."""
     reports = msg.reports
-    failures = tuple(
-        ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
-        for i, r in enumerate(reports)
-        if r.state == "FAILED"
+    frames = [r.frame for r in reports]
+    return _report_columns(
+        msg.run_id, reports, frames, msg.free, msg.resource_version, msg.outputs, frame_sizes
     )
+
+
+def reports_as_columns(
+    run_id: str,
+    reports: Sequence[m.TaskReport],
+    values: Sequence[bytes | None],
+    outputs: tuple[str, ...],
+    free: dict[str, float],
+    version: int,
+) -> tuple[ReportColumns, list[Any]]:
+    """The ``ReportColumns`` and frames to send for ``reports`` (their ``frame`` unused), each
+    with its inline value or None in ``values``: the frame column is numbered here, the values
+    packed by ``join_frames``. What ``report_columns`` of the ``TasksReported`` with the reports
+    naming their frames gives, without that message and a report rebuilt per inline value."""
+    numbers: list[int] = []
+    frames: list[Any] = []
+    for value in values:
+        if value is None:
+            numbers.append(-1)
+        else:
+            numbers.append(len(frames))
+            frames.append(value)
+    sizes, frames = join_frames(frames)
+    msg = _report_columns(run_id, reports, numbers, free, version, outputs, sizes)
+    return msg, frames
+
+
+# The columns of a report, read with one call per report (then transposed by zip).
+_REPORT_ROW = attrgetter(
+    "task_id", "attempt", "state", "size", "duration", "pid", "started", "ended", "bytes_in"
+)
+
+
+def _report_columns(
+    run_id: str,
+    reports: Sequence[m.TaskReport],
+    frames: list[int],
+    free: dict[str, float],
+    version: int,
+    outputs: tuple[str, ...],
+    frame_sizes: bytes,
+) -> ReportColumns:
+    if reports:
+        ids, attempts, states, sizes, durations, pids, started, ended, bytes_in = zip(
+            *map(_REPORT_ROW, reports), strict=True
+        )
+    else:
+        ids = attempts = states = sizes = durations = pids = started = ended = bytes_in = ()
+    failures: tuple[ReportFailure, ...] = ()
+    if "FAILED" in states:  # (rare: a record each)
+        failures = tuple(
+            ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
+            for i, r in enumerate(reports)
+            if r.state == "FAILED"
+        )
     return ReportColumns(
-        msg.run_id,
-        tuple(r.task_id for r in reports),
-        pack("q", [r.attempt for r in reports]),
-        pack("B", [_STATE_CODE[r.state] for r in reports]),
-        pack("q", [r.size for r in reports]),
-        pack("i", [r.frame for r in reports]),
-        pack("d", [r.duration for r in reports]),
-        pack("q", [r.pid for r in reports]),
-        pack("d", [r.started for r in reports]),
-        pack("d", [r.ended for r in reports]),
-        pack("q", [r.bytes_in for r in reports]),
+        run_id,
+        ids,
+        pack("q", attempts),
+        pack("B", list(map(_STATE_CODE.__getitem__, states))),
+        pack("q", sizes),
+        pack("i", frames),
+        pack("d", durations),
+        pack("q", pids),
+        pack("d", started),
+        pack("d", ended),
+        pack("q", bytes_in),
         failures,
-        msg.free,
-        msg.resource_version,
-        msg.outputs,
+        free,
+        version,
+        outputs,
         frame_sizes,
     )
 
@@ -422,6 +477,13 @@ class ReportTable:
         return tuple(self.report(i) for i in range(len(self)))
 
 
+def tasks_reported_of(msg: ReportColumns) -> m.TasksReported:
+    """The per-task form of ``msg`` (tests and tools; its reports name logical frames:
+    ``split_frames``); ColumnError if the columns disagree."""
+    table = ReportTable(msg)
+    return m.TasksReported(msg.run_id, table.reports(), msg.free, msg.resource_version, msg.outputs)
+
+
 __all__ = [
     "ColumnError",
     "INPUT_KINDS",
@@ -431,9 +493,11 @@ __all__ = [
     "dispatch_items",
     "join_frames",
     "split_frames",
+    "tasks_reported_of",
     "pack",
     "replied_columns",
     "replied_pairs",
     "report_columns",
+    "reports_as_columns",
     "unpack",
 ]

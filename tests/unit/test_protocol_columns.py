@@ -4,6 +4,8 @@ column and what was expected."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from handoffd.protocol.columns import (
     replied_columns,
     replied_pairs,
     report_columns,
+    reports_as_columns,
     split_frames,
 )
 from handoffd.protocol.messages_columns import DispatchColumns, ReportColumns, ReportFailure
@@ -210,6 +213,58 @@ def test_reports_as_columns_become_the_same_scheduler_events() -> None:
         ev.TasksSucceeded("r", "n", ["c"], [2], [5], [None], [-1.0]),
     ]
     assert got.outputs == ("printed", "", "")
+
+
+@st.composite
+def report_batches(draw: st.DrawFn) -> list[tuple[m.TaskReport, bytes | None, str]]:
+    """An executor's batch for one owner: each (report without a frame, inline value, output);
+    only a FAILED report says why (the columns carry no text for the others)."""
+    entries = []
+    for i in range(draw(st.integers(1, 6))):
+        state = draw(st.sampled_from(["DONE", "DONE", "FAILED", "RUNNING"]))
+        why = ("error", "E", draw(names), "tb") if state == "FAILED" else ("", "", "", "")
+        report = m.TaskReport(
+            f"t{i}",
+            draw(st.integers(0, 9)),
+            state,
+            draw(st.integers(0, 99)),
+            -1,
+            *why,
+            draw(st.integers(0, 1 << 20)),
+            draw(st.floats(0, 1e9)),
+            draw(st.floats(0, 1e9)),
+            draw(st.integers(0, 99)),
+            draw(st.floats(-1, 10)),
+        )
+        value = draw(st.none() | st.binary(max_size=8))
+        output = draw(st.sampled_from(["", "x"]))
+        entries.append((report, value if state == "DONE" else None, output))
+    return entries
+
+
+@settings(max_examples=100, deadline=None)
+@given(report_batches())
+def test_reports_built_as_columns_are_the_columns_of_the_message(
+    entries: list[tuple[m.TaskReport, bytes | None, str]],
+) -> None:
+    """The executor builds a batch for another node's owner straight as columns
+    (``reports_as_columns``): the same message and frames as the per-task ``TasksReported``,
+    each report naming its value's frame, turned into columns."""
+    reports, values, outputs = zip(*entries, strict=True)
+    printed = outputs if any(outputs) else ()
+    framed, frames = [], []
+    for r, value in zip(reports, values, strict=True):
+        framed.append(r if value is None else dataclasses.replace(r, frame=len(frames)))
+        if value is not None:
+            frames.append(value)
+    per_task = m.TasksReported("r", tuple(framed), {"cpu": 1.0}, 4, printed)
+    sizes, sent = join_frames(frames)
+    got = reports_as_columns("r", reports, values, printed, {"cpu": 1.0}, 4)
+    assert got == (report_columns(per_task, sizes), sent)
+    back, received = wire(got[0], got[1])
+    assert isinstance(back, ReportColumns)
+    assert ReportTable(back).reports() == per_task.reports
+    assert split_frames(back.frame_sizes, received, "ReportColumns") == frames
 
 
 def test_a_report_of_successes_only_becomes_one_column_event() -> None:
