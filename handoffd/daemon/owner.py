@@ -324,11 +324,10 @@ class OwnerIO(Submissions):
             assert isinstance(ins, ReportedHere)
             if ins.outputs:
                 self.output.reported(ins.run_id, node, ins.reports, ins.outputs)
-            table = ReportTable.of_reports(ins.reports, ins.values)
             run = self.scheduler.run_state(ins.run_id)
             if run is not None:
-                reports.observe_table(run, node, table, self.dispatch_seconds)
-            reports.report_events(ins.run_id, node, table, ins.values, events)
+                observe_reports(run, node, ins.reports, self.dispatch_seconds)
+            reports.list_events(ins.run_id, node, ins.reports, ins.values, events)
         self._feed_reported(events)
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:

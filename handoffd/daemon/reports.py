@@ -2,9 +2,8 @@
 ``ReportColumns``): scheduler events, task history, the latency histogram. Pure translation over
 the checked columns (``protocol.columns``), one loop over plain lists per message instead of a
 record per task; the per-task ``TasksReported`` / ``DispatchReplied`` are still read by
-``OwnerIO`` (``daemon.owner``) for senders that send them (``list_events``), and our own
-executor's records (``ReportedHere``) are read as a node's columns are, their table made from the
-records (``ReportTable.of_reports``)."""
+``OwnerIO`` (``daemon.owner``) for senders that send them, and our own executor's records
+(``ReportedHere``) share their translation (``list_events``)."""
 
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ def answered(node: str, msg: RepliedColumns) -> ev.DispatchAnswered:
 
 
 def report_events(
-    run_id: str, node: str, table: ReportTable, frames: Sequence[Any], events: list[Any]
+    run_id: str, node: str, table: ReportTable, frames: list[bytes], events: list[Any]
 ) -> None:
     """Append to ``events`` the scheduler's events of the DONE / FAILED reports, in report order:
     each stretch of DONE ones as one ``TasksSucceeded`` (columns: no event object per task), each
@@ -88,8 +87,8 @@ def list_events(
     values: Sequence[Any],
     events: list[Any],
 ) -> None:
-    """Append to ``events`` the scheduler's events of per-task reports (``TasksReported``), in
-    order; ``values``: each report's inline value or None."""
+    """Append to ``events`` the scheduler's events of per-task reports (``TasksReported``, or our
+    own executor's ``ReportedHere``), in order; ``values``: each report's inline value or None."""
     for report, value in zip(reports, values, strict=True):
         if report.state == "DONE":
             events.append(

@@ -445,38 +445,6 @@ class ReportTable:
             _strings(msg.outputs, n, f"{name}.outputs")
         self.outputs = msg.outputs
 
-    @classmethod
-    def of_reports(
-        cls, reports: Sequence[m.TaskReport], values: Sequence[bytes | None]
-    ) -> ReportTable:
-        """The table of per-task ``reports`` (our own executor's ``ReportedHere``: one reading
-        of reports for the owner, columns or records) whose frames are ``values`` (each
-        report's inline value or None): report ``i``'s value is frame ``i``."""
-        table = cls.__new__(cls)
-        if reports:
-            ids, attempts, states, sizes, durations, pids, started, ended, bytes_in = zip(
-                *map(_REPORT_ROW, reports), strict=True
-            )
-        else:
-            ids = attempts = states = sizes = durations = pids = started = ended = bytes_in = ()
-        table.task_ids = ids
-        table.attempts = list(attempts)
-        table.states = list(map(_STATE_CODE.__getitem__, states))
-        table.sizes = list(sizes)
-        table.frames = [-1 if v is None else i for i, v in enumerate(values)]
-        table.durations = list(durations)
-        table.pids = list(pids)
-        table.started = list(started)
-        table.ended = list(ended)
-        table.bytes_in = list(bytes_in)
-        table.failures = {}
-        if "FAILED" in states:  # (rare)
-            for i, r in enumerate(reports):
-                if r.state == "FAILED":
-                    table.failures[i] = ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
-        table.outputs = ()
-        return table
-
     def __len__(self) -> int:
         return len(self.task_ids)
 

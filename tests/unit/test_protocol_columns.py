@@ -397,29 +397,3 @@ def test_tasks_of_one_cost_share_it_and_inputs_stay_with_their_task() -> None:
     assert read == msg
     assert read.items[0].cost is read.items[2].cost and read.items[1].cost is read.items[3].cost
     assert read.items[0].cost is not read.items[1].cost
-
-
-@settings(max_examples=100, deadline=None)
-@given(report_batches())
-def test_our_own_executors_reports_read_as_a_nodes_columns(
-    entries: list[tuple[m.TaskReport, bytes | None, str]],
-) -> None:
-    """The owner reads its own executor's records (``ReportedHere``: reports, values beside) as a
-    table too (``ReportTable.of_reports``): the same reports and the same scheduler events as
-    the columns another node would have sent of them."""
-    reports, values, _ = zip(*entries, strict=True)
-    here = ReportTable.of_reports(reports, values)
-    msg, frames = reports_as_columns("r", reports, values, (), {}, 1)
-    there = ReportTable(msg)
-    strip = [dataclasses.replace(r, frame=-1) for r in there.reports()]
-    assert [dataclasses.replace(r, frame=-1) for r in here.reports()] == strip
-    assert [r.frame for r in here.reports()] == [
-        -1 if v is None else i for i, v in enumerate(values)
-    ]
-    got: list[object] = []
-    report_events("r", "n", here, values, got)
-    expected: list[object] = []
-    report_events("r", "n", there, split_frames(msg.frame_sizes, frames, "ReportColumns"), expected)
-    assert got == expected
-    if "DONE" in [r.state for r in reports]:
-        assert got  # (not equal for want of events)
