@@ -354,16 +354,11 @@ class Executor:
 
     def _send_instruction(self, ins: SendMessage) -> None:
         msg, frames = ins.msg, ins.frames
-        # The state machine's per-task answers and reports go out as columns, their small values
-        # packed into one frame (issue 13); to our own owner (delivered in this process, never
-        # encoded) as they are: packing them to be read back at once was a third of the
+        # The state machine's per-task answers go out as columns (issue 13; its reports it builds
+        # as columns itself: ``report_message``); to our own owner (delivered in this process,
+        # never encoded) as they are: packing them to be read back at once was a third of the
         # executor's and the owner's work on a task run here.
-        if ins.address == self.address:
-            pass
-        elif type(msg) is m.TasksReported:
-            sizes, frames = columns.join_frames(frames)
-            msg = columns.report_columns(msg, sizes)
-        elif type(msg) is m.DispatchReplied:
+        if type(msg) is m.DispatchReplied and ins.address != self.address:
             msg = columns.replied_columns(msg)
         self._send(ins.address, msg, frames, term=ins.term)
 

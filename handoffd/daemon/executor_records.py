@@ -11,6 +11,8 @@ from typing import Any
 
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import reports_as_columns
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.protocol.registry import maker
 from handoffd.store.store import ResultStore
 
@@ -191,17 +193,19 @@ def failed(
     )
 
 
-def tasks_reported(
+def report_message(
     run_id: str, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
-) -> tuple[m.TasksReported, list[bytes]]:
-    """One owner's batch of reports for a run: each (report, inline value or None, output); the
-    values become frames, and the reports name them. ``ledger``: our free resources go along."""
-    outputs = [output for _, _, output in entries]
-    return _reports_message(
+) -> tuple[ReportColumns, list[Any]]:
+    """One owner's batch of reports for a run, to another node: each entry (report, inline value
+    or None, output) in ``ReportColumns`` built straight from the entries
+    (``columns.reports_as_columns``), the values packed into one frame. ``ledger``: our free
+    resources go along."""
+    reports, values, outputs = zip(*entries, strict=True)  # (never empty: a flushed batch)
+    return reports_as_columns(
         run_id,
-        [r for r, _, _ in entries],
-        [v for _, v, _ in entries],
-        tuple(outputs) if any(outputs) else (),
+        reports,
+        values,
+        outputs if any(outputs) else (),
         dict(ledger.free),
         ledger.version,
     )
@@ -239,7 +243,7 @@ def _reports_message(
 def reported_here(
     run_id: str, term: int, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
 ) -> ReportedHere:
-    """``tasks_reported`` for our own node's owner: a record, the values beside the reports."""
+    """``report_message`` for our own node's owner: a record, the values beside the reports."""
     reports, values, outputs = zip(*entries, strict=True)  # (never empty: a flushed batch)
     free = dict(ledger.free)
     return ReportedHere(

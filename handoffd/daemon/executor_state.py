@@ -88,8 +88,8 @@ from handoffd.daemon.executor_records import (
     failed,
     job_inputs,
     queue_key,
+    report_message,
     reported_here,
-    tasks_reported,
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
@@ -562,7 +562,7 @@ class ExecutorState(Inputs):
             if owner == self.address:  # our own node's owner: a record, not a message
                 self._out.append(reported_here(run_id, term, entries, self.ledger))
                 continue
-            msg, frames = tasks_reported(run_id, entries, self.ledger)
+            msg, frames = report_message(run_id, entries, self.ledger)
             self._send(owner, msg, frames, term=term)
 
     # -- control -------------------------------------------------------------------------------

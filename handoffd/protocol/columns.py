@@ -13,6 +13,7 @@ import math
 import sys
 from array import array
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from handoffd.protocol import messages as m
@@ -161,50 +162,89 @@ def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
         raise ColumnError(f"{name}.input_holders: a negative count")
     holders = unpack("i", msg.holders, sum(holder_counts), f"{name}.holders")
     _indices(holders, len(msg.addresses), f"{name}.holders")
-    addresses, inclusions = msg.addresses, msg.inclusions
+    inclusions, task_ids = msg.inclusions, msg.task_ids
+    # A task's cost as a dict, made once per distinct row of the message (its tasks mostly cost
+    # the same) and shared by its items: they are frozen, and the executor copies what it keeps.
+    width = len(kinds)
+    rows = zip(*[iter(costs)] * width, strict=True) if width else iter(((),) * n)
+    cost_of: dict[tuple[float, ...], dict[str, float]] = {}
     items = []
     at = held = 0
-    for i in range(n):
-        refs = []
-        for j in range(at, at + counts[i]):
-            parent = parents[j]
-            if not -1 <= parent < j - at:
-                raise ColumnError(f"{name}.input_parents: {parent} is not an earlier input")
-            k = holder_counts[j]
-            if k == 1:  # (most inputs: one holder, or none; no generator per input)
-                locations: tuple[str, ...] = (addresses[holders[held]],)
-            elif k:
-                locations = tuple(map(addresses.__getitem__, holders[held : held + k]))
-            else:
-                locations = ()
-            held += k
-            refs.append(
-                _input_ref(
-                    INPUT_KINDS[input_kinds[j]],
-                    msg.input_task_ids[j],
-                    locations,
-                    frames[j],
-                    inclusions[input_inclusion[j]],
-                    parent,
-                )
+    for i, row, count, timeout in zip(range(n), rows, counts, timeouts, strict=True):
+        cost = cost_of.get(row)
+        if cost is None:
+            cost = cost_of[row] = {kind: q for kind, q in zip(kinds, row, strict=True) if q}
+        refs: tuple[m.InputRef, ...] = ()
+        if count:
+            refs = _input_refs(
+                msg,
+                at,
+                count,
+                input_kinds,
+                frames,
+                input_inclusion,
+                parents,
+                holder_counts,
+                holders,
+                held,
             )
-        at += counts[i]
-        row = costs[i * len(kinds) : (i + 1) * len(kinds)]
-        timeout = timeouts[i]
+            held += sum(holder_counts[at : at + count])
+            at += count
         items.append(
             _dispatch_item(
-                msg.task_ids[i],
+                task_ids[i],
                 attempts[i],
-                {kind: q for kind, q in zip(kinds, row, strict=True) if q},
+                cost,
                 inclusions[inclusion[i]],
-                None if math.isnan(timeout) else timeout,
+                None if timeout != timeout else timeout,  # (NaN: no timeout)
                 payloads[i],
-                tuple(refs),
+                refs,
                 priorities[i],
                 ranks[i],
             )
         )
     return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages, msg.far)
+
+
+def _input_refs(
+    msg: DispatchColumns,
+    at: int,
+    count: int,
+    input_kinds: list[int],
+    frames: list[int],
+    input_inclusion: list[int],
+    parents: list[int],
+    holder_counts: list[int],
+    holders: list[int],
+    held: int,
+) -> tuple[m.InputRef, ...]:
+    """One task's inputs: entries ``at`` .. ``at + count`` of the input columns, their holders
+    from entry ``held`` of ``holders`` on."""
+    addresses, inclusions = msg.addresses, msg.inclusions
+    refs = []
+    for j in range(at, at + count):
+        parent = parents[j]
+        if not -1 <= parent < j - at:
+            raise ColumnError(f"DispatchColumns.input_parents: {parent} is not an earlier input")
+        k = holder_counts[j]
+        if k == 1:  # (most inputs: one holder, or none; no generator per input)
+            locations: tuple[str, ...] = (addresses[holders[held]],)
+        elif k:
+            locations = tuple(map(addresses.__getitem__, holders[held : held + k]))
+        else:
+            locations = ()
+        held += k
+        refs.append(
+            _input_ref(
+                INPUT_KINDS[input_kinds[j]],
+                msg.input_task_ids[j],
+                locations,
+                frames[j],
+                inclusions[input_inclusion[j]],
+                parent,
+            )
+        )
+    return tuple(refs)
 
 
 def dispatch_columns(msg: m.DispatchTasks) -> DispatchColumns:
@@ -283,27 +323,81 @@ def replied_pairs(
 def report_columns(msg: m.TasksReported, frame_sizes: bytes = b"") -> ReportColumns:
     """``msg`` as columns; ``frame_sizes``: how its frames were packed (``join_frames``)."""
     reports = msg.reports
-    failures = tuple(
-        ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
-        for i, r in enumerate(reports)
-        if r.state == "FAILED"
+    frames = [r.frame for r in reports]
+    return _report_columns(
+        msg.run_id, reports, frames, msg.free, msg.resource_version, msg.outputs, frame_sizes
     )
+
+
+def reports_as_columns(
+    run_id: str,
+    reports: Sequence[m.TaskReport],
+    values: Sequence[bytes | None],
+    outputs: tuple[str, ...],
+    free: dict[str, float],
+    version: int,
+) -> tuple[ReportColumns, list[Any]]:
+    """The ``ReportColumns`` and frames to send for ``reports`` (their ``frame`` unused), each
+    with its inline value or None in ``values``: the frame column is numbered here, the values
+    packed by ``join_frames``. What ``report_columns`` of the ``TasksReported`` with the reports
+    naming their frames gives, without that message and a report rebuilt per inline value."""
+    numbers: list[int] = []
+    frames: list[Any] = []
+    for value in values:
+        if value is None:
+            numbers.append(-1)
+        else:
+            numbers.append(len(frames))
+            frames.append(value)
+    sizes, frames = join_frames(frames)
+    msg = _report_columns(run_id, reports, numbers, free, version, outputs, sizes)
+    return msg, frames
+
+
+# The columns of a report, read with one call per report (then transposed by zip).
+_REPORT_ROW = attrgetter(
+    "task_id", "attempt", "state", "size", "duration", "pid", "started", "ended", "bytes_in"
+)
+
+
+def _report_columns(
+    run_id: str,
+    reports: Sequence[m.TaskReport],
+    frames: list[int],
+    free: dict[str, float],
+    version: int,
+    outputs: tuple[str, ...],
+    frame_sizes: bytes,
+) -> ReportColumns:
+    if reports:
+        ids, attempts, states, sizes, durations, pids, started, ended, bytes_in = zip(
+            *map(_REPORT_ROW, reports), strict=True
+        )
+    else:
+        ids = attempts = states = sizes = durations = pids = started = ended = bytes_in = ()
+    failures: tuple[ReportFailure, ...] = ()
+    if "FAILED" in states:  # (rare: a record each)
+        failures = tuple(
+            ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
+            for i, r in enumerate(reports)
+            if r.state == "FAILED"
+        )
     return ReportColumns(
-        msg.run_id,
-        tuple(r.task_id for r in reports),
-        pack("q", [r.attempt for r in reports]),
-        pack("B", [_STATE_CODE[r.state] for r in reports]),
-        pack("q", [r.size for r in reports]),
-        pack("i", [r.frame for r in reports]),
-        pack("d", [r.duration for r in reports]),
-        pack("q", [r.pid for r in reports]),
-        pack("d", [r.started for r in reports]),
-        pack("d", [r.ended for r in reports]),
-        pack("q", [r.bytes_in for r in reports]),
+        run_id,
+        ids,
+        pack("q", attempts),
+        pack("B", list(map(_STATE_CODE.__getitem__, states))),
+        pack("q", sizes),
+        pack("i", frames),
+        pack("d", durations),
+        pack("q", pids),
+        pack("d", started),
+        pack("d", ended),
+        pack("q", bytes_in),
         failures,
-        msg.free,
-        msg.resource_version,
-        msg.outputs,
+        free,
+        version,
+        outputs,
         frame_sizes,
     )
 
@@ -383,6 +477,13 @@ class ReportTable:
         return tuple(self.report(i) for i in range(len(self)))
 
 
+def tasks_reported_of(msg: ReportColumns) -> m.TasksReported:
+    """The per-task form of ``msg`` (tests and tools; its reports name logical frames:
+    ``split_frames``); ColumnError if the columns disagree."""
+    table = ReportTable(msg)
+    return m.TasksReported(msg.run_id, table.reports(), msg.free, msg.resource_version, msg.outputs)
+
+
 __all__ = [
     "ColumnError",
     "INPUT_KINDS",
@@ -392,9 +493,11 @@ __all__ = [
     "dispatch_items",
     "join_frames",
     "split_frames",
+    "tasks_reported_of",
     "pack",
     "replied_columns",
     "replied_pairs",
     "report_columns",
+    "reports_as_columns",
     "unpack",
 ]

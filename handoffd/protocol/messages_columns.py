@@ -7,7 +7,8 @@ msgpack array. Every column of a message has one entry per task (or per input, f
 columns of a dispatch); a message whose columns disagree is refused as a whole with a
 ``ColumnError`` saying which column and by how much (``protocol.columns``). The per-task messages
 (``DispatchTasks``, ``DispatchReplied``, ``TasksReported``) are still read, and the executor's
-state machine still builds them internally; daemons send these.
+state machine still builds ``DispatchReplied`` internally (its reports it builds as columns);
+daemons send these.
 
 Frames: the values and payloads a message refers to by frame index are *logical* frames. When
 ``frame_sizes`` is set (one int64 per logical frame), the small ones travel packed back to back in

@@ -20,6 +20,8 @@ from handoffd.daemon.executor_events import (
 from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import split_frames, tasks_reported_of
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker._records import Outcome
 from handoffd.worker.ledger import Ledger
@@ -77,6 +79,9 @@ def _messages(steps: list[list[Any]]) -> list[tuple[Any, list[bytes]]]:
         for ins in out:
             if isinstance(ins, (AnsweredHere, ReportedHere)):
                 said.append(here_message(ins))
+            elif isinstance(ins, SendMessage) and isinstance(ins.msg, ReportColumns):
+                frames = split_frames(ins.msg.frame_sizes, ins.frames, "ReportColumns")
+                said.append((tasks_reported_of(ins.msg), frames))  # (built as columns)
             elif isinstance(ins, SendMessage):
                 said.append((ins.msg, ins.frames))
     return said
@@ -95,9 +100,9 @@ def test_our_own_owner_gets_records_and_another_owner_gets_messages() -> None:
     assert not [i for i in there if isinstance(i, (AnsweredHere, ReportedHere))]
     assert [type(i.msg) for i in there if isinstance(i, SendMessage)] == [
         m.DispatchReplied,
-        m.TasksReported,
-        m.TasksReported,
-        m.TasksReported,
+        ReportColumns,
+        ReportColumns,
+        ReportColumns,
     ]
 
 
@@ -139,7 +144,7 @@ def test_reports_follow_the_run_s_owner_at_the_highest_term(moved_to: str) -> No
         assert rec.term == 2 and not [i for i in out if isinstance(i, SendMessage)]
     else:
         (send,) = [i for i in out if isinstance(i, SendMessage)]
-        assert send.address == OTHER and send.term == 2 and type(send.msg) is m.TasksReported
+        assert send.address == OTHER and send.term == 2 and type(send.msg) is ReportColumns
         assert not [i for i in out if type(i) is ReportedHere]
     if first == ME:  # our own node's owner, deposed, dispatches again
         (stale,) = [i for i in dispatch(st, ME, [item("b")], term=1) if type(i) is AnsweredHere]

@@ -22,6 +22,8 @@ from handoffd.daemon.executor_events import (
 from handoffd.daemon.executor_hooks import ENCODE_TIMEOUT, EncodeKey, HookServer, lazy_inputs
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import tasks_reported_of
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -116,7 +118,7 @@ def test_a_failing_serialize_fails_the_consumer_with_the_hooks_error() -> None:
     out = st.handle(HookFailedArrived(answer.msg), 1.0)
     assert Soon(FLUSH) in out
     out = st.handle(FLUSH, 1.0)
-    ((report,),) = [i.msg.reports for i in sent(out, m.TasksReported)]
+    ((report,),) = [tasks_reported_of(i.msg).reports for i in sent(out, ReportColumns)]
     assert (report.task_id, report.kind, report.exc_type) == ("c", "error", "HookFailed")
     assert report.message == why and st.ledger.idle()
 

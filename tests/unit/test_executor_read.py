@@ -21,6 +21,8 @@ from handoffd.daemon.executor_events import (
 )
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import split_frames, tasks_reported_of
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker._records import Job, Outcome
 from handoffd.worker.ledger import Ledger
@@ -52,8 +54,9 @@ class Side:
                 self.started.extend(j.key for j in ins.jobs)
             elif isinstance(ins, Soon):
                 self.soon.append(ins.event)
-            elif isinstance(ins, SendMessage) and type(ins.msg) is m.TasksReported:
-                msg, frames = ins.msg, ins.frames
+            elif isinstance(ins, SendMessage) and type(ins.msg) is ReportColumns:
+                msg = tasks_reported_of(ins.msg)
+                frames = split_frames(ins.msg.frame_sizes, ins.frames, "ReportColumns")
                 for r in msg.reports:
                     value = frames[r.frame] if r.frame >= 0 else None
                     self.reports.append((r.task_id, r.state, r.size, r.kind, r.exc_type, value))

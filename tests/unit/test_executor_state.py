@@ -46,7 +46,9 @@ from handoffd.daemon.executor_events import (
 from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import tasks_reported_of
 from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Job, Outcome
@@ -101,7 +103,13 @@ def of(out: list[Instruction], kind: type) -> list[Any]:
 
 
 def sent(out: list[Instruction], kind: type) -> list[Any]:
-    return [i.msg for i in of(out, SendMessage) if isinstance(i.msg, kind)]
+    """The messages of ``kind`` in ``out``; reports (sent as columns) read as ``TasksReported``."""
+    msgs = [per_task(i.msg) for i in of(out, SendMessage)]
+    return [msg for msg in msgs if isinstance(msg, kind)]
+
+
+def per_task(msg: Any) -> Any:
+    return tasks_reported_of(msg) if isinstance(msg, ReportColumns) else msg
 
 
 def replied(out: list[Instruction]) -> m.DispatchReplied:
@@ -367,7 +375,8 @@ def test_reports_are_batched_per_flush_and_small_values_travel_inline() -> None:
     out += st.handle(TaskEnded(Outcome((RUN, "large", 1), True, b"abcdef", duration=0.01)), 0.0)
     assert of(out, Soon) == [Soon(FLUSH)] and not sent(out, m.TasksReported)  # one flush
     (send,) = of(st.handle(FLUSH, 0.0), SendMessage)
-    msg = send.msg
+    assert isinstance(send.msg, ReportColumns)  # built as columns, not per-task records
+    msg = tasks_reported_of(send.msg)
     assert [r.task_id for r in msg.reports] == ["small", "large"]
     assert msg.reports[0].frame == 0 and send.frames == [b"abc"]
     assert msg.reports[1].frame == -1 and msg.reports[1].size == 6
@@ -427,9 +436,9 @@ class ExecutorMachine(RuleBasedStateMachine):
                     self.executed.add(job.key)
                     chain.append(job.key)
             elif isinstance(ins, SendMessage):
-                if isinstance(ins.msg, (m.DispatchReplied, m.TasksReported)):
+                if isinstance(ins.msg, (m.DispatchReplied, ReportColumns)):
                     assert ins.address != ME, "a message to our own node's owner, not a record"
-                self.sent(ins.msg)
+                self.sent(per_task(ins.msg))
             elif isinstance(ins, (AnsweredHere, ReportedHere)):
                 if isinstance(ins, ReportedHere):  # the run's owner now is on our node
                     known = self.st.run_owners.get(ins.run_id)  # (None: the run was freed)

@@ -16,6 +16,8 @@ from handoffd.daemon.executor_events import (
 )
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import tasks_reported_of
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -74,8 +76,8 @@ def test_a_queued_attempt_is_given_back_a_started_one_kept() -> None:
     reports = [
         r.task_id
         for i in out
-        if isinstance(i, SendMessage) and isinstance(i.msg, m.TasksReported)
-        for r in i.msg.reports
+        if isinstance(i, SendMessage) and isinstance(i.msg, ReportColumns)
+        for r in tasks_reported_of(i.msg).reports
     ]
     assert reports == ["run"] and st.ledger.idle()
 

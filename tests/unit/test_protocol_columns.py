@@ -4,6 +4,8 @@ column and what was expected."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from handoffd.protocol.columns import (
     replied_columns,
     replied_pairs,
     report_columns,
+    reports_as_columns,
     split_frames,
 )
 from handoffd.protocol.messages_columns import DispatchColumns, ReportColumns, ReportFailure
@@ -212,6 +215,58 @@ def test_reports_as_columns_become_the_same_scheduler_events() -> None:
     assert got.outputs == ("printed", "", "")
 
 
+@st.composite
+def report_batches(draw: st.DrawFn) -> list[tuple[m.TaskReport, bytes | None, str]]:
+    """An executor's batch for one owner: each (report without a frame, inline value, output);
+    only a FAILED report says why (the columns carry no text for the others)."""
+    entries = []
+    for i in range(draw(st.integers(1, 6))):
+        state = draw(st.sampled_from(["DONE", "DONE", "FAILED", "RUNNING"]))
+        why = ("error", "E", draw(names), "tb") if state == "FAILED" else ("", "", "", "")
+        report = m.TaskReport(
+            f"t{i}",
+            draw(st.integers(0, 9)),
+            state,
+            draw(st.integers(0, 99)),
+            -1,
+            *why,
+            draw(st.integers(0, 1 << 20)),
+            draw(st.floats(0, 1e9)),
+            draw(st.floats(0, 1e9)),
+            draw(st.integers(0, 99)),
+            draw(st.floats(-1, 10)),
+        )
+        value = draw(st.none() | st.binary(max_size=8))
+        output = draw(st.sampled_from(["", "x"]))
+        entries.append((report, value if state == "DONE" else None, output))
+    return entries
+
+
+@settings(max_examples=100, deadline=None)
+@given(report_batches())
+def test_reports_built_as_columns_are_the_columns_of_the_message(
+    entries: list[tuple[m.TaskReport, bytes | None, str]],
+) -> None:
+    """The executor builds a batch for another node's owner straight as columns
+    (``reports_as_columns``): the same message and frames as the per-task ``TasksReported``,
+    each report naming its value's frame, turned into columns."""
+    reports, values, outputs = zip(*entries, strict=True)
+    printed = outputs if any(outputs) else ()
+    framed, frames = [], []
+    for r, value in zip(reports, values, strict=True):
+        framed.append(r if value is None else dataclasses.replace(r, frame=len(frames)))
+        if value is not None:
+            frames.append(value)
+    per_task = m.TasksReported("r", tuple(framed), {"cpu": 1.0}, 4, printed)
+    sizes, sent = join_frames(frames)
+    got = reports_as_columns("r", reports, values, printed, {"cpu": 1.0}, 4)
+    assert got == (report_columns(per_task, sizes), sent)
+    back, received = wire(got[0], got[1])
+    assert isinstance(back, ReportColumns)
+    assert ReportTable(back).reports() == per_task.reports
+    assert split_frames(back.frame_sizes, received, "ReportColumns") == frames
+
+
 def test_a_report_of_successes_only_becomes_one_column_event() -> None:
     reports = (report("a", "DONE", 1), report("b", "DONE"), report("c", "DONE", 0))
     got, frames = wire(report_columns(m.TasksReported("r", reports, {"cpu": 1.0}, 4)), [b"1", b"2"])
@@ -322,3 +377,23 @@ def test_wrong_types_in_a_column_are_refused_by_the_codec() -> None:
     before = CODEC.stats.dropped.get("field_type", 0)
     assert CODEC.decode([msgpack.packb(values)]) is None
     assert CODEC.stats.dropped.get("field_type", 0) == before + 1
+
+
+def test_tasks_of_one_cost_share_it_and_inputs_stay_with_their_task() -> None:
+    """The reader makes a task's cost once per distinct row and skips empty input lists: tasks
+    of one cost, of another, with and without inputs (holders of one, two, none), interleaved,
+    read back as sent."""
+    one = m.InputRef("value", "x", ("a:1",), -1, "variadic", -1)
+    two = m.InputRef("value", "y", ("a:1", "b:2"), -1, "variadic", -1)
+    none = m.InputRef("inline", "z", (), 0, "flat", -1)
+    small, big = {"cpu": 1.0}, {"cpu": 2.0, "memory": 8.0}
+    specs = [(small, ()), (big, (one,)), (small, (two, none)), (big, ()), (small, (one, two))]
+    items = tuple(
+        m.DispatchItem(f"t{i}", i, cost, "variadic", None if i % 2 else 3.0, 0, refs, i, 1.0)
+        for i, (cost, refs) in enumerate(specs)
+    )
+    msg = m.DispatchTasks("r", "o:1", items)
+    read = dispatch_items(dispatch_columns(msg))
+    assert read == msg
+    assert read.items[0].cost is read.items[2].cost and read.items[1].cost is read.items[3].cost
+    assert read.items[0].cost is not read.items[1].cost

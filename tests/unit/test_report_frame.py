@@ -8,8 +8,9 @@ import dataclasses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handoffd.daemon.executor_records import tasks_reported, with_frame
+from handoffd.daemon.executor_records import report_message, with_frame
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import split_frames, tasks_reported_of
 
 _text = st.text(max_size=12)
 _reports = st.builds(
@@ -49,7 +50,10 @@ def test_the_values_frames_are_numbered_in_report_order() -> None:
         (dataclasses.replace(base, task_id="b"), None, "out"),
         (dataclasses.replace(base, task_id="c"), b"vc", ""),
     ]
-    msg, frames = tasks_reported("r", entries, _Ledger())
+    columns, sent = report_message("r", entries, _Ledger())
+    msg = tasks_reported_of(columns)
+    frames = split_frames(columns.frame_sizes, sent, "ReportColumns")
     assert [r.frame for r in msg.reports] == [0, -1, 1] and frames == [b"va", b"vc"]
+    assert sent == [b"vavc"]  # the small values packed into one frame
     assert msg.reports[2] == dataclasses.replace(base, task_id="c", frame=1)
     assert msg.outputs == ("", "out", "") and msg.free == {"cpu": 1.0}
