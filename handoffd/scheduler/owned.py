@@ -4,7 +4,7 @@ A run is owned whole (``live``: its ``RunState``, running or finished) until the
 wants (``release``); from then on only what status queries answer is kept, until ``forget`` after
 retention. Pure bookkeeping: no clock, no I/O.
 
-A run of more than ``RELEASE_SLICE`` tasks is released by slices (``Releasing``): its task
+A run of more than ``RELEASE_WHOLE`` tasks is released by slices (``Releasing``): its task
 histories kept ``RELEASE_SLICE`` tasks at a time, then its records let go of as many at a time,
 each slice on a timer of its own (``release_key``): one pass over a 100,000-task run held the
 owner's loop ~0.1 s. Meanwhile the run answers as released (status, term) and its history from
@@ -23,8 +23,11 @@ from handoffd.scheduler.events import TimerKey
 from handoffd.scheduler.run import DONE, RUN_RUNNING, RunState
 
 #: Tasks kept, then records let go of, per slice of a big run's release: ~1 us a task each way,
-#: so a slice holds the loop a few ms; a run of at most this many is released in one pass.
+#: so a slice holds the loop a few ms.
 RELEASE_SLICE = 4096
+#: A run of at most this many tasks is released in one pass (~10 ms at 10,000 tasks): slicing
+#: costs ~10 % more CPU a task, which a run of W1's size (10,000) should not pay.
+RELEASE_WHOLE = 16384
 
 
 @dataclass(frozen=True)
@@ -170,18 +173,20 @@ class OwnedRuns:
         run.seq = self._seq
         self.live[run.run_id] = run
 
-    def release(self, run: RunState, limit: int = RELEASE_SLICE) -> bool:
+    def release(
+        self, run: RunState, limit: int = RELEASE_SLICE, whole: int = RELEASE_WHOLE
+    ) -> bool:
         """Keep only what status queries answer: a released run's tasks are never looked at again
         (no copies, nothing recomputed), and during a busy minute they were tens of thousands of
-        records that every full garbage collection scanned. True: a run of more than ``limit``
-        tasks, released by slices from now on (``release_next`` on ``release_key``'s timer)."""
+        records that every full garbage collection scanned. True: a run of more than ``whole``
+        tasks, released by slices of ``limit`` from now on (``release_next`` on ``release_key``'s timer)."""
         run_id = run.run_id
         # Its placement as it is, not a copy: the run is never moved again (not live).
         self._released[run_id] = OwnedRunStatus(
             run.state, run.counts(), run.placed, run.error, run.term
         )
         del self.live[run_id]
-        if len(run.tasks) > limit:
+        if len(run.tasks) > whole:
             self._releasing[run_id] = Releasing(run)
             return True
         self._histories[run_id] = _kept(run, history.keep(run.tasks, run.effective_deps))

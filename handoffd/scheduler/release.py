@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from handoffd.scheduler.events import FreeResults, ResultsReleased, StartTimer
 from handoffd.scheduler.outbox import Outbox
-from handoffd.scheduler.owned import RELEASE_SLICE, OwnedRuns, release_key
+from handoffd.scheduler.owned import RELEASE_SLICE, RELEASE_WHOLE, OwnedRuns, release_key
 from handoffd.scheduler.run import RUN_RUNNING
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class Releases:
         self._ready = ready
         self._out = out
         self.limit = RELEASE_SLICE  # tasks per slice (tests set a few)
+        self.whole = RELEASE_WHOLE  # released in one pass up to this many tasks
 
     def released(self, ev: ResultsReleased) -> None:
         run = self._owned.live.get(ev.run_id)
@@ -41,7 +42,7 @@ class Releases:
             self._out.direct.append(FreeResults(run.run_id, holders))
         self._ready.drop_run(run)
         run.mover = None
-        if self._owned.release(run, self.limit):
+        if self._owned.release(run, self.limit, self.whole):
             self._out.direct.append(StartTimer(release_key(run.run_id), 0.0))
 
     def next_slice(self, run_id: str) -> None:

@@ -42,13 +42,13 @@ def test_queries_between_slices_answer_the_one_pass_release(build: str, seed: in
     queries += [(1000.0 + rng.uniform(0.0, now + 1.0), rng.random() < 0.5) for _ in range(3)]
     whole = OwnedRuns()
     whole.add(run)
-    assert not whole.release(run, limit=len(run.tasks))  # small enough: one pass
+    assert not whole.release(run, limit=1, whole=len(run.tasks))  # small enough: one pass
     want = _answers(whole, "r", queries)
 
     sliced = OwnedRuns()
     sliced.add(run)
     limit = rng.randint(1, 5)
-    assert sliced.release(run, limit=limit)
+    assert sliced.release(run, limit=limit, whole=limit)
     assert "r" not in sliced.live
     steps = 0
     while True:
@@ -86,7 +86,7 @@ def _done_run(c: Cluster, n: int) -> None:
 
 def test_the_scheduler_releases_a_big_run_on_timers_and_answers_meanwhile() -> None:
     c = Cluster({"n1": 4, "n2": 4})
-    c.sched._releases.limit = 3  # type: ignore[attr-defined]
+    c.sched._releases.limit = c.sched._releases.whole = 3  # type: ignore[attr-defined]
     _done_run(c, 10)
     status, hist = c.sched.run_status("r"), c.sched.run_history("r")
     state = weakref.ref(c.sched.run_state("r"))  # type: ignore[arg-type]
@@ -114,7 +114,7 @@ def test_the_scheduler_releases_a_big_run_on_timers_and_answers_meanwhile() -> N
 def test_a_run_forgotten_or_stepped_down_mid_release_stops_its_slices() -> None:
     for drop in ("forget", "step_down"):
         c = Cluster({"n1": 4})
-        c.sched._releases.limit = 2  # type: ignore[attr-defined]
+        c.sched._releases.limit = c.sched._releases.whole = 2  # type: ignore[attr-defined]
         _done_run(c, 6)
         c.feed(ev.ResultsReleased("r"))
         c.feed(ev.TimerFired(release_key("r")))
@@ -128,6 +128,8 @@ def test_a_run_forgotten_or_stepped_down_mid_release_stops_its_slices() -> None:
 
 def test_a_small_run_is_released_in_one_pass() -> None:
     c = Cluster({"n1": 4})
+    c.sched._releases.limit = 3  # type: ignore[attr-defined]
+    c.sched._releases.whole = 10  # type: ignore[attr-defined]
     _done_run(c, 10)
     hist = c.sched.run_history("r")
     out = c.feed(ev.ResultsReleased("r"))
