@@ -4,9 +4,13 @@ Runs W1 (10,000 independent tasks) or W2 (50 x 100 layered DAG) through ``OwnerS
 ``bench_owner``'s simulated nodes, then feeds ``ResultsReleased`` and counts, per task: the process
 CPU of the release (its call, and the deallocation of what it drops), the bytes still allocated
 after it (tracemalloc, from before the submission; the bench's own specs excluded), the CPU of the
-first full history query of the released run, and of ``forget``. Usage::
+first full history query of the released run, and of ``forget``. A big run's release goes in
+slices, each a batch of its own on a timer of 0 s (``("release", run)``): ``hold`` is the longest
+of those batches (wall time, ms; what the owner's loop is held at a time), ``release`` their CPU
+summed. ``--tasks N`` adds ``big``: N independent tasks. Usage::
 
     .venv/bin/python bench/bench_release.py --only w1,w2 --repeat 5
+    .venv/bin/python bench/bench_release.py --only big --tasks 100000 --repeat 3
 """
 
 from __future__ import annotations
@@ -38,9 +42,19 @@ def once(specs: list, memory: bool) -> dict[str, float]:
             raise RuntimeError("the simulation stalled with the run unfinished")
     n = len(specs)
     gc.collect()
-    t0 = time.process_time()
-    sim.sched.handle_batch([ev.ResultsReleased("run")], sim.now + 1.0)
-    release = time.process_time() - t0
+    release, hold, slices = 0.0, 0.0, 0
+    batch: list = [ev.ResultsReleased("run")]
+    while batch:
+        t0, w0 = time.process_time(), time.perf_counter()
+        out = sim.sched.handle_batch(batch, sim.now + 1.0)
+        release += time.process_time() - t0
+        hold = max(hold, time.perf_counter() - w0)
+        slices += 1
+        batch = [
+            ev.TimerFired(i.key)
+            for i in out
+            if isinstance(i, ev.StartTimer) and i.key[0] == "release"
+        ]
     kept = 0.0
     if memory:
         gc.collect()
@@ -56,6 +70,8 @@ def once(specs: list, memory: bool) -> dict[str, float]:
     forget = time.process_time() - t0
     return {
         "release": release / n * 1e6,
+        "hold": hold * 1e3,
+        "slices": slices,
         "kept": kept,
         "query": query / n * 1e6,
         "forget": forget / n * 1e6,
@@ -66,15 +82,24 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--only", default="w1,w2")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--tasks", type=int, default=100_000, help="tasks of the big shape")
+    p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
     args = p.parse_args()
-    shapes = {"w1": lambda: w1_specs(10_000), "w2": lambda: w2_specs(50, 100)}
+    shapes = {
+        "w1": lambda: w1_specs(10_000),
+        "w2": lambda: w2_specs(50, 100),
+        "big": lambda: w1_specs(args.tasks),
+    }
     for name in args.only.split(","):
         specs = shapes[name]()
         rows = [once(specs, memory=False) for _ in range(args.repeat)]
-        kept = once(specs, memory=True)["kept"]
-        med = {k: statistics.median(r[k] for r in rows) for k in ("release", "query", "forget")}
+        kept = 0.0 if args.no_memory else once(specs, memory=True)["kept"]
+        keys = ("release", "hold", "slices", "query", "forget")
+        med = {k: statistics.median(r[k] for r in rows) for k in keys}
         print(
-            f"{name}: {len(specs)} tasks: us/task release {med['release']:.2f} "
+            f"{name}: {len(specs)} tasks: longest batch {med['hold']:.1f} ms "
+            f"(max {max(r['hold'] for r in rows):.1f}, {med['slices']:.0f} batches); "
+            f"us/task release {med['release']:.2f} "
             f"(min {min(r['release'] for r in rows):.2f}), first history query {med['query']:.2f}, "
             f"forget {med['forget']:.2f}; retained after release {kept:.0f} B/task"
         )

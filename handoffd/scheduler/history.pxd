@@ -22,5 +22,7 @@ cpdef tuple freeze(object task_id, object state, object node, object attempts, o
 cpdef tuple freeze_all(object tasks, object deps, object wall_offset, double since=*, bint brief=*)
 @cython.locals(out=list)
 cpdef tuple keep(object tasks, object deps)
+@cython.locals(k=Py_ssize_t)
+cpdef Py_ssize_t keep_next(object items, object deps, Py_ssize_t limit, list out, list held)
 @cython.locals(out=list, k=tuple, moves=tuple)
 cpdef tuple thaw(tuple kept, double wall_offset, double since=*, bint brief=*)

@@ -335,8 +335,21 @@ def keep(tasks: Any, deps: Any) -> tuple[Kept, ...]:
     its record holds without rebuilding each transition: shifting them to the wall clock made
     release cost a tuple and a float per transition of every task, for histories rarely asked for
     (``thaw`` does it on a query). The same bytes as ``freeze``'s form, the same untracked tuples."""
-    out = []
-    for task_id, rec in tasks.items():
+    out: list[Kept] = []
+    keep_next(iter(tasks.items()), deps, len(tasks), out, None)
+    return tuple(out)
+
+
+def keep_next(items: Any, deps: Any, limit: int, out: list[Kept], held: list[Any] | None) -> int:
+    """``keep`` of the next ``limit`` tasks of ``items`` (an iterator of (task id, record) pairs),
+    appended to ``out``, each record to ``held`` (None: not kept); how many there were. A big
+    run's release goes a slice at a time (``owned.Releasing``): the same tuples as one ``keep``."""
+    k = 0
+    while k < limit:
+        pair = next(items, None)
+        if pair is None:
+            break
+        task_id, rec = pair
         out.append(
             (
                 task_id,
@@ -347,7 +360,10 @@ def keep(tasks: Any, deps: Any) -> tuple[Kept, ...]:
                 tuple(deps[task_id]),
             )
         )
-    return tuple(out)
+        if held is not None:
+            held.append(rec)
+        k += 1
+    return k
 
 
 def thaw(

@@ -21,6 +21,7 @@ cdef class OwnerScheduler(OwnerQueries):
     cdef public Rebalance _rebalance
     cdef public object _delays
     cdef public object _takeover
+    cdef public object _releases
     cdef public object on_change
     cdef public double wall_offset
     cdef public object counters

@@ -8,7 +8,7 @@ sends or reads a clock. The daemon turns instructions into messages and feeds re
 Parts composed here, each keeping its own state: the runs we own (``owned``), the cluster view and
 the placement pass over it with the dispatch window (``cluster_view``), the ready queue (``ready``),
 READY tasks held back after a refusal or an error (``delays``), messages lost while a node stays
-ALIVE (``lost``), failover (``takeover``), and the outbox they write to (``outbox``). A part gets what
+ALIVE (``lost``), failover (``takeover``), releases (``release``), and the outbox they write to (``outbox``). A part gets what
 it needs at construction (sibling parts, callables), never the scheduler. This module keeps every
 decision about a task. The executing node's ledger has the last word: a refused task goes back to
 READY. A node's outstanding demand (``ClusterView.outstanding``) follows task moves through the run's
@@ -67,6 +67,7 @@ from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus
 from handoffd.scheduler.owner_queries import OwnerQueries
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
+from handoffd.scheduler.release import Releases
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
@@ -138,6 +139,7 @@ class OwnerScheduler(OwnerQueries):
         self._delays = DelayedTasks(
             self._out, run_of=self._owned.live.get, enqueue=self._enqueue_later
         )
+        self._releases = Releases(self._owned, self._view, self._ready, self._out)
         self._takeover = Takeover(
             alive=self._alive,
             own_as_is=self._own_as_is,
@@ -227,7 +229,7 @@ class OwnerScheduler(OwnerQueries):
         elif isinstance(event, CancelRequested):
             self._on_cancel(event)
         elif isinstance(event, ResultsReleased):
-            self._on_released(event)
+            self._releases.released(event)
         elif isinstance(event, ValuesWanted):
             self._on_values_wanted(event)
         else:
@@ -490,6 +492,8 @@ class OwnerScheduler(OwnerQueries):
                 self._dirty = True
         elif len(key) == 2 and key[0] == "intake":
             self._take_in(str(key[1]))
+        elif len(key) == 2 and key[0] == "release":
+            self._releases.next_slice(str(key[1]))
         elif len(key) == 2 and key[0] == "close":
             run = self._owned.live.get(str(key[1]))
             if run is not None and run.closing < len(run.ordered):
@@ -520,18 +524,6 @@ class OwnerScheduler(OwnerQueries):
             log.info("run %s reopened: a client asked for values lost since it ended", run.run_id)
             self._dirty = True
             self._check_all_fit()  # a lost value whose task fits no live node now fails the run
-
-    def _on_released(self, ev: ResultsReleased) -> None:
-        run = self._owned.live.get(ev.run_id)
-        if run is None or run.state == RUN_RUNNING or run.released:
-            return
-        run.released = True
-        holders = tuple(sorted(n for n in run.holders if self._view.alive(n)))
-        if holders:
-            self._out.direct.append(FreeResults(run.run_id, holders))
-        self._owned.release(run)
-        self._ready.drop_run(run)
-        run.mover = None
 
     # -- failures ----------------------------------------------------------------------------------
 
