@@ -24,7 +24,7 @@ from handoffd.scheduler.run import DONE, RUN_RUNNING, RunState
 
 #: Tasks kept, then records let go of, per slice of a big run's release: ~1 us a task each way,
 #: so a slice holds the loop a few ms.
-RELEASE_SLICE = 4096
+RELEASE_SLICE = 2048
 #: A run of at most this many tasks is released in one pass (~10 ms at 10,000 tasks): slicing
 #: costs ~10 % more CPU a task, which a run of W1's size (10,000) should not pay.
 RELEASE_WHOLE = 16384
