@@ -42,10 +42,10 @@ from cloudpickle import cloudpickle as _cp
 
 from handoffd import client_moves, client_upload, errors, packages, upload, values
 from handoffd.client_run import Run
-from handoffd.dag import DAG, _default_cost_given
+from handoffd.dag import DAG, plain
 from handoffd.protocol import codec, schema
 from handoffd.protocol import messages as m
-from handoffd.validation import ARGUMENT_INCLUSIONS, POLICIES
+from handoffd.validation import POLICIES
 
 if TYPE_CHECKING:
     from handoffd.client import Client
@@ -73,23 +73,7 @@ def plain_function(dag: Any) -> Function | None:
     if type(dag) is not DAG or len(dag._functions) != 1:
         return None
     for key, fn in dag._functions.items():
-        if (
-            fn.id == key
-            and type(fn.args) is list
-            and not fn.args
-            and type(fn.extra_args) is list
-            and type(fn.kwargs) is dict
-            and not fn.kwargs
-            and fn.node is None
-            and fn.collocate_with is None
-            and fn.max_retries is None
-            and fn.timeout is None
-            and type(fn.priority) is int
-            and fn.type == "regular"
-            and fn.argument_inclusion in ARGUMENT_INCLUSIONS
-            and _default_cost_given(fn.cost)
-            and callable(fn.code)
-        ):
+        if fn.id == key and plain(fn) and not fn.args:
             return fn
     return None
 

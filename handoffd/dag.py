@@ -202,21 +202,7 @@ class DAG:
                     f"function added as {key!r} now has id {fid!r}; do not change ids after add_function",
                 )
             args = fn.args
-            if not (
-                type(args) is list
-                and type(fn.extra_args) is list
-                and type(fn.kwargs) is dict
-                and not fn.kwargs
-                and fn.node is None
-                and fn.collocate_with is None
-                and fn.max_retries is None
-                and fn.timeout is None
-                and type(fn.priority) is int
-                and fn.type == "regular"
-                and (fn.argument_inclusion == "variadic" or fn.argument_inclusion == "as_list")
-                and _default_cost_given(fn.cost)
-                and callable(fn.code)
-            ):
+            if not plain(fn):
                 _check_function(fn, nodes)
                 if fn.node is not None:
                     pins = True
@@ -518,6 +504,28 @@ def _same_node(producer: Function, consumer: Function, groups: Mapping[str, str]
 def new() -> DAG:
     """An empty DAG (same as ``DAG()``)."""
     return DAG()
+
+
+def plain(fn: Function) -> bool:
+    """``fn`` sets nothing but its id, code, literal args, ``priority`` and
+    ``argument_inclusion`` (the default cost, no pin, retries, timeout or kwargs): it passes every
+    rule ``_check_function`` would check, so ``_validated_order`` skips it (and ``client_one``
+    sends such a one-function DAG in one go)."""
+    return (
+        type(fn.args) is list
+        and type(fn.extra_args) is list
+        and type(fn.kwargs) is dict
+        and not fn.kwargs
+        and fn.node is None
+        and fn.collocate_with is None
+        and fn.max_retries is None
+        and fn.timeout is None
+        and type(fn.priority) is int
+        and fn.type == "regular"
+        and (fn.argument_inclusion == "variadic" or fn.argument_inclusion == "as_list")
+        and _default_cost_given(fn.cost)
+        and callable(fn.code)
+    )
 
 
 def _default_cost_given(cost: Any) -> bool:
