@@ -13,6 +13,7 @@ from handoffd.daemon.executor_events import FLUSH, Dispatched, Execute, SendMess
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import columns
 from handoffd.protocol import messages as m
+from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker._records import Outcome
 from handoffd.worker.ledger import Ledger
@@ -47,6 +48,9 @@ def run_once(seed):
                     sizes, frames = columns.join_frames(frames)
                     columns.report_columns(msg, sizes)
                     sent += len(msg.reports)
+                elif type(msg) is ReportColumns:
+                    # (built straight as columns for a remote owner since session 17)
+                    sent += msg.states.count(1)
                 elif type(msg) is m.DispatchReplied:
                     columns.replied_columns(msg)
 
