@@ -40,11 +40,6 @@ from handoffd.store.store import ResultStore, StoreError
 log = logging.getLogger("handoffd.execution")
 
 
-def far_needs(task: Task) -> list[str]:
-    """The store keys of the far frames ``task`` needs."""
-    return [key for _, key, _ in task.far]
-
-
 def fill_far(task: Task, store: ResultStore) -> None:
     """Put ``task``'s far frames, pulled into ``store``, in its frames; LookupError if gone."""
     for frame, key, _ in task.far:
@@ -80,17 +75,16 @@ class Inputs:
     _finish: Callable[..., None]
 
     def _gather(self, task: Task) -> None:
-        if not task.inputs and not task.far:  # nothing to fetch (most W1 tasks)
+        needs = task.needs  # (made once when it was accepted)
+        if not needs:  # nothing to fetch (most W1 tasks)
             if task.claimed:
                 self._start(task)
             return
-        needs = [r.task_id for r in task.inputs if r.kind == "value" and r.frame < 0]
-        if task.far:
-            needs += far_needs(task)
+        counts, run_id, has = self._needs, task.run_id, self.store.has
         for dep in needs:
-            need = (task.run_id, dep)
-            self._needs[need] = self._needs.get(need, 0) + 1
-            if self.store.has(task.run_id, dep):
+            need = (run_id, dep)
+            counts[need] = counts.get(need, 0) + 1
+            if has(run_id, dep):
                 continue
             task.missing.add(dep)
             waiting = self._waiting.setdefault(need, set())
@@ -227,18 +221,14 @@ class Inputs:
         """``task`` started (its job holds its inputs): drop fetched copies no other local task
         waits for. Reconciliation reports only what the store holds, so a dropped copy is never
         reported; a fetch for it from a peer is answered 'missing' and tries another holder."""
-        if not task.inputs and not task.far:
-            return
-        needs = [r.task_id for r in task.inputs if r.kind == "value" and r.frame < 0]
-        if task.far:
-            needs += far_needs(task)
-        for dep in needs:
-            need = (task.run_id, dep)
-            left = self._needs.get(need, 0) - 1
+        counts, run_id = self._needs, task.run_id
+        for dep in task.needs:
+            need = (run_id, dep)
+            left = counts.get(need, 0) - 1
             if left > 0:
-                self._needs[need] = left
+                counts[need] = left
                 continue
-            self._needs.pop(need, None)
+            counts.pop(need, None)
             if need in self._fetched:
                 self._fetched.discard(need)
-                self.store.drop(task.run_id, dep)
+                self.store.drop(run_id, dep)

@@ -56,6 +56,9 @@ class Task:
     slot: Slot | None = None  # set once started: the slot's claim covers it (not its own)
     bytes_in: int = 0  # payload and input values handed to the job (task history)
     payload_frame: int = -1  # the frame that is ``payload``
+    # The store keys it needs before it starts (values fetched from peers, far frames): counted
+    # in the executor's ``_needs`` when gathered, given back when it starts or is withdrawn.
+    needs: tuple[str, ...] = ()
     # (frame, store key, holder address) of frames sent by reference, pulled before it starts
     far: tuple[tuple[int, str, str], ...] = ()
     # Its place in the local queue, smallest first: (-(priority - arrival's aging level),
@@ -82,11 +85,23 @@ def accepted_task(
 ) -> Task:
     """The record of a dispatched item just accepted (``gpus``: its claim, None when queued)."""
     payload_frame = item.payload_frame
-    if item.inputs:
-        needed = {payload_frame} | {r.frame for r in item.inputs if r.frame >= 0}
-        kept = {i: frames[i] for i in needed}
-    else:
-        kept = {payload_frame: frames[payload_frame]}
+    kept = {payload_frame: frames[payload_frame]}
+    needs: list[str] = []
+    if inputs is item.inputs:  # (no serialize hook: one pass for frames and values to have)
+        for ref in inputs:
+            if ref.frame >= 0:
+                kept[ref.frame] = frames[ref.frame]
+            elif ref.kind == "value":
+                needs.append(ref.task_id)
+    elif item.inputs:  # the hooks' inputs: frames of what was sent, values of what is run
+        for ref in item.inputs:
+            if ref.frame >= 0:
+                kept[ref.frame] = frames[ref.frame]
+        needs = [r.task_id for r in inputs if r.kind == "value" and r.frame < 0]
+    far: tuple[tuple[int, str, str], ...] = ()
+    if msg.far:  # big arguments sent by reference: pulled like values
+        far = tuple((f.frame, f.key, f.holder) for f in msg.far if f.frame in kept)
+        needs += [key for _, key, _ in far]
     return Task(
         run_id=msg.run_id,
         task_id=item.task_id,
@@ -99,6 +114,8 @@ def accepted_task(
         payload_frame=payload_frame,
         inputs=inputs,
         frames=kept,
+        needs=tuple(needs),
+        far=far,
         gpus=gpus or [],
         claimed=gpus is not None,
         qkey=qkey,
@@ -300,10 +317,17 @@ def job_inputs(task: Task, store: ResultStore) -> list[Any]:
     if not task.inputs:
         return []
     flat = []  # the usual case, every input a direct value: one pass, no tree
+    run_id, get = task.run_id, store.get
     for ref in task.inputs:
         if ref.parent != -1 or ref.kind == "inline":
             break
-        flat.append(_value(task, store, ref))
+        if ref.frame >= 0:
+            flat.append(("value", task.frames[ref.frame]))
+            continue
+        value = get(run_id, ref.task_id)  # (``_value`` inlined: a call fewer per input)
+        if value is None:
+            raise LookupError(f"input {ref.task_id!r} vanished from the store")
+        flat.append(("value", value))
     else:
         return flat
     children: dict[int, list[int]] = {}

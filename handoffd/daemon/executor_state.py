@@ -285,10 +285,6 @@ class ExecutorState(Inputs):
             inputs = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames, self._encodes)
             qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
             task = accepted_task(msg, item, frames, inputs, gpus, qkey)
-            if msg.far:  # big arguments sent by reference: pulled like values
-                task.far = tuple(
-                    (f.frame, f.key, f.holder) for f in msg.far if f.frame in task.frames
-                )
             self.tasks[key] = task
             if gpus is None:
                 self.local[key] = None

@@ -42,6 +42,7 @@ from handoffd.daemon.executor_events import (
     ValuesArrived,
     ValuesAsked,
     ValuesFreed,
+    WithdrawAsked,
 )
 from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
@@ -49,6 +50,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.columns import tasks_reported_of
 from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.messages_columns import ReportColumns
+from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Job, Outcome
@@ -352,6 +354,29 @@ def test_a_fetched_copy_is_dropped_once_every_local_consumer_started() -> None:
     out = settle(st, st.handle(whole(fetch, b"copy"), 0.0))
     assert sorted(started(out)) == ["a", "b"]
     assert not st.store.has(RUN, "dep")  # both jobs carry it; the copy is gone
+
+
+def test_a_withdrawn_consumer_gives_back_its_need_of_a_fetched_copy() -> None:
+    """What a task counted as needed when accepted is given back whichever way it leaves the
+    queue: withdrawn, it no longer keeps the copy for the consumer that starts later."""
+    st = make({"cpu": 1.0})
+    settle(st, dispatch(st, [item("a")]))  # holds the only cpu: b and c wait in the queue
+    ref = from_peer("dep")
+    other = {"cpu": 0.75}  # (not a's cost: they do not join its chain)
+    out = settle(
+        st, dispatch(st, [item("b", other, inputs=(ref,)), item("c", other, inputs=(ref,))])
+    )
+    (fetch,) = sent(out, FetchChunks)
+    settle(st, st.handle(whole(fetch, b"copy"), 0.0))
+    assert st.store.has(RUN, "dep") and len(st.local) == 2
+    ask = WithdrawTasks(RUN, (m.TaskAttempt("b", 1),))
+    answer = sent(settle(st, st.handle(WithdrawAsked(ask, 1), 0.0)), TasksWithdrawn)
+    assert [t.task_id for t in answer[0].withdrawn] == ["b"]
+    assert st.store.has(RUN, "dep")  # c still waits for it
+    out = ended(st, "a")
+    ((_, job),) = jobs(out)
+    assert job.key[1] == "c" and job.inputs == [("value", b"copy")]
+    assert not st.store.has(RUN, "dep")  # c's job carries it; nobody else counted it
 
 
 def test_free_values_and_free_run_drop_what_the_owner_no_longer_needs() -> None:
