@@ -24,6 +24,15 @@ class WaitingChains:
         chain.seq = next(self._seq)
         self._queues.setdefault(chain.devices, deque()).append(chain)
 
+    def served(self, chain: Chain) -> None:
+        """A new chain got an idle worker with no chain waiting (it was the oldest): it never
+        queued, but keeps its place in time for ``push_front`` should it lose its worker."""
+        chain.seq = next(self._seq)
+
+    def empty(self) -> bool:
+        """Nothing queued, not even an over or stale chain: no look at any front needed."""
+        return not self._queues
+
     def push_front(self, chain: Chain) -> None:
         """Back to the front of its set (it lost its worker), with its old place in time."""
         self._queues.setdefault(chain.devices, deque()).appendleft(chain)

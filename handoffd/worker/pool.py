@@ -225,7 +225,18 @@ class WorkerPool(Losses):
         if c.worker is not None:
             self._feed(c.worker)
         elif new:
-            self._waiting.push(c)
+            waiting = self._waiting
+            idle = self._idle.get(c.devices)
+            if idle and self._loop is not None and (waiting.empty() or not waiting.waiting()):
+                # What _pump would do, without the queue: no chain waits, so this one is the
+                # oldest, and it takes an idle worker of its set (a one-task run, every time).
+                waiting.served(c)
+                worker = idle.pop()
+                worker.chain = c
+                c.worker = worker
+                self._feed(worker)
+                return
+            waiting.push(c)
             self._pump()
 
     def cancel(self, key: Hashable) -> bool:
@@ -421,7 +432,8 @@ class WorkerPool(Losses):
             self._replace(worker.devices if worker.devices in self._room.warm else self._devices)
         else:
             self._idle.setdefault(worker.devices, []).append(worker)
-        self._pump()
+        if not self._waiting.empty():  # (else _pump would find no chain to give a worker)
+            self._pump()
 
     def _others_wait(self) -> bool:
         """Chains wait for a worker: no chain keeps its worker for more than its running job."""

@@ -153,6 +153,43 @@ def test_one_feed_asks_once_whether_other_chains_wait(tmp_path):
     run_pool(1, body)
 
 
+def test_a_new_chain_takes_an_idle_worker_at_once_and_queues_behind_a_waiting_one(tmp_path):
+    """With a worker idle and no chain waiting, a new chain starts on it without the waiting
+    queues (a one-task run's way), and a worker left idle with none waiting is not pumped; while
+    chains wait, new ones queue behind them and start in the order they came."""
+    started, gate, log = (str(tmp_path / n) for n in ("started", "gate", "log"))
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        pumps = 0
+        pump = pool._pump
+
+        def counting() -> None:
+            nonlocal pumps
+            pumps += 1
+            pump()
+
+        pool._pump = counting  # type: ignore[method-assign]
+        pool.submit(job("head", blocked, started, gate), chain=1)
+        running = pool._running.get("head")
+        assert running is not None and running[0].head is running[1]  # its head, at once
+        assert pumps == 0 and pool._waiting.empty()
+        await until(lambda: os.path.exists(started))
+        for key, chain in (("b", 2), ("c", 3), ("d", 4)):
+            pool.submit(job(key, log_line, log, key), chain=chain)
+        assert "b" not in pool._running and not pool._waiting.empty()
+        touch(gate)
+        outcomes = await got.wait(4)
+        assert [o.key for o in outcomes] == ["head", "b", "c", "d"]
+        assert all(o.ok for o in outcomes), outcomes
+        pumps = 0
+        pool.submit(job("e", log_line, log, "e"), chain=5)
+        assert "e" in pool._running
+        await got.wait(5)
+        assert pumps == 0 and pool._waiting.empty(), pumps
+
+    run_pool(1, body)
+
+
 def test_cancel_of_a_job_sent_ahead_never_runs_it_and_spares_the_running_one(tmp_path):
     started, gate, never, after = (str(tmp_path / n) for n in ("started", "gate", "never", "after"))
 
