@@ -115,6 +115,38 @@ def test_a_large_message_is_written_without_blocking_the_loop() -> None:
         theirs.close()
 
 
+def test_small_messages_to_a_full_pipe_wait_their_turn_in_order() -> None:
+    """Small messages (the job path: one write each while nothing waits) to a worker that does
+    not read yet: what the pipe does not take, in part or whole, waits behind it in order, and the
+    worker reads every message whole and in order once it reads."""
+    ours, theirs = socket.socketpair()
+    worker_end = Connection(os.dup(theirs.fileno()))
+    messages = [os.urandom(1000 + i) for i in range(3000)]  # ~4.5 MB: more than the pipe holds
+
+    async def body() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        writer = _pipe.Writer(ours.fileno(), loop)
+        try:
+            for message in messages:
+                writer.send(message)
+            assert writer.watching and 0 < writer.written < writer.queued
+            got = await loop.run_in_executor(
+                None, lambda: [worker_end.recv_bytes() for _ in messages]
+            )
+            await async_wait_for(lambda: not writer.watching, what="the writer callback removed")
+            assert writer.written == writer.queued
+            return got
+        finally:
+            writer.close()
+
+    try:
+        assert asyncio.run(body()) == messages
+    finally:
+        worker_end.close()
+        ours.close()
+        theirs.close()
+
+
 def test_a_reply_and_its_small_value_framed_in_one_write_read_back_as_two_messages() -> None:
     """What a worker writes for a small value (``framed``): the parent reads the reply and the
     value apart, from one read, and a ``send_bytes`` reader (the other framing) agrees."""
