@@ -468,12 +468,14 @@ class Node(NodeRouting):
 
     def _publish_resources(self) -> None:
         self._resources_dirty = False
-        free, version = self._free_to_publish(), self.ledger.version
         self._own_stale = True  # membership reads it before its next event (_run_membership)
-        if self.owner is not None and not self.owner.knows_own(version):
+        owner, version = self.owner, self.ledger.version
+        if owner is not None and not owner.knows_own(version):
             # One callback later: our scheduler learns which task ended (its successor) before it
             # sees the freed slot; the ledger as published now (read later, it passed the report).
-            # None when a reply or report of ours already carried it (the usual case).
+            # None when a reply or report of ours already carried it (the usual case: then the
+            # figures are not even read).
+            free = self._free_to_publish()
             (self._loop or asyncio.get_running_loop()).call_soon(self._publish_own, free, version)
 
     def _publish_own(self, free: dict[str, float], version: int) -> None:
