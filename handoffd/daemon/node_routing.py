@@ -198,11 +198,18 @@ class NodeRouting(NodeReliability):
         """Everything we sent ourselves, in order, then what it said as one scheduler batch (as
         after a transport's drain). What delivering sends us waits for the next callback."""
         batch, self._local, self._local_others = self._local, [], 0
-        owner = self.owner
+        owner, executor = self.owner, self.executor
         for msg, frames, term in batch:
             try:
-                if type(msg) in _HERE:  # records: no envelope, message or router
+                kind = type(msg)
+                if kind in _HERE:  # records: no envelope, message or router
                     owner.from_here(msg)
+                    continue
+                if kind is m.FreeRun and executor is not None:  # our owner's frees: the term is
+                    executor.on_free_run(msg, term)  # all _route would read (its 7th check)
+                    continue
+                if kind is m.FreeValues and executor is not None:
+                    executor.on_free_values(msg, term)
                     continue
                 envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
                 if type(msg) in _FROM_HERE:  # our executor's answers: the owner's, as they are

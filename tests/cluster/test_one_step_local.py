@@ -170,7 +170,14 @@ def test_a_dispatch_to_ourselves_waits_behind_what_it_may_not_overtake():
             def to_executor(msg: Any, *rest: Any) -> None:
                 order.append("handed")
 
+            on_free_run = node.executor.on_free_run
+
+            def freed(msg: m.FreeRun, term: int = 0) -> None:  # (straight from _deliver)
+                order.append(type(msg).__name__)
+                on_free_run(msg, term)
+
             node._route, node._to_executor = routed, to_executor
+            node.executor.on_free_run = freed
             try:
                 dispatch = object.__new__(m.DispatchTasks)
                 node.send(node.address, m.FreeRun("gone"))
@@ -184,7 +191,7 @@ def test_a_dispatch_to_ourselves_waits_behind_what_it_may_not_overtake():
                     await asyncio.sleep(0)
                 return order
             finally:
-                del node._route, node._to_executor
+                del node._route, node._to_executor, node.executor.on_free_run
 
         order = cluster.call(body)
         assert order[:4] == ["handed", "FreeRun", "CancelTasks", "DispatchTasks"]
