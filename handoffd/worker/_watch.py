@@ -128,9 +128,10 @@ class MemoryWatch:
 
     def started(self, worker: Worker, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """``job`` became the worker's head: measure the worker alone now, and watch it."""
-        pid = worker.process.pid
-        if pid is None:
-            return
+        if worker.statm is None:
+            pid = worker.process.pid  # (a property and its check: asked until the file is open)
+            if pid is None:
+                return
         worker.limit = job.memory if job.memory is not None else self._bound
         if worker.statm is None:  # kept open: a pread per job instead of open, read, close
             try:

@@ -204,8 +204,15 @@ class WorkerPool(Losses):
         if self._closed:
             raise RuntimeError("WorkerPool is closed")
         jobs = list(jobs)
-        keys = {job.key for job in jobs}
-        if len(keys) < len(jobs) or any(k in self._queued or k in self._running for k in keys):
+        queued, running = self._queued, self._running
+        if len(jobs) == 1:  # (a one-task run's: no set, no generator)
+            key = jobs[0].key
+            clash = key in queued or key in running
+        else:
+            keys = {job.key for job in jobs}
+            clash = len(keys) < len(jobs) or any(k in queued or k in running for k in keys)
+        if clash:
+            keys = {job.key for job in jobs}
             raise ValueError(f"a job with one of the keys {keys!r} is already queued or running")
         if self._broken is not None:
             for job in jobs:
