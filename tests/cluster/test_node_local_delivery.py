@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import handoffd
 from handoffd.protocol import messages as m
 from handoffd.testing import ThreadedCluster
 
@@ -260,3 +261,31 @@ def test_the_owner_s_messages_reach_it_by_type_as_the_chain_would_route_them(mon
             node_module.NodeRouting._route(fake, msg, [], b"", None)  # type: ignore[arg-type]
             assert handled.pop() is msg
         assert executor.looks == (len(fast) if walk else 0)
+
+
+def test_a_submission_from_the_transport_reaches_the_owner_without_the_router():
+    """``_on_frames`` hands what only the owner reads (``_TO_OWNER``: a client's submission here)
+    to it by exact type, after admission, without a ``_route`` pass; the run is answered."""
+    with ThreadedCluster([{"cpu": 1}]) as cluster:
+        (node,) = cluster.nodes
+        routed: list[type] = []
+        handled: list[type] = []
+        route, handle = node._route, node.owner.handle
+
+        def counting_route(msg: Any, *rest: Any) -> None:
+            routed.append(type(msg))
+            route(msg, *rest)
+
+        def counting_handle(msg: Any, *rest: Any) -> None:
+            handled.append(type(msg))
+            handle(msg, *rest)
+
+        node._route, node.owner.handle = counting_route, counting_handle
+        with handoffd.connect(cluster.address, timeout=10) as client:
+            for i in range(3):
+                dag = handoffd.DAG().add_function(
+                    handoffd.Function(id="f", code=_noop, extra_args=[i])
+                )
+                assert client.execute(dag) == {"f": i}
+        assert handled.count(m.SubmitAndWait) == 3, handled
+        assert m.SubmitAndWait not in routed, routed
