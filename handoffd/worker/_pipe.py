@@ -184,6 +184,8 @@ class Reader:
         buf = self.buf
         if self.large is not None:
             return self._more(wait)
+        if not buf and not wait:  # (the look after a read's last message: nothing to cut)
+            return None
         while True:
             header = _header(buf, 0)
             if header is not None:
