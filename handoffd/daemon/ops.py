@@ -47,6 +47,12 @@ class RunTimes:
     def ended(self, run_id: str) -> None:
         self.finished.setdefault(run_id, self._clock())
 
+    def forget(self, run_id: str) -> None:
+        """The owner forgot the run (``OwnerIO.forget``): its times go now, not at the next
+        listing (a daemon nobody lists kept two entries per run it ever owned)."""
+        self.submitted.pop(run_id, None)
+        self.finished.pop(run_id, None)
+
     def keep_only(self, run_ids: set[str]) -> None:
         """Forget the times of runs the owner forgot (called at each listing)."""
         for table in (self.submitted, self.finished):

@@ -273,12 +273,13 @@ class OwnerIO(Submissions):
         self.replication.run_changed(run_id)
 
     def forget(self, run_id: str) -> None:
-        """Drop a released run everywhere we keep it (scheduler, replication log, standbys)."""
+        """Drop a released run everywhere we keep it (scheduler, replication log, standbys, times)."""
         self.flush()
         self.scheduler.forget(run_id)
         self.output.forget(run_id)
         if self.scheduler.run_status(run_id) is None:
             self.replication.forget(run_id)
+            self.run_times.forget(run_id)
 
     # -- replication's way in (RunOwner) ---------------------------------------------------------
 

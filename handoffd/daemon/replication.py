@@ -163,7 +163,10 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
     def task_changed(self, run_id: str, task_id: str) -> None:
         """The scheduler's ``on_change`` (``daemon.node.wire``): a task move a standby must know.
         Called about twice per task: a move out to a node (dispatch, start) is held for the
-        task's end (``rlog.HOLD``), so a short task is replicated once."""
+        task's end (``rlog.HOLD``), so a short task is replicated once. A run the log does not
+        track (a short run held back: ``daemon.owner_waits``) is nothing to look up."""
+        if not self.log.tracked(run_id):
+            return
         run = self.scheduler.run_state(run_id)
         rec = run.tasks.get(task_id) if run is not None else None
         if rec is not None and rec.state in _HELD_STATES:

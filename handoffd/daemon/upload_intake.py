@@ -65,13 +65,21 @@ class Prepared:
 
 
 def run_options(msg: m.SubmitRun | m.SubmitAndWait) -> RunOptions:
-    """The options of the run ``msg`` submits (the same on and off the loop)."""
-    return RunOptions(
+    """The options of the run ``msg`` submits (the same on and off the loop): the frozen object
+    with its fields put in its ``__dict__`` at once, as ``spec.built_spec`` builds a TaskSpec
+    (one per submission; the generated ``__init__`` was ~2.5x the cost)."""
+    options = _new(RunOptions)
+    vars(options).update(
         max_retries=msg.max_retries,
+        timeout=None,
         policy=msg.policy,
         outputs=msg.outputs,
         packages=tuple(msg.packages),
     )
+    return options
+
+
+_new = object.__new__
 
 
 def prepare(frames: list[Any] | Whole, codec: Any, limits: Limits, order: Order | None) -> Prepared:

@@ -13,6 +13,7 @@ placement order and each task's upward rank (critical path first among equal pri
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -111,7 +112,13 @@ def _single(spec: TaskSpec, outputs: Sequence[str] | None, order: Order | None) 
     ``execute``): what the general walk builds for it (nothing to check, no group, no cycle),
     without the walk, which was most of a one-task run's graph."""
     consumers: dict[str, list[str]] = {spec.id: []}
-    position, upward_rank = _rank([spec], consumers, order)
+    if _plain_rank(spec):
+        # The core's ranking of one task with no consumer: first, its rank its estimate (1.0).
+        # The kernel's work (argument checks, buffers, a sort of one) was most of this graph.
+        position, upward_rank, ordered = [0], [1.0], [0]
+    else:  # (the core refuses it, or says how: let it)
+        position, upward_rank = _rank([spec], consumers, order)
+        ordered = _placement_order([spec], position, upward_rank)
     return TaskGraph(
         {},
         [spec],
@@ -123,8 +130,28 @@ def _single(spec: TaskSpec, outputs: Sequence[str] | None, order: Order | None) 
         {spec.id} if outputs is None or spec.id in outputs else set(),
         position,
         upward_rank,
-        _placement_order([spec], position, upward_rank),
+        ordered,
     )
+
+
+_INT64 = 1 << 63
+
+
+def _plain_rank(spec: TaskSpec) -> bool:
+    """The core's ``order`` would take this lone task's priority and size without a word: an
+    int (not a bool) within 64 bits, a finite sum of plain numbers."""
+    priority = spec.priority
+    if type(priority) is not int or not -_INT64 <= priority < _INT64:
+        return False
+    size: float = 0
+    for qty in spec.cost.values():
+        if type(qty) is not float and type(qty) is not int:
+            return False
+        size += qty
+    try:
+        return math.isfinite(size)
+    except OverflowError:  # (an int past a float: ``_rank`` raises it as before)
+        return False
 
 
 def _check(specs: Sequence[TaskSpec]) -> dict[str, TaskSpec]:

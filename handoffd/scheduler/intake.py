@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from handoffd.errors import ValidationError
+from handoffd._core import api as core
+from handoffd.errors import Unschedulable, ValidationError
 from handoffd.scheduler import placement
 from handoffd.scheduler.events import RunSubmitted, TimerKey
 from handoffd.scheduler.graph import Order
@@ -108,7 +109,24 @@ def accept(ev: RunSubmitted, term: int, order: Order, view: ClusterView) -> RunS
             raise ValidationError(
                 "unknown_node", task_id, f"pinned to {pin!r}, which is not a live node"
             )
-    error = view.misfit(run, ids)
+    error = _misfit(view, run) if ids is None else view.misfit(run, ids)
     if error is not None:
         raise error
     return run
+
+
+def _misfit(view: ClusterView, run: RunState) -> Unschedulable | None:
+    """``view.misfit(run)``. A lone unpinned task in no group (every one-task ``execute``) that
+    some live node's capacity holds is what ``misfit`` passes after building a view of every
+    node, a shape set and the group walk; that one is told here with the same core ``fits`` in
+    the same order, and anything else (a misfit to describe too) is ``misfit``'s."""
+    tasks = run.tasks
+    if len(tasks) == 1 and not run.group_of:
+        for rec in tasks.values():
+            if rec.spec.node is None:
+                fits = core.kernels(view.backend).fits
+                cost = rec.spec.cost
+                for node in view.nodes.values():
+                    if node.alive and fits(cost, node.capacity):
+                        return None
+    return view.misfit(run)

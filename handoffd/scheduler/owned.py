@@ -30,13 +30,35 @@ RELEASE_SLICE = 2048
 RELEASE_WHOLE = 16384
 
 
-@dataclass(frozen=True)
+# Two of these and a ``_Kept`` are made per run (its answer, its release): frozen, but built by
+# a hand ``__init__`` writing the instance dict, as ``object.__setattr__`` per field cost ~2.5x
+# (a test holds each ``__init__`` to the fields).
+
+
+@dataclass(frozen=True, init=False)
 class OwnedRunStatus:
     state: str  # RUNNING | DONE | FAILED | CANCELLED
     counts: dict[str, int]  # task state name -> number of regular tasks
     placement: dict[str, str]  # task id -> node of its latest attempt
     error: HandoffError | None
     term: int = 0
+
+    def __init__(
+        self,
+        state: str,
+        counts: dict[str, int],
+        placement: dict[str, str],
+        error: HandoffError | None,
+        term: int = 0,
+    ) -> None:
+        d = self.__dict__
+        d["state"], d["counts"], d["placement"], d["error"], d["term"] = (
+            state,
+            counts,
+            placement,
+            error,
+            term,
+        )
 
 
 def status_of(run: RunState) -> OwnedRunStatus:
@@ -67,7 +89,7 @@ def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHis
     return RunHistory(run.state, run.term, run.submitted, run.finished, tasks, len(run.tasks))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class _Kept:
     """A released run's task histories as ``history.keep`` left them, shifted to the wall clock
     only when asked (``history.thaw``)."""
@@ -78,6 +100,25 @@ class _Kept:
     finished: float
     wall_offset: float
     tasks: tuple[history.Kept, ...]
+
+    def __init__(
+        self,
+        state: str,
+        term: int,
+        submitted: float,
+        finished: float,
+        wall_offset: float,
+        tasks: tuple[history.Kept, ...],
+    ) -> None:
+        d = self.__dict__
+        d["state"], d["term"], d["submitted"], d["finished"], d["wall_offset"], d["tasks"] = (
+            state,
+            term,
+            submitted,
+            finished,
+            wall_offset,
+            tasks,
+        )
 
     def history(self, since: float = 0.0, brief: bool = False) -> RunHistory:
         tasks = history.thaw(self.tasks, self.wall_offset, since, brief)

@@ -39,3 +39,10 @@ def test_released_runs_leave_no_state_on_owner_or_standbys(monkeypatch):
             return cluster.run(state) == (0, 0)
 
         wait_for(gone, timeout=30, what="released runs forgotten by owner and standbys")
+        # (nor their wall-clock times for `handoffctl runs`, kept until a listing before)
+        times = cluster.run(
+            lambda: [
+                (x.owner.run_times.submitted, x.owner.run_times.finished) for x in cluster.nodes
+            ]
+        )
+        assert times == [({}, {})] * len(cluster.nodes)

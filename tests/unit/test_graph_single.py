@@ -70,3 +70,31 @@ def test_a_one_function_run_the_walk_refuses_is_still_refused(spec: TaskSpec, ki
 def test_an_inline_function_alone_is_walked() -> None:
     g = build_graph([TaskSpec("f", (), {}, b"p", inline=True)], None, order)
     assert g.regular == [] and list(g.inline) == ["f"]
+
+
+@pytest.mark.parametrize("backend", ["cython", "python"])
+@pytest.mark.parametrize("seed", range(30))
+def test_a_lone_task_is_ranked_as_the_core_ranks_it(backend: str, seed: int) -> None:
+    """``_single`` answers a plain lone task's ranking itself: what each core backend answers
+    (and a priority or size the core would refuse still goes to it)."""
+    rng = random.Random(seed)
+    cost: dict[str, Any] = {}
+    for kind in rng.sample(["cpu", "memory", "gpu"], rng.randint(0, 3)):
+        cost[kind] = rng.choice([0, 1, 3, 0.0, 0.25, 2.0, 1e300, 4096.0])
+    priority = rng.choice([0, -1, 7, 2**63 - 1, -(2**63), rng.randint(-(10**6), 10**6)])
+    spec = TaskSpec("f", (), cost, b"p", priority=priority)
+
+    def ranked(*args: Any) -> tuple[list[int], list[float]]:
+        return order(*args, backend=backend)
+
+    walked = _fields(graph._walk([spec], None, ranked))
+    assert _fields(build_graph([spec], None, ranked)) == walked
+    assert graph._plain_rank(spec)  # (these are all plain: the shortcut answered)
+
+
+@pytest.mark.parametrize("priority", [2**63, -(2**63) - 1, True, 1.5])
+def test_a_priority_the_core_refuses_is_still_refused(priority: Any) -> None:
+    spec = TaskSpec("f", (), {"cpu": 1.0}, b"p", priority=priority)
+    assert not graph._plain_rank(spec)
+    with pytest.raises(ValueError):
+        build_graph([spec], None, order)

@@ -19,7 +19,7 @@ from handoffd.protocol.codec import Codec, Rows
 from handoffd.scheduler import graph
 from handoffd.scheduler.graph import TaskGraph, build_graph
 from handoffd.scheduler.placement import order
-from handoffd.spec import TaskSpec, built_spec
+from handoffd.spec import RunOptions, TaskSpec, built_spec
 
 
 def _fields(g: TaskGraph) -> dict[str, Any]:
@@ -54,6 +54,34 @@ def test_built_spec_is_the_dataclass_built_the_usual_way(seed: int) -> None:
     assert dataclasses.astuple(built) == dataclasses.astuple(usual)
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_run_options_are_the_dataclass_built_the_usual_way(seed: int) -> None:
+    rng = random.Random(seed)
+    packages = tuple(f"{i:064x}" for i in range(rng.randint(0, 2)))
+    outputs = rng.choice([None, (), ("a",), ("a", "b")])
+    msg = m.SubmitAndWait(
+        1,
+        "r",
+        (),
+        rng.randint(0, 5),
+        rng.choice(["binpack", "spread"]),
+        outputs,
+        1.0,
+        0,
+        True,
+        list(packages),
+    )
+    usual = RunOptions(
+        max_retries=msg.max_retries, policy=msg.policy, outputs=outputs, packages=packages
+    )
+    built = upload_intake.run_options(msg)
+    assert type(built) is RunOptions
+    assert built == usual and repr(built) == repr(usual)
+    assert list(vars(built).items()) == list(vars(usual).items())  # (every field, in order)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.policy = "spread"  # type: ignore[misc]
 
 
 def _prepare(rows: list[tuple[Any, ...]]) -> upload_intake.Prepared:
