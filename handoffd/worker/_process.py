@@ -128,7 +128,7 @@ def main(
     code_env.configure(node, code_dir)
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    capture.root_at_info()  # the level each job's capture sets: none sets it any more
+    blocks = capture.JobBlocks()  # each job's output capture (the log handler stays on)
     gc.freeze()  # start-up objects never need scanning again
     conn.send_bytes(READY)
     send = conn.send_bytes
@@ -188,7 +188,7 @@ def main(
             titled = True
         started = clock()
         # What the task prints and logs leaves live, or with its outcome (what was not sent).
-        with capture.capture(live.start(token) if live is not None else None) as captured:
+        with blocks.into(live.start(token) if live is not None else capture.Captured()) as captured:
             ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
         _contain.end_children()  # what the task started ends with it, before its outcome is sent
         # A value follows as its own raw message: pickling it inside the reply tuple would copy
