@@ -10,7 +10,8 @@ sends a job and waits for its reply before the next (the worker sleeps between j
 is in the figure), "batch" sends ``--batch`` jobs in one message and reads their replies.
 ``--cold KIB``: between two jobs of "one" this process walks that much memory (W3's worker wakes
 with cold caches). Prints the worker's CPU per job (``/proc/PID/task/*/schedstat``) and this
-process's, per repeat and the median. ``--profile FILE``: the worker runs under cProfile (CPU time) and writes its stats there.
+process's, per repeat and the median. ``--wrap CMD``: the worker runs under CMD (callgrind: instructions, not
+noisy CPU time). ``--profile FILE``: the worker runs under cProfile (CPU time) and writes its stats there.
 Run it with another checkout's interpreter (or PYTHONPATH) to compare builds.
 """
 
@@ -61,6 +62,13 @@ def main() -> None:
     parser.add_argument("--profile", default="")
     parser.add_argument("--only", default="one,batch")
     parser.add_argument(
+        "--wrap",
+        default="",
+        help="run the worker's interpreter under this command, e.g. 'valgrind --tool=callgrind "
+        "--callgrind-out-file=w.out' (instructions per job: two runs, --jobs N and M, "
+        "difference of their totals over the jobs between; no load noise)",
+    )
+    parser.add_argument(
         "--cold",
         type=int,
         default=0,
@@ -77,6 +85,15 @@ def main() -> None:
     from handoffd.worker._records import Job
 
     ctx = multiprocessing.get_context("spawn")
+    if args.wrap:
+        import shlex
+        import sys
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as script:
+            script.write(f'#!/bin/sh\nexec {args.wrap} {shlex.quote(sys.executable)} "$@"\n')
+        os.chmod(script.name, 0o755)
+        ctx.set_executable(script.name)
     parent, child = ctx.Pipe(duplex=True)
     setup = ("bench", os.getpid(), "", 0.5)
     if args.profile:
@@ -143,7 +160,7 @@ def main() -> None:
         print(f"median {mode:5s}: worker {statistics.median(figures[mode]):.1f} us/job")
     print(f"load {os.getloadavg()[0]:.2f}")
     parent.close()
-    proc.join(10)
+    proc.join(120 if args.wrap else 10)
 
 
 if __name__ == "__main__":
