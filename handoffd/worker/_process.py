@@ -129,6 +129,7 @@ def main(
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     blocks = capture.JobBlocks()  # each job's output capture (the log handler stays on)
+    quiet = capture.Captured()  # every job's buffer in turn when none leaves live (reset per job)
     gc.freeze()  # start-up objects never need scanning again
     conn.send_bytes(READY)
     send = conn.send_bytes
@@ -188,7 +189,7 @@ def main(
             titled = True
         started = clock()
         # What the task prints and logs leaves live, or with its outcome (what was not sent).
-        with blocks.into(live.start(token) if live is not None else capture.Captured()) as captured:
+        with blocks.into(live.start(token) if live is not None else quiet.reset()) as captured:
             ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
         _contain.end_children()  # what the task started ends with it, before its outcome is sent
         # A value follows as its own raw message: pickling it inside the reply tuple would copy

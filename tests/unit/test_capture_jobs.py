@@ -82,3 +82,22 @@ def test_a_block_inside_a_job_gets_the_innermost_lines(root: logging.Logger) -> 
         log.info("job 2")
     assert inner.text() == "INFO user.task: inner\n"
     assert job.text() == "INFO user.task: job 1\nINFO user.task: job 2\n"
+
+
+def test_one_buffer_serves_every_job_and_holds_only_the_one_that_runs_now() -> None:
+    from handoffd.worker import _live
+
+    sent: list[bytes] = []
+    sender = _live.LiveSender(sent.append, 60.0)
+    first = sender.start(1)
+    first.wake = None  # no live thread in a unit test
+    first.write("x" * (capture.LIMIT * 2) + "\npartial")  # a cut, a tail and a partial line
+    first.take()
+    with sender:
+        assert "truncated" in first.text()
+    second = sender.start(2)
+    assert second is first  # no buffer made (and finalized) per job
+    assert second.text() == "" and second.take() == ("", False)
+    second.write("two\n")
+    with sender:
+        assert second.text() == "two\n"
