@@ -37,11 +37,12 @@ class LiveSender:
         self._thread: threading.Thread | None = None
         self._job: tuple[int, Captured] | None = None  # (token, its buffer) of the running job
         self._last = 0.0  # when the thread last took
+        self._out = Captured(self._wake)  # every job's buffer in turn (Captured.reset)
         os.register_at_fork(after_in_child=self._forked)
 
     def start(self, token: int) -> Captured:
         """A buffer for the job ``token`` that starts now; its new lines are sent while it runs."""
-        out = Captured(self._wake)
+        out = self._out.reset()
         with self.lock:
             self._job = (token, out)
         return out
@@ -90,7 +91,6 @@ class LiveSender:
         self.lock = threading.Lock()
         self._thread = None
         self._event = threading.Event()
-        job, self._job = self._job, None
-        if job is not None:
-            job[1].lock = threading.Lock()
-            job[1].wake = None
+        self._job = None
+        self._out.lock = threading.Lock()  # the running job's buffer (every job's)
+        self._out.wake = None

@@ -49,11 +49,27 @@ OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
 OUT_OF_BAND_COUNT = struct.Struct("!I")  # after OUT_OF_BAND: how many raw messages follow
+# A protocol 5 pickle's start: PROTO 5, FRAME and the frame's length (a pickle under the
+# pickler's frame target, 64 KiB, and with no large bytes is that and one frame)
+ONE_FRAME = struct.Struct("<3sQ")
+_FRAMED = b"\x80\x05\x95"
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
 _NOTHING: AbstractContextManager[None] = nullcontext()  # (reusable: not one made per job)
+
+
+def one_pickle(data: bytes | bytearray) -> bool:
+    """Whether the message is exactly one pickle in one frame: read with ``pickle.loads``, not
+    cut from a stream (a stream and its unpickler's look-ups cost ~5 % of a no-op job's
+    instructions). A frame never holds the start of another pickle, so a first frame that ends
+    where the message ends is the whole message."""
+    size = len(data)
+    if size <= ONE_FRAME.size:
+        return False
+    start, frame = ONE_FRAME.unpack_from(data)
+    return start == _FRAMED and frame == size - ONE_FRAME.size  # type: ignore[no-any-return]
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -128,11 +144,12 @@ def main(
     code_env.configure(node, code_dir)
     # Ctrl-C reaches the whole process group; the parent decides what to do, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    capture.root_at_info()  # the level each job's capture sets: none sets it any more
+    blocks = capture.JobBlocks()  # each job's output capture (the log handler stays on)
+    quiet = capture.Captured()  # every job's buffer in turn when none leaves live (reset per job)
     gc.freeze()  # start-up objects never need scanning again
     conn.send_bytes(READY)
     send = conn.send_bytes
-    load, dumps = pickle.load, pickle.dumps
+    load, loads, dumps = pickle.load, pickle.loads, pickle.dumps
     clock = time.perf_counter
     pending: deque[tuple] = deque()
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
@@ -144,6 +161,12 @@ def main(
     def absorb(data: bytes | bytearray) -> list[tuple]:
         """Take in one message from the parent (and the raw messages that follow it); returns the
         replies for the jobs it cancels."""
+        if one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
+            item = loads(data)
+            if len(item) > 1:
+                pending.append(item)
+                return []
+            return cancel(item[0])
         stream, size = io.BytesIO(data), len(data)
         buffers = None
         if data[:1] == OUT_OF_BAND:
@@ -156,12 +179,16 @@ def main(
             if len(item) > 1:
                 pending.append(item)
                 continue
-            for job in pending:
-                if job[0] == item[0]:
-                    pending.remove(job)
-                    skipped.append((item[0], SKIPPED, False, "", "", "", 0.0, ""))
-                    break
+            skipped += cancel(item[0])
         return skipped
+
+    def cancel(token: int) -> list[tuple]:
+        """The SKIPPED reply of the job ``token`` if it waits here (dropped), else none."""
+        for job in pending:
+            if job[0] == token:
+                pending.remove(job)
+                return [(token, SKIPPED, False, "", "", "", 0.0, "")]
+        return []
 
     titled = False
     while True:
@@ -188,7 +215,7 @@ def main(
             titled = True
         started = clock()
         # What the task prints and logs leaves live, or with its outcome (what was not sent).
-        with capture.capture(live.start(token) if live is not None else None) as captured:
+        with blocks.into(live.start(token) if live is not None else quiet.reset()) as captured:
             ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
         _contain.end_children()  # what the task started ends with it, before its outcome is sent
         # A value follows as its own raw message: pickling it inside the reply tuple would copy

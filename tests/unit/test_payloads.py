@@ -54,3 +54,18 @@ def test_parse_cached_matches_parse():
             resources.parse(bad)  # type: ignore[arg-type]
         with pytest.raises(resources.ResourceError):
             resources.parse_cached(bad)  # type: ignore[arg-type]
+
+
+def test_a_job_decodes_its_payload_once_and_calls_with_its_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[bytes] = []
+    decode = invoke.decode_payload
+    monkeypatch.setattr(invoke, "decode_payload", lambda p: decoded.append(p) or decode(p))
+    payload = values.dumps_call(values.dumps_code(add), [], {"b": 10})
+    one = ("value", values.dumps(1))
+    assert invoke.run(payload, [one]) == 11
+    assert decoded == [payload]
+    lists = values.dumps_call(values.dumps_code(lambda xs: sum(xs)), [], {})
+    assert invoke.run(lists, [one, one], "as_list") == 2
+    assert invoke.run(payload, [("inline", payload, "variadic", [one])]) == 21  # (1 + 10) + 10
