@@ -1,4 +1,4 @@
-"""The executor's CPU per task in-process: DispatchColumns read back (columns.dispatch_items),
+"""The executor's CPU per task in-process: DispatchColumns read (columns.DispatchTable),
 ExecutorState admission/chains, each job's end, the report flush and its ReportColumns, as the
 shell does for a remote owner; no daemon, no worker, so an A/B holds under a loaded machine:
 
@@ -21,6 +21,7 @@ from handoffd.worker.ledger import Ledger
 K = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
 N, BATCH = 2000, 20
+read = getattr(columns, "DispatchTable", columns.dispatch_items)
 
 
 def run_once(seed):
@@ -65,8 +66,9 @@ def run_once(seed):
             for i in range(BATCH)
         )
         cols = columns.dispatch_columns(m.DispatchTasks(f"r{seed}", "owner:1", items, (), ()))
-        # (what the node's _route does with the received columns)
-        msg = columns.dispatch_items(cols)
+        # (what the node's _route does with the received columns: read into a DispatchTable the
+        # executor accepts from, or, in a build before it, into DispatchTasks)
+        msg = read(cols)
         drive(st.handle(Dispatched(msg, frames, 1), now))
         while jobs or soon:
             while soon:
