@@ -10,6 +10,8 @@ store keys (a value here or to fetch) in argument order (``Task.flat``), with no
 ``InputRef`` built. Where a missing value's holders are comes from the table while the task is
 gathered (``Task.source``), which is only then. Anything else is read back into ``DispatchTasks``
 (``DispatchTable.tasks``) and takes the per-item path, which checks and refuses item by item.
+On that path too an item with plain inputs is read in one pass (``_plain``: its frames, ``flat``
+and ``needs``), not by ``check_item``, ``lazy_inputs`` and ``accepted_task`` in turn.
 """
 
 from __future__ import annotations
@@ -46,6 +48,69 @@ def _fast(table: DispatchTable, frames: list[Any]) -> bool:
     if payloads and (min(payloads) < 0 or max(payloads) >= n):
         return False
     return not inputs or max(inputs) < n
+
+
+def _plain(
+    item: m.DispatchItem, frames: list[Any]
+) -> tuple[dict[int, Any], tuple[Any, ...], tuple[str, ...]] | None:
+    """(frames kept, ``Task.flat``, ``Task.needs``) of an item whose inputs are all direct values
+    and whose frame numbers are in range, in one pass; None for any other (``check_item``,
+    ``lazy_inputs`` and ``accepted_task`` then look at it)."""
+    n, payload_frame = len(frames), item.payload_frame
+    if not 0 <= payload_frame < n:
+        return None
+    kept = {payload_frame: frames[payload_frame]}
+    if not item.inputs:
+        return kept, (), ()
+    flat: list[Any] = []
+    needs: list[str] = []
+    for ref in item.inputs:
+        if ref.kind != "value" or ref.parent != -1:
+            return None
+        frame = ref.frame
+        if frame < 0:
+            needs.append(ref.task_id)
+            flat.append(ref.task_id)
+        elif frame < n:
+            kept[frame] = frames[frame]
+            flat.append(frame)
+        else:
+            return None
+    return kept, tuple(flat), tuple(needs)
+
+
+def _task(
+    run_id: str,
+    owner_address: str,
+    head: tuple[str, int, dict[str, float], str, float | None, tuple[int, float, int]],
+    gpus: list[int] | None,
+    payload_frame: int,
+    kept: dict[int, Any],
+    flat: tuple[Any, ...],
+    needs: tuple[str, ...],
+) -> Task:
+    """The record of an item just accepted with plain inputs (``_plain``; ``_accept_table``
+    builds its own from the columns); ``head``: (task id, attempt, cost, argument inclusion,
+    timeout, queue key); ``gpus``: its claim, None when queued."""
+    task_id, attempt, cost, inclusion, timeout, qkey = head
+    return Task(
+        run_id=run_id,
+        task_id=task_id,
+        attempt=attempt,
+        owner_address=owner_address,
+        cost=dict(cost),
+        argument_inclusion=inclusion,
+        timeout=timeout,
+        payload=kept[payload_frame],
+        payload_frame=payload_frame,
+        inputs=(),
+        frames=kept,
+        needs=needs,
+        flat=flat,
+        gpus=gpus or [],
+        claimed=gpus is not None,
+        qkey=qkey,
+    )
 
 
 class Intake:
@@ -107,21 +172,38 @@ class Intake:
             refused = [(i.task_id, i.attempt, stale) for i in msg.items]
             self._reply(msg.run_id, msg.owner_address, accepted, refused)
             return
+        run_id, owner_address = msg.run_id, msg.owner_address
+        plain_ok = not self.draining and not msg.far
         for item in msg.items:
-            key = (msg.run_id, item.task_id, item.attempt)
+            key = (run_id, item.task_id, item.attempt)
             if key in self.tasks:  # a duplicate delivery: already ours
                 accepted.append((item.task_id, item.attempt))
                 continue
-            reason = "draining" if self.draining else check_item(item, frames)
+            plain = _plain(item, frames) if plain_ok else None
+            reason = ""
+            if plain is None:  # (checked item by item)
+                reason = "draining" if self.draining else check_item(item, frames)
             gpus = None if reason or self.local else self.ledger.try_claim(item.cost)
             if not reason and gpus is None:
                 reason = self._queue_refusal(item.cost)
             if reason:
                 refused.append((item.task_id, item.attempt, reason))
                 continue
-            inputs = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames, self._encodes)
             qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
-            task = accepted_task(msg, item, frames, inputs, gpus, qkey)
+            if plain is not None:
+                head = (item.task_id, item.attempt, item.cost, item.argument_inclusion)
+                task = _task(
+                    run_id,
+                    owner_address,
+                    (*head, item.timeout, qkey),
+                    gpus,
+                    item.payload_frame,
+                    *plain,
+                )
+                task.inputs = item.inputs  # (where the values to fetch are held: ``_holders``)
+            else:
+                inputs = lazy_inputs(item.inputs, run_id, self.store.has, frames, self._encodes)
+                task = accepted_task(msg, item, frames, inputs, gpus, qkey)
             self._keep(key, task, gpus)
             accepted.append((item.task_id, item.attempt))
             started.append(task)

@@ -137,6 +137,20 @@ def test_plain_values_are_kept_as_columns_not_a_record_per_input() -> None:
     assert (RUN, "b", 1) not in st.tasks  # (refused: more than the node's capacity)
 
 
+def test_plain_items_are_taken_in_in_one_pass_too() -> None:
+    st = make()
+    st.store.put(RUN, "h1", b"here-value")
+    plain = item("a", inputs=(SENT, FAR, HERE))
+    bad = item("b", inputs=(ref("x", frame=7),))
+    out = st.handle(Dispatched(m.DispatchTasks(RUN, OWNER, (plain, bad)), FRAMES, 1), 0.0)
+    (reply,) = sent(out, m.DispatchReplied)
+    assert [r.reason for r in reply.refused] == ["bad input reference"]
+    task = st.tasks[(RUN, "a", 1)]
+    assert task.flat == (1, "f1", "h1") and task.needs == ("f1", "h1")
+    assert task.inputs == plain.inputs  # (the holders of f1)
+    assert task.frames == {0: b"payload", 1: b"sent-value"}
+
+
 def test_an_inline_input_goes_the_per_item_way() -> None:
     st = make()
     st.store.put(RUN, "h1", b"here-value")
