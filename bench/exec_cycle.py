@@ -1,8 +1,11 @@
-"""The executor's CPU per task in-process: DispatchColumns read back (columns.dispatch_items),
+"""The executor's CPU per task in-process: DispatchColumns read (columns.DispatchTable),
 ExecutorState admission/chains, each job's end, the report flush and its ReportColumns, as the
 shell does for a remote owner; no daemon, no worker, so an A/B holds under a loaded machine:
 
-    cd /tmp && CHECKOUT/.venv/bin/python COPY/bench/exec_cycle.py [inputs per task] [rounds]
+    cd /tmp && CHECKOUT/.venv/bin/python COPY/bench/exec_cycle.py [inputs per task] [rounds] [items]
+
+``items``: hand the executor ``DispatchTasks`` as built (the per-item path: a dispatch from the
+owner on our own node, ``daemon.dispatch.dispatch_tasks``), not the received columns read.
 """
 
 import statistics
@@ -21,6 +24,8 @@ from handoffd.worker.ledger import Ledger
 K = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
 N, BATCH = 2000, 20
+read = getattr(columns, "DispatchTable", columns.dispatch_items)
+ITEMS = len(sys.argv) > 3 and sys.argv[3] == "items"
 
 
 def run_once(seed):
@@ -64,9 +69,11 @@ def run_once(seed):
             m.DispatchItem(f"s{seed}t{b + i}", 1, {"cpu": 1.0}, "variadic", None, 0, refs, 0, 1.0)
             for i in range(BATCH)
         )
-        cols = columns.dispatch_columns(m.DispatchTasks(f"r{seed}", "owner:1", items, (), ()))
-        # (what the node's _route does with the received columns)
-        msg = columns.dispatch_items(cols)
+        msg = m.DispatchTasks(f"r{seed}", "owner:1", items, (), ())
+        if not ITEMS:
+            # (what the node's _route does with the received columns: read into a DispatchTable
+            # the executor accepts from, or, in a build before it, into DispatchTasks)
+            msg = read(columns.dispatch_columns(msg))
         drive(st.handle(Dispatched(msg, frames, 1), now))
         while jobs or soon:
             while soon:
@@ -91,5 +98,5 @@ for r in range(ROUNDS):
     per.append((time.process_time() - t) / N * 1e6)
     assert n == N, n
 print(
-    f"inputs {K}: median {statistics.median(per):.2f} us/task, min {min(per):.2f}, rounds {ROUNDS}"
+    f"inputs {K}{' (items)' if ITEMS else ''}: median {statistics.median(per):.2f} us/task, min {min(per):.2f}, rounds {ROUNDS}"
 )

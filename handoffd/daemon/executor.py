@@ -162,7 +162,11 @@ class Executor:
     # -- events in ------------------------------------------------------------------------------
 
     def on_dispatch(
-        self, msg: m.DispatchTasks, frames: list[bytes], term: int = 0, owner: str = ""
+        self,
+        msg: m.DispatchTasks | columns.DispatchTable,
+        frames: list[bytes],
+        term: int = 0,
+        owner: str = "",
     ) -> None:
         self._handle(Dispatched(msg, frames, term, owner))
 

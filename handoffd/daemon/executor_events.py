@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import DispatchTable
 from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_hooks import EncodeFailed
 from handoffd.protocol.messages_rebalance import WithdrawTasks
@@ -24,7 +25,7 @@ from handoffd.worker._records import Job, Outcome
 class Dispatched:
     """An owner at ``term`` dispatched tasks to us (``msg.items``; payloads and inputs in ``frames``)."""
 
-    msg: m.DispatchTasks
+    msg: m.DispatchTasks | DispatchTable  # (a received DispatchColumns, read: executor_intake)
     frames: list[bytes]
     term: int = 0
     owner: str = ""  # the sender's name ("": not known): two claims at one term settle by it

@@ -61,6 +61,14 @@ class Task:
     needs: tuple[str, ...] = ()
     # (frame, store key, holder address) of frames sent by reference, pulled before it starts
     far: tuple[tuple[int, str, str], ...] = ()
+    # Its inputs when every one is a direct value (no inline function, no hook), in argument
+    # order: a frame number (the value came in the dispatch) or a store key (a value here or
+    # fetched); None: read ``inputs`` (``job_inputs``). Built without an ``InputRef`` per input
+    # from a received table (``executor_intake``), whose ``inputs`` are then empty.
+    flat: tuple[int | str, ...] | None = None
+    # (the received table, the index of its first input) until it is gathered: where the values
+    # it needs are held (``Inputs._holders``)
+    source: tuple[Any, int] | None = None
     # Its place in the local queue, smallest first: (-(priority - arrival's aging level),
     # -upward rank, arrival number); see ``queue_key``.
     qkey: tuple[int, float, int] = (0, 0.0, 0)
@@ -87,13 +95,20 @@ def accepted_task(
     payload_frame = item.payload_frame
     kept = {payload_frame: frames[payload_frame]}
     needs: list[str] = []
+    flat: list[int | str] = []
+    tree = False  # an inline input (or one under it): ``job_inputs`` reads ``inputs``
     if inputs is item.inputs:  # (no serialize hook: one pass for frames and values to have)
         for ref in inputs:
             if ref.frame >= 0:
                 kept[ref.frame] = frames[ref.frame]
+                flat.append(ref.frame)
             elif ref.kind == "value":
                 needs.append(ref.task_id)
+                flat.append(ref.task_id)
+            if ref.parent != -1 or ref.kind != "value":
+                tree = True
     elif item.inputs:  # the hooks' inputs: frames of what was sent, values of what is run
+        tree = True
         for ref in item.inputs:
             if ref.frame >= 0:
                 kept[ref.frame] = frames[ref.frame]
@@ -116,6 +131,7 @@ def accepted_task(
         frames=kept,
         needs=tuple(needs),
         far=far,
+        flat=None if tree else tuple(flat),
         gpus=gpus or [],
         claimed=gpus is not None,
         qkey=qkey,
@@ -314,6 +330,19 @@ def check_item(item: m.DispatchItem, frames: list[bytes]) -> str:
 def job_inputs(task: Task, store: ResultStore) -> list[Any]:
     """The task's input descriptors for its Job (``worker.invoke.resolve``); LookupError when a
     value it needs is no longer in ``store``."""
+    plain = task.flat
+    if plain is not None:  # every input a direct value: a frame number or a store key
+        run_id, get, frames = task.run_id, store.get, task.frames
+        out: list[Any] = []
+        for x in plain:
+            if type(x) is int:
+                out.append(("value", frames[x]))
+                continue
+            value = get(run_id, x)  # type: ignore[arg-type]
+            if value is None:
+                raise LookupError(f"input {x!r} vanished from the store")
+            out.append(("value", value))
+        return out
     if not task.inputs:
         return []
     flat = []  # the usual case, every input a direct value: one pass, no tree

@@ -39,13 +39,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from handoffd import resources
 from handoffd._core.api import EPS
 from handoffd.daemon.executor_events import (
     FLUSH,
     LEDGER_CHANGED,
     REFILL,
-    AnsweredHere,
     CancelAsked,
     CancelJob,
     ChunkArrived,
@@ -69,8 +67,9 @@ from handoffd.daemon.executor_events import (
     ValuesFreed,
     WithdrawAsked,
 )
-from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
+from handoffd.daemon.executor_hooks import Encodes
 from handoffd.daemon.executor_inputs import Inputs, fill_far
+from handoffd.daemon.executor_intake import Intake
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
@@ -80,14 +79,10 @@ from handoffd.daemon.executor_records import (
     QueueOrder,
     Slot,
     Task,
-    accepted_task,
     add_into,
-    check_item,
-    dispatch_replied,
     done_report,
     failed,
     job_inputs,
-    queue_key,
     report_message,
     reported_here,
 )
@@ -106,7 +101,7 @@ _SOON_REFILL = Soon(REFILL)
 _SOON_FLUSH = Soon(FLUSH)
 
 
-class ExecutorState(Inputs):
+class ExecutorState(Intake, Inputs):
     def __init__(
         self,
         *,
@@ -253,82 +248,7 @@ class ExecutorState(Inputs):
                 self._out.append(NewOwner(run_id, term, name))
         return True
 
-    # -- dispatch ------------------------------------------------------------------------------
-
-    def _on_dispatch(self, ev: Dispatched) -> None:
-        msg, frames, term = ev.msg, ev.frames, ev.term
-        accepted: list[tuple[str, int]] = []
-        refused: list[tuple[str, int, str]] = []
-        started: list[Task] = []
-        if not self._learn_owner(msg.run_id, term, msg.owner_address, ev.owner):
-            stale = f"stale term {term}: the run's owner is at term {self.term_of(msg.run_id)}"
-            known = self.run_owners[msg.run_id]
-            if known[0] == term:  # two takeovers at one term: tell the yielding one at once
-                stale = f"the claim at term {term} yields to {known[2]}'s"
-                follow = m.FollowOwner(msg.run_id, term, known[2], known[1])
-                self._send(msg.owner_address, follow, [], term=term)
-            refused = [(i.task_id, i.attempt, stale) for i in msg.items]
-            self._reply(msg, accepted, refused)
-            return
-        for item in msg.items:
-            key = (msg.run_id, item.task_id, item.attempt)
-            if key in self.tasks:  # a duplicate delivery: already ours
-                accepted.append((item.task_id, item.attempt))
-                continue
-            reason = "draining" if self.draining else check_item(item, frames)
-            gpus = None if reason or self.local else self.ledger.try_claim(item.cost)
-            if not reason and gpus is None:
-                reason = self._queue_refusal(item.cost)
-            if reason:
-                refused.append((item.task_id, item.attempt, reason))
-                continue
-            inputs = lazy_inputs(item.inputs, msg.run_id, self.store.has, frames, self._encodes)
-            qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
-            task = accepted_task(msg, item, frames, inputs, gpus, qkey)
-            self.tasks[key] = task
-            if gpus is None:
-                self.local[key] = None
-                self._order.dirty = True
-                add_into(self._local_cost, task.cost, 1.0)
-            accepted.append((item.task_id, item.attempt))
-            started.append(task)
-        self._reply(msg, accepted, refused)
-        if started:
-            self._changed = True
-        for task in started:
-            self._gather(task)
-        if self.local:
-            self._pump_local()
-            self._schedule_refill()
-
-    def _reply(
-        self,
-        msg: m.DispatchTasks,
-        accepted: list[tuple[str, int]],
-        refused: list[tuple[str, int, str]],
-    ) -> None:
-        """Answer a dispatch at once, queued tasks included: the owner counts silence as loss.
-        Our own node's owner gets a record (``AnsweredHere``), any other a ``DispatchReplied``."""
-        self.counters["accepted"] += len(accepted)
-        self.counters["refused"] += len(refused)
-        free = dict(self.ledger.free)
-        term, version = self.term_of(msg.run_id), self.ledger.version
-        if msg.owner_address == self.address:
-            self._out.append(
-                AnsweredHere(msg.run_id, term, tuple(accepted), tuple(refused), free, version)
-            )
-            return
-        reply = dispatch_replied(msg.run_id, accepted, refused, free, version)
-        self._send(msg.owner_address, reply, [], term)
-
-    def _queue_refusal(self, cost: dict[str, float]) -> str:
-        """Why a task that cannot start now may not wait in the local queue ("" if it may)."""
-        capacity = self.ledger.capacity
-        if not resources.fits(cost, capacity):
-            return "no room: exceeds the node's capacity"
-        if not resources.fits(resources.add(self._local_cost, cost), self._queue_limit):
-            return "no room: queue full"
-        return ""
+    # -- the local queue -----------------------------------------------------------------------
 
     def queue_order(self) -> list[Key]:
         """The local queue in start order (keys no longer queued are skipped by the callers)."""
@@ -402,7 +322,10 @@ class ExecutorState(Inputs):
         task.gpus = slot.gpus
         slot.keys[key] = None
         self._release_inputs(task)
-        task.bytes_in = len(task.payload) + sum(len(v[1]) for v in inputs if v[0] == "value")
+        if task.flat is not None:  # (every input a value)
+            task.bytes_in = len(task.payload) + sum([len(v[1]) for v in inputs])
+        else:
+            task.bytes_in = len(task.payload) + sum(len(v[1]) for v in inputs if v[0] == "value")
         return Job(
             key,
             task.payload,

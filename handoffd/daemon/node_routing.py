@@ -278,7 +278,11 @@ class NodeRouting(NodeReliability):
             log.exception("handing a dispatch to our own executor failed")
 
     def _to_executor(
-        self, msg: m.DispatchTasks, frames: list[Any], term: int, owner: str = ""
+        self,
+        msg: m.DispatchTasks | columns.DispatchTable,
+        frames: list[Any],
+        term: int,
+        owner: str = "",
     ) -> None:
         """``owner``: the sender's name (the executor settles two claims at one term by it)."""
         executor = self.executor
@@ -310,8 +314,8 @@ class NodeRouting(NodeReliability):
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
             frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
-            msg = columns.dispatch_items(msg)
-        if isinstance(msg, m.DispatchTasks):
+            msg = columns.DispatchTable(msg)  # read and checked once: the executor takes it
+        if isinstance(msg, (m.DispatchTasks, columns.DispatchTable)):
             self._to_executor(msg, frames, term, envelope.sender if envelope is not None else "")
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook
             self.executor.on_fetch(msg, frames)

@@ -9,6 +9,7 @@ placed again by its owner after the answer timeout).
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from array import array
@@ -132,100 +133,159 @@ _input_ref = maker(m.InputRef)
 _dispatch_item = maker(m.DispatchItem)
 
 
-def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
-    """The per-task form of ``msg`` (what the executor's state machine takes); ColumnError if
-    any column disagrees with the others."""
-    name = "DispatchColumns"
-    n = len(msg.task_ids)
-    attempts = unpack("q", msg.attempts, n, f"{name}.attempts")
-    payloads = unpack("i", msg.payload_frames, n, f"{name}.payload_frames")
-    kinds = msg.cost_kinds
-    costs = unpack("d", msg.costs, n * len(kinds), f"{name}.costs ({len(kinds)} kinds per task)")
-    inclusion = unpack("B", msg.inclusion, n, f"{name}.inclusion")
-    _indices(inclusion, len(msg.inclusions), f"{name}.inclusion")
-    timeouts = unpack("d", msg.timeouts, n, f"{name}.timeouts")
-    priorities = unpack("q", msg.priorities, n, f"{name}.priorities")
-    ranks = unpack("d", msg.ranks, n, f"{name}.ranks")
-    counts = unpack("i", msg.input_counts, n, f"{name}.input_counts")
-    if any(c < 0 for c in counts):
-        raise ColumnError(f"{name}.input_counts: a negative count")
-    total = sum(counts)
-    _strings(msg.input_task_ids, total, f"{name}.input_task_ids")
-    input_kinds = unpack("B", msg.input_kinds, total, f"{name}.input_kinds")
-    _indices(input_kinds, len(INPUT_KINDS), f"{name}.input_kinds")
-    frames = unpack("i", msg.input_frames, total, f"{name}.input_frames")
-    input_inclusion = unpack("B", msg.input_inclusion, total, f"{name}.input_inclusion")
-    _indices(input_inclusion, len(msg.inclusions), f"{name}.input_inclusion")
-    parents = unpack("i", msg.input_parents, total, f"{name}.input_parents")
-    holder_counts = unpack("i", msg.input_holders, total, f"{name}.input_holders")
-    if any(c < 0 for c in holder_counts):
-        raise ColumnError(f"{name}.input_holders: a negative count")
-    holders = unpack("i", msg.holders, sum(holder_counts), f"{name}.holders")
-    _indices(holders, len(msg.addresses), f"{name}.holders")
-    inclusions, task_ids = msg.inclusions, msg.task_ids
-    # A task's cost as a dict, made once per distinct row of the message (its tasks mostly cost
-    # the same) and shared by its items: they are frozen, and the executor copies what it keeps.
-    width = len(kinds)
-    rows = zip(*[iter(costs)] * width, strict=True) if width else iter(((),) * n)
-    cost_of: dict[tuple[float, ...], dict[str, float]] = {}
-    items = []
-    at = held = 0
-    for i, row, count, timeout in zip(range(n), rows, counts, timeouts, strict=True):
-        cost = cost_of.get(row)
-        if cost is None:
-            cost = cost_of[row] = {kind: q for kind, q in zip(kinds, row, strict=True) if q}
-        refs: tuple[m.InputRef, ...] = ()
-        if count:
-            refs = _input_refs(
-                msg,
-                at,
-                count,
-                input_kinds,
-                frames,
-                input_inclusion,
-                parents,
-                holder_counts,
-                holders,
-                held,
-            )
-            held += sum(holder_counts[at : at + count])
-            at += count
-        items.append(
-            _dispatch_item(
-                task_ids[i],
-                attempts[i],
-                cost,
-                inclusions[inclusion[i]],
-                None if timeout != timeout else timeout,  # (NaN: no timeout)
-                payloads[i],
-                refs,
-                priorities[i],
-                ranks[i],
-            )
+class DispatchTable:
+    """A ``DispatchColumns`` read and checked once: plain lists, one entry per task and per
+    input (what the executor accepts tasks from, ``daemon.executor_intake``); ``tasks()``: its
+    per-task form. ColumnError if any column disagrees with the others, so everything read from
+    it later is in range.
+
+    ``plain``: every input is a direct argument (parent -1) holding a value (kind "value"), so a
+    task's inputs are just its slice of ``input_task_ids`` / ``input_frames`` (no tree, no hook)."""
+
+    __slots__ = (
+        "msg",
+        "run_id",
+        "owner_address",
+        "packages",
+        "far",
+        "task_ids",
+        "attempts",
+        "payloads",
+        "costs",
+        "inclusion",
+        "timeouts",
+        "priorities",
+        "ranks",
+        "counts",
+        "input_kinds",
+        "frames",
+        "input_inclusion",
+        "parents",
+        "holder_counts",
+        "holders",
+        "plain",
+        "_held",
+    )
+
+    def __init__(self, msg: DispatchColumns) -> None:
+        name = "DispatchColumns"
+        n = len(msg.task_ids)
+        self.msg = msg
+        self.run_id, self.owner_address = msg.run_id, msg.owner_address
+        self.packages, self.far = msg.packages, msg.far
+        self.task_ids = msg.task_ids
+        self.attempts: list[int] = unpack("q", msg.attempts, n, f"{name}.attempts")
+        self.payloads: list[int] = unpack("i", msg.payload_frames, n, f"{name}.payload_frames")
+        kinds = msg.cost_kinds
+        costs = unpack(
+            "d", msg.costs, n * len(kinds), f"{name}.costs ({len(kinds)} kinds per task)"
         )
-    return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages, msg.far)
+        self.inclusion: list[int] = unpack("B", msg.inclusion, n, f"{name}.inclusion")
+        _indices(self.inclusion, len(msg.inclusions), f"{name}.inclusion")
+        self.timeouts: list[float] = unpack("d", msg.timeouts, n, f"{name}.timeouts")
+        self.priorities: list[int] = unpack("q", msg.priorities, n, f"{name}.priorities")
+        self.ranks: list[float] = unpack("d", msg.ranks, n, f"{name}.ranks")
+        counts = self.counts = unpack("i", msg.input_counts, n, f"{name}.input_counts")
+        if any(c < 0 for c in counts):
+            raise ColumnError(f"{name}.input_counts: a negative count")
+        total = sum(counts)
+        _strings(msg.input_task_ids, total, f"{name}.input_task_ids")
+        self.input_kinds: list[int] = unpack("B", msg.input_kinds, total, f"{name}.input_kinds")
+        _indices(self.input_kinds, len(INPUT_KINDS), f"{name}.input_kinds")
+        self.frames: list[int] = unpack("i", msg.input_frames, total, f"{name}.input_frames")
+        inclusion = unpack("B", msg.input_inclusion, total, f"{name}.input_inclusion")
+        _indices(inclusion, len(msg.inclusions), f"{name}.input_inclusion")
+        self.input_inclusion: list[int] = inclusion
+        parents = self.parents = unpack("i", msg.input_parents, total, f"{name}.input_parents")
+        plain_parents = parents.count(-1) == total
+        if not plain_parents:  # (inline inputs: each must name an earlier input of its task)
+            at = 0
+            for count in counts:
+                for j in range(at, at + count):
+                    if not -1 <= parents[j] < j - at:
+                        raise ColumnError(
+                            f"{name}.input_parents: {parents[j]} is not an earlier input"
+                        )
+                at += count
+        holder_counts = unpack("i", msg.input_holders, total, f"{name}.input_holders")
+        if any(c < 0 for c in holder_counts):
+            raise ColumnError(f"{name}.input_holders: a negative count")
+        self.holder_counts: list[int] = holder_counts
+        self.holders: list[int] = unpack("i", msg.holders, sum(holder_counts), f"{name}.holders")
+        _indices(self.holders, len(msg.addresses), f"{name}.holders")
+        self.plain = plain_parents and self.input_kinds.count(0) == total
+        # A task's cost as a dict, made once per distinct row of the message (its tasks mostly
+        # cost the same) and shared: its readers copy what they keep.
+        width = len(kinds)
+        rows = zip(*[iter(costs)] * width, strict=True) if width else iter(((),) * n)
+        cost_of: dict[tuple[float, ...], dict[str, float]] = {}
+        shared: list[dict[str, float]] = []
+        for row in rows:
+            cost = cost_of.get(row)
+            if cost is None:
+                cost = cost_of[row] = {kind: q for kind, q in zip(kinds, row, strict=True) if q}
+            shared.append(cost)
+        self.costs = shared
+        self._held: list[int] | None = None  # each input's first entry in ``holders``
+
+    def __len__(self) -> int:
+        return len(self.task_ids)
+
+    def timeout(self, i: int) -> float | None:
+        t = self.timeouts[i]
+        return None if t != t else t  # (NaN: no timeout)
+
+    def locations(self, j: int) -> tuple[str, ...]:
+        """The addresses holding input ``j`` (of the flattened input columns)."""
+        if self._held is None:
+            self._held = [0, *itertools.accumulate(self.holder_counts)]
+        start = self._held[j]
+        addresses = self.msg.addresses
+        return tuple(addresses[h] for h in self.holders[start : start + self.holder_counts[j]])
+
+    def tasks(self) -> m.DispatchTasks:
+        """The per-task form (``DispatchTasks``: the executor's path for what is not ``plain``)."""
+        msg = self.msg
+        inclusions, task_ids, counts = msg.inclusions, self.task_ids, self.counts
+        items = []
+        at = held = 0
+        for i in range(len(task_ids)):
+            count = counts[i]
+            refs: tuple[m.InputRef, ...] = ()
+            if count:
+                refs = _input_refs(self, at, count, held)
+                held += sum(self.holder_counts[at : at + count])
+                at += count
+            items.append(
+                _dispatch_item(
+                    task_ids[i],
+                    self.attempts[i],
+                    self.costs[i],
+                    inclusions[self.inclusion[i]],
+                    self.timeout(i),
+                    self.payloads[i],
+                    refs,
+                    self.priorities[i],
+                    self.ranks[i],
+                )
+            )
+        return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages, msg.far)
 
 
-def _input_refs(
-    msg: DispatchColumns,
-    at: int,
-    count: int,
-    input_kinds: list[int],
-    frames: list[int],
-    input_inclusion: list[int],
-    parents: list[int],
-    holder_counts: list[int],
-    holders: list[int],
-    held: int,
-) -> tuple[m.InputRef, ...]:
+def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
+    """The per-task form of ``msg``; ColumnError if any column disagrees with the others."""
+    return DispatchTable(msg).tasks()
+
+
+def _input_refs(table: DispatchTable, at: int, count: int, held: int) -> tuple[m.InputRef, ...]:
     """One task's inputs: entries ``at`` .. ``at + count`` of the input columns, their holders
-    from entry ``held`` of ``holders`` on."""
-    addresses, inclusions = msg.addresses, msg.inclusions
+    from entry ``held`` of ``holders`` on (the parents were checked by ``DispatchTable``)."""
+    addresses, inclusions = table.msg.addresses, table.msg.inclusions
+    input_ids, kinds, frames = table.msg.input_task_ids, table.input_kinds, table.frames
+    holder_counts, holders = table.holder_counts, table.holders
+    parents, input_inclusion = table.parents, table.input_inclusion
     refs = []
     for j in range(at, at + count):
-        parent = parents[j]
-        if not -1 <= parent < j - at:
-            raise ColumnError(f"DispatchColumns.input_parents: {parent} is not an earlier input")
         k = holder_counts[j]
         if k == 1:  # (most inputs: one holder, or none; no generator per input)
             locations: tuple[str, ...] = (addresses[holders[held]],)
@@ -236,12 +296,12 @@ def _input_refs(
         held += k
         refs.append(
             _input_ref(
-                INPUT_KINDS[input_kinds[j]],
-                msg.input_task_ids[j],
+                INPUT_KINDS[kinds[j]],
+                input_ids[j],
                 locations,
                 frames[j],
                 inclusions[input_inclusion[j]],
-                parent,
+                parents[j],
             )
         )
     return tuple(refs)
@@ -486,6 +546,7 @@ def tasks_reported_of(msg: ReportColumns) -> m.TasksReported:
 
 __all__ = [
     "ColumnError",
+    "DispatchTable",
     "INPUT_KINDS",
     "ReportTable",
     "STATES",

@@ -47,7 +47,7 @@ from handoffd.daemon.executor_events import (
 from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import tasks_reported_of
+from handoffd.protocol.columns import DispatchTable, dispatch_columns, tasks_reported_of
 from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
@@ -509,8 +509,12 @@ class ExecutorMachine(RuleBasedStateMachine):
         costs=st.lists(st.sampled_from(COSTS), min_size=1, max_size=5),
         deps=st.lists(st.sampled_from([None, *DEPS, "local", "inline"]), min_size=5, max_size=5),
         term_change=st.sampled_from([0, 0, 0, -1, 1]),
+        as_columns=st.booleans(),
     )
-    def dispatch(self, run: str, costs: list, deps: list, term_change: int) -> None:
+    def dispatch(
+        self, run: str, costs: list, deps: list, term_change: int, as_columns: bool
+    ) -> None:
+        """``as_columns``: as a node receives it from another (a ``DispatchTable``)."""
         term = self.terms[run] + term_change
         owner = self.owners[run]
         if term_change > 0:  # the run moves to another owner: every other one on our node
@@ -529,7 +533,10 @@ class ExecutorMachine(RuleBasedStateMachine):
                 inputs = (from_peer(dep, PEER, PEER2),)
             items.append(item(f"t{self.attempts}", cost, self.attempts, inputs))
         stale = run in self.st.run_owners and term < self.st.term_of(run)
-        self.handle(Dispatched(m.DispatchTasks(run, owner, tuple(items)), [b"p"], term))
+        msg: Any = m.DispatchTasks(run, owner, tuple(items))
+        if as_columns:
+            msg = DispatchTable(dispatch_columns(msg))
+        self.handle(Dispatched(msg, [b"p"], term))
         if stale:  # fenced: a deposed owner's dispatch is refused whole
             assert not any((run, i.task_id, i.attempt) in self.accepted for i in items)
 

@@ -1,0 +1,327 @@
+"""The executor state machine's dispatch intake (a base of ``executor_state.ExecutorState``):
+admit a dispatch's tasks against the ledger and the local queue, record them, answer the owner.
+
+A dispatch comes two ways: ``DispatchTasks`` (our own node's owner, a node of the previous build,
+tests) or the received ``DispatchColumns`` read once into a ``columns.DispatchTable``. A table whose
+inputs are all direct values (``plain``: no inline function, no serialization hook, no far frame)
+and whose frame references are all in range is accepted straight from its columns: a task's inputs
+are its slice of the input columns, kept as one tuple of frame numbers (a value sent along) and
+store keys (a value here or to fetch) in argument order (``Task.flat``), with no ``DispatchItem`` or
+``InputRef`` built. Where a missing value's holders are comes from the table while the task is
+gathered (``Task.source``), which is only then. Anything else is read back into ``DispatchTasks``
+(``DispatchTable.tasks``) and takes the per-item path, which checks and refuses item by item.
+On that path too an item with plain inputs is read in one pass (``_plain``: its frames, ``flat``
+and ``needs``), not by ``check_item``, ``lazy_inputs`` and ``accepted_task`` in turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from handoffd import resources
+from handoffd.daemon.executor_events import AnsweredHere, Dispatched, Instruction
+from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
+from handoffd.daemon.executor_records import (
+    Key,
+    QueueOrder,
+    Task,
+    accepted_task,
+    add_into,
+    check_item,
+    dispatch_replied,
+    queue_key,
+)
+from handoffd.protocol import messages as m
+from handoffd.protocol.columns import DispatchTable
+from handoffd.store.store import ResultStore
+from handoffd.worker.ledger import Ledger
+
+
+def _fast(table: DispatchTable, frames: list[Any]) -> bool:
+    """Whether ``table`` can be accepted from its columns: every frame it names was received
+    (else its tasks are refused one by one, "bad payload frame" / "bad input reference")."""
+    if not table.plain or table.far:
+        return False
+    n, payloads, inputs = len(frames), table.payloads, table.frames
+    if payloads and (min(payloads) < 0 or max(payloads) >= n):
+        return False
+    return not inputs or max(inputs) < n
+
+
+def _plain(
+    item: m.DispatchItem, frames: list[Any]
+) -> tuple[dict[int, Any], tuple[Any, ...], tuple[str, ...]] | None:
+    """(frames kept, ``Task.flat``, ``Task.needs``) of an item whose inputs are all direct values
+    and whose frame numbers are in range, in one pass; None for any other (``check_item``,
+    ``lazy_inputs`` and ``accepted_task`` then look at it)."""
+    n, payload_frame = len(frames), item.payload_frame
+    if not 0 <= payload_frame < n:
+        return None
+    kept = {payload_frame: frames[payload_frame]}
+    if not item.inputs:
+        return kept, (), ()
+    flat: list[Any] = []
+    needs: list[str] = []
+    for ref in item.inputs:
+        if ref.kind != "value" or ref.parent != -1:
+            return None
+        frame = ref.frame
+        if frame < 0:
+            needs.append(ref.task_id)
+            flat.append(ref.task_id)
+        elif frame < n:
+            kept[frame] = frames[frame]
+            flat.append(frame)
+        else:
+            return None
+    return kept, tuple(flat), tuple(needs)
+
+
+def _task(
+    run_id: str,
+    owner_address: str,
+    head: tuple[str, int, dict[str, float], str, float | None, tuple[int, float, int]],
+    gpus: list[int] | None,
+    payload_frame: int,
+    kept: dict[int, Any],
+    flat: tuple[Any, ...],
+    needs: tuple[str, ...],
+) -> Task:
+    """The record of an item just accepted with plain inputs (``_plain``; ``_accept_table``
+    builds its own from the columns); ``head``: (task id, attempt, cost, argument inclusion,
+    timeout, queue key); ``gpus``: its claim, None when queued."""
+    task_id, attempt, cost, inclusion, timeout, qkey = head
+    return Task(
+        run_id=run_id,
+        task_id=task_id,
+        attempt=attempt,
+        owner_address=owner_address,
+        cost=dict(cost),
+        argument_inclusion=inclusion,
+        timeout=timeout,
+        payload=kept[payload_frame],
+        payload_frame=payload_frame,
+        inputs=(),
+        frames=kept,
+        needs=needs,
+        flat=flat,
+        gpus=gpus or [],
+        claimed=gpus is not None,
+        qkey=qkey,
+    )
+
+
+class Intake:
+    """The intake's part of ``ExecutorState`` (which sets every attribute declared here)."""
+
+    address: str
+    ledger: Ledger
+    store: ResultStore
+    tasks: dict[Key, Task]
+    local: dict[Key, None]
+    draining: bool
+    run_owners: dict[str, tuple[int, str, str]]
+    counters: dict[str, int]
+    _now: float
+    _out: list[Instruction]
+    _order: QueueOrder
+    _arrivals: itertools.count[int]
+    _local_cost: dict[str, float]
+    _queue_limit: dict[str, float]
+    _encodes: dict[str, Encodes]
+    _changed: bool
+    _send: Callable[..., None]
+    _gather: Callable[[Task], None]
+    _pump_local: Callable[[], None]
+    _schedule_refill: Callable[[], None]
+    _learn_owner: Callable[..., bool]
+    term_of: Callable[[str], int]
+
+    def _on_dispatch(self, ev: Dispatched) -> None:
+        msg, frames = ev.msg, ev.frames
+        if isinstance(msg, DispatchTable):
+            if not self.draining and _fast(msg, frames):
+                self._accept_table(msg, frames, ev.term, ev.owner)
+                return
+            msg = msg.tasks()
+        self._accept_items(msg, frames, ev.term, ev.owner)
+
+    def _stale(self, run_id: str, owner_address: str, term: int, owner: str) -> str:
+        """Why a dispatch at ``term`` from ``owner`` (its name) is refused ("" if its owner is
+        current)."""
+        if self._learn_owner(run_id, term, owner_address, owner):
+            return ""
+        stale = f"stale term {term}: the run's owner is at term {self.term_of(run_id)}"
+        known = self.run_owners[run_id]
+        if known[0] == term:  # two takeovers at one term: tell the yielding one at once
+            stale = f"the claim at term {term} yields to {known[2]}'s"
+            follow = m.FollowOwner(run_id, term, known[2], known[1])
+            self._send(owner_address, follow, [], term=term)
+        return stale
+
+    def _accept_items(
+        self, msg: m.DispatchTasks, frames: list[bytes], term: int, owner: str
+    ) -> None:
+        accepted: list[tuple[str, int]] = []
+        refused: list[tuple[str, int, str]] = []
+        started: list[Task] = []
+        stale = self._stale(msg.run_id, msg.owner_address, term, owner)
+        if stale:
+            refused = [(i.task_id, i.attempt, stale) for i in msg.items]
+            self._reply(msg.run_id, msg.owner_address, accepted, refused)
+            return
+        run_id, owner_address = msg.run_id, msg.owner_address
+        plain_ok = not self.draining and not msg.far
+        for item in msg.items:
+            key = (run_id, item.task_id, item.attempt)
+            if key in self.tasks:  # a duplicate delivery: already ours
+                accepted.append((item.task_id, item.attempt))
+                continue
+            plain = _plain(item, frames) if plain_ok else None
+            reason = ""
+            if plain is None:  # (checked item by item)
+                reason = "draining" if self.draining else check_item(item, frames)
+            gpus = None if reason or self.local else self.ledger.try_claim(item.cost)
+            if not reason and gpus is None:
+                reason = self._queue_refusal(item.cost)
+            if reason:
+                refused.append((item.task_id, item.attempt, reason))
+                continue
+            qkey = queue_key(item.priority, item.rank, self._now, next(self._arrivals))
+            if plain is not None:
+                head = (item.task_id, item.attempt, item.cost, item.argument_inclusion)
+                task = _task(
+                    run_id,
+                    owner_address,
+                    (*head, item.timeout, qkey),
+                    gpus,
+                    item.payload_frame,
+                    *plain,
+                )
+                task.inputs = item.inputs  # (where the values to fetch are held: ``_holders``)
+            else:
+                inputs = lazy_inputs(item.inputs, run_id, self.store.has, frames, self._encodes)
+                task = accepted_task(msg, item, frames, inputs, gpus, qkey)
+            self._keep(key, task, gpus)
+            accepted.append((item.task_id, item.attempt))
+            started.append(task)
+        self._reply(msg.run_id, msg.owner_address, accepted, refused)
+        self._gather_all(started)
+
+    def _accept_table(self, t: DispatchTable, frames: list[Any], term: int, owner: str) -> None:
+        """``_accept_items`` of a plain table (``_fast``), read straight from its columns."""
+        run_id, owner_address = t.run_id, t.owner_address
+        accepted: list[tuple[str, int]] = []
+        refused: list[tuple[str, int, str]] = []
+        started: list[Task] = []
+        stale = self._stale(run_id, owner_address, term, owner)
+        if stale:
+            refused = [(i, a, stale) for i, a in zip(t.task_ids, t.attempts, strict=True)]
+            self._reply(run_id, owner_address, accepted, refused)
+            return
+        tasks, ledger, now, arrivals = self.tasks, self.ledger, self._now, self._arrivals
+        input_ids, input_frames, inclusions = t.msg.input_task_ids, t.frames, t.msg.inclusions
+        at = 0
+        for i, task_id in enumerate(t.task_ids):
+            count = t.counts[i]
+            first, at = at, at + count
+            attempt = t.attempts[i]
+            key = (run_id, task_id, attempt)
+            if key in tasks:  # a duplicate delivery: already ours
+                accepted.append((task_id, attempt))
+                continue
+            cost = t.costs[i]
+            gpus = None if self.local else ledger.try_claim(cost)
+            if gpus is None:
+                reason = self._queue_refusal(cost)
+                if reason:
+                    refused.append((task_id, attempt, reason))
+                    continue
+            payload_frame = t.payloads[i]
+            kept = {payload_frame: frames[payload_frame]}
+            flat: tuple[Any, ...] = ()
+            needs: tuple[str, ...] = ()
+            if count:
+                numbers = input_frames[first:at]
+                if numbers.count(-1) == count:  # every input a value to have here
+                    flat = needs = input_ids[first:at]
+                else:
+                    keys = input_ids[first:at]
+                    flat = tuple(k if f < 0 else f for k, f in zip(keys, numbers, strict=True))
+                    needs = tuple(k for k, f in zip(keys, numbers, strict=True) if f < 0)
+                    for f in numbers:
+                        if f >= 0:
+                            kept[f] = frames[f]
+            task = Task(
+                run_id=run_id,
+                task_id=task_id,
+                attempt=attempt,
+                owner_address=owner_address,
+                cost=dict(cost),
+                argument_inclusion=inclusions[t.inclusion[i]],
+                timeout=t.timeout(i),
+                payload=kept[payload_frame],
+                payload_frame=payload_frame,
+                inputs=(),
+                frames=kept,
+                needs=needs,
+                flat=flat,
+                source=(t, first) if needs else None,
+                gpus=gpus or [],
+                claimed=gpus is not None,
+                qkey=queue_key(t.priorities[i], t.ranks[i], now, next(arrivals)),
+            )
+            self._keep(key, task, gpus)
+            accepted.append((task_id, attempt))
+            started.append(task)
+        self._reply(run_id, owner_address, accepted, refused)
+        self._gather_all(started)
+
+    def _keep(self, key: Key, task: Task, gpus: list[int] | None) -> None:
+        self.tasks[key] = task
+        if gpus is None:
+            self.local[key] = None
+            self._order.dirty = True
+            add_into(self._local_cost, task.cost, 1.0)
+
+    def _gather_all(self, started: list[Task]) -> None:
+        if started:
+            self._changed = True
+        for task in started:
+            self._gather(task)
+            task.source = None  # (the holders were read: the table may go)
+        if self.local:
+            self._pump_local()
+            self._schedule_refill()
+
+    def _reply(
+        self,
+        run_id: str,
+        owner_address: str,
+        accepted: list[tuple[str, int]],
+        refused: list[tuple[str, int, str]],
+    ) -> None:
+        """Answer a dispatch at once, queued tasks included: the owner counts silence as loss.
+        Our own node's owner gets a record (``AnsweredHere``), any other a ``DispatchReplied``."""
+        self.counters["accepted"] += len(accepted)
+        self.counters["refused"] += len(refused)
+        free = dict(self.ledger.free)
+        term, version = self.term_of(run_id), self.ledger.version
+        if owner_address == self.address:
+            self._out.append(
+                AnsweredHere(run_id, term, tuple(accepted), tuple(refused), free, version)
+            )
+            return
+        reply = dispatch_replied(run_id, accepted, refused, free, version)
+        self._send(owner_address, reply, [], term)
+
+    def _queue_refusal(self, cost: dict[str, float]) -> str:
+        """Why a task that cannot start now may not wait in the local queue ("" if it may)."""
+        capacity = self.ledger.capacity
+        if not resources.fits(cost, capacity):
+            return "no room: exceeds the node's capacity"
+        if not resources.fits(resources.add(self._local_cost, cost), self._queue_limit):
+            return "no room: queue full"
+        return ""

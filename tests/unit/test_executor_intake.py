@@ -1,0 +1,219 @@
+"""The dispatch intake (``daemon.executor_intake``): a received ``DispatchColumns``, read into a
+``columns.DispatchTable``, is taken in straight from its columns when its inputs are plain values,
+and does exactly what the same dispatch as ``DispatchTasks`` does: the same answers, fetches (from
+the holders the columns name, in turn), jobs with the same inputs, the same reports and input_lost
+failures. What is not plain (inline inputs, serialization hooks, frames out of range) takes the
+per-item path. Malformed columns are refused when the table is read, before the executor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_executor_state import (
+    ME,
+    OWNER,
+    PEER,
+    PEER2,
+    RUN,
+    item,
+    make,
+    of,
+    reports,
+    sent,
+    settle,
+    whole,
+)
+
+from handoffd.daemon.executor_events import (
+    Dispatched,
+    Execute,
+    FetchTimedOut,
+    SendMessage,
+    TaskEnded,
+    ValuesFreed,
+)
+from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import messages as m
+from handoffd.protocol.columns import ColumnError, DispatchTable, dispatch_columns, pack
+from handoffd.protocol.messages_chunks import FetchChunks
+from handoffd.protocol.messages_columns import DispatchColumns
+from handoffd.worker.pool import Outcome
+
+
+def ref(dep: str, *holders: str, frame: int = -1, parent: int = -1, kind: str = "value") -> Any:
+    return m.InputRef(kind, dep, holders, frame, "variadic", parent)
+
+
+HERE = ref("h1", ME)  # a value in our store
+FAR = ref("f1", PEER, PEER2)  # a value on two peers
+FAR2 = ref("f2", ME, PEER2)  # a value a holder names us for, but we do not hold
+SENT = ref("s1", frame=1)  # a value sent along in frame 1
+SHAPES: dict[str, list[m.DispatchItem]] = {
+    "no inputs": [item("a"), item("b")],
+    "values here": [item("a", inputs=(HERE,)), item("b", inputs=(HERE, HERE))],
+    "values on peers": [item("a", inputs=(FAR, HERE, FAR2)), item("b", inputs=(FAR2,))],
+    "values sent along": [item("a", inputs=(SENT, HERE)), item("b", inputs=(FAR, SENT))],
+    "queued behind the ledger": [item(f"q{i}", inputs=(HERE, FAR)) for i in range(5)],
+    "inline input": [item("a", inputs=(ref("i", frame=1, kind="inline"), ref("h1", ME, parent=0)))],
+    "input frame out of range": [item("a", inputs=(ref("x", frame=7),)), item("b")],
+    "payload frame out of range": [
+        m.DispatchItem("a", 1, {"cpu": 1.0}, "variadic", None, 4, ()),
+        item("b", inputs=(HERE,)),
+    ],
+}
+FRAMES = [b"payload", b"sent-value"]
+
+
+def pair() -> tuple[ExecutorState, ExecutorState]:
+    a, b = make(), make()
+    for st in (a, b):
+        st.store.put(RUN, "h1", b"here-value")
+    return a, b
+
+
+def table(items: list[m.DispatchItem], run: str = RUN) -> DispatchTable:
+    return DispatchTable(dispatch_columns(m.DispatchTasks(run, OWNER, tuple(items))))
+
+
+def both(a: ExecutorState, b: ExecutorState, ev_a: Any, ev_b: Any, now: float) -> list[Any]:
+    out_a = settle(a, a.handle(ev_a, now), now)
+    out_b = settle(b, b.handle(ev_b, now), now)
+    assert out_a == out_b
+    return out_a
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_table_does_what_the_same_dispatch_as_items_does(shape: str) -> None:
+    items = SHAPES[shape]
+    a, b = pair()
+    msg = m.DispatchTasks(RUN, OWNER, tuple(items))
+    out = both(a, b, Dispatched(msg, FRAMES, 1), Dispatched(table(items), FRAMES, 1), 0.0)
+    assert set(a.tasks) == set(b.tasks)
+    # the first holder of each value we lack (never ourselves) times out: the next one is asked
+    fetches = [i for i in of(out, SendMessage) if isinstance(i.msg, FetchChunks)]
+    for ins in fetches:
+        assert ins.address != ME
+    if shape == "values on peers":
+        assert {(i.address, i.msg.key) for i in fetches} == {(PEER, "f1"), (PEER2, "f2")}
+        first = next(i for i in fetches if i.msg.key == "f1")
+        timed_out = FetchTimedOut(first.msg.request_id)
+        again = both(a, b, timed_out, timed_out, 10.0)
+        retry = [i for i in of(again, SendMessage) if isinstance(i.msg, FetchChunks)]
+        assert [(i.address, i.msg.key) for i in retry] == [(PEER2, "f1")]
+        fetches = [i for i in fetches if i.msg.key != "f1"] + retry
+    for ins in fetches:
+        value = whole(ins.msg, b"fetched-" + ins.msg.key.encode())
+        out += both(a, b, value, value, 10.0)
+    # every job, as it ends: the same inputs handed over, the same reports
+    done: dict[str, m.TaskReport] = {}
+    while True:
+        jobs = [job for ex in of(out, Execute) for job in ex.jobs]
+        if not jobs:
+            break
+        out = []
+        for job in jobs:
+            if shape == "values on peers" and job.key[1] == "a":
+                assert [v for _, v in job.inputs] == [b"fetched-f1", b"here-value", b"fetched-f2"]
+            ended = TaskEnded(Outcome(job.key, True, b"r-" + job.key[1].encode(), duration=1e-3))
+            out += both(a, b, ended, ended, 20.0)
+            done.update(reports(out))
+    assert not a.tasks and not b.tasks
+    refused = {"input frame out of range": {"a"}, "payload frame out of range": {"a"}}
+    expected = {i.task_id for i in items} - refused.get(shape, set())
+    assert {t for t, r in done.items() if r.state == "DONE"} == expected
+
+
+def test_plain_values_are_kept_as_columns_not_a_record_per_input() -> None:
+    st = make()
+    st.store.put(RUN, "h1", b"here-value")
+    items = [item("a", inputs=(SENT, FAR, HERE)), item("b", {"cpu": 9.0})]
+    st.handle(Dispatched(table(items), FRAMES, 1), 0.0)
+    task = st.tasks[(RUN, "a", 1)]
+    assert task.inputs == ()  # no InputRef built
+    assert task.flat == (1, "f1", "h1")  # in argument order: a frame, then store keys
+    assert task.needs == ("f1", "h1")
+    assert task.source is None  # the holders were read while gathering: the table may go
+    assert (RUN, "b", 1) not in st.tasks  # (refused: more than the node's capacity)
+
+
+def test_plain_items_are_taken_in_in_one_pass_too() -> None:
+    st = make()
+    st.store.put(RUN, "h1", b"here-value")
+    plain = item("a", inputs=(SENT, FAR, HERE))
+    bad = item("b", inputs=(ref("x", frame=7),))
+    out = st.handle(Dispatched(m.DispatchTasks(RUN, OWNER, (plain, bad)), FRAMES, 1), 0.0)
+    (reply,) = sent(out, m.DispatchReplied)
+    assert [r.reason for r in reply.refused] == ["bad input reference"]
+    task = st.tasks[(RUN, "a", 1)]
+    assert task.flat == (1, "f1", "h1") and task.needs == ("f1", "h1")
+    assert task.inputs == plain.inputs  # (the holders of f1)
+    assert task.frames == {0: b"payload", 1: b"sent-value"}
+
+
+def test_an_inline_input_goes_the_per_item_way() -> None:
+    st = make()
+    st.store.put(RUN, "h1", b"here-value")
+    inline = [item("a", inputs=(ref("i", frame=1, kind="inline"), ref("h1", ME, parent=0)))]
+    st.handle(Dispatched(table(inline), FRAMES, 1), 0.0)
+    task = st.tasks[(RUN, "a", 1)]
+    assert task.flat is None and len(task.inputs) == 2
+
+
+def test_a_queued_consumer_whose_input_was_freed_fails_with_input_lost() -> None:
+    st = make({"cpu": 1.0, "memory": 8.0})
+    st.store.put(RUN, "h1", b"here-value")
+    other = {"cpu": 1.0, "memory": 1.0}  # (another cost: not chained behind a)
+    items = [item("a"), item("b", other, inputs=(HERE,))]
+    out = settle(st, st.handle(Dispatched(table(items), FRAMES, 1), 0.0))
+    (ex,) = of(out, Execute)
+    assert [j.key[1] for j in ex.jobs] == ["a"]  # b waits in the local queue (ledger full)
+    st.handle(ValuesFreed(m.FreeValues(RUN, ("h1",)), 1), 0.0)
+    out = settle(st, st.handle(TaskEnded(Outcome((RUN, "a", 1), True, b"r", duration=1.0)), 0.0))
+    got = reports(out)
+    assert got["a"].state == "DONE"
+    assert (got["b"].state, got["b"].kind) == ("FAILED", "input_lost")
+
+
+def test_a_stale_term_refuses_the_whole_table() -> None:
+    st = make()
+    st.handle(Dispatched(table([item("a")]), FRAMES, 3), 0.0)
+    out = st.handle(Dispatched(table([item("b"), item("c")]), FRAMES, 2), 0.0)
+    (reply,) = sent(out, m.DispatchReplied)
+    assert not reply.accepted
+    assert [(r.task_id, r.reason[:10]) for r in reply.refused] == [
+        ("b", "stale term"),
+        ("c", "stale term"),
+    ]
+
+
+def _columns(**change: object) -> DispatchColumns:
+    items = (item("a", inputs=(HERE, FAR)), item("b", inputs=(FAR,)))
+    msg = dispatch_columns(m.DispatchTasks(RUN, OWNER, items))
+    fields = {f: getattr(msg, f) for f in msg.__dataclass_fields__}
+    return DispatchColumns(**{**fields, **change})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"input_parents": pack("i", [-1, 1, -1])}, "input_parents: 1 is not an earlier input"),
+        ({"input_parents": pack("i", [-1, -1, 5])}, "input_parents: 5 is not an earlier input"),
+        ({"input_frames": pack("i", [-1, -1])}, "input_frames: 8 bytes, expected 3 x 4"),
+        ({"holders": pack("i", [0, 1, 9, 1, 2])}, "holders: index 9 out of range"),
+        ({"input_holders": pack("i", [1, 2, 9])}, "holders: 20 bytes, expected 12 x 4"),
+        ({"input_kinds": pack("B", [0, 0, 7])}, "input_kinds: index 7 out of range"),
+    ],
+)
+def test_bad_columns_are_refused_when_the_table_is_read(change: dict, says: str) -> None:
+    with pytest.raises(ColumnError, match=says):
+        DispatchTable(_columns(**change))
+
+
+def test_the_table_of_good_columns_reads_back_the_dispatch() -> None:
+    items = (item("a", inputs=(HERE, FAR)), item("b", inputs=(FAR,)))
+    msg = m.DispatchTasks(RUN, OWNER, items)
+    got = DispatchTable(dispatch_columns(msg))
+    assert got.tasks() == msg
+    assert got.plain
+    assert [got.locations(j) for j in range(3)] == [(ME,), (PEER, PEER2), (PEER, PEER2)]
