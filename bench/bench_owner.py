@@ -11,10 +11,14 @@ Workloads: ``w1`` (10,000 independent no-op tasks, as the peer benchmark's W1) a
 50 x 100 layered DAG of W2, three parents per task, small values kept by the owner). Prints owner
 microseconds per task for the submit and for the rest of the run, the number of scheduler calls
 and dispatch messages, and tasks per dispatch. ``--profile`` prints the top of a cProfile of the
-run phase instead. Usage::
+run phase instead. ``--replicate``: the scheduler feeds the replication log's shell
+(``ReplicationIO`` with one standby, on a port with no sockets whose timers fire between messages)
+as ``daemon.node.wire`` wires it, the feed counted in the scheduler's time (its flushes are not).
+Usage::
 
     .venv/bin/python bench/bench_owner.py            # both workloads, 5 repetitions each
     .venv/bin/python bench/bench_owner.py --only w1 --repeat 9 --nodes 2 --window 32
+    .venv/bin/python bench/bench_owner.py --replicate
 """
 
 from __future__ import annotations
@@ -34,6 +38,57 @@ from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec
 
 CPU = "cpu"
+
+
+class _Timer:
+    def __init__(self, due: float, callback: Any, args: tuple[Any, ...]) -> None:
+        self.due, self.callback, self.args, self.cancelled = due, callback, args, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Port:
+    """What ``ReplicationIO`` asks of the node, without sockets: the sim's clock, sends dropped,
+    timers fired by ``fire`` between messages, one live standby ``s``."""
+
+    name, address = "n0", "n0:1"
+
+    def __init__(self) -> None:
+        from handoffd.protocol import messages as m
+
+        self.clock = 0.0
+        self.timers: list[_Timer] = []
+        self._members = [m.MemberState("s", "s:1", "c", 1, m.ALIVE, {CPU: 1.0}, {CPU: 1.0}, 1)]
+
+    def now(self) -> float:
+        return self.clock
+
+    def members(self) -> list[Any]:
+        return self._members
+
+    def address_of(self, name: str) -> str | None:
+        return f"{name}:1"
+
+    def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
+        return True
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> _Timer:
+        timer = _Timer(self.clock + max(0.0, delay), callback, args)
+        self.timers.append(timer)
+        return timer
+
+    def call_soon(self, callback: Any, *args: Any) -> _Timer:
+        return self.call_later(0.0, callback, *args)
+
+    def fire(self, now: float) -> None:
+        self.clock = now
+        while due := [t for t in self.timers if t.due <= now or t.cancelled]:
+            for t in due:
+                self.timers.remove(t)
+            for t in due:
+                if not t.cancelled:
+                    t.callback(*t.args)
 
 
 def w1_specs(n: int) -> list[TaskSpec]:
@@ -82,10 +137,23 @@ class Sim:
         self.finished: set[str] = set()
         self.inbox: deque[tuple[str, list[Any]]] = deque()  # (node, events of one message)
         self.timers: deque[Any] = deque()  # due timers (fired before the next message)
+        self.port: _Port | None = None
+        self.replication: Any = None
         self.feed([n.update() for n in self.nodes.values()])
+
+    def replicate(self) -> None:
+        from handoffd.daemon.replication import ReplicationIO
+
+        self.port = _Port()
+        self.replication = rep = ReplicationIO(self.port, self.sched, replicas=1, grace=1.0)  # type: ignore[arg-type]
+        self.sched.on_change = rep.task_changed
+        if hasattr(rep, "tasks_changed"):  # (a build with the batch feed wires it too)
+            self.sched.on_changes = rep.tasks_changed
 
     def feed(self, events: list[Any]) -> None:
         self.now += 1e-4
+        if self.port is not None:
+            self.port.fire(self.now)  # (the log's flushes: not the scheduler's time)
         start = time.process_time()
         out = self.sched.handle_batch(events, self.now)
         self.busy += time.process_time() - start
@@ -151,12 +219,17 @@ def run_once(
     prof: Any = None,
     memory: float = 0.0,
     columns: bool = True,
+    replicate: bool = False,
 ) -> dict[str, float]:
     sim = Sim(nodes, cpus, window, report_batch, memory)
     sim.columns = columns
+    if replicate:
+        sim.replicate()
     sim.busy = 0.0
     start = time.process_time()
     sim.feed([ev.RunSubmitted("run", specs, RunOptions())])
+    if sim.replication is not None:  # (tracked from here, as the owner's shell does)
+        sim.replication.run_accepted("run", lambda: None)
     submit = time.process_time() - start
     sim.busy = 0.0
     calls0 = sim.calls
@@ -193,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="report a TaskSucceeded per task (before: a TasksSucceeded per report message)",
     )
+    p.add_argument("--replicate", action="store_true", help="feed the replication log's shell")
     args = p.parse_args(argv)
     workloads = {"w1": lambda: w1_specs(args.tasks), "w2": lambda: w2_specs(50, 100)}
     for name in args.only.split(","):
@@ -200,7 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             prof = cProfile.Profile()
             run_once(
-                specs, args.nodes, args.cpus, args.window, args.report_batch, prof, args.memory
+                specs,
+                args.nodes,
+                args.cpus,
+                args.window,
+                args.report_batch,
+                prof,
+                args.memory,
+                replicate=args.replicate,
             )
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
             continue
@@ -213,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.report_batch,
                 memory=args.memory,
                 columns=not args.events,
+                replicate=args.replicate,
             )
             for _ in range(args.repeat)
         ]
@@ -222,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name}: {len(specs)} tasks, {args.nodes} nodes x {args.cpus:g} cpu"
             f"{f' + {args.memory:g} MB' if args.memory else ''}, window "
-            f"{args.window}, reports of <= {args.report_batch}: owner us/task submit "
+            f"{args.window}, reports of <= {args.report_batch}"
+            f"{', replicated' if args.replicate else ''}: owner us/task submit "
             f"{statistics.median(sub):.1f} (min {min(sub):.1f}), run {statistics.median(run):.1f} "
             f"(min {min(run):.1f}, max {max(run):.1f}); {last['calls']:.0f} calls, "
             f"{last['dispatches']:.0f} dispatches, {last['per_dispatch']:.1f} tasks/dispatch"

@@ -237,3 +237,4 @@ def wire(
     replication.follower = follower  # the owner this node's executor follows, per run
     # The scheduler's one listener (task moves a standby must know): the replication log.
     scheduler.on_change = replication.task_changed
+    scheduler.on_changes = replication.tasks_changed  # (a batch's moves in one call)

@@ -176,6 +176,16 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
         elif self.log.changed(run_id, task_id):
             self._flush_soon()
 
+    def tasks_changed(self, changes: list[tuple[str, str, bool]]) -> None:
+        """The scheduler's ``on_changes``: ``task_changed`` for each move of one batch, (run_id,
+        task_id, out to a node) in order, with the same log and flush timer as one by one."""
+        now = self.port.now()
+        for held in self.log.tasks_changed(changes, now):
+            if not held:
+                self._flush_soon()
+            elif not self._flush_scheduled:
+                self._schedule_flush(now + self.log.hold - FLUSH_INTERVAL)
+
     def _flush_soon(self) -> None:
         """A change to send with the next flush: FLUSH_INTERVAL after the last one."""
         if not self._flush_scheduled or self._flush_at > self._last_flush + FLUSH_INTERVAL:

@@ -200,6 +200,35 @@ class ReplicationLog:
         self._dirty[run_id] = None
         return True
 
+    def tasks_changed(self, changes: list[tuple[str, str, bool]], now: float) -> list[bool]:
+        """``changed`` for each (run_id, task_id, held) of one scheduler batch in order, held ones
+        at ``now``; returns the kinds (True: held) that hit a tracked run, in the order each first
+        did: all a flush's timing depends on (a repeat of a kind changes no timer)."""
+        kinds: list[bool] = []
+        runs, holding, dirty_runs = self._runs, self._holding, self._dirty
+        last, primary = None, None
+        for run_id, task_id, held in changes:
+            if run_id != last:
+                last, primary = run_id, runs.get(run_id)
+            if primary is None:
+                continue
+            if held:
+                if task_id not in primary.dirty and task_id not in primary.held:
+                    primary.held[task_id] = now
+                    holding[run_id] = None
+            else:
+                primary.dirty.add(task_id)
+                if (
+                    primary.held
+                    and primary.held.pop(task_id, None) is not None
+                    and not primary.held
+                ):
+                    del holding[run_id]
+                dirty_runs[run_id] = None
+            if len(kinds) < 2 and held not in kinds:
+                kinds.append(held)
+        return kinds
+
     def due(self) -> float | None:
         """When the oldest held change must be flushed (None: none held)."""
         first = None

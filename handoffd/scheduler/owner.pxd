@@ -23,6 +23,8 @@ cdef class OwnerScheduler(OwnerQueries):
     cdef public object _takeover
     cdef public object _releases
     cdef public object on_change
+    cdef public object on_changes
+    cdef public list _changed
     cdef public double wall_offset
     cdef public object counters
 

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from handoffd.errors import HandoffError, RunCancelled, TaskFailed, Timeout, ValidationError
+from handoffd.errors import HandoffError, RunCancelled, TaskFailed, ValidationError
 from handoffd.scheduler import intake, placement
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
@@ -65,6 +65,7 @@ from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
 from handoffd.scheduler.outbox import Outbox
 from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus
 from handoffd.scheduler.owner_queries import OwnerQueries
+from handoffd.scheduler.owner_timers import on_timer
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
 from handoffd.scheduler.release import Releases
@@ -149,8 +150,12 @@ class OwnerScheduler(OwnerQueries):
             order=self.order,
         )
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
-        # DONE, into FAILED/CANCELLED): the replication log's feed.
+        # DONE, into FAILED/CANCELLED): the replication log's feed. ``on_changes``, when set, is
+        # told the moves of a whole ``handle_batch`` at its end, as (run_id, task_id, out to a
+        # node) in order: one call per batch, not two Python calls per task.
         self.on_change: Callable[[str, str], None] | None = None
+        self.on_changes: Callable[[list[tuple[str, str, bool]]], None] | None = None
+        self._changed: list[tuple[str, str, bool]] | None = None  # (only inside handle_batch)
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
         self.counters: Counter[str] = Counter()  # task moves of every run we owned (/metrics)
 
@@ -163,10 +168,18 @@ class OwnerScheduler(OwnerQueries):
     def handle_batch(self, events: Iterable[Event], now: float) -> list[Instruction]:
         """Apply events in order, then place once: a daemon that drains its sockets batches for free."""
         self._now = max(self._now, now)
-        for event in events:
-            self._apply(event)
-        self._place()
-        return self._out.take(self._term_of)
+        tell = self.on_changes
+        if tell is not None:
+            self._changed = []
+        try:
+            for event in events:
+                self._apply(event)
+            self._place()
+            return self._out.take(self._term_of)
+        finally:  # (what moved before an error is still told, as one by one it was)
+            changed, self._changed = self._changed, None
+            if changed and tell is not None:
+                tell(changed)
 
     def restore_run(
         self, data: dict[str, Any] | RunState | Adoptable, now: float, term: int | None = None
@@ -223,7 +236,7 @@ class OwnerScheduler(OwnerQueries):
         elif isinstance(event, TaskErrored):
             self._on_errored(event)
         elif isinstance(event, TimerFired):
-            self._on_timer(event)
+            on_timer(self, event)
         elif isinstance(event, RunSubmitted):
             self._on_submit(event)
         elif isinstance(event, CancelRequested):
@@ -481,35 +494,6 @@ class OwnerScheduler(OwnerQueries):
         if rec.delayed:
             self._delays.failed(run, rec)
 
-    def _on_timer(self, ev: TimerFired) -> None:
-        key = ev.key
-        if key == ("refused",):
-            self._delays.refusal_timer_fired()
-        elif len(key) == 2 and key[0] == "ack":
-            if self._lost.check_answers(str(key[1]), self._now):
-                # Given-up dispatches held the node's resources in our view; when none of them
-                # was a task still waiting (a cancelled run's), nothing else would place again.
-                self._dirty = True
-        elif len(key) == 2 and key[0] == "intake":
-            self._take_in(str(key[1]))
-        elif len(key) == 2 and key[0] == "release":
-            self._releases.next_slice(str(key[1]))
-        elif len(key) == 2 and key[0] == "close":
-            run = self._owned.live.get(str(key[1]))
-            if run is not None and run.closing < len(run.ordered):
-                self._close(run)
-        elif key == ("probe",):
-            self._lost.probe_nodes(self._now)
-        elif len(key) == 4 and key[0] == "retry":
-            self._delays.retry_due(str(key[1]), str(key[2]), key[3])
-        elif len(key) == 2 and key[0] == "deadline":
-            run = self._owned.live.get(str(key[1]))
-            if run is not None and run.state == RUN_RUNNING:
-                error = Timeout(
-                    f"run {run.run_id!r} did not finish within its deadline of {run.options.timeout} s"
-                )
-                self._end_run(run, RUN_FAILED, error)
-
     def _on_cancel(self, ev: CancelRequested) -> None:
         run = self._owned.live.get(ev.run_id)
         if run is not None and run.state == RUN_RUNNING:
@@ -608,8 +592,11 @@ class OwnerScheduler(OwnerQueries):
         was_out = old in ACTIVE  # (each test once: a tuple search per use, ~3 moves per task)
         is_out = new in ACTIVE
         # Attempts that start and end are replicated too: task history survives a takeover.
-        if self.on_change is not None and (new in _REPLICATED or old == DONE or was_out or is_out):
-            self.on_change(run.run_id, rec.id)
+        if new in _REPLICATED or old == DONE or was_out or is_out:
+            if self._changed is not None:
+                self._changed.append((run.run_id, rec.id, is_out))
+            elif self.on_change is not None:
+                self.on_change(run.run_id, rec.id)
         if was_out and not is_out and rec.node is not None:
             self._view.came_back(rec.node, rec)
             if self._rebalance.queued:

@@ -541,6 +541,7 @@ def test_the_wiring_links_exactly_the_public_hooks() -> None:
     assert owner.replication is replication and replication.owner is owner
     assert replication.follower is follower
     assert owner.scheduler.on_change == replication.task_changed
+    assert owner.scheduler.on_changes == replication.tasks_changed
 
 
 def test_an_unwired_replication_shell_says_so_when_a_takeover_would_restore() -> None:
