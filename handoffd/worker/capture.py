@@ -51,7 +51,7 @@ class Captured(io.TextIOBase):
 
     def reset(self) -> Captured:
         """Empty it for the next job, and return it: a worker writes every job into one buffer (a
-        new one per job cost ~1 us more, most of it an io object's finalizer). Also what a job
+        new one per job costs its making and an io object's finalizer). Also what a job
         left writing to it (a handler it made on ``sys.stdout``) lands in the job that runs now."""
         with self.lock:
             if self._head_size or self._tail_size or self.dropped:  # (else nothing was written)
@@ -160,9 +160,9 @@ class JobBlocks:
     """``capture`` for a process that runs jobs only (a worker), made once at its start: the log
     handler stays on the root logger and the root at INFO (``root_at_info``) between jobs, so a
     job's block only points ``sys.stdout``, ``sys.stderr`` and the handler at its buffer and back
-    (adding and removing the handler took the logging lock twice per job: a fifth of a no-op job's
-    Python in its worker). ``with blocks.into(out):`` around a job; ``out`` is the job's buffer.
-    Between jobs the handler writes what is logged at WARNING or above to the process's stderr
+    (adding and removing the handler took the logging lock twice per job).
+    ``with blocks.into(out):`` around a job; ``out`` is the job's buffer. Between jobs the
+    handler writes what is logged at WARNING or above to the process's stderr
     (as ``logging``'s last resort did while no handler was on the root). A job that removes the
     handler (``logging.basicConfig(force=True)``) or changes the root's level leaves no trace for
     the next one: the next block puts the handler back, and each block restores the level."""
