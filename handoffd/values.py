@@ -109,6 +109,10 @@ def _plain(value: Any, depth: int = 0) -> bool:
 
 def load_code(data: bytes) -> Any:
     """The code object pickled in ``data``, decoded once per process (cached by its bytes)."""
+    global _last_code
+    last = _last_code
+    if last[0] == data:  # the last call's code: compared, not hashed (a payload's slice is new)
+        return last[1]
     code = _code_cache.get(data)
     if code is None:
         if data.startswith(_PACKAGED):
@@ -122,7 +126,11 @@ def load_code(data: bytes) -> Any:
         if len(_code_cache) >= _CODE_CACHE_LIMIT:
             _code_cache.clear()
         _code_cache[data] = code
+    _last_code = (data, code)
     return code
+
+
+_last_code: tuple[bytes | None, Any] = (None, None)  # (bytes, code) of the last load_code
 
 
 def _call(code: bytes, literals: bytes) -> tuple[Any, Any, Any]:

@@ -62,8 +62,8 @@ _NOTHING: AbstractContextManager[None] = nullcontext()  # (reusable: not one mad
 
 def one_pickle(data: bytes | bytearray) -> bool:
     """Whether the message is exactly one pickle in one frame: read with ``pickle.loads``, not
-    cut from a stream (a stream and its unpickler's look-ups cost ~5 % of a no-op job's
-    instructions). A frame never holds the start of another pickle, so a first frame that ends
+    cut from a stream (a stream and its unpickler's look-ups are a good part of a no-op
+    job's own work). A frame never holds the start of another pickle, so a first frame that ends
     where the message ends is the whole message."""
     size = len(data)
     if size <= ONE_FRAME.size:

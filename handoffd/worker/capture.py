@@ -35,6 +35,8 @@ class Captured(io.TextIOBase):
     (under the buffer's lock, so it must not write here) when the head gets text while nothing was
     waiting to be taken; the live sender's signal."""
 
+    least = logging.NOTSET  # the log handler writes records of this level and up here
+
     def __init__(self, wake: Callable[[], None] | None = None) -> None:
         # Writes come from any of the task's threads, takes from the live sender's thread.
         self.lock = threading.Lock()
@@ -49,12 +51,13 @@ class Captured(io.TextIOBase):
 
     def reset(self) -> Captured:
         """Empty it for the next job, and return it: a worker writes every job into one buffer (a
-        new one per job cost ~1 us more, most of it an io object's finalizer). Also what a job
+        new one per job costs its making and an io object's finalizer). Also what a job
         left writing to it (a handler it made on ``sys.stdout``) lands in the job that runs now."""
         with self.lock:
-            self._head, self._head_size, self._tail, self._tail_size = [], 0, [], 0
-            self.dropped = 0
-            self._told = self._aged = False
+            if self._head_size or self._tail_size or self.dropped:  # (else nothing was written)
+                self._head, self._head_size, self._tail, self._tail_size = [], 0, [], 0
+                self.dropped = 0
+                self._told = self._aged = False
         return self
 
     def writable(self) -> bool:
@@ -129,6 +132,8 @@ class _CaptureLogHandler(logging.Handler):
         self.setFormatter(logging.Formatter(_FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < self.out.least:  # (between a worker's jobs: WARNING and up)
+            return
         try:
             self.out.write(self.format(record) + "\n")
         except Exception:  # noqa: BLE001 - a bad record must not fail the task
@@ -155,9 +160,9 @@ class JobBlocks:
     """``capture`` for a process that runs jobs only (a worker), made once at its start: the log
     handler stays on the root logger and the root at INFO (``root_at_info``) between jobs, so a
     job's block only points ``sys.stdout``, ``sys.stderr`` and the handler at its buffer and back
-    (adding and removing the handler took the logging lock twice per job: a fifth of a no-op job's
-    Python in its worker). ``with blocks.into(out):`` around a job; ``out`` is the job's buffer.
-    Between jobs the handler writes what is logged at WARNING or above to the process's stderr
+    (adding and removing the handler took the logging lock twice per job).
+    ``with blocks.into(out):`` around a job; ``out`` is the job's buffer. Between jobs the
+    handler writes what is logged at WARNING or above to the process's stderr
     (as ``logging``'s last resort did while no handler was on the root). A job that removes the
     handler (``logging.basicConfig(force=True)``) or changes the root's level leaves no trace for
     the next one: the next block puts the handler back, and each block restores the level."""
@@ -173,7 +178,6 @@ class JobBlocks:
             _handler = _CaptureLogHandler(self.idle)
         self.handler = _handler
         self.handler.out = self.idle
-        self.handler.level = logging.WARNING
         self.root.addHandler(self.handler)
         self.out: Any = self.idle
 
@@ -185,22 +189,21 @@ class JobBlocks:
         out, handler = self.out, self.handler
         sys.stdout = sys.stderr = out
         handler.out = out
-        handler.level = logging.NOTSET  # a plain field: Handler.setLevel checks its argument
         if handler not in self.root.handlers:  # the job before removed it
             self.root.addHandler(handler)
         return out  # type: ignore[no-any-return]
 
     def __exit__(self, *exc: object) -> None:
         sys.stdout, sys.stderr = self.stdout, self.stderr
-        handler = self.handler
-        handler.out = self.idle
-        handler.level = logging.WARNING
+        self.handler.out = self.idle
         if self.root.level != self.level:  # what the job set
             self.root.setLevel(self.level)
 
 
 class _Passing:
     """The handler's target between a worker's jobs: straight to a stream."""
+
+    least = logging.WARNING  # as logging's last resort (no handler on the root) wrote
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream

@@ -57,10 +57,6 @@ def configure(node: str, code_dir: str) -> None:
         os.environ[ENV_DIR] = code_dir
 
 
-def shas_of(code: Any) -> tuple[str, ...]:
-    return code.shas if type(code) is Packaged else ()
-
-
 def code_dir() -> str:
     return os.environ.get(ENV_DIR, "")
 

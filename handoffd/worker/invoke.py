@@ -53,7 +53,7 @@ def run(payload: bytes, inputs: Sequence[Any], argument_inclusion: str = "variad
     code, extra_args, kwargs = decode_payload(payload)
     code_env.activate(code.shas if type(code) is code_env.Packaged else ())
     dep_values = resolve(inputs) if inputs else []
-    # (``call``'s body: a no-op job's own Python is a handful of calls, each ~1 % of it)
+    # (``call``'s body: a no-op job's own Python is a handful of calls, each counts)
     if argument_inclusion == "as_list":
         return code(list(dep_values), *extra_args, **kwargs)
     return code(*dep_values, *extra_args, **kwargs)

@@ -69,3 +69,21 @@ def test_a_job_decodes_its_payload_once_and_calls_with_its_inputs(
     lists = values.dumps_call(values.dumps_code(lambda xs: sum(xs)), [], {})
     assert invoke.run(lists, [one, one], "as_list") == 2
     assert invoke.run(payload, [("inline", payload, "variadic", [one])]) == 21  # (1 + 10) + 10
+
+
+def test_the_last_code_is_found_by_comparing_not_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Counted(dict):
+        gets = 0
+
+        def get(self, key, default=None):
+            Counted.gets += 1
+            return super().get(key, default)
+
+    monkeypatch.setattr(values, "_code_cache", Counted())
+    code = values.dumps_code(add)
+    first = values.load_code(bytes(bytearray(code)))  # each a new bytes object, as a job's slice
+    assert values.load_code(bytes(bytearray(code))) is first is add
+    assert Counted.gets == 1
+    other = values.dumps_code(Box)
+    assert values.load_code(other) is Box and values.load_code(bytes(bytearray(code))) is add
+    assert Counted.gets == 3

@@ -12,7 +12,9 @@ from handoffd.worker._records import Job
 
 
 def _job(token: int, payload: bytes = b"p" * 100, inputs: list | None = None) -> bytes:
-    data, _ = _pipe.pickle_job(token, Job(token, payload, inputs or [], title=f"run r task {token}"))
+    data, _ = _pipe.pickle_job(
+        token, Job(token, payload, inputs or [], title=f"run r task {token}")
+    )
     return data
 
 
