@@ -30,8 +30,8 @@ from handoffd.daemon.executor_records import (
     accepted_task,
     add_into,
     check_item,
-    dispatch_replied,
     queue_key,
+    replied_message,
 )
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import DispatchTable
@@ -304,7 +304,7 @@ class Intake:
         refused: list[tuple[str, int, str]],
     ) -> None:
         """Answer a dispatch at once, queued tasks included: the owner counts silence as loss.
-        Our own node's owner gets a record (``AnsweredHere``), any other a ``DispatchReplied``."""
+        Our own node's owner gets a record (``AnsweredHere``), any other ``RepliedColumns``."""
         self.counters["accepted"] += len(accepted)
         self.counters["refused"] += len(refused)
         free = dict(self.ledger.free)
@@ -314,7 +314,7 @@ class Intake:
                 AnsweredHere(run_id, term, tuple(accepted), tuple(refused), free, version)
             )
             return
-        reply = dispatch_replied(run_id, accepted, refused, free, version)
+        reply = replied_message(run_id, accepted, refused, free, version)
         self._send(owner_address, reply, [], term)
 
     def _queue_refusal(self, cost: dict[str, float]) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import reports_as_columns
-from handoffd.protocol.messages_columns import ReportColumns
+from handoffd.protocol.columns import pack, reports_as_columns
+from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.protocol.registry import maker
 from handoffd.store.store import ResultStore
 
@@ -298,6 +298,23 @@ def dispatch_replied(
     attempts = tuple(_task_attempt(t, a) for t, a in accepted)
     refusals = tuple(m.Refusal(t, a, why) for t, a, why in refused)
     return m.DispatchReplied(run_id, attempts, refusals, free, version)
+
+
+def replied_message(
+    run_id: str,
+    accepted: Sequence[tuple[str, int]],
+    refused: Sequence[tuple[str, int, str]],
+    free: dict[str, float],
+    version: int,
+) -> RepliedColumns:
+    """The answer to a dispatch from another node's owner as the columns it is sent as: what
+    ``columns.replied_columns`` of ``dispatch_replied``'s message gives, without a
+    ``TaskAttempt`` per accepted task."""
+    ids, attempts = zip(*accepted, strict=True) if accepted else ((), ())
+    no, tries, why = zip(*refused, strict=True) if refused else ((), (), ())
+    return RepliedColumns(
+        run_id, ids, pack("q", attempts), no, pack("q", tries), why, free, version
+    )
 
 
 def here_message(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_executor_state import per_task
 
 from handoffd.daemon.executor_events import (
     FLUSH,
@@ -21,7 +22,7 @@ from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import split_frames, tasks_reported_of
-from handoffd.protocol.messages_columns import ReportColumns
+from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.store.store import ResultStore
 from handoffd.worker._records import Outcome
 from handoffd.worker.ledger import Ledger
@@ -82,6 +83,8 @@ def _messages(steps: list[list[Any]]) -> list[tuple[Any, list[bytes]]]:
             elif isinstance(ins, SendMessage) and isinstance(ins.msg, ReportColumns):
                 frames = split_frames(ins.msg.frame_sizes, ins.frames, "ReportColumns")
                 said.append((tasks_reported_of(ins.msg), frames))  # (built as columns)
+            elif isinstance(ins, SendMessage) and isinstance(ins.msg, RepliedColumns):
+                said.append((per_task(ins.msg), ins.frames))  # (built as columns)
             elif isinstance(ins, SendMessage):
                 said.append((ins.msg, ins.frames))
     return said
@@ -99,7 +102,7 @@ def test_our_own_owner_gets_records_and_another_owner_gets_messages() -> None:
     ]
     assert not [i for i in there if isinstance(i, (AnsweredHere, ReportedHere))]
     assert [type(i.msg) for i in there if isinstance(i, SendMessage)] == [
-        m.DispatchReplied,
+        RepliedColumns,
         ReportColumns,
         ReportColumns,
         ReportColumns,

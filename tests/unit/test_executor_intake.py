@@ -33,9 +33,16 @@ from handoffd.daemon.executor_events import (
     TaskEnded,
     ValuesFreed,
 )
+from handoffd.daemon.executor_records import dispatch_replied, replied_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import ColumnError, DispatchTable, dispatch_columns, pack
+from handoffd.protocol.columns import (
+    ColumnError,
+    DispatchTable,
+    dispatch_columns,
+    pack,
+    replied_columns,
+)
 from handoffd.protocol.messages_chunks import FetchChunks
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.worker.pool import Outcome
@@ -217,3 +224,20 @@ def test_the_table_of_good_columns_reads_back_the_dispatch() -> None:
     assert got.tasks() == msg
     assert got.plain
     assert [got.locations(j) for j in range(3)] == [(ME,), (PEER, PEER2), (PEER, PEER2)]
+
+
+@pytest.mark.parametrize(
+    ("accepted", "refused"),
+    [
+        ([], []),
+        ([("a", 1), ("b", 7)], []),
+        ([], [("c", 2, "no room")]),
+        ([("a", 1)], [("c", 2, "x")]),
+    ],
+)
+def test_an_answer_is_built_as_the_columns_the_per_task_message_becomes(
+    accepted: list[tuple[str, int]], refused: list[tuple[str, int, str]]
+) -> None:
+    free = {"cpu": 1.5}
+    direct = replied_message(RUN, accepted, refused, free, 4)
+    assert direct == replied_columns(dispatch_replied(RUN, accepted, refused, free, 4))

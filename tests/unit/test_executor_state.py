@@ -47,9 +47,14 @@ from handoffd.daemon.executor_events import (
 from handoffd.daemon.executor_records import here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import DispatchTable, dispatch_columns, tasks_reported_of
+from handoffd.protocol.columns import (
+    DispatchTable,
+    dispatch_columns,
+    replied_pairs,
+    tasks_reported_of,
+)
 from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
-from handoffd.protocol.messages_columns import ReportColumns
+from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -111,6 +116,16 @@ def sent(out: list[Instruction], kind: type) -> list[Any]:
 
 
 def per_task(msg: Any) -> Any:
+    """Reports and dispatch answers (sent as columns) read back per task."""
+    if isinstance(msg, RepliedColumns):
+        accepted, refused = replied_pairs(msg)
+        return m.DispatchReplied(
+            msg.run_id,
+            tuple(m.TaskAttempt(*a) for a in accepted),
+            tuple(m.Refusal(*r) for r in refused),
+            msg.free,
+            msg.resource_version,
+        )
     return tasks_reported_of(msg) if isinstance(msg, ReportColumns) else msg
 
 
@@ -461,7 +476,7 @@ class ExecutorMachine(RuleBasedStateMachine):
                     self.executed.add(job.key)
                     chain.append(job.key)
             elif isinstance(ins, SendMessage):
-                if isinstance(ins.msg, (m.DispatchReplied, ReportColumns)):
+                if isinstance(ins.msg, (m.DispatchReplied, RepliedColumns, ReportColumns)):
                     assert ins.address != ME, "a message to our own node's owner, not a record"
                 self.sent(per_task(ins.msg))
             elif isinstance(ins, (AnsweredHere, ReportedHere)):
