@@ -13,12 +13,18 @@ microseconds per task for the submit and for the rest of the run, the number of 
 and dispatch messages, and tasks per dispatch. ``--profile`` prints the top of a cProfile of the
 run phase instead. ``--replicate``: the scheduler feeds the replication log's shell
 (``ReplicationIO`` with one standby, on a port with no sockets whose timers fire between messages)
-as ``daemon.node.wire`` wires it, the feed counted in the scheduler's time (its flushes are not).
+as ``daemon.node.wire`` wires it, the feed counted in the scheduler's time; its flushes are not:
+they are printed apart, as "log flush (encoded)", CPU per task of the timers that flush the log,
+each ``ReplicateLog`` encoded by a node's codec as the transport would. ``--tick``: simulated
+seconds per message, which the flush timer runs on (2e-3: about W1's pace in a daemon, ~100-200
+tasks a batch; the default 1e-4 makes a few batches of ``FLUSH_LIMIT``).
 Usage::
 
     .venv/bin/python bench/bench_owner.py            # both workloads, 5 repetitions each
     .venv/bin/python bench/bench_owner.py --only w1 --repeat 9 --nodes 2 --window 32
     .venv/bin/python bench/bench_owner.py --replicate
+    .venv/bin/python bench/bench_owner.py --replicate --cpus 48 --window 48 --report-batch 64 \
+        --tick 2e-3                                   # the log's flush per task at W1's pace
 """
 
 from __future__ import annotations
@@ -56,9 +62,13 @@ class _Port:
 
     def __init__(self) -> None:
         from handoffd.protocol import messages as m
+        from handoffd.protocol.codec import Codec
 
         self.clock = 0.0
         self.timers: list[_Timer] = []
+        self.codec: Any = Codec()
+        self.sent = 0
+        self.busy = 0.0  # CPU seconds in fired timers (the log's flushes and their encoding)
         self._members = [m.MemberState("s", "s:1", "c", 1, m.ALIVE, {CPU: 1.0}, {CPU: 1.0}, 1)]
 
     def now(self) -> float:
@@ -71,6 +81,10 @@ class _Port:
         return f"{name}:1"
 
     def send(self, address: str, msg: Any, frames: Any = None, term: int = 0) -> bool:
+        # Encoded as the node's transport does (once per message), so a flush's cost is whole.
+        if self.codec is not None:
+            self.codec.encode(msg, sender=self.name, term=term, frames=frames)
+        self.sent += 1
         return True
 
     def call_later(self, delay: float, callback: Any, *args: Any) -> _Timer:
@@ -83,6 +97,11 @@ class _Port:
 
     def fire(self, now: float) -> None:
         self.clock = now
+        start = time.process_time()
+        self._fire(now)
+        self.busy += time.process_time() - start
+
+    def _fire(self, now: float) -> None:
         while due := [t for t in self.timers if t.due <= now or t.cancelled]:
             for t in due:
                 self.timers.remove(t)
@@ -129,6 +148,7 @@ class Sim:
         self.nodes = {f"n{i}": SimNode(f"n{i}", cpus, memory) for i in range(nodes)}
         self.report_batch = report_batch
         self.columns = True
+        self.tick = 1e-4  # sim seconds per message (the log's flush timer runs on them)
         self.now = 0.0
         self.busy = 0.0  # seconds inside the scheduler
         self.calls = 0
@@ -151,7 +171,7 @@ class Sim:
             self.sched.on_changes = rep.tasks_changed
 
     def feed(self, events: list[Any]) -> None:
-        self.now += 1e-4
+        self.now += self.tick
         if self.port is not None:
             self.port.fire(self.now)  # (the log's flushes: not the scheduler's time)
         start = time.process_time()
@@ -220,9 +240,11 @@ def run_once(
     memory: float = 0.0,
     columns: bool = True,
     replicate: bool = False,
+    tick: float = 1e-4,
 ) -> dict[str, float]:
     sim = Sim(nodes, cpus, window, report_batch, memory)
     sim.columns = columns
+    sim.tick = tick
     if replicate:
         sim.replicate()
     sim.busy = 0.0
@@ -233,11 +255,15 @@ def run_once(
     submit = time.process_time() - start
     sim.busy = 0.0
     calls0 = sim.calls
+    if sim.port is not None:
+        sim.port.busy, sim.port.sent = 0.0, 0
     if prof is not None:
         prof.enable()
     while "run" not in sim.finished:
         if not sim.step():
             raise RuntimeError("the simulation stalled with the run unfinished")
+    if sim.port is not None:  # the rest of the run's log, as the flush timer would send it
+        sim.port.fire(sim.now + 1.0)
     if prof is not None:
         prof.disable()
     n = len(specs)
@@ -247,6 +273,8 @@ def run_once(
         "calls": sim.calls - calls0,
         "dispatches": sim.dispatches,
         "per_dispatch": sim.dispatched / max(sim.dispatches, 1),
+        "flush_us": sim.port.busy / n * 1e6 if sim.port is not None else 0.0,
+        "sent": sim.port.sent if sim.port is not None else 0,
     }
 
 
@@ -267,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         help="report a TaskSucceeded per task (before: a TasksSucceeded per report message)",
     )
     p.add_argument("--replicate", action="store_true", help="feed the replication log's shell")
+    p.add_argument(
+        "--tick",
+        type=float,
+        default=1e-4,
+        help="simulated seconds per message (2e-3: W1's pace in a daemon, ~100 tasks a log batch)",
+    )
     args = p.parse_args(argv)
     workloads = {"w1": lambda: w1_specs(args.tasks), "w2": lambda: w2_specs(50, 100)}
     for name in args.only.split(","):
@@ -295,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 memory=args.memory,
                 columns=not args.events,
                 replicate=args.replicate,
+                tick=args.tick,
             )
             for _ in range(args.repeat)
         ]
@@ -309,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(sub):.1f} (min {min(sub):.1f}), run {statistics.median(run):.1f} "
             f"(min {min(run):.1f}, max {max(run):.1f}); {last['calls']:.0f} calls, "
             f"{last['dispatches']:.0f} dispatches, {last['per_dispatch']:.1f} tasks/dispatch"
+            + (
+                f"; log flush (encoded) {statistics.median(r['flush_us'] for r in rows):.2f}"
+                f" us/task, {last['sent']:.0f} messages"
+                if args.replicate
+                else ""
+            )
         )
         sys.stdout.flush()
     return 0

@@ -103,6 +103,26 @@ def test_small_frames_travel_packed_and_come_back_apart(frames: list[bytes]) -> 
     assert split_frames(sizes, sent, "X") == frames
 
 
+def _joined_as_before(frames: list[bytes], below: int) -> tuple[bytes, list[bytes]]:
+    """``join_frames`` as it was before its all-small path: what receivers were built for."""
+    small = [f for f in frames if len(f) < below]
+    if len(small) < 2:
+        return b"", frames
+    sizes = [len(f) if len(f) < below else -1 for f in frames]
+    return pack("q", sizes), [b"".join(small), *(f for f in frames if len(f) >= below)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(max_size=40) | st.binary(min_size=64, max_size=90), max_size=8),
+    st.booleans(),
+)
+def test_joined_frames_are_the_bytes_they_always_were(frames: list[bytes], small: bool) -> None:
+    if small:  # (the all-small path: every frame under ``below``)
+        frames = [f[:63] for f in frames]
+    assert join_frames(frames, below=64) == _joined_as_before(frames, 64)
+
+
 def test_the_owner_builds_columns_straight_from_the_schedulers_dispatch() -> None:
     inner = ev.ValueRef("v", ("b", "nowhere"), None)
     inline = ev.InlineRef("i", b"inline-code", "flat", (inner, ev.ValueRef("w", (), b"held")))
