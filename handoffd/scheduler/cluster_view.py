@@ -66,12 +66,13 @@ from typing import Any
 from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
-from handoffd.scheduler import placement
-from handoffd.scheduler.demand import Demand, add_into
+from handoffd.scheduler import fitness, placement
+from handoffd.scheduler.demand import Demand
 from handoffd.scheduler.durations import UNKNOWN_CHARGE
+from handoffd.scheduler.invariants import validate_view
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.room_index import NodeState as NodeState
-from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
+from handoffd.scheduler.run import READY, RUN_RUNNING, RunState, TaskRecord
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
 MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
@@ -576,112 +577,16 @@ class ClusterView(Demand):
             if fits(least, f)
         ]
 
-    # -- fitness ---------------------------------------------------------------------------------
+    # -- fitness and invariants (fitness.py, invariants.py) ----------------------------------------
 
     def misfit(
         self, run: RunState, ids: Iterable[str] | None = None, finished: bool = False
     ) -> Unschedulable | None:
-        """The first unfinished task (or collocation group) no live node can hold even when idle;
-        ``ids``: look at these tasks only (``scheduler.intake.Prebuilt.probes``); ``finished``:
-        finished tasks too (a group with all its members), as if none were: None then says no
-        unfinished one misfits either (each needs at most what it stands for here)."""
-        views = [
-            placement.NodeView(n.name, n.capacity, n.capacity)
-            for n in self.nodes.values()
-            if n.alive
-        ]
-        seen: set[str] = set()
-        fine: set[tuple[str | None, tuple[tuple[str, float], ...]]] = set()  # shapes that fit
-        for rec in run.tasks.values() if ids is None else [run.tasks[i] for i in ids]:
-            if rec.state == DONE and not finished:
-                continue
-            gid = run.group_of.get(rec.id)
-            members = [rec.id]
-            if gid is None:
-                shape = (rec.spec.node, rec.cost_items)
-                if shape in fine:
-                    continue  # (10,000 tasks of one shape: one check)
-            else:
-                if gid in seen:
-                    continue
-                seen.add(gid)
-                members = [
-                    m for m in run.group_members[gid] if finished or run.tasks[m].state != DONE
-                ]
-            need: dict[str, float] = {}
-            for m in members:
-                need = resources.add(need, run.tasks[m].spec.cost)
-            where = run.pin_of(rec.id)
-            together = (
-                f"functions {members} are collocated and together need" if len(members) > 1 else ""
-            )
-            if where is not None:
-                node = self.nodes.get(where)
-                if node is None or not node.alive:
-                    message = f"function {members[0]!r} is pinned to node {where!r}, which is no longer alive"
-                    return Unschedulable(members[0], need, None, message)
-                if not self._core.fits(need, node.capacity):
-                    message = (
-                        f"{together or f'function {members[0]!r} needs'} {need}, but its node "
-                        f"{where!r} has only {node.capacity}"
-                    )
-                    return Unschedulable(members[0], need, node.capacity, message)
-                if gid is None:
-                    fine.add((where, rec.cost_items))
-                continue
-            if not placement.fits_some_capacity(need, views, self.backend):
-                largest = placement.largest_node(need, views)
-                cap = dict(largest.capacity) if largest is not None else None
-                message = ""
-                if together:
-                    message = f"{together} {need}, which no live node can ever hold; " + (
-                        f"the largest node has {cap}" if cap else "no live node"
-                    )
-                return Unschedulable(members[0], need, cap, message)
-            if gid is None:
-                fine.add((None, rec.cost_items))
-        return None
-
-    # -- invariants --------------------------------------------------------------------------------
+        """``fitness.misfit`` over this view."""
+        return fitness.misfit(self, run, ids, finished)
 
     def validate(
         self, outstanding: dict[str, dict[str, float]], work: dict[str, float] | None = None
     ) -> None:
-        """Raise AssertionError unless our outstanding demand equals ``outstanding`` and our work
-        ``work`` (both recomputed from the tasks), no unanswered dispatch is on a lost node and
-        the room index holds what a full pass would build."""
-        self._rooms.refresh(self)
-        alive = [n for n in self.nodes.values() if n.alive]
-        assert self._rooms.alive(self.nodes) == alive, "room index: live nodes out of step"
-        for n in alive:
-            assert self._rooms.room.get(n.name) == self.room_of(n), f"room index: {n.name} stale"
-        assert len(self._rooms.room) == len(alive), "room index holds a lost node"
-        fillable = [n.name for n in alive if self.may_take_part(n)]
-        assert self._rooms.fillable() == fillable, "room index: windows that may take part"
-        top: dict[str, float] = {}
-        for n in alive:
-            for kind, q in n.capacity.items():
-                top[kind] = max(top.get(kind, q), q)
-        assert self._rooms.top(alive) == top, "room index: largest capacities"
-        if work is not None:
-            for node in set(work) | set(self.work):
-                got, expect = self.work.get(node, 0.0), work.get(node, 0.0)
-                assert abs(got - expect) <= 1e-6 * max(1.0, expect), (
-                    f"work on {node}: recorded {got}, tasks hold {expect}"
-                )
-        for node in set(outstanding) | set(self.outstanding):
-            mine, want = self.outstanding.get(node, {}), outstanding.get(node, {})
-            for kind in set(mine) | set(want):
-                assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= EPS, (
-                    f"outstanding on {node}: recorded {mine}, tasks hold {want}"
-                )
-        for node, sent in self.unacked.items():
-            assert self.alive(node), f"unacked dispatches on lost {node}"
-            summed: dict[str, float] = {}
-            for cost, _, _ in sent.values():
-                add_into(summed, cost, 1)
-            have = self.pending.get(node, {})
-            for kind in set(summed) | set(have):
-                assert abs(have.get(kind, 0.0) - summed.get(kind, 0.0)) <= EPS, (
-                    f"pending on {node}: recorded {have}, unanswered dispatches hold {summed}"
-                )
+        """``invariants.validate_view`` over this view."""
+        validate_view(self, outstanding, work)
