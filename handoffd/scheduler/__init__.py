@@ -27,4 +27,5 @@ COMPILED = (
     "placement",
     "outbox",
     "delays",
+    "fitness",
 )

@@ -17,6 +17,7 @@ cdef class ClusterView(Demand):
     cdef public object backend
     cdef public object _core
     cdef public bint indexed
+    cdef public bint short
     cdef public bint saturated
 
     cpdef bint could_take(self, object pin, object cost)
@@ -39,9 +40,20 @@ cdef class ClusterView(Demand):
     @cython.locals(
         run=RunState, rec=TaskRecord, total=dict, batch=list, leaders=dict, missed=set,
         misses=Py_ssize_t, exhausted=bint, summed=double, sent=Py_ssize_t, chosen=list,
-        demand=dict, left=dict, item=tuple,
+        item=tuple,
     )
     cpdef Py_ssize_t _place_free(self, dict free, dict most, ReadyQueue ready, object dispatch)
+    @cython.locals(
+        demands=list, chosen=list, names=list, frees=list, index=dict, capacities=list,
+        todo=list, pins=list, prefs=list, picks=list, left=dict, need=dict,
+        i=Py_ssize_t, j=Py_ssize_t, n=Py_ssize_t, at=Py_ssize_t, lead=Py_ssize_t,
+    )
+    cpdef object _place_short(self, dict free, list batch)
+    @cython.locals(chosen=list, picks=list, at=dict, requests=list, names=list, frees=list,
+                   views=list, demand=dict, left=dict)
+    cpdef list _place_batch(self, dict free, list batch)
+    @cython.locals(kinds=set, least=dict, room=dict, names=list, frees=list)
+    cpdef tuple _candidates(self, dict free, list demands)
     @cython.locals(timed=bint, window=Py_ssize_t)
     cpdef _fill_windows(
         self, list alive, ReadyQueue ready, object dispatch, bint low_water

@@ -66,12 +66,13 @@ from typing import Any
 from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
-from handoffd.scheduler import placement
-from handoffd.scheduler.demand import Demand, add_into
+from handoffd.scheduler import fitness, placement
+from handoffd.scheduler.demand import Demand
 from handoffd.scheduler.durations import UNKNOWN_CHARGE
+from handoffd.scheduler.invariants import validate_view
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.room_index import NodeState as NodeState
-from handoffd.scheduler.run import DONE, READY, RUN_RUNNING, RunState, TaskRecord
+from handoffd.scheduler.run import READY, RUN_RUNNING, RunState, TaskRecord
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
 MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
@@ -121,6 +122,9 @@ class ClusterView(Demand):
         # ``indexed`` False: every pass builds every node's room (the reference the index is
         # tested against).
         self.indexed = True
+        # ``short`` False: every batch goes through the adapter (``_place_batch``: the reference
+        # ``_place_short`` is tested against).
+        self.short = True
         # The last placement pass found nothing free anywhere (only windows could take tasks).
         self.saturated = True
 
@@ -321,8 +325,9 @@ class ClusterView(Demand):
             for f in free.values():
                 summed += max(f.get(k, 0.0), 0.0)
             total[k] = summed
-        # (run, rec, request) in walk order; a group's riders follow its leader (request.follow).
-        batch: list[tuple[RunState, TaskRecord, placement.TaskRequest]] = []
+        # (run, rec, demand, pin, preferred node, leader) in walk order; a group's riders follow
+        # its leader (the index of its entry; -1: placed on its own).
+        batch: list[tuple[RunState, TaskRecord, dict[str, float], Any, Any, int]] = []
         leaders: dict[tuple[str, str], int] = {}
         missed: set[tuple[Any, ...]] = set()
         misses = 0
@@ -344,7 +349,7 @@ class ClusterView(Demand):
                 if gid is not None and pin is None and (run.run_id, gid) in leaders:
                     # its cost is in its leader's request: the core puts it where that one goes
                     lead = leaders[(run.run_id, gid)]
-                    batch.append((run, rec, placement.TaskRequest({}, follow=lead)))
+                    batch.append((run, rec, {}, None, None, lead))
                     continue
                 need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
                 if exhausted and need and not ready.weightless:
@@ -371,38 +376,16 @@ class ClusterView(Demand):
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
                 held = run.input_bytes(rec.id, self._rooms.room.__contains__)  # live nodes
-                batch.append(
-                    (run, rec, placement.TaskRequest(need, pin, prefer(held) if held else None))
-                )
+                batch.append((run, rec, need, pin, prefer(held) if held else None, -1))
                 if len(batch) >= MAX_BATCH:
                     break
             if not batch:
                 return 0
-            chosen: list[str | None] = [None] * len(batch)
-            policies = list(dict.fromkeys([run.options.policy for run, _, _ in batch]))
-            for policy in policies:
-                picks = [i for i, (run, _, _) in enumerate(batch) if run.options.policy == policy]
-                at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
-                requests = [batch[i][2] for i in picks]
-                views = self._views(free, [r.demand for r in requests if r.follow < 0])
-                if not views:
-                    continue
-                requests = [
-                    r if r.follow < 0 else placement.TaskRequest({}, follow=at[r.follow])
-                    for r in requests
-                ]
-                answer = placement.place(requests, views, policy, self.backend)
-                for i, node in zip(picks, answer, strict=True):
-                    chosen[i] = node
-                    demand = batch[i][2].demand
-                    if node is not None and demand:
-                        # (resources.subtract inlined: a Python call per placed task)
-                        left = dict(free[node])
-                        for kind, qty in demand.items():
-                            left[kind] = left.get(kind, 0.0) - qty
-                        free[node] = left
+            chosen = self._place_short(free, batch) if self.short else None
+            if chosen is None:
+                chosen = self._place_batch(free, batch)
             sent = 0
-            for i, (run, rec, _) in enumerate(batch):
+            for i, (run, rec, _, _, _, _) in enumerate(batch):
                 node = chosen[i]
                 # (a rider's group may have ended with a dispatch before it: not sent then)
                 if node is not None and rec.state == READY and run.state == RUN_RUNNING:
@@ -411,6 +394,96 @@ class ClusterView(Demand):
             return sent
         finally:
             ready.restore()
+
+    def _place_short(
+        self, free: dict[str, dict[str, float]], batch: list[tuple[Any, ...]]
+    ) -> list[str | None] | None:
+        """``_place_batch`` for a batch of one policy and no collocation riders (every one-task
+        run, most batches): the core's ``place`` called on the candidates' lists at once, with
+        no ``NodeView``/``TaskRequest`` records nor the adapter's index between; None for any
+        other batch. Same candidates (``_candidates``), order, pins and preferences as
+        ``placement.place`` over them (``tests/unit/test_place_short.py`` holds them equal)."""
+        policy = batch[0][0].options.policy
+        demands: list[dict[str, float]] = []
+        for run, _, need, _, _, lead in batch:
+            if lead >= 0 or run.options.policy != policy:
+                return None
+            demands.append(need)
+        chosen: list[str | None] = [None] * len(batch)
+        names, frees = self._candidates(free, demands)
+        if not names:
+            return chosen
+        index: dict[str, int] = {}
+        capacities: list[dict[str, float]] = []
+        nodes = self.nodes
+        for i, name in enumerate(names):
+            index[name] = i
+            capacities.append(nodes[name].capacity)
+        todo: list[int] = []
+        pins: list[int] = []
+        prefs: list[int] = []
+        demands = []
+        for i, (_, _, need, pin, pref, _) in enumerate(batch):
+            if pin is not None:
+                at = index.get(pin, -1)
+                if at < 0:
+                    continue  # pinned to a node that is not a candidate: unplaceable now
+                pins.append(at)
+                prefs.append(-1)
+            else:
+                pins.append(-1)
+                prefs.append(index.get(pref, -1) if pref is not None else -1)
+            demands.append(need)
+            todo.append(i)
+        picks = self._core.place(demands, frees, capacities, pins, prefs, policy, None)
+        for j, n in enumerate(picks):
+            if n >= 0:
+                i = todo[j]
+                node = names[n]
+                chosen[i] = node
+                need = batch[i][2]
+                if need:
+                    left = dict(free[node])
+                    for kind, qty in need.items():
+                        left[kind] = left.get(kind, 0.0) - qty
+                    free[node] = left
+        return chosen
+
+    def _place_batch(
+        self, free: dict[str, dict[str, float]], batch: list[tuple[Any, ...]]
+    ) -> list[str | None]:
+        """Node (or None) per batch entry: each policy's tasks through ``placement.place`` over
+        the candidates (``_candidates``), earlier policies' placements consuming free first."""
+        chosen: list[str | None] = [None] * len(batch)
+        policies = list(dict.fromkeys([entry[0].options.policy for entry in batch]))
+        for policy in policies:
+            picks = [i for i, entry in enumerate(batch) if entry[0].options.policy == policy]
+            at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
+            requests: list[placement.TaskRequest] = []
+            for i in picks:
+                _, _, need, pin, pref, lead = batch[i]
+                if lead >= 0:
+                    requests.append(placement.TaskRequest({}, follow=at[lead]))
+                else:
+                    requests.append(placement.TaskRequest(need, pin, pref))
+            names, frees = self._candidates(free, [r.demand for r in requests if r.follow < 0])
+            if not names:
+                continue
+            views = [
+                placement.NodeView(name, self.nodes[name].capacity, f)
+                for name, f in zip(names, frees, strict=True)
+            ]
+            answer = placement.place(requests, views, policy, self.backend)
+            for i, node in zip(picks, answer, strict=True):
+                chosen[i] = node
+                demand = batch[i][2]
+                if node is not None and demand:
+                    # (resources.subtract inlined: a Python call per placed task)
+                    left = dict(free[node])
+                    for kind, qty in demand.items():
+                        left[kind] = left.get(kind, 0.0) - qty
+                    free[node] = left
+        return chosen
 
     def _fill_windows(
         self,
@@ -545,10 +618,11 @@ class ClusterView(Demand):
         finally:
             ready.restore()
 
-    def _views(
+    def _candidates(
         self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]
-    ) -> list[placement.NodeView]:
-        """Live nodes that could hold at least the smallest demand of each kind."""
+    ) -> tuple[list[str], list[dict[str, float]]]:
+        """Live nodes (names, what each has free) that could hold at least the smallest demand
+        of each kind."""
         # (loops, not generator expressions: compiled, each was a coroutine object per pass, and
         # a minimum over a batch of demands per kind)
         kinds: set[str] = set()
@@ -570,118 +644,24 @@ class ClusterView(Demand):
             # take a task, but they count in the core's scoring: capacity scales).
             alive = self._rooms.alive(self.nodes)
             free = {n.name: free[n.name] if n.name in free else dict(room[n.name]) for n in alive}
-        return [
-            placement.NodeView(name, self.nodes[name].capacity, f)
-            for name, f in free.items()
-            if fits(least, f)
-        ]
+        names: list[str] = []
+        frees: list[dict[str, float]] = []
+        for name, f in free.items():
+            if fits(least, f):
+                names.append(name)
+                frees.append(f)
+        return names, frees
 
-    # -- fitness ---------------------------------------------------------------------------------
+    # -- fitness and invariants (fitness.py, invariants.py) ----------------------------------------
 
     def misfit(
         self, run: RunState, ids: Iterable[str] | None = None, finished: bool = False
     ) -> Unschedulable | None:
-        """The first unfinished task (or collocation group) no live node can hold even when idle;
-        ``ids``: look at these tasks only (``scheduler.intake.Prebuilt.probes``); ``finished``:
-        finished tasks too (a group with all its members), as if none were: None then says no
-        unfinished one misfits either (each needs at most what it stands for here)."""
-        views = [
-            placement.NodeView(n.name, n.capacity, n.capacity)
-            for n in self.nodes.values()
-            if n.alive
-        ]
-        seen: set[str] = set()
-        fine: set[tuple[str | None, tuple[tuple[str, float], ...]]] = set()  # shapes that fit
-        for rec in run.tasks.values() if ids is None else [run.tasks[i] for i in ids]:
-            if rec.state == DONE and not finished:
-                continue
-            gid = run.group_of.get(rec.id)
-            members = [rec.id]
-            if gid is None:
-                shape = (rec.spec.node, rec.cost_items)
-                if shape in fine:
-                    continue  # (10,000 tasks of one shape: one check)
-            else:
-                if gid in seen:
-                    continue
-                seen.add(gid)
-                members = [
-                    m for m in run.group_members[gid] if finished or run.tasks[m].state != DONE
-                ]
-            need: dict[str, float] = {}
-            for m in members:
-                need = resources.add(need, run.tasks[m].spec.cost)
-            where = run.pin_of(rec.id)
-            together = (
-                f"functions {members} are collocated and together need" if len(members) > 1 else ""
-            )
-            if where is not None:
-                node = self.nodes.get(where)
-                if node is None or not node.alive:
-                    message = f"function {members[0]!r} is pinned to node {where!r}, which is no longer alive"
-                    return Unschedulable(members[0], need, None, message)
-                if not self._core.fits(need, node.capacity):
-                    message = (
-                        f"{together or f'function {members[0]!r} needs'} {need}, but its node "
-                        f"{where!r} has only {node.capacity}"
-                    )
-                    return Unschedulable(members[0], need, node.capacity, message)
-                if gid is None:
-                    fine.add((where, rec.cost_items))
-                continue
-            if not placement.fits_some_capacity(need, views, self.backend):
-                largest = placement.largest_node(need, views)
-                cap = dict(largest.capacity) if largest is not None else None
-                message = ""
-                if together:
-                    message = f"{together} {need}, which no live node can ever hold; " + (
-                        f"the largest node has {cap}" if cap else "no live node"
-                    )
-                return Unschedulable(members[0], need, cap, message)
-            if gid is None:
-                fine.add((None, rec.cost_items))
-        return None
-
-    # -- invariants --------------------------------------------------------------------------------
+        """``fitness.misfit`` over this view."""
+        return fitness.misfit(self, run, ids, finished)
 
     def validate(
         self, outstanding: dict[str, dict[str, float]], work: dict[str, float] | None = None
     ) -> None:
-        """Raise AssertionError unless our outstanding demand equals ``outstanding`` and our work
-        ``work`` (both recomputed from the tasks), no unanswered dispatch is on a lost node and
-        the room index holds what a full pass would build."""
-        self._rooms.refresh(self)
-        alive = [n for n in self.nodes.values() if n.alive]
-        assert self._rooms.alive(self.nodes) == alive, "room index: live nodes out of step"
-        for n in alive:
-            assert self._rooms.room.get(n.name) == self.room_of(n), f"room index: {n.name} stale"
-        assert len(self._rooms.room) == len(alive), "room index holds a lost node"
-        fillable = [n.name for n in alive if self.may_take_part(n)]
-        assert self._rooms.fillable() == fillable, "room index: windows that may take part"
-        top: dict[str, float] = {}
-        for n in alive:
-            for kind, q in n.capacity.items():
-                top[kind] = max(top.get(kind, q), q)
-        assert self._rooms.top(alive) == top, "room index: largest capacities"
-        if work is not None:
-            for node in set(work) | set(self.work):
-                got, expect = self.work.get(node, 0.0), work.get(node, 0.0)
-                assert abs(got - expect) <= 1e-6 * max(1.0, expect), (
-                    f"work on {node}: recorded {got}, tasks hold {expect}"
-                )
-        for node in set(outstanding) | set(self.outstanding):
-            mine, want = self.outstanding.get(node, {}), outstanding.get(node, {})
-            for kind in set(mine) | set(want):
-                assert abs(mine.get(kind, 0.0) - want.get(kind, 0.0)) <= EPS, (
-                    f"outstanding on {node}: recorded {mine}, tasks hold {want}"
-                )
-        for node, sent in self.unacked.items():
-            assert self.alive(node), f"unacked dispatches on lost {node}"
-            summed: dict[str, float] = {}
-            for cost, _, _ in sent.values():
-                add_into(summed, cost, 1)
-            have = self.pending.get(node, {})
-            for kind in set(summed) | set(have):
-                assert abs(have.get(kind, 0.0) - summed.get(kind, 0.0)) <= EPS, (
-                    f"pending on {node}: recorded {have}, unanswered dispatches hold {summed}"
-                )
+        """``invariants.validate_view`` over this view."""
+        validate_view(self, outstanding, work)

@@ -12,7 +12,7 @@ of nodes with any room (some kind above 0), so a pass visits only those.
 A node without room can take no task that costs something (a quantity is 0 or above ``EPS`` and
 fits only ``free + EPS``, so it needs free above 0), so leaving it out changes no decision; the
 view falls back to every live node when it could matter (weightless tasks queued, or a batch whose
-demands share no kind: ``ClusterView._views``). The rooms are computed exactly as the full pass did
+demands share no kind: ``ClusterView._candidates``). The rooms are computed exactly as the full pass did
 (same arithmetic, same key order), so placement is identical; tests/unit/test_room_index.py
 checks that against the full pass with random clusters and workloads.
 
