@@ -96,7 +96,10 @@ def test_a_hold_delivers_what_we_sent_ourselves_before_our_owner_sees_the_ledger
                 del node._route, owner.flush, owner.own_resources
             return seen
 
-        assert cluster.call(body) == [1, "flush", ("own", 0.5)]
+        seen = cluster.call(body)
+        assert seen[:3] == [1, "flush", ("own", 0.5)]
+        # The node's periodic tick (``OwnerIO.tick``) flushes too; it may fall in the awaits above.
+        assert set(seen[3:]) <= {"flush"}
 
 
 def test_a_hold_released_without_a_drain_schedules_what_waits_in_order():
