@@ -303,12 +303,16 @@ def test_outbound_sockets_are_an_lru_and_fds_stay_bounded() -> None:
             if i % 50 == 0:
                 await asyncio.sleep(0.01)  # let libzmq connect (and be refused) meanwhile
                 peak = max(peak, open_fds() - before)
+                # Each DEALER holds at most its mailbox and one TCP socket; evicted ones are closed
+                # by libzmq's reaper thread a little later (much later on a loaded machine: a CI run
+                # beside benchmarks saw 84). Bounded means the reaper catches up every time; a leak
+                # never comes back under the bound.
+                await async_wait_for(
+                    lambda: open_fds() - before <= 2 * 16 + 16, what="fds back under 2 x 16 + 16"
+                )
         await async_wait_for(lambda: len(nodes.inbox[b.address]) == 1000)
-        peak = max(peak, open_fds() - before)
-        # Each DEALER holds at most its mailbox and one TCP socket; closed ones are reaped by
-        # libzmq's reaper thread, a little later.
+        await async_wait_for(lambda: open_fds() - before <= 2 * 16 + 16, what="fds bounded")
         print(f"fds above the start: peak {peak} with 16 DEALERs")
-        assert peak <= 2 * 16 + 16, peak
         assert a.stats.reasons["evicted"] == 1000 - 15
         assert list(a._peers)[-1] == b.address
         a.limits = Limits(max_peer_sockets=16, peer_idle_s=0.0)
