@@ -4,15 +4,24 @@ shell does for a remote owner; no daemon, no worker, so an A/B holds under a loa
 
     cd /tmp && CHECKOUT/.venv/bin/python COPY/bench/exec_cycle.py [inputs per task] [rounds] [items]
 
-``items``: hand the executor ``DispatchTasks`` as built (the per-item path: a dispatch from the
-owner on our own node, ``daemon.dispatch.dispatch_tasks``), not the received columns read.
+``items``: hand the executor ``DispatchTasks`` as built (the per-item path), not the received
+columns read. ``here``: what the owner on our own node does, from the scheduler's ``Dispatch``:
+``daemon.dispatch.dispatch_here`` (or, in a build before it, ``dispatch_tasks``) then the
+executor's intake, both counted.
 """
 
 import statistics
 import sys
 import time
 
-from handoffd.daemon.executor_events import FLUSH, Dispatched, Execute, SendMessage, Soon
+from handoffd.daemon.executor_events import (
+    FLUSH,
+    Dispatched,
+    Execute,
+    ReportedHere,
+    SendMessage,
+    Soon,
+)
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import columns
 from handoffd.protocol import messages as m
@@ -26,6 +35,12 @@ ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
 N, BATCH = 2000, 20
 read = getattr(columns, "DispatchTable", columns.dispatch_items)
 ITEMS = len(sys.argv) > 3 and sys.argv[3] == "items"
+HERE = len(sys.argv) > 3 and sys.argv[3] == "here"
+if HERE:
+    from handoffd.daemon import dispatch as _dispatch
+    from handoffd.scheduler import events as ev
+
+    to_here = getattr(_dispatch, "dispatch_here", _dispatch.dispatch_tasks)
 
 
 def run_once(seed):
@@ -47,6 +62,8 @@ def run_once(seed):
                 jobs.extend(ins.jobs)
             elif isinstance(ins, Soon):
                 soon.append(ins.event)
+            elif isinstance(ins, ReportedHere):  # (to the owner on our own node: ``here``)
+                sent += len(ins.reports)
             elif isinstance(ins, SendMessage):
                 msg, frames = ins.msg, ins.frames
                 if type(msg) is m.TasksReported:
@@ -70,7 +87,18 @@ def run_once(seed):
             for i in range(BATCH)
         )
         msg = m.DispatchTasks(f"r{seed}", "owner:1", items, (), ())
-        if not ITEMS:
+        if HERE:
+            # (the scheduler's items: one cost dict and one payload shared, as a run's tasks of
+            # one function share them; the inputs held here)
+            cost, payload = {"cpu": 1.0}, frames[0]
+            vrefs = tuple(ev.ValueRef(f"p{i}", ("me",), None) for i in range(K))
+            tasks = tuple(
+                ev.DispatchedTask(f"s{seed}t{b + i}", 1, payload, cost, "variadic", None, vrefs)
+                for i in range(BATCH)
+            )
+            ins = ev.Dispatch("me", f"r{seed}", 1, tasks)
+            msg, frames = to_here(ins, "me:1", {"me": "me:1"}.get, ())
+        elif not ITEMS:
             # (what the node's _route does with the received columns: read into a DispatchTable
             # the executor accepts from, or, in a build before it, into DispatchTasks)
             msg = read(columns.dispatch_columns(msg))
@@ -98,5 +126,5 @@ for r in range(ROUNDS):
     per.append((time.process_time() - t) / N * 1e6)
     assert n == N, n
 print(
-    f"inputs {K}{' (items)' if ITEMS else ''}: median {statistics.median(per):.2f} us/task, min {min(per):.2f}, rounds {ROUNDS}"
+    f"inputs {K}{' (items)' if ITEMS else ' (here)' if HERE else ''}: median {statistics.median(per):.2f} us/task, min {min(per):.2f}, rounds {ROUNDS}"
 )

@@ -1,6 +1,7 @@
 """The scheduler's ``Dispatch`` instruction as the wire's ``DispatchColumns``: pure translation,
-used by the owner's shell (``dispatch_tasks``: the per-task ``DispatchTasks`` the executor takes, for
-a dispatch to our own node, which is never encoded). One column per field for all the message's tasks (issue 13, item 5):
+used by the owner's shell. A dispatch to our own node is never encoded: ``dispatch_here`` builds the
+``columns.DispatchTable`` a received message is read into (``HereTable``), or, for inline inputs
+or an owner with no executor beside it, the per-task ``DispatchTasks`` (``dispatch_tasks``). One column per field for all the message's tasks (issue 13, item 5):
 the owner packs numbers into arrays instead of building a record per task and per input.
 Payloads and values travel as frames, each object once per message however many items refer to
 it; inline inputs (functions run inside their consumer's job) are flattened depth-first, each
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from handoffd.arguments import SERIALIZE_SUFFIX
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import INPUT_KINDS, join_frames, pack
+from handoffd.protocol.columns import INPUT_KINDS, DispatchTable, join_frames, pack
 from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.scheduler import events as ev
@@ -242,6 +243,113 @@ def dispatch_tasks(
         for item, refs in zip(ins.items, inputs, strict=True)
     ]
     return m.DispatchTasks(ins.run_id, owner_address, tuple(items), packages), frames
+
+
+class HereTable(DispatchTable):
+    """A dispatch to our own node's executor as the table a received ``DispatchColumns`` is read
+    into, built from the scheduler's items with nothing packed and no ``DispatchItem`` or
+    ``InputRef`` per task, so both take one intake (``executor_intake._accept_table``). Only
+    for plain inputs (``_here_table``); the columns that intake does not read (kinds, parents,
+    holders) are not set. Frames are numbered as ``dispatch_tasks`` numbers them, so ``tasks()``
+    (the per-item path: a draining executor) is that message with these frames."""
+
+    __slots__ = ("_ins", "_refs", "_address_of")
+
+    _ins: ev.Dispatch
+    _refs: list[ev.ValueRef]
+    _address_of: Callable[[str], str | None]
+
+    def locations(self, j: int) -> tuple[str, ...]:
+        """The addresses of input ``j``'s holders, looked up only for a value fetched (the
+        columns resolve every input's at once)."""
+        address_of = self._address_of
+        return tuple(a for a in map(address_of, self._refs[j].locations) if a)
+
+    def tasks(self) -> m.DispatchTasks:
+        return dispatch_tasks(self._ins, self.owner_address, self._address_of, self.packages)[0]
+
+
+def _here_table(
+    ins: ev.Dispatch,
+    owner_address: str,
+    address_of: Callable[[str], str | None],
+    packages: tuple[str, ...],
+) -> tuple[HereTable, list[bytes]] | None:
+    """``ins`` as a ``HereTable`` and its frames; None if an input is inline (a tree)."""
+    frames: list[bytes] = []
+    frame_of: dict[int, int] = {}
+    ids: list[str] = []
+    numbers: list[int] = []
+    refs: list[ev.ValueRef] = []
+    counts: list[int] = []
+    items = ins.items
+    for item in items:  # (every input's value first: dispatch_tasks's frame order)
+        inputs = item.inputs
+        counts.append(len(inputs))
+        for ref in inputs:
+            if isinstance(ref, ev.InlineRef):
+                return None
+            ids.append(ref.task_id)
+            value = ref.value
+            if value is None:
+                numbers.append(-1)
+                continue
+            at = frame_of.get(id(value))
+            if at is None:
+                at = frame_of[id(value)] = len(frames)
+                frames.append(value)
+            numbers.append(at)
+        refs.extend(inputs)  # type: ignore[arg-type]  # (no InlineRef: checked above)
+    payloads: list[int] = []
+    for item in items:
+        data = item.payload
+        at = frame_of.get(id(data))
+        if at is None:
+            at = frame_of[id(data)] = len(frames)
+            frames.append(data)
+        payloads.append(at)
+    # a cost dict per distinct dict of the scheduler's (its tasks share them), as the table's
+    # are shared per distinct row: the intake copies what it keeps
+    cost_of: dict[int, dict[str, float]] = {}
+    costs: list[dict[str, float]] = []
+    inclusions: dict[str, int] = {}
+    inclusion: list[int] = []
+    for item in items:
+        cost = cost_of.get(id(item.cost))
+        if cost is None:
+            cost = cost_of[id(item.cost)] = {k: float(q) for k, q in item.cost.items() if q}
+        costs.append(cost)
+        text = item.argument_inclusion
+        at = inclusions.get(text)
+        if at is None:
+            at = inclusions[text] = len(inclusions)
+        inclusion.append(at)
+    t = HereTable.__new__(HereTable)
+    t.run_id, t.owner_address, t.packages, t.far = ins.run_id, owner_address, packages, ()
+    t.task_ids = tuple([item.task_id for item in items])
+    t.attempts = [item.attempt for item in items]
+    t.payloads, t.costs, t.inclusion, t.inclusions = payloads, costs, inclusion, tuple(inclusions)
+    t.timeouts = [_NAN if item.timeout is None else float(item.timeout) for item in items]
+    t.priorities = [item.priority for item in items]
+    t.ranks = [float(item.rank) for item in items]
+    t.counts, t.input_task_ids, t.frames = counts, tuple(ids), numbers
+    t.plain, t._held = True, None
+    t._ins, t._refs, t._address_of = ins, refs, address_of
+    return t, frames
+
+
+def dispatch_here(
+    ins: ev.Dispatch,
+    owner_address: str,
+    address_of: Callable[[str], str | None],
+    packages: tuple[str, ...] = (),
+) -> tuple[m.DispatchTasks | DispatchTable, list[bytes]]:
+    """What our own node's executor takes for ``ins`` (handed over in this process): a
+    ``HereTable`` when every input is a value, else ``dispatch_tasks``'s message."""
+    built = _here_table(ins, owner_address, address_of, packages)
+    if built is not None:
+        return built
+    return dispatch_tasks(ins, owner_address, address_of, packages)
 
 
 def far_keeper(store: ResultStore, run_id: str) -> Callable[[str, bytes], bool]:

@@ -98,7 +98,7 @@ class Inputs:
     def _holders(self, task: Task, dep: str) -> list[str]:
         if task.source is not None:  # accepted from a received table: its columns say
             table, first = task.source
-            ids, numbers = table.msg.input_task_ids, table.frames
+            ids, numbers = table.input_task_ids, table.frames
             for j in range(first, first + len(task.flat or ())):
                 if ids[j] == dep and numbers[j] < 0:
                     return [a for a in table.locations(j) if a != self.address]

@@ -1,8 +1,9 @@
 """The executor state machine's dispatch intake (a base of ``executor_state.ExecutorState``):
 admit a dispatch's tasks against the ledger and the local queue, record them, answer the owner.
 
-A dispatch comes two ways: ``DispatchTasks`` (our own node's owner, a node of the previous build,
-tests) or the received ``DispatchColumns`` read once into a ``columns.DispatchTable``. A table whose
+A dispatch comes two ways: ``DispatchTasks`` (our own node's owner when an input is inline, a node
+of the previous build, tests) or a ``columns.DispatchTable``: a received ``DispatchColumns`` read
+once, or our own node's owner's built without packing (``dispatch.HereTable``). A table whose
 inputs are all direct values (``plain``: no inline function, no serialization hook, no far frame)
 and whose frame references are all in range is accepted straight from its columns: a task's inputs
 are its slice of the input columns, kept as one tuple of frame numbers (a value sent along) and
@@ -222,7 +223,7 @@ class Intake:
             self._reply(run_id, owner_address, accepted, refused)
             return
         tasks, ledger, now, arrivals = self.tasks, self.ledger, self._now, self._arrivals
-        input_ids, input_frames, inclusions = t.msg.input_task_ids, t.frames, t.msg.inclusions
+        input_ids, input_frames, inclusions = t.input_task_ids, t.frames, t.inclusions
         at = 0
         for i, task_id in enumerate(t.task_ids):
             count = t.counts[i]

@@ -214,6 +214,9 @@ class NodeRouting(NodeReliability):
                 if kind is m.FreeValues and executor is not None:
                     executor.on_free_values(msg, term)
                     continue
+                if isinstance(msg, columns.DispatchTable):  # our owner's dispatch, its turn come:
+                    self._to_executor(msg, frames, term, self.name)  # (a record: no envelope)
+                    continue
                 envelope = self.codec.local_envelope(msg.TYPE, self.name, self._incarnation(), term)
                 if type(msg) in _FROM_HERE:  # our executor's answers: the owner's, as they are
                     owner.handle(msg, frames, b"", envelope)
@@ -261,7 +264,9 @@ class NodeRouting(NodeReliability):
         the callback: never in the batch that sent the dispatch)."""
         self._queue_here(ins, [], ins.term)
 
-    def _dispatch_here(self, msg: m.DispatchTasks, frames: list[Any], term: int) -> None:
+    def _dispatch_here(
+        self, msg: m.DispatchTasks | columns.DispatchTable, frames: list[Any], term: int
+    ) -> None:
         """The owner's dispatch to our own executor (``OwnerIO.here``): handed over in the
         scheduler batch that decided it, with no message routed to ourselves. Behind something
         else we sent our executor that it may not overtake (a cancel, a withdrawal, a probe) it

@@ -36,7 +36,7 @@ from handoffd import intake
 from handoffd.config import Limits
 from handoffd.daemon import oversize, reports
 from handoffd.daemon.code import CodeStore
-from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks, far_keeper
+from handoffd.daemon.dispatch import dispatch_here, dispatch_message, dispatch_tasks, far_keeper
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply, observe_reports
@@ -49,7 +49,7 @@ from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import ReportTable, split_frames
+from handoffd.protocol.columns import DispatchTable, ReportTable, split_frames
 from handoffd.protocol.messages_chunks import FetchResultChunks, ValueChunk
 from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
@@ -137,7 +137,7 @@ class OwnerIO(Submissions):
         self.batch_reports = False
         self._pending: list[Any] = []
         # Our own executor, taking a dispatch now (the node's ``_dispatch_here``); None: sent.
-        self.here: Callable[[m.DispatchTasks, list[Any], int], None] | None = None
+        self.here: Callable[[m.DispatchTasks | DispatchTable, list[Any], int], None] | None = None
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
         self._own_version, self._own_capacity = resources.version, dict(resources.capacity)
         self._apply(
@@ -597,13 +597,13 @@ class OwnerIO(Submissions):
             return
         run = self.scheduler.run_state(ins.run_id)
         packages = run.options.packages if run is not None else ()
-        # to our own executor as the per-task message it takes (never encoded: dispatch_tasks)
+        # our own executor takes what dispatch_here builds, never encoded (none here: sent)
         msg: m.DispatchTasks | DispatchColumns
         if address == self.port.address:
-            msg, frames = dispatch_tasks(ins, self.port.address, self.port.address_of, packages)
             if self.here is not None:
-                self.here(msg, frames, ins.term)
+                self.here(*dispatch_here(ins, address, self.port.address_of, packages), ins.term)
                 return
+            msg, frames = dispatch_tasks(ins, address, self.port.address_of, packages)
         else:
             far = None if self.far_store is None else far_keeper(self.far_store, ins.run_id)
             msg, frames = dispatch_message(

@@ -157,6 +157,8 @@ class DispatchTable:
         "packages",
         "far",
         "task_ids",
+        "input_task_ids",
+        "inclusions",
         "attempts",
         "payloads",
         "costs",
@@ -182,6 +184,7 @@ class DispatchTable:
         self.run_id, self.owner_address = msg.run_id, msg.owner_address
         self.packages, self.far = msg.packages, msg.far
         self.task_ids = msg.task_ids
+        self.input_task_ids, self.inclusions = msg.input_task_ids, msg.inclusions
         self.attempts: list[int] = unpack("q", msg.attempts, n, f"{name}.attempts")
         self.payloads: list[int] = unpack("i", msg.payload_frames, n, f"{name}.payload_frames")
         kinds = msg.cost_kinds

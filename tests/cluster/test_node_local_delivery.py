@@ -101,7 +101,7 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
             dag = handoffd.DAG().add_function(handoffd.Function(id="f", code=_noop, extra_args=[7]))
             assert client.execute(dag) == {"f": 7}
         submit = events.index(("route", "SubmitAndWait"))
-        dispatch = events.index(("route", "DispatchTasks"))
+        dispatch = events.index(("route", "HereTable"))  # (plain inputs: dispatch.dispatch_here)
         assert events.index(("delivery.end",), submit) > dispatch  # in the submit's callback
         answer = events.index(("route", "AnsweredHere"))
         assert submit < dispatch < answer  # handed over before its answer came back

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import handoffd
+from handoffd.daemon.dispatch import HereTable, dispatch_here
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
 from handoffd.testing import ThreadedCluster, wait_for
@@ -152,9 +153,12 @@ def test_cancel_frees_our_own_executor_on_both_paths(path: str):
             assert client.execute(again) == {"a": 1}
 
 
-def test_a_dispatch_to_ourselves_waits_behind_what_it_may_not_overtake():
+@pytest.mark.parametrize("shape", ["items", "table"])
+def test_a_dispatch_to_ourselves_waits_behind_what_it_may_not_overtake(shape: str):
     """Something we sent our own executor that a dispatch may not pass (a cancel) is delivered
-    first: the dispatch is queued behind it, in order. Frees and our executor's answers it passes."""
+    first: the dispatch is queued behind it, in order. Frees and our executor's answers it passes.
+    ``shape``: ``DispatchTasks`` (routed as a message when its turn comes) or the table the owner
+    builds for plain inputs (``dispatch.HereTable``: handed to the executor, never routed)."""
     with ThreadedCluster([{"cpu": 1}]) as cluster:
         (node,) = cluster.nodes
 
@@ -179,7 +183,12 @@ def test_a_dispatch_to_ourselves_waits_behind_what_it_may_not_overtake():
             node._route, node._to_executor = routed, to_executor
             node.executor.on_free_run = freed
             try:
-                dispatch = object.__new__(m.DispatchTasks)
+                dispatch: Any = object.__new__(m.DispatchTasks)
+                if shape == "table":
+                    task = ev.DispatchedTask("t", 1, b"p", {"cpu": 1.0}, "variadic", None, ())
+                    ins = ev.Dispatch(node.name, "r", 1, (task,))
+                    dispatch = dispatch_here(ins, node.address, lambda a: a)[0]
+                    assert isinstance(dispatch, HereTable)
                 node.send(node.address, m.FreeRun("gone"))
                 node._dispatch_here(dispatch, [], 1)
                 assert order == ["handed"]  # passed the free
@@ -194,7 +203,8 @@ def test_a_dispatch_to_ourselves_waits_behind_what_it_may_not_overtake():
                 del node._route, node._to_executor, node.executor.on_free_run
 
         order = cluster.call(body)
-        assert order[:4] == ["handed", "FreeRun", "CancelTasks", "DispatchTasks"]
+        last = "DispatchTasks" if shape == "items" else "handed"
+        assert order[:4] == ["handed", "FreeRun", "CancelTasks", last]
 
 
 def test_a_release_joins_the_next_batch_and_our_ledger_needs_no_late_update():
@@ -258,7 +268,8 @@ def test_the_run_survives_its_owner_s_death_after_tasks_ran_on_the_owner_s_node(
                 owner.owner.here = owner.executor.here = None
 
             def seen(msg: Any, *rest: Any) -> None:
-                ran_here.extend(item.task_id for item in msg.items)
+                items = getattr(msg, "items", None)  # (else a table: dispatch.HereTable)
+                ran_here.extend(msg.task_ids if items is None else (i.task_id for i in items))
                 on_dispatch(msg, *rest)
 
             owner.executor.on_dispatch = seen

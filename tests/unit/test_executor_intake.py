@@ -16,6 +16,7 @@ from test_executor_state import (
     PEER,
     PEER2,
     RUN,
+    here,
     item,
     make,
     of,
@@ -90,12 +91,23 @@ def both(a: ExecutorState, b: ExecutorState, ev_a: Any, ev_b: Any, now: float) -
     return out_a
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_a_table_does_what_the_same_dispatch_as_items_does(shape: str) -> None:
+@pytest.mark.parametrize(
+    ("shape", "way"),
+    [(s, "columns") for s in sorted(SHAPES)]
+    + [(s, "here") for s in sorted(SHAPES) if "out of range" not in s],
+)
+def test_a_table_does_what_the_same_dispatch_as_items_does(shape: str, way: str) -> None:
+    """``way``: "columns" received from another node, "here" from the owner on our own node
+    (``dispatch_here``: its frames are its own, so never out of range)."""
     items = SHAPES[shape]
     a, b = pair()
     msg = m.DispatchTasks(RUN, OWNER, tuple(items))
-    out = both(a, b, Dispatched(msg, FRAMES, 1), Dispatched(table(items), FRAMES, 1), 0.0)
+    other = (
+        Dispatched(table(items), FRAMES, 1)
+        if way == "columns"
+        else Dispatched(*here(msg, FRAMES), 1)
+    )
+    out = both(a, b, Dispatched(msg, FRAMES, 1), other, 0.0)
     assert set(a.tasks) == set(b.tasks)
     # the first holder of each value we lack (never ourselves) times out: the next one is asked
     fetches = [i for i in of(out, SendMessage) if isinstance(i.msg, FetchChunks)]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from handoffd._core.api import EPS
+from handoffd.daemon.dispatch import dispatch_here
 from handoffd.daemon.executor_events import (
     FLUSH,
     REFILL,
@@ -56,6 +57,7 @@ from handoffd.protocol.columns import (
 from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
+from handoffd.scheduler import events as ev
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Job, Outcome
@@ -81,6 +83,46 @@ def item(
     task_id: str, cost: dict[str, float] | None = None, attempt: int = 1, inputs: tuple = ()
 ) -> m.DispatchItem:
     return m.DispatchItem(task_id, attempt, cost or CPU, "variadic", None, 0, inputs)
+
+
+def scheduled(msg: m.DispatchTasks, frames: list[bytes]) -> ev.Dispatch:
+    """The scheduler's ``Dispatch`` that ``msg`` (with ``frames``) is built from on our node
+    (node names are addresses here); its frame numbers in range."""
+
+    def refs(inputs: tuple[m.InputRef, ...], parent: int) -> tuple[ev.InputRef, ...]:
+        out: list[ev.InputRef] = []
+        for j, ref in enumerate(inputs):
+            if ref.parent != parent:
+                continue
+            if ref.kind == "value":
+                value = frames[ref.frame] if ref.frame >= 0 else None
+                out.append(ev.ValueRef(ref.task_id, ref.locations, value))
+            else:
+                nested = refs(inputs, j)
+                data = frames[ref.frame]
+                out.append(ev.InlineRef(ref.task_id, data, ref.argument_inclusion, nested))
+        return tuple(out)
+
+    items = tuple(
+        ev.DispatchedTask(
+            i.task_id,
+            i.attempt,
+            frames[i.payload_frame],
+            dict(i.cost),
+            i.argument_inclusion,
+            i.timeout,
+            refs(i.inputs, -1),
+            i.priority,
+            i.rank,
+        )
+        for i in msg.items
+    )
+    return ev.Dispatch(ME, msg.run_id, 1, items)
+
+
+def here(msg: m.DispatchTasks, frames: list[bytes]) -> tuple[Any, list[bytes]]:
+    """``msg`` as the owner on our own node hands it over (``dispatch.dispatch_here``)."""
+    return dispatch_here(scheduled(msg, frames), msg.owner_address, lambda a: a)
 
 
 def from_peer(dep: str, *holders: str) -> m.InputRef:
@@ -524,12 +566,11 @@ class ExecutorMachine(RuleBasedStateMachine):
         costs=st.lists(st.sampled_from(COSTS), min_size=1, max_size=5),
         deps=st.lists(st.sampled_from([None, *DEPS, "local", "inline"]), min_size=5, max_size=5),
         term_change=st.sampled_from([0, 0, 0, -1, 1]),
-        as_columns=st.booleans(),
+        way=st.sampled_from(["items", "columns", "here"]),
     )
-    def dispatch(
-        self, run: str, costs: list, deps: list, term_change: int, as_columns: bool
-    ) -> None:
-        """``as_columns``: as a node receives it from another (a ``DispatchTable``)."""
+    def dispatch(self, run: str, costs: list, deps: list, term_change: int, way: str) -> None:
+        """``way``: "columns" as a node receives it from another (a ``DispatchTable``), "here"
+        as the owner on our own node hands it over (``dispatch_here``)."""
         term = self.terms[run] + term_change
         owner = self.owners[run]
         if term_change > 0:  # the run moves to another owner: every other one on our node
@@ -549,9 +590,12 @@ class ExecutorMachine(RuleBasedStateMachine):
             items.append(item(f"t{self.attempts}", cost, self.attempts, inputs))
         stale = run in self.st.run_owners and term < self.st.term_of(run)
         msg: Any = m.DispatchTasks(run, owner, tuple(items))
-        if as_columns:
+        frames = [b"p"]
+        if way == "columns":
             msg = DispatchTable(dispatch_columns(msg))
-        self.handle(Dispatched(msg, [b"p"], term))
+        elif way == "here":
+            msg, frames = here(msg, frames)
+        self.handle(Dispatched(msg, frames, term))
         if stale:  # fenced: a deposed owner's dispatch is refused whole
             assert not any((run, i.task_id, i.attempt) in self.accepted for i in items)
 

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handoffd.daemon.dispatch import dispatch_message, dispatch_tasks
+from handoffd.daemon.dispatch import HereTable, dispatch_here, dispatch_message, dispatch_tasks
 from handoffd.daemon.reports import answered, report_events
 from handoffd.protocol import codec
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import (
     ColumnError,
+    DispatchTable,
     ReportTable,
     dispatch_columns,
     dispatch_items,
@@ -209,6 +210,69 @@ def test_a_dispatch_to_our_own_node_is_what_its_columns_read_back_as(dispatch: e
     direct, direct_frames = dispatch_tasks(dispatch, "o:1", addresses.get, ("abcd",))
     assert direct == dispatch_items(got)
     assert direct_frames == split_frames(got.frame_sizes, received, "DispatchColumns")
+
+
+@settings(max_examples=200, deadline=None)
+@given(scheduler_dispatches())
+def test_our_own_nodes_table_reads_as_its_columns_read_back(dispatch: ev.Dispatch) -> None:
+    """``dispatch_here`` (our own executor, nothing packed): for plain inputs a table that reads
+    as the received columns' ``DispatchTable`` does, in what the executor's intake reads, and
+    whose per-task form and frames are ``dispatch_tasks``'s; else ``dispatch_tasks``'s message."""
+    addresses = {"b": "b:1", "c": "c:1"}
+    direct, direct_frames = dispatch_tasks(dispatch, "o:1", addresses.get, ("abcd",))
+    msg, frames = dispatch_here(dispatch, "o:1", addresses.get, ("abcd",))
+    assert frames == direct_frames
+    inline = any(isinstance(r, ev.InlineRef) for i in dispatch.items for r in i.inputs)
+    if inline:
+        assert msg == direct
+        return
+    assert isinstance(msg, HereTable) and msg.plain and not msg.far
+    assert msg.tasks() == direct
+    columns, sent = dispatch_message(dispatch, "o:1", addresses.get, ("abcd",))
+    got, _ = wire(columns, sent)
+    read = DispatchTable(got)
+    n = len(read)
+    assert len(msg) == n and (msg.run_id, msg.owner_address, msg.packages) == (
+        "r",
+        "o:1",
+        ("abcd",),
+    )
+    for name in (
+        "task_ids",
+        "attempts",
+        "costs",
+        "priorities",
+        "ranks",
+        "counts",
+        "input_task_ids",
+    ):
+        assert list(getattr(msg, name)) == list(getattr(read, name)), name
+    assert [msg.inclusions[k] for k in msg.inclusion] == [
+        read.inclusions[k] for k in read.inclusion
+    ]
+    assert [msg.timeout(i) for i in range(n)] == [read.timeout(i) for i in range(n)]
+    # frame numbers are the table's own (dispatch_tasks's), each naming the same bytes
+    logical = split_frames(got.frame_sizes, sent, "DispatchColumns")
+    assert [frames[f] for f in msg.payloads] == [logical[f] for f in read.payloads]
+    assert [f < 0 or frames[f] for f in msg.frames] == [f < 0 or logical[f] for f in read.frames]
+    for j in range(len(msg.frames)):
+        assert msg.locations(j) == read.locations(j)
+
+
+def test_our_own_nodes_table_looks_holders_up_only_when_asked() -> None:
+    asked: list[str] = []
+
+    def address_of(name: str) -> str | None:
+        asked.append(name)
+        return {"b": "b:1"}.get(name)
+
+    refs = (ev.ValueRef("v", ("b", "gone"), None), ev.ValueRef("w", ("b",), b"held"))
+    task = ev.DispatchedTask("t", 1, b"code", {"cpu": 1.0}, "variadic", None, refs)
+    msg, frames = dispatch_here(ev.Dispatch("n", "r", 1, (task,)), "o:1", address_of)
+    assert isinstance(msg, HereTable) and not asked
+    assert frames == [b"held", b"code"] and msg.frames == [-1, 0] and msg.payloads == [1]
+    assert msg.locations(0) == ("b:1",)  # (a holder with no address left out)
+    assert asked == ["b", "gone"]
 
 
 def report(task_id: str, state: str, frame: int = -1, kind: str = "") -> m.TaskReport:
