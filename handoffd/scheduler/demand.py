@@ -79,7 +79,7 @@ class Demand:
         self._dirty_rooms.add(node)
         n = self.nodes.get(node)
         capacity = n.capacity if n is not None else {}
-        rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
+        rec.charge = self.durations.charge_task(rec, capacity)
         if rec.charge:
             self.work[node] = self.work.get(node, 0.0) + rec.charge
 

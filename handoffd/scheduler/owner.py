@@ -447,7 +447,7 @@ class OwnerScheduler(OwnerQueries):
         if found is None or not alive:
             return
         rec = found[1]
-        self._view.durations.observe(rec.spec.id, rec.cost_items, took)
+        self._view.durations.observe_task(rec, took)
         self._accept_result(run, rec, node, size, value)
 
     def _accept_result(

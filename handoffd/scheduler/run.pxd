@@ -28,6 +28,8 @@ cdef class TaskRecord:
     cdef public bint queued
     cdef public bint in_heap
     cdef public tuple cost_items
+    cdef public str shape_key
+    cdef public str duration_key
     cdef public double charge
 
     cpdef bint has_copy(self)

@@ -26,6 +26,7 @@ from typing import Any
 from handoffd.errors import HandoffError
 from handoffd.scheduler import history as hist
 from handoffd.scheduler import run_checks, run_snapshot
+from handoffd.scheduler.durations import shape_key
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
 from handoffd.scheduler.run_books import YIELD_EVERY, let_go
@@ -87,6 +88,8 @@ class TaskRecord:
         "queued",
         "in_heap",
         "cost_items",
+        "shape_key",
+        "duration_key",
         "charge",
     )
 
@@ -126,6 +129,9 @@ class TaskRecord:
         self.queued = False
         self.in_heap = False
         self.cost_items = cost_items  # the spec's cost as a hashable shape
+        # Its keys in the owner's learned durations, built once (see scheduler.durations).
+        self.shape_key: str = shape_key(cost_items)
+        self.duration_key: str = self.shape_key + spec.id
         # The work (expected seconds x share of its node) charged to its node while ACTIVE
         # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
         self.charge = 0.0
