@@ -21,8 +21,9 @@ cdef class Durations:
     cpdef double estimate_keys(self, str key, str shape)
     @cython.locals(seconds=double)
     cpdef double charge(self, object function, tuple shape, object cost, object capacity)
-    @cython.locals(seconds=double)
     cpdef double charge_task(self, object rec, object capacity)
+    @cython.locals(seconds=double)
+    cpdef double charge_keys(self, str key, str shape, object cost, object capacity)
 
 @cython.locals(most=double, q=double, cap=double)
 cpdef double share(object cost, object capacity)

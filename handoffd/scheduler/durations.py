@@ -145,7 +145,12 @@ class Durations:
 
     def charge_task(self, rec: Any, capacity: Mapping[str, float]) -> float:
         """``charge`` of the task record ``rec`` (its spec's cost)."""
-        seconds = self.estimate_keys(rec.duration_key, rec.shape_key)
+        return self.charge_keys(rec.duration_key, rec.shape_key, rec.spec.cost, capacity)
+
+    def charge_keys(
+        self, key: str, shape: str, cost: Mapping[str, float], capacity: Mapping[str, float]
+    ) -> float:
+        seconds = self.estimate_keys(key, shape)
         if seconds < 0.0:
             seconds = UNKNOWN_CHARGE
-        return seconds * share(rec.spec.cost, capacity)
+        return seconds * share(cost, capacity)
