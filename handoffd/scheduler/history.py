@@ -266,9 +266,9 @@ def restore(rows_: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
 
 # -- transitions -------------------------------------------------------------------------------
 # A task's transitions (``TaskRecord.moves``) are one flat list, ``STRIDE`` atoms per move:
-# (now, old, new, cause, a, b). ``cause`` is the text, or for the moves every task makes a code
-# whose text ``cause_text`` builds from ``a`` and ``b`` only when read (a query, a snapshot, an
-# illegal move's message). Not a tuple per move nor a string built per move: both were per-task
+# (now, old, new, cause, a, b). ``cause`` is the text (``a`` None), or for the moves every task
+# makes a code whose text ``cause_text`` builds from ``a`` (never None) and ``b`` only when read
+# (a query, a snapshot, an illegal move's message). Not a tuple per move nor a string built per move: both were per-task
 # costs on the owner for text rarely read, and a flat list of atoms adds no tracked object.
 
 STRIDE = 6
@@ -296,7 +296,7 @@ def transitions(moves: Sequence[Any]) -> list[tuple[float, str, str, str]]:
     out = []
     for i in range(0, len(moves), STRIDE):
         cause = moves[i + 3]
-        if type(cause) is not str:
+        if moves[i + 4] is not None:  # a code (a restored cause is kept as it came: None, None)
             cause = cause_text(cause, moves[i + 4], moves[i + 5])
         out.append((moves[i], moves[i + 1], moves[i + 2], cause))
     return out
