@@ -38,6 +38,7 @@ SCHEDULER_COMPILED = (
     "history",
     "rebalance",
     "run_snapshot",
+    "run_losses",
     "room_index",
     "lost",
     "placement",

@@ -22,6 +22,7 @@ COMPILED = (
     "history",
     "rebalance",
     "run_snapshot",
+    "run_losses",
     "room_index",
     "lost",
     "placement",

@@ -79,7 +79,9 @@ class Demand:
         self._dirty_rooms.add(node)
         n = self.nodes.get(node)
         capacity = n.capacity if n is not None else {}
-        rec.charge = self.durations.charge(rec.spec.id, rec.cost_items, rec.spec.cost, capacity)
+        rec.charge = self.durations.charge_keys(
+            rec.duration_key, rec.shape_key, rec.spec.cost, capacity
+        )
         if rec.charge:
             self.work[node] = self.work.get(node, 0.0) + rec.charge
 

@@ -13,11 +13,23 @@ cdef class Durations:
     cdef public object _function_order
     cdef public object _shape_order
 
-    @cython.locals(key=tuple)
     cpdef void observe(self, object function, tuple shape, double seconds)
+    cpdef void observe_task(self, object rec, double seconds)
+    cpdef void observe_keys(self, str key, str shape, double seconds)
     cpdef double estimate(self, object function, tuple shape)
+    cpdef double estimate_task(self, object rec)
+    cpdef double estimate_keys(self, str key, str shape)
     @cython.locals(seconds=double)
     cpdef double charge(self, object function, tuple shape, object cost, object capacity)
+    cpdef double charge_task(self, object rec, object capacity)
+    @cython.locals(seconds=double)
+    cpdef double charge_keys(self, str key, str shape, object cost, object capacity)
 
 @cython.locals(most=double, q=double, cap=double)
 cpdef double share(object cost, object capacity)
+
+cdef dict _names
+cdef Py_ssize_t _NAMES_LIMIT
+@cython.locals(name=str)
+cpdef str shape_key(tuple shape)
+cpdef str function_key(object function, tuple shape)

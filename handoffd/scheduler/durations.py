@@ -12,14 +12,30 @@ treats an unknown duration as long, so only work known to be short is queued ahe
 ``share`` and ``charge`` turn an estimate into the *work* a task brings a node: the seconds it
 runs times the share of the node it takes (its largest demand / capacity ratio), so a node's
 summed work is about how long it needs to drain what it was given at full parallelism.
+
+The averages are keyed by strings (``shape_key``, ``function_key``), not by ``(function, shape)``
+tuples: a str caches its hash and a tuple does not, and a run of distinct functions (W1: 10,000
+ids past the 4,096 kept) rehashed the nested tuple on every observe, eviction, estimate and
+charge. A task record holds its keys (``TaskRecord.shape_key``/``duration_key``), built once;
+the ``*_task`` methods read them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["ALPHA", "MAX_KEYS", "UNKNOWN", "UNKNOWN_CHARGE", "Durations", "share"]
+__all__ = [
+    "ALPHA",
+    "MAX_KEYS",
+    "UNKNOWN",
+    "UNKNOWN_CHARGE",
+    "Durations",
+    "function_key",
+    "shape_key",
+    "share",
+]
 
 ALPHA = 0.3  # weight of the newest attempt in the moving averages
 MAX_KEYS = 4096  # functions remembered; the oldest learned is forgotten first
@@ -29,6 +45,29 @@ UNKNOWN = -1.0
 UNKNOWN_CHARGE = 1.0
 
 Shape = tuple[tuple[str, float], ...]
+
+# Names of the shapes seen (``shape_key``), cleared when it grows past this: a name is a pure
+# function of the shape, so a cleared one is rebuilt the same.
+_NAMES_LIMIT = 4096
+_names: dict[Shape, str] = {}
+
+
+def shape_key(shape: Shape) -> str:
+    """The key of a cost shape: its repr, quantities as floats (``0 == 0.0 == -0.0`` as in the
+    tuples it stands for). A complete tuple literal, so no key is a prefix of another."""
+    name = _names.get(shape)
+    if name is None:
+        if len(_names) >= _NAMES_LIMIT:
+            _names.clear()
+        # (a list comprehension: a compiled cpdef function holds no closure)
+        name = repr(tuple([(kind, float(qty) + 0.0) for kind, qty in shape]))
+        _names[shape] = name
+    return name
+
+
+def function_key(function: str, shape: Shape) -> str:
+    """The key of a function of a shape: the shape's key, then the function id."""
+    return shape_key(shape) + function
 
 
 def share(cost: Mapping[str, float], capacity: Mapping[str, float]) -> float:
@@ -45,19 +84,25 @@ class Durations:
     def __init__(self, *, alpha: float = ALPHA, max_keys: int = MAX_KEYS) -> None:
         self.alpha = alpha
         self.max_keys = max_keys
-        self.by_function: dict[tuple[str, Shape], float] = {}
-        self.by_shape: dict[Shape, float] = {}
+        self.by_function: dict[str, float] = {}  # by ``function_key``
+        self.by_shape: dict[str, float] = {}  # by ``shape_key``
         # Their keys in the order they were learned (a key leaves only as the oldest): forgetting
         # by ``next(iter(dict))`` skipped the deleted slots at the dict's front, up to ~1,300 of
         # them per call once full (a run of 10,000 distinct functions: 1.3 us per observe).
-        self._function_order: deque[tuple[str, Shape]] = deque()
-        self._shape_order: deque[Shape] = deque()
+        self._function_order: deque[str] = deque()
+        self._shape_order: deque[str] = deque()
 
     def observe(self, function: str, shape: Shape, seconds: float) -> None:
         """One attempt of ``function`` (cost ``shape``) ran ``seconds``; negative: not measured."""
+        self.observe_keys(function_key(function, shape), shape_key(shape), seconds)
+
+    def observe_task(self, rec: Any, seconds: float) -> None:
+        """``observe`` of an attempt of the task record ``rec`` (its keys built already)."""
+        self.observe_keys(rec.duration_key, rec.shape_key, seconds)
+
+    def observe_keys(self, key: str, shape: str, seconds: float) -> None:
         if not seconds >= 0.0:  # (NaN too)
             return
-        key = (function, shape)
         old = self.by_function.get(key)
         if old is None:
             if len(self.by_function) >= self.max_keys:
@@ -77,7 +122,14 @@ class Durations:
 
     def estimate(self, function: str, shape: Shape) -> float:
         """Expected seconds of one attempt; ``UNKNOWN`` (-1) when nothing of it was learned."""
-        known = self.by_function.get((function, shape))
+        return self.estimate_keys(function_key(function, shape), shape_key(shape))
+
+    def estimate_task(self, rec: Any) -> float:
+        """``estimate`` of an attempt of the task record ``rec``."""
+        return self.estimate_keys(rec.duration_key, rec.shape_key)
+
+    def estimate_keys(self, key: str, shape: str) -> float:
+        known = self.by_function.get(key)
         if known is not None:
             return known
         return self.by_shape.get(shape, UNKNOWN)
@@ -86,7 +138,19 @@ class Durations:
         self, function: str, shape: Shape, cost: Mapping[str, float], capacity: Mapping[str, float]
     ) -> float:
         """The work (seconds at full parallelism) a task brings a node of ``capacity``."""
-        seconds = self.estimate(function, shape)
+        seconds = self.estimate_keys(function_key(function, shape), shape_key(shape))
+        if seconds < 0.0:
+            seconds = UNKNOWN_CHARGE
+        return seconds * share(cost, capacity)
+
+    def charge_task(self, rec: Any, capacity: Mapping[str, float]) -> float:
+        """``charge`` of the task record ``rec`` (its spec's cost)."""
+        return self.charge_keys(rec.duration_key, rec.shape_key, rec.spec.cost, capacity)
+
+    def charge_keys(
+        self, key: str, shape: str, cost: Mapping[str, float], capacity: Mapping[str, float]
+    ) -> float:
+        seconds = self.estimate_keys(key, shape)
         if seconds < 0.0:
             seconds = UNKNOWN_CHARGE
         return seconds * share(cost, capacity)

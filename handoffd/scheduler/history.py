@@ -264,6 +264,52 @@ def restore(rows_: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [row_of(r) for r in rows_][-ATTEMPTS_LIMIT:]
 
 
+# -- transitions -------------------------------------------------------------------------------
+# A task's transitions (``TaskRecord.moves``) are one flat list, ``STRIDE`` atoms per move:
+# (now, old, new, cause, a, b). ``cause`` is the text (``a`` None), or for the moves every task
+# makes a code whose text ``cause_text`` builds from ``a`` (never None) and ``b`` only when read
+# (a query, a snapshot, an illegal move's message). Not a tuple per move nor a string built per move: both were per-task
+# costs on the owner for text rarely read, and a flat list of atoms adds no tracked object.
+
+STRIDE = 6
+#: ``a`` = node, ``b`` = attempt
+DISPATCHED_TO = 1
+#: ``a`` = the input's task id
+INPUTS_READY = 2
+#: ``a`` = node
+STARTED_ON = 3
+
+
+def cause_text(cause: Any, a: Any, b: Any) -> str:
+    """The text of a move's ``cause`` (a code, or the text itself)."""
+    if cause == DISPATCHED_TO:
+        return f"dispatched to {a} attempt {b}"
+    if cause == INPUTS_READY:
+        return f"inputs ready ({a} done)"
+    if cause == STARTED_ON:
+        return f"started on {a}"
+    return str(cause)
+
+
+def transitions(moves: Sequence[Any]) -> list[tuple[float, str, str, str]]:
+    """The (time, old, new, cause text) tuples of a flat list (or tuple) of moves."""
+    out = []
+    for i in range(0, len(moves), STRIDE):
+        cause = moves[i + 3]
+        if moves[i + 4] is not None:  # a code (a restored cause is kept as it came: None, None)
+            cause = cause_text(cause, moves[i + 4], moves[i + 5])
+        out.append((moves[i], moves[i + 1], moves[i + 2], cause))
+    return out
+
+
+def flat(history: Iterable[Sequence[Any]]) -> list[Any]:
+    """(time, old, new, cause text) tuples as a flat list of moves."""
+    out: list[Any] = []
+    for h in history:
+        out.extend((h[0], h[1], h[2], h[3], None, None))
+    return out
+
+
 # -- what the client is shown ------------------------------------------------------------------
 
 #: A frozen task history: (task id, state, node, attempt rows, transitions, deps)
@@ -309,15 +355,15 @@ def freeze_all(
     after = since - wall_offset  # in the run's own clock
     out = []
     for task_id, rec in tasks.items():
-        moves = rec.history
-        if since and not (moves and moves[-1][0] >= after):
+        moves = rec.moves
+        if since and not (moves and moves[len(moves) - STRIDE] >= after):
             continue
         frozen = freeze(
             task_id,
             rec.state,
             rec.node,
             rec.attempts,
-            () if brief else moves,
+            () if brief else transitions(moves),
             wall_offset,
             deps[task_id],
         )
@@ -326,15 +372,16 @@ def freeze_all(
 
 
 #: What a released run keeps of a task until asked (``keep``): (task id, state, node, attempt rows,
-#: transitions in the run's own clock, deps), the transitions not yet shifted to the wall clock.
-Kept = Frozen
+#: its flat moves (``TaskRecord.moves``, in the run's own clock), deps), the transitions not yet
+#: built nor shifted to the wall clock.
+Kept = tuple[str, str, str, tuple[tuple[Any, ...], ...], tuple[Any, ...], tuple[str, ...]]
 
 
 def keep(tasks: Any, deps: Any) -> tuple[Kept, ...]:
     """What a released run keeps of each task of ``tasks`` (as ``freeze_all``'s), built from what
     its record holds without rebuilding each transition: shifting them to the wall clock made
     release cost a tuple and a float per transition of every task, for histories rarely asked for
-    (``thaw`` does it on a query). The same bytes as ``freeze``'s form, the same untracked tuples."""
+    (``thaw`` does it on a query). Untracked tuples of atoms, as ``freeze``'s."""
     out: list[Kept] = []
     keep_next(iter(tasks.items()), deps, len(tasks), out, None)
     return tuple(out)
@@ -356,7 +403,7 @@ def keep_next(items: Any, deps: Any, limit: int, out: list[Kept], held: list[Any
                 rec.state,
                 rec.node or "",
                 tuple(rec.attempts),
-                tuple(rec.history),
+                tuple(rec.moves),
                 tuple(deps[task_id]),
             )
         )
@@ -374,9 +421,10 @@ def thaw(
     out = []
     for k in kept:
         moves = k[4]
-        if since and not (moves and moves[-1][0] + wall_offset >= since):
+        if since and not (moves and moves[len(moves) - STRIDE] + wall_offset >= since):
             continue
-        out.append(freeze(k[0], k[1], k[2], k[3], () if brief else moves, wall_offset, k[5]))
+        steps = () if brief else transitions(moves)
+        out.append(freeze(k[0], k[1], k[2], k[3], steps, wall_offset, k[5]))
     return tuple(out)
 
 

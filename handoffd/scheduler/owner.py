@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd.errors import HandoffError, RunCancelled, TaskFailed, ValidationError
-from handoffd.scheduler import intake, placement
+from handoffd.scheduler import history, intake, placement
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
     WINDOW,
@@ -420,7 +420,7 @@ class OwnerScheduler(OwnerQueries):
     def _on_started(self, ev: TaskStarted) -> None:
         found = self._current(ev.run_id, ev.task_id, ev.attempt, ev.node)
         if found is not None and found[1].state == ASSIGNED:
-            found[0].move(found[1], RUNNING, self._now, f"started on {ev.node}")
+            found[0].move(found[1], RUNNING, self._now, history.STARTED_ON, False, ev.node)
 
     def _on_succeeded(self, ev: TaskSucceeded) -> None:
         self._succeeded(ev.run_id, ev.task_id, ev.attempt, ev.node, ev.size, ev.value, ev.duration)
@@ -447,7 +447,7 @@ class OwnerScheduler(OwnerQueries):
         if found is None or not alive:
             return
         rec = found[1]
-        self._view.durations.observe(rec.spec.id, rec.cost_items, took)
+        self._view.durations.observe_keys(rec.duration_key, rec.shape_key, took)
         self._accept_result(run, rec, node, size, value)
 
     def _accept_result(

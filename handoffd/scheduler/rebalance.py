@@ -54,7 +54,7 @@ class Rebalance:
         wait long there (unknown or long duration; not pinned, not in a group)."""
         if run.pin_of(rec.id) is not None or rec.id in run.group_of:
             return
-        seconds = self._view.durations.estimate(rec.spec.id, rec.cost_items)
+        seconds = self._view.durations.estimate_task(rec)
         if 0.0 <= seconds <= QUEUE_SECONDS:
             return
         keys = self.queued.get(node)

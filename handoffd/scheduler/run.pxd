@@ -22,12 +22,14 @@ cdef class TaskRecord:
     cdef public tuple locations
     cdef public bint delayed
     cdef public tuple last_error
-    cdef public list history
+    cdef public list moves
     cdef public list attempts
     cdef public Py_ssize_t order
     cdef public bint queued
     cdef public bint in_heap
     cdef public tuple cost_items
+    cdef public str shape_key
+    cdef public str duration_key
     cdef public double charge
 
     cpdef bint has_copy(self)
@@ -78,14 +80,14 @@ cdef class RunState:
     cdef object __weakref__  # (tests check a released run is freed)
 
     cpdef object pin_of(self, str task_id)
-    @cython.locals(old=str, c=object, dep=object)
-    cpdef move(self, TaskRecord rec, str new, double now, str cause, bint delayed=*)
+    @cython.locals(old=str, c=object, dep=object, moves=list, text=str)
+    cpdef move(self, TaskRecord rec, str new, double now, object cause, bint delayed=*, object a=*, object b=*)
     @cython.locals(d=str, drec=TaskRecord)
     cpdef bint inputs_ready(self, str task_id)
     @cython.locals(d=str)
     cpdef bint _inputs_done(self, str task_id)
     @cython.locals(deps=list, drec=TaskRecord, target=str, cancels=list)
-    cpdef list make_ready(self, TaskRecord rec, double now, str cause, bint delayed=*)
+    cpdef list make_ready(self, TaskRecord rec, double now, object cause, bint delayed=*, object a=*)
     cpdef assign(self, TaskRecord rec, str node, double now)
     @cython.locals(crec=TaskRecord, cancels=list)
     cpdef list succeeded(self, TaskRecord rec, str node, object size, object value, double now)

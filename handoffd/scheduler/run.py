@@ -25,10 +25,13 @@ from typing import Any
 
 from handoffd.errors import HandoffError
 from handoffd.scheduler import history as hist
-from handoffd.scheduler import run_checks, run_snapshot
+from handoffd.scheduler import run_checks, run_losses, run_snapshot
+from handoffd.scheduler.durations import shape_key
 from handoffd.scheduler.events import InlineRef, InputRef, ValueRef
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
+from handoffd.scheduler.history import DISPATCHED_TO, INPUTS_READY
 from handoffd.scheduler.run_books import YIELD_EVERY, let_go
+from handoffd.scheduler.run_losses import EXTRA_LOSSES  # noqa: F401 - re-exported
 from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's vocabulary
     ACTIVE,
     ASSIGNED,
@@ -49,9 +52,8 @@ from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's v
 )
 from handoffd.spec import RunOptions, TaskSpec
 
-#: Attempts lost to the cluster allowed on top of max_retries before the run gives up.
-EXTRA_LOSSES = 20
 HISTORY_LIMIT = 64
+_MOVES_LIMIT = HISTORY_LIMIT * hist.STRIDE
 #: A run taken over at term t numbers new attempts above t * ATTEMPT_STRIDE, so they never collide
 #: with attempts the previous owner dispatched but did not replicate (attempt 1000001 = term 1, #1).
 ATTEMPT_STRIDE = 1_000_000
@@ -81,12 +83,14 @@ class TaskRecord:
         "locations",
         "delayed",
         "last_error",
-        "history",
+        "moves",
         "attempts",
         "order",
         "queued",
         "in_heap",
         "cost_items",
+        "shape_key",
+        "duration_key",
         "charge",
     )
 
@@ -117,7 +121,9 @@ class TaskRecord:
         self.locations: tuple[str, ...] = ()
         self.delayed = False  # READY but held back (retry backoff or refused dispatch)
         self.last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
-        self.history: list[tuple[float, str, str, str]] = []
+        # Its transitions, flat (``scheduler.history.STRIDE`` atoms a move; ``history`` reads
+        # them as tuples).
+        self.moves: list[Any] = []
         self.attempts: list[tuple[Any, ...]] = []  # rows of atoms: see scheduler.history
         # The owner's ready queue (``ready.ReadyQueue``): the index of this record in
         # ``RunState.ordered`` (the run's placement order), whether it is queued, whether its
@@ -126,12 +132,24 @@ class TaskRecord:
         self.queued = False
         self.in_heap = False
         self.cost_items = cost_items  # the spec's cost as a hashable shape
+        # Its keys in the owner's learned durations, built once (see scheduler.durations).
+        self.shape_key: str = shape_key(cost_items)
+        self.duration_key: str = self.shape_key + spec.id
         # The work (expected seconds x share of its node) charged to its node while ACTIVE
         # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
         self.charge = 0.0
 
     def has_copy(self) -> bool:
         return self.value is not None or bool(self.locations)
+
+    @property
+    def history(self) -> list[tuple[float, str, str, str]]:
+        """Its (time, old, new, cause) transitions, the newest ``HISTORY_LIMIT``."""
+        return hist.transitions(self.moves)
+
+    @history.setter
+    def history(self, value: Iterable[tuple[float, str, str, str]]) -> None:
+        self.moves = hist.flat(value)
 
 
 Listener = Callable[["RunState", TaskRecord, str, str], None]
@@ -264,8 +282,17 @@ class RunState:
     # -- moves ---------------------------------------------------------------------------------
 
     def move(
-        self, rec: TaskRecord, new: str, now: float, cause: str, delayed: bool = False
+        self,
+        rec: TaskRecord,
+        new: str,
+        now: float,
+        cause: Any,
+        delayed: bool = False,
+        a: Any = None,
+        b: Any = None,
     ) -> None:
+        """``cause``: its text, or a ``history`` code whose text is built from ``a`` and ``b``
+        only when read (``history.cause_text``)."""
         old = rec.state
         if new not in TRANSITIONS[old]:
             raise InvalidTransition(self.run_id, rec.id, old, new, rec.history)
@@ -273,14 +300,18 @@ class RunState:
         rec.delayed = delayed and new == READY
         self.tally[old] -= 1
         self.tally[new] += 1
-        rec.history.append((now, old, new, cause))
-        if len(rec.history) > HISTORY_LIMIT:
-            del rec.history[: len(rec.history) - HISTORY_LIMIT]
+        moves = rec.moves
+        moves.extend((now, old, new, cause, a, b))
+        if len(moves) > _MOVES_LIMIT:
+            del moves[: len(moves) - _MOVES_LIMIT]
         c = self.counters
         if c is not None:
             c[new] += 1
         if old in ACTIVE or new == RUNNING:
-            hist.moved(rec.attempts, rec.attempt, rec.node, old, new, now + self.wall_offset, cause)
+            # (a start only stamps the attempt: no cause text needed)
+            text = "" if new == RUNNING or a is None else hist.cause_text(cause, a, b)
+            at = now + self.wall_offset
+            hist.moved(rec.attempts, rec.attempt, rec.node, old, new, at, text or cause)
             if c is not None and old in ACTIVE and new in (READY, PENDING):
                 c["retried" if rec.delayed else "lost"] += 1
         if old == DONE:
@@ -333,10 +364,10 @@ class RunState:
         return True
 
     def make_ready(
-        self, rec: TaskRecord, now: float, cause: str, delayed: bool = False
+        self, rec: TaskRecord, now: float, cause: Any, delayed: bool = False, a: Any = None
     ) -> list[tuple[str, str, int]]:
         """Move ``rec`` to READY (PENDING while an input is unfinished) and recompute any input whose
-        copies were all lost, which sends ``rec`` back to PENDING.
+        copies were all lost, which sends ``rec`` back to PENDING (``cause``, ``a``: as ``move``'s).
 
         Returns the (node, task_id, attempt) dispatches to cancel as a side effect.
         """
@@ -347,7 +378,7 @@ class RunState:
                 target = PENDING
                 break
         if rec.state != target:
-            self.move(rec, target, now, cause, delayed=delayed)
+            self.move(rec, target, now, cause, delayed, a)
         cancels: list[tuple[str, str, int]] = []
         for drec in deps:
             if drec.state == DONE and not drec.has_copy():
@@ -364,7 +395,7 @@ class RunState:
         hist.opened(rec.attempts, rec.attempt, node, now + self.wall_offset)
         if self.counters is not None:
             self.counters[self._policy_key] += 1
-        self.move(rec, ASSIGNED, now, f"dispatched to {node} attempt {rec.attempt}")
+        self.move(rec, ASSIGNED, now, DISPATCHED_TO, False, node, rec.attempt)
 
     def succeeded(
         self, rec: TaskRecord, node: str, size: int, value: bytes | None, now: float
@@ -380,7 +411,7 @@ class RunState:
         for consumer in self.consumers[rec.id]:
             crec = self.tasks[consumer]
             if crec.state == PENDING and self._inputs_done(consumer):
-                cancels.extend(self.make_ready(crec, now, f"inputs ready ({rec.id} done)"))
+                cancels.extend(self.make_ready(crec, now, INPUTS_READY, False, rec.id))
         if self.remaining == 0 and self.state == RUN_RUNNING:
             self.state = RUN_DONE
             self.finished = now + self.wall_offset
@@ -468,9 +499,10 @@ class RunState:
             # listener call and log row held the loop for 200,000 tasks.
             rec.state = CANCELLED
             rec.delayed = False
-            rec.history.append((now, old, CANCELLED, reason))
-            if len(rec.history) > HISTORY_LIMIT:
-                del rec.history[: len(rec.history) - HISTORY_LIMIT]
+            moves = rec.moves
+            moves.extend((now, old, CANCELLED, reason, None, None))
+            if len(moves) > _MOVES_LIMIT:
+                del moves[: len(moves) - _MOVES_LIMIT]
             tally[old] -= 1
             tally[CANCELLED] += 1
             if c is not None:
@@ -478,82 +510,24 @@ class RunState:
         self.closing = stop
         return cancels
 
-    # -- losses --------------------------------------------------------------------------------
+    # -- losses (``run_losses``) ------------------------------------------------------------------
 
     def add_copies(self, task_ids: list[str], node: str) -> list[str]:
-        """``node`` holds a copy of these values now (a leaving node handed them over): kept for
-        the DONE tasks whose values are still wanted (they have copies); returns those."""
-        kept = []
-        for task_id in task_ids:
-            rec = self.tasks.get(task_id)
-            if rec is not None and rec.state == DONE and rec.locations:
-                if node not in rec.locations:
-                    rec.locations += (node,)
-                self.holders.add(node)
-                kept.append(task_id)
-        return kept
+        return run_losses.add_copies(self, task_ids, node)  # type: ignore[no-any-return]
 
     def node_lost(
         self, node: str, now: float
     ) -> tuple[list[tuple[str, str, int]], TaskRecord | None]:
-        """Handle the loss of ``node``: re-queue its tasks, drop its copies, recompute what is needed.
-
-        Returns (dispatches to cancel elsewhere, a task that exceeded its loss budget or None).
-        """
-        self.holders.discard(node)
-        requeue: list[TaskRecord] = []
-        copyless: list[TaskRecord] = []  # DONE without a copy (``recompute_needed``'s ``among``)
-        for rec in self.tasks.values():  # (one walk: three held the loop 0.1 s per 200,000 tasks)
-            if node in rec.locations:
-                rec.locations = tuple([n for n in rec.locations if n != node])
-            if rec.state in ACTIVE and rec.node == node:
-                requeue.append(rec)
-            elif rec.state == DONE and not rec.has_copy():
-                copyless.append(rec)
-        if self.state in (RUN_FAILED, RUN_CANCELLED):
-            return [], None
-        cancels: list[tuple[str, str, int]] = []
-        gave_up: TaskRecord | None = None
-        for gid, where in self.group_node.items():
-            if where == node and self.group_pin.get(gid) is None:
-                self.group_node[gid] = None
-        for rec in requeue:
-            rec.losses += 1
-            cancels.extend(self.make_ready(rec, now, f"node {node} lost (attempt {rec.attempt})"))
-            if gave_up is None and rec.failures + rec.losses > self.max_retries(rec) + EXTRA_LOSSES:
-                gave_up = rec
-        return cancels + self.recompute_needed(now, copyless), gave_up
+        return run_losses.node_lost(self, node, now)  # type: ignore[no-any-return]
 
     def recompute_needed(self, now: float, among: Any = None) -> list[tuple[str, str, int]]:
-        """Recompute every DONE task with no copy left that is still needed, and (``make_ready``)
-        the inputs without copies each of those needs in turn. Returns dispatches to cancel.
-        ``among``: all of those, in order (after ``node_lost``'s walk a task only leaves them)."""
-        cancels: list[tuple[str, str, int]] = []
-        for rec in self.tasks.values() if among is None else among:
-            if rec.state == DONE and not rec.has_copy() and self._needed(rec):
-                cancels.extend(self._recompute(rec, now))
-        return cancels
+        return run_losses.recompute_needed(self, now, among)  # type: ignore[no-any-return]
 
     def _needed(self, rec: TaskRecord) -> bool:
-        if self.state == RUN_DONE:
-            # A finished run never runs a task again by itself: a lost value is recomputed only
-            # when a client asks for it (``recompute_lost``).
-            return False
-        if rec.id in self.wanted and not self.released:
-            return True
-        return any(
-            self.tasks[c].state in (PENDING, READY, ASSIGNED) for c in self.consumers[rec.id]
-        )
+        return run_losses._needed(self, rec)  # type: ignore[no-any-return]
 
     def recompute_lost(self, task_ids: tuple[str, ...], now: float) -> list[tuple[str, str, int]]:
-        """A client asks for values of this finished run that no copy holds any more: run their
-        tasks again (lineage; the run reopens). Returns dispatches to cancel."""
-        cancels: list[tuple[str, str, int]] = []
-        for task_id in task_ids:
-            rec = self.tasks.get(task_id)
-            if rec is not None and rec.state == DONE and not rec.has_copy():
-                cancels.extend(self._recompute(rec, now))
-        return cancels
+        return run_losses.recompute_lost(self, task_ids, now)  # type: ignore[no-any-return]
 
     def _recompute(self, rec: TaskRecord, now: float) -> list[tuple[str, str, int]]:
         """Lineage: a DONE task lost its only copy while needed; run it again (and what it needs)."""

@@ -54,7 +54,7 @@ def snapshot(run: Any, history: bool = True) -> dict[str, Any]:
                 "locations": sorted(r.locations),
                 "delayed": r.delayed,
                 "last_error": list(r.last_error),
-                "history": [list(h) for h in r.history] if history else [],
+                "history": [list(h) for h in hist.transitions(r.moves)] if history else [],
                 "attempts": hist.rows(r.attempts),
             }
             for tid, r in run.tasks.items()
@@ -94,7 +94,7 @@ def restore(
         rec.locations = tuple(sorted(set(t["locations"])))
         rec.delayed = t["delayed"]
         rec.last_error = (t["last_error"][0], t["last_error"][1], t["last_error"][2])
-        rec.history = [(h[0], h[1], h[2], h[3]) for h in t["history"]]
+        rec.moves = hist.flat(t["history"])
         rec.attempts = hist.restore(t.get("attempts", ()))
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             let_go()  # (a takeover builds a big run in a thread: as in RunState.__init__)

@@ -104,5 +104,48 @@ def test_the_oldest_learned_function_is_forgotten_first(functions, max_keys):
                 if len(kept) >= max_keys:
                     kept.pop(0)
                 kept.append(function)
-        assert [f for f, _ in d.by_function] == kept
+        cpu = module.shape_key((("cpu", 1.0),))
+        assert list(d.by_function) == [cpu + f for f in kept]
         assert all(d.estimate(f, (("cpu", 1.0),)) >= 0.0 for f in kept)
+
+
+_shapes = st.lists(
+    st.tuples(
+        st.sampled_from(["cpu", "memory", "gpu"]), st.sampled_from([0, 0.0, -0.0, 1, 1.0, 2.5])
+    ),
+    max_size=2,
+).map(tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from(["a", "b", "(", "a)", ""]), _shapes), max_size=12))
+def test_the_keys_tell_exactly_the_function_and_shape_pairs_apart(pairs):
+    """A string key per (function, shape) pair stands for the pair as the tuple key did: equal
+    pairs (``1 == 1.0 == -0.0 + 1``) share a key, different ones never do, in both builds; a
+    record's keys learn what ``observe`` by function and shape learns."""
+    for module in (built, pure):
+        keys = {}
+        for function, shape in pairs:
+            keys.setdefault((function, shape), set()).add(module.function_key(function, shape))
+        assert all(len(k) == 1 for k in keys.values())
+        assert len({next(iter(k)) for k in keys.values()}) == len(keys)
+        shapes = {shape: module.shape_key(shape) for _, shape in pairs}
+        assert len(set(shapes.values())) == len(shapes)
+
+        class Rec:
+            def __init__(self, function, shape, cost, keys=module.shape_key):
+                self.shape_key = keys(shape)
+                self.duration_key = self.shape_key + function
+                self.spec = type("Spec", (), {"cost": cost})
+
+        a, b = module.Durations(), module.Durations()
+        for i, (function, shape) in enumerate(pairs):
+            a.observe(function, shape, float(i))
+            b.observe_task(Rec(function, shape, dict(shape)), float(i))
+        for function, shape in pairs:
+            rec = Rec(function, shape, dict(shape))
+            assert a.estimate(function, shape) == b.estimate_task(rec)
+            assert a.charge(function, shape, dict(shape), {"cpu": 4.0}) == b.charge_task(
+                rec, {"cpu": 4.0}
+            )
+        assert a.by_function == b.by_function and a.by_shape == b.by_shape

@@ -36,7 +36,7 @@ def test_kept_histories_thaw_to_what_freeze_gives(build: str, seed: int) -> None
             assert hist.thaw(kept, run.wall_offset, since, brief) == want
     # kept: what the records held, no transition rebuilt (the wall clock is added on a query)
     rec = next(iter(run.tasks.values()))
-    assert kept[0][4] == tuple(rec.history) and kept[0][3] == tuple(rec.attempts)
+    assert kept[0][4] == tuple(rec.moves) and kept[0][3] == tuple(rec.attempts)
 
 
 def _out(c: Cluster, task_id: str) -> tuple[str, str, str, int]:

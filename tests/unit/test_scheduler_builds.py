@@ -424,7 +424,7 @@ def test_both_builds_keep_the_same_attempts(ops: Any) -> None:
         records = [  # (a record of a released run: what ``freeze_all`` reads of it)
             {
                 "t": SimpleNamespace(
-                    state="DONE", node=None, attempts=a, history=[(1, "A", "B", "c")]
+                    state="DONE", node=None, attempts=a, moves=[1, "A", "B", "c", None, None]
                 )
             }
             for a in lists

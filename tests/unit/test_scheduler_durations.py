@@ -9,7 +9,13 @@ from scheduler_harness import Cluster, dispatches, placed, spec
 
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.cluster_view import QUEUE_SECONDS, WINDOW
-from handoffd.scheduler.durations import UNKNOWN, UNKNOWN_CHARGE, Durations, share
+from handoffd.scheduler.durations import (
+    UNKNOWN,
+    UNKNOWN_CHARGE,
+    Durations,
+    function_key,
+    share,
+)
 
 
 def test_durations_are_learned_per_function_then_per_shape() -> None:
@@ -36,7 +42,7 @@ def test_durations_forget_the_oldest_function_past_the_bound() -> None:
     d = Durations(max_keys=2)
     for name in ("a", "b", "c"):
         d.observe(name, (), 1.0)
-    assert set(d.by_function) == {("b", ()), ("c", ())}
+    assert set(d.by_function) == {function_key("b", ()), function_key("c", ())}
 
 
 def _heterogeneous(queue_seconds: float | None = QUEUE_SECONDS) -> Cluster:
