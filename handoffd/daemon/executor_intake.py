@@ -89,10 +89,12 @@ def _task(
     kept: dict[int, Any],
     flat: tuple[Any, ...],
     needs: tuple[str, ...],
+    source: Any = None,
 ) -> Task:
-    """The record of an item just accepted with plain inputs (``_plain``; ``_accept_table``
-    builds its own from the columns); ``head``: (task id, attempt, cost, argument inclusion,
-    timeout, queue key); ``gpus``: its claim, None when queued."""
+    """The record of an item just accepted with plain inputs (``_plain``, or a table's task:
+    ``source`` is then where its missing values are held, read while it is gathered);
+    ``head``: (task id, attempt, cost, argument inclusion, timeout, queue key); ``gpus``: its
+    claim, None when queued."""
     task_id, attempt, cost, inclusion, timeout, qkey = head
     return Task(
         run_id=run_id,
@@ -108,6 +110,7 @@ def _task(
         frames=kept,
         needs=needs,
         flat=flat,
+        source=source,
         gpus=gpus or [],
         claimed=gpus is not None,
         qkey=qkey,
@@ -255,24 +258,17 @@ class Intake:
                     for f in numbers:
                         if f >= 0:
                             kept[f] = frames[f]
-            task = Task(
-                run_id=run_id,
-                task_id=task_id,
-                attempt=attempt,
-                owner_address=owner_address,
-                cost=dict(cost),
-                argument_inclusion=inclusions[t.inclusion[i]],
-                timeout=t.timeout(i),
-                payload=kept[payload_frame],
-                payload_frame=payload_frame,
-                inputs=(),
-                frames=kept,
-                needs=needs,
-                flat=flat,
-                source=(t, first) if needs else None,
-                gpus=gpus or [],
-                claimed=gpus is not None,
-                qkey=queue_key(t.priorities[i], t.ranks[i], now, next(arrivals)),
+            head = (
+                task_id,
+                attempt,
+                cost,
+                inclusions[t.inclusion[i]],
+                t.timeout(i),
+                queue_key(t.priorities[i], t.ranks[i], now, next(arrivals)),
+            )
+            source = (t, first) if needs else None
+            task = _task(
+                run_id, owner_address, head, gpus, payload_frame, kept, flat, needs, source
             )
             self._keep(key, task, gpus)
             accepted.append((task_id, attempt))
