@@ -80,11 +80,11 @@ class Inputs:
             if task.claimed:
                 self._start(task)
             return
-        counts, run_id, has = self._needs, task.run_id, self.store.has
+        counts, run_id, peek, has = self._needs, task.run_id, self.store.peek, self.store.has
         for dep in needs:
             need = (run_id, dep)
             counts[need] = counts.get(need, 0) + 1
-            if has(run_id, dep):
+            if peek(need) is not None or has(run_id, dep):
                 continue
             task.missing.add(dep)
             waiting = self._waiting.setdefault(need, set())

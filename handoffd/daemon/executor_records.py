@@ -349,15 +349,17 @@ def job_inputs(task: Task, store: ResultStore) -> list[Any]:
     value it needs is no longer in ``store``."""
     plain = task.flat
     if plain is not None:  # every input a direct value: a frame number or a store key
-        run_id, get, frames = task.run_id, store.get, task.frames
+        run_id, peek, get, frames = task.run_id, store.peek, store.get, task.frames
         out: list[Any] = []
         for x in plain:
             if type(x) is int:
                 out.append(("value", frames[x]))
                 continue
-            value = get(run_id, x)  # type: ignore[arg-type]
-            if value is None:
-                raise LookupError(f"input {x!r} vanished from the store")
+            value = peek((run_id, x))  # type: ignore[arg-type]
+            if value is None:  # spilled, or gone
+                value = get(run_id, x)  # type: ignore[arg-type]
+                if value is None:
+                    raise LookupError(f"input {x!r} vanished from the store")
             out.append(("value", value))
         return out
     if not task.inputs:

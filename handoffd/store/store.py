@@ -82,6 +82,9 @@ class ResultStore:
         self._spill_dir: str | None = None  # created on first spill
         self._memory: OrderedDict[Key, Any] = OrderedDict()  # insertion order = spill order
         self._spilled: dict[Key, tuple[str, int]] = {}  # key -> (path, size)
+        # A value in memory by its key, or None (then ``get``: it may be spilled): the executor
+        # looks up every input of every task, and this is no Python call and no key built twice.
+        self.peek = self._memory.get
         self._by_run: dict[str, set[str]] = {}
         self.stats = StoreStats()
         self.trims = 0  # times a dropped run's memory was handed back to the system

@@ -253,3 +253,36 @@ def test_an_answer_is_built_as_the_columns_the_per_task_message_becomes(
     free = {"cpu": 1.5}
     direct = replied_message(RUN, accepted, refused, free, 4)
     assert direct == replied_columns(dispatch_replied(RUN, accepted, refused, free, 4))
+
+
+def test_a_plain_input_spilled_from_memory_is_read_back_from_its_file(tmp_path: Any) -> None:
+    from handoffd.daemon.executor_records import Task, job_inputs
+    from handoffd.store.store import ResultStore
+
+    store = ResultStore(memory_limit=100, spill_dir=str(tmp_path))
+    store.put(RUN, "a", b"a" * 60)
+    store.put(RUN, "b", b"b" * 60)  # "a" is spilled
+    store.settle()
+    assert store.peek((RUN, "a")) is None
+    task = Task(
+        run_id=RUN,
+        task_id="t",
+        attempt=0,
+        owner_address="o",
+        cost={"cpu": 1.0},
+        argument_inclusion="",
+        timeout=None,
+        payload=b"p",
+        payload_frame=0,
+        inputs=(),
+        frames={0: b"p", 1: b"f"},
+        needs=("a", "b"),
+        flat=("a", 1, "b"),
+        gpus=[],
+        qkey=(0, 0.0, 0),
+    )
+    assert job_inputs(task, store) == [("value", b"a" * 60), ("value", b"f"), ("value", b"b" * 60)]
+    store.drop(RUN, "a")
+    with pytest.raises(LookupError, match="'a' vanished"):
+        job_inputs(task, store)
+    store.close()

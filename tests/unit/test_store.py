@@ -183,3 +183,15 @@ def test_a_failed_background_spill_keeps_the_value_and_says_why(tmp_path, caplog
     store.wait_spills(30)
     assert store.stats.spills == 1 and store.get("r", "big") == big
     store.close()
+
+
+def test_peek_is_a_value_in_memory_only(tmp_path):
+    store = ResultStore(memory_limit=100, spill_dir=str(tmp_path))
+    store.put("r", "old", b"o" * 60)
+    store.put("r", "new", b"n" * 60)  # over the limit: the oldest is spilled
+    store.settle()
+    assert store.peek(("r", "new")) == b"n" * 60
+    assert store.peek(("r", "old")) is None and store.get("r", "old") == b"o" * 60
+    store.drop("r", "new")
+    assert store.peek(("r", "new")) is None
+    store.close()
