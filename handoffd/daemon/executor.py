@@ -357,14 +357,9 @@ class Executor:
             raise TypeError(f"unknown executor instruction {ins!r}")
 
     def _send_instruction(self, ins: SendMessage) -> None:
-        msg, frames = ins.msg, ins.frames
-        # The state machine's per-task answers go out as columns (issue 13; its reports it builds
-        # as columns itself: ``report_message``); to our own owner (delivered in this process,
-        # never encoded) as they are: packing them to be read back at once was a third of the
-        # executor's and the owner's work on a task run here.
-        if type(msg) is m.DispatchReplied and ins.address != self.address:
-            msg = columns.replied_columns(msg)
-        self._send(ins.address, msg, frames, term=ins.term)
+        # (the state machine builds its per-task answers to another node's owner as columns
+        # itself: ``report_message``, ``replied_message``)
+        self._send(ins.address, ins.msg, ins.frames, term=ins.term)
 
     def _here(self, ins: AnsweredHere | ReportedHere) -> None:
         if self.here is not None:
