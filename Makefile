@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The owner's hot scheduler modules compiled from .py + .pxd (setup.py SCHEDULER_COMPILED); lost,
 # placement, outbox and delays from the .py alone (Python classes, compiled bodies).
-SCHED_COMPILED := durations run run_losses ready demand cluster_view owner_queries owner history rebalance run_snapshot room_index lost placement outbox delays fitness
+SCHED_COMPILED := durations run run_losses ready demand cluster_view owner_queries owner history rebalance run_snapshot room_index room_view lost placement outbox delays fitness
 CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) $(foreach m,$(SCHED_COMPILED),handoffd/scheduler/$(m).py $(wildcard handoffd/scheduler/$(m).pxd)) setup.py pyproject.toml
 # The SWIM machine and its simulator compiled from their .py (setup.py MEMBERSHIP_COMPILED), typed
 # by the .pxd beside those that have one.
@@ -47,8 +47,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy handoffd
 
-# pytest's exit code 5 (no tests collected) is a failure, said plainly.
-PYTEST = $(VENV)/bin/pytest -n 2 --timeout 180 -q $(1); rc=$$?; \
+# pytest's exit code 5 (no tests collected) is a failure, said plainly. --durations=25: every
+# CI log names the slowest tests, so a test that grows the suite toward its 10-minute budget shows.
+# --dist worksteal: an idle worker takes tests the other has not started (tests/conftest.py's order).
+PYTEST = $(VENV)/bin/pytest -n 2 --dist worksteal --timeout 180 --durations=25 -q $(1); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 # The tests are a pyramid (tests/conftest.py): unit/, cluster/, daemons/ (the last marked slow).

@@ -40,6 +40,7 @@ SCHEDULER_COMPILED = (
     "run_snapshot",
     "run_losses",
     "room_index",
+    "room_view",
     "lost",
     "placement",
     "outbox",

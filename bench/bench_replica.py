@@ -1,8 +1,8 @@
 """Standby-side cost of replication: CPU per ReplicateRun snapshot and per ReplicateLog batch on the
 standby, the bytes its replicas keep, and what a takeover then pays to rebuild the run.
 
-Drives ``ReplicationIO.handle`` (the standby's real path: decode of the frames it was handed, the
-``StandbyStore``, the ack) with real snapshots from an ``OwnerScheduler``; its port drops what the
+Drives ``ReplicationIO.handle`` (the standby's real path: log batches decoded by the node's codec,
+the frames split or checked, the ``StandbyStore``, the ack) with real snapshots from an ``OwnerScheduler``; its port drops what the
 standby sends (acks). Works on older trees too (``PYTHONPATH``: a stand-in node before the ports).
 
     .venv/bin/python bench/bench_replica.py [--tasks 10000] [--small 500] [--repeat 5]
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import statistics
 import time
@@ -74,13 +75,40 @@ def log_batches(tasks: int, per_batch: int) -> list[tuple[m.ReplicateLog, list[b
         tds = []
         for d, value in chunk:
             if value is not None:
-                d = m.TaskDelta(*[getattr(d, f) for f in d.__dataclass_fields__][:-1], len(frames))
+                d = dataclasses.replace(d, frame=len(frames))
                 frames.append(value)
             tds.append(d)
         seq += 1
         out.append(
             (m.ReplicateLog("big", 0, seq, ("s",), tuple(tds), "RUNNING", False, _NO_ERROR), frames)
         )
+    return out
+
+
+def node_codec() -> Any:
+    """The codec a node reads log batches with: deltas kept packed (w2r), as rows (xport), or
+    structs on older trees."""
+    from handoffd.protocol import codec
+
+    for kind in ("packed", "rows"):
+        try:
+            return codec.Codec(**{kind: {m.ReplicateLog: "tasks"}})
+        except TypeError:
+            continue
+    return codec.Codec()
+
+
+def encoded(batches: list[tuple[m.ReplicateLog, list[bytes]]]) -> list[list[Any]]:
+    """Each batch as the owner sends it: the body, then its values joined as the owner joins them."""
+    from handoffd.protocol import codec, columns
+
+    out = []
+    for msg, frames in batches:
+        join = getattr(columns, "join_frames", None)
+        if join is not None and hasattr(msg, "frame_sizes"):
+            sizes, frames = join(frames)
+            msg = dataclasses.replace(msg, frame_sizes=sizes)
+        out.append(codec.Codec().encode(msg, sender="a", frames=frames))
     return out
 
 
@@ -137,9 +165,11 @@ async def one_round(
     res["big_snapshot_us"] = (time.perf_counter() - t0) * 1e6
     del frame
     res["big_snapshot_kib"] = (tracemalloc.get_traced_memory()[0] - base) / 1024
+    reader = node_codec()
     t0 = time.perf_counter()
-    for msg, frames in batches:
-        rio.handle(msg, frames, envelope)
+    for wire in batches:  # (decoded as the node decodes them: that is part of their cost)
+        decoded = reader.decode(wire)
+        rio.handle(decoded.msg, decoded.frames, envelope)
     res["log_batch_us"] = (time.perf_counter() - t0) * 1e6 / len(batches)
     await asyncio.sleep(0)  # the batched acks go out
     res["big_after_log_kib"] = (tracemalloc.get_traced_memory()[0] - base) / 1024
@@ -170,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     big = snapshot_frame("big", args.tasks)
     small = snapshot_frame("small", 1)
-    batches = log_batches(args.tasks, args.per_batch)
+    batches = encoded(log_batches(args.tasks, args.per_batch))
     print(f"snapshot {len(big)} bytes ({args.tasks} tasks), one-task snapshot {len(small)} bytes")
     rounds = [
         asyncio.run(one_round(big, small, args.small, batches, False)) for _ in range(args.repeat)

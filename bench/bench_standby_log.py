@@ -1,7 +1,8 @@
 """A standby's CPU per replicated task: one ``ReplicateLog`` batch decoded by the node's codec,
 its frames split and applied to the replica (``StandbyStore.on_log``), per task delta, with the
-deltas read as structs (``Codec()``) and as checked rows (``Codec(rows=...)``, the node's),
-alternating, median of ``--reps`` (issue 13).
+deltas read as structs (``Codec()``), as checked rows (``Codec(rows=...)``) and kept packed
+(``Codec(packed=...)``, the node's: read only at a takeover), alternating, median of ``--reps``
+(issue 13).
 
     .venv/bin/python bench/bench_standby_log.py [--tasks 200] [--reps 15]
 
@@ -47,8 +48,12 @@ def per_task(reader: codec.Codec, wires: list[list[object]], n: int) -> float:
         decoded = reader.decode(wire)
         assert decoded is not None
         msg = decoded.msg
-        frames = columns.split_frames(msg.frame_sizes, decoded.frames, "ReplicateLog")
-        ack = store.on_log(msg, "tcp://owner:1", frames, "owner")
+        if type(msg.tasks) is bytes:  # (as the node's ReplicationIO.handle)
+            columns.check_frames(msg.frame_sizes, decoded.frames, "ReplicateLog")
+            ack = store.on_log(msg, "tcp://owner:1", decoded.frames, "owner", joined=True)
+        else:
+            frames = columns.split_frames(msg.frame_sizes, decoded.frames, "ReplicateLog")
+            ack = store.on_log(msg, "tcp://owner:1", frames, "owner")
         assert ack is not None and not ack.need_snapshot
     return (time.thread_time() - t0) / (len(wires) * n) * 1e6
 
@@ -61,12 +66,15 @@ def main() -> None:
     args = parser.parse_args()
     wires = [batch(args.tasks, seq) for seq in range(1, args.batches + 1)]
     structs, rows = codec.Codec(), codec.Codec(rows={m.ReplicateLog: "tasks"})
-    a, b = [], []
+    packed = codec.Codec(packed={m.ReplicateLog: "tasks"})
+    a, b, c = [], [], []
     for _ in range(args.reps):
         a.append(per_task(structs, wires, args.tasks))
         b.append(per_task(rows, wires, args.tasks))
+        c.append(per_task(packed, wires, args.tasks))
     print(f"structs: {statistics.median(a):.2f} us per delta (min {min(a):.2f})")
     print(f"rows:    {statistics.median(b):.2f} us per delta (min {min(b):.2f})")
+    print(f"packed:  {statistics.median(c):.2f} us per delta (min {min(c):.2f})")
 
 
 if __name__ == "__main__":

@@ -41,18 +41,27 @@ def _children(pid: int) -> list[int]:
 
 
 def _cpu(pid: int) -> tuple[float, int]:
-    """(user+system seconds, voluntary context switches over its threads) of one process."""
+    """(seconds on a CPU, voluntary context switches) over the threads of one process. The
+    seconds from schedstat (nanoseconds) where there is one: /proc/PID/stat counts 10 ms ticks,
+    5 us a call over 2,000 calls, as coarse as a worker's change."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
-        switches = 0
+        switches = ns = 0
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/status") as f:
                 for line in f:
                     if line.startswith("voluntary_ctxt_switches"):
                         switches += int(line.split()[1])
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    ns += int(f.read().split()[0])
+            except OSError:
+                ns = -1 << 62  # (no schedstat: the ticks below)
     except OSError:
         return 0.0, 0
+    if ns >= 0:
+        return ns / 1e9, switches
     return (int(fields[11]) + int(fields[12])) / _TICK, switches
 
 
@@ -63,6 +72,31 @@ def _reading(daemons: dict[str, int]) -> dict[str, tuple[float, int]]:
         out[name] = _cpu(pid)
         kids = [_cpu(k) for k in _children(pid)]
         out[name + " workers"] = (sum(c for c, _ in kids), sum(s for _, s in kids))
+    return out
+
+
+def _sched(pid: int) -> tuple[int, int]:
+    """(CPU migrations, involuntary switches) over the threads of ``pid`` (/proc/PID/task/*/sched)."""
+    moved = forced = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                for line in f:
+                    if line.startswith("se.nr_migrations"):
+                        moved += int(line.split(":")[1])
+                    elif line.startswith("nr_involuntary_switches"):
+                        forced += int(line.split(":")[1])
+    except OSError:
+        pass
+    return moved, forced
+
+
+def _sched_reading(daemons: dict[str, int]) -> dict[str, tuple[int, int]]:
+    out = {"client": _sched(os.getpid())}
+    for name, pid in daemons.items():
+        out[name] = _sched(pid)
+        kids = [_sched(k) for k in _children(pid)]
+        out[name + " workers"] = (sum(m for m, _ in kids), sum(f for _, f in kids))
     return out
 
 
@@ -124,6 +158,12 @@ def main() -> None:
         "(JSON, bench/loop_turns.py), and print them per call",
     )
     parser.add_argument(
+        "--sched",
+        action="store_true",
+        help="print each process's CPU migrations and involuntary switches per call "
+        "(/proc/PID/task/*/sched; whether the path bounces between CPUs)",
+    )
+    parser.add_argument(
         "--no-ship",
         action="store_true",
         help="ship no code package (the workers import bench/_peers from PYTHONPATH): what "
@@ -145,7 +185,8 @@ def main() -> None:
     if args.no_ship:
         from handoffd import packages
 
-        packages.local_modules_package = lambda roots: None
+        packages.local_modules_package = lambda roots, cwd=False: None
+        packages.cwd_package = lambda cwd: None  # (client_one's)
     runner = HandoffdRunner(Sizes(True))
     if args.owner_profile:
         here = os.path.abspath(__file__)
@@ -202,6 +243,7 @@ def main() -> None:
 
             os.kill(runner.d0.pid, signal.SIGUSR2)
             time.sleep(0.2)
+        sched0 = _sched_reading(daemons) if args.sched else {}
         before = _reading(daemons)
         start = time.perf_counter()
         load0 = os.getloadavg()[0]
@@ -219,6 +261,7 @@ def main() -> None:
             samples = [call(i) for i in range(args.runs)]
             after = _reading(daemons)
             elapsed = time.perf_counter() - start
+        sched1 = _sched_reading(daemons) if args.sched else {}
         if tracer is not None:
             import signal
 
@@ -249,6 +292,12 @@ def main() -> None:
         print(f"  {name:18s} {us:8.1f}")
     print(f"  {'total':18s} {total:8.1f}")
     print(f"voluntary switches per call {switches:.2f}; wall {wall}")
+    if args.sched:
+        print("per call: CPU migrations, involuntary switches (idle not taken off)")
+        for name in sched0:
+            moved = (sched1[name][0] - sched0[name][0]) / args.runs
+            forced = (sched1[name][1] - sched0[name][1]) / args.runs
+            print(f"  {name:18s} {moved:6.2f} {forced:6.2f}")
     if stamps is not None:
         print(stamps.report())
     if args.turns and os.path.exists(args.turns):

@@ -63,7 +63,7 @@ def run_once(seed):
             elif isinstance(ins, Soon):
                 soon.append(ins.event)
             elif isinstance(ins, ReportedHere):  # (to the owner on our own node: ``here``)
-                sent += len(ins.reports)
+                sent += len(ins.table) if hasattr(ins, "table") else len(ins.reports)
             elif isinstance(ins, SendMessage):
                 msg, frames = ins.msg, ins.frames
                 if type(msg) is m.TasksReported:

@@ -28,7 +28,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
+from handoffd.daemon.executor_events import AnsweredHere
+from handoffd.daemon.executor_records import Task, reported_here
+from handoffd.daemon.executor_records import done_report as _done_report
 from handoffd.daemon.owner import OwnerIO
 from handoffd.protocol import messages as m
 from handoffd.scheduler.owner import OwnerScheduler
@@ -47,6 +49,10 @@ class _Ledger:
     capacity: dict[str, float] = field(default_factory=lambda: {CPU: 2.0})
     free: dict[str, float] = field(default_factory=lambda: {CPU: 2.0})
     version: int = 1
+
+
+def _task(run_id: str, attempt: int) -> Task:
+    return Task(run_id, "f", attempt, "a:1", {}, [], "variadic", None, b"", (), {})
 
 
 class Port:
@@ -122,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         (dispatch,) = handed if args.records else [s for s in port.sent if type(s) is Dispatched]
         handed.clear()
-        attempt = dispatch.items[0].attempt
+        # our executor gets a HereTable (attempts as a column), a sent dispatch its items
+        attempt = (
+            dispatch.attempts[0] if hasattr(dispatch, "attempts") else dispatch.items[0].attempt
+        )
         version += 1
         if args.records:
             owner.from_here(AnsweredHere(run_id, 0, (("f", attempt),), (), {CPU: 1.0}, version))
@@ -132,11 +141,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             owner.handle(answer, [], b"", None)
         owner.flush()
-        t2 = time.perf_counter()
         version += 1
         if args.records:
-            done = m.TaskReport("f", attempt, "DONE", 2, -1, "", "", "", "")
-            owner.from_here(ReportedHere(run_id, 0, (done,), (b"42",), (), {CPU: 2.0}, version))
+            # (built as our executor builds it: a row or a report, whichever this build keeps)
+            done = _done_report(_task(run_id, attempt), 2, (0, 0.0, 0.0), -1.0)
+            ledger = _Ledger(free={CPU: 2.0}, version=version)
+            record = reported_here(run_id, 0, [(done, b"42", "")], ledger)
+        t2 = time.perf_counter()
+        if args.records:
+            owner.from_here(record)
         else:
             done = m.TaskReport("f", attempt, "DONE", 2, 0, "", "", "", "")
             owner.handle(m.TasksReported(run_id, (done,), {CPU: 2.0}, version), [b"42"], b"", None)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from cloudpickle import cloudpickle as _cp
 
-from handoffd import client_moves, client_upload, errors, packages, upload, values
+from handoffd import client_moves, client_upload, code_cache, errors, packages, upload, values
 from handoffd.client_run import Run
 from handoffd.dag import DAG, plain
 from handoffd.protocol import codec, schema
@@ -107,9 +107,11 @@ def execute(
     else:
         return None
     fid = fn.id
-    local = packages.local_modules_package(
-        [os.getcwd(), getattr(dag, "_source_dir", None) or ""], cwd=True
-    )
+    source = dag._source_dir
+    if source:  # handoffctl submit's dag.py directory
+        local = packages.local_modules_package([os.getcwd(), source], cwd=True)
+    else:
+        local = packages.cwd_package(os.getcwd())
     shipped = [] if local is None else [local]
     shas = () if local is None else (local.sha,)
     try:
@@ -136,6 +138,7 @@ def execute(
     run_id = os.urandom(8).hex()  # as the general path's
     wait_for = poll + max(client.timeout, submit_timeout)
     run: Run | None = None  # once a reply was not this path's: the run, followed as any
+    threads = client._threads
 
     def general() -> Run:
         nonlocal run
@@ -154,7 +157,10 @@ def execute(
         ids = _packb((request_id, run_id))[1:]
         body = b"".join((prefix, ids, suffix))
         frames = [body, payload]
-        address = client.address
+        # this thread's connection and address (client_threads), read without the properties
+        # over them; no connection yet (a new thread, a failover that reached nobody): made below
+        mine = threads._local
+        address = getattr(mine, "address", threads.home)
         if shipped:  # the zip, unless the daemon is known to hold it (Client._package_frames)
             sha = shipped[0].sha
             if resend or (address, sha) not in client._stored:
@@ -163,7 +169,8 @@ def execute(
         stats.encoded += 1
         stats.encoded_by_type[_SUBMIT] += 1
         if len(frames) == 2 and len(body) <= upload.BODY_PAST and len(payload) <= upload.FRAME_PAST:
-            conn = client._connection()  # whole, as client_upload.send sends a small message
+            # whole, as client_upload.send sends a small message
+            conn = getattr(mine, "conn", None) or client._connection()
             conn.send(frames)
         else:
             client_upload.send(client, frames)
@@ -181,7 +188,7 @@ def execute(
             return client._submitted(owned, request_id, shas, resend, limit, reply)
         stats.decoded += 1
         stats.decoded_by_type[_OUTCOME] += 1
-        client._threads.answered(time.monotonic())
+        threads.answered(time.monotonic())
         if shas:
             client._stored.add((address, shas[0]))
         taken += 1
@@ -214,8 +221,13 @@ def _code(fn: Any, shas: tuple[str, ...]) -> bytes:
     (same ``__name__``) holding it under that name, and the same modules are registered to be
     pickled by value (what cloudpickle asks to decide it is pickled by reference), its bytes are
     the last ones: the code cache's reading of it would be the same (its three objects) and
-    return them, through ~10 Python calls more."""
-    global _last_code, _last_other
+    return them, through ~10 Python calls more. A function pickled by value: while the code
+    cache's quick proof of its last bytes holds (``code_cache.still``), those bytes, the proof
+    checked here rather than through ``values.dumps_code`` and the code cache's look-up."""
+    global _last_code, _last_other, _last_value
+    value = _last_value
+    if value is not None and value[0] is fn and value[2] == shas and code_cache.still(fn, value[1]):
+        return value[3]  # pickled by value, its quick proof holds (code_cache)
     last = _last_code
     if last is not None and last[0] is fn:
         held: Any = last[3]
@@ -230,7 +242,13 @@ def _code(fn: Any, shas: tuple[str, ...]) -> bytes:
         ):
             return last[7]
     if _last_other() is fn:  # not one of those last time: not asked again per call
-        return values.dumps_code(fn, shas)
+        code = values.dumps_code(fn, shas)
+        # pickled by value: the code cache's quick proof of these bytes, if it keeps one, is
+        # checked here next time (not through values.dumps_code and the code cache's look-up)
+        proof = values.code_proof(fn, shas, code)
+        if proof is not None:
+            _last_value = (fn, proof, shas, code)
+        return code
     registered = frozenset(_cp._PICKLE_BY_VALUE_MODULES)
     code = values.dumps_code(fn, shas)
     _last_other = _nothing
@@ -257,6 +275,11 @@ def _code(fn: Any, shas: tuple[str, ...]) -> bytes:
 
 def _nothing() -> None:
     return None
+
+
+# (function, its code cache quick proof, package shas, the code's bytes) of the last function
+# pickled by value whose proof the code cache kept (``_code``)
+_last_value: tuple[Any, Any, tuple[str, ...], bytes] | None = None
 
 
 # the last function found not pickled by reference (a weak reference; ``_nothing``: none)

@@ -308,6 +308,17 @@ def _still(fn: Any, quick: _Quick) -> bool:
     return True
 
 
+def proven(fn: Any) -> tuple[_Quick, bytes] | None:
+    """``fn``'s quick proof and the pickle it vouches for, when its entry has one: while
+    ``still(fn, proof)`` holds, ``dumps_code(fn)`` would return that pickle."""
+    entry = _cache.get(id(fn))
+    if entry is None or entry[3] is None or entry[0]() is not fn:
+        return None
+    return entry[3], entry[2]
+
+
+still = _still  # (public: client_one keeps the proof of its last function)
+
 hits = 0  # pickles reused (tests prove the cache is used)
 quick_hits = 0  # ... of which proven current by a quick proof
 # id(fn) -> (weak reference to fn, reading, pickle, quick proof or None); the entry goes when fn

@@ -91,6 +91,9 @@ class Function:
 class DAG:
     """An ordered set of Functions keyed by id; ``add_function`` chains."""
 
+    # the dag.py's directory ``handoffctl submit`` read it from (its modules are shipped too)
+    _source_dir: str | None = None
+
     def __init__(self) -> None:
         self._functions: dict[str, Function] = {}
         # Set by decorated calls (handoffd.decorator): the user's line per function id, named in
@@ -523,7 +526,10 @@ def plain(fn: Function) -> bool:
         and type(fn.priority) is int
         and fn.type == "regular"
         and (fn.argument_inclusion == "variadic" or fn.argument_inclusion == "as_list")
-        and _default_cost_given(fn.cost)
+        and type(cost := fn.cost) is dict
+        and len(cost) == 1
+        and (type(cpu := cost.get("cpu")) is int or type(cpu) is float)
+        and cpu == 1  # the default cost, {"cpu": 1} (or 1.0), parsed without a look-up
         and callable(fn.code)
     )
 

@@ -281,6 +281,45 @@ def local_modules_package(roots: Sequence[str], cwd: bool = False) -> Package | 
     """The caller's modules imported from under ``roots``, as one package (None if there are
     none). Rescanned when ``sys.modules`` grew; rebuilt when a file changed. ``cwd``: the first
     root is ``os.getcwd()``'s answer (a real path already)."""
+    return _stamped(roots, cwd)[1]
+
+
+# (cwd, len(sys.modules), ((file, (mtime, size, ctime, inode)), ...), their package) of the
+# last ``cwd_package``
+_last_cwd: tuple[str, int, tuple[tuple[str, tuple[int, ...]], ...], Package | None] | None = None
+
+
+def cwd_package(cwd: str) -> Package | None:
+    """``local_modules_package([cwd], cwd=True)`` (``cwd``: ``os.getcwd()``'s answer). While the
+    directory and the number of modules are the last call's, each file's stat is compared with
+    its last stamp as it is taken: no roots or scan key made, no whole stamp made and looked up."""
+    global _last_cwd
+    last = _last_cwd
+    if last is not None and last[0] == cwd and last[1] == len(sys.modules):
+        stat = os.stat
+        try:
+            for f, kept in last[2]:
+                st = stat(f)
+                if (st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino) != kept:
+                    break
+            else:
+                return last[3]
+        except OSError:
+            pass
+    count = len(sys.modules)  # (before: a module imported meanwhile makes the next call look)
+    stamp, package = _stamped([cwd], True)
+    if os.name == "posix" and stamp is not None and (package is not None or not stamp):
+        files = tuple([(f, (mtime, size, ctime, ino)) for _, f, mtime, size, ctime, ino in stamp])
+        _last_cwd = (cwd, count, files, package)
+    else:  # nothing to compare with (a file gone, a package over the limit: said each time)
+        _last_cwd = None
+    return package
+
+
+def _stamped(
+    roots: Sequence[str], cwd: bool
+) -> tuple[tuple[tuple[str, str, int, int, int, int], ...] | None, Package | None]:
+    """``local_modules_package``'s package and the stamps of its files (None: one failed)."""
     global _scan_key, _scan
     real = _cwd_root if cwd and os.name == "posix" else _real_root
     roots = tuple(
@@ -290,7 +329,7 @@ def local_modules_package(roots: Sequence[str], cwd: bool = False) -> Package | 
     if key != _scan_key:
         _scan, _scan_key = _scan_modules(roots), key
     if not _scan:
-        return None
+        return (), None
     try:
         stat = os.stat
         stamps = []
@@ -302,7 +341,7 @@ def local_modules_package(roots: Sequence[str], cwd: bool = False) -> Package | 
         stamp = tuple(stamps)
     except OSError:
         _scan_key = None
-        return None
+        return None, None
     package = _built.get(stamp)
     if package is None:
         total = sum(entry[3] for entry in stamp)
@@ -316,11 +355,11 @@ def local_modules_package(roots: Sequence[str], cwd: bool = False) -> Package | 
                 max_bytes() >> 20,
                 ENV_MAX,
             )
-            return None
+            return stamp, None
         if len(_built) > 16:
             _built.clear()
         package = _built[stamp] = _package(list(_scan), "modules imported from " + ", ".join(roots))
-    return package
+    return stamp, package
 
 
 def _scan_modules(roots: tuple[str, ...]) -> list[tuple[str, str]]:

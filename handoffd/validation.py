@@ -439,6 +439,10 @@ class WireTasks:
 def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
     """A ``SubmitRun`` / ``SubmitAndWait`` checked (``check_submission``) and turned into the
     scheduler's TaskSpecs, one code frame each; raises ValidationError."""
+    if len(msg.tasks) == 1:
+        lone = _lone_spec(msg, frames)
+        if lone is not None:
+            return [lone]
     if not len(msg.tasks) <= len(frames) <= len(msg.tasks) + len(msg.packages):
         packages = f" and {len(msg.packages)} code packages" if msg.packages else ""
         raise ValidationError(
@@ -473,3 +477,51 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
     if len(specs) > PIECE:  # (small ones go at once on return, as ``free`` would let them)
         free(view.ids, view.costs)
     return specs
+
+
+def _lone_spec(msg: Any, frames: Sequence[bytes]) -> TaskSpec | None:
+    """The spec of a submission of one function that needs nothing and sets nothing but its cost,
+    argument inclusion and priority (every one-task ``execute``), checked as ``wire_specs``'s
+    general path checks it, without its views, order and per-row lists; None for anything else,
+    a refusal included (the general path says what is wrong)."""
+    meta = msg.tasks[0]
+    fid = meta.id
+    deps = meta.deps
+    outputs = msg.outputs
+    max_retries = msg.max_retries
+    if not (
+        type(fid) is str
+        and fid
+        and type(deps) is tuple
+        and not deps
+        and meta.node is None
+        and meta.collocate_with is None
+        and meta.inline is False
+        and meta.max_retries is None
+        and meta.timeout is None
+        and type(meta.priority) is int
+        and meta.argument_inclusion in ARGUMENT_INCLUSIONS
+        and msg.policy in POLICIES
+        and type(max_retries) is int
+        and max_retries >= 0
+        and (outputs is None or outputs == () or outputs == (fid,))
+        and 1 <= len(frames) <= 1 + len(msg.packages)
+    ):
+        return None
+    try:
+        cost = resources.parse_cached(meta.cost, what="cost")
+    except resources.ResourceError:
+        return None
+    return built_spec(
+        fid,
+        (),
+        cost,
+        bytes(frames[0]),
+        meta.argument_inclusion,
+        None,
+        None,
+        False,
+        None,
+        None,
+        meta.priority,
+    )

@@ -80,6 +80,23 @@ def dumps_code(obj: Any, packages: tuple[str, ...] = ()) -> bytes:
 _last_packaged: tuple[bytes, tuple[str, ...], bytes] | None = None
 
 
+def code_proof(fn: Any, packages: tuple[str, ...], code: bytes) -> Any:
+    """A quick proof that ``code``, what ``dumps_code(fn, packages)`` just returned, is what it
+    returns while ``code_cache.still(fn, proof)`` holds; None: the code cache keeps none for
+    ``fn`` (or another call came in between)."""
+    proven = code_cache.proven(fn)
+    if proven is None:
+        return None
+    quick, data = proven
+    if packages:
+        last = _last_packaged
+        if last is None or last[0] is not data or last[1] != packages or last[2] is not code:
+            return None
+    elif code is not data:
+        return None
+    return quick
+
+
 # -- call payloads: (code, extra_args, kwargs) with the code pickled once per DAG ------------------
 
 _PLAIN_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
@@ -159,6 +176,38 @@ _CALL_GLOBAL = (
     + b"\x93"  # STACK_GLOBAL
 )  # fmt: skip
 _CALL_END = b"\x86R."  # TUPLE2, REDUCE, STOP
+# A payload is written with ``_call`` as a global (what every build reads) and read with it as
+# a copyreg extension code (private-use range 240-255): the unpickler takes that from copyreg's
+# cache with one dict look-up, where the global is an import look-up by name on every load
+# (``find_class``; a worker's payload is new per call when a literal argument changes).
+CALL_CODE = 0xF0
+_read_start: bytes | None = None  # what ``loads_call`` reads a payload's start as (first call)
+_GLOBAL_SIZE = len(_CALL_GLOBAL)
+
+
+def _call_start() -> bytes:
+    """A payload's start as this process reads it: EXT1 ``CALL_CODE`` once it holds that code for
+    ``_call``; the global as written if the code (or ``_call`` under another) was taken."""
+    try:
+        copyreg.add_extension(__name__, _call.__name__, CALL_CODE)
+    except ValueError:
+        return _CALL_GLOBAL
+    return b"\x80\x05\x82" + bytes((CALL_CODE,))  # PROTO 5, EXT1 code
+
+
+def loads_call(data: bytes) -> Any:
+    """A call payload (``dumps_call``'s, or any pickle) loaded, as ``loads`` loads it: the start
+    that names ``_call`` is read as its extension code (two copies of the payload's bytes, cheaper
+    than the global's look-up)."""
+    global _read_start
+    start = _read_start
+    if start is None:
+        start = _read_start = _call_start()
+    if start is not _CALL_GLOBAL and type(data) is bytes and data.startswith(_CALL_GLOBAL):
+        return pickle.loads(start + data[_GLOBAL_SIZE:])
+    return pickle.loads(data)
+
+
 _heads: dict[bytes, bytes] = {}  # code -> the payload's bytes up to the literals
 
 
@@ -170,7 +219,8 @@ def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> by
 
     The payload is a pickle written here, ``_call(code, literals)``: the code's part is built once
     per code, and only ``(extra_args, kwargs)`` is pickled per call (pickling a wrapper object
-    around the code cost ~2 us per function more: its ``__reduce__`` and the global's look-up)."""
+    around the code cost ~2 us per function more: its ``__reduce__`` and the global's look-up).
+    A worker reads it with ``loads_call``."""
     literals = (extra_args, kwargs)
     plain = _PLAIN_SCALARS
     if type(kwargs) is dict and not kwargs and type(extra_args) is list:

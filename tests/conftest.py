@@ -46,4 +46,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # as before the suite was split into directories. xdist hands each worker consecutive runs
     # of the collection, starting with a quarter of it each: in directory order one worker got
     # nearly all the daemon tests, most of the suite's time, and ran alone for the last ~30 s.
-    items.sort(key=lambda item: item.path.name)
+    # test_wheel.py goes first: its one fixture builds and installs a wheel, minutes on one worker
+    # (~10 % of the suite's test time), and where its name sorts it began at ~86 % of the suite
+    # while the other worker ran out of tests. `make` runs `--dist worksteal`, which hands each
+    # worker half of this order (the wheel's two tests together, at the head of the first) and
+    # lets an idle worker take tests the other has not started; xdist's default `--dist load`
+    # deals the first items out one by one and would build the wheel on both workers.
+    items.sort(key=lambda item: (item.path.name != "test_wheel.py", item.path.name))

@@ -73,7 +73,7 @@ def load_dag(path: str) -> Any:
             "bad_dag_file", None, f"{path}: `dag` is a {type(dag).__name__}, not a handoffd.DAG"
         )
     # The modules the file imported from beside it are shipped with the run (handoffd.packages).
-    dag._source_dir = directory  # type: ignore[attr-defined]
+    dag._source_dir = directory
     return dag
 
 

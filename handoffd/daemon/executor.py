@@ -239,19 +239,20 @@ class Executor:
         try:
             self._reading = True
             try:
-                self._ended(outcomes)
+                flushed = self._ended(outcomes, flush_idle=True)
             finally:
                 self._reading = False
             wanted, self._flush_wanted = self._flush_wanted, False
             handle = self._flush_soon
-            if wanted or handle is not None:
-                if not self.state.running_count():
-                    if handle is not None:
-                        handle.cancel()
-                    self._soon(FLUSH)  # its after_soon (the node's _drained) ends the hold
-                    return
-                if wanted:
-                    self._flush_soon = self._call_soon(self._soon, FLUSH)
+            if flushed:  # the report went in the outcomes' pass (nothing of ours runs)
+                if handle is not None:
+                    handle.cancel()
+                    self._flush_soon = None
+                if self.after_soon is not None:
+                    self.after_soon()  # (the node's _drained: it ends the hold)
+                return
+            if wanted:
+                self._flush_soon = self._call_soon(self._soon, FLUSH)
         except BaseException:
             if release is not None:
                 release()
@@ -259,7 +260,9 @@ class Executor:
         if release is not None:
             release()
 
-    def _ended(self, outcomes: list[Outcome]) -> None:
+    def _ended(self, outcomes: list[Outcome], flush_idle: bool = False) -> bool:
+        """True when the report flush went with the outcomes (``flush_idle`` and nothing of
+        ours runs any more)."""
         hooks = [o for o in outcomes if isinstance(o.key, EncodeKey)]
         if hooks:  # serialize hooks run for peers: answered apart, every one of them
             for outcome in hooks:
@@ -270,9 +273,11 @@ class Executor:
                 self._sent_live.pop(outcome.key, None)
         if self._live:  # the attempts' live lines reach the owner before their reports
             self._send_live()
-        instructions = self.state.tasks_ended(outcomes, self._clock())  # no event per task
+        state = self.state
+        instructions = state.tasks_ended(outcomes, self._clock(), flush_idle)  # no event per task
         if instructions:
             self._run(instructions)
+        return flush_idle and state.flushed
 
     def on_cancel(self, msg: m.CancelTasks, term: int = 0) -> None:
         self._handle(CancelAsked(msg, term))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import DispatchTable
+from handoffd.protocol.columns import DispatchTable, ReportTable
 from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_hooks import EncodeFailed
 from handoffd.protocol.messages_rebalance import WithdrawTasks
@@ -217,17 +217,26 @@ class AnsweredHere:
 
 @dataclass(slots=True)
 class ReportedHere:
-    """A run's batch of reports to our own node's owner, as a record (``AnsweredHere``): each
-    report's inline value beside it in ``values`` (the reports' ``frame`` stays -1), ``outputs``
-    one per report or () when none printed."""
+    """A run's batch of reports to our own node's owner, as a record (``AnsweredHere``): the
+    table a remote batch is read into (``columns.ReportTable``: columns from the tasks' ends,
+    its ``frames`` all -1, ``outputs`` one per report or () when none printed), each report's
+    inline value beside it in ``values``."""
 
     run_id: str
     term: int
-    reports: tuple[m.TaskReport, ...]
+    table: ReportTable
     values: tuple[bytes | None, ...]
-    outputs: tuple[str, ...]
     free: dict[str, float]
     resource_version: int
+
+    @property
+    def reports(self) -> tuple[m.TaskReport, ...]:
+        """The per-task form (tests, tools, the message a shell with no owner sends)."""
+        return self.table.reports()
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.table.outputs
 
 
 LEDGER_CHANGED = LedgerChanged()

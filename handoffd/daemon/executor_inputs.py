@@ -32,7 +32,14 @@ from handoffd.daemon.executor_events import (
     ValuesAsked,
 )
 from handoffd.daemon.executor_hooks import Encodes, fetch_message
-from handoffd.daemon.executor_records import Fetch, Key, Task, failed, values_fetched
+from handoffd.daemon.executor_records import (
+    Fetch,
+    Key,
+    Task,
+    failed,
+    job_inputs,
+    values_fetched,
+)
 from handoffd.protocol import messages as m
 from handoffd.store.chunks import MISSING, Pull
 from handoffd.store.store import ResultStore, StoreError
@@ -222,6 +229,61 @@ class Inputs:
         request cannot make us connect to an address of its choosing."""
         answer, frames = values_fetched(self.store, ev.msg)
         self._send(ev.msg.reply_to, answer, frames)
+
+    def _take_inputs(self, task: Task) -> list[Any]:
+        """``task`` starts: its Job's inputs (``job_inputs``, its far frames filled in), its needs
+        given back (``_release_inputs``) and its ``bytes_in`` set; LookupError when a value is
+        gone (its needs are given back all the same: it leaves, the owner retries it).
+
+        A task whose inputs are all direct values (``flat``) does all three in one pass over its
+        inputs, one store key built per input: the values in hand, a fetched copy no other local
+        task waits for may be dropped as soon as it is read."""
+        flat = task.flat
+        if flat is None or task.far:  # (far keys are needs ``flat`` does not list)
+            try:
+                if task.far:
+                    fill_far(task, self.store)
+                inputs = job_inputs(task, self.store)
+            except LookupError:
+                self._release_inputs(task)
+                raise
+            self._release_inputs(task)
+            size = len(task.payload)
+            task.bytes_in = size + sum(len(v[1]) for v in inputs if v[0] == "value")
+            return inputs
+        store, run_id, frames = self.store, task.run_id, task.frames
+        counts, fetched, peek = self._needs, self._fetched, store.peek
+        out: list[Any] = []
+        size = len(task.payload)
+        lost = None
+        value: Any
+        for x in flat:
+            if type(x) is int:
+                value = frames[x]
+            else:
+                dep: str = x  # type: ignore[assignment]
+                need = (run_id, dep)
+                value = peek(need)
+                if value is None:  # spilled, or gone
+                    value = store.get(run_id, dep)
+                left = counts.get(need, 0) - 1
+                if left > 0:
+                    counts[need] = left
+                else:
+                    counts.pop(need, None)
+                    if need in fetched:
+                        fetched.discard(need)
+                        store.drop(run_id, dep)
+                if value is None:
+                    if lost is None:
+                        lost = dep
+                    continue
+            out.append(("value", value))
+            size += len(value)
+        if lost is not None:
+            raise LookupError(f"input {lost!r} vanished from the store")
+        task.bytes_in = size
+        return out
 
     def _release_inputs(self, task: Task) -> None:
         """``task`` started (its job holds its inputs): drop fetched copies no other local task

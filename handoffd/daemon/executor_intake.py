@@ -29,7 +29,6 @@ from handoffd.daemon.executor_records import (
     QueueOrder,
     Task,
     accepted_task,
-    add_into,
     check_item,
     queue_key,
     replied_message,
@@ -96,24 +95,31 @@ def _task(
     ``head``: (task id, attempt, cost, argument inclusion, timeout, queue key); ``gpus``: its
     claim, None when queued."""
     task_id, attempt, cost, inclusion, timeout, qkey = head
+    # Every field by position, in ``Task``'s order: a class called with keywords packs them into
+    # a dict its ``__init__`` unpacks again (about twice as long, per accepted task).
     return Task(
-        run_id=run_id,
-        task_id=task_id,
-        attempt=attempt,
-        owner_address=owner_address,
-        cost=dict(cost),
-        argument_inclusion=inclusion,
-        timeout=timeout,
-        payload=kept[payload_frame],
-        payload_frame=payload_frame,
-        inputs=(),
-        frames=kept,
-        needs=needs,
-        flat=flat,
-        source=source,
-        gpus=gpus or [],
-        claimed=gpus is not None,
-        qkey=qkey,
+        run_id,
+        task_id,
+        attempt,
+        owner_address,
+        dict(cost),
+        gpus or [],  # gpus
+        inclusion,
+        timeout,
+        kept[payload_frame],  # payload
+        (),  # inputs
+        kept,  # frames
+        set(),  # missing
+        False,  # running
+        gpus is not None,  # claimed
+        None,  # slot
+        0,  # bytes_in
+        payload_frame,
+        needs,
+        (),  # far
+        flat,
+        source,
+        qkey,
     )
 
 
@@ -281,7 +287,9 @@ class Intake:
         if gpus is None:
             self.local[key] = None
             self._order.dirty = True
-            add_into(self._local_cost, task.cost, 1.0)
+            total = self._local_cost  # (summed in place, no call: once per queued task)
+            for kind, qty in task.cost.items():
+                total[kind] = total.get(kind, 0.0) + qty
 
     def _gather_all(self, started: list[Task]) -> None:
         if started:
@@ -305,7 +313,8 @@ class Intake:
         self.counters["accepted"] += len(accepted)
         self.counters["refused"] += len(refused)
         free = dict(self.ledger.free)
-        term, version = self.term_of(run_id), self.ledger.version
+        known = self.run_owners.get(run_id)  # (``term_of``, read once)
+        term, version = known[0] if known is not None else 0, self.ledger.version
         if owner_address == self.address:
             self._out.append(
                 AnsweredHere(run_id, term, tuple(accepted), tuple(refused), free, version)

@@ -11,7 +11,7 @@ from typing import Any
 
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import pack, reports_as_columns
+from handoffd.protocol.columns import ReportRow, ReportTable, pack, reports_as_columns
 from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.protocol.registry import maker
 from handoffd.store.store import ResultStore
@@ -39,6 +39,9 @@ class Slot:
 
 @dataclass
 class Task:
+    """An accepted attempt (``executor_intake._task`` builds one with every field by position,
+    in this order)."""
+
     run_id: str
     task_id: str
     attempt: int
@@ -138,12 +141,6 @@ def accepted_task(
     )
 
 
-def add_into(total: dict[str, float], cost: dict[str, float], sign: float) -> None:
-    """``total`` += ``sign`` x ``cost``, in place (``resources.add`` makes a dict per call)."""
-    for kind, qty in cost.items():
-        total[kind] = total.get(kind, 0.0) + sign * qty
-
-
 def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int, float, int]:
     """The local queue's order of a task: priority plus one level per ``AGING_SECONDS`` waited,
     then the longer critical path (upward rank), then arrival. Every queued task ages at the same
@@ -171,31 +168,18 @@ class QueueOrder:
         return self.keys
 
 
-_task_report = maker(m.TaskReport)  # one per attempt that ends with a value (registry.maker)
+_task_report = maker(m.TaskReport)  # one per attempt that ends without a value (registry.maker)
+Report = ReportRow | m.TaskReport  # what an ended attempt leaves for its owner (``done_report``)
 
 
 def done_report(
     task: Task, size: int, timing: tuple[int, float, float], duration: float
-) -> m.TaskReport:
-    """The report of an attempt that produced a value of ``size`` bytes; ``timing``: (worker pid,
-    wall-clock start, end); ``duration``: seconds it ran in the worker."""
+) -> ReportRow:
+    """The report of an attempt that produced a value of ``size`` bytes, as the row its batch's
+    columns are transposed from (``columns.ReportTable.of_rows``: no ``TaskReport`` per task);
+    ``timing``: (worker pid, wall-clock start, end); ``duration``: seconds it ran in the worker."""
     pid, started, ended = timing
-    return _task_report(
-        task.task_id,
-        task.attempt,
-        "DONE",
-        size,
-        -1,
-        "",
-        "",
-        "",
-        "",
-        pid,
-        started,
-        ended,
-        task.bytes_in,
-        duration,
-    )
+    return (task.task_id, task.attempt, 1, size, duration, pid, started, ended, task.bytes_in)
 
 
 def failed(
@@ -227,7 +211,7 @@ def failed(
 
 
 def report_message(
-    run_id: str, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
+    run_id: str, entries: list[tuple[Report, bytes | None, str]], ledger: Any
 ) -> tuple[ReportColumns, list[Any]]:
     """One owner's batch of reports for a run, to another node: each entry (report, inline value
     or None, output) in ``ReportColumns`` built straight from the entries
@@ -274,14 +258,13 @@ def _reports_message(
 
 
 def reported_here(
-    run_id: str, term: int, entries: list[tuple[m.TaskReport, bytes | None, str]], ledger: Any
+    run_id: str, term: int, entries: list[tuple[Report, bytes | None, str]], ledger: Any
 ) -> ReportedHere:
-    """``report_message`` for our own node's owner: a record, the values beside the reports."""
+    """``report_message`` for our own node's owner: the table it reads a remote batch into
+    (``columns.ReportTable``, no value frame named), the values beside it."""
     reports, values, outputs = zip(*entries, strict=True)  # (never empty: a flushed batch)
-    free = dict(ledger.free)
-    return ReportedHere(
-        run_id, term, reports, values, outputs if any(outputs) else (), free, ledger.version
-    )
+    table = ReportTable.of_rows(reports, [-1] * len(values), outputs if any(outputs) else ())
+    return ReportedHere(run_id, term, table, values, dict(ledger.free), ledger.version)
 
 
 _task_attempt = maker(m.TaskAttempt)  # one per accepted task (registry.maker)

@@ -68,7 +68,7 @@ from handoffd.daemon.executor_events import (
     WithdrawAsked,
 )
 from handoffd.daemon.executor_hooks import Encodes
-from handoffd.daemon.executor_inputs import Inputs, fill_far
+from handoffd.daemon.executor_inputs import Inputs
 from handoffd.daemon.executor_intake import Intake
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
@@ -77,12 +77,11 @@ from handoffd.daemon.executor_records import (
     Fetch,
     Key,
     QueueOrder,
+    Report,
     Slot,
     Task,
-    add_into,
     done_report,
     failed,
-    job_inputs,
     report_message,
     reported_here,
 )
@@ -138,8 +137,9 @@ class ExecutorState(Intake, Inputs):
         self._request_ids = itertools.count(1)
         self._encodes: dict[str, Encodes] = {}  # run -> values fetched serialized (executor_hooks)
         # (owner, run) -> (report, inline value, output) to send
-        self._outbox: dict[tuple[str, str], list[tuple[m.TaskReport, bytes | None, str]]] = {}
+        self._outbox: dict[tuple[str, str], list[tuple[Report, bytes | None, str]]] = {}
         self._flush_scheduled = False
+        self.flushed = False  # the last ``tasks_ended(flush_idle=True)`` flushed the reports
         self.draining = False  # refuse every dispatch (the node is stopping)
         self.counters = {"accepted": 0, "refused": 0, "done": 0, "failed": 0, "fetched": 0}
         self.slots: dict[int, Slot] = {}  # one per ledger claim held by a running chain
@@ -176,9 +176,27 @@ class ExecutorState(Intake, Inputs):
         """Apply one event at time ``now``; the instructions to carry out, in order."""
         return self._apply(self._handlers[type(event)], event, now)
 
-    def tasks_ended(self, outcomes: list[Outcome], now: float) -> list[Instruction]:
-        """``handle(TaskEnded(outcome), now)`` of each, in one pass: no event built per task."""
-        return self._apply(self._ended, outcomes, now)
+    def tasks_ended(
+        self, outcomes: list[Outcome], now: float, flush_idle: bool = False
+    ) -> list[Instruction]:
+        """``handle(TaskEnded(outcome), now)`` of each, in one pass: no event built per task.
+        ``flush_idle``: when no task is left and a report flush is due, the flush too, as
+        ``handle(FLUSH, now)`` right after would do (its ``Soon(FLUSH)`` is not returned)."""
+        return self._apply(self._ended_flush if flush_idle else self._ended, outcomes, now)
+
+    def _ended_flush(self, outcomes: list[Outcome]) -> None:
+        # Nothing left here could end and join the report before a later flush, so it goes in
+        # this pass: the shell's read of the last outcome needs no second event and pass.
+        self.flushed = False
+        self._ended(outcomes)
+        if self._flush_scheduled and not self.tasks:
+            self.flushed = True
+            out = self._out
+            for i, ins in enumerate(out):
+                if ins is _SOON_FLUSH:
+                    del out[i]
+                    break
+            self._on_flush(FLUSH)
 
     def _apply(self, handler: Callable[[Any], None], arg: Any, now: float) -> list[Instruction]:
         self._now = now
@@ -293,8 +311,10 @@ class ExecutorState(Intake, Inputs):
     def _unqueue_local(self, key: Key, task: Task | None) -> None:
         if key in self.local:
             del self.local[key]
-            if task is not None:
-                add_into(self._local_cost, task.cost, -1.0)
+            if task is not None:  # (summed in place, no call: once per queued task)
+                total = self._local_cost
+                for kind, qty in task.cost.items():
+                    total[kind] = total.get(kind, 0.0) - qty
             if not self.local:
                 self._local_cost = {}
 
@@ -302,9 +322,7 @@ class ExecutorState(Intake, Inputs):
 
     def _start(self, task: Task) -> None:
         try:
-            if task.far:
-                fill_far(task, self.store)
-            inputs = job_inputs(task, self.store)
+            inputs = self._take_inputs(task)
         except LookupError as exc:
             self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
             self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
@@ -320,21 +338,17 @@ class ExecutorState(Intake, Inputs):
         task.claimed = True
         task.slot = slot
         task.gpus = slot.gpus
-        slot.keys[key] = None
-        self._release_inputs(task)
-        if task.flat is not None:  # (every input a value)
-            task.bytes_in = len(task.payload) + sum([len(v[1]) for v in inputs])
-        else:
-            task.bytes_in = len(task.payload) + sum(len(v[1]) for v in inputs if v[0] == "value")
-        return Job(
+        slot.keys[key] = None  # (its inputs were taken: ``_take_inputs``)
+        return Job(  # (by position, as ``executor_intake._task`` builds a Task: no kwargs dict)
             key,
             task.payload,
             inputs,
             task.argument_inclusion,
             task.timeout,
-            devices=slot.devices,
-            memory=task.cost.get("memory"),
-            title=f"run {task.run_id} task {task.task_id}",
+            None,  # env
+            slot.devices,
+            task.cost.get("memory"),
+            f"run {task.run_id} task {task.task_id}",  # title
         )
 
     def _chain_target(self) -> int:
@@ -390,9 +404,7 @@ class ExecutorState(Intake, Inputs):
         for task, slot in picks:
             key = (task.run_id, task.task_id, task.attempt)
             try:
-                if task.far:
-                    fill_far(task, self.store)
-                inputs = job_inputs(task, self.store)
+                inputs = self._take_inputs(task)
             except LookupError as exc:
                 self._unqueue_local(key, task)
                 self.tasks.pop(key, None)
@@ -430,7 +442,7 @@ class ExecutorState(Intake, Inputs):
                 inline = value if len(value) <= self._inline_limit else None
                 started = ended - outcome.duration
                 timing = (outcome.pid, started, ended)
-                report = done_report(task, len(value), timing, outcome.duration)
+                report: Report = done_report(task, len(value), timing, outcome.duration)
                 self.counters["done"] += 1
                 self._finish(task, report, inline, outcome.output)
             else:
@@ -445,9 +457,7 @@ class ExecutorState(Intake, Inputs):
                 self.counters["failed"] += 1
                 self._finish(task, report, None, outcome.output)
 
-    def _finish(
-        self, task: Task, report: m.TaskReport, value: bytes | None, output: str = ""
-    ) -> None:
+    def _finish(self, task: Task, report: Report, value: bytes | None, output: str = "") -> None:
         slot = task.slot
         if slot is not None:
             del slot.keys[(task.run_id, task.task_id, task.attempt)]
@@ -475,9 +485,10 @@ class ExecutorState(Intake, Inputs):
         outbox, self._outbox = self._outbox, {}
         for (owner, run_id), entries in outbox.items():
             known = self.run_owners.get(run_id)
+            term = 0
             if known is not None:
                 owner = known[1]  # the run changed owner since the task was dispatched
-            term = self.term_of(run_id)
+                term = known[0]  # (``term_of``, read once)
             if owner == self.address:  # our own node's owner: a record, not a message
                 self._out.append(reported_here(run_id, term, entries, self.ledger))
                 continue
@@ -538,14 +549,18 @@ class ExecutorState(Intake, Inputs):
 
     def _on_run_freed(self, ev: RunFreed) -> None:
         msg, term = ev.msg, ev.term
-        if term < self.term_of(msg.run_id):
-            return
-        self.store.drop_run(msg.run_id)
-        self.run_owners.pop(msg.run_id, None)
         run_id = msg.run_id
-        self._fetched = {k for k in self._fetched if k[0] != run_id}
+        known = self.run_owners.get(run_id)  # (``term_of``, read once)
+        if known is not None:
+            if term < known[0]:
+                return
+            del self.run_owners[run_id]
+        self.store.drop_run(run_id)
+        if self._fetched:  # (mostly empty: no set built per freed run then)
+            self._fetched = {k for k in self._fetched if k[0] != run_id}
         self._encodes.pop(run_id, None)
-        self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
+        if self._needs:
+            self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
 
     def _on_values_freed(self, ev: ValuesFreed) -> None:
         """The owner says no task needs these values any more (every consumer finished): drop

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import msgpack
 
-from handoffd.observability.latency import Buckets
-from handoffd.protocol import messages as m
 from handoffd.protocol.messages_observability import (
     AttemptInfo,
     GetTaskHistory,
@@ -20,51 +17,9 @@ from handoffd.protocol.messages_observability import (
     TaskHistoryReply,
 )
 from handoffd.protocol.schema import Rows
-from handoffd.scheduler import history
 from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.scheduler.run import RunState
 
 log = logging.getLogger("handoffd.tasks")
-
-
-def observe_reports(
-    run: RunState, node: str, reports: Iterable[m.TaskReport], latency: Buckets
-) -> None:
-    """Record what ``node`` reports of each attempt (pid, times, bytes, error) in its history,
-    and in ``latency`` the time from its dispatch to its start."""
-    tasks = run.tasks
-    for r in reports:
-        rec = tasks.get(r.task_id)
-        if rec is None or r.state == "RUNNING":
-            continue
-        if r.started and rec.attempts and rec.attempts[-1][0] == r.attempt:
-            dispatched = rec.attempts[-1][history.DISPATCHED]
-            if dispatched:
-                latency.observe(max(0.0, r.started - dispatched))
-        if r.state != "DONE":
-            log.info(
-                "run %s task %s attempt %d on %s: %s (%s: %s)",
-                run.run_id,
-                r.task_id,
-                r.attempt,
-                node,
-                r.kind,
-                r.exc_type,
-                r.message,
-                extra={"run": run.run_id, "task": r.task_id, "attempt": r.attempt},
-            )
-        history.observe(
-            rec.attempts,
-            r.attempt,
-            node,
-            state="DONE" if r.state == "DONE" else r.kind,
-            pid=r.pid,
-            started=r.started,
-            ended=r.ended,
-            bytes_in=r.bytes_in,
-            bytes_out=r.size,
-            error=(r.exc_type, r.message, r.traceback) if r.state != "DONE" else ("", "", ""),
-        )
 
 
 def history_reply(

@@ -80,9 +80,11 @@ class Node(NodeRouting):
         self._clock = clock
         self._rng = random.Random(seed)
         self._transport = transport
-        # The configured limits bound every decode; a standby only repacks a log batch's task
-        # deltas, so it reads them as checked rows, not objects (protocol.rows).
-        self.codec = codec.Codec(config.limits, rows={m.ReplicateLog: "tasks"})
+        # The configured limits bound every decode; a standby needs a log batch's task deltas
+        # only if it takes over, so it keeps them packed as they came (protocol.rows).
+        self.codec = codec.Codec(
+            config.limits, packed={m.ReplicateLog: "tasks"}, repeats=m.SubmitAndWait
+        )
         self._refusals = versions.Refusals()
         self.address = ""
         self.membership: swim.Membership | None = None
@@ -124,7 +126,8 @@ class Node(NodeRouting):
         self._stopped = asyncio.Event()
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
-        self._replies = Replies(self._encoder, self._reply_encoded)  # a big one: in a thread
+        # a big one: in a thread
+        self._replies = Replies(self._encoder, self._reply_encoded, encode=self.encode)
         self._local = []  # sent to ourselves this loop turn (daemon/node_routing.py)
         self._local_soon = None
         self._local_others = 0

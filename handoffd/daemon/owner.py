@@ -39,7 +39,7 @@ from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_here, dispatch_message, dispatch_tasks, far_keeper
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.daemon.fencing import Held
-from handoffd.daemon.history_io import history_reply, observe_reports
+from handoffd.daemon.history_io import history_reply
 from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.owner_submit import Submissions
 from handoffd.daemon.owner_waits import ACCEPT_NOTICE_DELAY as ACCEPT_NOTICE_DELAY
@@ -321,15 +321,10 @@ class OwnerIO(Submissions):
         events = self._reported(node, ins)
         if type(ins) is AnsweredHere:
             events.append(ev.DispatchAnswered(node, ins.run_id, ins.accepted, ins.refused))
+            self._feed_reported(events)
         else:
             assert isinstance(ins, ReportedHere)
-            if ins.outputs:
-                self.output.reported(ins.run_id, node, ins.reports, ins.outputs)
-            run = self.scheduler.run_state(ins.run_id)
-            if run is not None:
-                observe_reports(run, node, ins.reports, self.dispatch_seconds)
-            reports.list_events(ins.run_id, node, ins.reports, ins.values, events)
-        self._feed_reported(events)
+            self._on_table(ins.run_id, node, ins.table, ins.values, events)
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         kind = type(msg)
@@ -372,17 +367,11 @@ class OwnerIO(Submissions):
             self._feed_reported(events)
         elif isinstance(msg, TaskOutputLive):
             self.output.live(msg.run_id, self._node_name_for(envelope), msg.chunks)
-        elif isinstance(msg, m.TasksReported):
+        elif isinstance(msg, m.TasksReported):  # (a node of an earlier build: read as columns)
+            table = ReportTable.of_rows(msg.reports, [r.frame for r in msg.reports], msg.outputs)
             node = self._node_name_for(envelope)
-            if msg.outputs:
-                self.output.reported(msg.run_id, node, msg.reports, msg.outputs)
             events = self._reported(node, msg)
-            run = self.scheduler.run_state(msg.run_id)
-            if run is not None:
-                observe_reports(run, node, msg.reports, self.dispatch_seconds)
-            values = reports.frame_values(msg.reports, frames)
-            reports.list_events(msg.run_id, node, msg.reports, values, events)
-            self._feed_reported(events)
+            self._on_table(msg.run_id, node, table, reports.frame_values(table, frames), events)
         elif isinstance(msg, TasksWithdrawn):
             node = self._node_name_for(envelope)
             events = self._reported(node, msg)
@@ -428,13 +417,19 @@ class OwnerIO(Submissions):
     def _on_report_columns(self, msg: ReportColumns, frames: list[bytes], node: str) -> None:
         table = ReportTable(msg)  # ColumnError: dropped by the node, logged
         frames = split_frames(msg.frame_sizes, frames, "ReportColumns")
-        if msg.outputs:
-            self.output.reported(msg.run_id, node, table.reports(), msg.outputs)
-        events: list[Any] = self._reported(node, msg)
-        run = self.scheduler.run_state(msg.run_id)
+        values = reports.frame_values(table, frames)
+        self._on_table(msg.run_id, node, table, values, self._reported(node, msg))
+
+    def _on_table(
+        self, run_id: str, node: str, table: ReportTable, values: Any, events: list[Any]
+    ) -> None:
+        """A node's reports (ours: ``ReportedHere``), read as one table either way."""
+        if table.outputs:
+            self.output.reported(run_id, node, table.reports(), table.outputs)
+        run = self.scheduler.run_state(run_id)
         if run is not None:
             reports.observe_table(run, node, table, self.dispatch_seconds)
-        reports.report_events(msg.run_id, node, table, frames, events)
+        reports.table_events(run_id, node, table, values, events)
         self._feed_reported(events)
 
     def _reported(self, node: str, msg: Any) -> list[Any]:

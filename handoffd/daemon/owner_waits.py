@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
 from handoffd.daemon.results import error_info
 from handoffd.protocol import messages as m
+from handoffd.protocol.registry import maker
 
 if TYPE_CHECKING:
     from handoffd.daemon.results import ResultFetcher
@@ -47,6 +48,10 @@ ACCEPT_NOTICE_DELAY = 0.02
 # How long a SubmitAndWait with release may run before it is replicated (see the module doc).
 # Its RunAccepted (if it runs longer still) comes this much later than before: 25 ms, not 20.
 REPLICATE_DELAY = 0.005
+
+# One per answered run (every one-task execute's reply): the slots filled from C, not through the
+# frozen __init__'s object.__setattr__ per field (the same object).
+_outcome = maker(m.RunOutcome)
 
 
 @dataclass(eq=False)
@@ -254,7 +259,7 @@ class Waiting:
         released = waiter.release and st.state == "DONE" and not pending
         if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
             return False
-        outcome = m.RunOutcome(
+        outcome = _outcome(
             waiter.request_id,
             run_id,
             *self._status_fields(run_id, st),

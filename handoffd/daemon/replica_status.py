@@ -19,8 +19,9 @@ once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from handoffd import collector
 from handoffd.daemon.replication_rebuild import Offload
 from handoffd.protocol import messages as m
 from handoffd.protocol.snapshot import decode_run, error_to_info
-from handoffd.replication.standby import Replica
+from handoffd.replication.standby import Batch, Replica, newest_rows
 from handoffd.scheduler.states import TASK_STATES
 
 log = logging.getLogger("handoffd.replication")
@@ -52,10 +53,14 @@ def count(
     snapshot: bytes | memoryview,
     deltas: dict[str, bytes],
     run_fields: tuple[str, bool, m.ErrorInfo | None] | None,
+    batches: Sequence[Batch] = (),
 ) -> Replicated:
     """The run's state and per-task state counts: the snapshot with each task's newest delta
-    (``Replica.run_data`` without the values, specs and payloads it rebuilds). Pure."""
+    (``Replica.run_data`` without the values, specs and payloads it rebuilds; ``batches``: the
+    replica's kept packed: each task's newest row read as it is, over ``deltas``). Pure."""
     with collector.paused():
+        # (the batches' newest rows read as they are: ``Replica.run_data``)
+        newest = newest_rows(batches, {}) if batches else {}
         lean = _task_states(snapshot)
         if lean is None or (run_fields is None and lean[1]):  # (its error: decoded in full)
             data = decode_run(snapshot)
@@ -66,8 +71,11 @@ def count(
             state, _, states = lean
             error = None
         for task_id, row in deltas.items():
-            if task_id in states:
+            if task_id in states and task_id not in newest:
                 states[task_id] = msgpack.unpackb(row, raw=False)[0]
+        for task_id, new in newest.items():
+            if task_id in states:
+                states[task_id] = new[_ROW_STATE]
         if run_fields is not None:
             state, _, error = run_fields
         counts = dict.fromkeys(TASK_STATES, 0)
@@ -78,6 +86,8 @@ def count(
     return Replicated(state, counts, error)
 
 
+# A TaskDelta row's state (``protocol.rows``: its fields in declaration order).
+_ROW_STATE = [f.name for f in dataclasses.fields(m.TaskDelta)].index("state")
 # A RunSnapshot row's fields read here (``protocol/messages_snapshot.py``: run_id, seq, term,
 # state, error, ..., specs at 11, ..., tasks at 13; a task row starts task_id, state).
 _STATE_AT, _ERROR_AT, _TASKS_AT = 3, 4, 13
@@ -146,6 +156,7 @@ class ReplicaStatus:
         self._counting[run_id] = (key, waiting)
         # A copy: log batches replace entries of the replica's deltas meanwhile.
         snapshot, deltas, fields = replica.snapshot, dict(replica.deltas), replica.run_fields
+        batches = tuple(replica.batches)
         self.counted += 1
 
         def finished(out: Any, error: BaseException | None) -> None:
@@ -159,7 +170,7 @@ class ReplicaStatus:
             for callback in waiting:
                 callback(out)
 
-        self._offload.run(lambda: count(snapshot, deltas, fields), finished)
+        self._offload.run(lambda: count(snapshot, deltas, fields, batches), finished)
 
     def forget(self, keep: Callable[[str], bool]) -> None:
         """Drop the counts of runs ``keep`` says no (their replicas are gone)."""

@@ -34,7 +34,7 @@ from handoffd.daemon.replication_payloads import OwnerPayloads, PayloadPulls
 from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed
 from handoffd.daemon.replication_takeover import HeldReports, Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import join_frames, split_frames
+from handoffd.protocol.columns import check_frames, join_frames
 from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.schema import WireRows
@@ -511,8 +511,8 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
                 owner_address = self.port.address_of(owner) or owner_address
             if not self._claimed(msg.run_id, msg.term, owner, owner_address or ""):
                 return
-            frames = split_frames(msg.frame_sizes, frames, "ReplicateLog")
-            ack2 = self.standby.on_log(msg, owner_address or "", frames, owner)
+            check_frames(msg.frame_sizes, frames, "ReplicateLog")  # (split if needed: keep)
+            ack2 = self.standby.on_log(msg, owner_address or "", frames, owner, joined=True)
             if ack2 is not None:
                 self._ack(ack2)
         elif isinstance(msg, m.ReplicaAcked):

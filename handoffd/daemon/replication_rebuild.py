@@ -145,7 +145,12 @@ def frozen(replica: Replica) -> Replica:
     rebuild fails), but it moves the replica's ``seq`` past the one the rebuild was started at,
     so the takeover never uses such a rebuild (``replication_takeover._current``)."""
     return dataclasses.replace(
-        replica, deltas=_copied(replica.deltas), values=_copied(replica.values)
+        replica,
+        # (the batches first: one the loop folds into deltas meanwhile is then in both, and
+        # applying it again before the later ones leaves the same newest delta and value)
+        batches=list(replica.batches),
+        deltas=_copied(replica.deltas),
+        values=_copied(replica.values),
     )
 
 

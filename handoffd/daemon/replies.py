@@ -58,9 +58,16 @@ class Replies:
     without a loop): everything at once."""
 
     def __init__(
-        self, prepare: Prepare, send: Callable[[bytes, list[Any]], object], threaded: bool = True
+        self,
+        prepare: Prepare,
+        send: Callable[[bytes, list[Any]], object],
+        threaded: bool = True,
+        encode: Callable[[Any, list[Any] | None], list[Any]] | None = None,
     ) -> None:
+        """``encode(msg, frames)``: ``prepare(msg, frames)(0)``'s frames, made at once (a
+        reply sent on the spot needs no encoding bound for later)."""
         self._prepare = prepare
+        self._encode = encode if encode is not None else lambda msg, frames: prepare(msg, frames)(0)
         self._send = send
         self.threaded = threaded
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -70,17 +77,17 @@ class Replies:
         self.offloaded = 0  # replies encoded in the thread (tests, logs)
 
     def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
-        queue = self._behind.get(conn)
+        queue = self._behind.get(conn) if self._behind else None
         big = self.threaded and entries(msg) >= BIG_ENTRIES
         loop = _running_loop() if big else None
         big = loop is not None
         if queue is None and not big:
-            self._send(conn, self._prepare(msg, frames)(0))
+            self._send(conn, self._encode(msg, frames))
             return
         if queue is None:
             queue = self._behind[conn] = deque()
         if not big:
-            queue.append([self._prepare(msg, frames)(0)])
+            queue.append([self._encode(msg, frames)])
             return
         cell: list[Any] = [None]
         queue.append(cell)

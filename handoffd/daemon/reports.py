@@ -1,9 +1,9 @@
 """What the owner's shell makes of a node's column messages (``RepliedColumns``,
 ``ReportColumns``): scheduler events, task history, the latency histogram. Pure translation over
 the checked columns (``protocol.columns``), one loop over plain lists per message instead of a
-record per task; the per-task ``TasksReported`` / ``DispatchReplied`` are still read by
-``OwnerIO`` (``daemon.owner``) for senders that send them, and our own executor's records
-(``ReportedHere``) share their translation (``list_events``)."""
+record per task. Our own executor's reports (``ReportedHere``) and a node of an earlier build's
+``TasksReported`` come as the same table (``columns.ReportTable.of_rows``), read the same way
+(``table_events``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from handoffd.observability.latency import Buckets
-from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportTable, replied_pairs
 from handoffd.protocol.messages_columns import RepliedColumns
 from handoffd.scheduler import events as ev
@@ -31,38 +30,62 @@ def answered(node: str, msg: RepliedColumns) -> ev.DispatchAnswered:
 
 
 def report_events(
-    run_id: str, node: str, table: ReportTable, frames: list[bytes], events: list[Any]
+    run_id: str, node: str, table: ReportTable, frames: list[Any], events: list[Any]
+) -> None:
+    """``table_events`` of a received message, each report's value from its ``frames``."""
+    table_events(run_id, node, table, frame_values(table, frames), events)
+
+
+def frame_values(table: ReportTable, frames: list[Any]) -> list[bytes | None]:
+    """Each report's inline value of a received message (None when it names no frame)."""
+    count = len(frames)
+    return [bytes(frames[f]) if 0 <= f < count else None for f in table.frames]
+
+
+_PLAIN = {bytes, type(None)}
+
+
+def table_events(
+    run_id: str,
+    node: str,
+    table: ReportTable,
+    values: Sequence[bytes | None],
+    events: list[Any],
 ) -> None:
     """Append to ``events`` the scheduler's events of the DONE / FAILED reports, in report order:
     each stretch of DONE ones as one ``TasksSucceeded`` (columns: no event object per task), each
-    FAILED one as a ``TaskErrored``."""
+    FAILED one as a ``TaskErrored``; ``values``: each report's inline value or None (our own
+    executor's table carries them beside it, a message in its frames: ``report_events``)."""
     task_ids, attempts, states, sizes = table.task_ids, table.attempts, table.states, table.sizes
-    durations, value_frames = table.durations, table.frames
-    count = len(frames)
+    durations = table.durations
+    if not set(map(type, values)) <= _PLAIN:  # (a buffer: the scheduler keeps bytes)
+        values = [bytes(v) if v is not None else None for v in values]
     if states.count(_DONE) == len(states):  # (the usual message: its columns as they are)
-        if task_ids:
-            got = [bytes(frames[f]) if 0 <= f < count else None for f in value_frames]
+        if len(task_ids) == 1:  # (a lone task's, W3: the one event, not a frozen batch's)
+            one = (attempts[0], node, sizes[0], values[0], durations[0])
+            events.append(ev.TaskSucceeded(run_id, task_ids[0], *one))
+        elif task_ids:
+            column = values if type(values) is list else list(values)
             events.append(
-                ev.TasksSucceeded(run_id, node, task_ids, attempts, sizes, got, durations)
+                ev.TasksSucceeded(run_id, node, task_ids, attempts, sizes, column, durations)
             )
         return
     ids: list[str] = []
     tries: list[int] = []
     stored: list[int] = []
-    values: list[bytes | None] = []
+    got: list[bytes | None] = []
     took: list[float] = []
     for i, state in enumerate(states):
         if state == _DONE:
-            frame = value_frames[i]
             ids.append(task_ids[i])
             tries.append(attempts[i])
             stored.append(sizes[i])
-            values.append(bytes(frames[frame]) if 0 <= frame < count else None)
+            got.append(values[i])
             took.append(durations[i])
         elif state == _FAILED:
             if ids:
-                events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, values, took))
-                ids, tries, stored, values, took = [], [], [], [], []
+                events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, got, took))
+                ids, tries, stored, got, took = [], [], [], [], []
             f = table.failures[i]
             events.append(
                 ev.TaskErrored(
@@ -77,56 +100,13 @@ def report_events(
                 )
             )
     if ids:
-        events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, values, took))
-
-
-def list_events(
-    run_id: str,
-    node: str,
-    reports: Sequence[m.TaskReport],
-    values: Sequence[Any],
-    events: list[Any],
-) -> None:
-    """Append to ``events`` the scheduler's events of per-task reports (``TasksReported``, or our
-    own executor's ``ReportedHere``), in order; ``values``: each report's inline value or None."""
-    for report, value in zip(reports, values, strict=True):
-        if report.state == "DONE":
-            events.append(
-                ev.TaskSucceeded(
-                    run_id,
-                    report.task_id,
-                    report.attempt,
-                    node,
-                    report.size,
-                    bytes(value) if value is not None else None,
-                    report.duration,
-                )
-            )
-        elif report.state == "FAILED":
-            events.append(
-                ev.TaskErrored(
-                    run_id,
-                    report.task_id,
-                    report.attempt,
-                    node,
-                    report.kind,
-                    report.exc_type,
-                    report.message,
-                    report.traceback,
-                )
-            )
-
-
-def frame_values(reports: Sequence[m.TaskReport], frames: list[Any]) -> list[Any]:
-    """Each report's inline value from the message's ``frames`` (None when it names none)."""
-    count = len(frames)
-    return [frames[r.frame] if 0 <= r.frame < count else None for r in reports]
+        events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, got, took))
 
 
 def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets) -> None:
     """Record what ``node`` reports of each attempt in its history (pid, times, bytes, error),
-    and in ``latency`` the time from its dispatch to its start (``history_io.observe_reports``
-    for columns)."""
+    and in ``latency`` the time from its dispatch to its start; every node's reports, ours
+    included, come as a table."""
     tasks = run.tasks
     attempts, states, started = table.attempts, table.states, table.started
     if states.count(_DONE) == len(states):  # (the usual message: one compiled loop)

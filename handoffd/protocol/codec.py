@@ -38,7 +38,8 @@ import msgpack
 
 from handoffd.config import Limits
 from handoffd.protocol import schema
-from handoffd.protocol.rows import reading_rows
+from handoffd.protocol.repeats import Repeats
+from handoffd.protocol.rows import packed_reader, reading_packed, reading_rows
 from handoffd.protocol.schema import (
     INT_MAX,
     INT_MIN,
@@ -139,6 +140,8 @@ class Codec:
         versions: tuple[int, int] = RANGE,
         messages: Mapping[int, type] | None = None,
         rows: Mapping[type, str] | None = None,
+        packed: Mapping[type, str] | None = None,
+        repeats: type | None = None,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
         self.stats = CodecStats()
@@ -156,7 +159,23 @@ class Codec:
                 if record is None or record.cls is not cls:
                     raise TypeError(f"rows: {cls!r} is not a registered message")
                 self._records[cls.TYPE] = reading_rows(record, name)  # type: ignore[attr-defined]
+        # ``packed``: message class -> a ``tuple[Struct, ...]`` field of it kept as the bytes it
+        # came as, read as rows only if needed (``protocol.rows.packed_reader``); keyed by the
+        # byte that holds the type id of such a message
+        self._packed: dict[int, Any] = {}
+        for cls, name in (packed or {}).items():
+            record = self._record(cls.TYPE)  # type: ignore[attr-defined]
+            if record is None or record.cls is not cls or not 0 <= cls.TYPE < 0x80:  # type: ignore[attr-defined]
+                raise TypeError(f"packed: {cls!r} is not a registered message")
+            if self._records is schema._RECORDS:
+                self._records = dict(self._records)
+            self._records[cls.TYPE] = reading_packed(record, name)  # type: ignore[attr-defined]
+            at = MESSAGE_OFFSET + record.names.index(name)
+            self._packed[cls.TYPE] = packed_reader(cls.TYPE, record.count, at)  # type: ignore[attr-defined]
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        # ``repeats``: a message class whose body, the last one's but for its two ids, is read
+        # from the last one's fields (``protocol.repeats``: a one-task execute's SubmitAndWait)
+        self._repeats = Repeats(repeats, self._packer.pack) if repeats is not None else None
 
     def _record(self, type_id: int) -> Record | None:
         if self._registry is None:
@@ -242,10 +261,26 @@ class Codec:
             for extra in extras:
                 if len(extra) > limits.max_frame_bytes:
                     return self._drop("frame_too_large")
+            repeats = self._repeats
+            if repeats is not None and unpacked is None and type(head) is bytes:
+                hit = repeats.read(head)
+                if hit is not None:
+                    stats = self.stats
+                    stats.decoded += 1
+                    stats.decoded_by_type[repeats.type_id] += 1
+                    if type(extras) is not list:
+                        extras = list(extras)
+                    return _tuple_new(Decoded, (hit[0], hit[1], extras))  # type: ignore[no-any-return]
             try:
                 # msgpack bounds every string, array and map by len(head), which is within
                 # max_body_bytes here; passing limits as keywords cost ~5% of a small decode.
                 # (Maps keys are str or bytes, strings UTF-8; an ext value fails the schema.)
+                if unpacked is None and self._packed and type(head) is bytes and len(head) > 6:
+                    # (the type id's byte: after lo and hi, past a fixarray's one header byte or
+                    # an array16's three)
+                    read = self._packed.get(head[5] if head[0] == 0xDC else head[3])
+                    if read is not None:
+                        unpacked = read(head)
                 values = unpacked if unpacked is not None else msgpack.unpackb(head, use_list=False)
             except Exception:
                 return self._drop("malformed_msgpack")
@@ -287,6 +322,9 @@ class Codec:
             envelope = _tuple_new(Envelope, (lo, hi, type_id, sender, incarnation, term, seq))
             if type(extras) is not list:
                 extras = list(extras)
+            if repeats is not None and type_id == repeats.type_id and type(head) is bytes:
+                if unpacked is None and len(values) - _ENVELOPE_LEN == record.count:
+                    repeats.learn(head, envelope, values, msg)
             return _tuple_new(Decoded, (envelope, msg, extras))  # type: ignore[no-any-return]
         except Exception as exc:  # defensive: decode must never raise into the event loop
             return self._drop("internal_error", repr(exc))

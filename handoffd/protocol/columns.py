@@ -14,7 +14,6 @@ import math
 import sys
 from array import array
 from collections.abc import Sequence
-from operator import attrgetter
 from typing import Any
 
 from handoffd.protocol import messages as m
@@ -65,9 +64,10 @@ def unpack(code: str, data: bytes, count: int, what: str) -> list[Any]:
 
 
 def _indices(values: list[int], limit: int, what: str, low: int = 0) -> None:
-    for v in values:
-        if not low <= v < limit:
-            raise ColumnError(f"{what}: index {v} out of range [{low}, {limit})")
+    # (min and max in C: a Python loop here was ~120 bytecodes a dispatched task with 3 inputs)
+    if values and (min(values) < low or max(values) >= limit):
+        v = next(v for v in values if not low <= v < limit)
+        raise ColumnError(f"{what}: index {v} out of range [{low}, {limit})")
 
 
 def _strings(values: tuple[str, ...], count: int, what: str) -> None:
@@ -100,6 +100,25 @@ def join_frames(frames: list[Any], below: int = JOIN_BELOW) -> tuple[bytes, list
         b"".join(small),
         *(f for f, n in zip(frames, sizes, strict=True) if n < 0),
     ]
+
+
+def check_frames(frame_sizes: bytes, frames: Sequence[Any], what: str) -> None:
+    """Raise the ColumnError ``split_frames`` would, without splitting: for a receiver that keeps
+    the frames as they came and splits them later, if ever."""
+    if not frame_sizes:
+        return
+    sizes = unpack("q", frame_sizes, len(frame_sizes) // 8, f"{what}.frame_sizes")
+    if len(frame_sizes) % 8 or not frames:
+        raise ColumnError(f"{what}.frame_sizes: {len(frame_sizes)} bytes and {len(frames)} frames")
+    if sizes and min(sizes) < -1:
+        raise ColumnError(f"{what}.frame_sizes: {min(sizes)} is neither a size nor -1")
+    apart = sizes.count(-1)
+    if apart > len(frames) - 1:
+        raise ColumnError(f"{what}.frame_sizes: more separate frames than were sent")
+    if sum(sizes) + apart > len(frames[0]):
+        raise ColumnError(f"{what}.frame_sizes: the packed frames exceed the first frame")
+    if sum(sizes) + apart != len(frames[0]) or apart != len(frames) - 1:
+        raise ColumnError(f"{what}.frame_sizes: the sizes do not cover the frames sent")
 
 
 def split_frames(frame_sizes: bytes, frames: list[Any], what: str) -> list[Any]:
@@ -197,7 +216,7 @@ class DispatchTable:
         self.priorities: list[int] = unpack("q", msg.priorities, n, f"{name}.priorities")
         self.ranks: list[float] = unpack("d", msg.ranks, n, f"{name}.ranks")
         counts = self.counts = unpack("i", msg.input_counts, n, f"{name}.input_counts")
-        if any(c < 0 for c in counts):
+        if counts and min(counts) < 0:
             raise ColumnError(f"{name}.input_counts: a negative count")
         total = sum(counts)
         _strings(msg.input_task_ids, total, f"{name}.input_task_ids")
@@ -219,7 +238,7 @@ class DispatchTable:
                         )
                 at += count
         holder_counts = unpack("i", msg.input_holders, total, f"{name}.input_holders")
-        if any(c < 0 for c in holder_counts):
+        if holder_counts and min(holder_counts) < 0:
             raise ColumnError(f"{name}.input_holders: a negative count")
         self.holder_counts: list[int] = holder_counts
         self.holders: list[int] = unpack("i", msg.holders, sum(holder_counts), f"{name}.holders")
@@ -393,82 +412,74 @@ def replied_pairs(
 
 def report_columns(msg: m.TasksReported, frame_sizes: bytes = b"") -> ReportColumns:
     """``msg`` as columns; ``frame_sizes``: how its frames were packed (``join_frames``)."""
-    reports = msg.reports
-    frames = [r.frame for r in reports]
-    return _report_columns(
-        msg.run_id, reports, frames, msg.free, msg.resource_version, msg.outputs, frame_sizes
-    )
+    table = ReportTable.of_rows(msg.reports, [r.frame for r in msg.reports], msg.outputs)
+    return packed_reports(msg.run_id, table, msg.free, msg.resource_version, frame_sizes)
 
 
 def reports_as_columns(
     run_id: str,
-    reports: Sequence[m.TaskReport],
+    reports: Sequence[ReportRow | m.TaskReport],
     values: Sequence[bytes | None],
     outputs: tuple[str, ...],
     free: dict[str, float],
     version: int,
 ) -> tuple[ReportColumns, list[Any]]:
-    """The ``ReportColumns`` and frames to send for ``reports`` (their ``frame`` unused), each
-    with its inline value or None in ``values``: the frame column is numbered here, the values
-    packed by ``join_frames``. What ``report_columns`` of the ``TasksReported`` with the reports
-    naming their frames gives, without that message and a report rebuilt per inline value."""
-    numbers: list[int] = []
-    frames: list[Any] = []
-    for value in values:
-        if value is None:
-            numbers.append(-1)
-        else:
-            numbers.append(len(frames))
-            frames.append(value)
-    sizes, frames = join_frames(frames)
-    msg = _report_columns(run_id, reports, numbers, free, version, outputs, sizes)
-    return msg, frames
-
-
-# The columns of a report, read with one call per report (then transposed by zip).
-_REPORT_ROW = attrgetter(
-    "task_id", "attempt", "state", "size", "duration", "pid", "started", "ended", "bytes_in"
-)
-
-
-def _report_columns(
-    run_id: str,
-    reports: Sequence[m.TaskReport],
-    frames: list[int],
-    free: dict[str, float],
-    version: int,
-    outputs: tuple[str, ...],
-    frame_sizes: bytes,
-) -> ReportColumns:
-    if reports:
-        ids, attempts, states, sizes, durations, pids, started, ended, bytes_in = zip(
-            *map(_REPORT_ROW, reports), strict=True
-        )
+    """The ``ReportColumns`` and frames to send for ``reports`` (rows or reports, their
+    ``frame`` unused), each with its inline value or None in ``values``: the frame column is
+    numbered here, the values packed by ``join_frames``. What ``report_columns`` of the
+    ``TasksReported`` with the reports naming their frames gives, without that message and a
+    report rebuilt per inline value."""
+    if None not in values:  # (the usual batch: every value inline, numbered in order)
+        numbers = list(range(len(values)))
+        frames: list[Any] = list(values)
     else:
-        ids = attempts = states = sizes = durations = pids = started = ended = bytes_in = ()
-    failures: tuple[ReportFailure, ...] = ()
-    if "FAILED" in states:  # (rare: a record each)
-        failures = tuple(
-            ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
-            for i, r in enumerate(reports)
-            if r.state == "FAILED"
-        )
+        numbers, frames = [], []
+        for value in values:
+            if value is None:
+                numbers.append(-1)
+            else:
+                numbers.append(len(frames))
+                frames.append(value)
+    sizes, frames = join_frames(frames)
+    table = ReportTable.of_rows(reports, numbers, outputs)
+    return packed_reports(run_id, table, free, version, sizes), frames
+
+
+#: A report as one row: ``ReportColumns``' columns but ``frames`` (where its value travels is the
+#: sender's business), the state as its code. The executor builds one per attempt that ended
+#: with a value (``executor_records.done_report``); a ``TaskReport`` only for the rest.
+ReportRow = tuple[str, int, int, int, float, int, float, float, int]
+
+
+def report_row(r: m.TaskReport) -> ReportRow:
+    """``r`` as a row (its failure, if any, is not in it: ``ReportTable.of_rows``); ``ColumnError``
+    for a state no build sends (a received ``TasksReported`` is dropped and logged for it)."""
+    state = _STATE_CODE.get(r.state)
+    if state is None:
+        raise ColumnError(f"report of task {r.task_id!r}: unknown state {r.state!r}")
+    return (r.task_id, r.attempt, state, r.size, r.duration, r.pid, r.started, r.ended, r.bytes_in)
+
+
+def packed_reports(
+    run_id: str, table: ReportTable, free: dict[str, float], version: int, frame_sizes: bytes
+) -> ReportColumns:
+    """``table`` (built here, not received: unchecked) as the message."""
     return ReportColumns(
         run_id,
-        ids,
-        pack("q", attempts),
-        pack("B", list(map(_STATE_CODE.__getitem__, states))),
-        pack("q", sizes),
-        pack("i", frames),
-        pack("d", durations),
-        pack("q", pids),
-        pack("d", started),
-        pack("d", ended),
-        pack("q", bytes_in),
-        failures,
+        table.task_ids,
+        pack("q", table.attempts),
+        pack("B", table.states),
+        pack("q", table.sizes),
+        pack("i", table.frames),
+        pack("d", table.durations),
+        pack("q", table.pids),
+        pack("d", table.started),
+        pack("d", table.ended),
+        pack("q", table.bytes_in),
+        tuple(table.failures.values()),
         free,
         version,
-        outputs,
+        table.outputs,
         frame_sizes,
     )
 
@@ -516,6 +527,51 @@ class ReportTable:
             _strings(msg.outputs, n, f"{name}.outputs")
         self.outputs = msg.outputs
 
+    @classmethod
+    def of_rows(
+        cls,
+        reports: Sequence[ReportRow | m.TaskReport],
+        frames: list[int],
+        outputs: tuple[str, ...],
+    ) -> ReportTable:
+        """The table of reports as built by their sender (``frames``: each one's value frame,
+        -1 none; ``outputs``: one per report or ()), transposed by ``zip`` in one call: a
+        ``TaskReport`` (a failure, a cancel: rare) is made a row first, its failure kept."""
+        self = cls.__new__(cls)
+        self.frames, self.outputs = frames, outputs
+        if len(reports) == 1 and type(reports[0]) is tuple:  # (a lone task's: W3, no transpose)
+            task_id, attempt, state, size, took, pid, began, end, took_in = reports[0]
+            self.task_ids, self.attempts, self.states = (task_id,), [attempt], [state]
+            self.sizes, self.durations, self.pids = [size], [took], [pid]
+            self.started, self.ended, self.bytes_in, self.failures = [began], [end], [took_in], {}
+            return self
+        failures: dict[int, ReportFailure] = {}
+        rows: Sequence[ReportRow | m.TaskReport] = reports
+        if set(map(type, reports)) - {tuple}:
+            converted: list[ReportRow] = []
+            for i, r in enumerate(reports):
+                if type(r) is not tuple:
+                    assert isinstance(r, m.TaskReport)
+                    if r.state == "FAILED":
+                        failures[i] = ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
+                    r = report_row(r)
+                converted.append(r)  # type: ignore[arg-type]
+            rows = converted
+        columns: list[Any] = list(zip(*rows, strict=True)) if rows else [()] * 9
+        self.task_ids = columns[0]
+        (
+            self.attempts,
+            self.states,
+            self.sizes,
+            self.durations,
+            self.pids,
+            self.started,
+            self.ended,
+            self.bytes_in,
+        ) = map(list, columns[1:])
+        self.failures = failures
+        return self
+
     def __len__(self) -> int:
         return len(self.task_ids)
 
@@ -559,6 +615,7 @@ __all__ = [
     "ColumnError",
     "DispatchTable",
     "INPUT_KINDS",
+    "ReportRow",
     "ReportTable",
     "STATES",
     "dispatch_columns",
@@ -570,6 +627,8 @@ __all__ = [
     "replied_columns",
     "replied_pairs",
     "report_columns",
+    "packed_reports",
+    "report_row",
     "reports_as_columns",
     "unpack",
 ]

@@ -9,6 +9,13 @@ same conversions: an int in a float field becomes a float) and comes as a tuple 
 fields in declaration order, nested structs as rows too. A struct of another length (a sender of
 another protocol version) is read by the struct's own ``from_other`` and turned into a row of
 this build's fields, so a consumer sees one shape whatever the sender's version.
+
+A receiver that only keeps a message's structs until it may need them (a standby keeps a log
+batch's task deltas until it takes over, ``replication.standby``) asks for that field *packed*
+(``Codec(packed={ReplicateLog: "tasks"})``): the message is read field by field and that one
+skipped, kept as the bytes it was sent as; ``read_packed`` reads them later as checked rows, with
+the same checks. Its message of another shape (another field count, a protocol version's number
+past one byte) is read whole, that field as checked rows.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import sys
 import typing
 from collections.abc import Callable
 from typing import Any
+
+import msgpack
 
 from handoffd.protocol.messages import STRUCTS
 from handoffd.protocol.schema import (
@@ -114,6 +123,87 @@ def as_row(obj: Any) -> Row:
 _STRUCT_TYPES = frozenset(STRUCTS.values())
 
 
+def read_packed(record: Record, packed: bytes) -> CheckedRows:
+    """``packed`` (a ``tuple[Struct, ...]`` of ``record``'s struct, as sent) as checked rows;
+    raises ``Invalid`` (also for bytes that are not msgpack) as the message's decode would."""
+    try:
+        value = msgpack.unpackb(packed, use_list=False)
+    except Exception:
+        raise Invalid(f"{record.cls.__name__}: packed rows") from None
+    reader = _ROWS_OF.get(record.cls)
+    if reader is None:
+        reader = _ROWS_OF[record.cls] = tuple_rows(record)
+    return reader(value)
+
+
+_ROWS_OF: dict[type, Callable[[Any], CheckedRows]] = {}  # struct -> its tuple_rows, built once
+
+
+def packed_reader(type_id: int, count: int, at: int) -> Callable[[bytes], tuple[Any, ...] | None]:
+    """For a message of type ``type_id`` with ``count`` fields: ``read(head)`` is the head's
+    values as ``msgpack.unpackb(head, use_list=False)`` gives them, but the one at ``at`` (of
+    the whole array, envelope included) left as its packed bytes; None if ``head`` is not such a
+    message (another type or shape) or is malformed (the caller decodes it whole: it drops it)."""
+    total = MESSAGE_OFFSET + count
+    header = bytes([0x90 | total]) if total < 16 else b"\xdc" + total.to_bytes(2, "big")
+    after = len(header)
+
+    def read(head: bytes) -> tuple[Any, ...] | None:
+        # (the envelope's lo and hi are positive fixints and type_id is one byte: versions and
+        # type ids are small; anything else is read whole)
+        if (
+            len(head) <= after + 3
+            or head[after + 2] != type_id
+            or head[after] > 0x7F
+            or head[after + 1] > 0x7F
+            or not head.startswith(header)
+        ):
+            return None
+        try:
+            unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=len(head))
+            unpacker.feed(head)
+            unpack = unpacker.unpack
+            unpacker.read_array_header()
+            values: list[Any] = [unpack() for _ in range(at)]
+            start = unpacker.tell()
+            unpacker.skip()
+            end = unpacker.tell()
+            if head[start] & 0xF0 != 0x90 and head[start] not in (0xDC, 0xDD):
+                return None  # not an array: read whole, the field's check refuses it
+            values.append(head[start:end])
+            values += [unpack() for _ in range(total - at - 1)]
+            if unpacker.tell() != len(head):
+                return None  # trailing bytes: unpackb refuses them
+        except Exception:
+            return None
+        return tuple(values)
+
+    return read
+
+
+def reading_packed(record: Record, field: str) -> Record:
+    """``reading_rows``, but ``field`` may come as bytes (``packed_reader`` kept it packed), passed
+    on as they are: read as rows with ``read_packed`` when needed."""
+    at = record.names.index(field)
+    schema = record.schemas[at]
+    rows = _row_field(record, field)
+    if rows is schema.from_wire:
+        raise TypeError(f"{record.cls.__name__}.{field} is not a tuple of structs")
+
+    def reader(v: Any) -> Any:
+        return v if type(v) is bytes else rows(v)
+
+    patched = copy.copy(record)
+    patched.schemas = (
+        *record.schemas[:at],
+        _Schema(schema.name, schema.to_wire, reader, None),
+        *record.schemas[at + 1 :],
+    )
+    patched.from_message = patched._compile_from_values(MESSAGE_OFFSET)
+    patched.schemas = record.schemas
+    return patched
+
+
 def reading_rows(record: Record, field: str) -> Record:
     """A copy of the message's ``record`` whose ``from_message`` reads ``field`` (a
     ``tuple[Struct, ...]``) as ``CheckedRows``; encoding and every other field are the record's.
@@ -131,4 +221,14 @@ def reading_rows(record: Record, field: str) -> Record:
     return patched
 
 
-__all__ = ["CheckedRows", "Row", "as_row", "reading_rows", "row_checker", "tuple_rows"]
+__all__ = [
+    "CheckedRows",
+    "Row",
+    "as_row",
+    "packed_reader",
+    "read_packed",
+    "reading_packed",
+    "reading_rows",
+    "row_checker",
+    "tuple_rows",
+]

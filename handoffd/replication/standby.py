@@ -51,10 +51,12 @@ from typing import Any, Final
 
 import msgpack
 
+from handoffd.protocol.columns import ColumnError, split_frames
 from handoffd.protocol.messages import ALIVE, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
 from handoffd.protocol.messages_chunks import FarPayload
-from handoffd.protocol.rows import CheckedRows, Row
-from handoffd.protocol.snapshot import attempt_row, decode_run, info_to_data
+from handoffd.protocol.rows import CheckedRows, Row, read_packed
+from handoffd.protocol.schema import Invalid, struct_record
+from handoffd.protocol.snapshot import SnapshotError, attempt_row, decode_run, info_to_data
 
 # (scheduler.run's RUN_FAILED/RUN_CANCELLED and DONE/FAILED/CANCELLED, spelled out: the
 # replica's data is plain strings.)
@@ -77,6 +79,74 @@ _TASK_ID, _STATE, _ATTEMPT, _NODE, _SIZE, _LOCATIONS = (
 _FAILURES, _LOSSES, _COMPLETIONS, _FRAME, _ATTEMPTS = (
     _FIELDS.index(n) for n in ("failures", "losses", "completions", "frame", "attempts")
 )
+_DELTA = struct_record(TaskDelta)
+
+# A log batch kept as it came (``Replica.batches``): its task deltas packed (``Codec(packed=...)``,
+# unchecked), its ``frame_sizes`` and its frames as received (checked: ``columns.check_frames``).
+Batch = tuple[bytes, bytes, tuple[Any, ...]]
+
+#: Bytes of batches a replica keeps packed before it folds the oldest into ``deltas`` (or
+#: ``FOLD_SNAPSHOTS`` times its snapshot's, if more): what the standby holds beyond one row per task stays bounded, and
+#: the folding, one batch per batch received past it, costs what taking each in did before.
+FOLD_BYTES = 1 << 20
+FOLD_SNAPSHOTS = 2
+
+
+def put_rows(
+    deltas: dict[str, bytes], values: dict[str, bytes | None], rows: Any, frames: Sequence[Any]
+) -> None:
+    """Keep each of ``rows`` (a batch's deltas as rows, in order) as its task's newest delta, with
+    the task's value after it: None unless DONE, a DONE delta's frame, or (no frame) as before."""
+    nframes = len(frames)
+    for row in rows:
+        task_id = row[_TASK_ID]
+        deltas[task_id] = _pack(
+            (
+                row[_STATE],
+                row[_ATTEMPT],
+                row[_NODE],
+                row[_SIZE],
+                row[_LOCATIONS],
+                row[_FAILURES],
+                row[_LOSSES],
+                row[_COMPLETIONS],
+                row[_ATTEMPTS],
+            )
+        )
+        at = row[_FRAME]
+        if row[_STATE] != "DONE":
+            values[task_id] = None
+        elif 0 <= at < nframes:
+            values[task_id] = bytes(frames[at])
+
+
+def newest_rows(batches: Any, values: dict[str, bytes | None]) -> dict[str, Row]:
+    """Each task's newest row of ``batches`` (``Replica.batches``, oldest first), read with the
+    checks of ``fold`` but not packed again: for a reader that takes the rows at once
+    (``Replica.run_data``, ``replica_status.count``); ``values`` updated as ``put_rows`` would.
+    Raises ``Invalid`` or ``ColumnError`` as ``fold``."""
+    newest: dict[str, Row] = {}
+    for packed, sizes, frames in batches:
+        rows = read_packed(_DELTA, packed)
+        frames = split_frames(sizes, list(frames), "ReplicateLog")
+        nframes = len(frames)
+        for row in rows:
+            task_id = row[_TASK_ID]
+            newest[task_id] = row
+            if row[_STATE] != "DONE":
+                values[task_id] = None
+            elif 0 <= (at := row[_FRAME]) < nframes:
+                values[task_id] = bytes(frames[at])
+    return newest
+
+
+def fold(deltas: dict[str, bytes], values: dict[str, bytes | None], batches: Any) -> None:
+    """Apply ``batches`` (``Replica.batches``, oldest first) to ``deltas`` and ``values`` as each
+    would have been applied on arrival (``put_rows``); raises ``Invalid`` or ``ColumnError`` if
+    one is malformed (its decode would have dropped it)."""
+    for packed, sizes, frames in batches:
+        rows = read_packed(_DELTA, packed)
+        put_rows(deltas, values, rows, split_frames(sizes, list(frames), "ReplicateLog"))
 
 
 @dataclass
@@ -93,6 +163,10 @@ class Replica:
     # after it (bytes or None; absent: as in the snapshot, KEEP)
     deltas: dict[str, bytes] = field(default_factory=dict, repr=False)
     values: dict[str, bytes | None] = field(default_factory=dict, repr=False)
+    # the batches received since, kept as they came (``keep``): ``deltas`` and ``values`` with
+    # them folded in, in order, are the replica's (``settled``); and their size in bytes
+    batches: list[Batch] = field(default_factory=list, repr=False)
+    kept_bytes: int = 0
     run_fields: tuple[str, bool, ErrorInfo | None] | None = None  # newest (state, released, error)
     # The payloads the snapshot left out (``ReplicaPayloads``) and where the ones pulled here are
     # read from (task id -> the payload, None if not held): put back by ``run_data``.
@@ -115,10 +189,21 @@ class Replica:
         if self.far:
             self._fill_payloads(data)
         records = data["tasks"]
+        # The batches kept packed are read as rows and each task's newest row applied as it is,
+        # not folded into ``deltas`` first (``settled``): that packed every row once more and
+        # unpacked it again here.
+        batches = list(self.batches)  # (first: see replication_rebuild.frozen)
         values = self.values
+        newest: dict[str, Row] = {}
+        if batches:
+            values = dict(values)
+            try:
+                newest = newest_rows(batches, values)
+            except (Invalid, ColumnError) as exc:
+                raise SnapshotError(f"run {self.run_id}: a malformed log batch: {exc}") from None
         for task_id, row in self.deltas.items():
             rec = records.get(task_id)
-            if rec is None:
+            if rec is None or task_id in newest:
                 continue
             (
                 rec["state"],
@@ -136,6 +221,25 @@ class Replica:
             value = values.get(task_id, KEEP)
             if value is not KEEP:
                 rec["value"] = value
+        for task_id, new in newest.items():
+            rec = records.get(task_id)
+            if rec is None:
+                continue
+            # (the types the packed delta's unpackb gives: lists for its arrays)
+            rec["state"] = new[_STATE]
+            rec["attempt"] = new[_ATTEMPT]
+            rec["node"] = new[_NODE]
+            rec["size"] = new[_SIZE]
+            rec["locations"] = list(new[_LOCATIONS])
+            rec["failures"] = new[_FAILURES]
+            rec["losses"] = new[_LOSSES]
+            rec["completions"] = new[_COMPLETIONS]
+            attempts = new[_ATTEMPTS]
+            if attempts:
+                rec["attempts"] = [list(a) for a in attempts]
+            value = values.get(task_id, KEEP)
+            if value is not KEEP:
+                rec["value"] = value
         if self.run_fields is not None:
             state, released, error = self.run_fields
             data["state"] = state
@@ -149,6 +253,42 @@ class Replica:
                     if rec["state"] not in _TASK_CLOSED:
                         rec["state"] = "CANCELLED"
         return data
+
+    def settled(self) -> tuple[dict[str, bytes], dict[str, bytes | None]]:
+        """(deltas, values) with the batches kept packed folded in: the replica's own dicts if
+        there are none, else new ones (the replica is left as it is: a rebuild's thread may call
+        this while the loop keeps batches). Raises ``SnapshotError`` if a batch is malformed."""
+        batches = list(self.batches)  # (first: see replication_rebuild.frozen)
+        if not batches:
+            return self.deltas, self.values
+        deltas, values = dict(self.deltas), dict(self.values)
+        try:
+            fold(deltas, values, batches)
+        except (Invalid, ColumnError) as exc:
+            raise SnapshotError(f"run {self.run_id}: a malformed log batch: {exc}") from None
+        return deltas, values
+
+    def keep(self, batch: Batch) -> bool:
+        """Keep a batch as it came (``StandbyStore.on_log``); past ``FOLD_BYTES`` (or twice the
+        snapshot) fold the oldest into ``deltas``. False if one folded is malformed."""
+        self.batches.append(batch)
+        self.kept_bytes += len(batch[0]) + sum(map(len, batch[2]))
+        limit = max(FOLD_BYTES, FOLD_SNAPSHOTS * len(self.snapshot))
+        try:
+            while self.kept_bytes > limit and self.batches:
+                oldest = self.batches[0]
+                fold(self.deltas, self.values, (oldest,))
+                del self.batches[0]
+                self.kept_bytes -= len(oldest[0]) + sum(map(len, oldest[2]))
+        except (Invalid, ColumnError):
+            return False
+        return True
+
+    def settle(self) -> None:
+        """Fold every batch kept into ``deltas`` (on the loop, before a delta is put directly);
+        raises ``SnapshotError`` as ``settled``."""
+        self.deltas, self.values = self.settled()
+        self.batches, self.kept_bytes = [], 0
 
     def put(self, d: TaskDelta, value: Any = KEEP) -> None:
         """Keep ``d`` as its task's newest delta, with the task's value after it (bytes or None;
@@ -171,19 +311,8 @@ class Replica:
 
     def put_row(self, row: Row, value: Any = KEEP) -> None:
         """``put`` of a delta decoded as a row (``protocol.rows``): the same packed bytes."""
-        self.deltas[row[_TASK_ID]] = _pack(
-            (
-                row[_STATE],
-                row[_ATTEMPT],
-                row[_NODE],
-                row[_SIZE],
-                row[_LOCATIONS],
-                row[_FAILURES],
-                row[_LOSSES],
-                row[_COMPLETIONS],
-                row[_ATTEMPTS],
-            )
-        )
+        values: dict[str, bytes | None] = {}
+        put_rows(self.deltas, values, (row,), ())
         if value is not KEEP:
             self.values[row[_TASK_ID]] = value
 
@@ -328,10 +457,18 @@ class StandbyStore:
         return StandbyAck(run_id, owner_address, term, seq, False)
 
     def on_log(
-        self, msg: ReplicateLog, owner_address: str, frames: Sequence[Any], owner: str = ""
+        self,
+        msg: ReplicateLog,
+        owner_address: str,
+        frames: Sequence[Any],
+        owner: str = "",
+        joined: bool = False,
     ) -> StandbyAck | None:
         """Apply batch ``msg.seq`` (sent by ``owner``, if known); a delta's value travels in
-        ``frames[delta.frame]``."""
+        ``frames[delta.frame]`` (``joined``: ``frames`` as received, ``msg.frame_sizes`` says how
+        they split, checked by the caller: ``columns.check_frames``). Deltas that came packed
+        (``Codec(packed=...)``: bytes) are kept so, with the frames, until needed
+        (``Replica.keep``); rows and structs (another sender's shape) are applied at once."""
         run_id, term, seq = msg.run_id, msg.term, msg.seq
         if not self.seen_term(run_id, term, owner):
             return StandbyAck(run_id, owner_address, self.term(run_id), seq, False)
@@ -343,18 +480,26 @@ class StandbyStore:
             return StandbyAck(run_id, owner_address, term, have, True)
         if seq <= replica.seq:
             return StandbyAck(run_id, owner_address, term, replica.seq, False)  # a duplicate
-        nframes = len(frames)
         tasks: Any = msg.tasks
-        if type(tasks) is CheckedRows:  # (the node's codec reads them as rows: protocol.rows)
-            put_row = replica.put_row
-            for row in tasks:
-                at = row[_FRAME]
-                if row[_STATE] != "DONE":
-                    put_row(row, None)
-                elif 0 <= at < nframes:
-                    put_row(row, bytes(frames[at]))
-                else:
-                    put_row(row)
+        if type(tasks) is bytes:  # (the node's codec keeps them packed: protocol.rows)
+            sizes = msg.frame_sizes if joined else b""
+            kept = tuple(f if type(f) is bytes else bytes(f) for f in frames)
+            if not replica.keep((tasks, sizes, kept)):
+                del self.replicas[run_id]  # a malformed batch folded: start again from a snapshot
+                return StandbyAck(run_id, owner_address, term, -1, True)
+            tasks = ()
+        else:
+            if replica.batches:
+                try:
+                    replica.settle()
+                except SnapshotError:
+                    del self.replicas[run_id]
+                    return StandbyAck(run_id, owner_address, term, -1, True)
+            if joined:
+                frames = split_frames(msg.frame_sizes, list(frames), "ReplicateLog")
+        nframes = len(frames)
+        if type(tasks) is CheckedRows:  # (a codec that reads them as rows: protocol.rows)
+            put_rows(replica.deltas, replica.values, tasks, frames)
             tasks = ()
         put = replica.put
         for d in tasks:

@@ -24,6 +24,7 @@ COMPILED = (
     "run_snapshot",
     "run_losses",
     "room_index",
+    "room_view",
     "lost",
     "placement",
     "outbox",

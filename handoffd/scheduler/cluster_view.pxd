@@ -13,7 +13,6 @@ cpdef bint _none_positive(dict total)
 
 
 cdef class ClusterView(Demand):
-    cdef public Py_ssize_t window
     cdef public object backend
     cdef public object _core
     cdef public bint indexed
@@ -30,10 +29,6 @@ cdef class ClusterView(Demand):
     cpdef dict _wave_room(self, object n)
     @cython.locals(f=dict, wave=dict)
     cpdef bint room_opened(self, str node, ReadyQueue ready)
-    @cython.locals(window=double, load=dict, q=double)
-    cpdef bint may_take_part(self, object n)
-    @cython.locals(f=dict, pending=dict, window=Py_ssize_t)
-    cpdef dict room_of(self, object n)
     @cython.locals(free=dict, most=dict, window=Py_ssize_t, anything=bint, indexed=bint)
     cpdef place(self, ReadyQueue ready, object dispatch)
     cpdef bint _some_shape_fits(self, ReadyQueue ready, dict free, dict most)

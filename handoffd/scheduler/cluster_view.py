@@ -112,12 +112,12 @@ class ClusterView(Demand):
         backend: str | None = None,
         queue_seconds: float | None = QUEUE_SECONDS,
     ) -> None:
-        self.window = window
-        self.backend = backend
         # None: the window's depth alone bounds queued work (no time budget, unknown durations
         # queued too): the behaviour before durations were learned, kept for tests of the depth.
-        # (the nodes, their rooms, our outstanding demand, work and unanswered dispatches)
-        super().__init__(queue_seconds)
+        # (the nodes, their rooms, the window, our outstanding demand, work and unanswered
+        # dispatches)
+        super().__init__(queue_seconds, window)
+        self.backend = backend
         self._core = core.kernels(backend)
         # ``indexed`` False: every pass builds every node's room (the reference the index is
         # tested against).
@@ -226,32 +226,6 @@ class ClusterView(Demand):
         return False
 
     # -- placement ---------------------------------------------------------------------------------
-
-    def may_take_part(self, n: NodeState) -> bool:
-        """Whether ``n``'s window could take part in a top-up (``window_fill``'s test before the
-        low-water mark): room in some kind it has, and budget left if there is a time budget."""
-        if self.queue_seconds is not None and not self.budget(n.name) > 0.0:
-            return False
-        window = float(self.window)
-        load = self.outstanding.get(n.name, {})
-        for k, q in n.capacity.items():
-            if q > 0.0 and q * window - float(load.get(k, 0.0)) > EPS:
-                return True
-        return False
-
-    def room_of(self, n: NodeState) -> dict[str, float]:
-        """What a placement pass may use on ``n``: effective free, capped by the window room."""
-        f = dict(n.free)
-        pending = self.pending.get(n.name)
-        if pending:
-            for k, q in pending.items():
-                f[k] = f.get(k, 0.0) - q
-        window = self.window
-        if window > 1:  # outstanding demand never exceeds the window, queued or not
-            load = self.outstanding.get(n.name, {})
-            for k, q in n.capacity.items():
-                f[k] = min(f.get(k, 0.0), q * window - load.get(k, 0.0))
-        return f
 
     def place(self, ready: ReadyQueue, dispatch: DispatchFn) -> None:
         """Place ready tasks (walked in queue order) and ``dispatch`` each one placed: first what

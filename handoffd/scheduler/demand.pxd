@@ -6,6 +6,7 @@ cimport cython
 
 from handoffd.scheduler.durations cimport Durations
 from handoffd.scheduler.room_index cimport RoomIndex
+from handoffd.scheduler.room_view cimport RoomView
 from handoffd.scheduler.run cimport TaskRecord
 
 
@@ -13,24 +14,17 @@ from handoffd.scheduler.run cimport TaskRecord
 cpdef add_into(dict total, dict cost, int sign)
 
 
-cdef class Demand:
-    cdef public object queue_seconds
+cdef class Demand(RoomView):
     cdef public Durations durations
-    cdef public dict work
     cdef public RoomIndex _rooms
     cdef public set _dirty_rooms
-    cdef public object nodes
-    cdef public dict outstanding
     cdef public dict unacked
-    cdef public dict pending
 
     cpdef bint alive(self, str name)
-    cpdef dict effective_free(self, str node)
     @cython.locals(load=dict, capacity=object, left=double)
     cpdef went_out(self, str node, TaskRecord rec)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)
-    cpdef double budget(self, str node)
     @cython.locals(pending=dict)
     cpdef sent(self, str node, tuple key, dict cost, double now)
     @cython.locals(pending=dict, sent=object)

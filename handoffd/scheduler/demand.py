@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from handoffd._core.api import EPS
 from handoffd.scheduler.durations import Durations
-from handoffd.scheduler.room_index import Nodes, NodeState, RoomIndex
+from handoffd.scheduler.room_index import Nodes, RoomIndex
+from handoffd.scheduler.room_view import RoomView
 from handoffd.scheduler.run import TaskRecord
 
 __all__ = ["DispatchKey", "Demand", "add_into"]
@@ -37,41 +38,28 @@ def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None
             total[kind] = left
 
 
-class Demand:
-    """Our outstanding demand, work and unanswered dispatches per node, over our view of the nodes."""
+class Demand(RoomView):
+    """Our outstanding demand, work and unanswered dispatches per node, over our view of the nodes
+    (``RoomView``: the fields a node's room is computed from)."""
 
-    def __init__(self, queue_seconds: float | None) -> None:
-        # None: the window's depth alone bounds queued work (see ``cluster_view.QUEUE_SECONDS``).
-        self.queue_seconds = queue_seconds
-        self.durations = Durations()
-        # Invariant: work[node] == summed ``charge`` of our ASSIGNED/RUNNING tasks there.
-        self.work: dict[str, float] = {}
+    def __init__(self, queue_seconds: float | None, window: int = 1) -> None:
         # Live nodes' rooms between passes (``room_index``).
-        self._rooms = RoomIndex()
+        rooms = RoomIndex()
+        # (the nodes, the window and budget, ``work``, ``outstanding`` and ``pending``)
+        super().__init__(Nodes(rooms.changed, rooms.reordered), queue_seconds, window)
+        self._rooms = rooms
+        self.durations = Durations()
         # The index's dirty set itself: every dispatch, answer and task move marks its node
         # there, a set add instead of a Python call to ``RoomIndex.changed`` (same effect).
-        self._dirty_rooms: set[str] = self._rooms.dirty
-        self.nodes: dict[str, NodeState] = Nodes(self._rooms.changed, self._rooms.reordered)
-        # Invariant: outstanding[node] == summed cost of our ASSIGNED/RUNNING tasks there (running
-        # or in the node's queue: the demand the dispatch window bounds).
-        self.outstanding: dict[str, dict[str, float]] = {}
+        self._dirty_rooms: set[str] = rooms.dirty
         # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
         # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
         # when we sent it). Insertion order is sending order, so the oldest come first.
         self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
-        # Invariant: pending[node] == summed cost of unacked[node] (kinds at zero dropped).
-        self.pending: dict[str, dict[str, float]] = {}
 
     def alive(self, name: str) -> bool:
         node = self.nodes.get(name)
         return node is not None and node.alive
-
-    def effective_free(self, node: str) -> dict[str, float]:
-        """What we may still dispatch to ``node``: reported free minus unacknowledged dispatches."""
-        free = dict(self.nodes[node].free)
-        for kind, qty in self.pending.get(node, {}).items():
-            free[kind] = free.get(kind, 0.0) - qty
-        return free
 
     def went_out(self, node: str, rec: TaskRecord) -> None:
         """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
@@ -98,11 +86,6 @@ class Demand:
             else:
                 self.work.pop(node, None)
             rec.charge = 0.0
-
-    def budget(self, node: str) -> float:
-        """Seconds of expected work ``node`` may still be given to queue (``QUEUE_SECONDS``)."""
-        assert self.queue_seconds is not None
-        return self.queue_seconds - self.work.get(node, 0.0)
 
     def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
         """Record a dispatch to ``node`` (sent at ``now``) until it answers."""

@@ -1,31 +1,44 @@
 # cython: language_level=3
 # Types for room_index.py, compiled beside it (as demand.pxd, which holds one): the placement pass
-# asks the index for its rooms through C fields and vtable calls. NodeState, Nodes and _Ordered stay
-# Python classes (a dataclass watching its assignments, a dict and a set subclass), their bodies
-# compiled; ``changed`` and ``reordered`` stay plain methods (Nodes holds them as values).
+# asks the index for its rooms through C fields and vtable calls; the index refreshes them over the
+# view typed as a ``RoomView`` (the view's C base, split out of demand.pxd, which cimports this
+# file). _Ordered is a C class too (a set and its cached order); NodeState and Nodes stay Python
+# classes (a dataclass watching its assignments, a dict subclass), their bodies compiled;
+# ``changed`` and ``reordered`` stay plain methods (Nodes holds them as values).
 
 cimport cython
+
+from handoffd.scheduler.room_view cimport RoomView
+
+
+cdef class _Ordered:
+    cdef public set members
+    cdef public list order
+
+    @cython.locals(members=set)
+    cpdef put(self, str name, bint inside)
+    cpdef list ordered(self, dict position)
 
 
 cdef class RoomIndex:
     cdef public set dirty
     cdef public dict room
-    cdef public object _with_room
+    cdef public _Ordered _with_room
     cdef public dict _position
     cdef public object _alive
     cdef public object _window
     cdef public object _budgeted
-    cdef public object _fillable
-    cdef public object _with_free
-    cdef public object _with_wave
+    cdef public _Ordered _fillable
+    cdef public _Ordered _with_free
+    cdef public _Ordered _with_wave
     cdef public set _hollow
     cdef public object _top
 
     cpdef list alive(self, object nodes)
-    @cython.locals(f=dict)
-    cpdef refresh(self, object view)
-    @cython.locals(wave=bint, positive=bint, hollow=bint, load=dict)
-    cpdef _sort(self, object view, object n)
+    @cython.locals(f=dict, with_room=_Ordered, fillable=_Ordered, roomy=bint)
+    cpdef refresh(self, RoomView view)
+    @cython.locals(free=bint, wave=bint, positive=bint, load=dict)
+    cpdef _sort(self, RoomView view, object n)
     cpdef bint any_free(self)
     cpdef list with_free(self)
     cpdef list with_wave(self)

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoffd.resources import EPS
+
+if TYPE_CHECKING:
+    from handoffd.scheduler.room_view import RoomView
 
 _UNSET = object()
 
@@ -87,30 +90,37 @@ class Nodes(dict[str, NodeState]):
         self._reordered()
 
 
-class _Ordered(set[str]):
+class _Ordered:
     """A set of node names that keeps its members in ``nodes`` order until one comes or goes:
     a pass asks for the order several times between changes to a few nodes, and sorting the set
-    on every call was an O(n log n) step per pass on a big cluster."""
-
-    __slots__ = ("order",)
+    on every call was an O(n log n) step per pass on a big cluster. A C class compiled (a set
+    subclass before: each ``add``, ``discard`` and ``ordered`` was a Python method call, a few
+    per refreshed node and per pass)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.members: set[str] = set()
         self.order: list[str] | None = None
 
-    def add(self, name: str) -> None:
-        if name not in self:
-            set.add(self, name)
-            self.order = None
-
-    def discard(self, name: object) -> None:
-        if name in self:
-            set.discard(self, name)
+    def put(self, name: str, inside: bool) -> None:
+        """``name`` in the set if ``inside``, else out of it."""
+        members = self.members
+        if inside:
+            if name not in members:
+                members.add(name)
+                self.order = None
+        elif name in members:
+            members.discard(name)
             self.order = None
 
     def ordered(self, position: dict[str, int]) -> list[str]:
         if self.order is None:
-            self.order = sorted(self, key=position.__getitem__)
+            members = self.members
+            # (none or one: no sort, no key call; with one node freeing and filling its only
+            # slot per task, the sets come and go by one member and this is most calls)
+            if len(members) < 2:
+                self.order = list(members)
+            else:
+                self.order = sorted(members, key=position.__getitem__)
         return self.order
 
 
@@ -155,49 +165,48 @@ class RoomIndex:
             self._alive = [n for n in nodes.values() if n.alive]
         return self._alive
 
-    def refresh(self, view: Any) -> None:
+    def refresh(self, view: RoomView) -> None:
         """Recompute the rooms of the dirty nodes (all of them if the window changed)."""
-        nodes: dict[str, NodeState] = view.nodes
+        nodes = view.nodes
         if view.window != self._window or view.queue_seconds != self._budgeted:
             self._window = view.window
             self._budgeted = view.queue_seconds
             self.dirty.update(nodes)
         if not self._position:
             self._position = {name: i for i, name in enumerate(nodes)}
+        with_room = self._with_room
+        fillable = self._fillable
         for name in self.dirty:
             n = nodes.get(name)
             if n is None or not n.alive:
                 self.room.pop(name, None)
-                self._with_room.discard(name)
-                self._fillable.discard(name)
-                self._with_free.discard(name)
-                self._with_wave.discard(name)
+                with_room.put(name, False)
+                fillable.put(name, False)
+                self._with_free.put(name, False)
+                self._with_wave.put(name, False)
                 self._hollow.discard(name)
                 continue
             self._sort(view, n)
-            if view.may_take_part(n):
-                self._fillable.add(name)
-            else:
-                self._fillable.discard(name)
+            fillable.put(name, view.may_take_part(n))
             f = view.room_of(n)
             self.room[name] = f
+            roomy = False
             for q in f.values():
                 if q > 0.0:
-                    self._with_room.add(name)
+                    roomy = True
                     break
-            else:
-                self._with_room.discard(name)
+            with_room.put(name, roomy)
         self.dirty.clear()
 
-    def _sort(self, view: Any, n: NodeState) -> None:
+    def _sort(self, view: RoomView, n: NodeState) -> None:
         """Which of the free, wave and hollow sets the live node ``n`` is in now."""
         name = n.name
+        free = False
         for q in view.effective_free(name).values():
             if q > EPS:
-                self._with_free.add(name)
+                free = True
                 break
-        else:
-            self._with_free.discard(name)
+        self._with_free.put(name, free)
         load = view.outstanding.get(name, {})
         wave = positive = False
         for k, q in n.capacity.items():
@@ -206,19 +215,15 @@ class RoomIndex:
                 if q - load.get(k, 0.0) > 0.0:
                     wave = True
                     break
-        hollow = not positive
-        if wave:
-            self._with_wave.add(name)
-        else:
-            self._with_wave.discard(name)
-        if hollow:
-            self._hollow.add(name)
-        else:
+        self._with_wave.put(name, wave)
+        if positive:
             self._hollow.discard(name)
+        else:
+            self._hollow.add(name)
 
     def any_free(self) -> bool:
         """Whether some live node's effective free has a kind above ``EPS``."""
-        return bool(self._with_free)
+        return bool(self._with_free.members)
 
     def with_free(self) -> list[str]:
         """Live nodes whose effective free has a kind above ``EPS``, in ``nodes`` order."""
@@ -233,7 +238,12 @@ class RoomIndex:
         """Live nodes where a newly ready task with some cost could be placed or queued: room,
         wave room, a window that may take part (a window due for a top-up is one), or no
         capacity at all (``could_take``'s other nodes cannot take it)."""
-        return self._with_room | self._with_wave | self._fillable | self._hollow
+        return (
+            self._with_room.members
+            | self._with_wave.members
+            | self._fillable.members
+            | self._hollow
+        )
 
     def with_room(self) -> Iterator[str]:
         """Live nodes with some room, in ``nodes`` order."""

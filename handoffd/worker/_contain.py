@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -69,6 +70,17 @@ def node_name() -> str:
 def set_title(what: str) -> None:
     if _setproctitle is not None:
         _setproctitle.setproctitle(f"{_title_prefix}: {what}")
+
+
+def _untitled(title: str) -> None:
+    """(no setproctitle: nothing to set)"""
+
+
+def titling() -> tuple[Callable[[str], None], str]:
+    """(set, prefix) for the worker's loop, after ``setup``: ``set(prefix + what)`` does what
+    ``set_title(what)`` does, without a Python call and a format per title (two a job)."""
+    setter = _setproctitle.setproctitle if _setproctitle is not None else _untitled
+    return setter, f"{_title_prefix}: "
 
 
 def children(pid: int) -> list[int]:

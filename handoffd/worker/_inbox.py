@@ -16,7 +16,7 @@ from __future__ import annotations
 import select
 import socket
 
-from handoffd.worker._pipe import LARGE, _header, _read_rest, cut
+from handoffd.worker._pipe import _SHORT, LARGE, _header, _read_rest, cut
 
 CHUNK = 64 * 1024
 
@@ -52,6 +52,17 @@ class Inbox:
     def next(self) -> bytes | bytearray:
         """The next whole message, blocking until it is here (EOFError if the pipe ends first)."""
         buf = self.buf
+        if not buf:
+            # An idle worker's wait: the read usually holds exactly one small message (a job, a
+            # cancel), taken from the read's scratch as it is, without the buffer, its header
+            # look-up or the cut (a W3 job's read).
+            scratch = self.scratch
+            n = self.sock.recv_into(scratch, CHUNK)
+            if not n:
+                raise EOFError
+            if n > 4 and _SHORT.unpack_from(scratch)[0] == n - 4:
+                return bytes(scratch[4:n])
+            buf += scratch[:n]
         while True:
             header = _header(buf, 0)
             if header is not None:

@@ -109,6 +109,7 @@ class Reader:
         "wake",
         "thread",
         "failed",
+        "whole",
     )
 
     def __init__(self, fd: int) -> None:
@@ -130,6 +131,9 @@ class Reader:
         # Set by the thread reading a huge message once it is over (None: no such read).
         self.thread: threading.Event | None = None
         self.failed = False  # the thread's read hit EOF or an error
+        # A read into an empty buffer that was one whole small message, the usual reply: kept
+        # as it is, ahead of ``buf`` (``next`` gives it first), not appended and cut.
+        self.whole: bytes | None = None
 
     @property
     def reading(self) -> bool:
@@ -150,13 +154,21 @@ class Reader:
         if self.large is not None:
             return  # the pipe holds the rest of that message: ``next`` reads it
         try:
-            scratch, recv_into = self.scratch, self.sock.recv_into
+            scratch, recv_into, buf = self.scratch, self.sock.recv_into, self.buf
             while True:
                 n = recv_into(scratch, CHUNK, socket.MSG_DONTWAIT)
                 if not n:
                     self.eof = True
                     return
-                self.buf += scratch[:n]
+                if (
+                    4 < n < LARGE
+                    and not buf
+                    and self.whole is None
+                    and _SHORT.unpack_from(scratch)[0] == n - 4
+                ):
+                    self.whole = bytes(scratch[4:n])  # (a short read: nothing more was there)
+                    return
+                buf += scratch[:n]
                 if n < CHUNK or self._in_large():
                     return
         except BlockingIOError:
@@ -181,6 +193,10 @@ class Reader:
     def next(self, wait: bool = False) -> bytes | bytearray | mmap.mmap | None:
         """The next whole message, or None if it is not all here (``wait``: block until it is;
         EOFError if the pipe ends first)."""
+        whole = self.whole
+        if whole is not None:
+            self.whole = None
+            return whole
         buf = self.buf
         if self.large is not None:
             return self._more(wait)

@@ -190,11 +190,13 @@ def main(
                 return [(token, SKIPPED, False, "", "", "", 0.0, "")]
         return []
 
+    retitle, prefix = _contain.titling()
+    idle_title = prefix + "idle"
     titled = False
     while True:
         if not pending:
             if titled:
-                _contain.set_title("idle")
+                retitle(idle_title)
                 titled = False
             # Idle: wait for jobs. Cancels of jobs sent ahead that come in later are read right
             # before the running job's outcome is sent (below); the next job then starts at
@@ -211,7 +213,7 @@ def main(
                 continue
         token, payload, inputs, inclusion, env, title = pending.popleft()
         if title:
-            _contain.set_title(title)
+            retitle(prefix + title)
             titled = True
         started = clock()
         # What the task prints and logs leaves live, or with its outcome (what was not sent).

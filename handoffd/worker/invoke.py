@@ -24,7 +24,7 @@ _CACHE_LIMIT = 256
 def decode_payload(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     cached = _payload_cache.get(payload)
     if cached is None:
-        code, extra_args, kwargs = values.loads(payload)
+        code, extra_args, kwargs = values.loads_call(payload)
         cached = (code, tuple(extra_args), dict(kwargs))
         if len(_payload_cache) >= _CACHE_LIMIT:
             _payload_cache.clear()

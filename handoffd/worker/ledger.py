@@ -38,11 +38,15 @@ class Ledger:
         """Claim ``cost``; returns the GPU indices given (maybe empty), or None if it does not fit."""
         if not resources.fits(cost, self.free):
             return None
-        need_gpus = int(math.ceil(cost.get("gpu", 0.0) - EPS)) if cost.get("gpu", 0.0) > 0 else 0
-        if need_gpus > len(self._gpus_free):
-            return None
-        gpus = self._gpus_free[:need_gpus]
-        del self._gpus_free[:need_gpus]
+        gpu = cost.get("gpu")
+        if gpu is not None and gpu > 0:
+            need_gpus = int(math.ceil(gpu - EPS))
+            if need_gpus > len(self._gpus_free):
+                return None
+            gpus = self._gpus_free[:need_gpus]
+            del self._gpus_free[:need_gpus]
+        else:
+            gpus = []  # (no GPU asked: no slicing)
         for kind, qty in cost.items():
             self.free[kind] = self.free.get(kind, 0.0) - qty
         self.version += 1
@@ -55,8 +59,9 @@ class Ledger:
     def release(self, cost: Mapping[str, float], gpus: list[int]) -> None:
         for kind, qty in cost.items():
             self.free[kind] = min(self.capacity.get(kind, 0.0), self.free.get(kind, 0.0) + qty)
-        self._gpus_free.extend(gpus)
-        self._gpus_free.sort()
+        if gpus:
+            self._gpus_free.extend(gpus)
+            self._gpus_free.sort()
         self.version += 1
 
     def idle(self) -> bool:

@@ -431,7 +431,8 @@ class WorkerPool(Losses):
             chain.worker = None
             if chain.jobs:
                 self._waiting.push(chain)
-            self._chain_maybe_over(chain)
+            elif not chain.held and self._chains.get(chain.id) is chain:
+                del self._chains[chain.id]  # (``_chain_maybe_over``: over, with no call)
         if self._recycle and worker.devices and worker.devices != self._devices:
             # A fresh process for the next job on these devices: nothing of this one's GPU state
             # (contexts, allocations, libraries) is left for it.

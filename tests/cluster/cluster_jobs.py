@@ -20,12 +20,17 @@ def fail_until(path, succeed_after):
     return n
 
 
-def timed_sleep(path, task_id, seconds, value):
-    """Sleep, then note this execution (task id, start, end in wall time) in ``path``."""
+def timed_sleep(path, task_id, seconds, value, gate=None):
+    """Sleep, then note this execution (task id, start, end in wall time) in ``path``. With
+    ``gate``, it ends no sooner than that file exists (waiting for it at most 60 s)."""
+    import os
     import time
 
     start = time.time()
     time.sleep(seconds)
+    waited = time.monotonic() + 60.0
+    while gate is not None and not os.path.exists(gate) and time.monotonic() < waited:
+        time.sleep(0.01)
     with open(path, "a") as f:
         f.write(f"{task_id} {start} {time.time()}\n")
     return value

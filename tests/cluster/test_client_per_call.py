@@ -71,6 +71,15 @@ def test_a_one_node_clusters_execute_is_one_request_and_one_read(
                 return real_take(buf, *args)
 
             monkeypatch.setattr(local_socket, "take", counting_take)
+            wholes: list[int] = []  # reads that were one reply exactly (parsed without take)
+            real_whole = local_socket._whole
+
+            def counting_whole(data: Any, n: int) -> Any:
+                if data is conn._scratch:  # the client's (the daemon's listener cuts too)
+                    wholes.append(n)
+                return real_whole(data, n)
+
+            monkeypatch.setattr(local_socket, "_whole", counting_whole)
             sock = CountingSocket(conn._sock)
             monkeypatch.setattr(conn, "_sock", sock)
             for i in range(1, 6):
@@ -78,8 +87,9 @@ def test_a_one_node_clusters_execute_is_one_request_and_one_read(
             assert sent == ["SubmitAndWait"] * 5  # no ListNodes before each
             assert sock.calls["sendmsg"] == 5  # each request whole in one call
             # Replies are parsed only once bytes came: never an empty buffer's parse per wait.
-            assert takes and all(size > 0 for size in takes)
-            assert len(takes) <= sock.calls["recv_into"]
+            assert all(size > 0 for size in takes) and all(n > 0 for n in wholes)
+            assert 5 <= len(takes) + len(wholes) <= 2 * sock.calls["recv_into"]
+            assert len(wholes) <= sock.calls["recv_into"] and len(takes) <= sock.calls["recv_into"]
 
 
 def test_a_client_alone_lists_the_cluster_again_after_a_while(

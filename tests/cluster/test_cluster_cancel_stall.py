@@ -3,7 +3,8 @@ unfinished tasks by slices (``RunState.close``, ``intake.CLOSE_SLICE``) and a st
 kept counts instead of counting every task. The bound is derived in the same test: the longest
 stall of the nodes' loop from the cancel until the run's last task is closed stays under half of
 what ending it within one scheduler batch costs here, the way the owner did before (measured just
-before, on this machine, now)."""
+before, on this machine, now). Both are CPU time (``loop_hold``): on a loaded machine the longest
+wall-time lateness was a wait for a CPU."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import gc
 import time
 
 import pytest
+from loop_hold import LoopHold
 
 import handoffd
-from handoffd.daemon.loop_lag import LoopLag
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import intake
 from handoffd.scheduler.owner import OwnerScheduler
@@ -36,10 +37,10 @@ def _one_batch_seconds(monkeypatch: pytest.MonkeyPatch) -> float:
         patch.setattr(intake, "SLICE", N)
         patch.setattr(intake, "CLOSE_SLICE", N, raising=False)  # (raising: the test of a revert)
         sched.handle(ev.RunSubmitted("r", specs, RunOptions()), 1.0)
-        started = time.perf_counter()
+        started = time.thread_time()
         sched.handle(ev.CancelRequested("r"), 2.0)
         sched.run_status("r")
-        return time.perf_counter() - started
+        return time.thread_time() - started
 
 
 def test_fifty_thousand_tasks_are_cancelled_without_holding_the_loop(
@@ -70,7 +71,7 @@ def test_fifty_thousand_tasks_are_cancelled_without_holding_the_loop(
                 return state is not None and state.intake == len(state.ordered)
 
             wait_for(lambda: cluster.run(taken_in), 120, what="every task taken in")
-            lag = cluster.run(lambda: LoopLag(asyncio.get_running_loop(), log_ms=1e9))
+            lag = cluster.run(lambda: LoopHold(asyncio.get_running_loop()))
             # The client and the test runner share this process, with all they hold: the
             # collector stays off meanwhile, so what the loop shows is the nodes' work.
             gc.disable()
@@ -83,9 +84,11 @@ def test_fifty_thousand_tasks_are_cancelled_without_holding_the_loop(
 
                 wait_for(lambda: cluster.run(closed), 120, what="every task closed")
                 assert run.status().state == "CANCELLED"
-                worst = cluster.run(lambda: lag.max_ms) / 1000.0
+                worst, wall = cluster.run(lambda: (lag.max_s, lag.max_wall_s))
             finally:
                 gc.enable()
             cluster.run(lag.close)
-        assert worst < whole / 2, f"loop held {worst:.3f} s; one batch takes {whole:.3f} s"
+        assert worst < whole / 2, (
+            f"loop held {worst:.3f} s ({wall:.3f} s late); one batch {whole:.3f} s"
+        )
         assert N > 10 * intake.CLOSE_SLICE  # (so it was closed in many slices)

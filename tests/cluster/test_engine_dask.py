@@ -53,6 +53,9 @@ def dask_client():
         resources={"cpu": 2, "fpga": 1},
     )
     client = distributed.Client(cluster)
+    # Workers register with the scheduler after LocalCluster returns; under load a test could
+    # otherwise see an empty worker list (pins then name no worker).
+    client.wait_for_workers(2, timeout=120)
     try:
         yield client
     finally:

@@ -7,8 +7,9 @@ while the third is still ALIVE here is "3 of 5 reachable", no fence, and the DEA
 the owner, which used to place the lost tasks again on its own side while the far side's takeover
 ran them too. Here the small side's membership is frozen (no probes, no timers) and the two
 verdicts are handed to it as gossip, in that order; later its view catches up (it is fenced), the
-partition heals and the run ends. No task that ran on the far side may run on the small side:
-the owner's lease lapsed (a standby on the far side stopped answering), so it dispatched nothing.
+far side takes the run over, the partition heals and the run ends. No task that ran on the far
+side may run on the small side: the owner's lease lapsed (a standby on the far side stopped
+answering), so it dispatched nothing.
 """
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ def told_dead(node: Any, by: str, name: str) -> None:
 def test_a_minority_owner_whose_view_lags_holds_its_dispatches(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
-    membership = replace(MembershipConfig.for_tests(), dead_reap_after=60.0)
+    # dead_reap_after 240 s: a DEAD member leaves the quorum's base after 20 s (reap / 12). The
+    # two far members told DEAD below must stay in it until the owner's probes find the third
+    # unreachable after the thaw (2 of 5 reachable: fenced); once they left (5 s, with 60), the
+    # base was 3 and 2 of 3 reachable never fenced, which a loaded machine's slow probing hit.
+    membership = replace(MembershipConfig.for_tests(), dead_reap_after=240.0)
     with ThreadedCluster([{"cpu": 2}] * 5, membership=membership) as cluster:
         network = cluster.network
         nodes = cluster.nodes
@@ -120,8 +125,19 @@ def test_a_minority_owner_whose_view_lags_holds_its_dispatches(tmp_path: Path) -
             assert cluster.run(lambda: run.id in owner.scheduler._ready.held)
 
             # The view catches up (the third far member is found unreachable): fenced; then heal.
+            assert cluster.run(lambda: len(owner.quorum.base)) == 5  # (the two DEAD still in it)
             cluster.run(lambda: [thaw(n) for n in nodes[3:]])
             wait_for(lambda: cluster.run(lambda: owner.quorum.fenced), 30, what="owner fenced")
+            # The heal only once the far side owns the run: on a loaded machine its takeover
+            # could still be pending at a heal right after the fence, and the small side, still
+            # the owner, placed the tasks of the far members it held DEAD again after the heal.
+            wait_for(
+                lambda: cluster.run(
+                    lambda: any(n.scheduler.run_state(run.id) is not None for n in nodes[:3])
+                ),
+                60,
+                what="the far side took the run over",
+            )
             network.heal()
             wait_for(
                 lambda: not any(cluster.run(lambda: [n.quorum.fenced for n in nodes])),

@@ -63,7 +63,9 @@ def _traced_here(here: Any, events: list[tuple[str, ...]]) -> Any:
 def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting_a_loop_turn():
     """A dispatch to ourselves is handed to our executor in the scheduler batch that decided it
     (Node._dispatch_here: never routed), and our executor's report is delivered at the end of its
-    flush (Node._drained): each was one loop turn later, ~25 us apiece of W3's latency (issue 13)."""
+    flush (Node._drained, the executor's ``after_soon``; the flush of the last task's report is in
+    the read of its outcome, ``Executor.on_read``): each was one loop turn later, ~25 us apiece of
+    W3's latency (issue 13)."""
     import handoffd
 
     with ThreadedCluster([{"cpu": 1}]) as cluster:
@@ -72,17 +74,21 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
 
         async def patch() -> None:
             transport, executor, route = node._transport, node.executor, node.owner.handle
-            deliver, soon, on_dispatch = transport._deliver, executor._soon, executor.on_dispatch
+            deliver, drain, on_dispatch = (
+                transport._deliver,
+                executor.after_soon,
+                executor.on_dispatch,
+            )
 
             def delivered(*args: Any) -> None:
                 events.append(("delivery",))
                 deliver(*args)
                 events.append(("delivery.end",))
 
-            def flushed(event: Any) -> None:
-                events.append(("soon", type(event).__name__))
-                soon(event)
-                events.append(("soon.end",))
+            def drained() -> None:
+                events.append(("drained",))
+                drain()
+                events.append(("drained.end",))
 
             def routed(msg: Any, *rest: Any) -> None:
                 events.append(("route", type(msg).__name__))
@@ -92,7 +98,7 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
                 events.append(("route", type(msg).__name__))
                 on_dispatch(msg, *rest)
 
-            transport._deliver, executor._soon, node.owner.handle = delivered, flushed, routed
+            transport._deliver, executor.after_soon, node.owner.handle = delivered, drained, routed
             executor.on_dispatch = handed
             node.owner.from_here = _traced_here(node.owner.from_here, events)
 
@@ -106,8 +112,8 @@ def test_a_run_on_our_own_node_reaches_the_worker_and_the_client_without_waiting
         answer = events.index(("route", "AnsweredHere"))
         assert submit < dispatch < answer  # handed over before its answer came back
         report = events.index(("route", "ReportedHere"))
-        start = max(i for i, e in enumerate(events[:report]) if e[0] == "soon")
-        assert ("soon.end",) not in events[start:report]  # in the flush's callback
+        start = max(i for i, e in enumerate(events[:report]) if e[0] == "drained")
+        assert ("drained.end",) not in events[start:report]  # at the flush's end
 
 
 def _nap(seconds: float) -> float:

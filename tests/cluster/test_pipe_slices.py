@@ -166,3 +166,28 @@ def test_a_reply_and_its_small_value_framed_in_one_write_read_back_as_two_messag
         reader.close()
         ours.close()
         theirs.close()
+
+
+def test_a_read_of_one_small_message_keeps_it_whole_ahead_of_the_buffer() -> None:
+    ours, theirs = socket.socketpair()
+    reader = _pipe.Reader(ours.fileno())
+    try:
+        theirs.sendall(_pipe.framed(b"reply"))
+        reader.fill()
+        assert reader.whole == b"reply" and not reader.buf  # kept as read: no append, no cut
+        theirs.sendall(_pipe.framed(b"next", b"after"))  # read before the first was taken
+        reader.fill()
+        assert reader.whole == b"reply" and reader.buf  # behind it, in the buffer
+        got = [reader.next(), reader.next(), reader.next(), reader.next()]
+        assert got == [b"reply", b"next", b"after", None]
+        assert type(got[0]) is bytes
+        theirs.sendall(_pipe.framed(b"x" * (_pipe.LARGE + 10)))  # large: a bytearray, as before
+        out = reader.next(wait=True)
+        assert isinstance(out, bytearray) and out == b"x" * (_pipe.LARGE + 10)
+        assert reader.whole is None
+        theirs.sendall(_pipe.framed(b"late"))
+        assert reader.next(wait=True) == b"late"  # a blocking read goes through the buffer
+    finally:
+        reader.close()
+        ours.close()
+        theirs.close()

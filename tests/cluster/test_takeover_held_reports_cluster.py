@@ -8,7 +8,9 @@ lost-dispatch probe found them done ``probe_interval`` later. They are kept and 
 adoption now (``ReplicationIO.held``). Here the build is made slow on purpose (a random 3-4.5 s),
 tasks of random lengths (1-5 s, out when the owner dies) end during it, and right after the
 adoption every task that ended on a surviving node well before it is DONE; each task ran once;
-the results are right. With the messages not kept, 1-4 such tasks were still RUNNING."""
+the results are right. With the messages not kept, 1-4 such tasks were still RUNNING. A task
+ends no sooner than the build begins (``gate``), so some end during it however late the owner's
+death is found."""
 
 from __future__ import annotations
 
@@ -39,14 +41,24 @@ def test_reports_during_the_build_count_at_the_adoption(
     building = threading.Event()
     began: list[float] = []
     log = str(tmp_path / "executions")
+    # A task ends no sooner than the build began (this file): on a loaded machine the owner's
+    # death was found so late that every task out had ended before the build, none during it.
+    gate = str(tmp_path / "building")
 
     def slow_build(*args: Any) -> Any:
         began.append(time.time())
+        open(gate, "w").close()
         building.set()
         time.sleep(slow)
-        # On a loaded machine the tasks out may all end before or after the fixed sleep: the
-        # build lasts until one has ended during it too (bounded), so the test has a case.
-        wait_for(lambda: ended_since(log, began[0]), 20, what="a task ended during the build")
+        # On a loaded machine the tasks out may all end after the fixed sleep: the build lasts
+        # until one has ended during it too (bounded), so the test has a case. It must have
+        # ended SETTLE before the adoption to count (below): a task that ended just now, ending
+        # the wait, used to leave nothing tested when the adoption followed at once.
+        wait_for(
+            lambda: ended_since(log, began[0], time.time() - SETTLE),
+            20,
+            what="a task ended during the build",
+        )
         return ready_run(*args)
 
     monkeypatch.setattr(replication_takeover, "ready_run", slow_build)
@@ -69,7 +81,9 @@ def test_reports_during_the_build_count_at_the_adoption(
             seconds = rng.uniform(1.0, 5.0)
             dag.add_function(
                 handoffd.Function(
-                    id=f"t{i}", code=cluster_jobs.timed_sleep, extra_args=[log, f"t{i}", seconds, i]
+                    id=f"t{i}",
+                    code=cluster_jobs.timed_sleep,
+                    extra_args=[log, f"t{i}", seconds, i, gate],
                 )
             )
         with handoffd.connect(urls[0], timeout=30) as client:
@@ -108,12 +122,15 @@ def ends_after(end: float, since: float) -> bool:
     return end >= since
 
 
-def ended_since(path: str, since: float) -> bool:
-    """Whether the executions log notes a task that ended at or after ``since``."""
+def ended_since(path: str, since: float, until: float) -> bool:
+    """Whether the executions log notes a task that ended at or after ``since`` and before
+    ``until``."""
     try:
         with open(path) as f:
             lines = [line.split() for line in f]
     except OSError:
         return False
     # (a line being written may be read half: only whole ones count)
-    return any(len(p) == 3 and ends_after(float(p[2]), since) for p in lines)
+    return any(
+        len(p) == 3 and ends_after(float(p[2]), since) and float(p[2]) < until for p in lines
+    )

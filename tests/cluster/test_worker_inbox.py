@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from handoffd.worker import _pipe
+from handoffd.worker import _inbox, _pipe
 from handoffd.worker._inbox import Inbox
 
 
@@ -94,3 +94,28 @@ def test_eof_ends_both_the_wait_and_the_look(pipe):
         inbox.waiting()
     with pytest.raises(EOFError):
         inbox.next()
+
+
+def test_a_lone_message_skips_the_buffer_and_what_is_not_one_still_goes_through_it(
+    pipe, monkeypatch
+):
+    inbox, counting, parent = pipe
+    cuts: list[int] = []
+    real_cut = _inbox.cut
+    monkeypatch.setattr(_inbox, "cut", lambda *a: cuts.append(1) or real_cut(*a))
+    parent.sendall(_pipe.framed(b"job"))
+    got = inbox.next()
+    assert got == b"job" and type(got) is bytes and not inbox.buf and not cuts
+    parent.sendall(_pipe.framed(b""))  # an empty message: header only
+    assert inbox.next() == b""
+    parent.sendall(_pipe.framed(b"two", b"three"))  # more than one: buffered, then cut
+    assert inbox.next() == b"two" and inbox.next() == b"three" and len(cuts) == 3
+    whole = _pipe.framed(b"y" * 100)
+    parent.sendall(whole[:50])  # the first read holds part of a message only
+    later = threading.Timer(0.05, parent.sendall, (whole[50:],))
+    later.start()
+    try:
+        assert inbox.next() == b"y" * 100
+    finally:
+        later.join()
+    assert counting.reads == 5 and not inbox.buf

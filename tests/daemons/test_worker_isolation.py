@@ -201,3 +201,32 @@ def test_a_crashed_workers_children_in_its_group_are_killed(tmp_path):
     while not _gone(child):
         assert time.monotonic() < deadline, f"child {child} outlived its crashed worker"
         time.sleep(0.01)
+
+
+def own_title() -> str:
+    with open("/proc/self/cmdline", "rb") as f:
+        return f.read().split(b"\0")[0].decode().strip()
+
+
+def title_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")[0].decode().strip()
+
+
+def test_a_worker_is_titled_by_its_task_while_it_runs_and_idle_after():
+    if not sys.platform.startswith("linux"):
+        return  # (/proc)
+    try:
+        import setproctitle  # noqa: F401 - optional: titles need it
+    except ImportError:
+        return
+
+    async def body(pool: WorkerPool, got: Collector) -> tuple[str, str]:
+        pool.submit(job("a", own_title, title="run r1 task t1"))
+        (outcome,) = await got.wait(1)
+        await until(lambda: title_of(outcome.pid).endswith(": idle"))
+        return values.loads(outcome.value), title_of(outcome.pid)
+
+    running, idle = run_pool(1, body)
+    assert running.startswith("handoffd-worker") and running.endswith(": run r1 task t1")
+    assert idle == running.removesuffix("run r1 task t1") + "idle"

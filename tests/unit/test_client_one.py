@@ -27,6 +27,7 @@ def no_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     from handoffd import packages
 
     monkeypatch.setattr(packages, "local_modules_package", lambda roots, cwd=False: None)
+    monkeypatch.setattr(packages, "cwd_package", lambda cwd: None)
 
 
 def double(x: int) -> int:
@@ -313,6 +314,7 @@ def test_the_code_package_goes_once_and_again_when_the_daemon_lacks_it(
 
     package = packages.Package("ab" * 32, b"a zip", "test")
     monkeypatch.setattr(packages, "local_modules_package", lambda roots, cwd=False: package)
+    monkeypatch.setattr(packages, "cwd_package", lambda cwd: package)
     sent: list[tuple[tuple[str, ...], int]] = []  # (the shas listed, frames after the body)
 
     def answer(request: m.SubmitAndWait, frames: list[Any]) -> list[Any]:
@@ -416,3 +418,59 @@ def test_a_function_pickled_by_reference_reuses_its_bytes_while_cloudpickle_woul
     # Its qualified name changed: pickled again under the new one (not found there: by value).
     fn.__qualname__ = "g"
     assert fresh() != by_reference
+
+
+def test_a_function_pickled_by_value_reuses_its_bytes_while_its_quick_proof_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``_code`` keeps the code cache's quick proof of its last function pickled by value and
+    checks it itself: the same bytes while it holds (``values.dumps_code`` not called), what
+    ``values.dumps_code`` gives once anything the pickle is made of changed."""
+    import types
+
+    import cloudpickle
+
+    module = types.ModuleType("w3c_by_value")
+    exec("K = 1\ndef f(x, y=1):\n    return x + K + y\n", module.__dict__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    cloudpickle.register_pickle_by_value(module)
+    fn = module.f
+    calls: list[Any] = []
+    real_dumps_code = values.dumps_code
+
+    def counting_dumps_code(obj: Any, shas: tuple[str, ...] = ()) -> bytes:
+        calls.append(obj)
+        return real_dumps_code(obj, shas)
+
+    def fresh(shas: tuple[str, ...] = ()) -> bytes:
+        out = client_one._code(fn, shas)
+        assert out == real_dumps_code(fn, shas)
+        return out
+
+    monkeypatch.setattr(values, "dumps_code", counting_dumps_code)
+    try:
+        first = fresh()
+        fresh()  # the code cache's proof is kept from this call on
+        kept = len(calls)
+        assert fresh() is first and fresh() is first and len(calls) == kept
+        shas = ("cd" * 32,)
+        packaged = fresh(shas)
+        assert packaged != first and len(calls) == kept + 1
+        assert fresh(shas) is packaged  # (values keeps the packaged bytes too)
+        changes = [
+            lambda: module.__dict__.__setitem__("K", 2),  # a global it names
+            lambda: setattr(fn, "__defaults__", (5,)),
+            lambda: setattr(fn, "__code__", (lambda x, y=1: x - K - y).__code__),  # noqa: F821
+            lambda: cloudpickle.unregister_pickle_by_value(module),  # by reference now
+        ]
+        seen = {first, packaged}
+        for change in changes:
+            before = fresh()
+            change()
+            after = fresh()
+            assert after != before and after not in seen
+            seen.add(after)
+            assert pickle.loads(after) is not None
+    finally:
+        if "w3c_by_value" in cloudpickle.cloudpickle._PICKLE_BY_VALUE_MODULES:
+            cloudpickle.unregister_pickle_by_value(module)

@@ -286,3 +286,34 @@ def test_a_plain_input_spilled_from_memory_is_read_back_from_its_file(tmp_path: 
     with pytest.raises(LookupError, match="'a' vanished"):
         job_inputs(task, store)
     store.close()
+
+
+@pytest.mark.parametrize("gpus", [None, [1]])
+def test_a_task_built_by_position_is_the_one_built_by_name(gpus: list[int] | None) -> None:
+    """``_task`` passes every ``Task`` field by position: a field moved or added shows here."""
+    from handoffd.daemon.executor_intake import _task
+    from handoffd.daemon.executor_records import Task
+
+    cost, kept, source = {"gpu": 1.0}, {2: b"p", 0: b"f"}, (object(), 3)
+    head = ("t", 2, cost, "named", 1.5, (1, -2.0, 3))
+    built = _task(RUN, OWNER, head, gpus, 2, kept, (0, "a"), ("a",), source)
+    named = Task(
+        run_id=RUN,
+        task_id="t",
+        attempt=2,
+        owner_address=OWNER,
+        cost={"gpu": 1.0},
+        gpus=gpus or [],
+        argument_inclusion="named",
+        timeout=1.5,
+        payload=b"p",
+        inputs=(),
+        frames=kept,
+        claimed=gpus is not None,
+        payload_frame=2,
+        needs=("a",),
+        flat=(0, "a"),
+        source=source,
+        qkey=(1, -2.0, 3),
+    )
+    assert built == named and built.cost is not cost and built.missing == set()

@@ -2,7 +2,9 @@
 the shell's ``Executor.on_read``), do what the same outcomes fed one ``TaskEnded`` event each do:
 the same jobs started (refills), the same reports and values to the owner, the same ledger, store
 and counters. Random runs: chained slots, queued tasks, values inline and not, errors, outcomes
-of attempts no longer ours, owners on our node and elsewhere."""
+of attempts no longer ours, owners on our node and elsewhere. With ``flush_idle`` (the shell's read),
+a read that leaves no task of ours flushes the reports in the same pass, as ``handle(FLUSH)``
+right after it would."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from handoffd.daemon.executor_events import (
+    FLUSH,
     Dispatched,
     Execute,
     ReportedHere,
@@ -34,8 +37,10 @@ ME, OTHER = "me:1", "owner:1"
 class Side:
     """One executor and what it did: jobs started, reports sent (in order)."""
 
-    def __init__(self, batched: bool) -> None:
+    def __init__(self, batched: bool, flush_idle: bool = False) -> None:
         self.batched = batched
+        self.flush_idle = flush_idle
+        self.flushed = 0  # reads whose reports went in their own pass
         self.st = ExecutorState(
             address=ME,
             ledger=Ledger({"cpu": 2.0}),
@@ -69,7 +74,15 @@ class Side:
             self.drive(self.st.handle(self.soon.pop(0), 0.0))
 
     def end(self, outcomes: list[Outcome]) -> None:
-        if self.batched:
+        if self.flush_idle:
+            out = self.st.tasks_ended(outcomes, 0.0, flush_idle=True)
+            if self.st.flushed:
+                self.flushed += 1
+                assert not self.st.tasks  # (only when nothing of ours is left to join it)
+                assert not any(isinstance(i, Soon) for i in out)
+                assert any(isinstance(i, (ReportedHere, SendMessage)) for i in out)
+            self.drive(out)
+        elif self.batched:
             self.drive(self.st.tasks_ended(outcomes, 0.0))
         else:
             for outcome in outcomes:
@@ -96,7 +109,7 @@ def outcome_of(rng: random.Random, key: Any) -> Outcome:
 @pytest.mark.parametrize("seed", range(20))
 def test_one_read_s_outcomes_in_one_pass_do_what_one_event_each_does(owner: str, seed: int):
     rng = random.Random(seed)
-    sides = [Side(batched=True), Side(batched=False)]
+    sides = [Side(batched=True), Side(batched=False), Side(batched=True, flush_idle=True)]
     count = 0
     for _ in range(rng.randint(2, 6)):
         items = []
@@ -115,12 +128,36 @@ def test_one_read_s_outcomes_in_one_pass_do_what_one_event_each_does(owner: str,
             if rng.random() < 0.2:
                 keys.insert(rng.randint(0, n), (RUN, "gone", 9))
             outcomes = [outcome_of(rng, k) for k in keys]
-            assert [j.key for j in sides[1].jobs] == [j.key for j in sides[0].jobs]
+            for other in sides[1:]:
+                assert [j.key for j in other.jobs] == [j.key for j in sides[0].jobs]
             for side in sides:
                 side.jobs = [j for j in side.jobs if j.key not in set(keys)]
                 side.end(outcomes)
-    batched, single = sides
-    assert batched.started == single.started
-    assert batched.reports == single.reports
-    assert batched.state() == single.state()
+    batched, single, idle = sides
+    for side in (single, idle):
+        assert side.started == batched.started
+        assert side.reports == batched.reports
+        assert side.state() == batched.state()
     assert batched.reports  # (a run that reported nothing would prove nothing)
+
+
+def test_the_last_task_s_report_goes_in_its_read_s_pass():
+    """A read that ends the last task of ours: its report is in the pass's instructions (no
+    ``Soon(FLUSH)`` and no second event); while another task runs, the flush waits as before."""
+    st = ExecutorState(
+        address=ME,
+        ledger=Ledger({"cpu": 2.0}),
+        store=ResultStore(memory_limit=1 << 30),
+        inline_result_bytes=8,
+    )
+    items = tuple(m.DispatchItem(t, 1, {"cpu": 1.0}, "variadic", None, 0, ()) for t in ("a", "b"))
+    st.handle(Dispatched(m.DispatchTasks(RUN, ME, items), [b"payload"], 1), 0.0)
+    out = st.tasks_ended([Outcome((RUN, "a", 1), True, b"va")], 0.0, flush_idle=True)
+    assert not st.flushed and any(isinstance(i, Soon) for i in out)
+    assert not any(isinstance(i, ReportedHere) for i in out)
+    out = st.tasks_ended([Outcome((RUN, "b", 1), True, b"vb")], 0.0, flush_idle=True)
+    assert st.flushed and not any(isinstance(i, Soon) for i in out)
+    (report,) = [i for i in out if isinstance(i, ReportedHere)]
+    assert [r.task_id for r in report.reports] == ["a", "b"]  # the waiting one went with it
+    assert report.values == (b"va", b"vb")
+    assert not st.handle(FLUSH, 0.0)  # nothing is left for the flush that was scheduled

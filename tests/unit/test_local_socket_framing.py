@@ -3,9 +3,20 @@ of a connection's bytes, and what it refuses."""
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 
-from handoffd.transport.local_socket import Malformed, pack, take
+from handoffd.transport.local_socket import (
+    CHUNK,
+    JOIN_BYTES,
+    Malformed,
+    _small,
+    _whole,
+    pack,
+    take,
+)
 
 
 def _wire(frames: list[bytes]) -> bytearray:
@@ -43,3 +54,41 @@ def test_a_read_holding_many_messages_gives_them_all_in_one_call():
     messages, error = take(buf, 8, 1000)
     assert error is None and buf == b""
     assert [m[0] for m in messages] == [str(i).encode() for i in range(5000)]
+
+
+def test_the_clients_two_frame_shortcuts_are_pack_and_take_over_random_shapes():
+    # LocalClient.send/recv take a small two-frame message around pack()/take(): the same bytes
+    # out, the same frames in, and anything else is left to them (None)
+    rng = random.Random(13)
+    sizes = [0, 1, 19, 20, 255, 4096, JOIN_BYTES // 2, JOIN_BYTES - 1, JOIN_BYTES, 70_000]
+    shortcuts = 0
+    for _ in range(400):
+        count = rng.choice([1, 2, 2, 2, 3])
+        frames: list[Any] = [rng.randbytes(rng.choice(sizes)) for _ in range(count)]
+        if rng.random() < 0.1:
+            frames[0] = memoryview(frames[0])
+        small = _small(frames)
+        wire = b"".join(bytes(p) for p in pack(frames))
+        plain = [bytes(f) for f in frames]
+        if small is not None:
+            shortcuts += 1
+            assert small == wire
+        else:  # only a small two-bytes-frame message is taken
+            assert (
+                count != 2
+                or any(type(f) is not bytes for f in frames)
+                or sum(map(len, plain)) >= JOIN_BYTES
+            )
+        # a read of exactly that message, or with the next one's start, or cut short
+        for data in (wire, wire + wire[:7], wire[:-1], wire[:19]):
+            if len(data) > CHUNK:
+                continue
+            scratch = memoryview(bytearray(CHUNK))
+            scratch[: len(data)] = data
+            whole = _whole(scratch, len(data))
+            messages, _ = take(bytearray(data), 1 << 30, 1 << 62)
+            if whole is not None:
+                assert data is wire and count == 2 and [whole] == messages == [plain]
+            else:
+                assert data is not wire or count != 2
+    assert shortcuts > 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import sys
 import types
 import zipfile
@@ -195,3 +196,71 @@ def test_the_working_directory_is_not_resolved_again(
     assert fast is not None and resolved is not None and fast.sha == resolved.sha
     assert packages.local_modules_package([os.getcwd(), str(tmp_path)], cwd=True) is not None
     assert calls == [str(tmp_path)]  # the other root is resolved as before
+
+
+def test_the_cwd_package_is_local_modules_packages_through_random_edits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cwd_package`` (a one-task execute's) compares each file's stat with its last stamp
+    itself: through random edits (in place with size and mtime kept, replaced by a rename,
+    deleted and written again, modules imported and dropped, another directory) it gives the
+    package ``local_modules_package`` builds, and the same object while nothing changed."""
+    rng = random.Random(19)
+    roots = [_write(tmp_path / name, {f"{name}_m0.py": "V = 0\n"}) for name in ("cwdpk1", "cwdpk2")]
+    names: list[str] = []
+
+    def add(root: Path, i: int) -> None:
+        name = f"{root.name}_m{i}"  # a module found at its import path (as _scan_modules asks)
+        path = root / f"{name}.py"
+        if not path.exists():
+            path.write_text(f"V = {i}\n")
+        module = types.ModuleType(name)
+        module.__file__ = str(path)
+        monkeypatch.setitem(sys.modules, name, module)
+        if name not in names:
+            names.append(name)
+
+    for root in roots:
+        add(root, 0)
+    monkeypatch.setattr(packages, "_last_cwd", None)
+    root = roots[0]
+    monkeypatch.chdir(root)
+    last = None
+    changed = 0
+    for step in range(150):
+        files = sorted(root.glob("*_m*.py"))
+        action = rng.choice(["same", "same", "edit", "rename", "rewrite", "import", "drop", "cd"])
+        if action == "edit" and files:  # the same size, the mtime put back
+            path = rng.choice(files)
+            before = os.stat(path)
+            text = path.read_text()
+            path.write_text(text[:4] + str((int(text[4]) + 1) % 10) + text[5:])  # "V = d..."
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        elif action == "rename" and files:
+            path = rng.choice(files)
+            fresh = path.with_suffix(".new")
+            fresh.write_text(path.read_text() + "# renamed over\n")
+            os.replace(fresh, path)
+        elif action == "rewrite" and files:
+            path = rng.choice(files)
+            text = path.read_text()
+            path.unlink()
+            path.write_text(text)
+        elif action == "import":
+            add(root, rng.randrange(1, 4))
+        elif action == "drop" and len(names) > 2:
+            monkeypatch.delitem(sys.modules, names.pop(rng.randrange(len(names))))
+        elif action == "cd":
+            root = roots[1] if root == roots[0] else roots[0]
+            monkeypatch.chdir(root)
+        cwd = os.getcwd()
+        got = packages.cwd_package(cwd)
+        want = packages.local_modules_package([cwd], cwd=True)
+        assert (got is None) == (want is None), (step, action)
+        if got is not None and want is not None:
+            assert (got.sha, got.data) == (want.sha, want.data), (step, action)
+            if last is not None and action == "same":
+                assert got is last  # nothing changed: the last package as it was
+            changed += last is None or got.sha != last.sha
+        last = got
+    assert changed > 20

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import copyreg
 import pickle
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -87,3 +90,40 @@ def test_the_last_code_is_found_by_comparing_not_hashing(monkeypatch: pytest.Mon
     other = values.dumps_code(Box)
     assert values.load_code(other) is Box and values.load_code(bytes(bytearray(code))) is add
     assert Counted.gets == 3
+
+
+def test_a_payload_names_its_call_wrapper_by_extension_code_not_by_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    payload = values.dumps_call(values.dumps_code(add), [3], {})
+    imported: list[str] = []
+    real_import = builtins.__import__
+
+    def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+        imported.append(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", counting)
+    for _ in range(2):  # the first load fills copyreg's cache; neither looks the module up
+        assert invoke.decode_payload(bytes(bytearray(payload)))[1] == (3,)
+    assert "handoffd.values" not in imported
+
+
+def test_a_payload_is_written_as_every_build_reads_it_and_read_by_extension_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    payload = values.dumps_call(values.dumps_code(add), [1], {"b": 2})
+    assert payload.startswith(values._CALL_GLOBAL)  # the wire's bytes: _call as a global
+    assert values.loads_call(payload) == pickle.loads(payload) == (add, [1], {"b": 2})
+    # a process where the code was taken before us reads the global as written
+    monkeypatch.setattr(values, "_read_start", None)
+    copyreg.remove_extension("handoffd.values", "_call", values.CALL_CODE)
+    copyreg.add_extension("someone.else", "thing", values.CALL_CODE)
+    try:
+        assert values.loads_call(payload) == (add, [1], {"b": 2})
+        assert values._read_start is values._CALL_GLOBAL
+    finally:
+        copyreg.remove_extension("someone.else", "thing", values.CALL_CODE)
+    monkeypatch.setattr(values, "_read_start", None)
+    assert values.loads_call(payload) == (add, [1], {"b": 2})  # (ours again, for other tests)
+    assert values._read_start == b"\x80\x05\x82" + bytes((values.CALL_CODE,))

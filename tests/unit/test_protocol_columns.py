@@ -394,6 +394,7 @@ def columns_of(**change: object) -> DispatchColumns:
         ({"attempts": pack("q", [1])}, "DispatchColumns.attempts: 8 bytes, expected 2 x 8"),
         ({"costs": b"\x00" * 3}, "DispatchColumns.costs (1 kinds per task): 3 bytes"),
         ({"inclusion": pack("B", [0, 5])}, "DispatchColumns.inclusion: index 5 out of range"),
+        ({"inclusion": pack("B", [3, 5])}, "DispatchColumns.inclusion: index 3 out of range"),
         ({"input_counts": pack("i", [1, 0])}, "DispatchColumns.input_task_ids: 0 entries"),
         ({"input_counts": pack("i", [-1, 1])}, "DispatchColumns.input_counts: a negative count"),
         ({"timeouts": b""}, "DispatchColumns.timeouts: 0 bytes"),

@@ -250,3 +250,23 @@ def test_room_index_window_top_up_scores_against_every_live_node() -> None:
     the largest window of each kind over every live node: node a (16 cpus, window full) makes c's
     cpu room count for little, so the gpu task goes to c (b would win without a)."""
     assert _window_pick(True) == _window_pick(False) == [("c", 1)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ordered_members_keep_the_nodes_order(seed: int) -> None:
+    """``_Ordered`` (a set and its cached order, a C class compiled): after any run of puts, its
+    order is its members in ``nodes`` order, cached or rebuilt, one member or many."""
+    from handoffd.scheduler.room_index import _Ordered
+
+    rng = random.Random(seed)
+    names = [f"n{i}" for i in range(rng.randint(1, 6))]
+    position = {name: i for i, name in enumerate(names)}
+    members = _Ordered()
+    expected: set[str] = set()
+    for _ in range(40):
+        name, inside = rng.choice(names), rng.random() < 0.5
+        members.put(name, inside)
+        (expected.add if inside else expected.discard)(name)
+        assert members.members == expected
+        if rng.random() < 0.7:
+            assert members.ordered(position) == sorted(expected, key=position.__getitem__)

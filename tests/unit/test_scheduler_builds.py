@@ -367,6 +367,67 @@ def test_both_builds_add_into_the_same(total: Any, cost: Any, sign: int) -> None
     assert a == b and list(a) == list(b)
 
 
+# -- room_view.py: what a node's room is computed from; room_index.py refreshes over it -------------
+
+built_room_view = importlib.import_module("handoffd.scheduler.room_view")
+pure_room_view = pure_build("room_view")
+
+
+def room_view_side(module: ModuleType, window: int, queue_seconds: float | None, rng: Any) -> Any:
+    view = module.RoomView({}, queue_seconds, window)
+    for i, name in enumerate(NODES):
+        capacity = {"cpu": float(1 + i), "memory": 100.0} if i < 2 else {}
+        free = {k: q * rng.choice([0.0, 0.5, 1.0]) for k, q in capacity.items()}
+        view.nodes[name] = NodeState(name, name, True, capacity, free, 1)
+        view.outstanding[name] = {"cpu": rng.choice([0.0, 0.5, 3.0, 64.0])}
+        view.pending[name] = {"cpu": rng.choice([0.0, 1.0])}
+        view.work[name] = rng.choice([0.0, 0.004, 0.01])
+    return view
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    window=st.sampled_from([1, 2, 32]),
+    queue_seconds=st.sampled_from([None, 0.005]),
+)
+def test_both_builds_compute_the_same_rooms(seed: int, window: int, queue_seconds: Any) -> None:
+    import random
+
+    seen = []
+    for module in (built_room_view, pure_room_view):
+        view = room_view_side(module, window, queue_seconds, random.Random(seed))
+        seen.append(
+            [
+                (
+                    view.effective_free(n.name),
+                    view.budget(n.name) if queue_seconds is not None else None,
+                    view.may_take_part(n),
+                    view.room_of(n),
+                )
+                for n in view.nodes.values()
+            ]
+        )
+    assert seen[0] == seen[1]
+
+
+def test_the_compiled_room_index_refreshes_over_a_typed_view() -> None:
+    """The index reads the view's books through C (``RoomView``, the base of the cluster view):
+    the compiled refresh refuses any other object, the pure one takes what quacks alike."""
+    from handoffd.scheduler.cluster_view import ClusterView
+    from handoffd.scheduler.room_index import RoomIndex
+
+    view = ClusterView()
+    assert isinstance(view, built_room_view.RoomView)
+    view.nodes["n1"] = NodeState("n1", "n1", True, {"cpu": 2.0}, {"cpu": 2.0}, 1)
+    view._rooms.refresh(view)
+    assert view._rooms.room == {"n1": {"cpu": 2.0}}
+    if not (built_room_view.__file__ or "").endswith((".so", ".pyd")):
+        pytest.skip("a build without Cython: the view is not typed")
+    duck = SimpleNamespace(**{k: getattr(view, k) for k in ("nodes", "window", "queue_seconds")})
+    with pytest.raises(TypeError):
+        RoomIndex().refresh(duck)
+
+
 # -- history.py: task attempts ---------------------------------------------------------------------
 
 built_history = importlib.import_module("handoffd.scheduler.history")

@@ -1,0 +1,146 @@
+"""A message that is the last one's bytes but its two ids, read without unpacking (issue 13, W3).
+
+A client's one-task ``execute`` sends the same ``SubmitAndWait`` body on every call but for its
+``request_id`` and ``run_id`` (``client_one``'s template: same envelope, same task, same
+options). ``Repeats`` keeps, for one such message type, the last decoded body cut in three: the
+bytes before the request id (the array header and the envelope), the bytes after the run id,
+and the decoded message. A body that starts and ends with those same bytes and holds between
+them a msgpack unsigned int and a UTF-8 str exactly filling the gap decodes, field for field,
+to that message with the new ids: it is built from the kept fields without ``unpackb`` or the
+schema's walk of the fields (the bytes are the ones that were checked). Anything else (another
+shape, another client's envelope, an id in another encoding) is ``None``: the caller decodes it
+the general way and ``learn`` keeps it next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from handoffd.protocol.registry import maker
+
+MAX_SKIP = 64  # misses let pass at most between two bodies kept (``Repeats.learn``)
+_UINT = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64: bytes after the marker
+
+
+def _uint(data: bytes, at: int) -> tuple[int, int] | None:
+    """The msgpack unsigned int at ``at`` and where it ends, or None if it is not one."""
+    if at >= len(data):
+        return None
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    size = _UINT.get(first)
+    if size is None or at + 1 + size > len(data):
+        return None
+    return int.from_bytes(data[at + 1 : at + 1 + size], "big"), at + 1 + size
+
+
+def _str(data: bytes, at: int) -> tuple[str, int] | None:
+    """The msgpack str (fixstr or str 8) at ``at`` and where it ends, or None."""
+    if at >= len(data):
+        return None
+    first = data[at]
+    if 0xA0 <= first <= 0xBF:
+        size, at = first & 0x1F, at + 1
+    elif first == 0xD9 and at + 1 < len(data):
+        size, at = data[at + 1], at + 2
+    else:
+        return None
+    end = at + size
+    if end > len(data):
+        return None
+    try:
+        return data[at:end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        return None
+
+
+def _head_size(first: int) -> int:
+    """Bytes of a msgpack array's header by its first byte (0: not an array header we read)."""
+    if 0x90 <= first <= 0x9F:
+        return 1
+    return {0xDC: 3, 0xDD: 5}.get(first, 0)
+
+
+class Repeats:
+    """The last body of one message type (whose first two fields are ``request_id: int`` and
+    ``run_id: str``) and its decoding; ``read`` gives the envelope's values and the message of a
+    body that repeats it but for those ids."""
+
+    def __init__(self, cls: type, pack: Callable[[Any], bytes]) -> None:
+        names = [f for f in cls.__dataclass_fields__]  # type: ignore[attr-defined]
+        if names[:2] != ["request_id", "run_id"]:
+            raise TypeError(f"{cls.__name__}: its first fields are not request_id, run_id")
+        self.type_id: int = cls.TYPE  # type: ignore[attr-defined]
+        self._names = names[2:]
+        self._make: Callable[..., Any] = maker(cls)
+        self._pack = pack  # (the codec's packer: the envelope's bytes as it would pack them)
+        self._prefix = b""
+        self._suffix = b""
+        self._rest: tuple[Any, ...] = ()
+        self._envelope: Any = None
+        self.hits = 0  # (tests, benches)
+        self.kept = 0  # bodies cut and kept (tests)
+        # Clients taking turns with other bodies would have each one cut and kept (a third of a
+        # decode) and never read again: a kept body not repeated before the next miss doubles
+        # the misses let pass before the next keep (up to MAX_SKIP); one read halves them.
+        self._fresh = False
+        self._backoff = 1
+        self._skip = 0
+
+    def read(self, head: bytes) -> tuple[Any, Any] | None:
+        prefix = self._prefix
+        if not prefix or not head.startswith(prefix):
+            return None
+        got = _uint(head, len(prefix))
+        if got is None:
+            return None
+        request_id, at = got
+        run = _str(head, at)
+        if run is None:
+            return None
+        run_id, at = run
+        suffix = self._suffix
+        if len(head) - at != len(suffix) or not head.endswith(suffix):
+            return None
+        self.hits += 1
+        self._fresh = False
+        return self._envelope, self._make(request_id, run_id, *self._rest)
+
+    def learn(self, head: bytes, envelope: Any, values: tuple[Any, ...], msg: Any) -> None:
+        """Keep ``head`` (decoded the general way into ``envelope`` and ``msg``; ``values``: its
+        unpacked array) if it cuts as ``read`` cuts it; else keep nothing."""
+        if self._skip:
+            self._skip -= 1
+            return
+        if self._fresh:
+            self._backoff = min(2 * self._backoff, MAX_SKIP)
+            self._skip = self._backoff - 1
+        else:  # it was read at least once: keep sooner
+            self._backoff = max(1, self._backoff // 2)
+        self._fresh = False
+        self._prefix = b""
+        size = _head_size(head[0]) if head else 0
+        if not size:
+            return
+        try:
+            front = b"".join(self._pack(v) for v in envelope)
+        except Exception:  # noqa: BLE001 - nothing to keep; the message was decoded anyway
+            return
+        at = size + len(front)
+        if head[size:at] != front or len(values) != len(envelope) + 2 + len(self._names):
+            return
+        got = _uint(head, at)
+        run = _str(head, got[1]) if got is not None else None
+        if got is None or run is None or (got[0], run[0]) != (msg.request_id, msg.run_id):
+            return
+        self._suffix = head[run[1] :]
+        self._rest = tuple(getattr(msg, name) for name in self._names)
+        self._envelope = envelope
+        self._prefix = head[:at]
+        self._fresh = True
+        self.kept += 1
+
+
+__all__ = ["Repeats"]

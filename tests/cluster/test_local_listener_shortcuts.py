@@ -1,0 +1,277 @@
+"""The daemon's side of the local client socket (``LocalListener``) on its short ways: a read that is
+one request whole is delivered without the connection's buffer and ``take``, under the same
+limits; a small two-frame reply goes in one ``send`` of ``pack``'s bytes, and a part the socket did
+not take is finished in order. A reply bound at once (``Replies``'s ``encode``) is the same
+frames as the prepared one, and a big one still goes to the thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+from typing import Any
+
+import pytest
+
+from handoffd.daemon import replies
+from handoffd.daemon.replies import Replies
+from handoffd.protocol import messages as m
+from handoffd.protocol.codec import Codec
+from handoffd.transport import local_socket
+
+pytestmark = pytest.mark.timeout(60)
+
+SECRET = b"s" * 32
+
+
+class Loop:
+    """The loop's readers and writers, called by the test."""
+
+    def __init__(self) -> None:
+        self.readers: dict[int, Any] = {}
+        self.writers: dict[int, Any] = {}
+
+    def add_reader(self, fd: int, cb: Any, *args: Any) -> None:
+        self.readers[fd] = (cb, args)
+
+    def remove_reader(self, fd: int) -> None:
+        self.readers.pop(fd, None)
+
+    def add_writer(self, fd: int, cb: Any, *args: Any) -> None:
+        self.writers[fd] = (cb, args)
+
+    def remove_writer(self, fd: int) -> None:
+        self.writers.pop(fd, None)
+
+    def run(self, table: dict[int, Any]) -> None:
+        for cb, args in list(table.values()):
+            cb(*args)
+
+
+class Side:
+    """A listener with one open connection, its client end a plain blocking socket."""
+
+    def __init__(self, max_frames: int = 10, max_frame: int = 1 << 20) -> None:
+        self.loop = Loop()
+        self.got: list[tuple[bytes, list[bytes]]] = []
+        self.drains = 0
+        address = f"test-shortcuts-{os.getpid()}-{random.getrandbits(32)}"
+        self.listener = local_socket.LocalListener(
+            address,
+            SECRET,
+            self.loop,  # type: ignore[arg-type]
+            lambda conn, frames: self.got.append((conn, frames)),
+            self._drained,
+            max_frames=max_frames,
+            max_frame=max_frame,
+        )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(local_socket.socket_name(address))
+        sock.settimeout(10)
+        self.loop.run(self.loop.readers)  # accept: the nonce is sent
+        theirs = sock.recv(local_socket.NONCE)
+        ours = os.urandom(local_socket.NONCE)
+        sock.sendall(ours + local_socket._proof(SECRET, b"client", theirs, ours))
+        self.loop.run(self.loop.readers)
+        assert sock.recv(local_socket.PROOF) == local_socket._proof(SECRET, b"server", ours, theirs)
+        self.sock = sock
+        (self.conn,) = self.listener._conns.values()
+
+    def _drained(self) -> None:
+        self.drains += 1
+
+    def read(self) -> None:
+        """One wake-up of the connection's reader."""
+        cb, args = self.loop.readers[self.conn.sock.fileno()]
+        cb(*args)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.sock.close()
+
+
+def _wire(frames: list[Any]) -> bytes:
+    return b"".join(bytes(p) for p in local_socket.pack(frames))
+
+
+def _recv(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        data = sock.recv(n - len(out))
+        assert data
+        out += data
+    return out
+
+
+def test_a_request_read_whole_is_delivered_without_the_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    side = Side()
+    takes: list[int] = []
+    real = local_socket.take
+
+    def counting(buf: bytearray, *args: Any) -> Any:
+        takes.append(len(buf))
+        return real(buf, *args)
+
+    monkeypatch.setattr(local_socket, "take", counting)
+    try:
+        for i in range(3):
+            frames = [b"body-%d" % i, b"payload" * (i + 1)]
+            side.sock.sendall(_wire(frames))
+            side.read()
+            assert side.got[-1] == (side.conn.id, frames)
+        assert side.drains == 3  # a drain after each wake-up that delivered
+        assert takes == []  # each read was its request whole
+        assert not side.conn.buf
+    finally:
+        side.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_requests_cut_anywhere_come_out_whole_and_in_order(seed: int) -> None:
+    rng = random.Random(seed)
+    side = Side()
+    try:
+        sent = []
+        for i in range(40):
+            count = rng.choice([1, 2, 2, 2, 3])
+            sent.append([bytes([i]) * rng.randrange(0, 300) for _ in range(count)])
+        stream = b"".join(_wire(f) for f in sent)
+        at = 0
+        while at < len(stream):
+            step = rng.choice([1, 7, 20, 200, 5000])
+            side.sock.sendall(stream[at : at + step])
+            at += step
+            side.read()
+        assert [frames for _, frames in side.got] == sent
+        assert not side.conn.buf
+    finally:
+        side.close()
+
+
+@pytest.mark.parametrize(
+    ("max_frames", "max_frame", "frames"),
+    [(10, 100, [b"a", b"b" * 101]), (10, 100, [b"a" * 101, b"b"]), (1, 100, [b"a", b"b"])],
+)
+def test_a_request_over_the_limits_closes_the_connection_on_the_short_way_too(
+    max_frames: int, max_frame: int, frames: list[bytes]
+) -> None:
+    side = Side(max_frames, max_frame)
+    try:
+        side.sock.sendall(_wire(frames))
+        side.read()
+        assert side.got == []
+        assert side.listener.refused == 1 and not side.listener._conns
+        assert side.sock.recv(10) == b""  # closed
+    finally:
+        side.close()
+
+
+class Sock:
+    """A connection's socket that counts its sends and takes at most ``room`` bytes of the next
+    one (then everything)."""
+
+    def __init__(self, real: socket.socket, room: int = -1) -> None:
+        self.real = real
+        self.room = room
+        self.calls: list[str] = []
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def send(self, data: Any) -> int:
+        self.calls.append("send")
+        if self.room >= 0:
+            data, self.room = memoryview(data)[: self.room], -1
+        return self.real.send(data)
+
+    def sendmsg(self, parts: Any) -> int:
+        self.calls.append("sendmsg")
+        if self.room >= 0:
+            room, self.room = self.room, -1
+            return self.real.send(b"".join(bytes(p) for p in parts)[:room])
+        return self.real.sendmsg(parts)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_small_reply_is_one_send_of_packs_bytes() -> None:
+    side = Side()
+    try:
+        sock = side.conn.sock = Sock(side.conn.sock)  # type: ignore[assignment]
+        frames = [b"head" * 10, b"value" * 20]
+        assert side.listener.reply(side.conn.id, frames)
+        want = _wire(frames)
+        assert _recv(side.sock, len(want)) == want
+        assert sock.calls == ["send"]
+        # Anything else still goes pack()'s way: three frames, a big one
+        for other in ([b"a", b"b", b"c"], [b"h", b"v" * local_socket.JOIN_BYTES]):
+            assert side.listener.reply(side.conn.id, other)
+            want = _wire(other)
+            assert _recv(side.sock, len(want)) == want
+        assert sock.calls == ["send", "sendmsg", "sendmsg"]
+    finally:
+        side.close()
+
+
+@pytest.mark.parametrize("room", [0, 1, 19, 20, 45])
+def test_a_reply_the_socket_takes_in_part_is_finished_in_order(room: int) -> None:
+    side = Side()
+    try:
+        side.conn.sock = Sock(side.conn.sock, room)  # type: ignore[assignment]
+        first, second = [b"head" * 10, b"value" * 20], [b"next", b"one"]
+        assert side.listener.reply(side.conn.id, first)
+        assert side.listener.reply(side.conn.id, second)  # behind what waits
+        for _ in range(10):
+            if not side.loop.writers:
+                break
+            side.loop.run(side.loop.writers)
+        assert not side.loop.writers and not side.conn.out and side.conn.queued == 0
+        want = _wire(first) + _wire(second)
+        assert _recv(side.sock, len(want)) == want
+    finally:
+        side.close()
+
+
+def _outcome(request_id: int, n: int = 1) -> m.RunOutcome:
+    placement = {f"t{i}": "a" for i in range(n)}
+    return m.RunOutcome(
+        request_id, "run", "DONE", {"DONE": n}, placement, "a", 1, (), None, ("t0",), (), True
+    )
+
+
+def test_a_reply_encoded_at_once_is_the_prepared_ones_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(replies, "BIG_ENTRIES", 100)
+    codec = Codec()
+    prepared: list[int] = []
+    direct: list[int] = []
+    sent: list[tuple[bytes, list[Any]]] = []
+
+    def prepare(msg: Any, frames: Any) -> Any:
+        prepared.append(msg.request_id)
+        return lambda piece: codec.encode(msg, sender="a", frames=frames or (), piece=piece)
+
+    def encode(msg: Any, frames: Any) -> list[Any]:
+        direct.append(msg.request_id)
+        return codec.encode(msg, sender="a", frames=frames or ())
+
+    async def go() -> None:
+        out = Replies(prepare, lambda conn, frames: sent.append((conn, frames)), encode=encode)
+        out.reply(b"c", _outcome(1), [b"v"])
+        out.reply(b"c", _outcome(2, 500))  # big: prepared for the thread
+        out.reply(b"c", _outcome(3), [b"w"])  # behind it: at once, queued
+        for _ in range(500):
+            if len(sent) == 3:
+                break
+            await asyncio.sleep(0.01)
+        out.close()
+
+    asyncio.run(go())
+    assert direct == [1, 3] and prepared == [2]
+    assert [Codec().decode(f).msg.request_id for _, f in sent] == [1, 2, 3]  # type: ignore[union-attr]
+    assert sent[0][1] == codec.encode(_outcome(1), sender="a", frames=[b"v"])
