@@ -13,11 +13,18 @@ Pure: ``Quorum.update(members, now)`` from membership's view; the daemon applies
 
 The base (the last known alive membership) follows the view while we are not fenced: members
 join it when seen ALIVE, leave it when LEFT, or when DEAD (or forgotten) for ``evict_after``
-seconds during which we were never fenced. That delay is what tells a partition (its far side
+seconds during which we were never at risk. That delay is what tells a partition (its far side
 turns SUSPECT and DEAD within a few probe rounds, so we are fenced before it ends) from members
-failing one after another (each leaves the base in turn, so the survivors keep a quorum). A
-base of fewer than 3 members is never fenced: with 2, each side of a partition is half, and
-fencing would stop the survivor of a crash forever.
+failing one after another (each leaves the base in turn, so the survivors keep a quorum). The
+unreachable leave it by loss episode, not one by one: an episode runs from a first base member
+unreachable to none, and its members leave together once each has been DEAD for ``evict_after``.
+So a far side found unreachable member by member (each suspicion ends at its own time: under
+load, in a big cluster, or a partition that grows) is judged against the base it had at the
+first loss; one by one, each could be DEAD for ``evict_after`` before enough others were
+unreachable, the base shrank, and the minority (3 of 7, seen as 3 of 5, then 3 of 4) never
+fenced. Members lost more than ``evict_after`` apart (each DEAD for that long before the next is
+lost) are still an episode each. A base of fewer than 3 members is never fenced: with 2, each
+side of a partition is half, and fencing would stop the survivor of a crash forever.
 
 Members that crashed together (more than half of the base at once) are told from a partition by
 their hosts' word: while at risk or fenced the daemon asks the transport whether each unreachable
@@ -63,7 +70,6 @@ class Quorum:
         self._risk_since = 0.0
         self.reachable = 1  # base members ALIVE in our view (ourselves included)
         self._down_since: dict[str, float] = {}  # base member -> when it stopped being ALIVE
-        self._fenced_at = float("-inf")  # when we were last fenced
         self.times_fenced = 0
 
     def refusal(self) -> str | None:
@@ -104,13 +110,12 @@ class Quorum:
             else:
                 self._down_since.setdefault(name, now)
         self.reachable = sum(1 for name in self.base if status.get(name) == m.ALIVE)
-        was, risky = self.fenced, len(self.base) >= 3 and 2 * self.reachable <= len(self.base)
+        was, was_risky = self.fenced, self.at_risk
+        risky = len(self.base) >= 3 and 2 * self.reachable <= len(self.base)
         if risky and not self.at_risk:
             self._risk_since = now
         self.at_risk = risky
         self.fenced = risky and (was or now - self._risk_since >= self.confirm_after)
-        if risky:
-            self._fenced_at = now  # (no eviction is judged across a moment at risk)
         if self.fenced and not was:
             self._fenced_since = now
         if self.fenced and now - self._fenced_since >= self.fence_max:
@@ -128,15 +133,22 @@ class Quorum:
         if risky:
             return False
         self.base.update(n for n, st in status.items() if st == m.ALIVE)
-        if was:  # healed: who is still down is judged from now, as one failure each
+        if was_risky:  # healed, or a moment at risk passed: who is still down is judged from now
             self._down_since = dict.fromkeys(self._down_since, now)
-            if back:  # (not when the base shrank to us: gone members send no takeovers)
+            if was and back:  # (not when the base shrank to us: gone members send no takeovers)
                 self._settled_at = now + self.settle_after
-        for name, since in list(self._down_since.items()):
-            dead = status.get(name) in (m.DEAD, None)
-            if dead and now - since >= self.evict_after and self._fenced_at < since:
-                self.base.discard(name)
-                del self._down_since[name]
+        # A loss episode (from a first base member unreachable to none) leaves the base as a
+        # whole, once each of its members has been DEAD (or forgotten) for evict_after: a far
+        # side found unreachable member by member, over more than evict_after, is judged
+        # against the base it had at the first loss (one member left at a time, the minority
+        # saw 3 of 5, then 3 of 4, and was never fenced).
+        down = self._down_since
+        if down and all(
+            now - since >= self.evict_after and status.get(name) in (m.DEAD, None)
+            for name, since in down.items()
+        ):
+            self.base.difference_update(down)
+            down.clear()
         return was
 
 
