@@ -59,7 +59,8 @@ def test_the_minority_of_a_partition_stays_fenced_past_the_old_cap() -> None:
     # Old cap dead_reap_after / 4 = 6 s; now dead_reap_after = 24 s. A DEAD member leaves the base
     # after dead_reap_after / 12 (2 s) while we are not fenced: with 12 (1 s), a loaded machine
     # found the three far members DEAD more than 1 s apart, the base shrank one by one and the
-    # minority never fenced (members failing one after another, as fencing.py documents).
+    # minority never fenced (since fence20 the unreachable leave the base by loss episode:
+    # test_fence_growing_cluster.py).
     membership = replace(MembershipConfig.for_tests(), dead_reap_after=24.0)
     with ThreadedCluster([{"cpu": 1}] * 5, membership=membership) as cluster:
         addresses = cluster.addresses()

@@ -86,6 +86,20 @@ def test_an_episode_leaves_the_base_together_once_all_its_members_are_evictable(
     assert q.base == {"a", "b", "c"} and not q.fenced
 
 
+def test_a_refuted_suspicion_holds_an_episode_only_while_it_lasts() -> None:
+    """e DEAD since 1 is evictable at 6, but d is SUSPECT from 5.5 (it may be the next far member
+    lost): e waits; d refutes at 6.5 (a flap, not a loss), the episode is e alone again, and e
+    leaves the base at once."""
+    q = Quorum("a", EVICT)
+    q.update(view(dict.fromkeys("abcde", ALIVE)), 0.0)
+    q.update(view({"a": ALIVE, "b": ALIVE, "c": ALIVE, "d": ALIVE, "e": DEAD}), 1.0)
+    q.update(view({"a": ALIVE, "b": ALIVE, "c": ALIVE, "d": SUSPECT, "e": DEAD}), 5.5)
+    q.update(view({"a": ALIVE, "b": ALIVE, "c": ALIVE, "d": SUSPECT, "e": DEAD}), 6.25)
+    assert len(q.base) == 5
+    q.update(view({"a": ALIVE, "b": ALIVE, "c": ALIVE, "d": ALIVE, "e": DEAD}), 6.5)
+    assert q.base == {"a", "b", "c", "d"} and not q.at_risk
+
+
 def test_crashes_found_one_at_a_time_fence_until_their_hosts_refuse() -> None:
     """The same staggered losses as crashes (kill -9, hosts up): fenced at the fourth, then every
     unreachable member of the episode (the first ones included: still in the base) is asked
