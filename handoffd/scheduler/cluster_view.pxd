@@ -53,6 +53,8 @@ cdef class ClusterView(Demand):
     cpdef _fill_windows(
         self, list alive, ReadyQueue ready, object dispatch, bint low_water
     )
+    @cython.locals(window=double)
+    cpdef bint _some_window_opens(self, list nodes, bint low_water)
     @cython.locals(nodes=list, load=dict)
     cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
     @cython.locals(

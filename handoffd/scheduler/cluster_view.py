@@ -485,7 +485,7 @@ class ClusterView(Demand):
             # Only nodes that can take part (``room_index``), and one that cannot, carrying the
             # largest capacity of each kind: the core scales binpack's score by it, as with all.
             nodes = [self.nodes[name] for name in self._rooms.fillable()]
-            if not nodes:
+            if not self._some_window_opens(nodes, low_water):
                 return
             capacities = [n.capacity for n in nodes]
             capacities.append(self._rooms.top(alive))
@@ -501,6 +501,23 @@ class ClusterView(Demand):
         )
         self._walk(fill, nodes, ready, dispatch, timed)
 
+    def _some_window_opens(self, nodes: list[NodeState], low_water: bool) -> bool:
+        """Whether ``window_fill`` would open some of ``nodes`` for a top-up: room in a kind it
+        has and budget left (``may_take_part``: the same arithmetic), and, with ``low_water``,
+        below the low-water mark (the core's ``below_low_water``, its test). The fillable set is
+        as of the pass's start, and the free pass's dispatches may have closed every window in
+        it since (one freed slot refilled: most passes of a busy owner): the core's pass and the
+        walk were built then for no task."""
+        below = self._core.below_low_water
+        window = float(self.window)
+        for n in nodes:
+            if self.may_take_part(n) and (
+                not low_water
+                or below(n.capacity, self.outstanding.get(n.name, {}), window, LOW_WATER)
+            ):
+                return True
+        return False
+
     def _fill_waves(self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn) -> None:
         """Queue ready tasks on nodes our outstanding demand does not fill, up to their capacity
         (see the module's docstring): the core's ``window_fill`` with a window of one wave and
@@ -510,10 +527,14 @@ class ClusterView(Demand):
             return
         nodes: list[NodeState] = []
         candidates = alive
-        if self.indexed:  # only nodes with capacity above our demand somewhere (``room_index``)
-            rooms = self._rooms
-            rooms.refresh(self)
-            candidates = [self.nodes[name] for name in rooms.with_wave()]
+        if self.indexed:
+            # Only nodes with capacity above our demand somewhere (``room_index``), as of the
+            # refresh at the start of this pass (``place``): since then only our dispatches
+            # happened, which only raise our demand, so that set still holds every node that has
+            # wave room now (a superset, checked against the books below). Refreshing again
+            # recomputed the rooms of every node the pass dispatched to, which the next pass
+            # recomputes anyway.
+            candidates = [self.nodes[name] for name in self._rooms.with_wave()]
         for n in candidates:
             load = self.outstanding.get(n.name, {})
             for k, q in n.capacity.items():
