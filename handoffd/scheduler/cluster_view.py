@@ -122,7 +122,7 @@ class ClusterView(Demand):
         # ``indexed`` False: every pass builds every node's room (the reference the index is
         # tested against).
         self.indexed = True
-        # ``short`` False: every batch goes through the adapter (``_place_batch``: the reference
+        # ``short`` False: every batch goes through the adapter (``place_batch``: the reference
         # ``_place_short`` is tested against).
         self.short = True
         # The last placement pass found nothing free anywhere (only windows could take tasks).
@@ -241,7 +241,10 @@ class ClusterView(Demand):
         # Only nodes with room, unless a weightless task (it fits a full node) is queued.
         indexed = self.indexed and not ready.weightless
         names = rooms.with_room() if indexed else [n.name for n in alive]
-        free = {name: dict(rooms.room[name]) for name in names}
+        # (the index's own dicts, not copies: a pass never changes one in place, it replaces
+        # its entry in ``free`` with what is left: ``placement.place_batch``)
+        room = rooms.room
+        free = {name: room[name] for name in names}
         anything = False
         for f in free.values():
             for q in f.values():
@@ -357,7 +360,7 @@ class ClusterView(Demand):
                 return 0
             chosen = self._place_short(free, batch) if self.short else None
             if chosen is None:
-                chosen = self._place_batch(free, batch)
+                chosen = placement.place_batch(self, free, batch)
             sent = 0
             for i, (run, rec, _, _, _, _) in enumerate(batch):
                 node = chosen[i]
@@ -372,11 +375,11 @@ class ClusterView(Demand):
     def _place_short(
         self, free: dict[str, dict[str, float]], batch: list[tuple[Any, ...]]
     ) -> list[str | None] | None:
-        """``_place_batch`` for a batch of one policy and no collocation riders (every one-task
-        run, most batches): the core's ``place`` called on the candidates' lists at once, with
-        no ``NodeView``/``TaskRequest`` records nor the adapter's index between; None for any
-        other batch. Same candidates (``_candidates``), order, pins and preferences as
-        ``placement.place`` over them (``tests/unit/test_place_short.py`` holds them equal)."""
+        """``placement.place_batch`` for a batch of one policy and no collocation riders (every
+        one-task run, most batches): the core's ``place`` called on the candidates' lists at
+        once, with no ``NodeView``/``TaskRequest`` records nor the adapter's index between; None
+        for any other batch. Same candidates (``_candidates``), order, pins and preferences
+        (``tests/unit/test_place_short.py`` holds them equal)."""
         policy = batch[0][0].options.policy
         demands: list[dict[str, float]] = []
         for run, _, need, _, _, lead in batch:
@@ -410,53 +413,11 @@ class ClusterView(Demand):
             demands.append(need)
             todo.append(i)
         picks = self._core.place(demands, frees, capacities, pins, prefs, policy, None)
+        # (``free`` is not charged for them: the whole batch is placed at once, and nothing
+        # reads ``free`` after it in the pass)
         for j, n in enumerate(picks):
             if n >= 0:
-                i = todo[j]
-                node = names[n]
-                chosen[i] = node
-                need = batch[i][2]
-                if need:
-                    left = dict(free[node])
-                    for kind, qty in need.items():
-                        left[kind] = left.get(kind, 0.0) - qty
-                    free[node] = left
-        return chosen
-
-    def _place_batch(
-        self, free: dict[str, dict[str, float]], batch: list[tuple[Any, ...]]
-    ) -> list[str | None]:
-        """Node (or None) per batch entry: each policy's tasks through ``placement.place`` over
-        the candidates (``_candidates``), earlier policies' placements consuming free first."""
-        chosen: list[str | None] = [None] * len(batch)
-        policies = list(dict.fromkeys([entry[0].options.policy for entry in batch]))
-        for policy in policies:
-            picks = [i for i, entry in enumerate(batch) if entry[0].options.policy == policy]
-            at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
-            requests: list[placement.TaskRequest] = []
-            for i in picks:
-                _, _, need, pin, pref, lead = batch[i]
-                if lead >= 0:
-                    requests.append(placement.TaskRequest({}, follow=at[lead]))
-                else:
-                    requests.append(placement.TaskRequest(need, pin, pref))
-            names, frees = self._candidates(free, [r.demand for r in requests if r.follow < 0])
-            if not names:
-                continue
-            views = [
-                placement.NodeView(name, self.nodes[name].capacity, f)
-                for name, f in zip(names, frees, strict=True)
-            ]
-            answer = placement.place(requests, views, policy, self.backend)
-            for i, node in zip(picks, answer, strict=True):
-                chosen[i] = node
-                demand = batch[i][2]
-                if node is not None and demand:
-                    # (resources.subtract inlined: a Python call per placed task)
-                    left = dict(free[node])
-                    for kind, qty in demand.items():
-                        left[kind] = left.get(kind, 0.0) - qty
-                    free[node] = left
+                chosen[todo[j]] = names[n]
         return chosen
 
     def _fill_windows(
