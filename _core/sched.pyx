@@ -9,7 +9,7 @@ array. ``fits``, ``below_low_water`` and ``WindowFill`` work on the dicts (or de
 with the float operations of the twin, in the same order.
 """
 
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.ref cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
@@ -67,23 +67,54 @@ def decisions():
     return {KERNELS[i]: _counts[i] for i in range(_N_KERNELS)}
 
 
+cdef tuple _STANDARD = tuple(STANDARD_KINDS)
+
+# Distinct keys remembered by identity while ``_kinds`` walks the maps: a cluster's maps share a
+# few key objects (each node's report and each task's cost name the same kinds).
+cdef enum:
+    _KEY_CACHE = 8
+
+
 cdef list _kinds(tuple groups):
     """``_consts.kinds`` over every map of each sequence in ``groups``, compiled (the same kinds in
     the same order): a placement pass and a window fill each ask it once, and the interpreted one
-    was the largest Python step left in the owner's pass. One ``set.update`` per group (its loop
-    over dicts reuses their stored hashes: a compiled loop adding key by key was slower on 100
-    nodes)."""
+    was the largest Python step left in the owner's pass. A plain dict's keys are walked in C and
+    a key already seen as the same object is not hashed again (most keys of a pass are the same
+    few objects: one ``set.update`` per map, a bound-method call and an argument tuple each, cost
+    more than the walk); any other mapping goes through ``set.update``."""
     cdef set seen = set()
     cdef list out = []
-    cdef Py_ssize_t standard = 0
+    cdef Py_ssize_t standard = 0, pos, n_cached = 0, c
+    # (borrowed: ``seen`` holds a reference to each before it is cached, so none is freed and
+    # its address reused while the walk runs)
+    cdef PyObject* cached[_KEY_CACHE]
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef bint known
     for maps in groups:
-        seen.update(*maps)
-    for k in STANDARD_KINDS:
+        for m in maps:
+            if type(m) is not dict:
+                seen.update(m)
+                continue
+            pos = 0
+            while PyDict_Next(m, &pos, &key, &value):
+                known = False
+                for c in range(n_cached):
+                    if cached[c] == key:
+                        known = True
+                        break
+                if known:
+                    continue
+                seen.add(<object>key)
+                if n_cached < _KEY_CACHE:
+                    cached[n_cached] = key
+                    n_cached += 1
+    for k in _STANDARD:
         if k in seen:
             out.append(k)
             standard += 1
     if len(seen) > standard:
-        out.extend(sorted(seen.difference(STANDARD_KINDS)))
+        out.extend(sorted(seen.difference(_STANDARD)))
     return out
 
 

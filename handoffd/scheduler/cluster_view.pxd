@@ -29,7 +29,9 @@ cdef class ClusterView(Demand):
     cpdef dict _wave_room(self, object n)
     @cython.locals(f=dict, wave=dict)
     cpdef bint room_opened(self, str node, ReadyQueue ready)
-    @cython.locals(free=dict, most=dict, window=Py_ssize_t, anything=bint, indexed=bint)
+    @cython.locals(
+        free=dict, room=dict, most=dict, window=Py_ssize_t, anything=bint, indexed=bint
+    )
     cpdef place(self, ReadyQueue ready, object dispatch)
     cpdef bint _some_shape_fits(self, ReadyQueue ready, dict free, dict most)
     @cython.locals(
@@ -40,19 +42,18 @@ cdef class ClusterView(Demand):
     cpdef Py_ssize_t _place_free(self, dict free, dict most, ReadyQueue ready, object dispatch)
     @cython.locals(
         demands=list, chosen=list, names=list, frees=list, index=dict, capacities=list,
-        todo=list, pins=list, prefs=list, picks=list, left=dict, need=dict,
+        todo=list, pins=list, prefs=list, picks=list, need=dict,
         i=Py_ssize_t, j=Py_ssize_t, n=Py_ssize_t, at=Py_ssize_t, lead=Py_ssize_t,
     )
     cpdef object _place_short(self, dict free, list batch)
-    @cython.locals(chosen=list, picks=list, at=dict, requests=list, names=list, frees=list,
-                   views=list, demand=dict, left=dict)
-    cpdef list _place_batch(self, dict free, list batch)
     @cython.locals(kinds=set, least=dict, room=dict, names=list, frees=list)
     cpdef tuple _candidates(self, dict free, list demands)
     @cython.locals(timed=bint, window=Py_ssize_t)
     cpdef _fill_windows(
         self, list alive, ReadyQueue ready, object dispatch, bint low_water
     )
+    @cython.locals(window=double)
+    cpdef bint _some_window_opens(self, list nodes, bint low_water)
     @cython.locals(nodes=list, load=dict)
     cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
     @cython.locals(

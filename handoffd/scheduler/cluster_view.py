@@ -122,7 +122,7 @@ class ClusterView(Demand):
         # ``indexed`` False: every pass builds every node's room (the reference the index is
         # tested against).
         self.indexed = True
-        # ``short`` False: every batch goes through the adapter (``_place_batch``: the reference
+        # ``short`` False: every batch goes through the adapter (``place_batch``: the reference
         # ``_place_short`` is tested against).
         self.short = True
         # The last placement pass found nothing free anywhere (only windows could take tasks).
@@ -241,7 +241,10 @@ class ClusterView(Demand):
         # Only nodes with room, unless a weightless task (it fits a full node) is queued.
         indexed = self.indexed and not ready.weightless
         names = rooms.with_room() if indexed else [n.name for n in alive]
-        free = {name: dict(rooms.room[name]) for name in names}
+        # (the index's own dicts, not copies: a pass never changes one in place, it replaces
+        # its entry in ``free`` with what is left: ``placement.place_batch``)
+        room = rooms.room
+        free = {name: room[name] for name in names}
         anything = False
         for f in free.values():
             for q in f.values():
@@ -357,7 +360,7 @@ class ClusterView(Demand):
                 return 0
             chosen = self._place_short(free, batch) if self.short else None
             if chosen is None:
-                chosen = self._place_batch(free, batch)
+                chosen = placement.place_batch(self, free, batch)
             sent = 0
             for i, (run, rec, _, _, _, _) in enumerate(batch):
                 node = chosen[i]
@@ -372,11 +375,11 @@ class ClusterView(Demand):
     def _place_short(
         self, free: dict[str, dict[str, float]], batch: list[tuple[Any, ...]]
     ) -> list[str | None] | None:
-        """``_place_batch`` for a batch of one policy and no collocation riders (every one-task
-        run, most batches): the core's ``place`` called on the candidates' lists at once, with
-        no ``NodeView``/``TaskRequest`` records nor the adapter's index between; None for any
-        other batch. Same candidates (``_candidates``), order, pins and preferences as
-        ``placement.place`` over them (``tests/unit/test_place_short.py`` holds them equal)."""
+        """``placement.place_batch`` for a batch of one policy and no collocation riders (every
+        one-task run, most batches): the core's ``place`` called on the candidates' lists at
+        once, with no ``NodeView``/``TaskRequest`` records nor the adapter's index between; None
+        for any other batch. Same candidates (``_candidates``), order, pins and preferences
+        (``tests/unit/test_place_short.py`` holds them equal)."""
         policy = batch[0][0].options.policy
         demands: list[dict[str, float]] = []
         for run, _, need, _, _, lead in batch:
@@ -410,53 +413,11 @@ class ClusterView(Demand):
             demands.append(need)
             todo.append(i)
         picks = self._core.place(demands, frees, capacities, pins, prefs, policy, None)
+        # (``free`` is not charged for them: the whole batch is placed at once, and nothing
+        # reads ``free`` after it in the pass)
         for j, n in enumerate(picks):
             if n >= 0:
-                i = todo[j]
-                node = names[n]
-                chosen[i] = node
-                need = batch[i][2]
-                if need:
-                    left = dict(free[node])
-                    for kind, qty in need.items():
-                        left[kind] = left.get(kind, 0.0) - qty
-                    free[node] = left
-        return chosen
-
-    def _place_batch(
-        self, free: dict[str, dict[str, float]], batch: list[tuple[Any, ...]]
-    ) -> list[str | None]:
-        """Node (or None) per batch entry: each policy's tasks through ``placement.place`` over
-        the candidates (``_candidates``), earlier policies' placements consuming free first."""
-        chosen: list[str | None] = [None] * len(batch)
-        policies = list(dict.fromkeys([entry[0].options.policy for entry in batch]))
-        for policy in policies:
-            picks = [i for i, entry in enumerate(batch) if entry[0].options.policy == policy]
-            at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
-            requests: list[placement.TaskRequest] = []
-            for i in picks:
-                _, _, need, pin, pref, lead = batch[i]
-                if lead >= 0:
-                    requests.append(placement.TaskRequest({}, follow=at[lead]))
-                else:
-                    requests.append(placement.TaskRequest(need, pin, pref))
-            names, frees = self._candidates(free, [r.demand for r in requests if r.follow < 0])
-            if not names:
-                continue
-            views = [
-                placement.NodeView(name, self.nodes[name].capacity, f)
-                for name, f in zip(names, frees, strict=True)
-            ]
-            answer = placement.place(requests, views, policy, self.backend)
-            for i, node in zip(picks, answer, strict=True):
-                chosen[i] = node
-                demand = batch[i][2]
-                if node is not None and demand:
-                    # (resources.subtract inlined: a Python call per placed task)
-                    left = dict(free[node])
-                    for kind, qty in demand.items():
-                        left[kind] = left.get(kind, 0.0) - qty
-                    free[node] = left
+                chosen[todo[j]] = names[n]
         return chosen
 
     def _fill_windows(
@@ -485,7 +446,7 @@ class ClusterView(Demand):
             # Only nodes that can take part (``room_index``), and one that cannot, carrying the
             # largest capacity of each kind: the core scales binpack's score by it, as with all.
             nodes = [self.nodes[name] for name in self._rooms.fillable()]
-            if not nodes:
+            if not self._some_window_opens(nodes, low_water):
                 return
             capacities = [n.capacity for n in nodes]
             capacities.append(self._rooms.top(alive))
@@ -501,6 +462,23 @@ class ClusterView(Demand):
         )
         self._walk(fill, nodes, ready, dispatch, timed)
 
+    def _some_window_opens(self, nodes: list[NodeState], low_water: bool) -> bool:
+        """Whether ``window_fill`` would open some of ``nodes`` for a top-up: room in a kind it
+        has and budget left (``may_take_part``: the same arithmetic), and, with ``low_water``,
+        below the low-water mark (the core's ``below_low_water``, its test). The fillable set is
+        as of the pass's start, and the free pass's dispatches may have closed every window in
+        it since (one freed slot refilled: most passes of a busy owner): the core's pass and the
+        walk were built then for no task."""
+        below = self._core.below_low_water
+        window = float(self.window)
+        for n in nodes:
+            if self.may_take_part(n) and (
+                not low_water
+                or below(n.capacity, self.outstanding.get(n.name, {}), window, LOW_WATER)
+            ):
+                return True
+        return False
+
     def _fill_waves(self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn) -> None:
         """Queue ready tasks on nodes our outstanding demand does not fill, up to their capacity
         (see the module's docstring): the core's ``window_fill`` with a window of one wave and
@@ -510,10 +488,14 @@ class ClusterView(Demand):
             return
         nodes: list[NodeState] = []
         candidates = alive
-        if self.indexed:  # only nodes with capacity above our demand somewhere (``room_index``)
-            rooms = self._rooms
-            rooms.refresh(self)
-            candidates = [self.nodes[name] for name in rooms.with_wave()]
+        if self.indexed:
+            # Only nodes with capacity above our demand somewhere (``room_index``), as of the
+            # refresh at the start of this pass (``place``): since then only our dispatches
+            # happened, which only raise our demand, so that set still holds every node that has
+            # wave room now (a superset, checked against the books below). Refreshing again
+            # recomputed the rooms of every node the pass dispatched to, which the next pass
+            # recomputes anyway.
+            candidates = [self.nodes[name] for name in self._rooms.with_wave()]
         for n in candidates:
             load = self.outstanding.get(n.name, {})
             for k, q in n.capacity.items():

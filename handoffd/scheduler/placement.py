@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from handoffd._core import api as core
 from handoffd.errors import ValidationError
@@ -26,6 +27,7 @@ __all__ = [
     "largest_node",
     "order",
     "place",
+    "place_batch",
 ]
 
 POLICIES = core.POLICIES
@@ -112,6 +114,47 @@ def place(
         if n >= 0:
             out[i] = nodes[n].name
     return out
+
+
+def place_batch(
+    view: Any, free: dict[str, dict[str, float]], batch: list[tuple[Any, ...]]
+) -> list[str | None]:
+    """Node (or None) per entry of a free pass's batch (``ClusterView._place_free``: run, task
+    record, demand, pin, preferred node, leader's entry or -1) over ``view`` (a
+    ``ClusterView``): each policy's tasks through ``place`` over the candidates
+    (``view._candidates``), earlier policies' placements consuming ``free`` first (its entries
+    replaced, never changed in place). The reference the view's short path is held to, and the
+    path of batches that mix policies or carry collocation riders."""
+    chosen: list[str | None] = [None] * len(batch)
+    policies = list(dict.fromkeys([entry[0].options.policy for entry in batch]))
+    for policy in policies:
+        picks = [i for i, entry in enumerate(batch) if entry[0].options.policy == policy]
+        at = {i: j for j, i in enumerate(picks)}  # (a group's members share its policy)
+        requests: list[TaskRequest] = []
+        for i in picks:
+            _, _, need, pin, pref, lead = batch[i]
+            if lead >= 0:
+                requests.append(TaskRequest({}, follow=at[lead]))
+            else:
+                requests.append(TaskRequest(need, pin, pref))
+        names, frees = view._candidates(free, [r.demand for r in requests if r.follow < 0])
+        if not names:
+            continue
+        views = [
+            NodeView(name, view.nodes[name].capacity, f)
+            for name, f in zip(names, frees, strict=True)
+        ]
+        answer = place(requests, views, policy, view.backend)
+        for i, node in zip(picks, answer, strict=True):
+            chosen[i] = node
+            demand = batch[i][2]
+            if node is not None and demand:
+                # (resources.subtract inlined: a Python call per placed task)
+                left = dict(free[node])
+                for kind, qty in demand.items():
+                    left[kind] = left.get(kind, 0.0) - qty
+                free[node] = left
+    return chosen
 
 
 def order(

@@ -38,7 +38,7 @@ cdef class RoomIndex:
     @cython.locals(f=dict, with_room=_Ordered, fillable=_Ordered, roomy=bint)
     cpdef refresh(self, RoomView view)
     @cython.locals(free=bint, wave=bint, positive=bint, load=dict)
-    cpdef _sort(self, RoomView view, object n)
+    cpdef _sort(self, RoomView view, object n, dict effective)
     cpdef bint any_free(self)
     cpdef list with_free(self)
     cpdef list with_wave(self)

@@ -186,9 +186,12 @@ class RoomIndex:
                 self._with_wave.put(name, False)
                 self._hollow.discard(name)
                 continue
-            self._sort(view, n)
+            # (the effective free once, for the free set and then, capped in place, the room:
+            # ``room_of``'s arithmetic in its order)
+            f = view.effective_free(name)
+            self._sort(view, n, f)
             fillable.put(name, view.may_take_part(n))
-            f = view.room_of(n)
+            f = view.capped(n, f)
             self.room[name] = f
             roomy = False
             for q in f.values():
@@ -198,11 +201,12 @@ class RoomIndex:
             with_room.put(name, roomy)
         self.dirty.clear()
 
-    def _sort(self, view: RoomView, n: NodeState) -> None:
-        """Which of the free, wave and hollow sets the live node ``n`` is in now."""
+    def _sort(self, view: RoomView, n: NodeState, effective: dict[str, float]) -> None:
+        """Which of the free, wave and hollow sets the live node ``n`` is in now (``effective``:
+        its effective free, ``RoomView.effective_free``)."""
         name = n.name
         free = False
-        for q in view.effective_free(name).values():
+        for q in effective.values():
             if q > EPS:
                 free = True
                 break

@@ -17,5 +17,7 @@ cdef class RoomView:
     cpdef double budget(self, str node)
     @cython.locals(window=double, load=dict, q=double)
     cpdef bint may_take_part(self, object n)
-    @cython.locals(f=dict, pending=dict, window=Py_ssize_t)
+    @cython.locals(f=dict, pending=dict)
     cpdef dict room_of(self, object n)
+    @cython.locals(window=Py_ssize_t, load=dict)
+    cpdef dict capped(self, object n, dict f)

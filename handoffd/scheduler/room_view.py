@@ -75,6 +75,12 @@ class RoomView:
         if pending:
             for k, q in pending.items():
                 f[k] = f.get(k, 0.0) - q
+        return self.capped(n, f)
+
+    def capped(self, n: NodeState, f: dict[str, float]) -> dict[str, float]:
+        """``f`` (``n``'s effective free, a copy of ours to change) capped by the window room,
+        in place: ``room_of`` once the effective free is at hand (the room index's refresh has
+        it already, for its free set)."""
         window = self.window
         if window > 1:  # outstanding demand never exceeds the window, queued or not
             load = self.outstanding.get(n.name, {})

@@ -340,3 +340,40 @@ def test_closest_names_the_node_nearest_to_holding_a_demand():
     assert api.closest({"memory": 4000}, caps) == 0
     assert api.closest({}, caps) == 1
     assert api.closest({"cpu": 1}, []) == -1
+
+
+# More kinds than the compiled kind walk remembers by identity (8), named by equal strings that are
+# distinct objects (a decoded report's keys), in dicts and in other mappings: the kinds found and
+# their order, so every placement, are the twin's.
+_MANY_KINDS = ["cpu", "memory", "gpu"] + [f"k{i}" for i in range(10)]
+
+
+@st.composite
+def many_kind_batches(draw):
+    from types import MappingProxyType
+
+    def resource(kinds: list[str]) -> object:
+        chosen = draw(st.lists(st.sampled_from(kinds), max_size=6, unique=True))
+        # "".join: an equal key that is another str object than the literal
+        m = {"".join(list(k)): float(draw(st.integers(0, 8))) for k in chosen}
+        return MappingProxyType(m) if draw(st.booleans()) else m
+
+    n_nodes = draw(st.integers(1, 5))
+    n_tasks = draw(st.integers(1, 8))
+    capacities = [resource(_MANY_KINDS) for _ in range(n_nodes)]
+    frees = [resource(_MANY_KINDS) for _ in range(n_nodes)]
+    demands = [resource(_MANY_KINDS[:5]) for _ in range(n_tasks)]
+    return demands, frees, capacities, [-1] * n_tasks, [-1] * n_tasks
+
+
+@settings(max_examples=200, deadline=None)
+@given(many_kind_batches(), st.sampled_from(sorted(api.POLICIES)))
+def test_place_many_kinds_and_mappings_twin_equal(batch, policy):
+    demands, frees, capacities, pins, prefs = batch
+    assert compiled.place(demands, frees, capacities, pins, prefs, policy) == twin.place(
+        demands, frees, capacities, pins, prefs, policy
+    )
+    window = compiled.window_fill(capacities, frees, 4, None, None)
+    other = twin.window_fill(capacities, frees, 4, None, None)
+    for need in demands:
+        assert window.pick(need, -1, policy) == other.pick(need, -1, policy)
