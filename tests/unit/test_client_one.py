@@ -474,3 +474,31 @@ def test_a_function_pickled_by_value_reuses_its_bytes_while_its_quick_proof_hold
     finally:
         if "w3c_by_value" in cloudpickle.cloudpickle._PICKLE_BY_VALUE_MODULES:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def test_run_ids_are_64_random_bits_and_a_forked_child_draws_its_own() -> None:
+    """Run ids come from a generator seeded by os.urandom (no system call per run); a forked
+    child seeds it again, so parent and child never draw the same ids."""
+    import os
+
+    daemon = Daemon(done)
+    client = client_for(daemon)
+    for i in range(20):
+        assert client.execute(one(extra_args=[i])) == {"one": 2 * i}
+    ids = [r.msg.run_id for r in daemon.requests if type(r.msg) is m.SubmitAndWait]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next draw, to the parent
+        try:
+            os.write(write, b"%016x" % client_one._bits(64))
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 16).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert len(child) == 16 and child != f"{client_one._bits(64):016x}"
