@@ -124,7 +124,7 @@ def execute(
     shas = () if local is None else (local.sha,)
     try:
         code = _code(fn.code, shas)
-        payload = values.dumps_call(code, list(fn.extra_args), {})
+        payload = values.dumps_call(code, fn.extra_args, {})  # (a list: plain_function)
     except Exception:
         return None  # the general path says what cannot be shipped
     key = (
@@ -143,7 +143,7 @@ def execute(
         template = _template(key)
     if not client._known[1:]:
         client._learn_alone()
-    run_id = f"{_bits(64):016x}"  # 64 random bits in hex, as the general path's
+    run_id = _bits(64).to_bytes(8, "big").hex()  # 64 random bits in hex, as the general path's
     wait_for = poll + max(client.timeout, submit_timeout)
     # [the run, once a reply was not this path's: followed as any] (_general). The exchange's
     # state is passed as arguments, not closed over: a closure's cells cost more each call

@@ -502,3 +502,35 @@ def test_run_ids_are_64_random_bits_and_a_forked_child_draws_its_own() -> None:
         os.close(read)
         os.waitpid(pid, 0)
     assert len(child) == 16 and child != f"{client_one._bits(64):016x}"
+
+
+def test_get_reads_the_last_results_of_a_dag_until_the_dag_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``client.get(ref)`` answers from the DAG's last execute (nothing sent), executing the
+    same DAG again replaces them, and dropping the DAG drops its entry (a weak reference whose
+    callback pops it) without an error from the callback."""
+    import gc
+
+    from handoffd.decorator import Ref
+
+    raised: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", raised.append)
+    daemon = Daemon(done)
+    client = client_for(daemon)
+    dag = one(extra_args=[4])
+    other = one(extra_args=[5])
+    assert client.execute(dag) == {"one": 8}
+    assert client.execute(other) == {"one": 10}
+    dag.functions["one"].extra_args = [6]
+    assert client.execute(dag) == {"one": 12}  # again: its entry's value replaced
+    sent = len(daemon.requests)
+    assert client.get(Ref("one", dag)) == 12 and client.get(Ref("one", other)) == 10
+    assert len(daemon.requests) == sent  # answered from the last results
+    assert len(client._ran) == 2
+    del dag
+    gc.collect()
+    assert len(client._ran) == 1
+    del other
+    gc.collect()
+    assert len(client._ran) == 0 and raised == []
