@@ -141,10 +141,12 @@ def execute(
     template = _templates.get(key)
     if template is None:
         template = _template(key)
-    if not client._known[1:]:
+    if len(client._known) < 2:
         client._learn_alone()
     run_id = _bits(64).to_bytes(8, "big").hex()  # 64 random bits in hex, as the general path's
-    wait_for = poll + max(client.timeout, submit_timeout)
+    # max(client.timeout, submit_timeout), without max()'s argument parsing
+    limit = client.timeout
+    wait_for = poll + (submit_timeout if submit_timeout > limit else limit)
     # [the run, once a reply was not this path's: followed as any] (_general). The exchange's
     # state is passed as arguments, not closed over: a closure's cells cost more each call
     box: list[Run | None] = [None]
