@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import select
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,6 +54,7 @@ LOCAL_TYPES = frozenset(
     {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "zfs", "f2fs", "bcachefs"}
 )
 
+BUSY = 1.0  # seconds: a watch ended this soon after it was made watches a busy directory
 made = 0  # watches made (tests prove the caller uses them)
 _libc: Any = None  # ctypes' libc once loaded; False: no inotify here
 
@@ -114,6 +116,13 @@ class Watch:
         # A mount change is reported by one poll only (the kernel notes it as seen), unlike
         # the inotify events, which stay until read: kept here for every later caller.
         self._changed = False
+        self.made_at = time.monotonic()
+
+    def busy(self) -> bool:
+        """Whether this watch ended (or would) within ``BUSY`` seconds of being made: its
+        directories' entries churn (files made and removed beside the modules), where a new
+        watch each call would cost more than the stats it saves."""
+        return time.monotonic() - self.made_at < BUSY
 
     def quiet(self) -> bool:
         """Nothing watched changed since the watch was made (no event, no mount change)."""

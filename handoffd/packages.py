@@ -307,8 +307,13 @@ def cwd_package(cwd: str) -> Package | None:
             return last[3]  # no file of theirs, no directory above them changed
         if _unchanged(last[2]):
             if held is not None:  # an event of no change (a file made beside them): a new
-                # watch, the files stat'ed again after it is made (a change before is missed)
-                fresh = file_watch.watch(_cwd_root(cwd), [f for f, _ in last[2]])
+                # watch, the files stat'ed again after it is made (a change before is missed);
+                # none in a busy directory (stats each call until the modules change)
+                fresh = (
+                    None
+                    if held.busy()
+                    else file_watch.watch(_cwd_root(cwd), [f for f, _ in last[2]])
+                )
                 if fresh is not None and not _unchanged(last[2]):
                     _last_cwd = None  # changed meanwhile: the next call looks again
                 else:

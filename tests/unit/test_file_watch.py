@@ -195,3 +195,31 @@ def test_a_change_while_the_watch_is_made_is_not_missed(
     first = packages.cwd_package(cwd)
     assert _text(first, "fwatch_m1.py") == "V = 0\n"
     assert _text(packages.cwd_package(cwd), "fwatch_m1.py") == "V = 2\n"
+
+
+def test_a_busy_directory_goes_back_to_stats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch that fires with no change soon after it was made (files made and removed beside
+    the modules) is not made again each call: the stats answer until the modules change; in a
+    quiet directory a new watch follows such an event."""
+    path = _module(monkeypatch, tmp_path, "fwatch_m2")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(packages, "_last_cwd", None)
+    cwd = os.getcwd()
+    packages.cwd_package(cwd)
+    assert _text(packages.cwd_package(cwd), "fwatch_m2.py") == "V = 0\n"
+    first = packages.cwd_package(cwd)
+    made = file_watch.made
+    (tmp_path / "scratch.tmp").write_text("")  # an event of no change, at once
+    assert packages.cwd_package(cwd) is first
+    assert packages._last_cwd is not None and packages._last_cwd[4] is None
+    assert packages.cwd_package(cwd) is first and file_watch.made == made  # stats
+    _same_size_edit(path)
+    second = packages.cwd_package(cwd)
+    assert _text(second, "fwatch_m2.py") == "V = 2\n"  # the stats saw it
+    assert file_watch.made == made + 1  # the new files watched
+    monkeypatch.setattr(file_watch, "BUSY", 0.0)  # a quiet directory
+    (tmp_path / "scratch2.tmp").write_text("")
+    assert packages.cwd_package(cwd) is second
+    assert file_watch.made == made + 2 and packages._last_cwd[4] is not None
