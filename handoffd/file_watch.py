@@ -55,6 +55,9 @@ LOCAL_TYPES = frozenset(
 )
 
 BUSY = 1.0  # seconds: a watch ended this soon after it was made watches a busy directory
+# Files and directories one watch may hold: past it, the stats (inotify watches are a per-user
+# budget, shared with editors and file managers).
+MAX_WATCHES = 256
 made = 0  # watches made (tests prove the caller uses them)
 _libc: Any = None  # ctypes' libc once loaded; False: no inotify here
 
@@ -141,8 +144,8 @@ class Watch:
 def watch(root: str, files: Iterable[str]) -> Watch | None:
     """A ``Watch`` over ``files`` (real paths under the real directory ``root``, which ends in
     a separator, or "" for "/") and every directory from ``root`` down to each, or None when
-    one cannot be made (no inotify, a limit reached, a file gone, one not on a local file
-    system, a path not under ``root``): check by stat then."""
+    one cannot be made (no inotify, a limit reached, over ``MAX_WATCHES``, a file gone, one not
+    on a local file system, a path not under ``root``): check by stat then."""
     libc = _inotify()
     files = list(files)
     if not libc or not files:
@@ -156,6 +159,8 @@ def watch(root: str, files: Iterable[str]) -> Watch | None:
         while len(d) > len(top):
             dirs.add(d)
             d = os.path.dirname(d)
+    if len(files) + len(dirs) > MAX_WATCHES:
+        return None
     try:
         mounts = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 (the Watch closes it)
     except OSError:

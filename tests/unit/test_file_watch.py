@@ -98,6 +98,10 @@ def test_no_watch_where_it_could_not_be_exact(
     assert file_watch.watch(root, [str(tmp_path / "gone.py")]) is None  # nothing to watch
     assert file_watch.watch(root, []) is None
     assert file_watch.watch(str(module.parent) + os.sep, [str(tmp_path / "x.py")]) is None
+    monkeypatch.setattr(file_watch, "MAX_WATCHES", 3)  # the file and its 3 directories
+    assert file_watch.watch(root, [str(module)]) is None
+    monkeypatch.setattr(file_watch, "MAX_WATCHES", 4)
+    assert file_watch.watch(root, [str(module)]) is not None
     real = file_watch._mounts
     mounts = real()
     monkeypatch.setattr(file_watch, "_mounts", lambda: [*mounts, (str(tmp_path), "nfs4")])
