@@ -161,11 +161,10 @@ class Client(ClientPlumbing):
         self._unreachable: dict[str, float] = {}  # address -> when a connect last failed
         self._stored: set[tuple[str, str]] = set()  # (address, sha): code packages it holds
         self._alone_listed: float | None = None  # when a submission last listed the nodes
-        # Per DAG this client ran or submitted: its results (execute) or its Run (submit), for
-        # get(ref); weak, so a DAG the user dropped takes its results with it.
-        self._ran: weakref.WeakKeyDictionary[Any, dict[str, Any] | Run] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Per DAG this client ran or submitted (a weak reference whose callback, the dict's own
+        # pop, drops the entry with the DAG: no Python frame per set or per DAG dropped, as
+        # WeakKeyDictionary runs): its results (execute) or its Run (submit), for get(ref).
+        self._ran: dict[weakref.ref[Any], dict[str, Any] | Run] = {}
         for address in self._known:  # the first that answers (ConnectionError: none did)
             try:
                 self._connect(address)
@@ -240,7 +239,7 @@ class Client(ClientPlumbing):
         run = self._submit(
             dag, False, max_retries, timeout, policy, outputs, working_dir, py_modules, priority
         )
-        self._ran[dag] = run
+        self._ran[weakref.ref(dag, self._ran.pop)] = run
         return run
 
     def execute(
@@ -277,7 +276,7 @@ class Client(ClientPlumbing):
                 (_POLL, _EXECUTE_BYTES, _SUBMIT_TIMEOUT),
             )
             if type(done) is dict:
-                self._ran[dag] = done
+                self._ran[weakref.ref(dag, self._ran.pop)] = done
                 return done
         run = done or self._submit(
             dag, True, max_retries, timeout, policy, outputs, working_dir, py_modules, priority
@@ -294,7 +293,7 @@ class Client(ClientPlumbing):
         results = run.results()
         if not run._released:
             run._release_nowait()
-        self._ran[dag] = results
+        self._ran[weakref.ref(dag, self._ran.pop)] = results
         return results
 
     async def execute_async(self, dag: Any, **options: Any) -> dict[str, Any]:
@@ -331,7 +330,7 @@ class Client(ClientPlumbing):
                 f"client.get expects a handoffd.Ref (what a decorated call returns inside a "
                 f"`with handoffd.DAG()` block), got {type(ref).__name__}"
             )
-        ran = self._ran.get(ref.dag)
+        ran = self._ran.get(weakref.ref(ref.dag))
         if ran is None:
             ran = self.execute(ref.dag)
         if isinstance(ran, Run):

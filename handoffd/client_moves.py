@@ -83,24 +83,37 @@ def interrupted_run(exc: BaseException) -> str | None:
 
 
 def _submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | m.RunMoved:
-    within = max(client.timeout, MOVE_WITHIN)
     started = time.monotonic()
+    address = client.address
+    try:  # the first try: what follows a failure is made only if it fails
+        return attempt()
+    except errors.AuthenticationError:
+        raise
+    except errors.ConnectionError as exc:
+        failed = exc
+    return _move(client, run_id, attempt, started, address, failed)
+
+
+def _move(
+    client: Any,
+    run_id: str,
+    attempt: Callable[[], T],
+    started: float,
+    address: str,
+    failed: errors.ConnectionError,
+) -> T | m.RunMoved:
+    """``_submit_anywhere`` after its first try (at ``address``, from ``started``) failed."""
+    within = max(client.timeout, MOVE_WITHIN)
     deadline = started + within
     why: dict[str, str] = {}  # address -> why it did not take the run
-    tries: dict[str, int] = {}
+    tries: dict[str, int] = {address: 1}
     silent: set[str] = set()  # nodes that may hold the run (they did not answer)
+    exc = failed  # why the last try failed
     while True:
-        address = client.address
-        tries[address] = tries.get(address, 0) + 1
-        try:
-            return attempt()
-        except errors.AuthenticationError:
-            raise
-        except RefusedHere as exc:
-            why[client.address] = str(exc)
+        why[client.address] = str(exc)
+        if isinstance(exc, RefusedHere):
             client._learn_members()
-        except errors.ConnectionError as exc:
-            why[client.address] = str(exc)
+        else:
             silent.add(client.address)
         while True:
             if not silent and time.monotonic() - started >= REFUSED_WITHIN:
@@ -135,6 +148,14 @@ def _submit_anywhere(client: Any, run_id: str, attempt: Callable[[], T]) -> T | 
                 deadline = 0.0
                 continue
             time.sleep(_ROUND_PAUSE)  # nobody to try now: a node restarts, a verdict comes
+        address = client.address
+        tries[address] = tries.get(address, 0) + 1
+        try:
+            return attempt()
+        except errors.AuthenticationError:
+            raise
+        except errors.ConnectionError as error:
+            exc = error
 
 
 def _connect_next(

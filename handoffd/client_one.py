@@ -30,11 +30,13 @@ thread uses its own connection, as every request does (``client_threads``).
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 import types
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -66,6 +68,13 @@ _shapes: dict[str, tuple[bytes, bytes]] = {}
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack  # (msgpack.packb: a Packer a call)
 _unpackb = msgpack.unpackb
 _OUTCOME_HEADER = msgpack.Packer().pack_array_header(_OUTCOME_LEN)
+# Run ids from a private generator seeded by os.urandom, not a getrandom system call per call
+# (os.urandom(8) is one, with the GIL released and taken again); a forked child seeds its own
+# again, or it would draw its parent's ids.
+_run_ids = random.Random()
+_bits = _run_ids.getrandbits
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_run_ids.seed)
 
 
 def plain_function(dag: Any) -> Function | None:
@@ -112,11 +121,10 @@ def execute(
         local = packages.local_modules_package([os.getcwd(), source], cwd=True)
     else:
         local = packages.cwd_package(os.getcwd())
-    shipped = [] if local is None else [local]
     shas = () if local is None else (local.sha,)
     try:
         code = _code(fn.code, shas)
-        payload = values.dumps_call(code, list(fn.extra_args), {})
+        payload = values.dumps_call(code, fn.extra_args, {})  # (a list: plain_function)
     except Exception:
         return None  # the general path says what cannot be shipped
     key = (
@@ -133,80 +141,100 @@ def execute(
     template = _templates.get(key)
     if template is None:
         template = _template(key)
-    if not client._known[1:]:
+    if len(client._known) < 2:
         client._learn_alone()
-    run_id = os.urandom(8).hex()  # as the general path's
-    wait_for = poll + max(client.timeout, submit_timeout)
-    run: Run | None = None  # once a reply was not this path's: the run, followed as any
-    threads = client._threads
-
-    def general() -> Run:
-        nonlocal run
-        if run is None:
-            run = Run(client, run_id, "", [fid], None)
-            run._hook_consumers = dict(dag.hook_consumers)
-            run._deadline = None if timeout is None else time.monotonic() + timeout
-        return run
-
-    def attempt(resend: bool) -> dict[str, Any] | Run:
-        global taken
-        request_id = next(client._ids)
-        prefix, suffix = template
-        # msgpack is concatenative: the pair's items, without its array header, are the two
-        # fields as the codec packs them
-        ids = _packb((request_id, run_id))[1:]
-        body = b"".join((prefix, ids, suffix))
-        frames = [body, payload]
-        # this thread's connection and address (client_threads), read without the properties
-        # over them; no connection yet (a new thread, a failover that reached nobody): made below
-        mine = threads._local
-        address = getattr(mine, "address", threads.home)
-        if shipped:  # the zip, unless the daemon is known to hold it (Client._package_frames)
-            sha = shipped[0].sha
-            if resend or (address, sha) not in client._stored:
-                frames.append(shipped[0].data)
-        stats = codec.stats
-        stats.encoded += 1
-        stats.encoded_by_type[_SUBMIT] += 1
-        if len(frames) == 2 and len(body) <= upload.BODY_PAST and len(payload) <= upload.FRAME_PAST:
-            # whole, as client_upload.send sends a small message
-            conn = getattr(mine, "conn", None) or client._connection()
-            conn.send(frames)
-        else:
-            client_upload.send(client, frames)
-            conn = client._connection()
-        limit = time.monotonic() + wait_for
-        reply = conn.recv(wait_for)
-        if reply is None:  # as the general path: an accepted run is followed, else no answer
-            if run is not None and run.owner:
-                return run
-            raise errors.ConnectionError(client._silence(wait_for))
-        value = _done(reply, request_id, run_id, fid, ids)
-        if value is None:
-            owned = general()
-            owned._missing_package = False
-            return client._submitted(owned, request_id, shas, resend, limit, reply)
-        stats.decoded += 1
-        stats.decoded_by_type[_OUTCOME] += 1
-        threads.answered(time.monotonic())
-        if shas:
-            client._stored.add((address, shas[0]))
-        taken += 1
-        return {fid: values.loads(value)}
-
-    def exchange() -> dict[str, Any] | Run:
-        out = attempt(False)
-        if type(out) is dict or not out._missing_package:  # type: ignore[union-attr]
-            return out
-        return attempt(True)  # the owner lacked our package: send it again
-
-    out = client_moves.submit_anywhere(client, run_id, exchange)
+    run_id = _bits(64).to_bytes(8, "big").hex()  # 64 random bits in hex, as the general path's
+    # max(client.timeout, submit_timeout), without max()'s argument parsing
+    limit = client.timeout
+    wait_for = poll + (submit_timeout if submit_timeout > limit else limit)
+    # [the run, once a reply was not this path's: followed as any] (_general). The exchange's
+    # state is passed as arguments, not closed over: a closure's cells cost more each call
+    box: list[Run | None] = [None]
+    call = (client, dag, fid, run_id, timeout, wait_for, template, payload, local, shas, box)
+    out = client_moves.submit_anywhere(client, run_id, partial(_exchange, call))
     if isinstance(out, m.RunMoved):  # a retry found the run already taken: follow it
         client._learn(out.owner_address)
-        owned = general()
+        owned = _general(call)
         owned.owner = out.owner
         return owned
     return out
+
+
+# (client, dag, function id, run id, timeout, seconds a reply is waited for, the request's
+# template, the payload, the code package or None, its shas, [the run or None]) of one execute
+_Call = tuple[
+    Any, Any, str, str, Any, float, tuple[bytes, bytes], bytes, Any, tuple[str, ...], list[Any]
+]
+
+
+def _general(call: _Call) -> Run:
+    """The run as the general path follows it, made once (kept in the call's box)."""
+    client, dag, fid, run_id, timeout = call[:5]
+    box = call[10]
+    run: Run | None = box[0]
+    if run is None:
+        run = box[0] = Run(client, run_id, "", [fid], None)
+        run._hook_consumers = dict(dag.hook_consumers)
+        run._deadline = None if timeout is None else time.monotonic() + timeout
+    return run
+
+
+def _exchange(call: _Call) -> dict[str, Any] | Run:
+    """One submission of the call to the client's current daemon, the package sent again if
+    the owner lacked it."""
+    out = _attempt(call, False)
+    if type(out) is dict or not out._missing_package:  # type: ignore[union-attr]
+        return out
+    return _attempt(call, True)  # the owner lacked our package: send it again
+
+
+def _attempt(call: _Call, resend: bool) -> dict[str, Any] | Run:
+    global taken
+    client, _, fid, run_id, _, wait_for, template, payload, local, shas, box = call
+    request_id = next(client._ids)
+    prefix, suffix = template
+    # msgpack is concatenative: the pair's items, without its array header, are the two
+    # fields as the codec packs them
+    ids = _packb((request_id, run_id))[1:]
+    body = b"".join((prefix, ids, suffix))
+    frames = [body, payload]
+    # this thread's connection and address (client_threads), read without the properties
+    # over them; no connection yet (a new thread, a failover that reached nobody): made below
+    threads = client._threads
+    mine = threads._local
+    address = getattr(mine, "address", threads.home)
+    if local is not None:  # the zip, unless the daemon is known to hold it (_package_frames)
+        if resend or (address, local.sha) not in client._stored:
+            frames.append(local.data)
+    stats = codec.stats
+    stats.encoded += 1
+    stats.encoded_by_type[_SUBMIT] += 1
+    if len(frames) == 2 and len(body) <= upload.BODY_PAST and len(payload) <= upload.FRAME_PAST:
+        # whole, as client_upload.send sends a small message
+        conn = getattr(mine, "conn", None) or client._connection()
+        conn.send(frames)
+    else:
+        client_upload.send(client, frames)
+        conn = client._connection()
+    limit = time.monotonic() + wait_for
+    reply = conn.recv(wait_for)
+    if reply is None:  # as the general path: an accepted run is followed, else no answer
+        run = box[0]
+        if run is not None and run.owner:
+            return run  # type: ignore[no-any-return]
+        raise errors.ConnectionError(client._silence(wait_for))
+    value = _done(reply, request_id, run_id, fid, ids)
+    if value is None:
+        owned = _general(call)
+        owned._missing_package = False
+        return client._submitted(owned, request_id, shas, resend, limit, reply)  # type: ignore[no-any-return]
+    stats.decoded += 1
+    stats.decoded_by_type[_OUTCOME] += 1
+    threads.answered(time.monotonic())
+    if shas:
+        client._stored.add((address, shas[0]))
+    taken += 1
+    return {fid: values.loads(value)}
 
 
 # (function, its __module__, __qualname__, its module, the module's __name__, the modules

@@ -32,7 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+from handoffd import file_watch
 from handoffd.errors import ValidationError
+from handoffd.file_watch import Watch
 
 log = logging.getLogger("handoffd.client")
 
@@ -284,36 +286,63 @@ def local_modules_package(roots: Sequence[str], cwd: bool = False) -> Package | 
     return _stamped(roots, cwd)[1]
 
 
-# (cwd, len(sys.modules), ((file, (mtime, size, ctime, inode)), ...), their package) of the
-# last ``cwd_package``
-_last_cwd: tuple[str, int, tuple[tuple[str, tuple[int, ...]], ...], Package | None] | None = None
+# (cwd, len(sys.modules), ((file, (mtime, size, ctime, inode)), ...), their package, a watch
+# over the files or None: none could be made) of the last ``cwd_package``
+_last_cwd: (
+    tuple[str, int, tuple[tuple[str, tuple[int, ...]], ...], Package | None, Watch | None] | None
+) = None
 
 
 def cwd_package(cwd: str) -> Package | None:
     """``local_modules_package([cwd], cwd=True)`` (``cwd``: ``os.getcwd()``'s answer). While the
-    directory and the number of modules are the last call's, each file's stat is compared with
-    its last stamp as it is taken: no roots or scan key made, no whole stamp made and looked up."""
+    directory and the number of modules are the last call's, the last package while the watch
+    over its files is quiet (``file_watch``: one system call), else while each file's stat is
+    its last stamp (compared as it is taken: no roots or scan key made, no whole stamp looked
+    up)."""
     global _last_cwd
     last = _last_cwd
     if last is not None and last[0] == cwd and last[1] == len(sys.modules):
-        stat = os.stat
-        try:
-            for f, kept in last[2]:
-                st = stat(f)
-                if (st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino) != kept:
-                    break
-            else:
-                return last[3]
-        except OSError:
-            pass
+        held = last[4]
+        if held is not None and held.quiet():
+            return last[3]  # no file of theirs, no directory above them changed
+        if _unchanged(last[2]):
+            if held is not None:  # an event of no change (a file made beside them): a new
+                # watch, the files stat'ed again after it is made (a change before is missed);
+                # none in a busy directory (stats each call until the modules change)
+                fresh = (
+                    None
+                    if held.busy()
+                    else file_watch.watch(_cwd_root(cwd), [f for f, _ in last[2]])
+                )
+                if fresh is not None and not _unchanged(last[2]):
+                    _last_cwd = None  # changed meanwhile: the next call looks again
+                else:
+                    _last_cwd = (*last[:4], fresh)
+            return last[3]
     count = len(sys.modules)  # (before: a module imported meanwhile makes the next call look)
     stamp, package = _stamped([cwd], True)
     if os.name == "posix" and stamp is not None and (package is not None or not stamp):
         files = tuple([(f, (mtime, size, ctime, ino)) for _, f, mtime, size, ctime, ino in stamp])
-        _last_cwd = (cwd, count, files, package)
+        fresh = file_watch.watch(_cwd_root(cwd), [f for f, _ in files])
+        if fresh is not None and not _unchanged(files):
+            fresh = None  # changed while the watch was made: the next call stats
+        _last_cwd = (cwd, count, files, package, fresh)
     else:  # nothing to compare with (a file gone, a package over the limit: said each time)
         _last_cwd = None
     return package
+
+
+def _unchanged(files: tuple[tuple[str, tuple[int, ...]], ...]) -> bool:
+    """Whether each file's stat is its stamp (mtime, size, ctime, inode)."""
+    stat = os.stat
+    try:
+        for f, kept in files:
+            st = stat(f)
+            if (st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino) != kept:
+                return False
+    except OSError:
+        return False
+    return True
 
 
 def _stamped(

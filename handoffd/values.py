@@ -209,6 +209,11 @@ def loads_call(data: bytes) -> Any:
 
 
 _heads: dict[bytes, bytes] = {}  # code -> the payload's bytes up to the literals
+# The literals ([one int], {}) as a pickle of their own (PROTO 5, EMPTY_LIST, BININT ..., APPEND,
+# EMPTY_DICT, TUPLE2, STOP: 12 bytes) pushed by SHORT_BINBYTES, then the payload's end.
+_ONE_INT_OPEN = b"C\x0c\x80\x05]J"
+_pack_int = struct.Struct("<i").pack
+_ONE_INT_CLOSE = b"a}\x86." + _CALL_END
 
 
 def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> bytes:
@@ -221,6 +226,14 @@ def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> by
     per code, and only ``(extra_args, kwargs)`` is pickled per call (pickling a wrapper object
     around the code cost ~2 us per function more: its ``__reduce__`` and the global's look-up).
     A worker reads it with ``loads_call``."""
+    if type(kwargs) is dict and not kwargs and type(extra_args) is list and len(extra_args) == 1:
+        one = extra_args[0]
+        if type(one) is int and -0x80000000 <= one <= 0x7FFFFFFF:
+            # ([one], {}), the commonest literals, written here: pickle.dumps made a Pickler
+            # (its memo and a 4 KiB buffer) per call for them
+            head = _heads.get(code)
+            if head is not None:
+                return b"".join((head, _ONE_INT_OPEN, _pack_int(one), _ONE_INT_CLOSE))
     literals = (extra_args, kwargs)
     plain = _PLAIN_SCALARS
     if type(kwargs) is dict and not kwargs and type(extra_args) is list:

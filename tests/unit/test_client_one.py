@@ -474,3 +474,63 @@ def test_a_function_pickled_by_value_reuses_its_bytes_while_its_quick_proof_hold
     finally:
         if "w3c_by_value" in cloudpickle.cloudpickle._PICKLE_BY_VALUE_MODULES:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def test_run_ids_are_64_random_bits_and_a_forked_child_draws_its_own() -> None:
+    """Run ids come from a generator seeded by os.urandom (no system call per run); a forked
+    child seeds it again, so parent and child never draw the same ids."""
+    import os
+
+    daemon = Daemon(done)
+    client = client_for(daemon)
+    for i in range(20):
+        assert client.execute(one(extra_args=[i])) == {"one": 2 * i}
+    ids = [r.msg.run_id for r in daemon.requests if type(r.msg) is m.SubmitAndWait]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next draw, to the parent
+        try:
+            os.write(write, b"%016x" % client_one._bits(64))
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 16).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert len(child) == 16 and child != f"{client_one._bits(64):016x}"
+
+
+def test_get_reads_the_last_results_of_a_dag_until_the_dag_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``client.get(ref)`` answers from the DAG's last execute (nothing sent), executing the
+    same DAG again replaces them, and dropping the DAG drops its entry (a weak reference whose
+    callback pops it) without an error from the callback."""
+    import gc
+
+    from handoffd.decorator import Ref
+
+    raised: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", raised.append)
+    daemon = Daemon(done)
+    client = client_for(daemon)
+    dag = one(extra_args=[4])
+    other = one(extra_args=[5])
+    assert client.execute(dag) == {"one": 8}
+    assert client.execute(other) == {"one": 10}
+    dag.functions["one"].extra_args = [6]
+    assert client.execute(dag) == {"one": 12}  # again: its entry's value replaced
+    sent = len(daemon.requests)
+    assert client.get(Ref("one", dag)) == 12 and client.get(Ref("one", other)) == 10
+    assert len(daemon.requests) == sent  # answered from the last results
+    assert len(client._ran) == 2
+    del dag
+    gc.collect()
+    assert len(client._ran) == 1
+    del other
+    gc.collect()
+    assert len(client._ran) == 0 and raised == []

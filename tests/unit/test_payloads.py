@@ -127,3 +127,29 @@ def test_a_payload_is_written_as_every_build_reads_it_and_read_by_extension_code
     monkeypatch.setattr(values, "_read_start", None)
     assert values.loads_call(payload) == (add, [1], {"b": 2})  # (ours again, for other tests)
     assert values._read_start == b"\x80\x05\x82" + bytes((values.CALL_CODE,))
+
+
+def test_one_int_argument_is_written_without_a_pickler_and_loads_as_pickle_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """([one int], {}) literals are written by hand once the code's head is known: the payload
+    loads (pickle and loads_call) to the same call as the general way's, for ints across the
+    4-byte range; bools, bigger ints and other shapes go the general way."""
+    import random as _random
+
+    rng = _random.Random(20)
+    monkeypatch.setattr(values, "_heads", {})
+    code = values.dumps_code(add)
+    general = values.dumps_call(code, [7], {})  # (the first: the head made)
+    assert values.dumps_call(code, [7], {}) != general  # the hand-written literals
+    edges = [0, 1, -1, 127, 128, 255, 256, 65535, 65536, 2**31 - 1, -(2**31)]
+    for v in edges + [rng.randint(-(2**31), 2**31 - 1) for _ in range(500)]:
+        payload = values.dumps_call(code, [v], {})
+        fn, extra_args, kwargs = pickle.loads(payload)
+        assert (extra_args, kwargs) == ([v], {}) and type(extra_args[0]) is int
+        assert values.loads_call(payload)[1:] == ([v], {})
+        assert fn(extra_args[0], 1) == v + 1
+    for other in ([True], [2**31], [-(2**31) - 1], [1, 2], [1.0], ["1"]):
+        payload = values.dumps_call(code, other, {})
+        _, extra_args, kwargs = pickle.loads(payload)
+        assert extra_args == other and [type(a) for a in extra_args] == [type(a) for a in other]
