@@ -260,7 +260,7 @@ class OwnerIO(Submissions):
                 else:
                     self._feed(ev.ResultsReleased(ins.run_id))
                 if ins.ended:
-                    self.replication.released(ins.run_id)
+                    self._replication.released(ins.run_id)
             else:
                 self.forget(ins.run_id)
 
@@ -270,7 +270,7 @@ class OwnerIO(Submissions):
         release joins the scheduler's next batch (the next drain's, or the tick's at the latest):
         after a short run's answer it was a batch of its own, one of a one-task run's four."""
         self._retain(rt.ResultsCollected(run_id), self.port.now(), later=True)
-        self.replication.run_changed(run_id)
+        self._replication.run_changed(run_id)
 
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys, times)."""
@@ -311,27 +311,28 @@ class OwnerIO(Submissions):
     def from_here(self, ins: AnsweredHere | ReportedHere) -> None:
         """Our own executor's answer or reports: records, not messages (``Executor.here``),
         fenced by their term and held in a takeover as its messages are."""
-        replication = self.replication
+        replication = self._replication
         if replication.fenced(ins.run_id, ins.term):
             return
-        values = ins.values if type(ins) is ReportedHere else ()
-        if replication.held(ins, [v for v in values if v is not None], b"", None):
-            return  # handed back through ``handle`` once the run is ours
         node = self.port.name
-        events = self._reported(node, ins)
         if type(ins) is AnsweredHere:
+            if replication.held(ins, [], b"", None):
+                return  # handed back through ``handle`` once the run is ours
+            events = self._reported(node, ins)
             events.append(ev.DispatchAnswered(node, ins.run_id, ins.accepted, ins.refused))
             self._feed_reported(events)
-        else:
-            assert isinstance(ins, ReportedHere)
-            self._on_table(ins.run_id, node, ins.table, ins.values, events)
+            return
+        assert isinstance(ins, ReportedHere)
+        if replication.held(ins, [v for v in ins.values if v is not None], b"", None):
+            return
+        self._on_table(ins.run_id, node, ins.table, ins.values, self._reported(node, ins))
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
         kind = type(msg)
         if kind in _HERE:  # our executor's, kept by a takeover meanwhile
             self.from_here(msg)
             return
-        replication = self.replication
+        replication = self._replication
         if kind is m.SubmitAndWait or kind is m.SubmitRun:  # (every execute: not the chain below)
             if not replication.redirect(msg, conn):
                 self._on_submit(msg, frames, conn)
@@ -436,31 +437,28 @@ class OwnerIO(Submissions):
         """The free resources a node's reply or report carries, as a scheduler event; none unless
         the node is ourselves or a live member: the scheduler's view holds members only, and a
         report must never add a node to it (issue 11: a forged report made a phantom node)."""
-        if node != self.port.name:
-            member = self.port.member(node)
-            if member is None or member.status not in (m.ALIVE, m.SUSPECT):
-                return []
-        elif msg.resource_version > self._own_version:
-            self._own_version, self._own_capacity = (
-                msg.resource_version,
-                dict(self._capacity_of(node)),
-            )
+        port = self.port
+        if node == port.name:  # ourselves (every report of our own executor): no look-ups
+            capacity = self._resources.capacity
+            version = msg.resource_version
+            if version > self._own_version:
+                self._own_version, self._own_capacity = version, dict(capacity)
+            return [
+                ev.NodeUpdate(node, port.address, True, dict(capacity), dict(msg.free), version)
+            ]
+        member = port.member(node)
+        if member is None or member.status not in (m.ALIVE, m.SUSPECT):
+            return []
         return [
             ev.NodeUpdate(
                 node,
-                self.port.address_of(node) or "",
+                port.address_of(node) or "",
                 True,
-                self._capacity_of(node),
+                dict(member.capacity),
                 dict(msg.free),
                 msg.resource_version,
             )
         ]
-
-    def _capacity_of(self, name: str) -> dict[str, float]:
-        if name == self.port.name:
-            return dict(self._resources.capacity)
-        member = self.port.member(name)
-        return dict(member.capacity) if member is not None else {}
 
     # -- client requests ------------------------------------------------------------------------
 
@@ -516,8 +514,9 @@ class OwnerIO(Submissions):
             elif kind is ev.FreeResults:
                 if self.far_store is not None:  # the run's big arguments we kept (far_keeper)
                     keys = [k for k in self.far_store.tasks_of(ins.run_id) if is_far_key(k)]
-                    self.far_store.drop_values(ins.run_id, keys)
-                self.replication.run_changed(ins.run_id)
+                    if keys:
+                        self.far_store.drop_values(ins.run_id, keys)
+                self._replication.run_changed(ins.run_id)
                 for name in ins.nodes:
                     address = self.port.address_of(name)
                     if address:

@@ -1,0 +1,105 @@
+"""The free resources an answer or report carries become one ``NodeUpdate`` for the scheduler
+(``OwnerIO._reported``): ours without a look-up (our name, address and ledger capacity), a live
+member's with what membership knows of it, nobody else's (issue 11: a forged report must never
+add a node to the scheduler's view). The events equal what the general look-ups gave."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fake_port import FakePort
+
+from handoffd.daemon.executor_events import AnsweredHere
+from handoffd.daemon.owner import OwnerIO
+from handoffd.protocol import messages as m
+from handoffd.scheduler import events as ev
+from handoffd.scheduler.owner import OwnerScheduler
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.capacity = {"cpu": 2.0, "memory": 1000.0}
+        self.free = {"cpu": 2.0, "memory": 1000.0}
+        self.version = 1
+
+
+def _owner(port: FakePort, ledger: Ledger) -> OwnerIO:
+    return OwnerIO(
+        port,
+        OwnerScheduler(port.name, now=port.now()),
+        resources=ledger,
+        local_value=lambda run_id, task_id: None,
+        keep_results_s=30.0,
+    )
+
+
+def _member(name: str, status: int, cpu: float) -> m.MemberState:
+    return m.MemberState(name, f"{name}:9", "default", 1, status, {"cpu": cpu}, {"cpu": cpu}, 3)
+
+
+def _answer(version: int, free: float) -> AnsweredHere:
+    return AnsweredHere("r1", 1, (), (), {"cpu": free, "memory": 1000.0}, version)
+
+
+def _expected(port: FakePort, ledger: Ledger, node: str, msg: AnsweredHere) -> list[ev.NodeUpdate]:
+    """What the general look-ups (``port.address_of``, the member's or our capacity) give."""
+    if node == port.name:
+        capacity = dict(ledger.capacity)
+    else:
+        member = port.member(node)
+        if member is None or member.status not in (m.ALIVE, m.SUSPECT):
+            return []
+        capacity = dict(member.capacity)
+    address = port.address_of(node) or ""
+    return [ev.NodeUpdate(node, address, True, capacity, dict(msg.free), msg.resource_version)]
+
+
+def test_ours_carries_our_address_and_a_copy_of_the_ledger_capacity() -> None:
+    port, ledger = FakePort(), Ledger()
+    owner = _owner(port, ledger)
+    msg = _answer(5, 1.0)
+    (update,) = owner._reported(port.name, msg)
+    assert update == ev.NodeUpdate("a", "a:1", True, ledger.capacity, msg.free, 5)
+    assert update.capacity is not ledger.capacity and update.free is not msg.free
+    assert owner.knows_own(5) and not owner.knows_own(6)
+    owner._reported(port.name, _answer(3, 2.0))  # an older version never lowers what we know
+    assert owner.knows_own(5) and not owner.knows_own(6)
+    ledger.capacity["cpu"] = 4.0  # our capacity changed: what we knew is not current any more
+    assert not owner.knows_own(5)
+    (update,) = owner._reported(port.name, _answer(6, 3.0))
+    assert update.capacity == {"cpu": 4.0, "memory": 1000.0} and owner.knows_own(6)
+
+
+def test_members_and_strangers() -> None:
+    port, ledger = FakePort(), Ledger()
+    port.states["b"] = _member("b", m.ALIVE, 4.0)
+    port.states["c"] = _member("c", m.SUSPECT, 8.0)
+    port.states["d"] = _member("d", m.DEAD, 2.0)
+    port.states["e"] = _member("e", m.LEFT, 2.0)
+    owner = _owner(port, ledger)
+    msg = _answer(7, 0.5)
+    (b,) = owner._reported("b", msg)
+    assert b == ev.NodeUpdate("b", "b:9", True, {"cpu": 4.0}, msg.free, 7)
+    assert b.capacity is not port.states["b"].capacity
+    assert owner._reported("c", msg)[0].capacity == {"cpu": 8.0}
+    for stranger in ("d", "e", "nobody"):
+        assert owner._reported(stranger, msg) == []
+    assert not owner.knows_own(7)  # another node's version is not ours
+
+
+def test_random_reports_equal_the_general_look_ups() -> None:
+    rng = random.Random(13)
+    port, ledger = FakePort(), Ledger()
+    statuses = (m.ALIVE, m.SUSPECT, m.DEAD, m.LEFT)
+    for name in "bcdefg":
+        port.states[name] = _member(name, rng.choice(statuses), float(rng.randint(1, 9)))
+    owner = _owner(port, ledger)
+    for _ in range(500):
+        node = rng.choice("abcdefgh")
+        if rng.random() < 0.1:
+            ledger.capacity = {"cpu": float(rng.randint(1, 9))}
+        msg = _answer(rng.randint(0, 50), float(rng.randint(0, 4)))
+        assert owner._reported(node, msg) == _expected(port, ledger, node, msg)
