@@ -12,8 +12,8 @@ placement order and each task's upward rank (critical path first among equal pri
 
 from __future__ import annotations
 
-import itertools
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,7 +68,7 @@ def _walk(
     by_id = _check(specs)
     inline = {s.id: s for s in specs if s.inline}
     regular = [s for s in specs if not s.inline]
-    topo = topological(specs) if inline or not acyclic else []
+    topo = topological(specs) if inline else []
     # Regular tasks reachable through inline dependencies, in first-seen order.
     reach: dict[str, tuple[str, ...]] = {}
     if not inline:  # (the common case: the dependencies themselves, once each)
@@ -86,6 +86,8 @@ def _walk(
     for s in regular:
         for dep in effective_deps[s.id]:
             consumers[dep].append(s.id)
+    if not inline and not acyclic and not _acyclic(effective_deps, consumers):
+        topological(specs)  # (raises the cycle's ValidationError, its path named)
     group_members, group_of, group_pin = _groups(regular, by_id)
     wanted_ids = set(outputs) if outputs is not None else None
     wanted = {s.id for s in regular if wanted_ids is None or s.id in wanted_ids}
@@ -105,6 +107,26 @@ def _walk(
     )
     free(by_id, topo, reach)  # (what only this function held: not at once on return)
     return graph
+
+
+def _acyclic(effective_deps: dict[str, tuple[str, ...]], consumers: dict[str, list[str]]) -> bool:
+    """Kahn's walk over the regular tasks' own dependencies (no inline function among them: then
+    they are the functions' ``deps``, each once) and the consumers built from them: True when it
+    reaches every task. ``topological`` walks the specs again, with a set of each one's deps and
+    its own users lists, to name a cycle's path; only a graph that has one needs that."""
+    missing = {tid: len(deps) for tid, deps in effective_deps.items() if deps}
+    if not missing:  # (no task needs another: nothing to walk)
+        return True
+    queue = [tid for tid, deps in effective_deps.items() if not deps]
+    reached = len(queue)
+    while queue:
+        for user in consumers[queue.pop()]:
+            left = missing[user] - 1
+            missing[user] = left
+            if left == 0:
+                queue.append(user)
+                reached += 1
+    return reached == len(effective_deps)
 
 
 def _single(spec: TaskSpec, outputs: Sequence[str] | None, order: Order | None) -> TaskGraph:
@@ -224,12 +246,17 @@ def _rank(
 
         order = placement.order
     priorities = [s.priority for s in regular]
-    consumer_indices = [[index[c] for c in consumers[s.id]] for s in regular]
+    # (a task nobody consumes gets its empty row without a comprehension's call: most tasks of
+    # a wide run, every task of W1)
+    consumer_indices = [
+        [index[c] for c in cs] if cs else [] for cs in map(consumers.__getitem__, index)
+    ]
     estimates = [1.0] * len(regular)
     ranked, ranks = order(priorities, consumer_indices, estimates, sizes)
     at = {task_index: pos for pos, task_index in enumerate(ranked)}
-    position = [at.get(i, i) for i in range(len(regular))]
-    upward_rank = [float(ranks[i]) if i < len(ranks) else 0.0 for i in range(len(regular))]
+    n = len(regular)
+    position = [at.get(i, i) for i in range(n)]
+    upward_rank = [*map(float, ranks[:n]), *([0.0] * (n - len(ranks)))]
     free(index, priorities, consumer_indices, estimates, sizes, at, ranked, ranks)
     return position, upward_rank
 
@@ -240,9 +267,6 @@ def _placement_order(
     """The task indices in placement order: priority, upward rank, position. The owner's ready
     queue keeps a heap of places in it, so comparing two tasks is comparing ints."""
 
-    def key(i: int) -> tuple[int, float, int]:
-        return (-regular[i].priority, -upward_rank[i], position[i])
-
     # ``position`` is a permutation from the ranking: inverted in a loop, not sorted with a C key
     # (that sort held the GIL ~0.15 s for 1,000,000 tasks in the upload thread, the loop waiting).
     n = len(regular)
@@ -252,9 +276,33 @@ def _placement_order(
             ordered = sorted(range(n), key=position.__getitem__)
             break
         ordered[at] = i
-    if any(key(a) > key(b) for a, b in itertools.pairwise(ordered)):
-        ordered.sort(key=key)  # a ranking that disagrees with the rank it returned
+    # Each task's key (priority, upward rank, position; the first two negated) in that order, built
+    # and compared pairwise by C iterators, not a Python key call per task.
+    keys = list(
+        zip(
+            map(operator.neg, map(_PRIORITY, map(regular.__getitem__, ordered))),
+            map(operator.neg, map(upward_rank.__getitem__, ordered)),
+            map(position.__getitem__, ordered),
+            strict=True,
+        )
+    )
+    if any(map(operator.gt, keys, keys[1:])):  # a ranking that disagrees with its own ranks
+        ordered.sort(key=keys_of(regular, position, upward_rank))
     return ordered
+
+
+_PRIORITY = operator.attrgetter("priority")
+
+
+def keys_of(
+    regular: list[TaskSpec], position: list[int], upward_rank: list[float]
+) -> Callable[[int], tuple[int, float, int]]:
+    """The placement order's sort key of a task index: priority, upward rank, position."""
+
+    def key(i: int) -> tuple[int, float, int]:
+        return (-regular[i].priority, -upward_rank[i], position[i])
+
+    return key
 
 
 def topological(specs: Sequence[TaskSpec]) -> list[str]:
