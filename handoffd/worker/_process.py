@@ -11,7 +11,9 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
                    [(token, status, value, exc_type, message, traceback, duration, output),
                     ...] (output: what the job printed and logged, ``capture``, and did not send
                    live); ``value``: False (none), the value's bytes when under INLINE_VALUE, or
-                   True: its bytes follow the list as one raw message;
+                   True: its bytes follow the list as one raw message; or, for a job that
+                   ended well with a value under INLINE_VALUE, printed nothing and had no cancel
+                   read while it ran (most jobs), KEPT + (token, duration) packed + the value;
                    and, while a job runs, its new output lines (``_live``: b"L" + pickle((token,
                    text)), at most one per interval, none when it prints nothing)
 The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
@@ -54,6 +56,13 @@ OUT_OF_BAND_COUNT = struct.Struct("!I")  # after OUT_OF_BAND: how many raw messa
 ONE_FRAME = struct.Struct("<3sQ")
 _FRAMED = b"\x80\x05\x95"
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
+# The usual outcome, a job that ended well with its value inside, nothing printed and no cancel
+# read meanwhile, goes as KEPT, the token and the duration packed, then the value's bytes: no
+# pickled reply list to write here and to read in the parent (a pickler and an unpickler a job).
+KEPT = b"K"  # (never a pickle's first byte, nor READY's or a live message's)
+KEPT_BODY = struct.Struct("!qd")  # after KEPT: token, duration; the value is the rest
+KEPT_SIZE = 1 + KEPT_BODY.size
+_KEPT_FRAMED = struct.Struct("!icqd")  # the frame's length (send_bytes'), KEPT, token, duration
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
@@ -224,8 +233,6 @@ def main(
         # it once more here and once more in the parent (~0.5 ms per MiB each way). A small one
         # rides in the reply: the parent reads one message per job, not two.
         inline = value is not None and len(value) < INLINE_VALUE
-        kept = value if inline else value is not None
-        reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text)
         duration = clock() - started
         try:
             with live or _NOTHING:  # no live output of the job after its outcome
@@ -236,7 +243,14 @@ def main(
                 skipped = []
                 while inbox.waiting():
                     skipped += absorb(recv())
-                done = dumps([*skipped, (*reply, duration, captured.text())], protocol=5)
+                text = captured.text()
+                if inline and not skipped and not text:  # (inline: it ended well)
+                    size = KEPT_SIZE + len(value)  # type: ignore[arg-type]
+                    sendall(_KEPT_FRAMED.pack(size, KEPT, token, duration) + value)  # type: ignore[operator]
+                    continue
+                kept = value if inline else value is not None
+                reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text, duration)
+                done = dumps([*skipped, (*reply, text)], protocol=5)
                 if value is None or inline:
                     sendall(framed_one(done))
                 elif len(value) < _pipe.LARGE:
