@@ -3,6 +3,8 @@
 Wire format on the duplex pipe (plain pickle, protocol 5):
   parent -> child: one or more pickles back to back in one message, each either a job
                    (token, payload, inputs, argument_inclusion, env, title) or a cancel (token,);
+                   a job with no inputs and no env goes as a SHORT_JOB instead (``_pipe``: packed,
+                   not pickled), among the pickles or alone;
                    when the jobs have large input values (_pipe.LARGE bytes or more), the message
                    starts with OUT_OF_BAND and a 4-byte count, and that many raw messages follow
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
@@ -38,6 +40,7 @@ import struct
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -47,6 +50,8 @@ from handoffd import values
 from handoffd.worker import _contain, _inbox, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
+SHORT_JOB, short_job = _pipe.SHORT_JOB, _pipe.short_job  # a job without inputs, unpickled
+SHORT_BYTE = SHORT_JOB[0]
 OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
@@ -170,21 +175,37 @@ def main(
     def absorb(data: bytes | bytearray) -> list[tuple]:
         """Take in one message from the parent (and the raw messages that follow it); returns the
         replies for the jobs it cancels."""
-        if one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
+        size = len(data)
+        buffers: Iterator[Any] | None = None  # (an out-of-band message's raw messages)
+        if data[:1] == SHORT_JOB:
+            item, at = short_job(data, 0)
+            pending.append(item)
+            if at == size:  # a job alone (a one-task run's)
+                return []
+        elif one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
             item = loads(data)
             if len(item) > 1:
                 pending.append(item)
                 return []
             return cancel(item[0])
-        stream, size = io.BytesIO(data), len(data)
-        buffers = None
-        if data[:1] == OUT_OF_BAND:
+        elif data[:1] == OUT_OF_BAND:
             (count,) = OUT_OF_BAND_COUNT.unpack_from(data, 1)
             buffers = iter([recv() for _ in range(count)])
-            stream.seek(1 + OUT_OF_BAND_COUNT.size)
+            at = 1 + OUT_OF_BAND_COUNT.size
+        else:
+            at = 0
+        stream = None  # (made at the first pickle: a batch of short jobs needs none)
         skipped: list[tuple] = []
-        while stream.tell() < size:
+        while at < size:
+            if data[at] == SHORT_BYTE:
+                item, at = short_job(data, at)
+                pending.append(item)
+                continue
+            if stream is None:
+                stream = io.BytesIO(data)
+            stream.seek(at)
             item = load(stream, buffers=buffers)
+            at = stream.tell()
             if len(item) > 1:
                 pending.append(item)
                 continue

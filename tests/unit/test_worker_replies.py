@@ -148,3 +148,32 @@ def test_the_parent_reads_kept_and_pickled_replies_alike(worker: tuple[Any, Any]
     assert (failed.ok, failed.value, failed.exc_type) == (False, None, "KeyError")
     assert (last.ok, pickle.loads(last.value)) == (True, "done")
     assert all(o.duration >= 0.0 for o in outcomes.values())
+
+
+def test_short_and_pickled_jobs_in_one_message_run_in_order(worker: tuple[Any, Any]) -> None:
+    _, conn = worker
+    jobs = [
+        _job(1, lambda x: x + 1, 1),
+        Job(
+            ("run", "t2", 1),
+            values.dumps_call(values.dumps_code(lambda a, b: a * b), [3], {}),
+            [("value", values.dumps(7))],
+        ),
+        _job(3, lambda *a: len(a), 1, 2, 3),
+        Job(
+            ("run", "t4", 1),
+            values.dumps_call(values.dumps_code(lambda xs: xs), [], {}),
+            [],
+            argument_inclusion="as_list",
+        ),
+    ]
+    messages = [_pipe.pickle_job(token, job)[0] for token, job in enumerate(jobs, 1)]
+    assert [m[:1] == _pipe.SHORT_JOB for m in messages] == [True, False, True, True]
+    conn.send_bytes(b"".join(messages))
+    got = []
+    while len(got) < len(jobs):
+        reply = _raw(conn)
+        assert reply[:1] == _process.KEPT
+        token, _ = _process.KEPT_BODY.unpack_from(reply, 1)
+        got.append((token, pickle.loads(reply[_process.KEPT_SIZE :])))
+    assert got == [(1, 2), (2, 21), (3, 3), (4, [])]
