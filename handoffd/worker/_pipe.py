@@ -47,6 +47,13 @@ SLICE = 16 << 20
 THREAD_BYTES = 8 << 20
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
+# A job with no inputs and no env of its own (a no-op's, a one-task run's) goes as SHORT_JOB, its
+# head packed (token, whether its inclusion is "as_list", the title's and the payload's sizes),
+# the title (UTF-8) and the payload: no pickle to write here and none to read in the worker. Any
+# other job is a pickle (``pickle_job``); both may share one message.
+SHORT_JOB = b"J"  # (never a pickle's first byte)
+SHORT_HEAD = struct.Struct("!qBII")
+_SHORT_JOB_HEAD = 1 + SHORT_HEAD.size
 
 
 def framed_one(data: bytes) -> bytes:
@@ -341,15 +348,35 @@ def pickle_job(token: int, job: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     pickle refers to them) as raw messages instead of being copied into the pickle. Payloads may
     come as memoryviews (a large frame as received): they go as bytes (the worker caches them by
     value)."""
+    payload = job.payload if type(job.payload) is bytes else bytes(job.payload)
+    if not job.inputs and not job.env:
+        title = job.title.encode("utf-8", "surrogatepass")
+        as_list = job.argument_inclusion == "as_list"
+        head = SHORT_HEAD.pack(token, as_list, len(title), len(payload))
+        return b"".join((SHORT_JOB, head, title, payload)), []
     buffers: list[pickle.PickleBuffer] = []
     inputs = _out_of_band(job.inputs) if job.inputs else job.inputs
-    payload = job.payload if type(job.payload) is bytes else bytes(job.payload)
     data = pickle.dumps(
         (token, payload, inputs, job.argument_inclusion, job.env, job.title),
         protocol=5,
         buffer_callback=buffers.append,
     )
     return data, buffers
+
+
+def short_job(data: bytes | bytearray, at: int) -> tuple[tuple, int]:
+    """The job (as ``pickle_job``'s pickle loads: token, payload, inputs, argument inclusion,
+    env, title) of the SHORT_JOB at ``data[at]``, and where the message's next item starts."""
+    token, as_list, title_size, payload_size = SHORT_HEAD.unpack_from(data, at + 1)
+    middle = at + _SHORT_JOB_HEAD + title_size
+    end = middle + payload_size
+    if end > len(data):
+        raise ValueError(f"a job cut short: {end - len(data)} bytes missing")
+    payload = data[middle:end]
+    if type(payload) is not bytes:  # (a large message's bytearray: payloads are cache keys)
+        payload = bytes(payload)
+    title = data[middle - title_size : middle].decode("utf-8", "surrogatepass")
+    return (token, payload, [], "as_list" if as_list else "variadic", None, title), end
 
 
 def _out_of_band(inputs: list[Any]) -> list[Any]:

@@ -3,6 +3,8 @@
 Wire format on the duplex pipe (plain pickle, protocol 5):
   parent -> child: one or more pickles back to back in one message, each either a job
                    (token, payload, inputs, argument_inclusion, env, title) or a cancel (token,);
+                   a job with no inputs and no env goes as a SHORT_JOB instead (``_pipe``: packed,
+                   not pickled), among the pickles or alone;
                    when the jobs have large input values (_pipe.LARGE bytes or more), the message
                    starts with OUT_OF_BAND and a 4-byte count, and that many raw messages follow
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
@@ -11,7 +13,9 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
                    [(token, status, value, exc_type, message, traceback, duration, output),
                     ...] (output: what the job printed and logged, ``capture``, and did not send
                    live); ``value``: False (none), the value's bytes when under INLINE_VALUE, or
-                   True: its bytes follow the list as one raw message;
+                   True: its bytes follow the list as one raw message; or, for a job that
+                   ended well with a value under INLINE_VALUE, printed nothing and had no cancel
+                   read while it ran (most jobs), KEPT + (token, duration) packed + the value;
                    and, while a job runs, its new output lines (``_live``: b"L" + pickle((token,
                    text)), at most one per interval, none when it prints nothing)
 The child keeps the jobs it was sent ahead in order and, before starting each one, reads whatever the
@@ -36,6 +40,7 @@ import struct
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -45,6 +50,8 @@ from handoffd import values
 from handoffd.worker import _contain, _inbox, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
+SHORT_JOB, short_job = _pipe.SHORT_JOB, _pipe.short_job  # a job without inputs, unpickled
+SHORT_BYTE = SHORT_JOB[0]
 OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
@@ -54,6 +61,13 @@ OUT_OF_BAND_COUNT = struct.Struct("!I")  # after OUT_OF_BAND: how many raw messa
 ONE_FRAME = struct.Struct("<3sQ")
 _FRAMED = b"\x80\x05\x95"
 ERROR, OK, SKIPPED = 0, 1, 2  # reply status
+# The usual outcome, a job that ended well with its value inside, nothing printed and no cancel
+# read meanwhile, goes as KEPT, the token and the duration packed, then the value's bytes: no
+# pickled reply list to write here and to read in the parent (a pickler and an unpickler a job).
+KEPT = b"K"  # (never a pickle's first byte, nor READY's or a live message's)
+KEPT_BODY = struct.Struct("!qd")  # after KEPT: token, duration; the value is the rest
+KEPT_SIZE = 1 + KEPT_BODY.size
+_KEPT_FRAMED = struct.Struct("!icqd")  # the frame's length (send_bytes'), KEPT, token, duration
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
@@ -161,21 +175,37 @@ def main(
     def absorb(data: bytes | bytearray) -> list[tuple]:
         """Take in one message from the parent (and the raw messages that follow it); returns the
         replies for the jobs it cancels."""
-        if one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
+        size = len(data)
+        buffers: Iterator[Any] | None = None  # (an out-of-band message's raw messages)
+        if data[:1] == SHORT_JOB:
+            item, at = short_job(data, 0)
+            pending.append(item)
+            if at == size:  # a job alone (a one-task run's)
+                return []
+        elif one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
             item = loads(data)
             if len(item) > 1:
                 pending.append(item)
                 return []
             return cancel(item[0])
-        stream, size = io.BytesIO(data), len(data)
-        buffers = None
-        if data[:1] == OUT_OF_BAND:
+        elif data[:1] == OUT_OF_BAND:
             (count,) = OUT_OF_BAND_COUNT.unpack_from(data, 1)
             buffers = iter([recv() for _ in range(count)])
-            stream.seek(1 + OUT_OF_BAND_COUNT.size)
+            at = 1 + OUT_OF_BAND_COUNT.size
+        else:
+            at = 0
+        stream = None  # (made at the first pickle: a batch of short jobs needs none)
         skipped: list[tuple] = []
-        while stream.tell() < size:
+        while at < size:
+            if data[at] == SHORT_BYTE:
+                item, at = short_job(data, at)
+                pending.append(item)
+                continue
+            if stream is None:
+                stream = io.BytesIO(data)
+            stream.seek(at)
             item = load(stream, buffers=buffers)
+            at = stream.tell()
             if len(item) > 1:
                 pending.append(item)
                 continue
@@ -224,8 +254,6 @@ def main(
         # it once more here and once more in the parent (~0.5 ms per MiB each way). A small one
         # rides in the reply: the parent reads one message per job, not two.
         inline = value is not None and len(value) < INLINE_VALUE
-        kept = value if inline else value is not None
-        reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text)
         duration = clock() - started
         try:
             with live or _NOTHING:  # no live output of the job after its outcome
@@ -236,7 +264,14 @@ def main(
                 skipped = []
                 while inbox.waiting():
                     skipped += absorb(recv())
-                done = dumps([*skipped, (*reply, duration, captured.text())], protocol=5)
+                text = captured.text()
+                if inline and not skipped and not text:  # (inline: it ended well)
+                    size = KEPT_SIZE + len(value)  # type: ignore[arg-type]
+                    sendall(_KEPT_FRAMED.pack(size, KEPT, token, duration) + value)  # type: ignore[operator]
+                    continue
+                kept = value if inline else value is not None
+                reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text, duration)
+                done = dumps([*skipped, (*reply, text)], protocol=5)
                 if value is None or inline:
                     sendall(framed_one(done))
                 elif len(value) < _pipe.LARGE:

@@ -36,6 +36,11 @@ def read(
                 if data is None:
                     lost = reader.eof
                     break
+                if data[:1] == _process.KEPT:  # (most replies: see _process)
+                    token, duration = _process.KEPT_BODY.unpack_from(data, 1)
+                    kept = data[_process.KEPT_SIZE :]
+                    pending.append((token, _process.OK, kept, "", "", "", duration, ""))
+                    continue
                 if data == _process.READY:
                     on_ready(worker)
                     continue

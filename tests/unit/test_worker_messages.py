@@ -12,9 +12,9 @@ from handoffd.worker._records import Job
 
 
 def _job(token: int, payload: bytes = b"p" * 100, inputs: list | None = None) -> bytes:
-    data, _ = _pipe.pickle_job(
-        token, Job(token, payload, inputs or [], title=f"run r task {token}")
-    )
+    """A job with inputs (pickled; one without is a SHORT_JOB)."""
+    inputs = inputs or [("value", b"v")]
+    data, _ = _pipe.pickle_job(token, Job(token, payload, inputs, title=f"run r task {token}"))
     return data
 
 
@@ -40,3 +40,37 @@ def test_a_job_or_a_cancel_alone_is_one_pickle() -> None:
 )
 def test_anything_else_is_read_as_a_stream(message: bytes) -> None:
     assert not _process.one_pickle(message)
+
+
+@pytest.mark.parametrize(
+    ("inclusion", "title", "payload"),
+    [
+        ("variadic", "run r1 task t3", b"p" * 100),
+        ("as_list", "run r \u00fc task \udc80", b"\x80\x05payload"),  # (a lone surrogate kept)
+        ("variadic", "", b"x" * 70_000),
+    ],
+)
+def test_a_job_without_inputs_or_env_is_short_and_reads_as_its_pickle_would(
+    inclusion: str, title: str, payload: bytes
+) -> None:
+    job = Job("k", payload, [], argument_inclusion=inclusion, title=title)
+    data, buffers = _pipe.pickle_job(5, job)
+    assert data[:1] == _pipe.SHORT_JOB and buffers == [] and not _process.one_pickle(data)
+    item, end = _pipe.short_job(data, 0)
+    assert end == len(data)
+    assert item == (5, payload, [], inclusion, None, title)
+    assert type(item[1]) is bytes
+    # two in one message, and from a large message's bytearray: payloads come back as bytes
+    both = bytearray(data + data)
+    first, at = _pipe.short_job(both, 0)
+    second, end = _pipe.short_job(both, at)
+    assert first == second == item and end == len(both) and type(second[1]) is bytes
+    with pytest.raises(ValueError, match="cut short"):
+        _pipe.short_job(data[:-1], 0)
+
+
+def test_a_job_with_inputs_or_env_stays_a_pickle() -> None:
+    for job in (Job("k", b"p", [("value", b"v")]), Job("k", b"p", [], env={"A": "1"})):
+        data, _ = _pipe.pickle_job(3, job)
+        assert _process.one_pickle(data)
+        assert pickle.loads(data) == (3, b"p", job.inputs, "variadic", job.env, "")

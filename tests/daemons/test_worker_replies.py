@@ -1,0 +1,179 @@
+"""A worker's replies on its pipe, from a real worker process: a job that ended well with a small
+value, printed nothing and had no cancel read while it ran is answered as ``_process.KEPT`` (the
+token and the duration packed, the value's bytes after them), any other as a pickled reply list;
+the parent's ``_replies.read`` makes the same ``Outcome`` of both."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import select
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from handoffd import values
+from handoffd.worker import _pipe, _process, _replies
+from handoffd.worker._process import INLINE_VALUE
+from handoffd.worker._records import Job, Outcome, Sent, Worker
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def worker() -> Iterator[tuple[Any, Any]]:
+    """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=True)
+    proc = ctx.Process(
+        target=_process.main, args=(child, None, ("t", os.getpid(), "", 0.0)), daemon=True
+    )
+    proc.start()
+    child.close()
+    try:
+        assert parent.poll(30) and parent.recv_bytes() == _process.READY
+        yield proc, parent
+    finally:
+        parent.close()
+        if proc.pid is not None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.join(10)
+
+
+def _job(token: int, fn: Any, *args: Any) -> Job:
+    payload = values.dumps_call(values.dumps_code(fn), list(args), {})
+    return Job(("run", f"t{token}", 1), payload, [], title=f"run r task t{token}")
+
+
+def _send(conn: Any, token: int, job: Job) -> None:
+    data, _ = _pipe.pickle_job(token, job)
+    conn.send_bytes(data)
+
+
+def _raw(conn: Any) -> bytes:
+    assert conn.poll(30), "no reply from the worker"
+    return bytes(conn.recv_bytes())
+
+
+def _printing(x: int) -> int:
+    print("hello", x)
+    return x
+
+
+def _failing(x: int) -> int:
+    raise KeyError(x)
+
+
+def test_a_quiet_job_that_ended_well_is_answered_kept(worker: tuple[Any, Any]) -> None:
+    _, conn = worker
+    _send(conn, 7, _job(7, lambda x: x + 1, 41))
+    reply = _raw(conn)
+    assert reply[:1] == _process.KEPT
+    token, duration = _process.KEPT_BODY.unpack_from(reply, 1)
+    assert token == 7 and duration >= 0.0
+    assert pickle.loads(reply[_process.KEPT_SIZE :]) == 42
+
+
+@pytest.mark.parametrize(
+    ("fn", "arg", "status", "output"),
+    [
+        (_printing, 3, _process.OK, "hello 3\n"),  # printed: its output goes with it
+        (_failing, 3, _process.ERROR, ""),
+        (lambda n: b"v" * n, INLINE_VALUE, _process.OK, ""),  # a value that follows as a message
+    ],
+)
+def test_any_other_outcome_is_a_pickled_reply(
+    worker: tuple[Any, Any], fn: Any, arg: int, status: int, output: str
+) -> None:
+    _, conn = worker
+    _send(conn, 9, _job(9, fn, arg))
+    replies = pickle.loads(_raw(conn))
+    assert len(replies) == 1
+    token, got, value, *_, text = replies[0]
+    assert (token, got, text) == (9, status, output)
+    if status == _process.OK and value is True:
+        assert len(pickle.loads(_raw(conn))) == arg
+
+
+class _Process:
+    """What ``_replies.read`` asks of a worker's process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.name = pid, "w"
+
+
+def _read_all(record: Worker, running: dict, count: int) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    while len(outcomes) < count:
+        select.select([record.fd], [], [], 30)
+        got, lost, _ = _replies.read(record, running, lambda w: None)
+        assert not lost
+        outcomes += got
+    return outcomes
+
+
+def test_the_parent_reads_kept_and_pickled_replies_alike(worker: tuple[Any, Any]) -> None:
+    proc, conn = worker
+    record = Worker(_Process(proc.pid), conn)  # type: ignore[arg-type]
+    jobs = [
+        _job(1, lambda x: x * 2, 21),
+        _job(2, _printing, 5),
+        _job(3, _failing, 1),
+        _job(4, lambda x: x, "done"),
+    ]
+    running: dict = {}
+    for token, job in enumerate(jobs, 1):
+        sent = Sent(job, token, 1)
+        record.sent[token] = sent
+        record.order.append(token)
+        running[job.key] = (record, sent)
+        _send(conn, token, job)
+    record.head = record.sent[1]
+    outcomes = {o.key: o for o in _read_all(record, running, len(jobs))}
+    assert not running and not record.sent and record.head is None
+    first, printed, failed, last = (outcomes[job.key] for job in jobs)
+    assert (first.ok, pickle.loads(first.value), first.output, first.pid) == (
+        True,
+        42,
+        "",
+        proc.pid,
+    )
+    assert (printed.ok, pickle.loads(printed.value), printed.output) == (True, 5, "hello 5\n")
+    assert (failed.ok, failed.value, failed.exc_type) == (False, None, "KeyError")
+    assert (last.ok, pickle.loads(last.value)) == (True, "done")
+    assert all(o.duration >= 0.0 for o in outcomes.values())
+
+
+def test_short_and_pickled_jobs_in_one_message_run_in_order(worker: tuple[Any, Any]) -> None:
+    _, conn = worker
+    jobs = [
+        _job(1, lambda x: x + 1, 1),
+        Job(
+            ("run", "t2", 1),
+            values.dumps_call(values.dumps_code(lambda a, b: a * b), [3], {}),
+            [("value", values.dumps(7))],
+        ),
+        _job(3, lambda *a: len(a), 1, 2, 3),
+        Job(
+            ("run", "t4", 1),
+            values.dumps_call(values.dumps_code(lambda xs: xs), [], {}),
+            [],
+            argument_inclusion="as_list",
+        ),
+    ]
+    messages = [_pipe.pickle_job(token, job)[0] for token, job in enumerate(jobs, 1)]
+    assert [m[:1] == _pipe.SHORT_JOB for m in messages] == [True, False, True, True]
+    conn.send_bytes(b"".join(messages))
+    got = []
+    while len(got) < len(jobs):
+        reply = _raw(conn)
+        assert reply[:1] == _process.KEPT
+        token, _ = _process.KEPT_BODY.unpack_from(reply, 1)
+        got.append((token, pickle.loads(reply[_process.KEPT_SIZE :])))
+    assert got == [(1, 2), (2, 21), (3, 3), (4, [])]
