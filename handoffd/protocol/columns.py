@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import operator
 import sys
 from array import array
 from collections.abc import Sequence
@@ -507,15 +506,16 @@ class ReportTable:
         name = "ReportColumns"
         n = len(msg.task_ids)
         self.task_ids = msg.task_ids
-        data = _REPORT_DATA(msg)
-        if _SWAP or list(map(len, data)) != list(map(n.__mul__, _REPORT_WIDTHS)):
-            columns = zip(_REPORT_CODES, data, _REPORT_NAMES, strict=True)  # (unpack says which)
-            read = [unpack(c, d, n, f"{name}.{f}") for c, d, f in columns]
-        else:  # (the lengths are right: each column read in one C call, no name built)
-            read = list(map(array.tolist, map(array, _REPORT_CODES, data)))
-        self.attempts, self.states, self.sizes, self.frames, self.durations = read[:5]
-        self.pids, self.started, self.ended, self.bytes_in = read[5:]
+        self.attempts: list[int] = unpack("q", msg.attempts, n, f"{name}.attempts")
+        self.states: list[int] = unpack("B", msg.states, n, f"{name}.states")
         _indices(self.states, len(STATES), f"{name}.states")
+        self.sizes: list[int] = unpack("q", msg.sizes, n, f"{name}.sizes")
+        self.frames: list[int] = unpack("i", msg.frames, n, f"{name}.frames")
+        self.durations: list[float] = unpack("d", msg.durations, n, f"{name}.durations")
+        self.pids: list[int] = unpack("q", msg.pids, n, f"{name}.pids")
+        self.started: list[float] = unpack("d", msg.started, n, f"{name}.started")
+        self.ended: list[float] = unpack("d", msg.ended, n, f"{name}.ended")
+        self.bytes_in: list[int] = unpack("q", msg.bytes_in, n, f"{name}.bytes_in")
         self.failures: dict[int, ReportFailure] = {}
         for failure in msg.failures:
             if not 0 <= failure.index < n or self.states[failure.index] != 2:
@@ -602,12 +602,6 @@ class ReportTable:
 
     def reports(self) -> tuple[m.TaskReport, ...]:
         return tuple(self.report(i) for i in range(len(self)))
-
-
-#: ReportColumns' number columns (ReportTable's slots of those names, in order) and their codes
-_REPORT_NAMES, _REPORT_CODES = ReportTable.__slots__[1:10], "qBqidqddq"
-_REPORT_DATA = operator.attrgetter(*_REPORT_NAMES)
-_REPORT_WIDTHS = [_SIZES[c] for c in _REPORT_CODES]
 
 
 def tasks_reported_of(msg: ReportColumns) -> m.TasksReported:
