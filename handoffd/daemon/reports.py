@@ -39,7 +39,16 @@ def report_events(
 def frame_values(table: ReportTable, frames: list[Any]) -> list[bytes | None]:
     """Each report's inline value of a received message (None when it names no frame)."""
     count = len(frames)
-    return [bytes(frames[f]) if 0 <= f < count else None for f in table.frames]
+    numbers = table.frames
+    if count == len(numbers) and numbers == list(range(count)):
+        # (the usual message: every report's value, in report order)
+        if set(map(type, frames)) <= _BYTES:
+            return frames
+        return list(map(bytes, frames))
+    return [bytes(frames[f]) if 0 <= f < count else None for f in numbers]
+
+
+_BYTES = {bytes}
 
 
 _PLAIN = {bytes, type(None)}
@@ -103,6 +112,14 @@ def table_events(
         events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, got, took))
 
 
+class _Delays(list):  # type: ignore[type-arg]
+    """What ``history.observe_done`` observes, kept for ``Buckets.observe_all``: its ``observe``
+    is ``list.append``, a C call, where ``Buckets.observe`` was a Python call a report."""
+
+    __slots__ = ()
+    observe = list.append
+
+
 def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets) -> None:
     """Record what ``node`` reports of each attempt in its history (pid, times, bytes, error),
     and in ``latency`` the time from its dispatch to its start; every node's reports, ours
@@ -110,6 +127,7 @@ def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets
     tasks = run.tasks
     attempts, states, started = table.attempts, table.states, table.started
     if states.count(_DONE) == len(states):  # (the usual message: one compiled loop)
+        delays = _Delays()  # (one C call a report from the loop, bucketed at once after)
         history.observe_done(
             tasks,
             node,
@@ -120,8 +138,9 @@ def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets
             table.ended,
             table.bytes_in,
             table.sizes,
-            latency,
+            delays,
         )
+        latency.observe_all(delays)
         return
     for i, task_id in enumerate(table.task_ids):
         rec = tasks.get(task_id)

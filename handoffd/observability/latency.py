@@ -3,7 +3,8 @@ additions per observation, no lock (only the loop observes; /metrics copies it o
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from functools import partial
 from typing import Any
 
 #: Seconds: 50 us to 10 s.
@@ -23,6 +24,23 @@ class Buckets:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
         self.count += 1
+
+    def observe_all(self, values: list[float]) -> None:
+        """``observe`` of each of ``values`` (a message's reports): sorted once, each bucket's
+        share found by bisecting them at its bound (no Python call per value)."""
+        if not values:
+            return
+        ordered = sorted(values)
+        # bucket i (bisect_left(bounds, v) == i) holds bounds[i - 1] < v <= bounds[i]: how many
+        # are <= each bound, and the differences
+        at_most = map(partial(bisect_right, ordered), self.bounds)
+        counts, below = self.counts, 0
+        for i, upto in enumerate(at_most):
+            counts[i] += upto - below
+            below = upto
+        counts[-1] += len(ordered) - below
+        self.sum += sum(values)
+        self.count += len(values)
 
     def cumulative(self) -> list[tuple[str, int]]:
         """Prometheus buckets: (le, observations <= le), ending with +Inf."""

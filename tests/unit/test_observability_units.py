@@ -3,6 +3,8 @@ Prometheus collector over a snapshot (parsed back with prometheus-client's own p
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from handoffd.observability.latency import Buckets
@@ -26,6 +28,22 @@ def test_buckets_are_cumulative_with_inf() -> None:
     c = h.copy()
     h.observe(0.2)
     assert c.count == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from((0.0, 5e-5, 1e-4, 0.01, 10.0)) | st.floats(0.0, 20.0),
+        max_size=30,
+    )
+)
+def test_a_batch_of_observations_counts_as_each_one(values: list[float]) -> None:
+    each, batch = Buckets(), Buckets()
+    for v in values:
+        each.observe(v)
+    batch.observe_all(values)
+    assert batch.counts == each.counts and batch.count == each.count
+    assert abs(batch.sum - each.sum) <= 1e-9 * max(1.0, each.sum)
 
 
 def _snapshot(done: int) -> dict:

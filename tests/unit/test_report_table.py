@@ -40,6 +40,9 @@ class _Latency:
     def observe(self, value: float) -> None:
         self.seen.append(value)
 
+    def observe_all(self, values: list[float]) -> None:  # (Buckets': a message's at once)
+        self.seen.extend(values)
+
 
 def _task(task_id: str, attempt: int, bytes_in: int) -> Task:
     return Task(
@@ -225,3 +228,19 @@ def test_a_report_in_a_state_no_build_sends_is_a_column_error() -> None:
     assert ReportTable.of_rows([good], [-1], ()).task_ids == ("t1",)
     with pytest.raises(ColumnError, match="task 't2': unknown state 'state'"):
         ReportTable.of_rows([good, bad], [-1, -1], ())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_messages_values_are_its_frames_in_report_order(seed: int) -> None:
+    """``frame_values``' shortcut (every report's value in its own frame, in order) gives what
+    the lookup of each report's frame gives, as bytes, whatever the frames are."""
+    rng = random.Random(seed)
+    count = rng.randrange(0, 6)
+    frames: list[Any] = [rng.randbytes(rng.randrange(0, 5)) for _ in range(count)]
+    if seed % 2:
+        frames = [memoryview(f) for f in frames]  # (a big value kept where ZeroMQ put it)
+    numbers = list(range(count)) if seed % 3 else [rng.randrange(-1, count + 1) for _ in frames]
+    table = ReportTable.of_rows([], numbers, ())
+    got = reports.frame_values(table, frames)
+    assert got == [bytes(frames[f]) if 0 <= f < count else None for f in numbers]
+    assert all(type(v) is bytes for v in got if v is not None)
