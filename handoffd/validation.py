@@ -397,15 +397,7 @@ class WireTasks:
             deps = meta.deps
             if deps and (type(deps) is not tuple or not all(type(d) is str for d in deps)):
                 check_deps(fid, deps)
-            if (  # the common function: only its cost can be wrong (one cached parse)
-                meta.node is None
-                and meta.collocate_with is None
-                and meta.inline is False
-                and meta.max_retries is None
-                and meta.timeout is None
-                and type(meta.priority) is int
-                and meta.argument_inclusion in ARGUMENT_INCLUSIONS
-            ):
+            if _plain(meta):  # the common function: only its cost can be wrong (one cached parse)
                 try:
                     costs.append(resources.parse_cached(meta.cost, what="cost"))
                 except resources.ResourceError:
@@ -434,6 +426,20 @@ class WireTasks:
         if len(links) > PIECE:  # (a tuple per function: not freed at once on return)
             free(links)
         return order
+
+
+def _plain(meta: Any) -> bool:
+    """A function's wire metadata that sets nothing but its cost, argument inclusion and priority
+    (no pin, collocation, inline, retries or timeout): checked in full without ``check_fields``."""
+    return (
+        meta.node is None
+        and meta.collocate_with is None
+        and meta.inline is False
+        and meta.max_retries is None
+        and meta.timeout is None
+        and type(meta.priority) is int
+        and meta.argument_inclusion in ARGUMENT_INCLUSIONS
+    )
 
 
 def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
@@ -494,13 +500,7 @@ def _lone_spec(msg: Any, frames: Sequence[bytes]) -> TaskSpec | None:
         and fid
         and type(deps) is tuple
         and not deps
-        and meta.node is None
-        and meta.collocate_with is None
-        and meta.inline is False
-        and meta.max_retries is None
-        and meta.timeout is None
-        and type(meta.priority) is int
-        and meta.argument_inclusion in ARGUMENT_INCLUSIONS
+        and _plain(meta)
         and msg.policy in POLICIES
         and type(max_retries) is int
         and max_retries >= 0
