@@ -241,13 +241,20 @@ class Daemon:
 
 @dataclass
 class DaemonCluster:
-    """Start real ``handoffd start`` processes on loopback; ``close()`` kills every one by PID."""
+    """Start real ``handoffd start`` processes on loopback; ``close()`` kills every one by PID.
+
+    Each daemon is started with ``--die-with-parent`` on a pipe only this process holds open
+    (``handoffd.daemon.watchdog.LauncherPipe``), so a launcher killed before its ``close()`` (a
+    timeout's SIGKILL, a crashed runner) leaves no daemon behind: each leaves the cluster when
+    this process ends. ``die_with_parent=False`` starts daemons that outlive it."""
 
     cluster: str = field(default_factory=unique_cluster)
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="handoffd-test-"))
     daemons: list[Daemon] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    die_with_parent: bool = True
     _key_copied: bool = field(default=False, init=False, repr=False)
+    _pipe: Any = field(default=None, init=False, repr=False)  # the LauncherPipe, once needed
 
     def start(
         self,
@@ -293,13 +300,23 @@ class DaemonCluster:
             args += ["--seed", seed]
         if not mdns:
             args.append("--no-mdns")
+        pass_fds: tuple[int, ...] = ()
+        if self.die_with_parent:
+            pipe = self._launcher_pipe()
+            args += pipe.args()
+            pass_fds = pipe.pass_fds
         args += extra or []
         self._share_local_key()
         log_path = os.path.join(self.workdir, f"{name}.log")
         environ = dict(os.environ, HANDOFFD_RUNTIME_DIR=self.workdir, **self.env, **(env or {}))
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                start_new_session=True,
+                pass_fds=pass_fds,
             )
         daemon = Daemon(name, host, port, process, log_path)
         self.daemons.append(daemon)
@@ -312,6 +329,13 @@ class DaemonCluster:
             if not daemon.alive():
                 raise RuntimeError(f"daemon {name} exited at start:\n{daemon.log()}")
         return daemon
+
+    def _launcher_pipe(self) -> Any:
+        if self._pipe is None:
+            from handoffd.daemon.watchdog import LauncherPipe
+
+            self._pipe = LauncherPipe()
+        return self._pipe
 
     def _share_local_key(self) -> None:
         """The daemons' runtime dir is ``workdir`` (their pid files stay apart from other
@@ -333,6 +357,9 @@ class DaemonCluster:
                     os.killpg(daemon.process.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 daemon.process.wait(10)
+        if self._pipe is not None:  # (every daemon was killed: none leaves because of this)
+            self._pipe.close()
+            self._pipe = None
         if self._key_copied:  # the logs stay; no copy of the key does
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.workdir, "local.key"))

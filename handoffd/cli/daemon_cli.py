@@ -36,6 +36,26 @@ ENV_RENAMES = {
 }
 
 
+def _watch_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--die-with-parent``'s syntax, checked while parsing (usage error, exit 2); whether the
+    descriptor or process can be watched is checked by ``daemon_run.start``. A descriptor number
+    or pid means something only to the process that was handed it, so neither an environment
+    variable (every process below would inherit it) nor a config file may set it."""
+    from click.core import ParameterSource
+
+    from handoffd.daemon.watchdog import WatchError, parse
+
+    if value is None:
+        return None
+    assert param.name is not None
+    if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+        raise click.BadParameter("only the command line sets it, not a config file", ctx, param)
+    try:
+        return parse(value)
+    except WatchError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 @click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
 @config_option
 @json_option
@@ -186,6 +206,16 @@ def cli() -> None:
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@click.option(
+    "--die-with-parent",
+    metavar="fd:N|pid:N",
+    callback=_watch_target,
+    help="for launchers (benches, tests, scripts): leave the cluster and exit when the launching "
+    "process ends, however it ends. fd:N: the read end of a pipe whose write end only the "
+    "launcher keeps, passed to this process as descriptor N; pid:N: the launcher's process id. "
+    "A leave that overruns the drain grace by 30 s ends in an exit (status 1). Command line "
+    "only (no variable, no config key): a daemon never dies with its shell unless asked",
+)
 @config_option
 @json_option
 def _start(**kwargs: Any) -> int:
@@ -233,3 +263,6 @@ def _config() -> int:
 
 
 settings.name_envvars(cli, ENV_RENAMES)
+for _param in _start.params:  # command line only (see _watch_target)
+    if isinstance(_param, click.Option) and _param.name == "die_with_parent":
+        _param.envvar, _param.show_envvar = None, False

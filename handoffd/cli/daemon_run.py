@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from handoffd.config import NodeConfig
+    from handoffd.daemon.watchdog import ParentWatch
 
 
 def build_config(args: Any) -> NodeConfig:
@@ -111,7 +112,18 @@ def build_config(args: Any) -> NodeConfig:
     )
 
 
-async def _serve(config: NodeConfig, as_json: bool = False) -> int:
+async def _serve(
+    config: NodeConfig, as_json: bool = False, watch: ParentWatch | None = None
+) -> int:
+    """Run the node until it stops; ``watch`` (``--die-with-parent``) is closed on the way out."""
+    try:
+        return await _serve_node(config, as_json, watch)
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+async def _serve_node(config: NodeConfig, as_json: bool, watch: ParentWatch | None) -> int:
     import asyncio
     import os
     import signal
@@ -132,6 +144,16 @@ async def _serve(config: NodeConfig, as_json: bool = False) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.request_stop)
+    if watch is not None:  # armed once the node runs: a launcher gone meanwhile is seen at once
+        from handoffd.daemon.watchdog import LEAVE_S
+
+        def launcher_gone() -> None:  # (on the watch's thread)
+            try:
+                loop.call_soon_threadsafe(node.request_stop)
+            except RuntimeError:  # the loop is closed: the daemon is ending anyway
+                pass
+
+        watch.start(launcher_gone, config.drain_grace_s + LEAVE_S)
     path = write_runtime_file(config.name, node.address)
     if as_json:
         import json
@@ -319,6 +341,20 @@ def start(args: Any, *, as_json: bool = False) -> int:
 
         set_log_node(config.name)
         runtime_dir()  # refused before anything starts if it is not ours alone
+        watch = _parent_watch(getattr(args, "die_with_parent", None))
     except (ValueError, resources.ResourceError, RuntimeDirError) as exc:
         return fail(EXIT_USAGE, str(exc))
-    return asyncio.run(_serve(config, as_json))
+    return asyncio.run(_serve(config, as_json, watch))
+
+
+def _parent_watch(value: Any) -> ParentWatch | None:
+    """``--die-with-parent``'s watch, opened (checked against this process) before anything
+    starts; None without the flag. Raises ValueError (WatchError) with what to pass instead."""
+    if value is None:
+        return None
+    from handoffd.daemon.watchdog import WatchError, open_watch, parse
+
+    try:
+        return open_watch(parse(value) if isinstance(value, str) else value)
+    except WatchError as exc:
+        raise WatchError(f"--die-with-parent {exc}") from None
