@@ -41,9 +41,11 @@ from collections.abc import Callable
 from typing import Any
 
 from _peers.common import (
+    PARENT_ENV,
     MiB,
     PssSampler,
     Sizes,
+    follow_parent,
     loopback_check,
     peer_env,
     reexec_in_netns,
@@ -90,6 +92,7 @@ def say(kind: str, payload: Any = None) -> None:
 
 
 def child_main(system: str, sizes: Sizes, only: list[str]) -> None:
+    follow_parent()  # a bench killed from outside takes its child (and so its daemons) with it
     runner = runner_class(system)(sizes)
     results: dict[str, Any] = {}
     try:
@@ -134,7 +137,7 @@ def run_child(system: str, args: argparse.Namespace) -> dict[str, Any]:
     ]
     if args.quick:
         cmd.append("--quick")
-    env = dict(os.environ, **peer_env(), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **peer_env(), PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())})
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
     sampler = PssSampler(proc.pid)
     result: dict[str, Any] = {"error": "the child exited without a result"}

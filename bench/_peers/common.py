@@ -147,6 +147,34 @@ def _exit_on_term(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+PARENT_ENV = "BENCH_PARENT_PID"  # the bench process a child follows (follow_parent)
+FOLLOW_BOUND_S = 60.0  # from the bench's end to the child's exit, whatever its cleanup does
+
+
+def follow_parent() -> None:
+    """In a bench's child (one that starts daemons, Ray or Dask): end with the bench process named
+    by ``BENCH_PARENT_PID`` when it is killed from outside (its own timers and teardown die with
+    it). A SIGTERM to ourselves runs the child's ``finally`` blocks (its runner stops what it
+    started; its handoffd daemons follow it through their own --die-with-parent); past
+    ``FOLLOW_BOUND_S`` the child kills its children's groups and exits. The variable is consumed:
+    what the child starts does not inherit it."""
+    value = os.environ.pop(PARENT_ENV, "")
+    if not value:
+        return
+    from handoffd.daemon.watchdog import WatchError, open_watch, parse
+
+    try:
+        watch = open_watch(parse(f"pid:{value}"))
+    except WatchError as exc:
+        sys.exit(f"{PARENT_ENV}: {exc}")
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    watch.start(
+        lambda: os.kill(os.getpid(), signal.SIGTERM),
+        FOLLOW_BOUND_S,
+        doing="stopping this bench child (SIGTERM to itself)",
+    )
+
+
 def reexec_in_netns() -> None:
     """Run this script again inside ``unshare -n`` (loopback only), or exit explaining why not.
     Inside, SIGTERM (``timeout``, a shell's kill) exits through the benchmark's ``finally``

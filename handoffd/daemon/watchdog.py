@@ -140,13 +140,15 @@ class ParentWatch:
         on_gone: Callable[[], None],
         bound: float,
         exit: Callable[[int], None] | None = None,
+        doing: str = "leaving the cluster as on SIGTERM",
     ) -> None:
-        """Watch from a thread: when the launcher is gone, call ``on_gone`` (from that thread),
-        then ``exit(EXIT_OVERRUN)`` if the process still runs ``bound`` seconds later."""
+        """Watch from a thread: when the launcher is gone, log that (and ``doing``), call
+        ``on_gone`` (from that thread), then ``exit(EXIT_OVERRUN)`` if the process still runs
+        ``bound`` seconds later."""
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(
             target=self._run,
-            args=(on_gone, bound, exit or hard_exit),
+            args=(on_gone, bound, exit or hard_exit, doing),
             name="parent-watch",
             daemon=True,  # never holds the process up; its exit timer outlives close()
         )
@@ -171,16 +173,23 @@ class ParentWatch:
                 os.close(self.fd)
             self.fd = -1
 
-    def _run(self, on_gone: Callable[[], None], bound: float, exit: Callable[[int], None]) -> None:
+    def _run(
+        self,
+        on_gone: Callable[[], None],
+        bound: float,
+        exit: Callable[[int], None],
+        doing: str,
+    ) -> None:
         why = self._wait()
         if why is None:
             return  # closed
         self.gone.set()
         log.warning(
-            "the process that launched this daemon is gone (%s, %s): leaving the cluster as on "
-            "SIGTERM; exiting within %.0f s whatever happens",
+            "the process that launched this one is gone (%s, %s): %s; exiting within %.0f s "
+            "whatever happens",
             self.target,
             why,
+            doing,
             bound,
         )
         try:

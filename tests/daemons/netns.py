@@ -38,6 +38,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from handoffd.daemon.watchdog import LauncherPipe
+
 IP = "ip"
 PORT = 7788  # every daemon's port (each host has its own address)
 
@@ -322,6 +324,9 @@ class NsDaemons:
         self.cluster = f"{prefix}{uuid.uuid4().hex[:10]}"
         self.names = [f"h{i}-{self.cluster}" for i in range(lab.hosts)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        # Each daemon leaves when this process ends, even killed before the lab's close()
+        # (handoffd start --die-with-parent: `ip netns exec` passes the pipe's read end on).
+        self.launcher = LauncherPipe()
         # The daemons run keyless on non-loopback hosts (--insecure): unauthenticated, so their
         # clients must say they accept that (HANDOFFD_ALLOW_LOCAL_USERS; a key file still wins).
         self.env = dict(
@@ -356,11 +361,16 @@ class NsDaemons:
             sys.executable, "-m", "handoffd.cli.daemon", "start",
             "--host", self.lab.address(i), "--port", str(PORT), "--insecure",
             "--cluster", self.cluster, "--name", self.names[i],
-            "--cpu", str(self.cpu), "--memory", str(self.memory), *extra,
+            "--cpu", str(self.cpu), "--memory", str(self.memory), *self.launcher.args(), *extra,
         ]  # fmt: skip
         with open(self.log_path(i), "wb") as log:
             self.procs[i] = self.lab.run(
-                i, argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
+                i,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                pass_fds=self.launcher.pass_fds,
             )
 
     def wait_started(self, timeout: float = 30.0) -> None:

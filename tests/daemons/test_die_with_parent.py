@@ -206,7 +206,8 @@ def test_a_killed_launcher_takes_its_daemons_and_their_workers(launchers: Any) -
     for _, host, port, _ in daemons:
         assert _port_free(host, port), f"{host}:{port} still taken"
     logs = launcher.daemon_logs()
-    assert logs.count("the process that launched this daemon is gone (fd:") == 2, logs
+    assert logs.count("the process that launched this one is gone (fd:") == 2, logs
+    assert logs.count("leaving the cluster as on SIGTERM") == 2
     assert logs.count("ALIVE -> LEFT") >= 2  # a graceful leave, not a crash
 
 
@@ -283,3 +284,53 @@ def test_the_bounded_exit_kills_its_childrens_groups() -> None:
     finally:
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGKILL)
+
+
+BENCH_PARENT = """
+import os, subprocess, sys, threading
+env = dict(os.environ, BENCH_PARENT_PID=str(os.getpid()))
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]], env=env,
+                         start_new_session=True)
+print(child.pid, flush=True)
+threading.Event().wait()
+"""
+BENCH_CHILD = """
+import os, sys, threading
+sys.path.insert(0, sys.argv[1])
+from _peers.common import PARENT_ENV, follow_parent
+follow_parent()
+assert PARENT_ENV not in os.environ  # consumed: what this child starts does not follow it
+try:
+    open(sys.argv[2] + ".ready", "w").close()
+    threading.Event().wait()
+finally:
+    open(sys.argv[2], "w").close()  # the finally blocks run: a runner stops what it started
+"""
+
+
+def test_a_bench_child_follows_its_killed_bench(tmp_path: Path) -> None:
+    """bench_vs_peers' child runners (``_peers.common.follow_parent``): the bench SIGKILLed, the
+    child ends through its ``finally`` blocks (its daemons follow it by their own flag)."""
+    bench = str(Path(__file__).resolve().parents[2] / "bench")
+    marker = str(tmp_path / "cleaned")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", BENCH_PARENT, BENCH_CHILD, bench, marker],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        wait_for(lambda: os.path.exists(marker + ".ready"), 60, 0.05, what="the child watching")
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(30)
+        wait_for(lambda: not _alive(child), 90, 0.05, what="the child gone with its bench")
+        assert os.path.exists(marker)
+    finally:
+        for pid in (parent.pid, child):
+            if pid:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+        parent.wait(30)
