@@ -38,6 +38,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# (imported now, not when the exit comes: the main thread may hold the import lock then)
+from handoffd.worker._contain import children
+
 log = logging.getLogger("handoffd.node")
 
 FLAG = "--die-with-parent"
@@ -331,8 +334,6 @@ def _open_pid(target: Target) -> ParentWatch:
 def hard_exit(code: int) -> None:
     """Kill our children's process groups (each worker leads one, with its task's processes),
     then end this process at once: what the leave should have done, without the leave."""
-    from handoffd.worker._contain import children
-
     for child in children(os.getpid()):
         for kill in (os.killpg, os.kill):
             with contextlib.suppress(OSError):
