@@ -88,6 +88,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _started(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), None if it is gone: a pid is killed in
+    teardown only if it is still the process seen, not another that reused the number."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _kill_if_same(pid: int, started: int | None) -> None:
+    if started is None or _started(pid) != started:
+        return
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(OSError):
+            kill(pid, signal.SIGKILL)
+
+
 def _descendants(pid: int) -> set[int]:
     tree = parent_map()
     found: set[int] = set()
@@ -128,6 +146,7 @@ class Launcher:
         )
         self.doc: dict[str, Any] = {}
         self.pids: set[int] = set()  # the daemons (or their wrappers) and their descendants
+        self.starts: dict[int, int | None] = {}  # their start times (teardown kills by them)
         self.trees: dict[int, set[int]] = {}  # each daemon's (or wrapper's) pid and descendants
 
     def ready(self, timeout: float = 180.0) -> dict[str, Any]:
@@ -140,6 +159,7 @@ class Launcher:
         for pid, *_ in self.doc["daemons"]:
             self.trees[pid] = {pid, *_descendants(pid)}
             self.pids |= self.trees[pid]
+        self.starts = {pid: _started(pid) for pid in self.pids}
         return self.doc
 
     def kill(self) -> None:
@@ -160,14 +180,12 @@ class Launcher:
         )
 
     def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        if self.process.poll() is None:  # (not reaped: the pid is still ours)
             os.kill(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             self.process.wait(30)
-        for pid in self.pids:
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(OSError):
-                    kill(pid, signal.SIGKILL)
+        for pid, started in self.starts.items():
+            _kill_if_same(pid, started)
         self.log.close()
         print(self.daemon_logs())
 
@@ -279,11 +297,11 @@ def test_the_bounded_exit_kills_its_childrens_groups() -> None:
     )
     assert done.returncode == 1, done.stderr
     child = int(done.stdout.split()[0])
+    started = _started(child)  # (None once it is gone, as it should be)
     try:
         wait_for(lambda: not _alive(child), 30, 0.05, what="the child killed by the exit")
     finally:
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
+        _kill_if_same(child, started)
 
 
 BENCH_PARENT = """
@@ -319,18 +337,18 @@ def test_a_bench_child_follows_its_killed_bench(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
-    child = 0
+    child, child_started = 0, None
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
+        child_started = _started(child)
         wait_for(lambda: os.path.exists(marker + ".ready"), 60, 0.05, what="the child watching")
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(30)
         wait_for(lambda: not _alive(child), 90, 0.05, what="the child gone with its bench")
         assert os.path.exists(marker)
     finally:
-        for pid in (parent.pid, child):
-            if pid:
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
+        if parent.poll() is None:  # (not reaped: the pid is still ours)
+            os.killpg(parent.pid, signal.SIGKILL)
         parent.wait(30)
+        _kill_if_same(child, child_started)
