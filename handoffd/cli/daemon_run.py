@@ -115,15 +115,7 @@ def build_config(args: Any) -> NodeConfig:
 async def _serve(
     config: NodeConfig, as_json: bool = False, watch: ParentWatch | None = None
 ) -> int:
-    """Run the node until it stops; ``watch`` (``--die-with-parent``) is closed on the way out."""
-    try:
-        return await _serve_node(config, as_json, watch)
-    finally:
-        if watch is not None:
-            watch.close()
-
-
-async def _serve_node(config: NodeConfig, as_json: bool, watch: ParentWatch | None) -> int:
+    """Run the node until it stops; ``watch`` (``--die-with-parent``) is started once it runs."""
     import asyncio
     import os
     import signal
@@ -344,7 +336,11 @@ def start(args: Any, *, as_json: bool = False) -> int:
         watch = _parent_watch(getattr(args, "die_with_parent", None))
     except (ValueError, resources.ResourceError, RuntimeDirError) as exc:
         return fail(EXIT_USAGE, str(exc))
-    return asyncio.run(_serve(config, as_json, watch))
+    try:
+        return asyncio.run(_serve(config, as_json, watch))
+    finally:
+        if watch is not None:
+            watch.close()
 
 
 def _parent_watch(value: Any) -> ParentWatch | None:
