@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -188,6 +189,8 @@ class Launcher:
             _kill_if_same(pid, started)
         self.log.close()
         print(self.daemon_logs())
+        if self.doc.get("workdir"):  # its copy of the local key, which the launcher's close()
+            shutil.rmtree(self.doc["workdir"], ignore_errors=True)  # would have removed
 
 
 @pytest.fixture
