@@ -328,6 +328,10 @@ class Intake:
         capacity = self.ledger.capacity
         if not resources.fits(cost, capacity):
             return "no room: exceeds the node's capacity"
-        if not resources.fits(resources.add(self._local_cost, cost), self._queue_limit):
-            return "no room: queue full"
+        # ``fits(add(local cost, cost), limit)`` without the sum's dict (once per queued task):
+        # the queue's other kinds fit already, as they only grow by costs checked here.
+        total, limit = self._local_cost, self._queue_limit
+        for kind, qty in cost.items():
+            if qty > 0 and total.get(kind, 0.0) + qty > limit.get(kind, 0.0) + resources.EPS:
+                return "no room: queue full"
         return ""

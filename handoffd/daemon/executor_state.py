@@ -145,6 +145,7 @@ class ExecutorState(Intake, Inputs):
         self.slots: dict[int, Slot] = {}  # one per ledger claim held by a running chain
         self._slot_ids = itertools.count(1)
         self._mean_duration = 0.001  # of recent attempts (seconds), sizes chains
+        self._half_chain = self._chain_target() // 2  # (``_set_duration`` keeps it)
         self._refill_scheduled = False
         # Fencing (DESIGN 3.5): run -> (highest owner term seen, that owner's address, name).
         # Dispatches and owner commands from a lower term are refused or ignored; reports go to
@@ -356,6 +357,11 @@ class ExecutorState(Intake, Inputs):
         per_task = max(self._mean_duration, MIN_DURATION)
         return 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / per_task)))
 
+    def _set_duration(self, mean: float) -> None:
+        """The mean attempt duration changed: the chain target and its half follow."""
+        self._mean_duration = mean
+        self._half_chain = self._chain_target() // 2
+
     def _schedule_refill(self) -> None:
         if not self._refill_scheduled:
             self._refill_scheduled = True
@@ -420,42 +426,106 @@ class ExecutorState(Intake, Inputs):
         self._ended((ev.outcome,))
 
     def _ended(self, outcomes: Sequence[Outcome]) -> None:
+        # The common end (a value, a task of a chain) is done here in line: its store put, its
+        # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
+        # (``_finish`` for any other; the same steps in the same order).
+        tasks, store, fetched = self.tasks, self.store, self._fetched
+        ended = self._now + self.wall_offset
+        limit = self._inline_limit
+        done = 0
+        box_key: tuple[str, str] | None = None
+        box: list[tuple[Report, bytes | None, str]] = []
         for outcome in outcomes:
             key: Key = outcome.key  # type: ignore[assignment]
-            task = self.tasks.pop(key, None)
+            task = tasks.pop(key, None)
             if task is None:
                 continue
-            if outcome.kind in ("", "error"):
-                self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
-            ended = self._now + self.wall_offset
-            if outcome.ok and outcome.value is not None:
-                value = outcome.value
+            kind, duration = outcome.kind, outcome.duration
+            if kind == "" or kind == "error":
+                mean = self._mean_duration + 0.1 * (duration - self._mean_duration)
+                self._mean_duration = mean
+                per_task = mean if mean > MIN_DURATION else MIN_DURATION
+                target = 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / per_task)))
+                self._half_chain = target // 2  # (``_chain_target() // 2``)
+            value = outcome.value
+            slot = task.slot
+            if outcome.ok and value is not None and slot is not None:
+                try:
+                    store.put(task.run_id, task.task_id, value)
+                except StoreError as exc:
+                    self._end_one(task, self._stored_not(task, outcome, exc), ended)
+                    continue
+                if fetched:
+                    fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+                size = len(value)
+                done += 1
+                report = (
+                    task.task_id,
+                    task.attempt,
+                    1,
+                    size,
+                    duration,
+                    outcome.pid,
+                    ended - duration,
+                    ended,
+                    task.bytes_in,
+                )  # (``done_report``'s row)
+                keys = slot.keys
+                del keys[key]
+                if not keys:  # the chain is over: nothing of it runs any more
+                    del self.slots[slot.id]
+                    self.ledger.release(slot.cost, slot.gpus)
+                    self._changed = True
+                if self.local and len(keys) <= self._half_chain:
+                    self._schedule_refill()
+                owner_run = (task.owner_address, task.run_id)
+                if owner_run != box_key:
+                    box_key, box = owner_run, self._outbox.setdefault(owner_run, [])
+                box.append((report, value if size <= limit else None, outcome.output))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._out.append(_SOON_FLUSH)
+                continue
+            self._end_one(task, outcome, ended)
+        if done:
+            self.counters["done"] += done
+
+    def _stored_not(self, task: Task, outcome: Outcome, exc: StoreError) -> Outcome:
+        """The outcome of an attempt whose value the store refused: the run fails with why
+        (not RUNNING forever)."""
+        log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
+        why = f"{exc} [node at {self.address}]"
+        outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
+        return replace(outcome, value=None, message=why, traceback="")
+
+    def _end_one(self, task: Task, outcome: Outcome, ended: float) -> None:
+        """``_ended`` of an attempt off its common path (no value, an error, no chain)."""
+        if outcome.ok and outcome.value is not None:
+            value = outcome.value
+            if task.slot is None:  # (the in-line path put the others')
                 try:
                     self.store.put(task.run_id, task.task_id, value)
-                except StoreError as exc:  # the run fails with why (not RUNNING forever)
-                    log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
-                    why = f"{exc} [node at {self.address}]"
-                    outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
-                    outcome = replace(outcome, value=None, message=why, traceback="")
-            if outcome.ok and outcome.value is not None:
-                self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
-                inline = value if len(value) <= self._inline_limit else None
-                started = ended - outcome.duration
-                timing = (outcome.pid, started, ended)
-                report: Report = done_report(task, len(value), timing, outcome.duration)
-                self.counters["done"] += 1
-                self._finish(task, report, inline, outcome.output)
-            else:
-                report = failed(
-                    task,
-                    outcome.kind or "error",
-                    outcome.exc_type,
-                    outcome.message,
-                    outcome.traceback,
-                    timing=(outcome.pid, ended - outcome.duration, ended),
-                )
-                self.counters["failed"] += 1
-                self._finish(task, report, None, outcome.output)
+                except StoreError as exc:
+                    outcome = self._stored_not(task, outcome, exc)
+        if outcome.ok and outcome.value is not None:
+            self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+            inline = value if len(value) <= self._inline_limit else None
+            started = ended - outcome.duration
+            timing = (outcome.pid, started, ended)
+            report: Report = done_report(task, len(value), timing, outcome.duration)
+            self.counters["done"] += 1
+            self._finish(task, report, inline, outcome.output)
+        else:
+            report = failed(
+                task,
+                outcome.kind or "error",
+                outcome.exc_type,
+                outcome.message,
+                outcome.traceback,
+                timing=(outcome.pid, ended - outcome.duration, ended),
+            )
+            self.counters["failed"] += 1
+            self._finish(task, report, None, outcome.output)
 
     def _finish(self, task: Task, report: Report, value: bytes | None, output: str = "") -> None:
         slot = task.slot
@@ -465,7 +535,7 @@ class ExecutorState(Intake, Inputs):
                 del self.slots[slot.id]
                 self.ledger.release(slot.cost, slot.gpus)
                 self._changed = True
-            if self.local and len(slot.keys) <= self._chain_target() // 2:
+            if self.local and len(slot.keys) <= self._half_chain:
                 self._schedule_refill()
         elif task.claimed:
             self.ledger.release(task.cost, task.gpus)
