@@ -282,6 +282,8 @@ class ExecutorState(Intake, Inputs):
         local = self.local
         refused: set[tuple[tuple[str, float], ...]] = set()
         room = any(q > EPS for q in free.values())
+        if not room:  # (a chain holds the only cpu: nothing to order, copy or try)
+            return
         for key in list(self.queue_order()):
             if not room:
                 break
@@ -407,6 +409,7 @@ class ExecutorState(Intake, Inputs):
             room[best.id] -= 1
             picks.append((task, best))
         chains: dict[int, list[Job]] = {}
+        total = self._local_cost
         for task, slot in picks:
             key = (task.run_id, task.task_id, task.attempt)
             try:
@@ -417,8 +420,12 @@ class ExecutorState(Intake, Inputs):
                 task.claimed = False
                 self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                 continue
-            self._unqueue_local(key, task)
+            if local.pop(key, 0) is None:  # (``_unqueue_local`` in line; values are None)
+                for kind, qty in task.cost.items():
+                    total[kind] = total.get(kind, 0.0) - qty
             chains.setdefault(slot.id, []).append(self._enter(task, slot, inputs))
+        if not local and total is self._local_cost:
+            self._local_cost = {}
         for slot_id, jobs in chains.items():
             self._out.append(Execute(slot_id, jobs))
 
