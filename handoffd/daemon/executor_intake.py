@@ -302,10 +302,10 @@ class Intake:
                 total[kind] = total.get(kind, 0.0) + qty
 
     def _gather_all(self, started: list[Task]) -> None:
-        if started:
-            self._changed = True
         gather = self._gather
         for task in started:
+            if task.claimed:  # the ledger changed (a task only queued changed nothing in it)
+                self._changed = True
             if task.needs or task.claimed:  # (else ``_gather`` has nothing to do)
                 gather(task)
                 task.source = None  # (the holders were read: the table may go)
