@@ -40,12 +40,12 @@ from dataclasses import replace
 from typing import Any
 
 from handoffd._core.api import EPS
+from handoffd.daemon.executor_control import Control
 from handoffd.daemon.executor_events import (
     FLUSH,
     LEDGER_CHANGED,
     REFILL,
     CancelAsked,
-    CancelJob,
     ChunkArrived,
     Dispatched,
     Event,
@@ -86,7 +86,6 @@ from handoffd.daemon.executor_records import (
     reported_here,
 )
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_rebalance import TasksWithdrawn
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore, StoreError
@@ -100,7 +99,7 @@ _SOON_REFILL = Soon(REFILL)
 _SOON_FLUSH = Soon(FLUSH)
 
 
-class ExecutorState(Intake, Inputs):
+class ExecutorState(Intake, Inputs, Control):
     def __init__(
         self,
         *,
@@ -145,7 +144,7 @@ class ExecutorState(Intake, Inputs):
         self.slots: dict[int, Slot] = {}  # one per ledger claim held by a running chain
         self._slot_ids = itertools.count(1)
         self._mean_duration = 0.001  # of recent attempts (seconds), sizes chains
-        self._half_chain = self._chain_target() // 2  # (``_set_duration`` keeps it)
+        self._half_chain = self._chain_target() // 2  # (``_ended`` keeps it)
         self._refill_scheduled = False
         # Fencing (DESIGN 3.5): run -> (highest owner term seen, that owner's address, name).
         # Dispatches and owner commands from a lower term are refused or ignored; reports go to
@@ -359,11 +358,6 @@ class ExecutorState(Intake, Inputs):
         per_task = max(self._mean_duration, MIN_DURATION)
         return 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / per_task)))
 
-    def _set_duration(self, mean: float) -> None:
-        """The mean attempt duration changed: the chain target and its half follow."""
-        self._mean_duration = mean
-        self._half_chain = self._chain_target() // 2
-
     def _schedule_refill(self) -> None:
         if not self._refill_scheduled:
             self._refill_scheduled = True
@@ -571,81 +565,3 @@ class ExecutorState(Intake, Inputs):
                 continue
             msg, frames = report_message(run_id, entries, self.ledger)
             self._send(owner, msg, frames, term=term)
-
-    # -- control -------------------------------------------------------------------------------
-
-    def _on_cancel(self, ev: CancelAsked) -> None:
-        msg, term = ev.msg, ev.term
-        if term < self.term_of(msg.run_id):
-            return  # a deposed owner: the attempts belong to the new one
-        for item in msg.items:
-            key = (msg.run_id, item.task_id, item.attempt)
-            task = self.tasks.get(key)
-            if task is None:
-                continue
-            if task.running:  # its outcome (kind "cancelled") releases the claim
-                self._out.append(CancelJob(key))
-            else:
-                self.tasks.pop(key, None)
-                self._finish(task, failed(task, "cancelled", "RunCancelled", "cancelled"), None)
-
-    def _on_leaving(self, ev: Leaving) -> None:
-        """Queued tasks go back at once (a "cancelled" report: the owner re-places it without
-        using a retry); running ones finish here, their values reported inline so they outlive us."""
-        self.draining = True
-        self._inline_limit = max(self._inline_limit, ev.inline_bytes)
-        for key, task in list(self.tasks.items()):
-            if not task.running:
-                self.tasks.pop(key, None)
-                self._finish(task, failed(task, "cancelled", "NodeLeaving", "node leaving"), None)
-
-    def _on_withdraw(self, ev: WithdrawAsked) -> None:
-        """Give back the attempts still waiting in the local queue (no claim held, never run, no
-        report follows); the others (started, or unknown here) are kept and report as usual. The
-        answer goes to the run's owner after the queue dropped them: it places them again only
-        then, so none runs twice (``protocol.messages_rebalance``)."""
-        msg, term = ev.msg, ev.term
-        known = self.run_owners.get(msg.run_id)
-        if known is None or term < known[0]:
-            return  # a deposed owner's (or one we never ran for: nothing to give back)
-        withdrawn: list[m.TaskAttempt] = []
-        kept: list[m.TaskAttempt] = []
-        for item in msg.items:
-            key = (msg.run_id, item.task_id, item.attempt)
-            task = self.tasks.get(key)
-            if task is not None and key in self.local and not task.claimed and not task.running:
-                del self.tasks[key]
-                self._unqueue_local(key, task)
-                self._release_inputs(task)
-                withdrawn.append(item)
-            else:
-                kept.append(item)
-        free, version = dict(self.ledger.free), self.ledger.version
-        answer = TasksWithdrawn(msg.run_id, tuple(withdrawn), tuple(kept), free, version)
-        self._send(known[1], answer, [], known[0])
-
-    def _on_run_freed(self, ev: RunFreed) -> None:
-        msg, term = ev.msg, ev.term
-        run_id = msg.run_id
-        known = self.run_owners.get(run_id)  # (``term_of``, read once)
-        if known is not None:
-            if term < known[0]:
-                return
-            del self.run_owners[run_id]
-        self.store.drop_run(run_id)
-        if self._fetched:  # (mostly empty: no set built per freed run then)
-            self._fetched = {k for k in self._fetched if k[0] != run_id}
-        self._encodes.pop(run_id, None)
-        if self._needs:
-            self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
-
-    def _on_values_freed(self, ev: ValuesFreed) -> None:
-        """The owner says no task needs these values any more (every consumer finished): drop
-        them. A queued task here that still lists one is a superseded attempt; it fails with
-        input_lost, a report the owner ignores as stale."""
-        msg, term = ev.msg, ev.term
-        if term < self.term_of(msg.run_id):
-            return
-        for task_id in msg.task_ids:
-            self._fetched.discard((msg.run_id, task_id))
-        self.store.drop_values(msg.run_id, msg.task_ids)

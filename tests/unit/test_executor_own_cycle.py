@@ -1,11 +1,10 @@
 """The own-node W1 cycle's in-line paths (session 21): a batch of ends across runs handled in
 line (reports per run, in order, values inline, a chain's claim released with its last task), a
-table's shared cost dict tested against the node once, a run's values dropped with their counts
-summed, and the pipe reader's front cut of small messages beside large ones."""
+table's shared cost dict tested against the node once, and a run's values dropped with their counts
+summed (the pipe reader's front cut: ``tests/cluster/test_pipe_slices.py``)."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from handoffd.daemon.dispatch import dispatch_here
@@ -15,7 +14,6 @@ from handoffd.protocol.columns import replied_pairs
 from handoffd.protocol.messages_columns import RepliedColumns
 from handoffd.scheduler import events as ev
 from handoffd.store.store import ResultStore
-from handoffd.worker import _pipe
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome
 
@@ -100,24 +98,3 @@ def test_dropping_a_run_forgets_its_values_in_memory_and_spilled(tmp_path) -> No
     assert all(store.get("r", f"t{i}") is None for i in range(4))
     assert store.drop_run("r") == 0
     store.close()
-
-
-def test_the_reader_cuts_small_messages_in_order_around_a_large_one() -> None:
-    ours, theirs = socket.socketpair()
-    try:
-        big = bytes(range(256)) * (_pipe.LARGE // 256 + 1)
-        theirs.sendall(_pipe.framed(b"one", b"", b"two"))
-        theirs.sendall(_pipe.framed(big, b"three"))
-        reader = _pipe.Reader(ours.fileno())
-        got: list[Any] = []
-        while len(got) < 5:
-            reader.fill()
-            message = reader.next(wait=True)
-            got.append(message)
-        assert got == [b"one", b"", b"two", big, b"three"]
-        assert [type(g) for g in got] == [bytes, bytes, bytes, bytearray, bytes]
-        assert reader.next() is None and not reader.buf
-        reader.close()
-    finally:
-        ours.close()
-        theirs.close()
