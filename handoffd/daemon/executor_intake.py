@@ -18,6 +18,7 @@ and ``needs``), not by ``check_item``, ``lazy_inputs`` and ``accepted_task`` in 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from handoffd import resources
 from handoffd.daemon.executor_events import AnsweredHere, Dispatched, Instruction
 from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
 from handoffd.daemon.executor_records import (
+    AGING_SECONDS,
     Key,
     QueueOrder,
     Task,
@@ -233,6 +235,9 @@ class Intake:
             return
         tasks, ledger, now, arrivals = self.tasks, self.ledger, self._now, self._arrivals
         input_ids, input_frames, inclusions = t.input_task_ids, t.frames, t.inclusions
+        timeouts, priorities, ranks = t.timeouts, t.priorities, t.ranks
+        aged = math.floor(now / AGING_SECONDS)  # (``queue_key``'s, one ``now`` a table)
+        fits_node: Any = None  # the last cost found to fit the node's capacity
         at = 0
         for i, task_id in enumerate(t.task_ids):
             count = t.counts[i]
@@ -245,7 +250,11 @@ class Intake:
             cost = t.costs[i]
             gpus = None if self.local else ledger.try_claim(cost)
             if gpus is None:
-                reason = self._queue_refusal(cost)
+                if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
+                    reason = self._queue_full(cost)
+                else:
+                    reason = self._queue_refusal(cost)
+                    fits_node = None if reason.endswith("capacity") else cost
                 if reason:
                     refused.append((task_id, attempt, reason))
                     continue
@@ -264,13 +273,14 @@ class Intake:
                     for f in numbers:
                         if f >= 0:
                             kept[f] = frames[f]
+            timeout = timeouts[i]
             head = (
                 task_id,
                 attempt,
                 cost,
                 inclusions[t.inclusion[i]],
-                t.timeout(i),
-                queue_key(t.priorities[i], t.ranks[i], now, next(arrivals)),
+                None if timeout != timeout else timeout,  # (NaN: none; ``t.timeout(i)``)
+                (aged - priorities[i], -ranks[i], next(arrivals)),  # (``queue_key``)
             )
             source = (t, first) if needs else None
             task = _task(
@@ -292,11 +302,13 @@ class Intake:
                 total[kind] = total.get(kind, 0.0) + qty
 
     def _gather_all(self, started: list[Task]) -> None:
-        if started:
-            self._changed = True
+        gather = self._gather
         for task in started:
-            self._gather(task)
-            task.source = None  # (the holders were read: the table may go)
+            if task.claimed:  # the ledger changed (a task only queued changed nothing in it)
+                self._changed = True
+            if task.needs or task.claimed:  # (else ``_gather`` has nothing to do)
+                gather(task)
+                task.source = None  # (the holders were read: the table may go)
         if self.local:
             self._pump_local()
             self._schedule_refill()
@@ -328,6 +340,14 @@ class Intake:
         capacity = self.ledger.capacity
         if not resources.fits(cost, capacity):
             return "no room: exceeds the node's capacity"
-        if not resources.fits(resources.add(self._local_cost, cost), self._queue_limit):
-            return "no room: queue full"
+        return self._queue_full(cost)
+
+    def _queue_full(self, cost: dict[str, float]) -> str:
+        """``_queue_refusal`` of a cost that fits the node's capacity."""
+        # ``fits(add(local cost, cost), limit)`` without the sum's dict (once per queued task):
+        # the queue's other kinds fit already, as they only grow by costs checked here.
+        total, limit = self._local_cost, self._queue_limit
+        for kind, qty in cost.items():
+            if qty > 0 and total.get(kind, 0.0) + qty > limit.get(kind, 0.0) + resources.EPS:
+                return "no room: queue full"
         return ""

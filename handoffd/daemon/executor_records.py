@@ -26,7 +26,7 @@ CHAIN_SCAN = 256  # queued tasks looked at per refill
 AGING_SECONDS = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """One ledger claim, held by a chain of tasks that run one after another on one worker."""
 
@@ -37,7 +37,7 @@ class Slot:
     keys: dict[Key, None] = field(default_factory=dict)  # tasks in the chain, outcome not in yet
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     """An accepted attempt (``executor_intake._task`` builds one with every field by position,
     in this order)."""

@@ -40,12 +40,12 @@ from dataclasses import replace
 from typing import Any
 
 from handoffd._core.api import EPS
+from handoffd.daemon.executor_control import Control
 from handoffd.daemon.executor_events import (
     FLUSH,
     LEDGER_CHANGED,
     REFILL,
     CancelAsked,
-    CancelJob,
     ChunkArrived,
     Dispatched,
     Event,
@@ -86,7 +86,6 @@ from handoffd.daemon.executor_records import (
     reported_here,
 )
 from handoffd.protocol import messages as m
-from handoffd.protocol.messages_rebalance import TasksWithdrawn
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore, StoreError
@@ -100,7 +99,7 @@ _SOON_REFILL = Soon(REFILL)
 _SOON_FLUSH = Soon(FLUSH)
 
 
-class ExecutorState(Intake, Inputs):
+class ExecutorState(Intake, Inputs, Control):
     def __init__(
         self,
         *,
@@ -145,6 +144,7 @@ class ExecutorState(Intake, Inputs):
         self.slots: dict[int, Slot] = {}  # one per ledger claim held by a running chain
         self._slot_ids = itertools.count(1)
         self._mean_duration = 0.001  # of recent attempts (seconds), sizes chains
+        self._half_chain = self._chain_target() // 2  # (``_ended`` keeps it)
         self._refill_scheduled = False
         # Fencing (DESIGN 3.5): run -> (highest owner term seen, that owner's address, name).
         # Dispatches and owner commands from a lower term are refused or ignored; reports go to
@@ -281,6 +281,8 @@ class ExecutorState(Intake, Inputs):
         local = self.local
         refused: set[tuple[tuple[str, float], ...]] = set()
         room = any(q > EPS for q in free.values())
+        if not room:  # (a chain holds the only cpu: nothing to order, copy or try)
+            return
         for key in list(self.queue_order()):
             if not room:
                 break
@@ -401,6 +403,7 @@ class ExecutorState(Intake, Inputs):
             room[best.id] -= 1
             picks.append((task, best))
         chains: dict[int, list[Job]] = {}
+        total = self._local_cost
         for task, slot in picks:
             key = (task.run_id, task.task_id, task.attempt)
             try:
@@ -411,8 +414,12 @@ class ExecutorState(Intake, Inputs):
                 task.claimed = False
                 self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                 continue
-            self._unqueue_local(key, task)
+            if local.pop(key, 0) is None:  # (``_unqueue_local`` in line; values are None)
+                for kind, qty in task.cost.items():
+                    total[kind] = total.get(kind, 0.0) - qty
             chains.setdefault(slot.id, []).append(self._enter(task, slot, inputs))
+        if not local and total is self._local_cost:
+            self._local_cost = {}
         for slot_id, jobs in chains.items():
             self._out.append(Execute(slot_id, jobs))
 
@@ -420,42 +427,106 @@ class ExecutorState(Intake, Inputs):
         self._ended((ev.outcome,))
 
     def _ended(self, outcomes: Sequence[Outcome]) -> None:
+        # The common end (a value, a task of a chain) is done here in line: its store put, its
+        # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
+        # (``_finish`` for any other; the same steps in the same order).
+        tasks, store, fetched = self.tasks, self.store, self._fetched
+        ended = self._now + self.wall_offset
+        limit = self._inline_limit
+        done = 0
+        box_key: tuple[str, str] | None = None
+        box: list[tuple[Report, bytes | None, str]] = []
         for outcome in outcomes:
             key: Key = outcome.key  # type: ignore[assignment]
-            task = self.tasks.pop(key, None)
+            task = tasks.pop(key, None)
             if task is None:
                 continue
-            if outcome.kind in ("", "error"):
-                self._mean_duration += 0.1 * (outcome.duration - self._mean_duration)
-            ended = self._now + self.wall_offset
-            if outcome.ok and outcome.value is not None:
-                value = outcome.value
+            kind, duration = outcome.kind, outcome.duration
+            if kind == "" or kind == "error":
+                mean = self._mean_duration + 0.1 * (duration - self._mean_duration)
+                self._mean_duration = mean
+                per_task = mean if mean > MIN_DURATION else MIN_DURATION
+                target = 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / per_task)))
+                self._half_chain = target // 2  # (``_chain_target() // 2``)
+            value = outcome.value
+            slot = task.slot
+            if outcome.ok and value is not None and slot is not None:
+                try:
+                    store.put(task.run_id, task.task_id, value)
+                except StoreError as exc:
+                    self._end_one(task, self._stored_not(task, outcome, exc), ended)
+                    continue
+                if fetched:
+                    fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+                size = len(value)
+                done += 1
+                report = (
+                    task.task_id,
+                    task.attempt,
+                    1,
+                    size,
+                    duration,
+                    outcome.pid,
+                    ended - duration,
+                    ended,
+                    task.bytes_in,
+                )  # (``done_report``'s row)
+                keys = slot.keys
+                del keys[key]
+                if not keys:  # the chain is over: nothing of it runs any more
+                    del self.slots[slot.id]
+                    self.ledger.release(slot.cost, slot.gpus)
+                    self._changed = True
+                if self.local and len(keys) <= self._half_chain:
+                    self._schedule_refill()
+                owner_run = (task.owner_address, task.run_id)
+                if owner_run != box_key:
+                    box_key, box = owner_run, self._outbox.setdefault(owner_run, [])
+                box.append((report, value if size <= limit else None, outcome.output))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._out.append(_SOON_FLUSH)
+                continue
+            self._end_one(task, outcome, ended)
+        if done:
+            self.counters["done"] += done
+
+    def _stored_not(self, task: Task, outcome: Outcome, exc: StoreError) -> Outcome:
+        """The outcome of an attempt whose value the store refused: the run fails with why
+        (not RUNNING forever)."""
+        log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
+        why = f"{exc} [node at {self.address}]"
+        outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
+        return replace(outcome, value=None, message=why, traceback="")
+
+    def _end_one(self, task: Task, outcome: Outcome, ended: float) -> None:
+        """``_ended`` of an attempt off its common path (no value, an error, no chain)."""
+        if outcome.ok and outcome.value is not None:
+            value = outcome.value
+            if task.slot is None:  # (the in-line path put the others')
                 try:
                     self.store.put(task.run_id, task.task_id, value)
-                except StoreError as exc:  # the run fails with why (not RUNNING forever)
-                    log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
-                    why = f"{exc} [node at {self.address}]"
-                    outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
-                    outcome = replace(outcome, value=None, message=why, traceback="")
-            if outcome.ok and outcome.value is not None:
-                self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
-                inline = value if len(value) <= self._inline_limit else None
-                started = ended - outcome.duration
-                timing = (outcome.pid, started, ended)
-                report: Report = done_report(task, len(value), timing, outcome.duration)
-                self.counters["done"] += 1
-                self._finish(task, report, inline, outcome.output)
-            else:
-                report = failed(
-                    task,
-                    outcome.kind or "error",
-                    outcome.exc_type,
-                    outcome.message,
-                    outcome.traceback,
-                    timing=(outcome.pid, ended - outcome.duration, ended),
-                )
-                self.counters["failed"] += 1
-                self._finish(task, report, None, outcome.output)
+                except StoreError as exc:
+                    outcome = self._stored_not(task, outcome, exc)
+        if outcome.ok and outcome.value is not None:
+            self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+            inline = value if len(value) <= self._inline_limit else None
+            started = ended - outcome.duration
+            timing = (outcome.pid, started, ended)
+            report: Report = done_report(task, len(value), timing, outcome.duration)
+            self.counters["done"] += 1
+            self._finish(task, report, inline, outcome.output)
+        else:
+            report = failed(
+                task,
+                outcome.kind or "error",
+                outcome.exc_type,
+                outcome.message,
+                outcome.traceback,
+                timing=(outcome.pid, ended - outcome.duration, ended),
+            )
+            self.counters["failed"] += 1
+            self._finish(task, report, None, outcome.output)
 
     def _finish(self, task: Task, report: Report, value: bytes | None, output: str = "") -> None:
         slot = task.slot
@@ -465,7 +536,7 @@ class ExecutorState(Intake, Inputs):
                 del self.slots[slot.id]
                 self.ledger.release(slot.cost, slot.gpus)
                 self._changed = True
-            if self.local and len(slot.keys) <= self._chain_target() // 2:
+            if self.local and len(slot.keys) <= self._half_chain:
                 self._schedule_refill()
         elif task.claimed:
             self.ledger.release(task.cost, task.gpus)
@@ -494,81 +565,3 @@ class ExecutorState(Intake, Inputs):
                 continue
             msg, frames = report_message(run_id, entries, self.ledger)
             self._send(owner, msg, frames, term=term)
-
-    # -- control -------------------------------------------------------------------------------
-
-    def _on_cancel(self, ev: CancelAsked) -> None:
-        msg, term = ev.msg, ev.term
-        if term < self.term_of(msg.run_id):
-            return  # a deposed owner: the attempts belong to the new one
-        for item in msg.items:
-            key = (msg.run_id, item.task_id, item.attempt)
-            task = self.tasks.get(key)
-            if task is None:
-                continue
-            if task.running:  # its outcome (kind "cancelled") releases the claim
-                self._out.append(CancelJob(key))
-            else:
-                self.tasks.pop(key, None)
-                self._finish(task, failed(task, "cancelled", "RunCancelled", "cancelled"), None)
-
-    def _on_leaving(self, ev: Leaving) -> None:
-        """Queued tasks go back at once (a "cancelled" report: the owner re-places it without
-        using a retry); running ones finish here, their values reported inline so they outlive us."""
-        self.draining = True
-        self._inline_limit = max(self._inline_limit, ev.inline_bytes)
-        for key, task in list(self.tasks.items()):
-            if not task.running:
-                self.tasks.pop(key, None)
-                self._finish(task, failed(task, "cancelled", "NodeLeaving", "node leaving"), None)
-
-    def _on_withdraw(self, ev: WithdrawAsked) -> None:
-        """Give back the attempts still waiting in the local queue (no claim held, never run, no
-        report follows); the others (started, or unknown here) are kept and report as usual. The
-        answer goes to the run's owner after the queue dropped them: it places them again only
-        then, so none runs twice (``protocol.messages_rebalance``)."""
-        msg, term = ev.msg, ev.term
-        known = self.run_owners.get(msg.run_id)
-        if known is None or term < known[0]:
-            return  # a deposed owner's (or one we never ran for: nothing to give back)
-        withdrawn: list[m.TaskAttempt] = []
-        kept: list[m.TaskAttempt] = []
-        for item in msg.items:
-            key = (msg.run_id, item.task_id, item.attempt)
-            task = self.tasks.get(key)
-            if task is not None and key in self.local and not task.claimed and not task.running:
-                del self.tasks[key]
-                self._unqueue_local(key, task)
-                self._release_inputs(task)
-                withdrawn.append(item)
-            else:
-                kept.append(item)
-        free, version = dict(self.ledger.free), self.ledger.version
-        answer = TasksWithdrawn(msg.run_id, tuple(withdrawn), tuple(kept), free, version)
-        self._send(known[1], answer, [], known[0])
-
-    def _on_run_freed(self, ev: RunFreed) -> None:
-        msg, term = ev.msg, ev.term
-        run_id = msg.run_id
-        known = self.run_owners.get(run_id)  # (``term_of``, read once)
-        if known is not None:
-            if term < known[0]:
-                return
-            del self.run_owners[run_id]
-        self.store.drop_run(run_id)
-        if self._fetched:  # (mostly empty: no set built per freed run then)
-            self._fetched = {k for k in self._fetched if k[0] != run_id}
-        self._encodes.pop(run_id, None)
-        if self._needs:
-            self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
-
-    def _on_values_freed(self, ev: ValuesFreed) -> None:
-        """The owner says no task needs these values any more (every consumer finished): drop
-        them. A queued task here that still lists one is a superseded attempt; it fails with
-        input_lost, a report the owner ignores as stale."""
-        msg, term = ev.msg, ev.term
-        if term < self.term_of(msg.run_id):
-            return
-        for task_id in msg.task_ids:
-            self._fetched.discard((msg.run_id, task_id))
-        self.store.drop_values(msg.run_id, msg.task_ids)

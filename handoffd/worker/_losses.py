@@ -51,7 +51,16 @@ class Losses:
     _replace: Callable[[str | None], None]
     _when_exited: Callable[[BaseProcess, Callable[[int | None], None] | None], None]
     _pump: Callable[[], None]
-    _soon: Callable[[Outcome], None]
+    _closed: bool
+
+    def _soon(self, outcome: Outcome) -> None:
+        """Report from a later loop iteration (never re-enter the caller from submit/cancel)."""
+
+        def deliver() -> None:
+            if not self._closed:
+                self._on_done(outcome)
+
+        (self._loop or asyncio.get_running_loop()).call_soon(deliver)
 
     def _salvage(self, behind: list[Sent], chain: Chain | None, held: bool) -> list[Outcome]:
         """Jobs that were behind a lost head go back to the front of their chain, and the chain to

@@ -209,6 +209,15 @@ class Reader:
             return self._more(wait)
         if not buf and not wait:  # (the look after a read's last message: nothing to cut)
             return None
+        if len(buf) >= 4:  # (a whole small message at the front, most replies of a batch)
+            size = _SHORT.unpack_from(buf)[0]
+            end = 4 + size
+            if 0 <= size < LARGE and end <= len(buf):  # ``_header`` and ``cut`` in line
+                small = bytes(memoryview(buf)[4:end])
+                del buf[:end]
+                edge = self.edge - end
+                self.edge = edge if edge > 0 else 0
+                return small
         while True:
             header = _header(buf, 0)
             if header is not None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # Job and Outcome are built by the executor's state machine, 
     import asyncio
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     key: Hashable  # caller's id for the job
     payload: bytes  # TaskSpec.payload
@@ -33,7 +33,7 @@ class Job:
     title: str = ""  # the worker's process title while it runs, e.g. "run r1 task t3"
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     key: Hashable
     ok: bool

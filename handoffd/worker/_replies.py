@@ -12,6 +12,9 @@ from handoffd.worker._records import Outcome, Sent, Worker, cancelled_outcome
 
 log = logging.getLogger("handoffd.worker")
 
+KEPT, KEPT_SIZE = _process.KEPT, _process.KEPT_SIZE
+unpack_kept = _process.KEPT_BODY.unpack_from
+
 
 def read(
     worker: Worker,
@@ -36,10 +39,27 @@ def read(
                 if data is None:
                     lost = reader.eof
                     break
-                if data[:1] == _process.KEPT:  # (most replies: see _process)
-                    token, duration = _process.KEPT_BODY.unpack_from(data, 1)
-                    kept = data[_process.KEPT_SIZE :]
-                    pending.append((token, _process.OK, kept, "", "", "", duration, ""))
+                if data[:1] == KEPT:  # (most replies: see _process)
+                    # Ended here at once, as the pending path below ends it (nothing pends:
+                    # replies end in the order they came).
+                    token, duration = unpack_kept(data, 1)
+                    answered = True
+                    sent = worker.sent.pop(token, None)
+                    if sent is None:
+                        log.warning("dropping a stale reply from %s", worker.process.name)
+                        continue
+                    if pid < 0:
+                        pid = worker.process.pid or 0
+                    worker.bytes -= sent.size
+                    key = sent.job.key
+                    del running[key]
+                    if worker.head is sent:
+                        worker.head = None
+                    if sent.cancelling:
+                        outcomes.append(cancelled_outcome(key, duration))
+                    else:
+                        kept = cast(bytes, data[KEPT_SIZE:])  # (or a bytearray: see Outcome)
+                        outcomes.append(Outcome(key, True, kept, "", "", "", "", duration, "", pid))
                     continue
                 if data == _process.READY:
                     on_ready(worker)

@@ -83,6 +83,8 @@ __all__ = ["AHEAD", "AHEAD_BYTES", "Job", "Outcome", "WorkerPool"]
 AHEAD = 32
 AHEAD_BYTES = 48 * 1024
 
+short_head = _pipe.SHORT_HEAD.pack
+no_buffers: list[pickle.PickleBuffer] = []  # (a short job's: never appended to)
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
 
@@ -517,6 +519,13 @@ class WorkerPool(Losses):
             job = chain.jobs[0]
             if chain.next is not None and chain.next[0] is job:
                 _, token, data, buffers = chain.next
+            elif not job.inputs and not job.env and type(job.payload) is bytes:
+                # ``_pipe.pickle_job``'s SHORT_JOB in line (a no-op's: most jobs of W1)
+                token = next(self._tokens)
+                title = job.title.encode("utf-8", "surrogatepass")
+                as_list = job.argument_inclusion == "as_list"
+                head = short_head(token, as_list, len(title), len(job.payload))
+                data, buffers = b"".join((_pipe.SHORT_JOB, head, title, job.payload)), no_buffers
             else:
                 token = next(self._tokens)
                 try:
@@ -575,12 +584,3 @@ class WorkerPool(Losses):
                 if worker.timer is not None:
                     worker.timer.cancel()
                     worker.timer = None
-
-    def _soon(self, outcome: Outcome) -> None:
-        """Report from a later loop iteration (never re-enter the caller from submit/cancel)."""
-
-        def deliver() -> None:
-            if not self._closed:
-                self._on_done(outcome)
-
-        (self._loop or asyncio.get_running_loop()).call_soon(deliver)

@@ -191,3 +191,24 @@ def test_a_read_of_one_small_message_keeps_it_whole_ahead_of_the_buffer() -> Non
         reader.close()
         ours.close()
         theirs.close()
+
+
+def test_the_reader_cuts_small_messages_in_order_around_a_large_one() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        big = bytes(range(256)) * (_pipe.LARGE // 256 + 1)
+        theirs.sendall(_pipe.framed(b"one", b"", b"two"))
+        theirs.sendall(_pipe.framed(big, b"three"))
+        reader = _pipe.Reader(ours.fileno())
+        got: list[bytes | bytearray] = []
+        while len(got) < 5:
+            reader.fill()
+            message = reader.next(wait=True)
+            got.append(message)
+        assert got == [b"one", b"", b"two", big, b"three"]
+        assert [type(g) for g in got] == [bytes, bytes, bytes, bytearray, bytes]
+        assert reader.next() is None and not reader.buf
+        reader.close()
+    finally:
+        ours.close()
+        theirs.close()
