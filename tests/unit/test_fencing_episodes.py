@@ -142,7 +142,9 @@ def staggered_partitions(draw: st.DrawFn) -> tuple[int, dict[str, tuple[float, f
     others = list(NAMES[1:n])
     k = draw(st.integers((n + 1) // 2, n - 1))
     lost_names = draw(st.permutations(others))[:k]
-    lost, at = {}, draw(st.integers(1, 40)) * 0.05
+    # Rounded like every later time and the timeline's clock: an unrounded 3 * 0.05 is
+    # 0.15000000000000002, after a second member lost "0 steps later" at round(...) = 0.15.
+    lost, at = {}, round(draw(st.integers(1, 40)) * 0.05, 6)
     for i, name in enumerate(lost_names):
         if i:
             at = round(at + draw(st.integers(0, int(EVICT / 0.05) - 1)) * 0.05, 6)
