@@ -98,14 +98,36 @@ class Repeats:
         prefix = self._prefix
         if not prefix or not head.startswith(prefix):
             return None
-        got = _uint(head, len(prefix))
-        if got is None:
-            return None
-        request_id, at = got
-        run = _str(head, at)
-        if run is None:
-            return None
-        run_id, at = run
+        at, n = len(prefix), len(head)
+        # (a request id of up to 16 bits and a fixstr run id, every execute's: read inline;
+        # anything else by ``_uint`` and ``_str``, which say None where these would not fit)
+        first = head[at] if at + 3 < n else 0xC1
+        if first < 0x80:
+            request_id, at = first, at + 1
+        elif first == 0xCC:
+            request_id, at = head[at + 1], at + 2
+        elif first == 0xCD:
+            request_id, at = (head[at + 1] << 8) | head[at + 2], at + 3
+        else:
+            got = _uint(head, at)
+            if got is None:
+                return None
+            request_id, at = got
+        first = head[at] if at < n else 0xC1
+        if 0xA0 <= first <= 0xBF:
+            end = at + 1 + (first & 0x1F)
+            if end > n:
+                return None
+            try:
+                run_id = head[at + 1 : end].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            at = end
+        else:
+            run = _str(head, at)
+            if run is None:
+                return None
+            run_id, at = run
         suffix = self._suffix
         if len(head) - at != len(suffix) or not head.endswith(suffix):
             return None
