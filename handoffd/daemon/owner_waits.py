@@ -152,6 +152,7 @@ class Waiting:
         # Held runs answered from their report before it was fed (``daemon.lane``): the results
         # that answer released are freed at the run's end, as ``answer`` frees them after its own.
         self._early: set[str] = set()
+        self.early_answers = 0  # runs answered so (tests, benches)
 
     def close(self) -> None:
         self.short.close()
@@ -182,6 +183,7 @@ class Waiting:
     def answered_early(self, run_id: str) -> None:
         """The held submitter of ``run_id`` was sent its final outcome (``daemon.lane``)."""
         self._early.add(run_id)
+        self.early_answers += 1
 
     def run_list(self, request_id: int) -> m.RunList:
         """Every run we own, with its state and counts (``ListRuns``)."""
