@@ -127,7 +127,7 @@ class Node(NodeRouting):
         self._stopping = False
         self.dropped = 0  # inbound messages dropped: undecodable, refused (drops) or failed
         # a big one: in a thread
-        self._replies = Replies(self._encoder, self._reply_encoded, encode=self.encode)
+        self._replies = Replies(self._encoder, self._reply_encoded, encode=self.encode_reply)
         self._local = []  # sent to ourselves this loop turn (daemon/node_routing.py)
         self._local_soon = None
         self._local_others = 0

@@ -32,6 +32,7 @@ from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, 
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.protocol.messages_swim import DescribeHealth
+from handoffd.protocol.repeats import ReplyRepeats
 
 if TYPE_CHECKING:
     from handoffd.daemon.node import Node
@@ -79,6 +80,9 @@ class NodeRouting(NodeReliability):
     # whether a callback to tell them is scheduled.
     _resources_dirty = False
     _publish_soon = False
+    # The last RunOutcome's bytes, cut around its ids: the next one like it but for them is
+    # written from them (every one-task execute's answer; ``protocol.repeats.ReplyRepeats``).
+    _outcomes: ReplyRepeats | None = None
 
     def address_of(self, name: str) -> str | None:
         raise NotImplementedError
@@ -89,6 +93,22 @@ class NodeRouting(NodeReliability):
         return self.codec.encode(
             msg, sender=self.name, incarnation=self._incarnation(), term=term, frames=frames or ()
         )
+
+    def encode_reply(self, msg: Any, frames: list[Any] | None = None) -> list[Any]:
+        """A reply's frames made on the spot (``Replies``): a ``RunOutcome`` the last one's but
+        for its ids from the last one's bytes, anything else (and that one first) by the codec."""
+        if type(msg) is not m.RunOutcome:
+            return self.encode(msg, frames)
+        outcomes = self._outcomes
+        if outcomes is None:
+            outcomes = self._outcomes = ReplyRepeats(m.RunOutcome, self.codec.stats)
+        incarnation = self._incarnation()  # (the envelope's one field that may change)
+        body = outcomes.write(msg, incarnation)
+        if body is None:
+            encoded = self.encode(msg, frames)
+            outcomes.learn(msg, incarnation, encoded[0])
+            return encoded
+        return [body, *frames] if frames else [body]
 
     def _encoder(self, msg: Any, frames: list[Any] | None) -> Callable[[int], list[Any]]:
         """A reply's encoding, bound on the loop, to be run with a ``piece`` anywhere."""

@@ -34,13 +34,14 @@ from typing import Any
 
 from handoffd import intake
 from handoffd.config import Limits
-from handoffd.daemon import oversize, reports
+from handoffd.daemon import lane, oversize, reports
 from handoffd.daemon.code import CodeStore
 from handoffd.daemon.dispatch import dispatch_here, dispatch_message, dispatch_tasks, far_keeper
 from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
 from handoffd.daemon.fencing import Held
 from handoffd.daemon.history_io import history_reply
 from handoffd.daemon.ops import RunTimes
+from handoffd.daemon.owner_nodes import NodeViews
 from handoffd.daemon.owner_submit import Submissions
 from handoffd.daemon.owner_waits import ACCEPT_NOTICE_DELAY as ACCEPT_NOTICE_DELAY
 from handoffd.daemon.owner_waits import Waiter, Waiting
@@ -75,7 +76,7 @@ _FROM_EXECUTORS = (
 _HERE = (AnsweredHere, ReportedHere)  # our own executor's, as records (``from_here``)
 
 
-class OwnerIO(Submissions):
+class OwnerIO(Submissions, NodeViews):
     """``scheduler``: the owner's pure state machine, shared with ``ReplicationIO`` (which reads it
     and adopts or drops runs only through ``restore_run`` and ``step_down`` here). ``resources``:
     this node's ledger; ``local_value``: a value in this node's result store, or None."""
@@ -135,7 +136,13 @@ class OwnerIO(Submissions):
         # and one dispatch per node, for all the reports and answers a wake-up read. Any other
         # way into the scheduler feeds these first, so the scheduler sees every event in order.
         self.batch_reports = False
+        # A held one-task run answered from its report, its answer fed with it (daemon.lane).
+        self.lane = True
         self._pending: list[Any] = []
+        # ``_pending`` holds more than our executor's answers to held one-task runs, which wait
+        # for the next batch of any kind (their report's, at the latest the tick's): the drain's
+        # end feeds it only then (``lane.may_defer``; ``_settle`` feeds everything).
+        self._urgent = False
         # Our own executor, taking a dispatch now (the node's ``_dispatch_here``); None: sent.
         self.here: Callable[[m.DispatchTasks | DispatchTable, list[Any], int], None] | None = None
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
@@ -185,6 +192,7 @@ class OwnerIO(Submissions):
         pending = self._pending
         if pending:
             self._pending = []
+            self._urgent = False
             events = (*pending, *events)
         started = perf_counter()
         instructions = self.scheduler.handle_batch(events, self.port.now())
@@ -195,61 +203,22 @@ class OwnerIO(Submissions):
         """Events of an executing node's message: now, or with the rest of the drain (``flush``)."""
         if self.batch_reports:
             self._pending.extend(events)
+            self._urgent = True
         else:
             self._feed_all(*events)
 
     def flush(self) -> None:
         """The transport's drain ended: feed what its messages said, as one batch."""
+        if self._urgent:
+            self._feed_all()
+
+    def _settle(self) -> None:
+        """Feed everything held, deferred answers too: before the scheduler is used directly."""
         if self._pending:
             self._feed_all()
 
-    def member_update(self, member: m.MemberState) -> None:
-        self.member_updates([member])
-
-    def member_updates(self, members: list[m.MemberState]) -> None:
-        """What membership says of these members (in order), as one scheduler batch: the only
-        source of nodes in the scheduler's view besides ourselves."""
-        events = [
-            ev.NodeUpdate(
-                member.name,
-                member.address,
-                member.status == m.ALIVE or member.status == m.SUSPECT,
-                dict(member.capacity),
-                dict(member.free),
-                member.resource_version,
-            )
-            for member in members
-            if member.name != self.port.name  # our own free resources come from the ledger
-        ]
-        if events:
-            self._feed_all(*events)
-
-    def member_restarted(self, name: str) -> None:
-        """``name`` said it is a new process: settle what we had out on its old one."""
-        self._feed(ev.PeerRestarted(name))
-
-    def own_resources(self, free: dict[str, float], version: int) -> None:
-        """Our ledger changed (``free`` at ``version``, zeros while draining): our own node in the scheduler's
-        view follows it. Membership's word on ourselves is skipped (``member_updates``) and a
-        report reaches only its task's owner, so a change made by another owner's task -- its
-        task ending here and freeing the cpu -- used to never reach us: our view of ourselves
-        stayed full and our READY tasks waited forever on an idle node (the multi-owner wedge)."""
-        r = self._resources
-        if version <= self._own_version and r.capacity == self._own_capacity:
-            return  # a reply or report of ours carried this version: the scheduler would ignore it
-        self._own_version, self._own_capacity = version, dict(r.capacity)
-        update = ev.NodeUpdate(
-            self.port.name, self.port.address, True, dict(r.capacity), free, version
-        )
-        self._feed(update)
-
-    def knows_own(self, version: int) -> bool:
-        """Our scheduler already has our ledger at ``version`` (a reply or report of ours carried
-        it): ``own_resources`` would skip it."""
-        return version <= self._own_version and self._resources.capacity == self._own_capacity
-
     def tick(self, now: float) -> None:
-        self.flush()  # a release waiting for the next batch (``_free_now``) waits no longer
+        self._settle()  # a release or an answer waiting for the next batch waits no longer
         self._retain(rt.TimePassed(), now)
 
     def _retain(self, event: rt.RetentionEvent, now: float, later: bool = False) -> None:
@@ -257,6 +226,7 @@ class OwnerIO(Submissions):
             if isinstance(ins, rt.ReleaseResults):
                 if later and self.batch_reports:
                     self._pending.append(ev.ResultsReleased(ins.run_id))
+                    self._urgent = True
                 else:
                     self._feed(ev.ResultsReleased(ins.run_id))
                 if ins.ended:
@@ -274,7 +244,7 @@ class OwnerIO(Submissions):
 
     def forget(self, run_id: str) -> None:
         """Drop a released run everywhere we keep it (scheduler, replication log, standbys, times)."""
-        self.flush()
+        self._settle()
         self.scheduler.forget(run_id)
         self.output.forget(run_id)
         if self.scheduler.run_status(run_id) is None:
@@ -287,20 +257,20 @@ class OwnerIO(Submissions):
         """Own a run taken over (snapshot format, merged with the nodes' holdings, or the
         ``RunState`` built from that off the loop: ``daemon.replication_rebuild``) at ``term``;
         returns how many dispatches went out. The caller calls ``run_finished`` if it had ended."""
-        self.flush()
+        self._settle()
         instructions = self.scheduler.restore_run(data, self.port.now(), term=term)
         self._apply(instructions)
         return sum(1 for i in instructions if isinstance(i, ev.Dispatch))
 
     def step_down(self, run_id: str) -> bool:
         """Another owner holds the run at a higher term: stop scheduling it, keep nothing of it."""
-        self.flush()
+        self._settle()
         self._retain(rt.RunDropped(run_id), self.port.now())
         return self.scheduler.step_down(run_id)
 
     def hold_dispatch(self, run_id: str, held: bool) -> None:
         """The run's dispatch lease lapsed or holds again (``replication/lease.py``)."""
-        self.flush()  # the scheduler sees events in the order they came (held reports first)
+        self._settle()  # the scheduler sees events in the order they came (held reports first)
         self._apply(self.scheduler.hold_dispatch(run_id, held, self.port.now()))
 
     # -- messages in ------------------------------------------------------------------------------
@@ -320,11 +290,20 @@ class OwnerIO(Submissions):
                 return  # handed back through ``handle`` once the run is ours
             events = self._reported(node, ins)
             events.append(ev.DispatchAnswered(node, ins.run_id, ins.accepted, ins.refused))
-            self._feed_reported(events)
+            if (
+                self.lane
+                and self.batch_reports
+                and lane.may_defer(ins, self.scheduler, self.waiting)
+            ):
+                self._pending.extend(events)  # with the next batch (its report's): not urgent
+            else:
+                self._feed_reported(events)
             return
         assert isinstance(ins, ReportedHere)
         if replication.held(ins, [v for v in ins.values if v is not None], b"", None):
             return
+        if self.lane and self.waiting.short:  # a held one-task run: its outcome now (daemon.lane)
+            lane.answer_early(ins, self.port, self.scheduler, self.waiting, replication)
         self._on_table(ins.run_id, node, ins.table, ins.values, self._reported(node, ins))
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:
@@ -432,33 +411,6 @@ class OwnerIO(Submissions):
             reports.observe_table(run, node, table, self.dispatch_seconds)
         reports.table_events(run_id, node, table, values, events)
         self._feed_reported(events)
-
-    def _reported(self, node: str, msg: Any) -> list[Any]:
-        """The free resources a node's reply or report carries, as a scheduler event; none unless
-        the node is ourselves or a live member: the scheduler's view holds members only, and a
-        report must never add a node to it (issue 11: a forged report made a phantom node)."""
-        port = self.port
-        if node == port.name:  # ourselves (every report of our own executor): no look-ups
-            capacity = self._resources.capacity
-            version = msg.resource_version
-            if version > self._own_version:
-                self._own_version, self._own_capacity = version, dict(capacity)
-            return [
-                ev.NodeUpdate(node, port.address, True, dict(capacity), dict(msg.free), version)
-            ]
-        member = port.member(node)
-        if member is None or member.status not in (m.ALIVE, m.SUSPECT):
-            return []
-        return [
-            ev.NodeUpdate(
-                node,
-                port.address_of(node) or "",
-                True,
-                dict(member.capacity),
-                dict(msg.free),
-                msg.resource_version,
-            )
-        ]
 
     # -- client requests ------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ REPLICATE_DELAY = 0.005
 
 # One per answered run (every one-task execute's reply): the slots filled from C, not through the
 # frozen __init__'s object.__setattr__ per field (the same object).
-_outcome = maker(m.RunOutcome)
+outcome_of = maker(m.RunOutcome)
 
 
 @dataclass(eq=False)
@@ -112,6 +112,11 @@ class ShortRuns:
         for run_id, waiter in due:  # (replicating may hold or take others: the hold is settled)
             self._replicate(run_id, waiter)
 
+    def peek(self, run_id: str) -> Waiter | None:
+        """The run's waiter if it is held here, left held."""
+        held = self._held.get(run_id)
+        return None if held is None else held[0]
+
     def take(self, run_id: str) -> Waiter | None:
         """The run's waiter if it is still held here (its delay no longer runs), else None."""
         held = self._held.pop(run_id, None)
@@ -144,6 +149,10 @@ class Waiting:
         self._free_now = free_now
         self.waiters: dict[str, list[Waiter]] = {}
         self.short = ShortRuns(port, self.replicate)  # accepted, not replicated yet
+        # Held runs answered from their report before it was fed (``daemon.lane``): the results
+        # that answer released are freed at the run's end, as ``answer`` frees them after its own.
+        self._early: set[str] = set()
+        self.early_answers = 0  # runs answered so (tests, benches)
 
     def close(self) -> None:
         self.short.close()
@@ -163,9 +172,18 @@ class Waiting:
             if waiter.handle is not None:
                 waiter.handle.cancel()
             self.answer(run_id, waiter)
+        if self._early and run_id in self._early:
+            self._early.discard(run_id)
+            self._free_now(run_id)
+            return
         short = self.short.take(run_id)  # answered now if the answer is final
         if short is not None and not self.answer(run_id, short, final=True):
             self.replicate(run_id, short)
+
+    def answered_early(self, run_id: str) -> None:
+        """The held submitter of ``run_id`` was sent its final outcome (``daemon.lane``)."""
+        self._early.add(run_id)
+        self.early_answers += 1
 
     def run_list(self, request_id: int) -> m.RunList:
         """Every run we own, with its state and counts (``ListRuns``)."""
@@ -259,7 +277,7 @@ class Waiting:
         released = waiter.release and st.state == "DONE" and not pending
         if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
             return False
-        outcome = _outcome(
+        outcome = outcome_of(
             waiter.request_id,
             run_id,
             *self._status_fields(run_id, st),

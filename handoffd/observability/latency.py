@@ -28,7 +28,13 @@ class Buckets:
     def observe_all(self, values: list[float]) -> None:
         """``observe`` of each of ``values`` (a message's reports): sorted once, each bucket's
         share found by bisecting them at its bound (no Python call per value)."""
-        if not values:
+        if len(values) < 3:  # (a lone task's report: a bisect each, not a pass over the bounds)
+            if values:
+                counts, bounds = self.counts, self.bounds
+                for value in values:
+                    counts[bisect_left(bounds, value)] += 1
+                self.sum += sum(values)
+                self.count += len(values)
             return
         ordered = sorted(values)
         # bucket i (bisect_left(bounds, v) == i) holds bounds[i - 1] < v <= bounds[i]: how many

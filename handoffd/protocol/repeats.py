@@ -1,4 +1,5 @@
-"""A message that is the last one's bytes but its two ids, read without unpacking (issue 13, W3).
+"""A message that is the last one's bytes but its two ids, read without unpacking (issue 13, W3),
+and a reply written the same way (``ReplyRepeats``).
 
 A client's one-task ``execute`` sends the same ``SubmitAndWait`` body on every call but for its
 ``request_id`` and ``run_id`` (``client_one``'s template: same envelope, same task, same
@@ -15,9 +16,13 @@ the general way and ``learn`` keeps it next.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
+import msgpack
+
 from handoffd.protocol.registry import maker
+from handoffd.protocol.schema import INT_MAX
 
 MAX_SKIP = 64  # misses let pass at most between two bodies kept (``Repeats.learn``)
 _UINT = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64: bytes after the marker
@@ -93,14 +98,36 @@ class Repeats:
         prefix = self._prefix
         if not prefix or not head.startswith(prefix):
             return None
-        got = _uint(head, len(prefix))
-        if got is None:
-            return None
-        request_id, at = got
-        run = _str(head, at)
-        if run is None:
-            return None
-        run_id, at = run
+        at, n = len(prefix), len(head)
+        # (a request id of up to 16 bits and a fixstr run id, every execute's: read inline;
+        # anything else by ``_uint`` and ``_str``, which say None where these would not fit)
+        first = head[at] if at + 3 < n else 0xC1
+        if first < 0x80:
+            request_id, at = first, at + 1
+        elif first == 0xCC:
+            request_id, at = head[at + 1], at + 2
+        elif first == 0xCD:
+            request_id, at = (head[at + 1] << 8) | head[at + 2], at + 3
+        else:
+            got = _uint(head, at)
+            if got is None:
+                return None
+            request_id, at = got
+        first = head[at] if at < n else 0xC1
+        if 0xA0 <= first <= 0xBF:
+            end = at + 1 + (first & 0x1F)
+            if end > n:
+                return None
+            try:
+                run_id = head[at + 1 : end].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            at = end
+        else:
+            run = _str(head, at)
+            if run is None:
+                return None
+            run_id, at = run
         suffix = self._suffix
         if len(head) - at != len(suffix) or not head.endswith(suffix):
             return None
@@ -143,4 +170,69 @@ class Repeats:
         self.kept += 1
 
 
-__all__ = ["Repeats"]
+class ReplyRepeats:
+    """The writing side: a reply of one message type (first fields ``request_id: int``, ``run_id:
+    str``) whose other fields and envelope equal the last one's is the last one's bytes with its
+    two ids packed in between (a one-task ``execute``'s ``RunOutcome``: every call's the same but
+    for those). ``write`` gives that body or None; ``learn`` keeps a body the codec made.
+
+    The bytes are the codec's, byte for byte: msgpack is concatenative, so a body is its array
+    header, the envelope, the two ids and the other fields, each packed alone; the kept body is
+    cut around the one place its ids' bytes occur (a body where they occur twice is not kept),
+    and only fields equal to the kept ones (compared by value: dicts, tuples) and ids the codec
+    would take (an int in its range, a str) are written. ``stats``: the codec's counters, counted
+    as its ``encode`` counts them."""
+
+    def __init__(self, cls: type, stats: Any) -> None:
+        names = [f for f in cls.__dataclass_fields__]  # type: ignore[attr-defined]
+        if names[:2] != ["request_id", "run_id"]:
+            raise TypeError(f"{cls.__name__}: its first fields are not request_id, run_id")
+        self.cls: Any = cls
+        self.type_id: int = cls.TYPE  # type: ignore[attr-defined]
+        self._rest_of = attrgetter(*names[2:])
+        self._stats = stats
+        self._key: tuple[Any, Any] | None = None  # (envelope, the other fields) kept
+        self._prefix = b""
+        self._suffix = b""
+        self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+        self.hits = 0  # (tests, benches)
+
+    def write(self, msg: Any, envelope: Any) -> bytes | None:
+        """The body of ``msg`` sent with ``envelope`` (what its encoding depends on besides the
+        message: sender, incarnation), or None when it is not the kept one's but for its ids."""
+        key = self._key
+        if key is None or type(msg) is not self.cls:
+            return None
+        request_id, run_id = msg.request_id, msg.run_id
+        if type(request_id) is not int or type(run_id) is not str or not 0 <= request_id <= INT_MAX:
+            return None
+        if key != (envelope, self._rest_of(msg)):
+            return None
+        pack = self._pack
+        try:
+            ids = pack(request_id) + pack(run_id)
+        except UnicodeEncodeError:  # (the codec says what is wrong with it)
+            return None
+        stats = self._stats
+        stats.encoded += 1
+        stats.encoded_by_type[self.type_id] += 1
+        self.hits += 1
+        return self._prefix + ids + self._suffix
+
+    def learn(self, msg: Any, envelope: Any, body: bytes) -> None:
+        """Keep ``body``, the codec's encoding of ``msg`` with ``envelope``, for ``write``."""
+        self._key = None
+        if type(msg) is not self.cls or type(body) is not bytes:
+            return
+        try:
+            ids = self._pack(msg.request_id) + self._pack(msg.run_id)
+        except (TypeError, OverflowError, UnicodeEncodeError):
+            return
+        at = body.find(ids)
+        if at < 0 or body.find(ids, at + 1) >= 0:
+            return
+        self._prefix, self._suffix = body[:at], body[at + len(ids) :]
+        self._key = (envelope, self._rest_of(msg))
+
+
+__all__ = ["ReplyRepeats", "Repeats"]
