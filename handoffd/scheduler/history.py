@@ -100,7 +100,22 @@ def _append(attempts: list[tuple[Any, ...]], row: tuple[Any, ...]) -> int:
 
 
 def _with(row: tuple[Any, ...], state: str, ended: float, cause: str) -> tuple[Any, ...]:
-    return (*row[:STATE], state, row[DISPATCHED], row[STARTED], ended, *row[6:CAUSE], cause)
+    # (each field by index: unpacking slices built a list and a tuple a closed attempt)
+    return (
+        row[0],
+        row[1],
+        state,
+        row[DISPATCHED],
+        row[STARTED],
+        ended,
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        cause,
+    )
 
 
 def opened(attempts: list[tuple[Any, ...]], attempt: int, node: str, wall: float) -> None:
@@ -122,7 +137,21 @@ def moved(
         i = _index(attempts, attempt)
         if i >= 0 and not attempts[i][STARTED]:
             a = attempts[i]
-            attempts[i] = (*a[:STARTED], wall, *a[ENDED:])
+            attempts[i] = (
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                wall,
+                a[5],
+                a[6],
+                a[7],
+                a[8],
+                a[9],
+                a[10],
+                a[11],
+                a[12],
+            )
         return
     if old not in _ACTIVE or node is None:
         return
@@ -198,7 +227,7 @@ def observe(
 
 
 def observe_done(
-    tasks: Any,
+    tasks: dict[str, Any],
     node: str,
     task_ids: Sequence[str],
     attempts: Sequence[int],
@@ -207,11 +236,13 @@ def observe_done(
     ended: Sequence[float],
     bytes_in: Sequence[int],
     bytes_out: Sequence[int],
-    latency: Any,
+    delays: list[float],
 ) -> None:
     """``observe`` of each DONE report of a node's message (columns; ``tasks``: task id -> record
-    with ``attempts``), unknown tasks skipped, in one compiled loop; ``latency.observe`` gets the
-    time from each attempt's dispatch to its start (its latest attempt, reported started)."""
+    with ``attempts``), unknown tasks skipped, in one compiled loop; ``delays`` gets the time from
+    each attempt's dispatch to its start (its latest attempt, reported started), in report order
+    (the caller buckets them at once: a typed list's append, where a method call a report on an
+    object cost more than the row itself)."""
     for k in range(len(task_ids)):
         rec = tasks.get(task_ids[k])
         if rec is None:
@@ -222,7 +253,7 @@ def observe_done(
         if began and trail:
             last = trail[-1]
             if last[0] == attempt and last[DISPATCHED]:
-                latency.observe(max(0.0, began - last[DISPATCHED]))
+                delays.append(max(0.0, began - last[DISPATCHED]))
         i = _index(trail, attempt)
         if i < 0:
             i = _append(trail, new_row(attempt, node, 0.0))
