@@ -21,12 +21,6 @@ from handoffd.scheduler import history
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.spec import RunOptions, TaskSpec
 
-
-class _Latency:
-    def observe(self, seconds: float) -> None:
-        pass
-
-
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
 CHAIN = sys.argv[2:3] == ["chain"]
 BATCH = 1024
@@ -79,7 +73,7 @@ while done < N:
             [t] * n,
             [1] * n,
             [8] * n,
-            _Latency(),
+            [],
         )
         version += 1
         out += sched.handle(ev.NodeUpdate("b", "b:1", True, big, big, version), t)

@@ -112,14 +112,6 @@ def table_events(
         events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, got, took))
 
 
-class _Delays(list):  # type: ignore[type-arg]
-    """What ``history.observe_done`` observes, kept for ``Buckets.observe_all``: its ``observe``
-    is ``list.append``, a C call, where ``Buckets.observe`` was a Python call a report."""
-
-    __slots__ = ()
-    observe = list.append
-
-
 def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets) -> None:
     """Record what ``node`` reports of each attempt in its history (pid, times, bytes, error),
     and in ``latency`` the time from its dispatch to its start; every node's reports, ours
@@ -127,7 +119,7 @@ def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets
     tasks = run.tasks
     attempts, states, started = table.attempts, table.states, table.started
     if states.count(_DONE) == len(states):  # (the usual message: one compiled loop)
-        delays = _Delays()  # (one C call a report from the loop, bucketed at once after)
+        delays: list[float] = []  # (appended to by the compiled loop, bucketed at once after)
         history.observe_done(
             tasks,
             node,

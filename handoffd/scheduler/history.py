@@ -53,6 +53,8 @@ ATTEMPT_FIELDS = (
 # changes. Not an object with fields: the collector untracks a tuple of atoms at its first
 # collection, and an object (a C class with object fields too) stays tracked for good: a big
 # run's finished tasks made every full collection on its owner walk one per task (issue 19).
+# Their indices, for readers elsewhere; the compiled functions here index rows by literal (a
+# module-level name is a Python object index there: a generic lookup each).
 STATE, DISPATCHED, STARTED, ENDED, CAUSE = 2, 3, 4, 5, 12
 
 
@@ -100,7 +102,22 @@ def _append(attempts: list[tuple[Any, ...]], row: tuple[Any, ...]) -> int:
 
 
 def _with(row: tuple[Any, ...], state: str, ended: float, cause: str) -> tuple[Any, ...]:
-    return (*row[:STATE], state, row[DISPATCHED], row[STARTED], ended, *row[6:CAUSE], cause)
+    # (each field by index: unpacking slices built a list and a tuple a closed attempt)
+    return (
+        row[0],
+        row[1],
+        state,
+        row[3],
+        row[4],
+        ended,
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        cause,
+    )
 
 
 def opened(attempts: list[tuple[Any, ...]], attempt: int, node: str, wall: float) -> None:
@@ -120,9 +137,23 @@ def moved(
     """The task moved ``old`` -> ``new``: an attempt that was out ends here."""
     if new == "RUNNING":
         i = _index(attempts, attempt)
-        if i >= 0 and not attempts[i][STARTED]:
+        if i >= 0 and not attempts[i][4]:
             a = attempts[i]
-            attempts[i] = (*a[:STARTED], wall, *a[ENDED:])
+            attempts[i] = (
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+                wall,
+                a[5],
+                a[6],
+                a[7],
+                a[8],
+                a[9],
+                a[10],
+                a[11],
+                a[12],
+            )
         return
     if old not in _ACTIVE or node is None:
         return
@@ -132,9 +163,9 @@ def moved(
     a = attempts[i]
     attempts[i] = _with(
         a,
-        _CLOSED_AS.get(new, "LOST") if a[STATE] in _ACTIVE else a[STATE],
-        a[ENDED] if a[ENDED] else wall,
-        a[CAUSE] if a[CAUSE] else cause,
+        _CLOSED_AS.get(new, "LOST") if a[2] in _ACTIVE else a[2],
+        a[5] if a[5] else wall,
+        a[12] if a[12] else cause,
     )
 
 
@@ -149,15 +180,15 @@ def settled(
         a = attempts[i]
         if found_on is not None and a[0] == attempt and a[1] == found_on:
             found = i
-        elif a[STATE] in _ACTIVE:
-            attempts[i] = _with(a, "LOST", a[ENDED], "lost in the owner's takeover")
+        elif a[2] in _ACTIVE:
+            attempts[i] = _with(a, "LOST", a[5], "lost in the owner's takeover")
     if found_on is None:
         return
     if found < 0:  # dispatched after the last batch the standby got
         found = _append(attempts, new_row(attempt, found_on, 0.0))
     a = attempts[found]
-    if state == "DONE" and a[STATE] in _ACTIVE:
-        attempts[found] = _with(a, "DONE", a[ENDED], f"result found on {found_on} at the takeover")
+    if state == "DONE" and a[2] in _ACTIVE:
+        attempts[found] = _with(a, "DONE", a[5], f"result found on {found_on} at the takeover")
 
 
 def observe(
@@ -184,21 +215,21 @@ def observe(
         a[0],
         a[1],
         _REPORTED.get(state, state.upper()),
-        a[DISPATCHED],
-        started if started else a[STARTED],
-        ended if ended else a[ENDED],
+        a[3],
+        started if started else a[4],
+        ended if ended else a[5],
         pid,
         bytes_in,
         bytes_out,
         exc_type,
         message,
         traceback,
-        a[CAUSE],
+        a[12],
     )
 
 
 def observe_done(
-    tasks: Any,
+    tasks: dict[str, Any],
     node: str,
     task_ids: Sequence[str],
     attempts: Sequence[int],
@@ -207,11 +238,13 @@ def observe_done(
     ended: Sequence[float],
     bytes_in: Sequence[int],
     bytes_out: Sequence[int],
-    latency: Any,
+    delays: list[float],
 ) -> None:
     """``observe`` of each DONE report of a node's message (columns; ``tasks``: task id -> record
-    with ``attempts``), unknown tasks skipped, in one compiled loop; ``latency.observe`` gets the
-    time from each attempt's dispatch to its start (its latest attempt, reported started)."""
+    with ``attempts``), unknown tasks skipped, in one compiled loop; ``delays`` gets the time from
+    each attempt's dispatch to its start (its latest attempt, reported started), in report order
+    (the caller buckets them at once: a typed list's append, where a method call a report on an
+    object cost more than the row itself)."""
     for k in range(len(task_ids)):
         rec = tasks.get(task_ids[k])
         if rec is None:
@@ -221,8 +254,8 @@ def observe_done(
         began = started[k]
         if began and trail:
             last = trail[-1]
-            if last[0] == attempt and last[DISPATCHED]:
-                latency.observe(max(0.0, began - last[DISPATCHED]))
+            if last[0] == attempt and last[3]:
+                delays.append(max(0.0, began - last[3]))
         i = _index(trail, attempt)
         if i < 0:
             i = _append(trail, new_row(attempt, node, 0.0))
@@ -231,16 +264,16 @@ def observe_done(
             a[0],
             a[1],
             "DONE",
-            a[DISPATCHED],
-            began if began else a[STARTED],
-            ended[k] if ended[k] else a[ENDED],
+            a[3],
+            began if began else a[4],
+            ended[k] if ended[k] else a[5],
             pids[k],
             bytes_in[k],
             bytes_out[k],
             "",
             "",
             "",
-            a[CAUSE],
+            a[12],
         )
 
 

@@ -219,3 +219,20 @@ def test_every_message_schema_builds() -> None:
     codec.build_all()
     assert set(schema._RECORDS) == set(MESSAGES)
     assert set(schema._STRUCT_RECORDS) == set(STRUCTS.values())
+
+
+@pytest.mark.parametrize("bad", [1, b"t1", None, True])
+def test_a_tuple_of_str_with_one_element_of_another_type_is_refused_both_ways(bad: Any) -> None:
+    """``tuple[str, ...]`` (a message's task ids) checked element by element's type, wherever the
+    odd one sits: refused naming the field when encoded, dropped as ``field_type`` when read."""
+    from handoffd.protocol.messages import FreeValues
+
+    for ids in (("t0", bad), (bad,), ("t0", "t1", bad, "t3")):
+        with pytest.raises(TypeError, match="FreeValues.task_ids"):
+            codec.encode(FreeValues("r", ids), sender="a")  # type: ignore[arg-type]
+        local = Codec()
+        assert local.decode(_raw([*V, 47, "n", 0, 0, 0, "r", list(ids)])) is None
+        assert local.stats.dropped == {"field_type": 1}
+    good = Codec().decode(codec.encode(FreeValues("r", ("t0", "t1")), sender="a"))
+    assert good is not None and good.msg == FreeValues("r", ("t0", "t1"))
+    assert Codec().decode(codec.encode(FreeValues("r", ()), sender="a")) is not None

@@ -510,14 +510,6 @@ def test_both_builds_keep_the_same_attempts(ops: Any) -> None:
     assert built_history.rows(again[0]) == pure_history.rows(again[1])
 
 
-class _Latency:
-    def __init__(self) -> None:
-        self.seen: list[float] = []
-
-    def observe(self, value: float) -> None:
-        self.seen.append(value)
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     opened=st.lists(
@@ -544,7 +536,7 @@ def test_observe_done_is_observe_of_each_done_report(opened: Any, reports: Any) 
             tasks = {t: SimpleNamespace(attempts=[]) for t in ("a", "b", "c")}
             for task, attempt, wall in opened:
                 module.opened(tasks[task].attempts, attempt, "n1", wall)
-            latency = _Latency()
+            latency: list[float] = []
             ids = [r[0] for r in reports]
             attempts = [r[1] for r in reports]
             started = [r[2] for r in reports]
@@ -573,7 +565,7 @@ def test_observe_done_is_observe_of_each_done_report(opened: Any, reports: Any) 
                     trail = rec.attempts
                     if started[i] and trail and trail[-1][0] == attempts[i]:
                         if trail[-1][3]:
-                            latency.observe(max(0.0, started[i] - trail[-1][3]))
+                            latency.append(max(0.0, started[i] - trail[-1][3]))
                     module.observe(
                         trail,
                         attempts[i],
@@ -585,7 +577,7 @@ def test_observe_done_is_observe_of_each_done_report(opened: Any, reports: Any) 
                         bytes_in=bytes_in[i],
                         bytes_out=sizes[i],
                     )
-            results.append(({t: module.rows(r.attempts) for t, r in tasks.items()}, latency.seen))
+            results.append(({t: module.rows(r.attempts) for t, r in tasks.items()}, latency))
     assert results[0] == results[1] == results[2] == results[3]
 
 
