@@ -23,12 +23,11 @@ unknown runs are ignored (at-least-once execution, exactly-once acceptance).
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from handoffd.errors import HandoffError, RunCancelled, TaskFailed, ValidationError
-from handoffd.scheduler import history, intake, placement
+from handoffd.scheduler import history, intake, placement, successes
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
     WINDOW,
@@ -157,7 +156,8 @@ class OwnerScheduler(OwnerQueries):
         self.on_changes: Callable[[list[tuple[str, str, bool]]], None] | None = None
         self._changed: list[tuple[str, str, bool]] | None = None  # (only inside handle_batch)
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
-        self.counters: Counter[str] = Counter()  # task moves of every run we owned (/metrics)
+        # Task moves of every run we owned (/metrics), a plain dict (``RunState.counters``).
+        self.counters: dict[str, int] = {}
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -348,7 +348,8 @@ class OwnerScheduler(OwnerQueries):
             node.version = ev.resource_version
             if ev.free != node.free:  # (a report with the same free changes nothing here)
                 node.free = dict(ev.free)
-                self._view_changed()
+                self._dirty = True  # (``_view_changed`` written out: a Python call a report)
+                self._delays.view_changed()
         if shrunk:
             self._check_all_fit()
 
@@ -426,10 +427,31 @@ class OwnerScheduler(OwnerQueries):
         self._succeeded(ev.run_id, ev.task_id, ev.attempt, ev.node, ev.size, ev.value, ev.duration)
 
     def _on_all_succeeded(self, ev: TasksSucceeded) -> None:
-        """Each attempt as its own ``TaskSucceeded`` would be, in order."""
+        """Each attempt as its own ``TaskSucceeded`` would be, in order: in one compiled pass
+        (``successes.apply``) while the run is ours and running and the node alive."""
         run_id, node, ids, tries, sizes = ev.run_id, ev.node, ev.task_ids, ev.attempts, ev.sizes
         values, took = ev.values, ev.durations
-        for i in range(len(ids)):
+        rest = 0
+        run = self._owned.live.get(run_id)
+        if (
+            run is not None
+            and run.state == RUN_RUNNING
+            and run.mover is self
+            and run.listener is None
+            and self._view.alive(node)
+        ):
+            run.holders.add(node)
+            cancels: list[tuple[str, str, int]] = []
+            rest, answered = successes.apply(
+                run, self._view, node, ids, tries, sizes, values, took, self._now, cancels
+            )
+            if answered:
+                self._dirty = True
+            self._cancel(cancels, run)
+            self._free(run)
+            if run.state == RUN_DONE:
+                self._out.direct.append(RunFinished(run.run_id, "DONE"))
+        for i in range(rest, len(ids)):  # (after the run's end: as stale, one by one)
             self._succeeded(run_id, ids[i], tries[i], node, sizes[i], values[i], took[i])
 
     def _succeeded(
