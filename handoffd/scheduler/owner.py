@@ -26,8 +26,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from handoffd.errors import HandoffError, RunCancelled, TaskFailed, ValidationError
-from handoffd.scheduler import history, intake, placement, successes
+from handoffd.errors import HandoffError, TaskFailed, ValidationError
+from handoffd.scheduler import history, intake, owner_requests, placement, successes
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
     WINDOW,
@@ -76,7 +76,6 @@ from handoffd.scheduler.run import (
     EXTRA_LOSSES,
     FAILED,
     READY,
-    RUN_CANCELLED,
     RUN_DONE,
     RUN_FAILED,
     RUN_RUNNING,
@@ -240,11 +239,11 @@ class OwnerScheduler(OwnerQueries):
         elif isinstance(event, RunSubmitted):
             self._on_submit(event)
         elif isinstance(event, CancelRequested):
-            self._on_cancel(event)
+            owner_requests.on_cancel(self, event)
         elif isinstance(event, ResultsReleased):
             self._releases.released(event)
         elif isinstance(event, ValuesWanted):
-            self._on_values_wanted(event)
+            owner_requests.on_values_wanted(self, event)
         else:
             raise TypeError(f"not a scheduler event: {event!r}")
 
@@ -351,7 +350,7 @@ class OwnerScheduler(OwnerQueries):
                 self._dirty = True  # (``_view_changed`` written out: a Python call a report)
                 self._delays.view_changed()
         if shrunk:
-            self._check_all_fit()
+            owner_requests.check_all_fit(self)
 
     def _on_replied(self, ev: DispatchAnswered) -> None:
         run = self._owned.live.get(ev.run_id)
@@ -516,21 +515,6 @@ class OwnerScheduler(OwnerQueries):
         if rec.delayed:
             self._delays.failed(run, rec)
 
-    def _on_cancel(self, ev: CancelRequested) -> None:
-        run = self._owned.live.get(ev.run_id)
-        if run is not None and run.state == RUN_RUNNING:
-            self._end_run(run, RUN_CANCELLED, RunCancelled(f"run {ev.run_id!r} was cancelled"))
-
-    def _on_values_wanted(self, ev: ValuesWanted) -> None:
-        run = self._owned.live.get(ev.run_id)
-        if run is None or run.state != RUN_DONE or run.released:
-            return
-        self._cancel(run.recompute_lost(ev.task_ids, self._now), run)
-        if run.state == RUN_RUNNING:
-            log.info("run %s reopened: a client asked for values lost since it ended", run.run_id)
-            self._dirty = True
-            self._check_all_fit()  # a lost value whose task fits no live node now fails the run
-
     # -- failures ----------------------------------------------------------------------------------
 
     def _lose(self, node: str) -> None:
@@ -539,7 +523,7 @@ class OwnerScheduler(OwnerQueries):
         self._lost.node_lost(node)
         for run in list(self._owned.live.values()):
             self._lose_in_run(run, node)
-        self._check_all_fit()
+        owner_requests.check_all_fit(self)
         self._dirty = True
 
     def _lose_in_run(self, run: RunState, node: str) -> None:
@@ -561,19 +545,6 @@ class OwnerScheduler(OwnerQueries):
             message = f"lost {rec.losses} time(s) to node failures or cancellations; giving up"
             error = TaskFailed(rec.id, rec.failures + rec.losses, "NodeLost", message)
             self._end_run(run, RUN_FAILED, error, culprit=rec.id)
-
-    def _check_all_fit(self) -> None:
-        for run in list(self._owned.live.values()):
-            if run.state == RUN_RUNNING:
-                probes = run.prebuilt.probes if run.prebuilt is not None else None
-                if probes is not None and self._view.misfit(run, probes, True) is None:
-                    # No task misfits, finished or not, by one per shape: the common case after
-                    # a node is lost, without a look at every task (0.2 s for 200,000 tasks,
-                    # with the rest of the loss more than 1 s for 1,000,000 in one batch).
-                    continue
-                error = self._view.misfit(run)
-                if error is not None:
-                    self._end_run(run, RUN_FAILED, error, culprit=error.function_id)
 
     def _end_run(
         self, run: RunState, state: str, error: HandoffError, culprit: str | None = None
