@@ -23,12 +23,11 @@ unknown runs are ignored (at-least-once execution, exactly-once acceptance).
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from handoffd.errors import HandoffError, RunCancelled, TaskFailed, ValidationError
-from handoffd.scheduler import history, intake, placement
+from handoffd.errors import HandoffError, TaskFailed, ValidationError
+from handoffd.scheduler import history, intake, owner_requests, placement, successes
 from handoffd.scheduler.cluster_view import (
     QUEUE_SECONDS,
     WINDOW,
@@ -77,7 +76,6 @@ from handoffd.scheduler.run import (
     EXTRA_LOSSES,
     FAILED,
     READY,
-    RUN_CANCELLED,
     RUN_DONE,
     RUN_FAILED,
     RUN_RUNNING,
@@ -157,7 +155,8 @@ class OwnerScheduler(OwnerQueries):
         self.on_changes: Callable[[list[tuple[str, str, bool]]], None] | None = None
         self._changed: list[tuple[str, str, bool]] | None = None  # (only inside handle_batch)
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
-        self.counters: Counter[str] = Counter()  # task moves of every run we owned (/metrics)
+        # Task moves of every run we owned (/metrics), a plain dict (``RunState.counters``).
+        self.counters: dict[str, int] = {}
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -240,11 +239,11 @@ class OwnerScheduler(OwnerQueries):
         elif isinstance(event, RunSubmitted):
             self._on_submit(event)
         elif isinstance(event, CancelRequested):
-            self._on_cancel(event)
+            owner_requests.on_cancel(self, event)
         elif isinstance(event, ResultsReleased):
             self._releases.released(event)
         elif isinstance(event, ValuesWanted):
-            self._on_values_wanted(event)
+            owner_requests.on_values_wanted(self, event)
         else:
             raise TypeError(f"not a scheduler event: {event!r}")
 
@@ -348,9 +347,10 @@ class OwnerScheduler(OwnerQueries):
             node.version = ev.resource_version
             if ev.free != node.free:  # (a report with the same free changes nothing here)
                 node.free = dict(ev.free)
-                self._view_changed()
+                self._dirty = True  # (``_view_changed`` written out: a Python call a report)
+                self._delays.view_changed()
         if shrunk:
-            self._check_all_fit()
+            owner_requests.check_all_fit(self)
 
     def _on_replied(self, ev: DispatchAnswered) -> None:
         run = self._owned.live.get(ev.run_id)
@@ -426,10 +426,31 @@ class OwnerScheduler(OwnerQueries):
         self._succeeded(ev.run_id, ev.task_id, ev.attempt, ev.node, ev.size, ev.value, ev.duration)
 
     def _on_all_succeeded(self, ev: TasksSucceeded) -> None:
-        """Each attempt as its own ``TaskSucceeded`` would be, in order."""
+        """Each attempt as its own ``TaskSucceeded`` would be, in order: in one compiled pass
+        (``successes.apply``) while the run is ours and running and the node alive."""
         run_id, node, ids, tries, sizes = ev.run_id, ev.node, ev.task_ids, ev.attempts, ev.sizes
         values, took = ev.values, ev.durations
-        for i in range(len(ids)):
+        rest = 0
+        run = self._owned.live.get(run_id)
+        if (
+            run is not None
+            and run.state == RUN_RUNNING
+            and run.mover is self
+            and run.listener is None
+            and self._view.alive(node)
+        ):
+            run.holders.add(node)
+            cancels: list[tuple[str, str, int]] = []
+            rest, answered = successes.apply(
+                run, self._view, node, ids, tries, sizes, values, took, self._now, cancels
+            )
+            if answered:
+                self._dirty = True
+            self._cancel(cancels, run)
+            self._free(run)
+            if run.state == RUN_DONE:
+                self._out.direct.append(RunFinished(run.run_id, "DONE"))
+        for i in range(rest, len(ids)):  # (after the run's end: as stale, one by one)
             self._succeeded(run_id, ids[i], tries[i], node, sizes[i], values[i], took[i])
 
     def _succeeded(
@@ -494,21 +515,6 @@ class OwnerScheduler(OwnerQueries):
         if rec.delayed:
             self._delays.failed(run, rec)
 
-    def _on_cancel(self, ev: CancelRequested) -> None:
-        run = self._owned.live.get(ev.run_id)
-        if run is not None and run.state == RUN_RUNNING:
-            self._end_run(run, RUN_CANCELLED, RunCancelled(f"run {ev.run_id!r} was cancelled"))
-
-    def _on_values_wanted(self, ev: ValuesWanted) -> None:
-        run = self._owned.live.get(ev.run_id)
-        if run is None or run.state != RUN_DONE or run.released:
-            return
-        self._cancel(run.recompute_lost(ev.task_ids, self._now), run)
-        if run.state == RUN_RUNNING:
-            log.info("run %s reopened: a client asked for values lost since it ended", run.run_id)
-            self._dirty = True
-            self._check_all_fit()  # a lost value whose task fits no live node now fails the run
-
     # -- failures ----------------------------------------------------------------------------------
 
     def _lose(self, node: str) -> None:
@@ -517,7 +523,7 @@ class OwnerScheduler(OwnerQueries):
         self._lost.node_lost(node)
         for run in list(self._owned.live.values()):
             self._lose_in_run(run, node)
-        self._check_all_fit()
+        owner_requests.check_all_fit(self)
         self._dirty = True
 
     def _lose_in_run(self, run: RunState, node: str) -> None:
@@ -539,19 +545,6 @@ class OwnerScheduler(OwnerQueries):
             message = f"lost {rec.losses} time(s) to node failures or cancellations; giving up"
             error = TaskFailed(rec.id, rec.failures + rec.losses, "NodeLost", message)
             self._end_run(run, RUN_FAILED, error, culprit=rec.id)
-
-    def _check_all_fit(self) -> None:
-        for run in list(self._owned.live.values()):
-            if run.state == RUN_RUNNING:
-                probes = run.prebuilt.probes if run.prebuilt is not None else None
-                if probes is not None and self._view.misfit(run, probes, True) is None:
-                    # No task misfits, finished or not, by one per shape: the common case after
-                    # a node is lost, without a look at every task (0.2 s for 200,000 tasks,
-                    # with the rest of the loss more than 1 s for 1,000,000 in one batch).
-                    continue
-                error = self._view.misfit(run)
-                if error is not None:
-                    self._end_run(run, RUN_FAILED, error, culprit=error.function_id)
 
     def _end_run(
         self, run: RunState, state: str, error: HandoffError, culprit: str | None = None

@@ -5,13 +5,14 @@
 cimport cython
 
 from handoffd.scheduler.cluster_view cimport ClusterView
+from handoffd.scheduler.lost cimport LostMessages
 from handoffd.scheduler.run cimport MoveListener, RunState, TaskRecord
 
 
 cdef class OwnerQueries(MoveListener):
     cdef public ClusterView _view
     cdef public object _owned
-    cdef public object _lost
+    cdef public LostMessages _lost
 
     @cython.locals(
         run=RunState, rec=TaskRecord, rows=list, values=list, tasks=dict, frame=Py_ssize_t

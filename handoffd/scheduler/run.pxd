@@ -5,6 +5,9 @@
 
 cimport cython
 
+# (history's moves called as C functions: a Python call a move was ~4k instructions a task)
+from handoffd.scheduler cimport history as hist
+
 
 cdef class TaskRecord:
     cdef public object spec
@@ -54,7 +57,7 @@ cdef class RunState:
     cdef public double wall_offset
     cdef public double submitted
     cdef public double finished
-    cdef public object counters
+    cdef public dict counters
     cdef public str _policy_key
     cdef public list specs
     cdef public dict inline
@@ -80,7 +83,7 @@ cdef class RunState:
     cdef object __weakref__  # (tests check a released run is freed)
 
     cpdef object pin_of(self, str task_id)
-    @cython.locals(old=str, c=object, dep=object, moves=list, text=str)
+    @cython.locals(old=str, c=dict, dep=object, moves=list, text=str, key=str)
     cpdef move(self, TaskRecord rec, str new, double now, object cause, bint delayed=*, object a=*, object b=*)
     @cython.locals(d=str, drec=TaskRecord)
     cpdef bint inputs_ready(self, str task_id)
@@ -88,6 +91,7 @@ cdef class RunState:
     cpdef bint _inputs_done(self, str task_id)
     @cython.locals(deps=list, drec=TaskRecord, target=str, cancels=list)
     cpdef list make_ready(self, TaskRecord rec, double now, object cause, bint delayed=*, object a=*)
+    @cython.locals(c=dict)
     cpdef assign(self, TaskRecord rec, str node, double now)
     @cython.locals(crec=TaskRecord, cancels=list)
     cpdef list succeeded(self, TaskRecord rec, str node, object size, object value, double now)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections import Counter
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -106,7 +105,7 @@ def ops_on(module: ModuleType, specs: list[TaskSpec], outputs: Any) -> tuple[Any
 
     run.mover = Mover()
     run.listener = listener
-    run.counters = Counter()
+    run.counters = {}
     run.wall_offset = 100.0
     return run, moves
 

@@ -1,0 +1,19 @@
+# cython: language_level=3
+# Types for successes.py, compiled beside it (as run.pxd): a success report table's rows read and
+# write the task records' and the run's C fields in one loop.
+
+cimport cython
+
+from handoffd.scheduler cimport history as hist
+from handoffd.scheduler.cluster_view cimport ClusterView
+from handoffd.scheduler.durations cimport Durations
+from handoffd.scheduler.run cimport RunState, TaskRecord
+
+
+@cython.locals(
+    tasks=dict, durations=Durations, answered=bint, n=Py_ssize_t, i=Py_ssize_t, rec=TaskRecord,
+    old=str, task_id=str
+)
+cpdef tuple apply(RunState run, ClusterView view, str node, object ids, object tries, object sizes, object values, object took, double now, list cancels)
+@cython.locals(tally=dict, moves=list, cause=str, unfinished=dict, tasks=dict, crec=TaskRecord, c=dict)
+cpdef finish(RunState run, TaskRecord rec, str old, str node, object size, object value, double now, list cancels)

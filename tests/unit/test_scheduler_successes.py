@@ -1,0 +1,185 @@
+"""A success report table applied in one compiled pass (``scheduler.successes``) moves the owner
+exactly as the same rows fed record by record (a ``TaskSucceeded`` each: ``_succeeded`` ->
+``RunState.succeeded`` -> ``RunState.move``, the reference): random DAGs with and without requested
+outputs (values freed), attempts started or not, stale, duplicate, unknown and wrong-node rows, a
+node killed and a run cancelled midway (the rows the pass leaves to the record-by-record path).
+After every step the instructions are the same and at the end every task record, the run's books,
+the owner's counters and its per-node books are; ``validate()`` runs after every event
+(``Cluster.feed``). The pass's pure-Python build is held to the same reference."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from scheduler_harness import CPU, Cluster, dispatches, spec
+from test_scheduler_builds import pure_build
+
+import handoffd.scheduler.owner as owner_module
+from handoffd.scheduler import events as ev
+from handoffd.scheduler import successes
+
+_FIELDS = (
+    "state",
+    "attempt",
+    "node",
+    "failures",
+    "losses",
+    "completions",
+    "size",
+    "value",
+    "locations",
+    "delayed",
+    "moves",
+    "attempts",
+    "order",
+    "queued",
+    "in_heap",
+    "charge",
+)
+
+
+def digest(c: Cluster) -> Any:
+    sched = c.sched
+    run = sched.run_state("r")
+    books: Any = None
+    if run is not None:
+        # (copies: a digest must not see the lists that later steps grow)
+        tasks = {t: repr([getattr(r, f) for f in _FIELDS]) for t, r in sorted(run.tasks.items())}
+        books = (
+            tasks,
+            run.state,
+            run.remaining,
+            sorted(run.tally.items()),
+            sorted(run.holders),
+            sorted(run.unfinished.items()),
+            list(run.freed),
+            sorted(run.placed.items()),
+            run.finished,
+            list(run.ready_heap),
+        )
+    view = sched._view
+    return (
+        books,
+        repr(sched.run_status("r")),
+        sorted(sched.counters.items()),
+        sorted(sched._lost._out_since.items()),
+        sorted((n, sorted(u.items())) for n, u in view.unacked.items()),
+        sched._dirty,
+    )
+
+
+def drive(columns: bool, seed: int) -> Any:
+    rng = random.Random(seed)
+    nodes = rng.randint(1, 3)
+    c = Cluster({f"n{i}": {CPU: 2.0} for i in range(nodes)}, window=rng.choice([1, 4, 32]))
+    n = rng.randint(1, 24)
+    specs = [
+        spec(f"t{i}", *{f"t{rng.randrange(i)}" for _ in range(rng.randint(0, 3)) if i})
+        for i in range(n)
+    ]
+    outputs = None
+    if rng.random() < 0.5:
+        outputs = tuple(s.id for s in specs if rng.random() < 0.3) or (specs[-1].id,)
+    trace: list[Any] = []
+    waiting: list[ev.Dispatch] = []
+    running: list[tuple[str, str, int]] = []
+
+    def took(out: list[ev.Instruction]) -> None:
+        trace.append([repr(i) for i in out])
+        trace.append(digest(c))
+        waiting.extend(dispatches(out))
+
+    took(c.submit("r", specs, outputs=outputs, max_retries=1))
+    for _ in range(80):
+        while waiting:
+            d = waiting.pop(0)
+            if not c.alive[d.node]:
+                continue
+            answer = c.reply(d)
+            for task_id, attempt in answer[1].accepted:  # type: ignore[attr-defined]
+                if ("r", task_id, attempt) in c.costs:  # (else queued on the node)
+                    running.append((d.node, task_id, attempt))
+            took(c.feed(*answer))
+        for node in c.queue:
+            if c.alive[node]:
+                running += [(node, t, a) for _, t, a in c.start_queued(node)]
+        roll = rng.random()
+        if roll < 0.02:
+            took(c.feed(ev.CancelRequested("r")))
+        elif roll < 0.04 and sum(c.alive.values()) > 1:
+            victim = rng.choice([n for n, up in c.alive.items() if up])
+            running = [r for r in running if r[0] != victim]
+            took(c.kill(victim))
+            continue
+        if not running:
+            break
+        node = rng.choice(running)[0]
+        mine = [r for r in running if r[0] == node][: rng.randint(1, 6)]
+        rows: list[tuple[str, int, int, bytes | None, float]] = []
+        for r in mine:
+            running.remove(r)
+            c.release(node, "r", r[1], r[2])
+            if rng.random() < 0.2:  # its start reported first: RUNNING -> DONE
+                took(c.feed(ev.TaskStarted("r", r[1], r[2], node)))
+            rows.append((r[1], r[2], rng.randint(0, 99), rng.choice([None, b"v"]), 0.01))
+        for _ in range(rng.randint(0, 2)):  # stale, unknown, duplicate rows
+            task_id, attempt = rng.choice([*((t, a) for t, a, *_ in rows), ("t0", 1), ("x", 1)])
+            rows.insert(
+                rng.randrange(len(rows) + 1), (task_id, attempt + rng.choice([0, 1]), 1, None, 0.0)
+            )
+        sender = node if rng.random() < 0.95 else rng.choice(sorted(c.alive))
+        if columns:
+            ids, attempts, sizes, values, durations = (list(x) for x in zip(*rows, strict=True))
+            report: list[Any] = [
+                ev.TasksSucceeded("r", sender, ids, attempts, sizes, values, durations)
+            ]
+        else:
+            report = [ev.TaskSucceeded("r", t, a, sender, *rest) for t, a, *rest in rows]
+        took(c.feed(*([c.update(sender)] if c.alive[sender] else []), *report))
+    return trace
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_report_table_moves_the_owner_as_its_rows_one_by_one(seed: int) -> None:
+    assert drive(True, seed) == drive(False, seed)
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 3))
+def test_the_pure_python_pass_moves_the_owner_as_the_reference(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(owner_module, "successes", pure_build("successes"))
+    assert owner_module.successes is not successes
+    assert drive(True, seed) == drive(False, seed)
+
+
+def test_the_pass_takes_a_table_and_skips_what_is_stale() -> None:
+    c = Cluster({"n0": 4.0}, window=4)
+    c.accept_all(c.submit("r", [spec("a"), spec("b"), spec("c", "a", "b")]))
+    for task_id in ("a", "b"):
+        c.release("n0", "r", task_id, 1)
+    rows = [
+        ("a", 2, 1, None, 0.1),
+        ("a", 1, 3, b"A", 0.1),
+        ("zz", 1, 1, None, 0.1),
+        ("b", 1, 3, b"B", 0.1),
+        ("a", 1, 4, b"X", 0.1),
+    ]
+    ids, attempts, sizes, values, durations = (list(x) for x in zip(*rows, strict=True))
+    run = c.sched.run_state("r")
+    cancels: list[Any] = []
+    assert successes.apply(
+        run, c.sched._view, "n0", ids, attempts, sizes, values, durations, 1.0, cancels
+    ) == (5, False)
+    assert cancels == []
+    a, b = run.tasks["a"], run.tasks["b"]
+    assert (a.state, a.value, a.size, a.completions) == (
+        "DONE",
+        b"A",
+        3,
+        1,
+    )  # the duplicate skipped
+    assert (b.state, b.value, run.tasks["c"].state) == ("DONE", b"B", "READY")
+    assert run.tally["DONE"] == 2 and run.remaining == 1
