@@ -158,14 +158,11 @@ cdef tuple _dims(tuple groups):
                 break
         if overflow:
             break
-    cdef bint same
     if not overflow and _last_dims is not None and n_cached == len(_last_keys):
-        same = True
         for c in range(n_cached):
             if cached[c] != <PyObject*>_last_keys[c]:
-                same = False
                 break
-        if same:
+        else:
             return _last_dims
     dims = _kinds(groups)
     answer = (dims, {kind: d for d, kind in enumerate(dims)})
@@ -181,15 +178,7 @@ cdef dict _CODES = {name: code for code, name in enumerate(POLICIES)}
 
 cdef inline int _policy(object policy) except -1:
     cdef PyObject* p = PyDict_GetItem(_CODES, policy) if type(policy) is str else NULL
-    if p is NULL:
-        return policy_code(policy)
-    return <int>(<object>p)
-
-
-# A batch at most this big (tasks x nodes) is placed holding the GIL: releasing and taking it back
-# cost more than the kernel's work on it.
-cdef enum:
-    _NOGIL_WORK = 256
+    return policy_code(policy) if p is NULL else <int>(<object>p)
 
 
 cdef double _quantity(object value, str what, Py_ssize_t i, object kind) except? -1.0:
@@ -214,40 +203,19 @@ cdef int _fill(object maps, dict index, Py_ssize_t n_dims, double* out, str what
     cdef double q
     cdef PyObject* key
     cdef PyObject* value
-    cdef PyObject* at
     for m in maps:
-        if type(m) is dict:
-            # (a plain dict walked in C, its kinds looked up without a lookup error: every key
-            # of every map is in ``index``, built from them; a per-item tuple and a Python
-            # iterator were most of a one-task pass's core call)
-            pos = 0
-            while PyDict_Next(m, &pos, &key, &value):
-                if type(<object>value) is float:
-                    q = <double>(<object>value)
-                    if not isfinite(q):
-                        raise quantity_error(
-                            what, i, <object>key, <object>value, "is not a finite number"
-                        )
-                else:
-                    q = _quantity(<object>value, what, i, <object>key)
-                if q < 0.0:
-                    if not clamp:
-                        raise quantity_error(
-                            what, i, <object>key, <object>value, "is negative; quantities are >= 0"
-                        )
-                    q = 0.0
-                at = PyDict_GetItem(index, <object>key)
-                if at is NULL:  # (not in the maps the dims were taken from: a caller's bug)
-                    raise KeyError(<object>key)
-                out[i * n_dims + <Py_ssize_t>(<object>at)] = q
-        else:
-            for kind, v in m.items():
-                q = _quantity(v, what, i, kind)
-                if q < 0.0:
-                    if not clamp:
-                        raise quantity_error(what, i, kind, v, "is negative; quantities are >= 0")
-                    q = 0.0
-                out[i * n_dims + <Py_ssize_t>index[kind]] = q
+        # (walked in C: an item tuple and a Python iterator per map were most of a one-task call)
+        plain = m if type(m) is dict else dict(m.items())
+        pos = 0
+        while PyDict_Next(plain, &pos, &key, &value):
+            q = _quantity(<object>value, what, i, <object>key)
+            if q < 0.0:
+                if not clamp:
+                    raise quantity_error(
+                        what, i, <object>key, <object>value, "is negative; quantities are >= 0"
+                    )
+                q = 0.0
+            out[i * n_dims + <Py_ssize_t>index[<object>key]] = q
         i += 1
     return 0
 
@@ -326,17 +294,11 @@ def place(demands, frees, capacities, pins, prefs, policy="binpack", follow=None
             if leader is None or <int64_t>leader[t] < 0:
                 ibuf[n_order] = t
                 n_order += 1
-        if n_tasks * n_nodes <= _NOGIL_WORK:
+        with nogil:
             place_buffers(
                 buf, buf + n_d, buf + n_d + n_f, n_tasks, n_nodes, n_dims, ibuf, n_order,
                 ibuf + n_tasks, ibuf + 2 * n_tasks, code, ibuf + 3 * n_tasks,
             )
-        else:
-            with nogil:
-                place_buffers(
-                    buf, buf + n_d, buf + n_d + n_f, n_tasks, n_nodes, n_dims, ibuf, n_order,
-                    ibuf + n_tasks, ibuf + 2 * n_tasks, code, ibuf + 3 * n_tasks,
-                )
         if leader is not None:
             for t in range(n_tasks):
                 lead = leader[t]
