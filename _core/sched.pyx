@@ -24,6 +24,7 @@ from operator import index as as_index
 from ._consts import (
     EPS,
     KERNELS,
+    POLICIES,
     STANDARD_KINDS,
     cycle_error,
     item_error,
@@ -118,6 +119,68 @@ cdef list _kinds(tuple groups):
     return out
 
 
+# The distinct key objects of the last ``_dims`` walk (references held, so an address seen again
+# is the same object) and its answer: an owner's passes name the same few kind objects, and
+# ``_kinds``' set, membership tests and sort were a fifth of a one-task placement call.
+cdef list _last_keys = []
+cdef tuple _last_dims = None
+
+
+cdef tuple _dims(tuple groups):
+    """(``_kinds(groups)``, {kind: its dim}), the last answer again when the walk meets the very
+    same distinct key objects (plain dicts only, at most ``_KEY_CACHE`` of them)."""
+    global _last_keys, _last_dims
+    cdef PyObject* cached[_KEY_CACHE]
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef Py_ssize_t n_cached = 0, pos, c
+    cdef bint known, overflow = False
+    for maps in groups:
+        for m in maps:
+            if type(m) is not dict:
+                overflow = True
+                break
+            pos = 0
+            while PyDict_Next(m, &pos, &key, &value):
+                known = False
+                for c in range(n_cached):
+                    if cached[c] == key:
+                        known = True
+                        break
+                if known:
+                    continue
+                if n_cached == _KEY_CACHE:
+                    overflow = True
+                    break
+                cached[n_cached] = key
+                n_cached += 1
+            if overflow:
+                break
+        if overflow:
+            break
+    if not overflow and _last_dims is not None and n_cached == len(_last_keys):
+        for c in range(n_cached):
+            if cached[c] != <PyObject*>_last_keys[c]:
+                break
+        else:
+            return _last_dims
+    dims = _kinds(groups)
+    answer = (dims, {kind: d for d, kind in enumerate(dims)})
+    if not overflow:
+        _last_keys = [<object>cached[c] for c in range(n_cached)]
+        _last_dims = answer
+    return answer
+
+
+# Policy names to kernel codes (``_consts.policy_code`` for any other name: it raises).
+cdef dict _CODES = {name: code for code, name in enumerate(POLICIES)}
+
+
+cdef inline int _policy(object policy) except -1:
+    cdef PyObject* p = PyDict_GetItem(_CODES, policy) if type(policy) is str else NULL
+    return policy_code(policy) if p is NULL else <int>(<object>p)
+
+
 cdef double _quantity(object value, str what, Py_ssize_t i, object kind) except? -1.0:
     cdef double q
     if type(value) is float:
@@ -136,16 +199,23 @@ cdef double _quantity(object value, str what, Py_ssize_t i, object kind) except?
 
 cdef int _fill(object maps, dict index, Py_ssize_t n_dims, double* out, str what, bint clamp) except -1:
     """Dense rows of ``maps`` into ``out`` (zeroed by the caller); see ``sched_py._rows``."""
-    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t i = 0, pos
     cdef double q
+    cdef PyObject* key
+    cdef PyObject* value
     for m in maps:
-        for kind, value in m.items():
-            q = _quantity(value, what, i, kind)
+        # (walked in C: an item tuple and a Python iterator per map were most of a one-task call)
+        plain = m if type(m) is dict else dict(m.items())
+        pos = 0
+        while PyDict_Next(plain, &pos, &key, &value):
+            q = _quantity(<object>value, what, i, <object>key)
             if q < 0.0:
                 if not clamp:
-                    raise quantity_error(what, i, kind, value, "is negative; quantities are >= 0")
+                    raise quantity_error(
+                        what, i, <object>key, <object>value, "is negative; quantities are >= 0"
+                    )
                 q = 0.0
-            out[i * n_dims + <Py_ssize_t>index[kind]] = q
+            out[i * n_dims + <Py_ssize_t>index[<object>key]] = q
         i += 1
     return 0
 
@@ -162,7 +232,8 @@ cdef object _integer(object value, str name, Py_ssize_t i):
 cdef int _node_indices(object values, Py_ssize_t n_nodes, str name, int64_t* out) except -1:
     cdef Py_ssize_t i = 0
     for value in values:
-        v = _integer(value, name, i)
+        # (a plain int needs no ``operator.index`` call: the scheduler's indices all are)
+        v = value if type(value) is int else _integer(value, name, i)
         if not -1 <= v < n_nodes:
             raise item_error(
                 name, i, v, f"is out of range: -1 (none) or a node index 0..{n_nodes - 1}"
@@ -194,7 +265,7 @@ cdef list _followed(object follow, Py_ssize_t n_tasks):
 
 def place(demands, frees, capacities, pins, prefs, policy="binpack", follow=None):
     """Node index per demand (-1: none), placed in list order; see ``sched_py.place``."""
-    cdef int code = policy_code(policy)
+    cdef int code = _policy(policy)
     cdef Py_ssize_t n_tasks = len(demands), n_nodes = len(frees), n_dims, t, n_order
     cdef int64_t lead
     if len(capacities) != n_nodes:
@@ -203,8 +274,8 @@ def place(demands, frees, capacities, pins, prefs, policy="binpack", follow=None
         raise ValueError(
             f"pins and prefs need one entry per demand ({n_tasks}), got {len(pins)} and {len(prefs)}"
         )
-    dims = _kinds((demands, frees, capacities))
-    cdef dict index = {kind: d for d, kind in enumerate(dims)}
+    dims, kind_index = _dims((demands, frees, capacities))
+    cdef dict index = kind_index
     n_dims = len(dims)
     cdef Py_ssize_t n_d = n_tasks * n_dims, n_f = n_nodes * n_dims
     cdef double* buf = <double*>calloc(n_d + 2 * n_f + 1, sizeof(double))
@@ -542,7 +613,7 @@ cdef class WindowFill:
 
     def pick(self, need, Py_ssize_t pin, policy, seconds=0.0):
         """The node for one task (-1: none); see ``sched_py.WindowFill.pick``."""
-        cdef int code = policy_code(policy)
+        cdef int code = _policy(policy)
         cdef Py_ssize_t n, d, k, chosen = -1, n_dims = self.n_dims
         cdef double q, w, s, score, best = 0.0, secs, share
         cdef double* room

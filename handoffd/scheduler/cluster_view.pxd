@@ -36,8 +36,8 @@ cdef class ClusterView(Demand):
     cpdef bint _some_shape_fits(self, ReadyQueue ready, dict free, dict most)
     @cython.locals(
         run=RunState, rec=TaskRecord, total=dict, batch=list, leaders=dict, missed=set,
-        misses=Py_ssize_t, exhausted=bint, summed=double, sent=Py_ssize_t, chosen=list,
-        item=tuple,
+        misses=Py_ssize_t, exhausted=bint, weightless=bint, summed=double, sent=Py_ssize_t,
+        chosen=list, item=tuple,
     )
     cpdef Py_ssize_t _place_free(self, dict free, dict most, ReadyQueue ready, object dispatch)
     @cython.locals(

@@ -314,9 +314,16 @@ class ClusterView(Demand):
         # refuses the rest), and it fits free + EPS, so only free <= 0 everywhere holds it back,
         # just as the core and the ledger would.
         exhausted = _none_positive(total)
+        # (read once: only the dispatches after the walk change the queue)
+        weightless = ready.weightless > 0
         try:
             ready.begin()
             while True:
+                if exhausted and not leaders and not weightless:
+                    # The next task would cost something (a queued one that costs nothing is
+                    # counted in ``weightless``; a group's cost holds its member's): it would stop
+                    # the walk below, and stepping to it took and put back a heap entry.
+                    break
                 item = ready.step()
                 if item is None:
                     break
@@ -329,7 +336,7 @@ class ClusterView(Demand):
                     batch.append((run, rec, {}, None, None, lead))
                     continue
                 need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
-                if exhausted and need and not ready.weightless:
+                if exhausted and need and not weightless:
                     break  # nothing left anywhere and nothing queued that needs nothing
                 # Free only shrinks during a pass: a demand that missed once misses again.
                 shape = (pin, rec.cost_items if need is rec.spec.cost else tuple(need.items()))
@@ -581,18 +588,19 @@ class ClusterView(Demand):
         of each kind."""
         # (loops, not generator expressions: compiled, each was a coroutine object per pass, and
         # a minimum over a batch of demands per kind)
-        kinds: set[str] = set()
-        if demands:
+        least: dict[str, float] = {}
+        if len(demands) == 1:
+            least = demands[0]  # (its own kinds and quantities: most batches are one task)
+        elif demands:
             kinds = set(demands[0])
             for d in demands[1:]:
                 kinds &= set(d)
-        least: dict[str, float] = {}
-        for k in kinds:
-            low = demands[0][k]
-            for d in demands:
-                if d[k] < low:
-                    low = d[k]
-            least[k] = low
+            for k in kinds:
+                low = demands[0][k]
+                for d in demands:
+                    if d[k] < low:
+                        low = d[k]
+                least[k] = low
         fits = self._core.fits
         room = self._rooms.room
         if not least and len(free) < len(room):

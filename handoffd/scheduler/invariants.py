@@ -53,6 +53,20 @@ def validate_view(
     assert len(view._rooms.room) == len(alive), "room index holds a lost node"
     fillable = [n.name for n in alive if view.may_take_part(n)]
     assert view._rooms.fillable() == fillable, "room index: windows that may take part"
+    rooms = view._rooms
+    for n in alive:
+        free = any(q > EPS for q in view.effective_free(n.name).values())
+        load = view.outstanding.get(n.name, {})
+        wave = any(q > 0.0 and q - load.get(k, 0.0) > 0.0 for k, q in n.capacity.items())
+        hollow = not any(q > 0.0 for q in n.capacity.values())
+        roomy = any(q > 0.0 for q in view.room_of(n).values())
+        got = (
+            n.name in rooms._with_free.members,
+            n.name in rooms._with_wave.members,
+            n.name in rooms._hollow,
+            n.name in rooms._with_room.members,
+        )
+        assert got == (free, wave, hollow, roomy), f"room index: {n.name}'s sets {got}"
     top: dict[str, float] = {}
     for n in alive:
         for kind, q in n.capacity.items():

@@ -8,6 +8,15 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
 cpdef tuple _key(RunState run, TaskRecord rec)
+@cython.locals(value=Py_ssize_t, parent=Py_ssize_t, higher=Py_ssize_t)
+cpdef void _sift_down(list heap, Py_ssize_t start, Py_ssize_t pos) except *
+@cython.locals(
+    end=Py_ssize_t, start=Py_ssize_t, child=Py_ssize_t, right=Py_ssize_t, first=Py_ssize_t,
+    second=Py_ssize_t,
+)
+cpdef void _sift_up(list heap, Py_ssize_t pos) except *
+cpdef void _heap_push(list heap, object order) except *
+cpdef object _heap_pop(list heap)
 
 
 cdef class ReadyQueue:

@@ -22,6 +22,60 @@ from collections.abc import Iterator
 from handoffd.scheduler.run import RUN_RUNNING, RunState, TaskRecord
 
 
+def _sift_down(heap: list[int], start: int, pos: int) -> None:
+    """``heapq``'s ``_siftdown`` over a run's heap of positions (ints): the same moves."""
+    item = heap[pos]
+    value = item
+    while pos > start:
+        parent = (pos - 1) >> 1
+        above = heap[parent]
+        higher = above  # (compiled: a C integer, compared without a Python call)
+        if value < higher:
+            heap[pos] = above
+            pos = parent
+            continue
+        break
+    heap[pos] = item
+
+
+def _sift_up(heap: list[int], pos: int) -> None:
+    """``heapq``'s ``_siftup``: the same moves."""
+    end = len(heap)
+    start = pos
+    item = heap[pos]
+    child = 2 * pos + 1
+    while child < end:
+        right = child + 1
+        if right < end:
+            first = heap[child]
+            second = heap[right]
+            if not first < second:
+                child = right
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = item
+    _sift_down(heap, start, pos)
+
+
+def _heap_push(heap: list[int], order: int) -> None:
+    """``heapq.heappush`` for a run's heap of positions, compiled: the heap module's function
+    through a module attribute and a Python call was most of a push, a step and a restore."""
+    heap.append(order)
+    _sift_down(heap, 0, len(heap) - 1)
+
+
+def _heap_pop(heap: list[int]) -> int:
+    """``heapq.heappop`` for a run's heap of positions (not empty), compiled as ``_heap_push``."""
+    last = heap.pop()
+    if not heap:
+        return last
+    top = heap[0]
+    heap[0] = last
+    _sift_up(heap, 0)
+    return top
+
+
 def _key(run: RunState, rec: TaskRecord) -> tuple[int, float, int, int]:
     return (-rec.spec.priority, -rec.upward_rank, run.seq, rec.order)
 
@@ -58,7 +112,7 @@ class ReadyQueue:
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
         if not rec.in_heap:
             rec.in_heap = True
-            heapq.heappush(run.ready_heap, rec.order)
+            _heap_push(run.ready_heap, rec.order)
             self.runs[run.run_id] = run
         return True
 
@@ -123,7 +177,7 @@ class ReadyQueue:
             rec = run.ordered[heap[0]]
             if rec.queued and live:
                 return rec
-            heapq.heappop(heap)
+            _heap_pop(heap)
             rec.in_heap = False
             if not live:
                 self.discard(rec)
@@ -169,7 +223,7 @@ class ReadyQueue:
             if rec is None:
                 self._single = None
                 return None
-            heapq.heappop(run.ready_heap)
+            _heap_pop(run.ready_heap)
             rec.in_heap = False
             self._taken.append((run, rec))
             return run, rec
@@ -191,7 +245,7 @@ class ReadyQueue:
             if _key(run, rec) != key:
                 heapq.heapreplace(heads, (_key(run, rec), run))
                 continue
-            heapq.heappop(run.ready_heap)
+            _heap_pop(run.ready_heap)
             rec.in_heap = False
             self._taken.append((run, rec))
             self._last = run
@@ -205,7 +259,7 @@ class ReadyQueue:
         for run, rec in self._taken:
             if rec.queued and not rec.in_heap and run.state == RUN_RUNNING:
                 rec.in_heap = True
-                heapq.heappush(run.ready_heap, rec.order)
+                _heap_push(run.ready_heap, rec.order)
                 self.runs[run.run_id] = run
             elif rec.queued and not rec.in_heap:
                 self.discard(rec)

@@ -35,10 +35,14 @@ cdef class RoomIndex:
     cdef public object _top
 
     cpdef list alive(self, object nodes)
-    @cython.locals(f=dict, with_room=_Ordered, fillable=_Ordered, roomy=bint)
+    @cython.locals(with_room=_Ordered, fillable=_Ordered)
     cpdef refresh(self, RoomView view)
-    @cython.locals(free=bint, wave=bint, positive=bint, load=dict)
-    cpdef _sort(self, RoomView view, object n, dict effective)
+    @cython.locals(
+        f=dict, pending=dict, load=dict, free=bint, wave=bint, positive=bint, part=bint,
+        capped=bint, budgeted=bint, roomy=bint, window=Py_ssize_t, depth=double, q=double,
+        used=double, cap=double,
+    )
+    cpdef _renew(self, RoomView view, object n)
     cpdef bint any_free(self)
     cpdef list with_free(self)
     cpdef list with_wave(self)

@@ -377,3 +377,19 @@ def test_place_many_kinds_and_mappings_twin_equal(batch, policy):
     other = twin.window_fill(capacities, frees, 4, None, None)
     for need in demands:
         assert window.pick(need, -1, policy) == other.pick(need, -1, policy)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(batches(), st.booleans()), min_size=2, max_size=6))
+def test_place_in_sequence_is_identical_whatever_the_key_objects(calls):
+    """The compiled ``place`` remembers the last call's kind objects (``sched._dims``): calls in a
+    row whose maps name the same kinds by the same, other or equal-but-distinct key objects (and
+    another number of kinds) are each placed as the twin places them."""
+    for (demands, frees, capacities, pins, prefs, policy), fresh in calls:
+        if fresh:  # the same kinds, as other str objects of equal value
+            demands, frees, capacities = (
+                [{"".join(list(k)): q for k, q in m.items()} for m in maps]
+                for maps in (demands, frees, capacities)
+            )
+        want = twin.place(demands, frees, capacities, pins, prefs, policy)
+        assert compiled.place(demands, frees, capacities, pins, prefs, policy) == want
