@@ -30,4 +30,5 @@ COMPILED = (
     "outbox",
     "delays",
     "fitness",
+    "plain_graph",
 )
