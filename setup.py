@@ -47,6 +47,7 @@ SCHEDULER_COMPILED = (
     "delays",
     "fitness",
     "successes",
+    "plain_graph",
 )
 #: The SWIM machine and its simulator (issue 20: 1,000 simulated nodes handle ~17,000 events a
 #: virtual second), compiled from their .py with the .pxd beside records, probing, swim and sim;

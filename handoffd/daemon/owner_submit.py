@@ -25,7 +25,7 @@ from handoffd.daemon.results import error_info
 from handoffd.daemon.upload_intake import Prepared, run_options
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
-from handoffd.scheduler.graph import TaskGraph, build_graph
+from handoffd.scheduler.graph import TaskGraph, build_graph, wire_graph
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.run import RunState
 from handoffd.spec import TaskSpec
@@ -89,7 +89,14 @@ class Submissions:
             # trusts a submission.
             if checked is None:
                 intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
-            specs = validation.wire_specs(msg, frames) if checked is None else checked
+            if checked is not None:
+                specs = checked
+            else:  # (plain functions: checked and their graph built in one pass)
+                plain = wire_graph(msg, frames, self.scheduler.order)
+                if plain is None:
+                    specs = validation.wire_specs(msg, frames)
+                else:
+                    specs, graph = plain
             if term is None:
                 self._client_runs.admit(conn, msg.run_id)
         except errors.HandoffError as exc:

@@ -34,7 +34,7 @@ from handoffd.freeing import copied, free
 from handoffd.protocol import messages as m
 from handoffd.protocol.schema import MESSAGE_OFFSET
 from handoffd.protocol.snapshot import far_specs, pack_parts
-from handoffd.scheduler.graph import Order, TaskGraph, build_graph
+from handoffd.scheduler.graph import Order, TaskGraph, build_graph, wire_graph
 from handoffd.scheduler.intake import Prebuilt, probes
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
@@ -149,10 +149,15 @@ def _checked(
     try:
         # The cheap bounds first (ids, task count), then the DAG's rules, as for a whole message.
         intake.check_submission(msg.run_id, [t.id for t in msg.tasks], limits)
-        # A tuple made here, not on the loop (``RunSubmitted`` holds a tuple: a 1M-item copy).
-        specs = tuple(validation.wire_specs(msg, frames))
-        # The run's graph, as the scheduler would build it (its placement order): pure.
-        graph = build_graph(specs, msg.outputs, order, acyclic=True)  # (checked just above)
+        # Plain functions: checked and their graph built in one pass (``graph.wire_graph``).
+        plain = wire_graph(msg, frames, order)
+        if plain is not None:
+            specs, graph = plain
+        else:
+            # A tuple made here, not on the loop (``RunSubmitted`` holds a tuple: a 1M-item copy).
+            specs = tuple(validation.wire_specs(msg, frames))
+            # The run's graph, as the scheduler would build it (its placement order): pure.
+            graph = build_graph(specs, msg.outputs, order, acyclic=True)  # (checked just above)
         # The run, untouched: the scheduler checks it against its view and takes it in.
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:

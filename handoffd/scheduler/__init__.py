@@ -31,4 +31,5 @@ COMPILED = (
     "delays",
     "fitness",
     "successes",
+    "plain_graph",
 )

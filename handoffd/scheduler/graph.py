@@ -16,10 +16,13 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from handoffd.errors import ValidationError
 from handoffd.freeing import free
+from handoffd.scheduler import plain_graph
 from handoffd.spec import TaskSpec
+from handoffd.validation import POLICIES
 
 #: The run ranking: (priorities, consumer indices, time estimates, sizes) -> (the task indices in
 #: placement order, each task's upward rank); ``placement.order`` with the scheduler's backend.
@@ -56,7 +59,84 @@ def build_graph(
         spec = specs[0]
         if not spec.deps and not spec.inline and spec.collocate_with is None:
             return _single(spec, outputs, order)
-    return _walk(specs, outputs, order, acyclic)
+    for spec in specs:
+        if spec.inline or spec.collocate_with is not None:
+            return _walk(specs, outputs, order, acyclic)
+    found = plain_graph.links(specs, None, False)
+    if found is None or not (acyclic or _acyclic(found[0], found[1])):
+        # (a duplicate, an unknown dependency, a cycle: the walk names it)
+        return _walk(specs, outputs, order, acyclic)
+    return _plain(specs, found, outputs, order)
+
+
+def wire_graph(
+    msg: Any, frames: Sequence[Any], order: Order | None
+) -> tuple[tuple[TaskSpec, ...], TaskGraph] | None:
+    """``validation.wire_specs`` and ``build_graph(acyclic=True)`` of a submission of two
+    functions or more that are all plain (no pin, collocation, inline type, retries or timeout)
+    and pass every check, in one pass over its rows (``plain_graph``); None for anything else,
+    a refusal included: the general path checks it from the start and says what is wrong."""
+    tasks = msg.tasks
+    n = len(tasks)
+    max_retries = msg.max_retries
+    outputs = msg.outputs
+    if (
+        n < 2
+        or not n <= len(frames) <= n + len(msg.packages)
+        or msg.policy not in POLICIES
+        or type(max_retries) is not int
+        or max_retries < 0
+        or (outputs is not None and type(outputs) is not tuple)
+    ):
+        return None
+    built = plain_graph.wire_specs(tasks, frames)
+    if built is None:
+        return None
+    specs, index = built
+    if outputs is not None:
+        for output in outputs:
+            if type(output) is not str or output not in index:
+                return None
+    found = plain_graph.links(specs, index, True)
+    if found is None:
+        return None
+    return tuple(specs), _plain(specs, found, outputs, order)
+
+
+def _plain(
+    specs: Sequence[TaskSpec],
+    found: plain_graph.Links,
+    outputs: Sequence[str] | None,
+    order: Order | None,
+) -> TaskGraph:
+    """The graph of ``specs`` (none inline or collocated, so no group) from their ``links``:
+    what ``_walk`` builds for them, ranked by the same ``order`` from the same inputs."""
+    effective_deps, consumers, rows = found
+    regular = list(specs)
+    n = len(regular)
+    if outputs is None:
+        wanted = set(effective_deps)
+    else:
+        wanted_ids = set(outputs)
+        wanted = {s.id for s in regular if s.id in wanted_ids}
+    if order is None:
+        from handoffd.scheduler import placement
+
+        order = placement.order
+    priorities = [s.priority for s in regular]
+    ranked, ranks = order(priorities, rows, [1.0] * n, plain_graph.sizes(regular))
+    upward_rank = [*map(float, ranks[:n]), *([0.0] * (n - len(ranks)))]
+    placed = plain_graph.places(ranked, n, priorities, upward_rank)
+    if placed is None:  # (a ranking that disagrees with its keys: the general rule decides)
+        at = {task_index: pos for pos, task_index in enumerate(ranked)}
+        position = [at.get(i, i) for i in range(n)]
+        ordered = _placement_order(regular, position, upward_rank)
+    else:
+        position, ordered = placed
+    free(priorities, rows, ranked, ranks)
+    return TaskGraph(
+        {}, regular, effective_deps, consumers, {}, {}, {}, wanted, position, upward_rank, ordered
+    )
 
 
 def _walk(

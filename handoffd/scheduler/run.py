@@ -209,10 +209,18 @@ class RunState:
         self.wanted = graph.wanted
         self.group_node: dict[str, str | None] = dict(graph.group_pin)  # where each group runs
         self.tasks: dict[str, TaskRecord] = {}
+        records = []  # (in ``graph.regular``'s order, for ``ordered`` below)
+        # A cost's items made once for the tasks that share its dict (a plain run's specs share
+        # one per shape: ``plain_graph``), not a tuple per task.
+        last_cost: Any = None
+        cost_items: tuple[tuple[str, float], ...] = ()
         for i, s in enumerate(graph.regular):
-            self.tasks[s.id] = TaskRecord(
-                s, graph.position[i], graph.upward_rank[i], cost_items=tuple(s.cost.items())
-            )
+            if s.cost is not last_cost:
+                last_cost = s.cost
+                cost_items = tuple(last_cost.items())
+            rec = TaskRecord(s, graph.position[i], graph.upward_rank[i], cost_items=cost_items)
+            self.tasks[s.id] = rec
+            records.append(rec)
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 # A big run is built in a thread (``daemon.upload_intake``), and compiled this
                 # loop never lets the GIL go by itself: the event loop waited for all of it.
@@ -233,7 +241,7 @@ class RunState:
         # (``ready_heap``), so comparing two tasks is comparing ints.
         self.ordered = []
         for at, i in enumerate(graph.placement_order):
-            rec = self.tasks[graph.regular[i].id]
+            rec = records[i]
             rec.order = at
             self.ordered.append(rec)
             if at % YIELD_EVERY == YIELD_EVERY - 1:

@@ -18,6 +18,7 @@ from handoffd import freeing, validation
 from handoffd.daemon import upload_intake
 from handoffd.protocol import snapshot
 from handoffd.scheduler import graph as graph_mod
+from handoffd.scheduler import plain_graph
 from handoffd.scheduler.graph import build_graph
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
@@ -85,17 +86,22 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         sizes.extend(len(c) for c in containers if isinstance(c, (dict, list)))
         freeing.free(*containers)
 
-    for module in (graph_mod, validation, snapshot, upload_intake):
+    for module in (graph_mod, plain_graph, validation, snapshot, upload_intake):
         monkeypatch.setattr(module, "free", record)
     return sizes
 
 
 def test_the_graph_lets_go_of_its_temporaries_in_pieces(recorded: list[int]) -> None:
-    """topological's lists of users, _rank's index and inputs to the ranking, build_graph's own
-    maps: each as big as the run, each handed to ``free``."""
+    """The general walk (an inline function in the run): topological's lists of users, _rank's
+    index and inputs to the ranking, build_graph's own maps; the plain functions' one pass
+    (``plain_graph``): its in-degrees and index, the ranking's inputs and answer. Each as big as
+    the run, each handed to ``free``."""
     n = 5000
-    build_graph(_chain(n), None)
+    build_graph([*_chain(n), TaskSpec("i", (), {}, b"x", inline=True)], None)
     assert sum(size >= n for size in recorded) >= 10, recorded
+    recorded.clear()
+    build_graph(_chain(n), None)
+    assert sum(size >= n for size in recorded) >= 6, recorded
 
 
 def test_the_checks_and_the_snapshot_let_go_of_theirs(recorded: list[int]) -> None:
@@ -119,7 +125,7 @@ def test_the_results_are_the_same_as_freed_at_once(monkeypatch: pytest.MonkeyPat
     freed = build_graph(specs, None)
     run = RunState("r", specs, RunOptions(), graph=freed)
     packed = snapshot.pack_parts(run)
-    for module in (graph_mod, validation, snapshot, upload_intake):
+    for module in (graph_mod, plain_graph, validation, snapshot, upload_intake):
         monkeypatch.setattr(module, "free", lambda *containers: None)
     kept = build_graph(specs, None)
     assert {f: getattr(freed, f) for f in kept.__slots__} == {

@@ -61,15 +61,26 @@ def _submission(n: int, run_id: str = "r1", cycle: bool = False) -> tuple[m.Subm
 
 
 def _checked_on(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The threads ``validation.wire_specs`` runs on, as it is called."""
+    """The threads a submission is checked on, as it is: ``graph.wire_graph`` (plain functions,
+    checked with their graph) where the owner's shell and the upload thread call it, else
+    ``validation.wire_specs``."""
     seen: list[int] = []
     checks = validation.wire_specs
+    plain = graph.wire_graph
 
     def spy(*args: Any) -> Any:
         seen.append(threading.get_ident())
         return checks(*args)
 
+    def plain_spy(*args: Any) -> Any:
+        found = plain(*args)
+        if found is not None:  # (else wire_specs checks it, and says so)
+            seen.append(threading.get_ident())
+        return found
+
     monkeypatch.setattr(validation, "wire_specs", spy)
+    monkeypatch.setattr(owner_submit, "wire_graph", plain_spy)
+    monkeypatch.setattr(upload_intake, "wire_graph", plain_spy)
     return seen
 
 

@@ -1,0 +1,95 @@
+"""The owner's intake of one submission, in process, for instruction counts (callgrind).
+
+Builds a W1 (``--shape w1``: N independent no-ops) or W2 (``--shape w2``: layers of 100, three
+parents each, N tasks in all) submission as a client encodes it, then runs once, under
+``operator.call`` (so ``valgrind --tool=callgrind --collect-atstart=no
+--toggle-collect=_operator_call`` counts only it), one of:
+
+- ``--part daemon`` (default): what the owner daemon does with it: the codec's decode (on its
+  loop), then ``upload_intake.prepare_whole`` (the bounds, ``validation.wire_specs``,
+  ``graph.build_graph``, the ``RunState`` and its ``Prebuilt``, the collector paused), as the
+  upload thread does for a run of 1,000 tasks or more;
+- ``--part scheduler``: the owner scheduler's ``RunState`` built from ``TaskSpec``s with no graph
+  given (what ``bench/bench_owner.py``'s ``RunSubmitted`` makes it do), the collector off (as
+  in the upload thread, so its collections do not blur the count).
+
+Prints the number of tasks and the process CPU seconds of the part (a check, not the figure);
+the figure is callgrind's total of two runs of different N, subtracted, over their difference::
+
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call \\
+        --callgrind-out-file=/tmp/cg.%p .venv/bin/python bench/submit_instr.py --tasks 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import operator
+import random
+import time
+from typing import Any
+
+import handoffd
+from handoffd.config import Limits
+from handoffd.daemon import upload_intake as ui
+from handoffd.protocol import messages as m
+from handoffd.protocol.codec import Codec, Rows
+from handoffd.scheduler.run import RunState
+from handoffd.spec import RunOptions, TaskSpec
+
+
+def noop(*args: Any) -> None:
+    return None
+
+
+def dag_of(shape: str, n: int) -> handoffd.DAG:
+    dag = handoffd.DAG()
+    rng = random.Random(7)
+    width = 100
+    for i in range(n):
+        layer = i // width
+        deps = [f"t{(layer - 1) * width + j}" for j in rng.sample(range(width), 3)]
+        args = deps if shape == "w2" and layer > 0 else []
+        dag.add_function(handoffd.Function(id=f"t{i}", code=noop, args=args, extra_args=[i]))
+    return dag
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=4000)
+    parser.add_argument("--shape", choices=("w1", "w2"), default="w1")
+    parser.add_argument("--part", choices=("daemon", "scheduler"), default="daemon")
+    args = parser.parse_args()
+    dag = dag_of(args.shape, args.tasks)
+    rows, payloads = dag.wire_tasks(
+        policy="binpack", max_retries=3, outputs=None, allow_empty=False, packages=()
+    )
+    if args.part == "daemon":
+        codec = Codec()
+        request = m.SubmitAndWait(1, "r1", Rows(rows), 3, "binpack", None, 1.0, 1 << 20, True, ())
+        frames = [bytes(f) for f in codec.encode(request, sender="c", frames=payloads)]
+        limits = Limits()
+
+        def part() -> Any:
+            head = ui.unpack_head(frames[0])
+            decoded = codec.decode(list(frames), head)
+            return ui.prepare_whole(decoded.msg, decoded.frames, limits, None)
+
+    else:
+        specs = [TaskSpec(r[0], tuple(r[1]), dict(r[2]), b"payload") for r in rows]
+
+        def part() -> Any:
+            return RunState("r1", specs, RunOptions())
+
+    if args.part == "scheduler":
+        gc.disable()
+    start = time.process_time()
+    out = operator.call(part)
+    seconds = time.process_time() - start
+    if args.part == "daemon":
+        assert out.error is None, out.error
+    print(f"{args.shape} {args.part}: {args.tasks} tasks, {seconds * 1e3:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

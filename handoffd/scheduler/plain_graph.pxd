@@ -1,0 +1,17 @@
+# cython: language_level=3
+# Types for plain_graph.py, compiled beside it (the python-zeroconf way, as run.pxd): the .py stays
+# the pure-Python build and the reference the tests hold the compiled one to.
+
+cimport cython
+
+
+@cython.locals(i=Py_ssize_t, specs=list, index=dict, shapes=dict)
+cpdef object wire_specs(object tasks, object payloads)
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, effective=dict, consumers=dict, rows=list, needs=list, linked=bint, acyclic=bint, own=dict)
+cpdef object links(object specs, object index, bint check_cycle)
+@cython.locals(n=Py_ssize_t, reached=Py_ssize_t, left=Py_ssize_t, queue=list)
+cpdef bint _acyclic(list rows, list needs)
+@cython.locals(out=list)
+cpdef list sizes(object specs)
+@cython.locals(at=Py_ssize_t, i=Py_ssize_t, last=Py_ssize_t, position=list, ordered=list)
+cpdef object places(object ranked, Py_ssize_t n, list priorities, list upward_rank)

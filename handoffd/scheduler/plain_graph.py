@@ -1,0 +1,221 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; plain_graph.pxd beside it gives the compiled build its C types)
+"""A run's specs and graph links in one compiled pass when its functions are plain (issue 13).
+
+Most submissions (W1's independent no-ops, W2's layered DAG) are functions that set nothing but
+an id, dependencies, a cost, argument inclusion and a priority: no pin, collocation, inline type,
+retries or timeout. For those the owner checked the rows (``validation.WireTasks``: a links dict,
+a topological walk with consumers of its own), built the specs, then the graph walked them again
+(``graph._walk``: an id map, reach, effective dependencies, consumers, an index map and the
+ranking's lists). Here ``wire_specs`` checks each row as ``validation`` checks a plain function
+and builds its spec, with one cost dict per cost shape of the run (the specs' costs are only read,
+as the dispatch and report columns already share theirs), and ``links`` resolves dependencies to
+indices once, builds the consumers and walks Kahn's order over index arrays for a cycle.
+
+Both say None for anything else (a row that is not plain, a bad id, a duplicate, an unknown
+dependency, a cycle): the caller then takes the general path, which checks from the start and
+raises its own error, so every error stays word for word what it was. Pure, data only; compiled
+(``setup.py SCHEDULER_COMPILED``), this file is also its own pure-Python twin. A big run is built
+in the upload thread, and a compiled loop never lets the GIL go by itself: each loop lets the
+event loop run every ``YIELD_EVERY`` tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from handoffd import resources
+from handoffd.freeing import free
+from handoffd.scheduler.run_books import YIELD_EVERY, let_go
+from handoffd.spec import TaskSpec
+
+_ARGUMENT_INCLUSIONS = ("variadic", "as_list")
+_new = object.__new__
+_NO_DEPS: tuple[str, ...] = ()
+
+#: ``links``'s answer: each task's dependencies (distinct, in args order) and consumers by id, and
+#: the consumers as task indices (the ranking kernel's input).
+Links = tuple[dict[str, tuple[str, ...]], dict[str, list[str]], list[list[int]]]
+
+
+def wire_specs(
+    tasks: Sequence[Any], payloads: Sequence[Any]
+) -> tuple[list[TaskSpec], dict[str, int]] | None:
+    """The specs of submitted rows that are all plain and well formed (as ``validation.WireTasks``
+    and ``wire_specs`` check and build them), and each id's index; None for anything else."""
+    specs: list[TaskSpec] = []
+    index: dict[str, int] = {}
+    shapes: dict[Any, dict[str, float]] = {}  # a cost's items -> the run's one dict of that shape
+    last_raw: Any = None
+    last_cost: Any = None
+    i = 0
+    for meta in tasks:
+        fid = meta.id
+        if type(fid) is not str or not fid or fid in index:
+            return None
+        deps = meta.deps
+        if type(deps) is not tuple:
+            return None
+        for dep in deps:
+            if type(dep) is not str:
+                return None
+        if not (
+            meta.node is None
+            and meta.collocate_with is None
+            and meta.inline is False
+            and meta.max_retries is None
+            and meta.timeout is None
+            and type(meta.priority) is int
+            and meta.argument_inclusion in _ARGUMENT_INCLUSIONS
+        ):
+            return None
+        raw = meta.cost
+        if type(raw) is not dict:
+            return None
+        for qty in raw.values():
+            if type(qty) is bool:  # (True == 1: ``parse`` refuses it, an equal map would not)
+                return None
+        if raw != last_raw:  # (most rows repeat the previous one's cost: one compare)
+            key = tuple(raw.items())
+            try:
+                cost = shapes.get(key)
+            except TypeError:  # an unhashable quantity: the general path says what is wrong
+                return None
+            if cost is None:
+                try:
+                    cost = resources.parse_cached(raw, what="cost")
+                except resources.ResourceError:
+                    return None
+                shapes[key] = cost
+            last_raw = raw
+            last_cost = cost
+        spec = _new(TaskSpec)
+        vars(spec).update(
+            id=fid,
+            deps=deps,
+            cost=last_cost,
+            payload=bytes(payloads[i]),
+            argument_inclusion=meta.argument_inclusion,
+            node=None,
+            collocate_with=None,
+            inline=False,
+            max_retries=None,
+            timeout=None,
+            priority=meta.priority,
+        )
+        specs.append(spec)
+        index[fid] = i
+        i += 1
+        if i % YIELD_EVERY == 0:
+            let_go()
+    return specs, index
+
+
+def links(
+    specs: Sequence[TaskSpec], index: dict[str, int] | None, check_cycle: bool
+) -> Links | None:
+    """The links of ``specs``, none of them inline or collocated (``graph._walk``'s effective
+    dependencies and consumers for them); ``index``: each id's index, None to build it here.
+    None: two specs share an id, a dependency is not among them or (``check_cycle``) they form
+    a cycle."""
+    n = len(specs)
+    own: dict[str, int] = {}  # the index built here, let go of here
+    if index is None:
+        index = own
+        for i in range(n):
+            fid = specs[i].id
+            if fid in index:
+                return None
+            index[fid] = i
+    effective: dict[str, tuple[str, ...]] = {}
+    consumers: dict[str, list[str]] = {}
+    rows: list[list[int]] = []
+    needs = [0] * n  # per task: its distinct dependencies (Kahn's in-degree)
+    linked = False  # some task needs another
+    for i in range(n):
+        spec = specs[i]
+        consumers[spec.id] = []
+        rows.append([])
+    for i in range(n):
+        spec = specs[i]
+        fid = spec.id
+        deps = spec.deps
+        if not deps:
+            effective[fid] = _NO_DEPS
+            continue
+        if len(deps) > 1:
+            deps = tuple(dict.fromkeys(deps))
+        effective[fid] = deps
+        for dep in deps:
+            at = index.get(dep)
+            if at is None:
+                return None
+            consumers[dep].append(fid)
+            rows[at].append(i)
+        needs[i] = len(deps)
+        linked = True
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            let_go()
+    acyclic = not check_cycle or not linked or _acyclic(rows, needs)
+    free(needs, own)
+    return (effective, consumers, rows) if acyclic else None
+
+
+def _acyclic(rows: list[list[int]], needs: list[int]) -> bool:
+    """Kahn's walk over the consumer rows: True when it reaches every task (``needs`` is used up)."""
+    n = len(rows)
+    queue = [i for i in range(n) if needs[i] == 0]
+    reached = len(queue)
+    while queue:
+        for user in rows[queue.pop()]:
+            left = needs[user] - 1
+            needs[user] = left
+            if left == 0:
+                queue.append(user)
+                reached += 1
+    return reached == n
+
+
+def sizes(specs: Sequence[TaskSpec]) -> list[float]:
+    """Each spec's size (the sum of its cost, as ``graph._rank`` sums it), once per cost dict."""
+    out: list[float] = []
+    last: Any = None
+    size: Any = 0.0  # (one float object per cost dict, not one per task)
+    for spec in specs:
+        cost = spec.cost
+        if cost is not last:
+            size = float(sum(cost.values()))
+            last = cost
+        out.append(size)
+    return out
+
+
+def places(
+    ranked: Sequence[int], n: int, priorities: list[int], upward_rank: list[float]
+) -> tuple[list[int], list[int]] | None:
+    """(each task's position in ``ranked``, the task indices in that order) when ``ranked`` is a
+    permutation of the ``n`` task indices that agrees with its own keys (priority, then upward
+    rank, both descending: what ``graph._placement_order`` checks); None otherwise."""
+    if len(ranked) != n:
+        return None
+    position = [-1] * n
+    ordered: list[int] = []
+    at = 0
+    last = -1
+    for task in ranked:
+        i = int(task)
+        if not 0 <= i < n or position[i] >= 0:
+            return None
+        if last >= 0 and (
+            priorities[i] > priorities[last]
+            or (priorities[i] == priorities[last] and upward_rank[i] > upward_rank[last])
+        ):
+            return None
+        position[i] = at
+        ordered.append(i)
+        at += 1
+        last = i
+        if at % YIELD_EVERY == 0:
+            let_go()
+    return position, ordered

@@ -1,0 +1,163 @@
+"""Plain functions' one pass (``scheduler.plain_graph``, ``graph.wire_graph``) against the
+general path, on random submissions: the same specs, the same graph (links, ranks, placement
+order), and for anything the general path refuses, no answer of its own (the general path then
+says what is wrong, word for word). The compiled module and its .py give the same answers."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from test_scheduler_builds import pure_build
+
+from handoffd import validation
+from handoffd.errors import HandoffError
+from handoffd.protocol import messages as m
+from handoffd.scheduler import graph, plain_graph
+from handoffd.scheduler.graph import TaskGraph, build_graph
+from handoffd.scheduler.placement import order
+from handoffd.spec import TaskSpec
+
+pure = pure_build("plain_graph")
+
+
+def _fields(g: TaskGraph) -> dict[str, Any]:
+    return {name: getattr(g, name) for name in TaskGraph.__slots__}
+
+
+def _meta(row: m.TaskMeta, **changes: Any) -> m.TaskMeta:
+    names = ("id", "deps", "cost", "argument_inclusion", "node", "collocate_with", "inline")
+    names += ("max_retries", "timeout", "priority")
+    values = {name: getattr(row, name) for name in names}
+    values.update(changes)
+    return m.TaskMeta(*(values[name] for name in names))
+
+
+def _submission(seed: int, bad: bool) -> tuple[m.SubmitRun, list[bytes]]:
+    rng = random.Random(seed)
+    n = rng.randint(2, 60)
+    rows = []
+    for i in range(n):
+        deps = tuple(f"t{j}" for j in rng.sample(range(i), k=min(i, rng.randint(0, 3))))
+        cost: dict[str, Any] = rng.choice([{"cpu": 1}, {"cpu": 1.0}, {"cpu": 2, "memory": 100.0}])
+        priority = rng.choice([0, 0, 0, 1, -2, 5])
+        rows.append(
+            m.TaskMeta(
+                f"t{i}", deps, dict(cost), "variadic", None, None, False, None, None, priority
+            )
+        )
+    if bad:
+        at = rng.randrange(n)
+        row = rows[at]
+        changes: dict[str, Any] = rng.choice(
+            [
+                {"id": rows[rng.randrange(n)].id if at else ""},  # a duplicate (or empty) id
+                {"deps": (*row.deps, "nowhere")},  # an unknown dependency
+                {"deps": (*row.deps, f"t{n - 1}")},  # a cycle (or a function needing itself)
+                {"deps": [*row.deps]},  # a list, not a tuple: the checks decide
+                {"cost": {"cpu": True}},
+                {"cost": {"cpu": -1}},
+                {"cost": {"cpu": [1]}},
+                {"node": "n1"},
+                {"inline": True, "cost": {}},
+                {"max_retries": 2},
+                {"priority": 1.5},
+                {"argument_inclusion": "spread"},
+            ]
+        )
+        rows[at] = _meta(row, **changes)
+    outputs = rng.choice([None, None, ("t0",), ("t1", "t0"), ("t0", "absent")])
+    return m.SubmitRun(1, "r", tuple(rows), 3, "binpack", outputs), [b"p%d" % i for i in range(n)]
+
+
+def _general(msg: m.SubmitRun, frames: list[bytes]) -> Any:
+    """What the general path makes of a submission: (specs, graph) or its error."""
+    try:
+        specs = tuple(validation.wire_specs(msg, frames))
+        return specs, build_graph(specs, msg.outputs, order, acyclic=True)
+    except HandoffError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_wire_graph_builds_what_the_general_path_builds(seed: int) -> None:
+    msg, frames = _submission(seed, bad=seed % 2 == 1)
+    expected = _general(msg, frames)
+    found = graph.wire_graph(msg, frames, order)
+    if isinstance(expected, HandoffError):
+        assert found is None, expected  # (refused: the general path's error is the one heard)
+        return
+    if found is None:  # (only for a row the pass leaves to the general path)
+        assert any(
+            type(t.deps) is not tuple or t.node or t.inline or t.max_retries for t in msg.tasks
+        )
+        return
+    specs, built = found
+    assert specs == expected[0]
+    assert _fields(built) == _fields(expected[1])
+    # (one cost dict per shape of the run, not one per task)
+    shapes = {tuple(s.cost.items()) for s in specs}
+    assert len({id(s.cost) for s in specs}) <= len(shapes) + 1
+
+
+def _specs(rng: random.Random) -> list[TaskSpec]:
+    specs = []
+    for i in range(rng.randint(2, 50)):
+        deps = tuple(f"t{j}" for j in rng.sample(range(i), k=min(i, rng.randint(0, 4))))
+        if deps and rng.random() < 0.3:
+            deps = (*deps, deps[0])  # (a dependency named twice: one edge)
+        specs.append(
+            TaskSpec(
+                f"t{i}",
+                deps,
+                rng.choice([{"cpu": 1.0}, {"cpu": 3.0, "gpu": 1.0}]),
+                b"p",
+                priority=rng.choice([0, 0, 2, -1]),
+                node=rng.choice([None, None, "n1"]),
+            )
+        )
+    rng.shuffle(specs)  # (dependencies named before their functions, too)
+    return specs
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_plain_graph_is_the_walks_graph(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same links, ranks and placement order as the general walk, on random DAGs."""
+    rng = random.Random(seed)
+    specs = _specs(rng)
+    outputs = rng.choice([None, (specs[0].id,)])
+    plain = build_graph(specs, outputs, order)
+    walked = graph._walk(specs, outputs, order)
+    assert _fields(plain) == _fields(walked)
+    cyclic = [*specs, TaskSpec("x", ("y",), {}, b"p"), TaskSpec("y", ("x",), {}, b"p")]
+    with pytest.raises(HandoffError) as raised:
+        build_graph(cyclic, outputs, order)
+    assert raised.value.kind == "cycle"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_both_builds_answer_alike(seed: int) -> None:
+    rng = random.Random(seed)
+    specs = _specs(rng)
+    if rng.random() < 0.3:
+        specs.append(TaskSpec(specs[0].id, (), {}, b"p"))  # a duplicate
+    if rng.random() < 0.3:
+        specs.append(TaskSpec("z", ("z",), {}, b"p"))  # a cycle
+    for check in (True, False):
+        assert plain_graph.links(specs, None, check) == pure.links(specs, None, check)
+    assert plain_graph.sizes(specs) == pure.sizes(specs)
+    n = len(specs)
+    priorities = [rng.choice([0, 1]) for _ in range(n)]
+    ranks = [rng.choice([1.0, 2.0]) for _ in range(n)]
+    ranked = sorted(range(n), key=lambda i: (-priorities[i], -ranks[i], i))
+    if rng.random() < 0.5:
+        rng.shuffle(ranked)
+    assert plain_graph.places(ranked, n, priorities, ranks) == pure.places(
+        ranked, n, priorities, ranks
+    )
+    msg, frames = _submission(seed, bad=seed % 2 == 1)
+    mine, theirs = plain_graph.wire_specs(msg.tasks, frames), pure.wire_specs(msg.tasks, frames)
+    assert (mine is None) == (theirs is None)
+    if mine is not None and theirs is not None:
+        assert mine[0] == theirs[0] and mine[1] == theirs[1]
