@@ -8,9 +8,11 @@ true; subprocess daemons are killed with SIGKILL in ``close()`` even if the test
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -246,15 +248,27 @@ class DaemonCluster:
     Each daemon is started with ``--die-with-parent`` on a pipe only this process holds open
     (``handoffd.daemon.watchdog.LauncherPipe``), so a launcher killed before its ``close()`` (a
     timeout's SIGKILL, a crashed runner) leaves no daemon behind: each leaves the cluster when
-    this process ends. ``die_with_parent=False`` starts daemons that outlive it."""
+    this process ends. ``die_with_parent=False`` starts daemons that outlive it. A ``workdir``
+    not passed in is a new temporary directory removed when this process exits (set
+    ``HANDOFFD_KEEP_WORKDIR=1`` to keep it for the daemons' logs)."""
 
     cluster: str = field(default_factory=unique_cluster)
-    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="handoffd-test-"))
+    workdir: str = ""  # default: a new temporary directory, removed when this process exits
     daemons: list[Daemon] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     die_with_parent: bool = True
     _key_copied: bool = field(default=False, init=False, repr=False)
     _pipe: Any = field(default=None, init=False, repr=False)  # the LauncherPipe, once needed
+
+    def __post_init__(self) -> None:
+        if not self.workdir:
+            self.workdir = tempfile.mkdtemp(prefix="handoffd-test-")
+            # Removed at this process's exit, not in close(): tests read the daemons' logs after
+            # close() (the fixtures print them). Left alone, thousands of runs left thousands of
+            # directories in /tmp. HANDOFFD_KEEP_WORKDIR=1 keeps it; a workdir passed in is the
+            # caller's to keep or remove.
+            if not os.environ.get("HANDOFFD_KEEP_WORKDIR"):
+                atexit.register(shutil.rmtree, self.workdir, True)
 
     def start(
         self,
