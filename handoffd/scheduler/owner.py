@@ -68,6 +68,7 @@ from handoffd.scheduler.owner_timers import on_timer
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
 from handoffd.scheduler.release import Releases
+from handoffd.scheduler.room_index import FREED, SHRUNK
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
@@ -342,14 +343,14 @@ class OwnerScheduler(OwnerQueries):
             self._view.forget_unacked(ev.name)
             self._view_changed()
             return
-        shrunk = self._view.renew(node, ev.address, ev.capacity)
-        if ev.resource_version > node.version:
-            node.version = ev.resource_version
-            if ev.free != node.free:  # (a report with the same free changes nothing here)
-                node.free = dict(ev.free)
-                self._dirty = True  # (``_view_changed`` written out: a Python call a report)
-                self._delays.view_changed()
-        if shrunk:
+        # (the node's row written and its room marked in one C call: ``RoomIndex.report``)
+        changed = self._view._rooms.report(
+            node, ev.address, ev.capacity, ev.resource_version, ev.free
+        )
+        if changed & FREED:  # (a report with the same free changes nothing here)
+            self._dirty = True  # (``_view_changed`` written out: a Python call a report)
+            self._delays.view_changed()
+        if changed & SHRUNK:
             owner_requests.check_all_fit(self)
 
     def _on_replied(self, ev: DispatchAnswered) -> None:

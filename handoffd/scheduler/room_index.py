@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from handoffd import resources
 from handoffd.resources import EPS
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
 
 _UNSET = object()
 _NO_LOAD: dict[str, float] = {}  # (read only: a node without outstanding demand)
+
+#: ``RoomIndex.report``'s answer, bits: the node's capacity shrunk (some task may no longer fit
+#: anywhere); its free resources changed (the owner's next pass may place more).
+SHRUNK = 1
+FREED = 2
 
 
 @dataclass
@@ -153,6 +159,40 @@ class RoomIndex:
         if shape:
             self._alive = None
             self._top = None
+
+    def report(
+        self,
+        n: NodeState,
+        address: str,
+        capacity: dict[str, float],
+        version: int,
+        free: dict[str, float],
+    ) -> int:
+        """A live node's report (``NodeUpdate``) written into ``n``, one of the watched nodes of
+        this index: its address and capacity as they are now, its free resources if the report
+        is newer than ``n``'s (``resource_version``). The same writes and marks as assigning the
+        fields (``NodeState.__setattr__``), in one C call writing the node's instance dict: the
+        owner's two reports a task (an answer and a report carry the node's free) made two
+        Python-level ``__setattr__`` calls each, the scheduler's costliest step per report.
+        Returns ``SHRUNK | FREED`` bits."""
+        fields = n.__dict__
+        name = fields["name"]
+        out = 0
+        if fields["address"] != address:
+            fields["address"] = address
+        old = fields["capacity"]
+        if old != capacity:  # (the owner sends the same capacity with every report)
+            if not resources.fits(old, capacity):
+                out = SHRUNK
+            fields["capacity"] = dict(capacity)
+            self.changed(name, True)
+        if version > fields["version"]:
+            fields["version"] = version
+            if free != fields["free"]:
+                fields["free"] = dict(free)
+                self.dirty.add(name)  # (``changed(name)``)
+                out |= FREED
+        return out
 
     def reordered(self) -> None:
         self._position.clear()
