@@ -34,9 +34,10 @@ cdef class RoomIndex:
     cdef public set _hollow
     cdef public object _top
 
-    @cython.locals(fields=dict, out=int, old=object)
+    @cython.locals(n=object, fields=dict, out=int, old=object)
     cpdef int report(
-        self, object n, object address, object capacity, object version, object free
+        self, object nodes, object name, object address, object capacity, object version,
+        object free,
     ) except? -1
     cpdef list alive(self, object nodes)
     @cython.locals(with_room=_Ordered, fillable=_Ordered)

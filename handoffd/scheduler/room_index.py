@@ -35,9 +35,11 @@ _UNSET = object()
 _NO_LOAD: dict[str, float] = {}  # (read only: a node without outstanding demand)
 
 #: ``RoomIndex.report``'s answer, bits: the node's capacity shrunk (some task may no longer fit
-#: anywhere); its free resources changed (the owner's next pass may place more).
+#: anywhere); its free resources changed (the owner's next pass may place more); the node is not
+#: a live node of the view (nothing written: the owner takes it whole).
 SHRUNK = 1
 FREED = 2
+ABSENT = 4
 
 
 @dataclass
@@ -162,21 +164,29 @@ class RoomIndex:
 
     def report(
         self,
-        n: NodeState,
+        nodes: dict[str, NodeState],
+        name: str,
         address: str,
         capacity: dict[str, float],
         version: int,
         free: dict[str, float],
     ) -> int:
-        """A live node's report (``NodeUpdate``) written into ``n``, one of the watched nodes of
-        this index: its address and capacity as they are now, its free resources if the report
-        is newer than ``n``'s (``resource_version``). The same writes and marks as assigning the
-        fields (``NodeState.__setattr__``), in one C call writing the node's instance dict: the
-        owner's two reports a task (an answer and a report carry the node's free) made two
-        Python-level ``__setattr__`` calls each, the scheduler's costliest step per report.
-        Returns ``SHRUNK | FREED`` bits."""
+        """A report (``NodeUpdate``) from ``name``, alive, written into its node in ``nodes``
+        (the view's, watched by this index) if that node is alive: its address and capacity as
+        they are now, its free resources if the report is newer (``resource_version``). The
+        same writes and marks as assigning the fields (``NodeState.__setattr__``), in one C call
+        writing the node's instance dict: the owner's two reports a task (an answer and a report
+        carry the node's free) made a look-up, a ``renew`` call and two Python-level
+        ``__setattr__`` calls each, the scheduler's costliest step per report. Returns
+        ``SHRUNK | FREED`` bits, or ``ABSENT`` (nothing written) for a node unknown or dead."""
+        if not isinstance(nodes, dict):  # (compiled, the get below reads it as a dict unchecked)
+            raise TypeError(f"RoomIndex.report: nodes must be a dict, not {type(nodes).__name__}")
+        n = dict.get(nodes, name)  # (``Nodes`` adds nothing to a read: the dict's own get)
+        if n is None:
+            return ABSENT
         fields = n.__dict__
-        name = fields["name"]
+        if not fields["alive"]:
+            return ABSENT
         out = 0
         if fields["address"] != address:
             fields["address"] = address

@@ -100,7 +100,7 @@ def _trace(module: ModuleType, seed: int) -> list[tuple[Any, ...]]:
         capacity = dict(rng.choice(_CAPACITIES))
         version = nodes[name].version + rng.choice((-1, 0, 1, 1, 2))
         free = dict(rng.choice(_FREES))
-        got = rooms.report(nodes[name], address, capacity, version, free)
+        got = rooms.report(nodes, name, address, capacity, version, free)
         want = _assigned(twin_nodes[name], address, capacity, version, free)
         assert got == want
         assert got & ~(module.SHRUNK | module.FREED) == 0
@@ -125,17 +125,29 @@ def test_report_marks_and_answers() -> None:
     rooms.top(rooms.alive(nodes))
     n0 = nodes["n0"]
     # same capacity, newer version, same free: nothing marked, nothing to say
-    assert rooms.report(n0, "a", dict(_CAPACITIES[0]), 1, dict(_FREES[0])) == 0
+    assert rooms.report(nodes, "n0", "a", dict(_CAPACITIES[0]), 1, dict(_FREES[0])) == 0
     assert n0.version == 1 and not rooms.dirty
     # an older report's free is ignored
-    assert rooms.report(n0, "a", dict(_CAPACITIES[0]), 0, {"cpu": 1.0}) == 0
+    assert rooms.report(nodes, "n0", "a", dict(_CAPACITIES[0]), 0, {"cpu": 1.0}) == 0
     assert n0.free == _FREES[0] and not rooms.dirty
     # newer free: the room only
-    assert rooms.report(n0, "b", dict(_CAPACITIES[0]), 2, {"cpu": 1.0}) == imported.FREED
+    assert rooms.report(nodes, "n0", "b", dict(_CAPACITIES[0]), 2, {"cpu": 1.0}) == imported.FREED
     assert n0.free == {"cpu": 1.0} and n0.address == "b" and rooms.dirty == {"n0"}
     assert rooms._alive is not None and rooms._top is not None
     # a smaller capacity: shrunk, and the live nodes and largest capacity recomputed
-    got = rooms.report(n0, "b", {"cpu": 2.0, "memory": 4e3}, 2, {"cpu": 1.0})
+    got = rooms.report(nodes, "n0", "b", {"cpu": 2.0, "memory": 4e3}, 2, {"cpu": 1.0})
     assert got == imported.SHRUNK
     assert rooms._alive is None and rooms._top is None
     assert rooms.top(rooms.alive(nodes)) == {"cpu": 4.0, "memory": 4e3}
+
+
+def test_report_refuses_what_is_not_a_dict_of_nodes() -> None:
+    rooms, nodes = _index(imported, ["n0"])
+    with pytest.raises(TypeError, match="nodes must be a dict"):
+        rooms.report(list(nodes.values()), "n0", "a", {}, 1, {})
+    # unknown and dead nodes: nothing written, the owner takes them whole
+    assert rooms.report(nodes, "n9", "a", {}, 1, {}) == imported.ABSENT
+    nodes["n0"].alive = False
+    rooms.dirty.clear()
+    assert rooms.report(nodes, "n0", "b", {"cpu": 1.0}, 9, {"cpu": 1.0}) == imported.ABSENT
+    assert nodes["n0"].address == "a" and nodes["n0"].version == 0 and not rooms.dirty
