@@ -63,7 +63,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from handoffd import resources
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import fitness, placement
@@ -129,18 +128,6 @@ class ClusterView(Demand):
         self.saturated = True
 
     # -- bookkeeping -------------------------------------------------------------------------------
-
-    def renew(self, n: NodeState, address: str, capacity: dict[str, float]) -> bool:
-        """A live node's report: its address and capacity as they are now; True if the capacity
-        shrunk. Only what changed is assigned: each assignment is a Python ``__setattr__`` that
-        tells the room index (the owner re-sends the same ones with every report)."""
-        if n.address != address:
-            n.address = address
-        if n.capacity == capacity:
-            return False
-        shrunk = not resources.fits(n.capacity, capacity)
-        n.capacity = dict(capacity)
-        return shrunk
 
     def could_take(self, pin: str | None, cost: dict[str, float]) -> bool:
         """Whether a newly ready task (pinned to ``pin`` or not) may be placed now: some node it

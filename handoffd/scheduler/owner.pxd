@@ -34,7 +34,7 @@ cdef class OwnerScheduler(OwnerQueries):
     cpdef object _current(self, str run_id, str task_id, object attempt, str node)
     cpdef _on_succeeded(self, object ev)
     cpdef _apply(self, object event)
-    @cython.locals(node=object)
+    @cython.locals(node=object, changed=int)
     cpdef _on_node_update(self, object ev)
     @cython.locals(i=Py_ssize_t, rest=Py_ssize_t, run=RunState, cancels=list, answered=bint)
     cpdef _on_all_succeeded(self, object ev)

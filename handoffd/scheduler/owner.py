@@ -68,6 +68,7 @@ from handoffd.scheduler.owner_timers import on_timer
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
 from handoffd.scheduler.release import Releases
+from handoffd.scheduler.room_index import ABSENT, FREED, SHRUNK
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
@@ -324,6 +325,19 @@ class OwnerScheduler(OwnerQueries):
             self._out.direct.append(StartTimer(intake.intake_key(run_id), 0.0))
 
     def _on_node_update(self, ev: NodeUpdate) -> None:
+        if ev.alive:
+            # A live node's report: its row written and its room marked in one C call
+            # (``RoomIndex.report``), unless the node is new or back from the dead.
+            changed = self._view._rooms.report(
+                self._view.nodes, ev.name, ev.address, ev.capacity, ev.resource_version, ev.free
+            )
+            if changed != ABSENT:
+                if changed & FREED:  # (a report with the same free changes nothing here)
+                    self._dirty = True  # (``_view_changed`` written out: a Python call a report)
+                    self._delays.view_changed()
+                if changed & SHRUNK:
+                    owner_requests.check_all_fit(self)
+                return
         node = self._view.nodes.get(ev.name)
         if not ev.alive:
             if node is None:
@@ -334,23 +348,12 @@ class OwnerScheduler(OwnerQueries):
                 node.alive = False
                 self._lose(ev.name)
             return
-        if node is None or not node.alive:
-            # New, or back from the dead (its version counter may have restarted): take it all.
-            self._view.nodes[ev.name] = NodeState(
-                ev.name, ev.address, True, dict(ev.capacity), dict(ev.free), ev.resource_version
-            )
-            self._view.forget_unacked(ev.name)
-            self._view_changed()
-            return
-        shrunk = self._view.renew(node, ev.address, ev.capacity)
-        if ev.resource_version > node.version:
-            node.version = ev.resource_version
-            if ev.free != node.free:  # (a report with the same free changes nothing here)
-                node.free = dict(ev.free)
-                self._dirty = True  # (``_view_changed`` written out: a Python call a report)
-                self._delays.view_changed()
-        if shrunk:
-            owner_requests.check_all_fit(self)
+        # New, or back from the dead (its version counter may have restarted): take it all.
+        self._view.nodes[ev.name] = NodeState(
+            ev.name, ev.address, True, dict(ev.capacity), dict(ev.free), ev.resource_version
+        )
+        self._view.forget_unacked(ev.name)
+        self._view_changed()
 
     def _on_replied(self, ev: DispatchAnswered) -> None:
         run = self._owned.live.get(ev.run_id)

@@ -34,6 +34,11 @@ cdef class RoomIndex:
     cdef public set _hollow
     cdef public object _top
 
+    @cython.locals(n=object, fields=dict, out=int, old=object)
+    cpdef int report(
+        self, object nodes, object name, object address, object capacity, object version,
+        object free,
+    ) except? -1
     cpdef list alive(self, object nodes)
     @cython.locals(with_room=_Ordered, fillable=_Ordered)
     cpdef refresh(self, RoomView view)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from handoffd import resources
 from handoffd.resources import EPS
 
 if TYPE_CHECKING:
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
 
 _UNSET = object()
 _NO_LOAD: dict[str, float] = {}  # (read only: a node without outstanding demand)
+
+#: ``RoomIndex.report``'s answer, bits: the node's capacity shrunk (some task may no longer fit
+#: anywhere); its free resources changed (the owner's next pass may place more); the node is not
+#: a live node of the view (nothing written: the owner takes it whole).
+SHRUNK = 1
+FREED = 2
+ABSENT = 4
 
 
 @dataclass
@@ -153,6 +161,48 @@ class RoomIndex:
         if shape:
             self._alive = None
             self._top = None
+
+    def report(
+        self,
+        nodes: dict[str, NodeState],
+        name: str,
+        address: str,
+        capacity: dict[str, float],
+        version: int,
+        free: dict[str, float],
+    ) -> int:
+        """A report (``NodeUpdate``) from ``name``, alive, written into its node in ``nodes``
+        (the view's, watched by this index) if that node is alive: its address and capacity as
+        they are now, its free resources if the report is newer (``resource_version``). The
+        same writes and marks as assigning the fields (``NodeState.__setattr__``), in one C call
+        writing the node's instance dict: the owner's two reports a task (an answer and a report
+        carry the node's free) made a look-up, a ``renew`` call and two Python-level
+        ``__setattr__`` calls each, the scheduler's costliest step per report. Returns
+        ``SHRUNK | FREED`` bits, or ``ABSENT`` (nothing written) for a node unknown or dead."""
+        if not isinstance(nodes, dict):  # (compiled, the get below reads it as a dict unchecked)
+            raise TypeError(f"RoomIndex.report: nodes must be a dict, not {type(nodes).__name__}")
+        n = dict.get(nodes, name)  # (``Nodes`` adds nothing to a read: the dict's own get)
+        if n is None:
+            return ABSENT
+        fields = n.__dict__
+        if not fields["alive"]:
+            return ABSENT
+        out = 0
+        if fields["address"] != address:
+            fields["address"] = address
+        old = fields["capacity"]
+        if old != capacity:  # (the owner sends the same capacity with every report)
+            if not resources.fits(old, capacity):
+                out = SHRUNK
+            fields["capacity"] = dict(capacity)
+            self.changed(name, True)
+        if version > fields["version"]:
+            fields["version"] = version
+            if free != fields["free"]:
+                fields["free"] = dict(free)
+                self.dirty.add(name)  # (``changed(name)``)
+                out |= FREED
+        return out
 
     def reordered(self) -> None:
         self._position.clear()
