@@ -10,7 +10,7 @@ from handoffd.scheduler.room_view cimport RoomView
 from handoffd.scheduler.run cimport TaskRecord
 
 
-@cython.locals(left=double, q=double)
+@cython.locals(left=double, qty=double, eps=double)
 cpdef add_into(dict total, dict cost, int sign)
 
 
@@ -21,11 +21,11 @@ cdef class Demand(RoomView):
     cdef public dict unacked
 
     cpdef bint alive(self, str name)
-    @cython.locals(load=dict, capacity=object, left=double)
+    @cython.locals(load=dict, capacity=object, cost=dict)
     cpdef went_out(self, str node, TaskRecord rec)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)
-    @cython.locals(pending=dict)
+    @cython.locals(pending=dict, sent=dict)
     cpdef sent(self, str node, tuple key, dict cost, double now)
     @cython.locals(pending=dict, sent=object)
     cpdef object answered(self, str node, tuple key)

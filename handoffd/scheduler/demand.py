@@ -30,9 +30,10 @@ DispatchKey = tuple[str, str, int]
 
 def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None:
     """``total += sign * cost`` in place, dropping kinds that reach zero."""
+    eps = EPS  # (compiled: a C double read once, not a module look-up and a float per kind)
     for kind, qty in cost.items():
         left = total.get(kind, 0.0) + sign * qty
-        if -EPS <= left <= EPS:
+        if -eps <= left <= eps:
             total.pop(kind, None)
         else:
             total[kind] = left
@@ -63,19 +64,24 @@ class Demand(RoomView):
 
     def went_out(self, node: str, rec: TaskRecord) -> None:
         """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
-        add_into(self.outstanding.setdefault(node, {}), rec.spec.cost, 1)
+        cost = rec.spec.cost
+        # (a look-up, not ``setdefault``: its default was a new empty dict on every call)
+        load = self.outstanding.get(node)
+        if load is None:
+            load = self.outstanding[node] = {}
+        add_into(load, cost, 1)
         self._dirty_rooms.add(node)
         n = self.nodes.get(node)
         capacity = n.capacity if n is not None else {}
-        rec.charge = self.durations.charge_keys(
-            rec.duration_key, rec.shape_key, rec.spec.cost, capacity
-        )
+        rec.charge = self.durations.charge_keys(rec.duration_key, rec.shape_key, cost, capacity)
         if rec.charge:
             self.work[node] = self.work.get(node, 0.0) + rec.charge
 
     def came_back(self, node: str, rec: TaskRecord) -> None:
         """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
-        load = self.outstanding.setdefault(node, {})
+        load = self.outstanding.get(node)
+        if load is None:
+            load = self.outstanding[node] = {}
         add_into(load, rec.spec.cost, -1)
         self._dirty_rooms.add(node)
         if rec.charge:
@@ -89,9 +95,15 @@ class Demand(RoomView):
 
     def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
         """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
-        self.unacked.setdefault(node, {})[key] = (cost, self.nodes[node].version, now)
+        sent = self.unacked.get(node)
+        if sent is None:
+            sent = self.unacked[node] = {}
+        sent[key] = (cost, self.nodes[node].version, now)
         if cost:
-            add_into(self.pending.setdefault(node, {}), cost, 1)
+            pending = self.pending.get(node)
+            if pending is None:
+                pending = self.pending[node] = {}
+            add_into(pending, cost, 1)
             self._dirty_rooms.add(node)
 
     def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:

@@ -29,11 +29,19 @@ cdef class ReadyQueue:
     cdef public list _heads
     cdef public RunState _single
     cdef public RunState _last
+    cdef public tuple _hot
+    cdef public tuple _hot_items
+    cdef public object _hot_node
+    cdef public Py_ssize_t _hot_n
 
-    @cython.locals(shape=tuple)
+    @cython.locals(items=tuple, node=object, hot_items=tuple)
     cpdef bint push(self, RunState run, TaskRecord rec)
-    @cython.locals(shape=tuple, left=Py_ssize_t)
+    @cython.locals(items=tuple, node=object, hot_items=tuple)
     cpdef discard(self, TaskRecord rec)
+    @cython.locals(hot=tuple, left=Py_ssize_t)
+    cpdef _count(self, tuple shape, Py_ssize_t delta)
+    @cython.locals(hot=tuple)
+    cpdef dict shape_counts(self)
     @cython.locals(rec=TaskRecord)
     cpdef drop_run(self, RunState run)
     @cython.locals(rec=TaskRecord, at=Py_ssize_t, ordered=list)

@@ -85,8 +85,18 @@ class ReadyQueue:
         self.size = 0  # records queued (``queued`` set)
         self.weightless = 0  # of which cost nothing (they fit anywhere, even a full cluster)
         # (pin, cost items) -> queued records of that shape: a walk that missed every shape queued
-        # can stop at once instead of after MAX_MISSES.
+        # can stop at once instead of after MAX_MISSES. Its readers read its keys only; the count
+        # of the hot shape (below) is ``_hot_n``, its value here stale (``shape_counts``: all).
         self.shapes: dict[tuple[str | None, tuple[tuple[str, float], ...]], int] = {}
+        # The hot shape: one shape counted outside ``shapes``, recognised by the record's cost
+        # items and pin (the same objects for a run's tasks of one cost, else equal), so a
+        # push or discard of it builds no tuple and looks nothing up: only its first push and
+        # last discard put its key in ``shapes`` and take it out (a queue that empties and fills
+        # each pass keeps its hot shape, at 0). None: none is hot yet.
+        self._hot: tuple[str | None, tuple[tuple[str, float], ...]] | None = None
+        self._hot_items: tuple[tuple[str, float], ...] | None = None
+        self._hot_node: str | None = None
+        self._hot_n = 0
         self.runs: dict[str, RunState] = {}  # runs whose heap may hold entries
         # Runs whose dispatch lease lapsed (``replication/lease.py``): their tasks stay queued but
         # a walk skips them (a check per run and walk, none per task; empty nearly always).
@@ -106,10 +116,24 @@ class ReadyQueue:
             return False
         rec.queued = True
         self.size += 1
-        if not rec.spec.cost:
+        # (``cost_items`` is the spec's cost as items, empty with it: a C field, where
+        # ``spec.cost`` was two Python attribute reads a push and a discard)
+        items = rec.cost_items
+        if not items:
             self.weightless += 1
-        shape = (rec.spec.node, rec.cost_items)
-        self.shapes[shape] = self.shapes.get(shape, 0) + 1
+        node = rec.spec.node
+        hot_items = self._hot_items
+        # (identity first: a run's tasks of one cost share their items; else equal ones, as
+        # another run's, still count here with a compare, not a tuple built and looked up)
+        if (items is hot_items or (hot_items is not None and items == hot_items)) and (
+            node is self._hot_node or node == self._hot_node
+        ):
+            if not self._hot_n:
+                # (its count is ``_hot_n``; ``_hot`` is set: its items matched)
+                self.shapes[self._hot] = 0  # type: ignore[index]
+            self._hot_n += 1
+        else:
+            self._count((node, items), 1)
         if not rec.in_heap:
             rec.in_heap = True
             _heap_push(run.ready_heap, rec.order)
@@ -127,7 +151,7 @@ class ReadyQueue:
         self.size += size
         self.weightless += weightless
         for shape, count in shapes.items():
-            self.shapes[shape] = self.shapes.get(shape, 0) + count
+            self._count(shape, count)
         if run.ready_heap:
             self.runs[run.run_id] = run
 
@@ -135,14 +159,56 @@ class ReadyQueue:
         if rec.queued:
             rec.queued = False
             self.size -= 1
-            if not rec.spec.cost:
+            items = rec.cost_items
+            if not items:
                 self.weightless -= 1
-            shape = (rec.spec.node, rec.cost_items)
-            left = self.shapes[shape] - 1
-            if left:
-                self.shapes[shape] = left
+            node = rec.spec.node
+            hot_items = self._hot_items
+            if (
+                self._hot_n
+                and (items is hot_items or items == hot_items)
+                and (node is self._hot_node or node == self._hot_node)
+            ):
+                self._hot_n -= 1
+                if not self._hot_n:
+                    del self.shapes[self._hot]  # type: ignore[arg-type]
             else:
-                del self.shapes[shape]
+                self._count((node, items), -1)
+
+    def _count(self, shape: tuple[str | None, tuple[tuple[str, float], ...]], delta: int) -> None:
+        """``delta`` more queued records of ``shape`` (the way of all but the hot shape's pushes
+        and discards): a shape equal to the hot one counts there, and a shape new to ``shapes``
+        when none is hot or the hot one is at 0 becomes the hot one."""
+        hot = self._hot
+        if hot is not None and shape == hot:
+            left = self._hot_n + delta
+            if left < 0:
+                raise KeyError(shape)  # (a discard of a shape not counted, as ``shapes[shape]``)
+            if left and not self._hot_n:
+                self.shapes[hot] = 0
+            elif not left and self._hot_n:
+                del self.shapes[hot]
+            self._hot_n = left
+            return
+        # (a discard of a shape not counted fails here, as it always did)
+        left = (self.shapes[shape] if delta < 0 else self.shapes.get(shape, 0)) + delta
+        if not left:
+            self.shapes.pop(shape, None)
+        elif (hot is None or not self._hot_n) and left == delta:
+            self.shapes[shape] = 0  # (its count is ``_hot_n``)
+            self._hot = shape
+            self._hot_node, self._hot_items = shape
+            self._hot_n = left
+        else:
+            self.shapes[shape] = left
+
+    def shape_counts(self) -> dict[tuple[str | None, tuple[tuple[str, float], ...]], int]:
+        """``shapes`` with the hot shape's count: queued records per shape (tests, checks)."""
+        counts = dict(self.shapes)
+        hot = self._hot
+        if self._hot_n and hot is not None:
+            counts[hot] = self._hot_n
+        return counts
 
     def drop_run(self, run: RunState) -> None:
         """Forget every entry of ``run`` (stepped down, forgotten)."""
@@ -295,5 +361,11 @@ class ReadyQueue:
             rec = runs[r].tasks[t]
             shape = (rec.spec.node, rec.cost_items)
             shapes[shape] = shapes.get(shape, 0) + 1
-        assert self.shapes == shapes, f"shapes {self.shapes} != {shapes}"
+        counts = self.shape_counts()
+        assert counts == shapes, f"shapes {counts} != {shapes}"
+        hot = self._hot
+        assert self._hot_n >= 0 and (hot is not None or not self._hot_n), f"hot {self._hot_n}"
+        assert (hot is not None and hot in self.shapes) == (self._hot_n > 0), "hot shape listed"
+        assert hot is None or (self._hot_node, self._hot_items) == hot, "hot shape's parts"
+        assert hot is None or (self._hot_node is hot[0] and self._hot_items is hot[1])
         return queued

@@ -234,7 +234,7 @@ def test_both_builds_of_the_ready_queue_walk_the_same(ops: Any, priorities: list
                 queue.restore()
             live = {run.run_id: run for run in runs}
             seen.append(
-                (got, len(queue), queue.weightless, dict(queue.shapes), queue.validate(live))
+                (got, len(queue), queue.weightless, queue.shape_counts(), queue.validate(live))
             )
         assert seen[0] == seen[1], op
 

@@ -75,7 +75,7 @@ def _books(cluster: Cluster) -> Any:
     ready = cluster.sched._ready
     run = _run(cluster)
     queued = sorted(rec.id for rec in run.tasks.values() if rec.queued)
-    return (len(ready), ready.weightless, dict(ready.shapes), queued, dict(run.counters or {}))
+    return (len(ready), ready.weightless, ready.shape_counts(), queued, dict(run.counters or {}))
 
 
 def _delta(rec: Any) -> TaskDelta:

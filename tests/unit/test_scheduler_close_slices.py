@@ -123,10 +123,10 @@ def test_an_end_in_slices_leaves_what_an_end_in_one_slice_leaves(
     status = sliced.sched.run_status("r")
     assert status is not None and repr(status) == repr(final)
     ready_w, ready_s = whole.sched._ready, sliced.sched._ready
-    assert (len(ready_s), ready_s.weightless, ready_s.shapes, ready_s.runs) == (
+    assert (len(ready_s), ready_s.weightless, ready_s.shape_counts(), ready_s.runs) == (
         len(ready_w),
         ready_w.weightless,
-        ready_w.shapes,
+        ready_w.shape_counts(),
         ready_w.runs,
     )
     assert not _run(sliced).ready_heap and not any(r.queued for r in _run(sliced).tasks.values())
