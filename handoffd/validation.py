@@ -397,7 +397,9 @@ class WireTasks:
             deps = meta.deps
             if deps and (type(deps) is not tuple or not all(type(d) is str for d in deps)):
                 check_deps(fid, deps)
-            if _plain(meta):  # the common function: only its cost can be wrong (one cached parse)
+            if plain_meta(
+                meta
+            ):  # the common function: only its cost can be wrong (one cached parse)
                 try:
                     costs.append(resources.parse_cached(meta.cost, what="cost"))
                 except resources.ResourceError:
@@ -428,7 +430,7 @@ class WireTasks:
         return order
 
 
-def _plain(meta: Any) -> bool:
+def plain_meta(meta: Any) -> bool:
     """A function's wire metadata that sets nothing but its cost, argument inclusion and priority
     (no pin, collocation, inline, retries or timeout): checked in full without ``check_fields``."""
     return (
@@ -500,7 +502,7 @@ def _lone_spec(msg: Any, frames: Sequence[bytes]) -> TaskSpec | None:
         and fid
         and type(deps) is tuple
         and not deps
-        and _plain(meta)
+        and plain_meta(meta)
         and msg.policy in POLICIES
         and type(max_retries) is int
         and max_retries >= 0

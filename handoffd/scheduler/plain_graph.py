@@ -29,8 +29,8 @@ from handoffd import resources
 from handoffd.freeing import free
 from handoffd.scheduler.run_books import YIELD_EVERY, let_go
 from handoffd.spec import TaskSpec
+from handoffd.validation import plain_meta
 
-_ARGUMENT_INCLUSIONS = ("variadic", "as_list")
 _new = object.__new__
 _NO_DEPS: tuple[str, ...] = ()
 
@@ -60,15 +60,7 @@ def wire_specs(
         for dep in deps:
             if type(dep) is not str:
                 return None
-        if not (
-            meta.node is None
-            and meta.collocate_with is None
-            and meta.inline is False
-            and meta.max_retries is None
-            and meta.timeout is None
-            and type(meta.priority) is int
-            and meta.argument_inclusion in _ARGUMENT_INCLUSIONS
-        ):
+        if not plain_meta(meta):
             return None
         raw = meta.cost
         if type(raw) is not dict:
