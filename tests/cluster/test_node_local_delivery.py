@@ -183,15 +183,37 @@ def test_the_last_running_task_s_report_goes_in_the_callback_that_read_its_outco
     assert ("read.end",) not in events[read:report]  # in the callback that read the outcome
 
 
-def test_while_another_task_runs_the_report_waits_for_the_turn_s_end():
+def _nap_marked(marker: str, seconds: float) -> float:
+    import time
+
+    with open(marker, "w"):
+        pass
+    time.sleep(seconds)
+    return seconds
+
+
+def _after_marker(marker: str, i: int) -> int:
+    import os
+    import time
+
+    deadline = time.monotonic() + 30
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return i
+
+
+def test_while_another_task_runs_the_report_waits_for_the_turn_s_end(tmp_path: Any) -> None:
     """Another task still running here: its outcome could come in this loop turn, so the first
-    report is sent by the flush a turn later (one report for a turn's outcomes, as before)."""
+    report is sent by the flush a turn later (one report for a turn's outcomes, as before).
+    "quick" ends only once "slow" has started (a marker file): under load, a quick task could
+    otherwise end before the other was handed to its worker, with nothing else running here."""
     import handoffd
 
+    marker = str(tmp_path / "slow-started")
     with ThreadedCluster([{"cpu": 2}]) as cluster:
         dag = handoffd.DAG()
-        dag.add_function(handoffd.Function(id="quick", code=_noop, extra_args=[1]))
-        dag.add_function(handoffd.Function(id="slow", code=_nap, extra_args=[0.5]))
+        dag.add_function(handoffd.Function(id="quick", code=_after_marker, extra_args=[marker, 1]))
+        dag.add_function(handoffd.Function(id="slow", code=_nap_marked, extra_args=[marker, 0.5]))
         events = _traced_runs(cluster, [dag])
     quick = events.index(("outcome", "quick"))
     report = events.index(("route", "ReportedHere"), quick)
