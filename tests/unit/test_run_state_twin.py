@@ -112,7 +112,8 @@ class Driver:
             self.took(self.c.feed(ev.CancelRequested(RUN)))
             return True
         if action == "takeover":
-            self.take_over()
+            if self.c.sched.run_state(RUN) is not None:  # (a run still held: it has a snapshot)
+                self.take_over()
             return True
         if not self.running and not self.fire_timers():
             return False
