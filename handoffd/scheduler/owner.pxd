@@ -47,6 +47,7 @@ cdef class OwnerScheduler(OwnerQueries):
     cpdef _free(self, RunState run)
     @cython.locals(was_out=bint, is_out=bint)
     cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
+    @cython.locals(pin=object)
     cpdef _enqueue(self, RunState run, TaskRecord rec)
     cpdef _place(self)
     @cython.locals(spec=object)

@@ -585,10 +585,19 @@ class OwnerScheduler(OwnerQueries):
     # -- bookkeeping through task moves --------------------------------------------------------------
 
     def moved(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
-        was_out = old in ACTIVE  # (each test once: a tuple search per use, ~3 moves per task)
-        is_out = new in ACTIVE
+        # (each test once, as string compares: a state is one of the module's interned
+        # constants, so a compiled compare is a pointer test, where a tuple search was not)
+        was_out = old == ASSIGNED or old == RUNNING  # (``ACTIVE``)
+        is_out = new == ASSIGNED or new == RUNNING
         # Attempts that start and end are replicated too: task history survives a takeover.
-        if new in _REPLICATED or old == DONE or was_out or is_out:
+        if (
+            was_out
+            or is_out
+            or old == DONE
+            or new == DONE  # (``_REPLICATED``)
+            or new == FAILED
+            or new == CANCELLED
+        ):
             if self._changed is not None:
                 self._changed.append((run.run_id, rec.id, is_out))
             elif self.on_change is not None:
@@ -611,7 +620,11 @@ class OwnerScheduler(OwnerQueries):
 
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
         if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
-            self._dirty = self._view.could_take(run.pin_of(rec.id), rec.spec.cost)
+            # (``run.pin_of`` only when the run has groups: its task look-up for a record in hand)
+            pin = rec.spec.node
+            if pin is None and run.group_of:
+                pin = run.pin_of(rec.id)
+            self._dirty = self._view.could_take(pin, rec.spec.cost)
 
     # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
     # taken as a value does not convert; each calls its typed twin.)

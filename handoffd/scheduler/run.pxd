@@ -38,6 +38,10 @@ cdef class TaskRecord:
     cpdef bint has_copy(self)
 
 
+@cython.locals(rec=TaskRecord)
+cpdef TaskRecord new_record(object spec, Py_ssize_t position, double upward_rank, tuple cost_items, str skey)
+
+
 cdef class MoveListener:
     cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
 
@@ -83,7 +87,7 @@ cdef class RunState:
     cdef object __weakref__  # (tests check a released run is freed)
 
     cpdef object pin_of(self, str task_id)
-    @cython.locals(old=str, c=dict, dep=object, moves=list, text=str, key=str)
+    @cython.locals(old=str, c=dict, dep=object, moves=list, text=str, key=str, was_out=bint)
     cpdef move(self, TaskRecord rec, str new, double now, object cause, bint delayed=*, object a=*, object b=*)
     @cython.locals(d=str, drec=TaskRecord)
     cpdef bint inputs_ready(self, str task_id)

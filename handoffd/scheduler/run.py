@@ -151,6 +151,45 @@ class TaskRecord:
         self.moves = hist.flat(value)
 
 
+def new_record(
+    spec: TaskSpec,
+    position: int,
+    upward_rank: float,
+    cost_items: tuple[tuple[str, float], ...],
+    skey: str,
+) -> TaskRecord:
+    """A record as ``TaskRecord(spec, position, upward_rank, cost_items)`` builds it, its shape
+    key given (``RunState`` makes one a cost shape, not one a task). Compiled, it is a C call
+    writing C fields: the constructor's keyword call and ``__init__`` were most of a run's
+    per-task build."""
+    rec = TaskRecord.__new__(TaskRecord)
+    rec.spec = spec
+    rec.id = spec.id
+    rec.position = position
+    rec.upward_rank = upward_rank
+    rec.state = PENDING
+    rec.attempt = 0
+    rec.node = None
+    rec.failures = 0
+    rec.losses = 0
+    rec.completions = 0
+    rec.size = 0
+    rec.value = None
+    rec.locations = ()
+    rec.delayed = False
+    rec.last_error = ("", "", "")
+    rec.moves = []
+    rec.attempts = []
+    rec.order = 0
+    rec.queued = False
+    rec.in_heap = False
+    rec.cost_items = cost_items
+    rec.shape_key = skey
+    rec.duration_key = skey + rec.id
+    rec.charge = 0.0
+    return rec
+
+
 Listener = Callable[["RunState", TaskRecord, str, str], None]
 
 
@@ -214,11 +253,14 @@ class RunState:
         # one per shape: ``plain_graph``), not a tuple per task.
         last_cost: Any = None
         cost_items: tuple[tuple[str, float], ...] = ()
+        skey = ""
+        positions, ranks = graph.position, graph.upward_rank
         for i, s in enumerate(graph.regular):
             if s.cost is not last_cost:
                 last_cost = s.cost
                 cost_items = tuple(last_cost.items())
-            rec = TaskRecord(s, graph.position[i], graph.upward_rank[i], cost_items=cost_items)
+                skey = shape_key(cost_items)
+            rec = new_record(s, positions[i], ranks[i], cost_items, skey)
             self.tasks[s.id] = rec
             records.append(rec)
             if i % YIELD_EVERY == YIELD_EVERY - 1:
@@ -316,12 +358,14 @@ class RunState:
             # (a plain dict, not a Counter: a Counter's item read and write were ~1.7k
             # instructions a move, through its Python-level type)
             c[new] = c.get(new, 0) + 1
-        if old in ACTIVE or new == RUNNING:
+        # (string compares, not tuple searches: a state is one of the interned constants)
+        was_out = old == ASSIGNED or old == RUNNING  # (``ACTIVE``)
+        if was_out or new == RUNNING:
             # (a start only stamps the attempt: no cause text needed)
             text = "" if new == RUNNING or a is None else hist.cause_text(cause, a, b)
             at = now + self.wall_offset
             hist.moved(rec.attempts, rec.attempt, rec.node, old, new, at, text or cause)
-            if c is not None and old in ACTIVE and new in (READY, PENDING):
+            if c is not None and was_out and (new == READY or new == PENDING):
                 key = "retried" if rec.delayed else "lost"
                 c[key] = c.get(key, 0) + 1
         if old == DONE:
