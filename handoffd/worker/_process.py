@@ -232,7 +232,7 @@ def main(
     # buffer is read and emptied only when the job wrote into it.
     out = live.buffer if live is not None else quiet
     armed = False
-    call_plain, end_children = invoke.call_plain, _contain.end_children
+    call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
     try:
         while True:
             if not pending:
@@ -265,11 +265,14 @@ def main(
                 blocks.arm(out)
                 armed = True
             started = clock()
-            if inputs or env:
+            if env:  # (a GPU job's devices, set around its call)
                 ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
-            else:  # a plain job (W1's): the call and its result, no more frames than that
+            else:  # the call and its result, no more frames than that (W1's, W2's jobs)
                 try:
-                    result = call_plain(payload, inclusion)
+                    if inputs:
+                        result = run(payload, inputs, inclusion)
+                    else:
+                        result = call_plain(payload, inclusion)
                 except BaseException as exc:  # SystemExit, KeyboardInterrupt: errors too
                     ok, value = False, None
                     exc_type, message, tb_text = _describe(exc)
