@@ -38,13 +38,17 @@ class LiveSender:
         self._job: tuple[int, Captured] | None = None  # (token, its buffer) of the running job
         self._last = 0.0  # when the thread last took
         self._out = Captured(self._wake)  # every job's buffer in turn (Captured.reset)
+        self.buffer = self._out  # (for the worker's loop, which reads what a job left in it)
         os.register_at_fork(after_in_child=self._forked)
 
     def start(self, token: int) -> Captured:
         """A buffer for the job ``token`` that starts now; its new lines are sent while it runs."""
-        out = self._out.reset()
-        with self.lock:
-            self._job = (token, out)
+        out = self._out
+        if out._head_size or out._tail_size or out.dropped:  # (else nothing to empty)
+            out.reset()
+        # Published after the reset, without the lock: the thread reads ``_job`` once under it,
+        # and sees None (the last job's end set it) or this job with its empty buffer.
+        self._job = (token, out)
         return out
 
     # ``with sender:`` around sending the job's outcome: nothing of the job is sent live from
@@ -55,6 +59,11 @@ class LiveSender:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
+
+    def hold(self) -> None:
+        """``__enter__`` for the worker's loop, which releases ``lock`` itself."""
+        self.lock.acquire()
+        self._job = None
 
     def _wake(self) -> None:  # called under the buffer's lock: no pipe, no buffer here
         if self._thread is None:

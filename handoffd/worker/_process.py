@@ -41,7 +41,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
@@ -71,7 +70,6 @@ _KEPT_FRAMED = struct.Struct("!icqd")  # the frame's length (send_bytes'), KEPT,
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
-_NOTHING: AbstractContextManager[None] = nullcontext()  # (reusable: not one made per job)
 
 
 def one_pickle(data: bytes | bytearray) -> bool:
@@ -109,6 +107,23 @@ def _describe(exc: BaseException) -> tuple[str, str, str]:
     return type(exc).__qualname__, message, tb_text
 
 
+def _pickled(result: Any) -> tuple:
+    """(ok, value's bytes or None, exc_type, message, traceback) of a job's result that plain
+    ``pickle`` did not take: ``values.dumps`` (cloudpickle), or the user's error."""
+    try:
+        return (True, values.dumps(result), "", "", "")
+    except BaseException as exc:  # an unpicklable result is the user's error
+        exc_type, message, _ = _describe(exc)
+        return (
+            False,
+            None,
+            exc_type,
+            f"the function returned a value that cannot be pickled "
+            f"({type(result).__name__}): {message}",
+            "",
+        )
+
+
 def _run_one(
     payload: bytes, inputs: list[Any], inclusion: str, env: dict[str, str] | None
 ) -> tuple:
@@ -118,20 +133,7 @@ def _run_one(
             saved[name] = os.environ.get(name)
             os.environ[name] = value
     try:
-        result = invoke.run(payload, inputs, inclusion)
-        try:
-            data = values.dumps(result)
-        except BaseException as exc:  # an unpicklable result is the user's error
-            exc_type, message, _ = _describe(exc)
-            return (
-                False,
-                None,
-                exc_type,
-                f"the function returned a value that cannot be pickled "
-                f"({type(result).__name__}): {message}",
-                "",
-            )
-        return (True, data, "", "", "")
+        return _pickled(invoke.run(payload, inputs, inclusion))
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code are errors too
         exc_type, message, tb_text = _describe(exc)
         return (False, None, exc_type, message, tb_text)
@@ -223,40 +225,71 @@ def main(
     retitle, prefix = _contain.titling()
     idle_title = prefix + "idle"
     titled = False
-    while True:
-        if not pending:
-            if titled:
-                retitle(idle_title)
-                titled = False
-            # Idle: wait for jobs. Cancels of jobs sent ahead that come in later are read right
-            # before the running job's outcome is sent (below); the next job then starts at
-            # once, without another look at the pipe: a cancel that arrives after that look is
-            # for a job the parent will see started (the outcome message does not drop it), and
-            # it kills the process. One system call less per job.
-            try:
-                skipped = absorb(recv())
-                if skipped:
-                    send(dumps(skipped, protocol=5))
-            except (EOFError, OSError):
-                return
+    # Each job's output goes into one buffer, the same for every job (the live sender's or
+    # ``quiet``); the capture is armed before the first job of a run of jobs that follow one
+    # another and disarmed only when the worker waits for more: between two jobs it is checked
+    # (a job may have replaced ``sys.stdout`` or the handler, or set the root's level) and the
+    # buffer is read and emptied only when the job wrote into it.
+    out = live.buffer if live is not None else quiet
+    armed = False
+    call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
+    try:
+        while True:
             if not pending:
-                continue
-        token, payload, inputs, inclusion, env, title = pending.popleft()
-        if title:
-            retitle(prefix + title)
-            titled = True
-        started = clock()
-        # What the task prints and logs leaves live, or with its outcome (what was not sent).
-        with blocks.into(live.start(token) if live is not None else quiet.reset()) as captured:
-            ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
-        _contain.end_children()  # what the task started ends with it, before its outcome is sent
-        # A value follows as its own raw message: pickling it inside the reply tuple would copy
-        # it once more here and once more in the parent (~0.5 ms per MiB each way). A small one
-        # rides in the reply: the parent reads one message per job, not two.
-        inline = value is not None and len(value) < INLINE_VALUE
-        duration = clock() - started
-        try:
-            with live or _NOTHING:  # no live output of the job after its outcome
+                if armed:
+                    blocks.disarm()
+                    armed = False
+                if titled:
+                    retitle(idle_title)
+                    titled = False
+                # Idle: wait for jobs. Cancels of jobs sent ahead that come in later are read
+                # right before the running job's outcome is sent (below); the next job then
+                # starts at once, without another look at the pipe: a cancel that arrives after
+                # that look is for a job the parent will see started (the outcome message does
+                # not drop it), and it kills the process. One system call less per job.
+                try:
+                    skipped = absorb(recv())
+                    if skipped:
+                        send(dumps(skipped, protocol=5))
+                except (EOFError, OSError):
+                    return
+                if not pending:
+                    continue
+            token, payload, inputs, inclusion, env, title = pending.popleft()
+            if title:
+                retitle(prefix + title)
+                titled = True
+            if live is not None:
+                live.start(token)  # (its buffer is ``out``)
+            if not armed or not blocks.armed(out):
+                blocks.arm(out)
+                armed = True
+            started = clock()
+            if env:  # (a GPU job's devices, set around its call)
+                ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
+            else:  # the call and its result, no more frames than that (W1's, W2's jobs)
+                try:
+                    if inputs:
+                        result = run(payload, inputs, inclusion)
+                    else:
+                        result = call_plain(payload, inclusion)
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt: errors too
+                    ok, value = False, None
+                    exc_type, message, tb_text = _describe(exc)
+                else:
+                    try:
+                        value, ok, exc_type = dumps(result, protocol=5), True, ""
+                    except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
+                        ok, value, exc_type, message, tb_text = _pickled(result)
+            end_children()  # what the task started ends with it, before its outcome is sent
+            # A value follows as its own raw message: pickling it inside the reply tuple would
+            # copy it once more here and once more in the parent (~0.5 ms per MiB each way). A
+            # small one rides in the reply: the parent reads one message per job, not two.
+            inline = value is not None and len(value) < INLINE_VALUE
+            duration = clock() - started
+            if live is not None:
+                live.hold()  # no live output of the job after its outcome
+            try:
                 # Cancels that came in while the job ran go out in the same message as its
                 # outcome: the parent then knows the next job it sent started exactly when its
                 # cancel is not in that message (a separate SKIPPED reply read after the outcome
@@ -264,11 +297,18 @@ def main(
                 skipped = []
                 while inbox.waiting():
                     skipped += absorb(recv())
-                text = captured.text()
+                if out._head or out._tail or out.dropped:  # it wrote something not sent live
+                    text = out.text()
+                    if live is None:
+                        out.reset()
+                else:
+                    text = ""
                 if inline and not skipped and not text:  # (inline: it ended well)
                     size = KEPT_SIZE + len(value)  # type: ignore[arg-type]
                     sendall(_KEPT_FRAMED.pack(size, KEPT, token, duration) + value)  # type: ignore[operator]
                     continue
+                if ok:
+                    message = tb_text = ""
                 kept = value if inline else value is not None
                 reply = (token, OK if ok else ERROR, kept, exc_type, message, tb_text, duration)
                 done = dumps([*skipped, (*reply, text)], protocol=5)
@@ -279,5 +319,11 @@ def main(
                 else:
                     send(done)
                     send(value)
-        except (EOFError, BrokenPipeError, OSError):
-            return
+            except (EOFError, BrokenPipeError, OSError):
+                return
+            finally:
+                if live is not None:
+                    live.lock.release()
+    finally:
+        if armed:  # (an error of this loop's own is told on the process's stderr)
+            blocks.disarm()

@@ -185,6 +185,29 @@ class JobBlocks:
         self.out = out
         return self
 
+    def arm(self, out: Captured) -> None:
+        """Point everything at ``out`` for a run of jobs into it, until ``disarm``: the worker's
+        loop arms once for jobs that follow one another without a wait, and calls ``arm`` again
+        only before a job that finds something of it changed by the job before (``armed``)."""
+        self.out = out
+        self.__enter__()
+        if self.root.level != self.level:  # what the job before set
+            self.root.setLevel(self.level)
+
+    def armed(self, out: Captured) -> bool:
+        """Whether everything still points at ``out`` as ``arm`` left it (a job may have
+        replaced ``sys.stdout``, removed the handler or changed the root's level)."""
+        return (
+            sys.stdout is out
+            and sys.stderr is out
+            and self.root.level == self.level
+            and self.handler in self.root.handlers
+        )
+
+    def disarm(self) -> None:
+        """The process's own streams and the handler's between-jobs target again."""
+        self.__exit__()
+
     def __enter__(self) -> Captured:
         out, handler = self.out, self.handler
         sys.stdout = sys.stderr = out
