@@ -123,9 +123,10 @@ def _nap(seconds: float) -> float:
     return seconds
 
 
-def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
+def _traced_runs(cluster: Any, dags: list[Any], after_read: Any = None) -> list[tuple[str, ...]]:
     """Run each DAG; the events: outcomes the pool read (each read's, then its end), messages the
-    owner handled, the executor's "soon" callbacks."""
+    owner handled, the executor's "soon" callbacks. ``after_read(ids)``, if given, is called in
+    the loop once the executor has taken a read's outcomes in."""
     import handoffd
 
     (node,) = cluster.nodes
@@ -138,12 +139,16 @@ def _traced_runs(cluster: Any, dags: list[Any]) -> list[tuple[str, ...]]:
         def outcome(out: Any) -> None:
             events.append(("outcome", out.key[1]))
             done(out)
+            if after_read is not None:
+                after_read([out.key[1]])
 
         def on_read(outcomes: list[Any]) -> None:
             events.extend(("outcome", out.key[1]) for out in outcomes)
             events.append(("read",))
             read(outcomes)
             events.append(("read.end",))
+            if after_read is not None:
+                after_read([out.key[1] for out in outcomes])
 
         def flushed(event: Any) -> None:
             events.append(("soon", type(event).__name__))
@@ -183,13 +188,17 @@ def test_the_last_running_task_s_report_goes_in_the_callback_that_read_its_outco
     assert ("read.end",) not in events[read:report]  # in the callback that read the outcome
 
 
-def _nap_marked(marker: str, seconds: float) -> float:
+def _held_marked(marker: str, release: str) -> float:
+    """Says it started (``marker``), then runs until ``release`` exists (bounded at 30 s)."""
+    import os
     import time
 
     with open(marker, "w"):
         pass
-    time.sleep(seconds)
-    return seconds
+    deadline = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return 0.5
 
 
 def _after_marker(marker: str, i: int) -> int:
@@ -205,16 +214,26 @@ def _after_marker(marker: str, i: int) -> int:
 def test_while_another_task_runs_the_report_waits_for_the_turn_s_end(tmp_path: Any) -> None:
     """Another task still running here: its outcome could come in this loop turn, so the first
     report is sent by the flush a turn later (one report for a turn's outcomes, as before).
-    "quick" ends only once "slow" has started (a marker file): under load, a quick task could
-    otherwise end before the other was handed to its worker, with nothing else running here."""
+    "quick" ends only once "slow" has started (a marker file), and "slow" ends only once the
+    executor has taken quick's outcome in (another file, made by the test's hook in the loop):
+    under load, either could otherwise end with nothing else running here (a fixed nap of "slow"
+    was seen to end before quick's outcome was read, at load ~25)."""
     import handoffd
 
-    marker = str(tmp_path / "slow-started")
+    marker, release = str(tmp_path / "slow-started"), str(tmp_path / "quick-read")
+
+    def after_read(ids: list[str]) -> None:
+        if "quick" in ids:
+            with open(release, "w"):
+                pass
+
     with ThreadedCluster([{"cpu": 2}]) as cluster:
         dag = handoffd.DAG()
         dag.add_function(handoffd.Function(id="quick", code=_after_marker, extra_args=[marker, 1]))
-        dag.add_function(handoffd.Function(id="slow", code=_nap_marked, extra_args=[marker, 0.5]))
-        events = _traced_runs(cluster, [dag])
+        dag.add_function(
+            handoffd.Function(id="slow", code=_held_marked, extra_args=[marker, release])
+        )
+        events = _traced_runs(cluster, [dag], after_read)
     quick = events.index(("outcome", "quick"))
     report = events.index(("route", "ReportedHere"), quick)
     assert ("read.end",) in events[quick:report]
