@@ -8,11 +8,13 @@ A malformed message raises ``ColumnError`` naming the message, the column and wh
 
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from collections.abc import Sequence
 from typing import Any
 
+_struct_pack = struct.pack
 _SWAP = sys.byteorder != "little"  # the wire is little-endian
 _SIZES = {"q": 8, "i": 4, "B": 1, "d": 8}
 _NAMES = {"q": "int64", "i": "int32", "B": "uint8", "d": "float64"}
@@ -27,6 +29,13 @@ class ColumnError(ValueError):
 def pack(code: str, values: Sequence[Any]) -> bytes:
     """``values`` as little-endian ``code`` (q, i, B, d) bytes; TypeError/OverflowError on a
     value of the wrong type or range."""
+    # struct converts each value in C (``array``'s constructor parses each with PyArg_Parse:
+    # several times the cost a value); a value it refuses goes to ``array``, whose TypeError or
+    # OverflowError callers expect. The '<' packs little-endian on any host.
+    try:
+        return _struct_pack(f"<{len(values)}{code}", *values)
+    except (struct.error, TypeError):  # (TypeError: an iterable without a length)
+        pass
     a = array(code, values)
     if _SWAP:
         a.byteswap()
