@@ -11,10 +11,11 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-_struct_pack = struct.pack
+#: per code, each count's compiled little-endian format (``pack``)
+_PACKERS: dict[str, dict[int, Callable[..., bytes]]] = {c: {} for c in "qiBd"}
 _SWAP = sys.byteorder != "little"  # the wire is little-endian
 _SIZES = {"q": 8, "i": 4, "B": 1, "d": 8}
 _NAMES = {"q": "int64", "i": "int32", "B": "uint8", "d": "float64"}
@@ -32,10 +33,18 @@ def pack(code: str, values: Sequence[Any]) -> bytes:
     # struct converts each value in C (``array``'s constructor parses each with PyArg_Parse:
     # several times the cost a value); a value it refuses goes to ``array``, whose TypeError or
     # OverflowError callers expect. The '<' packs little-endian on any host.
-    try:
-        return _struct_pack(f"<{len(values)}{code}", *values)
-    except (struct.error, TypeError):  # (TypeError: an iterable without a length)
-        pass
+    packers = _PACKERS.get(code)
+    if packers is not None:
+        try:
+            n = len(values)
+            packer = packers.get(n)
+            if packer is None:
+                if len(packers) >= 512:  # (bounded; the usual counts come back)
+                    packers.clear()
+                packer = packers[n] = struct.Struct(f"<{n}{code}").pack
+            return packer(*values)
+        except (struct.error, TypeError):  # (TypeError: an iterable without a length)
+            pass
     a = array(code, values)
     if _SWAP:
         a.byteswap()
