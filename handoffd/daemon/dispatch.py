@@ -18,6 +18,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.columns import INPUT_KINDS, DispatchTable, join_frames, pack
 from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.messages_columns import DispatchColumns
+from handoffd.protocol.registry import maker
 from handoffd.scheduler import events as ev
 from handoffd.store.chunks import FAR_BYTES, far_key
 from handoffd.store.store import ResultStore, StoreError
@@ -25,6 +26,11 @@ from handoffd.store.store import ResultStore, StoreError
 log = logging.getLogger("handoffd.owner")
 
 _NAN = math.nan
+
+# One a dispatch to another node: its 24 fields through their slots' descriptors, not the frozen
+# __init__'s object.__setattr__ each (registry.maker; the same object).
+_dispatch_columns = maker(DispatchColumns)
+_NO_INPUTS = (b"",) * 6
 
 
 class _Inputs:
@@ -199,7 +205,19 @@ def dispatch_message(
             last_text, last_at = text, inclusion_of(text)
         inclusion.append(last_at)
     frame_sizes, sent = join_frames(frames)  # small payloads and values: one frame
-    msg = DispatchColumns(
+    if inputs.kinds:
+        input_columns: tuple[bytes, ...] = (
+            pack("B", inputs.kinds),
+            pack("i", inputs.frames),
+            pack("B", inputs.inclusion),
+            pack("i", inputs.parents),
+            pack("i", inputs.holder_counts),
+            pack("i", inputs.holders),
+        )
+    else:  # (no task has an input, W1's: six empty columns, not six pack calls)
+        input_columns = _NO_INPUTS
+    in_kinds, in_frames, in_inclusion, in_parents, in_counts, in_holders = input_columns
+    msg = _dispatch_columns(
         ins.run_id,
         owner_address,
         tuple(task_ids),
@@ -213,14 +231,14 @@ def dispatch_message(
         pack("q", priorities),
         pack("d", ranks),
         pack("i", counts),
-        pack("B", inputs.kinds),
+        in_kinds,
         tuple(inputs.task_ids),
-        pack("i", inputs.frames),
-        pack("B", inputs.inclusion),
-        pack("i", inputs.parents),
-        pack("i", inputs.holder_counts),
+        in_frames,
+        in_inclusion,
+        in_parents,
+        in_counts,
         address_table,
-        pack("i", inputs.holders),
+        in_holders,
         packages,
         frame_sizes,
         tuple(far_frames),

@@ -47,6 +47,8 @@ _KIND_CODE = {k: i for i, k in enumerate(INPUT_KINDS)}
 # Built once per task and per input of every dispatch a node receives (registry.maker).
 _input_ref = maker(m.InputRef)
 _dispatch_item = maker(m.DispatchItem)
+# One a report message an executing node sends (packed_reports): 16 fields through their slots.
+_report_columns = maker(ReportColumns)
 
 
 class DispatchTable:
@@ -338,7 +340,7 @@ def packed_reports(
     run_id: str, table: ReportTable, free: dict[str, float], version: int, frame_sizes: bytes
 ) -> ReportColumns:
     """``table`` (built here, not received: unchecked) as the message."""
-    return ReportColumns(
+    return _report_columns(
         run_id,
         table.task_ids,
         pack("q", table.attempts),
