@@ -11,6 +11,9 @@ CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) $(foreach m,$(SCHED_COMPILED),ha
 # by the .pxd beside those that have one.
 MEMBERSHIP_COMPILED := swim probing records gossip lifeguard sim
 CORE_SRC += $(foreach m,$(MEMBERSHIP_COMPILED),handoffd/membership/$(m).py) $(wildcard handoffd/membership/*.pxd)
+# The owner's read of another node's reports (setup.py PROTOCOL_COMPILED), the .pxd beside it.
+PROTOCOL_COMPILED := report_read
+CORE_SRC += $(foreach m,$(PROTOCOL_COMPILED),handoffd/protocol/$(m).py handoffd/protocol/$(m).pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
 .PHONY: install build inplace test lint typecheck suite fast unit demo bench bench-peers clean browser
@@ -24,6 +27,7 @@ $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 	$(PY) -c "import handoffd._core.binpack as b, handoffd._core.sched as s, handoffd.scheduler.durations as d; assert all(m.__file__.endswith(('.so', '.pyd')) for m in (b, s, d)), 'compiled core missing: ' + b.__file__ + ' ' + s.__file__ + ' ' + d.__file__; print('compiled core:', b.__file__, s.__file__, d.__file__)"
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.scheduler.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'scheduler modules not compiled: ' + ' '.join(bad); print('compiled scheduler:', ' '.join(sys.argv[1:]))" $(SCHED_COMPILED)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.membership.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'membership modules not compiled: ' + ' '.join(bad); print('compiled membership:', ' '.join(sys.argv[1:]))" $(MEMBERSHIP_COMPILED)
+	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.protocol.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'protocol modules not compiled: ' + ' '.join(bad); print('compiled protocol:', ' '.join(sys.argv[1:]))" $(PROTOCOL_COMPILED)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -53,6 +53,10 @@ SCHEDULER_COMPILED = (
 #: virtual second), compiled from their .py with the .pxd beside records, probing, swim and sim;
 #: tests/unit/test_membership_builds.py holds them to their .py.
 MEMBERSHIP_COMPILED = ("swim", "probing", "records", "gossip", "lifeguard", "sim")
+#: The owner's read of another node's report message (one pass a message, a typed loop over its
+#: values), compiled from its .py with the .pxd beside it; tests/unit/test_report_read.py holds
+#: it to its .py.
+PROTOCOL_COMPILED = ("report_read",)
 
 try:
     import numpy
@@ -104,6 +108,14 @@ else:
                 extra_compile_args=OPT_FLAGS,
             )
             for name in MEMBERSHIP_COMPILED
+        ]
+        + [
+            Extension(
+                f"handoffd.protocol.{name}",
+                [f"handoffd/protocol/{name}.py"],
+                extra_compile_args=OPT_FLAGS,
+            )
+            for name in PROTOCOL_COMPILED
         ],
         # Python's semantics kept (the .py is the reference): bounds and negative indices
         # checked, division by zero raises.

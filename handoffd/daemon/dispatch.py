@@ -18,6 +18,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.columns import INPUT_KINDS, DispatchTable, join_frames, pack
 from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.messages_columns import DispatchColumns
+from handoffd.protocol.registry import maker
 from handoffd.scheduler import events as ev
 from handoffd.store.chunks import FAR_BYTES, far_key
 from handoffd.store.store import ResultStore, StoreError
@@ -25,6 +26,11 @@ from handoffd.store.store import ResultStore, StoreError
 log = logging.getLogger("handoffd.owner")
 
 _NAN = math.nan
+
+# One a dispatch to another node: its 24 fields through their slots' descriptors, not the frozen
+# __init__'s object.__setattr__ each (registry.maker; the same object).
+_dispatch_columns = maker(DispatchColumns)
+_NO_INPUTS = (b"",) * 6
 
 
 class _Inputs:
@@ -145,45 +151,94 @@ def dispatch_message(
         return index
 
     items = ins.items
-    kinds = sorted({k for item in items for k in item.cost})
     inputs = _Inputs(address_of, inclusion_of, add_frame)
+    # One pass over the tasks for the per-task columns (eight list passes and two closure calls
+    # a task were most of a dispatch's cost); inputs' frames and inclusions are numbered first,
+    # as before (the executor numbers frames so: dispatch_tasks), payloads' in a pass after.
+    task_ids: list[str] = []
+    attempts: list[int] = []
+    inclusion: list[int] = []
+    timeouts: list[float] = []
+    priorities: list[int] = []
+    ranks: list[float] = []
     counts: list[int] = []
+    cost_dicts: list[dict[str, float]] = []
+    kind_set: set[str] = set()
+    seen_costs: set[int] = set()  # (the scheduler's tasks share their cost dicts)
+    last_text: str | None = None  # (the inclusion of the task before: runs of one)
+    last_at = -1
     for item in items:
-        base = len(inputs.kinds)
-        if item.inputs:
-            inputs.add(item.inputs, -1, base)
-        counts.append(len(inputs.kinds) - base)
+        task_ids.append(item.task_id)
+        attempts.append(item.attempt)
+        cost = item.cost
+        cost_dicts.append(cost)
+        if id(cost) not in seen_costs:
+            seen_costs.add(id(cost))
+            kind_set.update(cost)
+        timeout = item.timeout
+        timeouts.append(_NAN if timeout is None else timeout)
+        priorities.append(item.priority)
+        ranks.append(item.rank)
+        refs = item.inputs
+        if refs:
+            base = len(inputs.kinds)
+            inputs.add(refs, -1, base)
+            counts.append(len(inputs.kinds) - base)
+        else:
+            counts.append(0)
+    kinds = sorted(kind_set)
     if len(kinds) == 1:  # the common case: one kind (cpu)
         kind = kinds[0]
-        costs = [float(item.cost.get(kind, 0.0)) for item in items]
+        costs = [float(cost.get(kind, 0.0)) for cost in cost_dicts]
     else:
-        costs = [float(item.cost.get(k, 0.0)) for item in items for k in kinds]
+        costs = [float(cost.get(k, 0.0)) for cost in cost_dicts for k in kinds]
     address_table = tuple(address_of(name) or "" for name in inputs.addresses)
-    payload_frames = pack("i", [add_frame(item.payload, "p", item.task_id) for item in items])
-    inclusion = pack("B", [inclusion_of(item.argument_inclusion) for item in items])
+    payloads: list[int] = []
+    for item in items:  # (after every input's: their frames and inclusions are numbered first)
+        data = item.payload
+        at = frame_of.get(id(data))
+        if at is None:
+            at = add_frame(data, "p", item.task_id)
+        payloads.append(at)
+        text = item.argument_inclusion
+        if text != last_text:
+            last_text, last_at = text, inclusion_of(text)
+        inclusion.append(last_at)
     frame_sizes, sent = join_frames(frames)  # small payloads and values: one frame
-    msg = DispatchColumns(
+    if inputs.kinds:
+        input_columns: tuple[bytes, ...] = (
+            pack("B", inputs.kinds),
+            pack("i", inputs.frames),
+            pack("B", inputs.inclusion),
+            pack("i", inputs.parents),
+            pack("i", inputs.holder_counts),
+            pack("i", inputs.holders),
+        )
+    else:  # (no task has an input, W1's: six empty columns, not six pack calls)
+        input_columns = _NO_INPUTS
+    in_kinds, in_frames, in_inclusion, in_parents, in_counts, in_holders = input_columns
+    msg = _dispatch_columns(
         ins.run_id,
         owner_address,
-        tuple([item.task_id for item in items]),
-        pack("q", [item.attempt for item in items]),
-        payload_frames,
+        tuple(task_ids),
+        pack("q", attempts),
+        pack("i", payloads),
         tuple(kinds),
         pack("d", costs),
         tuple(inclusions),
-        inclusion,
-        pack("d", [_NAN if item.timeout is None else item.timeout for item in items]),
-        pack("q", [item.priority for item in items]),
-        pack("d", [item.rank for item in items]),
+        pack("B", inclusion),
+        pack("d", timeouts),
+        pack("q", priorities),
+        pack("d", ranks),
         pack("i", counts),
-        pack("B", inputs.kinds),
+        in_kinds,
         tuple(inputs.task_ids),
-        pack("i", inputs.frames),
-        pack("B", inputs.inclusion),
-        pack("i", inputs.parents),
-        pack("i", inputs.holder_counts),
+        in_frames,
+        in_inclusion,
+        in_parents,
+        in_counts,
         address_table,
-        pack("i", inputs.holders),
+        in_holders,
         packages,
         frame_sizes,
         tuple(far_frames),

@@ -50,7 +50,8 @@ from handoffd.daemon.results import ResultFetcher, error_info
 from handoffd.daemon.task_output import TaskOutputIO
 from handoffd.observability.latency import Buckets
 from handoffd.protocol import messages as m
-from handoffd.protocol.columns import DispatchTable, ReportTable, split_frames
+from handoffd.protocol import report_read
+from handoffd.protocol.columns import DispatchTable, ReportTable
 from handoffd.protocol.messages_chunks import FetchResultChunks, ValueChunk
 from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
@@ -395,9 +396,7 @@ class OwnerIO(Submissions, NodeViews):
             log.debug("unexpected %s", type(msg).__name__)
 
     def _on_report_columns(self, msg: ReportColumns, frames: list[bytes], node: str) -> None:
-        table = ReportTable(msg)  # ColumnError: dropped by the node, logged
-        frames = split_frames(msg.frame_sizes, frames, "ReportColumns")
-        values = reports.frame_values(table, frames)
+        table, values = report_read.read(msg, frames)  # ColumnError: dropped by the node, logged
         self._on_table(msg.run_id, node, table, values, self._reported(node, msg))
 
     def _on_table(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from handoffd.observability.latency import Buckets
+from handoffd.protocol import report_read
 from handoffd.protocol.columns import ReportTable, replied_pairs
 from handoffd.protocol.messages_columns import RepliedColumns
 from handoffd.scheduler import events as ev
@@ -38,17 +39,7 @@ def report_events(
 
 def frame_values(table: ReportTable, frames: list[Any]) -> list[bytes | None]:
     """Each report's inline value of a received message (None when it names no frame)."""
-    count = len(frames)
-    numbers = table.frames
-    if count == len(numbers) and numbers == list(range(count)):
-        # (the usual message: every report's value, in report order)
-        if set(map(type, frames)) <= _BYTES:
-            return frames
-        return list(map(bytes, frames))
-    return [bytes(frames[f]) if 0 <= f < count else None for f in numbers]
-
-
-_BYTES = {bytes}
+    return report_read.frame_values(table.frames, frames)
 
 
 _PLAIN = {bytes, type(None)}

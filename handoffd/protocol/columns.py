@@ -11,143 +11,32 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-from array import array
 from collections.abc import Sequence
 from typing import Any
 
 from handoffd.protocol import messages as m
+from handoffd.protocol.column_codes import (
+    JOIN_BELOW,
+    STATES,
+    ColumnError,
+    _indices,
+    _strings,
+    check_frames,
+    join_frames,
+    pack,
+    split_frames,
+    unpack,
+)
 from handoffd.protocol.messages_columns import (
     DispatchColumns,
     RepliedColumns,
     ReportColumns,
-    ReportFailure,
 )
 from handoffd.protocol.registry import maker
+from handoffd.protocol.report_read import ReportRow, ReportTable, report_row
 
-_SWAP = sys.byteorder != "little"  # the wire is little-endian
-_SIZES = {"q": 8, "i": 4, "B": 1, "d": 8}
-_NAMES = {"q": "int64", "i": "int32", "B": "uint8", "d": "float64"}
-STATES = ("RUNNING", "DONE", "FAILED")
-_STATE_CODE = {s: i for i, s in enumerate(STATES)}
 INPUT_KINDS = ("value", "inline", "serialize")  # serialize: handoffd.Argument's (executor_hooks)
 _KIND_CODE = {k: i for i, k in enumerate(INPUT_KINDS)}
-
-
-class ColumnError(ValueError):
-    """A column message that cannot be read as sent (lengths or indices disagree)."""
-
-
-def pack(code: str, values: Sequence[Any]) -> bytes:
-    """``values`` as little-endian ``code`` (q, i, B, d) bytes; TypeError/OverflowError on a
-    value of the wrong type or range."""
-    a = array(code, values)
-    if _SWAP:
-        a.byteswap()
-    return a.tobytes()
-
-
-def unpack(code: str, data: bytes, count: int, what: str) -> list[Any]:
-    """``count`` values of type ``code`` from ``data``; ColumnError (saying ``what``) if its length
-    is not exactly that."""
-    size = _SIZES[code]
-    if len(data) != count * size:
-        raise ColumnError(
-            f"{what}: {len(data)} bytes, expected {count} x {size} ({count} {_NAMES[code]} "
-            "values, one per entry): the sender built inconsistent columns"
-        )
-    a = array(code)
-    a.frombytes(data)
-    if _SWAP:
-        a.byteswap()
-    return a.tolist()
-
-
-def _indices(values: list[int], limit: int, what: str, low: int = 0) -> None:
-    # (min and max in C: a Python loop here was ~120 bytecodes a dispatched task with 3 inputs)
-    if values and (min(values) < low or max(values) >= limit):
-        v = next(v for v in values if not low <= v < limit)
-        raise ColumnError(f"{what}: index {v} out of range [{low}, {limit})")
-
-
-def _strings(values: tuple[str, ...], count: int, what: str) -> None:
-    if len(values) != count:
-        raise ColumnError(f"{what}: {len(values)} entries, expected {count} (one per entry)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Frames: small ones packed into one (a ZeroMQ part and a CURVE box each cost more than a copy)
-# ---------------------------------------------------------------------------------------------
-
-#: frames at least this long travel alone (pyzmq sends them without a copy)
-JOIN_BELOW = 1 << 16
-
-
-def join_frames(frames: list[Any], below: int = JOIN_BELOW) -> tuple[bytes, list[Any]]:
-    """(``frame_sizes``, the frames to send) for logical ``frames``: those shorter than ``below``
-    packed back to back into the first frame sent, the others after it in order; (b"", frames)
-    when packing would save nothing (fewer than two small ones)."""
-    sizes = list(map(len, frames))
-    if len(sizes) > 1 and max(sizes) < below:
-        # All small (a log batch's or a dispatch's values, as a rule): one pass, in C, not three
-        # in Python (a replication flush spent more here than in building its rows).
-        return pack("q", sizes), [b"".join(frames)]
-    small = [f for f, n in zip(frames, sizes, strict=True) if n < below]
-    if len(small) < 2:
-        return b"", frames
-    sizes = [n if n < below else -1 for n in sizes]
-    return pack("q", sizes), [
-        b"".join(small),
-        *(f for f, n in zip(frames, sizes, strict=True) if n < 0),
-    ]
-
-
-def check_frames(frame_sizes: bytes, frames: Sequence[Any], what: str) -> None:
-    """Raise the ColumnError ``split_frames`` would, without splitting: for a receiver that keeps
-    the frames as they came and splits them later, if ever."""
-    if not frame_sizes:
-        return
-    sizes = unpack("q", frame_sizes, len(frame_sizes) // 8, f"{what}.frame_sizes")
-    if len(frame_sizes) % 8 or not frames:
-        raise ColumnError(f"{what}.frame_sizes: {len(frame_sizes)} bytes and {len(frames)} frames")
-    if sizes and min(sizes) < -1:
-        raise ColumnError(f"{what}.frame_sizes: {min(sizes)} is neither a size nor -1")
-    apart = sizes.count(-1)
-    if apart > len(frames) - 1:
-        raise ColumnError(f"{what}.frame_sizes: more separate frames than were sent")
-    if sum(sizes) + apart > len(frames[0]):
-        raise ColumnError(f"{what}.frame_sizes: the packed frames exceed the first frame")
-    if sum(sizes) + apart != len(frames[0]) or apart != len(frames) - 1:
-        raise ColumnError(f"{what}.frame_sizes: the sizes do not cover the frames sent")
-
-
-def split_frames(frame_sizes: bytes, frames: list[Any], what: str) -> list[Any]:
-    """The logical frames of a message sent with ``join_frames``; ColumnError if the sizes do
-    not match the frames received."""
-    if not frame_sizes:
-        return frames
-    sizes = unpack("q", frame_sizes, len(frame_sizes) // 8, f"{what}.frame_sizes")
-    if len(frame_sizes) % 8 or not frames:
-        raise ColumnError(f"{what}.frame_sizes: {len(frame_sizes)} bytes and {len(frames)} frames")
-    blob = memoryview(frames[0])
-    out: list[Any] = []
-    at, rest = 0, 1
-    for size in sizes:
-        if size < -1:
-            raise ColumnError(f"{what}.frame_sizes: {size} is neither a size nor -1")
-        if size == -1:
-            if rest >= len(frames):
-                raise ColumnError(f"{what}.frame_sizes: more separate frames than were sent")
-            out.append(frames[rest])
-            rest += 1
-        else:
-            if at + size > len(blob):
-                raise ColumnError(f"{what}.frame_sizes: the packed frames exceed the first frame")
-            out.append(blob[at : at + size].tobytes())
-            at += size
-    if at != len(blob) or rest != len(frames):
-        raise ColumnError(f"{what}.frame_sizes: the sizes do not cover the frames sent")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +47,8 @@ def split_frames(frame_sizes: bytes, frames: list[Any], what: str) -> list[Any]:
 # Built once per task and per input of every dispatch a node receives (registry.maker).
 _input_ref = maker(m.InputRef)
 _dispatch_item = maker(m.DispatchItem)
+# One a report message an executing node sends (packed_reports): 16 fields through their slots.
+_report_columns = maker(ReportColumns)
 
 
 class DispatchTable:
@@ -445,26 +336,11 @@ def reports_as_columns(
     return packed_reports(run_id, table, free, version, sizes), frames
 
 
-#: A report as one row: ``ReportColumns``' columns but ``frames`` (where its value travels is the
-#: sender's business), the state as its code. The executor builds one per attempt that ended
-#: with a value (``executor_records.done_report``); a ``TaskReport`` only for the rest.
-ReportRow = tuple[str, int, int, int, float, int, float, float, int]
-
-
-def report_row(r: m.TaskReport) -> ReportRow:
-    """``r`` as a row (its failure, if any, is not in it: ``ReportTable.of_rows``); ``ColumnError``
-    for a state no build sends (a received ``TasksReported`` is dropped and logged for it)."""
-    state = _STATE_CODE.get(r.state)
-    if state is None:
-        raise ColumnError(f"report of task {r.task_id!r}: unknown state {r.state!r}")
-    return (r.task_id, r.attempt, state, r.size, r.duration, r.pid, r.started, r.ended, r.bytes_in)
-
-
 def packed_reports(
     run_id: str, table: ReportTable, free: dict[str, float], version: int, frame_sizes: bytes
 ) -> ReportColumns:
     """``table`` (built here, not received: unchecked) as the message."""
-    return ReportColumns(
+    return _report_columns(
         run_id,
         table.task_ids,
         pack("q", table.attempts),
@@ -484,126 +360,6 @@ def packed_reports(
     )
 
 
-class ReportTable:
-    """A ``ReportColumns`` read and checked: plain lists, one entry per report."""
-
-    __slots__ = (
-        "task_ids",
-        "attempts",
-        "states",
-        "sizes",
-        "frames",
-        "durations",
-        "pids",
-        "started",
-        "ended",
-        "bytes_in",
-        "failures",
-        "outputs",
-    )
-
-    def __init__(self, msg: ReportColumns) -> None:
-        name = "ReportColumns"
-        n = len(msg.task_ids)
-        self.task_ids = msg.task_ids
-        self.attempts: list[int] = unpack("q", msg.attempts, n, f"{name}.attempts")
-        self.states: list[int] = unpack("B", msg.states, n, f"{name}.states")
-        _indices(self.states, len(STATES), f"{name}.states")
-        self.sizes: list[int] = unpack("q", msg.sizes, n, f"{name}.sizes")
-        self.frames: list[int] = unpack("i", msg.frames, n, f"{name}.frames")
-        self.durations: list[float] = unpack("d", msg.durations, n, f"{name}.durations")
-        self.pids: list[int] = unpack("q", msg.pids, n, f"{name}.pids")
-        self.started: list[float] = unpack("d", msg.started, n, f"{name}.started")
-        self.ended: list[float] = unpack("d", msg.ended, n, f"{name}.ended")
-        self.bytes_in: list[int] = unpack("q", msg.bytes_in, n, f"{name}.bytes_in")
-        self.failures: dict[int, ReportFailure] = {}
-        for failure in msg.failures:
-            if not 0 <= failure.index < n or self.states[failure.index] != 2:
-                raise ColumnError(f"{name}.failures: index {failure.index} is not a FAILED report")
-            self.failures[failure.index] = failure
-        if len(self.failures) != self.states.count(2):
-            raise ColumnError(f"{name}.failures: not one record per FAILED report")
-        if msg.outputs:
-            _strings(msg.outputs, n, f"{name}.outputs")
-        self.outputs = msg.outputs
-
-    @classmethod
-    def of_rows(
-        cls,
-        reports: Sequence[ReportRow | m.TaskReport],
-        frames: list[int],
-        outputs: tuple[str, ...],
-    ) -> ReportTable:
-        """The table of reports as built by their sender (``frames``: each one's value frame,
-        -1 none; ``outputs``: one per report or ()), transposed by ``zip`` in one call: a
-        ``TaskReport`` (a failure, a cancel: rare) is made a row first, its failure kept."""
-        self = cls.__new__(cls)
-        self.frames, self.outputs = frames, outputs
-        if len(reports) == 1 and type(reports[0]) is tuple:  # (a lone task's: W3, no transpose)
-            task_id, attempt, state, size, took, pid, began, end, took_in = reports[0]
-            self.task_ids, self.attempts, self.states = (task_id,), [attempt], [state]
-            self.sizes, self.durations, self.pids = [size], [took], [pid]
-            self.started, self.ended, self.bytes_in, self.failures = [began], [end], [took_in], {}
-            return self
-        failures: dict[int, ReportFailure] = {}
-        rows: Sequence[ReportRow | m.TaskReport] = reports
-        if set(map(type, reports)) - {tuple}:
-            converted: list[ReportRow] = []
-            for i, r in enumerate(reports):
-                if type(r) is not tuple:
-                    assert isinstance(r, m.TaskReport)
-                    if r.state == "FAILED":
-                        failures[i] = ReportFailure(i, r.kind, r.exc_type, r.message, r.traceback)
-                    r = report_row(r)
-                converted.append(r)  # type: ignore[arg-type]
-            rows = converted
-        columns: list[Any] = list(zip(*rows, strict=True)) if rows else [()] * 9
-        self.task_ids = columns[0]
-        (
-            self.attempts,
-            self.states,
-            self.sizes,
-            self.durations,
-            self.pids,
-            self.started,
-            self.ended,
-            self.bytes_in,
-        ) = map(list, columns[1:])
-        self.failures = failures
-        return self
-
-    def __len__(self) -> int:
-        return len(self.task_ids)
-
-    def report(self, i: int) -> m.TaskReport:
-        """Report ``i`` as a ``TaskReport`` (the rare paths: failures, history, output)."""
-        failure = self.failures.get(i)
-        kind, exc_type, message, traceback = (
-            (failure.kind, failure.exc_type, failure.message, failure.traceback)
-            if failure is not None
-            else ("", "", "", "")
-        )
-        return m.TaskReport(
-            self.task_ids[i],
-            self.attempts[i],
-            STATES[self.states[i]],
-            self.sizes[i],
-            self.frames[i],
-            kind,
-            exc_type,
-            message,
-            traceback,
-            self.pids[i],
-            self.started[i],
-            self.ended[i],
-            self.bytes_in[i],
-            self.durations[i],
-        )
-
-    def reports(self) -> tuple[m.TaskReport, ...]:
-        return tuple(self.report(i) for i in range(len(self)))
-
-
 def tasks_reported_of(msg: ReportColumns) -> m.TasksReported:
     """The per-task form of ``msg`` (tests and tools; its reports name logical frames:
     ``split_frames``); ColumnError if the columns disagree."""
@@ -612,7 +368,9 @@ def tasks_reported_of(msg: ReportColumns) -> m.TasksReported:
 
 
 __all__ = [
+    "JOIN_BELOW",
     "ColumnError",
+    "check_frames",
     "DispatchTable",
     "INPUT_KINDS",
     "ReportRow",

@@ -1,0 +1,61 @@
+"""The owner's build of a dispatch to another node, alone: ``daemon.dispatch.dispatch_message``
+(the scheduler's ``Dispatch`` to the ``DispatchColumns`` and frames sent) over ``--messages``
+dispatches of ``--tasks`` tasks with ``--inputs`` value inputs each (half of them sent along, half
+held on a node). Prints microseconds a task, best of 5. For an instruction count, run it under
+callgrind collecting only the timed loop (it runs under ``operator.call`` once) at two
+``--messages`` and take the difference::
+
+    cd /tmp/x && valgrind --tool=callgrind --collect-atstart=no --toggle-collect=_operator_call \\
+        CHECKOUT/.venv/bin/python COPY/bench/dispatch_remote.py --messages 200 --once
+"""
+
+from __future__ import annotations
+
+import argparse
+import operator
+import timeit
+
+from handoffd.daemon import dispatch as d
+from handoffd.scheduler import events as ev
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--messages", type=int, default=200)
+    p.add_argument("--tasks", type=int, default=20, help="tasks a dispatch")
+    p.add_argument("--inputs", type=int, default=0, help="value inputs a task")
+    p.add_argument("--once", action="store_true", help="one pass under operator.call, no timing")
+    args = p.parse_args()
+    cost, payload = {"cpu": 1.0}, b"payload" * 20
+    address_of = {"a": "a:1", "b": "b:1"}.get
+    refs = tuple(
+        ev.ValueRef(f"p{i}", ("b",), (b"v%d" % i) if i % 2 else None) for i in range(args.inputs)
+    )
+    messages = [
+        ev.Dispatch(
+            "b",
+            "r",
+            1,
+            tuple(
+                ev.DispatchedTask(f"t{j}-{i}", 1, payload, cost, "variadic", None, refs)
+                for i in range(args.tasks)
+            ),
+        )
+        for j in range(args.messages)
+    ]
+
+    def build_all() -> None:
+        for ins in messages:
+            d.dispatch_message(ins, "a:1", address_of, ())
+
+    build_all()  # (warm: first-call costs off the count)
+    if args.once:
+        operator.call(build_all)
+        return
+    best = min(timeit.repeat(build_all, number=1, repeat=5))
+    per_task = best / (args.messages * args.tasks) * 1e6
+    print(f"dispatch_message, {args.tasks} tasks, {args.inputs} inputs: {per_task:.2f} us/task")
+
+
+if __name__ == "__main__":
+    main()

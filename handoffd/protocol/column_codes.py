@@ -1,0 +1,154 @@
+"""The primitives of the column messages (``messages_columns``): numbers packed to little-endian
+bytes and checked back, and small frames joined into one and split again. Pure; split from
+``columns`` (which re-exports every name here) so that the compiled report reader
+(``report_read``) and the column conversions share them without importing each other.
+
+A malformed message raises ``ColumnError`` naming the message, the column and what was expected.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any
+
+#: per code, each count's compiled little-endian format (``pack``)
+_PACKERS: dict[str, dict[int, Callable[..., bytes]]] = {c: {} for c in "qiBd"}
+_SWAP = sys.byteorder != "little"  # the wire is little-endian
+_SIZES = {"q": 8, "i": 4, "B": 1, "d": 8}
+_NAMES = {"q": "int64", "i": "int32", "B": "uint8", "d": "float64"}
+STATES = ("RUNNING", "DONE", "FAILED")
+_STATE_CODE = {s: i for i, s in enumerate(STATES)}
+
+
+class ColumnError(ValueError):
+    """A column message that cannot be read as sent (lengths or indices disagree)."""
+
+
+def pack(code: str, values: Sequence[Any]) -> bytes:
+    """``values`` as little-endian ``code`` (q, i, B, d) bytes; TypeError/OverflowError on a
+    value of the wrong type or range."""
+    # struct converts each value in C (``array``'s constructor parses each with PyArg_Parse:
+    # several times the cost a value); a value it refuses goes to ``array``, whose TypeError or
+    # OverflowError callers expect. The '<' packs little-endian on any host.
+    packers = _PACKERS.get(code)
+    if packers is not None:
+        try:
+            n = len(values)
+            packer = packers.get(n)
+            if packer is None:
+                if len(packers) >= 512:  # (bounded; the usual counts come back)
+                    packers.clear()
+                packer = packers[n] = struct.Struct(f"<{n}{code}").pack
+            return packer(*values)
+        except (struct.error, TypeError):  # (TypeError: an iterable without a length)
+            pass
+    a = array(code, values)
+    if _SWAP:
+        a.byteswap()
+    return a.tobytes()
+
+
+def unpack(code: str, data: bytes, count: int, what: str) -> list[Any]:
+    """``count`` values of type ``code`` from ``data``; ColumnError (saying ``what``) if its length
+    is not exactly that."""
+    size = _SIZES[code]
+    if len(data) != count * size:
+        raise ColumnError(
+            f"{what}: {len(data)} bytes, expected {count} x {size} ({count} {_NAMES[code]} "
+            "values, one per entry): the sender built inconsistent columns"
+        )
+    a = array(code)
+    a.frombytes(data)
+    if _SWAP:
+        a.byteswap()
+    return a.tolist()
+
+
+def _indices(values: list[int], limit: int, what: str, low: int = 0) -> None:
+    # (min and max in C: a Python loop here was ~120 bytecodes a dispatched task with 3 inputs)
+    if values and (min(values) < low or max(values) >= limit):
+        v = next(v for v in values if not low <= v < limit)
+        raise ColumnError(f"{what}: index {v} out of range [{low}, {limit})")
+
+
+def _strings(values: tuple[str, ...], count: int, what: str) -> None:
+    if len(values) != count:
+        raise ColumnError(f"{what}: {len(values)} entries, expected {count} (one per entry)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames: small ones packed into one (a ZeroMQ part and a CURVE box each cost more than a copy)
+# ---------------------------------------------------------------------------------------------
+
+#: frames at least this long travel alone (pyzmq sends them without a copy)
+JOIN_BELOW = 1 << 16
+
+
+def join_frames(frames: list[Any], below: int = JOIN_BELOW) -> tuple[bytes, list[Any]]:
+    """(``frame_sizes``, the frames to send) for logical ``frames``: those shorter than ``below``
+    packed back to back into the first frame sent, the others after it in order; (b"", frames)
+    when packing would save nothing (fewer than two small ones)."""
+    sizes = list(map(len, frames))
+    if len(sizes) > 1 and max(sizes) < below:
+        # All small (a log batch's or a dispatch's values, as a rule): one pass, in C, not three
+        # in Python (a replication flush spent more here than in building its rows).
+        return pack("q", sizes), [b"".join(frames)]
+    small = [f for f, n in zip(frames, sizes, strict=True) if n < below]
+    if len(small) < 2:
+        return b"", frames
+    sizes = [n if n < below else -1 for n in sizes]
+    return pack("q", sizes), [
+        b"".join(small),
+        *(f for f, n in zip(frames, sizes, strict=True) if n < 0),
+    ]
+
+
+def check_frames(frame_sizes: bytes, frames: Sequence[Any], what: str) -> None:
+    """Raise the ColumnError ``split_frames`` would, without splitting: for a receiver that keeps
+    the frames as they came and splits them later, if ever."""
+    if not frame_sizes:
+        return
+    sizes = unpack("q", frame_sizes, len(frame_sizes) // 8, f"{what}.frame_sizes")
+    if len(frame_sizes) % 8 or not frames:
+        raise ColumnError(f"{what}.frame_sizes: {len(frame_sizes)} bytes and {len(frames)} frames")
+    if sizes and min(sizes) < -1:
+        raise ColumnError(f"{what}.frame_sizes: {min(sizes)} is neither a size nor -1")
+    apart = sizes.count(-1)
+    if apart > len(frames) - 1:
+        raise ColumnError(f"{what}.frame_sizes: more separate frames than were sent")
+    if sum(sizes) + apart > len(frames[0]):
+        raise ColumnError(f"{what}.frame_sizes: the packed frames exceed the first frame")
+    if sum(sizes) + apart != len(frames[0]) or apart != len(frames) - 1:
+        raise ColumnError(f"{what}.frame_sizes: the sizes do not cover the frames sent")
+
+
+def split_frames(frame_sizes: bytes, frames: list[Any], what: str) -> list[Any]:
+    """The logical frames of a message sent with ``join_frames``; ColumnError if the sizes do
+    not match the frames received."""
+    if not frame_sizes:
+        return frames
+    sizes = unpack("q", frame_sizes, len(frame_sizes) // 8, f"{what}.frame_sizes")
+    if len(frame_sizes) % 8 or not frames:
+        raise ColumnError(f"{what}.frame_sizes: {len(frame_sizes)} bytes and {len(frames)} frames")
+    blob = memoryview(frames[0])
+    out: list[Any] = []
+    at, rest = 0, 1
+    for size in sizes:
+        if size < -1:
+            raise ColumnError(f"{what}.frame_sizes: {size} is neither a size nor -1")
+        if size == -1:
+            if rest >= len(frames):
+                raise ColumnError(f"{what}.frame_sizes: more separate frames than were sent")
+            out.append(frames[rest])
+            rest += 1
+        else:
+            if at + size > len(blob):
+                raise ColumnError(f"{what}.frame_sizes: the packed frames exceed the first frame")
+            out.append(blob[at : at + size].tobytes())
+            at += size
+    if at != len(blob) or rest != len(frames):
+        raise ColumnError(f"{what}.frame_sizes: the sizes do not cover the frames sent")
+    return out
