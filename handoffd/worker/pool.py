@@ -207,14 +207,19 @@ class WorkerPool(Losses):
         jobs = list(jobs)
         queued, running = self._queued, self._running
         if len(jobs) == 1:  # (a one-task run's: no set, no generator)
-            key = jobs[0].key
-            clash = key in queued or key in running
-        else:
-            keys = {job.key for job in jobs}
-            clash = len(keys) < len(jobs) or any(k in queued or k in running for k in keys)
+            keys = [jobs[0].key]
+            clash = keys[0] in queued or keys[0] in running
+        else:  # (the look-ups in C: no generator a job)
+            keys = [job.key for job in jobs]
+            clash = (
+                len(set(keys)) < len(keys)
+                or not queued.keys().isdisjoint(keys)
+                or not running.keys().isdisjoint(keys)
+            )
         if clash:
-            keys = {job.key for job in jobs}
-            raise ValueError(f"a job with one of the keys {keys!r} is already queued or running")
+            raise ValueError(
+                f"a job with one of the keys {set(keys)!r} is already queued or running"
+            )
         if self._broken is not None:
             for job in jobs:
                 self._soon(crash_outcome(job, self._broken, 0.0))
@@ -227,9 +232,8 @@ class WorkerPool(Losses):
             c = self._chains[chain] = Chain(chain)
             devices = jobs[0].devices if jobs else None
             c.devices = self._devices if devices is None else devices
-        for job in jobs:
-            c.jobs.append(job)
-            self._queued[job.key] = c
+        c.jobs.extend(jobs)
+        queued.update(dict.fromkeys(keys, c))
         if c.worker is not None:
             self._feed(c.worker)
         elif new:
