@@ -1,18 +1,15 @@
 """Pure parts of the worker pool: the queue of chains waiting per device set, /proc stat parsing
-for the memory watch, the MemoryExceeded outcome's words, and the refusal of a live key."""
+for the memory watch, and the MemoryExceeded outcome's words."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Hashable
 
-import pytest
-
 from handoffd.worker._contain import parse_ppid
 from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import Chain, Job, memory_outcome
 from handoffd.worker._watch import child_rss, descendants, descendants_rss, rss
-from handoffd.worker.pool import WorkerPool
 
 
 def chain(chains: dict[Hashable, Chain], name: str, devices: str | None, jobs: int = 1) -> Chain:
@@ -86,17 +83,3 @@ def test_a_descendant_counts_only_while_its_parent_is_the_one_the_scan_saw():
     assert child_rss(2**22 + 7, 1) is None  # gone
     assert descendants_rss(parent, {parent: [me]}) > 0
     assert descendants_rss(parent + 1, {parent + 1: [me], me: [parent]}) == 0  # nor its subtree
-
-
-def test_a_key_already_queued_or_twice_in_a_batch_is_refused_with_nothing_queued() -> None:
-    """``submit_all`` refuses a batch with a key already live or repeated, and queues none of it
-    (no worker needed: an unstarted pool only queues)."""
-    pool = WorkerPool(1, lambda outcome: None)
-    pool.submit_all([Job("a", b"p", []), Job("b", b"p", [])], chain=1)
-    assert pool.pending == 2
-    for keys in (["c", "a"], ["d", "d"], ["b"]):
-        with pytest.raises(ValueError, match="already queued or running"):
-            pool.submit_all([Job(k, b"p", []) for k in keys], chain=2)
-        assert pool.pending == 2 and set(pool._queued) == {"a", "b"}
-    pool.submit_all([Job("c", b"p", []), Job("d", b"p", [])], chain=1)
-    assert [job.key for job in pool._chains[1].jobs] == ["a", "b", "c", "d"]
