@@ -103,28 +103,33 @@ class ResultStore:
         key = (run_id, task_id)
         if self._written:  # (two calls fewer per value when nothing is to be done: once a task)
             self.settle()
-        if key in self._memory or key in self._spilled:
+        memory, size, stats = self._memory, len(value), self.stats  # (once a task: read once)
+        if key in memory or key in self._spilled:
             self._discard(key)
-        if self.max_value is not None and len(value) > self.max_value:
+        if self.max_value is not None and size > self.max_value:
             raise StoreError(
-                f"the value of run {run_id!r}, task {task_id!r} is {len(value)} bytes, over "
+                f"the value of run {run_id!r}, task {task_id!r} is {size} bytes, over "
                 f"max_value_bytes={self.max_value}: return smaller values (or a file path), or "
                 "start every node with a larger limit (handoffd start --limit max_value_bytes=BYTES)"
             )
-        held = self.stats.in_memory_bytes + self.stats.spilled_bytes
-        if self.max_bytes is not None and held + len(value) > self.max_bytes:
-            raise StoreError(
-                f"the result store of this node holds {held} bytes and a value of {len(value)} "
-                f"bytes (run {run_id!r}, task {task_id!r}) would pass its cap of {self.max_bytes} "
-                "bytes (max_store_bytes): collect or release finished runs' results sooner, "
-                "return smaller values, or raise the cap "
-                "(handoffd start --limit max_store_bytes=BYTES)"
-            )
-        self._memory[key] = value
-        self._by_run.setdefault(run_id, set()).add(task_id)
-        self.stats.in_memory_bytes += len(value)
-        self.stats.values += 1
-        if self.stats.in_memory_bytes > self.memory_limit:
+        if self.max_bytes is not None:
+            held = stats.in_memory_bytes + stats.spilled_bytes
+            if held + size > self.max_bytes:
+                raise StoreError(
+                    f"the result store of this node holds {held} bytes and a value of {size} "
+                    f"bytes (run {run_id!r}, task {task_id!r}) would pass its cap of "
+                    f"{self.max_bytes} bytes (max_store_bytes): collect or release finished "
+                    "runs' results sooner, return smaller values, or raise the cap "
+                    "(handoffd start --limit max_store_bytes=BYTES)"
+                )
+        memory[key] = value
+        tasks = self._by_run.get(run_id)
+        if tasks is None:  # (no empty set built a task for ``setdefault``)
+            tasks = self._by_run[run_id] = set()
+        tasks.add(task_id)
+        in_memory = stats.in_memory_bytes = stats.in_memory_bytes + size
+        stats.values += 1
+        if in_memory > self.memory_limit:
             failed, self._spill_failed = self._spill_failed, None
             if failed is not None:  # as a spill failing now: memory stays bounded
                 self._discard(key)

@@ -16,8 +16,8 @@ from handoffd.worker._procs import kill_group
 from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import (
     Chain,
+    Job,
     Outcome,
-    Sent,
     Worker,
     cancelled_outcome,
     crash_outcome,
@@ -47,7 +47,7 @@ class Losses:
     _startup_failures: int
     _broken: str | None
     _started: asyncio.Future[None] | None
-    _detach: Callable[[Worker], tuple[Sent | None, list[Sent], Chain | None]]
+    _detach: Callable[[Worker], tuple[Job | None, list[Job], Chain | None]]
     _replace: Callable[[str | None], None]
     _when_exited: Callable[[BaseProcess, Callable[[int | None], None] | None], None]
     _pump: Callable[[], None]
@@ -62,14 +62,14 @@ class Losses:
 
         (self._loop or asyncio.get_running_loop()).call_soon(deliver)
 
-    def _salvage(self, behind: list[Sent], chain: Chain | None, held: bool) -> list[Outcome]:
+    def _salvage(self, behind: list[Job], chain: Chain | None, held: bool) -> list[Outcome]:
         """Jobs that were behind a lost head go back to the front of their chain, and the chain to
         the front of the queue (``held``: only once the dead process is reaped). Those being
         cancelled are not requeued: their cancelled Outcomes are returned."""
-        cancelled = [cancelled_outcome(s.job.key, 0.0) for s in behind if s.cancelling]
+        cancelled = [cancelled_outcome(job.key, 0.0) for job in behind if job.cancelling]
         if chain is None:
             return cancelled
-        back = [s.job for s in behind if not s.cancelling]
+        back = [job for job in behind if not job.cancelling]
         chain.jobs.extendleft(reversed(back))
         for job in back:
             self._queued[job.key] = chain
@@ -88,7 +88,7 @@ class Losses:
         self._waiting.push_front(chain)
         self._pump()
 
-    def _retire(self, worker: Worker) -> tuple[Sent | None, list[Outcome]]:
+    def _retire(self, worker: Worker) -> tuple[Job | None, list[Outcome]]:
         """Kill a worker whose head we give up on (timeout, cancel) and start a replacement.
         Returns the head and the Outcomes of jobs behind it whose cancel was pending."""
         head, behind, chain = self._detach(worker)
@@ -103,7 +103,7 @@ class Losses:
         duration = self._loop.time() - worker.started
         head, cancelled = self._retire(worker)
         assert head is not None
-        for outcome in [cancelled_outcome(head.job.key, duration), *cancelled]:
+        for outcome in [cancelled_outcome(head.key, duration), *cancelled]:
             self._soon(outcome)
 
     def _lost(self, worker: Worker) -> None:
@@ -129,9 +129,9 @@ class Losses:
                 assert self._loop is not None
                 duration = self._loop.time() - started
                 if head.cancelling:  # its cancel was asked for: that is its outcome
-                    self._on_done(cancelled_outcome(head.job.key, duration))
+                    self._on_done(cancelled_outcome(head.key, duration))
                 else:
-                    self._on_done(crash_outcome(head.job, what, duration))
+                    self._on_done(crash_outcome(head, what, duration))
 
         self._when_exited(worker.process, report)
 
@@ -158,14 +158,14 @@ class Losses:
         for job in jobs:
             self._on_done(crash_outcome(job, reason, 0.0))
 
-    def _expire(self, worker: Worker, sent: Sent) -> None:
-        if worker.head is not sent or worker not in self._workers:
+    def _expire(self, worker: Worker, job: Job) -> None:
+        if worker.head is not job or worker not in self._workers:
             return
         assert self._loop is not None
         duration = self._loop.time() - worker.started
         pid = worker.process.pid or 0  # (the process object is closed once retired)
         _, cancelled = self._retire(worker)
-        self._on_done(timeout_outcome(sent.job, duration, pid))
+        self._on_done(timeout_outcome(job, duration, pid))
         for outcome in cancelled:
             self._on_done(outcome)
 
@@ -178,9 +178,9 @@ class Losses:
         log.warning(
             "killed %s: job %r held %.0f MB, its ceiling is %g MB",
             worker.process.name,
-            head.job.key,
+            head.key,
             used / _watch.MB,
             limit,
         )
-        for outcome in [memory_outcome(head.job, limit, used, duration), *cancelled]:
+        for outcome in [memory_outcome(head, limit, used, duration), *cancelled]:
             self._on_done(outcome)

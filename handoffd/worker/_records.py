@@ -1,11 +1,15 @@
-"""The records a WorkerPool keeps: the caller's Job and Outcome, and per worker, chain and job sent."""
+"""The records a WorkerPool keeps: the caller's Job and Outcome, and per worker and chain.
+
+A job sent to a worker is the caller's ``Job`` itself (its ``token``, ``size`` and ``cancelling``
+are the pool's): no record of its own per job on a pipe, which was one more object per task
+between the executor's dispatch and its report."""
 
 from __future__ import annotations
 
 import signal
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
@@ -31,6 +35,13 @@ class Job:
     # no ceiling of its own; the pool's ``memory_bound`` still applies)
     memory: float | None = None
     title: str = ""  # the worker's process title while it runs, e.g. "run r1 task t3"
+    # The pool's, set when it is sent to a worker (and again at each send: a job salvaged from
+    # a dead worker is sent anew), read only while it is on that worker's pipe: its token there,
+    # its pickled size, and whether a cancel was sent to the worker and is not reported yet. Not
+    # set by ``__init__`` (three stores a task for nothing: the executor builds one Job a task).
+    token: int = field(init=False, repr=False, compare=False)
+    size: int = field(init=False, repr=False, compare=False)
+    cancelling: bool = field(init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -47,18 +58,6 @@ class Outcome:
     duration: float = 0.0  # seconds the attempt ran (measured in the worker when it finished)
     output: str = ""  # what the attempt printed and logged (bounded: worker.capture)
     pid: int = 0  # the worker process that ran it (0: not known)
-
-
-class Sent:
-    """A job on a worker's pipe (running when it is the worker's head)."""
-
-    __slots__ = ("job", "token", "size", "cancelling")
-
-    def __init__(self, job: Job, token: int, size: int) -> None:
-        self.job = job
-        self.token = token
-        self.size = size
-        self.cancelling = False  # a cancel was sent to the worker; not reported yet
 
 
 class Chain:
@@ -83,7 +82,6 @@ class Worker:
         "ready",
         "chain",
         "sent",
-        "order",
         "bytes",
         "head",
         "started",
@@ -105,10 +103,11 @@ class Worker:
         self.fd = conn.fileno()
         self.ready = False  # said "ready" at least once
         self.chain: Chain | None = None  # the chain it serves; None when idle or starting
-        self.sent: dict[int, Sent] = {}  # token -> job on its pipe whose outcome is not read
-        self.order: deque[int] = deque()  # tokens in the order sent (may hold answered ones)
+        # token -> job on its pipe whose outcome is not read, in the order sent (a dict keeps
+        # its insertion order: the oldest is the first, no separate queue of tokens)
+        self.sent: dict[int, Job] = {}
         self.bytes = 0  # pickled size of the jobs in ``sent``
-        self.head: Sent | None = None  # the job it runs, as far as we know
+        self.head: Job | None = None  # the job it runs, as far as we know
         self.started = 0.0  # loop time when ``head`` became the head
         self.timer: asyncio.TimerHandle | None = None  # the head's timeout
         self.unsent = False  # a send to it failed while it had no job: none of its jobs started

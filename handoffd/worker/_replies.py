@@ -4,21 +4,67 @@ from __future__ import annotations
 
 import logging
 import pickle
+import struct
 from collections.abc import Callable, Hashable
 from typing import cast
 
-from handoffd.worker import _live, _process
-from handoffd.worker._records import Outcome, Sent, Worker, cancelled_outcome
+from handoffd.worker import _live, _pipe, _process
+from handoffd.worker._records import Job, Outcome, Worker, cancelled_outcome
 
 log = logging.getLogger("handoffd.worker")
 
 KEPT, KEPT_SIZE = _process.KEPT, _process.KEPT_SIZE
 unpack_kept = _process.KEPT_BODY.unpack_from
+# A framed KEPT reply's head: the frame's length (``send_bytes``'), KEPT, token, duration
+_KEPT_HEAD = struct.Struct("!iBqd")
+_KEPT_TAG = KEPT[0]
+_LARGE = _pipe.LARGE
+
+
+def _kept_run(
+    worker: Worker, running: dict[Hashable, Worker], outcomes: list[Outcome], pid: int
+) -> int:
+    """The KEPT replies whole at the front of the reader's buffer, ended in one pass (as the
+    KEPT path of ``read`` ends one): each value cut once from the buffer, which is shortened once
+    for all of them, not once a reply (a chain's replies mostly come many to a read). Stops at
+    any other message. How many bytes it took off the buffer."""
+    reader = worker.reader
+    buf = reader.buf
+    n = len(buf)
+    at = 0
+    on_pipe = worker.sent
+    unpack = _KEPT_HEAD.unpack_from
+    with memoryview(buf) as view:
+        while at + KEPT_SIZE + 4 <= n:
+            size, tag, token, duration = unpack(buf, at)
+            end = at + 4 + size
+            if tag != _KEPT_TAG or not KEPT_SIZE <= size < _LARGE or end > n:
+                break
+            value = bytes(view[at + 4 + KEPT_SIZE : end])
+            at = end
+            job = on_pipe.pop(token, None)
+            if job is None:
+                log.warning("dropping a stale reply from %s", worker.process.name)
+                continue
+            worker.bytes -= job.size
+            key = job.key
+            del running[key]
+            if worker.head is job:
+                worker.head = None
+            if job.cancelling:
+                outcomes.append(cancelled_outcome(key, duration))
+            else:
+                outcomes.append(Outcome(key, True, value, "", "", "", "", duration, "", pid))
+    if at:
+        del buf[:at]
+        edge = reader.edge - at
+        reader.edge = edge if edge > 0 else 0
+    return at
 
 
 def read(
     worker: Worker,
-    running: dict[Hashable, tuple[Worker, Sent]],
+    running: dict[Hashable, Worker],
     on_ready: Callable[[Worker], None],
     on_output: Callable[[Hashable, str], None] | None = None,
 ) -> tuple[list[Outcome], bool, bool]:
@@ -35,6 +81,12 @@ def read(
     while True:
         try:
             if not pending:
+                if reader.buf and reader.whole is None and reader.large is None:
+                    if pid < 0:
+                        pid = worker.process.pid or 0
+                    if _kept_run(worker, running, outcomes, pid):
+                        answered = True
+                        continue
                 data = reader.next()
                 if data is None:
                     lost = reader.eof
@@ -44,18 +96,18 @@ def read(
                     # replies end in the order they came).
                     token, duration = unpack_kept(data, 1)
                     answered = True
-                    sent = worker.sent.pop(token, None)
-                    if sent is None:
+                    job = worker.sent.pop(token, None)
+                    if job is None:
                         log.warning("dropping a stale reply from %s", worker.process.name)
                         continue
                     if pid < 0:
                         pid = worker.process.pid or 0
-                    worker.bytes -= sent.size
-                    key = sent.job.key
+                    worker.bytes -= job.size
+                    key = job.key
                     del running[key]
-                    if worker.head is sent:
+                    if worker.head is job:
                         worker.head = None
-                    if sent.cancelling:
+                    if job.cancelling:
                         outcomes.append(cancelled_outcome(key, duration))
                     else:
                         kept = cast(bytes, data[KEPT_SIZE:])  # (or a bytearray: see Outcome)
@@ -66,9 +118,9 @@ def read(
                     continue
                 if data[:1] == _live.LIVE:
                     token, text = pickle.loads(memoryview(data)[1:])
-                    running_job = worker.sent.get(token)
+                    running_job: Job | None = worker.sent.get(token)
                     if running_job is not None and on_output is not None:
-                        on_output(running_job.job.key, text)
+                        on_output(running_job.key, text)
                     continue
                 pending.extend(pickle.loads(data))
                 continue
@@ -86,16 +138,16 @@ def read(
             answered = True
             if pid < 0:
                 pid = worker.process.pid or 0
-            sent = worker.sent.pop(token, None)
-            if sent is None:
+            job = worker.sent.pop(token, None)
+            if job is None:
                 log.warning("dropping a stale reply from %s", worker.process.name)
                 continue
-            worker.bytes -= sent.size
-            key = sent.job.key
+            worker.bytes -= job.size
+            key = job.key
             del running[key]
-            if worker.head is sent:
+            if worker.head is job:
                 worker.head = None
-            if sent.cancelling or status == _process.SKIPPED:
+            if job.cancelling or status == _process.SKIPPED:
                 outcomes.append(cancelled_outcome(key, duration))
             elif status == _process.OK:
                 outcomes.append(Outcome(key, True, value, "", "", "", "", duration, output, pid))

@@ -178,7 +178,7 @@ class MemoryWatch:
             if self._kill is not None and limit is not None and used > limit * MB:
                 self._kill(worker, used)
             else:
-                beyond += max(0, used - int((head.job.memory or 0) * MB))
+                beyond += max(0, used - int((head.memory or 0) * MB))
         mb = beyond / MB
         told = self._beyond
         if self._on_memory is not None and (

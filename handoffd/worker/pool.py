@@ -67,7 +67,6 @@ from handoffd.worker._records import (
     Chain,
     Job,
     Outcome,
-    Sent,
     Worker,
     cancelled_outcome,
     crash_outcome,
@@ -143,7 +142,7 @@ class WorkerPool(Losses):
         self._chains: dict[Hashable, Chain] = {}  # id -> live chain (has a job not ended)
         self._waiting = WaitingChains(self._chains)  # chains waiting for a worker
         self._queued: dict[Hashable, Chain] = {}  # key -> chain of a job not sent yet
-        self._running: dict[Hashable, tuple[Worker, Sent]] = {}  # key -> job on a worker's pipe
+        self._running: dict[Hashable, Worker] = {}  # key -> the worker whose pipe has the job
         self._tokens = itertools.count(1)
         self._names = itertools.count(1)
         self._solo = itertools.count(1)
@@ -208,14 +207,19 @@ class WorkerPool(Losses):
         jobs = list(jobs)
         queued, running = self._queued, self._running
         if len(jobs) == 1:  # (a one-task run's: no set, no generator)
-            key = jobs[0].key
-            clash = key in queued or key in running
-        else:
-            keys = {job.key for job in jobs}
-            clash = len(keys) < len(jobs) or any(k in queued or k in running for k in keys)
+            keys = [jobs[0].key]
+            clash = keys[0] in queued or keys[0] in running
+        else:  # (the look-ups in C: no generator a job)
+            keys = [job.key for job in jobs]
+            clash = (
+                len(set(keys)) < len(keys)
+                or not queued.keys().isdisjoint(keys)
+                or not running.keys().isdisjoint(keys)
+            )
         if clash:
-            keys = {job.key for job in jobs}
-            raise ValueError(f"a job with one of the keys {keys!r} is already queued or running")
+            raise ValueError(
+                f"a job with one of the keys {set(keys)!r} is already queued or running"
+            )
         if self._broken is not None:
             for job in jobs:
                 self._soon(crash_outcome(job, self._broken, 0.0))
@@ -228,9 +232,8 @@ class WorkerPool(Losses):
             c = self._chains[chain] = Chain(chain)
             devices = jobs[0].devices if jobs else None
             c.devices = self._devices if devices is None else devices
-        for job in jobs:
-            c.jobs.append(job)
-            self._queued[job.key] = c
+        c.jobs.extend(jobs)
+        queued.update(dict.fromkeys(keys, c))
         if c.worker is not None:
             self._feed(c.worker)
         elif new:
@@ -263,10 +266,12 @@ class WorkerPool(Losses):
             self._chain_maybe_over(c)
             self._soon(cancelled_outcome(key, 0.0))
             return True
-        entry = self._running.get(key)
-        if entry is None:
+        worker = self._running.get(key)
+        if worker is None:
             return False
-        worker, sent = entry
+        # (a rare path: the job is found among the few on its worker's pipe, where each job
+        # sent kept a record of its own under its key before)
+        sent = next(job for job in worker.sent.values() if job.key == key)
         if sent.cancelling:
             return True
         if worker.head is sent:
@@ -314,7 +319,7 @@ class WorkerPool(Losses):
         # A huge value is read by a thread (``_pipe.THREAD_BYTES``), which says when it is whole.
         worker.reader.wake = partial(self._loop.call_soon_threadsafe, self._resume, worker)
 
-    def _detach(self, worker: Worker) -> tuple[Sent | None, list[Sent], Chain | None]:
+    def _detach(self, worker: Worker) -> tuple[Job | None, list[Job], Chain | None]:
         """Forget a worker: no more reads, no timer, not idle. Returns its head, the other jobs on
         its pipe (in order; none of them started) and its chain, now without a worker."""
         if worker not in self._workers:
@@ -335,13 +340,10 @@ class WorkerPool(Losses):
         if self._memory is not None:
             self._memory.forget(worker)
         head = worker.head
-        behind = [worker.sent[t] for t in worker.order if t in worker.sent]
-        if head is not None:
-            behind.remove(head)
-        for sent in worker.sent.values():
-            self._running.pop(sent.job.key, None)
+        behind = [job for job in worker.sent.values() if job is not head]  # (in the order sent)
+        for job in worker.sent.values():
+            self._running.pop(job.key, None)
         worker.sent.clear()
-        worker.order.clear()
         worker.head = None
         chain, worker.chain = worker.chain, None
         if chain is not None:
@@ -373,12 +375,10 @@ class WorkerPool(Losses):
                 worker.head, worker.unsent = None, True  # its job never reached it whole
             if answered and worker.head is None and not worker.unsent:
                 # The head's outcome came with the EOF: the job after it started and died.
-                order, on_pipe = worker.order, worker.sent
-                while order and order[0] not in on_pipe:
-                    order.popleft()
-                if order:
+                first = next(iter(worker.sent.values()), None)  # (the oldest on the pipe)
+                if first is not None:
                     assert self._loop is not None
-                    worker.head, worker.started = on_pipe[order[0]], self._loop.time()
+                    worker.head, worker.started = first, self._loop.time()
             self._lost(worker)
         elif not answered:
             return
@@ -414,11 +414,9 @@ class WorkerPool(Losses):
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
-        order, sent = worker.order, worker.sent
-        while order and order[0] not in sent:
-            order.popleft()
-        if order:
-            self._make_head(worker, sent[order[0]])
+        first = next(iter(worker.sent.values()), None)  # (the oldest on the pipe)
+        if first is not None:
+            self._make_head(worker, first)
             if worker.head is not None and worker.head.cancelling:
                 self._cancel_head(worker)  # it started before the worker read our cancel
                 return
@@ -449,15 +447,15 @@ class WorkerPool(Losses):
         """Chains wait for a worker: no chain keeps its worker for more than its running job."""
         return self._waiting.waiting()
 
-    def _make_head(self, worker: Worker, sent: Sent) -> None:
+    def _make_head(self, worker: Worker, job: Job) -> None:
         assert self._loop is not None
-        worker.head = sent
+        worker.head = job
         worker.started = self._loop.time()
-        timeout = sent.job.timeout
+        timeout = job.timeout
         if timeout is not None:
-            worker.timer = self._loop.call_later(timeout, self._expire, worker, sent)
+            worker.timer = self._loop.call_later(timeout, self._expire, worker, job)
         if self._memory is not None:
-            self._memory.started(worker, sent.job, self._loop)
+            self._memory.started(worker, job, self._loop)
 
     def _chain_maybe_over(self, chain: Chain) -> None:
         if chain.worker is None and not chain.jobs and not chain.held:
@@ -512,7 +510,7 @@ class WorkerPool(Losses):
         assert chain is not None
         batch: list[bytes] = []
         raw: list[pickle.PickleBuffer] = []
-        fresh: list[Sent] = []
+        fresh: list[Job] = []
         count, size = len(worker.sent), worker.bytes
         others: bool | None = None  # chains wait: asked once (the loop changes only this one)
         while chain.jobs:
@@ -548,13 +546,12 @@ class WorkerPool(Losses):
             chain.next = None
             chain.jobs.popleft()
             del self._queued[job.key]
-            sent = Sent(job, token, job_size)
-            worker.sent[token] = sent
-            worker.order.append(token)
-            self._running[job.key] = (worker, sent)
+            job.token, job.size, job.cancelling = token, job_size, False
+            worker.sent[token] = job
+            self._running[job.key] = worker
             batch.append(data)
             raw += buffers
-            fresh.append(sent)
+            fresh.append(job)
             count += 1
             size += job_size
         worker.bytes = size

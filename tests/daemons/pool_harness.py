@@ -109,5 +109,5 @@ async def until(predicate: Any, limit: float = 60.0) -> None:
 
 def sent_ahead(pool: WorkerPool, key: Any) -> bool:
     """The job is on a worker's pipe behind the one running (white box: the pool's own map)."""
-    entry = pool._running.get(key)
-    return entry is not None and entry[0].head is not entry[1]
+    worker = pool._running.get(key)
+    return worker is not None and (worker.head is None or worker.head.key != key)

@@ -171,7 +171,8 @@ def test_a_new_chain_takes_an_idle_worker_at_once_and_queues_behind_a_waiting_on
         pool._pump = counting  # type: ignore[method-assign]
         pool.submit(job("head", blocked, started, gate), chain=1)
         running = pool._running.get("head")
-        assert running is not None and running[0].head is running[1]  # its head, at once
+        assert running is not None and running.head is not None  # its head, at once
+        assert running.head.key == "head"
         assert pumps == 0 and pool._waiting.empty()
         await until(lambda: os.path.exists(started))
         for key, chain in (("b", 2), ("c", 3), ("d", 4)):

@@ -17,6 +17,7 @@ from pool_harness import Collector, blocked, die_hard, job, pid_gone, run_pool, 
 from handoffd import values
 from handoffd.worker._pipe import LARGE
 from handoffd.worker._process import INLINE_VALUE
+from handoffd.worker._records import Job
 from handoffd.worker.pool import WorkerPool
 
 pytestmark = pytest.mark.timeout(90)
@@ -300,3 +301,17 @@ def test_on_read_takes_each_read_s_outcomes_in_order_and_a_crash_goes_to_on_done
         assert sum(len(r) for r in reads) == 40
 
     run_pool(1, body)
+
+
+def test_a_key_already_queued_or_twice_in_a_batch_is_refused_with_nothing_queued() -> None:
+    """``submit_all`` refuses a batch with a key already live or repeated, and queues none of it
+    (no worker needed: a pool not started only queues)."""
+    pool = WorkerPool(1, lambda outcome: None)
+    pool.submit_all([Job("a", b"p", []), Job("b", b"p", [])], chain=1)
+    assert pool.pending == 2
+    for keys in (["c", "a"], ["d", "d"], ["b"]):
+        with pytest.raises(ValueError, match="already queued or running"):
+            pool.submit_all([Job(k, b"p", []) for k in keys], chain=2)
+        assert pool.pending == 2 and set(pool._queued) == {"a", "b"}
+    pool.submit_all([Job("c", b"p", []), Job("d", b"p", [])], chain=1)
+    assert [job.key for job in pool._chains[1].jobs] == ["a", "b", "c", "d"]

@@ -18,7 +18,7 @@ import pytest
 from handoffd import values
 from handoffd.worker import _pipe, _process, _replies
 from handoffd.worker._process import INLINE_VALUE
-from handoffd.worker._records import Job, Outcome, Sent, Worker
+from handoffd.worker._records import Job, Outcome, Worker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,10 +129,9 @@ def test_the_parent_reads_kept_and_pickled_replies_alike(worker: tuple[Any, Any]
     ]
     running: dict = {}
     for token, job in enumerate(jobs, 1):
-        sent = Sent(job, token, 1)
-        record.sent[token] = sent
-        record.order.append(token)
-        running[job.key] = (record, sent)
+        job.token, job.size, job.cancelling = token, 1, False  # (as the pool sends it)
+        record.sent[token] = job
+        running[job.key] = record
         _send(conn, token, job)
     record.head = record.sent[1]
     outcomes = {o.key: o for o in _read_all(record, running, len(jobs))}

@@ -1,0 +1,151 @@
+"""The parent's read of a worker's KEPT replies many to a read (``_replies._kept_run``): each ends
+its job as the one-at-a-time path does (value, duration, pid, cancel pending), in the order sent,
+stopping at any other message and at a reply not yet whole, which a later read finishes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import random
+from typing import Any
+
+import pytest
+
+from handoffd.worker import _pipe, _process, _replies
+from handoffd.worker._records import Job, Worker
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Process:
+    def __init__(self) -> None:
+        self.pid = 4242
+        self.name = "kept-worker"
+
+
+def _kept(token: int, value: bytes, duration: float) -> bytes:
+    """A KEPT reply framed as the worker writes it (``_process.main``)."""
+    size = _process.KEPT_SIZE + len(value)
+    return _process._KEPT_FRAMED.pack(size, _process.KEPT, token, duration) + value
+
+
+def _pickled(token: int, value: bytes) -> bytes:
+    """A reply pickled with its output (a job that printed), framed."""
+    reply = [(token, _process.OK, value, "", "", "", 0.5, "printed\n")]
+    return _pipe.framed_one(pickle.dumps(reply, protocol=5))
+
+
+@pytest.fixture
+def pipe() -> Any:
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    worker = Worker(_Process(), ours)  # type: ignore[arg-type]
+    yield worker, theirs
+    worker.reader.close()
+    worker.writer.close()
+    ours.close()
+    theirs.close()
+
+
+def _on_pipe(worker: Worker, count: int) -> tuple[dict[Any, Worker], list[Job]]:
+    running: dict[Any, Worker] = {}
+    jobs = []
+    for token in range(1, count + 1):
+        job = Job(("r", f"t{token}", 1), b"payload", [])
+        job.token, job.size, job.cancelling = token, 10, False  # (as the pool sends it)
+        worker.sent[token] = job
+        running[job.key] = worker
+        jobs.append(job)
+    worker.bytes = 10 * count
+    worker.head = jobs[0]
+    return running, jobs
+
+
+def test_many_kept_replies_and_a_pickled_one_end_in_order(pipe: Any, monkeypatch: Any) -> None:
+    worker, theirs = pipe
+    taken: list[int] = []
+    run = _replies._kept_run
+
+    def counted(*args: Any) -> int:
+        taken.append(run(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(_replies, "_kept_run", counted)
+    running, jobs = _on_pipe(worker, 6)
+    jobs[2].cancelling = True  # its cancel reached the worker too late: reported cancelled
+    data = b"".join(
+        [
+            _kept(1, b"v1", 0.1),
+            _kept(2, b"v2" * 100, 0.2),
+            _kept(3, b"v3", 0.3),
+            _pickled(4, b"v4"),
+            _kept(5, b"", 0.5),
+            _kept(99, b"stale", 0.0),  # a job no longer on the pipe: dropped
+            _kept(6, b"v6", 0.6),
+        ]
+    )
+    os.write(theirs.fileno(), data)
+    outcomes, lost, answered = _replies.read(worker, running, lambda w: None)
+    assert answered and not lost
+    got = [(o.key[1], o.ok, o.kind, o.value, o.duration, o.output) for o in outcomes]
+    assert got == [
+        ("t1", True, "", b"v1", 0.1, ""),
+        ("t2", True, "", b"v2" * 100, 0.2, ""),
+        ("t3", False, "cancelled", None, 0.3, ""),
+        ("t4", True, "", b"v4", 0.5, "printed\n"),
+        ("t5", True, "", b"", 0.5, ""),
+        ("t6", True, "", b"v6", 0.6, ""),
+    ]
+    assert all(type(o.value) is bytes for o in outcomes if o.ok)
+    assert {o.pid for o in outcomes if o.ok} == {4242}
+    assert not running and not worker.sent and worker.head is None and worker.bytes == 0
+    assert not worker.reader.buf and not worker.reader.pending
+    # the three KEPT replies in front were ended in one pass, the three behind the pickled
+    # one in another
+    assert [n for n in taken if n] == [
+        len(data[: data.index(_pickled(4, b"v4"))]),
+        len(_kept(5, b"", 0.5) + _kept(99, b"stale", 0.0) + _kept(6, b"v6", 0.6)),
+    ]
+
+
+def test_a_reply_cut_by_the_read_waits_for_its_rest(pipe: Any) -> None:
+    worker, theirs = pipe
+    running, jobs = _on_pipe(worker, 3)
+    data = _kept(1, b"a", 0.1) + _kept(2, b"b" * 50, 0.2) + _kept(3, b"c", 0.3)
+    cut = len(_kept(1, b"a", 0.1)) + 30  # inside the second reply's value
+    os.write(theirs.fileno(), data[:cut])
+    outcomes, _, answered = _replies.read(worker, running, lambda w: None)
+    assert answered and [o.key[1] for o in outcomes] == ["t1"]
+    assert worker.head is None and set(worker.sent) == {2, 3}
+    os.write(theirs.fileno(), data[cut:])
+    outcomes, _, _ = _replies.read(worker, running, lambda w: None)
+    assert [(o.key[1], o.value) for o in outcomes] == [("t2", b"b" * 50), ("t3", b"c")]
+    assert not running and not worker.sent and not worker.reader.buf
+
+
+def test_random_streams_end_every_job_once_in_order(pipe: Any) -> None:
+    """Random mixes of KEPT and pickled replies, cut at random points: every job ends exactly
+    once, in the order sent, with its own value."""
+    worker, theirs = pipe
+    rng = random.Random(7)
+    for _ in range(30):
+        count = rng.randint(1, 40)
+        running, jobs = _on_pipe(worker, count)
+        values = {t: bytes([t % 251]) * rng.randint(0, 300) for t in range(1, count + 1)}
+        parts = [
+            _kept(t, v, 0.01 * t) if rng.random() < 0.8 else _pickled(t, v)
+            for t, v in values.items()
+        ]
+        data = b"".join(parts)
+        ended = []
+        at = 0
+        while at < len(data):
+            step = rng.randint(1, len(data) - at)
+            os.write(theirs.fileno(), data[at : at + step])
+            at += step
+            outcomes, lost, _ = _replies.read(worker, running, lambda w: None)
+            assert not lost
+            ended += [(o.key, o.value) for o in outcomes]
+        assert ended == [(job.key, values[job.token]) for job in jobs]
+        assert not running and not worker.sent and worker.bytes == 0
+        assert not worker.reader.buf and not worker.reader.pending
