@@ -18,6 +18,13 @@ cdef class ClusterView(Demand):
     cdef public bint indexed
     cdef public bint short
     cdef public bint saturated
+    cdef public object _fits
+    cdef public object _prefer
+    cdef public object _place_kernel
+    cdef public object _window_fill
+    cdef public object _below
+    cdef public tuple _shape_items
+    cdef public dict _shape_dict
 
     cpdef bint could_take(self, object pin, object cost)
     cpdef bint _may_fill(self)
@@ -34,6 +41,7 @@ cdef class ClusterView(Demand):
     )
     cpdef place(self, ReadyQueue ready, object dispatch)
     cpdef bint _some_shape_fits(self, ReadyQueue ready, dict free, dict most)
+    cpdef dict _shape_cost(self, tuple items)
     @cython.locals(
         run=RunState, rec=TaskRecord, total=dict, batch=list, leaders=dict, missed=set,
         misses=Py_ssize_t, exhausted=bint, weightless=bint, summed=double, sent=Py_ssize_t,

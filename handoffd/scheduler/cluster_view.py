@@ -118,6 +118,15 @@ class ClusterView(Demand):
         super().__init__(queue_seconds, window)
         self.backend = backend
         self._core = core.kernels(backend)
+        # The kernels read once (each use was a module attribute look-up, several a pass).
+        self._fits = self._core.fits
+        self._prefer = self._core.prefer
+        self._place_kernel = self._core.place
+        self._window_fill = self._core.window_fill
+        self._below = self._core.below_low_water
+        # The last queued shape's cost items and that cost as a dict (``_shape_cost``).
+        self._shape_items: tuple[tuple[str, float], ...] | None = None
+        self._shape_dict: dict[str, float] = {}
         # ``indexed`` False: every pass builds every node's room (the reference the index is
         # tested against).
         self.indexed = True
@@ -134,7 +143,7 @@ class ClusterView(Demand):
         may go to is at or below its window's low-water mark or has room for it free."""
         if self.window <= 1:
             return True
-        fits = self._core.fits
+        fits = self._fits
         if pin is not None:
             nodes = [self.nodes[pin]] if pin in self.nodes else []
         elif self.indexed and not _none_positive(cost):
@@ -168,9 +177,7 @@ class ClusterView(Demand):
         )
 
     def _below_low_water(self, n: NodeState) -> bool:
-        return self._core.below_low_water(
-            n.capacity, self.outstanding.get(n.name, {}), self.window, LOW_WATER
-        )
+        return self._below(n.capacity, self.outstanding.get(n.name, {}), self.window, LOW_WATER)
 
     def _room(self, n: NodeState) -> dict[str, float]:
         """Effective free on ``n`` capped by its window room (what the free pass may use)."""
@@ -204,12 +211,14 @@ class ClusterView(Demand):
             return True
         f = self._room(n)
         wave = self._wave_room(n)
-        fits = self._core.fits
+        fits = self._fits
         # (loops, not generator expressions, here and below: a compiled cpdef method holds no
         # closure)
         for pin, cost in ready.shapes:
-            if (pin is None or pin == node) and (fits(dict(cost), f) or fits(dict(cost), wave)):
-                return True
+            if pin is None or pin == node:
+                need = self._shape_cost(cost)
+                if fits(need, f) or fits(need, wave):
+                    return True
         return False
 
     # -- placement ---------------------------------------------------------------------------------
@@ -268,11 +277,20 @@ class ClusterView(Demand):
         self, ready: ReadyQueue, free: dict[str, dict[str, float]], most: dict[str, float]
     ) -> bool:
         """Some queued (pin, cost) shape fits what is free (its pinned node's, else the most)."""
-        fits = self._core.fits
+        fits = self._fits
         for pin, cost in ready.shapes:
-            if fits(dict(cost), most if pin is None else free.get(pin, {})):
+            if fits(self._shape_cost(cost), most if pin is None else free.get(pin, {})):
                 return True
         return False
+
+    def _shape_cost(self, items: tuple[tuple[str, float], ...]) -> dict[str, float]:
+        """A queued shape's cost items as a dict for the core's ``fits`` (read only): the last
+        one's again when asked for the very same items object (a run's tasks of one cost share
+        it, so most passes ask for one), where building the dict was most of a shape's check."""
+        if items is not self._shape_items:
+            self._shape_dict = dict(items)
+            self._shape_items = items
+        return self._shape_dict
 
     def _place_free(
         self,
@@ -295,8 +313,8 @@ class ClusterView(Demand):
         leaders: dict[tuple[str, str], int] = {}
         missed: set[tuple[Any, ...]] = set()
         misses = 0
-        fits = self._core.fits
-        prefer = self._core.prefer
+        fits = self._fits
+        prefer = self._prefer
         # Nothing positive is left anywhere. Not "<= EPS": a quantity is 0 or above EPS (parse
         # refuses the rest), and it fits free + EPS, so only free <= 0 everywhere holds it back,
         # just as the core and the ledger would.
@@ -406,7 +424,7 @@ class ClusterView(Demand):
                 prefs.append(index.get(pref, -1) if pref is not None else -1)
             demands.append(need)
             todo.append(i)
-        picks = self._core.place(demands, frees, capacities, pins, prefs, policy, None)
+        picks = self._place_kernel(demands, frees, capacities, pins, prefs, policy, None)
         # (``free`` is not charged for them: the whole batch is placed at once, and nothing
         # reads ``free`` after it in the pass)
         for j, n in enumerate(picks):
@@ -451,7 +469,7 @@ class ClusterView(Demand):
             loads.append({k: q * float(window) for k, q in capacities[-1].items()})  # no room
             if budgets is not None:
                 budgets.append(0.0)
-        fill = self._core.window_fill(
+        fill = self._window_fill(
             capacities, loads, window, LOW_WATER if low_water else None, budgets
         )
         self._walk(fill, nodes, ready, dispatch, timed)
@@ -463,7 +481,7 @@ class ClusterView(Demand):
         as of the pass's start, and the free pass's dispatches may have closed every window in
         it since (one freed slot refilled: most passes of a busy owner): the core's pass and the
         walk were built then for no task."""
-        below = self._core.below_low_water
+        below = self._below
         window = float(self.window)
         for n in nodes:
             if self.may_take_part(n) and (
@@ -505,7 +523,7 @@ class ClusterView(Demand):
         top = self._rooms.top(alive)
         capacities.append(top)
         loads.append(dict(top))
-        fill = self._core.window_fill(capacities, loads, 1, None, None)
+        fill = self._window_fill(capacities, loads, 1, None, None)
         self._walk(fill, nodes, ready, dispatch, False)
 
     def _walk(
@@ -588,7 +606,7 @@ class ClusterView(Demand):
                     if d[k] < low:
                         low = d[k]
                 least[k] = low
-        fits = self._core.fits
+        fits = self._fits
         room = self._rooms.room
         if not least and len(free) < len(room):
             # No kind common to every demand: nodes without room pass the filter too (none can

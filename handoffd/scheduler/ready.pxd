@@ -48,7 +48,7 @@ cdef class ReadyQueue:
     cpdef drop_ended(self, RunState run, Py_ssize_t lo, Py_ssize_t hi)
     @cython.locals(heap=list, live=bint, rec=TaskRecord)
     cpdef TaskRecord _head(self, RunState run)
-    @cython.locals(heads=list, run=RunState, rec=TaskRecord)
+    @cython.locals(heads=list, live=list, recs=list, run=RunState, rec=TaskRecord, i=Py_ssize_t)
     cpdef begin(self)
     @cython.locals(run=RunState, rec=TaskRecord, nxt=TaskRecord, last=RunState, heads=list)
     cpdef tuple step(self)

@@ -264,18 +264,23 @@ class ReadyQueue:
         (``restore`` after). A cursor, not a generator: a pass stops its walk early, and closing a
         compiled generator throws GeneratorExit into it, a traceback built on every pass."""
         heads: list[tuple[tuple[int, float, int, int], RunState]] = []
+        live: list[RunState] = []
+        recs: list[TaskRecord] = []
         held = self.held
         for run in list(self.runs.values()):
             if held and run.run_id in held:
                 continue
             rec = self._head(run)
             if rec is not None:
-                heads.append((_key(run, rec), run))
+                live.append(run)
+                recs.append(rec)
         self._last = None
-        if len(heads) == 1:  # one run: its heap is the order, no merge of heads
-            self._single = heads[0][1]
+        if len(live) == 1:  # one run: its heap is the order, no merge of heads (and no keys)
+            self._single = live[0]
             self._heads = []
             return
+        for i, run in enumerate(live):
+            heads.append((_key(run, recs[i]), run))
         self._single = None
         heapq.heapify(heads)  # keys differ in run.seq: runs are never compared
         self._heads = heads

@@ -2,13 +2,24 @@
 # Types for room_index.py, compiled beside it (as demand.pxd, which holds one): the placement pass
 # asks the index for its rooms through C fields and vtable calls; the index refreshes them over the
 # view typed as a ``RoomView`` (the view's C base, split out of demand.pxd, which cimports this
-# file). _Ordered is a C class too (a set and its cached order); NodeState and Nodes stay Python
-# classes (a dataclass watching its assignments, a dict subclass), their bodies compiled;
+# file). _Ordered and NodeState are C classes too (a set and its cached order; a node's fields, its
+# watched ones written by Python code through property setters); Nodes stays a Python class (a
+# dict subclass), its body compiled;
 # ``changed`` and ``reordered`` stay plain methods (Nodes holds them as values).
 
 cimport cython
 
 from handoffd.scheduler.room_view cimport RoomView
+
+
+cdef class NodeState:
+    cdef public str name
+    cdef public object address
+    cdef public bint _alive
+    cdef public dict _capacity
+    cdef public dict _free
+    cdef public object version
+    cdef public object _watch
 
 
 cdef class _Ordered:
@@ -34,20 +45,20 @@ cdef class RoomIndex:
     cdef public set _hollow
     cdef public object _top
 
-    @cython.locals(n=object, fields=dict, out=int, old=object)
+    @cython.locals(n=object, node=NodeState, out=int, old=object)
     cpdef int report(
         self, object nodes, object name, object address, object capacity, object version,
         object free,
     ) except? -1
     cpdef list alive(self, object nodes)
-    @cython.locals(with_room=_Ordered, fillable=_Ordered)
+    @cython.locals(with_room=_Ordered, fillable=_Ordered, n=NodeState)
     cpdef refresh(self, RoomView view)
     @cython.locals(
         f=dict, pending=dict, load=dict, free=bint, wave=bint, positive=bint, part=bint,
         capped=bint, budgeted=bint, roomy=bint, window=Py_ssize_t, depth=double, q=double,
         used=double, cap=double,
     )
-    cpdef _renew(self, RoomView view, object n)
+    cpdef _renew(self, RoomView view, NodeState n)
     cpdef bint any_free(self)
     cpdef list with_free(self)
     cpdef list with_wave(self)

@@ -22,7 +22,6 @@ Pure bookkeeping: no clock, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from handoffd import resources
@@ -31,7 +30,6 @@ from handoffd.resources import EPS
 if TYPE_CHECKING:
     from handoffd.scheduler.room_view import RoomView
 
-_UNSET = object()
 _NO_LOAD: dict[str, float] = {}  # (read only: a node without outstanding demand)
 
 #: ``RoomIndex.report``'s answer, bits: the node's capacity shrunk (some task may no longer fit
@@ -42,30 +40,79 @@ FREED = 2
 ABSENT = 4
 
 
-@dataclass
 class NodeState:
-    """Our view of one node. Assigning a field tells the index watching it (``_watch``) that the
-    node's room must be recomputed (the owner updates nodes in place)."""
+    """Our view of one node. Assigning ``alive``, ``capacity`` or ``free`` tells the index
+    watching it (``_watch``) that the node's room must be recomputed (the owner updates nodes in
+    place). A C class compiled (node_state fields in room_index.pxd): the index's refresh and
+    ``RoomIndex.report`` read and write the fields as C fields, where a dataclass's instance
+    dict cost a look-up per field and its ``__setattr__`` a Python-level call per write; Python
+    code reads and writes them through the properties below."""
 
-    name: str
-    address: str
-    alive: bool
-    capacity: dict[str, float]
-    free: dict[str, float]  # as last reported (newest resource_version)
-    version: int
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        alive: bool,
+        capacity: dict[str, float],
+        free: dict[str, float],  # as last reported (newest resource_version)
+        version: int,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self._alive = alive
+        self._capacity = capacity
+        self._free = free
+        self.version = version
+        self._watch: Callable[[str, bool], None] | None = None
 
-    def __setattr__(self, key: str, value: Any) -> None:
-        # (straight into the instance dict, which is all ``object.__setattr__`` does here: no
-        # field is a descriptor; compiled, that call was a lookup and a call per assignment)
-        fields = self.__dict__
-        watch = fields.get("_watch")
-        if watch is None or key == "address" or key == "version":
-            fields[key] = value
-            return
-        same = fields.get(key, _UNSET) == value  # (the owner re-sets capacity every report)
-        fields[key] = value
-        if not same:
-            watch(fields["name"], key != "free")
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    @alive.setter
+    def alive(self, value: bool) -> None:
+        same = self._alive == value
+        self._alive = value
+        if not same and self._watch is not None:
+            self._watch(self.name, True)
+
+    @property
+    def capacity(self) -> dict[str, float]:
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: dict[str, float]) -> None:
+        same = self._capacity == value  # (the owner re-sets capacity every report)
+        self._capacity = value
+        if not same and self._watch is not None:
+            self._watch(self.name, True)
+
+    @property
+    def free(self) -> dict[str, float]:
+        return self._free
+
+    @free.setter
+    def free(self, value: dict[str, float]) -> None:
+        same = self._free == value
+        self._free = value
+        if not same and self._watch is not None:
+            self._watch(self.name, False)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.name, self.address, self._alive, self._capacity, self._free, self.version)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NodeState):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, compared by value)
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeState(name={self.name!r}, address={self.address!r}, alive={self._alive!r}, "
+            f"capacity={self._capacity!r}, free={self._free!r}, version={self.version!r})"
+        )
 
 
 class Nodes(dict[str, NodeState]):
@@ -80,7 +127,7 @@ class Nodes(dict[str, NodeState]):
         if name not in self:
             self._reordered()  # a new key goes last in iteration order
         super().__setitem__(name, node)
-        object.__setattr__(node, "_watch", self._changed)
+        node._watch = self._changed
         self._changed(name, True)
 
     def __delitem__(self, name: str) -> None:
@@ -174,8 +221,8 @@ class RoomIndex:
         """A report (``NodeUpdate``) from ``name``, alive, written into its node in ``nodes``
         (the view's, watched by this index) if that node is alive: its address and capacity as
         they are now, its free resources if the report is newer (``resource_version``). The
-        same writes and marks as assigning the fields (``NodeState.__setattr__``), in one C call
-        writing the node's instance dict: the owner's two reports a task (an answer and a report
+        same writes and marks as assigning the fields (``NodeState``'s setters), in one C call
+        writing the node's C fields: the owner's two reports a task (an answer and a report
         carry the node's free) made a look-up, a ``renew`` call and two Python-level
         ``__setattr__`` calls each, the scheduler's costliest step per report. Returns
         ``SHRUNK | FREED`` bits, or ``ABSENT`` (nothing written) for a node unknown or dead."""
@@ -184,22 +231,22 @@ class RoomIndex:
         n = dict.get(nodes, name)  # (``Nodes`` adds nothing to a read: the dict's own get)
         if n is None:
             return ABSENT
-        fields = n.__dict__
-        if not fields["alive"]:
+        node: NodeState = n
+        if not node._alive:
             return ABSENT
         out = 0
-        if fields["address"] != address:
-            fields["address"] = address
-        old = fields["capacity"]
+        if node.address != address:
+            node.address = address
+        old = node._capacity
         if old != capacity:  # (the owner sends the same capacity with every report)
             if not resources.fits(old, capacity):
                 out = SHRUNK
-            fields["capacity"] = dict(capacity)
+            node._capacity = dict(capacity)
             self.changed(name, True)
-        if version > fields["version"]:
-            fields["version"] = version
-            if free != fields["free"]:
-                fields["free"] = dict(free)
+        if version > node.version:
+            node.version = version
+            if free != node._free:
+                node._free = dict(free)
                 self.dirty.add(name)  # (``changed(name)``)
                 out |= FREED
         return out
@@ -225,11 +272,13 @@ class RoomIndex:
             self.dirty.update(nodes)
         if not self._position:
             self._position = {name: i for i, name in enumerate(nodes)}
+        if not isinstance(nodes, dict):  # (compiled, the get below reads it as a dict unchecked)
+            raise TypeError(f"RoomIndex.refresh: nodes must be a dict, not {type(nodes).__name__}")
         with_room = self._with_room
         fillable = self._fillable
         for name in self.dirty:
-            n = nodes.get(name)
-            if n is None or not n.alive:
+            n = dict.get(nodes, name)  # (``Nodes`` adds nothing to a read: the dict's own get)
+            if n is None or not n._alive:
                 self.room.pop(name, None)
                 with_room.put(name, False)
                 fillable.put(name, False)
@@ -247,7 +296,7 @@ class RoomIndex:
         ``may_take_part`` (the fillable set) on the capacity and our outstanding demand. (Four
         view calls and as many walks over the capacity before, a fifth of the owner's pass.)"""
         name = n.name
-        f = dict(n.free)
+        f = n._free.copy()
         pending = view.pending.get(name)
         if pending:
             for k, q in pending.items():
@@ -266,7 +315,7 @@ class RoomIndex:
         capped = window > 1  # outstanding demand never exceeds the window, queued or not
         budgeted = view.queue_seconds is None or view.queue_seconds - view.work.get(name, 0.0) > 0.0
         wave = positive = part = False
-        for k, q in n.capacity.items():
+        for k, q in n._capacity.items():
             used = load.get(k, 0.0)
             if q > 0.0:
                 positive = True

@@ -1,6 +1,6 @@
 """A node's report written by ``RoomIndex.report`` (one C call when compiled) leaves the view and
-the room index exactly as assigning the node's fields did (``NodeState.__setattr__``, the owner's
-path before): the same fields, the same nodes marked dirty, the same caches dropped (live nodes,
+the room index exactly as assigning the node's fields did (``NodeState``'s property setters, the
+owner's path before): the same fields, the same nodes marked dirty, the same caches dropped (live nodes,
 largest capacity), the same answer (capacity shrunk, free changed). Random report sequences go
 through the imported build and through the ``.py`` (the pure-Python build) alike, each against
 the assignments replayed on a twin index of the same build, and the two builds must agree.
@@ -49,7 +49,7 @@ def _pure() -> ModuleType:  # the .py itself, whatever build is imported
 
 def _assigned(n: Any, address: str, capacity: dict, version: int, free: dict) -> int:
     """The owner's update before ``report``: ``ClusterView.renew`` then the version and free
-    assignments, each through ``NodeState.__setattr__``."""
+    assignments, each through ``NodeState``'s setters."""
     out = 0
     if n.address != address:
         n.address = address
