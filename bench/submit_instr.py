@@ -6,12 +6,15 @@ parents each, N tasks in all) submission as a client encodes it, then runs once,
 --toggle-collect=_operator_call`` counts only it), one of:
 
 - ``--part daemon`` (default): what the owner daemon does with it: the codec's decode (on its
-  loop), then ``upload_intake.prepare_whole`` (the bounds, ``validation.wire_specs``,
+  loop; a ``SubmitColumns`` turned into the submission it stands for, as the node does), then ``upload_intake.prepare_whole`` (the bounds, ``validation.wire_specs``,
   ``graph.build_graph``, the ``RunState`` and its ``Prebuilt``, the collector paused), as the
   upload thread does for a run of 1,000 tasks or more;
 - ``--part scheduler``: the owner scheduler's ``RunState`` built from ``TaskSpec``s with no graph
   given (what ``bench/bench_owner.py``'s ``RunSubmitted`` makes it do), the collector off (as
   in the upload thread, so its collections do not blur the count).
+
+``--form columns`` (default) sends it as today's client does (``SubmitColumns`` for plain
+functions: ``messages_submit.as_sent``), ``--form rows`` as ``TaskMeta`` records (older clients).
 
 Prints the number of tasks and the process CPU seconds of the part (a check, not the figure);
 the figure is callgrind's total of two runs of different N, subtracted, over their difference::
@@ -34,6 +37,7 @@ from handoffd.config import Limits
 from handoffd.daemon import upload_intake as ui
 from handoffd.protocol import messages as m
 from handoffd.protocol.codec import Codec, Rows
+from handoffd.protocol.messages_submit import SubmitColumns, as_sent, as_submission
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
 
@@ -59,6 +63,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4000)
     parser.add_argument("--shape", choices=("w1", "w2"), default="w1")
     parser.add_argument("--part", choices=("daemon", "scheduler"), default="daemon")
+    parser.add_argument("--form", choices=("columns", "rows"), default="columns")
     args = parser.parse_args()
     dag = dag_of(args.shape, args.tasks)
     rows, payloads = dag.wire_tasks(
@@ -66,14 +71,21 @@ def main() -> None:
     )
     if args.part == "daemon":
         codec = Codec()
-        request = m.SubmitAndWait(1, "r1", Rows(rows), 3, "binpack", None, 1.0, 1 << 20, True, ())
+        request: Any = m.SubmitAndWait(
+            1, "r1", Rows(rows), 3, "binpack", None, 1.0, 1 << 20, True, ()
+        )
+        if args.form == "columns":
+            request = as_sent(request)
         frames = [bytes(f) for f in codec.encode(request, sender="c", frames=payloads)]
         limits = Limits()
 
         def part() -> Any:
             head = ui.unpack_head(frames[0])
             decoded = codec.decode(list(frames), head)
-            return ui.prepare_whole(decoded.msg, decoded.frames, limits, None)
+            msg = decoded.msg
+            if type(msg) is SubmitColumns:
+                msg = as_submission(msg)
+            return ui.prepare_whole(msg, decoded.frames, limits, None)
 
     else:
         specs = [TaskSpec(r[0], tuple(r[1]), dict(r[2]), b"payload") for r in rows]

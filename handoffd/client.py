@@ -42,6 +42,7 @@ from handoffd.protocol.messages_observability import (
     GetTaskHistory,
     NodeInfoReply,
 )
+from handoffd.protocol.messages_submit import as_sent
 from handoffd.scheduler.history import document as history_document
 from handoffd.transport import local_socket
 from handoffd.transport.base import MEMORY_SCHEME
@@ -392,15 +393,15 @@ class Client(ClientPlumbing):
         run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
         run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
+        options = (max_retries, policy, output_ids, shas)
         if not wait:
 
             def attempt() -> Any:
                 for resend in (False, True):
+                    request = m.SubmitRun(next(self._ids), run_id, tasks, *options)
                     reply, _ = self._request(
-                        m.SubmitRun(
-                            next(self._ids), run_id, tasks, max_retries, policy, output_ids, shas
-                        ),
-                        payloads + self._package_frames(shipped, resend),
+                        as_sent(request),
+                        payloads + client_upload.package_frames(self, shipped, resend),
                         timeout=max(self.timeout, _SUBMIT_TIMEOUT),
                     )
                     if not _missing_package(reply) or resend:
@@ -421,7 +422,6 @@ class Client(ClientPlumbing):
         # still going once its standbys hold it). If the owner dies before it accepted the run
         # we were promised nothing: ConnectionError, as for submit(); after, we follow the run.
         poll = _POLL if timeout is None else max(0.0, min(_POLL, timeout))
-        options = (max_retries, policy, output_ids, shas)
 
         def exchange() -> Run:
             nonlocal run
@@ -452,14 +452,6 @@ class Client(ClientPlumbing):
         except errors.HandoffError:
             pass
 
-    def _package_frames(self, shipped: list[Any], resend: bool) -> list[bytes]:
-        """The zips of the run's packages the daemon is not known to hold (content-addressed: a
-        daemon that stored one keeps it, so a client sends its modules once, not once per run)."""
-        if not shipped:
-            return []
-        address = self.address
-        return [p.data for p in shipped if resend or (address, p.sha) not in self._stored]
-
     def _submit_and_wait(
         self,
         run: Run,
@@ -485,8 +477,8 @@ class Client(ClientPlumbing):
             True,
             shas,
         )
-        frames = payloads + self._package_frames(shipped, resend)
-        client_upload.send(self, codec.encode(request, sender=self._name, frames=frames))
+        frames = payloads + client_upload.package_frames(self, shipped, resend)
+        client_upload.send(self, codec.encode(as_sent(request), sender=self._name, frames=frames))
         limit = time.monotonic() + poll + max(self.timeout, _SUBMIT_TIMEOUT)
         return self._submitted(run, request_id, shas, resend, limit)
 

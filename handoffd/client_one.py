@@ -203,7 +203,7 @@ def _attempt(call: _Call, resend: bool) -> dict[str, Any] | Run:
     threads = client._threads
     mine = threads._local
     address = getattr(mine, "address", threads.home)
-    if local is not None:  # the zip, unless the daemon is known to hold it (_package_frames)
+    if local is not None:  # the zip, unless the daemon is known to hold it (package_frames)
         if resend or (address, local.sha) not in client._stored:
             frames.append(local.data)
     stats = codec.stats

@@ -11,6 +11,15 @@ from handoffd.protocol import codec
 from handoffd.protocol.messages_io import UploadChunk, UploadTaken
 
 
+def package_frames(client: Any, shipped: list[Any], resend: bool) -> list[bytes]:
+    """The zips of the run's packages the daemon is not known to hold (content-addressed: a
+    daemon that stored one keeps it, so a client sends its modules once, not once per run)."""
+    if not shipped:
+        return []
+    address = client.address
+    return [p.data for p in shipped if resend or (address, p.sha) not in client._stored]
+
+
 def send(client: Any, frames: list[Any]) -> None:
     """Send the encoded message ``frames`` on ``client``'s connection: whole, or in pieces when
     ``upload.too_big``; its answer is then awaited by the caller as usual."""

@@ -31,6 +31,7 @@ from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetMetrics, GetNodeInfo
 from handoffd.protocol.messages_rebalance import WithdrawTasks
+from handoffd.protocol.messages_submit import SubmitColumns, as_submission
 from handoffd.protocol.messages_swim import DescribeHealth
 from handoffd.protocol.repeats import ReplyRepeats
 
@@ -163,6 +164,13 @@ class NodeRouting(NodeReliability):
                 oversize.refuse(self, frames, listening)
             return
         msg = decoded.msg
+        if type(msg) is SubmitColumns:  # the submission it stands for (messages_submit)
+            try:
+                msg = as_submission(msg)
+            except columns.ColumnError as exc:
+                self.dropped += 1
+                log.warning("dropped a submission from %s: %s", decoded.envelope.sender, exc)
+                return
         if decoder is not None and not isinstance(msg, (m.SubmitRun, m.SubmitAndWait)):
             return  # an upload is a submission, nothing else
         if type(msg) is codec.Mismatch:

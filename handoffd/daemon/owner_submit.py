@@ -18,6 +18,7 @@ from typing import Any
 from handoffd import errors, intake, validation
 from handoffd.config import Limits
 from handoffd.daemon.code import CodeStore, store_packages
+from handoffd.daemon.intake_columns import plain_graph_of, task_ids
 from handoffd.daemon.ops import RunTimes
 from handoffd.daemon.owner_waits import Waiter, Waiting
 from handoffd.daemon.ports import MembersPort
@@ -25,7 +26,7 @@ from handoffd.daemon.results import error_info
 from handoffd.daemon.upload_intake import Prepared, run_options
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
-from handoffd.scheduler.graph import TaskGraph, build_graph, wire_graph
+from handoffd.scheduler.graph import TaskGraph, build_graph
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.run import RunState
 from handoffd.spec import TaskSpec
@@ -88,11 +89,11 @@ class Submissions:
             # The cheap bounds first (ids, task count), then the DAG's rules: a daemon never
             # trusts a submission.
             if checked is None:
-                intake.check_submission(msg.run_id, [t.id for t in msg.tasks], self.limits)
+                intake.check_submission(msg.run_id, task_ids(msg.tasks), self.limits)
             if checked is not None:
                 specs = checked
             else:  # (plain functions: checked and their graph built in one pass)
-                plain = wire_graph(msg, frames, self.scheduler.order)
+                plain = plain_graph_of(msg, frames, self.scheduler.order)
                 if plain is None:
                     specs = validation.wire_specs(msg, frames)
                 else:

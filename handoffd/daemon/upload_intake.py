@@ -29,12 +29,15 @@ import msgpack
 
 from handoffd import collector, intake, validation
 from handoffd.config import Limits
+from handoffd.daemon.intake_columns import plain_graph_of, task_ids
 from handoffd.errors import HandoffError
 from handoffd.freeing import copied, free
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import ColumnError
+from handoffd.protocol.messages_submit import SubmitColumns, TaskColumns, as_submission
 from handoffd.protocol.schema import MESSAGE_OFFSET
 from handoffd.protocol.snapshot import far_specs, pack_parts
-from handoffd.scheduler.graph import Order, TaskGraph, build_graph, wire_graph
+from handoffd.scheduler.graph import Order, TaskGraph, build_graph
 from handoffd.scheduler.intake import Prebuilt, probes
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
@@ -115,6 +118,12 @@ def _prepare(
         rows = list(head[_TASKS_AT])
         del head
         free(rows)
+    if decoded is not None and type(decoded.msg) is SubmitColumns:
+        try:  # (the submission it stands for: what the loop's checks and the owner read)
+            decoded = decoded._replace(msg=as_submission(decoded.msg))
+        except ColumnError as exc:
+            log.warning("dropped an upload of run %r: %s", decoded.msg.run_id, exc)
+            decoded = None
     if decoded is None or not isinstance(decoded.msg, (m.SubmitRun, m.SubmitAndWait)):
         return Prepared(decoded)
     return _guarded(decoded, decoded.msg, decoded.frames, limits, order)
@@ -148,9 +157,10 @@ def _checked(
 ) -> Prepared:
     try:
         # The cheap bounds first (ids, task count), then the DAG's rules, as for a whole message.
-        intake.check_submission(msg.run_id, [t.id for t in msg.tasks], limits)
-        # Plain functions: checked and their graph built in one pass (``graph.wire_graph``).
-        plain = wire_graph(msg, frames, order)
+        intake.check_submission(msg.run_id, task_ids(msg.tasks), limits)
+        # Plain functions: checked and their graph built in one pass (``graph.wire_graph``, or
+        # from the columns they came as: ``intake_columns``).
+        plain = plain_graph_of(msg, frames, order)
         if plain is not None:
             specs, graph = plain
         else:
@@ -329,7 +339,10 @@ def _bulk(part: Any, held: list[list[Any]]) -> Iterator[None]:
     elif isinstance(part, TaskGraph):
         sources = (part.regular, part.upward_rank, part.position, part.placement_order)
     elif part is not None and hasattr(part, "frames"):  # codec.Decoded
-        sources = (part.frames, getattr(part.msg, "tasks", ()))
+        tasks = getattr(part.msg, "tasks", ())
+        if type(tasks) is TaskColumns:  # (its records are made on demand: its columns, held)
+            tasks = tasks.deps
+        sources = (part.frames, tasks)
     else:
         return
     for items in sources:

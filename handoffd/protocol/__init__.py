@@ -14,4 +14,5 @@ from handoffd.protocol import messages_lifeguard as _messages_lifeguard  # noqa:
 from handoffd.protocol import messages_ops as _messages_ops  # noqa: E402,F401
 from handoffd.protocol import messages_rebalance as _messages_rebalance  # noqa: E402,F401
 from handoffd.protocol import messages_streamnet as _messages_streamnet  # noqa: E402,F401
+from handoffd.protocol import messages_submit as _messages_submit  # noqa: E402,F401
 from handoffd.protocol import messages_swim as _messages_swim  # noqa: E402,F401

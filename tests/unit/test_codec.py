@@ -40,7 +40,7 @@ PINNED_TYPES = {
     47: "FreeValues",
     60: "ReplicateRun", 61: "ReplicateLog", 62: "ReplicaAcked", 63: "DropReplica",
     64: "ReconcileRun", 65: "RunHoldings", 66: "RunMoved", 67: "FollowOwner",
-    68: "ProbeHoldings", 69: "HoldingsProbed",
+    68: "ProbeHoldings", 69: "HoldingsProbed", 490: "SubmitColumns",
 }  # fmt: skip
 
 

@@ -65,3 +65,26 @@ def test_parse_limits_reads_names_and_numbers_and_refuses_the_rest() -> None:
         parse_limits(["max_frames=lots"])
     with pytest.raises(ValueError, match="must be > 0"):
         parse_limits(["max_frames=0"])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_task_ids_checked_at_once_name_the_first_bad_one(seed: int) -> None:
+    """``check_submission`` checks every id in C calls first, then finds the one to name: the same
+    refusal as one id at a time (the first bad one), and ids that are no str left to the DAG's
+    checks."""
+    import random
+
+    rng = random.Random(seed)
+    limits = Limits(max_id_chars=12)
+    ids: list[object] = [f"t{i}" for i in range(rng.randint(1, 40))]
+    bad = {"long": "x" * 13, "control": "a\nb", "nul": "\x00", "del": "d\x7f"}
+    picked = rng.sample(range(len(ids)), min(len(ids), rng.randint(0, 3)))
+    for at in picked:
+        ids[at] = rng.choice([*bad.values(), 7, None])
+    first = next((i for i in ids if type(i) is str and i in bad.values()), None)
+    if first is None:
+        intake.check_submission("r1", ids, limits)  # type: ignore[arg-type]
+        return
+    with pytest.raises(ValidationError) as raised:
+        intake.check_submission("r1", ids, limits)  # type: ignore[arg-type]
+    assert raised.value.function_id == first[:40]

@@ -14,7 +14,7 @@ import pytest
 from fake_port import FakePort
 
 from handoffd import validation
-from handoffd.daemon import owner_submit, upload_intake
+from handoffd.daemon import intake_columns, owner_submit, upload_intake
 from handoffd.daemon.owner import OwnerIO
 from handoffd.protocol import messages as m
 from handoffd.scheduler import graph
@@ -62,11 +62,11 @@ def _submission(n: int, run_id: str = "r1", cycle: bool = False) -> tuple[m.Subm
 
 def _checked_on(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The threads a submission is checked on, as it is: ``graph.wire_graph`` (plain functions,
-    checked with their graph) where the owner's shell and the upload thread call it, else
-    ``validation.wire_specs``."""
+    checked with their graph; ``intake_columns.plain_graph_of`` for either form) where the
+    owner's shell and the upload thread call it, else ``validation.wire_specs``."""
     seen: list[int] = []
     checks = validation.wire_specs
-    plain = graph.wire_graph
+    plain = intake_columns.plain_graph_of
 
     def spy(*args: Any) -> Any:
         seen.append(threading.get_ident())
@@ -79,8 +79,8 @@ def _checked_on(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return found
 
     monkeypatch.setattr(validation, "wire_specs", spy)
-    monkeypatch.setattr(owner_submit, "wire_graph", plain_spy)
-    monkeypatch.setattr(upload_intake, "wire_graph", plain_spy)
+    monkeypatch.setattr(owner_submit, "plain_graph_of", plain_spy)
+    monkeypatch.setattr(upload_intake, "plain_graph_of", plain_spy)
     return seen
 
 

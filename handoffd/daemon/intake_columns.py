@@ -1,0 +1,117 @@
+"""A submission that came as columns (``protocol.messages_submit``) checked and built from them.
+
+``graph.wire_graph`` reads a submission's ``TaskMeta`` records one by one; a ``SubmitColumns``
+run has none. ``column_graph`` makes its specs straight from the columns: each distinct cost map
+parsed once, the ids' uniqueness in one dict built in C, then one loop that makes the specs
+(dependencies already split per function by ``TaskColumns``), then the same links, cycle walk and
+ranking as the records' plain path (``plain_graph.links``, ``graph._plain``). It says None for
+anything that path would not take (a bad id, a duplicate, a bad cost, an unknown inclusion, an
+unknown dependency, a cycle, a bad option): the caller then takes the general path
+(``validation.wire_specs`` over the ``TaskMeta`` records the columns make on demand), which
+refuses it with the same error as the records' form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from handoffd import resources
+from handoffd.protocol.messages_submit import TaskColumns
+from handoffd.scheduler import plain_graph
+from handoffd.scheduler.graph import Order, TaskGraph, _plain, wire_graph
+from handoffd.spec import TaskSpec
+from handoffd.validation import ARGUMENT_INCLUSIONS, POLICIES
+
+_new = object.__new__
+
+
+def task_ids(tasks: Sequence[Any]) -> list[str]:
+    """The ids of a submission's functions (records or columns), for the intake's bounds."""
+    if type(tasks) is TaskColumns:
+        return list(tasks.ids)
+    return [t.id for t in tasks]
+
+
+def plain_graph_of(
+    msg: Any, frames: Sequence[Any], order: Order | None
+) -> tuple[tuple[TaskSpec, ...], TaskGraph] | None:
+    """``graph.wire_graph`` for either form of a submission (records or columns)."""
+    if type(msg.tasks) is TaskColumns:
+        return column_graph(msg, frames, order)
+    return wire_graph(msg, frames, order)
+
+
+def column_graph(
+    msg: Any, frames: Sequence[Any], order: Order | None
+) -> tuple[tuple[TaskSpec, ...], TaskGraph] | None:
+    """The specs and graph of a submission whose ``tasks`` are ``TaskColumns``, checked as
+    ``graph.wire_graph`` checks plain records; None for anything it would not take."""
+    tasks: TaskColumns = msg.tasks
+    ids = tasks.ids
+    n = len(ids)
+    max_retries = msg.max_retries
+    outputs = msg.outputs
+    if (
+        n < 2
+        or not n <= len(frames) <= n + len(msg.packages)
+        or msg.policy not in POLICIES
+        or type(max_retries) is not int
+        or max_retries < 0
+        or (outputs is not None and type(outputs) is not tuple)
+    ):
+        return None
+    index = dict(zip(ids, range(n), strict=True))
+    if len(index) != n or "" in index:  # (the codec checked they are str)
+        return None
+    if outputs is not None:
+        for output in outputs:
+            if type(output) is not str or output not in index:
+                return None
+    for kind in tasks.inclusions:
+        if kind not in ARGUMENT_INCLUSIONS:
+            return None
+    parsed: list[dict[str, float]] = []
+    for raw in tasks.cost_maps:
+        for qty in raw.values():
+            if type(qty) is bool:  # (True == 1: ``parse`` refuses it, an equal map would not)
+                return None
+        try:
+            parsed.append(resources.parse_cached(raw, what="cost"))
+        except resources.ResourceError:
+            return None
+    costs = map(parsed.__getitem__, tasks.cost_of)
+    kinds = map(tasks.inclusions.__getitem__, tasks.inclusion)
+    specs: list[TaskSpec] = []
+    append = specs.append
+    for fid, deps, cost, payload, kind, priority in zip(
+        ids,
+        tasks.deps,
+        costs,
+        frames,
+        kinds,
+        tasks.priorities,
+        strict=False,  # (+ packages)
+    ):
+        spec = _new(TaskSpec)
+        vars(spec).update(
+            id=fid,
+            deps=deps,
+            cost=cost,
+            payload=bytes(payload),
+            argument_inclusion=kind,
+            node=None,
+            collocate_with=None,
+            inline=False,
+            max_retries=None,
+            timeout=None,
+            priority=priority,
+        )
+        append(spec)
+    found = plain_graph.links(specs, index, True)
+    if found is None:
+        return None
+    return tuple(specs), _plain(specs, found, outputs, order)
+
+
+__all__ = ["column_graph", "plain_graph_of", "task_ids"]

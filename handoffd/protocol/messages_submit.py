@@ -1,0 +1,254 @@
+"""A submission as columns (issue 13): a run of plain functions sent as one array per field, not
+one ``TaskMeta`` record per function. Type ids 490-499.
+
+Most runs (W1's independent no-ops, W2's layered DAG) are functions that set nothing but an id,
+dependencies, a cost, argument inclusion and a priority (``validation.plain_meta``). As records,
+the owner's decode checked ten fields and built one struct per function, then read them back into
+the scheduler's specs: more than the rest of its intake. A client sends such a run as
+``SubmitColumns``: the ids and the dependencies (flattened, ``dep_counts`` per function) as arrays
+of strings, each distinct cost map once (``costs``, one index per function in ``cost_of``), the
+argument inclusions likewise, the priorities as int64s. A run with any other function (a pin,
+collocation, inline type, retries or timeout) still goes as ``SubmitRun`` / ``SubmitAndWait``,
+which every daemon keeps reading (older clients send nothing else).
+
+The receiving node turns it into the ``SubmitRun`` / ``SubmitAndWait`` it stands for
+(``as_submission``), its ``tasks`` a ``TaskColumns``: a sequence of ``TaskMeta`` made on demand
+for whatever reads records (the general checks, which give a bad run the same refusal either
+way), read as columns by the owner's intake (``daemon.intake_columns``). Columns that disagree
+(lengths, an index out of range) are a ``ColumnError`` saying which: the message is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from itertools import accumulate
+from typing import Any, overload
+
+from handoffd.protocol import columns
+from handoffd.protocol.columns import ColumnError
+from handoffd.protocol.messages import SubmitAndWait, SubmitRun, TaskMeta
+from handoffd.protocol.registry import message
+
+
+@message(490)
+class SubmitColumns:
+    """``SubmitRun`` (``answer`` False) or ``SubmitAndWait`` (``answer`` True: ``wait``,
+    ``max_bytes`` and ``release`` are its) of plain functions, as columns (module doc). Per
+    function: ``ids``, ``dep_counts`` (i: how many of ``deps`` are its, in order), ``cost_of`` (i,
+    index into ``costs``), ``inclusion`` (B, index into ``inclusions``), ``priorities`` (q).
+    Frames: one payload per function, in ``ids`` order, then the packages' zips."""
+
+    request_id: int
+    run_id: str
+    ids: tuple[str, ...]
+    dep_counts: bytes
+    deps: tuple[str, ...]
+    costs: tuple[dict[str, float], ...]
+    cost_of: bytes
+    inclusions: tuple[str, ...]
+    inclusion: bytes
+    priorities: bytes
+    max_retries: int
+    policy: str
+    outputs: tuple[str, ...] | None
+    answer: bool
+    wait: float
+    max_bytes: int
+    release: bool
+    packages: tuple[str, ...] = ()
+
+
+_NO_DEPS: tuple[str, ...] = ()
+
+
+class TaskColumns(Sequence[TaskMeta]):
+    """A submission's plain functions as columns (``SubmitColumns``, checked): a ``Sequence`` of
+    ``TaskMeta`` made on demand, the columns read as they are by the owner's intake."""
+
+    __slots__ = ("ids", "deps", "cost_maps", "cost_of", "inclusions", "inclusion", "priorities")
+
+    def __init__(self, msg: SubmitColumns) -> None:
+        n = len(msg.ids)
+        counts = columns.unpack("i", msg.dep_counts, n, "SubmitColumns.dep_counts")
+        if counts and min(counts) < 0:
+            raise ColumnError("SubmitColumns.dep_counts: a negative count")
+        if sum(counts) != len(msg.deps):
+            raise ColumnError(
+                f"SubmitColumns.deps: {len(msg.deps)} entries, the dep_counts add up to "
+                f"{sum(counts)}: the sender built inconsistent columns"
+            )
+        cost_of = columns.unpack("i", msg.cost_of, n, "SubmitColumns.cost_of")
+        columns._indices(cost_of, len(msg.costs), "SubmitColumns.cost_of")
+        inclusion = columns.unpack("B", msg.inclusion, n, "SubmitColumns.inclusion")
+        columns._indices(inclusion, len(msg.inclusions), "SubmitColumns.inclusion")
+        self.ids = msg.ids
+        #: each function's dependencies, a tuple of ids (one shared empty one)
+        self.deps: list[tuple[str, ...]] = _split(msg.deps, counts)
+        self.cost_maps = msg.costs
+        self.cost_of = cost_of
+        self.inclusions = msg.inclusions
+        self.inclusion = inclusion
+        self.priorities = columns.unpack("q", msg.priorities, n, "SubmitColumns.priorities")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, at: int) -> TaskMeta: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> tuple[TaskMeta, ...]: ...
+
+    def __getitem__(self, at: int | slice) -> TaskMeta | tuple[TaskMeta, ...]:
+        if isinstance(at, slice):
+            return tuple(self._meta(i) for i in range(*at.indices(len(self.ids))))
+        if at < 0:
+            at += len(self.ids)
+        if not 0 <= at < len(self.ids):
+            raise IndexError("task index out of range")
+        return self._meta(at)
+
+    def __iter__(self) -> Iterator[TaskMeta]:
+        return map(self._meta, range(len(self.ids)))
+
+    def _meta(self, i: int) -> TaskMeta:
+        return TaskMeta(
+            self.ids[i],
+            self.deps[i],
+            self.cost_maps[self.cost_of[i]],
+            self.inclusions[self.inclusion[i]],
+            None,
+            None,
+            False,
+            None,
+            None,
+            self.priorities[i],
+        )
+
+
+def _split(flat: tuple[str, ...], counts: list[int]) -> list[tuple[str, ...]]:
+    """``flat`` cut into ``counts`` pieces, in order (an empty piece: one shared empty tuple)."""
+    if not flat:
+        return [_NO_DEPS] * len(counts)
+    ends = list(accumulate(counts))
+    out: list[tuple[str, ...]] = []
+    start = 0
+    for end in ends:
+        out.append(flat[start:end] if end != start else _NO_DEPS)
+        start = end
+    return out
+
+
+def as_submission(msg: SubmitColumns) -> SubmitRun | SubmitAndWait:
+    """The ``SubmitRun`` / ``SubmitAndWait`` that ``msg`` stands for, its ``tasks`` a
+    ``TaskColumns``; ``ColumnError`` when its columns disagree."""
+    tasks: Any = TaskColumns(msg)
+    if msg.answer:
+        return SubmitAndWait(
+            msg.request_id,
+            msg.run_id,
+            tasks,
+            msg.max_retries,
+            msg.policy,
+            msg.outputs,
+            msg.wait,
+            msg.max_bytes,
+            msg.release,
+            msg.packages,
+        )
+    return SubmitRun(
+        msg.request_id, msg.run_id, tasks, msg.max_retries, msg.policy, msg.outputs, msg.packages
+    )
+
+
+def submit_columns(msg: SubmitRun | SubmitAndWait) -> SubmitColumns | None:
+    """``msg`` as ``SubmitColumns`` when its tasks are rows (``codec.Rows``: ``TaskMeta``'s fields
+    in order) of plain functions (``validation.plain_meta``'s fields unset, the priority an int,
+    the cost a dict); None for anything else (it goes as it is)."""
+    rows = msg.tasks
+    n = len(rows)
+    if n < 2:  # (a one-function run keeps the one-task path: ``protocol.repeats``)
+        return None
+    ids: list[str] = []
+    counts: list[int] = []
+    deps: list[str] = []
+    shapes: dict[Any, int] = {}
+    cost_maps: list[dict[str, float]] = []
+    cost_of: list[int] = []
+    kinds: dict[str, int] = {}
+    inclusion: list[int] = []
+    priorities: list[int] = []
+    last_cost: Any = None
+    last_shape = 0
+    for row in rows:
+        if type(row) is not tuple or len(row) != 10 or row[4:9] != _PLAIN_TAIL:
+            return None
+        if row[6] is not False:  # (0 == False: the records' check refuses an int there)
+            return None
+        fid, fdeps, cost, kind, priority = row[0], row[1], row[2], row[3], row[9]
+        if type(fid) is not str or type(priority) is not int or type(cost) is not dict:
+            return None
+        if type(kind) is not str or type(fdeps) not in (tuple, list):
+            return None
+        ids.append(fid)
+        counts.append(len(fdeps))
+        deps += fdeps
+        if cost is not last_cost:
+            try:
+                key = tuple(cost.items())
+                at = shapes.get(key)
+            except TypeError:
+                return None
+            if at is None:
+                at = shapes[key] = len(cost_maps)
+                cost_maps.append(cost)
+            last_cost, last_shape = cost, at
+        cost_of.append(last_shape)
+        code = kinds.get(kind)
+        if code is None:
+            code = kinds[kind] = len(kinds)
+        inclusion.append(code)
+        priorities.append(priority)
+    if len(kinds) > 255 or len(cost_maps) >= 1 << 31:
+        return None
+    try:
+        packed = (
+            columns.pack("i", counts),
+            columns.pack("i", cost_of),
+            columns.pack("B", inclusion),
+            columns.pack("q", priorities),
+        )
+    except (OverflowError, TypeError):
+        return None
+    answer = isinstance(msg, SubmitAndWait)
+    return SubmitColumns(
+        msg.request_id,
+        msg.run_id,
+        tuple(ids),
+        packed[0],
+        tuple(deps),
+        tuple(cost_maps),
+        packed[1],
+        tuple(kinds),
+        packed[2],
+        packed[3],
+        msg.max_retries,
+        msg.policy,
+        msg.outputs,
+        answer,
+        msg.wait if isinstance(msg, SubmitAndWait) else 0.0,
+        msg.max_bytes if isinstance(msg, SubmitAndWait) else 0,
+        msg.release if isinstance(msg, SubmitAndWait) else False,
+        msg.packages,
+    )
+
+
+def as_sent(msg: SubmitRun | SubmitAndWait) -> SubmitRun | SubmitAndWait | SubmitColumns:
+    """What a client sends for ``msg``: its columns when it has them (``submit_columns``)."""
+    return submit_columns(msg) or msg
+
+
+# A row's node, collocate_with, inline, max_retries and timeout when the function is plain.
+_PLAIN_TAIL = (None, None, False, None, None)
+
+__all__ = ["SubmitColumns", "TaskColumns", "as_sent", "as_submission", "submit_columns"]
