@@ -37,7 +37,7 @@ from handoffd.config import Limits
 from handoffd.daemon import upload_intake as ui
 from handoffd.protocol import messages as m
 from handoffd.protocol.codec import Codec, Rows
-from handoffd.protocol.messages_submit import SubmitColumns, as_sent, as_submission
+from handoffd.protocol.messages_submit import COLUMNS_SINCE, SubmitColumns, as_sent, as_submission
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
 
@@ -75,7 +75,7 @@ def main() -> None:
             1, "r1", Rows(rows), 3, "binpack", None, 1.0, 1 << 20, True, ()
         )
         if args.form == "columns":
-            request = as_sent(request)
+            request = as_sent(request, COLUMNS_SINCE)
         frames = [bytes(f) for f in codec.encode(request, sender="c", frames=payloads)]
         limits = Limits()
 

@@ -400,7 +400,7 @@ class Client(ClientPlumbing):
                 for resend in (False, True):
                     request = m.SubmitRun(next(self._ids), run_id, tasks, *options)
                     reply, _ = self._request(
-                        as_sent(request),
+                        as_sent(request, self._daemon_max()),
                         payloads + client_upload.package_frames(self, shipped, resend),
                         timeout=max(self.timeout, _SUBMIT_TIMEOUT),
                     )
@@ -478,7 +478,10 @@ class Client(ClientPlumbing):
             shas,
         )
         frames = payloads + client_upload.package_frames(self, shipped, resend)
-        client_upload.send(self, codec.encode(as_sent(request), sender=self._name, frames=frames))
+        client_upload.send(
+            self,
+            codec.encode(as_sent(request, self._daemon_max()), sender=self._name, frames=frames),
+        )
         limit = time.monotonic() + poll + max(self.timeout, _SUBMIT_TIMEOUT)
         return self._submitted(run, request_id, shas, resend, limit)
 

@@ -117,6 +117,11 @@ class ClientPlumbing:
         self.address = address
         self._threads.answered_at = None
 
+    def _daemon_max(self) -> int:
+        """The top of the protocol range this thread's daemon answered with (0 before any
+        answer on this connection: a new connection may go to another, older, daemon)."""
+        return getattr(self._conn, "daemon_max", 0)
+
     def _connection(self) -> Connection:
         """The current connection; after a failover that reached nobody there is none, so
         connect again (ConnectionError if the daemon is still unreachable)."""
@@ -164,6 +169,8 @@ class ClientPlumbing:
                 raise versions.client_error(self.address, got.lo, got.hi)
             if getattr(got, "request_id", None) != request_id:
                 continue  # a late reply to an earlier request
+            # What this connection's daemon speaks: the newest forms it reads (``_daemon_max``)
+            conn.daemon_max = decoded.envelope.max_version  # type: ignore[attr-defined]
             threads.unanswered = False  # anything sent before this request has left too
             if isinstance(got, m.ErrorReply):
                 if got.code in MOVE_CODES:  # it serves nobody now: another node may

@@ -38,6 +38,7 @@ import msgpack
 
 from handoffd.config import Limits
 from handoffd.protocol import schema
+from handoffd.protocol.registry import MESSAGES, SINCE
 from handoffd.protocol.repeats import Repeats
 from handoffd.protocol.rows import packed_reader, reading_packed, reading_rows
 from handoffd.protocol.schema import (
@@ -147,7 +148,11 @@ class Codec:
         self.stats = CodecStats()
         self.versions = versions
         self._min, self._max = versions
-        # The shared registry's records are shared; another registry gets its own.
+        # The shared registry's records are shared; another registry gets its own. A range
+        # that ends below a type's version does not know that type (registry.SINCE).
+        newer = {t for t, since in SINCE.items() if since > self._max}
+        if newer and messages is None:
+            messages = {t: cls for t, cls in MESSAGES.items() if t not in newer}
         self._registry = messages
         self._records: dict[int, Record] = schema._RECORDS if messages is None else {}
         if rows:

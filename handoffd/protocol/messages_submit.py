@@ -29,8 +29,12 @@ from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages import SubmitAndWait, SubmitRun, TaskMeta
 from handoffd.protocol.registry import message
 
+#: The first protocol version whose daemons read ``SubmitColumns``: a daemon of an older range
+#: would drop it as an unknown type and the client would wait for nothing.
+COLUMNS_SINCE = 4
 
-@message(490)
+
+@message(490, since=COLUMNS_SINCE)
 class SubmitColumns:
     """``SubmitRun`` (``answer`` False) or ``SubmitAndWait`` (``answer`` True: ``wait``,
     ``max_bytes`` and ``release`` are its) of plain functions, as columns (module doc). Per
@@ -243,12 +247,25 @@ def submit_columns(msg: SubmitRun | SubmitAndWait) -> SubmitColumns | None:
     )
 
 
-def as_sent(msg: SubmitRun | SubmitAndWait) -> SubmitRun | SubmitAndWait | SubmitColumns:
-    """What a client sends for ``msg``: its columns when it has them (``submit_columns``)."""
+def as_sent(
+    msg: SubmitRun | SubmitAndWait, daemon_max: int
+) -> SubmitRun | SubmitAndWait | SubmitColumns:
+    """What a client sends for ``msg`` to a daemon whose protocol range ends at ``daemon_max``
+    (0: not heard yet): its columns when it has them (``submit_columns``) and the daemon reads
+    them, else its records."""
+    if daemon_max < COLUMNS_SINCE:
+        return msg
     return submit_columns(msg) or msg
 
 
 # A row's node, collocate_with, inline, max_retries and timeout when the function is plain.
 _PLAIN_TAIL = (None, None, False, None, None)
 
-__all__ = ["SubmitColumns", "TaskColumns", "as_sent", "as_submission", "submit_columns"]
+__all__ = [
+    "COLUMNS_SINCE",
+    "SubmitColumns",
+    "TaskColumns",
+    "as_sent",
+    "as_submission",
+    "submit_columns",
+]

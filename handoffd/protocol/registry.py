@@ -16,11 +16,15 @@ T = TypeVar("T")
 MESSAGES: dict[int, type[Any]] = {}
 #: nested record types, encoded as msgpack arrays of their fields
 STRUCTS: dict[str, type[Any]] = {}
+#: type number -> the protocol version that brought it, for types newer than the oldest version
+#: a build still speaks: a codec whose range ends below it does not know the type, as a daemon of
+#: that version would not (HANDOFFD_TEST_PROTOCOL plays one faithfully)
+SINCE: dict[int, int] = {}
 
 
 @dataclass_transform(frozen_default=True)
-def message(type_id: int):  # type: ignore[no-untyped-def]
-    """Register a frozen dataclass as wire message ``type_id``."""
+def message(type_id: int, since: int | None = None):  # type: ignore[no-untyped-def]
+    """Register a frozen dataclass as wire message ``type_id`` (brought by protocol ``since``)."""
 
     def wrap(cls: type[T]) -> type[T]:
         if type_id in MESSAGES:
@@ -28,6 +32,8 @@ def message(type_id: int):  # type: ignore[no-untyped-def]
         cls = dataclass(frozen=True, slots=True)(cls)
         cls.TYPE = type_id  # type: ignore[attr-defined]
         MESSAGES[type_id] = cls
+        if since is not None:
+            SINCE[type_id] = since
         return cls
 
     return wrap

@@ -83,3 +83,30 @@ def test_daemons_of_different_versions_refuse_each_other_membership(daemons) -> 
     assert out.returncode == 0, out
     assert [n["name"] for n in json.loads(out.stdout)["nodes"]] == [b.name]
     assert a.log().count(f"peer {b.name} ") == 1 and b.log().count(f"peer {a.name} ") == 1
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_a_client_sends_a_daemon_of_the_older_overlapping_range_its_records(daemons) -> None:
+    """A daemon of range 3-3 (before SubmitColumns) and this client (3-4) overlap: a plain run
+    of several functions, the one the client would send as columns to a daemon of 4, is sent to
+    this daemon as records and runs, submitted both ways (execute: SubmitAndWait; submit then
+    results: SubmitRun). Sent as columns, the older daemon would drop it as an unknown type and
+    the client would wait until its timeout."""
+    from handoffd.protocol.messages_submit import COLUMNS_SINCE
+
+    older = f"{PROTOCOL_MIN}-{COLUMNS_SINCE - 1}"
+    assert PROTOCOL_MIN <= COLUMNS_SINCE - 1 < PROTOCOL_MAX  # they overlap, this build is newer
+    daemons.env["HANDOFFD_TEST_PROTOCOL"] = older
+    daemon = daemons.start()
+    want = {f"s{i}": i * i for i in range(4)}
+    with handoffd.connect(daemon.address, timeout=30) as client:
+        dag = handoffd.new()
+        for i in range(4):
+            dag.add_function(handoffd.Function(id=f"s{i}", code=_square, extra_args=[i]))
+        assert client.execute(dag) == want
+        assert client._daemon_max() == COLUMNS_SINCE - 1
+        run = client.submit(dag)
+        assert run.results() == want

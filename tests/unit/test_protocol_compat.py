@@ -258,3 +258,25 @@ def test_run_errors_round_trip_as_error_info(error: errors.HandoffError) -> None
     assert type(back) is type(error) and str(back) == str(error)
     assert error_to_info(back) == info
     assert error_to_info(error_from_data(error_to_data(error))) == info
+
+
+def test_a_codec_of_a_range_below_a_type_s_version_does_not_know_that_type() -> None:
+    """A type brought by a later version (registry.SINCE, e.g. SubmitColumns) is an unknown type
+    to a codec whose range ends below it, as it is to a daemon of that version: dropped and
+    counted, not decoded (so HANDOFFD_TEST_PROTOCOL plays an older daemon faithfully)."""
+    from handoffd.protocol.messages_submit import COLUMNS_SINCE, submit_columns
+    from handoffd.protocol.registry import SINCE
+
+    assert SINCE[490] == COLUMNS_SINCE
+    metas = codec.Rows(
+        (f"t{i}", (), {"cpu": 1.0}, "variadic", None, None, False, None, None, 0) for i in range(3)
+    )
+    msg = submit_columns(m.SubmitRun(1, "r", metas, 2, "binpack", None))
+    assert msg is not None
+    newer = Codec(versions=(PROTOCOL_MIN, COLUMNS_SINCE))
+    frames = newer.encode(msg, sender="client-x")
+    assert type(newer.decode(frames).msg) is type(msg)  # type: ignore[union-attr]
+    older = Codec(versions=(PROTOCOL_MIN, COLUMNS_SINCE - 1))
+    assert older.decode(frames) is None
+    assert older.stats.dropped["unknown_type"] == 1
+    assert type(older.decode(older.encode(m.SubmitRun(1, "r", metas, 2, "binpack", None), sender="c")).msg) is m.SubmitRun  # type: ignore[union-attr]  # fmt: skip

@@ -16,6 +16,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.codec import Codec, Rows
 from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages_submit import (
+    COLUMNS_SINCE,
     SubmitColumns,
     TaskColumns,
     as_sent,
@@ -81,7 +82,7 @@ def _both(rows: list[Any], answer: bool = True, **options: Any) -> tuple[Any, An
         msg: Any = m.SubmitAndWait(7, "r1", Rows(rows), 3, "binpack", outputs, 1.5, 99, True, ())
     else:
         msg = m.SubmitRun(7, "r1", Rows(rows), 3, "binpack", outputs)
-    sent = as_sent(msg)
+    sent = as_sent(msg, COLUMNS_SINCE)
     assert type(sent) is SubmitColumns
     out = []
     for one in (msg, sent):
@@ -143,9 +144,9 @@ def test_functions_that_set_more_go_as_records() -> None:
         row = list(plain[1])
         row[at] = value
         msg = m.SubmitRun(1, "r", Rows([plain[0], tuple(row)]), 3, "binpack", None)
-        assert submit_columns(msg) is None and as_sent(msg) is msg
+        assert submit_columns(msg) is None and as_sent(msg, COLUMNS_SINCE) is msg
     lone = m.SubmitRun(1, "r", Rows([plain[0]]), 3, "binpack", None)
-    assert as_sent(lone) is lone  # (one function: the one-task path)
+    assert as_sent(lone, COLUMNS_SINCE) is lone  # (one function: the one-task path)
     flagged = m.SubmitRun(1, "r", Rows([plain[0], (*plain[1][:6], 0, *plain[1][7:])]), 3, "binpack", None)  # fmt: skip
     assert submit_columns(flagged) is None  # inline=0 is no bool: the records' check says so
 
@@ -178,7 +179,7 @@ def test_columns_that_disagree_are_refused_saying_which(change: Any, says: str) 
 
 def test_a_columns_upload_is_read_as_its_submission() -> None:
     rows = _dag(random.Random(5), 40)
-    msg = as_sent(m.SubmitRun(3, "r9", Rows(rows), 2, "spread", None))
+    msg = as_sent(m.SubmitRun(3, "r9", Rows(rows), 2, "spread", None), COLUMNS_SINCE)
     payloads = [b"p"] * len(rows)
     frames = [bytes(f) for f in CODEC.encode(msg, sender="c", frames=payloads)]
     prepared = upload_intake.prepare(frames, CODEC, Limits(), None)
@@ -189,3 +190,14 @@ def test_a_columns_upload_is_read_as_its_submission() -> None:
     bad = dataclasses.replace(msg, cost_of=b"")
     frames = [bytes(f) for f in CODEC.encode(bad, sender="c", frames=payloads)]
     assert upload_intake.prepare(frames, CODEC, Limits(), None).decoded is None
+
+
+def test_a_daemon_of_an_older_range_or_not_heard_yet_gets_records() -> None:
+    """A daemon whose range ends below COLUMNS_SINCE would drop SubmitColumns as an unknown type
+    (the client would wait for nothing): the client sends it the records; a connection with no
+    answer yet (0) may be to such a daemon."""
+    rows = [_row(f"t{i}", (), {"cpu": 1}) for i in range(3)]
+    msg = m.SubmitRun(3, "r9", Rows(rows), 2, "spread", None)
+    assert type(as_sent(msg, COLUMNS_SINCE)) is SubmitColumns
+    for older in (0, COLUMNS_SINCE - 1):
+        assert as_sent(msg, older) is msg
