@@ -57,6 +57,7 @@ from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, 
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
+from handoffd.scheduler import lane_entry
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.chunks import chunk_size, is_far_key
@@ -136,7 +137,9 @@ class OwnerIO(Submissions, NodeViews):
         # and one dispatch per node, for all the reports and answers a wake-up read. Any other
         # way into the scheduler feeds these first, so the scheduler sees every event in order.
         self.batch_reports = False
-        # A held one-task run answered from its report, its answer fed with it (daemon.lane).
+        # The one-task lane: a held one-task run answered from its report, its answer fed with
+        # it (daemon.lane); a one-task run's submission placed without the pass when its task
+        # is the only one to place (scheduler.lane_entry).
         self.lane = True
         self._pending: list[Any] = []
         # ``_pending`` holds more than our executor's answers to held one-task runs, which wait
@@ -196,6 +199,20 @@ class OwnerIO(Submissions, NodeViews):
             events = (*pending, *events)
         started = perf_counter()
         instructions = self.scheduler.handle_batch(events, self.port.now())
+        self.placement_seconds.observe(perf_counter() - started)
+        self._apply(instructions)
+
+    def _feed_one(self, event: ev.RunSubmitted) -> None:
+        """A one-task run's submission, as ``_feed`` feeds it: placed by ``lane_entry`` without
+        the placement pass when its task is the only one to place (the same instructions)."""
+        pending = self._pending
+        events: tuple[Any, ...] = (event,)
+        if pending:
+            self._pending = []
+            self._urgent = False
+            events = (*pending, event)
+        started = perf_counter()
+        instructions = lane_entry.submit_one(self.scheduler, events, self.port.now())
         self.placement_seconds.observe(perf_counter() - started)
         self._apply(instructions)
 
@@ -547,7 +564,11 @@ class OwnerIO(Submissions, NodeViews):
         msg: m.DispatchTasks | DispatchColumns
         if address == self.port.address:
             if self.here is not None:
-                self.here(*dispatch_here(ins, address, self.port.address_of, packages), ins.term)
+                built: tuple[m.DispatchTasks | DispatchTable, list[Any]] | None
+                built = lane.one_table(ins, address, self.port.address_of, packages)
+                if built is None:
+                    built = dispatch_here(ins, address, self.port.address_of, packages)
+                self.here(*built, ins.term)
                 return
             msg, frames = dispatch_tasks(ins, address, self.port.address_of, packages)
         else:
