@@ -198,21 +198,13 @@ class OwnerIO(Submissions, NodeViews):
             self._urgent = False
             events = (*pending, *events)
         started = perf_counter()
-        instructions = self.scheduler.handle_batch(events, self.port.now())
-        self.placement_seconds.observe(perf_counter() - started)
-        self._apply(instructions)
-
-    def _feed_one(self, event: ev.RunSubmitted) -> None:
-        """A one-task run's submission, as ``_feed`` feeds it: placed by ``lane_entry`` without
-        the placement pass when its task is the only one to place (the same instructions)."""
-        pending = self._pending
-        events: tuple[Any, ...] = (event,)
-        if pending:
-            self._pending = []
-            self._urgent = False
-            events = (*pending, event)
-        started = perf_counter()
-        instructions = lane_entry.submit_one(self.scheduler, events, self.port.now())
+        last = events[-1] if events else None
+        if type(last) is ev.RunSubmitted and self.lane and len(last.specs) == 1:
+            # A one-task run's submission: placed without the pass when its task is all there
+            # is to place, the same instructions and state (``scheduler.lane_entry``).
+            instructions = lane_entry.submit_one(self.scheduler, events, self.port.now())
+        else:
+            instructions = self.scheduler.handle_batch(events, self.port.now())
         self.placement_seconds.observe(perf_counter() - started)
         self._apply(instructions)
 

@@ -60,12 +60,7 @@ class Submissions:
     # drive the shell without an event loop; ``close`` sets it back to None).
     off_loop: OffLoop | None = None
 
-    lane: bool
-
     def _feed(self, event: Any) -> None:
-        raise NotImplementedError
-
-    def _feed_one(self, event: ev.RunSubmitted) -> None:
         raise NotImplementedError
 
     def _on_submit(
@@ -128,11 +123,7 @@ class Submissions:
         self._submits[msg.run_id] = waiter
         self.run_times.accepted(msg.run_id)
         options = run_options(msg)
-        event = ev.RunSubmitted(msg.run_id, tuple(specs), options, graph, run)
-        if len(specs) == 1 and self.lane:
-            self._feed_one(event)  # (placed without the pass when it is all there is to place)
-        else:
-            self._feed(event)
+        self._feed(ev.RunSubmitted(msg.run_id, tuple(specs), options, graph, run))
 
     submit_checked = _on_submit
 

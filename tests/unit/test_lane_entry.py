@@ -15,9 +15,6 @@ not taken (a task already waiting, nothing free), both.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -34,16 +31,6 @@ SCHEDULER_BUILT = built_owner.__file__.endswith(
 )  # (the lane built as the scheduler is)
 
 pytestmark = pytest.mark.timeout(170)
-
-
-def _pure_lane() -> ModuleType:
-    """``lane_entry`` from its source (it reads the scheduler it is given: the pure one here)."""
-    path = Path(lane_entry.__file__).with_name("lane_entry.py")
-    spec = importlib.util.spec_from_file_location("lane_entry_source", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _state(s: Any, run_ids: Any) -> tuple[Any, ...]:
@@ -81,7 +68,7 @@ class LaneDriver(TwinDriver):
         self.full = module.OwnerScheduler("owner", now=0.0, **kw)
         self.ones = 0
         self.feeds = 0
-        self.lane = _pure_lane() if pure else lane_entry
+        self.lane = PURE["handoffd.scheduler.lane_entry"] if pure else lane_entry
         self.laned = 0
 
     def submit(self) -> None:
