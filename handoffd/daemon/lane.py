@@ -24,8 +24,11 @@ carries (``free_now``) waits for the run's end (``Waiting.run_finished``), as in
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from handoffd.daemon.dispatch import HereTable
 from handoffd.daemon.owner_waits import Waiting, outcome_of
 from handoffd.daemon.results import OUTCOME_MAX_BYTES, OUTCOME_VALUE_MAX
 from handoffd.scheduler.states import ACTIVE, DONE, RUN_RUNNING
@@ -33,6 +36,7 @@ from handoffd.scheduler.states import ACTIVE, DONE, RUN_RUNNING
 if TYPE_CHECKING:
     from handoffd.daemon.executor_events import AnsweredHere, ReportedHere
     from handoffd.daemon.ports import MembersPort, Replicator
+    from handoffd.scheduler import events as ev
     from handoffd.scheduler.owner import OwnerScheduler
 
 _DONE_STATE = 1  # a report's DONE in its table's ``states`` column (``protocol.columns.STATES``)
@@ -108,3 +112,35 @@ def may_defer(ins: AnsweredHere, scheduler: OwnerScheduler, waiting: Waiting) ->
         return False
     run = scheduler.run_state(ins.run_id)
     return run is not None and len(run.tasks) == 1
+
+
+def one_table(
+    ins: ev.Dispatch,
+    owner_address: str,
+    address_of: Callable[[str], str | None],
+    packages: tuple[str, ...],
+) -> tuple[HereTable, list[bytes]] | None:
+    """``dispatch.dispatch_here`` of a dispatch of one task without inputs (a one-task run's,
+    every W3 call's): the same ``HereTable`` and frames, its columns written as one-entry lists
+    with none of the general build's walks and look-ups; None for any other dispatch."""
+    items = ins.items
+    if len(items) != 1:
+        return None
+    item = items[0]
+    if item.inputs:
+        return None
+    timeout = item.timeout
+    t = HereTable.__new__(HereTable)
+    t.run_id, t.owner_address, t.packages, t.far = ins.run_id, owner_address, packages, ()
+    t.task_ids = (item.task_id,)
+    t.attempts = [item.attempt]
+    t.payloads = [0]
+    t.costs = [{k: float(q) for k, q in item.cost.items() if q}]
+    t.inclusion, t.inclusions = [0], (item.argument_inclusion,)
+    t.timeouts = [math.nan if timeout is None else float(timeout)]
+    t.priorities = [item.priority]
+    t.ranks = [float(item.rank)]
+    t.counts, t.input_task_ids, t.frames = [0], (), []
+    t.plain, t._held = True, None
+    t._ins, t._refs, t._address_of = ins, [], address_of
+    return t, [item.payload]

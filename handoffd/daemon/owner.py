@@ -58,6 +58,7 @@ from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, 
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
+from handoffd.scheduler import lane_entry
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.store.chunks import chunk_size, is_far_key
@@ -137,7 +138,9 @@ class OwnerIO(Submissions, NodeViews):
         # and one dispatch per node, for all the reports and answers a wake-up read. Any other
         # way into the scheduler feeds these first, so the scheduler sees every event in order.
         self.batch_reports = False
-        # A held one-task run answered from its report, its answer fed with it (daemon.lane).
+        # The one-task lane: a held one-task run answered from its report, its answer fed with
+        # it (daemon.lane); a one-task run's submission placed without the pass when its task
+        # is the only one to place (scheduler.lane_entry).
         self.lane = True
         self._pending: list[Any] = []
         # ``_pending`` holds more than our executor's answers to held one-task runs, which wait
@@ -196,7 +199,13 @@ class OwnerIO(Submissions, NodeViews):
             self._urgent = False
             events = (*pending, *events)
         started = perf_counter()
-        instructions = self.scheduler.handle_batch(events, self.port.now())
+        last = events[-1] if events else None
+        if type(last) is ev.RunSubmitted and self.lane and len(last.specs) == 1:
+            # A one-task run's submission: placed without the pass when its task is all there
+            # is to place, the same instructions and state (``scheduler.lane_entry``).
+            instructions = lane_entry.submit_one(self.scheduler, events, self.port.now())
+        else:
+            instructions = self.scheduler.handle_batch(events, self.port.now())
         self.placement_seconds.observe(perf_counter() - started)
         self._apply(instructions)
 
@@ -546,7 +555,11 @@ class OwnerIO(Submissions, NodeViews):
         msg: m.DispatchTasks | DispatchColumns
         if address == self.port.address:
             if self.here is not None:
-                self.here(*dispatch_here(ins, address, self.port.address_of, packages), ins.term)
+                built: tuple[m.DispatchTasks | DispatchTable, list[Any]] | None
+                built = lane.one_table(ins, address, self.port.address_of, packages)
+                if built is None:
+                    built = dispatch_here(ins, address, self.port.address_of, packages)
+                self.here(*built, ins.term)
                 return
             msg, frames = dispatch_tasks(ins, address, self.port.address_of, packages)
         else:

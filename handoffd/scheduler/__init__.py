@@ -32,4 +32,5 @@ COMPILED = (
     "fitness",
     "successes",
     "plain_graph",
+    "lane_entry",
 )

@@ -197,3 +197,55 @@ def test_a_stale_or_unheld_report_takes_the_general_path() -> None:
     lane.port.advance(REPLICATE_DELAY * 2)  # replicated (no standbys here): no longer held
     assert lane.from_here(_report("r2", attempt, b"42", True, 7)) == []
     assert lane.port.replies[-1].msg.state == "DONE"  # answered by the batch
+
+
+def test_a_one_task_dispatch_table_is_the_general_build() -> None:
+    """``lane.one_table`` builds the ``HereTable`` and frames ``dispatch_here`` builds for a
+    dispatch of one task without inputs, slot for slot; anything else is left to it (None)."""
+    from handoffd.daemon import lane
+    from handoffd.daemon.dispatch import HereTable, dispatch_here
+    from handoffd.scheduler import events as ev
+
+    rng = random.Random(5)
+    for i in range(200):
+        cost = {CPU: rng.choice((0.0, 0.5, 1.0, 2)), "memory": rng.choice((0, 100.0))}
+        item = ev.DispatchedTask(
+            "f",
+            rng.randint(1, 9),
+            b"code-%d" % i,
+            cost,
+            rng.choice(("variadic", "as_list")),
+            rng.choice((None, 2, 0.5)),
+            (),
+            rng.randint(-3, 3),
+            rng.random(),
+        )
+        ins = ev.Dispatch("a", f"r{i}", rng.randint(0, 3), (item,))
+        packages = rng.choice(((), ("pkg",)))
+        address_of = {"a": "a:1"}.get
+        one = lane.one_table(ins, "a:1", address_of, packages)
+        assert one is not None
+        table, frames = one
+        general, general_frames = dispatch_here(ins, "a:1", address_of, packages)
+        assert type(general) is HereTable and frames == general_frames
+        for slot in (*HereTable.__mro__[1].__slots__, *HereTable.__slots__):
+            if slot in (
+                "msg",
+                "input_kinds",
+                "input_inclusion",
+                "parents",
+                "holder_counts",
+                "holders",
+            ):
+                continue  # (not set by either build: ``HereTable``'s doc)
+            a, b = getattr(table, slot), getattr(general, slot)
+            if slot == "timeouts" and a[0] != a[0]:
+                assert b[0] != b[0]
+                continue
+            assert a == b, slot
+            assert type(a) is type(b), slot
+    two = ev.Dispatch("a", "r", 0, (item, item))
+    assert lane.one_table(two, "a:1", {"a": "a:1"}.get, ()) is None
+    ref = ev.ValueRef("g", ("a",), b"1")
+    fed = ev.DispatchedTask("f", 1, b"c", {CPU: 1.0}, "variadic", None, (ref,), 0, 0.0)
+    assert lane.one_table(ev.Dispatch("a", "r", 0, (fed,)), "a:1", {"a": "a:1"}.get, ()) is None

@@ -58,6 +58,7 @@ def pure_scheduler() -> dict[str, ModuleType]:
     sys.meta_path.insert(0, finder)
     try:
         importlib.import_module("handoffd.scheduler.owner")
+        importlib.import_module("handoffd.scheduler.lane_entry")  # (not imported by the owner)
         loaded = {name: sys.modules[name] for name in sys.modules if _ours(name)}
     finally:
         sys.meta_path.remove(finder)
