@@ -19,9 +19,9 @@ from typing import Any
 from handoffd import resources
 from handoffd.protocol.messages_submit import TaskColumns
 from handoffd.scheduler import plain_graph
-from handoffd.scheduler.graph import Order, TaskGraph, _plain, wire_graph
+from handoffd.scheduler.graph import Order, TaskGraph, _plain, run_fields_plain, wire_graph
 from handoffd.spec import TaskSpec
-from handoffd.validation import ARGUMENT_INCLUSIONS, POLICIES
+from handoffd.validation import ARGUMENT_INCLUSIONS
 
 _new = object.__new__
 
@@ -50,17 +50,9 @@ def column_graph(
     tasks: TaskColumns = msg.tasks
     ids = tasks.ids
     n = len(ids)
-    max_retries = msg.max_retries
-    outputs = msg.outputs
-    if (
-        n < 2
-        or not n <= len(frames) <= n + len(msg.packages)
-        or msg.policy not in POLICIES
-        or type(max_retries) is not int
-        or max_retries < 0
-        or (outputs is not None and type(outputs) is not tuple)
-    ):
+    if not run_fields_plain(msg, n, frames):
         return None
+    outputs = msg.outputs
     index = dict(zip(ids, range(n), strict=True))
     if len(index) != n or "" in index:  # (the codec checked they are str)
         return None

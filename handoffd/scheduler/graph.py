@@ -69,6 +69,22 @@ def build_graph(
     return _plain(specs, found, outputs, order)
 
 
+def run_fields_plain(msg: Any, n: int, frames: Sequence[Any]) -> bool:
+    """A submission of ``n`` functions whose run-level fields the one-pass builders take (two
+    functions or more, a frame each plus its packages, a known policy, retries a non-negative int,
+    outputs a tuple or None); anything else goes the general path, which says what is wrong."""
+    max_retries = msg.max_retries
+    outputs = msg.outputs
+    return not (
+        n < 2
+        or not n <= len(frames) <= n + len(msg.packages)
+        or msg.policy not in POLICIES
+        or type(max_retries) is not int
+        or max_retries < 0
+        or (outputs is not None and type(outputs) is not tuple)
+    )
+
+
 def wire_graph(
     msg: Any, frames: Sequence[Any], order: Order | None
 ) -> tuple[tuple[TaskSpec, ...], TaskGraph] | None:
@@ -77,18 +93,9 @@ def wire_graph(
     and pass every check, in one pass over its rows (``plain_graph``); None for anything else,
     a refusal included: the general path checks it from the start and says what is wrong."""
     tasks = msg.tasks
-    n = len(tasks)
-    max_retries = msg.max_retries
-    outputs = msg.outputs
-    if (
-        n < 2
-        or not n <= len(frames) <= n + len(msg.packages)
-        or msg.policy not in POLICIES
-        or type(max_retries) is not int
-        or max_retries < 0
-        or (outputs is not None and type(outputs) is not tuple)
-    ):
+    if not run_fields_plain(msg, len(tasks), frames):
         return None
+    outputs = msg.outputs
     built = plain_graph.wire_specs(tasks, frames)
     if built is None:
         return None
