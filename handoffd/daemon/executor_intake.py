@@ -289,13 +289,20 @@ class Intake:
             task = _task(
                 run_id, owner_address, head, gpus, payload_frame, kept, flat, needs, source
             )
-            self._keep(key, task, gpus)
+            tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
+            if gpus is None:
+                self.local[key] = None
+                self._order.dirty = True
+                total = self._local_cost
+                for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
+                    total[kind] = total.get(kind, 0.0) + qty
             accepted.append((task_id, attempt))
             started.append(task)
         self._reply(run_id, owner_address, accepted, refused)
         self._gather_all(started)
 
     def _keep(self, key: Key, task: Task, gpus: list[int] | None) -> None:
+        # (``_accept_table`` does the same in line: change both)
         self.tasks[key] = task
         if gpus is None:
             self.local[key] = None

@@ -470,8 +470,13 @@ class ExecutorState(Intake, Inputs, Control):
                 mean = self._mean_duration + 0.1 * (duration - self._mean_duration)
                 self._mean_duration = mean
                 per_task = mean if mean > MIN_DURATION else MIN_DURATION
-                target = 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / per_task)))
-                self._half_chain = target // 2  # (``_chain_target() // 2``)
+                # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task)
+                ahead = int(CHAIN_SECONDS / per_task)
+                if ahead > CHAIN_AHEAD:
+                    ahead = CHAIN_AHEAD
+                elif ahead < 1:
+                    ahead = 1
+                self._half_chain = (1 + ahead) // 2
             value = outcome.value
             slot = task.slot
             if outcome.ok and value is not None and slot is not None:
