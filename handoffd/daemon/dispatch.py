@@ -336,11 +336,12 @@ def _here_table(
     ids: list[str] = []
     numbers: list[int] = []
     refs: list[ev.ValueRef] = []
-    counts: list[int] = []
     items = ins.items
-    for item in items:  # (every input's value first: dispatch_tasks's frame order)
+    counts = [len(item.inputs) for item in items]
+    # (every input's value first: dispatch_tasks's frame order; no pass when none has an input,
+    # as every task of a no-op stream)
+    for item in items if any(counts) else ():
         inputs = item.inputs
-        counts.append(len(inputs))
         for ref in inputs:
             if isinstance(ref, ev.InlineRef):
                 return None

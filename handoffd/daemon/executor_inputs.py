@@ -239,6 +239,7 @@ class Inputs:
         inputs, one store key built per input: the values in hand, a fetched copy no other local
         task waits for may be dropped as soon as it is read."""
         flat = task.flat
+        # (``ExecutorState._refill`` does this first case in line for the tasks it chains)
         if flat == () and not task.far:  # no input at all (a no-op's, most of W1's): its size
             task.bytes_in = len(task.payload)
             return []

@@ -89,7 +89,7 @@ from handoffd.protocol import messages as m
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore, StoreError
-from handoffd.worker._records import Job, Outcome
+from handoffd.worker._records import Job, Outcome, new_job
 from handoffd.worker.ledger import Ledger
 
 log = logging.getLogger("handoffd.execution")
@@ -334,20 +334,20 @@ class ExecutorState(Intake, Inputs, Control):
         self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
 
     def _enter(self, task: Task, slot: Slot, inputs: list[Any]) -> Job:
-        """``task`` starts under ``slot``'s claim: its Job for the slot's chain."""
+        """``task`` starts under ``slot``'s claim: its Job for the slot's chain (``_refill`` does
+        the same in line for the tasks it chains: change both)."""
         key = (task.run_id, task.task_id, task.attempt)
         task.running = True
         task.claimed = True
         task.slot = slot
         task.gpus = slot.gpus
         slot.keys[key] = None  # (its inputs were taken: ``_take_inputs``)
-        return Job(  # (by position, as ``executor_intake._task`` builds a Task: no kwargs dict)
+        return new_job(  # (``Job(...)`` without its ``__init__`` call)
             key,
             task.payload,
             inputs,
             task.argument_inclusion,
             task.timeout,
-            None,  # env
             slot.devices,
             task.cost.get("memory"),
             f"run {task.run_id} task {task.task_id}",  # title
@@ -381,16 +381,16 @@ class ExecutorState(Intake, Inputs, Control):
         if not room:
             return
         slots = [self.slots[i] for i in room]
-        picks: list[tuple[Task, Slot]] = []
+        picks: list[tuple[Key, Task, Slot]] = []
         scanned = 0
-        local = self.local
+        local, tasks = self.local, self.tasks
         for key in self.queue_order():
             if key not in local:
                 continue
             scanned += 1
             if scanned > CHAIN_SCAN:
                 break
-            task = self.tasks.get(key)
+            task = tasks.get(key)
             if task is None or task.missing:
                 continue
             best: Slot | None = None
@@ -401,23 +401,47 @@ class ExecutorState(Intake, Inputs, Control):
             if best is None:
                 break  # another cost (or all full) at the front: the claims drain to it
             room[best.id] -= 1
-            picks.append((task, best))
+            picks.append((key, task, best))
         chains: dict[int, list[Job]] = {}
         total = self._local_cost
-        for task, slot in picks:
-            key = (task.run_id, task.task_id, task.attempt)
-            try:
-                inputs = self._take_inputs(task)
-            except LookupError as exc:
-                self._unqueue_local(key, task)
-                self.tasks.pop(key, None)
-                task.claimed = False
-                self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
-                continue
+        inputs: list[Any]
+        for key, task, slot in picks:
+            if task.flat == () and not task.far:  # (``_take_inputs``' no-input case in line)
+                task.bytes_in = len(task.payload)
+                inputs = []
+            else:
+                try:
+                    inputs = self._take_inputs(task)
+                except LookupError as exc:
+                    self._unqueue_local(key, task)
+                    tasks.pop(key, None)
+                    task.claimed = False
+                    self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
+                    continue
             if local.pop(key, 0) is None:  # (``_unqueue_local`` in line; values are None)
                 for kind, qty in task.cost.items():
                     total[kind] = total.get(kind, 0.0) - qty
-            chains.setdefault(slot.id, []).append(self._enter(task, slot, inputs))
+            # ``_enter`` in line (a call a chained task less; the same steps in the same order)
+            task.running = True
+            task.claimed = True
+            task.slot = slot
+            task.gpus = slot.gpus
+            slot.keys[key] = None
+            job = new_job(
+                key,
+                task.payload,
+                inputs,
+                task.argument_inclusion,
+                task.timeout,
+                slot.devices,
+                task.cost.get("memory"),
+                f"run {task.run_id} task {task.task_id}",
+            )
+            jobs = chains.get(slot.id)
+            if jobs is None:
+                chains[slot.id] = [job]
+            else:
+                jobs.append(job)
         if not local and total is self._local_cost:
             self._local_cost = {}
         for slot_id, jobs in chains.items():
@@ -446,8 +470,13 @@ class ExecutorState(Intake, Inputs, Control):
                 mean = self._mean_duration + 0.1 * (duration - self._mean_duration)
                 self._mean_duration = mean
                 per_task = mean if mean > MIN_DURATION else MIN_DURATION
-                target = 1 + max(1, min(CHAIN_AHEAD, int(CHAIN_SECONDS / per_task)))
-                self._half_chain = target // 2  # (``_chain_target() // 2``)
+                # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task)
+                ahead = int(CHAIN_SECONDS / per_task)
+                if ahead > CHAIN_AHEAD:
+                    ahead = CHAIN_AHEAD
+                elif ahead < 1:
+                    ahead = 1
+                self._half_chain = (1 + ahead) // 2
             value = outcome.value
             slot = task.slot
             if outcome.ok and value is not None and slot is not None:

@@ -60,6 +60,52 @@ class Outcome:
     pid: int = 0  # the worker process that ran it (0: not known)
 
 
+_new = object.__new__
+
+
+def new_job(
+    key: Hashable,
+    payload: bytes,
+    inputs: list[Any],
+    argument_inclusion: str,
+    timeout: float | None,
+    devices: str | None,
+    memory: float | None,
+    title: str,
+) -> Job:
+    """``Job(key, payload, inputs, argument_inclusion, timeout, None, devices, memory, title)``
+    without the dataclass's ``__init__`` call (one a started task): the same record, field for
+    field (``tests/unit/test_record_makers.py``)."""
+    job = _new(Job)
+    job.key = key
+    job.payload = payload
+    job.inputs = inputs
+    job.argument_inclusion = argument_inclusion
+    job.timeout = timeout
+    job.env = None
+    job.devices = devices
+    job.memory = memory
+    job.title = title
+    return job
+
+
+def ok_outcome(
+    key: Hashable, value: bytes | None, duration: float, output: str, pid: int
+) -> Outcome:
+    """``Outcome(key, True, value, "", "", "", "", duration, output, pid)`` without the
+    dataclass's ``__init__`` call (one a reply read): the same record, field for field
+    (``tests/unit/test_record_makers.py``)."""
+    outcome = _new(Outcome)
+    outcome.key = key
+    outcome.ok = True
+    outcome.value = value
+    outcome.exc_type = outcome.message = outcome.traceback = outcome.kind = ""
+    outcome.duration = duration
+    outcome.output = output
+    outcome.pid = pid
+    return outcome
+
+
 class Chain:
     __slots__ = ("id", "jobs", "worker", "held", "next", "devices", "seq")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable
 from typing import cast
 
 from handoffd.worker import _live, _pipe, _process
-from handoffd.worker._records import Job, Outcome, Worker, cancelled_outcome
+from handoffd.worker._records import Job, Outcome, Worker, cancelled_outcome, ok_outcome
 
 log = logging.getLogger("handoffd.worker")
 
@@ -54,7 +54,7 @@ def _kept_run(
             if job.cancelling:
                 outcomes.append(cancelled_outcome(key, duration))
             else:
-                outcomes.append(Outcome(key, True, value, "", "", "", "", duration, "", pid))
+                outcomes.append(ok_outcome(key, value, duration, "", pid))
     if at:
         del buf[:at]
         edge = reader.edge - at
@@ -111,7 +111,7 @@ def read(
                         outcomes.append(cancelled_outcome(key, duration))
                     else:
                         kept = cast(bytes, data[KEPT_SIZE:])  # (or a bytearray: see Outcome)
-                        outcomes.append(Outcome(key, True, kept, "", "", "", "", duration, "", pid))
+                        outcomes.append(ok_outcome(key, kept, duration, "", pid))
                     continue
                 if data == _process.READY:
                     on_ready(worker)
@@ -150,7 +150,7 @@ def read(
             if job.cancelling or status == _process.SKIPPED:
                 outcomes.append(cancelled_outcome(key, duration))
             elif status == _process.OK:
-                outcomes.append(Outcome(key, True, value, "", "", "", "", duration, output, pid))
+                outcomes.append(ok_outcome(key, value, duration, output, pid))
             else:
                 outcomes.append(
                     Outcome(
