@@ -671,7 +671,14 @@ class OwnerScheduler(OwnerQueries):
             spec.priority,
             rec.upward_rank,
         )
-        self._out.dispatches.setdefault((node, run.run_id), []).append(item)
+        # (a look-up, not ``setdefault``: its default was a new empty list every dispatch, and a
+        # method call on the compiled build)
+        dispatches = self._out.dispatches
+        key = (node, run.run_id)
+        batch = dispatches.get(key)
+        if batch is None:
+            batch = dispatches[key] = []
+        batch.append(item)
 
     # -- invariants --------------------------------------------------------------------------------
 
