@@ -6,6 +6,7 @@ cimport cython
 
 from handoffd.scheduler.demand cimport Demand
 from handoffd.scheduler.ready cimport ReadyQueue
+from handoffd.scheduler.room_index cimport NodeState as CNodeState
 from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
@@ -62,7 +63,7 @@ cdef class ClusterView(Demand):
     )
     @cython.locals(window=double)
     cpdef bint _some_window_opens(self, list nodes, bint low_water)
-    @cython.locals(nodes=list, load=dict)
+    @cython.locals(nodes=list, load=dict, outstanding=dict, eps=double, n=CNodeState, q=double)
     cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
     @cython.locals(
         run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,

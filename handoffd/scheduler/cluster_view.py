@@ -508,10 +508,12 @@ class ClusterView(Demand):
             # recomputed the rooms of every node the pass dispatched to, which the next pass
             # recomputes anyway.
             candidates = [self.nodes[name] for name in self._rooms.with_wave()]
+        outstanding = self.outstanding
+        eps = EPS  # (compiled: C doubles, the node's capacity field and no empty dict a node)
         for n in candidates:
-            load = self.outstanding.get(n.name, {})
-            for k, q in n.capacity.items():
-                if q > 0.0 and q - load.get(k, 0.0) > EPS:
+            load = outstanding.get(n.name)
+            for k, q in n._capacity.items():
+                if q > 0.0 and q - (load.get(k, 0.0) if load is not None else 0.0) > eps:
                     nodes.append(n)
                     break
         if not nodes:

@@ -33,12 +33,14 @@ class DelayedTasks:
         self._out = out
         self._run_of = run_of
         self._enqueue = enqueue
-        self._refused: dict[tuple[str, str], int] = {}  # (run, task) -> the attempt refused
+        # (run, task) -> the attempt refused. Public so that the owner calls ``view_changed``
+        # only when something is held: most reports free something and nothing is held.
+        self.held: dict[tuple[str, str], int] = {}
         self._refusal_timer = False
 
     def refused(self, run: RunState, rec: TaskRecord) -> None:
         """``rec`` (READY, delayed) was refused on an unchanged view: hold it."""
-        self._refused[(run.run_id, rec.id)] = rec.attempt
+        self.held[(run.run_id, rec.id)] = rec.attempt
         if not self._refusal_timer:
             self._refusal_timer = True
             self._out.direct.append(StartTimer(("refused",), REFUSAL_BACKOFF))
@@ -50,9 +52,9 @@ class DelayedTasks:
 
     def view_changed(self) -> None:
         """A node's free resources or liveness changed: what was refused may fit now."""
-        for (run_id, task_id), attempt in self._refused.items():
+        for (run_id, task_id), attempt in self.held.items():
             self._let_go(run_id, task_id, attempt)
-        self._refused.clear()
+        self.held.clear()
 
     def refusal_timer_fired(self) -> None:
         self._refusal_timer = False
@@ -78,4 +80,4 @@ class DelayedTasks:
     def drop_run(self, run_id: str, task_ids: Iterable[str]) -> None:
         """The run is no longer ours: hold none of its tasks."""
         for task_id in task_ids:
-            self._refused.pop((run_id, task_id), None)
+            self.held.pop((run_id, task_id), None)

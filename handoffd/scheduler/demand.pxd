@@ -5,7 +5,7 @@
 cimport cython
 
 from handoffd.scheduler.durations cimport Durations
-from handoffd.scheduler.room_index cimport RoomIndex
+from handoffd.scheduler.room_index cimport NodeState, RoomIndex
 from handoffd.scheduler.room_view cimport RoomView
 from handoffd.scheduler.run cimport TaskRecord
 
@@ -21,7 +21,7 @@ cdef class Demand(RoomView):
     cdef public dict unacked
 
     cpdef bint alive(self, str name)
-    @cython.locals(load=dict, capacity=object, cost=dict)
+    @cython.locals(load=dict, capacity=dict, cost=dict, n=NodeState)
     cpdef went_out(self, str node, TaskRecord rec)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)

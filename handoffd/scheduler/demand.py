@@ -71,8 +71,8 @@ class Demand(RoomView):
             load = self.outstanding[node] = {}
         add_into(load, cost, 1)
         self._dirty_rooms.add(node)
-        n = self.nodes.get(node)
-        capacity = n.capacity if n is not None else {}
+        n = dict.get(self.nodes, node)  # (``Nodes`` adds nothing to a read: the dict's own get)
+        capacity = n._capacity if n is not None else {}  # (the field: no property call)
         rec.charge = self.durations.charge_keys(rec.duration_key, rec.shape_key, cost, capacity)
         if rec.charge:
             self.work[node] = self.work.get(node, 0.0) + rec.charge

@@ -25,8 +25,8 @@ cdef class Durations:
     @cython.locals(seconds=double)
     cpdef double charge_keys(self, str key, str shape, object cost, object capacity)
 
-@cython.locals(most=double, q=double, cap=double)
-cpdef double share(object cost, object capacity)
+@cython.locals(most=double, qty=double, cap=double)
+cpdef double share(dict cost, dict capacity)
 
 cdef dict _names
 cdef Py_ssize_t _NAMES_LIMIT

@@ -23,7 +23,6 @@ the ``*_task`` methods read them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -70,8 +69,10 @@ def function_key(function: str, shape: Shape) -> str:
     return shape_key(shape) + function
 
 
-def share(cost: Mapping[str, float], capacity: Mapping[str, float]) -> float:
-    """The share of a node a task takes: its largest demand / capacity ratio (0 for no cost)."""
+def share(cost: dict[str, float], capacity: dict[str, float]) -> float:
+    """The share of a node a task takes: its largest demand / capacity ratio (0 for no cost).
+    Both are dicts (a spec's cost, a node's capacity): compiled, the capacity's look-up is the
+    dict's own and the ratios C doubles, not a method call and two float objects a kind."""
     most = 0.0
     for kind, qty in cost.items():
         cap = capacity.get(kind, 0.0)
@@ -135,7 +136,7 @@ class Durations:
         return self.by_shape.get(shape, UNKNOWN)
 
     def charge(
-        self, function: str, shape: Shape, cost: Mapping[str, float], capacity: Mapping[str, float]
+        self, function: str, shape: Shape, cost: dict[str, float], capacity: dict[str, float]
     ) -> float:
         """The work (seconds at full parallelism) a task brings a node of ``capacity``."""
         seconds = self.estimate_keys(function_key(function, shape), shape_key(shape))
@@ -143,12 +144,12 @@ class Durations:
             seconds = UNKNOWN_CHARGE
         return seconds * share(cost, capacity)
 
-    def charge_task(self, rec: Any, capacity: Mapping[str, float]) -> float:
+    def charge_task(self, rec: Any, capacity: dict[str, float]) -> float:
         """``charge`` of the task record ``rec`` (its spec's cost)."""
         return self.charge_keys(rec.duration_key, rec.shape_key, rec.spec.cost, capacity)
 
     def charge_keys(
-        self, key: str, shape: str, cost: Mapping[str, float], capacity: Mapping[str, float]
+        self, key: str, shape: str, cost: dict[str, float], capacity: dict[str, float]
     ) -> float:
         seconds = self.estimate_keys(key, shape)
         if seconds < 0.0:

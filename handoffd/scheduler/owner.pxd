@@ -51,4 +51,5 @@ cdef class OwnerScheduler(OwnerQueries):
     cpdef _enqueue(self, RunState run, TaskRecord rec)
     cpdef _place(self)
     @cython.locals(spec=object)
+    @cython.locals(dispatches=dict, key=tuple, batch=list)
     cpdef _dispatch(self, RunState run, TaskRecord rec, str node, bint queued=*)

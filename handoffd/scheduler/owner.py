@@ -334,7 +334,8 @@ class OwnerScheduler(OwnerQueries):
             if changed != ABSENT:
                 if changed & FREED:  # (a report with the same free changes nothing here)
                     self._dirty = True  # (``_view_changed`` written out: a Python call a report)
-                    self._delays.view_changed()
+                    if self._delays.held:  # (nothing held: no call)
+                        self._delays.view_changed()
                 if changed & SHRUNK:
                     owner_requests.check_all_fit(self)
                 return
@@ -640,7 +641,8 @@ class OwnerScheduler(OwnerQueries):
 
     def _view_changed(self) -> None:
         self._dirty = True
-        self._delays.view_changed()
+        if self._delays.held:
+            self._delays.view_changed()
 
     # -- placement ---------------------------------------------------------------------------------
 
@@ -671,7 +673,12 @@ class OwnerScheduler(OwnerQueries):
             spec.priority,
             rec.upward_rank,
         )
-        self._out.dispatches.setdefault((node, run.run_id), []).append(item)
+        dispatches = self._out.dispatches  # (a look-up: ``setdefault`` made a list every time)
+        key = (node, run.run_id)
+        batch = dispatches.get(key)
+        if batch is None:
+            batch = dispatches[key] = []
+        batch.append(item)
 
     # -- invariants --------------------------------------------------------------------------------
 

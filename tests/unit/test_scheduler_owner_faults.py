@@ -275,3 +275,17 @@ def test_a_restarted_node_is_probed_at_once_and_one_answer_settles_its_attempts(
         "DONE",
     )
     assert c.sched.outstanding("n1") == {CPU: 2.0}  # a's new attempt and b
+
+
+def test_a_report_that_frees_room_lets_a_held_refusal_go_before_its_timer() -> None:
+    # Held on an unchanged view; a report that frees room lets it go at once, not at the timer
+    # (the owner asks the held tasks only when some are held).
+    c = Cluster({"n1": 4})
+    c.used["n1"] = {CPU: 2.0}
+    c.feed(c.update("n1"))
+    out = c.submit("r", [spec("t")])
+    out = c.feed(c.reply(dispatches(out)[0], refuse=True)[1])
+    assert placed(out) == {} and ev.StartTimer(("refused",), REFUSAL_BACKOFF) in out
+    c.used["n1"] = {}
+    assert placed(c.feed(c.update("n1"))) == {"t": ("n1", 2)}
+    assert placed(c.feed(ev.TimerFired(("refused",)))) == {}  # nothing held any more
