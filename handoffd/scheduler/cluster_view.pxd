@@ -11,6 +11,7 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
 cpdef bint _none_positive(dict total)
+cpdef bint any_free(dict free)
 
 
 cdef class ClusterView(Demand):

@@ -100,6 +100,16 @@ def _none_positive(total: dict[str, float]) -> bool:
     return True
 
 
+def any_free(free: dict[str, dict[str, float]]) -> bool:
+    """Some node of ``free`` (name -> its free resources) has some kind above ``EPS``: else only
+    windows can take tasks (``ClusterView.place``'s branch; ``lane_entry`` asks the same)."""
+    for f in free.values():
+        for q in f.values():
+            if q > EPS:
+                return True
+    return False
+
+
 class ClusterView(Demand):
     """Nodes as we see them, our outstanding demand on them, our unanswered dispatches (``Demand``,
     compiled); places ready tasks."""
@@ -241,14 +251,7 @@ class ClusterView(Demand):
         # its entry in ``free`` with what is left: ``placement.place_batch``)
         room = rooms.room
         free = {name: room[name] for name in names}
-        anything = False
-        for f in free.values():
-            for q in f.values():
-                if q > EPS:
-                    anything = True
-                    break
-            if anything:
-                break
+        anything = any_free(free)
         self.saturated = not anything
         if window > 1 and not anything:
             # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).

@@ -4,6 +4,7 @@
 
 cimport cython
 
+from handoffd.scheduler cimport cluster_view as cv
 from handoffd.scheduler.cluster_view cimport ClusterView
 from handoffd.scheduler.owner cimport OwnerScheduler
 from handoffd.scheduler.ready cimport ReadyQueue

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from handoffd.scheduler.cluster_view import EPS
+from handoffd.scheduler import cluster_view as cv
 from handoffd.scheduler.events import Instruction, RunSubmitted
 from handoffd.scheduler.owner import OwnerScheduler
 from handoffd.scheduler.run import READY, RUN_RUNNING
@@ -81,15 +81,7 @@ def _place_one(sched: OwnerScheduler, run_id: str) -> bool:
     free = {name: room[name] for name in rooms.with_room()}
     need = rec.spec.cost
     fits = view._core.fits
-    anything = False
-    for f in free.values():
-        for q in f.values():
-            if q > EPS:
-                anything = True
-                break
-        if anything:
-            break
-    if not anything:
+    if not cv.any_free(free):
         return False  # (only windows could take it: the pass's other branch)
     # The pass's one-task walk: the task fits the most free of each kind and the summed free
     # (each at least what one node has), else it misses and windows are filled.
