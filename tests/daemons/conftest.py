@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,3 +40,28 @@ def pair(daemons: Any) -> tuple[Any, Any]:
             what="two daemons joined",
         )
     return a, b
+
+
+@pytest.fixture
+def worker() -> Iterator[tuple[Any, Any]]:
+    """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one."""
+    from handoffd.worker import _process
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=True)
+    proc = ctx.Process(
+        target=_process.main, args=(child, None, ("t", os.getpid(), "", 0.0)), daemon=True
+    )
+    proc.start()
+    child.close()
+    try:
+        assert parent.poll(30) and parent.recv_bytes() == _process.READY
+        yield proc, parent
+    finally:
+        parent.close()
+        if proc.pid is not None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.join(10)

@@ -7,13 +7,10 @@ jobs already answered answered and runs none after it."""
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import pickle
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +21,6 @@ from handoffd.worker import _pipe, _process
 from handoffd.worker._records import Job
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def worker() -> Iterator[tuple[Any, Any]]:
-    """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=True)
-    proc = ctx.Process(
-        target=_process.main, args=(child, None, ("t", os.getpid(), "", 0.0)), daemon=True
-    )
-    proc.start()
-    child.close()
-    try:
-        assert parent.poll(30) and parent.recv_bytes() == _process.READY
-        yield proc, parent
-    finally:
-        parent.close()
-        if proc.pid is not None:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.join(10)
 
 
 def _batch(conn: Any, *calls: tuple) -> None:

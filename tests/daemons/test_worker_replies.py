@@ -5,12 +5,8 @@ the parent's ``_replies.read`` makes the same ``Outcome`` of both."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import pickle
 import select
-import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,29 +17,6 @@ from handoffd.worker._process import INLINE_VALUE
 from handoffd.worker._records import Job, Outcome, Worker
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def worker() -> Iterator[tuple[Any, Any]]:
-    """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=True)
-    proc = ctx.Process(
-        target=_process.main, args=(child, None, ("t", os.getpid(), "", 0.0)), daemon=True
-    )
-    proc.start()
-    child.close()
-    try:
-        assert parent.poll(30) and parent.recv_bytes() == _process.READY
-        yield proc, parent
-    finally:
-        parent.close()
-        if proc.pid is not None:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.join(10)
 
 
 def _job(token: int, fn: Any, *args: Any) -> Job:
