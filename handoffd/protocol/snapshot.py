@@ -16,122 +16,26 @@ from typing import Any
 
 import msgpack
 
-from handoffd import errors
 from handoffd.freeing import free
 from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, SnapshotTask
 from handoffd.protocol.messages_observability import AttemptInfo
+from handoffd.protocol.run_errors import (
+    error_from_data,
+    error_from_info,
+    error_to_data,
+    error_to_info,
+    info_from_data,
+    info_to_data,
+)
 from handoffd.protocol.schema import Invalid, Rows, struct_record
 from handoffd.spec import TaskSpec
 from handoffd.store.chunks import FAR_BYTES
-
-_ERROR_FIELDS = (
-    "kind",
-    "function_id",
-    "message",
-    "exc_type",
-    "traceback",
-    "attempts",
-    "need",
-    "largest",
-    "validation_kind",
-)
-# Errors rebuilt from their message alone (the kind names the class).
-_BY_MESSAGE: dict[str, type[errors.HandoffError]] = {
-    "HandoffError": errors.HandoffError,
-    "ConnectionError": errors.ConnectionError,
-    "AuthenticationError": errors.AuthenticationError,
-    "Timeout": errors.Timeout,
-}
-
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 
 class SnapshotError(ValueError):
     """A snapshot frame that is not a valid ``RunSnapshot``."""
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-def error_to_info(error: BaseException | None) -> ErrorInfo | None:
-    """A HandoffError in wire fields (any other exception becomes a HandoffError's text)."""
-    if error is None:
-        return None
-    kind = type(error).__name__
-    if isinstance(error, errors.TaskFailed):
-        return ErrorInfo(
-            kind,
-            error.function_id,
-            error.exc_message,
-            error.exc_type,
-            error.traceback,
-            error.attempts,
-            {},
-            {},
-            "",
-        )
-    if isinstance(error, errors.Unschedulable):
-        return ErrorInfo(
-            kind,
-            error.function_id,
-            error.message,
-            "",
-            "",
-            0,
-            dict(error.need),
-            dict(error.largest or {}),
-            "",
-        )
-    if isinstance(error, errors.ValidationError):
-        return ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
-    if isinstance(error, errors.HandoffError):
-        return ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
-    return ErrorInfo(
-        "HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, ""
-    )
-
-
-def error_from_info(info: ErrorInfo) -> errors.HandoffError:
-    """Rebuild the exception an ``ErrorInfo`` describes (a HandoffError for unknown kinds)."""
-    if info.kind == "TaskFailed":
-        return errors.TaskFailed(
-            info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback
-        )
-    if info.kind == "Unschedulable":
-        return errors.Unschedulable(
-            info.function_id or "?", info.need, info.largest or None, info.message
-        )
-    if info.kind == "ValidationError":
-        return errors.ValidationError(
-            info.validation_kind or "invalid", info.function_id, info.message
-        )
-    if info.kind == "RunCancelled":
-        return errors.RunCancelled(info.message or "the run was cancelled")
-    return _BY_MESSAGE.get(info.kind, errors.HandoffError)(info.message)
-
-
-def info_to_data(info: ErrorInfo | None) -> dict[str, Any] | None:
-    if info is None:
-        return None
-    data = {name: getattr(info, name) for name in _ERROR_FIELDS}
-    data["need"], data["largest"] = dict(info.need), dict(info.largest)
-    return data
-
-
-def error_to_data(error: BaseException | None) -> dict[str, Any] | None:
-    """A run's error as plain data (in ``RunState.snapshot``): its ``ErrorInfo`` fields."""
-    return info_to_data(error_to_info(error))
-
-
-def error_from_data(data: dict[str, Any] | None) -> errors.HandoffError | None:
-    if data is None:
-        return None
-    return error_from_info(_info_from_data(data))
-
-
-def _info_from_data(data: dict[str, Any]) -> ErrorInfo:
-    return ErrorInfo(*[data[name] for name in _ERROR_FIELDS])
 
 
 # -- task specs --------------------------------------------------------------------------------
@@ -432,7 +336,7 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         data["seq"],
         data["term"],
         data["state"],
-        _info_from_data(error) if error is not None else None,
+        info_from_data(error) if error is not None else None,
         data["released"],
         tuple(data["holders"]),
         o["max_retries"],
