@@ -17,8 +17,11 @@ from typing import Any
 import msgpack
 
 from handoffd.freeing import free
+from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, SnapshotTask
 from handoffd.protocol.messages_observability import AttemptInfo
+from handoffd.protocol.messages_snapshot import SnapshotColumns
+from handoffd.protocol.messages_submit import TaskColumns
 from handoffd.protocol.run_errors import (
     error_from_data,
     error_from_info,
@@ -196,14 +199,20 @@ def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def pack_parts(run: Any) -> tuple[bytes, bytes]:
+def pack_parts(run: Any, columns: SnapshotColumns | None = None) -> tuple[bytes, bytes]:
     """The two big fields of a just-built run's snapshot frame, packed: its specs (fixed for the
     run's life) and its tasks (valid while ``run.untouched()``). Built where the run is, off the
     event loop (``daemon.upload_intake``), and kept in ``run.prebuilt`` for ``encode_run``: for
-    200,000 tasks they were ~0.6-2.3 s of the owner's loop per standby."""
-    rows = _spec_rows(run.specs)
-    specs = _pack_rows(rows)
-    free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
+    200,000 tasks they were ~0.6-2.3 s of the owner's loop per standby. With ``columns`` (the
+    run's specs as the submission's columns: ``daemon.intake_columns.snapshot_columns``) the
+    specs are packed as ``RunSnapshot.columns``: a few arrays in C calls, where a row per spec
+    was built and packed (``Prebuilt.columns`` says which)."""
+    if columns is not None:
+        specs = _packer_of().pack(_columns_record().to_wire(columns))
+    else:
+        rows = _spec_rows(run.specs)
+        specs = _pack_rows(rows)
+        free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
     if run.untouched():
         untouched = _untouched_tasks(run)
         if untouched is not None:
@@ -212,6 +221,10 @@ def pack_parts(run: Any) -> tuple[bytes, bytes]:
     tasks = _pack_rows(rows)
     free(rows)
     return specs, tasks
+
+
+def _packer_of() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, autoreset=True)  # (a thread's own)
 
 
 def _pack_rows(rows: list[Any], chunk: int = 2048) -> bytes:
@@ -229,7 +242,7 @@ def _pack_rows(rows: list[Any], chunk: int = 2048) -> bytes:
     return b"".join(parts)
 
 
-def encode_run(run: Any, *, chunked: bool = False) -> bytes:
+def encode_run(run: Any, *, chunked: bool = False, columns: bool = False) -> bytes:
     """The frame for a live ``scheduler.run.RunState`` as a standby gets it (no histories): what
     ``encode_run_data(run.snapshot(history=False))`` gives, without building that plain data.
 
@@ -239,21 +252,29 @@ def encode_run(run: Any, *, chunked: bool = False) -> bytes:
     and untouched tasks come from ``run.prebuilt`` when the run has them (``pack_parts``): the
     same bytes, spliced in (msgpack is a stream of values). ``chunked``: for a thread (the
     owner's ``daemon.replication`` packs a big run's snapshot off its loop): a packer of its own,
-    and the specs and tasks packed in short C calls (``_pack_rows``), the same bytes."""
+    and the specs and tasks packed in short C calls (``_pack_rows``), the same bytes.
+    ``columns``: the standby reads ``RunSnapshot.columns`` (its range reaches
+    ``SNAPSHOT_COLUMNS_SINCE``); the specs go as columns when its intake packed them so
+    (``Prebuilt.columns``), else as rows, which every standby reads."""
     o = run.options
     error = error_to_info(run.error)
-    packed = run.prebuilt.packed if run.prebuilt is not None else None
+    prebuilt = run.prebuilt
+    packed = prebuilt.packed if prebuilt is not None else None
     packer = msgpack.Packer(use_bin_type=True, autoreset=True) if chunked else _packer
+    as_columns = packed is not None and prebuilt.columns
+    use_columns = columns and as_columns
+    specs: Any = None
+    tasks: Any = None
     if packed is not None:
-        specs: Any = packed[0]
-        tasks: Any = packed[1] if run.untouched() else None
-    elif chunked:
-        specs, tasks = _pack_rows(_spec_rows(run.specs)), None
-    else:
-        specs = tasks = None
+        if use_columns or not as_columns:
+            specs = packed[0]
+        if run.untouched():
+            tasks = packed[1]
+    if specs is None and chunked:
+        specs = _pack_rows(_spec_rows(run.specs))
     if tasks is None and chunked:
         tasks = _tasks_packed(run)
-    row = (
+    row: tuple[Any, ...] = (
         run.run_id,
         run.seq,
         run.term,
@@ -265,26 +286,29 @@ def encode_run(run: Any, *, chunked: bool = False) -> bytes:
         o.timeout,
         o.policy,
         o.outputs,
-        _SPLICED if specs is not None else _spec_rows(run.specs),
+        () if use_columns else _SPLICED if specs is not None else _spec_rows(run.specs),
         run.group_node,
         _SPLICED if tasks is not None else _task_rows(run),
         o.packages,
         run.submitted,
         run.finished,
     )
+    if use_columns:
+        row += (_SPLICED,)  # (``RunSnapshot.columns``: a 5th version's trailing field)
     if specs is None and tasks is None:
         return packer.pack(row)  # type: ignore[no-any-return]
     parts = [packer.pack_array_header(len(row))]
     for at, value in enumerate(row):
         if value is _SPLICED:
-            parts.append(specs if at == _SPECS_AT else tasks)
+            parts.append(tasks if at == _TASKS_AT else specs)
         else:
             parts.append(packer.pack(value))
     return b"".join(parts)
 
 
 _SPLICED = object()  # a field of encode_run's row taken from ``run.prebuilt``
-_SPECS_AT = 11  # the specs' index in a RunSnapshot row (the tasks' is 13)
+_SPECS_AT = 11  # the specs' index in a RunSnapshot row
+_TASKS_AT = 13  # the tasks' index
 
 
 def encode_run_data(data: dict[str, Any]) -> bytes:
@@ -349,8 +373,9 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         tuple(o.get("packages", ())),
         float(data.get("submitted", 0.0)),
         float(data.get("finished", 0.0)),
+        None,  # (the specs as rows: every standby reads them)
     )
-    return _packer.pack(_record().row_to_wire(row))  # type: ignore[no-any-return]
+    return _packer.pack(_record().row_to_wire(row)[: len(row) - 1])  # type: ignore[no-any-return]
 
 
 def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
@@ -384,7 +409,9 @@ def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
             "outputs": list(snap.outputs) if snap.outputs is not None else None,
             "packages": list(snap.packages),
         },
-        "specs": [spec_to_data(s) for s in snap.specs],
+        "specs": [spec_to_data(s) for s in snap.specs]
+        if snap.columns is None
+        else _column_specs(snap.columns, len(snap.specs)),
         "group_node": dict(snap.group_node),
         "tasks": {t.task_id: _task_data(t) for t in snap.tasks},
         "submitted": snap.submitted,
@@ -446,7 +473,49 @@ def _unpack(raw: bytes | memoryview) -> Any:
     raise ValueError("extra data after the snapshot")
 
 
-_ROW_FIELDS = frozenset((_SPECS_AT, 13))  # a RunSnapshot's specs and tasks
+_ROW_FIELDS = frozenset((_SPECS_AT, _TASKS_AT))  # a RunSnapshot's specs and tasks
+
+
+def _column_specs(c: SnapshotColumns, rows: int) -> list[dict[str, Any]]:
+    """``RunSnapshot.columns`` as the run's spec dicts (``spec_to_data``'s, in order); a
+    ``SnapshotError`` saying which columns disagree (lengths, an index out of range), or that the
+    snapshot has spec rows as well."""
+    if rows:
+        raise SnapshotError(f"invalid run snapshot: {rows} spec rows besides the spec columns")
+    try:
+        # The submission's own checks of the same arrays (``SubmitColumns``' names).
+        tasks = TaskColumns(c)  # type: ignore[arg-type]
+    except ColumnError as exc:
+        raise SnapshotError(f"invalid run snapshot columns: {exc}") from None
+    if len(c.payloads) != len(c.ids):
+        raise SnapshotError(
+            f"invalid run snapshot columns: {len(c.payloads)} payloads for {len(c.ids)} specs"
+        )
+    costs, inclusions = c.costs, c.inclusions
+    return [
+        {
+            "id": fid,
+            "deps": list(deps),
+            "cost": dict(costs[cost_at]),
+            "payload": payload,
+            "argument_inclusion": inclusions[kind_at],
+            "node": None,
+            "collocate_with": None,
+            "inline": False,
+            "max_retries": None,
+            "timeout": None,
+            "priority": priority,
+        }
+        for fid, deps, cost_at, kind_at, priority, payload in zip(
+            c.ids,
+            tasks.deps,
+            tasks.cost_of,
+            tasks.inclusion,
+            tasks.priorities,
+            c.payloads,
+            strict=True,
+        )
+    ]
 
 
 def _task_data(t: SnapshotTask) -> dict[str, Any]:
@@ -486,6 +555,10 @@ def _attempt_info(row: Any) -> AttemptInfo:
 
 def _record() -> Any:
     return struct_record(RunSnapshot)
+
+
+def _columns_record() -> Any:
+    return struct_record(SnapshotColumns)
 
 
 def _error_record() -> Any:
