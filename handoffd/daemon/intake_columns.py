@@ -14,13 +14,16 @@ refuses it with the same error as the records' form.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from handoffd import resources
+from handoffd.protocol.messages_snapshot import SnapshotColumns
 from handoffd.protocol.messages_submit import TaskColumns
 from handoffd.scheduler import plain_graph
 from handoffd.scheduler.graph import Order, TaskGraph, _plain, run_fields_plain, wire_graph
 from handoffd.spec import TaskSpec
+from handoffd.store.chunks import FAR_BYTES
 from handoffd.validation import ARGUMENT_INCLUSIONS
 
 _new = object.__new__
@@ -106,4 +109,32 @@ def column_graph(
     return tuple(specs), _plain(specs, found, outputs, order)
 
 
-__all__ = ["column_graph", "plain_graph_of", "task_ids"]
+def snapshot_columns(
+    tasks: Sequence[Any], specs: Sequence[TaskSpec], far: Sequence[TaskSpec]
+) -> SnapshotColumns | None:
+    """The specs of a run checked by ``column_graph`` (from ``tasks``, its ``TaskColumns``) as its
+    snapshot's ``RunSnapshot.columns``: the arrays the submission came with, the cost maps as
+    parsed (as the specs hold them) and the payloads, the ``far`` ones (``snapshot.far_specs``)
+    empty; None when ``tasks`` are records."""
+    if type(tasks) is not TaskColumns:
+        return None
+    sent = tasks.sent
+    payloads = tuple(map(_PAYLOAD, specs))
+    if far:  # (left out as a spec row leaves them: ``snapshot.far_payload``)
+        payloads = tuple(b"" if len(p) > FAR_BYTES else p for p in payloads)
+    return SnapshotColumns(
+        sent.ids,
+        sent.dep_counts,
+        sent.deps,
+        tuple(resources.parse_cached(raw, what="cost") for raw in sent.costs),
+        sent.cost_of,
+        sent.inclusions,
+        sent.inclusion,
+        sent.priorities,
+        payloads,
+    )
+
+
+_PAYLOAD = attrgetter("payload")
+
+__all__ = ["column_graph", "plain_graph_of", "snapshot_columns", "task_ids"]

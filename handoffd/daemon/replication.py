@@ -37,6 +37,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.columns import check_frames, join_frames
 from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
+from handoffd.protocol.messages_snapshot import reads_columns
 from handoffd.protocol.schema import WireRows
 from handoffd.protocol.snapshot import encode_run, error_to_info, far_specs
 from handoffd.replication import log as rlog
@@ -223,7 +224,7 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
                 self._schedule_flush(due - FLUSH_INTERVAL)
 
     def _execute(self, instructions: list[object]) -> None:
-        frames: dict[str, bytes] = {}  # run -> its snapshot frame, for each standby of the batch
+        frames: dict[tuple[str, bool], bytes] = {}  # (run, reads_columns) -> its snapshot frame
         off_loop: dict[str, list[rlog.SendSnapshot]] = {}  # run -> its snapshots packed apart
         for ins in instructions:
             if isinstance(ins, rlog.SendSnapshot):
@@ -276,7 +277,8 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
             return
 
         def done(out: Any, error: BaseException | None) -> None:
-            encoded, far = ({run_id: out[0]}, out[1]) if error is None else ({}, None)
+            keys = ((run_id, True), (run_id, False))  # (its form is read by all of ``sends``)
+            encoded, far = (dict.fromkeys(keys, out[0]), out[1]) if error is None else ({}, None)
             if error is not None:
                 log.error("run %s: snapshot not packed: %r", run_id, error, extra={"run": run_id})
             for ins in sends:
@@ -290,12 +292,13 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
                         self.port.send(address, msg, frames, term=term)
 
         # The specs whose payloads it leaves out, too: a walk over every spec (``far_specs``).
-        self.offload.run(lambda: (packed(run), far_specs(run.specs)), done)
+        columns = all(reads_columns(self.port.member(ins.node)) for ins in sends)
+        self.offload.run(lambda: (packed(run, columns), far_specs(run.specs)), done)
 
     def _send_snapshot(
         self,
         ins: rlog.SendSnapshot,
-        encoded: dict[str, bytes],
+        encoded: dict[tuple[str, bool], bytes],
         far_of: tuple[Any, ...] | None = None,
     ) -> None:
         """``far_of``: the run's ``far_specs`` if worked out off the loop (else its intake's,
@@ -309,9 +312,10 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
         )
         # Encoded once per batch (nothing changes the run between its standbys' snapshots): a
         # big run's frame is tens of MB, each copy a noticeable part of the loop.
-        if ins.run_id not in encoded:
-            encoded[ins.run_id] = encode_run(run)
-        frames = [encoded[ins.run_id]]
+        key = (ins.run_id, reads_columns(self.port.member(ins.node)))
+        if key not in encoded:
+            encoded[key] = encode_run(run, columns=key[1])
+        frames = [encoded[key]]
         if self.code is not None:
             # The run's code packages, for when we are gone; each standby gets a package once
             # (content-addressed: run after run ships the same modules).

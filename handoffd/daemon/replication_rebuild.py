@@ -130,10 +130,11 @@ def _rebuilt(replica: Replica, order: Any) -> RunState:
     return out[0]
 
 
-def packed(run: Any) -> bytes:
-    """``encode_run(run, chunked=True)``, for the thread: its rows are garbage once packed."""
+def packed(run: Any, columns: bool = False) -> bytes:
+    """``encode_run(run, chunked=True, columns=columns)``, for the thread: its rows are garbage
+    once packed."""
     with collector.paused():
-        return encode_run(run, chunked=True)
+        return encode_run(run, chunked=True, columns=columns)
 
 
 def frozen(replica: Replica) -> Replica:

@@ -29,7 +29,7 @@ import msgpack
 
 from handoffd import collector, intake, validation
 from handoffd.config import Limits
-from handoffd.daemon.intake_columns import plain_graph_of, task_ids
+from handoffd.daemon.intake_columns import plain_graph_of, snapshot_columns, task_ids
 from handoffd.errors import HandoffError
 from handoffd.freeing import copied, free
 from handoffd.protocol import messages as m
@@ -172,7 +172,10 @@ def _checked(
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
-    run.prebuilt = Prebuilt(pack_parts(run), probes(run), far_specs(specs))
+    far = far_specs(specs)
+    # A plain run that came as columns: its snapshot's specs go as those columns.
+    columns = snapshot_columns(msg.tasks, specs, far) if plain is not None else None
+    run.prebuilt = Prebuilt(pack_parts(run, columns), probes(run), far, columns is not None)
     return Prepared(decoded, specs=specs, graph=graph, run=run)
 
 

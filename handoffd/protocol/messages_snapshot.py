@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from handoffd.protocol.registry import struct
 
 if TYPE_CHECKING:  # the codec resolves names via STRUCTS
-    from handoffd.protocol.messages import ErrorInfo
+    from handoffd.protocol.messages import ErrorInfo, MemberState
     from handoffd.protocol.messages_observability import AttemptInfo
 
 
@@ -52,6 +52,36 @@ class SnapshotTask:
     attempts: tuple[AttemptInfo, ...] = ()  # issue 16: the task's attempt history
 
 
+#: The first protocol version whose standbys read ``RunSnapshot.columns``: an older one ignores the
+#: trailing field and would see a run without specs, so it is sent the spec rows (``specs``).
+SNAPSHOT_COLUMNS_SINCE = 5
+
+
+def reads_columns(member: MemberState | None) -> bool:
+    """Whether a standby (its state as membership knows it) reads ``RunSnapshot.columns``."""
+    return member is not None and member.protocol_max >= SNAPSHOT_COLUMNS_SINCE
+
+
+@struct
+class SnapshotColumns:
+    """A plain run's specs as columns (``RunSnapshot.columns``): the arrays its ``SubmitColumns``
+    came with (``protocol.messages_submit``: ids, ``dep_counts`` (i) and the flattened deps, each
+    distinct cost map once (as parsed) with ``cost_of`` (i), inclusions with ``inclusion`` (B),
+    ``priorities`` (q)), and the payloads in order (one past ``FAR_BYTES`` empty, as in a row).
+    Every other spec field is as in a plain function: no pin, collocation, inline type, retries
+    or timeout."""
+
+    ids: tuple[str, ...]
+    dep_counts: bytes
+    deps: tuple[str, ...]
+    costs: tuple[dict[str, float], ...]
+    cost_of: bytes
+    inclusions: tuple[str, ...]
+    inclusion: bytes
+    priorities: bytes
+    payloads: tuple[bytes, ...]
+
+
 @struct
 class RunSnapshot:
     """A whole run as an owner replicates it to its standbys."""
@@ -73,3 +103,6 @@ class RunSnapshot:
     packages: tuple[str, ...] = ()  # the run's code packages (their zips follow, ReplicateRun)
     submitted: float = 0.0  # issue 16: wall-clock times of the run
     finished: float = 0.0
+    # Protocol 5 (``SNAPSHOT_COLUMNS_SINCE``): a plain run's specs as columns, ``specs`` then empty;
+    # sent only to a standby whose range reaches 5 (``protocol.snapshot.encode_run``).
+    columns: SnapshotColumns | None = None

@@ -69,7 +69,16 @@ class TaskColumns(Sequence[TaskMeta]):
     """A submission's plain functions as columns (``SubmitColumns``, checked): a ``Sequence`` of
     ``TaskMeta`` made on demand, the columns read as they are by the owner's intake."""
 
-    __slots__ = ("ids", "deps", "cost_maps", "cost_of", "inclusions", "inclusion", "priorities")
+    __slots__ = (
+        "ids",
+        "deps",
+        "cost_maps",
+        "cost_of",
+        "inclusions",
+        "inclusion",
+        "priorities",
+        "sent",
+    )
 
     def __init__(self, msg: SubmitColumns) -> None:
         n = len(msg.ids)
@@ -93,6 +102,9 @@ class TaskColumns(Sequence[TaskMeta]):
         self.inclusions = msg.inclusions
         self.inclusion = inclusion
         self.priorities = columns.unpack("q", msg.priorities, n, "SubmitColumns.priorities")
+        #: the message as it came: its arrays go on, as they are, in the run's snapshot
+        #: (``daemon.intake_columns.snapshot_columns``)
+        self.sent = msg
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -16,122 +16,29 @@ from typing import Any
 
 import msgpack
 
-from handoffd import errors
 from handoffd.freeing import free
+from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, SnapshotTask
 from handoffd.protocol.messages_observability import AttemptInfo
+from handoffd.protocol.messages_snapshot import SnapshotColumns
+from handoffd.protocol.messages_submit import TaskColumns
+from handoffd.protocol.run_errors import (
+    error_from_data,
+    error_from_info,
+    error_to_data,
+    error_to_info,
+    info_from_data,
+    info_to_data,
+)
 from handoffd.protocol.schema import Invalid, Rows, struct_record
 from handoffd.spec import TaskSpec
 from handoffd.store.chunks import FAR_BYTES
-
-_ERROR_FIELDS = (
-    "kind",
-    "function_id",
-    "message",
-    "exc_type",
-    "traceback",
-    "attempts",
-    "need",
-    "largest",
-    "validation_kind",
-)
-# Errors rebuilt from their message alone (the kind names the class).
-_BY_MESSAGE: dict[str, type[errors.HandoffError]] = {
-    "HandoffError": errors.HandoffError,
-    "ConnectionError": errors.ConnectionError,
-    "AuthenticationError": errors.AuthenticationError,
-    "Timeout": errors.Timeout,
-}
-
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 
 class SnapshotError(ValueError):
     """A snapshot frame that is not a valid ``RunSnapshot``."""
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-def error_to_info(error: BaseException | None) -> ErrorInfo | None:
-    """A HandoffError in wire fields (any other exception becomes a HandoffError's text)."""
-    if error is None:
-        return None
-    kind = type(error).__name__
-    if isinstance(error, errors.TaskFailed):
-        return ErrorInfo(
-            kind,
-            error.function_id,
-            error.exc_message,
-            error.exc_type,
-            error.traceback,
-            error.attempts,
-            {},
-            {},
-            "",
-        )
-    if isinstance(error, errors.Unschedulable):
-        return ErrorInfo(
-            kind,
-            error.function_id,
-            error.message,
-            "",
-            "",
-            0,
-            dict(error.need),
-            dict(error.largest or {}),
-            "",
-        )
-    if isinstance(error, errors.ValidationError):
-        return ErrorInfo(kind, error.function_id, error.message, "", "", 0, {}, {}, error.kind)
-    if isinstance(error, errors.HandoffError):
-        return ErrorInfo(kind, None, str(error), "", "", 0, {}, {}, "")
-    return ErrorInfo(
-        "HandoffError", None, f"{type(error).__name__}: {error}", "", "", 0, {}, {}, ""
-    )
-
-
-def error_from_info(info: ErrorInfo) -> errors.HandoffError:
-    """Rebuild the exception an ``ErrorInfo`` describes (a HandoffError for unknown kinds)."""
-    if info.kind == "TaskFailed":
-        return errors.TaskFailed(
-            info.function_id or "?", info.attempts, info.exc_type, info.message, info.traceback
-        )
-    if info.kind == "Unschedulable":
-        return errors.Unschedulable(
-            info.function_id or "?", info.need, info.largest or None, info.message
-        )
-    if info.kind == "ValidationError":
-        return errors.ValidationError(
-            info.validation_kind or "invalid", info.function_id, info.message
-        )
-    if info.kind == "RunCancelled":
-        return errors.RunCancelled(info.message or "the run was cancelled")
-    return _BY_MESSAGE.get(info.kind, errors.HandoffError)(info.message)
-
-
-def info_to_data(info: ErrorInfo | None) -> dict[str, Any] | None:
-    if info is None:
-        return None
-    data = {name: getattr(info, name) for name in _ERROR_FIELDS}
-    data["need"], data["largest"] = dict(info.need), dict(info.largest)
-    return data
-
-
-def error_to_data(error: BaseException | None) -> dict[str, Any] | None:
-    """A run's error as plain data (in ``RunState.snapshot``): its ``ErrorInfo`` fields."""
-    return info_to_data(error_to_info(error))
-
-
-def error_from_data(data: dict[str, Any] | None) -> errors.HandoffError | None:
-    if data is None:
-        return None
-    return error_from_info(_info_from_data(data))
-
-
-def _info_from_data(data: dict[str, Any]) -> ErrorInfo:
-    return ErrorInfo(*[data[name] for name in _ERROR_FIELDS])
 
 
 # -- task specs --------------------------------------------------------------------------------
@@ -264,13 +171,14 @@ def far_specs(specs: Any) -> tuple[Any, ...]:
     """The specs whose payloads a snapshot leaves out (``far_payload``), in order: worked out
     where the run is built or packed (a thread), so the owner's loop never walks every spec for
     them (``OwnerPayloads.refs``: 200,000 specs held the new owner's loop 127 ms)."""
-    if not any(map(_far, map(len, map(_PAYLOAD, specs)))):  # (in C calls: most runs)
+    # (in C calls: most runs; ``max`` compares the lengths in C, where ``int.__lt__`` called
+    # through its wrapper per spec was a third of the walk)
+    if max(map(len, map(_PAYLOAD, specs)), default=0) <= FAR_BYTES:
         return ()
     return tuple(s for s in specs if len(s.payload) > FAR_BYTES)
 
 
 _PAYLOAD = attrgetter("payload")
-_far = FAR_BYTES.__lt__  # (a payload's length past it: ``far_payload``)
 
 
 def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
@@ -292,14 +200,20 @@ def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def pack_parts(run: Any) -> tuple[bytes, bytes]:
+def pack_parts(run: Any, columns: SnapshotColumns | None = None) -> tuple[bytes, bytes]:
     """The two big fields of a just-built run's snapshot frame, packed: its specs (fixed for the
     run's life) and its tasks (valid while ``run.untouched()``). Built where the run is, off the
     event loop (``daemon.upload_intake``), and kept in ``run.prebuilt`` for ``encode_run``: for
-    200,000 tasks they were ~0.6-2.3 s of the owner's loop per standby."""
-    rows = _spec_rows(run.specs)
-    specs = _pack_rows(rows)
-    free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
+    200,000 tasks they were ~0.6-2.3 s of the owner's loop per standby. With ``columns`` (the
+    run's specs as the submission's columns: ``daemon.intake_columns.snapshot_columns``) the
+    specs are packed as ``RunSnapshot.columns``: a few arrays in C calls, where a row per spec
+    was built and packed (``Prebuilt.columns`` says which)."""
+    if columns is not None:
+        specs = _packer_of().pack(_columns_record().to_wire(columns))
+    else:
+        rows = _spec_rows(run.specs)
+        specs = _pack_rows(rows)
+        free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
     if run.untouched():
         untouched = _untouched_tasks(run)
         if untouched is not None:
@@ -308,6 +222,10 @@ def pack_parts(run: Any) -> tuple[bytes, bytes]:
     tasks = _pack_rows(rows)
     free(rows)
     return specs, tasks
+
+
+def _packer_of() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, autoreset=True)  # (a thread's own)
 
 
 def _pack_rows(rows: list[Any], chunk: int = 2048) -> bytes:
@@ -325,7 +243,7 @@ def _pack_rows(rows: list[Any], chunk: int = 2048) -> bytes:
     return b"".join(parts)
 
 
-def encode_run(run: Any, *, chunked: bool = False) -> bytes:
+def encode_run(run: Any, *, chunked: bool = False, columns: bool = False) -> bytes:
     """The frame for a live ``scheduler.run.RunState`` as a standby gets it (no histories): what
     ``encode_run_data(run.snapshot(history=False))`` gives, without building that plain data.
 
@@ -335,21 +253,29 @@ def encode_run(run: Any, *, chunked: bool = False) -> bytes:
     and untouched tasks come from ``run.prebuilt`` when the run has them (``pack_parts``): the
     same bytes, spliced in (msgpack is a stream of values). ``chunked``: for a thread (the
     owner's ``daemon.replication`` packs a big run's snapshot off its loop): a packer of its own,
-    and the specs and tasks packed in short C calls (``_pack_rows``), the same bytes."""
+    and the specs and tasks packed in short C calls (``_pack_rows``), the same bytes.
+    ``columns``: the standby reads ``RunSnapshot.columns`` (its range reaches
+    ``SNAPSHOT_COLUMNS_SINCE``); the specs go as columns when its intake packed them so
+    (``Prebuilt.columns``), else as rows, which every standby reads."""
     o = run.options
     error = error_to_info(run.error)
-    packed = run.prebuilt.packed if run.prebuilt is not None else None
+    prebuilt = run.prebuilt
+    packed = prebuilt.packed if prebuilt is not None else None
     packer = msgpack.Packer(use_bin_type=True, autoreset=True) if chunked else _packer
+    as_columns = packed is not None and prebuilt.columns
+    use_columns = columns and as_columns
+    specs: Any = None
+    tasks: Any = None
     if packed is not None:
-        specs: Any = packed[0]
-        tasks: Any = packed[1] if run.untouched() else None
-    elif chunked:
-        specs, tasks = _pack_rows(_spec_rows(run.specs)), None
-    else:
-        specs = tasks = None
+        if use_columns or not as_columns:
+            specs = packed[0]
+        if run.untouched():
+            tasks = packed[1]
+    if specs is None and chunked:
+        specs = _pack_rows(_spec_rows(run.specs))
     if tasks is None and chunked:
         tasks = _tasks_packed(run)
-    row = (
+    row: tuple[Any, ...] = (
         run.run_id,
         run.seq,
         run.term,
@@ -361,26 +287,29 @@ def encode_run(run: Any, *, chunked: bool = False) -> bytes:
         o.timeout,
         o.policy,
         o.outputs,
-        _SPLICED if specs is not None else _spec_rows(run.specs),
+        () if use_columns else _SPLICED if specs is not None else _spec_rows(run.specs),
         run.group_node,
         _SPLICED if tasks is not None else _task_rows(run),
         o.packages,
         run.submitted,
         run.finished,
     )
+    if use_columns:
+        row += (_SPLICED,)  # (``RunSnapshot.columns``: a 5th version's trailing field)
     if specs is None and tasks is None:
         return packer.pack(row)  # type: ignore[no-any-return]
     parts = [packer.pack_array_header(len(row))]
     for at, value in enumerate(row):
         if value is _SPLICED:
-            parts.append(specs if at == _SPECS_AT else tasks)
+            parts.append(tasks if at == _TASKS_AT else specs)
         else:
             parts.append(packer.pack(value))
     return b"".join(parts)
 
 
 _SPLICED = object()  # a field of encode_run's row taken from ``run.prebuilt``
-_SPECS_AT = 11  # the specs' index in a RunSnapshot row (the tasks' is 13)
+_SPECS_AT = 11  # the specs' index in a RunSnapshot row
+_TASKS_AT = 13  # the tasks' index
 
 
 def encode_run_data(data: dict[str, Any]) -> bytes:
@@ -432,7 +361,7 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         data["seq"],
         data["term"],
         data["state"],
-        _info_from_data(error) if error is not None else None,
+        info_from_data(error) if error is not None else None,
         data["released"],
         tuple(data["holders"]),
         o["max_retries"],
@@ -445,8 +374,9 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         tuple(o.get("packages", ())),
         float(data.get("submitted", 0.0)),
         float(data.get("finished", 0.0)),
+        None,  # (the specs as rows: every standby reads them)
     )
-    return _packer.pack(_record().row_to_wire(row))  # type: ignore[no-any-return]
+    return _packer.pack(_record().row_to_wire(row)[: len(row) - 1])  # type: ignore[no-any-return]
 
 
 def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
@@ -480,7 +410,9 @@ def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
             "outputs": list(snap.outputs) if snap.outputs is not None else None,
             "packages": list(snap.packages),
         },
-        "specs": [spec_to_data(s) for s in snap.specs],
+        "specs": [spec_to_data(s) for s in snap.specs]
+        if snap.columns is None
+        else _column_specs(snap.columns, len(snap.specs)),
         "group_node": dict(snap.group_node),
         "tasks": {t.task_id: _task_data(t) for t in snap.tasks},
         "submitted": snap.submitted,
@@ -542,7 +474,49 @@ def _unpack(raw: bytes | memoryview) -> Any:
     raise ValueError("extra data after the snapshot")
 
 
-_ROW_FIELDS = frozenset((_SPECS_AT, 13))  # a RunSnapshot's specs and tasks
+_ROW_FIELDS = frozenset((_SPECS_AT, _TASKS_AT))  # a RunSnapshot's specs and tasks
+
+
+def _column_specs(c: SnapshotColumns, rows: int) -> list[dict[str, Any]]:
+    """``RunSnapshot.columns`` as the run's spec dicts (``spec_to_data``'s, in order); a
+    ``SnapshotError`` saying which columns disagree (lengths, an index out of range), or that the
+    snapshot has spec rows as well."""
+    if rows:
+        raise SnapshotError(f"invalid run snapshot: {rows} spec rows besides the spec columns")
+    try:
+        # The submission's own checks of the same arrays (``SubmitColumns``' names).
+        tasks = TaskColumns(c)  # type: ignore[arg-type]
+    except ColumnError as exc:
+        raise SnapshotError(f"invalid run snapshot columns: {exc}") from None
+    if len(c.payloads) != len(c.ids):
+        raise SnapshotError(
+            f"invalid run snapshot columns: {len(c.payloads)} payloads for {len(c.ids)} specs"
+        )
+    costs, inclusions = c.costs, c.inclusions
+    return [
+        {
+            "id": fid,
+            "deps": list(deps),
+            "cost": dict(costs[cost_at]),
+            "payload": payload,
+            "argument_inclusion": inclusions[kind_at],
+            "node": None,
+            "collocate_with": None,
+            "inline": False,
+            "max_retries": None,
+            "timeout": None,
+            "priority": priority,
+        }
+        for fid, deps, cost_at, kind_at, priority, payload in zip(
+            c.ids,
+            tasks.deps,
+            tasks.cost_of,
+            tasks.inclusion,
+            tasks.priorities,
+            c.payloads,
+            strict=True,
+        )
+    ]
 
 
 def _task_data(t: SnapshotTask) -> dict[str, Any]:
@@ -582,6 +556,10 @@ def _attempt_info(row: Any) -> AttemptInfo:
 
 def _record() -> Any:
     return struct_record(RunSnapshot)
+
+
+def _columns_record() -> Any:
+    return struct_record(SnapshotColumns)
 
 
 def _error_record() -> Any:

@@ -49,6 +49,8 @@ class Prebuilt:
     # The specs whose payloads the snapshot leaves out (``protocol.snapshot.far_specs``), for
     # ``OwnerPayloads.refs`` at the run's first snapshot; None: not worked out.
     far: tuple[Any, ...] | None = None
+    # ``packed``'s specs are ``RunSnapshot.columns`` (``pack_parts``' ``columns``), not spec rows.
+    columns: bool = False
 
 
 def probes(run: RunState) -> tuple[str, ...]:

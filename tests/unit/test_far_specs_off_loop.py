@@ -119,6 +119,7 @@ def test_a_prebuilt_run_s_first_snapshot_uses_its_far_specs(
     run.specs[:] = [_counted(s) for s in run.specs]
     _Counted.read = []
     ins = rlog.SendSnapshot("r", "s", 0, ("s",))
-    replication._send_snapshot(ins, {"r": b"packed"})  # (its frame: spliced, or packed apart)
+    frames = {("r", True): b"packed", ("r", False): b"packed"}  # (spliced, or packed apart)
+    replication._send_snapshot(ins, frames)
     assert _named(port) == FAR
     assert set(_Counted.read) <= FAR

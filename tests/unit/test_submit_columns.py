@@ -13,6 +13,7 @@ import pytest
 from handoffd.config import Limits
 from handoffd.daemon import intake_columns, upload_intake
 from handoffd.protocol import messages as m
+from handoffd.protocol import snapshot
 from handoffd.protocol.codec import Codec, Rows
 from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages_submit import (
@@ -23,6 +24,7 @@ from handoffd.protocol.messages_submit import (
     as_submission,
     submit_columns,
 )
+from handoffd.scheduler.run import RunState
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,8 +122,23 @@ def test_columns_build_what_the_records_build(seed: int) -> None:
     assert a.run is not None and b.run is not None
     assert a.run.snapshot() == b.run.snapshot()
     assert a.run.prebuilt is not None and b.run.prebuilt is not None
-    assert a.run.prebuilt.packed == b.run.prebuilt.packed
+    assert a.run.prebuilt.packed[1] == b.run.prebuilt.packed[1]
     assert a.run.prebuilt.probes == b.run.prebuilt.probes
+    # The snapshot: the records' specs as rows, the columns' as columns to a standby that reads
+    # them and as the same rows to one that does not; each read back to the same run.
+    assert not a.run.prebuilt.columns and b.run.prebuilt.columns
+    rows_frame = snapshot.encode_run(a.run)
+    assert snapshot.encode_run(b.run) == rows_frame == snapshot.encode_run(a.run, columns=True)
+    columns_frame = snapshot.encode_run(b.run, columns=True)
+    assert columns_frame != rows_frame
+    for chunked in (False, True):
+        assert snapshot.encode_run(b.run, columns=True, chunked=chunked) == columns_frame
+        assert snapshot.encode_run(b.run, chunked=chunked) == rows_frame
+    data = snapshot.decode_run(rows_frame)
+    assert snapshot.decode_run(columns_frame) == data == a.run.snapshot(history=False)
+    # A takeover from either frame builds the same run.
+    taken = RunState.from_snapshot(snapshot.decode_run(columns_frame))
+    assert taken.snapshot() == RunState.from_snapshot(data).snapshot()
 
 
 @pytest.mark.parametrize("seed", range(40))
