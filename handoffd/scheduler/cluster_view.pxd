@@ -56,6 +56,11 @@ cdef class ClusterView(Demand):
         i=Py_ssize_t, j=Py_ssize_t, n=Py_ssize_t, at=Py_ssize_t, lead=Py_ssize_t,
     )
     cpdef object _place_short(self, dict free, list batch)
+    @cython.locals(
+        run=RunState, need=dict, names=list, frees=list, capacities=list, picks=list,
+        n=Py_ssize_t, at=Py_ssize_t, before=Py_ssize_t, lead=Py_ssize_t,
+    )
+    cpdef object _place_one(self, dict free, tuple entry)
     @cython.locals(kinds=set, least=dict, room=dict, names=list, frees=list)
     cpdef tuple _candidates(self, dict free, list demands)
     @cython.locals(timed=bint, window=Py_ssize_t)

@@ -395,6 +395,8 @@ class ClusterView(Demand):
         once, with no ``NodeView``/``TaskRequest`` records nor the adapter's index between; None
         for any other batch. Same candidates (``_candidates``), order, pins and preferences
         (``tests/unit/test_place_short.py`` holds them equal)."""
+        if len(batch) == 1:
+            return self._place_one(free, batch[0])
         policy = batch[0][0].options.policy
         demands: list[dict[str, float]] = []
         for run, _, need, _, _, lead in batch:
@@ -434,6 +436,37 @@ class ClusterView(Demand):
             if n >= 0:
                 chosen[todo[j]] = names[n]
         return chosen
+
+    def _place_one(
+        self, free: dict[str, dict[str, float]], entry: tuple[Any, ...]
+    ) -> list[str | None] | None:
+        """``_place_short`` for a batch of one task (most passes of a busy owner: one freed
+        slot refilled): the same candidates and core call, without the batch's index, its
+        position lists and the loop over them."""
+        run, _, need, pin, pref, lead = entry
+        if lead >= 0:
+            return None
+        names, frees = self._candidates(free, [need])
+        if not names:
+            return [None]
+        # (the candidates' names are distinct: their position is the batch's index)
+        if pin is not None:
+            if pin not in names:
+                return [None]  # pinned to a node that is not a candidate: unplaceable now
+            at = names.index(pin)
+            before = -1
+        else:
+            at = -1
+            before = names.index(pref) if pref is not None and pref in names else -1
+        nodes = self.nodes
+        capacities: list[dict[str, float]] = []
+        for name in names:
+            capacities.append(nodes[name].capacity)
+        picks = self._place_kernel(
+            [need], frees, capacities, [at], [before], run.options.policy, None
+        )
+        n = picks[0]
+        return [names[n] if n >= 0 else None]
 
     def _fill_windows(
         self,

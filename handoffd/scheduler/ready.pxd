@@ -48,7 +48,9 @@ cdef class ReadyQueue:
     cpdef drop_ended(self, RunState run, Py_ssize_t lo, Py_ssize_t hi)
     @cython.locals(heap=list, live=bint, rec=TaskRecord)
     cpdef TaskRecord _head(self, RunState run)
-    @cython.locals(heads=list, live=list, recs=list, run=RunState, rec=TaskRecord, i=Py_ssize_t)
+    @cython.locals(
+        heads=list, live=list, recs=list, run=RunState, rec=TaskRecord, i=Py_ssize_t, runs=dict
+    )
     cpdef begin(self)
     @cython.locals(run=RunState, rec=TaskRecord, nxt=TaskRecord, last=RunState, heads=list)
     cpdef tuple step(self)

@@ -264,10 +264,22 @@ class ReadyQueue:
         (``restore`` after). A cursor, not a generator: a pass stops its walk early, and closing a
         compiled generator throws GeneratorExit into it, a traceback built on every pass."""
         heads: list[tuple[tuple[int, float, int, int], RunState]] = []
+        held = self.held
+        runs = self.runs
+        if len(runs) == 1:
+            # One run queued (most passes): no copy of the runs to walk (``_head`` may drop it
+            # from them) and no lists of the live ones; the same cursor as below.
+            for run in runs.values():  # noqa: B007 (the one run: a C walk, no iterator)
+                break
+            self._last = None
+            self._heads = heads
+            self._single = None
+            if not (held and run.run_id in held) and self._head(run) is not None:
+                self._single = run
+            return
         live: list[RunState] = []
         recs: list[TaskRecord] = []
-        held = self.held
-        for run in list(self.runs.values()):
+        for run in list(runs.values()):
             if held and run.run_id in held:
                 continue
             rec = self._head(run)

@@ -28,6 +28,7 @@ cdef class _Ordered:
 
     @cython.locals(members=set)
     cpdef put(self, str name, bint inside)
+    @cython.locals(members=set)
     cpdef list ordered(self, dict position)
 
 
