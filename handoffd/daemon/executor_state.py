@@ -381,9 +381,17 @@ class ExecutorState(Intake, Inputs, Control):
         if not room:
             return
         slots = [self.slots[i] for i in room]
-        picks: list[tuple[Key, Task, Slot]] = []
+        # One slot down to half (a 1-cpu node's, W1's): its room as a local, no best-slot loop.
+        only: Slot | None = slots[0] if len(slots) == 1 else None
+        left = room[only.id] if only is not None else 0
+        chains: dict[int, list[Job]] = {}
+        total = self._local_cost
         scanned = 0
         local, tasks = self.local, self.tasks
+        inputs: list[Any]
+        # Each task is picked and started in one pass: what picks the next one (the queue, the
+        # tasks, their ``missing``, the room left) is not changed by starting this one, so the
+        # picks and their order are those of picking every task first.
         for key in self.queue_order():
             if key not in local:
                 continue
@@ -393,19 +401,21 @@ class ExecutorState(Intake, Inputs, Control):
             task = tasks.get(key)
             if task is None or task.missing:
                 continue
-            best: Slot | None = None
-            for slot in slots:
-                if slot.cost == task.cost and room[slot.id] > 0:
-                    if best is None or room[slot.id] > room[best.id]:
-                        best = slot
-            if best is None:
-                break  # another cost (or all full) at the front: the claims drain to it
-            room[best.id] -= 1
-            picks.append((key, task, best))
-        chains: dict[int, list[Job]] = {}
-        total = self._local_cost
-        inputs: list[Any]
-        for key, task, slot in picks:
+            if only is not None:
+                if left <= 0 or only.cost != task.cost:
+                    break  # another cost (or full) at the front: the claims drain to it
+                left -= 1
+                slot = only
+            else:
+                best: Slot | None = None
+                for s in slots:
+                    if s.cost == task.cost and room[s.id] > 0:
+                        if best is None or room[s.id] > room[best.id]:
+                            best = s
+                if best is None:
+                    break  # another cost (or all full) at the front: the claims drain to it
+                room[best.id] -= 1
+                slot = best
             if task.flat == () and not task.far:  # (``_take_inputs``' no-input case in line)
                 task.bytes_in = len(task.payload)
                 inputs = []
@@ -453,12 +463,17 @@ class ExecutorState(Intake, Inputs, Control):
     def _ended(self, outcomes: Sequence[Outcome]) -> None:
         # The common end (a value, a task of a chain) is done here in line: its store put, its
         # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
-        # (``_finish`` for any other; the same steps in the same order).
-        tasks, store, fetched = self.tasks, self.store, self._fetched
+        # (``_finish`` for any other; the same steps in the same order). The mean duration and
+        # the half chain it gives are kept in locals and written back before any call that
+        # reads them (``_end_one``) and at the end.
+        tasks, store, fetched, local = self.tasks, self.store, self._fetched, self.local
         ended = self._now + self.wall_offset
         limit = self._inline_limit
+        mean, half = self._mean_duration, self._half_chain
+        seconds, most = CHAIN_SECONDS, CHAIN_AHEAD
         done = 0
-        box_key: tuple[str, str] | None = None
+        box_owner: str | None = None
+        box_run = ""
         box: list[tuple[Report, bytes | None, str]] = []
         for outcome in outcomes:
             key: Key = outcome.key  # type: ignore[assignment]
@@ -467,22 +482,22 @@ class ExecutorState(Intake, Inputs, Control):
                 continue
             kind, duration = outcome.kind, outcome.duration
             if kind == "" or kind == "error":
-                mean = self._mean_duration + 0.1 * (duration - self._mean_duration)
-                self._mean_duration = mean
+                mean += 0.1 * (duration - mean)
                 per_task = mean if mean > MIN_DURATION else MIN_DURATION
                 # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task)
-                ahead = int(CHAIN_SECONDS / per_task)
-                if ahead > CHAIN_AHEAD:
-                    ahead = CHAIN_AHEAD
+                ahead = int(seconds / per_task)
+                if ahead > most:
+                    ahead = most
                 elif ahead < 1:
                     ahead = 1
-                self._half_chain = (1 + ahead) // 2
+                half = (1 + ahead) // 2
             value = outcome.value
             slot = task.slot
             if outcome.ok and value is not None and slot is not None:
                 try:
                     store.put(task.run_id, task.task_id, value)
                 except StoreError as exc:
+                    self._mean_duration, self._half_chain = mean, half
                     self._end_one(task, self._stored_not(task, outcome, exc), ended)
                     continue
                 if fetched:
@@ -506,17 +521,20 @@ class ExecutorState(Intake, Inputs, Control):
                     del self.slots[slot.id]
                     self.ledger.release(slot.cost, slot.gpus)
                     self._changed = True
-                if self.local and len(keys) <= self._half_chain:
+                if local and len(keys) <= half:
                     self._schedule_refill()
-                owner_run = (task.owner_address, task.run_id)
-                if owner_run != box_key:
-                    box_key, box = owner_run, self._outbox.setdefault(owner_run, [])
+                owner, run_id = task.owner_address, task.run_id
+                if owner != box_owner or run_id != box_run:  # (no tuple a task)
+                    box_owner, box_run = owner, run_id
+                    box = self._outbox.setdefault((owner, run_id), [])
                 box.append((report, value if size <= limit else None, outcome.output))
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     self._out.append(_SOON_FLUSH)
                 continue
+            self._mean_duration, self._half_chain = mean, half
             self._end_one(task, outcome, ended)
+        self._mean_duration, self._half_chain = mean, half
         if done:
             self.counters["done"] += done
 

@@ -8,12 +8,13 @@ import multiprocessing
 import os
 import pickle
 import random
+from dataclasses import fields
 from typing import Any
 
 import pytest
 
 from handoffd.worker import _pipe, _process, _replies
-from handoffd.worker._records import Job, Worker
+from handoffd.worker._records import Job, Worker, ok_outcome
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,6 +98,12 @@ def test_many_kept_replies_and_a_pickled_one_end_in_order(pipe: Any, monkeypatch
         ("t6", True, "", b"v6", 0.6, ""),
     ]
     assert all(type(o.value) is bytes for o in outcomes if o.ok)
+    # the KEPT path's records, made in line, are ``ok_outcome``'s, slot for slot
+    for o in (outcomes[0], outcomes[1], outcomes[4], outcomes[5]):
+        made = ok_outcome(o.key, o.value, o.duration, "", 4242)
+        assert [getattr(o, f.name) for f in fields(o)] == [
+            getattr(made, f.name) for f in fields(made)
+        ]
     assert {o.pid for o in outcomes if o.ok} == {4242}
     assert not running and not worker.sent and worker.head is None and worker.bytes == 0
     assert not worker.reader.buf and not worker.reader.pending

@@ -1,0 +1,119 @@
+"""The records a plain table's tasks are kept as (``Intake._accept_table``, which sets a ``Task``'s
+fields in line): each equals, slot for slot, what ``executor_intake._task`` makes of the same
+columns, for random tables (costs claimed or queued, inputs here, sent along or on peers,
+priorities, ranks, timeouts, duplicates, tasks refused by a full queue), received as columns or
+handed over by our own node's owner."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import fields
+from typing import Any
+
+import pytest
+from test_executor_state import ME, OWNER, PEER, RUN, here, make
+
+from handoffd.daemon.executor_intake import _task
+from handoffd.daemon.executor_records import Task, queue_key
+from handoffd.daemon.executor_state import ExecutorState
+from handoffd.protocol import messages as m
+from handoffd.protocol.columns import DispatchTable, dispatch_columns
+
+pytestmark = pytest.mark.timeout(60)
+
+_UNSET = object()
+
+
+def slots_of(record: Any) -> list[tuple[str, Any, type]]:
+    return [
+        (f.name, getattr(record, f.name, _UNSET), type(getattr(record, f.name, _UNSET)))
+        for f in fields(record)
+    ]
+
+
+def random_items(rng: random.Random) -> list[m.DispatchItem]:
+    """Distinct task ids in a table (a second table may repeat the first's: duplicates)."""
+    costs = [{"cpu": 1.0}, {"cpu": 0.5}, {"cpu": 1.0, "memory": 64.0}]
+    items = []
+    for i in rng.sample(range(16), rng.randint(1, 12)):
+        inputs = []
+        for j in range(rng.choice([0, 0, 1, 2, 3])):
+            kind = rng.choice(["here", "sent", "peer"])
+            if kind == "here":
+                inputs.append(m.InputRef("value", "h1", (ME,), -1, "variadic", -1))
+            elif kind == "sent":
+                inputs.append(m.InputRef("value", f"s{j}", (), 1, "variadic", -1))
+            else:
+                inputs.append(m.InputRef("value", f"p{i}{j}", (PEER,), -1, "variadic", -1))
+        timeout = rng.choice([None, 2.5])
+        attempt = rng.randint(1, 2)
+        task_id = f"t{i}"
+        cost = rng.choice(costs)
+        priority, rank = rng.randint(-2, 2), rng.choice([0.0, 1.5, 3.0])
+        items.append(
+            m.DispatchItem(
+                task_id, attempt, cost, "variadic", timeout, 0, tuple(inputs), priority, rank
+            )
+        )
+    return items
+
+
+@pytest.mark.parametrize("way", ["columns", "here"])
+def test_a_tables_records_are_the_makers(way: str) -> None:
+    rng = random.Random(23)
+    for _ in range(150):
+        st = make({"cpu": rng.choice([1.0, 2.0])}, queue_factor=rng.choice([1.0, 4.0]))
+        st.store.put(RUN, "h1", b"here-value")
+        seq = 0
+        for _ in range(2):  # (the second table's tasks already here are duplicates)
+            seq = accept_and_compare(st, random_items(rng), seq, rng.uniform(0.0, 5.0), way)
+
+
+def accept_and_compare(
+    st: ExecutorState, items: list[m.DispatchItem], seq: int, now: float, way: str
+) -> int:
+    """Accept ``items`` as a table; every record made equals ``_task``'s. The next arrival."""
+    msg = m.DispatchTasks(RUN, OWNER, tuple(items))
+    frames = [b"payload", b"sent-value"]
+    if way == "columns":
+        t: Any = DispatchTable(dispatch_columns(msg))
+    else:
+        t, frames = here(msg, frames)
+    assert t.plain and not t.far
+    before = set(st.tasks)
+    started: list[Task] = []
+    st._gather_all = started.extend  # type: ignore[method-assign]  # (the records as made)
+    st._now = now
+    st._out = []
+    st._accept_table(t, frames, 1, "")
+    made = iter(started)
+    at = 0
+    for i, task_id in enumerate(t.task_ids):
+        count = t.counts[i]
+        first, at = at, at + count
+        key = (RUN, task_id, t.attempts[i])
+        if key in before or key not in st.tasks:
+            continue  # a duplicate, or refused by the queue
+        task = next(made)
+        numbers, ids = t.frames[first:at], t.input_task_ids[first:at]
+        kept = {t.payloads[i]: frames[t.payloads[i]]}
+        kept.update({f: frames[f] for f in numbers if f >= 0})
+        flat = tuple(k if f < 0 else f for k, f in zip(ids, numbers, strict=True))
+        needs = tuple(k for k, f in zip(ids, numbers, strict=True) if f < 0)
+        timeout = t.timeouts[i]
+        head = (
+            task_id,
+            t.attempts[i],
+            t.costs[i],
+            t.inclusions[t.inclusion[i]],
+            None if timeout != timeout else timeout,
+            queue_key(t.priorities[i], t.ranks[i], now, seq),
+        )
+        seq += 1
+        gpus = task.gpus if task.claimed else None
+        source = (t, first) if needs else None
+        expected = _task(RUN, OWNER, head, gpus, t.payloads[i], kept, flat, needs, source)
+        assert slots_of(task) == slots_of(expected)
+        assert task.cost is not t.costs[i]  # (a copy: the table's are shared)
+    assert next(made, None) is None
+    return seq
