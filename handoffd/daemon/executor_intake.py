@@ -316,7 +316,8 @@ class Intake:
                 for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
                     total[kind] = total.get(kind, 0.0) + qty
             accepted.append((task_id, attempt))
-            started.append(task)
+            if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
+                started.append(task)
         self._reply(run_id, owner_address, accepted, refused)
         self._gather_all(started)
 

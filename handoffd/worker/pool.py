@@ -510,48 +510,58 @@ class WorkerPool(Losses):
         assert chain is not None
         batch: list[bytes] = []
         raw: list[pickle.PickleBuffer] = []
-        fresh: list[Job] = []
+        first: Job | None = None  # the first job sent now
         count, size = len(worker.sent), worker.bytes
         others: bool | None = None  # chains wait: asked once (the loop changes only this one)
-        while chain.jobs:
-            job = chain.jobs[0]
-            if chain.next is not None and chain.next[0] is job:
-                _, token, data, buffers = chain.next
+        # (read once a feed, not once a job)
+        jobs, queued, running, sent = chain.jobs, self._queued, self._running, worker.sent
+        tokens, ahead, short = self._tokens, self.ahead, _pipe.SHORT_JOB
+        while jobs:
+            job = jobs[0]
+            pickled = chain.next
+            if pickled is not None and pickled[0] is job:
+                _, token, data, buffers = pickled
             elif not job.inputs and not job.env and type(job.payload) is bytes:
                 # ``_pipe.pickle_job``'s SHORT_JOB in line (a no-op's: most jobs of W1)
-                token = next(self._tokens)
+                token = next(tokens)
                 title = job.title.encode("utf-8", "surrogatepass")
                 as_list = job.argument_inclusion == "as_list"
                 head = short_head(token, as_list, len(title), len(job.payload))
-                data, buffers = b"".join((_pipe.SHORT_JOB, head, title, job.payload)), no_buffers
+                data, buffers = b"".join((short, head, title, job.payload)), no_buffers
             else:
-                token = next(self._tokens)
+                token = next(tokens)
                 try:
                     data, buffers = _pipe.pickle_job(token, job)
                 except Exception as exc:
-                    chain.jobs.popleft()
-                    del self._queued[job.key]
+                    jobs.popleft()
+                    del queued[job.key]
                     self._soon(unpicklable_outcome(job, exc))
                     continue
             job_size = (
                 len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
             )
             if count and (
-                count > self.ahead
+                count > ahead
                 or size + job_size > AHEAD_BYTES
                 or (others := self._others_wait() if others is None else others)
             ):
                 chain.next = (job, token, data, buffers)
                 break
-            chain.next = None
-            chain.jobs.popleft()
-            del self._queued[job.key]
-            job.token, job.size, job.cancelling = token, job_size, False
-            worker.sent[token] = job
-            self._running[job.key] = worker
+            if pickled is not None:
+                chain.next = None
+            jobs.popleft()
+            key = job.key
+            del queued[key]
+            job.token = token
+            job.size = job_size
+            job.cancelling = False
+            sent[token] = job
+            running[key] = worker
             batch.append(data)
-            raw += buffers
-            fresh.append(job)
+            if buffers:
+                raw += buffers
+            if first is None:
+                first = job
             count += 1
             size += job_size
         worker.bytes = size
@@ -559,8 +569,9 @@ class WorkerPool(Losses):
             if not worker.sent:  # every job left failed to pickle
                 self._next_head(worker)
             return
+        assert first is not None  # (a job was sent: ``batch`` holds its bytes)
         if worker.head is None:
-            self._make_head(worker, fresh[0])
+            self._make_head(worker, first)
         send = worker.writer.send
         try:
             if raw:
@@ -570,12 +581,12 @@ class WorkerPool(Losses):
                     send(buf)
             else:
                 send(batch[0] if len(batch) == 1 else b"".join(batch))
-            if worker.head is fresh[0]:
+            if worker.head is first:
                 worker.writer.mark()
         except OSError:
             # It died. If it had nothing before, none of these started. EOF on the pipe (next loop
             # iteration) reports it: never from inside submit().
-            if worker.head is fresh[0]:
+            if worker.head is first:
                 worker.head = None
                 worker.unsent = True
                 if worker.timer is not None:

@@ -2,7 +2,8 @@
 fields in line): each equals, slot for slot, what ``executor_intake._task`` makes of the same
 columns, for random tables (costs claimed or queued, inputs here, sent along or on peers,
 priorities, ranks, timeouts, duplicates, tasks refused by a full queue), received as columns or
-handed over by our own node's owner."""
+handed over by our own node's owner. And the jobs a refill chains (made in line) are
+``new_job``'s."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 from test_executor_state import ME, OWNER, PEER, RUN, here, make
 
+from handoffd.daemon.executor_events import REFILL, Dispatched, Execute, TaskEnded
 from handoffd.daemon.executor_intake import _task
-from handoffd.daemon.executor_records import Task, queue_key
+from handoffd.daemon.executor_records import queue_key
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import DispatchTable, dispatch_columns
+from handoffd.worker._records import Outcome, new_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,12 +84,11 @@ def accept_and_compare(
         t, frames = here(msg, frames)
     assert t.plain and not t.far
     before = set(st.tasks)
-    started: list[Task] = []
-    st._gather_all = started.extend  # type: ignore[method-assign]  # (the records as made)
+    st._gather_all = lambda started: None  # type: ignore[method-assign]  # (records as made)
     st._now = now
     st._out = []
     st._accept_table(t, frames, 1, "")
-    made = iter(started)
+    made = iter([task for key, task in st.tasks.items() if key not in before])
     at = 0
     for i, task_id in enumerate(t.task_ids):
         count = t.counts[i]
@@ -117,3 +119,55 @@ def accept_and_compare(
         assert task.cost is not t.costs[i]  # (a copy: the table's are shared)
     assert next(made, None) is None
     return seq
+
+
+def test_a_refills_jobs_are_the_makers() -> None:
+    """The jobs a refill chains (made in line in ``_refill``) equal ``new_job``'s of their
+    tasks, slot for slot, as the first task's (made by ``_enter``) does."""
+    rng = random.Random(5)
+    for _ in range(40):
+        st = make({"cpu": 1.0, "memory": 512.0})
+        st.store.put(RUN, "h1", b"here-value")
+        cost = rng.choice([{"cpu": 1.0}, {"cpu": 1.0, "memory": 64.0}])
+        items = [
+            m.DispatchItem(
+                f"t{i}",
+                1,
+                cost,
+                rng.choice(["variadic", "as_list"]),
+                rng.choice([None, 3.0]),
+                0,
+                rng.choice([(), (m.InputRef("value", "h1", (ME,), -1, "variadic", -1),)]),
+            )
+            for i in range(rng.randint(2, 12))
+        ]
+        t, frames = here(m.DispatchTasks(RUN, OWNER, tuple(items)), [b"payload"])
+        jobs = [j for ins in st.handle(Dispatched(t, frames, 1), 0.0) for j in jobs_of(ins)]
+        ended = 0
+        while jobs:
+            for job in jobs:
+                task = st.tasks[job.key]
+                assert task.slot is not None
+                made = new_job(
+                    job.key,
+                    task.payload,
+                    job.inputs,
+                    task.argument_inclusion,
+                    task.timeout,
+                    task.slot.devices,
+                    task.cost.get("memory"),
+                    f"run {RUN} task {task.task_id}",
+                )
+                assert slots_of(job) == slots_of(made)
+            out = []
+            for job in jobs:
+                outcome = Outcome(job.key, True, b"v", duration=1e-3)
+                out += st.handle(TaskEnded(outcome), 1.0)
+                ended += 1
+            out += st.handle(REFILL, 1.0)
+            jobs = [j for ins in out for j in jobs_of(ins)]
+        assert ended == len(items) and not st.tasks
+
+
+def jobs_of(ins: Any) -> list[Any]:
+    return list(ins.jobs) if isinstance(ins, Execute) else []
