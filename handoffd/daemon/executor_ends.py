@@ -35,7 +35,7 @@ from handoffd.daemon.executor_records import (
     reported_here,
 )
 from handoffd.store.store import ResultStore, StoreError
-from handoffd.worker._records import Outcome
+from handoffd.worker._records import Ended, Outcome, outcome_of
 from handoffd.worker.ledger import Ledger
 
 log = logging.getLogger("handoffd.execution")
@@ -72,14 +72,15 @@ class Ends:
     _apply: Callable[[Callable[[Any], None], Any, float], list[Instruction]]
 
     def tasks_ended(
-        self, outcomes: list[Outcome], now: float, flush_idle: bool = False
+        self, outcomes: list[Ended], now: float, flush_idle: bool = False
     ) -> list[Instruction]:
-        """``handle(TaskEnded(outcome), now)`` of each, in one pass: no event built per task.
+        """``handle(TaskEnded(outcome), now)`` of each, in one pass: no event built per task. An
+        outcome may come as its ``Row`` (the pool's ``rows``): ended as its ``outcome_of``.
         ``flush_idle``: when no task is left and a report flush is due, the flush too, as
         ``handle(FLUSH, now)`` right after would do (its ``Soon(FLUSH)`` is not returned)."""
         return self._apply(self._ended_flush if flush_idle else self._ended, outcomes, now)
 
-    def _ended_flush(self, outcomes: list[Outcome]) -> None:
+    def _ended_flush(self, outcomes: list[Ended]) -> None:
         # Nothing left here could end and join the report before a later flush, so it goes in
         # this pass: the shell's read of the last outcome needs no second event and pass.
         self.flushed = False
@@ -96,7 +97,7 @@ class Ends:
     def _on_task_ended(self, ev: TaskEnded) -> None:
         self._ended((ev.outcome,))
 
-    def _ended(self, outcomes: Sequence[Outcome]) -> None:
+    def _ended(self, outcomes: Sequence[Ended]) -> None:
         # The common end (a value, a task of a chain) is done here in line: its store put, its
         # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
         # (``_finish`` for any other; the same steps in the same order). The mean duration and
@@ -111,12 +112,23 @@ class Ends:
         box_owner: str | None = None
         box_run = ""
         box: list[tuple[Report, bytes | None, str]] = []
+        key: Any
+        output: str
         for outcome in outcomes:
-            key: Key = outcome.key  # type: ignore[assignment]
-            task = tasks.pop(key, None)
-            if task is None:
-                continue
-            kind, duration = outcome.kind, outcome.duration
+            if type(outcome) is tuple:  # a KEPT reply's ``Row``: ok, a value, nothing printed
+                key, value, duration, pid = outcome
+                task = tasks.pop(key, None)
+                if task is None:
+                    continue
+                kind, ok, output = "", True, ""
+            else:
+                key = outcome.key  # type: ignore[union-attr]  # (not a tuple: an Outcome)
+                task = tasks.pop(key, None)
+                if task is None:
+                    continue
+                kind, duration = outcome.kind, outcome.duration  # type: ignore[union-attr]
+                value, ok = outcome.value, outcome.ok  # type: ignore[union-attr]
+                pid, output = outcome.pid, outcome.output  # type: ignore[union-attr]
             if kind == "" or kind == "error":
                 mean += 0.1 * (duration - mean)
                 per_task = mean if mean > MIN_DURATION else MIN_DURATION
@@ -127,14 +139,14 @@ class Ends:
                 elif ahead < 1:
                     ahead = 1
                 half = (1 + ahead) // 2
-            value = outcome.value
             slot = task.slot
-            if outcome.ok and value is not None and slot is not None:
+            if ok and value is not None and slot is not None:
                 try:
                     store.put(task.run_id, task.task_id, value)
                 except StoreError as exc:
                     self._mean_duration, self._half_chain = mean, half
-                    self._end_one(task, self._stored_not(task, outcome, exc), ended)
+                    refused = self._stored_not(task, outcome_of(outcome), exc)
+                    self._end_one(task, refused, ended)
                     continue
                 if fetched:
                     fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
@@ -146,7 +158,7 @@ class Ends:
                     1,
                     size,
                     duration,
-                    outcome.pid,
+                    pid,
                     ended - duration,
                     ended,
                     task.bytes_in,
@@ -163,13 +175,13 @@ class Ends:
                 if owner != box_owner or run_id != box_run:  # (no tuple a task)
                     box_owner, box_run = owner, run_id
                     box = self._outbox.setdefault((owner, run_id), [])
-                box.append((report, value if size <= limit else None, outcome.output))
+                box.append((report, value if size <= limit else None, output))
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     self._out.append(_SOON_FLUSH)
                 continue
             self._mean_duration, self._half_chain = mean, half
-            self._end_one(task, outcome, ended)
+            self._end_one(task, outcome_of(outcome), ended)
         self._mean_duration, self._half_chain = mean, half
         if done:
             self.counters["done"] += done

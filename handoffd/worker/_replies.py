@@ -9,7 +9,14 @@ from collections.abc import Callable, Hashable
 from typing import cast
 
 from handoffd.worker import _live, _pipe, _process
-from handoffd.worker._records import Job, Outcome, Worker, cancelled_outcome, ok_outcome
+from handoffd.worker._records import (
+    Ended,
+    Job,
+    Outcome,
+    Worker,
+    cancelled_outcome,
+    ok_outcome,
+)
 
 log = logging.getLogger("handoffd.worker")
 
@@ -23,12 +30,17 @@ _new = object.__new__
 
 
 def _kept_run(
-    worker: Worker, running: dict[Hashable, Worker], outcomes: list[Outcome], pid: int
+    worker: Worker,
+    running: dict[Hashable, Worker],
+    outcomes: list[Ended],
+    pid: int,
+    rows: bool = False,
 ) -> int:
     """The KEPT replies whole at the front of the reader's buffer, ended in one pass (as the
     KEPT path of ``read`` ends one): each value cut once from the buffer, which is shortened once
     for all of them, not once a reply (a chain's replies mostly come many to a read). Stops at
-    any other message. How many bytes it took off the buffer."""
+    any other message. How many bytes it took off the buffer. ``rows``: a job whose key is a
+    plain tuple (a task's) ends as its ``Row`` (key, value, duration, pid), not an ``Outcome``."""
     reader = worker.reader
     buf = reader.buf
     n = len(buf)
@@ -55,6 +67,9 @@ def _kept_run(
             if job.cancelling:
                 outcomes.append(cancelled_outcome(key, duration))
                 continue
+            if rows and type(key) is tuple:
+                outcomes.append((key, value, duration, pid))  # (a ``Row``)
+                continue
             # ``ok_outcome(key, value, duration, "", pid)`` in line (a call a reply less; the
             # same slots: ``tests/unit/test_record_makers.py`` compares the two)
             outcome = _new(Outcome)
@@ -78,12 +93,14 @@ def read(
     running: dict[Hashable, Worker],
     on_ready: Callable[[Worker], None],
     on_output: Callable[[Hashable, str], None] | None = None,
-) -> tuple[list[Outcome], bool, bool]:
+    rows: bool = False,
+) -> tuple[list[Ended], bool, bool]:
     """Everything the worker wrote that is here: (outcomes, lost, answered). ``lost``: its pipe
     ended (it died); ``answered``: a reply was read (the jobs it answered left ``worker.sent`` and
     ``running``, and ``worker.head`` is None if the head was one of them). A running job's live
-    output goes to ``on_output(key, text)`` at once (before its outcome, which comes later)."""
-    outcomes: list[Outcome] = []
+    output goes to ``on_output(key, text)`` at once (before its outcome, which comes later).
+    ``rows``: the KEPT replies read many at a time (``_kept_run``) end as ``Row``s."""
+    outcomes: list[Ended] = []
     reader = worker.reader
     reader.fill()
     lost = answered = False
@@ -95,7 +112,7 @@ def read(
                 if reader.buf and reader.whole is None and reader.large is None:
                     if pid < 0:
                         pid = worker.process.pid or 0
-                    if _kept_run(worker, running, outcomes, pid):
+                    if _kept_run(worker, running, outcomes, pid, rows):
                         answered = True
                         continue
                 data = reader.next()

@@ -65,6 +65,7 @@ from handoffd.worker._procs import Processes, kill_group
 from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import (
     Chain,
+    Ended,
     Job,
     Outcome,
     Worker,
@@ -116,7 +117,10 @@ class WorkerPool(Losses):
         self._on_done = on_done
         # Takes the outcomes one read of a worker's pipe brought (in order) instead of on_done
         # for each; the others (a crash, a timeout, a cancel of a job not sent) go to on_done.
-        self.on_read: Callable[[list[Outcome]], None] | None = None
+        self.on_read: Callable[[list[Ended]], None] | None = None
+        # With on_read: a task's KEPT reply (a value, nothing printed) comes to it as its
+        # ``Row``, not an ``Outcome`` (the executor's; others take Outcomes only)
+        self.rows = False
         self._name = name
         self._node = node
         self._code_dir = code_dir  # the node's code packages (worker.code_env)
@@ -365,8 +369,9 @@ class WorkerPool(Losses):
 
     # -- events from the loop -----------------------------------------------------------------
     def _on_readable(self, worker: Worker) -> None:
+        on_read = self.on_read
         outcomes, lost, answered = _replies.read(
-            worker, self._running, self._on_ready, self._on_output
+            worker, self._running, self._on_ready, self._on_output, self.rows and bool(on_read)
         )
         if worker.reader.thread is not None and not lost and self._loop is not None:
             self._loop.remove_reader(worker.fd)  # a thread reads a huge value: not ours to watch
@@ -386,11 +391,11 @@ class WorkerPool(Losses):
             self._next_head(worker)
         elif worker.chain is not None and worker.chain.jobs:
             self._feed(worker)  # skipped jobs made room ahead
-        if self.on_read is None:
+        if on_read is None:
             for outcome in outcomes:
-                self._on_done(outcome)
+                self._on_done(outcome)  # type: ignore[arg-type]  # (no rows: not asked for)
         elif outcomes:
-            self.on_read(outcomes)
+            on_read(outcomes)
 
     def _resume(self, worker: Worker) -> None:
         """The thread reading a huge value from the worker's pipe is done: watch it again."""
