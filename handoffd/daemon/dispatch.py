@@ -27,6 +27,7 @@ from handoffd.store.store import ResultStore, StoreError
 log = logging.getLogger("handoffd.owner")
 
 _NAN = math.nan
+_NOTHING: object = object()  # (no task's payload, cost or inclusion is this)
 # a dispatched task's fields, read a column at a time (``_here_table``)
 _INPUTS, _TIMEOUT, _TASK_ID = attrgetter("inputs"), attrgetter("timeout"), attrgetter("task_id")
 _ATTEMPT, _PRIORITY, _RANK = attrgetter("attempt"), attrgetter("priority"), attrgetter("rank")
@@ -368,22 +369,34 @@ def _here_table(
     costs: list[dict[str, float]] = []
     inclusions: dict[str, int] = {}
     inclusion: list[int] = []
-    for item in items:  # (the payloads' frames after every input's, in task order)
+    # (the payloads' frames after every input's, in task order; the previous task's payload,
+    # cost and inclusion, when the same objects, taken again with no look-up: a run's tasks of
+    # one function share them)
+    data_at = text_at = -1
+    last_data = last_cost = last_text = _NOTHING
+    cost: dict[str, float] = {}
+    for item in items:
         data = item.payload
-        at = frame_of.get(id(data))
-        if at is None:
-            at = frame_of[id(data)] = len(frames)
-            frames.append(data)
-        payloads.append(at)
-        cost = cost_of.get(id(item.cost))
-        if cost is None:
-            cost = cost_of[id(item.cost)] = {k: float(q) for k, q in item.cost.items() if q}
+        if data is not last_data:
+            at = frame_of.get(id(data))
+            if at is None:
+                at = frame_of[id(data)] = len(frames)
+                frames.append(data)
+            last_data, data_at = data, at
+        payloads.append(data_at)
+        if item.cost is not last_cost:
+            found = cost_of.get(id(item.cost))
+            if found is None:
+                found = cost_of[id(item.cost)] = {k: float(q) for k, q in item.cost.items() if q}
+            last_cost, cost = item.cost, found
         costs.append(cost)
         text = item.argument_inclusion
-        at = inclusions.get(text)
-        if at is None:
-            at = inclusions[text] = len(inclusions)
-        inclusion.append(at)
+        if text is not last_text:
+            at = inclusions.get(text)
+            if at is None:
+                at = inclusions[text] = len(inclusions)
+            last_text, text_at = text, at
+        inclusion.append(text_at)
     timeouts = list(map(_TIMEOUT, items))
     t = HereTable.__new__(HereTable)
     t.run_id, t.owner_address, t.packages, t.far = ins.run_id, owner_address, packages, ()

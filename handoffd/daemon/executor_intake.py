@@ -243,6 +243,9 @@ class Intake:
         timeouts, priorities, ranks = t.timeouts, t.priorities, t.ranks
         aged = math.floor(now / AGING_SECONDS)  # (``queue_key``'s, one ``now`` a table)
         fits_node: Any = None  # the last cost found to fit the node's capacity
+        # ``fits_node``'s kind, quantity and queue limit (with the tolerance) when it has one
+        only: str | None = None
+        only_qty = only_top = 0.0
         eps = resources.EPS
         at = 0
         for i, task_id in enumerate(t.task_ids):
@@ -255,16 +258,26 @@ class Intake:
                 continue
             cost = t.costs[i]
             gpus = None if local else ledger.try_claim(cost)
+            summed = -1.0  # the queue's sum of ``only``'s kind with this task, when found
             if gpus is None:
                 if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
                     reason = ""  # (``_queue_full`` in line: a call a queued task less)
-                    for kind, qty in cost.items():
-                        if qty > 0 and total.get(kind, 0.0) + qty > limit.get(kind, 0.0) + eps:
+                    if only is not None:  # (a cost of one kind, most tasks')
+                        summed = total.get(only, 0.0) + only_qty
+                        if only_qty > 0 and summed > only_top:
                             reason = "no room: queue full"
-                            break
+                    else:
+                        for kind, qty in cost.items():
+                            if qty > 0 and total.get(kind, 0.0) + qty > limit.get(kind, 0.0) + eps:
+                                reason = "no room: queue full"
+                                break
                 else:
                     reason = self._queue_refusal(cost)
                     fits_node = None if reason.endswith("capacity") else cost
+                    only = None
+                    if fits_node is not None and len(cost) == 1:
+                        ((only, only_qty),) = cost.items()
+                        only_top = limit.get(only, 0.0) + eps
                 if reason:
                     refused.append((task_id, attempt, reason))
                     continue
@@ -313,8 +326,11 @@ class Intake:
             if gpus is None:
                 local[key] = None
                 self._order.dirty = True
-                for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
-                    total[kind] = total.get(kind, 0.0) + qty
+                if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
+                    total[only] = summed  # type: ignore[index]
+                else:
+                    for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
+                        total[kind] = total.get(kind, 0.0) + qty
             accepted.append((task_id, attempt))
             if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
                 started.append(task)

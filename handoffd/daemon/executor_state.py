@@ -354,6 +354,12 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         # One slot down to half (a 1-cpu node's, W1's): its room as a local, no best-slot loop.
         only: Slot | None = slots[0] if len(slots) == 1 else None
         left = room[only.id] if only is not None else 0
+        # ``only``'s cost when of one kind: a task it takes has that cost, given back to the
+        # queue's sum with no loop
+        kind1: str | None = None
+        qty1 = 0.0
+        if only is not None and len(only.cost) == 1:
+            ((kind1, qty1),) = only.cost.items()
         chains: dict[int, list[Job]] = {}
         total = self._local_cost
         scanned = 0
@@ -399,8 +405,11 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                     self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                     continue
             if local.pop(key, 0) is None:  # (``_unqueue_local`` in line; values are None)
-                for kind, qty in task.cost.items():
-                    total[kind] = total.get(kind, 0.0) - qty
+                if slot is only and kind1 is not None:  # (its cost is ``only.cost``)
+                    total[kind1] = total.get(kind1, 0.0) - qty1
+                else:
+                    for kind, qty in task.cost.items():
+                        total[kind] = total.get(kind, 0.0) - qty
             # ``_enter`` in line (a call a chained task less; the same steps in the same order)
             task.running = True
             task.claimed = True

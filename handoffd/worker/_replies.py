@@ -47,6 +47,9 @@ def _kept_run(
     at = 0
     on_pipe = worker.sent
     unpack = _KEPT_HEAD.unpack_from
+    append = outcomes.append
+    head = worker.head
+    taken = 0  # pickled bytes of the jobs ended (``worker.bytes``, given back once)
     with memoryview(buf) as view:
         while at + KEPT_SIZE + 4 <= n:
             size, tag, token, duration = unpack(buf, at)
@@ -59,19 +62,19 @@ def _kept_run(
             if job is None:
                 log.warning("dropping a stale reply from %s", worker.process.name)
                 continue
-            worker.bytes -= job.size
+            taken += job.size
             key = job.key
             del running[key]
-            if worker.head is job:
-                worker.head = None
+            if job is head:
+                worker.head = head = None
             if job.cancelling:
-                outcomes.append(cancelled_outcome(key, duration))
+                append(cancelled_outcome(key, duration))
                 continue
             if rows and type(key) is tuple:
-                outcomes.append((key, value, duration, pid))  # (a ``Row``)
+                append((key, value, duration, pid))  # (a ``Row``)
                 continue
             # ``ok_outcome(key, value, duration, "", pid)`` in line (a call a reply less; the
-            # same slots: ``tests/unit/test_record_makers.py`` compares the two)
+            # same slots: ``tests/daemons/test_worker_kept_run.py`` compares the two)
             outcome = _new(Outcome)
             outcome.key = key
             outcome.ok = True
@@ -80,7 +83,8 @@ def _kept_run(
             outcome.duration = duration
             outcome.output = ""
             outcome.pid = pid
-            outcomes.append(outcome)
+            append(outcome)
+    worker.bytes -= taken
     if at:
         del buf[:at]
         edge = reader.edge - at

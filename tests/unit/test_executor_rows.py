@@ -5,7 +5,7 @@ claimed, cpu and gpu costs; reads of their running jobs, KEPT ones as rows on on
 among values printed along, no value, errors, cancels and attempts no longer ours; cancels,
 withdraws, a new owner, a run freed), and after every step they must have given the same
 instructions (jobs, reports, answers, ledger changes), and hold the same tasks, queue, slots,
-ledger, store, counters and holdings."""
+ledger, store, counters and holdings; the queued demand each keeps is its queue's costs."""
 
 from __future__ import annotations
 
@@ -101,6 +101,13 @@ class Side:
 
     def state(self) -> tuple[Any, ...]:
         st = self.st
+        # the queued demand the queue limit is tested against is the queued tasks' costs
+        queued: dict[str, float] = {}
+        for key in st.local:
+            for kind, qty in st.tasks[key].cost.items():
+                queued[kind] = queued.get(kind, 0.0) + qty
+        for kind in set(queued) | set(st._local_cost):
+            assert abs(queued.get(kind, 0.0) - st._local_cost.get(kind, 0.0)) < 1e-9, kind
         store = {
             (run, t): st.store.get(run, t) for run in RUNS for t in sorted(st.store.tasks_of(run))
         }

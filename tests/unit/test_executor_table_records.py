@@ -25,6 +25,7 @@ from handoffd.worker._records import Outcome, new_job
 pytestmark = pytest.mark.timeout(60)
 
 _UNSET = object()
+FRAMES = [b"payload", b"sent-value"]
 
 
 def slots_of(record: Any) -> list[tuple[str, Any, type]]:
@@ -65,11 +66,23 @@ def random_items(rng: random.Random) -> list[m.DispatchItem]:
 def test_a_tables_records_are_the_makers(way: str) -> None:
     rng = random.Random(23)
     for _ in range(150):
-        st = make({"cpu": rng.choice([1.0, 2.0])}, queue_factor=rng.choice([1.0, 4.0]))
+        capacity = rng.choice([1.0, 2.0])
+        st = make({"cpu": capacity}, queue_factor=rng.choice([1.0, 2.5, 4.0]))
         st.store.put(RUN, "h1", b"here-value")
+        twin = make(dict(st.ledger.capacity), queue_factor=st._queue_limit["cpu"] / capacity)
+        twin.store.put(RUN, "h1", b"here-value")
         seq = 0
         for _ in range(2):  # (the second table's tasks already here are duplicates)
-            seq = accept_and_compare(st, random_items(rng), seq, rng.uniform(0.0, 5.0), way)
+            items, now = random_items(rng), rng.uniform(0.0, 5.0)
+            seq = accept_and_compare(st, items, seq, now, way)
+            # the same dispatch as items (``_accept_items``, ``_queue_refusal`` a task): the
+            # same answers, queue and queued demand
+            twin._gather_all = lambda started: None  # type: ignore[method-assign]
+            twin._now, twin._out = now, []
+            twin._accept_items(m.DispatchTasks(RUN, OWNER, tuple(items)), FRAMES, 1, "")
+            assert twin._out == st._out
+            assert list(twin.local) == list(st.local) and list(twin.tasks) == list(st.tasks)
+            assert twin._local_cost == st._local_cost
 
 
 def accept_and_compare(
@@ -77,7 +90,7 @@ def accept_and_compare(
 ) -> int:
     """Accept ``items`` as a table; every record made equals ``_task``'s. The next arrival."""
     msg = m.DispatchTasks(RUN, OWNER, tuple(items))
-    frames = [b"payload", b"sent-value"]
+    frames = FRAMES
     if way == "columns":
         t: Any = DispatchTable(dispatch_columns(msg))
     else:
