@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 
 from handoffd.arguments import SERIALIZE_SUFFIX
 from handoffd.protocol import messages as m
@@ -26,6 +27,10 @@ from handoffd.store.store import ResultStore, StoreError
 log = logging.getLogger("handoffd.owner")
 
 _NAN = math.nan
+_NOTHING: object = object()  # (no task's payload, cost or inclusion is this)
+# a dispatched task's fields, read a column at a time (``_here_table``)
+_INPUTS, _TIMEOUT, _TASK_ID = attrgetter("inputs"), attrgetter("timeout"), attrgetter("task_id")
+_ATTEMPT, _PRIORITY, _RANK = attrgetter("attempt"), attrgetter("priority"), attrgetter("rank")
 
 # One a dispatch to another node: its 24 fields through their slots' descriptors, not the frozen
 # __init__'s object.__setattr__ each (registry.maker; the same object).
@@ -337,10 +342,11 @@ def _here_table(
     numbers: list[int] = []
     refs: list[ev.ValueRef] = []
     items = ins.items
-    counts = [len(item.inputs) for item in items]
+    n = len(items)
+    counts = list(map(len, map(_INPUTS, items)))  # (columns read in C: no loop a task)
     # (every input's value first: dispatch_tasks's frame order; no pass when none has an input,
     # as every task of a no-op stream)
-    for item in items if any(counts) else ():
+    for item in items if counts.count(0) != n else ():
         inputs = item.inputs
         for ref in inputs:
             if isinstance(ref, ev.InlineRef):
@@ -357,37 +363,53 @@ def _here_table(
             numbers.append(at)
         refs.extend(inputs)  # type: ignore[arg-type]  # (no InlineRef: checked above)
     payloads: list[int] = []
-    for item in items:
-        data = item.payload
-        at = frame_of.get(id(data))
-        if at is None:
-            at = frame_of[id(data)] = len(frames)
-            frames.append(data)
-        payloads.append(at)
     # a cost dict per distinct dict of the scheduler's (its tasks share them), as the table's
     # are shared per distinct row: the intake copies what it keeps
     cost_of: dict[int, dict[str, float]] = {}
     costs: list[dict[str, float]] = []
     inclusions: dict[str, int] = {}
     inclusion: list[int] = []
+    # (the payloads' frames after every input's, in task order; the previous task's payload,
+    # cost and inclusion, when the same objects, taken again with no look-up: a run's tasks of
+    # one function share them)
+    data_at = text_at = -1
+    last_data = last_cost = last_text = _NOTHING
+    cost: dict[str, float] = {}
     for item in items:
-        cost = cost_of.get(id(item.cost))
-        if cost is None:
-            cost = cost_of[id(item.cost)] = {k: float(q) for k, q in item.cost.items() if q}
+        data = item.payload
+        if data is not last_data:
+            at = frame_of.get(id(data))
+            if at is None:
+                at = frame_of[id(data)] = len(frames)
+                frames.append(data)
+            last_data, data_at = data, at
+        payloads.append(data_at)
+        if item.cost is not last_cost:
+            found = cost_of.get(id(item.cost))
+            if found is None:
+                found = cost_of[id(item.cost)] = {k: float(q) for k, q in item.cost.items() if q}
+            last_cost, cost = item.cost, found
         costs.append(cost)
         text = item.argument_inclusion
-        at = inclusions.get(text)
-        if at is None:
-            at = inclusions[text] = len(inclusions)
-        inclusion.append(at)
+        if text is not last_text:
+            at = inclusions.get(text)
+            if at is None:
+                at = inclusions[text] = len(inclusions)
+            last_text, text_at = text, at
+        inclusion.append(text_at)
+    timeouts = list(map(_TIMEOUT, items))
     t = HereTable.__new__(HereTable)
     t.run_id, t.owner_address, t.packages, t.far = ins.run_id, owner_address, packages, ()
-    t.task_ids = tuple([item.task_id for item in items])
-    t.attempts = [item.attempt for item in items]
+    t.task_ids = tuple(map(_TASK_ID, items))
+    t.attempts = list(map(_ATTEMPT, items))
     t.payloads, t.costs, t.inclusion, t.inclusions = payloads, costs, inclusion, tuple(inclusions)
-    t.timeouts = [_NAN if item.timeout is None else float(item.timeout) for item in items]
-    t.priorities = [item.priority for item in items]
-    t.ranks = [float(item.rank) for item in items]
+    t.timeouts = (
+        [_NAN] * n  # (no timeout: most tasks)
+        if timeouts.count(None) == n
+        else [_NAN if x is None else float(x) for x in timeouts]
+    )
+    t.priorities = list(map(_PRIORITY, items))
+    t.ranks = list(map(float, map(_RANK, items)))
     t.counts, t.input_task_ids, t.frames = counts, tuple(ids), numbers
     t.plain, t._held = True, None
     t._ins, t._refs, t._address_of = ins, refs, address_of

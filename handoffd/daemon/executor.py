@@ -59,6 +59,7 @@ from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.chunks import CHUNK_MAX, serve
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import Ended
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome, WorkerPool
 
@@ -134,6 +135,7 @@ class Executor:
         self._pool = pool
         if pool is not None:
             pool.on_read = self.on_read
+            pool.rows = True  # (a task's KEPT reply as a ``Row``: ``ExecutorState`` ends both)
 
     # -- state, as the node and the replication shell read it ---------------------------------
 
@@ -227,7 +229,7 @@ class Executor:
     def on_outcome(self, outcome: Outcome) -> None:
         self._ended([outcome])
 
-    def on_read(self, outcomes: list[Outcome]) -> None:
+    def on_read(self, outcomes: list[Ended]) -> None:
         """The outcomes of one read of a worker's pipe (the pool's ``on_read``), ended in one pass
         of the state machine. With no other task of ours left (nothing else can end and join the
         report before the next loop turn), the report goes now, and with it (``after_soon``) the
@@ -260,17 +262,19 @@ class Executor:
         if release is not None:
             release()
 
-    def _ended(self, outcomes: list[Outcome], flush_idle: bool = False) -> bool:
+    def _ended(self, outcomes: list[Ended], flush_idle: bool = False) -> bool:
         """True when the report flush went with the outcomes (``flush_idle`` and nothing of
-        ours runs any more)."""
-        hooks = [o for o in outcomes if isinstance(o.key, EncodeKey)]
+        ours runs any more). (A ``Row`` is a task's: a hook's job never ends as one.)"""
+        hooks = [o for o in outcomes if not isinstance(o, tuple) and isinstance(o.key, EncodeKey)]
         if hooks:  # serialize hooks run for peers: answered apart, every one of them
             for outcome in hooks:
                 self._run(self.hooks.ended(outcome))
-            outcomes = [o for o in outcomes if not isinstance(o.key, EncodeKey)]
+            outcomes = [
+                o for o in outcomes if isinstance(o, tuple) or not isinstance(o.key, EncodeKey)
+            ]
         if self._sent_live:
-            for outcome in outcomes:
-                self._sent_live.pop(outcome.key, None)
+            for ended in outcomes:
+                self._sent_live.pop(ended[0] if isinstance(ended, tuple) else ended.key, None)
         if self._live:  # the attempts' live lines reach the owner before their reports
             self._send_live()
         state = self.state

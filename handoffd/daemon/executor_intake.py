@@ -101,7 +101,8 @@ def _task(
     task_id, attempt, cost, inclusion, timeout, qkey = head
     # Every field set here, in ``Task``'s order, without its dataclass ``__init__`` call (one an
     # accepted task): the same record as ``Task(...)`` by position, field for field
-    # (``tests/unit/test_record_makers.py`` compares them on random inputs).
+    # (``tests/unit/test_record_makers.py`` compares them on random inputs). ``_accept_table``
+    # sets the same fields in line: change both.
     task = _new(Task)
     task.run_id = run_id
     task.task_id = task_id
@@ -237,10 +238,15 @@ class Intake:
             self._reply(run_id, owner_address, accepted, refused)
             return
         tasks, ledger, now, arrivals = self.tasks, self.ledger, self._now, self._arrivals
+        local, total, limit = self.local, self._local_cost, self._queue_limit
         input_ids, input_frames, inclusions = t.input_task_ids, t.frames, t.inclusions
         timeouts, priorities, ranks = t.timeouts, t.priorities, t.ranks
         aged = math.floor(now / AGING_SECONDS)  # (``queue_key``'s, one ``now`` a table)
         fits_node: Any = None  # the last cost found to fit the node's capacity
+        # ``fits_node``'s kind, quantity and queue limit (with the tolerance) when it has one
+        only: str | None = None
+        only_qty = only_top = 0.0
+        eps = resources.EPS
         at = 0
         for i, task_id in enumerate(t.task_ids):
             count = t.counts[i]
@@ -251,13 +257,27 @@ class Intake:
                 accepted.append((task_id, attempt))
                 continue
             cost = t.costs[i]
-            gpus = None if self.local else ledger.try_claim(cost)
+            gpus = None if local else ledger.try_claim(cost)
+            summed = -1.0  # the queue's sum of ``only``'s kind with this task, when found
             if gpus is None:
                 if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
-                    reason = self._queue_full(cost)
+                    reason = ""  # (``_queue_full`` in line: a call a queued task less)
+                    if only is not None:  # (a cost of one kind, most tasks')
+                        summed = total.get(only, 0.0) + only_qty
+                        if only_qty > 0 and summed > only_top:
+                            reason = "no room: queue full"
+                    else:
+                        for kind, qty in cost.items():
+                            if qty > 0 and total.get(kind, 0.0) + qty > limit.get(kind, 0.0) + eps:
+                                reason = "no room: queue full"
+                                break
                 else:
                     reason = self._queue_refusal(cost)
                     fits_node = None if reason.endswith("capacity") else cost
+                    only = None
+                    if fits_node is not None and len(cost) == 1:
+                        ((only, only_qty),) = cost.items()
+                        only_top = limit.get(only, 0.0) + eps
                 if reason:
                     refused.append((task_id, attempt, reason))
                     continue
@@ -277,27 +297,43 @@ class Intake:
                         if f >= 0:
                             kept[f] = frames[f]
             timeout = timeouts[i]
-            head = (
-                task_id,
-                attempt,
-                cost,
-                inclusions[t.inclusion[i]],
-                None if timeout != timeout else timeout,  # (NaN: none; ``t.timeout(i)``)
-                (aged - priorities[i], -ranks[i], next(arrivals)),  # (``queue_key``)
-            )
-            source = (t, first) if needs else None
-            task = _task(
-                run_id, owner_address, head, gpus, payload_frame, kept, flat, needs, source
-            )
+            # ``_task`` in line (a call and its head tuple a task less): every field set, in
+            # ``Task``'s order, as ``_task`` sets it (change both)
+            task = _new(Task)
+            task.run_id = run_id
+            task.task_id = task_id
+            task.attempt = attempt
+            task.owner_address = owner_address
+            task.cost = dict(cost)
+            task.gpus = gpus or []
+            task.argument_inclusion = inclusions[t.inclusion[i]]
+            task.timeout = None if timeout != timeout else timeout  # (NaN: none; ``t.timeout``)
+            task.payload = kept[payload_frame]
+            task.inputs = ()
+            task.frames = kept
+            task.missing = set()
+            task.running = False
+            task.claimed = gpus is not None
+            task.slot = None
+            task.bytes_in = 0
+            task.payload_frame = payload_frame
+            task.needs = needs
+            task.far = ()
+            task.flat = flat
+            task.source = (t, first) if needs else None
+            task.qkey = (aged - priorities[i], -ranks[i], next(arrivals))  # (``queue_key``)
             tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
             if gpus is None:
-                self.local[key] = None
+                local[key] = None
                 self._order.dirty = True
-                total = self._local_cost
-                for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
-                    total[kind] = total.get(kind, 0.0) + qty
+                if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
+                    total[only] = summed  # type: ignore[index]
+                else:
+                    for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
+                        total[kind] = total.get(kind, 0.0) + qty
             accepted.append((task_id, attempt))
-            started.append(task)
+            if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
+                started.append(task)
         self._reply(run_id, owner_address, accepted, refused)
         self._gather_all(started)
 

@@ -34,15 +34,13 @@ refilled (once per loop iteration, in one pipe message) when down to half.
 from __future__ import annotations
 
 import itertools
-import logging
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from handoffd._core.api import EPS
 from handoffd.daemon.executor_control import Control
+from handoffd.daemon.executor_ends import MIN_DURATION, Ends
 from handoffd.daemon.executor_events import (
-    FLUSH,
     LEDGER_CHANGED,
     REFILL,
     CancelAsked,
@@ -80,26 +78,20 @@ from handoffd.daemon.executor_records import (
     Report,
     Slot,
     Task,
-    done_report,
     failed,
-    report_message,
-    reported_here,
 )
 from handoffd.protocol import messages as m
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
-from handoffd.store.store import ResultStore, StoreError
-from handoffd.worker._records import Job, Outcome, new_job
+from handoffd.store.store import ResultStore
+from handoffd.worker._records import Job, new_job
 from handoffd.worker.ledger import Ledger
 
-log = logging.getLogger("handoffd.execution")
-
-MIN_DURATION = 1e-6  # seconds: a floor under the mean task duration that sizes chains
 _SOON_REFILL = Soon(REFILL)
-_SOON_FLUSH = Soon(FLUSH)
+_new = object.__new__
 
 
-class ExecutorState(Intake, Inputs, Control):
+class ExecutorState(Intake, Inputs, Control, Ends):
     def __init__(
         self,
         *,
@@ -175,28 +167,6 @@ class ExecutorState(Intake, Inputs, Control):
     def handle(self, event: Event, now: float) -> list[Instruction]:
         """Apply one event at time ``now``; the instructions to carry out, in order."""
         return self._apply(self._handlers[type(event)], event, now)
-
-    def tasks_ended(
-        self, outcomes: list[Outcome], now: float, flush_idle: bool = False
-    ) -> list[Instruction]:
-        """``handle(TaskEnded(outcome), now)`` of each, in one pass: no event built per task.
-        ``flush_idle``: when no task is left and a report flush is due, the flush too, as
-        ``handle(FLUSH, now)`` right after would do (its ``Soon(FLUSH)`` is not returned)."""
-        return self._apply(self._ended_flush if flush_idle else self._ended, outcomes, now)
-
-    def _ended_flush(self, outcomes: list[Outcome]) -> None:
-        # Nothing left here could end and join the report before a later flush, so it goes in
-        # this pass: the shell's read of the last outcome needs no second event and pass.
-        self.flushed = False
-        self._ended(outcomes)
-        if self._flush_scheduled and not self.tasks:
-            self.flushed = True
-            out = self._out
-            for i, ins in enumerate(out):
-                if ins is _SOON_FLUSH:
-                    del out[i]
-                    break
-            self._on_flush(FLUSH)
 
     def _apply(self, handler: Callable[[Any], None], arg: Any, now: float) -> list[Instruction]:
         self._now = now
@@ -381,9 +351,23 @@ class ExecutorState(Intake, Inputs, Control):
         if not room:
             return
         slots = [self.slots[i] for i in room]
-        picks: list[tuple[Key, Task, Slot]] = []
+        # One slot down to half (a 1-cpu node's, W1's): its room as a local, no best-slot loop.
+        only: Slot | None = slots[0] if len(slots) == 1 else None
+        left = room[only.id] if only is not None else 0
+        # ``only``'s cost when of one kind: a task it takes has that cost, given back to the
+        # queue's sum with no loop
+        kind1: str | None = None
+        qty1 = 0.0
+        if only is not None and len(only.cost) == 1:
+            ((kind1, qty1),) = only.cost.items()
+        chains: dict[int, list[Job]] = {}
+        total = self._local_cost
         scanned = 0
         local, tasks = self.local, self.tasks
+        inputs: list[Any]
+        # Each task is picked and started in one pass: what picks the next one (the queue, the
+        # tasks, their ``missing``, the room left) is not changed by starting this one, so the
+        # picks and their order are those of picking every task first.
         for key in self.queue_order():
             if key not in local:
                 continue
@@ -393,19 +377,21 @@ class ExecutorState(Intake, Inputs, Control):
             task = tasks.get(key)
             if task is None or task.missing:
                 continue
-            best: Slot | None = None
-            for slot in slots:
-                if slot.cost == task.cost and room[slot.id] > 0:
-                    if best is None or room[slot.id] > room[best.id]:
-                        best = slot
-            if best is None:
-                break  # another cost (or all full) at the front: the claims drain to it
-            room[best.id] -= 1
-            picks.append((key, task, best))
-        chains: dict[int, list[Job]] = {}
-        total = self._local_cost
-        inputs: list[Any]
-        for key, task, slot in picks:
+            if only is not None:
+                if left <= 0 or only.cost != task.cost:
+                    break  # another cost (or full) at the front: the claims drain to it
+                left -= 1
+                slot = only
+            else:
+                best: Slot | None = None
+                for s in slots:
+                    if s.cost == task.cost and room[s.id] > 0:
+                        if best is None or room[s.id] > room[best.id]:
+                            best = s
+                if best is None:
+                    break  # another cost (or all full) at the front: the claims drain to it
+                room[best.id] -= 1
+                slot = best
             if task.flat == () and not task.far:  # (``_take_inputs``' no-input case in line)
                 task.bytes_in = len(task.payload)
                 inputs = []
@@ -419,24 +405,29 @@ class ExecutorState(Intake, Inputs, Control):
                     self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                     continue
             if local.pop(key, 0) is None:  # (``_unqueue_local`` in line; values are None)
-                for kind, qty in task.cost.items():
-                    total[kind] = total.get(kind, 0.0) - qty
+                if slot is only and kind1 is not None:  # (its cost is ``only.cost``)
+                    total[kind1] = total.get(kind1, 0.0) - qty1
+                else:
+                    for kind, qty in task.cost.items():
+                        total[kind] = total.get(kind, 0.0) - qty
             # ``_enter`` in line (a call a chained task less; the same steps in the same order)
             task.running = True
             task.claimed = True
             task.slot = slot
             task.gpus = slot.gpus
             slot.keys[key] = None
-            job = new_job(
-                key,
-                task.payload,
-                inputs,
-                task.argument_inclusion,
-                task.timeout,
-                slot.devices,
-                task.cost.get("memory"),
-                f"run {task.run_id} task {task.task_id}",
-            )
+            # ``new_job(...)`` as ``_enter`` calls it, in line (a call a chained task less; the
+            # same slots: ``tests/unit/test_executor_table_records.py`` compares them)
+            job = _new(Job)
+            job.key = key
+            job.payload = task.payload
+            job.inputs = inputs
+            job.argument_inclusion = task.argument_inclusion
+            job.timeout = task.timeout
+            job.env = None
+            job.devices = slot.devices
+            job.memory = task.cost.get("memory")
+            job.title = f"run {task.run_id} task {task.task_id}"
             jobs = chains.get(slot.id)
             if jobs is None:
                 chains[slot.id] = [job]
@@ -446,151 +437,3 @@ class ExecutorState(Intake, Inputs, Control):
             self._local_cost = {}
         for slot_id, jobs in chains.items():
             self._out.append(Execute(slot_id, jobs))
-
-    def _on_task_ended(self, ev: TaskEnded) -> None:
-        self._ended((ev.outcome,))
-
-    def _ended(self, outcomes: Sequence[Outcome]) -> None:
-        # The common end (a value, a task of a chain) is done here in line: its store put, its
-        # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
-        # (``_finish`` for any other; the same steps in the same order).
-        tasks, store, fetched = self.tasks, self.store, self._fetched
-        ended = self._now + self.wall_offset
-        limit = self._inline_limit
-        done = 0
-        box_key: tuple[str, str] | None = None
-        box: list[tuple[Report, bytes | None, str]] = []
-        for outcome in outcomes:
-            key: Key = outcome.key  # type: ignore[assignment]
-            task = tasks.pop(key, None)
-            if task is None:
-                continue
-            kind, duration = outcome.kind, outcome.duration
-            if kind == "" or kind == "error":
-                mean = self._mean_duration + 0.1 * (duration - self._mean_duration)
-                self._mean_duration = mean
-                per_task = mean if mean > MIN_DURATION else MIN_DURATION
-                # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task)
-                ahead = int(CHAIN_SECONDS / per_task)
-                if ahead > CHAIN_AHEAD:
-                    ahead = CHAIN_AHEAD
-                elif ahead < 1:
-                    ahead = 1
-                self._half_chain = (1 + ahead) // 2
-            value = outcome.value
-            slot = task.slot
-            if outcome.ok and value is not None and slot is not None:
-                try:
-                    store.put(task.run_id, task.task_id, value)
-                except StoreError as exc:
-                    self._end_one(task, self._stored_not(task, outcome, exc), ended)
-                    continue
-                if fetched:
-                    fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
-                size = len(value)
-                done += 1
-                report = (
-                    task.task_id,
-                    task.attempt,
-                    1,
-                    size,
-                    duration,
-                    outcome.pid,
-                    ended - duration,
-                    ended,
-                    task.bytes_in,
-                )  # (``done_report``'s row)
-                keys = slot.keys
-                del keys[key]
-                if not keys:  # the chain is over: nothing of it runs any more
-                    del self.slots[slot.id]
-                    self.ledger.release(slot.cost, slot.gpus)
-                    self._changed = True
-                if self.local and len(keys) <= self._half_chain:
-                    self._schedule_refill()
-                owner_run = (task.owner_address, task.run_id)
-                if owner_run != box_key:
-                    box_key, box = owner_run, self._outbox.setdefault(owner_run, [])
-                box.append((report, value if size <= limit else None, outcome.output))
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self._out.append(_SOON_FLUSH)
-                continue
-            self._end_one(task, outcome, ended)
-        if done:
-            self.counters["done"] += done
-
-    def _stored_not(self, task: Task, outcome: Outcome, exc: StoreError) -> Outcome:
-        """The outcome of an attempt whose value the store refused: the run fails with why
-        (not RUNNING forever)."""
-        log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
-        why = f"{exc} [node at {self.address}]"
-        outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
-        return replace(outcome, value=None, message=why, traceback="")
-
-    def _end_one(self, task: Task, outcome: Outcome, ended: float) -> None:
-        """``_ended`` of an attempt off its common path (no value, an error, no chain)."""
-        if outcome.ok and outcome.value is not None:
-            value = outcome.value
-            if task.slot is None:  # (the in-line path put the others')
-                try:
-                    self.store.put(task.run_id, task.task_id, value)
-                except StoreError as exc:
-                    outcome = self._stored_not(task, outcome, exc)
-        if outcome.ok and outcome.value is not None:
-            self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
-            inline = value if len(value) <= self._inline_limit else None
-            started = ended - outcome.duration
-            timing = (outcome.pid, started, ended)
-            report: Report = done_report(task, len(value), timing, outcome.duration)
-            self.counters["done"] += 1
-            self._finish(task, report, inline, outcome.output)
-        else:
-            report = failed(
-                task,
-                outcome.kind or "error",
-                outcome.exc_type,
-                outcome.message,
-                outcome.traceback,
-                timing=(outcome.pid, ended - outcome.duration, ended),
-            )
-            self.counters["failed"] += 1
-            self._finish(task, report, None, outcome.output)
-
-    def _finish(self, task: Task, report: Report, value: bytes | None, output: str = "") -> None:
-        slot = task.slot
-        if slot is not None:
-            del slot.keys[(task.run_id, task.task_id, task.attempt)]
-            if not slot.keys:  # the chain is over: nothing of it runs any more
-                del self.slots[slot.id]
-                self.ledger.release(slot.cost, slot.gpus)
-                self._changed = True
-            if self.local and len(slot.keys) <= self._half_chain:
-                self._schedule_refill()
-        elif task.claimed:
-            self.ledger.release(task.cost, task.gpus)
-            self._changed = True
-            if self.local:
-                self._schedule_refill()
-        else:
-            self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
-        entry = (report, value, output)
-        self._outbox.setdefault((task.owner_address, task.run_id), []).append(entry)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._out.append(_SOON_FLUSH)
-
-    def _on_flush(self, ev: Flush) -> None:
-        self._flush_scheduled = False
-        outbox, self._outbox = self._outbox, {}
-        for (owner, run_id), entries in outbox.items():
-            known = self.run_owners.get(run_id)
-            term = 0
-            if known is not None:
-                owner = known[1]  # the run changed owner since the task was dispatched
-                term = known[0]  # (``term_of``, read once)
-            if owner == self.address:  # our own node's owner: a record, not a message
-                self._out.append(reported_here(run_id, term, entries, self.ledger))
-                continue
-            msg, frames = report_message(run_id, entries, self.ledger)
-            self._send(owner, msg, frames, term=term)

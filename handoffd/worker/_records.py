@@ -60,6 +60,12 @@ class Outcome:
     pid: int = 0  # the worker process that ran it (0: not known)
 
 
+#: A job's end as ``WorkerPool.on_read`` gets it with ``rows`` set, for a KEPT reply: (key, value,
+#: duration, pid), an ``Outcome`` that is ok with no output (``outcome_of`` makes it one), one
+#: tuple a task, not a record of ten slots.
+Row = tuple[Hashable, Any, float, int]
+Ended = Outcome | Row
+
 _new = object.__new__
 
 
@@ -104,6 +110,14 @@ def ok_outcome(
     outcome.output = output
     outcome.pid = pid
     return outcome
+
+
+def outcome_of(ended: Ended) -> Outcome:
+    """The ``Outcome`` a ``Row`` stands for (an ``Outcome`` as it is)."""
+    if type(ended) is tuple:
+        key, value, duration, pid = ended
+        return ok_outcome(key, value, duration, "", pid)
+    return ended  # type: ignore[return-value]
 
 
 class Chain:

@@ -9,7 +9,14 @@ from collections.abc import Callable, Hashable
 from typing import cast
 
 from handoffd.worker import _live, _pipe, _process
-from handoffd.worker._records import Job, Outcome, Worker, cancelled_outcome, ok_outcome
+from handoffd.worker._records import (
+    Ended,
+    Job,
+    Outcome,
+    Worker,
+    cancelled_outcome,
+    ok_outcome,
+)
 
 log = logging.getLogger("handoffd.worker")
 
@@ -19,21 +26,30 @@ unpack_kept = _process.KEPT_BODY.unpack_from
 _KEPT_HEAD = struct.Struct("!iBqd")
 _KEPT_TAG = KEPT[0]
 _LARGE = _pipe.LARGE
+_new = object.__new__
 
 
 def _kept_run(
-    worker: Worker, running: dict[Hashable, Worker], outcomes: list[Outcome], pid: int
+    worker: Worker,
+    running: dict[Hashable, Worker],
+    outcomes: list[Ended],
+    pid: int,
+    rows: bool = False,
 ) -> int:
     """The KEPT replies whole at the front of the reader's buffer, ended in one pass (as the
     KEPT path of ``read`` ends one): each value cut once from the buffer, which is shortened once
     for all of them, not once a reply (a chain's replies mostly come many to a read). Stops at
-    any other message. How many bytes it took off the buffer."""
+    any other message. How many bytes it took off the buffer. ``rows``: a job whose key is a
+    plain tuple (a task's) ends as its ``Row`` (key, value, duration, pid), not an ``Outcome``."""
     reader = worker.reader
     buf = reader.buf
     n = len(buf)
     at = 0
     on_pipe = worker.sent
     unpack = _KEPT_HEAD.unpack_from
+    append = outcomes.append
+    head = worker.head
+    taken = 0  # pickled bytes of the jobs ended (``worker.bytes``, given back once)
     with memoryview(buf) as view:
         while at + KEPT_SIZE + 4 <= n:
             size, tag, token, duration = unpack(buf, at)
@@ -46,15 +62,29 @@ def _kept_run(
             if job is None:
                 log.warning("dropping a stale reply from %s", worker.process.name)
                 continue
-            worker.bytes -= job.size
+            taken += job.size
             key = job.key
             del running[key]
-            if worker.head is job:
-                worker.head = None
+            if job is head:
+                worker.head = head = None
             if job.cancelling:
-                outcomes.append(cancelled_outcome(key, duration))
-            else:
-                outcomes.append(ok_outcome(key, value, duration, "", pid))
+                append(cancelled_outcome(key, duration))
+                continue
+            if rows and type(key) is tuple:
+                append((key, value, duration, pid))  # (a ``Row``)
+                continue
+            # ``ok_outcome(key, value, duration, "", pid)`` in line (a call a reply less; the
+            # same slots: ``tests/daemons/test_worker_kept_run.py`` compares the two)
+            outcome = _new(Outcome)
+            outcome.key = key
+            outcome.ok = True
+            outcome.value = value
+            outcome.exc_type = outcome.message = outcome.traceback = outcome.kind = ""
+            outcome.duration = duration
+            outcome.output = ""
+            outcome.pid = pid
+            append(outcome)
+    worker.bytes -= taken
     if at:
         del buf[:at]
         edge = reader.edge - at
@@ -67,12 +97,14 @@ def read(
     running: dict[Hashable, Worker],
     on_ready: Callable[[Worker], None],
     on_output: Callable[[Hashable, str], None] | None = None,
-) -> tuple[list[Outcome], bool, bool]:
+    rows: bool = False,
+) -> tuple[list[Ended], bool, bool]:
     """Everything the worker wrote that is here: (outcomes, lost, answered). ``lost``: its pipe
     ended (it died); ``answered``: a reply was read (the jobs it answered left ``worker.sent`` and
     ``running``, and ``worker.head`` is None if the head was one of them). A running job's live
-    output goes to ``on_output(key, text)`` at once (before its outcome, which comes later)."""
-    outcomes: list[Outcome] = []
+    output goes to ``on_output(key, text)`` at once (before its outcome, which comes later).
+    ``rows``: the KEPT replies read many at a time (``_kept_run``) end as ``Row``s."""
+    outcomes: list[Ended] = []
     reader = worker.reader
     reader.fill()
     lost = answered = False
@@ -84,7 +116,7 @@ def read(
                 if reader.buf and reader.whole is None and reader.large is None:
                     if pid < 0:
                         pid = worker.process.pid or 0
-                    if _kept_run(worker, running, outcomes, pid):
+                    if _kept_run(worker, running, outcomes, pid, rows):
                         answered = True
                         continue
                 data = reader.next()

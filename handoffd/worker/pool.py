@@ -65,6 +65,7 @@ from handoffd.worker._procs import Processes, kill_group
 from handoffd.worker._queues import WaitingChains
 from handoffd.worker._records import (
     Chain,
+    Ended,
     Job,
     Outcome,
     Worker,
@@ -116,7 +117,10 @@ class WorkerPool(Losses):
         self._on_done = on_done
         # Takes the outcomes one read of a worker's pipe brought (in order) instead of on_done
         # for each; the others (a crash, a timeout, a cancel of a job not sent) go to on_done.
-        self.on_read: Callable[[list[Outcome]], None] | None = None
+        self.on_read: Callable[[list[Ended]], None] | None = None
+        # With on_read: a task's KEPT reply (a value, nothing printed) comes to it as its
+        # ``Row``, not an ``Outcome`` (the executor's; others take Outcomes only)
+        self.rows = False
         self._name = name
         self._node = node
         self._code_dir = code_dir  # the node's code packages (worker.code_env)
@@ -365,8 +369,9 @@ class WorkerPool(Losses):
 
     # -- events from the loop -----------------------------------------------------------------
     def _on_readable(self, worker: Worker) -> None:
+        on_read = self.on_read
         outcomes, lost, answered = _replies.read(
-            worker, self._running, self._on_ready, self._on_output
+            worker, self._running, self._on_ready, self._on_output, self.rows and bool(on_read)
         )
         if worker.reader.thread is not None and not lost and self._loop is not None:
             self._loop.remove_reader(worker.fd)  # a thread reads a huge value: not ours to watch
@@ -386,11 +391,11 @@ class WorkerPool(Losses):
             self._next_head(worker)
         elif worker.chain is not None and worker.chain.jobs:
             self._feed(worker)  # skipped jobs made room ahead
-        if self.on_read is None:
+        if on_read is None:
             for outcome in outcomes:
-                self._on_done(outcome)
+                self._on_done(outcome)  # type: ignore[arg-type]  # (no rows: not asked for)
         elif outcomes:
-            self.on_read(outcomes)
+            on_read(outcomes)
 
     def _resume(self, worker: Worker) -> None:
         """The thread reading a huge value from the worker's pipe is done: watch it again."""
@@ -510,48 +515,58 @@ class WorkerPool(Losses):
         assert chain is not None
         batch: list[bytes] = []
         raw: list[pickle.PickleBuffer] = []
-        fresh: list[Job] = []
+        first: Job | None = None  # the first job sent now
         count, size = len(worker.sent), worker.bytes
         others: bool | None = None  # chains wait: asked once (the loop changes only this one)
-        while chain.jobs:
-            job = chain.jobs[0]
-            if chain.next is not None and chain.next[0] is job:
-                _, token, data, buffers = chain.next
+        # (read once a feed, not once a job)
+        jobs, queued, running, sent = chain.jobs, self._queued, self._running, worker.sent
+        tokens, ahead, short = self._tokens, self.ahead, _pipe.SHORT_JOB
+        while jobs:
+            job = jobs[0]
+            pickled = chain.next
+            if pickled is not None and pickled[0] is job:
+                _, token, data, buffers = pickled
             elif not job.inputs and not job.env and type(job.payload) is bytes:
                 # ``_pipe.pickle_job``'s SHORT_JOB in line (a no-op's: most jobs of W1)
-                token = next(self._tokens)
+                token = next(tokens)
                 title = job.title.encode("utf-8", "surrogatepass")
                 as_list = job.argument_inclusion == "as_list"
                 head = short_head(token, as_list, len(title), len(job.payload))
-                data, buffers = b"".join((_pipe.SHORT_JOB, head, title, job.payload)), no_buffers
+                data, buffers = b"".join((short, head, title, job.payload)), no_buffers
             else:
-                token = next(self._tokens)
+                token = next(tokens)
                 try:
                     data, buffers = _pipe.pickle_job(token, job)
                 except Exception as exc:
-                    chain.jobs.popleft()
-                    del self._queued[job.key]
+                    jobs.popleft()
+                    del queued[job.key]
                     self._soon(unpicklable_outcome(job, exc))
                     continue
             job_size = (
                 len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
             )
             if count and (
-                count > self.ahead
+                count > ahead
                 or size + job_size > AHEAD_BYTES
                 or (others := self._others_wait() if others is None else others)
             ):
                 chain.next = (job, token, data, buffers)
                 break
-            chain.next = None
-            chain.jobs.popleft()
-            del self._queued[job.key]
-            job.token, job.size, job.cancelling = token, job_size, False
-            worker.sent[token] = job
-            self._running[job.key] = worker
+            if pickled is not None:
+                chain.next = None
+            jobs.popleft()
+            key = job.key
+            del queued[key]
+            job.token = token
+            job.size = job_size
+            job.cancelling = False
+            sent[token] = job
+            running[key] = worker
             batch.append(data)
-            raw += buffers
-            fresh.append(job)
+            if buffers:
+                raw += buffers
+            if first is None:
+                first = job
             count += 1
             size += job_size
         worker.bytes = size
@@ -559,8 +574,9 @@ class WorkerPool(Losses):
             if not worker.sent:  # every job left failed to pickle
                 self._next_head(worker)
             return
+        assert first is not None  # (a job was sent: ``batch`` holds its bytes)
         if worker.head is None:
-            self._make_head(worker, fresh[0])
+            self._make_head(worker, first)
         send = worker.writer.send
         try:
             if raw:
@@ -570,12 +586,12 @@ class WorkerPool(Losses):
                     send(buf)
             else:
                 send(batch[0] if len(batch) == 1 else b"".join(batch))
-            if worker.head is fresh[0]:
+            if worker.head is first:
                 worker.writer.mark()
         except OSError:
             # It died. If it had nothing before, none of these started. EOF on the pipe (next loop
             # iteration) reports it: never from inside submit().
-            if worker.head is fresh[0]:
+            if worker.head is first:
                 worker.head = None
                 worker.unsent = True
                 if worker.timer is not None:

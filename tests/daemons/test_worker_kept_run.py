@@ -8,12 +8,13 @@ import multiprocessing
 import os
 import pickle
 import random
-from typing import Any
+from dataclasses import fields
+from typing import Any, NamedTuple
 
 import pytest
 
 from handoffd.worker import _pipe, _process, _replies
-from handoffd.worker._records import Job, Worker
+from handoffd.worker._records import Job, Worker, ok_outcome, outcome_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,6 +98,12 @@ def test_many_kept_replies_and_a_pickled_one_end_in_order(pipe: Any, monkeypatch
         ("t6", True, "", b"v6", 0.6, ""),
     ]
     assert all(type(o.value) is bytes for o in outcomes if o.ok)
+    # the KEPT path's records, made in line, are ``ok_outcome``'s, slot for slot
+    for o in (outcomes[0], outcomes[1], outcomes[4], outcomes[5]):
+        made = ok_outcome(o.key, o.value, o.duration, "", 4242)
+        assert [getattr(o, f.name) for f in fields(o)] == [
+            getattr(made, f.name) for f in fields(made)
+        ]
     assert {o.pid for o in outcomes if o.ok} == {4242}
     assert not running and not worker.sent and worker.head is None and worker.bytes == 0
     assert not worker.reader.buf and not worker.reader.pending
@@ -149,3 +156,38 @@ def test_random_streams_end_every_job_once_in_order(pipe: Any) -> None:
         assert ended == [(job.key, values[job.token]) for job in jobs]
         assert not running and not worker.sent and worker.bytes == 0
         assert not worker.reader.buf and not worker.reader.pending
+
+
+def test_with_rows_a_tasks_kept_reply_ends_as_its_row(pipe: Any) -> None:
+    """``rows`` (the executor's pool): a KEPT reply read in a run ends as (key, value, duration,
+    pid), what ``outcome_of`` reads back as the Outcome the same read makes without rows; a job
+    whose key is not a plain tuple (a serialize hook's), a cancel and a pickled reply still end
+    as Outcomes."""
+    worker, theirs = pipe
+    data = b"".join(
+        [_kept(1, b"v1", 0.1), _kept(2, b"v2", 0.2), _kept(3, b"v3", 0.3), _pickled(4, b"v4")]
+        + [_kept(5, b"v5", 0.5), _kept(6, b"v6", 0.6)]
+    )
+    got = {}
+    for rows in (False, True):
+        running, jobs = _on_pipe(worker, 6)
+        jobs[2].cancelling = True
+        hook_key = _HookKey("peer", 5)
+        del running[jobs[5].key]
+        jobs[5].key = hook_key
+        running[hook_key] = worker
+        os.write(theirs.fileno(), data)
+        outcomes, lost, answered = _replies.read(worker, running, lambda w: None, None, rows)
+        assert answered and not lost and not running and not worker.sent
+        got[rows] = outcomes
+    plain, as_rows = got[False], got[True]
+    assert [type(o) is tuple for o in as_rows] == [True, True, False, False, True, False]
+    assert as_rows[0] == (("r", "t1", 1), b"v1", 0.1, 4242)
+    for a, b in zip(plain, as_rows, strict=True):
+        b = outcome_of(b)
+        assert [getattr(a, f.name) for f in fields(a)] == [getattr(b, f.name) for f in fields(b)]
+
+
+class _HookKey(NamedTuple):
+    peer: str
+    request: int

@@ -1,0 +1,262 @@
+"""The executor state machine's ends of attempts (a base of ``executor_state.ExecutorState``): an
+attempt's outcome ended (its value kept in the store, its report queued for the run's owner, its
+chain's claim released when the chain is over, a refill asked when the chain is down to half) and
+the reports flushed once per loop iteration, one batch per owner and run (``report_message`` to
+another node, ``reported_here``'s record to our own node's owner).
+
+The common end, a value of a chained task, is done in line in ``_ended`` over a whole read's
+outcomes; any other (no value, an error, a store refusal, a task with no chain) takes ``_end_one``
+and ``_finish``, the same steps in the same order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from handoffd.daemon.executor_events import (
+    FLUSH,
+    Flush,
+    Instruction,
+    Soon,
+    TaskEnded,
+)
+from handoffd.daemon.executor_records import (
+    CHAIN_AHEAD,
+    CHAIN_SECONDS,
+    Key,
+    Report,
+    Slot,
+    Task,
+    done_report,
+    failed,
+    report_message,
+    reported_here,
+)
+from handoffd.store.store import ResultStore, StoreError
+from handoffd.worker._records import Ended, Outcome, outcome_of
+from handoffd.worker.ledger import Ledger
+
+log = logging.getLogger("handoffd.execution")
+
+MIN_DURATION = 1e-6  # seconds: a floor under the mean task duration that sizes chains
+_SOON_FLUSH = Soon(FLUSH)
+
+
+class Ends:
+    """The ends' part of ``ExecutorState`` (which sets every attribute declared here)."""
+
+    address: str
+    ledger: Ledger
+    store: ResultStore
+    tasks: dict[Key, Task]
+    local: dict[Key, None]
+    slots: dict[int, Slot]
+    run_owners: dict[str, tuple[int, str, str]]
+    counters: dict[str, int]
+    flushed: bool
+    wall_offset: float
+    _now: float
+    _out: list[Instruction]
+    _changed: bool
+    _fetched: set[tuple[str, str]]
+    _inline_limit: int
+    _mean_duration: float
+    _half_chain: int
+    _flush_scheduled: bool
+    _outbox: dict[tuple[str, str], list[tuple[Report, bytes | None, str]]]
+    _send: Callable[..., None]
+    _schedule_refill: Callable[[], None]
+    _unqueue_local: Callable[[Key, Task | None], None]
+    _apply: Callable[[Callable[[Any], None], Any, float], list[Instruction]]
+
+    def tasks_ended(
+        self, outcomes: list[Ended], now: float, flush_idle: bool = False
+    ) -> list[Instruction]:
+        """``handle(TaskEnded(outcome), now)`` of each, in one pass: no event built per task. An
+        outcome may come as its ``Row`` (the pool's ``rows``): ended as its ``outcome_of``.
+        ``flush_idle``: when no task is left and a report flush is due, the flush too, as
+        ``handle(FLUSH, now)`` right after would do (its ``Soon(FLUSH)`` is not returned)."""
+        return self._apply(self._ended_flush if flush_idle else self._ended, outcomes, now)
+
+    def _ended_flush(self, outcomes: list[Ended]) -> None:
+        # Nothing left here could end and join the report before a later flush, so it goes in
+        # this pass: the shell's read of the last outcome needs no second event and pass.
+        self.flushed = False
+        self._ended(outcomes)
+        if self._flush_scheduled and not self.tasks:
+            self.flushed = True
+            out = self._out
+            for i, ins in enumerate(out):
+                if ins is _SOON_FLUSH:
+                    del out[i]
+                    break
+            self._on_flush(FLUSH)
+
+    def _on_task_ended(self, ev: TaskEnded) -> None:
+        self._ended((ev.outcome,))
+
+    def _ended(self, outcomes: Sequence[Ended]) -> None:
+        # The common end (a value, a task of a chain) is done here in line: its store put, its
+        # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
+        # (``_finish`` for any other; the same steps in the same order). The mean duration and
+        # the half chain it gives are kept in locals and written back before any call that
+        # reads them (``_end_one``) and at the end.
+        tasks, store, fetched, local = self.tasks, self.store, self._fetched, self.local
+        ended = self._now + self.wall_offset
+        limit = self._inline_limit
+        mean, half = self._mean_duration, self._half_chain
+        seconds, most = CHAIN_SECONDS, CHAIN_AHEAD
+        done = 0
+        box_owner: str | None = None
+        box_run = ""
+        box: list[tuple[Report, bytes | None, str]] = []
+        key: Any
+        output: str
+        for outcome in outcomes:
+            if type(outcome) is tuple:  # a KEPT reply's ``Row``: ok, a value, nothing printed
+                key, value, duration, pid = outcome
+                task = tasks.pop(key, None)
+                if task is None:
+                    continue
+                kind, ok, output = "", True, ""
+            else:
+                key = outcome.key  # type: ignore[union-attr]  # (not a tuple: an Outcome)
+                task = tasks.pop(key, None)
+                if task is None:
+                    continue
+                kind, duration = outcome.kind, outcome.duration  # type: ignore[union-attr]
+                value, ok = outcome.value, outcome.ok  # type: ignore[union-attr]
+                pid, output = outcome.pid, outcome.output  # type: ignore[union-attr]
+            if kind == "" or kind == "error":
+                mean += 0.1 * (duration - mean)
+                per_task = mean if mean > MIN_DURATION else MIN_DURATION
+                # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task)
+                ahead = int(seconds / per_task)
+                if ahead > most:
+                    ahead = most
+                elif ahead < 1:
+                    ahead = 1
+                half = (1 + ahead) // 2
+            slot = task.slot
+            if ok and value is not None and slot is not None:
+                try:
+                    store.put(task.run_id, task.task_id, value)
+                except StoreError as exc:
+                    self._mean_duration, self._half_chain = mean, half
+                    refused = self._stored_not(task, outcome_of(outcome), exc)
+                    self._end_one(task, refused, ended)
+                    continue
+                if fetched:
+                    fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+                size = len(value)
+                done += 1
+                report = (
+                    task.task_id,
+                    task.attempt,
+                    1,
+                    size,
+                    duration,
+                    pid,
+                    ended - duration,
+                    ended,
+                    task.bytes_in,
+                )  # (``done_report``'s row)
+                keys = slot.keys
+                del keys[key]
+                if not keys:  # the chain is over: nothing of it runs any more
+                    del self.slots[slot.id]
+                    self.ledger.release(slot.cost, slot.gpus)
+                    self._changed = True
+                if local and len(keys) <= half:
+                    self._schedule_refill()
+                owner, run_id = task.owner_address, task.run_id
+                if owner != box_owner or run_id != box_run:  # (no tuple a task)
+                    box_owner, box_run = owner, run_id
+                    box = self._outbox.setdefault((owner, run_id), [])
+                box.append((report, value if size <= limit else None, output))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._out.append(_SOON_FLUSH)
+                continue
+            self._mean_duration, self._half_chain = mean, half
+            self._end_one(task, outcome_of(outcome), ended)
+        self._mean_duration, self._half_chain = mean, half
+        if done:
+            self.counters["done"] += done
+
+    def _stored_not(self, task: Task, outcome: Outcome, exc: StoreError) -> Outcome:
+        """The outcome of an attempt whose value the store refused: the run fails with why
+        (not RUNNING forever)."""
+        log.error("run %s task %s: %s", task.run_id, task.task_id, exc)
+        why = f"{exc} [node at {self.address}]"
+        outcome = replace(outcome, ok=False, kind="storage", exc_type="StoreError")
+        return replace(outcome, value=None, message=why, traceback="")
+
+    def _end_one(self, task: Task, outcome: Outcome, ended: float) -> None:
+        """``_ended`` of an attempt off its common path (no value, an error, no chain)."""
+        if outcome.ok and outcome.value is not None:
+            value = outcome.value
+            if task.slot is None:  # (the in-line path put the others')
+                try:
+                    self.store.put(task.run_id, task.task_id, value)
+                except StoreError as exc:
+                    outcome = self._stored_not(task, outcome, exc)
+        if outcome.ok and outcome.value is not None:
+            self._fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+            inline = value if len(value) <= self._inline_limit else None
+            started = ended - outcome.duration
+            timing = (outcome.pid, started, ended)
+            report: Report = done_report(task, len(value), timing, outcome.duration)
+            self.counters["done"] += 1
+            self._finish(task, report, inline, outcome.output)
+        else:
+            report = failed(
+                task,
+                outcome.kind or "error",
+                outcome.exc_type,
+                outcome.message,
+                outcome.traceback,
+                timing=(outcome.pid, ended - outcome.duration, ended),
+            )
+            self.counters["failed"] += 1
+            self._finish(task, report, None, outcome.output)
+
+    def _finish(self, task: Task, report: Report, value: bytes | None, output: str = "") -> None:
+        slot = task.slot
+        if slot is not None:
+            del slot.keys[(task.run_id, task.task_id, task.attempt)]
+            if not slot.keys:  # the chain is over: nothing of it runs any more
+                del self.slots[slot.id]
+                self.ledger.release(slot.cost, slot.gpus)
+                self._changed = True
+            if self.local and len(slot.keys) <= self._half_chain:
+                self._schedule_refill()
+        elif task.claimed:
+            self.ledger.release(task.cost, task.gpus)
+            self._changed = True
+            if self.local:
+                self._schedule_refill()
+        else:
+            self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
+        entry = (report, value, output)
+        self._outbox.setdefault((task.owner_address, task.run_id), []).append(entry)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._out.append(_SOON_FLUSH)
+
+    def _on_flush(self, ev: Flush) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, {}
+        for (owner, run_id), entries in outbox.items():
+            known = self.run_owners.get(run_id)
+            term = 0
+            if known is not None:
+                owner = known[1]  # the run changed owner since the task was dispatched
+                term = known[0]  # (``term_of``, read once)
+            if owner == self.address:  # our own node's owner: a record, not a message
+                self._out.append(reported_here(run_id, term, entries, self.ledger))
+                continue
+            msg, frames = report_message(run_id, entries, self.ledger)
+            self._send(owner, msg, frames, term=term)
