@@ -152,6 +152,7 @@ class OwnerScheduler(OwnerBooks):
         self.on_change: Callable[[str, str], None] | None = None
         self.on_changes: Callable[[list[tuple[str, str, bool]]], None] | None = None
         self._changed: list[tuple[str, str, bool]] | None = None  # (only inside handle_batch)
+        self._no_room: list[tuple[str | None, dict[str, float]]] | None = None  # (``_intake``)
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
         # Task moves of every run we owned (/metrics), a plain dict (``RunState.counters``).
         self.counters: dict[str, int] = {}
@@ -308,7 +309,7 @@ class OwnerScheduler(OwnerBooks):
             return
         self._own(run)
         self._out.direct.append(SubmissionAccepted(ev.run_id))
-        if run.start(self._now, intake.first_slice(run)):
+        if self._intake(run, self._now, intake.first_slice(run), True):
             self._out.direct.append(StartTimer(intake.intake_key(run.run_id), 0.0))
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(ev.run_id, "DONE"))
@@ -318,7 +319,11 @@ class OwnerScheduler(OwnerBooks):
     def _take_in(self, run_id: str) -> None:
         """The next slice of a big run's tasks into the ready queue (``scheduler.intake``)."""
         run = self._owned.live.get(run_id)
-        if run is not None and run.state == RUN_RUNNING and run.take_in(self._now, intake.SLICE):
+        if (
+            run is not None
+            and run.state == RUN_RUNNING
+            and self._intake(run, self._now, intake.SLICE, False)
+        ):
             self._out.direct.append(StartTimer(intake.intake_key(run_id), 0.0))
 
     def _on_node_update(self, ev: NodeUpdate) -> None:

@@ -19,13 +19,15 @@ cdef class OwnerBooks(OwnerQueries):
     cdef public object _delays
     cdef public object on_change
     cdef public list _changed
+    cdef public list _no_room
 
     cpdef _cancel(self, list cancels, RunState run)
     cpdef _free(self, RunState run)
     @cython.locals(was_out=bint, is_out=bint)
     cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
-    @cython.locals(pin=object)
+    @cython.locals(pin=object, spec=object, cost=object, no_room=list, seen=tuple)
     cpdef _enqueue(self, RunState run, TaskRecord rec)
+    cpdef bint _intake(self, RunState run, double now, object limit, bint first)
     cpdef _place(self)
     @cython.locals(spec=object)
     @cython.locals(dispatches=dict, key=tuple, batch=list)

@@ -27,6 +27,7 @@ from handoffd.scheduler.states import ASSIGNED, CANCELLED, DONE, FAILED, READY, 
 __all__ = ["OwnerBooks"]
 
 _REPLICATED = (DONE, FAILED, CANCELLED)  # (the moves a standby owner must know: ``moved``)
+_NO_ROOM_SHAPES = 8  # (the shapes ``_intake`` remembers: a slice has few; more are asked anew)
 
 
 class OwnerBooks(OwnerQueries):
@@ -41,6 +42,11 @@ class OwnerBooks(OwnerQueries):
     _delays: DelayedTasks
     on_change: Any
     _changed: list[tuple[str, str, bool]] | None
+    # The (pin, cost) shapes ``could_take`` said no to, kept only while a run takes in a slice
+    # of its tasks (``_intake``): there a move is PENDING -> READY, which changes the ready
+    # queue but nothing ``could_take`` reads (nodes, demand, dispatches, budgets), so the answer
+    # for a shape seen stands; None elsewhere.
+    _no_room: list[tuple[str | None, dict[str, float]]] | None
 
     def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None:
         for node, task_id, attempt in cancels:
@@ -93,10 +99,28 @@ class OwnerBooks(OwnerQueries):
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
         if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
             # (``run.pin_of`` only when the run has groups: its task look-up for a record in hand)
-            pin = rec.spec.node
+            spec = rec.spec
+            pin = spec.node
             if pin is None and run.group_of:
                 pin = run.pin_of(rec.id)
-            self._dirty = self._view.could_take(pin, rec.spec.cost)
+            cost = spec.cost
+            no_room = self._no_room
+            if no_room is not None:
+                for seen in no_room:
+                    if seen[0] == pin and (seen[1] is cost or seen[1] == cost):
+                        return
+            self._dirty = self._view.could_take(pin, cost)
+            if no_room is not None and not self._dirty and len(no_room) < _NO_ROOM_SHAPES:
+                no_room.append((pin, cost))
+
+    def _intake(self, run: RunState, now: float, limit: Any, first: bool) -> bool:
+        """``run.start`` (``first``) or ``run.take_in`` at ``now`` for ``limit`` tasks, with
+        ``could_take`` asked once a shape (``_no_room``); True if the run has more to take in."""
+        self._no_room = []
+        try:
+            return run.start(now, limit) if first else run.take_in(now, limit)
+        finally:
+            self._no_room = None
 
     # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
     # taken as a value does not convert; each calls its typed twin.)
