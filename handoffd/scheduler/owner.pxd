@@ -18,7 +18,10 @@ cdef class OwnerScheduler(OwnerBooks):
     cdef public double wall_offset
     cdef public object counters
 
-    @cython.locals(run=RunState, rec=TaskRecord, node=object, version_now=object, fresh=bint)
+    @cython.locals(
+        run=RunState, rec=TaskRecord, node=object, sender=str, run_id=str, running=bint,
+        version_now=object, fresh=bint
+    )
     cpdef _on_replied(self, object ev)
     @cython.locals(run=RunState, rec=TaskRecord)
     cpdef object _current(self, str run_id, str task_id, object attempt, str node)

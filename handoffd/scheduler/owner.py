@@ -359,17 +359,22 @@ class OwnerScheduler(OwnerBooks):
         self._view_changed()
 
     def _on_replied(self, ev: DispatchAnswered) -> None:
-        run = self._owned.live.get(ev.run_id)
+        run_id, sender = ev.run_id, ev.node
+        run = self._owned.live.get(run_id)
+        running = run is not None and run.state == RUN_RUNNING
         for task_id, attempt in ev.accepted:
-            self._view.answered(ev.node, (ev.run_id, task_id, attempt))
-            if run is not None and run.state == RUN_RUNNING:
+            self._view.answered(sender, (run_id, task_id, attempt))
+            if running and run is not None:  # (``run is not None``: for mypy, a C test)
                 rec = run.tasks.get(task_id)
-                if rec is not None and self._superseded(rec, attempt, ev.node):
+                # (``_superseded`` written out: a Python-level static call an accepted task)
+                if rec is not None and (
+                    rec.attempt != attempt
+                    or rec.node != sender
+                    or (rec.state != ASSIGNED and rec.state != RUNNING and rec.state != DONE)
+                ):
                     # A late yes to an attempt we gave up on (its answer timed out): the node would
                     # run it for nothing; its report would be stale. Outstanding demand never counted it.
-                    self._out.cancels.setdefault((ev.node, ev.run_id), []).append(
-                        (task_id, attempt)
-                    )
+                    self._out.cancels.setdefault((sender, run_id), []).append((task_id, attempt))
         seen_at: dict[str, int] = {}
         for task_id, attempt, _ in ev.refused:
             sent = self._view.answered(ev.node, (ev.run_id, task_id, attempt))
@@ -400,13 +405,6 @@ class OwnerScheduler(OwnerBooks):
             self._cancel(run.make_ready(rec, self._now, cause, delayed=not fresh), run)
             if rec.state == READY and rec.delayed:
                 self._delays.refused(run, rec)
-
-    @staticmethod
-    def _superseded(rec: TaskRecord, attempt: int, node: str) -> bool:
-        """``attempt`` on ``node`` is neither the task's active attempt nor the one that finished it."""
-        if rec.attempt == attempt and rec.node == node:
-            return rec.state not in ACTIVE and rec.state != DONE
-        return True
 
     def _current(
         self, run_id: str, task_id: str, attempt: int, node: str
