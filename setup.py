@@ -34,6 +34,7 @@ SCHEDULER_COMPILED = (
     "demand",
     "cluster_view",
     "owner_queries",
+    "owner_books",
     "owner",
     "history",
     "rebalance",

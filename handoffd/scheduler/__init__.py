@@ -18,6 +18,7 @@ COMPILED = (
     "demand",
     "cluster_view",
     "owner_queries",
+    "owner_books",
     "owner",
     "history",
     "rebalance",

@@ -4,31 +4,24 @@
 
 cimport cython
 
-from handoffd.scheduler.owner_queries cimport OwnerQueries
-from handoffd.scheduler.ready cimport ReadyQueue
-from handoffd.scheduler.rebalance cimport Rebalance
+from handoffd.scheduler.owner_books cimport OwnerBooks
 from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
-cdef class OwnerScheduler(OwnerQueries):
+cdef class OwnerScheduler(OwnerBooks):
     cdef public str node_name
     cdef public long long term
-    cdef public double _now
     cdef public object _backend
-    cdef public ReadyQueue _ready
-    cdef public bint _dirty
-    cdef public object _out
-    cdef public Rebalance _rebalance
-    cdef public object _delays
     cdef public object _takeover
     cdef public object _releases
-    cdef public object on_change
     cdef public object on_changes
-    cdef public list _changed
     cdef public double wall_offset
     cdef public object counters
 
-    @cython.locals(run=RunState, rec=TaskRecord, node=object, version_now=object, fresh=bint)
+    @cython.locals(
+        run=RunState, rec=TaskRecord, node=object, sender=str, run_id=str, running=bint,
+        version_now=object, fresh=bint
+    )
     cpdef _on_replied(self, object ev)
     @cython.locals(run=RunState, rec=TaskRecord)
     cpdef object _current(self, str run_id, str task_id, object attempt, str node)
@@ -41,15 +34,5 @@ cdef class OwnerScheduler(OwnerQueries):
     @cython.locals(run=RunState, rec=TaskRecord, alive=bint)
     cpdef _succeeded(self, str run_id, str task_id, object attempt, str node, object size, object value, double took)
     cpdef _accept_result(self, RunState run, TaskRecord rec, str node, object size, object value)
-    cpdef _cancel(self, list cancels, RunState run)
     @cython.locals(lo=Py_ssize_t)
     cpdef _close(self, RunState run)
-    cpdef _free(self, RunState run)
-    @cython.locals(was_out=bint, is_out=bint)
-    cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
-    @cython.locals(pin=object)
-    cpdef _enqueue(self, RunState run, TaskRecord rec)
-    cpdef _place(self)
-    @cython.locals(spec=object)
-    @cython.locals(dispatches=dict, key=tuple, batch=list)
-    cpdef _dispatch(self, RunState run, TaskRecord rec, str node, bint queued=*)

@@ -12,7 +12,8 @@ ALIVE (``lost``), failover (``takeover``), releases (``release``), and the outbo
 it needs at construction (sibling parts, callables), never the scheduler. This module keeps every
 decision about a task. The executing node's ledger has the last word: a refused task goes back to
 READY. A node's outstanding demand (``ClusterView.outstanding``) follows task moves through the run's
-mover (``moved``) and is checked by ``validate()``.
+mover (``moved``, in the base ``owner_books`` with the dispatches and cancels written out) and is
+checked by ``validate()``.
 
 Decisions: a task pinned to a node that is lost (DEAD or LEFT) fails its run with ``Unschedulable``
 rather than waiting for a rejoin that may never come (the client can resubmit); likewise when a ready
@@ -39,7 +40,6 @@ from handoffd.scheduler.events import (
     FRAME_TOO_LARGE,
     CancelRequested,
     DispatchAnswered,
-    DispatchedTask,
     Event,
     FreeResults,
     Instruction,
@@ -63,7 +63,7 @@ from handoffd.scheduler.events import (
 from handoffd.scheduler.lost import ACK_TIMEOUT, PROBE_INTERVAL, LostMessages
 from handoffd.scheduler.outbox import Outbox
 from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus
-from handoffd.scheduler.owner_queries import OwnerQueries
+from handoffd.scheduler.owner_books import OwnerBooks
 from handoffd.scheduler.owner_timers import on_timer
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
@@ -72,7 +72,6 @@ from handoffd.scheduler.room_index import ABSENT, FREED, SHRUNK
 from handoffd.scheduler.run import (
     ACTIVE,
     ASSIGNED,
-    CANCELLED,
     DONE,
     EXTRA_LOSSES,
     FAILED,
@@ -90,10 +89,8 @@ __all__ = ["ACK_TIMEOUT", "PROBE_INTERVAL", "REFUSAL_BACKOFF", "OwnedRunStatus",
 
 log = logging.getLogger("handoffd.scheduler")
 
-_REPLICATED = (DONE, FAILED, CANCELLED)
 
-
-class OwnerScheduler(OwnerQueries):
+class OwnerScheduler(OwnerBooks):
     """Schedules every run this node owns over its view of the cluster."""
 
     def __init__(
@@ -155,6 +152,7 @@ class OwnerScheduler(OwnerQueries):
         self.on_change: Callable[[str, str], None] | None = None
         self.on_changes: Callable[[list[tuple[str, str, bool]]], None] | None = None
         self._changed: list[tuple[str, str, bool]] | None = None  # (only inside handle_batch)
+        self._no_room: list[tuple[str | None, dict[str, float]]] | None = None  # (``_intake``)
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
         # Task moves of every run we owned (/metrics), a plain dict (``RunState.counters``).
         self.counters: dict[str, int] = {}
@@ -311,7 +309,7 @@ class OwnerScheduler(OwnerQueries):
             return
         self._own(run)
         self._out.direct.append(SubmissionAccepted(ev.run_id))
-        if run.start(self._now, intake.first_slice(run)):
+        if self._intake(run, self._now, intake.first_slice(run), True):
             self._out.direct.append(StartTimer(intake.intake_key(run.run_id), 0.0))
         if run.state == RUN_DONE:
             self._out.direct.append(RunFinished(ev.run_id, "DONE"))
@@ -321,7 +319,11 @@ class OwnerScheduler(OwnerQueries):
     def _take_in(self, run_id: str) -> None:
         """The next slice of a big run's tasks into the ready queue (``scheduler.intake``)."""
         run = self._owned.live.get(run_id)
-        if run is not None and run.state == RUN_RUNNING and run.take_in(self._now, intake.SLICE):
+        if (
+            run is not None
+            and run.state == RUN_RUNNING
+            and self._intake(run, self._now, intake.SLICE, False)
+        ):
             self._out.direct.append(StartTimer(intake.intake_key(run_id), 0.0))
 
     def _on_node_update(self, ev: NodeUpdate) -> None:
@@ -357,17 +359,22 @@ class OwnerScheduler(OwnerQueries):
         self._view_changed()
 
     def _on_replied(self, ev: DispatchAnswered) -> None:
-        run = self._owned.live.get(ev.run_id)
+        run_id, sender = ev.run_id, ev.node
+        run = self._owned.live.get(run_id)
+        running = run is not None and run.state == RUN_RUNNING
         for task_id, attempt in ev.accepted:
-            self._view.answered(ev.node, (ev.run_id, task_id, attempt))
-            if run is not None and run.state == RUN_RUNNING:
+            self._view.answered(sender, (run_id, task_id, attempt))
+            if running and run is not None:  # (``run is not None``: for mypy, a C test)
                 rec = run.tasks.get(task_id)
-                if rec is not None and self._superseded(rec, attempt, ev.node):
+                # (``_superseded`` written out: a Python-level static call an accepted task)
+                if rec is not None and (
+                    rec.attempt != attempt
+                    or rec.node != sender
+                    or (rec.state != ASSIGNED and rec.state != RUNNING and rec.state != DONE)
+                ):
                     # A late yes to an attempt we gave up on (its answer timed out): the node would
                     # run it for nothing; its report would be stale. Outstanding demand never counted it.
-                    self._out.cancels.setdefault((ev.node, ev.run_id), []).append(
-                        (task_id, attempt)
-                    )
+                    self._out.cancels.setdefault((sender, run_id), []).append((task_id, attempt))
         seen_at: dict[str, int] = {}
         for task_id, attempt, _ in ev.refused:
             sent = self._view.answered(ev.node, (ev.run_id, task_id, attempt))
@@ -398,13 +405,6 @@ class OwnerScheduler(OwnerQueries):
             self._cancel(run.make_ready(rec, self._now, cause, delayed=not fresh), run)
             if rec.state == READY and rec.delayed:
                 self._delays.refused(run, rec)
-
-    @staticmethod
-    def _superseded(rec: TaskRecord, attempt: int, node: str) -> bool:
-        """``attempt`` on ``node`` is neither the task's active attempt nor the one that finished it."""
-        if rec.attempt == attempt and rec.node == node:
-            return rec.state not in ACTIVE and rec.state != DONE
-        return True
 
     def _current(
         self, run_id: str, task_id: str, attempt: int, node: str
@@ -570,115 +570,6 @@ class OwnerScheduler(OwnerQueries):
 
     def _recompute(self, run: RunState) -> None:
         self._cancel(run.recompute_needed(self._now), run)
-
-    def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None:
-        for node, task_id, attempt in cancels:
-            if self._view.alive(node):
-                self._out.cancels.setdefault((node, run.run_id), []).append((task_id, attempt))
-
-    def _free(self, run: RunState) -> None:
-        """Delete the values the run no longer needs on their live holders (batched per node)."""
-        for task_id, holders in run.take_freed() if run.freed else ():  # (none: no new list)
-            for node in holders:
-                if self._view.alive(node):
-                    self._out.frees.setdefault((node, run.run_id), []).append(task_id)
-
-    # -- bookkeeping through task moves --------------------------------------------------------------
-
-    def moved(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
-        # (each test once, as string compares: a state is one of the module's interned
-        # constants, so a compiled compare is a pointer test, where a tuple search was not)
-        was_out = old == ASSIGNED or old == RUNNING  # (``ACTIVE``)
-        is_out = new == ASSIGNED or new == RUNNING
-        # Attempts that start and end are replicated too: task history survives a takeover.
-        if (
-            was_out
-            or is_out
-            or old == DONE
-            or new == DONE  # (``_REPLICATED``)
-            or new == FAILED
-            or new == CANCELLED
-        ):
-            if self._changed is not None:
-                self._changed.append((run.run_id, rec.id, is_out))
-            elif self.on_change is not None:
-                self.on_change(run.run_id, rec.id)
-        if was_out and not is_out and rec.node is not None:
-            self._view.came_back(rec.node, rec)
-            if self._rebalance.queued:
-                self._rebalance.came_back(rec.node, (run.run_id, rec.id, rec.attempt))
-            if not self._dirty and self._view.room_opened(rec.node, self._ready):
-                self._dirty = True
-        if is_out and not was_out and rec.node is not None:
-            self._view.went_out(rec.node, rec)
-            self._lost.went_out(run.run_id, rec.id, self._now)
-        elif was_out and not is_out:
-            self._lost.came_back(run.run_id, rec.id)
-        if old == READY:
-            self._ready.discard(rec)
-        if new == READY and not rec.delayed:
-            self._enqueue(run, rec)
-
-    def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
-        if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
-            # (``run.pin_of`` only when the run has groups: its task look-up for a record in hand)
-            pin = rec.spec.node
-            if pin is None and run.group_of:
-                pin = run.pin_of(rec.id)
-            self._dirty = self._view.could_take(pin, rec.spec.cost)
-
-    # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
-    # taken as a value does not convert; each calls its typed twin.)
-
-    def _enqueue_later(self, run: RunState, rec: TaskRecord) -> None:
-        self._enqueue(run, rec)
-
-    def _send(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
-        self._dispatch(run, rec, node, queued)
-
-    def _alive(self, name: str) -> bool:
-        return self._view.alive(name)
-
-    def _view_changed(self) -> None:
-        self._dirty = True
-        if self._delays.held:
-            self._delays.view_changed()
-
-    # -- placement ---------------------------------------------------------------------------------
-
-    def _place(self) -> None:
-        if not self._dirty:
-            return
-        if self._ready:
-            self._dirty = False
-            self._view.place(self._ready, self._send)
-        if self._rebalance.queued:  # free left where nothing ready went: move queued work there
-            self._rebalance.offer()
-
-    def _dispatch(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
-        run.assign(rec, node, self._now)
-        if queued:
-            self._rebalance.sent(run, rec, node)
-        self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost, self._now)
-        self._lost.sent(node)
-        spec = rec.spec
-        item = DispatchedTask(
-            spec.id,
-            rec.attempt,
-            spec.payload,
-            spec.cost,
-            spec.argument_inclusion,
-            spec.timeout,
-            run.input_refs(spec.id),
-            spec.priority,
-            rec.upward_rank,
-        )
-        dispatches = self._out.dispatches  # (a look-up: ``setdefault`` made a list every time)
-        key = (node, run.run_id)
-        batch = dispatches.get(key)
-        if batch is None:
-            batch = dispatches[key] = []
-        batch.append(item)
 
     # -- invariants --------------------------------------------------------------------------------
 

@@ -1,0 +1,34 @@
+# cython: language_level=3
+# Types for owner_books.py (the base of OwnerScheduler, compiled with owner.pxd): a task's move,
+# a dispatch and a cancel reach the compiled run, queue and books through C fields.
+
+cimport cython
+
+from handoffd.scheduler.owner_queries cimport OwnerQueries
+from handoffd.scheduler.ready cimport ReadyQueue
+from handoffd.scheduler.rebalance cimport Rebalance
+from handoffd.scheduler.run cimport RunState, TaskRecord
+
+
+cdef class OwnerBooks(OwnerQueries):
+    cdef public double _now
+    cdef public ReadyQueue _ready
+    cdef public bint _dirty
+    cdef public object _out
+    cdef public Rebalance _rebalance
+    cdef public object _delays
+    cdef public object on_change
+    cdef public list _changed
+    cdef public list _no_room
+
+    cpdef _cancel(self, list cancels, RunState run)
+    cpdef _free(self, RunState run)
+    @cython.locals(was_out=bint, is_out=bint)
+    cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
+    @cython.locals(pin=object, spec=object, cost=object, no_room=list, seen=tuple)
+    cpdef _enqueue(self, RunState run, TaskRecord rec)
+    cpdef bint _intake(self, RunState run, double now, object limit, bint first)
+    cpdef _place(self)
+    @cython.locals(spec=object)
+    @cython.locals(dispatches=dict, key=tuple, batch=list)
+    cpdef _dispatch(self, RunState run, TaskRecord rec, str node, bint queued=*)

@@ -1,0 +1,176 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; owner_books.pxd beside it gives the compiled build its C types)
+"""The owner's books kept through its tasks' moves, and its dispatches and cancels written out.
+
+The base of ``OwnerScheduler`` (``scheduler/owner.py``), split from it by responsibility: the
+scheduler's module keeps the decisions about a task (which event moves it where); this one keeps
+what every move must update whatever caused it (``moved``, the runs' ``MoveListener`` hook): a
+node's outstanding demand and unanswered dispatches (``ClusterView``), the ready queue, the lost
+messages' watch, the rebalance queue and the replication feed; and what a placement or an ended
+attempt writes to the outbox (``_dispatch``, ``_cancel``, ``_free``). Its fields are set by
+``OwnerScheduler.__init__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handoffd.scheduler.delays import DelayedTasks
+from handoffd.scheduler.events import DispatchedTask
+from handoffd.scheduler.outbox import Outbox
+from handoffd.scheduler.owner_queries import OwnerQueries
+from handoffd.scheduler.ready import ReadyQueue
+from handoffd.scheduler.rebalance import Rebalance
+from handoffd.scheduler.run import RunState, TaskRecord
+from handoffd.scheduler.states import ASSIGNED, CANCELLED, DONE, FAILED, READY, RUN_RUNNING, RUNNING
+
+__all__ = ["OwnerBooks"]
+
+_REPLICATED = (DONE, FAILED, CANCELLED)  # (the moves a standby owner must know: ``moved``)
+_NO_ROOM_SHAPES = 8  # (the shapes ``_intake`` remembers: a slice has few; more are asked anew)
+
+
+class OwnerBooks(OwnerQueries):
+    """The books ``OwnerScheduler`` keeps through task moves, and its outbox writes per task."""
+
+    _now: float
+    # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
+    _ready: ReadyQueue
+    _dirty: bool  # something changed that may let a ready task fit
+    _out: Outbox
+    _rebalance: Rebalance
+    _delays: DelayedTasks
+    on_change: Any
+    _changed: list[tuple[str, str, bool]] | None
+    # The (pin, cost) shapes ``could_take`` said no to, kept only while a run takes in a slice
+    # of its tasks (``_intake``): there a move is PENDING -> READY, which changes the ready
+    # queue but nothing ``could_take`` reads (nodes, demand, dispatches, budgets), so the answer
+    # for a shape seen stands; None elsewhere.
+    _no_room: list[tuple[str | None, dict[str, float]]] | None
+
+    def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None:
+        for node, task_id, attempt in cancels:
+            if self._view.alive(node):
+                self._out.cancels.setdefault((node, run.run_id), []).append((task_id, attempt))
+
+    def _free(self, run: RunState) -> None:
+        """Delete the values the run no longer needs on their live holders (batched per node)."""
+        for task_id, holders in run.take_freed() if run.freed else ():  # (none: no new list)
+            for node in holders:
+                if self._view.alive(node):
+                    self._out.frees.setdefault((node, run.run_id), []).append(task_id)
+
+    # -- bookkeeping through task moves --------------------------------------------------------------
+
+    def moved(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        # (each test once, as string compares: a state is one of the module's interned
+        # constants, so a compiled compare is a pointer test, where a tuple search was not)
+        was_out = old == ASSIGNED or old == RUNNING  # (``ACTIVE``)
+        is_out = new == ASSIGNED or new == RUNNING
+        # Attempts that start and end are replicated too: task history survives a takeover.
+        if (
+            was_out
+            or is_out
+            or old == DONE
+            or new == DONE  # (``_REPLICATED``)
+            or new == FAILED
+            or new == CANCELLED
+        ):
+            if self._changed is not None:
+                self._changed.append((run.run_id, rec.id, is_out))
+            elif self.on_change is not None:
+                self.on_change(run.run_id, rec.id)
+        if was_out and not is_out and rec.node is not None:
+            self._view.came_back(rec.node, rec)
+            if self._rebalance.queued:
+                self._rebalance.came_back(rec.node, (run.run_id, rec.id, rec.attempt))
+            if not self._dirty and self._view.room_opened(rec.node, self._ready):
+                self._dirty = True
+        if is_out and not was_out and rec.node is not None:
+            self._view.went_out(rec.node, rec)
+            self._lost.went_out(run.run_id, rec.id, self._now)
+        elif was_out and not is_out:
+            self._lost.came_back(run.run_id, rec.id)
+        if old == READY:
+            self._ready.discard(rec)
+        if new == READY and not rec.delayed:
+            self._enqueue(run, rec)
+
+    def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
+        if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
+            # (``run.pin_of`` only when the run has groups: its task look-up for a record in hand)
+            spec = rec.spec
+            pin = spec.node
+            if pin is None and run.group_of:
+                pin = run.pin_of(rec.id)
+            cost = spec.cost
+            no_room = self._no_room
+            if no_room is not None:
+                for seen in no_room:
+                    if seen[0] == pin and (seen[1] is cost or seen[1] == cost):
+                        return
+            self._dirty = self._view.could_take(pin, cost)
+            if no_room is not None and not self._dirty and len(no_room) < _NO_ROOM_SHAPES:
+                no_room.append((pin, cost))
+
+    def _intake(self, run: RunState, now: float, limit: Any, first: bool) -> bool:
+        """``run.start`` (``first``) or ``run.take_in`` at ``now`` for ``limit`` tasks, with
+        ``could_take`` asked once a shape (``_no_room``); True if the run has more to take in."""
+        self._no_room = []
+        try:
+            return run.start(now, limit) if first else run.take_in(now, limit)
+        finally:
+            self._no_room = None
+
+    # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
+    # taken as a value does not convert; each calls its typed twin.)
+
+    def _enqueue_later(self, run: RunState, rec: TaskRecord) -> None:
+        self._enqueue(run, rec)
+
+    def _send(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
+        self._dispatch(run, rec, node, queued)
+
+    def _alive(self, name: str) -> bool:
+        return self._view.alive(name)
+
+    def _view_changed(self) -> None:
+        self._dirty = True
+        if self._delays.held:
+            self._delays.view_changed()
+
+    # -- placement ---------------------------------------------------------------------------------
+
+    def _place(self) -> None:
+        if not self._dirty:
+            return
+        if self._ready:
+            self._dirty = False
+            self._view.place(self._ready, self._send)
+        if self._rebalance.queued:  # free left where nothing ready went: move queued work there
+            self._rebalance.offer()
+
+    def _dispatch(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
+        run.assign(rec, node, self._now)
+        if queued:
+            self._rebalance.sent(run, rec, node)
+        self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost, self._now)
+        self._lost.sent(node)
+        spec = rec.spec
+        item = DispatchedTask(
+            spec.id,
+            rec.attempt,
+            spec.payload,
+            spec.cost,
+            spec.argument_inclusion,
+            spec.timeout,
+            run.input_refs(spec.id),
+            spec.priority,
+            rec.upward_rank,
+        )
+        dispatches = self._out.dispatches  # (a look-up: ``setdefault`` made a list every time)
+        key = (node, run.run_id)
+        batch = dispatches.get(key)
+        if batch is None:
+            batch = dispatches[key] = []
+        batch.append(item)

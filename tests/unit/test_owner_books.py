@@ -1,0 +1,70 @@
+"""The owner's books through task moves (``scheduler/owner_books.py``): a run's intake asks
+``ClusterView.could_take`` once a task shape while the view stands still, with the same answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from scheduler_harness import Cluster, dispatches, spec
+
+from handoffd.scheduler import owner
+from handoffd.scheduler.cluster_view import ClusterView
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class CountingView(ClusterView):
+    """A ``ClusterView`` that records each ``could_take`` question (a Python override of the
+    compiled method: the owner's C call reaches it)."""
+
+    asked: list[tuple[Any, dict[str, float]]]
+
+    def could_take(self, pin: Any, cost: dict[str, float]) -> bool:
+        self.asked.append((pin, dict(cost)))
+        return bool(super().could_take(pin, cost))
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(owner, "ClusterView", CountingView)
+
+
+def saturated(nodes: dict[str, Any], cpu_nodes: int = 1) -> tuple[Cluster, CountingView]:
+    """A cluster whose ``cpu_nodes`` cpu nodes of 1 cpu hold a full window (4) of run ``r0``'s
+    tasks each, more of them waiting."""
+    c = Cluster(nodes, window=4)
+    view = c.sched._view
+    assert isinstance(view, CountingView)
+    out = c.submit("r0", [spec(f"x{i}") for i in range(4 * cpu_nodes + 2)])
+    assert len([i for d in dispatches(out) for i in d.items]) == 4 * cpu_nodes
+    view.asked = []
+    return c, view
+
+
+def test_a_slice_of_tasks_that_fit_nowhere_asks_once_a_shape(counting: None) -> None:
+    c, view = saturated({"a": 1.0})
+    specs = [spec(f"t{i}", cpu=1.0 if i % 2 else 0.5) for i in range(20)]
+    out = c.submit("r1", specs)
+    assert dispatches(out) == []
+    # (one question a shape, not one a task: nothing the answer reads moved in between)
+    assert sorted(cost["cpu"] for _, cost in view.asked) == [0.5, 1.0]
+    assert c.sched._no_room is None  # (remembered only during the intake)
+    view.asked = []
+    c.submit("r2", [spec(f"u{i}") for i in range(5)])
+    assert len(view.asked) == 1  # (a new intake asks again)
+
+
+def test_a_shape_that_fits_is_still_asked_for_and_placed_at_once(counting: None) -> None:
+    c, view = saturated({"a": 1.0, "b": {"gpu": 1.0}})
+    specs = [spec(f"t{i}") for i in range(5)] + [spec("g", cost={"gpu": 1.0})]
+    out = c.submit("r1", specs)
+    assert [(d.node, [i.task_id for i in d.items]) for d in dispatches(out)] == [("b", ["g"])]
+    assert [cost for _, cost in view.asked] == [{"cpu": 1.0}, {"gpu": 1.0}]
+
+
+def test_pinned_and_free_tasks_of_one_cost_are_asked_apart(counting: None) -> None:
+    c, view = saturated({"a": 1.0, "b": 1.0}, cpu_nodes=2)
+    specs = [spec(f"t{i}") for i in range(3)] + [spec(f"p{i}", node="b") for i in range(3)]
+    c.submit("r2", specs)
+    assert [pin for pin, _ in view.asked] == [None, "b"]
