@@ -310,11 +310,19 @@ class ClientPlumbing:
                 )
             return reply, frames
 
-    def _ask_node(self, address: str, make: Any, timeout: float | None = None) -> Any:
+    def _ask_node(
+        self, address: str, make: Any, timeout: float | None = None, keep: bool = True
+    ) -> Any:
         """One request to the daemon at ``address`` (``handoffctl nodes``/``runs``/``drain``/
         ``stop NODE`` ask each member in turn); the next request goes to the daemon we were
-        connected to. ConnectionError if ``address`` does not answer."""
+        connected to, on the connection we had to it (kept aside, not closed: a new one would
+        not know the daemon's protocol range, and its next submission would go as records);
+        ``keep`` False: closed, the next request dials it anew (a run's follower asking the
+        others while its own daemon is silent). ConnectionError if ``address`` does not answer."""
         home = self.address
+        kept = self._conn if keep and address != home else None
+        if kept is not None:
+            self._conn = None  # (``_connect`` closes the current connection)
         try:
             self._connect(address, timeout)
             reply, _ = self._request(make(next(self._ids)), timeout=timeout)
@@ -322,6 +330,11 @@ class ClientPlumbing:
             if self._conn is not None and self.address != home:
                 self._conn.close()
                 self._conn = None
+            if kept is not None:
+                if self._conn is not None:  # (a request that failed over home made its own)
+                    kept.close()
+                else:
+                    self._conn = kept
             self.address = home
         if isinstance(reply, m.ErrorReply):
             raise errors.HandoffError(f"{address}: {reply.message}")

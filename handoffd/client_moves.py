@@ -217,7 +217,7 @@ def ask_cluster(
         if run_id:
             try:
                 reply = client._ask_node(
-                    address, lambda rid: m.GetRunStatus(rid, run_id, 0.0), ASK_TIMEOUT
+                    address, lambda rid: m.GetRunStatus(rid, run_id, 0.0), ASK_TIMEOUT, keep=False
                 )
             except errors.HandoffError:
                 continue
@@ -228,7 +228,9 @@ def ask_cluster(
                 moved = m.RunMoved(0, run_id, reply.owner or address, address, reply.term)
                 return moved, alive, True
         try:
-            listed = client._ask_node(address, lambda rid: m.ListNodes(rid), ASK_TIMEOUT)
+            listed = client._ask_node(
+                address, lambda rid: m.ListNodes(rid), ASK_TIMEOUT, keep=False
+            )
         except errors.HandoffError:
             continue
         heard = True
