@@ -74,6 +74,7 @@ from handoffd.daemon.executor_records import (
     CHAIN_SECONDS,
     Fetch,
     Key,
+    QKey,
     QueueOrder,
     Report,
     Slot,
@@ -112,7 +113,8 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
         # queue_factor x the ledger's capacity (fixed when the node starts)
         self._queue_limit = {k: q * queue_factor for k, q in ledger.capacity.items()}
-        self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
+        # accepted, not claimed yet, in arrival order: each one's ``Task.qkey`` (its start order)
+        self.local: dict[Key, QKey] = {}
         self._order = QueueOrder()  # ``local`` in start order (``queue_key``)
         self._arrivals = itertools.count()
         self._local_cost: dict[str, float] = {}  # summed cost of the local queue
@@ -240,7 +242,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
 
     def queue_order(self) -> list[Key]:
         """The local queue in start order (keys no longer queued are skipped by the callers)."""
-        return self._order.keys_of(self.local, self.tasks)
+        return self._order.keys_of(self.local)
 
     def _pump_local(self) -> None:
         """Start queued tasks the ledger can claim now, in queue order. A cost the ledger refused
@@ -404,7 +406,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                     task.claimed = False
                     self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                     continue
-            if local.pop(key, 0) is None:  # (``_unqueue_local`` in line; values are None)
+            if local.pop(key, None) is not None:  # (``_unqueue_local`` in line; no value is None)
                 if slot is only and kind1 is not None:  # (its cost is ``only.cost``)
                     total[kind1] = total.get(kind1, 0.0) - qty1
                 else:
