@@ -367,6 +367,11 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         scanned = 0
         local, tasks = self.local, self.tasks
         inputs: list[Any]
+        # ``only``'s memory (a task it takes has an equal cost), and the title's run part, built
+        # once a run rather than once a task
+        only_memory = only.cost.get("memory") if only is not None else None
+        title_run: str | None = None
+        title_head = ""
         # Each task is picked and started in one pass: what picks the next one (the queue, the
         # tasks, their ``missing``, the room left) is not changed by starting this one, so the
         # picks and their order are those of picking every task first.
@@ -428,8 +433,11 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             job.timeout = task.timeout
             job.env = None
             job.devices = slot.devices
-            job.memory = task.cost.get("memory")
-            job.title = f"run {task.run_id} task {task.task_id}"
+            job.memory = only_memory if slot is only else task.cost.get("memory")
+            if task.run_id is not title_run:
+                title_run = task.run_id
+                title_head = f"run {title_run} task "
+            job.title = title_head + task.task_id  # (``new_job``'s title)
             jobs = chains.get(slot.id)
             if jobs is None:
                 chains[slot.id] = [job]
