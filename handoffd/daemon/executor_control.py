@@ -17,7 +17,7 @@ from handoffd.daemon.executor_events import (
     WithdrawAsked,
 )
 from handoffd.daemon.executor_hooks import Encodes
-from handoffd.daemon.executor_records import Key, Task, failed
+from handoffd.daemon.executor_records import Key, QKey, Task, failed
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
 from handoffd.store.store import ResultStore
@@ -30,7 +30,7 @@ class Control:
     ledger: Ledger
     store: ResultStore
     tasks: dict[Key, Task]
-    local: dict[Key, None]
+    local: dict[Key, QKey]
     draining: bool
     run_owners: dict[str, tuple[int, str, str]]
     _inline_limit: int

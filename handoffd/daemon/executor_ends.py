@@ -26,6 +26,7 @@ from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SECONDS,
     Key,
+    QKey,
     Report,
     Slot,
     Task,
@@ -51,7 +52,7 @@ class Ends:
     ledger: Ledger
     store: ResultStore
     tasks: dict[Key, Task]
-    local: dict[Key, None]
+    local: dict[Key, QKey]
     slots: dict[int, Slot]
     run_owners: dict[str, tuple[int, str, str]]
     counters: dict[str, int]

@@ -28,6 +28,7 @@ from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
 from handoffd.daemon.executor_records import (
     AGING_SECONDS,
     Key,
+    QKey,
     QueueOrder,
     Task,
     accepted_task,
@@ -136,7 +137,7 @@ class Intake:
     ledger: Ledger
     store: ResultStore
     tasks: dict[Key, Task]
-    local: dict[Key, None]
+    local: dict[Key, QKey]
     draining: bool
     run_owners: dict[str, tuple[int, str, str]]
     counters: dict[str, int]
@@ -321,10 +322,10 @@ class Intake:
             task.far = ()
             task.flat = flat
             task.source = (t, first) if needs else None
-            task.qkey = (aged - priorities[i], -ranks[i], next(arrivals))  # (``queue_key``)
+            task.qkey = qkey = (aged - priorities[i], -ranks[i], next(arrivals))  # (``queue_key``)
             tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
             if gpus is None:
-                local[key] = None
+                local[key] = qkey
                 self._order.dirty = True
                 if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
                     total[only] = summed  # type: ignore[index]
@@ -341,7 +342,7 @@ class Intake:
         # (``_accept_table`` does the same in line: change both)
         self.tasks[key] = task
         if gpus is None:
-            self.local[key] = None
+            self.local[key] = task.qkey
             self._order.dirty = True
             total = self._local_cost  # (summed in place, no call: once per queued task)
             for kind, qty in task.cost.items():

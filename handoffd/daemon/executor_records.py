@@ -17,6 +17,7 @@ from handoffd.protocol.registry import maker
 from handoffd.store.store import ResultStore
 
 Key = tuple[str, str, int]  # run_id, task_id, attempt
+QKey = tuple[int, float, int]  # a queued task's start order (``queue_key``)
 
 CHAIN_AHEAD = 32  # tasks chained behind the running one of a slot, at most
 CHAIN_SECONDS = 0.005  # ... and about this much work (by the mean measured duration)
@@ -158,10 +159,11 @@ class QueueOrder:
         self.keys: list[Key] = []
         self.dirty = False  # a task joined the queue since the last sort
 
-    def keys_of(self, local: dict[Key, None], tasks: dict[Key, Task]) -> list[Key]:
+    def keys_of(self, local: dict[Key, QKey]) -> list[Key]:
+        """``local`` maps each queued task's key to its ``Task.qkey``: sorted by the dict's own
+        look-up (no Python call and no second dict a queued task)."""
         if self.dirty:
-            fallback = (0, 0.0, 0)
-            self.keys = sorted(local, key=lambda k: tasks[k].qkey if k in tasks else fallback)
+            self.keys = sorted(local, key=local.__getitem__)
             self.dirty = False
         elif len(self.keys) > 2 * len(local) + 16:
             self.keys = [k for k in self.keys if k in local]

@@ -74,6 +74,7 @@ from handoffd.daemon.executor_records import (
     CHAIN_SECONDS,
     Fetch,
     Key,
+    QKey,
     QueueOrder,
     Report,
     Slot,
@@ -112,7 +113,8 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
         # queue_factor x the ledger's capacity (fixed when the node starts)
         self._queue_limit = {k: q * queue_factor for k, q in ledger.capacity.items()}
-        self.local: dict[Key, None] = {}  # accepted, not claimed yet, in arrival order
+        # accepted, not claimed yet, in arrival order: each one's ``Task.qkey`` (its start order)
+        self.local: dict[Key, QKey] = {}
         self._order = QueueOrder()  # ``local`` in start order (``queue_key``)
         self._arrivals = itertools.count()
         self._local_cost: dict[str, float] = {}  # summed cost of the local queue
@@ -240,7 +242,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
 
     def queue_order(self) -> list[Key]:
         """The local queue in start order (keys no longer queued are skipped by the callers)."""
-        return self._order.keys_of(self.local, self.tasks)
+        return self._order.keys_of(self.local)
 
     def _pump_local(self) -> None:
         """Start queued tasks the ledger can claim now, in queue order. A cost the ledger refused
@@ -365,6 +367,11 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         scanned = 0
         local, tasks = self.local, self.tasks
         inputs: list[Any]
+        # ``only``'s memory (a task it takes has an equal cost), and the title's run part, built
+        # once a run rather than once a task
+        only_memory = only.cost.get("memory") if only is not None else None
+        title_run: str | None = None
+        title_head = ""
         # Each task is picked and started in one pass: what picks the next one (the queue, the
         # tasks, their ``missing``, the room left) is not changed by starting this one, so the
         # picks and their order are those of picking every task first.
@@ -404,7 +411,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                     task.claimed = False
                     self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                     continue
-            if local.pop(key, 0) is None:  # (``_unqueue_local`` in line; values are None)
+            if local.pop(key, None) is not None:  # (``_unqueue_local`` in line; no value is None)
                 if slot is only and kind1 is not None:  # (its cost is ``only.cost``)
                     total[kind1] = total.get(kind1, 0.0) - qty1
                 else:
@@ -426,8 +433,11 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             job.timeout = task.timeout
             job.env = None
             job.devices = slot.devices
-            job.memory = task.cost.get("memory")
-            job.title = f"run {task.run_id} task {task.task_id}"
+            job.memory = only_memory if slot is only else task.cost.get("memory")
+            if task.run_id is not title_run:
+                title_run = task.run_id
+                title_head = f"run {title_run} task "
+            job.title = title_head + task.task_id  # (``new_job``'s title)
             jobs = chains.get(slot.id)
             if jobs is None:
                 chains[slot.id] = [job]

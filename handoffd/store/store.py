@@ -104,7 +104,8 @@ class ResultStore:
         if self._written:  # (two calls fewer per value when nothing is to be done: once a task)
             self.settle()
         memory, size, stats = self._memory, len(value), self.stats  # (once a task: read once)
-        if key in memory or key in self._spilled:
+        spilled = self._spilled  # (mostly empty: no look-up of the key then)
+        if key in memory or (spilled and key in spilled):
             self._discard(key)
         if self.max_value is not None and size > self.max_value:
             raise StoreError(

@@ -218,6 +218,32 @@ def test_our_own_nodes_table_reads_as_its_columns_read_back(dispatch: ev.Dispatc
     """``dispatch_here`` (our own executor, nothing packed): for plain inputs a table that reads
     as the received columns' ``DispatchTable`` does, in what the executor's intake reads, and
     whose per-task form and frames are ``dispatch_tasks``'s; else ``dispatch_tasks``'s message."""
+    _check_here_table(dispatch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scheduler_dispatches(), st.lists(st.tuples(st.booleans(), st.booleans()), min_size=4))
+def test_our_own_nodes_table_of_tasks_sharing_payload_and_cost_objects(
+    dispatch: ev.Dispatch, picks: list[tuple[bool, bool]]
+) -> None:
+    """As above when tasks share their payload and cost objects (a run's tasks of one function:
+    ``_here_table`` takes the previous task's again by identity) or hold equal but distinct ones
+    (kept apart, as ``dispatch_tasks`` keeps them)."""
+    code, other = b"code", bytes(bytearray(b"code"))  # equal bytes, two objects
+    cost, same = {"cpu": 1.0}, {"cpu": 1.0}
+    items = tuple(
+        dataclasses.replace(
+            item,
+            payload=other if p else code,
+            cost=same if c else cost,
+            argument_inclusion=dispatch.items[0].argument_inclusion,
+        )
+        for item, (p, c) in zip(dispatch.items, picks, strict=False)
+    )
+    _check_here_table(ev.Dispatch("n", "r", 1, items))
+
+
+def _check_here_table(dispatch: ev.Dispatch) -> None:
     addresses = {"b": "b:1", "c": "c:1"}
     direct, direct_frames = dispatch_tasks(dispatch, "o:1", addresses.get, ("abcd",))
     msg, frames = dispatch_here(dispatch, "o:1", addresses.get, ("abcd",))
