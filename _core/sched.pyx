@@ -22,14 +22,7 @@ from .binpack cimport TaskKey, place_buffers, rank_kernel, sort_tasks
 from operator import index as as_index
 
 from ._consts import (
-    EPS,
-    KERNELS,
-    POLICIES,
-    STANDARD_KINDS,
-    cycle_error,
-    item_error,
-    let_others_run,
-    policy_code,
+    EPS, KERNELS, POLICIES, STANDARD_KINDS, cycle_error, item_error, let_others_run, policy_code,
     quantity_error,
 )
 
@@ -294,11 +287,18 @@ def place(demands, frees, capacities, pins, prefs, policy="binpack", follow=None
             if leader is None or <int64_t>leader[t] < 0:
                 ibuf[n_order] = t
                 n_order += 1
-        with nogil:
+        if n_tasks * n_nodes <= 64:  # (the GIL kept: letting it go and taking it back was a
+            # fifth of a pass's one task on a node or two, and no thread could use it then)
             place_buffers(
                 buf, buf + n_d, buf + n_d + n_f, n_tasks, n_nodes, n_dims, ibuf, n_order,
                 ibuf + n_tasks, ibuf + 2 * n_tasks, code, ibuf + 3 * n_tasks,
             )
+        else:
+            with nogil:
+                place_buffers(
+                    buf, buf + n_d, buf + n_d + n_f, n_tasks, n_nodes, n_dims, ibuf, n_order,
+                    ibuf + n_tasks, ibuf + 2 * n_tasks, code, ibuf + 3 * n_tasks,
+                )
         if leader is not None:
             for t in range(n_tasks):
                 lead = leader[t]

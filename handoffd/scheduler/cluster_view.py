@@ -162,6 +162,15 @@ class ClusterView(Demand):
             # that is a few nodes, where every node made each newly ready task O(n).
             rooms = self._rooms
             rooms.refresh(self)
+            if not (
+                rooms._with_room.members
+                or rooms._with_wave.members
+                or rooms._fillable.members
+                or rooms._hollow
+            ):
+                # (``may_take`` is empty: no node to check. A saturated owner's usual answer,
+                # read off the sets' sizes, where their union was three new sets a call)
+                return False
             nodes = [self.nodes[name] for name in rooms.may_take()]
         else:
             nodes = list(self.nodes.values())
@@ -491,6 +500,11 @@ class ClusterView(Demand):
         nodes = alive
         capacities = [n.capacity for n in alive] if not self.indexed else []
         if self.indexed:
+            if not self._rooms._fillable.members:
+                # (no window may take part: what ``_some_window_opens`` finds for no nodes, read
+                # off the set's size, where the ordered list and its nodes cost a busy owner's
+                # every pass that finds nothing to fill)
+                return
             # Only nodes that can take part (``room_index``), and one that cannot, carrying the
             # largest capacity of each kind: the core scales binpack's score by it, as with all.
             nodes = [self.nodes[name] for name in self._rooms.fillable()]
@@ -537,6 +551,8 @@ class ClusterView(Demand):
         nodes: list[NodeState] = []
         candidates = alive
         if self.indexed:
+            if not self._rooms._with_wave.members:
+                return  # (no node has wave room: the walk below would find none, read off the size)
             # Only nodes with capacity above our demand somewhere (``room_index``), as of the
             # refresh at the start of this pass (``place``): since then only our dispatches
             # happened, which only raise our demand, so that set still holds every node that has

@@ -84,6 +84,23 @@ def test_place_is_identical(batch):
             assert q <= max(frees[n].get(k, 0.0), 0.0) + count * EPS + 1e-12
 
 
+@pytest.mark.parametrize(("n_tasks", "n_nodes"), [(1, 1), (1, 2), (8, 8), (9, 8), (40, 6)])
+def test_place_is_identical_with_the_gil_kept_or_let_go(n_tasks, n_nodes):
+    # (the compiled ``place`` keeps the GIL for a batch of at most 64 task x node pairs and lets
+    # it go above: both sides of that line answer as the twin does)
+    capacities = [{"cpu": 4.0 + i % 3, "memory": 1000.0 * (1 + i % 2)} for i in range(n_nodes)]
+    frees = [
+        {k: q * (0.5 if i % 2 else 1.0) for k, q in c.items()} for i, c in enumerate(capacities)
+    ]
+    demands = [{"cpu": 1.0 + t % 2, "memory": 100.0 * (t % 5)} for t in range(n_tasks)]
+    pins = [t % n_nodes if t % 7 == 3 else -1 for t in range(n_tasks)]
+    prefs = [(t + 1) % n_nodes if t % 5 == 2 else -1 for t in range(n_tasks)]
+    for policy in api.POLICIES:
+        got = compiled.place(demands, frees, capacities, pins, prefs, policy)
+        assert got == twin.place(demands, frees, capacities, pins, prefs, policy)
+        assert any(n >= 0 for n in got)
+
+
 @settings(max_examples=300, deadline=None)
 @given(dag=dags(min_size=-0.5))  # negative sizes: both kernels take them alike
 def test_order_is_identical(dag):
