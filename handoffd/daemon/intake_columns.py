@@ -75,34 +75,16 @@ def column_graph(
             parsed.append(resources.parse_cached(raw, what="cost"))
         except resources.ResourceError:
             return None
-    costs = map(parsed.__getitem__, tasks.cost_of)
-    kinds = map(tasks.inclusions.__getitem__, tasks.inclusion)
-    specs: list[TaskSpec] = []
-    append = specs.append
-    for fid, deps, cost, payload, kind, priority in zip(
+    specs = plain_graph.column_specs(
         ids,
         tasks.deps,
-        costs,
-        frames,
-        kinds,
+        parsed,
+        tasks.cost_of,
+        tasks.inclusions,
+        tasks.inclusion,
         tasks.priorities,
-        strict=False,  # (+ packages)
-    ):
-        spec = _new(TaskSpec)
-        vars(spec).update(
-            id=fid,
-            deps=deps,
-            cost=cost,
-            payload=bytes(payload),
-            argument_inclusion=kind,
-            node=None,
-            collocate_with=None,
-            inline=False,
-            max_retries=None,
-            timeout=None,
-            priority=priority,
-        )
-        append(spec)
+        frames,
+    )
     found = plain_graph.links(specs, index, True)
     if found is None:
         return None

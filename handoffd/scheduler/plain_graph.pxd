@@ -7,6 +7,8 @@ cimport cython
 
 @cython.locals(i=Py_ssize_t, specs=list, index=dict, shapes=dict)
 cpdef object wire_specs(object tasks, object payloads)
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, specs=list, d=dict)
+cpdef list column_specs(object ids, object deps, object costs, object cost_of, object kinds, object inclusion, object priorities, object payloads)
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, effective=dict, consumers=dict, rows=list, needs=list, linked=bint, acyclic=bint, own=dict)
 cpdef object links(object specs, object index, bint check_cycle)
 @cython.locals(n=Py_ssize_t, reached=Py_ssize_t, left=Py_ssize_t, queue=list)

@@ -104,6 +104,44 @@ def wire_specs(
     return specs, index
 
 
+def column_specs(
+    ids: Sequence[str],
+    deps: Sequence[tuple[str, ...]],
+    costs: Sequence[dict[str, float]],
+    cost_of: Sequence[int],
+    kinds: Sequence[str],
+    inclusion: Sequence[int],
+    priorities: Sequence[int],
+    payloads: Sequence[Any],
+) -> list[TaskSpec]:
+    """The specs of a checked ``TaskColumns`` run (``intake_columns.column_graph``): function
+    ``i`` with ``ids[i]``, ``deps[i]``, the parsed cost map ``costs[cost_of[i]]`` (one dict per
+    cost shape, shared), the inclusion ``kinds[inclusion[i]]``, ``priorities[i]`` and
+    ``payloads[i]`` as bytes; the fields a plain function leaves at their defaults as the
+    dataclass's defaults. Each spec's fields are stored in its ``__dict__`` one by one, in field
+    order (its keys shared with every spec's), with no keyword dict built per spec."""
+    n = len(ids)
+    specs: list[TaskSpec] = []
+    for i in range(n):
+        spec = _new(TaskSpec)
+        d = spec.__dict__
+        d["id"] = ids[i]
+        d["deps"] = deps[i]
+        d["cost"] = costs[cost_of[i]]
+        d["payload"] = bytes(payloads[i])
+        d["argument_inclusion"] = kinds[inclusion[i]]
+        d["node"] = None
+        d["collocate_with"] = None
+        d["inline"] = False
+        d["max_retries"] = None
+        d["timeout"] = None
+        d["priority"] = priorities[i]
+        specs.append(spec)
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            let_go()
+    return specs
+
+
 def links(
     specs: Sequence[TaskSpec], index: dict[str, int] | None, check_cycle: bool
 ) -> Links | None:

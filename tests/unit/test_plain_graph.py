@@ -161,3 +161,40 @@ def test_both_builds_answer_alike(seed: int) -> None:
     assert (mine is None) == (theirs is None)
     if mine is not None and theirs is not None:
         assert mine[0] == theirs[0] and mine[1] == theirs[1]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_column_specs_are_the_constructors_specs_in_both_builds(seed: int) -> None:
+    """``column_specs`` (what a columns submission's intake builds) makes, compiled and as .py,
+    the specs ``TaskSpec(...)`` makes from the same columns: equal, the same fields in the same
+    order in their ``__dict__``, the cost dict of a shape shared, the payload as bytes."""
+    rng = random.Random(seed)
+    n = rng.randint(1, 40)
+    ids = [f"t{i}" for i in range(n)]
+    deps = [tuple(f"t{j}" for j in rng.sample(range(i), k=min(i, 3))) for i in range(n)]
+    costs = [{"cpu": 1.0}, {"cpu": 2.0, "memory": 100.0}]
+    cost_of = [rng.randrange(2) for _ in ids]
+    kinds = ["variadic", "as_list"]
+    inclusion = [rng.randrange(2) for _ in ids]
+    priorities = [rng.choice([0, 0, 3, -1]) for _ in ids]
+    payloads = [memoryview(b"p%d" % i) for i in range(n)] + [b"package"]
+    expected = [
+        TaskSpec(
+            ids[i],
+            deps[i],
+            costs[cost_of[i]],
+            bytes(payloads[i]),
+            kinds[inclusion[i]],
+            priority=priorities[i],
+        )
+        for i in range(n)
+    ]
+    for build in (plain_graph, pure):
+        specs = build.column_specs(
+            ids, deps, costs, cost_of, kinds, inclusion, priorities, payloads
+        )
+        assert specs == expected
+        for spec, want in zip(specs, expected, strict=True):
+            assert list(vars(spec).items()) == list(vars(want).items())
+            assert spec.cost is costs[cost_of[int(spec.id[1:])]]
+            assert type(spec.payload) is bytes
