@@ -108,16 +108,7 @@ class LaneDriver(TwinDriver):
         assert _state(self.indexed, ids) == _state(self.full, ids), f"t={self.t}: states differ"
         if self.feeds % 20 == 0:  # (its cost grows with the runs held: not every batch)
             self.indexed.validate()
-        for instr in out:
-            if isinstance(instr, ev.Dispatch):
-                self.dispatches.append(instr)
-                self.decisions += len(instr.items)
-            elif isinstance(instr, ev.StartTimer):
-                self.timers[instr.key] = self.t + instr.delay
-        due = sorted((at, repr(k), k) for k, at in self.timers.items() if at <= self.t)
-        for _, _, key in due:
-            del self.timers[key]
-            self.inbox.append(ev.TimerFired(key))  # type: ignore[arg-type]
+        self.take(out)
 
 
 @pytest.mark.parametrize("seed,pure", [(0, False), (4, False), (3, True)])

@@ -76,6 +76,10 @@ class TwinDriver:
         # (repr: an instruction may carry an exception, which compares by identity)
         assert list(map(repr, out)) == list(map(repr, reference)), f"t={self.t}: placed otherwise"
         self.indexed.validate()
+        self.take(out)
+
+    def take(self, out: list[ev.Instruction]) -> None:
+        """A batch's instructions: dispatches kept for answers, timers set, due ones fired."""
         for instr in out:
             if isinstance(instr, ev.Dispatch):
                 self.dispatches.append(instr)
