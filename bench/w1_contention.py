@@ -1,0 +1,630 @@
+"""Who waits for a core, and for the GIL, during W1 on 2 cores (issue 13: W1 rounds vary 21-27.5k/s).
+
+    cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/w1_contention.py [--rounds 10] [--perf]
+        [--alternate PART=N] [--autogroup-nice N] [--daemon-arg ARG]... [--daemon-env K=V]...
+
+Starts the peer benchmark's 2 daemons of 1 cpu (``bench/_peers/handoffd_runner.py``, inside
+``unshare -n``), runs W1 (one DAG of 10,000 no-ops, submitted to d0, which owns it) once to warm
+up, then ``--rounds`` more, and reads around each round, per thread, from ``/proc``: CPU time and
+time runnable but waiting for a CPU (``task/TID/schedstat`` fields 1 and 2), voluntary and
+involuntary context switches and migrations between CPUs (``task/TID/sched``); and the machine's
+busy time (``/proc/stat``), of which what no process of the benchmark used is "others" (the other
+users of the machine). It prints, per round, the tasks/s and for each part (the client; d0's loop
+thread, its upload thread, libzmq's I/O thread, its other threads, its workers; d1 and its
+workers; others) the ms of CPU, the ms runnable-but-waiting, and the switches; then the mean of
+the slowest and of the fastest third of the rounds and each figure's correlation with the round's
+length (which one explains the slow rounds).
+
+With ``--perf``: ``perf record`` (sched_switch with kernel stacks, sched_wakeup; filtered on d0's
+loop thread) during the rounds, and per round the loop thread's time off its CPU by cause: asleep
+in a futex (the GIL, which another Python thread of d0 holds: woken by that thread when it lets
+go, or by the timed wait's expiry, one switch interval, counted under whatever process the timer
+interrupted), asleep in select/epoll (no work), runnable but not running (preempted: by whom, or
+woken and waiting for a CPU), asleep elsewhere; the same by tenth of the round (when in the
+round the loop idles or waits); and how often each waker or preempter. Needs root (or
+perf_event_paranoid <= -1) and ``perf``; it costs a few % of a core.
+
+A/B on one cluster, alternating rounds: ``--alternate PART=N`` runs the odd rounds with PART's
+threads (``workers``: both daemons' worker processes; ``zmq``: d0's libzmq I/O thread;
+``upload``; ``loop``: d0's loop thread) at nice N, or as SCHED_BATCH with ``N=batch``, the even
+rounds at nice 0, and prints each arm's median. ``--autogroup-nice -10`` (root) puts the
+benchmark's sessions ahead of the machine's other users during the rounds: a stand-in for a
+quiet machine when others load it. ``--daemon-arg`` adds an argument to both daemons'
+``handoffd start``, ``--daemon-env KEY=VALUE`` a variable to their environment (an A/B across
+clusters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+FIELDS = ("cpu", "wait", "vcs", "ivcs", "mig")  # ms, ms, count, count, count
+
+
+def read_thread(pid: int, tid: int) -> tuple[float, float, int, int, int] | None:
+    """(CPU ms, ms runnable but waiting, voluntary, involuntary switches, migrations) so far."""
+    base = f"/proc/{pid}/task/{tid}"
+    try:
+        with open(f"{base}/schedstat") as f:
+            run_ns, wait_ns = (int(x) for x in f.read().split()[:2])
+        counts = {}
+        with open(f"{base}/sched") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("nr_voluntary_switches", "nr_involuntary_switches", "se.nr_migrations"):
+                    counts[key] = int(float(value))
+    except (OSError, ValueError):
+        return None
+    return (
+        run_ns / 1e6,
+        wait_ns / 1e6,
+        counts.get("nr_voluntary_switches", 0),
+        counts.get("nr_involuntary_switches", 0),
+        counts.get("se.nr_migrations", 0),
+    )
+
+
+def machine_busy_ms() -> float:
+    """Every CPU's busy time so far (``/proc/stat``: all but idle and iowait), ms."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]
+    return busy * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    return []
+
+
+class Parts:
+    """The benchmark's threads by part; ``read`` sums each part's counters."""
+
+    def __init__(self, client: int, d0: int, d1: int, names: dict[int, str]) -> None:
+        self.client, self.d0, self.d1, self.names = client, d0, d1, names
+
+    def part_of(self, pid: int, tid: int) -> str:
+        if pid == self.client:
+            return "client"
+        if pid == self.d1:
+            return "d1"
+        if pid != self.d0:
+            return "d0 workers" if pid in self._w0 else "d1 workers"
+        if tid == self.d0:
+            return "d0 loop"
+        name = self.names.get(tid, "")
+        if "upload" in name:
+            return "d0 upload"
+        if name.startswith("ZMQbg/IO"):
+            return "d0 zmq io"
+        return "d0 other"
+
+    def by_thread(self) -> dict[int, str]:
+        """Every thread of the benchmark's processes, by id: its part."""
+        self._w0 = set(children(self.d0))
+        out = {}
+        for pid in [self.client, self.d0, self.d1, *self._w0, *children(self.d1)]:
+            with contextlib.suppress(OSError):
+                for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+                    out[tid] = self.part_of(pid, tid)
+        return out
+
+    def read(self) -> dict[str, list[float]]:
+        self._w0 = set(children(self.d0))
+        pids = [self.client, self.d0, self.d1, *self._w0, *children(self.d1)]
+        out: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(FIELDS))
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+                    got = read_thread(pid, tid)
+                    if got is not None:
+                        acc = out[self.part_of(pid, tid)]
+                        for i, v in enumerate(got):
+                            acc[i] += v
+        out["(machine busy)"] = [machine_busy_ms(), 0.0, 0, 0, 0]
+        return out
+
+
+class Where(threading.Thread):
+    """Samples (every ``PERIOD_S``) the CPU each of a few threads last ran on (``/proc/.../stat``
+    field 39): the share of samples in which each shares d0's loop thread's CPU."""
+
+    PERIOD_S = 0.005
+
+    def __init__(self, parts: Parts) -> None:
+        super().__init__(name="where", daemon=True)
+        picks: dict[str, tuple[int, int]] = {"d0 loop": (parts.d0, parts.d0)}
+        for tid, part in parts.by_thread().items():
+            if part in ("d0 workers", "d1 workers", "d0 zmq io") and part not in picks:
+                pid = parts.d0 if part == "d0 zmq io" else tid  # (a worker's main thread)
+                if part == "d0 zmq io" or os.path.exists(f"/proc/{tid}/task/{tid}"):
+                    picks[part] = (pid, tid)
+        picks["d1"] = (parts.d1, parts.d1)
+        picks["client"] = (parts.client, parts.client)
+        self._fds = {
+            k: os.open(f"/proc/{p}/task/{t}/stat", os.O_RDONLY) for k, (p, t) in picks.items()
+        }
+        self._on = threading.Event()
+        self._stop = False
+        self.same: dict[str, int] = defaultdict(int)
+        self.samples = 0
+
+    def _cpu(self, fd: int) -> int:
+        return int(os.pread(fd, 512, 0).rpartition(b")")[2].split()[36])
+
+    def run(self) -> None:
+        while not self._stop:
+            self._on.wait()
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                cpus = {k: self._cpu(fd) for k, fd in self._fds.items()}
+                self.samples += 1
+                for k, cpu in cpus.items():
+                    if k != "d0 loop" and cpu == cpus["d0 loop"]:
+                        self.same[k] += 1
+            time.sleep(self.PERIOD_S)
+
+    def round(self, on: bool) -> dict[str, float]:
+        """Start counting (``on``), or stop and return each thread's share of samples on the
+        loop's CPU since the start."""
+        if on:
+            self.same.clear()
+            self.samples = 0
+            self._on.set()
+            return {}
+        self._on.clear()
+        return {k: v / max(1, self.samples) for k, v in self.same.items()}
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Thread names of ``pid`` (Python's threads share the process's name in /proc: py-spy
+    knows theirs; libzmq names its own)."""
+    from owner_breakdown import thread_names as named
+
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return named(pid, spy if os.path.exists(spy) else None)
+
+
+PARTS = (
+    "client",
+    "d0 loop",
+    "d0 upload",
+    "d0 zmq io",
+    "d0 other",
+    "d0 workers",
+    "d1",
+    "d1 workers",
+    "others",
+)
+
+
+def moved(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, list[float]]:
+    out = {
+        k: [a - b for a, b in zip(v, before.get(k, [0.0] * len(FIELDS)), strict=True)]
+        for k, v in after.items()
+    }
+    ours = sum(v[0] for k, v in out.items() if not k.startswith("("))
+    out["others"] = [max(0.0, out.pop("(machine busy)")[0] - ours), 0.0, 0, 0, 0]
+    return out
+
+
+# -- perf: the loop thread's time off its CPU, by cause ---------------------------------------
+
+
+def perf_start(tids: list[int], out: str) -> subprocess.Popen[bytes] | None:
+    perf = shutil.which("perf")
+    if perf is None:
+        print("perf not found: --perf skipped", flush=True)
+        return None
+    switch = " || ".join(f"prev_pid == {t} || next_pid == {t}" for t in tids)
+    wake = " || ".join(f"pid == {t}" for t in tids)
+    cmd = [perf, "record", "-q", "-a", "-k", "mono", "-o", out]
+    cmd += ["-e", "sched:sched_switch/call-graph=fp/", "--filter", switch]
+    cmd += ["-e", "sched:sched_wakeup/call-graph=no/", "--filter", wake]
+    cmd += ["-e", "sched:sched_wakeup_new/call-graph=no/", "--filter", wake]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # (attached)
+    if proc.poll() is not None:
+        print(f"perf record failed: {proc.stderr.read().decode()[:300]}", flush=True)  # type: ignore[union-attr]
+        return None
+    return proc
+
+
+_HEAD = re.compile(
+    r"^(?P<comm>.*?)\s+(?P<tid>-?\d+)\s+(?P<t>\d+\.\d+):\s+sched:(?P<event>\w+):\s(?P<trace>.*)$"
+)
+
+
+def _kv(text: str) -> dict[str, str]:
+    out = {}
+    for part in text.split():
+        key, eq, value = part.partition("=")
+        if eq:
+            out[key] = value
+    return out
+
+
+def sleep_kind(stack: list[str]) -> str:
+    for sym in stack:
+        if "futex" in sym:
+            return "futex"
+        if "ep_poll" in sym or "epoll" in sym or "do_select" in sym or "do_sys_poll" in sym:
+            return "select"
+    return "other sleep"
+
+
+def perf_read(
+    data: str, loop: int, windows: list[tuple[float, float]], parts: dict[int, str]
+) -> list[dict[str, Any]]:
+    """Per window: the loop thread's ms off its CPU by cause, and who woke or preempted it
+    (``parts``: the benchmark's threads by id, named by part; any other thread by its name)."""
+    perf = shutil.which("perf") or "perf"
+    text = subprocess.run(
+        [perf, "script", "-i", data, "-F", "comm,tid,time,event,trace,ip,sym"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    events: list[tuple[float, str, str, str, list[str]]] = []  # (t, event, comm, trace, stack)
+    for line in text.splitlines():
+        match = _HEAD.match(line)
+        if match is None:  # a stack line of the event before (kernel first), or noise
+            if events and line.startswith(("\t", " " * 8)) and line.split():
+                events[-1][4].append(line.split()[-1])
+            continue
+        tid = int(match["tid"]) if match["tid"].isdigit() else -1
+        comm = parts.get(tid, match["comm"].strip())
+        events.append((float(match["t"]), match["event"], comm, match["trace"], []))
+    events.sort(key=lambda e: e[0])
+    rounds: list[dict[str, Any]] = [defaultdict(float) for _ in windows]
+
+    def add(start: float, end: float, key: str) -> None:
+        for i, (a, b) in enumerate(windows):
+            overlap = min(end, b) - max(start, a)
+            if overlap > 0:
+                rounds[i][key] += overlap * 1000.0
+                tenth = (b - a) / 10.0  # (and by tenth of the round: when in the round)
+                for d in range(10):
+                    lo, hi = a + d * tenth, a + (d + 1) * tenth
+                    part = min(end, hi) - max(start, lo)
+                    if part > 0:
+                        rounds[i][f"@{d} {key.split(' (')[0]}"] += part * 1000.0
+
+    off_since: float | None = None  # the loop left its CPU then
+    kind = ""  # why: "futex", "select", "other sleep", "preempted"
+    woken_at: float | None = None
+    on_since: float | None = None  # the loop got its CPU then
+    for t, event, comm, trace, stack in events:
+        kv = _kv(trace)
+        if event == "sched_switch":
+            if kv.get("prev_pid") == str(loop):
+                if on_since is not None:
+                    add(on_since, t, "on its CPU")
+                off_since, woken_at, on_since = t, None, None
+                if kv.get("prev_state", "").startswith("R"):
+                    kind = "preempted"
+                    woken_at = t
+                    nxt = kv.get("next_pid", "")
+                    who = (
+                        parts.get(int(nxt), "(outside) " + kv.get("next_comm", "?"))
+                        if nxt.isdigit()
+                        else "?"
+                    )
+                    for i, (a, b) in enumerate(windows):
+                        if a <= t < b:
+                            rounds[i][f"n preempted by {who}"] += 1
+                else:
+                    kind = sleep_kind(stack)
+            elif kv.get("next_pid") == str(loop) and off_since is None:
+                on_since = t  # (the first switch-in seen)
+            elif kv.get("next_pid") == str(loop) and off_since is not None:
+                on_since = t
+                ready = woken_at if woken_at is not None else t
+                if kind == "preempted":
+                    add(off_since, t, "runnable, waiting (preempted)")
+                else:
+                    add(off_since, ready, f"asleep: {kind}")
+                    add(ready, t, "runnable, waiting (after a wake-up)")
+                off_since = None
+        elif event.startswith("sched_wakeup") and kv.get("pid") == str(loop):
+            if off_since is not None and kind != "preempted" and woken_at is None:
+                woken_at = t
+                for i, (a, b) in enumerate(windows):
+                    if a <= t < b:
+                        rounds[i][f"n {kind}: woken by {comm}"] += 1
+                        first, last = f"first {comm}", f"last {comm}"
+                        if first not in rounds[i]:  # (ms after the round's start / before its end)
+                            rounds[i][first] = (t - a) * 1000.0
+                        rounds[i][last] = (b - t) * 1000.0
+    return [dict(r) for r in rounds]
+
+
+def with_daemon_args(extra: list[str], env: dict[str, str]) -> None:
+    """Every daemon the runner starts gets ``extra`` arguments and ``env`` (an A/B)."""
+    if not extra and not env:
+        return
+    from handoffd.testing import DaemonCluster
+
+    start = DaemonCluster.start
+
+    def started(self: Any, **kw: Any) -> Any:
+        kw["extra"] = [*(kw.get("extra") or []), *extra]
+        kw["env"] = {**(kw.get("env") or {}), **env}
+        return start(self, **kw)
+
+    DaemonCluster.start = started  # type: ignore[method-assign]
+
+
+# -- the rounds ------------------------------------------------------------------------------
+
+
+def correlation(xs: list[float], ys: list[float]) -> float:
+    if len(xs) < 3 or statistics.pstdev(xs) == 0 or statistics.pstdev(ys) == 0:
+        return 0.0
+    return statistics.correlation(xs, ys)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--perf", action="store_true", help="the loop's time off its CPU by cause")
+    parser.add_argument("--daemon-arg", action="append", default=[], help="for handoffd start")
+    parser.add_argument(
+        "--alternate",
+        default="",
+        help="PART=N: odd rounds with PART's threads (workers, zmq, upload) at nice N, even at 0",
+    )
+    parser.add_argument(
+        "--autogroup-nice",
+        type=int,
+        default=None,
+        help="N: the benchmark's sessions (client, d0, d1) at autogroup nice N during the rounds "
+        "(root; -10 stands in for a quiet machine: the machine's other users wait)",
+    )
+    parser.add_argument(
+        "--where", action="store_true", help="sample which CPU each part ran on (100/s)"
+    )
+    parser.add_argument("--daemon-env", action="append", default=[], help="KEY=VALUE, daemons'")
+    args = parser.parse_args()
+    from _peers.common import Sizes, reexec_in_netns
+
+    reexec_in_netns()
+    from _peers.handoffd_runner import HandoffdRunner
+
+    with_daemon_args(args.daemon_arg, dict(kv.split("=", 1) for kv in args.daemon_env))
+    runner = HandoffdRunner(Sizes(False))
+    runner.start()
+    rows: list[dict[str, Any]] = []
+    perf_data = os.path.join(tempfile.mkdtemp(prefix="w1-contention-"), "perf.data")
+    recorder = None
+    windows: list[tuple[float, float]] = []
+    tids: dict[int, str] = {}
+    parts: Parts | None = None
+    where: Where | None = None
+    try:
+        runner.w1()  # warm-up
+        runner_d0 = runner.d0.pid
+        parts = Parts(os.getpid(), runner.d0.pid, runner.d1.pid, thread_names(runner.d0.pid))
+        if args.where:
+            where = Where(parts)
+            where.start()
+        if args.perf:
+            recorder = perf_start([runner.d0.pid], perf_data)
+        load0 = os.getloadavg()[0]
+        if args.autogroup_nice is not None:
+            set_autogroup(parts, args.autogroup_nice)
+        what, _, level = args.alternate.partition("=")
+        for i in range(args.rounds):
+            arm: int | str = level if what and i % 2 else 0
+            if what:
+                renice(parts, what, arm)
+            before = parts.read()
+            if where is not None:
+                where.round(True)
+            t0 = time.monotonic()
+            result = runner.w1()
+            t1 = time.monotonic()
+            shared = where.round(False) if where is not None else {}
+            after = parts.read()
+            windows.append((t0, t1))
+            rows.append(
+                {
+                    "rate": result["tasks_per_s"],
+                    "s": t1 - t0,
+                    "arm": arm,
+                    "shared": shared,
+                    **moved(before, after),
+                }
+            )
+        tids = parts.by_thread()
+    finally:
+        if args.autogroup_nice is not None and parts is not None:
+            set_autogroup(parts, 0)
+        if recorder is not None:
+            recorder.send_signal(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                recorder.wait(60)
+        runner.close()
+    report(rows, load0, os.getloadavg()[0])
+    report_arms(rows)
+    if recorder is not None and os.path.exists(perf_data):
+        report_perf(rows, perf_read(perf_data, runner_d0, windows, tids))
+
+
+def set_autogroup(parts: Parts, nice: int) -> None:
+    """The autogroup nice (Linux: the CPU share of a session against the machine's other
+    sessions) of the client's and each daemon's session."""
+    for pid in (parts.client, parts.d0, parts.d1):
+        try:
+            with open(f"/proc/{pid}/autogroup", "w") as f:
+                f.write(str(nice))
+        except OSError as exc:
+            print(f"autogroup of {pid}: {exc}", flush=True)
+
+
+def renice(parts: Parts, what: str, level: int | str) -> None:
+    """Set the nice value (a number) or the policy (``batch``: SCHED_BATCH, ``0``: back to
+    SCHED_OTHER at nice 0) of ``what``'s threads: ``workers`` (both daemons'), ``zmq`` (d0's
+    libzmq I/O threads), ``upload`` (d0's upload thread), ``loop`` (d0's loop thread)."""
+    want = {
+        "workers": ("d0 workers", "d1 workers"),
+        "zmq": ("d0 zmq io",),
+        "upload": ("d0 upload",),
+        "loop": ("d0 loop",),
+    }
+    if what == "pin":  # (a hypothesis, not an option: d0's loop alone on CPU 0 when N=split)
+        everything = set(range(os.cpu_count() or 1))
+        for tid, part in parts.by_thread().items():
+            alone = part in ("d0 loop",) and level == "split"
+            others = everything - {0} if level == "split" and not alone else everything
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, {0} if alone else others)
+        return
+    for tid, part in parts.by_thread().items():
+        if part in want[what]:
+            with contextlib.suppress(OSError):
+                if level == "batch":
+                    os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+                else:
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                    os.setpriority(os.PRIO_PROCESS, tid, int(level))
+
+
+def report_arms(rows: list[dict[str, Any]]) -> None:
+    """Alternating rounds: each arm's median tasks/s and the loop's wait, pair by pair."""
+    arms = sorted({r["arm"] for r in rows}, key=str)
+    if len(arms) < 2:
+        return
+    print(
+        "\nalternating rounds, by arm (nice of the part): median tasks/s, d0 loop's CPU ms and wait ms"
+    )
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm]
+        print(
+            f"  {arm!s:>5s}: {statistics.median(r['rate'] for r in mine):8,.0f} tasks/s  "
+            f"loop CPU {statistics.median(r['d0 loop'][0] for r in mine):5.0f}  wait "
+            f"{statistics.median(r['d0 loop'][1] for r in mine):5.0f}  others "
+            f"{statistics.median(r['others'][0] / r['s'] / 1000.0 for r in mine):4.2f} cores  ("
+            + ", ".join(f"{r['rate']:,.0f}" for r in mine)
+            + ")"
+        )
+    pairs = [(rows[i], rows[i + 1]) for i in range(0, len(rows) - 1, 2)]
+    better = sum(b["rate"] > a["rate"] for a, b in pairs)
+    print(f"  the second arm faster in {better} of {len(pairs)} pairs")
+
+
+def report(rows: list[dict[str, Any]], load0: float, load1: float) -> None:
+    print(f"W1, {len(rows)} rounds of 10,000 tasks, load {load0:.1f} -> {load1:.1f}")
+    print("ms of CPU / ms runnable but waiting for a CPU, per round (tasks/s first):")
+    print(f"{'tasks/s':>8s} " + " ".join(f"{p:>13s}" for p in PARTS))
+    for row in rows:
+        cells = []
+        for p in PARTS:
+            v = row.get(p, [0.0] * len(FIELDS))
+            if p == "others":  # (as cores: it grows with the round's length)
+                cells.append(f"{v[0] / (row['s'] * 1000.0):9.2f} cores")
+            else:
+                cells.append(f"{v[0]:6.0f}/{v[1]:<6.0f}")
+        print(f"{row['rate']:8,.0f} " + " ".join(cells))
+    print("switches voluntary/involuntary, migrations, per round:")
+    for row in rows:
+        cells = []
+        for p in PARTS[:-1]:
+            v = row.get(p, [0.0] * len(FIELDS))
+            cells.append(f"{v[2]:5.0f}/{v[3]:<4.0f}{v[4]:4.0f}")
+        print(f"{row['rate']:8,.0f} " + " ".join(cells))
+    if any(r["shared"] for r in rows):
+        print("share of samples on d0's loop thread's CPU (last CPU each ran on), per round:")
+        keys = sorted({k for r in rows for k in r["shared"]})
+        print(f"{'tasks/s':>8s} " + " ".join(f"{k:>11s}" for k in keys))
+        for row in rows:
+            cells = " ".join(f"{row['shared'].get(k, 0.0):11.2f}" for k in keys)
+            print(f"{row['rate']:8,.0f} {cells}")
+        for k in keys:
+            vals = [r["shared"].get(k, 0.0) for r in rows]
+            print(f"  {k:11s} r {correlation(vals, [r['s'] for r in rows]):+.2f}")
+    ordered = sorted(rows, key=lambda r: r["s"])
+    third = max(1, len(rows) // 3)
+    fast, slow = ordered[:third], ordered[-third:]
+    secs = [r["s"] for r in rows]
+    print(
+        f"\nfastest {third}: {statistics.mean(r['rate'] for r in fast):,.0f} tasks/s; slowest "
+        f"{third}: {statistics.mean(r['rate'] for r in slow):,.0f}. Per part: mean fast -> slow, "
+        "and r (correlation with the round's length):"
+    )
+    for p in PARTS:
+        for i, label in enumerate(("CPU ms", "wait ms", "vol sw", "invol sw", "migr")):
+            if p == "others" and i > 0:
+                continue
+
+            def value(r: dict[str, Any], p: str = p, i: int = i) -> float:
+                v = float(r.get(p, [0.0] * len(FIELDS))[i])
+                return v / (r["s"] * 1000.0) if p == "others" else v
+
+            vals = [value(r) for r in rows]
+            if not any(vals):
+                continue
+            f = statistics.mean(value(r) for r in fast)
+            s = statistics.mean(value(r) for r in slow)
+            label = "cores" if p == "others" else label
+            print(f"  {p:11s} {label:9s} {f:9.1f} -> {s:9.1f}   r {correlation(vals, secs):+.2f}")
+
+
+def report_perf(rows: list[dict[str, Any]], perf: list[dict[str, Any]]) -> None:
+    keys = sorted({k for r in perf for k in r if not k.startswith(("n ", "@", "first ", "last "))})
+    counts = sorted({k for r in perf for k in r if k.startswith("n ")})
+    secs = [r["s"] for r in rows]
+    print("\nd0's loop thread off its CPU (perf sched_switch/wakeup), ms a round:")
+    for key in keys:
+        vals = [r.get(key, 0.0) for r in perf]
+        if sum(vals) < 0.5:
+            continue
+        cells = " ".join(f"{v:6.0f}" for v in vals)
+        print(f"  {key:42s} {cells}   r {correlation(vals, secs):+.2f}")
+    print("by tenth of the round (ms, mean of the rounds): when in the round")
+    for key in sorted({k.split(" ", 1)[1] for r in perf for k in r if k.startswith("@")}):
+        cells = " ".join(
+            f"{statistics.mean(r.get(f'@{d} {key}', 0.0) for r in perf):5.1f}" for d in range(10)
+        )
+        print(f"  {key:42s} {cells}")
+    print(
+        "the loop's first wake-up by each part: ms after the round's start (its last: before the end)"
+    )
+    for key in sorted({k.split(" ", 1)[1] for r in perf for k in r if k.startswith("first ")}):
+        if key.startswith("(outside)"):
+            continue
+        firsts = " ".join(f"{r.get('first ' + key, float('nan')):6.0f}" for r in perf)
+        lasts = " ".join(f"{r.get('last ' + key, float('nan')):6.0f}" for r in perf)
+        print(f"  first by {key:33s} {firsts}")
+        print(f"  last by {key:34s} {lasts}")
+    print("how often, a round:")
+    for key in counts:
+        vals = [r.get(key, 0.0) for r in perf]
+        if sum(vals) < len(vals):
+            continue
+        cells = " ".join(f"{v:6.0f}" for v in vals)
+        print(f"  {key[2:]:42s} {cells}   r {correlation(vals, secs):+.2f}")
+    print("  " + " " * 42 + " ".join(f"{r['rate']:6,.0f}"[-6:] for r in rows) + "  (tasks/s)")
+
+
+if __name__ == "__main__":
+    main()
