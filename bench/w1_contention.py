@@ -271,11 +271,20 @@ def sleep_kind(stack: list[str]) -> str:
     return "other sleep"
 
 
+BINS, BIN_S = 16, 0.01  # the rounds' first and last 160 ms, by 10 ms
+SUBKEYS = ("n ", "@", "first ", "last ", "+", "-")  # (perf_read's keys besides the totals)
+
+
 def perf_read(
-    data: str, loop: int, windows: list[tuple[float, float]], parts: dict[int, str]
+    data: str,
+    loop: int,
+    windows: list[tuple[float, float]],
+    parts: dict[int, str],
+    also: tuple[int, ...] = (),
 ) -> list[dict[str, Any]]:
     """Per window: the loop thread's ms off its CPU by cause, and who woke or preempted it
-    (``parts``: the benchmark's threads by id, named by part; any other thread by its name)."""
+    (``parts``: the benchmark's threads by id, named by part; any other thread by its name);
+    for the threads ``also`` (recorded too), their time on a CPU, as "<part> on a CPU"."""
     perf = shutil.which("perf") or "perf"
     text = subprocess.run(
         [perf, "script", "-i", data, "-F", "comm,tid,time,event,trace,ip,sym"],
@@ -306,13 +315,26 @@ def perf_read(
                     part = min(end, hi) - max(start, lo)
                     if part > 0:
                         rounds[i][f"@{d} {key.split(' (')[0]}"] += part * 1000.0
+                for d in range(BINS):  # (and by 10 ms from the start, and from the end)
+                    for edge, name in ((a + d * BIN_S, f"+{d}"), (b - (d + 1) * BIN_S, f"-{d}")):
+                        part = min(end, edge + BIN_S) - max(start, edge, a)
+                        if part > 0:
+                            rounds[i][f"{name} {key.split(' (')[0]}"] += part * 1000.0
 
     off_since: float | None = None  # the loop left its CPU then
     kind = ""  # why: "futex", "select", "other sleep", "preempted"
     woken_at: float | None = None
     on_since: float | None = None  # the loop got its CPU then
+    others_on: dict[str, float] = {}  # an ``also`` thread got its CPU then
+    watched = {str(tid): parts.get(tid, str(tid)) for tid in also}
     for t, event, comm, trace, stack in events:
         kv = _kv(trace)
+        if event == "sched_switch" and watched:
+            out, into = watched.get(kv.get("prev_pid", "")), watched.get(kv.get("next_pid", ""))
+            if out is not None and out in others_on:
+                add(others_on.pop(out), t, f"{out} on a CPU")
+            if into is not None:
+                others_on[into] = t
         if event == "sched_switch":
             if kv.get("prev_pid") == str(loop):
                 if on_since is not None:
@@ -403,6 +425,7 @@ def main() -> None:
     parser.add_argument(
         "--where", action="store_true", help="sample which CPU each part ran on (100/s)"
     )
+    parser.add_argument("--owner-log", default="", help="write d0's log to FILE at the end")
     parser.add_argument("--daemon-env", action="append", default=[], help="KEY=VALUE, daemons'")
     args = parser.parse_args()
     from _peers.common import Sizes, reexec_in_netns
@@ -416,6 +439,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     perf_data = os.path.join(tempfile.mkdtemp(prefix="w1-contention-"), "perf.data")
     recorder = None
+    also: tuple[int, ...] = ()
     windows: list[tuple[float, float]] = []
     tids: dict[int, str] = {}
     parts: Parts | None = None
@@ -428,7 +452,9 @@ def main() -> None:
             where = Where(parts)
             where.start()
         if args.perf:
-            recorder = perf_start([runner.d0.pid], perf_data)
+            uploads = [tid for tid, part in parts.by_thread().items() if part == "d0 upload"]
+            also = (*uploads[:1], os.getpid())  # (the client's main thread: its encoding)
+            recorder = perf_start([runner.d0.pid, *also], perf_data)
         load0 = os.getloadavg()[0]
         if args.autogroup_nice is not None:
             set_autogroup(parts, args.autogroup_nice)
@@ -440,9 +466,11 @@ def main() -> None:
             before = parts.read()
             if where is not None:
                 where.round(True)
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.time()
             result = runner.w1()
             t1 = time.monotonic()
+            if args.owner_log:  # (to place the log's lines in the rounds)
+                print(f"round {i}: {wall0:.3f} .. {wall0 + t1 - t0:.3f} (wall clock)")
             shared = where.round(False) if where is not None else {}
             after = parts.read()
             windows.append((t0, t1))
@@ -463,11 +491,14 @@ def main() -> None:
             recorder.send_signal(2)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 recorder.wait(60)
+        if args.owner_log and runner.cluster is not None:
+            with open(args.owner_log, "w") as f:
+                f.write(runner.d0.log())
         runner.close()
     report(rows, load0, os.getloadavg()[0])
     report_arms(rows)
     if recorder is not None and os.path.exists(perf_data):
-        report_perf(rows, perf_read(perf_data, runner_d0, windows, tids))
+        report_perf(rows, perf_read(perf_data, runner_d0, windows, tids, also))
 
 
 def set_autogroup(parts: Parts, nice: int) -> None:
@@ -590,7 +621,7 @@ def report(rows: list[dict[str, Any]], load0: float, load1: float) -> None:
 
 
 def report_perf(rows: list[dict[str, Any]], perf: list[dict[str, Any]]) -> None:
-    keys = sorted({k for r in perf for k in r if not k.startswith(("n ", "@", "first ", "last "))})
+    keys = sorted({k for r in perf for k in r if not k.startswith(SUBKEYS)})
     counts = sorted({k for r in perf for k in r if k.startswith("n ")})
     secs = [r["s"] for r in rows]
     print("\nd0's loop thread off its CPU (perf sched_switch/wakeup), ms a round:")
@@ -606,6 +637,14 @@ def report_perf(rows: list[dict[str, Any]], perf: list[dict[str, Any]]) -> None:
             f"{statistics.mean(r.get(f'@{d} {key}', 0.0) for r in perf):5.1f}" for d in range(10)
         )
         print(f"  {key:42s} {cells}")
+    for sign, label in (("+", "from the round's start"), ("-", "before the round's end")):
+        print(f"by 10 ms {label} (ms, mean of the rounds; the first column nearest that edge)")
+        for key in sorted({k.split(" ", 1)[1] for r in perf for k in r if k.startswith(sign)}):
+            cells = " ".join(
+                f"{statistics.mean(r.get(f'{sign}{d} {key}', 0.0) for r in perf):4.1f}"
+                for d in range(BINS)
+            )
+            print(f"  {key:22s} {cells}")
     print(
         "the loop's first wake-up by each part: ms after the round's start (its last: before the end)"
     )
