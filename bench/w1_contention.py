@@ -440,12 +440,14 @@ def main() -> None:
     perf_data = os.path.join(tempfile.mkdtemp(prefix="w1-contention-"), "perf.data")
     recorder = None
     also: tuple[int, ...] = ()
+    seen: set[str] = set()
     windows: list[tuple[float, float]] = []
     tids: dict[int, str] = {}
     parts: Parts | None = None
     where: Where | None = None
     try:
         runner.w1()  # warm-up
+        seen.update(r.run_id for r in runner.client.runs())
         runner_d0 = runner.d0.pid
         parts = Parts(os.getpid(), runner.d0.pid, runner.d1.pid, thread_names(runner.d0.pid))
         if args.where:
@@ -459,20 +461,23 @@ def main() -> None:
         if args.autogroup_nice is not None:
             set_autogroup(parts, args.autogroup_nice)
         what, _, level = args.alternate.partition("=")
+        if what == "place":  # (odd rounds: every W1 task pinned to d0, the owner: nothing to d1)
+            local_w1 = pinned_w1(runner, runner.d0.name)
         for i in range(args.rounds):
             arm: int | str = level if what and i % 2 else 0
-            if what:
+            if what and what != "place":
                 renice(parts, what, arm)
             before = parts.read()
             if where is not None:
                 where.round(True)
             t0, wall0 = time.monotonic(), time.time()
-            result = runner.w1()
+            result = local_w1() if what == "place" and arm else runner.w1()
             t1 = time.monotonic()
             if args.owner_log:  # (to place the log's lines in the rounds)
                 print(f"round {i}: {wall0:.3f} .. {wall0 + t1 - t0:.3f} (wall clock)")
             shared = where.round(False) if where is not None else {}
             after = parts.read()
+            on_d1 = tasks_on(runner, runner.d1.name, seen)
             windows.append((t0, t1))
             rows.append(
                 {
@@ -480,6 +485,7 @@ def main() -> None:
                     "s": t1 - t0,
                     "arm": arm,
                     "shared": shared,
+                    "on d1": on_d1,
                     **moved(before, after),
                 }
             )
@@ -499,6 +505,37 @@ def main() -> None:
     report_arms(rows)
     if recorder is not None and os.path.exists(perf_data):
         report_perf(rows, perf_read(perf_data, runner_d0, windows, tids, also))
+
+
+def pinned_w1(runner: Any, node: str) -> Any:
+    """The runner's W1 with every task pinned to ``node`` (``Function(node=...)``)."""
+    from _peers.common import noop, throughput
+
+    import handoffd
+
+    def w1() -> dict[str, Any]:
+        n = runner.sizes.w1
+        dag = handoffd.DAG()
+        for i in range(n):
+            dag.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i], node=node))
+        t0 = time.perf_counter()
+        out = runner.client.execute(dag)
+        elapsed = time.perf_counter() - t0
+        assert len(out) == n and sum(out.values()) == n * (n - 1) // 2, "W1 checksum"
+        return throughput(n, elapsed)  # type: ignore[no-any-return]
+
+    return w1
+
+
+def tasks_on(runner: Any, node: str, seen: set[str]) -> int:
+    """How many tasks of the run the last round made ran on ``node`` (its placement, read
+    after the round: the one run the owner lists that ``seen`` does not hold yet)."""
+    new = [r.run_id for r in runner.client.runs() if r.run_id not in seen]
+    seen.update(new)
+    if len(new) != 1:
+        return -1
+    placement = runner.client.run(new[0]).placement()
+    return sum(1 for where in placement.values() if where == node)
 
 
 def set_autogroup(parts: Parts, nice: int) -> None:
@@ -522,13 +559,17 @@ def renice(parts: Parts, what: str, level: int | str) -> None:
         "upload": ("d0 upload",),
         "loop": ("d0 loop",),
     }
-    if what == "pin":  # (a hypothesis, not an option: d0's loop alone on CPU 0 when N=split)
+    if what == "pin":  # (hypotheses, not options: ``split``: d0's loop alone on CPU 0, all
+        # else of ours on the others; ``away``: d0's loop on CPU 0, its workers on CPU 1)
         everything = set(range(os.cpu_count() or 1))
         for tid, part in parts.by_thread().items():
-            alone = part in ("d0 loop",) and level == "split"
-            others = everything - {0} if level == "split" and not alone else everything
+            cpus = everything
+            if level == "split":
+                cpus = {0} if part == "d0 loop" else everything - {0}
+            elif level == "away" and part in ("d0 loop", "d0 workers"):
+                cpus = {0} if part == "d0 loop" else {1}
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, {0} if alone else others)
+                os.sched_setaffinity(tid, cpus)
         return
     for tid, part in parts.by_thread().items():
         if part in want[what]:
@@ -575,7 +616,7 @@ def report(rows: list[dict[str, Any]], load0: float, load1: float) -> None:
                 cells.append(f"{v[0] / (row['s'] * 1000.0):9.2f} cores")
             else:
                 cells.append(f"{v[0]:6.0f}/{v[1]:<6.0f}")
-        print(f"{row['rate']:8,.0f} " + " ".join(cells))
+        print(f"{row['rate']:8,.0f} " + " ".join(cells) + f"  {row['on d1']:6d} on d1")
     print("switches voluntary/involuntary, migrations, per round:")
     for row in rows:
         cells = []
@@ -602,6 +643,11 @@ def report(rows: list[dict[str, Any]], load0: float, load1: float) -> None:
         f"{third}: {statistics.mean(r['rate'] for r in slow):,.0f}. Per part: mean fast -> slow, "
         "and r (correlation with the round's length):"
     )
+    if all(r["on d1"] >= 0 for r in rows):
+        f = statistics.mean(r["on d1"] for r in fast)
+        s = statistics.mean(r["on d1"] for r in slow)
+        r_d1 = correlation([float(r["on d1"]) for r in rows], secs)
+        print(f"  tasks run on d1   {f:9.1f} -> {s:9.1f}   r {r_d1:+.2f}")
     for p in PARTS:
         for i, label in enumerate(("CPU ms", "wait ms", "vol sw", "invol sw", "migr")):
             if p == "others" and i > 0:
