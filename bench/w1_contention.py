@@ -423,7 +423,7 @@ def main() -> None:
         "(root; -10 stands in for a quiet machine: the machine's other users wait)",
     )
     parser.add_argument(
-        "--where", action="store_true", help="sample which CPU each part ran on (100/s)"
+        "--where", action="store_true", help="sample which CPU each part ran on (200/s)"
     )
     parser.add_argument("--owner-log", default="", help="write d0's log to FILE at the end")
     parser.add_argument("--daemon-env", action="append", default=[], help="KEY=VALUE, daemons'")
