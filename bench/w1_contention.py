@@ -291,6 +291,17 @@ def perf_read(
         capture_output=True,
         text=True,
     ).stdout
+    return loop_times(text, loop, windows, parts, also)
+
+
+def loop_times(
+    text: str,
+    loop: int,
+    windows: list[tuple[float, float]],
+    parts: dict[int, str],
+    also: tuple[int, ...] = (),
+) -> list[dict[str, Any]]:
+    """``perf_read`` of ``perf script``'s output ``text``."""
     events: list[tuple[float, str, str, str, list[str]]] = []  # (t, event, comm, trace, stack)
     for line in text.splitlines():
         match = _HEAD.match(line)
@@ -462,16 +473,18 @@ def main() -> None:
             set_autogroup(parts, args.autogroup_nice)
         what, _, level = args.alternate.partition("=")
         if what == "place":  # (odd rounds: every W1 task pinned to d0, the owner: nothing to d1)
-            local_w1 = pinned_w1(runner, runner.d0.name)
+            other_w1 = pinned_w1(runner, runner.d0.name)
+        elif what == "policy":  # (odd rounds: W1 under another placement policy)
+            other_w1 = policy_w1(runner, level)
         for i in range(args.rounds):
             arm: int | str = level if what and i % 2 else 0
-            if what and what != "place":
+            if what and what not in ("place", "policy"):
                 renice(parts, what, arm)
             before = parts.read()
             if where is not None:
                 where.round(True)
             t0, wall0 = time.monotonic(), time.time()
-            result = local_w1() if what == "place" and arm else runner.w1()
+            result = other_w1() if what in ("place", "policy") and arm else runner.w1()
             t1 = time.monotonic()
             if args.owner_log:  # (to place the log's lines in the rounds)
                 print(f"round {i}: {wall0:.3f} .. {wall0 + t1 - t0:.3f} (wall clock)")
@@ -520,6 +533,26 @@ def pinned_w1(runner: Any, node: str) -> Any:
             dag.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i], node=node))
         t0 = time.perf_counter()
         out = runner.client.execute(dag)
+        elapsed = time.perf_counter() - t0
+        assert len(out) == n and sum(out.values()) == n * (n - 1) // 2, "W1 checksum"
+        return throughput(n, elapsed)  # type: ignore[no-any-return]
+
+    return w1
+
+
+def policy_w1(runner: Any, policy: str) -> Any:
+    """The runner's W1 under placement ``policy`` (``execute(..., policy=)``)."""
+    from _peers.common import noop, throughput
+
+    import handoffd
+
+    def w1() -> dict[str, Any]:
+        n = runner.sizes.w1
+        dag = handoffd.DAG()
+        for i in range(n):
+            dag.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i]))
+        t0 = time.perf_counter()
+        out = runner.client.execute(dag, policy=policy)
         elapsed = time.perf_counter() - t0
         assert len(out) == n and sum(out.values()) == n * (n - 1) // 2, "W1 checksum"
         return throughput(n, elapsed)  # type: ignore[no-any-return]
