@@ -389,16 +389,18 @@ def loop_times(
     return [dict(r) for r in rounds]
 
 
-def with_daemon_args(extra: list[str], env: dict[str, str]) -> None:
-    """Every daemon the runner starts gets ``extra`` arguments and ``env`` (an A/B)."""
-    if not extra and not env:
+def with_daemon_args(extra: list[str], env: dict[str, str], first: list[str] | None = None) -> None:
+    """Every daemon the runner starts gets ``extra`` arguments and ``env`` (an A/B); the
+    first one (d0) ``first`` too."""
+    if not extra and not env and not first:
         return
     from handoffd.testing import DaemonCluster
 
     start = DaemonCluster.start
 
     def started(self: Any, **kw: Any) -> Any:
-        kw["extra"] = [*(kw.get("extra") or []), *extra]
+        mine = list(first or []) if not self.daemons else []
+        kw["extra"] = [*(kw.get("extra") or []), *extra, *mine]
         kw["env"] = {**(kw.get("env") or {}), **env}
         return start(self, **kw)
 
@@ -436,6 +438,7 @@ def main() -> None:
     parser.add_argument(
         "--where", action="store_true", help="sample which CPU each part ran on (200/s)"
     )
+    parser.add_argument("--d0-arg", action="append", default=[], help="for d0's start only")
     parser.add_argument("--owner-log", default="", help="write d0's log to FILE at the end")
     parser.add_argument("--daemon-env", action="append", default=[], help="KEY=VALUE, daemons'")
     args = parser.parse_args()
@@ -444,7 +447,7 @@ def main() -> None:
     reexec_in_netns()
     from _peers.handoffd_runner import HandoffdRunner
 
-    with_daemon_args(args.daemon_arg, dict(kv.split("=", 1) for kv in args.daemon_env))
+    with_daemon_args(args.daemon_arg, dict(kv.split("=", 1) for kv in args.daemon_env), args.d0_arg)
     runner = HandoffdRunner(Sizes(False))
     runner.start()
     rows: list[dict[str, Any]] = []
@@ -476,15 +479,18 @@ def main() -> None:
             other_w1 = pinned_w1(runner, runner.d0.name)
         elif what == "policy":  # (odd rounds: W1 under another placement policy)
             other_w1 = policy_w1(runner, level)
+        elif what == "cost":  # (odd rounds: W1's tasks cost {"cpu": 1, NAME: 1}: with
+            # --d0-arg=--resource=NAME=1, only d0 can run them: all local, not pinned)
+            other_w1 = policy_w1(runner, "binpack", {"cpu": 1, level: 1})
         for i in range(args.rounds):
             arm: int | str = level if what and i % 2 else 0
-            if what and what not in ("place", "policy"):
+            if what and what not in ("place", "policy", "cost"):
                 renice(parts, what, arm)
             before = parts.read()
             if where is not None:
                 where.round(True)
             t0, wall0 = time.monotonic(), time.time()
-            result = other_w1() if what in ("place", "policy") and arm else runner.w1()
+            result = other_w1() if what in ("place", "policy", "cost") and arm else runner.w1()
             t1 = time.monotonic()
             if args.owner_log:  # (to place the log's lines in the rounds)
                 print(f"round {i}: {wall0:.3f} .. {wall0 + t1 - t0:.3f} (wall clock)")
@@ -540,8 +546,9 @@ def pinned_w1(runner: Any, node: str) -> Any:
     return w1
 
 
-def policy_w1(runner: Any, policy: str) -> Any:
-    """The runner's W1 under placement ``policy`` (``execute(..., policy=)``)."""
+def policy_w1(runner: Any, policy: str, cost: dict[str, float] | None = None) -> Any:
+    """The runner's W1 under placement ``policy`` (``execute(..., policy=)``), each task of
+    ``cost`` if given."""
     from _peers.common import noop, throughput
 
     import handoffd
@@ -550,7 +557,7 @@ def policy_w1(runner: Any, policy: str) -> Any:
         n = runner.sizes.w1
         dag = handoffd.DAG()
         for i in range(n):
-            dag.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i]))
+            dag.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i], cost=cost))
         t0 = time.perf_counter()
         out = runner.client.execute(dag, policy=policy)
         elapsed = time.perf_counter() - t0
