@@ -336,15 +336,15 @@ def loop_times(
     kind = ""  # why: "futex", "select", "other sleep", "preempted"
     woken_at: float | None = None
     on_since: float | None = None  # the loop got its CPU then
-    others_on: dict[str, float] = {}  # an ``also`` thread got its CPU then
+    others_on: dict[str, float] = {}  # an ``also`` thread (by id) got its CPU then
     watched = {str(tid): parts.get(tid, str(tid)) for tid in also}
     for t, event, comm, trace, stack in events:
         kv = _kv(trace)
         if event == "sched_switch" and watched:
-            out, into = watched.get(kv.get("prev_pid", "")), watched.get(kv.get("next_pid", ""))
-            if out is not None and out in others_on:
-                add(others_on.pop(out), t, f"{out} on a CPU")
-            if into is not None:
+            out, into = kv.get("prev_pid", ""), kv.get("next_pid", "")
+            if out in watched and out in others_on:
+                add(others_on.pop(out), t, f"{watched[out]} on a CPU")
+            if into in watched:
                 others_on[into] = t
         if event == "sched_switch":
             if kv.get("prev_pid") == str(loop):
@@ -468,8 +468,7 @@ def main() -> None:
             where = Where(parts)
             where.start()
         if args.perf:
-            uploads = [tid for tid, part in parts.by_thread().items() if part == "d0 upload"]
-            also = (*uploads[:1], os.getpid())  # (the client's main thread: its encoding)
+            also = watched_threads(parts)
             recorder = perf_start([runner.d0.pid, *also], perf_data)
         load0 = os.getloadavg()[0]
         if args.autogroup_nice is not None:
@@ -509,6 +508,9 @@ def main() -> None:
                 }
             )
         tids = parts.by_thread()
+        for tid in also:  # (d1's libzmq thread, told from its loop)
+            if tids.get(tid) == "d1" and tid != parts.d1:
+                tids[tid] = "d1 zmq io"
     finally:
         if args.autogroup_nice is not None and parts is not None:
             set_autogroup(parts, 0)
@@ -576,6 +578,29 @@ def tasks_on(runner: Any, node: str, seen: set[str]) -> int:
         return -1
     placement = runner.client.run(new[0]).placement()
     return sum(1 for where in placement.values() if where == node)
+
+
+def watched_threads(parts: Parts) -> tuple[int, ...]:
+    """The threads whose time on a CPU ``--perf`` follows besides the loop: d0's upload thread,
+    the client's main thread (its encoding), d0's and d1's libzmq I/O threads (CURVE), d1's
+    loop, d0's workers' main threads."""
+    out = [parts.client, parts.d1]
+    for tid, part in parts.by_thread().items():
+        if part in ("d0 upload", "d0 zmq io") or (
+            part == "d0 workers" and os.path.exists(f"/proc/{tid}/task/{tid}")
+        ):
+            out.append(tid)
+        elif part == "d1" and parts.names.get(tid, _comm(parts.d1, tid)).startswith("ZMQbg/IO"):
+            out.append(tid)
+    return tuple(out)
+
+
+def _comm(pid: int, tid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def set_autogroup(parts: Parts, nice: int) -> None:
