@@ -483,7 +483,11 @@ def main() -> None:
             other_w1 = policy_w1(runner, "binpack", {"cpu": 1, level: 1})
         for i in range(args.rounds):
             arm: int | str = level if what and i % 2 else 0
-            if what and what not in ("place", "policy", "cost"):
+            if what == "size":
+                arm = int(level) if i % 2 else 10_000
+            if what == "size":  # (odd rounds: W1 of N tasks: the fixed cost of a round)
+                runner.sizes.w1 = int(level) if i % 2 else 10_000
+            if what and what not in ("place", "policy", "cost", "size"):
                 renice(parts, what, arm)
             before = parts.read()
             if where is not None:
@@ -663,6 +667,15 @@ def report_arms(rows: list[dict[str, Any]]) -> None:
             f"{statistics.median(r['others'][0] / r['s'] / 1000.0 for r in mine):4.2f} cores  ("
             + ", ".join(f"{r['rate']:,.0f}" for r in mine)
             + ")"
+        )
+    if all(isinstance(a, int) and a >= 1000 for a in arms):  # (--alternate size=N)
+        small, large = arms
+        ts = {a: statistics.median(r["s"] for r in rows if r["arm"] == a) for a in arms}
+        per_task = (ts[large] - ts[small]) / (large - small)
+        fixed = ts[small] - per_task * small
+        print(
+            f"  a round = {fixed * 1000:.0f} ms + {per_task * 1e6:.1f} us a task (medians): "
+            f"{1 / per_task:,.0f} tasks/s at the margin"
         )
     pairs = [(rows[i], rows[i + 1]) for i in range(0, len(rows) - 1, 2)]
     better = sum(b["rate"] > a["rate"] for a, b in pairs)
