@@ -27,11 +27,18 @@ perf_event_paranoid <= -1) and ``perf``; it costs a few % of a core.
 A/B on one cluster, alternating rounds: ``--alternate PART=N`` runs the odd rounds with PART's
 threads (``workers``: both daemons' worker processes; ``zmq``: d0's libzmq I/O thread;
 ``upload``; ``loop``: d0's loop thread) at nice N, or as SCHED_BATCH with ``N=batch``, the even
-rounds at nice 0, and prints each arm's median. ``--autogroup-nice -10`` (root) puts the
-benchmark's sessions ahead of the machine's other users during the rounds: a stand-in for a
-quiet machine when others load it. ``--daemon-arg`` adds an argument to both daemons'
-``handoffd start``, ``--daemon-env KEY=VALUE`` a variable to their environment (an A/B across
-clusters).
+rounds at nice 0, and prints each arm's median; ``pin=split`` / ``pin=away`` pin threads to
+CPUs (d0's loop alone on CPU 0; or the loop on 0, its workers on 1); ``size=N``: rounds of N
+tasks (a round's fixed cost and its time a task, from the two sizes' medians); ``policy=NAME``:
+W1 under that placement policy; ``place=d0``: every task pinned to d0; ``cost=NAME``: every task
+of cost ``{"cpu": 1, NAME: 1}`` (with ``--d0-arg=--resource --d0-arg=NAME=1``: all on d0, not
+pinned). ``--autogroup-nice -10`` (root) puts the benchmark's sessions ahead of the machine's
+other users during the rounds: a stand-in for a quiet machine when others load it. ``--where``
+samples which CPU each part ran on. ``--owner-log FILE`` keeps d0's log (with
+``--daemon-env HANDOFFD_LOOP_CPU_LOG_MS=5``: the loop's long iterations, placed in the rounds by
+their printed wall-clock bounds). ``--daemon-arg`` adds an argument to both daemons' ``handoffd
+start``, ``--d0-arg`` to d0's only, ``--daemon-env KEY=VALUE`` a variable to their environment
+(an A/B across clusters).
 """
 
 from __future__ import annotations
