@@ -198,7 +198,7 @@ class Where(threading.Thread):
             self._on.set()
             return {}
         self._on.clear()
-        return {k: v / max(1, self.samples) for k, v in self.same.items()}
+        return {k: self.same.get(k, 0) / max(1, self.samples) for k in self._fds if k != "d0 loop"}
 
 
 def thread_names(pid: int) -> dict[int, str]:
