@@ -123,6 +123,11 @@ def _whole(data: memoryview, n: int) -> list[bytes] | None:
     return [bytes(data[20:at]), bytes(data[at:n])]
 
 
+# ``take``: a message of at least _MANY frames averaging at most _SMALL bytes is cut from one copy
+_MANY = 64
+_SMALL = 1024
+
+
 class Malformed(ValueError):
     pass
 
@@ -154,9 +159,18 @@ def take(
             if have < end:
                 break
             frames = []
-            for size in sizes:
-                frames.append(bytes(view[head : head + size]))
-                head += size
+            if count >= _MANY and end - head <= _SMALL * count:
+                # Many small frames (a big run's outcome: a value per task): one copy of them
+                # all, each frame a slice of it, not a memoryview made per frame and copied.
+                whole = bytes(view[head:end])
+                head = 0
+                for size in sizes:
+                    frames.append(whole[head : head + size])
+                    head += size
+            else:
+                for size in sizes:
+                    frames.append(bytes(view[head : head + size]))
+                    head += size
             out.append(frames)
             at = end
     if at:
