@@ -445,7 +445,12 @@ def analyse(
         ("client: values loaded", client.get("loaded", float("nan"))),
         ("execute returned", t_end),
     ]
-    print("  stamps (ms from execute entered; +ms from the previous):")
+    prep = when("prepare")
+    reads = [t for t, lab, _ in mine if lab == "sock_in" and t < prep]
+    print(
+        f"  stamps (ms from execute entered; +ms from the previous); the owner's loop read the "
+        f"submission in {len(reads)} wake-ups:"
+    )
     prev = t0
     for name, t in stamps:
         if t != t:  # nan
