@@ -284,6 +284,7 @@ def children(pids: set[int]) -> dict[int, int]:
 def labelled_threads(client: int, d0: int, d1: int, upload: set[int]) -> list[tuple[str, str]]:
     """(part, schedstat path) of every thread of ours: the parts the table shows."""
     out = []
+    names = spy_names(d0)
     workers = children({d0, d1})
     for pid, part in (
         (client, "client"),
@@ -304,9 +305,34 @@ def labelled_threads(client: int, d0: int, d1: int, upload: set[int]) -> list[tu
                     elif name.startswith("ZMQbg"):
                         label = "d0.zmq"
                     else:
-                        label = "d0.other"
+                        label = f"d0.other:{names.get(tid, name)}"
                 out.append((label, f"/proc/{pid}/task/{tid}/schedstat"))
     return out
+
+
+def spy_names(pid: int) -> dict[int, str]:
+    """{thread id: Python thread name} by ``py-spy dump``, if it is installed beside this Python
+    (Python threads carry the process's name in /proc); {} if not."""
+    names: dict[int, str] = {}
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if os.path.exists(spy):
+        dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True)
+        for line in dump.stdout.splitlines():
+            if line.startswith("Thread ") and '"' in line:
+                with contextlib.suppress(ValueError):
+                    names[int(line.split()[1], 0)] = line.split('"')[1]
+    return names
+
+
+def d0_threads(pid: int, upload: set[int]) -> str:
+    """d0's threads by name, with the label the table gives each."""
+    names = spy_names(pid)
+    out = []
+    for t in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        name = names.get(t, comm(pid, t))
+        label = "loop" if t == pid else "upload" if t in upload else name
+        out.append(f"{name}={label}" if name != label else name)
+    return " ".join(out)
 
 
 PARTS = ("client", "d0.loop", "d0.upload", "d0.zmq", "d0.other", "d1", "w0", "w1")
@@ -372,9 +398,11 @@ def cpu_between(rows: list[Any], a: float, b: float, part: str, which: int = 0) 
     """Seconds of CPU (or of run-queue wait, ``which=1``) ``part`` used in [a, b]."""
 
     def get(r: Any) -> int:
-        return (
-            r[2].get(part, (0, 0))[which] if part != "*" else sum(v[which] for v in r[2].values())
-        )
+        if part == "*":
+            return sum(v[which] for v in r[2].values())
+        if part == "d0.other":  # (d0's other threads are labelled by name)
+            return sum(v[which] for k, v in r[2].items() if k.startswith("d0.other"))
+        return r[2].get(part, (0, 0))[which]  # type: ignore[no-any-return]
 
     return (at(rows, b, get) - at(rows, a, get)) / 1e9
 
@@ -486,6 +514,11 @@ def analyse(
             + " ".join(f"{u:4.2f}" for u in used)
             + f" = {sum(used):4.2f}; run-queue wait {wait:4.2f}; machine idle {idle:4.2f}"
         )
+    others = sorted({k for r in rows for k in r[2] if k.startswith("d0.other:")})
+    print(
+        "    d0's other threads over the round (cores): "
+        + ", ".join(f"{k[9:]} {cpu_between(rows, t0, t_end, k) / total:.3f}" for k in others)
+    )
     if table:
         print(
             "  per 10 ms: t(ms) done | " + " ".join(f"{p:>9s}" for p in PARTS) + " | all  rq-wait"
@@ -558,6 +591,13 @@ def main() -> None:
             time.sleep(0.05)
             upload = {k for _, lab, k in read_owner(out) if lab == "prepare"}
             threads = labelled_threads(os.getpid(), runner.d0.pid, runner.d1.pid, upload)
+            if not rounds:
+                parts = sorted({label for label, _ in threads})
+                print(
+                    "threads sampled: "
+                    + ", ".join(f"{p} {sum(lab == p for lab, _ in threads)}" for p in parts)
+                    + f"; d0's: {d0_threads(runner.d0.pid, upload)}"
+                )
             d = dag()
             stamps.reset()
             sampler.start(threads)
