@@ -85,7 +85,7 @@ def answer_early(
         run_id,
         "DONE",
         counts,
-        run.placement(),
+        {},  # released: no placement, as ``Waiting.answer`` sends it
         port.name,
         run.term,
         replication.standbys(run_id),

@@ -277,10 +277,17 @@ class Waiting:
         released = waiter.release and st.state == "DONE" and not pending
         if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
             return False
+        fields = self._status_fields(run_id, st)
+        if released:
+            # The client took every result and we free them: it reads no placement from this
+            # outcome (``Client.execute`` returns the values; ``Run.placement()`` asks us), and
+            # a big run's placement (a map of every task) was most of the body, packed here and
+            # unpacked by the client after the run's last task, with nothing else left to do.
+            fields = (fields[0], fields[1], {}, *fields[3:])
         outcome = outcome_of(
             waiter.request_id,
             run_id,
-            *self._status_fields(run_id, st),
+            *fields,
             tuple(ids),
             tuple(pending),
             released,

@@ -468,7 +468,8 @@ class WaitRun:
 class RunOutcome:
     """A run's status (as ``RunStatusReply``) and, when DONE, the values of ``task_ids`` (frames, in
     order); ``pending`` are the wanted ids not carried (fetch them with ``FetchResults``);
-    ``released``: the owner freed the run's results after this reply."""
+    ``released``: the owner freed the run's results after this reply (such an outcome's
+    ``placement`` is empty: its client took the values; ``GetRunStatus`` has the placement)."""
 
     request_id: int
     run_id: str

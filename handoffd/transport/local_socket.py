@@ -22,6 +22,7 @@ connection that sends a malformed message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -55,6 +56,15 @@ _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _IOV = 512  # buffers per sendmsg
 JOIN_BYTES = 64 * 1024  # frames smaller than this are copied into one buffer with their neighbours
 SEND_STALL = 30.0  # seconds a client's send may wait for the daemon to read on
+# Bytes a connection's sender may queue before it waits for the reader (SO_SNDBUF; the kernel caps
+# it at net.core.wmem_max): a 5 MB submission or a big outcome crosses in a few wake-ups of the
+# reader, not one per default 208 KB, each a switch between the client and the daemon's loop.
+SEND_BUFFER = 4 << 20
+
+
+def _big_send_buffer(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 def enabled() -> bool:
@@ -123,6 +133,11 @@ def _whole(data: memoryview, n: int) -> list[bytes] | None:
     return [bytes(data[20:at]), bytes(data[at:n])]
 
 
+# ``take``: a message of at least _MANY frames averaging at most _SMALL bytes is cut from one copy
+_MANY = 64
+_SMALL = 1024
+
+
 class Malformed(ValueError):
     pass
 
@@ -154,9 +169,18 @@ def take(
             if have < end:
                 break
             frames = []
-            for size in sizes:
-                frames.append(bytes(view[head : head + size]))
-                head += size
+            if count >= _MANY and end - head <= _SMALL * count:
+                # Many small frames (a big run's outcome: a value per task): one copy of them
+                # all, each frame a slice of it, not a memoryview made per frame and copied.
+                whole = bytes(view[head:end])
+                head = 0
+                for size in sizes:
+                    frames.append(whole[head : head + size])
+                    head += size
+            else:
+                for size in sizes:
+                    frames.append(bytes(view[head : head + size]))
+                    head += size
             out.append(frames)
             at = end
     if at:
@@ -241,6 +265,7 @@ class LocalListener:
                 sock.close()
                 continue
             sock.setblocking(False)
+            _big_send_buffer(sock)
             nonce = os.urandom(NONCE)
             try:
                 sock.send(nonce)  # an empty socket buffer takes 32 bytes
@@ -422,6 +447,7 @@ class LocalClient:
             # Non-blocking from here, waits by our own poll: with a timeout set, Python polls
             # before every send and receive (two system calls more per request).
             sock.setblocking(False)
+            _big_send_buffer(sock)
         except BaseException:
             sock.close()
             raise

@@ -275,3 +275,16 @@ def test_a_reply_encoded_at_once_is_the_prepared_ones_frames(
     assert direct == [1, 3] and prepared == [2]
     assert [Codec().decode(f).msg.request_id for _, f in sent] == [1, 2, 3]  # type: ignore[union-attr]
     assert sent[0][1] == codec.encode(_outcome(1), sender="a", frames=[b"v"])
+
+
+def test_a_connection_may_queue_a_big_reply_in_the_kernel() -> None:
+    """The daemon's end of a connection takes a few MB before it waits for the client
+    (``SEND_BUFFER``, capped by the kernel): a big outcome leaves in one write, not one wake-up
+    of the loop per default 208 KB the client read."""
+    with open("/proc/sys/net/core/wmem_max") as f:
+        cap = min(local_socket.SEND_BUFFER, int(f.read()))
+    side = Side()
+    try:
+        assert side.conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= cap
+    finally:
+        side.close()

@@ -4,6 +4,7 @@ the same requests and answers as over ZeroMQ, refused to anyone ZeroMQ would ref
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -159,6 +160,14 @@ def test_a_send_to_a_daemon_that_stopped_reading_gives_up_with_a_connection_erro
         server.close()
 
 
+def big_send_buffer() -> int:
+    """What ``local_socket.SEND_BUFFER`` gets from this kernel (capped at wmem_max)."""
+    from handoffd.transport.local_socket import SEND_BUFFER
+
+    with open("/proc/sys/net/core/wmem_max") as f:
+        return min(SEND_BUFFER, int(f.read()))
+
+
 def test_a_request_waits_only_for_its_answer_not_for_room_to_send(monkeypatch: pytest.MonkeyPatch):
     """The client's socket is non-blocking and polled by the client itself: a send with room is
     one system call (Python polls before every call on a socket with a timeout: two more per
@@ -171,6 +180,7 @@ def test_a_request_waits_only_for_its_answer_not_for_room_to_send(monkeypatch: p
             conn = client._conn
             assert isinstance(conn, LocalClient)
             assert conn._sock.gettimeout() == 0.0
+            assert conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= big_send_buffer()
             events: list[str] = []
             room, sock, send = conn._room, conn._sock, conn.send
 

@@ -154,6 +154,7 @@ def test_owner_dispatches_answers_the_outcome_and_frees_what_the_client_took() -
     (outcome,) = port.take_replies(m.RunOutcome)
     assert outcome.msg.state == "DONE" and outcome.msg.task_ids == ("f",)
     assert outcome.frames == [b"42"] and outcome.msg.released
+    assert outcome.msg.placement == {}  # released: the client reads no placement (owner_waits)
     # The outcome carried every result with release: b frees the run now, not after RETAIN.
     assert [s.address for s in port.take(m.FreeRun)] == ["b:1"]
     # The status stays answerable for KEEP_STATUS, then the run is forgotten.
@@ -173,7 +174,8 @@ def test_owner_frees_uncollected_results_after_the_retention_time() -> None:
     owner.member_updates([port.join("b")])
     submit(owner, port, release=False)
     run_on_b(owner, port)
-    assert port.take_replies(m.RunOutcome)[0].msg.released is False
+    (outcome,) = port.take_replies(m.RunOutcome)
+    assert outcome.msg.released is False and outcome.msg.placement == {"f": "b"}
     port.advance(RETAIN - 1)
     owner.tick(port.now())
     assert port.take(m.FreeRun) == [] and ("released", "r1") not in replication.calls
@@ -252,6 +254,7 @@ def test_owner_replicates_a_run_whose_answer_is_not_final(release: bool) -> None
     replication.answers.pop("r1")()
     (outcome,) = port.take_replies(m.RunOutcome)
     assert outcome.msg.pending == ("f",) and not outcome.msg.released
+    assert outcome.msg.placement == {"f": "b"}  # not released: the client may read it
 
 
 @dataclass

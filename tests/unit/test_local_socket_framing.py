@@ -92,3 +92,21 @@ def test_the_clients_two_frame_shortcuts_are_pack_and_take_over_random_shapes():
             else:
                 assert data is not wire or count != 2
     assert shortcuts > 50
+
+
+def test_many_small_frames_come_out_as_the_per_frame_cut_gives_them():
+    """A message of many small frames (a big run's outcome) is cut from one copy of them all:
+    the same frames, bytes each, in order, whatever their sizes and wherever the reads end."""
+    rng = random.Random(13)
+    for _ in range(40):
+        count = rng.choice([1, 2, 63, 64, 65, 300, 2000])
+        frames = [rng.randbytes(rng.choice([0, 1, 9, 200, 1500])) for _ in range(count)]
+        other = [b"head", b"y" * rng.choice([10, 5000])]  # a few frames: cut one by one
+        wire = _wire(frames) + _wire(other)
+        cut = rng.randrange(len(wire) + 1)
+        buf = bytearray(wire[:cut])
+        got, error = take(buf, 1 << 20, 1 << 20)
+        buf += wire[cut:]
+        rest, error2 = take(buf, 1 << 20, 1 << 20)
+        assert got + rest == [frames, other] and error is error2 is None and buf == b""
+        assert all(type(f) is bytes for f in (got + rest)[0])
