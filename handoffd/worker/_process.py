@@ -281,7 +281,7 @@ def main(
                     exc_type, message, tb_text = _describe(exc)
                 else:
                     try:
-                        value, ok, exc_type = dumps(result, protocol=5), True, ""
+                        value, ok, exc_type = dumps(result, 5), True, ""  # (protocol 5, positional)
                     except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
                         ok, value, exc_type, message, tb_text = _pickled(result)
             try:  # what the task started ends with it, before its outcome is sent
