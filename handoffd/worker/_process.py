@@ -233,6 +233,9 @@ def main(
     out = live.buffer if live is not None else quiet
     armed = False
     call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
+    # ``end_children``'s first step and ``inbox.waiting``'s, done here: a job that started no
+    # process and a pipe with nothing new (most jobs) cost a system call each, not a call more
+    waitpid, no_hang, look = os.waitpid, os.WNOHANG, inbox.poller.poll
     try:
         while True:
             if not pending:
@@ -278,10 +281,15 @@ def main(
                     exc_type, message, tb_text = _describe(exc)
                 else:
                     try:
-                        value, ok, exc_type = dumps(result, protocol=5), True, ""
+                        value, ok, exc_type = dumps(result, 5), True, ""  # (protocol 5, positional)
                     except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
                         ok, value, exc_type, message, tb_text = _pickled(result)
-            end_children()  # what the task started ends with it, before its outcome is sent
+            try:  # what the task started ends with it, before its outcome is sent
+                waitpid(-1, no_hang)
+            except ChildProcessError:
+                pass  # no child at all, not even a zombie (``end_children``'s common case)
+            else:
+                end_children()
             # A value follows as its own raw message: pickling it inside the reply tuple would
             # copy it once more here and once more in the parent (~0.5 ms per MiB each way). A
             # small one rides in the reply: the parent reads one message per job, not two.
@@ -295,7 +303,7 @@ def main(
                 # cancel is not in that message (a separate SKIPPED reply read after the outcome
                 # made it kill a worker whose next job had been dropped).
                 skipped = []
-                while inbox.waiting():
+                while inbox.buf or (look(0) and inbox.waiting()):
                     skipped += absorb(recv())
                 if out._head or out._tail or out.dropped:  # it wrote something not sent live
                     text = out.text()

@@ -43,8 +43,8 @@ _OPEN, _CLOSE = values._ONE_INT_OPEN, values._ONE_INT_CLOSE
 _OPEN_SIZE = len(_OPEN)
 _LITERALS_SIZE = _OPEN_SIZE + 4 + len(_CLOSE)
 _unpack_int = struct.Struct("<i").unpack_from
-_NO_KWARGS: dict[str, Any] = {}
-_code_parts: dict[int, tuple[bytes, Any]] = {}  # length -> (code part, its decoded function)
+# length -> (code part and the literals' opening, its decoded function)
+_code_parts: dict[int, tuple[bytes, Any]] = {}
 _PARTS_LIMIT = 16  # (each a copy of a code's bytes, which ``values`` caches too)
 
 
@@ -78,7 +78,7 @@ def _learn(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     ):
         if len(_code_parts) >= _PARTS_LIMIT:
             _code_parts.clear()
-        _code_parts[size] = (payload[:size], decoded[0])
+        _code_parts[size] = (payload[: size + _OPEN_SIZE], decoded[0])
     return decoded
 
 
@@ -87,15 +87,18 @@ def call_plain(payload: bytes, argument_inclusion: str = "variadic") -> Any:
     loop calls it for each such job; a no-op job's own Python is a handful of calls)."""
     size = len(payload) - _LITERALS_SIZE
     known = _code_parts.get(size)
-    if (
-        known is not None
-        and payload.startswith(known[0])
-        and payload.endswith(_CLOSE)
-        and payload.startswith(_OPEN, size)
-    ):
-        code, extra_args, kwargs = known[1], _unpack_int(payload, size + _OPEN_SIZE), _NO_KWARGS
-    else:
-        code, extra_args, kwargs = _learn(payload)
+    # (the known part ends with the literals' opening: one compare for the code and the opening)
+    if known is not None and payload.startswith(known[0]) and payload.endswith(_CLOSE):
+        code = known[1]
+        if type(code) is code_env.Packaged:
+            code_env.activate(code.shas)
+        elif code_env._active:
+            code_env.activate(())
+        (literal,) = _unpack_int(payload, size + _OPEN_SIZE)
+        if argument_inclusion == "as_list":
+            return code([], literal)
+        return code(literal)
+    code, extra_args, kwargs = _learn(payload)
     if type(code) is code_env.Packaged:
         code_env.activate(code.shas)
     elif code_env._active:

@@ -16,6 +16,7 @@ from handoffd import resources
 # The one tolerance of "it fits", the owner's and the placement core's: what the owner thinks fits
 # here, the ledger accepts (``resources.fits`` is the core's test).
 EPS = resources.EPS
+fits = resources.fits
 
 
 class Ledger:
@@ -36,7 +37,8 @@ class Ledger:
 
     def try_claim(self, cost: Mapping[str, float]) -> list[int] | None:
         """Claim ``cost``; returns the GPU indices given (maybe empty), or None if it does not fit."""
-        if not resources.fits(cost, self.free):
+        free = self.free
+        if not fits(cost, free):
             return None
         gpu = cost.get("gpu")
         if gpu is not None and gpu > 0:
@@ -48,7 +50,7 @@ class Ledger:
         else:
             gpus = []  # (no GPU asked: no slicing)
         for kind, qty in cost.items():
-            self.free[kind] = self.free.get(kind, 0.0) - qty
+            free[kind] = free.get(kind, 0.0) - qty
         self.version += 1
         return gpus
 
@@ -57,8 +59,10 @@ class Ledger:
         return ",".join(self.devices[g] for g in gpus)
 
     def release(self, cost: Mapping[str, float], gpus: list[int]) -> None:
-        for kind, qty in cost.items():
-            self.free[kind] = min(self.capacity.get(kind, 0.0), self.free.get(kind, 0.0) + qty)
+        free, capacity = self.free, self.capacity
+        for kind, qty in cost.items():  # (each task's end: ``min`` written out, one look-up each)
+            back, most = free.get(kind, 0.0) + qty, capacity.get(kind, 0.0)
+            free[kind] = back if back < most else most
         if gpus:
             self._gpus_free.extend(gpus)
             self._gpus_free.sort()

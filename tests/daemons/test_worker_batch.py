@@ -147,3 +147,29 @@ def test_a_crash_mid_batch_answers_the_jobs_before_it_and_runs_none_after(
             conn.recv_bytes()
     proc.join(30)
     assert proc.exitcode == 3 and not after.exists()
+
+
+def leaving_a_child(exited: int) -> int:
+    """Starts a process and returns its pid: left running (0) or exited and not reaped (1)."""
+    import subprocess
+
+    child = subprocess.Popen(["true"] if exited else ["sleep", "120"])
+    if exited:  # its exit seen, the zombie left for the worker
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    return child.pid
+
+
+def test_a_jobs_processes_end_before_its_outcome_mid_batch(
+    worker: tuple[Any, Any], tmp_path: Path
+) -> None:
+    """Each job's processes, running or exited, are gone (killed and reaped) when its outcome
+    comes, though the next job of the batch has started (and waits here meanwhile)."""
+    _, conn = worker
+    for exited in (0, 1):
+        go = tmp_path / f"go{exited}"
+        _batch(conn, (leaving_a_child, exited), (waiting_for, str(go)))
+        ((token, status, pid, _),) = _replies(conn, 1)
+        assert (token, status) == (1, _process.OK)
+        assert not os.path.exists(f"/proc/{pid}")
+        go.touch()
+        assert _replies(conn, 1) == [(2, _process.OK, 1, "")]

@@ -24,6 +24,18 @@ def test_claims_until_full_then_refuses_and_release_restores():
     ledger.validate()
 
 
+def test_a_release_never_frees_past_capacity():
+    """A task's end gives back at most the capacity of each kind (a kind the node lacks: 0)."""
+    ledger = Ledger({"cpu": 2, "memory": 100})
+    assert ledger.try_claim({"cpu": 0.5}) == []
+    ledger.release({"cpu": 1.5, "memory": 10, "fpga": 1}, [])
+    assert ledger.free == {"cpu": 2, "memory": 100, "fpga": 0.0}
+    assert ledger.try_claim({"cpu": 1.25}) == []
+    ledger.release({"cpu": 1.0}, [])
+    assert ledger.free["cpu"] == 1.75  # below capacity: exactly what came back
+    ledger.validate()
+
+
 def test_gpu_indices_are_distinct_and_returned():
     ledger = Ledger({"cpu": 8, "gpu": 2})
     a = ledger.try_claim({"cpu": 1, "gpu": 1})
