@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +80,9 @@ class ResultStore:
         self.max_value = max_value  # one value (Limits.max_value_bytes); None: no cap
         self._spill_root = spill_dir
         self._spill_dir: str | None = None  # created on first spill
-        self._memory: OrderedDict[Key, Any] = OrderedDict()  # insertion order = spill order
+        # Insertion order = spill order: a dict keeps it (an ``OrderedDict``'s own links cost a
+        # node a value, and nothing here moves a key within the order)
+        self._memory: dict[Key, Any] = {}
         self._spilled: dict[Key, tuple[str, int]] = {}  # key -> (path, size)
         # A value in memory by its key, or None (then ``get``: it may be spilled): the executor
         # looks up every input of every task, and this is no Python call and no key built twice.
