@@ -212,17 +212,19 @@ class ResultStore:
         # ``_discard`` of each, its in-memory part in line and the counts summed once (a W1
         # run's end drops 10,000 values here); a spilled copy still goes through ``_discard``.
         memory, spilled = self._memory, self._spilled
-        freed = count = 0
+        pop, mapped = memory.pop, mmap.mmap
+        values = len(memory)  # (those dropped are counted once, by what ``memory`` lost)
+        freed = 0
         for task_id in tasks:
             key = (run_id, task_id)
-            value = memory.pop(key, None)
+            value = pop(key, None)
             if value is not None:
                 freed += len(value)
-                count += 1
-                if type(value) is mmap.mmap:
+                if type(value) is mapped:
                     unmap_later(value)
             if spilled and key in spilled:
                 self._discard(key, forget_run=False)
+        count = values - len(memory)
         self.stats.in_memory_bytes -= freed
         self.stats.values -= count
         held = before - self.stats.in_memory_bytes + self._freed.pop(run_id, 0)
