@@ -262,7 +262,6 @@ class Intake:
         only: str | None = None
         only_qty = only_top = 0.0
         eps = resources.EPS
-        at = 0
         queued = False  # a task joined the local queue (its order is then sorted again)
         # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
         # every task not refused, in order: built from the columns at the end unless one was.
@@ -270,6 +269,7 @@ class Intake:
             t.task_ids,
             t.attempts,
             t.counts,
+            itertools.accumulate(t.counts),  # where each task's inputs end
             t.costs,
             t.payloads,
             timeouts,
@@ -282,6 +282,7 @@ class Intake:
             task_id,
             attempt,
             count,
+            at,
             cost,
             payload_frame,
             timeout,
@@ -289,7 +290,6 @@ class Intake:
             priority,
             rank,
         ) in columns:
-            first, at = at, at + count
             key = (run_id, task_id, attempt)
             if key in tasks:  # a duplicate delivery: already ours
                 continue
@@ -321,6 +321,7 @@ class Intake:
             flat: tuple[Any, ...] = ()
             needs: tuple[str, ...] = ()
             if count:
+                first = at - count
                 numbers = input_frames[first:at]
                 if numbers.count(-1) == count:  # every input a value to have here
                     flat = needs = input_ids[first:at]
@@ -354,7 +355,7 @@ class Intake:
             task.needs = needs
             task.far = ()
             task.flat = flat
-            task.source = (t, first) if needs else None
+            task.source = (t, at - count) if needs else None  # (its first input's index)
             task.qkey = qkey = (aged - priority, -rank, next(arrivals))  # (``queue_key``)
             tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
             if gpus is None:
