@@ -109,6 +109,11 @@ class Ends:
         limit = self._inline_limit
         mean, half = self._mean_duration, self._half_chain
         seconds, most = CHAIN_SECONDS, CHAIN_AHEAD
+        # A mean under ``fast`` gives the chain cap's half chain (``_chain_target``): most tasks
+        # of a busy node are that short
+        fast, fast_half = seconds / (most + 1), (1 + most) // 2
+        if fast <= MIN_DURATION:  # (the floor would then be what sizes the chain)
+            fast = 0.0
         done = 0
         box_owner: str | None = None
         box_run = ""
@@ -121,7 +126,8 @@ class Ends:
                 task = tasks.pop(key, None)
                 if task is None:
                     continue
-                kind, ok, output = "", True, ""
+                ok, output = True, ""
+                mean += 0.1 * (duration - mean)  # (its kind is "": it counts)
             else:
                 key = outcome.key  # type: ignore[union-attr]  # (not a tuple: an Outcome)
                 task = tasks.pop(key, None)
@@ -130,8 +136,15 @@ class Ends:
                 kind, duration = outcome.kind, outcome.duration  # type: ignore[union-attr]
                 value, ok = outcome.value, outcome.ok  # type: ignore[union-attr]
                 pid, output = outcome.pid, outcome.output  # type: ignore[union-attr]
-            if kind == "" or kind == "error":
-                mean += 0.1 * (duration - mean)
+                if kind == "" or kind == "error":
+                    mean += 0.1 * (duration - mean)
+            # The half chain of the mean (``_chain_target() // 2``; the same as before when the
+            # mean did not change)
+            if mean < fast:
+                # (``seconds / mean`` is then above ``most + 1``, rounded or not: the chain is
+                # at its cap, so the half chain is the cap's, with no division)
+                half = fast_half
+            else:
                 per_task = mean if mean > MIN_DURATION else MIN_DURATION
                 # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task)
                 ahead = int(seconds / per_task)

@@ -55,6 +55,20 @@ def _fast(table: DispatchTable, frames: list[Any]) -> bool:
     return not inputs or max(inputs) < n
 
 
+def _without(
+    tasks: list[tuple[str, int]], refused: list[tuple[str, int, str]]
+) -> list[tuple[str, int]]:
+    """``tasks`` (a table's, in order) without ``refused`` (some of them, in the same order)."""
+    kept: list[tuple[str, int]] = []
+    j, n = 0, len(refused)
+    for task_id, attempt in tasks:
+        if j < n and refused[j][0] == task_id and refused[j][1] == attempt:
+            j += 1
+        else:
+            kept.append((task_id, attempt))
+    return kept
+
+
 def _plain(
     item: m.DispatchItem, frames: list[Any]
 ) -> tuple[dict[int, Any], tuple[Any, ...], tuple[str, ...]] | None:
@@ -248,16 +262,37 @@ class Intake:
         only: str | None = None
         only_qty = only_top = 0.0
         eps = resources.EPS
-        at = 0
-        for i, task_id in enumerate(t.task_ids):
-            count = t.counts[i]
-            first, at = at, at + count
-            attempt = t.attempts[i]
+        queued = False  # a task joined the local queue (its order is then sorted again)
+        # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
+        # every task not refused, in order: built from the columns at the end unless one was.
+        columns = zip(
+            t.task_ids,
+            t.attempts,
+            t.counts,
+            itertools.accumulate(t.counts),  # where each task's inputs end
+            t.costs,
+            t.payloads,
+            timeouts,
+            t.inclusion,
+            priorities,
+            ranks,
+            strict=True,
+        )
+        for (
+            task_id,
+            attempt,
+            count,
+            at,
+            cost,
+            payload_frame,
+            timeout,
+            inclusion,
+            priority,
+            rank,
+        ) in columns:
             key = (run_id, task_id, attempt)
             if key in tasks:  # a duplicate delivery: already ours
-                accepted.append((task_id, attempt))
                 continue
-            cost = t.costs[i]
             gpus = None if local else ledger.try_claim(cost)
             summed = -1.0  # the queue's sum of ``only``'s kind with this task, when found
             if gpus is None:
@@ -282,11 +317,11 @@ class Intake:
                 if reason:
                     refused.append((task_id, attempt, reason))
                     continue
-            payload_frame = t.payloads[i]
             kept = {payload_frame: frames[payload_frame]}
             flat: tuple[Any, ...] = ()
             needs: tuple[str, ...] = ()
             if count:
+                first = at - count
                 numbers = input_frames[first:at]
                 if numbers.count(-1) == count:  # every input a value to have here
                     flat = needs = input_ids[first:at]
@@ -297,7 +332,6 @@ class Intake:
                     for f in numbers:
                         if f >= 0:
                             kept[f] = frames[f]
-            timeout = timeouts[i]
             # ``_task`` in line (a call and its head tuple a task less): every field set, in
             # ``Task``'s order, as ``_task`` sets it (change both)
             task = _new(Task)
@@ -307,7 +341,7 @@ class Intake:
             task.owner_address = owner_address
             task.cost = dict(cost)
             task.gpus = gpus or []
-            task.argument_inclusion = inclusions[t.inclusion[i]]
+            task.argument_inclusion = inclusions[inclusion]
             task.timeout = None if timeout != timeout else timeout  # (NaN: none; ``t.timeout``)
             task.payload = kept[payload_frame]
             task.inputs = ()
@@ -321,20 +355,24 @@ class Intake:
             task.needs = needs
             task.far = ()
             task.flat = flat
-            task.source = (t, first) if needs else None
-            task.qkey = qkey = (aged - priorities[i], -ranks[i], next(arrivals))  # (``queue_key``)
+            task.source = (t, at - count) if needs else None  # (its first input's index)
+            task.qkey = qkey = (aged - priority, -rank, next(arrivals))  # (``queue_key``)
             tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
             if gpus is None:
                 local[key] = qkey
-                self._order.dirty = True
+                queued = True
                 if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
                     total[only] = summed  # type: ignore[index]
                 else:
                     for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
                         total[kind] = total.get(kind, 0.0) + qty
-            accepted.append((task_id, attempt))
             if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
                 started.append(task)
+        if queued:
+            self._order.dirty = True
+        accepted = list(zip(t.task_ids, t.attempts, strict=True))
+        if refused:  # (the refused are a subsequence of the table, in order: taken out)
+            accepted = _without(accepted, refused)
         self._reply(run_id, owner_address, accepted, refused)
         self._gather_all(started)
 

@@ -363,8 +363,11 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         if only is not None and len(only.cost) == 1:
             ((kind1, qty1),) = only.cost.items()
         chains: dict[int, list[Job]] = {}
+        # ``only``'s jobs (every task taken then is its), and its cost, read once
+        only_jobs: list[Job] = []
+        only_cost = only.cost if only is not None else None
         total = self._local_cost
-        scanned = 0
+        scanned, scan = 0, CHAIN_SCAN
         local, tasks = self.local, self.tasks
         inputs: list[Any]
         # ``only``'s memory (a task it takes has an equal cost), and the title's run part, built
@@ -379,13 +382,13 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             if key not in local:
                 continue
             scanned += 1
-            if scanned > CHAIN_SCAN:
+            if scanned > scan:
                 break
             task = tasks.get(key)
             if task is None or task.missing:
                 continue
             if only is not None:
-                if left <= 0 or only.cost != task.cost:
+                if left <= 0 or only_cost != task.cost:
                     break  # another cost (or full) at the front: the claims drain to it
                 left -= 1
                 slot = only
@@ -412,7 +415,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                     self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
                     continue
             if local.pop(key, None) is not None:  # (``_unqueue_local`` in line; no value is None)
-                if slot is only and kind1 is not None:  # (its cost is ``only.cost``)
+                if kind1 is not None:  # (``only`` took it: its cost is ``only.cost``)
                     total[kind1] = total.get(kind1, 0.0) - qty1
                 else:
                     for kind, qty in task.cost.items():
@@ -438,11 +441,16 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                 title_run = task.run_id
                 title_head = f"run {title_run} task "
             job.title = title_head + task.task_id  # (``new_job``'s title)
+            if only is not None:
+                only_jobs.append(job)
+                continue
             jobs = chains.get(slot.id)
             if jobs is None:
                 chains[slot.id] = [job]
             else:
                 jobs.append(job)
+        if only is not None and only_jobs:
+            chains[only.id] = only_jobs
         if not local and total is self._local_cost:
             self._local_cost = {}
         for slot_id, jobs in chains.items():

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +80,9 @@ class ResultStore:
         self.max_value = max_value  # one value (Limits.max_value_bytes); None: no cap
         self._spill_root = spill_dir
         self._spill_dir: str | None = None  # created on first spill
-        self._memory: OrderedDict[Key, Any] = OrderedDict()  # insertion order = spill order
+        # Insertion order = spill order: a dict keeps it (an ``OrderedDict``'s own links cost a
+        # node a value, and nothing here moves a key within the order)
+        self._memory: dict[Key, Any] = {}
         self._spilled: dict[Key, tuple[str, int]] = {}  # key -> (path, size)
         # A value in memory by its key, or None (then ``get``: it may be spilled): the executor
         # looks up every input of every task, and this is no Python call and no key built twice.
@@ -210,17 +212,19 @@ class ResultStore:
         # ``_discard`` of each, its in-memory part in line and the counts summed once (a W1
         # run's end drops 10,000 values here); a spilled copy still goes through ``_discard``.
         memory, spilled = self._memory, self._spilled
-        freed = count = 0
+        pop, mapped = memory.pop, mmap.mmap
+        values = len(memory)  # (those dropped are counted once, by what ``memory`` lost)
+        freed = 0
         for task_id in tasks:
             key = (run_id, task_id)
-            value = memory.pop(key, None)
+            value = pop(key, None)
             if value is not None:
                 freed += len(value)
-                count += 1
-                if type(value) is mmap.mmap:
+                if type(value) is mapped:
                     unmap_later(value)
             if spilled and key in spilled:
                 self._discard(key, forget_run=False)
+        count = values - len(memory)
         self.stats.in_memory_bytes -= freed
         self.stats.values -= count
         held = before - self.stats.in_memory_bytes + self._freed.pop(run_id, 0)

@@ -50,13 +50,16 @@ def _kept_run(
     append = outcomes.append
     head = worker.head
     taken = 0  # pickled bytes of the jobs ended (``worker.bytes``, given back once)
+    # (the module's constants as locals: read once a run, not once a reply)
+    kept_tag, kept_size, large = _KEPT_TAG, KEPT_SIZE, _LARGE
+    lead = 4 + kept_size  # a reply's frame length and head, before its value
     with memoryview(buf) as view:
-        while at + KEPT_SIZE + 4 <= n:
+        while at + lead <= n:
             size, tag, token, duration = unpack(buf, at)
             end = at + 4 + size
-            if tag != _KEPT_TAG or not KEPT_SIZE <= size < _LARGE or end > n:
+            if tag != kept_tag or not kept_size <= size < large or end > n:
                 break
-            value = bytes(view[at + 4 + KEPT_SIZE : end])
+            value = bytes(view[at + lead : end])
             at = end
             job = on_pipe.pop(token, None)
             if job is None:

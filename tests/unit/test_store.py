@@ -35,6 +35,21 @@ def test_spills_oldest_past_the_limit_and_reads_back(tmp_path):
     store.close()
 
 
+def test_spills_in_the_order_values_were_last_put(tmp_path):
+    """The oldest value spills first, and a value put again counts as new (it spills last):
+    the order a plain dict keeps, as the ``OrderedDict`` it replaced did."""
+    store = ResultStore(memory_limit=130, spill_dir=str(tmp_path))
+    for name in "abc":
+        store.put("r", name, name.encode() * 40)
+    store.put("r", "a", b"A" * 40)  # "a" again: now the newest
+    store.put("r", "d", b"d" * 40)  # 160 bytes: one spills, the oldest ("b")
+    assert store.peek(("r", "b")) is None and store.get("r", "b") == b"b" * 40
+    assert [store.peek(("r", k)) is not None for k in "acd"] == [True, True, True]
+    store.put("r", "e", b"e" * 40)  # then "c", not the re-put "a"
+    assert store.peek(("r", "c")) is None and store.peek(("r", "a")) == b"A" * 40
+    store.close()
+
+
 def test_overwrite_keeps_accounting_right():
     store = ResultStore(memory_limit=1000)
     store.put("r", "a", b"1" * 100)
