@@ -1,15 +1,18 @@
 # cython: annotation_typing=False
+# (the annotations are for mypy; outbox.pxd beside it gives the compiled build its C types)
 """The instructions one ``OwnerScheduler.handle`` call collects, shared by the scheduler's parts.
 
 One object for the scheduler's lifetime (its parts get it at construction), emptied by ``take`` at the
 end of every call. Dispatches, cancels and frees are batched per (node, run): a call sends a node at
 most one message of each kind per run, however many tasks it moved.
+
+A C class when compiled (``outbox.pxd``): ``take`` runs at the end of every ``handle_batch`` and
+the owner's books write its dispatches, so its fields are C fields, not instance-dict look-ups.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from handoffd.scheduler.events import (
     CancelAttempts,
@@ -21,13 +24,18 @@ from handoffd.scheduler.events import (
 )
 
 
-@dataclass
 class Outbox:
-    direct: list[Instruction] = field(default_factory=list)  # in the order they were decided
-    cancels: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
-    dispatches: dict[tuple[str, str], list[DispatchedTask]] = field(default_factory=dict)
-    frees: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # values to delete
-    withdraws: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
+    """What one scheduler call collected, taken (and emptied) by ``take``."""
+
+    __slots__ = ("direct", "cancels", "dispatches", "frees", "withdraws")
+
+    def __init__(self) -> None:
+        self.direct: list[Instruction] = []  # in the order they were decided
+        # Batched per (node, run), in the order each batch was opened.
+        self.cancels: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        self.dispatches: dict[tuple[str, str], list[DispatchedTask]] = {}
+        self.frees: dict[tuple[str, str], list[str]] = {}  # values to delete
+        self.withdraws: dict[tuple[str, str], list[tuple[str, int]]] = {}
 
     def take(self, term_of: Callable[[str], int]) -> list[Instruction]:
         """Everything collected, the batches last (at their run's ``term_of``); empty again after.

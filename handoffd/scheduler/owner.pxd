@@ -4,6 +4,8 @@
 
 cimport cython
 
+from handoffd.scheduler cimport successes
+
 from handoffd.scheduler.owner_books cimport OwnerBooks
 from handoffd.scheduler.run cimport RunState, TaskRecord
 

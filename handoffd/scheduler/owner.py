@@ -113,6 +113,7 @@ class OwnerScheduler(OwnerBooks):
         # unanswered dispatches.
         self._view = ClusterView(window=window, backend=backend, queue_seconds=queue_seconds)
         self._owned = OwnedRuns()
+        self._live = self._owned.live
         # Invariant: exactly the READY, not delayed tasks of RUNNING runs, in placement order.
         self._ready = ReadyQueue()
         self._dirty = False  # something changed that may let a ready task fit
@@ -211,7 +212,7 @@ class OwnerScheduler(OwnerBooks):
         return self._out.take(self._term_of)
 
     def _term_of(self, run_id: str) -> int:
-        run = self._owned.live.get(run_id)
+        run = self._live.get(run_id)
         return run.term if run is not None else self.term
 
     def _apply(self, event: Event) -> None:
@@ -360,7 +361,7 @@ class OwnerScheduler(OwnerBooks):
 
     def _on_replied(self, ev: DispatchAnswered) -> None:
         run_id, sender = ev.run_id, ev.node
-        run = self._owned.live.get(run_id)
+        run = self._live.get(run_id)
         running = run is not None and run.state == RUN_RUNNING
         for task_id, attempt in ev.accepted:
             self._view.answered(sender, (run_id, task_id, attempt))
@@ -413,7 +414,7 @@ class OwnerScheduler(OwnerBooks):
         answers its dispatch (the node got it, even if its reply was lost)."""
         if self._view.answered(node, (run_id, task_id, attempt)) is not None:
             self._dirty = True  # its cost no longer holds the node in our view (the reply's job)
-        run = self._owned.live.get(run_id)
+        run = self._live.get(run_id)
         if run is None or run.state != RUN_RUNNING:
             return None
         rec = run.tasks.get(task_id)
@@ -435,7 +436,7 @@ class OwnerScheduler(OwnerBooks):
         run_id, node, ids, tries, sizes = ev.run_id, ev.node, ev.task_ids, ev.attempts, ev.sizes
         values, took = ev.values, ev.durations
         rest = 0
-        run = self._owned.live.get(run_id)
+        run = self._live.get(run_id)
         if (
             run is not None
             and run.state == RUN_RUNNING
@@ -460,7 +461,7 @@ class OwnerScheduler(OwnerBooks):
     def _succeeded(
         self, run_id: str, task_id: str, attempt: int, node: str, size: int, value: Any, took: float
     ) -> None:
-        run = self._owned.live.get(run_id)
+        run = self._live.get(run_id)
         if run is None:
             if self._owned.is_released(run_id):  # a late copy: drop it
                 self._out.direct.append(FreeResults(run_id, (node,)))
@@ -577,4 +578,5 @@ class OwnerScheduler(OwnerBooks):
         """Raise AssertionError when an invariant is broken (tests call it after every event)."""
         from handoffd.scheduler.invariants import validate_owner
 
+        assert self._live is self._owned.live, "the owner's run look-up is not its runs' own"
         validate_owner(self._owned.live, self._view, self._lost, self._rebalance, self._ready)

@@ -4,6 +4,9 @@
 
 cimport cython
 
+from handoffd.scheduler cimport history as hist
+
+from handoffd.scheduler.outbox cimport Outbox
 from handoffd.scheduler.owner_queries cimport OwnerQueries
 from handoffd.scheduler.ready cimport ReadyQueue
 from handoffd.scheduler.rebalance cimport Rebalance
@@ -14,7 +17,7 @@ cdef class OwnerBooks(OwnerQueries):
     cdef public double _now
     cdef public ReadyQueue _ready
     cdef public bint _dirty
-    cdef public object _out
+    cdef public Outbox _out
     cdef public Rebalance _rebalance
     cdef public object _delays
     cdef public object on_change
@@ -25,10 +28,20 @@ cdef class OwnerBooks(OwnerQueries):
     cpdef _free(self, RunState run)
     @cython.locals(was_out=bint, is_out=bint)
     cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
+    cpdef _came_back(self, RunState run, TaskRecord rec, str node)
     @cython.locals(pin=object, spec=object, cost=object, no_room=list, seen=tuple)
     cpdef _enqueue(self, RunState run, TaskRecord rec)
     cpdef bint _intake(self, RunState run, double now, object limit, bint first)
+    @cython.locals(
+        ordered=list, deps=dict, size=Py_ssize_t, end=Py_ssize_t, at=Py_ssize_t, rec=TaskRecord,
+        tally=dict, c=dict, moves=list
+    )
+    cpdef bint _take_slice(self, RunState run, double now, object limit)
     cpdef _place(self)
-    @cython.locals(spec=object)
+    @cython.locals(spec=object, cost=object, task_id=str, attempt=object, now=double)
     @cython.locals(dispatches=dict, key=tuple, batch=list)
     cpdef _dispatch(self, RunState run, TaskRecord rec, str node, bint queued=*)
+    @cython.locals(
+        attempt=cython.longlong, task_id=str, gid=object, c=dict, key=str, tally=dict, moves=list
+    )
+    cpdef _assign(self, RunState run, TaskRecord rec, str node, double now)

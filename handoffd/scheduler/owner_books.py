@@ -15,14 +15,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from handoffd.scheduler import history as hist
 from handoffd.scheduler.delays import DelayedTasks
 from handoffd.scheduler.events import DispatchedTask
+from handoffd.scheduler.history import DISPATCHED_TO
 from handoffd.scheduler.outbox import Outbox
 from handoffd.scheduler.owner_queries import OwnerQueries
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
-from handoffd.scheduler.run import RunState, TaskRecord
-from handoffd.scheduler.states import ASSIGNED, CANCELLED, DONE, FAILED, READY, RUN_RUNNING, RUNNING
+from handoffd.scheduler.run import _MOVES_LIMIT, RunState, TaskRecord
+from handoffd.scheduler.states import (
+    ASSIGNED,
+    CANCELLED,
+    DONE,
+    FAILED,
+    PENDING,
+    READY,
+    RUN_RUNNING,
+    RUNNING,
+)
 
 __all__ = ["OwnerBooks"]
 
@@ -63,6 +74,18 @@ class OwnerBooks(OwnerQueries):
     # -- bookkeeping through task moves --------------------------------------------------------------
 
     def moved(self, run: RunState, rec: TaskRecord, old: str, new: str) -> None:
+        if new is DONE and (old is ASSIGNED or old is RUNNING):
+            # An attempt's success (every task's last move, from ``successes.finish``): the
+            # general case's string compares below, for its one answer (pointer tests: a
+            # state that is equal but not the interned constant takes the general way).
+            if self._changed is not None:
+                self._changed.append((run.run_id, rec.id, False))
+            elif self.on_change is not None:
+                self.on_change(run.run_id, rec.id)
+            if rec.node is not None:
+                self._came_back(run, rec, rec.node)
+            self._lost.came_back(run.run_id, rec.id)
+            return
         # (each test once, as string compares: a state is one of the module's interned
         # constants, so a compiled compare is a pointer test, where a tuple search was not)
         was_out = old == ASSIGNED or old == RUNNING  # (``ACTIVE``)
@@ -81,11 +104,7 @@ class OwnerBooks(OwnerQueries):
             elif self.on_change is not None:
                 self.on_change(run.run_id, rec.id)
         if was_out and not is_out and rec.node is not None:
-            self._view.came_back(rec.node, rec)
-            if self._rebalance.queued:
-                self._rebalance.came_back(rec.node, (run.run_id, rec.id, rec.attempt))
-            if not self._dirty and self._view.room_opened(rec.node, self._ready):
-                self._dirty = True
+            self._came_back(run, rec, rec.node)
         if is_out and not was_out and rec.node is not None:
             self._view.went_out(rec.node, rec)
             self._lost.went_out(run.run_id, rec.id, self._now)
@@ -95,6 +114,14 @@ class OwnerBooks(OwnerQueries):
             self._ready.discard(rec)
         if new == READY and not rec.delayed:
             self._enqueue(run, rec)
+
+    def _came_back(self, run: RunState, rec: TaskRecord, node: str) -> None:
+        """``rec``'s attempt on ``node`` is no longer out (``moved``): its demand leaves the node."""
+        self._view.came_back(node, rec)
+        if self._rebalance.queued:
+            self._rebalance.came_back(node, (run.run_id, rec.id, rec.attempt))
+        if not self._dirty and self._view.room_opened(node, self._ready):
+            self._dirty = True
 
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
         if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
@@ -118,9 +145,44 @@ class OwnerBooks(OwnerQueries):
         ``could_take`` asked once a shape (``_no_room``); True if the run has more to take in."""
         self._no_room = []
         try:
-            return run.start(now, limit) if first else run.take_in(now, limit)
+            if run.mover is not self or run.listener is not None:
+                return run.start(now, limit) if first else run.take_in(now, limit)
+            if first:
+                run.start(now, 0)  # (its stamps and an empty run's end: no task taken in)
+            return self._take_slice(run, now, limit)
         finally:
             self._no_room = None
+
+    def _take_slice(self, run: RunState, now: float, limit: Any) -> bool:
+        """``run.take_in(now, limit)`` for a run whose mover is this owner and which has no
+        listener: each PENDING -> READY move (``RunState.move``) and this owner's books for it
+        (``moved``: the ready queue) written out for the one case, in their order."""
+        ordered, deps = run.ordered, run.effective_deps
+        size = len(ordered)
+        end = size if limit is None else min(size, run.intake + limit)
+        tally = run.tally
+        c = run.counters
+        for at in range(run.intake, end):
+            rec = ordered[at]
+            if deps[rec.id]:
+                continue
+            if rec.state is not PENDING:
+                if rec.state == PENDING:  # (an equal, not the interned, state: the generic move)
+                    run.move(rec, READY, now, "submitted")
+                continue
+            rec.state = READY
+            rec.delayed = False
+            tally[PENDING] -= 1
+            tally[READY] += 1
+            moves = rec.moves
+            moves.extend((now, PENDING, READY, "submitted", None, None))
+            if len(moves) > _MOVES_LIMIT:
+                del moves[: len(moves) - _MOVES_LIMIT]
+            if c is not None:
+                c[READY] = c.get(READY, 0) + 1
+            self._enqueue(run, rec)  # (``moved``: nothing to replicate, nothing out or back)
+        run.intake = end
+        return end < size
 
     # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
     # taken as a value does not convert; each calls its typed twin.)
@@ -151,20 +213,27 @@ class OwnerBooks(OwnerQueries):
             self._rebalance.offer()
 
     def _dispatch(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
-        run.assign(rec, node, self._now)
+        now = self._now
+        if rec.state is READY and run.mover is self and run.listener is None:
+            self._assign(run, rec, node, now)
+        else:  # (anything else: the run's own move, its table's check and listener included)
+            run.assign(rec, node, now)
         if queued:
             self._rebalance.sent(run, rec, node)
-        self._view.sent(node, (run.run_id, rec.id, rec.attempt), rec.spec.cost, self._now)
-        self._lost.sent(node)
         spec = rec.spec
+        cost = spec.cost
+        task_id = rec.id
+        attempt = rec.attempt
+        self._view.sent(node, (run.run_id, task_id, attempt), cost, now)
+        self._lost.sent(node)
         item = DispatchedTask(
-            spec.id,
-            rec.attempt,
+            task_id,
+            attempt,
             spec.payload,
-            spec.cost,
+            cost,
             spec.argument_inclusion,
             spec.timeout,
-            run.input_refs(spec.id),
+            run.input_refs(task_id) if spec.deps else (),
             spec.priority,
             rec.upward_rank,
         )
@@ -174,3 +243,45 @@ class OwnerBooks(OwnerQueries):
         if batch is None:
             batch = dispatches[key] = []
         batch.append(item)
+
+    def _assign(self, run: RunState, rec: TaskRecord, node: str, now: float) -> None:
+        """``run.assign(rec, node, now)`` for a READY ``rec`` of a run whose mover is this owner
+        and which has no listener: its READY -> ASSIGNED move (``RunState.move``) and this
+        owner's books for it (``moved``) written out for the one case, in their order. The
+        owner's most common move, once a dispatch: the generic move's table look-up and its
+        state compares, twice over (the run's and the books'), were most of its cost."""
+        # (``RunState.assign``)
+        attempt = max(rec.attempt, run.attempt_floor) + 1
+        rec.attempt = attempt
+        rec.node = node
+        task_id = rec.id
+        run.placed[task_id] = node
+        if run.group_of:
+            gid = run.group_of.get(task_id)
+            if gid is not None:
+                run.group_node[gid] = node
+        hist.opened(rec.attempts, attempt, node, now + run.wall_offset)
+        c = run.counters
+        if c is not None:
+            key = run._policy_key
+            c[key] = c.get(key, 0) + 1
+        # (``RunState.move``: READY -> ASSIGNED is in the table; no attempt row ends or starts)
+        rec.state = ASSIGNED
+        rec.delayed = False
+        tally = run.tally
+        tally[READY] -= 1
+        tally[ASSIGNED] += 1
+        moves = rec.moves
+        moves.extend((now, READY, ASSIGNED, DISPATCHED_TO, node, attempt))
+        if len(moves) > _MOVES_LIMIT:
+            del moves[: len(moves) - _MOVES_LIMIT]
+        if c is not None:
+            c[ASSIGNED] = c.get(ASSIGNED, 0) + 1
+        # (``moved``: a move out to a node is replicated; it goes out; it leaves the queue)
+        if self._changed is not None:
+            self._changed.append((run.run_id, task_id, True))
+        elif self.on_change is not None:
+            self.on_change(run.run_id, task_id)
+        self._view.went_out(node, rec)
+        self._lost.went_out(run.run_id, task_id, now)
+        self._ready.discard(rec)

@@ -12,6 +12,7 @@ from handoffd.scheduler.run cimport MoveListener, RunState, TaskRecord
 cdef class OwnerQueries(MoveListener):
     cdef public ClusterView _view
     cdef public object _owned
+    cdef public dict _live
     cdef public LostMessages _lost
 
     @cython.locals(

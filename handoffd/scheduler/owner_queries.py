@@ -24,6 +24,10 @@ class OwnerQueries(MoveListener):
 
     _view: ClusterView
     _owned: OwnedRuns
+    # ``_owned.live`` itself (``OwnedRuns`` never rebinds it), a C field: the owner looks a
+    # run up once or twice a batch, where the part's attribute and its method were two
+    # Python-level look-ups.
+    _live: dict[str, RunState]
     _lost: LostMessages
 
     def runs(self) -> list[str]:

@@ -1,0 +1,16 @@
+# cython: language_level=3
+# Types for outbox.py, compiled beside it (as lost.pxd): the owner's books write dispatches and
+# every scheduler call ends in ``take``, through C fields.
+
+cimport cython
+
+
+cdef class Outbox:
+    cdef public list direct
+    cdef public dict cancels
+    cdef public dict dispatches
+    cdef public dict frees
+    cdef public dict withdraws
+
+    @cython.locals(result=list)
+    cpdef list take(self, object term_of)
