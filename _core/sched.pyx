@@ -32,6 +32,7 @@ __all__ = [
     "fits",
     "order",
     "place",
+    "place_one",
     "prefer",
     "take",
     "window_fill",
@@ -302,6 +303,86 @@ def place(demands, frees, capacities, pins, prefs, policy="binpack", follow=None
 
 
 
+
+# Doubles a one-task placement keeps on the stack (its need and each candidate's free and
+# capacity rows); more candidates or kinds than that take the heap.
+cdef enum:
+    _ONE_STACK = 96
+
+
+cdef inline bint _fits_map(object need, object free) except -1:
+    """``fits`` without its count (the caller counts), the same float operations."""
+    cdef double q, have
+    cdef PyObject* p
+    cdef bint plain = type(free) is dict
+    for kind, qty in need.items():
+        q = qty
+        if q > 0.0:
+            if plain:
+                p = PyDict_GetItem(free, kind)
+                have = 0.0 if p is NULL else <double>(<object>p)
+            else:
+                have = free.get(kind, 0.0)
+            if have + _EPS < q:
+                return False
+    return True
+
+
+def place_one(need, free, capacities, pin, pref, policy="binpack"):
+    """One task's node name (None: none); see ``sched_py.place_one``: the candidates' ``fits``
+    and the ``place`` call in C, with no index lists, no result list and no heap buffers for a
+    task on a few nodes."""
+    cdef int code = _policy(policy)
+    cdef Py_ssize_t n_nodes = len(free), n_cand = 0, n_dims, i = 0, n_f
+    cdef int64_t at = -1, before = -1
+    cdef int64_t ibuf[4]
+    cdef double sbuf[_ONE_STACK]
+    cdef double* buf = sbuf
+    if len(capacities) != n_nodes:
+        raise ValueError(f"capacities has {len(capacities)} entries but free has {n_nodes}")
+    cdef list names = []
+    cdef list frees = []
+    cdef list caps = []
+    for name, f in free.items():
+        capacity = capacities[i]
+        i += 1
+        _counts[_FITS] += 1
+        if _fits_map(need, f):
+            if pin is not None and name == pin:
+                at = n_cand
+            elif pin is None and pref is not None and name == pref:
+                before = n_cand
+            names.append(name)
+            frees.append(f)
+            caps.append(capacity)
+            n_cand += 1
+    if n_cand == 0 or (pin is not None and at < 0):
+        return None
+    dims, kind_index = _dims(((need,), frees, caps))
+    n_dims = len(dims)
+    n_f = n_cand * n_dims
+    if n_dims + 2 * n_f + 1 > _ONE_STACK:
+        buf = <double*>calloc(n_dims + 2 * n_f + 1, sizeof(double))
+        if buf == NULL:
+            raise MemoryError(f"placement buffers for a task on {n_cand} nodes")
+    else:
+        memset(sbuf, 0, (n_dims + 2 * n_f + 1) * sizeof(double))
+    try:
+        _fill((need,), kind_index, n_dims, buf, "demand", False)
+        _fill(frees, kind_index, n_dims, buf + n_dims, "free", True)
+        _fill(caps, kind_index, n_dims, buf + n_dims + n_f, "capacity", False)
+        ibuf[0] = 0
+        ibuf[1] = at
+        ibuf[2] = before
+        place_buffers(
+            buf, buf + n_dims, buf + n_dims + n_f, 1, n_cand, n_dims, ibuf, 1, ibuf + 1,
+            ibuf + 2, code, ibuf + 3,
+        )
+    finally:
+        if buf != sbuf:
+            c_free(buf)
+    _counts[_PLACE] += 1
+    return names[ibuf[3]] if ibuf[3] >= 0 else None
 
 def fits(demand, free):
     """True when every kind ``demand`` asks for (> 0) is in ``free`` within ``EPS``."""

@@ -450,32 +450,18 @@ class ClusterView(Demand):
         self, free: dict[str, dict[str, float]], entry: tuple[Any, ...]
     ) -> list[str | None] | None:
         """``_place_short`` for a batch of one task (most passes of a busy owner: one freed
-        slot refilled): the same candidates and core call, without the batch's index, its
-        position lists and the loop over them."""
+        slot refilled): the core's ``place_one``, the candidates' ``fits`` and ``place`` in one
+        call (the same candidates, pin and preference as ``_candidates`` and ``place``; no
+        index or position lists between); None for a rider, or a task that costs nothing
+        (``_candidates`` widens the nodes for it: the adapter's batch)."""
         run, _, need, pin, pref, lead = entry
-        if lead >= 0:
+        if lead >= 0 or not need:
             return None
-        names, frees = self._candidates(free, [need])
-        if not names:
-            return [None]
-        # (the candidates' names are distinct: their position is the batch's index)
-        if pin is not None:
-            if pin not in names:
-                return [None]  # pinned to a node that is not a candidate: unplaceable now
-            at = names.index(pin)
-            before = -1
-        else:
-            at = -1
-            before = names.index(pref) if pref is not None and pref in names else -1
         nodes = self.nodes
         capacities: list[dict[str, float]] = []
-        for name in names:
-            capacities.append(nodes[name].capacity)
-        picks = self._place_kernel(
-            [need], frees, capacities, [at], [before], run.options.policy, None
-        )
-        n = picks[0]
-        return [names[n] if n >= 0 else None]
+        for name in free:  # (live nodes: the dict's own get, not ``Nodes``' subscript)
+            capacities.append(dict.get(nodes, name)._capacity)  # type: ignore[union-attr]
+        return [self._core.place_one(need, free, capacities, pin, pref, run.options.policy)]
 
     def _fill_windows(
         self,
