@@ -171,7 +171,7 @@ class ClusterView(Demand):
                 # (``may_take`` is empty: no node to check. A saturated owner's usual answer,
                 # read off the sets' sizes, where their union was three new sets a call)
                 return False
-            nodes = [self.nodes[name] for name in rooms.may_take()]
+            nodes = [dict.get(self.nodes, name) for name in rooms.may_take()]  # type: ignore[misc]
         else:
             nodes = list(self.nodes.values())
         for n in nodes:
@@ -255,7 +255,8 @@ class ClusterView(Demand):
         window = self.window
         # Only nodes with room, unless a weightless task (it fits a full node) is queued.
         indexed = self.indexed and not ready.weightless
-        names = rooms.with_room() if indexed else [n.name for n in alive]
+        # (the ordered list by a C call: ``with_room()`` is a Python method and an iterator)
+        names = rooms._with_room.ordered(rooms._position) if indexed else [n.name for n in alive]
         # (the index's own dicts, not copies: a pass never changes one in place, it replaces
         # its entry in ``free`` with what is left: ``placement.place_batch``)
         room = rooms.room
@@ -493,7 +494,8 @@ class ClusterView(Demand):
                 return
             # Only nodes that can take part (``room_index``), and one that cannot, carrying the
             # largest capacity of each kind: the core scales binpack's score by it, as with all.
-            nodes = [self.nodes[name] for name in self._rooms.fillable()]
+            # (the dict's own get: ``Nodes``' subscript is a Python-level slot call a node)
+            nodes = [dict.get(self.nodes, name) for name in self._rooms.fillable()]  # type: ignore[misc]
             if not self._some_window_opens(nodes, low_water):
                 return
             capacities = [n.capacity for n in nodes]
@@ -545,7 +547,7 @@ class ClusterView(Demand):
             # wave room now (a superset, checked against the books below). Refreshing again
             # recomputed the rooms of every node the pass dispatched to, which the next pass
             # recomputes anyway.
-            candidates = [self.nodes[name] for name in self._rooms.with_wave()]
+            candidates = [dict.get(self.nodes, name) for name in self._rooms.with_wave()]  # type: ignore[misc]
         outstanding = self.outstanding
         eps = EPS  # (compiled: C doubles, the node's capacity field and no empty dict a node)
         for n in candidates:
