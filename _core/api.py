@@ -9,7 +9,7 @@ this module is imported, from the environment:
   * Unset: the compiled core; when it cannot be imported, the twin with one warning, unless
     ``HANDOFFD_REQUIRE_CYTHON=1`` (CI and ``make``), where that is an error too.
 
-The module's kernels (``place``, ``order``, ``fits``, ``below_low_water``, ``window_fill``,
+The module's kernels (``place``, ``place_one``, ``order``, ``fits``, ``below_low_water``, ``window_fill``,
 ``prefer``, ``take``) are the chosen backend's functions themselves, bound here: a call costs no
 extra frame. Each backend takes one algorithm for every batch size (the compiled one copies the dicts into C buffers, no numpy), so
 nothing depends on the size of a batch or on what happens to be imported. ``kernels(name)`` gives a
@@ -50,6 +50,7 @@ __all__ = [
     "kinds",
     "order",
     "place",
+    "place_one",
     "prefer",
     "select",
     "shares",
@@ -94,6 +95,16 @@ class Kernels(Protocol):
         policy: str = ...,
         follow: Sequence[int] | None = ...,
     ) -> list[int]: ...
+
+    def place_one(
+        self,
+        need: Mapping[str, float],
+        free: Mapping[str, Mapping[str, float]],
+        capacities: Sequence[Mapping[str, float]],
+        pin: str | None,
+        pref: str | None,
+        policy: str = ...,
+    ) -> str | None: ...
 
     def order(
         self,
@@ -235,6 +246,7 @@ _chosen: Kernels = select()
 #: The backend chosen for this process: "cython" or "python".
 BACKEND: str = _chosen.BACKEND
 place = _chosen.place
+place_one = _chosen.place_one
 order = _chosen.order
 fits = _chosen.fits
 below_low_water = _chosen.below_low_water

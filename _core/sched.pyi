@@ -13,6 +13,14 @@ def place(
     policy: str = "binpack",
     follow: Sequence[int] | None = None,
 ) -> list[int]: ...
+def place_one(
+    need: Mapping[str, float],
+    free: Mapping[str, Mapping[str, float]],
+    capacities: Sequence[Mapping[str, float]],
+    pin: str | None,
+    pref: str | None,
+    policy: str = "binpack",
+) -> str | None: ...
 def order(
     priority: Sequence[int],
     consumers: Sequence[Sequence[int]],

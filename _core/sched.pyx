@@ -3,7 +3,8 @@
 
 The same names, signatures and answers as the pure-Python twin ``sched_py`` (read its docstring
 for what each kernel decides). The dicts are copied into C buffers while they are validated, then
-``place`` runs ``binpack.pyx``'s placement kernel and ``order`` its ranking kernel and sort, so one
+``place`` runs ``binpack.pyx``'s placement kernel (``order``, the ranking kernel and sort, is
+``ranking.pyx``'s, re-exported here and counted with the others), so one
 algorithm serves every batch size: a one-task batch costs a few microseconds and never builds an
 array. ``fits``, ``below_low_water`` and ``WindowFill`` work on the dicts (or dense copies of them)
 with the float operations of the twin, in the same order.
@@ -12,19 +13,16 @@ with the float operations of the twin, in the same order.
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.ref cimport PyObject
 from libc.math cimport isfinite
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t
+from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, malloc
 from libc.stdlib cimport free as c_free
 from libc.string cimport memset
 
-from .binpack cimport TaskKey, place_buffers, rank_kernel, sort_tasks
+from .binpack cimport place_buffers
+from .ranking cimport _integer, _number
 
-from operator import index as as_index
-
-from ._consts import (
-    EPS, KERNELS, POLICIES, STANDARD_KINDS, cycle_error, item_error, let_others_run, policy_code,
-    quantity_error,
-)
+from ._consts import EPS, KERNELS, POLICIES, STANDARD_KINDS, item_error, policy_code, quantity_error
+from .ranking import order, ordered
 
 __all__ = [
     "BACKEND",
@@ -34,6 +32,7 @@ __all__ = [
     "fits",
     "order",
     "place",
+    "place_one",
     "prefer",
     "take",
     "window_fill",
@@ -58,7 +57,7 @@ cdef unsigned long long _counts[_N_KERNELS]
 
 def decisions():
     """Decisions taken by this backend so far, per kernel."""
-    return {KERNELS[i]: _counts[i] for i in range(_N_KERNELS)}
+    return {KERNELS[i]: ordered() if i == _ORDER else _counts[i] for i in range(_N_KERNELS)}
 
 
 cdef tuple _STANDARD = tuple(STANDARD_KINDS)
@@ -213,15 +212,6 @@ cdef int _fill(object maps, dict index, Py_ssize_t n_dims, double* out, str what
     return 0
 
 
-cdef object _integer(object value, str name, Py_ssize_t i):
-    if isinstance(value, bool):
-        raise item_error(name, i, value, "is not an integer")
-    try:
-        return as_index(value)
-    except TypeError:
-        raise item_error(name, i, value, "is not an integer") from None
-
-
 cdef int _node_indices(object values, Py_ssize_t n_nodes, str name, int64_t* out) except -1:
     cdef Py_ssize_t i = 0
     for value in values:
@@ -312,130 +302,94 @@ def place(demands, frees, capacities, pins, prefs, policy="binpack", follow=None
     return result
 
 
-cdef double _number(object value, str name, Py_ssize_t i, bint negative) except? -1.0:
-    cdef double q
-    if type(value) is float:
-        q = value
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise item_error(name, i, value, "is not a number")
-    else:
-        try:
-            q = float(value)
-        except OverflowError:
-            raise item_error(name, i, value, "is not a finite number") from None
-    if not isfinite(q):
-        raise item_error(name, i, value, "is not a finite number")
-    if q < 0.0 and not negative:
-        raise item_error(name, i, value, "is negative")
-    return q
 
 
-# Items read or made with the GIL held between two chances for other threads to take it: a
-# 1,000,000-task run is ordered in the daemon's upload thread, and compiled loops never let the
-# GIL go by themselves (the event loop waited for all of them, ~0.2-0.6 s).
+# Doubles a one-task placement keeps on the stack (its need and each candidate's free and
+# capacity rows); more candidates or kinds than that take the heap.
 cdef enum:
-    _YIELD_EVERY = 16384
+    _ONE_STACK = 96
 
 
-cdef inline int _yield_gil() except -1:
-    """Let a thread waiting for the GIL have it (``_consts.let_others_run``)."""
-    let_others_run()
-    return 0
+cdef inline bint _fits_map(object need, object free) except -1:
+    """``fits`` without its count (the caller counts), the same float operations."""
+    cdef double q, have
+    cdef PyObject* p
+    cdef bint plain = type(free) is dict
+    for kind, qty in need.items():
+        q = qty
+        if q > 0.0:
+            if plain:
+                p = PyDict_GetItem(free, kind)
+                have = 0.0 if p is NULL else <double>(<object>p)
+            else:
+                have = free.get(kind, 0.0)
+            if have + _EPS < q:
+                return False
+    return True
 
 
-def order(priority, consumers, estimate, size):
-    """(task order, upward rank per task); see ``sched_py.order``."""
-    cdef Py_ssize_t n = len(consumers), i, t, j, n_edges = 0, done
-    for name, seq in (("priority", priority), ("estimate", estimate), ("size", size)):
-        if len(seq) != n:
-            raise ValueError(f"{name} has {len(seq)} entries but consumers has {n}")
-    for cs in consumers:
-        n_edges += len(cs)
-    # int64: priority, indptr, indices, remaining, producer_ptr, producers, ready
-    cdef int64_t* ibuf = <int64_t*>malloc((5 * (n + 1) + 2 * (n_edges + 1)) * sizeof(int64_t))
-    cdef double* dbuf = <double*>malloc(3 * (n + 1) * sizeof(double))
-    cdef TaskKey* keys = <TaskKey*>malloc((n + 1) * sizeof(TaskKey))
-    cdef int64_t* prio = ibuf
-    cdef int64_t* indptr = ibuf + (n + 1)
-    cdef int64_t* remaining = ibuf + 2 * (n + 1)
-    cdef int64_t* producer_ptr = ibuf + 3 * (n + 1)
-    cdef int64_t* ready = ibuf + 4 * (n + 1)
-    cdef int64_t* indices = ibuf + 5 * (n + 1)
-    cdef int64_t* producers = indices + (n_edges + 1)
-    cdef double* est = dbuf
-    cdef double* sizes = dbuf + (n + 1)
-    cdef double* rank = dbuf + 2 * (n + 1)
+def place_one(need, free, capacities, pin, pref, policy="binpack"):
+    """One task's node name (None: none); see ``sched_py.place_one``: the candidates' ``fits``
+    and the ``place`` call in C, with no index lists, no result list and no heap buffers for a
+    task on a few nodes."""
+    cdef int code = _policy(policy)
+    cdef Py_ssize_t n_nodes = len(free), n_cand = 0, n_dims, i = 0, n_f
+    cdef int64_t at = -1, before = -1
+    cdef int64_t ibuf[4]
+    cdef double sbuf[_ONE_STACK]
+    cdef double* buf = sbuf
+    if len(capacities) != n_nodes:
+        raise ValueError(f"capacities has {len(capacities)} entries but free has {n_nodes}")
+    cdef list names = []
+    cdef list frees = []
+    cdef list caps = []
+    # (walked in C, as ``_fill``: an item tuple a node was a tenth of the call)
+    cdef dict plain = free if type(free) is dict else dict(free.items())
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    while PyDict_Next(plain, &pos, &key, &value):
+        name = <object>key
+        f = <object>value
+        capacity = capacities[i]
+        i += 1
+        _counts[_FITS] += 1
+        if _fits_map(need, f):
+            if pin is not None and name == pin:
+                at = n_cand
+            elif pin is None and pref is not None and name == pref:
+                before = n_cand
+            names.append(name)
+            frees.append(f)
+            caps.append(capacity)
+            n_cand += 1
+    if n_cand == 0 or (pin is not None and at < 0):
+        return None
+    dims, kind_index = _dims(((need,), frees, caps))
+    n_dims = len(dims)
+    n_f = n_cand * n_dims
+    if n_dims + 2 * n_f + 1 > _ONE_STACK:
+        buf = <double*>calloc(n_dims + 2 * n_f + 1, sizeof(double))
+        if buf == NULL:
+            raise MemoryError(f"placement buffers for a task on {n_cand} nodes")
+    else:
+        memset(sbuf, 0, (n_dims + 2 * n_f + 1) * sizeof(double))
     try:
-        if ibuf == NULL or dbuf == NULL or keys == NULL:
-            raise MemoryError(f"ordering buffers for {n} tasks")
-        i = 0
-        for p in priority:
-            v = _integer(p, "priority", i)
-            if not INT64_MIN <= v <= INT64_MAX:
-                raise item_error("priority", i, v, "does not fit in 64 bits")
-            prio[i] = v
-            i += 1
-            if i % _YIELD_EVERY == 0:
-                _yield_gil()
-        i = 0
-        for e in estimate:
-            est[i] = _number(e, "estimate", i, False)
-            i += 1
-            if i % _YIELD_EVERY == 0:
-                _yield_gil()
-        i = 0
-        for s in size:
-            sizes[i] = _number(s, "size", i, True)
-            i += 1
-            if i % _YIELD_EVERY == 0:
-                _yield_gil()
-        indptr[0] = 0
-        t = 0
-        for cs in consumers:
-            j = 0
-            name = None
-            for value in cs:
-                if name is None:
-                    name = f"consumers[{t}]"
-                v = _integer(value, name, j)
-                if not 0 <= v < n:
-                    raise item_error(name, j, v, f"is out of range: task indices are 0..{n - 1}")
-                indices[indptr[t] + j] = v
-                j += 1
-            indptr[t + 1] = indptr[t] + j
-            t += 1
-            if t % _YIELD_EVERY == 0:
-                _yield_gil()
-        if indptr[n] != n_edges:
-            raise ValueError("consumers changed while it was read")
-        with nogil:
-            done = rank_kernel(
-                indptr, indices, est, n, rank, remaining, producer_ptr, producers, ready
-            )
-        if done != n:
-            raise cycle_error([t for t in range(n) if remaining[t] > 0])
-        with nogil:
-            for t in range(n):
-                keys[t].priority = prio[t]
-                keys[t].rank = rank[t]
-                keys[t].size = sizes[t]
-                keys[t].index = t
-            sort_tasks(keys, n)
-        ordered = []
-        ranks = []
-        for t in range(n):
-            ordered.append(keys[t].index)
-            ranks.append(rank[t])
-            if t % _YIELD_EVERY == _YIELD_EVERY - 1:
-                _yield_gil()
-        result = (ordered, ranks)
+        _fill((need,), kind_index, n_dims, buf, "demand", False)
+        _fill(frees, kind_index, n_dims, buf + n_dims, "free", True)
+        _fill(caps, kind_index, n_dims, buf + n_dims + n_f, "capacity", False)
+        ibuf[0] = 0
+        ibuf[1] = at
+        ibuf[2] = before
+        place_buffers(
+            buf, buf + n_dims, buf + n_dims + n_f, 1, n_cand, n_dims, ibuf, 1, ibuf + 1,
+            ibuf + 2, code, ibuf + 3,
+        )
     finally:
-        c_free(ibuf)
-        c_free(dbuf)
-        c_free(keys)
-    _counts[_ORDER] += n
-    return result
-
+        if buf != sbuf:
+            c_free(buf)
+    _counts[_PLACE] += 1
+    return names[ibuf[3]] if ibuf[3] >= 0 else None
 
 def fits(demand, free):
     """True when every kind ``demand`` asks for (> 0) is in ``free`` within ``EPS``."""

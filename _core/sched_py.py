@@ -55,6 +55,7 @@ __all__ = [
     "fits",
     "order",
     "place",
+    "place_one",
     "prefer",
     "take",
     "window_fill",
@@ -164,6 +165,42 @@ def place(
                 result[t] = result[leader[t]]
     _counts[PLACE] += n_tasks
     return result
+
+
+def place_one(
+    need: Mapping[str, float],
+    free: Mapping[str, Mapping[str, float]],
+    capacities: Sequence[Mapping[str, float]],
+    pin: str | None,
+    pref: str | None,
+    policy: str = "binpack",
+) -> str | None:
+    """One task's node (None: none): ``place`` over the nodes of ``free`` (node name -> its free
+    resources, in order; ``capacities``: theirs, by position) whose free ``fits`` ``need``, the
+    task pinned to ``pin`` (None: any; a pin that is not such a node: None) or preferring
+    ``pref`` (None: none; ignored when it is not such a node). The owner's one-task free pass
+    (``ClusterView._place_one``) in one call: the same candidates, indices and answer as its
+    ``fits`` and ``place`` calls."""
+    if len(capacities) != len(free):
+        raise ValueError(f"capacities has {len(capacities)} entries but free has {len(free)}")
+    names: list[str] = []
+    frees: list[Mapping[str, float]] = []
+    caps: list[Mapping[str, float]] = []
+    for (name, f), capacity in zip(free.items(), capacities, strict=True):
+        if fits(need, f):
+            names.append(name)
+            frees.append(f)
+            caps.append(capacity)
+    if not names:
+        return None
+    if pin is not None:
+        if pin not in names:
+            return None
+        at, before = names.index(pin), -1
+    else:
+        at, before = -1, names.index(pref) if pref is not None and pref in names else -1
+    n = place([need], frees, caps, [at], [before], policy)[0]
+    return names[n] if n >= 0 else None
 
 
 def _followed(follow: Sequence[int] | None, n_tasks: int) -> list[int] | None:

@@ -171,7 +171,7 @@ class ClusterView(Demand):
                 # (``may_take`` is empty: no node to check. A saturated owner's usual answer,
                 # read off the sets' sizes, where their union was three new sets a call)
                 return False
-            nodes = [self.nodes[name] for name in rooms.may_take()]
+            nodes = [dict.get(self.nodes, name) for name in rooms.may_take()]  # type: ignore[misc]
         else:
             nodes = list(self.nodes.values())
         for n in nodes:
@@ -255,7 +255,8 @@ class ClusterView(Demand):
         window = self.window
         # Only nodes with room, unless a weightless task (it fits a full node) is queued.
         indexed = self.indexed and not ready.weightless
-        names = rooms.with_room() if indexed else [n.name for n in alive]
+        # (the ordered list by a C call: ``with_room()`` is a Python method and an iterator)
+        names = rooms._with_room.ordered(rooms._position) if indexed else [n.name for n in alive]
         # (the index's own dicts, not copies: a pass never changes one in place, it replaces
         # its entry in ``free`` with what is left: ``placement.place_batch``)
         room = rooms.room
@@ -450,32 +451,18 @@ class ClusterView(Demand):
         self, free: dict[str, dict[str, float]], entry: tuple[Any, ...]
     ) -> list[str | None] | None:
         """``_place_short`` for a batch of one task (most passes of a busy owner: one freed
-        slot refilled): the same candidates and core call, without the batch's index, its
-        position lists and the loop over them."""
+        slot refilled): the core's ``place_one``, the candidates' ``fits`` and ``place`` in one
+        call (the same candidates, pin and preference as ``_candidates`` and ``place``; no
+        index or position lists between); None for a rider, or a task that costs nothing
+        (``_candidates`` widens the nodes for it: the adapter's batch)."""
         run, _, need, pin, pref, lead = entry
-        if lead >= 0:
+        if lead >= 0 or not need:
             return None
-        names, frees = self._candidates(free, [need])
-        if not names:
-            return [None]
-        # (the candidates' names are distinct: their position is the batch's index)
-        if pin is not None:
-            if pin not in names:
-                return [None]  # pinned to a node that is not a candidate: unplaceable now
-            at = names.index(pin)
-            before = -1
-        else:
-            at = -1
-            before = names.index(pref) if pref is not None and pref in names else -1
         nodes = self.nodes
         capacities: list[dict[str, float]] = []
-        for name in names:
-            capacities.append(nodes[name].capacity)
-        picks = self._place_kernel(
-            [need], frees, capacities, [at], [before], run.options.policy, None
-        )
-        n = picks[0]
-        return [names[n] if n >= 0 else None]
+        for name in free:  # (live nodes: the dict's own get, not ``Nodes``' subscript)
+            capacities.append(dict.get(nodes, name)._capacity)  # type: ignore[union-attr]
+        return [self._core.place_one(need, free, capacities, pin, pref, run.options.policy)]
 
     def _fill_windows(
         self,
@@ -507,7 +494,8 @@ class ClusterView(Demand):
                 return
             # Only nodes that can take part (``room_index``), and one that cannot, carrying the
             # largest capacity of each kind: the core scales binpack's score by it, as with all.
-            nodes = [self.nodes[name] for name in self._rooms.fillable()]
+            # (the dict's own get: ``Nodes``' subscript is a Python-level slot call a node)
+            nodes = [dict.get(self.nodes, name) for name in self._rooms.fillable()]  # type: ignore[misc]
             if not self._some_window_opens(nodes, low_water):
                 return
             capacities = [n.capacity for n in nodes]
@@ -559,7 +547,7 @@ class ClusterView(Demand):
             # wave room now (a superset, checked against the books below). Refreshing again
             # recomputed the rooms of every node the pass dispatched to, which the next pass
             # recomputes anyway.
-            candidates = [self.nodes[name] for name in self._rooms.with_wave()]
+            candidates = [dict.get(self.nodes, name) for name in self._rooms.with_wave()]  # type: ignore[misc]
         outstanding = self.outstanding
         eps = EPS  # (compiled: C doubles, the node's capacity field and no empty dict a node)
         for n in candidates:

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from handoffd._core import _consts
+from handoffd._core import _consts, ranking
 from handoffd._core import sched as compiled
 from handoffd._core import sched_py as twin
 
@@ -29,8 +29,10 @@ def test_the_yield_is_bytecode() -> None:
 def test_order_offers_the_gil_through_the_eval_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     n = 100_000
     calls: list[int] = []
-    # The module's global is looked up at each call: counting replaces it for this test.
-    monkeypatch.setattr(compiled, "let_others_run", lambda: calls.append(1))
+    # The module's global is looked up at each call: counting replaces it for this test (the
+    # kernel is ``ranking``'s, which ``sched`` re-exports).
+    assert compiled.order is ranking.order
+    monkeypatch.setattr(ranking, "let_others_run", lambda: calls.append(1))
     order, rank = compiled.order(*_chain(n))
     assert order == list(range(n))
     # Four input loops and the output loop, each every 16,384 items.
@@ -47,6 +49,6 @@ def test_an_error_raised_while_yielding_propagates(monkeypatch: pytest.MonkeyPat
     def interrupted() -> None:
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(compiled, "let_others_run", interrupted)
+    monkeypatch.setattr(ranking, "let_others_run", interrupted)
     with pytest.raises(RuntimeError, match="stop"):
         compiled.order(*_chain(40_000))
