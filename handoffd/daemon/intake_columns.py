@@ -86,7 +86,7 @@ def column_graph(
         tasks.priorities,
         frames,
     )
-    found = plain_graph.links(specs, index, True)
+    found = plain_graph.column_links(ids, tasks.deps, index, True)
     if found is None:
         return None
     return tuple(specs), _plain(specs, found, outputs, order)

@@ -144,8 +144,16 @@ def test_both_builds_answer_alike(seed: int) -> None:
         specs.append(TaskSpec(specs[0].id, (), {}, b"p"))  # a duplicate
     if rng.random() < 0.3:
         specs.append(TaskSpec("z", ("z",), {}, b"p"))  # a cycle
+    ids, deps = [s.id for s in specs], [s.deps for s in specs]
+    index = {s.id: i for i, s in enumerate(specs)}
     for check in (True, False):
-        assert plain_graph.links(specs, None, check) == pure.links(specs, None, check)
+        found = pure.links(specs, None, check)
+        assert plain_graph.links(specs, None, check) == found
+        # (from a columns submission's own ids and dependencies: the same links)
+        for build in (plain_graph, pure):
+            assert build.column_links(ids, deps, None, check) == found
+            if len(index) == len(specs):
+                assert build.column_links(ids, deps, index, check) == found
     assert plain_graph.sizes(specs) == pure.sizes(specs)
     n = len(specs)
     priorities = [rng.choice([0, 1]) for _ in range(n)]
