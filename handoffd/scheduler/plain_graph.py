@@ -166,6 +166,8 @@ def links(
         spec = specs[i]
         ids.append(spec.id)
         deps.append(spec.deps)
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            let_go()
     found = column_links(ids, deps, index, check_cycle)
     free(ids, deps)
     return found

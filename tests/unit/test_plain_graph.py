@@ -206,3 +206,17 @@ def test_column_specs_are_the_constructors_specs_in_both_builds(seed: int) -> No
             assert list(vars(spec).items()) == list(vars(want).items())
             assert spec.cost is costs[cost_of[int(spec.id[1:])]]
             assert type(spec.payload) is bytes
+
+
+def test_links_of_specs_lets_the_loop_run_while_it_gathers_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``links`` reads the specs' ids and deps in a loop of its own (then ``column_links``): a
+    big records run's loop lets the event loop run every ``YIELD_EVERY`` specs there too."""
+    calls: list[int] = []
+    monkeypatch.setattr(pure, "YIELD_EVERY", 4)
+    monkeypatch.setattr(pure, "let_go", lambda: calls.append(1))
+    specs = [TaskSpec(f"t{i}", (), {"cpu": 1.0}, b"p") for i in range(10)]  # (no deps)
+    found = pure.links(specs, None, True)
+    assert found is not None and found[0] == {s.id: () for s in specs}
+    assert len(calls) == 2  # (after the 4th and the 8th)
