@@ -20,6 +20,7 @@ from typing import Any
 from handoffd import resources
 from handoffd.protocol.messages_snapshot import SnapshotColumns
 from handoffd.protocol.messages_submit import TaskColumns
+from handoffd.protocol.snapshot import far_specs
 from handoffd.scheduler import plain_graph
 from handoffd.scheduler.graph import Order, TaskGraph, _plain, run_fields_plain, wire_graph
 from handoffd.spec import TaskSpec
@@ -85,23 +86,28 @@ def column_graph(
         tasks.priorities,
         frames,
     )
-    found = plain_graph.links(specs, index, True)
+    found = plain_graph.column_links(ids, tasks.deps, index, True)
     if found is None:
         return None
     return tuple(specs), _plain(specs, found, outputs, order)
 
 
 def snapshot_columns(
-    tasks: Sequence[Any], specs: Sequence[TaskSpec], far: Sequence[TaskSpec]
+    tasks: Sequence[Any],
+    specs: Sequence[TaskSpec],
+    far: Sequence[TaskSpec],
+    payloads: tuple[bytes, ...] | None = None,
 ) -> SnapshotColumns | None:
     """The specs of a run checked by ``column_graph`` (from ``tasks``, its ``TaskColumns``) as its
     snapshot's ``RunSnapshot.columns``: the arrays the submission came with, the cost maps as
-    parsed (as the specs hold them) and the payloads, the ``far`` ones (``snapshot.far_specs``)
-    empty; None when ``tasks`` are records."""
+    parsed (as the specs hold them) and the payloads (``payloads``: the specs' own, read here if
+    not given), the ``far`` ones (``snapshot.far_specs``) empty; None when ``tasks`` are
+    records."""
     if type(tasks) is not TaskColumns:
         return None
     sent = tasks.sent
-    payloads = tuple(map(_PAYLOAD, specs))
+    if payloads is None:
+        payloads = tuple(map(_PAYLOAD, specs))
     if far:  # (left out as a spec row leaves them: ``snapshot.far_payload``)
         payloads = tuple(b"" if len(p) > FAR_BYTES else p for p in payloads)
     return SnapshotColumns(
@@ -117,6 +123,20 @@ def snapshot_columns(
     )
 
 
+def column_snapshot(
+    tasks: Sequence[Any], specs: Sequence[TaskSpec]
+) -> tuple[SnapshotColumns | None, tuple[TaskSpec, ...]]:
+    """``snapshot_columns`` of a run ``column_graph`` built, and its ``snapshot.far_specs``: the
+    specs' payloads read once for both (each read goes through the spec's ``__dict__``; the
+    lengths then compared in C calls)."""
+    payloads = tuple(map(_PAYLOAD, specs))
+    if max(map(len, payloads), default=0) <= FAR_BYTES:
+        far: tuple[TaskSpec, ...] = ()
+    else:
+        far = far_specs(specs)
+    return snapshot_columns(tasks, specs, far, payloads), far
+
+
 _PAYLOAD = attrgetter("payload")
 
-__all__ = ["column_graph", "plain_graph_of", "snapshot_columns", "task_ids"]
+__all__ = ["column_graph", "column_snapshot", "plain_graph_of", "snapshot_columns", "task_ids"]

@@ -29,7 +29,7 @@ import msgpack
 
 from handoffd import collector, intake, validation
 from handoffd.config import Limits
-from handoffd.daemon.intake_columns import plain_graph_of, snapshot_columns, task_ids
+from handoffd.daemon.intake_columns import column_snapshot, plain_graph_of, task_ids
 from handoffd.errors import HandoffError
 from handoffd.freeing import copied, free
 from handoffd.protocol import messages as m
@@ -172,9 +172,12 @@ def _checked(
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
-    far = far_specs(specs)
-    # A plain run that came as columns: its snapshot's specs go as those columns.
-    columns = snapshot_columns(msg.tasks, specs, far) if plain is not None else None
+    columns = None
+    if plain is not None and type(msg.tasks) is TaskColumns:
+        # A plain run that came as columns: its snapshot's specs go as those columns.
+        columns, far = column_snapshot(msg.tasks, specs)
+    else:
+        far = far_specs(specs)
     run.prebuilt = Prebuilt(pack_parts(run, columns), probes(run), far, columns is not None)
     return Prepared(decoded, specs=specs, graph=graph, run=run)
 

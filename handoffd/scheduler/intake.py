@@ -55,15 +55,41 @@ class Prebuilt:
 
 def probes(run: RunState) -> tuple[str, ...]:
     """``Prebuilt.probes`` of ``run``."""
+    group_of = run.group_of
+    if not group_of:
+        return _ungrouped_probes(run)
     seen: set[Any] = set()
     out = []
-    group_of = run.group_of
     for rec in run.tasks.values():
         if rec.id not in group_of:
             shape = (rec.spec.node, rec.cost_items)
             if shape in seen:
                 continue
             seen.add(shape)
+        out.append(rec.id)
+    return tuple(out)
+
+
+def _ungrouped_probes(run: RunState) -> tuple[str, ...]:
+    """``probes`` of a run without collocation groups (every plain run): the first task of each
+    (pin, cost) shape. A task whose pin and cost shape are the very objects of the task before it
+    has a shape already seen, so it is passed over without building and hashing its shape (a run
+    builds one ``cost_items`` per run of equal costs: W1's 10,000 tasks share one)."""
+    seen: set[Any] = set()
+    out: list[str] = []
+    last_node: Any = out  # (no task's pin: the first task's shape is always looked up)
+    last_items: Any = out
+    for rec in run.tasks.values():
+        node = rec.spec.node
+        items = rec.cost_items
+        if items is last_items and node is last_node:
+            continue
+        last_node = node
+        last_items = items
+        shape = (node, items)
+        if shape in seen:
+            continue
+        seen.add(shape)
         out.append(rec.id)
     return tuple(out)
 

@@ -3,14 +3,17 @@
 # the pure-Python build and the reference the tests hold the compiled one to.
 
 cimport cython
+from cpython.object cimport PyObject_GenericSetAttr as _store
 
 
 @cython.locals(i=Py_ssize_t, specs=list, index=dict, shapes=dict)
 cpdef object wire_specs(object tasks, object payloads)
-@cython.locals(n=Py_ssize_t, i=Py_ssize_t, specs=list, d=dict)
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, specs=list)
 cpdef list column_specs(object ids, object deps, object costs, object cost_of, object kinds, object inclusion, object priorities, object payloads)
-@cython.locals(n=Py_ssize_t, i=Py_ssize_t, effective=dict, consumers=dict, rows=list, needs=list, linked=bint, acyclic=bint, own=dict)
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, ids=list, deps=list)
 cpdef object links(object specs, object index, bint check_cycle)
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, effective=dict, consumers=dict, rows=list, needs=list, linked=bint, acyclic=bint, own=dict)
+cpdef object column_links(object ids, object deps, object index, bint check_cycle)
 @cython.locals(n=Py_ssize_t, reached=Py_ssize_t, left=Py_ssize_t, queue=list)
 cpdef bint _acyclic(list rows, list needs)
 @cython.locals(out=list)

@@ -22,8 +22,8 @@ event loop run every ``YIELD_EVERY`` tasks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from handoffd import resources
 from handoffd.freeing import free
@@ -32,6 +32,15 @@ from handoffd.spec import TaskSpec
 from handoffd.validation import plain_meta
 
 _new = object.__new__
+
+# A frozen dataclass's field stored as its ``__init__`` stores it: ``object.__setattr__`` here,
+# the C function itself in the compiled build (plain_graph.pxd cimports it by this name, which
+# Cython refuses to see assigned: hence the store through ``globals()``, which ruff does not see
+# either: its uses say ``noqa: F821``).
+if TYPE_CHECKING:
+    _store: Callable[[object, str, object], None]
+globals().setdefault("_store", object.__setattr__)
+
 _NO_DEPS: tuple[str, ...] = ()
 
 #: ``links``'s answer: each task's dependencies (distinct, in args order) and consumers by id, and
@@ -118,24 +127,25 @@ def column_specs(
     ``i`` with ``ids[i]``, ``deps[i]``, the parsed cost map ``costs[cost_of[i]]`` (one dict per
     cost shape, shared), the inclusion ``kinds[inclusion[i]]``, ``priorities[i]`` and
     ``payloads[i]`` as bytes; the fields a plain function leaves at their defaults as the
-    dataclass's defaults. Each spec's fields are stored in its ``__dict__`` one by one, in field
-    order (its keys shared with every spec's), with no keyword dict built per spec."""
+    dataclass's defaults. Each spec's fields are stored one by one, in field order, as the
+    dataclass's ``__init__`` stores them (``_store``): in the instance's own value slots, its
+    keys the class's shared ones, with no keyword dict built per spec and no ``__dict__`` made
+    (a store into ``spec.__dict__`` made the dict first)."""
     n = len(ids)
     specs: list[TaskSpec] = []
     for i in range(n):
         spec = _new(TaskSpec)
-        d = spec.__dict__
-        d["id"] = ids[i]
-        d["deps"] = deps[i]
-        d["cost"] = costs[cost_of[i]]
-        d["payload"] = bytes(payloads[i])
-        d["argument_inclusion"] = kinds[inclusion[i]]
-        d["node"] = None
-        d["collocate_with"] = None
-        d["inline"] = False
-        d["max_retries"] = None
-        d["timeout"] = None
-        d["priority"] = priorities[i]
+        _store(spec, "id", ids[i])  # noqa: F821
+        _store(spec, "deps", deps[i])  # noqa: F821
+        _store(spec, "cost", costs[cost_of[i]])  # noqa: F821
+        _store(spec, "payload", bytes(payloads[i]))  # noqa: F821
+        _store(spec, "argument_inclusion", kinds[inclusion[i]])  # noqa: F821
+        _store(spec, "node", None)  # noqa: F821
+        _store(spec, "collocate_with", None)  # noqa: F821
+        _store(spec, "inline", False)  # noqa: F821
+        _store(spec, "max_retries", None)  # noqa: F821
+        _store(spec, "timeout", None)  # noqa: F821
+        _store(spec, "priority", priorities[i])  # noqa: F821
         specs.append(spec)
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             let_go()
@@ -150,11 +160,33 @@ def links(
     None: two specs share an id, a dependency is not among them or (``check_cycle``) they form
     a cycle."""
     n = len(specs)
+    ids: list[str] = []
+    deps: list[tuple[str, ...]] = []
+    for i in range(n):
+        spec = specs[i]
+        ids.append(spec.id)
+        deps.append(spec.deps)
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            let_go()
+    found = column_links(ids, deps, index, check_cycle)
+    free(ids, deps)
+    return found
+
+
+def column_links(
+    ids: Sequence[str],
+    deps: Sequence[tuple[str, ...]],
+    index: dict[str, int] | None,
+    check_cycle: bool,
+) -> Links | None:
+    """``links`` of the specs whose ids and dependencies are ``ids`` and ``deps`` (a columns
+    submission's own: ``column_specs`` made its specs from them), read from those columns."""
+    n = len(ids)
     own: dict[str, int] = {}  # the index built here, let go of here
     if index is None:
         index = own
         for i in range(n):
-            fid = specs[i].id
+            fid = ids[i]
             if fid in index:
                 return None
             index[fid] = i
@@ -164,26 +196,24 @@ def links(
     needs = [0] * n  # per task: its distinct dependencies (Kahn's in-degree)
     linked = False  # some task needs another
     for i in range(n):
-        spec = specs[i]
-        consumers[spec.id] = []
+        consumers[ids[i]] = []
         rows.append([])
     for i in range(n):
-        spec = specs[i]
-        fid = spec.id
-        deps = spec.deps
-        if not deps:
+        fid = ids[i]
+        own_deps = deps[i]
+        if not own_deps:
             effective[fid] = _NO_DEPS
             continue
-        if len(deps) > 1:
-            deps = tuple(dict.fromkeys(deps))
-        effective[fid] = deps
-        for dep in deps:
+        if len(own_deps) > 1:
+            own_deps = tuple(dict.fromkeys(own_deps))
+        effective[fid] = own_deps
+        for dep in own_deps:
             at = index.get(dep)
             if at is None:
                 return None
             consumers[dep].append(fid)
             rows[at].append(i)
-        needs[i] = len(deps)
+        needs[i] = len(own_deps)
         linked = True
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             let_go()

@@ -144,8 +144,16 @@ def test_both_builds_answer_alike(seed: int) -> None:
         specs.append(TaskSpec(specs[0].id, (), {}, b"p"))  # a duplicate
     if rng.random() < 0.3:
         specs.append(TaskSpec("z", ("z",), {}, b"p"))  # a cycle
+    ids, deps = [s.id for s in specs], [s.deps for s in specs]
+    index = {s.id: i for i, s in enumerate(specs)}
     for check in (True, False):
-        assert plain_graph.links(specs, None, check) == pure.links(specs, None, check)
+        found = pure.links(specs, None, check)
+        assert plain_graph.links(specs, None, check) == found
+        # (from a columns submission's own ids and dependencies: the same links)
+        for build in (plain_graph, pure):
+            assert build.column_links(ids, deps, None, check) == found
+            if len(index) == len(specs):
+                assert build.column_links(ids, deps, index, check) == found
     assert plain_graph.sizes(specs) == pure.sizes(specs)
     n = len(specs)
     priorities = [rng.choice([0, 1]) for _ in range(n)]
@@ -198,3 +206,17 @@ def test_column_specs_are_the_constructors_specs_in_both_builds(seed: int) -> No
             assert list(vars(spec).items()) == list(vars(want).items())
             assert spec.cost is costs[cost_of[int(spec.id[1:])]]
             assert type(spec.payload) is bytes
+
+
+def test_links_of_specs_lets_the_loop_run_while_it_gathers_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``links`` reads the specs' ids and deps in a loop of its own (then ``column_links``): a
+    big records run's loop lets the event loop run every ``YIELD_EVERY`` specs there too."""
+    calls: list[int] = []
+    monkeypatch.setattr(pure, "YIELD_EVERY", 4)
+    monkeypatch.setattr(pure, "let_go", lambda: calls.append(1))
+    specs = [TaskSpec(f"t{i}", (), {"cpu": 1.0}, b"p") for i in range(10)]  # (no deps)
+    found = pure.links(specs, None, True)
+    assert found is not None and found[0] == {s.id: () for s in specs}
+    assert len(calls) == 2  # (after the 4th and the 8th)
