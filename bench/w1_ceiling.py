@@ -2,7 +2,7 @@
 with today's public client: the run sent as K independent slices, each placed while the next is
 encoded, sent and built.
 
-    .venv/bin/python bench/w1_ceiling.py [--rounds 5] [--tasks 10000] [--slices 1,2,5,10]
+    .venv/bin/python bench/w1_ceiling.py [--rounds 5] [--tasks 10000] [--slices 1,5,10,10t]
     .venv/bin/python bench/w1_ceiling.py --code [--tasks 10000]
 
 Round mode starts the peer benchmark's 2 daemons of 1 cpu (``bench/_peers/handoffd_runner.py``,
@@ -15,9 +15,12 @@ built the slice and its standby holds it), then reads every slice's ``results()`
 holds the same work as W1's (every encoding, upload, build, snapshot, task and result), but
 slice i runs on the daemons while slice i+1 is encoded, sent and built: the bound a sliced
 submission in the product would approach, with a run's fixed costs (its RunAccepted round
-trip, its snapshot to the standby, its outcome) paid K times instead of once. W1's tasks have
-no edges, so the slices are the run cut by rows. It prints every round's tasks/s per slice
-count and the median per slice count, and the machine's load at the start and end.
+trip, its snapshot to the standby, its outcome) paid K times instead of once. ``Kt``: the K
+slices submitted by two client threads (each its own connection, answered once before the
+clock), so slice i+1 is encoded and sent while slice i waits for its RunAccepted. W1's tasks
+have no edges, so the slices are the run cut by rows. It prints every round's tasks/s per mode,
+and per mode the median and the median time a submit took; the machine's load at the start,
+after each round and at the end.
 
 ``--code`` (in-process, no daemons): the client's per-task cost of shipping the function's code
 in each task's payload against once a run: ``dag.wire_tasks`` of the W1 DAG, the
@@ -55,28 +58,41 @@ def w1_dags(handoffd: Any, noop: Any, n: int, k: int) -> list[Any]:
     return dags
 
 
-def one_round(runner: Any, handoffd: Any, noop: Any, n: int, k: int) -> float:
-    """Seconds for W1 as ``k`` slices. The DAGs are built before the clock, as the peer bench
+def one_round(runner: Any, handoffd: Any, noop: Any, n: int, mode: str, pool: Any) -> list[float]:
+    """Seconds for W1 in ``mode`` (``K`` slices submitted in turn, ``Kt`` by ``pool``'s two
+    threads), then each submit's seconds. The DAGs are built before the clock, as the peer bench
     builds W1's: the window holds each slice's encoding, upload, build, run and results."""
     client = runner.client
+    k = int(mode.rstrip("t"))
+    dags = w1_dags(handoffd, noop, n, k)
+    submits: list[float] = []
+
+    def submit(d: Any) -> Any:
+        s0 = time.perf_counter()
+        run = client.submit(d)
+        submits.append(time.perf_counter() - s0)
+        return run
+
+    t0 = time.perf_counter()
     if k == 1:
-        (d,) = w1_dags(handoffd, noop, n, 1)
-        t0 = time.perf_counter()
-        got = client.execute(d)
-        elapsed = time.perf_counter() - t0
+        got = client.execute(dags[0])
     else:
-        dags = w1_dags(handoffd, noop, n, k)  # built before the clock, as W1's
-        t0 = time.perf_counter()
-        runs = [client.submit(d) for d in dags]
+        if mode.endswith("t"):
+            runs = list(pool.map(submit, dags))
+        else:
+            runs = [submit(d) for d in dags]
         got = {}
         for run in runs:
             got.update(run.results())
-        elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
     assert len(got) == n and sum(got.values()) == n * (n - 1) // 2, "W1 checksum"
-    return elapsed
+    return [elapsed, *submits]
 
 
 def rounds_mode(args: argparse.Namespace) -> None:
+    import concurrent.futures
+    import threading
+
     from _peers.common import Sizes, noop, reexec_in_netns
 
     reexec_in_netns()
@@ -84,29 +100,42 @@ def rounds_mode(args: argparse.Namespace) -> None:
 
     import handoffd
 
-    slices = [int(s) for s in args.slices.split(",")]
+    modes = args.slices.split(",")
     runner = HandoffdRunner(Sizes(False))
     runner.start()
-    rates: dict[int, list[float]] = {k: [] for k in slices}
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    rates: dict[str, list[float]] = {k: [] for k in modes}
+    accepts: dict[str, list[float]] = {k: [] for k in modes}
     print(f"load at start: {load()}")
     try:
-        one_round(runner, handoffd, noop, args.tasks, 1)  # warm-up: workers and threads exist
+        # each pool thread's own connection answered once before the clock: a connection that
+        # never heard its daemon's protocol range sends records, not columns (client_conn)
+        gate = threading.Barrier(2)
+        list(pool.map(lambda _: (gate.wait(), runner.client.nodes()), range(2)))
+        one_round(runner, handoffd, noop, args.tasks, "1", pool)  # warm-up: workers, threads
         for r in range(args.rounds):
-            order = slices[r % len(slices) :] + slices[: r % len(slices)]
+            order = modes[r % len(modes) :] + modes[: r % len(modes)]
             line = []
             for k in order:
-                s = one_round(runner, handoffd, noop, args.tasks, k)
+                s, *subs = one_round(runner, handoffd, noop, args.tasks, k, pool)
                 rates[k].append(args.tasks / s)
+                accepts[k].extend(subs)
                 line.append(f"K={k} {args.tasks / s:,.0f}")
                 time.sleep(0.2)
             print(f"round {r + 1} (load {load()}): " + ", ".join(line), flush=True)
     finally:
+        pool.shutdown()
         runner.close()
     print(f"load at end: {load()}")
-    for k in slices:
+    for k in modes:
         med = statistics.median(rates[k])
+        sub = (
+            f"; a submit's ms: median {1e3 * statistics.median(accepts[k]):.1f}"
+            if accepts[k]
+            else ""
+        )
         print(
-            f"slices {k:3d}: median {med:,.0f} tasks/s; rounds "
+            f"slices {k:>4}: median {med:,.0f} tasks/s{sub}; rounds "
             + ", ".join(f"{x:,.0f}" for x in rates[k])
         )
 
@@ -169,7 +198,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--slices", default="1,2,5,10", help="slice counts, comma-separated")
+    parser.add_argument("--slices", default="1,5,10,10t", help="modes, comma-separated")
     parser.add_argument("--code", action="store_true", help="the in-process code-cost figures")
     args = parser.parse_args()
     if args.code:
