@@ -364,6 +364,7 @@ class Client(ClientPlumbing):
 
             _packages = code_packages
         from handoffd.dag import DAG
+        from handoffd.dag_columns import submission
 
         if not isinstance(dag, DAG):
             raise errors.ValidationError(
@@ -374,23 +375,12 @@ class Client(ClientPlumbing):
         shipped = code_packages.build(working_dir, py_modules, roots, cwd=True)
         shas = tuple(p.sha for p in shipped)
         # The owner checks the same rules again (handoffd.validation): it never trusts a client.
-        rows, payloads = dag.wire_tasks(
-            policy=policy, max_retries=max_retries, outputs=listed, allow_empty=False, packages=shas
-        )
+        tasks, payloads, function_ids = submission(dag, policy, max_retries, listed, shas, priority)
         output_ids = None if listed is None else tuple(listed)  # (a str was refused)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise errors.ValidationError(
-                "invalid_option", None, f"priority must be an integer, got {priority!r}"
-            )
-        if priority:  # the run's priority adds to each function's own (TaskMeta.priority)
-            rows = [(*row[:9], row[9] + priority) for row in rows]
         if not self._known[1:]:
             self._learn_alone()
-        # The rows are TaskMeta's fields: the codec checks and packs them as they are.
-        tasks = codec.Rows(rows)
         run_id = os.urandom(8).hex()  # as uuid4().hex[:16] was: 64 random bits, no UUID object
-        # The user's functions only: a hooked Argument adds serialize tasks (handoffd.arguments).
-        run = Run(self, run_id, "", [r[0] for r in rows if not r[6] and r[0] in dag], output_ids)
+        run = Run(self, run_id, "", function_ids, output_ids)
         run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         options = (max_retries, policy, output_ids, shas)

@@ -21,6 +21,7 @@ way), read as columns by the owner's intake (``daemon.intake_columns``). Columns
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from itertools import accumulate
 from typing import Any, overload
 
@@ -28,6 +29,7 @@ from handoffd.protocol import columns
 from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages import SubmitAndWait, SubmitRun, TaskMeta
 from handoffd.protocol.registry import message
+from handoffd.protocol.schema import Rows
 
 #: The first protocol version whose daemons read ``SubmitColumns``: a daemon of an older range
 #: would drop it as an unknown type and the client would wait for nothing.
@@ -259,12 +261,96 @@ def submit_columns(msg: SubmitRun | SubmitAndWait) -> SubmitColumns | None:
     )
 
 
+class SentColumns:
+    """A client's submission of plain functions already built as ``SubmitColumns``' columns
+    (``handoffd.dag_columns``), in the ``tasks`` field of the ``SubmitRun`` / ``SubmitAndWait``
+    it goes in: ``as_sent`` sends them as they are, or their records (``rows``) to a daemon that
+    reads no columns. Fields as ``SubmitColumns``' of the same names."""
+
+    __slots__ = (
+        "ids",
+        "dep_counts",
+        "deps",
+        "costs",
+        "cost_of",
+        "inclusions",
+        "inclusion",
+        "priorities",
+    )
+
+    def __init__(
+        self,
+        ids: tuple[str, ...],
+        dep_counts: bytes,
+        deps: tuple[str, ...],
+        costs: tuple[dict[str, float], ...],
+        cost_of: bytes,
+        inclusions: tuple[str, ...],
+        inclusion: bytes,
+        priorities: bytes,
+    ) -> None:
+        self.ids = ids
+        self.dep_counts = dep_counts
+        self.deps = deps
+        self.costs = costs
+        self.cost_of = cost_of
+        self.inclusions = inclusions
+        self.inclusion = inclusion
+        self.priorities = priorities
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The ``TaskMeta`` rows these columns stand for (``DAG.wire_tasks``' rows)."""
+        n = len(self.ids)
+        what = "SentColumns"
+        deps = _split(self.deps, columns.unpack("i", self.dep_counts, n, what))
+        cost_of = columns.unpack("i", self.cost_of, n, what)
+        inclusion = columns.unpack("B", self.inclusion, n, what)
+        priorities = columns.unpack("q", self.priorities, n, what)
+        costs, kinds = self.costs, self.inclusions
+        return [
+            (fid, deps[i], costs[cost_of[i]], kinds[inclusion[i]], *_PLAIN_TAIL, priorities[i])
+            for i, fid in enumerate(self.ids)
+        ]
+
+
+def _sent_columns(msg: SubmitRun | SubmitAndWait, tasks: SentColumns) -> SubmitColumns:
+    answer = isinstance(msg, SubmitAndWait)
+    return SubmitColumns(
+        msg.request_id,
+        msg.run_id,
+        tasks.ids,
+        tasks.dep_counts,
+        tasks.deps,
+        tasks.costs,
+        tasks.cost_of,
+        tasks.inclusions,
+        tasks.inclusion,
+        tasks.priorities,
+        msg.max_retries,
+        msg.policy,
+        msg.outputs,
+        answer,
+        msg.wait if isinstance(msg, SubmitAndWait) else 0.0,
+        msg.max_bytes if isinstance(msg, SubmitAndWait) else 0,
+        msg.release if isinstance(msg, SubmitAndWait) else False,
+        msg.packages,
+    )
+
+
 def as_sent(
     msg: SubmitRun | SubmitAndWait, daemon_max: int
 ) -> SubmitRun | SubmitAndWait | SubmitColumns:
     """What a client sends for ``msg`` to a daemon whose protocol range ends at ``daemon_max``
-    (0: not heard yet): its columns when it has them (``submit_columns``) and the daemon reads
-    them, else its records."""
+    (0: not heard yet): its columns when it has them (``submit_columns``, or a ``SentColumns``
+    as built) and the daemon reads them, else its records."""
+    tasks: Any = msg.tasks
+    if type(tasks) is SentColumns:
+        if daemon_max < COLUMNS_SINCE:
+            return replace(msg, tasks=Rows(tasks.rows()))
+        return _sent_columns(msg, tasks)
     if daemon_max < COLUMNS_SINCE:
         return msg
     return submit_columns(msg) or msg
@@ -275,6 +361,7 @@ _PLAIN_TAIL = (None, None, False, None, None)
 
 __all__ = [
     "COLUMNS_SINCE",
+    "SentColumns",
     "SubmitColumns",
     "TaskColumns",
     "as_sent",

@@ -1,0 +1,221 @@
+"""A plain DAG's submission built as columns in one pass (``handoffd.dag_columns``) against the
+records' path it replaces (``DAG.wire_tasks`` rows, then ``messages_submit.submit_columns``): the
+same message field by field, the same bytes, the same submission decoded by a daemon, the same
+records for an older daemon, and the same refusal of bad input, on random DAGs."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+import handoffd
+from handoffd import dag_columns, values
+from handoffd.errors import ValidationError
+from handoffd.protocol import messages as m
+from handoffd.protocol.codec import Codec, Rows
+from handoffd.protocol.messages_submit import (
+    COLUMNS_SINCE,
+    SentColumns,
+    SubmitColumns,
+    as_sent,
+    as_submission,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+CODEC = Codec()
+
+
+def _double(*xs: Any) -> Any:
+    return xs
+
+
+def _triple(*xs: Any) -> Any:
+    return (xs, 3)
+
+
+def _random_dag(rng: random.Random, n: int) -> handoffd.DAG:
+    """Plain functions only: random dependencies (on earlier or later ones, some repeated),
+    inclusions, priorities, literals and callables, added in a shuffled order."""
+    names = [f"f{i}" for i in range(n)]
+    rank = list(range(n))
+    rng.shuffle(rank)  # the dependency order, unlike the insertion order
+    dag = handoffd.DAG()
+    for i in range(n):
+        earlier = [j for j in range(n) if rank[j] < rank[i]]
+        deps = [names[j] for j in rng.sample(earlier, min(len(earlier), rng.randint(0, 3)))]
+        if deps and rng.random() < 0.1:
+            deps.append(deps[0])  # a repeated dependency
+        extra: list[Any] = rng.choice(
+            [[], [i], [i, "x"], [2**40 + i], [[1, 2], {"k": i}], [None, 1.5]]
+        )
+        dag.add_function(
+            handoffd.Function(
+                id=names[i],
+                code=rng.choice((_double, _triple, len)),
+                args=deps,
+                extra_args=extra,
+                argument_inclusion=rng.choice(("variadic", "as_list")),
+                priority=rng.randint(-3, 3),
+                cost=rng.choice(({"cpu": 1}, {"cpu": 1.0})),
+            )
+        )
+    return dag
+
+
+def _rows_path(dag: handoffd.DAG, priority: int = 0, **options: Any) -> tuple[Any, list[bytes]]:
+    """What the client built before: ``wire_tasks``' rows (the run's priority added), payloads."""
+    rows, payloads = dag.wire_tasks(allow_empty=False, **options)
+    if priority:
+        rows = [(*row[:9], row[9] + priority) for row in rows]
+    return Rows(rows), payloads
+
+
+def _options() -> dict[str, Any]:
+    return {"policy": "binpack", "max_retries": 3, "outputs": None, "packages": ()}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_direct_columns_are_the_records_columns(seed: int) -> None:
+    rng = random.Random(seed)
+    dag = _random_dag(rng, rng.randint(2, 60))
+    priority = rng.choice((0, 0, 5, -2))
+    _rows_path(dag, **_options())  # (each callable's call head cached, as the next call finds it)
+    built = dag_columns.plain_columns(dag, priority=priority, **_options())
+    assert built is not None
+    sent, payloads = built
+    rows, old_payloads = _rows_path(dag, priority, **_options())
+    assert payloads == old_payloads
+    for answer in (False, True):
+        args = (1, "r1", 3, "binpack", ("f0",))
+        if answer:
+            new = m.SubmitAndWait(*args[:2], sent, *args[2:], 1.5, 1 << 20, True, ())  # type: ignore[arg-type]
+            old = m.SubmitAndWait(*args[:2], rows, *args[2:], 1.5, 1 << 20, True, ())  # type: ignore[arg-type]
+        else:
+            new = m.SubmitRun(*args[:2], sent, *args[2:])  # type: ignore[arg-type]
+            old = m.SubmitRun(*args[:2], rows, *args[2:])  # type: ignore[arg-type]
+        columns_new, columns_old = as_sent(new, COLUMNS_SINCE), as_sent(old, COLUMNS_SINCE)
+        assert type(columns_new) is SubmitColumns and columns_new == columns_old
+        frames = CODEC.encode(columns_new, sender="c", frames=payloads)
+        assert frames == CODEC.encode(columns_old, sender="c", frames=old_payloads)
+        decoded = CODEC.decode([bytes(f) for f in frames])
+        assert decoded is not None
+        got = as_submission(decoded.msg)
+        assert list(got.tasks) == [m.TaskMeta(*row) for row in rows]
+        # a daemon that reads no columns gets the records, byte for byte
+        for daemon_max in (0, COLUMNS_SINCE - 1):
+            records = as_sent(new, daemon_max)
+            assert type(records) is type(old)
+            assert CODEC.encode(records, sender="c") == CODEC.encode(old, sender="c")
+    # what the daemon's workers run: the same calls
+    for payload in payloads[:5]:
+        assert payload == old_payloads[payloads.index(payload)]
+        assert values.loads_call(payload) is not None
+
+
+def test_the_client_sends_plain_dags_as_built_columns_and_others_as_rows() -> None:
+    plain = _random_dag(random.Random(1), 10)
+    tasks, _, ids = dag_columns.submission(plain, "binpack", 3, None, (), 0)
+    assert (
+        type(tasks) is SentColumns
+        and ids == list(tasks.ids)
+        and sorted(ids) == sorted(plain.functions)
+    )
+    for change in (
+        {"node": "n1"},
+        {"cost": {"cpu": 2}},
+        {"kwargs": {"a": 1}},
+        {"max_retries": 1},
+        {"timeout": 2.0},
+        {"collocate_with": "f0"},
+    ):
+        dag = _random_dag(random.Random(1), 10)
+        fn = dag["f3"]
+        for name, value in change.items():
+            setattr(fn, name, value)
+        assert dag_columns.plain_columns(dag, priority=0, **_options()) is None, change
+        tasks, payloads, ids = dag_columns.submission(dag, "binpack", 3, None, (), 0)
+        assert type(tasks) is Rows and len(payloads) == 10 and len(ids) == 10
+    hooked = handoffd.DAG()
+    hooked.add_function(handoffd.Function(id="a", code=len, extra_args=[[1]]))
+    hooked.add_function(
+        handoffd.Function(
+            id="b", code=len, args=[handoffd.Argument("a", serialize=repr, deserialize=eval)]
+        )  # type: ignore[arg-type]
+    )
+    assert dag_columns.plain_columns(hooked, priority=0, **_options()) is None
+    one = handoffd.DAG().add_function(handoffd.Function(id="one", code=len, extra_args=[[1]]))
+    assert dag_columns.plain_columns(one, priority=0, **_options()) is None  # the one-task path
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise TypeError("not today")
+
+
+def _spoil(dag: handoffd.DAG, how: str) -> dict[str, Any]:
+    """Make a plain ``dag`` wrong in one way a user can; the run options to submit it with."""
+    options = _options()
+    fn = dag["f3"]
+    if how == "missing":
+        fn.args = [*fn.args, "nowhere"]
+    elif how == "cycle":
+        dag["f0"].args = ["f1"]
+        dag["f1"].args = ["f0"]
+    elif how == "self":
+        fn.args = ["f3"]
+    elif how == "id":
+        fn.id = "renamed"
+    elif how == "pickle":
+        fn.extra_args = [_Unpicklable()]
+    elif how == "code":
+        fn.code = 42  # type: ignore[assignment]
+    elif how == "policy":
+        options["policy"] = "sideways"
+    elif how == "retries":
+        options["max_retries"] = -1
+    elif how == "outputs":
+        options["outputs"] = ["nowhere"]
+    elif how == "dep":
+        fn.args = [*fn.args, 7]
+    return options
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "missing",
+        "cycle",
+        "self",
+        "id",
+        "pickle",
+        "code",
+        "policy",
+        "retries",
+        "outputs",
+        "dep",
+        "prio",
+    ],
+)
+def test_bad_input_gets_the_records_paths_error(how: str) -> None:
+    errors = []
+    for direct in (True, False):
+        dag = _random_dag(random.Random(3), 12)
+        options = _spoil(dag, how)
+        priority: Any = True if how == "prio" else 0
+        try:
+            if direct:
+                dag_columns.submission(
+                    dag, options["policy"], options["max_retries"], options["outputs"], (), priority
+                )
+            else:
+                dag_columns.rows_submission(  # the records' path, as the client took it
+                    dag, options["policy"], options["max_retries"], options["outputs"], (), priority
+                )
+        except ValidationError as exc:
+            errors.append((exc.kind, exc.function_id, exc.message))
+        else:
+            errors.append(None)
+    assert errors[0] is not None and errors[0] == errors[1]
