@@ -97,6 +97,12 @@ _AS_BUILT: tuple[Any, ...] = ("PENDING", 0, None, 0, 0, 0, 0, None, (), False, (
 _BUILT_BYTES = _packer.pack(("", *_AS_BUILT))  # (the id "" packs to one byte, after the header)
 _BUILT_HEAD, _BUILT_TAIL = _BUILT_BYTES[:1], _BUILT_BYTES[2:]
 _NO_ERROR = _AS_BUILT[10]
+#: The bytes after the id of a row as built but in one of these states: a run's tasks taken in
+#: and not yet sent out (READY: most of a big run's when its standbys first get it, a few ms after
+#: its intake), packed as their ids between bytes as ``_BUILT_TAIL`` (``_tasks_packed``).
+_STILL_TAILS = {
+    state: _packer.pack(("", state, *_AS_BUILT[1:]))[2:] for state in ("PENDING", "READY")
+}
 
 
 def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
@@ -126,19 +132,20 @@ def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
 
 def _tasks_packed(run: Any, chunk: int = 2048) -> bytes:
     """``_pack_rows(_task_rows(run))`` (the same bytes) for a run that has moved on, read in a
-    thread: a task still as built (most of a big run's, when its standbys first get it) is packed
-    as its id between the bytes of such a row, the others row by row. ``chunk`` tasks per join:
-    short C calls, as ``_pack_rows``."""
+    thread: a task still as built, maybe READY (most of a big run's when its standbys first get
+    it), is packed as its id between the bytes of such a row, the others row by row. ``chunk``
+    tasks per join: short C calls, as ``_pack_rows``."""
     packer = msgpack.Packer(use_bin_type=True, autoreset=True)  # (a thread's own)
     pack = packer.pack
-    head, tail, no_error = _BUILT_HEAD, _BUILT_TAIL, _NO_ERROR
+    head, tails, no_error = _BUILT_HEAD, _STILL_TAILS, _NO_ERROR
     items = list(run.tasks.items())
     parts = [packer.pack_array_header(len(items))]
     for at in range(0, len(items), chunk):
         out: list[bytes] = []
         for task_id, r in items[at : at + chunk]:
+            tail = tails.get(r.state)
             if (
-                r.state == "PENDING"
+                tail is not None
                 and r.attempt == 0
                 and r.node is None
                 and r.failures == 0

@@ -256,3 +256,30 @@ def test_a_run_that_moved_on_packs_to_the_bytes_of_its_rows(seed: int) -> None:
     expected = snapshot._pack_rows(snapshot._task_rows(run))
     assert snapshot._tasks_packed(run, chunk=rng.choice([16, 100, 2048])) == expected
     assert snapshot.encode_run(run, chunked=True) == snapshot.encode_run(run)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ready_tasks_as_built_pack_without_a_row_each(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run just taken in (its tasks READY or PENDING, none sent out: what its standbys first
+    get) packs each such task as its id between a row's bytes, not row by row, to the same bytes;
+    a task that moved on (ASSIGNED, DONE, a retry's READY) still gets its row."""
+    from handoffd.protocol import snapshot
+
+    rng = random.Random(seed)
+    run = _run(rng, rng.choice([5, 300, 2500]))
+    run.start(1.0, None)
+    moved = {r.id for r in rng.sample(list(run.tasks.values()), k=len(run.tasks) // 3)}
+    for rec in run.tasks.values():
+        if rec.id in moved and rec.state == "READY":
+            run.assign(rec, "n1", 2.0)
+    expected = snapshot._pack_rows(snapshot._task_rows(run))
+    rows: list[str] = []
+    task_row = snapshot._task_row
+    monkeypatch.setattr(
+        snapshot, "_task_row", lambda task_id, r: rows.append(r.state) or task_row(task_id, r)
+    )
+    assert snapshot._tasks_packed(run, chunk=rng.choice([16, 2048])) == expected
+    assert "READY" not in rows and "PENDING" not in rows
+    assert len(rows) == sum(r.state not in ("READY", "PENDING") for r in run.tasks.values())
