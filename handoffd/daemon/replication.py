@@ -31,7 +31,7 @@ from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, Ru
 from handoffd.daemon.replication_claims import OwnerClaims
 from handoffd.daemon.replication_clients import ClientRedirects
 from handoffd.daemon.replication_payloads import OwnerPayloads, PayloadPulls
-from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed_far
 from handoffd.daemon.replication_takeover import HeldReports, Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import check_frames, join_frames
@@ -39,7 +39,7 @@ from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, Val
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.messages_snapshot import reads_columns
 from handoffd.protocol.schema import WireRows
-from handoffd.protocol.snapshot import encode_run, error_to_info, far_specs
+from handoffd.protocol.snapshot import encode_run, error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover_machine as tm
 from handoffd.replication.standby import StandbyAck, StandbyStore
@@ -291,9 +291,9 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
                     for msg, frames, term in held:
                         self.port.send(address, msg, frames, term=term)
 
-        # The specs whose payloads it leaves out, too: a walk over every spec (``far_specs``).
+        # The specs whose payloads it leaves out, too (``packed_far``: its intake's, if known).
         columns = all(reads_columns(self.port.member(ins.node)) for ins in sends)
-        self.offload.run(lambda: (packed(run, columns), far_specs(run.specs)), done)
+        self.offload.run(lambda: packed_far(run, columns), done)
 
     def _send_snapshot(
         self,

@@ -27,7 +27,7 @@ from typing import Any
 from handoffd import collector
 from handoffd.daemon.upload_intake import BIG_RUN
 from handoffd.freeing import PIECE
-from handoffd.protocol.snapshot import encode_run, free_in_pieces
+from handoffd.protocol.snapshot import encode_run, far_specs, free_in_pieces
 from handoffd.replication import takeover
 from handoffd.replication.standby import Replica
 from handoffd.scheduler.run import RunState
@@ -135,6 +135,14 @@ def packed(run: Any, columns: bool = False) -> bytes:
     once packed."""
     with collector.paused():
         return encode_run(run, chunked=True, columns=columns)
+
+
+def packed_far(run: Any, columns: bool = False) -> tuple[bytes, tuple[Any, ...]]:
+    """``packed(run, columns)`` and the specs whose payloads it leaves out: its intake's
+    (``Prebuilt.far``: the specs never change), else ``far_specs``, a walk over every spec."""
+    prebuilt = run.prebuilt
+    far = prebuilt.far if prebuilt is not None else None
+    return packed(run, columns), far if far is not None else far_specs(run.specs)
 
 
 def frozen(replica: Replica) -> Replica:

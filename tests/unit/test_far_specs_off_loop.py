@@ -123,3 +123,28 @@ def test_a_prebuilt_run_s_first_snapshot_uses_its_far_specs(
     replication._send_snapshot(ins, frames)
     assert _named(port) == FAR
     assert set(_Counted.read) <= FAR
+
+
+def test_a_prebuilt_run_packed_off_the_loop_takes_its_far_specs_from_its_intake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A big run that moved on before its first snapshot (packed in the thread): the thread
+    takes its far specs from ``Prebuilt.far``, not from a walk over every spec's payload."""
+    from handoffd.protocol.snapshot import pack_parts
+    from handoffd.scheduler.intake import Prebuilt
+
+    c, port, later, replication = _shell(monkeypatch, 1)  # every run packed off the loop
+    c.submit("r", _specs())
+    run = c.sched.run_state("r")
+    assert run is not None
+    run.prebuilt = Prebuilt(pack_parts(run), (), far_specs(run.specs))
+    run.intake = 1  # (moved on: not ``untouched``, so not spliced on the loop)
+    assert not run.untouched()
+    replication.run_accepted("r", lambda: None)
+    (fn, done), *_ = later.jobs
+    run.specs[:] = [_counted(s) for s in run.specs]
+    _Counted.read = []
+    out = fn()  # (the thread)
+    done(out, None)  # (the loop)
+    assert _named(port) == FAR
+    assert _Counted.read == []
