@@ -77,6 +77,9 @@ class _Port:
     def members(self) -> list[Any]:
         return self._members
 
+    def member(self, name: str) -> Any:
+        return next((s for s in self._members if s.name == name), None)
+
     def address_of(self, name: str) -> str | None:
         return f"{name}:1"
 
