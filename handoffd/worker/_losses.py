@@ -43,7 +43,7 @@ class Losses:
     _workers: set[Worker]
     _chains: dict[Hashable, Chain]
     _waiting: WaitingChains
-    _queued: dict[Hashable, Chain]
+    _jobs: dict[Hashable, Chain]
     _startup_failures: int
     _broken: str | None
     _started: asyncio.Future[None] | None
@@ -72,7 +72,7 @@ class Losses:
         back = [job for job in behind if not job.cancelling]
         chain.jobs.extendleft(reversed(back))
         for job in back:
-            self._queued[job.key] = chain
+            self._jobs[job.key] = chain
         chain.held = held
         if not held:
             self._requeue(chain)
@@ -151,7 +151,7 @@ class Losses:
         if self._workers:
             return  # the remaining workers drain the queue
         jobs = self._waiting.take_all()
-        self._queued.clear()
+        self._jobs.clear()  # (no worker is left: no job is on a pipe)
         for chain_id, chain in list(self._chains.items()):
             if chain.worker is None:
                 del self._chains[chain_id]

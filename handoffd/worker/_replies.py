@@ -10,6 +10,7 @@ from typing import cast
 
 from handoffd.worker import _live, _pipe, _process
 from handoffd.worker._records import (
+    Chain,
     Ended,
     Job,
     Outcome,
@@ -31,7 +32,7 @@ _new = object.__new__
 
 def _kept_run(
     worker: Worker,
-    running: dict[Hashable, Worker],
+    live: dict[Hashable, Chain],
     outcomes: list[Ended],
     pid: int,
     rows: bool = False,
@@ -67,7 +68,7 @@ def _kept_run(
                 continue
             taken += job.size
             key = job.key
-            del running[key]
+            del live[key]
             if job is head:
                 worker.head = head = None
             if job.cancelling:
@@ -97,15 +98,16 @@ def _kept_run(
 
 def read(
     worker: Worker,
-    running: dict[Hashable, Worker],
+    live: dict[Hashable, Chain],
     on_ready: Callable[[Worker], None],
     on_output: Callable[[Hashable, str], None] | None = None,
     rows: bool = False,
 ) -> tuple[list[Ended], bool, bool]:
     """Everything the worker wrote that is here: (outcomes, lost, answered). ``lost``: its pipe
     ended (it died); ``answered``: a reply was read (the jobs it answered left ``worker.sent`` and
-    ``running``, and ``worker.head`` is None if the head was one of them). A running job's live
-    output goes to ``on_output(key, text)`` at once (before its outcome, which comes later).
+    ``live``, the pool's key -> chain map, and ``worker.head`` is None if the head was one of
+    them). A running job's live output goes to ``on_output(key, text)`` at once (before its
+    outcome, which comes later).
     ``rows``: the KEPT replies read many at a time (``_kept_run``) end as ``Row``s."""
     outcomes: list[Ended] = []
     reader = worker.reader
@@ -119,7 +121,7 @@ def read(
                 if reader.buf and reader.whole is None and reader.large is None:
                     if pid < 0:
                         pid = worker.process.pid or 0
-                    if _kept_run(worker, running, outcomes, pid, rows):
+                    if _kept_run(worker, live, outcomes, pid, rows):
                         answered = True
                         continue
                 data = reader.next()
@@ -139,7 +141,7 @@ def read(
                         pid = worker.process.pid or 0
                     worker.bytes -= job.size
                     key = job.key
-                    del running[key]
+                    del live[key]
                     if worker.head is job:
                         worker.head = None
                     if job.cancelling:
@@ -179,7 +181,7 @@ def read(
                 continue
             worker.bytes -= job.size
             key = job.key
-            del running[key]
+            del live[key]
             if worker.head is job:
                 worker.head = None
             if job.cancelling or status == _process.SKIPPED:

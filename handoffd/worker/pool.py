@@ -145,8 +145,9 @@ class WorkerPool(Losses):
             )
         self._chains: dict[Hashable, Chain] = {}  # id -> live chain (has a job not ended)
         self._waiting = WaitingChains(self._chains)  # chains waiting for a worker
-        self._queued: dict[Hashable, Chain] = {}  # key -> chain of a job not sent yet
-        self._running: dict[Hashable, Worker] = {}  # key -> the worker whose pipe has the job
+        # key -> chain of a job not ended: queued in ``chain.jobs`` or sent (on the pipe of
+        # ``chain.worker``: a chain keeps its worker while a job of it is on the worker's pipe)
+        self._jobs: dict[Hashable, Chain] = {}
         self._tokens = itertools.count(1)
         self._names = itertools.count(1)
         self._solo = itertools.count(1)
@@ -164,13 +165,13 @@ class WorkerPool(Losses):
     @property
     def queued(self) -> int:
         """Jobs waiting to start (for a worker, or sent ahead behind a running one)."""
-        return len(self._queued) + len(self._running) - self.busy
+        return len(self._jobs) - self.busy
 
     @property
     def pending(self) -> int:
         """Jobs not ended: queued, sent ahead or running (``busy + queued``, without counting the
         running ones)."""
-        return len(self._queued) + len(self._running)
+        return len(self._jobs)
 
     @property
     def workers(self) -> int:
@@ -209,17 +210,13 @@ class WorkerPool(Losses):
         if self._closed:
             raise RuntimeError("WorkerPool is closed")
         jobs = list(jobs)
-        queued, running = self._queued, self._running
+        live = self._jobs
         if len(jobs) == 1:  # (a one-task run's: no set, no generator)
             keys = [jobs[0].key]
-            clash = keys[0] in queued or keys[0] in running
+            clash = keys[0] in live
         else:  # (the look-ups in C: no generator a job)
             keys = [job.key for job in jobs]
-            clash = (
-                len(set(keys)) < len(keys)
-                or not queued.keys().isdisjoint(keys)
-                or not running.keys().isdisjoint(keys)
-            )
+            clash = len(set(keys)) < len(keys) or not live.keys().isdisjoint(keys)
         if clash:
             raise ValueError(
                 f"a job with one of the keys {set(keys)!r} is already queued or running"
@@ -237,7 +234,7 @@ class WorkerPool(Losses):
             devices = jobs[0].devices if jobs else None
             c.devices = self._devices if devices is None else devices
         c.jobs.extend(jobs)
-        queued.update(dict.fromkeys(keys, c))
+        live.update(dict.fromkeys(keys, c))
         if c.worker is not None:
             self._feed(c.worker)
         elif new:
@@ -259,20 +256,21 @@ class WorkerPool(Losses):
         """Drop a job not started or kill the process running it; its Outcome has kind "cancelled".
         A job sent ahead is dropped by its worker (reported when the worker says so) unless it
         became the head first, in which case its process is killed like a running one's."""
-        c = self._queued.pop(key, None)
-        if c is not None:
-            for job in c.jobs:
-                if job.key == key:
-                    c.jobs.remove(job)
-                    break
-            if c.next is not None and c.next[0].key == key:
+        c = self._jobs.get(key)
+        if c is None:
+            return False
+        # (queued: in its chain's ``jobs``; else sent, on the pipe of the chain's worker)
+        queued = next((job for job in c.jobs if job.key == key), None)
+        if queued is not None:
+            del self._jobs[key]
+            c.jobs.remove(queued)
+            if c.next is not None and c.next[0] is queued:
                 c.next = None
             self._chain_maybe_over(c)
             self._soon(cancelled_outcome(key, 0.0))
             return True
-        worker = self._running.get(key)
-        if worker is None:
-            return False
+        worker = c.worker
+        assert worker is not None  # (a job not queued is on its chain's worker's pipe)
         # (a rare path: the job is found among the few on its worker's pipe, where each job
         # sent kept a record of its own under its key before)
         sent = next(job for job in worker.sent.values() if job.key == key)
@@ -294,8 +292,7 @@ class WorkerPool(Losses):
             return
         self._closed = True
         self._waiting.clear()
-        self._queued.clear()
-        self._running.clear()
+        self._jobs.clear()
         self._chains.clear()
         self._idle.clear()
         if self._memory is not None:
@@ -346,7 +343,7 @@ class WorkerPool(Losses):
         head = worker.head
         behind = [job for job in worker.sent.values() if job is not head]  # (in the order sent)
         for job in worker.sent.values():
-            self._running.pop(job.key, None)
+            self._jobs.pop(job.key, None)
         worker.sent.clear()
         worker.head = None
         chain, worker.chain = worker.chain, None
@@ -371,7 +368,7 @@ class WorkerPool(Losses):
     def _on_readable(self, worker: Worker) -> None:
         on_read = self.on_read
         outcomes, lost, answered = _replies.read(
-            worker, self._running, self._on_ready, self._on_output, self.rows and bool(on_read)
+            worker, self._jobs, self._on_ready, self._on_output, self.rows and bool(on_read)
         )
         if worker.reader.thread is not None and not lost and self._loop is not None:
             self._loop.remove_reader(worker.fd)  # a thread reads a huge value: not ours to watch
@@ -519,7 +516,7 @@ class WorkerPool(Losses):
         count, size = len(worker.sent), worker.bytes
         others: bool | None = None  # chains wait: asked once (the loop changes only this one)
         # (read once a feed, not once a job)
-        jobs, queued, running, sent = chain.jobs, self._queued, self._running, worker.sent
+        jobs, live, sent = chain.jobs, self._jobs, worker.sent
         tokens, ahead, short = self._tokens, self.ahead, _pipe.SHORT_JOB
         while jobs:
             job = jobs[0]
@@ -539,7 +536,7 @@ class WorkerPool(Losses):
                     data, buffers = _pipe.pickle_job(token, job)
                 except Exception as exc:
                     jobs.popleft()
-                    del queued[job.key]
+                    del live[job.key]
                     self._soon(unpicklable_outcome(job, exc))
                     continue
             job_size = (
@@ -555,13 +552,10 @@ class WorkerPool(Losses):
             if pickled is not None:
                 chain.next = None
             jobs.popleft()
-            key = job.key
-            del queued[key]
             job.token = token
             job.size = job_size
             job.cancelling = False
-            sent[token] = job
-            running[key] = worker
+            sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
             batch.append(data)
             if buffers:
                 raw += buffers

@@ -107,7 +107,17 @@ async def until(predicate: Any, limit: float = 60.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def on_pipe(pool: WorkerPool, key: Any) -> Any:
+    """The worker whose pipe has the job, or None (white box: the pool's key -> chain map; a
+    job sent is on its chain's worker's pipe, a job queued in its chain's ``jobs``)."""
+    chain = pool._jobs.get(key)
+    worker = None if chain is None else chain.worker
+    if worker is None or not any(job.key == key for job in worker.sent.values()):
+        return None
+    return worker
+
+
 def sent_ahead(pool: WorkerPool, key: Any) -> bool:
     """The job is on a worker's pipe behind the one running (white box: the pool's own map)."""
-    worker = pool._running.get(key)
+    worker = on_pipe(pool, key)
     return worker is not None and (worker.head is None or worker.head.key != key)

@@ -21,6 +21,7 @@ from pool_harness import (
     blocked,
     die_hard,
     job,
+    on_pipe,
     pid_gone,
     run_pool,
     sent_ahead,
@@ -170,21 +171,21 @@ def test_a_new_chain_takes_an_idle_worker_at_once_and_queues_behind_a_waiting_on
 
         pool._pump = counting  # type: ignore[method-assign]
         pool.submit(job("head", blocked, started, gate), chain=1)
-        running = pool._running.get("head")
+        running = on_pipe(pool, "head")
         assert running is not None and running.head is not None  # its head, at once
         assert running.head.key == "head"
         assert pumps == 0 and pool._waiting.empty()
         await until(lambda: os.path.exists(started))
         for key, chain in (("b", 2), ("c", 3), ("d", 4)):
             pool.submit(job(key, log_line, log, key), chain=chain)
-        assert "b" not in pool._running and not pool._waiting.empty()
+        assert on_pipe(pool, "b") is None and not pool._waiting.empty()
         touch(gate)
         outcomes = await got.wait(4)
         assert [o.key for o in outcomes] == ["head", "b", "c", "d"]
         assert all(o.ok for o in outcomes), outcomes
         pumps = 0
         pool.submit(job("e", log_line, log, "e"), chain=5)
-        assert "e" in pool._running
+        assert on_pipe(pool, "e") is not None
         await got.wait(5)
         assert pumps == 0 and pool._waiting.empty(), pumps
 
@@ -215,6 +216,35 @@ def test_cancel_of_a_job_sent_ahead_never_runs_it_and_spares_the_running_one(tmp
         assert pathlib.Path(after).read_text() == str(values.loads(out["head"].value))
 
     run_pool(1, body)
+
+
+def test_one_key_map_tells_a_queued_job_from_one_sent_ahead_when_cancelled(tmp_path):
+    """The pool keeps one key -> chain map for jobs queued and sent: a cancel finds a queued job
+    in its chain's jobs (dropped at once, never sent) and a sent one on its chain's worker's pipe
+    (dropped by the worker); the counts follow, and the map empties as the jobs end."""
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    marks = [str(tmp_path / f"m{i}") for i in range(6)]
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        jobs = [job("head", blocked, started, gate)]
+        jobs += [job(i, touch, mark) for i, mark in enumerate(marks)]
+        pool.submit_all(jobs, chain="c")
+        await until(lambda: os.path.exists(started))
+        assert sent_ahead(pool, 0) and sent_ahead(pool, 1) and not sent_ahead(pool, 2)
+        assert on_pipe(pool, 3) is None and 3 in pool._jobs  # queued, not sent
+        assert pool.pending == 7 and pool.queued == 6 and pool.busy == 1
+        assert pool.cancel(3) is True and 3 not in pool._jobs  # queued: gone at once
+        assert pool.pending == 6
+        assert pool.cancel(1) is True and 1 in pool._jobs  # sent: until the worker says
+        assert pool.cancel("absent") is False
+        touch(gate)
+        out = {o.key: o for o in await got.wait(7)}
+        assert out[1].kind == "cancelled" and out[3].kind == "cancelled"
+        assert all(out[k].ok for k in ("head", 0, 2, 4, 5))
+        assert not os.path.exists(marks[1]) and not os.path.exists(marks[3])
+        assert pool.pending == 0 and not pool._jobs
+
+    run_pool(1, body, ahead=2)
 
 
 def test_cancel_of_the_running_job_keeps_the_jobs_behind_it(tmp_path):

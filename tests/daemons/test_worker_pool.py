@@ -312,6 +312,6 @@ def test_a_key_already_queued_or_twice_in_a_batch_is_refused_with_nothing_queued
     for keys in (["c", "a"], ["d", "d"], ["b"]):
         with pytest.raises(ValueError, match="already queued or running"):
             pool.submit_all([Job(k, b"p", []) for k in keys], chain=2)
-        assert pool.pending == 2 and set(pool._queued) == {"a", "b"}
+        assert pool.pending == 2 and set(pool._jobs) == {"a", "b"}
     pool.submit_all([Job("c", b"p", []), Job("d", b"p", [])], chain=1)
     assert [job.key for job in pool._chains[1].jobs] == ["a", "b", "c", "d"]
