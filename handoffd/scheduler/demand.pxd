@@ -25,7 +25,7 @@ cdef class Demand(RoomView):
     cpdef went_out(self, str node, TaskRecord rec)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)
-    @cython.locals(pending=dict, sent=dict)
+    @cython.locals(pending=dict, sent=dict, n=NodeState)
     cpdef sent(self, str node, tuple key, dict cost, double now)
     @cython.locals(pending=dict, sent=object)
     cpdef object answered(self, str node, tuple key)

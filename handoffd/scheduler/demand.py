@@ -98,7 +98,12 @@ class Demand(RoomView):
         sent = self.unacked.get(node)
         if sent is None:
             sent = self.unacked[node] = {}
-        sent[key] = (cost, self.nodes[node].version, now)
+        # (the dict's own get and a C field: ``Nodes``' subscript and ``version`` were two
+        # generic Python-level look-ups a dispatch; a dispatch only goes to a known node)
+        n = dict.get(self.nodes, node)
+        if n is None:
+            raise KeyError(node)
+        sent[key] = (cost, n.version, now)
         if cost:
             pending = self.pending.get(node)
             if pending is None:

@@ -3,6 +3,7 @@
 # a dispatch and a cancel reach the compiled run, queue and books through C fields.
 
 cimport cython
+from cpython.type cimport PyType_GenericAlloc as _alloc
 
 from handoffd.scheduler cimport history as hist
 

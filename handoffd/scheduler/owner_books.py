@@ -13,7 +13,8 @@ attempt writes to the outbox (``_dispatch``, ``_cancel``, ``_free``). Its fields
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from handoffd.scheduler import history as hist
 from handoffd.scheduler.delays import DelayedTasks
@@ -38,6 +39,14 @@ from handoffd.scheduler.states import (
 __all__ = ["OwnerBooks"]
 
 _REPLICATED = (DONE, FAILED, CANCELLED)  # (the moves a standby owner must know: ``moved``)
+# ``_dispatch``'s item made empty, its slots then filled one by one: ``object.__new__`` here,
+# the type's own allocator in the compiled build (owner_books.pxd cimports
+# ``PyType_GenericAlloc`` by this name, which Cython refuses to see assigned: hence the store
+# through ``globals()``; its use says ``noqa: F821``). ``object.__new__`` went through a
+# Python-level call with an argument tuple.
+if TYPE_CHECKING:
+    _alloc: Callable[[type, int], Any]
+globals().setdefault("_alloc", lambda cls, _n: object.__new__(cls))
 _NO_ROOM_SHAPES = 8  # (the shapes ``_intake`` remembers: a slice has few; more are asked anew)
 
 
@@ -226,17 +235,19 @@ class OwnerBooks(OwnerQueries):
         attempt = rec.attempt
         self._view.sent(node, (run.run_id, task_id, attempt), cost, now)
         self._lost.sent(node)
-        item = DispatchedTask(
-            task_id,
-            attempt,
-            spec.payload,
-            cost,
-            spec.argument_inclusion,
-            spec.timeout,
-            run.input_refs(task_id) if spec.deps else (),
-            spec.priority,
-            rec.upward_rank,
-        )
+        # The slotted dataclass filled field by field (its ``__init__`` through the class call
+        # and ``slot_tp_init`` cost about twice as much; the same object: equal, same hash;
+        # ``tests/unit/test_owner_moves.py`` compares the dispatches).
+        item = _alloc(DispatchedTask, 0)  # noqa: F821
+        item.task_id = task_id
+        item.attempt = attempt
+        item.payload = spec.payload
+        item.cost = cost
+        item.argument_inclusion = spec.argument_inclusion
+        item.timeout = spec.timeout
+        item.inputs = run.input_refs(task_id) if spec.deps else ()
+        item.priority = spec.priority
+        item.rank = rec.upward_rank
         dispatches = self._out.dispatches  # (a look-up: ``setdefault`` made a list every time)
         key = (node, run.run_id)
         batch = dispatches.get(key)

@@ -1,13 +1,17 @@
 """The owner's books through task moves (``scheduler/owner_books.py``): a run's intake asks
-``ClusterView.could_take`` once a task shape while the view stands still, with the same answers."""
+``ClusterView.could_take`` once a task shape while the view stands still, with the same answers;
+a dispatch's items, filled slot by slot, are what the dataclass's constructor makes."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import pytest
 from scheduler_harness import Cluster, dispatches, spec
+from test_scheduler_twin import cluster
 
+from handoffd.scheduler import events as ev
 from handoffd.scheduler import owner
 from handoffd.scheduler.cluster_view import ClusterView
 
@@ -68,3 +72,35 @@ def test_pinned_and_free_tasks_of_one_cost_are_asked_apart(counting: None) -> No
     specs = [spec(f"t{i}") for i in range(3)] + [spec(f"p{i}", node="b") for i in range(3)]
     c.submit("r2", specs)
     assert [pin for pin, _ in view.asked] == [None, "b"]
+
+
+def _as_built(item: ev.DispatchedTask) -> ev.DispatchedTask:
+    """``item`` made again by the dataclass's own constructor (an unfilled slot raises here)."""
+    return ev.DispatchedTask(*(getattr(item, f.name) for f in fields(ev.DispatchedTask)))
+
+
+@pytest.mark.parametrize("pure", [True, False])
+def test_a_dispatch_item_is_what_its_constructor_makes(pure: bool) -> None:
+    c = cluster(pure, {"a": 2.0, "b": 2.0}, 4, None)
+    specs = [spec("x", priority=3, timeout=2.5), spec("y", cost={}), spec("z", "x", "y")]
+    sent = dispatches(c.submit("r", specs))
+    items = {i.task_id: (d.node, i) for d in sent for i in d.items}
+    assert sorted(items) == ["x", "y"]
+    for d in sent:
+        c.feed(*c.reply(d))
+    out = [o for t, (node, i) in items.items() for o in c.succeed(node, "r", t, i.attempt)]
+    later = [i for d in dispatches(out) for i in d.items]
+    assert [i.task_id for i in later] == ["z"]
+    for item in [*(i for _, i in items.values()), *later]:
+        again = _as_built(item)
+        assert again == item and repr(again) == repr(item)
+    x = items["x"][1]
+    assert (x.attempt, x.payload, x.cost, x.priority, x.timeout, x.inputs) == (
+        1,
+        b"x",
+        {"cpu": 1.0},
+        3,
+        2.5,
+        (),
+    )
+    assert len(later[0].inputs) == 2 and later[0].argument_inclusion == "variadic"
