@@ -26,11 +26,7 @@ import msgpack
 from handoffd.config import Limits
 
 CHUNK_BYTES = 1 << 20  # one piece (well under any sane max_frame_bytes)
-# Pieces in flight before the client waits for an answer: what the local socket's send buffer
-# holds (``transport.local_socket.SEND_BUFFER``, doubled by the kernel), so a W1 upload of ~6 MiB
-# goes into the socket at once; at 4, its client stopped after 4 pieces until the daemon's loop had
-# read and answered the first, on the way to the run's prepare.
-WINDOW = 8
+WINDOW = 4  # pieces in flight before the client waits for an answer
 IDLE_S = 60.0  # an upload with no piece for this long is dropped
 # Client side: past any of these a submission goes up in pieces. The client does not know the
 # daemon's limits (defaults 8 MiB, 100,000 frames, 1 GiB), so these are far below them: a daemon
