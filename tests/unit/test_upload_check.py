@@ -85,6 +85,8 @@ def test_the_check_in_pieces_gives_the_verdict_of_the_whole_check(
 ) -> None:
     rng = random.Random(seed)
     monkeypatch.setattr(upload, "_SIZES_PIECE", rng.choice([1, 2, 7, 64, 16384]))
+    # Both ways of unpacking the sizes: in pieces, and a short frame list in one call.
+    monkeypatch.setattr(upload, "_ONE_CALL_BYTES", (0, 1 << 16)[seed % 2])
     for _ in range(40):
         frames = [bytes(rng.randrange(0, 40)) for _ in range(rng.randrange(0, 300))]
         data = upload.pack(frames) if frames else (1).to_bytes(8, "big") + msgpack.packb([])
@@ -97,6 +99,21 @@ def test_the_check_in_pieces_gives_the_verdict_of_the_whole_check(
             assert upload.Whole(data).frames() == upload.views(data, *expected)
         if not mangled and frames:
             assert upload.Whole(data).frames() == frames
+
+
+@pytest.mark.parametrize("one_call", [0, 1 << 16])
+def test_sizes_that_add_up_but_are_not_sizes_are_refused_either_way(
+    one_call: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upload, "_ONE_CALL_BYTES", one_call)
+    for sizes in ([3, -1, 3], [True, 4], [2.0, 3], [5, None], [5, "0"], [1 << 63]):
+        packed = msgpack.packb(sizes)
+        data = len(packed).to_bytes(8, "big") + packed + b"x" * 5
+        if sizes[0] is True:  # (a bool counts as 1: these add up and pass, as before)
+            assert upload.check(data) == (8 + len(packed), array("q", [1, 4]))
+            continue
+        with pytest.raises(ValueError, match="not a list of sizes"):
+            upload.check(data)
 
 
 def test_the_last_piece_is_not_checked_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
