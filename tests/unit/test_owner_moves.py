@@ -20,7 +20,7 @@ import test_run_state_twin as twin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scheduler_harness import Cluster
-from test_run_state_twin import ACTIONS, Driver, drive
+from test_run_state_twin import STEPS, Driver, drive
 from test_scheduler_twin import PURE, cluster, workloads
 
 from handoffd.scheduler import owner
@@ -100,15 +100,7 @@ class GeneralDriver(WatchedDriver):
     sizes=st.lists(st.sampled_from([1.0, 2.0, 4.0]), min_size=1, max_size=3),
     window=st.sampled_from([1, 4, 32]),
     budget=st.sampled_from([None, 0.005]),
-    steps=st.lists(
-        st.tuples(
-            st.integers(0, 1000),
-            st.sampled_from(ACTIONS),
-            st.sampled_from([0.0001, 0.001, 0.05]),
-            st.sampled_from([1, 1, 2, 4]),
-        ),
-        max_size=40,
-    ),
+    steps=STEPS,
 )
 def test_the_owners_own_moves_keep_what_the_general_move_keeps(
     pure: bool, workload: Any, sizes: list[float], window: int, budget: float | None, steps: Any

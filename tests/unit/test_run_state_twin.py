@@ -142,6 +142,16 @@ def drive(d: Driver, specs: Any, options: dict[str, Any], steps: Any) -> list[tu
 
 
 ACTIONS = ["succeed"] * 8 + ["fail", "fail", "refuse", "kill", "kill", "cancel", "takeover"]
+# A run of random events: (seed, action, a task's duration, how many); test_owner_moves draws the same.
+STEPS = st.lists(
+    st.tuples(
+        st.integers(0, 1000),
+        st.sampled_from(ACTIONS),
+        st.sampled_from([0.0001, 0.001, 0.05]),
+        st.sampled_from([1, 1, 2, 4]),
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -150,15 +160,7 @@ ACTIONS = ["succeed"] * 8 + ["fail", "fail", "refuse", "kill", "kill", "cancel",
     sizes=st.lists(st.sampled_from([1.0, 2.0, 4.0]), min_size=1, max_size=3),
     window=st.sampled_from([1, 4, 32]),
     budget=st.sampled_from([None, 0.005]),
-    steps=st.lists(
-        st.tuples(
-            st.integers(0, 1000),
-            st.sampled_from(ACTIONS),
-            st.sampled_from([0.0001, 0.001, 0.05]),
-            st.sampled_from([1, 1, 2, 4]),
-        ),
-        max_size=40,
-    ),
+    steps=STEPS,
 )
 def test_both_builds_keep_the_same_run_state_after_every_batch(
     workload: Any, sizes: list[float], window: int, budget: float | None, steps: Any
