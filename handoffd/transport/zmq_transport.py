@@ -6,7 +6,8 @@ message (DESIGN.md section 5: ~4x less CPU unbatched), and no socket call can ev
 
 The ZeroMQ FD is edge-triggered and any operation on a socket (a send included) may consume the
 edge. So after a send on a socket we also read from (the ROUTER after ``reply``, a DEALER after
-``send``), the socket is marked dirty and re-drained on the next loop iteration; a capped drain
+``send``), ZMQ_EVENTS is asked at once (``_sent_on``): if a message waits, the socket is marked
+dirty and re-drained on the next loop iteration (never from inside a send); a capped drain
 re-schedules itself the same way.
 
 DEALERs use ``IMMEDIATE=1`` so nothing is queued for a dead peer and delivered stale after it
@@ -308,6 +309,21 @@ class ZmqTransport(Transport):
             self._check_scheduled = True
             self._loop.call_soon(self._check_dirty)
 
+    def _sent_on(self, sock: zmq.Socket[Any]) -> None:
+        """A send on ``sock`` (one we also read from) may have taken the FD's edge: it processes
+        the socket's commands, so what arrived meanwhile would never wake us. ZMQ_EVENTS, asked
+        now, processes them too and says whether anything waits: if not, the next arrival
+        signals the FD anew (as after a drain that found nothing) and no drain is scheduled,
+        which spares a callback and often a loop turn for each message sent."""
+        if sock in self._dirty:
+            return
+        try:
+            if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                return
+        except zmq.ZMQError:
+            pass  # (the drain reports it)
+        self._mark_dirty(sock)
+
     def _check_dirty(self) -> None:
         self._check_scheduled = False
         dirty, self._dirty = self._dirty, set()
@@ -493,7 +509,8 @@ class ZmqTransport(Transport):
             return self._queue(peer, frames)
         try:
             send_parts(peer.sock, frames)
-        except zmq.Again:
+        except zmq.Again:  # (a refused send processes the commands too: _sent_on)
+            self._sent_on(peer.sock)
             if not peer.delivered and self._loop.time() < peer.deadline:
                 return self._queue(peer, frames)
             return self._fail("unreachable_or_full")
@@ -502,7 +519,7 @@ class ZmqTransport(Transport):
             return self._fail("send_error")
         peer.delivered = True
         self.stats.sent += 1
-        self._mark_dirty(peer.sock)
+        self._sent_on(peer.sock)
         return True
 
     def reply(self, conn: bytes, frames: Frames) -> bool:
@@ -520,12 +537,13 @@ class ZmqTransport(Transport):
             send_parts(self._router, [conn, *frames])
         except zmq.ZMQError as exc:  # EHOSTUNREACH (client gone) or EAGAIN (its queue is full)
             log.debug("reply to %r dropped: %s", conn, exc)
+            self._sent_on(self._router)
             return self._fail("reply_unroutable")
         except (TypeError, ValueError) as exc:
             log.warning("reply to %r failed: %s", conn, exc)
             return self._fail("send_error")
         self.stats.sent += 1
-        self._mark_dirty(self._router)
+        self._sent_on(self._router)
         return True
 
     def forget(self, address: str) -> None:
@@ -645,7 +663,7 @@ class ZmqTransport(Transport):
             log.warning("send to %s failed: %s", peer.address, exc)
             pending.popleft()
             self._fail("send_error")
-        self._mark_dirty(sock)
+        self._sent_on(sock)
         if not pending:
             return
         assert self._loop is not None

@@ -87,3 +87,51 @@ def test_send_parts_sends_through_the_compiled_send_and_never_half_a_message(
         dealer.close(linger=0)
         router.close(linger=0)
         ctx.term()
+
+
+def _readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_a_send_schedules_a_drain_only_when_a_message_waits_and_the_fd_rearms() -> None:
+    """A send processes the socket's commands, which may take the FD's edge of a message that
+    arrived meanwhile: ``_sent_on`` must schedule a drain then (else that message would wait for
+    an unrelated wake-up), and only then; with nothing waiting, the next arrival must make the
+    FD readable again, or a skipped drain would lose it."""
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    dealer = ctx.socket(zmq.DEALER)
+    try:
+        router.bind("inproc://sent-on")
+        dealer.connect("inproc://sent-on")
+        fake = types.SimpleNamespace(_dirty=set(), dirty=[])
+        fake._mark_dirty = fake.dirty.append
+        dealer.send(b"hello")
+        conn, body = router.recv_multipart()
+        assert body == b"hello"
+        router.send_multipart([conn, b"answer"])  # waits on the dealer, unread
+        dealer.send(b"more")  # takes the edge of the answer: the FD says nothing of it now
+        ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
+        assert fake.dirty == [dealer]  # a drain is scheduled: the answer is read
+        assert dealer.recv(zmq.NOBLOCK) == b"answer"
+        fake.dirty.clear()
+        conn, body = router.recv_multipart()
+        assert body == b"more"
+        dealer.send(b"again")  # nothing waits on the dealer now
+        ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
+        assert fake.dirty == []  # no drain scheduled
+        assert not _readable(dealer.FD)
+        router.recv_multipart()
+        router.send_multipart([conn, b"later"])
+        assert _readable(dealer.FD)  # the check re-armed the edge: the loop wakes for it
+        assert dealer.recv(zmq.NOBLOCK) == b"later"
+        fake._dirty.add(dealer)  # already scheduled: no second one, no socket call
+        dealer.send(b"x")
+        ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
+        assert fake.dirty == []
+    finally:
+        dealer.close(linger=0)
+        router.close(linger=0)
+        ctx.term()
