@@ -479,7 +479,11 @@ class Node(NodeRouting):
             # None when a reply or report of ours already carried it (the usual case: then the
             # figures are not even read).
             free = self._free_to_publish()
-            (self._loop or asyncio.get_running_loop()).call_soon(self._publish_own, free, version)
+            if self._local:  # our answers wait for their delivery: it tells the owner after them
+                self._own_after = (free, version)  # (_deliver; no callback of its own)
+            else:
+                loop = self._loop or asyncio.get_running_loop()
+                loop.call_soon(self._publish_own, free, version)
 
     def _publish_own(self, free: dict[str, float], version: int) -> None:
         if self.owner is not None:

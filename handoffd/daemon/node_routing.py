@@ -81,6 +81,9 @@ class NodeRouting(NodeReliability):
     # whether a callback to tell them is scheduled.
     _resources_dirty = False
     _publish_soon = False
+    # Our ledger as published (free, version) while our answers wait in ``_local``: told to our
+    # owner after they are delivered (``_deliver``), as a callback would have been, with none.
+    _own_after: tuple[dict[str, float], int] | None = None
     # The last RunOutcome's bytes, cut around its ids: the next one like it but for them is
     # written from them (every one-task execute's answer; ``protocol.repeats.ReplyRepeats``).
     _outcomes: ReplyRepeats | None = None
@@ -255,6 +258,16 @@ class NodeRouting(NodeReliability):
                 log.exception("handling local %s failed", type(msg).__name__)
         if owner is not None:
             owner.flush()
+            after = self._own_after
+            if after is not None:  # (mostly carried by the answers just fed: then a no-op)
+                self._own_after = None
+                try:
+                    self._publish_own(*after)
+                except Exception:  # noqa: BLE001 - as a callback's would be, logged
+                    log.exception("telling our owner of our ledger failed")
+
+    def _publish_own(self, free: dict[str, float], version: int) -> None:
+        raise NotImplementedError
 
     def _drained(self) -> None:
         """A drain's end or our executor's report flush: what we sent ourselves goes now, in order,

@@ -68,3 +68,53 @@ def test_list_nodes_answers_with_the_ledger_as_it_is_now() -> None:
             assert client.nodes()[n0.name].free["cpu"] == 0.5
             cluster.run(lambda: (n0.ledger.release({"cpu": 1.5}, []), n0._publish_resources()))
             assert client.nodes()[n0.name].free["cpu"] == 2.0
+
+
+def _publish_own_handles(node) -> int:
+    return sum(
+        1
+        for handle in node._loop._ready  # (asyncio's ready queue: callbacks of the next turn)
+        if getattr(handle._callback, "__func__", None) is type(node)._publish_own
+    )
+
+
+def test_our_owner_hears_our_ledger_after_our_waiting_answers_with_no_callback_of_its_own() -> None:
+    """A ledger change published while answers of ours wait in ``_local``: the owner is told
+    after they are delivered (they mostly carry it: then nothing is fed), by that delivery, not
+    by a callback of its own; with nothing waiting, one callback later as before."""
+    from handoffd.protocol import messages as m
+
+    with ThreadedCluster(_NODES[:1]) as cluster:
+        (n0,) = cluster.nodes
+        told: list[object] = []
+
+        def setup() -> None:
+            owner = n0.owner
+            flush, own = owner.flush, owner.own_resources
+            owner.flush = lambda: (told.append("flush"), flush())[1]
+            owner.own_resources = lambda free, v: (told.append((free["cpu"], v)), own(free, v))[1]
+
+        cluster.run(setup)
+
+        def claim_while_answers_wait() -> tuple[int, int, object]:
+            told.clear()
+            n0._queue_here(m.FreeRun("no-such-run"), [], 0)  # waits for its callback
+            assert n0.ledger.try_claim({"cpu": 0.5}) is not None
+            n0._publish_resources()
+            return _publish_own_handles(n0), n0.ledger.version, n0._own_after
+
+        handles, version, after = cluster.run(claim_while_answers_wait)
+        assert handles == 0, "a callback of its own was scheduled"
+        assert after == ({"cpu": 1.5, "memory": 1000.0}, version)
+        wait_for(lambda: cluster.run(lambda: list(told)) == ["flush", (1.5, version)], 30)
+        assert cluster.run(lambda: n0._own_after) is None
+
+        def claim_with_nothing_waiting() -> int:
+            told.clear()
+            assert n0.ledger.try_claim({"cpu": 0.5}) is not None
+            n0._publish_resources()
+            return _publish_own_handles(n0)
+
+        assert cluster.run(claim_with_nothing_waiting) == 1
+        wait_for(lambda: cluster.run(lambda: list(told)) == [(1.0, version + 1)], 30)
+        cluster.run(lambda: n0.ledger.release({"cpu": 1.0}, []))
