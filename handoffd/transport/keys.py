@@ -14,8 +14,10 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 from zmq.utils import z85
@@ -23,6 +25,7 @@ from zmq.utils import z85
 from handoffd.errors import HandoffError
 
 log = logging.getLogger("handoffd.keys")
+_transport_log = logging.getLogger("handoffd.transport")  # (answer_zap's lines, as before)
 
 _HEADER = (
     "# handoffd cluster key (CURVE). Keep it secret: anyone holding it can run code on the cluster."
@@ -229,3 +232,29 @@ def zap_answer(request: list[bytes], cluster_public: bytes) -> tuple[list[bytes]
     if mechanism == b"CURVE" and credentials and credentials[0] == cluster_public:
         return [version, request_id, b"200", b"OK", b"", b""], True
     return [version, request_id, b"400", REFUSED_TEXT, b"", b""], False
+
+
+def answer_zap(zap: zmq.Socket[Any], cluster_public: bytes, refused: Callable[[], None]) -> None:
+    """Answer the ZAP requests waiting on ``zap`` (``zap_answer``), without blocking; ``refused``
+    is called for each peer refused (``ZmqTransport`` counts them), and each is logged."""
+    while True:
+        try:
+            request = zap.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        answer = zap_answer(request, cluster_public)
+        if answer is None:
+            continue  # not a ZAP request; only libzmq talks on this endpoint
+        reply, admitted = answer
+        if not admitted:
+            refused()
+            _transport_log.warning(
+                "refused a %s connection from %s: %s",
+                request[5].decode(errors="replace"),
+                request[3].decode(errors="replace"),
+                reply[3].decode(),
+            )
+        try:
+            zap.send_multipart(reply, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            _transport_log.warning("ZAP reply failed: %s", exc)

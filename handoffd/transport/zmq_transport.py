@@ -49,7 +49,7 @@ from handoffd.transport.base import (
     split_address,
     tcp_endpoint,
 )
-from handoffd.transport.keys import CurveKeys, zap_answer
+from handoffd.transport.keys import CurveKeys, answer_zap
 
 log = logging.getLogger("handoffd.transport")
 
@@ -466,31 +466,8 @@ class ZmqTransport(Transport):
 
     def _drain_zap(self) -> None:
         """Answer ZAP requests: admit CURVE clients whose public key is the cluster key."""
-        zap, curve = self._zap, self.curve
-        if zap is None or curve is None or self._closed:
-            return
-        cluster_public = self._cluster_public
-        while True:
-            try:
-                request = zap.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            answer = zap_answer(request, cluster_public)
-            if answer is None:
-                continue  # not a ZAP request; only libzmq talks on this endpoint
-            reply, admitted = answer
-            if not admitted:
-                self._drop("auth_refused")
-                log.warning(
-                    "refused a %s connection from %s: %s",
-                    request[5].decode(errors="replace"),
-                    request[3].decode(errors="replace"),
-                    reply[3].decode(),
-                )
-            try:
-                zap.send_multipart(reply, zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                log.warning("ZAP reply failed: %s", exc)
+        if self._zap is not None and self.curve is not None and not self._closed:
+            answer_zap(self._zap, self._cluster_public, lambda: self._drop("auth_refused"))
 
     # -- sending -----------------------------------------------------------------------------
 
