@@ -11,8 +11,8 @@ and one opaque frame), and ``b``'s handler answers each with two messages sent b
 d0 keep a few dispatches outstanding. Each message is a real ``ReplicaAcked`` encoded and
 decoded by a ``Codec`` as a node does, so a message's path is: the sender's encode and send, the
 receiver's wake-up, drain (``_read_batch``), decode and the handler's call. Prints, per message,
-the loop turns (``BaseEventLoop._run_once``), the callbacks run (``Handle._run``), and the
-process CPU (both transports and their ZeroMQ I/O threads share the process); under callgrind
+the loop turns (``BaseEventLoop._run_once``), the callbacks run (``Handle._run``), the
+``ZMQ_EVENTS`` checks (each a ``getsockopt`` and, in libzmq, a ``getpid``), and the process CPU (both transports and their ZeroMQ I/O threads share the process); under callgrind
 the difference of two ``--exchanges`` over the difference of their messages is the path's
 instructions a message (the I/O threads' included).
 """
@@ -26,16 +26,25 @@ import time
 from asyncio import base_events, events
 from typing import Any
 
+import zmq
+
 from handoffd.config import Limits
 from handoffd.protocol import messages as m
 from handoffd.protocol.codec import Codec
 from handoffd.transport.zmq_transport import ZmqTransport
 
-counts = {"turns": 0, "callbacks": 0}
+_EVENTS = int(zmq.EVENTS)
+counts = {"turns": 0, "callbacks": 0, "events": 0}
 
 
 def _count_turns() -> None:
     run_once, run = base_events.BaseEventLoop._run_once, events.Handle._run
+    getsockopt = zmq.Socket.getsockopt
+
+    def counted_get(self: Any, option: int) -> Any:
+        if option == _EVENTS:
+            counts["events"] += 1
+        return getsockopt(self, option)
 
     def counted_once(self: Any) -> None:
         counts["turns"] += 1
@@ -47,9 +56,10 @@ def _count_turns() -> None:
 
     base_events.BaseEventLoop._run_once = counted_once  # type: ignore[method-assign]
     events.Handle._run = counted_run  # type: ignore[method-assign]
+    zmq.Socket.getsockopt = counted_get  # type: ignore[method-assign]
 
 
-async def one_round(exchanges: int, window: int) -> tuple[float, float, float]:
+async def one_round(exchanges: int, window: int) -> tuple[float, float, float, float]:
     codec = Codec()
     limits = Limits(max_messages_per_s_per_peer=10**9)  # the rate bound is not measured here
     a = ZmqTransport("127.0.0.1", 0, limits=limits)
@@ -88,7 +98,7 @@ async def one_round(exchanges: int, window: int) -> tuple[float, float, float]:
         while state["answers"] < 2:
             await asyncio.sleep(0.001)
         state.update(sent=0, answers=0)
-        turns, callbacks = counts["turns"], counts["callbacks"]
+        turns, callbacks, checks = counts["turns"], counts["callbacks"], counts["events"]
         started = time.process_time()
         for _ in range(min(window, exchanges)):
             send_one()
@@ -98,6 +108,7 @@ async def one_round(exchanges: int, window: int) -> tuple[float, float, float]:
         return (
             (counts["turns"] - turns) / messages,
             (counts["callbacks"] - callbacks) / messages,
+            (counts["events"] - checks) / messages,
             1e6 * cpu / messages,
         )
     finally:
@@ -117,10 +128,11 @@ def main() -> None:
     cells = [asyncio.run(one_round(args.exchanges, args.window)) for _ in range(args.rounds)]
     turns = statistics.median(c[0] for c in cells)
     callbacks = statistics.median(c[1] for c in cells)
-    cpu = statistics.median(c[2] for c in cells)
+    checks = statistics.median(c[2] for c in cells)
+    cpu = statistics.median(c[3] for c in cells)
     print(
         f"per message (median of {args.rounds}): loop turns {turns:.3f}, callbacks "
-        f"{callbacks:.3f}, CPU {cpu:.1f} us"
+        f"{callbacks:.3f}, ZMQ_EVENTS checks {checks:.3f}, CPU {cpu:.1f} us"
     )
 
 

@@ -6,9 +6,9 @@ message (DESIGN.md section 5: ~4x less CPU unbatched), and no socket call can ev
 
 The ZeroMQ FD is edge-triggered and any operation on a socket (a send included) may consume the
 edge. So after a send on a socket we also read from (the ROUTER after ``reply``, a DEALER after
-``send``), ZMQ_EVENTS is asked at once (``_sent_on``): if a message waits, the socket is marked
-dirty and re-drained on the next loop iteration (never from inside a send); a capped drain
-re-schedules itself the same way.
+``send``), the socket is marked dirty and re-drained on the next loop iteration; a send made
+within a drain is checked (ZMQ_EVENTS) once at the drain's end instead, and re-drained only if a
+message waits (``_sent_on``); a capped drain re-schedules itself the same way.
 
 DEALERs use ``IMMEDIATE=1`` so nothing is queued for a dead peer and delivered stale after it
 comes back. The price is that the first messages to a new peer (before its TCP and CURVE handshake
@@ -144,6 +144,8 @@ class ZmqTransport(Transport):
         self._dirty: set[zmq.Socket[Any]] = set()
         self._backlog: dict[zmq.Socket[Any], list[list[Any]]] = {}  # read, not handled yet
         self._check_scheduled = False
+        self._draining = False  # a drain delivers: its sends are checked at its end (_sent_on)
+        self._sent: set[zmq.Socket[Any]] = set()
         self._rate_counts: dict[bytes, int] = {}
         self._rate_window = 0.0
         self._closed = False
@@ -311,18 +313,31 @@ class ZmqTransport(Transport):
 
     def _sent_on(self, sock: zmq.Socket[Any]) -> None:
         """A send on ``sock`` (one we also read from) may have taken the FD's edge: it processes
-        the socket's commands, so what arrived meanwhile would never wake us. ZMQ_EVENTS, asked
-        now, processes them too and says whether anything waits: if not, the next arrival
-        signals the FD anew (as after a drain that found nothing) and no drain is scheduled,
-        which spares a callback and often a loop turn for each message sent."""
-        if sock in self._dirty:
-            return
-        try:
-            if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
-                return
-        except zmq.ZMQError:
-            pass  # (the drain reports it)
-        self._mark_dirty(sock)
+        the socket's commands, so what arrived meanwhile would never wake us. Sent from within
+        a drain (its handlers, its ``on_drained``), the socket is checked once when the drain
+        ends (``_check_sent``); otherwise it is re-drained on the next loop iteration."""
+        if self._draining:
+            self._sent.add(sock)
+        else:
+            self._mark_dirty(sock)
+
+    def _check_sent(self) -> None:
+        """ZMQ_EVENTS of each socket sent on during the drain just ended: it processes the
+        commands too, and if nothing waits the next arrival signals the FD anew (as after a
+        drain that found nothing), so only a socket with a message waiting is re-drained. One
+        check per socket per drain, where each drain's sends cost a callback (and often a loop
+        turn) that mostly found nothing."""
+        sent, self._sent = self._sent, set()
+        dirty = self._dirty
+        for sock in sent:
+            if sock in dirty:
+                continue
+            try:
+                if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                    continue
+            except zmq.ZMQError:
+                pass  # (closed meanwhile: _check_dirty skips it; else the drain reports it)
+            self._mark_dirty(sock)
 
     def _check_dirty(self) -> None:
         self._check_scheduled = False
@@ -398,19 +413,25 @@ class ZmqTransport(Transport):
             self._rate_counts.clear()
         counts, max_rate = self._rate_counts, self.limits.max_messages_per_s_per_peer
         max_parts = self.limits.max_frames + 2  # routing id + body + opaque frames
-        for at, frames in enumerate(batch):
-            conn = frames[0]
-            seen = counts.get(conn, 0) + 1
-            counts[conn] = seen
-            if seen > max_rate:
-                self._drop("rate_limited")
-            elif len(frames) < 2 or len(frames) > max_parts:
-                self._drop("frame_count")
-            else:
-                self._deliver(conn, frames[1:], True)
-                if self._over(self._router, batch, at, until):
-                    break
-        self._drained()
+        self._draining = True
+        try:
+            for at, frames in enumerate(batch):
+                conn = frames[0]
+                seen = counts.get(conn, 0) + 1
+                counts[conn] = seen
+                if seen > max_rate:
+                    self._drop("rate_limited")
+                elif len(frames) < 2 or len(frames) > max_parts:
+                    self._drop("frame_count")
+                else:
+                    self._deliver(conn, frames[1:], True)
+                    if self._over(self._router, batch, at, until):
+                        break
+            self._drained()
+        finally:
+            self._draining = False
+        if self._sent:
+            self._check_sent()
 
     def _deliver_local(self, conn: bytes, frames: list[bytes]) -> None:
         """A request from a client on this host (``local_socket``): admitted as the ROUTER's."""
@@ -434,14 +455,20 @@ class ZmqTransport(Transport):
         if not batch:
             return
         until = time.monotonic() + DRAIN_SECONDS
-        for at, frames in enumerate(batch):
-            if not frames or len(frames) > max_parts:
-                self._drop("frame_count")
-            else:
-                self._deliver(peer.conn, frames, False)
-                if self._over(peer.sock, batch, at, until):
-                    break
-        self._drained()
+        self._draining = True
+        try:
+            for at, frames in enumerate(batch):
+                if not frames or len(frames) > max_parts:
+                    self._drop("frame_count")
+                else:
+                    self._deliver(peer.conn, frames, False)
+                    if self._over(peer.sock, batch, at, until):
+                        break
+            self._drained()
+        finally:
+            self._draining = False
+        if self._sent:
+            self._check_sent()
 
     def _drained(self) -> None:
         on_drained = self.on_drained

@@ -95,41 +95,49 @@ def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
-def test_a_send_schedules_a_drain_only_when_a_message_waits_and_the_fd_rearms() -> None:
+def test_a_drain_s_sends_are_checked_once_at_its_end_and_rearm_the_fd() -> None:
     """A send processes the socket's commands, which may take the FD's edge of a message that
-    arrived meanwhile: ``_sent_on`` must schedule a drain then (else that message would wait for
-    an unrelated wake-up), and only then; with nothing waiting, the next arrival must make the
-    FD readable again, or a skipped drain would lose it."""
+    arrived meanwhile. Outside a drain the socket is re-drained next iteration (as ever); within
+    a drain it is noted, and the drain's end (``_check_sent``) schedules a drain of it only if a
+    message waits (else that message would wait for an unrelated wake-up); with nothing waiting,
+    the next arrival must make the FD readable again, or the skipped drain would lose it."""
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     dealer = ctx.socket(zmq.DEALER)
     try:
         router.bind("inproc://sent-on")
         dealer.connect("inproc://sent-on")
-        fake = types.SimpleNamespace(_dirty=set(), dirty=[])
+        fake = types.SimpleNamespace(_dirty=set(), _sent=set(), _draining=False, dirty=[])
         fake._mark_dirty = fake.dirty.append
+        ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
+        assert fake.dirty == [dealer] and not fake._sent  # outside a drain: as before
+        fake.dirty.clear()
+        fake._draining = True
         dealer.send(b"hello")
+        ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
+        assert fake._sent == {dealer} and not fake.dirty  # checked at the drain's end
         conn, body = router.recv_multipart()
         assert body == b"hello"
         router.send_multipart([conn, b"answer"])  # waits on the dealer, unread
         dealer.send(b"more")  # takes the edge of the answer: the FD says nothing of it now
-        ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
-        assert fake.dirty == [dealer]  # a drain is scheduled: the answer is read
+        ZmqTransport._check_sent(fake)  # type: ignore[arg-type]
+        assert fake.dirty == [dealer] and not fake._sent  # a drain is scheduled for the answer
         assert dealer.recv(zmq.NOBLOCK) == b"answer"
         fake.dirty.clear()
         conn, body = router.recv_multipart()
         assert body == b"more"
         dealer.send(b"again")  # nothing waits on the dealer now
         ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
+        ZmqTransport._check_sent(fake)  # type: ignore[arg-type]
         assert fake.dirty == []  # no drain scheduled
         assert not _readable(dealer.FD)
         router.recv_multipart()
         router.send_multipart([conn, b"later"])
         assert _readable(dealer.FD)  # the check re-armed the edge: the loop wakes for it
         assert dealer.recv(zmq.NOBLOCK) == b"later"
-        fake._dirty.add(dealer)  # already scheduled: no second one, no socket call
-        dealer.send(b"x")
+        fake._dirty.add(dealer)  # already to be drained: no check, no second one
         ZmqTransport._sent_on(fake, dealer)  # type: ignore[arg-type]
+        ZmqTransport._check_sent(fake)  # type: ignore[arg-type]
         assert fake.dirty == []
     finally:
         dealer.close(linger=0)
