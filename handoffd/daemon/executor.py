@@ -63,8 +63,6 @@ from handoffd.worker._records import Ended
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome, WorkerPool
 
-_ROWS = {tuple}  # the types of a read whose outcomes are all rows (``_ended``)
-
 SendFn = Callable[..., Any]  # (address, message, frames, term=0)
 
 
@@ -267,12 +265,7 @@ class Executor:
     def _ended(self, outcomes: list[Ended], flush_idle: bool = False) -> bool:
         """True when the report flush went with the outcomes (``flush_idle`` and nothing of
         ours runs any more). (A ``Row`` is a task's: a hook's job never ends as one.)"""
-        hooks: list[Outcome] = []
-        # (a read of rows only, most of W1's, holds no hook's: its types are looked at in C)
-        if len(outcomes) == 1 or set(map(type, outcomes)) != _ROWS:
-            hooks = [
-                o for o in outcomes if not isinstance(o, tuple) and isinstance(o.key, EncodeKey)
-            ]
+        hooks = [o for o in outcomes if not isinstance(o, tuple) and isinstance(o.key, EncodeKey)]
         if hooks:  # serialize hooks run for peers: answered apart, every one of them
             for outcome in hooks:
                 self._run(self.hooks.ended(outcome))

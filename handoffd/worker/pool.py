@@ -86,7 +86,6 @@ AHEAD_BYTES = 48 * 1024
 
 short_head = _pipe.SHORT_HEAD.pack
 _key_of = attrgetter("key")
-SHORT_FIXED = len(_pipe.SHORT_JOB) + _pipe.SHORT_HEAD.size  # a SHORT_JOB's bytes before its title
 no_buffers: list[pickle.PickleBuffer] = []  # (a short job's: never appended to)
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
@@ -214,14 +213,13 @@ class WorkerPool(Losses):
             raise RuntimeError("WorkerPool is closed")
         jobs = list(jobs)
         live = self._jobs
-        fresh: dict[Hashable, None] | None = None
+        keys: list[Hashable] | dict[Hashable, None]
         if len(jobs) == 1:  # (a one-task run's: no set, no generator)
             keys = [jobs[0].key]
             clash = keys[0] in live
-        else:  # (in C; ``fresh`` keeps each key's hash for ``dict.fromkeys`` and ``update``)
-            keys = list(map(_key_of, jobs))
-            fresh = dict.fromkeys(keys)
-            clash = len(fresh) < len(keys) or not live.keys().isdisjoint(fresh.keys())
+        else:  # (in C; a dict keeps each key's hash for ``dict.fromkeys`` and ``update``)
+            keys = dict.fromkeys(map(_key_of, jobs))
+            clash = len(keys) < len(jobs) or not live.keys().isdisjoint(keys.keys())
         if clash:
             raise ValueError(
                 f"a job with one of the keys {set(keys)!r} is already queued or running"
@@ -239,7 +237,7 @@ class WorkerPool(Losses):
             devices = jobs[0].devices if jobs else None
             c.devices = self._devices if devices is None else devices
         c.jobs.extend(jobs)
-        live.update(dict.fromkeys(keys if fresh is None else fresh, c))
+        live.update(dict.fromkeys(keys, c))
         if c.worker is not None:
             self._feed(c.worker)
         elif new:
@@ -523,24 +521,18 @@ class WorkerPool(Losses):
         # (read once a feed, not once a job)
         jobs, live, sent = chain.jobs, self._jobs, worker.sent
         tokens, ahead, short = self._tokens, self.ahead, _pipe.SHORT_JOB
-        parts: tuple[bytes, ...] = ()  # a SHORT_JOB's, unjoined (``data`` is then None)
         while jobs:
             job = jobs[0]
             pickled = chain.next
-            data: bytes | None
             if pickled is not None and pickled[0] is job:
                 _, token, data, buffers = pickled
             elif not job.inputs and not job.env and type(job.payload) is bytes:
-                # ``_pipe.pickle_job``'s SHORT_JOB in line (a no-op's: most jobs of W1), its
-                # parts joined once with the batch's (not a join a job, then the batch's)
+                # ``_pipe.pickle_job``'s SHORT_JOB in line (a no-op's: most jobs of W1)
                 token = next(tokens)
                 title = job.title.encode("utf-8", "surrogatepass")
-                payload = job.payload
                 as_list = job.argument_inclusion == "as_list"
-                head = short_head(token, as_list, len(title), len(payload))
-                parts = (short, head, title, payload)
-                data, buffers = None, no_buffers
-                job_size = SHORT_FIXED + len(title) + len(payload)
+                head = short_head(token, as_list, len(title), len(job.payload))
+                data, buffers = b"".join((short, head, title, job.payload)), no_buffers
             else:
                 token = next(tokens)
                 try:
@@ -550,16 +542,15 @@ class WorkerPool(Losses):
                     del live[job.key]
                     self._soon(unpicklable_outcome(job, exc))
                     continue
-            if data is not None:
-                job_size = (
-                    len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
-                )
+            job_size = (
+                len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
+            )
             if count and (
                 count > ahead
                 or size + job_size > AHEAD_BYTES
                 or (others := self._others_wait() if others is None else others)
             ):
-                chain.next = (job, token, b"".join(parts) if data is None else data, buffers)
+                chain.next = (job, token, data, buffers)
                 break
             if pickled is not None:
                 chain.next = None
@@ -568,10 +559,7 @@ class WorkerPool(Losses):
             job.size = job_size
             job.cancelling = False
             sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
-            if data is None:
-                batch += parts
-            else:
-                batch.append(data)
+            batch.append(data)
             if buffers:
                 raw += buffers
             if first is None:
@@ -594,7 +582,7 @@ class WorkerPool(Losses):
                 for buf in raw:
                     send(buf)
             else:
-                send(batch[0] if len(batch) == 1 else b"".join(batch))  # (one job's parts: 4)
+                send(batch[0] if len(batch) == 1 else b"".join(batch))
             if worker.head is first:
                 worker.writer.mark()
         except OSError:
