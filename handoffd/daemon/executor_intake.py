@@ -125,7 +125,7 @@ def _task(
     task.attempt = attempt
     task.owner_address = owner_address
     task.cost = dict(cost)
-    task.gpus = gpus or []
+    task.gpus = [] if gpus is None else gpus  # (the claim's own list: not copied)
     task.argument_inclusion = inclusion
     task.timeout = timeout
     task.payload = kept[payload_frame]
@@ -341,7 +341,7 @@ class Intake:
             task.attempt = attempt
             task.owner_address = owner_address
             task.cost = dict(cost)
-            task.gpus = gpus or []
+            task.gpus = [] if gpus is None else gpus  # (the claim's own list: not copied)
             task.argument_inclusion = inclusions[inclusion]
             task.timeout = None if timeout != timeout else timeout  # (NaN: none; ``t.timeout``)
             task.payload = kept[payload_frame]

@@ -140,7 +140,7 @@ def accepted_task(
         needs=tuple(needs),
         far=far,
         flat=None if tree else tuple(flat),
-        gpus=gpus or [],
+        gpus=[] if gpus is None else gpus,
         claimed=gpus is not None,
         qkey=qkey,
     )
