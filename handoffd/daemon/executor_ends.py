@@ -66,6 +66,7 @@ class Ends:
     _mean_duration: float
     _half_chain: int
     _flush_scheduled: bool
+    _refill_scheduled: bool
     _outbox: dict[tuple[str, str], list[tuple[Report, bytes | None, str]]]
     _send: Callable[..., None]
     _schedule_refill: Callable[[], None]
@@ -183,8 +184,8 @@ class Ends:
                     del self.slots[slot.id]
                     self.ledger.release(slot.cost, slot.gpus)
                     self._changed = True
-                if local and len(keys) <= half:
-                    self._schedule_refill()
+                if local and len(keys) <= half and not self._refill_scheduled:
+                    self._schedule_refill()  # (not called again once a refill is due)
                 owner, run_id = task.owner_address, task.run_id
                 if owner != box_owner or run_id != box_run:  # (no tuple a task)
                     box_owner, box_run = owner, run_id

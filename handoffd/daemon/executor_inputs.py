@@ -88,12 +88,16 @@ class Inputs:
                 self._start(task)
             return
         counts, run_id, peek, has = self._needs, task.run_id, self.store.peek, self.store.has
+        missing: set[str] | None = None  # its own set once a value is missing (``NO_MISSING``)
         for dep in needs:
             need = (run_id, dep)
             counts[need] = counts.get(need, 0) + 1
             if peek(need) is not None or has(run_id, dep):
                 continue
-            task.missing.add(dep)
+            if missing is None:
+                missing = set()
+                task.missing = missing
+            missing.add(dep)
             waiting = self._waiting.setdefault(need, set())
             waiting.add((task.run_id, task.task_id, task.attempt))
             if need not in self._candidates:
@@ -199,8 +203,10 @@ class Inputs:
             task = self.tasks.get(key)
             if task is None:
                 continue
-            task.missing.discard(wkey[1])
-            if not task.missing and not task.running:
+            missing = task.missing
+            if isinstance(missing, set):  # (a task waited for gets its own set: ``_gather``)
+                missing.discard(wkey[1])
+            if not missing and not task.running:
                 if task.claimed:
                     self._start(task)
                 else:

@@ -27,6 +27,7 @@ from handoffd.daemon.executor_events import AnsweredHere, Dispatched, Instructio
 from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
 from handoffd.daemon.executor_records import (
     AGING_SECONDS,
+    NO_MISSING,
     Key,
     QKey,
     QueueOrder,
@@ -124,13 +125,13 @@ def _task(
     task.attempt = attempt
     task.owner_address = owner_address
     task.cost = dict(cost)
-    task.gpus = gpus or []
+    task.gpus = [] if gpus is None else gpus  # (the claim's own list: not copied)
     task.argument_inclusion = inclusion
     task.timeout = timeout
     task.payload = kept[payload_frame]
     task.inputs = ()
     task.frames = kept
-    task.missing = set()
+    task.missing = NO_MISSING
     task.running = False
     task.claimed = gpus is not None
     task.slot = None
@@ -261,7 +262,7 @@ class Intake:
         # ``fits_node``'s kind, quantity and queue limit (with the tolerance) when it has one
         only: str | None = None
         only_qty = only_top = 0.0
-        eps = resources.EPS
+        eps, no_missing = resources.EPS, NO_MISSING
         queued = False  # a task joined the local queue (its order is then sorted again)
         # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
         # every task not refused, in order: built from the columns at the end unless one was.
@@ -340,13 +341,13 @@ class Intake:
             task.attempt = attempt
             task.owner_address = owner_address
             task.cost = dict(cost)
-            task.gpus = gpus or []
+            task.gpus = [] if gpus is None else gpus  # (the claim's own list: not copied)
             task.argument_inclusion = inclusions[inclusion]
             task.timeout = None if timeout != timeout else timeout  # (NaN: none; ``t.timeout``)
             task.payload = kept[payload_frame]
             task.inputs = ()
             task.frames = kept
-            task.missing = set()
+            task.missing = no_missing
             task.running = False
             task.claimed = gpus is not None
             task.slot = None

@@ -25,6 +25,9 @@ CHAIN_SCAN = 256  # queued tasks looked at per refill
 #: Aging in the local queue: a task that waited this long ranks one priority level higher, so a
 #: stream of higher-priority work delays a task by at most (their priority gap) x AGING_SECONDS.
 AGING_SECONDS = 1.0
+#: ``Task.missing`` of a task with nothing being fetched: one immutable empty set shared by all
+#: (no set made and freed a task); ``_gather`` gives a task its own set when it fetches.
+NO_MISSING: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -54,7 +57,8 @@ class Task:
     payload: bytes
     inputs: tuple[m.InputRef, ...]
     frames: dict[int, bytes]  # frame index -> bytes, for the frames this task refers to
-    missing: set[str] = field(default_factory=set)  # dependency ids still being fetched
+    # dependency ids still being fetched (``NO_MISSING`` until one is)
+    missing: set[str] | frozenset[str] = NO_MISSING
     running: bool = False  # submitted to the worker pool
     claimed: bool = True  # False while in the local queue: holds no ledger claim yet
     slot: Slot | None = None  # set once started: the slot's claim covers it (not its own)
@@ -136,7 +140,7 @@ def accepted_task(
         needs=tuple(needs),
         far=far,
         flat=None if tree else tuple(flat),
-        gpus=gpus or [],
+        gpus=[] if gpus is None else gpus,
         claimed=gpus is not None,
         qkey=qkey,
     )

@@ -58,6 +58,7 @@ import pickle
 from collections.abc import Callable, Hashable, Iterable
 from functools import partial
 from multiprocessing.process import BaseProcess
+from operator import attrgetter
 
 from handoffd.worker import _pipe, _process, _replies, _watch
 from handoffd.worker._losses import Losses
@@ -84,6 +85,7 @@ AHEAD = 32
 AHEAD_BYTES = 48 * 1024
 
 short_head = _pipe.SHORT_HEAD.pack
+_key_of = attrgetter("key")
 no_buffers: list[pickle.PickleBuffer] = []  # (a short job's: never appended to)
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
@@ -211,12 +213,13 @@ class WorkerPool(Losses):
             raise RuntimeError("WorkerPool is closed")
         jobs = list(jobs)
         live = self._jobs
+        keys: list[Hashable] | dict[Hashable, None]
         if len(jobs) == 1:  # (a one-task run's: no set, no generator)
             keys = [jobs[0].key]
             clash = keys[0] in live
-        else:  # (the look-ups in C: no generator a job)
-            keys = [job.key for job in jobs]
-            clash = len(set(keys)) < len(keys) or not live.keys().isdisjoint(keys)
+        else:  # (in C; a dict keeps each key's hash for ``dict.fromkeys`` and ``update``)
+            keys = dict.fromkeys(map(_key_of, jobs))
+            clash = len(keys) < len(jobs) or not live.keys().isdisjoint(keys.keys())
         if clash:
             raise ValueError(
                 f"a job with one of the keys {set(keys)!r} is already queued or running"

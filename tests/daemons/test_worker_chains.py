@@ -421,3 +421,23 @@ def test_exactly_one_outcome_per_job_under_random_cancels_and_crashes(tmp_path, 
     assert not list(tmp_path.glob("*.violation")), "two jobs of one chain ran at once"
     for key in not_ran_at_cancel:
         assert not os.path.exists(ran[key]), f"{key} ran after its cancel was reported"
+
+
+def test_a_batch_with_a_key_twice_or_a_key_not_ended_is_refused_whole(tmp_path):
+    """``submit_all`` refuses a batch holding one key twice, or a key queued or running, before
+    any of it is queued; the batch after it runs as usual."""
+    log = str(tmp_path / "log")
+
+    async def body(pool: WorkerPool, got: Collector) -> None:
+        with pytest.raises(ValueError, match="already queued or running"):
+            pool.submit_all([job(0, log_line, log, "0"), job(0, log_line, log, "0")], chain="c")
+        assert pool.pending == 0 and not pool._jobs
+        pool.submit_all([job(i, log_line, log, str(i)) for i in range(3)], chain="c")
+        with pytest.raises(ValueError, match="already queued or running"):
+            pool.submit_all([job(9, log_line, log, "9"), job(2, log_line, log, "2")], chain="c")
+        assert set(pool._jobs) == {0, 1, 2} and all(pool._jobs[k].id == "c" for k in range(3))
+        outcomes = await got.wait(3)
+        assert sorted(o.key for o in outcomes) == [0, 1, 2] and all(o.ok for o in outcomes)
+        assert pathlib.Path(log).read_text().split()[0::2] == ["0", "1", "2"] and not pool._jobs
+
+    run_pool(1, body)

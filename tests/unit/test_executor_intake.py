@@ -34,7 +34,7 @@ from handoffd.daemon.executor_events import (
     TaskEnded,
     ValuesFreed,
 )
-from handoffd.daemon.executor_records import dispatch_replied, replied_message
+from handoffd.daemon.executor_records import NO_MISSING, dispatch_replied, replied_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import (
@@ -154,6 +154,20 @@ def test_plain_values_are_kept_as_columns_not_a_record_per_input() -> None:
     assert task.needs == ("f1", "h1")
     assert task.source is None  # the holders were read while gathering: the table may go
     assert (RUN, "b", 1) not in st.tasks  # (refused: more than the node's capacity)
+
+
+@pytest.mark.parametrize("way", ["table", "items"])
+def test_a_task_waiting_for_values_has_its_own_missing_set(way: str) -> None:
+    """A task with nothing to fetch holds the one shared immutable ``NO_MISSING``; a task that
+    waits for a value gets its own set, so one's arrival is never another's."""
+    st = make({"cpu": 4.0})
+    st.store.put(RUN, "h1", b"here-value")
+    items = [item("a", inputs=(FAR,)), item("b", inputs=(FAR, FAR2)), item("c", inputs=(HERE,))]
+    msg = table(items) if way == "table" else m.DispatchTasks(RUN, OWNER, tuple(items))
+    st.handle(Dispatched(msg, FRAMES, 1), 0.0)
+    a, b, c = (st.tasks[(RUN, t, 1)] for t in "abc")
+    assert a.missing == {"f1"} and b.missing == {"f1", "f2"} and a.missing is not b.missing
+    assert c.missing is NO_MISSING and not NO_MISSING and c.running
 
 
 def test_plain_items_are_taken_in_in_one_pass_too() -> None:

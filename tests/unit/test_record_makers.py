@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handoffd.daemon.executor_intake import _task
-from handoffd.daemon.executor_records import Task
+from handoffd.daemon.executor_records import NO_MISSING, Task
 from handoffd.worker._records import Job, Outcome, new_job, ok_outcome
 
 _UNSET = object()
@@ -84,12 +84,9 @@ def test_task_maker_equals_the_constructor(
     )
     assert slots_of(made) == slots_of(built)
     assert made == built
-    # fresh containers, never shared with the caller's or another task's
-    assert (
-        made.cost is not cost
-        and made.missing
-        is not _task(run_id, owner, head, gpus, payload_frame, kept, flat, needs, source).missing
-    )
+    # a fresh cost, never the caller's; ``missing`` the shared immutable empty set (a task that
+    # waits for a value is given its own set then: ``_gather``)
+    assert made.cost is not cost and made.missing is NO_MISSING and type(made.missing) is frozenset
 
 
 @settings(max_examples=200, deadline=None)

@@ -210,3 +210,30 @@ def test_peek_is_a_value_in_memory_only(tmp_path):
     store.drop("r", "new")
     assert store.peek(("r", "new")) is None
     store.close()
+
+
+def test_drop_run_takes_every_kind_of_value_out_and_counts_them(tmp_path, monkeypatch):
+    """A run's values in memory (an empty one and an assembled ``mmap`` among them) and spilled
+    all go, the counts follow, the ``mmap`` is handed to the unmapping thread, another run's
+    values stay."""
+    import mmap
+
+    from handoffd.store import store as store_mod
+
+    doomed: list = []
+    monkeypatch.setattr(store_mod, "unmap_later", doomed.append)
+    store = ResultStore(memory_limit=100, spill_dir=str(tmp_path))
+    store.put("r", "old", b"o" * 60)  # spilled by the next puts
+    store.put("r", "empty", b"")
+    assembled = mmap.mmap(-1, 8)
+    store.put("r", "mapped", assembled)
+    store.put("other", "x", b"x" * 5)
+    store.put("r", "new", b"n" * 30)
+    assert store.stats.spills == 1 and store.stats.values == 5
+    assert store.drop_run("r") == 4
+    assert doomed == [assembled]
+    assert (store.stats.values, store.stats.in_memory_bytes, store.stats.spilled_bytes) == (1, 5, 0)
+    assert store.get("other", "x") == b"x" * 5 and store.runs() == ["other"]
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+    assert store.drop_run("r") == 0 and store.stats.values == 1
+    store.close()
