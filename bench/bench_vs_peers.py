@@ -17,7 +17,10 @@ process tree is checked to hold loopback sockets only; the check is printed and 
 
 Every workload checks its results against values computed here (a checksum over every result),
 so speed never comes from skipped work. Start-up is measured apart (until both nodes ran a task)
-and excluded from throughput. Peak PSS is the sum over the system's whole process tree (the
+and excluded from throughput; then, for every system alike, the bench waits until the system's
+process tree has gone quiet (``settle``: under 0.1 core over 0.25 s, at most 5 s) so that the
+first workload does not share the CPUs with the tail of the start. Each system's client runs in
+an empty working directory. Peak PSS is the sum over the system's whole process tree (the
 driver/client process included, since Dask's scheduler lives there) sampled during W1-W4.
 A peer that cannot be imported is reported as missing, never faked.
 
@@ -32,9 +35,11 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable
@@ -49,6 +54,7 @@ from _peers.common import (
     loopback_check,
     peer_env,
     reexec_in_netns,
+    settle,
     share_text,
 )
 
@@ -93,11 +99,28 @@ def say(kind: str, payload: Any = None) -> None:
 
 def child_main(system: str, sizes: Sizes, only: list[str]) -> None:
     follow_parent()  # a bench killed from outside takes its child (and so its daemons) with it
+    # Every system's client runs in an empty working directory: the task functions travel by
+    # value for all three (``ship_by_value``), and handoffd's client also ships the modules
+    # imported from under its working directory, which from the checkout's root (``make``) were
+    # the bench's own (``_peers``, this script: a 17 KB package, 73 bytes more a task).
+    here = tempfile.mkdtemp(prefix="bench-peers-")
+    os.chdir(here)
+    try:
+        _child_run(system, sizes, only)
+    finally:
+        os.chdir("/")
+        shutil.rmtree(here, ignore_errors=True)
+
+
+def _child_run(system: str, sizes: Sizes, only: list[str]) -> None:
     runner = runner_class(system)(sizes)
     results: dict[str, Any] = {}
     try:
         results["startup_s"] = runner.start()
         say("progress", f"{system} start-up {results['startup_s']:.3f}s")
+        # (every system alike: the workloads measured on a tree done starting, see settle)
+        results["settle_s"] = settle(os.getpid())
+        say("progress", f"{system} settled after {results['settle_s']:.2f}s")
         say("mem", "start")
         for w in only:
             if w not in MEMORY_WORKLOADS and w not in ("W5", "W6", "W7"):

@@ -4,7 +4,8 @@
 
 Starts the peer benchmark's 2 daemons of 1 cpu (``bench/_peers/handoffd_runner.py``, inside
 ``unshare -n``) with the owner daemon d0 run under this script's ``--wrap`` mode, runs W1 (one
-``client.execute`` of ``--tasks`` no-ops) once to warm up, then ``--rounds`` more. Every round
+``client.execute`` of ``--tasks`` no-ops) once to warm up (not with ``--cold``: round 1 is then
+the cluster's first), then ``--rounds`` more. Every round
 gets three views on one clock (``perf_counter``: CLOCK_MONOTONIC, shared by the processes):
 
 - the **client's stamps**: execute entered, the submission encoded (the first ``client_upload.send``
@@ -561,6 +562,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--period-ms", type=float, default=3.0)
     parser.add_argument("--table", action="store_true", help="print the per-10-ms table")
+    parser.add_argument("--cold", action="store_true", help="no warm-up: round 1 is the first")
     args = parser.parse_args()
     from _peers.common import Sizes, noop, reexec_in_netns
 
@@ -585,7 +587,8 @@ def main() -> None:
                 d.add_function(handoffd.Function(id=f"n{i}", code=noop, extra_args=[i]))
             return d
 
-        runner.client.execute(dag())  # warm-up: the upload thread and the workers exist now
+        if not args.cold:
+            runner.client.execute(dag())  # warm-up: the upload thread and the workers exist now
         for _ in range(args.rounds):
             os.kill(runner.d0.pid, signal.SIGUSR1)  # (the owner's stamps so far: to the file)
             time.sleep(0.05)

@@ -235,6 +235,18 @@ def _check_tree_size(root: str, label: str) -> None:
 
 
 def _excluded_dirs() -> tuple[str, ...]:
+    """The interpreter's and installed packages' directories (fixed for the process: found once;
+    ``sysconfig.get_paths`` expands its schemes each call)."""
+    global _excluded
+    if _excluded is None:
+        _excluded = _excluded_now()
+    return _excluded
+
+
+_excluded: tuple[str, ...] | None = None
+
+
+def _excluded_now() -> tuple[str, ...]:
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         try:
@@ -391,16 +403,28 @@ def _stamped(
     return stamp, package
 
 
+# A module's ``__file__`` -> its real path, as first resolved: a rescan (every submission after
+# ``sys.modules`` grew) resolves only the new modules' files (~180 ``realpath`` calls, each an
+# ``lstat`` per path component, took the client's first big submission ~10 ms). The module was
+# loaded from where its file was then, so that is the file to ship.
+_real_files: dict[str, str] = {}
+
+
 def _scan_modules(roots: tuple[str, ...]) -> list[tuple[str, str]]:
     excluded = _excluded_dirs()
     entries = []
+    reals = _real_files
+    if len(reals) > 50_000:
+        reals.clear()
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
         if not file or not file.endswith(".py") or name == "__main__" or name == "handoffd":
             continue
         if name.startswith("handoffd."):
             continue
-        real = os.path.realpath(file)
+        real = reals.get(file)
+        if real is None:
+            real = reals[file] = os.path.realpath(file)
         if not real.startswith(roots) or real.startswith(excluded):
             continue
         is_package = bool(getattr(module, "__path__", None))

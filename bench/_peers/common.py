@@ -5,6 +5,7 @@ check, the peak-PSS sampler and the result helpers.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import random
@@ -13,6 +14,7 @@ import signal
 import statistics
 import sys
 import threading
+import time
 from typing import Any
 
 MiB = 1 << 20
@@ -269,6 +271,35 @@ def describe(pid: int) -> str:
         if marker in text:
             return f"{pid} {marker} {text[-60:]}"
     return f"{pid} {text[:80]}"
+
+
+def settle(
+    pid: int, window_s: float = 0.25, quiet_cores: float = 0.1, bound_s: float = 5.0
+) -> float:
+    """Wait until ``pid``'s process tree (the child, the system's daemons, schedulers and
+    workers) used under ``quiet_cores`` of a core over ``window_s``, at most ``bound_s``; returns
+    the seconds waited. Called after every system's start-up, the same way: a system still
+    finishing its start (a worker importing, a helper process spawning) would otherwise take CPU
+    from the first workload on this 2-core machine, and start-up is measured apart."""
+    import psutil
+
+    def used() -> float:
+        total = 0.0
+        for proc in tree(pid):
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    t0 = time.monotonic()
+    last = used()
+    while time.monotonic() - t0 < bound_s:
+        time.sleep(window_s)
+        now = used()
+        if now - last < quiet_cores * window_s:
+            break
+        last = now
+    return time.monotonic() - t0
 
 
 class PssSampler:

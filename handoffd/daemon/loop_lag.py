@@ -12,11 +12,23 @@ runs it holding the GIL, so it stalls the loop from any thread, and the log says
 while a thread works in Python (an upload's build, a takeover's rebuild, a big reply's encoding),
 the loop, back from ``select`` and wanting the GIL, waits that interval before the thread is asked
 to let go (CPython's 5 ms: each 10 ms tick ran ~5 ms late at the median, 1.3 ms at 1 ms).
+
+The tick runs only while the process works. Each wake-up of an idle loop costs ~70 us of CPU on a
+small VM, and the tick was most of an idle daemon's wake-ups; so when the process (all its
+threads) used under ``IDLE_SHARE`` of a core over ``IDLE_WINDOW_S``, the tick stops and the loop's
+own waits are watched instead: the selector's ``select`` is wrapped (idle only: a busy loop's
+turns pay nothing), each wait's lateness past its time-out and each turn's callbacks (the time
+from one wait to the next) are noted as the tick's lateness is, and the tick comes back as soon
+as a turn holds the loop ``BUSY_HOLD_S`` or the process uses more than ``IDLE_SHARE`` of a core
+(counted from ``IDLE_WINDOW_S``). What the idle watch cannot see is a wait for the GIL right
+after a wake-up by I/O (when the socket became ready is unknown); a thread that could hold the
+GIL that long makes the process busy first, and the tick sees the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -29,6 +41,12 @@ from typing import Any
 log = logging.getLogger("handoffd.loop")
 
 PERIOD_S = 0.01
+
+# The tick stops while the process used under IDLE_SHARE of a core over IDLE_WINDOW_S, and comes
+# back when a turn of the loop holds it BUSY_HOLD_S or the process uses more (module comment).
+IDLE_WINDOW_S = 0.1
+IDLE_SHARE = 0.05
+BUSY_HOLD_S = 0.002
 
 # The daemon's switch interval (``sys.setswitchinterval``; CPython's default is 5 ms): how long a
 # thread waiting for the GIL waits before asking its holder to let go. Overridden by
@@ -158,13 +176,24 @@ class LoopLag:
         self.log_ms = log_ms
         self.max_ms = 0.0
         self.stalls = 0  # how many reached log_ms
+        self.idle = False  # the tick stopped, the loop's waits watched instead
+        self.idle_spells = 0  # how many times the tick stopped
         self._loop = loop
-        self._due = time.monotonic() + PERIOD_S
+        # (None: a loop without a selector to watch, e.g. another implementation: always ticks)
+        self._selector: Any = getattr(loop, "_selector", None)
+        if self._selector is not None and "select" in vars(self._selector):
+            self._selector = None  # (someone else wraps it already)
+        now = time.monotonic()
+        self._due = now + PERIOD_S
         self._handle: asyncio.TimerHandle | None = loop.call_later(PERIOD_S, self._tick)
+        self._window_at = now  # the idle test's window: its start, the process's CPU then
+        self._window_cpu = time.process_time()
+        self._back = now  # (idle) when the loop last came back from its wait
         self._gc_start = 0.0
         # (read at every tick: opened once, by the loop's thread, which constructs this)
         self._schedstat = _open_schedstat() if detail else -1
         self._times = thread_times(self._schedstat) if detail else None
+        self._times_at = now
         self._others = OtherThreads() if detail else None
         if self._others is not None:
             self._others.read()
@@ -187,12 +216,26 @@ class LoopLag:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        late_ms = max(0.0, (now - self._due) * 1000.0)
+        self._note(max(0.0, (now - self._due) * 1000.0), now)
+        if self._selector is not None and now - self._window_at >= IDLE_WINDOW_S:
+            cpu = time.process_time()
+            quiet = cpu - self._window_cpu < IDLE_SHARE * (now - self._window_at)
+            self._window_at, self._window_cpu = now, cpu
+            if quiet:
+                self._handle = None
+                self._watch_waits(now)
+                return
+        self._due = now + PERIOD_S
+        self._handle = self._loop.call_later(PERIOD_S, self._tick)
+
+    def _note(self, late_ms: float, now: float) -> None:
+        """The loop was held ``late_ms`` (a tick's lateness, an idle turn's or wait's)."""
         self.max_ms = max(self.max_ms, late_ms)
-        if self._times is not None:  # (the period: PERIOD_S and the lateness, since the last)
+        if self._times is not None:  # (the period: since the last read)
             last, self._times = self._times, thread_times(self._schedstat)
+            since_ms, self._times_at = (now - self._times_at) * 1000.0, now
             cpu_ms, wait_ms = ((b - a) * 1000.0 for a, b in zip(last, self._times, strict=True))
-            asleep_ms = max(0.0, PERIOD_S * 1000.0 + late_ms - cpu_ms - wait_ms)
+            asleep_ms = max(0.0, since_ms - cpu_ms - wait_ms)
             others = self._others.read() if self._others is not None else []
         if late_ms >= self.log_ms:
             self.stalls += 1
@@ -216,10 +259,53 @@ class LoopLag:
                     else f"the busiest other thread, {busiest[0]}, used {busiest[1]:.0f} ms of "
                     f"CPU and waited {busiest[2]:.0f} ms for a CPU; it is now at {where(busiest[3])}",
                 )
+
+    def _watch_waits(self, now: float) -> None:
+        """Stop ticking: wrap the loop's selector's ``select`` (this selector only) until the
+        process works again."""
+        self.idle = True
+        self.idle_spells += 1
+        self._back = now
+        select = self._selector.select
+        monotonic, process_time = time.monotonic, time.process_time
+
+        def watched(timeout: float | None = None) -> Any:
+            entered = monotonic()
+            held_ms = (entered - self._back) * 1000.0  # this turn's callbacks
+            self._note(held_ms, entered)
+            cpu = process_time()
+            if held_ms >= BUSY_HOLD_S * 1000.0 or cpu - self._window_cpu > IDLE_SHARE * max(
+                entered - self._window_at, IDLE_WINDOW_S
+            ):
+                self._tick_again(entered, cpu)
+                # (the tick is due in PERIOD_S: this wait must not outlast it)
+                timeout = PERIOD_S if timeout is None else min(timeout, PERIOD_S)
+                return select(timeout)
+            if entered - self._window_at >= IDLE_WINDOW_S:
+                self._window_at, self._window_cpu = entered, cpu
+            ready = select(timeout)
+            self._back = back = monotonic()
+            if timeout is not None:  # (past its time-out: waiting for the GIL or a CPU)
+                self._note(max(0.0, (back - entered - max(timeout, 0.0)) * 1000.0), back)
+            return ready
+
+        self._selector.select = watched
+
+    def _tick_again(self, now: float, cpu: float) -> None:
+        """The process works: unwrap the selector, tick again (due in ``PERIOD_S``)."""
+        self._unwatch()
+        self._window_at, self._window_cpu = now, cpu
         self._due = now + PERIOD_S
         self._handle = self._loop.call_later(PERIOD_S, self._tick)
 
+    def _unwatch(self) -> None:
+        if self.idle:
+            self.idle = False
+            with contextlib.suppress(AttributeError):
+                del self._selector.select  # (the class's own again)
+
     def close(self) -> None:
+        self._unwatch()
         if self._schedstat >= 0:
             os.close(self._schedstat)
             self._schedstat = -1
