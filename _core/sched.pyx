@@ -393,21 +393,8 @@ def place_one(need, free, capacities, pin, pref, policy="binpack"):
 
 def fits(demand, free):
     """True when every kind ``demand`` asks for (> 0) is in ``free`` within ``EPS``."""
-    cdef double q, have
-    cdef PyObject* p
-    cdef bint plain = type(free) is dict
     _counts[_FITS] += 1
-    for kind, qty in demand.items():
-        q = qty
-        if q > 0.0:
-            if plain:
-                p = PyDict_GetItem(free, kind)
-                have = 0.0 if p is NULL else <double>(<object>p)
-            else:
-                have = free.get(kind, 0.0)
-            if have + _EPS < q:
-                return False
-    return True
+    return _fits_map(demand, free)
 
 
 def prefer(held):
