@@ -328,6 +328,24 @@ cdef inline bint _fits_map(object need, object free) except -1:
     return True
 
 
+cdef inline bint _plain_row(object m, bint clamp):
+    """``m`` a dict of str keys and finite floats (>= 0 unless ``clamp``): ``_kinds`` sorts
+    its keys and ``_fill`` takes its values without an error (else the general path raises)."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef double q
+    if type(m) is not dict:
+        return False
+    while PyDict_Next(m, &pos, &key, &value):
+        if type(<object>key) is not str or type(<object>value) is not float:
+            return False
+        q = <double>(<object>value)
+        if not isfinite(q) or (q < 0.0 and not clamp):
+            return False
+    return True
+
+
 def place_one(need, free, capacities, pin, pref, policy="binpack"):
     """One task's node name (None: none); see ``sched_py.place_one``: the candidates' ``fits``
     and the ``place`` call in C, with no index lists, no result list and no heap buffers for a
@@ -340,9 +358,11 @@ def place_one(need, free, capacities, pin, pref, policy="binpack"):
     cdef double* buf = sbuf
     if len(capacities) != n_nodes:
         raise ValueError(f"capacities has {len(capacities)} entries but free has {n_nodes}")
-    cdef list names = []
-    cdef list frees = []
-    cdef list caps = []
+    # (the first candidate in locals: the lists only once a second one fits)
+    cdef object name0 = None, f0 = None, cap0 = None
+    cdef list names = None
+    cdef list frees = None
+    cdef list caps = None
     # (walked in C, as ``_fill``: an item tuple a node was a tenth of the call)
     cdef dict plain = free if type(free) is dict else dict(free.items())
     cdef Py_ssize_t pos = 0
@@ -359,12 +379,24 @@ def place_one(need, free, capacities, pin, pref, policy="binpack"):
                 at = n_cand
             elif pin is None and pref is not None and name == pref:
                 before = n_cand
-            names.append(name)
-            frees.append(f)
-            caps.append(capacity)
+            if n_cand == 0:
+                name0, f0, cap0 = name, f, capacity
+            else:
+                if n_cand == 1:
+                    names, frees, caps = [name0], [f0], [cap0]
+                names.append(name)
+                frees.append(f)
+                caps.append(capacity)
             n_cand += 1
     if n_cand == 0 or (pin is not None and at < 0):
         return None
+    if n_cand == 1:
+        if _plain_row(need, False) and _plain_row(f0, True) and _plain_row(cap0, False):
+            # One candidate (a pin's is it): every policy places the task there, as the kernel
+            # would (it fits the clamped row), with nothing its rows' checks would refuse.
+            _counts[_PLACE] += 1
+            return name0
+        names, frees, caps = [name0], [f0], [cap0]
     dims, kind_index = _dims(((need,), frees, caps))
     n_dims = len(dims)
     n_f = n_cand * n_dims
@@ -393,21 +425,8 @@ def place_one(need, free, capacities, pin, pref, policy="binpack"):
 
 def fits(demand, free):
     """True when every kind ``demand`` asks for (> 0) is in ``free`` within ``EPS``."""
-    cdef double q, have
-    cdef PyObject* p
-    cdef bint plain = type(free) is dict
     _counts[_FITS] += 1
-    for kind, qty in demand.items():
-        q = qty
-        if q > 0.0:
-            if plain:
-                p = PyDict_GetItem(free, kind)
-                have = 0.0 if p is NULL else <double>(<object>p)
-            else:
-                have = free.get(kind, 0.0)
-            if have + _EPS < q:
-                return False
-    return True
+    return _fits_map(demand, free)
 
 
 def prefer(held):

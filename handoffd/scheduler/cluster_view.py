@@ -100,6 +100,12 @@ def _none_positive(total: dict[str, float]) -> bool:
     return True
 
 
+def _shape(pin: str | None, need: dict[str, float], rec: TaskRecord) -> tuple[Any, ...]:
+    """A walked task's (pin, cost items): what a miss remembers (its record's items unless its
+    need is its group's cost)."""
+    return (pin, rec.cost_items if need is rec.spec.cost else tuple(need.items()))
+
+
 def any_free(free: dict[str, dict[str, float]]) -> bool:
     """Some node of ``free`` (name -> its free resources) has some kind above ``EPS``: else only
     windows can take tasks (``ClusterView.place``'s branch; ``lane_entry`` asks the same)."""
@@ -347,7 +353,10 @@ class ClusterView(Demand):
                     break
                 run, rec = item
                 gid = run.group_of.get(rec.id)
-                pin = run.pin_of(rec.id)
+                # (``run.pin_of(rec.id)`` written out: the record and its group are at hand)
+                pin = rec.spec.node
+                if pin is None and gid is not None:
+                    pin = run.group_node.get(gid)
                 if gid is not None and pin is None and (run.run_id, gid) in leaders:
                     # its cost is in its leader's request: the core puts it where that one goes
                     lead = leaders[(run.run_id, gid)]
@@ -357,15 +366,15 @@ class ClusterView(Demand):
                 if exhausted and need and not weightless:
                     break  # nothing left anywhere and nothing queued that needs nothing
                 # Free only shrinks during a pass: a demand that missed once misses again.
-                shape = (pin, rec.cost_items if need is rec.spec.cost else tuple(need.items()))
-                if missed and shape in missed:
+                # (the shape tuple only once something missed: a walk that fits builds none)
+                if missed and _shape(pin, need, rec) in missed:
                     misses += 1
                     if misses >= MAX_MISSES:
                         break
                     continue
                 room = free.get(pin) if pin is not None else most
                 if room is None or not fits(need, room) or not fits(need, total):
-                    missed.add(shape)
+                    missed.add(_shape(pin, need, rec))
                     misses += 1
                     if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
                         break  # (every shape queued missed: the rest would too)
@@ -377,7 +386,12 @@ class ClusterView(Demand):
                     exhausted = _none_positive(total)
                 if gid is not None and pin is None:
                     leaders[(run.run_id, gid)] = len(batch)
-                held = run.input_bytes(rec.id, self._rooms.room.__contains__)  # live nodes
+                # (no inputs, no bound method made for the call: most tasks of a big run)
+                held = (
+                    run.input_bytes(rec.id, self._rooms.room.__contains__)  # live nodes
+                    if run.effective_deps[rec.id]
+                    else None
+                )
                 batch.append((run, rec, need, pin, prefer(held) if held else None, -1))
                 if len(batch) >= MAX_BATCH:
                     break

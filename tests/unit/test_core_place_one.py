@@ -106,3 +106,64 @@ def test_place_one_on_many_nodes_and_kinds(backend: str) -> None:
         got = kernels.place_one(need, free, capacities, None, None, policy)
         assert got == _reference(kernels, need, free, capacities, None, None, policy)
         assert got is not None
+
+
+def _one_case(rng: random.Random) -> tuple[Any, ...]:
+    """A pass with one candidate (the owner's usual one: one node with a freed slot), its maps
+    sometimes holding what the kernel's row checks refuse or take apart: int, bool, NaN and
+    negative quantities, a key that is not a str."""
+    need: dict[Any, Any] = {"cpu": rng.choice([1.0, 0.5, 2.0])}
+    if rng.random() < 0.5:
+        need["memory"] = rng.choice([0.0, 10.0])
+    f: dict[Any, Any] = {"cpu": rng.choice([1.0, 2.0, 4.0]), "memory": 100.0}
+    cap: dict[Any, Any] = {"cpu": 4.0, "memory": 100.0}
+    odd = rng.choice([None, "int", "bool", "nan", "negative", "key", "zero"])
+    target = rng.choice([need, f, cap])
+    if odd == "int":
+        target["gpu"] = 1
+    elif odd == "bool":
+        target["gpu"] = True
+    elif odd == "nan":
+        target["gpu"] = float("nan")
+    elif odd == "negative":
+        target["gpu"] = -1.0
+    elif odd == "key":
+        target[7] = 1.0
+    elif odd == "zero":
+        target["gpu"] = 0.0
+    free = {"full": {"cpu": 0.0, "memory": 100.0}, "one": f}
+    capacities = [dict(cap), cap]
+    pin = rng.choice([None, None, "one", "full", "ghost"])
+    pref = rng.choice([None, "one", "full"]) if pin is None else None
+    return need, free, capacities, pin, pref, rng.choice(core.POLICIES)
+
+
+def _outcome(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except Exception as exc:  # noqa: BLE001 (the error itself is compared)
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("backend", core.BACKENDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_place_one_on_one_candidate_answers_and_refuses_as_place(backend: str, seed: int) -> None:
+    # One node fits: the compiled kernel answers without its rows when they hold only str keys
+    # and finite floats; any other map takes the rows' checks, which raise as ``place`` does.
+    kernels = core.kernels(backend)
+    rng = random.Random(seed)
+    raised = placed = 0
+    for _ in range(300):
+        case = _one_case(rng)
+        before = kernels.decisions()
+        got = _outcome(kernels.place_one, *case)
+        counted = kernels.decisions()
+        expected = _outcome(_reference, kernels, *case)
+        after = kernels.decisions()
+        assert got == expected, case
+        assert got == _outcome(twin.place_one, *case), case
+        for kernel in ("fits", "place"):
+            assert counted[kernel] - before[kernel] == after[kernel] - counted[kernel], case
+        raised += isinstance(got, tuple)
+        placed += got == "one"
+    assert raised > 20 and placed > 50, (raised, placed)
