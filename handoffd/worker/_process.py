@@ -235,7 +235,7 @@ def main(
     call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
     # ``end_children``'s first step and ``inbox.waiting``'s, done here: a job that started no
     # process and a pipe with nothing new (most jobs) cost a system call each, not a call more
-    waitpid, no_hang, look = os.waitpid, os.WNOHANG, inbox.poller.poll
+    children, look = _contain.child_look(), inbox.poller.poll
     try:
         while True:
             if not pending:
@@ -284,12 +284,8 @@ def main(
                         value, ok, exc_type = dumps(result, 5), True, ""  # (protocol 5, positional)
                     except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
                         ok, value, exc_type, message, tb_text = _pickled(result)
-            try:  # what the task started ends with it, before its outcome is sent
-                waitpid(-1, no_hang)
-            except ChildProcessError:
-                pass  # no child at all, not even a zombie (``end_children``'s common case)
-            else:
-                end_children()
+            if children() >= 0:  # (-1: no child at all, not even a zombie: most jobs)
+                end_children()  # what the task started ends with it, before its outcome is sent
             # A value follows as its own raw message: pickling it inside the reply tuple would
             # copy it once more here and once more in the parent (~0.5 ms per MiB each way). A
             # small one rides in the reply: the parent reads one message per job, not two.
