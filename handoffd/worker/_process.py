@@ -23,7 +23,8 @@ parent sent meanwhile: a cancel of a job not started drops it and is answered wi
 (a cancel of a job already ended is ignored; the parent kills the process of a job that started).
 The outcome of each job is sent as soon as it ends, never held behind the next job, in one message
 with the SKIPPED replies of the cancels read just before it, so the parent can tell from that message
-alone whether the next job it sent has started.
+alone whether the next job it sent has started. That read looks at the pipe only while the parent's
+count of cancels sent (``_cancels``, shared memory) is ahead of the cancels read here.
 This module is imported in a freshly spawned interpreter, so it must stay light and import nothing that
 starts threads or opens sockets (the live output's one thread starts when a task first prints).
 """
@@ -46,7 +47,7 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _contain, _inbox, _live, _pipe, capture, code_env, invoke
+from handoffd.worker import _cancels, _contain, _inbox, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
 SHORT_JOB, short_job = _pipe.SHORT_JOB, _pipe.short_job  # a job without inputs, unpickled
@@ -149,10 +150,12 @@ def main(
     conn: Connection,
     devices: str | None = None,
     setup: tuple[str, int, str, float] = ("", 0, "", 0.0),
+    cancels: _cancels.Shared | None = None,
 ) -> None:
     """Serve jobs until the parent closes the pipe. ``devices``: this process's CUDA_VISIBLE_DEVICES
     for its whole life (None: as inherited); ``setup``: (node name, the parent's pid, the node's
-    code dir, seconds between live sends of a job's output: 0 sends it all with the outcome)."""
+    code dir, seconds between live sends of a job's output: 0 sends it all with the outcome);
+    ``cancels``: how many cancels the parent has sent (None: look at the pipe after every job)."""
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices  # set at exec already (see _procs.start)
     node, parent_pid, code_dir, live_interval = setup
@@ -173,6 +176,14 @@ def main(
     sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
     recv = inbox.next
     live = _live.LiveSender(send, live_interval) if live_interval > 0 else None
+    # The parent's count of the cancels it sent, and ours of those read: equal, none waits
+    sent: memoryview | tuple[int] = (-1,)  # (without the count: never equal, always look)
+    if cancels is not None:
+        try:
+            sent = cancels.seen()
+        except (OSError, ValueError):
+            pass
+    absorbed = 0
 
     def absorb(data: bytes | bytearray) -> list[tuple]:
         """Take in one message from the parent (and the raw messages that follow it); returns the
@@ -216,6 +227,8 @@ def main(
 
     def cancel(token: int) -> list[tuple]:
         """The SKIPPED reply of the job ``token`` if it waits here (dropped), else none."""
+        nonlocal absorbed
+        absorbed += 1
         for job in pending:
             if job[0] == token:
                 pending.remove(job)
@@ -299,8 +312,9 @@ def main(
                 # cancel is not in that message (a separate SKIPPED reply read after the outcome
                 # made it kill a worker whose next job had been dropped).
                 skipped = []
-                while inbox.buf or (look(0) and inbox.waiting()):
-                    skipped += absorb(recv())
+                if inbox.buf or sent[0] != absorbed:  # (else no cancel can be waiting)
+                    while inbox.buf or (look(0) and inbox.waiting()):
+                        skipped += absorb(recv())
                 if out._head or out._tail or out.dropped:  # it wrote something not sent live
                     text = out.text()
                     if live is None:
