@@ -275,8 +275,10 @@ def main(
             if title:
                 retitle(prefix + title)
                 titled = True
-            if live is not None:
-                live.start(token)  # (its buffer is ``out``)
+            if live is not None:  # ``live.start(token)`` in line (its buffer is ``out``)
+                if out._head_size or out._tail_size or out.dropped:
+                    out.reset()
+                live._job = (token, out)
             if not armed or not blocks.armed(out):
                 blocks.arm(out)
                 armed = True
@@ -304,8 +306,9 @@ def main(
             # small one rides in the reply: the parent reads one message per job, not two.
             inline = value is not None and len(value) < INLINE_VALUE
             duration = clock() - started
-            if live is not None:
-                live.hold()  # no live output of the job after its outcome
+            if live is not None:  # ``live.hold()`` in line: no live output after the outcome
+                live.lock.acquire()
+                live._job = None
             try:
                 # Cancels that came in while the job ran go out in the same message as its
                 # outcome: the parent then knows the next job it sent started exactly when its
