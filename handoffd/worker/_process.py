@@ -174,6 +174,10 @@ def main(
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
     sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
+    # A KEPT reply's write: ``os.write`` parses its arguments in C (``sendall`` in a format
+    # string each call); the socket blocks, so it writes the whole reply unless a signal cuts
+    # it short, and then ``sendall`` writes the rest.
+    write, out_fd = os.write, raw.fileno()
     recv = inbox.next
     live = _live.LiveSender(send, live_interval) if live_interval > 0 else None
     # The parent's count of the cancels it sent, and ours of those read: equal, none waits
@@ -326,7 +330,10 @@ def main(
                     text = ""
                 if inline and not skipped and not text:  # (inline: it ended well)
                     size = KEPT_SIZE + len(value)  # type: ignore[arg-type]
-                    sendall(_KEPT_FRAMED.pack(size, KEPT, token, duration) + value)  # type: ignore[operator]
+                    kept_reply = _KEPT_FRAMED.pack(size, KEPT, token, duration) + value  # type: ignore[operator]
+                    wrote = write(out_fd, kept_reply)
+                    if wrote < size + 4:
+                        sendall(memoryview(kept_reply)[wrote:])
                     continue
                 if ok:
                     message = tb_text = ""
