@@ -38,6 +38,7 @@ import pickle
 import signal
 import socket
 import struct
+import sys
 import time
 import traceback
 from collections import deque
@@ -249,6 +250,7 @@ def main(
     # buffer is read and emptied only when the job wrote into it.
     out = live.buffer if live is not None else quiet
     armed = False
+    root, level, handler = blocks.root, blocks.level, blocks.handler  # (fixed at its start)
     call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
     # ``end_children``'s first step and ``inbox.waiting``'s, done here: a job that started no
     # process and a pipe with nothing new (most jobs) cost a system call each, not a call more
@@ -283,7 +285,13 @@ def main(
                 if out._head_size or out._tail_size or out.dropped:
                     out.reset()
                 live._job = (token, out)
-            if not armed or not blocks.armed(out):
+            if not (  # ``blocks.armed(out)`` in line: a call less a job
+                armed
+                and sys.stdout is out
+                and sys.stderr is out
+                and root.level == level
+                and handler in root.handlers
+            ):
                 blocks.arm(out)
                 armed = True
             started = clock()
