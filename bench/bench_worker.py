@@ -96,11 +96,18 @@ def main() -> None:
         ctx.set_executable(script.name)
     parent, child = ctx.Pipe(duplex=True)
     setup = ("bench", os.getpid(), "", 0.5)
+    try:  # the count of cancels sent, as the pool passes it (a build before it has none)
+        from handoffd.worker import _cancels
+
+        cancels = _cancels.Count.create()
+        more: tuple = (cancels.for_worker(),) if cancels is not None else ()
+    except ImportError:
+        more = ()
     if args.profile:
         target: Any = profiled
-        targs: tuple = (args.profile, child, None, setup)
+        targs: tuple = (args.profile, child, None, setup, *more)
     else:
-        target, targs = _process.main, (child, None, setup)
+        target, targs = _process.main, (child, None, setup, *more)
     proc = ctx.Process(target=target, args=targs, daemon=True)
     proc.start()
     child.close()

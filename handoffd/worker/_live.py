@@ -42,7 +42,8 @@ class LiveSender:
         os.register_at_fork(after_in_child=self._forked)
 
     def start(self, token: int) -> Captured:
-        """A buffer for the job ``token`` that starts now; its new lines are sent while it runs."""
+        """A buffer for the job ``token`` that starts now; its new lines are sent while it runs.
+        (The worker's loop does this in line, a call less a job.)"""
         out = self._out
         if out._head_size or out._tail_size or out.dropped:  # (else nothing to empty)
             out.reset()
@@ -61,7 +62,8 @@ class LiveSender:
         self.lock.release()
 
     def hold(self) -> None:
-        """``__enter__`` for the worker's loop, which releases ``lock`` itself."""
+        """``__enter__`` without the release (the worker's loop does this in line and releases
+        ``lock`` itself)."""
         self.lock.acquire()
         self._job = None
 

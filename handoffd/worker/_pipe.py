@@ -34,6 +34,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from handoffd.worker import _cancels
+
 if TYPE_CHECKING:  # the worker side imports this module and runs no event loop
     import asyncio
 
@@ -417,10 +419,26 @@ class Writer:
     waits, in order, and the loop's writer callback on the pipe writes more when it is writable
     (added while anything waits, removed once nothing does)."""
 
-    __slots__ = ("sock", "fd", "loop", "queue", "watching", "queued", "written", "mark_at")
+    __slots__ = (
+        "sock",
+        "fd",
+        "loop",
+        "queue",
+        "watching",
+        "queued",
+        "written",
+        "mark_at",
+        "cancels",
+    )
 
-    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        fd: int,
+        loop: asyncio.AbstractEventLoop | None = None,
+        cancels: _cancels.Count | None = None,
+    ) -> None:
         self.fd = fd
+        self.cancels = cancels  # the count the worker reads (``_cancels``), or None
         self.sock = socket.socket(fileno=os.dup(fd))  # sends here use MSG_DONTWAIT
         self.loop = loop
         self.queue: deque[memoryview] = deque()
@@ -460,6 +478,13 @@ class Writer:
         if not self.flush() and not self.watching and self.loop is not None:
             self.watching = True
             self.loop.add_writer(self.fd, self._writable)
+
+    def cancel(self, token: int) -> None:
+        """Send the worker a cancel of the job ``token``, counted first (``_cancels``: the
+        worker looks at its pipe for cancels only while it has read fewer than were counted)."""
+        if self.cancels is not None:
+            self.cancels.add()
+        self.send(pickle.dumps((token,), protocol=5))
 
     def flush(self) -> bool:
         """Write queued bytes until the pipe is full (at most SLICE per call, so one wake-up
@@ -507,3 +532,6 @@ class Writer:
         self._unwatch()
         self.queue.clear()
         self.sock.close()
+        if self.cancels is not None:
+            self.cancels.close()
+            self.cancels = None

@@ -23,7 +23,8 @@ parent sent meanwhile: a cancel of a job not started drops it and is answered wi
 (a cancel of a job already ended is ignored; the parent kills the process of a job that started).
 The outcome of each job is sent as soon as it ends, never held behind the next job, in one message
 with the SKIPPED replies of the cancels read just before it, so the parent can tell from that message
-alone whether the next job it sent has started.
+alone whether the next job it sent has started. That read looks at the pipe only while the parent's
+count of cancels sent (``_cancels``, shared memory) is ahead of the cancels read here.
 This module is imported in a freshly spawned interpreter, so it must stay light and import nothing that
 starts threads or opens sockets (the live output's one thread starts when a task first prints).
 """
@@ -37,6 +38,7 @@ import pickle
 import signal
 import socket
 import struct
+import sys
 import time
 import traceback
 from collections import deque
@@ -46,7 +48,7 @@ from types import TracebackType
 from typing import Any
 
 from handoffd import values
-from handoffd.worker import _contain, _inbox, _live, _pipe, capture, code_env, invoke
+from handoffd.worker import _cancels, _contain, _inbox, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
 SHORT_JOB, short_job = _pipe.SHORT_JOB, _pipe.short_job  # a job without inputs, unpickled
@@ -149,10 +151,12 @@ def main(
     conn: Connection,
     devices: str | None = None,
     setup: tuple[str, int, str, float] = ("", 0, "", 0.0),
+    cancels: _cancels.Shared | None = None,
 ) -> None:
     """Serve jobs until the parent closes the pipe. ``devices``: this process's CUDA_VISIBLE_DEVICES
     for its whole life (None: as inherited); ``setup``: (node name, the parent's pid, the node's
-    code dir, seconds between live sends of a job's output: 0 sends it all with the outcome)."""
+    code dir, seconds between live sends of a job's output: 0 sends it all with the outcome);
+    ``cancels``: how many cancels the parent has sent (None: look at the pipe after every job)."""
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices  # set at exec already (see _procs.start)
     node, parent_pid, code_dir, live_interval = setup
@@ -171,8 +175,20 @@ def main(
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
     sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
+    # A KEPT reply's write: ``os.write`` parses its arguments in C (``sendall`` in a format
+    # string each call); the socket blocks, so it writes the whole reply unless a signal cuts
+    # it short, and then ``sendall`` writes the rest.
+    write, out_fd = os.write, raw.fileno()
     recv = inbox.next
     live = _live.LiveSender(send, live_interval) if live_interval > 0 else None
+    # The parent's count of the cancels it sent, and ours of those read: equal, none waits
+    sent: memoryview | tuple[int] = (-1,)  # (without the count: never equal, always look)
+    if cancels is not None:
+        try:
+            sent = cancels.seen()
+        except (OSError, ValueError):
+            pass
+    absorbed = 0
 
     def absorb(data: bytes | bytearray) -> list[tuple]:
         """Take in one message from the parent (and the raw messages that follow it); returns the
@@ -216,6 +232,8 @@ def main(
 
     def cancel(token: int) -> list[tuple]:
         """The SKIPPED reply of the job ``token`` if it waits here (dropped), else none."""
+        nonlocal absorbed
+        absorbed += 1
         for job in pending:
             if job[0] == token:
                 pending.remove(job)
@@ -232,10 +250,11 @@ def main(
     # buffer is read and emptied only when the job wrote into it.
     out = live.buffer if live is not None else quiet
     armed = False
+    root, level, handler = blocks.root, blocks.level, blocks.handler  # (fixed at its start)
     call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
     # ``end_children``'s first step and ``inbox.waiting``'s, done here: a job that started no
     # process and a pipe with nothing new (most jobs) cost a system call each, not a call more
-    waitpid, no_hang, look = os.waitpid, os.WNOHANG, inbox.poller.poll
+    children, look = _contain.child_look(), inbox.poller.poll
     try:
         while True:
             if not pending:
@@ -262,9 +281,17 @@ def main(
             if title:
                 retitle(prefix + title)
                 titled = True
-            if live is not None:
-                live.start(token)  # (its buffer is ``out``)
-            if not armed or not blocks.armed(out):
+            if live is not None:  # ``live.start(token)`` in line (its buffer is ``out``)
+                if out._head_size or out._tail_size or out.dropped:
+                    out.reset()
+                live._job = (token, out)
+            if not (  # ``blocks.armed(out)`` in line: a call less a job
+                armed
+                and sys.stdout is out
+                and sys.stderr is out
+                and root.level == level
+                and handler in root.handlers
+            ):
                 blocks.arm(out)
                 armed = True
             started = clock()
@@ -284,27 +311,25 @@ def main(
                         value, ok, exc_type = dumps(result, 5), True, ""  # (protocol 5, positional)
                     except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
                         ok, value, exc_type, message, tb_text = _pickled(result)
-            try:  # what the task started ends with it, before its outcome is sent
-                waitpid(-1, no_hang)
-            except ChildProcessError:
-                pass  # no child at all, not even a zombie (``end_children``'s common case)
-            else:
-                end_children()
+            if children() >= 0:  # (-1: no child at all, not even a zombie: most jobs)
+                end_children()  # what the task started ends with it, before its outcome is sent
             # A value follows as its own raw message: pickling it inside the reply tuple would
             # copy it once more here and once more in the parent (~0.5 ms per MiB each way). A
             # small one rides in the reply: the parent reads one message per job, not two.
             inline = value is not None and len(value) < INLINE_VALUE
             duration = clock() - started
-            if live is not None:
-                live.hold()  # no live output of the job after its outcome
+            if live is not None:  # ``live.hold()`` in line: no live output after the outcome
+                live.lock.acquire()
+                live._job = None
             try:
                 # Cancels that came in while the job ran go out in the same message as its
                 # outcome: the parent then knows the next job it sent started exactly when its
                 # cancel is not in that message (a separate SKIPPED reply read after the outcome
                 # made it kill a worker whose next job had been dropped).
                 skipped = []
-                while inbox.buf or (look(0) and inbox.waiting()):
-                    skipped += absorb(recv())
+                if inbox.buf or sent[0] != absorbed:  # (else no cancel can be waiting)
+                    while inbox.buf or (look(0) and inbox.waiting()):
+                        skipped += absorb(recv())
                 if out._head or out._tail or out.dropped:  # it wrote something not sent live
                     text = out.text()
                     if live is None:
@@ -313,7 +338,10 @@ def main(
                     text = ""
                 if inline and not skipped and not text:  # (inline: it ended well)
                     size = KEPT_SIZE + len(value)  # type: ignore[arg-type]
-                    sendall(_KEPT_FRAMED.pack(size, KEPT, token, duration) + value)  # type: ignore[operator]
+                    kept_reply = _KEPT_FRAMED.pack(size, KEPT, token, duration) + value  # type: ignore[operator]
+                    wrote = write(out_fd, kept_reply)
+                    if wrote < size + 4:
+                        sendall(memoryview(kept_reply)[wrote:])
                     continue
                 if ok:
                     message = tb_text = ""

@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
-from handoffd.worker import _pipe, _process, _watch
+from handoffd.worker import _cancels, _pipe, _process, _watch
 
 # After EOF on a worker's pipe, how long its process may linger before we kill it.
 EXIT_GRACE = 1.0
@@ -75,14 +75,16 @@ class Processes:
 
     def start(
         self, name: str, devices: str | None, setup: tuple[str, int, str, float]
-    ) -> tuple[BaseProcess, Connection]:
+    ) -> tuple[BaseProcess, Connection, _cancels.Count | None]:
         """Spawn one worker; ``devices`` is its CUDA_VISIBLE_DEVICES for life (None: inherit ours).
         ``setup`` is (node name for its title, our pid for its parent-death check, the node's
-        code dir, seconds between live sends of a job's output or 0)."""
+        code dir, seconds between live sends of a job's output or 0). Returns the process, our
+        end of its pipe and the count of cancels it reads (``_cancels``; None: it looks always)."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        cancels = _cancels.Count.create()
         process = self._ctx.Process(
             target=_process.main,
-            args=(child_conn, devices, setup),
+            args=(child_conn, devices, setup, cancels.for_worker() if cancels else None),
             name=name,
             daemon=True,  # multiprocessing kills it at interpreter exit if close() never ran
         )
@@ -105,7 +107,7 @@ class Processes:
                 else:
                     os.environ["CUDA_VISIBLE_DEVICES"] = saved
         child_conn.close()
-        return process, parent_conn
+        return process, parent_conn, cancels
 
     def when_exited(self, process: BaseProcess, then: Callable[[int | None], None] | None) -> None:
         """Reap ``process`` without blocking, then call ``then(exitcode)``."""

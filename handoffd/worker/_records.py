@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
-from handoffd.worker import _pipe
+from handoffd.worker import _cancels, _pipe
 
 if TYPE_CHECKING:  # Job and Outcome are built by the executor's state machine, which runs no loop
     import asyncio
@@ -156,7 +156,11 @@ class Worker:
     )
 
     def __init__(
-        self, process: BaseProcess, conn: Connection, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        process: BaseProcess,
+        conn: Connection,
+        loop: asyncio.AbstractEventLoop | None = None,
+        cancels: _cancels.Count | None = None,
     ) -> None:
         self.process = process
         self.conn = conn
@@ -172,7 +176,7 @@ class Worker:
         self.timer: asyncio.TimerHandle | None = None  # the head's timeout
         self.unsent = False  # a send to it failed while it had no job: none of its jobs started
         self.reader = _pipe.Reader(self.fd)
-        self.writer = _pipe.Writer(self.fd, loop)
+        self.writer = _pipe.Writer(self.fd, loop, cancels)  # (it sends the cancels)
         self.devices: str | None = None  # its CUDA_VISIBLE_DEVICES, fixed when it started
         self.limit: float | None = None  # MB the head may add to ``baseline``; None: unwatched
         self.baseline = 0  # resident bytes of the worker alone when the head became the head

@@ -196,7 +196,8 @@ class JobBlocks:
 
     def armed(self, out: Captured) -> bool:
         """Whether everything still points at ``out`` as ``arm`` left it (a job may have
-        replaced ``sys.stdout``, removed the handler or changed the root's level)."""
+        replaced ``sys.stdout``, removed the handler or changed the root's level). The worker's
+        loop makes the same test in line."""
         return (
             sys.stdout is out
             and sys.stderr is out

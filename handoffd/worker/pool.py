@@ -284,7 +284,7 @@ class WorkerPool(Losses):
             return True
         sent.cancelling = True
         try:
-            worker.writer.send(pickle.dumps((sent.token,), protocol=5))
+            worker.writer.cancel(sent.token)
         except OSError:
             pass  # the worker died: EOF on its pipe resolves the cancel
         return True
@@ -314,8 +314,8 @@ class WorkerPool(Losses):
         assert self._procs is not None
         name = f"{self._name}-{next(self._names)}"
         setup = (self._node, os.getpid(), self._code_dir, self._live)
-        process, conn = self._procs.start(name, devices, setup)
-        worker = Worker(process, conn, self._loop)
+        process, conn, cancels = self._procs.start(name, devices, setup)
+        worker = Worker(process, conn, self._loop, cancels)
         worker.devices = devices
         self._workers.add(worker)
         assert self._loop is not None
