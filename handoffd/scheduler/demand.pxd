@@ -10,7 +10,7 @@ from handoffd.scheduler.room_view cimport RoomView
 from handoffd.scheduler.run cimport TaskRecord
 
 
-@cython.locals(left=double, qty=double, eps=double)
+@cython.locals(left=double, qty=double, eps=double, old=object)
 cpdef add_into(dict total, dict cost, int sign)
 
 

@@ -32,9 +32,14 @@ def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None
     """``total += sign * cost`` in place, dropping kinds that reach zero."""
     eps = EPS  # (compiled: a C double read once, not a module look-up and a float per kind)
     for kind, qty in cost.items():
-        left = total.get(kind, 0.0) + sign * qty
+        # (the sum in C doubles when compiled: ``get(kind, 0.0) + sign * qty`` boxed the product
+        # and added two objects; a float is made only for the one stored)
+        old = total.get(kind)
+        left = 0.0 if old is None else old
+        left += sign * qty
         if -eps <= left <= eps:
-            total.pop(kind, None)
+            if old is not None:
+                del total[kind]
         else:
             total[kind] = left
 

@@ -161,9 +161,10 @@ def moved(
     if i < 0:  # out when we took the run over, dispatched by the previous owner
         i = _append(attempts, new_row(attempt, node, 0.0))
     a = attempts[i]
+    closed_as = _CLOSED_AS  # (typed: the dict's own get, not a method looked up and called)
     attempts[i] = _with(
         a,
-        _CLOSED_AS.get(new, "LOST") if a[2] in _ACTIVE else a[2],
+        closed_as.get(new, "LOST") if a[2] in _ACTIVE else a[2],
         a[5] if a[5] else wall,
         a[12] if a[12] else cause,
     )

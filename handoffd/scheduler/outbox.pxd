@@ -3,6 +3,7 @@
 # every scheduler call ends in ``take``, through C fields.
 
 cimport cython
+from cpython.type cimport PyType_GenericAlloc as _alloc
 
 
 cdef class Outbox:
@@ -12,5 +13,5 @@ cdef class Outbox:
     cdef public dict frees
     cdef public dict withdraws
 
-    @cython.locals(result=list)
+    @cython.locals(result=list, items=list)
     cpdef list take(self, object term_of)

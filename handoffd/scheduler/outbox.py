@@ -13,6 +13,7 @@ the owner's books write its dispatches, so its fields are C fields, not instance
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from handoffd.scheduler.events import (
     CancelAttempts,
@@ -22,6 +23,13 @@ from handoffd.scheduler.events import (
     Instruction,
     Withdraw,
 )
+
+# An instruction made empty, its slots then filled (``take``): ``object.__new__`` here, the
+# type's own allocator in the compiled build (outbox.pxd cimports ``PyType_GenericAlloc`` by
+# this name; as in ``owner_books``, the pure build's stands in through ``globals()``).
+if TYPE_CHECKING:
+    _alloc: Callable[[type, int], Any]
+globals().setdefault("_alloc", lambda cls, _n: object.__new__(cls))
 
 
 class Outbox:
@@ -47,10 +55,15 @@ class Outbox:
             result += [CancelAttempts(n, r, tuple(items)) for (n, r), items in self.cancels.items()]
             self.cancels = {}
         if self.dispatches:
-            result += [
-                Dispatch(n, r, term_of(r), tuple(items))
-                for (n, r), items in self.dispatches.items()
-            ]
+            # (each made empty and its four slots filled, as the owner's books make a dispatch's
+            # items: the dataclass's class call went through a Python-level ``__init__``)
+            for (n, r), items in self.dispatches.items():
+                d = _alloc(Dispatch, 0)  # noqa: F821
+                d.node = n
+                d.run_id = r
+                d.term = term_of(r)
+                d.items = tuple(items)
+                result.append(d)
             self.dispatches = {}
         if self.frees:
             result += [

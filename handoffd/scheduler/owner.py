@@ -216,7 +216,16 @@ class OwnerScheduler(OwnerBooks):
         return run.term if run is not None else self.term
 
     def _apply(self, event: Event) -> None:
-        if isinstance(event, TasksSucceeded):
+        # A daemon's common events by their exact type first (a pointer test each), the rest
+        # (and any subclass) by the ``isinstance`` chain: a node update and a dispatch's answer
+        # went through two and five ``isinstance`` calls, which walk the type's bases on a miss.
+        if type(event) is TasksSucceeded:
+            self._on_all_succeeded(event)
+        elif type(event) is NodeUpdate:
+            self._on_node_update(event)
+        elif type(event) is DispatchAnswered:
+            self._on_replied(event)
+        elif isinstance(event, TasksSucceeded):
             self._on_all_succeeded(event)
         elif isinstance(event, NodeUpdate):
             self._on_node_update(event)
@@ -360,7 +369,7 @@ class OwnerScheduler(OwnerBooks):
         self._view_changed()
 
     def _on_replied(self, ev: DispatchAnswered) -> None:
-        run_id, sender = ev.run_id, ev.node
+        run_id, sender, refused = ev.run_id, ev.node, ev.refused
         run = self._live.get(run_id)
         running = run is not None and run.state == RUN_RUNNING
         for task_id, attempt in ev.accepted:
@@ -376,24 +385,21 @@ class OwnerScheduler(OwnerBooks):
                     # A late yes to an attempt we gave up on (its answer timed out): the node would
                     # run it for nothing; its report would be stale. Outstanding demand never counted it.
                     self._out.cancels.setdefault((sender, run_id), []).append((task_id, attempt))
+        self._dirty = True
+        if not refused:  # (all accepted: nothing below applies)
+            return
         seen_at: dict[str, int] = {}
-        for task_id, attempt, _ in ev.refused:
-            sent = self._view.answered(ev.node, (ev.run_id, task_id, attempt))
+        for task_id, attempt, _ in refused:
+            sent = self._view.answered(sender, (run_id, task_id, attempt))
             if sent is not None:
                 seen_at[task_id] = sent[1]
-        self._dirty = True
-        node = self._view.nodes.get(ev.node)
+        node = self._view.nodes.get(sender)
         version_now = node.version if node is not None else -1
         if run is None or run.state != RUN_RUNNING:
             return
-        for task_id, attempt, reason in ev.refused:
+        for task_id, attempt, reason in refused:
             rec = run.tasks.get(task_id)
-            if (
-                rec is None
-                or rec.state != ASSIGNED
-                or rec.attempt != attempt
-                or rec.node != ev.node
-            ):
+            if rec is None or rec.state != ASSIGNED or rec.attempt != attempt or rec.node != sender:
                 continue
             if reason.startswith(FRAME_TOO_LARGE):  # no node of this cluster's limits can read it
                 message = reason[len(FRAME_TOO_LARGE) :].lstrip(": ")
@@ -402,7 +408,7 @@ class OwnerScheduler(OwnerBooks):
             # Refused on a view the node has since refreshed: re-place now. Otherwise hold the task
             # until the view changes or a short timer fires, so a refusal never spins.
             fresh = version_now > seen_at.get(task_id, version_now)
-            cause = f"refused by {ev.node}: {reason}"
+            cause = f"refused by {sender}: {reason}"
             self._cancel(run.make_ready(rec, self._now, cause, delayed=not fresh), run)
             if rec.state == READY and rec.delayed:
                 self._delays.refused(run, rec)

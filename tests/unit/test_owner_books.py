@@ -1,6 +1,6 @@
 """The owner's books through task moves (``scheduler/owner_books.py``): a run's intake asks
 ``ClusterView.could_take`` once a task shape while the view stands still, with the same answers;
-a dispatch's items, filled slot by slot, are what the dataclass's constructor makes."""
+a dispatch and its items, filled slot by slot, are what the dataclasses' constructors make."""
 
 from __future__ import annotations
 
@@ -94,6 +94,10 @@ def test_a_dispatch_item_is_what_its_constructor_makes(pure: bool) -> None:
     for item in [*(i for _, i in items.values()), *later]:
         again = _as_built(item)
         assert again == item and repr(again) == repr(item)
+    # (the dispatches themselves, filled slot by slot by ``Outbox.take``)
+    for d in [*sent, *dispatches(out)]:
+        built = ev.Dispatch(*(getattr(d, f.name) for f in fields(ev.Dispatch)))
+        assert built == d and repr(built) == repr(d)
     x = items["x"][1]
     assert (x.attempt, x.payload, x.cost, x.priority, x.timeout, x.inputs) == (
         1,
@@ -104,3 +108,53 @@ def test_a_dispatch_item_is_what_its_constructor_makes(pure: bool) -> None:
         (),
     )
     assert len(later[0].inputs) == 2 and later[0].argument_inclusion == "variadic"
+
+
+class _Succeeded(ev.TasksSucceeded):
+    __slots__ = ()
+
+
+class _Update(ev.NodeUpdate):
+    __slots__ = ()
+
+
+class _Answered(ev.DispatchAnswered):
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("pure", [True, False])
+def test_an_event_of_a_subclass_is_applied_as_its_base(pure: bool) -> None:
+    """``_apply`` takes its common events by their exact type; a subclass of one still reaches
+    the same handler (the ``isinstance`` chain): the same instructions and the same run state."""
+
+    def drive(sub: bool) -> tuple[list[Any], Any]:
+        c = cluster(pure, {"a": 1.0, "b": 1.0}, 4, None)
+        out = c.submit("r", [spec("x"), spec("y"), spec("z", "x", "y")])
+        seen = list(out)
+        for d in dispatches(out):
+            reply = c.reply(d)
+            if sub:
+                reply = [
+                    _Update(*(getattr(e, f.name) for f in fields(e)))
+                    if type(e) is ev.NodeUpdate
+                    else _Answered(*(getattr(e, f.name) for f in fields(e)))
+                    for e in reply
+                ]
+            seen += c.feed(*reply)
+        for d in dispatches(seen):
+            for item in d.items:
+                c.release(d.node, "r", item.task_id, item.attempt)
+                done = ev.TasksSucceeded(
+                    "r", d.node, [item.task_id], [item.attempt], [1], [None], [0.1]
+                )
+                if sub:
+                    done = _Succeeded(*(getattr(done, f.name) for f in fields(done)))
+                seen += c.feed(c.update(d.node), done)
+        run = c.sched._live["r"]
+        return [repr(o) for o in seen], {
+            t: (r.state, r.node, r.attempt) for t, r in run.tasks.items()
+        }
+
+    plain, sub = drive(False), drive(True)
+    assert plain == sub
+    assert plain[1]["x"][0] == "DONE" and plain[1]["z"][0] in ("ASSIGNED", "DONE")
