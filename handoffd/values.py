@@ -255,5 +255,27 @@ def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> by
     return b"".join((head, _bytes_op(data), data, _CALL_END))
 
 
+def call_parts(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> tuple[bytes, bytes]:
+    """``dumps_call(code, extra_args, kwargs)`` as (head, tail), ``head + tail`` its bytes: the
+    head (the payload's start, carrying the code) the same object for every call with an equal
+    ``code`` while cached, so a submission sends each function's code once (``SubmitColumns
+    .heads``, protocol 6) and a tail (the literals and the end) per function."""
+    head = _heads.get(code)
+    if head is None:
+        if len(_heads) >= _CODE_CACHE_LIMIT:
+            _heads.clear()
+        head = _heads[code] = _CALL_GLOBAL + _bytes_op(code) + code
+    if type(kwargs) is dict and not kwargs and type(extra_args) is list and len(extra_args) == 1:
+        one = extra_args[0]
+        if type(one) is int and -0x80000000 <= one <= 0x7FFFFFFF:
+            return head, b"".join((_ONE_INT_OPEN, _pack_int(one), _ONE_INT_CLOSE))
+    literals = (extra_args, kwargs)
+    if _plain(extra_args) and _plain(kwargs):
+        data = pickle.dumps(literals, protocol=PROTOCOL)
+    else:
+        data = cloudpickle.dumps(literals, protocol=PROTOCOL)
+    return head, b"".join((_bytes_op(data), data, _CALL_END))
+
+
 def loads(data: bytes | memoryview) -> Any:
     return pickle.loads(data)
