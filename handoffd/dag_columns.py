@@ -8,8 +8,9 @@ function is plain (``dag.plain``: the default cost, no pin, collocation, retries
 functions, one loop over them: the ids, dependency counts and ids, argument inclusion codes and
 priorities as they are met, each callable pickled once (``values.dumps_code``, as
 ``wire_tasks`` does) and each payload made as ``wire_tasks`` makes it, cut in two
-(``values.call_parts``): each distinct code head once a run (``SentColumns.heads``, protocol 6)
-and a tail per function (``messages_submit.sent_payloads`` joins them for an older daemon). The columns are in
+(``values.call_head``, ``values.call_tail``): each distinct code head once a run
+(``SentColumns.heads``, protocol 6) and a tail per function (``messages_submit.sent_payloads``
+joins them for an older daemon). The columns are in
 ``wire_tasks``' order (Kahn's, ties in insertion order) and equal, field by field, to what
 ``submit_columns`` makes of its rows (``tests/unit/test_dag_columns.py``).
 
@@ -153,11 +154,13 @@ def _build(
     payloads: list[bytes] = []  # each function's payload's tail (whole where head_of is -1)
     head_of: list[int] = []
     heads: list[bytes] = []  # each distinct code head once (``SubmitColumns.heads``)
-    head_at: dict[int, int] = {}  # id(head) -> its index in heads (heads holds each: ids stay)
-    codes: dict[int, bytes] = {}  # id(callable) -> its pickle, once a DAG (as wire_tasks)
-    # id(callable) -> (head index, tail) of a function with no literals
-    shared: dict[int, tuple[int, bytes]] = {}
-    call_parts = values.call_parts
+    head_at: dict[bytes, int] = {}  # a head -> its index in heads
+    # id(callable) -> its head's index (-1: a head past HEAD_BYTES, sent whole: ``big``), once
+    # a DAG, as wire_tasks pickles each callable once
+    code_at: dict[int, int] = {}
+    big: dict[int, bytes] = {}  # id(callable) -> its head past HEAD_BYTES
+    call_tail = values.call_tail
+    no_literals = call_tail([], {})  # (the tail of every function without literals)
     no_kwargs: dict[str, Any] = {}
     last_kind = None
     last_code = 0
@@ -201,26 +204,25 @@ def _build(
             counts.append(0)
         code_key = id(code)
         try:
-            parts = None if extra else shared.get(code_key)
-            if parts is None:
-                pickled = codes.get(code_key)
-                if pickled is None:
-                    pickled = codes[code_key] = values.dumps_code(code, packages)
-                head, tail = call_parts(pickled, extra, no_kwargs)  # (pickled, not kept)
-                at = head_at.get(id(head))
-                if at is None:
-                    if len(head) > HEAD_BYTES:  # (sent whole, in its frame)
-                        head, tail, at = b"", head + tail, -1
-                    else:
-                        at = head_at[id(head)] = len(heads)
+            at = code_at.get(code_key)
+            if at is None:
+                head = values.call_head(values.dumps_code(code, packages))
+                if len(head) > HEAD_BYTES:  # (sent whole, in each of its functions' frames)
+                    at = -1
+                    big[code_key] = head
+                else:
+                    at = head_at.get(head)
+                    if at is None:
+                        at = head_at[head] = len(heads)
                         heads.append(head)
-                parts = (at, tail)
-                if not extra:
-                    shared[code_key] = parts
+                code_at[code_key] = at
+            tail = call_tail(extra, no_kwargs) if extra else no_literals
+            if at < 0:
+                tail = big[code_key] + tail
         except Exception:
             raise _NotPlain from None  # (the rows' path says what cannot be pickled)
-        head_of.append(parts[0])
-        payloads.append(parts[1])
+        head_of.append(at)
+        payloads.append(tail)
         ids.append(key)
         if kind is not last_kind:
             at = kinds.get(kind)

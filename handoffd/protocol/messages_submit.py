@@ -49,7 +49,7 @@ class SubmitColumns:
     index into ``costs``), ``inclusion`` (B, index into ``inclusions``), ``priorities`` (q).
     Frames: one payload per function, in ``ids`` order, then the packages' zips. Protocol 6
     (``HEADS_SINCE``): ``heads`` holds each distinct code head once (a payload's start that
-    carries the function's pickled code, ``values.call_parts``) and ``head_of`` (i, one per
+    carries the function's pickled code, ``values.call_head``) and ``head_of`` (i, one per
     function) says whose: the function's frame is then only its payload's tail, the payload
     ``heads[head_of[i]] + frame``; -1 (or no ``head_of``): the frame is the whole payload."""
 

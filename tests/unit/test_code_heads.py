@@ -125,7 +125,7 @@ def test_heads_give_the_owner_and_its_standbys_the_whole_payloads(seed: int) -> 
 
 def test_a_lone_function_with_a_head_is_read_whole_by_the_general_path() -> None:
     code = values.dumps_code(_double)
-    head, tail = values.call_parts(code, [4], {})
+    head, tail = values.call_head(code), values.call_tail([4], {})
     msg = SubmitColumns(
         1, "r1", ("a",), pack("i", [0]), (), ({"cpu": 1.0},), pack("i", [0]),
         ("variadic",), pack("B", [0]), pack("q", [0]), 3, "binpack", None, False, 0.0, 0,
