@@ -16,7 +16,9 @@ parents each, N tasks in all) submission as a client encodes it, then runs once,
 ``--form heads`` (default) sends it as today's client does to a daemon of 6 (``SubmitColumns``
 built by ``dag_columns`` with each code head once and a tail a function: ``as_sent``,
 ``sent_payloads``), ``--form columns`` as a client does to a daemon of 5 (whole payloads),
-``--form rows`` as ``TaskMeta`` records (older clients).
+``--form rows`` as ``TaskMeta`` records (older clients). ``--upload``: the daemon's part as for
+an upload (the frames views of the reassembled bytes, ``upload_intake.prepare``: the codec's
+decode in the upload thread), as a W1 run of 10,000 arrives.
 
 Prints the number of tasks and the process CPU seconds of the part (a check, not the figure);
 the figure is callgrind's total of two runs of different N, subtracted, over their difference::
@@ -35,6 +37,7 @@ import time
 from typing import Any
 
 import handoffd
+from handoffd import upload
 from handoffd.config import Limits
 from handoffd.daemon import upload_intake as ui
 from handoffd.dag_columns import submission
@@ -74,6 +77,12 @@ def main() -> None:
     parser.add_argument("--shape", choices=("w1", "w2"), default="w1")
     parser.add_argument("--part", choices=("daemon", "scheduler"), default="daemon")
     parser.add_argument("--form", choices=("heads", "columns", "rows"), default="heads")
+    parser.add_argument(
+        "--upload",
+        action="store_true",
+        help="the daemon's part as for an upload: the frames views of the reassembled bytes "
+        "(upload.Whole, as a W1 run of 10,000 arrives), upload_intake.prepare",
+    )
     args = parser.parse_args()
     dag = dag_of(args.shape, args.tasks)
     rows, payloads = dag.wire_tasks(
@@ -94,6 +103,11 @@ def main() -> None:
         frames = [bytes(f) for f in codec.encode(request, sender="c", frames=payloads)]
         limits = Limits()
 
+        whole = bytearray(upload.pack(frames))
+
+        def uploaded() -> Any:
+            return ui.prepare(upload.Whole(whole), codec, limits, None)
+
         def part() -> Any:
             head = ui.unpack_head(frames[0])
             decoded = codec.decode(list(frames), head)
@@ -111,7 +125,7 @@ def main() -> None:
     if args.part == "scheduler":
         gc.disable()
     start = time.process_time()
-    out = operator.call(part)
+    out = operator.call(uploaded if args.upload else part)
     seconds = time.process_time() - start
     if args.part == "daemon":
         assert out.error is None, out.error
