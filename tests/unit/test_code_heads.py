@@ -30,7 +30,7 @@ from handoffd.protocol.messages_submit import (
     as_submission,
     sent_payloads,
 )
-from handoffd.protocol.schema import struct_record
+from handoffd.protocol.schema import record_for_type, struct_record
 from handoffd.scheduler.run import RunState
 
 pytestmark = pytest.mark.timeout(120)
@@ -157,7 +157,9 @@ def test_the_new_fields_golden_bytes() -> None:
         ("variadic",), pack("B", [0, 0]), pack("q", [0, 0]), 0, "binpack", None, True, 1.0, 9,
         True, (), (b"HEAD",), pack("i", [0, -1]),
     )  # fmt: skip
-    wire = msgpack.packb(struct_record(SubmitColumns).to_wire(msg), use_bin_type=True)
+    record = record_for_type(SubmitColumns.TYPE)  # type: ignore[attr-defined]
+    assert record is not None
+    wire = msgpack.packb(record.to_wire(msg), use_bin_type=True)
     assert wire.hex() == GOLDEN_SUBMIT
     snap = SnapshotColumns(
         ("a", "b"), pack("i", [0, 0]), (), ({"cpu": 1.0},), pack("i", [0, 0]), ("variadic",),
