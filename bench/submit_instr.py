@@ -13,8 +13,12 @@ parents each, N tasks in all) submission as a client encodes it, then runs once,
   given (what ``bench/bench_owner.py``'s ``RunSubmitted`` makes it do), the collector off (as
   in the upload thread, so its collections do not blur the count).
 
-``--form columns`` (default) sends it as today's client does (``SubmitColumns`` for plain
-functions: ``messages_submit.as_sent``), ``--form rows`` as ``TaskMeta`` records (older clients).
+``--form heads`` (default) sends it as today's client does to a daemon of 6 (``SubmitColumns``
+built by ``dag_columns`` with each code head once and a tail a function: ``as_sent``,
+``sent_payloads``), ``--form columns`` as a client does to a daemon of 5 (whole payloads),
+``--form rows`` as ``TaskMeta`` records (older clients). ``--upload``: the daemon's part as for
+an upload (the frames views of the reassembled bytes, ``upload_intake.prepare``: the codec's
+decode in the upload thread), as a W1 run of 10,000 arrives.
 
 Prints the number of tasks and the process CPU seconds of the part (a check, not the figure);
 the figure is callgrind's total of two runs of different N, subtracted, over their difference::
@@ -33,11 +37,20 @@ import time
 from typing import Any
 
 import handoffd
+from handoffd import upload
 from handoffd.config import Limits
 from handoffd.daemon import upload_intake as ui
+from handoffd.dag_columns import submission
 from handoffd.protocol import messages as m
 from handoffd.protocol.codec import Codec, Rows
-from handoffd.protocol.messages_submit import COLUMNS_SINCE, SubmitColumns, as_sent, as_submission
+from handoffd.protocol.messages_submit import (
+    COLUMNS_SINCE,
+    HEADS_SINCE,
+    SubmitColumns,
+    as_sent,
+    as_submission,
+    sent_payloads,
+)
 from handoffd.scheduler.run import RunState
 from handoffd.spec import RunOptions, TaskSpec
 
@@ -63,7 +76,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4000)
     parser.add_argument("--shape", choices=("w1", "w2"), default="w1")
     parser.add_argument("--part", choices=("daemon", "scheduler"), default="daemon")
-    parser.add_argument("--form", choices=("columns", "rows"), default="columns")
+    parser.add_argument("--form", choices=("heads", "columns", "rows"), default="heads")
+    parser.add_argument(
+        "--upload",
+        action="store_true",
+        help="the daemon's part as for an upload: the frames views of the reassembled bytes "
+        "(upload.Whole, as a W1 run of 10,000 arrives), upload_intake.prepare",
+    )
     args = parser.parse_args()
     dag = dag_of(args.shape, args.tasks)
     rows, payloads = dag.wire_tasks(
@@ -76,8 +95,18 @@ def main() -> None:
         )
         if args.form == "columns":
             request = as_sent(request, COLUMNS_SINCE)
+        elif args.form == "heads":
+            sent, payloads, _ = submission(dag, "binpack", 3, None, (), 0)
+            request = m.SubmitAndWait(1, "r1", sent, 3, "binpack", None, 1.0, 1 << 20, True, ())
+            request = as_sent(request, HEADS_SINCE)
+            payloads = sent_payloads(sent, payloads, HEADS_SINCE)
         frames = [bytes(f) for f in codec.encode(request, sender="c", frames=payloads)]
         limits = Limits()
+
+        whole = bytearray(upload.pack(frames))
+
+        def uploaded() -> Any:
+            return ui.prepare(upload.Whole(whole), codec, limits, None)
 
         def part() -> Any:
             head = ui.unpack_head(frames[0])
@@ -96,7 +125,7 @@ def main() -> None:
     if args.part == "scheduler":
         gc.disable()
     start = time.process_time()
-    out = operator.call(part)
+    out = operator.call(uploaded if args.upload else part)
     seconds = time.process_time() - start
     if args.part == "daemon":
         assert out.error is None, out.error

@@ -42,7 +42,7 @@ from handoffd.protocol.messages_observability import (
     GetTaskHistory,
     NodeInfoReply,
 )
-from handoffd.protocol.messages_submit import as_sent
+from handoffd.protocol.messages_submit import as_sent, sent_payloads
 from handoffd.scheduler.history import document as history_document
 from handoffd.transport import local_socket
 from handoffd.transport.base import MEMORY_SCHEME
@@ -389,9 +389,11 @@ class Client(ClientPlumbing):
             def attempt() -> Any:
                 for resend in (False, True):
                     request = m.SubmitRun(next(self._ids), run_id, tasks, *options)
+                    daemon_max = self._daemon_max()
                     reply, _ = self._request(
-                        as_sent(request, self._daemon_max()),
-                        payloads + client_upload.package_frames(self, shipped, resend),
+                        as_sent(request, daemon_max),
+                        sent_payloads(tasks, payloads, daemon_max)
+                        + client_upload.package_frames(self, shipped, resend),
                         timeout=max(self.timeout, _SUBMIT_TIMEOUT),
                     )
                     if not _missing_package(reply) or resend:
@@ -467,10 +469,11 @@ class Client(ClientPlumbing):
             True,
             shas,
         )
-        frames = payloads + client_upload.package_frames(self, shipped, resend)
+        daemon_max = self._daemon_max()  # (a daemon below 6 gets whole payloads: sent_payloads)
+        frames = sent_payloads(tasks, payloads, daemon_max)
+        frames = frames + client_upload.package_frames(self, shipped, resend)
         client_upload.send(
-            self,
-            codec.encode(as_sent(request, self._daemon_max()), sender=self._name, frames=frames),
+            self, codec.encode(as_sent(request, daemon_max), sender=self._name, frames=frames)
         )
         limit = time.monotonic() + poll + max(self.timeout, _SUBMIT_TIMEOUT)
         return self._submitted(run, request_id, shas, resend, limit)

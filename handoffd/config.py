@@ -28,7 +28,9 @@ DEFAULT_CLUSTER = "default"
 #: (100-219: columns on the wire, rebalance, code packages, task output, ops, observability, streams,
 #: hooks, uploads, reliability); this build sends them to every peer, so it no longer serves 2.
 PROTOCOL_MIN = 3
-PROTOCOL_MAX = 5  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns
+PROTOCOL_MAX = (
+    6  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads
+)
 
 
 def _test_protocol_range() -> tuple[int, int] | None:

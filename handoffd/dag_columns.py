@@ -7,7 +7,10 @@ function is plain (``dag.plain``: the default cost, no pin, collocation, retries
 ``handoffd.Argument``), ``plain_columns`` checks it and builds the columns straight from the
 functions, one loop over them: the ids, dependency counts and ids, argument inclusion codes and
 priorities as they are met, each callable pickled once (``values.dumps_code``, as
-``wire_tasks`` does) and each payload made as ``wire_tasks`` makes it. The columns are in
+``wire_tasks`` does) and each payload made as ``wire_tasks`` makes it, cut in two
+(``values.call_head``, ``values.call_tail``): each distinct code head once a run
+(``SentColumns.heads``, protocol 6) and a tail per function (``messages_submit.sent_payloads``
+joins them for an older daemon). The columns are in
 ``wire_tasks``' order (Kahn's, ties in insertion order) and equal, field by field, to what
 ``submit_columns`` makes of its rows (``tests/unit/test_dag_columns.py``).
 
@@ -28,6 +31,9 @@ from handoffd.protocol.schema import Rows
 
 #: the default cost as ``wire_tasks`` sends it (every plain function's)
 _DEFAULT_COSTS = ({"cpu": 1.0},)
+#: a code head past this goes whole in each of its functions' frames, not in the message's head
+#: (``SubmitColumns.heads``): a frame past ``FAR_BYTES`` is sent by reference, a head never is
+HEAD_BYTES = 64 << 10
 
 
 class _NotPlain(Exception):
@@ -145,10 +151,16 @@ def _build(
     kinds: dict[str, int] = {}
     inclusion: list[int] = []
     priorities: list[int] = []
-    payloads: list[bytes] = []
-    codes: dict[int, bytes] = {}  # id(callable) -> its pickle, once a DAG (as wire_tasks)
-    shared: dict[int, bytes] = {}  # id(callable) -> the payload of a function with no literals
-    dumps_call = values.dumps_call
+    payloads: list[bytes] = []  # each function's payload's tail (whole where head_of is -1)
+    head_of: list[int] = []
+    heads: list[bytes] = []  # each distinct code head once (``SubmitColumns.heads``)
+    head_at: dict[bytes, int] = {}  # a head -> its index in heads
+    # id(callable) -> its head's index (-1: a head past HEAD_BYTES, sent whole: ``big``), once
+    # a DAG, as wire_tasks pickles each callable once
+    code_at: dict[int, int] = {}
+    big: dict[int, bytes] = {}  # id(callable) -> its head past HEAD_BYTES
+    call_tail = values.call_tail
+    no_literals = call_tail([], {})  # (the tail of every function without literals)
     no_kwargs: dict[str, Any] = {}
     last_kind = None
     last_code = 0
@@ -192,21 +204,25 @@ def _build(
             counts.append(0)
         code_key = id(code)
         try:
-            if extra:
-                pickled = codes.get(code_key)
-                if pickled is None:
-                    pickled = codes[code_key] = values.dumps_code(code, packages)
-                payload = dumps_call(pickled, extra, no_kwargs)  # (pickled, not kept: no copy)
-            else:
-                payload = shared.get(code_key)  # type: ignore[assignment]
-                if payload is None:
-                    pickled = codes.get(code_key)
-                    if pickled is None:
-                        pickled = codes[code_key] = values.dumps_code(code, packages)
-                    payload = shared[code_key] = dumps_call(pickled, [], {})
+            at = code_at.get(code_key)
+            if at is None:
+                head = values.call_head(values.dumps_code(code, packages))
+                if len(head) > HEAD_BYTES:  # (sent whole, in each of its functions' frames)
+                    at = -1
+                    big[code_key] = head
+                else:
+                    at = head_at.get(head)
+                    if at is None:
+                        at = head_at[head] = len(heads)
+                        heads.append(head)
+                code_at[code_key] = at
+            tail = call_tail(extra, no_kwargs) if extra else no_literals
+            if at < 0:
+                tail = big[code_key] + tail
         except Exception:
             raise _NotPlain from None  # (the rows' path says what cannot be pickled)
-        payloads.append(payload)
+        head_of.append(at)
+        payloads.append(tail)
         ids.append(key)
         if kind is not last_kind:
             at = kinds.get(kind)
@@ -220,6 +236,7 @@ def _build(
         order = _kahn(functions, ids, counts)
         ids = [ids[i] for i in order]
         payloads = [payloads[i] for i in order]
+        head_of = [head_of[i] for i in order]
         # the inclusions numbered as met in this order (as ``submit_columns`` numbers them)
         remap: dict[int, int] = {}
         inclusion = [remap.setdefault(inclusion[i], len(remap)) for i in order]
@@ -243,6 +260,8 @@ def _build(
         tuple(kinds),
         pack("B", inclusion),
         packed_priorities,
+        tuple(heads),
+        pack("i", head_of),
     )
     return columns, payloads
 

@@ -446,7 +446,11 @@ def plain_meta(meta: Any) -> bool:
 
 def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
     """A ``SubmitRun`` / ``SubmitAndWait`` checked (``check_submission``) and turned into the
-    scheduler's TaskSpecs, one code frame each; raises ValidationError."""
+    scheduler's TaskSpecs, one code frame each; raises ValidationError. A columns submission's
+    frames that came as code heads' tails (protocol 6) are read whole (``TaskColumns.whole``)."""
+    whole = getattr(msg.tasks, "whole", None)
+    if whole is not None:
+        frames = whole(frames)
     if len(msg.tasks) == 1:
         lone = _lone_spec(msg, frames)
         if lone is not None:

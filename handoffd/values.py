@@ -255,5 +255,32 @@ def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> by
     return b"".join((head, _bytes_op(data), data, _CALL_END))
 
 
+def call_head(code: bytes) -> bytes:
+    """A call payload's start around ``code`` (from ``dumps_code(fn)``): the part of
+    ``dumps_call(code, ...)`` that carries the code, the same object for an equal ``code`` while
+    cached. A submission sends it once a run (``SubmitColumns.heads``, protocol 6)."""
+    head = _heads.get(code)
+    if head is None:
+        if len(_heads) >= _CODE_CACHE_LIMIT:
+            _heads.clear()
+        head = _heads[code] = _CALL_GLOBAL + _bytes_op(code) + code
+    return head
+
+
+def call_tail(extra_args: list[Any], kwargs: dict[str, Any]) -> bytes:
+    """The rest of a call payload after ``call_head(code)``: the literals and the end, whatever
+    the code (``call_head(code) + call_tail(extra_args, kwargs)`` loads as ``dumps_call``'s)."""
+    if type(kwargs) is dict and not kwargs and type(extra_args) is list and len(extra_args) == 1:
+        one = extra_args[0]
+        if type(one) is int and -0x80000000 <= one <= 0x7FFFFFFF:
+            return b"".join((_ONE_INT_OPEN, _pack_int(one), _ONE_INT_CLOSE))
+    literals = (extra_args, kwargs)
+    if _plain(extra_args) and _plain(kwargs):
+        data = pickle.dumps(literals, protocol=PROTOCOL)
+    else:
+        data = cloudpickle.dumps(literals, protocol=PROTOCOL)
+    return b"".join((_bytes_op(data), data, _CALL_END))
+
+
 def loads(data: bytes | memoryview) -> Any:
     return pickle.loads(data)

@@ -85,6 +85,8 @@ def column_graph(
         tasks.inclusion,
         tasks.priorities,
         frames,
+        tasks.heads,
+        tasks.head_of,
     )
     found = plain_graph.column_links(ids, tasks.deps, index, True)
     if found is None:
@@ -124,17 +126,43 @@ def snapshot_columns(
 
 
 def column_snapshot(
-    tasks: Sequence[Any], specs: Sequence[TaskSpec]
+    tasks: Sequence[Any], specs: Sequence[TaskSpec], frames: Sequence[Any] = ()
 ) -> tuple[SnapshotColumns | None, tuple[TaskSpec, ...]]:
     """``snapshot_columns`` of a run ``column_graph`` built, and its ``snapshot.far_specs``: the
     specs' payloads read once for both (each read goes through the spec's ``__dict__``; the
-    lengths then compared in C calls)."""
+    lengths then compared in C calls). A run whose payloads came as code heads and tails
+    (``frames``, protocol 6) keeps them so, each head once: no payload past ``FAR_BYTES``
+    then (bounded by its head and its tail: else as whole payloads)."""
+    if type(tasks) is TaskColumns and tasks.head_of is not None and len(frames) >= len(tasks):
+        tails = tuple(map(bytes, frames[: len(tasks)]))
+        longest = max(map(len, tails), default=0) + max(map(len, tasks.heads), default=0)
+        if longest <= FAR_BYTES:
+            return _with_heads(tasks, tails), ()
     payloads = tuple(map(_PAYLOAD, specs))
     if max(map(len, payloads), default=0) <= FAR_BYTES:
         far: tuple[TaskSpec, ...] = ()
     else:
         far = far_specs(specs)
     return snapshot_columns(tasks, specs, far, payloads), far
+
+
+def _with_heads(tasks: TaskColumns, tails: tuple[bytes, ...]) -> SnapshotColumns:
+    """``snapshot_columns`` of a run that came with code heads: its tails and heads as they came
+    (a standby of 6 or more reads them: ``protocol.snapshot.encode_run``)."""
+    sent = tasks.sent
+    return SnapshotColumns(
+        sent.ids,
+        sent.dep_counts,
+        sent.deps,
+        tuple(resources.parse_cached(raw, what="cost") for raw in sent.costs),
+        sent.cost_of,
+        sent.inclusions,
+        sent.inclusion,
+        sent.priorities,
+        tails,
+        sent.heads,
+        sent.head_of,
+    )
 
 
 _PAYLOAD = attrgetter("payload")

@@ -224,7 +224,7 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
                 self._schedule_flush(due - FLUSH_INTERVAL)
 
     def _execute(self, instructions: list[object]) -> None:
-        frames: dict[tuple[str, bool], bytes] = {}  # (run, reads_columns) -> its snapshot frame
+        frames: dict[tuple[str, int], bytes] = {}  # (run, reads_columns) -> its snapshot frame
         off_loop: dict[str, list[rlog.SendSnapshot]] = {}  # run -> its snapshots packed apart
         for ins in instructions:
             if isinstance(ins, rlog.SendSnapshot):
@@ -277,7 +277,7 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
             return
 
         def done(out: Any, error: BaseException | None) -> None:
-            keys = ((run_id, True), (run_id, False))  # (its form is read by all of ``sends``)
+            keys = [(run_id, level) for level in levels]  # (its form is read by all of ``sends``)
             encoded, far = (dict.fromkeys(keys, out[0]), out[1]) if error is None else ({}, None)
             if error is not None:
                 log.error("run %s: snapshot not packed: %r", run_id, error, extra={"run": run_id})
@@ -292,13 +292,14 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
                         self.port.send(address, msg, frames, term=term)
 
         # The specs whose payloads it leaves out, too (``packed_far``: its intake's, if known).
-        columns = all(reads_columns(self.port.member(ins.node)) for ins in sends)
+        levels = [reads_columns(self.port.member(ins.node)) for ins in sends]
+        columns = min(levels, default=0)  # (the oldest standby's: what every one of them reads)
         self.offload.run(lambda: packed_far(run, columns), done)
 
     def _send_snapshot(
         self,
         ins: rlog.SendSnapshot,
-        encoded: dict[tuple[str, bool], bytes],
+        encoded: dict[tuple[str, int], bytes],
         far_of: tuple[Any, ...] | None = None,
     ) -> None:
         """``far_of``: the run's ``far_specs`` if worked out off the loop (else its intake's,

@@ -130,14 +130,14 @@ def _rebuilt(replica: Replica, order: Any) -> RunState:
     return out[0]
 
 
-def packed(run: Any, columns: bool = False) -> bytes:
+def packed(run: Any, columns: int = 0) -> bytes:
     """``encode_run(run, chunked=True, columns=columns)``, for the thread: its rows are garbage
     once packed."""
     with collector.paused():
         return encode_run(run, chunked=True, columns=columns)
 
 
-def packed_far(run: Any, columns: bool = False) -> tuple[bytes, tuple[Any, ...]]:
+def packed_far(run: Any, columns: int = 0) -> tuple[bytes, tuple[Any, ...]]:
     """``packed(run, columns)`` and the specs whose payloads it leaves out: its intake's
     (``Prebuilt.far``: the specs never change), else ``far_specs``, a walk over every spec."""
     prebuilt = run.prebuilt

@@ -34,6 +34,7 @@ from handoffd.errors import HandoffError
 from handoffd.freeing import copied, free
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ColumnError
+from handoffd.protocol.messages_snapshot import SNAPSHOT_HEADS_SINCE
 from handoffd.protocol.messages_submit import SubmitColumns, TaskColumns, as_submission
 from handoffd.protocol.schema import MESSAGE_OFFSET
 from handoffd.protocol.snapshot import far_specs, pack_parts
@@ -175,10 +176,12 @@ def _checked(
     columns = None
     if plain is not None and type(msg.tasks) is TaskColumns:
         # A plain run that came as columns: its snapshot's specs go as those columns.
-        columns, far = column_snapshot(msg.tasks, specs)
+        columns, far = column_snapshot(msg.tasks, specs, frames)
     else:
         far = far_specs(specs)
-    run.prebuilt = Prebuilt(pack_parts(run, columns), probes(run), far, columns is not None)
+    # (what a standby must reach to read the packed columns: 1 any that reads columns, heads 6)
+    needs = 0 if columns is None else SNAPSHOT_HEADS_SINCE if columns.heads else 1
+    run.prebuilt = Prebuilt(pack_parts(run, columns), probes(run), far, needs)
     return Prepared(decoded, specs=specs, graph=graph, run=run)
 
 

@@ -57,9 +57,18 @@ class SnapshotTask:
 SNAPSHOT_COLUMNS_SINCE = 5
 
 
-def reads_columns(member: MemberState | None) -> bool:
-    """Whether a standby (its state as membership knows it) reads ``RunSnapshot.columns``."""
-    return member is not None and member.protocol_max >= SNAPSHOT_COLUMNS_SINCE
+#: The first protocol version whose standbys read ``SnapshotColumns.heads``: an older one would
+#: take the tails for the payloads, so a run whose columns carry heads goes to it as spec rows.
+SNAPSHOT_HEADS_SINCE = 6
+
+
+def reads_columns(member: MemberState | None) -> int:
+    """Whether a standby (its state as membership knows it) reads ``RunSnapshot.columns``: 0 if
+    not, else its protocol version (``SNAPSHOT_HEADS_SINCE`` or more: their heads too), what
+    ``protocol.snapshot.encode_run``'s ``columns`` takes."""
+    if member is None or member.protocol_max < SNAPSHOT_COLUMNS_SINCE:
+        return 0
+    return member.protocol_max
 
 
 @struct
@@ -69,7 +78,9 @@ class SnapshotColumns:
     distinct cost map once (as parsed) with ``cost_of`` (i), inclusions with ``inclusion`` (B),
     ``priorities`` (q)), and the payloads in order (one past ``FAR_BYTES`` empty, as in a row).
     Every other spec field is as in a plain function: no pin, collocation, inline type, retries
-    or timeout."""
+    or timeout. Protocol 6 (``SNAPSHOT_HEADS_SINCE``): ``heads`` and ``head_of`` as in
+    ``SubmitColumns`` (each code head once, a payload then its tail: ``heads[head_of[i]] +
+    payloads[i]``, -1 whole); sent only to a standby whose range reaches 6."""
 
     ids: tuple[str, ...]
     dep_counts: bytes
@@ -80,6 +91,8 @@ class SnapshotColumns:
     inclusion: bytes
     priorities: bytes
     payloads: tuple[bytes, ...]
+    heads: tuple[bytes, ...] = ()
+    head_of: bytes = b""
 
 
 @struct

@@ -25,6 +25,7 @@ from dataclasses import replace
 from itertools import accumulate
 from typing import Any, overload
 
+from handoffd.config import PROTOCOL_MAX
 from handoffd.protocol import columns
 from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages import SubmitAndWait, SubmitRun, TaskMeta
@@ -34,6 +35,10 @@ from handoffd.protocol.schema import Rows
 #: The first protocol version whose daemons read ``SubmitColumns``: a daemon of an older range
 #: would drop it as an unknown type and the client would wait for nothing.
 COLUMNS_SINCE = 4
+#: The first protocol version whose daemons read ``SubmitColumns.heads``: an older one ignores the
+#: trailing fields and would take each frame (a tail) for the whole payload, so it is sent whole
+#: payloads (``sent_payloads``).
+HEADS_SINCE = 6
 
 
 @message(490, since=COLUMNS_SINCE)
@@ -42,7 +47,11 @@ class SubmitColumns:
     ``max_bytes`` and ``release`` are its) of plain functions, as columns (module doc). Per
     function: ``ids``, ``dep_counts`` (i: how many of ``deps`` are its, in order), ``cost_of`` (i,
     index into ``costs``), ``inclusion`` (B, index into ``inclusions``), ``priorities`` (q).
-    Frames: one payload per function, in ``ids`` order, then the packages' zips."""
+    Frames: one payload per function, in ``ids`` order, then the packages' zips. Protocol 6
+    (``HEADS_SINCE``): ``heads`` holds each distinct code head once (a payload's start that
+    carries the function's pickled code, ``values.call_head``) and ``head_of`` (i, one per
+    function) says whose: the function's frame is then only its payload's tail, the payload
+    ``heads[head_of[i]] + frame``; -1 (or no ``head_of``): the frame is the whole payload."""
 
     request_id: int
     run_id: str
@@ -62,6 +71,8 @@ class SubmitColumns:
     max_bytes: int
     release: bool
     packages: tuple[str, ...] = ()
+    heads: tuple[bytes, ...] = ()
+    head_of: bytes = b""
 
 
 _NO_DEPS: tuple[str, ...] = ()
@@ -79,6 +90,8 @@ class TaskColumns(Sequence[TaskMeta]):
         "inclusions",
         "inclusion",
         "priorities",
+        "heads",
+        "head_of",
         "sent",
     )
 
@@ -104,12 +117,35 @@ class TaskColumns(Sequence[TaskMeta]):
         self.inclusions = msg.inclusions
         self.inclusion = inclusion
         self.priorities = columns.unpack("q", msg.priorities, n, "SubmitColumns.priorities")
+        #: the code heads (protocol 6) and each function's index into them (-1: its frame is
+        #: whole); ``head_of`` None when no frame is a tail
+        self.heads = msg.heads
+        self.head_of: list[int] | None = None
+        if msg.head_of or msg.heads:
+            head_of = columns.unpack("i", msg.head_of, n, "SubmitColumns.head_of")
+            columns._indices(head_of, len(msg.heads), "SubmitColumns.head_of", low=-1)
+            self.head_of = head_of
         #: the message as it came: its arrays go on, as they are, in the run's snapshot
         #: (``daemon.intake_columns.snapshot_columns``)
         self.sent = msg
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def whole(self, frames: Sequence[Any]) -> Sequence[Any]:
+        """``frames`` (one per function, then the packages') with each function's payload whole:
+        its head joined to its tail where it came cut (for the readers of whole payloads: the
+        general path's ``validation.wire_specs``, a takeover's specs)."""
+        head_of = self.head_of
+        n = len(self.ids)
+        if head_of is None or len(frames) < n:  # (too few: the caller's check says so)
+            return frames
+        heads = self.heads
+        out: list[Any] = [
+            heads[h] + frames[i] if h >= 0 else frames[i] for i, h in enumerate(head_of)
+        ]
+        out += frames[n:]
+        return out
 
     @overload
     def __getitem__(self, at: int) -> TaskMeta: ...
@@ -276,6 +312,8 @@ class SentColumns:
         "inclusions",
         "inclusion",
         "priorities",
+        "heads",
+        "head_of",
     )
 
     def __init__(
@@ -288,6 +326,8 @@ class SentColumns:
         inclusions: tuple[str, ...],
         inclusion: bytes,
         priorities: bytes,
+        heads: tuple[bytes, ...] = (),
+        head_of: bytes = b"",
     ) -> None:
         self.ids = ids
         self.dep_counts = dep_counts
@@ -297,6 +337,10 @@ class SentColumns:
         self.inclusions = inclusions
         self.inclusion = inclusion
         self.priorities = priorities
+        #: (protocol 6) the code heads and each function's index into them: the payloads built
+        #: with these are tails (``sent_payloads`` joins them for a daemon below 6)
+        self.heads = heads
+        self.head_of = head_of
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -316,7 +360,7 @@ class SentColumns:
         ]
 
 
-def _sent_columns(msg: SubmitRun | SubmitAndWait, tasks: SentColumns) -> SubmitColumns:
+def _sent_columns(msg: SubmitRun | SubmitAndWait, tasks: SentColumns, heads: bool) -> SubmitColumns:
     answer = isinstance(msg, SubmitAndWait)
     return SubmitColumns(
         msg.request_id,
@@ -337,7 +381,26 @@ def _sent_columns(msg: SubmitRun | SubmitAndWait, tasks: SentColumns) -> SubmitC
         msg.max_bytes if isinstance(msg, SubmitAndWait) else 0,
         msg.release if isinstance(msg, SubmitAndWait) else False,
         msg.packages,
+        tasks.heads if heads else (),
+        tasks.head_of if heads else b"",
     )
+
+
+def _reads_heads(daemon_max: int) -> bool:
+    """Whether a submission to a daemon whose range ends at ``daemon_max`` goes with code heads:
+    it and this process (``HANDOFFD_TEST_PROTOCOL`` may play an older client) both reach 6."""
+    return min(daemon_max, PROTOCOL_MAX) >= HEADS_SINCE
+
+
+def sent_payloads(tasks: Any, payloads: list[Any], daemon_max: int) -> list[Any]:
+    """The payload frames to send with ``as_sent(msg, daemon_max)`` of a submission whose tasks
+    are ``tasks`` and payloads ``payloads``: as built, or each joined whole (head and tail) when
+    they were built as tails and the daemon reads no heads."""
+    if type(tasks) is not SentColumns or not tasks.heads or _reads_heads(daemon_max):
+        return payloads
+    heads = tasks.heads
+    head_of = columns.unpack("i", tasks.head_of, len(tasks.ids), "SentColumns.head_of")
+    return [heads[h] + payloads[i] if h >= 0 else payloads[i] for i, h in enumerate(head_of)]
 
 
 def as_sent(
@@ -350,7 +413,7 @@ def as_sent(
     if type(tasks) is SentColumns:
         if daemon_max < COLUMNS_SINCE:
             return replace(msg, tasks=Rows(tasks.rows()))
-        return _sent_columns(msg, tasks)
+        return _sent_columns(msg, tasks, _reads_heads(daemon_max))
     if daemon_max < COLUMNS_SINCE:
         return msg
     return submit_columns(msg) or msg
@@ -361,10 +424,12 @@ _PLAIN_TAIL = (None, None, False, None, None)
 
 __all__ = [
     "COLUMNS_SINCE",
+    "HEADS_SINCE",
     "SentColumns",
     "SubmitColumns",
     "TaskColumns",
     "as_sent",
     "as_submission",
+    "sent_payloads",
     "submit_columns",
 ]

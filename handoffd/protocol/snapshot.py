@@ -250,7 +250,7 @@ def _pack_rows(rows: list[Any], chunk: int = 2048) -> bytes:
     return b"".join(parts)
 
 
-def encode_run(run: Any, *, chunked: bool = False, columns: bool = False) -> bytes:
+def encode_run(run: Any, *, chunked: bool = False, columns: int = 0) -> bytes:
     """The frame for a live ``scheduler.run.RunState`` as a standby gets it (no histories): what
     ``encode_run_data(run.snapshot(history=False))`` gives, without building that plain data.
 
@@ -262,15 +262,16 @@ def encode_run(run: Any, *, chunked: bool = False, columns: bool = False) -> byt
     owner's ``daemon.replication`` packs a big run's snapshot off its loop): a packer of its own,
     and the specs and tasks packed in short C calls (``_pack_rows``), the same bytes.
     ``columns``: the standby reads ``RunSnapshot.columns`` (its range reaches
-    ``SNAPSHOT_COLUMNS_SINCE``); the specs go as columns when its intake packed them so
-    (``Prebuilt.columns``), else as rows, which every standby reads."""
+    ``SNAPSHOT_COLUMNS_SINCE``: ``messages_snapshot.reads_columns``, its version); the specs go as
+    columns when its intake packed them so for a standby of that version (``Prebuilt.columns``:
+    code heads need 6), else as rows, which every standby reads."""
     o = run.options
     error = error_to_info(run.error)
     prebuilt = run.prebuilt
     packed = prebuilt.packed if prebuilt is not None else None
     packer = msgpack.Packer(use_bin_type=True, autoreset=True) if chunked else _packer
     as_columns = packed is not None and prebuilt.columns
-    use_columns = columns and as_columns
+    use_columns = as_columns and columns and columns >= prebuilt.columns
     specs: Any = None
     tasks: Any = None
     if packed is not None:
@@ -520,7 +521,7 @@ def _column_specs(c: SnapshotColumns, rows: int) -> list[dict[str, Any]]:
             tasks.cost_of,
             tasks.inclusion,
             tasks.priorities,
-            c.payloads,
+            tasks.whole(c.payloads),  # (each joined to its code head, if it came cut)
             strict=True,
         )
     ]

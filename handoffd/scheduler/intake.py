@@ -49,8 +49,10 @@ class Prebuilt:
     # The specs whose payloads the snapshot leaves out (``protocol.snapshot.far_specs``), for
     # ``OwnerPayloads.refs`` at the run's first snapshot; None: not worked out.
     far: tuple[Any, ...] | None = None
-    # ``packed``'s specs are ``RunSnapshot.columns`` (``pack_parts``' ``columns``), not spec rows.
-    columns: bool = False
+    # ``packed``'s specs are ``RunSnapshot.columns`` (``pack_parts``' ``columns``), not spec rows,
+    # when not 0: then the protocol version a standby must reach to read them (1: any that reads
+    # columns; code heads: 6).
+    columns: int = 0
 
 
 def probes(run: RunState) -> tuple[str, ...]:

@@ -122,11 +122,14 @@ def column_specs(
     inclusion: Sequence[int],
     priorities: Sequence[int],
     payloads: Sequence[Any],
+    heads: Sequence[bytes] = (),
+    head_of: Sequence[int] | None = None,
 ) -> list[TaskSpec]:
     """The specs of a checked ``TaskColumns`` run (``intake_columns.column_graph``): function
     ``i`` with ``ids[i]``, ``deps[i]``, the parsed cost map ``costs[cost_of[i]]`` (one dict per
     cost shape, shared), the inclusion ``kinds[inclusion[i]]``, ``priorities[i]`` and
-    ``payloads[i]`` as bytes; the fields a plain function leaves at their defaults as the
+    ``payloads[i]`` as bytes (with ``head_of``, protocol 6: ``heads[head_of[i]] + payloads[i]``,
+    one copy as ``bytes`` was, ``payloads[i]`` whole where it is -1); the fields a plain function leaves at their defaults as the
     dataclass's defaults. Each spec's fields are stored one by one, in field order, as the
     dataclass's ``__init__`` stores them (``_store``): in the instance's own value slots, its
     keys the class's shared ones, with no keyword dict built per spec and no ``__dict__`` made
@@ -138,7 +141,12 @@ def column_specs(
         _store(spec, "id", ids[i])  # noqa: F821
         _store(spec, "deps", deps[i])  # noqa: F821
         _store(spec, "cost", costs[cost_of[i]])  # noqa: F821
-        _store(spec, "payload", bytes(payloads[i]))  # noqa: F821
+        if head_of is None:
+            _store(spec, "payload", bytes(payloads[i]))  # noqa: F821
+        else:
+            at = head_of[i]
+            payload = heads[at] + payloads[i] if at >= 0 else bytes(payloads[i])
+            _store(spec, "payload", payload)  # noqa: F821
         _store(spec, "argument_inclusion", kinds[inclusion[i]])  # noqa: F821
         _store(spec, "node", None)  # noqa: F821
         _store(spec, "collocate_with", None)  # noqa: F821

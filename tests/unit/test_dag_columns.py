@@ -17,10 +17,12 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.codec import Codec, Rows
 from handoffd.protocol.messages_submit import (
     COLUMNS_SINCE,
+    HEADS_SINCE,
     SentColumns,
     SubmitColumns,
     as_sent,
     as_submission,
+    sent_payloads,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,7 +89,17 @@ def test_direct_columns_are_the_records_columns(seed: int) -> None:
     assert built is not None
     sent, payloads = built
     rows, old_payloads = _rows_path(dag, priority, **_options())
-    assert payloads == old_payloads
+    # built as tails and heads (protocol 6); whole for a daemon below 6, as the rows' path's
+    whole = sent_payloads(sent, payloads, HEADS_SINCE - 1)
+    assert whole == old_payloads
+    assert sent_payloads(sent, payloads, HEADS_SINCE) is payloads
+    with_heads = as_sent(m.SubmitRun(1, "r1", sent, 3, "binpack", None), HEADS_SINCE)  # type: ignore[arg-type]
+    assert type(with_heads) is SubmitColumns and with_heads.heads == sent.heads
+    decoded6 = CODEC.decode(
+        [bytes(f) for f in CODEC.encode(with_heads, sender="c", frames=payloads)]
+    )
+    assert decoded6 is not None
+    assert list(as_submission(decoded6.msg).tasks.whole(decoded6.frames)) == old_payloads  # type: ignore[union-attr]
     for answer in (False, True):
         args = (1, "r1", 3, "binpack", ("f0",))
         if answer:
@@ -98,7 +110,7 @@ def test_direct_columns_are_the_records_columns(seed: int) -> None:
             old = m.SubmitRun(*args[:2], rows, *args[2:])  # type: ignore[arg-type]
         columns_new, columns_old = as_sent(new, COLUMNS_SINCE), as_sent(old, COLUMNS_SINCE)
         assert type(columns_new) is SubmitColumns and columns_new == columns_old
-        frames = CODEC.encode(columns_new, sender="c", frames=payloads)
+        frames = CODEC.encode(columns_new, sender="c", frames=whole)
         assert frames == CODEC.encode(columns_old, sender="c", frames=old_payloads)
         decoded = CODEC.decode([bytes(f) for f in frames])
         assert decoded is not None
@@ -110,8 +122,8 @@ def test_direct_columns_are_the_records_columns(seed: int) -> None:
             assert type(records) is type(old)
             assert CODEC.encode(records, sender="c") == CODEC.encode(old, sender="c")
     # what the daemon's workers run: the same calls
-    for payload in payloads[:5]:
-        assert payload == old_payloads[payloads.index(payload)]
+    for payload in whole[:5]:
+        assert payload == old_payloads[whole.index(payload)]
         assert values.loads_call(payload) is not None
 
 
