@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -42,15 +43,16 @@ def pair(daemons: Any) -> tuple[Any, Any]:
     return a, b
 
 
-@pytest.fixture
-def worker() -> Iterator[tuple[Any, Any]]:
-    """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one."""
+@contextlib.contextmanager
+def spawned_worker(*extra: Any) -> Iterator[tuple[Any, Any]]:
+    """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one;
+    ``extra``: ``_process.main``'s arguments after its name tuple (e.g. the cancel count)."""
     from handoffd.worker import _process
 
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=True)
     proc = ctx.Process(
-        target=_process.main, args=(child, None, ("t", os.getpid(), "", 0.0)), daemon=True
+        target=_process.main, args=(child, None, ("t", os.getpid(), "", 0.0), *extra), daemon=True
     )
     proc.start()
     child.close()
@@ -65,3 +67,16 @@ def worker() -> Iterator[tuple[Any, Any]]:
             except ProcessLookupError:
                 pass
         proc.join(10)
+
+
+@pytest.fixture
+def spawn_worker() -> Any:
+    """``spawned_worker``, for a test that starts a worker with more arguments."""
+    return spawned_worker
+
+
+@pytest.fixture
+def worker() -> Iterator[tuple[Any, Any]]:
+    """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one."""
+    with spawned_worker() as started:
+        yield started

@@ -6,10 +6,8 @@ saves: the ``poll`` of every job that no cancel follows)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,31 +24,15 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def counted() -> Iterator[tuple[Any, _cancels.Count]]:
+def counted(spawn_worker: Any) -> Iterator[tuple[Any, _cancels.Count]]:
     """(our end of the pipe, the cancel count) of a worker started as a WorkerPool starts one."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=True)
     count = _cancels.Count.create()
     assert count is not None
-    proc = ctx.Process(
-        target=_process.main,
-        args=(child, None, ("t", os.getpid(), "", 0.0), count.for_worker()),
-        daemon=True,
-    )
-    proc.start()
-    child.close()
     try:
-        assert parent.poll(30) and parent.recv_bytes() == _process.READY
-        yield parent, count
+        with spawn_worker(count.for_worker()) as (_, parent):
+            yield parent, count
     finally:
-        parent.close()
         count.close()
-        if proc.pid is not None:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.join(10)
 
 
 def waiting_for(paths: tuple[str, str]) -> int:
