@@ -10,6 +10,10 @@ from handoffd.scheduler.room_index cimport NodeState as CNodeState
 from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
+@cython.locals(load=dict, eps=double, q=double)
+cpdef bint _wave_open(CNodeState n, dict outstanding)
+
+
 cdef class FillPasses(Demand):
     cdef public bint indexed
     cdef public object _window_fill
@@ -20,8 +24,8 @@ cdef class FillPasses(Demand):
         self, list alive, ReadyQueue ready, object dispatch, bint low_water
     )
     @cython.locals(window=double)
-    cpdef bint _some_window_opens(self, list nodes, bint low_water)
-    @cython.locals(nodes=list, load=dict, outstanding=dict, eps=double, n=CNodeState, q=double)
+    cpdef bint _some_window_opens(self, set names, bint low_water)
+    @cython.locals(nodes=list, outstanding=dict, n=CNodeState)
     cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
     @cython.locals(
         run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,

@@ -31,6 +31,19 @@ EPS = core.EPS
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 
 
+def _wave_open(n: NodeState | None, outstanding: dict[str, dict[str, float]]) -> bool:
+    """``n``'s capacity is above our outstanding demand there in some kind it has (by more than
+    ``EPS``): ``_fill_waves`` may queue on it. (None, no live node: no.)"""
+    if n is None:  # (compiled: a C field read of None would crash the daemon)
+        return False
+    load = outstanding.get(n.name)
+    eps = EPS  # (compiled: C doubles, the node's capacity field and no empty dict a node)
+    for k, q in n._capacity.items():
+        if q > 0.0 and q - (load.get(k, 0.0) if load is not None else 0.0) > eps:
+            return True
+    return False
+
+
 class FillPasses(Demand):
     """The fill passes over the books (``Demand``); ``ClusterView`` sets the core's kernels."""
 
@@ -65,17 +78,15 @@ class FillPasses(Demand):
         nodes = alive
         capacities = [n.capacity for n in alive] if not self.indexed else []
         if self.indexed:
-            if not self._rooms._fillable.members:
-                # (no window may take part: what ``_some_window_opens`` finds for no nodes, read
-                # off the set's size, where the ordered list and its nodes cost a busy owner's
-                # every pass that finds nothing to fill)
+            # (the set unordered first: whether some window opens does not depend on the order,
+            # and the ordered list is rebuilt after each change of the set, which a busy owner's
+            # every pass makes while most of its fill passes find nothing to fill)
+            if not self._some_window_opens(self._rooms._fillable.members, low_water):
                 return
             # Only nodes that can take part (``room_index``), and one that cannot, carrying the
             # largest capacity of each kind: the core scales binpack's score by it, as with all.
             # (the dict's own get: ``Nodes``' subscript is a Python-level slot call a node)
             nodes = [dict.get(self.nodes, name) for name in self._rooms.fillable()]  # type: ignore[misc]
-            if not self._some_window_opens(nodes, low_water):
-                return
             capacities = [n.capacity for n in nodes]
             capacities.append(self._rooms.top(alive))
         window = self.window
@@ -90,19 +101,25 @@ class FillPasses(Demand):
         )
         self._walk(fill, nodes, ready, dispatch, timed)
 
-    def _some_window_opens(self, nodes: list[NodeState], low_water: bool) -> bool:
-        """Whether ``window_fill`` would open some of ``nodes`` for a top-up: room in a kind it
-        has and budget left (``may_take_part``: the same arithmetic), and, with ``low_water``,
-        below the low-water mark (the core's ``below_low_water``, its test). The fillable set is
-        as of the pass's start, and the free pass's dispatches may have closed every window in
-        it since (one freed slot refilled: most passes of a busy owner): the core's pass and the
-        walk were built then for no task."""
+    def _some_window_opens(self, names: set[str], low_water: bool) -> bool:
+        """Whether ``window_fill`` would open some of the live nodes ``names`` for a top-up:
+        room in a kind it has and budget left (``may_take_part``: the same arithmetic), and,
+        with ``low_water``, below the low-water mark (the core's ``below_low_water``, its test).
+        The fillable set is as of the pass's start, and the free pass's dispatches may have
+        closed every window in it since (one freed slot refilled: most passes of a busy owner):
+        the core's pass and the walk were built then for no task."""
         below = self._below
         window = float(self.window)
-        for n in nodes:
-            if self.may_take_part(n) and (
-                not low_water
-                or below(n.capacity, self.outstanding.get(n.name, {}), window, LOW_WATER)
+        nodes = self.nodes
+        for name in names:
+            n = dict.get(nodes, name)
+            if (
+                n is not None
+                and self.may_take_part(n)
+                and (
+                    not low_water
+                    or below(n.capacity, self.outstanding.get(n.name, {}), window, LOW_WATER)
+                )
             ):
                 return True
         return False
@@ -117,8 +134,13 @@ class FillPasses(Demand):
         nodes: list[NodeState] = []
         candidates = alive
         if self.indexed:
-            if not self._rooms._with_wave.members:
-                return  # (no node has wave room: the walk below would find none, read off the size)
+            # (the set unordered first, as ``_fill_windows``: no node has wave room now, the
+            # walk below would find none, and the ordered list was rebuilt for nothing)
+            for name in self._rooms._with_wave.members:
+                if _wave_open(dict.get(self.nodes, name), self.outstanding):
+                    break
+            else:
+                return
             # Only nodes with capacity above our demand somewhere (``room_index``), as of the
             # refresh at the start of this pass (``place``): since then only our dispatches
             # happened, which only raise our demand, so that set still holds every node that has
@@ -127,13 +149,9 @@ class FillPasses(Demand):
             # recomputes anyway.
             candidates = [dict.get(self.nodes, name) for name in self._rooms.with_wave()]  # type: ignore[misc]
         outstanding = self.outstanding
-        eps = EPS  # (compiled: C doubles, the node's capacity field and no empty dict a node)
         for n in candidates:
-            load = outstanding.get(n.name)
-            for k, q in n._capacity.items():
-                if q > 0.0 and q - (load.get(k, 0.0) if load is not None else 0.0) > eps:
-                    nodes.append(n)
-                    break
+            if _wave_open(n, outstanding):
+                nodes.append(n)
         if not nodes:
             return
         capacities = [n.capacity for n in nodes]
