@@ -26,12 +26,14 @@ OPT_FLAGS = [f"-O{OPT_LEVEL}"]
 #: The owner's hot scheduler modules compiled from their .py with the .pxd beside it (the Makefile
 #: checks each is an extension module after ``make build``): durations (learned estimates), run
 #: (task records, a run's moves), ready (the ready queue), demand (outstanding demand, work,
-#: unanswered dispatches), cluster_view (the placement pass).
+#: unanswered dispatches), fill_passes (the placement pass's window and wave fills), cluster_view
+#: (the placement pass).
 SCHEDULER_COMPILED = (
     "durations",
     "run",
     "ready",
     "demand",
+    "fill_passes",
     "cluster_view",
     "owner_queries",
     "owner_books",

@@ -16,6 +16,7 @@ COMPILED = (
     "run",
     "ready",
     "demand",
+    "fill_passes",
     "cluster_view",
     "owner_queries",
     "owner_books",

@@ -4,7 +4,7 @@
 
 cimport cython
 
-from handoffd.scheduler.demand cimport Demand
+from handoffd.scheduler.fill_passes cimport FillPasses
 from handoffd.scheduler.ready cimport ReadyQueue
 from handoffd.scheduler.room_index cimport NodeState as CNodeState
 from handoffd.scheduler.run cimport RunState, TaskRecord
@@ -14,17 +14,14 @@ cpdef bint _none_positive(dict total)
 cpdef bint any_free(dict free)
 
 
-cdef class ClusterView(Demand):
+cdef class ClusterView(FillPasses):
     cdef public object backend
     cdef public object _core
-    cdef public bint indexed
     cdef public bint short
     cdef public bint saturated
     cdef public object _fits
     cdef public object _prefer
     cdef public object _place_kernel
-    cdef public object _window_fill
-    cdef public object _below
     cdef public tuple _shape_items
     cdef public dict _shape_dict
 
@@ -63,16 +60,3 @@ cdef class ClusterView(Demand):
     cpdef object _place_one(self, dict free, tuple entry)
     @cython.locals(kinds=set, least=dict, room=dict, names=list, frees=list)
     cpdef tuple _candidates(self, dict free, list demands)
-    @cython.locals(timed=bint, window=Py_ssize_t)
-    cpdef _fill_windows(
-        self, list alive, ReadyQueue ready, object dispatch, bint low_water
-    )
-    @cython.locals(window=double)
-    cpdef bint _some_window_opens(self, list nodes, bint low_water)
-    @cython.locals(nodes=list, load=dict, outstanding=dict, eps=double, n=CNodeState, q=double)
-    cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
-    @cython.locals(
-        run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
-        seconds=double, chosen=Py_ssize_t, item=tuple,
-    )
-    cpdef _walk(self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed)

@@ -60,25 +60,24 @@ whether a node's window is due (``below_low_water``) and which node a window tas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable
 from handoffd.scheduler import fitness, placement
-from handoffd.scheduler.demand import Demand
-from handoffd.scheduler.durations import UNKNOWN_CHARGE
+from handoffd.scheduler.fill_passes import LOW_WATER as LOW_WATER
+from handoffd.scheduler.fill_passes import MAX_MISSES as MAX_MISSES
+from handoffd.scheduler.fill_passes import DispatchFn as DispatchFn
+from handoffd.scheduler.fill_passes import FillPasses
 from handoffd.scheduler.invariants import validate_view
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.room_index import NodeState as NodeState
 from handoffd.scheduler.run import READY, RUN_RUNNING, RunState, TaskRecord
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
-MAX_MISSES = 64  # consecutive ready tasks that cannot fit anywhere before the scan stops
 MAX_SHAPES = 16  # distinct (pin, cost) shapes queued beyond which placement does not pre-check them
 WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
-#: A node's window is topped up only once its outstanding demand fell to this fraction of it.
-LOW_WATER = 0.5
 #: Work (expected seconds at full parallelism, ``durations``) a node may hold of ours beyond what
 #: starts at once: about a dispatch's round trip plus a few ms. A node whose work is above it gets
 #: nothing queued. A task of unknown duration counts as ``UNKNOWN_CHARGE`` (long): it is queued
@@ -87,10 +86,6 @@ LOW_WATER = 0.5
 #: then closes that node's budget.
 QUEUE_SECONDS = 0.005
 EPS = core.EPS
-
-#: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
-#: True: to its window, beyond its free resources (it may wait in the node's queue).
-DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 
 
 def _none_positive(total: dict[str, float]) -> bool:
@@ -116,9 +111,9 @@ def any_free(free: dict[str, dict[str, float]]) -> bool:
     return False
 
 
-class ClusterView(Demand):
+class ClusterView(FillPasses):
     """Nodes as we see them, our outstanding demand on them, our unanswered dispatches (``Demand``,
-    compiled); places ready tasks."""
+    compiled); places ready tasks (the fill passes: ``FillPasses``)."""
 
     def __init__(
         self,
@@ -143,9 +138,6 @@ class ClusterView(Demand):
         # The last queued shape's cost items and that cost as a dict (``_shape_cost``).
         self._shape_items: tuple[tuple[str, float], ...] | None = None
         self._shape_dict: dict[str, float] = {}
-        # ``indexed`` False: every pass builds every node's room (the reference the index is
-        # tested against).
-        self.indexed = True
         # ``short`` False: every batch goes through the adapter (``place_batch``: the reference
         # ``_place_short`` is tested against).
         self.short = True
@@ -477,170 +469,6 @@ class ClusterView(Demand):
         for name in free:  # (live nodes: the dict's own get, not ``Nodes``' subscript)
             capacities.append(dict.get(nodes, name)._capacity)  # type: ignore[union-attr]
         return [self._core.place_one(need, free, capacities, pin, pref, run.options.policy)]
-
-    def _fill_windows(
-        self,
-        alive: list[NodeState],
-        ready: ReadyQueue,
-        dispatch: DispatchFn,
-        low_water: bool,
-    ) -> None:
-        """Dispatch ready tasks to node queues while each node's outstanding demand stays within
-        ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
-        left fullest, spread: most room as a fraction, first_fit: first); a pinned task only to its
-        node; never a task the node's capacity cannot hold; collocation groups are skipped.
-
-        When it runs (``place``): in a pass that placed something on free resources, every node is
-        topped up; when nothing is free anywhere (every pass while the cluster is saturated),
-        ``low_water``: only a node whose outstanding demand fell to ``LOW_WATER`` of its window (on
-        its fullest kind) is topped up, to the full window, so one dispatch message carries many
-        tasks and a pass runs rarely instead of on every report. A node passed over still has more
-        than ``LOW_WATER`` x ``window`` x its capacity of our work queued or running: it cannot
-        idle on our account."""
-        timed = self.queue_seconds is not None
-        nodes = alive
-        capacities = [n.capacity for n in alive] if not self.indexed else []
-        if self.indexed:
-            if not self._rooms._fillable.members:
-                # (no window may take part: what ``_some_window_opens`` finds for no nodes, read
-                # off the set's size, where the ordered list and its nodes cost a busy owner's
-                # every pass that finds nothing to fill)
-                return
-            # Only nodes that can take part (``room_index``), and one that cannot, carrying the
-            # largest capacity of each kind: the core scales binpack's score by it, as with all.
-            # (the dict's own get: ``Nodes``' subscript is a Python-level slot call a node)
-            nodes = [dict.get(self.nodes, name) for name in self._rooms.fillable()]  # type: ignore[misc]
-            if not self._some_window_opens(nodes, low_water):
-                return
-            capacities = [n.capacity for n in nodes]
-            capacities.append(self._rooms.top(alive))
-        window = self.window
-        loads = [self.outstanding.get(n.name, {}) for n in nodes]
-        budgets = [self.budget(n.name) for n in nodes] if timed else None
-        if self.indexed:
-            loads.append({k: q * float(window) for k, q in capacities[-1].items()})  # no room
-            if budgets is not None:
-                budgets.append(0.0)
-        fill = self._window_fill(
-            capacities, loads, window, LOW_WATER if low_water else None, budgets
-        )
-        self._walk(fill, nodes, ready, dispatch, timed)
-
-    def _some_window_opens(self, nodes: list[NodeState], low_water: bool) -> bool:
-        """Whether ``window_fill`` would open some of ``nodes`` for a top-up: room in a kind it
-        has and budget left (``may_take_part``: the same arithmetic), and, with ``low_water``,
-        below the low-water mark (the core's ``below_low_water``, its test). The fillable set is
-        as of the pass's start, and the free pass's dispatches may have closed every window in
-        it since (one freed slot refilled: most passes of a busy owner): the core's pass and the
-        walk were built then for no task."""
-        below = self._below
-        window = float(self.window)
-        for n in nodes:
-            if self.may_take_part(n) and (
-                not low_water
-                or below(n.capacity, self.outstanding.get(n.name, {}), window, LOW_WATER)
-            ):
-                return True
-        return False
-
-    def _fill_waves(self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn) -> None:
-        """Queue ready tasks on nodes our outstanding demand does not fill, up to their capacity
-        (see the module's docstring): the core's ``window_fill`` with a window of one wave and
-        no time budget picks the node by the run's policy; pins and groups as in
-        ``_fill_windows``. Nothing without a time budget."""
-        if self.queue_seconds is None or self.window <= 1 or not ready:
-            return
-        nodes: list[NodeState] = []
-        candidates = alive
-        if self.indexed:
-            if not self._rooms._with_wave.members:
-                return  # (no node has wave room: the walk below would find none, read off the size)
-            # Only nodes with capacity above our demand somewhere (``room_index``), as of the
-            # refresh at the start of this pass (``place``): since then only our dispatches
-            # happened, which only raise our demand, so that set still holds every node that has
-            # wave room now (a superset, checked against the books below). Refreshing again
-            # recomputed the rooms of every node the pass dispatched to, which the next pass
-            # recomputes anyway.
-            candidates = [dict.get(self.nodes, name) for name in self._rooms.with_wave()]  # type: ignore[misc]
-        outstanding = self.outstanding
-        eps = EPS  # (compiled: C doubles, the node's capacity field and no empty dict a node)
-        for n in candidates:
-            load = outstanding.get(n.name)
-            for k, q in n._capacity.items():
-                if q > 0.0 and q - (load.get(k, 0.0) if load is not None else 0.0) > eps:
-                    nodes.append(n)
-                    break
-        if not nodes:
-            return
-        capacities = [n.capacity for n in nodes]
-        loads = [self.outstanding.get(n.name, {}) for n in nodes]
-        # One node that cannot take part, carrying the largest capacity of each kind: the core
-        # scales binpack's score by it, as with all the live nodes (as ``_fill_windows``).
-        top = self._rooms.top(alive)
-        capacities.append(top)
-        loads.append(dict(top))
-        fill = self._window_fill(capacities, loads, 1, None, None)
-        self._walk(fill, nodes, ready, dispatch, False)
-
-    def _walk(
-        self,
-        fill: Any,
-        nodes: list[NodeState],
-        ready: ReadyQueue,
-        dispatch: DispatchFn,
-        timed: bool,
-    ) -> None:
-        """The fill passes' walk over the ready queue: each task (not in a group: its own pin only)
-        to the node ``fill`` (the core's ``window_fill`` over ``nodes``) picks by its run's policy,
-        charged its learned duration when ``timed``; a shape that found no room is skipped after,
-        and the walk stops after ``MAX_MISSES`` misses in a row or once every queued shape missed."""
-        if not fill.left:
-            return
-        durations = self.durations
-        index = {n.name: i for i, n in enumerate(nodes)}
-        misses = 0
-        missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
-        try:
-            ready.begin()
-            while True:
-                item = ready.step()
-                if item is None:
-                    break
-                run, rec = item
-                if run.group_of and run.group_of.get(rec.id) is not None:
-                    continue
-                pin = rec.spec.node  # not in a group: its own pin only
-                # (the shape tuple only once something missed: a walk that fits builds none)
-                if missed and (pin, rec.cost_items) in missed:
-                    misses += 1
-                    if misses >= MAX_MISSES:
-                        break
-                    continue
-                seconds = durations.estimate(rec.id, rec.cost_items) if timed else 0.0
-                if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
-                    seconds = UNKNOWN_CHARGE
-                if pin is None:
-                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy, seconds)
-                else:  # (pinned to a node not alive: no room anywhere for it)
-                    at = index.get(pin)
-                    chosen = (
-                        -1
-                        if at is None
-                        else fill.pick(rec.spec.cost, at, run.options.policy, seconds)
-                    )
-                if chosen < 0:
-                    missed.add((pin, rec.cost_items))
-                    misses += 1
-                    if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
-                        break  # (every shape queued missed: the rest would too)
-                    continue
-                misses = 0
-                # (discards it from the queue: the walk goes on)
-                dispatch(run, rec, nodes[chosen].name, True)
-                if not fill.left:
-                    break
-        finally:
-            ready.restore()
 
     def _candidates(
         self, free: dict[str, dict[str, float]], demands: list[dict[str, float]]

@@ -1,0 +1,34 @@
+# cython: language_level=3
+# Types for fill_passes.py, compiled beside it (as cluster_view.pxd, its subclass): the fill passes
+# walk the ready queue and read task records, runs and the books through C fields.
+
+cimport cython
+
+from handoffd.scheduler.demand cimport Demand
+from handoffd.scheduler.ready cimport ReadyQueue
+from handoffd.scheduler.room_index cimport NodeState as CNodeState
+from handoffd.scheduler.run cimport RunState, TaskRecord
+
+
+@cython.locals(load=dict, eps=double, q=double)
+cpdef bint _wave_open(CNodeState n, dict outstanding)
+
+
+cdef class FillPasses(Demand):
+    cdef public bint indexed
+    cdef public object _window_fill
+    cdef public object _below
+
+    @cython.locals(timed=bint, window=Py_ssize_t)
+    cpdef _fill_windows(
+        self, list alive, ReadyQueue ready, object dispatch, bint low_water
+    )
+    @cython.locals(window=double)
+    cpdef bint _some_window_opens(self, set names, bint low_water)
+    @cython.locals(nodes=list, outstanding=dict, n=CNodeState)
+    cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
+    @cython.locals(
+        run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
+        seconds=double, chosen=Py_ssize_t, item=tuple,
+    )
+    cpdef _walk(self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed)
