@@ -112,17 +112,7 @@ def snapshot_columns(
         payloads = tuple(map(_PAYLOAD, specs))
     if far:  # (left out as a spec row leaves them: ``snapshot.far_payload``)
         payloads = tuple(b"" if len(p) > FAR_BYTES else p for p in payloads)
-    return SnapshotColumns(
-        sent.ids,
-        sent.dep_counts,
-        sent.deps,
-        tuple(resources.parse_cached(raw, what="cost") for raw in sent.costs),
-        sent.cost_of,
-        sent.inclusions,
-        sent.inclusion,
-        sent.priorities,
-        payloads,
-    )
+    return _columns(sent, payloads)
 
 
 def column_snapshot(
@@ -150,6 +140,14 @@ def _with_heads(tasks: TaskColumns, tails: tuple[bytes, ...]) -> SnapshotColumns
     """``snapshot_columns`` of a run that came with code heads: its tails and heads as they came
     (a standby of 6 or more reads them: ``protocol.snapshot.encode_run``)."""
     sent = tasks.sent
+    return _columns(sent, tails, sent.heads, sent.head_of)
+
+
+def _columns(
+    sent: Any, payloads: tuple[bytes, ...], heads: tuple[bytes, ...] = (), head_of: bytes = b""
+) -> SnapshotColumns:
+    """A snapshot's columns from a submission's arrays as sent, its cost maps parsed (as the specs
+    hold them), with ``payloads`` (whole, or tails of ``heads``)."""
     return SnapshotColumns(
         sent.ids,
         sent.dep_counts,
@@ -159,9 +157,9 @@ def _with_heads(tasks: TaskColumns, tails: tuple[bytes, ...]) -> SnapshotColumns
         sent.inclusions,
         sent.inclusion,
         sent.priorities,
-        tails,
-        sent.heads,
-        sent.head_of,
+        payloads,
+        heads,
+        head_of,
     )
 
 
