@@ -68,6 +68,13 @@ class StoreStats:
     values: int = 0
 
 
+def _unmap_later_all(values: list[Any]) -> None:
+    """``unmap_later`` each ``mmap`` of ``values`` (the rest are left to their last reference)."""
+    for value in values:
+        if type(value) is mmap.mmap:
+            unmap_later(value)
+
+
 class ResultStore:
     def __init__(
         self,
@@ -219,9 +226,9 @@ class ResultStore:
         dropped = list(map(memory.pop, keys, itertools.repeat(None)))
         freed = sum(map(len, filter(None, dropped)))  # (None: not in memory)
         if mmap.mmap in set(map(type, dropped)):  # (an assembled value: unmapped off the loop)
-            for value in dropped:
-                if type(value) is mmap.mmap:
-                    unmap_later(value)
+            _unmap_later_all(dropped)
+        # (the values must be unreferenced here: the trim below gives back only what is free)
+        del dropped
         if spilled:
             for task_id in tasks:
                 key = (run_id, task_id)
