@@ -212,8 +212,11 @@ _heads: dict[bytes, bytes] = {}  # code -> the payload's bytes up to the literal
 # The literals ([one int], {}) as a pickle of their own (PROTO 5, EMPTY_LIST, BININT ..., APPEND,
 # EMPTY_DICT, TUPLE2, STOP: 12 bytes) pushed by SHORT_BINBYTES, then the payload's end.
 _ONE_INT_OPEN = b"C\x0c\x80\x05]J"
-_pack_int = struct.Struct("<i").pack
 _ONE_INT_CLOSE = b"a}\x86." + _CALL_END
+# The whole tail for one int literal in one C call (open, the int, close): a join of three parts
+# built a tuple and packed the int apart, per function of a big DAG. Packing raises struct.error
+# for an int outside 32 bits (then the general path pickles it).
+_pack_one_int_tail = struct.Struct(f"<{len(_ONE_INT_OPEN)}si{len(_ONE_INT_CLOSE)}s").pack
 
 
 def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> bytes:
@@ -228,12 +231,15 @@ def dumps_call(code: bytes, extra_args: list[Any], kwargs: dict[str, Any]) -> by
     A worker reads it with ``loads_call``."""
     if type(kwargs) is dict and not kwargs and type(extra_args) is list and len(extra_args) == 1:
         one = extra_args[0]
-        if type(one) is int and -0x80000000 <= one <= 0x7FFFFFFF:
+        if type(one) is int:  # (exactly: a bool would pack as an int)
             # ([one], {}), the commonest literals, written here: pickle.dumps made a Pickler
             # (its memo and a 4 KiB buffer) per call for them
             head = _heads.get(code)
             if head is not None:
-                return b"".join((head, _ONE_INT_OPEN, _pack_int(one), _ONE_INT_CLOSE))
+                try:
+                    return head + _pack_one_int_tail(_ONE_INT_OPEN, one, _ONE_INT_CLOSE)
+                except struct.error:  # past 32 bits: pickled below
+                    pass
     literals = (extra_args, kwargs)
     plain = _PLAIN_SCALARS
     if type(kwargs) is dict and not kwargs and type(extra_args) is list:
@@ -270,10 +276,13 @@ def call_head(code: bytes) -> bytes:
 def call_tail(extra_args: list[Any], kwargs: dict[str, Any]) -> bytes:
     """The rest of a call payload after ``call_head(code)``: the literals and the end, whatever
     the code (``call_head(code) + call_tail(extra_args, kwargs)`` loads as ``dumps_call``'s)."""
-    if type(kwargs) is dict and not kwargs and type(extra_args) is list and len(extra_args) == 1:
+    if type(extra_args) is list and len(extra_args) == 1 and type(kwargs) is dict and not kwargs:
         one = extra_args[0]
-        if type(one) is int and -0x80000000 <= one <= 0x7FFFFFFF:
-            return b"".join((_ONE_INT_OPEN, _pack_int(one), _ONE_INT_CLOSE))
+        if type(one) is int:  # (exactly: a bool would pack as an int)
+            try:
+                return _pack_one_int_tail(_ONE_INT_OPEN, one, _ONE_INT_CLOSE)
+            except struct.error:  # past 32 bits: pickled below
+                pass
     literals = (extra_args, kwargs)
     if _plain(extra_args) and _plain(kwargs):
         data = pickle.dumps(literals, protocol=PROTOCOL)

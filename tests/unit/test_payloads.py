@@ -153,3 +153,20 @@ def test_one_int_argument_is_written_without_a_pickler_and_loads_as_pickle_would
         payload = values.dumps_call(code, other, {})
         _, extra_args, kwargs = pickle.loads(payload)
         assert extra_args == other and [type(a) for a in extra_args] == [type(a) for a in other]
+
+
+def test_call_tail_of_one_int_is_what_dumps_call_writes_after_the_head() -> None:
+    """A columns submission's tail (``call_tail``) joined to its head loads as ``dumps_call``'s
+    payload, across the 4-byte range and past it (a bigger int, a bool: the general way)."""
+    import random as _random
+
+    rng = _random.Random(21)
+    code = values.dumps_code(add)
+    head = values.call_head(code)
+    edges = [0, 1, -1, 255, 65536, 2**31 - 1, -(2**31), 2**31, -(2**31) - 1, 2**70, True, False]
+    for v in edges + [rng.randint(-(2**40), 2**40) for _ in range(500)]:
+        tail = values.call_tail([v], {})
+        assert head + tail == values.dumps_call(code, [v], {})
+        fn, extra_args, kwargs = values.loads_call(head + tail)
+        assert (extra_args, kwargs) == ([v], {}) and type(extra_args[0]) is type(v)
+        assert fn(extra_args[0], 1) == v + 1
