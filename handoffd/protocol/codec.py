@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
@@ -376,6 +376,15 @@ stats = default_codec.stats
 encode = default_codec.encode
 decode = default_codec.decode
 
+
+def compile_records(types: Iterable[type]) -> None:
+    """Build the shared registry's converters of the message classes ``types`` now, not at
+    their first use (``schema.record_for_type``): a client does it at connect for the messages of
+    an ``execute``, which otherwise built them inside its first big call (a few ms)."""
+    for cls in types:
+        schema.record_for_type(cls.TYPE)  # type: ignore[attr-defined]
+
+
 __all__ = [
     "Codec",
     "CodecStats",
@@ -388,6 +397,7 @@ __all__ = [
     "Rows",
     "WireRows",
     "build_all",
+    "compile_records",
     "decode",
     "default_codec",
     "encode",
