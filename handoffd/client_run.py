@@ -99,7 +99,19 @@ class RunReading:
     id: str
     _client: Client
     _last: RunStatus | None
-    _values: dict[str, bytes]  # serialised results an outcome carried
+    _held: dict[str, bytes]  # serialised results outcomes carried (see ``_values``)
+    # The first outcome's (ids, values) as it came, until something needs them by id: the
+    # usual results() asks for them in the same order and reads them in one pass (``_collect``).
+    _carried: tuple[tuple[str, ...], list[bytes]] | None
+
+    @property
+    def _values(self) -> dict[str, bytes]:
+        """Serialised results the outcomes carried, by function id."""
+        carried = self._carried
+        if carried is not None:
+            self._carried = None
+            self._held = dict(zip(*carried, strict=True))  # (empty before: ``_take``)
+        return self._held
 
     def wait(self, timeout: float | None = None) -> RunStatus:
         raise NotImplementedError
@@ -127,8 +139,13 @@ class RunReading:
 
     def _collect(self, ids: list[str]) -> dict[str, Any]:
         """Values from the outcome we hold, the rest fetched, in ``ids`` order."""
-        held = self._values
         loads = values.loads
+        carried = self._carried
+        if carried is not None and tuple(ids) == carried[0]:
+            # Asked in the order the outcome carried them (``execute``'s results: the owner
+            # sends the submission's order): loaded in one pass, no dict of the bytes by id.
+            return dict(zip(ids, map(loads, carried[1]), strict=True))
+        held = self._values
         missing = [i for i in ids if i not in held]
         if not missing:  # the usual case: the outcome carried every value
             return {i: loads(held[i]) for i in ids}
@@ -263,7 +280,8 @@ class Run(RunReading):
         self._deadline: float | None = None
         self._last: RunStatus | None = None
         self._exists = True  # known to exist: while no node knows it, an owner is taking over
-        self._values: dict[str, bytes] = {}  # serialised results an outcome carried
+        self._held: dict[str, bytes] = {}  # serialised results outcomes carried (``_values``)
+        self._carried: tuple[tuple[str, ...], list[bytes]] | None = None
         self._released = False  # the owner freed the results after sending them all to us
         self._missing_package = False  # the owner lacked a code package we did not resend
         # serialize task id -> its consumer (handoffd.Argument): such a failure is the consumer's
@@ -307,7 +325,12 @@ class Run(RunReading):
     def _take(self, reply: m.RunOutcome, frames: list[bytes]) -> None:
         """Keep an outcome: the status, and the results it carried."""
         self._last = run_status(reply)
-        self._values.update(zip(reply.task_ids, frames, strict=False))
+        ids = reply.task_ids
+        if ids:
+            if self._carried is None and not self._held and len(frames) == len(ids):
+                self._carried = (tuple(ids), frames)  # (read by id only if asked so)
+            else:
+                self._values.update(zip(ids, frames, strict=False))
         self._released = self._released or reply.released
 
     def results(self) -> dict[str, Any]:
