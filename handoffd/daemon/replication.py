@@ -32,13 +32,14 @@ from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, Ru
 from handoffd.daemon.replication_claims import OwnerClaims
 from handoffd.daemon.replication_clients import ClientRedirects
 from handoffd.daemon.replication_payloads import OwnerPayloads, PayloadPulls
-from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, as_built
 from handoffd.daemon.replication_snapshots import SnapshotSends
 from handoffd.daemon.replication_takeover import HeldReports, Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import check_frames, join_frames
 from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
+from handoffd.protocol.messages_snapshot import reads_columns
 from handoffd.protocol.schema import WireRows
 from handoffd.protocol.snapshot import error_to_info
 from handoffd.replication import log as rlog
@@ -226,11 +227,19 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
     def _execute(self, instructions: list[object]) -> None:
         frames: dict[tuple[str, int], bytes] = {}  # (run, reads_columns) -> its snapshot frame
         off_loop: dict[str, list[rlog.SendSnapshot]] = {}  # run -> its snapshots packed apart
+        moved: set[str] = set()  # runs sent as built: their dispatched tasks go in a batch after
         for ins in instructions:
             if isinstance(ins, rlog.SendSnapshot):
                 run = self.scheduler.run_state(ins.run_id)
                 if (ins.run_id, ins.node) in self._held:
                     pass  # one is being packed: it and the batches held after it will do
+                elif (
+                    run is not None
+                    and self._off_loop(run)
+                    and as_built(run, reads_columns(self.port.member(ins.node)))
+                ):
+                    self._send_snapshot(ins, frames, as_built=True)
+                    moved.add(ins.run_id)
                 elif run is not None and self._off_loop(run):
                     # Its batches are held from now on, as later ones of this loop turn.
                     off_loop.setdefault(ins.run_id, []).append(ins)
@@ -251,6 +260,12 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
                     self.far.accepted(ins, standbys, answer, self.log.accept_limit)
         for run_id, sends in off_loop.items():
             self._pack_off_loop(run_id, sends)
+        for run_id in moved:  # (after the snapshot's ``seq``: in the next batch, whole)
+            run = self.scheduler.run_state(run_id)
+            if run is not None and self.log.tasks_changed(
+                [(run_id, task_id, False) for task_id in run.placed], self.port.now()
+            ):
+                self._flush_soon()
 
     @staticmethod
     def _off_loop(run: Any) -> bool:

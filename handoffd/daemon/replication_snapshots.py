@@ -3,6 +3,8 @@ like ``OwnerClaims``): packed at once on the loop (a small run, or one spliced f
 intake packed: ``protocol.snapshot.encode_run``), or in the offload thread (a big run that moved on:
 ``_pack_off_loop``, its log batches held until the snapshot went), then sent with the run's code
 packages and, after it on the same connection, the big payloads it leaves out (``ReplicaPayloads``).
+A big run's first snapshot goes as its intake packed it, on the loop, when the tasks dispatched
+since can follow in the next log batch (``replication_rebuild.as_built``).
 """
 
 from __future__ import annotations
@@ -79,9 +81,12 @@ class SnapshotSends:
         ins: rlog.SendSnapshot,
         encoded: dict[tuple[str, int], bytes],
         far_of: tuple[Any, ...] | None = None,
+        as_built: bool = False,
     ) -> None:
         """``far_of``: the run's ``far_specs`` if worked out off the loop (else its intake's,
-        else ``OwnerPayloads.refs`` walks the specs here, once per run)."""
+        else ``OwnerPayloads.refs`` walks the specs here, once per run). ``as_built``: its tasks
+        as its intake packed them (``replication_rebuild.as_built``; ``encoded`` holds one form
+        per standby version, the same for every standby of the run in one batch)."""
         run = self.scheduler.run_state(ins.run_id)
         address = self.port.address_of(ins.node)
         if run is None or not address:
@@ -93,7 +98,7 @@ class SnapshotSends:
         # big run's frame is tens of MB, each copy a noticeable part of the loop.
         key = (ins.run_id, reads_columns(self.port.member(ins.node)))
         if key not in encoded:
-            encoded[key] = encode_run(run, columns=key[1])
+            encoded[key] = encode_run(run, columns=key[1], as_built=as_built)
         frames = [encoded[key]]
         if self.code is not None:
             # The run's code packages, for when we are gone; each standby gets a package once
