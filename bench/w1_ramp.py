@@ -1,7 +1,7 @@
 """W1's ramp, broken down: who does what, on both daemons, from the run's intake to 10 % done.
 
     .venv/bin/python bench/w1_ramp.py [--rounds 3] [--tasks 10000] [--cold] [--bin-ms 2]
-                                      [--window-ms 60] [--events]
+                                      [--window-ms 60] [--events] [--window N]
 
 The peer benchmark's 2 daemons of 1 cpu (``bench/_peers/handoffd_runner.py``, inside ``unshare
 -n``), **both** run under this script's ``--wrap`` mode, W1 (one ``client.execute`` of
@@ -47,6 +47,7 @@ sys.path.insert(0, HERE)
 
 import w1_timeline as tl  # noqa: E402  (the sampler, the client's stamps, CPU between stamps)
 
+WINDOW_ENV = "W1_RAMP_WINDOW"  # (``--window``, handed to the daemons)
 PARTS = ("d0.loop", "d0.zmq", "d0.other", "d1.loop", "d1.zmq", "d1.other", "w0", "w1")
 
 
@@ -162,6 +163,12 @@ def wrap_mode(out: str, command: list[str]) -> None:
         if hasattr(upload_intake, hop):
             around(upload_intake, hop, "prepare")
     around(upload_intake.Preparer, "_finished", "intake")
+    window = int(os.environ.get(WINDOW_ENV, "0"))
+    if window:  # (``--window``: the owner's dispatch window, for an A/B)
+        from handoffd.daemon import node
+
+        made = node.OwnerScheduler
+        node.OwnerScheduler = functools.partial(made, window=window)  # type: ignore[misc]
     signal.signal(signal.SIGUSR1, dump)
     if len(command) < 3 or command[1] != "-m":
         sys.exit("usage: w1_ramp.py --wrap OUT -- python -m MODULE ARGS...")
@@ -312,7 +319,15 @@ def main() -> None:
     parser.add_argument("--window-ms", type=float, default=60.0)
     parser.add_argument("--events", action="store_true", help="print every stamp of the window")
     parser.add_argument("--cold", action="store_true", help="no warm-up: round 1 is the first")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="the daemons' dispatch window (cluster_view.WINDOW, x a node's capacity) for an A/B",
+    )
     args = parser.parse_args()
+    if args.window:
+        os.environ[WINDOW_ENV] = str(args.window)
     from _peers.common import Sizes, noop, reexec_in_netns
 
     reexec_in_netns()
