@@ -5,7 +5,8 @@ the daemon's loop, through its port (``daemon.ports``) and one clock; a takeover
 
 Owner side: a submission is answered only once its standbys (after ``accept_timeout``, one of
 them: ``ReplicationLog._maybe_accept``) acked the snapshot; task moves the scheduler reports
-through ``on_change`` are flushed as one log batch per loop iteration.
+through ``on_change`` are flushed as one log batch per loop iteration; how a snapshot is packed
+and sent: ``daemon.replication_snapshots``.
 Standby side: replicas are kept as received (snapshot bytes and the newest delta per task), and the
 run is rebuilt from them only on a takeover; when membership declares the owner DEAD and we are the
 first live standby, we take over at term + 1 (the steps and their reasons: ``TakeoverMachine``): ask
@@ -31,7 +32,8 @@ from handoffd.daemon.ports import Follower, MembersPort, NoFollower, NoOwner, Ru
 from handoffd.daemon.replication_claims import OwnerClaims
 from handoffd.daemon.replication_clients import ClientRedirects
 from handoffd.daemon.replication_payloads import OwnerPayloads, PayloadPulls
-from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, packed_far
+from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, as_built
+from handoffd.daemon.replication_snapshots import SnapshotSends
 from handoffd.daemon.replication_takeover import HeldReports, Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import check_frames, join_frames
@@ -39,12 +41,11 @@ from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, Val
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.messages_snapshot import reads_columns
 from handoffd.protocol.schema import WireRows
-from handoffd.protocol.snapshot import encode_run, error_to_info
+from handoffd.protocol.snapshot import error_to_info
 from handoffd.replication import log as rlog
 from handoffd.replication import takeover_machine as tm
 from handoffd.replication.standby import StandbyAck, StandbyStore
 from handoffd.scheduler.owner import OwnerScheduler
-from handoffd.store.chunks import FAR_BYTES
 from handoffd.store.store import ResultStore
 
 log = logging.getLogger("handoffd.replication")
@@ -66,7 +67,7 @@ PACK_OFF_LOOP = 4096
 _HELD_STATES = frozenset(("ASSIGNED", "RUNNING"))
 
 
-class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
+class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
     """``scheduler``: the owner's, read here (terms, run state for snapshots and log batches);
     runs enter or leave it only through ``owner`` (``RunOwner``). ``grace``: how long a DEAD
     verdict must hold before we take over (``TakeoverMachine``)."""
@@ -226,11 +227,19 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
     def _execute(self, instructions: list[object]) -> None:
         frames: dict[tuple[str, int], bytes] = {}  # (run, reads_columns) -> its snapshot frame
         off_loop: dict[str, list[rlog.SendSnapshot]] = {}  # run -> its snapshots packed apart
+        moved: set[str] = set()  # runs sent as built: their dispatched tasks go in a batch after
         for ins in instructions:
             if isinstance(ins, rlog.SendSnapshot):
                 run = self.scheduler.run_state(ins.run_id)
                 if (ins.run_id, ins.node) in self._held:
                     pass  # one is being packed: it and the batches held after it will do
+                elif (
+                    run is not None
+                    and self._off_loop(run)
+                    and as_built(run, reads_columns(self.port.member(ins.node)))
+                ):
+                    self._send_snapshot(ins, frames, as_built=True)
+                    moved.add(ins.run_id)
                 elif run is not None and self._off_loop(run):
                     # Its batches are held from now on, as later ones of this loop turn.
                     off_loop.setdefault(ins.run_id, []).append(ins)
@@ -251,6 +260,12 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
                     self.far.accepted(ins, standbys, answer, self.log.accept_limit)
         for run_id, sends in off_loop.items():
             self._pack_off_loop(run_id, sends)
+        for run_id in moved:  # (after the snapshot's ``seq``: in the next batch, whole)
+            run = self.scheduler.run_state(run_id)
+            if run is not None and self.log.tasks_changed(
+                [(run_id, task_id, False) for task_id in run.placed], self.port.now()
+            ):
+                self._flush_soon()
 
     @staticmethod
     def _off_loop(run: Any) -> bool:
@@ -259,86 +274,6 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
         if len(run.tasks) < PACK_OFF_LOOP:
             return False
         return run.prebuilt is None or not run.untouched()
-
-    def _pack_off_loop(self, run_id: str, sends: list[rlog.SendSnapshot]) -> None:
-        """Pack the run's snapshot in the offload thread, then send it to ``sends``' standbys and,
-        after it, the log batches held for them meanwhile.
-
-        The thread reads the run while the loop changes it, so a task may be packed halfway
-        through a move. That is harmless: each snapshot says log position ``seq`` (the last batch
-        sent when it was asked for), every change since then is dirty or in a later batch, and a
-        batch carries each of its tasks' whole current state; the standby gets the snapshot first
-        and those batches after it, in order (held until the snapshot went), so the replica ends
-        up as the run is, as with a snapshot packed at once."""
-        run = self.scheduler.run_state(run_id)
-        if run is None:  # (gone within this batch of instructions: nothing to send)
-            for ins in sends:
-                self._held.pop((run_id, ins.node), None)
-            return
-
-        def done(out: Any, error: BaseException | None) -> None:
-            keys = [(run_id, level) for level in levels]  # (its form is read by all of ``sends``)
-            encoded, far = (dict.fromkeys(keys, out[0]), out[1]) if error is None else ({}, None)
-            if error is not None:
-                log.error("run %s: snapshot not packed: %r", run_id, error, extra={"run": run_id})
-            for ins in sends:
-                held = self._held.pop((run_id, ins.node), [])
-                if error is not None or ins.node not in self.log.standbys(run_id):
-                    continue  # (a snapshot not sent: the standby's next batch asks again)
-                self._send_snapshot(ins, encoded, far)
-                address = self.port.address_of(ins.node)
-                if address:
-                    for msg, frames, term in held:
-                        self.port.send(address, msg, frames, term=term)
-
-        # The specs whose payloads it leaves out, too (``packed_far``: its intake's, if known).
-        levels = [reads_columns(self.port.member(ins.node)) for ins in sends]
-        columns = min(levels, default=0)  # (the oldest standby's: what every one of them reads)
-        self.offload.run(lambda: packed_far(run, columns), done)
-
-    def _send_snapshot(
-        self,
-        ins: rlog.SendSnapshot,
-        encoded: dict[tuple[str, int], bytes],
-        far_of: tuple[Any, ...] | None = None,
-    ) -> None:
-        """``far_of``: the run's ``far_specs`` if worked out off the loop (else its intake's,
-        else ``OwnerPayloads.refs`` walks the specs here, once per run)."""
-        run = self.scheduler.run_state(ins.run_id)
-        address = self.port.address_of(ins.node)
-        if run is None or not address:
-            return
-        msg = m.ReplicateRun(
-            ins.run_id, run.term, ins.seq, self.port.name, self.port.address, ins.standbys
-        )
-        # Encoded once per batch (nothing changes the run between its standbys' snapshots): a
-        # big run's frame is tens of MB, each copy a noticeable part of the loop.
-        key = (ins.run_id, reads_columns(self.port.member(ins.node)))
-        if key not in encoded:
-            encoded[key] = encode_run(run, columns=key[1])
-        frames = [encoded[key]]
-        if self.code is not None:
-            # The run's code packages, for when we are gone; each standby gets a package once
-            # (content-addressed: run after run ships the same modules).
-            for sha in run.options.packages:
-                if (ins.node, sha) in self._packages_sent:
-                    continue
-                if self.code.size(sha) > FAR_BYTES:
-                    continue  # named in ReplicaPayloads: fetched in chunks (``daemon.code``)
-                data = self.code.get(sha)
-                if data is not None:
-                    if len(self._packages_sent) > 65536:
-                        self._packages_sent.clear()
-                    self._packages_sent.add((ins.node, sha))
-                    frames.append(data)
-        self.port.send(address, msg, frames, term=run.term)
-        if far_of is None and run.prebuilt is not None:
-            far_of = run.prebuilt.far
-        far = self.far.refs(run, self.store, self.port.address, self.code, far_of)
-        if far:  # after the snapshot, on the same connection: the standby has the replica
-            self.port.send(
-                address, ReplicaPayloads(ins.run_id, run.term, ins.seq, far), term=run.term
-            )
 
     def complete_standbys(self, run_id: str) -> tuple[str, ...]:
         """The run's standbys that hold all of it, its big payloads too (``OwnerPayloads``)."""

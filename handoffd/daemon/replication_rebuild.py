@@ -137,6 +137,35 @@ def packed(run: Any, columns: int = 0) -> bytes:
         return encode_run(run, chunked=True, columns=columns)
 
 
+#: Tasks out or done at most, for a big run's first snapshot to go as built (``as_built``): they
+#: follow it in the next log batch (one batch: ``replication.FLUSH_LIMIT``).
+AS_BUILT_MOVED = 1024
+
+
+def as_built(run: Any, columns: int) -> bool:
+    """The run's snapshot may splice its tasks as its intake packed them (``encode_run``'s
+    ``as_built``, on the loop: one join) if the tasks its owner has dispatched (``run.placed``:
+    every task with a node, ``run_checks``) then follow in the next log batch: a task never
+    dispatched is as built but for PENDING -> READY, which no standby is told of (a takeover's
+    merge settles each PENDING task READY or not: ``replication.takeover``), unless it failed or
+    was cancelled without a dispatch (then pack them all). ``columns``: the standby's
+    ``reads_columns`` (the specs must splice too, or they are packed as rows on the loop).
+
+    A big run's first snapshot packed task by task in the offload thread (~10,000 field checks
+    in Python) held the GIL against the owner's loop in the run's first tens of ms."""
+    prebuilt = run.prebuilt
+    if prebuilt is None or prebuilt.packed is None or run.state != "RUNNING":
+        return False
+    if prebuilt.columns and columns < prebuilt.columns:
+        return False
+    tally = run.tally
+    return (
+        tally.get("FAILED", 0) == 0
+        and tally.get("CANCELLED", 0) == 0
+        and len(run.placed) <= AS_BUILT_MOVED
+    )
+
+
 def packed_far(run: Any, columns: int = 0) -> tuple[bytes, tuple[Any, ...]]:
     """``packed(run, columns)`` and the specs whose payloads it leaves out: its intake's
     (``Prebuilt.far``: the specs never change), else ``far_specs``, a walk over every spec."""

@@ -250,7 +250,9 @@ def _pack_rows(rows: list[Any], chunk: int = 2048) -> bytes:
     return b"".join(parts)
 
 
-def encode_run(run: Any, *, chunked: bool = False, columns: int = 0) -> bytes:
+def encode_run(
+    run: Any, *, chunked: bool = False, columns: int = 0, as_built: bool = False
+) -> bytes:
     """The frame for a live ``scheduler.run.RunState`` as a standby gets it (no histories): what
     ``encode_run_data(run.snapshot(history=False))`` gives, without building that plain data.
 
@@ -264,7 +266,9 @@ def encode_run(run: Any, *, chunked: bool = False, columns: int = 0) -> bytes:
     ``columns``: the standby reads ``RunSnapshot.columns`` (its range reaches
     ``SNAPSHOT_COLUMNS_SINCE``: ``messages_snapshot.reads_columns``, its version); the specs go as
     columns when its intake packed them so for a standby of that version (``Prebuilt.columns``:
-    code heads need 6), else as rows, which every standby reads."""
+    code heads need 6), else as rows, which every standby reads. ``as_built``: the tasks spliced
+    as built though the run moved on (the caller sends the moved ones after it: the first
+    snapshot of a big run, ``daemon.replication``)."""
     o = run.options
     error = error_to_info(run.error)
     prebuilt = run.prebuilt
@@ -277,7 +281,7 @@ def encode_run(run: Any, *, chunked: bool = False, columns: int = 0) -> bytes:
     if packed is not None:
         if use_columns or not as_columns:
             specs = packed[0]
-        if run.untouched():
+        if as_built or run.untouched():
             tasks = packed[1]
     if specs is None and chunked:
         specs = _pack_rows(_spec_rows(run.specs))

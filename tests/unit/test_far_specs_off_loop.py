@@ -140,6 +140,9 @@ def test_a_prebuilt_run_packed_off_the_loop_takes_its_far_specs_from_its_intake(
     run.prebuilt = Prebuilt(pack_parts(run), (), far_specs(run.specs))
     run.intake = 1  # (moved on: not ``untouched``, so not spliced on the loop)
     assert not run.untouched()
+    from handoffd.daemon import replication_rebuild
+
+    monkeypatch.setattr(replication_rebuild, "AS_BUILT_MOVED", -1)  # (nor sent as built)
     replication.run_accepted("r", lambda: None)
     (fn, done), *_ = later.jobs
     run.specs[:] = [_counted(s) for s in run.specs]
