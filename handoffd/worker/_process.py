@@ -51,8 +51,7 @@ from handoffd import values
 from handoffd.worker import _cancels, _contain, _inbox, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
-SHORT_JOB, short_job = _pipe.SHORT_JOB, _pipe.short_job  # a job without inputs, unpickled
-SHORT_BYTE = SHORT_JOB[0]
+SHORT_JOB, SHORT_BYTE = _pipe.SHORT_JOB, _pipe.SHORT_BYTE  # a job without inputs, unpickled
 OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
@@ -172,6 +171,7 @@ def main(
     load, loads, dumps = pickle.load, pickle.loads, pickle.dumps
     clock = time.perf_counter
     pending: deque[tuple] = deque()
+    queue, short_jobs = pending.append, _pipe.short_jobs
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
     sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
@@ -196,9 +196,8 @@ def main(
         size = len(data)
         buffers: Iterator[Any] | None = None  # (an out-of-band message's raw messages)
         if data[:1] == SHORT_JOB:
-            item, at = short_job(data, 0)
-            pending.append(item)
-            if at == size:  # a job alone (a one-task run's)
+            at = short_jobs(data, 0, queue)
+            if at == size:  # jobs alone (a batch's, a one-task run's)
                 return []
         elif one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
             item = loads(data)
@@ -216,8 +215,7 @@ def main(
         skipped: list[tuple] = []
         while at < size:
             if data[at] == SHORT_BYTE:
-                item, at = short_job(data, at)
-                pending.append(item)
+                at = short_jobs(data, at, queue)
                 continue
             if stream is None:
                 stream = io.BytesIO(data)
