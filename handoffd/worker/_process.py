@@ -71,6 +71,25 @@ _KEPT_FRAMED = struct.Struct("!icqd")  # the frame's length (send_bytes'), KEPT,
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
+# The commonest results' pickles made without a pickler (its set-up is most of ``pickle.dumps``
+# of a small value): None, an int in [0, 65536) and a float, each exactly the bytes ``pickle.dumps(
+# result, 5)`` makes (a frame's opening and the opcode, the number, STOP); checked here, and a
+# kind whose bytes differ (another pickle module) is pickled as any other result.
+_NONE = pickle.dumps(None, 5)
+_BYTE_INTS = tuple(pickle.dumps(i, 5) for i in range(256))
+_STOP = b"."
+_UINT16, _UINT16_HEAD = struct.Struct("<12sHc").pack, pickle.dumps(256, 5)[:12]
+_FLOAT, _FLOAT_HEAD = struct.Struct(">12sdc").pack, pickle.dumps(0.5, 5)[:12]
+_INT_END = (  # ints below it are packed (the table's are pickle's own)
+    65536
+    if all(_UINT16(_UINT16_HEAD, i, _STOP) == pickle.dumps(i, 5) for i in (256, 4097, 65535))
+    else 256
+)
+_FLOAT_KIND = (  # floats are packed when this is ``float``
+    float
+    if all(_FLOAT(_FLOAT_HEAD, f, _STOP) == pickle.dumps(f, 5) for f in (0.5, -1e300, 3.0))
+    else None
+)
 
 
 def one_pickle(data: bytes | bytearray) -> bool:
@@ -250,6 +269,9 @@ def main(
     armed = False
     root, level, handler = blocks.root, blocks.level, blocks.handler  # (fixed at its start)
     call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
+    none, byte_ints, int_end, stop = _NONE, _BYTE_INTS, _INT_END, _STOP  # (a result's pickle)
+    uint16, uint16_head, pack_float, float_head = _UINT16, _UINT16_HEAD, _FLOAT, _FLOAT_HEAD
+    float_kind = _FLOAT_KIND
     # ``end_children``'s first step and ``inbox.waiting``'s, done here: a job that started no
     # process and a pipe with nothing new (most jobs) cost a system call each, not a call more
     children, look = _contain.child_look(), inbox.poller.poll
@@ -305,10 +327,20 @@ def main(
                     ok, value = False, None
                     exc_type, message, tb_text = _describe(exc)
                 else:
-                    try:
-                        value, ok, exc_type = dumps(result, 5), True, ""  # (protocol 5, positional)
-                    except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
-                        ok, value, exc_type, message, tb_text = _pickled(result)
+                    ok, exc_type, kind = True, "", type(result)
+                    if kind is int and 0 <= result < int_end:
+                        value = (
+                            byte_ints[result] if result < 256 else uint16(uint16_head, result, stop)
+                        )
+                    elif result is None:
+                        value = none
+                    elif kind is float_kind:
+                        value = pack_float(float_head, result, stop)
+                    else:
+                        try:
+                            value = dumps(result, 5)  # (protocol 5, positional)
+                        except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
+                            ok, value, exc_type, message, tb_text = _pickled(result)
             if children() >= 0:  # (-1: no child at all, not even a zombie: most jobs)
                 end_children()  # what the task started ends with it, before its outcome is sent
             # A value follows as its own raw message: pickling it inside the reply tuple would
