@@ -348,9 +348,16 @@ def main(
             # small one rides in the reply: the parent reads one message per job, not two.
             inline = value is not None and len(value) < INLINE_VALUE
             duration = clock() - started
-            if live is not None:  # ``live.hold()`` in line: no live output after the outcome
-                live.lock.acquire()
+            # ``live.hold()`` in line: no live output of the job after its outcome. The job is
+            # taken off first: a live thread started from here on finds none and sends nothing
+            # of it; only one that exists already may be sending it now, and its lock is waited
+            # for (most workers never start the thread: no lock a job).
+            held = False
+            if live is not None:
                 live._job = None
+                if live._thread is not None:
+                    live.lock.acquire()
+                    held = True
             try:
                 # Cancels that came in while the job ran go out in the same message as its
                 # outcome: the parent then knows the next job it sent started exactly when its
@@ -388,8 +395,8 @@ def main(
             except (EOFError, BrokenPipeError, OSError):
                 return
             finally:
-                if live is not None:
-                    live.lock.release()
+                if held:
+                    live.lock.release()  # type: ignore[union-attr]
     finally:
         if armed:  # (an error of this loop's own is told on the process's stderr)
             blocks.disarm()
