@@ -25,9 +25,8 @@ PR_SET_CHILD_SUBREAPER = 36
 # Rounds of "kill the children, reap them, look again" after a task: each round catches the
 # grandchildren re-parented to us when their parent died in the round before.
 MAX_ROUNDS = 64
-ANY_CHILD = (
-    0xFFFFFFFF  # waitpid's pid -1 (any child) as ctypes passes it to a C int: see child_look
-)
+# waitpid's pid -1 (any child) as ctypes passes it to a C int: see child_look
+ANY_CHILD = 0xFFFFFFFF
 
 try:
     import setproctitle as _setproctitle
