@@ -25,6 +25,8 @@ PR_SET_CHILD_SUBREAPER = 36
 # Rounds of "kill the children, reap them, look again" after a task: each round catches the
 # grandchildren re-parented to us when their parent died in the round before.
 MAX_ROUNDS = 64
+# waitpid's pid -1 (any child) as ctypes passes it to a C int: see child_look
+ANY_CHILD = 0xFFFFFFFF
 
 try:
     import setproctitle as _setproctitle
@@ -145,7 +147,10 @@ def child_look() -> Callable[[], int]:
     except (OSError, AttributeError):
         return _child_look_os
     waitpid.restype = ctypes.c_int
-    return partial(waitpid, -1, None, os.WNOHANG)
+    # The pid -1 as its 32 bits: ctypes passes a Python int as a C int, converting it as an
+    # unsigned long first and, for a negative one, again as a long after an OverflowError it
+    # raises and clears (~0.5k instructions a call); 0xFFFFFFFF converts at once, to -1.
+    return partial(waitpid, ANY_CHILD, None, os.WNOHANG)
 
 
 def end_children() -> int:

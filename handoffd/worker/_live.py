@@ -9,7 +9,8 @@ pipe as ``LIVE`` + pickle((token, text)). It looks again after ``interval`` whil
 
 Every send on the pipe while a job runs is made under ``lock``: the job's end (``with sender:``)
 takes it, so no live text of a job follows the job's outcome, and the outcome carries only what
-was not sent.
+was not sent. The worker's loop does that in line and takes the lock only once the thread exists:
+it clears ``_job`` first, so a thread started later finds no job to send of.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ _LONG = struct.Struct("!Q")
 SHORT_JOB = b"J"  # (never a pickle's first byte)
 SHORT_HEAD = struct.Struct("!qBII")
 _SHORT_JOB_HEAD = 1 + SHORT_HEAD.size
+SHORT_BYTE = SHORT_JOB[0]
 
 
 def framed_one(data: bytes) -> bytes:
@@ -375,19 +376,27 @@ def pickle_job(token: int, job: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     return data, buffers
 
 
-def short_job(data: bytes | bytearray, at: int) -> tuple[tuple, int]:
-    """The job (as ``pickle_job``'s pickle loads: token, payload, inputs, argument inclusion,
-    env, title) of the SHORT_JOB at ``data[at]``, and where the message's next item starts."""
-    token, as_list, title_size, payload_size = SHORT_HEAD.unpack_from(data, at + 1)
-    middle = at + _SHORT_JOB_HEAD + title_size
-    end = middle + payload_size
-    if end > len(data):
-        raise ValueError(f"a job cut short: {end - len(data)} bytes missing")
-    payload = data[middle:end]
-    if type(payload) is not bytes:  # (a large message's bytearray: payloads are cache keys)
-        payload = bytes(payload)
-    title = data[middle - title_size : middle].decode("utf-8", "surrogatepass")
-    return (token, payload, [], "as_list" if as_list else "variadic", None, title), end
+def short_jobs(data: bytes | bytearray, at: int, into: Callable[[tuple], object]) -> int:
+    """The jobs (each as ``pickle_job``'s pickle loads: token, payload, inputs, argument
+    inclusion, env, title) of the SHORT_JOB at ``data[at]`` and of those right after it, handed
+    to ``into`` in order; returns where the message ends or an item of another kind starts.
+    Payloads come back as bytes (a large message's bytearray too: payloads are cache keys). One
+    frame for a batch of jobs (a no-op job's own Python is a few hundred opcodes: a call and the
+    caller's loop a job were a tenth of them)."""
+    size, unpack = len(data), SHORT_HEAD.unpack_from
+    while True:
+        token, as_list, title_size, payload_size = unpack(data, at + 1)
+        middle = at + _SHORT_JOB_HEAD + title_size
+        at = middle + payload_size
+        if at > size:
+            raise ValueError(f"a job cut short: {at - size} bytes missing")
+        payload = data[middle:at]
+        if type(payload) is not bytes:
+            payload = bytes(payload)
+        title = data[middle - title_size : middle].decode("utf-8", "surrogatepass")
+        into((token, payload, [], "as_list" if as_list else "variadic", None, title))
+        if at == size or data[at] != SHORT_BYTE:
+            return at
 
 
 def _out_of_band(inputs: list[Any]) -> list[Any]:

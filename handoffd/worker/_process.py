@@ -51,8 +51,7 @@ from handoffd import values
 from handoffd.worker import _cancels, _contain, _inbox, _live, _pipe, capture, code_env, invoke
 
 READY = b"ready"
-SHORT_JOB, short_job = _pipe.SHORT_JOB, _pipe.short_job  # a job without inputs, unpickled
-SHORT_BYTE = SHORT_JOB[0]
+SHORT_JOB, SHORT_BYTE = _pipe.SHORT_JOB, _pipe.SHORT_BYTE  # a job without inputs, unpickled
 OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
@@ -72,6 +71,25 @@ _KEPT_FRAMED = struct.Struct("!icqd")  # the frame's length (send_bytes'), KEPT,
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
 _INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
+# The commonest results' pickles made without a pickler (its set-up is most of ``pickle.dumps``
+# of a small value): None, an int in [0, 65536) and a float, each exactly the bytes ``pickle.dumps(
+# result, 5)`` makes (a frame's opening and the opcode, the number, STOP); checked here, and a
+# kind whose bytes differ (another pickle module) is pickled as any other result.
+_NONE = pickle.dumps(None, 5)
+_BYTE_INTS = tuple(pickle.dumps(i, 5) for i in range(256))
+_STOP = b"."
+_UINT16, _UINT16_HEAD = struct.Struct("<12sHc").pack, pickle.dumps(256, 5)[:12]
+_FLOAT, _FLOAT_HEAD = struct.Struct(">12sdc").pack, pickle.dumps(0.5, 5)[:12]
+_INT_END = (  # ints below it are packed (the table's are pickle's own)
+    65536
+    if all(_UINT16(_UINT16_HEAD, i, _STOP) == pickle.dumps(i, 5) for i in (256, 4097, 65535))
+    else 256
+)
+_FLOAT_KIND = (  # floats are packed when this is ``float``
+    float
+    if all(_FLOAT(_FLOAT_HEAD, f, _STOP) == pickle.dumps(f, 5) for f in (0.5, -1e300, 3.0))
+    else None
+)
 
 
 def one_pickle(data: bytes | bytearray) -> bool:
@@ -172,6 +190,7 @@ def main(
     load, loads, dumps = pickle.load, pickle.loads, pickle.dumps
     clock = time.perf_counter
     pending: deque[tuple] = deque()
+    queue, short_jobs = pending.append, _pipe.short_jobs
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
     sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
@@ -196,9 +215,8 @@ def main(
         size = len(data)
         buffers: Iterator[Any] | None = None  # (an out-of-band message's raw messages)
         if data[:1] == SHORT_JOB:
-            item, at = short_job(data, 0)
-            pending.append(item)
-            if at == size:  # a job alone (a one-task run's)
+            at = short_jobs(data, 0, queue)
+            if at == size:  # jobs alone (a batch's, a one-task run's)
                 return []
         elif one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
             item = loads(data)
@@ -216,8 +234,7 @@ def main(
         skipped: list[tuple] = []
         while at < size:
             if data[at] == SHORT_BYTE:
-                item, at = short_job(data, at)
-                pending.append(item)
+                at = short_jobs(data, at, queue)
                 continue
             if stream is None:
                 stream = io.BytesIO(data)
@@ -252,6 +269,9 @@ def main(
     armed = False
     root, level, handler = blocks.root, blocks.level, blocks.handler  # (fixed at its start)
     call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
+    none, byte_ints, int_end, stop = _NONE, _BYTE_INTS, _INT_END, _STOP  # (a result's pickle)
+    uint16, uint16_head, pack_float, float_head = _UINT16, _UINT16_HEAD, _FLOAT, _FLOAT_HEAD
+    float_kind = _FLOAT_KIND
     # ``end_children``'s first step and ``inbox.waiting``'s, done here: a job that started no
     # process and a pipe with nothing new (most jobs) cost a system call each, not a call more
     children, look = _contain.child_look(), inbox.poller.poll
@@ -307,10 +327,20 @@ def main(
                     ok, value = False, None
                     exc_type, message, tb_text = _describe(exc)
                 else:
-                    try:
-                        value, ok, exc_type = dumps(result, 5), True, ""  # (protocol 5, positional)
-                    except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
-                        ok, value, exc_type, message, tb_text = _pickled(result)
+                    ok, exc_type, kind = True, "", type(result)
+                    if kind is int and 0 <= result < int_end:
+                        value = (
+                            byte_ints[result] if result < 256 else uint16(uint16_head, result, stop)
+                        )
+                    elif result is None:
+                        value = none
+                    elif kind is float_kind:
+                        value = pack_float(float_head, result, stop)
+                    else:
+                        try:
+                            value = dumps(result, 5)  # (protocol 5, positional)
+                        except BaseException:  # (values.dumps tries pickle again, then cloudpickle)
+                            ok, value, exc_type, message, tb_text = _pickled(result)
             if children() >= 0:  # (-1: no child at all, not even a zombie: most jobs)
                 end_children()  # what the task started ends with it, before its outcome is sent
             # A value follows as its own raw message: pickling it inside the reply tuple would
@@ -318,9 +348,16 @@ def main(
             # small one rides in the reply: the parent reads one message per job, not two.
             inline = value is not None and len(value) < INLINE_VALUE
             duration = clock() - started
-            if live is not None:  # ``live.hold()`` in line: no live output after the outcome
-                live.lock.acquire()
+            # ``live.hold()`` in line: no live output of the job after its outcome. The job is
+            # taken off first: a live thread started from here on finds none and sends nothing
+            # of it; only one that exists already may be sending it now, and its lock is waited
+            # for (most workers never start the thread: no lock a job).
+            held = False
+            if live is not None:
                 live._job = None
+                if live._thread is not None:
+                    live.lock.acquire()
+                    held = True
             try:
                 # Cancels that came in while the job ran go out in the same message as its
                 # outcome: the parent then knows the next job it sent started exactly when its
@@ -358,8 +395,8 @@ def main(
             except (EOFError, BrokenPipeError, OSError):
                 return
             finally:
-                if live is not None:
-                    live.lock.release()
+                if held:
+                    live.lock.release()  # type: ignore[union-attr]
     finally:
         if armed:  # (an error of this loop's own is told on the process's stderr)
             blocks.disarm()

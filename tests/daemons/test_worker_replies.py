@@ -5,14 +5,17 @@ the parent's ``_replies.read`` makes the same ``Outcome`` of both."""
 
 from __future__ import annotations
 
+import math
 import pickle
+import random
 import select
+import struct
 from typing import Any
 
 import pytest
 
 from handoffd import values
-from handoffd.worker import _pipe, _process, _replies
+from handoffd.worker import _live, _pipe, _process, _replies
 from handoffd.worker._process import INLINE_VALUE
 from handoffd.worker._records import Job, Outcome, Worker
 
@@ -149,3 +152,102 @@ def test_short_and_pickled_jobs_in_one_message_run_in_order(worker: tuple[Any, A
         token, _ = _process.KEPT_BODY.unpack_from(reply, 1)
         got.append((token, pickle.loads(reply[_process.KEPT_SIZE :])))
     assert got == [(1, 2), (2, 21), (3, 3), (4, [])]
+
+
+class _Count(int):
+    """An int subclass: pickled by ``pickle`` as any other object (its class by reference)."""
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def test_a_result_s_value_is_the_bytes_pickle_makes(worker: tuple[Any, Any]) -> None:
+    """The worker packs the commonest results (None, ints in [0, 65536), floats) without a
+    pickler: each value is byte for byte ``pickle.dumps(result, 5)``, at every edge of a form
+    and for results of other kinds next to them (a bool, a negative or big int, an int or float
+    subclass, a str)."""
+    rng = random.Random(26)
+    results: list[Any] = [None, True, False, 0, 1, 255, 256, 257, 4097, 65535, 65536, -1, 2**31]
+    results += [2**64, _Count(7), 0.0, -0.0, 1.5, -1e300, 5e-324, math.inf, -math.inf, math.nan]
+    results += [float.fromhex("-0x1.8p+1"), "t", (1, 2.5)]
+    results += [rng.randrange(65536) for _ in range(40)] + [rng.randrange(256) for _ in range(10)]
+    results += [struct.unpack("<d", rng.randbytes(8))[0] for _ in range(40)]
+    _, conn = worker
+    code = values.dumps_code(_identity)
+    jobs = [
+        _pipe.pickle_job(t, Job(("r", f"t{t}", 1), values.dumps_call(code, [r], {}), []))[0]
+        for t, r in enumerate(results, 1)
+    ]
+    conn.send_bytes(b"".join(jobs))
+    got: dict[int, bytes] = {}
+    while len(got) < len(results):
+        reply = _raw(conn)
+        assert reply[:1] == _process.KEPT
+        got[_process.KEPT_BODY.unpack_from(reply, 1)[0]] = reply[_process.KEPT_SIZE :]
+    for token, result in enumerate(results, 1):
+        assert got[token] == pickle.dumps(result, 5), (token, result)
+
+
+def _prints_behind(x: int) -> int:
+    """Leaves a thread printing a line every 10 ms for 0.6 s, and returns at once."""
+    import threading
+    import time
+
+    def lines() -> None:
+        for k in range(60):
+            print("late", k)
+            time.sleep(0.01)
+
+    threading.Thread(target=lines, daemon=True).start()
+    return x
+
+
+def _sleeps(x: int) -> int:
+    import time
+
+    time.sleep(0.3)
+    return x
+
+
+def test_no_live_line_of_a_job_follows_its_outcome() -> None:
+    """A worker sending output live (interval 0.05 s) whose first job leaves a thread printing:
+    the live sender's thread starts from that thread's print, after the job's outcome, and what
+    it sends goes under the job then running; no live message names a job whose outcome went
+    before it (the outcome of a job in a worker with no live thread yet takes no lock)."""
+    import multiprocessing
+    import os
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=True)
+    setup = ("t", os.getpid(), "", 0.05)
+    proc = ctx.Process(target=_process.main, args=(child, None, setup), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        assert parent.poll(30) and parent.recv_bytes() == _process.READY
+        jobs = [_job(1, _prints_behind, 1), _job(2, _sleeps, 2), _job(3, _identity, 3)]
+        parent.send_bytes(b"".join(_pipe.pickle_job(t, j)[0] for t, j in enumerate(jobs, 1)))
+        ended: list[int] = []
+        live: list[tuple[int, str]] = []
+        while len(ended) < len(jobs):
+            data = _raw(parent)
+            if data[:1] == _process.KEPT:
+                ended.append(_process.KEPT_BODY.unpack_from(data, 1)[0])
+            elif data[:1] == _live.LIVE:
+                token, text = pickle.loads(data[1:])
+                assert token not in ended, (token, text, ended)
+                live.append((token, text))
+            else:
+                ended += [reply[0] for reply in pickle.loads(data)]
+        assert ended == [1, 2, 3]
+        assert any(token == 2 and "late" in text for token, text in live), live
+    finally:
+        parent.close()
+        if proc.pid is not None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.join(10)

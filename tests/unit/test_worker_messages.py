@@ -56,17 +56,23 @@ def test_a_job_without_inputs_or_env_is_short_and_reads_as_its_pickle_would(
     job = Job("k", payload, [], argument_inclusion=inclusion, title=title)
     data, buffers = _pipe.pickle_job(5, job)
     assert data[:1] == _pipe.SHORT_JOB and buffers == [] and not _process.one_pickle(data)
-    item, end = _pipe.short_job(data, 0)
+    items: list[tuple] = []
+    end = _pipe.short_jobs(data, 0, items.append)
     assert end == len(data)
-    assert item == (5, payload, [], inclusion, None, title)
-    assert type(item[1]) is bytes
-    # two in one message, and from a large message's bytearray: payloads come back as bytes
-    both = bytearray(data + data)
-    first, at = _pipe.short_job(both, 0)
-    second, end = _pipe.short_job(both, at)
-    assert first == second == item and end == len(both) and type(second[1]) is bytes
+    assert items == [(5, payload, [], inclusion, None, title)]
+    assert type(items[0][1]) is bytes
+    # three in one message, and from a large message's bytearray: payloads come back as bytes
+    many: list[tuple] = []
+    end = _pipe.short_jobs(bytearray(data * 3), 0, many.append)
+    assert many == items * 3 and end == 3 * len(data) and type(many[2][1]) is bytes
+    # the jobs end where an item of another kind starts (a cancel's pickle), and start past one
+    cancel = pickle.dumps((9,), protocol=5)
+    mixed = data + cancel + data + data
+    assert _pipe.short_jobs(mixed, 0, many.append) == len(data)
+    assert _pipe.short_jobs(mixed, len(data) + len(cancel), many.append) == len(mixed)
+    assert many == items * 6
     with pytest.raises(ValueError, match="cut short"):
-        _pipe.short_job(data[:-1], 0)
+        _pipe.short_jobs(data[:-1], 0, many.append)
 
 
 def test_a_job_with_inputs_or_env_stays_a_pickle() -> None:
