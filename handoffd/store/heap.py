@@ -8,10 +8,11 @@ fault. glibc's defaults make that first run dearer than it needs to be, in three
   pads only the main arena's growth (``M_TOP_PAD``). An upload's build runs on its own thread and
   made a thousand of these calls in a 10,000-task run. Its memory, once freed, is kept for that
   arena alone. With one arena (``ARENA_MAX``) every thread allocates from the main heap: it grows
-  by ``TOP_PAD`` at a time, and what one thread frees (an upload's buffers) the next reuses. Python
-  threads allocate holding the GIL, and glibc's per-thread cache serves small blocks without the
-  arena's lock, so the shared lock is rarely contended (libzmq's I/O threads take it for big
-  messages only).
+  by ``TOP_PAD`` at a time, and what one thread frees (an upload's buffers) the next reuses. The
+  price is one arena lock for all: Python threads allocate holding the GIL (so they never
+  contend with each other) and glibc's per-thread cache serves many small blocks without the
+  lock; libzmq's I/O threads, which allocate each message's buffer, now take the main arena's
+  lock where they took their own.
 - *Big buffers as their own mappings.* A block of 128 KiB or more is ``mmap``-ed and unmapped
   again on free, faulting in all its pages each time, until glibc raises that threshold at the
   first free of such a block. A run's big transient buffers (its submission, the standby's
