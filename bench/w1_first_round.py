@@ -6,9 +6,12 @@ The peer bench measures W1 once, on a cluster just started (``bench_vs_peers.py`
 ``--clusters`` fresh clusters of the bench's runner (``bench/_peers/handoffd_runner.py``: 2 daemons
 of 1 cpu) one after another and runs ``--rounds`` W1 rounds on each, reading around each round:
 its wall time (tasks/s), the CPU of each process (schedstat, nanoseconds: the client, each
-daemon, each daemon's workers together), their minor page faults (``/proc/PID/stat``), and in
-the client the collector's passes by generation and their time (``gc.callbacks``). Prints per
-round number the median over the clusters, then round 1 minus the median of the others.
+daemon, each daemon's workers together), their minor page faults (``/proc/PID/stat``; a
+daemon's also split into its loop thread's, the main one, and its other threads' together: the
+upload's build, libzmq's I/O), and in the client the collector's passes by generation and their
+time (``gc.callbacks``). Prints per round number the median over the clusters, then round 1
+minus the median of the others; then the owner's (d0's) resident and proportional set size in
+MiB (``/proc/PID/smaps_rollup``) after start-up and after the rounds, medians.
 
 The client ships the modules imported from under its working directory with each run
 (``handoffd.packages``): run from the checkout's root, this script's own modules (``bench/``)
@@ -33,12 +36,28 @@ sys.path.insert(0, HERE)
 from cpu_per_call import _children, _cpu  # noqa: E402
 
 
-def _minflt(pid: int) -> int:
+def _minflt(pid: int, tid: int | None = None) -> int:
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(path) as f:
             return int(f.read().rpartition(")")[2].split()[7])
     except OSError:
         return 0
+
+
+def _sizes(pid: int) -> tuple[float, float]:
+    """The resident and proportional set size of ``pid`` in MiB (0 if unreadable)."""
+    rss = pss = 0.0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1]) / 1024.0
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return rss, pss
 
 
 class GcWatch:
@@ -75,12 +94,13 @@ def reading(daemons: dict[str, int], watch: GcWatch) -> dict[str, float]:
         kids = _children(pid)
         out[f"{name} cpu ms"] = _cpu(pid)[0] * 1000.0
         out[f"{name} minflt"] = float(_minflt(pid))
+        out[f"{name} loop minflt"] = float(_minflt(pid, pid))  # the main thread runs the loop
         out[f"{name} workers cpu ms"] = sum(_cpu(k)[0] for k in kids) * 1000.0
         out[f"{name} workers minflt"] = float(sum(_minflt(k) for k in kids))
     return out
 
 
-def one_cluster(rounds: int) -> list[dict[str, float]]:
+def one_cluster(rounds: int, sizes: list[tuple[float, ...]]) -> list[dict[str, float]]:
     from _peers.common import Sizes
     from _peers.handoffd_runner import HandoffdRunner
 
@@ -90,13 +110,17 @@ def one_cluster(rounds: int) -> list[dict[str, float]]:
     out = []
     try:
         daemons = {"d0": runner.d0.pid, "d1": runner.d1.pid}
+        started = _sizes(runner.d0.pid)
         for _ in range(rounds):
             before = reading(daemons, watch)
             result = runner.w1()
             after = reading(daemons, watch)
             row = {k: after[k] - before[k] for k in after}
+            for name in daemons:
+                row[f"{name} threads minflt"] = row[f"{name} minflt"] - row[f"{name} loop minflt"]
             row["tasks/s"] = result["tasks_per_s"]
             out.append(row)
+        sizes.append(started + _sizes(runner.d0.pid))
     finally:
         watch.close()
         runner.close()
@@ -109,7 +133,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--label", default=os.getcwd())
     args = ap.parse_args()
-    runs = [one_cluster(args.rounds) for _ in range(args.clusters)]
+    sizes: list[tuple[float, ...]] = []
+    runs = [one_cluster(args.rounds, sizes) for _ in range(args.clusters)]
     keys = list(runs[0][0])
     print(
         f"{args.label}: {args.clusters} clusters x {args.rounds} rounds, load {os.getloadavg()[0]:.1f}"
@@ -123,6 +148,11 @@ def main() -> None:
         medians = [statistics.median(run[r][key] for run in runs) for r in range(args.rounds)]
         rest = statistics.median(medians[1:]) if args.rounds > 1 else 0.0
         print(f"{key:24}" + "".join(f"{v:11.1f}" for v in medians) + f"{medians[0] - rest:11.1f}")
+    rss0, pss0, rss1, pss1 = (statistics.median(s[i] for s in sizes) for i in range(4))
+    print(
+        f"d0 MiB after start-up: rss {rss0:.1f} pss {pss0:.1f}; "
+        f"after {args.rounds} rounds: rss {rss1:.1f} pss {pss1:.1f}"
+    )
 
 
 if __name__ == "__main__":

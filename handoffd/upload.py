@@ -63,13 +63,13 @@ def pack(frames: list[Any]) -> bytes:
     return b"".join([len(sizes).to_bytes(_HEADER, "big"), sizes, *frames])
 
 
-def unpack(data: bytearray | bytes) -> list[Any]:
+def unpack(data: bytearray | bytes | memoryview) -> list[Any]:
     """``pack``'s frames, as views of ``data``; ValueError saying what is wrong."""
     at, sizes = check(data)
     return views(data, at, sizes)
 
 
-def check(data: bytearray | bytes) -> tuple[int, Sequence[int]]:
+def check(data: bytearray | bytes | memoryview) -> tuple[int, Sequence[int]]:
     """(where ``pack``'s frames start in ``data``, their sizes); ValueError saying what is wrong.
     Run where the frames are cut (``Whole.frames``, the upload thread), and in short C calls:
     one ``unpackb`` of 1,000,000 sizes then their array and sum held the GIL, and so the loop,
@@ -144,7 +144,7 @@ def _total(packed: array[int]) -> int:
     return sum(sum(packed[at : at + _SIZES_PIECE]) for at in range(0, len(packed), _SIZES_PIECE))
 
 
-def views(data: bytearray | bytes, at: int, sizes: Sequence[int]) -> list[Any]:
+def views(data: bytearray | bytes | memoryview, at: int, sizes: Sequence[int]) -> list[Any]:
     """The frames of ``data`` (``check``) as views, not copies: a copy of every frame took the
     loop ~0.2 s for a 200 MiB upload; what is kept is copied off the loop
     (``daemon.upload_intake``), where this is called too (``Whole.frames``)."""
@@ -162,7 +162,7 @@ class Whole:
     frames cut (``frames``) in the upload thread: cutting 1,000,000 of them took the loop 1.2 s,
     their sizes' check 55-225 ms."""
 
-    data: bytearray | bytes
+    data: bytearray | bytes | memoryview  # a one-piece upload's piece as it came
     at: int = -1  # where the frames start, once checked
     sizes: Sequence[int] = ()
 
@@ -242,7 +242,11 @@ class Uploads:
                 msg,
                 f"upload {msg.upload_id} is longer than the {upload.total} bytes it announced",
             )
-        upload.buffer += piece
+        # A one-piece upload (any submission under CHUNK_BYTES) is that piece: kept as it came,
+        # not copied into the buffer (a copy on the loop, and fresh pages in a first run).
+        one = upload.count == 1
+        if not one:
+            upload.buffer += piece
         upload.filled += len(piece)
         upload.received += 1
         upload.seen = now
@@ -256,7 +260,7 @@ class Uploads:
                 None,
             )
         # Its frame list is checked where its frames are cut (``Whole.frames``), off the loop.
-        return "", upload.received, Whole(upload.buffer)
+        return "", upload.received, Whole(piece if one else upload.buffer)
 
     def _fail(self, conn: bytes, msg: Any, error: str) -> tuple[str, int, None]:
         self._drop(conn, msg.upload_id)

@@ -312,6 +312,9 @@ def start(args: Any, *, as_json: bool = False) -> int:
     """``handoffd start``: build the configuration from ``args`` (flag values), then serve."""
     import asyncio
 
+    from handoffd.store import heap
+
+    heap.tune()  # first, before any thread: the C heap's settings (store/heap.py)
     from handoffd import resources
     from handoffd.cli.common import EXIT_USAGE, fail, runtime_dir, setup_logging
     from handoffd.runtime import RuntimeDirError

@@ -57,6 +57,25 @@ def test_pieces_in_order_make_the_message_whole_and_free_their_reservation() -> 
     assert uploads.held(b"c1") == 0
 
 
+@pytest.mark.parametrize("kind", [bytes, memoryview])
+def test_a_one_piece_upload_is_its_piece_as_it_came_not_a_copy(kind: type) -> None:
+    """A submission under ``CHUNK_BYTES`` comes in one piece (as bytes from the local socket, a
+    read-only view of the frame from ZeroMQ past ``KEEP_BYTES``): that piece is the upload,
+    with no copy of it made on the loop; the frames and the checks are those of a copy."""
+    uploads = upload.Uploads(Limits())
+    frames = [b"body" * 100, b"a" * 5000, b"b" * 3]
+    ((chunk, data),) = pieces(frames, 1 << 20)
+    piece = kind(data)
+    error, received, whole = uploads.add(b"c1", chunk, piece, 0.0)
+    assert (error, received) == ("", 1) and whole is not None
+    assert whole.data is piece
+    assert whole.frames() == frames
+    assert uploads.held(b"c1") == 0
+    longer = Chunk(2, "u2", 0, 1, len(data) - 1)  # a piece past what it announced: refused
+    assert "longer than" in uploads.add(b"c1", longer, piece, 0.0)[0]
+    assert uploads.held(b"c1") == 0
+
+
 def test_a_missing_piece_drops_the_upload_with_a_clear_error() -> None:
     uploads = upload.Uploads(Limits())
     parts = pieces([b"x" * 5000], 1000)
