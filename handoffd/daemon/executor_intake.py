@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd import resources
-from handoffd.daemon.executor_events import AnsweredHere, Dispatched, Instruction
+from handoffd.daemon.executor_events import AnsweredHere, Dispatched, Execute, Instruction
 from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
 from handoffd.daemon.executor_records import (
     AGING_SECONDS,
@@ -168,6 +168,7 @@ class Intake:
     _gather: Callable[[Task], None]
     _pump_local: Callable[[], None]
     _schedule_refill: Callable[[], None]
+    _refill: Callable[[], None]
     _learn_owner: Callable[..., bool]
     term_of: Callable[[str], int]
 
@@ -397,7 +398,14 @@ class Intake:
                 task.source = None  # (the holders were read: the table may go)
         if self.local:
             self._pump_local()
-            self._schedule_refill()
+            out = self._out
+            if out and type(out[-1]) is Execute:
+                # A slot started in this pass (a task claimed at once, or a queued one): the
+                # tasks queued behind it chained now, into its Execute (``_refill``), so the
+                # worker gets them in one pipe message with it, not a turn later in another.
+                self._refill()
+            if self.local:  # (a refill with an empty queue does nothing: no turn for it)
+                self._schedule_refill()
 
     def _reply(
         self,

@@ -28,7 +28,9 @@ The pool sends chained jobs ahead to the worker, so it runs them back to back. C
 tasks in arrival order, skips those still fetching inputs and stops at the first one of another cost
 (it then gets the claims as the slots drain); a slot holds about CHAIN_SECONDS of work (measured
 durations), at most 1 + CHAIN_AHEAD tasks, so slow tasks are not bunched behind one worker; it is
-refilled (once per loop iteration, in one pipe message) when down to half.
+refilled (once per loop iteration, in one pipe message) when down to half. A slot started in a pass
+(a dispatch's claim, a refill's start) gets its chain in that pass, in its one ``Execute``: the
+worker is sent its first task and those behind it in one pipe message, not two.
 """
 
 from __future__ import annotations
@@ -453,5 +455,13 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             chains[only.id] = only_jobs
         if not local and total is self._local_cost:
             self._local_cost = {}
+        out = self._out
         for slot_id, jobs in chains.items():
-            self._out.append(Execute(slot_id, jobs))
+            last = out[-1] if out else None
+            if type(last) is Execute and last.chain == slot_id:
+                # The slot's first task, started just before in this pass (``_pump_local``, a
+                # dispatch's claim): the jobs chained behind join its Execute, so the pool
+                # writes the worker one pipe message for them all, not a lone job then the rest.
+                last.jobs.extend(jobs)
+            else:
+                out.append(Execute(slot_id, jobs))

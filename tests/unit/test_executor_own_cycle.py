@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from handoffd.daemon.dispatch import dispatch_here
-from handoffd.daemon.executor_events import FLUSH, Dispatched, Execute, ReportedHere
+from handoffd.daemon.executor_events import FLUSH, REFILL, Dispatched, Execute, ReportedHere
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol.columns import replied_pairs
 from handoffd.protocol.messages_columns import RepliedColumns
@@ -98,3 +98,38 @@ def test_dropping_a_run_forgets_its_values_in_memory_and_spilled(tmp_path) -> No
     assert all(store.get("r", f"t{i}") is None for i in range(4))
     assert store.drop_run("r") == 0
     store.close()
+
+
+def test_a_refill_that_starts_a_slot_sends_its_first_task_and_chain_as_one_execute() -> None:
+    # The slot's first task (``_pump_local``) and the tasks chained behind it (``_refill``) in
+    # one Execute: the pool then writes the worker one pipe message for them, not two.
+    st = make()
+    cost = {"cpu": 1.0}
+    out = st.handle(Dispatched(*table("A", ["a0"], cost), 1), 0.0)
+    (first,) = jobs(out)
+    out = st.handle(Dispatched(*table("A", ["a1", "a2", "a3", "a4"], cost), 1), 0.0)
+    assert not jobs(out) and st.ledger.free == {"cpu": 0.0}  # queued behind a0's claim
+    st.tasks_ended([Outcome(first.key, True, b"v", duration=1e-4, pid=7)], 1.0)
+    assert not st.slots and st.ledger.free == {"cpu": 1.0}
+    out = st.handle(REFILL, 1.0)
+    executes = [ins for ins in out if isinstance(ins, Execute)]
+    assert len(executes) == 1
+    assert [job.key[1] for job in executes[0].jobs] == ["a1", "a2", "a3", "a4"]  # queue order
+    (slot,) = st.slots.values()
+    assert executes[0].chain == slot.id and len(slot.keys) == 4
+    assert st.ledger.free == {"cpu": 0.0} and not st.local  # one claim for the chain
+
+
+def test_a_dispatch_to_an_idle_node_sends_its_claimed_task_and_the_chain_as_one_execute() -> None:
+    # The task claimed at once and the queued ones chained behind it in the dispatch's own pass,
+    # after its answer: one Execute, not the lone task now and the chain a turn later.
+    st = make()
+    out = st.handle(Dispatched(*table("A", ["a0", "a1", "a2", "a3"], {"cpu": 1.0}), 1), 0.0)
+    executes = [i for i in out if isinstance(i, Execute)]
+    assert len(executes) == 1
+    assert [job.key[1] for job in executes[0].jobs] == ["a0", "a1", "a2", "a3"]
+    kinds = [type(i).__name__ for i in out]
+    assert kinds.index("AnsweredHere") < kinds.index("Execute")
+    (slot,) = st.slots.values()
+    assert executes[0].chain == slot.id and len(slot.keys) == 4 and not st.local
+    assert st.ledger.free == {"cpu": 0.0}
