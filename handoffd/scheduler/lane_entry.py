@@ -49,7 +49,7 @@ def submit_one(sched: OwnerScheduler, events: Iterable[Any], now: float) -> list
             run_id = event.run_id if type(event) is RunSubmitted else None
         if run_id is None or not _place_one(sched, run_id):
             sched._place()
-        return sched._out.take(sched._term_of)
+        return sched._out.take(sched._live, sched.term)
     finally:
         changed, sched._changed = sched._changed, None
         if changed and tell is not None:

@@ -5,6 +5,12 @@
 cimport cython
 from cpython.type cimport PyType_GenericAlloc as _alloc
 
+from handoffd.scheduler.run cimport RunState
+
+
+@cython.locals(run=RunState)
+cdef long long _term_in(dict runs, str run_id, long long term) except? -1
+
 
 cdef class Outbox:
     cdef public list direct
@@ -13,5 +19,5 @@ cdef class Outbox:
     cdef public dict frees
     cdef public dict withdraws
 
-    @cython.locals(result=list, items=list)
-    cpdef list take(self, object term_of)
+    @cython.locals(result=list, items=list, runs=dict)
+    cpdef list take(self, object term_of, long long term=*)

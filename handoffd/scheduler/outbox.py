@@ -24,12 +24,21 @@ from handoffd.scheduler.events import (
     Withdraw,
 )
 
+if TYPE_CHECKING:
+    from handoffd.scheduler.run import RunState
+
 # An instruction made empty, its slots then filled (``take``): ``object.__new__`` here, the
 # type's own allocator in the compiled build (outbox.pxd cimports ``PyType_GenericAlloc`` by
 # this name; as in ``owner_books``, the pure build's stands in through ``globals()``).
 if TYPE_CHECKING:
     _alloc: Callable[[type, int], Any]
 globals().setdefault("_alloc", lambda cls, _n: object.__new__(cls))
+
+
+def _term_in(runs: dict[str, RunState], run_id: str, term: int) -> int:
+    """The term a run's batch goes at: the run's own if it is in ``runs``, else ``term``."""
+    run = runs.get(run_id)
+    return run.term if run is not None else term
 
 
 class Outbox:
@@ -45,10 +54,16 @@ class Outbox:
         self.frees: dict[tuple[str, str], list[str]] = {}  # values to delete
         self.withdraws: dict[tuple[str, str], list[tuple[str, int]]] = {}
 
-    def take(self, term_of: Callable[[str], int]) -> list[Instruction]:
+    def take(
+        self, term_of: Callable[[str], int] | dict[str, RunState], term: int = 0
+    ) -> list[Instruction]:
         """Everything collected, the batches last (at their run's ``term_of``); empty again after.
         A kind nothing was collected of is left as it is (most calls collect one or two kinds:
-        a one-task run's four calls built twelve lists and dicts for nothing)."""
+        a one-task run's four calls built twelve lists and dicts for nothing). ``term_of`` may
+        be the owner's live runs (run id -> run) instead of a callable: a run's ``term`` there,
+        else ``term`` (the scheduler's call each batch, where its bound method made and called
+        a Python-level function a dispatch)."""
+        runs = term_of if type(term_of) is dict else None
         result = self.direct
         self.direct = []
         if self.cancels:
@@ -61,19 +76,30 @@ class Outbox:
                 d = _alloc(Dispatch, 0)  # noqa: F821
                 d.node = n
                 d.run_id = r
-                d.term = term_of(r)
+                d.term = _term_in(runs, r, term) if runs is not None else term_of(r)  # type: ignore[operator]
                 d.items = tuple(items)
                 result.append(d)
             self.dispatches = {}
         if self.frees:
             result += [
-                FreeUnneededValues(n, r, term_of(r), tuple(ids))
+                FreeUnneededValues(
+                    n,
+                    r,
+                    _term_in(runs, r, term) if runs is not None else term_of(r),  # type: ignore[operator]
+                    tuple(ids),
+                )
                 for (n, r), ids in self.frees.items()
             ]
             self.frees = {}
         if self.withdraws:
             result += [
-                Withdraw(n, r, term_of(r), tuple(items)) for (n, r), items in self.withdraws.items()
+                Withdraw(
+                    n,
+                    r,
+                    _term_in(runs, r, term) if runs is not None else term_of(r),  # type: ignore[operator]
+                    tuple(items),
+                )
+                for (n, r), items in self.withdraws.items()
             ]
             self.withdraws = {}
         return result

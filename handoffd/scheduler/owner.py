@@ -174,7 +174,7 @@ class OwnerScheduler(OwnerBooks):
             for event in events:
                 self._apply(event)
             self._place()
-            return self._out.take(self._term_of)
+            return self._out.take(self._live, self.term)
         finally:  # (what moved before an error is still told, as one by one it was)
             changed, self._changed = self._changed, None
             if changed and tell is not None:
@@ -189,7 +189,7 @@ class OwnerScheduler(OwnerBooks):
         self._takeover.restore(data, self.term if term is None else term)
         self._dirty = True
         self._place()
-        return self._out.take(self._term_of)
+        return self._out.take(self._live, self.term)
 
     def step_down(self, run_id: str) -> bool:
         """Drop a run another owner took over (higher term): no cancels, its attempts are the new
@@ -209,11 +209,7 @@ class OwnerScheduler(OwnerBooks):
             held_runs.discard(run_id)
             self._dirty = True
         self._place()
-        return self._out.take(self._term_of)
-
-    def _term_of(self, run_id: str) -> int:
-        run = self._live.get(run_id)
-        return run.term if run is not None else self.term
+        return self._out.take(self._live, self.term)
 
     def _apply(self, event: Event) -> None:
         # A daemon's common events by their exact type first (a pointer test each), the rest

@@ -38,7 +38,7 @@ cdef class RoomIndex:
     cdef public _Ordered _with_room
     cdef public dict _position
     cdef public object _alive
-    cdef public object _window
+    cdef public Py_ssize_t _window
     cdef public object _budgeted
     cdef public _Ordered _fillable
     cdef public _Ordered _with_free
@@ -46,18 +46,18 @@ cdef class RoomIndex:
     cdef public set _hollow
     cdef public object _top
 
-    @cython.locals(n=object, node=NodeState, out=int, old=object)
+    @cython.locals(n=object, node=NodeState, out=int, old=object, plain=dict)
     cpdef int report(
         self, object nodes, object name, object address, object capacity, object version,
         object free,
     ) except? -1
     cpdef list alive(self, object nodes)
-    @cython.locals(with_room=_Ordered, fillable=_Ordered, n=NodeState)
+    @cython.locals(with_room=_Ordered, fillable=_Ordered, n=NodeState, budget=object)
     cpdef refresh(self, RoomView view)
     @cython.locals(
         f=dict, pending=dict, load=dict, free=bint, wave=bint, positive=bint, part=bint,
         capped=bint, budgeted=bint, roomy=bint, window=Py_ssize_t, depth=double, q=double,
-        used=double, cap=double,
+        used=double, cap=double, budget=object, spent=object, have=object,
     )
     cpdef _renew(self, RoomView view, NodeState n)
     cpdef bint any_free(self)

@@ -249,7 +249,13 @@ class RoomIndex:
         if version > node.version:
             node.version = version
             if free != node._free:
-                node._free = dict(free)
+                if type(free) is dict:
+                    # (a dict's own copy: the call of the ``dict`` type went through the
+                    # generic call and the mapping protocol, twice a task)
+                    plain = free
+                    node._free = plain.copy()
+                else:
+                    node._free = dict(free)
                 self.dirty.add(name)  # (``changed(name)``)
                 out |= FREED
         return out
@@ -269,9 +275,14 @@ class RoomIndex:
     def refresh(self, view: RoomView) -> None:
         """Recompute the rooms of the dirty nodes (all of them if the window changed)."""
         nodes = view.nodes
-        if view.window != self._window or view.queue_seconds != self._budgeted:
+        budget = view.queue_seconds
+        # (identity first: the view's budget is the same object pass after pass, and an equal
+        # compare of two objects was a rich compare a pass)
+        if view.window != self._window or (
+            budget is not self._budgeted and budget != self._budgeted
+        ):
             self._window = view.window
-            self._budgeted = view.queue_seconds
+            self._budgeted = budget
             self.dirty.update(nodes)
         if not self._position:
             self._position = {name: i for i, name in enumerate(nodes)}
@@ -316,7 +327,13 @@ class RoomIndex:
         window = view.window
         depth = float(window)
         capped = window > 1  # outstanding demand never exceeds the window, queued or not
-        budgeted = view.queue_seconds is None or view.queue_seconds - view.work.get(name, 0.0) > 0.0
+        budget = view.queue_seconds
+        if budget is None:
+            budgeted = True
+        else:
+            # (in C doubles when compiled: the object subtraction made a float a renew)
+            spent = view.work.get(name)
+            budgeted = float(budget) - (0.0 if spent is None else float(spent)) > 0.0
         wave = positive = part = False
         for k, q in n._capacity.items():
             used = load.get(k, 0.0)
@@ -328,14 +345,16 @@ class RoomIndex:
                     part = True
             if capped:
                 cap = q * window - used
-                have = f.get(k, 0.0)
-                if cap < float(have):  # (``min(have, cap)``: the first of equals)
+                have = f.get(k)
+                if have is None:  # (``min(0.0, cap)``: the first of equals)
+                    f[k] = cap if cap < 0.0 else 0.0
+                elif cap < float(have):  # (``min(have, cap)``)
                     f[k] = cap
-                else:
-                    f[k] = have
+                # (else ``have`` stays: the same value at the same key, not written again)
         self._with_wave.put(name, wave)
         if positive:
-            self._hollow.discard(name)
+            if self._hollow:  # (empty nearly always: no discard's hash and look-up)
+                self._hollow.discard(name)
         else:
             self._hollow.add(name)
         self._fillable.put(name, budgeted and part)

@@ -44,3 +44,27 @@ def test_take_leaves_the_kinds_nothing_was_collected_of() -> None:
     (dispatch,) = out.take(lambda run_id: 0)
     assert dispatch.items == (_item("a"),) and out.dispatches == {}
     assert out.cancels is cancels and out.frees is frees and out.withdraws is withdraws
+
+
+def test_take_reads_the_terms_off_the_live_runs_else_the_default() -> None:
+    """The scheduler hands its live runs (run id -> run) and its own term: a batch goes at its
+    run's term, a run no longer live at the scheduler's."""
+    from handoffd.scheduler.run import RunState
+    from handoffd.spec import RunOptions, TaskSpec
+
+    live = {"r1": RunState("r1", [TaskSpec("a", (), {"cpu": 1.0}, b"p")], RunOptions(), term=7)}
+    out = Outbox()
+    out.dispatches[("n1", "r1")] = [_item("a")]
+    out.dispatches[("n2", "gone")] = [_item("b")]
+    out.frees[("n1", "r1")] = ["a"]
+    out.frees[("n1", "gone")] = ["b"]
+    out.withdraws[("n2", "r1")] = [("a", 1)]
+    out.withdraws[("n2", "gone")] = [("b", 1)]
+    assert out.take(live, 5) == [
+        ev.Dispatch("n1", "r1", 7, (_item("a"),)),
+        ev.Dispatch("n2", "gone", 5, (_item("b"),)),
+        ev.FreeUnneededValues("n1", "r1", 7, ("a",)),
+        ev.FreeUnneededValues("n1", "gone", 5, ("b",)),
+        ev.Withdraw("n2", "r1", 7, (("a", 1),)),
+        ev.Withdraw("n2", "gone", 5, (("b", 1),)),
+    ]
