@@ -18,9 +18,7 @@ built by ``dag_columns`` with each code head once and a tail a function: ``as_se
 ``sent_payloads``), ``--form columns`` as a client does to a daemon of 5 (whole payloads),
 ``--form rows`` as ``TaskMeta`` records (older clients). ``--upload``: the daemon's part as for
 an upload (the frames views of the reassembled bytes, ``upload_intake.prepare``: the codec's
-decode in the upload thread), as a W1 run of 10,000 arrives. A plain run that came as columns is
-handed to the loop before its snapshot part is packed (``upload_intake.Packing``): the count is
-what comes before the hand-over, ``--later`` adds that packing (the thread's whole work).
+decode in the upload thread), as a W1 run of 10,000 arrives.
 
 Prints the number of tasks and the process CPU seconds of the part (a check, not the figure);
 the figure is callgrind's total of two runs of different N, subtracted, over their difference::
@@ -85,12 +83,6 @@ def main() -> None:
         help="the daemon's part as for an upload: the frames views of the reassembled bytes "
         "(upload.Whole, as a W1 run of 10,000 arrives), upload_intake.prepare",
     )
-    parser.add_argument(
-        "--later",
-        action="store_true",
-        help="count the run's snapshot part too (Prebuilt.packed): a plain run that came as "
-        "columns is handed to the loop first and packed after, outside the default count",
-    )
     args = parser.parse_args()
     dag = dag_of(args.shape, args.tasks)
     rows, payloads = dag.wire_tasks(
@@ -114,10 +106,7 @@ def main() -> None:
         whole = bytearray(upload.pack(frames))
 
         def uploaded() -> Any:
-            prepared = ui.prepare(upload.Whole(whole), codec, limits, None)
-            if args.later and prepared.run is not None:
-                prepared.run.prebuilt.packed  # noqa: B018 - what the thread packs after the hand-over
-            return prepared
+            return ui.prepare(upload.Whole(whole), codec, limits, None)
 
         def part() -> Any:
             head = ui.unpack_head(frames[0])
@@ -125,10 +114,7 @@ def main() -> None:
             msg = decoded.msg
             if type(msg) is SubmitColumns:
                 msg = as_submission(msg)
-            prepared = ui.prepare_whole(msg, decoded.frames, limits, None)
-            if args.later and prepared.run is not None:
-                prepared.run.prebuilt.packed  # noqa: B018 - what the thread packs after the hand-over
-            return prepared
+            return ui.prepare_whole(msg, decoded.frames, limits, None)
 
     else:
         specs = [TaskSpec(r[0], tuple(r[1]), dict(r[2]), b"payload") for r in rows]

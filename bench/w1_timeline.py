@@ -14,7 +14,7 @@ gets three views on one clock (``perf_counter``: CLOCK_MONOTONIC, shared by the 
   (``Run._collect``) and execute returned;
 - the **owner's stamps** (d0 under ``--wrap``, written at SIGUSR1): the request's reads from the
   local socket, the upload thread's ``prepare`` (the run built off the loop), the run fed on the
-  loop (``Preparer._deliver``, ``_finished`` before it), every scheduler batch (``OwnerIO._feed_all``) with the
+  loop (``Preparer._finished``), every scheduler batch (``OwnerIO._feed_all``) with the
   successes it carried (both nodes'), the outcome built and queued (``Waiting.answer``) and the
   replies written to the client (``LocalListener.reply``);
 - **CPU by process and thread**: a sampler *process* (not a thread of the client: it takes no
@@ -108,7 +108,6 @@ def wrap_mode(out: str, command: list[str]) -> None:
         ("handoffd.transport.local_socket:LocalListener", "reply", "reply_out", reply_size),
         ("handoffd.daemon.upload_intake", "prepare", "prepare", thread_id),
         ("handoffd.daemon.upload_intake", "prepare_whole", "prepare", thread_id),
-        ("handoffd.daemon.upload_intake:Preparer", "_deliver", "intake", None),
         ("handoffd.daemon.upload_intake:Preparer", "_finished", "intake", None),
         ("handoffd.daemon.owner:OwnerIO", "_feed_all", "batch", feed_count),
         ("handoffd.daemon.owner_waits:Waiting", "answer", "answer", None),
@@ -119,8 +118,6 @@ def wrap_mode(out: str, command: list[str]) -> None:
         holder: Any = importlib.import_module(module_name)
         if cls_name:
             holder = getattr(holder, cls_name)
-        if attr == "_finished" and hasattr(holder, "_deliver"):
-            continue  # (the run is fed by ``_deliver``, which ``_finished`` calls when it feeds)
         if hasattr(holder, attr):  # an older checkout may lack one (A/B)
             setattr(holder, attr, stamped(getattr(holder, attr), label, count))
     signal.signal(signal.SIGUSR1, dump)

@@ -255,14 +255,10 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps):
     @staticmethod
     def _off_loop(run: Any) -> bool:
         """A big run's snapshot is packed in a thread, unless it is spliced from the bytes its
-        intake packed (``encode_run``: a just-accepted run, cheap on the loop); also one whose
-        intake is packing it still (``Prebuilt.ready``): the thread waits for that, not the loop."""
-        prebuilt = run.prebuilt
-        if prebuilt is not None and not prebuilt.ready():
-            return True
+        intake packed (``encode_run``: a just-accepted run, cheap on the loop)."""
         if len(run.tasks) < PACK_OFF_LOOP:
             return False
-        return prebuilt is None or not run.untouched()
+        return run.prebuilt is None or not run.untouched()
 
     def _pack_off_loop(self, run_id: str, sends: list[rlog.SendSnapshot]) -> None:
         """Pack the run's snapshot in the offload thread, then send it to ``sends``' standbys and,

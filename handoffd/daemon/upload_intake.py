@@ -5,9 +5,8 @@ decoding it, the intake bounds (``intake.check_submission``) and the DAG's rules
 TaskSpecs (``validation.wire_specs``) and the run's graph (``scheduler.graph.build_graph``) took the
 loop 16-21 s for 200,000 tasks. ``prepare`` does all of that in one worker thread (``Preparer``),
 and builds the run itself (``RunState``: one record per task, 0.8-1 s for 200,000) with its
-snapshot's big fields packed for the standbys (``protocol.snapshot.pack_parts``; a plain run that
-came as columns is handed over first and packed after, ``Packing``); the loop then only admits
-the message and feeds the owner the checked specs, their graph and the untouched run
+snapshot's big fields packed for the standbys (``protocol.snapshot.pack_parts``); the loop then
+only admits the message and feeds the owner the checked specs, their graph and the untouched run
 (``Owner.submit_checked``), which the scheduler takes in by slices (``scheduler.intake``). The work holds the GIL, but CPython hands
 it back to the loop every switch interval (5 ms), so the daemon goes on answering meanwhile.
 ``prepare`` reads only its arguments (the frames, an immutable codec configuration, the limits,
@@ -22,7 +21,6 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +60,6 @@ class Prepared:
     error: HandoffError | None = None
     graph: TaskGraph | None = None
     run: RunState | None = None  # built from ``specs`` and ``graph``, owned by no one yet
-    # The run's snapshot part, to work out once the run is handed over (``Preparer``); None:
-    # worked out already, or nothing to work out.
-    later: Packing | None = None
 
     def take_parts(self) -> list[Any]:
         """What this holds, handed out (``Preparer``'s ``_release``): ``self`` keeps nothing."""
@@ -178,54 +173,16 @@ def _checked(
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
+    columns = None
     if plain is not None and type(msg.tasks) is TaskColumns:
-        # A plain run that came as columns: its snapshot's specs go as those columns, packed
-        # from the submission alone after the run was handed to the loop (``Packing``).
-        later = Packing(functools.partial(_packed_columns, msg.tasks, specs, frames, run))
-        run.prebuilt = Prebuilt(None, probes(run), later=later)
-        return Prepared(decoded, specs=specs, graph=graph, run=run, later=later)
-    far = far_specs(specs)
-    run.prebuilt = Prebuilt(pack_parts(run), probes(run), far)
-    return Prepared(decoded, specs=specs, graph=graph, run=run)
-
-
-def _packed_columns(
-    tasks: TaskColumns, specs: tuple[TaskSpec, ...], frames: list[Any], run: RunState
-) -> tuple[tuple[bytes, bytes], tuple[TaskSpec, ...], int]:
-    """``Prebuilt``'s snapshot part of a plain run that came as ``tasks`` (columns): read from
-    the submission (its columns, the specs made from them, its frames) and the run's ids, never
-    from the run's records, which the loop may be moving meanwhile (``pack_parts``' ``ids``)."""
-    columns, far = column_snapshot(tasks, specs, frames)
+        # A plain run that came as columns: its snapshot's specs go as those columns.
+        columns, far = column_snapshot(msg.tasks, specs, frames)
+    else:
+        far = far_specs(specs)
     # (what a standby must reach to read the packed columns: 1 any that reads columns, heads 6)
     needs = 0 if columns is None else SNAPSHOT_HEADS_SINCE if columns.heads else 1
-    return pack_parts(run, columns, tasks.ids), far, needs
-
-
-class Packing:
-    """A run's snapshot part worked out once (``scheduler.intake.Later``): by the upload thread
-    right after it handed the run to the loop (``Preparer``), or by whichever thread asks first
-    (the replication's offload thread, a test), the others waiting for it. A failure is logged
-    and leaves nothing packed (the snapshot is then packed from the run, as for a run built on
-    the loop)."""
-
-    def __init__(self, make: Callable[[], tuple[Any, Any, int]]) -> None:
-        self._make: Callable[[], tuple[Any, Any, int]] | None = make
-        self._lock = threading.Lock()
-        self._out: tuple[Any, Any, int] = (None, None, 0)
-        self.done = False  # (``Prebuilt.ready``: set once ``_out`` holds what it will hold)
-
-    def __call__(self) -> tuple[Any, Any, int]:
-        with self._lock:
-            make = self._make
-            if make is not None:
-                self._make = None  # (what it holds, the submission's columns and frames, let go)
-                try:
-                    with collector.paused():
-                        self._out = make()
-                except Exception:  # noqa: BLE001 - the snapshot is packed from the run instead
-                    log.exception("packing a run's snapshot at its intake failed")
-                self.done = True
-            return self._out
+    run.prebuilt = Prebuilt(pack_parts(run, columns), probes(run), far, needs)
+    return Prepared(decoded, specs=specs, graph=graph, run=run)
 
 
 # Where a submission's task rows are among its head's values (the envelope, request_id, run_id).
@@ -307,29 +264,8 @@ class Preparer:
     ) -> None:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, "handoffd-upload")
-        future = loop.run_in_executor(self._pool, self._handed, loop, job, done)
+        future = loop.run_in_executor(self._pool, job)
         future.add_done_callback(lambda f: self._finished(f, done))
-
-    def _handed(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        job: Callable[[], Prepared | None],
-        done: Callable[[Prepared], None],
-    ) -> Prepared | None:
-        """``job`` in the thread; a run whose snapshot part comes later (``Prepared.later``) is
-        handed to the loop first (``_deliver``) and packed after, while the loop places its first
-        tasks: None then (the future has nothing left to hand over)."""
-        prepared = job()
-        if prepared is None or prepared.later is None:
-            return prepared
-        later = prepared.later
-        prepared.later = None
-        try:
-            loop.call_soon_threadsafe(self._deliver, prepared, done)
-        except RuntimeError:  # (the loop closed meanwhile: no one takes the run)
-            return None
-        later()
-        return None
 
     def _finished(
         self, future: asyncio.Future[Prepared | None], done: Callable[[Prepared], None]
@@ -337,12 +273,8 @@ class Preparer:
         if future.cancelled():
             return
         prepared = future.result()
-        if prepared is None:  # an upload refused by its check (``checked`` told), or delivered
+        if prepared is None:  # an upload refused by its check (``checked`` told)
             return
-        self._deliver(prepared, done)
-
-    def _deliver(self, prepared: Prepared, done: Callable[[Prepared], None]) -> None:
-        """``done(prepared)`` on the loop, then what it held freed in the thread."""
         try:
             done(prepared)
         finally:

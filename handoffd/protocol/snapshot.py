@@ -10,7 +10,7 @@ it apart, in chunks (``daemon.replication_payloads``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
@@ -117,15 +117,6 @@ def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
     for task_id in (ids[0], ids[-1]):
         if _task_row(task_id, tasks[task_id])[1:] != _AS_BUILT:
             return None
-    packed = built_tasks(ids, chunk)
-    free(ids)
-    return packed
-
-
-def built_tasks(ids: Sequence[str], chunk: int = 2048) -> bytes:
-    """The tasks of a run as built whose ids are ``ids`` (in its order), packed as
-    ``_pack_rows(_task_rows(run))`` packs them: read from the ids alone, so a thread may pack
-    them while the loop moves the run's records (``pack_parts``' ``ids``)."""
     packer = msgpack.Packer(use_bin_type=True, autoreset=True)  # (a thread's own)
     pack = packer.pack
     head, tail = _BUILT_HEAD, _BUILT_TAIL
@@ -135,6 +126,7 @@ def built_tasks(ids: Sequence[str], chunk: int = 2048) -> bytes:
         parts.append(
             head + between.join([pack(task_id) for task_id in ids[at : at + chunk]]) + tail
         )
+    free(ids)
     return b"".join(parts)
 
 
@@ -215,27 +207,20 @@ def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def pack_parts(
-    run: Any, columns: SnapshotColumns | None = None, ids: Sequence[str] | None = None
-) -> tuple[bytes, bytes]:
+def pack_parts(run: Any, columns: SnapshotColumns | None = None) -> tuple[bytes, bytes]:
     """The two big fields of a just-built run's snapshot frame, packed: its specs (fixed for the
     run's life) and its tasks (valid while ``run.untouched()``). Built where the run is, off the
     event loop (``daemon.upload_intake``), and kept in ``run.prebuilt`` for ``encode_run``: for
     200,000 tasks they were ~0.6-2.3 s of the owner's loop per standby. With ``columns`` (the
     run's specs as the submission's columns: ``daemon.intake_columns.snapshot_columns``) the
     specs are packed as ``RunSnapshot.columns``: a few arrays in C calls, where a row per spec
-    was built and packed (``Prebuilt.columns`` says which). ``ids``: the run's task ids, its
-    tasks packed as built from them alone (``built_tasks``), not read from the run: a run handed
-    to the loop before it was packed (``daemon.upload_intake``) may have moved on meanwhile, and
-    its tasks part is only spliced while it has not (``encode_run``)."""
+    was built and packed (``Prebuilt.columns`` says which)."""
     if columns is not None:
         specs = _packer_of().pack(_columns_record().to_wire(columns))
     else:
         rows = _spec_rows(run.specs)
         specs = _pack_rows(rows)
         free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
-    if ids is not None:
-        return specs, built_tasks(ids)
     if run.untouched():
         untouched = _untouched_tasks(run)
         if untouched is not None:

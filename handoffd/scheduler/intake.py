@@ -14,7 +14,8 @@ slices the same way (``RunState.close``, ``CLOSE_SLICE``, ``close_key``). Pure: 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from handoffd._core import api as core
 from handoffd.errors import Unschedulable, ValidationError
@@ -35,77 +36,23 @@ SLICE = 1024
 CLOSE_SLICE = 4096
 
 
-class Later(Protocol):
-    """What ``Prebuilt``'s snapshot part comes from when it is worked out after the run was
-    handed over (``daemon.upload_intake.Packing``): called, it gives ``(packed, far, columns)``
-    as ``Prebuilt`` holds them (``packed`` None: nothing packed), worked out once whichever
-    thread calls first; ``done`` once it has been."""
-
-    done: bool
-
-    def __call__(self) -> tuple[tuple[bytes, bytes] | None, tuple[Any, ...] | None, int]: ...
-
-
+@dataclass(frozen=True)
 class Prebuilt:
     """What is worked out where a run is built (``RunState.prebuilt``), for its intake: its
-    snapshot's two big fields packed (``protocol.snapshot.pack_parts``) and ``probes``.
+    snapshot's two big fields packed (``protocol.snapshot.pack_parts``) and ``probes``."""
 
-    The snapshot's part (``packed``, ``far``, ``columns``) may come ``later``: a plain run that
-    came as columns is handed to the loop before it is packed (its snapshot is a function of the
-    submission, not of what the loop does to the run), and ``ready`` says whether it is there
-    yet; reading any of the three before waits for it (``Later``: the upload thread packs it
-    once, whoever asks first)."""
-
-    __slots__ = ("_columns", "_far", "_later", "_packed", "probes")
-
-    def __init__(
-        self,
-        packed: tuple[bytes, bytes] | None,
-        probes: tuple[str, ...],
-        far: tuple[Any, ...] | None = None,
-        columns: int = 0,
-        later: Later | None = None,
-    ) -> None:
-        self._packed = packed
-        # One task per (pin, cost) shape and every task of a collocation group, in the run's
-        # order: the ones the owner's checks (a live pin, a node that can hold it) must look at;
-        # they find the same first misfit as a look at every task (``ClusterView.misfit``).
-        self.probes = probes
-        self._far = far
-        self._columns = columns
-        self._later = later
-
-    @property
-    def packed(self) -> tuple[bytes, bytes] | None:
-        """The specs and the tasks as built, packed (None: not packed: the snapshot packs them)."""
-        self._settle()
-        return self._packed
-
-    @property
-    def far(self) -> tuple[Any, ...] | None:
-        """The specs whose payloads the snapshot leaves out (``protocol.snapshot.far_specs``), for
-        ``OwnerPayloads.refs`` at the run's first snapshot; None: not worked out."""
-        self._settle()
-        return self._far
-
-    @property
-    def columns(self) -> int:
-        """``packed``'s specs are ``RunSnapshot.columns`` (``pack_parts``' ``columns``), not spec
-        rows, when not 0: then the protocol version a standby must reach to read them (1: any
-        that reads columns; code heads: 6)."""
-        self._settle()
-        return self._columns
-
-    def ready(self) -> bool:
-        """The snapshot's part is there: reading it waits for nothing."""
-        later = self._later
-        return later is None or later.done
-
-    def _settle(self) -> None:
-        later = self._later
-        if later is not None:
-            self._packed, self._far, self._columns = later()
-            self._later = None
+    packed: tuple[bytes, bytes]
+    # One task per (pin, cost) shape and every task of a collocation group, in the run's order:
+    # the ones the owner's checks (a live pin, a node that can hold it) must look at; they find
+    # the same first misfit as a look at every task (``ClusterView.misfit``).
+    probes: tuple[str, ...]
+    # The specs whose payloads the snapshot leaves out (``protocol.snapshot.far_specs``), for
+    # ``OwnerPayloads.refs`` at the run's first snapshot; None: not worked out.
+    far: tuple[Any, ...] | None = None
+    # ``packed``'s specs are ``RunSnapshot.columns`` (``pack_parts``' ``columns``), not spec rows,
+    # when not 0: then the protocol version a standby must reach to read them (1: any that reads
+    # columns; code heads: 6).
+    columns: int = 0
 
 
 def probes(run: RunState) -> tuple[str, ...]:
