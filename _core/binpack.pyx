@@ -420,8 +420,15 @@ cdef int _cmp_task(const void* a, const void* b) noexcept nogil:
 
 
 cdef void sort_tasks(TaskKey* keys, Py_ssize_t n_tasks) noexcept nogil:
-    """Sort by (priority desc, rank desc, size desc, index asc): unique keys, a deterministic order."""
-    qsort(keys, n_tasks, sizeof(TaskKey), _cmp_task)
+    """Sort by (priority desc, rank desc, size desc, index asc): unique keys, a deterministic order.
+    Keys already in that order are left as they are after one pass of compares: the keys of a
+    run whose tasks tie (independent ones of one priority and cost, as a big fan-out) come in
+    index order, and the sort made ~n log n compares of them in the upload thread."""
+    cdef Py_ssize_t i
+    for i in range(1, n_tasks):
+        if _cmp_task(&keys[i - 1], &keys[i]) > 0:
+            qsort(keys, n_tasks, sizeof(TaskKey), _cmp_task)
+            return
 
 
 def _ranks(indptr_a, indices_a, est_a):

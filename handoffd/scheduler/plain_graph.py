@@ -267,6 +267,8 @@ def places(
     rank, both descending: what ``graph._placement_order`` checks); None otherwise."""
     if len(ranked) != n:
         return None
+    if n and _tied_in_index_order(ranked, n, priorities, upward_rank):
+        return list(range(n)), list(range(n))  # (what the walk below gives for them)
     position = [-1] * n
     ordered: list[int] = []
     at = 0
@@ -287,3 +289,18 @@ def places(
         if at % YIELD_EVERY == 0:
             let_go()
     return position, ordered
+
+
+def _tied_in_index_order(
+    ranked: Sequence[int], n: int, priorities: list[int], upward_rank: list[float]
+) -> bool:
+    """Every task's keys tie (one priority, one upward rank: W1's independent tasks) and
+    ``ranked`` is the index order, the order the ranking gives tied tasks: ``places`` then
+    answers the index order twice, which its walk would find after comparing every task's keys
+    with its predecessor's; here the ties are counted in C calls."""
+    if priorities.count(priorities[0]) != n or upward_rank.count(upward_rank[0]) != n:
+        return False
+    for at in range(n):
+        if ranked[at] != at:
+            return False
+    return True

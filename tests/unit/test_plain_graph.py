@@ -220,3 +220,46 @@ def test_links_of_specs_lets_the_loop_run_while_it_gathers_them(
     found = pure.links(specs, None, True)
     assert found is not None and found[0] == {s.id: () for s in specs}
     assert len(calls) == 2  # (after the 4th and the 8th)
+
+
+def _walked(ranked: list[Any], n: int, priorities: list[int], ranks: list[float]) -> Any:
+    """``places`` as its walk answers, task by task (the reference for its tied fast path)."""
+    if len(ranked) != n:
+        return None
+    position, ordered, last = [-1] * n, [], -1
+    for at, task in enumerate(ranked):
+        i = int(task)
+        if not 0 <= i < n or position[i] >= 0:
+            return None
+        if last >= 0 and (
+            priorities[i] > priorities[last]
+            or (priorities[i] == priorities[last] and ranks[i] > ranks[last])
+        ):
+            return None
+        position[i] = at
+        ordered.append(i)
+        last = i
+    return position, ordered
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_places_of_tied_tasks_are_the_walks_in_both_builds(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([1, 2, 3, 50, 300])
+    priorities = [rng.choice([0, 3])] * n
+    ranks = [rng.choice([1.0, 2.5])] * n
+    if seed % 5 == 1:
+        priorities[rng.randrange(n)] = 1  # one task's priority off the others'
+    if seed % 5 == 2:
+        ranks[rng.randrange(n)] = 0.5  # one task's rank off the others'
+    ranked: list[Any] = list(range(n))
+    if seed % 3 == 1 and n > 1:
+        a, b = rng.sample(range(n), 2)
+        ranked[a], ranked[b] = ranked[b], ranked[a]  # tied keys in another order
+    elif seed % 3 == 2:
+        ranked[rng.randrange(n)] = rng.choice([n, -1, 0])  # not a permutation
+    if seed % 7 == 3:
+        ranked = ranked[:-1]  # too short
+    expected = _walked(ranked, n, priorities, ranks)
+    for build in (plain_graph, pure):
+        assert build.places(ranked, n, priorities, ranks) == expected
