@@ -77,7 +77,7 @@ from handoffd.scheduler.run import READY, RUN_RUNNING, RunState, TaskRecord
 
 MAX_BATCH = 4096  # ready tasks offered to placement per call
 MAX_SHAPES = 16  # distinct (pin, cost) shapes queued beyond which placement does not pre-check them
-WINDOW = 32  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
+WINDOW = 64  # outstanding demand per node, in multiples of its capacity (1 = no pipelining)
 #: Work (expected seconds at full parallelism, ``durations``) a node may hold of ours beyond what
 #: starts at once: about a dispatch's round trip plus a few ms. A node whose work is above it gets
 #: nothing queued. A task of unknown duration counts as ``UNKNOWN_CHARGE`` (long): it is queued
