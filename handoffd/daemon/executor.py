@@ -49,7 +49,7 @@ from handoffd.daemon.executor_events import (
     WithdrawAsked,
 )
 from handoffd.daemon.executor_hooks import EncodeKey, HookServer
-from handoffd.daemon.executor_records import here_message
+from handoffd.daemon.executor_records import QUEUE_FACTOR, here_message
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import columns
 from handoffd.protocol import messages as m
@@ -80,7 +80,7 @@ class Executor:
         inline_result_bytes: int,
         on_resources_changed: Callable[[], None],
         fetch_timeout: float = 5.0,
-        queue_factor: float = 64.0,
+        queue_factor: float = QUEUE_FACTOR,
         clock: Callable[[], float] = time.monotonic,
         chunk_bytes: int = CHUNK_MAX,
     ) -> None:

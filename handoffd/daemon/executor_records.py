@@ -14,6 +14,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ReportRow, ReportTable, pack, reports_as_columns
 from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.protocol.registry import maker
+from handoffd.scheduler.cluster_view import WINDOW
 from handoffd.store.store import ResultStore
 
 Key = tuple[str, str, int]  # run_id, task_id, attempt
@@ -22,6 +23,11 @@ QKey = tuple[int, float, int]  # a queued task's start order (``queue_key``)
 CHAIN_AHEAD = 32  # tasks chained behind the running one of a slot, at most
 CHAIN_SECONDS = 0.005  # ... and about this much work (by the mean measured duration)
 CHAIN_SCAN = 256  # queued tasks looked at per refill
+#: The local queue's default limit, in multiples of the node's capacity. An owner keeps up to
+#: ``WINDOW`` x capacity outstanding on a node; a limit below that refuses part of every window
+#: ("queue full"), and each refused task costs a dispatch, a refusal and a placement again on both
+#: sides. Twice the window holds two owners' full windows (and one owner's with its chains).
+QUEUE_FACTOR = 2.0 * WINDOW
 #: Aging in the local queue: a task that waited this long ranks one priority level higher, so a
 #: stream of higher-priority work delays a task by at most (their priority gap) x AGING_SECONDS.
 AGING_SECONDS = 1.0

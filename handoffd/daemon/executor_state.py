@@ -74,6 +74,7 @@ from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SCAN,
     CHAIN_SECONDS,
+    QUEUE_FACTOR,
     Fetch,
     Key,
     QKey,
@@ -103,7 +104,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         store: ResultStore,
         inline_result_bytes: int,
         fetch_timeout: float = 5.0,
-        queue_factor: float = 64.0,
+        queue_factor: float = QUEUE_FACTOR,
         chunk_bytes: int = CHUNK_MAX,
     ) -> None:
         self.address = address

@@ -47,6 +47,7 @@ from handoffd.protocol.messages_chunks import FetchChunks, ValueChunk
 from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
+from handoffd.scheduler.cluster_view import WINDOW
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Job, Outcome
@@ -261,6 +262,19 @@ def test_the_local_queue_holds_at_most_queue_factor_times_capacity() -> None:
     assert started(out) == ["t0", "t1", "t2"] and not st.local
     out = dispatch(st, [item(f"u{i}") for i in range(3)])
     assert accepted(out) == ["u0", "u1"] and refused(out) == {"u2": "no room: queue full"}
+
+
+def test_the_default_queue_holds_two_owners_full_windows() -> None:
+    # Each owner keeps up to WINDOW x capacity outstanding on a node: a queue limit below that
+    # refuses part of every window, and each refused task is dispatched, refused and placed again.
+    st = make({"cpu": 1.0})
+    for owner, run in ((OWNER, RUN), ("owner2:1", "r2")):
+        out = dispatch(st, [item(f"{run}-{i}") for i in range(WINDOW)], owner=owner, run=run)
+        assert len(accepted(out)) == WINDOW and not refused(out)
+    # (a few started or chained behind the first) The queue takes up to 2 x WINDOW queued, no more.
+    room = 2 * WINDOW - len(st.local)
+    out = dispatch(st, [item(f"x{i}") for i in range(room + 1)], owner="owner3:1", run="r3")
+    assert len(accepted(out)) == room and refused(out) == {f"x{room}": "no room: queue full"}
 
 
 # -- chains ---------------------------------------------------------------------------------------
