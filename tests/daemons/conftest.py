@@ -44,15 +44,16 @@ def pair(daemons: Any) -> tuple[Any, Any]:
 
 
 @contextlib.contextmanager
-def spawned_worker(*extra: Any) -> Iterator[tuple[Any, Any]]:
+def spawned_worker(*extra: Any, live: float = 0.0) -> Iterator[tuple[Any, Any]]:
     """(process, the parent's end of its pipe) of a worker started as a WorkerPool starts one;
-    ``extra``: ``_process.main``'s arguments after its name tuple (e.g. the cancel count)."""
+    ``extra``: ``_process.main``'s arguments after its name tuple (e.g. the cancel count);
+    ``live``: its live-output interval (0: output kept with the outcome)."""
     from handoffd.worker import _process
 
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=True)
     proc = ctx.Process(
-        target=_process.main, args=(child, None, ("t", os.getpid(), "", 0.0), *extra), daemon=True
+        target=_process.main, args=(child, None, ("t", os.getpid(), "", live), *extra), daemon=True
     )
     proc.start()
     child.close()

@@ -210,23 +210,12 @@ def _sleeps(x: int) -> int:
     return x
 
 
-def test_no_live_line_of_a_job_follows_its_outcome() -> None:
+def test_no_live_line_of_a_job_follows_its_outcome(spawn_worker: Any) -> None:
     """A worker sending output live (interval 0.05 s) whose first job leaves a thread printing:
     the live sender's thread starts from that thread's print, after the job's outcome, and what
     it sends goes under the job then running; no live message names a job whose outcome went
     before it (the outcome of a job in a worker with no live thread yet takes no lock)."""
-    import multiprocessing
-    import os
-    import signal
-
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=True)
-    setup = ("t", os.getpid(), "", 0.05)
-    proc = ctx.Process(target=_process.main, args=(child, None, setup), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        assert parent.poll(30) and parent.recv_bytes() == _process.READY
+    with spawn_worker(live=0.05) as (_proc, parent):
         jobs = [_job(1, _prints_behind, 1), _job(2, _sleeps, 2), _job(3, _identity, 3)]
         parent.send_bytes(b"".join(_pipe.pickle_job(t, j)[0] for t, j in enumerate(jobs, 1)))
         ended: list[int] = []
@@ -243,11 +232,3 @@ def test_no_live_line_of_a_job_follows_its_outcome() -> None:
                 ended += [reply[0] for reply in pickle.loads(data)]
         assert ended == [1, 2, 3]
         assert any(token == 2 and "late" in text for token, text in live), live
-    finally:
-        parent.close()
-        if proc.pid is not None:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.join(10)

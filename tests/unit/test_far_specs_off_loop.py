@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from later_offload import Later
 from scheduler_harness import Cluster, spec
 
 from handoffd.protocol.snapshot import far_specs
@@ -36,19 +37,6 @@ def _counted(s: TaskSpec) -> TaskSpec:
     return copy
 
 
-class _Later:
-    """An ``Offload`` whose jobs run when the test says (as a thread would, later)."""
-
-    def __init__(self) -> None:
-        self.jobs: list = []
-
-    def run(self, fn, done) -> None:  # type: ignore[no-untyped-def]
-        self.jobs.append((fn, done))
-
-    def close(self) -> None:
-        pass
-
-
 def _specs() -> list[TaskSpec]:
     out = []
     for i in range(30):
@@ -68,7 +56,7 @@ def _shell(monkeypatch: pytest.MonkeyPatch, off_loop: int):  # type: ignore[no-u
     c = Cluster(dict.fromkeys(NODES, 3.0))
     port = FakePort(name="owner", address="owner:1")
     port.join("s")
-    later = _Later()
+    later = Later()
     replication = shell.ReplicationIO(port, c.sched, replicas=1, grace=0.1, offload=later)  # type: ignore[arg-type]
     c.sched.on_change = replication.task_changed
     return c, port, later, replication

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from later_offload import Later
 from scheduler_harness import Cluster, spec
 
 from handoffd.protocol import messages as m
@@ -23,24 +24,6 @@ NODES = ("n1", "n2", "n3")
 FIELDS = ("state", "attempt", "node", "locations", "completions", "value", "failures")
 
 
-class _Later:
-    """An ``Offload`` whose jobs run when the test says (as a thread would, later)."""
-
-    def __init__(self) -> None:
-        self.jobs: list = []
-
-    def run(self, fn, done) -> None:  # type: ignore[no-untyped-def]
-        self.jobs.append((fn, done))
-
-    def finish(self) -> None:
-        jobs, self.jobs = self.jobs, []
-        for fn, done in jobs:
-            done(fn(), None)
-
-    def close(self) -> None:
-        pass
-
-
 def _shell(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     from fake_port import FakePort
 
@@ -50,7 +33,7 @@ def _shell(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     c = Cluster(dict.fromkeys(NODES, 3.0))
     port = FakePort(name="owner", address="owner:1")
     port.join("s")
-    later = _Later()
+    later = Later()
     replication = shell.ReplicationIO(port, c.sched, replicas=1, grace=0.1, offload=later)  # type: ignore[arg-type]
     c.sched.on_change = replication.task_changed
     return c, port, later, replication

@@ -11,6 +11,7 @@ import random
 
 import msgpack
 import pytest
+from later_offload import Later
 from scheduler_harness import Cluster, dispatches, spec
 
 from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, build_run, frozen
@@ -182,24 +183,6 @@ def test_a_big_run_packed_in_short_calls_is_packed_the_same() -> None:
     assert decode_run(raw)["tasks"] == decode_run(encode_run(run, chunked=True))["tasks"]
 
 
-class _Later:
-    """An ``Offload`` whose jobs run when the test says (as a thread would, later)."""
-
-    def __init__(self) -> None:
-        self.jobs: list = []
-
-    def run(self, fn, done) -> None:  # type: ignore[no-untyped-def]
-        self.jobs.append((fn, done))
-
-    def finish(self) -> None:
-        jobs, self.jobs = self.jobs, []
-        for fn, done in jobs:
-            done(fn(), None)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("seed", range(8))
 def test_a_snapshot_packed_off_the_loop_goes_before_the_batches_held_meanwhile(
     seed: int, monkeypatch: pytest.MonkeyPatch
@@ -220,7 +203,7 @@ def test_a_snapshot_packed_off_the_loop_goes_before_the_batches_held_meanwhile(
     c = Cluster(dict.fromkeys(NODES, 3.0))
     port = FakePort(name="owner", address="owner:1")
     port.join("s")
-    later = _Later()
+    later = Later()
     replication = shell.ReplicationIO(port, c.sched, replicas=1, grace=0.1, offload=later)  # type: ignore[arg-type]
     c.sched.on_change = replication.task_changed
     specs = [spec(f"t{i}", *([f"t{i - 1}"] if i % 3 else [])) for i in range(30)]
