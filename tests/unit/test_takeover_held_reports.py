@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from fake_port import FakePort
+from later_offload import Later
 from test_replication import owner_with_chain
-from test_takeover_rebuild import _Later
 
 from handoffd.daemon import replication_takeover as steps
 from handoffd.daemon.replication import ReplicationIO
@@ -63,14 +63,14 @@ class Owner:
         pass
 
 
-def taking_over() -> tuple[FakePort, ReplicationIO, Owner, _Later]:
+def taking_over() -> tuple[FakePort, ReplicationIO, Owner, Later]:
     """Standby b of run r1 (owned by a, gone), taking it over: c and b asked, nothing built."""
     port = FakePort(name="b", address="b:1")
     port.join("c", cpu=4.0)
     sched = OwnerScheduler("b", now=port.now())
     for n in ("b", "c"):
         sched.handle(ev.NodeUpdate(n, f"{n}:1", True, {"cpu": 4.0}, {"cpu": 4.0}, 1), port.now())
-    later = _Later()
+    later = Later()
     replication = ReplicationIO(port, sched, replicas=2, grace=0.1, offload=later)  # type: ignore[arg-type]
     owner = Owner(port, sched, replication)
     replication.owner = owner
@@ -150,13 +150,13 @@ def test_what_is_kept_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (reports.size, reports.dropped) == (8, 2)
 
 
-def suspecting(ahead_alive: bool = False) -> tuple[FakePort, ReplicationIO, _Later]:
+def suspecting(ahead_alive: bool = False) -> tuple[FakePort, ReplicationIO, Later]:
     """Standby b of run r1, owned by a (a member, ALIVE), c before b in line if ``ahead``."""
     port = FakePort(name="b", address="b:1")
     port.join("a")
     port.join("c")
     sched = OwnerScheduler("b", now=port.now())
-    later = _Later()
+    later = Later()
     replication = ReplicationIO(port, sched, replicas=2, grace=0.1, offload=later)  # type: ignore[arg-type]
     replication.owner = Owner(port, sched, replication)
     run = owner_with_chain("a").run_state("r1")
