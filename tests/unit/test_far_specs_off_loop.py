@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from later_offload import Later
-from scheduler_harness import Cluster, spec
+from later_offload import replication_shell
+from scheduler_harness import spec
 
 from handoffd.protocol.snapshot import far_specs
 from handoffd.spec import TaskSpec
@@ -47,21 +47,6 @@ def _specs() -> list[TaskSpec]:
     return out
 
 
-def _shell(monkeypatch: pytest.MonkeyPatch, off_loop: int):  # type: ignore[no-untyped-def]
-    from fake_port import FakePort
-
-    from handoffd.daemon import replication as shell
-
-    monkeypatch.setattr(shell, "PACK_OFF_LOOP", off_loop)
-    c = Cluster(dict.fromkeys(NODES, 3.0))
-    port = FakePort(name="owner", address="owner:1")
-    port.join("s")
-    later = Later()
-    replication = shell.ReplicationIO(port, c.sched, replicas=1, grace=0.1, offload=later)  # type: ignore[arg-type]
-    c.sched.on_change = replication.task_changed
-    return c, port, later, replication
-
-
 def _named(port) -> set[str]:  # type: ignore[no-untyped-def]
     from handoffd.protocol.messages_chunks import ReplicaPayloads
 
@@ -77,7 +62,9 @@ def test_far_specs_are_the_specs_a_snapshot_leaves_out() -> None:
 def test_a_snapshot_packed_off_the_loop_brings_its_far_specs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    c, port, later, replication = _shell(monkeypatch, 1)  # every run packed off the loop
+    c, port, later, replication = replication_shell(
+        monkeypatch, NODES, 1
+    )  # every run packed off the loop
     c.submit("r", _specs())
     replication.run_accepted("r", lambda: None)
     (fn, done), *_ = later.jobs
@@ -99,7 +86,7 @@ def test_a_prebuilt_run_s_first_snapshot_uses_its_far_specs(
     from handoffd.replication import log as rlog
     from handoffd.scheduler.intake import Prebuilt
 
-    c, port, later, replication = _shell(monkeypatch, 1 << 30)
+    c, port, later, replication = replication_shell(monkeypatch, NODES, 1 << 30)
     c.submit("r", _specs())
     run = c.sched.run_state("r")
     assert run is not None
@@ -121,7 +108,9 @@ def test_a_prebuilt_run_packed_off_the_loop_takes_its_far_specs_from_its_intake(
     from handoffd.protocol.snapshot import pack_parts
     from handoffd.scheduler.intake import Prebuilt
 
-    c, port, later, replication = _shell(monkeypatch, 1)  # every run packed off the loop
+    c, port, later, replication = replication_shell(
+        monkeypatch, NODES, 1
+    )  # every run packed off the loop
     c.submit("r", _specs())
     run = c.sched.run_state("r")
     assert run is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from later_offload import Later
+from later_offload import replication_shell, standby_tasks
 from scheduler_harness import Cluster, spec
 
 from handoffd.protocol import messages as m
@@ -24,21 +24,6 @@ NODES = ("n1", "n2", "n3")
 FIELDS = ("state", "attempt", "node", "locations", "completions", "value", "failures")
 
 
-def _shell(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from fake_port import FakePort
-
-    from handoffd.daemon import replication as shell
-
-    monkeypatch.setattr(shell, "PACK_OFF_LOOP", 1)  # every run is "big" here
-    c = Cluster(dict.fromkeys(NODES, 3.0))
-    port = FakePort(name="owner", address="owner:1")
-    port.join("s")
-    later = Later()
-    replication = shell.ReplicationIO(port, c.sched, replicas=1, grace=0.1, offload=later)  # type: ignore[arg-type]
-    c.sched.on_change = replication.task_changed
-    return c, port, later, replication
-
-
 def _submitted(c: Cluster, n: int = 30, **options):  # type: ignore[no-untyped-def]
     """A run as the upload thread hands it over: its snapshot's parts packed as built."""
     specs = [spec(f"t{i}", *([f"t{i - 1}"] if i % 3 else [])) for i in range(n)]
@@ -48,31 +33,6 @@ def _submitted(c: Cluster, n: int = 30, **options):  # type: ignore[no-untyped-d
     assert run is not None
     run.prebuilt = Prebuilt(pack_parts(twin), (), far_specs(twin.specs))
     return run, out
-
-
-def _replica(port) -> dict:  # type: ignore[no-untyped-def]
-    """The standby's replica of every ReplicateRun and ReplicateLog sent so far, as it reads them."""
-    from handoffd.config import Limits
-    from handoffd.protocol.codec import Codec
-    from handoffd.protocol.columns import split_frames
-    from handoffd.replication.standby import StandbyStore
-
-    sent = [s for s in port.sent if isinstance(s.msg, (m.ReplicateRun, m.ReplicateLog))]
-    assert isinstance(sent[0].msg, m.ReplicateRun)
-    standby, wire = StandbyStore("s"), Codec(Limits())
-    for s in sent:
-        decoded = wire.decode(wire.encode(s.msg, sender="owner", frames=s.frames))
-        assert decoded is not None
-        msg, frames = decoded.msg, list(decoded.frames)
-        if isinstance(msg, m.ReplicateRun):
-            ack = standby.on_snapshot(
-                "r", msg.term, msg.seq, "owner", "owner:1", msg.standbys, frames[0]
-            )
-        else:
-            frames = split_frames(msg.frame_sizes, frames, "ReplicateLog")
-            ack = standby.on_log(msg, "owner:1", frames)
-        assert ack is not None and not ack.need_snapshot
-    return standby.replicas["r"].run_data()["tasks"]  # type: ignore[no-any-return]
 
 
 def _fields(tasks: dict) -> dict:  # type: ignore[type-arg]
@@ -88,7 +48,7 @@ def test_a_moved_on_run_s_first_snapshot_goes_as_built_and_its_dispatches_follow
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(seed)
-    c, port, later, replication = _shell(monkeypatch)
+    c, port, later, replication = replication_shell(monkeypatch, NODES)
     run, out = _submitted(c)
     for _ in range(rng.randint(1, 4)):  # the run moves on before its standby hears of it
         out = c.accept_all(out)
@@ -105,7 +65,7 @@ def test_a_moved_on_run_s_first_snapshot_goes_as_built_and_its_dispatches_follow
     port.advance(0.001)  # the next flush: every task dispatched so far, whole
     (first,) = [s.msg for s in port.sent if isinstance(s.msg, m.ReplicateLog)]
     assert first.seq == snapshot.msg.seq + 1
-    assert _fields(_replica(port)) == _fields(decode_run(encode_run(run))["tasks"])
+    assert _fields(standby_tasks(port)) == _fields(decode_run(encode_run(run))["tasks"])
     for _ in range(rng.randint(0, 3)):  # and the log goes on from there
         out = c.accept_all(out)
         running = [(r.node, r.id, r.attempt) for r in run.tasks.values() if r.state == "ASSIGNED"]
@@ -113,14 +73,14 @@ def test_a_moved_on_run_s_first_snapshot_goes_as_built_and_its_dispatches_follow
             out = out + c.succeed(node, "r", tid, attempt, value=b"w")
         port.advance(0.05)
     port.advance(1.0)  # (held moves out to a node flushed too)
-    assert _fields(_replica(port)) == _fields(decode_run(encode_run(run))["tasks"])
+    assert _fields(standby_tasks(port)) == _fields(decode_run(encode_run(run))["tasks"])
 
 
 def test_a_run_with_a_task_failed_before_its_first_snapshot_is_packed_in_the_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A task failed (as one failed without any dispatch would be) is not as built: packed."""
-    c, port, later, replication = _shell(monkeypatch)
+    c, port, later, replication = replication_shell(monkeypatch, NODES)
     run, out = _submitted(c, max_retries=0)
     c.accept_all(out)
     rec = next(r for r in run.tasks.values() if r.state == "ASSIGNED")
@@ -139,7 +99,7 @@ def test_a_run_with_more_dispatched_than_a_batch_carries_is_packed_in_the_thread
 ) -> None:
     from handoffd.daemon import replication_rebuild
 
-    c, port, later, replication = _shell(monkeypatch)
+    c, port, later, replication = replication_shell(monkeypatch, NODES)
     run, out = _submitted(c)
     c.accept_all(out)
     monkeypatch.setattr(replication_rebuild, "AS_BUILT_MOVED", len(run.placed) - 1)
@@ -147,4 +107,4 @@ def test_a_run_with_more_dispatched_than_a_batch_carries_is_packed_in_the_thread
     assert later.jobs
     later.finish()
     port.advance(1.0)
-    assert _fields(_replica(port)) == _fields(decode_run(encode_run(run))["tasks"])
+    assert _fields(standby_tasks(port)) == _fields(decode_run(encode_run(run))["tasks"])

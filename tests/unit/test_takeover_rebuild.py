@@ -11,7 +11,7 @@ import random
 
 import msgpack
 import pytest
-from later_offload import Later
+from later_offload import replication_shell, standby_tasks
 from scheduler_harness import Cluster, dispatches, spec
 
 from handoffd.daemon.replication_rebuild import Offload, ReplicaRebuild, build_run, frozen
@@ -189,23 +189,11 @@ def test_a_snapshot_packed_off_the_loop_goes_before_the_batches_held_meanwhile(
 ) -> None:
     """The owner packs a big run's snapshot in a thread while the run moves on: the batches
     flushed meanwhile wait and follow it, so the standby's replica ends up as the run is."""
-    from fake_port import FakePort
 
-    from handoffd.config import Limits
-    from handoffd.daemon import replication as shell
     from handoffd.protocol import messages as m
-    from handoffd.protocol.codec import Codec
-    from handoffd.protocol.columns import split_frames
-    from handoffd.replication.standby import StandbyStore
 
-    monkeypatch.setattr(shell, "PACK_OFF_LOOP", 1)  # every run is "big" here
+    c, port, later, replication = replication_shell(monkeypatch, NODES)  # every run is "big" here
     rng = random.Random(seed)
-    c = Cluster(dict.fromkeys(NODES, 3.0))
-    port = FakePort(name="owner", address="owner:1")
-    port.join("s")
-    later = Later()
-    replication = shell.ReplicationIO(port, c.sched, replicas=1, grace=0.1, offload=later)  # type: ignore[arg-type]
-    c.sched.on_change = replication.task_changed
     specs = [spec(f"t{i}", *([f"t{i - 1}"] if i % 3 else [])) for i in range(30)]
     out = c.submit("r", specs)
     replication.run_accepted("r", lambda: None)
@@ -223,23 +211,7 @@ def test_a_snapshot_packed_off_the_loop_goes_before_the_batches_held_meanwhile(
     later.finish()
     out = c.accept_all(out)
     port.advance(0.05)  # and one more batch, sent at once
-    sent = [s for s in port.sent if isinstance(s.msg, (m.ReplicateRun, m.ReplicateLog))]
-    assert isinstance(sent[0].msg, m.ReplicateRun)
-    standby = StandbyStore("s")
-    wire = Codec(Limits())
-    for s in sent:  # as the standby reads them
-        decoded = wire.decode(wire.encode(s.msg, sender="owner", frames=s.frames))
-        assert decoded is not None
-        msg, frames = decoded.msg, list(decoded.frames)
-        if isinstance(msg, m.ReplicateRun):
-            ack = standby.on_snapshot(
-                "r", msg.term, msg.seq, "owner", "owner:1", msg.standbys, frames[0]
-            )
-        else:
-            frames = split_frames(msg.frame_sizes, frames, "ReplicateLog")
-            ack = standby.on_log(msg, "owner:1", frames)
-        assert ack is not None and not ack.need_snapshot
-    got = standby.replicas["r"].run_data()["tasks"]
+    got = standby_tasks(port)  # as the standby reads them
     run = c.sched.run_state("r")
     assert run is not None
     want = decode_run(encode_run(run))["tasks"]
