@@ -43,6 +43,11 @@ globals().setdefault("_store", object.__setattr__)
 
 _NO_DEPS: tuple[str, ...] = ()
 
+#: The fields a plain function leaves at their defaults, which ``column_specs`` and ``wire_specs``
+#: leave to ``TaskSpec``'s class attributes (the dataclass's defaults) rather than store per spec;
+#: ``argument_inclusion`` and ``priority`` too where a spec's are the defaults ("variadic", 0).
+PLAIN_DEFAULTS = ("node", "collocate_with", "inline", "max_retries", "timeout")
+
 #: ``links``'s answer: each task's dependencies (distinct, in args order) and consumers by id, and
 #: the consumers as task indices (the ranking kernel's input).
 Links = tuple[dict[str, tuple[str, ...]], dict[str, list[str]], list[list[int]]]
@@ -92,19 +97,14 @@ def wire_specs(
             last_raw = raw
             last_cost = cost
         spec = _new(TaskSpec)
-        vars(spec).update(
-            id=fid,
-            deps=deps,
-            cost=last_cost,
-            payload=bytes(payloads[i]),
-            argument_inclusion=meta.argument_inclusion,
-            node=None,
-            collocate_with=None,
-            inline=False,
-            max_retries=None,
-            timeout=None,
-            priority=meta.priority,
-        )
+        # (the defaults left to the class, as ``column_specs`` leaves them)
+        vars(spec).update(id=fid, deps=deps, cost=last_cost, payload=bytes(payloads[i]))
+        kind = meta.argument_inclusion
+        if kind != "variadic":
+            vars(spec)["argument_inclusion"] = kind
+        priority = meta.priority
+        if type(priority) is not int or priority != 0:
+            vars(spec)["priority"] = priority
         specs.append(spec)
         index[fid] = i
         i += 1
@@ -129,11 +129,13 @@ def column_specs(
     ``i`` with ``ids[i]``, ``deps[i]``, the parsed cost map ``costs[cost_of[i]]`` (one dict per
     cost shape, shared), the inclusion ``kinds[inclusion[i]]``, ``priorities[i]`` and
     ``payloads[i]`` as bytes (with ``head_of``, protocol 6: ``heads[head_of[i]] + payloads[i]``,
-    one copy as ``bytes`` was, ``payloads[i]`` whole where it is -1); the fields a plain function leaves at their defaults as the
-    dataclass's defaults. Each spec's fields are stored one by one, in field order, as the
-    dataclass's ``__init__`` stores them (``_store``): in the instance's own value slots, its
-    keys the class's shared ones, with no keyword dict built per spec and no ``__dict__`` made
-    (a store into ``spec.__dict__`` made the dict first)."""
+    one copy as ``bytes`` was, ``payloads[i]`` whole where it is -1). The fields a plain function
+    leaves at their defaults (``PLAIN_DEFAULTS``, and an inclusion or priority at its default)
+    are not stored: read, they are the class's defaults, so the spec equals, reads and copies as
+    the one ``TaskSpec(...)`` builds (seven generic stores a W1 spec were a fifth of its build). The others are stored one by one,
+    in field order, as the dataclass's ``__init__`` stores them (``_store``): in the instance's
+    own value slots, its keys the class's shared ones, with no keyword dict built per spec and no
+    ``__dict__`` made (a store into ``spec.__dict__`` made the dict first)."""
     n = len(ids)
     specs: list[TaskSpec] = []
     for i in range(n):
@@ -147,13 +149,12 @@ def column_specs(
             at = head_of[i]
             payload = heads[at] + payloads[i] if at >= 0 else bytes(payloads[i])
             _store(spec, "payload", payload)  # noqa: F821
-        _store(spec, "argument_inclusion", kinds[inclusion[i]])  # noqa: F821
-        _store(spec, "node", None)  # noqa: F821
-        _store(spec, "collocate_with", None)  # noqa: F821
-        _store(spec, "inline", False)  # noqa: F821
-        _store(spec, "max_retries", None)  # noqa: F821
-        _store(spec, "timeout", None)  # noqa: F821
-        _store(spec, "priority", priorities[i])  # noqa: F821
+        kind = kinds[inclusion[i]]
+        if kind != "variadic":
+            _store(spec, "argument_inclusion", kind)  # noqa: F821
+        priority = priorities[i]
+        if type(priority) is not int or priority != 0:
+            _store(spec, "priority", priority)  # noqa: F821
         specs.append(spec)
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             let_go()

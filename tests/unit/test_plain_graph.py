@@ -5,6 +5,7 @@ says what is wrong, word for word). The compiled module and its .py give the sam
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -20,6 +21,14 @@ from handoffd.scheduler.placement import order
 from handoffd.spec import TaskSpec
 
 pure = pure_build("plain_graph")
+
+
+def _read(spec: TaskSpec) -> list[tuple[str, Any, type]]:
+    """Every field of ``spec`` as read (stored or the class's default), with its type."""
+    return [
+        (f.name, getattr(spec, f.name), type(getattr(spec, f.name)))
+        for f in dataclasses.fields(TaskSpec)
+    ]
 
 
 def _fields(g: TaskGraph) -> dict[str, Any]:
@@ -203,9 +212,45 @@ def test_column_specs_are_the_constructors_specs_in_both_builds(seed: int) -> No
         )
         assert specs == expected
         for spec, want in zip(specs, expected, strict=True):
-            assert list(vars(spec).items()) == list(vars(want).items())
+            assert _read(spec) == _read(want)
+            # (what it stores is the usual spec's, in field order, less fields at the default)
+            kept = [(k, v) for k, v in vars(want).items() if k in vars(spec)]
+            assert list(vars(spec).items()) == kept
+            left = set(vars(want)) - set(vars(spec))
+            assert left <= {*plain_graph.PLAIN_DEFAULTS, "argument_inclusion", "priority"}
             assert spec.cost is costs[cost_of[int(spec.id[1:])]]
             assert type(spec.payload) is bytes
+
+
+@pytest.mark.parametrize("build", ["imported", "pure"])
+def test_a_plain_spec_stores_only_what_is_not_a_default(build: str) -> None:
+    """A W1 spec (variadic, priority 0) keeps id, deps, cost and payload; the rest it reads from
+    the class, as the usual spec's equal values; another inclusion or priority is stored. The
+    records' path (``wire_specs``) stores the same."""
+    module = plain_graph if build == "imported" else pure
+    costs = [{"cpu": 1.0}]
+    specs = module.column_specs(
+        ["a", "b", "c"],
+        [(), ("a",), ()],
+        costs,
+        [0, 0, 0],
+        ["variadic", "as_list"],
+        [0, 1, 0],
+        [0, 0, 2],
+        [b"x", b"y", b"z"],
+    )
+    assert [list(vars(s)) for s in specs] == [
+        ["id", "deps", "cost", "payload"],
+        ["id", "deps", "cost", "payload", "argument_inclusion"],
+        ["id", "deps", "cost", "payload", "priority"],
+    ]
+    usual = TaskSpec("a", (), costs[0], b"x")
+    assert specs[0] == usual and _read(specs[0]) == _read(usual) and repr(specs[0]) == repr(usual)
+    assert dataclasses.replace(specs[0], node="n1").node == "n1" and specs[0].node is None
+    rows = [m.TaskMeta("a", (), {"cpu": 1}, "variadic", None, None, False, None, None, 0)]
+    built = module.wire_specs(rows, [b"x"])
+    assert built is not None and list(vars(built[0][0])) == ["id", "deps", "cost", "payload"]
+    assert built[0][0] == usual
 
 
 def test_links_of_specs_lets_the_loop_run_while_it_gathers_them(
