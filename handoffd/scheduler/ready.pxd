@@ -7,6 +7,8 @@ cimport cython
 from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
+cdef Py_ssize_t _LINE_CUT
+
 cpdef tuple _key(RunState run, TaskRecord rec)
 @cython.locals(value=Py_ssize_t, parent=Py_ssize_t, higher=Py_ssize_t)
 cpdef void _sift_down(list heap, Py_ssize_t start, Py_ssize_t pos) except *
@@ -17,6 +19,14 @@ cpdef void _sift_down(list heap, Py_ssize_t start, Py_ssize_t pos) except *
 cpdef void _sift_up(list heap, Py_ssize_t pos) except *
 cpdef void _heap_push(list heap, object order) except *
 cpdef object _heap_pop(list heap)
+@cython.locals(line=list, at=Py_ssize_t, n=Py_ssize_t, last=Py_ssize_t, first=Py_ssize_t)
+cpdef void _entry_push(RunState run, Py_ssize_t order) except *
+@cython.locals(heap=list, at=Py_ssize_t, top=Py_ssize_t, first=Py_ssize_t)
+cpdef Py_ssize_t _entry_head(RunState run) except -2
+@cython.locals(heap=list, line=list, at=Py_ssize_t, n=Py_ssize_t, top=object, value=Py_ssize_t, first=Py_ssize_t)
+cpdef object _entry_pop(RunState run)
+cpdef void _entries_clear(RunState run) except *
+cpdef bint has_entries(RunState run) except -1
 
 
 cdef class ReadyQueue:
@@ -46,7 +56,7 @@ cdef class ReadyQueue:
     cpdef drop_run(self, RunState run)
     @cython.locals(rec=TaskRecord, at=Py_ssize_t, ordered=list)
     cpdef drop_ended(self, RunState run, Py_ssize_t lo, Py_ssize_t hi)
-    @cython.locals(heap=list, live=bint, rec=TaskRecord)
+    @cython.locals(live=bint, rec=TaskRecord, top=Py_ssize_t)
     cpdef TaskRecord _head(self, RunState run)
     @cython.locals(
         heads=list, live=list, recs=list, run=RunState, rec=TaskRecord, i=Py_ssize_t, runs=dict

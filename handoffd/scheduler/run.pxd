@@ -77,6 +77,8 @@ cdef class RunState:
     cdef public dict unfinished
     cdef public list ordered
     cdef public list ready_heap
+    cdef public list ready_line
+    cdef public Py_ssize_t ready_at
     cdef public Py_ssize_t intake
     cdef public object prebuilt
     cdef public list freed
@@ -107,3 +109,10 @@ cdef class RunState:
     cpdef object _ref(self, str dep)
     @cython.locals(held=dict, drec=TaskRecord)
     cpdef dict input_bytes(self, str task_id, object alive)
+
+
+@cython.locals(
+    tasks=dict, records=list, cost_items=tuple, skey=str, positions=list, ranks=list, regular=list,
+    every=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t, rec=TaskRecord, ordered=list, placement=object,
+)
+cpdef void _build_records(RunState run, object graph) except *

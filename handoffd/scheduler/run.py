@@ -190,6 +190,43 @@ def new_record(
     return rec
 
 
+def _build_records(run: RunState, graph: TaskGraph) -> None:
+    """``run``'s task records from ``graph``: ``tasks`` (in ``graph.regular``'s order) and
+    ``ordered`` (placement order, each record's ``order`` its index there). A C function with C
+    loop counters when compiled (``__init__``'s were Python ints, a division a task)."""
+    tasks = run.tasks
+    records = []
+    # A cost's items made once for the tasks that share its dict (a plain run's specs share
+    # one per shape: ``plain_graph``), not a tuple per task.
+    last_cost: Any = None
+    cost_items: tuple[tuple[str, float], ...] = ()
+    skey = ""
+    positions, ranks, regular = graph.position, graph.upward_rank, graph.regular
+    every = YIELD_EVERY
+    for i in range(len(regular)):
+        s = regular[i]
+        if s.cost is not last_cost:
+            last_cost = s.cost
+            cost_items = tuple(last_cost.items())
+            skey = shape_key(cost_items)
+        rec = new_record(s, positions[i], ranks[i], cost_items, skey)
+        tasks[rec.id] = rec
+        records.append(rec)
+        if i % every == every - 1:
+            # A big run is built in a thread (``daemon.upload_intake``), and compiled this
+            # loop never lets the GIL go by itself: the event loop waited for all of it.
+            let_go()
+    ordered = run.ordered
+    placement = graph.placement_order
+    for at in range(len(placement)):
+        i = placement[at]
+        rec = records[i]
+        rec.order = at
+        ordered.append(rec)
+        if at % every == every - 1:
+            let_go()  # (as above)
+
+
 Listener = Callable[["RunState", TaskRecord, str, str], None]
 
 
@@ -248,25 +285,8 @@ class RunState:
         self.wanted = graph.wanted
         self.group_node: dict[str, str | None] = dict(graph.group_pin)  # where each group runs
         self.tasks: dict[str, TaskRecord] = {}
-        records = []  # (in ``graph.regular``'s order, for ``ordered`` below)
-        # A cost's items made once for the tasks that share its dict (a plain run's specs share
-        # one per shape: ``plain_graph``), not a tuple per task.
-        last_cost: Any = None
-        cost_items: tuple[tuple[str, float], ...] = ()
-        skey = ""
-        positions, ranks = graph.position, graph.upward_rank
-        for i, s in enumerate(graph.regular):
-            if s.cost is not last_cost:
-                last_cost = s.cost
-                cost_items = tuple(last_cost.items())
-                skey = shape_key(cost_items)
-            rec = new_record(s, positions[i], ranks[i], cost_items, skey)
-            self.tasks[s.id] = rec
-            records.append(rec)
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
-                # A big run is built in a thread (``daemon.upload_intake``), and compiled this
-                # loop never lets the GIL go by itself: the event loop waited for all of it.
-                let_go()
+        self.ordered: list[TaskRecord] = []
+        _build_records(self, graph)
         self.remaining = len(self.tasks)  # regular tasks not DONE
         # Regular tasks per state, and the node of each task's latest dispatch, kept as they
         # move: a status reply counted every task (0.05-0.25 s for 200,000-1,000,000 of them).
@@ -279,16 +299,12 @@ class RunState:
             if options.outputs is not None
             else {}
         )
-        # The tasks in placement order; the owner's ready queue keeps a heap of indices into it
-        # (``ready_heap``), so comparing two tasks is comparing ints.
-        self.ordered = []
-        for at, i in enumerate(graph.placement_order):
-            rec = records[i]
-            rec.order = at
-            self.ordered.append(rec)
-            if at % YIELD_EVERY == YIELD_EVERY - 1:
-                let_go()  # (as above)
+        # ``ordered``: the tasks in placement order; the owner's ready queue keeps indices into it,
+        # so comparing two tasks is comparing ints: ``ready_line`` from ``ready_at`` on, ascending
+        # (what came in order), and the heap ``ready_heap`` (what did not): ``ready._entry_push``.
         self.ready_heap: list[int] = []
+        self.ready_line: list[int] = []
+        self.ready_at = 0
         # How many of ``ordered`` were taken in (``start``/``take_in``, a slice per call for a big
         # run): the tasks past it wait PENDING even without inputs.
         self.intake = 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.scheduler.graph import Order
+from handoffd.scheduler.ready import has_entries
 from handoffd.scheduler.run import ACTIVE, ATTEMPT_STRIDE, READY, RUN_RUNNING, RunState, TaskRecord
 
 Shape = tuple[Any, tuple[tuple[str, float], ...]]  # (pin, cost items): ``ReadyQueue.shapes`` key
@@ -36,8 +37,8 @@ class Adoptable:
 def prepare(run: RunState) -> Adoptable:
     """What ``Takeover.restore`` and owning the run (``_own_as_is``) work out per task, done on
     the run alone, so in a takeover's thread (``daemon.replication_rebuild``): at 200,000 tasks
-    those walks and heap pushes held the new owner's loop 0.3-1 s. The run's ready heap is its
-    READY, not delayed tasks' positions in order (a sorted list is a heap), flagged as
+    those walks and heap pushes held the new owner's loop 0.3-1 s. The run's ready entries are its
+    READY, not delayed tasks' positions in order (its ready line: ``ready._entry_push``), flagged as
     ``ReadyQueue.push`` flags them; the queue adds the counts at adoption (``ReadyQueue.adopt``)."""
     for rec in run.tasks.values():
         if rec.state == READY:
@@ -51,18 +52,18 @@ def prepare(run: RunState) -> Adoptable:
     nodes |= {n for n in run.group_node.values() if n is not None}
     size = weightless = 0
     shapes: dict[Shape, int] = {}
-    if run.state == RUN_RUNNING and not run.ready_heap:
-        heap = []
+    if run.state == RUN_RUNNING and not has_entries(run):
+        line = []
         for rec in run.ordered:
             if rec.state == READY and not rec.queued:
                 rec.queued = rec.in_heap = True
-                heap.append(rec.order)
+                line.append(rec.order)
                 size += 1
                 if not rec.spec.cost:
                     weightless += 1
                 shape = (rec.spec.node, rec.cost_items)
                 shapes[shape] = shapes.get(shape, 0) + 1
-        run.ready_heap = heap  # ``ordered`` is in order: ascending positions, a heap
+        run.ready_line, run.ready_at = line, 0  # ``ordered`` is in order: ascending, a line
     return Adoptable(run, strays, active, sorted(nodes), (size, weightless, shapes))
 
 

@@ -58,6 +58,7 @@ def digest(c: Cluster) -> Any:
             sorted(run.placed.items()),
             run.finished,
             list(run.ready_heap),
+            run.ready_line[run.ready_at :],
         )
     view = sched._view
     return (

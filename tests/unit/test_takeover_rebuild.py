@@ -20,6 +20,7 @@ from handoffd.replication.standby import Replica
 from handoffd.replication.takeover import Holdings, merge
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.scheduler.ready import entries
 from handoffd.scheduler.run import RunState
 
 NODES = ("n1", "n2", "n3")
@@ -107,7 +108,7 @@ def _books(s: OwnerScheduler) -> tuple:
         dict(run.tally),
         dict(run.placed),
         dict(run.unfinished),
-        sorted(run.ready_heap),
+        entries(run),
         sorted((r.id, r.queued, r.in_heap) for r in run.tasks.values()),
         len(s._ready) if hasattr(s, "_ready") else None,
     )
@@ -236,7 +237,7 @@ def test_the_ready_heap_and_the_walks_are_done_before_the_adoption(seed: int) ->
     queued = [r.order for r in built.ordered if r.state == "READY"]
     if built.state != "RUNNING":
         queued = []
-    assert built.ready_heap == queued
+    assert built.ready_line[built.ready_at :] == queued and not built.ready_heap
     assert all(r.queued == r.in_heap == (r.order in set(queued)) for r in built.ordered)
     assert ready.queued[0] == len(queued)
     assert {r.id for r in ready.active} == {
