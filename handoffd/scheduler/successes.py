@@ -8,7 +8,9 @@ the columns once: each row answers its dispatch, is checked against the task's s
 node (a stale or unknown row is skipped, as ``OwnerScheduler._current`` skips it), and an accepted
 row is ``finish``ed: ``RunState.succeeded`` with the ``ASSIGNED``/``RUNNING`` -> ``DONE`` move of
 ``RunState.move`` written out for the one case (the transition table's check is known to pass), so
-a row costs one C call instead of four layers (report, current, accept, succeeded, move).
+a row costs one C call instead of four layers (report, current, accept, succeeded, move). What
+every row shares is read once a table, and the table's DONE moves reach the run's tally and the
+owner's counters as counts at its end (``_count``).
 
 ``RunState.succeeded`` stays the reference (and the path of an adopted result and of the rows after
 a run ends); tests/unit/test_scheduler_successes.py applies random report tables both ways and
@@ -44,26 +46,76 @@ def apply(
     run_id = run.run_id
     tasks = run.tasks
     durations = view.durations
+    # What is the same for every row of the table, read once (the per-row ``finish`` of before
+    # read or built each of them again): the node's unanswered dispatches (none: no row can
+    # answer one, so no key is built), the run's options, the times as objects, the cause.
+    pending = view.unacked.get(node)
+    outputs = run.options.outputs is not None
+    at: Any = now
+    wall: Any = now + run.wall_offset
+    cause: Any = None
+    cause_of: Any = None
+    # The run's tally and the owner's counters take the table's DONE moves as counts, written at
+    # the end (nothing the pass calls reads them; a listener might, so with one each row's go at
+    # once, as ``RunState.move`` writes them).
+    at_once = run.listener is not None
+    c = run.counters
+    tally = run.tally
+    from_assigned = 0
+    from_running = 0
     answered = False
     n = len(ids)
     i = 0
-    while i < n:
-        task_id = ids[i]
-        attempt = tries[i]
-        if view.answered(node, (run_id, task_id, attempt)) is not None:
-            answered = True
-        rec = tasks.get(task_id)
-        i += 1
-        if rec is None or rec.attempt != attempt or rec.node != node:
-            continue
-        old = rec.state
-        if old != ASSIGNED and old != RUNNING:
-            continue
-        durations.observe_keys(rec.duration_key, rec.shape_key, took[i - 1])
-        finish(run, rec, old, node, sizes[i - 1], values[i - 1], now, cancels)
-        if run.state != RUN_RUNNING:
-            break
+    try:
+        while i < n:
+            task_id = ids[i]
+            attempt = tries[i]
+            if pending and view.answered(node, (run_id, task_id, attempt)) is not None:
+                answered = True
+            rec = tasks.get(task_id)
+            i += 1
+            if rec is None or rec.attempt != attempt or rec.node != node:
+                continue
+            old = rec.state
+            if old == ASSIGNED:
+                if at_once:
+                    _count(tally, c, 1, 0)
+                else:
+                    from_assigned += 1
+            elif old == RUNNING:
+                if at_once:
+                    _count(tally, c, 0, 1)
+                else:
+                    from_running += 1
+            else:
+                continue
+            durations.observe_keys(rec.duration_key, rec.shape_key, took[i - 1])
+            if cause_of is None or cause_of != rec.attempt:
+                cause = f"succeeded on {node} attempt {rec.attempt}"
+                cause_of = rec.attempt
+            finish(
+                run, rec, old, node, sizes[i - 1], values[i - 1], at, wall, cause, outputs, cancels
+            )
+            if run.state != RUN_RUNNING:
+                break
+    finally:
+        _count(tally, c, from_assigned, from_running)
     return i, answered
+
+
+def _count(tally: dict[str, int], c: dict[str, int] | None, assigned: int, running: int) -> None:
+    """``assigned`` ASSIGNED -> DONE and ``running`` RUNNING -> DONE moves in the tally and the
+    owner's counters."""
+    done = assigned + running
+    if not done:
+        return
+    if assigned:
+        tally[ASSIGNED] -= assigned
+    if running:
+        tally[RUNNING] -= running
+    tally[DONE] += done
+    if c is not None:
+        c[DONE] = c.get(DONE, 0) + done
 
 
 def finish(
@@ -73,29 +125,26 @@ def finish(
     node: str,
     size: int,
     value: bytes | None,
-    now: float,
+    at: float,
+    wall: float,
+    cause: str,
+    outputs: bool,
     cancels: list[tuple[str, str, int]],
 ) -> None:
-    """``run.succeeded(rec, ...)`` for ``rec`` out (``old``: ASSIGNED or RUNNING) on ``node``."""
+    """``run.succeeded(rec, ...)`` for ``rec`` out (``old``: ASSIGNED or RUNNING) on ``node`` at
+    ``at`` (``wall`` on the wall clock), but the tally and counters (``apply`` counts them)."""
     rec.size = int(size)
     rec.value = value
     rec.locations = (node,)
     rec.completions += 1
-    cause = f"succeeded on {node} attempt {rec.attempt}"
     # The move (``RunState.move`` for old in ACTIVE, new DONE, no cause code).
     rec.state = DONE
     rec.delayed = False
-    tally = run.tally
-    tally[old] -= 1
-    tally[DONE] += 1
     moves = rec.moves
-    moves.extend((now, old, DONE, cause, None, None))
+    moves.extend((at, old, DONE, cause, None, None))
     if len(moves) > _MOVES_LIMIT:
         del moves[: len(moves) - _MOVES_LIMIT]
-    c = run.counters
-    if c is not None:
-        c[DONE] = c.get(DONE, 0) + 1
-    hist.moved(rec.attempts, rec.attempt, rec.node, old, DONE, now + run.wall_offset, cause)
+    hist.moved(rec.attempts, rec.attempt, rec.node, old, DONE, wall, cause)
     run.remaining -= 1
     unfinished = run.unfinished
     if unfinished:
@@ -106,13 +155,13 @@ def finish(
     if run.listener is not None:
         run.listener(run, rec, old, DONE)
     # The rest of ``RunState.succeeded``.
-    if run.options.outputs is not None:
+    if outputs:
         run._free_unneeded(rec)
     tasks = run.tasks
     for consumer in run.consumers[rec.id]:
         crec = tasks[consumer]
         if crec.state == PENDING and run._inputs_done(consumer):
-            cancels.extend(run.make_ready(crec, now, INPUTS_READY, False, rec.id))
+            cancels.extend(run.make_ready(crec, at, INPUTS_READY, False, rec.id))
     if run.remaining == 0 and run.state == RUN_RUNNING:
         run.state = RUN_DONE
-        run.finished = now + run.wall_offset
+        run.finished = wall

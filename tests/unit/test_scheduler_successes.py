@@ -64,7 +64,7 @@ def digest(c: Cluster) -> Any:
     return (
         books,
         repr(sched.run_status("r")),
-        sorted(sched.counters.items()),
+        list(sched.counters.items()),  # (in order: the pass writes its counts at its end)
         sorted(sched._lost._out_since.items()),
         sorted((n, sorted(u.items())) for n, u in view.unacked.items()),
         sched._dirty,
@@ -184,3 +184,68 @@ def test_the_pass_takes_a_table_and_skips_what_is_stale() -> None:
     )  # the duplicate skipped
     assert (b.state, b.value, run.tasks["c"].state) == ("DONE", b"B", "READY")
     assert run.tally["DONE"] == 2 and run.remaining == 1
+
+
+def _listened(columns: bool) -> list[Any]:
+    """What a run's listener sees of the run's tally and the owner's counters at each DONE move of
+    a report table of six tasks (two of them started first, one chain) applied by the pass
+    (``columns``) or row by row (``RunState.succeeded``)."""
+    c = Cluster({"n0": 8.0}, window=8)
+    specs = [spec("a"), spec("b"), spec("c"), spec("d", "a"), spec("e"), spec("f")]
+    c.accept_all(c.submit("r", specs))
+    run = c.sched.run_state("r")
+    rows = [t for t in ("a", "b", "c", "e", "f") if run.tasks[t].state == "ASSIGNED"]
+    assert len(rows) == 5
+    for task_id in ("b", "e"):
+        c.feed(ev.TaskStarted("r", task_id, 1, "n0"))
+    seen: list[Any] = []
+
+    def listener(r: Any, rec: Any, old: str, new: str) -> None:
+        if new == "DONE":
+            seen.append((rec.id, old, dict(r.tally), dict(c.sched.counters)))
+
+    run.listener = listener
+    if columns:
+        n = len(rows)
+        out = successes.apply(
+            run, c.sched._view, "n0", rows, [1] * n, [1] * n, [None] * n, [0.1] * n, 2.0, []
+        )
+        assert out == (n, False)
+    else:
+        for task_id in rows:
+            c.sched._succeeded("r", task_id, 1, "n0", 1, None, 0.1)
+    seen.append(("end", dict(run.tally), list(c.sched.counters.items())))
+    return seen
+
+
+def test_a_listener_sees_the_tally_and_counters_of_each_row_as_the_reference_gives_them() -> None:
+    """The pass writes the tally and counters of its DONE moves at its end unless the run has a
+    listener: a listener reads them at each move as ``RunState.move`` leaves them."""
+    by_rows = _listened(False)
+    assert [s[0] for s in by_rows] == ["a", "b", "c", "e", "f", "end"]
+    assert _listened(True) == by_rows
+
+
+def _reported_before_answered(columns: bool) -> Any:
+    """Three tasks dispatched to n0 whose reports come before the dispatch's answer (a lost or
+    late reply): the report answers the dispatch."""
+    c = Cluster({"n0": 4.0}, window=4)
+    out = c.submit("r", [spec("a"), spec("b"), spec("c")])
+    (d,) = dispatches(out)
+    rows = [(item.task_id, item.attempt) for item in d.items]
+    assert len(rows) == 3 and len(c.sched._view.unacked["n0"]) == 3
+    if columns:
+        n = len(rows)
+        ids, attempts = [t for t, _ in rows], [a for _, a in rows]
+        report: list[Any] = [
+            ev.TasksSucceeded("r", "n0", ids, attempts, [1] * n, [None] * n, [0.1] * n)
+        ]
+    else:
+        report = [ev.TaskSucceeded("r", t, a, "n0", 1, None) for t, a in rows]
+    trace = [repr(c.feed(*report)), digest(c)]
+    assert c.sched._view.unacked["n0"] == {}
+    return trace
+
+
+def test_a_report_before_its_dispatch_is_answered_answers_it_as_the_rows_do() -> None:
+    assert _reported_before_answered(True) == _reported_before_answered(False)
