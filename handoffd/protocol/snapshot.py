@@ -274,6 +274,7 @@ def spliced_columns(
     if longest > FAR_BYTES:
         return None
     packer = _packer_of()
+    head = memoryview(head)  # (any buffer a frame may be; its slices are not copied)
     parts = [
         packer.pack_array_header(_columns_record().count),
         head[marks[_SENT_IDS] : marks[_SENT_COSTS]],

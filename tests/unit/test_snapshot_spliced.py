@@ -105,6 +105,14 @@ def test_spliced_specs_are_the_packed_columns_bytes(seed: int, unpacked: list[in
     assert encode_run(run, columns=5) == encode_run(run, columns=0)
 
 
+def test_frames_given_as_a_list_of_bytes_are_spliced_alike(unpacked: list[int]) -> None:
+    frames = _frames(random.Random(8), 25)
+    codec = Codec(upload.decode_limits(Limits()))
+    listed = ui.prepare(list(frames), codec, Limits(), None)
+    assert listed.run is not None and listed.run.prebuilt is not None and not unpacked
+    assert listed.run.prebuilt.packed == _packed(listed)
+
+
 def test_a_far_payload_is_packed_as_before(unpacked: list[int]) -> None:
     prepared = _prepared(_frames(random.Random(3), 30, far=True))
     assert prepared.run is not None and prepared.run.prebuilt is not None
