@@ -27,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from handoffd import collector, intake, validation
+from handoffd import collector, intake, resources, validation
 from handoffd.config import Limits
 from handoffd.daemon.intake_columns import column_snapshot, plain_graph_of, task_ids
 from handoffd.errors import HandoffError
@@ -37,7 +37,7 @@ from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages_snapshot import SNAPSHOT_HEADS_SINCE
 from handoffd.protocol.messages_submit import SubmitColumns, TaskColumns, as_submission
 from handoffd.protocol.schema import MESSAGE_OFFSET
-from handoffd.protocol.snapshot import far_specs, pack_parts
+from handoffd.protocol.snapshot import far_specs, pack_parts, spliced_columns
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
 from handoffd.scheduler.intake import Prebuilt, probes
 from handoffd.scheduler.run import RunState
@@ -113,12 +113,15 @@ def _prepare(
 ) -> Prepared:
     if isinstance(frames, Whole):
         frames = frames.frames()
-    head = unpack_head(frames[0]) if frames else None
+    marks: list[int] = []
+    head = unpack_head(frames[0], marks) if frames else None
     decoded = codec.decode(frames, head)
+    sent: Sent | None = None
     if head is not None:  # its task rows, which the message may not keep, freed in pieces
         rows = list(head[_TASKS_AT])
         del head
         free(rows)
+        sent = Sent(frames[0], marks)
     if decoded is not None and type(decoded.msg) is SubmitColumns:
         try:  # (the submission it stands for: what the loop's checks and the owner read)
             decoded = decoded._replace(msg=as_submission(decoded.msg))
@@ -127,7 +130,17 @@ def _prepare(
             decoded = None
     if decoded is None or not isinstance(decoded.msg, (m.SubmitRun, m.SubmitAndWait)):
         return Prepared(decoded)
-    return _guarded(decoded, decoded.msg, decoded.frames, limits, order)
+    return _guarded(decoded, decoded.msg, decoded.frames, limits, order, sent)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A submission's head frame as it came and where each of its values starts in it (and its
+    end: ``unpack_head``'s ``marks``), the values the codec read: a columns run's snapshot splices
+    its arrays from it (``snapshot.spliced_columns``)."""
+
+    head: Any
+    marks: list[int]
 
 
 def prepare_whole(
@@ -142,10 +155,15 @@ def prepare_whole(
 
 
 def _guarded(
-    decoded: Any, msg: Any, frames: list[Any], limits: Limits, order: Order | None
+    decoded: Any,
+    msg: Any,
+    frames: list[Any],
+    limits: Limits,
+    order: Order | None,
+    sent: Sent | None = None,
 ) -> Prepared:
     try:
-        return _checked(decoded, msg, frames, limits, order)
+        return _checked(decoded, msg, frames, limits, order, sent)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
     except Exception as exc:  # noqa: BLE001 - the client hears why, the daemon stays up
@@ -154,7 +172,12 @@ def _guarded(
 
 
 def _checked(
-    decoded: Any, msg: Any, frames: list[Any], limits: Limits, order: Order | None
+    decoded: Any,
+    msg: Any,
+    frames: list[Any],
+    limits: Limits,
+    order: Order | None,
+    sent: Sent | None = None,
 ) -> Prepared:
     try:
         # The cheap bounds first (ids, task count), then the DAG's rules, as for a whole message.
@@ -173,13 +196,22 @@ def _checked(
         run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
-    columns = None
-    if plain is not None and type(msg.tasks) is TaskColumns:
-        # A plain run that came as columns: its snapshot's specs go as those columns.
-        columns, far = column_snapshot(msg.tasks, specs, frames)
+    tasks = msg.tasks
+    if plain is not None and type(tasks) is TaskColumns:
+        # A plain run that came as columns: its snapshot's specs go as those columns, spliced
+        # from the submission's bytes when they came with code heads.
+        spliced = None
+        if sent is not None and sent.marks:
+            costs = [resources.parse_cached(raw, what="cost") for raw in tasks.cost_maps]
+            spliced = spliced_columns(tasks, frames, sent.head, sent.marks, costs)
+        if spliced is not None:
+            # (what a standby must reach to read them: heads 6, else any that reads columns)
+            needs = SNAPSHOT_HEADS_SINCE if tasks.heads else 1
+            run.prebuilt = Prebuilt(pack_parts(run, specs=spliced), probes(run), (), needs)
+            return Prepared(decoded, specs=specs, graph=graph, run=run)
+        columns, far = column_snapshot(tasks, specs, frames)
     else:
-        far = far_specs(specs)
-    # (what a standby must reach to read the packed columns: 1 any that reads columns, heads 6)
+        columns, far = None, far_specs(specs)
     needs = 0 if columns is None else SNAPSHOT_HEADS_SINCE if columns.heads else 1
     run.prebuilt = Prebuilt(pack_parts(run, columns), probes(run), far, needs)
     return Prepared(decoded, specs=specs, graph=graph, run=run)
@@ -190,26 +222,33 @@ _TASKS_AT = MESSAGE_OFFSET + 2
 _SUBMISSIONS = (m.SubmitRun.TYPE, m.SubmitAndWait.TYPE)  # type: ignore[attr-defined]
 
 
-def unpack_head(head: Any) -> tuple[Any, ...] | None:
+def unpack_head(head: Any, marks: list[int] | None = None) -> tuple[Any, ...] | None:
     """A submission's head unpacked as ``msgpack.unpackb(head, use_list=False)`` would, its task
     rows one at a time: one ``unpackb`` holds the GIL for all of them (0.1 s for 200,000 rows,
     about 1 s for 1,000,000), the loop waiting. None (the codec unpacks it whole and judges it)
-    for anything else or anything malformed."""
+    for anything else or anything malformed. ``marks``: filled with the offset where each value
+    starts, then the end (``Sent``); left as it was when None is returned."""
     unpacker = msgpack.Unpacker(use_list=False, max_buffer_size=max(len(head), 1))
     try:
         unpacker.feed(head)
         count = unpacker.read_array_header()
         values: list[Any] = []
+        tell = unpacker.tell
+        starts: list[int] = []
         for at in range(count):
+            starts.append(tell())
             if at == _TASKS_AT and values[2] in _SUBMISSIONS:
                 rows = unpacker.read_array_header()
                 values.append(tuple([unpacker.unpack() for _ in range(rows)]))
             else:
                 values.append(unpacker.unpack())
-        if unpacker.tell() != len(head) or count <= _TASKS_AT:
+        if tell() != len(head) or count <= _TASKS_AT:
             return None
     except Exception:  # noqa: BLE001 - the codec's own unpacking says what is wrong
         return None
+    if marks is not None:
+        marks += starts
+        marks.append(len(head))
     return tuple(values)
 
 

@@ -10,7 +10,8 @@ it apart, in chunks (``daemon.replication_payloads``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from operator import attrgetter
 from typing import Any
 
@@ -21,7 +22,7 @@ from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, SnapshotTask
 from handoffd.protocol.messages_observability import AttemptInfo
 from handoffd.protocol.messages_snapshot import SnapshotColumns
-from handoffd.protocol.messages_submit import TaskColumns
+from handoffd.protocol.messages_submit import SubmitColumns, TaskColumns
 from handoffd.protocol.run_errors import (
     error_from_data,
     error_from_info,
@@ -30,11 +31,12 @@ from handoffd.protocol.run_errors import (
     info_from_data,
     info_to_data,
 )
-from handoffd.protocol.schema import Invalid, Rows, struct_record
+from handoffd.protocol.schema import MESSAGE_OFFSET, Invalid, Rows, struct_record
 from handoffd.spec import TaskSpec
 from handoffd.store.chunks import FAR_BYTES
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+_SUBMIT_NAMES = tuple(f.name for f in fields(SubmitColumns))
 
 
 class SnapshotError(ValueError):
@@ -207,17 +209,20 @@ def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def pack_parts(run: Any, columns: SnapshotColumns | None = None) -> tuple[bytes, bytes]:
+def pack_parts(
+    run: Any, columns: SnapshotColumns | None = None, specs: bytes | None = None
+) -> tuple[bytes, bytes]:
     """The two big fields of a just-built run's snapshot frame, packed: its specs (fixed for the
     run's life) and its tasks (valid while ``run.untouched()``). Built where the run is, off the
     event loop (``daemon.upload_intake``), and kept in ``run.prebuilt`` for ``encode_run``: for
     200,000 tasks they were ~0.6-2.3 s of the owner's loop per standby. With ``columns`` (the
     run's specs as the submission's columns: ``daemon.intake_columns.snapshot_columns``) the
     specs are packed as ``RunSnapshot.columns``: a few arrays in C calls, where a row per spec
-    was built and packed (``Prebuilt.columns`` says which)."""
-    if columns is not None:
+    was built and packed (``Prebuilt.columns`` says which). ``specs``: that part already packed
+    (``spliced_columns``), only the tasks packed here."""
+    if specs is None and columns is not None:
         specs = _packer_of().pack(_columns_record().to_wire(columns))
-    else:
+    elif specs is None:
         rows = _spec_rows(run.specs)
         specs = _pack_rows(rows)
         free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
@@ -229,6 +234,60 @@ def pack_parts(run: Any, columns: SnapshotColumns | None = None) -> tuple[bytes,
     tasks = _pack_rows(rows)
     free(rows)
     return specs, tasks
+
+
+#: Where a ``SubmitColumns``' arrays sit among its head's values (after the envelope), the same
+#: arrays in the same order as a ``SnapshotColumns``' first fields (ids to priorities).
+_SENT_IDS = MESSAGE_OFFSET + _SUBMIT_NAMES.index("ids")
+_SENT_COSTS = MESSAGE_OFFSET + _SUBMIT_NAMES.index("costs")
+_SENT_PRIORITIES = MESSAGE_OFFSET + _SUBMIT_NAMES.index("priorities")
+
+
+def spliced_columns(
+    tasks: TaskColumns,
+    frames: Sequence[Any],
+    head: Any,
+    marks: Sequence[int],
+    costs: Sequence[dict[str, float]],
+) -> bytes | None:
+    """The specs part ``pack_parts`` packs from ``daemon.intake_columns.column_snapshot``'s
+    columns of a run that came with code heads, most of it the submission's own bytes: its
+    ``head`` frame holds the ids, ``dep_counts``, deps, ``cost_of``, inclusions, ``inclusion``
+    and priorities msgpack-encoded as a ``SnapshotColumns`` holds them, so they are spliced in
+    (msgpack is a stream of values), where packing them again held the upload thread's GIL in
+    long C calls while the run's start waited. ``marks``: the offset in ``head`` where each of
+    its values starts, and its end (``upload_intake.unpack_head``), the values the codec read
+    and checked into ``tasks``. Packed here: ``costs``, the cost maps as parsed (as the specs
+    hold them), the payloads' tails (the frames, views as they are) and the heads. None (then
+    ``column_snapshot`` and ``pack_parts``) unless ``tasks`` came with heads and no payload is
+    far, as ``column_snapshot`` keeps them."""
+    sent = tasks.sent
+    n = len(tasks)
+    if tasks.head_of is None or len(frames) < n or len(marks) <= _SENT_PRIORITIES + 1:
+        return None
+    tails = frames[:n]
+    if type(tails) is not list:
+        tails = list(tails)
+    if not set(map(type, tails)) <= _BUFFERS:  # (what a packer takes as bin as it is)
+        tails = list(map(bytes, tails))
+    longest = max(map(len, tails), default=0) + max(map(len, sent.heads), default=0)
+    if longest > FAR_BYTES:
+        return None
+    packer = _packer_of()
+    head = memoryview(head)  # (any buffer a frame may be; its slices are not copied)
+    parts = [
+        packer.pack_array_header(_columns_record().count),
+        head[marks[_SENT_IDS] : marks[_SENT_COSTS]],
+        packer.pack(list(costs)),
+        head[marks[_SENT_COSTS + 1] : marks[_SENT_PRIORITIES + 1]],
+        packer.pack(tails),
+        packer.pack(sent.heads),
+        packer.pack(sent.head_of),
+    ]
+    return b"".join(parts)
+
+
+_BUFFERS = frozenset((bytes, memoryview))
 
 
 def _packer_of() -> msgpack.Packer:
@@ -594,4 +653,5 @@ __all__ = [
     "pack_parts",
     "spec_from_data",
     "spec_to_data",
+    "spliced_columns",
 ]

@@ -1,0 +1,188 @@
+"""A columns upload's snapshot specs spliced from the submission's own bytes
+(``snapshot.spliced_columns``, ``upload_intake.Sent``): the same bytes as the columns packed
+(``intake_columns.column_snapshot`` + ``pack_parts``) for what a client sends, the same run
+decoded by a standby for a head encoded otherwise, a standby of 5 still sent spec rows, and a
+malformed upload still refused with no run built."""
+
+from __future__ import annotations
+
+import random
+import struct
+from typing import Any
+
+import msgpack
+import pytest
+
+import handoffd
+from handoffd import upload
+from handoffd.config import Limits
+from handoffd.daemon import upload_intake as ui
+from handoffd.daemon.intake_columns import column_snapshot
+from handoffd.dag_columns import submission
+from handoffd.protocol import messages as m
+from handoffd.protocol.codec import Codec
+from handoffd.protocol.messages_snapshot import SNAPSHOT_HEADS_SINCE
+from handoffd.protocol.messages_submit import HEADS_SINCE, as_sent, sent_payloads
+from handoffd.protocol.schema import MESSAGE_OFFSET
+from handoffd.protocol.snapshot import decode_run, encode_run, pack_parts
+from handoffd.store.chunks import FAR_BYTES
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _frames(rng: random.Random, n: int, far: bool = False) -> list[bytes]:
+    """A plain run of ``n`` functions as today's client sends it to a daemon of 6 (columns, each
+    code head once, a tail a function), an argument past ``FAR_BYTES`` in some when ``far``."""
+    # (functions pickled by value, as a script's are: their code goes as heads)
+    codes = (lambda *args: None, lambda *args: args, lambda *args: len(args))
+    dag = handoffd.DAG()
+    ids = [f"t{i}" if rng.random() < 0.8 else f"t{i}-\u00e9" for i in range(n)]
+    for i in range(n):
+        deps = sorted({ids[rng.randrange(i)] for _ in range(rng.randrange(3))}) if i else []
+        arg: Any = b"x" * (FAR_BYTES + 1) if far and rng.random() < 0.3 else i
+        dag.add_function(
+            handoffd.Function(
+                id=ids[i],
+                code=rng.choice(codes),
+                args=deps,
+                extra_args=[arg],
+                cost=rng.choice(({"cpu": 1}, {"cpu": 1.0})),  # (what dag_columns takes)
+                priority=rng.randrange(-2, 3),
+            )
+        )
+    sent, payloads, _ = submission(dag, "binpack", 3, None, (), 0)
+    request = m.SubmitAndWait(1, "r1", sent, 3, "binpack", None, 1.0, 1 << 20, True, ())
+    request = as_sent(request, HEADS_SINCE)
+    payloads = sent_payloads(sent, payloads, HEADS_SINCE)
+    return [bytes(f) for f in Codec().encode(request, sender="c", frames=payloads)]
+
+
+def _prepared(frames: list[bytes]) -> ui.Prepared:
+    codec = Codec(upload.decode_limits(Limits()))
+    return ui.prepare(upload.Whole(bytearray(upload.pack(frames))), codec, Limits(), None)
+
+
+def _packed(prepared: ui.Prepared) -> tuple[bytes, bytes]:
+    """The parts as the columns packed give them (``column_snapshot``, ``pack_parts``)."""
+    run = prepared.run
+    assert run is not None and prepared.specs is not None
+    columns, far = column_snapshot(
+        prepared.decoded.msg.tasks, prepared.specs, prepared.decoded.frames
+    )
+    assert columns is not None and far == ()
+    return pack_parts(run, columns)
+
+
+@pytest.fixture
+def unpacked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the columns packed at intake (``column_snapshot`` called by the upload thread)."""
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return column_snapshot(*args)
+
+    monkeypatch.setattr(ui, "column_snapshot", counted)
+    return calls
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_spliced_specs_are_the_packed_columns_bytes(seed: int, unpacked: list[int]) -> None:
+    rng = random.Random(seed)
+    prepared = _prepared(_frames(rng, rng.randint(1, 80)))
+    assert prepared.error is None and prepared.run is not None
+    built = prepared.run.prebuilt
+    assert built is not None
+    assert not unpacked  # (spliced: the columns were not built and packed)
+    assert built.packed == _packed(prepared)
+    assert built.far == () and built.columns == SNAPSHOT_HEADS_SINCE
+    run = prepared.run
+    # A standby of 6 reads the same run from the spliced snapshot as from every spec row.
+    rows = decode_run(encode_run(run, columns=0))
+    assert decode_run(encode_run(run, columns=SNAPSHOT_HEADS_SINCE)) == rows
+    assert decode_run(encode_run(run, chunked=True, columns=SNAPSHOT_HEADS_SINCE)) == rows
+    # One of 5 is sent the spec rows (it would take the tails for the payloads).
+    assert encode_run(run, columns=5) == encode_run(run, columns=0)
+
+
+def test_frames_given_as_a_list_of_bytes_are_spliced_alike(unpacked: list[int]) -> None:
+    frames = _frames(random.Random(8), 25)
+    codec = Codec(upload.decode_limits(Limits()))
+    listed = ui.prepare(list(frames), codec, Limits(), None)
+    assert listed.run is not None and listed.run.prebuilt is not None and not unpacked
+    assert listed.run.prebuilt.packed == _packed(listed)
+
+
+def test_a_far_payload_is_packed_as_before(unpacked: list[int]) -> None:
+    prepared = _prepared(_frames(random.Random(3), 30, far=True))
+    assert prepared.run is not None and prepared.run.prebuilt is not None
+    assert unpacked  # (a far payload: whole payloads, the far ones left out, as before)
+    assert prepared.run.prebuilt.far
+
+
+def _str8(text: str) -> bytes:
+    """``text`` as msgpack's str 8, not the fixstr a packer writes for a short string."""
+    raw = text.encode()
+    return b"\xd9" + struct.pack("B", len(raw)) + raw
+
+
+def _reencoded(head: bytes) -> bytes:
+    """``head`` with its ids written as str 8 and its priorities' bin as bin 32: other bytes, the
+    same values."""
+    values = msgpack.unpackb(head, use_list=False)
+    packer = msgpack.Packer(use_bin_type=True)
+    ids_at = MESSAGE_OFFSET + 2
+    priorities_at = MESSAGE_OFFSET + 9
+    out = [packer.pack_array_header(len(values))]
+    for at, value in enumerate(values):
+        if at == ids_at:
+            out.append(packer.pack_array_header(len(value)))
+            out += [_str8(v) for v in value]
+        elif at == priorities_at:
+            out.append(b"\xc6" + struct.pack(">I", len(value)) + value)
+        else:
+            out.append(packer.pack(value))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_head_encoded_otherwise_decodes_to_the_same_run(seed: int, unpacked: list[int]) -> None:
+    frames = _frames(random.Random(100 + seed), 40)
+    other = [_reencoded(frames[0]), *frames[1:]]
+    assert other[0] != frames[0]
+    a, b = _prepared(frames), _prepared(other)
+    assert a.run is not None and b.run is not None and not unpacked
+    assert b.run.prebuilt is not None and b.run.prebuilt.packed != a.run.prebuilt.packed
+    assert b.run.prebuilt.packed[0] != _packed(b)[0]  # (spliced as it came)
+    for version in (0, SNAPSHOT_HEADS_SINCE):
+        assert decode_run(encode_run(b.run, columns=version)) == decode_run(
+            encode_run(a.run, columns=version)
+        )
+
+
+def test_marks_are_where_each_value_starts() -> None:
+    frames = _frames(random.Random(5), 12)
+    marks: list[int] = []
+    values = ui.unpack_head(frames[0], marks)
+    assert values is not None and len(marks) == len(values) + 1 and marks[-1] == len(frames[0])
+    head = frames[0]
+    for at, value in enumerate(values):
+        assert msgpack.unpackb(head[marks[at] : marks[at + 1]], use_list=False) == value
+    bad: list[int] = []
+    assert ui.unpack_head(head[:-1], bad) is None and bad == []
+
+
+@pytest.mark.parametrize("cut", ["dep_counts", "ids", "truncated"])
+def test_a_malformed_upload_is_refused_with_no_run(cut: str) -> None:
+    frames = _frames(random.Random(9), 20)
+    values = list(msgpack.unpackb(frames[0], use_list=False))
+    if cut == "dep_counts":  # (columns that disagree: a ColumnError, the upload dropped)
+        values[MESSAGE_OFFSET + 3] = values[MESSAGE_OFFSET + 3][:-4]
+        head = msgpack.packb(values, use_bin_type=True)
+    elif cut == "ids":  # (an id that is no str: the codec's schema refuses it)
+        values[MESSAGE_OFFSET + 2] = (b"t0", *values[MESSAGE_OFFSET + 2][1:])
+        head = msgpack.packb(values, use_bin_type=True)
+    else:
+        head = frames[0][: len(frames[0]) // 2]
+    prepared = _prepared([head, *frames[1:]])
+    assert prepared.run is None and prepared.specs is None
