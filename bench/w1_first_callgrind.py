@@ -39,6 +39,8 @@ def _inclusive(path: str) -> tuple[int, dict[str, int]]:
         if line.endswith("PROGRAM TOTALS"):
             total = int(line.split()[0].replace(",", ""))
             continue
+        if "=>" in line:  # a call line: its callee's name carries the call count
+            continue
         head, _, name = line.partition(" ")
         if not head or not head[0].isdigit() or ":" not in name:
             continue
