@@ -49,6 +49,15 @@ if _log:
             _write(_fd, f"{_getpid()} {_mono():.6f} @thread:{what}\\n".encode())
 
     sys.addaudithook(_hook)
+    import threading as _threading
+
+    _start = _threading.Thread.start
+
+    def _started(self, _fd=_fd, _mono=time.monotonic, _write=os.write, _getpid=os.getpid):
+        _write(_fd, f"{_getpid()} {_mono():.6f} @thread:{self.name}\\n".encode())
+        return _start(self)
+
+    _threading.Thread.start = _started
     import gc as _gc
     _t = [0.0]
 
