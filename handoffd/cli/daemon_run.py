@@ -124,6 +124,7 @@ async def _serve(
     from handoffd.daemon.loop_cpu import LoopCpu
     from handoffd.daemon.loop_lag import LoopLag, hand_over_sooner
     from handoffd.daemon.node import Node
+    from handoffd.daemon.warm import warm_converters, warm_first_run
 
     node = Node(config)
     try:
@@ -157,7 +158,9 @@ async def _serve(
             f"handoffd {config.name} listening on {node.address} (cluster {config.cluster})",
             flush=True,
         )
+    warm_first_run()  # before the freeze: what it made is never scanned again
     _tune_gc()
+    warm_converters(loop.call_later)  # a type a loop turn, while the daemon waits for work
     hand_over_sooner()  # the loop gets the GIL back from a busy thread sooner (loop_lag)
     cpu = LoopCpu.from_env(loop)  # the loop's own CPU per iteration (off unless asked for)
     lag = LoopLag(loop, detail=cpu is not None)  # logs any stall of the loop past ~100 ms
