@@ -196,7 +196,7 @@ class Executor:
 
     def on_output(self, key: Any, text: str) -> None:
         """New output of a running job (the pool's ``on_output``): sent soon, batched per run."""
-        task = self.state.tasks.get(key)
+        task = self.state.task(key)
         if task is None:  # an attempt we no longer run (cancelled, or its run freed)
             return
         if not self._live:
@@ -211,7 +211,7 @@ class Executor:
         """The run has a new owner: the live text of its running attempts, sent again."""
         for key, pieces in self._sent_live.items():
             if key[0] == run_id:
-                task = self.state.tasks.get(key)
+                task = self.state.task(key)
                 if task is not None:
                     self._live.setdefault((task.owner_address, run_id), []).extend(pieces)
         if self._live:

@@ -17,7 +17,7 @@ from handoffd.daemon.executor_events import (
     WithdrawAsked,
 )
 from handoffd.daemon.executor_hooks import Encodes
-from handoffd.daemon.executor_records import Key, QKey, Task, failed
+from handoffd.daemon.executor_records import Key, QKey, Row, Task, failed
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import TasksWithdrawn
 from handoffd.store.store import ResultStore
@@ -29,7 +29,7 @@ class Control:
 
     ledger: Ledger
     store: ResultStore
-    tasks: dict[Key, Task]
+    tasks: dict[Key, Task | Row]
     local: dict[Key, QKey]
     draining: bool
     run_owners: dict[str, tuple[int, str, str]]
@@ -43,6 +43,8 @@ class Control:
     _unqueue_local: Callable[[Key, Task | None], None]
     _release_inputs: Callable[[Task], None]
     term_of: Callable[[str], int]
+    task: Callable[[Key], Task | None]
+    _tasks_as_records: Callable[[], dict[Key, Task]]
 
     def _on_cancel(self, ev: CancelAsked) -> None:
         msg, term = ev.msg, ev.term
@@ -50,7 +52,7 @@ class Control:
             return  # a deposed owner: the attempts belong to the new one
         for item in msg.items:
             key = (msg.run_id, item.task_id, item.attempt)
-            task = self.tasks.get(key)
+            task = self.task(key)
             if task is None:
                 continue
             if task.running:  # its outcome (kind "cancelled") releases the claim
@@ -64,7 +66,7 @@ class Control:
         using a retry); running ones finish here, their values reported inline so they outlive us."""
         self.draining = True
         self._inline_limit = max(self._inline_limit, ev.inline_bytes)
-        for key, task in list(self.tasks.items()):
+        for key, task in list(self._tasks_as_records().items()):
             if not task.running:
                 self.tasks.pop(key, None)
                 self._finish(task, failed(task, "cancelled", "NodeLeaving", "node leaving"), None)
@@ -82,7 +84,7 @@ class Control:
         kept: list[m.TaskAttempt] = []
         for item in msg.items:
             key = (msg.run_id, item.task_id, item.attempt)
-            task = self.tasks.get(key)
+            task = self.task(key)
             if task is not None and key in self.local and not task.claimed and not task.running:
                 del self.tasks[key]
                 self._unqueue_local(key, task)

@@ -25,15 +25,21 @@ from handoffd.daemon.executor_events import (
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
     CHAIN_SECONDS,
+    R_OWNER,
+    R_PAYLOAD,
+    R_RUN,
+    R_SLOT,
     Key,
     QKey,
     Report,
+    Row,
     Slot,
     Task,
     done_report,
     failed,
     report_message,
     reported_here,
+    row_task,
 )
 from handoffd.store.store import ResultStore, StoreError
 from handoffd.worker._records import Ended, Outcome, outcome_of
@@ -51,7 +57,7 @@ class Ends:
     address: str
     ledger: Ledger
     store: ResultStore
-    tasks: dict[Key, Task]
+    tasks: dict[Key, Task | Row]
     local: dict[Key, QKey]
     slots: dict[int, Slot]
     run_owners: dict[str, tuple[int, str, str]]
@@ -154,29 +160,40 @@ class Ends:
                 elif ahead < 1:
                     ahead = 1
                 half = (1 + ahead) // 2
-            slot = task.slot
+            # What the common end reads of the attempt (its ids are its key's): a queued
+            # task's row (``executor_records.Row``) by index, a ``Task`` by name
+            if isinstance(task, list):
+                slot = task[R_SLOT]
+                run_id, owner, bytes_in = task[R_RUN], task[R_OWNER], len(task[R_PAYLOAD])
+                if slot is None or not ok or value is None:  # (off the common end)
+                    task = row_task(task)
+            else:
+                slot = task.slot
+                run_id, owner, bytes_in = task.run_id, task.owner_address, task.bytes_in
             if ok and value is not None and slot is not None:
                 try:
-                    store.put(task.run_id, task.task_id, value)
+                    store.put(run_id, key[1], value)
                 except StoreError as exc:
                     self._mean_duration, self._half_chain = mean, half
+                    if isinstance(task, list):
+                        task = row_task(task)
                     refused = self._stored_not(task, outcome_of(outcome), exc)
                     self._end_one(task, refused, ended)
                     continue
                 if fetched:
-                    fetched.discard((task.run_id, task.task_id))  # ours now, not a copy
+                    fetched.discard((run_id, key[1]))  # ours now, not a copy
                 size = len(value)
                 done += 1
                 report = (
-                    task.task_id,
-                    task.attempt,
+                    key[1],
+                    key[2],
                     1,
                     size,
                     duration,
                     pid,
                     ended - duration,
                     ended,
-                    task.bytes_in,
+                    bytes_in,  # (a row's: its payload's, it has no inputs)
                 )  # (``done_report``'s row)
                 keys = slot.keys
                 del keys[key]
@@ -186,7 +203,6 @@ class Ends:
                     self._changed = True
                 if local and len(keys) <= half and not self._refill_scheduled:
                     self._schedule_refill()  # (not called again once a refill is due)
-                owner, run_id = task.owner_address, task.run_id
                 if owner != box_owner or run_id != box_run:  # (no tuple a task)
                     box_owner, box_run = owner, run_id
                     box = self._outbox.setdefault((owner, run_id), [])
@@ -196,7 +212,7 @@ class Ends:
                     self._out.append(_SOON_FLUSH)
                 continue
             self._mean_duration, self._half_chain = mean, half
-            self._end_one(task, outcome_of(outcome), ended)
+            self._end_one(task, outcome_of(outcome), ended)  # type: ignore[arg-type]
         self._mean_duration, self._half_chain = mean, half
         if done:
             self.counters["done"] += done

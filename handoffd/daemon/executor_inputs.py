@@ -35,6 +35,7 @@ from handoffd.daemon.executor_hooks import Encodes, fetch_message
 from handoffd.daemon.executor_records import (
     Fetch,
     Key,
+    Row,
     Task,
     failed,
     job_inputs,
@@ -63,7 +64,7 @@ class Inputs:
 
     address: str
     store: ResultStore
-    tasks: dict[Key, Task]
+    tasks: dict[Key, Task | Row]  # (a row waits for no value: a ``Task`` here)
     fetches: dict[int, Fetch]
     counters: dict[str, int]
     _now: float
@@ -201,7 +202,7 @@ class Inputs:
         self._candidates.pop(wkey, None)
         for key in self._waiting.pop(wkey, ()):
             task = self.tasks.get(key)
-            if task is None:
+            if task is None or isinstance(task, list):  # (a row waits for nothing)
                 continue
             missing = task.missing
             if isinstance(missing, set):  # (a task waited for gets its own set: ``_gather``)
@@ -218,7 +219,7 @@ class Inputs:
         exc_type, tb = hook or ("StoreError" if kind == "storage" else "InputLost", "")
         for key in self._waiting.pop(wkey, ()):
             task = self.tasks.pop(key, None)
-            if task is not None:
+            if type(task) is Task:  # (a row waits for nothing)
                 self._finish(task, failed(task, kind, exc_type, why, tb), None)
 
     def _on_hook_failed(self, ev: HookFailedArrived) -> None:

@@ -9,8 +9,12 @@ and whose frame references are all in range is accepted straight from its column
 are its slice of the input columns, kept as one tuple of frame numbers (a value sent along) and
 store keys (a value here or to fetch) in argument order (``Task.flat``), with no ``DispatchItem`` or
 ``InputRef`` built. Where a missing value's holders are comes from the table while the task is
-gathered (``Task.source``), which is only then. Anything else is read back into ``DispatchTasks``
-(``DispatchTable.tasks``) and takes the per-item path, which checks and refuses item by item.
+gathered (``Task.source``), which is only then. A task of such a table that has no inputs and
+queues (most of a big run's) is not even a ``Task``: it is kept as its row (``executor_records.Row``:
+ids, owner, the table's cost, payload, queue key, slot), which the refill chains and the end reports
+from; a rarer path asks for its ``Task`` (``ExecutorState.task``). Anything else is read back
+into ``DispatchTasks`` (``DispatchTable.tasks``) and takes the per-item path, which checks and
+refuses item by item.
 On that path too an item with plain inputs is read in one pass (``_plain``: its frames, ``flat``
 and ``needs``), not by ``check_item``, ``lazy_inputs`` and ``accepted_task`` in turn.
 """
@@ -31,6 +35,7 @@ from handoffd.daemon.executor_records import (
     Key,
     QKey,
     QueueOrder,
+    Row,
     Task,
     accepted_task,
     check_item,
@@ -151,7 +156,7 @@ class Intake:
     address: str
     ledger: Ledger
     store: ResultStore
-    tasks: dict[Key, Task]
+    tasks: dict[Key, Task | Row]
     local: dict[Key, QKey]
     draining: bool
     run_owners: dict[str, tuple[int, str, str]]
@@ -319,6 +324,31 @@ class Intake:
                 if reason:
                     refused.append((task_id, attempt, reason))
                     continue
+            if gpus is None and not count:
+                # Queued with no inputs (most of a big run's): kept as its row
+                # (``executor_records.Row``), no ``Task``; the same steps as below otherwise
+                qkey = (aged - priority, -rank, next(arrivals))  # (``queue_key``)
+                tasks[key] = [
+                    run_id,
+                    task_id,
+                    attempt,
+                    owner_address,
+                    cost,  # (the table's own: a row's cost is only read)
+                    inclusions[inclusion],
+                    None if timeout != timeout else timeout,
+                    frames[payload_frame],
+                    payload_frame,
+                    qkey,
+                    None,  # its slot, once chained
+                ]
+                local[key] = qkey
+                queued = True
+                if summed >= 0.0:
+                    total[only] = summed  # type: ignore[index]
+                else:
+                    for kind, qty in cost.items():
+                        total[kind] = total.get(kind, 0.0) + qty
+                continue
             kept = {payload_frame: frames[payload_frame]}
             flat: tuple[Any, ...] = ()
             needs: tuple[str, ...] = ()

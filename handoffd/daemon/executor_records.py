@@ -17,6 +17,8 @@ from handoffd.protocol.registry import maker
 from handoffd.scheduler.cluster_view import WINDOW
 from handoffd.store.store import ResultStore
 
+_new = object.__new__
+
 Key = tuple[str, str, int]  # run_id, task_id, attempt
 QKey = tuple[int, float, int]  # a queued task's start order (``queue_key``)
 
@@ -86,6 +88,48 @@ class Task:
     # Its place in the local queue, smallest first: (-(priority - arrival's aging level),
     # -upward rank, arrival number); see ``queue_key``.
     qkey: tuple[int, float, int] = (0, 0.0, 0)
+
+
+#: A queued plain task with no inputs, accepted from a received table (``Intake._accept_table``),
+#: is kept in ``tasks`` as this row rather than a ``Task``: a list of the fields it can differ in,
+#: at these indices (its slot is set when a refill chains it). The hot paths (``_refill``,
+#: ``_ended``) read rows in place; any other path asks for the task (``ExecutorState.task``),
+#: which turns the row into its ``Task`` (``row_task``) for good.
+Row = list[Any]
+R_RUN, R_TASK, R_ATTEMPT, R_OWNER, R_COST, R_INCLUSION, R_TIMEOUT, R_PAYLOAD = range(8)
+R_FRAME, R_QKEY, R_SLOT = 8, 9, 10
+
+
+def row_task(row: Row) -> Task:
+    """The ``Task`` a row stands for: the record ``_accept_table`` made of such a task before
+    rows (a copy of its table's cost, a frames map of its payload), then chained when it has a
+    slot (``_enter``'s fields, its bytes in its payload's: it has no inputs)."""
+    slot: Slot | None = row[R_SLOT]
+    payload = row[R_PAYLOAD]
+    task = _new(Task)
+    task.run_id = row[R_RUN]
+    task.task_id = row[R_TASK]
+    task.attempt = row[R_ATTEMPT]
+    task.owner_address = row[R_OWNER]
+    task.cost = dict(row[R_COST])
+    task.gpus = [] if slot is None else slot.gpus
+    task.argument_inclusion = row[R_INCLUSION]
+    task.timeout = row[R_TIMEOUT]
+    task.payload = payload
+    task.inputs = ()
+    task.frames = {row[R_FRAME]: payload}
+    task.missing = NO_MISSING
+    task.running = slot is not None
+    task.claimed = slot is not None
+    task.slot = slot
+    task.bytes_in = 0 if slot is None else len(payload)
+    task.payload_frame = row[R_FRAME]
+    task.needs = ()
+    task.far = ()
+    task.flat = ()
+    task.source = None
+    task.qkey = row[R_QKEY]
+    return task
 
 
 @dataclass

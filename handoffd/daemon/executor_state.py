@@ -31,6 +31,12 @@ durations), at most 1 + CHAIN_AHEAD tasks, so slow tasks are not bunched behind 
 refilled (once per loop iteration, in one pipe message) when down to half. A slot started in a pass
 (a dispatch's claim, a refill's start) gets its chain in that pass, in its one ``Execute``: the
 worker is sent its first task and those behind it in one pipe message, not two.
+
+Rows: a queued plain task with no inputs is kept in ``tasks`` as a ``Row`` (``executor_records``),
+not a ``Task``: the refill (``_refill``), the end (``Ends._ended``) and the owner's change read and
+write it by index; every other path (a start through the ledger, cancel, withdraw, leaving, live
+output) asks for the attempt's ``Task`` (``task``), which turns the row into the record the intake
+made of such a task before rows, for good.
 """
 
 from __future__ import annotations
@@ -75,14 +81,24 @@ from handoffd.daemon.executor_records import (
     CHAIN_SCAN,
     CHAIN_SECONDS,
     QUEUE_FACTOR,
+    R_COST,
+    R_INCLUSION,
+    R_OWNER,
+    R_PAYLOAD,
+    R_RUN,
+    R_SLOT,
+    R_TASK,
+    R_TIMEOUT,
     Fetch,
     Key,
     QKey,
     QueueOrder,
     Report,
+    Row,
     Slot,
     Task,
     failed,
+    row_task,
 )
 from handoffd.protocol import messages as m
 from handoffd.replication.standby import outranks
@@ -113,7 +129,9 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         self.store = store
         self._inline_limit = inline_result_bytes
         self._fetch_timeout = fetch_timeout
-        self.tasks: dict[Key, Task] = {}  # accepted, outcome not reported yet
+        # accepted, outcome not reported yet: a ``Task``, or a queued plain task's ``Row``
+        # (``task`` gives the ``Task`` of either)
+        self.tasks: dict[Key, Task | Row] = {}
         # queue_factor x the ledger's capacity (fixed when the node starts)
         self._queue_limit = {k: q * queue_factor for k, q in ledger.capacity.items()}
         # accepted, not claimed yet, in arrival order: each one's ``Task.qkey`` (its start order)
@@ -187,6 +205,26 @@ class ExecutorState(Intake, Inputs, Control, Ends):
 
     # -- queries -------------------------------------------------------------------------------
 
+    def task(self, key: Key) -> Task | None:
+        """The accepted attempt ``key`` as its ``Task`` (a row turned into one, for good)."""
+        task = self.tasks.get(key)
+        if isinstance(task, list):
+            task = self.tasks[key] = row_task(task)
+        return task  # type: ignore[return-value]
+
+    def task_records(self) -> dict[Key, Task]:
+        """Every accepted attempt as a ``Task``, in ``tasks``' order; rows are left rows (what
+        ``task`` would turn each into, as a copy)."""
+        return {k: row_task(t) if isinstance(t, list) else t for k, t in self.tasks.items()}  # type: ignore[misc]
+
+    def _tasks_as_records(self) -> dict[Key, Task]:
+        """``tasks`` with every row turned into its ``Task`` (a rare path that reads them all)."""
+        tasks = self.tasks
+        for key, task in tasks.items():
+            if isinstance(task, list):
+                tasks[key] = row_task(task)
+        return tasks  # type: ignore[return-value]
+
     def term_of(self, run_id: str) -> int:
         known = self.run_owners.get(run_id)
         return known[0] if known is not None else 0
@@ -203,9 +241,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             for t in sorted(self.store.tasks_of(run_id))
             if not is_far_key(t)  # a dispatch's argument kept or pulled here, not a value
         )
-        running = tuple(
-            m.TaskAttempt(t.task_id, t.attempt) for t in self.tasks.values() if t.run_id == run_id
-        )
+        running = tuple(m.TaskAttempt(t, a) for r, t, a in self.tasks if r == run_id)
         return m.RunHoldings(request_id, run_id, term, held, running)
 
     def running_count(self) -> int:
@@ -235,7 +271,10 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             kept = known[2] if known is not None and term == known[0] else ""
             self.run_owners[run_id] = (term, address, name or kept)
             for task in self.tasks.values():
-                if task.run_id == run_id:
+                if isinstance(task, list):
+                    if task[R_RUN] == run_id:
+                        task[R_OWNER] = address
+                elif task.run_id == run_id:
                     task.owner_address = address
             if known is not None and term > known[0]:
                 self._out.append(NewOwner(run_id, term, name))
@@ -263,17 +302,24 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                 break
             if key not in local:
                 continue
-            task = self.tasks.get(key)
-            if task is None:
+            got = self.tasks.get(key)
+            if got is None:
                 self._unqueue_local(key, None)
                 continue
-            shape = tuple(task.cost.items())
+            cost = got[R_COST] if isinstance(got, list) else got.cost
+            shape = tuple(cost.items())
             if shape in refused:
                 continue
-            gpus = self.ledger.try_claim(task.cost)
+            gpus = self.ledger.try_claim(cost)
             if gpus is None:
                 refused.add(shape)
                 continue
+            # (a row started here becomes its ``Task``: ``_start`` reads one; the rows it
+            # looked at and passed over stay rows)
+            if isinstance(got, list):
+                task = self.tasks[key] = row_task(got)
+            else:
+                task = got
             room = any(q > EPS for q in free.values())
             self._unqueue_local(key, task)
             task.claimed = True
@@ -373,6 +419,8 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         scanned, scan = 0, CHAIN_SCAN
         local, tasks = self.local, self.tasks
         inputs: list[Any]
+        best: Slot | None
+        task: Any  # a ``Task``, or a ``Row`` (``row``: read by index)
         # ``only``'s memory (a task it takes has an equal cost), and the title's run part, built
         # once a run rather than once a task
         only_memory = only.cost.get("memory") if only is not None else None
@@ -388,24 +436,33 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             if scanned > scan:
                 break
             task = tasks.get(key)
-            if task is None or task.missing:
+            if task is None:
                 continue
+            row = isinstance(task, list)  # a queued task's ``Row``: no inputs, none missing
+            if row:
+                cost = task[R_COST]
+            elif task.missing:
+                continue
+            else:
+                cost = task.cost
             if only is not None:
-                if left <= 0 or only_cost != task.cost:
+                if left <= 0 or only_cost != cost:
                     break  # another cost (or full) at the front: the claims drain to it
                 left -= 1
                 slot = only
             else:
-                best: Slot | None = None
+                best = None
                 for s in slots:
-                    if s.cost == task.cost and room[s.id] > 0:
+                    if s.cost == cost and room[s.id] > 0:
                         if best is None or room[s.id] > room[best.id]:
                             best = s
                 if best is None:
                     break  # another cost (or all full) at the front: the claims drain to it
                 room[best.id] -= 1
                 slot = best
-            if task.flat == () and not task.far:  # (``_take_inputs``' no-input case in line)
+            if row:
+                inputs = []
+            elif task.flat == () and not task.far:  # (``_take_inputs``' no-input case in line)
                 task.bytes_in = len(task.payload)
                 inputs = []
             else:
@@ -421,29 +478,38 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                 if kind1 is not None:  # (``only`` took it: its cost is ``only.cost``)
                     total[kind1] = total.get(kind1, 0.0) - qty1
                 else:
-                    for kind, qty in task.cost.items():
+                    for kind, qty in cost.items():
                         total[kind] = total.get(kind, 0.0) - qty
-            # ``_enter`` in line (a call a chained task less; the same steps in the same order)
-            task.running = True
-            task.claimed = True
-            task.slot = slot
-            task.gpus = slot.gpus
+            # ``_enter`` in line (a call a chained task less; the same steps in the same order);
+            # a row's is its slot (running, claimed, the slot's gpus and its bytes in, its
+            # payload's, follow from it: ``row_task``)
+            if row:
+                task[R_SLOT] = slot
+                payload, run_id, task_id = task[R_PAYLOAD], task[R_RUN], task[R_TASK]
+                inclusion, timeout = task[R_INCLUSION], task[R_TIMEOUT]
+            else:
+                task.running = True
+                task.claimed = True
+                task.slot = slot
+                task.gpus = slot.gpus
+                payload, run_id, task_id = task.payload, task.run_id, task.task_id
+                inclusion, timeout = task.argument_inclusion, task.timeout
             slot.keys[key] = None
             # ``new_job(...)`` as ``_enter`` calls it, in line (a call a chained task less; the
             # same slots: ``tests/unit/test_executor_table_records.py`` compares them)
             job = _new(Job)
             job.key = key
-            job.payload = task.payload
+            job.payload = payload
             job.inputs = inputs
-            job.argument_inclusion = task.argument_inclusion
-            job.timeout = task.timeout
+            job.argument_inclusion = inclusion
+            job.timeout = timeout
             job.env = None
             job.devices = slot.devices
-            job.memory = only_memory if slot is only else task.cost.get("memory")
-            if task.run_id is not title_run:
-                title_run = task.run_id
+            job.memory = only_memory if slot is only else cost.get("memory")
+            if run_id is not title_run:
+                title_run = run_id
                 title_head = f"run {title_run} task "
-            job.title = title_head + task.task_id  # (``new_job``'s title)
+            job.title = title_head + task_id  # (``new_job``'s title)
             if only is not None:
                 only_jobs.append(job)
                 continue

@@ -43,7 +43,7 @@ class LeavingPeers:
 
 def leave_notice(name: str, executor: Any, grace_s: float) -> str:
     """The log line of a graceful leave: what goes back now, what may still finish."""
-    queued = sum(1 for t in executor.state.tasks.values() if not t.running)
+    queued = sum(1 for t in executor.state.task_records().values() if not t.running)
     running = executor.running_count()
     return (
         f"node {name} leaving: {queued} queued tasks handed back, {running} running get up to "

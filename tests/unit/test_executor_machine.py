@@ -195,7 +195,7 @@ class ExecutorMachine(RuleBasedStateMachine):
     def redeliver(self, data: st.DataObject) -> None:
         """A dispatch delivered twice while its task is still here."""
         run, task_id, attempt = data.draw(st.sampled_from(sorted(self.st.tasks)))
-        task = self.st.tasks[(run, task_id, attempt)]
+        task = self.st.task_records()[(run, task_id, attempt)]
         again = item(task_id, task.cost, attempt, task.inputs)
         term = self.terms[run]
         self.handle(Dispatched(m.DispatchTasks(run, self.owners[run], (again,)), [b"p"], term))
@@ -295,7 +295,9 @@ class ExecutorMachine(RuleBasedStateMachine):
         for slot in self.st.slots.values():  # one claim per slot
             for kind, q in slot.cost.items():
                 held[kind] = held.get(kind, 0.0) + q
-        for task in self.st.tasks.values():  # claimed, not started yet (inputs on their way)
+        for (
+            task
+        ) in self.st.task_records().values():  # claimed, not started yet (inputs on their way)
             if task.claimed and task.slot is None:
                 for kind, q in task.cost.items():
                     held[kind] = held.get(kind, 0.0) + q

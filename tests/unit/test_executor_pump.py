@@ -79,7 +79,7 @@ def _old_pump(self: ExecutorState) -> None:
             continue
         if not any(q > EPS for q in free.values()):
             break
-        task = self.tasks.get(key)
+        task = self.task(key)
         if task is None:
             self._unqueue_local(key, None)
             continue

@@ -104,7 +104,7 @@ class Side:
         # the queued demand the queue limit is tested against is the queued tasks' costs
         queued: dict[str, float] = {}
         for key in st.local:
-            for kind, qty in st.tasks[key].cost.items():
+            for kind, qty in st.task_records()[key].cost.items():
                 queued[kind] = queued.get(kind, 0.0) + qty
         for kind in set(queued) | set(st._local_cost):
             assert abs(queued.get(kind, 0.0) - st._local_cost.get(kind, 0.0)) < 1e-9, kind

@@ -101,7 +101,7 @@ def accept_and_compare(
     st._now = now
     st._out = []
     st._accept_table(t, frames, 1, "")
-    made = iter([task for key, task in st.tasks.items() if key not in before])
+    made = iter([task for key, task in st.task_records().items() if key not in before])
     at = 0
     for i, task_id in enumerate(t.task_ids):
         count = t.counts[i]
@@ -159,7 +159,7 @@ def test_a_refills_jobs_are_the_makers() -> None:
         ended = 0
         while jobs:
             for job in jobs:
-                task = st.tasks[job.key]
+                task = st.task_records()[job.key]
                 assert task.slot is not None
                 made = new_job(
                     job.key,
