@@ -12,6 +12,10 @@ cimport cython
 from handoffd.scheduler.room_view cimport RoomView
 
 
+# (C constants: the renew's bit tests on Python ints were a number protocol call each)
+cdef int IN_ROOM, IN_FILLABLE, IN_FREE, IN_WAVE, IN_HOLLOW
+
+
 cdef class NodeState:
     cdef public str name
     cdef public object address
@@ -20,6 +24,8 @@ cdef class NodeState:
     cdef public dict _free
     cdef public object version
     cdef public object _watch
+    cdef public int _sets
+    cdef public object _sets_of
 
 
 cdef class _Ordered:
@@ -57,7 +63,8 @@ cdef class RoomIndex:
     @cython.locals(
         f=dict, pending=dict, load=dict, free=bint, wave=bint, positive=bint, part=bint,
         capped=bint, budgeted=bint, roomy=bint, window=Py_ssize_t, depth=double, q=double,
-        used=double, cap=double, budget=object, spent=object, have=object,
+        used=double, cap=double, budget=object, spent=object, have=object, now=int,
+        changed=int, copied=bint,
     )
     cpdef _renew(self, RoomView view, NodeState n)
     cpdef bint any_free(self)

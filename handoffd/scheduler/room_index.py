@@ -39,6 +39,14 @@ SHRUNK = 1
 FREED = 2
 ABSENT = 4
 
+#: A node's memberships of the index's sets, as ``NodeState._sets`` bits: with room, fillable,
+#: with effective free, with wave room, hollow (no capacity).
+IN_ROOM = 1
+IN_FILLABLE = 2
+IN_FREE = 4
+IN_WAVE = 8
+IN_HOLLOW = 16
+
 
 class NodeState:
     """Our view of one node. Assigning ``alive``, ``capacity`` or ``free`` tells the index
@@ -64,6 +72,12 @@ class NodeState:
         self._free = free
         self.version = version
         self._watch: Callable[[str, bool], None] | None = None
+        # Which of the sets of the index ``_sets_of`` this node is in (``IN_*`` bits), as that
+        # index's last renew of it wrote them: a renew touches a set only where a bit changes,
+        # where each put was a membership test (and most left the set as it was). Any other
+        # index (None: the node just entered a view) writes every set once.
+        self._sets = 0
+        self._sets_of: RoomIndex | None = None
 
     @property
     def alive(self) -> bool:
@@ -128,6 +142,7 @@ class Nodes(dict[str, NodeState]):
             self._reordered()  # a new key goes last in iteration order
         super().__setitem__(name, node)
         node._watch = self._changed
+        node._sets_of = None  # (its set bits are not known to the index: written whole once)
         self._changed(name, True)
 
     def __delitem__(self, name: str) -> None:
@@ -299,6 +314,8 @@ class RoomIndex:
                 self._with_free.put(name, False)
                 self._with_wave.put(name, False)
                 self._hollow.discard(name)
+                if n is not None:
+                    n._sets_of = None  # (out of every set: its bits no longer say so)
                 continue
             self._renew(view, n)
         self.dirty.clear()
@@ -308,11 +325,20 @@ class RoomIndex:
         capacity: ``RoomView.room_of``'s arithmetic in its order (effective free, then capped by
         the window room), the free set on the effective free, the wave and hollow sets and
         ``may_take_part`` (the fillable set) on the capacity and our outstanding demand. (Four
-        view calls and as many walks over the capacity before, a fifth of the owner's pass.)"""
+        view calls and as many walks over the capacity before, a fifth of the owner's pass.) A set
+        is written only where the node's membership changed (its ``_sets`` bits)."""
         name = n.name
-        f = n._free.copy()
+        # The room is the reported free itself until a kind must differ (a pending dispatch, a
+        # cap below it, a kind it lacks): then a copy of it. Neither is ever changed in place (a
+        # report or the setter replaces a node's free; a pass replaces its entry of a room),
+        # and most renews of a busy owner write nothing (no dispatch unanswered, the window's
+        # cap above the free), where the copy and the old room's release were a third of one.
+        f = n._free
+        copied = False
         pending = view.pending.get(name)
         if pending:
+            f = f.copy()
+            copied = True
             for k, q in pending.items():
                 f[k] = f.get(k, 0.0) - q
         free = False
@@ -320,7 +346,6 @@ class RoomIndex:
             if q > EPS:
                 free = True
                 break
-        self._with_free.put(name, free)
         load = view.outstanding.get(name)
         if load is None:
             load = _NO_LOAD
@@ -347,24 +372,54 @@ class RoomIndex:
                 cap = q * window - used
                 have = f.get(k)
                 if have is None:  # (``min(0.0, cap)``: the first of equals)
+                    if not copied:
+                        f = f.copy()
+                        copied = True
                     f[k] = cap if cap < 0.0 else 0.0
                 elif cap < float(have):  # (``min(have, cap)``)
+                    if not copied:
+                        f = f.copy()
+                        copied = True
                     f[k] = cap
                 # (else ``have`` stays: the same value at the same key, not written again)
-        self._with_wave.put(name, wave)
-        if positive:
-            if self._hollow:  # (empty nearly always: no discard's hash and look-up)
-                self._hollow.discard(name)
-        else:
-            self._hollow.add(name)
-        self._fillable.put(name, budgeted and part)
         self.room[name] = f
         roomy = False
         for q in f.values():
             if q > 0.0:
                 roomy = True
                 break
-        self._with_room.put(name, roomy)
+        now = IN_ROOM if roomy else 0
+        if budgeted and part:
+            now |= IN_FILLABLE
+        if free:
+            now |= IN_FREE
+        if wave:
+            now |= IN_WAVE
+        if not positive:
+            now |= IN_HOLLOW
+        if n._sets_of is self:
+            changed = now ^ n._sets
+            if not changed:
+                return
+        else:  # (the node is new to this index, or came back: every set written once)
+            changed = IN_ROOM | IN_FILLABLE | IN_FREE | IN_WAVE | IN_HOLLOW
+            n._sets_of = self
+        n._sets = now
+        # (only a changed bit's set is touched: W1's nodes of one cpu go full <-> free every
+        # task, flipping two or three of the five, and each put was a membership test)
+        if changed & IN_FREE:
+            self._with_free.put(name, free)
+        if changed & IN_WAVE:
+            self._with_wave.put(name, wave)
+        if changed & IN_HOLLOW:
+            if positive:
+                self._hollow.discard(name)
+            else:
+                self._hollow.add(name)
+        if changed & IN_FILLABLE:
+            self._fillable.put(name, budgeted and part)
+        if changed & IN_ROOM:
+            self._with_room.put(name, roomy)
 
     def any_free(self) -> bool:
         """Whether some live node's effective free has a kind above ``EPS``."""

@@ -117,3 +117,31 @@ def test_report_keeps_a_dict_of_its_own(module: ModuleType, kind: str) -> None:
     assert rooms.report(nodes, "a", "a:1", {"cpu": 2.0}, 1, {"cpu": 0.0}) == 0
     assert rooms.report(nodes, "a", "a:1", {"cpu": 2.0}, 3, dict(kept)) == 0
     assert nodes["a"].free is kept
+
+
+def test_a_room_that_differs_from_the_free_in_nothing_is_the_free_itself(
+    module: ModuleType,
+) -> None:
+    free = {"cpu": 0.0, "memory": 2.0}
+    n = module.NodeState("a", "a:1", True, {"cpu": 1.0, "memory": 4.0}, free, 1)
+    view = RoomView({"a": n}, None, 4)
+    rooms = module.RoomIndex()
+    rooms.dirty.add("a")
+    rooms.refresh(view)
+    assert rooms.room["a"] is free  # (no pending dispatch, the caps above it: nothing copied)
+    # A dispatch unanswered, then a cap below the free, then a kind the free lacks: each a copy,
+    # and the node's reported free is left as it was.
+    for change in ("pending", "cap", "lacks"):
+        if change == "pending":
+            view.pending["a"] = {"memory": 1.0}
+        elif change == "cap":
+            view.pending.clear()
+            view.outstanding["a"] = {"memory": 15.0}
+        else:
+            view.outstanding.clear()
+            n._capacity = {"cpu": 1.0, "memory": 4.0, "gpu": 1.0}
+        rooms.dirty.add("a")
+        rooms.refresh(view)
+        assert rooms.room["a"] is not free
+        assert list(rooms.room["a"].items()) == list(view.room_of(n).items())
+        assert free == {"cpu": 0.0, "memory": 2.0}
