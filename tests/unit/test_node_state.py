@@ -7,30 +7,15 @@ as the dataclass they replace did.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
 from types import ModuleType
 
 import pytest
-
-from handoffd.scheduler import room_index as imported
-
-_SOURCE = pathlib.Path(imported.__file__).with_name("room_index.py")
-
-
-def _pure() -> ModuleType:  # the .py itself, whatever build is imported
-    spec = importlib.util.spec_from_file_location("_room_index_state_pure", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from room_builds import build
 
 
 @pytest.fixture(params=["imported", "pure"])
 def module(request: pytest.FixtureRequest) -> ModuleType:
-    return imported if request.param == "imported" else _pure()
+    return build(request.param, "_room_index_state_pure")
 
 
 def _watched(module: ModuleType) -> tuple[object, object, list[tuple[str, bool]]]:

@@ -9,32 +9,18 @@ report's free is kept as a dict of its own, whether it came as a dict or another
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import random
-import sys
 from types import MappingProxyType, ModuleType
 
 import pytest
+from room_builds import build
 
-from handoffd.scheduler import room_index as imported
 from handoffd.scheduler.room_view import RoomView
-
-_SOURCE = pathlib.Path(imported.__file__).with_name("room_index.py")
-
-
-def _pure() -> ModuleType:  # the .py itself, whatever build is imported
-    spec = importlib.util.spec_from_file_location("_room_index_renew_pure", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(params=["imported", "pure"])
 def module(request: pytest.FixtureRequest) -> ModuleType:
-    return imported if request.param == "imported" else _pure()
+    return build(request.param, "_room_index_renew_pure")
 
 
 _KINDS = ("cpu", "memory", "gpu")
