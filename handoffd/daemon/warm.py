@@ -33,6 +33,13 @@ import zmq
 
 from handoffd.protocol import messages as m
 from handoffd.protocol import rows, schema
+from handoffd.protocol.messages_chunks import (
+    FarPayload,
+    FetchChunks,
+    PayloadsHeld,
+    ReplicaPayloads,
+    ValueChunk,
+)
 from handoffd.protocol.messages_code import FetchPackages, PackagesFetched
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_io import UploadChunk, UploadTaken
@@ -42,7 +49,9 @@ from handoffd.transport.zmq_transport import KEEP_BYTES
 
 #: The messages of a run's life in a daemon: its submission (as records or as columns) and
 #: upload, the client's code packages it fetches, its dispatches, replies and reports, its
-#: replication to standbys, its outcome, waits and frees.
+#: replication to standbys (with what a snapshot leaves out, a code package or payload past
+#: ``FAR_BYTES``, named and pulled in chunks: a client that ships many modules meets them on its
+#: first run), its outcome, waits and frees.
 RUN_MESSAGES: tuple[type, ...] = (
     m.SubmitAndWait,
     SubmitColumns,
@@ -63,10 +72,14 @@ RUN_MESSAGES: tuple[type, ...] = (
     m.ReplicaAcked,
     m.DropReplica,
     m.FreeRun,
+    ReplicaPayloads,
+    PayloadsHeld,
+    FetchChunks,
+    ValueChunk,
 )
 #: Structs packed or read apart from any message: a run's snapshot columns, a task's state in a
-#: log batch (also read as rows by a standby), a failed task's error.
-RUN_STRUCTS: tuple[type, ...] = (SnapshotColumns, m.TaskDelta, m.ErrorInfo)
+#: log batch (also read as rows by a standby), a failed task's error, a payload left out.
+RUN_STRUCTS: tuple[type, ...] = (SnapshotColumns, m.TaskDelta, m.ErrorInfo, FarPayload)
 STEP_S = 0.005  # between two types' builds: the loop's other callbacks run in between
 
 _EMPTY_ROWS = msgpack.packb(())

@@ -155,12 +155,16 @@ def _compiled(log: str) -> list[tuple[int, float, str]]:
         return []
 
 
+@pytest.mark.parametrize("big_package", [False, True])
 def test_a_daemons_first_big_run_builds_no_converter_and_starts_no_zmq_thread(
-    tmp_path: Any,
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, big_package: bool
 ) -> None:
     """The run's submission comes as columns in pieces, its snapshot (well over KEEP_BYTES)
     goes to the standby, which keeps its log batches packed: neither daemon compiles a converter
-    during the run, and libzmq's threads in the owner are the ones it had before any run."""
+    during the run, and libzmq's threads in the owner are the ones it had before any run. With
+    ``big_package`` the client ships a module of its working directory past ``FAR_BYTES`` (as a
+    client that imported many of its own modules does), which the snapshot names and the standby
+    pulls in chunks: those messages are warmed too."""
     from handoffd.testing import DaemonCluster, wait_for
 
     (tmp_path / "sitecustomize.py").write_text(EXEC_HOOK)
@@ -183,11 +187,27 @@ def test_a_daemons_first_big_run_builds_no_converter_and_starts_no_zmq_thread(
             what="the daemons' converters built",
         )
         at_start = _zmq_threads(a.process.pid)
+        if big_package:
+            _big_module(tmp_path / "project", monkeypatch)
         began = time.monotonic()
         _big_run(a.address)
         late = [n for p, t, n in _compiled(log) if p in pids and t >= began]
         assert late == [], sorted(set(late))
         assert _zmq_threads(a.process.pid) == at_start
+
+
+def _big_module(project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module of the client's working directory, imported, whose package is past FAR_BYTES
+    (random bytes: it does not compress below it)."""
+    from handoffd.store.chunks import FAR_BYTES
+
+    project.mkdir()
+    blob = os.urandom(FAR_BYTES * 2).hex()
+    (project / "w1_big_module.py").write_text(f"BLOB = {blob!r}\n")
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.delitem(sys.modules, "w1_big_module", raising=False)
+    __import__("w1_big_module")
 
 
 def _big_run(address: str) -> None:
