@@ -57,7 +57,11 @@ def column_graph(
     if not run_fields_plain(msg, n, frames):
         return None
     outputs = msg.outputs
-    index = dict(zip(ids, range(n), strict=True))
+    deps = tasks.deps
+    # No task needs another and no output named (W1): no id is looked up, so their uniqueness
+    # is checked by a set and the links are made without resolving any (``free_links``).
+    unlinked = outputs is None and not any(deps)
+    index: Any = set(ids) if unlinked else dict(zip(ids, range(n), strict=True))
     if len(index) != n or "" in index:  # (the codec checked they are str)
         return None
     if outputs is not None:
@@ -78,7 +82,7 @@ def column_graph(
             return None
     specs = plain_graph.column_specs(
         ids,
-        tasks.deps,
+        deps,
         parsed,
         tasks.cost_of,
         tasks.inclusions,
@@ -88,10 +92,20 @@ def column_graph(
         tasks.heads,
         tasks.head_of,
     )
-    found = plain_graph.column_links(ids, tasks.deps, index, True)
-    if found is None:
-        return None
-    return tuple(specs), _plain(specs, found, outputs, order)
+    if unlinked:
+        found: Any = plain_graph.free_links(ids)
+    else:
+        found = plain_graph.column_links(ids, deps, index, True)
+        if found is None:
+            return None
+    # The ranking's inputs read from the columns (one size a cost map), not from each spec.
+    size_of = [float(sum(cost.values())) for cost in parsed]
+    if len(size_of) == 1:
+        sizes = size_of * n
+    else:
+        sizes = list(map(size_of.__getitem__, tasks.cost_of))
+    priorities = list(tasks.priorities)
+    return tuple(specs), _plain(specs, found, outputs, order, priorities, sizes)
 
 
 def snapshot_columns(

@@ -67,9 +67,20 @@ def unpack(code: str, data: bytes, count: int, what: str) -> list[Any]:
     return a.tolist()
 
 
+#: The widest index range ``_indices`` checks by counting each index (``list.count``).
+FEW_INDICES = 4
+
+
 def _indices(values: list[int], limit: int, what: str, low: int = 0) -> None:
     # (min and max in C: a Python loop here was ~120 bytecodes a dispatched task with 3 inputs)
-    if values and (min(values) < low or max(values) >= limit):
+    if not values:
+        return
+    # A column of a few possible indices (a run's one cost map, inclusion or code head) is
+    # checked by counting each: ``list.count`` matches small ints by identity, where ``min``
+    # and ``max`` each compared every value as objects.
+    if limit - low <= FEW_INDICES and sum(map(values.count, range(low, limit))) == len(values):
+        return
+    if min(values) < low or max(values) >= limit:
         v = next(v for v in values if not low <= v < limit)
         raise ColumnError(f"{what}: index {v} out of range [{low}, {limit})")
 

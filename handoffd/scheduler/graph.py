@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class TaskGraph:
     group_members: dict[str, list[str]]  # collocation group id -> members (two or more)
     group_of: dict[str, str]  # member -> its group id
     group_pin: dict[str, str | None]  # group id -> the node one of its members is pinned to
-    wanted: set[str]  # the regular tasks whose values the client wants
+    wanted: AbstractSet[str]  # the regular tasks whose values the client wants
     position: list[int]  # per task (index in ``regular``): its place in the ranking
     upward_rank: list[float]  # per task: its upward rank
     placement_order: list[int]  # the task indices sorted by (priority, upward rank, position)
@@ -115,14 +116,20 @@ def _plain(
     found: plain_graph.Links,
     outputs: Sequence[str] | None,
     order: Order | None,
+    priorities: list[int] | None = None,
+    sizes: list[float] | None = None,
 ) -> TaskGraph:
     """The graph of ``specs`` (none inline or collocated, so no group) from their ``links``:
-    what ``_walk`` builds for them, ranked by the same ``order`` from the same inputs."""
+    what ``_walk`` builds for them, ranked by the same ``order`` from the same inputs.
+    ``priorities`` and ``sizes``: the specs' own (a list of this call's, freed here), read from
+    the columns they were made from (``intake_columns``), not from each spec."""
     effective_deps, consumers, rows = found
     regular = list(specs)
     n = len(regular)
+    wanted: AbstractSet[str]
     if outputs is None:
-        wanted = set(effective_deps)
+        # Every task: the ids' own set-like view, not a set of its own built a task.
+        wanted = effective_deps.keys()
     else:
         wanted_ids = set(outputs)
         wanted = {s.id for s in regular if s.id in wanted_ids}
@@ -130,8 +137,11 @@ def _plain(
         from handoffd.scheduler import placement
 
         order = placement.order
-    priorities = [s.priority for s in regular]
-    ranked, ranks = order(priorities, rows, [1.0] * n, plain_graph.sizes(regular))
+    if priorities is None:
+        priorities = [s.priority for s in regular]
+    if sizes is None:
+        sizes = plain_graph.sizes(regular)
+    ranked, ranks = order(priorities, rows, [1.0] * n, sizes)
     upward_rank = [*map(float, ranks[:n]), *([0.0] * (n - len(ranks)))]
     placed = plain_graph.places(ranked, n, priorities, upward_rank)
     if placed is None:  # (a ranking that disagrees with its keys: the general rule decides)

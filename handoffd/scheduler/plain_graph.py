@@ -33,6 +33,9 @@ from handoffd.validation import plain_meta
 
 _new = object.__new__
 
+# (Each loop reads ``YIELD_EVERY`` into a local ``every``, a C int when compiled: the module
+# global made ``i % YIELD_EVERY`` a Python int and a Python remainder a task.)
+
 # A frozen dataclass's field stored as its ``__init__`` stores it: ``object.__setattr__`` here,
 # the C function itself in the compiled build (plain_graph.pxd cimports it by this name, which
 # Cython refuses to see assigned: hence the store through ``globals()``, which ruff does not see
@@ -40,6 +43,7 @@ _new = object.__new__
 if TYPE_CHECKING:
     _store: Callable[[object, str, object], None]
 globals().setdefault("_store", object.__setattr__)
+
 
 _NO_DEPS: tuple[str, ...] = ()
 
@@ -50,7 +54,7 @@ PLAIN_DEFAULTS = ("node", "collocate_with", "inline", "max_retries", "timeout")
 
 #: ``links``'s answer: each task's dependencies (distinct, in args order) and consumers by id, and
 #: the consumers as task indices (the ranking kernel's input).
-Links = tuple[dict[str, tuple[str, ...]], dict[str, list[str]], list[list[int]]]
+Links = tuple[dict[str, tuple[str, ...]], dict[str, list[str]], Sequence[Sequence[int]]]
 
 
 def wire_specs(
@@ -58,6 +62,7 @@ def wire_specs(
 ) -> tuple[list[TaskSpec], dict[str, int]] | None:
     """The specs of submitted rows that are all plain and well formed (as ``validation.WireTasks``
     and ``wire_specs`` check and build them), and each id's index; None for anything else."""
+    every = YIELD_EVERY
     specs: list[TaskSpec] = []
     index: dict[str, int] = {}
     shapes: dict[Any, dict[str, float]] = {}  # a cost's items -> the run's one dict of that shape
@@ -108,7 +113,7 @@ def wire_specs(
         specs.append(spec)
         index[fid] = i
         i += 1
-        if i % YIELD_EVERY == 0:
+        if i % every == 0:
             let_go()
     return specs, index
 
@@ -136,6 +141,7 @@ def column_specs(
     in field order, as the dataclass's ``__init__`` stores them (``_store``): in the instance's
     own value slots, its keys the class's shared ones, with no keyword dict built per spec and no
     ``__dict__`` made (a store into ``spec.__dict__`` made the dict first)."""
+    every = YIELD_EVERY
     n = len(ids)
     specs: list[TaskSpec] = []
     for i in range(n):
@@ -156,7 +162,7 @@ def column_specs(
         if type(priority) is not int or priority != 0:
             _store(spec, "priority", priority)  # noqa: F821
         specs.append(spec)
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
+        if i % every == every - 1:
             let_go()
     return specs
 
@@ -168,6 +174,7 @@ def links(
     dependencies and consumers for them); ``index``: each id's index, None to build it here.
     None: two specs share an id, a dependency is not among them or (``check_cycle``) they form
     a cycle."""
+    every = YIELD_EVERY
     n = len(specs)
     ids: list[str] = []
     deps: list[tuple[str, ...]] = []
@@ -175,7 +182,7 @@ def links(
         spec = specs[i]
         ids.append(spec.id)
         deps.append(spec.deps)
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
+        if i % every == every - 1:
             let_go()
     found = column_links(ids, deps, index, check_cycle)
     free(ids, deps)
@@ -190,6 +197,7 @@ def column_links(
 ) -> Links | None:
     """``links`` of the specs whose ids and dependencies are ``ids`` and ``deps`` (a columns
     submission's own: ``column_specs`` made its specs from them), read from those columns."""
+    every = YIELD_EVERY
     n = len(ids)
     own: dict[str, int] = {}  # the index built here, let go of here
     if index is None:
@@ -224,11 +232,29 @@ def column_links(
             rows[at].append(i)
         needs[i] = len(own_deps)
         linked = True
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
+        if i % every == every - 1:
             let_go()
     acyclic = not check_cycle or not linked or _acyclic(rows, needs)
     free(needs, own)
     return (effective, consumers, rows) if acyclic else None
+
+
+def free_links(ids: Sequence[str]) -> Links:
+    """``column_links`` of tasks none of which needs another (W1's), their ids known distinct:
+    no dependency to resolve and no walk for a cycle, so no consumer row of its own per task
+    (one shared empty row; the ranking only reads them) and the effective dependencies made in
+    one C call."""
+    every = YIELD_EVERY
+    n = len(ids)
+    consumers: dict[str, list[str]] = {}
+    for i in range(n):
+        consumers[ids[i]] = []
+        if i % every == every - 1:
+            let_go()
+    return dict.fromkeys(ids, _NO_DEPS), consumers, [_NO_ROW] * n
+
+
+_NO_ROW: tuple[int, ...] = ()
 
 
 def _acyclic(rows: list[list[int]], needs: list[int]) -> bool:
@@ -266,6 +292,7 @@ def places(
     """(each task's position in ``ranked``, the task indices in that order) when ``ranked`` is a
     permutation of the ``n`` task indices that agrees with its own keys (priority, then upward
     rank, both descending: what ``graph._placement_order`` checks); None otherwise."""
+    every = YIELD_EVERY
     if len(ranked) != n:
         return None
     if n and _tied_in_index_order(ranked, n, priorities, upward_rank):
@@ -287,7 +314,7 @@ def places(
         ordered.append(i)
         at += 1
         last = i
-        if at % YIELD_EVERY == 0:
+        if at % every == 0:
             let_go()
     return position, ordered
 
@@ -298,10 +325,11 @@ def _tied_in_index_order(
     """Every task's keys tie (one priority, one upward rank: W1's independent tasks) and
     ``ranked`` is the index order, the order the ranking gives tied tasks: ``places`` then
     answers the index order twice, which its walk would find after comparing every task's keys
-    with its predecessor's; here the ties are counted in C calls."""
+    with its predecessor's; here the ties are counted in C calls and the order read as C ints."""
     if priorities.count(priorities[0]) != n or upward_rank.count(upward_rank[0]) != n:
         return False
     for at in range(n):
-        if ranked[at] != at:
+        task = ranked[at]
+        if task != at:
             return False
     return True

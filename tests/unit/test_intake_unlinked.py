@@ -1,0 +1,164 @@
+"""A columns run none of whose tasks needs another (W1's shape) is built from its columns without
+a per-task look-up structure it does not need (``intake_columns.column_graph``): its ids checked
+distinct by a set, its links made by ``plain_graph.free_links`` (no consumer row a task), every
+task wanted as a view of its ids, and the ranking's priorities and sizes read from the columns;
+and a column of a few possible indices is checked by counting them (``column_codes._indices``).
+The run, its graph, its order and its snapshot are the records' build's, in both builds of
+``plain_graph``; what is malformed is refused as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+import pytest
+from test_scheduler_builds import pure_build
+
+from handoffd.config import Limits
+from handoffd.daemon import intake_columns, upload_intake
+from handoffd.protocol import column_codes, snapshot
+from handoffd.protocol import messages as m
+from handoffd.protocol.codec import Codec, Rows
+from handoffd.protocol.column_codes import ColumnError
+from handoffd.protocol.messages_submit import COLUMNS_SINCE, SubmitColumns, as_sent, as_submission
+from handoffd.scheduler import graph, plain_graph
+from handoffd.scheduler.run import RunState
+
+CODEC = Codec()
+BUILDS = {"compiled": plain_graph, "pure": pure_build("plain_graph")}
+COSTS = [{"cpu": 1.0}, {"cpu": 2.0, "memory": 100.0}, {"gpu": 1.0}, {}]
+
+
+def _rows(rng: random.Random, n: int) -> list[Any]:
+    costs = rng.sample(COSTS, rng.randint(1, len(COSTS)))
+    prios = rng.choice([[0], [0, 1], [-2, 0, 5]])
+    kinds = rng.choice([["variadic"], ["variadic", "as_list"]])
+    return [
+        (f"t{i}", (), rng.choice(costs), rng.choice(kinds), None, None, False, None, None,
+         rng.choice(prios))
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def _both(rows: list[Any], outputs: Any = None) -> tuple[Any, Any, list[bytes]]:
+    """The records' and the columns' submission of ``rows``, as the daemon reads each."""
+    payloads = [f"code{i}".encode() for i in range(len(rows))]
+    msg = m.SubmitRun(7, "r1", Rows(rows), 3, "binpack", outputs)
+    sent = as_sent(msg, COLUMNS_SINCE)
+    assert type(sent) is SubmitColumns
+    out = []
+    for one in (msg, sent):
+        decoded = CODEC.decode([bytes(f) for f in CODEC.encode(one, sender="c", frames=payloads)])
+        assert decoded is not None
+        got = decoded.msg
+        out.append(as_submission(got) if type(got) is SubmitColumns else got)
+    return out[0], out[1], payloads
+
+
+def _prepared(msg: Any, frames: list[bytes]) -> upload_intake.Prepared:
+    return upload_intake.prepare_whole(msg, frames, Limits(), None)
+
+
+def _boom(*args: Any) -> Any:
+    raise AssertionError("not on this path")
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+@pytest.mark.parametrize("seed", range(16))
+def test_an_unlinked_columns_run_is_the_records_run(
+    seed: int, build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    rows = _rows(rng, rng.randint(2, 80))
+    records, cols, frames = _both(rows)
+    monkeypatch.setattr(intake_columns, "plain_graph", BUILDS[build])
+    a = _prepared(records, frames)
+    # The columns' build resolves no link and reads no spec for the ranking.
+    monkeypatch.setattr(BUILDS[build], "column_links", _boom)
+    monkeypatch.setattr(graph.plain_graph, "sizes", _boom)
+    b = _prepared(cols, frames)
+    monkeypatch.undo()
+    assert a.error is None and b.error is None
+    assert a.specs is not None and b.specs is not None and a.graph and b.graph
+    assert [vars(s) for s in a.specs] == [vars(s) for s in b.specs]
+    for field in dataclasses.fields(a.graph):
+        assert getattr(a.graph, field.name) == getattr(b.graph, field.name), field.name
+    assert b.graph.wanted == {r[0] for r in rows} and len(b.graph.wanted) == len(rows)
+    assert type(b.graph.wanted) is type({}.keys())  # (a view of the ids: no set of its own)
+    assert a.run is not None and b.run is not None
+    assert [r.id for r in a.run.ordered] == [r.id for r in b.run.ordered]
+    assert [(r.position, r.upward_rank, r.order) for r in b.run.tasks.values()] == [
+        (r.position, r.upward_rank, r.order) for r in a.run.tasks.values()
+    ]
+    assert a.run.snapshot() == b.run.snapshot()
+    assert a.run.prebuilt.packed[1] == b.run.prebuilt.packed[1]
+    assert a.run.prebuilt.probes == b.run.prebuilt.probes
+    data = snapshot.decode_run(snapshot.encode_run(b.run, columns=True))
+    assert data == a.run.snapshot(history=False)
+    taken = RunState.from_snapshot(data)
+    assert taken.snapshot() == a.run.snapshot()
+    assert "t0" in taken.wanted and "t0" in b.run.wanted and "x" not in b.run.wanted
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_free_links_are_the_column_links_of_tasks_without_dependencies(build: str) -> None:
+    module = BUILDS[build]
+    ids = [f"t{i}" for i in range(50)]
+    effective, consumers, rows = module.free_links(ids)
+    found = module.column_links(ids, [()] * 50, None, True)
+    assert (effective, consumers) == found[:2] and list(effective) == ids == list(consumers)
+    assert [list(r) for r in rows] == found[2]
+    assert len({id(c) for c in consumers.values()}) == 50  # (each task's own list)
+
+
+@pytest.mark.parametrize("how", ["dup", "empty", "dep", "output"])
+def test_an_unlinked_run_that_is_not_plain_gets_the_records_refusal(how: str) -> None:
+    rows = _rows(random.Random(3), 20)
+    outputs = None
+    if how == "dup":
+        rows[5] = (rows[0][0], *rows[5][1:])
+    elif how == "empty":
+        rows[5] = ("", *rows[5][1:])
+    elif how == "dep":
+        rows[5] = (rows[5][0], ("nowhere",), *rows[5][2:])
+    else:
+        outputs = ("nowhere",)
+    records, cols, frames = _both(rows, outputs)
+    assert intake_columns.column_graph(cols, frames, None) is None
+    a, b = _prepared(records, frames), _prepared(cols, frames)
+    assert a.error is not None and b.error is not None and b.run is None
+    assert str(a.error) == str(b.error)
+
+
+def _checked(values: list[int], limit: int, low: int) -> str:
+    try:
+        column_codes._indices(values, limit, "X.col", low)
+    except ColumnError as exc:
+        return str(exc)
+    return ""
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_few_indices_are_counted_and_refused_as_before(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    low = rng.choice([0, -1])
+    limit = rng.randint(low, low + 4)  # (a run's few cost maps, inclusions or code heads)
+    n = rng.randint(1, 300)
+    values = [rng.randrange(low, limit) if limit > low else 0 for _ in range(n)]
+    bad = limit <= low or rng.random() < 0.5
+    if bad and limit > low:
+        values[rng.randrange(n)] = rng.choice([low - 1, limit, limit + 300, 1000])
+    expected = ""
+    wrong = next((v for v in values if not low <= v < limit), None)
+    if wrong is not None:
+        expected = f"X.col: index {wrong} out of range [{low}, {limit})"
+    assert _checked(values, limit, low) == expected
+    if wrong is None:  # (counted: neither min nor max compares every value)
+        monkeypatch.setattr(column_codes, "min", _boom, raising=False)
+        monkeypatch.setattr(column_codes, "max", _boom, raising=False)
+        assert _checked(values, limit, low) == ""
+    assert _checked([], limit, low) == ""
