@@ -3,7 +3,17 @@
 # the pure-Python build and the reference the tests hold the compiled one to.
 
 cimport cython
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.object cimport PyObject_GenericSetAttr as _store
+
+cdef extern from "Python.h":
+    PyTypeObject PyBaseObject_Type
+
+
+# ``object.__new__(cls)`` as one C call: object's own ``tp_new`` (its checks, the allocation, the
+# instance's value slots made ready), without the Python call through ``object.__new__``.
+cdef inline object _make(type cls):
+    return PyBaseObject_Type.tp_new(cls, <PyObject*>(), NULL)
 
 
 @cython.locals(i=Py_ssize_t, every=Py_ssize_t, specs=list, index=dict, shapes=dict)
