@@ -106,10 +106,10 @@ class Ends:
 
     def _ended(self, outcomes: Sequence[Ended]) -> None:
         # The common end (a value, a task of a chain) is done here in line: its store put, its
-        # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
-        # (``_finish`` for any other; the same steps in the same order). The mean duration and
-        # the half chain it gives are kept in locals and written back before any call that
-        # reads them (``_end_one``) and at the end.
+        # report (its fields appended to its batch's columns) and its chain's bookkeeping, with
+        # one outbox look-up per run of the batch (``_finish`` for any other; the same steps in
+        # the same order). The mean duration and the half chain it gives are kept in locals and
+        # written back before any call that reads them (``_end_one``) and at the end.
         tasks, store, fetched, local = self.tasks, self.store, self._fetched, self.local
         ended = self._now + self.wall_offset
         limit = self._inline_limit
