@@ -37,10 +37,9 @@ from handoffd.daemon.executor_records import (
     Task,
     done_report,
     failed,
-    report_message,
-    reported_here,
     row_task,
 )
+from handoffd.daemon.report_batch import ReportBatch, batch_here, batch_message
 from handoffd.store.store import ResultStore, StoreError
 from handoffd.worker._records import Ended, Outcome, outcome_of
 from handoffd.worker.ledger import Ledger
@@ -73,7 +72,7 @@ class Ends:
     _half_chain: int
     _flush_scheduled: bool
     _refill_scheduled: bool
-    _outbox: dict[tuple[str, str], list[tuple[Report, bytes | None, str]]]
+    _outbox: dict[tuple[str, str], ReportBatch]
     _send: Callable[..., None]
     _schedule_refill: Callable[[], None]
     _unqueue_local: Callable[[Key, Task | None], None]
@@ -107,10 +106,10 @@ class Ends:
 
     def _ended(self, outcomes: Sequence[Ended]) -> None:
         # The common end (a value, a task of a chain) is done here in line: its store put, its
-        # report row and its chain's bookkeeping, with one outbox look-up per run of the batch
-        # (``_finish`` for any other; the same steps in the same order). The mean duration and
-        # the half chain it gives are kept in locals and written back before any call that
-        # reads them (``_end_one``) and at the end.
+        # report (its fields appended to its batch's columns) and its chain's bookkeeping, with
+        # one outbox look-up per run of the batch (``_finish`` for any other; the same steps in
+        # the same order). The mean duration and the half chain it gives are kept in locals and
+        # written back before any call that reads them (``_end_one``) and at the end.
         tasks, store, fetched, local = self.tasks, self.store, self._fetched, self.local
         ended = self._now + self.wall_offset
         limit = self._inline_limit
@@ -124,7 +123,19 @@ class Ends:
         done = 0
         box_owner: str | None = None
         box_run = ""
-        box: list[tuple[Report, bytes | None, str]] = []
+        # The batch of the outcomes' (owner, run), its columns as locals (``report_batch``: the
+        # report's columns appended to, no row or entry a task); set again when the batch changes
+        outbox = self._outbox
+        ids: list[str] = []
+        tries: list[int] = []
+        sizes: list[int] = []
+        durations: list[float] = []
+        pids: list[int] = []
+        starts: list[float] = []
+        ends: list[float] = []
+        bytes_ins: list[int] = []
+        values: list[bytes | None] = []
+        outputs: list[str] = []
         key: Any
         output: str
         for outcome in outcomes:
@@ -184,17 +195,6 @@ class Ends:
                     fetched.discard((run_id, key[1]))  # ours now, not a copy
                 size = len(value)
                 done += 1
-                report = (
-                    key[1],
-                    key[2],
-                    1,
-                    size,
-                    duration,
-                    pid,
-                    ended - duration,
-                    ended,
-                    bytes_in,  # (a row's: its payload's, it has no inputs)
-                )  # (``done_report``'s row)
                 keys = slot.keys
                 del keys[key]
                 if not keys:  # the chain is over: nothing of it runs any more
@@ -205,8 +205,29 @@ class Ends:
                     self._schedule_refill()  # (not called again once a refill is due)
                 if owner != box_owner or run_id != box_run:  # (no tuple a task)
                     box_owner, box_run = owner, run_id
-                    box = self._outbox.setdefault((owner, run_id), [])
-                box.append((report, value if size <= limit else None, output))
+                    box = outbox.get((owner, run_id))
+                    if box is None:
+                        box = outbox[owner, run_id] = ReportBatch()
+                    ids, tries, sizes, durations = (
+                        box.task_ids,
+                        box.attempts,
+                        box.sizes,
+                        box.durations,
+                    )
+                    pids, starts, ends, bytes_ins = box.pids, box.started, box.ended, box.bytes_in
+                    values, outputs = box.values, box.outputs
+                # (``done_report``'s row, a column each; bytes in: a row's is its payload's, it
+                # has no inputs)
+                ids.append(key[1])
+                tries.append(key[2])
+                sizes.append(size)
+                durations.append(duration)
+                pids.append(pid)
+                starts.append(ended - duration)
+                ends.append(ended)
+                bytes_ins.append(bytes_in)
+                values.append(value if size <= limit else None)
+                outputs.append(output)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     self._out.append(_SOON_FLUSH)
@@ -271,8 +292,10 @@ class Ends:
                 self._schedule_refill()
         else:
             self._unqueue_local((task.run_id, task.task_id, task.attempt), task)
-        entry = (report, value, output)
-        self._outbox.setdefault((task.owner_address, task.run_id), []).append(entry)
+        box = self._outbox.get((task.owner_address, task.run_id))
+        if box is None:
+            box = self._outbox[task.owner_address, task.run_id] = ReportBatch()
+        box.add(report, value, output)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._out.append(_SOON_FLUSH)
@@ -280,14 +303,14 @@ class Ends:
     def _on_flush(self, ev: Flush) -> None:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, {}
-        for (owner, run_id), entries in outbox.items():
+        for (owner, run_id), batch in outbox.items():
             known = self.run_owners.get(run_id)
             term = 0
             if known is not None:
                 owner = known[1]  # the run changed owner since the task was dispatched
                 term = known[0]  # (``term_of``, read once)
             if owner == self.address:  # our own node's owner: a record, not a message
-                self._out.append(reported_here(run_id, term, entries, self.ledger))
+                self._out.append(batch_here(run_id, term, batch, self.ledger))
                 continue
-            msg, frames = report_message(run_id, entries, self.ledger)
+            msg, frames = batch_message(run_id, batch, self.ledger)
             self._send(owner, msg, frames, term=term)

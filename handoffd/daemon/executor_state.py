@@ -93,13 +93,13 @@ from handoffd.daemon.executor_records import (
     Key,
     QKey,
     QueueOrder,
-    Report,
     Row,
     Slot,
     Task,
     failed,
     row_task,
 )
+from handoffd.daemon.report_batch import ReportBatch
 from handoffd.protocol import messages as m
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
@@ -150,8 +150,8 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         self._fetched: set[tuple[str, str]] = set()  # copies in our store that came from peers
         self._request_ids = itertools.count(1)
         self._encodes: dict[str, Encodes] = {}  # run -> values fetched serialized (executor_hooks)
-        # (owner, run) -> (report, inline value, output) to send
-        self._outbox: dict[tuple[str, str], list[tuple[Report, bytes | None, str]]] = {}
+        # (owner, run) -> its reports to send, as columns (``report_batch``)
+        self._outbox: dict[tuple[str, str], ReportBatch] = {}
         self._flush_scheduled = False
         self.flushed = False  # the last ``tasks_ended(flush_idle=True)`` flushed the reports
         self.draining = False  # refuse every dispatch (the node is stopping)
