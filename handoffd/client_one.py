@@ -82,8 +82,7 @@ def plain_function(dag: Any) -> Function | None:
     if type(dag) is not DAG or len(dag._functions) != 1:
         return None
     for key, fn in dag._functions.items():
-        # (its dict: a default args list not read yet is not made, ``dag_function``)
-        if fn.id == key and plain(fn) and not fn.__dict__.get("args"):
+        if fn.id == key and plain(fn) and not fn.args:
             return fn
     return None
 

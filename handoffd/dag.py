@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -30,7 +31,6 @@ from handoffd.arguments import (
     SerializeHook,
     dep_id,
 )
-from handoffd.dag_function import Function, plain
 from handoffd.errors import ValidationError
 from handoffd.spec import TaskSpec
 from handoffd.validation import ARGUMENT_INCLUSIONS, FUNCTION_TYPES
@@ -51,6 +51,41 @@ def active_dag() -> DAG | None:
     """The DAG of the innermost ``with DAG()`` block, or None outside every block."""
     building = _BUILDING.get()
     return building[-1] if building else None
+
+
+def _default_cost() -> dict[str, Any]:
+    return {"cpu": 1}
+
+
+@dataclass
+class Function:
+    """One node of a DAG: a callable, where its inputs come from, and how it may be run."""
+
+    id: str
+    code: Callable[..., Any] = None  # type: ignore[assignment]  # None only for type="input"
+    # dependency ids (or handoffd.Argument with serialization hooks), results passed in this order
+    args: list[Any] = field(default_factory=list)
+    extra_args: list[Any] = field(default_factory=list)  # literal positionals after the results
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=_default_cost)  # memory in MB; custom kinds ok
+    argument_inclusion: str = "variadic"  # or "as_list": dependency results arrive as one list
+    node: str | None = None  # pin to a node name
+    collocate_with: str | None = None  # run on the same node as this function
+    type: str = "regular"  # or "inline": not scheduled, re-run inside each consumer's job
+    max_retries: int | None = None  # None: the run-level value
+    timeout: float | None = None  # seconds per attempt
+    priority: int = 0  # higher first among ready functions
+    # Streaming pipelines only (client.stream; a run ignores them): replicas of the stage, its
+    # micro-batches (the function then takes a list), and a per-replica init whose result is
+    # passed first to each call.
+    parallelism: int = 1
+    batch_size: int | None = None
+    batch_timeout: float | None = None
+    init: Callable[[], Any] | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.type == "inline"
 
 
 class DAG:
@@ -169,8 +204,7 @@ class DAG:
                     fid if isinstance(fid, str) else key,
                     f"function added as {key!r} now has id {fid!r}; do not change ids after add_function",
                 )
-            # (its dict: a default not read yet is not made, ``dag_function``)
-            args = fn.__dict__.get("args", ())
+            args = fn.args
             if not plain(fn):
                 _check_function(fn, nodes)
                 if fn.node is not None:
@@ -473,6 +507,31 @@ def _same_node(producer: Function, consumer: Function, groups: Mapping[str, str]
 def new() -> DAG:
     """An empty DAG (same as ``DAG()``)."""
     return DAG()
+
+
+def plain(fn: Function) -> bool:
+    """``fn`` sets nothing but its id, code, literal args, ``priority`` and
+    ``argument_inclusion`` (the default cost, no pin, retries, timeout or kwargs): it passes every
+    rule ``_check_function`` would check, so ``_validated_order`` skips it (and ``client_one``
+    sends such a one-function DAG in one go)."""
+    return (
+        type(fn.args) is list
+        and type(fn.extra_args) is list
+        and type(fn.kwargs) is dict
+        and not fn.kwargs
+        and fn.node is None
+        and fn.collocate_with is None
+        and fn.max_retries is None
+        and fn.timeout is None
+        and type(fn.priority) is int
+        and fn.type == "regular"
+        and (fn.argument_inclusion == "variadic" or fn.argument_inclusion == "as_list")
+        and type(cost := fn.cost) is dict
+        and len(cost) == 1
+        and (type(cpu := cost.get("cpu")) is int or type(cpu) is float)
+        and cpu == 1  # the default cost, {"cpu": 1} (or 1.0), parsed without a look-up
+        and callable(fn.code)
+    )
 
 
 def _default_cost_given(cost: Any) -> bool:

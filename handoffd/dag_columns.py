@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 from handoffd import errors, validation, values
-from handoffd.dag_function import LEAN_FIELDS
 from handoffd.protocol.column_codes import pack
 from handoffd.protocol.messages_submit import SentColumns
 from handoffd.protocol.schema import Rows
@@ -165,29 +164,35 @@ def _build(
     no_kwargs: dict[str, Any] = {}
     last_kind = None
     last_code = 0
-    lean_fields = LEAN_FIELDS
-    no_list: list[Any] = []  # (an absent list field: read, never changed)
     linked = False  # some function has a dependency
     for key, fn in functions.items():
-        state = fn.__dict__
-        if lean_fields.issuperset(state):
-            # (``dag_function.lean``'s test inline: the defaults read from the class, not made)
-            args = state.get("args", no_list)
-            extra = state.get("extra_args", no_list)
-            kind = state.get("argument_inclusion", "variadic")
-            fn_priority = state.get("priority", 0)
-            code = state.get("code")
-            if not (
-                state.get("id") == key
-                and type(args) is list
-                and type(extra) is list
-                and type(fn_priority) is int
-                and (kind == "variadic" or kind == "as_list")
-                and callable(code)
-            ):
-                raise _NotPlain
-        else:
-            args, extra, kind, fn_priority, code = _plain_fields(key, fn)
+        args = fn.args
+        extra = fn.extra_args
+        kwargs = fn.kwargs
+        cost = fn.cost
+        kind = fn.argument_inclusion
+        fn_priority = fn.priority
+        code = fn.code
+        if not (
+            fn.id == key
+            and type(args) is list
+            and type(extra) is list
+            and type(kwargs) is dict
+            and not kwargs
+            and fn.node is None
+            and fn.collocate_with is None
+            and fn.max_retries is None
+            and fn.timeout is None
+            and type(fn_priority) is int
+            and fn.type == "regular"
+            and (kind == "variadic" or kind == "as_list")
+            and type(cost) is dict
+            and len(cost) == 1
+            and (type(cpu := cost.get("cpu")) is int or type(cpu) is float)
+            and cpu == 1
+            and callable(code)
+        ):
+            raise _NotPlain
         if args:
             for dep in args:
                 if type(dep) is not str:
@@ -240,9 +245,8 @@ def _build(
         priorities = [priorities[i] for i in order]
         counts = [counts[i] for i in order]
         deps = []
-        for fid, count in zip(ids, counts, strict=True):
-            if count:  # (a function with none may not have made its default list)
-                deps += functions[fid].args
+        for fid in ids:
+            deps += functions[fid].args
     try:
         packed_priorities = pack("q", priorities)
     except (OverflowError, TypeError):
@@ -260,40 +264,6 @@ def _build(
         pack("i", head_of),
     )
     return columns, payloads
-
-
-def _plain_fields(key: str, fn: Any) -> tuple[list[Any], list[Any], str, int, Any]:
-    """A function that holds more than ``LEAN_FIELDS`` (given at their defaults, or read):
-    ``dag.plain``'s test on its fields; its args, extra_args, argument_inclusion, priority and
-    code, or ``_NotPlain``."""
-    args = fn.args
-    extra = fn.extra_args
-    kwargs = fn.kwargs
-    cost = fn.cost
-    kind = fn.argument_inclusion
-    fn_priority = fn.priority
-    code = fn.code
-    if not (
-        fn.id == key
-        and type(args) is list
-        and type(extra) is list
-        and type(kwargs) is dict
-        and not kwargs
-        and fn.node is None
-        and fn.collocate_with is None
-        and fn.max_retries is None
-        and fn.timeout is None
-        and type(fn_priority) is int
-        and fn.type == "regular"
-        and (kind == "variadic" or kind == "as_list")
-        and type(cost) is dict
-        and len(cost) == 1
-        and (type(cpu := cost.get("cpu")) is int or type(cpu) is float)
-        and cpu == 1
-        and callable(code)
-    ):
-        raise _NotPlain
-    return args, extra, kind, fn_priority, code
 
 
 def _kahn(functions: dict[str, Any], ids: list[str], counts: list[int]) -> list[int]:

@@ -53,20 +53,16 @@ def _random_dag(rng: random.Random, n: int) -> handoffd.DAG:
         extra: list[Any] = rng.choice(
             [[], [i], [i, "x"], [2**40 + i], [[1, 2], {"k": i}], [None, 1.5]]
         )
-        given: dict[str, Any] = {
-            "args": deps,
-            "extra_args": extra,
-            "argument_inclusion": rng.choice(("variadic", "as_list")),
-            "priority": rng.randint(-3, 3),
-            "cost": rng.choice(({"cpu": 1}, {"cpu": 1.0})),
-        }
-        # Some fields left at their defaults (the function holds only what it was given,
-        # ``dag_function``): both ways of reading a function are built and compared.
-        for name in rng.sample(sorted(given), rng.randint(0, len(given))):
-            if name != "args" or not deps:
-                del given[name]
         dag.add_function(
-            handoffd.Function(id=names[i], code=rng.choice((_double, _triple, len)), **given)
+            handoffd.Function(
+                id=names[i],
+                code=rng.choice((_double, _triple, len)),
+                args=deps,
+                extra_args=extra,
+                argument_inclusion=rng.choice(("variadic", "as_list")),
+                priority=rng.randint(-3, 3),
+                cost=rng.choice(({"cpu": 1}, {"cpu": 1.0})),
+            )
         )
     return dag
 
