@@ -169,6 +169,16 @@ def test_bad_option_values():
         handoffd.DAG().add_function(Function(id="", code=f))
     assert info.value.kind == "invalid_id"
 
+    class Name(str):
+        pass
+
+    # add_function calls the full check only for an id that is not a non-empty str as such
+    for bad in (5, None, b"x", Name("")):
+        with pytest.raises(handoffd.ValidationError) as info:
+            handoffd.DAG().add_function(Function(id=bad, code=f))  # type: ignore[arg-type]
+        assert info.value.kind == "invalid_id"
+    assert Name("n") in handoffd.DAG().add_function(Function(id=Name("n"), code=f))
+
 
 def test_unknown_node_only_checked_against_given_nodes():
     dag = build(fn("a", node="gpu-box"), fn("b"))
