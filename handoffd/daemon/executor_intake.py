@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from bisect import bisect_right
 from collections.abc import Callable
-from itertools import accumulate, repeat
-from operator import neg, sub
 from typing import Any
 
 from handoffd import resources
@@ -262,8 +259,6 @@ class Intake:
             refused = [(i, a, stale) for i, a in zip(t.task_ids, t.attempts, strict=True)]
             self._reply(run_id, owner_address, accepted, refused)
             return
-        if self._queue_rows(t, frames):
-            return
         tasks, ledger, now, arrivals = self.tasks, self.ledger, self._now, self._arrivals
         local, total, limit = self.local, self._local_cost, self._queue_limit
         input_ids, input_frames, inclusions = t.input_task_ids, t.frames, t.inclusions
@@ -412,97 +407,6 @@ class Intake:
             accepted = _without(accepted, refused)
         self._reply(run_id, owner_address, accepted, refused)
         self._gather_all(started)
-
-    def _queue_rows(self, t: DispatchTable, frames: list[Any]) -> bool:
-        """``_accept_table``'s loop for a table that only queues rows, as one block: the queue is
-        not empty or the ledger has no room for the cost (so no task of the table can claim:
-        the first queues, and each after it waits behind it as the loop has it), no task has inputs,
-        all share one cost object of one kind that fits the node, and none is ours already.
-        The rows, their keys and queue keys are built by C iterators over the columns, the
-        queue's room for the cost found once (the tasks past it refused, as the loop refuses
-        them), ``tasks`` and ``local`` extended in one call each: no Python loop a task. False
-        (nothing changed) for any other table: the loop takes it."""
-        n = len(t.task_ids)
-        costs = t.costs
-        if not n or t.counts.count(0) != n:
-            return False
-        cost = costs[0]
-        if len(cost) != 1 or costs.count(cost) != n:  # (the decode shares one dict a shape)
-            return False
-        ((kind, qty),) = cost.items()
-        if not qty > 0 or not resources.fits(cost, self.ledger.capacity):
-            return False
-        if not self.local and resources.fits(cost, self.ledger.free):
-            return False  # (its first task may claim now: the loop tries it)
-        run_id, owner_address = t.run_id, t.owner_address
-        task_ids, attempts = t.task_ids, t.attempts
-        keys = list(zip(repeat(run_id, n), task_ids, attempts, strict=True))
-        tasks = self.tasks
-        if len(dict.fromkeys(keys)) != n or not tasks.keys().isdisjoint(keys):
-            return False  # (a duplicate delivery: the loop tells them apart)
-        # The queue's sum of ``kind`` after each task, summed in order as the loop sums it: the
-        # tasks accepted are those whose sum stays within the limit (a prefix: the sums grow)
-        total = self._local_cost
-        sums = list(accumulate(repeat(qty, n), initial=total.get(kind, 0.0)))
-        top = self._queue_limit.get(kind, 0.0) + resources.EPS
-        k = bisect_right(sums, top, 1) - 1
-        refused: list[tuple[str, int, str]] = []
-        if k < n:
-            refused = [
-                (i, a, "no room: queue full")
-                for i, a in zip(task_ids[k:], attempts[k:], strict=True)
-            ]
-        if k:
-            aged = math.floor(self._now / AGING_SECONDS)  # (``queue_key``'s, one ``now``)
-            first = next(self._arrivals)
-            self._arrivals = itertools.count(first + k)
-            qkeys = list(
-                zip(
-                    map(sub, repeat(aged, k), t.priorities[:k]),
-                    map(neg, t.ranks[:k]),
-                    range(first, first + k),
-                    strict=True,
-                )
-            )
-            timeouts = t.timeouts[:k]
-            # (NaN: none, as ``t.timeout`` reads it; most tables have no timeout at all)
-            times: Any = (
-                repeat(None, k)
-                if all(map(math.isnan, timeouts))
-                else [None if x != x else x for x in timeouts]
-            )
-            payloads = t.payloads[:k]
-            # ``Row``s, fields in its order (``executor_records.R_*``)
-            rows = map(
-                list,
-                zip(
-                    repeat(run_id, k),
-                    task_ids[:k],
-                    attempts[:k],
-                    repeat(owner_address, k),
-                    repeat(cost, k),  # (the table's own: a row's cost is only read)
-                    map(t.inclusions.__getitem__, t.inclusion[:k]),
-                    times,
-                    map(frames.__getitem__, payloads),
-                    payloads,
-                    qkeys,
-                    repeat(None, k),  # its slot, once chained
-                    strict=True,
-                ),
-            )
-            accepted_keys = keys[:k] if k < n else keys
-            tasks.update(zip(accepted_keys, rows, strict=True))
-            self.local.update(zip(accepted_keys, qkeys, strict=True))
-            self._order.dirty = True
-            total[kind] = sums[k]
-        accepted = (
-            list(zip(task_ids[:k], attempts[:k], strict=True))
-            if k < n
-            else list(zip(task_ids, attempts, strict=True))
-        )
-        self._reply(run_id, owner_address, accepted, refused)
-        self._gather_all([])
-        return True
 
     def _keep(self, key: Key, task: Task, gpus: list[int] | None) -> None:
         # (``_accept_table`` does the same in line: change both)
