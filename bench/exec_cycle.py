@@ -5,8 +5,9 @@ shell does for a remote owner; no daemon, no worker, so an A/B holds under a loa
     cd /tmp && CHECKOUT/.venv/bin/python COPY/bench/exec_cycle.py [inputs per task] [rounds] [items]
 
 ``queued``: each dispatch comes while the previous one's last job still runs (the cpu held, its
-other tasks queued), as a node's dispatches come in a steady window. ``items``: hand the executor ``DispatchTasks`` as built (the per-item path), not the received
-columns read. ``here``: what the owner on our own node does, from the scheduler's ``Dispatch``:
+other tasks queued), as a node's dispatches come in a steady window. ``items``: hand the
+executor ``DispatchTasks`` as built (the per-item path), not the received columns read.
+``here``: what the owner on our own node does, from the scheduler's ``Dispatch``:
 ``daemon.dispatch.dispatch_here`` (or, in a build before it, ``dispatch_tasks``) then the
 executor's intake, both counted.
 """
