@@ -4,8 +4,10 @@ shell does for a remote owner; no daemon, no worker, so an A/B holds under a loa
 
     cd /tmp && CHECKOUT/.venv/bin/python COPY/bench/exec_cycle.py [inputs per task] [rounds] [items]
 
-``items``: hand the executor ``DispatchTasks`` as built (the per-item path), not the received
-columns read. ``here``: what the owner on our own node does, from the scheduler's ``Dispatch``:
+``queued``: each dispatch comes while the previous one's last job still runs (the cpu held, its
+other tasks queued), as a node's dispatches come in a steady window. ``items``: hand the
+executor ``DispatchTasks`` as built (the per-item path), not the received columns read.
+``here``: what the owner on our own node does, from the scheduler's ``Dispatch``:
 ``daemon.dispatch.dispatch_here`` (or, in a build before it, ``dispatch_tasks``) then the
 executor's intake, both counted.
 """
@@ -35,6 +37,10 @@ ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
 N, BATCH = 2000, 20
 read = getattr(columns, "DispatchTable", columns.dispatch_items)
 ITEMS = len(sys.argv) > 3 and sys.argv[3] == "items"
+# ``queued``: each dispatch comes while the jobs of the one before still run (the slot holds the
+# cpu, tasks wait in the queue), as a node's dispatches come in a steady window (d1's in W1);
+# else every batch is run to its end before the next
+QUEUED = len(sys.argv) > 3 and sys.argv[3] == "queued"
 HERE = len(sys.argv) > 3 and sys.argv[3] == "here"
 if HERE:
     from handoffd.daemon import dispatch as _dispatch
@@ -103,6 +109,17 @@ def run_once(seed):
             # the executor accepts from, or, in a build before it, into DispatchTasks)
             msg = read(columns.dispatch_columns(msg))
         drive(st.handle(Dispatched(msg, frames, 1), now))
+        if QUEUED and b + BATCH < N:
+            # end the jobs out but the last one (the slot keeps the cpu), as one read brings them
+            while soon:
+                drive(st.handle(soon.pop(0), now))
+            done = [
+                Outcome(j.key, True, b"\x80\x05K\x01.", duration=1e-5, pid=1) for j in jobs[:-1]
+            ]
+            del jobs[:-1]
+            drive(st.tasks_ended(done, now))
+            drive(st.handle(FLUSH, now))
+            continue
         while jobs or soon:
             while soon:
                 drive(st.handle(soon.pop(0), now))
@@ -126,5 +143,5 @@ for r in range(ROUNDS):
     per.append((time.process_time() - t) / N * 1e6)
     assert n == N, n
 print(
-    f"inputs {K}{' (items)' if ITEMS else ' (here)' if HERE else ''}: median {statistics.median(per):.2f} us/task, min {min(per):.2f}, rounds {ROUNDS}"
+    f"inputs {K}{' (items)' if ITEMS else ' (here)' if HERE else ' (queued)' if QUEUED else ''}: median {statistics.median(per):.2f} us/task, min {min(per):.2f}, rounds {ROUNDS}"
 )

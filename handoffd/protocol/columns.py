@@ -137,7 +137,14 @@ class DispatchTable:
         self.plain = plain_parents and self.input_kinds.count(0) == total
         # A task's cost as a dict, made once per distinct row of the message (its tasks mostly
         # cost the same) and shared: its readers copy what they keep.
+        self._held: list[int] | None = None  # each input's first entry in ``holders``
         width = len(kinds)
+        if n and msg.costs[: 8 * width] * n == msg.costs:
+            # Every task costs the same (a stream of one function's tasks): its dict made once
+            # and the list of it in C, no loop a task (bytes compared: each row the first's)
+            first = {kind: q for kind, q in zip(kinds, costs[:width], strict=True) if q}
+            self.costs = [first] * n
+            return
         rows = zip(*[iter(costs)] * width, strict=True) if width else iter(((),) * n)
         cost_of: dict[tuple[float, ...], dict[str, float]] = {}
         shared: list[dict[str, float]] = []
@@ -147,7 +154,6 @@ class DispatchTable:
                 cost = cost_of[row] = {kind: q for kind, q in zip(kinds, row, strict=True) if q}
             shared.append(cost)
         self.costs = shared
-        self._held: list[int] | None = None  # each input's first entry in ``holders``
 
     def __len__(self) -> int:
         return len(self.task_ids)

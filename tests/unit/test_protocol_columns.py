@@ -508,3 +508,23 @@ def test_tasks_of_one_cost_share_it_and_inputs_stay_with_their_task() -> None:
     assert read == msg
     assert read.items[0].cost is read.items[2].cost and read.items[1].cost is read.items[3].cost
     assert read.items[0].cost is not read.items[1].cost
+
+
+@pytest.mark.parametrize(
+    "cost", [{"cpu": 1.0}, {"cpu": 1.0, "memory": 0.0}, {"cpu": -0.0, "gpu": 2.0}, {}]
+)
+def test_a_table_of_one_cost_reads_one_dict_for_all(cost: dict[str, float]) -> None:
+    """Every task of the same cost row (the message's bytes): one dict, the row as the
+    per-row read makes it (kinds of zero left out), for all; a table with one other row in it
+    reads each distinct row's as before."""
+    other = {"cpu": 0.5}
+    for costs in ([cost] * 6, [cost] * 5 + [other]):
+        items = tuple(
+            m.DispatchItem(f"t{i}", 1, c, "variadic", None, 0, (), 0, 0.0)
+            for i, c in enumerate(costs)
+        )
+        table = DispatchTable(dispatch_columns(m.DispatchTasks("r", "o:1", items)))
+        want = [{k: q for k, q in c.items() if q} for c in costs]
+        assert table.costs == want
+        assert all(c is table.costs[0] for c in table.costs[:5])
+        assert len({id(c) for c in table.costs}) == len({tuple(sorted(c.items())) for c in want})
