@@ -172,8 +172,11 @@ def dispatch_message(
                 counts.append(0)
     runs = placed.runs()
     kind_set: set[str] = set()
-    for cost in {id(r[2]): r[2] for r in runs}.values():  # (groups share their cost dicts)
-        kind_set.update(cost)
+    seen_costs: set[int] = set()  # (groups share their cost dicts)
+    for run in runs:
+        if id(run[2]) not in seen_costs:
+            seen_costs.add(id(run[2]))
+            kind_set.update(run[2])
     kinds = sorted(kind_set)
     costs: list[float] = []
     timeouts: list[float] = []

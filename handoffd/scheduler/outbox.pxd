@@ -27,7 +27,7 @@ cdef class Placed:
         object timeout, object inputs, object priority, double rank
     )
     cpdef Py_ssize_t size(self)
-    @cython.locals(groups=list, ends=list)
+    @cython.locals(groups=list, ends=list, g=tuple)
     cpdef list runs(self)
     @cython.locals(out=list, inputs=list, flat=list, i=Py_ssize_t, size=Py_ssize_t)
     cpdef tuple tasks(self)

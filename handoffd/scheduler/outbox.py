@@ -118,6 +118,11 @@ class Placed:
     def runs(self) -> list[tuple[int, bytes, dict[str, float], str, float | None]]:
         """``groups`` with each group's size in place of its first task's index."""
         groups = self.groups
+        if not groups:
+            return []
+        if len(groups) == 1:  # (one function's tasks: most dispatches)
+            g = groups[0]
+            return [(len(self.flat) >> 2, g[1], g[2], g[3], g[4])]
         ends = [g[0] for g in groups[1:]]
         ends.append(len(self.flat) >> 2)
         return [(end - g[0], g[1], g[2], g[3], g[4]) for g, end in zip(groups, ends, strict=True)]
