@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
-from operator import attrgetter
 
 from handoffd.arguments import SERIALIZE_SUFFIX
 from handoffd.protocol import messages as m
@@ -21,6 +20,7 @@ from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.messages_columns import DispatchColumns
 from handoffd.protocol.registry import maker
 from handoffd.scheduler import events as ev
+from handoffd.scheduler.outbox import Placed, placed_of
 from handoffd.store.chunks import FAR_BYTES, far_key
 from handoffd.store.store import ResultStore, StoreError
 
@@ -28,9 +28,6 @@ log = logging.getLogger("handoffd.owner")
 
 _NAN = math.nan
 _NOTHING: object = object()  # (no task's payload, cost or inclusion is this)
-# a dispatched task's fields, read a column at a time (``_here_table``)
-_INPUTS, _TIMEOUT, _TASK_ID = attrgetter("inputs"), attrgetter("timeout"), attrgetter("task_id")
-_ATTEMPT, _PRIORITY, _RANK = attrgetter("attempt"), attrgetter("priority"), attrgetter("rank")
 
 # One a dispatch to another node: its 24 fields through their slots' descriptors, not the frozen
 # __init__'s object.__setattr__ each (registry.maker; the same object).
@@ -155,60 +152,51 @@ def dispatch_message(
             index = inclusions[text] = len(inclusions)
         return index
 
-    items = ins.items
+    placed = columns_of(ins)
+    flat = placed.flat
+    n = len(flat) >> 2
     inputs = _Inputs(address_of, inclusion_of, add_frame)
-    # One pass over the tasks for the per-task columns (eight list passes and two closure calls
-    # a task were most of a dispatch's cost); inputs' frames and inclusions are numbered first,
-    # as before (the executor numbers frames so: dispatch_tasks), payloads' in a pass after.
-    task_ids: list[str] = []
-    attempts: list[int] = []
-    inclusion: list[int] = []
-    timeouts: list[float] = []
-    priorities: list[int] = []
-    ranks: list[float] = []
-    counts: list[int] = []
-    cost_dicts: list[dict[str, float]] = []
-    kind_set: set[str] = set()
-    seen_costs: set[int] = set()  # (the scheduler's tasks share their cost dicts)
-    last_text: str | None = None  # (the inclusion of the task before: runs of one)
-    last_at = -1
-    for item in items:
-        task_ids.append(item.task_id)
-        attempts.append(item.attempt)
-        cost = item.cost
-        cost_dicts.append(cost)
-        if id(cost) not in seen_costs:
-            seen_costs.add(id(cost))
-            kind_set.update(cost)
-        timeout = item.timeout
-        timeouts.append(_NAN if timeout is None else timeout)
-        priorities.append(item.priority)
-        ranks.append(item.rank)
-        refs = item.inputs
-        if refs:
-            base = len(inputs.kinds)
-            inputs.add(refs, -1, base)
-            counts.append(len(inputs.kinds) - base)
-        else:
-            counts.append(0)
-    kinds = sorted(kind_set)
-    if len(kinds) == 1:  # the common case: one kind (cpu)
-        kind = kinds[0]
-        costs = [float(cost.get(kind, 0.0)) for cost in cost_dicts]
+    # Inputs' frames and inclusions are numbered first (the executor numbers frames so:
+    # dispatch_tasks), the payloads' after, a group at a time: the scheduler's columns are read
+    # whole, no loop a task but over the inputs of tasks that have some.
+    if placed.inputs is None:  # (no task has an input: W1's)
+        counts = [0] * n
     else:
-        costs = [float(cost.get(k, 0.0)) for cost in cost_dicts for k in kinds]
-    address_table = tuple(address_of(name) or "" for name in inputs.addresses)
+        counts = []
+        for refs in placed.inputs:
+            if refs:
+                base = len(inputs.kinds)
+                inputs.add(refs, -1, base)
+                counts.append(len(inputs.kinds) - base)
+            else:
+                counts.append(0)
+    runs = placed.runs()
+    kind_set: set[str] = set()
+    seen_costs: set[int] = set()  # (groups share their cost dicts)
+    for run in runs:
+        if id(run[2]) not in seen_costs:
+            seen_costs.add(id(run[2]))
+            kind_set.update(run[2])
+    kinds = sorted(kind_set)
+    costs: list[float] = []
+    timeouts: list[float] = []
     payloads: list[int] = []
-    for item in items:  # (after every input's: their frames and inclusions are numbered first)
-        data = item.payload
+    inclusion: list[int] = []
+    task_ids = flat[0::4]
+    start = 0
+    for size, data, cost, text, timeout in runs:
+        if len(kinds) == 1:  # the common case: one kind (cpu)
+            costs += [float(cost.get(kinds[0], 0.0))] * size
+        else:
+            costs += [float(cost.get(k, 0.0)) for k in kinds] * size
+        timeouts += [_NAN if timeout is None else timeout] * size
         at = frame_of.get(id(data))
         if at is None:
-            at = add_frame(data, "p", item.task_id)
-        payloads.append(at)
-        text = item.argument_inclusion
-        if text != last_text:
-            last_text, last_at = text, inclusion_of(text)
-        inclusion.append(last_at)
+            at = add_frame(data, "p", task_ids[start])
+        payloads += [at] * size
+        inclusion += [inclusion_of(text)] * size
+        start += size
+    address_table = tuple(address_of(name) or "" for name in inputs.addresses)
     frame_sizes, sent = join_frames(frames)  # small payloads and values: one frame
     if inputs.kinds:
         input_columns: tuple[bytes, ...] = (
@@ -226,15 +214,15 @@ def dispatch_message(
         ins.run_id,
         owner_address,
         tuple(task_ids),
-        pack("q", attempts),
+        pack("q", flat[1::4]),
         pack("i", payloads),
         tuple(kinds),
         pack("d", costs),
         tuple(inclusions),
         pack("B", inclusion),
         pack("d", timeouts),
-        pack("q", priorities),
-        pack("d", ranks),
+        pack("q", flat[2::4]),
+        pack("d", flat[3::4]),
         pack("i", counts),
         in_kinds,
         tuple(inputs.task_ids),
@@ -341,27 +329,30 @@ def _here_table(
     ids: list[str] = []
     numbers: list[int] = []
     refs: list[ev.ValueRef] = []
-    items = ins.items
-    n = len(items)
-    counts = list(map(len, map(_INPUTS, items)))  # (columns read in C: no loop a task)
+    placed = columns_of(ins)
+    flat = placed.flat
+    n = len(flat) >> 2
     # (every input's value first: dispatch_tasks's frame order; no pass when none has an input,
     # as every task of a no-op stream)
-    for item in items if counts.count(0) != n else ():
-        inputs = item.inputs
-        for ref in inputs:
-            if isinstance(ref, ev.InlineRef):
-                return None
-            ids.append(ref.task_id)
-            value = ref.value
-            if value is None:
-                numbers.append(-1)
-                continue
-            at = frame_of.get(id(value))
-            if at is None:
-                at = frame_of[id(value)] = len(frames)
-                frames.append(value)
-            numbers.append(at)
-        refs.extend(inputs)  # type: ignore[arg-type]  # (no InlineRef: checked above)
+    if placed.inputs is None:
+        counts = [0] * n
+    else:
+        counts = list(map(len, placed.inputs))
+        for inputs in placed.inputs:
+            for ref in inputs:
+                if isinstance(ref, ev.InlineRef):
+                    return None
+                ids.append(ref.task_id)
+                value = ref.value
+                if value is None:
+                    numbers.append(-1)
+                    continue
+                at = frame_of.get(id(value))
+                if at is None:
+                    at = frame_of[id(value)] = len(frames)
+                    frames.append(value)
+                numbers.append(at)
+            refs.extend(inputs)  # type: ignore[arg-type]  # (no InlineRef: checked above)
     payloads: list[int] = []
     # a cost dict per distinct dict of the scheduler's (its tasks share them), as the table's
     # are shared per distinct row: the intake copies what it keeps
@@ -369,47 +360,32 @@ def _here_table(
     costs: list[dict[str, float]] = []
     inclusions: dict[str, int] = {}
     inclusion: list[int] = []
-    # (the payloads' frames after every input's, in task order; the previous task's payload,
-    # cost and inclusion, when the same objects, taken again with no look-up: a run's tasks of
-    # one function share them)
-    data_at = text_at = -1
-    last_data = last_cost = last_text = _NOTHING
-    cost: dict[str, float] = {}
-    for item in items:
-        data = item.payload
-        if data is not last_data:
-            at = frame_of.get(id(data))
-            if at is None:
-                at = frame_of[id(data)] = len(frames)
-                frames.append(data)
-            last_data, data_at = data, at
-        payloads.append(data_at)
-        if item.cost is not last_cost:
-            found = cost_of.get(id(item.cost))
-            if found is None:
-                found = cost_of[id(item.cost)] = {k: float(q) for k, q in item.cost.items() if q}
-            last_cost, cost = item.cost, found
-        costs.append(cost)
-        text = item.argument_inclusion
-        if text is not last_text:
-            at = inclusions.get(text)
-            if at is None:
-                at = inclusions[text] = len(inclusions)
-            last_text, text_at = text, at
-        inclusion.append(text_at)
-    timeouts = list(map(_TIMEOUT, items))
+    timeouts: list[float] = []
+    # (the payloads' frames after every input's, in task order, a group of tasks of one
+    # function at a time: the scheduler's columns are read whole, the group's objects once)
+    for size, data, cost, text, timeout in placed.runs():
+        at = frame_of.get(id(data))
+        if at is None:
+            at = frame_of[id(data)] = len(frames)
+            frames.append(data)
+        payloads += [at] * size
+        found = cost_of.get(id(cost))
+        if found is None:
+            found = cost_of[id(cost)] = {k: float(q) for k, q in cost.items() if q}
+        costs += [found] * size
+        at = inclusions.get(text, -1)
+        if at < 0:
+            at = inclusions[text] = len(inclusions)
+        inclusion += [at] * size
+        timeouts += [_NAN if timeout is None else float(timeout)] * size
     t = HereTable.__new__(HereTable)
     t.run_id, t.owner_address, t.packages, t.far = ins.run_id, owner_address, packages, ()
-    t.task_ids = tuple(map(_TASK_ID, items))
-    t.attempts = list(map(_ATTEMPT, items))
+    t.task_ids = tuple(flat[0::4])
+    t.attempts = flat[1::4]
     t.payloads, t.costs, t.inclusion, t.inclusions = payloads, costs, inclusion, tuple(inclusions)
-    t.timeouts = (
-        [_NAN] * n  # (no timeout: most tasks)
-        if timeouts.count(None) == n
-        else [_NAN if x is None else float(x) for x in timeouts]
-    )
-    t.priorities = list(map(_PRIORITY, items))
-    t.ranks = list(map(float, map(_RANK, items)))
+    t.timeouts = timeouts
+    t.priorities = flat[2::4]
+    t.ranks = flat[3::4]
     t.counts, t.input_task_ids, t.frames = counts, tuple(ids), numbers
     t.plain, t._held = True, None
     t._ins, t._refs, t._address_of = ins, refs, address_of
@@ -428,6 +404,14 @@ def dispatch_here(
     if built is not None:
         return built
     return dispatch_tasks(ins, owner_address, address_of, packages)
+
+
+def columns_of(ins: ev.Dispatch) -> Placed:
+    """``ins``'s tasks as the scheduler's columns: its ``items`` as they are when the scheduler
+    built them (``outbox.Placed``), else made from its ``DispatchedTask`` items (a dispatch built
+    elsewhere, as tests and tools make them)."""
+    items = ins.items
+    return items if type(items) is Placed else placed_of(items)
 
 
 def far_keeper(store: ResultStore, run_id: str) -> Callable[[str, bytes], bool]:

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from handoffd.daemon.dispatch import HereTable
+from handoffd.daemon.dispatch import HereTable, columns_of
 from handoffd.daemon.owner_waits import Waiting, outcome_of
 from handoffd.daemon.results import OUTCOME_MAX_BYTES, OUTCOME_VALUE_MAX
 from handoffd.scheduler.states import ACTIVE, DONE, RUN_RUNNING
@@ -123,24 +123,22 @@ def one_table(
     """``dispatch.dispatch_here`` of a dispatch of one task without inputs (a one-task run's,
     every W3 call's): the same ``HereTable`` and frames, its columns written as one-entry lists
     with none of the general build's walks and look-ups; None for any other dispatch."""
-    items = ins.items
-    if len(items) != 1:
+    placed = columns_of(ins)
+    flat = placed.flat
+    if len(flat) != 4 or placed.inputs is not None:
         return None
-    item = items[0]
-    if item.inputs:
-        return None
-    timeout = item.timeout
+    _, payload, cost, inclusion, timeout = placed.groups[0]
     t = HereTable.__new__(HereTable)
     t.run_id, t.owner_address, t.packages, t.far = ins.run_id, owner_address, packages, ()
-    t.task_ids = (item.task_id,)
-    t.attempts = [item.attempt]
+    t.task_ids = (flat[0],)
+    t.attempts = [flat[1]]
     t.payloads = [0]
-    t.costs = [{k: float(q) for k, q in item.cost.items() if q}]
-    t.inclusion, t.inclusions = [0], (item.argument_inclusion,)
+    t.costs = [{k: float(q) for k, q in cost.items() if q}]
+    t.inclusion, t.inclusions = [0], (inclusion,)
     t.timeouts = [math.nan if timeout is None else float(timeout)]
-    t.priorities = [item.priority]
-    t.ranks = [float(item.rank)]
+    t.priorities = [flat[2]]
+    t.ranks = [float(flat[3])]
     t.counts, t.input_task_ids, t.frames = [0], (), []
     t.plain, t._held = True, None
     t._ins, t._refs, t._address_of = ins, [], address_of
-    return t, [item.payload]
+    return t, [payload]

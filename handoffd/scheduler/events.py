@@ -261,12 +261,15 @@ class DispatchedTask:
 
 @_hot
 class Dispatch:
-    """Run ``items`` of ``run_id`` on ``node``; at most one per (node, run) per ``handle`` call."""
+    """Run ``items`` of ``run_id`` on ``node``; at most one per (node, run) per ``handle`` call.
+    From the scheduler ``items`` is its ``outbox.Placed`` columns, a sequence of the
+    ``DispatchedTask`` items it stands for (equal to their tuple); one made elsewhere may hold
+    the tuple itself."""
 
     node: str
     run_id: str
     term: int
-    items: tuple[DispatchedTask, ...]
+    items: Sequence[DispatchedTask]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,31 @@ from handoffd.scheduler.run cimport RunState
 cdef long long _term_in(dict runs, str run_id, long long term) except? -1
 
 
+cdef class Placed:
+    cdef public list flat
+    cdef public list inputs
+    cdef public list groups
+    cdef object _payload
+    cdef object _cost
+    cdef object _inclusion
+    cdef object _timeout
+
+    @cython.locals(n=Py_ssize_t, flat=list)
+    cpdef add(
+        self, object task_id, object attempt, object payload, object cost, object inclusion,
+        object timeout, object inputs, object priority, double rank
+    )
+    cpdef Py_ssize_t size(self)
+    @cython.locals(groups=list, ends=list, g=tuple)
+    cpdef list runs(self)
+    @cython.locals(out=list, inputs=list, flat=list, i=Py_ssize_t, size=Py_ssize_t)
+    cpdef tuple tasks(self)
+
+
+@cython.locals(placed=Placed)
+cpdef Placed placed_of(object items)
+
+
 cdef class Outbox:
     cdef public list direct
     cdef public dict cancels
@@ -19,5 +44,5 @@ cdef class Outbox:
     cdef public dict frees
     cdef public dict withdraws
 
-    @cython.locals(result=list, items=list, runs=dict)
+    @cython.locals(result=list, items=list, runs=dict, placed=Placed)
     cpdef list take(self, object term_of, long long term=*)

@@ -12,7 +12,7 @@ the owner's books write its dispatches, so its fields are C fields, not instance
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from handoffd.scheduler.events import (
@@ -20,6 +20,7 @@ from handoffd.scheduler.events import (
     Dispatch,
     DispatchedTask,
     FreeUnneededValues,
+    InputRef,
     Instruction,
     Withdraw,
 )
@@ -35,10 +36,164 @@ if TYPE_CHECKING:
 globals().setdefault("_alloc", lambda cls, _n: object.__new__(cls))
 
 
+_NONE = object()  # (no payload is this: a new batch's first task starts a group)
+
+
 def _term_in(runs: dict[str, RunState], run_id: str, term: int) -> int:
     """The term a run's batch goes at: the run's own if it is in ``runs``, else ``term``."""
     run = runs.get(run_id)
     return run.term if run is not None else term
+
+
+class Placed:
+    """The tasks placed on one node for one run in one scheduler call, as the columns the owner's
+    shell builds its dispatch from (``daemon/dispatch.py``): a ``Dispatch``'s ``items``.
+
+    ``_dispatch`` appends each placed task here, so no ``DispatchedTask`` is made a task and the
+    builders read whole lists, not one item's fields a task. Per task, in ``flat``: its id,
+    attempt, priority and upward rank, one after another (one list to fill and free, not four;
+    a builder takes a column as a slice, ``flat[0::4]``...), and its input refs in ``inputs``
+    (None while no task has any: W1's). What consecutive tasks of one function share (the same
+    payload, cost, inclusion and timeout objects) is kept once a group: ``groups`` holds
+    (index of the group's first task, payload, cost, inclusion, timeout).
+
+    A sequence of ``DispatchedTask`` when read as one (made on demand, for tests and the rare
+    per-item paths), equal to the tuple of them: ``Dispatch`` compares, hashes and prints as it
+    did with a tuple of items."""
+
+    __slots__ = ("flat", "inputs", "groups", "_payload", "_cost", "_inclusion", "_timeout")
+
+    def __init__(self) -> None:
+        self.flat: list[Any] = []
+        self.inputs: list[tuple[InputRef, ...]] | None = None
+        self.groups: list[tuple[int, bytes, dict[str, float], str, float | None]] = []
+        # the last group's objects (``add``'s compares)
+        self._payload: Any = _NONE
+        self._cost: Any = None
+        self._inclusion: Any = None
+        self._timeout: Any = None
+
+    def add(
+        self,
+        task_id: str,
+        attempt: int,
+        payload: bytes,
+        cost: dict[str, float],
+        inclusion: str,
+        timeout: float | None,
+        inputs: tuple[InputRef, ...],
+        priority: int,
+        rank: float,
+    ) -> None:
+        """Append one task; it joins the last group when it shares that group's objects."""
+        flat = self.flat
+        n = len(flat) >> 2
+        flat.append(task_id)
+        flat.append(attempt)
+        flat.append(priority)
+        flat.append(rank)
+        if inputs:
+            if self.inputs is None:
+                self.inputs = [()] * n
+            self.inputs.append(inputs)
+        elif self.inputs is not None:
+            self.inputs.append(())
+        if (
+            payload is self._payload
+            and cost is self._cost
+            and inclusion is self._inclusion
+            and timeout is self._timeout
+        ):
+            return
+        self.groups.append((n, payload, cost, inclusion, timeout))
+        self._payload = payload
+        self._cost = cost
+        self._inclusion = inclusion
+        self._timeout = timeout
+
+    def size(self) -> int:
+        """The number of tasks."""
+        return len(self.flat) >> 2
+
+    def runs(self) -> list[tuple[int, bytes, dict[str, float], str, float | None]]:
+        """``groups`` with each group's size in place of its first task's index."""
+        groups = self.groups
+        if not groups:
+            return []
+        if len(groups) == 1:  # (one function's tasks: most dispatches)
+            g = groups[0]
+            return [(len(self.flat) >> 2, g[1], g[2], g[3], g[4])]
+        ends = [g[0] for g in groups[1:]]
+        ends.append(len(self.flat) >> 2)
+        return [(end - g[0], g[1], g[2], g[3], g[4]) for g, end in zip(groups, ends, strict=True)]
+
+    def tasks(self) -> tuple[DispatchedTask, ...]:
+        """The tasks as ``DispatchedTask`` items, in order."""
+        out: list[DispatchedTask] = []
+        inputs = self.inputs
+        flat = self.flat
+        i = 0
+        for size, payload, cost, inclusion, timeout in self.runs():
+            for _ in range(size):
+                out.append(
+                    DispatchedTask(
+                        flat[4 * i],
+                        flat[4 * i + 1],
+                        payload,
+                        cost,
+                        inclusion,
+                        timeout,
+                        inputs[i] if inputs is not None else (),
+                        flat[4 * i + 2],
+                        flat[4 * i + 3],
+                    )
+                )
+                i += 1
+        return tuple(out)
+
+    def __len__(self) -> int:
+        return len(self.flat) >> 2
+
+    def __iter__(self) -> Iterator[DispatchedTask]:
+        return iter(self.tasks())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.tasks()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Placed):
+            return self.tasks() == other.tasks()
+        if isinstance(other, tuple):
+            return self.tasks() == other
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self.tasks())
+
+    def __repr__(self) -> str:
+        return repr(self.tasks())
+
+
+def placed_of(items: Iterable[DispatchedTask]) -> Placed:
+    """``items`` as the columns ``_dispatch`` builds (a ``Dispatch`` made of items elsewhere)."""
+    placed = Placed()
+    for item in items:
+        placed.add(
+            item.task_id,
+            item.attempt,
+            item.payload,
+            item.cost,
+            item.argument_inclusion,
+            item.timeout,
+            item.inputs,
+            item.priority,
+            float(item.rank),
+        )
+    return placed
 
 
 class Outbox:
@@ -50,7 +205,7 @@ class Outbox:
         self.direct: list[Instruction] = []  # in the order they were decided
         # Batched per (node, run), in the order each batch was opened.
         self.cancels: dict[tuple[str, str], list[tuple[str, int]]] = {}
-        self.dispatches: dict[tuple[str, str], list[DispatchedTask]] = {}
+        self.dispatches: dict[tuple[str, str], Placed] = {}
         self.frees: dict[tuple[str, str], list[str]] = {}  # values to delete
         self.withdraws: dict[tuple[str, str], list[tuple[str, int]]] = {}
 
@@ -70,14 +225,14 @@ class Outbox:
             result += [CancelAttempts(n, r, tuple(items)) for (n, r), items in self.cancels.items()]
             self.cancels = {}
         if self.dispatches:
-            # (each made empty and its four slots filled, as the owner's books make a dispatch's
-            # items: the dataclass's class call went through a Python-level ``__init__``)
-            for (n, r), items in self.dispatches.items():
+            # (each made empty and its four slots filled: the dataclass's class call went through
+            # a Python-level ``__init__``; its items the batch's columns as they are)
+            for (n, r), placed in self.dispatches.items():
                 d = _alloc(Dispatch, 0)  # noqa: F821
                 d.node = n
                 d.run_id = r
                 d.term = _term_in(runs, r, term) if runs is not None else term_of(r)  # type: ignore[operator]
-                d.items = tuple(items)
+                d.items = placed
                 result.append(d)
             self.dispatches = {}
         if self.frees:

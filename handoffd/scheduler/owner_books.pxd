@@ -3,11 +3,10 @@
 # a dispatch and a cancel reach the compiled run, queue and books through C fields.
 
 cimport cython
-from cpython.type cimport PyType_GenericAlloc as _alloc
 
 from handoffd.scheduler cimport history as hist
 
-from handoffd.scheduler.outbox cimport Outbox
+from handoffd.scheduler.outbox cimport Outbox, Placed
 from handoffd.scheduler.owner_queries cimport OwnerQueries
 from handoffd.scheduler.ready cimport ReadyQueue
 from handoffd.scheduler.rebalance cimport Rebalance
@@ -40,7 +39,7 @@ cdef class OwnerBooks(OwnerQueries):
     cpdef bint _take_slice(self, RunState run, double now, object limit)
     cpdef _place(self)
     @cython.locals(spec=object, cost=object, task_id=str, attempt=object, now=double)
-    @cython.locals(dispatches=dict, key=tuple, batch=list)
+    @cython.locals(dispatches=dict, key=tuple, placed=Placed)
     cpdef _dispatch(self, RunState run, TaskRecord rec, str node, bint queued=*)
     @cython.locals(
         attempt=cython.longlong, task_id=str, gid=object, c=dict, key=str, tally=dict, moves=list

@@ -13,14 +13,12 @@ attempt writes to the outbox (``_dispatch``, ``_cancel``, ``_free``). Its fields
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from handoffd.scheduler import history as hist
 from handoffd.scheduler.delays import DelayedTasks
-from handoffd.scheduler.events import DispatchedTask
 from handoffd.scheduler.history import DISPATCHED_TO
-from handoffd.scheduler.outbox import Outbox
+from handoffd.scheduler.outbox import Outbox, Placed
 from handoffd.scheduler.owner_queries import OwnerQueries
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.rebalance import Rebalance
@@ -39,14 +37,6 @@ from handoffd.scheduler.states import (
 __all__ = ["OwnerBooks"]
 
 _REPLICATED = (DONE, FAILED, CANCELLED)  # (the moves a standby owner must know: ``moved``)
-# ``_dispatch``'s item made empty, its slots then filled one by one: ``object.__new__`` here,
-# the type's own allocator in the compiled build (owner_books.pxd cimports
-# ``PyType_GenericAlloc`` by this name, which Cython refuses to see assigned: hence the store
-# through ``globals()``; its use says ``noqa: F821``). ``object.__new__`` went through a
-# Python-level call with an argument tuple.
-if TYPE_CHECKING:
-    _alloc: Callable[[type, int], Any]
-globals().setdefault("_alloc", lambda cls, _n: object.__new__(cls))
 _NO_ROOM_SHAPES = 8  # (the shapes ``_intake`` remembers: a slice has few; more are asked anew)
 
 
@@ -235,25 +225,24 @@ class OwnerBooks(OwnerQueries):
         attempt = rec.attempt
         self._view.sent(node, (run.run_id, task_id, attempt), cost, now)
         self._lost.sent(node)
-        # The slotted dataclass filled field by field (its ``__init__`` through the class call
-        # and ``slot_tp_init`` cost about twice as much; the same object: equal, same hash;
-        # ``tests/unit/test_owner_moves.py`` compares the dispatches).
-        item = _alloc(DispatchedTask, 0)  # noqa: F821
-        item.task_id = task_id
-        item.attempt = attempt
-        item.payload = spec.payload
-        item.cost = cost
-        item.argument_inclusion = spec.argument_inclusion
-        item.timeout = spec.timeout
-        item.inputs = run.input_refs(task_id) if spec.deps else ()
-        item.priority = spec.priority
-        item.rank = rec.upward_rank
-        dispatches = self._out.dispatches  # (a look-up: ``setdefault`` made a list every time)
+        # The task appended to its (node, run) batch's columns (``outbox.Placed``): no item
+        # object a task; what consecutive tasks of one function share is kept once a group.
+        dispatches = self._out.dispatches  # (a look-up: ``setdefault`` made a batch every time)
         key = (node, run.run_id)
-        batch = dispatches.get(key)
-        if batch is None:
-            batch = dispatches[key] = []
-        batch.append(item)
+        placed = dispatches.get(key)
+        if placed is None:
+            placed = dispatches[key] = Placed()
+        placed.add(
+            task_id,
+            attempt,
+            spec.payload,
+            cost,
+            spec.argument_inclusion,
+            spec.timeout,
+            run.input_refs(task_id) if spec.deps else (),
+            spec.priority,
+            rec.upward_rank,
+        )
 
     def _assign(self, run: RunState, rec: TaskRecord, node: str, now: float) -> None:
         """``run.assign(rec, node, now)`` for a READY ``rec`` of a run whose mover is this owner

@@ -4,7 +4,7 @@ nothing was collected of (issue 13, single-task latency: four calls per one-task
 from __future__ import annotations
 
 from handoffd.scheduler import events as ev
-from handoffd.scheduler.outbox import Outbox
+from handoffd.scheduler.outbox import Outbox, placed_of
 
 
 def _item(task_id: str) -> ev.DispatchedTask:
@@ -16,7 +16,7 @@ def test_take_returns_direct_then_each_batch_kind_at_its_runs_term() -> None:
     finished = ev.RunFinished("r1", "DONE")
     out.direct.append(finished)
     out.cancels[("n1", "r1")] = [("a", 1)]
-    out.dispatches[("n2", "r2")] = [_item("b"), _item("c")]
+    out.dispatches[("n2", "r2")] = placed_of([_item("b"), _item("c")])
     out.frees[("n1", "r1")] = ["a"]
     out.withdraws[("n2", "r2")] = [("b", 1)]
     terms = {"r1": 3, "r2": 4}
@@ -40,7 +40,7 @@ def test_take_returns_direct_then_each_batch_kind_at_its_runs_term() -> None:
 def test_take_leaves_the_kinds_nothing_was_collected_of() -> None:
     out = Outbox()
     cancels, frees, withdraws = out.cancels, out.frees, out.withdraws
-    out.dispatches[("n1", "r1")] = [_item("a")]
+    out.dispatches[("n1", "r1")] = placed_of([_item("a")])
     (dispatch,) = out.take(lambda run_id: 0)
     assert dispatch.items == (_item("a"),) and out.dispatches == {}
     assert out.cancels is cancels and out.frees is frees and out.withdraws is withdraws
@@ -54,8 +54,8 @@ def test_take_reads_the_terms_off_the_live_runs_else_the_default() -> None:
 
     live = {"r1": RunState("r1", [TaskSpec("a", (), {"cpu": 1.0}, b"p")], RunOptions(), term=7)}
     out = Outbox()
-    out.dispatches[("n1", "r1")] = [_item("a")]
-    out.dispatches[("n2", "gone")] = [_item("b")]
+    out.dispatches[("n1", "r1")] = placed_of([_item("a")])
+    out.dispatches[("n2", "gone")] = placed_of([_item("b")])
     out.frees[("n1", "r1")] = ["a"]
     out.frees[("n1", "gone")] = ["b"]
     out.withdraws[("n2", "r1")] = [("a", 1)]
