@@ -233,7 +233,7 @@ class OwnerBooks(OwnerQueries):
         cost = spec.cost
         task_id = rec.id
         attempt = rec.attempt
-        self._view.sent(node, (run.run_id, task_id, attempt), cost, now)
+        self._view.sent(node, run.run_id, task_id, attempt, cost, now)
         self._lost.sent(node)
         # The slotted dataclass filled field by field (its ``__init__`` through the class call
         # and ``slot_tp_init`` cost about twice as much; the same object: equal, same hash;
