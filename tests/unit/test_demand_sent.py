@@ -115,6 +115,9 @@ def check(books: Any, ref: PerKey, step: Any) -> None:
         assert list(books.unacked_of(node).items()) == list(ref.unacked.get(node, {}).items()), step
         assert books.oldest_unacked(node) == ref.oldest(node), step
         assert all(b.tasks for b in books.unacked.get(node, ())), f"an empty batch: {step}"
+    # bit for bit: a batch's cost taken back at once is the per-dispatch steps' sums
+    pending = {node: kinds for node, kinds in books.pending.items() if kinds}
+    assert pending == {node: kinds for node, kinds in ref.pending.items() if kinds}, step
     assert same_pending(books.pending, ref.pending), (step, books.pending, ref.pending)
 
 
