@@ -16,13 +16,15 @@ arrives its own report accounts for them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from handoffd._core.api import EPS
 from handoffd.scheduler.durations import Durations
 from handoffd.scheduler.room_index import Nodes, RoomIndex
 from handoffd.scheduler.room_view import RoomView
 from handoffd.scheduler.run import TaskRecord
 
-__all__ = ["DispatchKey", "Demand", "add_into"]
+__all__ = ["DispatchKey", "Demand", "Sent", "add_into", "take_back"]
 
 #: (run_id, task_id, attempt): one dispatch.
 DispatchKey = tuple[str, str, int]
@@ -44,6 +46,53 @@ def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None
             total[kind] = left
 
 
+def take_back(total: dict[str, float], cost: dict[str, float], k: int) -> None:
+    """``add_into(total, cost, -1)`` ``k`` times, in one pass over the kinds: the same sums
+    (each step's subtraction and its drop at zero, in C doubles when compiled), so the books of
+    a batch answered at once are bit for bit those of its tasks answered one by one."""
+    eps = EPS
+    for kind, qty in cost.items():
+        old = total.get(kind)
+        left = 0.0 if old is None else old
+        for _ in range(k):
+            left -= qty
+            if -eps <= left <= eps:
+                left = 0.0  # (``add_into`` dropped the kind: the next step starts from zero)
+        if -eps <= left <= eps:
+            if old is not None:
+                del total[kind]
+        else:
+            total[kind] = left
+
+
+class Sent:
+    """Dispatches to one node, of one run, sent at one time on one version of the node's report,
+    of one cost shape: the unanswered entry of a batch of tasks, where one a task was a key tuple,
+    a value tuple and a float, and its answer a Python call, a key tuple and a cost's take-back
+    each. Its tasks leave it as they are answered; an empty one is dropped."""
+
+    __slots__ = ("run_id", "version", "at", "cost", "tasks")
+
+    def __init__(self, run_id: str, version: int, at: float, cost: dict[str, float]) -> None:
+        self.run_id = run_id
+        self.version = version  # the node's resource_version when sent: a refusal after a newer
+        # report was made on a fresh view
+        self.at = at
+        self.cost = cost  # each task's (equal, maybe the same object)
+        self.tasks: dict[str, int] = {}  # task id -> attempt, in sending order
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sent) and (
+            (self.run_id, self.version, self.at, self.cost, self.tasks)
+            == (other.run_id, other.version, other.at, other.cost, other.tasks)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Sent({self.run_id!r}, {self.version!r}, {self.at!r}, {self.cost!r}, {self.tasks!r})"
+        )
+
+
 class Demand(RoomView):
     """Our outstanding demand, work and unanswered dispatches per node, over our view of the nodes
     (``RoomView``: the fields a node's room is computed from)."""
@@ -58,10 +107,10 @@ class Demand(RoomView):
         # The index's dirty set itself: every dispatch, answer and task move marks its node
         # there, a set add instead of a Python call to ``RoomIndex.changed`` (same effect).
         self._dirty_rooms: set[str] = rooms.dirty
-        # Dispatches sent but not yet answered: node -> (run, task, attempt) -> (cost, the node's
-        # resource_version when we sent it: a refusal after a newer report was made on a fresh view,
-        # when we sent it). Insertion order is sending order, so the oldest come first.
-        self.unacked: dict[str, dict[DispatchKey, tuple[dict[str, float], int, float]]] = {}
+        # Dispatches sent but not yet answered: node -> its ``Sent`` batches in sending order (so
+        # the oldest come first), none empty. Invariant: pending[node] == the summed cost of the
+        # tasks in them.
+        self.unacked: dict[str, list[Sent]] = {}
 
     def alive(self, name: str) -> bool:
         node = self.nodes.get(name)
@@ -98,17 +147,34 @@ class Demand(RoomView):
                 self.work.pop(node, None)
             rec.charge = 0.0
 
-    def sent(self, node: str, key: DispatchKey, cost: dict[str, float], now: float) -> None:
-        """Record a dispatch to ``node`` (sent at ``now``) until it answers."""
-        sent = self.unacked.get(node)
-        if sent is None:
-            sent = self.unacked[node] = {}
+    def sent(
+        self, node: str, run_id: str, task_id: str, attempt: int, cost: dict[str, float], now: float
+    ) -> None:
+        """Record a dispatch of ``run_id``'s ``task_id`` ``attempt`` to ``node`` (sent at ``now``)
+        until it answers: into the node's newest ``Sent`` batch when it is of this run, time, node
+        version and cost shape (a dict store), else into a new one."""
+        batches = self.unacked.get(node)
+        if batches is None:
+            batches = self.unacked[node] = []
         # (the dict's own get and a C field: ``Nodes``' subscript and ``version`` were two
         # generic Python-level look-ups a dispatch; a dispatch only goes to a known node)
         n = dict.get(self.nodes, node)
         if n is None:
             raise KeyError(node)
-        sent[key] = (cost, n.version, now)
+        version = n.version
+        last = batches[-1] if batches else None
+        if (
+            last is None
+            or last.at != now
+            or (last.run_id is not run_id and last.run_id != run_id)
+            or (last.version is not version and last.version != version)
+            or (last.cost is not cost and last.cost != cost)
+            # (a second attempt of a task in one batch would overwrite the first's entry)
+            or last.tasks.setdefault(task_id, attempt) != attempt
+        ):
+            last = Sent(run_id, version, now, cost)
+            last.tasks[task_id] = attempt
+            batches.append(last)
         if cost:
             pending = self.pending.get(node)
             if pending is None:
@@ -118,34 +184,104 @@ class Demand(RoomView):
 
     def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:
         """Forget an answered dispatch; (its cost, the version and time it was sent at) or None."""
-        pending = self.unacked.get(node)
-        sent = pending.pop(key, None) if pending is not None else None
-        if sent is not None and sent[0]:
-            add_into(self.pending[node], sent[0], -1)
+        batches = self.unacked.get(node)
+        if not batches:
+            return None
+        run_id, task_id, attempt = key
+        for at in range(len(batches)):
+            b = batches[at]
+            if b.run_id != run_id:
+                continue
+            tasks = b.tasks
+            if tasks.get(task_id, -1) != attempt:
+                continue
+            del tasks[task_id]
+            if not tasks:
+                del batches[at]
+            if b.cost:
+                add_into(self.pending[node], b.cost, -1)
+                self._dirty_rooms.add(node)
+            return (b.cost, b.version, b.at)
+        return None
+
+    def answered_all(self, node: str, run_id: str, accepted: Iterable[tuple[str, int]]) -> None:
+        """Forget the answered dispatches ``accepted`` ((task, attempt) of ``run_id``) to
+        ``node``: each batch's pending cost taken back once, for all its tasks answered."""
+        batches = self.unacked.get(node)
+        if not batches:
+            return
+        hit: Sent | None = None  # (the batch the last task was found in: the next is likely too)
+        gone = 0  # (tasks answered from ``hit`` since its cost was last taken back)
+        for task_id, attempt in accepted:
+            if hit is not None and hit.tasks.get(task_id, -1) == attempt:
+                del hit.tasks[task_id]
+                gone += 1
+                continue
+            found = None
+            for b in batches:
+                if b.run_id == run_id and b.tasks.get(task_id, -1) == attempt:
+                    found = b
+                    break
+            if found is None:
+                continue
+            if hit is not None:
+                self._taken_back(node, batches, hit, gone)
+            del found.tasks[task_id]
+            hit = found
+            gone = 1
+        if hit is not None:
+            self._taken_back(node, batches, hit, gone)
+
+    def _taken_back(self, node: str, batches: list[Sent], b: Sent, k: int) -> None:
+        """``k`` of ``b``'s dispatches answered: their cost leaves the node's pending, once; ``b``
+        leaves ``batches`` when none of its dispatches is left unanswered."""
+        if b.cost:
+            take_back(self.pending[node], b.cost, k)
             self._dirty_rooms.add(node)
-        return sent
+        if not b.tasks:
+            for at in range(len(batches)):
+                if batches[at] is b:
+                    del batches[at]
+                    return
+
+    def waiting(self, node: str, run_id: str, task_id: str, attempt: int) -> bool:
+        """Whether that dispatch to ``node`` is still unanswered."""
+        for b in self.unacked.get(node, ()):
+            if b.run_id == run_id and b.tasks.get(task_id, -1) == attempt:
+                return True
+        return False
+
+    def unacked_of(self, node: str) -> dict[DispatchKey, tuple[dict[str, float], int, float]]:
+        """The node's unanswered dispatches, oldest first, each as (cost, version, sent at)."""
+        return {
+            (b.run_id, task_id, attempt): (b.cost, b.version, b.at)
+            for b in self.unacked.get(node, ())
+            for task_id, attempt in b.tasks.items()
+        }
 
     def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
         """Forget and return the dispatches to ``node`` sent at or before ``cutoff``, oldest first."""
-        pending = self.unacked.get(node)
+        batches = self.unacked.get(node)
         late: list[DispatchKey] = []
-        if pending:
-            for key, (_, _, at) in pending.items():
-                if at > cutoff:
+        if batches:
+            done = 0
+            for b in batches:
+                if b.at > cutoff:
                     break
-                late.append(key)
-            for key in late:
-                cost = pending.pop(key)[0]
-                if cost:
-                    add_into(self.pending[node], cost, -1)
+                done += 1
+                run_id = b.run_id
+                for task_id, attempt in b.tasks.items():
+                    late.append((run_id, task_id, attempt))
+                if b.cost:
+                    take_back(self.pending[node], b.cost, len(b.tasks))
+            del batches[:done]
             self._dirty_rooms.add(node)
         return late
 
     def oldest_unacked(self, node: str) -> float | None:
         """When the oldest dispatch to ``node`` still unanswered was sent, or None."""
-        for _, _, at in self.unacked.get(node, {}).values():
-            return at
-        return None
+        batches = self.unacked.get(node)
+        return batches[0].at if batches else None
 
     def forget_unacked(self, node: str) -> None:
         """``node`` was lost or came back: its answers are not coming / its report is fresh."""
@@ -154,9 +290,9 @@ class Demand(RoomView):
         self._dirty_rooms.add(node)
 
     def forget_run(self, run_id: str) -> None:
-        for node, pending in self.unacked.items():
-            for key in [k for k in pending if k[0] == run_id]:
-                cost = pending.pop(key)[0]
-                if cost:
-                    add_into(self.pending[node], cost, -1)
+        for node, batches in self.unacked.items():
+            for b in batches:
+                if b.run_id == run_id and b.cost:
+                    take_back(self.pending[node], b.cost, len(b.tasks))
                     self._dirty_rooms.add(node)
+            batches[:] = [b for b in batches if b.run_id != run_id]

@@ -87,7 +87,8 @@ def validate_view(
     for node, sent in view.unacked.items():
         assert view.alive(node), f"unacked dispatches on lost {node}"
         summed: dict[str, float] = {}
-        for cost, _, _ in sent.values():
+        assert all(b.tasks for b in sent), f"an empty batch of unacked dispatches on {node}"
+        for cost, _, _ in view.unacked_of(node).values():
             add_into(summed, cost, 1)
         have = view.pending.get(node, {})
         for kind in set(summed) | set(have):

@@ -169,7 +169,7 @@ class LostMessages:
             rec = run.tasks[task_id]
             node = rec.node
             assert node is not None
-            if (run_id, task_id, rec.attempt) in self._view.unacked.get(node, {}):
+            if self._view.waiting(node, run_id, task_id, rec.attempt):
                 continue  # not answered yet: the ack timer's business
             covered.setdefault((node, run_id), {})[task_id] = rec.attempt
             terms[run_id] = run.term
@@ -265,7 +265,7 @@ class LostMessages:
         """Raise AssertionError unless ``out`` (the ASSIGNED/RUNNING (run, task) pairs recomputed
         from the runs) is what we track, the probe timer runs while anything is out and every node
         with unanswered dispatches has an ack timer."""
-        for node, pending in self._view.unacked.items():
-            assert not pending or node in self._ack_timers, f"unacked on {node} without a timer"
+        for node, batches in self._view.unacked.items():
+            assert not batches or node in self._ack_timers, f"unacked on {node} without a timer"
         assert out == set(self._out_since), f"out {sorted(self._out_since)} != {sorted(out)}"
         assert not out or self._probe_timer, "tasks out without a probe timer"

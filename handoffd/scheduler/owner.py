@@ -368,9 +368,10 @@ class OwnerScheduler(OwnerBooks):
         run_id, sender, refused = ev.run_id, ev.node, ev.refused
         run = self._live.get(run_id)
         running = run is not None and run.state == RUN_RUNNING
-        for task_id, attempt in ev.accepted:
-            self._view.answered(sender, (run_id, task_id, attempt))
-            if running and run is not None:  # (``run is not None``: for mypy, a C test)
+        # (the answered dispatches' entries in one call: their cost taken back once a batch)
+        self._view.answered_all(sender, run_id, ev.accepted)
+        if running and run is not None:  # (``run is not None``: for mypy, a C test)
+            for task_id, attempt in ev.accepted:
                 rec = run.tasks.get(task_id)
                 # (``_superseded`` written out: a Python-level static call an accepted task)
                 if rec is not None and (

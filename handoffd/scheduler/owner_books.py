@@ -223,7 +223,7 @@ class OwnerBooks(OwnerQueries):
         cost = spec.cost
         task_id = rec.id
         attempt = rec.attempt
-        self._view.sent(node, (run.run_id, task_id, attempt), cost, now)
+        self._view.sent(node, run.run_id, task_id, attempt, cost, now)
         self._lost.sent(node)
         # The task appended to its (node, run) batch's columns (``outbox.Placed``): no item
         # object a task; what consecutive tasks of one function share is kept once a group.

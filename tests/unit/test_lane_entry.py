@@ -36,7 +36,7 @@ pytestmark = pytest.mark.timeout(170)
 def _state(s: Any, run_ids: Any) -> tuple[Any, ...]:
     view = s._view
     runs = {run_id: repr(s.snapshot(run_id)) for run_id in run_ids if s.run_state(run_id)}
-    unacked = {n: sorted(d.items()) for n, d in view.unacked.items()}
+    unacked = {n: sorted(view.unacked_of(n).items()) for n in view.unacked}
     ready = s._ready
     return (
         runs,

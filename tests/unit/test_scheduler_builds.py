@@ -323,9 +323,9 @@ def test_both_builds_keep_the_same_books(ops: Any, queue_seconds: float | None) 
             elif op == "back" and t in out:
                 got = books.came_back(out[t], rec)
             elif op == "sent":
-                got = books.sent(node, ("r", rec.id, attempt), rec.spec.cost, now)
+                got = books.sent(node, "r", rec.id, attempt, rec.spec.cost, now)
             elif op == "answered":
-                first = next(iter(books.unacked.get(node, {})), ("r", rec.id, 0))
+                first = next(iter(books.unacked_of(node)), ("r", rec.id, 0))
                 got = books.answered(node, first)
             elif op == "late":
                 got = books.unanswered(node, now - 1.0), books.oldest_unacked(node)
@@ -338,8 +338,11 @@ def test_both_builds_keep_the_same_books(ops: Any, queue_seconds: float | None) 
                     got,
                     books.outstanding,
                     books.work,
-                    books.unacked,
-                    list(books.unacked.get(node, {})),
+                    {
+                        n: [(b.run_id, b.at, dict(b.tasks)) for b in s]
+                        for n, s in books.unacked.items()
+                    },
+                    list(books.unacked_of(node)),
                     books.pending,
                     books.effective_free(node),
                     books.budget(node) if queue_seconds is not None else None,

@@ -66,7 +66,7 @@ def digest(c: Cluster) -> Any:
         repr(sched.run_status("r")),
         list(sched.counters.items()),  # (in order: the pass writes its counts at its end)
         sorted(sched._lost._out_since.items()),
-        sorted((n, sorted(u.items())) for n, u in view.unacked.items()),
+        sorted((n, sorted(view.unacked_of(n).items())) for n in view.unacked),
         sched._dirty,
     )
 
@@ -233,7 +233,7 @@ def _reported_before_answered(columns: bool) -> Any:
     out = c.submit("r", [spec("a"), spec("b"), spec("c")])
     (d,) = dispatches(out)
     rows = [(item.task_id, item.attempt) for item in d.items]
-    assert len(rows) == 3 and len(c.sched._view.unacked["n0"]) == 3
+    assert len(rows) == 3 and len(c.sched._view.unacked_of("n0")) == 3
     if columns:
         n = len(rows)
         ids, attempts = [t for t, _ in rows], [a for _, a in rows]
@@ -243,7 +243,7 @@ def _reported_before_answered(columns: bool) -> Any:
     else:
         report = [ev.TaskSucceeded("r", t, a, "n0", 1, None) for t, a in rows]
     trace = [repr(c.feed(*report)), digest(c)]
-    assert c.sched._view.unacked["n0"] == {}
+    assert c.sched._view.unacked_of("n0") == {}
     return trace
 
 
