@@ -16,7 +16,7 @@ cpdef add_into(dict total, dict cost, int sign)
 cpdef take_back(dict total, dict cost, Py_ssize_t k)
 
 
-cdef class Sent:
+cdef class SentBatch:
     cdef public str run_id
     cdef public object version
     cdef public double at
@@ -35,11 +35,11 @@ cdef class Demand(RoomView):
     cpdef went_out(self, str node, TaskRecord rec)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)
-    @cython.locals(pending=dict, batches=list, n=NodeState, last=Sent, version=object)
+    @cython.locals(pending=dict, batches=list, n=NodeState, last=SentBatch, version=object)
     cpdef sent(self, str node, str run_id, str task_id, object attempt, dict cost, double now)
-    @cython.locals(batches=list, b=Sent, tasks=dict, at=Py_ssize_t)
+    @cython.locals(batches=list, b=SentBatch, tasks=dict, at=Py_ssize_t)
     cpdef object answered(self, str node, tuple key)
-    @cython.locals(batches=list, b=Sent, hit=Sent, found=Sent, gone=Py_ssize_t)
+    @cython.locals(batches=list, b=SentBatch, hit=SentBatch, found=SentBatch, gone=Py_ssize_t)
     cpdef answered_all(self, str node, str run_id, object accepted)
     @cython.locals(at=Py_ssize_t)
-    cdef _taken_back(self, str node, list batches, Sent b, Py_ssize_t k)
+    cdef _taken_back(self, str node, list batches, SentBatch b, Py_ssize_t k)

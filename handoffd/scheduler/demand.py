@@ -24,7 +24,7 @@ from handoffd.scheduler.room_index import Nodes, RoomIndex
 from handoffd.scheduler.room_view import RoomView
 from handoffd.scheduler.run import TaskRecord
 
-__all__ = ["DispatchKey", "Demand", "Sent", "add_into", "take_back"]
+__all__ = ["DispatchKey", "Demand", "SentBatch", "add_into", "take_back"]
 
 #: (run_id, task_id, attempt): one dispatch.
 DispatchKey = tuple[str, str, int]
@@ -65,7 +65,7 @@ def take_back(total: dict[str, float], cost: dict[str, float], k: int) -> None:
             total[kind] = left
 
 
-class Sent:
+class SentBatch:
     """Dispatches to one node, of one run, sent at one time on one version of the node's report,
     of one cost shape: the unanswered entry of a batch of tasks, where one a task was a key tuple,
     a value tuple and a float, and its answer a Python call, a key tuple and a cost's take-back
@@ -82,15 +82,13 @@ class Sent:
         self.tasks: dict[str, int] = {}  # task id -> attempt, in sending order
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sent) and (
+        return isinstance(other, SentBatch) and (
             (self.run_id, self.version, self.at, self.cost, self.tasks)
             == (other.run_id, other.version, other.at, other.cost, other.tasks)
         )
 
     def __repr__(self) -> str:
-        return (
-            f"Sent({self.run_id!r}, {self.version!r}, {self.at!r}, {self.cost!r}, {self.tasks!r})"
-        )
+        return f"SentBatch({self.run_id!r}, {self.version!r}, {self.at!r}, {self.cost!r}, {self.tasks!r})"
 
 
 class Demand(RoomView):
@@ -107,10 +105,10 @@ class Demand(RoomView):
         # The index's dirty set itself: every dispatch, answer and task move marks its node
         # there, a set add instead of a Python call to ``RoomIndex.changed`` (same effect).
         self._dirty_rooms: set[str] = rooms.dirty
-        # Dispatches sent but not yet answered: node -> its ``Sent`` batches in sending order (so
+        # Dispatches sent but not yet answered: node -> its ``SentBatch`` batches in sending order (so
         # the oldest come first), none empty. Invariant: pending[node] == the summed cost of the
         # tasks in them.
-        self.unacked: dict[str, list[Sent]] = {}
+        self.unacked: dict[str, list[SentBatch]] = {}
 
     def alive(self, name: str) -> bool:
         node = self.nodes.get(name)
@@ -151,7 +149,7 @@ class Demand(RoomView):
         self, node: str, run_id: str, task_id: str, attempt: int, cost: dict[str, float], now: float
     ) -> None:
         """Record a dispatch of ``run_id``'s ``task_id`` ``attempt`` to ``node`` (sent at ``now``)
-        until it answers: into the node's newest ``Sent`` batch when it is of this run, time, node
+        until it answers: into the node's newest ``SentBatch`` batch when it is of this run, time, node
         version and cost shape (a dict store), else into a new one."""
         batches = self.unacked.get(node)
         if batches is None:
@@ -172,7 +170,7 @@ class Demand(RoomView):
             # (a second attempt of a task in one batch would overwrite the first's entry)
             or last.tasks.setdefault(task_id, attempt) != attempt
         ):
-            last = Sent(run_id, version, now, cost)
+            last = SentBatch(run_id, version, now, cost)
             last.tasks[task_id] = attempt
             batches.append(last)
         if cost:
@@ -210,7 +208,9 @@ class Demand(RoomView):
         batches = self.unacked.get(node)
         if not batches:
             return
-        hit: Sent | None = None  # (the batch the last task was found in: the next is likely too)
+        hit: SentBatch | None = (
+            None  # (the batch the last task was found in: the next is likely too)
+        )
         gone = 0  # (tasks answered from ``hit`` since its cost was last taken back)
         for task_id, attempt in accepted:
             if hit is not None and hit.tasks.get(task_id, -1) == attempt:
@@ -232,7 +232,7 @@ class Demand(RoomView):
         if hit is not None:
             self._taken_back(node, batches, hit, gone)
 
-    def _taken_back(self, node: str, batches: list[Sent], b: Sent, k: int) -> None:
+    def _taken_back(self, node: str, batches: list[SentBatch], b: SentBatch, k: int) -> None:
         """``k`` of ``b``'s dispatches answered: their cost leaves the node's pending, once; ``b``
         leaves ``batches`` when none of its dispatches is left unanswered."""
         if b.cost:

@@ -1,4 +1,4 @@
-"""The owner's unanswered dispatches kept as ``Sent`` batches (``Demand.sent``, ``answered``,
+"""The owner's unanswered dispatches kept as ``SentBatch`` batches (``Demand.sent``, ``answered``,
 ``answered_all``, ``unanswered``, ``waiting``, ``forget_unacked``, ``forget_run``): both builds,
 over random dispatch / answer / loss / node-loss sequences, against ``PerKey``, the books as they
 were kept before (one entry a dispatch, keyed (run, task, attempt)). What the books answer must be
