@@ -17,7 +17,7 @@ from typing import Any
 
 from handoffd.daemon.executor_events import ReportedHere
 from handoffd.protocol import messages as m
-from handoffd.protocol.column_codes import join_frames
+from handoffd.protocol.column_codes import join_frames, numbered_frames
 from handoffd.protocol.columns import ReportTable, packed_reports, report_row
 from handoffd.protocol.messages_columns import ReportColumns, ReportFailure
 
@@ -113,18 +113,7 @@ def _table(batch: ReportBatch, frames: list[int]) -> ReportTable:
 def batch_message(run_id: str, batch: ReportBatch, ledger: Any) -> tuple[ReportColumns, list[Any]]:
     """``executor_records.report_message`` of the batch's reports: the ``ReportColumns`` and the
     frames to send them in (values packed by ``join_frames``); our free resources go along."""
-    values = batch.values
-    if None not in values:  # (the usual batch: every value inline, numbered in order)
-        numbers = list(range(len(values)))
-        frames: list[Any] = values
-    else:
-        numbers, frames = [], []
-        for value in values:
-            if value is None:
-                numbers.append(-1)
-            else:
-                numbers.append(len(frames))
-                frames.append(value)
+    numbers, frames = numbered_frames(batch.values)
     sizes, frames = join_frames(frames)
     table = _table(batch, numbers)
     return packed_reports(run_id, table, dict(ledger.free), ledger.version, sizes), frames

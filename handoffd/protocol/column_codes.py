@@ -117,6 +117,22 @@ def join_frames(frames: list[Any], below: int = JOIN_BELOW) -> tuple[bytes, list
     ]
 
 
+def numbered_frames(values: list[Any]) -> tuple[list[int], list[Any]]:
+    """A report table's frame column for ``values`` (each an inline value or None: -1) and the
+    frames those inline go in, in order; ``values`` itself when none is None (the usual batch)."""
+    if None not in values:
+        return list(range(len(values))), values
+    numbers: list[int] = []
+    frames: list[Any] = []
+    for value in values:
+        if value is None:
+            numbers.append(-1)
+        else:
+            numbers.append(len(frames))
+            frames.append(value)
+    return numbers, frames
+
+
 def check_frames(frame_sizes: bytes, frames: Sequence[Any], what: str) -> None:
     """Raise the ColumnError ``split_frames`` would, without splitting: for a receiver that keeps
     the frames as they came and splits them later, if ever."""

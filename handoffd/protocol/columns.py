@@ -23,6 +23,7 @@ from handoffd.protocol.column_codes import (
     _strings,
     check_frames,
     join_frames,
+    numbered_frames,
     pack,
     split_frames,
     unpack,
@@ -326,17 +327,7 @@ def reports_as_columns(
     numbered here, the values packed by ``join_frames``. What ``report_columns`` of the
     ``TasksReported`` with the reports naming their frames gives, without that message and a
     report rebuilt per inline value."""
-    if None not in values:  # (the usual batch: every value inline, numbered in order)
-        numbers = list(range(len(values)))
-        frames: list[Any] = list(values)
-    else:
-        numbers, frames = [], []
-        for value in values:
-            if value is None:
-                numbers.append(-1)
-            else:
-                numbers.append(len(frames))
-                frames.append(value)
+    numbers, frames = numbered_frames(list(values))
     sizes, frames = join_frames(frames)
     table = ReportTable.of_rows(reports, numbers, outputs)
     return packed_reports(run_id, table, free, version, sizes), frames

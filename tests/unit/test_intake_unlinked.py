@@ -17,19 +17,16 @@ from typing import Any
 
 import pytest
 from test_scheduler_builds import pure_build
+from test_submit_columns import _both as submit_both
+from test_submit_columns import _prepared
 
-from handoffd.config import Limits
-from handoffd.daemon import intake_columns, upload_intake
+from handoffd.daemon import intake_columns
 from handoffd.protocol import column_codes, snapshot
-from handoffd.protocol import messages as m
-from handoffd.protocol.codec import Codec, Rows
 from handoffd.protocol.column_codes import ColumnError
-from handoffd.protocol.messages_submit import COLUMNS_SINCE, SubmitColumns, as_sent, as_submission
 from handoffd.scheduler import graph, plain_graph
 from handoffd.scheduler.run import RunState
 from handoffd.spec import TaskSpec
 
-CODEC = Codec()
 BUILDS = {"compiled": plain_graph, "pure": pure_build("plain_graph")}
 COSTS = [{"cpu": 1.0}, {"cpu": 2.0, "memory": 100.0}, {"gpu": 1.0}, {}]
 
@@ -46,22 +43,8 @@ def _rows(rng: random.Random, n: int) -> list[Any]:
 
 
 def _both(rows: list[Any], outputs: Any = None) -> tuple[Any, Any, list[bytes]]:
-    """The records' and the columns' submission of ``rows``, as the daemon reads each."""
-    payloads = [f"code{i}".encode() for i in range(len(rows))]
-    msg = m.SubmitRun(7, "r1", Rows(rows), 3, "binpack", outputs)
-    sent = as_sent(msg, COLUMNS_SINCE)
-    assert type(sent) is SubmitColumns
-    out = []
-    for one in (msg, sent):
-        decoded = CODEC.decode([bytes(f) for f in CODEC.encode(one, sender="c", frames=payloads)])
-        assert decoded is not None
-        got = decoded.msg
-        out.append(as_submission(got) if type(got) is SubmitColumns else got)
-    return out[0], out[1], payloads
-
-
-def _prepared(msg: Any, frames: list[bytes]) -> upload_intake.Prepared:
-    return upload_intake.prepare_whole(msg, frames, Limits(), None)
+    """The records' and the columns' submission of ``rows`` (a ``SubmitRun``), as the daemon reads each."""
+    return submit_both(rows, False, outputs=outputs)
 
 
 def _boom(*args: Any) -> Any:
