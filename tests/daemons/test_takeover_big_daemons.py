@@ -32,7 +32,9 @@ def test_a_big_run_taken_over_ends_right() -> None:
         with handoffd.connect(a.address, timeout=120) as client:
             wait_for(lambda: len(client.nodes()) == 3, timeout=30, what="3 daemons")
             run = client.submit(dag)
-            assert len(run.status().standbys) == 2
+            # (2 standbys: a member SUSPECT for a moment under load is left out at the submit
+            # and chosen again when it is ALIVE: ``members_changed`` re-chooses them)
+            wait_for(lambda: len(run.status().standbys) == 2, 30, 0.05, what="2 standbys")
             wait_for(lambda: run.status().counts.get("DONE", 0) >= 500, 120, 0.05)
             since = [len(d.log()) for d in rest]
             a.kill()
