@@ -91,6 +91,7 @@ _ROW_STATE = [f.name for f in dataclasses.fields(m.TaskDelta)].index("state")
 # A RunSnapshot row's fields read here (``protocol/messages_snapshot.py``: run_id, seq, term,
 # state, error, ..., specs at 11, ..., tasks at 13; a task row starts task_id, state).
 _STATE_AT, _ERROR_AT, _TASKS_AT = 3, 4, 13
+_BUILT_AT = 18  # ``tasks_built`` (protocol 7): its tasks a spec each, as built
 
 
 def _task_states(raw: bytes | memoryview) -> tuple[str, bool, dict[str, str]] | None:
@@ -113,6 +114,9 @@ def _task_states(raw: bytes | memoryview) -> tuple[str, bool, dict[str, str]] | 
                     for _ in range(fields - 2):
                         unpacker.skip()
                     states[task_id] = task_state
+            elif at == _BUILT_AT:
+                if unpacker.unpack() is not False:  # (``tasks_built``: read in full)
+                    return None
             else:
                 unpacker.skip()
     except (ValueError, msgpack.UnpackException):

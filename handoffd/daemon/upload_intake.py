@@ -34,10 +34,11 @@ from handoffd.errors import HandoffError
 from handoffd.freeing import copied, free
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import ColumnError
-from handoffd.protocol.messages_snapshot import SNAPSHOT_HEADS_SINCE
+from handoffd.protocol.messages_snapshot import SNAPSHOT_HEADS_SINCE, SNAPSHOT_TAILS_SINCE
 from handoffd.protocol.messages_submit import SubmitColumns, TaskColumns, as_submission
 from handoffd.protocol.schema import MESSAGE_OFFSET
 from handoffd.protocol.snapshot import far_specs, pack_parts, spliced_columns
+from handoffd.protocol.snapshot_columns import Cut
 from handoffd.scheduler.graph import Order, TaskGraph, build_graph
 from handoffd.scheduler.intake import Prebuilt, probes
 from handoffd.scheduler.run import RunState
@@ -111,8 +112,11 @@ def _collector_paused() -> Iterator[Callable[[int], None]]:
 def _prepare(
     frames: list[Any] | Whole, codec: Any, limits: Limits, order: Order | None
 ) -> Prepared:
+    cut: Cut | None = None
     if isinstance(frames, Whole):
-        frames = frames.frames()
+        whole = frames if frames.at >= 0 else frames.checked()
+        frames = whole.frames()
+        cut = (whole.data, whole.at, whole.sizes)
     marks: list[int] = []
     head = unpack_head(frames[0], marks) if frames else None
     decoded = codec.decode(frames, head)
@@ -121,7 +125,7 @@ def _prepare(
         rows = list(head[_TASKS_AT])
         del head
         free(rows)
-        sent = Sent(frames[0], marks)
+        sent = Sent(frames[0], marks, cut)
     if decoded is not None and type(decoded.msg) is SubmitColumns:
         try:  # (the submission it stands for: what the loop's checks and the owner read)
             decoded = decoded._replace(msg=as_submission(decoded.msg))
@@ -137,10 +141,12 @@ def _prepare(
 class Sent:
     """A submission's head frame as it came and where each of its values starts in it (and its
     end: ``unpack_head``'s ``marks``), the values the codec read: a columns run's snapshot splices
-    its arrays from it (``snapshot.spliced_columns``)."""
+    its arrays from it (``snapshot.spliced_columns``), and its tails from the upload's bytes
+    when ``cut`` says where its frames lie in them (``snapshot.tails_of``)."""
 
     head: Any
     marks: list[int]
+    cut: Cut | None = None
 
 
 def prepare_whole(
@@ -203,11 +209,13 @@ def _checked(
         spliced = None
         if sent is not None and sent.marks:
             costs = [resources.parse_cached(raw, what="cost") for raw in tasks.cost_maps]
-            spliced = spliced_columns(tasks, frames, sent.head, sent.marks, costs)
+            spliced = spliced_columns(tasks, frames, sent.head, sent.marks, costs, sent.cut)
         if spliced is not None:
-            # (what a standby must reach to read them: heads 6, else any that reads columns)
-            needs = SNAPSHOT_HEADS_SINCE if tasks.heads else 1
-            run.prebuilt = Prebuilt(pack_parts(run, specs=spliced), probes(run), (), needs)
+            # (what a standby must reach to read them: the tails as one blob, 7; one of 6 gets
+            # them cut apart, ``snapshot.encode_run``)
+            needs = SNAPSHOT_TAILS_SINCE
+            parts = pack_parts(run, specs=spliced, tasks=False)  # (as built: 7 reads them so)
+            run.prebuilt = Prebuilt(parts, probes(run), (), needs)
             return Prepared(decoded, specs=specs, graph=graph, run=run)
         columns, far = column_snapshot(tasks, specs, frames)
     else:

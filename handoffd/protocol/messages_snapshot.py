@@ -62,6 +62,12 @@ SNAPSHOT_COLUMNS_SINCE = 5
 SNAPSHOT_HEADS_SINCE = 6
 
 
+#: The first protocol version whose standbys read ``SnapshotColumns.tails``: an older one would
+#: see no payloads, so a run whose columns carry their tails as one blob goes to it with the
+#: tails split back into ``payloads`` (``protocol.snapshot.encode_run``).
+SNAPSHOT_TAILS_SINCE = 7
+
+
 def reads_columns(member: MemberState | None) -> int:
     """Whether a standby (its state as membership knows it) reads ``RunSnapshot.columns``: 0 if
     not, else its protocol version (``SNAPSHOT_HEADS_SINCE`` or more: their heads too), what
@@ -80,7 +86,10 @@ class SnapshotColumns:
     Every other spec field is as in a plain function: no pin, collocation, inline type, retries
     or timeout. Protocol 6 (``SNAPSHOT_HEADS_SINCE``): ``heads`` and ``head_of`` as in
     ``SubmitColumns`` (each code head once, a payload then its tail: ``heads[head_of[i]] +
-    payloads[i]``, -1 whole); sent only to a standby whose range reaches 6."""
+    payloads[i]``, -1 whole); sent only to a standby whose range reaches 6. Protocol 7
+    (``SNAPSHOT_TAILS_SINCE``): the payloads (tails) as one blob, ``tails``, cut by
+    ``tail_sizes`` (q, one a function), ``payloads`` then empty: the upload's own bytes, where a
+    bin a payload was packed a task; sent only to a standby whose range reaches 7."""
 
     ids: tuple[str, ...]
     dep_counts: bytes
@@ -93,6 +102,8 @@ class SnapshotColumns:
     payloads: tuple[bytes, ...]
     heads: tuple[bytes, ...] = ()
     head_of: bytes = b""
+    tails: bytes = b""
+    tail_sizes: bytes = b""
 
 
 @struct
@@ -119,3 +130,7 @@ class RunSnapshot:
     # Protocol 5 (``SNAPSHOT_COLUMNS_SINCE``): a plain run's specs as columns, ``specs`` then empty;
     # sent only to a standby whose range reaches 5 (``protocol.snapshot.encode_run``).
     columns: SnapshotColumns | None = None
+    # Protocol 7 (``SNAPSHOT_TAILS_SINCE``): every task as its run built it (PENDING, never
+    # dispatched: ``protocol.snapshot._AS_BUILT``), ``tasks`` then empty: a standby makes a task
+    # a spec; sent only to a standby whose range reaches 7.
+    tasks_built: bool = False

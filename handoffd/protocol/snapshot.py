@@ -21,8 +21,12 @@ from handoffd.freeing import free
 from handoffd.protocol.columns import ColumnError
 from handoffd.protocol.messages import ErrorInfo, RunSnapshot, SnapshotSpec, SnapshotTask
 from handoffd.protocol.messages_observability import AttemptInfo
-from handoffd.protocol.messages_snapshot import SnapshotColumns
-from handoffd.protocol.messages_submit import SubmitColumns, TaskColumns
+from handoffd.protocol.messages_snapshot import (
+    SNAPSHOT_HEADS_SINCE,
+    SNAPSHOT_TAILS_SINCE,
+    SnapshotColumns,
+)
+from handoffd.protocol.messages_submit import TaskColumns
 from handoffd.protocol.run_errors import (
     error_from_data,
     error_from_info,
@@ -31,12 +35,12 @@ from handoffd.protocol.run_errors import (
     info_from_data,
     info_to_data,
 )
-from handoffd.protocol.schema import MESSAGE_OFFSET, Invalid, Rows, struct_record
+from handoffd.protocol.schema import Invalid, Rows, struct_record
+from handoffd.protocol.snapshot_columns import heads_form, spliced_columns, split_tails
 from handoffd.spec import TaskSpec
 from handoffd.store.chunks import FAR_BYTES
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-_SUBMIT_NAMES = tuple(f.name for f in fields(SubmitColumns))
 
 
 class SnapshotError(ValueError):
@@ -112,13 +116,9 @@ def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
     its id between the bytes of a row as built (``_AS_BUILT``), so only the ids are packed (a row
     per task built and packed cost ~0.75 us a task of an upload's intake). None when its first or
     last task is not as built (then pack them all)."""
-    tasks = run.tasks
-    ids = list(tasks)
-    if not ids:
+    if not _built_ends(run):
         return None
-    for task_id in (ids[0], ids[-1]):
-        if _task_row(task_id, tasks[task_id])[1:] != _AS_BUILT:
-            return None
+    ids = list(run.tasks)
     packer = msgpack.Packer(use_bin_type=True, autoreset=True)  # (a thread's own)
     pack = packer.pack
     head, tail = _BUILT_HEAD, _BUILT_TAIL
@@ -130,6 +130,21 @@ def _untouched_tasks(run: Any, chunk: int = 2048) -> bytes | None:
         )
     free(ids)
     return b"".join(parts)
+
+
+def _built_ends(run: Any) -> bool:
+    """Its first and last task as built (``_AS_BUILT``): ``run.untouched()`` says so of all, this
+    guards the packing of them as built (``_untouched_tasks``, ``RunSnapshot.tasks_built``)."""
+    tasks = run.tasks
+    if not tasks:
+        return False
+    ids = iter(tasks)
+    first = next(ids)
+    last = next(reversed(tasks))
+    return (
+        _task_row(first, tasks[first])[1:] == _AS_BUILT
+        and _task_row(last, tasks[last])[1:] == _AS_BUILT
+    )
 
 
 def _tasks_packed(run: Any, chunk: int = 2048) -> bytes:
@@ -210,8 +225,11 @@ def _spec_rows(specs: Any) -> list[tuple[Any, ...]]:
 
 
 def pack_parts(
-    run: Any, columns: SnapshotColumns | None = None, specs: bytes | None = None
-) -> tuple[bytes, bytes]:
+    run: Any,
+    columns: SnapshotColumns | None = None,
+    specs: bytes | None = None,
+    tasks: bool = True,
+) -> tuple[bytes, bytes | None]:
     """The two big fields of a just-built run's snapshot frame, packed: its specs (fixed for the
     run's life) and its tasks (valid while ``run.untouched()``). Built where the run is, off the
     event loop (``daemon.upload_intake``), and kept in ``run.prebuilt`` for ``encode_run``: for
@@ -219,75 +237,29 @@ def pack_parts(
     run's specs as the submission's columns: ``daemon.intake_columns.snapshot_columns``) the
     specs are packed as ``RunSnapshot.columns``: a few arrays in C calls, where a row per spec
     was built and packed (``Prebuilt.columns`` says which). ``specs``: that part already packed
-    (``spliced_columns``), only the tasks packed here."""
+    (``spliced_columns``), only the tasks packed here. ``tasks`` False: the tasks part left
+    None while every task is as built, for standbys that read ``RunSnapshot.tasks_built`` (7:
+    a spliced run's, whose specs only those read as they are): ``encode_run`` tells them so and
+    packs the tasks for any other."""
     if specs is None and columns is not None:
-        specs = _packer_of().pack(_columns_record().to_wire(columns))
+        wire = _columns_record().to_wire(columns)
+        if not (columns.tails or columns.tail_sizes):  # (a 6th version's columns, as they were)
+            wire = wire[:_SIXTH_COLUMNS]
+        specs = _packer_of().pack(wire)
     elif specs is None:
         rows = _spec_rows(run.specs)
         specs = _pack_rows(rows)
         free(rows)  # (a tuple per task, and a list in each task row: not freed at once on return)
     if run.untouched():
+        if not tasks and _built_ends(run):
+            return specs, None
         untouched = _untouched_tasks(run)
         if untouched is not None:
             return specs, untouched
     rows = _task_rows(run)
-    tasks = _pack_rows(rows)
+    packed = _pack_rows(rows)
     free(rows)
-    return specs, tasks
-
-
-#: Where a ``SubmitColumns``' arrays sit among its head's values (after the envelope), the same
-#: arrays in the same order as a ``SnapshotColumns``' first fields (ids to priorities).
-_SENT_IDS = MESSAGE_OFFSET + _SUBMIT_NAMES.index("ids")
-_SENT_COSTS = MESSAGE_OFFSET + _SUBMIT_NAMES.index("costs")
-_SENT_PRIORITIES = MESSAGE_OFFSET + _SUBMIT_NAMES.index("priorities")
-
-
-def spliced_columns(
-    tasks: TaskColumns,
-    frames: Sequence[Any],
-    head: Any,
-    marks: Sequence[int],
-    costs: Sequence[dict[str, float]],
-) -> bytes | None:
-    """The specs part ``pack_parts`` packs from ``daemon.intake_columns.column_snapshot``'s
-    columns of a run that came with code heads, most of it the submission's own bytes: its
-    ``head`` frame holds the ids, ``dep_counts``, deps, ``cost_of``, inclusions, ``inclusion``
-    and priorities msgpack-encoded as a ``SnapshotColumns`` holds them, so they are spliced in
-    (msgpack is a stream of values), where packing them again held the upload thread's GIL in
-    long C calls while the run's start waited. ``marks``: the offset in ``head`` where each of
-    its values starts, and its end (``upload_intake.unpack_head``), the values the codec read
-    and checked into ``tasks``. Packed here: ``costs``, the cost maps as parsed (as the specs
-    hold them), the payloads' tails (the frames, views as they are) and the heads. None (then
-    ``column_snapshot`` and ``pack_parts``) unless ``tasks`` came with heads and no payload is
-    far, as ``column_snapshot`` keeps them."""
-    sent = tasks.sent
-    n = len(tasks)
-    if tasks.head_of is None or len(frames) < n or len(marks) <= _SENT_PRIORITIES + 1:
-        return None
-    tails = frames[:n]
-    if type(tails) is not list:
-        tails = list(tails)
-    if not set(map(type, tails)) <= _BUFFERS:  # (what a packer takes as bin as it is)
-        tails = list(map(bytes, tails))
-    longest = max(map(len, tails), default=0) + max(map(len, sent.heads), default=0)
-    if longest > FAR_BYTES:
-        return None
-    packer = _packer_of()
-    head = memoryview(head)  # (any buffer a frame may be; its slices are not copied)
-    parts = [
-        packer.pack_array_header(_columns_record().count),
-        head[marks[_SENT_IDS] : marks[_SENT_COSTS]],
-        packer.pack(list(costs)),
-        head[marks[_SENT_COSTS + 1] : marks[_SENT_PRIORITIES + 1]],
-        packer.pack(tails),
-        packer.pack(sent.heads),
-        packer.pack(sent.head_of),
-    ]
-    return b"".join(parts)
-
-
-_BUFFERS = frozenset((bytes, memoryview))
+    return specs, packed
 
 
 def _packer_of() -> msgpack.Packer:
@@ -325,7 +297,8 @@ def encode_run(
     ``columns``: the standby reads ``RunSnapshot.columns`` (its range reaches
     ``SNAPSHOT_COLUMNS_SINCE``: ``messages_snapshot.reads_columns``, its version); the specs go as
     columns when its intake packed them so for a standby of that version (``Prebuilt.columns``:
-    code heads need 6), else as rows, which every standby reads. ``as_built``: the tasks spliced
+    code heads need 6, the tails as one blob 7: to a standby of 6 they go cut apart,
+    ``heads_form``), else as rows, which every standby reads. ``as_built``: the tasks spliced
     as built though the run moved on (the caller sends the moved ones after it: the first
     snapshot of a big run, ``daemon.replication``)."""
     o = run.options
@@ -335,13 +308,28 @@ def encode_run(
     packer = msgpack.Packer(use_bin_type=True, autoreset=True) if chunked else _packer
     as_columns = packed is not None and prebuilt.columns
     use_columns = as_columns and columns and columns >= prebuilt.columns
+    # (tails as one blob: a standby of 6 still gets the columns, the tails cut apart for it)
+    older = (
+        as_columns
+        and not use_columns
+        and prebuilt.columns == SNAPSHOT_TAILS_SINCE
+        and columns >= SNAPSHOT_HEADS_SINCE
+    )
     specs: Any = None
     tasks: Any = None
+    built = False  # (``RunSnapshot.tasks_built``: the tasks as built, none packed)
     if packed is not None:
-        if use_columns or not as_columns:
+        if older:
+            specs, use_columns = heads_form(packed[0]), True
+        elif use_columns or not as_columns:
             specs = packed[0]
         if as_built or run.untouched():
             tasks = packed[1]
+            if tasks is None:  # (``pack_parts``' ``tasks``: as built, left unpacked)
+                if columns >= SNAPSHOT_TAILS_SINCE:
+                    built, tasks = True, _NO_TASKS
+                elif not chunked:
+                    tasks = _untouched_tasks(run)
     if specs is None and chunked:
         specs = _pack_rows(_spec_rows(run.specs))
     if tasks is None and chunked:
@@ -367,6 +355,8 @@ def encode_run(
     )
     if use_columns:
         row += (_SPLICED,)  # (``RunSnapshot.columns``: a 5th version's trailing field)
+    if built:
+        row += (None, True)[len(row) - _COLUMNS_AT :]  # (``tasks_built``: a 7th version's)
     if specs is None and tasks is None:
         return packer.pack(row)  # type: ignore[no-any-return]
     parts = [packer.pack_array_header(len(row))]
@@ -379,8 +369,11 @@ def encode_run(
 
 
 _SPLICED = object()  # a field of encode_run's row taken from ``run.prebuilt``
+_SIXTH_COLUMNS = [f.name for f in fields(SnapshotColumns)].index("tails")  # (6's fields: before)
 _SPECS_AT = 11  # the specs' index in a RunSnapshot row
 _TASKS_AT = 13  # the tasks' index
+_COLUMNS_AT = 17  # ``columns``' index (``tasks_built`` after it)
+_NO_TASKS = msgpack.packb(())
 
 
 def encode_run_data(data: dict[str, Any]) -> bytes:
@@ -446,8 +439,9 @@ def encode_run_data(data: dict[str, Any]) -> bytes:
         float(data.get("submitted", 0.0)),
         float(data.get("finished", 0.0)),
         None,  # (the specs as rows: every standby reads them)
+        False,  # (the tasks as rows)
     )
-    return _packer.pack(_record().row_to_wire(row)[: len(row) - 1])  # type: ignore[no-any-return]
+    return _packer.pack(_record().row_to_wire(row)[:_COLUMNS_AT])  # type: ignore[no-any-return]
 
 
 def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
@@ -466,6 +460,13 @@ def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
             snap = record.from_other(values)
     except Invalid as exc:
         raise SnapshotError(f"invalid run snapshot: {exc}") from None
+    specs = (
+        [spec_to_data(s) for s in snap.specs]
+        if snap.columns is None
+        else _column_specs(snap.columns, len(snap.specs))
+    )
+    if snap.tasks_built and snap.tasks:
+        raise SnapshotError(f"invalid run snapshot: {len(snap.tasks)} task rows, all as built")
     data = {
         "run_id": snap.run_id,
         "seq": snap.seq,
@@ -481,11 +482,9 @@ def decode_run(raw: bytes | memoryview) -> dict[str, Any]:
             "outputs": list(snap.outputs) if snap.outputs is not None else None,
             "packages": list(snap.packages),
         },
-        "specs": [spec_to_data(s) for s in snap.specs]
-        if snap.columns is None
-        else _column_specs(snap.columns, len(snap.specs)),
+        "specs": specs,
         "group_node": dict(snap.group_node),
-        "tasks": {t.task_id: _task_data(t) for t in snap.tasks},
+        "tasks": _built_data(specs) if snap.tasks_built else _task_rows_data(snap.tasks),
         "submitted": snap.submitted,
         "finished": snap.finished,
     }
@@ -559,9 +558,17 @@ def _column_specs(c: SnapshotColumns, rows: int) -> list[dict[str, Any]]:
         tasks = TaskColumns(c)  # type: ignore[arg-type]
     except ColumnError as exc:
         raise SnapshotError(f"invalid run snapshot columns: {exc}") from None
-    if len(c.payloads) != len(c.ids):
+    payloads: Sequence[bytes] = c.payloads
+    if c.tails or c.tail_sizes:  # (protocol 7: the tails as one blob)
+        if payloads:
+            raise SnapshotError("invalid run snapshot columns: payloads besides their tails")
+        try:
+            payloads = split_tails(c.tails, c.tail_sizes, len(c.ids), "SnapshotColumns")
+        except ColumnError as exc:
+            raise SnapshotError(f"invalid run snapshot columns: {exc}") from None
+    if len(payloads) != len(c.ids):
         raise SnapshotError(
-            f"invalid run snapshot columns: {len(c.payloads)} payloads for {len(c.ids)} specs"
+            f"invalid run snapshot columns: {len(payloads)} payloads for {len(c.ids)} specs"
         )
     costs, inclusions = c.costs, c.inclusions
     return [
@@ -584,10 +591,40 @@ def _column_specs(c: SnapshotColumns, rows: int) -> list[dict[str, Any]]:
             tasks.cost_of,
             tasks.inclusion,
             tasks.priorities,
-            tasks.whole(c.payloads),  # (each joined to its code head, if it came cut)
+            tasks.whole(payloads),  # (each joined to its code head, if it came cut)
             strict=True,
         )
     ]
+
+
+def _task_rows_data(tasks: Sequence[SnapshotTask]) -> dict[str, dict[str, Any]]:
+    return {t.task_id: _task_data(t) for t in tasks}
+
+
+def _built_data(specs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``RunSnapshot.tasks_built``: each spec's task as built, as ``_task_data`` reads the row
+    of one (``_AS_BUILT``), a dict of its own each."""
+    (state, attempt, node, failures, losses, completions, size, value, _, delayed, error, _, _) = (
+        _AS_BUILT
+    )
+    return {
+        s["id"]: {
+            "state": state,
+            "attempt": attempt,
+            "node": node,
+            "failures": failures,
+            "losses": losses,
+            "completions": completions,
+            "size": size,
+            "value": value,
+            "locations": [],
+            "delayed": delayed,
+            "last_error": list(error),
+            "history": [],
+            "attempts": [],
+        }
+        for s in specs
+    }
 
 
 def _task_data(t: SnapshotTask) -> dict[str, Any]:
@@ -642,6 +679,7 @@ __all__ = [
     "decode_run",
     "free_in_pieces",
     "encode_run",
+    "heads_form",
     "encode_run_data",
     "error_from_data",
     "error_from_info",

@@ -41,7 +41,8 @@ class Prebuilt:
     """What is worked out where a run is built (``RunState.prebuilt``), for its intake: its
     snapshot's two big fields packed (``protocol.snapshot.pack_parts``) and ``probes``."""
 
-    packed: tuple[bytes, bytes]
+    # (the tasks part None: left unpacked, every task as built: ``pack_parts``' ``tasks``)
+    packed: tuple[bytes, bytes | None]
     # One task per (pin, cost) shape and every task of a collocation group, in the run's order:
     # the ones the owner's checks (a live pin, a node that can hold it) must look at; they find
     # the same first misfit as a look at every task (``ClusterView.misfit``).

@@ -6,12 +6,16 @@ status long poll, a live owner and a node without a replica answer as before."""
 
 from __future__ import annotations
 
+import random
+
 from fake_port import envelope
 from test_daemon_ports import GRACE, dies, replica_of, standby_node
+from test_snapshot_spliced import _frames, _prepared
 
 from handoffd.daemon.replica_status import _task_states, count
 from handoffd.protocol import messages as m
-from handoffd.protocol.snapshot import decode_run
+from handoffd.protocol.messages_snapshot import SNAPSHOT_TAILS_SINCE
+from handoffd.protocol.snapshot import decode_run, encode_run
 
 
 def _status(owner: object, port: object, wait: float = 0.0) -> m.RunStatusReply:
@@ -82,3 +86,15 @@ def test_the_lean_read_of_a_snapshot_agrees_with_decoding_it() -> None:
     data = decode_run(frame)
     assert lean == (data["state"], False, {t: r["state"] for t, r in data["tasks"].items()})
     assert _task_states(b"\x93\x01\x02") is None  # not a snapshot: decoded in full instead
+
+
+def test_a_snapshot_of_tasks_as_built_is_counted_from_its_specs() -> None:
+    """``RunSnapshot.tasks_built`` (protocol 7): no task rows to read lean, so the snapshot is
+    decoded, each spec's task counted PENDING."""
+    run = _prepared(_frames(random.Random(2), 12)).run
+    assert run is not None
+    frame = encode_run(run, columns=SNAPSHOT_TAILS_SINCE)
+    assert _task_states(frame) is None  # (read in full)
+    counted = count(frame, {}, None)
+    assert counted.state == "RUNNING" and counted.counts["PENDING"] == 12
+    assert counted == count(encode_run(run, columns=0), {}, None)
