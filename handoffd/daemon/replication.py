@@ -231,16 +231,13 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
         for ins in instructions:
             if isinstance(ins, rlog.SendSnapshot):
                 run = self.scheduler.run_state(ins.run_id)
+                columns = reads_columns(self.port.member(ins.node))
                 if (ins.run_id, ins.node) in self._held:
                     pass  # one is being packed: it and the batches held after it will do
-                elif (
-                    run is not None
-                    and self._off_loop(run)
-                    and as_built(run, reads_columns(self.port.member(ins.node)))
-                ):
+                elif run is not None and self._off_loop(run, columns) and as_built(run, columns):
                     self._send_snapshot(ins, frames, as_built=True)
                     moved.add(ins.run_id)
-                elif run is not None and self._off_loop(run):
+                elif run is not None and self._off_loop(run, columns):
                     # Its batches are held from now on, as later ones of this loop turn.
                     off_loop.setdefault(ins.run_id, []).append(ins)
                     self._held[(ins.run_id, ins.node)] = []
@@ -268,12 +265,17 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
                 self._flush_soon()
 
     @staticmethod
-    def _off_loop(run: Any) -> bool:
+    def _off_loop(run: Any, columns: int) -> bool:
         """A big run's snapshot is packed in a thread, unless it is spliced from the bytes its
-        intake packed (``encode_run``: a just-accepted run, cheap on the loop)."""
+        intake packed (``encode_run``: a just-accepted run, cheap on the loop) in a form the
+        standby reads (``columns``: its ``reads_columns``; below ``Prebuilt.columns`` its specs,
+        and tasks, would be packed again)."""
         if len(run.tasks) < PACK_OFF_LOOP:
             return False
-        return run.prebuilt is None or not run.untouched()
+        prebuilt = run.prebuilt
+        if prebuilt is None or not run.untouched():
+            return True
+        return bool(prebuilt.columns) and columns < prebuilt.columns
 
     def complete_standbys(self, run_id: str) -> tuple[str, ...]:
         """The run's standbys that hold all of it, its big payloads too (``OwnerPayloads``)."""

@@ -332,3 +332,21 @@ def test_a_takeover_rebuilds_the_same_run_from_every_form(seed: int, build: str)
             )
     assert rebuilt[0][0] == run.snapshot(history=False)
     assert all(one == rebuilt[0] for one in rebuilt)
+
+
+def test_a_big_run_a_standby_cannot_read_as_spliced_is_packed_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An untouched big run's snapshot is spliced on the loop only for a standby that reads its
+    intake's form (``Prebuilt.columns``): for an older one the columns would be cut apart and the
+    tasks packed (or the specs packed as rows) on the loop, so it goes to the thread."""
+    from handoffd.daemon import replication
+
+    monkeypatch.setattr(replication, "PACK_OFF_LOOP", 10)
+    off_loop = replication.ReplicationIO._off_loop
+    run = _prepared(_frames(random.Random(13), 12)).run
+    assert run is not None and run.untouched() and run.prebuilt is not None
+    assert not off_loop(run, SNAPSHOT_TAILS_SINCE)
+    assert off_loop(run, SNAPSHOT_HEADS_SINCE) and off_loop(run, 5) and off_loop(run, 0)
+    monkeypatch.setattr(replication, "PACK_OFF_LOOP", 13)
+    assert not off_loop(run, SNAPSHOT_HEADS_SINCE)  # (small: on the loop as ever)
