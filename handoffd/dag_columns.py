@@ -274,17 +274,21 @@ def _build(
                 at = last_at
             else:
                 code_key = id(code)
-                at = code_at.get(code_key)
-                if at is None:
+                known = code_at.get(code_key)
+                if known is not None:
+                    at = known
+                else:
                     head = values.call_head(values.dumps_code(code, packages))
                     if len(head) > HEAD_BYTES:  # (sent whole, in each of its functions' frames)
                         at = -1
                         big[code_key] = head
                     else:
-                        at = head_at.get(head)
-                        if at is None:
+                        known = head_at.get(head)
+                        if known is None:
                             at = head_at[head] = len(heads)
                             heads.append(head)
+                        else:
+                            at = known
                     code_at[code_key] = at
                 last_fn, last_at = code, at
                 if at:
@@ -292,9 +296,8 @@ def _build(
             if not extra:
                 tail = no_literals
             else:
-                tail = _int_tail(extra)  # noqa: F821
-                if tail is None:
-                    tail = call_tail(extra, _NO_KWARGS)
+                one = _int_tail(extra)  # noqa: F821
+                tail = call_tail(extra, _NO_KWARGS) if one is None else one
             if at < 0:
                 tail = big[id(code)] + tail
         except Exception:
@@ -303,10 +306,10 @@ def _build(
         payloads.append(tail)
         ids.append(key)
         if kind is not last_kind:
-            at = kinds.get(kind)
-            if at is None:
-                at = kinds[kind] = len(kinds)
-            last_kind, last_code = kind, at
+            known = kinds.get(kind)
+            if known is None:
+                known = kinds[kind] = len(kinds)
+            last_kind, last_code = kind, known
         inclusion.append(last_code)
         if fn_priority:
             ranked = True
