@@ -14,6 +14,9 @@ CORE_SRC += $(foreach m,$(MEMBERSHIP_COMPILED),handoffd/membership/$(m).py) $(wi
 # The owner's read of another node's reports (setup.py PROTOCOL_COMPILED), the .pxd beside it.
 PROTOCOL_COMPILED := report_read
 CORE_SRC += $(foreach m,$(PROTOCOL_COMPILED),handoffd/protocol/$(m).py handoffd/protocol/$(m).pxd)
+# The client's build of a plain DAG's submission (setup.py CLIENT_COMPILED), the .pxd beside it.
+CLIENT_COMPILED := dag_columns
+CORE_SRC += $(foreach m,$(CLIENT_COMPILED),handoffd/$(m).py handoffd/$(m).pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
 .PHONY: install build inplace test lint typecheck suite fast unit demo bench bench-peers clean browser
@@ -28,6 +31,7 @@ $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.scheduler.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'scheduler modules not compiled: ' + ' '.join(bad); print('compiled scheduler:', ' '.join(sys.argv[1:]))" $(SCHED_COMPILED)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.membership.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'membership modules not compiled: ' + ' '.join(bad); print('compiled membership:', ' '.join(sys.argv[1:]))" $(MEMBERSHIP_COMPILED)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.protocol.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'protocol modules not compiled: ' + ' '.join(bad); print('compiled protocol:', ' '.join(sys.argv[1:]))" $(PROTOCOL_COMPILED)
+	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'client modules not compiled: ' + ' '.join(bad); print('compiled client:', ' '.join(sys.argv[1:]))" $(CLIENT_COMPILED)
 	touch $(STAMP)
 
 install: $(STAMP)

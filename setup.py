@@ -61,6 +61,10 @@ MEMBERSHIP_COMPILED = ("swim", "probing", "records", "gossip", "lifeguard", "sim
 #: values), compiled from its .py with the .pxd beside it; tests/unit/test_report_read.py holds
 #: it to its .py.
 PROTOCOL_COMPILED = ("report_read",)
+#: The client's build of a plain DAG's submission columns (one loop over the user's functions,
+#: W1's serial start), compiled from its .py with the .pxd beside it;
+#: tests/unit/test_dag_columns.py holds it to its .py.
+CLIENT_COMPILED = ("dag_columns",)
 
 try:
     import numpy
@@ -121,6 +125,14 @@ else:
                 extra_compile_args=OPT_FLAGS,
             )
             for name in PROTOCOL_COMPILED
+        ]
+        + [
+            Extension(
+                f"handoffd.{name}",
+                [f"handoffd/{name}.py"],
+                extra_compile_args=OPT_FLAGS,
+            )
+            for name in CLIENT_COMPILED
         ],
         # Python's semantics kept (the .py is the reference): bounds and negative indices
         # checked, division by zero raises.

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; dag_columns.pxd beside it gives the compiled build its C types)
 """A plain DAG's submission built as columns in one pass (the client's side of ``SubmitColumns``).
 
 Design note: ``DAG.wire_tasks`` validates a DAG, then makes one ``TaskMeta`` row per function;
@@ -18,22 +20,81 @@ Anything else (a function that is not plain, a missing dependency, a cycle, a ch
 that cannot be pickled, a bad priority) makes it give up (None): the caller takes the rows' path,
 which raises the same error with the same message, or sends what it always sent. The run's options
 (policy, retries, outputs) are checked by ``validation.check_submission`` as on that path.
+
+Compiled (``setup.py CLIENT_COMPILED``) with dag_columns.pxd's types, this file is also its own
+pure-Python twin (``tests/unit/test_dag_columns.py`` holds both to the rows' path). The loop reads
+each function's fields once, looks a callable's head up once per run of functions sharing it,
+writes a one-int literal's tail in place, and makes a column that is all zeros (no priorities,
+one inclusion, one head, no dependencies) whole instead of packing it a value at a time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from handoffd import errors, validation, values
 from handoffd.protocol.column_codes import pack
 from handoffd.protocol.messages_submit import SentColumns
 from handoffd.protocol.schema import Rows
+from handoffd.values import call_tail
 
 #: the default cost as ``wire_tasks`` sends it (every plain function's)
 _DEFAULT_COSTS = ({"cpu": 1.0},)
 #: a code head past this goes whole in each of its functions' frames, not in the message's head
 #: (``SubmitColumns.heads``): a frame past ``FAR_BYTES`` is sent by reference, a head never is
 HEAD_BYTES = 64 << 10
+_NO_KWARGS: dict[str, Any] = {}
+
+
+def _int_frame() -> tuple[bytes, bytes]:
+    """What ``call_tail([v], {})`` puts around a 32-bit ``v`` (little-endian, 4 bytes), read off
+    ``call_tail`` itself so it stays the one writer of a payload's bytes; two empty parts (no
+    short cut: every tail from ``call_tail``) if its tails are not of that shape."""
+    mark = 0x01020304
+    tail = call_tail([mark], {})
+    at = tail.find(mark.to_bytes(4, "little"))
+    if at < 0:
+        return b"", b""
+    head, end = tail[:at], tail[at + 4 :]
+    for v in (0, 1, -1, -(2**31), 2**31 - 1, 255, 65536):
+        if call_tail([v], {}) != head + v.to_bytes(4, "little", signed=True) + end:
+            return b"", b""
+    return head, end
+
+
+# the parts of a one-int tail (``_int_frame``; C bytes variables when compiled, the .pxd's), and
+# that tail made in one call
+_OPEN, _CLOSE = _int_frame()
+_pack_int = struct.Struct(f"<{len(_OPEN)}si{len(_CLOSE)}s").pack
+
+
+def _one_int_tail(extra: list[Any]) -> bytes | None:
+    """``call_tail(extra, {})`` when ``extra`` is one 32-bit int (as ``type(v) is int``: a bool
+    pickles as itself), else None: the caller asks ``call_tail``. Compiled, dag_columns.pxd's C
+    function of the same name writes the bytes itself."""
+    if _OPEN and len(extra) == 1:
+        one = extra[0]
+        if type(one) is int and -0x80000000 <= one <= 0x7FFFFFFF:
+            return _pack_int(_OPEN, one, _CLOSE)
+    return None
+
+
+def _get_cpu(cost: dict[str, Any]) -> Any:
+    """``cost["cpu"]`` or None; compiled, a C look-up in the dict (dag_columns.pxd), where a
+    ``get`` on an untyped local is a method call."""
+    return cost.get("cpu")
+
+
+# The names ``_build`` calls: the functions above here, the .pxd's inline C functions when
+# compiled (Cython refuses a cdef name the module also assigns: hence ``globals()``, which ruff
+# does not see either: their uses say ``noqa: F821``).
+if TYPE_CHECKING:
+    _int_tail: Callable[[list[Any]], bytes | None]
+    _cpu: Callable[[dict[str, Any]], Any]
+globals().setdefault("_int_tail", _one_int_tail)
+globals().setdefault("_cpu", _get_cpu)
 
 
 class _NotPlain(Exception):
@@ -159,12 +220,18 @@ def _build(
     # a DAG, as wire_tasks pickles each callable once
     code_at: dict[int, int] = {}
     big: dict[int, bytes] = {}  # id(callable) -> its head past HEAD_BYTES
-    call_tail = values.call_tail
-    no_literals = call_tail([], {})  # (the tail of every function without literals)
-    no_kwargs: dict[str, Any] = {}
+    no_literals = call_tail([], _NO_KWARGS)  # (the tail of every function without literals)
     last_kind = None
     last_code = 0
+    # The callable met last and its head's index: a DAG's functions mostly share one, so the
+    # look-up by id is made once a run of them, not once a function.
+    last_fn: Any = None
+    last_at = 0
     linked = False  # some function has a dependency
+    # Columns still all zero (the common case) are made whole at the end, not packed a value
+    # at a time.
+    ranked = priority != 0
+    shared = False  # some function's head is not heads[0]
     for key, fn in functions.items():
         args = fn.args
         extra = fn.extra_args
@@ -188,7 +255,7 @@ def _build(
             and (kind == "variadic" or kind == "as_list")
             and type(cost) is dict
             and len(cost) == 1
-            and (type(cpu := cost.get("cpu")) is int or type(cpu) is float)
+            and (type(cpu := _cpu(cost)) is int or type(cpu) is float)  # noqa: F821
             and cpu == 1
             and callable(code)
         ):
@@ -202,35 +269,53 @@ def _build(
             linked = True
         else:
             counts.append(0)
-        code_key = id(code)
         try:
-            at = code_at.get(code_key)
-            if at is None:
-                head = values.call_head(values.dumps_code(code, packages))
-                if len(head) > HEAD_BYTES:  # (sent whole, in each of its functions' frames)
-                    at = -1
-                    big[code_key] = head
+            if code is last_fn:
+                at = last_at
+            else:
+                code_key = id(code)
+                known = code_at.get(code_key)
+                if known is not None:
+                    at = known
                 else:
-                    at = head_at.get(head)
-                    if at is None:
-                        at = head_at[head] = len(heads)
-                        heads.append(head)
-                code_at[code_key] = at
-            tail = call_tail(extra, no_kwargs) if extra else no_literals
+                    head = values.call_head(values.dumps_code(code, packages))
+                    if len(head) > HEAD_BYTES:  # (sent whole, in each of its functions' frames)
+                        at = -1
+                        big[code_key] = head
+                    else:
+                        known = head_at.get(head)
+                        if known is None:
+                            at = head_at[head] = len(heads)
+                            heads.append(head)
+                        else:
+                            at = known
+                    code_at[code_key] = at
+                last_fn, last_at = code, at
+                if at:
+                    shared = True
+            if not extra:
+                tail = no_literals
+            else:
+                one = _int_tail(extra)  # noqa: F821
+                tail = call_tail(extra, _NO_KWARGS) if one is None else one
             if at < 0:
-                tail = big[code_key] + tail
+                tail = big[id(code)] + tail
         except Exception:
             raise _NotPlain from None  # (the rows' path says what cannot be pickled)
         head_of.append(at)
         payloads.append(tail)
         ids.append(key)
         if kind is not last_kind:
-            at = kinds.get(kind)
-            if at is None:
-                at = kinds[kind] = len(kinds)
-            last_kind, last_code = kind, at
+            known = kinds.get(kind)
+            if known is None:
+                known = kinds[kind] = len(kinds)
+            last_kind, last_code = kind, known
         inclusion.append(last_code)
-        priorities.append(fn_priority + priority)
+        if fn_priority:
+            ranked = True
+            priorities.append(fn_priority + priority)
+        else:
+            priorities.append(priority)
     n = len(ids)
     if linked:  # wire_tasks' order: Kahn's, the roots first in insertion order
         order = _kahn(functions, ids, counts)
@@ -247,10 +332,13 @@ def _build(
         deps = []
         for fid in ids:
             deps += functions[fid].args
-    try:
-        packed_priorities = pack("q", priorities)
-    except (OverflowError, TypeError):
-        raise _NotPlain from None  # (the rows' path sends records)
+    if ranked:
+        try:
+            packed_priorities = pack("q", priorities)
+        except (OverflowError, TypeError):
+            raise _NotPlain from None  # (the rows' path sends records)
+    else:
+        packed_priorities = bytes(8 * n)
     columns = SentColumns(
         tuple(ids),
         pack("i", counts) if linked else bytes(4 * n),
@@ -258,10 +346,10 @@ def _build(
         _DEFAULT_COSTS,
         bytes(4 * n),
         tuple(kinds),
-        pack("B", inclusion),
+        pack("B", inclusion) if len(kinds) > 1 else bytes(n),
         packed_priorities,
         tuple(heads),
-        pack("i", head_of),
+        pack("i", head_of) if shared else bytes(4 * n),
     )
     return columns, payloads
 

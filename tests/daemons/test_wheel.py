@@ -128,6 +128,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "handoffd/py.typed" in names and "handoffd/_core/py.typed" in names
     assert any(n.endswith("dist-info/licenses/LICENSE") for n in names)
     assert [n for n in names if n.startswith("handoffd/_core/binpack.") and n.endswith(".so")]
+    # the client's compiled build of a submission (setup.py CLIENT_COMPILED), its .pxd beside it
+    assert [n for n in names if n.startswith("handoffd/dag_columns.") and n.endswith(".so")]
+    assert "handoffd/dag_columns.pxd" in names
     metadata = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("dist-info/METADATA"))
     )

@@ -1,11 +1,16 @@
 """A plain DAG's submission built as columns in one pass (``handoffd.dag_columns``) against the
 records' path it replaces (``DAG.wire_tasks`` rows, then ``messages_submit.submit_columns``): the
 same message field by field, the same bytes, the same submission decoded by a daemon, the same
-records for an older daemon, and the same refusal of bad input, on random DAGs."""
+records for an older daemon, and the same refusal of bad input, on random DAGs. Both builds:
+``dag_columns`` compiled from its .py with the .pxd beside it, and the .py run as plain Python."""
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -30,6 +35,31 @@ pytestmark = pytest.mark.timeout(120)
 CODEC = Codec()
 
 
+def _pure() -> ModuleType:
+    """``handoffd/dag_columns.py`` run as plain Python, whatever is compiled beside it."""
+    source = Path(dag_columns.__file__ or "").with_name("dag_columns.py")
+    spec = importlib.util.spec_from_file_location("handoffd_dag_columns_pure", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+PURE = _pure()
+BUILDS = pytest.mark.parametrize("build", [dag_columns, PURE], ids=["compiled", "pure"])
+
+
+def test_the_compiled_build_is_the_one_imported_when_the_core_was_built() -> None:
+    assert PURE.__file__ is not None and PURE.__file__.endswith(".py")
+    try:
+        import handoffd._core.sched  # noqa: F401
+    except ImportError:  # a build without Cython: the .py is the only build
+        return
+    assert dag_columns.__file__ is not None
+    assert dag_columns.__file__.endswith((".so", ".pyd")), dag_columns.__file__
+
+
 def _double(*xs: Any) -> Any:
     return xs
 
@@ -52,6 +82,7 @@ def _random_dag(rng: random.Random, n: int) -> handoffd.DAG:
             deps.append(deps[0])  # a repeated dependency
         extra: list[Any] = rng.choice(
             [[], [i], [i, "x"], [2**40 + i], [[1, 2], {"k": i}], [None, 1.5]]
+            + [[2**31 - 1], [-(2**31)], [2**31], [-(2**31) - 1], [-i], [True], [1.0]]
         )
         dag.add_function(
             handoffd.Function(
@@ -79,13 +110,52 @@ def _options() -> dict[str, Any]:
     return {"policy": "binpack", "max_retries": 3, "outputs": None, "packages": ()}
 
 
+def _uniform_dag(rng: random.Random, n: int) -> handoffd.DAG:
+    """W1's shape (one callable, one int literal each, no priority, one inclusion, no
+    dependencies), with at most one function that differs in one way: the columns the build
+    makes whole rather than packs (priorities, inclusions, code heads, counts) and the ones it
+    must pack again."""
+    dag = handoffd.DAG()
+    odd = rng.randrange(n)
+    how = rng.choice(("none", "priority", "as_list", "code", "big", "dep", "literal"))
+    for i in range(n):
+        fn = handoffd.Function(id=f"n{i}", code=_double, extra_args=[rng.randint(-9, 2**33)])
+        if i == odd:
+            if how == "priority":
+                fn.priority = rng.choice((-1, 1, 2**62))
+            elif how == "as_list":
+                fn.argument_inclusion = "as_list"
+            elif how == "code":
+                fn.code = _triple
+            elif how == "big":
+                fn.code = _big_head(rng.randrange(1 << 30))
+            elif how == "dep" and i:
+                fn.args = [f"n{rng.randrange(i)}"]
+            elif how == "literal":
+                fn.extra_args = []
+        dag.add_function(fn)
+    return dag
+
+
+def _big_head(salt: int) -> Any:
+    """A callable whose pickle is past ``HEAD_BYTES`` (sent whole in its frames)."""
+    blob = random.Random(salt).randbytes(dag_columns.HEAD_BYTES + 10)
+
+    def big(*xs: Any) -> Any:
+        return (xs, len(blob))
+
+    return big
+
+
+@BUILDS
 @pytest.mark.parametrize("seed", range(40))
-def test_direct_columns_are_the_records_columns(seed: int) -> None:
+def test_direct_columns_are_the_records_columns(build: ModuleType, seed: int) -> None:
     rng = random.Random(seed)
-    dag = _random_dag(rng, rng.randint(2, 60))
+    n = rng.randint(2, 60)
+    dag = _random_dag(rng, n) if seed % 2 else _uniform_dag(rng, n)
     priority = rng.choice((0, 0, 5, -2))
     _rows_path(dag, **_options())  # (each callable's call head cached, as the next call finds it)
-    built = dag_columns.plain_columns(dag, priority=priority, **_options())
+    built = build.plain_columns(dag, priority=priority, **_options())
     assert built is not None
     sent, payloads = built
     rows, old_payloads = _rows_path(dag, priority, **_options())
@@ -127,9 +197,12 @@ def test_direct_columns_are_the_records_columns(seed: int) -> None:
         assert values.loads_call(payload) is not None
 
 
-def test_the_client_sends_plain_dags_as_built_columns_and_others_as_rows() -> None:
+@BUILDS
+def test_the_client_sends_plain_dags_as_built_columns_and_others_as_rows(
+    build: ModuleType,
+) -> None:
     plain = _random_dag(random.Random(1), 10)
-    tasks, _, ids = dag_columns.submission(plain, "binpack", 3, None, (), 0)
+    tasks, _, ids = build.submission(plain, "binpack", 3, None, (), 0)
     assert (
         type(tasks) is SentColumns
         and ids == list(tasks.ids)
@@ -138,6 +211,7 @@ def test_the_client_sends_plain_dags_as_built_columns_and_others_as_rows() -> No
     for change in (
         {"node": "n1"},
         {"cost": {"cpu": 2}},
+        {"cost": {"cpu": 1, "memory": 1.0}},
         {"kwargs": {"a": 1}},
         {"max_retries": 1},
         {"timeout": 2.0},
@@ -147,8 +221,8 @@ def test_the_client_sends_plain_dags_as_built_columns_and_others_as_rows() -> No
         fn = dag["f3"]
         for name, value in change.items():
             setattr(fn, name, value)
-        assert dag_columns.plain_columns(dag, priority=0, **_options()) is None, change
-        tasks, payloads, ids = dag_columns.submission(dag, "binpack", 3, None, (), 0)
+        assert build.plain_columns(dag, priority=0, **_options()) is None, change
+        tasks, payloads, ids = build.submission(dag, "binpack", 3, None, (), 0)
         assert type(tasks) is Rows and len(payloads) == 10 and len(ids) == 10
     hooked = handoffd.DAG()
     hooked.add_function(handoffd.Function(id="a", code=len, extra_args=[[1]]))
@@ -157,9 +231,9 @@ def test_the_client_sends_plain_dags_as_built_columns_and_others_as_rows() -> No
             id="b", code=len, args=[handoffd.Argument("a", serialize=repr, deserialize=eval)]
         )  # type: ignore[arg-type]
     )
-    assert dag_columns.plain_columns(hooked, priority=0, **_options()) is None
+    assert build.plain_columns(hooked, priority=0, **_options()) is None
     one = handoffd.DAG().add_function(handoffd.Function(id="one", code=len, extra_args=[[1]]))
-    assert dag_columns.plain_columns(one, priority=0, **_options()) is None  # the one-task path
+    assert build.plain_columns(one, priority=0, **_options()) is None  # the one-task path
 
 
 class _Unpicklable:
@@ -192,6 +266,8 @@ def _spoil(dag: handoffd.DAG, how: str) -> dict[str, Any]:
         options["outputs"] = ["nowhere"]
     elif how == "dep":
         fn.args = [*fn.args, 7]
+    elif how == "cost":
+        fn.cost = {"cpu": True}
     return options
 
 
@@ -208,10 +284,12 @@ def _spoil(dag: handoffd.DAG, how: str) -> dict[str, Any]:
         "retries",
         "outputs",
         "dep",
+        "cost",
         "prio",
     ],
 )
-def test_bad_input_gets_the_records_paths_error(how: str) -> None:
+@BUILDS
+def test_bad_input_gets_the_records_paths_error(build: ModuleType, how: str) -> None:
     errors = []
     for direct in (True, False):
         dag = _random_dag(random.Random(3), 12)
@@ -219,11 +297,11 @@ def test_bad_input_gets_the_records_paths_error(how: str) -> None:
         priority: Any = True if how == "prio" else 0
         try:
             if direct:
-                dag_columns.submission(
+                build.submission(
                     dag, options["policy"], options["max_retries"], options["outputs"], (), priority
                 )
             else:
-                dag_columns.rows_submission(  # the records' path, as the client took it
+                build.rows_submission(  # the records' path, as the client took it
                     dag, options["policy"], options["max_retries"], options["outputs"], (), priority
                 )
         except ValidationError as exc:
