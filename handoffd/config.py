@@ -29,7 +29,8 @@ DEFAULT_CLUSTER = "default"
 #: hooks, uploads, reliability); this build sends them to every peer, so it no longer serves 2.
 PROTOCOL_MIN = 3
 PROTOCOL_MAX = (
-    6  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads
+    7  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads;
+    # 7: a complete execute outcome's values as one block (protocol.outcome_block)
 )
 
 
