@@ -12,8 +12,9 @@ take the difference over the difference of N for instructions a task:
   its client's CPU);
 - **encode**: ``Client.execute`` of that DAG up to the frames its first send gets
   (``bench/client_encode.py``'s fake connection: validation, columns, codec, upload's cut);
-- **read**: an N-value outcome as the owner sends it (``bench/outcome_tail.py``), cut from the
-  local socket's bytes, decoded, kept and loaded as ``execute`` returns it;
+- **read**: an N-value outcome as the owner sends it (``bench/outcome_tail.py``: one block, as to
+  a client of protocol 7), cut from the local socket's bytes, decoded, kept and loaded as
+  ``execute`` returns it;
 - **owner**: the owner's side of that outcome (``outcome_tail.owner_side``).
 
 Without valgrind it prints each part's process CPU, best of ``--repeat`` (a check only: the

@@ -13,7 +13,8 @@ nodes, values reported inline as W1's are), then times, best of 5:
   decoded (``codec.decode``), kept (``Run._take``) and loaded (``Run._collect``) as ``execute``
   returns them.
 
-Prints ms per side and the outcome's bytes. For instruction counts, run it under callgrind with
+``--named``: the outcome as a client of protocol 6 gets it (``task_ids`` and a frame a value),
+not as one block (``protocol.outcome_block``). Prints ms per side and the outcome's bytes. For instruction counts, run it under callgrind with
 ``--collect-atstart=no --toggle-collect=_operator_call`` and one ``--side`` (each side runs once
 inside ``operator.call``; ``--repeat 1``), against another checkout's copy for A/B.
 """
@@ -93,10 +94,10 @@ def finished_run(n: int) -> Any:
     return sim.sched
 
 
-def owner_side(scheduler: Any) -> bytes:
+def owner_side(scheduler: Any, blocks: bool = True) -> bytes:
     port = _Port()
     waiting = Waiting(port, scheduler, _Results(scheduler), lambda run_id: None)  # type: ignore[arg-type]
-    waiter = Waiter(b"client", 7, True, 64 << 20, True, 30.0)
+    waiter = Waiter(b"client", 7, True, 64 << 20, True, 30.0, blocks=blocks)
     assert waiting.answer("run", waiter, final=True)
     (parts,) = port.sent
     return b"".join(bytes(p) for p in parts)
@@ -110,6 +111,7 @@ def client_side(data: bytes, ids: list[str]) -> dict[str, Any]:
     decoded = codec.decode(frames)
     assert decoded is not None
     run = Run(None, "run", "", ids, None)  # type: ignore[arg-type]
+    run._block_ids = tuple(ids)  # (as ``Client._submit`` sets it for an execute)
     run._take(decoded.msg, decoded.frames)
     return run._collect(ids)
 
@@ -121,17 +123,21 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--side", choices=("owner", "client", "both"), default="both")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--named", action="store_true", help="the outcome a client of protocol 6 gets (ids, frames)"
+    )
     args = parser.parse_args()
     scheduler = finished_run(args.tasks)
     ids = [f"t{i}" for i in range(args.tasks)]
-    data = owner_side(scheduler)
+    blocks = not args.named
+    data = owner_side(scheduler, blocks)
     out = client_side(data, ids)
     assert len(out) == args.tasks
     best: dict[str, float] = {}
     for _ in range(args.repeat):
         if args.side in ("owner", "both"):
             t = time.perf_counter()
-            operator.call(owner_side, scheduler)
+            operator.call(owner_side, scheduler, blocks)
             best["owner"] = min(best.get("owner", 1e9), time.perf_counter() - t)
         if args.side in ("client", "both"):
             t = time.perf_counter()

@@ -31,6 +31,7 @@ from handoffd.client_run import (
     Run,
     RunStatus,
     run_status,
+    submitted_ids,
     unknown_run,
 )
 from handoffd.client_threads import ThreadConnections
@@ -381,6 +382,8 @@ class Client(ClientPlumbing):
             self._learn_alone()
         run_id = os.urandom(8).hex()  # as uuid4().hex[:16] was: 64 random bits, no UUID object
         run = Run(self, run_id, "", function_ids, output_ids)
+        if wait:  # (its outcome may come as one block: ``outcome_block``)
+            run._block_ids = submitted_ids(tasks, output_ids)
         run._hook_consumers = dict(dag.hook_consumers)
         run._deadline = None if timeout is None else time.monotonic() + timeout
         options = (max_retries, policy, output_ids, shas)

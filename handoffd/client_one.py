@@ -58,6 +58,7 @@ _SUBMIT: int = m.SubmitAndWait.TYPE  # type: ignore[attr-defined]
 _OUTCOME: int = m.RunOutcome.TYPE  # type: ignore[attr-defined]
 _OFFSET = schema.MESSAGE_OFFSET
 _OUTCOME_LEN = _OFFSET + len(m.RunOutcome.__dataclass_fields__)  # type: ignore[attr-defined]
+_BLOCK_FIELDS = 2  # RunOutcome's since protocol 7 (block_sizes, block_ids)
 _LIMIT = 64  # request templates kept (a client with changing options drops them all)
 # (sender, id, argument_inclusion, priority, max_retries, policy, wait, max_bytes, packages)
 # -> (the packed head up to the request id, the packed fields after the run id)
@@ -361,10 +362,13 @@ def _done(
         v = _unpackb(head, use_list=False)
     except Exception:
         return None
-    if type(v) is not tuple or len(v) != _OUTCOME_LEN:
+    # (an outcome of a daemon of 6 has no block fields; a block outcome is not one value's)
+    if type(v) is not tuple or len(v) != _OUTCOME_LEN and len(v) != _OUTCOME_LEN - _BLOCK_FIELDS:
         return None
     (lo, hi, type_id, sender, incarnation, term, seq, rid, rrun, state, counts, placement) = v[:12]
-    (owner, run_term, standbys, error, task_ids, pending, released, known) = v[12:]
+    (owner, run_term, standbys, error, task_ids, pending, released, known) = v[12:20]
+    if v[20:] and (type(v[20]) is not bytes or v[20] or type(v[21]) is not int):
+        return None
     lo_ours, hi_ours = codec.default_codec.versions
     if not (
         type(type_id) is int

@@ -5,12 +5,12 @@ with their nodes asked for again, and the status record and error helpers ``Run`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from handoffd import client_results, errors, values
-from handoffd.protocol import codec
+from handoffd.protocol import codec, outcome_block
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_code import GetTaskOutput, OutputEntry
 from handoffd.protocol.snapshot import error_from_info
@@ -102,7 +102,8 @@ class RunReading:
     _held: dict[str, bytes]  # serialised results outcomes carried (see ``_values``)
     # The first outcome's (ids, values) as it came, until something needs them by id: the
     # usual results() asks for them in the same order and reads them in one pass (``_collect``).
-    _carried: tuple[tuple[str, ...], list[bytes]] | None
+    # A block outcome's values are cut from its frame in one call (``outcome_block.cut``).
+    _carried: tuple[tuple[str, ...], Sequence[Any]] | None
 
     @property
     def _values(self) -> dict[str, bytes]:
@@ -261,6 +262,18 @@ class RunReading:
                 return
 
 
+def submitted_ids(tasks: Any, outputs: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The ids whose values a complete outcome of this submission carries, in its order (the
+    owner's rule, ``results.outcome_values``): the outputs, else every function sent (columns'
+    ids, or the rows' first field)."""
+    if outputs is not None:
+        return outputs
+    ids = getattr(tasks, "ids", None)
+    if ids is not None:
+        return tuple(ids)
+    return tuple(row[0] for row in tasks)
+
+
 class Run(RunReading):
     """A submitted run. Methods block; values are fetched from wherever they live."""
 
@@ -281,7 +294,10 @@ class Run(RunReading):
         self._last: RunStatus | None = None
         self._exists = True  # known to exist: while no node knows it, an owner is taking over
         self._held: dict[str, bytes] = {}  # serialised results outcomes carried (``_values``)
-        self._carried: tuple[tuple[str, ...], list[bytes]] | None = None
+        self._carried: tuple[tuple[str, ...], Sequence[Any]] | None = None
+        # The ids a block outcome's values belong to, in order: the submission's outputs, else
+        # every function it sent (``submitted_ids``); None for a run this client did not submit.
+        self._block_ids: tuple[str, ...] | None = None
         self._released = False  # the owner freed the results after sending them all to us
         self._missing_package = False  # the owner lacked a code package we did not resend
         # serialize task id -> its consumer (handoffd.Argument): such a failure is the consumer's
@@ -326,7 +342,18 @@ class Run(RunReading):
         """Keep an outcome: the status, and the results it carried."""
         self._last = run_status(reply)
         ids = reply.task_ids
-        if ids:
+        sizes = reply.block_sizes
+        if sizes:  # every value submitted for, as one block (protocol 7)
+            try:
+                block = outcome_block.cut(sizes, reply.block_ids, frames, self._block_ids)
+            except outcome_block.BlockError as exc:
+                raise errors.HandoffError(f"run {self.id}: {exc}") from exc
+            assert self._block_ids is not None  # (cut checked it)
+            if self._carried is None and not self._held:
+                self._carried = (self._block_ids, block)
+            else:
+                self._values.update(zip(self._block_ids, block, strict=True))
+        elif ids:
             if self._carried is None and not self._held and len(frames) == len(ids):
                 self._carried = (tuple(ids), frames)  # (read by id only if asked so)
             else:

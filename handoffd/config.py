@@ -30,7 +30,8 @@ DEFAULT_CLUSTER = "default"
 PROTOCOL_MIN = 3
 PROTOCOL_MAX = (
     7  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads;
-    # 7: a run snapshot's payload tails as one blob (SnapshotColumns.tails)
+    # 7: a run snapshot's payload tails as one blob (SnapshotColumns.tails); a complete execute
+    # outcome's values as one block (protocol.outcome_block)
 )
 
 

@@ -21,6 +21,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol import messages_io as mio
 from handoffd.protocol import messages_reliability as mr
 from handoffd.protocol.messages_swim import HealthDescribed
+from handoffd.protocol.outcome_block import reads_blocks
 
 log = logging.getLogger("handoffd.node")
 
@@ -457,7 +458,10 @@ class NodeReliability:
         try:
             # (no copy: 1,000,000 frames copied here held the loop; the owner only reads them)
             frames = decoded.frames
-            self.owner.submit_checked(msg, frames, conn, checked, prepared.graph, prepared.run)
+            blocks = reads_blocks(decoded.envelope.max_version)
+            self.owner.submit_checked(
+                msg, frames, conn, checked, prepared.graph, prepared.run, blocks
+            )
         except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
             self.dropped += 1
             log.exception("handling an uploaded %s from %s failed", type(msg).__name__, sender)

@@ -57,6 +57,7 @@ from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
+from handoffd.protocol.outcome_block import reads_blocks
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import lane_entry
 from handoffd.scheduler import retention as rt
@@ -324,7 +325,8 @@ class OwnerIO(Submissions, NodeViews):
         replication = self._replication
         if kind is m.SubmitAndWait or kind is m.SubmitRun:  # (every execute: not the chain below)
             if not replication.redirect(msg, conn):
-                self._on_submit(msg, frames, conn)
+                blocks = envelope is not None and reads_blocks(envelope.max_version)
+                self._on_submit(msg, frames, conn, None, None, None, blocks)
             return
         if isinstance(msg, _FROM_EXECUTORS):
             term = envelope.term if envelope is not None else 0

@@ -72,13 +72,15 @@ class Submissions:
         checked: Sequence[TaskSpec] | errors.HandoffError | None = None,
         graph: TaskGraph | None = None,
         run: RunState | None = None,
+        blocks: bool = False,
     ) -> None:
         """``checked``/``graph``/``run``: an upload's specs (or refusal), graph and untouched run,
-        made off the loop (``upload_intake``)."""
+        made off the loop (``upload_intake``); ``blocks``: the sender reads a complete outcome as
+        one block (``outcome_block.reads_blocks`` of its envelope)."""
         term = self.scheduler.term_of(msg.run_id)  # not None: ours already (a retry)
         if checked is None and self.off_loop is not None and len(msg.tasks) >= OFF_LOOP_TASKS:
             if term is None:
-                done = self._prepared_for(msg, frames, conn)
+                done = self._prepared_for(msg, frames, conn, blocks)
                 self.off_loop(msg, frames, self.limits, self.scheduler.order, done)
                 return
         try:
@@ -104,7 +106,9 @@ class Submissions:
             self._reject(msg, conn, exc)
             return
         if isinstance(msg, m.SubmitAndWait):
-            waiter = Waiter(conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait)
+            waiter = Waiter(
+                conn, msg.request_id, True, msg.max_bytes, msg.release, msg.wait, blocks=blocks
+            )
         else:
             waiter = Waiter(conn, msg.request_id)
         if term is not None:
@@ -129,14 +133,18 @@ class Submissions:
     submit_checked = _on_submit
 
     def _prepared_for(
-        self, msg: m.SubmitRun | m.SubmitAndWait, frames: list[bytes], conn: bytes
+        self,
+        msg: m.SubmitRun | m.SubmitAndWait,
+        frames: list[bytes],
+        conn: bytes,
+        blocks: bool = False,
     ) -> Callable[[Prepared], None]:
         def done(prepared: Prepared) -> None:  # (on the loop)
             if self.off_loop is None:
                 return  # closed meanwhile
             checked = prepared.error if prepared.error is not None else prepared.specs
             try:
-                self._on_submit(msg, frames, conn, checked, prepared.graph, prepared.run)
+                self._on_submit(msg, frames, conn, checked, prepared.graph, prepared.run, blocks)
             except Exception:  # noqa: BLE001 - one bad message must never take the daemon down
                 log.exception("taking in run %r failed", msg.run_id)
 

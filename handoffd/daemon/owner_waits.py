@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from handoffd.daemon.ports import MembersPort, NoReplication, Replicator, Timer
 from handoffd.daemon.results import error_info
 from handoffd.protocol import messages as m
+from handoffd.protocol import outcome_block
 from handoffd.protocol.registry import maker
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Waiter:
     wait: float = 0.0
     handle: Timer | None = None
     notice: Timer | None = None  # a SubmitAndWait's delayed RunAccepted
+    blocks: bool = False  # a SubmitAndWait whose client reads a complete outcome as one block
 
     @property
     def may_skip_replication(self) -> bool:
@@ -214,6 +216,12 @@ class Waiting:
             error_info(st.error),
         )
 
+    def _all_wanted(self, run_id: str) -> bool:
+        """Whether the run's outcome lists every function it was submitted with (no inline ones
+        left out) or its ``outputs``: the ids its client derives for a block (``outcome_block``)."""
+        run = self.scheduler.run_state(run_id)
+        return run is not None and (run.options.outputs is not None or not run.inline)
+
     def accepted(self, run_id: str, waiter: Waiter) -> None:
         """The standbys hold the run (or were given up on): tell the submitting client. A
         SubmitAndWait hears the outcome now if the run already ended, else RunAccepted first and
@@ -277,6 +285,9 @@ class Waiting:
         released = waiter.release and st.state == "DONE" and not pending
         if final and (pending or st.state not in TERMINAL):  # (a final answer releases)
             return False
+        block = None
+        if released and waiter.blocks and self._all_wanted(run_id):
+            block = outcome_block.pack(ids, values)
         fields = self._status_fields(run_id, st)
         if released:
             # The client took every result and we free them: it reads no placement from this
@@ -284,15 +295,23 @@ class Waiting:
             # a big run's placement (a map of every task) was most of the body, packed here and
             # unpacked by the client after the run's last task, with nothing else left to do.
             fields = (fields[0], fields[1], {}, *fields[3:])
-        outcome = outcome_of(
-            waiter.request_id,
-            run_id,
-            *fields,
-            tuple(ids),
-            tuple(pending),
-            released,
-        )
-        self.port.reply(waiter.conn, outcome, values)
+        if block is not None:
+            # Every value the client submitted for, in its order: one frame, no ids (protocol 7).
+            sizes, crc, joined = block
+            outcome = outcome_of(
+                waiter.request_id, run_id, *fields, (), (), True, False, sizes, crc
+            )
+            self.port.reply(waiter.conn, outcome, [joined])
+        else:
+            outcome = outcome_of(
+                waiter.request_id,
+                run_id,
+                *fields,
+                tuple(ids),
+                tuple(pending),
+                released,
+            )
+            self.port.reply(waiter.conn, outcome, values)
         if released:
             # The client holds every value it wants (the reply is queued on its connection; a
             # client that died meanwhile wanted nothing more): no FreeRunRequest follows.

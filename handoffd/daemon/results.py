@@ -131,7 +131,7 @@ def outcome_values(
     else:
         wanted = [t for t, r in run.tasks.items() if not r.spec.inline]
     budget = min(max_bytes, OUTCOME_MAX_BYTES)
-    whole = _all_held(run.tasks, wanted, budget)
+    whole = _all_held(run.tasks, wanted, budget, outputs is None and not run.inline)
     if whole is not None:
         return list(wanted), whole, pending
     for i, task_id in enumerate(wanted):
@@ -163,24 +163,28 @@ _value_of = attrgetter("value")
 _state_of = attrgetter("state")
 
 
-def _all_held(tasks: Any, wanted: Sequence[str], budget: int) -> list[bytes] | None:
+def _all_held(
+    tasks: Any, wanted: Sequence[str], budget: int, every: bool = False
+) -> list[bytes] | None:
     """The values of ``wanted`` when the scheduler holds every one (each DONE with its value
     kept) and all of them fit the outcome, else None (then each is looked up in turn): the usual
     outcome of many small results, taken in C-level passes where a lookup, a state check and a
-    sorted tuple of holders a task made the run's end a per-task cost on the owner."""
+    sorted tuple of holders a task made the run's end a per-task cost on the owner. ``every``:
+    ``wanted`` is all of ``tasks`` in their order (read as they are, not looked up by id)."""
     if len(wanted) > OUTCOME_MAX_VALUES:
         return None
     try:
-        recs = list(map(tasks.__getitem__, wanted))
+        recs = list(tasks.values()) if every else list(map(tasks.__getitem__, wanted))
     except KeyError:  # (a task not in the run: looked up in turn, which says so)
         return None
     states = list(map(_state_of, recs))
     if states.count(_DONE) != len(states):
         return None
     values = list(map(_value_of, recs))
-    if None in values:  # (held elsewhere: its holders are looked up)
+    try:
+        sizes = list(map(len, values))
+    except TypeError:  # a None: held elsewhere, its holders are looked up (no compare a value)
         return None
-    sizes = list(map(len, values))
     # Strictly under the budget: the loop stops on a spent budget before the next value, even
     # an empty one, so an outcome that spends it exactly is left to the loop.
     if sizes and (sum(sizes) >= budget or max(sizes) > OUTCOME_VALUE_MAX):

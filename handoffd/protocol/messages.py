@@ -469,7 +469,9 @@ class RunOutcome:
     """A run's status (as ``RunStatusReply``) and, when DONE, the values of ``task_ids`` (frames, in
     order); ``pending`` are the wanted ids not carried (fetch them with ``FetchResults``);
     ``released``: the owner freed the run's results after this reply (such an outcome's
-    ``placement`` is empty: its client took the values; ``GetRunStatus`` has the placement)."""
+    ``placement`` is empty: its client took the values; ``GetRunStatus`` has the placement).
+    Protocol 7 (``outcome_block``): with ``block_sizes``, ``task_ids`` is empty and the one frame
+    holds every wanted value in the submission's order, ``block_ids`` the checksum of their ids."""
 
     request_id: int
     run_id: str
@@ -484,6 +486,8 @@ class RunOutcome:
     pending: tuple[str, ...]
     released: bool
     known: bool = False  # as RunStatusReply.known
+    block_sizes: bytes = b""  # since 7: u32 sizes of the values in the one frame (empty: named)
+    block_ids: int = 0  # since 7: ``outcome_block.fingerprint`` of the ids the block's values are
 
 
 # ---------------------------------------------------------------------------------------------
