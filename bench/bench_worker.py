@@ -7,7 +7,9 @@ Spawns one worker (``handoffd.worker._process.main``, as a WorkerPool does) and 
 jobs straight on its pipe, framed as the pool frames them (``_pipe.pickle_job``), each job a new
 payload (the function's literal argument changes per call, as in W3) with a task title: "one"
 sends a job and waits for its reply before the next (the worker sleeps between jobs: its wake-up
-is in the figure), "batch" sends ``--batch`` jobs in one message and reads their replies.
+is in the figure), "batch" sends ``--batch`` jobs in one message (one RUN, as the pool sends
+them, or with ``--form short`` and in a build before RUN a SHORT_JOB each) and reads their
+replies.
 ``--cold KIB``: between two jobs of "one" this process walks that much memory (W3's worker wakes
 with cold caches). Prints the worker's CPU per job (``/proc/PID/task/*/schedstat``) and this
 process's, per repeat and the median. ``--wrap CMD``: the worker runs under CMD (callgrind: instructions, not
@@ -61,6 +63,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", default="")
     parser.add_argument("--only", default="one,batch")
+    parser.add_argument(
+        "--form",
+        default="run",
+        choices=("run", "short"),
+        help="a batch's message: one RUN (as the pool sends a chain's jobs, where the build has "
+        "it) or a SHORT_JOB a job",
+    )
     parser.add_argument(
         "--wrap",
         default="",
@@ -143,10 +152,20 @@ def main() -> None:
             if walk:
                 walk[::64] = bytes(len(walk) // 64 + (len(walk) % 64 > 0))
 
+    run_message = getattr(_pipe, "run_message", None)  # (a build before it: SHORT_JOBs)
+
     def batch(n: int) -> None:
+        nonlocal token
         for start in range(0, n, args.batch):
             size = min(args.batch, n - start)
-            parent.send_bytes(b"".join(job(start + k) for k in range(size)))
+            if run_message is not None and args.form == "run":  # as the pool feeds a chain
+                first = token + 1
+                token += size
+                payloads = [values.dumps_call(code, [start + k], {}) for k in range(size)]
+                titles = [f"run r1 task t{start + k}" for k in range(size)]
+                parent.send_bytes(run_message(first, False, titles, payloads))
+            else:
+                parent.send_bytes(b"".join(job(start + k) for k in range(size)))
             replies(size)
 
     modes = {"one": one, "batch": batch}

@@ -30,8 +30,10 @@ import pickle
 import socket
 import struct
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable
+from itertools import accumulate, repeat
 from typing import TYPE_CHECKING, Any
 
 from handoffd.worker import _cancels
@@ -57,6 +59,17 @@ SHORT_JOB = b"J"  # (never a pickle's first byte)
 SHORT_HEAD = struct.Struct("!qBII")
 _SHORT_JOB_HEAD = 1 + SHORT_HEAD.size
 SHORT_BYTE = SHORT_JOB[0]
+# A run of such jobs sent together (a chain's jobs fed at once: W1's) goes as one RUN: one head
+# (the first job's token, the tokens being consecutive, the count, "as_list" for all, the titles'
+# size), the payloads' sizes as a column of native uint32s (the pipe never leaves this machine),
+# the titles joined by NUL in one UTF-8 string, and the payloads back to back. One head, one
+# encode and one join a run, not one of each a job, in the parent; one unpack, one decode and
+# C-level slices in the worker, not a round of ``short_jobs``' loop a job.
+RUN = b"R"  # (never a pickle's first byte, nor SHORT_JOB's or OUT_OF_BAND's)
+RUN_HEAD = struct.Struct("!qIBI")
+_RUN_START = 1 + RUN_HEAD.size
+RUN_BYTE = RUN[0]
+_NO_INPUTS = ()  # every job of a run has none (the worker only tests it)
 
 
 def framed_one(data: bytes) -> bytes:
@@ -397,6 +410,62 @@ def short_jobs(data: bytes | bytearray, at: int, into: Callable[[tuple], object]
         into((token, payload, [], "as_list" if as_list else "variadic", None, title))
         if at == size or data[at] != SHORT_BYTE:
             return at
+
+
+def run_message(
+    first: int, as_list: bool, titles: list[str], payloads: list[bytes]
+) -> bytes | None:
+    """The RUN of the jobs with tokens ``first``, ``first + 1``, ... (no inputs, no env, one
+    argument inclusion), their titles and payloads in order; None when a title holds a NUL (it
+    could not be told from the separator: the caller sends those jobs one by one)."""
+    text = "\0".join(titles)
+    if text.count("\0") != len(titles) - 1:
+        return None
+    encoded = text.encode("utf-8", "surrogatepass")
+    parts = [
+        RUN,
+        RUN_HEAD.pack(first, len(payloads), as_list, len(encoded)),
+        array("I", map(len, payloads)).tobytes(),
+        encoded,
+    ]
+    parts += payloads
+    return b"".join(parts)
+
+
+def short_run(data: bytes | bytearray, at: int, extend: Callable[[Any], object]) -> int:
+    """The jobs of the RUN at ``data[at]`` (each as ``short_jobs`` hands one over), handed to
+    ``extend`` as one iterable, in order; returns where the run ends. ValueError when the run is
+    cut short or its titles do not match its count (nothing is handed over then)."""
+    first, count, as_list, titles_size = RUN_HEAD.unpack_from(data, at + 1)
+    at += _RUN_START
+    sizes_end = at + 4 * count
+    titles_end = sizes_end + titles_size
+    if titles_end > len(data):
+        raise ValueError("a run cut short in its head")
+    if type(data) is not bytes:
+        data = bytes(data)  # (a large message's bytearray: payloads are cache keys, as bytes)
+    sizes = memoryview(data)[at:sizes_end].cast("I")
+    ends = list(accumulate(sizes, initial=titles_end))
+    sizes.release()
+    end = ends[-1]
+    if end > len(data):
+        raise ValueError(f"a run cut short: {end - len(data)} bytes missing")
+    titles = data[sizes_end:titles_end].decode("utf-8", "surrogatepass").split("\0")
+    if len(titles) != count:
+        raise ValueError(f"a run of {count} jobs with {len(titles)} titles")
+    payloads = map(data.__getitem__, map(slice, ends, ends[1:]))
+    inclusion = "as_list" if as_list else "variadic"
+    extend(
+        zip(
+            range(first, first + count),
+            payloads,
+            repeat(_NO_INPUTS),
+            repeat(inclusion),
+            repeat(None),
+            titles,
+        )
+    )
+    return end
 
 
 def _out_of_band(inputs: list[Any]) -> list[Any]:

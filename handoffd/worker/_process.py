@@ -4,7 +4,8 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
   parent -> child: one or more pickles back to back in one message, each either a job
                    (token, payload, inputs, argument_inclusion, env, title) or a cancel (token,);
                    a job with no inputs and no env goes as a SHORT_JOB instead (``_pipe``: packed,
-                   not pickled), among the pickles or alone;
+                   not pickled), among the pickles or alone, and consecutive ones of one argument
+                   inclusion as one RUN (``_pipe``: one head, the payloads' sizes as a column);
                    when the jobs have large input values (_pipe.LARGE bytes or more), the message
                    starts with OUT_OF_BAND and a 4-byte count, and that many raw messages follow
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
@@ -52,6 +53,7 @@ from handoffd.worker import _cancels, _contain, _inbox, _live, _pipe, capture, c
 
 READY = b"ready"
 SHORT_JOB, SHORT_BYTE = _pipe.SHORT_JOB, _pipe.SHORT_BYTE  # a job without inputs, unpickled
+RUN, RUN_BYTE = _pipe.RUN, _pipe.RUN_BYTE  # a run of such jobs (one head, columns)
 OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
@@ -191,6 +193,7 @@ def main(
     clock = time.perf_counter
     pending: deque[tuple] = deque()
     queue, short_jobs = pending.append, _pipe.short_jobs
+    queue_run, short_run = pending.extend, _pipe.short_run
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
     sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
@@ -214,9 +217,14 @@ def main(
         replies for the jobs it cancels."""
         size = len(data)
         buffers: Iterator[Any] | None = None  # (an out-of-band message's raw messages)
-        if data[:1] == SHORT_JOB:
+        first = data[:1]
+        if first == RUN:
+            at = short_run(data, 0, queue_run)
+            if at == size:  # a run alone (a chain's jobs fed at once: W1's)
+                return []
+        elif first == SHORT_JOB:
             at = short_jobs(data, 0, queue)
-            if at == size:  # jobs alone (a batch's, a one-task run's)
+            if at == size:  # jobs alone (a one-task run's)
                 return []
         elif one_pickle(data):  # a job or a cancel alone: no stream to cut pickles from
             item = loads(data)
@@ -224,7 +232,7 @@ def main(
                 pending.append(item)
                 return []
             return cancel(item[0])
-        elif data[:1] == OUT_OF_BAND:
+        elif first == OUT_OF_BAND:
             (count,) = OUT_OF_BAND_COUNT.unpack_from(data, 1)
             buffers = iter([recv() for _ in range(count)])
             at = 1 + OUT_OF_BAND_COUNT.size
@@ -233,8 +241,12 @@ def main(
         stream = None  # (made at the first pickle: a batch of short jobs needs none)
         skipped: list[tuple] = []
         while at < size:
-            if data[at] == SHORT_BYTE:
+            tag = data[at]
+            if tag == SHORT_BYTE:
                 at = short_jobs(data, at, queue)
+                continue
+            if tag == RUN_BYTE:
+                at = short_run(data, at, queue_run)
                 continue
             if stream is None:
                 stream = io.BytesIO(data)

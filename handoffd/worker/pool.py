@@ -85,6 +85,8 @@ AHEAD = 32
 AHEAD_BYTES = 48 * 1024
 
 short_head = _pipe.SHORT_HEAD.pack
+run_message = _pipe.run_message
+SHORT_SIZE = 1 + _pipe.SHORT_HEAD.size  # a SHORT_JOB's bytes besides its title and payload
 _key_of = attrgetter("key")
 no_buffers: list[pickle.PickleBuffer] = []  # (a short job's: never appended to)
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
@@ -510,7 +512,8 @@ class WorkerPool(Losses):
     def _feed(self, worker: Worker) -> None:
         """Send the worker the next jobs of its chain: one to start if it has none, and more
         behind it within ``ahead`` and AHEAD_BYTES. All in one pipe message, followed by the large
-        inputs of those jobs as raw messages (see ``_process``)."""
+        inputs of those jobs as raw messages (see ``_process``). Consecutive jobs without inputs
+        or env go as one RUN (``_pipe``), not a SHORT_JOB each."""
         chain = worker.chain
         assert chain is not None
         batch: list[bytes] = []
@@ -520,19 +523,44 @@ class WorkerPool(Losses):
         others: bool | None = None  # chains wait: asked once (the loop changes only this one)
         # (read once a feed, not once a job)
         jobs, live, sent = chain.jobs, self._jobs, worker.sent
-        tokens, ahead, short = self._tokens, self.ahead, _pipe.SHORT_JOB
+        tokens, ahead = self._tokens, self.ahead
+        # The short jobs taken last, not yet in ``batch`` (encoded together when another kind
+        # comes or at the end), and their argument inclusion
+        run: list[Job] = []
+        run_inclusion = ""
         while jobs:
             job = jobs[0]
             pickled = chain.next
             if pickled is not None and pickled[0] is job:
                 _, token, data, buffers = pickled
             elif not job.inputs and not job.env and type(job.payload) is bytes:
-                # ``_pipe.pickle_job``'s SHORT_JOB in line (a no-op's: most jobs of W1)
+                # Its bytes are made with the run's; its size counted as a SHORT_JOB's (the
+                # title's characters for its bytes: AHEAD_BYTES is a bound, not a sum to match)
+                job_size = SHORT_SIZE + len(job.title) + len(job.payload)
+                if count and (
+                    count > ahead
+                    or size + job_size > AHEAD_BYTES
+                    or (others := self._others_wait() if others is None else others)
+                ):
+                    break
+                jobs.popleft()
                 token = next(tokens)
-                title = job.title.encode("utf-8", "surrogatepass")
-                as_list = job.argument_inclusion == "as_list"
-                head = short_head(token, as_list, len(title), len(job.payload))
-                data, buffers = b"".join((short, head, title, job.payload)), no_buffers
+                job.token = token
+                job.size = job_size
+                job.cancelling = False
+                sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
+                if run and job.argument_inclusion == run_inclusion and token == run[-1].token + 1:
+                    run.append(job)
+                else:  # (a run's tokens are consecutive: a job that failed to pickle took one)
+                    if run:
+                        batch += _short_bytes(run)
+                    run_inclusion = job.argument_inclusion
+                    run = [job]
+                if first is None:
+                    first = job
+                count += 1
+                size += job_size
+                continue
             else:
                 token = next(tokens)
                 try:
@@ -559,6 +587,9 @@ class WorkerPool(Losses):
             job.size = job_size
             job.cancelling = False
             sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
+            if run:
+                batch += _short_bytes(run)
+                run, run_inclusion = [], ""
             batch.append(data)
             if buffers:
                 raw += buffers
@@ -566,6 +597,8 @@ class WorkerPool(Losses):
                 first = job
             count += 1
             size += job_size
+        if run:
+            batch += _short_bytes(run)
         worker.bytes = size
         if not batch:
             if not worker.sent:  # every job left failed to pickle
@@ -594,3 +627,22 @@ class WorkerPool(Losses):
                 if worker.timer is not None:
                     worker.timer.cancel()
                     worker.timer = None
+
+
+def _short_bytes(jobs: list[Job]) -> list[bytes]:
+    """The message bytes of consecutive jobs sent now, none with inputs or env, all of one
+    argument inclusion, their tokens consecutive: one RUN for two or more (one head, one
+    encode), else (or when a title holds a NUL) a SHORT_JOB each."""
+    as_list = jobs[0].argument_inclusion == "as_list"
+    if len(jobs) > 1:
+        data = run_message(
+            jobs[0].token, as_list, [j.title for j in jobs], [j.payload for j in jobs]
+        )
+        if data is not None:
+            return [data]
+    out = []
+    for job in jobs:
+        title = job.title.encode("utf-8", "surrogatepass")
+        head = short_head(job.token, as_list, len(title), len(job.payload))
+        out.append(b"".join((_pipe.SHORT_JOB, head, title, job.payload)))
+    return out

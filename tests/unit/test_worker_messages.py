@@ -4,6 +4,8 @@ frame (``_process.one_pickle``: read with ``pickle.loads``); anything else goes 
 from __future__ import annotations
 
 import pickle
+import random
+from array import array
 
 import pytest
 
@@ -80,3 +82,62 @@ def test_a_job_with_inputs_or_env_stays_a_pickle() -> None:
         data, _ = _pipe.pickle_job(3, job)
         assert _process.one_pickle(data)
         assert pickle.loads(data) == (3, b"p", job.inputs, "variadic", job.env, "")
+
+
+def _as_short(token: int, title: str, payload: bytes, as_list: bool) -> list[tuple]:
+    """What ``short_jobs`` reads of the job as a SHORT_JOB (the reference a run's job matches)."""
+    inclusion = "as_list" if as_list else "variadic"
+    job = Job(token, payload, [], argument_inclusion=inclusion, title=title)
+    items: list[tuple] = []
+    _pipe.short_jobs(_pipe.pickle_job(token, job)[0], 0, items.append)
+    return items
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_run_reads_as_its_jobs_one_by_one_would(seed: int) -> None:
+    """A RUN's jobs come out of ``short_run`` as each job's SHORT_JOB comes out of
+    ``short_jobs``: token, payload (as bytes), inputs (none), inclusion, env, title, in order;
+    from bytes and from a large message's bytearray, alone and between other items."""
+    rng = random.Random(seed)
+    alphabet = "ab \u00fc\u4e2d\U0001f600\udc80-"
+    count = rng.randint(2, 40)
+    first = rng.randint(1, 1 << 40)
+    as_list = rng.random() < 0.5
+    titles = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(count)
+    ]
+    payloads = [rng.randbytes(rng.choice((0, 1, 17, 300, 5000))) for _ in range(count)]
+    data = _pipe.run_message(first, as_list, titles, payloads)
+    assert data is not None and data[:1] == _pipe.RUN
+    expected = [
+        item for k in range(count) for item in _as_short(first + k, titles[k], payloads[k], as_list)
+    ]
+    for message in (data, bytearray(data)):
+        got: list[tuple] = []
+        assert _pipe.short_run(message, 0, got.extend) == len(data)
+        assert [(t, p, list(i), *rest) for t, p, i, *rest in got] == expected
+        assert all(type(job[1]) is bytes and not job[2] for job in got)
+    # between a cancel's pickle and a SHORT_JOB: it ends where the run ends
+    cancel = pickle.dumps((9,), protocol=5)
+    mixed = cancel + data + _pipe.pickle_job(1, Job(1, b"p", []))[0]
+    got = []
+    assert _pipe.short_run(mixed, len(cancel), got.extend) == len(cancel) + len(data)
+    assert len(got) == count
+
+
+def test_a_run_cut_short_or_of_a_title_with_a_nul_is_refused() -> None:
+    data = _pipe.run_message(1, False, ["a", "b"], [b"x" * 10, b"y" * 10])
+    assert data is not None
+    got: list[tuple] = []
+    for cut in (len(data) - 1, 1 + _pipe.RUN_HEAD.size + 4):
+        with pytest.raises(ValueError, match="cut short"):
+            _pipe.short_run(data[:cut], 0, got.extend)
+    assert got == []
+    # a title holding the separator: not a run (the pool sends those jobs one by one)
+    assert _pipe.run_message(1, False, ["a\0b", "c"], [b"x", b"y"]) is None
+    # titles that do not match the count (a run built wrong) are refused, not misread
+    head = _pipe.RUN_HEAD.pack(1, 3, False, len(b"a\0b"))
+    sizes = array("I", [1, 1, 1]).tobytes()
+    with pytest.raises(ValueError, match="3 jobs with 2 titles"):
+        _pipe.short_run(_pipe.RUN + head + sizes + b"a\0b" + b"xyz", 0, got.extend)
+    assert got == []
