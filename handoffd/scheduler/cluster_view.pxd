@@ -19,6 +19,7 @@ cdef class ClusterView(FillPasses):
     cdef public object _core
     cdef public bint short
     cdef public bint saturated
+    cdef public long long passes
     cdef public object _fits
     cdef public object _prefer
     cdef public object _place_kernel

@@ -143,6 +143,7 @@ class ClusterView(FillPasses):
         self.short = True
         # The last placement pass found nothing free anywhere (only windows could take tasks).
         self.saturated = True
+        self.passes = 0  # placement passes run (``place`` with something ready): benches, tests
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -245,6 +246,7 @@ class ClusterView(FillPasses):
         fits free resources now, then (``window > 1``) node windows below their low-water mark."""
         if not ready:
             return
+        self.passes += 1
         rooms = self._rooms
         rooms.refresh(self)
         alive = rooms.alive(self.nodes)

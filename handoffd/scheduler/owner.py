@@ -154,6 +154,7 @@ class OwnerScheduler(OwnerBooks):
         self.on_changes: Callable[[list[tuple[str, str, bool]]], None] | None = None
         self._changed: list[tuple[str, str, bool]] | None = None  # (only inside handle_batch)
         self._no_room: list[tuple[str | None, dict[str, float]]] | None = None  # (``_intake``)
+        self._back_on: list[str] | None = None  # (``_on_all_succeeded``)
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)
         # Task moves of every run we owned (/metrics), a plain dict (``RunState.counters``).
         self.counters: dict[str, int] = {}
@@ -382,9 +383,19 @@ class OwnerScheduler(OwnerBooks):
                     # A late yes to an attempt we gave up on (its answer timed out): the node would
                     # run it for nothing; its report would be stale. Outstanding demand never counted it.
                     self._out.cancels.setdefault((sender, run_id), []).append((task_id, attempt))
-        self._dirty = True
         if not refused:  # (all accepted: nothing below applies)
+            # The answer took its dispatches' cost off the sender's pending, and changed
+            # nothing else a pass reads: a pass runs only when that may let placement do
+            # something there (``room_opened``, as for demand that came back), or the rebalance
+            # may move queued work. In W1 the sender is full when it answers (its free already
+            # holds what it accepted), so the pass an answer ran found the same room and placed
+            # nothing.
+            if not self._dirty and (
+                self._rebalance.queued or self._view.room_opened(sender, self._ready)
+            ):
+                self._dirty = True
             return
+        self._dirty = True
         seen_at: dict[str, int] = {}
         for task_id, attempt, _ in refused:
             sent = self._view.answered(sender, (run_id, task_id, attempt))
@@ -449,11 +460,24 @@ class OwnerScheduler(OwnerBooks):
         ):
             run.holders.add(node)
             cancels: list[tuple[str, str, int]] = []
-            rest, answered = successes.apply(
-                run, self._view, node, ids, tries, sizes, values, took, self._now, cancels
-            )
+            # Whether the ends made room is asked once a node at the table's end, not once an
+            # end (``_came_back``): within one table demand only leaves and the ready queue only
+            # grows, so the last answer is yes if any earlier one was.
+            back: list[str] = []
+            self._back_on = back
+            try:
+                rest, answered = successes.apply(
+                    run, self._view, node, ids, tries, sizes, values, took, self._now, cancels
+                )
+            finally:
+                self._back_on = None
             if answered:
                 self._dirty = True
+            elif back and not self._dirty:
+                for at in back:
+                    if self._view.room_opened(at, self._ready):
+                        self._dirty = True
+                        break
             self._cancel(cancels, run)
             self._free(run)
             if run.state == RUN_DONE:

@@ -23,11 +23,13 @@ cdef class OwnerBooks(OwnerQueries):
     cdef public object on_change
     cdef public list _changed
     cdef public list _no_room
+    cdef public list _back_on
 
     cpdef _cancel(self, list cancels, RunState run)
     cpdef _free(self, RunState run)
     @cython.locals(was_out=bint, is_out=bint)
     cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
+    @cython.locals(back=list)
     cpdef _came_back(self, RunState run, TaskRecord rec, str node)
     @cython.locals(pin=object, spec=object, cost=object, no_room=list, seen=tuple)
     cpdef _enqueue(self, RunState run, TaskRecord rec)

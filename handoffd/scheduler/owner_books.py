@@ -57,6 +57,9 @@ class OwnerBooks(OwnerQueries):
     # queue but nothing ``could_take`` reads (nodes, demand, dispatches, budgets), so the answer
     # for a shape seen stands; None elsewhere.
     _no_room: list[tuple[str | None, dict[str, float]]] | None
+    # The nodes whose demand left while a success table is applied, asked ``room_opened`` once
+    # each at its end (``OwnerScheduler._on_all_succeeded``); None elsewhere (asked at once).
+    _back_on: list[str] | None
 
     def _cancel(self, cancels: list[tuple[str, str, int]], run: RunState) -> None:
         for node, task_id, attempt in cancels:
@@ -119,8 +122,13 @@ class OwnerBooks(OwnerQueries):
         self._view.came_back(node, rec)
         if self._rebalance.queued:
             self._rebalance.came_back(node, (run.run_id, rec.id, rec.attempt))
-        if not self._dirty and self._view.room_opened(node, self._ready):
-            self._dirty = True
+        if not self._dirty:
+            back = self._back_on
+            if back is None:
+                if self._view.room_opened(node, self._ready):
+                    self._dirty = True
+            elif not back or back[-1] != node:  # (asked at the table's end: ``_on_all_succeeded``)
+                back.append(node)
 
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
         if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:

@@ -1,0 +1,176 @@
+"""The owner's scheduler calls of real W1 rounds, recorded, then replayed in one process (issue 13).
+
+    cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/owner_replay.py record OUT.pkl [--rounds 2]
+    cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/owner_replay.py replay OUT.pkl [--rounds K]
+    valgrind --tool=callgrind ... owner_replay.py replay OUT.pkl --rounds K   (K and K-1: subtract)
+
+``record`` starts the peer benchmark's 2 daemons of 1 cpu (``bench/_peers/handoffd_runner.py``,
+inside ``unshare -n``) with the owner d0 under ``_peers/owner_record.py``, runs W1 once to warm
+up and ``--rounds`` more, and keeps every call d0 made into its ``OwnerScheduler`` (the events of
+each ``handle_batch``, its ``now``, what it returned). ``replay`` builds a scheduler as the daemon
+does and makes the same calls: the warm-up run, then ``--rounds`` of the recorded rounds (a round
+is a W1 run: its calls from its submission up to the next submission), checks that every call
+returns the instructions it returned in the daemon (type, node, tasks a dispatch), and prints
+what the rounds' batches held: events by type, ends a success table, tasks an answer, dispatches
+and their tasks. Under callgrind the replay measures the scheduler's instructions a task with the
+batching the real daemons made (valgrind on the daemon itself slows it ~50x and changes that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import pickle
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def record(out: str, rounds: int) -> None:
+    from _peers.common import reexec_in_netns
+
+    reexec_in_netns()
+    from owner_breakdown import runner_with
+
+    path = os.path.abspath(out)
+    runner = runner_with([sys.executable, os.path.join(HERE, "_peers", "owner_record.py"), path])
+    try:
+        runner.w1()
+        for _ in range(rounds):
+            result = runner.w1()
+            print(f"W1 round: {result['tasks_per_s']:,.0f} tasks/s", flush=True)
+        time.sleep(1.5)  # (the recorder's writer: every 0.5 s)
+    finally:
+        runner.close()
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    print(f"recorded {len(state['calls'])} calls into {path}")
+
+
+def _submits(calls: list[Any]) -> list[int]:
+    from handoffd.scheduler import events as ev
+
+    at = []
+    for i, (name, args, _) in enumerate(calls):
+        events = args[0] if name == "handle_batch" else (args[0],) if name == "handle" else ()
+        if any(type(e) is ev.RunSubmitted for e in events):
+            at.append(i)
+    return at
+
+
+def _summary(instructions: Any) -> list[tuple[str, str, int]]:
+    out = []
+    for ins in instructions or ():
+        items = getattr(ins, "items", None)
+        out.append(
+            (type(ins).__name__, getattr(ins, "node", ""), len(items) if items is not None else -1)
+        )
+    return out
+
+
+def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = False) -> None:
+    import hashlib
+
+    from handoffd.scheduler import events as ev
+    from handoffd.scheduler.owner import OwnerScheduler
+
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    calls = state["calls"]
+    made = state["created"][0]
+    starts = _submits(calls)
+    # (the bench's 2-task check run, the W1 warm-up, then the measured rounds)
+    end = starts[rounds + 2] if rounds + 2 < len(starts) else len(calls)
+    scheduler = OwnerScheduler(*made["args"], **made["kwargs"])
+    moves: list[Any] = []
+    scheduler.on_changes = moves.extend
+    differ = 0
+    hashed = hashlib.sha256()
+    for name, args, said in calls[:end]:
+        got = getattr(scheduler, name)(*args)
+        if check and isinstance(got, list) and _summary(got) != said:
+            differ += 1
+        if digest:  # (every instruction in full, the moves told to replication too)
+            hashed.update(repr((got, moves)).encode())
+        moves.clear()
+    if check:
+        print(f"replayed {end} calls ({rounds} rounds after the warm-up); {differ} differ")
+    if digest:
+        print(f"digest of every instruction and move: {hashed.hexdigest()[:16]}")
+    if not stats:
+        return
+    measured = calls[starts[2] : end]  # (after the bench's check run and its W1 warm-up)
+    tasks = sum(
+        len(e.specs)
+        for name, args, _ in measured
+        for e in _events(name, args)
+        if type(e) is ev.RunSubmitted
+    )
+    _print_stats(measured, tasks)
+
+
+def _events(name: str, args: Any) -> tuple[Any, ...]:
+    return args[0] if name == "handle_batch" else (args[0],) if name == "handle" else ()
+
+
+def _print_stats(calls: list[Any], tasks: int) -> None:
+    from handoffd.scheduler import events as ev
+
+    kinds: collections.Counter[str] = collections.Counter()
+    per_batch: collections.Counter[tuple[str, ...]] = collections.Counter()
+    ends: list[int] = []
+    accepted: list[int] = []
+    dispatched: collections.defaultdict[str, list[int]] = collections.defaultdict(list)
+    batches = 0
+    for name, args, said in calls:
+        events = _events(name, args)
+        batches += name in ("handle_batch", "handle")
+        shape = collections.Counter(type(e).__name__ for e in events)
+        per_batch[tuple(sorted(shape))] += 1
+        for e in events:
+            kinds[type(e).__name__] += 1
+            if type(e) is ev.TasksSucceeded:
+                ends.append(len(e.task_ids))
+            elif type(e) is ev.DispatchAnswered:
+                accepted.append(len(e.accepted))
+        for kind, node, n in said or ():
+            if kind == "Dispatch":
+                dispatched[node].append(n)
+    print(f"{tasks} tasks, {batches} scheduler batches ({batches / tasks:.4f} a task)")
+    print("events a task by type:")
+    for k, v in kinds.most_common():
+        print(f"  {v / tasks:8.4f}  {k}")
+    if ends:
+        print(f"success tables: {len(ends)}, ends a table mean {sum(ends) / len(ends):.1f}")
+    if accepted:
+        print(f"answers: {len(accepted)}, tasks an answer mean {sum(accepted) / len(accepted):.1f}")
+    for node, sizes in sorted(dispatched.items()):
+        print(f"dispatches to {node}: {len(sizes)}, tasks a dispatch {sum(sizes) / len(sizes):.1f}")
+    print("batches by the event types they held (top 8):")
+    for shape, v in per_batch.most_common(8):
+        print(f"  {v:6d}  {' + '.join(shape) or '(none)'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=("record", "replay"))
+    parser.add_argument("path")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-check", action="store_true")
+    parser.add_argument("--stats", action="store_true")
+    parser.add_argument("--digest", action="store_true", help="hash every instruction (A/B)")
+    args = parser.parse_args()
+    if args.mode == "record":
+        record(args.path, args.rounds)
+    else:
+        replay(args.path, args.rounds, not args.no_check, args.stats, args.digest)
+
+
+if __name__ == "__main__":
+    main()
