@@ -35,6 +35,12 @@ cdef class Demand(RoomView):
     cpdef went_out(self, str node, TaskRecord rec)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)
+    @cython.locals(
+        n=Py_ssize_t, load=dict, work=dict, cur=double, charged=bint, eps=double,
+        start=Py_ssize_t, end=Py_ssize_t, i=Py_ssize_t, cost=dict, other=dict, rec=TaskRecord,
+        charge=double
+    )
+    cpdef came_back_all(self, str node, list recs)
     @cython.locals(pending=dict, batches=list, n=NodeState, last=SentBatch, version=object)
     cpdef sent(self, str node, str run_id, str task_id, object attempt, dict cost, double now)
     @cython.locals(batches=list, b=SentBatch, tasks=dict, at=Py_ssize_t)

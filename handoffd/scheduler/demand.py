@@ -145,6 +145,51 @@ class Demand(RoomView):
                 self.work.pop(node, None)
             rec.charge = 0.0
 
+    def came_back_all(self, node: str, recs: list[TaskRecord]) -> None:
+        """``came_back(node, rec)`` for each of ``recs`` in order (a success table's attempts):
+        the cost of each run of consecutive tasks of one cost shape taken back at once
+        (``take_back``: the same C-double steps), the work's steps in one local, the node marked
+        once. The same books: a charge is positive, so once the work is dropped no later step
+        stores it again, and while the books hold their invariant the load a step reads is empty
+        only at the last step (until then the tasks still out hold their positive kinds)."""
+        n = len(recs)
+        if not n:
+            return
+        load = self.outstanding.get(node)
+        if load is None:
+            load = self.outstanding[node] = {}
+        work = self.work
+        cur = work.get(node, 0.0)
+        charged = False
+        eps = EPS
+        start = 0
+        while start < n:
+            rec = recs[start]
+            cost = rec.spec.cost
+            end = start + 1
+            while end < n:
+                other = recs[end].spec.cost
+                if other is not cost and other != cost:
+                    break
+                end += 1
+            take_back(load, cost, end - start)
+            for i in range(start, end):
+                rec = recs[i]
+                charge = rec.charge
+                if charge:
+                    charged = True
+                    cur -= charge
+                    if not cur > eps:
+                        cur = 0.0  # (dropped: ``get(node, 0.0)`` is what the next step reads)
+                    rec.charge = 0.0
+            start = end
+        self._dirty_rooms.add(node)
+        if charged:
+            if load and cur > eps:
+                work[node] = cur
+            else:
+                work.pop(node, None)
+
     def sent(
         self, node: str, run_id: str, task_id: str, attempt: int, cost: dict[str, float], now: float
     ) -> None:

@@ -3,6 +3,11 @@
 # comes back tells the tracker (``went_out``/``came_back``, ``sent`` a dispatch), so the owner
 # calls them as C methods, not Python method calls.
 
+cimport cython
+
+from handoffd.scheduler.run cimport TaskRecord
+
+
 cdef class LostMessages:
     cdef public object probe_interval
     cdef public object ack_timeout
@@ -20,4 +25,6 @@ cdef class LostMessages:
 
     cpdef went_out(self, str run_id, str task_id, double now)
     cpdef came_back(self, str run_id, str task_id)
+    @cython.locals(out_since=dict, rec=TaskRecord)
+    cpdef came_back_all(self, str run_id, list recs)
     cpdef sent(self, str node)

@@ -92,6 +92,12 @@ class LostMessages:
         """The task is no longer ASSIGNED/RUNNING."""
         self._out_since.pop((run_id, task_id), None)
 
+    def came_back_all(self, run_id: str, recs: list[TaskRecord]) -> None:
+        """``came_back`` of each of ``recs`` (tasks of ``run_id``) in one call."""
+        out_since = self._out_since
+        for rec in recs:
+            out_since.pop((run_id, rec.id), None)
+
     def out_of(self, run_id: str) -> list[str]:
         """The run's tasks out on nodes (ASSIGNED/RUNNING): the dispatches a run's end cancels."""
         return [task for run, task in self._out_since if run == run_id]

@@ -29,6 +29,8 @@ cdef class OwnerBooks(OwnerQueries):
     cpdef _free(self, RunState run)
     @cython.locals(was_out=bint, is_out=bint)
     cpdef moved(self, RunState run, TaskRecord rec, str old, str new)
+    @cython.locals(changed=list, rec=TaskRecord)
+    cpdef succeeded_on(self, RunState run, str node, list recs)
     @cython.locals(back=list)
     cpdef _came_back(self, RunState run, TaskRecord rec, str node)
     @cython.locals(pin=object, spec=object, cost=object, no_room=list, seen=tuple)

@@ -117,6 +117,31 @@ class OwnerBooks(OwnerQueries):
         if new == READY and not rec.delayed:
             self._enqueue(run, rec)
 
+    def succeeded_on(self, run: RunState, node: str, recs: list[TaskRecord]) -> None:
+        """``moved(run, rec, old, DONE)`` for each of ``recs``, in order: attempts out on ``node``
+        that succeeded in one report table (``successes.apply``, which calls this before anything
+        of the table reads the books: at its end and before a task's consumers turn ready). The
+        node's demand and the lost messages' watch are walked once for them all; whether room
+        opened is asked once, of the books after the last (room only grows as demand leaves, so
+        that answer is what any of the one-by-one answers would have made of ``_dirty``)."""
+        if not recs:
+            return
+        run_id = run.run_id
+        changed = self._changed
+        if changed is not None:
+            for rec in recs:
+                changed.append((run_id, rec.id, False))
+        elif self.on_change is not None:
+            for rec in recs:
+                self.on_change(run_id, rec.id)
+        self._view.came_back_all(node, recs)
+        if self._rebalance.queued:
+            for rec in recs:
+                self._rebalance.came_back(node, (run_id, rec.id, rec.attempt))
+        if not self._dirty and self._view.room_opened(node, self._ready):
+            self._dirty = True
+        self._lost.came_back_all(run_id, recs)
+
     def _came_back(self, run: RunState, rec: TaskRecord, node: str) -> None:
         """``rec``'s attempt on ``node`` is no longer out (``moved``): its demand leaves the node."""
         self._view.came_back(node, rec)

@@ -23,6 +23,7 @@ from typing import Any
 
 from handoffd.scheduler import history as hist
 from handoffd.scheduler.history import INPUTS_READY
+from handoffd.scheduler.owner_books import OwnerBooks
 from handoffd.scheduler.run import _MOVES_LIMIT, RunState, TaskRecord
 from handoffd.scheduler.states import ASSIGNED, DONE, PENDING, RUN_DONE, RUN_RUNNING, RUNNING
 
@@ -59,6 +60,13 @@ def apply(
     # the end (nothing the pass calls reads them; a listener might, so with one each row's go at
     # once, as ``RunState.move`` writes them).
     at_once = run.listener is not None
+    # The owner's books of the table's successes (``OwnerBooks.succeeded_on``), once for the
+    # rows taken since they were last written: ``finish`` gathers them here instead of a move's
+    # books a row (a plain listener's moves go one by one, as ``RunState.move`` tells them).
+    books: OwnerBooks | None = None
+    if not at_once and isinstance(run.mover, OwnerBooks):
+        books = run.mover
+    done: list[TaskRecord] | None = [] if books is not None else None
     c = run.counters
     tally = run.tally
     from_assigned = 0
@@ -94,12 +102,25 @@ def apply(
                 cause = f"succeeded on {node} attempt {rec.attempt}"
                 cause_of = rec.attempt
             finish(
-                run, rec, old, node, sizes[i - 1], values[i - 1], at, wall, cause, outputs, cancels
+                run,
+                rec,
+                old,
+                node,
+                sizes[i - 1],
+                values[i - 1],
+                at,
+                wall,
+                cause,
+                outputs,
+                cancels,
+                done,
             )
             if run.state != RUN_RUNNING:
                 break
     finally:
         _count(tally, c, from_assigned, from_running)
+        if done and books is not None:
+            books.succeeded_on(run, node, done)
     return i, answered
 
 
@@ -130,9 +151,13 @@ def finish(
     cause: str,
     outputs: bool,
     cancels: list[tuple[str, str, int]],
+    done: list[TaskRecord] | None = None,
 ) -> None:
     """``run.succeeded(rec, ...)`` for ``rec`` out (``old``: ASSIGNED or RUNNING) on ``node`` at
-    ``at`` (``wall`` on the wall clock), but the tally and counters (``apply`` counts them)."""
+    ``at`` (``wall`` on the wall clock), but the tally and counters (``apply`` counts them).
+    ``done``: ``rec`` is added to it for its mover's books (``OwnerBooks.succeeded_on``, written
+    by the caller) instead of told to them now; they are written here, for it and those before
+    it, only before a consumer turns ready (its placement check reads them)."""
     rec.size = int(size)
     rec.value = value
     rec.locations = (node,)
@@ -150,10 +175,13 @@ def finish(
     if unfinished:
         for dep in run.effective_deps[rec.id]:
             unfinished[dep] -= 1
-    if run.mover is not None:
-        run.mover.moved(run, rec, old, DONE)
-    if run.listener is not None:
-        run.listener(run, rec, old, DONE)
+    if done is not None:
+        done.append(rec)
+    else:
+        if run.mover is not None:
+            run.mover.moved(run, rec, old, DONE)
+        if run.listener is not None:
+            run.listener(run, rec, old, DONE)
     # The rest of ``RunState.succeeded``.
     if outputs:
         run._free_unneeded(rec)
@@ -161,6 +189,11 @@ def finish(
     for consumer in run.consumers[rec.id]:
         crec = tasks[consumer]
         if crec.state == PENDING and run._inputs_done(consumer):
+            if done:
+                books = run.mover
+                assert isinstance(books, OwnerBooks)  # (``apply`` gathers only for one)
+                books.succeeded_on(run, node, done)
+                del done[:]
             cancels.extend(run.make_ready(crec, at, INPUTS_READY, False, rec.id))
     if run.remaining == 0 and run.state == RUN_RUNNING:
         run.state = RUN_DONE

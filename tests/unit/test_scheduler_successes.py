@@ -68,6 +68,10 @@ def digest(c: Cluster) -> Any:
         sorted(sched._lost._out_since.items()),
         sorted((n, sorted(view.unacked_of(n).items())) for n in view.unacked),
         sched._dirty,
+        # (the node's demand and work in order, floats by repr: a table's books, written once
+        # for its rows, must be bit for bit those of its rows one by one)
+        repr([(n, list(load.items())) for n, load in view.outstanding.items()]),
+        repr(list(view.work.items())),
     )
 
 
