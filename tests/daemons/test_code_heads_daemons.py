@@ -18,7 +18,7 @@ import cloudpickle
 import pytest
 
 import handoffd
-from handoffd.config import PROTOCOL_MIN
+from handoffd.config import PROTOCOL_MAX, PROTOCOL_MIN
 from handoffd.daemon.owner_submit import OFF_LOOP_TASKS
 from handoffd.protocol.messages_submit import HEADS_SINCE, _reads_heads
 from handoffd.testing import DaemonCluster, wait_for
@@ -90,7 +90,7 @@ def test_a_client_of_5_runs_a_dag_of_several_codes_on_a_daemon_of_6(
     )
     assert out.returncode == 0, out.stderr
     said = json.loads(out.stdout.strip().splitlines()[-1])
-    assert said == {"same": True, "heads": False, "daemon_max": HEADS_SINCE}
+    assert said == {"same": True, "heads": False, "daemon_max": PROTOCOL_MAX}
     dag, want = mixed(40)  # and this client of 6, with heads, on the same daemon
     with handoffd.connect(daemon.address, timeout=30) as client:
         assert client.execute(dag) == want and _reads_heads(client._daemon_max())
@@ -131,7 +131,10 @@ def test_a_takeover_from_a_snapshot_with_heads_runs_each_task_once(
         assert _reads_heads(client._daemon_max())
         run = client.submit(dag)
         status = run.status()
-        assert status.owner == first.name and len(status.standbys) == 2
+        assert status.owner == first.name
+        # (2 standbys: a member SUSPECT for a moment under load is left out at the submit and
+        # chosen again when it is ALIVE: ``members_changed`` re-chooses them)
+        wait_for(lambda: len(run.status().standbys) == 2, 30, 0.05, what="2 standbys")
         wait_for(lambda: run.status().counts.get("DONE", 0) >= 0.3 * n, 60, 0.01, what="30 %")
         first.kill()
         final = run.wait(timeout=120)
