@@ -62,18 +62,10 @@ def _submits(calls: list[Any]) -> list[int]:
     return at
 
 
-def _summary(instructions: Any) -> list[tuple[str, str, int]]:
-    out = []
-    for ins in instructions or ():
-        items = getattr(ins, "items", None)
-        out.append(
-            (type(ins).__name__, getattr(ins, "node", ""), len(items) if items is not None else -1)
-        )
-    return out
-
-
 def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = False) -> None:
     import hashlib
+
+    from _peers.owner_record import summary  # (the check the recording made)
 
     from handoffd.scheduler import events as ev
     from handoffd.scheduler.owner import OwnerScheduler
@@ -92,7 +84,7 @@ def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = Fals
     hashed = hashlib.sha256()
     for name, args, said in calls[:end]:
         got = getattr(scheduler, name)(*args)
-        if check and isinstance(got, list) and _summary(got) != said:
+        if check and isinstance(got, list) and summary(got) != said:
             differ += 1
         if digest:  # (every instruction in full, the moves told to replication too)
             hashed.update(repr((got, moves)).encode())

@@ -40,7 +40,7 @@ def _portable(event: Any) -> Any:
     return event
 
 
-def _summary(instructions: Any) -> list[tuple[str, str, int]]:
+def summary(instructions: Any) -> list[tuple[str, str, int]]:
     """Each instruction's type, node and task count (a dispatch's): the replay's check."""
     out = []
     for ins in instructions or ():
@@ -68,7 +68,7 @@ class Recorded:
             elif name == "handle":
                 args = (_portable(args[0]), *args[1:])
             result = attr(*args)
-            calls.append((name, args, _summary(result) if isinstance(result, list) else result))
+            calls.append((name, args, summary(result) if isinstance(result, list) else result))
             return result
 
         return call

@@ -3,10 +3,10 @@ its ``.py`` loaded as a module of its own, whatever build is imported."""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 from types import ModuleType
+
+import pure_build
 
 from handoffd.scheduler import room_index as imported
 
@@ -15,12 +15,7 @@ SOURCE = pathlib.Path(imported.__file__).with_name("room_index.py")
 
 def pure(name: str) -> ModuleType:
     """``room_index.py`` itself as the module ``name`` (each test file its own name)."""
-    spec = importlib.util.spec_from_file_location(name, SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return pure_build.pure(imported, name)
 
 
 def build(param: str, name: str) -> ModuleType:

@@ -6,14 +6,12 @@ records for an older daemon, and the same refusal of bad input, on random DAGs. 
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from pure_build import pure
 
 import handoffd
 from handoffd import dag_columns, values
@@ -35,18 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 CODEC = Codec()
 
 
-def _pure() -> ModuleType:
-    """``handoffd/dag_columns.py`` run as plain Python, whatever is compiled beside it."""
-    source = Path(dag_columns.__file__ or "").with_name("dag_columns.py")
-    spec = importlib.util.spec_from_file_location("handoffd_dag_columns_pure", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-PURE = _pure()
+PURE = pure(dag_columns, "handoffd_dag_columns_pure")
 BUILDS = pytest.mark.parametrize("build", [dag_columns, PURE], ids=["compiled", "pure"])
 
 

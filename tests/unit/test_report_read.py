@@ -11,15 +11,12 @@ the frames) both raise the same ``ColumnError``, which the node drops and counts
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import random
-import sys
-from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from pure_build import pure
 from test_report_table import RUN, _mix, _new_owner, _old_owner
 
 from handoffd.daemon.executor_records import report_message
@@ -31,18 +28,7 @@ FIELDS = ("task_ids", "attempts", "states", "sizes", "frames", "durations", "pid
 FIELDS += ("ended", "bytes_in", "failures", "outputs")
 
 
-def _pure() -> ModuleType:
-    """``protocol/report_read.py`` run as plain Python, whatever is compiled beside it."""
-    source = Path(report_read.__file__ or "").with_name("report_read.py")
-    spec = importlib.util.spec_from_file_location("handoffd_report_read_pure", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-PURE = _pure()
+PURE = pure(report_read, "handoffd_report_read_pure")
 BUILDS = (report_read, PURE)
 
 

@@ -1,0 +1,20 @@
+"""A compiled module's ``.py`` loaded as a module of its own, whatever build is imported: the
+reference its twin tests compare the compiled build with."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+
+def pure(imported: ModuleType, name: str) -> ModuleType:
+    """``imported``'s source file run as plain Python under the module name ``name``."""
+    source = Path(imported.__file__ or "").with_name(imported.__name__.rsplit(".", 1)[-1] + ".py")
+    spec = importlib.util.spec_from_file_location(name, source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
