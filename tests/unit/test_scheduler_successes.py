@@ -13,10 +13,10 @@ import random
 from typing import Any
 
 import pytest
+import scheduler_harness
 from scheduler_harness import CPU, Cluster, dispatches, spec
-from test_scheduler_builds import pure_build
+from test_scheduler_twin import PURE
 
-import handoffd.scheduler.owner as owner_module
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import successes
 
@@ -155,8 +155,13 @@ def test_a_report_table_moves_the_owner_as_its_rows_one_by_one(seed: int) -> Non
 def test_the_pure_python_pass_moves_the_owner_as_the_reference(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(owner_module, "successes", pure_build("successes"))
-    assert owner_module.successes is not successes
+    # The whole scheduler from source: a compiled owner cimports ``successes`` (owner.pxd), so
+    # replacing the module attribute alone would leave the compiled pass in use.
+    pure_owner = PURE["handoffd.scheduler.owner"]
+    pure_successes = PURE["handoffd.scheduler.successes"]
+    assert pure_owner.successes is pure_successes and pure_successes is not successes
+    assert pure_successes.__file__.endswith(".py")
+    monkeypatch.setattr(scheduler_harness, "OwnerScheduler", pure_owner.OwnerScheduler)
     assert drive(True, seed) == drive(False, seed)
 
 
