@@ -18,3 +18,15 @@ def pure(imported: ModuleType, name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def check_builds(imported: ModuleType, pure_module: ModuleType) -> None:
+    """``pure_module`` is the ``.py``; ``imported`` is the compiled build wherever the core was
+    built (a build without Cython has the ``.py`` only)."""
+    assert pure_module.__file__ is not None and pure_module.__file__.endswith(".py")
+    try:
+        import handoffd._core.sched  # noqa: F401
+    except ImportError:  # a build without Cython: the .py is the only build
+        return
+    assert imported.__file__ is not None
+    assert imported.__file__.endswith((".so", ".pyd")), imported.__file__

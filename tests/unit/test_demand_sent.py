@@ -8,14 +8,12 @@ sent at)."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from pure_build import pure
 
 from handoffd._core.api import EPS
 from handoffd.scheduler import demand as built_demand
@@ -24,13 +22,7 @@ from handoffd.scheduler.room_index import NodeState
 
 def _pure_demand() -> ModuleType:
     """``handoffd.scheduler.demand`` run from its .py source, whatever is compiled beside it."""
-    source = Path(built_demand.__file__ or "").with_name("demand.py")
-    spec = importlib.util.spec_from_file_location("handoffd_demand_pure_sent", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return pure(built_demand, "handoffd_demand_pure_sent")
 
 
 pure_demand = _pure_demand()

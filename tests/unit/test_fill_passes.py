@@ -5,15 +5,12 @@ both builds."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import random
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from pure_build import pure
 from scheduler_harness import Cluster, spec
 
 from handoffd.scheduler import fill_passes
@@ -22,13 +19,7 @@ from handoffd.scheduler.room_index import NodeState
 
 def _pure() -> ModuleType:
     """``fill_passes`` run from its .py source, whatever is compiled beside it."""
-    source = Path(fill_passes.__file__ or "").with_name("fill_passes.py")
-    loaded = importlib.util.spec_from_file_location("handoffd_fill_passes_pure", source)
-    assert loaded is not None and loaded.loader is not None
-    module = importlib.util.module_from_spec(loaded)
-    sys.modules[loaded.name] = module
-    loaded.loader.exec_module(module)
-    return module
+    return pure(fill_passes, "handoffd_fill_passes_pure")
 
 
 def _full_cluster(backend: str, queue_seconds: float | None) -> Cluster:

@@ -16,7 +16,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
-from pure_build import pure
+from pure_build import check_builds, pure
 from test_report_table import RUN, _mix, _new_owner, _old_owner
 
 from handoffd.daemon.executor_records import report_message
@@ -55,13 +55,7 @@ def _outcome(read: Any, msg: ReportColumns, frames: list[Any]) -> Any:
 
 
 def test_the_compiled_build_is_the_one_imported_when_the_core_was_built() -> None:
-    assert PURE.__file__ is not None and PURE.__file__.endswith(".py")
-    try:
-        import handoffd._core.sched  # noqa: F401
-    except ImportError:  # a build without Cython: the .py is the only build
-        return
-    assert report_read.__file__ is not None
-    assert report_read.__file__.endswith((".so", ".pyd")), report_read.__file__
+    check_builds(report_read, PURE)
 
 
 @pytest.mark.parametrize("build", BUILDS, ids=("built", "pure"))
