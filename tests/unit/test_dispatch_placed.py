@@ -6,15 +6,12 @@ builds, and the builders' output is the per-item reference's (``dispatch_tasks``
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pure_build import pure
 from scheduler_harness import dispatches
 from test_protocol_columns import _check_here_table, wire
 from test_scheduler_twin import cluster
@@ -29,21 +26,7 @@ from handoffd.spec import TaskSpec
 pytestmark = pytest.mark.timeout(120)
 
 
-def _pure_outbox() -> ModuleType:
-    """outbox.py loaded as a module of its own, whatever build is imported."""
-    name = "_pure_outbox_for_placed"
-    if name in sys.modules:
-        return sys.modules[name]
-    source = pathlib.Path(imported.__file__).with_name("outbox.py")
-    spec = importlib.util.spec_from_file_location(name, source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILDS = {"imported": imported, "pure": _pure_outbox()}
+BUILDS = {"imported": imported, "pure": pure(imported, "_pure_outbox_for_placed")}
 
 # Shared objects, as a run's tasks of one function share theirs; equal but distinct ones too
 # (b"code" twice), which must start a group of their own.

@@ -4,29 +4,15 @@ random input: the compiled one is imported when it was built, the plain one is t
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
-from types import ModuleType
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pure_build import pure as pure_of
 
 import handoffd.scheduler.durations as built
 
-SOURCE = Path(built.__file__).with_name("durations.py")
-
-
-def pure_build() -> ModuleType:
-    """The module run from its .py source, whatever is compiled beside it."""
-    spec = importlib.util.spec_from_file_location("handoffd_durations_pure", SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pure = pure_build()
+pure = pure_of(built, "handoffd_durations_pure")  # (the .py, whatever is compiled beside it)
 
 
 def test_the_compiled_build_is_imported_when_the_core_was_built():

@@ -9,12 +9,11 @@ on, the input that finished.
 
 from __future__ import annotations
 
-import importlib.util
 import random
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from pure_build import pure
 from scheduler_harness import Cluster, dispatches, spec
 
 import handoffd.scheduler.history as built
@@ -22,12 +21,7 @@ from handoffd.scheduler import events as ev
 
 
 def _pure() -> ModuleType:
-    source = Path(built.__file__).with_name("history.py")
-    loaded = importlib.util.spec_from_file_location("handoffd_history_pure", source)
-    assert loaded is not None and loaded.loader is not None
-    module = importlib.util.module_from_spec(loaded)
-    loaded.loader.exec_module(module)
-    return module
+    return pure(built, "handoffd_history_pure")
 
 
 @pytest.mark.parametrize("module", [built, _pure()], ids=["compiled", "pure"])

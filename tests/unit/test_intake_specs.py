@@ -215,17 +215,12 @@ def test_a_touched_run_and_rows_that_differ_are_packed_row_by_row() -> None:
 
 def test_a_record_as_built_is_the_row_the_shortcut_packs() -> None:
     """``snapshot._AS_BUILT`` is what a new ``TaskRecord`` holds, in both scheduler builds."""
-    import importlib.util
-    from pathlib import Path
+    from pure_build import pure
 
     from handoffd.protocol import snapshot
     from handoffd.scheduler import run as built_run
 
-    source = Path(built_run.__file__ or "").with_name("run.py")
-    spec = importlib.util.spec_from_file_location("handoffd_run_pure_intake", source)
-    assert spec is not None and spec.loader is not None
-    pure_run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pure_run)
+    pure_run = pure(built_run, "handoffd_run_pure_intake")
     for module in (built_run, pure_run):
         rec = module.TaskRecord(TaskSpec("t", (), {"cpu": 1.0}, b"p"), 0, 0.0)
         assert snapshot._task_row("t", rec)[1:] == snapshot._AS_BUILT

@@ -5,36 +5,21 @@ every digest test, depends on it. Both builds: the compiled records module and i
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from pure_build import pure
 
 import handoffd.membership.records as built_records
 
 SIZES = (1, 2, 3, 5, 6, 20, 21, 22, 40, 41, 100, 257, 1000)
 
 
-def _pure_records() -> ModuleType:
-    path = Path(built_records.__file__).parent / "records.py"
-    spec = importlib.util.spec_from_file_location("_pure_records_for_draws", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (its dataclasses look their module up)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
-
-
 def _builds() -> Iterator[ModuleType]:
     yield built_records
-    yield _pure_records()
+    yield pure(built_records, "_pure_records_for_draws")
 
 
 @pytest.mark.parametrize("records", list(_builds()), ids=["built", "pure"])

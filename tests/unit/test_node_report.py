@@ -8,19 +8,15 @@ the assignments replayed on a twin index of the same build, and the two builds m
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import random
-import sys
 from types import ModuleType
 from typing import Any
 
 import pytest
+from pure_build import pure
 
 from handoffd.resources import fits
 from handoffd.scheduler import room_index as imported
-
-_SOURCE = pathlib.Path(imported.__file__).with_name("room_index.py")
 
 _CAPACITIES = (
     {"cpu": 4.0, "memory": 4e3},
@@ -39,12 +35,7 @@ _FREES = (
 
 
 def _pure() -> ModuleType:  # the .py itself, whatever build is imported
-    spec = importlib.util.spec_from_file_location("_room_index_pure", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (the dataclass looks its module up there)
-    spec.loader.exec_module(module)
-    return module
+    return pure(imported, "_room_index_pure")
 
 
 def _assigned(n: Any, address: str, capacity: dict, version: int, free: dict) -> int:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import gc
 import importlib
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from pure_build import pure
 
 from handoffd.protocol.snapshot import decode_run, encode_run
 from handoffd.replication import takeover
@@ -22,17 +21,8 @@ from handoffd.spec import RunOptions, TaskSpec
 N = 3000
 
 
-def _pure_run() -> ModuleType:
-    built = importlib.import_module("handoffd.scheduler.run")
-    source = Path(built.__file__ or "").with_name("run.py")
-    spec = importlib.util.spec_from_file_location("handoffd_run_pure_gc", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILDS = [importlib.import_module("handoffd.scheduler.run"), _pure_run()]
+_BUILT = importlib.import_module("handoffd.scheduler.run")
+BUILDS = [_BUILT, pure(_BUILT, "handoffd_run_pure_gc")]
 
 
 def _tracked() -> int:

@@ -5,23 +5,17 @@ compiled build and in the ``.py`` (the pure-Python build) alike."""
 from __future__ import annotations
 
 import heapq
-import importlib.util
-import pathlib
 import random
+from types import ModuleType
 
 import pytest
+from pure_build import pure
 
 from handoffd.scheduler import ready as compiled
 
-_SOURCE = pathlib.Path(compiled.__file__).with_name("ready.py")
 
-
-def _pure():  # the .py itself, whatever build is imported
-    spec = importlib.util.spec_from_file_location("_ready_pure", _SOURCE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _pure() -> ModuleType:  # the .py itself, whatever build is imported (a fresh one each call)
+    return pure(compiled, "_ready_pure")
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -10,8 +10,6 @@ steps and compares everything the owner reads back.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pure_build import pure
 
 from handoffd.scheduler import COMPILED
 from handoffd.scheduler.room_index import NodeState
@@ -27,15 +26,7 @@ from handoffd.spec import RunOptions, TaskSpec
 
 def pure_build(name: str) -> ModuleType:
     """``handoffd.scheduler.<name>`` run from its .py source, whatever is compiled beside it."""
-    built = importlib.import_module(f"handoffd.scheduler.{name}")
-    source = Path(built.__file__ or "").with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"handoffd_{name}_pure", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # (registered while it runs: a dataclass looks its module's names up in sys.modules)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return pure(importlib.import_module(f"handoffd.scheduler.{name}"), f"handoffd_{name}_pure")
 
 
 built_run = importlib.import_module("handoffd.scheduler.run")
