@@ -48,11 +48,18 @@ inplace: $(VENV)/bin/python
 	$(PY) setup.py -q build_ext --inplace
 	touch $(STAMP)
 
-lint: $(STAMP)
+# lint and typecheck run the venv's ruff and mypy over the sources, not the compiled modules: a build
+# older than its sources (a .py or .pxd edited since) is not rebuilt for them (`make inplace` or
+# `make build` does that, and `make suite` before it tests); a reinstall (`pip install -e`) there
+# recompiled everything for minutes. No build yet, or a pyproject.toml newer than it (the tools'
+# versions), still installs first. (Not an order-only prerequisite: make would still remake it.)
+TOOLS := $(if $(wildcard $(STAMP)),$(if $(shell test pyproject.toml -nt $(STAMP) && echo new),$(STAMP)),$(STAMP))
+
+lint: $(TOOLS)
 	$(VENV)/bin/ruff check handoffd tests bench examples _core
 	$(VENV)/bin/ruff format --check handoffd tests bench examples _core
 
-typecheck: $(STAMP)
+typecheck: $(TOOLS)
 	$(VENV)/bin/mypy handoffd
 
 # pytest's exit code 5 (no tests collected) is a failure, said plainly. --durations=25: every
