@@ -311,7 +311,11 @@ def main(
                     continue
             token, payload, inputs, inclusion, env, title = pending.popleft()
             if title:
-                retitle(prefix + title)
+                try:
+                    retitle(prefix + title)
+                except ValueError:  # a NUL or a lone surrogate (setproctitle refuses them): a
+                    # title is for ps only, so it shows escaped, never ends the worker
+                    retitle(prefix + ascii(title)[1:-1])
                 titled = True
             if live is not None:  # ``live.start(token)`` in line (its buffer is ``out``)
                 if out._head_size or out._tail_size or out.dropped:
