@@ -61,7 +61,9 @@ def test_an_unlinked_columns_run_is_the_records_run(
     records, cols, frames = _both(rows)
     monkeypatch.setattr(intake_columns, "plain_graph", BUILDS[build])
     a = _prepared(records, frames)
-    # The columns' build resolves no link and reads no spec for the ranking.
+    # The columns' build resolves no link and reads no spec for the ranking. (A compiled
+    # plain_graph's calls of its own cpdef column_links are C calls the patch cannot see: the
+    # pure build's case sees those.)
     monkeypatch.setattr(BUILDS[build], "column_links", _boom)
     monkeypatch.setattr(graph.plain_graph, "sizes", _boom)
     b = _prepared(cols, frames)
