@@ -57,15 +57,18 @@ def test_a_resource_publish_just_before_a_tasks_end_does_not_give_away_its_slot(
     the node's resources, then the task ended before our own scheduler was told. Told the ledger as
     read then (the slot already freed), the scheduler saw the slot before the task's report and gave
     it to an independent task. Here a publish comes right before every task's end."""
-    ended = Executor.on_outcome
+    ended = Executor.on_read  # (the pool's outcomes come through it: ``on_outcome`` is not used)
+    reads: list[int] = []
 
-    def publish_then_end(self, outcome):
+    def publish_then_end(self, outcomes):
+        reads.append(len(outcomes))
         self._on_resources_changed()  # as a memory reading does
-        asyncio.get_running_loop().call_soon(ended, self, outcome)
+        asyncio.get_running_loop().call_soon(ended, self, outcomes)
 
-    monkeypatch.setattr(Executor, "on_outcome", publish_then_end)
+    monkeypatch.setattr(Executor, "on_read", publish_then_end)
     order = run_chain_beside_independents(str(tmp_path / "starts"))
     assert order[:3] == ["c0", "c1", "c2"], order
+    assert sum(reads) == 8  # (every task's end came after a publish)
 
 
 def test_a_chain_successor_takes_its_predecessors_slot_on_the_owners_node(tmp_path):
