@@ -59,7 +59,7 @@ from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.chunks import CHUNK_MAX, serve
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Ended
+from handoffd.worker._records import Ended, Kept
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome, WorkerPool
 
@@ -265,16 +265,20 @@ class Executor:
     def _ended(self, outcomes: list[Ended], flush_idle: bool = False) -> bool:
         """True when the report flush went with the outcomes (``flush_idle`` and nothing of
         ours runs any more). (A ``Row`` is a task's: a hook's job never ends as one.)"""
-        hooks = [o for o in outcomes if not isinstance(o, tuple) and isinstance(o.key, EncodeKey)]
+        hooks = [o for o in outcomes if type(o) is Outcome and isinstance(o.key, EncodeKey)]
         if hooks:  # serialize hooks run for peers: answered apart, every one of them
             for outcome in hooks:
                 self._run(self.hooks.ended(outcome))
             outcomes = [
-                o for o in outcomes if isinstance(o, tuple) or not isinstance(o.key, EncodeKey)
+                o for o in outcomes if type(o) is not Outcome or not isinstance(o.key, EncodeKey)
             ]
         if self._sent_live:
             for ended in outcomes:
-                self._sent_live.pop(ended[0] if isinstance(ended, tuple) else ended.key, None)
+                if type(ended) is Kept:  # (a read's KEPT replies as one block: its keys)
+                    for key in ended.keys:
+                        self._sent_live.pop(key, None)
+                else:
+                    self._sent_live.pop(ended[0] if type(ended) is tuple else ended.key, None)  # type: ignore[union-attr]
         if self._live:  # the attempts' live lines reach the owner before their reports
             self._send_live()
         state = self.state

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,39 @@ class ResultStore:
             except OSError as exc:
                 self._discard(key)
                 raise StoreError(spill_failed(exc, self._spill_root)) from exc
+
+    def put_all(
+        self, run_id: str, task_ids: list[str], values: Sequence[Any], sizes: list[int]
+    ) -> bool:
+        """``put`` of each value (``sizes``: their lengths), in order, when none of those puts
+        could raise, spill or replace a value held (True); else nothing is held and False: the
+        caller puts them one by one (a refusal is then told for its own task)."""
+        if self._written:
+            self.settle()
+        count = len(task_ids)
+        memory, stats = self._memory, self.stats
+        new = dict(zip(zip(itertools.repeat(run_id), task_ids), values, strict=True))
+        total = sum(sizes)
+        if (
+            len(new) < count  # (a task twice: the second put replaces the first)
+            or not memory.keys().isdisjoint(new)
+            or (self._spilled and not self._spilled.keys().isdisjoint(new))
+            or (self.max_value is not None and max(sizes, default=0) > self.max_value)
+            or (
+                self.max_bytes is not None
+                and stats.in_memory_bytes + stats.spilled_bytes + total > self.max_bytes
+            )
+            or stats.in_memory_bytes + total > self.memory_limit
+        ):
+            return False
+        memory.update(new)
+        tasks = self._by_run.get(run_id)
+        if tasks is None:
+            tasks = self._by_run[run_id] = set()
+        tasks.update(task_ids)
+        stats.in_memory_bytes += total
+        stats.values += count
+        return True
 
     def get(self, run_id: str, task_id: str) -> Any:
         key = (run_id, task_id)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import signal
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,30 @@ class Outcome:
 #: duration, pid), an ``Outcome`` that is ok with no output (``outcome_of`` makes it one), one
 #: tuple a task, not a record of ten slots.
 Row = tuple[Hashable, Any, float, int]
-Ended = Outcome | Row
+
+
+class Kept:
+    """Consecutive KEPT replies of one read as columns (``WorkerPool.on_read`` with ``rows``,
+    when the read's replies could be cut as a block: ``_replies._kept_block``): each a ``Row``
+    (key, value, duration, pid), the pid one for all of them, no tuple a task. Every key is a
+    plain tuple (a task's), none was being cancelled; in the order the worker wrote them."""
+
+    __slots__ = ("keys", "values", "durations", "pid")
+
+    def __init__(
+        self, keys: list[Any], values: Sequence[bytes], durations: Sequence[float], pid: int
+    ):
+        self.keys = keys
+        self.values = values
+        self.durations = durations
+        self.pid = pid
+
+    def rows(self) -> list[Row]:
+        """The block as the ``Row`` a reply each it stands for."""
+        return list(zip(self.keys, self.values, self.durations, repeat(self.pid)))
+
+
+Ended = Outcome | Row | Kept
 
 _new = object.__new__
 
@@ -112,7 +136,7 @@ def ok_outcome(
     return outcome
 
 
-def outcome_of(ended: Ended) -> Outcome:
+def outcome_of(ended: Outcome | Row) -> Outcome:
     """The ``Outcome`` a ``Row`` stands for (an ``Outcome`` as it is)."""
     if type(ended) is tuple:
         key, value, duration, pid = ended

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from handoffd.worker import _pipe, _process, _replies
-from handoffd.worker._records import Job, Worker, ok_outcome, outcome_of
+from handoffd.worker._records import Job, Kept, Worker, ok_outcome, outcome_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -191,3 +191,67 @@ def test_with_rows_a_tasks_kept_reply_ends_as_its_row(pipe: Any) -> None:
 class _HookKey(NamedTuple):
     peer: str
     request: int
+
+
+def _flat(outcomes: list[Any]) -> list[Any]:
+    """Each job's end as an ``Outcome`` (a ``Kept`` block's rows, in order, a ``Row``'s)."""
+    flat: list[Any] = []
+    for o in outcomes:
+        flat += [outcome_of(r) for r in o.rows()] if type(o) is Kept else [outcome_of(o)]
+    return flat
+
+
+def test_random_streams_with_rows_end_in_blocks_as_one_by_one(pipe: Any) -> None:
+    """With ``rows``, KEPT replies of one frame size at a read's front end as one ``Kept`` block
+    (``_replies._kept_block``): over random streams (values of one size or a few, cancels
+    pending, stale tokens, a hook's job, pickled replies, reads cut anywhere) every job ends
+    once, in the order sent, with the fields the same stream read without ``rows`` gives, and
+    the pool's books (``sent``, the live map, the head, the bytes) end empty."""
+    worker, theirs = pipe
+    rng = random.Random(11)
+    blocks = 0
+    for _ in range(40):
+        count = rng.randint(2, 60)
+        sizes = rng.choice([(8,), (8,), (8, 9), (0, 8, 300)])
+        values = {t: bytes([t % 251]) * rng.choice(sizes) for t in range(1, count + 1)}
+        kinds = {
+            t: rng.choice(["kept"] * 12 + ["pickled", "stale", "cancel", "hook"]) for t in values
+        }
+        data = b""
+        for t, v in values.items():
+            if kinds[t] == "pickled":
+                data += _pickled(t, v)
+            else:
+                data += _kept(t, v, 0.001 * t)
+                if kinds[t] == "stale":
+                    data += _kept(count + 100 + t, v, 0.0)  # (a token no longer on the pipe)
+        cuts = sorted(rng.sample(range(1, len(data)), min(3, len(data) - 1)))
+        got = {}
+        for rows in (False, True):
+            running, jobs = _on_pipe(worker, count)
+            for job in jobs:
+                if kinds[job.token] == "cancel":
+                    job.cancelling = True
+                elif kinds[job.token] == "hook":
+                    del running[job.key]
+                    job.key = _HookKey("peer", job.token)
+                    running[job.key] = worker
+            ended: list[Any] = []
+            at = 0
+            for cut in [*cuts, len(data)]:
+                os.write(theirs.fileno(), data[at:cut])
+                at = cut
+                outcomes, lost, _ = _replies.read(worker, running, lambda w: None, None, rows)
+                assert not lost
+                blocks += rows and any(type(o) is Kept for o in outcomes)
+                ended += outcomes
+            assert not running and not worker.sent and worker.head is None
+            assert worker.bytes == 0 and not worker.reader.buf and not worker.reader.pending
+            got[rows] = _flat(ended)
+        plain, as_rows = got[False], got[True]
+        assert [o.key for o in plain] == [job.key for job in jobs]
+        for a, b in zip(plain, as_rows, strict=True):
+            assert [getattr(a, f.name) for f in fields(a)] == [
+                getattr(b, f.name) for f in fields(b)
+            ]
+    assert blocks > 20

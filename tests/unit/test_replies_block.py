@@ -1,0 +1,115 @@
+"""A read's KEPT replies ended as one block (the pool's ``Kept``: keys, values and durations as
+columns, one pid; ``ExecutorState`` ends it a column at a time when it can) do exactly what the
+same replies as ``Row``s, one by one, do. Two executors take the same random events (dispatches
+from our own node's owner or another, cpu and gpu costs; reads of running jobs, consecutive KEPT
+replies as one block on one side and as rows on the other, among values printed along, no value,
+errors, cancels and attempts no longer ours, mostly short tasks so the block's path is taken;
+cancels, withdraws, a new owner, a run freed; now and then a store too small to take a block
+whole): after every step they must have given the same instructions and hold the same tasks,
+queue, slots, ledger, store, counters, holdings, mean duration and refill and flush flags."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from test_executor_rows import RUNS, Side, dispatch, norm, outcome_of
+
+from handoffd.daemon import executor_ends
+from handoffd.daemon.executor_events import CancelAsked, OwnerSeen, RunFreed, WithdrawAsked
+from handoffd.protocol import messages as m
+from handoffd.protocol.messages_rebalance import WithdrawTasks
+from handoffd.worker._records import Kept
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class BlockSide(Side):
+    """Consecutive KEPT replies of a read handed over as one ``Kept`` block."""
+
+    def read(self, ends: list[tuple[Any, str, float]], flush_idle: bool) -> list[Any]:
+        outcomes: list[Any] = []
+        for key, kind, duration in ends:
+            if kind != "kept":
+                outcomes.append(outcome_of(key, kind, duration))
+                continue
+            value = b"v-" + key[1].encode()
+            last = outcomes[-1] if outcomes else None
+            if type(last) is Kept:
+                last.keys.append(key)
+                last.values.append(value)
+                last.durations.append(duration)
+            else:
+                outcomes.append(Kept([key], [value], [duration], 41))
+        self.running = [k for k in self.running if k not in {e[0] for e in ends}]
+        return self.step(self.st.tasks_ended(outcomes, 1.0, flush_idle))
+
+
+def _state(side: Side) -> tuple[Any, ...]:
+    st = side.st
+    flags = (st._mean_duration, st._half_chain, st._refill_scheduled, st._flush_scheduled)
+    stats = st.store.stats
+    return (*side.state(), flags, stats.in_memory_bytes, stats.spilled_bytes, stats.values)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_a_block_ends_what_its_rows_end(seed: int, monkeypatch: Any) -> None:
+    rng = random.Random(seed)
+    rows, blocks = Side(rows=True), BlockSide(rows=True)
+    for side in (rows, blocks):
+        if seed % 4 == 3:  # (a store spilling now and then: a block's put falls back)
+            side.st.store.memory_limit = 60
+        if seed % 2 == 0:  # (a node that ran short tasks before: the block's path from the start)
+            side.st._mean_duration = 1e-5
+    taken = []
+    block = executor_ends.Ends._ended_block
+
+    def counted(self: Any, *args: Any) -> bool:
+        done = block(self, *args)
+        if self is blocks.st:
+            taken.append(done)
+        return done
+
+    monkeypatch.setattr(executor_ends.Ends, "_ended_block", counted)
+    terms = dict.fromkeys(RUNS, 1)
+    count = 0
+    for _ in range(60):
+        roll = rng.random()
+        if roll < 0.3 or not rows.running:
+            event, count = dispatch(rng, count, terms)
+            outs = [s.step(s.st.handle(event, 1.0)) for s in (rows, blocks)]
+        elif roll < 0.85:
+            n = rng.randint(1, min(len(rows.running), 12))
+            ends = []
+            for key in rows.running[:n]:
+                kind = rng.choice(["kept"] * 12 + ["printed", "none", "error", "cancelled"])
+                short = seed % 2 == 0 or rng.random() < 0.9
+                duration = rng.choice([1e-6, 1e-5, 3e-5]) if short else rng.choice([1e-3, 0.02])
+                ends.append((key, kind, duration))
+            if rng.random() < 0.1:
+                ends.insert(rng.randint(0, n), ((RUNS[0], "gone", 3), "kept", 1e-5))
+            flush_idle = rng.random() < 0.5
+            outs = [s.read(ends, flush_idle) for s in (rows, blocks)]
+        else:
+            run = rng.choice(RUNS)
+            keys = [k for k in rows.st.tasks if k[0] == run]
+            picked = rng.sample(keys, min(len(keys), rng.randint(1, 3))) if keys else []
+            items = tuple(m.TaskAttempt(k[1], k[2]) for k in picked)
+            what = rng.random()
+            if what < 0.4:
+                event: Any = CancelAsked(m.CancelTasks(run, items), terms[run])
+            elif what < 0.75:
+                event = WithdrawAsked(WithdrawTasks(run, items), terms[run])
+            elif what < 0.9:
+                terms[run] += 1
+                event = OwnerSeen(run, terms[run], rng.choice(["me:1", "owner:1"]), "owner")
+            else:
+                event = RunFreed(m.FreeRun(run), terms[run])
+            outs = [s.step(s.st.handle(event, 1.0)) for s in (rows, blocks)]
+        assert norm(outs[0]) == norm(outs[1])
+        assert rows.running == blocks.running
+        assert _state(rows) == _state(blocks)
+    assert taken, "no block reached the block's path"
+    if seed % 2 == 0:
+        assert any(taken), "the block's path never ended a block"
