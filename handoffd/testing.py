@@ -109,12 +109,15 @@ def precompile(package: str | os.PathLike[str]) -> int:
                 continue
         except OSError:
             pass
-        py_compile.compile(
-            str(source),
-            str(cached),
-            doraise=True,
-            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
-        )
+        try:
+            py_compile.compile(
+                str(source),
+                str(cached),
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+            )
+        except (OSError, py_compile.PyCompileError):
+            continue  # (a read-only tree, a syntax error: the import says so, not the session)
         written += 1
     return written
 

@@ -60,3 +60,15 @@ def test_the_files_are_imported_without_compiling_and_follow_edits(
     first.write_text("V = 8\n")
     with pytest.raises(AssertionError, match="compiled from source"):
         _code_without_compiling(first, monkeypatch)
+
+
+def test_a_module_that_does_not_compile_is_left_to_its_import(tmp_path: Path) -> None:
+    """A syntax error is the import's to report (in the test that imports it), not a reason to
+    fail the session's start: the other modules still get their files."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "broken.py").write_text("def (:\n")
+    (package / "fine.py").write_text("X = 1\n")
+    assert precompile(package) == 1
+    assert Path(importlib.util.cache_from_source(str(package / "fine.py"))).exists()
+    assert not Path(importlib.util.cache_from_source(str(package / "broken.py"))).exists()
