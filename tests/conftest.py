@@ -36,6 +36,19 @@ os.environ["HANDOFFD_RUNTIME_DIR"] = _RUNTIME_DIR
 atexit.register(shutil.rmtree, _RUNTIME_DIR, True)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Bytecode for handoffd, once a session (by xdist's controller, whose workers start after
+    # it configured, or the one process of a run without xdist): under CI's
+    # PYTHONDONTWRITEBYTECODE=1 every daemon, worker process and handoffctl the suite starts
+    # compiled every handoffd module it imports from source, thousands of processes a run.
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        from handoffd.testing import precompile
+
+        root = Path(__file__).resolve().parent.parent
+        for package in ("handoffd", "_core"):  # (handoffd/_core is a symlink: not walked)
+            precompile(root / package)
+
+
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # By directory, so a test added to daemons/ cannot forget the marker.
