@@ -108,6 +108,9 @@ from handoffd.worker._records import Job, new_job
 from handoffd.worker.ledger import Ledger
 
 _SOON_REFILL = Soon(REFILL)
+# The inputs of every chained row's job (a row has none): one list, never changed (the pool and
+# the pipe only test a job's inputs), not a new one a task
+_NO_INPUTS: list[Any] = []
 _new = object.__new__
 
 
@@ -415,6 +418,9 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         # ``only``'s jobs (every task taken then is its), and its cost, read once
         only_jobs: list[Job] = []
         only_cost = only.cost if only is not None else None
+        # A cost found equal to ``only_cost``: a table's tasks share one cost dict, so the dicts
+        # are compared once a table, not once a task
+        same_cost: Any = only_cost
         total = self._local_cost
         scanned, scan = 0, CHAIN_SCAN
         local, tasks = self.local, self.tasks
@@ -426,6 +432,8 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         only_memory = only.cost.get("memory") if only is not None else None
         title_run: str | None = None
         title_head = ""
+        only_keys: dict[Key, None] = only.keys if only is not None else {}
+        only_devices = only.devices if only is not None else None
         # Each task is picked and started in one pass: what picks the next one (the queue, the
         # tasks, their ``missing``, the room left) is not changed by starting this one, so the
         # picks and their order are those of picking every task first.
@@ -437,6 +445,42 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                 break
             task = tasks.get(key)
             if task is None:
+                continue
+            if only is not None and type(task) is list:
+                # A row into the one slot (W1's every task): the steps below for a row, in line
+                # and in the same order, without the tests that only a ``Task`` or another slot
+                # needs
+                if left <= 0:
+                    break  # full
+                cost = task[R_COST]
+                if cost is not same_cost:
+                    if only_cost != cost:
+                        break  # another cost at the front: the claims drain to it
+                    same_cost = cost
+                left -= 1
+                del local[key]  # (``_unqueue_local`` in line: found in ``local`` above)
+                if kind1 is not None:
+                    total[kind1] = total.get(kind1, 0.0) - qty1
+                else:
+                    for kind, qty in cost.items():
+                        total[kind] = total.get(kind, 0.0) - qty
+                task[R_SLOT] = only
+                only_keys[key] = None
+                job = _new(Job)
+                job.key = key
+                job.payload = task[R_PAYLOAD]
+                job.inputs = _NO_INPUTS
+                job.argument_inclusion = task[R_INCLUSION]
+                job.timeout = task[R_TIMEOUT]
+                job.env = None
+                job.devices = only_devices
+                job.memory = only_memory
+                run_id = task[R_RUN]
+                if run_id is not title_run:
+                    title_run = run_id
+                    title_head = f"run {title_run} task "
+                job.title = title_head + task[R_TASK]
+                only_jobs.append(job)
                 continue
             row = isinstance(task, list)  # a queued task's ``Row``: no inputs, none missing
             if row:

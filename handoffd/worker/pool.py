@@ -152,7 +152,7 @@ class WorkerPool(Losses):
         # key -> chain of a job not ended: queued in ``chain.jobs`` or sent (on the pipe of
         # ``chain.worker``: a chain keeps its worker while a job of it is on the worker's pipe)
         self._jobs: dict[Hashable, Chain] = {}
-        self._tokens = itertools.count(1)
+        self._token = 0  # the last token given to a job sent (``_feed``)
         self._names = itertools.count(1)
         self._solo = itertools.count(1)
         self._startup_failures = 0
@@ -523,11 +523,14 @@ class WorkerPool(Losses):
         others: bool | None = None  # chains wait: asked once (the loop changes only this one)
         # (read once a feed, not once a job)
         jobs, live, sent = chain.jobs, self._jobs, worker.sent
-        tokens, ahead = self._tokens, self.ahead
+        # The last token given (counted here, stored back once a feed; a job pickled and kept
+        # waiting in ``chain.next`` holds one given before)
+        last, ahead = self._token, self.ahead
         # The short jobs taken last, not yet in ``batch`` (encoded together when another kind
         # comes or at the end), and their argument inclusion
         run: list[Job] = []
         run_inclusion = ""
+        run_next = 0  # the token a job must have to join ``run``
         while jobs:
             job = jobs[0]
             pickled = chain.next
@@ -544,25 +547,26 @@ class WorkerPool(Losses):
                 ):
                     break
                 jobs.popleft()
-                token = next(tokens)
+                last = token = last + 1
                 job.token = token
                 job.size = job_size
                 job.cancelling = False
                 sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
-                if run and job.argument_inclusion == run_inclusion and token == run[-1].token + 1:
+                if run and job.argument_inclusion == run_inclusion and token == run_next:
                     run.append(job)
                 else:  # (a run's tokens are consecutive: a job that failed to pickle took one)
                     if run:
                         batch += _short_bytes(run)
                     run_inclusion = job.argument_inclusion
                     run = [job]
+                run_next = token + 1
                 if first is None:
                     first = job
                 count += 1
                 size += job_size
                 continue
             else:
-                token = next(tokens)
+                last = token = last + 1
                 try:
                     data, buffers = _pipe.pickle_job(token, job)
                 except Exception as exc:
@@ -599,6 +603,7 @@ class WorkerPool(Losses):
             size += job_size
         if run:
             batch += _short_bytes(run)
+        self._token = last
         worker.bytes = size
         if not batch:
             if not worker.sent:  # every job left failed to pickle
