@@ -16,6 +16,8 @@ cdef class Durations:
     cpdef void observe(self, object function, tuple shape, double seconds)
     cpdef void observe_task(self, object rec, double seconds)
     cpdef void observe_keys(self, str key, str shape, double seconds)
+    @cython.locals(by_function=dict, alpha=double, have=bint, mean=double, i=Py_ssize_t, seconds=double)
+    cpdef void observe_block(self, list keys, str shape, list secs)
     cpdef double estimate(self, object function, tuple shape)
     cpdef double estimate_task(self, object rec)
     cpdef double estimate_keys(self, str key, str shape)

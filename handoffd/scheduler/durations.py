@@ -121,6 +121,44 @@ class Durations:
         else:
             self.by_shape[shape] = old + self.alpha * (seconds - old)
 
+    def observe_block(self, keys: list[str], shape: str, secs: list[float]) -> None:
+        """``observe_keys(keys[i], shape, secs[i])`` for each ``i`` in order (a success table's
+        rows of one cost shape): each function's average as one by one, the shape's carried in
+        one local and stored once at the end (the same steps: nothing reads it in between, and
+        a key is only inserted, so only evicted, at its first step)."""
+        by_function = self.by_function
+        alpha = self.alpha
+        have = False  # (``mean`` holds the shape's average)
+        mean = 0.0
+        for i in range(len(keys)):
+            seconds = secs[i]
+            if not seconds >= 0.0:  # (NaN too)
+                continue
+            key = keys[i]
+            old = by_function.get(key)
+            if old is None:
+                if len(by_function) >= self.max_keys:
+                    del by_function[self._function_order.popleft()]
+                by_function[key] = seconds
+                self._function_order.append(key)
+            else:
+                by_function[key] = old + alpha * (seconds - old)
+            if have:
+                mean = mean + alpha * (seconds - mean)
+                continue
+            have = True
+            old = self.by_shape.get(shape)
+            if old is None:
+                if len(self.by_shape) >= self.max_keys:
+                    del self.by_shape[self._shape_order.popleft()]
+                self.by_shape[shape] = seconds
+                self._shape_order.append(shape)
+                mean = seconds
+            else:
+                mean = old + alpha * (seconds - old)
+        if have:
+            self.by_shape[shape] = mean
+
     def estimate(self, function: str, shape: Shape) -> float:
         """Expected seconds of one attempt; ``UNKNOWN`` (-1) when nothing of it was learned."""
         return self.estimate_keys(function_key(function, shape), shape_key(shape))

@@ -170,6 +170,42 @@ def moved(
     )
 
 
+def succeeded(
+    attempts: list[tuple[Any, ...]], attempt: int, node: str, wall: float, cause: str
+) -> None:
+    """``moved(attempts, attempt, node, old, "DONE", wall, cause)`` for ``old`` ASSIGNED or
+    RUNNING and ``node`` not None (a success report's row: ``successes.finish``), its tests
+    written out for that one case."""
+    i = _index(attempts, attempt)
+    if i < 0:  # out when we took the run over, dispatched by the previous owner
+        i = _append(attempts, new_row(attempt, node, 0.0))
+    a = attempts[i]
+    state = a[2]
+    if state == "ASSIGNED" or state == "RUNNING":  # (``_ACTIVE``: still open, closed as DONE)
+        state = "DONE"
+    ended = a[5]
+    if not ended:
+        ended = wall
+    said = a[12]
+    if not said:
+        said = cause
+    attempts[i] = (
+        a[0],
+        a[1],
+        state,
+        a[3],
+        a[4],
+        ended,
+        a[6],
+        a[7],
+        a[8],
+        a[9],
+        a[10],
+        a[11],
+        said,
+    )
+
+
 def settled(
     attempts: list[tuple[Any, ...]], state: str, attempt: int, found_on: str | None
 ) -> None:

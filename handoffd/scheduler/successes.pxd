@@ -14,10 +14,26 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
 @cython.locals(
     tasks=dict, durations=Durations, answered=bint, n=Py_ssize_t, i=Py_ssize_t, rec=TaskRecord,
     old=str, task_id=str, outputs=bint, at_once=bint, c=dict, tally=dict,
-    from_assigned=Py_ssize_t, from_running=Py_ssize_t, books=OwnerBooks, done=list
+    from_assigned=Py_ssize_t, from_running=Py_ssize_t, table=Table, where=tuple
 )
 cpdef tuple apply(RunState run, ClusterView view, str node, object ids, object tries, object sizes, object values, object took, double now, list cancels)
 @cython.locals(done=Py_ssize_t)
 cdef _count(dict tally, dict c, Py_ssize_t assigned, Py_ssize_t running)
-@cython.locals(moves=list, unfinished=dict, tasks=dict, crec=TaskRecord, books=OwnerBooks)
-cpdef finish(RunState run, TaskRecord rec, str old, str node, object size, object value, object at, object wall, object cause, bint outputs, list cancels, list done=*)
+@cython.locals(moves=list, unfinished=dict, tasks=dict, crec=TaskRecord)
+cpdef finish(RunState run, TaskRecord rec, str old, tuple where, object size, object value, object at, object wall, object cause, bint outputs, list cancels, Table table=*)
+
+
+cdef class Table:
+    cdef readonly RunState run
+    cdef readonly str node
+    cdef readonly OwnerBooks books
+    cdef readonly Durations durations
+    cdef public list done
+    cdef public object shape
+    cdef public list keys
+    cdef public list secs
+
+    @cython.locals(shape=str)
+    cpdef learned(self, TaskRecord rec, object seconds)
+    cpdef _learn(self)
+    cpdef flush(self)

@@ -10,7 +10,8 @@ row is ``finish``ed: ``RunState.succeeded`` with the ``ASSIGNED``/``RUNNING`` ->
 ``RunState.move`` written out for the one case (the transition table's check is known to pass), so
 a row costs one C call instead of four layers (report, current, accept, succeeded, move). What
 every row shares is read once a table, and the table's DONE moves reach the run's tally and the
-owner's counters as counts at its end (``_count``).
+owner's counters as counts at its end (``_count``); the owner's books and the learned durations
+of its rows are written by its ``Table`` once for the rows gathered (``Table.flush``).
 
 ``RunState.succeeded`` stays the reference (and the path of an adopted result and of the rows after
 a run ends); tests/unit/test_scheduler_successes.py applies random report tables both ways and
@@ -60,13 +61,16 @@ def apply(
     # the end (nothing the pass calls reads them; a listener might, so with one each row's go at
     # once, as ``RunState.move`` writes them).
     at_once = run.listener is not None
-    # The owner's books of the table's successes (``OwnerBooks.succeeded_on``), once for the
-    # rows taken since they were last written: ``finish`` gathers them here instead of a move's
-    # books a row (a plain listener's moves go one by one, as ``RunState.move`` tells them).
-    books: OwnerBooks | None = None
+    # The owner's books of the table's successes (``OwnerBooks.succeeded_on``) and the durations
+    # they teach, once for the rows taken since they were last written: ``finish`` gathers them
+    # in ``table`` instead of a move's books and a duration call a row (a plain listener's moves
+    # go one by one, as ``RunState.move`` tells them).
+    table: Table | None = None
     if not at_once and isinstance(run.mover, OwnerBooks):
-        books = run.mover
-    done: list[TaskRecord] | None = [] if books is not None else None
+        table = Table(run, node, run.mover, durations)
+    # Every accepted row's copy is ``node``'s: one tuple a table, not one a row (a tuple is
+    # never changed in place: a record given another copy or freed gets a new one).
+    where = (node,)
     c = run.counters
     tally = run.tally
     from_assigned = 0
@@ -97,7 +101,10 @@ def apply(
                     from_running += 1
             else:
                 continue
-            durations.observe_keys(rec.duration_key, rec.shape_key, took[i - 1])
+            if table is not None:
+                table.learned(rec, took[i - 1])
+            else:
+                durations.observe_keys(rec.duration_key, rec.shape_key, took[i - 1])
             if cause_of is None or cause_of != rec.attempt:
                 cause = f"succeeded on {node} attempt {rec.attempt}"
                 cause_of = rec.attempt
@@ -105,7 +112,7 @@ def apply(
                 run,
                 rec,
                 old,
-                node,
+                where,
                 sizes[i - 1],
                 values[i - 1],
                 at,
@@ -113,15 +120,58 @@ def apply(
                 cause,
                 outputs,
                 cancels,
-                done,
+                table,
             )
             if run.state != RUN_RUNNING:
                 break
     finally:
         _count(tally, c, from_assigned, from_running)
-        if done and books is not None:
-            books.succeeded_on(run, node, done)
+        if table is not None:
+            table.flush()
     return i, answered
+
+
+class Table:
+    """What a success table's accepted rows leave to be written once (``flush``), in row order:
+    the owner's books of their DONE moves (``OwnerBooks.succeeded_on``: the replication feed,
+    the node's demand, the lost messages' watch) and what they teach the learned durations
+    (``Durations.observe_block``, a block a run of rows of one cost shape). ``flush`` runs before
+    anything of the table reads them: before a consumer turns ready (its placement check reads
+    the books) and at the table's end."""
+
+    def __init__(self, run: RunState, node: str, books: OwnerBooks, durations: Any) -> None:
+        self.run = run
+        self.node = node
+        self.books = books
+        self.durations = durations
+        self.done: list[TaskRecord] = []  # (records whose books are not written yet)
+        self.shape: str | None = None  # (the cost shape of ``keys``)
+        self.keys: list[str] = []  # (their function keys and seconds, not learned yet)
+        self.secs: list[float] = []
+
+    def learned(self, rec: TaskRecord, seconds: float) -> None:
+        """``rec``'s attempt ran ``seconds`` (``Durations.observe_keys``, at the next flush)."""
+        shape = rec.shape_key
+        if shape is not self.shape:  # (an equal string of another object: a block more, same sums)
+            if self.keys:
+                self._learn()
+            self.shape = shape
+        self.keys.append(rec.duration_key)
+        self.secs.append(seconds)
+
+    def _learn(self) -> None:
+        assert self.shape is not None
+        self.durations.observe_block(self.keys, self.shape, self.secs)
+        self.keys = []
+        self.secs = []
+
+    def flush(self) -> None:
+        """Write what the rows since the last flush left."""
+        if self.keys:
+            self._learn()
+        if self.done:
+            self.books.succeeded_on(self.run, self.node, self.done)
+            self.done = []
 
 
 def _count(tally: dict[str, int], c: dict[str, int] | None, assigned: int, running: int) -> None:
@@ -143,7 +193,7 @@ def finish(
     run: RunState,
     rec: TaskRecord,
     old: str,
-    node: str,
+    where: tuple[str],
     size: int,
     value: bytes | None,
     at: float,
@@ -151,32 +201,37 @@ def finish(
     cause: str,
     outputs: bool,
     cancels: list[tuple[str, str, int]],
-    done: list[TaskRecord] | None = None,
+    table: Table | None = None,
 ) -> None:
-    """``run.succeeded(rec, ...)`` for ``rec`` out (``old``: ASSIGNED or RUNNING) on ``node`` at
-    ``at`` (``wall`` on the wall clock), but the tally and counters (``apply`` counts them).
-    ``done``: ``rec`` is added to it for its mover's books (``OwnerBooks.succeeded_on``, written
-    by the caller) instead of told to them now; they are written here, for it and those before
-    it, only before a consumer turns ready (its placement check reads them)."""
+    """``run.succeeded(rec, ...)`` for ``rec`` out (``old``: ASSIGNED or RUNNING) on the node
+    ``where[0]`` at ``at`` (``wall`` on the wall clock), but the tally and counters (``apply``
+    counts them). ``table``: ``rec`` is added to its records for its mover's books, written by
+    its ``flush``, instead of told to them now; flushed here only before a consumer turns ready."""
     rec.size = int(size)
     rec.value = value
-    rec.locations = (node,)
+    rec.locations = where
     rec.completions += 1
-    # The move (``RunState.move`` for old in ACTIVE, new DONE, no cause code).
+    # The move (``RunState.move`` for old in ACTIVE, new DONE, no cause code): its six fields
+    # appended one by one (a tuple a row to extend by was built and freed for nothing).
     rec.state = DONE
     rec.delayed = False
     moves = rec.moves
-    moves.extend((at, old, DONE, cause, None, None))
+    moves.append(at)
+    moves.append(old)
+    moves.append(DONE)
+    moves.append(cause)
+    moves.append(None)
+    moves.append(None)
     if len(moves) > _MOVES_LIMIT:
         del moves[: len(moves) - _MOVES_LIMIT]
-    hist.moved(rec.attempts, rec.attempt, rec.node, old, DONE, wall, cause)
+    hist.succeeded(rec.attempts, rec.attempt, where[0], wall, cause)
     run.remaining -= 1
     unfinished = run.unfinished
     if unfinished:
         for dep in run.effective_deps[rec.id]:
             unfinished[dep] -= 1
-    if done is not None:
-        done.append(rec)
+    if table is not None:
+        table.done.append(rec)
     else:
         if run.mover is not None:
             run.mover.moved(run, rec, old, DONE)
@@ -189,11 +244,8 @@ def finish(
     for consumer in run.consumers[rec.id]:
         crec = tasks[consumer]
         if crec.state == PENDING and run._inputs_done(consumer):
-            if done:
-                books = run.mover
-                assert isinstance(books, OwnerBooks)  # (``apply`` gathers only for one)
-                books.succeeded_on(run, node, done)
-                del done[:]
+            if table is not None:
+                table.flush()
             cancels.extend(run.make_ready(crec, at, INPUTS_READY, False, rec.id))
     if run.remaining == 0 and run.state == RUN_RUNNING:
         run.state = RUN_DONE

@@ -72,6 +72,9 @@ def digest(c: Cluster) -> Any:
         # for its rows, must be bit for bit those of its rows one by one)
         repr([(n, list(load.items())) for n, load in view.outstanding.items()]),
         repr(list(view.work.items())),
+        # (what the durations learned, in order, floats by repr: a table's blocks must be its
+        # rows one by one)
+        repr((list(view.durations.by_function.items()), list(view.durations.by_shape.items()))),
     )
 
 
@@ -128,7 +131,8 @@ def drive(columns: bool, seed: int) -> Any:
             c.release(node, "r", r[1], r[2])
             if rng.random() < 0.2:  # its start reported first: RUNNING -> DONE
                 took(c.feed(ev.TaskStarted("r", r[1], r[2], node)))
-            rows.append((r[1], r[2], rng.randint(0, 99), rng.choice([None, b"v"]), 0.01))
+            ran = rng.choice([0.01, round(rng.uniform(0.0, 0.05), 6), -1.0])
+            rows.append((r[1], r[2], rng.randint(0, 99), rng.choice([None, b"v"]), ran))
         for _ in range(rng.randint(0, 2)):  # stale, unknown, duplicate rows
             task_id, attempt = rng.choice([*((t, a) for t, a, *_ in rows), ("t0", 1), ("x", 1)])
             rows.insert(
@@ -250,7 +254,7 @@ def _reported_before_answered(columns: bool) -> Any:
             ev.TasksSucceeded("r", "n0", ids, attempts, [1] * n, [None] * n, [0.1] * n)
         ]
     else:
-        report = [ev.TaskSucceeded("r", t, a, "n0", 1, None) for t, a in rows]
+        report = [ev.TaskSucceeded("r", t, a, "n0", 1, None, 0.1) for t, a in rows]
     trace = [repr(c.feed(*report)), digest(c)]
     assert c.sched._view.unacked_of("n0") == {}
     return trace
