@@ -39,7 +39,7 @@ cdef class ClusterView(FillPasses):
     @cython.locals(
         free=dict, room=dict, most=dict, window=Py_ssize_t, anything=bint, indexed=bint
     )
-    cpdef place(self, ReadyQueue ready, object dispatch)
+    cpdef place(self, ReadyQueue ready, object dispatch, object block=*)
     cpdef bint _some_shape_fits(self, ReadyQueue ready, dict free, dict most)
     cpdef dict _shape_cost(self, tuple items)
     @cython.locals(

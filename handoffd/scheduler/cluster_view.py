@@ -68,6 +68,7 @@ from handoffd.errors import Unschedulable
 from handoffd.scheduler import fitness, placement
 from handoffd.scheduler.fill_passes import LOW_WATER as LOW_WATER
 from handoffd.scheduler.fill_passes import MAX_MISSES as MAX_MISSES
+from handoffd.scheduler.fill_passes import BlockFn as BlockFn
 from handoffd.scheduler.fill_passes import DispatchFn as DispatchFn
 from handoffd.scheduler.fill_passes import FillPasses
 from handoffd.scheduler.invariants import validate_view
@@ -241,9 +242,11 @@ class ClusterView(FillPasses):
 
     # -- placement ---------------------------------------------------------------------------------
 
-    def place(self, ready: ReadyQueue, dispatch: DispatchFn) -> None:
+    def place(self, ready: ReadyQueue, dispatch: DispatchFn, block: BlockFn | None = None) -> None:
         """Place ready tasks (walked in queue order) and ``dispatch`` each one placed: first what
-        fits free resources now, then (``window > 1``) node windows below their low-water mark."""
+        fits free resources now, then (``window > 1``) node windows below their low-water mark
+        (with ``block``, their walks send a node's consecutive tasks of one cost by one call:
+        ``FillPasses._walk``)."""
         if not ready:
             return
         self.passes += 1
@@ -265,8 +268,8 @@ class ClusterView(FillPasses):
         self.saturated = not anything
         if window > 1 and not anything:
             # Nothing is free anywhere: only the window can take tasks (zero-cost ones included).
-            self._fill_windows(alive, ready, dispatch, low_water=True)
-            self._fill_waves(alive, ready, dispatch)
+            self._fill_windows(alive, ready, dispatch, True, block)
+            self._fill_waves(alive, ready, dispatch, block)
             return
         most: dict[str, float] = {}
         for f in free.values():
@@ -277,14 +280,14 @@ class ClusterView(FillPasses):
             ready, free, most
         ):  # (a group needs at least what its member needs: no shape fits, no group does)
             if window > 1 and self.queue_seconds is not None:
-                self._fill_windows(alive, ready, dispatch, low_water=True)
-                self._fill_waves(alive, ready, dispatch)
+                self._fill_windows(alive, ready, dispatch, True, block)
+                self._fill_waves(alive, ready, dispatch, block)
             return
         placed = self._place_free(free, most, ready, dispatch)
         if window > 1 and ready and (placed or self.queue_seconds is not None):
             # after a placement every node is topped up; else only those due (hysteresis)
-            self._fill_windows(alive, ready, dispatch, low_water=not placed)
-            self._fill_waves(alive, ready, dispatch)
+            self._fill_windows(alive, ready, dispatch, not placed, block)
+            self._fill_waves(alive, ready, dispatch, block)
 
     def _some_shape_fits(
         self, ready: ReadyQueue, free: dict[str, dict[str, float]], most: dict[str, float]

@@ -4,7 +4,7 @@
 
 cimport cython
 
-from handoffd.scheduler.durations cimport Durations
+from handoffd.scheduler.durations cimport Durations, share
 from handoffd.scheduler.room_index cimport NodeState, RoomIndex
 from handoffd.scheduler.room_view cimport RoomView
 from handoffd.scheduler.run cimport TaskRecord
@@ -12,6 +12,8 @@ from handoffd.scheduler.run cimport TaskRecord
 
 @cython.locals(left=double, qty=double, eps=double, old=object)
 cpdef add_into(dict total, dict cost, int sign)
+@cython.locals(left=double, qty=double, eps=double, old=object, kept=bint, _=Py_ssize_t)
+cpdef add_times(dict total, dict cost, Py_ssize_t k)
 @cython.locals(left=double, qty=double, eps=double, old=object)
 cpdef take_back(dict total, dict cost, Py_ssize_t k)
 
@@ -33,6 +35,12 @@ cdef class Demand(RoomView):
     cpdef bint alive(self, str name)
     @cython.locals(load=dict, capacity=dict, cost=dict, n=NodeState)
     cpdef went_out(self, str node, TaskRecord rec)
+    @cython.locals(
+        k=Py_ssize_t, load=dict, capacity=dict, n=NodeState, part=double, durations=Durations,
+        work=dict, had=object, cur=double, charged=bint, unknown=double, seconds=double, charge=double,
+        rec=TaskRecord
+    )
+    cpdef went_out_all(self, str node, list recs, dict cost)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)
     @cython.locals(
@@ -43,6 +51,11 @@ cdef class Demand(RoomView):
     cpdef came_back_all(self, str node, list recs)
     @cython.locals(pending=dict, batches=list, n=NodeState, last=SentBatch, version=object)
     cpdef sent(self, str node, str run_id, str task_id, object attempt, dict cost, double now)
+    @cython.locals(
+        k=Py_ssize_t, pending=dict, batches=list, n=NodeState, last=SentBatch, version=object,
+        rec=TaskRecord, task_id=str, attempt=object
+    )
+    cpdef sent_all(self, str node, str run_id, list recs, dict cost, double now)
     @cython.locals(batches=list, b=SentBatch, tasks=dict, at=Py_ssize_t)
     cpdef object answered(self, str node, tuple key)
     @cython.locals(batches=list, b=SentBatch, hit=SentBatch, found=SentBatch, gone=Py_ssize_t)

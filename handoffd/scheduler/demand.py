@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from handoffd._core.api import EPS
-from handoffd.scheduler.durations import Durations
+from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations, share
 from handoffd.scheduler.room_index import Nodes, RoomIndex
 from handoffd.scheduler.room_view import RoomView
 from handoffd.scheduler.run import TaskRecord
 
-__all__ = ["DispatchKey", "Demand", "SentBatch", "add_into", "take_back"]
+__all__ = ["DispatchKey", "Demand", "SentBatch", "add_into", "add_times", "take_back"]
 
 #: (run_id, task_id, attempt): one dispatch.
 DispatchKey = tuple[str, str, int]
@@ -43,6 +43,30 @@ def add_into(total: dict[str, float], cost: dict[str, float], sign: int) -> None
             if old is not None:
                 del total[kind]
         else:
+            total[kind] = left
+
+
+def add_times(total: dict[str, float], cost: dict[str, float], k: int) -> None:
+    """``add_into(total, cost, 1)`` ``k`` times, in one pass over the kinds: the same sums and
+    the same drops at zero, in C doubles when compiled, so a block's books are bit for bit those
+    of its tasks added one by one. (A kind's place in ``total`` could differ only if a step
+    dropped it and a later one stored it again: adding a cost to books that are not negative
+    never does.)"""
+    eps = EPS
+    for kind, qty in cost.items():
+        old = total.get(kind)
+        kept = old is not None  # (in ``total`` as of the step before)
+        left = 0.0 if old is None else old
+        for _ in range(k):
+            left += qty
+            if -eps <= left <= eps:
+                left = 0.0  # (``add_into`` dropped the kind: the next step starts from zero)
+                if kept:
+                    del total[kind]
+                    kept = False
+            else:
+                kept = True
+        if kept:
             total[kind] = left
 
 
@@ -128,6 +152,41 @@ class Demand(RoomView):
         rec.charge = self.durations.charge_keys(rec.duration_key, rec.shape_key, cost, capacity)
         if rec.charge:
             self.work[node] = self.work.get(node, 0.0) + rec.charge
+
+    def went_out_all(self, node: str, recs: list[TaskRecord], cost: dict[str, float]) -> None:
+        """``went_out(node, rec)`` for each of ``recs`` in order, every one's ``spec.cost`` the
+        object ``cost`` (a block of the window fill): the cost added k times in one pass
+        (``add_times``), the node marked once, the node's share of the cost taken once (each
+        task's charge is its estimate times that share: ``Durations.charge_keys``'s product),
+        the work's sums in one local, in the same order as one by one."""
+        k = len(recs)
+        if not k:
+            return
+        load = self.outstanding.get(node)
+        if load is None:
+            load = self.outstanding[node] = {}
+        add_times(load, cost, k)
+        self._dirty_rooms.add(node)
+        n = dict.get(self.nodes, node)
+        capacity = n._capacity if n is not None else {}
+        part = share(cost, capacity)
+        durations = self.durations
+        work = self.work
+        had = work.get(node)
+        cur = 0.0 if had is None else had
+        charged = False
+        unknown = UNKNOWN_CHARGE
+        for rec in recs:
+            seconds = durations.estimate_keys(rec.duration_key, rec.shape_key)
+            if seconds < 0.0:
+                seconds = unknown
+            charge = seconds * part
+            rec.charge = charge
+            if charge:
+                charged = True
+                cur = cur + charge
+        if charged:
+            work[node] = cur
 
     def came_back(self, node: str, rec: TaskRecord) -> None:
         """``rec`` left ``node`` (finished, lost, cancelled, refused, dropped)."""
@@ -223,6 +282,46 @@ class Demand(RoomView):
             if pending is None:
                 pending = self.pending[node] = {}
             add_into(pending, cost, 1)
+            self._dirty_rooms.add(node)
+
+    def sent_all(
+        self, node: str, run_id: str, recs: list[TaskRecord], cost: dict[str, float], now: float
+    ) -> None:
+        """``sent(node, run_id, rec.id, rec.attempt, cost, now)`` for each of ``recs`` in order
+        (a block of the window fill, ``cost`` every one's ``spec.cost``): the node, its version
+        and its newest batch looked at once, the pending cost added once for all
+        (``add_times``)."""
+        k = len(recs)
+        if not k:
+            return
+        batches = self.unacked.get(node)
+        if batches is None:
+            batches = self.unacked[node] = []
+        n = dict.get(self.nodes, node)
+        if n is None:
+            raise KeyError(node)
+        version = n.version
+        last = batches[-1] if batches else None
+        if last is not None and (
+            last.at != now
+            or (last.run_id is not run_id and last.run_id != run_id)
+            or (last.version is not version and last.version != version)
+            or (last.cost is not cost and last.cost != cost)
+        ):
+            last = None  # (the block starts a batch, as its first task's ``sent`` would)
+        for rec in recs:
+            task_id = rec.id
+            attempt = rec.attempt
+            # (a second attempt of a task in one batch would overwrite the first's entry)
+            if last is None or last.tasks.setdefault(task_id, attempt) != attempt:
+                last = SentBatch(run_id, version, now, cost)
+                last.tasks[task_id] = attempt
+                batches.append(last)
+        if cost:
+            pending = self.pending.get(node)
+            if pending is None:
+                pending = self.pending[node] = {}
+            add_times(pending, cost, k)
             self._dirty_rooms.add(node)
 
     def answered(self, node: str, key: DispatchKey) -> tuple[dict[str, float], int, float] | None:

@@ -16,19 +16,23 @@ cpdef bint _wave_open(CNodeState n, dict outstanding)
 
 cdef class FillPasses(Demand):
     cdef public bint indexed
+    cdef public bint blocks
     cdef public object _window_fill
     cdef public object _below
 
     @cython.locals(timed=bint, window=Py_ssize_t)
     cpdef _fill_windows(
-        self, list alive, ReadyQueue ready, object dispatch, bint low_water
+        self, list alive, ReadyQueue ready, object dispatch, bint low_water, object block=*
     )
     @cython.locals(window=double)
     cpdef bint _some_window_opens(self, set names, bint low_water)
     @cython.locals(nodes=list, outstanding=dict, n=CNodeState)
-    cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch)
+    cpdef _fill_waves(self, list alive, ReadyQueue ready, object dispatch, object block=*)
     @cython.locals(
         run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
-        seconds=double, chosen=Py_ssize_t, item=tuple,
+        seconds=double, chosen=Py_ssize_t, item=tuple, recs=list, to=Py_ssize_t, of=RunState,
     )
-    cpdef _walk(self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed)
+    cpdef _walk(
+        self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed,
+        object block=*
+    )

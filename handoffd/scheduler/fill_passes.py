@@ -29,6 +29,9 @@ EPS = core.EPS
 #: Dispatch ``rec`` of ``run`` to the named node (the scheduler's side of a placement decision);
 #: True: to its window, beyond its free resources (it may wait in the node's queue).
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
+#: ``DispatchFn`` of each of the records, in order: tasks of one run and one cost object that a
+#: walk sent one after another to the named node (a block).
+BlockFn = Callable[[RunState, list[TaskRecord], str, bool], None]
 
 
 def _wave_open(n: NodeState | None, outstanding: dict[str, dict[str, float]]) -> bool:
@@ -54,6 +57,9 @@ class FillPasses(Demand):
         # ``indexed`` False: every pass builds every node's room (the reference the index is
         # tested against).
         self.indexed = True
+        # ``blocks`` False: the walks dispatch task by task even when given a block callable
+        # (the reference the blocks are tested against).
+        self.blocks = True
 
     def _fill_windows(
         self,
@@ -61,6 +67,7 @@ class FillPasses(Demand):
         ready: ReadyQueue,
         dispatch: DispatchFn,
         low_water: bool,
+        block: BlockFn | None = None,
     ) -> None:
         """Dispatch ready tasks to node queues while each node's outstanding demand stays within
         ``window`` x its capacity; the node is chosen by the run's policy over that room (binpack:
@@ -99,7 +106,7 @@ class FillPasses(Demand):
         fill = self._window_fill(
             capacities, loads, window, LOW_WATER if low_water else None, budgets
         )
-        self._walk(fill, nodes, ready, dispatch, timed)
+        self._walk(fill, nodes, ready, dispatch, timed, block)
 
     def _some_window_opens(self, names: set[str], low_water: bool) -> bool:
         """Whether ``window_fill`` would open some of the live nodes ``names`` for a top-up:
@@ -124,7 +131,13 @@ class FillPasses(Demand):
                 return True
         return False
 
-    def _fill_waves(self, alive: list[NodeState], ready: ReadyQueue, dispatch: DispatchFn) -> None:
+    def _fill_waves(
+        self,
+        alive: list[NodeState],
+        ready: ReadyQueue,
+        dispatch: DispatchFn,
+        block: BlockFn | None = None,
+    ) -> None:
         """Queue ready tasks on nodes our outstanding demand does not fill, up to their capacity
         (see the module's docstring): the core's ``window_fill`` with a window of one wave and
         no time budget picks the node by the run's policy; pins and groups as in
@@ -162,7 +175,7 @@ class FillPasses(Demand):
         capacities.append(top)
         loads.append(dict(top))
         fill = self._window_fill(capacities, loads, 1, None, None)
-        self._walk(fill, nodes, ready, dispatch, False)
+        self._walk(fill, nodes, ready, dispatch, False, block)
 
     def _walk(
         self,
@@ -171,17 +184,30 @@ class FillPasses(Demand):
         ready: ReadyQueue,
         dispatch: DispatchFn,
         timed: bool,
+        block: BlockFn | None = None,
     ) -> None:
         """The fill passes' walk over the ready queue: each task (not in a group: its own pin only)
         to the node ``fill`` (the core's ``window_fill`` over ``nodes``) picks by its run's policy,
         charged its learned duration when ``timed``; a shape that found no room is skipped after,
-        and the walk stops after ``MAX_MISSES`` misses in a row or once every queued shape missed."""
+        and the walk stops after ``MAX_MISSES`` misses in a row or once every queued shape missed.
+
+        With ``block``, tasks picked one after another for one node, of one run and one cost
+        object, are dispatched together by one ``block`` call, in the order picked, instead of one
+        ``dispatch`` each: nothing the walk reads depends on them being sent yet (``fill`` keeps
+        its own room, the queue's walk has popped them) except the queued shapes a miss looks at,
+        so a miss sends the block first, as does a change of node, run or cost and the walk's end."""
         if not fill.left:
             return
+        if not self.blocks:
+            block = None
         durations = self.durations
         index = {n.name: i for i, n in enumerate(nodes)}
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
+        recs: list[TaskRecord] = []  # the block: picked, not yet dispatched
+        to = -1  # its node's index
+        of: RunState | None = None  # its run
+        cost: Any = None  # its tasks' one cost object
         try:
             ready.begin()
             while True:
@@ -211,15 +237,30 @@ class FillPasses(Demand):
                         else fill.pick(rec.spec.cost, at, run.options.policy, seconds)
                     )
                 if chosen < 0:
+                    if recs:  # (the queued shapes below count what is dispatched)
+                        block(of, recs, nodes[to].name, True)  # type: ignore[misc,arg-type]
+                        recs = []
                     missed.add((pin, rec.cost_items))
                     misses += 1
                     if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
                         break  # (every shape queued missed: the rest would too)
                     continue
                 misses = 0
-                # (discards it from the queue: the walk goes on)
-                dispatch(run, rec, nodes[chosen].name, True)
+                if block is None:
+                    # (discards it from the queue: the walk goes on)
+                    dispatch(run, rec, nodes[chosen].name, True)
+                else:
+                    if recs and (chosen != to or run is not of or rec.spec.cost is not cost):
+                        block(of, recs, nodes[to].name, True)  # type: ignore[misc,arg-type]
+                        recs = []
+                    if not recs:
+                        to = chosen
+                        of = run
+                        cost = rec.spec.cost
+                    recs.append(rec)
                 if not fill.left:
                     break
+            if recs:
+                block(of, recs, nodes[to].name, True)  # type: ignore[misc,arg-type]
         finally:
             ready.restore()

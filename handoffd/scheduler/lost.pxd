@@ -24,6 +24,8 @@ cdef class LostMessages:
     cdef public long long _probe_seq
 
     cpdef went_out(self, str run_id, str task_id, double now)
+    @cython.locals(out_since=dict, rec=TaskRecord)
+    cpdef went_out_all(self, str run_id, list recs, double now)
     cpdef came_back(self, str run_id, str task_id)
     @cython.locals(out_since=dict, rec=TaskRecord)
     cpdef came_back_all(self, str run_id, list recs)

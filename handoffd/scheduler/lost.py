@@ -88,6 +88,14 @@ class LostMessages:
         if not self._probe_timer:
             self._arm_probe_timer(self.probe_interval, now)
 
+    def went_out_all(self, run_id: str, recs: list[TaskRecord], now: float) -> None:
+        """``went_out`` of each of ``recs`` (tasks of ``run_id``, a block dispatched at ``now``)."""
+        out_since = self._out_since
+        for rec in recs:
+            out_since[(run_id, rec.id)] = now
+        if recs and not self._probe_timer:
+            self._arm_probe_timer(self.probe_interval, now)
+
     def came_back(self, run_id: str, task_id: str) -> None:
         """The task is no longer ASSIGNED/RUNNING."""
         self._out_since.pop((run_id, task_id), None)

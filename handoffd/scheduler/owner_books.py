@@ -225,6 +225,11 @@ class OwnerBooks(OwnerQueries):
     def _send(self, run: RunState, rec: TaskRecord, node: str, queued: bool = False) -> None:
         self._dispatch(run, rec, node, queued)
 
+    def _send_block(
+        self, run: RunState, recs: list[TaskRecord], node: str, queued: bool = False
+    ) -> None:
+        self._dispatch_block(run, recs, node, queued)
+
     def _alive(self, name: str) -> bool:
         return self._view.alive(name)
 
@@ -240,7 +245,7 @@ class OwnerBooks(OwnerQueries):
             return
         if self._ready:
             self._dirty = False
-            self._view.place(self._ready, self._send)
+            self._view.place(self._ready, self._send, self._send_block)
         if self._rebalance.queued:  # free left where nothing ready went: move queued work there
             self._rebalance.offer()
 
@@ -276,6 +281,110 @@ class OwnerBooks(OwnerQueries):
             spec.priority,
             rec.upward_rank,
         )
+
+    def _dispatch_block(
+        self, run: RunState, recs: list[TaskRecord], node: str, queued: bool = False
+    ) -> None:
+        """``_dispatch(run, rec, node, queued)`` for each of ``recs`` in order: tasks a fill
+        pass's walk sent one after another to ``node``, every one's ``spec.cost`` one object (a
+        block: ``FillPasses._walk``). Each part of the books is written for the whole block in
+        one call (``_assign_block``, the rebalance's, the unanswered dispatches', the outbox's
+        columns) instead of the chain of calls a task: every part keeps its own state, and what
+        each writes a task, and in which order, is what the one-by-one chain wrote."""
+        if not recs:
+            return
+        if run.mover is not self or run.listener is not None:
+            for rec in recs:  # (the run's own moves: its table's check and listener)
+                self._dispatch(run, rec, node, queued)
+            return
+        for rec in recs:
+            if rec.state is not READY:
+                for rec in recs:
+                    self._dispatch(run, rec, node, queued)
+                return
+        now = self._now
+        first = recs[0]
+        cost = first.spec.cost
+        self._assign_block(run, recs, node, now, cost)
+        if queued:
+            self._rebalance.sent_all(run, recs, node)
+        run_id = run.run_id
+        self._view.sent_all(node, run_id, recs, cost, now)
+        self._lost.sent(node)
+        dispatches = self._out.dispatches
+        key = (node, run_id)
+        placed = dispatches.get(key)
+        if placed is None:
+            placed = dispatches[key] = Placed()
+        for rec in recs:
+            spec = rec.spec
+            task_id = rec.id
+            placed.add(
+                task_id,
+                rec.attempt,
+                spec.payload,
+                spec.cost,
+                spec.argument_inclusion,
+                spec.timeout,
+                run.input_refs(task_id) if spec.deps else (),
+                spec.priority,
+                rec.upward_rank,
+            )
+
+    def _assign_block(
+        self, run: RunState, recs: list[TaskRecord], node: str, now: float, cost: dict[str, float]
+    ) -> None:
+        """``_assign(run, rec, node, now)`` for each of ``recs`` (READY, of a run whose mover is
+        this owner and which has no listener; ``cost`` every one's ``spec.cost``): each record's
+        own move and history row in one loop, the run's tally and counters once for all, the
+        node's demand and the lost messages' watch once a block (``Demand.went_out_all``,
+        ``LostMessages.went_out_all``), the ready queue's discards last, as each task's were."""
+        floor = run.attempt_floor
+        placed = run.placed
+        group_of = run.group_of
+        wall = now + run.wall_offset
+        changed = self._changed
+        on_change = self.on_change
+        run_id = run.run_id
+        for rec in recs:
+            # (``RunState.assign``)
+            attempt = max(rec.attempt, floor) + 1
+            rec.attempt = attempt
+            rec.node = node
+            task_id = rec.id
+            placed[task_id] = node
+            if group_of:
+                gid = group_of.get(task_id)
+                if gid is not None:
+                    run.group_node[gid] = node
+            hist.opened(rec.attempts, attempt, node, wall)
+            # (``RunState.move``: READY -> ASSIGNED is in the table; no attempt row ends or starts)
+            rec.state = ASSIGNED
+            rec.delayed = False
+            moves = rec.moves
+            moves.extend((now, READY, ASSIGNED, DISPATCHED_TO, node, attempt))
+            if len(moves) > _MOVES_LIMIT:
+                del moves[: len(moves) - _MOVES_LIMIT]
+            # (``moved``: a move out to a node is replicated)
+            if changed is not None:
+                changed.append((run_id, task_id, True))
+            elif on_change is not None:
+                on_change(run_id, task_id)
+        k = len(recs)
+        c = run.counters
+        if c is not None:
+            key = run._policy_key
+            c[key] = c.get(key, 0) + k
+            c[ASSIGNED] = c.get(ASSIGNED, 0) + k
+        tally = run.tally
+        tally[READY] -= k
+        tally[ASSIGNED] += k
+        # (``moved``: it goes out; it leaves the queue)
+        self._view.went_out_all(node, recs, cost)
+        self._lost.went_out_all(run_id, recs, now)
+        ready = self._ready
+        for rec in recs:
+            ready.discard(rec)
 
     def _assign(self, run: RunState, rec: TaskRecord, node: str, now: float) -> None:
         """``run.assign(rec, node, now)`` for a READY ``rec`` of a run whose mover is this owner

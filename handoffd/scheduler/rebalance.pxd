@@ -6,6 +6,7 @@
 cimport cython
 
 from handoffd.scheduler.cluster_view cimport ClusterView
+from handoffd.scheduler.durations cimport Durations
 from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
@@ -21,5 +22,10 @@ cdef class Rebalance:
 
     @cython.locals(seconds=double, keys=dict)
     cpdef sent(self, RunState run, TaskRecord rec, str node)
+    @cython.locals(
+        group_of=dict, durations=Durations, seconds=double, keys=dict, run_id=str, rec=TaskRecord,
+        task_id=str
+    )
+    cpdef sent_all(self, RunState run, list recs, str node)
     @cython.locals(keys=dict)
     cpdef came_back(self, str node, tuple key)

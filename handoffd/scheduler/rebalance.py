@@ -62,6 +62,27 @@ class Rebalance:
             keys = self.queued[node] = {}
         keys[(run.run_id, rec.id, rec.attempt)] = None
 
+    def sent_all(self, run: RunState, recs: list, node: str) -> None:  # type: ignore[type-arg]
+        """``sent(run, rec, node)`` for each of ``recs`` in order (a block of the window fill):
+        the pin read from the record in hand (``pin_of``'s first look-up is this record), the
+        node's keys looked up once."""
+        group_of = run.group_of
+        durations = self._view.durations
+        keys: dict[Key, None] | None = None
+        run_id = run.run_id
+        for rec in recs:
+            task_id = rec.id
+            if rec.spec.node is not None or (group_of and task_id in group_of):
+                continue  # (not in a group: ``pin_of`` is the record's own pin)
+            seconds = durations.estimate_keys(rec.duration_key, rec.shape_key)
+            if 0.0 <= seconds <= QUEUE_SECONDS:
+                continue
+            if keys is None:
+                keys = self.queued.get(node)
+                if keys is None:
+                    keys = self.queued[node] = {}
+            keys[(run_id, task_id, rec.attempt)] = None
+
     def came_back(self, node: str, key: Key) -> None:
         """The attempt left ``node`` (finished, lost, cancelled, withdrawn)."""
         keys = self.queued.get(node)
