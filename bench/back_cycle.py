@@ -28,16 +28,13 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import _exec_rig as rig
+
 from handoffd import values
-from handoffd.daemon import dispatch
-from handoffd.daemon.executor import Executor
 from handoffd.daemon.executor_events import ReportedHere
 from handoffd.protocol import messages as m
-from handoffd.scheduler import events as ev
-from handoffd.store.store import ResultStore
 from handoffd.worker import _process, _replies
 from handoffd.worker._records import Worker
-from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
 
 _FRAMED = struct.Struct("!icqd")  # (``_process._KEPT_FRAMED``: a KEPT reply as a worker writes it)
@@ -60,40 +57,16 @@ def noop() -> None:
 
 
 async def measure(tasks: int, batch: int, window: int, per_read: int, part: str) -> float:
-    payload = values.dumps_code((noop, [], {}))
-    cost = {"cpu": 1.0}
-    state = {"sent": 0, "reported": 0, "values": 0}
+    state = {"reported": 0, "values": 0}
     reports: list[ReportedHere] = []
-    run_id = "r0"
-
-    def send_tasks(n: int) -> None:
-        first = state["sent"]
-        n = min(n, total - first)
-        if n <= 0:
-            return
-        state["sent"] = first + n
-        items = tuple(
-            ev.DispatchedTask(f"t{i}", 1, payload, cost, "variadic", None, ())
-            for i in range(first, first + n)
-        )
-        ins = ev.Dispatch("node", run_id, 1, items)
-        msg, frames = dispatch.dispatch_here(ins, "node:1", lambda name: "node:1")
-        executor.on_dispatch(msg, frames, 1)
 
     def here(ins: Any) -> None:
         if type(ins) is ReportedHere:
             reports.append(ins)
 
     loop = asyncio.get_running_loop()
-    executor = Executor(
-        address="node:1",
-        ledger=Ledger({"cpu": 1.0}),
-        store=ResultStore(memory_limit=1 << 30),
-        send=lambda *a, **k: None,
-        inline_result_bytes=1 << 16,
-        on_resources_changed=lambda: None,
-    )
-    executor.here = here
+    executor = rig.executor(here)
+    feed = rig.Feed(executor, values.dumps_code((noop, [], {})))
     executor.loop = loop
     pool = WorkerPool(1, executor.on_outcome, name="back-cycle")
     executor.pool = pool
@@ -134,10 +107,10 @@ async def measure(tasks: int, batch: int, window: int, per_read: int, part: str)
             call(pool._on_readable, (worker,))
 
     async def cycle() -> None:
-        state.update(sent=0, reported=0)
+        state.update(reported=0)
         for _ in range(window // batch):
-            send_tasks(batch)
-        while state["reported"] < total:
+            feed.send(batch)
+        while state["reported"] < feed.total:
             answer()
             await asyncio.sleep(0)  # (the flush the read asked for runs here, traced apart)
             while reports:
@@ -145,18 +118,18 @@ async def measure(tasks: int, batch: int, window: int, per_read: int, part: str)
                 n = len(table.values)
                 state["reported"] += n
                 state["values"] += sum(v == VALUE for v in table.values)
-                send_tasks(n)
+                feed.send(n)
 
-    total = 500  # warm-up
+    feed.round("r0", 500)  # warm-up
     await cycle()
-    executor.on_free_run(m.FreeRun(run_id), 1)
-    run_id, total = "r1", tasks
+    executor.on_free_run(m.FreeRun(feed.run_id), 1)
+    feed.round("r1", tasks)
     state["values"] = 0
     cpu0 = time.process_time()
     await cycle()
     cpu = time.process_time() - cpu0
     assert state["values"] == tasks, state  # every task reported once, with its value
-    executor.on_free_run(m.FreeRun(run_id), 1)
+    executor.on_free_run(m.FreeRun(feed.run_id), 1)
     pool._closed = True
     ours.close()
     return cpu / tasks * 1e6

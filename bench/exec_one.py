@@ -20,14 +20,13 @@ import pstats
 import time
 from typing import Any
 
+import _exec_rig as rig
+
 from handoffd import values
 from handoffd.daemon import dispatch
-from handoffd.daemon.executor import Executor
 from handoffd.daemon.executor_events import ReportedHere
 from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
-from handoffd.store.store import ResultStore
-from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
 
 WARM = 300
@@ -45,15 +44,7 @@ async def measure(runs: int, calls: bool, dump: str | None, table: bool = False)
         if type(ins) is ReportedHere:
             done.set()
 
-    executor = Executor(
-        address="node:1",
-        ledger=Ledger({"cpu": 1.0}),
-        store=ResultStore(memory_limit=1 << 30),
-        send=lambda *a, **k: None,
-        inline_result_bytes=1 << 16,
-        on_resources_changed=lambda: None,
-    )
-    executor.here = here
+    executor = rig.executor(here)
     pool = WorkerPool(
         1,
         executor.on_outcome,

@@ -22,16 +22,13 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import _exec_rig as rig
+
 from handoffd import values
-from handoffd.daemon import dispatch
-from handoffd.daemon.executor import Executor
 from handoffd.daemon.executor_events import ReportedHere
 from handoffd.protocol import messages as m
-from handoffd.scheduler import events as ev
-from handoffd.store.store import ResultStore
 from handoffd.worker import _process
 from handoffd.worker._records import Worker
-from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import WorkerPool
 
 
@@ -84,45 +81,20 @@ def _fake_worker(
 
 
 async def measure(tasks: int, batch: int, window: int) -> None:
-    payload = values.dumps_code((noop, [], {}))
-    cost = {"cpu": 1.0}
     done = asyncio.Event()
-    state = {"sent": 0, "reported": 0}
-    run_id = "r0"
-    total = 0
-    executor: Executor
-
-    def send_tasks(n: int) -> None:
-        first = state["sent"]
-        n = min(n, total - first)
-        if n <= 0:
-            return
-        state["sent"] = first + n
-        items = tuple(
-            ev.DispatchedTask(f"t{i}", 1, payload, cost, "variadic", None, ())
-            for i in range(first, first + n)
-        )
-        ins = ev.Dispatch("node", run_id, 1, items)
-        msg, frames = dispatch.dispatch_here(ins, "node:1", lambda name: "node:1")
-        executor.on_dispatch(msg, frames, 1)
+    state = {"reported": 0}
+    feed: rig.Feed
 
     def here(ins: Any) -> None:
         if type(ins) is ReportedHere:
             state["reported"] += len(ins.values)
-            if state["reported"] >= total:
+            if state["reported"] >= feed.total:
                 done.set()
             else:
-                send_tasks(len(ins.values))
+                feed.send(len(ins.values))
 
-    executor = Executor(
-        address="node:1",
-        ledger=Ledger({"cpu": 1.0}),
-        store=ResultStore(memory_limit=1 << 30),
-        send=lambda *a, **k: None,
-        inline_result_bytes=1 << 16,
-        on_resources_changed=lambda: None,
-    )
-    executor.here = here
+    executor = rig.executor(here)
+    feed = rig.Feed(executor, values.dumps_code((noop, [], {})))
     loop = executor.loop = asyncio.get_running_loop()
     pool = WorkerPool(1, executor.on_outcome, name="own-feed", on_output=executor.on_output)
     pool.on_read = executor.on_read
@@ -132,15 +104,15 @@ async def measure(tasks: int, batch: int, window: int) -> None:
     cpu = 0.0
     try:
         for round_id, count in (("r0", 500), ("r1", tasks)):  # a warm-up, then the measured
-            run_id, total = round_id, count
-            state.update(sent=0, reported=0)
+            feed.round(round_id, count)
+            state.update(reported=0)
             done.clear()
             cpu0 = time.process_time()
             for _ in range(window // batch):
-                send_tasks(batch)
+                feed.send(batch)
             await done.wait()
             cpu = time.process_time() - cpu0
-            executor.on_free_run(m.FreeRun(run_id), 1)
+            executor.on_free_run(m.FreeRun(feed.run_id), 1)
     finally:
         loop.remove_reader(theirs.fileno())
         theirs.close()

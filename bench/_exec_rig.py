@@ -1,0 +1,63 @@
+"""The rig the executing side's one-process benches share (``own_cycle``, ``own_feed``,
+``back_cycle``, ``exec_one``): an executor of one cpu on ``node:1`` whose reports come back to the
+bench, and a feed of no-op tasks dispatched to it as the owner's scheduler hands its own node a
+``Dispatch`` (``dispatch_here``'s table to ``Executor.on_dispatch``). The task's code stays the
+bench's own (its ``__main__`` function travels by value to real workers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from handoffd.daemon import dispatch
+from handoffd.daemon.executor import Executor
+from handoffd.scheduler import events as ev
+from handoffd.store.store import ResultStore
+from handoffd.worker.ledger import Ledger
+
+
+def executor(here: Callable[[Any], None]) -> Executor:
+    """An executor of one cpu that hands its reports (``ReportedHere``) to ``here``."""
+    made = Executor(
+        address="node:1",
+        ledger=Ledger({"cpu": 1.0}),
+        store=ResultStore(memory_limit=1 << 30),
+        send=lambda *a, **k: None,
+        inline_result_bytes=1 << 16,
+        on_resources_changed=lambda: None,
+    )
+    made.here = here
+    return made
+
+
+class Feed:
+    """Tasks ``t0``, ``t1``, ... of run ``run_id`` (one payload, 1 cpu each) dispatched to an
+    executor in batches, ``total`` of them a round."""
+
+    def __init__(self, executor: Executor, payload: bytes) -> None:
+        self.executor = executor
+        self.payload = payload
+        self.cost = {"cpu": 1.0}
+        self.run_id = "r0"
+        self.total = 0
+        self.sent = 0
+
+    def round(self, run_id: str, total: int) -> None:
+        """Start a round: run ``run_id`` of ``total`` tasks, none sent yet."""
+        self.run_id, self.total, self.sent = run_id, total, 0
+
+    def send(self, n: int) -> None:
+        """Dispatch the round's next ``n`` tasks (fewer at its end)."""
+        first = self.sent
+        n = min(n, self.total - first)
+        if n <= 0:
+            return
+        self.sent = first + n
+        payload, cost = self.payload, self.cost
+        items = tuple(
+            ev.DispatchedTask(f"t{i}", 1, payload, cost, "variadic", None, ())
+            for i in range(first, first + n)
+        )
+        ins = ev.Dispatch("node", self.run_id, 1, items)
+        msg, frames = dispatch.dispatch_here(ins, "node:1", lambda name: "node:1")
+        self.executor.on_dispatch(msg, frames, 1)
