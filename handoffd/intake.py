@@ -23,7 +23,8 @@ _FLAG = "handoffd start --limit {name}=N"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]").search
 
 
-def _bad_chars(text: str) -> bool:
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (none belongs in an id or a node name)."""
     return _CONTROL(text) is not None
 
 
@@ -38,7 +39,7 @@ def check_id(what: str, value: str, limits: Limits, function_id: str | None = No
             f"the {what} {value[:40]!r}... has {len(value)} characters, over max_id_chars="
             f"{limits.max_id_chars}; shorten it (or {_FLAG.format(name='max_id_chars')})",
         )
-    if _bad_chars(value):
+    if has_control(value):
         raise ValidationError(
             f"invalid_{what}",
             function_id,
@@ -64,7 +65,7 @@ def check_submission(run_id: str, task_ids: list[str], limits: Limits) -> None:
     except TypeError:  # an id that is no str: the loop skips it (the DAG's checks refuse it)
         pass
     for task_id in task_ids:
-        if type(task_id) is str and (len(task_id) > longest or _bad_chars(task_id)):
+        if type(task_id) is str and (len(task_id) > longest or has_control(task_id)):
             check_id("function_id", task_id, limits, task_id[:40])
 
 

@@ -62,6 +62,12 @@ def build_config(args: Any) -> NodeConfig:
         args.name
         or f"{socket.gethostname()}-{args.host.replace(':', '-').replace('.', '-')}-{args.port}"
     )
+    from handoffd.intake import has_control
+
+    if has_control(name):
+        # (the name goes into log lines and every worker's process title, which shows it escaped
+        # at best: refused here, where the flag can be named)
+        raise ValueError(f"--name {name!r} contains control characters; use printable ones")
     if args.replicas < 0:
         raise ValueError("--replicas must be >= 0")
     if args.max_workers is not None and args.max_workers < 1:

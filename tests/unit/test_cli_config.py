@@ -99,10 +99,11 @@ def test_daemon_start_precedence(
     assert started[-1].port == 3333 and started[-1].seeds == ["h:1"]
 
 
-def test_comma_separated_seeds_become_several() -> None:
+def _start_args(**changes: Any) -> Any:
+    """``handoffd start``'s parsed flags as ``build_config`` reads them."""
     from types import SimpleNamespace
 
-    args = SimpleNamespace(
+    flags: dict[str, Any] = dict(
         cpu=1.0,
         memory=100.0,
         gpu=0.0,
@@ -110,7 +111,7 @@ def test_comma_separated_seeds_become_several() -> None:
         name="n",
         host="127.0.0.1",
         port=1,
-        seeds=["127.0.0.3:1", "127.0.0.4:2,127.0.0.5:3"],
+        seeds=[],
         no_mdns=True,
         cluster="c",
         key_file=None,
@@ -122,6 +123,12 @@ def test_comma_separated_seeds_become_several() -> None:
         spill_dir=None,
         result_retention=1.0,
     )
+    flags.update(changes)
+    return SimpleNamespace(**flags)
+
+
+def test_comma_separated_seeds_become_several() -> None:
+    args = _start_args(seeds=["127.0.0.3:1", "127.0.0.4:2,127.0.0.5:3"])
     config = daemon_run.build_config(args)
     assert config.seeds == ("127.0.0.3:1", "127.0.0.4:2", "127.0.0.5:3")
 
@@ -212,3 +219,15 @@ def test_the_client_variables_never_lower_the_daemons_authentication(
     monkeypatch.setenv("HANDOFFD_DAEMON_INSECURE", "1")
     assert daemon.main(["start"]) == 0
     assert started[-1].allow_local_users and started[-1].insecure
+
+
+def test_a_node_name_with_control_characters_is_refused_before_the_start(capsys: Any) -> None:
+    """The name goes into log lines and every worker's process title (a NUL there ended each
+    worker until titles were escaped): ``handoffd start`` refuses it with the usage exit, naming
+    the flag."""
+    assert daemon_run.build_config(_start_args(name="node-é 1")).name == "node-é 1"
+    for bad in ("a\x00b", "tab\there", "line\n", "del\x7f"):
+        with pytest.raises(ValueError, match="--name .* contains control characters"):
+            daemon_run.build_config(_start_args(name=bad))
+    assert daemon.main(["start", "--name", "a\x01b", "--no-mdns", "--port", "0"]) == 2
+    assert "contains control characters" in capsys.readouterr().err
