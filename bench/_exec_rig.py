@@ -6,11 +6,15 @@ bench's own (its ``__main__`` function travels by value to real workers)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 from handoffd.daemon import dispatch
 from handoffd.daemon.executor import Executor
+from handoffd.daemon.executor_events import ReportedHere
+from handoffd.protocol import messages as m
 from handoffd.scheduler import events as ev
 from handoffd.store.store import ResultStore
 from handoffd.worker.ledger import Ledger
@@ -61,3 +65,37 @@ class Feed:
         ins = ev.Dispatch("node", self.run_id, 1, items)
         msg, frames = dispatch.dispatch_here(ins, "node:1", lambda name: "node:1")
         self.executor.on_dispatch(msg, frames, 1)
+
+
+class Window:
+    """A steady window on an executor of its own (``executor``, ``feed``): each report answered
+    by as many new tasks, as the owner keeps its window, until a round's tasks are all reported."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.reported = 0
+        self.done = asyncio.Event()
+        self.executor = executor(self.here)
+        self.feed = Feed(self.executor, payload)
+
+    def here(self, ins: Any) -> None:
+        if type(ins) is ReportedHere:
+            n = len(ins.values)
+            self.reported += n
+            if self.reported >= self.feed.total:
+                self.done.set()
+            else:
+                self.feed.send(n)
+
+    async def round(self, run_id: str, total: int, window: int, batch: int) -> float:
+        """Run ``total`` tasks, ``window`` outstanding (``batch`` a first dispatch), then free the
+        run; the process's CPU seconds of the round."""
+        self.feed.round(run_id, total)
+        self.reported = 0
+        self.done.clear()
+        cpu0 = time.process_time()
+        for _ in range(window // batch):
+            self.feed.send(batch)
+        await self.done.wait()
+        cpu = time.process_time() - cpu0
+        self.executor.on_free_run(m.FreeRun(run_id), 1)
+        return cpu

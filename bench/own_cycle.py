@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from typing import Any
 
 import _exec_rig as rig
 
 from handoffd import values
-from handoffd.daemon.executor_events import ReportedHere
-from handoffd.protocol import messages as m
 from handoffd.worker.pool import WorkerPool
 
 
@@ -32,41 +28,16 @@ def noop() -> None:
 
 
 async def measure(tasks: int, batch: int, window: int) -> None:
-    done = asyncio.Event()
-    state = {"reported": 0}
-    feed: rig.Feed
-
-    def here(ins: Any) -> None:
-        if type(ins) is ReportedHere:
-            n = len(ins.values)
-            state["reported"] += n
-            if state["reported"] >= feed.total:
-                done.set()
-            else:
-                feed.send(n)
-
-    executor = rig.executor(here)
-    feed = rig.Feed(executor, values.dumps_code((noop, [], {})))
+    steady = rig.Window(values.dumps_code((noop, [], {})))
+    executor = steady.executor
     executor.loop = asyncio.get_running_loop()
     pool = WorkerPool(1, executor.on_outcome, name="own-cycle", on_output=executor.on_output)
     pool.on_read = executor.on_read
     executor.pool = pool
     await pool.start()
     try:
-        feed.round("r0", 500)  # warm-up
-        for _ in range(window // batch):
-            feed.send(batch)
-        await done.wait()
-        executor.on_free_run(m.FreeRun(feed.run_id), 1)
-        feed.round("r1", tasks)
-        state.update(reported=0)
-        done.clear()
-        cpu0 = time.process_time()
-        for _ in range(window // batch):
-            feed.send(batch)
-        await done.wait()
-        cpu = time.process_time() - cpu0
-        executor.on_free_run(m.FreeRun(feed.run_id), 1)
+        await steady.round("r0", 500, window, batch)  # warm-up
+        cpu = await steady.round("r1", tasks, window, batch)
     finally:
         await pool.close()
     print(f"tasks {tasks}: CPU us a task {cpu / tasks * 1e6:.1f}")

@@ -18,15 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import time
 from multiprocessing.connection import Connection
-from typing import Any
 
 import _exec_rig as rig
 
 from handoffd import values
-from handoffd.daemon.executor_events import ReportedHere
-from handoffd.protocol import messages as m
 from handoffd.worker import _process
 from handoffd.worker._records import Worker
 from handoffd.worker.pool import WorkerPool
@@ -81,20 +77,8 @@ def _fake_worker(
 
 
 async def measure(tasks: int, batch: int, window: int) -> None:
-    done = asyncio.Event()
-    state = {"reported": 0}
-    feed: rig.Feed
-
-    def here(ins: Any) -> None:
-        if type(ins) is ReportedHere:
-            state["reported"] += len(ins.values)
-            if state["reported"] >= feed.total:
-                done.set()
-            else:
-                feed.send(len(ins.values))
-
-    executor = rig.executor(here)
-    feed = rig.Feed(executor, values.dumps_code((noop, [], {})))
+    steady = rig.Window(values.dumps_code((noop, [], {})))
+    executor = steady.executor
     loop = executor.loop = asyncio.get_running_loop()
     pool = WorkerPool(1, executor.on_outcome, name="own-feed", on_output=executor.on_output)
     pool.on_read = executor.on_read
@@ -104,15 +88,7 @@ async def measure(tasks: int, batch: int, window: int) -> None:
     cpu = 0.0
     try:
         for round_id, count in (("r0", 500), ("r1", tasks)):  # a warm-up, then the measured
-            feed.round(round_id, count)
-            state.update(reported=0)
-            done.clear()
-            cpu0 = time.process_time()
-            for _ in range(window // batch):
-                feed.send(batch)
-            await done.wait()
-            cpu = time.process_time() - cpu0
-            executor.on_free_run(m.FreeRun(feed.run_id), 1)
+            cpu = await steady.round(round_id, count, window, batch)
     finally:
         loop.remove_reader(theirs.fileno())
         theirs.close()
