@@ -156,6 +156,24 @@ def dispatch(rng: random.Random, count: int, terms: dict[str, int]) -> tuple[Dis
     return Dispatched(msg, [b"payload"], term), count
 
 
+def control(rng: random.Random, tasks: Any, terms: dict[str, int]) -> Any:
+    """A random cancel, withdraw, owner change or free of one of ``RUNS`` (``tasks``: the
+    executor's tasks, keyed (run, task, attempt)); an owner change raises ``terms``' term."""
+    run = rng.choice(RUNS)
+    keys = [k for k in tasks if k[0] == run]
+    picked = rng.sample(keys, min(len(keys), rng.randint(1, 3))) if keys else []
+    items = tuple(m.TaskAttempt(k[1], k[2]) for k in picked)
+    what = rng.random()
+    if what < 0.4:
+        return CancelAsked(m.CancelTasks(run, items), terms[run])
+    if what < 0.75:
+        return WithdrawAsked(WithdrawTasks(run, items), terms[run])
+    if what < 0.9:
+        terms[run] += 1
+        return OwnerSeen(run, terms[run], rng.choice([ME, OTHER]), "owner")
+    return RunFreed(m.FreeRun(run), terms[run])
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_rows_end_what_outcomes_end(seed: int) -> None:
     rng = random.Random(seed)
@@ -181,20 +199,7 @@ def test_rows_end_what_outcomes_end(seed: int) -> None:
             flush_idle = rng.random() < 0.5
             outs = [s.read(ends, flush_idle) for s in (general, rows)]
         else:
-            run = rng.choice(RUNS)
-            keys = [k for k in general.st.tasks if k[0] == run]
-            picked = rng.sample(keys, min(len(keys), rng.randint(1, 3))) if keys else []
-            items = tuple(m.TaskAttempt(k[1], k[2]) for k in picked)
-            what = rng.random()
-            if what < 0.4:
-                event: Any = CancelAsked(m.CancelTasks(run, items), terms[run])
-            elif what < 0.75:
-                event = WithdrawAsked(WithdrawTasks(run, items), terms[run])
-            elif what < 0.9:
-                terms[run] += 1
-                event = OwnerSeen(run, terms[run], rng.choice([ME, OTHER]), "owner")
-            else:
-                event = RunFreed(m.FreeRun(run), terms[run])
+            event = control(rng, general.st.tasks, terms)
             outs = [s.step(s.st.handle(event, 1.0)) for s in (general, rows)]
         assert norm(outs[0]) == norm(outs[1])
         assert general.running == rows.running

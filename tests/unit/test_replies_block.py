@@ -14,12 +14,9 @@ import random
 from typing import Any
 
 import pytest
-from test_executor_rows import RUNS, Side, dispatch, norm, outcome_of
+from test_executor_rows import RUNS, Side, control, dispatch, norm, outcome_of
 
 from handoffd.daemon import executor_ends
-from handoffd.daemon.executor_events import CancelAsked, OwnerSeen, RunFreed, WithdrawAsked
-from handoffd.protocol import messages as m
-from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.worker._records import Kept
 
 pytestmark = pytest.mark.timeout(120)
@@ -92,20 +89,7 @@ def test_a_block_ends_what_its_rows_end(seed: int, monkeypatch: Any) -> None:
             flush_idle = rng.random() < 0.5
             outs = [s.read(ends, flush_idle) for s in (rows, blocks)]
         else:
-            run = rng.choice(RUNS)
-            keys = [k for k in rows.st.tasks if k[0] == run]
-            picked = rng.sample(keys, min(len(keys), rng.randint(1, 3))) if keys else []
-            items = tuple(m.TaskAttempt(k[1], k[2]) for k in picked)
-            what = rng.random()
-            if what < 0.4:
-                event: Any = CancelAsked(m.CancelTasks(run, items), terms[run])
-            elif what < 0.75:
-                event = WithdrawAsked(WithdrawTasks(run, items), terms[run])
-            elif what < 0.9:
-                terms[run] += 1
-                event = OwnerSeen(run, terms[run], rng.choice(["me:1", "owner:1"]), "owner")
-            else:
-                event = RunFreed(m.FreeRun(run), terms[run])
+            event = control(rng, rows.st.tasks, terms)
             outs = [s.step(s.st.handle(event, 1.0)) for s in (rows, blocks)]
         assert norm(outs[0]) == norm(outs[1])
         assert rows.running == blocks.running
