@@ -13,10 +13,9 @@ import random
 from typing import Any
 
 import pytest
-import scheduler_harness
 from pure_build import pure
 from scheduler_harness import CPU, Cluster, dispatches
-from test_scheduler_twin import PURE
+from test_scheduler_twin import PURE, cluster
 
 from handoffd.scheduler import demand as built_demand
 from handoffd.spec import TaskSpec
@@ -28,15 +27,6 @@ BUILDS = {
 
 # Shared cost objects, as a run's specs share them: consecutive tasks of one make a block.
 COSTS = ({CPU: 1.0}, {CPU: 0.5}, {CPU: 0.25, "mem": 1.0}, {}, {CPU: 2.0})
-
-
-def cluster(owner: Any, nodes: dict[str, Any], window: int, budget: float | None) -> Cluster:
-    saved = scheduler_harness.OwnerScheduler
-    scheduler_harness.OwnerScheduler = owner.OwnerScheduler  # type: ignore[misc]
-    try:
-        return Cluster(nodes, window=window, queue_seconds=budget)
-    finally:
-        scheduler_harness.OwnerScheduler = saved  # type: ignore[misc]
 
 
 def books(c: Cluster) -> Any:
@@ -127,7 +117,7 @@ def _case(build: str, seed: int, blocks: bool) -> list[Any]:
     specs = workload(rng)
     sizes = [rng.choice((1.0, 2.0, 4.0)) for _ in range(rng.randint(1, 3))]
     nodes = {f"n{i}": {CPU: size, "mem": 10.0} for i, size in enumerate(sizes)}
-    c = cluster(BUILDS[build], nodes, rng.choice((4, 8, 32)), rng.choice((None, None, 0.05)))
+    c = cluster(build == "pure", nodes, rng.choice((4, 8, 32)), rng.choice((None, None, 0.05)))
     c.sched._view.blocks = blocks
     return drive(c, seed, specs, rng.choice(("binpack", "spread", "first_fit")))
 
