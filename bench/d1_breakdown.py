@@ -88,7 +88,9 @@ def spied(rounds: int, spy: str, rate: int, top: int, depth: int) -> None:
         proc.wait(60)
     finally:
         runner.close()
-    print(f"\nunder py-spy: tasks on d1 {d1} of {n}; tasks/s", ", ".join(f"{r:,.0f}" for r in rates))
+    print(
+        f"\nunder py-spy: tasks on d1 {d1} of {n}; tasks/s", ", ".join(f"{r:,.0f}" for r in rates)
+    )
     samples = read_raw(raw)
     threads: collections.Counter[str] = collections.Counter()
     loop: list[tuple[list[str], int]] = []

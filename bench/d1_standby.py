@@ -69,9 +69,10 @@ def wrap(out: str, args: list[str]) -> None:
 
 
 def record(out: str, rounds: int) -> None:
-    import handoffd.testing
     from owner_breakdown import runner_with
     from peer_breakdown import on_d1
+
+    import handoffd.testing
 
     if os.path.exists(out):
         os.remove(out)
