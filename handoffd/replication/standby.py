@@ -90,6 +90,12 @@ Batch = tuple[bytes, bytes, tuple[Any, ...]]
 #: the folding, one batch per batch received past it, costs what taking each in did before.
 FOLD_BYTES = 1 << 20
 FOLD_SNAPSHOTS = 2
+#: A fold frees memory only where its rows replace a task's delta already folded: a row of a task
+#: new to ``deltas`` becomes a dict entry that holds more than its packed bytes did, and a run of
+#: one delta a task (W1's: DONE) would pay the fold a task for nothing, then drop it all at its
+#: release. So a fold whose rows are mostly new tasks doubles the replica's limit, one whose rows
+#: mostly replace halves it again, between the base above and ``1 << FOLD_GROWTH`` times it.
+FOLD_GROWTH = 4
 
 
 def put_rows(
@@ -140,13 +146,16 @@ def newest_rows(batches: Any, values: dict[str, bytes | None]) -> dict[str, Row]
     return newest
 
 
-def fold(deltas: dict[str, bytes], values: dict[str, bytes | None], batches: Any) -> None:
+def fold(deltas: dict[str, bytes], values: dict[str, bytes | None], batches: Any) -> int:
     """Apply ``batches`` (``Replica.batches``, oldest first) to ``deltas`` and ``values`` as each
     would have been applied on arrival (``put_rows``); raises ``Invalid`` or ``ColumnError`` if
-    one is malformed (its decode would have dropped it)."""
+    one is malformed (its decode would have dropped it). Returns how many rows they held."""
+    count = 0
     for packed, sizes, frames in batches:
         rows = read_packed(_DELTA, packed)
         put_rows(deltas, values, rows, split_frames(sizes, list(frames), "ReplicateLog"))
+        count += len(rows)
+    return count
 
 
 @dataclass
@@ -167,6 +176,7 @@ class Replica:
     # them folded in, in order, are the replica's (``settled``); and their size in bytes
     batches: list[Batch] = field(default_factory=list, repr=False)
     kept_bytes: int = 0
+    fold_shift: int = 0  # the fold limit is the base's ``1 << fold_shift`` times (``keep``)
     run_fields: tuple[str, bool, ErrorInfo | None] | None = None  # newest (state, released, error)
     # The payloads the snapshot left out (``ReplicaPayloads``) and where the ones pulled here are
     # read from (task id -> the payload, None if not held): put back by ``run_data``.
@@ -270,16 +280,23 @@ class Replica:
 
     def keep(self, batch: Batch) -> bool:
         """Keep a batch as it came (``StandbyStore.on_log``); past ``FOLD_BYTES`` (or twice the
-        snapshot) fold the oldest into ``deltas``. False if one folded is malformed."""
+        snapshot), times what the folds so far said (``FOLD_GROWTH``), fold the oldest into
+        ``deltas``. False if one folded is malformed."""
         self.batches.append(batch)
         self.kept_bytes += len(batch[0]) + sum(map(len, batch[2]))
-        limit = max(FOLD_BYTES, FOLD_SNAPSHOTS * len(self.snapshot))
+        base = max(FOLD_BYTES, FOLD_SNAPSHOTS * len(self.snapshot))
+        deltas = self.deltas
         try:
-            while self.kept_bytes > limit and self.batches:
+            while self.kept_bytes > base << self.fold_shift and self.batches:
                 oldest = self.batches[0]
-                fold(self.deltas, self.values, (oldest,))
+                before = len(deltas)
+                rows = fold(deltas, self.values, (oldest,))
                 del self.batches[0]
                 self.kept_bytes -= len(oldest[0]) + sum(map(len, oldest[2]))
+                if 2 * (len(deltas) - before) > rows:  # mostly new tasks: it freed nothing
+                    self.fold_shift = min(self.fold_shift + 1, FOLD_GROWTH)
+                elif self.fold_shift:
+                    self.fold_shift -= 1
         except (Invalid, ColumnError):
             return False
         return True
