@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 
 DEFAULT_PORT = 7788
@@ -274,6 +275,10 @@ def parse_limits(pairs: list[str] | tuple[str, ...], base: Limits | None = None)
     return dataclasses.replace(limits, **changes)  # type: ignore[arg-type]
 
 
+# The same characters handoffd.intake.has_control refuses in ids (config cannot import intake).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]").search
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     name: str
@@ -310,6 +315,16 @@ class NodeConfig:
     recycle_gpu_workers: bool = False  # a fresh worker process after each chain of GPU tasks
     # A worker kept started for each GPU (beyond max_workers): a GPU task never waits for one
     warm_gpu_workers: bool = True
+
+    def __post_init__(self) -> None:
+        # The name goes into log lines, worker process titles and every peer's view: a config built
+        # in Python (the API, handoffd.testing) gets the check `handoffd start --name` makes.
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"NodeConfig name {self.name!r}: give a non-empty string")
+        if _CONTROL(self.name) is not None:
+            raise ValueError(
+                f"NodeConfig name {self.name!r} contains control characters; use printable ones"
+            )
 
     def replace(self, **changes: object) -> NodeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -231,3 +231,19 @@ def test_a_node_name_with_control_characters_is_refused_before_the_start(capsys:
             daemon_run.build_config(_start_args(name=bad))
     assert daemon.main(["start", "--name", "a\x01b", "--no-mdns", "--port", "0"]) == 2
     assert "contains control characters" in capsys.readouterr().err
+
+
+def test_a_node_config_built_in_python_refuses_what_the_flag_refuses() -> None:
+    """``NodeConfig`` made by the API or ``handoffd.testing`` (no CLI in between) checks its name
+    the way ``--name`` is checked, and ``replace`` checks the new one."""
+    from handoffd.config import NodeConfig
+
+    assert NodeConfig(name="node-é 1").name == "node-é 1"
+    for bad in ("a\x00b", "tab\there", "line\n", "del\x7f"):
+        with pytest.raises(ValueError, match="contains control characters"):
+            NodeConfig(name=bad)
+        with pytest.raises(ValueError, match="contains control characters"):
+            NodeConfig.for_tests("ok").replace(name=bad)
+    for bad in ("", None, 3):
+        with pytest.raises(ValueError, match="non-empty string"):
+            NodeConfig(name=bad)  # type: ignore[arg-type]
