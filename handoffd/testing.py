@@ -372,13 +372,20 @@ class DaemonCluster:
         daemon = Daemon(name, host, port, process, log_path)
         self.daemons.append(daemon)
         if wait:
-            wait_for(
-                lambda: "listening on" in daemon.log() or not daemon.alive(),
-                timeout,
-                what=f"daemon {name} start",
-            )
-            if not daemon.alive():
-                raise RuntimeError(f"daemon {name} exited at start:\n{daemon.log()}")
+            self.started(daemon, timeout)
+        return daemon
+
+    def started(self, daemon: Daemon, timeout: float = 30.0) -> Daemon:
+        """Wait until ``daemon`` (from ``start(wait=False)``) listens; RuntimeError if it exited.
+        Daemons started with ``wait=False`` start side by side: a seeded one retries its seeds
+        until they listen."""
+        wait_for(
+            lambda: "listening on" in daemon.log() or not daemon.alive(),
+            timeout,
+            what=f"daemon {daemon.name} start",
+        )
+        if not daemon.alive():
+            raise RuntimeError(f"daemon {daemon.name} exited at start:\n{daemon.log()}")
         return daemon
 
     def _launcher_pipe(self) -> Any:

@@ -9,12 +9,15 @@ from typing import Any
 
 
 def start_pair(daemons: Any, cpu: float = 2, memory: float = 2000) -> tuple[Any, Any]:
-    """Two daemons of ``daemons``, the second seeded with the first, both ALIVE."""
+    """Two daemons of ``daemons``, the second seeded with the first, both ALIVE. Started side by
+    side (the second retries its seed until the first listens), not one after the other."""
     import handoffd
     from handoffd.testing import wait_for
 
-    a = daemons.start(cpu=cpu, memory=memory)
-    b = daemons.start(cpu=cpu, memory=memory, seeds=[a.address])
+    a = daemons.start(cpu=cpu, memory=memory, wait=False)
+    b = daemons.start(cpu=cpu, memory=memory, seeds=[a.address], wait=False)
+    daemons.started(a)
+    daemons.started(b)
     with handoffd.connect(a.address) as client:
         wait_for(
             lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
