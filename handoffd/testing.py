@@ -372,21 +372,21 @@ class DaemonCluster:
         daemon = Daemon(name, host, port, process, log_path)
         self.daemons.append(daemon)
         if wait:
-            self.started(daemon, timeout)
+            self.started(daemon, timeout=timeout)
         return daemon
 
-    def started(self, daemon: Daemon, timeout: float = 30.0) -> Daemon:
-        """Wait until ``daemon`` (from ``start(wait=False)``) listens; RuntimeError if it exited.
-        Daemons started with ``wait=False`` start side by side: a seeded one retries its seeds
-        until they listen."""
-        wait_for(
-            lambda: "listening on" in daemon.log() or not daemon.alive(),
-            timeout,
-            what=f"daemon {daemon.name} start",
-        )
-        if not daemon.alive():
-            raise RuntimeError(f"daemon {daemon.name} exited at start:\n{daemon.log()}")
-        return daemon
+    def started(self, *daemons: Daemon, timeout: float = 30.0) -> None:
+        """Wait until each of ``daemons`` (from ``start(wait=False)``) listens; RuntimeError if
+        one exited. Daemons started with ``wait=False`` start side by side: a seeded one retries
+        its seeds until they listen."""
+        for daemon in daemons:
+            wait_for(
+                lambda d=daemon: "listening on" in d.log() or not d.alive(),
+                timeout,
+                what=f"daemon {daemon.name} start",
+            )
+            if not daemon.alive():
+                raise RuntimeError(f"daemon {daemon.name} exited at start:\n{daemon.log()}")
 
     def _launcher_pipe(self) -> Any:
         if self._pipe is None:

@@ -16,8 +16,7 @@ def start_pair(daemons: Any, cpu: float = 2, memory: float = 2000) -> tuple[Any,
 
     a = daemons.start(cpu=cpu, memory=memory, wait=False)
     b = daemons.start(cpu=cpu, memory=memory, seeds=[a.address], wait=False)
-    daemons.started(a)
-    daemons.started(b)
+    daemons.started(a, b)
     with handoffd.connect(a.address) as client:
         wait_for(
             lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
