@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import importlib.util
 import os
 import py_compile
@@ -379,12 +380,12 @@ class DaemonCluster:
         """Wait until each of ``daemons`` (from ``start(wait=False)``) listens; RuntimeError if
         one exited. Daemons started with ``wait=False`` start side by side: a seeded one retries
         its seeds until they listen."""
+
+        def up(daemon: Daemon) -> bool:
+            return "listening on" in daemon.log() or not daemon.alive()
+
         for daemon in daemons:
-            wait_for(
-                lambda d=daemon: "listening on" in d.log() or not d.alive(),
-                timeout,
-                what=f"daemon {daemon.name} start",
-            )
+            wait_for(functools.partial(up, daemon), timeout, what=f"daemon {daemon.name} start")
             if not daemon.alive():
                 raise RuntimeError(f"daemon {daemon.name} exited at start:\n{daemon.log()}")
 
