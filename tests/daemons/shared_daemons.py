@@ -60,7 +60,11 @@ def shared(daemons: Any, cpu: float, memory: float) -> Iterator[tuple[Any, Any]]
     fails at its teardown and the pair is killed, so the next test starts a new one and a test
     that left work behind cannot fail the tests after it."""
     if not daemons.daemons:
-        start_pair(daemons, cpu, memory)
+        try:
+            start_pair(daemons, cpu, memory)
+        except BaseException:
+            _kill(daemons)  # (a half-started pair is not left for the next test)
+            raise
     a, b = daemons.daemons
     try:
         yield a, b
@@ -69,6 +73,10 @@ def shared(daemons: Any, cpu: float, memory: float) -> Iterator[tuple[Any, Any]]
         try:
             settled(daemons)
         except BaseException:
-            daemons.close()
-            daemons.daemons.clear()
+            _kill(daemons)
             raise
+
+
+def _kill(daemons: Any) -> None:
+    daemons.close()
+    daemons.daemons.clear()
