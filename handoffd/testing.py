@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import importlib.util
 import os
 import py_compile
@@ -372,14 +373,21 @@ class DaemonCluster:
         daemon = Daemon(name, host, port, process, log_path)
         self.daemons.append(daemon)
         if wait:
-            wait_for(
-                lambda: "listening on" in daemon.log() or not daemon.alive(),
-                timeout,
-                what=f"daemon {name} start",
-            )
-            if not daemon.alive():
-                raise RuntimeError(f"daemon {name} exited at start:\n{daemon.log()}")
+            self.started(daemon, timeout=timeout)
         return daemon
+
+    def started(self, *daemons: Daemon, timeout: float = 30.0) -> None:
+        """Wait until each of ``daemons`` (from ``start(wait=False)``) listens; RuntimeError if
+        one exited. Daemons started with ``wait=False`` start side by side: a seeded one retries
+        its seeds until they listen."""
+
+        def up(daemon: Daemon) -> bool:
+            return "listening on" in daemon.log() or not daemon.alive()
+
+        for daemon in daemons:
+            wait_for(functools.partial(up, daemon), timeout, what=f"daemon {daemon.name} start")
+            if not daemon.alive():
+                raise RuntimeError(f"daemon {daemon.name} exited at start:\n{daemon.log()}")
 
     def _launcher_pipe(self) -> Any:
         if self._pipe is None:

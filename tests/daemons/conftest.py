@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from shared_daemons import shared, start_pair
 
 
 @pytest.fixture
@@ -29,18 +30,28 @@ def daemons() -> Iterator[Any]:
 @pytest.fixture
 def pair(daemons: Any) -> tuple[Any, Any]:
     """Two real daemons with 2 cpu each, the second seeded with the first, both ALIVE."""
-    import handoffd
-    from handoffd.testing import wait_for
+    return start_pair(daemons)
 
-    a = daemons.start(cpu=2, memory=2000)
-    b = daemons.start(cpu=2, memory=2000, seeds=[a.address])
-    with handoffd.connect(a.address) as client:
-        wait_for(
-            lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
-            timeout=30,
-            what="two daemons joined",
-        )
-    return a, b
+
+@pytest.fixture(scope="module")
+def module_daemons() -> Iterator[Any]:
+    """A DaemonCluster kept for one test module (on each xdist worker that runs its tests), for
+    daemons shared by tests that neither kill, stop nor reconfigure them (``shared``)."""
+    from handoffd.testing import DaemonCluster
+
+    cluster = DaemonCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def shared_pair(module_daemons: Any) -> Iterator[tuple[Any, Any]]:
+    """``pair``'s two daemons (2 cpu each), shared by a module's tests (``shared``): for tests
+    that neither kill, stop nor reconfigure them and end every run they start."""
+    with shared(module_daemons, 2, 2000) as both:
+        yield both
 
 
 @contextlib.contextmanager

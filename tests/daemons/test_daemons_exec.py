@@ -39,8 +39,8 @@ def write(tmp_path, name: str, body: str) -> str:
     return str(path)
 
 
-def test_submit_exit_codes_0_1_2(pair, tmp_path):
-    a, _ = pair
+def test_submit_exit_codes_0_1_2(shared_pair, tmp_path):
+    a, _ = shared_pair
     ok = write(
         tmp_path,
         "ok.py",
@@ -161,8 +161,8 @@ def _die_once(marker):
     return "survived"
 
 
-def test_worker_process_killed_mid_task_is_retried(pair, tmp_path):
-    a, _ = pair
+def test_worker_process_killed_mid_task_is_retried(shared_pair, tmp_path):
+    a, _ = shared_pair
     marker = str(tmp_path / "died")
     with handoffd.connect(a.address) as client:
         dag = handoffd.DAG().add_function(
@@ -187,8 +187,8 @@ def _hold_whole_node(log, tag):
     return tag
 
 
-def test_four_whole_node_runs_on_two_nodes_run_two_per_node(pair, tmp_path):
-    a, b = pair
+def test_four_whole_node_runs_on_two_nodes_run_two_per_node(shared_pair, tmp_path):
+    a, b = shared_pair
     log = str(tmp_path / "log")
     results: dict[int, object] = {}
     placements: dict[int, str] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import cloudpickle
@@ -16,6 +17,7 @@ import pytest
 import handoffd
 from handoffd import client as client_mod
 from handoffd import client_moves
+from handoffd.protocol import messages as m
 from handoffd.testing import DaemonCluster, layered_dag, layered_expected, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -45,6 +47,9 @@ def blob(n: int, fill: int) -> bytes:
     return bytes([fill]) * n
 
 
+SMALL = ("s0", "s1", "s2", "s3", "total")  # small_dag's results
+
+
 def small_dag() -> handoffd.DAG:
     dag = handoffd.DAG()
     for i in range(4):
@@ -56,17 +61,21 @@ def small_dag() -> handoffd.DAG:
     return dag
 
 
-def freed(client: handoffd.Client, run_id: str) -> bool:
-    """Whether the owner no longer serves the run's results (released, values dropped)."""
-    try:
-        client.run(run_id).results()
-    except handoffd.HandoffError as exc:
-        return "not available" in str(exc)
-    return False
+def freed(client: handoffd.Client, run_id: str, ids: Iterable[str] = SMALL) -> bool:
+    """Whether no node serves the run's results ``ids`` any more (released, values dropped): each
+    answers ``FetchResults`` with all of them missing, where the owner answers with the values
+    and the others name the owner until then. (Asked of each node once: ``Run.results`` asks
+    every node again for 10 s before it says a value is not available.)"""
+    want = tuple(ids)
+    for node in client.nodes().values():
+        reply = client._ask_node(node.address, lambda rid: m.FetchResults(rid, run_id, want))
+        if not isinstance(reply, m.Results) or set(reply.missing) != set(want):
+            return False
+    return True
 
 
-def test_execute_gets_results_inline_and_the_owner_frees_them(pair):
-    a, _ = pair
+def test_execute_gets_results_inline_and_the_owner_frees_them(shared_pair):
+    a, _ = shared_pair
     with handoffd.connect(a.address) as client:
         assert client.execute(small_dag()) == {"s0": 0, "s1": 1, "s2": 4, "s3": 9, "total": 114}
         assert client.execute(small_dag(), outputs=["total", "s3"]) == {"total": 114, "s3": 9}
@@ -78,8 +87,8 @@ def test_execute_gets_results_inline_and_the_owner_frees_them(pair):
         assert freed(client, run.id)
 
 
-def test_wait_then_results_uses_the_outcome(pair):
-    a, _ = pair
+def test_wait_then_results_uses_the_outcome(shared_pair):
+    a, _ = shared_pair
     with handoffd.connect(a.address) as client:
         run = client.submit(small_dag())
         status = run.wait(30)
@@ -92,8 +101,8 @@ def test_wait_then_results_uses_the_outcome(pair):
         wait_for(lambda: freed(client, run.id), 10, what="release")
 
 
-def test_errors_are_raised_as_before(pair):
-    a, _ = pair
+def test_errors_are_raised_as_before(shared_pair):
+    a, _ = shared_pair
     dag = handoffd.DAG().add_function(handoffd.Function(id="bad", code=boom, extra_args=[7]))
     with handoffd.connect(a.address) as client:
         with pytest.raises(handoffd.TaskFailed) as info:
@@ -114,8 +123,8 @@ def test_errors_are_raised_as_before(pair):
         assert invalid.value.kind == "unknown_node"
 
 
-def test_cancel_while_execute_waits(pair, monkeypatch):
-    a, _ = pair
+def test_cancel_while_execute_waits(shared_pair, monkeypatch):
+    a, _ = shared_pair
     monkeypatch.setattr(client_mod, "_POLL", 0.3)  # the first outcome comes back RUNNING
     dag = handoffd.DAG().add_function(handoffd.Function(id="nap", code=nap, extra_args=[60]))
     caught: list[BaseException] = []
@@ -130,8 +139,14 @@ def test_cancel_while_execute_waits(pair, monkeypatch):
     thread = threading.Thread(target=run_it)
     thread.start()
     with handoffd.connect(a.address) as client:
-        wait_for(lambda: client.runs(), 30, what="the run to be submitted")
-        run_id = client.runs()[0].run_id
+        # (the shared daemons' earlier runs are all finished: the one going is this test's)
+        going = wait_for(
+            lambda: [r.run_id for r in client.runs() if r.state == "RUNNING"],
+            30,
+            what="the run to be submitted",
+        )
+        assert len(going) == 1
+        run_id = going[0]
         time.sleep(0.6)  # let execute's first wait expire: the cancel reaches a WaitRun
         assert client.run(run_id).status().state == "RUNNING"
         client.run(run_id).cancel()
@@ -140,16 +155,19 @@ def test_cancel_while_execute_waits(pair, monkeypatch):
     assert len(caught) == 1 and isinstance(caught[0], handoffd.RunCancelled), caught
 
 
-def test_execute_timeout_still_raises_timeout(pair):
-    a, _ = pair
+def test_execute_timeout_still_raises_timeout(shared_pair):
+    a, _ = shared_pair
     dag = handoffd.DAG().add_function(handoffd.Function(id="nap", code=nap, extra_args=[30]))
     with handoffd.connect(a.address) as client:
         with pytest.raises(handoffd.Timeout):
             client.execute(dag, timeout=0.5)
+        # The run goes on after the client's timeout; ended here, as the daemons are shared.
+        (going,) = [r.run_id for r in client.runs() if r.state == "RUNNING"]
+        client.run(going).cancel()
 
 
-def test_results_too_big_or_held_elsewhere_are_fetched(pair, monkeypatch):
-    a, b = pair
+def test_results_too_big_or_held_elsewhere_are_fetched(shared_pair, monkeypatch):
+    a, b = shared_pair
     monkeypatch.setattr(client_mod, "_EXECUTE_BYTES", 300_000)
     dag = handoffd.DAG()
     # 200 kB each (stored on the node that ran it, not inline in the report): two fit the budget
@@ -170,7 +188,7 @@ def test_results_too_big_or_held_elsewhere_are_fetched(pair, monkeypatch):
         assert sum(len(v) for v in run._values.values()) <= 300_000
         assert run.results() == want
         run._release_nowait()
-        wait_for(lambda: freed(client, run.id), 10, what="release after the fetch")
+        wait_for(lambda: freed(client, run.id, want), 10, what="release after the fetch")
 
 
 @pytest.mark.timeout(300)

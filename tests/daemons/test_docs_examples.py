@@ -8,14 +8,14 @@ from docs_examples import run_page
 pytestmark = pytest.mark.timeout(240)
 
 
-def test_decorator_page_examples_run(pair, tmp_path):
-    a, _ = pair
+def test_decorator_page_examples_run(shared_pair, tmp_path):
+    a, _ = shared_pair
     out = run_page("decorator.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "13.5" in out and "6.0" in out
 
 
-def test_arguments_page_examples_run(pair, tmp_path):
-    a, _ = pair
+def test_arguments_page_examples_run(shared_pair, tmp_path):
+    a, _ = shared_pair
     out = run_page("arguments.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "bytes on the wire" in out and "mean: 249999.75" in out
     assert "HookFailed: deserialize hook corrupt" in out
@@ -29,8 +29,8 @@ def test_engines_page_dask_examples_run(tmp_path):
     assert out.splitlines()[-1] == "101"
 
 
-def test_streaming_page_examples_run(pair, tmp_path):
-    a, _ = pair
+def test_streaming_page_examples_run(shared_pair, tmp_path):
+    a, _ = shared_pair
     out = run_page("streaming.md", tmp_path, {"HANDOFFD_ADDRESS": a.address})
     assert "embed#1" in out and "ItemFailed(13" in out
     assert "hooked pipeline ok" in out and "sent 2000 received 2000" in out

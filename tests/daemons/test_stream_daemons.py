@@ -5,6 +5,7 @@ items replayed, every item getting exactly one output."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 
 import cloudpickle
 import pytest
+from shared_daemons import shared, start_pair
 
 import handoffd
 from handoffd import Function
@@ -64,20 +66,28 @@ def gated(path):
     return stage
 
 
-@pytest.fixture
-def cluster(daemons):
-    a = daemons.start(cpu=4, memory=4000)
-    b = daemons.start(cpu=4, memory=4000, seeds=[a.address])
+@contextlib.contextmanager
+def connected(a, b):
     client = handoffd.connect(a.address, timeout=10)
-    wait_for(
-        lambda: [n.status for n in client.nodes().values()] == ["ALIVE", "ALIVE"],
-        timeout=30,
-        what="two daemons joined",
-    )
     try:
         yield a, b, client
     finally:
         client.close()
+
+
+@pytest.fixture
+def cluster(module_daemons):
+    """Two daemons of 4 cpu, shared by the tests that end their pipelines and kill nothing."""
+    with shared(module_daemons, 4, 4000) as (a, b), connected(a, b) as both:
+        yield both
+
+
+@pytest.fixture
+def own_cluster(daemons):
+    """Two new daemons of 4 cpu, for a test that kills one."""
+    a, b = start_pair(daemons, 4, 4000)
+    with connected(a, b) as both:
+        yield both
 
 
 def test_outputs_in_push_order_with_init_batches_and_failures(cluster, tmp_path):
@@ -168,8 +178,8 @@ def test_push_blocks_at_max_in_flight(cluster, tmp_path):
         assert list(pipe.results(timeout=60)) == list(range(10))
 
 
-def test_a_node_killed_mid_stream_loses_no_item(cluster):
-    a, b, client = cluster
+def test_a_node_killed_mid_stream_loses_no_item(own_cluster):
+    a, b, client = own_cluster
     dag = handoffd.DAG()
     dag.add_function(Function(id="src", type="input"))
     dag.add_function(Function(id="double", code=slow_double, args=["src"], parallelism=2))
