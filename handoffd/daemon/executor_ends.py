@@ -6,23 +6,22 @@ another node, ``reported_here``'s record to our own node's owner).
 
 The common end, a value of a chained task, is done in line in ``_ended`` over a whole read's
 outcomes; any other (no value, an error, a store refusal, a task with no chain) takes ``_end_one``
-and ``_finish``, the same steps in the same order."""
+and ``_finish``, the same steps in the same order. A read's block of KEPT replies (``Kept``) is
+ended by the compiled ``executor_block`` (two C loops a block), or one by one when it cannot."""
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from itertools import repeat
-from operator import itemgetter, sub
 from typing import Any
 
+from handoffd.daemon.executor_block import MIN_DURATION, ended_block, ended_kept
+from handoffd.daemon.executor_block import SOON_FLUSH as _SOON_FLUSH
 from handoffd.daemon.executor_events import (
     FLUSH,
     Flush,
     Instruction,
-    Soon,
     TaskEnded,
 )
 from handoffd.daemon.executor_records import (
@@ -48,12 +47,6 @@ from handoffd.worker._records import Ended, Kept, Outcome, outcome_of
 from handoffd.worker.ledger import Ledger
 
 log = logging.getLogger("handoffd.execution")
-
-MIN_DURATION = 1e-6  # seconds: a floor under the mean task duration that sizes chains
-_SOON_FLUSH = Soon(FLUSH)
-_slot_of, _run_of, _owner_of = itemgetter(R_SLOT), itemgetter(R_RUN), itemgetter(R_OWNER)
-_payload_of, _task_of, _attempt_of = itemgetter(R_PAYLOAD), itemgetter(1), itemgetter(2)
-_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # (a ``map`` run in C)
 
 
 class Ends:
@@ -118,117 +111,17 @@ class Ends:
             if type(outcome) is Kept:
                 if at > start:
                     self._ended_each(outcomes[start:at])
-                self._ended_kept(outcome)
+                ended_kept(self, outcome)
                 start = at + 1
         if not start:
             self._ended_each(outcomes)
         elif start < len(outcomes):
             self._ended_each(outcomes[start:])
 
-    def _ended_kept(self, block: Kept) -> None:
-        """A read's block of KEPT replies ended, in order: the tasks at its front that are not
-        queued rows one by one (a chain's first task is the ``Task`` its slot started with), the
-        rest as a block when ``_ended_block`` can, else one by one."""
-        tasks = self.tasks
-        rows = list(map(tasks.get, block.keys))
-        lead = 0
-        for row in rows:
-            if type(row) is list:
-                break
-            lead += 1
-        if lead:
-            replies = block.rows()
-            self._ended_each(replies[:lead])
-            if lead == len(rows):
-                return
-            block = Kept(block.keys[lead:], block.values[lead:], block.durations[lead:], block.pid)
-            del rows[:lead]
-        if not self._ended_block(block, rows):
-            self._ended_each(block.rows())
-
     def _ended_block(self, block: Kept, rows: list[Any]) -> bool:
-        """``_ended_each`` of the block's rows (``rows``: its tasks' queued rows, the first one
-        a row) done a column at a time (the ledger, the store, the slot's keys, the report's
-        columns by ``map`` and ``extend``, no Python step a task but the mean's), when that is
-        the same: every task a row of one chain (one slot, run and owner), its mean duration
-        short enough that the half chain is the cap's all along, the store taking every value as
-        ``put`` would without a refusal or a spill (``ResultStore.put_all``). Else False, nothing
-        changed: the rows end one by one."""
-        keys, values, durations = block.keys, block.values, block.durations
-        count = len(keys)
-        first = rows[0]
-        slot, run_id, owner = first[R_SLOT], first[R_RUN], first[R_OWNER]
-        try:  # (a ``Task`` or None among them is not subscriptable: one by one)
-            if (
-                slot is None
-                or list(map(_slot_of, rows)).count(slot) != count
-                or list(map(_run_of, rows)).count(run_id) != count
-                or list(map(_owner_of, rows)).count(owner) != count
-            ):
-                return False
-        except (TypeError, IndexError):
-            return False
-        # The half chain is the cap's after every end while the mean after each end is under
-        # ``fast`` (``_ended_each``'s): each end's mean, in order, the floats it computes
-        seconds, most = CHAIN_SECONDS, CHAIN_AHEAD
-        fast, half = seconds / (most + 1), (1 + most) // 2
-        mean = self._mean_duration
-        if fast <= MIN_DURATION:
-            return False
-        for duration in durations:
-            mean += 0.1 * (duration - mean)
-            if not mean < fast:
-                return False
-        ids = list(map(_task_of, keys))
-        sizes = list(map(len, values))
-        if not self.store.put_all(run_id, ids, values, sizes):
-            return False
-        _drain(map(self.tasks.__delitem__, keys))
-        self._mean_duration, self._half_chain = mean, half
-        if self._fetched:
-            self._fetched.difference_update(zip(repeat(run_id), ids))
-        slot_keys = slot.keys
-        left = len(slot_keys) - count  # (the keys are the slot's: each of its tasks' rows)
-        _drain(map(slot_keys.__delitem__, keys))
-        if not slot_keys:  # the chain is over: nothing of it runs any more
-            del self.slots[slot.id]
-            self.ledger.release(slot.cost, slot.gpus)
-            self._changed = True
-        # A refill is asked at the first end leaving the chain at half or less: before the
-        # flush when that is the block's first end, after it otherwise (``_ended_each``'s order)
-        refill = bool(self.local) and left <= half and not self._refill_scheduled
-        if refill and left + count - 1 <= half:
-            self._schedule_refill()
-            refill = False
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._out.append(_SOON_FLUSH)
-        if refill:
-            self._schedule_refill()
-        box = self._outbox.get((owner, run_id))
-        if box is None:
-            box = self._outbox[owner, run_id] = ReportBatch()
-        ended = self._now + self.wall_offset
-        box.task_ids += ids
-        box.attempts += map(_attempt_of, keys)
-        box.sizes += sizes
-        box.durations += durations
-        box.pids += repeat(block.pid, count)
-        box.started += map(sub, repeat(ended, count), durations)
-        box.ended += repeat(ended, count)
-        payload = first[R_PAYLOAD]
-        if list(map(_payload_of, rows)).count(payload) == count:  # (one function's tasks)
-            box.bytes_in += repeat(len(payload), count)
-        else:
-            box.bytes_in += map(len, map(_payload_of, rows))
-        limit = self._inline_limit
-        if max(sizes) <= limit:
-            box.values += values
-        else:
-            box.values += [v if n <= limit else None for v, n in zip(values, sizes, strict=True)]
-        box.outputs += repeat("", count)
-        self.counters["done"] += count
-        return True
+        """``_ended_each`` of the block's rows done as a block, when that is the same; else
+        False, nothing changed (``executor_block.ended_block``)."""
+        return ended_block(self, block, rows)
 
     def _ended_each(self, outcomes: Sequence[Ended]) -> None:
         # (no ``Kept`` among them: ``_ended`` takes those apart)

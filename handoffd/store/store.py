@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from handoffd.store.block import hold_new
+
 Key = tuple[str, str]
 
 TRIM_AFTER_BYTES = 32 << 20  # in-memory bytes a dropped run must have held to trim the heap
@@ -160,22 +162,19 @@ class ResultStore:
         if self._written:
             self.settle()
         count = len(task_ids)
-        memory, stats = self._memory, self.stats
-        new = dict(zip(zip(itertools.repeat(run_id), task_ids), values, strict=True))
+        stats = self.stats
         total = sum(sizes)
         if (
-            len(new) < count  # (a task twice: the second put replaces the first)
-            or not memory.keys().isdisjoint(new)
-            or (self._spilled and not self._spilled.keys().isdisjoint(new))
-            or (self.max_value is not None and max(sizes, default=0) > self.max_value)
+            (self.max_value is not None and max(sizes, default=0) > self.max_value)
             or (
                 self.max_bytes is not None
                 and stats.in_memory_bytes + stats.spilled_bytes + total > self.max_bytes
             )
             or stats.in_memory_bytes + total > self.memory_limit
+            # (a value held or spilled, or a task twice: the second put replaces the first)
+            or not hold_new(self._memory, self._spilled, run_id, task_ids, values)
         ):
             return False
-        memory.update(new)
         tasks = self._by_run.get(run_id)
         if tasks is None:
             tasks = self._by_run[run_id] = set()

@@ -6,7 +6,9 @@ replies as one block on one side and as rows on the other, among values printed 
 errors, cancels and attempts no longer ours, mostly short tasks so the block's path is taken;
 cancels, withdraws, a new owner, a run freed; now and then a store too small to take a block
 whole): after every step they must have given the same instructions and hold the same tasks,
-queue, slots, ledger, store, counters, holdings, mean duration and refill and flush flags."""
+queue, slots, ledger, store, counters, holdings, mean duration and refill and flush flags. The
+block's ends (``executor_block``) and the store's hold of its values (``store.block``) run in both
+builds: the compiled one and their ``.py`` as plain Python."""
 
 from __future__ import annotations
 
@@ -14,12 +16,33 @@ import random
 from typing import Any
 
 import pytest
+from pure_build import check_builds, pure
 from test_executor_rows import RUNS, Side, control, dispatch, norm, outcome_of
 
-from handoffd.daemon import executor_ends
+from handoffd.daemon import executor_block, executor_ends
+from handoffd.store import block as store_block
+from handoffd.store import store as store_module
 from handoffd.worker._records import Kept
 
 pytestmark = pytest.mark.timeout(120)
+
+PURE = pure(executor_block, "handoffd_executor_block_pure")
+PURE_HOLD = pure(store_block, "handoffd_store_block_pure")
+PURE.SOON_FLUSH = executor_block.SOON_FLUSH  # (the flush ``_ended_flush`` finds by identity)
+
+
+def test_the_compiled_builds_are_the_ones_imported_when_the_core_was_built() -> None:
+    check_builds(executor_block, PURE)
+    check_builds(store_block, PURE_HOLD)
+
+
+def use_build(build: str, monkeypatch: Any) -> None:
+    """The block's ends and the store's hold from ``build``: the compiled modules as imported,
+    or their ``.py`` run as plain Python."""
+    if build == "pure":
+        monkeypatch.setattr(executor_ends, "ended_kept", PURE.ended_kept)
+        monkeypatch.setattr(executor_ends, "ended_block", PURE.ended_block)
+        monkeypatch.setattr(store_module, "hold_new", PURE_HOLD.hold_new)
 
 
 class BlockSide(Side):
@@ -50,8 +73,10 @@ def _state(side: Side) -> tuple[Any, ...]:
     return (*side.state(), flags, stats.in_memory_bytes, stats.spilled_bytes, stats.values)
 
 
+@pytest.mark.parametrize("build", ["compiled", "pure"])
 @pytest.mark.parametrize("seed", range(16))
-def test_a_block_ends_what_its_rows_end(seed: int, monkeypatch: Any) -> None:
+def test_a_block_ends_what_its_rows_end(seed: int, build: str, monkeypatch: Any) -> None:
+    use_build(build, monkeypatch)
     rng = random.Random(seed)
     rows, blocks = Side(rows=True), BlockSide(rows=True)
     for side in (rows, blocks):

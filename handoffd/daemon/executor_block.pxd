@@ -1,0 +1,20 @@
+# cython: language_level=3
+# Types for executor_block.py, compiled beside it (as protocol/report_read.pxd): the block's loops
+# with C indices, the mean and the times as C doubles (the same IEEE operations, in the same order,
+# as the .py's floats), the lists and dicts typed so each step is their own C call.
+
+cimport cython
+
+cdef Py_ssize_t _SLOT, _RUN, _OWNER, _PAYLOAD
+
+
+@cython.locals(tasks=dict, keys=list, count=Py_ssize_t, rows=list, lead=Py_ssize_t)
+cpdef object ended_kept(object ends, object block)
+@cython.locals(
+    keys=list, count=Py_ssize_t, at=Py_ssize_t, left=Py_ssize_t, half=Py_ssize_t,
+    biggest=Py_ssize_t, size=Py_ssize_t, limit=Py_ssize_t, seconds=double, fast=double,
+    mean=double, duration=double, ended=double, one_payload=bint, refill=bint,
+    ids=list, sizes=list, attempts=list, started=list,
+    tasks=dict, slot_keys=dict, outbox=dict,
+)
+cpdef bint ended_block(object ends, object block, list rows)

@@ -1,0 +1,174 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; executor_block.pxd beside it gives the compiled build its C types)
+"""A read's block of KEPT replies ended (``executor_ends.Ends._ended`` of a ``Kept``): the block's
+tasks looked up, the ones at its front that are not queued rows (a chain's first task is its
+slot's ``Task``) ended one by one, the rest as a block when that is the same as one by one.
+
+Design note: ``_ended_each`` ends a task in ~90 bytecodes; the block's form (session 30) did it a
+column at a time with ``map`` passes, each step a C call through the call protocol. Here the same
+block is two C loops: one that checks (every task a row of the first's slot, run and owner, each
+end's mean duration under the cap's fast bound, the values' sizes) and changes nothing, so a
+block that cannot go whole goes one by one from the state it found; and one that ends (the tasks'
+and the slot's keys deleted, the report's columns written). The store holds the values in between
+(``ResultStore.put_all``, whose own loop is ``store/block.py``), or refuses the block whole.
+
+Compiled (``setup.py EXECUTOR_COMPILED``) with executor_block.pxd's types, this file is also its
+own pure-Python twin: ``tests/unit/test_replies_block.py`` holds both builds to the one-by-one
+ends."""
+
+from __future__ import annotations
+
+from itertools import repeat
+from typing import Any
+
+from handoffd.daemon.executor_events import FLUSH, Soon
+from handoffd.daemon.executor_records import (
+    CHAIN_AHEAD,
+    CHAIN_SECONDS,
+    R_OWNER,
+    R_PAYLOAD,
+    R_RUN,
+    R_SLOT,
+)
+from handoffd.daemon.report_batch import ReportBatch
+from handoffd.worker._records import Kept
+
+MIN_DURATION = 1e-6  # seconds: a floor under the mean task duration that sizes chains
+SOON_FLUSH = Soon(FLUSH)  # (``executor_ends``' own: the flush it finds again by identity)
+# A row's fields (``executor_records.Row``) as this module's own names: C indices in the compiled
+# build (the .pxd), so a field's read is the list's own, not an index object's look-up
+_SLOT, _RUN, _OWNER, _PAYLOAD = R_SLOT, R_RUN, R_OWNER, R_PAYLOAD
+
+
+def ended_kept(ends: Any, block: Kept) -> None:
+    """A read's block of KEPT replies ended, in order: the tasks at its front that are not
+    queued rows one by one (a chain's first task is the ``Task`` its slot started with), the
+    rest as a block when ``ends._ended_block`` can, else one by one."""
+    tasks = ends.tasks
+    keys = block.keys
+    count = len(keys)
+    rows = [tasks.get(key) for key in keys]
+    lead = 0
+    while lead < count and type(rows[lead]) is not list:
+        lead += 1
+    if lead:
+        replies = block.rows()
+        ends._ended_each(replies[:lead])
+        if lead == count:
+            return
+        block = Kept(keys[lead:], block.values[lead:], block.durations[lead:], block.pid)
+        del rows[:lead]
+    if not ends._ended_block(block, rows):
+        ends._ended_each(block.rows())
+
+
+def ended_block(ends: Any, block: Kept, rows: list[Any]) -> bool:
+    """``_ended_each`` of the block's rows (``rows``: its tasks' queued rows, the first one a
+    row), when that is the same: every task a row of one chain (one slot, run and owner), its
+    mean duration short enough that the half chain is the cap's after every end, the store
+    taking every value as ``put`` would without a refusal or a spill (``ResultStore.put_all``).
+    Else False, nothing changed: the rows end one by one."""
+    keys = block.keys
+    values = block.values
+    durations = block.durations
+    count = len(keys)
+    first = rows[0]
+    slot, run_id, owner, payload = first[_SLOT], first[_RUN], first[_OWNER], first[_PAYLOAD]
+    seconds, most = CHAIN_SECONDS, CHAIN_AHEAD
+    fast, half = seconds / (most + 1), (1 + most) // 2
+    if slot is None or fast <= MIN_DURATION or len(rows) != count:
+        return False
+    mean = ends._mean_duration
+    one_payload = True  # (one function's tasks: one payload, one bytes-in)
+    biggest = 0
+    ids: list[str] = []
+    sizes: list[int] = []
+    # Checked first, nothing changed: a row of the first's chain each (a ``Task`` or None is
+    # not: one by one), each end's mean in order (the floats ``_ended_each`` computes)
+    at = 0
+    while at < count:
+        row = rows[at]
+        if type(row) is not list or len(row) <= _SLOT:
+            return False
+        other = row[_SLOT]
+        if other is not slot and other != slot:
+            return False
+        other = row[_RUN]
+        if other is not run_id and other != run_id:
+            return False
+        other = row[_OWNER]
+        if other is not owner and other != owner:
+            return False
+        if one_payload:
+            other = row[_PAYLOAD]
+            if other is not payload and other != payload:
+                one_payload = False
+        duration = durations[at]
+        mean += 0.1 * (duration - mean)
+        if not mean < fast:
+            return False
+        size = len(values[at])
+        if size > biggest:
+            biggest = size
+        sizes.append(size)
+        ids.append(keys[at][1])
+        at += 1
+    if not ends.store.put_all(run_id, ids, values, sizes):
+        return False
+    tasks = ends.tasks
+    slot_keys = slot.keys
+    left = len(slot_keys) - count  # (the keys are the slot's: each of its tasks' rows)
+    ended = ends._now + ends.wall_offset
+    attempts: list[int] = []
+    started: list[float] = []
+    at = 0
+    while at < count:
+        key = keys[at]
+        del tasks[key]
+        del slot_keys[key]
+        attempts.append(key[2])
+        started.append(ended - durations[at])
+        at += 1
+    ends._mean_duration = mean
+    ends._half_chain = half
+    fetched = ends._fetched
+    if fetched:
+        fetched.difference_update(zip(repeat(run_id), ids))
+    if not slot_keys:  # the chain is over: nothing of it runs any more
+        del ends.slots[slot.id]
+        ends.ledger.release(slot.cost, slot.gpus)
+        ends._changed = True
+    # A refill is asked at the first end leaving the chain at half or less: before the flush
+    # when that is the block's first end, after it otherwise (``_ended_each``'s order)
+    refill = bool(ends.local) and left <= half and not ends._refill_scheduled
+    if refill and left + count - 1 <= half:
+        ends._schedule_refill()
+        refill = False
+    if not ends._flush_scheduled:
+        ends._flush_scheduled = True
+        ends._out.append(SOON_FLUSH)
+    if refill:
+        ends._schedule_refill()
+    outbox = ends._outbox
+    box = outbox.get((owner, run_id))
+    if box is None:
+        box = outbox[owner, run_id] = ReportBatch()
+    box.task_ids.extend(ids)
+    box.attempts.extend(attempts)
+    box.sizes.extend(sizes)
+    box.durations.extend(durations)
+    box.pids.extend(repeat(block.pid, count))
+    box.started.extend(started)
+    box.ended.extend(repeat(ended, count))
+    if one_payload:
+        box.bytes_in.extend(repeat(len(payload), count))
+    else:
+        box.bytes_in.extend([len(row[_PAYLOAD]) for row in rows])
+    limit = ends._inline_limit
+    if biggest <= limit:
+        box.values.extend(values)
+    else:
+        box.values.extend([v if len(v) <= limit else None for v in values])
+    box.outputs.extend(repeat("", count))
+    ends.counters["done"] += count
+    return True
