@@ -33,7 +33,7 @@ import _exec_rig as rig
 from handoffd import values
 from handoffd.daemon.executor_events import ReportedHere
 from handoffd.protocol import messages as m
-from handoffd.worker import _process, _replies
+from handoffd.worker import _books, _process, _replies
 from handoffd.worker._records import Worker
 from handoffd.worker.pool import WorkerPool
 
@@ -96,7 +96,7 @@ async def measure(tasks: int, batch: int, window: int, per_read: int, part: str)
                 pass
         except BlockingIOError:
             pass
-        tokens = list(worker.sent)
+        tokens = _books.tokens(worker)  # (a run's jobs are one entry of ``worker.sent``)
         for at in range(0, len(tokens), per_read):
             ours.sendall(
                 b"".join(

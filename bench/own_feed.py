@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 import _exec_rig as rig
 
 from handoffd import values
-from handoffd.worker import _process
+from handoffd.worker import _books, _process
 from handoffd.worker._records import Worker
 from handoffd.worker.pool import WorkerPool
 
@@ -63,13 +63,14 @@ def _fake_worker(
                     return
             except BlockingIOError:
                 break
+        on_pipe = _books.tokens(worker)  # (a run's jobs are one entry of ``worker.sent``)
         replies = [
             frame(_process.KEPT_SIZE + len(value), _process.KEPT, token, 0.0) + value
-            for token in worker.sent
+            for token in on_pipe
             if token > answered[0]
         ]
         if replies:
-            answered[0] = max(worker.sent)
+            answered[0] = max(on_pipe)
             theirs.sendall(b"".join(replies))
 
     loop.add_reader(theirs.fileno(), readable)

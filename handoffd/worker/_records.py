@@ -90,6 +90,28 @@ class Kept:
 
 Ended = Outcome | Row | Kept
 
+
+class Run:
+    """Consecutive short jobs of one chain sent to a worker in one feed (``_feeds``), booked as one
+    entry of ``Worker.sent`` under its first token: the jobs in order, the tokens ``first`` ..
+    ``first + len(jobs) - 1``, their titles and payloads as columns (a job's size on the pipe is
+    ``SHORT_SIZE`` and their lengths, as a SHORT_JOB's), and ``at``, how many of them have ended
+    (replied in order, at the front of the pipe). A job in a run has no ``token``, ``size`` or
+    ``cancelling`` of its own until ``_books`` gives it them (it becomes the head, is replied
+    alone, or the run is split into one entry a job for a cancel, a loss or a stale reply)."""
+
+    __slots__ = ("jobs", "first", "titles", "payloads", "at")
+
+    def __init__(
+        self, jobs: list[Job], first: int, titles: list[str], payloads: list[bytes]
+    ) -> None:
+        self.jobs = jobs
+        self.first = first
+        self.titles = titles
+        self.payloads = payloads
+        self.at = 0
+
+
 _new = object.__new__
 
 
@@ -177,6 +199,7 @@ class Worker:
         "baseline",
         "statm",
         "writer",
+        "runs",
     )
 
     def __init__(
@@ -192,8 +215,10 @@ class Worker:
         self.ready = False  # said "ready" at least once
         self.chain: Chain | None = None  # the chain it serves; None when idle or starting
         # token -> job on its pipe whose outcome is not read, in the order sent (a dict keeps
-        # its insertion order: the oldest is the first, no separate queue of tokens)
-        self.sent: dict[int, Job] = {}
+        # its insertion order: the oldest is the first, no separate queue of tokens); a feed's
+        # short jobs as one ``Run`` under its first token (``_books`` reads both kinds)
+        self.sent: dict[int, Job | Run] = {}
+        self.runs = 0  # ``Run`` entries in ``sent``
         self.bytes = 0  # pickled size of the jobs in ``sent``
         self.head: Job | None = None  # the job it runs, as far as we know
         self.started = 0.0  # loop time when ``head`` became the head

@@ -11,13 +11,14 @@ from itertools import islice, repeat
 from operator import attrgetter, is_
 from typing import Any, cast
 
-from handoffd.worker import _live, _pipe, _process
+from handoffd.worker import _books, _live, _pipe, _process
 from handoffd.worker._records import (
     Chain,
     Ended,
     Job,
     Kept,
     Outcome,
+    Run,
     Worker,
     cancelled_outcome,
     ok_outcome,
@@ -26,6 +27,7 @@ from handoffd.worker._records import (
 log = logging.getLogger("handoffd.worker")
 
 KEPT, KEPT_SIZE = _process.KEPT, _process.KEPT_SIZE
+SHORT_SIZE = _books.SHORT_SIZE
 unpack_kept = _process.KEPT_BODY.unpack_from
 # A framed KEPT reply's head: the frame's length (``send_bytes``'), KEPT, token, duration
 _KEPT_HEAD = struct.Struct("!iBqd")
@@ -84,20 +86,50 @@ def _kept_block(
     if count < 2:
         return 0
     on_pipe = worker.sent
+    run = next(iter(on_pipe.values())) if worker.runs else None
+    if type(run) is not Run:
+        run = None
+    else:  # (the oldest jobs are a run's: the block ends with it)
+        at = run.at
+        count = min(count, len(run.jobs) - at)
+        if count < 2:
+            return 0
     if len(whole) > count * frame:
         del whole[count * frame :]
     tokens, durations, values = zip(*_block_of(size).iter_unpack(whole), strict=True)
-    if tokens != tuple(islice(on_pipe, count)):
-        return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
-    jobs = list(islice(on_pipe.values(), count))
-    if any(map(_cancelling_of, jobs)):
-        return 0
-    keys = list(map(_key_of, jobs))
-    if not all(map(is_, map(type, keys), repeat(tuple))):
-        return 0
-    _drain(map(on_pipe.__delitem__, tokens))
+    if run is not None:
+        first = run.first + at
+        if tokens != tuple(range(first, first + count)):
+            return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
+        end = at + count
+        jobs = run.jobs[at:end]  # (none is being cancelled: a cancel splits the run)
+        keys = list(map(_key_of, jobs))
+        if not all(map(is_, map(type, keys), repeat(tuple))):
+            return 0
+        if end == len(run.jobs):
+            del on_pipe[run.first]
+            worker.runs -= 1
+        else:
+            run.at = end
+        worker.bytes -= (  # (their sizes as SHORT_JOBs: ``_books``)
+            SHORT_SIZE * count
+            + sum(map(len, islice(run.titles, at, end)))
+            + sum(map(len, islice(run.payloads, at, end)))
+        )
+    else:
+        if tokens != tuple(islice(on_pipe, count)):
+            return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
+        jobs = list(islice(on_pipe.values(), count))  # type: ignore[arg-type]
+        if worker.runs and Run in map(type, jobs):
+            return 0  # (a run behind the oldest jobs: its first token is not all it holds)
+        if any(map(_cancelling_of, jobs)):
+            return 0
+        keys = list(map(_key_of, jobs))
+        if not all(map(is_, map(type, keys), repeat(tuple))):
+            return 0
+        _drain(map(on_pipe.__delitem__, tokens))
+        worker.bytes -= sum(map(_size_of, jobs))
     _drain(map(live.__delitem__, keys))
-    worker.bytes -= sum(map(_size_of, jobs))
     head = worker.head
     if head is not None and (head is jobs[0] or any(map(is_, jobs, repeat(head)))):
         worker.head = None
@@ -145,7 +177,11 @@ def _kept_run(
                 break
             value = bytes(view[at + lead : end])
             at = end
-            job = on_pipe.pop(token, None)
+            job = (
+                cast(Job | None, on_pipe.pop(token, None))
+                if not worker.runs
+                else _books.pop(worker, token)
+            )
             if job is None:
                 log.warning("dropping a stale reply from %s", worker.process.name)
                 continue
@@ -216,7 +252,7 @@ def read(
                     # replies end in the order they came).
                     token, duration = unpack_kept(data, 1)
                     answered = True
-                    job = worker.sent.pop(token, None)
+                    job = _books.pop(worker, token)
                     if job is None:
                         log.warning("dropping a stale reply from %s", worker.process.name)
                         continue
@@ -238,7 +274,8 @@ def read(
                     continue
                 if data[:1] == _live.LIVE:
                     token, text = pickle.loads(memoryview(data)[1:])
-                    running_job: Job | None = worker.sent.get(token)
+                    _books.split(worker)  # (a job by its token)
+                    running_job = cast(Job | None, worker.sent.get(token))
                     if running_job is not None and on_output is not None:
                         on_output(running_job.key, text)
                     continue
@@ -258,7 +295,7 @@ def read(
             answered = True
             if pid < 0:
                 pid = worker.process.pid or 0
-            job = worker.sent.pop(token, None)
+            job = _books.pop(worker, token)
             if job is None:
                 log.warning("dropping a stale reply from %s", worker.process.name)
                 continue

@@ -54,13 +54,14 @@ import asyncio
 import itertools
 import multiprocessing
 import os
-import pickle
 from collections.abc import Callable, Hashable, Iterable
 from functools import partial
 from multiprocessing.process import BaseProcess
 from operator import attrgetter
+from typing import cast
 
-from handoffd.worker import _pipe, _process, _replies, _watch
+from handoffd.worker import _books, _replies, _watch
+from handoffd.worker._feeds import AHEAD, AHEAD_BYTES, Feeds
 from handoffd.worker._losses import Losses
 from handoffd.worker._procs import Processes, kill_group
 from handoffd.worker._queues import WaitingChains
@@ -72,27 +73,16 @@ from handoffd.worker._records import (
     Worker,
     cancelled_outcome,
     crash_outcome,
-    unpicklable_outcome,
 )
 from handoffd.worker._sets import WorkerRoom
 
 __all__ = ["AHEAD", "AHEAD_BYTES", "Job", "Outcome", "WorkerPool"]
 
-# Jobs of a chain sent to its worker besides the running one, and the pickled bytes on a worker's
-# pipe when sending ahead (a full pipe would block send_bytes, and with it the loop; Linux gives a
-# socketpair far more than this).
-AHEAD = 32
-AHEAD_BYTES = 48 * 1024
-
-short_head = _pipe.SHORT_HEAD.pack
-run_message = _pipe.run_message
-SHORT_SIZE = 1 + _pipe.SHORT_HEAD.size  # a SHORT_JOB's bytes besides its title and payload
 _key_of = attrgetter("key")
-no_buffers: list[pickle.PickleBuffer] = []  # (a short job's: never appended to)
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
 
-class WorkerPool(Losses):
+class WorkerPool(Feeds, Losses):
     """Runs Jobs in up to ``max_workers`` reused processes; results come back through ``on_done``."""
 
     def __init__(
@@ -277,8 +267,10 @@ class WorkerPool(Losses):
         worker = c.worker
         assert worker is not None  # (a job not queued is on its chain's worker's pipe)
         # (a rare path: the job is found among the few on its worker's pipe, where each job
-        # sent kept a record of its own under its key before)
-        sent = next(job for job in worker.sent.values() if job.key == key)
+        # sent kept a record of its own under its key before; a run's jobs each an entry now)
+        _books.split(worker)
+        on_pipe = cast(list[Job], list(worker.sent.values()))  # (split: a Job an entry)
+        sent = next(job for job in on_pipe if job.key == key)
         if sent.cancelling:
             return True
         if worker.head is sent:
@@ -346,9 +338,10 @@ class WorkerPool(Losses):
         if self._memory is not None:
             self._memory.forget(worker)
         head = worker.head
-        behind = [job for job in worker.sent.values() if job is not head]  # (in the order sent)
+        _books.split(worker)  # (a run's jobs each an entry, with its token, size and flag)
+        behind = cast(list[Job], [job for job in worker.sent.values() if job is not head])
         for job in worker.sent.values():
-            self._jobs.pop(job.key, None)
+            self._jobs.pop(job.key, None)  # type: ignore[union-attr]
         worker.sent.clear()
         worker.head = None
         chain, worker.chain = worker.chain, None
@@ -382,7 +375,7 @@ class WorkerPool(Losses):
                 worker.head, worker.unsent = None, True  # its job never reached it whole
             if answered and worker.head is None and not worker.unsent:
                 # The head's outcome came with the EOF: the job after it started and died.
-                first = next(iter(worker.sent.values()), None)  # (the oldest on the pipe)
+                first = _books.oldest(worker)
                 if first is not None:
                     assert self._loop is not None
                     worker.head, worker.started = first, self._loop.time()
@@ -421,7 +414,7 @@ class WorkerPool(Losses):
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
-        first = next(iter(worker.sent.values()), None)  # (the oldest on the pipe)
+        first = _books.oldest(worker)
         if first is not None:
             self._make_head(worker, first)
             if worker.head is not None and worker.head.cancelling:
@@ -508,146 +501,3 @@ class WorkerPool(Losses):
         self._detach(worker)
         kill_group(worker.process)
         self._when_exited(worker.process, None)
-
-    def _feed(self, worker: Worker) -> None:
-        """Send the worker the next jobs of its chain: one to start if it has none, and more
-        behind it within ``ahead`` and AHEAD_BYTES. All in one pipe message, followed by the large
-        inputs of those jobs as raw messages (see ``_process``). Consecutive jobs without inputs
-        or env go as one RUN (``_pipe``), not a SHORT_JOB each."""
-        chain = worker.chain
-        assert chain is not None
-        batch: list[bytes] = []
-        raw: list[pickle.PickleBuffer] = []
-        first: Job | None = None  # the first job sent now
-        count, size = len(worker.sent), worker.bytes
-        others: bool | None = None  # chains wait: asked once (the loop changes only this one)
-        # (read once a feed, not once a job)
-        jobs, live, sent = chain.jobs, self._jobs, worker.sent
-        # The last token given (counted here, stored back once a feed; a job pickled and kept
-        # waiting in ``chain.next`` holds one given before)
-        last, ahead = self._token, self.ahead
-        # The short jobs taken last, not yet in ``batch`` (encoded together when another kind
-        # comes or at the end), and their argument inclusion
-        run: list[Job] = []
-        run_inclusion = ""
-        run_next = 0  # the token a job must have to join ``run``
-        while jobs:
-            job = jobs[0]
-            pickled = chain.next
-            if pickled is not None and pickled[0] is job:
-                _, token, data, buffers = pickled
-            elif not job.inputs and not job.env and type(job.payload) is bytes:
-                # Its bytes are made with the run's; its size counted as a SHORT_JOB's (the
-                # title's characters for its bytes: AHEAD_BYTES is a bound, not a sum to match)
-                job_size = SHORT_SIZE + len(job.title) + len(job.payload)
-                if count and (
-                    count > ahead
-                    or size + job_size > AHEAD_BYTES
-                    or (others := self._others_wait() if others is None else others)
-                ):
-                    break
-                jobs.popleft()
-                last = token = last + 1
-                job.token = token
-                job.size = job_size
-                job.cancelling = False
-                sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
-                if run and job.argument_inclusion == run_inclusion and token == run_next:
-                    run.append(job)
-                else:  # (a run's tokens are consecutive: a job that failed to pickle took one)
-                    if run:
-                        batch += _short_bytes(run)
-                    run_inclusion = job.argument_inclusion
-                    run = [job]
-                run_next = token + 1
-                if first is None:
-                    first = job
-                count += 1
-                size += job_size
-                continue
-            else:
-                last = token = last + 1
-                try:
-                    data, buffers = _pipe.pickle_job(token, job)
-                except Exception as exc:
-                    jobs.popleft()
-                    del live[job.key]
-                    self._soon(unpicklable_outcome(job, exc))
-                    continue
-            job_size = (
-                len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
-            )
-            if count and (
-                count > ahead
-                or size + job_size > AHEAD_BYTES
-                or (others := self._others_wait() if others is None else others)
-            ):
-                chain.next = (job, token, data, buffers)
-                break
-            if pickled is not None:
-                chain.next = None
-            jobs.popleft()
-            job.token = token
-            job.size = job_size
-            job.cancelling = False
-            sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
-            if run:
-                batch += _short_bytes(run)
-                run, run_inclusion = [], ""
-            batch.append(data)
-            if buffers:
-                raw += buffers
-            if first is None:
-                first = job
-            count += 1
-            size += job_size
-        if run:
-            batch += _short_bytes(run)
-        self._token = last
-        worker.bytes = size
-        if not batch:
-            if not worker.sent:  # every job left failed to pickle
-                self._next_head(worker)
-            return
-        assert first is not None  # (a job was sent: ``batch`` holds its bytes)
-        if worker.head is None:
-            self._make_head(worker, first)
-        send = worker.writer.send
-        try:
-            if raw:
-                count_bytes = _process.OUT_OF_BAND_COUNT.pack(len(raw))
-                send(b"".join([_process.OUT_OF_BAND, count_bytes, *batch]))
-                for buf in raw:
-                    send(buf)
-            else:
-                send(batch[0] if len(batch) == 1 else b"".join(batch))
-            if worker.head is first:
-                worker.writer.mark()
-        except OSError:
-            # It died. If it had nothing before, none of these started. EOF on the pipe (next loop
-            # iteration) reports it: never from inside submit().
-            if worker.head is first:
-                worker.head = None
-                worker.unsent = True
-                if worker.timer is not None:
-                    worker.timer.cancel()
-                    worker.timer = None
-
-
-def _short_bytes(jobs: list[Job]) -> list[bytes]:
-    """The message bytes of consecutive jobs sent now, none with inputs or env, all of one
-    argument inclusion, their tokens consecutive: one RUN for two or more (one head, one
-    encode), else (or when a title holds a NUL) a SHORT_JOB each."""
-    as_list = jobs[0].argument_inclusion == "as_list"
-    if len(jobs) > 1:
-        data = run_message(
-            jobs[0].token, as_list, [j.title for j in jobs], [j.payload for j in jobs]
-        )
-        if data is not None:
-            return [data]
-    out = []
-    for job in jobs:
-        title = job.title.encode("utf-8", "surrogatepass")
-        head = short_head(job.token, as_list, len(title), len(job.payload))
-        out.append(b"".join((_pipe.SHORT_JOB, head, title, job.payload)))
-    return out

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from handoffd import values
+from handoffd.worker import _books
 from handoffd.worker.pool import Job, Outcome, WorkerPool
 
 
@@ -109,10 +110,11 @@ async def until(predicate: Any, limit: float = 60.0) -> None:
 
 def on_pipe(pool: WorkerPool, key: Any) -> Any:
     """The worker whose pipe has the job, or None (white box: the pool's key -> chain map; a
-    job sent is on its chain's worker's pipe, a job queued in its chain's ``jobs``)."""
+    job sent is on its chain's worker's pipe, a job queued in its chain's ``jobs``; the jobs on
+    a pipe as ``_books`` reads them, a feed's short jobs one ``Run`` entry)."""
     chain = pool._jobs.get(key)
     worker = None if chain is None else chain.worker
-    if worker is None or not any(job.key == key for job in worker.sent.values()):
+    if worker is None or not any(job.key == key for job in _books.jobs(worker)):
         return None
     return worker
 

@@ -17,7 +17,7 @@ import pytest
 from pool_harness import Collector, job, run_pool, until
 
 from handoffd import values
-from handoffd.worker import pool
+from handoffd.worker import _feeds
 from handoffd.worker.pool import WorkerPool
 
 pytestmark = pytest.mark.timeout(120)
@@ -51,7 +51,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many jobs each RUN the pools of this test built held (a pipe write joins every message
     of one feed: its first byte does not tell whether a RUN is in it)."""
     built: list[int] = []
-    real = pool.run_message
+    real = _feeds.run_message
 
     def run_message(token: int, as_list: bool, titles: list[str], payloads: list[bytes]) -> Any:
         data = real(token, as_list, titles, payloads)
@@ -59,7 +59,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             built.append(len(titles))
         return data
 
-    monkeypatch.setattr(pool, "run_message", run_message)
+    monkeypatch.setattr(_feeds, "run_message", run_message)
     return built
 
 

@@ -1,0 +1,269 @@
+"""Feeding a WorkerPool's worker the next jobs of its chain (``Feeds`` is a base of
+``WorkerPool``, which sets every attribute declared here).
+
+A feed sends one to start if the worker has none, and more behind it within ``ahead`` and
+``AHEAD_BYTES``, all in one pipe message followed by the large inputs of those jobs as raw
+messages (see ``_process``). Consecutive jobs without inputs or env of one argument inclusion
+(every task of a plain chain) are taken as one block: how many fit found by passes over columns
+(their fields, sizes and the bounds), sent as one RUN (``_pipe``) and booked as one ``Run`` entry
+of ``Worker.sent`` (``_books``), with no Python step and no dict entry a job."""
+
+from __future__ import annotations
+
+import pickle
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from itertools import accumulate, compress, islice, repeat, starmap
+from operator import add, attrgetter, is_not, ne
+from typing import Any
+
+from handoffd.worker import _books, _pipe, _process
+from handoffd.worker._records import Chain, Job, Outcome, Run, Worker, unpicklable_outcome
+
+# Jobs of a chain sent to its worker besides the running one, and the pickled bytes on a worker's
+# pipe when sending ahead (a full pipe would block send_bytes, and with it the loop; Linux gives a
+# socketpair far more than this).
+AHEAD = 32
+AHEAD_BYTES = 48 * 1024
+
+short_head = _pipe.SHORT_HEAD.pack
+run_message = _pipe.run_message
+SHORT_SIZE = _books.SHORT_SIZE  # a SHORT_JOB's bytes besides its title and payload
+# What makes a job short and of one run with the block's first (its inputs and env compared equal
+# to the first's, which are empty; its argument inclusion the same)
+_short_of = attrgetter("inputs", "env", "argument_inclusion")
+_payload_of, _title_of = attrgetter("payload"), attrgetter("title")
+_inclusion_of = attrgetter("argument_inclusion")
+_inputs_of, _env_of = attrgetter("inputs"), attrgetter("env")
+_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # (a ``map`` run in C)
+
+
+class Feeds:
+    """The feeding part of ``WorkerPool``."""
+
+    ahead: int
+    _token: int
+    _jobs: dict[Hashable, Chain]
+    _others_wait: Callable[[], bool]
+    _next_head: Callable[[Worker], None]
+    _make_head: Callable[[Worker, Job], None]
+    _soon: Callable[[Outcome], None]
+
+    def _feed(self, worker: Worker) -> None:
+        """Send the worker the next jobs of its chain: one to start if it has none, and more
+        behind it within ``ahead`` and AHEAD_BYTES (see the module's docstring)."""
+        chain = worker.chain
+        assert chain is not None
+        batch: list[bytes] = []
+        raw: list[pickle.PickleBuffer] = []
+        first: Job | None = None  # the first job sent now
+        count, size = _books.count(worker), worker.bytes
+        others: bool | None = None  # chains wait: asked once (the loop changes only this one)
+        # (read once a feed, not once a job)
+        jobs, live, sent = chain.jobs, self._jobs, worker.sent
+        # The last token given (counted here, stored back once a feed; a job pickled and kept
+        # waiting in ``chain.next`` holds one given before)
+        last, ahead = self._token, self.ahead
+        # The short jobs taken one by one last, not yet in ``batch`` (encoded together when
+        # another kind comes or at the end), and their argument inclusion
+        run: list[Job] = []
+        run_inclusion = ""
+        run_next = 0  # the token a job must have to join ``run``
+        while jobs:
+            job = jobs[0]
+            pickled = chain.next
+            if pickled is not None and pickled[0] is job:
+                _, token, data, buffers = pickled
+            elif not job.inputs and not job.env and type(job.payload) is bytes:
+                room = ahead + 1 - count  # jobs the bound lets on the pipe now
+                if room > 1 or count:
+                    if others is None:
+                        others = self._others_wait()
+                    if others:  # (only the one to start, if the worker has none)
+                        room = 0 if count else 1
+                if room > 1:
+                    block = self._block(jobs, room, count, size, last + 1)
+                    if block is not None:
+                        taken, block_size, data = block
+                        if run:
+                            batch += _short_bytes(run)
+                            run, run_inclusion = [], ""
+                        batch.append(data)
+                        sent[last + 1] = Run(*taken)
+                        worker.runs += 1
+                        if first is None:  # (given a token, size and flag: it may be the head)
+                            first = _books.given(
+                                taken[0][0],
+                                last + 1,
+                                SHORT_SIZE + len(job.title) + len(job.payload),
+                            )
+                        n = len(taken[0])
+                        last += n
+                        count += n
+                        size += block_size
+                        continue
+                # Its bytes are made with the run's; its size counted as a SHORT_JOB's (the
+                # title's characters for its bytes: AHEAD_BYTES is a bound, not a sum to match)
+                job_size = SHORT_SIZE + len(job.title) + len(job.payload)
+                if count and (room <= 0 or size + job_size > AHEAD_BYTES):
+                    break
+                jobs.popleft()
+                last = token = last + 1
+                job.token = token
+                job.size = job_size
+                job.cancelling = False
+                sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
+                if run and job.argument_inclusion == run_inclusion and token == run_next:
+                    run.append(job)
+                else:  # (a run's tokens are consecutive: a job that failed to pickle took one)
+                    if run:
+                        batch += _short_bytes(run)
+                    run_inclusion = job.argument_inclusion
+                    run = [job]
+                run_next = token + 1
+                if first is None:
+                    first = job
+                count += 1
+                size += job_size
+                continue
+            else:
+                last = token = last + 1
+                try:
+                    data, buffers = _pipe.pickle_job(token, job)
+                except Exception as exc:
+                    jobs.popleft()
+                    del live[job.key]
+                    self._soon(unpicklable_outcome(job, exc))
+                    continue
+            job_size = (
+                len(data) + sum(buf.raw().nbytes for buf in buffers) if buffers else len(data)
+            )
+            if count and (
+                count > ahead
+                or size + job_size > AHEAD_BYTES
+                or (others := self._others_wait() if others is None else others)
+            ):
+                chain.next = (job, token, data, buffers)
+                break
+            if pickled is not None:
+                chain.next = None
+            jobs.popleft()
+            job.token = token
+            job.size = job_size
+            job.cancelling = False
+            sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
+            if run:
+                batch += _short_bytes(run)
+                run, run_inclusion = [], ""
+            batch.append(data)
+            if buffers:
+                raw += buffers
+            if first is None:
+                first = job
+            count += 1
+            size += job_size
+        if run:
+            batch += _short_bytes(run)
+        self._token = last
+        worker.bytes = size
+        if not batch:
+            if not worker.sent:  # every job left failed to pickle
+                self._next_head(worker)
+            return
+        assert first is not None  # (a job was sent: ``batch`` holds its bytes)
+        if worker.head is None:
+            self._make_head(worker, first)
+        send = worker.writer.send
+        try:
+            if raw:
+                count_bytes = _process.OUT_OF_BAND_COUNT.pack(len(raw))
+                send(b"".join([_process.OUT_OF_BAND, count_bytes, *batch]))
+                for buf in raw:
+                    send(buf)
+            else:
+                send(batch[0] if len(batch) == 1 else b"".join(batch))
+            if worker.head is first:
+                worker.writer.mark()
+        except OSError:
+            # It died. If it had nothing before, none of these started. EOF on the pipe (next loop
+            # iteration) reports it: never from inside submit().
+            if worker.head is first:
+                worker.head = None
+                worker.unsent = True
+                if worker.timer is not None:
+                    worker.timer.cancel()
+                    worker.timer = None
+
+    @staticmethod
+    def _block(
+        jobs: deque[Job], room: int, count: int, size: int, token: int
+    ) -> tuple[tuple[list[Job], int, list[str], list[bytes]], int, bytes] | None:
+        """The short jobs at the front of ``jobs`` (the first is one) of the first's argument
+        inclusion, at most ``room`` of them and within AHEAD_BYTES past ``size`` (the first
+        always when ``count``, the jobs on the pipe, is 0), taken off ``jobs`` when two or more:
+        (their ``Run``'s fields from ``token``, their sizes' sum, their message bytes). None
+        (nothing taken) for fewer than two."""
+        taken = list(islice(jobs, room))
+        n = len(taken)
+        if n < 2:
+            return None
+        # (counted first, as a plain chain's jobs all are: one inclusion, no inputs, no env)
+        inclusions = list(map(_inclusion_of, taken))
+        inclusion = inclusions[0]
+        if (
+            inclusions.count(inclusion) < n
+            or any(map(_inputs_of, taken))
+            or any(map(_env_of, taken))
+        ):
+            shorts = list(map(_short_of, taken))
+            first = shorts[0]
+            n = next(compress(range(1, n), map(ne, islice(shorts, 1, None), repeat(first))), n)
+            if n < 2:
+                return None
+        payloads = list(map(_payload_of, islice(taken, n)))
+        types = list(map(type, payloads))
+        if types.count(bytes) < n:
+            n = next(compress(range(1, n), map(is_not, types, repeat(bytes))), n)
+            if n < 2:
+                return None
+        titles = list(map(_title_of, islice(taken, n)))
+        del payloads[n:]
+        total = SHORT_SIZE * n + sum(map(len, titles)) + sum(map(len, payloads))
+        if size + total > AHEAD_BYTES:
+            # The jobs within the bytes' bound: the running sums past ``size`` up to it
+            sizes = map(add, map(add, map(len, titles), map(len, payloads)), repeat(SHORT_SIZE))
+            ends = list(accumulate(sizes, initial=size))
+            fit = bisect_right(ends, AHEAD_BYTES, 1) - 1
+            n = fit if fit or count else 1
+            if n < 2:
+                return None
+            del titles[n:], payloads[n:]
+            total = ends[n] - size
+        del taken[n:]
+        _drain(starmap(jobs.popleft, repeat((), n)))
+        data = run_message(token, inclusion == "as_list", titles, payloads)
+        if data is None:  # (a title holds a NUL: a SHORT_JOB each, the same tokens)
+            for at, job in enumerate(taken):
+                job.token = token + at
+            data = b"".join(_short_bytes(taken))
+        return (taken, token, titles, payloads), total, data
+
+
+def _short_bytes(jobs: list[Job]) -> list[bytes]:
+    """The message bytes of consecutive jobs sent now, none with inputs or env, all of one
+    argument inclusion, their tokens consecutive: one RUN for two or more (one head, one
+    encode), else (or when a title holds a NUL) a SHORT_JOB each."""
+    as_list = jobs[0].argument_inclusion == "as_list"
+    if len(jobs) > 1:
+        data = run_message(
+            jobs[0].token, as_list, [j.title for j in jobs], [j.payload for j in jobs]
+        )
+        if data is not None:
+            return [data]
+    out = []
+    for job in jobs:
+        title = job.title.encode("utf-8", "surrogatepass")
+        head = short_head(job.token, as_list, len(title), len(job.payload))
+        out.append(b"".join((_pipe.SHORT_JOB, head, title, job.payload)))
+    return out
