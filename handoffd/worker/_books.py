@@ -1,4 +1,4 @@
-"""A worker's books of the jobs on its pipe (``Worker.sent``) when some are a ``Run``: a feed's
+"""A worker's books of the jobs on its pipe (``Worker.sent``) when some are a ``JobRun``: a feed's
 short jobs booked as one entry under the first token, not one entry a job. The common read (a
 block of replies answering a run's oldest jobs in order) moves the run's ``at`` and is in
 ``_replies._kept_block``; what needs one job alone (it becomes the head, it is replied on its
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import cast
 
 from handoffd.worker._pipe import SHORT_HEAD
-from handoffd.worker._records import Job, Run, Worker
+from handoffd.worker._records import Job, JobRun, Worker
 
 SHORT_SIZE = 1 + SHORT_HEAD.size  # a SHORT_JOB's bytes besides its title and payload
 
@@ -25,7 +25,7 @@ def given(job: Job, token: int, size: int) -> Job:
     return job
 
 
-def _of(run: Run, at: int) -> Job:
+def _of(run: JobRun, at: int) -> Job:
     """The run's job ``at`` with the fields a job sent alone has (its size a SHORT_JOB's)."""
     return given(
         run.jobs[at], run.first + at, SHORT_SIZE + len(run.titles[at]) + len(run.payloads[at])
@@ -33,14 +33,14 @@ def _of(run: Run, at: int) -> Job:
 
 
 def split(worker: Worker) -> None:
-    """Every ``Run`` on the worker's pipe as one entry a job not ended, in the order sent."""
+    """Every ``JobRun`` on the worker's pipe as one entry a job not ended, in the order sent."""
     if not worker.runs:
         return
     sent = worker.sent
     entries = list(sent.items())
     sent.clear()
     for token, entry in entries:
-        if type(entry) is Run:
+        if type(entry) is JobRun:
             for at in range(entry.at, len(entry.jobs)):
                 sent[entry.first + at] = _of(entry, at)
         else:
@@ -51,7 +51,7 @@ def split(worker: Worker) -> None:
 def oldest(worker: Worker) -> Job | None:
     """The oldest job on the worker's pipe (the next head), or None."""
     entry = next(iter(worker.sent.values()), None)
-    if type(entry) is Run:
+    if type(entry) is JobRun:
         return _of(entry, entry.at)
     return cast(Job | None, entry)
 
@@ -61,9 +61,9 @@ def pop(worker: Worker, token: int) -> Job | None:
     (a stale reply)."""
     sent = worker.sent
     if not worker.runs:
-        return sent.pop(token, None)  # type: ignore[return-value]  # (no Run: Jobs only)
+        return sent.pop(token, None)  # type: ignore[return-value]  # (no JobRun: Jobs only)
     entry = next(iter(sent.values()))
-    if type(entry) is Run:
+    if type(entry) is JobRun:
         at = entry.at
         if token == entry.first + at:  # (the run's oldest: replies come in order)
             job = _of(entry, at)
@@ -74,7 +74,7 @@ def pop(worker: Worker, token: int) -> Job | None:
             else:
                 entry.at = at
             return job
-    elif token in sent and type(sent[token]) is not Run:
+    elif token in sent and type(sent[token]) is not JobRun:
         return sent.pop(token)  # type: ignore[return-value]
     split(worker)
     return sent.pop(token, None)  # type: ignore[return-value]
@@ -86,7 +86,7 @@ def count(worker: Worker) -> int:
     n = len(sent)
     if worker.runs:
         for entry in sent.values():
-            if type(entry) is Run:
+            if type(entry) is JobRun:
                 n += len(entry.jobs) - entry.at - 1
     return n
 
@@ -95,7 +95,7 @@ def tokens(worker: Worker) -> list[int]:
     """The tokens of the jobs on the worker's pipe, in the order sent."""
     out: list[int] = []
     for token, entry in worker.sent.items():
-        if type(entry) is Run:
+        if type(entry) is JobRun:
             out += range(entry.first + entry.at, entry.first + len(entry.jobs))
         else:
             out.append(token)
@@ -106,7 +106,7 @@ def jobs(worker: Worker) -> list[Job]:
     """The jobs on the worker's pipe, in the order sent."""
     out: list[Job] = []
     for entry in worker.sent.values():
-        if type(entry) is Run:
+        if type(entry) is JobRun:
             out += entry.jobs[entry.at :]
         else:
             out.append(cast(Job, entry))

@@ -5,7 +5,7 @@ A feed sends one to start if the worker has none, and more behind it within ``ah
 ``AHEAD_BYTES``, all in one pipe message followed by the large inputs of those jobs as raw
 messages (see ``_process``). Consecutive jobs without inputs or env of one argument inclusion
 (every task of a plain chain) are taken as one block: how many fit found by passes over columns
-(their fields, sizes and the bounds), sent as one RUN (``_pipe``) and booked as one ``Run`` entry
+(their fields, sizes and the bounds), sent as one RUN (``_pipe``) and booked as one ``JobRun`` entry
 of ``Worker.sent`` (``_books``), with no Python step and no dict entry a job."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from operator import add, attrgetter, is_not, ne
 from typing import Any
 
 from handoffd.worker import _books, _pipe, _process
-from handoffd.worker._records import Chain, Job, Outcome, Run, Worker, unpicklable_outcome
+from handoffd.worker._records import Chain, Job, JobRun, Outcome, Worker, unpicklable_outcome
 
 # Jobs of a chain sent to its worker besides the running one, and the pickled bytes on a worker's
 # pipe when sending ahead (a full pipe would block send_bytes, and with it the loop; Linux gives a
@@ -90,7 +90,7 @@ class Feeds:
                             batch += _short_bytes(run)
                             run, run_inclusion = [], ""
                         batch.append(data)
-                        sent[last + 1] = Run(*taken)
+                        sent[last + 1] = JobRun(*taken)
                         worker.runs += 1
                         if first is None:  # (given a token, size and flag: it may be the head)
                             first = _books.given(
@@ -202,7 +202,7 @@ class Feeds:
         """The short jobs at the front of ``jobs`` (the first is one) of the first's argument
         inclusion, at most ``room`` of them and within AHEAD_BYTES past ``size`` (the first
         always when ``count``, the jobs on the pipe, is 0), taken off ``jobs`` when two or more:
-        (their ``Run``'s fields from ``token``, their sizes' sum, their message bytes). None
+        (their ``JobRun``'s fields from ``token``, their sizes' sum, their message bytes). None
         (nothing taken) for fewer than two."""
         taken = list(islice(jobs, room))
         n = len(taken)

@@ -91,7 +91,7 @@ class Kept:
 Ended = Outcome | Row | Kept
 
 
-class Run:
+class JobRun:
     """Consecutive short jobs of one chain sent to a worker in one feed (``_feeds``), booked as one
     entry of ``Worker.sent`` under its first token: the jobs in order, the tokens ``first`` ..
     ``first + len(jobs) - 1``, their titles and payloads as columns (a job's size on the pipe is
@@ -216,9 +216,9 @@ class Worker:
         self.chain: Chain | None = None  # the chain it serves; None when idle or starting
         # token -> job on its pipe whose outcome is not read, in the order sent (a dict keeps
         # its insertion order: the oldest is the first, no separate queue of tokens); a feed's
-        # short jobs as one ``Run`` under its first token (``_books`` reads both kinds)
-        self.sent: dict[int, Job | Run] = {}
-        self.runs = 0  # ``Run`` entries in ``sent``
+        # short jobs as one ``JobRun`` under its first token (``_books`` reads both kinds)
+        self.sent: dict[int, Job | JobRun] = {}
+        self.runs = 0  # ``JobRun`` entries in ``sent``
         self.bytes = 0  # pickled size of the jobs in ``sent``
         self.head: Job | None = None  # the job it runs, as far as we know
         self.started = 0.0  # loop time when ``head`` became the head

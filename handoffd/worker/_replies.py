@@ -16,9 +16,9 @@ from handoffd.worker._records import (
     Chain,
     Ended,
     Job,
+    JobRun,
     Kept,
     Outcome,
-    Run,
     Worker,
     cancelled_outcome,
     ok_outcome,
@@ -87,7 +87,7 @@ def _kept_block(
         return 0
     on_pipe = worker.sent
     run = next(iter(on_pipe.values())) if worker.runs else None
-    if type(run) is not Run:
+    if type(run) is not JobRun:
         run = None
     else:  # (the oldest jobs are a run's: the block ends with it)
         at = run.at
@@ -120,7 +120,7 @@ def _kept_block(
         if tokens != tuple(islice(on_pipe, count)):
             return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
         jobs = list(islice(on_pipe.values(), count))  # type: ignore[arg-type]
-        if worker.runs and Run in map(type, jobs):
+        if worker.runs and JobRun in map(type, jobs):
             return 0  # (a run behind the oldest jobs: its first token is not all it holds)
         if any(map(_cancelling_of, jobs)):
             return 0

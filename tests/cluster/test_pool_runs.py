@@ -1,4 +1,4 @@
-"""A feed's short jobs booked as one ``Run`` entry of ``Worker.sent`` (``_feeds._block``, read by
+"""A feed's short jobs booked as one ``JobRun`` entry of ``Worker.sent`` (``_feeds._block``, read by
 ``_books`` and ``_replies._kept_block``) end every job exactly as the per-job books do: two pools
 take the same random events, one with the block path, one with it off (``_block`` finding
 nothing, so every job is fed and booked one by one as before runs), and must deliver the same
@@ -329,7 +329,7 @@ def _play(seed: int, monkeypatch: pytest.MonkeyPatch, plant: str = "") -> int:
                     side.read_all()
         if plant == "skip_at" and sides[0].worker().runs:
             for entry in sides[0].worker().sent.values():
-                if type(entry) is _records.Run and len(entry.jobs) - entry.at > 2:
+                if type(entry) is _records.JobRun and len(entry.jobs) - entry.at > 2:
                     entry.at += 1  # (a planted fault: a run's job ends unreplied)
                     plant = ""
                     break
