@@ -382,9 +382,7 @@ class OwnerBooks(OwnerQueries):
         # (``moved``: it goes out; it leaves the queue)
         self._view.went_out_all(node, recs, cost)
         self._lost.went_out_all(run_id, recs, now)
-        ready = self._ready
-        for rec in recs:
-            ready.discard(rec)
+        self._ready.discard_all(recs)
 
     def _assign(self, run: RunState, rec: TaskRecord, node: str, now: float) -> None:
         """``run.assign(rec, node, now)`` for a READY ``rec`` of a run whose mover is this owner

@@ -64,5 +64,13 @@ cdef class ReadyQueue:
     cpdef begin(self)
     @cython.locals(run=RunState, rec=TaskRecord, nxt=TaskRecord, last=RunState, heads=list)
     cpdef tuple step(self)
+    @cython.locals(nxt=TaskRecord)
+    cpdef bint like_next(self, RunState run, TaskRecord rec) except -1
+    @cython.locals(taken=list, cost=object, pin=object, steps=list, nxt=TaskRecord)
+    cpdef list take_like(self, RunState run, TaskRecord rec, Py_ssize_t limit)
+    @cython.locals(i=Py_ssize_t, rec=TaskRecord)
+    cpdef give_back(self, RunState run, list recs)
+    @cython.locals(first=TaskRecord, items=tuple, node=object, n=Py_ssize_t, rec=TaskRecord, hot_items=tuple)
+    cpdef discard_all(self, list recs)
     @cython.locals(run=RunState, rec=TaskRecord)
     cpdef restore(self)

@@ -427,6 +427,80 @@ class ReadyQueue:
             return run, rec
         return None
 
+    def like_next(self, run: RunState, rec: TaskRecord) -> bool:
+        """Whether the walk's next step would give a record of ``rec``'s cost object and pin,
+        in a walk of ``run`` alone (``take_like``)."""
+        if self._single is not run:
+            return False
+        nxt = self._head(run)
+        return nxt is not None and nxt.spec.cost is rec.spec.cost and nxt.spec.node is rec.spec.node
+
+    def take_like(self, run: RunState, rec: TaskRecord, limit: int) -> list[TaskRecord]:
+        """In a walk of ``run`` alone (its order is the walk's: no other run's task is passed
+        over), the records the next steps would give while each has ``rec``'s cost object and
+        pin, up to ``limit``, taken as those steps take them (``give_back`` returns the last
+        ones unused). Another walk: none."""
+        taken: list[TaskRecord] = []
+        if self._single is not run:
+            return taken
+        cost = rec.spec.cost
+        pin = rec.spec.node
+        steps = self._taken
+        while len(taken) < limit:
+            nxt = self._head(run)
+            if nxt is None or nxt.spec.cost is not cost or nxt.spec.node is not pin:
+                break
+            _entry_pop(run)
+            nxt.in_heap = False
+            steps.append((run, nxt))
+            taken.append(nxt)
+        return taken
+
+    def give_back(self, run: RunState, recs: list[TaskRecord]) -> None:
+        """Undo the last ``take_like``'s last ``recs``: the walk's next steps give them again."""
+        if not recs:
+            return
+        for i in range(len(recs) - 1, -1, -1):
+            rec = recs[i]
+            rec.in_heap = True
+            _entry_push(run, rec.order)
+        del self._taken[len(self._taken) - len(recs) :]
+        self.runs[run.run_id] = run
+
+    def discard_all(self, recs: list[TaskRecord]) -> None:
+        """``discard`` of each of ``recs``, whose pins and cost items are the first's (a
+        block's): their shape counted once, by how many were queued."""
+        first = recs[0]
+        items = first.cost_items
+        node = first.spec.node
+        n = 0
+        for rec in recs:
+            if (rec.cost_items is not items and rec.cost_items != items) or (
+                rec.spec.node is not node and rec.spec.node != node
+            ):
+                self.discard(rec)
+            elif rec.queued:
+                rec.queued = False
+                n += 1
+        if not n:
+            return
+        self.size -= n
+        if not items:
+            self.weightless -= n
+        hot_items = self._hot_items
+        if (
+            self._hot_n
+            and (items is hot_items or items == hot_items)
+            and (node is self._hot_node or node == self._hot_node)
+        ):
+            if n > self._hot_n:
+                raise KeyError((node, items))  # (more than counted, as ``discard`` would)
+            self._hot_n -= n
+            if not self._hot_n:
+                del self.shapes[self._hot]  # type: ignore[arg-type]
+        else:
+            self._count((node, items), -n)
+
     def restore(self) -> None:
         """Put back what the last walk took and left queued."""
         self._single = self._last = None
