@@ -280,9 +280,8 @@ class FillPasses(Demand):
                                 took = fill.follow(len(like), _seconds(durations, like))
                             else:
                                 took = fill.follow(len(like), None)
-                            if took < len(like):
-                                ready.give_back(run, like[took:])
-                                del like[took:]
+                            if took < len(like):  # (cuts ``like`` to ``took``)
+                                ready.give_back(run, took)
                             recs.extend(like)
                 if not fill.left:
                     break

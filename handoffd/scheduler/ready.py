@@ -193,6 +193,8 @@ class ReadyQueue:
         # a walk skips them (a check per run and walk, none per task; empty nearly always).
         self.held: set[str] = set()
         self._taken: list[tuple[RunState, TaskRecord]] = []
+        # What a walk's ``take_like`` took, a list a block (``restore`` reads them as ``_taken``).
+        self._blocks: list[tuple[RunState, list[TaskRecord]]] = []
         # A walk's cursor (``begin``/``step``): the runs' heads merged, or the one run walked.
         self._heads: list[tuple[tuple[int, float, int, int], RunState]] = []
         self._single: RunState | None = None
@@ -445,26 +447,28 @@ class ReadyQueue:
             return taken
         cost = rec.spec.cost
         pin = rec.spec.node
-        steps = self._taken
         while len(taken) < limit:
             nxt = self._head(run)
             if nxt is None or nxt.spec.cost is not cost or nxt.spec.node is not pin:
                 break
             _entry_pop(run)
             nxt.in_heap = False
-            steps.append((run, nxt))
             taken.append(nxt)
+        if taken:  # (the list itself: ``restore`` reads it, ``give_back`` cuts it)
+            self._blocks.append((run, taken))
         return taken
 
-    def give_back(self, run: RunState, recs: list[TaskRecord]) -> None:
-        """Undo the last ``take_like``'s last ``recs``: the walk's next steps give them again."""
-        if not recs:
+    def give_back(self, run: RunState, keep: int) -> None:
+        """Undo the last ``take_like`` after its first ``keep`` records (its list is cut to
+        them): the walk's next steps give the others again."""
+        if not self._blocks:
             return
-        for i in range(len(recs) - 1, -1, -1):
-            rec = recs[i]
+        taken = self._blocks[-1][1]
+        for i in range(len(taken) - 1, keep - 1, -1):
+            rec = taken[i]
             rec.in_heap = True
             _entry_push(run, rec.order)
-        del self._taken[len(self._taken) - len(recs) :]
+        del taken[keep:]
         self.runs[run.run_id] = run
 
     def discard_all(self, recs: list[TaskRecord]) -> None:
@@ -506,13 +510,22 @@ class ReadyQueue:
         self._single = self._last = None
         self._heads = []
         for run, rec in self._taken:
-            if rec.queued and not rec.in_heap and run.state == RUN_RUNNING:
-                rec.in_heap = True
-                _entry_push(run, rec.order)
-                self.runs[run.run_id] = run
-            elif rec.queued and not rec.in_heap:
-                self.discard(rec)
+            self._put_back(run, rec)
         self._taken.clear()
+        if self._blocks:
+            for run, taken in self._blocks:
+                for rec in taken:
+                    self._put_back(run, rec)
+            self._blocks.clear()
+
+    def _put_back(self, run: RunState, rec: TaskRecord) -> None:
+        """``restore`` of one record a walk took."""
+        if rec.queued and not rec.in_heap and run.state == RUN_RUNNING:
+            rec.in_heap = True
+            _entry_push(run, rec.order)
+            self.runs[run.run_id] = run
+        elif rec.queued and not rec.in_heap:
+            self.discard(rec)
 
     def validate(self, runs: dict[str, RunState]) -> set[tuple[str, str]]:
         """Check the heaps against the flags; return the queued (run, task) pairs."""
