@@ -513,6 +513,12 @@ cdef class WindowFill:
     cdef double* want         # n_dims: scratch for pick
     cdef char* open_          # n_nodes: still taking part
     cdef double* budget       # n_nodes: seconds of queued work still allowed (NULL: unbounded)
+    cdef double* saved        # n_dims: a room row kept by count
+    # The last pick's node (-1: it chose none) and what it was asked (its need is ``want``):
+    # ``count``/``follow``.
+    cdef Py_ssize_t last, last_pin
+    cdef int last_code
+    cdef double last_secs
 
     def __cinit__(self, capacities, loads, window, low_water=None, budgets=None):
         cdef Py_ssize_t n, d, n_nodes = len(capacities), n_dims
@@ -538,9 +544,11 @@ cdef class WindowFill:
         self.top = <double*>calloc(n_dims + 1, sizeof(double))
         self.want = <double*>calloc(n_dims + 1, sizeof(double))
         self.open_ = <char*>calloc(n_nodes + 1, sizeof(char))
+        self.saved = <double*>calloc(n_dims + 1, sizeof(double))
+        self.last = -1
         if (
             self.cap == NULL or self.capw == NULL or self.room == NULL or self.top == NULL
-            or self.want == NULL or self.open_ == NULL
+            or self.want == NULL or self.open_ == NULL or self.saved == NULL
         ):
             raise MemoryError(f"window buffers for {n_nodes} nodes x {n_dims} kinds")
         if budgets is not None:
@@ -583,21 +591,20 @@ cdef class WindowFill:
         c_free(self.want)
         c_free(self.open_)
         c_free(self.budget)
+        c_free(self.saved)
 
     def pick(self, need, Py_ssize_t pin, policy, seconds=0.0):
         """The node for one task (-1: none); see ``sched_py.WindowFill.pick``."""
         cdef int code = _policy(policy)
-        cdef Py_ssize_t n, d, k, chosen = -1, n_dims = self.n_dims
-        cdef double q, w, s, score, best = 0.0, secs, share
-        cdef double* room
-        cdef double* cap
+        cdef Py_ssize_t d, chosen, n_dims = self.n_dims
+        cdef double q, secs
         cdef double* want = self.want
-        cdef bint first, ok, has_room
         cdef PyObject* p
         if not -1 <= pin < self.n_nodes:
             raise ValueError(f"pin = {pin!r}: -1 (any node) or a node index 0..{self.n_nodes - 1}")
         _counts[_WINDOW] += 1
         secs = _number(seconds, "seconds", 0, True)
+        self.last = -1
         if self.budget != NULL and secs < 0.0:
             return -1  # unknown duration: not known to be short, never queued ahead
         memset(want, 0, n_dims * sizeof(double))
@@ -609,6 +616,68 @@ cdef class WindowFill:
                     return -1  # a kind no node has
             else:
                 want[<Py_ssize_t>(<object>p)] = q
+        chosen = self._choose(pin, code)
+        if chosen >= 0:
+            self._take(chosen, secs)
+            self.last = chosen
+            self.last_pin = pin
+            self.last_code = code
+            self.last_secs = secs
+        return chosen
+
+    def count(self, Py_ssize_t limit):
+        """Tasks more of the last pick's kind its node would take; see ``sched_py``'s."""
+        cdef Py_ssize_t last = self.last, k = 0, n_dims = self.n_dims, d
+        cdef double budget = 0.0
+        cdef char is_open
+        cdef Py_ssize_t left = self.left
+        cdef double* room
+        cdef double* saved = self.saved
+        if last < 0:
+            return 0
+        room = self.room + last * n_dims
+        for d in range(n_dims):
+            saved[d] = room[d]
+        if self.budget != NULL:
+            budget = self.budget[last]
+        is_open = self.open_[last]
+        while k < limit and self._choose(self.last_pin, self.last_code) == last:
+            self._take(last, self.last_secs)
+            k += 1
+        for d in range(n_dims):
+            room[d] = saved[d]
+        if self.budget != NULL:
+            self.budget[last] = budget
+        self.open_[last] = is_open
+        self.left = left
+        return k
+
+    def follow(self, Py_ssize_t n, seconds=None):
+        """``pick`` for ``n`` tasks more of the last pick's kind while they go to its node;
+        see ``sched_py``'s."""
+        cdef Py_ssize_t last = self.last, k = 0
+        cdef double secs
+        if last < 0:
+            return 0
+        while k < n:
+            secs = self.last_secs if seconds is None else _number(seconds[k], "seconds", k, True)
+            if self.budget != NULL and secs < 0.0:
+                break
+            if self._choose(self.last_pin, self.last_code) != last:
+                break
+            _counts[_WINDOW] += 1
+            self._take(last, secs)
+            k += 1
+        return k
+
+    cdef Py_ssize_t _choose(self, Py_ssize_t pin, int code):
+        """The node ``pick`` chooses for ``want`` (-1: none); nothing changes."""
+        cdef Py_ssize_t n, d, k, chosen = -1, n_dims = self.n_dims
+        cdef double w, s, score, best = 0.0
+        cdef double* room
+        cdef double* cap
+        cdef double* want = self.want
+        cdef bint first, ok
         first = code == _FIRST_FIT or pin >= 0 or self.left == 1
         for n in range(self.n_nodes):
             if (pin >= 0 and n != pin) or not self.open_[n]:
@@ -642,28 +711,32 @@ cdef class WindowFill:
             if chosen < 0 or score < best:
                 chosen = n
                 best = score
-        if chosen >= 0:
-            room = self.room + chosen * n_dims
-            cap = self.cap + chosen * n_dims
-            has_room = False
-            for d in range(n_dims):
-                if cap[d] > 0.0:
-                    room[d] = room[d] - want[d]
-                    if room[d] > _EPS:
-                        has_room = True
-            if self.budget != NULL:
-                share = 0.0
-                for d in range(n_dims):
-                    if want[d] > 0.0 and cap[d] > 0.0 and want[d] / cap[d] > share:
-                        share = want[d] / cap[d]
-                self.budget[chosen] = self.budget[chosen] - secs * share
-                if not self.budget[chosen] > 0.0:
-                    has_room = False
-            if not has_room:
-                self.open_[chosen] = 0
-                self.left -= 1
         return chosen
 
+    cdef void _take(self, Py_ssize_t chosen, double secs):
+        """A task of ``want`` and ``secs`` goes to ``chosen``: out of its room and budget."""
+        cdef Py_ssize_t d, n_dims = self.n_dims
+        cdef double* room = self.room + chosen * n_dims
+        cdef double* cap = self.cap + chosen * n_dims
+        cdef double* want = self.want
+        cdef double share
+        cdef bint has_room = False
+        for d in range(n_dims):
+            if cap[d] > 0.0:
+                room[d] = room[d] - want[d]
+                if room[d] > _EPS:
+                    has_room = True
+        if self.budget != NULL:
+            share = 0.0
+            for d in range(n_dims):
+                if want[d] > 0.0 and cap[d] > 0.0 and want[d] / cap[d] > share:
+                    share = want[d] / cap[d]
+            self.budget[chosen] = self.budget[chosen] - secs * share
+            if not self.budget[chosen] > 0.0:
+                has_room = False
+        if not has_room:
+            self.open_[chosen] = 0
+            self.left -= 1
 
 def window_fill(capacities, loads, window, low_water=None, budgets=None):
     """A top-up pass over these nodes; see ``sched_py.WindowFill``."""

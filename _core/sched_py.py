@@ -410,6 +410,12 @@ class WindowFill:
             self._room.append(room)
             self._open.append(is_open)
             self.left += is_open
+        # The last pick's node (-1: it chose none) and what it was asked: ``count``/``follow``.
+        self._last = -1
+        self._want: list[float] = []
+        self._pin = -1
+        self._code = 0
+        self._secs = 0.0
 
     def pick(self, need: Mapping[str, float], pin: int, policy: str, seconds: float = 0.0) -> int:
         """The node (index) for a task needing ``need`` (-1: none), among the nodes taking part
@@ -428,6 +434,7 @@ class WindowFill:
             )
         _counts[WINDOW] += 1
         secs = _number(seconds, "seconds", 0, True)
+        self._last = -1
         if self._budget is not None and secs < 0.0:
             return -1  # unknown duration: not known to be short, never queued ahead
         n_dims = len(self._index)
@@ -440,6 +447,60 @@ class WindowFill:
                     return -1  # a kind no node has
             else:
                 want[d] = q
+        chosen = self._choose(want, pin, code)
+        if chosen >= 0:
+            self._take(chosen, want, secs)
+            self._last = chosen
+            self._want = want
+            self._pin = pin
+            self._code = code
+            self._secs = secs
+        return chosen
+
+    def count(self, limit: int) -> int:
+        """How many tasks more of the last pick's need, pin and policy, each of its ``seconds``,
+        the next picks would give the node it chose, one after another, up to ``limit`` (0: the
+        last pick chose none). Nothing changes: an upper bound for a block's ``follow``."""
+        last = self._last
+        if last < 0:
+            return 0
+        room = list(self._room[last])
+        budget = self._budget[last] if self._budget is not None else 0.0
+        is_open = self._open[last]
+        left = self.left
+        k = 0
+        while k < limit and self._choose(self._want, self._pin, self._code) == last:
+            self._take(last, self._want, self._secs)
+            k += 1
+        self._room[last] = room
+        if self._budget is not None:
+            self._budget[last] = budget
+        self._open[last] = is_open
+        self.left = left
+        return k
+
+    def follow(self, n: int, seconds: Sequence[float] | None = None) -> int:
+        """``pick`` for ``n`` tasks more of the last pick's need, pin and policy (the i-th's
+        seconds ``seconds[i]``; None: the last pick's), in order, while each goes to the node
+        the last pick chose: how many went there (the first that would not is not picked)."""
+        last = self._last
+        if last < 0:
+            return 0
+        k = 0
+        while k < n:
+            secs = self._secs if seconds is None else _number(seconds[k], "seconds", k, True)
+            if self._budget is not None and secs < 0.0:
+                break
+            if self._choose(self._want, self._pin, self._code) != last:
+                break
+            _counts[WINDOW] += 1
+            self._take(last, self._want, secs)
+            k += 1
+        return k
+
+    def _choose(self, want: list[float], pin: int, code: int) -> int:
+        """The node ``pick`` chooses for ``want`` (-1: none); nothing changes."""
+        n_dims = len(want)
         first = code == FIRST_FIT or pin >= 0 or self.left == 1
         chosen = -1
         best = 0.0
@@ -475,27 +536,30 @@ class WindowFill:
                 score = s
             if chosen < 0 or score < best:
                 chosen, best = n, score
-        if chosen >= 0:
-            room, cap = self._room[chosen], self._cap[chosen]
-            has_room = False
-            for d in range(n_dims):
-                if cap[d] > 0.0:
-                    room[d] = room[d] - want[d]
-                    if room[d] > EPS:
-                        has_room = True
-            budget = self._budget
-            if budget is not None:
-                share = 0.0
-                for d in range(n_dims):
-                    if want[d] > 0.0 and cap[d] > 0.0 and want[d] / cap[d] > share:
-                        share = want[d] / cap[d]
-                budget[chosen] = budget[chosen] - secs * share
-                if not budget[chosen] > 0.0:
-                    has_room = False
-            if not has_room:
-                self._open[chosen] = False
-                self.left -= 1
         return chosen
+
+    def _take(self, chosen: int, want: list[float], secs: float) -> None:
+        """A task of ``want`` and ``secs`` goes to ``chosen``: out of its room and budget."""
+        n_dims = len(want)
+        room, cap = self._room[chosen], self._cap[chosen]
+        has_room = False
+        for d in range(n_dims):
+            if cap[d] > 0.0:
+                room[d] = room[d] - want[d]
+                if room[d] > EPS:
+                    has_room = True
+        budget = self._budget
+        if budget is not None:
+            share = 0.0
+            for d in range(n_dims):
+                if want[d] > 0.0 and cap[d] > 0.0 and want[d] / cap[d] > share:
+                    share = want[d] / cap[d]
+            budget[chosen] = budget[chosen] - secs * share
+            if not budget[chosen] > 0.0:
+                has_room = False
+        if not has_room:
+            self._open[chosen] = False
+            self.left -= 1
 
 
 def window_fill(

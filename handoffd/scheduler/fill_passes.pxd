@@ -5,6 +5,7 @@
 cimport cython
 
 from handoffd.scheduler.demand cimport Demand
+from handoffd.scheduler.durations cimport Durations
 from handoffd.scheduler.ready cimport ReadyQueue
 from handoffd.scheduler.room_index cimport NodeState as CNodeState
 from handoffd.scheduler.run cimport RunState, TaskRecord
@@ -12,6 +13,10 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
 
 @cython.locals(load=dict, eps=double, q=double)
 cpdef bint _wave_open(CNodeState n, dict outstanding)
+
+
+@cython.locals(out=list, rec=TaskRecord, seconds=double)
+cpdef list _seconds(Durations durations, list recs)
 
 
 cdef class FillPasses(Demand):
@@ -31,6 +36,7 @@ cdef class FillPasses(Demand):
     @cython.locals(
         run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
         seconds=double, chosen=Py_ssize_t, item=tuple, recs=list, to=Py_ssize_t, of=RunState,
+        more=Py_ssize_t, like=list, took=Py_ssize_t,
     )
     cpdef _walk(
         self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed,

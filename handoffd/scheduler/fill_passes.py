@@ -16,7 +16,7 @@ from typing import Any
 
 from handoffd._core import api as core
 from handoffd.scheduler.demand import Demand
-from handoffd.scheduler.durations import UNKNOWN_CHARGE
+from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations
 from handoffd.scheduler.ready import ReadyQueue
 from handoffd.scheduler.room_index import NodeState
 from handoffd.scheduler.run import RunState, TaskRecord
@@ -45,6 +45,16 @@ def _wave_open(n: NodeState | None, outstanding: dict[str, dict[str, float]]) ->
         if q > 0.0 and q - (load.get(k, 0.0) if load is not None else 0.0) > eps:
             return True
     return False
+
+
+def _seconds(durations: Durations, recs: list[TaskRecord]) -> list[float]:
+    """The seconds the walk charges each of ``recs`` (``_walk``'s: the learned estimate, an
+    unknown one as ``UNKNOWN_CHARGE``)."""
+    out: list[float] = []
+    for rec in recs:
+        seconds = durations.estimate_keys(rec.duration_key, rec.shape_key)
+        out.append(UNKNOWN_CHARGE if seconds < 0.0 else seconds)
+    return out
 
 
 class FillPasses(Demand):
@@ -258,6 +268,21 @@ class FillPasses(Demand):
                         of = run
                         cost = rec.spec.cost
                     recs.append(rec)
+                    # The tasks after it of its cost and pin, as many as the core says its node
+                    # takes one after another: one ``count`` and one ``follow`` a block, not a
+                    # step and a pick a task (``ready.take_like``: only where the walk's order is
+                    # its run's, so no other run's task is passed over).
+                    if fill.left and not run.group_of and ready.like_next(run, rec):
+                        more = fill.count(ready.size)
+                        if more:
+                            like = ready.take_like(run, rec, more)
+                            if timed:
+                                took = fill.follow(len(like), _seconds(durations, like))
+                            else:
+                                took = fill.follow(len(like), None)
+                            if took < len(like):  # (cuts ``like`` to ``took``)
+                                ready.give_back(run, took)
+                            recs.extend(like)
                 if not fill.left:
                     break
             if recs:

@@ -5,7 +5,7 @@
 cimport cython
 from cpython.type cimport PyType_GenericAlloc as _alloc
 
-from handoffd.scheduler.run cimport RunState
+from handoffd.scheduler.run cimport RunState, TaskRecord
 
 
 @cython.locals(run=RunState)
@@ -26,6 +26,11 @@ cdef class Placed:
         self, object task_id, object attempt, object payload, object cost, object inclusion,
         object timeout, object inputs, object priority, double rank
     )
+    @cython.locals(
+        n=Py_ssize_t, flat=list, rec=TaskRecord, spec=object, task_id=str, inputs=tuple,
+        payload=object, cost=object, inclusion=object, timeout=object
+    )
+    cpdef add_all(self, RunState run, list recs)
     cpdef Py_ssize_t size(self)
     @cython.locals(groups=list, ends=list, g=tuple)
     cpdef list runs(self)

@@ -316,20 +316,7 @@ class OwnerBooks(OwnerQueries):
         placed = dispatches.get(key)
         if placed is None:
             placed = dispatches[key] = Placed()
-        for rec in recs:
-            spec = rec.spec
-            task_id = rec.id
-            placed.add(
-                task_id,
-                rec.attempt,
-                spec.payload,
-                spec.cost,
-                spec.argument_inclusion,
-                spec.timeout,
-                run.input_refs(task_id) if spec.deps else (),
-                spec.priority,
-                rec.upward_rank,
-            )
+        placed.add_all(run, recs)
 
     def _assign_block(
         self, run: RunState, recs: list[TaskRecord], node: str, now: float, cost: dict[str, float]
@@ -382,9 +369,7 @@ class OwnerBooks(OwnerQueries):
         # (``moved``: it goes out; it leaves the queue)
         self._view.went_out_all(node, recs, cost)
         self._lost.went_out_all(run_id, recs, now)
-        ready = self._ready
-        for rec in recs:
-            ready.discard(rec)
+        self._ready.discard_all(recs)
 
     def _assign(self, run: RunState, rec: TaskRecord, node: str, now: float) -> None:
         """``run.assign(rec, node, now)`` for a READY ``rec`` of a run whose mover is this owner

@@ -36,6 +36,7 @@ cdef class ReadyQueue:
     cdef public dict runs
     cdef public set held
     cdef public list _taken
+    cdef public list _blocks
     cdef public list _heads
     cdef public RunState _single
     cdef public RunState _last
@@ -64,5 +65,14 @@ cdef class ReadyQueue:
     cpdef begin(self)
     @cython.locals(run=RunState, rec=TaskRecord, nxt=TaskRecord, last=RunState, heads=list)
     cpdef tuple step(self)
-    @cython.locals(run=RunState, rec=TaskRecord)
+    @cython.locals(nxt=TaskRecord)
+    cpdef bint like_next(self, RunState run, TaskRecord rec) except -1
+    @cython.locals(taken=list, cost=object, pin=object, nxt=TaskRecord)
+    cpdef list take_like(self, RunState run, TaskRecord rec, Py_ssize_t limit)
+    @cython.locals(i=Py_ssize_t, rec=TaskRecord, taken=list)
+    cpdef give_back(self, RunState run, Py_ssize_t keep)
+    @cython.locals(first=TaskRecord, items=tuple, node=object, n=Py_ssize_t, rec=TaskRecord, hot_items=tuple)
+    cpdef discard_all(self, list recs)
+    @cython.locals(run=RunState, rec=TaskRecord, taken=list)
     cpdef restore(self)
+    cpdef _put_back(self, RunState run, TaskRecord rec)

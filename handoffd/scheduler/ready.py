@@ -193,6 +193,8 @@ class ReadyQueue:
         # a walk skips them (a check per run and walk, none per task; empty nearly always).
         self.held: set[str] = set()
         self._taken: list[tuple[RunState, TaskRecord]] = []
+        # What a walk's ``take_like`` took, a list a block (``restore`` reads them as ``_taken``).
+        self._blocks: list[tuple[RunState, list[TaskRecord]]] = []
         # A walk's cursor (``begin``/``step``): the runs' heads merged, or the one run walked.
         self._heads: list[tuple[tuple[int, float, int, int], RunState]] = []
         self._single: RunState | None = None
@@ -427,18 +429,103 @@ class ReadyQueue:
             return run, rec
         return None
 
+    def like_next(self, run: RunState, rec: TaskRecord) -> bool:
+        """Whether the walk's next step would give a record of ``rec``'s cost object and pin,
+        in a walk of ``run`` alone (``take_like``)."""
+        if self._single is not run:
+            return False
+        nxt = self._head(run)
+        return nxt is not None and nxt.spec.cost is rec.spec.cost and nxt.spec.node is rec.spec.node
+
+    def take_like(self, run: RunState, rec: TaskRecord, limit: int) -> list[TaskRecord]:
+        """In a walk of ``run`` alone (its order is the walk's: no other run's task is passed
+        over), the records the next steps would give while each has ``rec``'s cost object and
+        pin, up to ``limit``, taken as those steps take them (``give_back`` returns the last
+        ones unused). Another walk: none."""
+        taken: list[TaskRecord] = []
+        if self._single is not run:
+            return taken
+        cost = rec.spec.cost
+        pin = rec.spec.node
+        while len(taken) < limit:
+            nxt = self._head(run)
+            if nxt is None or nxt.spec.cost is not cost or nxt.spec.node is not pin:
+                break
+            _entry_pop(run)
+            nxt.in_heap = False
+            taken.append(nxt)
+        if taken:  # (the list itself: ``restore`` reads it, ``give_back`` cuts it)
+            self._blocks.append((run, taken))
+        return taken
+
+    def give_back(self, run: RunState, keep: int) -> None:
+        """Undo the last ``take_like`` after its first ``keep`` records (its list is cut to
+        them): the walk's next steps give the others again."""
+        if not self._blocks:
+            return
+        taken = self._blocks[-1][1]
+        for i in range(len(taken) - 1, keep - 1, -1):
+            rec = taken[i]
+            rec.in_heap = True
+            _entry_push(run, rec.order)
+        del taken[keep:]
+        self.runs[run.run_id] = run
+
+    def discard_all(self, recs: list[TaskRecord]) -> None:
+        """``discard`` of each of ``recs``, whose pins and cost items are the first's (a
+        block's): their shape counted once, by how many were queued."""
+        first = recs[0]
+        items = first.cost_items
+        node = first.spec.node
+        n = 0
+        for rec in recs:
+            if (rec.cost_items is not items and rec.cost_items != items) or (
+                rec.spec.node is not node and rec.spec.node != node
+            ):
+                self.discard(rec)
+            elif rec.queued:
+                rec.queued = False
+                n += 1
+        if not n:
+            return
+        self.size -= n
+        if not items:
+            self.weightless -= n
+        hot_items = self._hot_items
+        if (
+            self._hot_n
+            and (items is hot_items or items == hot_items)
+            and (node is self._hot_node or node == self._hot_node)
+        ):
+            if n > self._hot_n:
+                raise KeyError((node, items))  # (more than counted, as ``discard`` would)
+            self._hot_n -= n
+            if not self._hot_n:
+                del self.shapes[self._hot]  # type: ignore[arg-type]
+        else:
+            self._count((node, items), -n)
+
     def restore(self) -> None:
         """Put back what the last walk took and left queued."""
         self._single = self._last = None
         self._heads = []
         for run, rec in self._taken:
-            if rec.queued and not rec.in_heap and run.state == RUN_RUNNING:
-                rec.in_heap = True
-                _entry_push(run, rec.order)
-                self.runs[run.run_id] = run
-            elif rec.queued and not rec.in_heap:
-                self.discard(rec)
+            self._put_back(run, rec)
         self._taken.clear()
+        if self._blocks:
+            for run, taken in self._blocks:
+                for rec in taken:
+                    self._put_back(run, rec)
+            self._blocks.clear()
+
+    def _put_back(self, run: RunState, rec: TaskRecord) -> None:
+        """``restore`` of one record a walk took."""
+        if rec.queued and not rec.in_heap and run.state == RUN_RUNNING:
+            rec.in_heap = True
+            _entry_push(run, rec.order)
+            self.runs[run.run_id] = run
+        elif rec.queued and not rec.in_heap:
+            self.discard(rec)
 
     def validate(self, runs: dict[str, RunState]) -> set[tuple[str, str]]:
         """Check the heaps against the flags; return the queued (run, task) pairs."""
