@@ -51,7 +51,6 @@ ACCEPT_LIMIT = 20.0
 SLOW_FIRST = 2
 
 
-
 def _consume(calls: Iterable[object]) -> None:
     """Runs an iterator of calls to its end in C (a zero-length deque): a block's pops."""
     collections.deque(calls, maxlen=0)
