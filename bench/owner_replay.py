@@ -67,6 +67,7 @@ def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = Fals
 
     from _peers.owner_record import summary  # (the check the recording made)
 
+    from handoffd.replication import log as rlog
     from handoffd.scheduler import events as ev
     from handoffd.scheduler.owner import OwnerScheduler
 
@@ -79,7 +80,8 @@ def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = Fals
     end = starts[rounds + 2] if rounds + 2 < len(starts) else len(calls)
     scheduler = OwnerScheduler(*made["args"], **made["kwargs"])
     moves: list[Any] = []
-    scheduler.on_changes = moves.extend
+    # (one by one: a digest compares with a build that told a block's moves each alone)
+    scheduler.on_changes = lambda changes: moves.extend(rlog.each_move(changes))
     differ = 0
     hashed = hashlib.sha256()
     for name, args, said in calls[:end]:

@@ -178,9 +178,10 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
         elif self.log.changed(run_id, task_id):
             self._flush_soon()
 
-    def tasks_changed(self, changes: list[tuple[str, str, bool]]) -> None:
+    def tasks_changed(self, changes: list[tuple[str, Any, bool]]) -> None:
         """The scheduler's ``on_changes``: ``task_changed`` for each move of one batch, (run_id,
-        task_id, out to a node) in order, with the same log and flush timer as one by one."""
+        task_id or a block's ids, out to a node) in order, with the same log and flush timer as
+        one by one."""
         now = self.port.now()
         for held in self.log.tasks_changed(changes, now):
             if not held:

@@ -27,10 +27,14 @@ the instructions.
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import itertools
-from collections.abc import Iterable
+import operator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 # A gap between two ticks of this many resend_after is our own loop held, not a standby's silence.
 STALL_TICKS = 1.5
@@ -45,6 +49,21 @@ ACCEPT_LIMIT = 20.0
 # A standby still without an ack when its client was answered is resent the snapshot only after
 # ``resend_after * 2 ** SLOW_FIRST`` more seconds without one (as if resent twice already).
 SLOW_FIRST = 2
+
+
+def _consume(calls: Iterable[object]) -> None:
+    """Runs an iterator of calls to its end in C (a zero-length deque): a block's pops."""
+    collections.deque(calls, maxlen=0)
+
+
+def each_move(changes: Iterable[tuple[str, Any, bool]]) -> Iterator[tuple[str, str, bool]]:
+    """The scheduler's moves (``tasks_changed``'s entries) one by one, a block's in its order."""
+    for run_id, task_id, held in changes:
+        if type(task_id) is list:
+            for one in task_id:
+                yield run_id, one, held
+        else:
+            yield run_id, task_id, held
 
 
 def standby_order(run_id: str, names: Iterable[str]) -> list[str]:
@@ -200,10 +219,13 @@ class ReplicationLog:
         self._dirty[run_id] = None
         return True
 
-    def tasks_changed(self, changes: list[tuple[str, str, bool]], now: float) -> list[bool]:
+    def tasks_changed(self, changes: list[tuple[str, Any, bool]], now: float) -> list[bool]:
         """``changed`` for each (run_id, task_id, held) of one scheduler batch in order, held ones
         at ``now``; returns the kinds (True: held) that hit a tracked run, in the order each first
-        did: all a flush's timing depends on (a repeat of a kind changes no timer)."""
+        did: all a flush's timing depends on (a repeat of a kind changes no timer). An entry whose
+        ``task_id`` is a list is a block (a dispatch block's or a success table's moves, one run
+        and kind: ``OwnerBooks``): its ids are applied by set and dict calls over the whole list
+        (``_block``), not a Python step a move."""
         kinds: list[bool] = []
         runs, holding, dirty_runs = self._runs, self._holding, self._dirty
         last, primary = None, None
@@ -212,7 +234,9 @@ class ReplicationLog:
                 last, primary = run_id, runs.get(run_id)
             if primary is None:
                 continue
-            if held:
+            if type(task_id) is list:
+                self._block(primary, task_id, held, now)
+            elif held:
                 if task_id not in primary.dirty and task_id not in primary.held:
                     primary.held[task_id] = now
                     holding[run_id] = None
@@ -228,6 +252,29 @@ class ReplicationLog:
             if len(kinds) < 2 and held not in kinds:
                 kinds.append(held)
         return kinds
+
+    def _block(self, primary: _Primary, task_ids: list[str], held: bool, now: float) -> None:
+        """``changed(run, task, now if held else None)`` for each of ``task_ids`` in order."""
+        run_id = primary.run_id
+        dirty, waiting = primary.dirty, primary.held
+        if held:
+            if dirty.isdisjoint(task_ids) and waiting.keys().isdisjoint(task_ids):
+                # (none dirty or held yet, the common case: each held from now, in order; a
+                # repeat keeps its first place, as one by one)
+                waiting.update(dict.fromkeys(task_ids, now))
+            else:
+                for task_id in task_ids:
+                    if task_id not in dirty and task_id not in waiting:
+                        waiting[task_id] = now
+            if waiting:
+                self._holding[run_id] = None
+            return
+        dirty.update(task_ids)
+        if waiting:
+            _consume(map(waiting.pop, task_ids, itertools.repeat(None)))
+            if not waiting:
+                del self._holding[run_id]
+        self._dirty[run_id] = None
 
     def due(self) -> float | None:
         """When the oldest held change must be flushed (None: none held)."""
@@ -246,16 +293,13 @@ class ReplicationLog:
             held = primary.held
             if cutoff is None:
                 expired = list(held)
-            else:
-                expired = []
-                for task_id, since in held.items():
-                    if since > cutoff:
-                        break
-                    expired.append(task_id)
-            if not expired:
+            elif next(iter(held.values())) > cutoff:
                 continue
-            for task_id in expired:
-                del held[task_id]
+            else:
+                # (the leading ones up to the first held after ``cutoff``, counted in C)
+                leading = itertools.takewhile(functools.partial(operator.ge, cutoff), held.values())
+                expired = list(itertools.islice(held, len(list(leading))))
+            _consume(map(held.__delitem__, expired))
             primary.dirty.update(expired)
             self._dirty[run_id] = None
             if not held:

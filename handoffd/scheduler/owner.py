@@ -149,10 +149,11 @@ class OwnerScheduler(OwnerBooks):
         # Told (run_id, task_id) of every move that a standby owner must know (into or out of
         # DONE, into FAILED/CANCELLED): the replication log's feed. ``on_changes``, when set, is
         # told the moves of a whole ``handle_batch`` at its end, as (run_id, task_id, out to a
-        # node) in order: one call per batch, not two Python calls per task.
+        # node) in order: one call per batch, not two Python calls per task; a dispatch block's
+        # or a success table's moves as one entry, its ids a list (``replication.log.each_move``).
         self.on_change: Callable[[str, str], None] | None = None
-        self.on_changes: Callable[[list[tuple[str, str, bool]]], None] | None = None
-        self._changed: list[tuple[str, str, bool]] | None = None  # (only inside handle_batch)
+        self.on_changes: Callable[[list[tuple[str, Any, bool]]], None] | None = None
+        self._changed: list[tuple[str, Any, bool]] | None = None  # (only inside handle_batch)
         self._no_room: list[tuple[str | None, dict[str, float]]] | None = None  # (``_intake``)
         self._back_on: list[str] | None = None  # (``_on_all_succeeded``)
         self.wall_offset = 0.0  # wall clock minus ``now``: the shell sets it (task history)

@@ -51,7 +51,8 @@ class OwnerBooks(OwnerQueries):
     _rebalance: Rebalance
     _delays: DelayedTasks
     on_change: Any
-    _changed: list[tuple[str, str, bool]] | None
+    # (run_id, task_id or a block's ids as a list, out to a node): ``ReplicationLog.tasks_changed``
+    _changed: list[tuple[str, Any, bool]] | None
     # The (pin, cost) shapes ``could_take`` said no to, kept only while a run takes in a slice
     # of its tasks (``_intake``): there a move is PENDING -> READY, which changes the ready
     # queue but nothing ``could_take`` reads (nodes, demand, dispatches, budgets), so the answer
@@ -128,9 +129,8 @@ class OwnerBooks(OwnerQueries):
             return
         run_id = run.run_id
         changed = self._changed
-        if changed is not None:
-            for rec in recs:
-                changed.append((run_id, rec.id, False))
+        if changed is not None:  # (one entry for the table: its ids, ``ReplicationLog``'s block)
+            changed.append((run_id, [rec.id for rec in recs], False))
         elif self.on_change is not None:
             for rec in recs:
                 self.on_change(run_id, rec.id)
@@ -352,11 +352,11 @@ class OwnerBooks(OwnerQueries):
             moves.extend((now, READY, ASSIGNED, DISPATCHED_TO, node, attempt))
             if len(moves) > _MOVES_LIMIT:
                 del moves[: len(moves) - _MOVES_LIMIT]
-            # (``moved``: a move out to a node is replicated)
-            if changed is not None:
-                changed.append((run_id, task_id, True))
-            elif on_change is not None:
+            # (``moved``: a move out to a node is replicated; the block's ids as one entry below)
+            if changed is None and on_change is not None:
                 on_change(run_id, task_id)
+        if changed is not None:
+            changed.append((run_id, [rec.id for rec in recs], True))
         k = len(recs)
         c = run.counters
         if c is not None:

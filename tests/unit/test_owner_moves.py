@@ -23,6 +23,7 @@ from scheduler_harness import Cluster
 from test_run_state_twin import STEPS, Driver, drive
 from test_scheduler_twin import PURE, cluster, workloads
 
+from handoffd.replication import log as rlog
 from handoffd.scheduler import owner
 
 pytestmark = pytest.mark.timeout(170)
@@ -70,7 +71,8 @@ class WatchedDriver(Driver):
 
     def _cluster(self, pure: bool, nodes: Any, window: int, budget: float | None) -> Cluster:
         c = self.make(pure, nodes, window, budget)
-        c.sched.on_changes = self.told.extend
+        # (a block's moves one by one: the general move tells each alone)
+        c.sched.on_changes = lambda changes: self.told.extend(rlog.each_move(changes))
         return c
 
     def took(self, out: list[Any]) -> None:
