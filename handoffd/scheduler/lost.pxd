@@ -26,6 +26,6 @@ cdef class LostMessages:
     cpdef went_out(self, str run_id, str task_id, double now)
     @cython.locals(rec=TaskRecord)
     cpdef went_out_all(self, str run_id, list recs, double now)
-    @cython.locals(sent=list, runs=dict, seen_of=dict, seen=set, found=list, out=dict, kept=list, task_ids=list, e=Py_ssize_t, i=Py_ssize_t, since=double)
+    @cython.locals(sent=list, runs=dict, seen_of=dict, seen=set, found=list, out=dict, kept=list, task_ids=tuple, e=Py_ssize_t, i=Py_ssize_t, since=double)
     cpdef dict out_since(self)
     cpdef sent(self, str node)

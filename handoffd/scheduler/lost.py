@@ -85,7 +85,7 @@ class LostMessages:
         # writes nothing here; its record's state says whether it is still out, read when the
         # watch is (``out_since``). Invariant: every ASSIGNED/RUNNING (run, task) is in an entry,
         # the newest holding it says since when (``went_out``'s time); the rest are stale.
-        self._sent: list[tuple[str, list[str], float]] = []
+        self._sent: list[tuple[str, tuple[str, ...], float]] = []
         # Invariant: the ("probe",) timer runs (due at _probe_due) whenever _sent is not empty.
         self._probe_timer = False
         self._probe_due = 0.0
@@ -96,7 +96,7 @@ class LostMessages:
 
     def went_out(self, run_id: str, task_id: str, now: float) -> None:
         """The task became ASSIGNED/RUNNING (dispatched, or out on a node when we took the run over)."""
-        self._sent.append((run_id, [task_id], now))
+        self._sent.append((run_id, (task_id,), now))
         if not self._probe_timer:
             self._arm_probe_timer(self.probe_interval, now)
 
@@ -105,7 +105,9 @@ class LostMessages:
         one entry for them all."""
         if not recs:
             return
-        self._sent.append((run_id, [rec.id for rec in recs], now))
+        # (tuples of atoms, as the entries: the collector stops tracking them, where a list a
+        # dispatch stayed tracked until the next read)
+        self._sent.append((run_id, tuple([rec.id for rec in recs]), now))
         if not self._probe_timer:
             self._arm_probe_timer(self.probe_interval, now)
 
@@ -148,7 +150,7 @@ class LostMessages:
                 kept[-1][1].append(task_id)
             else:
                 kept.append((run_id, [task_id], since))
-        self._sent = kept
+        self._sent = [(run_id, tuple(ids), since) for run_id, ids, since in kept]
         return out
 
     def out_of(self, run_id: str) -> list[str]:

@@ -71,7 +71,9 @@ def test_a_block_thaws_to_the_per_task_form_kept_whole_or_by_slices(build: str, 
     block = hist.keep(run.tasks, run.effective_deps)
     reference = _keep_per_task(run.tasks, run.effective_deps)
     assert hist.size(block) == len(reference) == len(run.tasks)
-    assert len(block[3]) == sum(block[4]) and len(block[5]) == sum(block[6])  # (one flat tuple each)
+    assert len(block[3]) == sum(block[4]) and len(block[5]) == sum(
+        block[6]
+    )  # (one flat tuple each)
     for since in (
         0.0,
         1000.0 + now / 3,
