@@ -9,8 +9,8 @@ what only the executing node knows (worker pid, start and end, bytes in) from th
 ``wall_offset``), so an attempt's times mean the same on a standby that takes the run over. Closed
 attempts travel to the standbys with the task's log delta (a row is the wire form of
 ``AttemptInfo``; ``row_of`` checks one that arrives) and survive a takeover. When the run is released
-its records are dropped and only ``keep``'s block (one set of columns for the run) is kept until
-the run is forgotten (``thaw`` gives its tasks the shape of ``freeze`` when asked).
+its records are dropped and only ``keep``'s compact tuples are kept until the run is forgotten
+(``thaw`` gives them the shape of ``freeze`` when asked).
 
 Pure: no clock, no I/O.
 """
@@ -441,90 +441,42 @@ def freeze_all(
     return tuple(out)
 
 
-#: What a released run keeps of its tasks until asked (``keep``): one block of columns, a task a
-#: row in the run's order: (task ids, states, nodes, attempt rows, each task's count of them,
-#: moves, each task's count of their atoms, deps). A task's attempt rows (the records' own row
-#: tuples, not copied) and its flat moves (``TaskRecord.moves``, in the run's own clock) are
-#: consecutive runs of one flat tuple each, its counts saying how long; the transitions are not
-#: built nor shifted to the wall clock until asked (``thaw``).
-Block = tuple[
-    tuple[str, ...],
-    tuple[str, ...],
-    tuple[str, ...],
-    tuple[tuple[Any, ...], ...],
-    tuple[int, ...],
-    tuple[Any, ...],
-    tuple[int, ...],
-    tuple[tuple[str, ...], ...],
-]
+#: What a released run keeps of a task until asked (``keep``): (task id, state, node, attempt rows,
+#: its flat moves (``TaskRecord.moves``, in the run's own clock), deps), the transitions not yet
+#: built nor shifted to the wall clock.
+Kept = tuple[str, str, str, tuple[tuple[Any, ...], ...], tuple[Any, ...], tuple[str, ...]]
 
 
-def columns() -> list[list[Any]]:
-    """The growing columns of a block (``keep_next`` appends to them; ``sealed`` ends them)."""
-    return [[], [], [], [], [], [], [], []]
+def keep(tasks: Any, deps: Any) -> tuple[Kept, ...]:
+    """What a released run keeps of each task of ``tasks`` (as ``freeze_all``'s), built from what
+    its record holds without rebuilding each transition: shifting them to the wall clock made
+    release cost a tuple and a float per transition of every task, for histories rarely asked for
+    (``thaw`` does it on a query). Untracked tuples of atoms, as ``freeze``'s."""
+    out: list[Kept] = []
+    keep_next(iter(tasks.items()), deps, len(tasks), out, None)
+    return tuple(out)
 
 
-def sealed(cols: list[list[Any]]) -> Block:
-    """The block of the columns ``keep_next`` filled: tuples of atoms, which the collector stops
-    tracking, where a list (or a tuple a task) stays one more object for every full collection."""
-    return (
-        tuple(cols[0]),
-        tuple(cols[1]),
-        tuple(cols[2]),
-        tuple(cols[3]),
-        tuple(cols[4]),
-        tuple(cols[5]),
-        tuple(cols[6]),
-        tuple(cols[7]),
-    )
-
-
-def size(block: Block) -> int:
-    """How many tasks ``block`` keeps."""
-    return len(block[0])
-
-
-def keep(tasks: Any, deps: Any) -> Block:
-    """What a released run keeps of each task of ``tasks`` (as ``freeze_all``'s): what its
-    record holds, appended to one block's columns: no tuple a task (three a task, and the
-    collections their allocations set off, were a released run's biggest cost on its owner),
-    no transition rebuilt nor shifted to the wall clock (``thaw`` does it on a query)."""
-    cols = columns()
-    keep_next(iter(tasks.items()), deps, len(tasks), cols, None)
-    return sealed(cols)
-
-
-def keep_next(
-    items: Any, deps: Any, limit: int, cols: list[list[Any]], held: list[Any] | None
-) -> int:
+def keep_next(items: Any, deps: Any, limit: int, out: list[Kept], held: list[Any] | None) -> int:
     """``keep`` of the next ``limit`` tasks of ``items`` (an iterator of (task id, record) pairs),
-    appended to ``cols`` (``columns``), each record to ``held`` (None: not kept); how many there
-    were. A big run's release goes a slice at a time (``owned.Releasing``): the same block as
-    one ``keep``, once ``sealed``."""
-    ids = cols[0]
-    states = cols[1]
-    nodes = cols[2]
-    rows = cols[3]
-    row_counts = cols[4]
-    moves = cols[5]
-    move_counts = cols[6]
-    dep_col = cols[7]
+    appended to ``out``, each record to ``held`` (None: not kept); how many there were. A big
+    run's release goes a slice at a time (``owned.Releasing``): the same tuples as one ``keep``."""
     k = 0
     while k < limit:
         pair = next(items, None)
         if pair is None:
             break
         task_id, rec = pair
-        ids.append(task_id)
-        states.append(rec.state)
-        nodes.append(rec.node or "")
-        attempts = rec.attempts
-        rows.extend(attempts)
-        row_counts.append(len(attempts))
-        trail = rec.moves
-        moves.extend(trail)
-        move_counts.append(len(trail))
-        dep_col.append(tuple(deps[task_id]))
+        out.append(
+            (
+                task_id,
+                rec.state,
+                rec.node or "",
+                tuple(rec.attempts),
+                tuple(rec.moves),
+                tuple(deps[task_id]),
+            )
+        )
         if held is not None:
             held.append(rec)
         k += 1
@@ -532,24 +484,17 @@ def keep_next(
 
 
 def thaw(
-    block: Block, wall_offset: float, since: float = 0.0, brief: bool = False
+    kept: tuple[Kept, ...], wall_offset: float, since: float = 0.0, brief: bool = False
 ) -> tuple[Frozen, ...]:
     """``keep``'s tasks as ``freeze_all`` gives them (with ``since``, wall clock: those that moved
     since; ``brief``: without their transitions)."""
-    ids, states, nodes, rows, row_counts, moves, move_counts, deps = block
     out = []
-    r = 0
-    m = 0
-    for k in range(len(ids)):
-        r_end = r + row_counts[k]
-        m_end = m + move_counts[k]
-        if not since or (m_end > m and moves[m_end - STRIDE] + wall_offset >= since):
-            steps = () if brief else transitions(moves[m:m_end])
-            out.append(
-                freeze(ids[k], states[k], nodes[k], rows[r:r_end], steps, wall_offset, deps[k])
-            )
-        r = r_end
-        m = m_end
+    for k in kept:
+        moves = k[4]
+        if since and not (moves and moves[len(moves) - STRIDE] + wall_offset >= since):
+            continue
+        steps = () if brief else transitions(moves)
+        out.append(freeze(k[0], k[1], k[2], k[3], steps, wall_offset, k[5]))
     return tuple(out)
 
 

@@ -9,7 +9,7 @@ histories kept ``RELEASE_SLICE`` tasks at a time, then its records let go of as 
 each slice on a timer of its own (``release_key``): one pass over a 100,000-task run held the
 owner's loop ~0.1 s. Meanwhile the run answers as released (status, term) and its history from
 its records (unchanged: the run is out of ``live``, nothing moves it) until every task is kept,
-then from the kept block: the same answer either way.
+then from the kept tuples: the same answer either way.
 """
 
 from __future__ import annotations
@@ -91,15 +91,15 @@ def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHis
 
 @dataclass(frozen=True, init=False)
 class _Kept:
-    """A released run's task histories as ``history.keep`` left them (one block), shifted to the
-    wall clock only when asked (``history.thaw``)."""
+    """A released run's task histories as ``history.keep`` left them, shifted to the wall clock
+    only when asked (``history.thaw``)."""
 
     state: str
     term: int
     submitted: float
     finished: float
     wall_offset: float
-    block: history.Block
+    tasks: tuple[history.Kept, ...]
 
     def __init__(
         self,
@@ -108,27 +108,27 @@ class _Kept:
         submitted: float,
         finished: float,
         wall_offset: float,
-        block: history.Block,
+        tasks: tuple[history.Kept, ...],
     ) -> None:
         d = self.__dict__
-        d["state"], d["term"], d["submitted"], d["finished"], d["wall_offset"], d["block"] = (
+        d["state"], d["term"], d["submitted"], d["finished"], d["wall_offset"], d["tasks"] = (
             state,
             term,
             submitted,
             finished,
             wall_offset,
-            block,
+            tasks,
         )
 
     def history(self, since: float = 0.0, brief: bool = False) -> RunHistory:
-        tasks = history.thaw(self.block, self.wall_offset, since, brief)
+        tasks = history.thaw(self.tasks, self.wall_offset, since, brief)
         return RunHistory(
-            self.state, self.term, self.submitted, self.finished, tasks, history.size(self.block)
+            self.state, self.term, self.submitted, self.finished, tasks, len(self.tasks)
         )
 
 
-def _kept(run: RunState, block: history.Block) -> _Kept:
-    return _Kept(run.state, run.term, run.submitted, run.finished, run.wall_offset, block)
+def _kept(run: RunState, tasks: tuple[history.Kept, ...]) -> _Kept:
+    return _Kept(run.state, run.term, run.submitted, run.finished, run.wall_offset, tasks)
 
 
 # A RunState's containers of an item per task. Dropped whole with the run, each is one C call
@@ -157,7 +157,7 @@ class Releasing:
     def __init__(self, run: RunState) -> None:
         self.run: RunState | None = run
         self._items = iter(run.tasks.items())  # the dict never changes: the run is not live
-        self._cols = history.columns()  # the block's columns, sealed when every task is kept
+        self._out: list[history.Kept] = []
         self.held: list[Any] = []
         self.parts: list[Any] = []
         self.kept: _Kept | None = None
@@ -169,13 +169,13 @@ class Releasing:
         if run is not None:
             held = self.held
             start = len(held)
-            history.keep_next(self._items, run.effective_deps, limit, self._cols, held)
+            history.keep_next(self._items, run.effective_deps, limit, self._out, held)
             consumers = run.consumers
             held.extend([consumers.get(rec.id) for rec in held[start:]])
-            if len(self._cols[0]) < len(run.tasks):
+            if len(self._out) < len(run.tasks):
                 return True
-            self.kept = _kept(run, history.sealed(self._cols))
-            self._cols = []
+            self.kept = _kept(run, tuple(self._out))
+            self._out = []
             self.parts = [getattr(run, name) for name in PER_TASK]
             self.run = None  # only its own references go: all it held per task is held here
             self._items = iter(())
