@@ -18,12 +18,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from handoffd.scheduler.cluster_view import ClusterView
 from handoffd.scheduler.delays import REFUSAL_BACKOFF
 from handoffd.scheduler.events import ProbeRun, RunProbed, StartTimer
 from handoffd.scheduler.outbox import Outbox
-from handoffd.scheduler.run import ACTIVE, ASSIGNED, RUN_DONE, RUN_RUNNING, RunState, TaskRecord
+from handoffd.scheduler.run import (
+    ACTIVE,
+    ASSIGNED,
+    RUN_DONE,
+    RUN_RUNNING,
+    RUNNING,
+    RunState,
+    TaskRecord,
+)
 
 log = logging.getLogger("handoffd.scheduler")
 
@@ -72,9 +81,12 @@ class LostMessages:
         self._count_loss = count_loss
         self._adopt = adopt
         self._ack_timers: set[str] = set()  # nodes with an ("ack", node) timer running
-        # Invariant: exactly the ASSIGNED/RUNNING (run, task) -> when they became so (dispatched).
-        self._out_since: dict[tuple[str, str], float] = {}
-        # Invariant: the ("probe",) timer runs (due at _probe_due) whenever _out_since is not empty.
+        # What went out, one entry a dispatch (run id, its task ids, when): a task coming back
+        # writes nothing here; its record's state says whether it is still out, read when the
+        # watch is (``out_since``). Invariant: every ASSIGNED/RUNNING (run, task) is in an entry,
+        # the newest holding it says since when (``went_out``'s time); the rest are stale.
+        self._sent: list[tuple[str, tuple[str, ...], float]] = []
+        # Invariant: the ("probe",) timer runs (due at _probe_due) whenever _sent is not empty.
         self._probe_timer = False
         self._probe_due = 0.0
         self._probes: dict[tuple[str, str], Probe] = {}  # (node, run) -> the latest probe there
@@ -84,31 +96,66 @@ class LostMessages:
 
     def went_out(self, run_id: str, task_id: str, now: float) -> None:
         """The task became ASSIGNED/RUNNING (dispatched, or out on a node when we took the run over)."""
-        self._out_since[(run_id, task_id)] = now
+        self._sent.append((run_id, (task_id,), now))
         if not self._probe_timer:
             self._arm_probe_timer(self.probe_interval, now)
 
     def went_out_all(self, run_id: str, recs: list[TaskRecord], now: float) -> None:
-        """``went_out`` of each of ``recs`` (tasks of ``run_id``, a block dispatched at ``now``)."""
-        out_since = self._out_since
-        for rec in recs:
-            out_since[(run_id, rec.id)] = now
-        if recs and not self._probe_timer:
+        """``went_out`` of each of ``recs`` (tasks of ``run_id``, a block dispatched at ``now``):
+        one entry for them all."""
+        if not recs:
+            return
+        # (tuples of atoms, as the entries: the collector stops tracking them, where a list a
+        # dispatch stayed tracked until the next read)
+        self._sent.append((run_id, tuple([rec.id for rec in recs]), now))
+        if not self._probe_timer:
             self._arm_probe_timer(self.probe_interval, now)
 
-    def came_back(self, run_id: str, task_id: str) -> None:
-        """The task is no longer ASSIGNED/RUNNING."""
-        self._out_since.pop((run_id, task_id), None)
-
-    def came_back_all(self, run_id: str, recs: list[TaskRecord]) -> None:
-        """``came_back`` of each of ``recs`` (tasks of ``run_id``) in one call."""
-        out_since = self._out_since
-        for rec in recs:
-            out_since.pop((run_id, rec.id), None)
+    def out_since(self) -> dict[tuple[str, str], float]:
+        """Every (run, task) out (ASSIGNED/RUNNING as its record says) -> since when, in the order
+        they went out (a task sent again counts from its newest dispatch). Compacts the entries
+        to what is still out: a read costs the entries since the last read, not a task's return."""
+        sent = self._sent
+        if not sent:
+            return {}
+        run_of = self._run_of
+        runs: dict[str, Any] = {}
+        seen_of: dict[str, set[str]] = {}  # a run's task ids met (no (run, task) tuple a task)
+        found: list[tuple[str, str, float]] = []
+        # Newest first: a task's newest entry is the one its time is read from.
+        for e in range(len(sent) - 1, -1, -1):
+            run_id, task_ids, since = sent[e]
+            run = runs.get(run_id, False)
+            if run is False:
+                run = runs[run_id] = run_of(run_id)
+                seen_of[run_id] = set()
+            if run is None:
+                continue  # not ours any more (``drop_run`` forgets it at once; this is a guard)
+            tasks = run.tasks
+            seen = seen_of[run_id]
+            for i in range(len(task_ids) - 1, -1, -1):
+                task_id = task_ids[i]
+                if task_id in seen:
+                    continue
+                seen.add(task_id)
+                rec = tasks.get(task_id)
+                if rec is not None and (rec.state == ASSIGNED or rec.state == RUNNING):
+                    found.append((run_id, task_id, since))
+        found.reverse()
+        out: dict[tuple[str, str], float] = {}
+        kept: list[tuple[str, list[str], float]] = []
+        for run_id, task_id, since in found:
+            out[(run_id, task_id)] = since
+            if kept and kept[-1][0] == run_id and kept[-1][2] == since:
+                kept[-1][1].append(task_id)
+            else:
+                kept.append((run_id, [task_id], since))
+        self._sent = [(run_id, tuple(ids), since) for run_id, ids, since in kept]
+        return out
 
     def out_of(self, run_id: str) -> list[str]:
         """The run's tasks out on nodes (ASSIGNED/RUNNING): the dispatches a run's end cancels."""
-        return [task for run, task in self._out_since if run == run_id]
+        return [task for run, task in self.out_since() if run == run_id]
 
     def sent(self, node: str) -> None:
         """A dispatch went to ``node`` (the cluster view records it until answered)."""
@@ -121,8 +168,7 @@ class LostMessages:
 
     def drop_run(self, run_id: str, task_ids: Iterable[str]) -> None:
         """The run is no longer ours: forget its tasks and probes."""
-        for task_id in task_ids:
-            self._out_since.pop((run_id, task_id), None)
+        self._sent = [e for e in self._sent if e[0] != run_id]
         self._probes = {k: p for k, p in self._probes.items() if k[1] != run_id}
 
     # -- timers and answers ------------------------------------------------------------------------
@@ -166,7 +212,8 @@ class LostMessages:
         """The probe timer fired: probe each (node, run) with an answered task out for longer than
         the probe interval; re-arm while tasks are out (an early firing only re-arms)."""
         self._probe_timer = False
-        if not self._out_since:
+        out_since = self.out_since()
+        if not out_since:
             self._probes.clear()
             return
         if now < self._probe_due - REFUSAL_BACKOFF:
@@ -175,7 +222,7 @@ class LostMessages:
         cutoff = now - self.probe_interval
         covered: dict[tuple[str, str], dict[str, int]] = {}
         terms: dict[str, int] = {}
-        for (run_id, task_id), since in self._out_since.items():
+        for (run_id, task_id), since in out_since.items():
             if since > cutoff:
                 continue
             run = self._run_of(run_id)
@@ -209,7 +256,7 @@ class LostMessages:
         two probe intervals."""
         covered: dict[str, dict[str, int]] = {}
         terms: dict[str, int] = {}
-        for run_id, task_id in self._out_since:
+        for run_id, task_id in self.out_since():
             run = self._run_of(run_id)
             rec = run.tasks.get(task_id) if run is not None else None
             if run is None or rec is None or rec.node != node or run.state != RUN_RUNNING:
@@ -281,5 +328,6 @@ class LostMessages:
         with unanswered dispatches has an ack timer."""
         for node, batches in self._view.unacked.items():
             assert not batches or node in self._ack_timers, f"unacked on {node} without a timer"
-        assert out == set(self._out_since), f"out {sorted(self._out_since)} != {sorted(out)}"
-        assert not out or self._probe_timer, "tasks out without a probe timer"
+        tracked = self.out_since()
+        assert out == set(tracked), f"out {sorted(tracked)} != {sorted(out)}"
+        assert not self._sent or self._probe_timer, "dispatches watched without a probe timer"

@@ -87,7 +87,6 @@ class OwnerBooks(OwnerQueries):
                 self.on_change(run.run_id, rec.id)
             if rec.node is not None:
                 self._came_back(run, rec, rec.node)
-            self._lost.came_back(run.run_id, rec.id)
             return
         # (each test once, as string compares: a state is one of the module's interned
         # constants, so a compiled compare is a pointer test, where a tuple search was not)
@@ -111,8 +110,6 @@ class OwnerBooks(OwnerQueries):
         if is_out and not was_out and rec.node is not None:
             self._view.went_out(rec.node, rec)
             self._lost.went_out(run.run_id, rec.id, self._now)
-        elif was_out and not is_out:
-            self._lost.came_back(run.run_id, rec.id)
         if old == READY:
             self._ready.discard(rec)
         if new == READY and not rec.delayed:
@@ -122,9 +119,10 @@ class OwnerBooks(OwnerQueries):
         """``moved(run, rec, old, DONE)`` for each of ``recs``, in order: attempts out on ``node``
         that succeeded in one report table (``successes.apply``, which calls this before anything
         of the table reads the books: at its end and before a task's consumers turn ready). The
-        node's demand and the lost messages' watch are walked once for them all; whether room
-        opened is asked once, of the books after the last (room only grows as demand leaves, so
-        that answer is what any of the one-by-one answers would have made of ``_dirty``)."""
+        node's demand is walked once for them all (the lost messages' watch reads the records'
+        states: nothing to write); whether room opened is asked once, of the books after the
+        last (room only grows as demand leaves, so that answer is what any of the one-by-one
+        answers would have made of ``_dirty``)."""
         if not recs:
             return
         run_id = run.run_id
@@ -140,7 +138,6 @@ class OwnerBooks(OwnerQueries):
                 self._rebalance.came_back(node, (run_id, rec.id, rec.attempt))
         if not self._dirty and self._view.room_opened(node, self._ready):
             self._dirty = True
-        self._lost.came_back_all(run_id, recs)
 
     def _came_back(self, run: RunState, rec: TaskRecord, node: str) -> None:
         """``rec``'s attempt on ``node`` is no longer out (``moved``): its demand leaves the node."""

@@ -46,7 +46,7 @@ def books(c: Cluster) -> Any:
         {n: list(d.items()) for n, d in view.pending.items()},
         dict(view.work),
         {n: [repr(b) for b in bs] for n, bs in view.unacked.items()},
-        dict(s._lost._out_since),
+        s._lost.out_since(),
         s._lost._probe_timer,
         {n: list(keys) for n, keys in s._rebalance.queued.items()},
         len(s._ready),

@@ -65,7 +65,7 @@ def digest(c: Cluster) -> Any:
         books,
         repr(sched.run_status("r")),
         list(sched.counters.items()),  # (in order: the pass writes its counts at its end)
-        sorted(sched._lost._out_since.items()),
+        sorted(sched._lost.out_since().items()),
         sorted((n, sorted(view.unacked_of(n).items())) for n in view.unacked),
         sched._dirty,
         # (the node's demand and work in order, floats by repr: a table's books, written once
