@@ -46,6 +46,7 @@ def test_joined_waits_for_every_daemons_view(daemons):
     out naming the first whose view is short; each on its own is a whole cluster of one."""
     a = daemons.start(cpu=1, wait=False)
     b = daemons.start(cpu=1, wait=False)
+    daemons.started(a, b)  # (joined's short timeout below is for the views only)
     with pytest.raises(TimeoutError, match=f"daemon {a.name} sees"):
         daemons.joined(a, b, timeout=3)
     daemons.joined(a, timeout=30)
