@@ -389,6 +389,33 @@ class DaemonCluster:
             if not daemon.alive():
                 raise RuntimeError(f"daemon {daemon.name} exited at start:\n{daemon.log()}")
 
+    def joined(self, *daemons: Daemon, timeout: float = 30.0) -> None:
+        """Wait until each of ``daemons`` (default: every daemon of this cluster) lists exactly
+        these daemons, every one ALIVE. What a test that starts daemons side by side waits for
+        before relying on the cluster: daemons joining one seed at the same moment learn of each
+        other by the seed's gossip, after the seed already lists them all, so waiting on one
+        daemon's view (the owner's) is not enough. ``started``'s RuntimeError if one exited at
+        start, TimeoutError naming the daemon whose view is still short after ``timeout``."""
+        import handoffd
+
+        group = daemons or tuple(self.daemons)
+        names = sorted(d.name for d in group)
+
+        def sees_all(client: Any) -> bool:
+            nodes = client.nodes()
+            return sorted(nodes) == names and all(n.status == "ALIVE" for n in nodes.values())
+
+        self.started(*group, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for daemon in group:
+            with handoffd.connect(daemon.address, timeout=timeout) as client:
+                wait_for(
+                    functools.partial(sees_all, client),
+                    max(0.0, deadline - time.monotonic()),
+                    interval=0.05,
+                    what=f"daemon {daemon.name} sees {names} ALIVE",
+                )
+
     def _launcher_pipe(self) -> Any:
         if self._pipe is None:
             from handoffd.daemon.watchdog import LauncherPipe

@@ -92,10 +92,9 @@ def build_dag():
 def test_drain_a_node_mid_run_loses_no_task_and_runs_none_twice(
     daemons: Any, tmp_path: Path
 ) -> None:
-    a = daemons.start(cpu=2)
-    b = daemons.start(cpu=2, seeds=[a.address])
-    with handoffd.connect(a.address) as client:
-        wait_for(lambda: len(client.nodes()) == 2, 30, what="two daemons joined")
+    a = daemons.start(cpu=2, wait=False)
+    b = daemons.start(cpu=2, seeds=[a.address], wait=False)
+    daemons.joined(a, b)
     log = tmp_path / "attempts"
     log.mkdir()
     dag = tmp_path / "recorder.py"

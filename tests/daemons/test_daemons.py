@@ -183,9 +183,10 @@ def test_daemon_gives_back_the_memory_of_released_values(daemons):
 
 
 def test_seeds_join_kill9_is_dead_everywhere_and_sigterm_is_left(daemons):
-    first = daemons.start(cpu=1)
-    others = [daemons.start(cpu=1, seeds=[first.address]) for _ in range(3)]
+    first = daemons.start(cpu=1, wait=False)
+    others = [daemons.start(cpu=1, seeds=[first.address], wait=False) for _ in range(3)]
     everyone = [first, *others]
+    daemons.joined(*everyone)
     wait_for(
         lambda: all(list(statuses(d.address).values()).count("ALIVE") == 4 for d in everyone),
         timeout=30,

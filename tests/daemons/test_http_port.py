@@ -146,8 +146,11 @@ def test_cancel_over_http_needs_the_token_and_reaches_the_owner(
     daemons: DaemonCluster, tmp_path
 ) -> None:
     ports = [free_port(), free_port()]
-    a = daemons.start(cpu=1, memory=500, extra=["--http-port", str(ports[0])])
-    b = daemons.start(cpu=1, memory=500, seeds=[a.address], extra=["--http-port", str(ports[1])])
+    a = daemons.start(cpu=1, memory=500, extra=["--http-port", str(ports[0])], wait=False)
+    b = daemons.start(
+        cpu=1, memory=500, seeds=[a.address], extra=["--http-port", str(ports[1])], wait=False
+    )
+    daemons.joined(a, b)
     token = http_token(load_local_key(os.path.join(daemons.workdir, "local.key")).secret)
     dag = handoffd.DAG().add_function(
         handoffd.Function(id="wait", code=_wait_for_file, extra_args=[str(tmp_path / "never")])
@@ -182,8 +185,11 @@ def test_task_output_over_http_needs_the_token_and_comes_from_the_owner(
     daemons: DaemonCluster,
 ) -> None:
     ports = [free_port(), free_port()]
-    a = daemons.start(cpu=1, memory=500, extra=["--http-port", str(ports[0])])
-    b = daemons.start(cpu=1, memory=500, seeds=[a.address], extra=["--http-port", str(ports[1])])
+    a = daemons.start(cpu=1, memory=500, extra=["--http-port", str(ports[0])], wait=False)
+    b = daemons.start(
+        cpu=1, memory=500, seeds=[a.address], extra=["--http-port", str(ports[1])], wait=False
+    )
+    daemons.joined(a, b)
     token = http_token(load_local_key(os.path.join(daemons.workdir, "local.key")).secret)
     dag = handoffd.DAG()
     dag.add_function(handoffd.Function(id="loud", code=_shout, extra_args=["<b>out</b> 42"]))

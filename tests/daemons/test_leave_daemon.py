@@ -41,15 +41,11 @@ def wide_dag() -> handoffd.DAG:
 
 def test_a_leaving_node_hands_back_its_queue_and_gets_no_new_work() -> None:
     with DaemonCluster() as daemons:
-        owner = daemons.start(cpu=1, memory=2000)
-        leaver = daemons.start(cpu=2, memory=2000, seeds=[owner.address])
-        stayer = daemons.start(cpu=1, memory=2000, seeds=[owner.address])
+        owner = daemons.start(cpu=1, memory=2000, wait=False)
+        leaver = daemons.start(cpu=2, memory=2000, seeds=[owner.address], wait=False)
+        stayer = daemons.start(cpu=1, memory=2000, seeds=[owner.address], wait=False)
+        daemons.joined(owner, leaver, stayer)
         with handoffd.connect(owner.address, timeout=10) as client:
-            wait_for(
-                lambda: sum(n.status == "ALIVE" for n in client.nodes().values()) == 3,
-                30,
-                what="three daemons joined",
-            )
             run = client.submit(wide_dag())
             # The leaver holds work (2 running, more queued) before it is told to stop.
             wait_for(

@@ -63,12 +63,12 @@ def test_a_leave_moves_held_values_and_nothing_runs_twice() -> None:
     with DaemonCluster() as daemons:
         marks = os.path.join(daemons.workdir, "marks")
         os.mkdir(marks)
-        owner = daemons.start(cpu=2, memory=2000, name=f"owner-{daemons.cluster}")
+        owner = daemons.start(cpu=2, memory=2000, name=f"owner-{daemons.cluster}", wait=False)
         leaver = daemons.start(
-            cpu=2, memory=2000, seeds=[owner.address], name=f"leaver-{daemons.cluster}"
+            cpu=2, memory=2000, seeds=[owner.address], name=f"leaver-{daemons.cluster}", wait=False
         )
+        daemons.joined(owner, leaver)
         with handoffd.connect(owner.address, timeout=10) as client:
-            wait_for(lambda: len(client.nodes()) == 2, 30, what="joined")
             run = client.submit(two_stage(marks, leaver.name, owner.name, n))
             wait_for(lambda: run.status().counts.get("DONE", 0) >= n, 30, what="producers DONE")
             assert leaver.terminate(timeout=60) == 0  # SIGTERM: a graceful leave
@@ -87,12 +87,12 @@ def test_a_leaving_owner_hands_its_runs_values_to_the_standby_that_takes_over() 
     with DaemonCluster() as daemons:
         marks = os.path.join(daemons.workdir, "marks")
         os.mkdir(marks)
-        stayer = daemons.start(cpu=2, memory=2000, name=f"stayer-{daemons.cluster}")
+        stayer = daemons.start(cpu=2, memory=2000, name=f"stayer-{daemons.cluster}", wait=False)
         leaver = daemons.start(
-            cpu=2, memory=2000, seeds=[stayer.address], name=f"leaver-{daemons.cluster}"
+            cpu=2, memory=2000, seeds=[stayer.address], name=f"leaver-{daemons.cluster}", wait=False
         )
+        daemons.joined(stayer, leaver)
         with handoffd.connect(leaver.address, timeout=10) as client:
-            wait_for(lambda: len(client.nodes()) == 2, 30, what="joined")
             # The leaver owns the run and produces its values; the stayer is its standby.
             run = client.submit(two_stage(marks, leaver.name, stayer.name, n))
             run_id = run.id

@@ -36,9 +36,12 @@ def pinned_dag(node: str) -> handoffd.DAG:
 )
 def test_a_node_restarted_at_a_new_address_rejoins_and_gets_work(wait: str) -> None:
     with DaemonCluster() as daemons:
-        a = daemons.start(cpu=1, memory=1000)
-        b = daemons.start(cpu=1, memory=1000, seeds=[a.address])
-        c = daemons.start(cpu=1, memory=1000, seeds=[a.address], name=f"c-{daemons.cluster}")
+        a = daemons.start(cpu=1, memory=1000, wait=False)
+        b = daemons.start(cpu=1, memory=1000, seeds=[a.address], wait=False)
+        c = daemons.start(
+            cpu=1, memory=1000, seeds=[a.address], name=f"c-{daemons.cluster}", wait=False
+        )
+        daemons.joined(a, b, c)
         with handoffd.connect(a.address, timeout=10) as client:
 
             def view() -> dict[str, tuple[str, str]]:

@@ -40,8 +40,9 @@ def counts(directory: Path, tasks: list[str]) -> dict[str, int]:
 
 
 def _three(daemons: Any) -> list[Any]:
-    first = daemons.start(cpu=1, memory=1000)
-    rest = [daemons.start(cpu=1, memory=1000, seeds=[first.address]) for _ in range(2)]
+    first = daemons.start(cpu=1, memory=1000, wait=False)
+    rest = [daemons.start(cpu=1, memory=1000, seeds=[first.address], wait=False) for _ in range(2)]
+    daemons.joined(first, *rest)
     with handoffd.connect(first.address) as client:
         wait_for(
             lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,

@@ -49,11 +49,11 @@ HELD, PACKAGE = 2, 1  # the two arguments; the code package
 def three() -> Iterator[tuple[Daemon, Daemon, Daemon, handoffd.Client]]:
     """Three daemons with the small frame limit, and a client that knows all three."""
     with DaemonCluster() as daemons:
-        a = daemons.start(cpu=2, extra=LIMITS)
-        b = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
-        c = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS)
+        a = daemons.start(cpu=2, extra=LIMITS, wait=False)
+        b = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS, wait=False)
+        c = daemons.start(cpu=2, seeds=[a.address], extra=LIMITS, wait=False)
+        daemons.joined(a, b, c)
         with handoffd.connect([a.address, b.address, c.address], timeout=60) as client:
-            wait_for(lambda: len(client.nodes()) == 3, 30, what="3 nodes")
             yield a, b, c, client
 
 

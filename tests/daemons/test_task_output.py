@@ -103,8 +103,11 @@ def slow_say(word: str, seconds: float) -> str:
 
 
 def test_output_survives_the_owners_death(daemons: Any) -> None:
-    owner = daemons.start(cpu=1, memory=1000)
-    others = [daemons.start(cpu=2, memory=1000, seeds=[owner.address]) for _ in range(2)]
+    owner = daemons.start(cpu=1, memory=1000, wait=False)
+    others = [
+        daemons.start(cpu=2, memory=1000, seeds=[owner.address], wait=False) for _ in range(2)
+    ]
+    daemons.joined(owner, *others)
     with handoffd.connect(owner.address) as client:
         wait_for(
             lambda: [n.status for n in client.nodes().values()] == ["ALIVE"] * 3,
@@ -186,8 +189,9 @@ def _popen_ctl(address: str, *args: str, cwd: Path) -> subprocess.Popen[str]:
 def test_a_running_tasks_output_shows_before_it_ends(daemons: Any, tmp_path: Path) -> None:
     """The task blocks until the test has seen its first line: through ``Run.logs()``, then
     through ``handoffctl logs RUN -f``, which then follows the rest and ends with the run."""
-    a = daemons.start(cpu=1, memory=1000)
-    b = daemons.start(cpu=1, memory=1000, seeds=[a.address])
+    a = daemons.start(cpu=1, memory=1000, wait=False)
+    b = daemons.start(cpu=1, memory=1000, seeds=[a.address], wait=False)
+    daemons.joined(a, b)
     gate = tmp_path / "gate"
     with handoffd.connect(a.address) as client:
         wait_for(
@@ -274,8 +278,11 @@ def test_submit_streams_a_running_tasks_lines(daemons: Any, tmp_path: Path) -> N
 def test_live_lines_survive_the_owners_death(daemons: Any, tmp_path: Path) -> None:
     """A line seen live at the owner is at the new owner after a takeover; the task, still
     running through it, reports the rest there: each line once."""
-    owner = daemons.start(cpu=1, memory=1000)
-    others = [daemons.start(cpu=1, memory=1000, seeds=[owner.address]) for _ in range(2)]
+    owner = daemons.start(cpu=1, memory=1000, wait=False)
+    others = [
+        daemons.start(cpu=1, memory=1000, seeds=[owner.address], wait=False) for _ in range(2)
+    ]
+    daemons.joined(owner, *others)
     gate = tmp_path / "gate"
     with handoffd.connect(owner.address) as client:
         wait_for(
@@ -328,8 +335,11 @@ def test_live_lines_sent_to_a_dead_owner_reach_the_new_one(daemons: Any, tmp_pat
     """A line printed right after the owner was killed goes to it (nobody noticed its death yet)
     and is lost there; the executor sends the running attempt's live text again to the new
     owner, which keeps each piece once."""
-    owner = daemons.start(cpu=1, memory=1000)
-    others = [daemons.start(cpu=1, memory=1000, seeds=[owner.address]) for _ in range(2)]
+    owner = daemons.start(cpu=1, memory=1000, wait=False)
+    others = [
+        daemons.start(cpu=1, memory=1000, seeds=[owner.address], wait=False) for _ in range(2)
+    ]
+    daemons.joined(owner, *others)
     gate1, gate2 = tmp_path / "gate1", tmp_path / "gate2"
     with handoffd.connect(owner.address) as client:
         wait_for(
