@@ -93,9 +93,9 @@ else:
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=OPT_FLAGS,
             )
-            # binpack: the array kernels; ranking: a run's task order (cimports binpack); sched:
-            # the scheduler's kernels over dicts (cimports both)
-            for name in ("binpack", "ranking", "sched")
+            # binpack: the array kernels; ranking: a run's task order (cimports binpack); cells:
+            # the readers of resource maps; sched: the scheduler's kernels over dicts (cimports all)
+            for name in ("binpack", "ranking", "cells", "sched")
         ],
         compiler_directives={
             "language_level": "3",
