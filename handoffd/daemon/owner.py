@@ -434,6 +434,7 @@ class OwnerIO(Submissions, NodeViews):
         self._retain(rt.RunEnded(run_id), self.port.now())
         self.output.run_ended(run_id)
         self.waiting.run_finished(run_id)
+        self._replication.run_ended(run_id)
 
     def on_values(self, msg: m.ValuesFetched | ValueChunk, frames: list[Any]) -> bool:
         """A peer answered one of our result fetches; False if it was not ours."""

@@ -108,6 +108,7 @@ class Replicator(Protocol):
         ...
 
     def run_changed(self, run_id: str) -> None: ...
+    def run_ended(self, run_id: str) -> None: ...
     def released(self, run_id: str) -> None: ...
     def forget(self, run_id: str) -> None: ...
     def fenced(self, run_id: str, term: int) -> bool:
@@ -138,6 +139,9 @@ class NoReplication:
         answer()
 
     def run_changed(self, run_id: str) -> None:
+        pass
+
+    def run_ended(self, run_id: str) -> None:
         pass
 
     def released(self, run_id: str) -> None:

@@ -65,6 +65,7 @@ FLUSH_LIMIT = 1024
 PACK_OFF_LOOP = 4096
 # A task's move into these is held for its next move (``ReplicationLog.changed``'s ``held_at``).
 _HELD_STATES = frozenset(("ASSIGNED", "RUNNING"))
+_ENDED = frozenset(("DONE", "FAILED", "CANCELLED"))  # a run's states once it ended
 
 
 class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
@@ -256,6 +257,9 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
                 if answer is not None:
                     standbys = functools.partial(self.log.standbys, ins.run_id)
                     self.far.accepted(ins, standbys, answer, self.log.accept_limit)
+                    run = self.scheduler.run_state(ins.run_id)
+                    if run is not None and run.state in _ENDED:  # (it ended before the acks)
+                        self.far.ended(ins.run_id)
         for run_id, sends in off_loop.items():
             self._pack_off_loop(run_id, sends)
         for run_id in moved:  # (after the snapshot's ``seq``: in the next batch, whole)
@@ -310,6 +314,11 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
             address = self.port.address_of(name)
             if address:
                 self.port.send(address, msg, frames, term=run.term)
+
+    def run_ended(self, run_id: str) -> None:
+        """The run ended (done, failed or cancelled): the client's "accepted", if still waiting
+        for its standbys to pull its big payloads, is answered now (``OwnerPayloads.ended``)."""
+        self.far.ended(run_id)
 
     def released(self, run_id: str) -> None:
         """A finished run's results were released: a takeover would have nothing left to do (the

@@ -212,6 +212,14 @@ class OwnerPayloads:
             timer.cancel()
         answer()
 
+    def ended(self, run_id: str) -> None:
+        """The run ended: nothing is left for a standby to run, so the client hears "accepted"
+        now, not after ``FULL_WAIT`` (a standby's pull of a big payload may have stopped on the
+        value the run's end freed, or the run failed before its pulls finished; the client then
+        waited the whole ``FULL_WAIT`` for a run that had already failed)."""
+        if run_id in self._answers:
+            self._answer(run_id)
+
     def complete(self, run_id: str, standbys: tuple[str, ...]) -> tuple[str, ...]:
         """Those of ``standbys`` that hold all of the run (every standby when nothing is far)."""
         if not self._far.get(run_id):

@@ -84,8 +84,8 @@ def test_an_argument_past_the_value_limit_fails_the_run_naming_it() -> None:
     extra = [*LIMITS, "--limit", f"max_value_bytes={limit}"]
     with DaemonCluster() as daemons:
         # One after the other: started side by side, the refused run's "accepted" waited the
-        # whole FULL_WAIT in 1 of 3-6 runs (the run failed before its standby pulled the
-        # argument, which the standby then drops as missing without telling the owner).
+        # whole FULL_WAIT in 1 of 3-6 loaded runs (the run failed before its standby pulled the
+        # argument; fixed since: the run's end answers, tests/unit/test_accept_after_end.py).
         a = daemons.start(cpu=2, extra=extra)
         b = daemons.start(cpu=2, seeds=[a.address], extra=extra)
         with handoffd.connect(a.address, timeout=60) as client:

@@ -78,6 +78,9 @@ class Replication:
     def run_changed(self, run_id: str) -> None:
         self.calls.append(("run_changed", run_id))
 
+    def run_ended(self, run_id: str) -> None:
+        self.calls.append(("run_ended", run_id))
+
     def released(self, run_id: str) -> None:
         self.calls.append(("released", run_id))
 
