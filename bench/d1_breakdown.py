@@ -35,7 +35,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from owner_breakdown import callback_of, runner_with  # noqa: E402
+from owner_breakdown import callback_of, print_tally, runner_with  # noqa: E402
 from peer_breakdown import on_d1, plain  # noqa: E402
 from profile_daemon import read_raw  # noqa: E402
 
@@ -144,13 +144,7 @@ def tallied(rounds: int, top: int) -> None:
         runner.close()
         handoffd.testing.DaemonCluster.start = start  # type: ignore[method-assign]
     print(f"\nunder the tally: tasks on d1 {d1} of {n} (one round)")
-    for key, unit in (("messages", "msgs"), ("bytes", "B"), ("loop", ""), ("gc", "")):
-        moved = {k: v - before[key].get(k, 0) for k, v in after[key].items()}
-        total = sum(v for k, v in moved.items() if not k.startswith("("))
-        print(f"\n{key} a W1 task (d1, tally): {total / tasks:.4f} {unit}")
-        for name, value in sorted(moved.items(), key=lambda kv: -kv[1])[:top]:
-            if value:
-                print(f"  {value / tasks:10.4f} {unit:4s} {name}")
+    print_tally(before, after, tasks, top, "d1")
 
 
 def main() -> None:

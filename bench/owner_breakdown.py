@@ -187,10 +187,17 @@ def tally(rounds: int, top: int) -> None:
         after = read()
     finally:
         runner.close()
+    print_tally(before, after, tasks, top, "owner")
+
+
+def print_tally(
+    before: dict[str, Any], after: dict[str, Any], tasks: int, top: int, who: str
+) -> None:
+    """What the tally (``_peers/owner_tally.py``) counted between two reads, a W1 task."""
     for key, unit in (("bytes", "B"), ("messages", "msgs"), ("loop", ""), ("gc", "")):
         moved = {k: v - before[key].get(k, 0) for k, v in after[key].items()}
         total = sum(v for k, v in moved.items() if not k.startswith("("))
-        print(f"\n{key} a W1 task (owner, tally): {total / tasks:.3f} {unit}")
+        print(f"\n{key} a W1 task ({who}, tally): {total / tasks:.4f} {unit}")
         for name, value in sorted(moved.items(), key=lambda kv: -kv[1])[:top]:
             if value:
                 print(f"  {value / tasks:10.4f} {unit:4s} {name}")
