@@ -1,4 +1,4 @@
-"""The owner's scheduler calls of real W1 rounds, recorded, then replayed in one process (issue 13).
+"""The owner's scheduler calls of real W1 (or W2) rounds, recorded, then replayed in one process (issue 13).
 
     cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/owner_replay.py record OUT.pkl [--rounds 2]
     cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/owner_replay.py replay OUT.pkl [--rounds K]
@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 
-def record(out: str, rounds: int) -> None:
+def record(out: str, rounds: int, workload: str = "w1") -> None:
     from _peers.common import reexec_in_netns
 
     reexec_in_netns()
@@ -39,10 +39,11 @@ def record(out: str, rounds: int) -> None:
     path = os.path.abspath(out)
     runner = runner_with([sys.executable, os.path.join(HERE, "_peers", "owner_record.py"), path])
     try:
-        runner.w1()
+        run = getattr(runner, workload)
+        run()
         for _ in range(rounds):
-            result = runner.w1()
-            print(f"W1 round: {result['tasks_per_s']:,.0f} tasks/s", flush=True)
+            result = run()
+            print(f"{workload.upper()} round: {result['tasks_per_s']:,.0f} tasks/s", flush=True)
         time.sleep(1.5)  # (the recorder's writer: every 0.5 s)
     finally:
         runner.close()
@@ -81,7 +82,9 @@ def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = Fals
     scheduler = OwnerScheduler(*made["args"], **made["kwargs"])
     moves: list[Any] = []
     # (one by one: a digest compares with a build that told a block's moves each alone)
-    scheduler.on_changes = lambda changes: moves.extend(rlog.each_move(changes))
+    # (a build before the log's block entries tells moves one by one: each_move is not there)
+    each = getattr(rlog, "each_move", list)
+    scheduler.on_changes = lambda changes: moves.extend(each(changes))
     differ = 0
     hashed = hashlib.sha256()
     for name, args, said in calls[:end]:
@@ -156,12 +159,13 @@ def main() -> None:
     parser.add_argument("mode", choices=("record", "replay"))
     parser.add_argument("path")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workload", choices=("w1", "w2"), default="w1", help="record which")
     parser.add_argument("--no-check", action="store_true")
     parser.add_argument("--stats", action="store_true")
     parser.add_argument("--digest", action="store_true", help="hash every instruction (A/B)")
     args = parser.parse_args()
     if args.mode == "record":
-        record(args.path, args.rounds)
+        record(args.path, args.rounds, args.workload)
     else:
         replay(args.path, args.rounds, not args.no_check, args.stats, args.digest)
 
