@@ -26,7 +26,6 @@ import hashlib
 import heapq
 import itertools
 import os
-import pickle
 import sys
 from typing import Any
 
@@ -115,20 +114,13 @@ class _Timer:
 
 def replay(path: str, rounds: int, mode: str, check: bool) -> None:
     from _peers.owner_record import summary
-    from owner_replay import _submits
+    from owner_replay import load
 
     from handoffd.protocol import codec
     from handoffd.protocol import messages as m
     from handoffd.scheduler import events as ev
-    from handoffd.scheduler.owner import OwnerScheduler
 
-    with open(path, "rb") as f:
-        state = pickle.load(f)
-    calls = state["calls"]
-    made = state["created"][0]
-    starts = _submits(calls)
-    end = starts[rounds + 2] if rounds + 2 < len(starts) else len(calls)
-    scheduler = OwnerScheduler(*made["args"], **made["kwargs"])
+    calls, starts, end, scheduler = load(path, rounds)
     digest = hashlib.sha256() if check else None
     port = ReplayPort(digest)
     lo, hi = codec.default_codec.versions

@@ -52,6 +52,21 @@ def record(out: str, rounds: int, workload: str = "w1") -> None:
     print(f"recorded {len(state['calls'])} calls into {path}")
 
 
+def load(path: str, rounds: int) -> tuple[list[Any], list[int], int, Any]:
+    """(the recorded calls, where each run's submission is, where ``rounds`` measured rounds end,
+    a scheduler built as the daemon built it)."""
+    from handoffd.scheduler.owner import OwnerScheduler
+
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    calls = state["calls"]
+    made = state["created"][0]
+    starts = _submits(calls)
+    # (the bench's 2-task check run, the warm-up, then the measured rounds)
+    end = starts[rounds + 2] if rounds + 2 < len(starts) else len(calls)
+    return calls, starts, end, OwnerScheduler(*made["args"], **made["kwargs"])
+
+
 def _submits(calls: list[Any]) -> list[int]:
     from handoffd.scheduler import events as ev
 
@@ -70,16 +85,8 @@ def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = Fals
 
     from handoffd.replication import log as rlog
     from handoffd.scheduler import events as ev
-    from handoffd.scheduler.owner import OwnerScheduler
 
-    with open(path, "rb") as f:
-        state = pickle.load(f)
-    calls = state["calls"]
-    made = state["created"][0]
-    starts = _submits(calls)
-    # (the bench's 2-task check run, the W1 warm-up, then the measured rounds)
-    end = starts[rounds + 2] if rounds + 2 < len(starts) else len(calls)
-    scheduler = OwnerScheduler(*made["args"], **made["kwargs"])
+    calls, starts, end, scheduler = load(path, rounds)
     moves: list[Any] = []
     # (one by one: a digest compares with a build that told a block's moves each alone)
     # (a build before the log's block entries tells moves one by one: each_move is not there)
