@@ -26,10 +26,8 @@ cdef class Placed:
         self, object task_id, object attempt, object payload, object cost, object inclusion,
         object timeout, object inputs, object priority, double rank
     )
-    @cython.locals(
-        n=Py_ssize_t, flat=list, rec=TaskRecord, spec=object, task_id=str, inputs=tuple,
-        payload=object, cost=object, inclusion=object, timeout=object
-    )
+    cdef _group(self, Py_ssize_t n, object payload, object cost, object inclusion, object timeout)
+    @cython.locals(n=Py_ssize_t, flat=list, rec=TaskRecord, spec=object, task_id=str, inputs=tuple)
     cpdef add_all(self, RunState run, list recs)
     cpdef Py_ssize_t size(self)
     @cython.locals(groups=list, ends=list, g=tuple)

@@ -98,6 +98,11 @@ class Placed:
             self.inputs.append(inputs)
         elif self.inputs is not None:
             self.inputs.append(())
+        self._group(n, payload, cost, inclusion, timeout)
+
+    def _group(self, n: int, payload: bytes, cost: Any, inclusion: Any, timeout: Any) -> None:
+        """Task ``n`` starts a new group unless it shares the last group's objects (``add`` and
+        ``add_all``)."""
         if (
             payload is self._payload
             and cost is self._cost
@@ -131,22 +136,7 @@ class Placed:
                 self.inputs.append(inputs)
             elif self.inputs is not None:
                 self.inputs.append(())
-            payload = spec.payload
-            cost = spec.cost
-            inclusion = spec.argument_inclusion
-            timeout = spec.timeout
-            if (
-                payload is self._payload
-                and cost is self._cost
-                and inclusion is self._inclusion
-                and timeout is self._timeout
-            ):
-                continue
-            self.groups.append((n, payload, cost, inclusion, timeout))
-            self._payload = payload
-            self._cost = cost
-            self._inclusion = inclusion
-            self._timeout = timeout
+            self._group(n, spec.payload, spec.cost, spec.argument_inclusion, spec.timeout)
 
     def size(self) -> int:
         """The number of tasks."""
