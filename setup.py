@@ -65,11 +65,11 @@ PROTOCOL_COMPILED = ("report_read",)
 #: W1's serial start), compiled from its .py with the .pxd beside it;
 #: tests/unit/test_dag_columns.py holds it to its .py.
 CLIENT_COMPILED = ("dag_columns",)
-#: The executing side's ends of a read's block of KEPT replies (two C loops a block, no Python step
-#: a task) and the store's hold of a block's values, compiled from their .py with the .pxd beside
-#: each, by dotted name; tests/unit/test_replies_block.py and test_store_put_all.py hold them to
-#: their .py.
-EXECUTOR_COMPILED = ("daemon.executor_block", "store.block")
+#: The executing side's read of a block of KEPT replies (``worker._kept``), its ends (two C loops
+#: a block, no Python step a task) and the store's hold of a block's values, compiled from their
+#: .py with the .pxd beside each, by dotted name; tests/unit/test_kept_block.py,
+#: test_replies_block.py and test_store_put_all.py hold them to their .py.
+EXECUTOR_COMPILED = ("daemon.executor_block", "store.block", "worker._kept")
 
 try:
     import numpy

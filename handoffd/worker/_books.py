@@ -1,7 +1,7 @@
 """A worker's books of the jobs on its pipe (``Worker.sent``) when some are a ``JobRun``: a feed's
 short jobs booked as one entry under the first token, not one entry a job. The common read (a
 block of replies answering a run's oldest jobs in order) moves the run's ``at`` and is in
-``_replies._kept_block``; what needs one job alone (it becomes the head, it is replied on its
+``_kept.kept_block``; what needs one job alone (it becomes the head, it is replied on its
 own) takes it off the run's front here, and what looks a job up by token or walks the jobs (a
 cancel, a loss, a stale or out-of-order reply, a running job's output) first splits every run
 into one entry a job (``split``), the books as they were before runs."""

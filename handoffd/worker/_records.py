@@ -69,7 +69,7 @@ Row = tuple[Hashable, Any, float, int]
 
 class Kept:
     """Consecutive KEPT replies of one read as columns (``WorkerPool.on_read`` with ``rows``,
-    when the read's replies could be cut as a block: ``_replies._kept_block``): each a ``Row``
+    when the read's replies could be cut as a block: ``_kept.kept_block``): each a ``Row``
     (key, value, duration, pid), the pid one for all of them, no tuple a task. Every key is a
     plain tuple (a task's), none was being cancelled; in the order the worker wrote them."""
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 import logging
 import pickle
 import struct
-from collections import deque
-from collections.abc import Callable, Hashable, Iterable
-from itertools import islice, repeat
-from operator import attrgetter, is_
-from typing import Any, cast
+from collections.abc import Callable, Hashable
+from typing import cast
 
 from handoffd.worker import _books, _live, _pipe, _process
+from handoffd.worker._kept import kept_block
 from handoffd.worker._records import (
     Chain,
     Ended,
     Job,
-    JobRun,
-    Kept,
     Outcome,
     Worker,
     cancelled_outcome,
@@ -27,118 +23,12 @@ from handoffd.worker._records import (
 log = logging.getLogger("handoffd.worker")
 
 KEPT, KEPT_SIZE = _process.KEPT, _process.KEPT_SIZE
-SHORT_SIZE = _books.SHORT_SIZE
 unpack_kept = _process.KEPT_BODY.unpack_from
 # A framed KEPT reply's head: the frame's length (``send_bytes``'), KEPT, token, duration
 _KEPT_HEAD = struct.Struct("!iBqd")
 _KEPT_TAG = KEPT[0]
 _LARGE = _pipe.LARGE
 _new = object.__new__
-# A block of KEPT replies of one frame size: its struct by the size (``_kept_block``)
-_BLOCKS: dict[int, struct.Struct] = {}
-_FRAME_HEAD = struct.Struct("!iB")  # a framed reply's length and kind
-_key_of, _size_of, _cancelling_of = attrgetter("key"), attrgetter("size"), attrgetter("cancelling")
-_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # (a ``map`` run in C)
-
-
-def _block_of(size: int) -> struct.Struct:
-    """The struct of a framed KEPT reply whose frame holds ``size`` bytes: its token, duration
-    and value (its length and kind, checked apart, skipped)."""
-    block = _BLOCKS.get(size)
-    if block is None:
-        if len(_BLOCKS) > 64:  # (values of many sizes: keep the table small)
-            _BLOCKS.clear()
-        block = _BLOCKS[size] = struct.Struct(f"!5xqd{size - KEPT_SIZE}s")
-    return block
-
-
-def _kept_block(
-    worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended], pid: int
-) -> int:
-    """The KEPT replies at the front of the reader's buffer whose frames are all the size of the
-    first (a chain of one function's tasks mostly returns values of one size) and which answer
-    the oldest jobs on the pipe in order (as replies come), cut as one block: the frames' heads
-    compared a byte column at a time, one ``iter_unpack``, the jobs' books by ``map`` over
-    columns, and one ``Kept`` for all of them, no Python step a reply. Takes nothing (0) unless
-    there are two or more, none of their jobs is being cancelled and every key is a task's (a
-    plain tuple): then ``_kept_run`` reads them one by one. How many bytes it took."""
-    reader = worker.reader
-    buf = reader.buf
-    n = len(buf)
-    if n < 2 * (4 + KEPT_SIZE):
-        return 0
-    size, tag = _FRAME_HEAD.unpack_from(buf)
-    if tag != _KEPT_TAG or not KEPT_SIZE <= size < _LARGE:
-        return 0
-    frame = 4 + size
-    count = n // frame
-    if count < 2:
-        return 0
-    whole = buf[: count * frame]
-    # Each byte of the first frame's head (its length and kind) at every frame's start: the
-    # block ends before the first frame whose head differs (the frames before it lie where
-    # they were cut; past it the offsets are not frames').
-    for at in range(5):
-        column = whole[at::frame]
-        same = count - len(column.lstrip(column[:1]))
-        if same < count:
-            count = same
-    if count < 2:
-        return 0
-    on_pipe = worker.sent
-    run = next(iter(on_pipe.values())) if worker.runs else None
-    if type(run) is not JobRun:
-        run = None
-    else:  # (the oldest jobs are a run's: the block ends with it)
-        at = run.at
-        count = min(count, len(run.jobs) - at)
-        if count < 2:
-            return 0
-    if len(whole) > count * frame:
-        del whole[count * frame :]
-    tokens, durations, values = zip(*_block_of(size).iter_unpack(whole), strict=True)
-    if run is not None:
-        first = run.first + at
-        if tokens != tuple(range(first, first + count)):
-            return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
-        end = at + count
-        jobs = run.jobs[at:end]  # (none is being cancelled: a cancel splits the run)
-        keys = list(map(_key_of, jobs))
-        if not all(map(is_, map(type, keys), repeat(tuple))):
-            return 0
-        if end == len(run.jobs):
-            del on_pipe[run.first]
-            worker.runs -= 1
-        else:
-            run.at = end
-        worker.bytes -= (  # (their sizes as SHORT_JOBs: ``_books``)
-            SHORT_SIZE * count
-            + sum(map(len, islice(run.titles, at, end)))
-            + sum(map(len, islice(run.payloads, at, end)))
-        )
-    else:
-        if tokens != tuple(islice(on_pipe, count)):
-            return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
-        jobs = list(islice(on_pipe.values(), count))  # type: ignore[arg-type]
-        if worker.runs and JobRun in map(type, jobs):
-            return 0  # (a run behind the oldest jobs: its first token is not all it holds)
-        if any(map(_cancelling_of, jobs)):
-            return 0
-        keys = list(map(_key_of, jobs))
-        if not all(map(is_, map(type, keys), repeat(tuple))):
-            return 0
-        _drain(map(on_pipe.__delitem__, tokens))
-        worker.bytes -= sum(map(_size_of, jobs))
-    _drain(map(live.__delitem__, keys))
-    head = worker.head
-    if head is not None and (head is jobs[0] or any(map(is_, jobs, repeat(head)))):
-        worker.head = None
-    outcomes.append(Kept(keys, values, durations, pid))
-    at = count * frame
-    del buf[:at]
-    edge = reader.edge - at
-    reader.edge = edge if edge > 0 else 0
-    return at
 
 
 def _kept_run(
@@ -155,7 +45,7 @@ def _kept_run(
     plain tuple (a task's) ends as its ``Row`` (key, value, duration, pid), not an ``Outcome``."""
     reader = worker.reader
     if rows:
-        taken = _kept_block(worker, live, outcomes, pid)
+        taken = kept_block(worker, live, outcomes, pid)
         if taken:
             return taken + _kept_run(worker, live, outcomes, pid, rows)
     buf = reader.buf

@@ -1,5 +1,5 @@
 """A feed's short jobs booked as one ``JobRun`` entry of ``Worker.sent`` (``_feeds._block``, read by
-``_books`` and ``_replies._kept_block``) end every job exactly as the per-job books do: two pools
+``_books`` and ``_kept.kept_block``) end every job exactly as the per-job books do: two pools
 take the same random events, one with the block path, one with it off (``_block`` finding
 nothing, so every job is fed and booked one by one as before runs), and must deliver the same
 outcomes in the same order and keep the same books (the tokens and keys on the pipe, the head,

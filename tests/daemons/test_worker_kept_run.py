@@ -203,7 +203,7 @@ def _flat(outcomes: list[Any]) -> list[Any]:
 
 def test_random_streams_with_rows_end_in_blocks_as_one_by_one(pipe: Any) -> None:
     """With ``rows``, KEPT replies of one frame size at a read's front end as one ``Kept`` block
-    (``_replies._kept_block``): over random streams (values of one size or a few, cancels
+    (``_kept.kept_block``): over random streams (values of one size or a few, cancels
     pending, stale tokens, a hook's job, pickled replies, reads cut anywhere) every job ends
     once, in the order sent, with the fields the same stream read without ``rows`` gives, and
     the pool's books (``sent``, the live map, the head, the bytes) end empty."""
