@@ -146,6 +146,7 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
         taken = 0
         ended: list[Any] = []
         at = 0
+        job: Any  # (a ``Job`` once a ``JobRun`` is ruled out)
         for number, job in sent.items():  # checked first, nothing changed
             if at == count:
                 break
