@@ -85,3 +85,28 @@ def dag(
 
 def dags(min_size: float = 0.0) -> st.SearchStrategy[Any]:
     return seeded(dag, min_size)
+
+
+def choice(values: Sequence[Any]) -> Callable[[random.Random], Any]:
+    """A field of ``steps``: one of ``values`` (the same objects, as ``sampled_from`` gives)."""
+    return lambda rng: rng.choice(values)
+
+
+def ints(low: int, high: int) -> Callable[[random.Random], int]:
+    """A field of ``steps``: an int in [low, high], the bounds more often than uniform."""
+    return lambda rng: size(rng, low, high)
+
+
+def floats(low: float, high: float) -> Callable[[random.Random], float]:
+    """A field of ``steps``: a float in [low, high], the bounds more often than uniform."""
+    return lambda rng: rng.choice((low, high, rng.uniform(low, high), rng.uniform(low, high)))
+
+
+def steps(most: int, *fields: Callable[[random.Random], Any]) -> st.SearchStrategy[Any]:
+    """Lists of up to ``most`` tuples of one value a field, from one drawn seed (a failing list is
+    printed whole by Hypothesis: it is the replay)."""
+
+    def step_list(rng: random.Random) -> list[tuple[Any, ...]]:
+        return [tuple(f(rng) for f in fields) for _ in range(size(rng, 0, most))]
+
+    return seeded(step_list)
