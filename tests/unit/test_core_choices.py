@@ -5,7 +5,11 @@ input; each answer is also checked against the kernel's contract, independently.
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from core_strategies import resource_map as some_resources
+from core_strategies import seeded, size, sparse_node
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,40 +20,44 @@ from handoffd._core import sched_py as twin
 EPS = api.EPS
 KINDS = ["cpu", "memory", "gpu", "x"]
 _NUDGES = [0.0, 0.0, EPS / 2, -EPS / 2, EPS, -1.5 * EPS, 2 * EPS]
-quantity = st.builds(
-    lambda base, nudge: max(base / 4 + nudge, 0.0), st.integers(0, 12), st.sampled_from(_NUDGES)
-)
-resource_map = st.dictionaries(st.sampled_from(KINDS), quantity, max_size=3)
-# A node's view net of unanswered dispatches may be below zero.
-free_map = st.dictionaries(
-    st.sampled_from(KINDS), st.builds(lambda q, s: q * s, quantity, st.sampled_from([1, 1, -1]))
-)
 
 
-@st.composite
-def groups(draw):
+def _quantity(rng: random.Random) -> float:
+    return max(rng.randint(0, 12) / 4 + rng.choice(_NUDGES), 0.0)
+
+
+def _resources(rng: random.Random) -> dict[str, float]:
+    return some_resources(rng, KINDS, _quantity, 3)
+
+
+def _free(rng: random.Random) -> dict[str, float]:
+    # A node's view net of unanswered dispatches may be below zero.
+    return some_resources(rng, KINDS, lambda r: _quantity(r) * r.choice([1, 1, -1]), len(KINDS))
+
+
+def group(rng: random.Random) -> tuple:
     """A batch where some tasks follow an earlier one (collocation riders)."""
-    n_nodes = draw(st.integers(0, 5))
-    capacities = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
-    frees = [
-        {k: v * draw(st.sampled_from([0.0, 0.5, 1.0])) for k, v in c.items()} for c in capacities
+    n_nodes = size(rng, 0, 5)
+    capacities = [_resources(rng) for _ in range(n_nodes)]
+    frees = [{k: v * rng.choice([0.0, 0.5, 1.0]) for k, v in c.items()} for c in capacities]
+    n_tasks = size(rng, 0, 16)
+    demands = [_resources(rng) for _ in range(n_tasks)]
+    pins = [sparse_node(rng, n_nodes) for _ in range(n_tasks)]
+    prefs = [
+        -1 if not n_nodes or rng.random() < 0.5 else rng.randint(-1, n_nodes - 1)
+        for _ in range(n_tasks)
     ]
-    n_tasks = draw(st.integers(0, 16))
-    demands = draw(st.lists(resource_map, min_size=n_tasks, max_size=n_tasks))
-    node = st.integers(-1, n_nodes - 1) if n_nodes else st.just(-1)
-    pins = draw(
-        st.lists(st.one_of(st.just(-1), st.just(-1), node), min_size=n_tasks, max_size=n_tasks)
-    )
-    prefs = draw(st.lists(st.one_of(st.just(-1), node), min_size=n_tasks, max_size=n_tasks))
-    follow = [
-        draw(st.one_of(st.just(-1), st.integers(-1, t - 1))) if t else -1 for t in range(n_tasks)
-    ]
-    policy = draw(st.sampled_from(api.POLICIES))
+    follow = [-1 if not t or rng.random() < 0.5 else rng.randint(-1, t - 1) for t in range(n_tasks)]
+    policy = rng.choice(api.POLICIES)
     return demands, frees, capacities, pins, prefs, policy, follow
 
 
+def take_case(rng: random.Random) -> tuple[dict[str, float], list[dict[str, float]]]:
+    return _free(rng), [_resources(rng) for _ in range(size(rng, 0, 12))]
+
+
 @settings(max_examples=400, deadline=None)
-@given(case=groups())
+@given(case=seeded(group))
 def test_place_with_followers_is_identical(case):
     demands, frees, capacities, pins, prefs, policy, follow = case
     got = compiled.place(demands, frees, capacities, pins, prefs, policy, follow)
@@ -94,8 +102,9 @@ def test_prefer_is_identical(held):
 
 
 @settings(max_examples=400, deadline=None)
-@given(free=free_map, demands=st.lists(resource_map, max_size=12))
-def test_take_is_identical(free, demands):
+@given(case=seeded(take_case))
+def test_take_is_identical(case):
+    free, demands = case
     got = compiled.take(free, demands)
     assert got == twin.take(free, demands)
     # Contract, checked independently: in order, each taken one fits what the earlier ones left,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
+from core_strategies import seeded, size, sparse_node
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,43 +24,33 @@ def test_backends_are_what_they_claim():
     assert compiled.POLICIES == twin.POLICIES == ("binpack", "spread", "first_fit")
 
 
-@st.composite
-def batches(draw):
+def batch(rng: random.Random) -> tuple:
     """A small random batch: quantities on a 0.25 grid so sums are exact and ties are common."""
-    n_tasks = draw(st.integers(0, 25))
-    n_nodes = draw(st.integers(0, 6))
-    n_dims = draw(st.integers(0, 4))
-    q = st.integers(0, 16).map(lambda v: v / 4)
+    n_tasks = size(rng, 0, 25)
+    n_nodes = size(rng, 0, 6)
+    n_dims = size(rng, 0, 4)
     demand = np.array(
-        draw(
-            st.lists(
-                st.lists(q, min_size=n_dims, max_size=n_dims), min_size=n_tasks, max_size=n_tasks
-            )
-        )
-    )
+        [[rng.randint(0, 16) / 4 for _ in range(n_dims)] for _ in range(n_tasks)]
+    ).reshape(n_tasks, n_dims)
     capacity = np.array(
-        draw(
-            st.lists(
-                st.lists(q.map(lambda v: 2 * v), min_size=n_dims, max_size=n_dims),
-                min_size=n_nodes,
-                max_size=n_nodes,
-            )
-        )
-    )
-    demand = demand.reshape(n_tasks, n_dims)
-    capacity = capacity.reshape(n_nodes, n_dims)
+        [[2 * rng.randint(0, 16) / 4 for _ in range(n_dims)] for _ in range(n_nodes)]
+    ).reshape(n_nodes, n_dims)
+    # (a node's share used: empty and full as often as Hypothesis' floats drew them)
     used = np.array(
-        draw(st.lists(st.floats(0, 1), min_size=n_nodes * n_dims, max_size=n_nodes * n_dims))
+        [rng.choice((0.0, 1.0, rng.random(), rng.random())) for _ in range(n_nodes * n_dims)]
     )
     free = np.round(capacity * (1 - used.reshape(n_nodes, n_dims)) * 4) / 4
-    order = np.array(draw(st.permutations(range(n_tasks))), dtype=np.int64)
-    order = order[: draw(st.integers(0, n_tasks))]
-    node_or_none = st.integers(-1, n_nodes - 1) if n_nodes else st.just(-1)
-    sparse = st.one_of(st.just(-1), st.just(-1), node_or_none)
-    pinned = np.array(draw(st.lists(sparse, min_size=n_tasks, max_size=n_tasks)), dtype=np.int64)
-    preferred = np.array(draw(st.lists(sparse, min_size=n_tasks, max_size=n_tasks)), dtype=np.int64)
-    policy = draw(st.sampled_from(twin.POLICIES))
+    order = list(range(n_tasks))
+    rng.shuffle(order)
+    order = np.array(order[: size(rng, 0, n_tasks)], dtype=np.int64)
+    pinned = np.array([sparse_node(rng, n_nodes) for _ in range(n_tasks)], dtype=np.int64)
+    preferred = np.array([sparse_node(rng, n_nodes) for _ in range(n_tasks)], dtype=np.int64)
+    policy = rng.choice(twin.POLICIES)
     return demand, free, capacity, order, pinned, preferred, policy
+
+
+def batches() -> st.SearchStrategy[tuple]:
+    return seeded(batch)
 
 
 def _key(free_row, inv):

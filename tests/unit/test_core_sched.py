@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sys
 
 import pytest
-from core_strategies import dags
+from core_strategies import dags, seeded, size, sparse_node
+from core_strategies import resource_map as some_resources
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,12 +25,6 @@ KINDS = ["cpu", "memory", "gpu", "x", "y"]
 # Quantities on a coarse grid (ties are common), some nudged across the tolerance edge: a demand
 # within EPS of what is free fits, one beyond it does not.
 _NUDGES = [0.0, 0.0, 0.0, EPS / 2, -EPS / 2, EPS, -EPS, 1.5 * EPS, -1.5 * EPS, 2 * EPS, 1e-12]
-quantity = st.builds(
-    lambda base, nudge: max(base / 4 + nudge, 0.0),
-    st.integers(0, 16),
-    st.sampled_from(_NUDGES),
-)
-resource_map = st.dictionaries(st.sampled_from(KINDS), quantity, max_size=4)
 
 
 def test_both_backends_are_what_they_claim():
@@ -41,27 +37,35 @@ def test_both_backends_are_what_they_claim():
     assert api.fits is api.kernels(chosen).fits
 
 
-@st.composite
-def batches(draw):
-    n_nodes = draw(st.integers(0, 6))
-    capacities = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
-    frees = []
-    for cap in capacities:
-        # Free is the capacity minus a little or a lot, sometimes below zero (a raced ledger).
-        frees.append(
-            {
-                k: v * draw(st.sampled_from([0.0, 0.5, 1.0])) + draw(st.sampled_from(_NUDGES))
-                for k, v in cap.items()
-            }
-        )
-    n_tasks = draw(st.integers(0, 20))
-    demands = draw(st.lists(resource_map, min_size=n_tasks, max_size=n_tasks))
-    node = st.integers(-1, n_nodes - 1) if n_nodes else st.just(-1)
-    sparse = st.one_of(st.just(-1), st.just(-1), node)
-    pins = draw(st.lists(sparse, min_size=n_tasks, max_size=n_tasks))
-    prefs = draw(st.lists(sparse, min_size=n_tasks, max_size=n_tasks))
-    policy = draw(st.sampled_from(api.POLICIES))
+def _quantity(rng: random.Random) -> float:
+    return max(rng.randint(0, 16) / 4 + rng.choice(_NUDGES), 0.0)
+
+
+def _resources(rng: random.Random) -> dict[str, float]:
+    return some_resources(rng, KINDS, _quantity, 4)
+
+
+resource_map = seeded(_resources)
+
+
+def batch(rng: random.Random) -> tuple:
+    n_nodes = size(rng, 0, 6)
+    capacities = [_resources(rng) for _ in range(n_nodes)]
+    # Free is the capacity minus a little or a lot, sometimes below zero (a raced ledger).
+    frees = [
+        {k: v * rng.choice([0.0, 0.5, 1.0]) + rng.choice(_NUDGES) for k, v in cap.items()}
+        for cap in capacities
+    ]
+    n_tasks = size(rng, 0, 20)
+    demands = [_resources(rng) for _ in range(n_tasks)]
+    pins = [sparse_node(rng, n_nodes) for _ in range(n_tasks)]
+    prefs = [sparse_node(rng, n_nodes) for _ in range(n_tasks)]
+    policy = rng.choice(api.POLICIES)
     return demands, frees, capacities, pins, prefs, policy
+
+
+def batches() -> st.SearchStrategy[tuple]:
+    return seeded(batch)
 
 
 @settings(max_examples=400, deadline=None)
@@ -133,37 +137,27 @@ def test_below_low_water_is_identical(capacity, load, window, low_water):
     assert got == twin.below_low_water(capacity, load, window, low_water)
 
 
-@st.composite
-def window_passes(draw):
-    n_nodes = draw(st.integers(0, 5))
-    capacities = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
-    loads = draw(st.lists(resource_map, min_size=n_nodes, max_size=n_nodes))
-    window = draw(st.sampled_from([1, 2, 4, 32]))
-    low_water = draw(st.sampled_from([None, None, 0.5]))
-    seconds = st.sampled_from([-1.0, 0.0, 0.0001, 0.001, 0.003, 1.0])
-    budgets = draw(
-        st.one_of(
-            st.none(),
-            st.lists(
-                st.sampled_from([-1.0, 0.0, 0.002, 0.005, 0.01]),
-                min_size=n_nodes,
-                max_size=n_nodes,
-            ),
-        )
+def window_pass(rng: random.Random) -> tuple:
+    n_nodes = size(rng, 0, 5)
+    capacities = [_resources(rng) for _ in range(n_nodes)]
+    loads = [_resources(rng) for _ in range(n_nodes)]
+    window = rng.choice([1, 2, 4, 32])
+    low_water = rng.choice([None, None, 0.5])
+    seconds = [-1.0, 0.0, 0.0001, 0.001, 0.003, 1.0]
+    budgets = (
+        None
+        if rng.random() < 0.5
+        else [rng.choice([-1.0, 0.0, 0.002, 0.005, 0.01]) for _ in range(n_nodes)]
     )
-    node = st.integers(-1, n_nodes - 1) if n_nodes else st.just(-1)
-    picks = draw(
-        st.lists(
-            st.tuples(
-                resource_map,
-                st.one_of(st.just(-1), st.just(-1), node),
-                st.sampled_from(api.POLICIES),
-                seconds,
-            ),
-            max_size=30,
-        )
-    )
+    picks = [
+        (_resources(rng), sparse_node(rng, n_nodes), rng.choice(api.POLICIES), rng.choice(seconds))
+        for _ in range(size(rng, 0, 30))
+    ]
     return capacities, loads, window, low_water, budgets, picks
+
+
+def window_passes() -> st.SearchStrategy[tuple]:
+    return seeded(window_pass)
 
 
 @settings(max_examples=400, deadline=None)
@@ -365,22 +359,25 @@ def test_closest_names_the_node_nearest_to_holding_a_demand():
 _MANY_KINDS = ["cpu", "memory", "gpu"] + [f"k{i}" for i in range(10)]
 
 
-@st.composite
-def many_kind_batches(draw):
+def many_kind_batch(rng: random.Random) -> tuple:
     from types import MappingProxyType
 
     def resource(kinds: list[str]) -> object:
-        chosen = draw(st.lists(st.sampled_from(kinds), max_size=6, unique=True))
+        chosen = rng.sample(kinds, size(rng, 0, min(6, len(kinds))))
         # "".join: an equal key that is another str object than the literal
-        m = {"".join(list(k)): float(draw(st.integers(0, 8))) for k in chosen}
-        return MappingProxyType(m) if draw(st.booleans()) else m
+        m = {"".join(list(k)): float(rng.randint(0, 8)) for k in chosen}
+        return MappingProxyType(m) if rng.random() < 0.5 else m
 
-    n_nodes = draw(st.integers(1, 5))
-    n_tasks = draw(st.integers(1, 8))
+    n_nodes = size(rng, 1, 5)
+    n_tasks = size(rng, 1, 8)
     capacities = [resource(_MANY_KINDS) for _ in range(n_nodes)]
     frees = [resource(_MANY_KINDS) for _ in range(n_nodes)]
     demands = [resource(_MANY_KINDS[:5]) for _ in range(n_tasks)]
     return demands, frees, capacities, [-1] * n_tasks, [-1] * n_tasks
+
+
+def many_kind_batches() -> st.SearchStrategy[tuple]:
+    return seeded(many_kind_batch)
 
 
 @settings(max_examples=200, deadline=None)
@@ -396,8 +393,12 @@ def test_place_many_kinds_and_mappings_twin_equal(batch, policy):
         assert window.pick(need, -1, policy) == other.pick(need, -1, policy)
 
 
+def batch_sequence(rng: random.Random) -> list[tuple[tuple, bool]]:
+    return [(batch(rng), rng.random() < 0.5) for _ in range(rng.randint(2, 6))]
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(batches(), st.booleans()), min_size=2, max_size=6))
+@given(seeded(batch_sequence))
 def test_place_in_sequence_is_identical_whatever_the_key_objects(calls):
     """The compiled ``place`` remembers the last call's kind objects (``sched._dims``): calls in a
     row whose maps name the same kinds by the same, other or equal-but-distinct key objects (and

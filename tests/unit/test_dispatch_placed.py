@@ -6,11 +6,12 @@ builds, and the builders' output is the per-item reference's (``dispatch_tasks``
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
+from core_strategies import seeded, size
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from pure_build import pure
 from scheduler_harness import dispatches
 from test_protocol_columns import _check_here_table, wire
@@ -37,24 +38,22 @@ TIMEOUTS = [None, 2.5]
 REF = ev.ValueRef("p", ("b",), b"v")
 
 
-@st.composite
-def item_lists(draw: st.DrawFn) -> list[ev.DispatchedTask]:
-    items = []
-    for i in range(draw(st.integers(0, 12))):
-        items.append(
-            ev.DispatchedTask(
-                f"t{i}",
-                draw(st.integers(1, 1 << 40)),
-                draw(st.sampled_from(PAYLOADS)),
-                draw(st.sampled_from(COSTS)),
-                draw(st.sampled_from(TEXTS)),
-                draw(st.sampled_from(TIMEOUTS)),
-                draw(st.sampled_from([(), (), (REF,)])),
-                draw(st.integers(-5, 5)),
-                draw(st.floats(0, 1e6)),
-            )
+def item_list(rng: random.Random) -> list[ev.DispatchedTask]:
+    """Up to 12 items of the shared objects above (one drawn seed, ``core_strategies.seeded``)."""
+    return [
+        ev.DispatchedTask(
+            f"t{i}",
+            rng.choice((1, 1 << 40, rng.randint(1, 1 << 40))),
+            rng.choice(PAYLOADS),
+            rng.choice(COSTS),
+            rng.choice(TEXTS),
+            rng.choice(TIMEOUTS),
+            rng.choice([(), (), (REF,)]),
+            rng.randint(-5, 5),
+            rng.choice((0.0, 1e6, rng.uniform(0, 1e6))),
         )
-    return items
+        for i in range(size(rng, 0, 12))
+    ]
 
 
 def _groups(items: list[ev.DispatchedTask]) -> int:
@@ -65,7 +64,7 @@ def _groups(items: list[ev.DispatchedTask]) -> int:
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
 @settings(max_examples=150, deadline=None)
-@given(items=item_lists())
+@given(items=seeded(item_list))
 def test_a_placed_batch_reads_back_as_its_items_one_group_a_run_of_shared_objects(
     build: str, items: list[ev.DispatchedTask]
 ) -> None:

@@ -5,7 +5,10 @@ random input: the compiled one is imported when it was built, the plain one is t
 from __future__ import annotations
 
 import math
+import random
 
+from core_strategies import choice, size
+from core_strategies import steps as step_lists
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pure_build import pure as pure_of
@@ -28,18 +31,26 @@ def test_the_compiled_build_is_imported_when_the_core_was_built():
 
 
 SHAPES = [(), (("cpu", 1.0),), (("cpu", 2.0), ("memory", 100.0)), (("gpu", 1.0),)]
-seconds = st.one_of(
-    st.floats(min_value=0.0, max_value=10.0),
-    st.sampled_from([-1.0, math.nan, 0.0, 1e-9]),
-)
-steps = st.lists(
-    st.tuples(
-        st.sampled_from(["observe", "estimate", "charge"]),
-        st.sampled_from(["a", "b", "c", "d"]),
-        st.sampled_from(SHAPES),
-        seconds,
-    ),
-    max_size=60,
+# (the step lists from one drawn seed, core_strategies: a Hypothesis draw per field was most of
+# these tests' time) Seconds: any in [0, 10], the edges, tiny and subnormal ones, NaN, negative.
+_ODD_SECONDS = (-1.0, math.nan, 0.0, 1e-9, 10.0, 5e-324, 2.2250738585072014e-308, 1e-300)
+
+
+def _seconds(rng: random.Random) -> float:
+    r = rng.random()
+    if r < 0.3:
+        return rng.choice(_ODD_SECONDS)
+    if r < 0.4:
+        return rng.uniform(0.0, 1e-6)
+    return rng.uniform(0.0, 10.0)
+
+
+steps = step_lists(
+    60,
+    choice(["observe", "estimate", "charge"]),
+    choice(["a", "b", "c", "d"]),
+    choice(SHAPES),
+    _seconds,
 )
 resource_map = st.dictionaries(
     st.sampled_from(["cpu", "memory", "gpu"]), st.sampled_from([0, 0.5, 1, 2.0, 4]), max_size=3
@@ -74,7 +85,7 @@ def test_both_builds_learn_and_charge_the_same(ops, alpha, max_keys, cost, capac
 
 @settings(max_examples=200, deadline=None)
 @given(
-    functions=st.lists(st.sampled_from("abcdefgh"), max_size=80),
+    functions=step_lists(80, choice("abcdefgh")).map(lambda steps: [f for (f,) in steps]),
     max_keys=st.integers(1, 5),
 )
 def test_the_oldest_learned_function_is_forgotten_first(functions, max_keys):
@@ -95,16 +106,15 @@ def test_the_oldest_learned_function_is_forgotten_first(functions, max_keys):
         assert all(d.estimate(f, (("cpu", 1.0),)) >= 0.0 for f in kept)
 
 
-_shapes = st.lists(
-    st.tuples(
-        st.sampled_from(["cpu", "memory", "gpu"]), st.sampled_from([0, 0.0, -0.0, 1, 1.0, 2.5])
-    ),
-    max_size=2,
-).map(tuple)
+def _shape(rng: random.Random) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        (rng.choice(["cpu", "memory", "gpu"]), rng.choice([0, 0.0, -0.0, 1, 1.0, 2.5]))
+        for _ in range(size(rng, 0, 2))
+    )
 
 
 @settings(max_examples=200, deadline=None)
-@given(pairs=st.lists(st.tuples(st.sampled_from(["a", "b", "(", "a)", ""]), _shapes), max_size=12))
+@given(pairs=step_lists(12, choice(["a", "b", "(", "a)", ""]), _shape))
 def test_the_keys_tell_exactly_the_function_and_shape_pairs_apart(pairs):
     """A string key per (function, shape) pair stands for the pair as the tuple key did: equal
     pairs (``1 == 1.0 == -0.0 + 1``) share a key, different ones never do, in both builds; a

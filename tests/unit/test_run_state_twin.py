@@ -13,8 +13,10 @@ pure-Python build is the reference.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+from core_strategies import seeded, size
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scheduler_harness import Cluster, dispatches, spec
@@ -142,16 +144,23 @@ def drive(d: Driver, specs: Any, options: dict[str, Any], steps: Any) -> list[tu
 
 
 ACTIONS = ["succeed"] * 8 + ["fail", "fail", "refuse", "kill", "kill", "cancel", "takeover"]
-# A run of random events: (seed, action, a task's duration, how many); test_owner_moves draws the same.
-STEPS = st.lists(
-    st.tuples(
-        st.integers(0, 1000),
-        st.sampled_from(ACTIONS),
-        st.sampled_from([0.0001, 0.001, 0.05]),
-        st.sampled_from([1, 1, 2, 4]),
-    ),
-    max_size=40,
-)
+
+
+def event_steps(rng: random.Random) -> list[tuple[int, str, float, int]]:
+    """A run of random events: (seed, action, a task's duration, how many); test_owner_moves
+    draws the same."""
+    return [
+        (
+            rng.randint(0, 1000),
+            rng.choice(ACTIONS),
+            rng.choice([0.0001, 0.001, 0.05]),
+            rng.choice([1, 1, 2, 4]),
+        )
+        for _ in range(size(rng, 0, 40))
+    ]
+
+
+STEPS = seeded(event_steps)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

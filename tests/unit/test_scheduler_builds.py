@@ -10,11 +10,14 @@ steps and compares everything the owner reads back.
 from __future__ import annotations
 
 import importlib
+import random
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from core_strategies import choice, floats, ints, seeded, steps
+from core_strategies import size as count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pure_build import pure
@@ -54,29 +57,27 @@ def test_every_hot_module_is_compiled_when_the_core_was_built(name: str) -> None
 NODES = ("n1", "n2", "n3")
 
 
-@st.composite
-def graphs(draw: Any) -> tuple[list[TaskSpec], tuple[str, ...] | None]:
-    n = draw(st.integers(1, 8))
+def graph(rng: random.Random) -> tuple[list[TaskSpec], tuple[str, ...] | None]:
+    n = count(rng, 1, 8)
+    costs = [{}, {"cpu": 1.0}, {"cpu": 0.5, "memory": 10.0}]
     specs = []
     for i in range(n):
-        deps = draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []
-        cost = draw(st.sampled_from([{}, {"cpu": 1.0}, {"cpu": 0.5, "memory": 10.0}]))
-        priority = draw(st.integers(0, 2))
+        deps = rng.sample(range(i), count(rng, 0, min(3, i)))
+        cost = rng.choice(costs)
+        priority = rng.randint(0, 2)
         specs.append(TaskSpec(f"t{i}", tuple(f"t{d}" for d in deps), cost, b"p", priority=priority))
-    outputs = draw(st.one_of(st.none(), st.just((f"t{n - 1}",))))
+    outputs = rng.choice([None, (f"t{n - 1}",)])
     return specs, outputs
 
 
-run_steps = st.lists(
-    st.tuples(
-        st.sampled_from(
-            ["assign", "start", "succeed", "error", "lose", "recompute", "copies", "refs"]
-        ),
-        st.integers(0, 7),
-        st.sampled_from(NODES),
-        st.integers(0, 1 << 20),
-    ),
-    max_size=60,
+# (the graphs and steps from one drawn seed each, core_strategies: a Hypothesis draw per field
+# was most of these tests' time)
+run_steps = steps(
+    60,
+    choice(["assign", "start", "succeed", "error", "lose", "recompute", "copies", "refs"]),
+    ints(0, 7),
+    choice(NODES),
+    lambda rng: rng.choice((0, 1, 1 << 20, rng.randint(0, 1 << 20))),
 )
 
 
@@ -129,7 +130,7 @@ def step(run: Any, op: str, i: int, node: str, size: int, now: float) -> Any:
 
 
 @settings(max_examples=200, deadline=None)
-@given(graph=graphs(), ops=run_steps, end=st.sampled_from([None, "CANCELLED", "FAILED"]))
+@given(graph=seeded(graph), ops=run_steps, end=st.sampled_from([None, "CANCELLED", "FAILED"]))
 def test_both_builds_of_a_run_move_its_tasks_the_same(graph: Any, ops: Any, end: Any) -> None:
     specs, outputs = graph
     a, moves_a = ops_on(built_run, specs, outputs)
@@ -165,14 +166,12 @@ def test_an_illegal_move_raises_in_both_builds(module: ModuleType) -> None:
 
 # -- ready.py: the ready queue ---------------------------------------------------------------------
 
-ready_steps = st.lists(
-    st.tuples(
-        st.sampled_from(["push", "discard", "walk", "drop", "end"]),
-        st.integers(0, 2),  # run
-        st.integers(0, 9),  # task
-        st.integers(0, 6),  # how many to take in a walk
-    ),
-    max_size=80,
+ready_steps = steps(
+    80,
+    choice(["push", "discard", "walk", "drop", "end"]),
+    ints(0, 2),  # run
+    ints(0, 9),  # task
+    ints(0, 6),  # how many to take in a walk
 )
 
 
@@ -269,14 +268,12 @@ def test_a_walk_steps_through_the_queue_in_key_order(
 
 # -- demand.py: outstanding demand, work and unanswered dispatches -----------------------------------
 
-demand_steps = st.lists(
-    st.tuples(
-        st.sampled_from(["out", "back", "sent", "answered", "late", "forget", "forget_run"]),
-        st.sampled_from(NODES),
-        st.integers(0, 5),  # task
-        st.floats(0.0, 0.01),  # a duration observed
-    ),
-    max_size=80,
+demand_steps = steps(
+    80,
+    choice(["out", "back", "sent", "answered", "late", "forget", "forget_run"]),
+    choice(NODES),
+    ints(0, 5),  # task
+    floats(0.0, 0.01),  # a duration observed
 )
 
 
@@ -426,16 +423,14 @@ def test_the_compiled_room_index_refreshes_over_a_typed_view() -> None:
 built_history = importlib.import_module("handoffd.scheduler.history")
 pure_history = pure_build("history")
 
-history_steps = st.lists(
-    st.tuples(
-        st.sampled_from(["opened", "moved", "observe", "settled"]),
-        st.integers(1, 20),  # attempt
-        st.sampled_from(["n1", "n2", None]),
-        st.sampled_from(["PENDING", "READY", "ASSIGNED", "RUNNING", "DONE", "FAILED"]),
-        st.sampled_from(["RUNNING", "READY", "DONE", "FAILED", "CANCELLED", "PENDING"]),
-        st.one_of(st.integers(0, 3), st.floats(0.0, 9.0)),  # a time: an int stays an int
-    ),
-    max_size=50,
+history_steps = steps(
+    50,
+    choice(["opened", "moved", "observe", "settled"]),
+    ints(1, 20),  # attempt
+    choice(["n1", "n2", None]),
+    choice(["PENDING", "READY", "ASSIGNED", "RUNNING", "DONE", "FAILED"]),
+    choice(["RUNNING", "READY", "DONE", "FAILED", "CANCELLED", "PENDING"]),
+    lambda rng: ints(0, 3)(rng) if rng.random() < 0.5 else floats(0.0, 9.0)(rng),  # int stays int
 )
 
 

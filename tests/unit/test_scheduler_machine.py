@@ -30,9 +30,12 @@ ready, however the nodes report.
 
 from __future__ import annotations
 
+import functools
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from core_strategies import seeded, size
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -112,39 +115,43 @@ class SimNode:
         return [*self.running.values(), *self.queue]
 
 
-@st.composite
-def dags(draw: st.DrawFn) -> tuple[list[TaskSpec], RunOptions]:
-    n = draw(st.integers(1, 8))
+def dag(rng: random.Random) -> tuple[list[TaskSpec], RunOptions]:
+    """A run of 1-8 tasks (one drawn seed, ``core_strategies.seeded``: a Hypothesis draw per
+    field was a large part of the machine's generation)."""
+    n = size(rng, 1, 8)
     specs: list[TaskSpec] = []
     for i in range(n):
         earlier = [s.id for s in specs]
-        deps = draw(st.lists(st.sampled_from(earlier), max_size=3, unique=True)) if earlier else []
-        kind = draw(st.sampled_from(["plain"] * 6 + ["inline", "pinned", "collocated"]))
-        cost = {CPU: draw(st.sampled_from([0.5, 1.0, 1.0, 2.0]))}
-        if draw(st.integers(0, 4)) == 0:
+        deps = rng.sample(earlier, size(rng, 0, min(3, len(earlier))))
+        kind = rng.choice(["plain"] * 6 + ["inline", "pinned", "collocated"])
+        cost = {CPU: rng.choice([0.5, 1.0, 1.0, 2.0])}
+        if rng.randint(0, 4) == 0:
             cost[MEMORY] = 300.0
-        kw: dict[str, Any] = {"priority": draw(st.sampled_from([0, 0, 1]))}
+        kw: dict[str, Any] = {"priority": rng.choice([0, 0, 1])}
         regular = [s.id for s in specs if not s.inline]
         if kind == "inline":
             kw["inline"] = True
         elif kind == "pinned":
-            kw["node"] = draw(st.sampled_from(NODES))
+            kw["node"] = rng.choice(NODES)
         elif kind == "collocated" and regular:
-            kw["collocate_with"] = draw(st.sampled_from(regular))
-        if draw(st.booleans()):
-            kw["max_retries"] = draw(st.integers(0, 2))
+            kw["collocate_with"] = rng.choice(regular)
+        if rng.random() < 0.5:
+            kw["max_retries"] = rng.randint(0, 2)
         specs.append(spec(f"t{i}", *deps, cost=cost, **kw))
     ids = [s.id for s in specs if not s.inline]
     outputs = None
-    if ids and draw(st.booleans()):
-        outputs = tuple(draw(st.lists(st.sampled_from(ids), min_size=1, unique=True)))
+    if ids and rng.random() < 0.5:
+        outputs = tuple(rng.sample(ids, size(rng, 1, len(ids))))
     options = RunOptions(
-        max_retries=draw(st.integers(0, 2)),
-        timeout=draw(st.sampled_from([None, None, None, 20.0])),
-        policy=draw(st.sampled_from(POLICIES)),
+        max_retries=rng.randint(0, 2),
+        timeout=rng.choice([None, None, None, 20.0]),
+        policy=rng.choice(POLICIES),
         outputs=outputs,
     )
     return specs, options
+
+
+dags = functools.partial(seeded, dag)
 
 
 class OwnerMachine(RuleBasedStateMachine):
