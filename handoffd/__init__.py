@@ -9,6 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from handoffd import _dataclass_code
+
+# Before the first of handoffd's dataclasses: their generated methods are compiled once, not at
+# every start of a daemon or handoffctl.
+_dataclass_code.install()
+
 if TYPE_CHECKING:
     from handoffd.arguments import Argument, HookFailed
     from handoffd.client import Client, NodeInfo, Run, RunStatus, connect

@@ -95,7 +95,9 @@ def precompile(package: str | os.PathLike[str]) -> int:
     not compile them from source each time under PYTHONDONTWRITEBYTECODE=1 (CI's environment).
     Checked-hash files (PEP 552): an import validates each against its source's hash, so an
     edited module is never run stale; a file whose hash still matches is not written again
-    (``compileall`` rewrites every checked-hash file on every call). Returns how many it wrote."""
+    (``compileall`` rewrites every checked-hash file on every call). Returns how many it wrote.
+    For handoffd itself, also the dataclass code cache (``handoffd._dataclass_code.fill``, in a
+    process importing this tree), which the imports likewise only read under that variable."""
     written = 0
     for source in sorted(Path(package).rglob("*.py")):
         cached = Path(importlib.util.cache_from_source(str(source)))
@@ -120,7 +122,22 @@ def precompile(package: str | os.PathLike[str]) -> int:
         except (OSError, py_compile.PyCompileError):
             continue  # (a read-only tree, a syntax error: the import says so, not the session)
         written += 1
+    if (Path(package) / "_dataclass_code.py").is_file():
+        _fill_dataclass_code(Path(package).resolve().parent)
     return written
+
+
+def _fill_dataclass_code(tree: Path) -> None:
+    path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
+    fill = "from handoffd._dataclass_code import fill; fill()"
+    # (not an error if it fails: a daemon then compiles its dataclasses as it did without it)
+    subprocess.run(
+        [sys.executable, "-c", fill],
+        env=dict(os.environ, PYTHONPATH=path),
+        stdout=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
