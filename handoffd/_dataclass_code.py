@@ -192,19 +192,15 @@ def _save_at_exit() -> None:
         pass
 
 
-def fill() -> int:
-    """Import what a daemon, handoffctl and a client import and write the cache whatever
+def fill(modules: tuple[str, ...]) -> int:
+    """Import ``modules`` (what a daemon, handoffctl and a client import: the caller names them,
+    so this module imports nothing of handoffd's) and write the cache whatever
     ``PYTHONDONTWRITEBYTECODE`` says (as ``py_compile`` does); returns the texts compiled."""
     import importlib
 
     if not install():
         return 0
-    for name in (
-        "handoffd.cli.daemon",
-        "handoffd.daemon.node",
-        "handoffd.cli.ctl",
-        "handoffd.client",
-    ):
+    for name in modules:
         importlib.import_module(name)
     save(force=True)
     return misses

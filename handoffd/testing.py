@@ -127,9 +127,18 @@ def precompile(package: str | os.PathLike[str]) -> int:
     return written
 
 
+# What a daemon, handoffctl and a client import: their dataclasses are the cache's texts.
+_STARTED_MODULES = (
+    "handoffd.cli.daemon",
+    "handoffd.daemon.node",
+    "handoffd.cli.ctl",
+    "handoffd.client",
+)
+
+
 def _fill_dataclass_code(tree: Path) -> None:
     path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
-    fill = "from handoffd._dataclass_code import fill; fill()"
+    fill = "from handoffd._dataclass_code import fill; fill(%r)" % (_STARTED_MODULES,)
     # (not an error if it fails: a daemon then compiles its dataclasses as it did without it)
     subprocess.run(
         [sys.executable, "-c", fill],
