@@ -138,7 +138,7 @@ _STARTED_MODULES = (
 
 def _fill_dataclass_code(tree: Path) -> None:
     path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
-    fill = "from handoffd._dataclass_code import fill; fill(%r)" % (_STARTED_MODULES,)
+    fill = f"from handoffd._dataclass_code import fill; fill({_STARTED_MODULES!r})"
     # (not an error if it fails: a daemon then compiles its dataclasses as it did without it)
     subprocess.run(
         [sys.executable, "-c", fill],
