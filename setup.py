@@ -94,8 +94,9 @@ else:
                 extra_compile_args=OPT_FLAGS,
             )
             # binpack: the array kernels; ranking: a run's task order (cimports binpack); cells:
-            # the readers of resource maps; sched: the scheduler's kernels over dicts (cimports all)
-            for name in ("binpack", "ranking", "cells", "sched")
+            # the readers of resource maps; sched: the scheduler's kernels over dicts (cimports
+            # all); reap: the worker's look for a child a job left (one system call, no ctypes)
+            for name in ("binpack", "ranking", "cells", "sched", "reap")
         ],
         compiler_directives={
             "language_level": "3",

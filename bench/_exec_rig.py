@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from handoffd import values
 from handoffd.daemon import dispatch
 from handoffd.daemon.executor import Executor
 from handoffd.daemon.executor_events import ReportedHere
@@ -35,12 +36,16 @@ def executor(here: Callable[[Any], None]) -> Executor:
 
 
 class Feed:
-    """Tasks ``t0``, ``t1``, ... of run ``run_id`` (one payload, 1 cpu each) dispatched to an
-    executor in batches, ``total`` of them a round."""
+    """Tasks ``t0``, ``t1``, ... of run ``run_id`` (one payload, 1 cpu each; with ``call_code``,
+    task ``ti``'s payload is ``values.dumps_call(call_code, [i], {})``, W1's own form: one code
+    part and an int each) dispatched to an executor in batches, ``total`` of them a round."""
 
-    def __init__(self, executor: Executor, payload: bytes) -> None:
+    def __init__(self, executor: Executor, payload: bytes, call_code: bytes | None = None) -> None:
         self.executor = executor
         self.payload = payload
+        self.call_code = call_code
+        if call_code is not None:
+            values.dumps_call(call_code, [0], {})  # (the code's head kept: each next one W1's form)
         self.cost = {"cpu": 1.0}
         self.run_id = "r0"
         self.total = 0
@@ -57,9 +62,17 @@ class Feed:
         if n <= 0:
             return
         self.sent = first + n
-        payload, cost = self.payload, self.cost
+        payload, cost, code = self.payload, self.cost, self.call_code
         items = tuple(
-            ev.DispatchedTask(f"t{i}", 1, payload, cost, "variadic", None, ())
+            ev.DispatchedTask(
+                f"t{i}",
+                1,
+                payload if code is None else values.dumps_call(code, [i], {}),
+                cost,
+                "variadic",
+                None,
+                (),
+            )
             for i in range(first, first + n)
         )
         ins = ev.Dispatch("node", self.run_id, 1, items)
@@ -71,11 +84,11 @@ class Window:
     """A steady window on an executor of its own (``executor``, ``feed``): each report answered
     by as many new tasks, as the owner keeps its window, until a round's tasks are all reported."""
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, call_code: bytes | None = None) -> None:
         self.reported = 0
         self.done = asyncio.Event()
         self.executor = executor(self.here)
-        self.feed = Feed(self.executor, payload)
+        self.feed = Feed(self.executor, payload, call_code)
 
     def here(self, ins: Any) -> None:
         if type(ins) is ReportedHere:

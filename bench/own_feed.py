@@ -32,6 +32,10 @@ def noop() -> None:
     return None
 
 
+def noop_of(i: int) -> int:
+    return i
+
+
 class _Process:
     """What the pool reads of a worker's process while it lives."""
 
@@ -77,8 +81,11 @@ def _fake_worker(
     return theirs
 
 
-async def measure(tasks: int, batch: int, window: int) -> None:
-    steady = rig.Window(values.dumps_code((noop, [], {})))
+async def measure(tasks: int, batch: int, window: int, calls: bool) -> None:
+    if calls:  # W1's payloads: ``noop_of(i)``, one code part and an int each
+        steady = rig.Window(b"", values.dumps_code(noop_of))
+    else:
+        steady = rig.Window(values.dumps_code((noop, [], {})))
     executor = steady.executor
     loop = executor.loop = asyncio.get_running_loop()
     pool = WorkerPool(1, executor.on_outcome, name="own-feed", on_output=executor.on_output)
@@ -102,8 +109,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=32, help="tasks a first dispatch")
     parser.add_argument("--window", type=int, default=64, help="tasks outstanding")
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="each task's payload W1's form, noop_of(i) (one code part and an int each), not "
+        "one payload for all",
+    )
     args = parser.parse_args()
-    asyncio.run(measure(args.tasks, args.batch, args.window))
+    asyncio.run(measure(args.tasks, args.batch, args.window, args.calls))
 
 
 if __name__ == "__main__":

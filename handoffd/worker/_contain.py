@@ -132,12 +132,25 @@ def _child_look_os() -> int:
 
 
 def child_look() -> Callable[[], int]:
-    """The look after each job for what it left running (``end_children``'s first step):
-    ``_child_look_os``, or the same ``waitpid`` called through ctypes on Linux. Most jobs start no
-    process, and there ``os.waitpid``'s ECHILD costs more than the call (an OSError whose message
-    ``strerror`` gives and the locale decodes: ~5.9k instructions against ~2.9k). ``PyDLL``: the
-    GIL stays held (the call never blocks with WNOHANG), no errno is saved, and -1 is ECHILD
-    (WNOHANG rules out EINTR, and the arguments are valid)."""
+    """The look after each job for what it left running (``end_children``'s first step): the
+    compiled ``waitpid`` (``handoffd._core.reap``), else on Linux the same ``waitpid`` called
+    through ctypes, else ``_child_look_os``. Most jobs start no process, and there
+    ``os.waitpid``'s ECHILD costs more than the call (an OSError whose message ``strerror`` gives
+    and the locale decodes: ~5.9k instructions against ~2.9k through ctypes). ``PyDLL``: the GIL
+    stays held (the call never blocks with WNOHANG), no errno is saved, and -1 is ECHILD (WNOHANG
+    rules out EINTR, and the arguments are valid)."""
+    try:
+        from handoffd._core.reap import child_look as compiled
+    except ImportError:  # (a build without a compiler: the twins below)
+        pass
+    else:
+        return compiled
+    return child_look_ctypes()
+
+
+def child_look_ctypes() -> Callable[[], int]:
+    """``child_look`` without the compiled build: the ctypes ``waitpid`` on Linux, else
+    ``_child_look_os``."""
     if not sys.platform.startswith("linux"):
         return _child_look_os
     import ctypes

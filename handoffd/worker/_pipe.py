@@ -36,6 +36,7 @@ from collections.abc import Callable
 from itertools import accumulate, repeat
 from typing import TYPE_CHECKING, Any
 
+from handoffd import values
 from handoffd.worker import _cancels
 
 if TYPE_CHECKING:  # the worker side imports this module and runs no event loop
@@ -70,6 +71,19 @@ RUN_HEAD = struct.Struct("!qIBI")
 _RUN_START = 1 + RUN_HEAD.size
 RUN_BYTE = RUN[0]
 _NO_INPUTS = ()  # every job of a run has none (the worker only tests it)
+# A run whose payloads are one-int calls of one function (``values.dumps_call``'s commonest form,
+# W1's ``f(i)``: the code part and the literals' opening, the int's 4 bytes, the same close) goes
+# as a HEADED run: the head (a RUN's, and the start's size), the titles, the start once (~0.5 kB
+# for W1) and the ints' bytes as a column. Every payload is the start, its 4 bytes and the close,
+# so the message is the payloads exactly; the worker decodes the function once a run and calls it
+# on each int (``invoke.call_literal``), with no payload bytes, compare or decode a job.
+HEADED = b"H"  # (never a pickle's first byte, nor RUN's, SHORT_JOB's or OUT_OF_BAND's)
+HEADED_HEAD = struct.Struct("!qIBII")
+_HEADED_START = 1 + HEADED_HEAD.size
+HEADED_BYTE = HEADED[0]
+_INT_OPEN, _INT_CLOSE = values._ONE_INT_OPEN, values._ONE_INT_CLOSE
+_INT_TAIL = len(_INT_CLOSE) + 4  # the int and the close, at a payload's end
+_NO_INT = bytes(4)
 
 
 def framed_one(data: bytes) -> bytes:
@@ -416,12 +430,18 @@ def run_message(
     first: int, as_list: bool, titles: list[str], payloads: list[bytes]
 ) -> bytes | None:
     """The RUN of the jobs with tokens ``first``, ``first + 1``, ... (no inputs, no env, one
-    argument inclusion), their titles and payloads in order; None when a title holds a NUL (it
-    could not be told from the separator: the caller sends those jobs one by one)."""
+    argument inclusion), their titles and payloads (bytes) in order, HEADED when the payloads are
+    one-int calls of one start (``_headed``); None when a title holds a NUL (it could not be told
+    from the separator: the caller sends those jobs one by one)."""
     text = "\0".join(titles)
     if text.count("\0") != len(titles) - 1:
         return None
     encoded = text.encode("utf-8", "surrogatepass")
+    headed = _headed(payloads)
+    if headed is not None:
+        start, ints = headed
+        head = HEADED_HEAD.pack(first, len(payloads), as_list, len(encoded), len(start))
+        return b"".join((HEADED, head, encoded, start, ints))
     parts = [
         RUN,
         RUN_HEAD.pack(first, len(payloads), as_list, len(encoded)),
@@ -430,6 +450,35 @@ def run_message(
     ]
     parts += payloads
     return b"".join(parts)
+
+
+def _headed(payloads: list[bytes]) -> tuple[bytes, bytearray] | None:
+    """(the start every payload has, the ints' 4 bytes each joined) when the payloads are all one
+    size and, past the first's start, differ only in the 4 bytes of a one-int call's literal (the
+    first shows the literals' opening and close around them); else None. Checked in C over the
+    payloads joined: each int's bytes taken out and zeroed by strided copies, the rest compared
+    with the first payload's repeated (a call a payload was ~3 times the cost)."""
+    one = payloads[0]
+    size = len(one)
+    cut = size - _INT_TAIL  # where the int starts
+    if (
+        cut <= len(_INT_OPEN)
+        or not one.endswith(_INT_CLOSE)
+        or not one.startswith(_INT_OPEN, cut - len(_INT_OPEN))
+    ):
+        return None
+    n = len(payloads)
+    if list(map(len, payloads)).count(size) < n:
+        return None
+    joined = bytearray().join(payloads)
+    ints = bytearray(4 * n)
+    zeros = bytes(n)
+    for k in range(4):  # (the int's k-th byte of every payload at once)
+        ints[k::4] = joined[cut + k :: size]
+        joined[cut + k :: size] = zeros
+    if joined != (one[:cut] + _NO_INT + one[cut + 4 :]) * n:
+        return None
+    return one[:cut], ints
 
 
 def short_run(data: bytes | bytearray, at: int, extend: Callable[[Any], object]) -> int:
@@ -460,6 +509,38 @@ def short_run(data: bytes | bytearray, at: int, extend: Callable[[Any], object])
             range(first, first + count),
             payloads,
             repeat(_NO_INPUTS),
+            repeat(inclusion),
+            repeat(None),
+            titles,
+        )
+    )
+    return end
+
+
+def headed_run(data: bytes | bytearray, at: int, extend: Callable[[Any], object]) -> int:
+    """The jobs of the HEADED run at ``data[at]``, handed to ``extend`` as one iterable, in order:
+    each (token, its int, the run's start, inclusion, None, title), which the worker calls as
+    ``invoke.call_literal`` (its payload is the start, the int's 4 bytes and the close); returns
+    where the run ends. ValueError when the run is cut short or its titles do not match its count
+    (nothing is handed over then)."""
+    first, count, as_list, titles_size, start_size = HEADED_HEAD.unpack_from(data, at + 1)
+    at += _HEADED_START
+    titles_end = at + titles_size
+    start_end = titles_end + start_size
+    end = start_end + 4 * count
+    if end > len(data):
+        raise ValueError(f"a run cut short: {end - len(data)} bytes missing")
+    titles = bytes(data[at:titles_end]).decode("utf-8", "surrogatepass").split("\0")
+    if len(titles) != count:
+        raise ValueError(f"a run of {count} jobs with {len(titles)} titles")
+    start = bytes(data[titles_end:start_end])
+    literals = struct.unpack_from(f"<{count}i", data, start_end)  # (a pickle's BININT)
+    inclusion = "as_list" if as_list else "variadic"
+    extend(
+        zip(
+            range(first, first + count),
+            literals,
+            repeat(start),
             repeat(inclusion),
             repeat(None),
             titles,

@@ -5,7 +5,9 @@ Wire format on the duplex pipe (plain pickle, protocol 5):
                    (token, payload, inputs, argument_inclusion, env, title) or a cancel (token,);
                    a job with no inputs and no env goes as a SHORT_JOB instead (``_pipe``: packed,
                    not pickled), among the pickles or alone, and consecutive ones of one argument
-                   inclusion as one RUN (``_pipe``: one head, the payloads' sizes as a column);
+                   inclusion as one RUN (``_pipe``: one head, the payloads' sizes as a column),
+                   or as one HEADED run when they are one-int calls of one function (the
+                   payloads' common start once, their ints as a column);
                    when the jobs have large input values (_pipe.LARGE bytes or more), the message
                    starts with OUT_OF_BAND and a 4-byte count, and that many raw messages follow
                    it: the values, pickled out of band (protocol 5 buffers) instead of copied into
@@ -54,6 +56,7 @@ from handoffd.worker import _cancels, _contain, _inbox, _live, _pipe, capture, c
 READY = b"ready"
 SHORT_JOB, SHORT_BYTE = _pipe.SHORT_JOB, _pipe.SHORT_BYTE  # a job without inputs, unpickled
 RUN, RUN_BYTE = _pipe.RUN, _pipe.RUN_BYTE  # a run of such jobs (one head, columns)
+HEADED, HEADED_BYTE = _pipe.HEADED, _pipe.HEADED_BYTE  # a run of one-int calls of one function
 OUT_OF_BAND = (
     b"O"  # a job message whose large inputs follow as raw messages (never a pickle's start)
 )
@@ -193,7 +196,7 @@ def main(
     clock = time.perf_counter
     pending: deque[tuple] = deque()
     queue, short_jobs = pending.append, _pipe.short_jobs
-    queue_run, short_run = pending.extend, _pipe.short_run
+    queue_run, short_run, headed_run = pending.extend, _pipe.short_run, _pipe.headed_run
     raw = socket.socket(fileno=os.dup(conn.fileno()))  # large inputs, read into their own buffers
     inbox = _inbox.Inbox(raw)  # every read of the parent's messages (not conn's: 2 reads each)
     sendall, framed_one = raw.sendall, _pipe.framed_one  # a reply's write
@@ -218,9 +221,13 @@ def main(
         size = len(data)
         buffers: Iterator[Any] | None = None  # (an out-of-band message's raw messages)
         first = data[:1]
-        if first == RUN:
-            at = short_run(data, 0, queue_run)
+        if first == HEADED:
+            at = headed_run(data, 0, queue_run)
             if at == size:  # a run alone (a chain's jobs fed at once: W1's)
+                return []
+        elif first == RUN:
+            at = short_run(data, 0, queue_run)
+            if at == size:
                 return []
         elif first == SHORT_JOB:
             at = short_jobs(data, 0, queue)
@@ -247,6 +254,9 @@ def main(
                 continue
             if tag == RUN_BYTE:
                 at = short_run(data, at, queue_run)
+                continue
+            if tag == HEADED_BYTE:
+                at = headed_run(data, at, queue_run)
                 continue
             if stream is None:
                 stream = io.BytesIO(data)
@@ -281,6 +291,7 @@ def main(
     armed = False
     root, level, handler = blocks.root, blocks.level, blocks.handler  # (fixed at its start)
     call_plain, run, end_children = invoke.call_plain, invoke.run, _contain.end_children
+    call_literal = invoke.call_literal
     none, byte_ints, int_end, stop = _NONE, _BYTE_INTS, _INT_END, _STOP  # (a result's pickle)
     uint16, uint16_head, pack_float, float_head = _UINT16, _UINT16_HEAD, _FLOAT, _FLOAT_HEAD
     float_kind = _FLOAT_KIND
@@ -335,7 +346,9 @@ def main(
                 ok, value, exc_type, message, tb_text = _run_one(payload, inputs, inclusion, env)
             else:  # the call and its result, no more frames than that (W1's, W2's jobs)
                 try:
-                    if inputs:
+                    if type(payload) is int:  # a HEADED run's: its int, ``inputs`` the start
+                        result = call_literal(inputs, payload, inclusion)
+                    elif inputs:
                         result = run(payload, inputs, inclusion)
                     else:
                         result = call_plain(payload, inclusion)

@@ -43,6 +43,7 @@ _OPEN, _CLOSE = values._ONE_INT_OPEN, values._ONE_INT_CLOSE
 _OPEN_SIZE = len(_OPEN)
 _LITERALS_SIZE = _OPEN_SIZE + 4 + len(_CLOSE)
 _unpack_int = struct.Struct("<i").unpack_from
+_pack_int = struct.Struct("<i").pack
 # length -> (code part and the literals' opening, its decoded function)
 _code_parts: dict[int, tuple[bytes, Any]] = {}
 _PARTS_LIMIT = 16  # (each a copy of a code's bytes, which ``values`` caches too)
@@ -106,6 +107,34 @@ def call_plain(payload: bytes, argument_inclusion: str = "variadic") -> Any:
     if argument_inclusion == "as_list":
         return code([], *extra_args, **kwargs)
     return code(*extra_args, **kwargs)
+
+
+def call_literal(start: bytes, literal: int, argument_inclusion: str = "variadic") -> Any:
+    """``call_plain`` of the payload ``start`` (a one-int call's code part and the literals'
+    opening: ``_pipe``'s HEADED run), ``literal``'s 4 bytes and the close, without the payload:
+    the code part kept under ``start`` itself (the run's one object) is found by identity, no
+    compare and no bytes a job; any other (its first job, or another part) is ``call_plain`` of
+    the payload whole, which decodes it within the job's own call and keeps it (its output, its
+    errors and its time are the job's, as before)."""
+    size = len(start) - _OPEN_SIZE
+    known = _code_parts.get(size)
+    if known is None or known[0] is not start:
+        if known is None or known[0] != start:
+            try:
+                return call_plain(start + _pack_int(literal) + _CLOSE, argument_inclusion)
+            finally:  # (kept under the run's start: its next jobs find it by identity)
+                known = _code_parts.get(size)
+                if known is not None and known[0] == start:
+                    _code_parts[size] = (start, known[1])
+        known = _code_parts[size] = (start, known[1])
+    code = known[1]
+    if type(code) is code_env.Packaged:
+        code_env.activate(code.shas)
+    elif code_env._active:
+        code_env.activate(())
+    if argument_inclusion == "as_list":
+        return code([], literal)
+    return code(literal)
 
 
 def resolve(inputs: Sequence[Any]) -> list[Any]:

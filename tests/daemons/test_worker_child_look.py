@@ -1,6 +1,7 @@
-"""The worker's look for what a job left running (``_contain.child_look``): the ctypes ``waitpid``
-and its pure-Python twin (``os.waitpid``) answer alike for each state a worker can be in after a
-job: no child at all (-1), a live child (0), an exited child not yet reaped (its pid, reaped).
+"""The worker's look for what a job left running (``_contain.child_look``): the compiled
+``waitpid`` (``handoffd._core.reap``), the ctypes one and their pure-Python twin (``os.waitpid``)
+answer alike for each state a worker can be in after a job: no child at all (-1), a live child
+(0), an exited child not yet reaped (its pid, reaped).
 
 Each case runs in a fresh interpreter: ``waitpid(-1)`` in the test process would reap other
 tests' children."""
@@ -18,9 +19,16 @@ _SCRIPT = r"""
 import os, signal, sys, time
 from handoffd.worker import _contain
 
-look = _contain.child_look() if sys.argv[1] == "ctypes" else _contain._child_look_os
-if sys.argv[1] == "ctypes":
+if sys.argv[1] == "compiled":
+    from handoffd._core import reap
+
+    look = _contain.child_look()
+    assert look is reap.child_look, "the worker does not take the compiled look"
+elif sys.argv[1] == "ctypes":
+    look = _contain.child_look_ctypes()
     assert look is not _contain._child_look_os, "no ctypes look on Linux"
+else:
+    look = _contain._child_look_os
 
 def zombie(pid):
     with open(f"/proc/{pid}/stat", "rb") as f:
@@ -60,3 +68,4 @@ def test_the_ctypes_look_answers_as_os_waitpid_does_in_every_state() -> None:
     expected = "[-1, -1, 0, 0, True, 0, True, -1]"
     assert _run("os") == expected
     assert _run("ctypes") == expected
+    assert _run("compiled") == expected

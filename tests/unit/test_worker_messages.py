@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import pickle
 import random
+import struct
 from array import array
+from typing import Any
 
 import pytest
 
-from handoffd.worker import _pipe, _process
+from handoffd import values
+from handoffd.worker import _pipe, _process, invoke
 from handoffd.worker._records import Job
 
 
@@ -140,4 +143,99 @@ def test_a_run_cut_short_or_of_a_title_with_a_nul_is_refused() -> None:
     sizes = array("I", [1, 1, 1]).tobytes()
     with pytest.raises(ValueError, match="3 jobs with 2 titles"):
         _pipe.short_run(_pipe.RUN + head + sizes + b"a\0b" + b"xyz", 0, got.extend)
+    assert got == []
+
+
+def _int_calls(rng: random.Random, count: int) -> list[bytes]:
+    """``count`` payloads of one function, each a call on one int (``values.dumps_call``'s own
+    form: the code's head kept after a first call), from all of the 32-bit range."""
+    code = values.dumps_code(_double)
+    values.dumps_call(code, [0], {})  # (its head kept: the next ones are one-int calls)
+    edges = [0, 1, -1, 255, 256, 65535, 65536, 2**31 - 1, -(2**31)]
+    ints = [rng.choice(edges) if rng.random() < 0.3 else rng.randint(-(2**31), 2**31 - 1)]
+    ints += [rng.choice(edges + [rng.randint(-(2**31), 2**31 - 1)]) for _ in range(count - 1)]
+    return [values.dumps_call(code, [i], {}) for i in ints]
+
+
+def _double(*args: Any) -> list:
+    """Its int doubled (after the empty list of an "as_list" call)."""
+    return [2 * a if type(a) is int else a for a in args]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_headed_run_reads_as_its_jobs_whole_and_calls_as_they_would(seed: int) -> None:
+    """One-int calls of one function go as one HEADED run: each job comes out of ``headed_run``
+    with its token, inclusion and title, its int and the run's start, which with the int's bytes
+    and the close is its payload exactly; ``call_literal`` on them returns what ``call_plain``
+    of the payload returns; from bytes and a bytearray, alone and between other items."""
+    rng = random.Random(seed)
+    count = rng.randint(2, 40)
+    first = rng.randint(1, 1 << 40)
+    as_list = rng.random() < 0.5
+    titles = [f"run r task t{k}" + rng.choice(("", "\u00fc", "\udc80")) for k in range(count)]
+    payloads = _int_calls(rng, count)
+    data = _pipe.run_message(first, as_list, titles, payloads)
+    assert data is not None and data[:1] == _pipe.HEADED
+    assert len(data) < sum(map(len, payloads))  # (the start once, not once a job)
+    inclusion = "as_list" if as_list else "variadic"
+    close = values._ONE_INT_CLOSE
+    for message in (data, bytearray(data)):
+        got: list[tuple] = []
+        assert _pipe.headed_run(message, 0, got.extend) == len(data)
+        assert [(j[0], j[3], j[4], j[5]) for j in got] == [
+            (first + k, inclusion, None, titles[k]) for k in range(count)
+        ]
+        assert [j[2] + struct.pack("<i", j[1]) + close for j in got] == payloads
+        assert [invoke.call_literal(j[2], j[1], j[3]) for j in got] == [
+            invoke.call_plain(p, inclusion) for p in payloads
+        ]
+    cancel = pickle.dumps((9,), protocol=5)
+    mixed = cancel + data + _pipe.pickle_job(1, Job(1, b"p", []))[0]
+    got = []
+    assert _pipe.headed_run(mixed, len(cancel), got.extend) == len(cancel) + len(data)
+    assert len(got) == count
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_payloads_that_differ_past_their_int_go_as_a_plain_run(seed: int) -> None:
+    """A byte changed outside one payload's int, a payload of another size, another function's
+    call or a first payload that is no one-int call: not HEADED, a RUN that reads as before."""
+    rng = random.Random(seed)
+    count = rng.randint(2, 20)
+    payloads = _int_calls(rng, count)
+    at = rng.randrange(count)
+    one = payloads[at]
+    how = seed % 4
+    if how == 0:  # a byte outside the int (the int is the 4 bytes before the close)
+        spot = rng.choice([rng.randrange(len(one) - 11), *range(len(one) - 7, len(one))])
+        payloads[at] = one[:spot] + bytes([one[spot] ^ 1]) + one[spot + 1 :]
+    elif how == 1:
+        payloads[at] = one[:-1]
+    elif how == 2:
+        payloads[at] = values.dumps_call(values.dumps_code(_triple), [3], {})
+    else:
+        payloads[0] = values.dumps_code((_double, [1], {}))
+    titles = [f"t{k}" for k in range(count)]
+    data = _pipe.run_message(5, False, titles, payloads)
+    assert data is not None and data[:1] == _pipe.RUN
+    got: list[tuple] = []
+    assert _pipe.short_run(data, 0, got.extend) == len(data)
+    assert [j[1] for j in got] == payloads
+
+
+def _triple(i: int) -> int:
+    return 3 * i
+
+
+def test_a_headed_run_cut_short_or_with_titles_not_its_count_is_refused() -> None:
+    payloads = _int_calls(random.Random(1), 3)
+    data = _pipe.run_message(1, False, ["a", "b", "c"], payloads)
+    assert data is not None and data[:1] == _pipe.HEADED
+    got: list[tuple] = []
+    for cut in (len(data) - 1, 1 + _pipe.HEADED_HEAD.size + 2):
+        with pytest.raises(ValueError, match="cut short"):
+            _pipe.headed_run(data[:cut], 0, got.extend)
+    head = _pipe.HEADED_HEAD.pack(1, 3, False, len(b"a\0b"), 2)
+    with pytest.raises(ValueError, match="3 jobs with 2 titles"):
+        _pipe.headed_run(_pipe.HEADED + head + b"a\0b" + b"xy" + bytes(12), 0, got.extend)
     assert got == []
