@@ -15,6 +15,13 @@ arguments and answers (frames as bytes) in OUT, one pickle a call; W1 once to wa
 ``--check`` compares each answer (``StandbyAck``) with the recorded one and prints a digest of
 each replica's settled state (its deltas and values with every kept batch folded in) just
 before its drop: equal digests on two builds mean the same replica whenever a takeover asks.
+
+``--wire rows|columns``: each log batch is first encoded as an owner sends it (``rows``: the
+recorded deltas as ``TaskDelta`` rows, as protocol 7; ``columns``: as ``ReplicateLog.columns``,
+protocol 8), and the replay decodes it with the node's codec and checks its frames before
+``on_log``, as ``ReplicationIO.handle`` does: the standby's part of d1's loop with the decode.
+``encode REC OUT --wire ...`` does that encoding once, to OUT, so that a replay of OUT (two
+``--runs`` subtracted) measures the decode and the standby, not the owner's encoding.
 """
 
 from __future__ import annotations
@@ -121,10 +128,86 @@ def digest(replica: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def replay(path: str, runs: int, check: bool) -> None:
+def _today(msg: Any) -> Any:
+    """A recorded ``ReplicateLog`` as this build's (one recorded by a build of protocol 7 has no
+    ``columns``: unpickled, the field is unset)."""
+    import dataclasses
+
+    from handoffd.protocol import messages as m
+
+    fields = [getattr(msg, f.name, f.default) for f in dataclasses.fields(m.ReplicateLog)]
+    return m.ReplicateLog(*fields)
+
+
+def _prepare(calls: list[tuple[Any, ...]], wire: str) -> list[tuple[Any, ...]]:
+    """The log calls' messages encoded as an owner of ``wire``'s form sends them (frames)."""
+    import dataclasses
+
+    from handoffd.protocol import codec
+    from handoffd.protocol import messages as m
+    from handoffd.protocol.rows import read_packed
+    from handoffd.protocol.schema import WireRows, struct_record
+
+    owner = codec.Codec()
+    delta = struct_record(m.TaskDelta)
+    out = []
+    for kind, args, kwargs, ack in calls:
+        if kind == "log":
+            msg, address, frames, *rest = args
+            msg = _today(msg)
+            rows = [
+                [*r[:5], list(r[5]), *r[6:10], [list(a) for a in r[10]]]
+                for r in read_packed(delta, msg.tasks)
+            ]
+            if wire == "columns":
+                from handoffd.protocol.log_columns import pack_columns
+
+                packed = pack_columns(rows)
+                assert packed is not None
+                msg = dataclasses.replace(msg, tasks=WireRows(()), columns=packed)
+            else:
+                msg = dataclasses.replace(msg, tasks=WireRows(rows))
+            encoded = [
+                bytes(f) for f in owner.encode(msg, sender="d0", term=msg.term, frames=frames)
+            ]
+            args = (encoded, address, *rest)
+        out.append((kind, args, kwargs, ack))
+    return out
+
+
+def _replay_calls(
+    store: Any, calls: list[tuple[Any, ...]], check: bool, wire: str
+) -> tuple[int, list[str]]:
+    from handoffd.protocol import codec
+    from handoffd.protocol import messages as m
+    from handoffd.protocol.columns import check_frames
+
+    node = codec.Codec(packed={m.ReplicateLog: "tasks"})  # (the node's: daemon.node)
+    methods = {"snapshot": store.on_snapshot, "log": store.on_log, "drop": store.drop}
+    mismatched, digests = 0, []
+    for kind, args, kwargs, ack in calls:
+        if check and kind == "drop" and args[0] in store.replicas:
+            digests.append(digest(store.replicas[args[0]]))
+        if kind == "log" and wire:
+            encoded, address, *rest = args
+            decoded = node.decode(encoded)
+            msg = decoded.msg
+            check_frames(msg.frame_sizes, decoded.frames, "ReplicateLog")
+            got = store.on_log(msg, address, decoded.frames, *rest, **kwargs)
+        else:
+            got = methods[kind](*args, **kwargs)
+        if check and got != ack:
+            mismatched += 1
+    return mismatched, digests
+
+
+def replay(path: str, runs: int, check: bool, wire: str = "") -> None:
     from handoffd.replication.standby import StandbyStore
 
     calls = load(path)
+    encoded = bool(calls) and calls[-1][0] == "encoded"  # (``encode``'s output)
+    if encoded:
+        calls = calls[:-1]
     if runs:  # the first ``runs`` runs: up to the call before the next run's snapshot
         seen, end = 0, len(calls)
         for i, call in enumerate(calls):
@@ -134,17 +217,26 @@ def replay(path: str, runs: int, check: bool) -> None:
                     end = i
                     break
         calls = calls[:end]
+    if wire and not encoded:
+        calls = _prepare(calls, wire)
+    elif not wire:
+        calls = [
+            (k, (_today(a[0]), *a[1:]) if k == "log" else a, kw, ack) for k, a, kw, ack in calls
+        ]
     store = StandbyStore("d1")
-    methods = {"snapshot": store.on_snapshot, "log": store.on_log, "drop": store.drop}
-    mismatched, digests = 0, []
-    for kind, args, kwargs, ack in calls:
-        if check and kind == "drop" and args[0] in store.replicas:
-            digests.append(digest(store.replicas[args[0]]))
-        got = methods[kind](*args, **kwargs)
-        if check and got != ack:
-            mismatched += 1
+    mismatched, digests = _replay_calls(store, calls, check, wire)
     if check:
         print(f"{len(calls)} calls, {mismatched} answers differ; digests:", " ".join(digests))
+
+
+def encode(path: str, out: str, wire: str) -> None:
+    """The recording at ``path`` with its log batches encoded in ``wire``'s form, to ``out``:
+    ``replay OUT --wire ...`` then measures the decode and the standby, not this encoding."""
+    calls = _prepare(load(path), wire)
+    with open(out, "wb") as f:
+        for call in [*calls, ("encoded", (), {}, None)]:
+            pickle.dump(call, f, protocol=pickle.HIGHEST_PROTOCOL)
+    print(f"{len(calls)} calls encoded as {wire} to {out}")
 
 
 def main() -> None:
@@ -160,14 +252,21 @@ def main() -> None:
     rep.add_argument("path")
     rep.add_argument("--runs", type=int, default=0, help="the first RUNS runs only (0: all)")
     rep.add_argument("--check", action="store_true")
+    rep.add_argument("--wire", choices=("rows", "columns"), default="", help="decode each batch")
+    enc = sub.add_parser("encode")
+    enc.add_argument("path")
+    enc.add_argument("out")
+    enc.add_argument("--wire", choices=("rows", "columns"), required=True)
     args = parser.parse_args()
     if args.cmd == "record":
         from _peers.common import reexec_in_netns
 
         reexec_in_netns()
         record(args.out, args.rounds)
+    elif args.cmd == "encode":
+        encode(args.path, args.out, args.wire)
     else:
-        replay(args.path, args.runs, args.check)
+        replay(args.path, args.runs, args.check, args.wire)
 
 
 if __name__ == "__main__":

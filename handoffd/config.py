@@ -30,9 +30,10 @@ DEFAULT_CLUSTER = "default"
 #: hooks, uploads, reliability); this build sends them to every peer, so it no longer serves 2.
 PROTOCOL_MIN = 3
 PROTOCOL_MAX = (
-    7  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads;
+    8  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads;
     # 7: a run snapshot's payload tails as one blob (SnapshotColumns.tails); a complete execute
-    # outcome's values as one block (protocol.outcome_block)
+    # outcome's values as one block (protocol.outcome_block); 8: a replication log batch's
+    # deltas as columns (ReplicateLog.columns, protocol.log_columns)
 )
 
 

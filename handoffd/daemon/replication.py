@@ -37,6 +37,7 @@ from handoffd.daemon.replication_snapshots import SnapshotSends
 from handoffd.daemon.replication_takeover import HeldReports, Restoring, TakeoverSteps, Taking
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import check_frames, join_frames
+from handoffd.protocol.log_columns import pack_columns, reads_log_columns
 from handoffd.protocol.messages_chunks import PayloadsHeld, ReplicaPayloads, ValueChunk
 from handoffd.protocol.messages_lease import LeasesRenewed, RenewLeases
 from handoffd.protocol.messages_snapshot import reads_columns
@@ -66,6 +67,7 @@ PACK_OFF_LOOP = 4096
 # A task's move into these is held for its next move (``ReplicationLog.changed``'s ``held_at``).
 _HELD_STATES = frozenset(("ASSIGNED", "RUNNING"))
 _ENDED = frozenset(("DONE", "FAILED", "CANCELLED"))  # a run's states once it ended
+_NO_ROWS = WireRows(())  # a batch sent as columns: its rows field empty
 
 
 class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
@@ -292,27 +294,37 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
         if run is None or batch is None:
             return
         # The rows come in wire form from the compiled scheduler: the codec packs them unchecked
-        # (``WireRows``); checking each delta's fields cost more than packing them.
+        # (``WireRows``); checking each delta's fields cost more than packing them. A standby of
+        # protocol 8 is sent them as columns (``log_columns``: a few objects a batch, where a
+        # row was ~26 a task), packed once for all of them; any other the rows.
         deltas, frames = batch
         frame_sizes, frames = join_frames(frames)  # small values: one frame (issue 13)
-        msg = m.ReplicateLog(
-            ins.run_id,
-            run.term,
-            ins.seq,
-            ins.standbys,
-            WireRows(deltas),
-            run.state,
-            run.released,
-            error_to_info(run.error),
-            frame_sizes,
-        )
-        for name in ins.nodes:  # (the node encodes the message once for all of them)
+        member = self.port.member
+        readers = [reads_log_columns(member(name)) for name in ins.nodes]
+        packed = pack_columns(deltas) if any(readers) else None
+        forms: dict[bool, m.ReplicateLog] = {}
+        for name, reads in zip(ins.nodes, readers, strict=True):
+            form = reads and packed is not None
+            msg = forms.get(form)
+            if msg is None:
+                msg = forms[form] = m.ReplicateLog(
+                    ins.run_id,
+                    run.term,
+                    ins.seq,
+                    ins.standbys,
+                    _NO_ROWS if form else WireRows(deltas),
+                    run.state,
+                    run.released,
+                    error_to_info(run.error),
+                    frame_sizes,
+                    packed if form and packed is not None else b"",
+                )
             held = self._held.get((ins.run_id, name))
             if held is not None:  # its snapshot is being packed: this batch goes after it
                 held.append((msg, frames, run.term))
                 continue
             address = self.port.address_of(name)
-            if address:
+            if address:  # (the node encodes a message once for all the nodes it goes to)
                 self.port.send(address, msg, frames, term=run.term)
 
     def run_ended(self, run_id: str) -> None:
@@ -464,8 +476,18 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
             if not self._claimed(msg.run_id, msg.term, owner, owner_address or ""):
                 return
             check_frames(msg.frame_sizes, frames, "ReplicateLog")  # (split if needed: keep)
+            had = msg.run_id in self.standby.replicas
             ack2 = self.standby.on_log(msg, owner_address or "", frames, owner, joined=True)
             if ack2 is not None:
+                if had and ack2.seq == -1 and msg.run_id not in self.standby.replicas:
+                    log.warning(
+                        "run %s: a malformed log batch from %s (batch %d or one before it); "
+                        "the replica is dropped and a snapshot asked for",
+                        msg.run_id,
+                        sender,
+                        msg.seq,
+                        extra={"run": msg.run_id, "term": msg.term},
+                    )
                 self._ack(ack2)
         elif isinstance(msg, m.ReplicaAcked):
             if self.fenced(msg.run_id, envelope.term if envelope is not None else 0):

@@ -541,6 +541,8 @@ class ReplicateLog:
     released: bool
     error: ErrorInfo | None  # the run's error
     frame_sizes: bytes = b""  # the values' frames packed (protocol.columns.join_frames)
+    # since 8: the deltas as columns (protocol.log_columns), ``tasks`` then empty
+    columns: bytes = b""
 
 
 @message(62)

@@ -52,6 +52,7 @@ from typing import Any, Final
 import msgpack
 
 from handoffd.protocol.columns import ColumnError, split_frames
+from handoffd.protocol.log_columns import read_columns
 from handoffd.protocol.messages import ALIVE, SUSPECT, ErrorInfo, ReplicateLog, TaskDelta
 from handoffd.protocol.messages_chunks import FarPayload
 from handoffd.protocol.rows import CheckedRows, Row, read_packed
@@ -81,9 +82,17 @@ _FAILURES, _LOSSES, _COMPLETIONS, _FRAME, _ATTEMPTS = (
 )
 _DELTA = struct_record(TaskDelta)
 
-# A log batch kept as it came (``Replica.batches``): its task deltas packed (``Codec(packed=...)``,
-# unchecked), its ``frame_sizes`` and its frames as received (checked: ``columns.check_frames``).
-Batch = tuple[bytes, bytes, tuple[Any, ...]]
+# A log batch kept as it came (``Replica.batches``): its task deltas packed, unchecked (the rows
+# as ``Codec(packed=...)`` kept them, or ``ReplicateLog.columns``), its ``frame_sizes``, its
+# frames as received (checked: ``columns.check_frames``) and whether the deltas are columns.
+Batch = tuple[bytes, bytes, tuple[Any, ...], bool]
+
+
+def batch_rows(packed: bytes, columns: bool) -> CheckedRows:
+    """A kept batch's deltas as checked rows, from either form (``protocol.log_columns``:
+    the same rows); raises ``Invalid`` or ``ColumnError`` if malformed."""
+    return read_columns(packed) if columns else read_packed(_DELTA, packed)
+
 
 #: Bytes of batches a replica keeps packed before it folds the oldest into ``deltas`` (or
 #: ``FOLD_SNAPSHOTS`` times its snapshot's, if more): what the standby holds beyond one row per task stays bounded, and
@@ -96,6 +105,7 @@ FOLD_SNAPSHOTS = 2
 #: release. So a fold whose rows are mostly new tasks doubles the replica's limit, one whose rows
 #: mostly replace halves it again, between the base above and ``1 << FOLD_GROWTH`` times it.
 FOLD_GROWTH = 4
+_NO_ROWS: Final = b"\x90"  # an empty array: the rows field of a batch sent as columns, packed
 
 
 def put_rows(
@@ -132,8 +142,8 @@ def newest_rows(batches: Any, values: dict[str, bytes | None]) -> dict[str, Row]
     (``Replica.run_data``, ``replica_status.count``); ``values`` updated as ``put_rows`` would.
     Raises ``Invalid`` or ``ColumnError`` as ``fold``."""
     newest: dict[str, Row] = {}
-    for packed, sizes, frames in batches:
-        rows = read_packed(_DELTA, packed)
+    for packed, sizes, frames, columns in batches:
+        rows = batch_rows(packed, columns)
         frames = split_frames(sizes, list(frames), "ReplicateLog")
         nframes = len(frames)
         for row in rows:
@@ -151,8 +161,8 @@ def fold(deltas: dict[str, bytes], values: dict[str, bytes | None], batches: Any
     would have been applied on arrival (``put_rows``); raises ``Invalid`` or ``ColumnError`` if
     one is malformed (its decode would have dropped it). Returns how many rows they held."""
     count = 0
-    for packed, sizes, frames in batches:
-        rows = read_packed(_DELTA, packed)
+    for packed, sizes, frames, columns in batches:
+        rows = batch_rows(packed, columns)
         put_rows(deltas, values, rows, split_frames(sizes, list(frames), "ReplicateLog"))
         count += len(rows)
     return count
@@ -498,10 +508,14 @@ class StandbyStore:
         if seq <= replica.seq:
             return StandbyAck(run_id, owner_address, term, replica.seq, False)  # a duplicate
         tasks: Any = msg.tasks
-        if type(tasks) is bytes:  # (the node's codec keeps them packed: protocol.rows)
+        columns = msg.columns  # (protocol 8: the deltas as columns, ``tasks`` then empty)
+        if columns and not (tasks == _NO_ROWS or not tasks):
+            raise ColumnError("ReplicateLog: deltas both as rows and as columns")
+        if columns or type(tasks) is bytes:  # (the node's codec keeps rows packed: protocol.rows)
             sizes = msg.frame_sizes if joined else b""
             kept = tuple(f if type(f) is bytes else bytes(f) for f in frames)
-            if not replica.keep((tasks, sizes, kept)):
+            batch = (columns, sizes, kept, True) if columns else (tasks, sizes, kept, False)
+            if not replica.keep(batch):
                 del self.replicas[run_id]  # a malformed batch folded: start again from a snapshot
                 return StandbyAck(run_id, owner_address, term, -1, True)
             tasks = ()

@@ -25,7 +25,10 @@ def _state(rep: shell.ReplicationIO, port: FakePort) -> Any:
         for run_id, p in log._runs.items()
     }
     timers = [(t.due, t.seq) for t in port.pending()]
-    sent = [(s.address, s.msg.run_id, s.msg.seq, s.msg.tasks) for s in port.take(m.ReplicateLog)]
+    sent = [
+        (s.address, s.msg.run_id, s.msg.seq, s.msg.tasks, s.msg.columns)
+        for s in port.take(m.ReplicateLog)
+    ]
     return runs, list(log._dirty), list(log._holding), rep._flush_scheduled, timers, sent
 
 

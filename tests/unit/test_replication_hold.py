@@ -119,6 +119,7 @@ def test_the_owner_sends_a_short_task_once_and_the_replica_ends_as_the_run() -> 
     from handoffd.protocol import messages as m
     from handoffd.protocol.codec import Codec
     from handoffd.protocol.columns import split_frames
+    from handoffd.protocol.log_columns import read_columns
     from handoffd.protocol.snapshot import decode_run, encode_run
     from handoffd.replication.standby import StandbyStore
 
@@ -146,27 +147,30 @@ def test_the_owner_sends_a_short_task_once_and_the_replica_ends_as_the_run() -> 
             c.accept_all(c.succeed(node, "r", task_id, attempt, value=b"v"))
         return [t for t in out_now() if t not in first]
 
+    def _rows(msg: Any) -> Any:  # (a standby of protocol 8 is sent the columns)
+        return read_columns(msg.columns) if msg.columns else msg.tasks
+
     batches: list[Any] = []
     second = finish(first[:3])  # done: urgent; their successors dispatched: held
     assert second
     port.advance(shell.FLUSH_INTERVAL)
     (batch,) = port.take(m.ReplicateLog)
     batches.append(batch)
-    assert sorted(d[0] for d in batch.msg.tasks) == sorted(t for _, t, _ in first[:3])  # (rows)
-    assert {d[1] for d in batch.msg.tasks} == {"DONE"}
+    assert sorted(d[0] for d in _rows(batch.msg)) == sorted(t for _, t, _ in first[:3])  # (rows)
+    assert {d[1] for d in _rows(batch.msg)} == {"DONE"}
     finish(second)  # done within the hold: each goes once, as DONE
     port.advance(shell.FLUSH_INTERVAL)
     (batch,) = port.take(m.ReplicateLog)
     batches.append(batch)
-    assert sorted(d[0] for d in batch.msg.tasks) == sorted(t for _, t, _ in second)
-    assert {d[1] for d in batch.msg.tasks} == {"DONE"}
+    assert sorted(d[0] for d in _rows(batch.msg)) == sorted(t for _, t, _ in second)
+    assert {d[1] for d in _rows(batch.msg)} == {"DONE"}
     third = [t for t in out_now() if t not in first]  # dispatched meanwhile, held
     assert third and not port.sent
     port.advance(rlog.HOLD)
     (batch,) = port.take(m.ReplicateLog)
     batches.append(batch)
-    assert sorted(d[0] for d in batch.msg.tasks) == sorted(t for _, t, _ in third)
-    assert {d[1] for d in batch.msg.tasks} == {"ASSIGNED"}
+    assert sorted(d[0] for d in _rows(batch.msg)) == sorted(t for _, t, _ in third)
+    assert {d[1] for d in _rows(batch.msg)} == {"ASSIGNED"}
     standby = StandbyStore("s")
     wire = Codec(Limits())
     standby.on_snapshot("r", 0, 0, "owner", "owner:1", ("s",), snapshot.frames[0])
