@@ -37,10 +37,10 @@ cdef class Demand(RoomView):
     cpdef went_out(self, str node, TaskRecord rec)
     @cython.locals(
         k=Py_ssize_t, load=dict, capacity=dict, n=NodeState, part=double, durations=Durations,
-        work=dict, had=object, cur=double, charged=bint, unknown=double, seconds=double, charge=double,
-        rec=TaskRecord
+        work=dict, had=object, cur=double, charged=bint, unknown=double, took=double, charge=double,
+        rec=TaskRecord, i=Py_ssize_t
     )
-    cpdef went_out_all(self, str node, list recs, dict cost)
+    cpdef went_out_all(self, str node, list recs, dict cost, list seconds=*)
     @cython.locals(load=dict, left=double)
     cpdef came_back(self, str node, TaskRecord rec)
     @cython.locals(

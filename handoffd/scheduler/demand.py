@@ -153,12 +153,19 @@ class Demand(RoomView):
         if rec.charge:
             self.work[node] = self.work.get(node, 0.0) + rec.charge
 
-    def went_out_all(self, node: str, recs: list[TaskRecord], cost: dict[str, float]) -> None:
+    def went_out_all(
+        self,
+        node: str,
+        recs: list[TaskRecord],
+        cost: dict[str, float],
+        seconds: list[float] | None = None,
+    ) -> None:
         """``went_out(node, rec)`` for each of ``recs`` in order, every one's ``spec.cost`` the
         object ``cost`` (a block of the window fill): the cost added k times in one pass
         (``add_times``), the node marked once, the node's share of the cost taken once (each
         task's charge is its estimate times that share: ``Durations.charge_keys``'s product),
-        the work's sums in one local, in the same order as one by one."""
+        the work's sums in one local, in the same order as one by one. ``seconds``: each task's
+        estimate as charged (unknown: ``UNKNOWN_CHARGE``), made by the walk; None: made here."""
         k = len(recs)
         if not k:
             return
@@ -176,11 +183,15 @@ class Demand(RoomView):
         cur = 0.0 if had is None else had
         charged = False
         unknown = UNKNOWN_CHARGE
-        for rec in recs:
-            seconds = durations.estimate_keys(rec.duration_key, rec.shape_key)
-            if seconds < 0.0:
-                seconds = unknown
-            charge = seconds * part
+        for i in range(k):
+            rec = recs[i]
+            if seconds is not None:
+                took = seconds[i]
+            else:
+                took = durations.estimate_keys(rec.duration_key, rec.shape_key)
+                if took < 0.0:
+                    took = unknown
+            charge = took * part
             rec.charge = charge
             if charge:
                 charged = True

@@ -36,7 +36,7 @@ cdef class FillPasses(Demand):
     @cython.locals(
         run=RunState, rec=TaskRecord, misses=Py_ssize_t, missed=set, index=dict,
         seconds=double, chosen=Py_ssize_t, item=tuple, recs=list, to=Py_ssize_t, of=RunState,
-        more=Py_ssize_t, like=list, took=Py_ssize_t,
+        more=Py_ssize_t, like=list, took=Py_ssize_t, secs=list, charged=list,
     )
     cpdef _walk(
         self, object fill, list nodes, ReadyQueue ready, object dispatch, bint timed,

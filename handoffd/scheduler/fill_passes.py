@@ -30,8 +30,10 @@ EPS = core.EPS
 #: True: to its window, beyond its free resources (it may wait in the node's queue).
 DispatchFn = Callable[[RunState, TaskRecord, str, bool], None]
 #: ``DispatchFn`` of each of the records, in order: tasks of one run and one cost object that a
-#: walk sent one after another to the named node (a block).
-BlockFn = Callable[[RunState, list[TaskRecord], str, bool], None]
+#: walk sent one after another to the named node (a block); with the seconds the walk charged
+#: each (``_walk``'s, a timed walk's), else None: the block's books read them there rather than
+#: estimate each task again.
+BlockFn = Callable[[RunState, list[TaskRecord], str, bool, "list[float] | None"], None]
 
 
 def _wave_open(n: NodeState | None, outstanding: dict[str, dict[str, float]]) -> bool:
@@ -215,6 +217,10 @@ class FillPasses(Demand):
         misses = 0
         missed: set[tuple[Any, ...]] = set()  # room only shrinks during a pass
         recs: list[TaskRecord] = []  # the block: picked, not yet dispatched
+        # The seconds each of ``recs`` was charged (a timed walk): the block's books (its charges,
+        # the rebalance's check) read them, one estimate a task, not three. Nothing learns a
+        # duration during a pass, so each is the estimate they would make.
+        secs: list[float] | None = [] if timed else None
         to = -1  # its node's index
         of: RunState | None = None  # its run
         cost: Any = None  # its tasks' one cost object
@@ -234,7 +240,8 @@ class FillPasses(Demand):
                     if misses >= MAX_MISSES:
                         break
                     continue
-                seconds = durations.estimate(rec.id, rec.cost_items) if timed else 0.0
+                # (the record's keys: ``estimate(rec.id, rec.cost_items)``'s, built once)
+                seconds = durations.estimate_keys(rec.duration_key, rec.shape_key) if timed else 0.0
                 if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
                     seconds = UNKNOWN_CHARGE
                 if pin is None:
@@ -248,8 +255,9 @@ class FillPasses(Demand):
                     )
                 if chosen < 0:
                     if recs:  # (the queued shapes below count what is dispatched)
-                        block(of, recs, nodes[to].name, True)  # type: ignore[misc,arg-type]
+                        block(of, recs, nodes[to].name, True, secs)  # type: ignore[misc,arg-type]
                         recs = []
+                        secs = [] if timed else None
                     missed.add((pin, rec.cost_items))
                     misses += 1
                     if misses >= MAX_MISSES or missed.issuperset(ready.shapes):
@@ -261,13 +269,16 @@ class FillPasses(Demand):
                     dispatch(run, rec, nodes[chosen].name, True)
                 else:
                     if recs and (chosen != to or run is not of or rec.spec.cost is not cost):
-                        block(of, recs, nodes[to].name, True)  # type: ignore[misc,arg-type]
+                        block(of, recs, nodes[to].name, True, secs)  # type: ignore[misc,arg-type]
                         recs = []
+                        secs = [] if timed else None
                     if not recs:
                         to = chosen
                         of = run
                         cost = rec.spec.cost
                     recs.append(rec)
+                    if secs is not None:
+                        secs.append(seconds)
                     # The tasks after it of its cost and pin, as many as the core says its node
                     # takes one after another: one ``count`` and one ``follow`` a block, not a
                     # step and a pick a task (``ready.take_like``: only where the walk's order is
@@ -276,16 +287,20 @@ class FillPasses(Demand):
                         more = fill.count(ready.size)
                         if more:
                             like = ready.take_like(run, rec, more)
-                            if timed:
-                                took = fill.follow(len(like), _seconds(durations, like))
+                            if secs is not None:
+                                charged = _seconds(durations, like)
+                                took = fill.follow(len(like), charged)
                             else:
+                                charged = None
                                 took = fill.follow(len(like), None)
                             if took < len(like):  # (cuts ``like`` to ``took``)
                                 ready.give_back(run, took)
                             recs.extend(like)
+                            if secs is not None:
+                                secs.extend(charged[:took])  # type: ignore[index]
                 if not fill.left:
                     break
             if recs:
-                block(of, recs, nodes[to].name, True)  # type: ignore[misc,arg-type]
+                block(of, recs, nodes[to].name, True, secs)  # type: ignore[misc,arg-type]
         finally:
             ready.restore()

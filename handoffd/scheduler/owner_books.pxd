@@ -49,14 +49,14 @@ cdef class OwnerBooks(OwnerQueries):
         rec=TaskRecord, first=TaskRecord, cost=dict, now=double, run_id=str, dispatches=dict,
         key=tuple, placed=Placed, spec=object, task_id=str
     )
-    cpdef _dispatch_block(self, RunState run, list recs, str node, bint queued=*)
+    cpdef _dispatch_block(self, RunState run, list recs, str node, bint queued=*, list seconds=*)
     @cython.locals(
         floor=cython.longlong, placed=dict, group_of=dict, wall=double, changed=list,
         run_id=str, rec=TaskRecord, attempt=cython.longlong, task_id=str, gid=object,
         moves=list, k=Py_ssize_t, c=dict, key=str, tally=dict, ready=ReadyQueue
     )
     cpdef _assign_block(
-        self, RunState run, list recs, str node, double now, dict cost
+        self, RunState run, list recs, str node, double now, dict cost, list seconds=*
     )
     @cython.locals(
         attempt=cython.longlong, task_id=str, gid=object, c=dict, key=str, tally=dict, moves=list

@@ -223,9 +223,14 @@ class OwnerBooks(OwnerQueries):
         self._dispatch(run, rec, node, queued)
 
     def _send_block(
-        self, run: RunState, recs: list[TaskRecord], node: str, queued: bool = False
+        self,
+        run: RunState,
+        recs: list[TaskRecord],
+        node: str,
+        queued: bool = False,
+        seconds: list[float] | None = None,
     ) -> None:
-        self._dispatch_block(run, recs, node, queued)
+        self._dispatch_block(run, recs, node, queued, seconds)
 
     def _alive(self, name: str) -> bool:
         return self._view.alive(name)
@@ -280,14 +285,21 @@ class OwnerBooks(OwnerQueries):
         )
 
     def _dispatch_block(
-        self, run: RunState, recs: list[TaskRecord], node: str, queued: bool = False
+        self,
+        run: RunState,
+        recs: list[TaskRecord],
+        node: str,
+        queued: bool = False,
+        seconds: list[float] | None = None,
     ) -> None:
         """``_dispatch(run, rec, node, queued)`` for each of ``recs`` in order: tasks a fill
         pass's walk sent one after another to ``node``, every one's ``spec.cost`` one object (a
         block: ``FillPasses._walk``). Each part of the books is written for the whole block in
         one call (``_assign_block``, the rebalance's, the unanswered dispatches', the outbox's
         columns) instead of the chain of calls a task: every part keeps its own state, and what
-        each writes a task, and in which order, is what the one-by-one chain wrote."""
+        each writes a task, and in which order, is what the one-by-one chain wrote. ``seconds``:
+        each task's learned estimate as the walk charged it (an unknown one ``UNKNOWN_CHARGE``),
+        read by the charges and the rebalance's check instead of an estimate of each there."""
         if not recs:
             return
         if run.mover is not self or run.listener is not None:
@@ -302,9 +314,9 @@ class OwnerBooks(OwnerQueries):
         now = self._now
         first = recs[0]
         cost = first.spec.cost
-        self._assign_block(run, recs, node, now, cost)
+        self._assign_block(run, recs, node, now, cost, seconds)
         if queued:
-            self._rebalance.sent_all(run, recs, node)
+            self._rebalance.sent_all(run, recs, node, seconds)
         run_id = run.run_id
         self._view.sent_all(node, run_id, recs, cost, now)
         self._lost.sent(node)
@@ -316,7 +328,13 @@ class OwnerBooks(OwnerQueries):
         placed.add_all(run, recs)
 
     def _assign_block(
-        self, run: RunState, recs: list[TaskRecord], node: str, now: float, cost: dict[str, float]
+        self,
+        run: RunState,
+        recs: list[TaskRecord],
+        node: str,
+        now: float,
+        cost: dict[str, float],
+        seconds: list[float] | None = None,
     ) -> None:
         """``_assign(run, rec, node, now)`` for each of ``recs`` (READY, of a run whose mover is
         this owner and which has no listener; ``cost`` every one's ``spec.cost``): each record's
@@ -364,7 +382,7 @@ class OwnerBooks(OwnerQueries):
         tally[READY] -= k
         tally[ASSIGNED] += k
         # (``moved``: it goes out; it leaves the queue)
-        self._view.went_out_all(node, recs, cost)
+        self._view.went_out_all(node, recs, cost, seconds)
         self._lost.went_out_all(run_id, recs, now)
         self._ready.discard_all(recs)
 

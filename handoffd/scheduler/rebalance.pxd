@@ -23,9 +23,9 @@ cdef class Rebalance:
     @cython.locals(seconds=double, keys=dict)
     cpdef sent(self, RunState run, TaskRecord rec, str node)
     @cython.locals(
-        group_of=dict, durations=Durations, seconds=double, keys=dict, run_id=str, rec=TaskRecord,
-        task_id=str
+        group_of=dict, durations=Durations, took=double, keys=dict, run_id=str, rec=TaskRecord,
+        task_id=str, i=Py_ssize_t
     )
-    cpdef sent_all(self, RunState run, list recs, str node)
+    cpdef sent_all(self, RunState run, list recs, str node, list seconds=*)
     @cython.locals(keys=dict)
     cpdef came_back(self, str node, tuple key)

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; rebalance.pxd beside it gives the compiled build its C types)
 """Re-placement of queued work: a part of the owner's scheduler (``OwnerScheduler``).
 
 What may wait in a node's local queue: tasks the window top-up sent beyond the node's free
@@ -62,20 +64,32 @@ class Rebalance:
             keys = self.queued[node] = {}
         keys[(run.run_id, rec.id, rec.attempt)] = None
 
-    def sent_all(self, run: RunState, recs: list, node: str) -> None:  # type: ignore[type-arg]
+    def sent_all(
+        self,
+        run: RunState,
+        recs: list,  # type: ignore[type-arg]
+        node: str,
+        seconds: list[float] | None = None,
+    ) -> None:
         """``sent(run, rec, node)`` for each of ``recs`` in order (a block of the window fill):
         the pin read from the record in hand (``pin_of``'s first look-up is this record), the
-        node's keys looked up once."""
+        node's keys looked up once. ``seconds``: each task's estimate as the walk charged it, an
+        unknown one as ``UNKNOWN_CHARGE``, which is above ``QUEUE_SECONDS`` as an unknown
+        estimate (-1) is below 0: either way the task is remembered."""
         group_of = run.group_of
         durations = self._view.durations
         keys: dict[Key, None] | None = None
         run_id = run.run_id
-        for rec in recs:
+        for i in range(len(recs)):
+            rec = recs[i]
             task_id = rec.id
             if rec.spec.node is not None or (group_of and task_id in group_of):
                 continue  # (not in a group: ``pin_of`` is the record's own pin)
-            seconds = durations.estimate_keys(rec.duration_key, rec.shape_key)
-            if 0.0 <= seconds <= QUEUE_SECONDS:
+            if seconds is not None:
+                took = seconds[i]
+            else:
+                took = durations.estimate_keys(rec.duration_key, rec.shape_key)
+            if 0.0 <= took <= QUEUE_SECONDS:
                 continue
             if keys is None:
                 keys = self.queued.get(node)

@@ -4,6 +4,16 @@
 # task record and a run C classes, so the owner's per-task moves read and write struct fields.
 
 cimport cython
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject_GenericSetAttr as _store
+
+cdef extern from "Python.h":
+    PyTypeObject PyBaseObject_Type
+
+
+# ``object.__new__(cls)`` as one C call (as plain_graph.pxd's).
+cdef inline object _make(type cls):
+    return PyBaseObject_Type.tp_new(cls, <PyObject*>(), NULL)
 
 # (history's moves called as C functions: a Python call a move was ~4k instructions a task)
 from handoffd.scheduler cimport history as hist
@@ -105,7 +115,7 @@ cdef class RunState:
     cpdef _free_unneeded(self, TaskRecord rec)
     cpdef list take_freed(self)
     cpdef tuple input_refs(self, str task_id)
-    @cython.locals(rec=TaskRecord)
+    @cython.locals(rec=TaskRecord, locations=tuple, ref=object)
     cpdef object _ref(self, str dep)
     @cython.locals(held=dict, drec=TaskRecord)
     cpdef dict input_bytes(self, str task_id, object alive)

@@ -20,7 +20,7 @@ to the cluster (node lost, cancelled by the node, result copy lost); both are ca
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoffd.errors import HandoffError
 from handoffd.scheduler import history as hist
@@ -50,6 +50,15 @@ from handoffd.scheduler.states import (  # noqa: F401 - re-exported: the run's v
     InvalidTransition,
 )
 from handoffd.spec import RunOptions, TaskSpec
+
+# An instance made empty and a field stored as its class's own ``__init__`` would: the Python
+# calls here, one C call each in the compiled build (run.pxd cimports them by these names, as
+# ``plain_graph`` does; the pure build's stand in through ``globals()``).
+if TYPE_CHECKING:
+    _make: Callable[[type], Any]
+    _store: Callable[[object, str, object], None]
+globals().setdefault("_make", object.__new__)
+globals().setdefault("_store", object.__setattr__)
 
 HISTORY_LIMIT = 64
 _MOVES_LIMIT = HISTORY_LIMIT * hist.STRIDE
@@ -629,7 +638,16 @@ class RunState:
             spec = self.inline[dep]
             return InlineRef(dep, spec.payload, spec.argument_inclusion, self.input_refs(dep))
         rec = self.tasks[dep]
-        return ValueRef(dep, tuple(sorted(rec.locations)), rec.value)
+        locations = rec.locations
+        if type(locations) is not tuple or len(locations) > 1:
+            locations = tuple(sorted(locations))  # (one or none: in order already, no copy)
+        # Its slots stored as its ``__init__`` stores them, without the Python call (a
+        # dispatch's inputs make one a dependency: W2's three a task).
+        ref = _make(ValueRef)  # noqa: F821
+        _store(ref, "task_id", dep)  # noqa: F821
+        _store(ref, "locations", locations)  # noqa: F821
+        _store(ref, "value", rec.value)  # noqa: F821
+        return ref
 
     def input_bytes(self, task_id: str, alive: Callable[[str], bool]) -> dict[str, float]:
         """Bytes of the task's inputs held per live node (those a consumer there would not
