@@ -19,6 +19,7 @@ from hypothesis import note
 from hypothesis import strategies as st
 
 _SEEDS = st.integers(0, 2**32 - 1)
+SEEDS = _SEEDS  # one drawn seed: a rule's or a case's random choices come from it
 
 
 def seeded(build: Callable[..., Any], *args: Any) -> st.SearchStrategy[Any]:
@@ -33,6 +34,32 @@ def seeded(build: Callable[..., Any], *args: Any) -> st.SearchStrategy[Any]:
         return build(random.Random(seed), *args)
 
     return case()
+
+
+def swarm(rng: random.Random, names: Sequence[str]) -> frozenset[str]:
+    """The actions a state machine's case leaves out, each with one probability drawn for the case,
+    as Hypothesis' feature flags disable rules (a case of few kinds of steps goes deeper)."""
+    p_disabled = rng.randrange(255) / 255
+    return frozenset(n for n in names if rng.random() < p_disabled)
+
+
+def seeded_step(
+    seed: int,
+    actions: Sequence[tuple[str, Callable[[random.Random], object], bool]],
+    disabled: frozenset[str],
+) -> None:
+    """One step of a state machine from one drawn seed: an action among those whose precondition
+    holds (uniformly, as Hypothesis picks among its valid rules), its arguments from the seed.
+
+    Hypothesis choosing among many rules, most rejected by a precondition or a feature flag, one
+    draw per argument, was most of the stateful tests' time, and the length of those draws cut
+    most cases short of their step count. The case's ``disabled`` actions sit out unless every
+    valid one is disabled (Hypothesis then enables the one it asks about first)."""
+    rng = random.Random(seed)
+    valid = [(name, act) for name, act, ok in actions if ok]
+    name, act = rng.choice([a for a in valid if a[0] not in disabled] or valid)
+    note(f"step seed {seed}: {name}")
+    act(rng)
 
 
 def size(rng: random.Random, low: int, high: int) -> int:

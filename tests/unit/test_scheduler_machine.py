@@ -1,9 +1,10 @@
 """The owner's scheduler against simulated nodes and a lossy network, as hypothesis state machines
 (a failing sequence shrinks to the few steps that matter).
 
-``OwnerMachine`` rules: submit a run (random DAG: dependencies, inline functions, collocation,
-pins, outputs, retries, deadlines), nodes answer dispatches and run, finish or fail tasks, a
-dispatch, its answer, a report or a probe answer is lost, a node dies or comes back empty, other
+``OwnerMachine`` steps (one rule, ``step``, drawing one seed: the action among those whose
+precondition holds, and its arguments): submit a run (random DAG: dependencies, inline functions,
+collocation, pins, outputs, retries, deadlines), nodes answer dispatches and run, finish or fail
+tasks, a dispatch, its answer, a report or a probe answer is lost, a node dies or comes back empty, other
 owners' work squeezes in and ends, time passes (timers fire), a standby takes the owner's runs over
 (snapshot, the nodes' holdings merged, restored at the next term), results are released, a run is
 cancelled.
@@ -30,21 +31,15 @@ ready, however the nodes report.
 
 from __future__ import annotations
 
-import functools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core_strategies import seeded, size
-from hypothesis import HealthCheck, Phase, settings
+from core_strategies import SEEDS, seeded_step, size, swarm
+from hypothesis import HealthCheck, Phase, note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from scheduler_harness import CPU, spec
 
 from handoffd.replication.takeover import Holdings, merge
@@ -116,8 +111,8 @@ class SimNode:
 
 
 def dag(rng: random.Random) -> tuple[list[TaskSpec], RunOptions]:
-    """A run of 1-8 tasks (one drawn seed, ``core_strategies.seeded``: a Hypothesis draw per
-    field was a large part of the machine's generation)."""
+    """A run of 1-8 tasks, drawn from a step's seed (a Hypothesis draw per field was a large part
+    of the machine's generation)."""
     n = size(rng, 1, 8)
     specs: list[TaskSpec] = []
     for i in range(n):
@@ -151,7 +146,22 @@ def dag(rng: random.Random) -> tuple[list[TaskSpec], RunOptions]:
     return specs, options
 
 
-dags = functools.partial(seeded, dag)
+ACTIONS = (
+    "submit",
+    "deliver_dispatch",
+    "deliver_to_owner",
+    "task_done",
+    "task_failed",
+    "lose_message",
+    "kill",
+    "revive",
+    "other_owners",
+    "gossip",
+    "advance",
+    "takeover",
+    "release",
+    "cancel_run",
+)
 
 
 class OwnerMachine(RuleBasedStateMachine):
@@ -173,13 +183,19 @@ class OwnerMachine(RuleBasedStateMachine):
         self.released: set[str] = set()
         self.taken_over: set[str] = set()
         self.submitted = 0  # runs submitted: a run id is never used twice (os.urandom's, for real)
+        self.disabled: frozenset[str] = frozenset()  # this case's swarm: actions left out
 
     @initialize(
         cpus=st.lists(st.sampled_from([1.0, 2.0, 4.0]), min_size=3, max_size=3),
         window=st.sampled_from([1, 1, 4]),
         queue_seconds=st.sampled_from([None, QUEUE_SECONDS]),
+        swarm_seed=SEEDS,
     )
-    def start(self, cpus: list[float], window: int, queue_seconds: float | None) -> None:
+    def start(
+        self, cpus: list[float], window: int, queue_seconds: float | None, swarm_seed: int
+    ) -> None:
+        self.disabled = swarm(random.Random(swarm_seed), ACTIONS)
+        note(f"swarm seed {swarm_seed}: left out {sorted(self.disabled)}")
         self.window = window
         self.queue_seconds = queue_seconds
         self.sched = OwnerScheduler("owner", now=0.0, window=window, queue_seconds=queue_seconds)
@@ -331,12 +347,38 @@ class OwnerMachine(RuleBasedStateMachine):
             held = [(t, size) for (r, t), size in node.store.items() if r == ins.run_id]
             self.send(node, [ev.RunProbed(node.name, ins.run_id, ins.probe, running, held)])
 
-    # -- rules ----------------------------------------------------------------------------------
+    # -- steps ----------------------------------------------------------------------------------
+    # One rule, ``step``: one drawn seed picks an action whose precondition holds and draws its
+    # arguments (``core_strategies.seeded_step``); ``start`` draws the case's swarm.
 
-    @precondition(lambda self: len(self.specs) < 3)
-    @rule(dag=dags())
-    def submit(self, dag: tuple[list[TaskSpec], RunOptions]) -> None:
-        specs, options = dag
+    def actions(self) -> list[tuple[str, Callable[[random.Random], None], bool]]:
+        """Every action with whether its precondition holds now (an action may still find
+        nothing to do, as a rule did: reviving a live node)."""
+        alive = sum(n.alive for n in self.nodes.values())
+        running = any(n.running for n in self.nodes.values())
+        return [
+            ("submit", self.submit, len(self.specs) < 3),
+            ("deliver_dispatch", self.deliver_dispatch, bool(self.to_nodes)),
+            ("deliver_to_owner", self.deliver_to_owner, bool(self.to_owner)),
+            ("task_done", self.task_done, running),
+            ("task_failed", self.task_failed, running),
+            ("lose_message", self.lose_message, bool(self.to_nodes or self.to_owner)),
+            ("kill", self.kill, alive > 1),
+            ("revive", self.revive, True),
+            ("other_owners", self.other_owners, True),
+            ("gossip", self.gossip, True),
+            ("advance", self.advance, True),
+            ("takeover", self.takeover, bool(self.specs) and self.term < 2),
+            ("release", self.release, any(s != "RUNNING" for s in self.finished.values())),
+            ("cancel_run", self.cancel_run, bool(self.specs)),
+        ]
+
+    @rule(seed=SEEDS)
+    def step(self, seed: int) -> None:
+        seeded_step(seed, self.actions(), self.disabled)
+
+    def submit(self, rng: random.Random) -> None:
+        specs, options = dag(rng)
         # Counted apart from the run tables: a takeover forgets released runs, and an id they
         # gave back came again while a stale dispatch of its first run still ran on a node.
         run_id = f"r{self.submitted}"
@@ -345,30 +387,22 @@ class OwnerMachine(RuleBasedStateMachine):
         self.wanted[run_id] = set(options.outputs) if options.outputs is not None else None
         self.feed([ev.RunSubmitted(run_id, specs, options)])
 
-    @precondition(lambda self: self.to_nodes)
-    @rule(pick=st.integers(0, 20))
-    def deliver_dispatch(self, pick: int) -> None:
-        self.receive_dispatch(self.to_nodes.pop(pick % len(self.to_nodes)))
+    def deliver_dispatch(self, rng: random.Random) -> None:
+        self.receive_dispatch(self.to_nodes.pop(rng.randrange(len(self.to_nodes))))
 
-    @precondition(lambda self: self.to_owner)
-    @rule(pick=st.integers(0, 20))
-    def deliver_to_owner(self, pick: int) -> None:
-        _, events = self.to_owner.pop(pick % len(self.to_owner))
+    def deliver_to_owner(self, rng: random.Random) -> None:
+        _, events = self.to_owner.pop(rng.randrange(len(self.to_owner)))
         self.feed(events)
 
-    @precondition(lambda self: any(n.running for n in self.nodes.values()))
-    @rule(pick=st.integers(0, 50), small=st.booleans())
-    def task_done(self, pick: int, small: bool) -> None:
-        self.finish(pick, True, small)
+    def task_done(self, rng: random.Random) -> None:
+        self.finish(rng, True, rng.random() < 0.5)
 
-    @precondition(lambda self: any(n.running for n in self.nodes.values()))
-    @rule(pick=st.integers(0, 50))
-    def task_failed(self, pick: int) -> None:
-        self.finish(pick, False, False)
+    def task_failed(self, rng: random.Random) -> None:
+        self.finish(rng, False, False)
 
-    def finish(self, pick: int, ok: bool, small: bool) -> None:
+    def finish(self, rng: random.Random, ok: bool, small: bool) -> None:
         jobs = [(n, j) for n in self.nodes.values() for j in n.running.values()]
-        node, job = jobs[pick % len(jobs)]
+        node, job = jobs[rng.randrange(len(jobs))]
         del node.running[job.key]
         if ok:
             node.store[(job.run_id, job.task_id)] = 10 if small else 10_000
@@ -381,16 +415,14 @@ class OwnerMachine(RuleBasedStateMachine):
         self.start_queued(node)
         self.send(node, [node.update(), report])
 
-    @precondition(lambda self: self.to_nodes or self.to_owner)
-    @rule(to_node=st.booleans(), pick=st.integers(0, 20))
-    def lose_message(self, to_node: bool, pick: int) -> None:
-        if to_node and self.to_nodes:
-            d = self.to_nodes.pop(pick % len(self.to_nodes))
+    def lose_message(self, rng: random.Random) -> None:
+        if rng.random() < 0.5 and self.to_nodes:
+            d = self.to_nodes.pop(rng.randrange(len(self.to_nodes)))
             self.lost.update((d.run_id, i.task_id, i.attempt) for i in d.items)
             return
         if not self.to_owner:
             return
-        _, events = self.to_owner.pop(pick % len(self.to_owner))
+        _, events = self.to_owner.pop(rng.randrange(len(self.to_owner)))
         for e in events:
             if isinstance(e, ev.DispatchAnswered):
                 self.lost.update((e.run_id, t, a) for t, a in e.accepted)
@@ -400,9 +432,8 @@ class OwnerMachine(RuleBasedStateMachine):
             elif isinstance(e, ev.WithdrawAnswered):  # the node dropped them: nobody will tell
                 self.lost.update((e.run_id, t, a) for t, a in e.withdrawn)
 
-    @precondition(lambda self: sum(n.alive for n in self.nodes.values()) > 1)
-    @rule(name=st.sampled_from(NODES))
-    def kill(self, name: str) -> None:
+    def kill(self, rng: random.Random) -> None:
+        name = rng.choice(NODES)
         node = self.nodes[name]
         if not node.alive:
             return
@@ -416,9 +447,8 @@ class OwnerMachine(RuleBasedStateMachine):
         node.foreign = 0.0
         self.feed([ev.NodeUpdate(name, name, False, node.capacity, {}, node.version)])
 
-    @rule(name=st.sampled_from(NODES))
-    def revive(self, name: str) -> None:
-        node = self.nodes[name]
+    def revive(self, rng: random.Random) -> None:
+        node = self.nodes[rng.choice(NODES)]
         if node.alive:
             return
         node.alive = True
@@ -427,9 +457,9 @@ class OwnerMachine(RuleBasedStateMachine):
         node.terms.clear()
         self.feed([node.update()])
 
-    @rule(name=st.sampled_from(NODES), more=st.booleans())
-    def other_owners(self, name: str, more: bool) -> None:
-        node = self.nodes[name]
+    def other_owners(self, rng: random.Random) -> None:
+        node = self.nodes[rng.choice(NODES)]
+        more = rng.random() < 0.5
         if not node.alive:
             return
         if more and fits({CPU: 0.5}, node.free()):
@@ -439,15 +469,13 @@ class OwnerMachine(RuleBasedStateMachine):
             self.start_queued(node)
         node.update()  # the owner learns it from the node's next reply, report or gossip
 
-    @rule(name=st.sampled_from(NODES))
-    def gossip(self, name: str) -> None:
-        node = self.nodes[name]
+    def gossip(self, rng: random.Random) -> None:
+        node = self.nodes[rng.choice(NODES)]
         if node.alive:
             self.feed([node.gossip()])
 
-    @rule(dt=st.sampled_from([0.05, 0.5, 3.5, 6.0]))
-    def advance(self, dt: float) -> None:
-        self.t += dt
+    def advance(self, rng: random.Random) -> None:
+        self.t += rng.choice([0.05, 0.5, 3.5, 6.0])
         self.fire_timers()
 
     def fire_timers(self) -> None:
@@ -456,9 +484,7 @@ class OwnerMachine(RuleBasedStateMachine):
                 del self.timers[key]
                 self.feed([ev.TimerFired(key)])
 
-    @precondition(lambda self: self.specs and self.term < 2)
-    @rule()
-    def takeover(self) -> None:
+    def takeover(self, rng: random.Random) -> None:
         """The owner dies; a standby restores each run it owned from its replica (here: a full
         snapshot) merged with what the live nodes hold and run, at the next term."""
         old = self.sched
@@ -498,20 +524,16 @@ class OwnerMachine(RuleBasedStateMachine):
             self.finished.pop(run_id, None)
             self.process(self.sched.restore_run(merge(old.snapshot(run_id), holdings), self.t))
 
-    @precondition(lambda self: any(s != "RUNNING" for s in self.finished.values()))
-    @rule(pick=st.integers(0, 10))
-    def release(self, pick: int) -> None:
+    def release(self, rng: random.Random) -> None:
         done = sorted(r for r, s in self.finished.items() if r not in self.released)
         if done:
-            run_id = done[pick % len(done)]
+            run_id = done[rng.randrange(len(done))]
             self.released.add(run_id)
             self.feed([ev.ResultsReleased(run_id)])
 
-    @precondition(lambda self: self.specs)
-    @rule(pick=st.integers(0, 10))
-    def cancel_run(self, pick: int) -> None:
+    def cancel_run(self, rng: random.Random) -> None:
         runs = sorted(self.specs)
-        self.feed([ev.CancelRequested(runs[pick % len(runs)])])
+        self.feed([ev.CancelRequested(runs[rng.randrange(len(runs))])])
 
     # -- invariants -----------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Unit cases for each step, then a hypothesis state machine that feeds deaths, graces, answers (to the
 current takeover or a stale one), members leaving, timeouts and other owners' claims in any order,
-and checks every instruction against the rules: one confirmation at a time, at most one takeover
+and checks every instruction against the rules (one rule, ``step``: one drawn seed picks an event
+whose precondition holds and draws its fields, ``core_strategies.seeded_step``): one confirmation at a time, at most one takeover
 per run at a time at the replica's term + 1 with a fresh request id, a restore exactly when every
 asked node answered or left or the answers came due, carrying only the answers of nodes that did
 not leave since, and never after standing back.
@@ -10,17 +11,14 @@ not leave since, and never after standing back.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hypothesis import settings
+from core_strategies import SEEDS, seeded_step, size, swarm
+from hypothesis import note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from handoffd.replication.takeover import Holdings
 from handoffd.replication.takeover_machine import (
@@ -198,9 +196,29 @@ class Job:
     answers: dict[str, Holdings] = field(default_factory=dict)
 
 
+ACTIONS = (
+    "owners_dead",
+    "grace_elapsed",
+    "answer",
+    "member_gone",
+    "answers_due",
+    "other_owner",
+    "time_passes",
+)
+
+
+def some_runs(rng: random.Random) -> list[str]:
+    """Up to 3 distinct runs in a random order."""
+    return rng.sample(RUNS, size(rng, 0, 3))
+
+
 class TakeoverRules(RuleBasedStateMachine):
-    @initialize(grace=st.sampled_from([0.05, 0.5]), timeout=st.sampled_from([0.5, 1.0]))
-    def setup(self, grace: float, timeout: float) -> None:
+    @initialize(
+        grace=st.sampled_from([0.05, 0.5]), timeout=st.sampled_from([0.5, 1.0]), swarm_seed=SEEDS
+    )
+    def setup(self, grace: float, timeout: float, swarm_seed: int) -> None:
+        self.disabled = swarm(random.Random(swarm_seed), ACTIONS)
+        note(f"swarm seed {swarm_seed}: left out {sorted(self.disabled)}")
         self.machine = TakeoverMachine(ME, grace, timeout)
         self.grace, self.timeout = grace, timeout
         self.now = 0.0
@@ -217,11 +235,24 @@ class TakeoverRules(RuleBasedStateMachine):
         self.ended[job.request_id] = "restored"
         return Restore(run, job.term, dict(job.answers), self.now - job.asked_at)
 
-    @rule(
-        runs=st.lists(st.sampled_from(RUNS), unique=True, max_size=3),
-        term=st.integers(0, 3),
-    )
-    def owners_dead(self, runs: list[str], term: int) -> None:
+    def actions(self) -> list[tuple[str, Callable[[random.Random], None], bool]]:
+        """Every event with whether its precondition holds now."""
+        return [
+            ("owners_dead", self.owners_dead, True),
+            ("grace_elapsed", self.grace_elapsed, self.confirming),
+            ("answer", self.answer, True),
+            ("member_gone", self.member_gone, True),
+            ("answers_due", self.answers_due, True),
+            ("other_owner", self.other_owner, True),
+            ("time_passes", self.time_passes, True),
+        ]
+
+    @rule(seed=SEEDS)
+    def step(self, seed: int) -> None:
+        seeded_step(seed, self.actions(), self.disabled)
+
+    def owners_dead(self, rng: random.Random) -> None:
+        runs, term = some_runs(rng), rng.randint(0, 3)
         out = self.feed(OwnersDead(tuple(Candidate(r, term) for r in runs)))
         if self.confirming or not runs:
             assert out == []
@@ -230,16 +261,10 @@ class TakeoverRules(RuleBasedStateMachine):
         assert out == [ConfirmLater(self.grace)] + ([Prebuild(fresh)] if fresh else [])
         self.confirming = True
 
-    @precondition(lambda self: self.confirming)
-    @rule(
-        runs=st.lists(st.sampled_from(RUNS), unique=True, max_size=3),
-        term=st.integers(0, 3),
-        live=st.lists(st.sampled_from(NODES), unique=True).map(
-            lambda ns: ((ME, "s:1"), *((n, f"{n}:1") for n in ns))
-        ),
-    )
-    def grace_elapsed(self, runs: list[str], term: int, live: tuple) -> None:
-        # (``targets`` is a keyword of hypothesis' rule: the nodes to ask are ``live``)
+    def grace_elapsed(self, rng: random.Random) -> None:
+        runs, term = some_runs(rng), rng.randint(0, 3)
+        others = rng.sample(NODES, size(rng, 0, len(NODES)))
+        live = ((ME, "s:1"), *((n, f"{n}:1") for n in others))
         out = self.feed(GraceElapsed(tuple(Candidate(r, term) for r in runs), live))
         self.confirming = False
         fresh = [r for r in runs if r not in self.jobs]
@@ -251,15 +276,12 @@ class TakeoverRules(RuleBasedStateMachine):
             self.request_ids.add(ask.request_id)
             self.jobs[ask.run_id] = Job(term + 1, ask.request_id, self.now, {n for n, _ in live})
 
-    @rule(
-        data=st.data(),
-        node=st.sampled_from((ME, *NODES)),
-        stale=st.sampled_from([False, False, False, True]),
-        held=st.sampled_from([HELD, NOTHING]),
-    )
-    def answer(self, data: st.DataObject, node: str, stale: bool, held: Holdings) -> None:
+    def answer(self, rng: random.Random) -> None:
+        node = rng.choice((ME, *NODES))
+        stale = rng.random() < 0.25
+        held = rng.choice([HELD, NOTHING])
         # Mostly to a takeover under way (else most answers would be no-ops).
-        run = data.draw(st.sampled_from(sorted(self.jobs) or RUNS), label="run")
+        run = rng.choice(sorted(self.jobs) or RUNS)
         job = self.jobs.get(run)
         request_id = (job.request_id if job else 0) + (1000 if stale else 0)
         out = self.feed(NodeAnswered(run, request_id, node, held))
@@ -270,8 +292,8 @@ class TakeoverRules(RuleBasedStateMachine):
         job.waiting.discard(node)
         assert out == ([self.restored(run)] if not job.waiting else [])
 
-    @rule(node=st.sampled_from(NODES))
-    def member_gone(self, node: str) -> None:
+    def member_gone(self, rng: random.Random) -> None:
+        node = rng.choice(NODES)
         out = self.feed(MemberGone(node))
         expected = []
         for run, job in list(self.jobs.items()):
@@ -282,17 +304,15 @@ class TakeoverRules(RuleBasedStateMachine):
                     expected.append(self.restored(run))
         assert out == expected
 
-    @rule(run=st.sampled_from(RUNS), stale=st.booleans())
-    def answers_due(self, run: str, stale: bool) -> None:
+    def answers_due(self, rng: random.Random) -> None:
+        run, stale = rng.choice(RUNS), rng.random() < 0.5
         job = self.jobs.get(run)
         request_id = (job.request_id if job else 0) + (1000 if stale else 0)
         out = self.feed(AnswersDue(run, request_id))
         assert out == ([self.restored(run)] if job is not None and not stale else [])
 
-    @rule(
-        run=st.sampled_from(RUNS), owner=st.sampled_from((ME, "n1", "t1")), delta=st.integers(-1, 1)
-    )
-    def other_owner(self, run: str, owner: str, delta: int) -> None:
+    def other_owner(self, rng: random.Random) -> None:
+        run, owner, delta = rng.choice(RUNS), rng.choice((ME, "n1", "t1")), rng.randint(-1, 1)
         job = self.jobs.get(run)
         term = (job.term if job else 1) + delta
         out = self.feed(OtherOwner(run, owner, term))
@@ -302,9 +322,8 @@ class TakeoverRules(RuleBasedStateMachine):
         else:
             assert out == []
 
-    @rule(dt=st.sampled_from([0.0, 0.01, 0.3, 1.0]))
-    def time_passes(self, dt: float) -> None:
-        self.now += dt
+    def time_passes(self, rng: random.Random) -> None:
+        self.now += rng.choice([0.0, 0.01, 0.3, 1.0])
 
     @invariant()
     def taking_over_exactly_the_open_jobs(self) -> None:
