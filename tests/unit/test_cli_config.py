@@ -5,6 +5,7 @@ config file's errors (exit 2, saying what is wrong); ``handoffd config``."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,21 @@ from handoffd.cli import ctl, daemon, daemon_run
 clean_env = cli_fakes.clean_env
 opened = cli_fakes.opened
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("clean_env")]
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.usefixtures("clean_env", "root_logging_restored"),
+]
+
+
+@pytest.fixture
+def root_logging_restored() -> Any:
+    """``handoffd start`` sets the root logger's handlers (a stream on this test's captured
+    stderr): left behind, a later test's log line in the same worker is written to a closed
+    capture (test_output_store's capture read "--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 def write_config(path: Path, text: str) -> str:
