@@ -1,5 +1,7 @@
 """A compiled module's ``.py`` loaded as a module of its own, whatever build is imported: the
-reference its twin tests compare the compiled build with."""
+reference its twin tests compare the compiled build with. (In tests/, beside the root conftest, so
+every tier imports it: the unit tier's twin tests and the cluster tier's block tests, which open
+pipes.)"""
 
 from __future__ import annotations
 
