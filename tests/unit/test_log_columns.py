@@ -20,7 +20,7 @@ from fake_port import FakePort
 from fake_port import envelope as fake_envelope
 from pure_build import check_builds, pure
 from scheduler_harness import Cluster, spec
-from test_replication_feed import m_succeeded, started
+from test_replication_feed import random_moves
 from test_standby_packed import OWNER, ROWS, _eager, _snapshot, _stores, _wire
 
 from handoffd.daemon import replica_status
@@ -35,7 +35,6 @@ from handoffd.protocol.schema import WireRows, struct_record
 from handoffd.protocol.snapshot import SnapshotError
 from handoffd.replication import standby as sb
 from handoffd.replication.standby import StandbyStore
-from handoffd.scheduler.states import ACTIVE
 
 DELTA = struct_record(TaskDelta)
 NODE_CODEC = codec.Codec(packed=ROWS)  # the node's (daemon.node)
@@ -250,39 +249,9 @@ def _drive(seed: int) -> tuple[FakePort, Any]:
         specs.append(spec(f"t{i}", *deps, max_retries=1))
     out = c.submit("r", specs)
     rep.run_accepted("r", lambda: None)
-    run = c.sched.run_state("r")
-    assert run is not None
-    for _ in range(rng.randrange(20, 80)):
-        action = rng.random()
-        claimed = [
-            (rec.node, rec.id, rec.attempt)
-            for rec in run.tasks.values()
-            if rec.state in ACTIVE and ("r", rec.id, rec.attempt) in c.costs
-        ]
-        if action < 0.3 and out:
-            out = c.accept_all(out)
-        elif action < 0.6 and claimed:
-            done = rng.sample(claimed, rng.randrange(1, min(4, len(claimed)) + 1))
-            for node, task_id, attempt in done:
-                c.release(node, "r", task_id, attempt)
-            by_node: dict[str, list[tuple[str, int, int, bytes | None, float]]] = {}
-            for node, task_id, attempt in done:
-                value = rng.choice([b"v", b"", None])
-                by_node.setdefault(node, []).append((task_id, attempt, 10, value, 0.001))
-            events: list[Any] = []
-            for node, items in by_node.items():
-                ids, tries, sizes, values, took = (list(col) for col in zip(*items, strict=True))
-                events += [c.update(node), m_succeeded(node, ids, tries, sizes, values, took)]
-            out += c.feed(*events)
-        elif action < 0.7 and claimed:
-            node, task_id, attempt = rng.choice(claimed)
-            out += c.error(node, "r", task_id, attempt, kind=rng.choice(("error", "cancelled")))
-        elif action < 0.75:
-            for node in c.queue:
-                for run_id, task_id, attempt in c.start_queued(node):
-                    out += c.feed(c.update(node), started(run_id, task_id, attempt, node))
-        else:
-            port.advance(rng.choice((0.0, 0.004, 0.01, 0.03, 0.06)))
+    random_moves(
+        c, port, rng, out, rng.randrange(20, 80), value=lambda r: r.choice([b"v", b"", None])
+    )
     port.advance(1.0)
     return port, c
 

@@ -6,6 +6,7 @@ standby must be exactly what the one-by-one feed gave."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -49,9 +50,29 @@ def _drive(seed: int, batched: bool) -> list[Any]:
     out = c.submit("r", specs)
     rep.run_accepted("r", lambda: None)
     trace = [_state(rep, port)]
+    random_moves(
+        c, port, rng, out, rng.randrange(20, 120), each=lambda: trace.append(_state(rep, port))
+    )
+    port.advance(1.0)
+    trace.append(_state(rep, port))
+    return trace
+
+
+def random_moves(
+    c: Cluster,
+    port: FakePort,
+    rng: random.Random,
+    out: list[Any],
+    steps: int,
+    value: Callable[[random.Random], bytes | None] = lambda rng: b"v",
+    each: Callable[[], object] = lambda: None,
+) -> None:
+    """``steps`` random moves of run "r" on ``c``: dispatches accepted, claimed tasks succeeded
+    (their values from ``value``) or failed, queued tasks started, ``port``'s clock advanced;
+    ``each`` after every move."""
     run = c.sched.run_state("r")
     assert run is not None
-    for _ in range(rng.randrange(20, 120)):
+    for _ in range(steps):
         action = rng.random()
         claimed = [
             (rec.node, rec.id, rec.attempt)
@@ -59,14 +80,14 @@ def _drive(seed: int, batched: bool) -> list[Any]:
             if rec.state in ACTIVE and ("r", rec.id, rec.attempt) in c.costs
         ]
         if action < 0.3 and out:
-            out = c.accept_all(out)
+            out[:] = c.accept_all(out)
         elif action < 0.6 and claimed:
             done = rng.sample(claimed, rng.randrange(1, min(4, len(claimed)) + 1))
             for node, task_id, attempt in done:
                 c.release(node, "r", task_id, attempt)
             by_node: dict[str, list[tuple[str, int, int, bytes | None, float]]] = {}
             for node, task_id, attempt in done:
-                by_node.setdefault(node, []).append((task_id, attempt, 10, b"v", 0.001))
+                by_node.setdefault(node, []).append((task_id, attempt, 10, value(rng), 0.001))
             events: list[Any] = []
             for node, items in by_node.items():
                 ids, tries, sizes, values, took = (list(col) for col in zip(*items, strict=True))
@@ -81,10 +102,7 @@ def _drive(seed: int, batched: bool) -> list[Any]:
                     out += c.feed(c.update(node), started(run_id, task_id, attempt, node))
         else:
             port.advance(rng.choice((0.0, 0.004, 0.01, 0.03, 0.06)))
-        trace.append(_state(rep, port))
-    port.advance(1.0)
-    trace.append(_state(rep, port))
-    return trace
+        each()
 
 
 def m_succeeded(
