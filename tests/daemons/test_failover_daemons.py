@@ -76,6 +76,8 @@ def test_owner_killed_client_on_owner_gets_every_result(daemons: DaemonCluster) 
         run_id = run.id
         owner = owner_daemon(nodes, run)
         assert owner is nodes[0]
+        # submit returns once ONE standby holds the run; the second may still be pulling it
+        wait_for(lambda: len(run.status().standbys) == 2, 30, 0.02, what="two standbys")
         status = run.status()
         assert status.owner == owner.name and status.term == 0
         assert len(status.standbys) == 2
