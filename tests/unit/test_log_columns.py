@@ -19,8 +19,8 @@ import pytest
 from fake_port import FakePort
 from fake_port import envelope as fake_envelope
 from pure_build import check_builds, pure
-from scheduler_harness import Cluster, spec
-from test_replication_feed import random_moves
+from scheduler_harness import Cluster
+from test_replication_feed import random_moves, random_specs
 from test_standby_packed import OWNER, ROWS, _eager, _snapshot, _stores, _wire
 
 from handoffd.daemon import replica_status
@@ -243,11 +243,7 @@ def _drive(seed: int) -> tuple[FakePort, Any]:
     rep = shell.ReplicationIO(port, c.sched, replicas=2, grace=0.1)  # type: ignore[arg-type]
     c.sched.on_change = rep.task_changed
     c.sched.on_changes = rep.tasks_changed
-    specs = []
-    for i in range(rng.randrange(8, 30)):
-        deps = rng.sample([f"t{j}" for j in range(i)], min(i, rng.randrange(3)))
-        specs.append(spec(f"t{i}", *deps, max_retries=1))
-    out = c.submit("r", specs)
+    out = c.submit("r", random_specs(rng))
     rep.run_accepted("r", lambda: None)
     random_moves(
         c, port, rng, out, rng.randrange(20, 80), value=lambda r: r.choice([b"v", b"", None])

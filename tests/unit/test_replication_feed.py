@@ -43,11 +43,7 @@ def _drive(seed: int, batched: bool) -> list[Any]:
     c.sched.on_change = rep.task_changed
     if batched:
         c.sched.on_changes = rep.tasks_changed
-    specs = []
-    for i in range(rng.randrange(8, 30)):
-        deps = rng.sample([f"t{j}" for j in range(i)], min(i, rng.randrange(3)))
-        specs.append(spec(f"t{i}", *deps, max_retries=1))
-    out = c.submit("r", specs)
+    out = c.submit("r", random_specs(rng))
     rep.run_accepted("r", lambda: None)
     trace = [_state(rep, port)]
     random_moves(
@@ -56,6 +52,15 @@ def _drive(seed: int, batched: bool) -> list[Any]:
     port.advance(1.0)
     trace.append(_state(rep, port))
     return trace
+
+
+def random_specs(rng: random.Random) -> list[Any]:
+    """8-29 tasks of run "r", each depending on up to two earlier ones, one retry each."""
+    specs = []
+    for i in range(rng.randrange(8, 30)):
+        deps = rng.sample([f"t{j}" for j in range(i)], min(i, rng.randrange(3)))
+        specs.append(spec(f"t{i}", *deps, max_retries=1))
+    return specs
 
 
 def random_moves(
