@@ -11,13 +11,15 @@ prints the median (and p90) of each segment of a run as the owner sees it:
     request in -> scheduler batch -> job written to the worker -> worker's reply read ->
     reply written to the client -> the client's next request in
 
-plus the loop turns per run. The wrappers cost a few us each: compare runs of this script (A/B),
+plus the owner's tail (from the reply to the end of its loop turn: the batch after the reply) and
+the loop turns per run. The wrappers cost a few us each: compare runs of this script (A/B),
 not its figures with ``bench_vs_peers.py``'s.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import functools
 import os
 import runpy
@@ -98,6 +100,7 @@ def summarize(path: str) -> None:
 
     # Between two replies to the client: the request is the last message in before the first
     # job written (gossip from the other daemon comes in too), its batch the last one before it.
+    times = [u for u, _ in stamps]
     window: list[tuple[float, str]] = []
     last_reply = None
     for t, label in stamps:
@@ -128,6 +131,12 @@ def summarize(path: str) -> None:
         add("job written -> worker's reply read (worker)", worker[0] - window[job][0])
         add("worker's reply -> reply written to client", t - worker[0])
         add("request in -> reply out (daemon)", t - t_in)
+        # what the owner's loop still does after the reply (hidden while it ends before the
+        # client's next request comes)
+        after = bisect.bisect_right(times, t)
+        tail_end = next((u for u, lab in stamps[after : after + 400] if lab == "turn.end"), None)
+        if tail_end is not None:
+            add("reply out -> its turn's end (owner's tail)", tail_end - t)
         turns.append(sum(1 for u, lab in window[ins[-1] :] if lab == "turn"))
         last_reply, window = t, []
     print(f"{len(turns)} runs traced; segment medians (p90), us:")
