@@ -148,9 +148,6 @@ class OwnerIO(Submissions, NodeViews):
         # for the next batch of any kind (their report's, at the latest the tick's): the drain's
         # end feeds it only then (``lane.may_defer``; ``_settle`` feeds everything).
         self._urgent = False
-        # A held one-task run was answered from its report (``lane.answer_early``): the batch
-        # that ends it queues its release (``_free_now``), which ``flush`` feeds in the same turn.
-        self._answered_early = False
         # Our own executor, taking a dispatch now (the node's ``_dispatch_here``); None: sent.
         self.here: Callable[[m.DispatchTasks | DispatchTable, list[Any], int], None] | None = None
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
@@ -222,16 +219,9 @@ class OwnerIO(Submissions, NodeViews):
             self._feed_all(*events)
 
     def flush(self) -> None:
-        """The transport's drain ended: feed what its messages said, as one batch. After a batch
-        that ended a run answered early, what it queued (the run's release) is fed at once: its
-        client has its answer, and the release would otherwise head the next submission's batch,
-        in the turn the client's next ``execute`` waits on."""
+        """The transport's drain ended: feed what its messages said, as one batch."""
         if self._urgent:
             self._feed_all()
-        if self._answered_early:
-            self._answered_early = False
-            if self._pending:
-                self._feed_all()
 
     def _settle(self) -> None:
         """Feed everything held, deferred answers too: before the scheduler is used directly."""
@@ -259,8 +249,7 @@ class OwnerIO(Submissions, NodeViews):
         """The client collected the results (FreeRunRequest, or an outcome that carried them all
         with ``release``): free them before the retention time is up. With ``batch_reports`` the
         release joins the scheduler's next batch (the next drain's, or the tick's at the latest):
-        after a short run's answer it was a batch of its own, one of a one-task run's four. A run
-        answered early (``daemon.lane``) has it fed by ``flush`` in the answer's turn."""
+        after a short run's answer it was a batch of its own, one of a one-task run's four."""
         self._retain(rt.ResultsCollected(run_id), self.port.now(), later=True)
         self._replication.run_changed(run_id)
 
@@ -325,8 +314,7 @@ class OwnerIO(Submissions, NodeViews):
         if replication.held(ins, [v for v in ins.values if v is not None], b"", None):
             return
         if self.lane and self.waiting.short:  # a held one-task run: its outcome now (daemon.lane)
-            if lane.answer_early(ins, self.port, self.scheduler, self.waiting, replication):
-                self._answered_early = True
+            lane.answer_early(ins, self.port, self.scheduler, self.waiting, replication)
         self._on_table(ins.run_id, node, ins.table, ins.values, self._reported(node, ins))
 
     def handle(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> None:

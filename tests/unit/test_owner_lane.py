@@ -134,9 +134,6 @@ def test_random_runs_answer_alike_with_and_without_the_lane() -> None:
             assert early_off == []  # the general path answers in the batch, never before
             if early_on:
                 early_answers += 1
-                # the lane fed the run's release in its flush; the general path's waits for
-                # the next batch: fed here, so the states compare at the same point
-                off.owner._settle()
                 assert ok and value is not None and release and max_bytes >= len(value)
             if not _running(on, off, run_id):
                 break
@@ -185,31 +182,9 @@ def test_the_lane_answers_before_the_batch_and_releases_at_the_run_end() -> None
     assert lane.owner.scheduler.run_status("r1").state == "DONE"
     assert len(lane.port.replies) == 1  # answered once
     assert not lane.owner.waiting._early
-    # The release the answer carried was fed in the same flush, after the batch that ended the
-    # run: nothing waits for the next submission's batch, and the values are gone.
-    assert lane.owner._pending == []
+    assert lane.owner.scheduler.result_location("r1", "f")[0] == b"42"
+    lane.owner.tick(lane.port.now())  # the release joined the next batch: the values are gone
     assert lane.owner.scheduler.result_location("r1", "f") == (None, ())
-
-
-def test_a_release_fed_in_the_flush_leaves_the_next_submission_alone() -> None:
-    """The next one-task submission's batch holds only its own event (the run before it was
-    released in its answer's flush), and both runs' replies and states are the general path's."""
-    lane, batches = Lane(True), []
-    feed_all = lane.owner._feed_all
-
-    def counted(*events: Any) -> None:
-        batches.append([type(e).__name__ for e in (*lane.owner._pending, *events)])
-        feed_all(*events)
-
-    lane.owner._feed_all = counted  # type: ignore[method-assign]
-    meta = m.TaskMeta("f", (), {CPU: 1.0}, "variadic", None, None, False, None, None, 0)
-    for i, version in ((1, 5), (2, 7)):
-        attempt = lane.submit(f"r{i}", meta, None, 1 << 20, True)
-        assert lane.from_here(_report(f"r{i}", attempt, b"42", True, version)) != []
-    assert ["ResultsReleased", "RunSubmitted"] not in batches
-    assert batches.count(["RunSubmitted"]) == 2 and batches.count(["ResultsReleased"]) == 2
-    for run_id in ("r1", "r2"):
-        assert lane.owner.scheduler.result_location(run_id, "f") == (None, ())
 
 
 def test_a_stale_or_unheld_report_takes_the_general_path() -> None:
