@@ -38,6 +38,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from resident_ctl import ResidentCtl
+
 from handoffd.daemon.watchdog import LauncherPipe
 
 IP = "ip"
@@ -324,6 +326,7 @@ class NsDaemons:
         self.cluster = f"{prefix}{uuid.uuid4().hex[:10]}"
         self.names = [f"h{i}-{self.cluster}" for i in range(lab.hosts)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.resident: dict[int, ResidentCtl] = {}  # host -> its handoffctl for ``query``
         # Each daemon leaves when this process ends, even killed before the lab's close()
         # (handoffd start --die-with-parent: `ip netns exec` passes the pipe's read end on).
         self.launcher = LauncherPipe()
@@ -388,6 +391,16 @@ class NsDaemons:
         """``handoffctl --address <daemon of host ``address``> ARGS`` run inside host ``host``."""
         argv = [sys.executable, "-m", "handoffd.cli.ctl", "--address", self.addr(address), *args]
         return self.lab.exec(host, argv, timeout=timeout, env=self.env)
+
+    def query(
+        self, host: int, address: int, *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """``handoffctl`` as above, by host ``host``'s resident handoffctl (resident_ctl.py):
+        for the reads a test polls (``nodes``, ``status``), not for commands running user code."""
+        if host not in self.resident:
+            self.resident[host] = ResidentCtl(self.lab, host, self.env)
+        argv = ["--address", self.addr(address), *args]
+        return self.resident[host].call(argv, timeout)
 
     def check_alive(self) -> None:
         for i, p in self.procs.items():

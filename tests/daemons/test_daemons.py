@@ -52,7 +52,12 @@ def nodes_json(address: str, key_file: str | None = None) -> dict[str, dict]:
 
 
 def statuses(address: str) -> dict[str, str]:
-    return {name: n["status"] for name, n in nodes_json(address).items()}
+    """Each member's status in the view of the daemon at ``address`` (what ``nodes --json`` lists
+    as ``status``), read by a client in this process: the tests poll it, and a handoffctl a poll
+    (an interpreter's start, then a describe of every member, a dead one's waited out) made each
+    poll round seconds long. A daemon that does not answer raises: ``wait_for`` asks again."""
+    with handoffd.connect(address, timeout=5) as client:
+        return {name: info.status for name, info in client.nodes().items()}
 
 
 def seen_by_all(observers: list, name: str, status: str, what: str) -> None:

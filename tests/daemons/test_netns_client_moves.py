@@ -82,7 +82,7 @@ class MovingDaemons(NsDaemons):
 
     def health(self, host: int) -> dict[str, Any]:
         """Host ``host``'s own view of its health, asked from the client host."""
-        result = self.handoffctl(CLIENT_HOST, host, "--timeout", "2", "nodes", "--json")
+        result = self.query(CLIENT_HOST, host, "--timeout", "2", "nodes", "--json")
         assert result.returncode == 0, result.stderr
         nodes = {n["name"]: n for n in json.loads(result.stdout)["nodes"]}
         return nodes[self.names[host]]["health"] or {}

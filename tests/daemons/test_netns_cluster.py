@@ -76,6 +76,11 @@ class NsCluster(NsDaemons):
             host, address, "--key-file", self.key_file, *args, timeout=timeout
         )
 
+    def query(
+        self, host: int, address: int, *args: str, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        return super().query(host, address, "--key-file", self.key_file, *args, timeout=timeout)
+
     def transitions(self, i: int) -> list[tuple[float, str, str, str]]:
         """(wall time, member, old, new) for every membership change host ``i`` logged."""
         out = []
@@ -101,7 +106,7 @@ class NsCluster(NsDaemons):
 
     def view(self, host: int) -> dict[str, dict[str, Any]]:
         """``nodes --json`` as seen by the daemon of ``host`` (from inside its namespace)."""
-        result = self.ctl(host, "nodes", "--json", timeout=20)
+        result = self.query(host, host, "nodes", "--json", timeout=20)
         if result.returncode != 0:
             raise RuntimeError(f"nodes --json exited {result.returncode}: {result.stderr}")
         return {n["name"]: n for n in json.loads(result.stdout)["nodes"]}

@@ -162,7 +162,7 @@ class Cluster(NsDaemons):
     def ctl(self, host: int, address: int, *args: str) -> Any:
         """``handoffctl --address <daemon of host ``address``> ARGS --json`` run inside host
         ``host``'s namespace; the parsed JSON."""
-        result = self.handoffctl(host, address, *args, "--json")
+        result = self.query(host, address, *args, "--json")
         if result.returncode != 0:
             raise RuntimeError(f"handoffctl {args} exited {result.returncode}: {result.stderr}")
         return json.loads(result.stdout)

@@ -56,7 +56,7 @@ class FencingDaemons(NsDaemons):
 
     def health(self, host: int) -> dict[str, Any]:
         """Its own view of its health (``nodes --json``, asked inside its namespace)."""
-        result = self.handoffctl(host, host, "--timeout", "2", "nodes", "--json", timeout=60)
+        result = self.query(host, host, "--timeout", "2", "nodes", "--json", timeout=60)
         assert result.returncode == 0, result.stderr
         nodes = {n["name"]: n for n in json.loads(result.stdout)["nodes"]}
         return nodes[self.names[host]]["health"] or {}

@@ -17,11 +17,12 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pytest
-from takeover_runs import submit_under_way, three_daemons
+from takeover_runs import released_square, submit_under_way, three_daemons
 
 import handoffd
 from handoffd import client_conn, client_run
@@ -34,21 +35,21 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 TASKS = 120
 
 
-def slow_square(i: int) -> int:
+def slow_square(i: int, release: str) -> int:
     print(f"task {i}")
-    time.sleep(0.25)
-    return i * i
+    return released_square(i, release)
 
 
 @pytest.mark.parametrize("second", ["kill", "stop"])
 def test_a_reader_follows_a_run_through_two_takeovers(
-    daemons: Any, monkeypatch: pytest.MonkeyPatch, second: str
+    daemons: Any, monkeypatch: pytest.MonkeyPatch, second: str, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(client_conn, "_FOLLOW_GRACE", 0.5)
     monkeypatch.setattr(client_run, "FOLLOW_GRACE", 0.5)
     a, rest = three_daemons(daemons)
     by_name = {d.name: d for d in (a, *rest)}
-    run, _ = submit_under_way(a.address, slow_square, TASKS, done=4)
+    release = tmp_path / "release"
+    run, _ = submit_under_way(a.address, slow_square, TASKS, 4, str(release))
     a.kill()
 
     problems: list[str] = []
@@ -122,6 +123,9 @@ def test_a_reader_follows_a_run_through_two_takeovers(
                 )
             finally:
                 os.kill(new_owner.pid, signal.SIGCONT)
+        # The last fault is made: the tasks left end at once (the run still needs the survivor's
+        # takeover, term 2, to end at all).
+        release.touch()
         follower.join(260)
     finally:
         finished.set()

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pytest
-from takeover_runs import slow_square, submit_under_way, three_daemons
+from takeover_runs import released_square, submit_under_way, three_daemons
 
 import handoffd
 from handoffd import client_moves
@@ -40,9 +41,12 @@ def _status(capsys: Any, address: str, run_id: str, *json_flag: str) -> tuple[in
     return code, capsys.readouterr().out
 
 
-def test_status_through_a_survivor_says_the_owner_is_changing(daemons: Any, capsys: Any) -> None:
+def test_status_through_a_survivor_says_the_owner_is_changing(
+    daemons: Any, capsys: Any, tmp_path: Path
+) -> None:
     a, rest = three_daemons(daemons)
-    run, before = submit_under_way(a.address, slow_square, TASKS, done=6)
+    release = tmp_path / "release"
+    run, before = submit_under_way(a.address, released_square, TASKS, 6, str(release))
     a.kill()
     survivor = rest[0].address
     seen: list[dict[str, Any]] = []
@@ -70,6 +74,7 @@ def test_status_through_a_survivor_says_the_owner_is_changing(daemons: Any, caps
         assert "owner changing" in printed and a.name in printed
     last = seen[-1]
     assert not last["owner_changing"] and last["owner"] != a.name and last["term"] >= 1
+    release.touch()  # (the new owner is up: the rest of the run only has to end right)
     with handoffd.connect(survivor) as reader:  # a wait and the results follow to it
         assert reader.run(run.id).results() == {f"t{i}": i * i for i in range(TASKS)}
 
