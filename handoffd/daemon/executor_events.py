@@ -16,7 +16,7 @@ from handoffd.protocol.columns import DispatchTable, ReportTable
 from handoffd.protocol.messages_chunks import ValueChunk
 from handoffd.protocol.messages_hooks import EncodeFailed
 from handoffd.protocol.messages_rebalance import WithdrawTasks
-from handoffd.worker._records import Job, Outcome
+from handoffd.worker._records import Job, JobBlock, Outcome
 
 # -- events (into ExecutorState.handle) ------------------------------------------------------------
 
@@ -151,10 +151,11 @@ class SendMessage:
 
 @dataclass(slots=True)
 class Execute:
-    """Submit ``jobs``, in order, at the end of worker-pool chain ``chain`` (one slot's claim)."""
+    """Submit ``jobs``, in order, at the end of worker-pool chain ``chain`` (one slot's claim);
+    a ``JobBlock`` among them stands for its jobs (a refill's chained rows, ``_records.expand``)."""
 
     chain: int
-    jobs: list[Job]
+    jobs: list[Job | JobBlock]
 
 
 @dataclass(slots=True)

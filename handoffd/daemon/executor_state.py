@@ -36,7 +36,10 @@ Rows: a queued plain task with no inputs is kept in ``tasks`` as a ``Row`` (``ex
 not a ``Task``: the refill (``_refill``), the end (``Ends._ended``) and the owner's change read and
 write it by index; every other path (a start through the ledger, cancel, withdraw, leaving, live
 output) asks for the attempt's ``Task`` (``task``), which turns the row into the record the intake
-made of such a task before rows, for good.
+made of such a task before rows, for good. Rows chained into the one slot down to half (a 1-cpu
+node's, W1's) go to the pool as ``JobBlock``s (their keys, payloads and titles as columns, no
+``Job`` a task), which the pool queues and feeds whole (``worker._feeds``); a job is made of a
+block's row only where it leaves the block (a cancel, a loss, a feed of one).
 """
 
 from __future__ import annotations
@@ -104,13 +107,10 @@ from handoffd.protocol import messages as m
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Job, new_job
+from handoffd.worker._records import Job, JobBlock, new_job
 from handoffd.worker.ledger import Ledger
 
 _SOON_REFILL = Soon(REFILL)
-# The inputs of every chained row's job (a row has none): one list, never changed (the pool and
-# the pipe only test a job's inputs), not a new one a task
-_NO_INPUTS: list[Any] = []
 _new = object.__new__
 
 
@@ -414,9 +414,16 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         qty1 = 0.0
         if only is not None and len(only.cost) == 1:
             ((kind1, qty1),) = only.cost.items()
-        chains: dict[int, list[Job]] = {}
-        # ``only``'s jobs (every task taken then is its), and its cost, read once
-        only_jobs: list[Job] = []
+        chains: dict[int, list[Job | JobBlock]] = {}
+        # ``only``'s jobs (every task taken then is its), and its cost, read once; its rows'
+        # as blocks (``JobBlock``): the one being filled, what its rows share, its appends
+        only_jobs: list[Job | JobBlock] = []
+        block: JobBlock | None = None
+        block_inclusion = ""
+        block_timeout: float | None = None
+        add_key: Any = None  # (the three set with ``block``)
+        add_payload: Any = None
+        add_title: Any = None
         only_cost = only.cost if only is not None else None
         # A cost found equal to ``only_cost``: a table's tasks share one cost dict, so the dicts
         # are compared once a table, not once a task
@@ -466,21 +473,25 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                         total[kind] = total.get(kind, 0.0) - qty
                 task[R_SLOT] = only
                 only_keys[key] = None
-                job = _new(Job)
-                job.key = key
-                job.payload = task[R_PAYLOAD]
-                job.inputs = _NO_INPUTS
-                job.argument_inclusion = task[R_INCLUSION]
-                job.timeout = task[R_TIMEOUT]
-                job.env = None
-                job.devices = only_devices
-                job.memory = only_memory
+                # Its job a row of the slot's current block (no ``Job``: the pool feeds the
+                # block whole), a new block where its inclusion or timeout differs
+                inclusion, timeout = task[R_INCLUSION], task[R_TIMEOUT]
+                if block is None or (
+                    (inclusion is not block_inclusion and inclusion != block_inclusion)
+                    or timeout != block_timeout
+                ):
+                    block = JobBlock([], [], [], inclusion, timeout, only_devices, only_memory)
+                    block_inclusion, block_timeout = inclusion, timeout
+                    add_key, add_payload = block.keys.append, block.payloads.append
+                    add_title = block.titles.append
+                    only_jobs.append(block)
+                add_key(key)
+                add_payload(task[R_PAYLOAD])
                 run_id = task[R_RUN]
                 if run_id is not title_run:
                     title_run = run_id
                     title_head = f"run {title_run} task "
-                job.title = title_head + task[R_TASK]
-                only_jobs.append(job)
+                add_title(title_head + task[R_TASK])
                 continue
             row = isinstance(task, list)  # a queued task's ``Row``: no inputs, none missing
             if row:
@@ -556,6 +567,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             job.title = title_head + task_id  # (``new_job``'s title)
             if only is not None:
                 only_jobs.append(job)
+                block = None  # (a row after it starts a block of its own)
                 continue
             jobs = chains.get(slot.id)
             if jobs is None:
@@ -573,6 +585,29 @@ class ExecutorState(Intake, Inputs, Control, Ends):
                 # The slot's first task, started just before in this pass (``_pump_local``, a
                 # dispatch's claim): the jobs chained behind join its Execute, so the pool
                 # writes the worker one pipe message for them all, not a lone job then the rest.
+                if len(last.jobs) == 1 and type(jobs[0]) is JobBlock:
+                    _fold(last.jobs, jobs[0])
                 last.jobs.extend(jobs)
             else:
                 out.append(Execute(slot_id, jobs))
+
+
+def _fold(started: list[Job | JobBlock], block: JobBlock) -> None:
+    """A slot's first job (``started``' one, ``_start``'s) taken into the front of the block
+    chained behind it when it is one of the block's kind (no inputs, no env, the block's
+    inclusion, timeout, devices and memory): the pool then feeds and books them as one run, not a
+    lone job before it (whose replies would then end one by one)."""
+    job = started[0]
+    if (
+        type(job) is Job
+        and not job.inputs
+        and job.env is None
+        and job.argument_inclusion == block.argument_inclusion
+        and job.timeout == block.timeout
+        and job.devices == block.devices
+        and job.memory == block.memory
+    ):
+        block.keys.insert(0, job.key)
+        block.payloads.insert(0, job.payload)
+        block.titles.insert(0, job.title)
+        started.clear()

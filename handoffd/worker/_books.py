@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import cast
 
 from handoffd.worker._pipe import SHORT_HEAD
-from handoffd.worker._records import Job, JobRun, Worker
+from handoffd.worker._records import Job, JobRun, Worker, new_job
 
 SHORT_SIZE = 1 + SHORT_HEAD.size  # a SHORT_JOB's bytes besides its title and payload
 
@@ -26,10 +26,28 @@ def given(job: Job, token: int, size: int) -> Job:
 
 
 def _of(run: JobRun, at: int) -> Job:
-    """The run's job ``at`` with the fields a job sent alone has (its size a SHORT_JOB's)."""
-    return given(
-        run.jobs[at], run.first + at, SHORT_SIZE + len(run.titles[at]) + len(run.payloads[at])
-    )
+    """The run's job ``at`` with the fields a job sent alone has (its size a SHORT_JOB's); made
+    from its block's fields (once: kept in ``jobs``) when it was fed from a ``JobBlock``."""
+    job = run.jobs[at]
+    if job is None:
+        block = run.block
+        assert block is not None  # (only a block's jobs are made here)
+        job = run.jobs[at] = new_job(
+            run.keys[at],
+            run.payloads[at],
+            [],
+            block.argument_inclusion,
+            block.timeout,
+            block.devices,
+            block.memory,
+            run.titles[at],
+        )
+    return given(job, run.first + at, SHORT_SIZE + len(run.titles[at]) + len(run.payloads[at]))
+
+
+def front(run: JobRun) -> Job:
+    """A run's first job as it is sent (it may become the head)."""
+    return _of(run, 0)
 
 
 def split(worker: Worker) -> None:
@@ -107,7 +125,7 @@ def jobs(worker: Worker) -> list[Job]:
     out: list[Job] = []
     for entry in worker.sent.values():
         if type(entry) is JobRun:
-            out += entry.jobs[entry.at :]
+            out += [_of(entry, at) for at in range(entry.at, len(entry.jobs))]
         else:
             out.append(cast(Job, entry))
     return out

@@ -6,7 +6,11 @@ A feed sends one to start if the worker has none, and more behind it within ``ah
 messages (see ``_process``). Consecutive jobs without inputs or env of one argument inclusion
 (every task of a plain chain) are taken as one block: how many fit found by passes over columns
 (their fields, sizes and the bounds), sent as one RUN (``_pipe``) and booked as one ``JobRun`` entry
-of ``Worker.sent`` (``_books``), with no Python step and no dict entry a job."""
+of ``Worker.sent`` (``_books``), with no Python step and no dict entry a job. A ``JobBlock`` at the
+chain's front (the executor's chained rows: columns, no ``Job`` a job) is fed the same way
+straight from its columns (``_from_block``): its run's keys, titles and payloads are slices of the
+block's, and a job's ``Job`` is made only where one leaves the block or the run (``take``,
+``_books``)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,15 @@ from operator import add, attrgetter, is_not, ne
 from typing import Any
 
 from handoffd.worker import _books, _pipe, _process
-from handoffd.worker._records import Chain, Job, JobRun, Outcome, Worker, unpicklable_outcome
+from handoffd.worker._records import (
+    Chain,
+    Job,
+    JobBlock,
+    JobRun,
+    Outcome,
+    Worker,
+    unpicklable_outcome,
+)
 
 # Jobs of a chain sent to its worker besides the running one, and the pickled bytes on a worker's
 # pipe when sending ahead (a full pipe would block send_bytes, and with it the loop; Linux gives a
@@ -36,6 +48,7 @@ _short_of = attrgetter("inputs", "env", "argument_inclusion")
 _payload_of, _title_of = attrgetter("payload"), attrgetter("title")
 _inclusion_of = attrgetter("argument_inclusion")
 _inputs_of, _env_of = attrgetter("inputs"), attrgetter("env")
+_key_of = attrgetter("key")
 _drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # (a ``map`` run in C)
 
 
@@ -57,7 +70,7 @@ class Feeds:
         assert chain is not None
         batch: list[bytes] = []
         raw: list[pickle.PickleBuffer] = []
-        first: Job | None = None  # the first job sent now
+        first: Job | JobRun | None = None  # the first job sent now (or the run it leads)
         count, size = _books.count(worker), worker.bytes
         others: bool | None = None  # chains wait: asked once (the loop changes only this one)
         # (read once a feed, not once a job)
@@ -70,11 +83,50 @@ class Feeds:
         run: list[Job] = []
         run_inclusion = ""
         run_next = 0  # the token a job must have to join ``run``
+        job: Any  # a ``Job``, or a ``JobBlock`` (its branch first)
         while jobs:
             job = jobs[0]
             pickled = chain.next
             if pickled is not None and pickled[0] is job:
                 _, token, data, buffers = pickled
+            elif type(job) is JobBlock:
+                # A block of the executor's short jobs (no ``Job`` a job): as many as fit sent
+                # as one RUN straight from its columns (``_from_block``)
+                room = ahead + 1 - count
+                if room > 1 or count:
+                    if others is None:
+                        others = self._others_wait()
+                    if others:
+                        room = 0 if count else 1
+                fed = self._from_block(job, room, count, size, last + 1) if room > 1 else None
+                if fed is None:
+                    # One job (or none) fits now: the front one leaves the block as its Job,
+                    # and the path of a short job alone decides
+                    one = job.take()
+                    if not job:
+                        jobs.popleft()
+                    jobs.appendleft(one)
+                    continue
+                if not isinstance(fed, tuple):  # (not as one RUN: a Job each, the Jobs' path)
+                    jobs.popleft()
+                    jobs.extendleft(reversed(job.jobs()))
+                    continue
+                booked, block_size, data = fed
+                if not job:
+                    jobs.popleft()
+                if run:
+                    batch += _short_bytes(run)
+                    run, run_inclusion = [], ""
+                batch.append(data)
+                sent[last + 1] = booked
+                worker.runs += 1
+                if first is None:  # (its first job made only if it becomes the head)
+                    first = booked
+                n = len(booked.keys)
+                last += n
+                count += n
+                size += block_size
+                continue
             elif not job.inputs and not job.env and type(job.payload) is bytes:
                 room = ahead + 1 - count  # jobs the bound lets on the pipe now
                 if room > 1 or count:
@@ -90,7 +142,7 @@ class Feeds:
                             batch += _short_bytes(run)
                             run, run_inclusion = [], ""
                         batch.append(data)
-                        sent[last + 1] = JobRun(*taken)
+                        sent[last + 1] = JobRun(*taken)  # type: ignore[arg-type]
                         worker.runs += 1
                         if first is None:  # (given a token, size and flag: it may be the head)
                             first = _books.given(
@@ -173,6 +225,8 @@ class Feeds:
             return
         assert first is not None  # (a job was sent: ``batch`` holds its bytes)
         if worker.head is None:
+            if isinstance(first, JobRun):  # (its first job, given a token, size and flag)
+                first = _books.front(first)
             self._make_head(worker, first)
         send = worker.writer.send
         try:
@@ -197,8 +251,8 @@ class Feeds:
 
     @staticmethod
     def _block(
-        jobs: deque[Job], room: int, count: int, size: int, token: int
-    ) -> tuple[tuple[list[Job], int, list[str], list[bytes]], int, bytes] | None:
+        jobs: deque[Any], room: int, count: int, size: int, token: int
+    ) -> tuple[tuple[list[Job], list[Hashable], int, list[str], list[bytes]], int, bytes] | None:
         """The short jobs at the front of ``jobs`` (the first is one) of the first's argument
         inclusion, at most ``room`` of them and within AHEAD_BYTES past ``size`` (the first
         always when ``count``, the jobs on the pipe, is 0), taken off ``jobs`` when two or more:
@@ -208,6 +262,12 @@ class Feeds:
         n = len(taken)
         if n < 2:
             return None
+        kinds = list(map(type, taken))
+        if kinds.count(Job) < n:  # (a ``JobBlock`` behind: the jobs before it only)
+            n = kinds.index(JobBlock)
+            if n < 2:
+                return None
+            del taken[n:]
         # (counted first, as a plain chain's jobs all are: one inclusion, no inputs, no env)
         inclusions = list(map(_inclusion_of, taken))
         inclusion = inclusions[0]
@@ -241,13 +301,51 @@ class Feeds:
             del titles[n:], payloads[n:]
             total = ends[n] - size
         del taken[n:]
+        keys = list(map(_key_of, taken))
         _drain(starmap(jobs.popleft, repeat((), n)))
         data = run_message(token, inclusion == "as_list", titles, payloads)
         if data is None:  # (a title holds a NUL: a SHORT_JOB each, the same tokens)
             for at, job in enumerate(taken):
                 job.token = token + at
             data = b"".join(_short_bytes(taken))
-        return (taken, token, titles, payloads), total, data
+        return (taken, keys, token, titles, payloads), total, data
+
+    @staticmethod
+    def _from_block(
+        block: JobBlock, room: int, count: int, size: int, token: int
+    ) -> tuple[JobRun, int, bytes] | bool | None:
+        """``_block`` of a ``JobBlock`` at the chain's front: its jobs from ``block.at``, at most
+        ``room`` and within AHEAD_BYTES past ``size``, taken off the block when two or more, as
+        (their ``JobRun`` from ``token``, their sizes' sum, their message bytes); None (nothing
+        taken) for fewer than two; False when they cannot go as one RUN (a payload not bytes, a
+        title with a NUL)."""
+        at = block.at
+        end = min(at + room, len(block.keys))
+        n = end - at
+        if n < 2:
+            return None
+        payloads = block.payloads[at:end]
+        if list(map(type, payloads)).count(bytes) < n:
+            return False
+        titles = block.titles[at:end]
+        total = SHORT_SIZE * n + sum(map(len, titles)) + sum(map(len, payloads))
+        if size + total > AHEAD_BYTES:
+            # The jobs within the bytes' bound (as ``_block``)
+            sizes = map(add, map(add, map(len, titles), map(len, payloads)), repeat(SHORT_SIZE))
+            ends = list(accumulate(sizes, initial=size))
+            fit = bisect_right(ends, AHEAD_BYTES, 1) - 1
+            n = fit if fit or count else 1
+            if n < 2:
+                return None
+            del titles[n:], payloads[n:]
+            total = ends[n] - size
+            end = at + n
+        data = run_message(token, block.argument_inclusion == "as_list", titles, payloads)
+        if data is None:
+            return False
+        block.at = end
+        made: list[Job | None] = [None] * n
+        return JobRun(made, block.keys[at:end], token, titles, payloads, block), total, data
 
 
 def _short_bytes(jobs: list[Job]) -> list[bytes]:

@@ -114,13 +114,14 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
         token = run.first + first_at  # (the tokens of a run's jobs: consecutive from ``first``)
         titles = run.titles
         payloads = run.payloads
+        run_keys = run.keys
         taken = _SHORT * count  # (their sizes as SHORT_JOBs: ``_books``)
         at = 0
         while at < count:  # checked first, nothing changed
             got = flat[3 * at]
             if got != token:
                 return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
-            key = jobs[first_at + at].key  # (none is being cancelled: a cancel splits the run)
+            key = run_keys[first_at + at]  # (none is being cancelled: a cancel splits the run)
             if type(key) is not tuple:
                 return 0
             keys.append(key)

@@ -10,7 +10,7 @@ import itertools
 from collections import deque
 from collections.abc import Hashable
 
-from handoffd.worker._records import Chain, Job
+from handoffd.worker._records import Chain, Job, expand
 
 
 class WaitingChains:
@@ -70,7 +70,9 @@ class WaitingChains:
 
     def take_all(self) -> list[Job]:
         """Empty every queue; the jobs of the chains it held, in order."""
-        jobs = [job for queue in self._queues.values() for chain in queue for job in chain.jobs]
+        jobs = [
+            job for queue in self._queues.values() for chain in queue for job in expand(chain.jobs)
+        ]
         self._queues.clear()
         return jobs
 

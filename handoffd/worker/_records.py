@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from multiprocessing.connection import Connection
@@ -91,25 +91,112 @@ class Kept:
 Ended = Outcome | Row | Kept
 
 
+class JobBlock:
+    """Consecutive short jobs of one chain as columns, no ``Job`` a job: what the executor's refill
+    chains of a table's queued rows (``ExecutorState._refill``), submitted and queued in a chain
+    as ONE entry (``Chain.jobs``) and fed from whole (``_feeds``). Each job ``i`` from ``at`` is
+    ``Job(keys[i], payloads[i], [], argument_inclusion, timeout, None, devices, memory,
+    titles[i])`` (``job``); the jobs before ``at`` were taken off the front. A job is made only
+    where one leaves the block (``take``, ``jobs``: a cancel, a loss, a feed of one)."""
+
+    __slots__ = (
+        "keys",
+        "payloads",
+        "titles",
+        "argument_inclusion",
+        "timeout",
+        "devices",
+        "memory",
+        "at",
+    )
+
+    def __init__(
+        self,
+        keys: list[Hashable],
+        payloads: list[bytes],
+        titles: list[str],
+        argument_inclusion: str,
+        timeout: float | None,
+        devices: str | None,
+        memory: float | None,
+    ) -> None:
+        self.keys = keys
+        self.payloads = payloads
+        self.titles = titles
+        self.argument_inclusion = argument_inclusion
+        self.timeout = timeout
+        self.devices = devices
+        self.memory = memory
+        self.at = 0
+
+    def __len__(self) -> int:
+        """Jobs left in the block."""
+        return len(self.keys) - self.at
+
+    def job(self, i: int) -> Job:
+        """Job ``i`` of the block as its ``Job``."""
+        return new_job(
+            self.keys[i],
+            self.payloads[i],
+            [],
+            self.argument_inclusion,
+            self.timeout,
+            self.devices,
+            self.memory,
+            self.titles[i],
+        )
+
+    def jobs(self) -> list[Job]:
+        """The jobs left, each as its ``Job``."""
+        return [self.job(i) for i in range(self.at, len(self.keys))]
+
+    def take(self) -> Job:
+        """The front job, taken off the block as its ``Job``."""
+        job = self.job(self.at)
+        self.at += 1
+        return job
+
+
+def expand(entries: Iterable[Job | JobBlock]) -> list[Job]:
+    """Jobs and blocks (an ``Execute``'s, a chain's queue) as one ``Job`` a job, in order."""
+    out: list[Job] = []
+    for entry in entries:
+        if type(entry) is JobBlock:
+            out += entry.jobs()
+        else:
+            out.append(entry)  # type: ignore[arg-type]
+    return out
+
+
 class JobRun:
     """Consecutive short jobs of one chain sent to a worker in one feed (``_feeds``), booked as one
-    entry of ``Worker.sent`` under its first token: the jobs in order, the tokens ``first`` ..
-    ``first + len(jobs) - 1``, their titles and payloads as columns (a job's size on the pipe is
+    entry of ``Worker.sent`` under its first token: their keys, the tokens ``first`` ..
+    ``first + len(keys) - 1``, their titles and payloads as columns (a job's size on the pipe is
     ``SHORT_SIZE`` and their lengths, as a SHORT_JOB's), and ``at``, how many of them have ended
-    (replied in order, at the front of the pipe). A job in a run has no ``token``, ``size`` or
+    (replied in order, at the front of the pipe). ``jobs`` holds each one's ``Job``, or None for
+    one fed from a ``JobBlock`` (``block``) and not made yet: ``_books`` makes it (from the block's
+    fields) only where it leaves the run. A job in a run has no ``token``, ``size`` or
     ``cancelling`` of its own until ``_books`` gives it them (it becomes the head, is replied
     alone, or the run is split into one entry a job for a cancel, a loss or a stale reply)."""
 
-    __slots__ = ("jobs", "first", "titles", "payloads", "at")
+    __slots__ = ("jobs", "keys", "first", "titles", "payloads", "at", "block")
 
     def __init__(
-        self, jobs: list[Job], first: int, titles: list[str], payloads: list[bytes]
+        self,
+        jobs: list[Job | None],
+        keys: list[Hashable],
+        first: int,
+        titles: list[str],
+        payloads: list[bytes],
+        block: JobBlock | None = None,
     ) -> None:
         self.jobs = jobs
+        self.keys = keys
         self.first = first
         self.titles = titles
         self.payloads = payloads
         self.at = 0
+        self.block = block
 
 
 _new = object.__new__
@@ -171,7 +258,8 @@ class Chain:
 
     def __init__(self, chain_id: Hashable) -> None:
         self.id = chain_id
-        self.jobs: deque[Job] = deque()  # not sent to a worker yet, in order
+        # not sent to a worker yet, in order (a ``JobBlock``: its jobs, one entry)
+        self.jobs: deque[Job | JobBlock] = deque()
         self.worker: Worker | None = None  # the worker it holds
         self.held = False  # its last worker died and is not reaped yet: do not start it elsewhere
         # jobs[0] pickled, with its out-of-band inputs (kept if it must wait)

@@ -69,16 +69,28 @@ from handoffd.worker._records import (
     Chain,
     Ended,
     Job,
+    JobBlock,
     Outcome,
     Worker,
     cancelled_outcome,
     crash_outcome,
+    expand,
 )
 from handoffd.worker._sets import WorkerRoom
 
 __all__ = ["AHEAD", "AHEAD_BYTES", "Job", "Outcome", "WorkerPool"]
 
 _key_of = attrgetter("key")
+chain_of = itertools.chain.from_iterable
+
+
+def _keys_of(entry: Job | JobBlock) -> list[Hashable]:
+    """The keys of a job, or of a block's jobs left."""
+    if type(entry) is JobBlock:
+        return entry.keys[entry.at :] if entry.at else entry.keys
+    return [entry.key]  # type: ignore[union-attr]
+
+
 _SOLO = object()  # chain ids of jobs submitted without one: (_SOLO, n) never equals a caller's id
 
 
@@ -199,25 +211,32 @@ class WorkerPool(Feeds, Losses):
         """Queue a job at the end of chain ``chain`` (a chain of its own when None). Never blocks."""
         self.submit_all((job,), chain)
 
-    def submit_all(self, jobs: Iterable[Job], chain: Hashable = None) -> None:
-        """Queue jobs, in order, at the end of one chain; sends them ahead in one pipe message."""
+    def submit_all(self, jobs: Iterable[Job | JobBlock], chain: Hashable = None) -> None:
+        """Queue jobs, in order, at the end of one chain; sends them ahead in one pipe message.
+        A ``JobBlock`` among them is its jobs, kept as one entry of the chain's queue."""
         if self._closed:
             raise RuntimeError("WorkerPool is closed")
         jobs = list(jobs)
         live = self._jobs
         keys: list[Hashable] | dict[Hashable, None]
-        if len(jobs) == 1:  # (a one-task run's: no set, no generator)
-            keys = [jobs[0].key]
+        kinds = list(map(type, jobs))
+        blocks = kinds.count(JobBlock)
+        if len(jobs) == 1 and not blocks:  # (a one-task run's: no set, no generator)
+            keys = [jobs[0].key]  # type: ignore[union-attr]
             clash = keys[0] in live
         else:  # (in C; a dict keeps each key's hash for ``dict.fromkeys`` and ``update``)
-            keys = dict.fromkeys(map(_key_of, jobs))
-            clash = len(keys) < len(jobs) or not live.keys().isdisjoint(keys.keys())
+            if blocks:
+                given = list(chain_of(_keys_of(job) for job in jobs))
+            else:
+                given = list(map(_key_of, jobs))
+            keys = dict.fromkeys(given)
+            clash = len(keys) < len(given) or not live.keys().isdisjoint(keys.keys())
         if clash:
             raise ValueError(
                 f"a job with one of the keys {set(keys)!r} is already queued or running"
             )
         if self._broken is not None:
-            for job in jobs:
+            for job in expand(jobs):
                 self._soon(crash_outcome(job, self._broken, 0.0))
             return
         if chain is None:
@@ -255,7 +274,11 @@ class WorkerPool(Feeds, Losses):
         if c is None:
             return False
         # (queued: in its chain's ``jobs``; else sent, on the pipe of the chain's worker)
-        queued = next((job for job in c.jobs if job.key == key), None)
+        if JobBlock in map(type, c.jobs):  # (a rare path: the blocks as a Job each, for good)
+            left = expand(c.jobs)
+            c.jobs.clear()
+            c.jobs.extend(left)
+        queued = next((job for job in c.jobs if job.key == key), None)  # type: ignore[union-attr]
         if queued is not None:
             del self._jobs[key]
             c.jobs.remove(queued)

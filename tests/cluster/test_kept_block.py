@@ -94,7 +94,7 @@ def _set_up(worker: Worker, entries: list[tuple[Any, ...]], head: bool) -> dict[
                 Job(key, payload, [], title=title)
                 for key, payload, title in zip(keys, payloads, titles, strict=True)
             ]
-            run = JobRun(jobs, token, list(titles), list(payloads))
+            run = JobRun(jobs, list(keys), token, list(titles), list(payloads))
             run.at = at
             worker.sent[token] = run
             worker.runs += 1

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from handoffd.worker import _books, _feeds, _losses, _pipe, _process, _records
-from handoffd.worker._records import Job, Kept, Outcome, Worker
+from handoffd.worker._records import Job, JobBlock, Kept, Outcome, Worker, expand
 from handoffd.worker.pool import WorkerPool
 
 _FRAMED = struct.Struct("!icqd")  # (``_process._KEPT_FRAMED``)
@@ -171,14 +171,19 @@ class _Side:
             out.append(
                 (
                     _books.tokens(worker),
-                    [job.key for job in _books.jobs(worker)],
+                    [_fields(job) for job in _books.jobs(worker)],
                     _books.count(worker),
-                    None if worker.head is None else worker.head.key,
+                    None if worker.head is None else _fields(worker.head),
                     worker.bytes,
-                    None if chain is None else [job.key for job in chain.jobs],
+                    None if chain is None else [_fields(job) for job in expand(chain.jobs)],
                 )
             )
         return tuple(out)
+
+
+def _fields(job: Job) -> tuple:
+    """What a worker is given of a job (its key, and what it runs it with)."""
+    return (job.key, job.payload, job.title, job.argument_inclusion, job.timeout, job.memory)
 
 
 def _plain(outcome: Outcome) -> tuple:
@@ -245,15 +250,51 @@ def _replies(rng: random.Random, tokens: list[int], cancelled: set[int]) -> byte
     return b"".join(out)
 
 
-def _play(seed: int, monkeypatch: pytest.MonkeyPatch, plant: str = "") -> int:
+def _as_blocks(jobs: list[Job], rng: random.Random) -> list[Job | JobBlock]:
+    """``jobs`` as the executor's refill submits rows: consecutive jobs with no inputs or env
+    and one inclusion and timeout as ``JobBlock``s (cut at random places too), the others as
+    they are."""
+    out: list[Job | JobBlock] = []
+    block: JobBlock | None = None
+    for job in jobs:
+        if job.inputs or job.env is not None:
+            out.append(job)
+            block = None
+            continue
+        if (
+            block is None
+            or job.argument_inclusion != block.argument_inclusion
+            or job.timeout != block.timeout
+            or rng.random() < 0.1
+        ):
+            block = JobBlock([], [], [], job.argument_inclusion, job.timeout, None, None)
+            out.append(block)
+        block.keys.append(job.key)
+        block.payloads.append(job.payload)
+        block.titles.append(job.title)
+    return out
+
+
+def _play(seed: int, monkeypatch: pytest.MonkeyPatch, plant: str = "", blocks: bool = False) -> int:
+    """``blocks``: the first pool is submitted ``JobBlock``s (``_as_blocks``) where it can."""
     rng = random.Random(seed)
     sides = [_Side(True, monkeypatch), _Side(False, monkeypatch)]
-    taken = [0]  # the block's path taken (``_block`` answered)
+    taken = [0]  # the block's path taken (``_block`` or ``_from_block`` answered a run)
+    cut = random.Random(seed + 1000)  # (where blocks are cut: not the events' draws)
 
     def real_block(*args: Any) -> Any:
         block = _feeds_block(*args)
         taken[0] += block is not None
         return block
+
+    def real_from_block(*args: Any) -> Any:
+        fed = _feeds_from_block(*args)
+        taken[0] += type(fed) is tuple
+        if plant == "block_at" and type(fed) is tuple:
+            args[0].at -= 1  # (a planted fault: a block's fed job left at its front)
+        return fed
+
+    monkeypatch.setattr(_feeds.Feeds, "_from_block", staticmethod(real_from_block))
 
     n = itertools.count(1)
     cancelled: set[int] = set()
@@ -284,7 +325,10 @@ def _play(seed: int, monkeypatch: pytest.MonkeyPatch, plant: str = "") -> int:
                     )
                     for j in jobs
                 ]
-                pool.submit_all(copies, chain)
+                if blocks and side.blocks:
+                    pool.submit_all(_as_blocks(copies, cut), chain)
+                else:
+                    pool.submit_all(copies, chain)
                 side.read_all()
         if jobs_args is None:
             ref = sides[1]
@@ -339,6 +383,7 @@ def _play(seed: int, monkeypatch: pytest.MonkeyPatch, plant: str = "") -> int:
 
 
 _feeds_block = _feeds.Feeds._block
+_feeds_from_block = _feeds.Feeds._from_block
 
 
 def _none(*args: Any) -> None:
@@ -362,3 +407,20 @@ def test_runs_end_every_job_as_the_per_job_books_do(
 def test_the_differential_check_catches_a_run_s_job_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(AssertionError):
         _play(3, monkeypatch, plant="skip_at")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_blocks_end_every_job_as_jobs_fed_one_by_one_do(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain's jobs submitted as ``JobBlock``s (the executor's chained rows), fed whole, cut
+    by cancels, losses, a feed of one and the bytes' bound: the outcomes and books of the same
+    jobs submitted as ``Job``s and fed one by one."""
+    assert _play(seed, monkeypatch, blocks=True) > 0
+
+
+def test_the_differential_check_catches_a_block_s_job_fed_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(AssertionError):
+        _play(3, monkeypatch, plant="block_at", blocks=True)

@@ -46,6 +46,7 @@ from handoffd.protocol.columns import (
 )
 from handoffd.protocol.messages_chunks import FetchChunks
 from handoffd.protocol.messages_columns import DispatchColumns
+from handoffd.worker._records import expand
 from handoffd.worker.pool import Outcome
 
 
@@ -127,7 +128,7 @@ def test_a_table_does_what_the_same_dispatch_as_items_does(shape: str, way: str)
     # every job, as it ends: the same inputs handed over, the same reports
     done: dict[str, m.TaskReport] = {}
     while True:
-        jobs = [job for ex in of(out, Execute) for job in ex.jobs]
+        jobs = [job for ex in of(out, Execute) for job in expand(ex.jobs)]
         if not jobs:
             break
         out = []
@@ -200,7 +201,7 @@ def test_a_queued_consumer_whose_input_was_freed_fails_with_input_lost() -> None
     items = [item("a"), item("b", other, inputs=(HERE,))]
     out = settle(st, st.handle(Dispatched(table(items), FRAMES, 1), 0.0))
     (ex,) = of(out, Execute)
-    assert [j.key[1] for j in ex.jobs] == ["a"]  # b waits in the local queue (ledger full)
+    assert [j.key[1] for j in expand(ex.jobs)] == ["a"]  # b waits in the local queue (ledger full)
     st.handle(ValuesFreed(m.FreeValues(RUN, ("h1",)), 1), 0.0)
     out = settle(st, st.handle(TaskEnded(Outcome((RUN, "a", 1), True, b"r", duration=1.0)), 0.0))
     got = reports(out)

@@ -14,6 +14,7 @@ from handoffd.protocol.columns import replied_pairs
 from handoffd.protocol.messages_columns import RepliedColumns
 from handoffd.scheduler import events as ev
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import expand
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome
 
@@ -37,7 +38,7 @@ def table(run: str, ids: list[str], cost: dict[str, float], owner: str = ME) -> 
 
 
 def jobs(out: list[Any]) -> list[Any]:
-    return [job for ins in out if isinstance(ins, Execute) for job in ins.jobs]
+    return [job for ins in out if isinstance(ins, Execute) for job in expand(ins.jobs)]
 
 
 def test_a_batch_of_ends_across_runs_reports_each_run_in_order_and_releases_once() -> None:
@@ -114,7 +115,12 @@ def test_a_refill_that_starts_a_slot_sends_its_first_task_and_chain_as_one_execu
     out = st.handle(REFILL, 1.0)
     executes = [ins for ins in out if isinstance(ins, Execute)]
     assert len(executes) == 1
-    assert [job.key[1] for job in executes[0].jobs] == ["a1", "a2", "a3", "a4"]  # queue order
+    assert [job.key[1] for job in expand(executes[0].jobs)] == [
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+    ]  # queue order
     (slot,) = st.slots.values()
     assert executes[0].chain == slot.id and len(slot.keys) == 4
     assert st.ledger.free == {"cpu": 0.0} and not st.local  # one claim for the chain
@@ -127,7 +133,7 @@ def test_a_dispatch_to_an_idle_node_sends_its_claimed_task_and_the_chain_as_one_
     out = st.handle(Dispatched(*table("A", ["a0", "a1", "a2", "a3"], {"cpu": 1.0}), 1), 0.0)
     executes = [i for i in out if isinstance(i, Execute)]
     assert len(executes) == 1
-    assert [job.key[1] for job in executes[0].jobs] == ["a0", "a1", "a2", "a3"]
+    assert [job.key[1] for job in expand(executes[0].jobs)] == ["a0", "a1", "a2", "a3"]
     kinds = [type(i).__name__ for i in out]
     assert kinds.index("AnsweredHere") < kinds.index("Execute")
     (slot,) = st.slots.values()

@@ -30,7 +30,7 @@ from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.messages_rebalance import WithdrawTasks
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Outcome
+from handoffd.worker._records import Outcome, expand
 from handoffd.worker.ledger import Ledger
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,7 +58,7 @@ def norm(out: list[Any]) -> list[Any]:
     got: list[Any] = []
     for ins in out:
         if isinstance(ins, Execute):
-            got.append(("execute", ins.chain, [slots_of(j) for j in ins.jobs]))
+            got.append(("execute", ins.chain, [slots_of(j) for j in expand(ins.jobs)]))
         elif isinstance(ins, ReportedHere):
             got.append(
                 ("here", ins.run_id, ins.term, ins.reports, ins.values, ins.free, ins.outputs)
@@ -81,7 +81,7 @@ class Side:
         while True:
             for ins in out:
                 if isinstance(ins, Execute):
-                    self.running.extend(j.key for j in ins.jobs)
+                    self.running.extend(j.key for j in expand(ins.jobs))
                 elif isinstance(ins, Soon):
                     self.soon.append(ins.event)
             if not self.soon:

@@ -49,6 +49,7 @@ from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.cluster_view import WINDOW
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import expand
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Job, Outcome
 
@@ -175,7 +176,7 @@ def refused(out: list[Instruction]) -> dict[str, str]:
 
 
 def jobs(out: list[Instruction]) -> list[tuple[int, Job]]:
-    return [(ex.chain, job) for ex in of(out, Execute) for job in ex.jobs]
+    return [(ex.chain, job) for ex in of(out, Execute) for job in expand(ex.jobs)]
 
 
 def started(out: list[Instruction]) -> list[str]:

@@ -20,7 +20,7 @@ from handoffd.daemon.executor_records import queue_key
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import DispatchTable, dispatch_columns
-from handoffd.worker._records import Outcome, new_job
+from handoffd.worker._records import Outcome, expand, new_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -183,4 +183,4 @@ def test_a_refills_jobs_are_the_makers() -> None:
 
 
 def jobs_of(ins: Any) -> list[Any]:
-    return list(ins.jobs) if isinstance(ins, Execute) else []
+    return expand(ins.jobs) if isinstance(ins, Execute) else []
