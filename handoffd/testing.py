@@ -236,12 +236,12 @@ class LocalCluster:
                     membership=self.membership,
                     **self.config,
                 )
-                timing = {} if self.clock is None else {"clock": self.clock}
+                clock: Callable[[], float] = self.clock or time.monotonic
                 if self.network is not None:
                     transport = self.network.transport(f"{name}.mem:{index + 1}")
-                    node = Node(cfg, transport=transport, seed=self.seed + index, **timing)
+                    node = Node(cfg, transport=transport, clock=clock, seed=self.seed + index)
                 else:
-                    node = Node(cfg, **timing)
+                    node = Node(cfg, clock=clock)
                 self.nodes.append(node)
                 await node.start()
                 first = first or node.address
