@@ -154,6 +154,30 @@ def _fill_dataclass_code(tree: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+class DrivenClock:
+    """A node's monotonic clock that a test moves forward: real time plus what the test added.
+
+    The nodes' timers (SWIM probes and suspicion, the fence's evict/confirm/cap, the owner's and
+    replication's ticks) read ``Node._clock``; a test that must wait for such a deadline once the
+    state it needs is reached calls ``advance`` instead of sleeping a margin sized for a loaded
+    machine. Each node's next tick sees the jump as a loop stall (``Tick.late``), which membership
+    already treats as such: no verdict before the answers that may be waiting unread were read.
+    Move it only on the nodes' loop (``ThreadedCluster.advance``), between two of their steps."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.ahead
+
+    def advance(self, seconds: float) -> float:
+        """Move forward ``seconds`` (never back); returns the new time."""
+        if seconds < 0:
+            raise ValueError(f"a monotonic clock moves forward, not by {seconds}")
+        self.ahead += seconds
+        return self()
+
+
 class LocalCluster:
     """N nodes in this process, joined by seeds. Use as an async context.
 
@@ -162,7 +186,8 @@ class LocalCluster:
     ``Client`` in this process connects to; only the worker processes are real.
     ``transport="zmq"``: ZeroMQ on 127.0.0.1 random ports, for what is about sockets; without a
     key_file the nodes authenticate with this user's local key (in this process's runtime dir), as
-    a client of this process does."""
+    a client of this process does.
+    ``clock``: the nodes' clock (a ``DrivenClock`` a test moves; default each node's real one)."""
 
     def __init__(
         self,
@@ -172,6 +197,7 @@ class LocalCluster:
         membership: MembershipConfig | None = None,
         transport: str = "memory",
         seed: int = 0,
+        clock: DrivenClock | None = None,
         **config: Any,
     ) -> None:
         if transport not in ("memory", "zmq"):
@@ -182,6 +208,7 @@ class LocalCluster:
         self.membership = membership or MembershipConfig.for_tests()
         self.transport = transport
         self.seed = seed
+        self.clock = clock
         self.config = config
         self.nodes: list[Any] = []
         self.network: Any = None  # the MemoryNetwork when transport == "memory"
@@ -209,11 +236,12 @@ class LocalCluster:
                     membership=self.membership,
                     **self.config,
                 )
+                clock: Callable[[], float] = self.clock or time.monotonic
                 if self.network is not None:
                     transport = self.network.transport(f"{name}.mem:{index + 1}")
-                    node = Node(cfg, transport=transport, seed=self.seed + index)
+                    node = Node(cfg, transport=transport, clock=clock, seed=self.seed + index)
                 else:
-                    node = Node(cfg)
+                    node = Node(cfg, clock=clock)
                 self.nodes.append(node)
                 await node.start()
                 first = first or node.address
@@ -556,6 +584,11 @@ class ThreadedCluster:
         return self._local.address
 
     @property
+    def clock(self) -> DrivenClock | None:
+        """The nodes' ``DrivenClock`` (None: their real clocks)."""
+        return self._local.clock
+
+    @property
     def network(self) -> Any:
         """The in-process ``MemoryNetwork`` (None for ``transport="zmq"``)."""
         return self._local.network
@@ -574,6 +607,21 @@ class ThreadedCluster:
     def crash(self, index: int) -> None:
         """Stop a node abruptly: no drain, no leave; peers must detect it as DEAD."""
         self.call(self._local.nodes[index].stop, False)
+
+    def advance(self, seconds: float, timeout: float = 30.0) -> None:
+        """Move the cluster's ``DrivenClock`` forward ``seconds`` on its loop, then wait until
+        every running node has ticked at the new time (its timers judged against it)."""
+        clock = self._local.clock
+        if clock is None:
+            raise RuntimeError("advance needs a cluster built with clock=DrivenClock()")
+        now = self.run(clock.advance, seconds)
+
+        def ticked() -> bool:
+            # A tick schedules the next one at its own time + interval: past ``now`` only if it
+            # ran after the advance.
+            return all(n._tick_due > now for n in self._local.nodes if not n._stopping)
+
+        wait_for(lambda: self.run(ticked), timeout, interval=0.005, what="every node ticked")
 
     def wait_status(self, observer: int, name: str, status: int, timeout: float = 15.0) -> None:
         def check() -> bool:

@@ -29,23 +29,23 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = pytest.mark.timeout(180)
 
 
-def noted(i: int, where: str, seconds: float) -> int:
+def noted(i: int, where: str, seconds: float, gate: str = "") -> int:
+    """Note the execution, then take ``seconds``, or (``gate``) run until that file exists."""
     Path(where, f"{i}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    deadline = time.monotonic() + 120
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
     time.sleep(seconds)
     return i * i
 
 
-def noting_dag(width: int, where: Path, seconds: float = 0.0, node: str | None = None) -> Any:
+def noting_dag(
+    width: int, where: Path, seconds: float = 0.0, node: str | None = None, gate: str = ""
+) -> Any:
     dag = handoffd.DAG()
     for i in range(width):
-        dag.add_function(
-            handoffd.Function(
-                id=f"t{i}",
-                code=noted,
-                kwargs={"i": i, "where": str(where), "seconds": seconds},
-                node=node,
-            )
-        )
+        kwargs = {"i": i, "where": str(where), "seconds": seconds, "gate": gate}
+        dag.add_function(handoffd.Function(id=f"t{i}", code=noted, kwargs=kwargs, node=node))
     return dag
 
 
@@ -155,8 +155,10 @@ def test_a_leaving_node_refuses_a_run_and_the_client_moves_it(tmp_path: Path) ->
         names = cluster.names()
         with handoffd.connect(cluster.url(0), timeout=5.0) as client:
             wait_for(lambda: len(client.nodes()) == 3, 30, what="3 members known")
-            # A task keeps node 0 draining (it is given 30 s to finish) while we submit.
-            long = client.submit(noting_dag(1, busy, seconds=4.0, node=names[0]))
+            # A task keeps node 0 draining (it is given 30 s to finish) while we submit: it runs
+            # until the test opens its gate.
+            gate = tmp_path / "gate"
+            long = client.submit(noting_dag(1, busy, node=names[0], gate=str(gate)))
             wait_for(lambda: ran(busy) == [0], 30, what="the long task started")
             stopping = cluster.call(lambda: _start_stop(cluster.nodes[0]), timeout=10)
             wait_for(
@@ -170,7 +172,10 @@ def test_a_leaving_node_refuses_a_run_and_the_client_moves_it(tmp_path: Path) ->
             assert run.results() == {f"t{i}": i * i for i in range(3)}
             assert ran(moved) == [0, 1, 2]
             assert owners_of(cluster, run.id) == [run.owner]
-            assert stopping is not None
+            assert cluster.run(lambda: cluster.nodes[0]._stopping)  # still draining all along
+            gate.touch()
+            wait_for(lambda: cluster.run(stopping.done), 30, what="node 0 drained and stopped")
+            assert ran(busy) == [0]
             del long
 
 

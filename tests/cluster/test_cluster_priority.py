@@ -3,6 +3,7 @@ bulk run keeps the only cpu busy starts ahead of the bulk run's remaining tasks.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -23,6 +24,26 @@ def mark(path, name, seconds):
         f.write(name + "\n")
     time.sleep(seconds)
     return name
+
+
+def held(path, name, gates, slots, least):
+    """``mark`` for a task that ends when the test says: once ``least`` seconds passed (its
+    measured length stays far above what the owner queues or chains behind a running task, as
+    the timed tasks' 1 s did) and the gate of its wave (its start's rank // ``slots``) exists."""
+    start = time.monotonic()
+    with open(path, "a") as f:
+        f.write(name + "\n")
+    gate = os.path.join(gates, str(started(path).index(name) // slots))
+    time.sleep(least)
+    deadline = start + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return name
+
+
+def opened(gates, *waves):
+    for wave in waves:
+        open(os.path.join(gates, str(wave)), "w").close()
 
 
 def started(path) -> list[str]:
@@ -114,36 +135,75 @@ def test_an_urgent_run_starts_ahead_of_queued_bulk_tasks_under_each_policy(tmp_p
     slots to free, ahead of every bulk task still waiting. From another owner it did not: that
     owner queued one task per node (its budget of queued work) and held the rest until one of
     its tasks ended, while the bulk run's owner refilled the other freed slots with bulk tasks."""
-    log = str(tmp_path / "starts")
-    slots, bulk_n = 5, 15
+    log, gates = str(tmp_path / "starts"), str(tmp_path / "gates")
+    os.mkdir(gates)
+    slots, bulk_n, least = 5, 15, 0.1
     capacities = [{"cpu": c, "memory": 1000} for c in (1, 2, 2)]
     with ThreadedCluster(capacities) as cluster:
         a0, a1 = cluster.url(0), cluster.url(1 if owner == "other" else 0)
         with handoffd.connect(a0, timeout=10) as c0, handoffd.connect(a1, timeout=10) as c1:
-            # Every slot's worker process started (they start lazily), so the waves align.
+            # Every slot's worker process started (they start lazily), so the waves align; and
+            # ``held`` has a measured length (0.2 s, open gate) before the bulk run is placed.
+            warm_gates = str(tmp_path / "warm")
+            os.mkdir(warm_gates)
+            opened(warm_gates, 0)
             warm = handoffd.DAG()
             for i in range(slots):
                 warm.add_function(
-                    handoffd.Function(id=f"w{i}", code=mark, extra_args=[log + ".warm", "w", 0.2])
+                    handoffd.Function(
+                        id=f"w{i}",
+                        code=held,
+                        extra_args=[log + ".warm", f"w{i}", warm_gates, 99, 0.2],
+                    )
                 )
             c0.execute(warm, timeout=60)
+            # Each task ends when the test opens its wave's gate: no slot frees meanwhile.
             bulk = handoffd.DAG()
             for i in range(bulk_n):
                 bulk.add_function(
-                    handoffd.Function(id=f"b{i}", code=mark, extra_args=[log, f"b{i}", 1.0])
+                    handoffd.Function(
+                        id=f"b{i}", code=held, extra_args=[log, f"b{i}", gates, slots, least]
+                    )
                 )
             run = c0.submit(bulk, policy=policy)
-            # The whole second wave started: no slot frees while the urgent run travels (a bulk
-            # task of 1 s: margin for a loaded machine).
+            wait_for(lambda: len(started(log)) >= slots, 30, 0.01, what="a first wave")
+            opened(gates, 0)
             wait_for(lambda: len(started(log)) >= 2 * slots, 30, 0.01, what="a second wave")
-            # As long as a bulk task: each slot frees once before every urgent task started.
             urgent = handoffd.DAG()
             for i in range(slots):
                 urgent.add_function(
-                    handoffd.Function(id=f"u{i}", code=mark, extra_args=[log, f"u{i}", 1.0])
+                    handoffd.Function(
+                        id=f"u{i}", code=held, extra_args=[log, f"u{i}", gates, slots, least]
+                    )
                 )
             before = len(started(log))
-            out = c1.execute(urgent, policy=policy, priority=10, timeout=60)
+            hurry = c1.submit(urgent, policy=policy, priority=10)
+
+            def arrived() -> bool:
+                # Every urgent task READY in its owner's queue or accepted by an executor: what
+                # the second wave's 1 s gave its submission to travel.
+                def where() -> bool:
+                    state = next(r for n in cluster.nodes if (r := n.scheduler.run_state(hurry.id)))
+                    held_by = {
+                        k[1]
+                        for n in cluster.nodes
+                        for k in n.executor.state.tasks
+                        if k[0] == hurry.id
+                    }
+                    return all(
+                        t.state == "READY" or (t.state == "ASSIGNED" and tid in held_by)
+                        for tid, t in state.tasks.items()
+                    )
+
+                return bool(cluster.run(where))
+
+            wait_for(arrived, 30, 0.01, what="the urgent run at its owner or the executors")
+            # The second wave ends: each slot frees once, and takes the next task.
+            opened(gates, 1)
+            wait_for(lambda: len(started(log)) >= 3 * slots, 30, 0.01, what="a third wave")
+            opened(gates, 2, 3)
+            assert hurry.wait(60).state == "DONE"
+            out = hurry.results()
             assert sorted(out) == [f"u{i}" for i in range(slots)]
             run.wait()
         order = started(log)
