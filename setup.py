@@ -69,15 +69,8 @@ CLIENT_COMPILED = ("dag_columns",)
 #: The executing side's read of a block of KEPT replies (``worker._kept``), its ends (two C loops
 #: a block, no Python step a task) and the store's hold of a block's values, compiled from their
 #: .py with the .pxd beside each, by dotted name; tests/unit/test_kept_block.py,
-#: test_replies_block.py and test_store_put_all.py hold them to their .py. The worker process's
-#: loop (``worker._process``: a job's steps as C calls), with no C types: the tests of the worker
-#: run it compiled, and tests/unit/test_worker_compiled.py holds its pure twin to it.
-EXECUTOR_COMPILED = (
-    "daemon.executor_block",
-    "store.block",
-    "worker._kept",
-    "worker._process",
-)
+#: test_replies_block.py and test_store_put_all.py hold them to their .py.
+EXECUTOR_COMPILED = ("daemon.executor_block", "store.block", "worker._kept")
 
 try:
     import numpy

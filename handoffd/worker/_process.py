@@ -1,5 +1,3 @@
-# cython: annotation_typing=False
-# (the annotations are for mypy; compiled from this file, _process.pxd beside it)
 """The child side of a WorkerPool process: receive jobs, run them in order, send each outcome, repeat.
 
 Wire format on the duplex pipe (plain pickle, protocol 5):
@@ -32,11 +30,6 @@ alone whether the next job it sent has started. That read looks at the pipe only
 count of cancels sent (``_cancels``, shared memory) is ahead of the cancels read here.
 This module is imported in a freshly spawned interpreter, so it must stay light and import nothing that
 starts threads or opens sockets (the live output's one thread starts when a task first prints).
-
-Compiled (``setup.py EXECUTOR_COMPILED``) from this file, which is also its pure-Python twin: the
-loop's own steps a job (the capture's checks, the result's pack, the reply's frame) are then C
-calls, not the interpreter's opcodes; a worker runs a job's loop tens of thousands of times a
-second in W1, and every process's CPU a task counts on a busy machine.
 """
 
 from __future__ import annotations
@@ -82,13 +75,7 @@ KEPT_SIZE = 1 + KEPT_BODY.size
 _KEPT_FRAMED = struct.Struct("!icqd")  # the frame's length (send_bytes'), KEPT, token, duration
 # Values under this many bytes go inside their reply (a copy that small costs less than a message)
 INLINE_VALUE = 8 * 1024
-# (the compiled build's frames name the source by its path under the package's root, not __file__)
-_INTERNAL_FILES = {
-    __file__,
-    invoke.__file__,
-    code_env.__file__,
-    os.path.join(*__name__.split(".")) + ".py",
-}
+_INTERNAL_FILES = {__file__, invoke.__file__, code_env.__file__}
 # The commonest results' pickles made without a pickler (its set-up is most of ``pickle.dumps``
 # of a small value): None, an int in [0, 65536) and a float, each exactly the bytes ``pickle.dumps(
 # result, 5)`` makes (a frame's opening and the opcode, the number, STOP); checked here, and a
