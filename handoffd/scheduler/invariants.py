@@ -8,30 +8,15 @@ from typing import Any
 
 from handoffd._core.api import EPS
 from handoffd.scheduler.demand import add_into
-from handoffd.scheduler.run import ACTIVE, DONE, READY, RUN_RUNNING
+from handoffd.scheduler.run_checks import OwnerTally, validate_run
 
 
 def validate_owner(live: dict[str, Any], view: Any, lost: Any, rebalance: Any, ready: Any) -> None:
     """Raise AssertionError when an invariant is broken."""
-    outstanding: dict[str, dict[str, float]] = {}
-    work: dict[str, float] = {}
-    queued: set[tuple[str, str]] = set()
-    active: set[tuple[str, str]] = set()
+    sums = OwnerTally(view, add_into)
     for run in live.values():
-        run.validate()
-        for rec in run.tasks.values():
-            if rec.state in ACTIVE:
-                assert rec.node is not None
-                assert view.alive(rec.node), f"{rec.id} active on lost {rec.node}"
-                add_into(outstanding.setdefault(rec.node, {}), rec.spec.cost, 1)
-                if rec.charge:
-                    work[rec.node] = work.get(rec.node, 0.0) + rec.charge
-                active.add((run.run_id, rec.id))
-            if rec.state == READY and not rec.delayed and run.state == RUN_RUNNING:
-                queued.add((run.run_id, rec.id))
-            if rec.state == DONE:
-                bad = [n for n in rec.locations if not view.alive(n)]
-                assert not bad, f"{rec.id} has copies on lost nodes {bad}"
+        validate_run(run, sums)  # (``run.validate()`` and the owner's rules, in one pass)
+    outstanding, work, queued, active = sums.outstanding, sums.work, sums.queued, sums.active
     view.validate(outstanding, work)
     lost.validate(active)
     rebalance.validate()

@@ -16,66 +16,148 @@ from handoffd.scheduler.states import (
     RUN_CANCELLED,
     RUN_DONE,
     RUN_FAILED,
+    RUN_RUNNING,
     RUNNING,
     TASK_STATES,
     TERMINAL,
 )
 
 
-def validate_run(run: Any) -> None:
-    """Raise AssertionError when an invariant of ``run`` (a ``RunState``) is broken."""
+class OwnerTally:
+    """What ``invariants.validate_owner`` gathers from every run's tasks, filled in the same pass
+    as the run's own checks (``validate_run(run, tally)``) instead of a second walk."""
+
+    __slots__ = ("view", "add_into", "outstanding", "work", "queued", "active")
+
+    def __init__(self, view: Any, add_into: Any) -> None:
+        self.view = view
+        self.add_into = add_into  # (``demand.add_into``: demand imports the run, so given here)
+        self.outstanding: dict[str, dict[str, float]] = {}
+        self.work: dict[str, float] = {}
+        self.queued: set[tuple[str, str]] = set()
+        self.active: set[tuple[str, str]] = set()
+
+
+def validate_run(run: Any, owner: OwnerTally | None = None) -> None:
+    """Raise AssertionError when an invariant of ``run`` (a ``RunState``) is broken; with
+    ``owner``, also gather the owner's sums and check its per-task rules.
+
+    One pass over the tasks (the tests call this after every event, for every run held: in five
+    passes, and a sixth for the owner, it was the unit tier's largest cost). A task's failure is
+    kept, not raised, until the checks that always came before it have passed, so a fault raises
+    the message it always did."""
     where = f"run {run.run_id!r}"
-    assert run.remaining == sum(r.state != DONE for r in run.tasks.values()), where
+    tasks = run.tasks
+    live = run.state not in (RUN_FAILED, RUN_CANCELLED)
+    effective = run.effective_deps
     tally = dict.fromkeys(TASK_STATES, 0)
-    for r in run.tasks.values():
-        tally[r.state] += 1
+    placed: dict[str, str] = {}
+    left = 0
+    shape: str | None = None  # the first task whose copies or attempts are malformed
+    fault: str | None = None  # the first task breaking a live run's rules
+    mine: str | None = None  # the first task breaking the owner's
+    for tid, r in tasks.items():
+        state = r.state
+        tally[state] += 1
+        node = r.node
+        if state != DONE:
+            left += 1
+        if node is not None:
+            placed[tid] = node
+        if shape is None:
+            locs = r.locations
+            if locs and len(set(locs)) != len(locs):
+                shape = f"{where} {tid} copies {locs}"
+            elif type(locs) is not tuple or not set(map(type, r.attempts)) <= _TUPLE:
+                shape = tid
+        if live and fault is None:
+            ids = effective[r.id]
+            deps = [tasks[d] for d in ids] if ids else ()
+            if state == DONE:
+                if not r.completions > 0:
+                    fault = _tag(where, r)
+                elif not r.has_copy() and run._needed(r):
+                    fault = f"{_tag(where, r)}: needed result has no copy"
+                elif r.delayed:
+                    fault = f"{_tag(where, r)}: delayed outside READY"
+            elif state == PENDING:  # (the commonest, inline: a call a task was half the cost)
+                if r.order < run.intake and all(d.state == DONE for d in deps):
+                    fault = f"{_tag(where, r)}: PENDING with inputs done"
+                elif r.delayed:
+                    fault = f"{_tag(where, r)}: delayed outside READY"
+            else:
+                fault = _live_fault(run, r, state, deps, where)
+        if owner is not None and mine is None and state != PENDING:
+            if state != DONE or r.locations:  # (else the owner has nothing to check or add)
+                mine = _owner_part(owner, run, r, state, node)
+    assert run.remaining == left, where
     assert run.tally == tally, f"{where} tally {run.tally} != {tally}"
-    placed = {tid: r.node for tid, r in run.tasks.items() if r.node is not None}
-    for tid, r in run.tasks.items():  # (a tuple, kept as a set would be: each node once)
-        assert len(set(r.locations)) == len(r.locations), f"{where} {tid} copies {r.locations}"
-        assert type(r.locations) is tuple and all(type(a) is tuple for a in r.attempts), tid
+    assert shape is None, shape
     assert run.placed == placed, f"{where} placed"
-    for tid, left in run.unfinished.items():
+    for tid, n in run.unfinished.items():
         users = run.consumers[tid]
-        assert left == sum(run.tasks[c].state != DONE for c in users), f"{where} {tid}"
+        assert n == sum(tasks[c].state != DONE for c in users), f"{where} {tid}"
     if run.state == RUN_DONE:
         assert run.remaining == 0, f"{where} DONE with unfinished tasks"
-    if run.state in (RUN_FAILED, RUN_CANCELLED):
+    if not live:
         bad = [
             r.id
-            for r in run.tasks.values()
+            for r in tasks.values()
             if r.state not in (DONE, FAILED, CANCELLED)
             and (r.order < run.closing or r.state not in (PENDING, READY))
         ]
         assert not bad, f"{where} ended but {bad} are unfinished (closed up to {run.closing})"
-        return
-    for rec in run.tasks.values():
-        deps = [run.tasks[d] for d in run.effective_deps[rec.id]]
-        assert rec.state not in TERMINAL, f"{_tag(where, rec)}: terminal in a live run"
-        if rec.state in (READY, ASSIGNED):
-            assert all(d.state == DONE and d.has_copy() for d in deps), (
-                f"{_tag(where, rec)}: inputs not ready"
-            )
-        if rec.state == PENDING and rec.order < run.intake:
-            assert not all(d.state == DONE for d in deps), (
-                f"{_tag(where, rec)}: PENDING with inputs done"
-            )
-        if rec.state == RUNNING:
-            assert all(d.completions > 0 for d in deps), (
-                f"{_tag(where, rec)}: running before an input existed"
-            )
-        if rec.state in ACTIVE:
-            assert rec.node is not None and rec.attempt > 0, _tag(where, rec)
-            pin = run.pin_of(rec.id)
-            assert pin is None or pin == rec.node, (
-                f"{_tag(where, rec)}: on {rec.node}, pinned to {pin}"
-            )
-        if rec.state == DONE:
-            assert rec.completions > 0, _tag(where, rec)
-            if not rec.has_copy():
-                assert not run._needed(rec), f"{_tag(where, rec)}: needed result has no copy"
-        if rec.state != READY:
-            assert not rec.delayed, f"{_tag(where, rec)}: delayed outside READY"
+    else:
+        assert fault is None, fault
+    assert mine is None, mine
+
+
+_TUPLE = {tuple}
+
+
+def _live_fault(run: Any, rec: Any, state: str, deps: Any, where: str) -> str | None:
+    """The first rule of a live run a task not DONE breaks, as its message, or None: in the
+    order they were always checked in."""
+    if state in TERMINAL:
+        return f"{_tag(where, rec)}: terminal in a live run"
+    if state in (READY, ASSIGNED):
+        if not all(d.state == DONE and d.has_copy() for d in deps):
+            return f"{_tag(where, rec)}: inputs not ready"
+    if state == PENDING and rec.order < run.intake:
+        if all(d.state == DONE for d in deps):
+            return f"{_tag(where, rec)}: PENDING with inputs done"
+    if state == RUNNING:
+        if not all(d.completions > 0 for d in deps):
+            return f"{_tag(where, rec)}: running before an input existed"
+    if state in ACTIVE:
+        if not (rec.node is not None and rec.attempt > 0):
+            return _tag(where, rec)
+        pin = run.pin_of(rec.id)
+        if not (pin is None or pin == rec.node):
+            return f"{_tag(where, rec)}: on {rec.node}, pinned to {pin}"
+    if state != READY and rec.delayed:
+        return f"{_tag(where, rec)}: delayed outside READY"
+    return None
+
+
+def _owner_part(owner: OwnerTally, run: Any, rec: Any, state: str, node: Any) -> str | None:
+    """Add ``rec`` to the owner's sums; its first broken owner rule as a message, or None."""
+    view = owner.view
+    if state == DONE:
+        bad = [n for n in rec.locations if not view.alive(n)]
+        return f"{rec.id} has copies on lost nodes {bad}" if bad else None
+    if state in ACTIVE:
+        if node is None:
+            return ""
+        if not view.alive(node):
+            return f"{rec.id} active on lost {node}"
+        owner.add_into(owner.outstanding.setdefault(node, {}), rec.spec.cost, 1)
+        if rec.charge:
+            owner.work[node] = owner.work.get(node, 0.0) + rec.charge
+        owner.active.add((run.run_id, rec.id))
+    elif state == READY and not rec.delayed and run.state == RUN_RUNNING:
+        owner.queued.add((run.run_id, rec.id))
+    return None
 
 
 def _tag(where: str, rec: Any) -> str:
