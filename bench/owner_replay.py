@@ -1,7 +1,7 @@
 """The owner's scheduler calls of real W1 (or W2) rounds, recorded, then replayed in one process (issue 13).
 
     cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/owner_replay.py record OUT.pkl [--rounds 2]
-    cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/owner_replay.py replay OUT.pkl [--rounds K]
+    cd /tmp && .venv/bin/python THIS_CHECKOUT/bench/owner_replay.py replay OUT.pkl [--rounds K] [--gc default]
     valgrind --tool=callgrind ... owner_replay.py replay OUT.pkl --rounds K   (K and K-1: subtract)
 
 ``record`` starts the peer benchmark's 2 daemons of 1 cpu (``bench/_peers/handoffd_runner.py``,
@@ -14,6 +14,9 @@ returns the instructions it returned in the daemon (type, node, tasks a dispatch
 what the rounds' batches held: events by type, ends a success table, tasks an answer, dispatches
 and their tasks. Under callgrind the replay measures the scheduler's instructions a task with the
 batching the real daemons made (valgrind on the daemon itself slows it ~50x and changes that).
+The replay's collector is the daemon's (``tune_gc``: its thresholds, and what was made before the
+first call frozen, the recording included) unless ``--gc default``: CPython's thresholds, nothing
+frozen, where every collection also scans the recording and a young one comes ~7x as often.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def _submits(calls: list[Any]) -> list[int]:
     return at
 
 
-def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = False) -> None:
+def replay(
+    path: str, rounds: int, check: bool, stats: bool, digest: bool = False, gc: str = "daemon"
+) -> None:
     import hashlib
 
     from _peers.owner_record import summary  # (the check the recording made)
@@ -92,6 +97,10 @@ def replay(path: str, rounds: int, check: bool, stats: bool, digest: bool = Fals
     # (a build before the log's block entries tells moves one by one: each_move is not there)
     each = getattr(rlog, "each_move", list)
     scheduler.on_changes = lambda changes: moves.extend(each(changes))
+    if gc == "daemon":
+        from handoffd.cli.daemon_run import tune_gc
+
+        tune_gc()
     differ = 0
     hashed = hashlib.sha256()
     for name, args, said in calls[:end]:
@@ -170,11 +179,14 @@ def main() -> None:
     parser.add_argument("--no-check", action="store_true")
     parser.add_argument("--stats", action="store_true")
     parser.add_argument("--digest", action="store_true", help="hash every instruction (A/B)")
+    parser.add_argument(
+        "--gc", choices=("daemon", "default"), default="daemon", help="the collector's settings"
+    )
     args = parser.parse_args()
     if args.mode == "record":
         record(args.path, args.rounds, args.workload)
     else:
-        replay(args.path, args.rounds, not args.no_check, args.stats, args.digest)
+        replay(args.path, args.rounds, not args.no_check, args.stats, args.digest, args.gc)
 
 
 if __name__ == "__main__":

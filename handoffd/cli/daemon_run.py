@@ -165,7 +165,7 @@ async def _serve(
             flush=True,
         )
     warm_first_run()  # before the freeze: what it made is never scanned again
-    _tune_gc()
+    tune_gc()
     warm_converters(loop.call_later)  # a type a loop turn, while the daemon waits for work
     hand_over_sooner()  # the loop gets the GIL back from a busy thread sooner (loop_lag)
     cpu = LoopCpu.from_env(loop)  # the loop's own CPU per iteration (off unless asked for)
@@ -192,7 +192,7 @@ async def _serve(
 GC_THRESHOLDS = (700, 10, 100)
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Freeze what start-up created (modules, classes: never garbage, never scanned again) and
     collect the oldest generation less often. Only this process (the daemon) is changed."""
     import gc

@@ -99,7 +99,7 @@ def _none_positive(total: dict[str, float]) -> bool:
 def _shape(pin: str | None, need: dict[str, float], rec: TaskRecord) -> tuple[Any, ...]:
     """A walked task's (pin, cost items): what a miss remembers (its record's items unless its
     need is its group's cost)."""
-    return (pin, rec.cost_items if need is rec.spec.cost else tuple(need.items()))
+    return (pin, rec.cost_items if need is rec.cost else tuple(need.items()))
 
 
 def any_free(free: dict[str, dict[str, float]]) -> bool:
@@ -351,7 +351,7 @@ class ClusterView(FillPasses):
                 run, rec = item
                 gid = run.group_of.get(rec.id)
                 # (``run.pin_of(rec.id)`` written out: the record and its group are at hand)
-                pin = rec.spec.node
+                pin = rec.pin
                 if pin is None and gid is not None:
                     pin = run.group_node.get(gid)
                 if gid is not None and pin is None and (run.run_id, gid) in leaders:
@@ -359,7 +359,7 @@ class ClusterView(FillPasses):
                     lead = leaders[(run.run_id, gid)]
                     batch.append((run, rec, {}, None, None, lead))
                     continue
-                need = run.group_cost(rec.id) if gid is not None and pin is None else rec.spec.cost
+                need = run.group_cost(rec.id) if gid is not None and pin is None else rec.cost
                 if exhausted and need and not weightless:
                     break  # nothing left anywhere and nothing queued that needs nothing
                 # Free only shrinks during a pass: a demand that missed once misses again.

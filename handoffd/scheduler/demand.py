@@ -140,7 +140,7 @@ class Demand(RoomView):
 
     def went_out(self, node: str, rec: TaskRecord) -> None:
         """``rec`` became ASSIGNED/RUNNING on ``node``: its cost and expected work count there."""
-        cost = rec.spec.cost
+        cost = rec.cost
         # (a look-up, not ``setdefault``: its default was a new empty dict on every call)
         load = self.outstanding.get(node)
         if load is None:
@@ -204,7 +204,7 @@ class Demand(RoomView):
         load = self.outstanding.get(node)
         if load is None:
             load = self.outstanding[node] = {}
-        add_into(load, rec.spec.cost, -1)
+        add_into(load, rec.cost, -1)
         self._dirty_rooms.add(node)
         if rec.charge:
             left = self.work.get(node, 0.0) - rec.charge
@@ -235,10 +235,10 @@ class Demand(RoomView):
         start = 0
         while start < n:
             rec = recs[start]
-            cost = rec.spec.cost
+            cost = rec.cost
             end = start + 1
             while end < n:
-                other = recs[end].spec.cost
+                other = recs[end].cost
                 if other is not cost and other != cost:
                     break
                 end += 1

@@ -233,7 +233,7 @@ class FillPasses(Demand):
                 run, rec = item
                 if run.group_of and run.group_of.get(rec.id) is not None:
                     continue
-                pin = rec.spec.node  # not in a group: its own pin only
+                pin = rec.pin  # not in a group: its own pin only
                 # (the shape tuple only once something missed: a walk that fits builds none)
                 if missed and (pin, rec.cost_items) in missed:
                     misses += 1
@@ -245,13 +245,11 @@ class FillPasses(Demand):
                 if seconds < 0.0:  # unknown: as long as UNKNOWN_CHARGE (see QUEUE_SECONDS)
                     seconds = UNKNOWN_CHARGE
                 if pin is None:
-                    chosen = fill.pick(rec.spec.cost, -1, run.options.policy, seconds)
+                    chosen = fill.pick(rec.cost, -1, run.options.policy, seconds)
                 else:  # (pinned to a node not alive: no room anywhere for it)
                     at = index.get(pin)
                     chosen = (
-                        -1
-                        if at is None
-                        else fill.pick(rec.spec.cost, at, run.options.policy, seconds)
+                        -1 if at is None else fill.pick(rec.cost, at, run.options.policy, seconds)
                     )
                 if chosen < 0:
                     if recs:  # (the queued shapes below count what is dispatched)
@@ -268,14 +266,14 @@ class FillPasses(Demand):
                     # (discards it from the queue: the walk goes on)
                     dispatch(run, rec, nodes[chosen].name, True)
                 else:
-                    if recs and (chosen != to or run is not of or rec.spec.cost is not cost):
+                    if recs and (chosen != to or run is not of or rec.cost is not cost):
                         block(of, recs, nodes[to].name, True, secs)  # type: ignore[misc,arg-type]
                         recs = []
                         secs = [] if timed else None
                     if not recs:
                         to = chosen
                         of = run
-                        cost = rec.spec.cost
+                        cost = rec.cost
                     recs.append(rec)
                     if secs is not None:
                         secs.append(seconds)

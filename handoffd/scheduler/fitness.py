@@ -36,7 +36,7 @@ def misfit(
         gid = run.group_of.get(rec.id)
         members = [rec.id]
         if gid is None:
-            shape = (rec.spec.node, rec.cost_items)
+            shape = (rec.pin, rec.cost_items)
             if shape in fine:
                 continue  # (10,000 tasks of one shape: one check)
         else:
@@ -46,7 +46,7 @@ def misfit(
             members = [m for m in run.group_members[gid] if finished or run.tasks[m].state != DONE]
         need: dict[str, float] = {}
         for m in members:
-            need = resources.add(need, run.tasks[m].spec.cost)
+            need = resources.add(need, run.tasks[m].cost)
         where = run.pin_of(rec.id)
         together = (
             f"functions {members} are collocated and together need" if len(members) > 1 else ""

@@ -136,7 +136,7 @@ class Placed:
                 self.inputs.append(inputs)
             elif self.inputs is not None:
                 self.inputs.append(())
-            self._group(n, spec.payload, spec.cost, spec.argument_inclusion, spec.timeout)
+            self._group(n, spec.payload, rec.cost, spec.argument_inclusion, spec.timeout)
 
     def size(self) -> int:
         """The number of tasks."""

@@ -155,11 +155,10 @@ class OwnerBooks(OwnerQueries):
     def _enqueue(self, run: RunState, rec: TaskRecord) -> None:
         if run.state == RUN_RUNNING and self._ready.push(run, rec) and not self._dirty:
             # (``run.pin_of`` only when the run has groups: its task look-up for a record in hand)
-            spec = rec.spec
-            pin = spec.node
+            pin = rec.pin
             if pin is None and run.group_of:
                 pin = run.pin_of(rec.id)
-            cost = spec.cost
+            cost = rec.cost
             no_room = self._no_room
             if no_room is not None:
                 for seen in no_room:
@@ -260,7 +259,7 @@ class OwnerBooks(OwnerQueries):
         if queued:
             self._rebalance.sent(run, rec, node)
         spec = rec.spec
-        cost = spec.cost
+        cost = rec.cost
         task_id = rec.id
         attempt = rec.attempt
         self._view.sent(node, run.run_id, task_id, attempt, cost, now)
@@ -313,7 +312,7 @@ class OwnerBooks(OwnerQueries):
                 return
         now = self._now
         first = recs[0]
-        cost = first.spec.cost
+        cost = first.cost
         self._assign_block(run, recs, node, now, cost, seconds)
         if queued:
             self._rebalance.sent_all(run, recs, node, seconds)

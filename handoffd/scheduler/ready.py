@@ -214,7 +214,7 @@ class ReadyQueue:
         items = rec.cost_items
         if not items:
             self.weightless += 1
-        node = rec.spec.node
+        node = rec.pin
         hot_items = self._hot_items
         # (identity first: a run's tasks of one cost share their items; else equal ones, as
         # another run's, still count here with a compare, not a tuple built and looked up)
@@ -255,7 +255,7 @@ class ReadyQueue:
             items = rec.cost_items
             if not items:
                 self.weightless -= 1
-            node = rec.spec.node
+            node = rec.pin
             hot_items = self._hot_items
             if (
                 self._hot_n
@@ -435,7 +435,7 @@ class ReadyQueue:
         if self._single is not run:
             return False
         nxt = self._head(run)
-        return nxt is not None and nxt.spec.cost is rec.spec.cost and nxt.spec.node is rec.spec.node
+        return nxt is not None and nxt.cost is rec.cost and nxt.pin is rec.pin
 
     def take_like(self, run: RunState, rec: TaskRecord, limit: int) -> list[TaskRecord]:
         """In a walk of ``run`` alone (its order is the walk's: no other run's task is passed
@@ -445,11 +445,11 @@ class ReadyQueue:
         taken: list[TaskRecord] = []
         if self._single is not run:
             return taken
-        cost = rec.spec.cost
-        pin = rec.spec.node
+        cost = rec.cost
+        pin = rec.pin
         while len(taken) < limit:
             nxt = self._head(run)
-            if nxt is None or nxt.spec.cost is not cost or nxt.spec.node is not pin:
+            if nxt is None or nxt.cost is not cost or nxt.pin is not pin:
                 break
             _entry_pop(run)
             nxt.in_heap = False
@@ -476,11 +476,11 @@ class ReadyQueue:
         block's): their shape counted once, by how many were queued."""
         first = recs[0]
         items = first.cost_items
-        node = first.spec.node
+        node = first.pin
         n = 0
         for rec in recs:
             if (rec.cost_items is not items and rec.cost_items != items) or (
-                rec.spec.node is not node and rec.spec.node != node
+                rec.pin is not node and rec.pin != node
             ):
                 self.discard(rec)
             elif rec.queued:
@@ -554,12 +554,12 @@ class ReadyQueue:
                     queued.add((run.run_id, rec.id))
         counted = queued | closing
         assert self.size == len(counted), f"size {self.size} != {len(counted)}"
-        weightless = sum(not runs[r].tasks[t].spec.cost for r, t in counted)
+        weightless = sum(not runs[r].tasks[t].cost for r, t in counted)
         assert self.weightless == weightless, f"weightless {self.weightless} != {weightless}"
         shapes: dict[tuple[str | None, tuple[tuple[str, float], ...]], int] = {}
         for r, t in counted:
             rec = runs[r].tasks[t]
-            shape = (rec.spec.node, rec.cost_items)
+            shape = (rec.pin, rec.cost_items)
             shapes[shape] = shapes.get(shape, 0) + 1
         counts = self.shape_counts()
         assert counts == shapes, f"shapes {counts} != {shapes}"

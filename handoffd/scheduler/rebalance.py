@@ -83,7 +83,7 @@ class Rebalance:
         for i in range(len(recs)):
             rec = recs[i]
             task_id = rec.id
-            if rec.spec.node is not None or (group_of and task_id in group_of):
+            if rec.pin is not None or (group_of and task_id in group_of):
                 continue  # (not in a group: ``pin_of`` is the record's own pin)
             if seconds is not None:
                 took = seconds[i]
@@ -145,7 +145,7 @@ class Rebalance:
                 if rec is not None:
                     holders.append(holder)
                     keys.append(key)
-                    costs.append(rec.spec.cost)
+                    costs.append(rec.cost)
         left = len(keys)
         if not left:
             return

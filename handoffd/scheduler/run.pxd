@@ -44,6 +44,8 @@ cdef class TaskRecord:
     cdef public str shape_key
     cdef public str duration_key
     cdef public double charge
+    cdef public object cost
+    cdef public object pin
 
     cpdef bint has_copy(self)
 

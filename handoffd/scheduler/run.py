@@ -100,6 +100,8 @@ class TaskRecord:
         "shape_key",
         "duration_key",
         "charge",
+        "cost",
+        "pin",
     )
 
     def __init__(
@@ -146,6 +148,11 @@ class TaskRecord:
         # The work (expected seconds x share of its node) charged to its node while ACTIVE
         # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
         self.charge = 0.0
+        # The spec's cost dict and pinned node, as fields: the ready queue, the walk, the
+        # books and the outbox read them for every task a pass sends, where each ``spec.cost``
+        # and ``spec.node`` was a Python attribute read of the spec's instance dict.
+        self.cost: dict[str, float] = spec.cost
+        self.pin: str | None = spec.node
 
     def has_copy(self) -> bool:
         return self.value is not None or bool(self.locations)
@@ -196,6 +203,8 @@ def new_record(
     rec.shape_key = skey
     rec.duration_key = skey + rec.id
     rec.charge = 0.0
+    rec.cost = spec.cost
+    rec.pin = spec.node
     return rec
 
 

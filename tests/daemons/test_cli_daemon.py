@@ -15,7 +15,7 @@ PROBE = """
 import gc
 from handoffd.cli import daemon_run as daemon
 frozen_before = gc.get_freeze_count()
-daemon._tune_gc()
+daemon.tune_gc()
 print(gc.get_threshold(), frozen_before, gc.get_freeze_count() > 1000)
 """
 

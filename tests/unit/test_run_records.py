@@ -81,3 +81,26 @@ def test_a_run_s_records_are_the_constructor_s_records(
         if a.cost is b.cost:
             ra, rb = run.tasks[a.id], run.tasks[b.id]
             assert ra.cost_items is rb.cost_items and ra.shape_key is rb.shape_key
+
+
+@pytest.mark.parametrize("module", [built_run, pure_run], ids=["compiled", "pure"])
+@given(shapes=st.lists(costs, min_size=1, max_size=3), picks=st.data())
+@settings(max_examples=40, deadline=None)
+def test_a_record_s_cost_and_pin_are_its_spec_s_objects(
+    module: ModuleType, shapes: list[dict[str, float]], picks: Any
+) -> None:
+    """The walk, the ready queue, the books and the outbox read ``rec.cost`` and ``rec.pin``
+    for ``spec.cost`` and ``spec.node``: identity tests (a block is one cost object, a queue's
+    like run one cost and pin) hold only if they are the spec's own objects, whichever
+    constructor built the record."""
+    n = picks.draw(st.integers(1, 10))
+    specs = []
+    for i in range(n):
+        cost = shapes[picks.draw(st.integers(0, len(shapes) - 1))]
+        pin = picks.draw(st.sampled_from([None, "d0", "d1"]))
+        specs.append(TaskSpec(f"t{i}", (), cost, b"p", node=pin))
+    run = module.RunState("r", specs, RunOptions())
+    for s in specs:
+        for rec in (run.tasks[s.id], module.TaskRecord(s, 0, 0.0, tuple(s.cost.items()))):
+            assert rec.cost is s.cost
+            assert rec.pin is s.node
