@@ -290,18 +290,31 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
 
     def _send_log(self, ins: rlog.SendLog) -> None:
         run = self.scheduler.run_state(ins.run_id)
-        batch = self.scheduler.delta_rows(ins.run_id, ins.task_ids)
-        if run is None or batch is None:
+        if run is None:
             return
-        # The rows come in wire form from the compiled scheduler: the codec packs them unchecked
-        # (``WireRows``); checking each delta's fields cost more than packing them. A standby of
-        # protocol 8 is sent them as columns (``log_columns``: a few objects a batch, where a
-        # row was ~26 a task), packed once for all of them; any other the rows.
-        deltas, frames = batch
-        frame_sizes, frames = join_frames(frames)  # small values: one frame (issue 13)
+        # A standby of protocol 8 is sent the batch as columns (``log_columns``: a few objects a
+        # batch, where a row was ~26 a task), packed once for all of them; any other the rows.
+        # When every standby reads columns (the rule), the scheduler packs them straight from
+        # its records (``delta_columns``: no row a task); else the rows come in wire form from
+        # the compiled scheduler (``delta_rows``), packed unchecked by the codec (``WireRows``:
+        # checking each delta's fields cost more than packing them), and as columns from them
+        # for the standbys that read those.
         member = self.port.member
         readers = [reads_log_columns(member(name)) for name in ins.nodes]
-        packed = pack_columns(deltas) if any(readers) else None
+        packed: bytes | None = None
+        deltas: Any = ()
+        if readers and all(readers):
+            columns = self.scheduler.delta_columns(ins.run_id, ins.task_ids)
+            if columns is None:
+                return
+            packed, frames = columns
+        if packed is None:  # (a standby of 7, or a batch columns cannot carry)
+            batch = self.scheduler.delta_rows(ins.run_id, ins.task_ids)
+            if batch is None:
+                return
+            deltas, frames = batch
+            packed = pack_columns(deltas) if any(readers) else None
+        frame_sizes, frames = join_frames(frames)  # small values: one frame (issue 13)
         forms: dict[bool, m.ReplicateLog] = {}
         for name, reads in zip(ins.nodes, readers, strict=True):
             form = reads and packed is not None

@@ -1,20 +1,30 @@
-# cython: annotation_typing=False
-# (the annotations are for mypy; log_pack.pxd beside it gives the compiled build its C types)
-"""The owner's pack of a log batch's delta rows into columns (``protocol.log_columns``: the layout,
-the reader). Compiled from this .py with the .pxd beside it (setup.py PROTOCOL_COMPILED): one
-typed pass over the rows, each field put in its column as it is read (a string the same as the
-row before's by a compare, not a look-up), where ``zip(*rows)``, ``dict.fromkeys`` and an index
-``map`` a column in Python cost more than msgpack packing the rows did.
-tests/unit/test_log_columns.py holds the build to this .py.
+# cython: annotation_typing=False, boundscheck=False, wraparound=False, initializedcheck=False
+# (the annotations are for mypy; log_pack.pxd beside it gives the compiled build its C types; the
+# buffers' indices are kept below their capacity by each column's own check, an attempt row's by
+# its width's, and every buffer is set in its column's constructor)
+"""The owner's pack of a log batch's deltas into columns (``protocol.log_columns``: the layout,
+the reader). Compiled from this .py with the .pxd beside it (setup.py PROTOCOL_COMPILED).
+
+Each column is a typed buffer (an ``array`` seen through a typed memoryview when compiled): a
+number field's value is converted to its C type where it is put and stored, no Python object a
+field; a string field's value is compared with the one put before (a pointer compare as a rule)
+and its index stored. ``LogColumns`` takes a batch a task at a time, either from the rows
+``OwnerQueries.delta_rows`` builds (``put_row``, for ``pack_columns``) or from the scheduler's
+records themselves (``put_record``, ``OwnerQueries.delta_columns``: no row a task built only to be
+transposed), and is reused batch after batch (``reset``): its buffers are allocated once.
+A value of the wrong type or range is refused where it is put (TypeError, OverflowError: the
+array's own check in the pure build, the C conversion in the compiled one).
+tests/unit/test_log_columns.py holds the build to this .py and both to session 32's packer.
 """
 
 from __future__ import annotations
 
+import operator
+import sys
+from array import array
 from typing import Any
 
 import msgpack
-
-from handoffd.protocol.column_codes import pack
 
 # A column's kind, one a field in order (``log_columns.TASK_FIELDS``, ``ATTEMPT_FIELDS``): q int64,
 # d float64, s str, n str | None, t tuple[str, ...] (the locations, a list in a row).
@@ -24,126 +34,410 @@ _ROW_WIDTH = len(TASK_KINDS) + 2  # the id, the columns, the attempts
 _ATTEMPT_WIDTH = len(ATTEMPT_KINDS)
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-_NOTHING = object()  # no value seen yet in a column
+_SWAP = sys.byteorder != "little"  # the wire is little-endian
+_NOTHING = object()  # no value put yet in a string column
+_START = 256  # entries a column holds before it first grows
+_KEEP = 1 << 14  # a column grown past this many entries starts again small at its next batch
 
 
-class _Column:
-    """One field's column, filled a row at a time: a number column's values (and whether all
-    are the first), a string column's index an entry into its distinct values (a dict, in the
-    order first seen)."""
+def _wire(data: Any, count: int) -> bytes:
+    part = data[:count]
+    if _SWAP:
+        part.byteswap()
+    result: bytes = part.tobytes()
+    return result
+
+
+def _int(value: Any) -> int:
+    """An int field's value from a Python object: an int, or what its ``__index__`` gives (a
+    bool's); TypeError for a float, where the C conversion alone would truncate it."""
+    if type(value) is int:
+        return value
+    result: int = operator.index(value)
+    return result
+
+
+class _Ints:
+    """An int64 column: its values in a buffer, and whether all are the first so far."""
+
+    view: Any  # the buffer as a typed memoryview (the array itself in the .py)
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.same = True
+        self._allocate(_START)
+
+    def _allocate(self, capacity: int) -> None:
+        self.view = None  # (an array exporting its buffer cannot be resized or freed)
+        self.data = array("q", bytes(8 * capacity))
+        self.view = self.data
+        self.capacity = capacity
+
+    def _grow(self) -> None:
+        self.view = None
+        self.data.frombytes(bytes(8 * self.capacity))
+        self.view = self.data
+        self.capacity *= 2
+
+    def reset(self) -> None:
+        self.count = 0
+        self.same = True
+        if self.capacity > _KEEP:
+            self._allocate(_START)
+
+    def put(self, value: int) -> int:
+        n = self.count
+        if n == self.capacity:
+            self._grow()
+        self.view[n] = value
+        if self.same and self.view[n] != self.view[0]:
+            self.same = False
+        self.count = n + 1
+        return 0
+
+    def packed(self) -> bytes:
+        """The column's bytes: one value for every entry when all are the same (none if empty)."""
+        return _wire(self.data, 1 if self.same and self.count else self.count)
+
+
+class _Floats:
+    """A float64 column (as ``_Ints``)."""
+
+    view: Any
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.same = True
+        self._allocate(_START)
+
+    def _allocate(self, capacity: int) -> None:
+        self.view = None
+        self.data = array("d", bytes(8 * capacity))
+        self.view = self.data
+        self.capacity = capacity
+
+    def _grow(self) -> None:
+        self.view = None
+        self.data.frombytes(bytes(8 * self.capacity))
+        self.view = self.data
+        self.capacity *= 2
+
+    def reset(self) -> None:
+        self.count = 0
+        self.same = True
+        if self.capacity > _KEEP:
+            self._allocate(_START)
+
+    def put(self, value: float) -> int:
+        n = self.count
+        if n == self.capacity:
+            self._grow()
+        self.view[n] = value
+        if self.same and self.view[n] != self.view[0]:  # (NaN: never the same, as a compare)
+            self.same = False
+        self.count = n + 1
+        return 0
+
+    def packed(self) -> bytes:
+        return _wire(self.data, 1 if self.same and self.count else self.count)
+
+
+class _Keyed:
+    """A string column (kind s, n or t): its distinct values (a dict, in the order first seen)
+    and an index an entry, kept both as uint8 (while below 256) and int32."""
+
+    narrow_view: Any
+    wide_view: Any
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.numeric = kind in "qd"
-        self.same = True  # a number column: every value the first so far
-        self.entries: list[Any] = []  # numbers, or indices into ``table``
         self.table: dict[Any, int] = {}
-        self.last: Any = _NOTHING  # a string column's value last put, and its index
+        self.count = 0
+        self.last: Any = _NOTHING  # the value last put, and its index
         self.last_at = 0
+        self._allocate(_START)
 
-    def put(self, value: Any) -> bool:
-        """Add ``value``; False if a string field's value is of another type (a number is
-        checked by its pack)."""
-        entries = self.entries
-        if self.numeric:
-            if self.same and entries and value != entries[0]:
-                self.same = False
-            entries.append(value)
-            return True
+    def _allocate(self, capacity: int) -> None:
+        self.narrow_view = None
+        self.wide_view = None
+        self.narrow = array("B", bytes(capacity))
+        self.wide = array("i", bytes(4 * capacity))
+        self.narrow_view = self.narrow
+        self.wide_view = self.wide
+        self.capacity = capacity
+
+    def _grow(self) -> None:
+        self.narrow_view = None
+        self.wide_view = None
+        self.narrow.frombytes(bytes(self.capacity))
+        self.wide.frombytes(bytes(4 * self.capacity))
+        self.narrow_view = self.narrow
+        self.wide_view = self.wide
+        self.capacity *= 2
+
+    def reset(self) -> None:
+        self.table.clear()
+        self.count = 0
+        self.last = _NOTHING
+        self.last_at = 0
+        if self.capacity > _KEEP:
+            self._allocate(_START)
+
+    def put(self, value: Any, sort: bool) -> bool:
+        """Add ``value``; False if of another type than the kind's. ``sort``: a locations value
+        is sorted (a record's tuple; a row's list comes sorted)."""
         last = self.last
-        if value is last or (last is not _NOTHING and value == last):
-            entries.append(self.last_at)
-            return True
-        kind = self.kind
-        key: Any
-        if kind == "t":
-            if type(value) is not list and type(value) is not tuple:
-                return False
-            for item in value:
-                if type(item) is not str:
+        at = self.last_at
+        if value is not last and (last is _NOTHING or value != last):
+            kind = self.kind
+            key: Any
+            if kind == "t":
+                if type(value) is not list and type(value) is not tuple:
                     return False
-            key = tuple(value)
-        elif type(value) is str or (value is None and kind == "n"):
-            key = value
-        else:
-            return False
-        table = self.table
-        at = table.get(key)
-        if at is None:
-            at = len(table)
-            table[key] = at
-        self.last = value
-        self.last_at = at
-        entries.append(at)
-        return True
-
-    def packed(self) -> Any:
-        """The column as ``log_columns`` lays it out; TypeError, OverflowError (``pack``) if a
-        number does not fit its field's type."""
-        entries = self.entries
-        if self.numeric:
-            return pack(self.kind, entries[:1] if self.same else entries)
-        values = list(self.table)
-        if len(values) <= 1:
-            return [values, b""]
-        return [values, pack("B" if len(values) <= 256 else "i", entries)]
-
-
-class _Columns:
-    """The columns of one struct's fields (``kinds``: one a field), filled a row at a time."""
-
-    def __init__(self, kinds: str) -> None:
-        self.columns = [_Column(kind) for kind in kinds]
-        self.width = len(kinds)
-
-    def put(self, row: Any, start: int) -> bool:
-        """Put ``row[start:start + width]`` in the columns; False as ``_Column.put``."""
-        columns = self.columns
-        for j in range(self.width):
-            column = columns[j]
-            if not column.put(row[start + j]):
+                for item in value:
+                    if type(item) is not str:
+                        return False
+                key = tuple(sorted(value)) if sort and len(value) > 1 else tuple(value)
+            elif type(value) is str or (value is None and kind == "n"):
+                key = value
+            else:
                 return False
+            table = self.table
+            found = table.get(key)
+            if found is None:
+                at = len(table)
+                table[key] = at
+            else:
+                at = found
+            self.last = value
+            self.last_at = at
+        n = self.count
+        if n == self.capacity:
+            self._grow()
+        if at < 256:
+            self.narrow_view[n] = at
+        self.wide_view[n] = at
+        self.count = n + 1
         return True
 
     def packed(self) -> list[Any]:
-        return [column.packed() for column in self.columns]
+        values = list(self.table)
+        if len(values) <= 1:
+            return [values, b""]
+        if len(values) <= 256:
+            return [values, _wire(self.narrow, self.count)]
+        return [values, _wire(self.wide, self.count)]
+
+
+class LogColumns:
+    """A log batch's columns, filled a task at a time (``put_row``, ``put_record``) and packed
+    (``packed``) as ``ReplicateLog.columns``; ``reset`` empties them for the next batch."""
+
+    def __init__(self) -> None:
+        self.task_ids: list[str] = []
+        self.state = _Keyed("s")
+        self.attempt = _Ints()
+        self.node = _Keyed("n")
+        self.size = _Ints()
+        self.locations = _Keyed("t")
+        self.failures = _Ints()
+        self.losses = _Ints()
+        self.completions = _Ints()
+        self.frame = _Ints()
+        self.counts = _Ints()  # attempts a task
+        self.total = 0  # attempts in all
+        self.a_attempt = _Ints()
+        self.a_node = _Keyed("s")
+        self.a_state = _Keyed("s")
+        self.a_dispatched = _Floats()
+        self.a_started = _Floats()
+        self.a_ended = _Floats()
+        self.a_pid = _Ints()
+        self.a_bytes_in = _Ints()
+        self.a_bytes_out = _Ints()
+        self.a_exc_type = _Keyed("s")
+        self.a_message = _Keyed("s")
+        self.a_traceback = _Keyed("s")
+        self.a_cause = _Keyed("s")
+
+    def reset(self) -> None:
+        self.task_ids = []
+        self.total = 0
+        for ints in (self.attempt, self.size, self.failures, self.losses, self.completions):
+            ints.reset()
+        for ints in (self.frame, self.counts, self.a_attempt, self.a_pid, self.a_bytes_in):
+            ints.reset()
+        self.a_bytes_out.reset()
+        for floats in (self.a_dispatched, self.a_started, self.a_ended):
+            floats.reset()
+        for keyed in (self.state, self.node, self.locations, self.a_node, self.a_state):
+            keyed.reset()
+        for keyed in (self.a_exc_type, self.a_message, self.a_traceback, self.a_cause):
+            keyed.reset()
+
+    def put_row(self, row: Any) -> bool:
+        """Add a delta row in ``delta_rows``' wire form; False if the columns cannot carry it
+        (another width, a value of another type); TypeError, OverflowError from a number field."""
+        if len(row) != _ROW_WIDTH:
+            return False
+        return self._put(
+            row[0],
+            row[1],
+            _int(row[2]),
+            row[3],
+            _int(row[4]),
+            row[5],
+            _int(row[6]),
+            _int(row[7]),
+            _int(row[8]),
+            _int(row[9]),
+            row[10],
+            False,
+        )
+
+    def put_record(
+        self,
+        task_id: Any,
+        state: Any,
+        attempt: int,
+        node: Any,
+        size: int,
+        locations: Any,
+        failures: int,
+        losses: int,
+        completions: int,
+        frame: int,
+        attempts: list[Any],
+    ) -> bool:
+        """Add a task from the fields of its record (``TaskRecord``: its locations in any order,
+        its attempt rows); as ``put_row``."""
+        return self._put(
+            task_id,
+            state,
+            attempt,
+            node,
+            size,
+            locations,
+            failures,
+            losses,
+            completions,
+            frame,
+            attempts,
+            True,
+        )
+
+    def _put(
+        self,
+        task_id: Any,
+        state: Any,
+        attempt: int,
+        node: Any,
+        size: int,
+        locations: Any,
+        failures: int,
+        losses: int,
+        completions: int,
+        frame: int,
+        attempts: Any,
+        sort: bool,
+    ) -> bool:
+        if type(task_id) is not str:
+            return False
+        if not (
+            self.state.put(state, False)
+            and self.node.put(node, False)
+            and self.locations.put(locations, sort)
+        ):
+            return False
+        self.task_ids.append(task_id)
+        self.attempt.put(attempt)
+        self.size.put(size)
+        self.failures.put(failures)
+        self.losses.put(losses)
+        self.completions.put(completions)
+        self.frame.put(frame)
+        self.counts.put(len(attempts))
+        for attempt_row in attempts:
+            # (a tuple, as a record's rows are: its fields read without a generic look-up)
+            row = attempt_row if type(attempt_row) is tuple else tuple(attempt_row)
+            if len(row) != _ATTEMPT_WIDTH:
+                return False
+            self.a_attempt.put(_int(row[0]))
+            if not (self.a_node.put(row[1], False) and self.a_state.put(row[2], False)):
+                return False
+            self.a_dispatched.put(row[3])
+            self.a_started.put(row[4])
+            self.a_ended.put(row[5])
+            self.a_pid.put(_int(row[6]))
+            self.a_bytes_in.put(_int(row[7]))
+            self.a_bytes_out.put(_int(row[8]))
+            if not (
+                self.a_exc_type.put(row[9], False)
+                and self.a_message.put(row[10], False)
+                and self.a_traceback.put(row[11], False)
+                and self.a_cause.put(row[12], False)
+            ):
+                return False
+            self.total += 1
+        return True
+
+    def packed(self) -> bytes | None:
+        """The batch as ``ReplicateLog.columns``; None if it has no task, or its attempts pass a
+        reader's bound (see ``pack_columns``)."""
+        count = len(self.task_ids)
+        if not count:
+            return None
+        try:
+            packed: bytes = _packb(
+                [
+                    count,
+                    self.task_ids,
+                    [
+                        self.state.packed(),
+                        self.attempt.packed(),
+                        self.node.packed(),
+                        self.size.packed(),
+                        self.locations.packed(),
+                        self.failures.packed(),
+                        self.losses.packed(),
+                        self.completions.packed(),
+                        self.frame.packed(),
+                    ],
+                    self.counts.packed(),
+                    [
+                        self.a_attempt.packed(),
+                        self.a_node.packed(),
+                        self.a_state.packed(),
+                        self.a_dispatched.packed(),
+                        self.a_started.packed(),
+                        self.a_ended.packed(),
+                        self.a_pid.packed(),
+                        self.a_bytes_in.packed(),
+                        self.a_bytes_out.packed(),
+                        self.a_exc_type.packed(),
+                        self.a_message.packed(),
+                        self.a_traceback.packed(),
+                        self.a_cause.packed(),
+                    ],
+                ]
+            )
+        except (TypeError, ValueError, OverflowError):
+            return None
+        # A reader refuses more attempts than this (a bound on what a few bytes may make it build):
+        # only identical attempts, one task with many, could pass it; they go as rows.
+        return packed if self.total <= count + len(packed) else None
 
 
 def pack_columns(rows: Any) -> bytes | None:
     """``log_columns.pack_columns``: the batch's delta rows (``OwnerQueries.delta_rows``) as
     ``ReplicateLog.columns``; None if they cannot be (see there)."""
-    count = len(rows)
-    if not count:
+    if not len(rows):
         return None
-    task_ids: list[str] = []
-    counts: list[int] = []
-    tasks, attempts = _Columns(TASK_KINDS), _Columns(ATTEMPT_KINDS)
-    total = 0
-    for row in rows:
-        if len(row) != _ROW_WIDTH or type(row[0]) is not str:
-            return None
-        task_ids.append(row[0])
-        if not tasks.put(row, 1):
-            return None
-        tried = row[_ROW_WIDTH - 1]
-        counts.append(len(tried))
-        for attempt in tried:
-            if len(attempt) != _ATTEMPT_WIDTH or not attempts.put(attempt, 0):
-                return None
-            total += 1
+    columns = LogColumns()
     try:
-        same = counts.count(counts[0]) == count
-        packed: bytes = _packb(
-            [
-                count,
-                task_ids,
-                tasks.packed(),
-                pack("q", counts[:1] if same else counts),
-                attempts.packed(),
-            ]
-        )
-    except (TypeError, ValueError, OverflowError):
+        for row in rows:
+            if not columns.put_row(row):
+                return None
+    except (TypeError, OverflowError):
         return None
-    # A reader refuses more attempts than this (a bound on what a few bytes may make it build):
-    # only identical attempts, one task with many, could pass it; they go as rows.
-    return packed if total <= count + len(packed) else None
+    return columns.packed()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from handoffd.protocol.log_pack import LogColumns
 from handoffd.scheduler.cluster_view import ClusterView, NodeState
 from handoffd.scheduler.lost import LostMessages
 from handoffd.scheduler.owned import OwnedRuns, OwnedRunStatus, RunHistory
@@ -29,6 +30,9 @@ class OwnerQueries(MoveListener):
     # Python-level look-ups.
     _live: dict[str, RunState]
     _lost: LostMessages
+    # ``delta_columns``' packer, made at the first batch (the scheduler's ``__init__`` is its
+    # subclass's).
+    _log_columns: LogColumns | None
 
     def runs(self) -> list[str]:
         return self._owned.ids()
@@ -120,6 +124,50 @@ class OwnerQueries(MoveListener):
                 ]
             )
         return rows, values
+
+    def delta_columns(
+        self, run_id: str, task_ids: Iterable[str]
+    ) -> tuple[bytes | None, list[Any]] | None:
+        """``delta_rows``' batch packed straight into ``ReplicateLog.columns`` from the task
+        records (``log_pack.LogColumns``: each field put in its column as read, no row a task
+        built then transposed), with the DONE tasks' inline values; None: not ours; the bytes
+        None if columns cannot carry the batch (``pack_columns``: the rows go instead)."""
+        run = self._live.get(run_id)
+        if run is None:
+            return None
+        values: list[Any] = []
+        # One packer a scheduler, emptied at each batch: its buffers are allocated once.
+        columns = getattr(self, "_log_columns", None)
+        if columns is None:
+            columns = self._log_columns = LogColumns()
+        columns.reset()
+        tasks = run.tasks
+        try:
+            for task_id in task_ids:
+                rec = tasks.get(task_id)
+                if rec is None:
+                    continue
+                frame = -1
+                if rec.value is not None and rec.state == DONE:
+                    frame = len(values)
+                    values.append(rec.value)
+                if not columns.put_record(
+                    task_id,
+                    rec.state,
+                    rec.attempt,
+                    rec.node,
+                    rec.size,
+                    rec.locations,
+                    rec.failures,
+                    rec.losses,
+                    rec.completions,
+                    frame,
+                    rec.attempts,
+                ):
+                    return None, values
+        except (TypeError, OverflowError):
+            return None, values
+        return columns.packed(), values
 
     def run_times(self, run_id: str) -> tuple[float, float]:
         return self._owned.times(run_id)

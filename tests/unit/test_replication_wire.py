@@ -1,12 +1,15 @@
 """The replication log's rows built in wire form by the scheduler (``OwnerQueries.delta_rows``,
 packed unchecked as ``schema.WireRows``) encode to the very bytes of the checked encoding (the
 ``TaskDelta`` fields given as ``Rows``, as the owner built them before), in the compiled build and
-in the pure-Python one, over random runs driven as tests/unit/test_scheduler_twin.py drives them."""
+in the pure-Python one, over random runs driven as tests/unit/test_scheduler_twin.py drives them;
+the batch packed as columns straight from the records (``delta_columns``) is those rows' columns
+as session 32's packer packed them (``log_pack_v32``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import log_pack_v32
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scheduler_harness import CPU
@@ -87,6 +90,7 @@ def test_delta_rows_pack_to_the_checked_bytes_in_both_builds(
         run = c.sched.run_state("r")
         if run is None:  # (an invalid random DAG: refused)
             assert c.sched.delta_rows("r", task_ids) is None
+            assert c.sched.delta_columns("r", task_ids) is None
             encoded.append([])
             continue
         batch = c.sched.delta_rows("r", task_ids)
@@ -98,8 +102,11 @@ def test_delta_rows_pack_to_the_checked_bytes_in_both_builds(
         decoded = CODEC.decode(wire)
         assert decoded is not None and len(decoded.msg.tasks) == len(task_ids) - 1
         encoded.append(wire)
+        # The same batch packed straight from the records: the columns of these rows.
+        assert c.sched.delta_columns("r", task_ids) == (log_pack_v32.pack_columns(rows), values)
     assert encoded[0] == encoded[1]
     assert c.sched.delta_rows("not ours", ["t0"]) is None
+    assert c.sched.delta_columns("not ours", ["t0"]) is None
 
 
 def test_wire_rows_pass_the_codec_unchecked_and_rows_are_checked() -> None:
