@@ -125,19 +125,16 @@ class TaskRecord:
         self.completions = 0  # times it reached DONE (> 1 after a lineage recompute)
         self.size = 0  # bytes of the result
         self.value: bytes | None = None  # the owner's own copy of a small result
-        # Live nodes holding a copy (DONE only), each once. A tuple, not a set: a tuple of
-        # strings is untracked by the collector, so a big run's finished tasks add nothing to
-        # the full collections of its owner (issue 19 item 7).
+        # Live nodes holding a copy (DONE only), each once. A tuple of strings, untracked by the
+        # collector: a big run's finished tasks add nothing to its owner's full collections.
         self.locations: tuple[str, ...] = ()
         self.delayed = False  # READY but held back (retry backoff or refused dispatch)
         self.last_error: tuple[str, str, str] = ("", "", "")  # exc_type, message, traceback
-        # Its transitions, flat (``scheduler.history.STRIDE`` atoms a move; ``history`` reads
-        # them as tuples).
+        # Its transitions, flat (``history.STRIDE`` atoms a move; ``history`` reads tuples).
         self.moves: list[Any] = []
         self.attempts: list[tuple[Any, ...]] = []  # rows of atoms: see scheduler.history
-        # The owner's ready queue (``ready.ReadyQueue``): the index of this record in
-        # ``RunState.ordered`` (the run's placement order), whether it is queued, whether its
-        # index is in the run's heap.
+        # The owner's ready queue (``ready.ReadyQueue``): its index in ``RunState.ordered``
+        # (the run's placement order), whether it is queued, whether it is in the run's heap.
         self.order = 0
         self.queued = False
         self.in_heap = False
@@ -148,9 +145,7 @@ class TaskRecord:
         # The work (expected seconds x share of its node) charged to its node while ACTIVE
         # (``ClusterView.work``): what is taken back when it leaves, whatever was learned since.
         self.charge = 0.0
-        # The spec's cost dict and pinned node, as fields: the ready queue, the walk, the
-        # books and the outbox read them for every task a pass sends, where each ``spec.cost``
-        # and ``spec.node`` was a Python attribute read of the spec's instance dict.
+        # The spec's cost dict and pinned node as fields: the hot paths read them a task sent.
         self.cost: dict[str, float] = spec.cost
         self.pin: str | None = spec.node
 
@@ -175,9 +170,8 @@ def new_record(
     skey: str,
 ) -> TaskRecord:
     """A record as ``TaskRecord(spec, position, upward_rank, cost_items)`` builds it, its shape
-    key given (``RunState`` makes one a cost shape, not one a task). Compiled, it is a C call
-    writing C fields: the constructor's keyword call and ``__init__`` were most of a run's
-    per-task build."""
+    key given (``RunState`` makes one a cost shape). Compiled, a C call writing C fields: the
+    constructor's keyword call and ``__init__`` were most of a run's per-task build."""
     rec = TaskRecord.__new__(TaskRecord)
     rec.spec = spec
     rec.id = spec.id
