@@ -26,6 +26,7 @@ from handoffd.protocol.columns import tasks_reported_of
 from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import expand
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome
 
@@ -63,7 +64,7 @@ def sent(out: list[Instruction], kind: type) -> list[Any]:
 
 
 def jobs(out: list[Instruction]) -> list[Any]:
-    return [job for ex in out if isinstance(ex, Execute) for job in ex.jobs]
+    return [job for ex in out if isinstance(ex, Execute) for job in expand(ex.jobs)]
 
 
 def test_a_value_held_here_reaches_the_consumer_plain_and_no_hook_runs() -> None:

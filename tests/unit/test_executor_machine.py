@@ -53,6 +53,7 @@ from handoffd.protocol.columns import (
 )
 from handoffd.protocol.messages_columns import RepliedColumns, ReportColumns
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import expand
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome
 
@@ -103,7 +104,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         for ins in out:
             if isinstance(ins, Execute):
                 chain = self.chains.setdefault(ins.chain, [])
-                for job in ins.jobs:
+                for job in expand(ins.jobs):
                     assert job.key not in self.executed, f"{job.key} started twice"
                     assert job.key in self.accepted, f"{job.key} started but never accepted"
                     self.executed.add(job.key)

@@ -13,6 +13,7 @@ from handoffd.daemon.executor_records import AGING_SECONDS, queue_key
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import expand
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome
 
@@ -50,7 +51,7 @@ def _send(
 
 
 def _started(out: list[Instruction]) -> list[str]:
-    return [job.key[1] for ex in out if isinstance(ex, Execute) for job in ex.jobs]
+    return [job.key[1] for ex in out if isinstance(ex, Execute) for job in expand(ex.jobs)]
 
 
 def _end(st: ExecutorState, run: str, task_id: str, now: float) -> list[str]:

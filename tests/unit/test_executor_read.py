@@ -27,7 +27,7 @@ from handoffd.protocol import messages as m
 from handoffd.protocol.columns import split_frames, tasks_reported_of
 from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Job, Outcome
+from handoffd.worker._records import Job, Outcome, expand
 from handoffd.worker.ledger import Ledger
 
 RUN = "run-1"
@@ -55,8 +55,8 @@ class Side:
     def drive(self, out: list[Any]) -> None:
         for ins in out:
             if isinstance(ins, Execute):
-                self.jobs.extend(ins.jobs)
-                self.started.extend(j.key for j in ins.jobs)
+                self.jobs.extend(expand(ins.jobs))
+                self.started.extend(j.key for j in expand(ins.jobs))
             elif isinstance(ins, Soon):
                 self.soon.append(ins.event)
             elif isinstance(ins, SendMessage) and type(ins.msg) is ReportColumns:

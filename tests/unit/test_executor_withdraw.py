@@ -20,6 +20,7 @@ from handoffd.protocol.columns import tasks_reported_of
 from handoffd.protocol.messages_columns import ReportColumns
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.store.store import ResultStore
+from handoffd.worker._records import expand
 from handoffd.worker.ledger import Ledger
 from handoffd.worker.pool import Outcome
 
@@ -61,7 +62,7 @@ def test_a_queued_attempt_is_given_back_a_started_one_kept() -> None:
     st = _state()
     msg = m.DispatchTasks("r", OWNER, (_item("run", 1.0), _item("wait", 0.5)))
     out = _run(st, Dispatched(msg, [b"p"], 2))
-    assert [j.key[1] for e in out if isinstance(e, Execute) for j in e.jobs] == ["run"]
+    assert [j.key[1] for e in out if isinstance(e, Execute) for j in expand(e.jobs)] == ["run"]
     ask = WithdrawTasks(
         "r", (m.TaskAttempt("wait", 1), m.TaskAttempt("run", 1), m.TaskAttempt("x", 1))
     )
