@@ -52,6 +52,17 @@ _key_of = attrgetter("key")
 _drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # (a ``map`` run in C)
 
 
+def _within_bound(titles: list[Any], payloads: list[Any], size: int, count: int) -> tuple[int, int]:
+    """How many of a run's first jobs fit within AHEAD_BYTES past ``size`` (the running sums of
+    their sizes on the pipe up to it; at least one when the worker holds none, ``count`` 0), and
+    their sizes' sum."""
+    sizes = map(add, map(add, map(len, titles), map(len, payloads)), repeat(SHORT_SIZE))
+    ends = list(accumulate(sizes, initial=size))
+    fit = bisect_right(ends, AHEAD_BYTES, 1) - 1
+    n = fit if fit or count else 1
+    return n, ends[n] - size
+
+
 class Feeds:
     """The feeding part of ``WorkerPool``."""
 
@@ -291,15 +302,10 @@ class Feeds:
         del payloads[n:]
         total = SHORT_SIZE * n + sum(map(len, titles)) + sum(map(len, payloads))
         if size + total > AHEAD_BYTES:
-            # The jobs within the bytes' bound: the running sums past ``size`` up to it
-            sizes = map(add, map(add, map(len, titles), map(len, payloads)), repeat(SHORT_SIZE))
-            ends = list(accumulate(sizes, initial=size))
-            fit = bisect_right(ends, AHEAD_BYTES, 1) - 1
-            n = fit if fit or count else 1
+            n, total = _within_bound(titles, payloads, size, count)
             if n < 2:
                 return None
             del titles[n:], payloads[n:]
-            total = ends[n] - size
         del taken[n:]
         keys = list(map(_key_of, taken))
         _drain(starmap(jobs.popleft, repeat((), n)))
@@ -330,15 +336,10 @@ class Feeds:
         titles = block.titles[at:end]
         total = SHORT_SIZE * n + sum(map(len, titles)) + sum(map(len, payloads))
         if size + total > AHEAD_BYTES:
-            # The jobs within the bytes' bound (as ``_block``)
-            sizes = map(add, map(add, map(len, titles), map(len, payloads)), repeat(SHORT_SIZE))
-            ends = list(accumulate(sizes, initial=size))
-            fit = bisect_right(ends, AHEAD_BYTES, 1) - 1
-            n = fit if fit or count else 1
+            n, total = _within_bound(titles, payloads, size, count)
             if n < 2:
                 return None
             del titles[n:], payloads[n:]
-            total = ends[n] - size
             end = at + n
         data = run_message(token, block.argument_inclusion == "as_list", titles, payloads)
         if data is None:
