@@ -53,13 +53,18 @@ _drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # (a ``map`` r
 
 
 def _within_bound(titles: list[Any], payloads: list[Any], size: int, count: int) -> tuple[int, int]:
-    """How many of a run's first jobs fit within AHEAD_BYTES past ``size`` (the running sums of
-    their sizes on the pipe up to it; at least one when the worker holds none, ``count`` 0), and
-    their sizes' sum."""
+    """How many of a run's jobs (a title and a payload each) fit within AHEAD_BYTES past ``size``
+    (the running sums of their sizes on the pipe up to it; at least one when the worker holds
+    none, ``count`` 0), both lists cut to them, and their sizes' sum."""
+    n = len(titles)
+    total = SHORT_SIZE * n + sum(map(len, titles)) + sum(map(len, payloads))
+    if size + total <= AHEAD_BYTES:
+        return n, total
     sizes = map(add, map(add, map(len, titles), map(len, payloads)), repeat(SHORT_SIZE))
     ends = list(accumulate(sizes, initial=size))
     fit = bisect_right(ends, AHEAD_BYTES, 1) - 1
     n = fit if fit or count else 1
+    del titles[n:], payloads[n:]
     return n, ends[n] - size
 
 
@@ -300,12 +305,9 @@ class Feeds:
                 return None
         titles = list(map(_title_of, islice(taken, n)))
         del payloads[n:]
-        total = SHORT_SIZE * n + sum(map(len, titles)) + sum(map(len, payloads))
-        if size + total > AHEAD_BYTES:
-            n, total = _within_bound(titles, payloads, size, count)
-            if n < 2:
-                return None
-            del titles[n:], payloads[n:]
+        n, total = _within_bound(titles, payloads, size, count)
+        if n < 2:
+            return None
         del taken[n:]
         keys = list(map(_key_of, taken))
         _drain(starmap(jobs.popleft, repeat((), n)))
@@ -334,13 +336,10 @@ class Feeds:
         if list(map(type, payloads)).count(bytes) < n:
             return False
         titles = block.titles[at:end]
-        total = SHORT_SIZE * n + sum(map(len, titles)) + sum(map(len, payloads))
-        if size + total > AHEAD_BYTES:
-            n, total = _within_bound(titles, payloads, size, count)
-            if n < 2:
-                return None
-            del titles[n:], payloads[n:]
-            end = at + n
+        n, total = _within_bound(titles, payloads, size, count)
+        if n < 2:
+            return None
+        end = at + n
         data = run_message(token, block.argument_inclusion == "as_list", titles, payloads)
         if data is None:
             return False
