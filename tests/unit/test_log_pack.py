@@ -198,6 +198,17 @@ class _Spy:
         return got
 
 
+def _replicating(c: Cluster, port: FakePort) -> tuple[shell.ReplicationIO, _Spy]:
+    """The owner's replication of ``c``'s scheduler through ``port`` to 2 standbys, its scheduler
+    seen through a ``_Spy``."""
+    rep = shell.ReplicationIO(port, c.sched, replicas=2, grace=0.1)  # type: ignore[arg-type]
+    spy = _Spy(c.sched)
+    rep.scheduler = spy  # type: ignore[assignment]
+    c.sched.on_change = rep.task_changed
+    c.sched.on_changes = rep.tasks_changed
+    return rep, spy
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_standbys_that_all_read_columns_are_sent_them_from_the_records(seed: int) -> None:
     """An owner whose two standbys speak 8 packs each batch from the scheduler's records: the
@@ -207,11 +218,7 @@ def test_standbys_that_all_read_columns_are_sent_them_from_the_records(seed: int
     port = FakePort(name="owner", address="owner:1")
     port.join("s1")
     port.join("s2")
-    rep = shell.ReplicationIO(port, c.sched, replicas=2, grace=0.1)  # type: ignore[arg-type]
-    spy = _Spy(c.sched)
-    rep.scheduler = spy  # type: ignore[assignment]
-    c.sched.on_change = rep.task_changed
-    c.sched.on_changes = rep.tasks_changed
+    rep, spy = _replicating(c, port)
     out = c.submit("r", random_specs(rng))
     rep.run_accepted("r", lambda: None)
     random_moves(
@@ -235,11 +242,7 @@ def test_a_standby_of_7_among_them_gets_the_rows_built_as_before() -> None:
     port.join("new")
     old = port.join("old")
     port.states["old"] = dataclasses.replace(old, protocol_max=lc.LOG_COLUMNS_SINCE - 1)
-    rep = shell.ReplicationIO(port, c.sched, replicas=2, grace=0.1)  # type: ignore[arg-type]
-    spy = _Spy(c.sched)
-    rep.scheduler = spy  # type: ignore[assignment]
-    c.sched.on_change = rep.task_changed
-    c.sched.on_changes = rep.tasks_changed
+    rep, spy = _replicating(c, port)
     out = c.submit("r", random_specs(rng))
     rep.run_accepted("r", lambda: None)
     random_moves(c, port, rng, out, 40, value=lambda r: r.choice([b"v", None]))
