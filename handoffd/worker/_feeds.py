@@ -201,7 +201,7 @@ class Feeds:
                     data, buffers = _pipe.pickle_job(token, job)
                 except Exception as exc:
                     jobs.popleft()
-                    del live[job.key]
+                    live.pop(job.key, None)  # (a block's job may have none)
                     self._soon(unpicklable_outcome(job, exc))
                     continue
             job_size = (

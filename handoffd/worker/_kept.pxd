@@ -11,7 +11,7 @@ cdef Py_ssize_t _TAG, _MOST, _SHORT, _LEAD
 @cython.locals(
     buf=bytearray, n=Py_ssize_t, size=Py_ssize_t, frame=Py_ssize_t, count=Py_ssize_t,
     at=Py_ssize_t, start=Py_ssize_t, first_at=Py_ssize_t, end=Py_ssize_t, taken=Py_ssize_t,
-    b1=int, b2=int, b3=int, token=cython.longlong, got=cython.longlong,
+    b1=int, b2=int, b3=int, drop=bint, token=cython.longlong, got=cython.longlong,
     sent=dict, keys=list, run_keys=list, jobs=list, titles=list, payloads=list, ended=list, flat=tuple,
 )
 cpdef Py_ssize_t kept_block(object worker, dict live, list outcomes, object pid) except -1

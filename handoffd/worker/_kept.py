@@ -56,7 +56,7 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
     first (a chain of one function's tasks mostly returns values of one size) and which answer
     the oldest jobs on the pipe in order (as replies come), ended as one ``Kept`` appended to
     ``outcomes``: the jobs off ``worker.sent`` (a run's ``at`` moved, or the run's entry deleted
-    at its end), their keys off ``live``, their bytes given back, the head cleared if it was one
+    at its end), their keys off ``live`` (those it holds), their bytes given back, the head cleared if it was one
     of them. Takes nothing (0, nothing changed) unless there are two or more, none of their jobs
     is being cancelled and every key is a task's (a plain tuple): then ``_replies._kept_run``
     reads them one by one. How many bytes it took off the buffer."""
@@ -103,7 +103,12 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
         if type(run) is not JobRun:
             run = None
     keys: list[Any] = []
+    # Whether the jobs' keys leave ``live``: a run fed from a block not indexed has none there
+    # (``WorkerPool._index``), a job may have none either (made from such a block)
+    drop = True
     if run is not None:  # (the oldest jobs are a run's: the block ends with it)
+        block = run.block
+        drop = block is None or block.indexed
         first_at = run.at
         jobs = run.jobs
         if count > len(jobs) - first_at:
@@ -171,8 +176,9 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
             if sent.pop(number) is head:
                 worker.head = None
     worker.bytes -= taken
-    for key in keys:
-        del live[key]
+    if drop:
+        for key in keys:
+            live.pop(key, None)
     outcomes.append(Kept(keys, flat[2::3], flat[1::3], pid))
     at = count * frame
     del buf[:at]

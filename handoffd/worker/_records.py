@@ -97,7 +97,10 @@ class JobBlock:
     as ONE entry (``Chain.jobs``) and fed from whole (``_feeds``). Each job ``i`` from ``at`` is
     ``Job(keys[i], payloads[i], [], argument_inclusion, timeout, None, devices, memory,
     titles[i])`` (``job``); the jobs before ``at`` were taken off the front. A job is made only
-    where one leaves the block (``take``, ``jobs``: a cancel, a loss, a feed of one)."""
+    where one leaves the block (``take``, ``jobs``: a cancel, a loss, a feed of one).
+    ``indexed``: its keys are in the pool's key -> chain map (``WorkerPool._jobs``); until a
+    look-up by key needs them (``WorkerPool._index``) a block's jobs have no entry there, so a
+    job's way in and out costs no dict entry (its replies end by position, ``_kept``)."""
 
     __slots__ = (
         "keys",
@@ -108,6 +111,7 @@ class JobBlock:
         "devices",
         "memory",
         "at",
+        "indexed",
     )
 
     def __init__(
@@ -128,6 +132,7 @@ class JobBlock:
         self.devices = devices
         self.memory = memory
         self.at = 0
+        self.indexed = False
 
     def __len__(self) -> int:
         """Jobs left in the block."""

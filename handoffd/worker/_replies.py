@@ -77,7 +77,7 @@ def _kept_run(
                 continue
             taken += job.size
             key = job.key
-            del live[key]
+            live.pop(key, None)  # (a block's job may have no entry: ``WorkerPool._index``)
             if job is head:
                 worker.head = head = None
             if job.cancelling:
@@ -150,7 +150,7 @@ def read(
                         pid = worker.process.pid or 0
                     worker.bytes -= job.size
                     key = job.key
-                    del live[key]
+                    live.pop(key, None)
                     if worker.head is job:
                         worker.head = None
                     if job.cancelling:
@@ -191,7 +191,7 @@ def read(
                 continue
             worker.bytes -= job.size
             key = job.key
-            del live[key]
+            live.pop(key, None)
             if worker.head is job:
                 worker.head = None
             if job.cancelling or status == _process.SKIPPED:

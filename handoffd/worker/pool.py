@@ -41,7 +41,9 @@ when the job holds more than its ceiling; the outcome's kind is "memory" (``Memo
 
 Invariants: every submitted job gets exactly one Outcome through ``on_done`` (called on the loop, never
 from inside ``submit``/``cancel``) unless ``close()`` runs first; ``close()`` reports nothing. A job key
-is unique among live (queued, sent or running) jobs. A cancelled job's Outcome has kind "cancelled",
+is unique among live (queued, sent or running) jobs (checked at ``submit`` for a ``Job``; a
+``JobBlock``'s keys are its caller's to keep unique: they get no entry of their own in the key map
+until a look-up by key needs them, ``_index``). A cancelled job's Outcome has kind "cancelled",
 and it is reported only when the job cannot start any more. No two jobs of a chain ever run at once.
 With ``on_output``, what a running job prints reaches ``on_output(key, text)`` while it runs (new
 lines every ``output_interval`` s, ``worker._live``), always before its Outcome, whose ``output``
@@ -70,6 +72,7 @@ from handoffd.worker._records import (
     Ended,
     Job,
     JobBlock,
+    JobRun,
     Outcome,
     Worker,
     cancelled_outcome,
@@ -154,6 +157,8 @@ class WorkerPool(Feeds, Losses):
         # key -> chain of a job not ended: queued in ``chain.jobs`` or sent (on the pipe of
         # ``chain.worker``: a chain keeps its worker while a job of it is on the worker's pipe)
         self._jobs: dict[Hashable, Chain] = {}
+        # A ``JobBlock`` was submitted since the last ``_index``: ``_jobs`` may lack its keys
+        self._unindexed = False
         self._token = 0  # the last token given to a job sent (``_feed``)
         self._names = itertools.count(1)
         self._solo = itertools.count(1)
@@ -171,13 +176,53 @@ class WorkerPool(Feeds, Losses):
     @property
     def queued(self) -> int:
         """Jobs waiting to start (for a worker, or sent ahead behind a running one)."""
-        return len(self._jobs) - self.busy
+        return self.pending - self.busy
 
     @property
     def pending(self) -> int:
         """Jobs not ended: queued, sent ahead or running (``busy + queued``, without counting the
         running ones)."""
-        return len(self._jobs)
+        return len(self.live())
+
+    def live(self) -> dict[Hashable, Chain]:
+        """key -> chain of every job not ended (queued or on a worker's pipe); a copy made from
+        the queues and pipes while a block's jobs have no entries of their own (``_index``)."""
+        if not self._unindexed:
+            return self._jobs
+        out = dict(self._jobs)
+        self._walk(out, False)
+        return out
+
+    def _index(self) -> None:
+        """Every job not ended given its entry in ``_jobs``, the blocks' too, and the blocks
+        marked ``indexed``: from here on their jobs leave ``_jobs`` as they end. A look-up by key
+        (a cancel) finds every job then; blocks submitted later go without entries again until
+        the next look-up needs them."""
+        self._unindexed = False
+        self._walk(self._jobs, True)
+
+    def _walk(self, live: dict[Hashable, Chain], mark: bool) -> None:
+        """Every job not ended into ``live`` (key -> chain), its blocks marked ``indexed`` with
+        ``mark``."""
+        for chain in self._chains.values():
+            for entry in chain.jobs:
+                if type(entry) is JobBlock:
+                    if mark:
+                        entry.indexed = True
+                    live.update(dict.fromkeys(entry.keys[entry.at :], chain))
+                else:
+                    live[entry.key] = chain  # type: ignore[union-attr]
+        for worker in self._workers:
+            chain = worker.chain  # (a job on a worker's pipe is its chain's)
+            if chain is None:
+                continue
+            for sent in worker.sent.values():
+                if type(sent) is JobRun:
+                    if mark and sent.block is not None:
+                        sent.block.indexed = True
+                    live.update(dict.fromkeys(sent.keys[sent.at :], chain))
+                else:
+                    live[sent.key] = chain  # type: ignore[union-attr]
 
     @property
     def workers(self) -> int:
@@ -221,14 +266,20 @@ class WorkerPool(Feeds, Losses):
         keys: list[Hashable] | dict[Hashable, None]
         kinds = list(map(type, jobs))
         blocks = kinds.count(JobBlock)
-        if len(jobs) == 1 and not blocks:  # (a one-task run's: no set, no generator)
+        if blocks:
+            # A block's keys get no entry in ``_jobs`` until a look-up by key needs them
+            # (``_index``): nor are they checked against the live keys here, the executor's
+            # books (one entry a task) hold them unique; the jobs among the blocks are booked
+            # and checked as ever
+            self._unindexed = True
+            given = [job.key for job in jobs if type(job) is not JobBlock]  # type: ignore[union-attr]
+            keys = dict.fromkeys(given)
+            clash = len(keys) < len(given) or not live.keys().isdisjoint(keys.keys())
+        elif len(jobs) == 1:  # (a one-task run's: no set, no generator)
             keys = [jobs[0].key]  # type: ignore[union-attr]
             clash = keys[0] in live
         else:  # (in C; a dict keeps each key's hash for ``dict.fromkeys`` and ``update``)
-            if blocks:
-                given = list(chain_of(_keys_of(job) for job in jobs))
-            else:
-                given = list(map(_key_of, jobs))
+            given = list(map(_key_of, jobs))
             keys = dict.fromkeys(given)
             clash = len(keys) < len(given) or not live.keys().isdisjoint(keys.keys())
         if clash:
@@ -248,7 +299,8 @@ class WorkerPool(Feeds, Losses):
             devices = jobs[0].devices if jobs else None
             c.devices = self._devices if devices is None else devices
         c.jobs.extend(jobs)
-        live.update(dict.fromkeys(keys, c))
+        if keys:
+            live.update(dict.fromkeys(keys, c))
         if c.worker is not None:
             self._feed(c.worker)
         elif new:
@@ -271,6 +323,9 @@ class WorkerPool(Feeds, Losses):
         A job sent ahead is dropped by its worker (reported when the worker says so) unless it
         became the head first, in which case its process is killed like a running one's."""
         c = self._jobs.get(key)
+        if c is None and self._unindexed:
+            self._index()
+            c = self._jobs.get(key)
         if c is None:
             return False
         # (queued: in its chain's ``jobs``; else sent, on the pipe of the chain's worker)

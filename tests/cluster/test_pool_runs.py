@@ -165,7 +165,12 @@ class _Side:
 
     def books(self) -> tuple:
         pool = self.pool
-        out: list[Any] = [sorted(map(repr, pool._jobs)), pool.pending, pool.busy]
+        live = pool.live()
+        walked: dict[Any, Any] = {}  # (every job not ended, from the queues and pipes)
+        pool._walk(walked, False)
+        # (a block's jobs may have no entry of their own, never an ended job one: ``_index``)
+        assert pool._jobs.keys() <= walked.keys() == live.keys()
+        out: list[Any] = [sorted(map(repr, live)), pool.pending, pool.busy]
         for worker in sorted(pool._workers, key=lambda w: w.fd):
             chain = worker.chain
             out.append(
@@ -424,3 +429,60 @@ def test_the_differential_check_catches_a_block_s_job_fed_twice(
 ) -> None:
     with pytest.raises(AssertionError):
         _play(3, monkeypatch, plant="block_at", blocks=True)
+
+
+def _w1_block(first: int, count: int) -> JobBlock:
+    """``count`` W1-like short jobs of one inclusion as the executor's refill submits them."""
+    keys: list[Any] = [("r", f"t{n}", 1) for n in range(first, first + count)]
+    payloads = [b"p%d" % n for n in range(first, first + count)]
+    titles = [f"run r task t{n}" for n in range(first, first + count)]
+    return JobBlock(keys, payloads, titles, "variadic", None, None, None)
+
+
+def test_a_block_s_jobs_take_no_entry_in_the_pool_s_books_until_a_cancel_looks_one_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``JobBlock``'s jobs are submitted, fed and ended by their replies' positions with no
+    key -> chain entry a job (``WorkerPool._jobs``); the counts and a cancel by key still see
+    every one of them, the queued ones and those on the pipe."""
+    side = _Side(True, monkeypatch)
+    pool = side.pool
+    pool.submit_all([_w1_block(0, 10)], "c")
+    side.read_all()
+    assert not pool._jobs and pool.pending == 10 and len(pool.live()) == 10
+    tokens = _books.tokens(side.worker())
+    assert len(tokens) == 7  # (the head and ``ahead`` behind it; three queued)
+    side.drain()
+    side.end().sendall(b"".join(_kept(token, b"v") for token in tokens[:4]))
+    side.read_all()
+    assert [got[1] for got in side.got] == [("r", f"t{n}", 1) for n in range(4)]
+    assert not pool._jobs and pool.pending == 6
+    # A cancel of a job on the pipe and of a queued one: every job not ended gets its entry,
+    # another chain's queued block's too (its jobs leave the map as they end)
+    pool.submit_all([_w1_block(10, 5)], "c")
+    other = _w1_block(20, 6)
+    pool.submit_all([other], "d")
+    assert not other.indexed
+    assert pool.cancel(("r", "t5", 1)) is True and pool.cancel(("r", "t12", 1)) is True
+    assert set(pool._jobs) == {
+        ("r", f"t{n}", 1) for n in [*range(4, 15), *range(20, 26)] if n != 12
+    }
+    assert other.indexed and pool.cancel(("r", "t99", 1)) is False
+    side.read_all()
+    # The rest end as their replies come, their entries with them (a SKIPPED for the cancel)
+    while pool.pending:
+        worker = side.worker()
+        cancelled = {job.token for job in _books.jobs(worker) if job.cancelling}
+        side.drain()
+        side.end().sendall(
+            b"".join(
+                _pickled(token, _process.SKIPPED) if token in cancelled else _kept(token, b"v")
+                for token in _books.tokens(worker)
+            )
+        )
+        side.read_all()
+    assert not pool._jobs and not pool.live()
+    ended = {got[1]: got[0] for got in side.got}
+    assert len(ended) == len(side.got) == 21
+    assert ended[("r", "t5", 1)] == ended[("r", "t12", 1)] == "cancelled"
+    assert sum(kind == "ok" for kind in ended.values()) == 19

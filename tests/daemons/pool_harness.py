@@ -112,7 +112,7 @@ def on_pipe(pool: WorkerPool, key: Any) -> Any:
     """The worker whose pipe has the job, or None (white box: the pool's key -> chain map; a
     job sent is on its chain's worker's pipe, a job queued in its chain's ``jobs``; the jobs on
     a pipe as ``_books`` reads them, a feed's short jobs one ``Run`` entry)."""
-    chain = pool._jobs.get(key)
+    chain = pool.live().get(key)
     worker = None if chain is None else chain.worker
     if worker is None or not any(job.key == key for job in _books.jobs(worker)):
         return None

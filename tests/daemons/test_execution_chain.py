@@ -281,8 +281,8 @@ def test_a_task_fetching_inputs_is_chained_only_once_they_arrive(tmp_path):
         fetch = next(msg for a, msg, _ in h.sent if isinstance(msg, FetchChunks))
         pool = h.executor.pool
         assert pool is not None
-        assert (RUN, "free", 1) in pool._jobs  # (queued or on a pipe: not ended)
-        assert (RUN, "needs", 1) not in pool._jobs
+        assert (RUN, "free", 1) in pool.live()  # (queued or on a pipe: not ended)
+        assert (RUN, "needs", 1) not in pool.live()
         value = values.dumps(41)  # one chunk: no CRC (store.chunks)
         h.executor.on_values(
             ValueChunk(fetch.request_id, RUN, "producer", 0, len(value), fetch.chunk_bytes, -1),
