@@ -213,16 +213,16 @@ class WorkerPool(Feeds, Losses):
                 else:
                     live[entry.key] = chain  # type: ignore[union-attr]
         for worker in self._workers:
-            chain = worker.chain  # (a job on a worker's pipe is its chain's)
-            if chain is None:
+            held = worker.chain  # (a job on a worker's pipe is its chain's)
+            if held is None:
                 continue
             for sent in worker.sent.values():
                 if type(sent) is JobRun:
                     if mark and sent.block is not None:
                         sent.block.indexed = True
-                    live.update(dict.fromkeys(sent.keys[sent.at :], chain))
+                    live.update(dict.fromkeys(sent.keys[sent.at :], held))
                 else:
-                    live[sent.key] = chain  # type: ignore[union-attr]
+                    live[sent.key] = held  # type: ignore[union-attr]
 
     @property
     def workers(self) -> int:
