@@ -21,7 +21,7 @@ import handoffd
 from handoffd.config import MembershipConfig
 from handoffd.membership import swim
 from handoffd.protocol import messages as m
-from handoffd.testing import ThreadedCluster, wait_for
+from handoffd.testing import DrivenClock, ThreadedCluster, wait_for
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -58,7 +58,7 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
     probes.mkdir()
     # dead_reap_after 60 s: the fence lasts up to 60 s, past this test's partition.
     membership = replace(MembershipConfig.for_tests(), dead_reap_after=60.0)
-    with ThreadedCluster([{"cpu": 2}] * 5, membership=membership) as cluster:
+    with ThreadedCluster([{"cpu": 2}] * 5, membership=membership, clock=DrivenClock()) as cluster:
         network = cluster.network
         addresses = cluster.addresses()
         big, small = addresses[:3], addresses[3:]
@@ -102,7 +102,8 @@ def test_the_minority_side_is_fenced_and_resumes_after_the_heal(tmp_path: Path) 
             assert on_big.execute(fenced_dag(3, str(probes), 0.0)) == {
                 f"t{i}": i * i for i in range(3)
             }
-            time.sleep(2.0)  # the small side's owner sees the big side's nodes DEAD by now
+            # The small side's owner sees the big side's nodes DEAD by now (without the fence).
+            cluster.advance(2.0)
             assert fenced() == [False, False, False, True, True]
             # Reads of the run its fenced owner holds: refused there ("fenced"), so a client
             # given both sides' addresses reads it on the big side (taken over by a standby).
