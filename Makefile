@@ -20,7 +20,7 @@ CLIENT_COMPILED := dag_columns
 CORE_SRC += $(foreach m,$(CLIENT_COMPILED),handoffd/$(m).py handoffd/$(m).pxd)
 # The executing side's read of a block of replies, its ends and the store's hold of it (setup.py
 # EXECUTOR_COMPILED, by dotted name under handoffd), the .pxd beside each.
-EXECUTOR_COMPILED := daemon.executor_block store.block worker._kept
+EXECUTOR_COMPILED := daemon.executor_block daemon.executor_rows store.block worker._kept
 CORE_SRC += $(foreach m,$(EXECUTOR_COMPILED),handoffd/$(subst .,/,$(m)).py handoffd/$(subst .,/,$(m)).pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 

@@ -70,7 +70,7 @@ CLIENT_COMPILED = ("dag_columns",)
 #: a block, no Python step a task) and the store's hold of a block's values, compiled from their
 #: .py with the .pxd beside each, by dotted name; tests/unit/test_kept_block.py,
 #: test_replies_block.py and test_store_put_all.py hold them to their .py.
-EXECUTOR_COMPILED = ("daemon.executor_block", "store.block", "worker._kept")
+EXECUTOR_COMPILED = ("daemon.executor_block", "daemon.executor_rows", "store.block", "worker._kept")
 
 try:
     import numpy

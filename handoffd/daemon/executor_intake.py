@@ -22,7 +22,6 @@ and ``needs``), not by ``check_item``, ``lazy_inputs`` and ``accepted_task`` in 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +29,6 @@ from handoffd import resources
 from handoffd.daemon.executor_events import AnsweredHere, Dispatched, Execute, Instruction
 from handoffd.daemon.executor_hooks import Encodes, lazy_inputs
 from handoffd.daemon.executor_records import (
-    AGING_SECONDS,
     NO_MISSING,
     Key,
     QKey,
@@ -42,6 +40,7 @@ from handoffd.daemon.executor_records import (
     queue_key,
     replied_message,
 )
+from handoffd.daemon.executor_rows import accept_columns
 from handoffd.protocol import messages as m
 from handoffd.protocol.columns import DispatchTable
 from handoffd.store.store import ResultStore
@@ -122,7 +121,7 @@ def _task(
     task_id, attempt, cost, inclusion, timeout, qkey = head
     # Every field set here, in ``Task``'s order, without its dataclass ``__init__`` call (one an
     # accepted task): the same record as ``Task(...)`` by position, field for field
-    # (``tests/unit/test_record_makers.py`` compares them on random inputs). ``_accept_table``
+    # (``tests/unit/test_record_makers.py`` compares them on random inputs). ``accept_columns``
     # sets the same fields in line: change both.
     task = _new(Task)
     task.run_id = run_id
@@ -259,148 +258,7 @@ class Intake:
             refused = [(i, a, stale) for i, a in zip(t.task_ids, t.attempts, strict=True)]
             self._reply(run_id, owner_address, accepted, refused)
             return
-        tasks, ledger, now, arrivals = self.tasks, self.ledger, self._now, self._arrivals
-        local, total, limit = self.local, self._local_cost, self._queue_limit
-        input_ids, input_frames, inclusions = t.input_task_ids, t.frames, t.inclusions
-        timeouts, priorities, ranks = t.timeouts, t.priorities, t.ranks
-        aged = math.floor(now / AGING_SECONDS)  # (``queue_key``'s, one ``now`` a table)
-        fits_node: Any = None  # the last cost found to fit the node's capacity
-        # ``fits_node``'s kind, quantity and queue limit (with the tolerance) when it has one
-        only: str | None = None
-        only_qty = only_top = 0.0
-        eps, no_missing = resources.EPS, NO_MISSING
-        queued = False  # a task joined the local queue (its order is then sorted again)
-        # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
-        # every task not refused, in order: built from the columns at the end unless one was.
-        columns = zip(
-            t.task_ids,
-            t.attempts,
-            t.counts,
-            itertools.accumulate(t.counts),  # where each task's inputs end
-            t.costs,
-            t.payloads,
-            timeouts,
-            t.inclusion,
-            priorities,
-            ranks,
-            strict=True,
-        )
-        for (
-            task_id,
-            attempt,
-            count,
-            at,
-            cost,
-            payload_frame,
-            timeout,
-            inclusion,
-            priority,
-            rank,
-        ) in columns:
-            key = (run_id, task_id, attempt)
-            if key in tasks:  # a duplicate delivery: already ours
-                continue
-            gpus = None if local else ledger.try_claim(cost)
-            summed = -1.0  # the queue's sum of ``only``'s kind with this task, when found
-            if gpus is None:
-                if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
-                    reason = ""  # (``_queue_full`` in line: a call a queued task less)
-                    if only is not None:  # (a cost of one kind, most tasks')
-                        summed = total.get(only, 0.0) + only_qty
-                        if only_qty > 0 and summed > only_top:
-                            reason = "no room: queue full"
-                    else:
-                        for kind, qty in cost.items():
-                            if qty > 0 and total.get(kind, 0.0) + qty > limit.get(kind, 0.0) + eps:
-                                reason = "no room: queue full"
-                                break
-                else:
-                    reason = self._queue_refusal(cost)
-                    fits_node = None if reason.endswith("capacity") else cost
-                    only = None
-                    if fits_node is not None and len(cost) == 1:
-                        ((only, only_qty),) = cost.items()
-                        only_top = limit.get(only, 0.0) + eps
-                if reason:
-                    refused.append((task_id, attempt, reason))
-                    continue
-            if gpus is None and not count:
-                # Queued with no inputs (most of a big run's): kept as its row
-                # (``executor_records.Row``), no ``Task``; the same steps as below otherwise
-                qkey = (aged - priority, -rank, next(arrivals))  # (``queue_key``)
-                tasks[key] = [
-                    run_id,
-                    task_id,
-                    attempt,
-                    owner_address,
-                    cost,  # (the table's own: a row's cost is only read)
-                    inclusions[inclusion],
-                    None if timeout != timeout else timeout,
-                    frames[payload_frame],
-                    payload_frame,
-                    qkey,
-                    None,  # its slot, once chained
-                ]
-                local[key] = qkey
-                queued = True
-                if summed >= 0.0:
-                    total[only] = summed  # type: ignore[index]
-                else:
-                    for kind, qty in cost.items():
-                        total[kind] = total.get(kind, 0.0) + qty
-                continue
-            kept = {payload_frame: frames[payload_frame]}
-            flat: tuple[Any, ...] = ()
-            needs: tuple[str, ...] = ()
-            if count:
-                first = at - count
-                numbers = input_frames[first:at]
-                if numbers.count(-1) == count:  # every input a value to have here
-                    flat = needs = input_ids[first:at]
-                else:
-                    keys = input_ids[first:at]
-                    flat = tuple(k if f < 0 else f for k, f in zip(keys, numbers, strict=True))
-                    needs = tuple(k for k, f in zip(keys, numbers, strict=True) if f < 0)
-                    for f in numbers:
-                        if f >= 0:
-                            kept[f] = frames[f]
-            # ``_task`` in line (a call and its head tuple a task less): every field set, in
-            # ``Task``'s order, as ``_task`` sets it (change both)
-            task = _new(Task)
-            task.run_id = run_id
-            task.task_id = task_id
-            task.attempt = attempt
-            task.owner_address = owner_address
-            task.cost = dict(cost)
-            task.gpus = [] if gpus is None else gpus  # (the claim's own list: not copied)
-            task.argument_inclusion = inclusions[inclusion]
-            task.timeout = None if timeout != timeout else timeout  # (NaN: none; ``t.timeout``)
-            task.payload = kept[payload_frame]
-            task.inputs = ()
-            task.frames = kept
-            task.missing = no_missing
-            task.running = False
-            task.claimed = gpus is not None
-            task.slot = None
-            task.bytes_in = 0
-            task.payload_frame = payload_frame
-            task.needs = needs
-            task.far = ()
-            task.flat = flat
-            task.source = (t, at - count) if needs else None  # (its first input's index)
-            task.qkey = qkey = (aged - priority, -rank, next(arrivals))  # (``queue_key``)
-            tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
-            if gpus is None:
-                local[key] = qkey
-                queued = True
-                if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
-                    total[only] = summed  # type: ignore[index]
-                else:
-                    for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
-                        total[kind] = total.get(kind, 0.0) + qty
-            if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
-                started.append(task)
-        if queued:
+        if accept_columns(self, t, frames, refused, started):  # (a task joined the queue)
             self._order.dirty = True
         accepted = list(zip(t.task_ids, t.attempts, strict=True))
         if refused:  # (the refused are a subsequence of the table, in order: taken out)
@@ -409,7 +267,7 @@ class Intake:
         self._gather_all(started)
 
     def _keep(self, key: Key, task: Task, gpus: list[int] | None) -> None:
-        # (``_accept_table`` does the same in line: change both)
+        # (``executor_rows.accept_columns`` does the same in line: change both)
         self.tasks[key] = task
         if gpus is None:
             self.local[key] = task.qkey

@@ -39,7 +39,8 @@ output) asks for the attempt's ``Task`` (``task``), which turns the row into the
 made of such a task before rows, for good. Rows chained into the one slot down to half (a 1-cpu
 node's, W1's) go to the pool as ``JobBlock``s (their keys, payloads and titles as columns, no
 ``Job`` a task), which the pool queues and feeds whole (``worker._feeds``); a job is made of a
-block's row only where it leaves the block (a cancel, a loss, a feed of one).
+block's row only where it leaves the block (a cancel, a loss, a feed of one). The refill's loop and the intake's of a plain table are
+``executor_rows`` (compiled with the ``.pxd`` beside it; the ``.py`` is its twin).
 """
 
 from __future__ import annotations
@@ -81,17 +82,11 @@ from handoffd.daemon.executor_inputs import Inputs
 from handoffd.daemon.executor_intake import Intake
 from handoffd.daemon.executor_records import (
     CHAIN_AHEAD,
-    CHAIN_SCAN,
     CHAIN_SECONDS,
     QUEUE_FACTOR,
     R_COST,
-    R_INCLUSION,
     R_OWNER,
-    R_PAYLOAD,
     R_RUN,
-    R_SLOT,
-    R_TASK,
-    R_TIMEOUT,
     Fetch,
     Key,
     QKey,
@@ -102,12 +97,13 @@ from handoffd.daemon.executor_records import (
     failed,
     row_task,
 )
+from handoffd.daemon.executor_rows import refill
 from handoffd.daemon.report_batch import ReportBatch
 from handoffd.protocol import messages as m
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Job, JobBlock, new_job
+from handoffd.worker._records import Job, new_job
 from handoffd.worker.ledger import Ledger
 
 _SOON_REFILL = Soon(REFILL)
@@ -394,220 +390,6 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             self._refill()
 
     def _refill(self) -> None:
-        """Chain queued tasks behind running slots of the same cost (see the module docstring)."""
-        if not self.slots:
-            return
-        target = self._chain_target()
-        # Only slots down to half: each refill then sends a worker at least half a chain in one
-        # pipe message (a refill per dispatch or per outcome cost a pipe write each).
-        low = target // 2
-        room = {s.id: target - len(s.keys) for s in self.slots.values() if len(s.keys) <= low}
-        if not room:
-            return
-        slots = [self.slots[i] for i in room]
-        # One slot down to half (a 1-cpu node's, W1's): its room as a local, no best-slot loop.
-        only: Slot | None = slots[0] if len(slots) == 1 else None
-        left = room[only.id] if only is not None else 0
-        # ``only``'s cost when of one kind: a task it takes has that cost, given back to the
-        # queue's sum with no loop
-        kind1: str | None = None
-        qty1 = 0.0
-        if only is not None and len(only.cost) == 1:
-            ((kind1, qty1),) = only.cost.items()
-        chains: dict[int, list[Job | JobBlock]] = {}
-        # ``only``'s jobs (every task taken then is its), and its cost, read once; its rows'
-        # as blocks (``JobBlock``): the one being filled, what its rows share, its appends
-        only_jobs: list[Job | JobBlock] = []
-        block: JobBlock | None = None
-        block_inclusion = ""
-        block_timeout: float | None = None
-        add_key: Any = None  # (the three set with ``block``)
-        add_payload: Any = None
-        add_title: Any = None
-        only_cost = only.cost if only is not None else None
-        # A cost found equal to ``only_cost``: a table's tasks share one cost dict, so the dicts
-        # are compared once a table, not once a task
-        same_cost: Any = only_cost
-        total = self._local_cost
-        scanned, scan = 0, CHAIN_SCAN
-        local, tasks = self.local, self.tasks
-        inputs: list[Any]
-        best: Slot | None
-        task: Any  # a ``Task``, or a ``Row`` (``row``: read by index)
-        # ``only``'s memory (a task it takes has an equal cost), and the title's run part, built
-        # once a run rather than once a task
-        only_memory = only.cost.get("memory") if only is not None else None
-        title_run: str | None = None
-        title_head = ""
-        only_keys: dict[Key, None] = only.keys if only is not None else {}
-        only_devices = only.devices if only is not None else None
-        # Each task is picked and started in one pass: what picks the next one (the queue, the
-        # tasks, their ``missing``, the room left) is not changed by starting this one, so the
-        # picks and their order are those of picking every task first.
-        for key in self.queue_order():
-            if key not in local:
-                continue
-            scanned += 1
-            if scanned > scan:
-                break
-            task = tasks.get(key)
-            if task is None:
-                continue
-            if only is not None and type(task) is list:
-                # A row into the one slot (W1's every task): the steps below for a row, in line
-                # and in the same order, without the tests that only a ``Task`` or another slot
-                # needs
-                if left <= 0:
-                    break  # full
-                cost = task[R_COST]
-                if cost is not same_cost:
-                    if only_cost != cost:
-                        break  # another cost at the front: the claims drain to it
-                    same_cost = cost
-                left -= 1
-                del local[key]  # (``_unqueue_local`` in line: found in ``local`` above)
-                if kind1 is not None:
-                    total[kind1] = total.get(kind1, 0.0) - qty1
-                else:
-                    for kind, qty in cost.items():
-                        total[kind] = total.get(kind, 0.0) - qty
-                task[R_SLOT] = only
-                only_keys[key] = None
-                # Its job a row of the slot's current block (no ``Job``: the pool feeds the
-                # block whole), a new block where its inclusion or timeout differs
-                inclusion, timeout = task[R_INCLUSION], task[R_TIMEOUT]
-                if block is None or (
-                    (inclusion is not block_inclusion and inclusion != block_inclusion)
-                    or timeout != block_timeout
-                ):
-                    block = JobBlock([], [], [], inclusion, timeout, only_devices, only_memory)
-                    block_inclusion, block_timeout = inclusion, timeout
-                    add_key, add_payload = block.keys.append, block.payloads.append
-                    add_title = block.titles.append
-                    only_jobs.append(block)
-                add_key(key)
-                add_payload(task[R_PAYLOAD])
-                run_id = task[R_RUN]
-                if run_id is not title_run:
-                    title_run = run_id
-                    title_head = f"run {title_run} task "
-                add_title(title_head + task[R_TASK])
-                continue
-            row = isinstance(task, list)  # a queued task's ``Row``: no inputs, none missing
-            if row:
-                cost = task[R_COST]
-            elif task.missing:
-                continue
-            else:
-                cost = task.cost
-            if only is not None:
-                if left <= 0 or only_cost != cost:
-                    break  # another cost (or full) at the front: the claims drain to it
-                left -= 1
-                slot = only
-            else:
-                best = None
-                for s in slots:
-                    if s.cost == cost and room[s.id] > 0:
-                        if best is None or room[s.id] > room[best.id]:
-                            best = s
-                if best is None:
-                    break  # another cost (or all full) at the front: the claims drain to it
-                room[best.id] -= 1
-                slot = best
-            if row:
-                inputs = []
-            elif task.flat == () and not task.far:  # (``_take_inputs``' no-input case in line)
-                task.bytes_in = len(task.payload)
-                inputs = []
-            else:
-                try:
-                    inputs = self._take_inputs(task)
-                except LookupError as exc:
-                    self._unqueue_local(key, task)
-                    tasks.pop(key, None)
-                    task.claimed = False
-                    self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
-                    continue
-            if local.pop(key, None) is not None:  # (``_unqueue_local`` in line; no value is None)
-                if kind1 is not None:  # (``only`` took it: its cost is ``only.cost``)
-                    total[kind1] = total.get(kind1, 0.0) - qty1
-                else:
-                    for kind, qty in cost.items():
-                        total[kind] = total.get(kind, 0.0) - qty
-            # ``_enter`` in line (a call a chained task less; the same steps in the same order);
-            # a row's is its slot (running, claimed, the slot's gpus and its bytes in, its
-            # payload's, follow from it: ``row_task``)
-            if row:
-                task[R_SLOT] = slot
-                payload, run_id, task_id = task[R_PAYLOAD], task[R_RUN], task[R_TASK]
-                inclusion, timeout = task[R_INCLUSION], task[R_TIMEOUT]
-            else:
-                task.running = True
-                task.claimed = True
-                task.slot = slot
-                task.gpus = slot.gpus
-                payload, run_id, task_id = task.payload, task.run_id, task.task_id
-                inclusion, timeout = task.argument_inclusion, task.timeout
-            slot.keys[key] = None
-            # ``new_job(...)`` as ``_enter`` calls it, in line (a call a chained task less; the
-            # same slots: ``tests/unit/test_executor_table_records.py`` compares them)
-            job = _new(Job)
-            job.key = key
-            job.payload = payload
-            job.inputs = inputs
-            job.argument_inclusion = inclusion
-            job.timeout = timeout
-            job.env = None
-            job.devices = slot.devices
-            job.memory = only_memory if slot is only else cost.get("memory")
-            if run_id is not title_run:
-                title_run = run_id
-                title_head = f"run {title_run} task "
-            job.title = title_head + task_id  # (``new_job``'s title)
-            if only is not None:
-                only_jobs.append(job)
-                block = None  # (a row after it starts a block of its own)
-                continue
-            jobs = chains.get(slot.id)
-            if jobs is None:
-                chains[slot.id] = [job]
-            else:
-                jobs.append(job)
-        if only is not None and only_jobs:
-            chains[only.id] = only_jobs
-        if not local and total is self._local_cost:
-            self._local_cost = {}
-        out = self._out
-        for slot_id, jobs in chains.items():
-            last = out[-1] if out else None
-            if type(last) is Execute and last.chain == slot_id:
-                # The slot's first task, started just before in this pass (``_pump_local``, a
-                # dispatch's claim): the jobs chained behind join its Execute, so the pool
-                # writes the worker one pipe message for them all, not a lone job then the rest.
-                if len(last.jobs) == 1 and type(jobs[0]) is JobBlock:
-                    _fold(last.jobs, jobs[0])
-                last.jobs.extend(jobs)
-            else:
-                out.append(Execute(slot_id, jobs))
-
-
-def _fold(started: list[Job | JobBlock], block: JobBlock) -> None:
-    """A slot's first job (``started``' one, ``_start``'s) taken into the front of the block
-    chained behind it when it is one of the block's kind (no inputs, no env, the block's
-    inclusion, timeout, devices and memory): the pool then feeds and books them as one run, not a
-    lone job before it (whose replies would then end one by one)."""
-    job = started[0]
-    if (
-        type(job) is Job
-        and not job.inputs
-        and job.env is None
-        and job.argument_inclusion == block.argument_inclusion
-        and job.timeout == block.timeout
-        and job.devices == block.devices
-        and job.memory == block.memory
-    ):
-        block.keys.insert(0, job.key)
-        block.payloads.insert(0, job.payload)
-        block.titles.insert(0, job.title)
-        started.clear()
+        """Chain queued tasks behind running slots of the same cost (see the module docstring;
+        the loop is ``executor_rows.refill``)."""
+        refill(self)
