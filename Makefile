@@ -19,8 +19,9 @@ CORE_SRC += $(foreach m,$(PROTOCOL_COMPILED),handoffd/protocol/$(m).py handoffd/
 CLIENT_COMPILED := dag_columns
 CORE_SRC += $(foreach m,$(CLIENT_COMPILED),handoffd/$(m).py handoffd/$(m).pxd)
 # The executing side's read of a block of replies, its ends and the store's hold of it (setup.py
-# EXECUTOR_COMPILED, by dotted name under handoffd), the .pxd beside each.
-EXECUTOR_COMPILED := daemon.executor_block store.block worker._kept
+# EXECUTOR_COMPILED, by dotted name under handoffd), the .pxd beside each; and the owner's
+# replication log's loop over a block of moves.
+EXECUTOR_COMPILED := daemon.executor_block store.block worker._kept replication.log_blocks
 CORE_SRC += $(foreach m,$(EXECUTOR_COMPILED),handoffd/$(subst .,/,$(m)).py handoffd/$(subst .,/,$(m)).pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
