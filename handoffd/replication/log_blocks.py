@@ -20,8 +20,9 @@ def hold(dirty: set[str], held: dict[str, Any], task_ids: list[str], now: Any) -
     """Each of ``task_ids`` neither dirty nor held already is held from ``now``, in order (a
     repeat keeps its first place); True if the run holds any change after it."""
     for task_id in task_ids:
-        if task_id not in dirty and task_id not in held:
-            held[task_id] = now
+        if task_id not in dirty:
+            # (one look-up: a task held already keeps its first time)
+            held.setdefault(task_id, now)
     return len(held) > 0
 
 
