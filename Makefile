@@ -19,8 +19,9 @@ CORE_SRC += $(foreach m,$(PROTOCOL_COMPILED),handoffd/protocol/$(m).py handoffd/
 CLIENT_COMPILED := dag_columns
 CORE_SRC += $(foreach m,$(CLIENT_COMPILED),handoffd/$(m).py handoffd/$(m).pxd)
 # The executing side's read of a block of replies, its ends and the store's hold of it (setup.py
-# EXECUTOR_COMPILED, by dotted name under handoffd), the .pxd beside each.
-EXECUTOR_COMPILED := daemon.executor_block daemon.executor_rows store.block worker._kept
+# EXECUTOR_COMPILED, by dotted name under handoffd), the .pxd beside each; and the owner's
+# replication log's loop over a block of moves.
+EXECUTOR_COMPILED := daemon.executor_block daemon.executor_rows store.block worker._kept replication.log_blocks
 CORE_SRC += $(foreach m,$(EXECUTOR_COMPILED),handoffd/$(subst .,/,$(m)).py handoffd/$(subst .,/,$(m)).pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 
@@ -46,7 +47,7 @@ $(STAMP): $(VENV)/bin/python $(CORE_SRC)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.membership.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'membership modules not compiled: ' + ' '.join(bad); print('compiled membership:', ' '.join(sys.argv[1:]))" $(MEMBERSHIP_COMPILED)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.protocol.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'protocol modules not compiled: ' + ' '.join(bad); print('compiled protocol:', ' '.join(sys.argv[1:]))" $(PROTOCOL_COMPILED)
 	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'client modules not compiled: ' + ' '.join(bad); print('compiled client:', ' '.join(sys.argv[1:]))" $(CLIENT_COMPILED)
-	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'executor modules not compiled: ' + ' '.join(bad); print('compiled executor:', ' '.join(sys.argv[1:]))" $(EXECUTOR_COMPILED)
+	$(PY) -c "import importlib, sys; ms = [importlib.import_module('handoffd.' + n) for n in sys.argv[1:]]; bad = [m.__file__ for m in ms if not m.__file__.endswith(('.so', '.pyd'))]; assert not bad, 'compiled modules missing (EXECUTOR_COMPILED): ' + ' '.join(bad); print('compiled executor and replication modules:', ' '.join(sys.argv[1:]))" $(EXECUTOR_COMPILED)
 	touch $(STAMP)
 
 install: $(STAMP)

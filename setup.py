@@ -69,8 +69,16 @@ CLIENT_COMPILED = ("dag_columns",)
 #: The executing side's read of a block of KEPT replies (``worker._kept``), its ends (two C loops
 #: a block, no Python step a task) and the store's hold of a block's values, compiled from their
 #: .py with the .pxd beside each, by dotted name; tests/unit/test_kept_block.py,
-#: test_replies_block.py and test_store_put_all.py hold them to their .py.
-EXECUTOR_COMPILED = ("daemon.executor_block", "daemon.executor_rows", "store.block", "worker._kept")
+#: test_replies_block.py and test_store_put_all.py hold them to their .py. The owner's
+#: replication log's loop over a block of moves (``replication.log_blocks``) the same way;
+#: tests/unit/test_log_blocks.py holds it to its .py.
+EXECUTOR_COMPILED = (
+    "daemon.executor_block",
+    "daemon.executor_rows",
+    "store.block",
+    "worker._kept",
+    "replication.log_blocks",
+)
 
 try:
     import numpy

@@ -310,18 +310,21 @@ class LogColumns:
         attempts: list[Any],
     ) -> bool:
         """Add a task from the fields of its record (``TaskRecord``: its locations in any order,
-        its attempt rows); as ``put_row``."""
+        its attempt rows); as ``put_row``, but an int field is taken as the compiled build's C
+        conversion takes it (a float truncated, as the compiled record's C field stores it)."""
+        # (``int(+x)``: compiled, the C value as it came; in the .py the C conversion's result:
+        # a number's int, truncated, and a TypeError for a string, which ``int`` alone parses)
         return self._put(
             task_id,
             state,
-            attempt,
+            int(+attempt),
             node,
-            size,
+            int(+size),
             locations,
-            failures,
-            losses,
-            completions,
-            frame,
+            int(+failures),
+            int(+losses),
+            int(+completions),
+            int(+frame),
             attempts,
             True,
         )

@@ -27,14 +27,13 @@ the instructions.
 
 from __future__ import annotations
 
-import collections
-import functools
 import hashlib
 import itertools
-import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from handoffd.replication import log_blocks
 
 # A gap between two ticks of this many resend_after is our own loop held, not a standby's silence.
 STALL_TICKS = 1.5
@@ -49,11 +48,6 @@ ACCEPT_LIMIT = 20.0
 # A standby still without an ack when its client was answered is resent the snapshot only after
 # ``resend_after * 2 ** SLOW_FIRST`` more seconds without one (as if resent twice already).
 SLOW_FIRST = 2
-
-
-def _consume(calls: Iterable[object]) -> None:
-    """Runs an iterator of calls to its end in C (a zero-length deque): a block's pops."""
-    collections.deque(calls, maxlen=0)
 
 
 def each_move(changes: Iterable[tuple[str, Any, bool]]) -> Iterator[tuple[str, str, bool]]:
@@ -254,26 +248,16 @@ class ReplicationLog:
         return kinds
 
     def _block(self, primary: _Primary, task_ids: list[str], held: bool, now: float) -> None:
-        """``changed(run, task, now if held else None)`` for each of ``task_ids`` in order."""
+        """``changed(run, task, now if held else None)`` for each of ``task_ids`` in order: one
+        compiled loop over the block (``log_blocks``)."""
         run_id = primary.run_id
-        dirty, waiting = primary.dirty, primary.held
         if held:
-            if dirty.isdisjoint(task_ids) and waiting.keys().isdisjoint(task_ids):
-                # (none dirty or held yet, the common case: each held from now, in order; a
-                # repeat keeps its first place, as one by one)
-                waiting.update(dict.fromkeys(task_ids, now))
-            else:
-                for task_id in task_ids:
-                    if task_id not in dirty and task_id not in waiting:
-                        waiting[task_id] = now
-            if waiting:
+            if log_blocks.hold(primary.dirty, primary.held, task_ids, now):
                 self._holding[run_id] = None
             return
-        dirty.update(task_ids)
-        if waiting:
-            _consume(map(waiting.pop, task_ids, itertools.repeat(None)))
-            if not waiting:
-                del self._holding[run_id]
+        primary.dirty.update(task_ids)
+        if log_blocks.unhold(primary.held, task_ids):
+            del self._holding[run_id]
         self._dirty[run_id] = None
 
     def due(self) -> float | None:
@@ -290,19 +274,10 @@ class ReplicationLog:
         cutoff = None if now is None else now - self.hold
         for run_id in list(self._holding):
             primary = self._runs[run_id]
-            held = primary.held
-            if cutoff is None:
-                expired = list(held)
-            elif next(iter(held.values())) > cutoff:
+            if not log_blocks.release(primary.held, primary.dirty, cutoff):
                 continue
-            else:
-                # (the leading ones up to the first held after ``cutoff``, counted in C)
-                leading = itertools.takewhile(functools.partial(operator.ge, cutoff), held.values())
-                expired = list(itertools.islice(held, len(list(leading))))
-            _consume(map(held.__delitem__, expired))
-            primary.dirty.update(expired)
             self._dirty[run_id] = None
-            if not held:
+            if not primary.held:
                 del self._holding[run_id]
 
     def flush(self, limit: int | None = None, now: float | None = None) -> list[object]:

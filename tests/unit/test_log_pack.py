@@ -250,3 +250,35 @@ def test_a_standby_of_7_among_them_gets_the_rows_built_as_before() -> None:
     sent = [s for s in port.sent if isinstance(s.msg, m.ReplicateLog)]
     assert sent and not spy.calls
     assert all(bool(s.msg.columns) == s.address.startswith("new") for s in sent)
+
+
+def _record_put(build: Any, fields: list[Any]) -> Any:
+    """A record's fields put in a fresh packer: its bytes, or the error's type."""
+    columns = build.LogColumns()
+    attempt, size, failures, losses, completions, frame = fields
+    try:
+        assert columns.put_record(
+            "t", "DONE", attempt, None, size, (), failures, losses, completions, frame, []
+        )
+    except (TypeError, ValueError, OverflowError) as exc:
+        return type(exc)
+    return columns.packed()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1.7, -1.7, 2.0, True, 7, -(1 << 63), "12", b"1", None, math.nan, math.inf, 1e30, 1 << 63],
+    ids=repr,
+)
+def test_a_records_int_field_is_taken_alike_by_both_builds(value: Any) -> None:
+    """An int field of ``put_record`` is taken as the compiled build's C conversion takes it (the
+    compiled record's C field stores it so): a float truncated (the bytes of a record holding
+    its int), a string refused, each error the same in both builds; the .py once refused a float
+    the compiled build packed."""
+    for at in range(6):
+        fields: list[Any] = [value if i == at else i + 2 for i in range(6)]
+        got = [_record_put(build, fields) for build in BUILDS]
+        assert got[0] == got[1], (at, got)
+        if isinstance(value, float) and math.isfinite(value) and abs(value) < 2.0**62:
+            fields[at] = int(value)
+            assert got[0] == _record_put(log_pack, fields)
