@@ -35,8 +35,11 @@ def test_kept_histories_thaw_to_what_freeze_gives(build: str, seed: int) -> None
             want = hist.freeze_all(run.tasks, run.effective_deps, run.wall_offset, since, brief)
             assert hist.thaw(kept, run.wall_offset, since, brief) == want
     # kept: what the records held, no transition rebuilt (the wall clock is added on a query)
-    rec = next(iter(run.tasks.values()))
-    assert kept[0][4] == tuple(rec.moves) and kept[0][3] == tuple(rec.attempts)
+    for i, (task_id, rec) in enumerate(run.tasks.items()):
+        assert kept[0][i] == task_id and kept[5][i] == tuple(rec.moves)
+        rows = kept[4][i]  # (the row itself for one attempt)
+        assert rows == (rec.attempts[0] if len(rec.attempts) == 1 else tuple(rec.attempts))
+    assert hist.kept_count(kept) == len(run.tasks)
 
 
 def _out(c: Cluster, task_id: str) -> tuple[str, str, str, int]:
