@@ -99,7 +99,7 @@ class _Kept:
     submitted: float
     finished: float
     wall_offset: float
-    tasks: tuple[history.Kept, ...]
+    tasks: history.Kept
 
     def __init__(
         self,
@@ -108,7 +108,7 @@ class _Kept:
         submitted: float,
         finished: float,
         wall_offset: float,
-        tasks: tuple[history.Kept, ...],
+        tasks: history.Kept,
     ) -> None:
         d = self.__dict__
         d["state"], d["term"], d["submitted"], d["finished"], d["wall_offset"], d["tasks"] = (
@@ -123,11 +123,16 @@ class _Kept:
     def history(self, since: float = 0.0, brief: bool = False) -> RunHistory:
         tasks = history.thaw(self.tasks, self.wall_offset, since, brief)
         return RunHistory(
-            self.state, self.term, self.submitted, self.finished, tasks, len(self.tasks)
+            self.state,
+            self.term,
+            self.submitted,
+            self.finished,
+            tasks,
+            history.kept_count(self.tasks),
         )
 
 
-def _kept(run: RunState, tasks: tuple[history.Kept, ...]) -> _Kept:
+def _kept(run: RunState, tasks: history.Kept) -> _Kept:
     return _Kept(run.state, run.term, run.submitted, run.finished, run.wall_offset, tasks)
 
 
@@ -157,7 +162,7 @@ class Releasing:
     def __init__(self, run: RunState) -> None:
         self.run: RunState | None = run
         self._items = iter(run.tasks.items())  # the dict never changes: the run is not live
-        self._out: list[history.Kept] = []
+        self._cols: list[list[Any]] = [[], [], [], [], [], []]  # (``history.keep_next``'s)
         self.held: list[Any] = []
         self.parts: list[Any] = []
         self.kept: _Kept | None = None
@@ -169,13 +174,13 @@ class Releasing:
         if run is not None:
             held = self.held
             start = len(held)
-            history.keep_next(self._items, run.effective_deps, limit, self._out, held)
+            history.keep_next(self._items, run.effective_deps, limit, self._cols, held)
             consumers = run.consumers
             held.extend([consumers.get(rec.id) for rec in held[start:]])
-            if len(self._out) < len(run.tasks):
+            if len(self._cols[0]) < len(run.tasks):
                 return True
-            self.kept = _kept(run, tuple(self._out))
-            self._out = []
+            self.kept = _kept(run, history.sealed(self._cols))
+            self._cols = []
             self.parts = [getattr(run, name) for name in PER_TASK]
             self.run = None  # only its own references go: all it held per task is held here
             self._items = iter(())

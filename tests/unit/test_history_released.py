@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import gc
 import importlib
+import random
 import weakref
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from scheduler_harness import Cluster, spec
@@ -14,6 +17,7 @@ from test_history_golden import _pure_run, drive
 from test_scheduler_builds import pure_build
 
 from handoffd.scheduler import events as ev
+from handoffd.scheduler import history
 
 _HISTORY = {
     "compiled": importlib.import_module("handoffd.scheduler.history"),
@@ -35,8 +39,11 @@ def test_kept_histories_thaw_to_what_freeze_gives(build: str, seed: int) -> None
             want = hist.freeze_all(run.tasks, run.effective_deps, run.wall_offset, since, brief)
             assert hist.thaw(kept, run.wall_offset, since, brief) == want
     # kept: what the records held, no transition rebuilt (the wall clock is added on a query)
-    rec = next(iter(run.tasks.values()))
-    assert kept[0][4] == tuple(rec.moves) and kept[0][3] == tuple(rec.attempts)
+    for i, (task_id, rec) in enumerate(run.tasks.items()):
+        assert kept[0][i] == task_id and kept[5][i] == tuple(rec.moves)
+        rows = kept[4][i]  # (the row itself for one attempt)
+        assert rows == (rec.attempts[0] if len(rec.attempts) == 1 else tuple(rec.attempts))
+    assert hist.kept_count(kept) == len(run.tasks)
 
 
 def _out(c: Cluster, task_id: str) -> tuple[str, str, str, int]:
@@ -73,3 +80,54 @@ def test_a_released_run_answers_its_history_long_after() -> None:
     assert [t[0] for t in before[0].tasks] == ["a", "b", "c"] and before[0].total == 3
     c.sched.forget("r")
     assert c.sched.run_history("r") is None
+
+
+def _records(rng: random.Random, n: int) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """``n`` records as a run holds them (state, node, attempt rows, flat moves) with 0 to 18
+    attempts each (the limit's first and newest are kept: 16), and their deps."""
+    tasks: dict[str, Any] = {}
+    deps: dict[str, tuple[str, ...]] = {}
+    for i in range(n):
+        task_id = f"t{i}"
+        rows = []
+        for a in range(rng.choice([0, 1, 1, 1, 2, 3, 18])):
+            row = list(history.new_row(a + 1, rng.choice(["n1", "n2"]), rng.random() * 100))
+            row[2] = rng.choice(["DONE", "LOST", "FAILED", "ASSIGNED"])
+            row[12] = rng.choice(["", "lost", "succeeded on n1 attempt 1"])
+            rows.append(tuple(row))
+        moves: list[Any] = []
+        for k in range(rng.randint(0, 5)):
+            coded = rng.random() < 0.5
+            moves.extend(
+                (k + rng.random(), "READY", "ASSIGNED")
+                + ((history.DISPATCHED_TO, "n1", 1) if coded else ("by hand", None, None))
+            )
+        state = rng.choice(["PENDING", "READY", "DONE", "FAILED", "CANCELLED"])
+        node = rng.choice([None, "n1", "n2"])
+        tasks[task_id] = SimpleNamespace(state=state, node=node, attempts=rows, moves=moves)
+        deps[task_id] = tuple(f"t{d}" for d in range(i) if rng.random() < 0.2)
+    return tasks, deps
+
+
+@pytest.mark.parametrize("build", ["compiled", "pure"])
+@pytest.mark.parametrize("seed", range(12))
+def test_kept_columns_by_slices_thaw_to_every_attempt(build: str, seed: int) -> None:
+    """Tasks of no, one and many attempt rows (a row is its own item, the others a tuple of
+    rows), kept at once or a random slice at a time: every query gives what ``freeze_all`` gives
+    of the records."""
+    hist = _HISTORY[build]
+    rng = random.Random(seed)
+    tasks, deps = _records(rng, rng.randint(1, 40))
+    kept = hist.keep(tasks, deps)
+    cols: list[list[Any]] = [[], [], [], [], [], []]
+    items = iter(tasks.items())
+    held: list[Any] = []
+    while hist.keep_next(items, deps, rng.randint(1, 7), cols, held):
+        pass
+    assert hist.sealed(cols) == kept and held == list(tasks.values())
+    assert hist.kept_count(kept) == len(tasks)
+    offset = rng.random() * 1000
+    for since in (0.0, offset + 1.0, offset + 3.0, offset + 99.0):
+        for brief in (False, True):
+            want = hist.freeze_all(tasks, deps, offset, since, brief)
+            assert hist.thaw(kept, offset, since, brief) == want
