@@ -33,8 +33,9 @@ def validate_view(
     view._rooms.refresh(view)
     alive = [n for n in view.nodes.values() if n.alive]
     assert view._rooms.alive(view.nodes) == alive, "room index: live nodes out of step"
+    rooms_of = {n.name: view.room_of(n) for n in alive}  # (a query: asked once a node)
     for n in alive:
-        assert view._rooms.room.get(n.name) == view.room_of(n), f"room index: {n.name} stale"
+        assert view._rooms.room.get(n.name) == rooms_of[n.name], f"room index: {n.name} stale"
     assert len(view._rooms.room) == len(alive), "room index holds a lost node"
     fillable = [n.name for n in alive if view.may_take_part(n)]
     assert view._rooms.fillable() == fillable, "room index: windows that may take part"
@@ -44,7 +45,7 @@ def validate_view(
         load = view.outstanding.get(n.name, {})
         wave = any(q > 0.0 and q - load.get(k, 0.0) > 0.0 for k, q in n.capacity.items())
         hollow = not any(q > 0.0 for q in n.capacity.values())
-        roomy = any(q > 0.0 for q in view.room_of(n).values())
+        roomy = any(q > 0.0 for q in rooms_of[n.name].values())
         got = (
             n.name in rooms._with_free.members,
             n.name in rooms._with_wave.members,

@@ -131,7 +131,13 @@ def workloads() -> st.SearchStrategy[tuple[list[TaskSpec], dict[str, Any]]]:
     return seeded(workload)
 
 
-def drive(c: Cluster, specs: list[TaskSpec], options: dict[str, Any], steps: Sequence[Any]) -> Any:
+def drive(
+    c: Cluster,
+    specs: list[TaskSpec],
+    options: dict[str, Any],
+    steps: Sequence[Any],
+    run_id: str = "r",
+) -> Any:
     """Submit, then in each step answer every dispatch, start what the nodes' queues can, and
     finish (or fail) one running attempt picked by the step; the instructions of every call."""
     trace: list[list[str]] = []
@@ -142,7 +148,7 @@ def drive(c: Cluster, specs: list[TaskSpec], options: dict[str, Any], steps: Seq
 
     waiting: list[ev.Dispatch] = []
     running: list[tuple[str, str, str, int]] = []
-    took(c.submit("r", specs, **options))
+    took(c.submit(run_id, specs, **options))
     for pick, fails, seconds, together in steps:
         while waiting:
             d = waiting.pop(0)
@@ -166,7 +172,7 @@ def drive(c: Cluster, specs: list[TaskSpec], options: dict[str, Any], steps: Seq
             took(c.succeed_many(node, run_id, done))
         else:
             took(c.succeed(node, run_id, task_id, attempt, pick % 50, b"v", duration=seconds))
-    status = c.sched.run_status("r")
+    status = c.sched.run_status(run_id)
     return trace, repr(status), dict(c.sched.counters), c.sched.outstanding("n0")
 
 
