@@ -7,13 +7,18 @@ Offline-capable: pip uses this machine's index configuration (as ``make build`` 
 mirror or cache serves it without a network). To install from a wheelhouse instead, set
 ``HANDOFFD_WHEELHOUSE=DIR``: then pip runs with ``--no-index --find-links DIR``.
 
-The Cython step runs from scratch as in a fresh clone; the C compiler goes through the compiler
-cache ``make build`` installs and fills (``ccache`` in the venv, objects in ``<venv>/ccache``): C
-that ``make build`` compiled from the same sources with the same flags (-O3) is taken from the
-cache, byte for byte what the compiler made of it, and anything else is compiled. Without that
-cache (a venv made before it) the wheel's extensions are compiled at -O0 (``HANDOFFD_OPT_LEVEL=0``):
-this checks what a wheel holds and that it installs and runs, and -O3 took ~85 of the wheel
-build's ~105 CPU seconds."""
+The C of the extensions is what Cython generated in this checkout's ``make build`` (the same run,
+in CI), copied beside the sources when every file of it is newer than every Cython source it may
+depend on: the wheel's build compiles it without running Cython again (``HANDOFFD_C_GENERATED=1``,
+setup.py), where Cython took about half of this fixture's time; ``make build`` itself runs Cython
+in pip's isolated build of the same declared requirements. C older than a source (edited since
+the last build) is not used: the wheel's build then runs Cython from scratch. The C compiler goes
+through the compiler cache ``make build`` installs and fills (``ccache`` in the venv, objects in
+``<venv>/ccache``): C that ``make build`` compiled from the same sources with the same flags (-O3)
+is taken from the cache, byte for byte what the compiler made of it, and anything else is
+compiled. Without that cache (a venv made before it) the wheel's extensions are compiled at -O0
+(``HANDOFFD_OPT_LEVEL=0``): this checks what a wheel holds and that it installs and runs, and -O3
+took ~85 of the wheel build's ~105 CPU seconds."""
 
 from __future__ import annotations
 
@@ -130,15 +135,44 @@ def _tracked_copy(dest: Path) -> Path:
     return dest
 
 
+def _generated_c(repo: Path = REPO) -> list[str]:
+    """The C files of this checkout's extensions (ignored by git, beside their tracked .py or .pyx)
+    as ``make build``'s Cython left them, when each is newer than its own source and than every
+    tracked .pxd and .pyx (all a module may cimport); else none, and the wheel's build runs Cython."""
+    tracked = set(filter(None, _run(["git", "-C", str(repo), "ls-files", "-z"]).stdout.split("\0")))
+    sources = [
+        rel
+        for rel in tracked
+        if rel.endswith((".py", ".pyx")) and (repo / rel).with_suffix(".c").is_file()
+    ]
+    cimportable = [repo / rel for rel in tracked if rel.endswith((".pxd", ".pyx"))]
+    newest = max((path.stat().st_mtime for path in cimportable if path.exists()), default=0.0)
+    generated = []
+    for rel in sources:
+        c_file = (repo / rel).with_suffix(".c")
+        if c_file.stat().st_mtime < max(newest, (repo / rel).stat().st_mtime):
+            return []
+        generated.append(str(Path(rel).with_suffix(".c")))
+    return generated
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with handoffd installed from a wheel built here; returns the venv."""
     work = tmp_path_factory.mktemp("wheel")
     source = _tracked_copy(work / "src")
+    generated = _generated_c()
+    for rel in generated:
+        shutil.copy2(REPO / rel, source / rel)
     dist = work / "dist"
     _run(
         [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-w", str(dist)],
-        env={**os.environ, **_compiler_env(), "HANDOFFD_REQUIRE_CYTHON": "1"},
+        env={
+            **os.environ,
+            **_compiler_env(),
+            "HANDOFFD_REQUIRE_CYTHON": "1",
+            "HANDOFFD_C_GENERATED": "1" if generated else "0",
+        },
     )
     (wheel,) = dist.glob("handoffd-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -184,7 +218,8 @@ def test_both_commands_and_the_compiled_core_from_the_wheel(
     where, backend, binpack = _run(
         [str(installed / "bin" / "python"), "-c", probe], cwd=tmp_path
     ).stdout.split()
-    assert where.startswith(str(installed)) and backend == "cython" and binpack.endswith(".so")
+    assert where.startswith(str(installed)) and backend == "cython"
+    assert binpack.startswith(str(installed)) and binpack.endswith(".so")
 
 
 def test_a_dag_runs_and_a_user_script_type_checks_against_the_installed_wheel(
@@ -263,3 +298,22 @@ def test_a_dag_runs_and_a_user_script_type_checks_against_the_installed_wheel(
     assert 'Unexpected keyword argument "retries"' in checked.stdout, checked.stdout
     assert 'Argument "policy" to "execute"' in checked.stdout, checked.stdout
     assert "Literal['random']" in checked.stdout, checked.stdout
+
+
+def test_make_builds_c_is_taken_only_while_no_cython_source_is_newer(tmp_path: Path) -> None:
+    """The fixture's choice: make build's C for every extension, or none (Cython runs) once a
+    source was edited after it; an untracked .py's C is not an extension's."""
+    _run(["git", "init", "-q", str(tmp_path)])
+    for rel in ("pkg/a.py", "pkg/b.py", "pkg/a.pxd", "_core/k.pyx", "pkg/plain.py", "loose.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x = 1\n")
+    _run(["git", "-C", str(tmp_path), "add", "pkg", "_core"])
+    for rel in ("pkg/a.c", "pkg/b.c", "_core/k.c", "loose.c"):
+        (tmp_path / rel).write_text("/* generated */\n")
+        os.utime(tmp_path / rel, (2e9, 2e9))  # written after the sources
+    assert sorted(_generated_c(tmp_path)) == ["_core/k.c", "pkg/a.c", "pkg/b.c"]
+    for edited in ("pkg/a.pxd", "pkg/b.py", "_core/k.pyx"):
+        os.utime(tmp_path / edited, (2e9 + 1, 2e9 + 1))
+        assert _generated_c(tmp_path) == []
+        os.utime(tmp_path / edited, (1e9, 1e9))
+    assert len(_generated_c(tmp_path)) == 3
