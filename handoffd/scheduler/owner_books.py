@@ -181,7 +181,7 @@ class OwnerBooks(OwnerQueries):
         ordered, deps = run.ordered, run.effective_deps
         size = len(ordered)
         end = size if limit is None else min(size, run.intake + limit)
-        block = []
+        block: list[TaskRecord] = []
         for at in range(run.intake, end):
             rec = ordered[at]
             if deps[rec.id]:
