@@ -33,14 +33,18 @@ cdef class OwnerBooks(OwnerQueries):
     cpdef succeeded_on(self, RunState run, str node, list recs)
     @cython.locals(back=list)
     cpdef _came_back(self, RunState run, TaskRecord rec, str node)
-    @cython.locals(pin=object, spec=object, cost=object, no_room=list, seen=tuple)
+    @cython.locals(pin=object)
     cpdef _enqueue(self, RunState run, TaskRecord rec)
+    @cython.locals(no_room=list, seen=tuple)
+    cpdef _ask_room(self, object pin, object cost)
     cpdef bint _intake(self, RunState run, double now, object limit, bint first)
     @cython.locals(
         ordered=list, deps=dict, size=Py_ssize_t, end=Py_ssize_t, at=Py_ssize_t, rec=TaskRecord,
-        tally=dict, c=dict, moves=list
+        block=list
     )
     cpdef bint _take_slice(self, RunState run, double now, object limit)
+    @cython.locals(row=tuple, rec=TaskRecord, moves=list, k=Py_ssize_t, tally=dict, c=dict)
+    cpdef _ready_block(self, RunState run, list recs, double now)
     cpdef _place(self)
     @cython.locals(spec=object, cost=object, task_id=str, attempt=object, now=double)
     @cython.locals(dispatches=dict, key=tuple, placed=Placed)

@@ -158,15 +158,7 @@ class OwnerBooks(OwnerQueries):
             pin = rec.pin
             if pin is None and run.group_of:
                 pin = run.pin_of(rec.id)
-            cost = rec.cost
-            no_room = self._no_room
-            if no_room is not None:
-                for seen in no_room:
-                    if seen[0] == pin and (seen[1] is cost or seen[1] == cost):
-                        return
-            self._dirty = self._view.could_take(pin, cost)
-            if no_room is not None and not self._dirty and len(no_room) < _NO_ROOM_SHAPES:
-                no_room.append((pin, cost))
+            self._ask_room(pin, rec.cost)
 
     def _intake(self, run: RunState, now: float, limit: Any, first: bool) -> bool:
         """``run.start`` (``first``) or ``run.take_in`` at ``now`` for ``limit`` tasks, with
@@ -184,33 +176,74 @@ class OwnerBooks(OwnerQueries):
     def _take_slice(self, run: RunState, now: float, limit: Any) -> bool:
         """``run.take_in(now, limit)`` for a run whose mover is this owner and which has no
         listener: each PENDING -> READY move (``RunState.move``) and this owner's books for it
-        (``moved``: the ready queue) written out for the one case, in their order."""
+        (``moved``: the ready queue) written out for the one case, in their order, the slice's
+        moves made as one block (``_ready_block``)."""
         ordered, deps = run.ordered, run.effective_deps
         size = len(ordered)
         end = size if limit is None else min(size, run.intake + limit)
-        tally = run.tally
-        c = run.counters
+        block: list[TaskRecord] = []
         for at in range(run.intake, end):
             rec = ordered[at]
             if deps[rec.id]:
                 continue
             if rec.state is not PENDING:
                 if rec.state == PENDING:  # (an equal, not the interned, state: the generic move)
+                    if block:  # (what came before it first, as one by one)
+                        self._ready_block(run, block, now)
+                        block = []
                     run.move(rec, READY, now, "submitted")
                 continue
-            rec.state = READY
-            rec.delayed = False
-            tally[PENDING] -= 1
-            tally[READY] += 1
-            moves = rec.moves
-            moves.extend((now, PENDING, READY, "submitted", None, None))
-            if len(moves) > _MOVES_LIMIT:
-                del moves[: len(moves) - _MOVES_LIMIT]
-            if c is not None:
-                c[READY] = c.get(READY, 0) + 1
-            self._enqueue(run, rec)  # (``moved``: nothing to replicate, nothing out or back)
+            block.append(rec)
+        if block:
+            self._ready_block(run, block, now)
         run.intake = end
         return end < size
+
+    def _ready_block(self, run: RunState, recs: list[TaskRecord], now: float) -> None:
+        """The PENDING -> READY moves of ``recs`` (PENDING, of a run whose mover is this owner
+        and which has no listener), in order: each record's state and history row in one loop
+        (one row tuple for all: they are alike), the run's tally and counters once, the ready
+        queue's pushes as one (``ReadyQueue.push_all``) and ``could_take`` asked once a shape
+        newly queued, as ``_enqueue`` of each asked it (its answer is the view's, which these
+        moves do not change)."""
+        row = (now, PENDING, READY, "submitted", None, None)
+        for rec in recs:
+            rec.state = READY
+            rec.delayed = False
+            moves = rec.moves
+            moves.extend(row)
+            if len(moves) > _MOVES_LIMIT:
+                del moves[: len(moves) - _MOVES_LIMIT]
+        k = len(recs)
+        tally = run.tally
+        tally[PENDING] -= k
+        tally[READY] += k
+        c = run.counters
+        if c is not None:
+            c[READY] = c.get(READY, 0) + k
+        # (``moved``: nothing to replicate, nothing out or back; ``_enqueue`` of each)
+        if run.state != RUN_RUNNING:
+            return
+        if run.group_of:  # (a group member's pin is its group's: ``_enqueue`` asks it)
+            for rec in recs:
+                self._enqueue(run, rec)
+            return
+        for rec in self._ready.push_all(run, recs):
+            if self._dirty:
+                return
+            self._ask_room(rec.pin, rec.cost)
+
+    def _ask_room(self, pin: Any, cost: Any) -> None:
+        """``_dirty`` from ``could_take(pin, cost)`` for a task newly queued (``_enqueue``),
+        once a (pin, cost) shape while a slice is taken in (``_no_room``)."""
+        no_room = self._no_room
+        if no_room is not None:
+            for seen in no_room:
+                if seen[0] == pin and (seen[1] is cost or seen[1] == cost):
+                    return
+        self._dirty = self._view.could_take(pin, cost)
+        if no_room is not None and not self._dirty and len(no_room) < _NO_ROOM_SHAPES:
+            no_room.append((pin, cost))
 
     # (Callables handed to the parts and runs are these plain methods: a compiled cpdef method
     # taken as a value does not convert; each calls its typed twin.)

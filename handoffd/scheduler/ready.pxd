@@ -47,6 +47,11 @@ cdef class ReadyQueue:
 
     @cython.locals(items=tuple, node=object, hot_items=tuple)
     cpdef bint push(self, RunState run, TaskRecord rec)
+    @cython.locals(
+        firsts=list, k=Py_ssize_t, i=Py_ssize_t, first=TaskRecord, items=tuple, node=object,
+        n=Py_ssize_t, head=TaskRecord, rec=TaskRecord, hot_items=tuple
+    )
+    cpdef list push_all(self, RunState run, list recs)
     @cython.locals(items=tuple, node=object, hot_items=tuple)
     cpdef discard(self, TaskRecord rec)
     @cython.locals(hot=tuple, left=Py_ssize_t)

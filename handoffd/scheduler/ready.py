@@ -233,6 +233,52 @@ class ReadyQueue:
             self.runs[run.run_id] = run
         return True
 
+    def push_all(self, run: RunState, recs: list[TaskRecord]) -> list[TaskRecord]:
+        """``push`` of each of ``recs`` (of ``run``, in order: a slice taken in), each run of
+        consecutive records of one cost items and pin object counted once, by how many of it
+        were new: what each one's ``push`` counted. The first newly queued record of each such
+        run, in order (the caller's room check asks once a shape)."""
+        firsts: list[TaskRecord] = []
+        k = len(recs)
+        i = 0
+        while i < k:
+            first = recs[i]
+            items = first.cost_items
+            node = first.pin
+            n = 0
+            head: TaskRecord | None = None
+            while i < k:
+                rec = recs[i]
+                if rec.cost_items is not items or rec.pin is not node:
+                    break
+                i += 1
+                if rec.queued:
+                    continue
+                rec.queued = True
+                n += 1
+                if head is None:
+                    head = rec
+                if not rec.in_heap:
+                    rec.in_heap = True
+                    _entry_push(run, rec.order)
+                    self.runs[run.run_id] = run
+            if not n:
+                continue
+            firsts.append(head)  # type: ignore[arg-type]
+            self.size += n
+            if not items:
+                self.weightless += n
+            hot_items = self._hot_items
+            if (items is hot_items or (hot_items is not None and items == hot_items)) and (
+                node is self._hot_node or node == self._hot_node
+            ):
+                if not self._hot_n:
+                    self.shapes[self._hot] = 0  # type: ignore[index]
+                self._hot_n += n
+            else:
+                self._count((node, items), n)
+        return firsts
+
     def adopt(self, run: RunState, queued: tuple | None) -> None:
         """Count ``run``'s queued tasks, flagged and in its heap already (a takeover prepared
         them off the loop: ``scheduler.takeover.prepare``): ``queued`` is (size, weightless,
