@@ -103,6 +103,10 @@ def test_node_killed_mid_run_the_run_completes(daemons, tmp_path):
     b = daemons.start(cpu=2, seeds=[a.address])
     c = daemons.start(cpu=2, seeds=[a.address])
     marker = tmp_path / "started"
+    # The tasks end only once the victim is dead: one that ended on it before the kill would keep
+    # it in the final placement rightly (its value already held), which at high load happened when
+    # the first wave ended before the test saw four starts.
+    release = tmp_path / "release"
     with handoffd.connect(a.address) as client:
         wait_for(
             lambda: len([n for n in client.nodes().values() if n.status == "ALIVE"]) == 3,
@@ -113,7 +117,10 @@ def test_node_killed_mid_run_the_run_completes(daemons, tmp_path):
         for i in range(12):
             dag.add_function(
                 handoffd.Function(
-                    id=f"w{i}", code=_slow_square, extra_args=[i, str(marker)], node=None
+                    id=f"w{i}",
+                    code=_gated_square,
+                    extra_args=[i, str(marker), str(release)],
+                    node=None,
                 )
             )
         dag.add_function(
@@ -127,6 +134,7 @@ def test_node_killed_mid_run_the_run_completes(daemons, tmp_path):
         )
         victim = b if any(p == b.name for p in _running_on(run)) else c
         victim.kill()
+        release.touch()
         run.wait(120)
         results = run.results()
         placement = run.placement()
@@ -142,12 +150,15 @@ def _running_on(run) -> list[str]:
         return []
 
 
-def _slow_square(i, marker):
+def _gated_square(i, marker, release):
+    import os
     import time
 
     with open(marker, "a") as f:
         f.write(f"{i}\n")
-    time.sleep(0.5)
+    deadline = time.monotonic() + 90.0  # bounded: the test touches the file right after its kill
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return i * i
 
 
