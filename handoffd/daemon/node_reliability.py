@@ -75,6 +75,8 @@ class NodeReliability:
     _stats_logged: tuple[int, int, int]
     # The ledger changed since membership last took our free resources (_own_to_membership).
     _own_stale = False
+    # A ``_drained`` comes before the running loop callback returns (``NodeRouting``'s).
+    _held: bool
 
     def _owned_runs(self) -> list[tuple[str, Any]]:
         """The runs we own, each with its status."""
@@ -235,7 +237,13 @@ class NodeReliability:
         # member for each of them; peers then saw us DEAD), ~1.2 s with one re-choice. The owner
         # hears every change before replication acts on any (a takeover sees the dead as dead).
         if updates and self.owner is not None:
-            self.owner.member_updates(self._leaving.masked(updates))
+            # Free figures alone heard amid a drain (``_held``: its ``_drained`` comes before this
+            # callback returns) join the drain's batch: fed on their own, they fed the reports
+            # read so far in a scheduler batch of their own, splitting the drain's in two (a
+            # pass and a dispatch more). A status change is fed now: the owner hears of a death
+            # before replication acts on it.
+            batched = self._held and not changes
+            self.owner.member_updates(self._leaving.masked(updates), batched)
         for change in changes:
             self._member_changed(change)
         if changes and self.replication is not None:

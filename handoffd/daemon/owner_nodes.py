@@ -28,12 +28,17 @@ class NodeViews:
     def _feed_all(self, *events: Any) -> None:
         raise NotImplementedError
 
+    def _feed_reported(self, events: list[Any]) -> None:
+        raise NotImplementedError
+
     def member_update(self, member: m.MemberState) -> None:
         self.member_updates([member])
 
-    def member_updates(self, members: list[m.MemberState]) -> None:
+    def member_updates(self, members: list[m.MemberState], batched: bool = False) -> None:
         """What membership says of these members (in order), as one scheduler batch: the only
-        source of nodes in the scheduler's view besides ourselves."""
+        source of nodes in the scheduler's view besides ourselves. ``batched``: only their free
+        resources changed (no member's status), heard amid a transport's drain: with
+        ``batch_reports`` they join the drain's batch (``_feed_reported``), fed at its end."""
         events = [
             ev.NodeUpdate(
                 member.name,
@@ -46,7 +51,11 @@ class NodeViews:
             for member in members
             if member.name != self.port.name  # our own free resources come from the ledger
         ]
-        if events:
+        if not events:
+            return
+        if batched:
+            self._feed_reported(events)
+        else:
             self._feed_all(*events)
 
     def member_restarted(self, name: str) -> None:
