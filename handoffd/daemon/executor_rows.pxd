@@ -9,14 +9,17 @@ cdef Py_ssize_t _COST, _INCLUSION, _PAYLOAD, _RUN, _SLOT, _TASK, _TIMEOUT
 
 
 @cython.locals(
-    tasks=dict, local=dict, total=dict, limit=dict, queued=bint, count=Py_ssize_t,
+    tasks=dict, local=dict, total=dict, limit=dict, count=Py_ssize_t,
     at=Py_ssize_t, payload_frame=Py_ssize_t, kept=dict,
 )
-cpdef bint accept_columns(object state, object t, object frames, list refused, list started)
+cpdef object accept_columns(
+    object state, object t, object frames, list refused, list started, list queued
+)
 @cython.locals(
     target=Py_ssize_t, low=Py_ssize_t, left=Py_ssize_t, scanned=Py_ssize_t, scan=Py_ssize_t,
     room=dict, slots=list, chains=dict, only_jobs=list, local=dict, tasks=dict, total=dict,
-    only_keys=dict, row=bint,
+    only_keys=dict, row=bint, block_keys=list, block_payloads=list, block_titles=list,
+    order=list, at=Py_ssize_t, kept_from=Py_ssize_t,
 )
 cpdef object refill(object state)
 cpdef object _fold(list started, object block)

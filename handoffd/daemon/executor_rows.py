@@ -52,10 +52,11 @@ def accept_columns(
     frames: list[Any],
     refused: list[tuple[str, int, str]],
     started: list[Task],
-) -> bool:
+    queued: list[Key],
+) -> None:
     """``Intake._accept_table``'s tasks of a plain table (``_fast``), read straight from its
-    columns: each refused one appended to ``refused``, each to gather to ``started``; whether a
-    task joined the local queue (its order is then sorted again)."""
+    columns: each refused one appended to ``refused``, each to gather to ``started``, the key of
+    each that joined the local queue to ``queued`` (in arrival order: ``QueueOrder.arrived``)."""
     run_id, owner_address = t.run_id, t.owner_address
     tasks, ledger, now, arrivals = state.tasks, state.ledger, state._now, state._arrivals
     local, total, limit = state.local, state._local_cost, state._queue_limit
@@ -67,7 +68,6 @@ def accept_columns(
     only: str | None = None
     only_qty = only_top = 0.0
     eps, no_missing = resources.EPS, NO_MISSING
-    queued = False  # a task joined the local queue (its order is then sorted again)
     # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
     # every task not refused, in order: built from the columns at the end unless one was.
     columns = zip(
@@ -140,7 +140,7 @@ def accept_columns(
                 None,  # its slot, once chained
             ]
             local[key] = qkey
-            queued = True
+            queued.append(key)
             if summed >= 0.0:
                 total[only] = summed  # type: ignore[index]
             else:
@@ -190,7 +190,7 @@ def accept_columns(
         tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
         if gpus is None:
             local[key] = qkey
-            queued = True
+            queued.append(key)
             if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
                 total[only] = summed  # type: ignore[index]
             else:
@@ -198,7 +198,6 @@ def accept_columns(
                     total[kind] = total.get(kind, 0.0) + qty
         if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
             started.append(task)
-    return queued
 
 
 def refill(state: Any) -> None:
@@ -229,9 +228,11 @@ def refill(state: Any) -> None:
     block: JobBlock | None = None
     block_inclusion = ""
     block_timeout: float | None = None
-    add_key: Any = None  # (the three set with ``block``)
-    add_payload: Any = None
-    add_title: Any = None
+    # ``block``'s three columns, appended to as lists (typed in the .pxd: the list's own append,
+    # not a bound method called through the call protocol, three a row)
+    block_keys: list[Any] = []
+    block_payloads: list[Any] = []
+    block_titles: list[str] = []
     only_cost = only.cost if only is not None else None
     # A cost found equal to ``only_cost``: a table's tasks share one cost dict, so the dicts
     # are compared once a table, not once a task
@@ -252,7 +253,14 @@ def refill(state: Any) -> None:
     # Each task is picked and started in one pass: what picks the next one (the queue, the
     # tasks, their ``missing``, the room left) is not changed by starting this one, so the
     # picks and their order are those of picking every task first.
-    for key in state.queue_order():
+    # The keys at the order's front that leave the queue in this pass (taken, or gone before)
+    # are trimmed off it at the end: up to the first key that stays (``kept_from``), or the
+    # one the pass stops at; the order then holds no key that left (``QueueOrder.arrived``)
+    order = state.queue_order()
+    at = -1  # the index in ``order`` of the key looked at
+    kept_from = -1  # the index of the first key looked at that stays queued
+    for key in order:
+        at += 1
         if key not in local:
             continue
         scanned += 1
@@ -260,6 +268,8 @@ def refill(state: Any) -> None:
             break
         task = tasks.get(key)
         if task is None:
+            if kept_from < 0:
+                kept_from = at
             continue
         if only is not None and type(task) is list:
             # A row into the one slot (W1's every task): the steps below for a row, in line
@@ -290,21 +300,23 @@ def refill(state: Any) -> None:
             ):
                 block = JobBlock([], [], [], inclusion, timeout, only_devices, only_memory)
                 block_inclusion, block_timeout = inclusion, timeout
-                add_key, add_payload = block.keys.append, block.payloads.append
-                add_title = block.titles.append
+                block_keys, block_payloads = block.keys, block.payloads
+                block_titles = block.titles
                 only_jobs.append(block)
-            add_key(key)
-            add_payload(task[_PAYLOAD])
+            block_keys.append(key)
+            block_payloads.append(task[_PAYLOAD])
             run_id = task[_RUN]
             if run_id is not title_run:
                 title_run = run_id
                 title_head = f"run {title_run} task "
-            add_title(title_head + task[_TASK])
+            block_titles.append(title_head + task[_TASK])
             continue
         row = isinstance(task, list)  # a queued task's ``Row``: no inputs, none missing
         if row:
             cost = task[_COST]
         elif task.missing:
+            if kept_from < 0:
+                kept_from = at
             continue
         else:
             cost = task.cost
@@ -382,6 +394,12 @@ def refill(state: Any) -> None:
             chains[slot.id] = [job]
         else:
             jobs.append(job)
+    else:
+        at += 1  # (every key looked at: the pass stopped at none)
+    if kept_from < 0:
+        kept_from = at
+    if kept_from > 0:
+        del order[:kept_from]
     if only is not None and only_jobs:
         chains[only.id] = only_jobs
     if not local and total is state._local_cost:
