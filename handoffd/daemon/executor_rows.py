@@ -67,6 +67,12 @@ def accept_columns(
     # ``fits_node``'s kind, quantity and queue limit (with the tolerance) when it has one
     only: str | None = None
     only_qty = only_top = 0.0
+    # The queue's sum of ``only``'s kind kept here once a task added to it (``only_live``:
+    # ``total[only]`` is then stale) and written back once (a float and a dict write a queued
+    # task less; in the compiled build a C double), before anything else reads or writes
+    # ``total``: the same additions in the same order as writing it each time
+    only_sum = 0.0
+    only_live = False
     eps, no_missing = resources.EPS, NO_MISSING
     # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
     # every task not refused, in order: built from the columns at the end unless one was.
@@ -104,7 +110,7 @@ def accept_columns(
             if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
                 reason = ""  # (``_queue_full`` in line: a call a queued task less)
                 if only is not None:  # (a cost of one kind, most tasks')
-                    summed = total.get(only, 0.0) + only_qty
+                    summed = (only_sum if only_live else total.get(only, 0.0)) + only_qty
                     if only_qty > 0 and summed > only_top:
                         reason = "no room: queue full"
                 else:
@@ -113,6 +119,9 @@ def accept_columns(
                             reason = "no room: queue full"
                             break
             else:
+                if only_live:  # (written back: the queue test reads it)
+                    total[only] = only_sum  # type: ignore[index]
+                    only_live = False
                 reason = state._queue_refusal(cost)
                 fits_node = None if reason.endswith("capacity") else cost
                 only = None
@@ -142,8 +151,12 @@ def accept_columns(
             local[key] = qkey
             queued.append(key)
             if summed >= 0.0:
-                total[only] = summed  # type: ignore[index]
+                only_sum = summed  # (``total[only]``'s, written back at the end)
+                only_live = True
             else:
+                if only_live:
+                    total[only] = only_sum  # type: ignore[index]
+                    only_live = False
                 for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) + qty
             continue
@@ -192,12 +205,18 @@ def accept_columns(
             local[key] = qkey
             queued.append(key)
             if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
-                total[only] = summed  # type: ignore[index]
+                only_sum = summed
+                only_live = True
             else:
+                if only_live:
+                    total[only] = only_sum  # type: ignore[index]
+                    only_live = False
                 for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
                     total[kind] = total.get(kind, 0.0) + qty
         if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
             started.append(task)
+    if only_live:
+        total[only] = only_sum  # type: ignore[index]
 
 
 def refill(state: Any) -> None:
@@ -221,6 +240,11 @@ def refill(state: Any) -> None:
     qty1 = 0.0
     if only is not None and len(only.cost) == 1:
         ((kind1, qty1),) = only.cost.items()
+    # The queue's sum of ``kind1`` kept here once a row gave its cost back (``sum1_live``:
+    # ``total[kind1]`` is then stale), written back before any other step reads or writes
+    # ``total`` and at the end (as ``accept_columns``' ``only_sum``)
+    sum1 = 0.0
+    sum1_live = False
     chains: dict[int, list[Job | JobBlock]] = {}
     # ``only``'s jobs (every task taken then is its), and its cost, read once; its rows'
     # as blocks (``JobBlock``): the one being filled, what its rows share, its appends
@@ -285,7 +309,8 @@ def refill(state: Any) -> None:
             left -= 1
             del local[key]  # (``_unqueue_local`` in line: found in ``local`` above)
             if kind1 is not None:
-                total[kind1] = total.get(kind1, 0.0) - qty1
+                sum1 = (sum1 if sum1_live else total.get(kind1, 0.0)) - qty1
+                sum1_live = True
             else:
                 for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) - qty
@@ -311,6 +336,9 @@ def refill(state: Any) -> None:
                 title_head = f"run {title_run} task "
             block_titles.append(title_head + task[_TASK])
             continue
+        if sum1_live:  # (written back: the steps below read and write ``total``)
+            total[kind1] = sum1  # type: ignore[index]
+            sum1_live = False
         row = isinstance(task, list)  # a queued task's ``Row``: no inputs, none missing
         if row:
             cost = task[_COST]
@@ -396,6 +424,8 @@ def refill(state: Any) -> None:
             jobs.append(job)
     else:
         at += 1  # (every key looked at: the pass stopped at none)
+    if sum1_live:
+        total[kind1] = sum1  # type: ignore[index]
     if kept_from < 0:
         kept_from = at
     if kept_from > 0:

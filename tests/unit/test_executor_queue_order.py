@@ -165,3 +165,27 @@ def test_the_order_is_the_queue_sorted_whatever_the_events(seed: int, build: str
             side.step(st.handle(control(rng, st.tasks, terms), now))
         check(st)
     assert order.appended >= 5  # (the append was taken: a run of sorts would prove nothing)
+
+
+def test_the_queue_s_sum_is_its_tasks_costs_when_a_refill_takes_rows_then_a_task(
+    build: str,
+) -> None:
+    """The refill keeps the queue's sum of the one slot's kind between its rows' steps and
+    writes it back before a ``Task`` (a row asked for: ``ExecutorState.task``) takes the
+    general steps, which read and write it too; the intake keeps it between a table's
+    queued tasks. After each pass the sum is the queued tasks' costs."""
+    side = Side(rows=True)
+    side.st = st = one_cpu()
+    side.step(st.handle(table("r", 0, 60), 0.0))
+    for _ in range(4):
+        queued = list(st.local)
+        assert len(queued) > 12
+        for key in queued[2:12:3]:  # (rows among them turned into their Tasks for good)
+            st.task(key)
+        side.read([(key, "kept", 1e-4) for key in side.running], False)
+        costs = sum(st.task_records()[key].cost["cpu"] for key in st.local)
+        assert st._local_cost.get("cpu", 0.0) == pytest.approx(costs, abs=1e-9)
+        side.step(st.handle(table("r", 100 + 10 * _, 10), 0.1))
+        costs = sum(st.task_records()[key].cost["cpu"] for key in st.local)
+        assert st._local_cost.get("cpu", 0.0) == pytest.approx(costs, abs=1e-9)
+    check(st)
