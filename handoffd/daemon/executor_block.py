@@ -2,7 +2,8 @@
 # (the annotations are for mypy; executor_block.pxd beside it gives the compiled build its C types)
 """A read's block of KEPT replies ended (``executor_ends.Ends._ended`` of a ``Kept``): the block's
 tasks looked up, the ones at its front that are not queued rows (a chain's first task is its
-slot's ``Task``) ended one by one, the rest as a block when that is the same as one by one.
+slot's ``Task`` when it was claimed as one: a dispatch's claim) ended one by one, the rest as a
+block when that is the same as one by one.
 
 Design note: ``_ended_each`` ends a task in ~90 bytecodes; the block's form (session 30) did it a
 column at a time with ``map`` passes, each step a C call through the call protocol. Here the same
@@ -42,7 +43,7 @@ _SLOT, _RUN, _OWNER, _PAYLOAD = R_SLOT, R_RUN, R_OWNER, R_PAYLOAD
 
 def ended_kept(ends: Any, block: Kept) -> None:
     """A read's block of KEPT replies ended, in order: the tasks at its front that are not
-    queued rows one by one (a chain's first task is the ``Task`` its slot started with), the
+    queued rows one by one (a chain's first task is a ``Task`` when its slot started with one), the
     rest as a block when ``ends._ended_block`` can, else one by one."""
     tasks = ends.tasks
     keys = block.keys

@@ -258,8 +258,20 @@ class Intake:
             refused = [(i, a, stale) for i, a in zip(t.task_ids, t.attempts, strict=True)]
             self._reply(run_id, owner_address, accepted, refused)
             return
-        if accept_columns(self, t, frames, refused, started):  # (a task joined the queue)
-            self._order.dirty = True
+        queued: list[Key] = []  # (keys that joined the local queue, in arrival order)
+        accept_columns(self, t, frames, refused, started, queued)
+        if queued:
+            # One aging level (one ``now``), so the keys ascend in arrival order when the table
+            # has one priority and one rank (not NaN): the order takes them without a sort
+            priorities, ranks = t.priorities, t.ranks
+            first, rank = priorities[0], ranks[0]
+            self._order.arrived(
+                self.local,
+                queued,
+                rank == rank
+                and priorities.count(first) == len(priorities)
+                and ranks.count(rank) == len(ranks),
+            )
         accepted = list(zip(t.task_ids, t.attempts, strict=True))
         if refused:  # (the refused are a subsequence of the table, in order: taken out)
             accepted = _without(accepted, refused)

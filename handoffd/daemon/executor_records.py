@@ -207,11 +207,32 @@ def queue_key(priority: int, rank: float, arrived: float, seq: int) -> tuple[int
 
 class QueueOrder:
     """A node's local queue in start order (``queue_key``): sorted again after arrivals (timsort:
-    near linear on the sorted run plus a batch); keys that left the queue stay until compacted."""
+    near linear on the sorted run plus a batch), or the arrivals appended when they come after
+    the order's last key in their own order (``arrived``: a run's table of one priority and rank,
+    W1's every one); keys that left the queue stay until compacted or trimmed off the front
+    (``executor_rows.refill``)."""
 
     def __init__(self) -> None:
+        # Every queued key once, in start order, among keys that left the queue (unless dirty)
         self.keys: list[Key] = []
         self.dirty = False  # a task joined the queue since the last sort
+
+    def arrived(self, local: dict[Key, QKey], queued: list[Key], in_order: bool) -> None:
+        """``queued`` (keys that just joined ``local``, in arrival order; ``in_order``: their
+        queue keys ascend in that order) taken into the order: appended when that is where a
+        sort would put them, else the order is sorted again at its next read. Appended only
+        when ``keys`` holds no key that left the queue (its length is the queue's before them):
+        a key that left and came back must not be found at its old place too."""
+        keys = self.keys
+        if (
+            not in_order
+            or self.dirty
+            or len(keys) + len(queued) != len(local)
+            or (keys and not local[keys[-1]] < local[queued[0]])
+        ):
+            self.dirty = True
+        else:
+            keys += queued
 
     def keys_of(self, local: dict[Key, QKey]) -> list[Key]:
         """``local`` maps each queued task's key to its ``Task.qkey``: sorted by the dict's own

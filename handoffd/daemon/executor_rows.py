@@ -52,10 +52,11 @@ def accept_columns(
     frames: list[Any],
     refused: list[tuple[str, int, str]],
     started: list[Task],
-) -> bool:
+    queued: list[Key],
+) -> None:
     """``Intake._accept_table``'s tasks of a plain table (``_fast``), read straight from its
-    columns: each refused one appended to ``refused``, each to gather to ``started``; whether a
-    task joined the local queue (its order is then sorted again)."""
+    columns: each refused one appended to ``refused``, each to gather to ``started``, the key of
+    each that joined the local queue to ``queued`` (in arrival order: ``QueueOrder.arrived``)."""
     run_id, owner_address = t.run_id, t.owner_address
     tasks, ledger, now, arrivals = state.tasks, state.ledger, state._now, state._arrivals
     local, total, limit = state.local, state._local_cost, state._queue_limit
@@ -66,8 +67,13 @@ def accept_columns(
     # ``fits_node``'s kind, quantity and queue limit (with the tolerance) when it has one
     only: str | None = None
     only_qty = only_top = 0.0
+    # The queue's sum of ``only``'s kind kept here once a task added to it (``only_live``:
+    # ``total[only]`` is then stale) and written back once (a float and a dict write a queued
+    # task less; in the compiled build a C double), before anything else reads or writes
+    # ``total``: the same additions in the same order as writing it each time
+    only_sum = 0.0
+    only_live = False
     eps, no_missing = resources.EPS, NO_MISSING
-    queued = False  # a task joined the local queue (its order is then sorted again)
     # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
     # every task not refused, in order: built from the columns at the end unless one was.
     columns = zip(
@@ -104,7 +110,7 @@ def accept_columns(
             if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
                 reason = ""  # (``_queue_full`` in line: a call a queued task less)
                 if only is not None:  # (a cost of one kind, most tasks')
-                    summed = total.get(only, 0.0) + only_qty
+                    summed = (only_sum if only_live else total.get(only, 0.0)) + only_qty
                     if only_qty > 0 and summed > only_top:
                         reason = "no room: queue full"
                 else:
@@ -113,6 +119,9 @@ def accept_columns(
                             reason = "no room: queue full"
                             break
             else:
+                if only_live:  # (written back: the queue test reads it)
+                    total[only] = only_sum  # type: ignore[index]
+                    only_live = False
                 reason = state._queue_refusal(cost)
                 fits_node = None if reason.endswith("capacity") else cost
                 only = None
@@ -140,10 +149,14 @@ def accept_columns(
                 None,  # its slot, once chained
             ]
             local[key] = qkey
-            queued = True
+            queued.append(key)
             if summed >= 0.0:
-                total[only] = summed  # type: ignore[index]
+                only_sum = summed  # (``total[only]``'s, written back at the end)
+                only_live = True
             else:
+                if only_live:
+                    total[only] = only_sum  # type: ignore[index]
+                    only_live = False
                 for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) + qty
             continue
@@ -190,15 +203,20 @@ def accept_columns(
         tasks[key] = task  # (``_keep`` in line: a call a task less; the same steps)
         if gpus is None:
             local[key] = qkey
-            queued = True
+            queued.append(key)
             if summed >= 0.0:  # (the sum the queue test found: ``total`` is as it was)
-                total[only] = summed  # type: ignore[index]
+                only_sum = summed
+                only_live = True
             else:
+                if only_live:
+                    total[only] = only_sum  # type: ignore[index]
+                    only_live = False
                 for kind, qty in cost.items():  # (the task's cost: a copy of ``cost``)
                     total[kind] = total.get(kind, 0.0) + qty
         if needs or gpus is not None:  # (``_gather_all`` has nothing to do for the others)
             started.append(task)
-    return queued
+    if only_live:
+        total[only] = only_sum  # type: ignore[index]
 
 
 def refill(state: Any) -> None:
@@ -222,6 +240,11 @@ def refill(state: Any) -> None:
     qty1 = 0.0
     if only is not None and len(only.cost) == 1:
         ((kind1, qty1),) = only.cost.items()
+    # The queue's sum of ``kind1`` kept here once a row gave its cost back (``sum1_live``:
+    # ``total[kind1]`` is then stale), written back before any other step reads or writes
+    # ``total`` and at the end (as ``accept_columns``' ``only_sum``)
+    sum1 = 0.0
+    sum1_live = False
     chains: dict[int, list[Job | JobBlock]] = {}
     # ``only``'s jobs (every task taken then is its), and its cost, read once; its rows'
     # as blocks (``JobBlock``): the one being filled, what its rows share, its appends
@@ -229,9 +252,11 @@ def refill(state: Any) -> None:
     block: JobBlock | None = None
     block_inclusion = ""
     block_timeout: float | None = None
-    add_key: Any = None  # (the three set with ``block``)
-    add_payload: Any = None
-    add_title: Any = None
+    # ``block``'s three columns, appended to as lists (typed in the .pxd: the list's own append,
+    # not a bound method called through the call protocol, three a row)
+    block_keys: list[Any] = []
+    block_payloads: list[Any] = []
+    block_titles: list[str] = []
     only_cost = only.cost if only is not None else None
     # A cost found equal to ``only_cost``: a table's tasks share one cost dict, so the dicts
     # are compared once a table, not once a task
@@ -252,7 +277,14 @@ def refill(state: Any) -> None:
     # Each task is picked and started in one pass: what picks the next one (the queue, the
     # tasks, their ``missing``, the room left) is not changed by starting this one, so the
     # picks and their order are those of picking every task first.
-    for key in state.queue_order():
+    # The keys at the order's front that leave the queue in this pass (taken, or gone before)
+    # are trimmed off it at the end: up to the first key that stays (``kept_from``), or the
+    # one the pass stops at; the order then holds no key that left (``QueueOrder.arrived``)
+    order = state.queue_order()
+    at = -1  # the index in ``order`` of the key looked at
+    kept_from = -1  # the index of the first key looked at that stays queued
+    for key in order:
+        at += 1
         if key not in local:
             continue
         scanned += 1
@@ -260,6 +292,8 @@ def refill(state: Any) -> None:
             break
         task = tasks.get(key)
         if task is None:
+            if kept_from < 0:
+                kept_from = at
             continue
         if only is not None and type(task) is list:
             # A row into the one slot (W1's every task): the steps below for a row, in line
@@ -275,7 +309,8 @@ def refill(state: Any) -> None:
             left -= 1
             del local[key]  # (``_unqueue_local`` in line: found in ``local`` above)
             if kind1 is not None:
-                total[kind1] = total.get(kind1, 0.0) - qty1
+                sum1 = (sum1 if sum1_live else total.get(kind1, 0.0)) - qty1
+                sum1_live = True
             else:
                 for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) - qty
@@ -290,21 +325,26 @@ def refill(state: Any) -> None:
             ):
                 block = JobBlock([], [], [], inclusion, timeout, only_devices, only_memory)
                 block_inclusion, block_timeout = inclusion, timeout
-                add_key, add_payload = block.keys.append, block.payloads.append
-                add_title = block.titles.append
+                block_keys, block_payloads = block.keys, block.payloads
+                block_titles = block.titles
                 only_jobs.append(block)
-            add_key(key)
-            add_payload(task[_PAYLOAD])
+            block_keys.append(key)
+            block_payloads.append(task[_PAYLOAD])
             run_id = task[_RUN]
             if run_id is not title_run:
                 title_run = run_id
                 title_head = f"run {title_run} task "
-            add_title(title_head + task[_TASK])
+            block_titles.append(title_head + task[_TASK])
             continue
+        if sum1_live:  # (written back: the steps below read and write ``total``)
+            total[kind1] = sum1  # type: ignore[index]
+            sum1_live = False
         row = isinstance(task, list)  # a queued task's ``Row``: no inputs, none missing
         if row:
             cost = task[_COST]
         elif task.missing:
+            if kept_from < 0:
+                kept_from = at
             continue
         else:
             cost = task.cost
@@ -382,6 +422,14 @@ def refill(state: Any) -> None:
             chains[slot.id] = [job]
         else:
             jobs.append(job)
+    else:
+        at += 1  # (every key looked at: the pass stopped at none)
+    if sum1_live:
+        total[kind1] = sum1  # type: ignore[index]
+    if kept_from < 0:
+        kept_from = at
+    if kept_from > 0:
+        del order[:kept_from]
     if only is not None and only_jobs:
         chains[only.id] = only_jobs
     if not local and total is state._local_cost:

@@ -33,10 +33,11 @@ refilled (once per loop iteration, in one pipe message) when down to half. A slo
 worker is sent its first task and those behind it in one pipe message, not two.
 
 Rows: a queued plain task with no inputs is kept in ``tasks`` as a ``Row`` (``executor_records``),
-not a ``Task``: the refill (``_refill``), the end (``Ends._ended``) and the owner's change read and
-write it by index; every other path (a start through the ledger, cancel, withdraw, leaving, live
-output) asks for the attempt's ``Task`` (``task``), which turns the row into the record the intake
-made of such a task before rows, for good. Rows chained into the one slot down to half (a 1-cpu
+not a ``Task``: the refill (``_refill``), a start through the ledger (``_start_row``: a chain's
+first task once the claim is free again, W1's every chain after the first), the end
+(``Ends._ended``) and the owner's change read and write it by index; every other path (cancel,
+withdraw, leaving, live output) asks for the attempt's ``Task`` (``task``), which turns the row
+into the record the intake made of such a task before rows, for good. Rows chained into the one slot down to half (a 1-cpu
 node's, W1's) go to the pool as ``JobBlock``s (their keys, payloads and titles as columns, no
 ``Job`` a task), which the pool queues and feeds whole (``worker._feeds``); a job is made of a
 block's row only where it leaves the block (a cancel, a loss, a feed of one). The refill's loop and the intake's of a plain table are
@@ -85,8 +86,13 @@ from handoffd.daemon.executor_records import (
     CHAIN_SECONDS,
     QUEUE_FACTOR,
     R_COST,
+    R_INCLUSION,
     R_OWNER,
+    R_PAYLOAD,
     R_RUN,
+    R_SLOT,
+    R_TASK,
+    R_TIMEOUT,
     Fetch,
     Key,
     QKey,
@@ -289,7 +295,8 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         """Start queued tasks the ledger can claim now, in queue order. A cost the ledger refused
         is not offered again in the same pass: claims only shrink what is free, so it would be
         refused again (with a chain holding the only cpu, every task of the queue was tried)."""
-        started: list[Task] = []
+        # (a row started here: its key, the row, its claim's gpus; see ``_start_row``)
+        started: list[Task | tuple[Key, Row, list[int]]] = []
         free = self.ledger.free
         local = self.local
         refused: set[tuple[tuple[str, float], ...]] = set()
@@ -313,29 +320,30 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             if gpus is None:
                 refused.add(shape)
                 continue
-            # (a row started here becomes its ``Task``: ``_start`` reads one; the rows it
-            # looked at and passed over stay rows)
-            if isinstance(got, list):
-                task = self.tasks[key] = row_task(got)
-            else:
-                task = got
             room = any(q > EPS for q in free.values())
-            self._unqueue_local(key, task)
-            task.claimed = True
-            task.gpus = gpus
-            started.append(task)
+            if isinstance(got, list):  # (a row stays a row: ``_start_row``)
+                self._unqueue_local(key, got)
+                started.append((key, got, gpus))
+                continue
+            self._unqueue_local(key, got)
+            got.claimed = True
+            got.gpus = gpus
+            started.append(got)
         if started:
             self._changed = True
         for task in started:
-            if not task.missing:
+            if isinstance(task, tuple):
+                self._start_row(*task)
+            elif not task.missing:
                 self._start(task)
 
-    def _unqueue_local(self, key: Key, task: Task | None) -> None:
+    def _unqueue_local(self, key: Key, task: Task | Row | None) -> None:
         if key in self.local:
             del self.local[key]
             if task is not None:  # (summed in place, no call: once per queued task)
                 total = self._local_cost
-                for kind, qty in task.cost.items():
+                cost = task[R_COST] if isinstance(task, list) else task.cost
+                for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) - qty
             if not self.local:
                 self._local_cost = {}
@@ -352,6 +360,29 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         slot = Slot(next(self._slot_ids), task.cost, task.gpus, self.ledger.visible(task.gpus))
         self.slots[slot.id] = slot
         self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
+
+    def _start_row(self, key: Key, row: Row, gpus: list[int]) -> None:
+        """``_start`` of a queued row the ledger claimed ``gpus`` for, which stays a row: its
+        slot set, as the refill chains a row (``row_task`` then gives the ``Task`` that
+        ``_start`` would have made of it and run), so its end is a row's (``ended_block``) with
+        the rows chained behind it, and its ``Task`` is made only if a look-up asks for it."""
+        cost = row[R_COST]
+        # (the slot's cost a copy, as the ``Task``'s own: ``row_task``)
+        slot = Slot(next(self._slot_ids), dict(cost), gpus, self.ledger.visible(gpus))
+        self.slots[slot.id] = slot
+        row[R_SLOT] = slot
+        slot.keys[key] = None
+        job = new_job(  # (``_enter``'s Job of the task: no inputs)
+            key,
+            row[R_PAYLOAD],
+            [],
+            row[R_INCLUSION],
+            row[R_TIMEOUT],
+            slot.devices,
+            cost.get("memory"),
+            f"run {row[R_RUN]} task {row[R_TASK]}",
+        )
+        self._out.append(Execute(slot.id, [job]))
 
     def _enter(self, task: Task, slot: Slot, inputs: list[Any]) -> Job:
         """``task`` starts under ``slot``'s claim: its Job for the slot's chain (``_refill`` does
