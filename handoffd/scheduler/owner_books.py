@@ -388,12 +388,14 @@ class OwnerBooks(OwnerQueries):
         row_of = -1  # the attempt number ``row`` and ``step`` are of (none yet: attempts are >= 1)
         row: Any = None
         step: Any = None
+        ids: list[str] = []  # (the block's ids, read once: the feed's entry and the watch's)
         for rec in recs:
             # (``RunState.assign``)
             attempt = max(rec.attempt, floor) + 1
             rec.attempt = attempt
             rec.node = node
             task_id = rec.id
+            ids.append(task_id)
             placed[task_id] = node
             if group_of:
                 gid = group_of.get(task_id)
@@ -415,7 +417,7 @@ class OwnerBooks(OwnerQueries):
             if changed is None and on_change is not None:
                 on_change(run_id, task_id)
         if changed is not None:
-            changed.append((run_id, [rec.id for rec in recs], True))
+            changed.append((run_id, ids, True))
         k = len(recs)
         c = run.counters
         if c is not None:
@@ -427,7 +429,7 @@ class OwnerBooks(OwnerQueries):
         tally[ASSIGNED] += k
         # (``moved``: it goes out; it leaves the queue)
         self._view.went_out_all(node, recs, cost, seconds)
-        self._lost.went_out_all(run_id, recs, now)
+        self._lost.went_out_all(run_id, tuple(ids), now)
         self._ready.discard_all(recs)
 
     def _assign(self, run: RunState, rec: TaskRecord, node: str, now: float) -> None:

@@ -507,8 +507,8 @@ class ReadyQueue:
                     self.runs.pop(run.run_id, None)
                     break
                 top = line[at]
-                nxt = ordered[top]
-                if nxt.queued and (nxt.cost is not cost or nxt.pin is not pin):
+                slot = ordered[top]
+                if slot.queued and (slot.cost is not cost or slot.pin is not pin):
                     break
                 line[at] = 0
                 at += 1
@@ -519,9 +519,9 @@ class ReadyQueue:
                     del line[:at]
                     n -= at
                     at = 0
-                nxt.in_heap = False
-                if nxt.queued:
-                    taken.append(nxt)
+                slot.in_heap = False
+                if slot.queued:
+                    taken.append(slot)
             run.ready_at = at
             if taken:
                 self._blocks.append((run, taken))
