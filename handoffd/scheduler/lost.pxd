@@ -24,8 +24,7 @@ cdef class LostMessages:
     cdef public long long _probe_seq
 
     cpdef went_out(self, str run_id, str task_id, double now)
-    @cython.locals(rec=TaskRecord)
-    cpdef went_out_all(self, str run_id, list recs, double now)
+    cpdef went_out_all(self, str run_id, tuple task_ids, double now)
     @cython.locals(sent=list, runs=dict, seen_of=dict, seen=set, found=list, out=dict, kept=list, task_ids=tuple, e=Py_ssize_t, i=Py_ssize_t, since=double)
     cpdef dict out_since(self)
     cpdef sent(self, str node)

@@ -100,14 +100,14 @@ class LostMessages:
         if not self._probe_timer:
             self._arm_probe_timer(self.probe_interval, now)
 
-    def went_out_all(self, run_id: str, recs: list[TaskRecord], now: float) -> None:
-        """``went_out`` of each of ``recs`` (tasks of ``run_id``, a block dispatched at ``now``):
-        one entry for them all."""
-        if not recs:
+    def went_out_all(self, run_id: str, task_ids: tuple[str, ...], now: float) -> None:
+        """``went_out`` of each of ``task_ids`` (tasks of ``run_id``, a block dispatched at
+        ``now``, their ids as the block's books collected them): one entry for them all."""
+        if not task_ids:
             return
         # (tuples of atoms, as the entries: the collector stops tracking them, where a list a
         # dispatch stayed tracked until the next read)
-        self._sent.append((run_id, tuple([rec.id for rec in recs]), now))
+        self._sent.append((run_id, task_ids, now))
         if not self._probe_timer:
             self._arm_probe_timer(self.probe_interval, now)
 

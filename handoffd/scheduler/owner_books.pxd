@@ -57,7 +57,8 @@ cdef class OwnerBooks(OwnerQueries):
     @cython.locals(
         floor=cython.longlong, placed=dict, group_of=dict, wall=double, changed=list,
         run_id=str, rec=TaskRecord, attempt=cython.longlong, task_id=str, gid=object,
-        moves=list, k=Py_ssize_t, c=dict, key=str, tally=dict, ready=ReadyQueue
+        moves=list, k=Py_ssize_t, c=dict, key=str, tally=dict, ready=ReadyQueue,
+        row_of=cython.longlong, row=tuple, step=tuple, ids=list
     )
     cpdef _assign_block(
         self, RunState run, list recs, str node, double now, dict cost, list seconds=*

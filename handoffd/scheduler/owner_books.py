@@ -380,30 +380,44 @@ class OwnerBooks(OwnerQueries):
         changed = self._changed
         on_change = self.on_change
         run_id = run.run_id
+        # The history row ``hist.opened`` appends and the move row, made once for the block's
+        # tasks of one attempt number (a W1 block: all of them) and shared by their records:
+        # a row is a tuple of atoms that is replaced, never changed, so each record's lists hold
+        # what ``opened`` and the move's own tuple gave them, without a 13-field tuple, a
+        # 6-field tuple and two floats a task.
+        row_of = -1  # the attempt number ``row`` and ``step`` are of (none yet: attempts are >= 1)
+        row: Any = None
+        step: Any = None
+        ids: list[str] = []  # (the block's ids, read once: the feed's entry and the watch's)
         for rec in recs:
             # (``RunState.assign``)
             attempt = max(rec.attempt, floor) + 1
             rec.attempt = attempt
             rec.node = node
             task_id = rec.id
+            ids.append(task_id)
             placed[task_id] = node
             if group_of:
                 gid = group_of.get(task_id)
                 if gid is not None:
                     run.group_node[gid] = node
-            hist.opened(rec.attempts, attempt, node, wall)
+            if attempt != row_of:
+                row_of = attempt
+                row = hist.new_row(attempt, node, wall)
+                step = (now, READY, ASSIGNED, DISPATCHED_TO, node, attempt)
+            hist._append(rec.attempts, row)  # (``hist.opened(rec.attempts, attempt, node, wall)``)
             # (``RunState.move``: READY -> ASSIGNED is in the table; no attempt row ends or starts)
             rec.state = ASSIGNED
             rec.delayed = False
             moves = rec.moves
-            moves.extend((now, READY, ASSIGNED, DISPATCHED_TO, node, attempt))
+            moves.extend(step)
             if len(moves) > _MOVES_LIMIT:
                 del moves[: len(moves) - _MOVES_LIMIT]
             # (``moved``: a move out to a node is replicated; the block's ids as one entry below)
             if changed is None and on_change is not None:
                 on_change(run_id, task_id)
         if changed is not None:
-            changed.append((run_id, [rec.id for rec in recs], True))
+            changed.append((run_id, ids, True))
         k = len(recs)
         c = run.counters
         if c is not None:
@@ -415,7 +429,7 @@ class OwnerBooks(OwnerQueries):
         tally[ASSIGNED] += k
         # (``moved``: it goes out; it leaves the queue)
         self._view.went_out_all(node, recs, cost, seconds)
-        self._lost.went_out_all(run_id, recs, now)
+        self._lost.went_out_all(run_id, tuple(ids), now)
         self._ready.discard_all(recs)
 
     def _assign(self, run: RunState, rec: TaskRecord, node: str, now: float) -> None:

@@ -72,7 +72,10 @@ cdef class ReadyQueue:
     cpdef tuple step(self)
     @cython.locals(nxt=TaskRecord)
     cpdef bint like_next(self, RunState run, TaskRecord rec) except -1
-    @cython.locals(taken=list, cost=object, pin=object, nxt=TaskRecord)
+    @cython.locals(
+        taken=list, cost=object, pin=object, nxt=TaskRecord, line=list, ordered=list,
+        at=Py_ssize_t, n=Py_ssize_t, top=Py_ssize_t, slot=TaskRecord
+    )
     cpdef list take_like(self, RunState run, TaskRecord rec, Py_ssize_t limit)
     @cython.locals(i=Py_ssize_t, rec=TaskRecord, taken=list)
     cpdef give_back(self, RunState run, Py_ssize_t keep)

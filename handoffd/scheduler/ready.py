@@ -493,6 +493,39 @@ class ReadyQueue:
             return taken
         cost = rec.cost
         pin = rec.pin
+        if not run.ready_heap and run.state == RUN_RUNNING:
+            # Its entries all in the line (a run taken in whole: W1's): the steps below read
+            # in one loop over the line's slots, each as ``_head`` then ``_entry_pop`` read it
+            # (a stale entry dropped, a cut where a pop cuts), not two calls and their checks a
+            # task.
+            line = run.ready_line
+            ordered = run.ordered
+            at = run.ready_at
+            n = len(line)
+            while len(taken) < limit:
+                if at >= n:  # (no entry left: ``_head`` lets the run go)
+                    self.runs.pop(run.run_id, None)
+                    break
+                top = line[at]
+                slot = ordered[top]
+                if slot.queued and (slot.cost is not cost or slot.pin is not pin):
+                    break
+                line[at] = 0
+                at += 1
+                if at == n:
+                    line.clear()
+                    at = n = 0
+                elif at >= _LINE_CUT and 2 * at >= n:
+                    del line[:at]
+                    n -= at
+                    at = 0
+                slot.in_heap = False
+                if slot.queued:
+                    taken.append(slot)
+            run.ready_at = at
+            if taken:
+                self._blocks.append((run, taken))
+            return taken
         while len(taken) < limit:
             nxt = self._head(run)
             if nxt is None or nxt.cost is not cost or nxt.pin is not pin:
@@ -555,13 +588,17 @@ class ReadyQueue:
         """Put back what the last walk took and left queued."""
         self._single = self._last = None
         self._heads = []
+        # (``_put_back`` only for what is still queued and out of its run's entries: a walk's
+        # dispatches took most of what it took out of the queue, a call a task for nothing)
         for run, rec in self._taken:
-            self._put_back(run, rec)
+            if rec.queued and not rec.in_heap:
+                self._put_back(run, rec)
         self._taken.clear()
         if self._blocks:
             for run, taken in self._blocks:
                 for rec in taken:
-                    self._put_back(run, rec)
+                    if rec.queued and not rec.in_heap:
+                        self._put_back(run, rec)
             self._blocks.clear()
 
     def _put_back(self, run: RunState, rec: TaskRecord) -> None:

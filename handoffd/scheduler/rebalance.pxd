@@ -24,7 +24,7 @@ cdef class Rebalance:
     cpdef sent(self, RunState run, TaskRecord rec, str node)
     @cython.locals(
         group_of=dict, durations=Durations, took=double, keys=dict, run_id=str, rec=TaskRecord,
-        task_id=str, i=Py_ssize_t
+        task_id=str, i=Py_ssize_t, short=double
     )
     cpdef sent_all(self, RunState run, list recs, str node, list seconds=*)
     @cython.locals(keys=dict)

@@ -80,6 +80,8 @@ class Rebalance:
         durations = self._view.durations
         keys: dict[Key, None] | None = None
         run_id = run.run_id
+        short = QUEUE_SECONDS  # (compiled: a C double read once, not a module look-up and a
+        # float made a task for the compare)
         for i in range(len(recs)):
             rec = recs[i]
             task_id = rec.id
@@ -89,7 +91,7 @@ class Rebalance:
                 took = seconds[i]
             else:
                 took = durations.estimate_keys(rec.duration_key, rec.shape_key)
-            if 0.0 <= took <= QUEUE_SECONDS:
+            if 0.0 <= took <= short:
                 continue
             if keys is None:
                 keys = self.queued.get(node)

@@ -70,7 +70,7 @@ def test_the_watch_by_dispatch_tracks_what_the_per_task_keys_tracked(build: str,
                 rec.state = "ASSIGNED"
                 rec.attempt += 1
                 reference[(run_id, rec.id)] = now
-            watch.went_out_all(run_id, block, now)
+            watch.went_out_all(run_id, tuple([rec.id for rec in block]), now)
         elif roll < 0.45 and idle:  # a task sent alone (a takeover, the one-by-one path)
             rec = rng.choice(idle)
             rec.state = rng.choice(("ASSIGNED", "RUNNING"))
