@@ -5,11 +5,21 @@
 # (the records' fields handed over as C values).
 
 cimport cython
+from libc.string cimport memcpy
+
+
+cdef extern from "Python.h":
+    # (NULL unchecked: ``_put_str`` tells a string msgpack cannot pack from any other error, and
+    # no try block a string, whose saved exception state cost more than the copy)
+    const char* _utf8 "PyUnicode_AsUTF8AndSize"(object unicode, Py_ssize_t* size)
+    int PyErr_ExceptionMatches(object exc)
+    void PyErr_Clear()
 
 
 cdef Py_ssize_t _ROW_WIDTH, _ATTEMPT_WIDTH, _START, _KEEP
 cdef bint _SWAP
-cdef object _NOTHING
+cdef object _NOTHING, _packer, _packb, _array_header
+cdef bytes _FIVE
 
 
 @cython.locals(result=object)
@@ -55,6 +65,7 @@ cdef class _Keyed:
     cdef str kind
     cdef dict table
     cdef Py_ssize_t count
+    cdef Py_ssize_t filled
     cdef Py_ssize_t capacity
     cdef object last
     cdef Py_ssize_t last_at
@@ -66,15 +77,76 @@ cdef class _Keyed:
     cdef void _allocate(self, Py_ssize_t capacity) except *
     cdef void _grow(self) except *
     cdef void reset(self) except *
-    @cython.locals(last=object, at=Py_ssize_t, kind=str, key=object, item=object, table=dict, found=object, n=Py_ssize_t)
+    @cython.locals(last=object, at=Py_ssize_t, kind=str, key=object, item=object, table=dict, found=object)
     cdef bint put(self, object value, bint sort) except -1
+    @cython.locals(n=Py_ssize_t, count=Py_ssize_t, at=Py_ssize_t)
+    cdef void _fill(self) except *
     @cython.locals(values=list)
     cdef list packed(self)
 
 
 @cython.final
+cdef class _Strs:
+    cdef Py_ssize_t count
+    cdef Py_ssize_t size
+    cdef Py_ssize_t capacity
+    cdef object data
+    cdef unsigned char[::1] view
+
+    cdef void _allocate(self, Py_ssize_t capacity) except *
+    cdef void _grow(self) except *
+    cdef void reset(self) except *
+    @cython.locals(result=bint)
+    cdef bint put(self, str value) except -1
+    cdef object packed(self)
+
+
+# ``log_pack._put_str_py`` in C: the string's UTF-8 (CPython's, kept with an ASCII string: no
+# copy made) after the header msgpack's Packer gives a str (use_bin_type: str8 from 32 bytes).
+cdef inline bint _put_str(_Strs strs, str value) except -1:
+    cdef Py_ssize_t size, at
+    cdef const char* data
+    cdef unsigned char* out
+    data = _utf8(value, &size)
+    if data == NULL:
+        if PyErr_ExceptionMatches(UnicodeEncodeError):
+            PyErr_Clear()
+            return False
+        return -1
+    if size > 0xFFFFFFFF:
+        return False
+    at = strs.size
+    while strs.capacity < at + size + 5:
+        strs._grow()
+    out = &strs.view[0]
+    if size < 32:
+        out[at] = 0xA0 | size
+        at += 1
+    elif size < 256:
+        out[at] = 0xD9
+        out[at + 1] = size
+        at += 2
+    elif size < 65536:
+        out[at] = 0xDA
+        out[at + 1] = size >> 8
+        out[at + 2] = size & 0xFF
+        at += 3
+    else:
+        out[at] = 0xDB
+        out[at + 1] = (size >> 24) & 0xFF
+        out[at + 2] = (size >> 16) & 0xFF
+        out[at + 3] = (size >> 8) & 0xFF
+        out[at + 4] = size & 0xFF
+        at += 5
+    memcpy(out + at, data, size)
+    strs.size = at + size
+    strs.count += 1
+    return True
+
+
+@cython.final
 cdef class LogColumns:
-    cdef list task_ids
+    cdef _Strs task_ids
     cdef _Keyed state
     cdef _Ints attempt
     cdef _Keyed node
@@ -114,7 +186,7 @@ cdef class LogColumns:
         object locations, long long failures, long long losses, long long completions,
         long long frame, object attempts, bint sort
     ) except -1
-    @cython.locals(count=Py_ssize_t, packed=bytes)
+    @cython.locals(count=Py_ssize_t, packed=bytes, rest=bytes)
     cpdef object packed(self)
 
 

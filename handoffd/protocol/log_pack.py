@@ -22,7 +22,8 @@ from __future__ import annotations
 import operator
 import sys
 from array import array
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -33,7 +34,10 @@ ATTEMPT_KINDS = "qssdddqqqssss"
 _ROW_WIDTH = len(TASK_KINDS) + 2  # the id, the columns, the attempts
 _ATTEMPT_WIDTH = len(ATTEMPT_KINDS)
 
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+_packb = _packer.pack
+_array_header = _packer.pack_array_header
+_FIVE = _array_header(5)  # ``ReplicateLog.columns``' outer array (see ``LogColumns.packed``)
 _SWAP = sys.byteorder != "little"  # the wire is little-endian
 _NOTHING = object()  # no value put yet in a string column
 _START = 256  # entries a column holds before it first grows
@@ -144,7 +148,10 @@ class _Floats:
 
 class _Keyed:
     """A string column (kind s, n or t): its distinct values (a dict, in the order first seen)
-    and an index an entry, kept both as uint8 (while below 256) and int32."""
+    and an index an entry, kept both as uint8 (while below 256) and int32. An entry the same as
+    the one before (the rule: a batch's tasks are alike but for a few fields) is only counted:
+    the index is written a run of them at a time, when the value changes or the column is packed
+    (``_fill``), and not at all for a column of one value (no index goes)."""
 
     narrow_view: Any
     wide_view: Any
@@ -153,6 +160,7 @@ class _Keyed:
         self.kind = kind
         self.table: dict[Any, int] = {}
         self.count = 0
+        self.filled = 0  # entries whose index is written
         self.last: Any = _NOTHING  # the value last put, and its index
         self.last_at = 0
         self._allocate(_START)
@@ -178,6 +186,7 @@ class _Keyed:
     def reset(self) -> None:
         self.table.clear()
         self.count = 0
+        self.filled = 0
         self.last = _NOTHING
         self.last_at = 0
         if self.capacity > _KEEP:
@@ -209,24 +218,102 @@ class _Keyed:
                 table[key] = at
             else:
                 at = found
+            if at != self.last_at:
+                self._fill()
             self.last = value
             self.last_at = at
-        n = self.count
-        if n == self.capacity:
+        self.count += 1
+        return True
+
+    def _fill(self) -> None:
+        """The index of each entry put since the last fill: ``last_at``."""
+        n = self.filled
+        count = self.count
+        at = self.last_at
+        while self.capacity < count:
             self._grow()
         if at < 256:
-            self.narrow_view[n] = at
-        self.wide_view[n] = at
-        self.count = n + 1
-        return True
+            while n < count:
+                self.narrow_view[n] = at
+                self.wide_view[n] = at
+                n += 1
+        else:
+            while n < count:
+                self.wide_view[n] = at
+                n += 1
+        self.filled = count
 
     def packed(self) -> list[Any]:
         values = list(self.table)
         if len(values) <= 1:
             return [values, b""]
+        self._fill()
         if len(values) <= 256:
             return [values, _wire(self.narrow, self.count)]
         return [values, _wire(self.wide, self.count)]
+
+
+def _put_str_py(strs: _Strs, value: str) -> bool:
+    """``value`` msgpack-packed after the strings put so far (``_Strs``); False if msgpack cannot
+    pack it (a lone surrogate, past 2**32 - 1 bytes). The pure build's; the compiled build's is
+    log_pack.pxd's ``_put_str``, the string's UTF-8 copied after the header msgpack gives it."""
+    try:
+        packed = _packb(value)
+    except ValueError:  # (UnicodeEncodeError too)
+        return False
+    at = strs.size
+    end = at + len(packed)
+    while strs.capacity < end:
+        strs._grow()
+    strs.data[at:end] = array("B", packed)
+    strs.size = end
+    strs.count += 1
+    return True
+
+
+# (log_pack.pxd cimports ``_put_str`` by this name in the compiled build, as run.pxd's ``_make``)
+if TYPE_CHECKING:
+    _put_str: Callable[[_Strs, str], bool]
+globals().setdefault("_put_str", _put_str_py)
+
+
+class _Strs:
+    """A column of strings as the items of a msgpack array, each packed as it is put (the batch's
+    task ids): where a list of them was packed item by item at the end, each a generic
+    ``Packer._pack`` (its type tests, its nesting) and a list entry before it."""
+
+    view: Any
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.size = 0  # bytes
+        self._allocate(16 * _START)
+
+    def _allocate(self, capacity: int) -> None:
+        self.view = None
+        self.data = array("B", bytes(capacity))
+        self.view = self.data
+        self.capacity = capacity
+
+    def _grow(self) -> None:
+        self.view = None
+        self.data.frombytes(bytes(self.capacity))
+        self.view = self.data
+        self.capacity *= 2
+
+    def reset(self) -> None:
+        self.count = 0
+        self.size = 0
+        if self.capacity > 16 * _KEEP:
+            self._allocate(16 * _START)
+
+    def put(self, value: str) -> bool:
+        result: bool = _put_str(self, value)  # noqa: F821
+        return result
+
+    def packed(self) -> memoryview:
+        """The strings' bytes: the array's items, without its header."""
+        return memoryview(self.data)[: self.size]
 
 
 class LogColumns:
@@ -234,7 +321,7 @@ class LogColumns:
     (``packed``) as ``ReplicateLog.columns``; ``reset`` empties them for the next batch."""
 
     def __init__(self) -> None:
-        self.task_ids: list[str] = []
+        self.task_ids = _Strs()
         self.state = _Keyed("s")
         self.attempt = _Ints()
         self.node = _Keyed("n")
@@ -261,7 +348,7 @@ class LogColumns:
         self.a_cause = _Keyed("s")
 
     def reset(self) -> None:
-        self.task_ids = []
+        self.task_ids.reset()
         self.total = 0
         for ints in (self.attempt, self.size, self.failures, self.losses, self.completions):
             ints.reset()
@@ -350,9 +437,9 @@ class LogColumns:
             self.state.put(state, False)
             and self.node.put(node, False)
             and self.locations.put(locations, sort)
+            and self.task_ids.put(task_id)
         ):
             return False
-        self.task_ids.append(task_id)
         self.attempt.put(attempt)
         self.size.put(size)
         self.failures.put(failures)
@@ -387,14 +474,15 @@ class LogColumns:
     def packed(self) -> bytes | None:
         """The batch as ``ReplicateLog.columns``; None if it has no task, or its attempts pass a
         reader's bound (see ``pack_columns``)."""
-        count = len(self.task_ids)
+        count = self.task_ids.count
         if not count:
             return None
         try:
-            packed: bytes = _packb(
+            # The array [count, task_ids, task_columns, counts, attempt_columns] as msgpack packs
+            # it, the ids' items as they were put (``_Strs``), the last three packed as an array
+            # of them less its header.
+            rest = _packb(
                 [
-                    count,
-                    self.task_ids,
                     [
                         self.state.packed(),
                         self.attempt.packed(),
@@ -423,6 +511,15 @@ class LogColumns:
                         self.a_cause.packed(),
                     ],
                 ]
+            )
+            packed = b"".join(
+                (
+                    _FIVE,
+                    _packb(count),
+                    _array_header(count),
+                    self.task_ids.packed(),
+                    memoryview(rest)[1:],
+                )
             )
         except (TypeError, ValueError, OverflowError):
             return None

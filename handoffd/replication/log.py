@@ -28,7 +28,6 @@ the instructions.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,7 +118,8 @@ class _Primary:
     awaiting: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     accepting_until: float | None = None  # waiting for every standby's first ack until then
     accept_by: float = 0.0  # ... and for any standby's until then (``accept_limit``)
-    dirty: set[str] = field(default_factory=set)
+    # tasks changed since the last batch, in the order first changed (the batch's: ``log_blocks``)
+    dirty: dict[str, None] = field(default_factory=dict)
     # held changes (``changed(held_at=...)``): task -> when first changed since its last batch;
     # insertion order is time order (a task already here keeps its first time), never in ``dirty``
     held: dict[str, float] = field(default_factory=dict)
@@ -207,7 +207,7 @@ class ReplicationLog:
                 self._holding[run_id] = None
             return True
         else:
-            primary.dirty.add(task_id)
+            primary.dirty[task_id] = None
             if primary.held and primary.held.pop(task_id, None) is not None and not primary.held:
                 del self._holding[run_id]
         self._dirty[run_id] = None
@@ -235,7 +235,7 @@ class ReplicationLog:
                     primary.held[task_id] = now
                     holding[run_id] = None
             else:
-                primary.dirty.add(task_id)
+                primary.dirty[task_id] = None
                 if (
                     primary.held
                     and primary.held.pop(task_id, None) is not None
@@ -255,7 +255,7 @@ class ReplicationLog:
             if log_blocks.hold(primary.dirty, primary.held, task_ids, now):
                 self._holding[run_id] = None
             return
-        primary.dirty.update(task_ids)
+        log_blocks.mark(primary.dirty, task_ids)
         if log_blocks.unhold(primary.held, task_ids):
             del self._holding[run_id]
         self._dirty[run_id] = None
@@ -282,7 +282,8 @@ class ReplicationLog:
 
     def flush(self, limit: int | None = None, now: float | None = None) -> list[object]:
         """One batch per run with changes since the last flush, of at most ``limit`` tasks (None:
-        all): what is left stays dirty for the next flush (``pending``). A batch carries every
+        all) in the order they first changed: what is left stays dirty for the next flush
+        (``pending``). A batch carries every
         listed task's current state and the run's, so splitting a flush is as good as waiting.
         Held changes go when ``hold`` old by ``now`` (None: all of them go now)."""
         out: list[object] = []
@@ -295,12 +296,8 @@ class ReplicationLog:
                 continue
             primary.seq += 1
             self._watch[run_id] = None
-            if limit is None or len(primary.dirty) <= limit:
-                tasks = tuple(sorted(primary.dirty))
-                primary.dirty.clear()
-            else:
-                tasks = tuple(sorted(itertools.islice(primary.dirty, limit)))
-                primary.dirty.difference_update(tasks)
+            tasks = log_blocks.take(primary.dirty, limit)
+            if primary.dirty:
                 self._dirty[run_id] = None
             primary.run_dirty = False
             if primary.standbys:

@@ -1,8 +1,9 @@
 """The replication log's loop over a block of moves (``replication.log_blocks``), both builds:
-each of ``hold``, ``unhold`` and ``release`` leaves a run's dirty set and held dict (its order,
-each time the very object given) as the C calls over the block it replaced left them
-(``dict.fromkeys`` then ``update``, a ``map`` of ``dict.pop``, ``takewhile`` and ``islice``),
-and answers what the log read from them after; the log over the ``.py`` is the one-by-one log."""
+each of ``hold``, ``mark``, ``take``, ``unhold`` and ``release`` leaves a run's dirty and held
+dicts (their order, each time the very object given) as the C calls over the block it replaced
+left them (``dict.fromkeys`` then ``update``, a ``map`` of ``dict.pop``, ``takewhile`` and
+``islice``), and answers what the log read from them after; the log over the ``.py`` is the
+one-by-one log."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ PURE = pure(log_blocks, "handoffd_log_blocks_pure")
 BUILDS = {"compiled": log_blocks, "py": PURE}
 
 
-def _hold(dirty: set[str], held: dict[str, Any], ids: list[str], now: Any) -> bool:
+def _hold(dirty: dict[str, None], held: dict[str, Any], ids: list[str], now: Any) -> bool:
     """Session 31's block hold (``ReplicationLog._block``), the reference."""
-    if dirty.isdisjoint(ids) and held.keys().isdisjoint(ids):
+    if dirty.keys().isdisjoint(ids) and held.keys().isdisjoint(ids):
         held.update(dict.fromkeys(ids, now))
     else:
         for task_id in ids:
@@ -42,7 +43,23 @@ def _unhold(held: dict[str, Any], ids: list[str]) -> bool:
     return not held
 
 
-def _release(held: dict[str, Any], dirty: set[str], cutoff: Any) -> bool:
+def _mark(dirty: dict[str, None], ids: list[str]) -> None:
+    """Session 34's ``dirty.update(ids)``, the dirty tasks a dict."""
+    dirty.update(dict.fromkeys(ids))
+
+
+def _take(dirty: dict[str, None], limit: int | None) -> tuple[str, ...]:
+    """Session 34's flush (sorted there), in the dict's order."""
+    if limit is None or len(dirty) <= limit:
+        tasks = tuple(dirty)
+        dirty.clear()
+    else:
+        tasks = tuple(itertools.islice(dirty, limit))
+        collections.deque(map(dirty.__delitem__, tasks), maxlen=0)
+    return tasks
+
+
+def _release(held: dict[str, Any], dirty: dict[str, None], cutoff: Any) -> bool:
     if cutoff is None:
         expired = list(held)
     elif not held or next(iter(held.values())) > cutoff:
@@ -51,12 +68,12 @@ def _release(held: dict[str, Any], dirty: set[str], cutoff: Any) -> bool:
         leading = itertools.takewhile(functools.partial(operator.ge, cutoff), held.values())
         expired = list(itertools.islice(held, len(list(leading))))
     collections.deque(map(held.__delitem__, expired), maxlen=0)
-    dirty.update(expired)
+    dirty.update(dict.fromkeys(expired))
     return bool(expired)
 
 
-def _state(dirty: set[str], held: dict[str, Any]) -> Any:
-    return sorted(dirty), [(task_id, id(since), since) for task_id, since in held.items()]
+def _state(dirty: dict[str, None], held: dict[str, Any]) -> Any:
+    return list(dirty.items()), [(task_id, id(since), since) for task_id, since in held.items()]
 
 
 @pytest.mark.parametrize("build", BUILDS.values(), ids=BUILDS.keys())
@@ -67,8 +84,8 @@ def test_a_block_leaves_the_run_as_the_calls_it_replaced(build: Any, seed: int) 
     check_builds(log_blocks, PURE)
     rng = random.Random(seed)
     tasks = [f"t{i}" for i in range(rng.choice([3, 20, 300]))]
-    mine: tuple[set[str], dict[str, Any]] = (set(), {})
-    want: tuple[set[str], dict[str, Any]] = (set(), {})
+    mine: tuple[dict[str, None], dict[str, Any]] = ({}, {})
+    want: tuple[dict[str, None], dict[str, Any]] = ({}, {})
     now = 10.0
     times: list[Any] = []
     for _ in range(300):
@@ -82,27 +99,28 @@ def test_a_block_leaves_the_run_as_the_calls_it_replaced(build: Any, seed: int) 
             times.append(since)
             assert build.hold(mine[0], mine[1], ids, since) == _hold(*want, ids, since)
         elif step == 1:
-            mine[0].update(ids)
-            want[0].update(ids)
+            build.mark(mine[0], ids)
+            _mark(want[0], ids)
             assert build.unhold(mine[1], ids) == _unhold(want[1], ids)
         elif step == 2:
             cutoff = rng.choice([*times[-3:], now - 0.05, now, None]) if times else None
             assert build.release(mine[1], mine[0], cutoff) == _release(want[1], want[0], cutoff)
         elif step == 3:
-            mine[0].clear()
-            want[0].clear()
+            limit = rng.choice([None, 0, 1, 2, len(tasks) // 2, len(tasks)])
+            assert build.take(mine[0], limit) == _take(want[0], limit)
         else:
-            mine[0].update(ids[:2])
-            want[0].update(ids[:2])
+            build.mark(mine[0], ids[:2])
+            _mark(want[0], ids[:2])
         assert _state(*mine) == _state(*want)
 
 
 def test_releasing_nothing_held_says_so() -> None:
     for build in BUILDS.values():
-        assert not build.release({}, set(), 1.0)
-        assert not build.release({}, set(), None)
+        assert not build.release({}, {}, 1.0)
+        assert not build.release({}, {}, None)
         assert not build.unhold({}, ["t"])
-        assert not build.hold({"t"}, {}, ["t"], 1.0)
+        assert not build.hold({"t": None}, {}, ["t"], 1.0)
+        assert build.take({}, None) == build.take({}, 0) == ()
 
 
 @pytest.mark.parametrize("seed", range(20))

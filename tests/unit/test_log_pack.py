@@ -282,3 +282,55 @@ def test_a_records_int_field_is_taken_alike_by_both_builds(value: Any) -> None:
         if isinstance(value, float) and math.isfinite(value) and abs(value) < 2.0**62:
             fields[at] = int(value)
             assert got[0] == _record_put(log_pack, fields)
+
+
+# Task ids at each edge of msgpack's str headers (fixstr below 32 bytes, str8 below 256, str16
+# below 65,536, then str32), empty, and of multi-byte UTF-8 (bytes, not characters, counted).
+_IDS = ["", "t", "x" * 31, "x" * 32, "x" * 255, "x" * 256, "x" * 65_535, "x" * 65_536]
+_IDS += ["é" * 16, "é" * 15 + "x", "ü" * 128, "任务" * 11, "\U0001f600" * 8]
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=["compiled", "py"])
+def test_each_id_is_packed_as_msgpack_packs_it(build: Any) -> None:
+    """The ids, written into one buffer as each is put (``_Strs``), are the bytes msgpack makes of
+    the list of them: each header's width by the id's UTF-8 bytes, the array's header by their
+    count (past 15 and 65,535); one the codec cannot pack (a lone surrogate) refuses the batch as
+    before (None: the rows go)."""
+    rng = random.Random(11)
+    for count in (1, 15, 16, 300, 65_536):
+        rows = [_row(rng, "t", 0, 2) for _ in range(min(count, 300))]
+        rows = [list(rows[i % len(rows)]) for i in range(count)]
+        for i, row in enumerate(rows):
+            row[0] = _IDS[i % len(_IDS)] + str(i) if count > 16 else _IDS[i % len(_IDS)]
+        want = reference.pack_columns(rows)
+        assert want is not None
+        assert build.pack_columns(rows) == want
+    columns = build.LogColumns()
+    row = _row(rng, "t", 1, 2)
+    assert columns.put_row(row)
+    assert not columns.put_row(["a\udc80", *row[1:]])
+    assert build.pack_columns([row, ["a\udc80", *row[1:]]]) is None
+    assert reference.pack_columns([row, ["a\udc80", *row[1:]]]) is None
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=["compiled", "py"])
+def test_a_string_column_in_runs_of_one_value(build: Any) -> None:
+    """A string column whose value changes every so often (runs of 1 to 600 entries, past a
+    buffer's growth, back to a value seen before, equal values that are other objects, and past
+    256 values) packs the reference's bytes: each run's index written when the value changes."""
+    rng = random.Random(12)
+    for _ in range(30):
+        rows = []
+        nodes = rng.choice([3, 40, 300])
+        while len(rows) < rng.choice([1, 50, 700, 2000]):
+            node = f"n{rng.randrange(nodes)}"
+            base = _row(rng, f"t{len(rows)}", rng.randrange(2), 2)
+            for _ in range(rng.choice([1, 2, 7, 255, 600])):
+                row = list(base)
+                row[0] = f"t{len(rows)}"
+                row[3] = "".join(node) if rng.random() < 0.5 else node  # (equal, not the same)
+                row[5] = [node]
+                rows.append(row)
+        want = reference.pack_columns(rows)
+        assert want is not None
+        assert build.pack_columns(rows) == want

@@ -16,7 +16,7 @@ from handoffd.replication import log as rlog
 
 def _state(log: rlog.ReplicationLog) -> Any:
     runs = {
-        run_id: (sorted(p.dirty), list(p.held.items()), p.run_dirty, p.seq)
+        run_id: (list(p.dirty), list(p.held.items()), p.run_dirty, p.seq)
         for run_id, p in log._runs.items()
     }
     return runs, list(log._dirty), list(log._holding), log.due(), log.pending()
