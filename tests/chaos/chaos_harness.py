@@ -15,6 +15,7 @@ switch port down, then up), ``hog`` (two busy-loop processes in the host's names
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -25,7 +26,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 
-from chaos_checker import DaemonRecord, Execution, Fault, RunRecord
+from chaos_checker import RSS_SLACK_KIB, DaemonRecord, Execution, Fault, RunRecord
 from netns import NetnsLab, NsDaemons, wait
 
 KINDS = ("kill", "restart", "stop", "partition", "hog")
@@ -315,7 +316,18 @@ class Chaos:
                 client.kill()
                 client.wait(10)
             result.client_log = client_text()
-        time.sleep(1.0)  # released runs are freed on their holders
+
+        # Released runs are freed on their holders: their RSS comes back within the checker's
+        # slack, waited for up to the 1 s this used to sleep (usually it already has).
+        def settled() -> bool:
+            return all(
+                rss_kib(self.ns.procs[i].pid) - baseline[i] <= RSS_SLACK_KIB
+                for i in range(self.n)
+                if i not in self.harmed and self.ns.procs[i].poll() is None and baseline[i]
+            )
+
+        with contextlib.suppress(TimeoutError):
+            wait(settled, 1.0, "the daemons' memory back near its baseline", poll=0.05)
         for i in range(self.n):
             proc = self.ns.procs[i]
             result.daemons.append(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -401,6 +402,18 @@ class NsDaemons:
             self.resident[host] = ResidentCtl(self.lab, host, self.env)
         argv = ["--address", self.addr(address), *args]
         return self.resident[host].call(argv, timeout)
+
+    def read(self, host: int, what: str, key_file: str | None = None, timeout: float = 20.0) -> Any:
+        """Host ``host``'s daemon's own ``members`` ({name: status}) or ``health`` (its
+        ``nodes --json`` "health" document), read by its resident handoffctl from that daemon
+        alone (resident_ctl._read: no other member is asked, so a poll of a cut node's view
+        does not wait out its unreachable peers). RuntimeError if the daemon did not answer."""
+        if host not in self.resident:
+            self.resident[host] = ResidentCtl(self.lab, host, self.env)
+        result = self.resident[host].read(what, self.addr(host), key_file, timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"{what} of host {host}: {result.stderr}")
+        return json.loads(result.stdout)
 
     def check_alive(self) -> None:
         for i, p in self.procs.items():

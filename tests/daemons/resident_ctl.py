@@ -34,14 +34,47 @@ def serve() -> None:
     from handoffd.cli import ctl
 
     for line in sys.stdin:
-        argv = json.loads(line)
+        request = json.loads(line)
+        if isinstance(request, dict):
+            replies.write(json.dumps(_read(request)) + "\n")
+            continue
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                rc = ctl.main(argv)
+                rc = ctl.main(request)
             except SystemExit as exc:  # (click's --help and the like)
                 rc = exc.code if isinstance(exc.code, int) else 1
         replies.write(json.dumps({"rc": rc, "out": out.getvalue(), "err": err.getvalue()}) + "\n")
+
+
+def _read(request: dict[str, Any]) -> dict[str, Any]:
+    """One of the two reads a poll needs from ``request["address"]``'s daemon alone, as
+    ``{"rc", "out": JSON, "err"}``: ``members`` its membership view ({name: status}, what
+    ``nodes`` prints in STATUS) and ``health`` its own DescribeHealth (``nodes --json``'s
+    "health" of that node). ``nodes`` also asks every ALIVE or SUSPECT member to describe
+    itself, waiting --timeout for each one a partition cut off: a poll of a cut node's view took
+    --timeout x its SUSPECT peers (5-10 s)."""
+    from handoffd import errors
+    from handoffd.cli.ctl_ops import _health_doc
+    from handoffd.client import Client
+    from handoffd.protocol import messages_swim as sw
+
+    try:
+        client = Client(
+            request["address"], key_file=request.get("key_file"), timeout=request["timeout"]
+        )
+    except (errors.HandoffError, OSError, ValueError) as exc:
+        return {"rc": 3, "out": "", "err": str(exc)}
+    try:
+        if request["read"] == "members":
+            doc: Any = {name: info.status for name, info in client.nodes().items()}
+        else:
+            doc = _health_doc(client._ask_node(client.address, lambda rid: sw.DescribeHealth(rid)))
+    except (errors.HandoffError, OSError) as exc:
+        return {"rc": 3, "out": "", "err": str(exc)}
+    finally:
+        client.close()
+    return {"rc": 0, "out": json.dumps(doc), "err": ""}
 
 
 class ResidentCtl:
@@ -77,21 +110,32 @@ class ResidentCtl:
         self.process, self.answers = process, answers
         return process
 
-    def call(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    def read(
+        self, what: str, address: str, key_file: str | None, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """``what`` ("members" or "health", ``_read``) of the daemon at ``address`` alone; bounded
+        as ``call`` is (by ``timeout`` + 30 s: the client's own timeout ends it first)."""
+        request = {"read": what, "address": address, "key_file": key_file, "timeout": timeout}
+        return self.call(request, timeout + 30.0)
+
+    def call(
+        self, argv: list[str] | dict[str, Any], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
         process = self.process if self.process and self.process.poll() is None else self._start()
         assert process.stdin is not None
         process.stdin.write(json.dumps(argv) + "\n")
         process.stdin.flush()
+        args = argv if isinstance(argv, list) else [f"({argv['read']} of {argv['address']})"]
         try:
             line = self.answers.get(timeout=timeout)
         except queue.Empty:
             self.close()
-            raise subprocess.TimeoutExpired(argv, timeout) from None
+            raise subprocess.TimeoutExpired(args, timeout) from None
         if line is None:
             self.close()
             raise RuntimeError(f"resident handoffctl in host {self.host} exited on {argv}")
         reply = json.loads(line)
-        return subprocess.CompletedProcess(argv, reply["rc"], reply["out"], reply["err"])
+        return subprocess.CompletedProcess(args, reply["rc"], reply["out"], reply["err"])
 
     def close(self) -> None:
         if self.process is not None:

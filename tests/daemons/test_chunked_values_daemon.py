@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import cloudpickle
 import pytest
@@ -133,9 +134,15 @@ def test_a_holder_killed_mid_transfer_makes_the_value_again() -> None:
             grown = _rss(a.pid) - base
             holder = b if run.status().placement.get("make") == b.name else c
             os.kill(holder.pid, signal.SIGKILL)
-            assert run.wait(timeout=150).state == "DONE"
-            out = run.results()
-            assert out["use"] == expected(size, 9), out["use"]
+            # The 240 MiB reference digest (seconds of this process's CPU) is made while the
+            # run recovers, not after it.
+            with ThreadPoolExecutor(1) as pool:
+                want = pool.submit(expected, size, 9)
+                assert run.wait(timeout=150).state == "DONE"
+                # Only ``use``'s value: ``results()`` also collects ``make``'s 240 MiB, which
+                # nothing here checks (moving a big result to the client: the first test).
+                use = run.result("use")
+                assert use == want.result(), use
             assert grown < size, "the value had already arrived: not killed mid-transfer"
         other = c if holder is b else b
         assert other.alive() and a.alive()

@@ -112,7 +112,10 @@ class NsCluster(NsDaemons):
         return {n["name"]: n for n in json.loads(result.stdout)["nodes"]}
 
     def statuses(self, host: int) -> dict[str, str]:
-        return {name: n["status"] for name, n in self.view(host).items()}
+        """{name: status} as the daemon of ``host`` sees it (``view``'s statuses, read from that
+        daemon alone: ``nodes`` would also wait out every peer a partition cut off)."""
+        statuses: dict[str, str] = self.read(host, "members", self.key_file)
+        return statuses
 
 
 @pytest.fixture
@@ -185,12 +188,19 @@ def test_mdns_discovery_partition_and_heal(cluster3: NsCluster) -> None:
     )
     detected_majority = time.monotonic() - cut
     wait(
-        lambda: all(cluster3.statuses(2).get(n) == "SUSPECT" for n in names[:2]),
+        lambda: all(s == "SUSPECT" for s in map(cluster3.statuses(2).get, names[:2])),
         WAIT_S,
         "host 2 sees hosts 0 and 1 SUSPECT",
     )
-    assert "fenced: this node is in a minority partition (1 of 3 reachable)" in cluster3.log(2)
+    wait(
+        lambda: (
+            "fenced: this node is in a minority partition (1 of 3 reachable)" in cluster3.log(2)
+        ),
+        WAIT_S,
+        "host 2 fenced",
+    )
     detected_minority = time.monotonic() - cut
+    assert all(s == "SUSPECT" for s in map(cluster3.statuses(2).get, names[:2]))  # still held
     assert cluster3.statuses(0)[names[1]] == "ALIVE"  # the majority still sees itself
     assert all(p.poll() is None for p in cluster3.procs.values()), "a daemon exited"
 
@@ -203,6 +213,9 @@ def test_mdns_discovery_partition_and_heal(cluster3: NsCluster) -> None:
         "all three ALIVE everywhere after heal",
     )
     healed = time.monotonic() - healed_at
+    # Fenced, host 2 held its verdicts for the whole partition: it never logged either DEAD.
+    held = [t for t in cluster3.transitions(2) if t[0] >= cut_wall and t[3] == "DEAD"]
+    assert not held, held
     logged = {
         "dead_majority": cluster3.last_change(cut_wall, "DEAD", [0, 1], [names[2]]),
         "dead_cut": cluster3.last_change(cut_wall, "SUSPECT", [2], names[:2]),

@@ -39,6 +39,12 @@ def test_resident_ctl_answers_as_handoffctl_does_and_is_killed_by_a_timeout_and_
         view = json.loads(resident.stdout)["nodes"]
         assert [n["name"] for n in view] == [n["name"] for n in json.loads(fresh.stdout)["nodes"]]
         assert view[0]["name"] == hosts.names[0] and view[0]["status"] == "ALIVE", view
+        # The polls' reads from that daemon alone say what ``nodes --json`` says of it.
+        assert hosts.read(0, "members") == {n["name"]: n["status"] for n in view}
+        health = hosts.read(0, "health")
+        stable = ("fenced", "reachable", "quorum_base", "local_health_max")
+        assert {k: health[k] for k in stable} == {k: view[0]["health"][k] for k in stable}
+        assert health["quorum_base"] == health["reachable"] == 1 and not health["fenced"]
         # A usage error: the program's exit code and message, and the same process after it.
         wrong = ["nodes", "--no-such-flag"]
         fresh, resident = hosts.handoffctl(0, 0, *wrong), hosts.query(0, 0, *wrong)

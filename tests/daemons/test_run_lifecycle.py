@@ -52,6 +52,26 @@ def _three(daemons: Any) -> list[Any]:
     return [first, *rest]
 
 
+def nothing() -> None:
+    return None
+
+
+def _attempts(client: handoffd.Client, run_id: str) -> dict[str, int]:
+    """{task: attempts} in the run's owner's history: a dispatch counts there when it is made."""
+    return {t["id"]: t["attempts"] for t in client.run(run_id).tasks()}
+
+
+def _barrier(client: handoffd.Client, nodes: list[str]) -> None:
+    """Returns once each of ``nodes`` (1 cpu each) ran a task dispatched after this call. A
+    re-execution the owner dispatched at the death it reported (in that loop turn) went to them
+    first, on the same connection: instead of a fixed 1.5 s for it to run, its node had it queued
+    before the barrier's task."""
+    dag = handoffd.DAG()
+    for i, node in enumerate(nodes):
+        dag.add_function(handoffd.Function(id=f"barrier{i}", code=nothing, node=node))
+    client.execute(dag, timeout=60)
+
+
 def _dead(client: handoffd.Client, name: str) -> bool:
     info = client.nodes().get(name)
     return info is not None and info.status in ("DEAD", "LEFT")
@@ -81,9 +101,10 @@ def test_a_finished_run_is_never_re_executed_by_node_loss_or_takeover(
     victim.kill()
     with handoffd.connect(owner.address) as client:
         wait_for(lambda: _dead(client, victim.name), timeout=30, what="the victim declared dead")
-        # A loss would have been recomputed at once (same loop turn as the death); give any
-        # dispatch that would have followed time to run.
-        time.sleep(1.5)
+        # A loss would have been recomputed at once (same loop turn as the death): the owner's
+        # history has no new attempt, and the nodes left ran a task dispatched after it.
+        assert _attempts(client, run.id) == dict.fromkeys(tasks, 1)
+        _barrier(client, [owner.name, survivor.name])
         assert client.run(run.id).status().state == "DONE"
     assert counts(tmp_path, tasks) == dict.fromkeys(tasks, 1)
 
@@ -97,7 +118,8 @@ def test_a_finished_run_is_never_re_executed_by_node_loss_or_takeover(
                 return False  # the takeover is under way
 
         wait_for(taken_over, timeout=60, what="the survivor took the run over")
-        time.sleep(1.5)
+        assert _attempts(client, run.id) == dict.fromkeys(tasks, 1)
+        _barrier(client, [survivor.name])
         followed = client.run(run.id)
         assert followed.status().state == "DONE"
         assert counts(tmp_path, tasks) == dict.fromkeys(tasks, 1)
