@@ -18,7 +18,7 @@ cdef inline object _make(type cls):
 
 @cython.locals(i=Py_ssize_t, every=Py_ssize_t, specs=list, index=dict, shapes=dict)
 cpdef object wire_specs(object tasks, object payloads)
-@cython.locals(n=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t, every=Py_ssize_t, specs=list, kind=object, priority=object)
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t, every=Py_ssize_t, specs=list, kind=object, priority=object, some_kind=bint, some_priority=bint)
 cpdef list column_specs(object ids, object deps, object costs, object cost_of, object kinds, object inclusion, object priorities, object payloads, object heads=*, object head_of=*)
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, every=Py_ssize_t, ids=list, deps=list, effective=dict)
 cpdef object links(object specs, object index, bint check_cycle)

@@ -149,6 +149,15 @@ def column_specs(
     every = YIELD_EVERY
     n = len(ids)
     specs: list[TaskSpec] = []
+    # What no spec stores, found once a run rather than compared a task (W1's: every inclusion
+    # the default, every priority 0): then neither is looked at per spec.
+    some_kind = False
+    for kind in kinds:
+        if kind != "variadic":
+            some_kind = True
+    some_priority = True
+    if type(priorities) is list and priorities.count(0) == n:  # (a "q" column's ints)
+        some_priority = False
     for i in range(n):
         spec = _make(TaskSpec)  # noqa: F821
         _store(spec, "id", ids[i])  # noqa: F821
@@ -160,12 +169,14 @@ def column_specs(
             at = head_of[i]
             payload = heads[at] + payloads[i] if at >= 0 else bytes(payloads[i])
             _store(spec, "payload", payload)  # noqa: F821
-        kind = kinds[inclusion[i]]
-        if kind != "variadic":
-            _store(spec, "argument_inclusion", kind)  # noqa: F821
-        priority = priorities[i]
-        if type(priority) is not int or priority != 0:
-            _store(spec, "priority", priority)  # noqa: F821
+        if some_kind:
+            kind = kinds[inclusion[i]]
+            if kind != "variadic":
+                _store(spec, "argument_inclusion", kind)  # noqa: F821
+        if some_priority:
+            priority = priorities[i]
+            if type(priority) is not int or priority != 0:
+                _store(spec, "priority", priority)  # noqa: F821
         specs.append(spec)
         if i % every == every - 1:
             let_go()
