@@ -59,9 +59,10 @@ def column_graph(
     outputs = msg.outputs
     deps = tasks.deps
     # No task needs another and no output named (W1): no id is looked up, so their uniqueness
-    # is checked by a set and the links are made without resolving any (``free_links``).
+    # is checked by the effective dependencies' dict itself, made here in one C call (every
+    # task's the one empty tuple), which the links then are (``free_links``): no set of the ids.
     unlinked = outputs is None and not any(deps)
-    index: Any = set(ids) if unlinked else dict(zip(ids, range(n), strict=True))
+    index: Any = dict.fromkeys(ids, ()) if unlinked else dict(zip(ids, range(n), strict=True))
     if len(index) != n or "" in index:  # (the codec checked they are str)
         return None
     if outputs is not None:
@@ -93,7 +94,7 @@ def column_graph(
         tasks.head_of,
     )
     if unlinked:
-        found: Any = plain_graph.free_links(ids)
+        found: Any = plain_graph.free_links(ids, index)
     else:
         found = plain_graph.column_links(ids, deps, index, True)
         if found is None:
@@ -105,7 +106,59 @@ def column_graph(
     else:
         sizes = list(map(size_of.__getitem__, tasks.cost_of))
     priorities = list(tasks.priorities)
-    return tuple(specs), _plain(specs, found, outputs, order, priorities, sizes)
+    return tuple(specs), _plain(specs, found, outputs, order, priorities, sizes, unlinked)
+
+
+def run_alike(tasks: Any) -> tuple[int, str] | None:
+    """``RunState.alike`` of the run ``column_graph`` built from ``tasks`` (its specs plain: no
+    pin, no timeout): (the priority, the argument inclusion) every task has, when they all have
+    the same and none needs another, read from the columns in C scans; None otherwise, and for
+    records (``tasks`` not ``TaskColumns``)."""
+    if type(tasks) is not TaskColumns:
+        return None
+    n = len(tasks.ids)
+    if n == 0 or any(tasks.deps):
+        return None
+    priorities = tasks.priorities
+    inclusion = tasks.inclusion
+    priority = priorities[0]
+    kind = inclusion[0]
+    if priorities.count(priority) != n or inclusion.count(kind) != n:
+        return None
+    return priority, tasks.inclusions[kind]
+
+
+# Cost maps up to which ``column_probes`` finds each one's first task by a scan of the run's
+# ``cost_of`` (one C scan a map, stopping at its first use): a run's few shapes (W1's one).
+PROBED_COSTS = 4
+
+
+def column_probes(tasks: TaskColumns, costs: Sequence[dict[str, float]]) -> tuple[str, ...] | None:
+    """``scheduler.intake.probes`` of the run ``column_graph`` built from ``tasks`` (``costs``:
+    its cost maps as parsed, the dicts its specs and records share), read from the columns: its
+    tasks are plain (no pin, no group), so the probes are the first task of each cost shape, in
+    the run's order, found where each cost map is first used rather than by a look at every
+    record (its spec's pin and cost items: ~0.5k instructions a W1 task). None for a run of
+    more than ``PROBED_COSTS`` cost maps (``probes`` then walks its records)."""
+    if len(costs) > PROBED_COSTS:
+        return None
+    cost_of = tasks.cost_of
+    firsts: list[tuple[int, int]] = []
+    for k in range(len(costs)):
+        try:
+            firsts.append((cost_of.index(k), k))
+        except ValueError:  # (a cost map no task uses)
+            continue
+    firsts.sort()
+    seen: set[Any] = set()
+    out: list[str] = []
+    ids = tasks.ids
+    for at, k in firsts:
+        shape = tuple(costs[k].items())  # (a record's ``cost_items``: equal maps, one shape)
+        if shape not in seen:
+            seen.add(shape)
+            out.append(ids[at])
+    return tuple(out)
 
 
 def snapshot_columns(
@@ -179,4 +232,12 @@ def _columns(
 
 _PAYLOAD = attrgetter("payload")
 
-__all__ = ["column_graph", "column_snapshot", "plain_graph_of", "snapshot_columns", "task_ids"]
+__all__ = [
+    "column_graph",
+    "column_probes",
+    "column_snapshot",
+    "plain_graph_of",
+    "run_alike",
+    "snapshot_columns",
+    "task_ids",
+]

@@ -29,7 +29,13 @@ import msgpack
 
 from handoffd import collector, intake, resources, validation
 from handoffd.config import Limits
-from handoffd.daemon.intake_columns import column_snapshot, plain_graph_of, task_ids
+from handoffd.daemon.intake_columns import (
+    column_probes,
+    column_snapshot,
+    plain_graph_of,
+    run_alike,
+    task_ids,
+)
 from handoffd.errors import HandoffError
 from handoffd.freeing import copied, free
 from handoffd.protocol import messages as m
@@ -198,30 +204,37 @@ def _checked(
             specs = tuple(validation.wire_specs(msg, frames))
             # The run's graph, as the scheduler would build it (its placement order): pure.
             graph = build_graph(specs, msg.outputs, order, acyclic=True)  # (checked just above)
-        # The run, untouched: the scheduler checks it against its view and takes it in.
-        run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph)
+        # The run, untouched: the scheduler checks it against its view and takes it in. (What
+        # all its tasks share, when they came as plain columns: ``RunState.alike``.)
+        alike = run_alike(msg.tasks) if plain is not None else None
+        run = RunState(msg.run_id, specs, run_options(msg), order=order, graph=graph, alike=alike)
     except HandoffError as exc:
         return Prepared(decoded, error=exc)
     tasks = msg.tasks
     if plain is not None and type(tasks) is TaskColumns:
         # A plain run that came as columns: its snapshot's specs go as those columns, spliced
-        # from the submission's bytes when they came with code heads.
+        # from the submission's bytes when they came with code heads; its probes read from
+        # them (``column_probes``: no record looked at).
+        costs = [resources.parse_cached(raw, what="cost") for raw in tasks.cost_maps]
+        probed = column_probes(tasks, costs)
+        if probed is None:
+            probed = probes(run)
         spliced = None
         if sent is not None and sent.marks:
-            costs = [resources.parse_cached(raw, what="cost") for raw in tasks.cost_maps]
             spliced = spliced_columns(tasks, frames, sent.head, sent.marks, costs, sent.cut)
         if spliced is not None:
             # (what a standby must reach to read them: the tails as one blob, 7; one of 6 gets
             # them cut apart, ``snapshot.encode_run``)
             needs = SNAPSHOT_TAILS_SINCE
             parts = pack_parts(run, specs=spliced, tasks=False)  # (as built: 7 reads them so)
-            run.prebuilt = Prebuilt(parts, probes(run), (), needs)
+            run.prebuilt = Prebuilt(parts, probed, (), needs)
             return Prepared(decoded, specs=specs, graph=graph, run=run)
         columns, far = column_snapshot(tasks, specs, frames)
     else:
         columns, far = None, far_specs(specs)
+        probed = probes(run)
     needs = 0 if columns is None else SNAPSHOT_HEADS_SINCE if columns.heads else 1
-    run.prebuilt = Prebuilt(pack_parts(run, columns), probes(run), far, needs)
+    run.prebuilt = Prebuilt(pack_parts(run, columns), probed, far, needs)
     return Prepared(decoded, specs=specs, graph=graph, run=run)
 
 

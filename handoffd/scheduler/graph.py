@@ -17,6 +17,7 @@ import operator
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from handoffd.errors import ValidationError
@@ -67,7 +68,9 @@ def build_graph(
     if found is None or not (acyclic or _acyclic(found[0], found[1])):
         # (a duplicate, an unknown dependency, a cycle: the walk names it)
         return _walk(specs, outputs, order, acyclic)
-    return _plain(specs, found, outputs, order)
+    # (``free_links``' answer, none needing another, is one dict for both: ``_plain`` may rank
+    # them without the core when they tie)
+    return _plain(specs, found, outputs, order, unlinked=found[0] is found[1])
 
 
 def run_fields_plain(msg: Any, n: int, frames: Sequence[Any]) -> bool:
@@ -118,11 +121,13 @@ def _plain(
     order: Order | None,
     priorities: list[int] | None = None,
     sizes: list[float] | None = None,
+    unlinked: bool = False,
 ) -> TaskGraph:
     """The graph of ``specs`` (none inline or collocated, so no group) from their ``links``:
     what ``_walk`` builds for them, ranked by the same ``order`` from the same inputs.
     ``priorities`` and ``sizes``: the specs' own (a list of this call's, freed here), read from
-    the columns they were made from (``intake_columns``), not from each spec."""
+    the columns they were made from (``intake_columns``), not from each spec. ``unlinked``: no
+    task needs another (``plain_graph.free_links``' links)."""
     effective_deps, consumers, rows = found
     regular = list(specs)
     n = len(regular)
@@ -137,20 +142,30 @@ def _plain(
         from handoffd.scheduler import placement
 
         order = placement.order
+    ints = priorities is not None  # (a columns run's: read from an int64 array)
     if priorities is None:
         priorities = [s.priority for s in regular]
     if sizes is None:
         sizes = plain_graph.sizes(regular)
-    ranked, ranks = order(priorities, rows, [1.0] * n, sizes)
-    upward_rank = [*map(float, ranks[:n]), *([0.0] * (n - len(ranks)))]
-    placed = plain_graph.places(ranked, n, priorities, upward_rank)
-    if placed is None:  # (a ranking that disagrees with its keys: the general rule decides)
-        at = {task_index: pos for pos, task_index in enumerate(ranked)}
-        position = [at.get(i, i) for i in range(n)]
-        ordered = _placement_order(regular, position, upward_rank)
+    if unlinked and _tied(priorities, sizes, n, ints):
+        # The core's ranking of tasks that need none and tie on every key (W1's): each one's
+        # upward rank its estimate (1.0), the order the index order (its last key), as
+        # ``places`` reads it back (``_tied_in_index_order``); the kernel's argument checks,
+        # buffers and sort of every task were ~1.3k instructions a W1 task (``_single`` skips
+        # it for a lone task alike).
+        position, ordered, upward_rank = list(range(n)), list(range(n)), [1.0] * n
+        free(priorities, rows)
     else:
-        position, ordered = placed
-    free(priorities, rows, ranked, ranks)
+        ranked, ranks = order(priorities, rows, [1.0] * n, sizes)
+        upward_rank = [*map(float, ranks[:n]), *([0.0] * (n - len(ranks)))]
+        placed = plain_graph.places(ranked, n, priorities, upward_rank)
+        if placed is None:  # (a ranking that disagrees with its keys: the general rule decides)
+            at = {task_index: pos for pos, task_index in enumerate(ranked)}
+            position = [at.get(i, i) for i in range(n)]
+            ordered = _placement_order(regular, position, upward_rank)
+        else:
+            position, ordered = placed
+        free(priorities, rows, ranked, ranks)
     return TaskGraph(
         {}, regular, effective_deps, consumers, {}, {}, {}, wanted, position, upward_rank, ordered
     )
@@ -254,6 +269,28 @@ def _single(spec: TaskSpec, outputs: Sequence[str] | None, order: Order | None) 
 
 
 _INT64 = 1 << 63
+
+
+def _tied(priorities: list[Any], sizes: list[float], n: int, ints: bool) -> bool:
+    """Every task has one priority and one size, both of which the core's ``order`` takes
+    without a word (an int, not a bool, within 64 bits; a finite float): its ranking of them
+    when none needs another is the index order (``_plain``). ``ints``: the priorities are known
+    ints (a columns run's), else each one's type is looked at too (a bool or a float equal to
+    the first is no int to the core). ``sizes``: floats (``plain_graph.sizes``' or the
+    columns')."""
+    if n == 0:
+        return False
+    priority = priorities[0]
+    size = sizes[0]
+    return (
+        type(priority) is int
+        and -_INT64 <= priority < _INT64
+        and type(size) is float
+        and math.isfinite(size)
+        and priorities.count(priority) == n
+        and sizes.count(size) == n
+        and (ints or all(map(operator.is_, map(type, priorities), repeat(int))))
+    )
 
 
 def _plain_rank(spec: TaskSpec) -> bool:

@@ -27,7 +27,7 @@ cdef class Placed:
         object timeout, object inputs, object priority, double rank
     )
     cdef _group(self, Py_ssize_t n, object payload, object cost, object inclusion, object timeout)
-    @cython.locals(n=Py_ssize_t, flat=list, rec=TaskRecord, spec=object, task_id=str, inputs=tuple)
+    @cython.locals(n=Py_ssize_t, flat=list, rec=TaskRecord, spec=object, task_id=str, inputs=tuple, alike=tuple)
     cpdef add_all(self, RunState run, list recs)
     cpdef Py_ssize_t size(self)
     @cython.locals(groups=list, ends=list, g=tuple)

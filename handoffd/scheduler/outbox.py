@@ -121,12 +121,20 @@ class Placed:
         ``OwnerBooks._dispatch_block``), its fields read from the record and its spec, in one
         loop instead of a call a task."""
         flat = self.flat
+        alike = run.alike  # (what every task of the run has, when known: ``RunState.alike``)
         for rec in recs:
             spec = rec.spec
             task_id = rec.id
             n = len(flat) >> 2
             flat.append(task_id)
             flat.append(rec.attempt)
+            if alike is not None:  # (no inputs, no timeout: only the payload read from the spec)
+                flat.append(alike[0])
+                flat.append(rec.upward_rank)
+                if self.inputs is not None:
+                    self.inputs.append(())
+                self._group(n, spec.payload, rec.cost, alike[1], None)
+                continue
             flat.append(spec.priority)
             flat.append(rec.upward_rank)
             inputs = run.input_refs(task_id) if spec.deps else ()

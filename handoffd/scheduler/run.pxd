@@ -51,7 +51,7 @@ cdef class TaskRecord:
 
 
 @cython.locals(rec=TaskRecord)
-cpdef TaskRecord new_record(object spec, Py_ssize_t position, double upward_rank, tuple cost_items, str skey)
+cpdef TaskRecord new_record(object spec, Py_ssize_t position, double upward_rank, tuple cost_items, str skey, object cost=*, bint pinless=*)
 
 
 cdef class MoveListener:
@@ -84,6 +84,7 @@ cdef class RunState:
     cdef public dict group_pin
     cdef public object wanted
     cdef public dict group_node
+    cdef public tuple alike
     cdef public dict tasks
     cdef public Py_ssize_t remaining
     cdef public dict unfinished
@@ -126,5 +127,6 @@ cdef class RunState:
 @cython.locals(
     tasks=dict, records=list, cost_items=tuple, skey=str, positions=list, ranks=list, regular=list,
     every=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t, rec=TaskRecord, ordered=list, placement=object,
+    pinless=bint, cost=object,
 )
 cpdef void _build_records(RunState run, object graph) except *

@@ -168,10 +168,13 @@ def new_record(
     upward_rank: float,
     cost_items: tuple[tuple[str, float], ...],
     skey: str,
+    cost: dict[str, float] | None = None,
+    pinless: bool = False,
 ) -> TaskRecord:
     """A record as ``TaskRecord(spec, position, upward_rank, cost_items)`` builds it, its shape
-    key given (``RunState`` makes one a cost shape). Compiled, a C call writing C fields: the
-    constructor's keyword call and ``__init__`` were most of a run's per-task build."""
+    key given (one a cost shape), ``cost`` the spec's cost if read already, ``pinless``: no pin
+    (``RunState.alike``: its ``node``, a class default, the slowest read, not read). Compiled, a
+    C call writing C fields: a keyword call and ``__init__`` were most of a run's build."""
     rec = TaskRecord.__new__(TaskRecord)
     rec.spec = spec
     rec.id = spec.id
@@ -197,8 +200,8 @@ def new_record(
     rec.shape_key = skey
     rec.duration_key = skey + rec.id
     rec.charge = 0.0
-    rec.cost = spec.cost
-    rec.pin = spec.node
+    rec.cost = spec.cost if cost is None else cost
+    rec.pin = None if pinless else spec.node
     return rec
 
 
@@ -208,25 +211,25 @@ def _build_records(run: RunState, graph: TaskGraph) -> None:
     loop counters when compiled (``__init__``'s were Python ints, a division a task)."""
     tasks = run.tasks
     records = []
-    # A cost's items made once for the tasks that share its dict (a plain run's specs share
-    # one per shape: ``plain_graph``), not a tuple per task.
+    # A cost's items made once for the tasks that share its dict (``plain_graph``'s specs).
     last_cost: Any = None
     cost_items: tuple[tuple[str, float], ...] = ()
     skey = ""
     positions, ranks, regular = graph.position, graph.upward_rank, graph.regular
     every = YIELD_EVERY
+    pinless = run.alike is not None
     for i in range(len(regular)):
         s = regular[i]
-        if s.cost is not last_cost:
-            last_cost = s.cost
-            cost_items = tuple(last_cost.items())
+        cost = s.cost
+        if cost is not last_cost:
+            last_cost = cost
+            cost_items = tuple(cost.items())
             skey = shape_key(cost_items)
-        rec = new_record(s, positions[i], ranks[i], cost_items, skey)
+        rec = new_record(s, positions[i], ranks[i], cost_items, skey, cost, pinless)
         tasks[rec.id] = rec
         records.append(rec)
         if i % every == every - 1:
-            # A big run is built in a thread (``daemon.upload_intake``), and compiled this
-            # loop never lets the GIL go by itself: the event loop waited for all of it.
+            # (a big run is built in a thread: compiled, this loop never lets the GIL go)
             let_go()
     ordered = run.ordered
     placement = graph.placement_order
@@ -264,6 +267,7 @@ class RunState:
         term: int = 0,
         order: Order | None = None,
         graph: TaskGraph | None = None,  # built already (off the loop) from these specs
+        alike: tuple[int, str] | None = None,
     ) -> None:
         self.run_id = run_id
         self.options = options
@@ -296,12 +300,14 @@ class RunState:
         self.group_pin = graph.group_pin
         self.wanted = graph.wanted
         self.group_node: dict[str, str | None] = dict(graph.group_pin)  # where each group runs
+        # The (priority, argument inclusion) of every task, none needing another, pinned or
+        # timed (``intake_columns.run_alike``; ``Placed.add_all``); None: each spec says.
+        self.alike = alike
         self.tasks: dict[str, TaskRecord] = {}
         self.ordered: list[TaskRecord] = []
         _build_records(self, graph)
         self.remaining = len(self.tasks)  # regular tasks not DONE
-        # Regular tasks per state, and the node of each task's latest dispatch, kept as they
-        # move: a status reply counted every task (0.05-0.25 s for 200,000-1,000,000 of them).
+        # Regular tasks per state, and each task's latest dispatch's node, kept as they move.
         self.tally: dict[str, int] = dict.fromkeys(TASK_STATES, 0)
         self.tally[PENDING] = len(self.tasks)
         self.placed: dict[str, str] = {}
@@ -317,16 +323,13 @@ class RunState:
         self.ready_heap: list[int] = []
         self.ready_line: list[int] = []
         self.ready_at = 0
-        # How many of ``ordered`` were taken in (``start``/``take_in``, a slice per call for a big
-        # run): the tasks past it wait PENDING even without inputs.
+        # How many of ``ordered`` were taken in (``take_in``): those past it wait PENDING.
         self.intake = 0
-        # What was worked out where the run was built, off the event loop, for its intake
-        # (``scheduler.intake.Prebuilt``); None: the owner works it out when needed.
+        # What was worked out off the loop for its intake (``intake.Prebuilt``); None: not.
         self.prebuilt: Any = None
         # Values nobody needs any more, not yet deleted on their holders: (task id, holders).
         self.freed: list[tuple[str, tuple[str, ...]]] = []
-        # Once ended: why (each task's history says it), and the first task of ``ordered`` not
-        # closed yet (``close``; ``len(ordered)``: none left, as in a run that has not ended).
+        # Once ended: why, and the first of ``ordered`` not closed yet (its length: none left).
         self.end_reason = ""
         self.closing = len(self.ordered)
 
@@ -383,8 +386,7 @@ class RunState:
             del moves[: len(moves) - _MOVES_LIMIT]
         c = self.counters
         if c is not None:
-            # (a plain dict, not a Counter: a Counter's item read and write were ~1.7k
-            # instructions a move, through its Python-level type)
+            # (a plain dict, not a Counter: its item reads and writes are Python-level calls)
             c[new] = c.get(new, 0) + 1
         # (string compares, not tuple searches: a state is one of the interned constants)
         was_out = old == ASSIGNED or old == RUNNING  # (``ACTIVE``)
@@ -578,8 +580,7 @@ class RunState:
                 continue
             # Never out (PENDING, READY): no listener, whose only work for such a move is the
             # ready queue (the owner drops the run's entries itself) and the replication log (a
-            # standby cancels them itself on the run's end: Replica.run_data). A per-task
-            # listener call and log row held the loop for 200,000 tasks.
+            # standby cancels them itself on the run's end: Replica.run_data).
             rec.state = CANCELLED
             rec.delayed = False
             moves = rec.moves
@@ -644,8 +645,7 @@ class RunState:
         locations = rec.locations
         if type(locations) is not tuple or len(locations) > 1:
             locations = tuple(sorted(locations))  # (one or none: in order already, no copy)
-        # Its slots stored as its ``__init__`` stores them, without the Python call (a
-        # dispatch's inputs make one a dependency: W2's three a task).
+        # Its slots stored as its ``__init__`` stores them, without the Python call.
         ref = _make(ValueRef)  # noqa: F821
         _store(ref, "task_id", dep)  # noqa: F821
         _store(ref, "locations", locations)  # noqa: F821

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import random
 import tracemalloc
 from typing import Any
@@ -20,20 +21,26 @@ from test_scheduler_builds import pure_build
 from test_submit_columns import _both as submit_both
 from test_submit_columns import _prepared
 
-from handoffd.daemon import intake_columns
+from handoffd.daemon import intake_columns, upload_intake
+from handoffd.errors import ValidationError
 from handoffd.protocol import column_codes, snapshot
 from handoffd.protocol.column_codes import ColumnError
-from handoffd.scheduler import graph, plain_graph
+from handoffd.scheduler import graph, outbox, placement, plain_graph
 from handoffd.scheduler.run import RunState
 from handoffd.spec import TaskSpec
 
 BUILDS = {"compiled": plain_graph, "pure": pure_build("plain_graph")}
+OUTBOXES = (outbox, pure_build("outbox"))
 COSTS = [{"cpu": 1.0}, {"cpu": 2.0, "memory": 100.0}, {"gpu": 1.0}, {}]
 
 
-def _rows(rng: random.Random, n: int) -> list[Any]:
-    costs = rng.sample(COSTS, rng.randint(1, len(COSTS)))
-    prios = rng.choice([[0], [0, 1], [-2, 0, 5]])
+def _rows(rng: random.Random, n: int, tied: bool = False) -> list[Any]:
+    costs = rng.sample(COSTS, 1 if tied else rng.randint(1, len(COSTS)))
+    prios = (
+        [rng.choice([0, 3, -(1 << 63), (1 << 63) - 1])]
+        if tied
+        else rng.choice([[0], [0, 1], [-2, 0, 5]])
+    )
     kinds = rng.choice([["variadic"], ["variadic", "as_list"]])
     return [
         (f"t{i}", (), rng.choice(costs), rng.choice(kinds), None, None, False, None, None,
@@ -52,12 +59,14 @@ def _boom(*args: Any) -> Any:
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", range(24))
 def test_an_unlinked_columns_run_is_the_records_run(
     seed: int, build: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (a third of the seeds tie every task on priority and size: ranked without the core's
+    # ``order``, against the records' build, which asks it)
     rng = random.Random(seed)
-    rows = _rows(rng, rng.randint(2, 80))
+    rows = _rows(rng, rng.randint(2, 80), tied=seed % 3 == 0)
     records, cols, frames = _both(rows)
     monkeypatch.setattr(intake_columns, "plain_graph", BUILDS[build])
     a = _prepared(records, frames)
@@ -66,12 +75,22 @@ def test_an_unlinked_columns_run_is_the_records_run(
     # pure build's case sees those.)
     monkeypatch.setattr(BUILDS[build], "column_links", _boom)
     monkeypatch.setattr(graph.plain_graph, "sizes", _boom)
+    tied = seed % 3 == 0
+    if tied:  # (nor the core's ranking, nor the records' probes: both read from the columns)
+        monkeypatch.setattr(placement, "order", _boom)
+        monkeypatch.setattr(upload_intake, "probes", _boom)
     b = _prepared(cols, frames)
     monkeypatch.undo()
     assert a.error is None and b.error is None
     assert a.specs is not None and b.specs is not None and a.graph and b.graph
     assert [vars(s) for s in a.specs] == [vars(s) for s in b.specs]
     for field in dataclasses.fields(a.graph):
+        if field.name == "consumers":  # (lists of their own, or the one shared empty tuple)
+            assert {k: list(v) for k, v in a.graph.consumers.items()} == {
+                k: list(v) for k, v in b.graph.consumers.items()
+            }
+            assert list(a.graph.consumers) == list(b.graph.consumers)
+            continue
         assert getattr(a.graph, field.name) == getattr(b.graph, field.name), field.name
     assert b.graph.wanted == {r[0] for r in rows} and len(b.graph.wanted) == len(rows)
     assert type(b.graph.wanted) is type({}.keys())  # (a view of the ids: no set of its own)
@@ -88,17 +107,85 @@ def test_an_unlinked_columns_run_is_the_records_run(
     taken = RunState.from_snapshot(data)
     assert taken.snapshot() == a.run.snapshot()
     assert "t0" in taken.wanted and "t0" in b.run.wanted and "x" not in b.run.wanted
+    _alike_dispatches(rows, a.run, b.run)
+
+
+def _alike_dispatches(rows: list[Any], a: Any, b: Any) -> None:
+    """The columns' run says what all its tasks share (``RunState.alike``) exactly when they
+    do, its records have the records' build's pins, and a block of its tasks is dispatched
+    (``Placed.add_all``) as the records' run's, which reads every spec."""
+    kinds = {r[3] for r in rows}
+    prios = {r[9] for r in rows}
+    alike = (prios.pop(), kinds.pop()) if len(kinds) == len(prios) == 1 else None
+    assert a.alike is None and b.alike == alike
+    assert [r.pin for r in b.tasks.values()] == [r.pin for r in a.tasks.values()]
+    for module, recs_of in itertools.product(OUTBOXES, (list, lambda r: list(r)[1::2])):
+        ours, theirs = module.Placed(), module.Placed()
+        ours.add("x", 1, b"p", {}, "variadic", None, (), 0, 1.0)  # (a group before the block)
+        theirs.add("x", 1, b"p", {}, "variadic", None, (), 0, 1.0)
+        ours.add_all(b, recs_of(b.ordered))
+        theirs.add_all(a, recs_of(a.ordered))
+        assert ours.tasks() == theirs.tasks() and ours.runs() == theirs.runs()
+        assert ours.flat == theirs.flat and ours.inputs == theirs.inputs
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_free_links_are_the_column_links_of_tasks_without_dependencies(build: str) -> None:
     module = BUILDS[build]
     ids = [f"t{i}" for i in range(50)]
-    effective, consumers, rows = module.free_links(ids)
-    found = module.column_links(ids, [()] * 50, None, True)
-    assert (effective, consumers) == found[:2] and list(effective) == ids == list(consumers)
+    for given in (None, dict.fromkeys(ids, ())):
+        effective, consumers, rows = module.free_links(ids, given)
+        found = module.column_links(ids, [()] * 50, None, True)
+        assert effective == found[0] and list(effective) == ids == list(consumers)
+        assert {k: list(v) for k, v in consumers.items()} == found[1]
+        assert [list(r) for r in rows] == found[2]
+        # Nothing made a task: the consumers are the effective dependencies' dict (the given
+        # one), every value the one empty tuple, every row the one empty row.
+        assert consumers is effective and (given is None or effective is given)
+        assert {id(c) for c in consumers.values()} == {id(())}
+        assert len({id(r) for r in rows}) == 1
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_column_probes_are_the_first_task_of_each_cost_shape(seed: int) -> None:
+    rng = random.Random(seed)
+    # (maps equal in items count as one shape; a map no task uses has no probe)
+    maps = [{"cpu": 1.0}, {"cpu": 1.0}, {"gpu": 2.0}, {}, {"cpu": 1.0, "memory": 5.0}]
+    costs = rng.sample(maps, rng.randint(1, intake_columns.PROBED_COSTS))
+    n = rng.randint(1, 60)
+    used = rng.sample(range(len(costs)), rng.randint(1, len(costs)))
+    cost_of = [rng.choice(used) for _ in range(n)]
+    ids = [f"t{i}" for i in range(n)]
+    tasks: Any = type("Cols", (), {"cost_of": cost_of, "ids": ids})()
+    seen: set[Any] = set()
+    walked = []
+    for i in range(n):  # (``intake._ungrouped_probes``' rule: no pins, a shape once)
+        shape = (None, tuple(costs[cost_of[i]].items()))
+        if shape not in seen:
+            seen.add(shape)
+            walked.append(ids[i])
+    assert intake_columns.column_probes(tasks, costs) == tuple(walked)
+    assert intake_columns.column_probes(tasks, maps * 2) is None  # (past PROBED_COSTS)
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_links_of_specs_none_needing_another_are_free_links_a_duplicate_none(
+    build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = BUILDS[build]
+    specs = [TaskSpec(f"t{i}", (), {"cpu": 1.0}, b"p") for i in range(30)]
+    ids = [s.id for s in specs]
+    effective, consumers, rows = module.links(specs, None, True)
+    found = module.column_links(ids, [()] * 30, None, True)
+    assert effective == found[0] and consumers is effective and list(effective) == ids
+    assert {k: list(v) for k, v in consumers.items()} == found[1]
     assert [list(r) for r in rows] == found[2]
-    assert len({id(c) for c in consumers.values()}) == 50  # (each task's own list)
+    specs[7] = TaskSpec("t3", (), {"cpu": 1.0}, b"p")
+    assert module.links(specs, None, True) is None
+    monkeypatch.setattr(graph, "plain_graph", module)
+    with pytest.raises(ValidationError) as caught:  # (the walk names it, as before)
+        graph.build_graph(specs, None, None)
+    assert caught.value.kind == "duplicate_id"
 
 
 @pytest.mark.parametrize("how", ["dup", "empty", "dep", "output"])

@@ -32,7 +32,11 @@ def _read(spec: TaskSpec) -> list[tuple[str, Any, type]]:
 
 
 def _fields(g: TaskGraph) -> dict[str, Any]:
-    return {name: getattr(g, name) for name in TaskGraph.__slots__}
+    fields = {name: getattr(g, name) for name in TaskGraph.__slots__}
+    # (a task's consumers: a list of its own, or the one shared empty tuple of a run none of
+    # whose tasks needs another, ``plain_graph.free_links``: the same ids, in order)
+    fields["consumers"] = {k: list(v) for k, v in g.consumers.items()}
+    return fields
 
 
 def _meta(row: m.TaskMeta, **changes: Any) -> m.TaskMeta:

@@ -46,6 +46,12 @@ def test_new_record_is_the_constructor_s_record(
     reference = module.TaskRecord(spec, position, rank, cost_items=items)
     assert type(made) is module.TaskRecord
     assert fields(made) == fields(reference)
+    # (the cost given as read already, the spec known pinless: the same record, the cost the
+    # one given; a pin is read when not said pinless)
+    given_cost = module.new_record(spec, position, rank, items, shape_key(items), cost, True)
+    assert fields(given_cost) == fields(reference) and given_cost.cost is cost
+    pinned = TaskSpec(tid, (), cost, b"payload", node="n1")
+    assert module.new_record(pinned, position, rank, items, shape_key(items), cost).pin == "n1"
     assert made.spec is spec and made.cost_items is items
     # (fresh lists a record: a move appends to its own)
     assert made.moves is not reference.moves and made.attempts is not reference.attempts
