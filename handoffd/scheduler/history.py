@@ -314,6 +314,112 @@ def observe_done(
         )
 
 
+def observe_row(
+    trail: list[tuple[Any, ...]],
+    attempt: int,
+    node: str,
+    pid: int,
+    began: float,
+    end: float,
+    bytes_in: int,
+    bytes_out: int,
+) -> None:
+    """``observe`` of a DONE report (``observe_done``'s row) of an attempt whose report the owner
+    does not take as its success (stale, a duplicate, the run no longer running): a success table
+    that carries its report columns (``successes.apply``)."""
+    i = _index(trail, attempt)
+    if i < 0:
+        i = _append(trail, new_row(attempt, node, 0.0))
+    a = trail[i]
+    trail[i] = (
+        a[0],
+        a[1],
+        "DONE",
+        a[3],
+        began if began else a[4],
+        end if end else a[5],
+        pid,
+        bytes_in,
+        bytes_out,
+        "",
+        "",
+        "",
+        a[12],
+    )
+
+
+def done(
+    trail: list[tuple[Any, ...]],
+    attempt: int,
+    node: str,
+    pid: int,
+    began: float,
+    end: float,
+    bytes_in: int,
+    bytes_out: int,
+    wall: float,
+    cause: str,
+) -> None:
+    """``observe_row`` then ``succeeded(trail, attempt, node, wall, cause)``, the row built once:
+    the report's columns (pid, start, end, bytes) and the close (DONE, ``wall`` when the report
+    says no end, ``cause`` when the row has none), as the two calls leave it."""
+    i = _index(trail, attempt)
+    if i < 0:  # out when we took the run over, dispatched by the previous owner
+        i = _append(trail, new_row(attempt, node, 0.0))
+    a = trail[i]
+    if not end:
+        end = a[5]
+        if not end:
+            end = wall
+    said = a[12]
+    if not said:
+        said = cause
+    trail[i] = (
+        a[0],
+        a[1],
+        "DONE",
+        a[3],
+        began if began else a[4],
+        end,
+        pid,
+        bytes_in,
+        bytes_out,
+        "",
+        "",
+        "",
+        said,
+    )
+
+
+def dispatch_delays(
+    tasks: dict[str, Any],
+    task_ids: Sequence[str],
+    attempts: Sequence[int],
+    started: Sequence[float],
+    delays: list[float],
+) -> None:
+    """``observe_done``'s ``delays`` alone (its rows left to the scheduler: ``observe_row``,
+    ``done``): the time from each reported attempt's dispatch to its start, in report order."""
+    for k in range(len(task_ids)):
+        began = started[k]
+        if not began:
+            continue
+        rec = tasks.get(task_ids[k])
+        if rec is None:
+            continue
+        trail = rec.attempts
+        if trail:
+            last = trail[-1]
+            if last[0] == attempts[k]:
+                was = last[3]
+                if was:
+                    # (``max(0.0, began - was)``, NaN to 0.0 too, without the builtin's call)
+                    took = began - was
+                    if not took > 0.0:
+                        took = 0.0
+                    delays.append(took)
+
+
 _REPORTED = {
     "DONE": "DONE",
     "error": "FAILED",
