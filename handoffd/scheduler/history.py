@@ -278,40 +278,14 @@ def observe_done(
     delays: list[float],
 ) -> None:
     """``observe`` of each DONE report of a node's message (columns; ``tasks``: task id -> record
-    with ``attempts``), unknown tasks skipped, in one compiled loop; ``delays`` gets the time from
-    each attempt's dispatch to its start (its latest attempt, reported started), in report order
-    (the caller buckets them at once: a typed list's append, where a method call a report on an
-    object cost more than the row itself)."""
+    with ``attempts``), unknown tasks skipped, compiled; ``delays`` gets the time from each
+    attempt's dispatch to its start (``dispatch_delays``), in report order (a typed list)."""
+    dispatch_delays(tasks, task_ids, attempts, started, delays)
     for k in range(len(task_ids)):
         rec = tasks.get(task_ids[k])
-        if rec is None:
-            continue
-        trail = rec.attempts
-        attempt = attempts[k]
-        began = started[k]
-        if began and trail:
-            last = trail[-1]
-            if last[0] == attempt and last[3]:
-                delays.append(max(0.0, began - last[3]))
-        i = _index(trail, attempt)
-        if i < 0:
-            i = _append(trail, new_row(attempt, node, 0.0))
-        a = trail[i]
-        trail[i] = (
-            a[0],
-            a[1],
-            "DONE",
-            a[3],
-            began if began else a[4],
-            ended[k] if ended[k] else a[5],
-            pids[k],
-            bytes_in[k],
-            bytes_out[k],
-            "",
-            "",
-            "",
-            a[12],
-        )
+        if rec is not None:
+            a, pid, began = attempts[k], pids[k], started[k]
+            observe_row(rec.attempts, a, node, pid, began, ended[k], bytes_in[k], bytes_out[k])
 
 
 def observe_row(
@@ -324,9 +298,8 @@ def observe_row(
     bytes_in: int,
     bytes_out: int,
 ) -> None:
-    """``observe`` of a DONE report (``observe_done``'s row) of an attempt whose report the owner
-    does not take as its success (stale, a duplicate, the run no longer running): a success table
-    that carries its report columns (``successes.apply``)."""
+    """``observe`` of one DONE report (``observe_done``'s row; ``successes.apply``'s of a row
+    it does not take)."""
     i = _index(trail, attempt)
     if i < 0:
         i = _append(trail, new_row(attempt, node, 0.0))
@@ -360,9 +333,8 @@ def done(
     wall: float,
     cause: str,
 ) -> None:
-    """``observe_row`` then ``succeeded(trail, attempt, node, wall, cause)``, the row built once:
-    the report's columns (pid, start, end, bytes) and the close (DONE, ``wall`` when the report
-    says no end, ``cause`` when the row has none), as the two calls leave it."""
+    """``observe_row`` then ``succeeded(trail, attempt, node, wall, cause)``, the row built once
+    (the report's pid, start, end, bytes; DONE, ``wall`` for no end, ``cause`` for none)."""
     i = _index(trail, attempt)
     if i < 0:  # out when we took the run over, dispatched by the previous owner
         i = _append(trail, new_row(attempt, node, 0.0))
@@ -398,26 +370,29 @@ def dispatch_delays(
     started: Sequence[float],
     delays: list[float],
 ) -> None:
-    """``observe_done``'s ``delays`` alone (its rows left to the scheduler: ``observe_row``,
-    ``done``): the time from each reported attempt's dispatch to its start, in report order."""
+    """``observe_done``'s ``delays`` (its latest attempt's, reported started) as its rows leave
+    the trails: a report of an attempt a trail lacks adds its row last (no dispatch time)."""
+    added: set[str] | None = None
     for k in range(len(task_ids)):
-        began = started[k]
-        if not began:
-            continue
-        rec = tasks.get(task_ids[k])
-        if rec is None:
+        task_id = task_ids[k]
+        rec = tasks.get(task_id)
+        if rec is None or (added is not None and task_id in added):
             continue
         trail = rec.attempts
+        attempt = attempts[k]
         if trail:
             last = trail[-1]
-            if last[0] == attempts[k]:
+            if last[0] == attempt:
+                began = started[k]
                 was = last[3]
-                if was:
-                    # (``max(0.0, began - was)``, NaN to 0.0 too, without the builtin's call)
+                if began and was:  # (``max(0.0, ...)``, NaN too, without its call)
                     took = began - was
-                    if not took > 0.0:
-                        took = 0.0
-                    delays.append(took)
+                    delays.append(took if took > 0.0 else 0.0)
+                continue
+        if _index(trail, attempt) < 0:
+            if added is None:
+                added = set()
+            added.add(task_id)
 
 
 _REPORTED = {

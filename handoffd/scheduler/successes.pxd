@@ -15,7 +15,7 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
     tasks=dict, durations=Durations, answered=bint, n=Py_ssize_t, i=Py_ssize_t, rec=TaskRecord,
     old=str, task_id=str, outputs=bint, at_once=bint, c=dict, tally=dict,
     from_assigned=Py_ssize_t, from_running=Py_ssize_t, table=Table, where=tuple, report=bint,
-    recs=list, k=Py_ssize_t
+    recs=list, k=Py_ssize_t, at=object, wall=object
 )
 cpdef tuple apply(RunState run, ClusterView view, str node, object ids, object tries, object sizes, object values, object took, double now, list cancels, list pids=*, list began=*, list ended=*, list bytes_in=*)
 @cython.locals(tasks=dict, k=Py_ssize_t, rec=TaskRecord)

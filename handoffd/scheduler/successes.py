@@ -50,24 +50,22 @@ def apply(
     running. Returns (rows taken, whether a row answered a dispatch still unanswered); the
     dispatches to cancel are added to ``cancels``. ``pids``, ``began``, ``ended``, ``bytes_in``:
     the report's columns of what only the executing node knows (``TasksSucceeded``'s), or None
-    when the owner's shell wrote them in the history already (``history.observe_done``): then
-    every row of a known task is observed here, each accepted one's attempt row built once with
-    its close (``history.done``), as the shell's ``observe_done`` and ``finish``'s
+    when the owner's shell wrote them in the history already (``history.observe_done``). With
+    them every row of a known task is observed here, each accepted one's attempt row built once
+    with its close (``history.done``), as the shell's ``observe_done`` and ``finish``'s
     ``history.succeeded`` left it in two builds."""
     run_id = run.run_id
     tasks = run.tasks
     n = len(ids)
     report = pids is not None
-    if report and len(set(ids)) != n:
-        # (a task twice in one table: every row observed first, as the shell observed them
-        # before the scheduler saw the table, then closed as its rows come; with each task
-        # once, a row's observe moved to its close meets no other step of its task's rows)
-        observe(run, node, ids, tries, sizes, pids, began, ended, bytes_in)
-        report = False
-    # With the report's columns: the rows the pass cannot take (unknown task, another attempt
-    # or node, no longer out) observed first; the others' records kept for the pass (no second
-    # look-up, no second check: a row not taken here is never taken below, and a task's one
-    # row taken here stays out until it is closed below).
+    # With the report's columns: each row the pass may take (its task's attempt out on
+    # ``node``) keeps its record for the pass (no second look-up, no second check: a row not
+    # kept is never taken below), its report's columns written with its close. A row of a known
+    # task it cannot take (another attempt, a task no longer out) makes the table's rows all
+    # observed first, in report order, as the shell observed them before the scheduler saw the
+    # table: moved to its close, a kept row's observe would pass such a row's (which may add a
+    # row to the same task's trail first). Without one, a task's rows in the table are all of
+    # its one attempt out, whose observe meets no other step.
     recs: list[TaskRecord | None] = []
     if report:
         for k in range(n):
@@ -75,16 +73,14 @@ def apply(
             if rec is None:
                 recs.append(None)
                 continue
-            attempt = tries[k]
-            if rec.attempt == attempt and rec.node == node:
+            if rec.attempt == tries[k] and rec.node == node:
                 old = rec.state
                 if old == ASSIGNED or old == RUNNING:
                     recs.append(rec)
                     continue
-            hist.observe_row(
-                rec.attempts, attempt, node, pids[k], began[k], ended[k], bytes_in[k], sizes[k]
-            )
-            recs.append(None)
+            observe(run, node, ids, tries, sizes, pids, began, ended, bytes_in)
+            report = False
+            break
     durations = view.durations
     # What is the same for every row of the table, read once (the per-row ``finish`` of before
     # read or built each of them again): the node's unanswered dispatches (none: no row can
@@ -143,7 +139,7 @@ def apply(
                 else:
                     from_running += 1
             else:
-                if report:  # (not reached: each task once; observed as the shell did)
+                if report:  # (a duplicate of a row taken above: observed as the shell did)
                     k = i - 1
                     hist.observe_row(
                         rec.attempts,
@@ -195,7 +191,7 @@ def apply(
             if run.state != RUN_RUNNING:
                 break
     finally:
-        if report:  # (rows kept for the pass and not reached, an error's: observed)
+        if report:  # (rows kept for the pass and not reached, after the run's end: observed)
             for k in range(i, n):
                 rec = recs[k]
                 if rec is not None:
