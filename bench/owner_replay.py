@@ -63,11 +63,30 @@ def load(path: str, rounds: int) -> tuple[list[Any], list[int], int, Any]:
     with open(path, "rb") as f:
         state = pickle.load(f)
     calls = state["calls"]
+    _defaults(calls)
     made = state["created"][0]
     starts = _submits(calls)
     # (the bench's 2-task check run, the warm-up, then the measured rounds)
     end = starts[rounds + 2] if rounds + 2 < len(starts) else len(calls)
     return calls, starts, end, OwnerScheduler(*made["args"], **made["kwargs"])
+
+
+def _defaults(calls: list[Any]) -> None:
+    """A recording's events of a build before an event gained a field with a default: unpickled
+    without it (a slots dataclass sets the fields it was given), so it is given its default."""
+    import dataclasses
+
+    from handoffd.scheduler import events as ev
+
+    missing = [
+        f for f in dataclasses.fields(ev.TasksSucceeded) if f.default is not dataclasses.MISSING
+    ]
+    for name, args, _ in calls:
+        for e in _events(name, args):
+            if type(e) is ev.TasksSucceeded:
+                for f in missing:
+                    if not hasattr(e, f.name):
+                        object.__setattr__(e, f.name, f.default)
 
 
 def _submits(calls: list[Any]) -> list[int]:
@@ -82,7 +101,14 @@ def _submits(calls: list[Any]) -> list[int]:
 
 
 def replay(
-    path: str, rounds: int, check: bool, stats: bool, digest: bool = False, gc: str = "daemon"
+    path: str,
+    rounds: int,
+    check: bool,
+    stats: bool,
+    digest: bool = False,
+    gc: str = "daemon",
+    shell: bool = False,
+    history: bool = False,
 ) -> None:
     import hashlib
 
@@ -103,8 +129,14 @@ def replay(
         tune_gc()
     differ = 0
     hashed = hashlib.sha256()
+    rows = hashlib.sha256()
+    through = _Shell(scheduler) if shell or history else None
     for name, args, said in calls[:end]:
+        if through is not None:
+            name, args = through.read(name, args)
         got = getattr(scheduler, name)(*args)
+        if history and through is not None:
+            through.hash_rows(rows)
         if check and isinstance(got, list) and summary(got) != said:
             differ += 1
         if digest:  # (every instruction in full, the moves told to replication too)
@@ -114,6 +146,8 @@ def replay(
         print(f"replayed {end} calls ({rounds} rounds after the warm-up); {differ} differ")
     if digest:
         print(f"digest of every instruction and move: {hashed.hexdigest()[:16]}")
+    if history:
+        print(f"digest of the reported tasks' attempt rows: {rows.hexdigest()[:16]}")
     if not stats:
         return
     measured = calls[starts[2] : end]  # (after the bench's check run and its W1 warm-up)
@@ -124,6 +158,74 @@ def replay(
         if type(e) is ev.RunSubmitted
     )
     _print_stats(measured, tasks)
+
+
+class _Shell:
+    """``--shell``: each recorded success table goes through the owner's shell as its report
+    message did in the daemon (``daemon.reports``: ``observe_table``, then ``table_events``),
+    with the report's columns only the executing node knows made up deterministically (a pid,
+    start and end on the scheduler's clock, bytes in), so a replay counts the reports' history
+    (the attempt rows the shell and the scheduler build) with the scheduler's instructions.
+    ``--history`` hashes the attempt rows of each call's reported tasks after the call."""
+
+    def __init__(self, scheduler: Any) -> None:
+        import inspect
+
+        from handoffd.daemon import reports
+        from handoffd.observability.latency import Buckets
+
+        self.scheduler = scheduler
+        self.reports = reports
+        self.latency = Buckets()
+        # (a build before the scheduler wrote the reports' history has neither parameter)
+        self.later = "later" in inspect.signature(reports.observe_table).parameters
+        self.touched: list[tuple[str, Any]] = []
+
+    def read(self, name: str, args: Any) -> tuple[str, Any]:
+        from handoffd.protocol.columns import ReportTable
+        from handoffd.scheduler import events as ev
+
+        if name not in ("handle_batch", "handle"):
+            return name, args
+        events = _events(name, args)
+        if not any(type(e) is ev.TasksSucceeded for e in events):
+            return name, args
+        now = args[1]
+        out: list[Any] = []
+        self.touched = []
+        for e in events:
+            if type(e) is not ev.TasksSucceeded:
+                out.append(e)
+                continue
+            rows = [
+                (t, a, 1, size, took, 4000 + k, now - 0.002, now - 0.001, 64 * k)
+                for k, (t, a, size, took) in enumerate(
+                    zip(e.task_ids, e.attempts, e.sizes, e.durations, strict=True)
+                )
+            ]
+            table = ReportTable.of_rows(rows, [-1] * len(rows), ())
+            run = self.scheduler.run_state(e.run_id)
+            later = False
+            if run is not None:
+                if self.later:
+                    later = self.reports.observe_table(run, e.node, table, self.latency, True)
+                else:
+                    self.reports.observe_table(run, e.node, table, self.latency)
+            if self.later:
+                self.reports.table_events(e.run_id, e.node, table, e.values, out, later)
+            else:
+                self.reports.table_events(e.run_id, e.node, table, e.values, out)
+            self.touched.append((e.run_id, e.task_ids))
+        return "handle_batch", (out, *args[1:])
+
+    def hash_rows(self, hashed: Any) -> None:
+        for run_id, ids in self.touched:
+            run = self.scheduler.run_state(run_id)
+            if run is not None:
+                for t in ids:
+                    rec = run.tasks.get(t)
+                    hashed.update(repr(None if rec is None else rec.attempts).encode())
+        self.touched = []
 
 
 def _events(name: str, args: Any) -> tuple[Any, ...]:
@@ -182,11 +284,26 @@ def main() -> None:
     parser.add_argument(
         "--gc", choices=("daemon", "default"), default="daemon", help="the collector's settings"
     )
+    parser.add_argument(
+        "--shell", action="store_true", help="the success tables through the shell's reports"
+    )
+    parser.add_argument(
+        "--history", action="store_true", help="(with --shell) hash the reported attempt rows"
+    )
     args = parser.parse_args()
     if args.mode == "record":
         record(args.path, args.rounds, args.workload)
     else:
-        replay(args.path, args.rounds, not args.no_check, args.stats, args.digest, args.gc)
+        replay(
+            args.path,
+            args.rounds,
+            not args.no_check,
+            args.stats,
+            args.digest,
+            args.gc,
+            args.shell,
+            args.history,
+        )
 
 
 if __name__ == "__main__":

@@ -148,6 +148,9 @@ class OwnerIO(Submissions, NodeViews):
         # for the next batch of any kind (their report's, at the latest the tick's): the drain's
         # end feeds it only then (``lane.may_defer``; ``_settle`` feeds everything).
         self._urgent = False
+        # The runs whose release waits in ``_pending``: a report of one has its history written
+        # here (``_on_table``), not with its event, which the scheduler sees after the release.
+        self._releasing: set[str] = set()
         # Our own executor, taking a dispatch now (the node's ``_dispatch_here``); None: sent.
         self.here: Callable[[m.DispatchTasks | DispatchTable, list[Any], int], None] | None = None
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
@@ -199,6 +202,8 @@ class OwnerIO(Submissions, NodeViews):
             self._pending = []
             self._urgent = False
             events = (*pending, *events)
+            if self._releasing:
+                self._releasing.clear()
         started = perf_counter()
         last = events[-1] if events else None
         if type(last) is ev.RunSubmitted and self.lane and len(last.specs) == 1:
@@ -237,6 +242,7 @@ class OwnerIO(Submissions, NodeViews):
             if isinstance(ins, rt.ReleaseResults):
                 if later and self.batch_reports:
                     self._pending.append(ev.ResultsReleased(ins.run_id))
+                    self._releasing.add(ins.run_id)
                     self._urgent = True
                 else:
                     self._feed(ev.ResultsReleased(ins.run_id))
@@ -417,9 +423,11 @@ class OwnerIO(Submissions, NodeViews):
         if table.outputs:
             self.output.reported(run_id, node, table.reports(), table.outputs)
         run = self.scheduler.run_state(run_id)
+        later = False  # (whether the scheduler writes the reports' history, with their event)
         if run is not None:
-            reports.observe_table(run, node, table, self.dispatch_seconds)
-        reports.table_events(run_id, node, table, values, events)
+            ours = run_id not in self._releasing
+            later = reports.observe_table(run, node, table, self.dispatch_seconds, ours)
+        reports.table_events(run_id, node, table, values, events, later)
         self._feed_reported(events)
 
     # -- client requests ------------------------------------------------------------------------

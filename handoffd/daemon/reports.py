@@ -51,11 +51,14 @@ def table_events(
     table: ReportTable,
     values: Sequence[bytes | None],
     events: list[Any],
+    history: bool = False,
 ) -> None:
     """Append to ``events`` the scheduler's events of the DONE / FAILED reports, in report order:
     each stretch of DONE ones as one ``TasksSucceeded`` (columns: no event object per task), each
     FAILED one as a ``TaskErrored``; ``values``: each report's inline value or None (our own
-    executor's table carries them beside it, a message in its frames: ``report_events``)."""
+    executor's table carries them beside it, a message in its frames: ``report_events``).
+    ``history``: ``observe_table`` left the reports' history to the scheduler (True only for a
+    table of DONE reports, which is then one ``TasksSucceeded`` carrying its columns)."""
     task_ids, attempts, states, sizes = table.task_ids, table.attempts, table.states, table.sizes
     durations = table.durations
     if not set(map(type, values)) <= _PLAIN:  # (a buffer: the scheduler keeps bytes)
@@ -66,9 +69,17 @@ def table_events(
             events.append(ev.TaskSucceeded(run_id, task_ids[0], *one))
         elif task_ids:
             column = values if type(values) is list else list(values)
-            events.append(
-                ev.TasksSucceeded(run_id, node, task_ids, attempts, sizes, column, durations)
-            )
+            if history:  # (the report's columns for the attempts' history: ``observe_table``)
+                tell = (table.pids, table.started, table.ended, table.bytes_in)
+                events.append(
+                    ev.TasksSucceeded(
+                        run_id, node, task_ids, attempts, sizes, column, durations, *tell
+                    )
+                )
+            else:
+                events.append(
+                    ev.TasksSucceeded(run_id, node, task_ids, attempts, sizes, column, durations)
+                )
         return
     ids: list[str] = []
     tries: list[int] = []
@@ -103,14 +114,24 @@ def table_events(
         events.append(ev.TasksSucceeded(run_id, node, ids, tries, stored, got, took))
 
 
-def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets) -> None:
+def observe_table(
+    run: RunState, node: str, table: ReportTable, latency: Buckets, later: bool = False
+) -> bool:
     """Record what ``node`` reports of each attempt in its history (pid, times, bytes, error),
     and in ``latency`` the time from its dispatch to its start; every node's reports, ours
-    included, come as a table."""
+    included, come as a table. ``later``: the scheduler may write the history of a table of
+    DONE reports of more than one task (``table_events(history=True)``: its ``TasksSucceeded``
+    carries the columns, and the scheduler builds each attempt's row once with its close); True
+    when it was left to it (only the latency is recorded here)."""
     tasks = run.tasks
     attempts, states, started = table.attempts, table.states, table.started
     if states.count(_DONE) == len(states):  # (the usual message: one compiled loop)
-        delays: list[float] = []  # (appended to by the compiled loop, bucketed at once after)
+        if later and len(states) > 1:
+            delays: list[float] = []
+            history.dispatch_delays(tasks, table.task_ids, attempts, started, delays)
+            latency.observe_all(delays)
+            return True
+        delays = []  # (appended to by the compiled loop, bucketed at once after)
         history.observe_done(
             tasks,
             node,
@@ -124,7 +145,7 @@ def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets
             delays,
         )
         latency.observe_all(delays)
-        return
+        return False
     for i, task_id in enumerate(table.task_ids):
         rec = tasks.get(task_id)
         state = states[i]
@@ -163,3 +184,4 @@ def observe_table(run: RunState, node: str, table: ReportTable, latency: Buckets
             bytes_out=table.sizes[i],
             error=error,
         )
+    return False

@@ -10,8 +10,17 @@ cdef class Durations:
     cdef public Py_ssize_t max_keys
     cdef public dict by_function
     cdef public dict by_shape
-    cdef public object _function_order
-    cdef public object _shape_order
+    cdef public list _function_order
+    cdef public Py_ssize_t _function_head
+    cdef public list _shape_order
+    cdef public Py_ssize_t _shape_head
+
+    cpdef list function_order(self)
+    cpdef list shape_order(self)
+    @cython.locals(order=list, head=Py_ssize_t)
+    cpdef str _first_function(self)
+    @cython.locals(order=list, head=Py_ssize_t)
+    cpdef str _first_shape(self)
 
     cpdef void observe(self, object function, tuple shape, double seconds)
     cpdef void observe_task(self, object rec, double seconds)
@@ -32,6 +41,7 @@ cpdef double share(dict cost, dict capacity)
 
 cdef dict _names
 cdef Py_ssize_t _NAMES_LIMIT
+cdef Py_ssize_t _COMPACT
 @cython.locals(name=str)
 cpdef str shape_key(tuple shape)
 cpdef str function_key(object function, tuple shape)

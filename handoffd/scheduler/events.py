@@ -113,7 +113,11 @@ class TaskSucceeded:
 @dataclass(frozen=True, slots=True)
 class TasksSucceeded:
     """``TaskSucceeded`` of many attempts on one node of one run, as columns (index ``i`` of each is
-    one attempt, in report order): what one report message says, without an event per task."""
+    one attempt, in report order): what one report message says, without an event per task.
+    ``pids``, ``started``, ``ended``, ``bytes_in`` (lists): the report's columns of what only the
+    executing node knows, for the attempts' history (``sizes`` are their bytes out), written by
+    the scheduler with each attempt's close (``successes.apply``); None: the owner's shell wrote
+    them already (``history.observe_done``)."""
 
     run_id: str
     node: str
@@ -122,6 +126,10 @@ class TasksSucceeded:
     sizes: Sequence[int]
     values: Sequence[bytes | None] = field(repr=False)
     durations: Sequence[float]
+    pids: list[int] | None = field(default=None, repr=False)
+    started: list[float] | None = field(default=None, repr=False)
+    ended: list[float] | None = field(default=None, repr=False)
+    bytes_in: list[int] | None = field(default=None, repr=False)
 
 
 @_hot

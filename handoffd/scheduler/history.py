@@ -278,40 +278,121 @@ def observe_done(
     delays: list[float],
 ) -> None:
     """``observe`` of each DONE report of a node's message (columns; ``tasks``: task id -> record
-    with ``attempts``), unknown tasks skipped, in one compiled loop; ``delays`` gets the time from
-    each attempt's dispatch to its start (its latest attempt, reported started), in report order
-    (the caller buckets them at once: a typed list's append, where a method call a report on an
-    object cost more than the row itself)."""
+    with ``attempts``), unknown tasks skipped, compiled; ``delays`` gets the time from each
+    attempt's dispatch to its start (``dispatch_delays``), in report order (a typed list)."""
+    dispatch_delays(tasks, task_ids, attempts, started, delays)
     for k in range(len(task_ids)):
         rec = tasks.get(task_ids[k])
-        if rec is None:
+        if rec is not None:
+            a, pid, began = attempts[k], pids[k], started[k]
+            observe_row(rec.attempts, a, node, pid, began, ended[k], bytes_in[k], bytes_out[k])
+
+
+def observe_row(
+    trail: list[tuple[Any, ...]],
+    attempt: int,
+    node: str,
+    pid: int,
+    began: float,
+    end: float,
+    bytes_in: int,
+    bytes_out: int,
+) -> None:
+    """``observe`` of one DONE report (``observe_done``'s row; ``successes.apply``'s of a row
+    it does not take)."""
+    i = _index(trail, attempt)
+    if i < 0:
+        i = _append(trail, new_row(attempt, node, 0.0))
+    a = trail[i]
+    trail[i] = (
+        a[0],
+        a[1],
+        "DONE",
+        a[3],
+        began if began else a[4],
+        end if end else a[5],
+        pid,
+        bytes_in,
+        bytes_out,
+        "",
+        "",
+        "",
+        a[12],
+    )
+
+
+def done(
+    trail: list[tuple[Any, ...]],
+    attempt: int,
+    node: str,
+    pid: int,
+    began: float,
+    end: float,
+    bytes_in: int,
+    bytes_out: int,
+    wall: float,
+    cause: str,
+) -> None:
+    """``observe_row`` then ``succeeded(trail, attempt, node, wall, cause)``, the row built once
+    (the report's pid, start, end, bytes; DONE, ``wall`` for no end, ``cause`` for none)."""
+    i = _index(trail, attempt)
+    if i < 0:  # out when we took the run over, dispatched by the previous owner
+        i = _append(trail, new_row(attempt, node, 0.0))
+    a = trail[i]
+    if not end:
+        end = a[5]
+        if not end:
+            end = wall
+    said = a[12]
+    if not said:
+        said = cause
+    trail[i] = (
+        a[0],
+        a[1],
+        "DONE",
+        a[3],
+        began if began else a[4],
+        end,
+        pid,
+        bytes_in,
+        bytes_out,
+        "",
+        "",
+        "",
+        said,
+    )
+
+
+def dispatch_delays(
+    tasks: dict[str, Any],
+    task_ids: Sequence[str],
+    attempts: Sequence[int],
+    started: Sequence[float],
+    delays: list[float],
+) -> None:
+    """``observe_done``'s ``delays`` (its latest attempt's, reported started) as its rows leave
+    the trails: a report of an attempt a trail lacks adds its row last (no dispatch time)."""
+    added: set[str] | None = None
+    for k in range(len(task_ids)):
+        task_id = task_ids[k]
+        rec = tasks.get(task_id)
+        if rec is None or (added is not None and task_id in added):
             continue
         trail = rec.attempts
         attempt = attempts[k]
-        began = started[k]
-        if began and trail:
+        if trail:
             last = trail[-1]
-            if last[0] == attempt and last[3]:
-                delays.append(max(0.0, began - last[3]))
-        i = _index(trail, attempt)
-        if i < 0:
-            i = _append(trail, new_row(attempt, node, 0.0))
-        a = trail[i]
-        trail[i] = (
-            a[0],
-            a[1],
-            "DONE",
-            a[3],
-            began if began else a[4],
-            ended[k] if ended[k] else a[5],
-            pids[k],
-            bytes_in[k],
-            bytes_out[k],
-            "",
-            "",
-            "",
-            a[12],
-        )
+            if last[0] == attempt:
+                began = started[k]
+                was = last[3]
+                if began and was:  # (``max(0.0, ...)``, NaN too, without its call)
+                    took = began - was
+                    delays.append(took if took > 0.0 else 0.0)
+                continue
+        if _index(trail, attempt) < 0:
+            if added is None:
+                added = set()
+            added.add(task_id)
 
 
 _REPORTED = {

@@ -449,7 +449,7 @@ class OwnerScheduler(OwnerBooks):
         """Each attempt as its own ``TaskSucceeded`` would be, in order: in one compiled pass
         (``successes.apply``) while the run is ours and running and the node alive."""
         run_id, node, ids, tries, sizes = ev.run_id, ev.node, ev.task_ids, ev.attempts, ev.sizes
-        values, took = ev.values, ev.durations
+        values, took, pids = ev.values, ev.durations, ev.pids
         rest = 0
         run = self._live.get(run_id)
         if (
@@ -468,7 +468,20 @@ class OwnerScheduler(OwnerBooks):
             self._back_on = back
             try:
                 rest, answered = successes.apply(
-                    run, self._view, node, ids, tries, sizes, values, took, self._now, cancels
+                    run,
+                    self._view,
+                    node,
+                    ids,
+                    tries,
+                    sizes,
+                    values,
+                    took,
+                    self._now,
+                    cancels,
+                    pids,
+                    ev.started,
+                    ev.ended,
+                    ev.bytes_in,
                 )
             finally:
                 self._back_on = None
@@ -483,6 +496,8 @@ class OwnerScheduler(OwnerBooks):
             self._free(run)
             if run.state == RUN_DONE:
                 self._out.direct.append(RunFinished(run.run_id, "DONE"))
+        elif run is not None and pids is not None:  # (its rows' history first, as the shell's)
+            successes.observe(run, node, ids, tries, sizes, pids, ev.started, ev.ended, ev.bytes_in)
         for i in range(rest, len(ids)):  # (after the run's end: as stale, one by one)
             self._succeeded(run_id, ids[i], tries[i], node, sizes[i], values[i], took[i])
 

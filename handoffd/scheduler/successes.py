@@ -40,13 +40,47 @@ def apply(
     took: Any,
     now: float,
     cancels: list[tuple[str, str, int]],
+    pids: Any = None,
+    began: Any = None,
+    ended: Any = None,
+    bytes_in: Any = None,
 ) -> tuple[int, bool]:
     """Apply the rows of a success report of ``run`` from ``node`` in order, as
     ``OwnerScheduler._succeeded`` would one by one, up to the row after which the run is no longer
     running. Returns (rows taken, whether a row answered a dispatch still unanswered); the
-    dispatches to cancel are added to ``cancels``."""
+    dispatches to cancel are added to ``cancels``. ``pids``, ``began``, ``ended``, ``bytes_in``:
+    the report's columns of what only the executing node knows (``TasksSucceeded``'s), or None
+    when the owner's shell wrote them in the history already (``history.observe_done``). With
+    them every row of a known task is observed here, each accepted one's attempt row built once
+    with its close (``history.done``), as the shell's ``observe_done`` and ``finish``'s
+    ``history.succeeded`` left it in two builds."""
     run_id = run.run_id
     tasks = run.tasks
+    n = len(ids)
+    report = pids is not None
+    # With the report's columns: each row the pass may take (its task's attempt out on
+    # ``node``) keeps its record for the pass (no second look-up, no second check: a row not
+    # kept is never taken below), its report's columns written with its close. A row of a known
+    # task it cannot take (another attempt, a task no longer out) makes the table's rows all
+    # observed first, in report order, as the shell observed them before the scheduler saw the
+    # table: moved to its close, a kept row's observe would pass such a row's (which may add a
+    # row to the same task's trail first). Without one, a task's rows in the table are all of
+    # its one attempt out, whose observe meets no other step.
+    recs: list[TaskRecord | None] = []
+    if report:
+        for k in range(n):
+            rec = tasks.get(ids[k])
+            if rec is None:
+                recs.append(None)
+                continue
+            if rec.attempt == tries[k] and rec.node == node:
+                old = rec.state
+                if old == ASSIGNED or old == RUNNING:
+                    recs.append(rec)
+                    continue
+            observe(run, node, ids, tries, sizes, pids, began, ended, bytes_in)
+            report = False
+            break
     durations = view.durations
     # What is the same for every row of the table, read once (the per-row ``finish`` of before
     # read or built each of them again): the node's unanswered dispatches (none: no row can
@@ -76,7 +110,6 @@ def apply(
     from_assigned = 0
     from_running = 0
     answered = False
-    n = len(ids)
     i = 0
     try:
         while i < n:
@@ -84,10 +117,16 @@ def apply(
             attempt = tries[i]
             if pending and view.answered(node, (run_id, task_id, attempt)) is not None:
                 answered = True
-            rec = tasks.get(task_id)
-            i += 1
-            if rec is None or rec.attempt != attempt or rec.node != node:
-                continue
+            if report:
+                rec = recs[i]
+                i += 1
+                if rec is None:
+                    continue
+            else:
+                rec = tasks.get(task_id)
+                i += 1
+                if rec is None or rec.attempt != attempt or rec.node != node:
+                    continue
             old = rec.state
             if old == ASSIGNED:
                 if at_once:
@@ -100,6 +139,18 @@ def apply(
                 else:
                     from_running += 1
             else:
+                if report:  # (a duplicate of a row taken above: observed as the shell did)
+                    k = i - 1
+                    hist.observe_row(
+                        rec.attempts,
+                        attempt,
+                        node,
+                        pids[k],
+                        began[k],
+                        ended[k],
+                        bytes_in[k],
+                        sizes[k],
+                    )
                 continue
             if table is not None:
                 table.learned(rec, took[i - 1])
@@ -108,6 +159,20 @@ def apply(
             if cause_of is None or cause_of != rec.attempt:
                 cause = f"succeeded on {node} attempt {rec.attempt}"
                 cause_of = rec.attempt
+            if report:  # (the report's columns and the close in one row: ``finish`` leaves it)
+                k = i - 1
+                hist.done(
+                    rec.attempts,
+                    attempt,
+                    node,
+                    pids[k],
+                    began[k],
+                    ended[k],
+                    bytes_in[k],
+                    sizes[k],
+                    wall,
+                    cause,
+                )
             finish(
                 run,
                 rec,
@@ -121,14 +186,52 @@ def apply(
                 outputs,
                 cancels,
                 table,
+                not report,
             )
             if run.state != RUN_RUNNING:
                 break
     finally:
+        if report:  # (rows kept for the pass and not reached, after the run's end: observed)
+            for k in range(i, n):
+                rec = recs[k]
+                if rec is not None:
+                    hist.observe_row(
+                        rec.attempts,
+                        tries[k],
+                        node,
+                        pids[k],
+                        began[k],
+                        ended[k],
+                        bytes_in[k],
+                        sizes[k],
+                    )
         _count(tally, c, from_assigned, from_running)
         if table is not None:
             table.flush()
     return i, answered
+
+
+def observe(
+    run: RunState,
+    node: str,
+    ids: Any,
+    tries: Any,
+    sizes: Any,
+    pids: Any,
+    began: Any,
+    ended: Any,
+    bytes_in: Any,
+) -> None:
+    """Each row's report columns in its task's history (``history.observe_row``), unknown tasks
+    skipped: a table with its report columns that ``apply`` does not take (the run not running
+    or not ours to move, the node dead), before its rows go one by one."""
+    tasks = run.tasks
+    for k in range(len(ids)):
+        rec = tasks.get(ids[k])
+        if rec is not None:
+            hist.observe_row(
+                rec.attempts, tries[k], node, pids[k], began[k], ended[k], bytes_in[k], sizes[k]
+            )
 
 
 class Table:
@@ -202,11 +305,13 @@ def finish(
     outputs: bool,
     cancels: list[tuple[str, str, int]],
     table: Table | None = None,
+    close: bool = True,
 ) -> None:
     """``run.succeeded(rec, ...)`` for ``rec`` out (``old``: ASSIGNED or RUNNING) on the node
     ``where[0]`` at ``at`` (``wall`` on the wall clock), but the tally and counters (``apply``
     counts them). ``table``: ``rec`` is added to its records for its mover's books, written by
-    its ``flush``, instead of told to them now; flushed here only before a consumer turns ready."""
+    its ``flush``, instead of told to them now; flushed here only before a consumer turns ready.
+    ``close``: False when the caller closed the attempt's row already (``history.done``)."""
     rec.size = int(size)
     rec.value = value
     rec.locations = where
@@ -224,7 +329,8 @@ def finish(
     moves.append(None)
     if len(moves) > _MOVES_LIMIT:
         del moves[: len(moves) - _MOVES_LIMIT]
-    hist.succeeded(rec.attempts, rec.attempt, where[0], wall, cause)
+    if close:
+        hist.succeeded(rec.attempts, rec.attempt, where[0], wall, cause)
     run.remaining -= 1
     unfinished = run.unfinished
     if unfinished:

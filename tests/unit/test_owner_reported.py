@@ -6,6 +6,7 @@ add a node to the scheduler's view). The events equal what the general look-ups 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from fake_port import FakePort
@@ -13,8 +14,10 @@ from fake_port import FakePort
 from handoffd.daemon.executor_events import AnsweredHere
 from handoffd.daemon.owner import OwnerIO
 from handoffd.protocol import messages as m
+from handoffd.protocol.columns import ReportTable
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.spec import TaskSpec
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,3 +106,49 @@ def test_random_reports_equal_the_general_look_ups() -> None:
             ledger.capacity = {"cpu": float(rng.randint(1, 9))}
         msg = _answer(rng.randint(0, 50), float(rng.randint(0, 4)))
         assert owner._reported(node, msg) == _expected(port, ledger, node, msg)
+
+
+def _two_tasks_out(port: FakePort, owner: OwnerIO) -> Any:
+    """A run of two tasks, both dispatched to us; its live state."""
+    specs = [TaskSpec(t, (), {"cpu": 0.5}, t.encode()) for t in ("t0", "t1")]
+    owner.batch_reports = True
+    owner._feed(ev.RunSubmitted("r1", specs))
+    run = owner.scheduler.run_state("r1")
+    assert run is not None and {rec.state for rec in run.tasks.values()} == {"ASSIGNED"}
+    return run
+
+
+def _done_table(run: Any) -> ReportTable:
+    rows = [(t, rec.attempt, 1, 3, 0.01, 77, 5.5, 6.5, 9) for t, rec in sorted(run.tasks.items())]
+    return ReportTable.of_rows(rows, [-1, -1], ())
+
+
+@pytest.mark.parametrize("releasing", [False, True])
+def test_a_table_leaves_its_history_to_the_scheduler_unless_a_release_is_held(
+    releasing: bool,
+) -> None:
+    """A table of DONE reports: its attempt rows are written with the scheduler's event (its
+    columns in the ``TasksSucceeded``), unless a release of the run waits in the held events:
+    the scheduler sees that first, so the shell writes them at once, as before."""
+    port, ledger = FakePort(), Ledger()
+    owner = _owner(port, ledger)
+    run = _two_tasks_out(port, owner)
+    if releasing:
+        owner._releasing.add("r1")  # (``_retain(..., later=True)``'s ``ResultsReleased``)
+    owner._on_table("r1", port.name, _done_table(run), [None, None], [])
+    (event,) = [e for e in owner._pending if type(e) is ev.TasksSucceeded]
+    rows = [rec.attempts[-1] for _, rec in sorted(run.tasks.items())]
+    if releasing:
+        assert event.pids is None
+        assert [(r[2], r[4], r[5], r[6], r[7], r[8]) for r in rows] == [
+            ("DONE", 5.5, 6.5, 77, 9, 3)
+        ] * 2
+    else:
+        assert event.pids == [77, 77] and event.bytes_in == [9, 9]
+        assert [r[2] for r in rows] == ["ASSIGNED"] * 2
+    owner._settle()
+    rows = [rec.attempts[-1] for _, rec in sorted(run.tasks.items())]
+    assert [(r[2], r[4], r[5], r[6], r[7], r[8]) for r in rows] == [
+        ("DONE", 5.5, 6.5, 77, 9, 3)
+    ] * 2
+    assert owner._releasing == set()

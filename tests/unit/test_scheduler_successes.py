@@ -18,7 +18,7 @@ from scheduler_harness import CPU, Cluster, dispatches, spec
 from test_scheduler_twin import PURE
 
 from handoffd.scheduler import events as ev
-from handoffd.scheduler import successes
+from handoffd.scheduler import history, successes
 
 _FIELDS = (
     "state",
@@ -78,7 +78,10 @@ def digest(c: Cluster) -> Any:
     )
 
 
-def drive(columns: bool, seed: int) -> Any:
+def drive(columns: bool, seed: int, report: bool = False) -> Any:
+    """``report``: each table carries its report's columns (pid, start, end, bytes in) and the
+    scheduler writes them in the history (``columns``), or the shell's ``observe_done`` wrote
+    them before the rows went one by one (the reference)."""
     rng = random.Random(seed)
     nodes = rng.randint(1, 3)
     c = Cluster({f"n{i}": {CPU: 2.0} for i in range(nodes)}, window=rng.choice([1, 4, 32]))
@@ -139,14 +142,26 @@ def drive(columns: bool, seed: int) -> Any:
                 rng.randrange(len(rows) + 1), (task_id, attempt + rng.choice([0, 1]), 1, None, 0.0)
             )
         sender = node if rng.random() < 0.95 else rng.choice(sorted(c.alive))
+        ids, attempts, sizes, values, durations = (list(x) for x in zip(*rows, strict=True))
+        said: list[Any] = [None] * 4
+        if report:  # (pids, starts, ends (0.0: not said), bytes in)
+            said = [
+                [rng.randint(1, 9) for _ in rows],
+                [rng.choice([0.0, 1.5, 2.25]) for _ in rows],
+                [rng.choice([0.0, 3.5, 4.75]) for _ in rows],
+                [rng.choice([0, 64]) for _ in rows],
+            ]
+            if not columns and c.sched.run_state("r") is not None:
+                history.observe_done(
+                    c.sched.run_state("r").tasks, sender, ids, attempts, *said, sizes, []
+                )
         if columns:
-            ids, attempts, sizes, values, durations = (list(x) for x in zip(*rows, strict=True))
-            report: list[Any] = [
-                ev.TasksSucceeded("r", sender, ids, attempts, sizes, values, durations)
+            out: list[Any] = [
+                ev.TasksSucceeded("r", sender, ids, attempts, sizes, values, durations, *said)
             ]
         else:
-            report = [ev.TaskSucceeded("r", t, a, sender, *rest) for t, a, *rest in rows]
-        took(c.feed(*([c.update(sender)] if c.alive[sender] else []), *report))
+            out = [ev.TaskSucceeded("r", t, a, sender, *rest) for t, a, *rest in rows]
+        took(c.feed(*([c.update(sender)] if c.alive[sender] else []), *out))
     return trace
 
 
@@ -167,6 +182,26 @@ def test_the_pure_python_pass_moves_the_owner_as_the_reference(
     assert pure_successes.__file__.endswith(".py")
     monkeypatch.setattr(scheduler_harness, "OwnerScheduler", pure_owner.OwnerScheduler)
     assert drive(True, seed) == drive(False, seed)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_table_with_its_report_columns_writes_the_history_the_shell_and_rows_wrote(
+    seed: int,
+) -> None:
+    """A table carrying its report's columns (``TasksSucceeded.pids`` ...): each accepted row's
+    attempt row built once with its close, the rows not taken (stale, unknown, duplicate, after
+    the run's end, a dead node's, a cancelled run's) observed: every task record, attempt rows
+    included, and every instruction as the shell's ``observe_done`` then the rows one by one."""
+    assert drive(True, seed, report=True) == drive(False, seed, report=True)
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 3))
+def test_the_pure_python_pass_writes_the_reported_history_as_the_reference(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pure_owner = PURE["handoffd.scheduler.owner"]
+    monkeypatch.setattr(scheduler_harness, "OwnerScheduler", pure_owner.OwnerScheduler)
+    assert drive(True, seed, report=True) == drive(False, seed, report=True)
 
 
 def test_the_pass_takes_a_table_and_skips_what_is_stale() -> None:
@@ -262,3 +297,37 @@ def _reported_before_answered(columns: bool) -> Any:
 
 def test_a_report_before_its_dispatch_is_answered_answers_it_as_the_rows_do() -> None:
     assert _reported_before_answered(True) == _reported_before_answered(False)
+
+
+def _twice_in_a_table(columns: bool) -> Any:
+    """A task twice in one table (its attempt and one it never had) whose attempt row is missing
+    (out when the run was taken over): the rows are observed in report order before the close,
+    as the shell's ``observe_done`` wrote them, so the trail's rows keep that order."""
+    c = Cluster({"n0": 4.0}, window=4)
+    c.accept_all(c.submit("r", [spec("a"), spec("b")]))
+    run = c.sched.run_state("r")
+    run.tasks["a"].attempts.clear()  # (dispatched by the previous owner)
+    c.release("n0", "r", "a", 1)
+    rows = [("a", 1), ("a", 2), ("b", 9)]
+    ids, tries = [t for t, _ in rows], [a for _, a in rows]
+    said = [[7, 8, 9], [1.5, 2.5, 3.5], [4.5, 5.5, 6.5], [0, 64, 0]]
+    n = len(rows)
+    if columns:
+        report = ev.TasksSucceeded("r", "n0", ids, tries, [1] * n, [None] * n, [0.1] * n, *said)
+    else:
+        history.observe_done(run.tasks, "n0", ids, tries, *said, [1] * n, [])
+        report = ev.TasksSucceeded("r", "n0", ids, tries, [1] * n, [None] * n, [0.1] * n)
+    c.feed(report)
+    return [list(run.tasks[t].attempts) for t in ("a", "b")]
+
+
+@pytest.mark.parametrize("build", ["compiled", "pure"])
+def test_a_task_twice_in_a_table_keeps_its_rows_in_report_order(
+    build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if build == "pure":
+        pure_owner = PURE["handoffd.scheduler.owner"]
+        monkeypatch.setattr(scheduler_harness, "OwnerScheduler", pure_owner.OwnerScheduler)
+    got = _twice_in_a_table(True)
+    assert [row[0] for row in got[0]] == [1, 2]
+    assert got == _twice_in_a_table(False)
