@@ -17,7 +17,8 @@ Rules (each a violation when broken):
    a daemon that a fault hit (killed, stopped, cut off, restarted) after that execution started,
    or that was coming back from one (within ``SETTLE_S`` of the fault ending: a stopped or cut
    off node resumes attempts the owner already placed elsewhere; a restarted one may lose work
-   placed on it while its old incarnation is still suspected), or one of the run's owners was hit;
+   placed on it while its old incarnation is still suspected), or one of the run's owners was hit,
+   or one execution was by an orphan worker (``ORPHAN``: its daemon was killed under it);
 5. no daemon crashed: every daemon the nemesis did not kill is running;
 6. memory returns to baseline: a daemon alive throughout grew by less than ``rss_slack_kib``.
 """
@@ -29,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOSS_FAULTS = ("kill", "stop", "partition", "restart")
+#: The daemon of an execution whose worker's parent was no daemon we started: the worker outlived
+#: its daemon's SIGKILL long enough to log (``PR_SET_PDEATHSIG`` lands a moment later).
+ORPHAN = "orphan"
 SETTLE_S = 3.0  # after a fault ends, the node's comeback can still run or lose superseded work
 
 
@@ -117,6 +121,8 @@ def check(
     owners = {run.tag: [o for o in run.owner.split(",") if o] for run in runs}
 
     def explains(ex: Execution) -> bool:
+        if ex.daemon == ORPHAN:
+            return True  # its daemon was killed under it, so its outcome was lost
         for f in hit.get(ex.daemon, ()):
             if f.t >= ex.t - 1.0:
                 return True  # hit after it started (1 s: the fault's own timing)

@@ -26,7 +26,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 
-from chaos_checker import RSS_SLACK_KIB, DaemonRecord, Execution, Fault, RunRecord
+from chaos_checker import ORPHAN, RSS_SLACK_KIB, DaemonRecord, Execution, Fault, RunRecord
 from netns import NetnsLab, NsDaemons, wait
 
 KINDS = ("kill", "restart", "stop", "partition", "hog")
@@ -215,6 +215,8 @@ class Chaos:
     def _start(self, i: int) -> None:
         self.ns.start(i, *self._extra(i))
         self.pids[self.ns.procs[i].pid] = self.ns.names[i]
+        with open(os.path.join(self.workdir, "pids.jsonl"), "a") as f:  # ppid -> daemon, later
+            f.write(json.dumps([self.ns.procs[i].pid, self.ns.names[i], time.time()]) + "\n")
 
     def _restart(self, i: int) -> None:
         path = self.ns.log_path(i)
@@ -307,6 +309,8 @@ class Chaos:
                 if delay > 0:
                     time.sleep(delay)
                 result.faults.append(Fault(time.time(), kind, self.ns.names[host], length))
+                with open(os.path.join(self.workdir, "faults.jsonl"), "a") as f:
+                    f.write(json.dumps(vars(result.faults[-1])) + "\n")  # kept for post-mortems
                 self._fault(kind, host, length)
             with open(cfg["stop"], "w") as f:  # no new submissions; the last ones finish
                 f.write("stop\n")
@@ -340,7 +344,7 @@ class Chaos:
                 )
             )
         result.runs = self._runs(out)
-        result.executions = self._executions(exec_log, result.faults)
+        result.executions = self._executions(exec_log)
         result.logs = self.ns.logs(4000)
         return result
 
@@ -365,9 +369,8 @@ class Chaos:
                     )
         return runs
 
-    def _executions(self, path: str, faults: list[Fault]) -> list[Execution]:
+    def _executions(self, path: str) -> list[Execution]:
         found = []
-        orphans = False
         if os.path.exists(path):
             with open(path) as f:
                 for line in f:
@@ -377,10 +380,8 @@ class Chaos:
                     tag, task, ppid, t = parts
                     if tag in self.abandoned:
                         continue  # a submission the client gave up on: it may or may not run
-                    daemon = self.pids.get(int(ppid))
-                    if daemon is None:  # a worker whose daemon was killed (reparented)
-                        daemon, orphans = "orphan", True
+                    # None: a worker whose daemon was killed (reparented); the checker
+                    # counts its executions as explained (a Fault at 0.0 explained none)
+                    daemon = self.pids.get(int(ppid), ORPHAN)
                     found.append(Execution(tag, task, daemon, float(t)))
-        if orphans:
-            faults.append(Fault(0.0, "kill", "orphan"))
         return found

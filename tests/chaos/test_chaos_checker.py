@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chaos_checker import DaemonRecord, Execution, Fault, RunRecord, check
+from chaos_checker import ORPHAN, DaemonRecord, Execution, Fault, RunRecord, check
 
 EXPECTED = {"a": 1, "b": 2}
 
@@ -67,3 +67,13 @@ def test_work_on_a_node_just_back_from_a_restart_is_explained_but_not_later() ->
     report = check(runs, execs, [Fault(1.0, "kill", "h1", 2.0)], [])
     assert report.table["explained"] == 1
     assert [v.split(" re-executed")[0] for v in report.violations] == ["run r1 task b"]
+
+
+def test_a_re_execution_by_an_orphan_worker_is_explained() -> None:
+    # The worker logged after its daemon's SIGKILL (its parent no daemon any more); the task ran
+    # again on h2, which nothing hit. The orphan's daemon died under it: explained.
+    runs = [RunRecord("r1", EXPECTED, "DONE", dict(EXPECTED), owner="h0")]
+    execs = [Execution("r1", "a", ORPHAN, 100.0), Execution("r1", "a", "h2", 101.0)]
+    report = check(runs, execs, [Fault(99.5, "kill", "h1", 1.0)], [])
+    assert report.ok, report.violations
+    assert report.table["re_executions"] == 1 and report.table["explained"] == 1
