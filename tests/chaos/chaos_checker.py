@@ -17,7 +17,8 @@ Rules (each a violation when broken):
    a daemon that a fault hit (killed, stopped, cut off, restarted) after that execution started,
    or that was coming back from one (within ``SETTLE_S`` of the fault ending: a stopped or cut
    off node resumes attempts the owner already placed elsewhere; a restarted one may lose work
-   placed on it while its old incarnation is still suspected), or one of the run's owners was hit,
+   placed on it while its old incarnation is still suspected; a dispatch or answer lost at the
+   heal is sent again ``ACK_TIMEOUT`` later), or one of the run's owners was hit,
    or one execution was by an orphan worker (``ORPHAN``: its daemon was killed under it);
 5. no daemon crashed: every daemon the nemesis did not kill is running;
 6. memory returns to baseline: a daemon alive throughout grew by less than ``rss_slack_kib``.
@@ -29,11 +30,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from handoffd.scheduler.lost import ACK_TIMEOUT
+
 LOSS_FAULTS = ("kill", "stop", "partition", "restart")
 #: The daemon of an execution whose worker's parent was no daemon we started: the worker outlived
 #: its daemon's SIGKILL long enough to log (``PR_SET_PDEATHSIG`` lands a moment later).
 ORPHAN = "orphan"
-SETTLE_S = 3.0  # after a fault ends, the node's comeback can still run or lose superseded work
+# After a fault ends, the node's comeback can still run or lose superseded work. The end is the
+# nemesis's planned one: the cluster sees the node back up to ~1.3 s later under load, and a
+# dispatch or answer lost at the heal (dropped by admission while the owner still holds the node
+# DEAD, or with a reconnect queue) is counted lost and sent again only ACK_TIMEOUT after it went.
+SETTLE_S = ACK_TIMEOUT + 2.0
 
 
 @dataclass

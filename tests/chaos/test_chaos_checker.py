@@ -77,3 +77,19 @@ def test_a_re_execution_by_an_orphan_worker_is_explained() -> None:
     report = check(runs, execs, [Fault(99.5, "kill", "h1", 1.0)], [])
     assert report.ok, report.violations
     assert report.table["re_executions"] == 1 and report.table["explained"] == 1
+
+
+def test_a_re_dispatch_after_a_lost_answer_at_the_heal_is_explained() -> None:
+    # Seed 1 at load ~20 (run c2r4, task t0_1, owner h2, never hit): h0's partition was planned
+    # to end at 40.18 and was seen healed at 41.03-41.09; the owner (holding h0 DEAD 2 ms more)
+    # dropped h0's answers, a dispatch to h0 went unanswered for ACK_TIMEOUT, was counted lost at
+    # 44.09 and ran again at 44.09: 3.9 s after the planned end. Here the attempt h0 got at the
+    # heal starts late there (43.5, a busier machine) and the re-dispatch runs on h2 at 44.1:
+    # both outside the old 3 s window, both the partition's doing.
+    runs = [RunRecord("c2r4", EXPECTED, "DONE", dict(EXPECTED), owner="h2")]
+    execs = [Execution("c2r4", "a", "h0", 43.5), Execution("c2r4", "a", "h2", 44.1)]
+    report = check(runs, execs, [Fault(37.88, "partition", "h0", 2.30)], [])
+    assert report.ok, report.violations
+    # ... but not long after: a re-execution 10 s after the heal has no fault to explain it
+    late = [Execution("c2r4", "a", "h0", 50.5), Execution("c2r4", "a", "h2", 51.0)]
+    assert not check(runs, late, [Fault(37.88, "partition", "h0", 2.30)], []).ok
