@@ -39,6 +39,7 @@ SCHEDULER_COMPILED = (
     "owner_books",
     "owner",
     "history",
+    "history_kept",
     "rebalance",
     "run_snapshot",
     "run_losses",

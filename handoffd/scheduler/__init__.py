@@ -22,6 +22,7 @@ COMPILED = (
     "owner_books",
     "owner",
     "history",
+    "history_kept",
     "rebalance",
     "run_snapshot",
     "run_losses",

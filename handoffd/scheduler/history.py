@@ -9,8 +9,8 @@ what only the executing node knows (worker pid, start and end, bytes in) from th
 ``wall_offset``), so an attempt's times mean the same on a standby that takes the run over. Closed
 attempts travel to the standbys with the task's log delta (a row is the wire form of
 ``AttemptInfo``; ``row_of`` checks one that arrives) and survive a takeover. When the run is released
-its records are dropped and only ``keep``'s compact tuples are kept until the run is forgotten
-(``thaw`` gives them the shape of ``freeze`` when asked).
+its records are dropped and only ``history_kept.keep``'s columns are kept until the run is
+forgotten (``history_kept.thaw`` gives them the shape of ``freeze`` when asked).
 
 Pure: no clock, no I/O.
 """
@@ -519,110 +519,6 @@ def freeze_all(
             deps[task_id],
         )
         out.append(frozen)
-    return tuple(out)
-
-
-#: What a released run keeps of its tasks until asked (``keep``): six columns of one item a task,
-#: in the run's order: task ids, states, nodes ("" for none), deps, attempt rows (the one row
-#: itself for a task of one attempt, else a tuple of its rows), flat moves
-#: (``TaskRecord.moves`` as a tuple, in the run's own clock); the transitions not yet built nor
-#: shifted to the wall clock.
-Kept = tuple[
-    tuple[str, ...],
-    tuple[str, ...],
-    tuple[str, ...],
-    tuple[tuple[str, ...], ...],
-    tuple[tuple[Any, ...], ...],
-    tuple[tuple[Any, ...], ...],
-]
-
-
-def keep(tasks: Any, deps: Any) -> Kept:
-    """What a released run keeps of each task of ``tasks`` (as ``freeze_all``'s), built from what
-    its record holds without rebuilding each transition: shifting them to the wall clock made
-    release cost a tuple and a float per transition of every task, for histories rarely asked for
-    (``thaw`` does it on a query). Columns, not a tuple a task: a task's id, state, node, deps and
-    its one attempt row are items of the run's columns, so a task adds one tuple (its moves)
-    where a tuple of six, a tuple of its rows and its moves were three; untracked tuples of
-    atoms, as ``freeze``'s."""
-    cols: list[list[Any]] = [[], [], [], [], [], []]
-    keep_next(iter(tasks.items()), deps, len(tasks), cols, None)
-    return sealed(cols)
-
-
-def keep_next(
-    items: Any, deps: Any, limit: int, cols: list[list[Any]], held: list[Any] | None
-) -> int:
-    """``keep`` of the next ``limit`` tasks of ``items`` (an iterator of (task id, record) pairs),
-    appended to ``cols`` (``Kept``'s six columns as lists, ``sealed`` at the end), each record to
-    ``held`` (None: not kept); how many there were. A big run's release goes a slice at a time
-    (``owned.Releasing``): the same columns as one ``keep``."""
-    ids = cols[0]
-    states = cols[1]
-    nodes = cols[2]
-    needs = cols[3]
-    rows = cols[4]
-    moves = cols[5]
-    k = 0
-    while k < limit:
-        pair = next(items, None)
-        if pair is None:
-            break
-        task_id, rec = pair
-        ids.append(task_id)
-        states.append(rec.state)
-        nodes.append(rec.node or "")
-        needs.append(tuple(deps[task_id]))
-        attempts = rec.attempts
-        # (one attempt, the usual task: its row as the item, no tuple around it; ``_rows_of``)
-        rows.append(attempts[0] if len(attempts) == 1 else tuple(attempts))
-        moves.append(tuple(rec.moves))
-        if held is not None:
-            held.append(rec)
-        k += 1
-    return k
-
-
-def sealed(cols: list[list[Any]]) -> Kept:
-    """``keep_next``'s columns as ``Kept``."""
-    return (
-        tuple(cols[0]),
-        tuple(cols[1]),
-        tuple(cols[2]),
-        tuple(cols[3]),
-        tuple(cols[4]),
-        tuple(cols[5]),
-    )
-
-
-def kept_count(kept: Kept) -> int:
-    """How many tasks ``kept`` holds."""
-    return len(kept[0])
-
-
-def _rows_of(item: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
-    """A task's attempt rows from its item of ``Kept``'s rows column: a row (its first field an
-    int) stands for itself alone; a tuple of rows (or none) is itself."""
-    if item and type(item[0]) is not tuple:
-        return (item,)
-    return item
-
-
-def thaw(
-    kept: Kept, wall_offset: float, since: float = 0.0, brief: bool = False
-) -> tuple[Frozen, ...]:
-    """``keep``'s tasks as ``freeze_all`` gives them (with ``since``, wall clock: those that moved
-    since; ``brief``: without their transitions)."""
-    ids, states, nodes, needs, rows, flats = kept
-    out = []
-    for i in range(len(ids)):
-        moves = flats[i]
-        if since and not (moves and moves[len(moves) - STRIDE] + wall_offset >= since):
-            continue
-        steps = () if brief else transitions(moves)
-        out.append(
-            freeze(ids[i], states[i], nodes[i], _rows_of(rows[i]), steps, wall_offset, needs[i])
-        )
     return tuple(out)
 
 

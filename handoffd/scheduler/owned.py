@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handoffd.errors import HandoffError
-from handoffd.scheduler import history
+from handoffd.scheduler import history, history_kept
 from handoffd.scheduler.events import TimerKey
 from handoffd.scheduler.run import DONE, RUN_RUNNING, RunState
 
@@ -91,15 +91,15 @@ def history_of(run: RunState, since: float = 0.0, brief: bool = False) -> RunHis
 
 @dataclass(frozen=True, init=False)
 class _Kept:
-    """A released run's task histories as ``history.keep`` left them, shifted to the wall clock
-    only when asked (``history.thaw``)."""
+    """A released run's task histories as ``history_kept.keep`` left them, shifted to the wall
+    clock only when asked (``history_kept.thaw``)."""
 
     state: str
     term: int
     submitted: float
     finished: float
     wall_offset: float
-    tasks: history.Kept
+    tasks: history_kept.Kept
 
     def __init__(
         self,
@@ -108,7 +108,7 @@ class _Kept:
         submitted: float,
         finished: float,
         wall_offset: float,
-        tasks: history.Kept,
+        tasks: history_kept.Kept,
     ) -> None:
         d = self.__dict__
         d["state"], d["term"], d["submitted"], d["finished"], d["wall_offset"], d["tasks"] = (
@@ -121,18 +121,18 @@ class _Kept:
         )
 
     def history(self, since: float = 0.0, brief: bool = False) -> RunHistory:
-        tasks = history.thaw(self.tasks, self.wall_offset, since, brief)
+        tasks = history_kept.thaw(self.tasks, self.wall_offset, since, brief)
         return RunHistory(
             self.state,
             self.term,
             self.submitted,
             self.finished,
             tasks,
-            history.kept_count(self.tasks),
+            history_kept.kept_count(self.tasks),
         )
 
 
-def _kept(run: RunState, tasks: history.Kept) -> _Kept:
+def _kept(run: RunState, tasks: history_kept.Kept) -> _Kept:
     return _Kept(run.state, run.term, run.submitted, run.finished, run.wall_offset, tasks)
 
 
@@ -161,9 +161,11 @@ class Releasing:
 
     def __init__(self, run: RunState) -> None:
         self.run: RunState | None = run
-        self._items = iter(run.tasks.items())  # the dict never changes: the run is not live
-        self._cols: list[list[Any]] = [[], [], [], [], [], []]  # (``history.keep_next``'s)
-        self.held: list[Any] = []
+        # Every record (the dict never changes: the run is not live), then, as they are kept,
+        # their tasks' consumer lists.
+        self.held: list[Any] = list(run.tasks.values())
+        self._at = 0  # the records before it are kept
+        self._cols = history_kept.columns()
         self.parts: list[Any] = []
         self.kept: _Kept | None = None
 
@@ -173,17 +175,17 @@ class Releasing:
         run = self.run
         if run is not None:
             held = self.held
-            start = len(held)
-            history.keep_next(self._items, run.effective_deps, limit, self._cols, held)
+            start = self._at
+            limit = min(limit, len(run.tasks) - start)  # (the consumer lists follow the records)
+            self._at = history_kept.keep_next(held, start, limit, run.effective_deps, self._cols)
             consumers = run.consumers
-            held.extend([consumers.get(rec.id) for rec in held[start:]])
-            if len(self._cols[0]) < len(run.tasks):
+            held.extend([consumers.get(rec.id) for rec in held[start : self._at]])
+            if self._at < len(run.tasks):
                 return True
-            self.kept = _kept(run, history.sealed(self._cols))
+            self.kept = _kept(run, history_kept.sealed(self._cols))
             self._cols = []
             self.parts = [getattr(run, name) for name in PER_TASK]
             self.run = None  # only its own references go: all it held per task is held here
-            self._items = iter(())
             return True
         if self.parts:
             self.parts.pop()
@@ -235,7 +237,7 @@ class OwnedRuns:
         if len(run.tasks) > whole:
             self._releasing[run_id] = Releasing(run)
             return True
-        self._histories[run_id] = _kept(run, history.keep(run.tasks, run.effective_deps))
+        self._histories[run_id] = _kept(run, history_kept.keep(run.tasks, run.effective_deps))
         return False
 
     def release_next(self, run_id: str, limit: int = RELEASE_SLICE) -> bool:

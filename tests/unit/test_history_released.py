@@ -1,6 +1,7 @@
-"""A released run keeps its task histories as ``history.keep`` leaves them (transitions in the
-run's own clock) and shifts them to the wall clock only when asked (``history.thaw``): what a
-query answers must be what it answered before the release, however long after it is asked."""
+"""A released run keeps its task histories as ``history_kept.keep`` leaves them (transitions in
+the run's own clock) and shifts them to the wall clock only when asked (``history_kept.thaw``):
+what a query answers must be what it answered before the release, however long after it is
+asked."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import gc
 import importlib
 import random
 import weakref
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,31 +19,35 @@ from test_scheduler_builds import pure_build
 from handoffd.scheduler import events as ev
 from handoffd.scheduler import history
 
-_HISTORY = {
-    "compiled": importlib.import_module("handoffd.scheduler.history"),
-    "pure": pure_build("history"),
+_KEPT = {
+    "compiled": importlib.import_module("handoffd.scheduler.history_kept"),
+    "pure": pure_build("history_kept"),
 }
 
 
 @pytest.mark.parametrize("build", ["compiled", "pure"])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_kept_histories_thaw_to_what_freeze_gives(build: str, seed: int) -> None:
-    hist = _HISTORY[build]
+    hk = _KEPT[build]
     module = (
         importlib.import_module("handoffd.scheduler.run") if build == "compiled" else _pure_run()
     )
     run, now = drive(module, seed)
-    kept = hist.keep(run.tasks, run.effective_deps)
+    kept = hk.keep(run.tasks, run.effective_deps)
     for since in (0.0, 1000.0 + now / 3, 1000.0 + now / 2, 1000.0 + now + 1):
         for brief in (False, True):
-            want = hist.freeze_all(run.tasks, run.effective_deps, run.wall_offset, since, brief)
-            assert hist.thaw(kept, run.wall_offset, since, brief) == want
-    # kept: what the records held, no transition rebuilt (the wall clock is added on a query)
+            want = history.freeze_all(run.tasks, run.effective_deps, run.wall_offset, since, brief)
+            assert hk.thaw(kept, run.wall_offset, since, brief) == want
+    # kept: what the records held, no transition rebuilt (the wall clock is added on a query),
+    # the moves one flat tuple of every task's, each task's count of atoms if they differ
+    assert kept[5] == tuple(atom for rec in run.tasks.values() for atom in rec.moves)
+    counts = tuple(len(rec.moves) for rec in run.tasks.values())
+    assert kept[6] == (None if len(set(counts)) == 1 else counts)
     for i, (task_id, rec) in enumerate(run.tasks.items()):
-        assert kept[0][i] == task_id and kept[5][i] == tuple(rec.moves)
+        assert kept[0][i] == task_id
         rows = kept[4][i]  # (the row itself for one attempt)
         assert rows == (rec.attempts[0] if len(rec.attempts) == 1 else tuple(rec.attempts))
-    assert hist.kept_count(kept) == len(run.tasks)
+    assert hk.kept_count(kept) == len(run.tasks)
 
 
 def _out(c: Cluster, task_id: str) -> tuple[str, str, str, int]:
@@ -82,9 +86,12 @@ def test_a_released_run_answers_its_history_long_after() -> None:
     assert c.sched.run_history("r") is None
 
 
-def _records(rng: random.Random, n: int) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-    """``n`` records as a run holds them (state, node, attempt rows, flat moves) with 0 to 18
-    attempts each (the limit's first and newest are kept: 16), and their deps."""
+def _records(
+    module: Any, rng: random.Random, n: int, same: bool = False
+) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """``n`` records of ``module`` (a build of ``run``) as a run holds them (state, node, attempt
+    rows, flat moves) with 0 to 18 attempts each (the limit's first and newest are kept: 16),
+    and their deps; ``same``: every task made as many moves (2)."""
     tasks: dict[str, Any] = {}
     deps: dict[str, tuple[str, ...]] = {}
     for i in range(n):
@@ -96,7 +103,7 @@ def _records(rng: random.Random, n: int) -> tuple[dict[str, Any], dict[str, tupl
             row[12] = rng.choice(["", "lost", "succeeded on n1 attempt 1"])
             rows.append(tuple(row))
         moves: list[Any] = []
-        for k in range(rng.randint(0, 5)):
+        for k in range(2 if same else rng.randint(0, 5)):
             coded = rng.random() < 0.5
             moves.extend(
                 (k + rng.random(), "READY", "ASSIGNED")
@@ -104,7 +111,9 @@ def _records(rng: random.Random, n: int) -> tuple[dict[str, Any], dict[str, tupl
             )
         state = rng.choice(["PENDING", "READY", "DONE", "FAILED", "CANCELLED"])
         node = rng.choice([None, "n1", "n2"])
-        tasks[task_id] = SimpleNamespace(state=state, node=node, attempts=rows, moves=moves)
+        rec = module.TaskRecord.__new__(module.TaskRecord)
+        rec.id, rec.state, rec.node, rec.attempts, rec.moves = task_id, state, node, rows, moves
+        tasks[task_id] = rec
         deps[task_id] = tuple(f"t{d}" for d in range(i) if rng.random() < 0.2)
     return tasks, deps
 
@@ -113,21 +122,36 @@ def _records(rng: random.Random, n: int) -> tuple[dict[str, Any], dict[str, tupl
 @pytest.mark.parametrize("seed", range(12))
 def test_kept_columns_by_slices_thaw_to_every_attempt(build: str, seed: int) -> None:
     """Tasks of no, one and many attempt rows (a row is its own item, the others a tuple of
-    rows), kept at once or a random slice at a time: every query gives what ``freeze_all`` gives
-    of the records."""
-    hist = _HISTORY[build]
+    rows), of as many moves each or not, kept at once or a random slice at a time: every query
+    gives what ``freeze_all`` gives of the records."""
+    hk = _KEPT[build]
+    module = (
+        importlib.import_module("handoffd.scheduler.run") if build == "compiled" else _pure_run()
+    )
     rng = random.Random(seed)
-    tasks, deps = _records(rng, rng.randint(1, 40))
-    kept = hist.keep(tasks, deps)
-    cols: list[list[Any]] = [[], [], [], [], [], []]
-    items = iter(tasks.items())
-    held: list[Any] = []
-    while hist.keep_next(items, deps, rng.randint(1, 7), cols, held):
-        pass
-    assert hist.sealed(cols) == kept and held == list(tasks.values())
-    assert hist.kept_count(kept) == len(tasks)
+    same = seed % 3 == 0
+    tasks, deps = _records(module, rng, rng.randint(1, 40), same)
+    kept = hk.keep(tasks, deps)
+    # (the moves' atom counts kept only when the tasks' differ: 2 moves each, or any number)
+    assert (kept[6] is None) == (len({len(rec.moves) for rec in tasks.values()}) == 1)
+    assert same <= (kept[6] is None)
+    cols = hk.columns()
+    records = list(tasks.values())
+    at = 0
+    while at < len(records):
+        at = hk.keep_next(records, at, rng.randint(1, 7), deps, cols)
+    assert hk.keep_next(records, at, 5, deps, cols) == len(records)  # (nothing left: no-op)
+    assert hk.sealed(cols) == kept
+    assert hk.kept_count(kept) == len(tasks)
     offset = rng.random() * 1000
     for since in (0.0, offset + 1.0, offset + 3.0, offset + 99.0):
         for brief in (False, True):
-            want = hist.freeze_all(tasks, deps, offset, since, brief)
-            assert hist.thaw(kept, offset, since, brief) == want
+            want = history.freeze_all(tasks, deps, offset, since, brief)
+            assert hk.thaw(kept, offset, since, brief) == want
+
+
+def test_an_empty_run_keeps_empty_columns() -> None:
+    for hk in _KEPT.values():
+        kept = hk.keep({}, {})
+        assert kept == ((), (), (), (), (), (), None) and hk.kept_count(kept) == 0
+        assert hk.thaw(kept, 5.0) == () and hk.thaw(kept, 5.0, 1.0, True) == ()

@@ -12,9 +12,21 @@ from typing import Any
 import pytest
 from scheduler_harness import Cluster, of_type, spec
 from test_history_golden import _pure_run, drive
+from test_scheduler_builds import pure_build
 
 from handoffd.scheduler import events as ev
 from handoffd.scheduler.owned import PER_TASK, OwnedRuns, release_key
+
+
+def _pure_owned() -> Any:
+    """``owned`` run from its .py with ``history_kept``'s .py: the compiled build reads the
+    compiled records' C fields, a pure run's records are plain objects."""
+    module = pure_build("owned")
+    module.history_kept = pure_build("history_kept")  # type: ignore[attr-defined]
+    return module.OwnedRuns
+
+
+_OWNED = {"compiled": OwnedRuns, "pure": _pure_owned()}
 
 
 def _answers(runs: OwnedRuns, run_id: str, queries: list[tuple[float, bool]]) -> list[Any]:
@@ -40,12 +52,12 @@ def test_queries_between_slices_answer_the_one_pass_release(build: str, seed: in
     rng = random.Random(seed)
     queries = [(0.0, False), (0.0, True)]
     queries += [(1000.0 + rng.uniform(0.0, now + 1.0), rng.random() < 0.5) for _ in range(3)]
-    whole = OwnedRuns()
+    whole = _OWNED[build]()
     whole.add(run)
     assert not whole.release(run, limit=1, whole=len(run.tasks))  # small enough: one pass
     want = _answers(whole, "r", queries)
 
-    sliced = OwnedRuns()
+    sliced = _OWNED[build]()
     sliced.add(run)
     limit = rng.randint(1, 5)
     assert sliced.release(run, limit=limit, whole=limit)

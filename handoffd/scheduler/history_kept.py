@@ -1,0 +1,140 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; history_kept.pxd beside it gives the compiled build its C types)
+"""What a released run keeps of its task histories (issue 16) until it is forgotten.
+
+A released run's records go (``owned.OwnedRuns.release``); ``keep`` takes what a history query
+answers from them first, and ``thaw`` gives it back in ``history.freeze_all``'s shape when asked:
+the transitions are built and shifted to the wall clock only then. Columns, one item a task in
+the run's order, not a tuple a task: a task's id, state, node, deps and attempt rows are items of
+the run's columns, and its moves are a stretch of one flat tuple of every task's moves (a task's
+count of atoms kept only when the tasks' counts differ). Every item is an object the record held
+(no row or move rebuilt), and the columns are tuples of atoms the collector stops tracking: a
+release made a tuple of moves a task, young objects that each gen-0 collection of the release
+walked. The loop reads the records' C fields (``history_kept.pxd`` cimports ``run``'s
+``TaskRecord``), which ``history`` cannot: ``run`` cimports it.
+
+Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from handoffd.scheduler import history
+from handoffd.scheduler.history import STRIDE
+
+if TYPE_CHECKING:
+    from handoffd.scheduler.run import TaskRecord
+
+#: What a released run keeps (``keep``): seven columns: task ids, states, nodes ("" for none),
+#: deps, attempt rows (the one row itself for a task of one attempt, else a tuple of its rows),
+#: every task's flat moves one after the other (``TaskRecord.moves``, in the run's own clock),
+#: and each task's count of move atoms, None when every task has the same (the run's usual case).
+Kept = tuple[
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[tuple[str, ...], ...],
+    tuple[tuple[Any, ...], ...],
+    tuple[Any, ...],
+    "tuple[int, ...] | None",
+]
+
+
+def columns() -> list[list[Any]]:
+    """Empty columns for ``keep_next`` (``Kept``'s seven, as lists)."""
+    return [[], [], [], [], [], [], []]
+
+
+def keep(tasks: dict[str, TaskRecord], deps: dict[str, Any]) -> Kept:
+    """What a released run keeps of each record of ``tasks`` (task id -> record, in the run's
+    order; ``deps``: task id -> its dependencies), in one pass."""
+    cols = columns()
+    keep_next(list(tasks.values()), 0, len(tasks), deps, cols)
+    return sealed(cols)
+
+
+def keep_next(
+    records: list[TaskRecord], at: int, limit: int, deps: dict[str, Any], cols: list[list[Any]]
+) -> int:
+    """``keep`` of ``records[at:at + limit]`` appended to ``cols`` (``columns()``, ``sealed`` at
+    the end); where the next slice starts. A big run's release goes a slice at a time
+    (``owned.Releasing``): the same columns as one ``keep``."""
+    ids = cols[0]
+    states = cols[1]
+    nodes = cols[2]
+    needs = cols[3]
+    rows = cols[4]
+    flat = cols[5]
+    counts = cols[6]
+    end = min(len(records), at + limit)
+    for k in range(at, end):
+        rec = records[k]
+        task_id = rec.id
+        ids.append(task_id)
+        states.append(rec.state)
+        nodes.append(rec.node or "")
+        needs.append(tuple(deps[task_id]))
+        attempts = rec.attempts
+        # (one attempt, the usual task: its row as the item, no tuple around it; ``_rows_of``)
+        rows.append(attempts[0] if len(attempts) == 1 else tuple(attempts))
+        moves = rec.moves
+        flat.extend(moves)
+        counts.append(len(moves))
+    return end
+
+
+def sealed(cols: list[list[Any]]) -> Kept:
+    """``keep_next``'s columns as ``Kept``."""
+    counts = cols[6]
+    same = True
+    for i in range(1, len(counts)):
+        if counts[i] != counts[0]:
+            same = False
+            break
+    return (
+        tuple(cols[0]),
+        tuple(cols[1]),
+        tuple(cols[2]),
+        tuple(cols[3]),
+        tuple(cols[4]),
+        tuple(cols[5]),
+        None if same else tuple(counts),
+    )
+
+
+def kept_count(kept: Kept) -> int:
+    """How many tasks ``kept`` holds."""
+    return len(kept[0])
+
+
+def _rows_of(item: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
+    """A task's attempt rows from its item of ``Kept``'s rows column: a row (its first field an
+    int) stands for itself alone; a tuple of rows (or none) is itself."""
+    if item and type(item[0]) is not tuple:
+        return (item,)
+    return item
+
+
+def thaw(
+    kept: Kept, wall_offset: float, since: float = 0.0, brief: bool = False
+) -> tuple[history.Frozen, ...]:
+    """``keep``'s tasks as ``history.freeze_all`` gives them (with ``since``, wall clock: those
+    that moved since; ``brief``: without their transitions)."""
+    ids, states, nodes, needs, rows, flat, counts = kept
+    n = len(ids)
+    each = len(flat) // n if n and counts is None else 0
+    out = []
+    end = 0
+    for i in range(n):
+        at = end
+        end = at + (each if counts is None else counts[i])
+        if since and not (end > at and flat[end - STRIDE] + wall_offset >= since):
+            continue
+        steps = () if brief else history.transitions(flat[at:end])
+        out.append(
+            history.freeze(
+                ids[i], states[i], nodes[i], _rows_of(rows[i]), steps, wall_offset, needs[i]
+            )
+        )
+    return tuple(out)
