@@ -1,5 +1,6 @@
-# cython: annotation_typing=False
-# (the annotations are for mypy; history_kept.pxd beside it gives the compiled build its C types)
+# cython: annotation_typing=False, boundscheck=False, wraparound=False
+# (the annotations are for mypy; history_kept.pxd beside it gives the compiled build its C types;
+# every index here is in range by construction: each column is as long as the tasks kept)
 """What a released run keeps of its task histories (issue 16) until it is forgotten.
 
 A released run's records go (``owned.OwnedRuns.release``); ``keep`` takes what a history query
@@ -42,8 +43,10 @@ Kept = tuple[
 
 
 def columns() -> list[list[Any]]:
-    """Empty columns for ``keep_next`` (``Kept``'s seven, as lists)."""
-    return [[], [], [], [], [], [], []]
+    """Empty columns for ``keep_next``: for each of ``Kept``'s first six, a list of each slice's
+    part (a list); the tasks' counts of move atoms (empty while they are all the same); and that
+    one count ([-1] before the first task, [-2] once they differ)."""
+    return [[], [], [], [], [], [], [], [-1]]
 
 
 def keep(tasks: dict[str, TaskRecord], deps: dict[str, Any]) -> Kept:
@@ -57,49 +60,90 @@ def keep(tasks: dict[str, TaskRecord], deps: dict[str, Any]) -> Kept:
 def keep_next(
     records: list[TaskRecord], at: int, limit: int, deps: dict[str, Any], cols: list[list[Any]]
 ) -> int:
-    """``keep`` of ``records[at:at + limit]`` appended to ``cols`` (``columns()``, ``sealed`` at
+    """``keep`` of ``records[at:at + limit]`` added to ``cols`` (``columns()``, ``sealed`` at
     the end); where the next slice starts. A big run's release goes a slice at a time
     (``owned.Releasing``): the same columns as one ``keep``."""
-    ids = cols[0]
-    states = cols[1]
-    nodes = cols[2]
-    needs = cols[3]
-    rows = cols[4]
-    flat = cols[5]
-    counts = cols[6]
     end = min(len(records), at + limit)
+    if end < at:
+        end = at
+    m = end - at
+    counts = cols[6]
+    each = cols[7][0]
+    total = 0
+    kept_before = 0  # (tasks of the slices before this one)
+    for part in cols[0]:
+        kept_before += len(part)
     for k in range(at, end):
         rec = records[k]
+        n = len(rec.moves)
+        total += n
+        if each == -2:
+            counts.append(n)
+        elif n != each:
+            if each == -1:
+                each = n
+            else:  # the first task whose count differs: from now on each task's is kept
+                counts.extend([each] * (kept_before + k - at))
+                counts.append(n)
+                each = -2
+    cols[7][0] = each
+    # Each column's part made at its size and filled in place, not appended to lists that grow:
+    # their reallocations copied every column ~8 times over (the moves': 18 atoms a W1 task).
+    ids: list[Any] = [None] * m
+    states: list[Any] = [None] * m
+    nodes: list[Any] = [None] * m
+    needs: list[Any] = [None] * m
+    rows: list[Any] = [None] * m
+    flat: list[Any] = [None] * total
+    j = 0
+    for k in range(m):
+        rec = records[at + k]
         task_id = rec.id
-        ids.append(task_id)
-        states.append(rec.state)
-        nodes.append(rec.node or "")
-        needs.append(tuple(deps[task_id]))
+        ids[k] = task_id
+        states[k] = rec.state
+        nodes[k] = rec.node or ""
+        needs[k] = tuple(deps[task_id])
         attempts = rec.attempts
         # (one attempt, the usual task: its row as the item, no tuple around it; ``_rows_of``)
-        rows.append(attempts[0] if len(attempts) == 1 else tuple(attempts))
+        rows[k] = attempts[0] if len(attempts) == 1 else tuple(attempts)
         moves = rec.moves
-        flat.extend(moves)
-        counts.append(len(moves))
+        for i in range(len(moves)):
+            flat[j] = moves[i]
+            j += 1
+    cols[0].append(ids)
+    cols[1].append(states)
+    cols[2].append(nodes)
+    cols[3].append(needs)
+    cols[4].append(rows)
+    cols[5].append(flat)
     return end
+
+
+def _joined(parts: list[list[Any]]) -> tuple[Any, ...]:
+    """A column's parts (``keep_next``'s slices) as one tuple."""
+    if len(parts) == 1:
+        return tuple(parts[0])
+    total = 0
+    for part in parts:
+        total += len(part)
+    whole: list[Any] = [None] * total  # (one list at the size of all: a big run's, by slices)
+    j = 0
+    for part in parts:
+        whole[j : j + len(part)] = part
+        j += len(part)
+    return tuple(whole)
 
 
 def sealed(cols: list[list[Any]]) -> Kept:
     """``keep_next``'s columns as ``Kept``."""
-    counts = cols[6]
-    same = True
-    for i in range(1, len(counts)):
-        if counts[i] != counts[0]:
-            same = False
-            break
     return (
-        tuple(cols[0]),
-        tuple(cols[1]),
-        tuple(cols[2]),
-        tuple(cols[3]),
-        tuple(cols[4]),
-        tuple(cols[5]),
-        None if same else tuple(counts),
+        _joined(cols[0]),
+        _joined(cols[1]),
+        _joined(cols[2]),
+        _joined(cols[3]),
+        _joined(cols[4]),
+        _joined(cols[5]),
+        tuple(cols[6]) if cols[7][0] == -2 else None,
     )
 
 
@@ -129,7 +173,8 @@ def thaw(
     for i in range(n):
         at = end
         end = at + (each if counts is None else counts[i])
-        if since and not (end > at and flat[end - STRIDE] + wall_offset >= since):
+        # (a task's moves are whole moves of STRIDE atoms: none, or its last one read here)
+        if since and not (end - at >= STRIDE and flat[end - STRIDE] + wall_offset >= since):
             continue
         steps = () if brief else history.transitions(flat[at:end])
         out.append(
