@@ -18,3 +18,5 @@ cdef inline bytes _copy(const unsigned char[::1] flat, Py_ssize_t at, Py_ssize_t
 cpdef list cut(object data, Py_ssize_t at, object sizes)
 @cython.locals(i=Py_ssize_t, size="long long", out="long long", limit="long long", over=bint, every="const long long[::1]")
 cpdef long long total(object sizes) except? -2
+@cython.locals(i=Py_ssize_t, size="long long", out="long long", every="const long long[::1]")
+cpdef long long longest(object sizes) except? -1

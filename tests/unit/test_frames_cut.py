@@ -110,3 +110,11 @@ def test_upload_check_keeps_its_verdicts(seed: int) -> None:
         upload.check(forged([3, 2], b"abcd"))
     with pytest.raises(ValueError, match="do not add up"):  # (wraps to 4 in 64 bits)
         upload.check(forged([(1 << 63) - 1, (1 << 63) - 1, 6], b"abcd"))
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("seed", range(8))
+def test_longest_is_max_with_a_default_of_0(build: str, seed: int) -> None:
+    rng = random.Random(seed)
+    values = [rng.choice([-7, 0, 1, 17, 1 << 40]) for _ in range(rng.randrange(0, 20))]
+    assert BUILDS[build].longest(array("q", values)) == max(values, default=0)
