@@ -12,8 +12,8 @@ CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) $(foreach m,$(SCHED_COMPILED),ha
 MEMBERSHIP_COMPILED := swim probing records gossip lifeguard sim
 CORE_SRC += $(foreach m,$(MEMBERSHIP_COMPILED),handoffd/membership/$(m).py) $(wildcard handoffd/membership/*.pxd)
 # The owner's read of another node's reports and its pack of a log batch's rows into columns
-# (setup.py PROTOCOL_COMPILED), the .pxd beside each.
-PROTOCOL_COMPILED := report_read log_pack
+# (setup.py PROTOCOL_COMPILED), the .pxd beside each; a whole upload's cut into frames.
+PROTOCOL_COMPILED := report_read log_pack frames_cut
 CORE_SRC += $(foreach m,$(PROTOCOL_COMPILED),handoffd/protocol/$(m).py handoffd/protocol/$(m).pxd)
 # The client's build of a plain DAG's submission (setup.py CLIENT_COMPILED), the .pxd beside it.
 CLIENT_COMPILED := dag_columns

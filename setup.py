@@ -61,8 +61,10 @@ MEMBERSHIP_COMPILED = ("swim", "probing", "records", "gossip", "lifeguard", "sim
 #: The owner's read of another node's report message (one pass a message, a typed loop over its
 #: values), compiled from its .py with the .pxd beside it; tests/unit/test_report_read.py holds
 #: it to its .py. The owner's pack of a log batch's rows into columns (one typed pass over the
-#: rows), the same way; tests/unit/test_log_columns.py holds it to its .py.
-PROTOCOL_COMPILED = ("report_read", "log_pack")
+#: rows), the same way; tests/unit/test_log_columns.py holds it to its .py. The cut of a whole
+#: upload's frames (``frames_cut``: a small frame copied, no view a frame) the same way;
+#: tests/unit/test_frames_cut.py holds it to its .py.
+PROTOCOL_COMPILED = ("report_read", "log_pack", "frames_cut")
 #: The client's build of a plain DAG's submission columns (one loop over the user's functions,
 #: W1's serial start), compiled from its .py with the .pxd beside it;
 #: tests/unit/test_dag_columns.py holds it to its .py.

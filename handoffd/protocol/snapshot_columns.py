@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 
+from handoffd.protocol import frames_cut
 from handoffd.protocol.columns import ColumnError, unpack
 from handoffd.protocol.messages_snapshot import SnapshotColumns
 from handoffd.protocol.messages_submit import SubmitColumns, TaskColumns
@@ -56,7 +57,7 @@ def spliced_columns(
     if tasks.head_of is None or len(frames) < n or len(marks) <= _SENT_PRIORITIES + 1:
         return None
     blob, sizes = tails_of(frames, n, cut)
-    longest = max(sizes, default=0) + max(map(len, sent.heads), default=0)
+    longest = frames_cut.longest(sizes) + max(map(len, sent.heads), default=0)
     if longest > FAR_BYTES:
         return None
     if _SWAP:
@@ -99,7 +100,7 @@ def tails_of(frames: Sequence[Any], n: int, cut: Cut | None = None) -> tuple[Any
         ):
             sizes = all_sizes[1 : n + 1]
             start = at + all_sizes[0]
-            blob = memoryview(data)[start : start + sum(sizes)]
+            blob = memoryview(data)[start : start + frames_cut.total(sizes)]  # (checked sizes)
             first, last = sizes[0], sizes[-1]
             if blob[:first] == frames[0] and blob[len(blob) - last :] == frames[n - 1]:
                 return blob, sizes

@@ -5,6 +5,8 @@
 cimport cython
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.object cimport PyObject_GenericSetAttr as _store
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
 
 cdef extern from "Python.h":
     PyTypeObject PyBaseObject_Type
@@ -14,6 +16,21 @@ cdef extern from "Python.h":
 # instance's value slots made ready), without the Python call through ``object.__new__``.
 cdef inline object _make(type cls):
     return PyBaseObject_Type.tp_new(cls, <PyObject*>(), NULL)
+
+
+# ``head + tail`` of two bytes as one allocation and two copies (the tail a frame of an upload, cut
+# as bytes: ``protocol.frames_cut``); anything else as ``+`` joins it.
+cdef inline object _joined(object head, object tail):
+    cdef Py_ssize_t size, more
+    cdef bytes out
+    if type(head) is not bytes or type(tail) is not bytes:
+        return head + tail
+    size = PyBytes_GET_SIZE(head)
+    more = PyBytes_GET_SIZE(tail)
+    out = PyBytes_FromStringAndSize(NULL, size + more)
+    memcpy(PyBytes_AS_STRING(out), PyBytes_AS_STRING(head), size)
+    memcpy(PyBytes_AS_STRING(out) + size, PyBytes_AS_STRING(tail), more)
+    return out
 
 
 @cython.locals(i=Py_ssize_t, every=Py_ssize_t, specs=list, index=dict, shapes=dict)

@@ -149,6 +149,22 @@ class Malformed(ValueError):
     pass
 
 
+def _cut(data: bytearray, sizes: Sequence[int]) -> list[Any]:
+    """The frames of the one message that is ``data`` (its header's ``sizes``): the body and
+    every frame under ``KEEP_BYTES`` as bytes, the others as read-only views of ``data``."""
+    at = 4 + 8 * len(sizes)
+    frames: list[Any] = []
+    with memoryview(data) as view:
+        kept = view.toreadonly()  # (the views handed out are of this one, never released here)
+        for i, size in enumerate(sizes):
+            if i and size >= KEEP_BYTES:
+                frames.append(kept[at : at + size])
+            else:
+                frames.append(bytes(view[at : at + size]))
+            at += size
+    return frames
+
+
 def take(
     buf: bytearray, max_frames: int, max_frame: int
 ) -> tuple[list[list[bytes]], Malformed | None]:
@@ -195,13 +211,29 @@ def take(
     return out, error
 
 
+# A message of at least ``BIG`` bytes, and at most ``BIG_MAX``, that one read did not bring whole
+# is received straight into a buffer of its size (``_Conn.big``), its frames past the body of
+# ``KEEP_BYTES`` or more kept there as read-only views, as the ROUTER gives them
+# (``zmq_transport._read_batch``): a W1 submission's ~450 KB piece was copied from the scratch into
+# the connection's growing buffer, then once more into a bytes of its own, on the loop. The cap
+# bounds what a connection's announced header commits before its bytes come.
+BIG = CHUNK
+BIG_MAX = SEND_BUFFER
+KEEP_BYTES = 64 * 1024
+
+
 class _Conn:
-    __slots__ = ("id", "sock", "buf", "nonce", "open", "out", "queued")
+    __slots__ = ("id", "sock", "buf", "nonce", "open", "out", "queued", "big", "filled", "sizes")
 
     def __init__(self, conn_id: bytes, sock: socket.socket, nonce: bytes) -> None:
         self.id = conn_id
         self.sock = sock
         self.buf = bytearray()
+        # A big message being received into its own buffer (``BIG``): the buffer, the bytes in
+        # it so far, its frames' sizes (None: none under way).
+        self.big: bytearray | None = None
+        self.filled = 0
+        self.sizes: tuple[int, ...] = ()
         self.nonce = nonce  # ours, sent at accept; the client's proof covers it
         self.open = False  # the client proved the key
         self.out: deque[memoryview] = deque()  # what the socket did not take yet
@@ -292,6 +324,9 @@ class LocalListener:
         conn.sock.close()
 
     def _readable(self, conn: _Conn) -> None:
+        if conn.big is not None:
+            self._fill(conn)
+            return
         sock, buf, got, scratch = conn.sock, conn.buf, 0, self._scratch
         if conn.open and not buf:
             # Most reads of an open connection are one request whole (a one-task execute's
@@ -314,6 +349,8 @@ class LocalListener:
             ):
                 self._deliver(conn.id, one)
                 self._drained()
+                return
+            if n >= 12 and self._start_big(conn, scratch, n):
                 return
             buf += scratch[:n]
             got = n
@@ -338,8 +375,56 @@ class LocalListener:
             return
         self._messages(conn)
 
+    def _start_big(self, conn: _Conn, start: Any, n: int) -> bool:
+        """Receive the message that starts ``start[:n]`` (the scratch of a read that began at a
+        message's start, or what ``take`` left in the connection's buffer) into a buffer of its
+        own when it is ``BIG`` and not whole yet: False (``take`` reads it from the connection's
+        buffer as before) for anything else, a header over the limits or not all there yet
+        among it (``take`` refuses or waits for it)."""
+        (count,) = _COUNT.unpack_from(start)
+        head = 4 + 8 * count
+        if count == 0 or count > self._max_frames or head > n:
+            return False
+        sizes = struct.unpack_from(f"!{count}Q", start, 4)
+        end = head + sum(sizes)
+        if end <= n or end < BIG or end > BIG_MAX or max(sizes) > self._max_frame:
+            return False
+        big = bytearray(end)
+        big[:n] = start[:n]
+        conn.big, conn.filled, conn.sizes = big, n, sizes
+        self._fill(conn)
+        return True
+
+    def _fill(self, conn: _Conn) -> None:
+        """Read on into ``conn.big`` (no further than its message's end, at most ``SLICE`` bytes a
+        wake-up), and deliver its message once whole."""
+        big = conn.big
+        assert big is not None
+        end, got = len(big), 0
+        with memoryview(big) as view:
+            try:
+                while conn.filled < end and got < SLICE:
+                    n = conn.sock.recv_into(view[conn.filled :], end - conn.filled)
+                    if not n:
+                        self._drop(conn)
+                        return
+                    conn.filled += n
+                    got += n
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self._drop(conn)
+                return
+        if conn.filled < end:
+            return
+        frames = _cut(big, conn.sizes)
+        conn.big, conn.filled, conn.sizes = None, 0, ()
+        self._deliver(conn.id, frames)
+        self._drained()
+
     def _messages(self, conn: _Conn) -> None:
-        messages, error = take(conn.buf, self._max_frames, self._max_frame)
+        buf = conn.buf
+        messages, error = take(buf, self._max_frames, self._max_frame)
         for frames in messages:
             self._deliver(conn.id, frames)
         if error is not None:
@@ -348,6 +433,8 @@ class LocalListener:
             self._drop(conn)
         if messages:
             self._drained()
+        if len(buf) >= 12 and conn.id in self._conns and self._start_big(conn, buf, len(buf)):
+            del buf[:]  # (moved into the message's own buffer)
 
     def _handshake(self, conn: _Conn) -> bool:
         """The client's nonce and proof: answer with ours and open, or close."""

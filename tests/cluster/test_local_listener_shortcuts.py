@@ -7,8 +7,10 @@ frames as the prepared one, and a big one still goes to the thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import select
 import socket
 from typing import Any
 
@@ -286,5 +288,123 @@ def test_a_connection_may_queue_a_big_reply_in_the_kernel() -> None:
     side = Side()
     try:
         assert side.conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= cap
+    finally:
+        side.close()
+
+
+def _big_message(rng: random.Random, size: int) -> list[bytes]:
+    """A body, a few small frames and big ones (``KEEP_BYTES`` or more), ``size`` bytes or so."""
+    # (a body of KEEP_BYTES or more, a big submission's head, stays bytes all the same)
+    frames = [b"body-" + rng.randbytes(rng.choice([0, 150, local_socket.KEEP_BYTES + 1]))]
+    while sum(map(len, frames)) < size:
+        big = rng.random() < 0.5
+        frames.append(rng.randbytes(rng.randrange(local_socket.KEEP_BYTES, 300_000) if big else 9))
+    return frames
+
+
+def _feed(side: Side, stream: bytes, steps: list[int], rng: random.Random) -> None:
+    """Send ``stream`` in steps of ``steps``' sizes, as much as the socket takes, the listener
+    reading all there is after each (one wake-up a read, as the loop would call it)."""
+    side.sock.setblocking(False)
+    at = 0
+    while True:
+        if at < len(stream):
+            with contextlib.suppress(BlockingIOError):
+                at += side.sock.send(stream[at : at + rng.choice(steps)])
+        elif not select.select([side.conn.sock], [], [], 0)[0]:
+            return
+        while side.listener._conns and select.select([side.conn.sock], [], [], 0)[0]:
+            side.read()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_big_message_is_read_into_its_own_buffer_whatever_the_reads(seed: int) -> None:
+    """A message of ``BIG`` bytes or more that one read does not bring whole is received into a
+    buffer of its size: the same frames, the body and small ones as bytes, the big ones past the
+    body as read-only views (as the ROUTER gives them), the messages around it untouched, and
+    nothing left in the connection's buffer."""
+    rng = random.Random(seed)
+    side = Side(max_frames=64, max_frame=1 << 22)
+    try:
+        sent = [
+            [b"before", b"x"],
+            _big_message(rng, rng.choice([local_socket.BIG + 1, 700_000, 2_000_000])),
+            [b"after", b"y" * 70_000],
+        ]
+        stream = b"".join(_wire(f) for f in sent)
+        _feed(side, stream, [100, 5000, 300_000, 2_000_000], rng)
+        assert [[bytes(f) for f in frames] for _, frames in side.got] == sent
+        big = side.got[1][1]
+        assert type(big[0]) is bytes
+        for frame, want in zip(big[1:], sent[1][1:], strict=True):
+            if len(want) >= local_socket.KEEP_BYTES:
+                assert type(frame) is memoryview and frame.readonly
+            else:
+                assert type(frame) is bytes
+        assert side.conn.big is None and not side.conn.buf
+    finally:
+        side.close()
+
+
+def test_a_big_message_after_a_read_that_held_it_in_part_takes_no_copy_through_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A W1 submission's upload piece (~450 KB, two frames) sent whole: its first read fills the
+    scratch, the rest is read straight into the message's buffer; ``take`` never sees it."""
+    rng = random.Random(5)
+    side = Side()
+    takes: list[int] = []
+    real = local_socket.take
+
+    def counting(buf: bytearray, *args: Any) -> Any:
+        takes.append(len(buf))
+        return real(buf, *args)
+
+    monkeypatch.setattr(local_socket, "take", counting)
+    try:
+        frames = [b"upload-chunk", rng.randbytes(449_064)]
+        _feed(side, _wire(frames), [1 << 20], rng)
+        (got,) = side.got
+        assert got[1][0] == frames[0] and type(got[1][0]) is bytes
+        assert bytes(got[1][1]) == frames[1] and type(got[1][1]) is memoryview
+        assert takes == [] and side.drains == 1 and side.conn.big is None
+    finally:
+        side.close()
+
+
+@pytest.mark.parametrize(
+    ("max_frames", "max_frame", "sizes"),
+    [(10, 1 << 20, [10, 2 << 20]), (1, 1 << 22, [10, 600_000])],
+)
+def test_a_big_message_over_the_limits_is_refused_as_before(
+    max_frames: int, max_frame: int, sizes: list[int]
+) -> None:
+    """A header over the limits is not given a buffer: ``take`` refuses it and the connection
+    closes, as for any message."""
+    side = Side(max_frames, max_frame)
+    try:
+        frames = [b"b" * sizes[0], b"z" * sizes[1]]
+        side.sock.setblocking(False)
+        sent = side.sock.send(_wire(frames)[: local_socket.CHUNK + 10])
+        assert sent > 4 + 8 * len(frames)
+        side.read()
+        assert side.got == [] and side.conn.big is None
+        assert side.listener.refused == 1 and not side.listener._conns
+    finally:
+        side.close()
+
+
+def test_a_connection_closed_amid_a_big_message_is_dropped() -> None:
+    side = Side()
+    try:
+        wire = _wire([b"body", b"q" * 600_000])
+        side.sock.setblocking(False)
+        sent = side.sock.send(wire[:400_000])
+        assert sent > 100
+        side.read()
+        assert side.conn.big is not None and side.conn.filled == sent and side.got == []
+        side.sock.close()
+        side.read()
+        assert not side.listener._conns and side.got == []
     finally:
         side.close()

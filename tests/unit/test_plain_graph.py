@@ -312,3 +312,33 @@ def test_places_of_tied_tasks_are_the_walks_in_both_builds(seed: int) -> None:
     expected = _walked(ranked, n, priorities, ranks)
     for build in (plain_graph, pure):
         assert build.places(ranked, n, priorities, ranks) == expected
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_column_specs_join_heads_and_tails_alike_in_both_builds(seed: int) -> None:
+    """With code heads (protocol 6), a spec's payload is its head and its tail joined, as bytes:
+    whatever the tail came as (bytes, as an upload's small frames are cut now; a view; a
+    bytearray), empty heads and tails included, and whole where its ``head_of`` is -1."""
+    rng = random.Random(seed)
+    n = rng.randint(1, 60)
+    ids = [f"t{i}" for i in range(n)]
+    heads = [rng.randbytes(rng.choice([0, 1, 40, 5000])) for _ in range(3)]
+    head_of = [rng.choice([-1, 0, 1, 2]) for _ in ids]
+    makers = [bytes, memoryview, bytearray, lambda b: memoryview(b).toreadonly()]
+    tails = [rng.choice(makers)(rng.randbytes(rng.choice([0, 1, 17, 3000]))) for _ in ids]
+    expected = [(heads[head_of[i]] if head_of[i] >= 0 else b"") + bytes(tails[i]) for i in range(n)]
+    for build in (plain_graph, pure):
+        specs = build.column_specs(
+            ids,
+            [()] * n,
+            [{"cpu": 1.0}],
+            [0] * n,
+            ["variadic"],
+            [0] * n,
+            [0] * n,
+            tails,
+            heads,
+            head_of,
+        )
+        assert [s.payload for s in specs] == expected
+        assert all(type(s.payload) is bytes for s in specs)
