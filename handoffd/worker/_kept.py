@@ -16,8 +16,8 @@ books: nothing is changed until the block is known to go whole, so a block that 
 reply at a time (``_replies._kept_run``) from the books it found.
 
 Compiled (``setup.py EXECUTOR_COMPILED``) with _kept.pxd's types, this file is also its own
-pure-Python twin: ``tests/unit/test_kept_block.py`` holds both builds to the replies read one by
-one."""
+pure-Python twin: ``tests/cluster/test_kept_block.py`` holds both builds to the replies read one
+by one, ``tests/unit/test_kept_tokens.py`` the compiled build to the .py."""
 
 from __future__ import annotations
 

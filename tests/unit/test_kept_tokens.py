@@ -22,7 +22,7 @@ from handoffd.worker._records import Job, JobBlock, JobRun, Kept
 
 pytestmark = pytest.mark.timeout(120)
 
-PURE = pure(_kept, "handoffd_worker_kept_pure")
+PURE = pure(_kept, "handoffd_worker_kept_tokens_pure")
 _FRAMED = _process._KEPT_FRAMED
 
 
