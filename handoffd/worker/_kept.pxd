@@ -5,13 +5,17 @@
 
 cimport cython
 
-cdef Py_ssize_t _TAG, _MOST, _SHORT, _LEAD
+cdef Py_ssize_t _TAG, _MOST, _SHORT, _LEAD, _TOKEN_AT
+
+
+@cython.locals(token=cython.ulonglong, end=Py_ssize_t)
+cdef unsigned long long _token_at(bytearray buf, Py_ssize_t at) except? 0xFFFFFFFFFFFFFFFF
 
 
 @cython.locals(
     buf=bytearray, n=Py_ssize_t, size=Py_ssize_t, frame=Py_ssize_t, count=Py_ssize_t,
     at=Py_ssize_t, start=Py_ssize_t, first_at=Py_ssize_t, end=Py_ssize_t, taken=Py_ssize_t,
-    b1=int, b2=int, b3=int, drop=bint, token=cython.longlong, got=cython.longlong,
+    b1=int, b2=int, b3=int, drop=bint, token=cython.ulonglong,
     sent=dict, keys=list, run_keys=list, jobs=list, titles=list, payloads=list, ended=list, flat=tuple,
 )
 cpdef Py_ssize_t kept_block(object worker, dict live, list outcomes, object pid) except -1

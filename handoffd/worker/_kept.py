@@ -8,15 +8,16 @@ Design note: the block's form of session 30 did it a column at a time (five byte
 and stripped for the frames' heads, ``iter_unpack`` and ``zip`` for a tuple a reply and three
 columns, the tokens compared with a ``tuple(range(...))``, ``map`` passes for the keys, their
 types, the live map's deletes and the bytes' sums): each step a C call through the call protocol,
-an object a step. Here the frames' heads are read a byte at a time, every frame's token, duration
-and value come out of ONE ``unpack_from`` of a struct of the whole block (a flat tuple: no tuple a
-reply), and one C loop checks the tokens and keys, a second (when all of them pass) ends the jobs'
+an object a step. Here the frames' heads and tokens are read a byte at a time (no int object a
+token, only compared), every frame's duration and value come out of ONE ``unpack_from`` of a
+struct of the whole block (a flat tuple: no tuple a reply), and one C loop checks the tokens and
+keys, a second (when all of them pass) ends the jobs'
 books: nothing is changed until the block is known to go whole, so a block that cannot goes one
 reply at a time (``_replies._kept_run``) from the books it found.
 
 Compiled (``setup.py EXECUTOR_COMPILED``) with _kept.pxd's types, this file is also its own
-pure-Python twin: ``tests/unit/test_kept_block.py`` holds both builds to the replies read one by
-one."""
+pure-Python twin: ``tests/cluster/test_kept_block.py`` holds both builds to the replies read one
+by one, ``tests/unit/test_kept_tokens.py`` the compiled build to the .py."""
 
 from __future__ import annotations
 
@@ -34,21 +35,35 @@ MOST = 128  # replies a block at most (the rest is the next block): bounds the s
 # not a module dict's look-up a frame
 _TAG, _MOST, _SHORT = KEPT[0], MOST, SHORT_SIZE
 _LEAD = 4 + KEPT_SIZE  # a framed KEPT reply's bytes before its value
+_TOKEN_AT = 5  # a frame's token: after its length and kind, 8 bytes big-endian
 # The struct of ``count`` framed KEPT replies whose frames hold ``size`` bytes each, by (size,
-# count): each frame's token, duration and value (its length and kind, checked apart, skipped)
+# count): each frame's duration and value (its length, kind and token, checked apart in the
+# buffer's bytes, skipped: no int object a reply for a token only compared and dropped)
 _BLOCKS: dict[tuple[int, int], Callable[..., tuple[Any, ...]]] = {}
 
 
 def _unpack_of(size: int, count: int) -> Callable[..., tuple[Any, ...]]:
-    """``unpack_from`` of the struct of ``count`` frames of ``size`` bytes (a flat tuple: token,
-    duration, value, token, ...)."""
+    """``unpack_from`` of the struct of ``count`` frames of ``size`` bytes (a flat tuple:
+    duration, value, duration, ...)."""
     key = (size, count)
     unpack = _BLOCKS.get(key)
     if unpack is None:
         if len(_BLOCKS) >= 64:  # (values of many sizes: keep the table small)
             _BLOCKS.clear()
-        unpack = _BLOCKS[key] = struct.Struct("!" + f"5xqd{size - KEPT_SIZE}s" * count).unpack_from
+        unpack = _BLOCKS[key] = struct.Struct("!" + f"13xd{size - KEPT_SIZE}s" * count).unpack_from
     return unpack
+
+
+def _token_at(buf: bytearray, at: int) -> int:
+    """The token of the frame at ``buf[at]`` (big-endian, unsigned: a frame's garbage never
+    matches a job's token, in either build)."""
+    token = 0
+    at += _TOKEN_AT
+    end = at + 8
+    while at < end:
+        token = (token << 8) | buf[at]
+        at += 1
+    return token
 
 
 def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended], pid: int) -> int:
@@ -115,16 +130,15 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
             count = len(jobs) - first_at
             if count < 2:
                 return 0
-        flat = _unpack_of(size, count)(buf)
         token = run.first + first_at  # (the tokens of a run's jobs: consecutive from ``first``)
         titles = run.titles
         payloads = run.payloads
         run_keys = run.keys
         taken = _SHORT * count  # (their sizes as SHORT_JOBs: ``_books``)
         at = 0
+        start = 0
         while at < count:  # checked first, nothing changed
-            got = flat[3 * at]
-            if got != token:
+            if _token_at(buf, start) != token:
                 return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
             key = run_keys[first_at + at]  # (none is being cancelled: a cancel splits the run)
             if type(key) is not tuple:
@@ -133,6 +147,8 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
             taken += len(titles[first_at + at]) + len(payloads[first_at + at])
             token += 1
             at += 1
+            start += frame
+        flat = _unpack_of(size, count)(buf)
         end = first_at + count
         if end == len(jobs):
             del sent[run.first]
@@ -148,15 +164,15 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
                     break
                 at += 1
     else:
-        flat = _unpack_of(size, count)(buf)
         taken = 0
         ended: list[Any] = []
         at = 0
+        start = 0
         job: Any  # (a ``Job`` once a ``JobRun`` is ruled out)
         for number, job in sent.items():  # checked first, nothing changed
             if at == count:
                 break
-            if flat[3 * at] != number:
+            if _token_at(buf, start) != number:
                 return 0  # (not the oldest jobs in order: a stale reply; one by one, as ever)
             if type(job) is JobRun:
                 return 0  # (a run behind the oldest jobs: its first token is not all it holds)
@@ -169,8 +185,10 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
             ended.append(number)
             taken += job.size
             at += 1
+            start += frame
         if at < count:
             return 0  # (fewer jobs on the pipe than replies: a stale one among them)
+        flat = _unpack_of(size, count)(buf)
         head = worker.head
         for number in ended:
             if sent.pop(number) is head:
@@ -179,7 +197,7 @@ def kept_block(worker: Worker, live: dict[Hashable, Chain], outcomes: list[Ended
     if drop:
         for key in keys:
             live.pop(key, None)
-    outcomes.append(Kept(keys, flat[2::3], flat[1::3], pid))
+    outcomes.append(Kept(keys, flat[1::2], flat[0::2], pid))
     at = count * frame
     del buf[:at]
     edge = reader.edge - at

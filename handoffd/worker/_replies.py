@@ -44,11 +44,16 @@ def _kept_run(
     any other message. How many bytes it took off the buffer. ``rows``: a job whose key is a
     plain tuple (a task's) ends as its ``Row`` (key, value, duration, pid), not an ``Outcome``."""
     reader = worker.reader
-    if rows:
-        taken = kept_block(worker, live, outcomes, pid)
-        if taken:
-            return taken + _kept_run(worker, live, outcomes, pid, rows)
     buf = reader.buf
+    blocks = 0  # bytes the blocks took (a read's replies mostly all go as blocks)
+    if rows:
+        while True:
+            taken = kept_block(worker, live, outcomes, pid)
+            if not taken:
+                break
+            blocks += taken
+            if not buf:  # (every reply of the read: nothing for the loop below)
+                return blocks
     n = len(buf)
     at = 0
     on_pipe = worker.sent
@@ -102,7 +107,7 @@ def _kept_run(
         del buf[:at]
         edge = reader.edge - at
         reader.edge = edge if edge > 0 else 0
-    return at
+    return blocks + at
 
 
 def read(
@@ -132,7 +137,10 @@ def read(
                         pid = worker.process.pid or 0
                     if _kept_run(worker, live, outcomes, pid, rows):
                         answered = True
-                        continue
+                        if reader.buf:
+                            continue
+                        lost = reader.eof  # (what ``next`` of an empty buffer ends with)
+                        break
                 data = reader.next()
                 if data is None:
                     lost = reader.eof
@@ -157,7 +165,10 @@ def read(
                         outcomes.append(cancelled_outcome(key, duration))
                     else:
                         kept = cast(bytes, data[KEPT_SIZE:])  # (or a bytearray: see Outcome)
-                        outcomes.append(ok_outcome(key, kept, duration, "", pid))
+                        if rows and type(key) is tuple:  # (as ``_kept_run`` ends it: a ``Row``)
+                            outcomes.append((key, kept, duration, pid))
+                        else:
+                            outcomes.append(ok_outcome(key, kept, duration, "", pid))
                     continue
                 if data == _process.READY:
                     on_ready(worker)

@@ -143,12 +143,14 @@ def _traced_runs(cluster: Any, dags: list[Any], after_read: Any = None) -> list[
                 after_read([out.key[1]])
 
         def on_read(outcomes: list[Any]) -> None:
-            events.extend(("outcome", out.key[1]) for out in outcomes)
+            # (an ``Outcome``, or a task's ``Row``: a tuple, its key first)
+            keys = [out[0] if type(out) is tuple else out.key for out in outcomes]
+            events.extend(("outcome", key[1]) for key in keys)
             events.append(("read",))
             read(outcomes)
             events.append(("read.end",))
             if after_read is not None:
-                after_read([out.key[1] for out in outcomes])
+                after_read([key[1] for key in keys])
 
         def flushed(event: Any) -> None:
             events.append(("soon", type(event).__name__))

@@ -255,3 +255,30 @@ def test_random_streams_with_rows_end_in_blocks_as_one_by_one(pipe: Any) -> None
                 getattr(b, f.name) for f in fields(b)
             ]
     assert blocks > 20
+
+
+def test_with_rows_a_kept_reply_read_alone_ends_as_its_row(pipe: Any) -> None:
+    """A read that brings one KEPT reply alone (``Reader.whole``: not through the buffer) ends a
+    task's job as its ``Row``, as the same reply read among others does, and a job whose key is
+    not a task's as its ``Outcome``; without ``rows`` both are Outcomes with the same fields."""
+    worker, theirs = pipe
+    got = {}
+    for rows in (False, True):
+        running, jobs = _on_pipe(worker, 2)
+        hook_key = _HookKey("peer", 2)
+        del running[jobs[1].key]
+        jobs[1].key = hook_key
+        running[hook_key] = worker
+        ended = []
+        for token, value in ((1, b"one"), (2, b"two")):
+            os.write(theirs.fileno(), _kept(token, value, 0.25 * token))
+            outcomes, lost, answered = _replies.read(worker, running, lambda w: None, None, rows)
+            assert answered and not lost and len(outcomes) == 1
+            ended += outcomes
+        assert not running and not worker.sent and worker.head is None and worker.bytes == 0
+        got[rows] = ended
+    assert got[True][0] == (("r", "t1", 1), b"one", 0.25, 4242)
+    assert type(got[True][1]) is not tuple and type(got[False][0]) is not tuple
+    for a, b in zip(got[False], got[True], strict=True):
+        b = outcome_of(b)
+        assert [getattr(a, f.name) for f in fields(a)] == [getattr(b, f.name) for f in fields(b)]
