@@ -171,6 +171,8 @@ def ended_block(ends: Any, block: Kept, first: Any) -> bool:
         ends._out.append(SOON_FLUSH)
     if refill:
         ends._schedule_refill()
+    # (a column of one value extended from a list made by repetition: its items copied in C,
+    # not taken one by one from an iterator)
     outbox = ends._outbox
     box = outbox.get((owner, run_id))
     if box is None:
@@ -179,11 +181,11 @@ def ended_block(ends: Any, block: Kept, first: Any) -> bool:
     box.attempts.extend(attempts)
     box.sizes.extend(sizes)
     box.durations.extend(durations)
-    box.pids.extend(repeat(block.pid, count))
+    box.pids.extend([block.pid] * count)
     box.started.extend(started)
-    box.ended.extend(repeat(ended, count))
+    box.ended.extend([ended] * count)
     if one_payload:
-        box.bytes_in.extend(repeat(len(payload), count))
+        box.bytes_in.extend([len(payload)] * count)
     else:
         box.bytes_in.extend(sizes_in)
     limit = ends._inline_limit
@@ -191,6 +193,6 @@ def ended_block(ends: Any, block: Kept, first: Any) -> bool:
         box.values.extend(values)
     else:
         box.values.extend([v if len(v) <= limit else None for v in values])
-    box.outputs.extend(repeat("", count))
+    box.outputs.extend([""] * count)
     ends.counters["done"] += count
     return True

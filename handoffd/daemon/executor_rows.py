@@ -76,6 +76,12 @@ def accept_columns(
     only_sum = 0.0
     only_live = False
     eps, no_missing = resources.EPS, NO_MISSING
+    # The last queued row's priority and rank (as the columns hold them) and its queue key's
+    # first two parts (``queue_key``'s, of them)
+    last_priority: Any = None
+    last_rank: Any = None
+    level: Any = None
+    minus_rank: Any = None
     # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
     # every task not refused, in order: built from the columns at the end unless one was.
     columns = zip(
@@ -119,7 +125,12 @@ def accept_columns(
             if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
                 reason = ""  # (``_queue_full`` in line: a call a queued task less)
                 if only is not None:  # (a cost of one kind, most tasks')
-                    summed = (only_sum if only_live else total.get(only, 0.0)) + only_qty
+                    # (two statements, not a conditional expression: in the compiled build
+                    # the live sum stays a C double, not a float object a task)
+                    if only_live:
+                        summed = only_sum + only_qty
+                    else:
+                        summed = total.get(only, 0.0) + only_qty
                     if only_qty > 0 and summed > only_top:
                         reason = "no room: queue full"
                 else:
@@ -164,7 +175,14 @@ def accept_columns(
             elif tasks.setdefault(key, row) is not row:
                 continue  # a duplicate delivery: already ours
             # (after the duplicate test: a duplicate takes no arrival number)
-            row[_QKEY] = qkey = (aged - priority, -rank, next(arrivals))  # (``queue_key``)
+            if (priority is not last_priority and priority != last_priority) or (
+                rank is not last_rank and rank != last_rank
+            ):
+                # (a table's tasks mostly share one priority and rank: the key's level and
+                # rank parts made once for them, not two number objects a task)
+                last_priority, last_rank = priority, rank
+                level, minus_rank = aged - priority, -rank
+            row[_QKEY] = qkey = (level, minus_rank, next(arrivals))  # (``queue_key``)
             local[key] = qkey
             queued.append(key)
             if summed >= 0.0:
@@ -338,7 +356,10 @@ def refill(state: Any) -> None:
             left -= 1
             del local[key]  # (``_unqueue_local`` in line: found in ``local`` above)
             if kind1 is not None:
-                sum1 = (sum1 if sum1_live else total.get(kind1, 0.0)) - qty1
+                if sum1_live:  # (as ``accept_columns``' ``summed``: a C double throughout)
+                    sum1 = sum1 - qty1
+                else:
+                    sum1 = total.get(kind1, 0.0) - qty1
                 sum1_live = True
             else:
                 for kind, qty in cost.items():
@@ -350,7 +371,7 @@ def refill(state: Any) -> None:
             inclusion, timeout = task[_INCLUSION], task[_TIMEOUT]
             if block is None or (
                 (inclusion is not block_inclusion and inclusion != block_inclusion)
-                or timeout != block_timeout
+                or (timeout is not block_timeout and timeout != block_timeout)
             ):
                 block = JobBlock([], [], [], inclusion, timeout, only_devices, only_memory)
                 block_inclusion, block_timeout = inclusion, timeout
