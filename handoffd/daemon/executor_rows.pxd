@@ -12,7 +12,8 @@ cdef Py_ssize_t _COST, _INCLUSION, _PAYLOAD, _QKEY, _RUN, _SLOT, _TASK, _TIMEOUT
 @cython.locals(
     tasks=dict, local=dict, total=dict, limit=dict, count=Py_ssize_t,
     at=Py_ssize_t, payload_frame=Py_ssize_t, kept=dict, only_sum=double, only_live=bint,
-    summed=double, only_qty=double, only_top=double, seen=bint, row=list,
+    summed=double, only_qty=double, only_top=double, seen=bint, row=list, n=Py_ssize_t,
+    i=Py_ssize_t,
 )
 cpdef object accept_columns(
     object state, object t, object frames, list refused, list started, list queued

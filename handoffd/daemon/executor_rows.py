@@ -16,7 +16,6 @@ those of the plain Python. This file is also its own pure-Python twin:
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
@@ -82,33 +81,28 @@ def accept_columns(
     last_rank: Any = None
     level: Any = None
     minus_rank: Any = None
-    # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
-    # every task not refused, in order: built from the columns at the end unless one was.
-    columns = zip(
-        t.task_ids,
-        t.attempts,
-        t.counts,
-        itertools.accumulate(t.counts),  # where each task's inputs end
-        t.costs,
-        t.payloads,
-        timeouts,
-        t.inclusion,
-        priorities,
-        ranks,
-        strict=True,
-    )
-    for (
-        task_id,
-        attempt,
-        count,
-        at,
-        cost,
-        payload_frame,
-        timeout,
-        inclusion,
-        priority,
-        rank,
-    ) in columns:
+    # The columns a task reads, each read by its index (in the compiled build a C index into
+    # a list or tuple: no iterator step and no row tuple a task, as a zip of them made); their
+    # lengths checked first, as a strict zip would. ``accepted`` is every task not refused, in
+    # order: built from the columns at the end unless one was.
+    task_ids, attempts, counts, costs = t.task_ids, t.attempts, t.counts, t.costs
+    payloads, inclusion_of = t.payloads, t.inclusion
+    n = len(task_ids)
+    for column in (attempts, counts, costs, payloads, timeouts, inclusion_of, priorities, ranks):
+        if len(column) != n:
+            raise ValueError("a dispatch table's columns differ in length")
+    at = 0  # where the task's inputs end (the counts summed)
+    for i in range(n):
+        task_id = task_ids[i]
+        attempt = attempts[i]
+        count = counts[i]
+        at += count
+        cost = costs[i]
+        payload_frame = payloads[i]
+        timeout = timeouts[i]
+        inclusion = inclusion_of[i]
+        priority = priorities[i]
+        rank = ranks[i]
         key = (run_id, task_id, attempt)
         # A duplicate delivery (already ours) is skipped before anything changes: before a
         # claim; with tasks queued (no claim tried), where the task is kept (a queued row's
