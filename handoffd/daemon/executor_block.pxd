@@ -5,16 +5,16 @@
 
 cimport cython
 
-cdef Py_ssize_t _SLOT, _RUN, _OWNER, _PAYLOAD
+cdef Py_ssize_t _SLOT, _RUN, _OWNER, _PAYLOAD, _KEY
 
 
-@cython.locals(tasks=dict, keys=list, count=Py_ssize_t, rows=list, lead=Py_ssize_t)
+@cython.locals(tasks=dict, keys=list, count=Py_ssize_t, lead=Py_ssize_t)
 cpdef object ended_kept(object ends, object block)
 @cython.locals(
     keys=list, count=Py_ssize_t, at=Py_ssize_t, left=Py_ssize_t, half=Py_ssize_t,
     biggest=Py_ssize_t, size=Py_ssize_t, limit=Py_ssize_t, seconds=double, fast=double,
     mean=double, duration=double, ended=double, one_payload=bint, refill=bint,
-    ids=list, sizes=list, attempts=list, started=list,
-    tasks=dict, slot_keys=dict, outbox=dict,
+    ids=list, sizes=list, attempts=list, started=list, sizes_in=list, start=Py_ssize_t,
+    tasks=dict, rows=list, outbox=dict,
 )
-cpdef bint ended_block(object ends, object block, list rows)
+cpdef bint ended_block(object ends, object block, object first)

@@ -118,10 +118,11 @@ class Ends:
         elif start < len(outcomes):
             self._ended_each(outcomes[start:])
 
-    def _ended_block(self, block: Kept, rows: list[Any]) -> bool:
-        """``_ended_each`` of the block's rows done as a block, when that is the same; else
-        False, nothing changed (``executor_block.ended_block``)."""
-        return ended_block(self, block, rows)
+    def _ended_block(self, block: Kept, first: Any) -> bool:
+        """``_ended_each`` of the block's tasks done as a block (``first``: the first one's
+        entry in ``tasks``), when that is the same; else False, nothing changed
+        (``executor_block.ended_block``)."""
+        return ended_block(self, block, first)
 
     def _ended_each(self, outcomes: Sequence[Ended]) -> None:
         # (no ``Kept`` among them: ``_ended`` takes those apart)
@@ -215,13 +216,21 @@ class Ends:
                     fetched.discard((run_id, key[1]))  # ours now, not a copy
                 size = len(value)
                 done += 1
-                keys = slot.keys
-                del keys[key]
-                if not keys:  # the chain is over: nothing of it runs any more
+                rows, first = slot.rows, slot.first
+                if first < len(rows) and rows[first] is task:  # (its chain's next row)
+                    first += 1
+                    if first == len(rows):
+                        rows.clear()
+                        first = 0
+                    slot.first = first
+                else:
+                    slot.drop(key)
+                left = len(slot.keys) + len(rows) - slot.first
+                if not left:  # the chain is over: nothing of it runs any more
                     del self.slots[slot.id]
                     self.ledger.release(slot.cost, slot.gpus)
                     self._changed = True
-                if local and len(keys) <= half and not self._refill_scheduled:
+                if local and left <= half and not self._refill_scheduled:
                     self._schedule_refill()  # (not called again once a refill is due)
                 if owner != box_owner or run_id != box_run:  # (no tuple a task)
                     box_owner, box_run = owner, run_id
@@ -298,12 +307,13 @@ class Ends:
     def _finish(self, task: Task, report: Report, value: bytes | None, output: str = "") -> None:
         slot = task.slot
         if slot is not None:
-            del slot.keys[(task.run_id, task.task_id, task.attempt)]
-            if not slot.keys:  # the chain is over: nothing of it runs any more
+            slot.drop((task.run_id, task.task_id, task.attempt))
+            left = slot.size()
+            if not left:  # the chain is over: nothing of it runs any more
                 del self.slots[slot.id]
                 self.ledger.release(slot.cost, slot.gpus)
                 self._changed = True
-            if self.local and len(slot.keys) <= self._half_chain:
+            if self.local and left <= self._half_chain:
                 self._schedule_refill()
         elif task.claimed:
             self.ledger.release(task.cost, task.gpus)

@@ -46,7 +46,53 @@ class Slot:
     cost: dict[str, float]
     gpus: list[int]
     devices: str  # CUDA_VISIBLE_DEVICES of its tasks: the devices of ``gpus`` ("" for none)
-    keys: dict[Key, None] = field(default_factory=dict)  # tasks in the chain, outcome not in yet
+    # The chain's tasks whose outcome is not in yet: its ``Task``s by key, its rows (``Row``)
+    # as a list in chain order from ``first`` (those before ended), with no key entry: a read's
+    # block of replies ends them by position (``executor_block``), not a look-up a task.
+    # (``rows`` is left out of comparisons and repr: a row names its slot.)
+    keys: dict[Key, None] = field(default_factory=dict)
+    rows: list[Any] = field(default_factory=list, compare=False, repr=False)
+    first: int = 0
+
+    def size(self) -> int:
+        """Tasks in the chain, outcome not in yet."""
+        return len(self.keys) + len(self.rows) - self.first
+
+    def __eq__(self, other: object) -> bool:
+        # (the chain's tasks compared as a set, as its keys were when they were one dict: which
+        # of them are rows is the way they were chained, not what the slot holds)
+        if type(other) is not Slot:
+            return NotImplemented
+        return (self.id, self.cost, self.gpus, self.devices) == (
+            other.id,
+            other.cost,
+            other.gpus,
+            other.devices,
+        ) and set(self.members()) == set(other.members())
+
+    def members(self) -> list[Key]:
+        """The keys of the chain's tasks whose outcome is not in yet: its ``Task``s', then its
+        rows' in chain order (the views and tests read them; the hot paths do not)."""
+        return [*self.keys, *(row[R_KEY] for row in self.rows[self.first :])]
+
+    def drop(self, key: Key) -> None:
+        """``key``'s task off the chain (its outcome is in): its key entry, else its row."""
+        keys = self.keys
+        if keys.pop(key, _NOT_IN) is not _NOT_IN:  # type: ignore[arg-type]
+            return
+        rows, first = self.rows, self.first
+        if first < len(rows) and rows[first][R_KEY] == key:  # (the next: rows end in order)
+            first += 1
+            if first == len(rows):
+                rows.clear()
+                first = 0
+            self.first = first
+            return
+        for at in range(first + 1, len(rows)):
+            if rows[at][R_KEY] == key:
+                del rows[at]
+                return
+        raise KeyError(key)
 
 
 @dataclass(slots=True)
@@ -92,12 +138,15 @@ class Task:
 
 #: A queued plain task with no inputs, accepted from a received table (``Intake._accept_table``),
 #: is kept in ``tasks`` as this row rather than a ``Task``: a list of the fields it can differ in,
-#: at these indices (its slot is set when a refill chains it). The hot paths (``_refill``,
+#: at these indices (its slot is set when a refill chains it, its key is the one ``tasks`` holds
+#: it under, and a chained row is on its slot's ``rows``; a row replaced by its ``Task`` in
+#: ``tasks`` has its slot cleared, so the slot's rows know it is not theirs to end). The hot paths (``_refill``,
 #: ``_ended``) read rows in place; any other path asks for the task (``ExecutorState.task``),
 #: which turns the row into its ``Task`` (``row_task``) for good.
 Row = list[Any]
 R_RUN, R_TASK, R_ATTEMPT, R_OWNER, R_COST, R_INCLUSION, R_TIMEOUT, R_PAYLOAD = range(8)
-R_FRAME, R_QKEY, R_SLOT = 8, 9, 10
+R_FRAME, R_QKEY, R_SLOT, R_KEY = 8, 9, 10, 11
+_NOT_IN = object()  # (``Slot.drop``'s: a key with no entry)
 
 
 def row_task(row: Row) -> Task:

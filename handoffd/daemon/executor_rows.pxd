@@ -6,13 +6,14 @@
 
 cimport cython
 
-cdef Py_ssize_t _COST, _INCLUSION, _PAYLOAD, _RUN, _SLOT, _TASK, _TIMEOUT
+cdef Py_ssize_t _COST, _INCLUSION, _PAYLOAD, _QKEY, _RUN, _SLOT, _TASK, _TIMEOUT
 
 
 @cython.locals(
     tasks=dict, local=dict, total=dict, limit=dict, count=Py_ssize_t,
     at=Py_ssize_t, payload_frame=Py_ssize_t, kept=dict, only_sum=double, only_live=bint,
-    summed=double, only_qty=double, only_top=double,
+    summed=double, only_qty=double, only_top=double, seen=bint, row=list, n=Py_ssize_t,
+    i=Py_ssize_t,
 )
 cpdef object accept_columns(
     object state, object t, object frames, list refused, list started, list queued
@@ -20,7 +21,7 @@ cpdef object accept_columns(
 @cython.locals(
     target=Py_ssize_t, low=Py_ssize_t, left=Py_ssize_t, scanned=Py_ssize_t, scan=Py_ssize_t,
     room=dict, slots=list, chains=dict, only_jobs=list, local=dict, tasks=dict, total=dict,
-    only_keys=dict, row=bint, block_keys=list, block_payloads=list, block_titles=list,
+    only_rows=list, size=Py_ssize_t, row=bint, block_keys=list, block_payloads=list, block_titles=list,
     order=list, at=Py_ssize_t, kept_from=Py_ssize_t, sum1=double, sum1_live=bint, qty1=double,
 )
 cpdef object refill(object state)

@@ -7,7 +7,8 @@ behind it (``_fold``).
 
 Design note: these two loops are a W1 task's Python steps on the way in (~119 and ~129 bytecodes
 a task, session 33): every task of a big run passes through each once, as a ``Row`` (a list read
-and written by index), into ``tasks``, ``local`` and the slot's keys (dicts). Compiled
+and written by index), into ``tasks`` and ``local`` (dicts) and its slot's rows (a list, in
+chain order: ``Slot.rows``). Compiled
 (``setup.py EXECUTOR_COMPILED``) with executor_rows.pxd's types, each step is the list's or the
 dict's own C call, not a bytecode dispatched by the interpreter; the records and their order are
 those of the plain Python. This file is also its own pure-Python twin:
@@ -15,7 +16,6 @@ those of the plain Python. This file is also its own pure-Python twin:
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
@@ -28,6 +28,7 @@ from handoffd.daemon.executor_records import (
     R_COST,
     R_INCLUSION,
     R_PAYLOAD,
+    R_QKEY,
     R_RUN,
     R_SLOT,
     R_TASK,
@@ -43,7 +44,7 @@ _new = object.__new__
 # A row's fields (``executor_records.Row``) as this module's own names: C indices in the compiled
 # build (the .pxd), so a field's read is the list's own, not a global's look-up
 _COST, _INCLUSION, _PAYLOAD, _RUN = R_COST, R_INCLUSION, R_PAYLOAD, R_RUN
-_SLOT, _TASK, _TIMEOUT = R_SLOT, R_TASK, R_TIMEOUT
+_SLOT, _TASK, _TIMEOUT, _QKEY = R_SLOT, R_TASK, R_TIMEOUT, R_QKEY
 
 
 def accept_columns(
@@ -74,43 +75,56 @@ def accept_columns(
     only_sum = 0.0
     only_live = False
     eps, no_missing = resources.EPS, NO_MISSING
-    # The columns a task reads, zipped (no index look-up a column a task); ``accepted`` is
-    # every task not refused, in order: built from the columns at the end unless one was.
-    columns = zip(
-        t.task_ids,
-        t.attempts,
-        t.counts,
-        itertools.accumulate(t.counts),  # where each task's inputs end
-        t.costs,
-        t.payloads,
-        timeouts,
-        t.inclusion,
-        priorities,
-        ranks,
-        strict=True,
-    )
-    for (
-        task_id,
-        attempt,
-        count,
-        at,
-        cost,
-        payload_frame,
-        timeout,
-        inclusion,
-        priority,
-        rank,
-    ) in columns:
+    # The last queued row's priority and rank (as the columns hold them) and its queue key's
+    # first two parts (``queue_key``'s, of them)
+    last_priority: Any = None
+    last_rank: Any = None
+    level: Any = None
+    minus_rank: Any = None
+    # The columns a task reads, each read by its index (in the compiled build a C index into
+    # a list or tuple: no iterator step and no row tuple a task, as a zip of them made); their
+    # lengths checked first, as a strict zip would. ``accepted`` is every task not refused, in
+    # order: built from the columns at the end unless one was.
+    task_ids, attempts, counts, costs = t.task_ids, t.attempts, t.counts, t.costs
+    payloads, inclusion_of = t.payloads, t.inclusion
+    n = len(task_ids)
+    for column in (attempts, counts, costs, payloads, timeouts, inclusion_of, priorities, ranks):
+        if len(column) != n:
+            raise ValueError("a dispatch table's columns differ in length")
+    at = 0  # where the task's inputs end (the counts summed)
+    for i in range(n):
+        task_id = task_ids[i]
+        attempt = attempts[i]
+        count = counts[i]
+        at += count
+        cost = costs[i]
+        payload_frame = payloads[i]
+        timeout = timeouts[i]
+        inclusion = inclusion_of[i]
+        priority = priorities[i]
+        rank = ranks[i]
         key = (run_id, task_id, attempt)
-        if key in tasks:  # a duplicate delivery: already ours
-            continue
-        gpus = None if local else ledger.try_claim(cost)
+        # A duplicate delivery (already ours) is skipped before anything changes: before a
+        # claim; with tasks queued (no claim tried), where the task is kept (a queued row's
+        # ``setdefault``: one look-up for both), or refused
+        seen = not local
+        if seen:
+            if key in tasks:  # a duplicate delivery: already ours
+                continue
+            gpus = ledger.try_claim(cost)
+        else:
+            gpus = None
         summed = -1.0  # the queue's sum of ``only``'s kind with this task, when found
         if gpus is None:
             if cost is fits_node:  # (a table's tasks share cost dicts: the queue test only)
                 reason = ""  # (``_queue_full`` in line: a call a queued task less)
                 if only is not None:  # (a cost of one kind, most tasks')
-                    summed = (only_sum if only_live else total.get(only, 0.0)) + only_qty
+                    # (two statements, not a conditional expression: in the compiled build
+                    # the live sum stays a C double, not a float object a task)
+                    if only_live:
+                        summed = only_sum + only_qty
+                    else:
+                        summed = total.get(only, 0.0) + only_qty
                     if only_qty > 0 and summed > only_top:
                         reason = "no room: queue full"
                 else:
@@ -129,13 +143,14 @@ def accept_columns(
                     ((only, only_qty),) = cost.items()
                     only_top = limit.get(only, 0.0) + eps
             if reason:
+                if not seen and key in tasks:  # a duplicate delivery: already ours
+                    continue
                 refused.append((task_id, attempt, reason))
                 continue
         if gpus is None and not count:
             # Queued with no inputs (most of a big run's): kept as its row
             # (``executor_records.Row``), no ``Task``; the same steps as below otherwise
-            qkey = (aged - priority, -rank, next(arrivals))  # (``queue_key``)
-            tasks[key] = [
+            row = [
                 run_id,
                 task_id,
                 attempt,
@@ -145,9 +160,23 @@ def accept_columns(
                 None if timeout != timeout else timeout,
                 frames[payload_frame],
                 payload_frame,
-                qkey,
+                None,  # its queue key, set below
                 None,  # its slot, once chained
+                key,  # (its slot's rows end by position: ``executor_block``)
             ]
+            if seen:
+                tasks[key] = row
+            elif tasks.setdefault(key, row) is not row:
+                continue  # a duplicate delivery: already ours
+            # (after the duplicate test: a duplicate takes no arrival number)
+            if (priority is not last_priority and priority != last_priority) or (
+                rank is not last_rank and rank != last_rank
+            ):
+                # (a table's tasks mostly share one priority and rank: the key's level and
+                # rank parts made once for them, not two number objects a task)
+                last_priority, last_rank = priority, rank
+                level, minus_rank = aged - priority, -rank
+            row[_QKEY] = qkey = (level, minus_rank, next(arrivals))  # (``queue_key``)
             local[key] = qkey
             queued.append(key)
             if summed >= 0.0:
@@ -159,6 +188,8 @@ def accept_columns(
                     only_live = False
                 for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) + qty
+            continue
+        if not seen and key in tasks:  # a duplicate delivery: already ours
             continue
         kept = {payload_frame: frames[payload_frame]}
         flat: tuple[Any, ...] = ()
@@ -227,7 +258,11 @@ def refill(state: Any) -> None:
     # Only slots down to half: each refill then sends a worker at least half a chain in one
     # pipe message (a refill per dispatch or per outcome cost a pipe write each).
     low = target // 2
-    room = {s.id: target - len(s.keys) for s in state.slots.values() if len(s.keys) <= low}
+    room: dict[int, int] = {}
+    for s in state.slots.values():
+        size = len(s.keys) + len(s.rows) - s.first  # (``Slot.size``)
+        if size <= low:
+            room[s.id] = target - size
     if not room:
         return
     slots = [state.slots[i] for i in room]
@@ -272,7 +307,8 @@ def refill(state: Any) -> None:
     only_memory = only.cost.get("memory") if only is not None else None
     title_run: str | None = None
     title_head = ""
-    only_keys: dict[Key, None] = only.keys if only is not None else {}
+    # (``only``'s rows: a row it takes joins them, in chain order, with no key entry)
+    only_rows: list[Any] = only.rows if only is not None else []
     only_devices = only.devices if only is not None else None
     # Each task is picked and started in one pass: what picks the next one (the queue, the
     # tasks, their ``missing``, the room left) is not changed by starting this one, so the
@@ -285,12 +321,17 @@ def refill(state: Any) -> None:
     kept_from = -1  # the index of the first key looked at that stays queued
     for key in order:
         at += 1
-        if key not in local:
+        task = tasks.get(key)
+        if type(task) is list:
+            # (a row is queued exactly while it has no slot: its key's look-up in ``local``
+            # is that test, one dict look-up a task less)
+            if task[_SLOT] is not None:
+                continue
+        elif key not in local:
             continue
         scanned += 1
         if scanned > scan:
             break
-        task = tasks.get(key)
         if task is None:
             if kept_from < 0:
                 kept_from = at
@@ -309,19 +350,22 @@ def refill(state: Any) -> None:
             left -= 1
             del local[key]  # (``_unqueue_local`` in line: found in ``local`` above)
             if kind1 is not None:
-                sum1 = (sum1 if sum1_live else total.get(kind1, 0.0)) - qty1
+                if sum1_live:  # (as ``accept_columns``' ``summed``: a C double throughout)
+                    sum1 = sum1 - qty1
+                else:
+                    sum1 = total.get(kind1, 0.0) - qty1
                 sum1_live = True
             else:
                 for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) - qty
             task[_SLOT] = only
-            only_keys[key] = None
+            only_rows.append(task)
             # Its job a row of the slot's current block (no ``Job``: the pool feeds the
             # block whole), a new block where its inclusion or timeout differs
             inclusion, timeout = task[_INCLUSION], task[_TIMEOUT]
             if block is None or (
                 (inclusion is not block_inclusion and inclusion != block_inclusion)
-                or timeout != block_timeout
+                or (timeout is not block_timeout and timeout != block_timeout)
             ):
                 block = JobBlock([], [], [], inclusion, timeout, only_devices, only_memory)
                 block_inclusion, block_timeout = inclusion, timeout
@@ -397,7 +441,10 @@ def refill(state: Any) -> None:
             task.gpus = slot.gpus
             payload, run_id, task_id = task.payload, task.run_id, task.task_id
             inclusion, timeout = task.argument_inclusion, task.timeout
-        slot.keys[key] = None
+        if row:
+            slot.rows.append(task)
+        else:
+            slot.keys[key] = None
         # ``new_job(...)`` as ``_enter`` calls it, in line (a call a chained task less; the
         # same slots: ``tests/unit/test_executor_table_records.py`` compares them)
         job = _new(Job)

@@ -214,7 +214,9 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         """The accepted attempt ``key`` as its ``Task`` (a row turned into one, for good)."""
         task = self.tasks.get(key)
         if isinstance(task, list):
-            task = self.tasks[key] = row_task(task)
+            row = task
+            task = self.tasks[key] = row_task(row)
+            row[R_SLOT] = None  # (not its slot's row any more: ``Row``)
         return task  # type: ignore[return-value]
 
     def task_records(self) -> dict[Key, Task]:
@@ -228,6 +230,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         for key, task in tasks.items():
             if isinstance(task, list):
                 tasks[key] = row_task(task)
+                task[R_SLOT] = None  # (not its slot's row any more: ``Row``)
         return tasks  # type: ignore[return-value]
 
     def term_of(self, run_id: str) -> int:
@@ -371,7 +374,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         slot = Slot(next(self._slot_ids), dict(cost), gpus, self.ledger.visible(gpus))
         self.slots[slot.id] = slot
         row[R_SLOT] = slot
-        slot.keys[key] = None
+        slot.rows.append(row)  # (the chain's first row: ended with those behind it by position)
         job = new_job(  # (``_enter``'s Job of the task: no inputs)
             key,
             row[R_PAYLOAD],

@@ -122,7 +122,7 @@ def test_a_refill_that_starts_a_slot_sends_its_first_task_and_chain_as_one_execu
         "a4",
     ]  # queue order
     (slot,) = st.slots.values()
-    assert executes[0].chain == slot.id and len(slot.keys) == 4
+    assert executes[0].chain == slot.id and slot.size() == 4
     assert st.ledger.free == {"cpu": 0.0} and not st.local  # one claim for the chain
 
 
@@ -137,5 +137,5 @@ def test_a_dispatch_to_an_idle_node_sends_its_claimed_task_and_the_chain_as_one_
     kinds = [type(i).__name__ for i in out]
     assert kinds.index("AnsweredHere") < kinds.index("Execute")
     (slot,) = st.slots.values()
-    assert executes[0].chain == slot.id and len(slot.keys) == 4 and not st.local
+    assert executes[0].chain == slot.id and slot.size() == 4 and not st.local
     assert st.ledger.free == {"cpu": 0.0}

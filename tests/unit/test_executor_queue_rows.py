@@ -125,7 +125,7 @@ def test_a_queued_plain_task_is_a_row_until_asked_for(way: str) -> None:
     assert type(st.tasks[(RUN, "t0", 1)]) is Task  # claimed at once: a Task
     assert all(type(st.tasks[(RUN, f"t{i}", 1)]) is list for i in range(1, 12))
     (slot,) = st.slots.values()
-    assert 1 < len(slot.keys) < 12 and (RUN, "t11", 1) in st.local
+    assert 1 < slot.size() < 12 and (RUN, "t11", 1) in st.local
     key = (RUN, "t11", 1)
     pf = t.payloads[11]
     head = ("t11", 1, {"cpu": 1.0}, "variadic", None, queue_key(0, 0.0, 2.5, 11))

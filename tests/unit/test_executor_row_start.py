@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from test_executor_state import here
 
-from handoffd.daemon.executor_events import Dispatched, Execute, Soon
+from handoffd.daemon.executor_events import CancelAsked, Dispatched, Execute, Soon
 from handoffd.daemon.executor_records import CHAIN_AHEAD, CHAIN_SECONDS, R_SLOT, Task
 from handoffd.daemon.executor_state import ExecutorState
 from handoffd.protocol import messages as m
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Job, JobBlock, Kept, expand
+from handoffd.worker._records import Job, JobBlock, Kept, Outcome, expand
 from handoffd.worker.ledger import Ledger
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,7 +85,7 @@ def test_a_row_started_through_the_ledger_stays_a_row_and_ends_with_its_chain(
         row = st.tasks[head]
         assert type(row) is list, row  # started through the ledger: still a row
         (slot,) = st.slots.values()
-        assert row[R_SLOT] is slot and list(slot.keys) == running  # (its slot: ``R_SLOT``)
+        assert row[R_SLOT] is slot and slot.members() == running  # (its slot: ``R_SLOT``)
         # Its job is the block's first (folded): the chain goes in one block, one Execute
         (ins,) = [i for i in out if isinstance(i, Execute)]
         assert len(ins.jobs) == 1 and type(ins.jobs[0]) is JobBlock
@@ -146,3 +146,49 @@ def test_the_head_row_asked_for_is_the_task_start_would_have_run() -> None:
         "qkey": got["qkey"],
     }
     assert task.gpus is slot.gpus
+
+
+def test_a_row_that_ends_out_of_its_chain_order_leaves_the_others_to_end_as_a_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chained row cancelled (asked for: its ``Task``) whose outcome comes before the rows
+    ahead of it leaves the chain alone (``Slot.drop``: that row, not the chain's next), and the
+    rest of the chain still ends as one block, found by position on the slot (``Slot.rows``)."""
+    st = ExecutorState(
+        address=ME,
+        ledger=Ledger({"cpu": 1.0}),
+        store=ResultStore(memory_limit=1 << 30),
+        inline_result_bytes=64,
+    )
+    st._mean_duration = 1e-6  # (short tasks: a KEPT block may end whole)
+    items = tuple(
+        m.DispatchItem(f"t{i}", 1, {"cpu": 1.0}, "variadic", None, 0, (), 0, 0.0) for i in range(80)
+    )
+    msg, frames = here(m.DispatchTasks("r", ME, items), [b"payload"])
+    running = started(run(st, st.handle(Dispatched(msg, frames, 1), 0.0), 0.0))
+    kept = Kept(running, [b"v"] * len(running), [1e-6] * len(running), 7)
+    running = started(run(st, st.tasks_ended([kept], 0.1), 0.1))  # (a chain of rows now)
+    (slot,) = st.slots.values()
+    assert len(running) > 6 and slot.members() == running and not slot.keys
+    gone = running[3]
+    cancel = m.CancelTasks("r", (m.TaskAttempt(gone[1], gone[2]),))
+    out = st.handle(CancelAsked(cancel, 1), 0.2)
+    assert [type(i).__name__ for i in out] == ["CancelJob"]
+    cancelled = Outcome(gone, False, None, "Cancelled", "cancelled", kind="cancelled")
+    run(st, st.tasks_ended([cancelled], 0.3), 0.3)
+    rest = [k for k in running if k != gone]
+    assert slot.members() == rest and gone not in st.tasks
+    each: list[int] = []
+    ended_each = ExecutorState._ended_each
+
+    def counted(self: ExecutorState, outcomes: Any) -> None:
+        each.append(len(outcomes))
+        ended_each(self, outcomes)
+
+    monkeypatch.setattr(ExecutorState, "_ended_each", counted)
+    done = st.counters["done"]
+    kept = Kept(rest, [b"v"] * len(rest), [1e-6] * len(rest), 7)
+    run(st, st.tasks_ended([kept], 0.4), 0.4)
+    assert each == [] and st.counters["done"] == done + len(rest)  # (whole, by position)
+    assert all(k not in st.tasks for k in rest)
+    assert not set(rest) & {k for s in st.slots.values() for k in s.members()}

@@ -118,7 +118,7 @@ class Side:
             store,
             list(st.tasks),
             list(st.local),
-            {i: list(s.keys) for i, s in st.slots.items()},
+            {i: sorted(s.members()) for i, s in st.slots.items()},
             holdings,
             st.queue_order(),
         )
