@@ -272,9 +272,14 @@ class ReplicationLog:
         out: list[object] = []
         runs, self._dirty = self._dirty, {}
         holding = self._holding
-        for run_id in holding:  # (after the dirty runs: theirs become dirty in this flush)
-            runs[run_id] = None
         cutoff = None if now is None else now - self.hold
+        for run_id in holding:  # (after the dirty runs: theirs become dirty in this flush)
+            if run_id not in runs:
+                # (a run with no dirty task whose oldest held one is not due has nothing to go:
+                # its walk would copy every held one for nothing, a flush every 10 ms)
+                since = log_blocks.first_held(self._runs[run_id].changes)
+                if since is None or cutoff is None or not since > cutoff:
+                    runs[run_id] = None
         for run_id in runs:
             primary = self._runs[run_id]
             tasks, primary.changes, left = log_blocks.take(primary.changes, limit, cutoff)
