@@ -144,6 +144,47 @@ cdef inline bint _put_str(_Strs strs, str value) except -1:
     return True
 
 
+# ``log_pack._keyed_py`` in C: an entry the very object put before only counted, no call (the rule
+# in a batch: its tasks share their strings and their locations' tuple). (An equal string or
+# tuple of strings taken here too, a success table's own copy at every other W1 task, cost more
+# in the compare added to every put than it saved in ``put``'s: measured, +35 a W1 task.)
+cdef inline bint _keyed(_Keyed column, object value, bint sort) except -1:
+    if value is column.last:
+        column.count += 1
+        return True
+    return column.put(value, sort)
+
+
+# ``_Ints.put`` and ``_Floats.put`` inline (a call a number field was ~35 instructions, the put
+# itself ~10): the same buffer writes and checks.
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.initializedcheck(False)
+cdef inline int _put_int(_Ints column, long long value) except -1:
+    cdef Py_ssize_t n = column.count
+    if n == column.capacity:
+        column._grow()
+    column.view[n] = value
+    if column.same and value != column.view[0]:
+        column.same = False
+    column.count = n + 1
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.initializedcheck(False)
+cdef inline int _put_float(_Floats column, double value) except -1:
+    cdef Py_ssize_t n = column.count
+    if n == column.capacity:
+        column._grow()
+    column.view[n] = value
+    if column.same and value != column.view[0]:  # (NaN: never the same, as a compare)
+        column.same = False
+    column.count = n + 1
+    return 0
+
+
 @cython.final
 cdef class LogColumns:
     cdef _Strs task_ids

@@ -277,6 +277,32 @@ if TYPE_CHECKING:
 globals().setdefault("_put_str", _put_str_py)
 
 
+def _keyed_py(column: _Keyed, value: Any, sort: bool) -> bool:
+    """``column.put(value, sort)``. The compiled build's is log_pack.pxd's ``_keyed``: an entry
+    that is the very object put before (the rule: a batch's tasks share their strings) only
+    counted where it is put, no call (a call a string field was ~45 instructions)."""
+    return column.put(value, sort)
+
+
+def _put_int_py(column: _Ints, value: int) -> int:
+    """``column.put(value)``; the compiled build's is log_pack.pxd's ``_put_int``, inline."""
+    return column.put(value)
+
+
+def _put_float_py(column: _Floats, value: float) -> int:
+    """``column.put(value)``; the compiled build's is log_pack.pxd's ``_put_float``, inline."""
+    return column.put(value)
+
+
+if TYPE_CHECKING:
+    _keyed: Callable[[_Keyed, Any, bool], bool]
+    _put_int: Callable[[_Ints, int], int]
+    _put_float: Callable[[_Floats, float], int]
+globals().setdefault("_keyed", _keyed_py)
+globals().setdefault("_put_int", _put_int_py)
+globals().setdefault("_put_float", _put_float_py)
+
+
 class _Strs:
     """A column of strings as the items of a msgpack array, each packed as it is put (the batch's
     task ids): where a list of them was packed item by item at the end, each a generic
@@ -434,38 +460,41 @@ class LogColumns:
         if type(task_id) is not str:
             return False
         if not (
-            self.state.put(state, False)
-            and self.node.put(node, False)
-            and self.locations.put(locations, sort)
+            _keyed(self.state, state, False)  # noqa: F821
+            and _keyed(self.node, node, False)  # noqa: F821
+            and _keyed(self.locations, locations, sort)  # noqa: F821
             and self.task_ids.put(task_id)
         ):
             return False
-        self.attempt.put(attempt)
-        self.size.put(size)
-        self.failures.put(failures)
-        self.losses.put(losses)
-        self.completions.put(completions)
-        self.frame.put(frame)
-        self.counts.put(len(attempts))
+        _put_int(self.attempt, attempt)  # noqa: F821
+        _put_int(self.size, size)  # noqa: F821
+        _put_int(self.failures, failures)  # noqa: F821
+        _put_int(self.losses, losses)  # noqa: F821
+        _put_int(self.completions, completions)  # noqa: F821
+        _put_int(self.frame, frame)  # noqa: F821
+        _put_int(self.counts, len(attempts))  # noqa: F821
         for attempt_row in attempts:
             # (a tuple, as a record's rows are: its fields read without a generic look-up)
             row = attempt_row if type(attempt_row) is tuple else tuple(attempt_row)
             if len(row) != _ATTEMPT_WIDTH:
                 return False
-            self.a_attempt.put(_int(row[0]))
-            if not (self.a_node.put(row[1], False) and self.a_state.put(row[2], False)):
-                return False
-            self.a_dispatched.put(row[3])
-            self.a_started.put(row[4])
-            self.a_ended.put(row[5])
-            self.a_pid.put(_int(row[6]))
-            self.a_bytes_in.put(_int(row[7]))
-            self.a_bytes_out.put(_int(row[8]))
+            _put_int(self.a_attempt, _int(row[0]))  # noqa: F821
             if not (
-                self.a_exc_type.put(row[9], False)
-                and self.a_message.put(row[10], False)
-                and self.a_traceback.put(row[11], False)
-                and self.a_cause.put(row[12], False)
+                _keyed(self.a_node, row[1], False)  # noqa: F821
+                and _keyed(self.a_state, row[2], False)  # noqa: F821
+            ):
+                return False
+            _put_float(self.a_dispatched, row[3])  # noqa: F821
+            _put_float(self.a_started, row[4])  # noqa: F821
+            _put_float(self.a_ended, row[5])  # noqa: F821
+            _put_int(self.a_pid, _int(row[6]))  # noqa: F821
+            _put_int(self.a_bytes_in, _int(row[7]))  # noqa: F821
+            _put_int(self.a_bytes_out, _int(row[8]))  # noqa: F821
+            if not (
+                _keyed(self.a_exc_type, row[9], False)  # noqa: F821
+                and _keyed(self.a_message, row[10], False)  # noqa: F821
+                and _keyed(self.a_traceback, row[11], False)  # noqa: F821
+                and _keyed(self.a_cause, row[12], False)  # noqa: F821
             ):
                 return False
             self.total += 1

@@ -118,11 +118,10 @@ class _Primary:
     awaiting: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     accepting_until: float | None = None  # waiting for every standby's first ack until then
     accept_by: float = 0.0  # ... and for any standby's until then (``accept_limit``)
-    # tasks changed since the last batch, in the order first changed (the batch's: ``log_blocks``)
-    dirty: dict[str, None] = field(default_factory=dict)
-    # held changes (``changed(held_at=...)``): task -> when first changed since its last batch;
-    # insertion order is time order (a task already here keeps its first time), never in ``dirty``
-    held: dict[str, float] = field(default_factory=dict)
+    # tasks changed since their last batch -> None (dirty: goes with the next flush) or the time
+    # it is held from (``changed(held_at=...)``, a task already here keeping its value); the held
+    # ones in time order (``log_blocks``), the batch in the dict's order
+    changes: dict[str, float | None] = field(default_factory=dict)
     run_dirty: bool = False
 
 
@@ -152,7 +151,9 @@ class ReplicationLog:
         # would do nothing for a run.
         self._dirty: dict[str, None] = {}
         self._watch: dict[str, None] = {}
-        self._holding: dict[str, None] = {}  # runs with held changes
+        # runs that may hold changes: every run that does (one whose held ones went is dropped
+        # when ``due`` or a release finds it holds none)
+        self._holding: dict[str, None] = {}
         self._last_tick: float | None = None
 
     def standbys(self, run_id: str) -> tuple[str, ...]:
@@ -202,14 +203,12 @@ class ReplicationLog:
         if task_id is None:
             primary.run_dirty = True
         elif held_at is not None:
-            if task_id not in primary.dirty and task_id not in primary.held:
-                primary.held[task_id] = held_at
+            if task_id not in primary.changes:
+                primary.changes[task_id] = held_at
                 self._holding[run_id] = None
             return True
         else:
-            primary.dirty[task_id] = None
-            if primary.held and primary.held.pop(task_id, None) is not None and not primary.held:
-                del self._holding[run_id]
+            primary.changes[task_id] = None
         self._dirty[run_id] = None
         return True
 
@@ -231,17 +230,11 @@ class ReplicationLog:
             if type(task_id) is list:
                 self._block(primary, task_id, held, now)
             elif held:
-                if task_id not in primary.dirty and task_id not in primary.held:
-                    primary.held[task_id] = now
+                if task_id not in primary.changes:
+                    primary.changes[task_id] = now
                     holding[run_id] = None
             else:
-                primary.dirty[task_id] = None
-                if (
-                    primary.held
-                    and primary.held.pop(task_id, None) is not None
-                    and not primary.held
-                ):
-                    del holding[run_id]
+                primary.changes[task_id] = None
                 dirty_runs[run_id] = None
             if len(kinds) < 2 and held not in kinds:
                 kinds.append(held)
@@ -252,53 +245,52 @@ class ReplicationLog:
         compiled loop over the block (``log_blocks``)."""
         run_id = primary.run_id
         if held:
-            if log_blocks.hold(primary.dirty, primary.held, task_ids, now):
+            if log_blocks.hold(primary.changes, task_ids, now):
                 self._holding[run_id] = None
             return
-        log_blocks.mark(primary.dirty, task_ids)
-        if log_blocks.unhold(primary.held, task_ids):
-            del self._holding[run_id]
+        log_blocks.mark(primary.changes, task_ids)
         self._dirty[run_id] = None
 
     def due(self) -> float | None:
         """When the oldest held change must be flushed (None: none held)."""
         first = None
-        for run_id in self._holding:
-            since = next(iter(self._runs[run_id].held.values()))
-            if first is None or since < first:
+        for run_id in list(self._holding):
+            since = log_blocks.first_held(self._runs[run_id].changes)
+            if since is None:
+                del self._holding[run_id]  # (its held changes went dirty or out)
+            elif first is None or since < first:
                 first = since
         return None if first is None else first + self.hold
 
-    def _release_held(self, now: float | None) -> None:
-        """Held changes ``hold`` old by ``now`` (None: all) become dirty."""
-        cutoff = None if now is None else now - self.hold
-        for run_id in list(self._holding):
-            primary = self._runs[run_id]
-            if not log_blocks.release(primary.held, primary.dirty, cutoff):
-                continue
-            self._dirty[run_id] = None
-            if not primary.held:
-                del self._holding[run_id]
-
     def flush(self, limit: int | None = None, now: float | None = None) -> list[object]:
         """One batch per run with changes since the last flush, of at most ``limit`` tasks (None:
-        all) in the order they first changed: what is left stays dirty for the next flush
+        all) in the order of the run's ``changes`` (a task dirty from held where it was held, one
+        dirty from nothing last): what is left stays dirty for the next flush
         (``pending``). A batch carries every
         listed task's current state and the run's, so splitting a flush is as good as waiting.
         Held changes go when ``hold`` old by ``now`` (None: all of them go now)."""
         out: list[object] = []
-        if self._holding:
-            self._release_held(now)
-        dirty, self._dirty = self._dirty, {}
-        for run_id in dirty:
+        runs, self._dirty = self._dirty, {}
+        holding = self._holding
+        cutoff = None if now is None else now - self.hold
+        for run_id in holding:  # (after the dirty runs: theirs become dirty in this flush)
+            if run_id not in runs:
+                # (a run with no dirty task whose oldest held one is not due has nothing to go:
+                # its walk would copy every held one for nothing, a flush every 10 ms)
+                since = log_blocks.first_held(self._runs[run_id].changes)
+                if since is None or cutoff is None or not since > cutoff:
+                    runs[run_id] = None
+        for run_id in runs:
             primary = self._runs[run_id]
-            if not primary.dirty and not primary.run_dirty:
+            tasks, primary.changes, left = log_blocks.take(primary.changes, limit, cutoff)
+            if left & 1:
+                self._dirty[run_id] = None
+            if not left & 2:
+                holding.pop(run_id, None)
+            if not tasks and not primary.run_dirty:
                 continue
             primary.seq += 1
             self._watch[run_id] = None
-            tasks = log_blocks.take(primary.dirty, limit)
-            if primary.dirty:
-                self._dirty[run_id] = None
             primary.run_dirty = False
             if primary.standbys:
                 standbys = tuple(primary.standbys)

@@ -1,17 +1,23 @@
 # cython: language_level=3
-# Types for log_blocks.py, compiled beside it (as store/block.pxd): the run's dirty tasks and held
-# ones typed (two dicts: their order), so each test, insert and pop is the dict's own C call.
+# Types for log_blocks.py, compiled beside it (as store/block.pxd): a run's changed tasks typed (a
+# dict: its order), so each test, insert and overwrite is the dict's own C call.
 
 cimport cython
 
 
+cdef extern from "Python.h":
+    # (an empty dict whose table holds ``size`` entries without a resize; a new reference)
+    dict _sized "_PyDict_NewPresized"(Py_ssize_t size)
+
+
+@cython.locals(task_id=object, size=Py_ssize_t)
+cpdef bint hold(dict changes, list task_ids, object now) except -1
 @cython.locals(task_id=object)
-cpdef bint hold(dict dirty, dict held, list task_ids, object now) except -1
-@cython.locals(task_id=object)
-cpdef mark(dict dirty, list task_ids)
-@cython.locals(tasks=tuple, taken=list, task_id=object)
-cpdef tuple take(dict dirty, object limit)
-@cython.locals(task_id=object)
-cpdef bint unhold(dict held, list task_ids) except -1
-@cython.locals(expired=list, task_id=object, since=object)
-cpdef bint release(dict held, dict dirty, object cutoff) except -1
+cpdef mark(dict changes, list task_ids)
+@cython.locals(
+    most=Py_ssize_t, taken=list, rest=dict, left=int, released=bint, releasing=bint,
+    task_id=object, since=object,
+)
+cpdef tuple take(dict changes, object limit, object cutoff)
+@cython.locals(since=object)
+cpdef object first_held(dict changes)

@@ -3,83 +3,93 @@
 """A block of task moves applied to a run's replication log, one loop a block (``ReplicationLog``).
 
 Compiled (``setup.py EXECUTOR_COMPILED``, by dotted name) with log_blocks.pxd's types, this file is
-also its own pure-Python twin (``tests/unit/test_log_blocks.py`` runs both builds). A dispatch
-block's held moves, a success table's done ones and the release of held changes that are due
-were each a few C calls over the block from Python (``dict.fromkeys`` then ``update``, a
-``map`` of ``dict.pop`` consumed by a deque, ``takewhile`` and ``islice``): a temporary dict,
-a bound-method call a task. Here each is one loop of the dicts' and sets' own C calls, and the
-log's state after it is the one those calls left (``test_replication_stretch`` holds the log to
-the one-by-one feed).
+also its own pure-Python twin (``tests/unit/test_log_blocks.py`` runs both builds).
 
-A run's dirty tasks are a dict (its values None) in the order each was first made dirty since its
-last batch: the batch goes in that order (``take``), where sorting a set of them by id was ~0.7k
-instructions a W1 task; a batch carries each task's current state, so its order changes no
-standby's replica."""
+A run's changed tasks are one dict (``_Primary.changes``), each task's value None (dirty: it goes
+with the next batch) or the time it was held from (a move out to a node waiting for the task's
+next move, ``ReplicationLog.changed``'s ``held_at``). One dict, not a dirty one and a held one: a
+held task made dirty (the rule: dispatched, then done) is one overwrite of its value in place,
+where it was an insert into the dirty dict and a pop from the held one, and a hold one
+``setdefault``, where it was a look-up in the dirty dict then a ``setdefault`` in the held one.
+The held entries are in time order among the dirty ones (a task is held only when it is not in
+the dict, at its end; a dirty one never goes back to held), so a flush releases the leading held
+ones that are due in the walk that takes the dirty ones (``take``). A batch goes in the dict's
+order: a task made dirty from held sits where it was held (a batch carries each task's
+current state: its order changes no standby's replica)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 
-def hold(dirty: dict[str, None], held: dict[str, Any], task_ids: list[str], now: Any) -> bool:
-    """Each of ``task_ids`` neither dirty nor held already is held from ``now``, in order (a
-    repeat keeps its first place); True if the run holds any change after it."""
+def _sized_py(size: int) -> dict[str, Any]:
+    """An empty dict for about ``size`` entries: the compiled build's is log_blocks.pxd's
+    ``_sized`` (CPython's presized dict: the next batch's holds insert without a resize)."""
+    return {}
+
+
+# (log_blocks.pxd declares ``_sized`` in the compiled build, as log_pack.pxd's ``_put_str``)
+if TYPE_CHECKING:
+    _sized: Callable[[int], dict[str, Any]]
+globals().setdefault("_sized", _sized_py)
+
+
+def hold(changes: dict[str, Any], task_ids: list[str], now: Any) -> bool:
+    """Each of ``task_ids`` not changed already is held from ``now``, in order (a dirty one stays
+    dirty, a held one keeps its first time); True if any was."""
+    size = len(changes)
     for task_id in task_ids:
-        if task_id not in dirty:
-            # (one look-up: a task held already keeps its first time)
-            held.setdefault(task_id, now)
-    return len(held) > 0
+        changes.setdefault(task_id, now)
+    return len(changes) > size
 
 
-def mark(dirty: dict[str, None], task_ids: list[str]) -> None:
-    """Each of ``task_ids`` dirty, in order (one dirty already keeps its place)."""
+def mark(changes: dict[str, Any], task_ids: list[str]) -> None:
+    """Each of ``task_ids`` dirty: a held one in its place, a new one last."""
     for task_id in task_ids:
-        dirty[task_id] = None
+        changes[task_id] = None
 
 
-def take(dirty: dict[str, None], limit: int | None) -> tuple[str, ...]:
-    """The first ``limit`` (None: all) dirty tasks, in order, no longer dirty."""
-    if limit is None or len(dirty) <= limit:
-        tasks = tuple(dirty)
-        dirty.clear()
-        return tasks
+def take(
+    changes: dict[str, Any], limit: int | None, cutoff: Any
+) -> tuple[tuple[str, ...], dict[str, Any], int]:
+    """A flush of the run, in one walk of its changes: the leading held ones (time order) whose
+    time is at most ``cutoff`` (None: all) made dirty in place, then the first ``limit`` (None:
+    all) dirty ones taken, in order. Returns them, the changes left (the held ones and any dirty
+    one past ``limit``, in order: a new dict, sized for as many as ``changes`` held, when any
+    changed), and what is left: 1 if a dirty one, plus 2 if a held one. (Deleting the taken from
+    ``changes`` left a dummy each in its table, which lengthened every later hold's look-up of a
+    task not in it, until the dict was resized; a release walk of its own walked the dirty ones
+    a second time.)"""
+    most = len(changes) if limit is None else limit
     taken: list[str] = []
-    for task_id in dirty:
-        if len(taken) == limit:
-            break
-        taken.append(task_id)
-    for task_id in taken:
-        del dirty[task_id]
-    return tuple(taken)
+    rest = _sized(len(changes))  # noqa: F821
+    left = 0
+    released = False
+    releasing = True
+    for task_id, since in changes.items():
+        if since is not None and releasing:
+            if cutoff is None or not since > cutoff:
+                since = None
+                released = True
+            else:
+                releasing = False  # (the held ones after it are younger)
+        if since is None:
+            if len(taken) < most:
+                taken.append(task_id)
+                continue
+            left |= 1
+        else:
+            left |= 2
+        rest[task_id] = since
+    if not taken and not released:
+        return (), changes, left
+    return tuple(taken), rest, left
 
 
-def unhold(held: dict[str, Any], task_ids: list[str]) -> bool:
-    """``task_ids`` (made dirty by the caller) no longer held; True if that emptied ``held``."""
-    if not held:
-        return False
-    for task_id in task_ids:
-        held.pop(task_id, None)
-    return not held
-
-
-def release(held: dict[str, Any], dirty: dict[str, None], cutoff: Any) -> bool:
-    """The leading held changes (time order) whose time is at most ``cutoff`` (None: all) become
-    dirty; True if any did."""
-    expired: list[str] = []
-    if cutoff is None:
-        expired = list(held)
-    else:
-        for task_id, since in held.items():
-            if since > cutoff:
-                break
-            expired.append(task_id)
-    if not expired:
-        return False
-    if len(expired) == len(held):
-        held.clear()
-    else:
-        for task_id in expired:
-            del held[task_id]
-    for task_id in expired:
-        dirty[task_id] = None
-    return True
+def first_held(changes: dict[str, Any]) -> Any:
+    """The time of the first (oldest) held change; None if none is held."""
+    for since in changes.values():
+        if since is not None:
+            return since
+    return None

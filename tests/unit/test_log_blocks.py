@@ -1,16 +1,13 @@
-"""The replication log's loop over a block of moves (``replication.log_blocks``), both builds:
-each of ``hold``, ``mark``, ``take``, ``unhold`` and ``release`` leaves a run's dirty and held
-dicts (their order, each time the very object given) as the C calls over the block it replaced
-left them (``dict.fromkeys`` then ``update``, a ``map`` of ``dict.pop``, ``takewhile`` and
-``islice``), and answers what the log read from them after; the log over the ``.py`` is the
-one-by-one log."""
+"""The replication log's loop over a block of moves (``replication.log_blocks``), both builds: a
+run's changed tasks are one dict (None: dirty, a time: held since); each of ``hold``, ``mark``,
+``take`` (a flush: the held ones due released, the dirty taken) and ``first_held`` leaves it, and
+answers, as session 34's two dicts (a dirty one and a held one, kept here as the reference) did:
+the same dirty tasks, the same held ones in the same order from the very same time objects, the
+same tasks taken by a flush (in another order inside it: a task dirty from held sits where it was
+held); and the log over the ``.py`` is the one-by-one log."""
 
 from __future__ import annotations
 
-import collections
-import functools
-import itertools
-import operator
 import random
 from typing import Any
 
@@ -25,102 +22,146 @@ PURE = pure(log_blocks, "handoffd_log_blocks_pure")
 BUILDS = {"compiled": log_blocks, "py": PURE}
 
 
-def _hold(dirty: dict[str, None], held: dict[str, Any], ids: list[str], now: Any) -> bool:
-    """Session 31's block hold (``ReplicationLog._block``), the reference."""
-    if dirty.keys().isdisjoint(ids) and held.keys().isdisjoint(ids):
-        held.update(dict.fromkeys(ids, now))
-    else:
+class _TwoDicts:
+    """Session 34's run log (``log_blocks`` of 3b2a975): a dirty dict and a held one, disjoint."""
+
+    def __init__(self) -> None:
+        self.dirty: dict[str, None] = {}
+        self.held: dict[str, Any] = {}
+
+    def hold(self, ids: list[str], now: Any) -> None:
         for task_id in ids:
-            if task_id not in dirty and task_id not in held:
-                held[task_id] = now
-    return bool(held)
+            if task_id not in self.dirty:
+                self.held.setdefault(task_id, now)
+
+    def mark(self, ids: list[str]) -> None:
+        for task_id in ids:
+            self.dirty[task_id] = None
+            self.held.pop(task_id, None)
+
+    def take(self) -> tuple[str, ...]:
+        tasks = tuple(self.dirty)
+        self.dirty.clear()
+        return tasks
+
+    def release(self, cutoff: Any) -> bool:
+        expired = []
+        for task_id, since in self.held.items():
+            if cutoff is not None and since > cutoff:
+                break
+            expired.append(task_id)
+        for task_id in expired:
+            del self.held[task_id]
+            self.dirty[task_id] = None
+        return bool(expired)
 
 
-def _unhold(held: dict[str, Any], ids: list[str]) -> bool:
-    if not held:
-        return False
-    collections.deque(map(held.pop, ids, itertools.repeat(None)), maxlen=0)
-    return not held
+def _seen(changes: dict[str, Any]) -> Any:
+    """What the log holds: the dirty tasks (as a set: their order is the batch's, free), the held
+    ones in order with each time's identity."""
+    dirty = {task_id for task_id, since in changes.items() if since is None}
+    held = [(task_id, id(since), since) for task_id, since in changes.items() if since is not None]
+    return dirty, held
 
 
-def _mark(dirty: dict[str, None], ids: list[str]) -> None:
-    """Session 34's ``dirty.update(ids)``, the dirty tasks a dict."""
-    dirty.update(dict.fromkeys(ids))
-
-
-def _take(dirty: dict[str, None], limit: int | None) -> tuple[str, ...]:
-    """Session 34's flush (sorted there), in the dict's order."""
-    if limit is None or len(dirty) <= limit:
-        tasks = tuple(dirty)
-        dirty.clear()
-    else:
-        tasks = tuple(itertools.islice(dirty, limit))
-        collections.deque(map(dirty.__delitem__, tasks), maxlen=0)
-    return tasks
-
-
-def _release(held: dict[str, Any], dirty: dict[str, None], cutoff: Any) -> bool:
-    if cutoff is None:
-        expired = list(held)
-    elif not held or next(iter(held.values())) > cutoff:
-        return False
-    else:
-        leading = itertools.takewhile(functools.partial(operator.ge, cutoff), held.values())
-        expired = list(itertools.islice(held, len(list(leading))))
-    collections.deque(map(held.__delitem__, expired), maxlen=0)
-    dirty.update(dict.fromkeys(expired))
-    return bool(expired)
-
-
-def _state(dirty: dict[str, None], held: dict[str, Any]) -> Any:
-    return list(dirty.items()), [(task_id, id(since), since) for task_id, since in held.items()]
+def _reference(ref: _TwoDicts) -> Any:
+    return set(ref.dirty), [(task_id, id(since), since) for task_id, since in ref.held.items()]
 
 
 @pytest.mark.parametrize("build", BUILDS.values(), ids=BUILDS.keys())
 @pytest.mark.parametrize("seed", range(12))
-def test_a_block_leaves_the_run_as_the_calls_it_replaced(build: Any, seed: int) -> None:
-    """Random holds (over dirty, held and repeated ids), unholds and releases (at, before and past
-    a held time, and all), on both pairs alike: the same states and answers after each."""
+def test_one_dict_holds_what_the_two_dicts_held(build: Any, seed: int) -> None:
+    """Random holds (over dirty, held and repeated ids, an int time beside floats), marks and
+    whole flushes (held ones released at, before and past a held time, and all): after each the
+    same dirty set, the same held list, the same answers; a flush the same set of tasks."""
     check_builds(log_blocks, PURE)
     rng = random.Random(seed)
     tasks = [f"t{i}" for i in range(rng.choice([3, 20, 300]))]
-    mine: tuple[dict[str, None], dict[str, Any]] = ({}, {})
-    want: tuple[dict[str, None], dict[str, Any]] = ({}, {})
+    changes: dict[str, Any] = {}
+    ref = _TwoDicts()
     now = 10.0
     times: list[Any] = []
     for _ in range(300):
         ids = rng.sample(tasks, rng.randrange(1, len(tasks) + 1))
         if rng.random() < 0.2:
             ids.append(rng.choice(ids))
+        before = list(changes.items())
         step = rng.randrange(5)
         if step == 0:
             now += rng.choice([0.0, 0.01, 0.05])
             since = rng.choice([now, int(now)]) if rng.random() < 0.1 else now
             times.append(since)
-            assert build.hold(mine[0], mine[1], ids, since) == _hold(*want, ids, since)
+            held = len(ref.held)
+            assert build.hold(changes, ids, since) == (
+                any(t not in ref.dirty and t not in ref.held for t in ids)
+            )
+            ref.hold(ids, since)
+            assert len(ref.held) >= held
         elif step == 1:
-            build.mark(mine[0], ids)
-            _mark(want[0], ids)
-            assert build.unhold(mine[1], ids) == _unhold(want[1], ids)
-        elif step == 2:
-            cutoff = rng.choice([*times[-3:], now - 0.05, now, None]) if times else None
-            assert build.release(mine[1], mine[0], cutoff) == _release(want[1], want[0], cutoff)
-        elif step == 3:
-            limit = rng.choice([None, 0, 1, 2, len(tasks) // 2, len(tasks)])
-            assert build.take(mine[0], limit) == _take(want[0], limit)
+            build.mark(changes, ids)
+            ref.mark(ids)
+        elif step in (2, 3):
+            cutoff = rng.choice([*times[-3:], now - 0.05, now, None, 0.0]) if times else None
+            limit = rng.choice([None, len(tasks)])
+            taken, rest, left = build.take(changes, limit, cutoff)
+            ref.release(cutoff)
+            assert sorted(taken) == sorted(ref.take()) and len(set(taken)) == len(taken)
+            assert left == (2 if ref.held else 0)
+            assert rest is changes or list(changes.items()) == before  # (given: left as it was)
+            changes = rest
         else:
-            build.mark(mine[0], ids[:2])
-            _mark(want[0], ids[:2])
-        assert _state(*mine) == _state(*want)
+            build.mark(changes, ids[:2])
+            ref.mark(ids[:2])
+        assert _seen(changes) == _reference(ref)
+        first = build.first_held(changes)
+        assert first is (next(iter(ref.held.values())) if ref.held else None)
 
 
-def test_releasing_nothing_held_says_so() -> None:
+@pytest.mark.parametrize("build", BUILDS.values(), ids=BUILDS.keys())
+@pytest.mark.parametrize("seed", range(8))
+def test_a_flush_of_some_takes_the_first_dirty_and_leaves_the_rest_in_place(
+    build: Any, seed: int
+) -> None:
+    """``take(limit, cutoff)``: the held ones up to the first younger than ``cutoff`` dirty in
+    place, then the first ``limit`` dirty in the dict's order taken; the dirty ones past it and
+    every held one left, in their order, with their values."""
+    rng = random.Random(seed)
+    changes: dict[str, Any] = {}
+    for i in range(rng.randrange(1, 60)):
+        changes[f"t{i}"] = None if rng.random() < 0.6 else float(i)
+    for limit in (0, 1, 2, rng.randrange(0, 60), None):
+        cutoff = rng.choice([None, -1.0, float(rng.randrange(60))])
+        before = list(changes.items())
+        held = [since for _, since in before if since is not None]
+        due = (
+            len(held)
+            if cutoff is None
+            else next((n for n, since in enumerate(held) if since > cutoff), len(held))
+        )
+        after = []
+        for task_id, since in before:
+            if since is not None and due:
+                since, due = None, due - 1
+            after.append((task_id, since))
+        dirty = [task_id for task_id, since in after if since is None]
+        taken, rest, left = build.take(changes, limit, cutoff)
+        assert taken == tuple(dirty if limit is None else dirty[:limit])
+        assert list(rest.items()) == [(t, s) for t, s in after if t not in taken]
+        assert left == any(s is None for s in rest.values()) + 2 * any(
+            s is not None for s in rest.values()
+        )
+        assert rest is changes or list(changes.items()) == before
+        changes = rest
+
+
+def test_nothing_held_or_dirty_says_so() -> None:
     for build in BUILDS.values():
-        assert not build.release({}, {}, 1.0)
-        assert not build.release({}, {}, None)
-        assert not build.unhold({}, ["t"])
-        assert not build.hold({"t": None}, {}, ["t"], 1.0)
-        assert build.take({}, None) == build.take({}, 0) == ()
+        assert build.take({}, None, 1.0) == build.take({}, 0, None) == ((), {}, 0)
+        assert build.take({"t": 2.0}, None, 1.0) == ((), {"t": 2.0}, 2)
+        assert build.take({"t": 2.0}, None, 2.0) == (("t",), {}, 0)
+        assert build.take({"t": 2.0}, 0, None) == ((), {"t": None}, 1)
+        assert not build.hold({"t": None}, ["t"], 1.0)
+        assert build.first_held({"t": None}) is None
 
 
 @pytest.mark.parametrize("seed", range(20))

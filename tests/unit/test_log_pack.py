@@ -334,3 +334,54 @@ def test_a_string_column_in_runs_of_one_value(build: Any) -> None:
         want = reference.pack_columns(rows)
         assert want is not None
         assert build.pack_columns(rows) == want
+
+
+def _other(value: str) -> str:
+    """``value`` as another object (a success table's own copy of a node's name)."""
+    return "".join(list(value))
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=["compiled", "py"])
+def test_a_value_equal_to_the_one_before_but_another_object_is_its_entry(build: Any) -> None:
+    """``put_record`` given a string field or a locations tuple that is the one before, a copy of
+    it (equal, another object: every other task of a W1 batch), or one that differs from it in a
+    character, an item, its length or an item's type, packs the rows' bytes, or refuses (False)
+    what session 32's packer refuses."""
+    rng = random.Random(36)
+    names = ["x:1", "x:2", "x:12", "y:1", "\u00e9:1"]
+    for _ in range(40):
+        columns = build.LogColumns()
+        rows: list[list[Any]] = []
+        state, node = "DONE", "x:1"
+        where: tuple[str, ...] = ("x:1",)
+        for i in range(rng.choice([1, 3, 40, 300])):
+            pick = rng.random()
+            if pick < 0.3:  # (a copy of each)
+                state, node = _other(state), _other(node)
+                where = tuple(_other(n) for n in where)
+            elif pick < 0.5:  # (another value of the same length, or one item more or less)
+                node = rng.choice(names)
+                state = rng.choice(["DONE", "DONF", "FAILED"])
+                where = tuple(sorted(set(rng.sample(names, rng.randrange(0, 3)))))
+            row = _row(rng, f"t{i}", 1, 2)
+            row[1], row[3], row[5] = state, node, list(where)
+            attempt = row[10][0]
+            attempt[1], attempt[12] = node, _other(state)
+            rows.append(row)
+            assert columns.put_record(
+                f"t{i}",
+                state,
+                row[2],
+                node,
+                row[4],
+                where,
+                row[6],
+                row[7],
+                row[8],
+                row[9],
+                [tuple(attempt)],
+            )
+        assert columns.packed() == reference.pack_columns(rows)
+        # an item of another type after a tuple of strings, a bytes field after an equal string
+        assert not columns.put_record("u", "DONE", 1, None, 0, (*where, 7), 0, 0, 0, -1, [])
+        assert not columns.put_record("u", b"DONE", 1, None, 0, (), 0, 0, 0, -1, [])

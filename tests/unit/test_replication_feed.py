@@ -22,8 +22,7 @@ from handoffd.scheduler.states import ACTIVE
 def _state(rep: shell.ReplicationIO, port: FakePort) -> Any:
     log = rep.log
     runs = {
-        run_id: (list(p.dirty), list(p.held.items()), p.run_dirty, p.seq)
-        for run_id, p in log._runs.items()
+        run_id: (list(p.changes.items()), p.run_dirty, p.seq) for run_id, p in log._runs.items()
     }
     timers = [(t.due, t.seq) for t in port.pending()]
     sent = [

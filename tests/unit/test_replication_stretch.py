@@ -16,8 +16,7 @@ from handoffd.replication import log as rlog
 
 def _state(log: rlog.ReplicationLog) -> Any:
     runs = {
-        run_id: (list(p.dirty), list(p.held.items()), p.run_dirty, p.seq)
-        for run_id, p in log._runs.items()
+        run_id: (list(p.changes.items()), p.run_dirty, p.seq) for run_id, p in log._runs.items()
     }
     return runs, list(log._dirty), list(log._holding), log.due(), log.pending()
 
@@ -89,6 +88,7 @@ def test_a_task_held_again_after_it_went_keeps_its_new_time() -> None:
     log.tasks_changed([("r", ["a"], False)], 1.01)
     assert [ins.task_ids for ins in log.flush(None, 1.02)] == [("a",)]
     log.tasks_changed([("r", ["a", "c"], True)], 1.03)
-    assert list(log._runs["r"].held.items()) == [("b", 1.0), ("a", 1.03), ("c", 1.03)]
+    held = [(task_id, since) for task_id, since in log._runs["r"].changes.items() if since]
+    assert held == [("b", 1.0), ("a", 1.03), ("c", 1.03)]
     assert [ins.task_ids for ins in log.flush(None, 1.06)] == [("b",)]
     assert [ins.task_ids for ins in log.flush(None, 1.08)] == [("a", "c")]
