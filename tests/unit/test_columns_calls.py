@@ -246,3 +246,22 @@ def _escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+@pytest.mark.parametrize("alike", [True, False], ids=("alike", "varied"))
+def test_the_whole_build_packs_attempts_priorities_and_ranks_as_given(alike: bool) -> None:
+    payloads = calls(list(range(5)))
+    items = [
+        ev.DispatchedTask(
+            f"t{i}", 2 if alike else i, p, COST, "variadic", None, (), -3 if alike else i, 0.0
+        )
+        for i, p in enumerate(payloads)
+    ]
+    items[-1] = dataclasses.replace(items[-1], rank=-0.0)  # (equal to 0.0, packed otherwise)
+    msg, _ = dispatch_message(
+        ev.Dispatch("b", "r", 4, placed_of(items)), "a:1", ADDRESS_OF, (), None, True
+    )
+    assert msg.call_start
+    assert msg.attempts == pack("q", [i.attempt for i in items])
+    assert msg.priorities == pack("q", [i.priority for i in items])
+    assert msg.ranks == pack("d", [i.rank for i in items])
