@@ -265,3 +265,33 @@ def test_the_whole_build_packs_attempts_priorities_and_ranks_as_given(alike: boo
     assert msg.attempts == pack("q", [i.attempt for i in items])
     assert msg.priorities == pack("q", [i.priority for i in items])
     assert msg.ranks == pack("d", [i.rank for i in items])
+
+
+@pytest.mark.parametrize("protocol", [CALLS_SINCE, CALLS_SINCE - 1], ids=("node-9", "node-8"))
+def test_the_owner_sends_calls_only_to_a_node_that_reads_them(protocol: int) -> None:
+    from fake_port import FakePort
+    from test_daemon_ports import owner_on
+
+    port = FakePort()
+    owner = owner_on(port)
+    member = dataclasses.replace(port.join("b", cpu=64.0), protocol_max=protocol)
+    port.states["b"] = member
+    owner.member_updates([member])
+    payloads = calls(list(range(8)))
+    metas = tuple(
+        m.TaskMeta(f"f{i}", (), COST, "variadic", None, None, False, None, None, 0)
+        for i in range(8)
+    )
+    submission = m.SubmitAndWait(7, "r1", metas, 0, "binpack", None, 30.0, 1 << 20, True)
+    owner.handle(submission, payloads, b"client", None)
+    sent = port.take(DispatchColumns)
+    assert sent and sum(len(s.msg.task_ids) for s in sent) == 8
+    if protocol >= CALLS_SINCE:
+        assert all(s.msg.call_start and not s.frames for s in sent)
+    else:
+        assert all(not s.msg.call_start and s.msg.payload_frames for s in sent)
+    got = []
+    for s in sent:  # (what node b reads: each task's payload)
+        table, frames = received_dispatch(s.msg, s.frames)
+        got += [frames[i] for i in table.payloads]
+    assert got == payloads
