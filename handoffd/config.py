@@ -30,10 +30,11 @@ DEFAULT_CLUSTER = "default"
 #: hooks, uploads, reliability); this build sends them to every peer, so it no longer serves 2.
 PROTOCOL_MIN = 3
 PROTOCOL_MAX = (
-    8  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads;
+    9  # 4: SubmitColumns (protocol.messages_submit); 5: RunSnapshot.columns; 6: code heads;
     # 7: a run snapshot's payload tails as one blob (SnapshotColumns.tails); a complete execute
     # outcome's values as one block (protocol.outcome_block); 8: a replication log batch's
-    # deltas as columns (ReplicateLog.columns, protocol.log_columns)
+    # deltas as columns (ReplicateLog.columns, protocol.log_columns); 9: a dispatch's one-int
+    # calls as their start and an int column (DispatchColumns.call_start, messages_columns)
 )
 
 

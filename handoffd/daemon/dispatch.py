@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from handoffd.arguments import SERIALIZE_SUFFIX
 from handoffd.protocol import messages as m
@@ -23,13 +24,14 @@ from handoffd.scheduler import events as ev
 from handoffd.scheduler.outbox import Placed, placed_of
 from handoffd.store.chunks import FAR_BYTES, far_key
 from handoffd.store.store import ResultStore, StoreError
+from handoffd.values import one_int_run
 
 log = logging.getLogger("handoffd.owner")
 
 _NAN = math.nan
 _NOTHING: object = object()  # (no task's payload, cost or inclusion is this)
 
-# One a dispatch to another node: its 24 fields through their slots' descriptors, not the frozen
+# One a dispatch to another node: its 26 fields through their slots' descriptors, not the frozen
 # __init__'s object.__setattr__ each (registry.maker; the same object).
 _dispatch_columns = maker(DispatchColumns)
 _NO_INPUTS = (b"",) * 6
@@ -124,11 +126,15 @@ def dispatch_message(
     address_of: Callable[[str], str | None],
     packages: tuple[str, ...] = (),
     far: Callable[[str, bytes], bool] | None = None,
+    calls: bool = False,
 ) -> tuple[DispatchColumns, list[bytes]]:
     """(the message, the frames to send: small ones packed, ``columns.join_frames``);
     ``address_of`` maps the nodes holding an input to addresses. ``far(key, data)``: keep a
     frame past ``FAR_BYTES`` under ``key`` on this node (True if kept): it goes by reference
-    (``FarFrame``, pulled in chunks by the executing node) instead of inline."""
+    (``FarFrame``, pulled in chunks by the executing node) instead of inline. ``calls``: the
+    node reads calls (``messages_columns.reads_calls``): when every task has a payload of its
+    own and they are one-int calls of one start (``values.one_int_run``), the start goes once
+    and the ints as a column (``call_start``, ``call_ints``) instead of the payloads."""
     frames: list[bytes] = []
     frame_of: dict[int, int] = {}
     inclusions: dict[str, int] = {}
@@ -153,6 +159,10 @@ def dispatch_message(
         return index
 
     placed = columns_of(ins)
+    if calls and placed.inputs is None:
+        built = _calls_message(ins, placed, owner_address, packages)
+        if built is not None:
+            return built
     flat = placed.flat
     n = len(flat) >> 2
     inputs = _Inputs(address_of, inclusion_of, add_frame)
@@ -184,6 +194,7 @@ def dispatch_message(
     inclusion: list[int] = []
     task_ids = flat[0::4]
     start = 0
+    first_payload = len(frames)  # (the payloads' frames follow the inputs')
     for size, data, cost, text, timeout in runs:
         if len(kinds) == 1:  # the common case: one kind (cpu)
             costs += [float(cost.get(kinds[0], 0.0))] * size
@@ -197,6 +208,15 @@ def dispatch_message(
         inclusion += [inclusion_of(text)] * size
         start += size
     address_table = tuple(address_of(name) or "" for name in inputs.addresses)
+    call_start = call_ints = b""
+    # (a payload a task, each new, in task order: W1's one-int calls are each their own object;
+    # a group of tasks sharing a payload already sends it once)
+    if calls and n > 1 and len(frames) - first_payload == n:
+        headed = one_int_run(frames[first_payload:])
+        if headed is not None:
+            call_start, ints = headed
+            call_ints = bytes(ints)
+            del frames[first_payload:]
     frame_sizes, sent = join_frames(frames)  # small payloads and values: one frame
     if inputs.kinds:
         input_columns: tuple[bytes, ...] = (
@@ -215,7 +235,7 @@ def dispatch_message(
         owner_address,
         tuple(task_ids),
         pack("q", flat[1::4]),
-        pack("i", payloads),
+        b"" if call_start else pack("i", payloads),
         tuple(kinds),
         pack("d", costs),
         tuple(inclusions),
@@ -235,8 +255,74 @@ def dispatch_message(
         packages,
         frame_sizes,
         tuple(far_frames),
+        call_start,
+        call_ints,
     )
     return msg, sent
+
+
+def _calls_message(
+    ins: ev.Dispatch, placed: Placed, owner_address: str, packages: tuple[str, ...]
+) -> tuple[DispatchColumns, list[bytes]] | None:
+    """``dispatch_message(..., calls=True)``'s message for tasks without inputs that each have a
+    payload of their own (a group each: W1's ``f(i)``), all of one cost, inclusion and timeout
+    (the same objects) and one-int calls of one start; None for any other. Its columns are
+    made whole, not a group at a time: the general loop's per-group steps were most of a W1
+    dispatch's build, and here each is the same for every task."""
+    groups = placed.groups
+    flat = placed.flat
+    n = len(flat) >> 2
+    if n < 2 or len(groups) != n:
+        return None
+    # (the groups' fields as columns in one C pass; compared by identity first, in C: the
+    # scheduler's groups share the run's objects)
+    _, payloads, costs, texts, timeouts = zip(*groups, strict=True)
+    cost, text, timeout = costs[0], texts[0], timeouts[0]
+    if costs.count(cost) != n or texts.count(text) != n or timeouts.count(timeout) != n:
+        return None
+    headed = one_int_run(list(payloads))
+    if headed is None:
+        return None
+    start, ints = headed
+    kinds = sorted(cost)
+    msg = _dispatch_columns(
+        ins.run_id,
+        owner_address,
+        tuple(flat[0::4]),
+        _column("q", flat[1::4]),
+        b"",
+        tuple(kinds),
+        pack("d", [float(cost.get(k, 0.0)) for k in kinds]) * n,
+        (text,),
+        bytes(n),  # (every task's inclusion: index 0)
+        pack("d", [_NAN if timeout is None else timeout]) * n,
+        _column("q", flat[2::4]),
+        pack("d", flat[3::4]),
+        bytes(4 * n),  # (no task has an input: n zero counts, and no input columns)
+        b"",
+        (),
+        b"",
+        b"",
+        b"",
+        b"",
+        (),
+        b"",
+        packages,
+        b"",
+        (),
+        start,
+        bytes(ints),
+    )
+    return msg, []
+
+
+def _column(code: str, values: list[Any]) -> bytes:
+    """``pack(code, values)`` of ints (``code`` q or i), the first value's bytes repeated when
+    every value equals it (a stream's attempts and priorities, as a rule): one compare a value,
+    not a conversion. (Not for floats: -0.0 equals 0.0 but packs otherwise.)"""
+    if values.count(values[0]) == len(values):
+        return pack(code, values[:1]) * len(values)
+    return pack(code, values)
 
 
 def dispatch_tasks(

@@ -359,8 +359,8 @@ class NodeRouting(NodeReliability):
             return
         term = envelope.term if envelope is not None else 0
         if isinstance(msg, DispatchColumns):  # ColumnError: dropped by _on_frames, logged
-            frames = columns.split_frames(msg.frame_sizes, frames, "DispatchColumns")
-            msg = columns.DispatchTable(msg)  # read and checked once: the executor takes it
+            # read and checked once (its calls' payloads rebuilt): the executor takes it
+            msg, frames = columns.received_dispatch(msg, frames)
         if isinstance(msg, (m.DispatchTasks, columns.DispatchTable)):
             self._to_executor(msg, frames, term, envelope.sender if envelope is not None else "")
         elif isinstance(msg, self.executor.FETCH_TYPES):  # plain, or by a serialization hook

@@ -24,6 +24,7 @@ from typing import Any
 from handoffd import admission
 from handoffd.config import Limits
 from handoffd.protocol import columns
+from handoffd.protocol.column_codes import CALL_CLOSE
 from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns
 from handoffd.scheduler.events import FRAME_TOO_LARGE
 from handoffd.store.chunks import too_large
@@ -46,14 +47,17 @@ def refusal(
         return None
     count = len(msg.task_ids)
     attempts = columns.unpack("q", msg.attempts, count, "DispatchColumns.attempts")
-    payloads = columns.unpack("i", msg.payload_frames, count, "DispatchColumns.payload_frames")
     try:
         logical = columns.split_frames(msg.frame_sizes, list(frames[1:]), "DispatchColumns")
     except columns.ColumnError:
         logical = []
+    if msg.call_start:  # (protocol 9: every payload a call, rebuilt there, none of them a frame)
+        sizes = [len(msg.call_start) + 4 + len(CALL_CLOSE)] * count
+    else:
+        payloads = columns.unpack("i", msg.payload_frames, count, "DispatchColumns.payload_frames")
+        sizes = [len(logical[at]) if 0 <= at < len(logical) else 0 for at in payloads]
     reasons = []
-    for task_id, at in zip(msg.task_ids, payloads, strict=True):
-        size = len(logical[at]) if 0 <= at < len(logical) else 0
+    for task_id, size in zip(msg.task_ids, sizes, strict=True):
         if max_value is not None and size > max_value:
             what = f"function {task_id!r}'s code and arguments"
             reasons.append(f"{FRAME_TOO_LARGE}: {too_large(size, max_value, what, node)}")

@@ -54,7 +54,12 @@ from handoffd.protocol import report_read
 from handoffd.protocol.columns import DispatchTable, ReportTable
 from handoffd.protocol.messages_chunks import FetchResultChunks, ValueChunk
 from handoffd.protocol.messages_code import GetTaskOutput, TaskOutputLive
-from handoffd.protocol.messages_columns import DispatchColumns, RepliedColumns, ReportColumns
+from handoffd.protocol.messages_columns import (
+    DispatchColumns,
+    RepliedColumns,
+    ReportColumns,
+    reads_calls,
+)
 from handoffd.protocol.messages_observability import GetTaskHistory
 from handoffd.protocol.messages_rebalance import TasksWithdrawn, WithdrawTasks
 from handoffd.protocol.outcome_block import reads_blocks
@@ -575,8 +580,9 @@ class OwnerIO(Submissions, NodeViews):
             msg, frames = dispatch_tasks(ins, address, self.port.address_of, packages)
         else:
             far = None if self.far_store is None else far_keeper(self.far_store, ins.run_id)
+            calls = reads_calls(self.port.member(ins.node))  # (protocol 9: one-int calls)
             msg, frames = dispatch_message(
-                ins, self.port.address, self.port.address_of, packages, far
+                ins, self.port.address, self.port.address_of, packages, far, calls
             )
             refused = oversize.owner_refusal(msg, frames, self.limits, self.port.name)
             if refused is not None:  # after this batch, as the node's own refusal would come

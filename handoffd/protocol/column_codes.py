@@ -8,6 +8,7 @@ A malformed message raises ``ColumnError`` naming the message, the column and wh
 
 from __future__ import annotations
 
+import itertools
 import struct
 import sys
 from array import array
@@ -88,6 +89,32 @@ def _indices(values: list[int], limit: int, what: str, low: int = 0) -> None:
 def _strings(values: tuple[str, ...], count: int, what: str) -> None:
     if len(values) != count:
         raise ColumnError(f"{what}: {len(values)} entries, expected {count} (one per entry)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls: a dispatch's one-int call payloads as their start and an int column (protocol 9)
+# ---------------------------------------------------------------------------------------------
+
+#: what follows a one-int call's int (``values._ONE_INT_CLOSE``: the literals' list and empty
+#: kwargs closed, the call reduced, STOP); part of the wire form, pinned by a test
+CALL_CLOSE = b"a}\x86.\x86R."
+#: per start size, its payload's compiled form (start, the int, the close): one C call a payload
+_CALL_PACKERS: dict[int, Callable[..., bytes]] = {}
+
+
+def call_payloads(start: bytes, ints: bytes, count: int, what: str) -> list[bytes]:
+    """The ``count`` payloads ``start`` + each int of ``ints`` (int32, little-endian) +
+    ``CALL_CLOSE``; ColumnError if there is no start or the column is not ``count`` ints."""
+    if not start:
+        raise ColumnError(f"{what}.call_start: empty, with {len(ints)} bytes of call ints")
+    numbers = unpack("i", ints, count, f"{what}.call_ints")
+    packer = _CALL_PACKERS.get(len(start))
+    if packer is None:
+        if len(_CALL_PACKERS) >= 64:  # (bounded: a run's functions come back)
+            _CALL_PACKERS.clear()
+        close = len(CALL_CLOSE)
+        packer = _CALL_PACKERS[len(start)] = struct.Struct(f"<{len(start)}si{close}s").pack
+    return list(map(packer, itertools.repeat(start, count), numbers, itertools.repeat(CALL_CLOSE)))
 
 
 # ---------------------------------------------------------------------------------------------

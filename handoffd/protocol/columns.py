@@ -21,6 +21,7 @@ from handoffd.protocol.column_codes import (
     ColumnError,
     _indices,
     _strings,
+    call_payloads,
     check_frames,
     join_frames,
     numbered_frames,
@@ -88,7 +89,9 @@ class DispatchTable:
         "_held",
     )
 
-    def __init__(self, msg: DispatchColumns) -> None:
+    def __init__(self, msg: DispatchColumns, calls_at: int = -1) -> None:
+        """``calls_at``: where the payloads rebuilt from ``msg``'s calls begin among its logical
+        frames (``received_dispatch``), task ``i``'s at ``calls_at + i``; -1: ``msg`` has none."""
         name = "DispatchColumns"
         n = len(msg.task_ids)
         self.msg = msg
@@ -97,7 +100,17 @@ class DispatchTable:
         self.task_ids = msg.task_ids
         self.input_task_ids, self.inclusions = msg.input_task_ids, msg.inclusions
         self.attempts: list[int] = unpack("q", msg.attempts, n, f"{name}.attempts")
-        self.payloads: list[int] = unpack("i", msg.payload_frames, n, f"{name}.payload_frames")
+        if calls_at < 0:
+            if msg.call_start or msg.call_ints:
+                raise ColumnError(f"{name}: carries calls, read only with their frames")
+            self.payloads: list[int] = unpack("i", msg.payload_frames, n, f"{name}.payload_frames")
+        elif msg.payload_frames:
+            raise ColumnError(
+                f"{name}.payload_frames: {len(msg.payload_frames)} bytes beside call ints "
+                "(expected none: every payload is a call)"
+            )
+        else:
+            self.payloads = list(range(calls_at, calls_at + n))
         kinds = msg.cost_kinds
         costs = unpack(
             "d", msg.costs, n * len(kinds), f"{name}.costs ({len(kinds)} kinds per task)"
@@ -200,8 +213,26 @@ class DispatchTable:
         return m.DispatchTasks(msg.run_id, msg.owner_address, tuple(items), msg.packages, msg.far)
 
 
-def dispatch_items(msg: DispatchColumns) -> m.DispatchTasks:
-    """The per-task form of ``msg``; ColumnError if any column disagrees with the others."""
+def received_dispatch(msg: DispatchColumns, frames: list[Any]) -> tuple[DispatchTable, list[Any]]:
+    """A received ``msg`` read and checked (``DispatchTable``) and its logical frames: those sent
+    (``split_frames``), then, when its payloads came as calls (protocol 9: ``call_start`` and
+    one int a task in ``call_ints``), each task's payload rebuilt, in task order. ColumnError if
+    anything disagrees (a start without ints or ints without a start, a column of the wrong
+    length), before anything is handed on."""
+    frames = split_frames(msg.frame_sizes, frames, "DispatchColumns")
+    if not msg.call_start and not msg.call_ints:
+        return DispatchTable(msg), frames
+    payloads = call_payloads(msg.call_start, msg.call_ints, len(msg.task_ids), "DispatchColumns")
+    table = DispatchTable(msg, len(frames))
+    return table, [*frames, *payloads]
+
+
+def dispatch_items(msg: DispatchColumns, frames: list[Any] | None = None) -> m.DispatchTasks:
+    """The per-task form of ``msg`` (with ``frames``, the logical frames it came with, when its
+    payloads came as calls: ``received_dispatch``); ColumnError if any column disagrees with the
+    others."""
+    if frames is not None:
+        return received_dispatch(msg, frames)[0].tasks()
     return DispatchTable(msg).tasks()
 
 
@@ -375,6 +406,7 @@ __all__ = [
     "STATES",
     "dispatch_columns",
     "dispatch_items",
+    "received_dispatch",
     "join_frames",
     "split_frames",
     "tasks_reported_of",

@@ -14,9 +14,17 @@ Frames: the values and payloads a message refers to by frame index are *logical*
 ``frame_sizes`` is set (one int64 per logical frame), the small ones travel packed back to back in
 the first frame and only the others (size -1 there) as frames of their own: one ZeroMQ part, one
 CURVE box and one Python-level send per message instead of per task (``columns.join_frames``).
+
+Calls (protocol 9): when every payload of a dispatch is a one-int call of one function (W1's
+``f(i)``: ~490 of its ~535 bytes the pickled function, the same every task), the owner sends the
+payloads' start once and the ints as a column instead of the payloads; the receiver rebuilds the
+payloads as logical frames after the sent ones (``columns.received_dispatch``), so what the
+executor reads is unchanged.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from handoffd.protocol.messages_chunks import FarFrame
 from handoffd.protocol.registry import message, struct
@@ -59,6 +67,22 @@ class DispatchColumns:
     packages: tuple[str, ...] = ()  # the run's code packages (sha256), fetched if missing
     frame_sizes: bytes = b""  # (q) how the frames are packed: ``columns.split_frames``
     far: tuple[FarFrame, ...] = ()  # frames sent by reference (empty here): pulled in chunks
+    # Protocol 9 (``CALLS_SINCE``): every task's payload a one-int call of one start
+    # (``values.one_int_run``, W1's ``f(i)``): the start once, the ints (i) one per task, no
+    # payload frame sent and ``payload_frames`` empty (``columns.received_dispatch``).
+    call_start: bytes = b""
+    call_ints: bytes = b""
+
+
+#: The protocol version that brought ``DispatchColumns.call_start``/``call_ints``: sent so only to
+#: a node whose range reaches it (``reads_calls``); any other gets every payload as a frame.
+CALLS_SINCE = 9
+
+
+def reads_calls(member: Any) -> bool:
+    """Whether a node (its ``MemberState`` as membership knows it, or None) reads a dispatch's
+    ``call_start``/``call_ints``."""
+    return member is not None and member.protocol_max >= CALLS_SINCE
 
 
 @message(111)

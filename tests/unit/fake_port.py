@@ -124,17 +124,11 @@ class FakePort:
         back into its per-task form (``DispatchTasks``) as the executing node reads it."""
         from dataclasses import replace
 
-        from handoffd.protocol.columns import dispatch_items, split_frames
+        from handoffd.protocol.columns import received_dispatch
         from handoffd.protocol.messages_columns import DispatchColumns
 
-        return [
-            replace(
-                s,
-                msg=dispatch_items(s.msg),
-                frames=split_frames(s.msg.frame_sizes, s.frames, "DispatchColumns"),
-            )
-            for s in self.take(DispatchColumns)
-        ]
+        read = [(s, received_dispatch(s.msg, s.frames)) for s in self.take(DispatchColumns)]
+        return [replace(s, msg=table.tasks(), frames=frames) for s, (table, frames) in read]
 
     def take_replies(self, kind: type) -> list[Replied]:
         got = [r for r in self.replies if isinstance(r.msg, kind)]

@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 
 import pytest
 
-from handoffd.config import MembershipConfig
+from handoffd.config import PROTOCOL_MAX, MembershipConfig
 from handoffd.membership import records
 from handoffd.membership.gossip import GossipQueue
 from handoffd.membership.records import Timers
@@ -324,7 +324,7 @@ def test_accused_is_replace_with_the_accuser_for_every_field() -> None:
         {"cpu": 2.0},
         3,
         2,
-        9,
+        PROTOCOL_MAX + 1,  # (past this build's: not the default)
         {"cpu": "flag"},
         ("0 A100",),
         7001,
