@@ -18,12 +18,34 @@ cpdef add_times(dict total, dict cost, Py_ssize_t k)
 cpdef take_back(dict total, dict cost, Py_ssize_t k)
 
 
+cdef Py_ssize_t _SCAN
+
+
 cdef class SentBatch:
     cdef public str run_id
     cdef public object version
     cdef public double at
     cdef public dict cost
-    cdef public dict tasks
+    cdef public list ids
+    cdef public list tries
+    cdef public Py_ssize_t head
+    cdef public Py_ssize_t left
+    cdef public dict _where
+    cdef public bint _twice
+
+    @cython.locals(where=dict)
+    cpdef add(self, str task_id, object attempt)
+    @cython.locals(
+        ids=list, tries=list, n=Py_ssize_t, head=Py_ssize_t, got=object, a=object, where=dict,
+        i=Py_ssize_t, at=object
+    )
+    cpdef Py_ssize_t find(self, object task_id, object attempt) except -2
+    @cython.locals(ids=list, tries=list, i=Py_ssize_t, got=object, a=object)
+    cdef Py_ssize_t _scan(self, object task_id, object attempt) except -2
+    @cython.locals(ids=list, where=dict, n=Py_ssize_t)
+    cpdef drop(self, Py_ssize_t at)
+    @cython.locals(ids=list, tries=list, out=list, i=Py_ssize_t, got=object)
+    cpdef list entries(self)
 
 
 cdef class Demand(RoomView):
@@ -53,12 +75,15 @@ cdef class Demand(RoomView):
     cpdef sent(self, str node, str run_id, str task_id, object attempt, dict cost, double now)
     @cython.locals(
         k=Py_ssize_t, pending=dict, batches=list, n=NodeState, last=SentBatch, version=object,
-        rec=TaskRecord, task_id=str, attempt=object
+        rec=TaskRecord, ids=list, tries=list
     )
     cpdef sent_all(self, str node, str run_id, list recs, dict cost, double now)
-    @cython.locals(batches=list, b=SentBatch, tasks=dict, at=Py_ssize_t)
+    @cython.locals(batches=list, b=SentBatch, at=Py_ssize_t, i=Py_ssize_t)
     cpdef object answered(self, str node, tuple key)
-    @cython.locals(batches=list, b=SentBatch, hit=SentBatch, found=SentBatch, gone=Py_ssize_t)
+    @cython.locals(
+        batches=list, b=SentBatch, hit=SentBatch, found=SentBatch, gone=Py_ssize_t,
+        i=Py_ssize_t, got=object, a=object, ids=list, n=Py_ssize_t
+    )
     cpdef answered_all(self, str node, str run_id, object accepted)
     @cython.locals(at=Py_ssize_t)
     cdef _taken_back(self, str node, list batches, SentBatch b, Py_ssize_t k)

@@ -17,6 +17,7 @@ arrives its own report accounts for them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from handoffd._core.api import EPS
 from handoffd.scheduler.durations import UNKNOWN_CHARGE, Durations, share
@@ -89,13 +90,32 @@ def take_back(total: dict[str, float], cost: dict[str, float], k: int) -> None:
             total[kind] = left
 
 
+#: A batch with at most this many entries left past its head is searched entry by entry; a
+#: longer one through its index (``SentBatch._where``), built on such a search.
+_SCAN = 8
+
+
 class SentBatch:
     """Dispatches to one node, of one run, sent at one time on one version of the node's report,
-    of one cost shape: the unanswered entry of a batch of tasks, where one a task was a key tuple,
-    a value tuple and a float, and its answer a Python call, a key tuple and a cost's take-back
-    each. Its tasks leave it as they are answered; an empty one is dropped."""
+    of one cost shape: the unanswered entry of a batch of tasks, kept as columns (each task's id
+    and attempt appended, in sending order), so a block's dispatch is two list appends a task and
+    an answer in sending order (a node's usual) a compare at the column's head, where a dict
+    entry a task was stored and deleted. An answered task's id is cleared (None) in ``ids``; the
+    batch is dropped when none is left. A task may appear twice (a second attempt sent while its
+    first was unanswered): each entry is its own dispatch."""
 
-    __slots__ = ("run_id", "version", "at", "cost", "tasks")
+    __slots__ = (
+        "run_id",
+        "version",
+        "at",
+        "cost",
+        "ids",
+        "tries",
+        "head",
+        "left",
+        "_where",
+        "_twice",
+    )
 
     def __init__(self, run_id: str, version: int, at: float, cost: dict[str, float]) -> None:
         self.run_id = run_id
@@ -103,16 +123,108 @@ class SentBatch:
         # report was made on a fresh view
         self.at = at
         self.cost = cost  # each task's (equal, maybe the same object)
-        self.tasks: dict[str, int] = {}  # task id -> attempt, in sending order
+        self.ids: list[str | None] = []  # task ids in sending order; None: answered
+        self.tries: list[int] = []  # each entry's attempt
+        self.head = 0  # every entry before it is answered (it is the oldest unanswered one)
+        self.left = 0  # entries not answered
+        # Task id -> the index of its last entry not answered (built by the first search of a
+        # batch with more than ``_SCAN`` entries left, then kept in step); None: not built.
+        self._where: dict[str, int] | None = None
+        self._twice = False  # some id was indexed twice: a search falls back to the entries
+
+    def add(self, task_id: str, attempt: int) -> None:
+        """One more dispatch, the newest."""
+        where = self._where
+        if where is not None:
+            if task_id in where:
+                self._twice = True
+            where[task_id] = len(self.ids)
+        self.ids.append(task_id)
+        self.tries.append(attempt)
+        self.left += 1
+
+    def find(self, task_id: Any, attempt: Any) -> int:
+        """The index of the unanswered entry of ``task_id`` ``attempt``, or -1."""
+        ids = self.ids
+        tries = self.tries
+        n = len(ids)
+        head = self.head
+        if head < n:
+            got = ids[head]
+            if got is task_id or got == task_id:
+                a = tries[head]
+                if a is attempt or a == attempt:
+                    return head
+        if n - head <= _SCAN or self._twice:
+            return self._scan(task_id, attempt)
+        where = self._where
+        if where is None:
+            where = {}
+            for i in range(head, n):
+                got = ids[i]
+                if got is not None:
+                    if got in where:
+                        self._twice = True
+                    where[got] = i
+            self._where = where
+            if self._twice:
+                return self._scan(task_id, attempt)
+        at = where.get(task_id)
+        if at is None:
+            return -1
+        a = tries[at]
+        return at if a is attempt or a == attempt else -1
+
+    def _scan(self, task_id: Any, attempt: Any) -> int:
+        ids = self.ids
+        tries = self.tries
+        for i in range(self.head, len(ids)):
+            got = ids[i]
+            if got is not None and (got is task_id or got == task_id):
+                a = tries[i]
+                if a is attempt or a == attempt:
+                    return i
+        return -1
+
+    def drop(self, at: int) -> None:
+        """The entry at ``at`` (unanswered) is answered."""
+        ids = self.ids
+        where = self._where
+        if where is not None:
+            task_id = ids[at]
+            if where.get(task_id) == at:  # type: ignore[arg-type]
+                del where[task_id]  # type: ignore[arg-type]
+        ids[at] = None
+        self.left -= 1
+        if at == self.head:
+            n = len(ids)
+            at += 1
+            while at < n and ids[at] is None:
+                at += 1
+            self.head = at
+
+    def entries(self) -> list[tuple[str, int]]:
+        """The unanswered (task id, attempt) pairs, in sending order."""
+        ids = self.ids
+        tries = self.tries
+        out: list[tuple[str, int]] = []
+        for i in range(self.head, len(ids)):
+            got = ids[i]
+            if got is not None:
+                out.append((got, tries[i]))
+        return out
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SentBatch) and (
-            (self.run_id, self.version, self.at, self.cost, self.tasks)
-            == (other.run_id, other.version, other.at, other.cost, other.tasks)
+            (self.run_id, self.version, self.at, self.cost, self.entries())
+            == (other.run_id, other.version, other.at, other.cost, other.entries())
         )
 
     def __repr__(self) -> str:
-        return f"SentBatch({self.run_id!r}, {self.version!r}, {self.at!r}, {self.cost!r}, {self.tasks!r})"
+        return (
+            f"SentBatch({self.run_id!r}, {self.version!r}, {self.at!r}, {self.cost!r}, "
+            f"{self.entries()!r})"
+        )
 
 
 class Demand(RoomView):
@@ -265,7 +377,7 @@ class Demand(RoomView):
     ) -> None:
         """Record a dispatch of ``run_id``'s ``task_id`` ``attempt`` to ``node`` (sent at ``now``)
         until it answers: into the node's newest ``SentBatch`` batch when it is of this run, time, node
-        version and cost shape (a dict store), else into a new one."""
+        version and cost shape (appended to its columns), else into a new one."""
         batches = self.unacked.get(node)
         if batches is None:
             batches = self.unacked[node] = []
@@ -282,12 +394,10 @@ class Demand(RoomView):
             or (last.run_id is not run_id and last.run_id != run_id)
             or (last.version is not version and last.version != version)
             or (last.cost is not cost and last.cost != cost)
-            # (a second attempt of a task in one batch would overwrite the first's entry)
-            or last.tasks.setdefault(task_id, attempt) != attempt
         ):
             last = SentBatch(run_id, version, now, cost)
-            last.tasks[task_id] = attempt
             batches.append(last)
+        last.add(task_id, attempt)
         if cost:
             pending = self.pending.get(node)
             if pending is None:
@@ -300,8 +410,8 @@ class Demand(RoomView):
     ) -> None:
         """``sent(node, run_id, rec.id, rec.attempt, cost, now)`` for each of ``recs`` in order
         (a block of the window fill, ``cost`` every one's ``spec.cost``): the node, its version
-        and its newest batch looked at once, the pending cost added once for all
-        (``add_times``)."""
+        and its newest batch looked at once, the block's ids and attempts appended to its columns,
+        the pending cost added once for all (``add_times``)."""
         k = len(recs)
         if not k:
             return
@@ -313,21 +423,24 @@ class Demand(RoomView):
             raise KeyError(node)
         version = n.version
         last = batches[-1] if batches else None
-        if last is not None and (
+        if last is None or (
             last.at != now
             or (last.run_id is not run_id and last.run_id != run_id)
             or (last.version is not version and last.version != version)
             or (last.cost is not cost and last.cost != cost)
         ):
-            last = None  # (the block starts a batch, as its first task's ``sent`` would)
-        for rec in recs:
-            task_id = rec.id
-            attempt = rec.attempt
-            # (a second attempt of a task in one batch would overwrite the first's entry)
-            if last is None or last.tasks.setdefault(task_id, attempt) != attempt:
-                last = SentBatch(run_id, version, now, cost)
-                last.tasks[task_id] = attempt
-                batches.append(last)
+            last = SentBatch(run_id, version, now, cost)
+            batches.append(last)
+        if last._where is not None:
+            for rec in recs:
+                last.add(rec.id, rec.attempt)
+        else:  # (the columns appended to as they are: no index to keep)
+            ids = last.ids
+            tries = last.tries
+            for rec in recs:
+                ids.append(rec.id)
+                tries.append(rec.attempt)
+            last.left += k
         if cost:
             pending = self.pending.get(node)
             if pending is None:
@@ -345,11 +458,11 @@ class Demand(RoomView):
             b = batches[at]
             if b.run_id != run_id:
                 continue
-            tasks = b.tasks
-            if tasks.get(task_id, -1) != attempt:
+            i = b.find(task_id, attempt)
+            if i < 0:
                 continue
-            del tasks[task_id]
-            if not tasks:
+            b.drop(i)
+            if not b.left:
                 del batches[at]
             if b.cost:
                 add_into(self.pending[node], b.cost, -1)
@@ -359,7 +472,9 @@ class Demand(RoomView):
 
     def answered_all(self, node: str, run_id: str, accepted: Iterable[tuple[str, int]]) -> None:
         """Forget the answered dispatches ``accepted`` ((task, attempt) of ``run_id``) to
-        ``node``: each batch's pending cost taken back once, for all its tasks answered."""
+        ``node``: each batch's pending cost taken back once, for all its tasks answered. A task
+        answered in sending order is the head of the batch the last one was found in (a compare
+        of its columns' head, nothing looked up)."""
         batches = self.unacked.get(node)
         if not batches:
             return
@@ -368,20 +483,44 @@ class Demand(RoomView):
         )
         gone = 0  # (tasks answered from ``hit`` since its cost was last taken back)
         for task_id, attempt in accepted:
-            if hit is not None and hit.tasks.get(task_id, -1) == attempt:
-                del hit.tasks[task_id]
-                gone += 1
-                continue
+            if hit is not None:
+                ids = hit.ids
+                i = hit.head
+                n = len(ids)
+                if i < n:
+                    got = ids[i]
+                    if got is task_id or got == task_id:
+                        a = hit.tries[i]
+                        if a is attempt or a == attempt:
+                            if hit._where is not None:
+                                hit.drop(i)
+                            else:  # (``drop`` of the head, written out: no index to keep)
+                                ids[i] = None
+                                hit.left -= 1
+                                i += 1
+                                while i < n and ids[i] is None:
+                                    i += 1
+                                hit.head = i
+                            gone += 1
+                            continue
+                i = hit.find(task_id, attempt)
+                if i >= 0:
+                    hit.drop(i)
+                    gone += 1
+                    continue
             found = None
+            i = -1
             for b in batches:
-                if b.run_id == run_id and b.tasks.get(task_id, -1) == attempt:
-                    found = b
-                    break
+                if b.run_id == run_id:
+                    i = b.find(task_id, attempt)
+                    if i >= 0:
+                        found = b
+                        break
             if found is None:
                 continue
             if hit is not None:
                 self._taken_back(node, batches, hit, gone)
-            del found.tasks[task_id]
+            found.drop(i)
             hit = found
             gone = 1
         if hit is not None:
@@ -393,7 +532,7 @@ class Demand(RoomView):
         if b.cost:
             take_back(self.pending[node], b.cost, k)
             self._dirty_rooms.add(node)
-        if not b.tasks:
+        if not b.left:
             for at in range(len(batches)):
                 if batches[at] is b:
                     del batches[at]
@@ -402,7 +541,7 @@ class Demand(RoomView):
     def waiting(self, node: str, run_id: str, task_id: str, attempt: int) -> bool:
         """Whether that dispatch to ``node`` is still unanswered."""
         for b in self.unacked.get(node, ()):
-            if b.run_id == run_id and b.tasks.get(task_id, -1) == attempt:
+            if b.run_id == run_id and b.find(task_id, attempt) >= 0:
                 return True
         return False
 
@@ -411,7 +550,7 @@ class Demand(RoomView):
         return {
             (b.run_id, task_id, attempt): (b.cost, b.version, b.at)
             for b in self.unacked.get(node, ())
-            for task_id, attempt in b.tasks.items()
+            for task_id, attempt in b.entries()
         }
 
     def unanswered(self, node: str, cutoff: float) -> list[DispatchKey]:
@@ -425,10 +564,10 @@ class Demand(RoomView):
                     break
                 done += 1
                 run_id = b.run_id
-                for task_id, attempt in b.tasks.items():
+                for task_id, attempt in b.entries():
                     late.append((run_id, task_id, attempt))
                 if b.cost:
-                    take_back(self.pending[node], b.cost, len(b.tasks))
+                    take_back(self.pending[node], b.cost, b.left)
             del batches[:done]
             self._dirty_rooms.add(node)
         return late
@@ -448,6 +587,6 @@ class Demand(RoomView):
         for node, batches in self.unacked.items():
             for b in batches:
                 if b.run_id == run_id and b.cost:
-                    take_back(self.pending[node], b.cost, len(b.tasks))
+                    take_back(self.pending[node], b.cost, b.left)
                     self._dirty_rooms.add(node)
             batches[:] = [b for b in batches if b.run_id != run_id]

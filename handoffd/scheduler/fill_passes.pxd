@@ -15,6 +15,13 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
 cpdef bint _wave_open(CNodeState n, dict outstanding)
 
 
+@cython.locals(
+    eps=double, pin=object, items=tuple, n=CNodeState, load=dict, capacity=dict, fits=bint,
+    q=double, cap=double, room=double, shape=tuple
+)
+cpdef bint _some_wave_fits(list nodes, dict outstanding, object shapes)
+
+
 @cython.locals(out=list, rec=TaskRecord, seconds=double)
 cpdef list _seconds(Durations durations, list recs)
 

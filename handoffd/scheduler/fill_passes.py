@@ -49,6 +49,39 @@ def _wave_open(n: NodeState | None, outstanding: dict[str, dict[str, float]]) ->
     return False
 
 
+def _some_wave_fits(
+    nodes: list[NodeState], outstanding: dict[str, dict[str, float]], shapes: Any
+) -> bool:
+    """Whether some queued shape (``ReadyQueue.shapes``' keys: (pin, cost items)) fits some of
+    ``nodes`` as the core's one-wave ``window_fill`` would take it: every kind it needs (above 0)
+    within the node's capacity and within that capacity minus our outstanding demand there, give
+    or take ``EPS`` (``WindowFill._choose``'s test: a kind the node lacks has no room), a pinned
+    shape on its node only. False: the walk would pick no node for any queued task, so neither
+    the core's fill nor the walk is built (``_fill_waves``)."""
+    eps = EPS
+    for shape in shapes:
+        pin = shape[0]
+        items = shape[1]
+        for n in nodes:
+            if pin is not None and n.name != pin:
+                continue
+            load = outstanding.get(n.name)
+            capacity = n._capacity
+            fits = True
+            for kind, q in items:
+                if q > 0.0:
+                    cap = capacity.get(kind, 0.0)
+                    room = 0.0
+                    if cap > 0.0:
+                        room = cap - (load.get(kind, 0.0) if load is not None else 0.0)
+                    if room + eps < q or cap + eps < q:
+                        fits = False
+                        break
+            if fits:
+                return True
+    return False
+
+
 def _seconds(durations: Durations, recs: list[TaskRecord]) -> list[float]:
     """The seconds the walk charges each of ``recs`` (``_walk``'s: the learned estimate, an
     unknown one as ``UNKNOWN_CHARGE``)."""
@@ -178,6 +211,11 @@ class FillPasses(Demand):
             if _wave_open(n, outstanding):
                 nodes.append(n)
         if not nodes:
+            return
+        # (a node open in some kind may still have no room for any queued task: a saturated
+        # owner's cpus full beside free memory, most of its passes; the fill and walk then
+        # pick nothing)
+        if not _some_wave_fits(nodes, outstanding, ready.shapes):
             return
         capacities = [n.capacity for n in nodes]
         loads = [self.outstanding.get(n.name, {}) for n in nodes]

@@ -73,7 +73,7 @@ def validate_view(
     for node, sent in view.unacked.items():
         assert view.alive(node), f"unacked dispatches on lost {node}"
         summed: dict[str, float] = {}
-        assert all(b.tasks for b in sent), f"an empty batch of unacked dispatches on {node}"
+        assert all(b.left for b in sent), f"an empty batch of unacked dispatches on {node}"
         for cost, _, _ in view.unacked_of(node).values():
             add_into(summed, cost, 1)
         have = view.pending.get(node, {})

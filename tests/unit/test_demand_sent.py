@@ -18,6 +18,8 @@ from pure_build import pure
 from handoffd._core.api import EPS
 from handoffd.scheduler import demand as built_demand
 from handoffd.scheduler.room_index import NodeState
+from handoffd.scheduler.run import TaskRecord
+from handoffd.spec import TaskSpec
 
 
 def _pure_demand() -> ModuleType:
@@ -106,29 +108,52 @@ def check(books: Any, ref: PerKey, step: Any) -> None:
         # the same dispatches, in the same (sending) order, each with its cost, version and time
         assert list(books.unacked_of(node).items()) == list(ref.unacked.get(node, {}).items()), step
         assert books.oldest_unacked(node) == ref.oldest(node), step
-        assert all(b.tasks for b in books.unacked.get(node, ())), f"an empty batch: {step}"
+        assert all(b.left for b in books.unacked.get(node, ())), f"an empty batch: {step}"
+        for b in books.unacked.get(node, ()):  # the columns' counts and head as their entries
+            live = [i for i, got in enumerate(b.ids) if got is not None]
+            assert b.left == len(live) and b.head == live[0], step
     # bit for bit: a batch's cost taken back at once is the per-dispatch steps' sums
     pending = {node: kinds for node, kinds in books.pending.items() if kinds}
     assert pending == {node: kinds for node, kinds in ref.pending.items() if kinds}, step
     assert same_pending(books.pending, ref.pending), (step, books.pending, ref.pending)
 
 
-def drive(module: ModuleType, seed: int) -> int:
+def _records(run_id: str, picks: list[tuple[str, int]], cost: dict[str, float]) -> list[Any]:
+    """Task records of ``picks`` (id, attempt), as a window-fill block hands ``sent_all``."""
+    out = []
+    for task_id, attempt in picks:
+        rec = TaskRecord(TaskSpec(task_id, (), cost, b""), 0, 0.0)
+        rec.attempt = attempt
+        out.append(rec)
+    return out
+
+
+def drive(module: ModuleType, seed: int, wide: bool = False) -> int:
     """A random sequence of dispatches (several at one time, as a placement pass sends them),
     answers (one at a time, a message's worth, stale and unknown ones), ack timeouts, node
-    losses and dropped runs, checked against ``PerKey`` after every step; the steps taken."""
+    losses and dropped runs, checked against ``PerKey`` after every step; the steps taken.
+    ``wide``: batches of up to ~100 dispatches (searched through their index, past ``_SCAN``),
+    blocks sent at once (``sent_all``), answers in sending order with gaps (the head's compare)
+    and tasks sent again while an attempt of theirs is unanswered (an id twice in a batch)."""
     rng = random.Random(seed)
+    ids = 150 if wide else 12
+    burst = 40 if wide else 8
     books, ref = books_of(module), PerKey(module.add_into)
     attempts: dict[tuple[str, str], int] = {}
     sent: list[tuple[str, Key]] = []  # (node, key) of every dispatch, answered or not
     now = 0.0
     steps = rng.randrange(20, 200)
     for _ in range(steps):
-        op = rng.choice(["send", "send", "send", "answer", "answer_all", "late", "lose", "drop"])
+        ops = ["send", "send", "send", "answer", "answer_all", "late", "lose", "drop"]
+        if wide:
+            ops += ["send_all", "send_all", "in_order", "in_order", "answer"]
+        op = rng.choice(ops)
         node = rng.choice(NODES)
-        if rng.random() < 0.5:
+        if rng.random() < (0.15 if wide else 0.5):  # (wide: batches grow over many steps)
             now += rng.choice([0.0, 0.5, 1.0, 2.5])
-        if rng.random() < 0.1:  # a newer report from the node: a dispatch's version changes
+        if rng.random() < (
+            0.03 if wide else 0.1
+        ):  # a newer report from the node: a dispatch's version changes
             books.nodes[node].version = books.nodes[node].version + 1
         step: Any = (op, node, now)
         if op == "send":
@@ -136,13 +161,42 @@ def drive(module: ModuleType, seed: int) -> int:
             cost = rng.choice(COSTS)
             if rng.random() < 0.5:
                 cost = dict(cost)  # equal, not the same object
-            for _ in range(rng.randrange(1, 8)):
-                task_id = f"t{rng.randrange(12)}"
+            for _ in range(rng.randrange(1, burst)):
+                task_id = f"t{rng.randrange(ids)}"
                 attempt = attempts[(run_id, task_id)] = attempts.get((run_id, task_id), 0) + 1
                 books.sent(node, run_id, task_id, attempt, cost, now)
                 ref.sent(node, (run_id, task_id, attempt), cost, books.nodes[node].version, now)
                 sent.append((node, (run_id, task_id, attempt)))
                 step = (step, task_id, attempt)
+        elif op == "send_all":
+            run_id = rng.choice(RUNS)
+            cost = rng.choice(COSTS)
+            if rng.random() < 0.5:
+                cost = dict(cost)
+            picks = []
+            for task_id in rng.sample([f"t{i}" for i in range(ids)], rng.randrange(1, burst)):
+                attempt = attempts[(run_id, task_id)] = attempts.get((run_id, task_id), 0) + 1
+                picks.append((task_id, attempt))
+            books.sent_all(node, run_id, _records(run_id, picks, cost), cost, now)
+            for task_id, attempt in picks:
+                ref.sent(node, (run_id, task_id, attempt), cost, books.nodes[node].version, now)
+                sent.append((node, (run_id, task_id, attempt)))
+            step = (step, picks)
+        elif op == "in_order":
+            run_id = rng.choice(RUNS)
+            mine = [key for key in ref.unacked.get(node, {}) if key[0] == run_id]
+            cut = mine[: rng.randrange(0, len(mine) + 1)]
+            accepted = [
+                (task_id, attempt) for _, task_id, attempt in cut if rng.random() < 0.9
+            ]  # (a refused one leaves a gap)
+            if rng.random() < 0.2:
+                accepted.append(("t99", 1))
+            if rng.random() < 0.3:  # the ids as a message decodes them: equal, not the same
+                accepted = [("".join(list(t)), a) for t, a in accepted]
+            books.answered_all(node, run_id, accepted)
+            for task_id, attempt in accepted:
+                ref.answered(node, (run_id, task_id, attempt))
+            step = (step, accepted)
         elif op == "answer" and sent:
             at, key = rng.choice(sent)
             if rng.random() < 0.2:
@@ -184,20 +238,31 @@ def test_sent_batches_answer_as_per_dispatch_books(module: ModuleType, seed: int
     assert drive(module, seed) >= 20
 
 
+@pytest.mark.parametrize("module", [built_demand, pure_demand], ids=["built", "pure"])
+@pytest.mark.parametrize("seed", range(60))
+def test_wide_batches_answer_as_per_dispatch_books(module: ModuleType, seed: int) -> None:
+    """The columns' index, head and repeated ids (``SentBatch.find``/``drop``) over big batches."""
+    assert drive(module, seed, wide=True) >= 20
+
+
 def test_one_batch_a_pass_of_one_shape() -> None:
-    """Dispatches of one run, time and equal cost to a node share one entry; another run, time,
-    cost or a second attempt of a task in it start another."""
+    """Dispatches of one run, time and equal cost to a node share one entry; another run, time
+    or cost starts another; a second attempt of a task in it is one more dispatch of it."""
     for module in (built_demand, pure_demand):
         books = books_of(module)
         for i in range(5):
             books.sent("n0", "r", f"t{i}", 1, {"cpu": 1.0}, 1.0)
-        assert len(books.unacked["n0"]) == 1 and len(books.unacked["n0"][0].tasks) == 5
+        assert len(books.unacked["n0"]) == 1 and books.unacked["n0"][0].left == 5
         books.sent("n0", "s", "t0", 1, {"cpu": 1.0}, 1.0)  # another run
         books.sent("n0", "s", "t1", 1, {"cpu": 2.0}, 1.0)  # another cost
         books.sent("n0", "s", "t2", 1, {"cpu": 2.0}, 2.0)  # another time
         books.sent("n0", "s", "t2", 2, {"cpu": 2.0}, 2.0)  # t2 again
-        assert [len(b.tasks) for b in books.unacked["n0"]] == [5, 1, 1, 1, 1]
+        assert [b.entries() for b in books.unacked["n0"]][1:] == [
+            [("t0", 1)],
+            [("t1", 1)],
+            [("t2", 1), ("t2", 2)],
+        ]
         assert books.pending["n0"] == {"cpu": 12.0}
         books.answered_all("n0", "r", [(f"t{i}", 1) for i in range(5)])
-        assert [b.run_id for b in books.unacked["n0"]] == ["s"] * 4
+        assert [b.run_id for b in books.unacked["n0"]] == ["s"] * 3
         assert books.pending["n0"] == {"cpu": 7.0}

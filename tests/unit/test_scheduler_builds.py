@@ -327,7 +327,7 @@ def test_both_builds_keep_the_same_books(ops: Any, queue_seconds: float | None) 
                     books.outstanding,
                     books.work,
                     {
-                        n: [(b.run_id, b.at, dict(b.tasks)) for b in s]
+                        n: [(b.run_id, b.at, b.entries()) for b in s]
                         for n, s in books.unacked.items()
                     },
                     list(books.unacked_of(node)),
