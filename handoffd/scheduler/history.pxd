@@ -7,7 +7,7 @@ cimport cython
 
 
 cpdef tuple new_row(object attempt, object node, object dispatched)
-@cython.locals(i=Py_ssize_t)
+@cython.locals(i=Py_ssize_t, a=object)
 cpdef Py_ssize_t _index(list attempts, object attempt)
 cpdef Py_ssize_t _append(list attempts, tuple row)
 cpdef tuple _with(tuple row, object state, object ended, object cause)

@@ -87,7 +87,8 @@ def _index(attempts: list[tuple[Any, ...]], attempt: int) -> int:
     """The index of ``attempt``'s row (the newest such), -1 if none."""
     i = len(attempts) - 1
     while i >= 0:
-        if attempts[i][0] == attempt:
+        a = attempts[i][0]
+        if a is attempt or a == attempt:  # (a small int is one object: no compare)
             return i
         i -= 1
     return -1
