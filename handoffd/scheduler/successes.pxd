@@ -15,7 +15,8 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
     tasks=dict, durations=Durations, answered=bint, n=Py_ssize_t, i=Py_ssize_t, rec=TaskRecord,
     old=str, task_id=str, outputs=bint, at_once=bint, c=dict, tally=dict,
     from_assigned=Py_ssize_t, from_running=Py_ssize_t, table=Table, where=tuple, report=bint,
-    timed=bint, k=Py_ssize_t, at=object, wall=object, linked=bint
+    timed=bint, k=Py_ssize_t, at=object, wall=object, linked=bint, id_col=list, try_col=list,
+    size_col=list, value_col=list, took_col=list
 )
 cpdef tuple apply(RunState run, ClusterView view, str node, object ids, object tries, object sizes, object values, object took, double now, list cancels, list pids=*, list began=*, list ended=*, list bytes_in=*, list delays=*)
 @cython.locals(last=tuple, n=Py_ssize_t, was=double, took=double, first=object)

@@ -61,6 +61,13 @@ def apply(
     run_id = run.run_id
     tasks = run.tasks
     n = len(ids)
+    # The columns as lists (a report's are; any other sequence copied once): a row's items read
+    # by index in C, not by the generic item look-up.
+    id_col = ids if type(ids) is list else list(ids)
+    try_col = tries if type(tries) is list else list(tries)
+    size_col = sizes if type(sizes) is list else list(sizes)
+    value_col = values if type(values) is list else list(values)
+    took_col = took if type(took) is list else list(took)
     report = pids is not None
     timed = report and delays is not None
     durations = view.durations
@@ -99,8 +106,8 @@ def apply(
     try:
         while i < n:
             k = i
-            task_id = ids[k]
-            attempt = tries[k]
+            task_id = id_col[k]
+            attempt = try_col[k]
             i += 1
             if pending and view.answered(node, (run_id, task_id, attempt)) is not None:
                 answered = True
@@ -120,7 +127,7 @@ def apply(
                         began[k],
                         ended[k],
                         bytes_in[k],
-                        sizes[k],
+                        size_col[k],
                     )
                 continue
             if old == ASSIGNED:
@@ -133,9 +140,9 @@ def apply(
             else:
                 from_running += 1
             if table is not None:
-                table.learned(rec, took[k])
+                table.learned(rec, took_col[k])
             else:
-                durations.observe_keys(rec.duration_key, rec.shape_key, took[k])
+                durations.observe_keys(rec.duration_key, rec.shape_key, took_col[k])
             if cause_of is None or cause_of != rec.attempt:
                 cause = f"succeeded on {node} attempt {rec.attempt}"
                 cause_of = rec.attempt
@@ -148,7 +155,7 @@ def apply(
                     began[k],
                     ended[k],
                     bytes_in[k],
-                    sizes[k],
+                    size_col[k],
                     wall,
                     cause,
                 )
@@ -157,8 +164,8 @@ def apply(
                 rec,
                 old,
                 where,
-                sizes[k],
-                values[k],
+                size_col[k],
+                value_col[k],
                 at,
                 wall,
                 cause,
