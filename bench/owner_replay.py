@@ -135,6 +135,8 @@ def replay(
         if through is not None:
             name, args = through.read(name, args)
         got = getattr(scheduler, name)(*args)
+        if through is not None:
+            through.observed()
         if history and through is not None:
             through.hash_rows(rows)
         if check and isinstance(got, list) and summary(got) != said:
@@ -179,6 +181,10 @@ class _Shell:
         self.latency = Buckets()
         # (a build before the scheduler wrote the reports' history has neither parameter)
         self.later = "later" in inspect.signature(reports.observe_table).parameters
+        # (a build before the scheduler counted the latencies: the shell counts them itself)
+        self.delays: list[float] | None = None
+        if "delays" in inspect.signature(reports.table_events).parameters:
+            self.delays = []
         self.touched: list[tuple[str, Any]] = []
 
     def read(self, name: str, args: Any) -> tuple[str, Any]:
@@ -211,12 +217,22 @@ class _Shell:
                     later = self.reports.observe_table(run, e.node, table, self.latency, True)
                 else:
                     self.reports.observe_table(run, e.node, table, self.latency)
-            if self.later:
+            if self.delays is not None:
+                events_of = self.reports.table_events
+                events_of(e.run_id, e.node, table, e.values, out, later, self.delays)
+            elif self.later:
                 self.reports.table_events(e.run_id, e.node, table, e.values, out, later)
             else:
                 self.reports.table_events(e.run_id, e.node, table, e.values, out)
             self.touched.append((e.run_id, e.task_ids))
         return "handle_batch", (out, *args[1:])
+
+    def observed(self) -> None:
+        """The latencies the scheduler counted in the call, in the shell's histogram (as the
+        daemon's shell after each batch)."""
+        if self.delays:
+            self.latency.observe_all(self.delays)
+            self.delays.clear()
 
     def hash_rows(self, hashed: Any) -> None:
         for run_id, ids in self.touched:

@@ -156,6 +156,10 @@ class OwnerIO(Submissions, NodeViews):
         # The runs whose release waits in ``_pending``: a report of one has its history written
         # here (``_on_table``), not with its event, which the scheduler sees after the release.
         self._releasing: set[str] = set()
+        # The dispatch-to-start latencies of the tables whose history the scheduler writes: it
+        # appends them as it writes their rows (``TasksSucceeded.delays``), bucketed after each
+        # of its batches, all of a drain's at once.
+        self._delays: list[float] = []
         # Our own executor, taking a dispatch now (the node's ``_dispatch_here``); None: sent.
         self.here: Callable[[m.DispatchTasks | DispatchTable, list[Any], int], None] | None = None
         # seed the scheduler with ourselves; the newest version of us it was given (own_resources)
@@ -218,6 +222,10 @@ class OwnerIO(Submissions, NodeViews):
         else:
             instructions = self.scheduler.handle_batch(events, self.port.now())
         self.placement_seconds.observe(perf_counter() - started)
+        delays = self._delays
+        if delays:  # (before the instructions: what they make us feed brings its own)
+            self.dispatch_seconds.observe_all(delays)
+            delays.clear()
         self._apply(instructions)
 
     def _feed_reported(self, events: list[Any]) -> None:
@@ -432,7 +440,7 @@ class OwnerIO(Submissions, NodeViews):
         if run is not None:
             ours = run_id not in self._releasing
             later = reports.observe_table(run, node, table, self.dispatch_seconds, ours)
-        reports.table_events(run_id, node, table, values, events, later)
+        reports.table_events(run_id, node, table, values, events, later, self._delays)
         self._feed_reported(events)
 
     # -- client requests ------------------------------------------------------------------------

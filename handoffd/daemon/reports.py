@@ -52,13 +52,16 @@ def table_events(
     values: Sequence[bytes | None],
     events: list[Any],
     history: bool = False,
+    delays: list[float] | None = None,
 ) -> None:
     """Append to ``events`` the scheduler's events of the DONE / FAILED reports, in report order:
     each stretch of DONE ones as one ``TasksSucceeded`` (columns: no event object per task), each
     FAILED one as a ``TaskErrored``; ``values``: each report's inline value or None (our own
     executor's table carries them beside it, a message in its frames: ``report_events``).
     ``history``: ``observe_table`` left the reports' history to the scheduler (True only for a
-    table of DONE reports, which is then one ``TasksSucceeded`` carrying its columns)."""
+    table of DONE reports, which is then one ``TasksSucceeded`` carrying its columns), and the
+    dispatch-to-start latencies with it: the scheduler appends them to ``delays`` as it writes
+    the rows (the caller observes them after the scheduler's batch)."""
     task_ids, attempts, states, sizes = table.task_ids, table.attempts, table.states, table.sizes
     durations = table.durations
     if not set(map(type, values)) <= _PLAIN:  # (a buffer: the scheduler keeps bytes)
@@ -70,7 +73,7 @@ def table_events(
         elif task_ids:
             column = values if type(values) is list else list(values)
             if history:  # (the report's columns for the attempts' history: ``observe_table``)
-                tell = (table.pids, table.started, table.ended, table.bytes_in)
+                tell = (table.pids, table.started, table.ended, table.bytes_in, delays)
                 events.append(
                     ev.TasksSucceeded(
                         run_id, node, task_ids, attempts, sizes, column, durations, *tell
@@ -121,17 +124,15 @@ def observe_table(
     and in ``latency`` the time from its dispatch to its start; every node's reports, ours
     included, come as a table. ``later``: the scheduler may write the history of a table of
     DONE reports of more than one task (``table_events(history=True)``: its ``TasksSucceeded``
-    carries the columns, and the scheduler builds each attempt's row once with its close); True
-    when it was left to it (only the latency is recorded here)."""
+    carries the columns, and the scheduler builds each attempt's row once with its close and
+    counts its latency as it goes, into the event's ``delays``); True when it was left to it
+    (nothing is recorded here)."""
     tasks = run.tasks
     attempts, states, started = table.attempts, table.states, table.started
     if states.count(_DONE) == len(states):  # (the usual message: one compiled loop)
         if later and len(states) > 1:
-            delays: list[float] = []
-            history.dispatch_delays(tasks, table.task_ids, attempts, started, delays)
-            latency.observe_all(delays)
             return True
-        delays = []  # (appended to by the compiled loop, bucketed at once after)
+        delays: list[float] = []  # (appended to by the compiled loop, bucketed at once after)
         history.observe_done(
             tasks,
             node,

@@ -117,7 +117,9 @@ class TasksSucceeded:
     ``pids``, ``started``, ``ended``, ``bytes_in`` (lists): the report's columns of what only the
     executing node knows, for the attempts' history (``sizes`` are their bytes out), written by
     the scheduler with each attempt's close (``successes.apply``); None: the owner's shell wrote
-    them already (``history.observe_done``)."""
+    them already (``history.observe_done``). ``delays``: a list the scheduler appends each
+    reported attempt's time from its dispatch to its start to as it writes its row (the shell's
+    latency histogram reads it after the batch), or None (not counted)."""
 
     run_id: str
     node: str
@@ -130,6 +132,7 @@ class TasksSucceeded:
     started: list[float] | None = field(default=None, repr=False)
     ended: list[float] | None = field(default=None, repr=False)
     bytes_in: list[int] | None = field(default=None, repr=False)
+    delays: list[float] | None = field(default=None, repr=False)
 
 
 @_hot

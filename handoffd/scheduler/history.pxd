@@ -7,7 +7,7 @@ cimport cython
 
 
 cpdef tuple new_row(object attempt, object node, object dispatched)
-@cython.locals(i=Py_ssize_t)
+@cython.locals(i=Py_ssize_t, a=object)
 cpdef Py_ssize_t _index(list attempts, object attempt)
 cpdef Py_ssize_t _append(list attempts, tuple row)
 cpdef tuple _with(tuple row, object state, object ended, object cause)
@@ -16,7 +16,7 @@ cpdef opened(list attempts, object attempt, object node, object wall)
 cpdef observe_done(dict tasks, object node, object task_ids, list attempts, list pids, list started, list ended, list bytes_in, list bytes_out, list delays)
 @cython.locals(i=Py_ssize_t, a=tuple)
 cpdef observe_row(list trail, object attempt, object node, object pid, object began, object end, object bytes_in, object bytes_out)
-@cython.locals(i=Py_ssize_t, a=tuple)
+@cython.locals(i=Py_ssize_t, a=tuple, e=double, b=double, said=str)
 cpdef done(list trail, object attempt, object node, object pid, object began, object end, object bytes_in, object bytes_out, object wall, object cause)
 @cython.locals(k=Py_ssize_t, trail=list, last=tuple, began=double, was=double, took=double, added=set)
 cpdef dispatch_delays(dict tasks, object task_ids, list attempts, list started, list delays)

@@ -87,7 +87,8 @@ def _index(attempts: list[tuple[Any, ...]], attempt: int) -> int:
     """The index of ``attempt``'s row (the newest such), -1 if none."""
     i = len(attempts) - 1
     while i >= 0:
-        if attempts[i][0] == attempt:
+        a = attempts[i][0]
+        if a is attempt or a == attempt:  # (a small int is one object: no compare)
             return i
         i -= 1
     return -1
@@ -339,19 +340,21 @@ def done(
     if i < 0:  # out when we took the run over, dispatched by the previous owner
         i = _append(trail, new_row(attempt, node, 0.0))
     a = trail[i]
-    if not end:
+    e = end  # (the report's times tested as C doubles, the objects kept: see the .pxd)
+    if not e:
         end = a[5]
         if not end:
             end = wall
     said = a[12]
     if not said:
         said = cause
+    b = began
     trail[i] = (
         a[0],
         a[1],
         "DONE",
         a[3],
-        began if began else a[4],
+        began if b else a[4],
         end,
         pid,
         bytes_in,

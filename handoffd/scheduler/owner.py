@@ -482,6 +482,7 @@ class OwnerScheduler(OwnerBooks):
                     ev.started,
                     ev.ended,
                     ev.bytes_in,
+                    ev.delays,
                 )
             finally:
                 self._back_on = None
@@ -497,7 +498,9 @@ class OwnerScheduler(OwnerBooks):
             if run.state == RUN_DONE:
                 self._out.direct.append(RunFinished(run.run_id, "DONE"))
         elif run is not None and pids is not None:  # (its rows' history first, as the shell's)
-            successes.observe(run, node, ids, tries, sizes, pids, ev.started, ev.ended, ev.bytes_in)
+            successes.observe(
+                run, node, ids, tries, sizes, pids, ev.started, ev.ended, ev.bytes_in, ev.delays
+            )
         for i in range(rest, len(ids)):  # (after the run's end: as stale, one by one)
             self._succeeded(run_id, ids[i], tries[i], node, sizes[i], values[i], took[i])
 

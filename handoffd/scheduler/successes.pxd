@@ -15,15 +15,18 @@ from handoffd.scheduler.run cimport RunState, TaskRecord
     tasks=dict, durations=Durations, answered=bint, n=Py_ssize_t, i=Py_ssize_t, rec=TaskRecord,
     old=str, task_id=str, outputs=bint, at_once=bint, c=dict, tally=dict,
     from_assigned=Py_ssize_t, from_running=Py_ssize_t, table=Table, where=tuple, report=bint,
-    recs=list, k=Py_ssize_t, at=object, wall=object
+    timed=bint, k=Py_ssize_t, at=object, wall=object, linked=bint, id_col=list, try_col=list,
+    size_col=list, value_col=list, took_col=list
 )
-cpdef tuple apply(RunState run, ClusterView view, str node, object ids, object tries, object sizes, object values, object took, double now, list cancels, list pids=*, list began=*, list ended=*, list bytes_in=*)
-@cython.locals(tasks=dict, k=Py_ssize_t, rec=TaskRecord)
-cpdef observe(RunState run, str node, object ids, object tries, object sizes, list pids, list began, list ended, list bytes_in)
+cpdef tuple apply(RunState run, ClusterView view, str node, object ids, object tries, object sizes, object values, object took, double now, list cancels, list pids=*, list began=*, list ended=*, list bytes_in=*, list delays=*)
+@cython.locals(last=tuple, n=Py_ssize_t, was=double, took=double, first=object)
+cdef inline record_delay(list trail, object attempt, double began, list delays)
+@cython.locals(tasks=dict, k=Py_ssize_t, rec=TaskRecord, trail=list, timed=bint)
+cpdef observe(RunState run, str node, object ids, object tries, object sizes, list pids, list began, list ended, list bytes_in, list delays=*, Py_ssize_t start=*)
 @cython.locals(done=Py_ssize_t)
 cdef _count(dict tally, dict c, Py_ssize_t assigned, Py_ssize_t running)
 @cython.locals(moves=list, unfinished=dict, tasks=dict, crec=TaskRecord)
-cpdef finish(RunState run, TaskRecord rec, str old, tuple where, object size, object value, object at, object wall, object cause, bint outputs, list cancels, Table table=*, bint close=*)
+cpdef finish(RunState run, TaskRecord rec, str old, tuple where, object size, object value, object at, object wall, object cause, bint outputs, list cancels, Table table=*, bint close=*, bint linked=*)
 
 
 cdef class Table:

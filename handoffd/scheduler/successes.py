@@ -44,6 +44,7 @@ def apply(
     began: Any = None,
     ended: Any = None,
     bytes_in: Any = None,
+    delays: Any = None,
 ) -> tuple[int, bool]:
     """Apply the rows of a success report of ``run`` from ``node`` in order, as
     ``OwnerScheduler._succeeded`` would one by one, up to the row after which the run is no longer
@@ -51,36 +52,24 @@ def apply(
     dispatches to cancel are added to ``cancels``. ``pids``, ``began``, ``ended``, ``bytes_in``:
     the report's columns of what only the executing node knows (``TasksSucceeded``'s), or None
     when the owner's shell wrote them in the history already (``history.observe_done``). With
-    them every row of a known task is observed here, each accepted one's attempt row built once
-    with its close (``history.done``), as the shell's ``observe_done`` and ``finish``'s
-    ``history.succeeded`` left it in two builds."""
+    them every row of a known task is observed here, in report order: each accepted one's
+    attempt row built once with its close (``history.done``), any other (another attempt, a task
+    no longer out, a duplicate, a row after the run's end) observed at its place
+    (``history.observe_row``); and ``delays`` (a list, or None) gets each row's time from its
+    attempt's dispatch to its start (``record_delay``), as the shell's
+    ``history.dispatch_delays`` counted them."""
     run_id = run.run_id
     tasks = run.tasks
     n = len(ids)
+    # The columns as lists (a report's are; any other sequence copied once): a row's items read
+    # by index in C, not by the generic item look-up.
+    id_col = ids if type(ids) is list else list(ids)
+    try_col = tries if type(tries) is list else list(tries)
+    size_col = sizes if type(sizes) is list else list(sizes)
+    value_col = values if type(values) is list else list(values)
+    took_col = took if type(took) is list else list(took)
     report = pids is not None
-    # With the report's columns: each row the pass may take (its task's attempt out on
-    # ``node``) keeps its record for the pass (no second look-up, no second check: a row not
-    # kept is never taken below), its report's columns written with its close. A row of a known
-    # task it cannot take (another attempt, a task no longer out) makes the table's rows all
-    # observed first, in report order, as the shell observed them before the scheduler saw the
-    # table: moved to its close, a kept row's observe would pass such a row's (which may add a
-    # row to the same task's trail first). Without one, a task's rows in the table are all of
-    # its one attempt out, whose observe meets no other step.
-    recs: list[TaskRecord | None] = []
-    if report:
-        for k in range(n):
-            rec = tasks.get(ids[k])
-            if rec is None:
-                recs.append(None)
-                continue
-            if rec.attempt == tries[k] and rec.node == node:
-                old = rec.state
-                if old == ASSIGNED or old == RUNNING:
-                    recs.append(rec)
-                    continue
-            observe(run, node, ids, tries, sizes, pids, began, ended, bytes_in)
-            report = False
-            break
+    timed = report and delays is not None
     durations = view.durations
     # What is the same for every row of the table, read once (the per-row ``finish`` of before
     # read or built each of them again): the node's unanswered dispatches (none: no row can
@@ -91,6 +80,9 @@ def apply(
     wall: Any = now + run.wall_offset
     cause: Any = None
     cause_of: Any = None
+    # A run whose tasks need none (``plain_graph.free_links``: its consumers are its
+    # dependencies, the one dict, every task's none) has no consumer to look up a row.
+    linked = run.consumers is not run.effective_deps
     # The run's tally and the owner's counters take the table's DONE moves as counts, written at
     # the end (nothing the pass calls reads them; a listener might, so with one each row's go at
     # once, as ``RunState.move`` writes them).
@@ -113,34 +105,20 @@ def apply(
     i = 0
     try:
         while i < n:
-            task_id = ids[i]
-            attempt = tries[i]
+            k = i
+            task_id = id_col[k]
+            attempt = try_col[k]
+            i += 1
             if pending and view.answered(node, (run_id, task_id, attempt)) is not None:
                 answered = True
-            if report:
-                rec = recs[i]
-                i += 1
-                if rec is None:
-                    continue
-            else:
-                rec = tasks.get(task_id)
-                i += 1
-                if rec is None or rec.attempt != attempt or rec.node != node:
-                    continue
+            rec = tasks.get(task_id)
+            if rec is None:
+                continue
+            if timed:
+                record_delay(rec.attempts, attempt, began[k], delays)
             old = rec.state
-            if old == ASSIGNED:
-                if at_once:
-                    _count(tally, c, 1, 0)
-                else:
-                    from_assigned += 1
-            elif old == RUNNING:
-                if at_once:
-                    _count(tally, c, 0, 1)
-                else:
-                    from_running += 1
-            else:
-                if report:  # (a duplicate of a row taken above: observed as the shell did)
-                    k = i - 1
+            if rec.attempt != attempt or rec.node != node or (old != ASSIGNED and old != RUNNING):
+                if report:  # (stale, another attempt, a duplicate: observed at its place)
                     hist.observe_row(
                         rec.attempts,
                         attempt,
@@ -149,18 +127,26 @@ def apply(
                         began[k],
                         ended[k],
                         bytes_in[k],
-                        sizes[k],
+                        size_col[k],
                     )
                 continue
-            if table is not None:
-                table.learned(rec, took[i - 1])
+            if old == ASSIGNED:
+                if at_once:
+                    _count(tally, c, 1, 0)
+                else:
+                    from_assigned += 1
+            elif at_once:
+                _count(tally, c, 0, 1)
             else:
-                durations.observe_keys(rec.duration_key, rec.shape_key, took[i - 1])
+                from_running += 1
+            if table is not None:
+                table.learned(rec, took_col[k])
+            else:
+                durations.observe_keys(rec.duration_key, rec.shape_key, took_col[k])
             if cause_of is None or cause_of != rec.attempt:
                 cause = f"succeeded on {node} attempt {rec.attempt}"
                 cause_of = rec.attempt
             if report:  # (the report's columns and the close in one row: ``finish`` leaves it)
-                k = i - 1
                 hist.done(
                     rec.attempts,
                     attempt,
@@ -169,7 +155,7 @@ def apply(
                     began[k],
                     ended[k],
                     bytes_in[k],
-                    sizes[k],
+                    size_col[k],
                     wall,
                     cause,
                 )
@@ -178,8 +164,8 @@ def apply(
                 rec,
                 old,
                 where,
-                sizes[i - 1],
-                values[i - 1],
+                size_col[k],
+                value_col[k],
                 at,
                 wall,
                 cause,
@@ -187,28 +173,34 @@ def apply(
                 cancels,
                 table,
                 not report,
+                linked,
             )
             if run.state != RUN_RUNNING:
                 break
     finally:
-        if report:  # (rows kept for the pass and not reached, after the run's end: observed)
-            for k in range(i, n):
-                rec = recs[k]
-                if rec is not None:
-                    hist.observe_row(
-                        rec.attempts,
-                        tries[k],
-                        node,
-                        pids[k],
-                        began[k],
-                        ended[k],
-                        bytes_in[k],
-                        sizes[k],
-                    )
+        if report:  # (the rows after the run's end: observed, before they go one by one)
+            observe(run, node, ids, tries, sizes, pids, began, ended, bytes_in, delays, i)
         _count(tally, c, from_assigned, from_running)
         if table is not None:
             table.flush()
     return i, answered
+
+
+def record_delay(trail: list[Any], attempt: Any, began: float, delays: list[float]) -> None:
+    """The time from ``attempt``'s dispatch to its start ``began`` (when both are known) to
+    ``delays``, read before the report's row is written: counted when ``trail``'s newest row is
+    that attempt's (``history.dispatch_delays``' rule; a report of an attempt the trail lacks
+    appends a row without a dispatch time, so a later report of the task in the same table,
+    met after it, counts none, as that rule's set of such tasks said)."""
+    n = len(trail)
+    if n:
+        last = trail[n - 1]
+        first = last[0]
+        if first is attempt or first == attempt:  # (a small int is one object: no compare)
+            was = last[3]
+            if began and was:  # (``max(0.0, ...)``, NaN too, without its call)
+                took = began - was
+                delays.append(took if took > 0.0 else 0.0)
 
 
 def observe(
@@ -221,16 +213,24 @@ def observe(
     began: Any,
     ended: Any,
     bytes_in: Any,
+    delays: Any = None,
+    start: int = 0,
 ) -> None:
-    """Each row's report columns in its task's history (``history.observe_row``), unknown tasks
-    skipped: a table with its report columns that ``apply`` does not take (the run not running
-    or not ours to move, the node dead), before its rows go one by one."""
+    """Each row's report columns from ``start`` on in its task's history
+    (``history.observe_row``), in report order, unknown tasks skipped, and its dispatch delay to
+    ``delays`` (a list, or None: ``record_delay``): a table with its report columns that ``apply``
+    does not take (the run not running or not ours to move, the node dead), before its rows go
+    one by one, and the rows ``apply`` leaves after the run's end."""
     tasks = run.tasks
-    for k in range(len(ids)):
+    timed = delays is not None
+    for k in range(start, len(ids)):
         rec = tasks.get(ids[k])
         if rec is not None:
+            trail = rec.attempts
+            if timed:
+                record_delay(trail, tries[k], began[k], delays)
             hist.observe_row(
-                rec.attempts, tries[k], node, pids[k], began[k], ended[k], bytes_in[k], sizes[k]
+                trail, tries[k], node, pids[k], began[k], ended[k], bytes_in[k], sizes[k]
             )
 
 
@@ -306,12 +306,14 @@ def finish(
     cancels: list[tuple[str, str, int]],
     table: Table | None = None,
     close: bool = True,
+    linked: bool = True,
 ) -> None:
     """``run.succeeded(rec, ...)`` for ``rec`` out (``old``: ASSIGNED or RUNNING) on the node
     ``where[0]`` at ``at`` (``wall`` on the wall clock), but the tally and counters (``apply``
     counts them). ``table``: ``rec`` is added to its records for its mover's books, written by
     its ``flush``, instead of told to them now; flushed here only before a consumer turns ready.
-    ``close``: False when the caller closed the attempt's row already (``history.done``)."""
+    ``close``: False when the caller closed the attempt's row already (``history.done``).
+    ``linked``: False when no task of the run needs another (no consumer to look up)."""
     rec.size = int(size)
     rec.value = value
     rec.locations = where
@@ -346,13 +348,14 @@ def finish(
     # The rest of ``RunState.succeeded``.
     if outputs:
         run._free_unneeded(rec)
-    tasks = run.tasks
-    for consumer in run.consumers[rec.id]:
-        crec = tasks[consumer]
-        if crec.state == PENDING and run._inputs_done(consumer):
-            if table is not None:
-                table.flush()
-            cancels.extend(run.make_ready(crec, at, INPUTS_READY, False, rec.id))
+    if linked:
+        tasks = run.tasks
+        for consumer in run.consumers[rec.id]:
+            crec = tasks[consumer]
+            if crec.state == PENDING and run._inputs_done(consumer):
+                if table is not None:
+                    table.flush()
+                cancels.extend(run.make_ready(crec, at, INPUTS_READY, False, rec.id))
     if run.remaining == 0 and run.state == RUN_RUNNING:
         run.state = RUN_DONE
         run.finished = wall

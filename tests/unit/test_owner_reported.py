@@ -128,8 +128,10 @@ def test_a_table_leaves_its_history_to_the_scheduler_unless_a_release_is_held(
     releasing: bool,
 ) -> None:
     """A table of DONE reports: its attempt rows are written with the scheduler's event (its
-    columns in the ``TasksSucceeded``), unless a release of the run waits in the held events:
-    the scheduler sees that first, so the shell writes them at once, as before."""
+    columns in the ``TasksSucceeded``), and their dispatch-to-start latencies counted as the
+    scheduler writes them (into the event's ``delays``, bucketed after its batch), unless a
+    release of the run waits in the held events: the scheduler sees that first, so the shell
+    writes them at once, as before."""
     port, ledger = FakePort(), Ledger()
     owner = _owner(port, ledger)
     run = _two_tasks_out(port, owner)
@@ -139,16 +141,23 @@ def test_a_table_leaves_its_history_to_the_scheduler_unless_a_release_is_held(
     (event,) = [e for e in owner._pending if type(e) is ev.TasksSucceeded]
     rows = [rec.attempts[-1] for _, rec in sorted(run.tasks.items())]
     if releasing:
-        assert event.pids is None
+        assert event.pids is None and event.delays is None
         assert [(r[2], r[4], r[5], r[6], r[7], r[8]) for r in rows] == [
             ("DONE", 5.5, 6.5, 77, 9, 3)
         ] * 2
+        assert owner.dispatch_seconds.count == 2
     else:
         assert event.pids == [77, 77] and event.bytes_in == [9, 9]
+        assert event.delays is owner._delays
         assert [r[2] for r in rows] == ["ASSIGNED"] * 2
+        assert owner.dispatch_seconds.count == 0
+    dispatched = [rec.attempts[-1][3] for _, rec in sorted(run.tasks.items())]
     owner._settle()
     rows = [rec.attempts[-1] for _, rec in sorted(run.tasks.items())]
     assert [(r[2], r[4], r[5], r[6], r[7], r[8]) for r in rows] == [
         ("DONE", 5.5, 6.5, 77, 9, 3)
     ] * 2
     assert owner._releasing == set()
+    # (each attempt's once, whoever counted it; none left for the next batch)
+    assert owner.dispatch_seconds.count == 2 and owner._delays == []
+    assert owner.dispatch_seconds.sum == sum(max(0.0, 5.5 - d) for d in dispatched)

@@ -1,9 +1,10 @@
 """A table of DONE reports whose history the scheduler writes (``daemon.reports``: the shell's
-``observe_table(later=True)`` records the latencies only and ``table_events(history=True)`` hands
-the report's columns on in its ``TasksSucceeded``; ``successes.apply`` builds each accepted
-attempt's row once with its close) leaves every task record, its attempt rows included, the
-instructions and the latency histogram as the shell writing the rows first did (``observe_done``,
-then the scheduler closing the accepted ones). Random tables over a small DAG: accepted, stale,
+``observe_table(later=True)`` records nothing and ``table_events(history=True)`` hands the
+report's columns on in its ``TasksSucceeded`` with a list for the latencies; ``successes.apply``
+builds each accepted attempt's row once with its close, every other row observed at its place in
+report order, and counts the latencies as it goes) leaves every task record, its attempt rows
+included, the instructions and the latency histogram as the shell writing the rows first did
+(``observe_done``, then the scheduler closing the accepted ones). Random tables over a small DAG: accepted, stale,
 duplicate, unknown and wrong-attempt rows, starts and ends said or not, a node dead and a run
 cancelled (the scheduler's rows one by one), a lone report (the shell's ``TaskSucceeded``)."""
 
@@ -13,7 +14,9 @@ import random
 from typing import Any
 
 import pytest
+import scheduler_harness
 from scheduler_harness import Cluster, dispatches, spec
+from test_scheduler_twin import PURE
 
 from handoffd.daemon import reports
 from handoffd.observability.latency import Buckets
@@ -84,11 +87,14 @@ def drive(later: bool, seed: int) -> list[Any]:
         events: list[Any] = []
         told = reports.observe_table(run, node, table, latency, later)
         assert told == (later and len(rows) > 1)
-        reports.table_events("r", node, table, [None] * len(rows), events, told)
+        delays: list[float] = []
+        reports.table_events("r", node, table, [None] * len(rows), events, told, delays)
         if told:
             (event,) = events
             assert event.pids == table.pids and event.bytes_in == table.bytes_in
+            assert event.delays is delays
         out = c.feed(*events)
+        latency.observe_all(delays)  # (the shell's, after the scheduler's batch)
         trace.append(repr(out))
         trace.append(_state(c, latency))
     return trace
@@ -96,4 +102,15 @@ def drive(later: bool, seed: int) -> list[Any]:
 
 @pytest.mark.parametrize("seed", range(40))
 def test_the_scheduler_writes_the_reported_history_as_the_shell_did(seed: int) -> None:
+    assert drive(True, seed) == drive(False, seed)
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 3))
+def test_the_pure_python_scheduler_writes_it_and_counts_the_latencies_alike(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with the scheduler from source (``successes.py``: its rows and latencies)."""
+    pure_owner = PURE["handoffd.scheduler.owner"]
+    assert pure_owner.successes.__file__.endswith(".py")
+    monkeypatch.setattr(scheduler_harness, "OwnerScheduler", pure_owner.OwnerScheduler)
     assert drive(True, seed) == drive(False, seed)
