@@ -81,9 +81,6 @@ HEADED = b"H"  # (never a pickle's first byte, nor RUN's, SHORT_JOB's or OUT_OF_
 HEADED_HEAD = struct.Struct("!qIBII")
 _HEADED_START = 1 + HEADED_HEAD.size
 HEADED_BYTE = HEADED[0]
-_INT_OPEN, _INT_CLOSE = values._ONE_INT_OPEN, values._ONE_INT_CLOSE
-_INT_TAIL = len(_INT_CLOSE) + 4  # the int and the close, at a payload's end
-_NO_INT = bytes(4)
 
 
 def framed_one(data: bytes) -> bytes:
@@ -458,27 +455,7 @@ def _headed(payloads: list[bytes]) -> tuple[bytes, bytearray] | None:
     first shows the literals' opening and close around them); else None. Checked in C over the
     payloads joined: each int's bytes taken out and zeroed by strided copies, the rest compared
     with the first payload's repeated (a call a payload was ~3 times the cost)."""
-    one = payloads[0]
-    size = len(one)
-    cut = size - _INT_TAIL  # where the int starts
-    if (
-        cut <= len(_INT_OPEN)
-        or not one.endswith(_INT_CLOSE)
-        or not one.startswith(_INT_OPEN, cut - len(_INT_OPEN))
-    ):
-        return None
-    n = len(payloads)
-    if list(map(len, payloads)).count(size) < n:
-        return None
-    joined = bytearray().join(payloads)
-    ints = bytearray(4 * n)
-    zeros = bytes(n)
-    for k in range(4):  # (the int's k-th byte of every payload at once)
-        ints[k::4] = joined[cut + k :: size]
-        joined[cut + k :: size] = zeros
-    if joined != (one[:cut] + _NO_INT + one[cut + 4 :]) * n:
-        return None
-    return one[:cut], ints
+    return values.one_int_run(payloads)  # (the same test a dispatch to another node makes)
 
 
 def short_run(data: bytes | bytearray, at: int, extend: Callable[[Any], object]) -> int:
