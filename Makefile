@@ -21,7 +21,7 @@ CORE_SRC += $(foreach m,$(CLIENT_COMPILED),handoffd/$(m).py handoffd/$(m).pxd)
 # The executing side's read of a block of replies, its ends and the store's hold of it (setup.py
 # EXECUTOR_COMPILED, by dotted name under handoffd), the .pxd beside each; and the owner's
 # replication log's loop over a block of moves.
-EXECUTOR_COMPILED := daemon.executor_block daemon.executor_rows store.block worker._kept replication.log_blocks
+EXECUTOR_COMPILED := daemon.executor_block daemon.executor_rows store.block worker._kept worker._heads replication.log_blocks
 CORE_SRC += $(foreach m,$(EXECUTOR_COMPILED),handoffd/$(subst .,/,$(m)).py handoffd/$(subst .,/,$(m)).pxd)
 export HANDOFFD_REQUIRE_CYTHON ?= 1
 

@@ -74,12 +74,14 @@ CLIENT_COMPILED = ("dag_columns",)
 #: .py with the .pxd beside each, by dotted name; tests/unit/test_kept_block.py,
 #: test_replies_block.py and test_store_put_all.py hold them to their .py. The owner's
 #: replication log's loop over a block of moves (``replication.log_blocks``) the same way;
-#: tests/unit/test_log_blocks.py holds it to its .py.
+#: tests/unit/test_log_blocks.py holds it to its .py. The pool's test of a run's payloads for its HEADED
+#: form (``worker._heads``): tests/unit/test_worker_heads.py.
 EXECUTOR_COMPILED = (
     "daemon.executor_block",
     "daemon.executor_rows",
     "store.block",
     "worker._kept",
+    "worker._heads",
     "replication.log_blocks",
 )
 

@@ -265,6 +265,34 @@ class Feeds:
                     worker.timer.cancel()
                     worker.timer = None
 
+    def _send_alone(self, worker: Worker, job: Job) -> None:
+        """``_feed`` of a worker with nothing on its pipe whose chain's one job is ``job``, short
+        (no inputs, no env, its payload bytes; ``WorkerPool._alone``): the job given its token,
+        size and flag, booked, made the head and written as its SHORT_JOB, with none of the
+        feed's loop (a one-task run's job; ``tests/daemons/test_worker_alone.py`` holds the two
+        paths to the same books, bytes and outcomes)."""
+        token = self._token = self._token + 1
+        payload, title = job.payload, job.title
+        size = SHORT_SIZE + len(title) + len(payload)
+        job.token = token
+        job.size = size
+        job.cancelling = False
+        worker.sent[token] = job  # (it stays in ``_jobs``, under its chain, until it ends)
+        worker.bytes += size
+        encoded = title.encode("utf-8", "surrogatepass")
+        head = short_head(token, job.argument_inclusion == "as_list", len(encoded), len(payload))
+        self._make_head(worker, job)
+        writer = worker.writer
+        try:
+            writer.send(b"".join((_pipe.SHORT_JOB, head, encoded, payload)))
+            writer.mark()
+        except OSError:  # (as ``_feed``: EOF on the pipe reports it, never from submit())
+            worker.head = None
+            worker.unsent = True
+            if worker.timer is not None:
+                worker.timer.cancel()
+                worker.timer = None
+
     @staticmethod
     def _block(
         jobs: deque[Any], room: int, count: int, size: int, token: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mmap
 import pickle
 import struct
 from collections.abc import Callable, Hashable
@@ -110,6 +111,40 @@ def _kept_run(
     return blocks + at
 
 
+def _kept_one(
+    worker: Worker,
+    data: bytes | bytearray | mmap.mmap,
+    live: dict[Hashable, Chain],
+    outcomes: list[Ended],
+    rows: bool,
+    pid: int = -1,
+) -> None:
+    """One KEPT reply (``data``, a whole message) ended at once, as the pending path of ``read``
+    ends a reply (nothing pends: replies end in the order they came); a stale one is logged and
+    dropped. ``rows``: a task's ends as its ``Row``, as ``_kept_run`` ends it. ``pid``: the
+    worker's (-1: looked up here)."""
+    token, duration = unpack_kept(data, 1)
+    job = _books.pop(worker, token)
+    if job is None:
+        log.warning("dropping a stale reply from %s", worker.process.name)
+        return
+    worker.bytes -= job.size
+    key = job.key
+    live.pop(key, None)
+    if worker.head is job:
+        worker.head = None
+    if job.cancelling:
+        outcomes.append(cancelled_outcome(key, duration))
+        return
+    if pid < 0:
+        pid = worker.process.pid or 0
+    kept = cast(bytes, data[KEPT_SIZE:])  # (or a bytearray: see Outcome)
+    if rows and type(key) is tuple:
+        outcomes.append((key, kept, duration, pid))  # (a ``Row``)
+    else:
+        outcomes.append(ok_outcome(key, kept, duration, "", pid))
+
+
 def read(
     worker: Worker,
     live: dict[Hashable, Chain],
@@ -126,8 +161,15 @@ def read(
     outcomes: list[Ended] = []
     reader = worker.reader
     reader.fill()
-    lost = answered = False
     pending = reader.pending
+    whole = reader.whole
+    if whole is not None and not pending and whole[:1] == KEPT:
+        # The read was one KEPT reply and nothing else (a one-task run's, W3's every reply):
+        # ended here, as the loop below ends it, with nothing left to look at after it
+        reader.whole = None
+        _kept_one(worker, whole, live, outcomes, rows)
+        return outcomes, reader.eof, True
+    lost = answered = False
     pid = -1  # the attempt's worker, in the task history (read once: a property with a check)
     while True:
         try:
@@ -146,29 +188,10 @@ def read(
                     lost = reader.eof
                     break
                 if data[:1] == KEPT:  # (most replies: see _process)
-                    # Ended here at once, as the pending path below ends it (nothing pends:
-                    # replies end in the order they came).
-                    token, duration = unpack_kept(data, 1)
                     answered = True
-                    job = _books.pop(worker, token)
-                    if job is None:
-                        log.warning("dropping a stale reply from %s", worker.process.name)
-                        continue
                     if pid < 0:
                         pid = worker.process.pid or 0
-                    worker.bytes -= job.size
-                    key = job.key
-                    live.pop(key, None)
-                    if worker.head is job:
-                        worker.head = None
-                    if job.cancelling:
-                        outcomes.append(cancelled_outcome(key, duration))
-                    else:
-                        kept = cast(bytes, data[KEPT_SIZE:])  # (or a bytearray: see Outcome)
-                        if rows and type(key) is tuple:  # (as ``_kept_run`` ends it: a ``Row``)
-                            outcomes.append((key, kept, duration, pid))
-                        else:
-                            outcomes.append(ok_outcome(key, kept, duration, "", pid))
+                    _kept_one(worker, data, live, outcomes, rows, pid)
                     continue
                 if data == _process.READY:
                     on_ready(worker)

@@ -262,6 +262,8 @@ class WorkerPool(Feeds, Losses):
         if self._closed:
             raise RuntimeError("WorkerPool is closed")
         jobs = list(jobs)
+        if len(jobs) == 1 and self._alone(jobs[0], chain):
+            return  # (a one-task run's job, sent at once: its own short path)
         live = self._jobs
         keys: list[Hashable] | dict[Hashable, None]
         kinds = list(map(type, jobs))
@@ -317,6 +319,40 @@ class WorkerPool(Feeds, Losses):
                 return
             waiting.push(c)
             self._pump()
+
+    def _alone(self, job: Job | JobBlock, chain: Hashable) -> bool:
+        """``submit_all`` of one short job (no inputs, no env, its payload bytes) that starts a
+        chain while an idle worker of its set is there and no chain waits (a one-task run's: W3's
+        every job), done here: the chain made and given the worker, the job sent at once as its
+        head (``Feeds._send_alone``), as the general path and ``_feed`` would; False (nothing
+        done) for any other, which the general path takes (and a key clash it raises for)."""
+        if type(job) is not Job or job.inputs or job.env or type(job.payload) is not bytes:
+            return False
+        chains, live, waiting = self._chains, self._jobs, self._waiting
+        devices = job.devices
+        if devices is None:
+            devices = self._devices
+        idle = self._idle.get(devices)
+        if (
+            not idle
+            or (chain is not None and chain in chains)
+            or (not waiting.empty() and waiting.waiting())
+            or job.key in live
+            or self._broken is not None
+            or self._loop is None
+        ):
+            return False
+        if chain is None:
+            chain = (_SOLO, next(self._solo))
+        c = chains[chain] = Chain(chain)
+        c.devices = devices
+        live[job.key] = c
+        waiting.served(c)
+        worker = idle.pop()
+        worker.chain = c
+        c.worker = worker
+        self._send_alone(worker, job)
+        return True
 
     def cancel(self, key: Hashable) -> bool:
         """Drop a job not started or kill the process running it; its Outcome has kind "cancelled".
@@ -492,7 +528,7 @@ class WorkerPool(Feeds, Losses):
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
-        first = _books.oldest(worker)
+        first = _books.oldest(worker) if worker.sent else None
         if first is not None:
             self._make_head(worker, first)
             if worker.head is not None and worker.head.cancelling:
