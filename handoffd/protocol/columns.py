@@ -36,6 +36,7 @@ from handoffd.protocol.messages_columns import (
 )
 from handoffd.protocol.registry import maker
 from handoffd.protocol.report_read import ReportRow, ReportTable, report_row
+from handoffd.worker._heads import calls
 
 INPUT_KINDS = ("value", "inline", "serialize")  # serialize: handoffd.Argument's (executor_hooks)
 _KIND_CODE = {k: i for i, k in enumerate(INPUT_KINDS)}
@@ -220,9 +221,16 @@ def received_dispatch(msg: DispatchColumns, frames: list[Any]) -> tuple[Dispatch
     anything disagrees (a start without ints or ints without a start, a column of the wrong
     length), before anything is handed on."""
     frames = split_frames(msg.frame_sizes, frames, "DispatchColumns")
-    if not msg.call_start and not msg.call_ints:
+    start, ints = msg.call_start, msg.call_ints
+    if not start and not ints:
         return DispatchTable(msg), frames
-    payloads = call_payloads(msg.call_start, msg.call_ints, len(msg.task_ids), "DispatchColumns")
+    n = len(msg.task_ids)
+    if start and len(ints) == 4 * n and type(start) is bytes and type(ints) is bytes:
+        # (``call_payloads``' payloads, byte for byte, each made in C: one allocation and
+        # three copies, not a struct pack's argument parsing a payload; its checks are these)
+        payloads = calls(start, ints)
+    else:  # (a column it refuses: ColumnError, its words)
+        payloads = call_payloads(start, ints, n, "DispatchColumns")
     table = DispatchTable(msg, len(frames))
     return table, [*frames, *payloads]
 

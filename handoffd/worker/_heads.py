@@ -16,7 +16,8 @@ EXECUTOR_COMPILED``) with _heads.pxd's types, this file is also its own pure-Pyt
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from handoffd import values
 
@@ -59,3 +60,27 @@ def headed(payloads: list[Any]) -> tuple[bytes, bytearray] | None:
         ints[at + 3] = p[cut + 3]
         at += 4
     return start, ints
+
+
+def calls(start: bytes, ints: bytes) -> list[bytes]:
+    """``headed``'s inverse: the payloads ``start`` + each 4 bytes of ``ints`` + the close, in
+    order (a received dispatch's one-int calls, ``columns.received_dispatch``; the caller checked
+    that ``ints`` is 4 bytes a task). Compiled, each payload is one allocation and three copies
+    (_heads.pxd's ``_payload``), where a ``struct`` pack a payload parsed its arguments and
+    format each time."""
+    out: list[bytes] = []
+    for at in range(0, len(ints) - len(ints) % 4, 4):
+        out.append(_payload(start, ints, at))  # noqa: F821
+    return out
+
+
+def _call_payload(start: bytes, ints: bytes, at: int) -> bytes:
+    """One payload of ``calls``: ``start``, ``ints[at:at + 4]`` and the close."""
+    return b"".join((start, ints[at : at + 4], _CLOSE))
+
+
+# The name ``calls`` calls: the function above, the .pxd's inline C function when compiled (Cython
+# refuses a cdef name the module also assigns: hence ``globals()``, as in ``dag_columns``).
+if TYPE_CHECKING:
+    _payload: Callable[[bytes, bytes, int], bytes]
+globals().setdefault("_payload", _call_payload)

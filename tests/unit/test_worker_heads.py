@@ -4,17 +4,20 @@ width, the 32-bit edges), and the same runs with one payload changed anywhere (a
 start, of its close, its length, a byte more or less in its int, an int's pickle opcode), one
 of another function, another
 literal form (two ints, a string, a big int), a payload not bytes, and empty or one-payload
-lists."""
+lists. And ``calls``, the payloads a received dispatch's one-int calls stand for, is
+``column_codes.call_payloads`` byte for byte in both builds."""
 
 from __future__ import annotations
 
 import random
+import struct
 from typing import Any
 
 import pytest
 from pure_build import check_builds, pure
 
 from handoffd import values
+from handoffd.protocol.column_codes import call_payloads
 from handoffd.worker import _heads, _pipe
 
 pytestmark = pytest.mark.timeout(120)
@@ -127,3 +130,23 @@ def test_the_pipe_writes_headed_from_it() -> None:
     assert data is not None and data[:1] == _pipe.HEADED
     start, ints = _heads.headed(payloads)  # type: ignore[misc]
     assert data.endswith(start + bytes(ints))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_both_builds_make_calls_as_call_payloads(seed: int) -> None:
+    """``calls`` (a received dispatch's payloads, ``columns.received_dispatch``) is
+    ``column_codes.call_payloads`` byte for byte, and ``headed``'s inverse."""
+    rng = random.Random(seed)
+    for _ in range(200):
+        start = rng.choice(
+            (b"", b"S", bytes(rng.randrange(256) for _ in range(rng.randint(1, 600))))
+        )
+        ints = [rng.randint(-(2**31), 2**31 - 1) for _ in range(rng.choice((0, 1, 2, 40)))]
+        column = struct.pack(f"<{len(ints)}i", *ints)
+        expected = call_payloads(start or b"S", column, len(ints), "X")
+        for build in (_heads, PURE):
+            got = build.calls(start or b"S", column)
+            assert got == expected and all(type(p) is bytes for p in got), build.__file__
+    payloads = [values.dumps_call(CODE, [i], {}) for i in range(-3, 30)]
+    start, ints = _heads.headed(payloads)  # type: ignore[misc]
+    assert _heads.calls(start, bytes(ints)) == payloads == PURE.calls(start, bytes(ints))
