@@ -40,6 +40,8 @@ AHEAD = 32
 AHEAD_BYTES = 48 * 1024
 
 short_head = _pipe.SHORT_HEAD.pack
+frame = _pipe.FRAME.pack  # a message's length in front of it, as ``send_bytes`` frames it
+_SHORT_JOB_SIZE = 1 + _pipe.SHORT_HEAD.size  # a SHORT_JOB's bytes besides its title and payload
 run_message = _pipe.run_message
 SHORT_SIZE = _books.SHORT_SIZE  # a SHORT_JOB's bytes besides its title and payload
 # What makes a job short and of one run with the block's first (its inputs and env compared equal
@@ -281,10 +283,12 @@ class Feeds:
         worker.bytes += size
         encoded = title.encode("utf-8", "surrogatepass")
         head = short_head(token, job.argument_inclusion == "as_list", len(encoded), len(payload))
+        length = _SHORT_JOB_SIZE + len(encoded) + len(payload)
         self._make_head(worker, job)
         writer = worker.writer
         try:
-            writer.send(b"".join((_pipe.SHORT_JOB, head, encoded, payload)))
+            # (framed here, in the one join: ``Writer.send`` would copy the message again)
+            writer.send_framed(b"".join((frame(length), _pipe.SHORT_JOB, head, encoded, payload)))
             writer.mark()
         except OSError:  # (as ``_feed``: EOF on the pipe reports it, never from submit())
             worker.head = None

@@ -51,6 +51,7 @@ SLICE = 16 << 20
 # SLICE read on the loop cost up to ~0.12 s on a loaded machine (page faults of the fresh memory).
 THREAD_BYTES = 8 << 20
 _SHORT = struct.Struct("!i")
+FRAME = _SHORT  # (a small message's frame: its length, what ``Writer.send_framed`` takes)
 _LONG = struct.Struct("!Q")
 # A job with no inputs and no env of its own (a no-op's, a one-task run's) goes as SHORT_JOB, its
 # head packed (token, whether its inclusion is "as_list", the title's and the payload's sizes),
@@ -614,6 +615,28 @@ class Writer:
         if not self.flush() and not self.watching and self.loop is not None:
             self.watching = True
             self.loop.add_writer(self.fd, self._writable)
+
+    def send_framed(self, whole: bytes) -> None:
+        """``send`` of one message under ``LARGE`` bytes that its caller framed (``FRAME``'s
+        length in front of it: a lone job's, ``Feeds._send_alone``), without framing it again."""
+        size = len(whole)
+        self.queued += size
+        if self.queue:  # (behind what waits, in order)
+            self.queue.append(memoryview(whole))
+            if not self.flush() and not self.watching and self.loop is not None:
+                self.watching = True
+                self.loop.add_writer(self.fd, self._writable)
+            return
+        try:
+            n = self.sock.send(whole, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            n = 0
+        self.written += n
+        if n < size:
+            self.queue.append(memoryview(whole)[n:])
+            if not self.watching and self.loop is not None:
+                self.watching = True
+                self.loop.add_writer(self.fd, self._writable)
 
     def cancel(self, token: int) -> None:
         """Send the worker a cancel of the job ``token``, counted first (``_cancels``: the

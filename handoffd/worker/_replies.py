@@ -124,7 +124,9 @@ def _kept_one(
     dropped. ``rows``: a task's ends as its ``Row``, as ``_kept_run`` ends it. ``pid``: the
     worker's (-1: looked up here)."""
     token, duration = unpack_kept(data, 1)
-    job = _books.pop(worker, token)
+    job: Job | None = (  # (``_books.pop`` in line when no ``JobRun`` is on the pipe)
+        _books.pop(worker, token) if worker.runs else worker.sent.pop(token, None)  # type: ignore[assignment]
+    )
     if job is None:
         log.warning("dropping a stale reply from %s", worker.process.name)
         return
@@ -138,7 +140,7 @@ def _kept_one(
         return
     if pid < 0:
         pid = worker.process.pid or 0
-    kept = cast(bytes, data[KEPT_SIZE:])  # (or a bytearray: see Outcome)
+    kept: bytes = data[KEPT_SIZE:]  # type: ignore[assignment]  # (or a bytearray: see Outcome)
     if rows and type(key) is tuple:
         outcomes.append((key, kept, duration, pid))  # (a ``Row``)
     else:
