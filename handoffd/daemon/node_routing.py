@@ -317,7 +317,10 @@ class NodeRouting(NodeReliability):
         if self._local_others:
             self._queue_here(msg, frames, term)
             return
-        frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+        for frame in frames:  # (a payload still in its received buffer: rare, copied once)
+            if isinstance(frame, memoryview):
+                frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+                break
         try:
             self._to_executor(msg, frames, term, self.name)
         except Exception:  # noqa: BLE001 - the scheduler's batch goes on

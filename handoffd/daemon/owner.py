@@ -271,8 +271,16 @@ class OwnerIO(Submissions, NodeViews):
             if isinstance(ins, rt.ReleaseResults):
                 if later and self.batch_reports:
                     pending = self._pending
-                    if self._light == len(pending) and self._closed(ins.run_id):
-                        self._light += 1  # (every event before it is such a release too)
+                    if self._light == len(pending):  # (every event before it is such a release)
+                        # The run ended and its end closed every task (none is in the ready
+                        # queue): its release may wait past a submission (``_feed_all``).
+                        run = self.scheduler.run_state(ins.run_id)
+                        if (
+                            run is not None
+                            and run.state != RUN_RUNNING
+                            and run.closing >= len(run.ordered)
+                        ):
+                            self._light += 1
                     pending.append(ev.ResultsReleased(ins.run_id))
                     self._releasing.add(ins.run_id)
                     self._urgent = True
@@ -282,11 +290,6 @@ class OwnerIO(Submissions, NodeViews):
                     self._replication.released(ins.run_id)
             else:
                 self.forget(ins.run_id)
-
-    def _closed(self, run_id: str) -> bool:
-        """The run ended and its end closed every task (none left in the ready queue)."""
-        run = self.scheduler.run_state(run_id)
-        return run is not None and run.state != RUN_RUNNING and run.closing >= len(run.ordered)
 
     def _free_now(self, run_id: str) -> None:
         """The client collected the results (FreeRunRequest, or an outcome that carried them all
@@ -354,9 +357,14 @@ class OwnerIO(Submissions, NodeViews):
                 self._feed_reported(events)
             return
         assert isinstance(ins, ReportedHere)
-        if replication.held(ins, [v for v in ins.values if v is not None], b"", None):
+        values = ins.values  # (a takeover keeps them with it as its frames: those held inline)
+        if None in values:
+            frames = [v for v in values if v is not None]
+        else:
+            frames = list(values)  # type: ignore[arg-type]
+        if replication.held(ins, frames, b"", None):
             return
-        if self.lane and self.waiting.short:  # a held one-task run: its outcome now (daemon.lane)
+        if self.lane and self.waiting.short.held:  # a held one-task run: its outcome now (lane)
             lane.answer_early(ins, self.port, self.scheduler, self.waiting, replication)
         self._on_table(ins.run_id, node, ins.table, ins.values, self._reported(node, ins))
 
@@ -515,7 +523,7 @@ class OwnerIO(Submissions, NodeViews):
                     log.info(
                         "run %s %s: %s", ins.run_id, ins.state, ins.error, extra={"run": ins.run_id}
                     )
-                else:  # one line per successful run was a noticeable cost at 500 runs/s
+                elif log.isEnabledFor(logging.DEBUG):  # (a line a run: a cost at 500 runs/s)
                     log.debug("run %s %s", ins.run_id, ins.state, extra={"run": ins.run_id})
                 self.run_times.ended(ins.run_id)
                 self.run_finished(ins.run_id)

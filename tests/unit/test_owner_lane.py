@@ -221,6 +221,11 @@ def test_a_one_task_submission_leaves_the_last_run_s_release_for_the_next_batch(
     lane.submit("r3", meta, None, 1 << 20, True)
     assert lane.owner._pending == []
     assert lane.owner.scheduler.result_location("r2", "f") == (None, ())
+    # The release of a run still going (freed by its client) goes with the next submission.
+    lane.owner._free_now("r3")
+    assert [e.run_id for e in lane.owner._pending] == ["r3"]
+    lane.submit("r4", meta, None, 1 << 20, True)
+    assert lane.owner._pending == []
 
 
 def test_a_stale_or_unheld_report_takes_the_general_path() -> None:
