@@ -214,14 +214,27 @@ def test_a_release_joins_the_next_batch_and_our_ledger_needs_no_late_update():
     scheduler with the executor's answer and report, so ``_publish_own`` is never scheduled. It
     was four batches and two ``_publish_own`` callbacks a run (issue 13, lat13f's items). A
     release still waiting when the next run's one-task submission comes stays for the batch
-    after it (tests/unit/test_owner_lane.py)."""
+    after it (tests/unit/test_owner_lane.py); its ``FreeRun`` to our executor, sent in a batch at
+    the end of ``_deliver``, is handed over when that batch is done (no callback)."""
     runs = 10
     with ThreadedCluster([{"cpu": 1}]) as cluster:
         (node,) = cluster.nodes
         seen = {"released alone": 0, "released pending": 0, "kept past a submission": 0, "own": 0}
+        frees = {"queued": 0, "delivered": 0}
 
         async def patch() -> None:
             feed, publish = node.owner._feed_all, node._publish_own
+            queue_here, on_free_run = node._queue_here, node.executor.on_free_run
+
+            def queued(msg: Any, frames: list[Any], term: int) -> None:
+                frees["queued"] += type(msg) is m.FreeRun
+                queue_here(msg, frames, term)
+
+            def freed(msg: Any, term: int = 0) -> None:
+                frees["delivered"] += 1
+                on_free_run(msg, term)
+
+            node._queue_here, node.executor.on_free_run = queued, freed
 
             def fed(*events: Any) -> None:
                 if any(isinstance(e, ev.ResultsReleased) for e in events):
@@ -256,6 +269,9 @@ def test_a_release_joins_the_next_batch_and_our_ledger_needs_no_late_update():
             # the last release is fed by the tick at the latest: nothing of any run stays here
             wait_for(lambda: not node.store.runs(), 10, what="every run's results freed")
         assert seen["released alone"] == 0 and seen["own"] == 0
+        # A release fed with a report's batch in ``_deliver`` frees our executor's values when
+        # that batch is done, not in a callback (a loop turn) of its own.
+        assert frees["delivered"] - frees["queued"] >= 1, frees
         assert seen["released pending"] in (runs, runs + 1)  # (+ the warm-up run's, if still held)
 
 
