@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from handoffd.scheduler.owner import OwnerScheduler
 
 _DONE_STATE = 1  # a report's DONE in its table's ``states`` column (``protocol.columns.STATES``)
+_VALUE_MAX = min(OUTCOME_MAX_BYTES, OUTCOME_VALUE_MAX)  # the most an outcome carries inline
 
 
 def answer_early(
@@ -52,14 +53,19 @@ def answer_early(
     """Answer the held submitter of ``ins``'s run from this report, if it is the run's last word
     (module doc); True when it was answered (the run's end then frees what it released)."""
     table = ins.table
-    if len(table.states) != 1 or table.states[0] != _DONE_STATE:
+    states = table.states
+    if len(states) != 1 or states[0] != _DONE_STATE:
         return False
     value = ins.values[0]
     if type(value) is not bytes:  # kept in our store (big), or a buffer: the general path's
         return False
     run_id = ins.run_id
-    waiter = waiting.short.peek(run_id)
-    if waiter is None or len(value) > min(waiter.max_bytes, OUTCOME_MAX_BYTES, OUTCOME_VALUE_MAX):
+    held = waiting.short.held
+    entry = held.get(run_id)
+    if entry is None:
+        return False
+    waiter = entry[0]
+    if len(value) > _VALUE_MAX or len(value) > waiter.max_bytes:
         return False
     run = scheduler.run_state(run_id)
     if run is None or run.state != RUN_RUNNING or run.inline or len(run.tasks) != 1:
@@ -79,7 +85,7 @@ def answer_early(
     counts = run.counts()  # as the batch leaves them: the attempt's state moved to DONE
     counts[rec.state] -= 1
     counts[DONE] += 1
-    waiting.short.take(run_id)
+    del held[run_id]  # (``ShortRuns.take``: its delay no longer runs)
     outcome = outcome_of(
         waiter.request_id,
         run_id,
@@ -108,7 +114,7 @@ def may_defer(ins: AnsweredHere, scheduler: OwnerScheduler, waiting: Waiting) ->
     carries), the same room either way, and a decision that reads either (a timer, a cancel, another
     run's placement, a takeover or a step-down) feeds what waits first (``OwnerIO._settle``): the
     scheduler sees every event in the order it came, the answer as if it came a little later."""
-    if ins.refused or not waiting.short or waiting.short.peek(ins.run_id) is None:
+    if ins.refused or ins.run_id not in waiting.short.held:
         return False
     run = scheduler.run_state(ins.run_id)
     return run is not None and len(run.tasks) == 1

@@ -87,6 +87,11 @@ class NodeRouting(NodeReliability):
     # The last RunOutcome's bytes, cut around its ids: the next one like it but for them is
     # written from them (every one-task execute's answer; ``protocol.repeats.ReplyRepeats``).
     _outcomes: ReplyRepeats | None = None
+    # Our owner's batch at the end of ``_deliver`` runs (``_flushing``), and the frees of ended
+    # runs it sent our executor with nothing else of ours waiting (``_frees``): handed over when
+    # the batch is done, not left to a callback (a loop turn of its own for a W3 run's free).
+    _flushing = False
+    _frees: list[tuple[m.FreeRun, int]] | None = None
 
     def address_of(self, name: str) -> str | None:
         raise NotImplementedError
@@ -121,6 +126,13 @@ class NodeRouting(NodeReliability):
 
     def send(self, address: str, msg: Any, frames: list[Any] | None = None, term: int = 0) -> bool:
         if address == self.address:  # our own node: no network, no decoding
+            if self._flushing and type(msg) is m.FreeRun and not self._local:
+                # (overtaking nothing: whatever we send ourselves after it waits behind it)
+                frees = self._frees
+                if frees is None:
+                    frees = self._frees = []
+                frees.append((msg, term))
+                return True
             self._queue_here(msg, list(frames or []), term)
             return True
         assert self._transport is not None
@@ -257,7 +269,19 @@ class NodeRouting(NodeReliability):
             except Exception:  # noqa: BLE001
                 log.exception("handling local %s failed", type(msg).__name__)
         if owner is not None:
-            owner.flush()
+            self._flushing = executor is not None
+            try:
+                owner.flush()
+            finally:
+                self._flushing = False
+            frees = self._frees
+            if frees:  # (a released run's values, in W3 each run's: fed with the next report)
+                self._frees = None
+                for msg, term in frees:
+                    try:
+                        executor.on_free_run(msg, term)
+                    except Exception:  # noqa: BLE001 - as its delivery's would be, logged
+                        log.exception("handling local FreeRun failed")
             after = self._own_after
             if after is not None:  # (mostly carried by the answers just fed: then a no-op)
                 self._own_after = None
@@ -317,7 +341,10 @@ class NodeRouting(NodeReliability):
         if self._local_others:
             self._queue_here(msg, frames, term)
             return
-        frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+        for frame in frames:  # (a payload still in its received buffer: rare, copied once)
+            if isinstance(frame, memoryview):
+                frames = [bytes(f) if isinstance(f, memoryview) else f for f in frames]
+                break
         try:
             self._to_executor(msg, frames, term, self.name)
         except Exception:  # noqa: BLE001 - the scheduler's batch goes on

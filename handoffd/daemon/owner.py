@@ -67,6 +67,7 @@ from handoffd.scheduler import events as ev
 from handoffd.scheduler import lane_entry
 from handoffd.scheduler import retention as rt
 from handoffd.scheduler.owner import OwnerScheduler
+from handoffd.scheduler.states import RUN_RUNNING
 from handoffd.store.chunks import chunk_size, is_far_key
 from handoffd.store.store import ResultStore
 
@@ -156,6 +157,9 @@ class OwnerIO(Submissions, NodeViews):
         # The runs whose release waits in ``_pending``: a report of one has its history written
         # here (``_on_table``), not with its event, which the scheduler sees after the release.
         self._releasing: set[str] = set()
+        # How many of ``_pending``'s events are releases of closed runs (``_retain``, later): when
+        # they are all it holds, a one-task submission does not feed them (``_feed_all``).
+        self._light = 0
         # The dispatch-to-start latencies of the tables whose history the scheduler writes: it
         # appends them as it writes their rows (``TasksSucceeded.delays``), bucketed after each
         # of its batches, all of a drain's at once.
@@ -206,27 +210,39 @@ class OwnerIO(Submissions, NodeViews):
         self._feed_all(event)
 
     def _feed_all(self, *events: Any) -> None:
+        last = events[-1] if events else None
+        lone = type(last) is ev.RunSubmitted and self.lane and len(last.specs) == 1
         pending = self._pending
         if pending:
-            self._pending = []
-            self._urgent = False
-            events = (*pending, *events)
-            if self._releasing:
-                self._releasing.clear()
+            if lone and self._light == len(pending) and len(events) == 1:
+                # Only ended runs' releases wait (the last run's, in W3): they stay for the next
+                # batch (its report's), so this run's dispatch does not wait for them. Such a
+                # release decides nothing a placement reads (the run's tasks left the ready
+                # queue as it closed; it frees values and keeps the run's status only), and it
+                # still comes before every event but a one-task submission.
+                self._urgent = False
+            else:
+                self._pending = []
+                self._urgent = False
+                self._light = 0
+                events = (*pending, *events)
+                if self._releasing:
+                    self._releasing.clear()
         started = perf_counter()
-        last = events[-1] if events else None
-        if type(last) is ev.RunSubmitted and self.lane and len(last.specs) == 1:
+        if lone:
             # A one-task run's submission: placed without the pass when its task is all there
             # is to place, the same instructions and state (``scheduler.lane_entry``).
             instructions = lane_entry.submit_one(self.scheduler, events, self.port.now())
         else:
             instructions = self.scheduler.handle_batch(events, self.port.now())
-        self.placement_seconds.observe(perf_counter() - started)
+        took = perf_counter() - started
         delays = self._delays
         if delays:  # (before the instructions: what they make us feed brings its own)
             self.dispatch_seconds.observe_all(delays)
             delays.clear()
         self._apply(instructions)
+        # (after the instructions: a dispatch to our own executor goes before the bookkeeping)
+        self.placement_seconds.observe(took)
 
     def _feed_reported(self, events: list[Any]) -> None:
         """Events of an executing node's message: now, or with the rest of the drain (``flush``)."""
@@ -254,7 +270,18 @@ class OwnerIO(Submissions, NodeViews):
         for ins in self.retention.handle(event, now):
             if isinstance(ins, rt.ReleaseResults):
                 if later and self.batch_reports:
-                    self._pending.append(ev.ResultsReleased(ins.run_id))
+                    pending = self._pending
+                    if self._light == len(pending):  # (every event before it is such a release)
+                        # The run ended and its end closed every task (none is in the ready
+                        # queue): its release may wait past a submission (``_feed_all``).
+                        run = self.scheduler.run_state(ins.run_id)
+                        if (
+                            run is not None
+                            and run.state != RUN_RUNNING
+                            and run.closing >= len(run.ordered)
+                        ):
+                            self._light += 1
+                    pending.append(ev.ResultsReleased(ins.run_id))
                     self._releasing.add(ins.run_id)
                     self._urgent = True
                 else:
@@ -330,9 +357,14 @@ class OwnerIO(Submissions, NodeViews):
                 self._feed_reported(events)
             return
         assert isinstance(ins, ReportedHere)
-        if replication.held(ins, [v for v in ins.values if v is not None], b"", None):
+        values = ins.values  # (a takeover keeps them with it as its frames: those held inline)
+        if None in values:
+            frames = [v for v in values if v is not None]
+        else:
+            frames = list(values)  # type: ignore[arg-type]
+        if replication.held(ins, frames, b"", None):
             return
-        if self.lane and self.waiting.short:  # a held one-task run: its outcome now (daemon.lane)
+        if self.lane and self.waiting.short.held:  # a held one-task run: its outcome now (lane)
             lane.answer_early(ins, self.port, self.scheduler, self.waiting, replication)
         self._on_table(ins.run_id, node, ins.table, ins.values, self._reported(node, ins))
 
@@ -491,7 +523,7 @@ class OwnerIO(Submissions, NodeViews):
                     log.info(
                         "run %s %s: %s", ins.run_id, ins.state, ins.error, extra={"run": ins.run_id}
                     )
-                else:  # one line per successful run was a noticeable cost at 500 runs/s
+                elif log.isEnabledFor(logging.DEBUG):  # (a line a run: a cost at 500 runs/s)
                     log.debug("run %s %s", ins.run_id, ins.state, extra={"run": ins.run_id})
                 self.run_times.ended(ins.run_id)
                 self.run_finished(ins.run_id)

@@ -88,15 +88,16 @@ class ShortRuns:
     def __init__(self, port: MembersPort, replicate: Callable[[str, Waiter], None]) -> None:
         self._port = port
         self._replicate = replicate
-        self._held: dict[str, tuple[Waiter, float]] = {}  # run -> (waiter, when it is due)
+        # run -> (waiter, when it is due); read by ``daemon.lane`` directly (a call less a W3 run)
+        self.held: dict[str, tuple[Waiter, float]] = {}
         self._timer: Timer | None = None
 
     def __len__(self) -> int:
-        return len(self._held)
+        return len(self.held)
 
     def hold(self, run_id: str, waiter: Waiter) -> None:
-        self._held.pop(run_id, None)  # (at the end: the order stays the due order)
-        self._held[run_id] = (waiter, self._port.now() + REPLICATE_DELAY)
+        self.held.pop(run_id, None)  # (at the end: the order stays the due order)
+        self.held[run_id] = (waiter, self._port.now() + REPLICATE_DELAY)
         if self._timer is None:
             self._timer = self._port.call_later(REPLICATE_DELAY, self._due)
 
@@ -104,31 +105,31 @@ class ShortRuns:
         self._timer = None
         now = self._port.now()
         due: list[tuple[str, Waiter]] = []
-        for run_id, (waiter, when) in self._held.items():
+        for run_id, (waiter, when) in self.held.items():
             if when > now:
                 self._timer = self._port.call_later(when - now, self._due)
                 break
             due.append((run_id, waiter))
         for run_id, _ in due:
-            del self._held[run_id]
+            del self.held[run_id]
         for run_id, waiter in due:  # (replicating may hold or take others: the hold is settled)
             self._replicate(run_id, waiter)
 
     def peek(self, run_id: str) -> Waiter | None:
         """The run's waiter if it is held here, left held."""
-        held = self._held.get(run_id)
+        held = self.held.get(run_id)
         return None if held is None else held[0]
 
     def take(self, run_id: str) -> Waiter | None:
         """The run's waiter if it is still held here (its delay no longer runs), else None."""
-        held = self._held.pop(run_id, None)
+        held = self.held.pop(run_id, None)
         return None if held is None else held[0]
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._held.clear()
+        self.held.clear()
 
 
 class Waiting:

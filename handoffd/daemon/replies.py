@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd import collector
+from handoffd.protocol import messages as m
 
 log = logging.getLogger("handoffd.daemon")
 
@@ -32,6 +33,8 @@ Prepare = Callable[[Any, "list[Any] | None"], Callable[[int], list[Any]]]
 
 def entries(msg: Any) -> int:
     """How many placement, pending and carried ids ``msg`` holds (0 for other messages)."""
+    if type(msg) is m.RunOutcome:  # (the usual one: no look-ups by name)
+        return len(msg.placement) + len(msg.pending) + len(msg.task_ids)
     placement = getattr(msg, "placement", None)
     if type(placement) is not dict:
         return 0
@@ -77,6 +80,9 @@ class Replies:
         self.offloaded = 0  # replies encoded in the thread (tests, logs)
 
     def reply(self, conn: bytes, msg: Any, frames: list[Any] | None = None) -> None:
+        if not self._behind and (not self.threaded or entries(msg) < BIG_ENTRIES):
+            self._send(conn, self._encode(msg, frames))  # (every reply but the rare big one)
+            return
         queue = self._behind.get(conn) if self._behind else None
         big = self.threaded and entries(msg) >= BIG_ENTRIES
         loop = _running_loop() if big else None

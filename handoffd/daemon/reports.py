@@ -62,15 +62,22 @@ def table_events(
     table of DONE reports, which is then one ``TasksSucceeded`` carrying its columns), and the
     dispatch-to-start latencies with it: the scheduler appends them to ``delays`` as it writes
     the rows (the caller observes them after the scheduler's batch)."""
-    task_ids, attempts, states, sizes = table.task_ids, table.attempts, table.states, table.sizes
+    states = table.states
+    if len(states) == 1 and states[0] == _DONE:  # (a lone task's, W3: the one event, at once)
+        value = values[0]
+        if value is not None and type(value) is not bytes:  # (a buffer: the scheduler keeps bytes)
+            value = bytes(value)
+        task_id, attempt, size = table.task_ids[0], table.attempts[0], table.sizes[0]
+        events.append(
+            ev.TaskSucceeded(run_id, task_id, attempt, node, size, value, table.durations[0])
+        )
+        return
+    task_ids, attempts, sizes = table.task_ids, table.attempts, table.sizes
     durations = table.durations
     if not set(map(type, values)) <= _PLAIN:  # (a buffer: the scheduler keeps bytes)
         values = [bytes(v) if v is not None else None for v in values]
     if states.count(_DONE) == len(states):  # (the usual message: its columns as they are)
-        if len(task_ids) == 1:  # (a lone task's, W3: the one event, not a frozen batch's)
-            one = (attempts[0], node, sizes[0], values[0], durations[0])
-            events.append(ev.TaskSucceeded(run_id, task_ids[0], *one))
-        elif task_ids:
+        if task_ids:  # (a lone task's went above)
             column = values if type(values) is list else list(values)
             if history:  # (the report's columns for the attempts' history: ``observe_table``)
                 tell = (table.pids, table.started, table.ended, table.bytes_in, delays)

@@ -212,21 +212,42 @@ def test_a_release_joins_the_next_batch_and_our_ledger_needs_no_late_update():
     results is not a scheduler batch of its own right after the answer; it waits for the next
     batch (the next drain's, or the tick's flush at the latest). Our ledger's changes reach our
     scheduler with the executor's answer and report, so ``_publish_own`` is never scheduled. It
-    was four batches and two ``_publish_own`` callbacks a run (issue 13, lat13f's items)."""
+    was four batches and two ``_publish_own`` callbacks a run (issue 13, lat13f's items). A
+    release still waiting when the next run's one-task submission comes stays for the batch
+    after it (tests/unit/test_owner_lane.py); its ``FreeRun`` to our executor, sent in a batch at
+    the end of ``_deliver``, is handed over when that batch is done (no callback)."""
     runs = 10
     with ThreadedCluster([{"cpu": 1}]) as cluster:
         (node,) = cluster.nodes
-        seen = {"released alone": 0, "released pending": 0, "own": 0}
+        seen = {"released alone": 0, "released pending": 0, "kept past a submission": 0, "own": 0}
+        frees = {"queued": 0, "delivered": 0}
 
         async def patch() -> None:
             feed, publish = node.owner._feed_all, node._publish_own
+            queue_here, on_free_run = node._queue_here, node.executor.on_free_run
+
+            def queued(msg: Any, frames: list[Any], term: int) -> None:
+                frees["queued"] += type(msg) is m.FreeRun
+                queue_here(msg, frames, term)
+
+            def freed(msg: Any, term: int = 0) -> None:
+                frees["delivered"] += 1
+                on_free_run(msg, term)
+
+            node._queue_here, node.executor.on_free_run = queued, freed
 
             def fed(*events: Any) -> None:
                 if any(isinstance(e, ev.ResultsReleased) for e in events):
                     seen["released alone"] += 1
-                if any(isinstance(e, ev.ResultsReleased) for e in node.owner._pending):
-                    seen["released pending"] += 1
+                owner = node.owner
+                held = [e for e in owner._pending if isinstance(e, ev.ResultsReleased)]
                 feed(*events)
+                if held:
+                    if any(any(e is h for e in owner._pending) for h in held):
+                        assert events and type(events[-1]) is ev.RunSubmitted
+                        seen["kept past a submission"] += 1
+                    else:
+                        seen["released pending"] += 1
 
             def published(*args: Any) -> None:
                 seen["own"] += 1
@@ -248,6 +269,9 @@ def test_a_release_joins_the_next_batch_and_our_ledger_needs_no_late_update():
             # the last release is fed by the tick at the latest: nothing of any run stays here
             wait_for(lambda: not node.store.runs(), 10, what="every run's results freed")
         assert seen["released alone"] == 0 and seen["own"] == 0
+        # A release fed with a report's batch in ``_deliver`` frees our executor's values when
+        # that batch is done, not in a callback (a loop turn) of its own.
+        assert frees["delivered"] - frees["queued"] >= 1, frees
         assert seen["released pending"] in (runs, runs + 1)  # (+ the warm-up run's, if still held)
 
 

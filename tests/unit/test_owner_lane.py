@@ -17,6 +17,7 @@ from handoffd.daemon.executor_records import Task, done_report, failed, reported
 from handoffd.daemon.owner import OwnerIO
 from handoffd.daemon.owner_waits import REPLICATE_DELAY
 from handoffd.protocol import messages as m
+from handoffd.scheduler import events as ev
 from handoffd.scheduler.owner import OwnerScheduler
 
 pytestmark = pytest.mark.timeout(120)
@@ -104,6 +105,7 @@ def _status(lane: Lane, run_id: str) -> tuple[Any, ...]:
 
 def test_random_runs_answer_alike_with_and_without_the_lane() -> None:
     rng = random.Random(21)
+    ticks = random.Random(5)  # (apart: the runs' draws stay those of the seed)
     on, off = Lane(True), Lane(False)
     early_answers = 0
     version = 1
@@ -160,11 +162,22 @@ def test_random_runs_answer_alike_with_and_without_the_lane() -> None:
         off.port.replies.clear()
         on.port.sent.clear()
         off.port.sent.clear()
+        ticked = ticks.random() < 0.5  # (else the run's release waits for the next batch)
         for lane in (on, off):
             lane.port.advance(REPLICATE_DELAY * 2)
-            lane.owner.tick(lane.port.now())
+            if ticked:
+                lane.owner.tick(lane.port.now())
     assert early_answers > 50  # the lane was taken, and often
+    for lane in (on, off):
+        lane.owner.tick(lane.port.now())
     assert not on.owner.waiting._early  # every early answer's run ended and was released
+    for i in range(400):  # released alike: each run's values freed or kept in both
+        run_on, run_off = (lane.owner.scheduler.run_state(f"r{i}") for lane in (on, off))
+        assert (run_on is None) == (run_off is None)
+        if run_on is not None:
+            where = on.owner.scheduler.result_location(f"r{i}", "f")
+            assert where == off.owner.scheduler.result_location(f"r{i}", "f")
+            assert _status(on, f"r{i}") == _status(off, f"r{i}")
 
 
 def test_the_lane_answers_before_the_batch_and_releases_at_the_run_end() -> None:
@@ -185,6 +198,34 @@ def test_the_lane_answers_before_the_batch_and_releases_at_the_run_end() -> None
     assert lane.owner.scheduler.result_location("r1", "f")[0] == b"42"
     lane.owner.tick(lane.port.now())  # the release joined the next batch: the values are gone
     assert lane.owner.scheduler.result_location("r1", "f") == (None, ())
+
+
+def test_a_one_task_submission_leaves_the_last_run_s_release_for_the_next_batch() -> None:
+    """The release the last run's answer carried waits in ``_pending``: the next one-task
+    submission is fed without it (its dispatch does not wait for it), the batch after it feeds
+    it; anything else waiting with it is fed with the submission, in order."""
+    lane = Lane(True)
+    meta = m.TaskMeta("f", (), {CPU: 1.0}, "variadic", None, None, False, None, None, 0)
+    attempt = lane.submit("r1", meta, None, 1 << 20, True)
+    assert lane.from_here(_report("r1", attempt, b"42", True, 5)) != []
+    assert [type(e) for e in lane.owner._pending] == [ev.ResultsReleased]
+    attempt = lane.submit("r2", meta, None, 1 << 20, True)  # (dispatched: ``submit`` checks)
+    assert [e.run_id for e in lane.owner._pending] == ["r1"]  # not fed with the submission
+    assert lane.owner.scheduler.result_location("r1", "f")[0] == b"42"
+    assert lane.from_here(_report("r2", attempt, b"42", True, 6)) != []  # (answered first)
+    assert lane.owner.scheduler.result_location("r1", "f") == (None, ())  # the report's batch
+    assert [e.run_id for e in lane.owner._pending] == ["r2"]
+    # A node update waits behind the release: both go with the submission, in their order.
+    lane.owner._feed_reported(lane.owner._reported("b", m.TasksReported("r9", (), {}, 1)))
+    lane.owner._pending.append(ev.CancelRequested("r9"))
+    lane.submit("r3", meta, None, 1 << 20, True)
+    assert lane.owner._pending == []
+    assert lane.owner.scheduler.result_location("r2", "f") == (None, ())
+    # The release of a run still going (freed by its client) goes with the next submission.
+    lane.owner._free_now("r3")
+    assert [e.run_id for e in lane.owner._pending] == ["r3"]
+    lane.submit("r4", meta, None, 1 << 20, True)
+    assert lane.owner._pending == []
 
 
 def test_a_stale_or_unheld_report_takes_the_general_path() -> None:
