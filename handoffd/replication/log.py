@@ -316,6 +316,8 @@ class ReplicationLog:
         # encoding takes seconds for a big run) every standby's silence is timed anew: its acks
         # were waiting to be read, and the other standbys were resent the run too.
         last, self._last_tick = self._last_tick, now
+        if not self._watch:  # (the rule between runs, and for short runs: none tracked)
+            return out
         held = last is not None and now - last >= STALL_TICKS * self.resend_after
         for run_id in list(self._watch):
             primary = self._runs[run_id]

@@ -131,3 +131,12 @@ def test_a_submission_is_started_only_when_its_run_id_is_known_nowhere_here(know
         assert [(r.msg.owner, r.msg.owner_address, r.msg.term) for r in replies] == [
             ("o", "o:1", 3)
         ]
+
+
+def test_a_tick_with_no_run_watched_answers_nothing_and_still_times_the_next() -> None:
+    """The stall check of the next tick (``STALL_TICKS``) counts from this one."""
+    log = rlog.ReplicationLog("owner", 1, resend_after=1.0)
+    assert log.tick(5.0) == [] and log._last_tick == 5.0
+    log.track("r", ["owner", "s"], 5.5, accept=False)
+    assert log.tick(6.0) == [] and log._last_tick == 6.0
+    assert log._runs["r"].awaiting == {"s": (-1, 6.0, 0)}  # (behind: timed from now)
