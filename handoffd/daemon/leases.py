@@ -77,8 +77,9 @@ class LeaseIO:
             self.watch(run_id)
 
     def unwatch(self, run_id: str) -> None:
-        if self.leases is not None:
-            self._apply(self.leases.unwatch(run_id))
+        leases = self.leases
+        if leases is not None and leases.watches(run_id):
+            self._apply(leases.unwatch(run_id))
 
     def departed(self) -> set[str]:
         """Former standbys some run's lease still counts (``Leases.departed``)."""
@@ -92,7 +93,8 @@ class LeaseIO:
     def ticked(self, instructions: list[object]) -> list[object]:
         """The node's tick, with the replication log's ``instructions`` (returned as they are):
         runs answered at the accept deadline are watched anew; then ``check``."""
-        self.rewatch(i.run_id for i in instructions if isinstance(i, Accept))
+        if instructions:
+            self.rewatch([i.run_id for i in instructions if isinstance(i, Accept)])
         self.check()
         return instructions
 
@@ -100,9 +102,10 @@ class LeaseIO:
         """Hold the runs whose lease lapsed and ask the standbys due: on every tick, and on a
         membership step before the owner hears of it (a DEAD verdict loses tasks that would be
         placed again at once)."""
-        if self.leases is not None:
+        leases = self.leases
+        if leases is not None and leases.watching_any():  # (no run watched: nothing to judge)
             base = self.base() if self.base is not None else None
-            self._apply(self.leases.tick(self.port.now(), self._live, base))
+            self._apply(leases.tick(self.port.now(), self._live, base))
 
     def _live(self, run_id: str) -> bool:
         run = self.scheduler.run_state(run_id)

@@ -91,6 +91,9 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
         self.owner: RunOwner = NoOwner()  # daemon.node.wire sets the owner's shell
         self.follower: Follower = NoFollower()  # daemon.node.wire sets the executor
         self.log = rlog.ReplicationLog(port.name, replicas)
+        # The runs the log tracks (its own dict): a short run's calls here (a one-task call's
+        # moves, its end and release) find it absent and return at once (``ReplicationLog``).
+        self._tracking = self.log.tracking
         self.standby = StandbyStore(port.name)
         self._bound_claims()
         self.code: CodeStore | None = None  # the node's code packages (set by the node)
@@ -158,11 +161,11 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
         self.leases.watch(run_id)
 
     def standbys(self, run_id: str) -> tuple[str, ...]:
-        return self.log.standbys(run_id)
+        return self.log.standbys(run_id) if run_id in self._tracking else ()
 
     def run_changed(self, run_id: str) -> None:
         # (a short run is never replicated, so not tracked: daemon.owner_waits)
-        if self.log.changed(run_id, None):
+        if run_id in self._tracking and self.log.changed(run_id, None):
             self._flush_soon()
 
     def task_changed(self, run_id: str, task_id: str) -> None:
@@ -185,6 +188,8 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
         """The scheduler's ``on_changes``: ``task_changed`` for each move of one batch, (run_id,
         task_id or a block's ids, out to a node) in order, with the same log and flush timer as
         one by one."""
+        if not self._tracking:  # (no run replicated: a short run's moves have nowhere to go)
+            return
         now = self.port.now()
         for held in self.log.tasks_changed(changes, now):
             if not held:
@@ -229,6 +234,8 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
                 self._schedule_flush(due - FLUSH_INTERVAL)
 
     def _execute(self, instructions: list[object]) -> None:
+        if not instructions:  # (the rule on a tick, and for a run never tracked)
+            return
         frames: dict[tuple[str, int], bytes] = {}  # (run, reads_columns) -> its snapshot frame
         off_loop: dict[str, list[rlog.SendSnapshot]] = {}  # run -> its snapshots packed apart
         moved: set[str] = set()  # runs sent as built: their dispatched tasks go in a batch after
@@ -350,7 +357,11 @@ class ReplicationIO(OwnerClaims, ClientRedirects, TakeoverSteps, SnapshotSends):
         client has what it wanted), so the standbys drop their replicas now, not after the owner's
         FORGET_AFTER_S: no log batch and ack for the release, no DropReplica later. Our status
         answers stay; a client asking a standby finds us by rotating through the nodes it knows."""
-        if run_id not in self._accepts:  # else the client has not heard 'accepted' yet: later
+        # (a run not tracked, a short run's rule, has nothing to drop and no lease: a lease is
+        # watched only for a tracked run, ``LeaseIO.watch``, and unwatched wherever one is
+        # untracked)
+        if run_id not in self._accepts and run_id in self._tracking:
+            # (else the client has not heard 'accepted' yet: later)
             self._execute(self.log.untrack(run_id))
             self.leases.unwatch(run_id)
 

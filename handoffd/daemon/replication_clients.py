@@ -237,6 +237,14 @@ class ClientRedirects:
         run_id = msg.run_id
         if self.scheduler.term_of(run_id) is not None:
             return False  # ours: the owner takes it as a retried submission
+        if (  # (the rule, a new run id: known nowhere here, so no owner to build)
+            run_id not in self._moved
+            and run_id not in self.standby.replicas
+            and run_id not in self.follower.run_owners
+            and run_id not in self._restoring  # (``taking_over``, inline)
+            and not self.takeovers.taking_over(run_id)
+        ):
+            return False
         best = self._known_owner(run_id)
         if self.taking_over(run_id):  # ours in a moment: its requests are answered
             best = (best[0] + 1 if best else 0, self.port.name, self.port.address)

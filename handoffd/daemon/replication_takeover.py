@@ -244,6 +244,8 @@ class TakeoverSteps:
     def held(self, msg: Any, frames: list[bytes], conn: bytes, envelope: Any) -> bool:
         """An executing node's message (a report, an answer) about a run we are taking over but
         do not own yet: kept for ``_adopt`` (True), else False (the owner's shell handles it)."""
+        if not self._reports:  # (the rule: no takeover under way)
+            return False
         reports = self._reports.get(msg.run_id)
         if reports is None:
             return False

@@ -100,6 +100,13 @@ class Leases:
     def watching(self) -> list[str]:
         return list(self._runs)
 
+    def watching_any(self) -> bool:
+        """Some run is watched (else ``tick`` has nothing to judge or ask)."""
+        return bool(self._runs)
+
+    def watches(self, run_id: str) -> bool:
+        return run_id in self._runs
+
     def watch(self, run_id: str, term: int, standbys: Iterable[str], now: float) -> list[object]:
         """The run is ours at ``term`` with these standbys (new, re-chosen, or unchanged)."""
         names = tuple(standbys)

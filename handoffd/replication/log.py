@@ -28,7 +28,7 @@ the instructions.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +145,10 @@ class ReplicationLog:
         self.resend_after = resend_after
         self.hold = hold
         self._runs: dict[str, _Primary] = {}
+        # The same dict, read by the shell (``daemon.replication``) before it calls in: a run not
+        # in it (a short run answered before its replication delay, never tracked) has nothing
+        # here to change, untrack or look up, and most one-task calls are such runs.
+        self.tracking: Mapping[str, object] = self._runs
         # Runs stay tracked after they end, so flush() and tick() walk only these (insertion-ordered
         # sets), not every run ever owned: runs with unsent changes, and runs tick() must look at
         # (accepting, or some standby short of the last seq or awaited). Outside ``_watch`` tick()
@@ -183,11 +187,11 @@ class ReplicationLog:
 
     def untrack(self, run_id: str) -> list[object]:
         primary = self._runs.pop(run_id, None)
+        if primary is None:  # (``_dirty``, ``_watch`` and ``_holding`` name tracked runs only)
+            return []
         self._dirty.pop(run_id, None)
         self._watch.pop(run_id, None)
         self._holding.pop(run_id, None)
-        if primary is None:
-            return []
         return [Drop(run_id, n) for n in primary.standbys]
 
     def changed(
@@ -217,39 +221,9 @@ class ReplicationLog:
         at ``now``; returns the kinds (True: held) that hit a tracked run, in the order each first
         did: all a flush's timing depends on (a repeat of a kind changes no timer). An entry whose
         ``task_id`` is a list is a block (a dispatch block's or a success table's moves, one run
-        and kind: ``OwnerBooks``): its ids are applied by set and dict calls over the whole list
-        (``_block``), not a Python step a move."""
-        kinds: list[bool] = []
-        runs, holding, dirty_runs = self._runs, self._holding, self._dirty
-        last, primary = None, None
-        for run_id, task_id, held in changes:
-            if run_id != last:
-                last, primary = run_id, runs.get(run_id)
-            if primary is None:
-                continue
-            if type(task_id) is list:
-                self._block(primary, task_id, held, now)
-            elif held:
-                if task_id not in primary.changes:
-                    primary.changes[task_id] = now
-                    holding[run_id] = None
-            else:
-                primary.changes[task_id] = None
-                dirty_runs[run_id] = None
-            if len(kinds) < 2 and held not in kinds:
-                kinds.append(held)
-        return kinds
-
-    def _block(self, primary: _Primary, task_ids: list[str], held: bool, now: float) -> None:
-        """``changed(run, task, now if held else None)`` for each of ``task_ids`` in order: one
-        compiled loop over the block (``log_blocks``)."""
-        run_id = primary.run_id
-        if held:
-            if log_blocks.hold(primary.changes, task_ids, now):
-                self._holding[run_id] = None
-            return
-        log_blocks.mark(primary.changes, task_ids)
-        self._dirty[run_id] = None
+        and kind: ``OwnerBooks``): its ids are applied by one dict call each, and the batch in
+        one compiled loop (``log_blocks.feed``), not a Python step a move or block."""
+        return log_blocks.feed(self._runs, changes, now, self._holding, self._dirty)
 
     def due(self) -> float | None:
         """When the oldest held change must be flushed (None: none held)."""
@@ -342,6 +316,8 @@ class ReplicationLog:
         # encoding takes seconds for a big run) every standby's silence is timed anew: its acks
         # were waiting to be read, and the other standbys were resent the run too.
         last, self._last_tick = self._last_tick, now
+        if not self._watch:  # (the rule between runs, and for short runs: none tracked)
+            return out
         held = last is not None and now - last >= STALL_TICKS * self.resend_after
         for run_id in list(self._watch):
             primary = self._runs[run_id]

@@ -19,5 +19,10 @@ cpdef mark(dict changes, list task_ids)
     task_id=object, since=object,
 )
 cpdef tuple take(dict changes, object limit, object cutoff)
+@cython.locals(
+    kinds=list, last=object, primary=object, run_id=object, task_id=object, held=object,
+    changes=dict,
+)
+cpdef list feed(dict runs, list moves, object now, dict holding, dict dirty_runs)
 @cython.locals(since=object)
 cpdef object first_held(dict changes)

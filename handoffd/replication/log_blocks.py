@@ -87,6 +87,48 @@ def take(
     return tuple(taken), rest, left
 
 
+def feed(
+    runs: dict[str, Any],
+    moves: list[tuple[str, Any, bool]],
+    now: Any,
+    holding: dict[str, None],
+    dirty_runs: dict[str, None],
+) -> list[bool]:
+    """``ReplicationLog.tasks_changed``: each (run id, task id or a block's list of them, held)
+    of one scheduler batch applied, in order, to its run's ``changes`` (``runs``: run id -> its
+    ``_Primary``; a run not there is skipped): a held one as ``hold``, any other as ``mark``; a
+    run that held a change named in ``holding``, one made dirty in ``dirty_runs``. Returns the
+    kinds (True: held) that hit a tracked run, in the order each first did. (One loop over the
+    batch: it was a Python step a move or block, about five opcodes a W1 task.)"""
+    kinds: list[bool] = []
+    last: Any = None
+    primary: Any = None
+    for run_id, task_id, held in moves:
+        if run_id != last:
+            last = run_id
+            primary = runs.get(run_id)
+        if primary is None:
+            continue
+        changes = primary.changes
+        if type(task_id) is list:
+            if held:
+                if hold(changes, task_id, now):
+                    holding[run_id] = None
+            else:
+                mark(changes, task_id)
+                dirty_runs[run_id] = None
+        elif held:
+            if task_id not in changes:
+                changes[task_id] = now
+                holding[run_id] = None
+        else:
+            changes[task_id] = None
+            dirty_runs[run_id] = None
+        if len(kinds) < 2 and held not in kinds:
+            kinds.append(held)
+    return kinds
+
+
 def first_held(changes: dict[str, Any]) -> Any:
     """The time of the first (oldest) held change; None if none is held."""
     for since in changes.values():

@@ -1,6 +1,7 @@
 # cython: annotation_typing=False
 # (the annotations are for mypy; block.pxd beside it gives the compiled build its C types)
-"""A block of one run's values held in the store's memory at once (``ResultStore.put_all``).
+"""A block of one run's values held in the store's memory at once (``ResultStore.put_all``), and
+a run's values taken out of it at once (``ResultStore.drop_run``).
 
 Compiled (``setup.py EXECUTOR_COMPILED``) with block.pxd's types, this file is also its own
 pure-Python twin (``tests/unit/test_store_put_all.py`` runs both builds). One loop a block: each
@@ -10,7 +11,8 @@ held, so the caller sees the store as it was and puts the values one by one."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import mmap
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -41,3 +43,24 @@ def hold_new(
         del memory[(run_id, task_ids[undo])]
         undo += 1
     return False
+
+
+def drop_held(memory: dict[Any, Any], run_id: str, task_ids: Iterable[str]) -> tuple[int, int, Any]:
+    """Each of ``task_ids``' values taken out of ``memory`` (keys ``(run_id, task id)``; one not
+    there is skipped): (how many were, their bytes, a list of those that are ``mmap``s or None
+    if none was). Every other value is unreferenced here when this returns (the caller's trim
+    gives back only what is free); the ``mmap``s are the caller's to unmap off the loop."""
+    count = 0
+    freed = 0
+    mapped = None
+    for task_id in task_ids:
+        value = memory.pop((run_id, task_id), None)
+        if value is None:
+            continue
+        count += 1
+        freed += len(value)
+        if type(value) is mmap.mmap:
+            if mapped is None:
+                mapped = []
+            mapped.append(value)
+    return count, freed, mapped

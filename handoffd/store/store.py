@@ -32,7 +32,6 @@ from __future__ import annotations
 import _thread
 import errno
 import functools
-import itertools
 import logging
 import mmap
 import os
@@ -46,7 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from handoffd.store.block import hold_new
+from handoffd.store.block import drop_held, hold_new
 
 Key = tuple[str, str]
 
@@ -85,9 +84,14 @@ class ResultStore:
         max_bytes: int | None = None,
         max_value: int | None = None,
     ) -> None:
-        self.memory_limit = memory_limit
-        self.max_bytes = max_bytes  # in memory + spilled; None: no cap
-        self.max_value = max_value  # one value (Limits.max_value_bytes); None: no cap
+        self._memory_limit = memory_limit
+        self._max_bytes = max_bytes  # in memory + spilled; None: no cap
+        self._max_value = max_value  # one value (Limits.max_value_bytes); None: no cap
+        # ``put``'s short path, from the three above (``_caps``): the bytes memory may hold with
+        # nothing spilled, and the largest value it may take
+        self._room = 0
+        self._largest = 0
+        self._caps()
         self._spill_root = spill_dir
         self._spill_dir: str | None = None  # created on first spill
         # Insertion order = spill order: a dict keeps it (an ``OrderedDict``'s own links cost a
@@ -109,13 +113,63 @@ class ResultStore:
         self._threads: list[threading.Event] = []  # one per spill thread, set when it is over
         self._spill_failed: str | None = None  # why the last background spill failed
 
+    @property
+    def memory_limit(self) -> int:
+        return self._memory_limit
+
+    @memory_limit.setter
+    def memory_limit(self, limit: int) -> None:
+        self._memory_limit = limit
+        self._caps()
+
+    @property
+    def max_bytes(self) -> int | None:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, cap: int | None) -> None:
+        self._max_bytes = cap
+        self._caps()
+
+    @property
+    def max_value(self) -> int | None:
+        return self._max_value
+
+    @max_value.setter
+    def max_value(self, cap: int | None) -> None:
+        self._max_value = cap
+        self._caps()
+
+    def _caps(self) -> None:
+        limit, cap = self._memory_limit, self._max_bytes
+        self._room = limit if cap is None else min(limit, cap)
+        self._largest = sys.maxsize if self._max_value is None else self._max_value
+
     def put(self, run_id: str, task_id: str, value: Any) -> None:
         """Keep a value (bytes-like: an assembled one is an mmap, ``store.chunks``); raises
         StoreError (holding nothing new) when a cap or a spill stops it."""
         key = (run_id, task_id)
-        if self._written:  # (two calls fewer per value when nothing is to be done: once a task)
-            self.settle()
         memory, size, stats = self._memory, len(value), self.stats  # (once a task: read once)
+        in_memory = stats.in_memory_bytes + size
+        # the rule: a new key within every cap (nothing spilled: ``_room`` is the memory limit
+        # or the store's cap), nothing settling: held
+        if not (
+            key in memory
+            or in_memory > self._room
+            or size > self._largest
+            or self._written
+            or self._spilled
+        ):
+            memory[key] = value
+            tasks = self._by_run.get(run_id)
+            if tasks is None:  # (no empty set built a task for ``setdefault``)
+                tasks = self._by_run[run_id] = set()
+            tasks.add(task_id)
+            stats.in_memory_bytes = in_memory
+            stats.values += 1
+            return
+        if self._written:
+            self.settle()
         spilled = self._spilled  # (mostly empty: no look-up of the key then)
         if key in memory or (spilled and key in spilled):
             self._discard(key)
@@ -137,7 +191,7 @@ class ResultStore:
                 )
         memory[key] = value
         tasks = self._by_run.get(run_id)
-        if tasks is None:  # (no empty set built a task for ``setdefault``)
+        if tasks is None:
             tasks = self._by_run[run_id] = set()
         tasks.add(task_id)
         in_memory = stats.in_memory_bytes = stats.in_memory_bytes + size
@@ -247,30 +301,28 @@ class ResultStore:
 
     def drop_run(self, run_id: str) -> int:
         """Forget every value of a run; returns how many were dropped."""
-        tasks = self._by_run.pop(run_id, ())
-        before = self.stats.in_memory_bytes
-        # ``_discard`` of each, its in-memory part taken out by ``map``s (the keys built by
-        # ``zip``, the pops and the byte count in C: a W1 run's end drops 10,000 values here) and
+        tasks = self._by_run.pop(run_id, None)
+        if tasks is None:
+            return 0
+        # ``_discard`` of each, its in-memory part taken out in one compiled loop
+        # (``block.drop_held``: a W1 run's end drops 10,000 values here, a one-task call one) and
         # the counts summed once; a spilled copy still goes through ``_discard``.
-        memory, spilled = self._memory, self._spilled
-        values = len(memory)  # (those dropped are counted once, by what ``memory`` lost)
-        keys = zip(itertools.repeat(run_id), tasks)
-        dropped = list(map(memory.pop, keys, itertools.repeat(None)))
-        freed = sum(map(len, filter(None, dropped)))  # (None: not in memory)
-        if mmap.mmap in set(map(type, dropped)):  # (an assembled value: unmapped off the loop)
-            _unmap_later_all(dropped)
-        # (the values must be unreferenced here: the trim below gives back only what is free)
-        del dropped
+        count, freed, mapped = drop_held(self._memory, run_id, tasks)
+        if mapped is not None:  # (assembled values: unmapped off the loop)
+            _unmap_later_all(mapped)
+            del mapped
+        spilled = self._spilled
         if spilled:
             for task_id in tasks:
                 key = (run_id, task_id)
                 if key in spilled:
                     self._discard(key, forget_run=False)
-        count = values - len(memory)
-        self.stats.in_memory_bytes -= freed
-        self.stats.values -= count
-        held = before - self.stats.in_memory_bytes + self._freed.pop(run_id, 0)
-        if held >= TRIM_AFTER_BYTES:
+        stats = self.stats
+        stats.in_memory_bytes -= freed
+        stats.values -= count
+        if self._freed:
+            freed += self._freed.pop(run_id, 0)
+        if freed >= TRIM_AFTER_BYTES:
             self.trims += release_free_memory()
         return len(tasks)
 

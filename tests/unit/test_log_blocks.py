@@ -170,3 +170,87 @@ def test_the_log_over_the_py_is_the_one_by_one_log(seed: int, monkeypatch: Any) 
     monkeypatch.setattr(rlog, "log_blocks", PURE)
     stretch.test_a_batch_of_blocks_leaves_the_log_one_by_one_leaves(seed)
     stretch.test_a_task_held_again_after_it_went_keeps_its_new_time()
+
+
+class _Run:
+    def __init__(self) -> None:
+        self.changes: dict[str, Any] = {}
+
+
+def _feed_reference(
+    runs: dict[str, Any],
+    moves: list[Any],
+    now: Any,
+    holding: dict[str, None],
+    dirty: dict[str, None],
+) -> list[bool]:
+    """Session 36's ``ReplicationLog.tasks_changed`` loop (Python, a step a move or block)."""
+    kinds: list[bool] = []
+    last, primary = None, None
+    for run_id, task_id, held in moves:
+        if run_id != last:
+            last, primary = run_id, runs.get(run_id)
+        if primary is None:
+            continue
+        if type(task_id) is list:
+            if held:
+                if PURE.hold(primary.changes, task_id, now):
+                    holding[run_id] = None
+            else:
+                PURE.mark(primary.changes, task_id)
+                dirty[run_id] = None
+        elif held:
+            if task_id not in primary.changes:
+                primary.changes[task_id] = now
+                holding[run_id] = None
+        else:
+            primary.changes[task_id] = None
+            dirty[run_id] = None
+        if len(kinds) < 2 and held not in kinds:
+            kinds.append(held)
+    return kinds
+
+
+@pytest.mark.parametrize("build", BUILDS.values(), ids=BUILDS.keys())
+@pytest.mark.parametrize("seed", range(20))
+def test_a_batch_fed_in_one_loop_is_fed_as_move_by_move(build: Any, seed: int) -> None:
+    """``feed``: random batches of moves and blocks (held or not, tracked runs and others, one
+    run's moves apart and together) leave every run's changes, the holding and dirty runs (in
+    their order) and the kinds answered as the Python loop did, from the very same times."""
+    rng = random.Random(seed)
+    names = ["a", "b", "gone"]
+    tracked = {"a": (_Run(), _Run()), "b": (_Run(), _Run())}
+    runs = {name: pair[0] for name, pair in tracked.items()}
+    ref_runs = {name: pair[1] for name, pair in tracked.items()}
+    holding: dict[str, None] = {}
+    dirty: dict[str, None] = {}
+    ref_holding: dict[str, None] = {}
+    ref_dirty: dict[str, None] = {}
+    now = 1.0
+    for _ in range(40):
+        now += rng.choice([0.0, 0.01])
+        moves: list[Any] = []
+        for _ in range(rng.randrange(0, 8)):
+            run_id = rng.choice(names)
+            ids = [f"t{rng.randrange(30)}" for _ in range(rng.randrange(1, 6))]
+            held = rng.random() < 0.5
+            moves.append((run_id, ids if rng.random() < 0.6 else ids[0], held))
+        if rng.random() < 0.2:  # (the run's dicts of flushes between: fresh ones)
+            holding.clear()
+            dirty.clear()
+            ref_holding.clear()
+            ref_dirty.clear()
+        kinds = build.feed(runs, moves, now, holding, dirty)
+        assert kinds == _feed_reference(ref_runs, moves, now, ref_holding, ref_dirty)
+        assert list(holding) == list(ref_holding) and list(dirty) == list(ref_dirty)
+        for name in runs:
+            got = [(t, id(s)) for t, s in runs[name].changes.items()]
+            assert got == [(t, id(s)) for t, s in ref_runs[name].changes.items()]
+
+
+def test_a_batch_of_no_tracked_run_changes_nothing() -> None:
+    for build in BUILDS.values():
+        holding: dict[str, None] = {}
+        dirty: dict[str, None] = {}
+        assert build.feed({}, [("x", ["t"], True), ("x", "t", False)], 1.0, holding, dirty) == []
+        assert holding == {} and dirty == {}
