@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; repeats.pxd beside it gives the compiled build its C types)
 """A message that is the last one's bytes but its two ids, read without unpacking (issue 13, W3),
 and a reply written the same way (``ReplyRepeats``).
 
@@ -10,7 +12,13 @@ them a msgpack unsigned int and a UTF-8 str exactly filling the gap decodes, fie
 to that message with the new ids: it is built from the kept fields without ``unpackb`` or the
 schema's walk of the fields (the bytes are the ones that were checked). Anything else (another
 shape, another client's envelope, an id in another encoding) is ``None``: the caller decodes it
-the general way and ``learn`` keeps it next.
+the general way and ``learn`` keeps it next. ``decoded`` is the codec's whole answer for such a
+message, its limits checked and its counts counted as ``Codec.decode`` checks and counts them.
+
+Compiled from this .py with the .pxd beside it (setup.py PROTOCOL_COMPILED): a W3 call's read of
+its request and write of its reply run as C, where they were ~330 Python opcodes of the owner's
+loop a call (the read, the generated constructor, the write); the .py is the pure build and the
+reference tests/unit/test_codec_repeats.py and test_reply_repeats.py hold the compiled one to.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import msgpack
 from handoffd.protocol.registry import maker
 from handoffd.protocol.schema import INT_MAX
 
+_new = object.__new__
+_tuple_new = tuple.__new__
 MAX_SKIP = 64  # misses let pass at most between two bodies kept (``Repeats.learn``)
 _UINT = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64: bytes after the marker
 
@@ -73,13 +83,18 @@ class Repeats:
     ``run_id: str``) and its decoding; ``read`` gives the envelope's values and the message of a
     body that repeats it but for those ids."""
 
-    def __init__(self, cls: type, pack: Callable[[Any], bytes]) -> None:
+    def __init__(self, cls: type, pack: Callable[[Any], bytes], decoded: type = tuple) -> None:
         names = [f for f in cls.__dataclass_fields__]  # type: ignore[attr-defined]
         if names[:2] != ["request_id", "run_id"]:
             raise TypeError(f"{cls.__name__}: its first fields are not request_id, run_id")
         self.type_id: int = cls.TYPE  # type: ignore[attr-defined]
         self._names = names[2:]
-        self._make: Callable[..., Any] = maker(cls)
+        maker(cls)  # (refuses a class whose slots alone do not make it: post-init, factories)
+        self._cls = cls
+        # Each field's slot filled through its descriptor, as ``registry.maker``'s constructor
+        # fills them: the same object, made here without a Python call (the compiled build)
+        self._setters = tuple([getattr(cls, name).__set__ for name in names])
+        self._decoded = decoded  # (``decoded``'s answer: the codec's Decoded)
         self._pack = pack  # (the codec's packer: the envelope's bytes as it would pack them)
         self._prefix = b""
         self._suffix = b""
@@ -133,7 +148,38 @@ class Repeats:
             return None
         self.hits += 1
         self._fresh = False
-        return self._envelope, self._make(request_id, run_id, *self._rest)
+        msg: Any = _new(self._cls)
+        setters = self._setters
+        setters[0](msg, request_id)
+        setters[1](msg, run_id)
+        rest = self._rest
+        for i in range(len(rest)):
+            setters[i + 2](msg, rest[i])
+        return self._envelope, msg
+
+    def decoded(self, frames: Any, limits: Any, stats: Any) -> Any:
+        """``Codec.decode``'s answer for ``frames`` (a transport's list) when its body repeats the
+        kept one but for its ids: its limits are the ones decode checks, its counts the ones
+        decode counts, its frames past the body a list of their own. None for anything else, a
+        limit broken among it: decode reads it the general way (and drops it, says why)."""
+        if type(frames) is not list:
+            return None
+        n = len(frames)
+        if n == 0 or n - 1 > limits.max_frames:
+            return None
+        head = frames[0]
+        if type(head) is not bytes or len(head) > limits.max_body_bytes:
+            return None
+        most = limits.max_frame_bytes
+        for i in range(1, n):
+            if len(frames[i]) > most:
+                return None
+        hit = self.read(head)
+        if hit is None:
+            return None
+        stats.decoded += 1
+        stats.decoded_by_type[self.type_id] += 1
+        return _tuple_new(self._decoded, (hit[0], hit[1], frames[1:]))
 
     def learn(self, head: bytes, envelope: Any, values: tuple[Any, ...], msg: Any) -> None:
         """Keep ``head`` (decoded the general way into ``envelope`` and ``msg``; ``values``: its
@@ -152,7 +198,8 @@ class Repeats:
         if not size:
             return
         try:
-            front = b"".join(self._pack(v) for v in envelope)
+            pack = self._pack
+            front = b"".join([pack(v) for v in envelope])
         except Exception:  # noqa: BLE001 - nothing to keep; the message was decoded anyway
             return
         at = size + len(front)
@@ -163,7 +210,7 @@ class Repeats:
         if got is None or run is None or (got[0], run[0]) != (msg.request_id, msg.run_id):
             return
         self._suffix = head[run[1] :]
-        self._rest = tuple(getattr(msg, name) for name in self._names)
+        self._rest = tuple([getattr(msg, name) for name in self._names])
         self._envelope = envelope
         self._prefix = head[:at]
         self._fresh = True

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from handoffd.errors import ConnectionError, Timeout
+from handoffd.transport import local_frames
 
 if TYPE_CHECKING:  # a client imports this module and runs no event loop
     import asyncio
@@ -111,33 +112,10 @@ def pack(frames: Sequence[Any]) -> list[Any]:
     return out
 
 
-_TWO = struct.Struct("!IQQ")  # the header of a message of two frames
-
-
-def _small(frames: Sequence[Any]) -> bytes | None:
-    """``pack(frames)``'s bytes as one buffer for two bytes frames below ``JOIN_BYTES`` together
-    (pack would join them: the same bytes), the request of a one-task execute; else None."""
-    if len(frames) != 2:
-        return None
-    first, second = frames
-    if type(first) is not bytes or type(second) is not bytes:
-        return None
-    size, more = len(first), len(second)
-    if size + more >= JOIN_BYTES:
-        return None
-    return _TWO.pack(2, size, more) + first + second
-
-
-def _whole(data: memoryview, n: int) -> list[bytes] | None:
-    """The two frames of the message that is exactly ``data[:n]``, as ``take`` would cut them
-    (a one-task execute's reply); None when it is anything else (``take`` reads it)."""
-    if n < 20:
-        return None
-    count, size, more = _TWO.unpack_from(data)
-    if count != 2 or 20 + size + more != n:
-        return None
-    at = 20 + size
-    return [bytes(data[20:at]), bytes(data[at:n])]
+# A one-task execute's request and reply: two small frames, joined and cut in one pass
+# (``local_frames``, compiled)
+_small = local_frames.small
+_whole = local_frames.whole
 
 
 # ``take``: a message of at least _MANY frames averaging at most _SMALL bytes is cut from one copy
