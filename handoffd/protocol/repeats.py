@@ -23,9 +23,9 @@ reference tests/unit/test_codec_repeats.py and test_reply_repeats.py hold the co
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
-from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -36,6 +36,70 @@ _new = object.__new__
 _tuple_new = tuple.__new__
 MAX_SKIP = 64  # misses let pass at most between two bodies kept (``Repeats.learn``)
 _UINT = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64: bytes after the marker
+_SLOT = types.MemberDescriptorType  # a __slots__ field's descriptor
+
+
+def _slots_of(cls: Any, names: list[str]) -> tuple[Any, ...]:
+    """The descriptors of ``cls``'s fields ``names``, in order: slots of ``cls`` itself, which
+    ``object.__new__`` makes (what ``_made`` and ``_same`` read and write by offset when
+    compiled); TypeError for a class that is not such a dataclass."""
+    slots = tuple([getattr(cls, name) for name in names])
+    for slot in slots:
+        if type(slot) is not _SLOT or slot.__objclass__ is not cls:
+            raise TypeError(f"{cls.__name__}: its fields are not slots of its own")
+    if cls.__new__ is not object.__new__:
+        raise TypeError(f"{cls.__name__}: made by its own __new__")
+    return slots
+
+
+def _same_of(msg: Any, slots: tuple[Any, ...], rest: tuple[Any, ...]) -> bool:
+    """Whether ``msg``'s fields past its two ids equal ``rest`` (as tuples compare: identity,
+    then ==); AttributeError for a field not set."""
+    return tuple([slots[i + 2].__get__(msg) for i in range(len(rest))]) == rest
+
+
+def _made_of(
+    cls: Any, slots: tuple[Any, ...], request_id: Any, run_id: Any, rest: tuple[Any, ...]
+) -> Any:
+    """A ``cls`` of these fields, each slot filled through its descriptor (``slots``: one a
+    field, in order), as ``registry.maker``'s constructor fills them: the same object."""
+    msg = _new(cls)
+    slots[0].__set__(msg, request_id)
+    slots[1].__set__(msg, run_id)
+    for i in range(len(rest)):
+        slots[i + 2].__set__(msg, rest[i])
+    return msg
+
+
+def _written_of(
+    pack: Callable[[Any], bytes], prefix: bytes, request_id: int, run_id: str, suffix: bytes
+) -> bytes | None:
+    """``prefix``, the two ids as the codec packs them, ``suffix``: a reply's body; None when the
+    run id is not UTF-8 (the codec says what is wrong with it). ``request_id``: 0..INT_MAX."""
+    try:
+        return prefix + pack(request_id) + pack(run_id) + suffix
+    except UnicodeEncodeError:
+        return None
+
+
+def _count_of(counts: Any, key: int) -> None:
+    """One more of ``key`` in a codec's counter by type (a ``Counter``)."""
+    counts[key] += 1
+
+
+# A message made, a reply's bytes written and a counter counted: these functions here, compiled
+# C over the object's slots and the bytes (repeats.pxd). (Cython refuses a name the .pxd defines
+# to be assigned: hence the store through ``globals()``, as frames_cut.py does; ruff does not see
+# it either: its uses say ``noqa: F821``.)
+if TYPE_CHECKING:
+    _same: Callable[[Any, tuple[Any, ...], tuple[Any, ...]], bool]
+    _made: Callable[..., Any]
+    _written: Callable[..., bytes | None]
+    _count: Callable[[Any, int], None]
+globals().setdefault("_same", _same_of)
+globals().setdefault("_made", _made_of)
+globals().setdefault("_written", _written_of)
+globals().setdefault("_count", _count_of)
 
 
 def _uint(data: bytes, at: int) -> tuple[int, int] | None:
@@ -91,9 +155,9 @@ class Repeats:
         self._names = names[2:]
         maker(cls)  # (refuses a class whose slots alone do not make it: post-init, factories)
         self._cls = cls
-        # Each field's slot filled through its descriptor, as ``registry.maker``'s constructor
-        # fills them: the same object, made here without a Python call (the compiled build)
-        self._setters = tuple([getattr(cls, name).__set__ for name in names])
+        # Each field's slot, filled through its descriptor as ``registry.maker``'s constructor
+        # fills them (``_made``: the same object, its slots written in C when compiled)
+        self._slots = _slots_of(cls, names)
         self._decoded = decoded  # (``decoded``'s answer: the codec's Decoded)
         self._pack = pack  # (the codec's packer: the envelope's bytes as it would pack them)
         self._prefix = b""
@@ -148,13 +212,7 @@ class Repeats:
             return None
         self.hits += 1
         self._fresh = False
-        msg: Any = _new(self._cls)
-        setters = self._setters
-        setters[0](msg, request_id)
-        setters[1](msg, run_id)
-        rest = self._rest
-        for i in range(len(rest)):
-            setters[i + 2](msg, rest[i])
+        msg = _made(self._cls, self._slots, request_id, run_id, self._rest)  # noqa: F821
         return self._envelope, msg
 
     def decoded(self, frames: Any, limits: Any, stats: Any) -> Any:
@@ -178,7 +236,7 @@ class Repeats:
         if hit is None:
             return None
         stats.decoded += 1
-        stats.decoded_by_type[self.type_id] += 1
+        _count(stats.decoded_by_type, self.type_id)  # noqa: F821
         return _tuple_new(self._decoded, (hit[0], hit[1], frames[1:]))
 
     def learn(self, head: bytes, envelope: Any, values: tuple[Any, ...], msg: Any) -> None:
@@ -236,9 +294,11 @@ class ReplyRepeats:
             raise TypeError(f"{cls.__name__}: its first fields are not request_id, run_id")
         self.cls: Any = cls
         self.type_id: int = cls.TYPE  # type: ignore[attr-defined]
-        self._rest_of = attrgetter(*names[2:])
+        self._slots = _slots_of(cls, names)  # (the other fields read by ``_same``)
         self._stats = stats
-        self._key: tuple[Any, Any] | None = None  # (envelope, the other fields) kept
+        self._kept = False  # a body is kept, of these envelope and other fields:
+        self._envelope: Any = None
+        self._rest: tuple[Any, ...] = ()
         self._prefix = b""
         self._suffix = b""
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -247,28 +307,26 @@ class ReplyRepeats:
     def write(self, msg: Any, envelope: Any) -> bytes | None:
         """The body of ``msg`` sent with ``envelope`` (what its encoding depends on besides the
         message: sender, incarnation), or None when it is not the kept one's but for its ids."""
-        key = self._key
-        if key is None or type(msg) is not self.cls:
+        if not self._kept or type(msg) is not self.cls:
             return None
         request_id, run_id = msg.request_id, msg.run_id
         if type(request_id) is not int or type(run_id) is not str or not 0 <= request_id <= INT_MAX:
             return None
-        if key != (envelope, self._rest_of(msg)):
+        kept = self._envelope
+        if (envelope is not kept and envelope != kept) or not _same(msg, self._slots, self._rest):  # noqa: F821
             return None
-        pack = self._pack
-        try:
-            ids = pack(request_id) + pack(run_id)
-        except UnicodeEncodeError:  # (the codec says what is wrong with it)
+        body = _written(self._pack, self._prefix, request_id, run_id, self._suffix)  # noqa: F821
+        if body is None:
             return None
         stats = self._stats
         stats.encoded += 1
-        stats.encoded_by_type[self.type_id] += 1
+        _count(stats.encoded_by_type, self.type_id)  # noqa: F821
         self.hits += 1
-        return self._prefix + ids + self._suffix
+        return body
 
     def learn(self, msg: Any, envelope: Any, body: bytes) -> None:
         """Keep ``body``, the codec's encoding of ``msg`` with ``envelope``, for ``write``."""
-        self._key = None
+        self._kept = False
         if type(msg) is not self.cls or type(body) is not bytes:
             return
         try:
@@ -279,7 +337,10 @@ class ReplyRepeats:
         if at < 0 or body.find(ids, at + 1) >= 0:
             return
         self._prefix, self._suffix = body[:at], body[at + len(ids) :]
-        self._key = (envelope, self._rest_of(msg))
+        slots = self._slots
+        self._rest = tuple([slots[i].__get__(msg) for i in range(2, len(slots))])
+        self._envelope = envelope
+        self._kept = True
 
 
 __all__ = ["ReplyRepeats", "Repeats"]

@@ -73,6 +73,21 @@ def test_random_outcomes_are_the_codecs_bytes(build: str) -> None:
 
 
 @pytest.mark.parametrize("build", BUILDS)
+def test_ids_of_every_msgpack_width_are_the_codecs_bytes(build: str) -> None:
+    writer = Writer(build)
+    reference = Codec()
+    writer.encode(outcome(1, "r1"), 0)
+    request_ids = [0, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**63 - 1]
+    run_ids = ["", "é", "x" * 31, "x" * 32, "é" * 127, "x" * 255, "x" * 256, "x" * 65_535]
+    run_ids += ["x" * 65_536, "\u20ac" * 30_000, "\U0001f600" * 20]
+    for request_id in request_ids:
+        for run_id in run_ids:
+            msg = outcome(request_id, run_id)
+            body, hit = writer.encode(msg, 0)
+            assert hit and body == reference.encode(msg, sender="d0")[0]
+
+
+@pytest.mark.parametrize("build", BUILDS)
 def test_ids_the_codec_refuses_are_left_to_it(build: str) -> None:
     writer = Writer(build)
     writer.encode(outcome(1, "r1"), 0)
