@@ -73,7 +73,8 @@ PROTOCOL_COMPILED = ("report_read", "log_pack", "frames_cut", "repeats")
 #: tests/unit/test_dag_columns.py holds it to its .py.
 #: The local socket's cut and join of a one-task execute's two-frame messages, on both of its ends
 #: (``transport.local_frames``, by dotted name), the same way;
-#: tests/unit/test_local_socket_framing.py and test_local_frames_ends.py hold it to its .py.
+#: tests/unit/test_local_socket_framing.py and tests/cluster/test_local_frames_ends.py hold it to
+#: its .py.
 CLIENT_COMPILED = ("dag_columns", "transport.local_frames")
 #: The executing side's read of a block of KEPT replies (``worker._kept``), its ends (two C loops
 #: a block, no Python step a task) and the store's hold of a block's values, compiled from their
