@@ -12,12 +12,14 @@ CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) $(foreach m,$(SCHED_COMPILED),ha
 MEMBERSHIP_COMPILED := swim probing records gossip lifeguard sim
 CORE_SRC += $(foreach m,$(MEMBERSHIP_COMPILED),handoffd/membership/$(m).py) $(wildcard handoffd/membership/*.pxd)
 # The owner's read of another node's reports and its pack of a log batch's rows into columns
-# (setup.py PROTOCOL_COMPILED), the .pxd beside each; a whole upload's cut into frames.
-PROTOCOL_COMPILED := report_read log_pack frames_cut
+# (setup.py PROTOCOL_COMPILED), the .pxd beside each; a whole upload's cut into frames; a repeated
+# request read and its reply written from the last one's bytes.
+PROTOCOL_COMPILED := report_read log_pack frames_cut repeats
 CORE_SRC += $(foreach m,$(PROTOCOL_COMPILED),handoffd/protocol/$(m).py handoffd/protocol/$(m).pxd)
-# The client's build of a plain DAG's submission (setup.py CLIENT_COMPILED), the .pxd beside it.
-CLIENT_COMPILED := dag_columns
-CORE_SRC += $(foreach m,$(CLIENT_COMPILED),handoffd/$(m).py handoffd/$(m).pxd)
+# The client's build of a plain DAG's submission and the local socket's cut and join of a one-task
+# execute's messages (setup.py CLIENT_COMPILED, by dotted name under handoffd), the .pxd beside each.
+CLIENT_COMPILED := dag_columns transport.local_frames
+CORE_SRC += $(foreach m,$(CLIENT_COMPILED),handoffd/$(subst .,/,$(m)).py handoffd/$(subst .,/,$(m)).pxd)
 # The executing side's read of a block of replies, its ends and the store's hold of it (setup.py
 # EXECUTOR_COMPILED, by dotted name under handoffd), the .pxd beside each; and the owner's
 # replication log's loop over a block of moves.

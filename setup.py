@@ -64,11 +64,18 @@ MEMBERSHIP_COMPILED = ("swim", "probing", "records", "gossip", "lifeguard", "sim
 #: rows), the same way; tests/unit/test_log_columns.py holds it to its .py. The cut of a whole
 #: upload's frames (``frames_cut``: a small frame copied, no view a frame) the same way;
 #: tests/unit/test_frames_cut.py holds it to its .py.
-PROTOCOL_COMPILED = ("report_read", "log_pack", "frames_cut")
+#: The read of a request that repeats the last one but for its ids and the write of a reply the
+#: same way (``repeats``) too; tests/unit/test_codec_repeats.py and test_reply_repeats.py hold it
+#: to its .py.
+PROTOCOL_COMPILED = ("report_read", "log_pack", "frames_cut", "repeats")
 #: The client's build of a plain DAG's submission columns (one loop over the user's functions,
 #: W1's serial start), compiled from its .py with the .pxd beside it;
 #: tests/unit/test_dag_columns.py holds it to its .py.
-CLIENT_COMPILED = ("dag_columns",)
+#: The local socket's cut and join of a one-task execute's two-frame messages, on both of its ends
+#: (``transport.local_frames``, by dotted name), the same way;
+#: tests/unit/test_local_socket_framing.py and tests/cluster/test_local_frames_ends.py hold it to
+#: its .py.
+CLIENT_COMPILED = ("dag_columns", "transport.local_frames")
 #: The executing side's read of a block of KEPT replies (``worker._kept``), its ends (two C loops
 #: a block, no Python step a task) and the store's hold of a block's values, compiled from their
 #: .py with the .pxd beside each, by dotted name; tests/unit/test_kept_block.py,
@@ -175,7 +182,7 @@ else:
         + [
             Extension(
                 f"handoffd.{name}",
-                [f"handoffd/{name}.py"],
+                [f"handoffd/{name.replace('.', '/')}.py"],
                 extra_compile_args=OPT_FLAGS,
             )
             for name in CLIENT_COMPILED

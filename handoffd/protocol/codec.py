@@ -180,7 +180,9 @@ class Codec:
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
         # ``repeats``: a message class whose body, the last one's but for its two ids, is read
         # from the last one's fields (``protocol.repeats``: a one-task execute's SubmitAndWait)
-        self._repeats = Repeats(repeats, self._packer.pack) if repeats is not None else None
+        self._repeats = (
+            Repeats(repeats, self._packer.pack, Decoded) if repeats is not None else None
+        )
 
     def _record(self, type_id: int) -> Record | None:
         if self._registry is None:
@@ -254,6 +256,13 @@ class Codec:
         ``unpacked``: the head already unpacked as ``msgpack.unpackb(head, use_list=False)``
         would (``daemon.upload_intake`` does it in pieces, off the loop)."""
         try:
+            repeats = self._repeats
+            if repeats is not None and unpacked is None:
+                # A repeated request whole, its limits checked and counted there (compiled:
+                # ``protocol.repeats``); anything else, a broken limit among it, is read below
+                hit = repeats.decoded(frames, self.limits, self.stats)
+                if hit is not None:
+                    return hit  # type: ignore[no-any-return]
             if not frames:
                 return self._drop("no_frames")
             limits = self.limits
@@ -266,16 +275,6 @@ class Codec:
             for extra in extras:
                 if len(extra) > limits.max_frame_bytes:
                     return self._drop("frame_too_large")
-            repeats = self._repeats
-            if repeats is not None and unpacked is None and type(head) is bytes:
-                hit = repeats.read(head)
-                if hit is not None:
-                    stats = self.stats
-                    stats.decoded += 1
-                    stats.decoded_by_type[repeats.type_id] += 1
-                    if type(extras) is not list:
-                        extras = list(extras)
-                    return _tuple_new(Decoded, (hit[0], hit[1], extras))  # type: ignore[no-any-return]
             try:
                 # msgpack bounds every string, array and map by len(head), which is within
                 # max_body_bytes here; passing limits as keywords cost ~5% of a small decode.

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (the annotations are for mypy; repeats.pxd beside it gives the compiled build its C types)
 """A message that is the last one's bytes but its two ids, read without unpacking (issue 13, W3),
 and a reply written the same way (``ReplyRepeats``).
 
@@ -10,22 +12,94 @@ them a msgpack unsigned int and a UTF-8 str exactly filling the gap decodes, fie
 to that message with the new ids: it is built from the kept fields without ``unpackb`` or the
 schema's walk of the fields (the bytes are the ones that were checked). Anything else (another
 shape, another client's envelope, an id in another encoding) is ``None``: the caller decodes it
-the general way and ``learn`` keeps it next.
+the general way and ``learn`` keeps it next. ``decoded`` is the codec's whole answer for such a
+message, its limits checked and its counts counted as ``Codec.decode`` checks and counts them.
+
+Compiled from this .py with the .pxd beside it (setup.py PROTOCOL_COMPILED): a W3 call's read of
+its request and write of its reply run as C, where they were ~330 Python opcodes of the owner's
+loop a call (the read, the generated constructor, the write); the .py is the pure build and the
+reference tests/unit/test_codec_repeats.py and test_reply_repeats.py hold the compiled one to.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
-from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from handoffd.protocol.registry import maker
 from handoffd.protocol.schema import INT_MAX
 
+_new = object.__new__
+_tuple_new = tuple.__new__
 MAX_SKIP = 64  # misses let pass at most between two bodies kept (``Repeats.learn``)
 _UINT = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}  # msgpack uint 8/16/32/64: bytes after the marker
+_SLOT = types.MemberDescriptorType  # a __slots__ field's descriptor
+
+
+def _slots_of(cls: Any, names: list[str]) -> tuple[Any, ...]:
+    """The descriptors of ``cls``'s fields ``names``, in order: slots of ``cls`` itself, which
+    ``object.__new__`` makes (what ``_made`` and ``_same`` read and write by offset when
+    compiled); TypeError for a class that is not such a dataclass."""
+    slots = tuple([getattr(cls, name) for name in names])
+    for slot in slots:
+        if type(slot) is not _SLOT or slot.__objclass__ is not cls:
+            raise TypeError(f"{cls.__name__}: its fields are not slots of its own")
+    if cls.__new__ is not object.__new__:
+        raise TypeError(f"{cls.__name__}: made by its own __new__")
+    return slots
+
+
+def _same_of(msg: Any, slots: tuple[Any, ...], rest: tuple[Any, ...]) -> bool:
+    """Whether ``msg``'s fields past its two ids equal ``rest`` (as tuples compare: identity,
+    then ==); AttributeError for a field not set."""
+    return tuple([slots[i + 2].__get__(msg) for i in range(len(rest))]) == rest
+
+
+def _made_of(
+    cls: Any, slots: tuple[Any, ...], request_id: Any, run_id: Any, rest: tuple[Any, ...]
+) -> Any:
+    """A ``cls`` of these fields, each slot filled through its descriptor (``slots``: one a
+    field, in order), as ``registry.maker``'s constructor fills them: the same object."""
+    msg = _new(cls)
+    slots[0].__set__(msg, request_id)
+    slots[1].__set__(msg, run_id)
+    for i in range(len(rest)):
+        slots[i + 2].__set__(msg, rest[i])
+    return msg
+
+
+def _written_of(
+    pack: Callable[[Any], bytes], prefix: bytes, request_id: int, run_id: str, suffix: bytes
+) -> bytes | None:
+    """``prefix``, the two ids as the codec packs them, ``suffix``: a reply's body; None when the
+    run id is not UTF-8 (the codec says what is wrong with it). ``request_id``: 0..INT_MAX."""
+    try:
+        return prefix + pack(request_id) + pack(run_id) + suffix
+    except UnicodeEncodeError:
+        return None
+
+
+def _count_of(counts: Any, key: int) -> None:
+    """One more of ``key`` in a codec's counter by type (a ``Counter``)."""
+    counts[key] += 1
+
+
+# A message made, a reply's bytes written and a counter counted: these functions here, compiled
+# C over the object's slots and the bytes (repeats.pxd). (Cython refuses a name the .pxd defines
+# to be assigned: hence the store through ``globals()``, as frames_cut.py does; ruff does not see
+# it either: its uses say ``noqa: F821``.)
+if TYPE_CHECKING:
+    _same: Callable[[Any, tuple[Any, ...], tuple[Any, ...]], bool]
+    _made: Callable[..., Any]
+    _written: Callable[..., bytes | None]
+    _count: Callable[[Any, int], None]
+globals().setdefault("_same", _same_of)
+globals().setdefault("_made", _made_of)
+globals().setdefault("_written", _written_of)
+globals().setdefault("_count", _count_of)
 
 
 def _uint(data: bytes, at: int) -> tuple[int, int] | None:
@@ -73,13 +147,18 @@ class Repeats:
     ``run_id: str``) and its decoding; ``read`` gives the envelope's values and the message of a
     body that repeats it but for those ids."""
 
-    def __init__(self, cls: type, pack: Callable[[Any], bytes]) -> None:
+    def __init__(self, cls: type, pack: Callable[[Any], bytes], decoded: type = tuple) -> None:
         names = [f for f in cls.__dataclass_fields__]  # type: ignore[attr-defined]
         if names[:2] != ["request_id", "run_id"]:
             raise TypeError(f"{cls.__name__}: its first fields are not request_id, run_id")
         self.type_id: int = cls.TYPE  # type: ignore[attr-defined]
         self._names = names[2:]
-        self._make: Callable[..., Any] = maker(cls)
+        maker(cls)  # (refuses a class whose slots alone do not make it: post-init, factories)
+        self._cls = cls
+        # Each field's slot, filled through its descriptor as ``registry.maker``'s constructor
+        # fills them (``_made``: the same object, its slots written in C when compiled)
+        self._slots = _slots_of(cls, names)
+        self._decoded = decoded  # (``decoded``'s answer: the codec's Decoded)
         self._pack = pack  # (the codec's packer: the envelope's bytes as it would pack them)
         self._prefix = b""
         self._suffix = b""
@@ -133,7 +212,32 @@ class Repeats:
             return None
         self.hits += 1
         self._fresh = False
-        return self._envelope, self._make(request_id, run_id, *self._rest)
+        msg = _made(self._cls, self._slots, request_id, run_id, self._rest)  # noqa: F821
+        return self._envelope, msg
+
+    def decoded(self, frames: Any, limits: Any, stats: Any) -> Any:
+        """``Codec.decode``'s answer for ``frames`` (a transport's list) when its body repeats the
+        kept one but for its ids: its limits are the ones decode checks, its counts the ones
+        decode counts, its frames past the body a list of their own. None for anything else, a
+        limit broken among it: decode reads it the general way (and drops it, says why)."""
+        if type(frames) is not list:
+            return None
+        n = len(frames)
+        if n == 0 or n - 1 > limits.max_frames:
+            return None
+        head = frames[0]
+        if type(head) is not bytes or len(head) > limits.max_body_bytes:
+            return None
+        most = limits.max_frame_bytes
+        for i in range(1, n):
+            if len(frames[i]) > most:
+                return None
+        hit = self.read(head)
+        if hit is None:
+            return None
+        stats.decoded += 1
+        _count(stats.decoded_by_type, self.type_id)  # noqa: F821
+        return _tuple_new(self._decoded, (hit[0], hit[1], frames[1:]))
 
     def learn(self, head: bytes, envelope: Any, values: tuple[Any, ...], msg: Any) -> None:
         """Keep ``head`` (decoded the general way into ``envelope`` and ``msg``; ``values``: its
@@ -152,7 +256,8 @@ class Repeats:
         if not size:
             return
         try:
-            front = b"".join(self._pack(v) for v in envelope)
+            pack = self._pack
+            front = b"".join([pack(v) for v in envelope])
         except Exception:  # noqa: BLE001 - nothing to keep; the message was decoded anyway
             return
         at = size + len(front)
@@ -163,7 +268,7 @@ class Repeats:
         if got is None or run is None or (got[0], run[0]) != (msg.request_id, msg.run_id):
             return
         self._suffix = head[run[1] :]
-        self._rest = tuple(getattr(msg, name) for name in self._names)
+        self._rest = tuple([getattr(msg, name) for name in self._names])
         self._envelope = envelope
         self._prefix = head[:at]
         self._fresh = True
@@ -189,9 +294,11 @@ class ReplyRepeats:
             raise TypeError(f"{cls.__name__}: its first fields are not request_id, run_id")
         self.cls: Any = cls
         self.type_id: int = cls.TYPE  # type: ignore[attr-defined]
-        self._rest_of = attrgetter(*names[2:])
+        self._slots = _slots_of(cls, names)  # (the other fields read by ``_same``)
         self._stats = stats
-        self._key: tuple[Any, Any] | None = None  # (envelope, the other fields) kept
+        self._kept = False  # a body is kept, of these envelope and other fields:
+        self._envelope: Any = None
+        self._rest: tuple[Any, ...] = ()
         self._prefix = b""
         self._suffix = b""
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -200,28 +307,26 @@ class ReplyRepeats:
     def write(self, msg: Any, envelope: Any) -> bytes | None:
         """The body of ``msg`` sent with ``envelope`` (what its encoding depends on besides the
         message: sender, incarnation), or None when it is not the kept one's but for its ids."""
-        key = self._key
-        if key is None or type(msg) is not self.cls:
+        if not self._kept or type(msg) is not self.cls:
             return None
         request_id, run_id = msg.request_id, msg.run_id
         if type(request_id) is not int or type(run_id) is not str or not 0 <= request_id <= INT_MAX:
             return None
-        if key != (envelope, self._rest_of(msg)):
+        kept = self._envelope
+        if (envelope is not kept and envelope != kept) or not _same(msg, self._slots, self._rest):  # noqa: F821
             return None
-        pack = self._pack
-        try:
-            ids = pack(request_id) + pack(run_id)
-        except UnicodeEncodeError:  # (the codec says what is wrong with it)
+        body = _written(self._pack, self._prefix, request_id, run_id, self._suffix)  # noqa: F821
+        if body is None:
             return None
         stats = self._stats
         stats.encoded += 1
-        stats.encoded_by_type[self.type_id] += 1
+        _count(stats.encoded_by_type, self.type_id)  # noqa: F821
         self.hits += 1
-        return self._prefix + ids + self._suffix
+        return body
 
     def learn(self, msg: Any, envelope: Any, body: bytes) -> None:
         """Keep ``body``, the codec's encoding of ``msg`` with ``envelope``, for ``write``."""
-        self._key = None
+        self._kept = False
         if type(msg) is not self.cls or type(body) is not bytes:
             return
         try:
@@ -232,7 +337,10 @@ class ReplyRepeats:
         if at < 0 or body.find(ids, at + 1) >= 0:
             return
         self._prefix, self._suffix = body[:at], body[at + len(ids) :]
-        self._key = (envelope, self._rest_of(msg))
+        slots = self._slots
+        self._rest = tuple([slots[i].__get__(msg) for i in range(2, len(slots))])
+        self._envelope = envelope
+        self._kept = True
 
 
 __all__ = ["ReplyRepeats", "Repeats"]

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from handoffd.errors import ConnectionError, Timeout
+from handoffd.transport import local_frames
 
 if TYPE_CHECKING:  # a client imports this module and runs no event loop
     import asyncio
@@ -54,6 +55,8 @@ _COUNT = struct.Struct("!I")
 _LEN = struct.Struct("!Q")
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _IOV = 512  # buffers per sendmsg
+_DONTWAIT = socket.MSG_DONTWAIT  # (the client's socket blocks: its sends and further reads not)
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds (SO_RCVTIMEO)
 JOIN_BYTES = 64 * 1024  # frames smaller than this are copied into one buffer with their neighbours
 SEND_STALL = 30.0  # seconds a client's send may wait for the daemon to read on
 # Bytes a connection's sender may queue before it waits for the reader (SO_SNDBUF; the kernel caps
@@ -111,33 +114,10 @@ def pack(frames: Sequence[Any]) -> list[Any]:
     return out
 
 
-_TWO = struct.Struct("!IQQ")  # the header of a message of two frames
-
-
-def _small(frames: Sequence[Any]) -> bytes | None:
-    """``pack(frames)``'s bytes as one buffer for two bytes frames below ``JOIN_BYTES`` together
-    (pack would join them: the same bytes), the request of a one-task execute; else None."""
-    if len(frames) != 2:
-        return None
-    first, second = frames
-    if type(first) is not bytes or type(second) is not bytes:
-        return None
-    size, more = len(first), len(second)
-    if size + more >= JOIN_BYTES:
-        return None
-    return _TWO.pack(2, size, more) + first + second
-
-
-def _whole(data: memoryview, n: int) -> list[bytes] | None:
-    """The two frames of the message that is exactly ``data[:n]``, as ``take`` would cut them
-    (a one-task execute's reply); None when it is anything else (``take`` reads it)."""
-    if n < 20:
-        return None
-    count, size, more = _TWO.unpack_from(data)
-    if count != 2 or 20 + size + more != n:
-        return None
-    at = 20 + size
-    return [bytes(data[20:at]), bytes(data[at:n])]
+# A one-task execute's request and reply: two small frames, joined and cut in one pass
+# (``local_frames``, compiled)
+_small = local_frames.small
+_whole = local_frames.whole
 
 
 # ``take``: a message of at least _MANY frames averaging at most _SMALL bytes is cut from one copy
@@ -538,9 +518,11 @@ class LocalClient:
             proof = _recv_exact(sock, PROOF)
             if not hmac.compare_digest(proof, _proof(secret, b"server", ours, theirs)):
                 raise LocalRefused(f"{address}: the local socket did not prove our key")
-            # Non-blocking from here, waits by our own poll: with a timeout set, Python polls
-            # before every send and receive (two system calls more per request).
-            sock.setblocking(False)
+            # Blocking from here, with no timeout of Python's (which polls before every send and
+            # receive: two system calls more per request): a send never waits (MSG_DONTWAIT, a
+            # full buffer waited for by our own poll), a reply's read waits in the kernel for as
+            # long as SO_RCVTIMEO says (``recv``), further reads do not (MSG_DONTWAIT).
+            sock.setblocking(True)
             _big_send_buffer(sock)
         except BaseException:
             sock.close()
@@ -549,6 +531,7 @@ class LocalClient:
         # A send waits for room at most this long: a daemon whose loop stopped reading is
         # given up on (ConnectionError, then failover) as ZeroMQ's reply timeout would.
         self._stall = max(connect_timeout, SEND_STALL)
+        self._waits = 0.0  # the socket's SO_RCVTIMEO in seconds (0: none set)
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
         self._room = select.poll()
@@ -564,7 +547,7 @@ class LocalClient:
         if len(packed) <= _IOV:
             # Most requests leave whole in the first call: no views made for the partial case.
             try:
-                sent = self._sock.sendmsg(packed)
+                sent = self._sock.sendmsg(packed, (), _DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -588,7 +571,7 @@ class LocalClient:
         try:
             while parts:
                 try:
-                    sent = self._sock.sendmsg(parts[:_IOV])
+                    sent = self._sock.sendmsg(parts[:_IOV], (), _DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     deadline = deadline or time.monotonic() + self._stall
                     left = deadline - time.monotonic()
@@ -610,6 +593,31 @@ class LocalClient:
         the daemon closed the connection: it is gone)."""
         buf = self._buf
         deadline = time.monotonic() + timeout
+        if not buf and not self._ready and timeout > 0:
+            # A request's reply, nothing read ahead (the usual wait): one read that waits in the
+            # kernel, for at most ``timeout`` (SO_RCVTIMEO, set again only when it changes), not
+            # a poll and then a read (a system call and a release and retake of the GIL less)
+            sock = self._sock
+            if timeout != self._waits:
+                whole, part = divmod(timeout, 1.0)
+                wait = _TIMEVAL.pack(int(whole), min(999_999, int(part * 1e6) + 1))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wait)
+                self._waits = timeout
+            scratch = self._scratch
+            try:
+                n = sock.recv_into(scratch, CHUNK)
+            except (BlockingIOError, InterruptedError, TimeoutError):
+                n = -1  # (the wait ran out: the loop below says so, or reads on)
+            except OSError:
+                n = 0
+            if not n:
+                self.disconnected = True
+                return None
+            if n > 0:
+                one = _whole(scratch, n)
+                if one is not None:
+                    return one
+                buf += scratch[:n]
         while True:
             if self._ready:
                 return self._ready.popleft()
@@ -625,7 +633,7 @@ class LocalClient:
                 continue
             scratch = self._scratch
             try:
-                n = self._sock.recv_into(scratch, CHUNK)
+                n = self._sock.recv_into(scratch, CHUNK, _DONTWAIT)
             except (BlockingIOError, InterruptedError, TimeoutError):
                 continue
             except OSError:

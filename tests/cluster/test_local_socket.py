@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,9 +170,10 @@ def big_send_buffer() -> int:
 
 
 def test_a_request_waits_only_for_its_answer_not_for_room_to_send(monkeypatch: pytest.MonkeyPatch):
-    """The client's socket is non-blocking and polled by the client itself: a send with room is
-    one system call (Python polls before every call on a socket with a timeout: two more per
-    request), and the send stall is still bounded (the test above). Whether the kernel has room
+    """The client's socket has no timeout of Python's (which polls before every call on a socket
+    with one: two system calls more per request) and never waits in a send (MSG_DONTWAIT, a full
+    buffer polled for by the client itself): a send with room is one system call, and the send
+    stall is still bounded (the test above). Whether the kernel has room
     is its business (CI's kernel refused the first write of every request once, here none is
     refused): what the client owes is no poll unless a write was refused, and one write a
     message when the kernel takes it whole."""
@@ -179,7 +181,7 @@ def test_a_request_waits_only_for_its_answer_not_for_room_to_send(monkeypatch: p
         with handoffd.connect(cluster.address, timeout=10) as client:
             conn = client._conn
             assert isinstance(conn, LocalClient)
-            assert conn._sock.gettimeout() == 0.0
+            assert conn._sock.gettimeout() is None
             assert conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= big_send_buffer()
             events: list[str] = []
             room, sock, send = conn._room, conn._sock, conn.send
@@ -190,9 +192,10 @@ def test_a_request_waits_only_for_its_answer_not_for_room_to_send(monkeypatch: p
                     return room.poll(timeout)  # type: ignore[no-any-return]
 
             class CountingSocket:
-                def sendmsg(self, parts: list[bytes]) -> int:
+                def sendmsg(self, parts: list[bytes], anc: Any = (), flags: int = 0) -> int:
+                    assert flags & socket.MSG_DONTWAIT, "a send that may wait in the kernel"
                     try:
-                        sent = sock.sendmsg(parts)
+                        sent = sock.sendmsg(parts, anc, flags)
                     except BlockingIOError:
                         events.append("refused")
                         raise

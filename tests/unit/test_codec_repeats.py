@@ -1,7 +1,8 @@
 """A ``SubmitAndWait`` that is the last one's bytes but its two ids is read from the last one's
 fields (``protocol.repeats``, the node's codec): it decodes to what the general decode gives,
 counts as decoded, and anything else (other bytes, ids in other encodings, a broken id, the
-limits) goes the general way with the same outcome."""
+limits) goes the general way with the same outcome. Each test runs with both builds of
+``protocol.repeats``: the compiled one and its .py (``pure_build``)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,27 @@ from typing import Any
 
 import msgpack
 import pytest
+from pure_build import check_builds, pure
 
 from handoffd.config import Limits
 from handoffd.protocol import messages as m
-from handoffd.protocol.codec import Codec
+from handoffd.protocol import repeats as repeats_module
+from handoffd.protocol.codec import Codec, Decoded
 
 pytestmark = pytest.mark.timeout(60)
+
+PURE = pure(repeats_module, "repeats_pure")
+BUILDS = {"imported": repeats_module, "pure": PURE}
+
+
+@pytest.fixture(params=sorted(BUILDS))
+def build(request: pytest.FixtureRequest) -> Any:
+    """The build of ``protocol.repeats`` the node's codec reads repeats with in this test."""
+    return BUILDS[request.param]
+
+
+def test_the_builds_are_the_compiled_one_and_the_py() -> None:
+    check_builds(repeats_module, PURE)
 
 
 def submit(request_id: int, run_id: str, **changes: Any) -> m.SubmitAndWait:
@@ -39,12 +55,14 @@ def frames(msg: Any, sender: str = "client") -> list[Any]:
     return Codec().encode(msg, sender=sender, frames=[b"payload"])
 
 
-def both(limits: Limits | None = None) -> tuple[Codec, Codec]:
-    return Codec(limits, repeats=m.SubmitAndWait), Codec(limits)
+def both(build: Any, limits: Limits | None = None) -> tuple[Codec, Codec]:
+    fast = Codec(limits, repeats=m.SubmitAndWait)
+    fast._repeats = build.Repeats(m.SubmitAndWait, fast._packer.pack, Decoded)
+    return fast, Codec(limits)
 
 
-def test_a_repeat_but_its_ids_is_read_from_the_last_ones_fields() -> None:
-    fast, plain = both()
+def test_a_repeat_but_its_ids_is_read_from_the_last_ones_fields(build: Any) -> None:
+    fast, plain = both(build)
     ids = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 1 << 32, (1 << 63) - 1]
     for n, request_id in enumerate(ids):
         for run_id in ("r", f"{n:016x}", "é" * 20, "x" * 40):
@@ -57,8 +75,8 @@ def test_a_repeat_but_its_ids_is_read_from_the_last_ones_fields() -> None:
     assert fast.stats.decoded_by_type == plain.stats.decoded_by_type
 
 
-def test_anything_but_the_ids_changed_decodes_the_general_way() -> None:
-    fast, plain = both()
+def test_anything_but_the_ids_changed_decodes_the_general_way(build: Any) -> None:
+    fast, plain = both(build)
     fast.decode(frames(submit(1, "a")))
     changes: list[dict[str, Any]] = [
         {"wait": 2.0},
@@ -83,8 +101,8 @@ def _raw(values: list[Any]) -> bytes:
     return msgpack.packb(values, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def test_a_body_that_the_general_decode_refuses_is_refused_the_same() -> None:
-    fast, plain = both()
+def test_a_body_that_the_general_decode_refuses_is_refused_the_same(build: Any) -> None:
+    fast, plain = both(build)
     good = frames(submit(1, "a"))
     fast.decode(good)
     plain.decode(good)
@@ -106,19 +124,66 @@ def test_a_body_that_the_general_decode_refuses_is_refused_the_same() -> None:
     assert fast.stats.dropped == plain.stats.dropped and plain.stats.dropped
 
 
-def test_the_limits_still_apply_to_a_repeat() -> None:
+def test_the_limits_still_apply_to_a_repeat(build: Any) -> None:
     limits = Limits(max_frame_bytes=100)
-    fast, plain = both(limits)
+    fast, plain = both(build, limits)
     assert fast.decode(frames(submit(1, "a"))) is not None
     big = [frames(submit(2, "b"))[0], b"x" * 101]
     assert fast.decode(big) is None and plain.decode(big) is None
     assert fast.stats.dropped == plain.stats.dropped == {"frame_too_large": 1}
 
 
+def test_every_limit_and_shape_a_repeat_breaks_is_the_general_decodes(build: Any) -> None:
+    limits = Limits(max_frames=2, max_body_bytes=400, max_frame_bytes=100)
+    fast, plain = both(build, limits)
+    first = frames(submit(1, "a"))
+    assert fast.decode(first) == plain.decode(first)
+    head = frames(submit(2, "b"))[0]
+    assert len(head) <= 400
+    cases: list[Any] = [
+        [head, b"p", b"q", b"r"],  # too many frames
+        [head + b"\0" * (401 - len(head))],  # a body over the limit (and not the kept one)
+        [head, b"x" * 101],  # a frame over the limit
+        [head, b"x" * 100],  # at the limit: read from the kept fields
+        (head, b"payload"),  # not a list: read the general way
+        [bytearray(head), b"payload"],  # a body that is not bytes: the general way
+        [],
+    ]
+    for case in cases:
+        hits = fast._repeats.hits  # type: ignore[union-attr]
+        got, want = fast.decode(case), plain.decode(case)
+        assert got == want
+        if got is not None:
+            assert type(got.frames) is list and got.frames is not case
+        read = fast._repeats.hits - hits  # type: ignore[union-attr]
+        assert read == (type(case) is list and len(case) == 2 and case[1] == b"x" * 100)
+    assert fast.stats.dropped == plain.stats.dropped
+    assert set(plain.stats.dropped) == {
+        "too_many_frames",
+        "body_too_large",
+        "frame_too_large",
+        "no_frames",
+    }
+    assert fast.stats.decoded_by_type == plain.stats.decoded_by_type
+
+
+def test_a_repeats_message_is_the_general_decodes_object(build: Any) -> None:
+    fast, plain = both(build)
+    fast.decode(frames(submit(1, "a")))
+    sent = frames(submit(300, "run"))
+    got, want = fast.decode(sent), plain.decode(sent)
+    assert got is not None and want is not None and fast._repeats.hits == 1  # type: ignore[union-attr]
+    assert type(got) is Decoded and type(got.msg) is m.SubmitAndWait
+    assert got.msg == want.msg and got.msg.tasks == want.msg.tasks
+    assert got.envelope == want.envelope and type(got.envelope) is type(want.envelope)
+    with pytest.raises(AttributeError):  # frozen as any SubmitAndWait
+        got.msg.request_id = 1  # type: ignore[misc]
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_random_ids_and_changes_decode_as_the_general_way(seed: int) -> None:
+def test_random_ids_and_changes_decode_as_the_general_way(build: Any, seed: int) -> None:
     rng = random.Random(seed)
-    fast, plain = both()
+    fast, plain = both(build)
     for _ in range(300):
         request_id = rng.choice(
             [rng.randrange(128), rng.randrange(1 << 16), rng.randrange(1 << 63)]
@@ -129,8 +194,8 @@ def test_random_ids_and_changes_decode_as_the_general_way(seed: int) -> None:
         assert fast.decode(sent) == plain.decode(sent)
 
 
-def test_bodies_that_never_repeat_are_rarely_cut_and_kept() -> None:
-    fast, plain = both()
+def test_bodies_that_never_repeat_are_rarely_cut_and_kept(build: Any) -> None:
+    fast, plain = both(build)
     for n in range(600):  # a new task each time: no body repeats but for its ids
         sent = frames(submit(n, f"r{n}", max_retries=n))
         assert fast.decode(sent) == plain.decode(sent)
@@ -141,8 +206,8 @@ def test_bodies_that_never_repeat_are_rarely_cut_and_kept() -> None:
     assert fast._repeats.hits >= 100 - 64 - 1
 
 
-def test_clients_taking_turns_keep_no_more_than_they_read() -> None:
-    fast, plain = both()
+def test_clients_taking_turns_keep_no_more_than_they_read(build: Any) -> None:
+    fast, plain = both(build)
     shapes: list[dict[str, Any]] = [{}, {"wait": 2.0}, {"max_retries": 1}]
     for n in range(600):
         sent = frames(submit(n, f"r{n}", **shapes[n % 3]))

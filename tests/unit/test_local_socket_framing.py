@@ -1,22 +1,54 @@
 """The local client socket's framing (transport/local_socket.py): what the daemon's loop cuts out
-of a connection's bytes, and what it refuses."""
+of a connection's bytes, and what it refuses. The two-frame shortcuts (``transport.local_frames``)
+with both builds: the compiled one and its .py (``pure_build``)."""
 
 from __future__ import annotations
 
 import random
+import struct
 from typing import Any
 
 import pytest
+from pure_build import check_builds, pure
 
-from handoffd.transport.local_socket import (
-    CHUNK,
-    JOIN_BYTES,
-    Malformed,
-    _small,
-    _whole,
-    pack,
-    take,
-)
+from handoffd.transport import local_frames
+from handoffd.transport.local_socket import CHUNK, JOIN_BYTES, Malformed, pack, take
+
+FRAMES = {"imported": local_frames, "pure": pure(local_frames, "local_frames_pure")}
+
+
+def test_the_builds_are_the_compiled_one_and_the_py() -> None:
+    check_builds(local_frames, FRAMES["pure"])
+    assert local_frames.JOIN_BYTES == JOIN_BYTES  # (pack's: what small joins, pack would join)
+
+
+@pytest.fixture(params=sorted(FRAMES))
+def build(request: pytest.FixtureRequest) -> Any:
+    return FRAMES[request.param]
+
+
+def test_any_header_is_cut_the_same_by_both_builds_and_as_take_cuts_it() -> None:
+    """Random and hostile headers (sizes past the read, past 2**63, summing past 2**64 back to
+    the read's length): whole says None wherever take would not give exactly two frames."""
+    rng = random.Random(5)
+    edges = [0, 1, 19, 20, 21, 2**32, 2**63, 2**64 - 1, 2**64 - 20, 2**64 - 40]
+    for _ in range(3000):
+        n = rng.choice([19, 20, 21, 40, 300])
+        count = rng.choice([2, 2, 2, 1, 3, 0, 2**32 - 1])
+        size = rng.choice([*edges, rng.randrange(0, n + 1)])
+        more = rng.choice([*edges, n - 20 - size, rng.randrange(0, n + 1)]) % 2**64
+        head = struct.pack("!IQQ", count, size, more)
+        data = (head + rng.randbytes(max(0, n - 20)))[:n]
+        scratch = memoryview(bytearray(CHUNK))
+        scratch[: len(data)] = data
+        got = [FRAMES[b].whole(scratch, len(data)) for b in sorted(FRAMES)]
+        assert got[0] == got[1]
+        if got[0] is not None:
+            assert take(bytearray(data), 1 << 30, 1 << 62) == ([got[0]], None)
+    with pytest.raises(ValueError):  # never past the buffer's bytes
+        local_frames.whole(memoryview(bytearray(100)), 101)
+    with pytest.raises(ValueError):
+        FRAMES["pure"].whole(memoryview(bytearray(100)), 101)
 
 
 def _wire(frames: list[bytes]) -> bytearray:
@@ -56,7 +88,8 @@ def test_a_read_holding_many_messages_gives_them_all_in_one_call():
     assert [m[0] for m in messages] == [str(i).encode() for i in range(5000)]
 
 
-def test_the_clients_two_frame_shortcuts_are_pack_and_take_over_random_shapes():
+def test_the_clients_two_frame_shortcuts_are_pack_and_take_over_random_shapes(build: Any) -> None:
+    _small, _whole = build.small, build.whole
     # LocalClient.send/recv take a small two-frame message around pack()/take(): the same bytes
     # out, the same frames in, and anything else is left to them (None)
     rng = random.Random(13)

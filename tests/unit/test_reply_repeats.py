@@ -1,7 +1,8 @@
 """A ``RunOutcome`` like the last one but for its two ids is written from the last one's bytes
 (``protocol.repeats.ReplyRepeats``, the node's ``encode_reply``): byte for byte the codec's
 encoding, counted as encoded, and anything else (other fields, another envelope, ids the codec
-would refuse, a body whose ids occur twice) is left to the codec."""
+would refuse, a body whose ids occur twice) is left to the codec. Each test runs with both
+builds of ``protocol.repeats``: the compiled one and its .py (``pure_build``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import random
 from typing import Any
 
 import pytest
+from pure_build import pure
 
 from handoffd.protocol import messages as m
+from handoffd.protocol import repeats
 from handoffd.protocol.codec import Codec
-from handoffd.protocol.repeats import ReplyRepeats
 
 pytestmark = pytest.mark.timeout(60)
+
+BUILDS = {"imported": repeats, "pure": pure(repeats, "reply_repeats_pure")}
 
 STATES = ("PENDING", "READY", "ASSIGNED", "RUNNING", "DONE", "FAILED", "CANCELLED")
 
@@ -34,9 +38,9 @@ def outcome(request_id: int, run_id: str, rng: random.Random | None = None) -> m
 class Writer:
     """The node's ``encode_reply``: the writer, else the codec (and what it made is learnt)."""
 
-    def __init__(self) -> None:
+    def __init__(self, build: str) -> None:
         self.codec = Codec()
-        self.repeats = ReplyRepeats(m.RunOutcome, self.codec.stats)
+        self.repeats = BUILDS[build].ReplyRepeats(m.RunOutcome, self.codec.stats)
 
     def encode(self, msg: Any, incarnation: int) -> tuple[bytes, bool]:
         body = self.repeats.write(msg, incarnation)
@@ -47,9 +51,10 @@ class Writer:
         return body, False
 
 
-def test_random_outcomes_are_the_codecs_bytes() -> None:
+@pytest.mark.parametrize("build", BUILDS)
+def test_random_outcomes_are_the_codecs_bytes(build: str) -> None:
     rng = random.Random(7)
-    writer = Writer()
+    writer = Writer(build)
     reference = Codec()
     written = 0
     for i in range(3000):
@@ -67,8 +72,24 @@ def test_random_outcomes_are_the_codecs_bytes() -> None:
     assert writer.repeats.hits == written
 
 
-def test_ids_the_codec_refuses_are_left_to_it() -> None:
-    writer = Writer()
+@pytest.mark.parametrize("build", BUILDS)
+def test_ids_of_every_msgpack_width_are_the_codecs_bytes(build: str) -> None:
+    writer = Writer(build)
+    reference = Codec()
+    writer.encode(outcome(1, "r1"), 0)
+    request_ids = [0, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**63 - 1]
+    run_ids = ["", "é", "x" * 31, "x" * 32, "é" * 127, "x" * 255, "x" * 256, "x" * 65_535]
+    run_ids += ["x" * 65_536, "\u20ac" * 30_000, "\U0001f600" * 20]
+    for request_id in request_ids:
+        for run_id in run_ids:
+            msg = outcome(request_id, run_id)
+            body, hit = writer.encode(msg, 0)
+            assert hit and body == reference.encode(msg, sender="d0")[0]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_ids_the_codec_refuses_are_left_to_it(build: str) -> None:
+    writer = Writer(build)
     writer.encode(outcome(1, "r1"), 0)
     assert writer.repeats.write(outcome(2, "r2"), 0) is not None
     for bad in (outcome(-1, "r3"), outcome(1 << 64, "r3"), outcome(True, "r3")):
@@ -82,8 +103,9 @@ def test_ids_the_codec_refuses_are_left_to_it() -> None:
     assert writer.repeats.write(other, 0) is None  # another field
 
 
-def test_a_body_whose_ids_occur_twice_is_not_kept() -> None:
-    writer = Writer()
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_body_whose_ids_occur_twice_is_not_kept(build: str) -> None:
+    writer = Writer(build)
     # request 5, run "one" pack as b"\x05\xa3one", which the counts' bytes hold too ("DONE": 5,
     # then the key "one"): cut at either place, the next body would be wrong
     counts = {"DONE": 5, "one": 1}
