@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from handoffd import resources
 from handoffd.errors import ValidationError
 from handoffd.freeing import PIECE, free
 from handoffd.spec import TaskSpec, built_spec
+
+if TYPE_CHECKING:
+    from handoffd.config import Limits
 
 ARGUMENT_INCLUSIONS = ("variadic", "as_list")
 FUNCTION_TYPES = ("regular", "inline")
@@ -489,6 +492,86 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
     if len(specs) > PIECE:  # (small ones go at once on return, as ``free`` would let them)
         free(view.ids, view.costs)
     return specs
+
+
+# What a plain one-function submission's function was found to be (``lone_submission``): the
+# same function submitted again with the same cost (every call of a W3 client) is told by one
+# look-up. Key: (id, argument inclusion, priority, the cost's items); value: the cost's quantity
+# types (an equal key of other types, True for 1, is no hit: ``parse`` refuses a bool), the cost
+# as parsed and the spec's fields but its payload.
+_lone_seen: dict[tuple[Any, ...], tuple[tuple[type, ...], dict[str, float], dict[str, Any]]] = {}
+_LONE_SEEN_MAX = 256
+
+
+def lone_submission(msg: Any, frames: Sequence[Any], limits: Limits) -> TaskSpec | None:
+    """The spec of a submission of one plain function that needs nothing (``_lone_spec``'s) whose
+    bounds pass (``intake.check_submission``'s: the run id and the function id within
+    ``max_id_chars``, printable, so without a control character), checked as those two check it,
+    the function's checks and parsed cost reused when it came before with the same fields (the
+    run id, the payload, the message's fields are looked at every time); None for anything else
+    (the general path checks it from the start and says what is wrong)."""
+    tasks = msg.tasks
+    if type(tasks) is not tuple or len(tasks) != 1:
+        return None
+    meta = tasks[0]
+    fid = meta.id
+    run_id = msg.run_id
+    priority = meta.priority
+    raw = meta.cost
+    outputs = msg.outputs
+    max_retries = msg.max_retries
+    longest = limits.max_id_chars
+    if not (
+        type(fid) is str
+        and type(run_id) is str
+        and type(priority) is int
+        and type(raw) is dict
+        and 0 < len(fid) <= longest
+        and 0 < len(run_id) <= longest
+        and limits.max_tasks_per_run >= 1
+        and fid.isprintable()
+        and run_id.isprintable()
+        and msg.policy in POLICIES
+        and type(max_retries) is int
+        and max_retries >= 0
+        and (outputs is None or outputs == () or outputs == (fid,))
+        and 1 <= len(frames) <= 1 + len(msg.packages)
+    ):
+        return None
+    try:
+        key = (fid, meta.argument_inclusion, priority, tuple(raw.items()))
+        seen = _lone_seen.get(key)
+    except TypeError:  # (an unhashable field: the general path says what is wrong)
+        return None
+    if seen is None or tuple(map(type, raw.values())) != seen[0]:
+        spec = _lone_spec(msg, frames)
+        if spec is not None:
+            if len(_lone_seen) >= _LONE_SEEN_MAX:
+                _lone_seen.clear()
+            fields = dict(vars(spec))
+            fields["payload"] = b""  # (its place kept: each spec's own is put there)
+            _lone_seen[key] = (tuple(map(type, raw.values())), dict(spec.cost), fields)
+        return spec
+    deps = meta.deps
+    if not (
+        type(deps) is tuple
+        and not deps
+        and meta.node is None
+        and meta.collocate_with is None
+        and meta.inline is False
+        and meta.max_retries is None
+        and meta.timeout is None
+    ):
+        return None
+    spec = _new_spec(TaskSpec)
+    fields = vars(spec)
+    fields.update(seen[2])
+    fields["cost"] = dict(seen[1])  # (a dict of its own, as ``parse_cached`` gives)
+    fields["payload"] = bytes(frames[0])
+    return spec
+
+
+_new_spec = object.__new__
 
 
 def _lone_spec(msg: Any, frames: Sequence[bytes]) -> TaskSpec | None:
