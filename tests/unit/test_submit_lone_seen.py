@@ -149,9 +149,9 @@ def test_a_plain_function_seen_before_is_taken_with_its_own_payload_and_cost() -
     assert len(validation._lone_seen) == 1  # (the second a hit)
     assert (again.payload, type(again.payload)) == (b"two", bytes)
     assert again == dataclasses.replace(first, payload=b"two")
-    assert again.cost == first.cost and again.cost is not first.cost  # (a dict of its own)
+    assert again.cost is first.cost  # (one dict, only read: a run's build reads it once)
     entry = next(iter(validation._lone_seen.values()))
-    assert entry[2]["payload"] == b""  # (no payload kept past its run)
+    assert entry[-1]["payload"] == b""  # (no payload kept past its run)
 
 
 def test_a_run_limit_below_one_task_is_told_by_the_general_path() -> None:
@@ -161,6 +161,17 @@ def test_a_run_limit_below_one_task_is_told_by_the_general_path() -> None:
     limits = dataclasses.replace(_LIMITS, max_tasks_per_run=0)
     assert _lone(msg, [b"code"], limits) is None
     assert _general(msg, [b"code"], limits)[1][0] == "too_many_tasks"
+
+
+def test_a_function_seen_under_other_limits_is_checked_under_these() -> None:
+    validation._lone_seen.clear()
+    msg = _msg(dataclasses.replace(_PLAIN, id="fives"))
+    assert _lone(msg, [b"code"], _LIMITS) is not None
+    tighter = dataclasses.replace(_LIMITS, max_id_chars=3)
+    assert _lone(msg, [b"code"], tighter) is None
+    assert _general(msg, [b"code"], tighter)[1][0] == "invalid_function_id"
+    short = dataclasses.replace(msg, run_id="r12")
+    assert _lone(short, [b"code"], tighter) is None  # (and a run id within them: still refused)
 
 
 def _owner(port: FakePort) -> OwnerIO:
