@@ -17,14 +17,18 @@ owner's scheduler's call (``unknown_node`` with the live nodes, ``Unschedulable`
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from handoffd import resources
 from handoffd.errors import ValidationError
 from handoffd.freeing import PIECE, free
 from handoffd.spec import TaskSpec, built_spec
+
+if TYPE_CHECKING:
+    from handoffd.config import Limits
 
 ARGUMENT_INCLUSIONS = ("variadic", "as_list")
 FUNCTION_TYPES = ("regular", "inline")
@@ -489,6 +493,99 @@ def wire_specs(msg: Any, frames: Sequence[bytes]) -> list[TaskSpec]:
     if len(specs) > PIECE:  # (small ones go at once on return, as ``free`` would let them)
         free(view.ids, view.costs)
     return specs
+
+
+# The plain one-function submissions taken before (``lone_submission``), by what they ask that
+# is the same every call of a W3 client: the function's fields (its id included), the message's
+# policy, retries, outputs and packages, the cost's items. Each one's value: the limits it was
+# checked against, the types of all those fields and quantities (an equal key of other types,
+# True for 1 or 0 for False, is no hit), their longest run id, the frames it takes at most, the
+# spec's fields but its payload (no payload kept) and its cost as parsed.
+_lone_seen: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_LONE_SEEN_MAX = 256
+_lone_meta = operator.attrgetter(
+    "id",
+    "deps",
+    "argument_inclusion",
+    "node",
+    "collocate_with",
+    "inline",
+    "max_retries",
+    "timeout",
+    "priority",
+)
+_lone_run = operator.attrgetter("policy", "max_retries", "outputs", "packages")
+
+
+def lone_submission(msg: Any, frames: Sequence[Any], limits: Limits) -> TaskSpec | None:
+    """The spec of a submission of one plain function that needs nothing (``_lone_spec``'s) whose
+    bounds pass (``intake.check_submission``'s: the run id and the function id within
+    ``max_id_chars``, printable, so without a control character); None for anything else (the
+    general path checks it from the start and says what is wrong). A submission asking what one
+    taken before asked, with the same types, is told by one look-up: only its run id and its
+    frames are checked again, its payload and the cost as parsed (one dict, shared: only read)
+    put in its spec."""
+    tasks = msg.tasks
+    if type(tasks) is not tuple or len(tasks) != 1:
+        return None
+    meta = tasks[0]
+    raw = meta.cost
+    if type(raw) is not dict:
+        return None
+    fields = _lone_meta(meta)
+    run = _lone_run(msg)
+    key = (fields, run, tuple(raw.items()))
+    try:
+        seen = _lone_seen.get(key)
+    except TypeError:  # (an unhashable field: the general path says what is wrong)
+        return None
+    run_id = msg.run_id
+    if (
+        seen is None
+        or seen[0] is not limits
+        or tuple(map(type, (*fields, *run, *raw.values()))) != seen[1]
+        or not 1 <= len(frames) <= seen[2]
+        or type(run_id) is not str
+        or not 0 < len(run_id) <= seen[3]
+        or not run_id.isprintable()
+    ):
+        return _lone_first(msg, frames, limits, key)
+    spec = _new_spec(TaskSpec)
+    stored = vars(spec)
+    stored.update(seen[4])
+    stored["payload"] = bytes(frames[0])
+    return spec
+
+
+def _lone_first(msg: Any, frames: Sequence[Any], limits: Limits, key: Any) -> TaskSpec | None:
+    """``lone_submission`` of what was not taken before: checked in full, kept when taken."""
+    meta = msg.tasks[0]
+    fid = meta.id
+    run_id = msg.run_id
+    longest = limits.max_id_chars
+    if not (
+        type(fid) is str
+        and type(run_id) is str
+        and 0 < len(fid) <= longest
+        and 0 < len(run_id) <= longest
+        and limits.max_tasks_per_run >= 1
+        and fid.isprintable()
+        and run_id.isprintable()
+    ):
+        return None
+    spec = _lone_spec(msg, frames)
+    if spec is not None:
+        if len(_lone_seen) >= _LONE_SEEN_MAX:
+            _lone_seen.clear()
+        fields, run, _ = key
+        types = tuple(map(type, (*fields, *run, *meta.cost.values())))
+        kept = dict(vars(spec))
+        kept["payload"] = b""  # (its place kept: each spec's own is put there)
+        _lone_seen[key] = (limits, types, 1 + len(msg.packages), longest, kept)
+    return spec
+
+
+_new_spec = object.__new__
 
 
 def _lone_spec(msg: Any, frames: Sequence[bytes]) -> TaskSpec | None:

@@ -78,6 +78,12 @@ class Submissions:
         made off the loop (``upload_intake``); ``blocks``: the sender reads a complete outcome as
         one block (``outcome_block.reads_blocks`` of its envelope)."""
         term = self.scheduler.term_of(msg.run_id)  # not None: ours already (a retry)
+        if checked is None and term is None and len(msg.tasks) == 1:
+            # One plain function (every one-task ``execute``): its bounds and checks in one
+            # pass, a function submitted before told by a look-up; None: the general path.
+            lone = validation.lone_submission(msg, frames, self.limits)
+            if lone is not None:
+                checked = (lone,)
         if checked is None and self.off_loop is not None and len(msg.tasks) >= OFF_LOOP_TASKS:
             if term is None:
                 done = self._prepared_for(msg, frames, conn, blocks)

@@ -112,8 +112,7 @@ class TaskRecord:
         cost_items: tuple[tuple[str, float], ...] = (),
     ) -> None:
         self.spec = spec
-        # (a field, not a property reading ``spec``: every move, dispatch and report reads it)
-        self.id: str = spec.id
+        self.id: str = spec.id  # (a field: every move, dispatch and report reads it)
         self.position = position  # rank in the run's ready order (priority, upward rank, size)
         self.upward_rank = upward_rank
         self.state = PENDING
@@ -243,6 +242,7 @@ def _build_records(run: RunState, graph: TaskGraph) -> None:
 
 
 Listener = Callable[["RunState", TaskRecord, str, str], None]
+_NO_TALLY = dict.fromkeys(TASK_STATES, 0)
 
 
 class MoveListener:
@@ -308,7 +308,7 @@ class RunState:
         _build_records(self, graph)
         self.remaining = len(self.tasks)  # regular tasks not DONE
         # Regular tasks per state, and each task's latest dispatch's node, kept as they move.
-        self.tally: dict[str, int] = dict.fromkeys(TASK_STATES, 0)
+        self.tally: dict[str, int] = dict(_NO_TALLY)  # (a copy: fromkeys set each key)
         self.tally[PENDING] = len(self.tasks)
         self.placed: dict[str, str] = {}
         # Consumers not DONE per task, kept only when values may be freed (outputs given).
