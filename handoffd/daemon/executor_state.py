@@ -51,8 +51,9 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd._core.api import EPS
+from handoffd.daemon.executor_block import MIN_DURATION
 from handoffd.daemon.executor_control import Control
-from handoffd.daemon.executor_ends import MIN_DURATION, Ends
+from handoffd.daemon.executor_ends import Ends
 from handoffd.daemon.executor_events import (
     LEDGER_CHANGED,
     REFILL,
@@ -354,12 +355,16 @@ class ExecutorState(Intake, Inputs, Control, Ends):
     # -- running -------------------------------------------------------------------------------
 
     def _start(self, task: Task) -> None:
-        try:
-            inputs = self._take_inputs(task)
-        except LookupError as exc:
-            self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
-            self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
-            return
+        if task.flat == () and not task.far:  # (``_take_inputs``' first case: no input at all)
+            task.bytes_in = len(task.payload)
+            inputs: list[Any] = []
+        else:
+            try:
+                inputs = self._take_inputs(task)
+            except LookupError as exc:
+                self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
+                self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
+                return
         slot = Slot(next(self._slot_ids), task.cost, task.gpus, self.ledger.visible(task.gpus))
         self.slots[slot.id] = slot
         self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))

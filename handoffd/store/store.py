@@ -248,6 +248,23 @@ class ResultStore:
     def drop_run(self, run_id: str) -> int:
         """Forget every value of a run; returns how many were dropped."""
         tasks = self._by_run.pop(run_id, ())
+        if len(tasks) == 1 and not self._spilled:
+            # A one-task call's run: its value out of memory as ``_discard`` takes it, with no
+            # ``map`` pass to set up (a spilled store takes the general path below)
+            (task_id,) = tasks
+            value = self._memory.pop((run_id, task_id), None)
+            freed = 0
+            if value is not None:
+                freed = len(value)
+                stats = self.stats
+                stats.in_memory_bytes -= freed
+                stats.values -= 1
+                if type(value) is mmap.mmap:
+                    unmap_later(value)
+                del value  # (unreferenced before a trim, as below)
+            if freed + self._freed.pop(run_id, 0) >= TRIM_AFTER_BYTES:
+                self.trims += release_free_memory()
+            return 1
         before = self.stats.in_memory_bytes
         # ``_discard`` of each, its in-memory part taken out by ``map``s (the keys built by
         # ``zip``, the pops and the byte count in C: a W1 run's end drops 10,000 values here) and
