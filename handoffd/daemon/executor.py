@@ -265,13 +265,18 @@ class Executor:
     def _ended(self, outcomes: list[Ended], flush_idle: bool = False) -> bool:
         """True when the report flush went with the outcomes (``flush_idle`` and nothing of
         ours runs any more). (A ``Row`` is a task's: a hook's job never ends as one.)"""
-        hooks = [o for o in outcomes if type(o) is Outcome and isinstance(o.key, EncodeKey)]
-        if hooks:  # serialize hooks run for peers: answered apart, every one of them
-            for outcome in hooks:
-                self._run(self.hooks.ended(outcome))
-            outcomes = [
-                o for o in outcomes if type(o) is not Outcome or not isinstance(o.key, EncodeKey)
-            ]
+        # (only a node that ever ran a serialize hook for a peer can read one's end: no pass
+        # over the outcomes for them on any other, a one-task call's own)
+        if self.hooks.served:
+            hooks = [o for o in outcomes if type(o) is Outcome and isinstance(o.key, EncodeKey)]
+            if hooks:  # serialize hooks run for peers: answered apart, every one of them
+                for outcome in hooks:
+                    self._run(self.hooks.ended(outcome))
+                outcomes = [
+                    o
+                    for o in outcomes
+                    if type(o) is not Outcome or not isinstance(o.key, EncodeKey)
+                ]
         if self._sent_live:
             for ended in outcomes:
                 if type(ended) is Kept:  # (a read's KEPT replies as one block: its keys)
@@ -319,14 +324,16 @@ class Executor:
     # -- instructions out -----------------------------------------------------------------------
 
     def _handle(self, event: Event) -> None:
-        self._run(self.state.handle(event, self._clock()))
+        instructions = self.state.handle(event, self._clock())
+        if instructions:  # (a run freed, most owner commands: none, no pass to start)
+            self._run(instructions)
 
     def _run(self, instructions: list[Instruction]) -> None:
         for ins in instructions:  # by exact type, the most frequent first (no isinstance call)
             kind = type(ins)
             if kind is Execute:
-                assert self.pool is not None
-                self.pool.submit_all(ins.jobs, ins.chain)  # type: ignore[union-attr]
+                assert self._pool is not None
+                self._pool.submit_all(ins.jobs, ins.chain)  # type: ignore[union-attr]
             elif kind is AnsweredHere or kind is ReportedHere:
                 self._here(ins)  # type: ignore[arg-type]
             elif kind is LedgerChanged:

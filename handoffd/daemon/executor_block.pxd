@@ -18,3 +18,11 @@ cpdef object ended_kept(object ends, object block)
     tasks=dict, rows=list, outbox=dict,
 )
 cpdef bint ended_block(object ends, object block, object first)
+@cython.locals(
+    tasks=dict, outbox=dict, ended=double, limit=Py_ssize_t, mean=double, half=Py_ssize_t,
+    seconds=double, most=Py_ssize_t, fast=double, fast_half=Py_ssize_t, done=Py_ssize_t,
+    seconds_taken=double, per_task=double, size=Py_ssize_t, first=Py_ssize_t, left=Py_ssize_t,
+    ok=bint, ids=list, tries=list, sizes=list, durations=list, pids=list, starts=list,
+    ends_at=list, bytes_ins=list, values=list, outputs=list, held=dict,
+)
+cpdef object ended_each(object ends, object outcomes)

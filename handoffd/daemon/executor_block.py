@@ -32,9 +32,11 @@ from handoffd.daemon.executor_records import (
     R_PAYLOAD,
     R_RUN,
     R_SLOT,
+    row_task,
 )
 from handoffd.daemon.report_batch import ReportBatch
-from handoffd.worker._records import Kept
+from handoffd.store.store import StoreError
+from handoffd.worker._records import Kept, outcome_of
 
 MIN_DURATION = 1e-6  # seconds: a floor under the mean task duration that sizes chains
 SOON_FLUSH = Soon(FLUSH)  # (``executor_ends``' own: the flush it finds again by identity)
@@ -196,3 +198,162 @@ def ended_block(ends: Any, block: Kept, first: Any) -> bool:
     box.outputs.extend([""] * count)
     ends.counters["done"] += count
     return True
+
+
+def ended_each(ends: Any, outcomes: Any) -> None:
+    """``Ends._ended_each``: outcomes that are not ``Kept`` blocks (a task's ``Row`` or an
+    ``Outcome``) ended one by one, in order. The common end (a value, a task of a chain) is done
+    here in line: its store put, its report (its fields appended to its batch's columns) and its
+    chain's bookkeeping, with one outbox look-up per run of the outcomes (``ends._end_one`` for
+    any other: the same steps in the same order). The mean duration and the half chain it gives
+    are kept in locals and written back before any call that reads them (``_end_one``) and at
+    the end. (A one-task call's end, and the tasks at a block's front that are not queued rows,
+    come this way: compiled, no bytecode a task.)"""
+    tasks, store, fetched, local = ends.tasks, ends.store, ends._fetched, ends.local
+    ended = ends._now + ends.wall_offset
+    limit = ends._inline_limit
+    mean, half = ends._mean_duration, ends._half_chain
+    seconds, most = CHAIN_SECONDS, CHAIN_AHEAD
+    # A mean under ``fast`` gives the chain cap's half chain (``_chain_target``): most tasks
+    # of a busy node are that short
+    fast, fast_half = seconds / (most + 1), (1 + most) // 2
+    if fast <= MIN_DURATION:  # (the floor would then be what sizes the chain)
+        fast = 0.0
+    done = 0
+    box_owner: Any = None
+    box_run: Any = ""
+    # The batch of the outcomes' (owner, run), its columns as locals (``report_batch``: the
+    # report's columns appended to, no row or entry a task); set again when the batch changes
+    outbox = ends._outbox
+    ids: list[Any] = []
+    tries: list[Any] = []
+    sizes: list[Any] = []
+    durations: list[Any] = []
+    pids: list[Any] = []
+    starts: list[Any] = []
+    ends_at: list[Any] = []
+    bytes_ins: list[Any] = []
+    values: list[Any] = []
+    outputs: list[Any] = []
+    key: Any
+    output: Any
+    for outcome in outcomes:
+        if type(outcome) is tuple:  # a KEPT reply's ``Row``: ok, a value, nothing printed
+            key, value, duration, pid = outcome
+            task = tasks.pop(key, None)
+            if task is None:
+                continue
+            ok, output = True, ""
+            # (the duration as it came goes into the report; its C double only into the sums,
+            # the same IEEE operations as the .py's floats)
+            seconds_taken = duration
+            mean += 0.1 * (seconds_taken - mean)  # (its kind is "": it counts)
+        else:
+            key = outcome.key  # (not a tuple: an Outcome)
+            task = tasks.pop(key, None)
+            if task is None:
+                continue
+            kind, duration = outcome.kind, outcome.duration
+            value, ok = outcome.value, outcome.ok
+            pid, output = outcome.pid, outcome.output
+            seconds_taken = duration
+            if kind == "" or kind == "error":
+                mean += 0.1 * (seconds_taken - mean)
+        # The half chain of the mean (``_chain_target() // 2``; the same as before when the
+        # mean did not change)
+        if mean < fast:
+            # (``seconds / mean`` is then above ``most + 1``, rounded or not: the chain is at
+            # its cap, so the half chain is the cap's, with no division)
+            half = fast_half
+        else:
+            per_task = mean if mean > MIN_DURATION else MIN_DURATION
+            # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task; the
+            # quotient's ``int`` a Python one, as the .py's)
+            ahead = int(seconds / per_task)
+            if ahead > most:
+                ahead = most
+            elif ahead < 1:
+                ahead = 1
+            half = (1 + ahead) // 2
+        # What the common end reads of the attempt (its ids are its key's): a queued task's row
+        # (``executor_records.Row``) by index, a ``Task`` by name
+        if type(task) is list:
+            slot = task[_SLOT]
+            run_id, owner, bytes_in = task[_RUN], task[_OWNER], len(task[_PAYLOAD])
+            if slot is None or not ok or value is None:  # (off the common end)
+                task = row_task(task)
+        else:
+            slot = task.slot
+            run_id, owner, bytes_in = task.run_id, task.owner_address, task.bytes_in
+        if ok and value is not None and slot is not None:
+            try:
+                store.put(run_id, key[1], value)
+            except StoreError as exc:
+                ends._mean_duration, ends._half_chain = mean, half
+                if type(task) is list:
+                    task = row_task(task)
+                refused = ends._stored_not(task, outcome_of(outcome), exc)
+                ends._end_one(task, refused, ended)
+                continue
+            if fetched:
+                fetched.discard((run_id, key[1]))  # ours now, not a copy
+            size = len(value)
+            done += 1
+            rows, first = slot.rows, slot.first
+            if first < len(rows) and rows[first] is task:  # (its chain's next row)
+                first += 1
+                if first == len(rows):
+                    rows.clear()
+                    first = 0
+                slot.first = first
+            else:
+                held = slot.keys
+                if key in held:  # (``Slot.drop`` of a ``Task``'s key, in line)
+                    del held[key]
+                else:
+                    slot.drop(key)
+            left = len(slot.keys) + len(rows) - slot.first
+            if not left:  # the chain is over: nothing of it runs any more
+                del ends.slots[slot.id]
+                ends.ledger.release(slot.cost, slot.gpus)
+                ends._changed = True
+            if local and left <= half and not ends._refill_scheduled:
+                ends._schedule_refill()  # (not called again once a refill is due)
+            if (
+                owner is not box_owner
+                and owner != box_owner
+                or (run_id is not box_run and run_id != box_run)
+            ):  # (no tuple a task)
+                box_owner, box_run = owner, run_id
+                box = outbox.get((owner, run_id))
+                if box is None:
+                    box = outbox[owner, run_id] = ReportBatch()
+                ids, tries, sizes, durations = (
+                    box.task_ids,
+                    box.attempts,
+                    box.sizes,
+                    box.durations,
+                )
+                pids, starts, ends_at, bytes_ins = box.pids, box.started, box.ended, box.bytes_in
+                values, outputs = box.values, box.outputs
+            # (``done_report``'s row, a column each; bytes in: a row's is its payload's, it has
+            # no inputs)
+            ids.append(key[1])
+            tries.append(key[2])
+            sizes.append(size)
+            durations.append(duration)
+            pids.append(pid)
+            starts.append(ended - seconds_taken)
+            ends_at.append(ended)
+            bytes_ins.append(bytes_in)
+            values.append(value if size <= limit else None)
+            outputs.append(output)
+            if not ends._flush_scheduled:
+                ends._flush_scheduled = True
+                ends._out.append(SOON_FLUSH)
+            continue
+        ends._mean_duration, ends._half_chain = mean, half
+        ends._end_one(task, outcome_of(outcome), ended)
+    ends._mean_duration, ends._half_chain = mean, half
+    if done:
+        ends.counters["done"] += done

@@ -107,7 +107,8 @@ class Control:
         self.store.drop_run(run_id)
         if self._fetched:  # (mostly empty: no set built per freed run then)
             self._fetched = {k for k in self._fetched if k[0] != run_id}
-        self._encodes.pop(run_id, None)
+        if self._encodes:
+            self._encodes.pop(run_id, None)
         if self._needs:
             self._needs = {k: n for k, n in self._needs.items() if k[0] != run_id}
 

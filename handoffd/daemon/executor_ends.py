@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from handoffd.daemon.executor_block import MIN_DURATION, ended_block, ended_kept
 from handoffd.daemon.executor_block import SOON_FLUSH as _SOON_FLUSH
+from handoffd.daemon.executor_block import ended_block, ended_each, ended_kept
 from handoffd.daemon.executor_events import (
     FLUSH,
     Flush,
@@ -25,12 +25,6 @@ from handoffd.daemon.executor_events import (
     TaskEnded,
 )
 from handoffd.daemon.executor_records import (
-    CHAIN_AHEAD,
-    CHAIN_SECONDS,
-    R_OWNER,
-    R_PAYLOAD,
-    R_RUN,
-    R_SLOT,
     Key,
     QKey,
     Report,
@@ -39,11 +33,10 @@ from handoffd.daemon.executor_records import (
     Task,
     done_report,
     failed,
-    row_task,
 )
 from handoffd.daemon.report_batch import ReportBatch, batch_here, batch_message
 from handoffd.store.store import ResultStore, StoreError
-from handoffd.worker._records import Ended, Kept, Outcome, outcome_of
+from handoffd.worker._records import Ended, Kept, Outcome
 from handoffd.worker.ledger import Ledger
 
 log = logging.getLogger("handoffd.execution")
@@ -94,10 +87,13 @@ class Ends:
         if self._flush_scheduled and not self.tasks:
             self.flushed = True
             out = self._out
-            for i, ins in enumerate(out):
-                if ins is _SOON_FLUSH:
-                    del out[i]
-                    break
+            if out and out[-1] is _SOON_FLUSH:  # (asked last, as mostly: no search)
+                del out[-1]
+            else:
+                for i, ins in enumerate(out):
+                    if ins is _SOON_FLUSH:
+                        del out[i]
+                        break
             self._on_flush(FLUSH)
 
     def _on_task_ended(self, ev: TaskEnded) -> None:
@@ -106,6 +102,13 @@ class Ends:
     def _ended(self, outcomes: Sequence[Ended]) -> None:
         # A read's ``Kept`` block ends as a block (``_ended_block``) when it can, else as its
         # rows; what comes between blocks ends one by one (``_ended_each``), all in their order.
+        if len(outcomes) == 1:  # (a one-task call's read: no pass to split it)
+            outcome = outcomes[0]
+            if type(outcome) is Kept:
+                ended_kept(self, outcome)
+            else:
+                self._ended_each(outcomes)
+            return
         start = 0
         for at, outcome in enumerate(outcomes):
             if type(outcome) is Kept:
@@ -124,148 +127,10 @@ class Ends:
         (``executor_block.ended_block``)."""
         return ended_block(self, block, first)
 
-    def _ended_each(self, outcomes: Sequence[Ended]) -> None:
-        # (no ``Kept`` among them: ``_ended`` takes those apart)
-        # The common end (a value, a task of a chain) is done here in line: its store put, its
-        # report (its fields appended to its batch's columns) and its chain's bookkeeping, with
-        # one outbox look-up per run of the batch (``_finish`` for any other; the same steps in
-        # the same order). The mean duration and the half chain it gives are kept in locals and
-        # written back before any call that reads them (``_end_one``) and at the end.
-        tasks, store, fetched, local = self.tasks, self.store, self._fetched, self.local
-        ended = self._now + self.wall_offset
-        limit = self._inline_limit
-        mean, half = self._mean_duration, self._half_chain
-        seconds, most = CHAIN_SECONDS, CHAIN_AHEAD
-        # A mean under ``fast`` gives the chain cap's half chain (``_chain_target``): most tasks
-        # of a busy node are that short
-        fast, fast_half = seconds / (most + 1), (1 + most) // 2
-        if fast <= MIN_DURATION:  # (the floor would then be what sizes the chain)
-            fast = 0.0
-        done = 0
-        box_owner: str | None = None
-        box_run = ""
-        # The batch of the outcomes' (owner, run), its columns as locals (``report_batch``: the
-        # report's columns appended to, no row or entry a task); set again when the batch changes
-        outbox = self._outbox
-        ids: list[str] = []
-        tries: list[int] = []
-        sizes: list[int] = []
-        durations: list[float] = []
-        pids: list[int] = []
-        starts: list[float] = []
-        ends: list[float] = []
-        bytes_ins: list[int] = []
-        values: list[bytes | None] = []
-        outputs: list[str] = []
-        key: Any
-        output: str
-        for outcome in outcomes:
-            if type(outcome) is tuple:  # a KEPT reply's ``Row``: ok, a value, nothing printed
-                key, value, duration, pid = outcome
-                task = tasks.pop(key, None)
-                if task is None:
-                    continue
-                ok, output = True, ""
-                mean += 0.1 * (duration - mean)  # (its kind is "": it counts)
-            else:
-                key = outcome.key  # type: ignore[union-attr]  # (not a tuple: an Outcome)
-                task = tasks.pop(key, None)
-                if task is None:
-                    continue
-                kind, duration = outcome.kind, outcome.duration  # type: ignore[union-attr]
-                value, ok = outcome.value, outcome.ok  # type: ignore[union-attr]
-                pid, output = outcome.pid, outcome.output  # type: ignore[union-attr]
-                if kind == "" or kind == "error":
-                    mean += 0.1 * (duration - mean)
-            # The half chain of the mean (``_chain_target() // 2``; the same as before when the
-            # mean did not change)
-            if mean < fast:
-                # (``seconds / mean`` is then above ``most + 1``, rounded or not: the chain is
-                # at its cap, so the half chain is the cap's, with no division)
-                half = fast_half
-            else:
-                per_task = mean if mean > MIN_DURATION else MIN_DURATION
-                # (``_chain_target() // 2``, clamped by comparisons: no max/min call a task)
-                ahead = int(seconds / per_task)
-                if ahead > most:
-                    ahead = most
-                elif ahead < 1:
-                    ahead = 1
-                half = (1 + ahead) // 2
-            # What the common end reads of the attempt (its ids are its key's): a queued
-            # task's row (``executor_records.Row``) by index, a ``Task`` by name
-            if isinstance(task, list):
-                slot = task[R_SLOT]
-                run_id, owner, bytes_in = task[R_RUN], task[R_OWNER], len(task[R_PAYLOAD])
-                if slot is None or not ok or value is None:  # (off the common end)
-                    task = row_task(task)
-            else:
-                slot = task.slot
-                run_id, owner, bytes_in = task.run_id, task.owner_address, task.bytes_in
-            if ok and value is not None and slot is not None:
-                try:
-                    store.put(run_id, key[1], value)
-                except StoreError as exc:
-                    self._mean_duration, self._half_chain = mean, half
-                    if isinstance(task, list):
-                        task = row_task(task)
-                    refused = self._stored_not(task, outcome_of(outcome), exc)  # type: ignore[arg-type]
-                    self._end_one(task, refused, ended)
-                    continue
-                if fetched:
-                    fetched.discard((run_id, key[1]))  # ours now, not a copy
-                size = len(value)
-                done += 1
-                rows, first = slot.rows, slot.first
-                if first < len(rows) and rows[first] is task:  # (its chain's next row)
-                    first += 1
-                    if first == len(rows):
-                        rows.clear()
-                        first = 0
-                    slot.first = first
-                else:
-                    slot.drop(key)
-                left = len(slot.keys) + len(rows) - slot.first
-                if not left:  # the chain is over: nothing of it runs any more
-                    del self.slots[slot.id]
-                    self.ledger.release(slot.cost, slot.gpus)
-                    self._changed = True
-                if local and left <= half and not self._refill_scheduled:
-                    self._schedule_refill()  # (not called again once a refill is due)
-                if owner != box_owner or run_id != box_run:  # (no tuple a task)
-                    box_owner, box_run = owner, run_id
-                    box = outbox.get((owner, run_id))
-                    if box is None:
-                        box = outbox[owner, run_id] = ReportBatch()
-                    ids, tries, sizes, durations = (
-                        box.task_ids,
-                        box.attempts,
-                        box.sizes,
-                        box.durations,
-                    )
-                    pids, starts, ends, bytes_ins = box.pids, box.started, box.ended, box.bytes_in
-                    values, outputs = box.values, box.outputs
-                # (``done_report``'s row, a column each; bytes in: a row's is its payload's, it
-                # has no inputs)
-                ids.append(key[1])
-                tries.append(key[2])
-                sizes.append(size)
-                durations.append(duration)
-                pids.append(pid)
-                starts.append(ended - duration)
-                ends.append(ended)
-                bytes_ins.append(bytes_in)
-                values.append(value if size <= limit else None)
-                outputs.append(output)
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self._out.append(_SOON_FLUSH)
-                continue
-            self._mean_duration, self._half_chain = mean, half
-            self._end_one(task, outcome_of(outcome), ended)  # type: ignore[arg-type]
-        self._mean_duration, self._half_chain = mean, half
-        if done:
-            self.counters["done"] += done
+    # (no ``Kept`` among them: ``_ended`` takes those apart) The common end in line, the rest
+    # by ``_end_one`` (``executor_block.ended_each``, compiled: a one-task call's end and a
+    # block's front of ``Task``s run no bytecode a task)
+    _ended_each = ended_each
 
     def _stored_not(self, task: Task, outcome: Outcome, exc: StoreError) -> Outcome:
         """The outcome of an attempt whose value the store refused: the run fails with why

@@ -170,6 +170,7 @@ class Intake:
     _changed: bool
     _send: Callable[..., None]
     _gather: Callable[[Task], None]
+    _start: Callable[[Task], None]
     _pump_local: Callable[[], None]
     _schedule_refill: Callable[[], None]
     _refill: Callable[[], None]
@@ -289,13 +290,15 @@ class Intake:
                 total[kind] = total.get(kind, 0.0) + qty
 
     def _gather_all(self, started: list[Task]) -> None:
-        gather = self._gather
+        gather, start = self._gather, self._start
         for task in started:
             if task.claimed:  # the ledger changed (a task only queued changed nothing in it)
                 self._changed = True
-            if task.needs or task.claimed:  # (else ``_gather`` has nothing to do)
+            if task.needs:
                 gather(task)
                 task.source = None  # (the holders were read: the table may go)
+            elif task.claimed:  # (``_gather`` of a task with nothing to fetch: it starts)
+                start(task)
         if self.local:
             self._pump_local()
             out = self._out
@@ -316,8 +319,10 @@ class Intake:
     ) -> None:
         """Answer a dispatch at once, queued tasks included: the owner counts silence as loss.
         Our own node's owner gets a record (``AnsweredHere``), any other ``RepliedColumns``."""
-        self.counters["accepted"] += len(accepted)
-        self.counters["refused"] += len(refused)
+        counters = self.counters
+        counters["accepted"] += len(accepted)
+        if refused:
+            counters["refused"] += len(refused)
         free = dict(self.ledger.free)
         known = self.run_owners.get(run_id)  # (``term_of``, read once)
         term, version = known[0] if known is not None else 0, self.ledger.version

@@ -152,7 +152,7 @@ _NOT_IN = object()  # (``Slot.drop``'s: a key with no entry)
 def row_task(row: Row) -> Task:
     """The ``Task`` a row stands for: the record ``_accept_table`` made of such a task before
     rows (a copy of its table's cost, a frames map of its payload), then chained when it has a
-    slot (``_enter``'s fields, its bytes in its payload's: it has no inputs)."""
+    slot (``start_task``'s fields, its bytes in its payload's: it has no inputs)."""
     slot: Slot | None = row[R_SLOT]
     payload = row[R_PAYLOAD]
     task = _new(Task)

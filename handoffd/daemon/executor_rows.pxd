@@ -26,3 +26,4 @@ cpdef object accept_columns(
 )
 cpdef object refill(object state)
 cpdef object _fold(list started, object block)
+cpdef object start_task(object state, object task)

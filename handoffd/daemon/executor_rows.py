@@ -38,7 +38,7 @@ from handoffd.daemon.executor_records import (
     Task,
     failed,
 )
-from handoffd.worker._records import Job, JobBlock
+from handoffd.worker._records import Job, JobBlock, new_job
 
 _new = object.__new__
 # A row's fields (``executor_records.Row``) as this module's own names: C indices in the compiled
@@ -427,7 +427,7 @@ def refill(state: Any) -> None:
             else:
                 for kind, qty in cost.items():
                     total[kind] = total.get(kind, 0.0) - qty
-        # ``_enter`` in line (a call a chained task less; the same steps in the same order);
+        # ``start_task``'s steps in line (a call a chained task less; the same steps in the same order);
         # a row's is its slot (running, claimed, the slot's gpus and its bytes in, its
         # payload's, follow from it: ``row_task``)
         if row:
@@ -445,7 +445,7 @@ def refill(state: Any) -> None:
             slot.rows.append(task)
         else:
             slot.keys[key] = None
-        # ``new_job(...)`` as ``_enter`` calls it, in line (a call a chained task less; the
+        # ``new_job(...)`` as ``start_task`` calls it, in line (a call a chained task less; the
         # same slots: ``tests/unit/test_executor_table_records.py`` compares them)
         job = _new(Job)
         job.key = key
@@ -493,6 +493,45 @@ def refill(state: Any) -> None:
             last.jobs.extend(jobs)
         else:
             out.append(Execute(slot_id, jobs))
+
+
+def start_task(state: Any, task: Task) -> None:
+    """``ExecutorState._start``: ``task`` (claimed, its inputs here) starts under a slot of its
+    own claim, its Job the slot's chain (``Execute``); its inputs taken (``_take_inputs``, in
+    line for a task with none), or, when one is gone, it fails with input_lost (the owner retries
+    it). What it sets on the task and its slot ``refill`` sets in line for the tasks it chains
+    (change both). (A claimed task's start, a one-task call's: compiled, no bytecode.)"""
+    if task.flat == () and not task.far:  # (``_take_inputs``' first case: no input at all)
+        task.bytes_in = len(task.payload)
+        inputs: list[Any] = []
+    else:
+        try:
+            inputs = state._take_inputs(task)
+        except LookupError as exc:
+            state.tasks.pop((task.run_id, task.task_id, task.attempt), None)
+            state._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
+            return
+    gpus = task.gpus
+    slot = Slot(next(state._slot_ids), task.cost, gpus, state.ledger.visible(gpus))
+    state.slots[slot.id] = slot
+    # (the task runs under the slot's claim)
+    key = (task.run_id, task.task_id, task.attempt)
+    task.running = True
+    task.claimed = True
+    task.slot = slot
+    task.gpus = slot.gpus
+    slot.keys[key] = None  # (its inputs were taken)
+    job = new_job(  # (``Job(...)`` without its ``__init__`` call)
+        key,
+        task.payload,
+        inputs,
+        task.argument_inclusion,
+        task.timeout,
+        slot.devices,
+        task.cost.get("memory"),
+        f"run {task.run_id} task {task.task_id}",  # title
+    )
+    state._out.append(Execute(slot.id, [job]))
 
 
 def _fold(started: list[Job | JobBlock], block: JobBlock) -> None:

@@ -51,8 +51,9 @@ from collections.abc import Callable
 from typing import Any
 
 from handoffd._core.api import EPS
+from handoffd.daemon.executor_block import MIN_DURATION
 from handoffd.daemon.executor_control import Control
-from handoffd.daemon.executor_ends import MIN_DURATION, Ends
+from handoffd.daemon.executor_ends import Ends
 from handoffd.daemon.executor_events import (
     LEDGER_CHANGED,
     REFILL,
@@ -100,16 +101,15 @@ from handoffd.daemon.executor_records import (
     Row,
     Slot,
     Task,
-    failed,
     row_task,
 )
-from handoffd.daemon.executor_rows import refill
+from handoffd.daemon.executor_rows import refill, start_task
 from handoffd.daemon.report_batch import ReportBatch
 from handoffd.protocol import messages as m
 from handoffd.replication.standby import outranks
 from handoffd.store.chunks import CHUNK_MAX, is_far_key
 from handoffd.store.store import ResultStore
-from handoffd.worker._records import Job, new_job
+from handoffd.worker._records import new_job
 from handoffd.worker.ledger import Ledger
 
 _SOON_REFILL = Soon(REFILL)
@@ -353,16 +353,9 @@ class ExecutorState(Intake, Inputs, Control, Ends):
 
     # -- running -------------------------------------------------------------------------------
 
-    def _start(self, task: Task) -> None:
-        try:
-            inputs = self._take_inputs(task)
-        except LookupError as exc:
-            self.tasks.pop((task.run_id, task.task_id, task.attempt), None)
-            self._finish(task, failed(task, "input_lost", "InputLost", str(exc)), None)
-            return
-        slot = Slot(next(self._slot_ids), task.cost, task.gpus, self.ledger.visible(task.gpus))
-        self.slots[slot.id] = slot
-        self._out.append(Execute(slot.id, [self._enter(task, slot, inputs)]))
+    # A claimed task with its inputs here starts under a slot of its own (compiled:
+    # ``executor_rows.start_task``)
+    _start = start_task
 
     def _start_row(self, key: Key, row: Row, gpus: list[int]) -> None:
         """``_start`` of a queued row the ledger claimed ``gpus`` for, which stays a row: its
@@ -375,7 +368,7 @@ class ExecutorState(Intake, Inputs, Control, Ends):
         self.slots[slot.id] = slot
         row[R_SLOT] = slot
         slot.rows.append(row)  # (the chain's first row: ended with those behind it by position)
-        job = new_job(  # (``_enter``'s Job of the task: no inputs)
+        job = new_job(  # (``start_task``'s Job of the task: no inputs)
             key,
             row[R_PAYLOAD],
             [],
@@ -386,26 +379,6 @@ class ExecutorState(Intake, Inputs, Control, Ends):
             f"run {row[R_RUN]} task {row[R_TASK]}",
         )
         self._out.append(Execute(slot.id, [job]))
-
-    def _enter(self, task: Task, slot: Slot, inputs: list[Any]) -> Job:
-        """``task`` starts under ``slot``'s claim: its Job for the slot's chain (``_refill`` does
-        the same in line for the tasks it chains: change both)."""
-        key = (task.run_id, task.task_id, task.attempt)
-        task.running = True
-        task.claimed = True
-        task.slot = slot
-        task.gpus = slot.gpus
-        slot.keys[key] = None  # (its inputs were taken: ``_take_inputs``)
-        return new_job(  # (``Job(...)`` without its ``__init__`` call)
-            key,
-            task.payload,
-            inputs,
-            task.argument_inclusion,
-            task.timeout,
-            slot.devices,
-            task.cost.get("memory"),
-            f"run {task.run_id} task {task.task_id}",  # title
-        )
 
     def _chain_target(self) -> int:
         """Tasks a slot should hold (the running one included)."""

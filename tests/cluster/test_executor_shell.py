@@ -144,13 +144,18 @@ def test_one_read_s_outcomes_reach_the_state_and_every_serialize_hook_is_answere
     """``on_read`` with two hooks' outcomes among a task's (one read of a worker's pipe): each
     hook's answer goes to its peer, and the task's report to its owner."""
     from handoffd.daemon.executor_hooks import EncodeKey
-    from handoffd.protocol.messages_hooks import EncodeFailed
+    from handoffd.protocol.messages_hooks import EncodeFailed, FetchEncoded
 
     async def body() -> None:
         executor, pool, sent = make()
         dispatch(executor, item("a"))
         ((_, (job,)),) = pool.submitted
+        # (two peers ask for "v" serialized by their hooks: the hook jobs this node runs)
+        executor.store.put(RUN, "v", b"value")
+        for i in (1, 2):
+            executor.on_fetch(FetchEncoded(i, RUN, "v", f"h{i}", f"peer:{i}"), [b"hook"])
         hooks = [EncodeKey(f"peer:{i}", i, RUN, f"h{i}") for i in (1, 2)]
+        assert [jobs[0].key for _, jobs in pool.submitted[1:]] == hooks
         executor.on_read(
             [
                 Outcome(hooks[0], True, b"encoded"),

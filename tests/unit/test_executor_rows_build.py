@@ -1,5 +1,5 @@
 """The way in's per-task loops (``executor_rows``: a plain table's intake from its columns, the
-refill's chains and the fold of a slot's first job into its block) compiled do exactly what
+refill's chains, the fold of a slot's first job into its block and a claimed task's start) compiled do exactly what
 their ``.py`` does as plain Python. Two executors of one ledger (one cpu, as W1's nodes, or two,
 or a cpu and a gpu) take the same random events: tables of random shapes (a few tasks to a
 hundred, costs shared or not, another inclusion, a timeout or a priority now and then, inputs
@@ -13,6 +13,7 @@ summed cost, to the bit), slots, ledger, store and counters."""
 from __future__ import annotations
 
 import random
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,8 @@ class BuildSide(Side):
         saved = executor_intake.accept_columns, executor_state.refill
         executor_intake.accept_columns = self.module.accept_columns
         executor_state.refill = self.module.refill
+        # (a claimed task's start: the class's is the compiled build's; this side's ``module``'s)
+        self.st._start = types.MethodType(self.module.start_task, self.st)  # type: ignore[method-assign]
         try:
             return act(self, *args)
         finally:

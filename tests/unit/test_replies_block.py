@@ -42,6 +42,7 @@ def use_build(build: str, monkeypatch: Any) -> None:
     if build == "pure":
         monkeypatch.setattr(executor_ends, "ended_kept", PURE.ended_kept)
         monkeypatch.setattr(executor_ends, "ended_block", PURE.ended_block)
+        monkeypatch.setattr(executor_ends.Ends, "_ended_each", PURE.ended_each)
         monkeypatch.setattr(store_module, "hold_new", PURE_HOLD.hold_new)
 
 

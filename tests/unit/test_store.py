@@ -237,3 +237,43 @@ def test_drop_run_takes_every_kind_of_value_out_and_counts_them(tmp_path, monkey
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
     assert store.drop_run("r") == 0 and store.stats.values == 1
     store.close()
+
+
+def test_a_run_of_one_value_drops_it_of_any_kind_and_trims_as_a_bigger_run(tmp_path, monkeypatch):
+    """``drop_run`` of a run that holds one value (a one-task call's: its own short path) takes
+    it out whether it is in memory, empty, an assembled ``mmap`` or spilled, keeps the counts and
+    another run's values, and trims when the run held ``TRIM_AFTER_BYTES`` (its value and what
+    ``drop_values`` freed of it before) as a run of many values does."""
+    import mmap
+
+    from handoffd.store import store as store_mod
+
+    doomed: list = []
+    trims: list = []
+    monkeypatch.setattr(store_mod, "unmap_later", doomed.append)
+    monkeypatch.setattr(store_mod, "release_free_memory", lambda: trims.append(1) or 1)
+    monkeypatch.setattr(store_mod, "TRIM_AFTER_BYTES", 50)
+    assembled = mmap.mmap(-1, 8)
+    for value in (b"v" * 10, b"", assembled, b"s" * 60):
+        store = ResultStore(memory_limit=100, spill_dir=str(tmp_path))
+        store.put("r", "one", value)
+        store.put("other", "x", b"x" * 5)
+        if len(value) == 60:  # (the oldest: spilled by the next put)
+            store.put("other", "y", b"y" * 45)
+        assert store.stats.spills == (len(value) == 60)
+        assert store.drop_run("r") == 1
+        assert store.get("r", "one") is None and store.runs() == ["other"]
+        others = 2 if len(value) == 60 else 1
+        assert store.stats.values == others and store.stats.spilled_bytes == 0
+        assert store.stats.in_memory_bytes == 5 + 45 * (others - 1)
+        assert not any(p.is_file() for p in tmp_path.rglob("*"))
+        store.close()
+    assert doomed == [assembled]
+    assert trims == []  # (none held 50 bytes in memory: a spilled value is not trimmed for)
+    store = ResultStore(memory_limit=1 << 20)
+    store.put("r", "a", b"a" * 30)
+    store.put("r", "b", b"b" * 30)
+    store.drop_values("r", ["a"])  # (30 freed, counted towards the run's trim)
+    assert store.drop_run("r") == 1 and trims == [1] and store.trims == 1
+    assert store.stats.values == 0 and store.stats.in_memory_bytes == 0
+    store.close()
