@@ -36,4 +36,5 @@ COMPILED = (
     "successes",
     "plain_graph",
     "lane_entry",
+    "release",
 )

@@ -80,32 +80,57 @@ class RetentionPolicy:
         self._released: dict[str, float] = {}  # run -> when its results were released
 
     def handle(self, event: RetentionEvent, now: float) -> list[RetentionInstruction]:
+        # The shell's two events a run by their exact type first (a pointer test each, the
+        # stamps written here: a one-task run paid an ``isinstance`` chain and a ``_stamp``
+        # call for each), then the chain (any subclass too).
+        if type(event) is RunEnded:
+            ended = self._ended
+            run_id = event.run_id
+            if run_id in ended:  # (re-inserted at the end: the dict stays in time order)
+                del ended[run_id]
+            ended[run_id] = now
+            return []
+        if type(event) is ResultsCollected:
+            return self._collected(event.run_id, now)
         if isinstance(event, TimePassed):
             return self._tick(now)
         if isinstance(event, RunEnded):
             _stamp(self._ended, event.run_id, now)
             return []
         if isinstance(event, ResultsCollected):
-            run_id = event.run_id
-            ended = run_id in self._ended or run_id in self._released
-            self._ended.pop(run_id, None)
-            if ended:
-                _stamp(self._released, run_id, now)
-            return [ReleaseResults(run_id, ended)]
+            return self._collected(event.run_id, now)
         if isinstance(event, RunDropped):
             self._ended.pop(event.run_id, None)
             self._released.pop(event.run_id, None)
             return []
         raise TypeError(f"not a retention event: {event!r}")
 
+    def _collected(self, run_id: str, now: float) -> list[RetentionInstruction]:
+        released = self._released
+        if self._ended.pop(run_id, None) is not None:
+            ended = True
+        else:
+            ended = run_id in released
+            if ended:
+                del released[run_id]
+        if ended:  # (stamped again at the end: the dict stays in time order)
+            released[run_id] = now
+        return [ReleaseResults(run_id, ended)]
+
     def _tick(self, now: float) -> list[RetentionInstruction]:
         out: list[RetentionInstruction] = []
-        for run_id in _pop_due(self._ended, now, self.keep_results_s):
-            _stamp(self._released, run_id, now)
-            out.append(ReleaseResults(run_id, True))
+        # (each time line's head looked at first, as ``_pop_due`` would: most ticks find nothing
+        # due in either)
+        ended = self._ended
+        if ended and not now - next(iter(ended.values())) < self.keep_results_s:
+            for run_id in _pop_due(ended, now, self.keep_results_s):
+                _stamp(self._released, run_id, now)
+                out.append(ReleaseResults(run_id, True))
         # After the releases: with keep_status_s == 0 a run released by this tick goes in it too.
-        for run_id in _pop_due(self._released, now, self.keep_status_s):
-            out.append(ForgetRun(run_id))
+        released = self._released
+        if released and not now - next(iter(released.values())) < self.keep_status_s:
+            for run_id in _pop_due(released, now, self.keep_status_s):
+                out.append(ForgetRun(run_id))
         return out
 
     def tracked(self) -> int:
