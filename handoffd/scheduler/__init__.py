@@ -37,4 +37,6 @@ COMPILED = (
     "plain_graph",
     "lane_entry",
     "release",
+    "owned",
+    "retention",
 )

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (compiled from the .py alone, as placement.py: its classes stay Python classes)
 """The runs this node owns: a part of the owner's scheduler (``OwnerScheduler``).
 
 A run is owned whole (``live``: its ``RunState``, running or finished) until the client has what it

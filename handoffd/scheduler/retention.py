@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (compiled from the .py alone, as placement.py: its classes stay Python classes)
 """Run retention: when a finished run's results are freed and when the run is forgotten.
 
 A long-lived daemon must not grow per run. A run that ended keeps its results until the client
@@ -23,14 +25,14 @@ from typing import Union
 FORGET_AFTER_S = 60.0  # a released run's status stays answerable this long (keep_status_s)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (not frozen: see ``events._hot``)
 class RunEnded:
     """The run reached DONE, FAILED or CANCELLED (or a takeover restored it so)."""
 
     run_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (not frozen: see ``events._hot``)
 class ResultsCollected:
     """The client holds every result it wants: free them now, not after the retention time."""
 
@@ -52,7 +54,7 @@ class TimePassed:
 RetentionEvent = Union[RunEnded, ResultsCollected, RunDropped, TimePassed]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (not frozen: see ``events._hot``)
 class ReleaseResults:
     """Free the run's results everywhere. ``ended``: the run had ended, so its status is kept for
     ``keep_status_s`` from now and its standbys need their replica no longer (a takeover would have
