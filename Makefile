@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The owner's hot scheduler modules compiled from .py + .pxd (setup.py SCHEDULER_COMPILED); lost,
 # placement, outbox and delays from the .py alone (Python classes, compiled bodies).
-SCHED_COMPILED := durations run run_losses ready demand fill_passes cluster_view owner_queries owner_books owner history history_kept rebalance run_snapshot room_index room_view lost placement outbox delays fitness successes plain_graph lane_entry
+SCHED_COMPILED := durations run run_losses ready demand fill_passes cluster_view owner_queries owner_books owner history history_kept rebalance run_snapshot room_index room_view lost placement outbox delays fitness successes plain_graph lane_entry release owned retention
 CORE_SRC := $(wildcard _core/*.pyx _core/*.pxd) $(foreach m,$(SCHED_COMPILED),handoffd/scheduler/$(m).py $(wildcard handoffd/scheduler/$(m).pxd)) setup.py pyproject.toml
 # The SWIM machine and its simulator compiled from their .py (setup.py MEMBERSHIP_COMPILED), typed
 # by the .pxd beside those that have one.

@@ -53,6 +53,9 @@ SCHEDULER_COMPILED = (
     "successes",
     "plain_graph",
     "lane_entry",
+    "release",
+    "owned",
+    "retention",
 )
 #: The SWIM machine and its simulator (issue 20: 1,000 simulated nodes handle ~17,000 events a
 #: virtual second), compiled from their .py with the .pxd beside records, probing, swim and sim;

@@ -36,4 +36,7 @@ COMPILED = (
     "successes",
     "plain_graph",
     "lane_entry",
+    "release",
+    "owned",
+    "retention",
 )

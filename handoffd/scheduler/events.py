@@ -4,9 +4,11 @@ Events are facts, past tense (``TaskSucceeded``; a client's request the daemon r
 it was made: ``RunSubmitted``, ``CancelRequested``); instructions are commands, imperative
 (``Dispatch``), or outcomes the daemon tells the client (``SubmissionAccepted``, ``RunFinished``). All are
 dataclasses of plain values, so the daemon can log them and tests can compare them, and nothing changes
-one once built. Those built once per task or per message on the owner's hot path (``_HOT``) are not
+one once built. Those built once per task or per message on the owner's hot path (``_hot``, ``_hot_run``) are not
 frozen: a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, about 4x a
-plain one's; they keep the frozen ones' hash (``unsafe_hash``). The others are frozen. Node identity
+plain one's; they keep the frozen ones' hash (``unsafe_hash``). So are those every run makes, a
+one-task ``execute``'s too (its submission, acceptance, deadline timer, end, release and free: each
+frozen one's build was ~5k instructions a run). The others are frozen. Node identity
 is always the node *name*; the daemon maps names to addresses from membership. No name here is also a
 wire message's name (``protocol.messages``): the daemon translates between the two.
 """
@@ -14,8 +16,8 @@ wire message's name (``protocol.messages``): the daemon translates between the t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar, Union, dataclass_transform
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, dataclass_transform
 
 from handoffd.errors import HandoffError
 from handoffd.spec import RunOptions, TaskSpec
@@ -39,12 +41,31 @@ def _hot(cls: type[_T]) -> type[_T]:
     return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
+def _field_state(self: Any) -> list[Any]:
+    return [getattr(self, f.name) for f in fields(self)]
+
+
+def _set_field_state(self: Any, state: list[Any]) -> None:
+    for f, value in zip(fields(self), state, strict=True):
+        object.__setattr__(self, f.name, value)
+
+
+@dataclass_transform(field_specifiers=(field,))
+def _hot_run(cls: type[_T]) -> type[_T]:
+    """``_hot`` for an event or instruction every run makes (it was frozen): pickled as a frozen
+    slotted dataclass is (its fields' values in a list), so what was pickled before loads."""
+    made = _hot(cls)
+    made.__getstate__ = _field_state  # type: ignore[assignment,method-assign]
+    made.__setstate__ = _set_field_state  # type: ignore[attr-defined]
+    return made
+
+
 # ---------------------------------------------------------------------------------------------
 # Events
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_hot_run
 class RunSubmitted:
     """A client handed us a DAG: we own it from now on."""
 
@@ -183,7 +204,7 @@ class ValuesWanted:
     task_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@_hot_run
 class ResultsReleased:
     """The client fetched everything (or retention passed): free the run's results everywhere."""
 
@@ -303,7 +324,7 @@ class ProbeRun:
     probe: int
 
 
-@dataclass(frozen=True, slots=True)
+@_hot_run
 class StartTimer:
     """Feed ``TimerFired(key)`` back after ``delay`` seconds (a key may be started again)."""
 
@@ -311,7 +332,7 @@ class StartTimer:
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
+@_hot_run
 class SubmissionAccepted:
     """The run is ours (a retried submission of a known run is accepted again)."""
 
@@ -326,7 +347,7 @@ class SubmissionRejected:
     error: HandoffError
 
 
-@dataclass(frozen=True, slots=True)
+@_hot_run
 class RunFinished:
     """The run ended. After a lineage recompute of a lost, not yet released output a DONE run is
     reopened and finishes again: the daemon answers waiters on the latest one."""
@@ -336,7 +357,7 @@ class RunFinished:
     error: HandoffError | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@_hot_run
 class FreeResults:
     """Delete the run's stored results on ``nodes``."""
 

@@ -30,15 +30,28 @@ def misfit(
     ]
     seen: set[str] = set()
     fine: set[tuple[str | None, tuple[tuple[str, float], ...]]] = set()  # shapes that fit
+    group_of = run.group_of
+    # The pin and cost items of the last task found in ``fine``, the very objects: a task whose
+    # are these is passed over without building and hashing its shape (a run built on the loop
+    # is checked task by task, and its builder makes one ``cost_items`` per run of equal costs:
+    # a W1 run's 10,000 tasks share one), as ``intake``'s probes are picked.
+    last_pin: Any = fine  # (no task's: the first task's shape is looked up)
+    last_items: Any = fine
     for rec in run.tasks.values() if ids is None else [run.tasks[i] for i in ids]:
         if rec.state == DONE and not finished:
             continue
-        gid = run.group_of.get(rec.id)
-        members = [rec.id]
+        gid = group_of.get(rec.id) if group_of else None
         if gid is None:
-            shape = (rec.pin, rec.cost_items)
+            pin = rec.pin
+            items = rec.cost_items
+            if items is last_items and pin is last_pin:
+                continue
+            shape = (pin, items)
             if shape in fine:
+                last_pin = pin
+                last_items = items
                 continue  # (10,000 tasks of one shape: one check)
+            members = [rec.id]
         else:
             if gid in seen:
                 continue
@@ -66,6 +79,9 @@ def misfit(
                 return Unschedulable(members[0], need, node.capacity, message)
             if gid is None:
                 fine.add((where, rec.cost_items))
+                if where == pin:
+                    last_pin = pin
+                    last_items = items
             continue
         if not placement.fits_some_capacity(need, views, view.backend):
             largest = placement.largest_node(need, views)
@@ -78,4 +94,7 @@ def misfit(
             return Unschedulable(members[0], need, cap, message)
         if gid is None:
             fine.add((None, rec.cost_items))
+            if pin is None:
+                last_pin = pin
+                last_items = items
     return None

@@ -10,7 +10,10 @@ from handoffd.scheduler.run cimport TaskRecord
 
 
 cpdef list columns()
+@cython.locals(rec=TaskRecord)
 cpdef tuple keep(dict tasks, dict deps)
+@cython.locals(attempts=list)
+cdef tuple _one(TaskRecord rec, dict deps)
 @cython.locals(k=Py_ssize_t, end=Py_ssize_t, m=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t, n=Py_ssize_t, each=Py_ssize_t, total=Py_ssize_t, kept_before=Py_ssize_t, rec=TaskRecord, ids=list, states=list, nodes=list, needs=list, rows=list, flat=list, counts=list, part=list, attempts=list, moves=list)
 cpdef Py_ssize_t keep_next(list records, Py_ssize_t at, Py_ssize_t limit, dict deps, list cols)
 @cython.locals(part=list, whole=list, total=Py_ssize_t, j=Py_ssize_t)

@@ -52,9 +52,28 @@ def columns() -> list[list[Any]]:
 def keep(tasks: dict[str, TaskRecord], deps: dict[str, Any]) -> Kept:
     """What a released run keeps of each record of ``tasks`` (task id -> record, in the run's
     order; ``deps``: task id -> its dependencies), in one pass."""
+    if len(tasks) == 1:  # (a one-task run, every ``execute``: no columns to grow and join)
+        for rec in tasks.values():
+            return _one(rec, deps)
     cols = columns()
     keep_next(list(tasks.values()), 0, len(tasks), deps, cols)
     return sealed(cols)
+
+
+def _one(rec: TaskRecord, deps: dict[str, Any]) -> Kept:
+    """``keep`` of a run of the one task ``rec``: each column a 1-tuple, its moves the flat tuple
+    of the record's (one task: no count of atoms kept)."""
+    task_id = rec.id
+    attempts = rec.attempts
+    return (
+        (task_id,),
+        (rec.state,),
+        (rec.node or "",),
+        (tuple(deps[task_id]),),
+        (attempts[0] if len(attempts) == 1 else tuple(attempts),),
+        tuple(rec.moves),
+        None,
+    )
 
 
 def keep_next(

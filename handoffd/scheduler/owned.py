@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (compiled from the .py alone, as placement.py: its classes stay Python classes)
 """The runs this node owns: a part of the owner's scheduler (``OwnerScheduler``).
 
 A run is owned whole (``live``: its ``RunState``, running or finished) until the client has what it
@@ -237,7 +239,14 @@ class OwnedRuns:
         if len(run.tasks) > whole:
             self._releasing[run_id] = Releasing(run)
             return True
-        self._histories[run_id] = _kept(run, history_kept.keep(run.tasks, run.effective_deps))
+        self._histories[run_id] = _Kept(  # (``_kept``'s, without its call: every run's release)
+            run.state,
+            run.term,
+            run.submitted,
+            run.finished,
+            run.wall_offset,
+            history_kept.keep(run.tasks, run.effective_deps),
+        )
         return False
 
     def release_next(self, run_id: str, limit: int = RELEASE_SLICE) -> bool:

@@ -29,6 +29,7 @@ cdef class OwnerScheduler(OwnerBooks):
     cpdef object _current(self, str run_id, str task_id, object attempt, str node)
     cpdef _on_succeeded(self, object ev)
     cpdef _apply(self, object event)
+    cpdef _on_submit(self, object ev)
     @cython.locals(node=object, changed=int)
     cpdef _on_node_update(self, object ev)
     @cython.locals(i=Py_ssize_t, rest=Py_ssize_t, run=RunState, cancels=list, answered=bint)

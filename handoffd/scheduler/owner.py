@@ -223,6 +223,12 @@ class OwnerScheduler(OwnerBooks):
             self._on_node_update(event)
         elif type(event) is DispatchAnswered:
             self._on_replied(event)
+        elif type(event) is TaskSucceeded:
+            self._on_succeeded(event)
+        elif type(event) is RunSubmitted:  # (a one-task run's submission and release: the
+            self._on_submit(event)  # chain's 11th and 13th test, 27 ``isinstance`` a run)
+        elif type(event) is ResultsReleased:
+            self._releases.released(event)
         elif isinstance(event, TasksSucceeded):
             self._on_all_succeeded(event)
         elif isinstance(event, NodeUpdate):

@@ -181,4 +181,9 @@ class OwnerQueries(MoveListener):
 
     def term_of(self, run_id: str) -> int | None:
         """The run's ownership term, or None when we do not own it."""
+        # A live run's from the C field: the shell asks 4 times a one-task run, where each was
+        # a Python call into ``OwnedRuns``; a released one's (or none) is its.
+        run = self._live.get(run_id)
+        if run is not None:
+            return run.term
         return self._owned.term_of(run_id)

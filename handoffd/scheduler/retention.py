@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (compiled from the .py alone, as placement.py: its classes stay Python classes)
 """Run retention: when a finished run's results are freed and when the run is forgotten.
 
 A long-lived daemon must not grow per run. A run that ended keeps its results until the client
@@ -23,14 +25,14 @@ from typing import Union
 FORGET_AFTER_S = 60.0  # a released run's status stays answerable this long (keep_status_s)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (not frozen: see ``events._hot``)
 class RunEnded:
     """The run reached DONE, FAILED or CANCELLED (or a takeover restored it so)."""
 
     run_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (not frozen: see ``events._hot``)
 class ResultsCollected:
     """The client holds every result it wants: free them now, not after the retention time."""
 
@@ -52,7 +54,7 @@ class TimePassed:
 RetentionEvent = Union[RunEnded, ResultsCollected, RunDropped, TimePassed]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (not frozen: see ``events._hot``)
 class ReleaseResults:
     """Free the run's results everywhere. ``ended``: the run had ended, so its status is kept for
     ``keep_status_s`` from now and its standbys need their replica no longer (a takeover would have
@@ -80,32 +82,57 @@ class RetentionPolicy:
         self._released: dict[str, float] = {}  # run -> when its results were released
 
     def handle(self, event: RetentionEvent, now: float) -> list[RetentionInstruction]:
+        # The shell's two events a run by their exact type first (a pointer test each, the
+        # stamps written here: a one-task run paid an ``isinstance`` chain and a ``_stamp``
+        # call for each), then the chain (any subclass too).
+        if type(event) is RunEnded:
+            ended = self._ended
+            run_id = event.run_id
+            if run_id in ended:  # (re-inserted at the end: the dict stays in time order)
+                del ended[run_id]
+            ended[run_id] = now
+            return []
+        if type(event) is ResultsCollected:
+            return self._collected(event.run_id, now)
         if isinstance(event, TimePassed):
             return self._tick(now)
         if isinstance(event, RunEnded):
             _stamp(self._ended, event.run_id, now)
             return []
         if isinstance(event, ResultsCollected):
-            run_id = event.run_id
-            ended = run_id in self._ended or run_id in self._released
-            self._ended.pop(run_id, None)
-            if ended:
-                _stamp(self._released, run_id, now)
-            return [ReleaseResults(run_id, ended)]
+            return self._collected(event.run_id, now)
         if isinstance(event, RunDropped):
             self._ended.pop(event.run_id, None)
             self._released.pop(event.run_id, None)
             return []
         raise TypeError(f"not a retention event: {event!r}")
 
+    def _collected(self, run_id: str, now: float) -> list[RetentionInstruction]:
+        released = self._released
+        if self._ended.pop(run_id, None) is not None:
+            ended = True
+        else:
+            ended = run_id in released
+            if ended:
+                del released[run_id]
+        if ended:  # (stamped again at the end: the dict stays in time order)
+            released[run_id] = now
+        return [ReleaseResults(run_id, ended)]
+
     def _tick(self, now: float) -> list[RetentionInstruction]:
         out: list[RetentionInstruction] = []
-        for run_id in _pop_due(self._ended, now, self.keep_results_s):
-            _stamp(self._released, run_id, now)
-            out.append(ReleaseResults(run_id, True))
+        # (each time line's head looked at first, as ``_pop_due`` would: most ticks find nothing
+        # due in either)
+        ended = self._ended
+        if ended and not now - next(iter(ended.values())) < self.keep_results_s:
+            for run_id in _pop_due(ended, now, self.keep_results_s):
+                _stamp(self._released, run_id, now)
+                out.append(ReleaseResults(run_id, True))
         # After the releases: with keep_status_s == 0 a run released by this tick goes in it too.
-        for run_id in _pop_due(self._released, now, self.keep_status_s):
-            out.append(ForgetRun(run_id))
+        released = self._released
+        if released and not now - next(iter(released.values())) < self.keep_status_s:
+            for run_id in _pop_due(released, now, self.keep_status_s):
+                out.append(ForgetRun(run_id))
         return out
 
     def tracked(self) -> int:

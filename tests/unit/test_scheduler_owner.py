@@ -660,5 +660,8 @@ def test_per_task_events_are_plain_dataclasses_that_compare_and_hash_by_value() 
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert ev.ValueRef("t", ("m",), b"v") != a
     assert dataclasses.replace(a, value=None) == ev.ValueRef("t", ("n",), None)
+    # those every run makes (a one-task ``execute``'s too) likewise (``events._hot_run``)
+    for cls in (ev.RunSubmitted, ev.SubmissionAccepted, ev.StartTimer, ev.RunFinished):
+        assert not cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
     # the rest stay frozen
-    assert ev.RunSubmitted.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert ev.CancelRequested.__dataclass_params__.frozen  # type: ignore[attr-defined]

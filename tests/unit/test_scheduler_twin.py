@@ -61,6 +61,7 @@ def pure_scheduler() -> dict[str, ModuleType]:
     try:
         importlib.import_module("handoffd.scheduler.owner")
         importlib.import_module("handoffd.scheduler.lane_entry")  # (not imported by the owner)
+        importlib.import_module("handoffd.scheduler.retention")  # (the shell's, not the owner's)
         loaded = {name: sys.modules[name] for name in sys.modules if _ours(name)}
     finally:
         sys.meta_path.remove(finder)
