@@ -589,19 +589,7 @@ class Writer:
         if not self.queue and type(data) is bytes and len(data) < LARGE:
             # The job path with nothing waiting: one write of the framed bytes, no views or
             # queue (only what the pipe did not take waits, as below).
-            whole = _SHORT.pack(len(data)) + data
-            size = len(whole)
-            self.queued += size
-            try:
-                n = self.sock.send(whole, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                n = 0
-            self.written += n
-            if n < size:
-                self.queue.append(memoryview(whole)[n:])
-                if not self.watching and self.loop is not None:
-                    self.watching = True
-                    self.loop.add_writer(self.fd, self._writable)
+            self.send_framed(_SHORT.pack(len(data)) + data)
             return
         view = memoryview(data).cast("B")
         size = view.nbytes
