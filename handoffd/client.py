@@ -13,6 +13,7 @@ cluster told it about, so when its daemon dies it reconnects to another and foll
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -123,6 +124,16 @@ class Client(ClientPlumbing):
         allow_local_users: bool = False,
         insecure: bool = False,
     ) -> None:
+        if (
+            type(timeout) not in (int, float)
+            or not math.isfinite(timeout)  # (inf: no reply bound the socket can wait for)
+            or timeout <= 0
+        ):
+            raise ValueError(
+                f"connect(timeout={timeout!r}): the seconds to wait for each reply from the "
+                "daemon must be a positive, finite number (e.g. timeout=30.0); a task's own "
+                "limit is execute(timeout=...), a wait's run.wait(timeout)"
+            )
         # Several addresses ("a:1,b:2" or a list): the first is home, the others where
         # requests and submissions go when it cannot serve (handoffd.client_moves).
         addresses = resolve_addresses(address)
