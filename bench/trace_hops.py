@@ -38,6 +38,8 @@ HOPS = (
     ("handoffd.transport.zmq_transport:ZmqTransport", "reply", "reply_out"),
     ("handoffd.daemon.owner:OwnerIO", "_feed_all", "sched"),
     ("handoffd.worker.pool:WorkerPool", "_feed", "job_out"),
+    # (a lone short job is written by ``_alone`` without a ``_feed``: W3's path since session 37)
+    ("handoffd.worker.pool:WorkerPool", "_alone", "job_out"),
     ("handoffd.worker._pipe:Writer", "flush", "pipe"),
     ("handoffd.worker.pool:WorkerPool", "_on_readable", "worker_in"),
     ("asyncio.base_events:BaseEventLoop", "_run_once", "turn"),
