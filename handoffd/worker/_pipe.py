@@ -424,20 +424,26 @@ def short_jobs(data: bytes | bytearray, at: int, into: Callable[[tuple], object]
             return at
 
 
+# (the compiled test itself, no wrapper's frame a run; a name of this module's so a test can
+# have the pool send every run plain)
+_headed = headed
+
+
 def run_message(
     first: int, as_list: bool, titles: list[str], payloads: list[bytes]
 ) -> bytes | None:
     """The RUN of the jobs with tokens ``first``, ``first + 1``, ... (no inputs, no env, one
     argument inclusion), their titles and payloads (bytes) in order, HEADED when the payloads are
-    one-int calls of one start (``_headed``); None when a title holds a NUL (it could not be told
+    one-int calls of one start (``_heads.headed``: one compiled look at each payload in
+    place, ``values.one_int_run``'s answer); None when a title holds a NUL (it could not be told
     from the separator: the caller sends those jobs one by one)."""
     text = "\0".join(titles)
     if text.count("\0") != len(titles) - 1:
         return None
     encoded = text.encode("utf-8", "surrogatepass")
-    headed = _headed(payloads)
-    if headed is not None:
-        start, ints = headed
+    found = _headed(payloads)
+    if found is not None:
+        start, ints = found
         head = HEADED_HEAD.pack(first, len(payloads), as_list, len(encoded), len(start))
         return b"".join((HEADED, head, encoded, start, ints))
     parts = [
@@ -448,15 +454,6 @@ def run_message(
     ]
     parts += payloads
     return b"".join(parts)
-
-
-def _headed(payloads: list[bytes]) -> tuple[bytes, bytearray] | None:
-    """(the start every payload has, the ints' 4 bytes each joined) when the payloads are all one
-    size and, past the first's start, differ only in the 4 bytes of a one-int call's literal (the
-    first shows the literals' opening and close around them); else None: ``values.one_int_run``'s
-    answer (a dispatch to another node's test), found by one compiled look at each payload in
-    place (``_heads``: no join, strided copies or repeat of the payloads)."""
-    return headed(payloads)
 
 
 def short_run(data: bytes | bytearray, at: int, extend: Callable[[Any], object]) -> int:
